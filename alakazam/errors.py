@@ -1,0 +1,34 @@
+"""The one error class users see.
+
+Every user-facing failure raises :class:`AlakazamError` (a ``ValueError``) with a message that names
+the parameter (or YAML path, or file), the offending value and what was expected.  The CLI and the
+shell turn it into a clean one-paragraph message and a non-zero exit; ``--debug`` shows the traceback.
+"""
+
+
+class AlakazamError(ValueError):
+    """A user-facing error: bad input, missing file/column/backend, empty selection."""
+
+
+class ParameterError(AlakazamError):
+    """One or more parameters are invalid.
+
+    Parameters
+    ----------
+    errors : dict
+        ``{parameter_name: [message, ...]}`` -- every bad parameter is reported together.
+    """
+
+    def __init__(self, errors, task=None):
+        self.errors = dict(errors)
+        self.task = task
+        lines = []
+        for name, msgs in self.errors.items():
+            for msg in msgs:
+                lines.append(f"{name}: {msg}")
+        head = f"{task}: invalid parameters" if task else "invalid parameters"
+        super().__init__(head + "\n  " + "\n  ".join(lines))
+
+
+class BackendUnavailableError(AlakazamError):
+    """The requested solver backend's package is not installed (no silent fallback)."""

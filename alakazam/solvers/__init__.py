@@ -1,0 +1,184 @@
+"""Solver interface, backend registry and dispatcher.
+
+Every Jones solve goes through :func:`solve`: it takes a :class:`CellBatch` (averaged data for many
+solution cells at once, e.g. all channels of a bandpass) and returns a :class:`SolveResult` with one
+(n_ant, 2, 2) Jones matrix per antenna and cell.  No Python-level call per cell on the hot path.
+
+Data model (per cell, baseline b = (ant1[b], ant2[b]), sample s, correlation c)::
+
+    V[b, s] = J[ant1] @ M[b, s] @ J[ant2]^H          (2x2; c = 0 pp, 1 pq, 2 qp, 3 qq)
+
+with correlations in MS order (XX XY YX YY or RR RL LR LL), p/q the two feeds.  ``weight`` is the
+inverse variance of each averaged visibility (0 = flagged / absent); the cost of a cell is
+chi2 = sum w |V - model|^2 over the correlations the term uses (K, G: parallel hands; KC, CP: cross
+hands; D: all four).
+
+Parametrisations (what a backend fits; ``params`` arrays, per cell):
+
+====  ==============================  =========================================================
+term  params shape (per cell)          meaning / constraint
+====  ==============================  =========================================================
+K     float (n_ant, 2, 2)              [a, pol, 0] = tau (ns), [a, pol, 1] = nuisance phase phi (rad).
+                                       model phase for pol p on (a,b): (phi_a - phi_b)
+                                       - 2 pi (tau_a - tau_b) 1e-9 (nu - nu_c),  nu_c = mean(freq[cell]).
+                                       tau[ref] = 0, phi[ref] = 0.  Jones = diag(exp(-2 pi i tau nu)).
+G     complex (n_ant, 2)               g_p, g_q; Jones = diag(g_p, g_q); arg g[ref] = 0 per pol;
+                                       phase_only: |g| = 1.
+D     complex (n_ant, 2)               d_pq, d_qp; Jones = [[1, d_pq], [d_qp, 1]]; d_pq[ref] = 0.
+KC    float (2,)                       [0] = tau (ns), [1] = nuisance cross-hand phase (rad); one
+                                       for all antennas; Jones = diag(exp(-2 pi i tau nu), 1).
+                                       pq model: exp(-i(2 pi tau 1e-9 (nu - nu_c) + phi)) M_pq.
+CP    float (1,)                       phi (rad); Jones = diag(1, exp(i phi)) for all antennas.
+====  ==============================  =========================================================
+
+Backends
+--------
+``numba`` (default, native batched kernels), ``ceres`` (pyceres LM), ``jax`` (jit LM), ``scipy``
+(least_squares LM).  A backend module ``alakazam.solvers.backends.<name>_backend`` exposes::
+
+    solve_params(jones_type, batch, init, ref, opts) -> (params, n_iter, converged, cost)
+
+where ``init`` are the initial params (same shapes as above, stacked over cells, from the shared
+numba initial-guess code), ``ref`` (n_cell,) int the reference antenna actually used per cell, and
+``opts`` a :class:`SolveOptions`.  The dispatcher does initial guesses, re-referencing, flagging and
+the conversion params -> Jones once for every backend (``alakazam.solvers.common``).
+A backend whose package is missing raises :class:`~alakazam.errors.BackendUnavailableError` at once:
+there is no fallback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from ..errors import AlakazamError, BackendUnavailableError
+
+JONES_TYPES = ("K", "G", "D", "KC", "CP")
+
+#: backend name -> (module, python package that must be importable, pip name)
+BACKENDS = {
+    "numba": ("alakazam.solvers.backends.numba_backend", "numba", "numba"),
+    "ceres": ("alakazam.solvers.backends.ceres_backend", "pyceres", "pyceres"),
+    "jax": ("alakazam.solvers.backends.jax_backend", "jax", "alakazam[jax]  (jax, jaxlib)"),
+    "scipy": ("alakazam.solvers.backends.scipy_backend", "scipy", "scipy"),
+}
+DEFAULT_BACKEND = "numba"
+
+
+@dataclass
+class CellBatch:
+    """Averaged data for a batch of solution cells that share one baseline layout.
+
+    Attributes
+    ----------
+    vis, model : complex128 (n_cell, n_bl, n_samp, 4)
+        Averaged (pre-corrected) data and (sky-side corrupted) model, correlations pp, pq, qp, qq.
+    weight : float64 (n_cell, n_bl, n_samp, 4)
+        Inverse variance; 0 marks flagged or missing samples.
+    ant1, ant2 : int32 (n_bl,)
+        Antenna indices in 0..n_ant-1 (active-antenna numbering), ant1 != ant2.
+    freq : float64 (n_cell, n_samp)
+        Frequency of each sample in Hz (used by K and KC; others may ignore it).
+    n_ant : int
+    ref_ant : int
+        Requested reference antenna (active numbering).
+    """
+
+    vis: np.ndarray
+    model: np.ndarray
+    weight: np.ndarray
+    ant1: np.ndarray
+    ant2: np.ndarray
+    freq: np.ndarray
+    n_ant: int
+    ref_ant: int = 0
+
+    @property
+    def n_cell(self) -> int:
+        return self.vis.shape[0]
+
+    def validate(self) -> None:
+        nc, nb, ns, ncorr = self.vis.shape
+        if ncorr != 4:
+            raise AlakazamError(f"CellBatch.vis must have 4 correlations, got {ncorr}")
+        for name in ("model", "weight"):
+            if getattr(self, name).shape != self.vis.shape:
+                raise AlakazamError(
+                    f"CellBatch.{name} shape {getattr(self, name).shape} != vis shape {self.vis.shape}")
+        if self.ant1.shape != (nb,) or self.ant2.shape != (nb,):
+            raise AlakazamError("CellBatch.ant1/ant2 must have shape (n_bl,)")
+        if self.freq.shape != (nc, ns):
+            raise AlakazamError(f"CellBatch.freq shape {self.freq.shape} != {(nc, ns)}")
+        if not (0 <= self.ref_ant < self.n_ant):
+            raise AlakazamError(f"ref_ant {self.ref_ant} outside 0..{self.n_ant - 1}")
+
+
+@dataclass
+class SolveOptions:
+    phase_only: bool = False
+    max_iter: int = 100
+    tol: float = 1.0e-10
+    gpu: bool = False
+
+
+@dataclass
+class SolveResult:
+    """Per-cell solutions.
+
+    Attributes
+    ----------
+    jones : complex128 (n_cell, n_ant, 2, 2)
+        NaN where flagged.
+    flags : bool (n_cell, n_ant)
+        True = no valid solution (no unflagged data, NaN/Inf, zero determinant).
+    delay : float64 (n_cell, n_ant, 2) or None
+        K: per-pol delay in ns; KC: (tau, 0) for every antenna.  None for G, D, CP.
+    params : ndarray
+        The fitted parameters (see module docstring), referenced.
+    converged : bool (n_cell,)
+    n_iter : int32 (n_cell,)
+    cost : float64 (n_cell,)
+        Final chi2 of the cell.
+    ref_ant : int32 (n_cell,)
+        Reference antenna actually used (differs from the requested one when it had no data).
+    """
+
+    jones: np.ndarray
+    flags: np.ndarray
+    delay: Optional[np.ndarray]
+    params: np.ndarray
+    converged: np.ndarray
+    n_iter: np.ndarray
+    cost: np.ndarray
+    ref_ant: np.ndarray
+    extra: dict = field(default_factory=dict)
+
+
+def check_backend(name: str):
+    """Return the backend module, or raise a clear error if it is unknown or not installed."""
+    if name not in BACKENDS:
+        raise AlakazamError(
+            f"solver_backend: unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    modname, pkg, pipname = BACKENDS[name]
+    if importlib.util.find_spec(pkg) is None:
+        raise BackendUnavailableError(
+            f"solver_backend: {name!r} needs the Python package '{pkg}', which is not installed. "
+            f"Install it with: pip install {pipname}  (alakazam never falls back to another backend)")
+    return importlib.import_module(modname)
+
+
+def solve(jones_type: str, batch: CellBatch, backend: str = DEFAULT_BACKEND,
+          opts: Optional[SolveOptions] = None) -> SolveResult:
+    """Solve one Jones type for a batch of cells with the chosen backend (no fallback)."""
+    if jones_type not in JONES_TYPES:
+        raise AlakazamError(f"jones: unknown Jones type {jones_type!r}; expected one of {JONES_TYPES}")
+    opts = opts or SolveOptions()
+    batch.validate()
+    mod = check_backend(backend)
+    from . import common
+
+    return common.run(jones_type, batch, mod, opts, backend)
