@@ -1,0 +1,288 @@
+"""A chain of solved terms evaluated on a data grid: the shared path of pre-apply (solve) and apply.
+
+A :class:`LoadedTerm` holds every solution set of one key (all fields, scans and SPWs).
+:func:`term_tables` evaluates it on the grid of a chunk of data -- unique times, channel frequencies,
+the MS's active antennas -- with field selection, time interpolation, frequency mapping (delays are
+turned into Jones matrices at every channel) and antenna remapping by name.  :func:`compose` splits a
+chain into the antenna-side diagonal product and the sky-side (D, P) product in the RIME order of
+docs/conventions.md::
+
+    J_a = [K G... KC CP]_a  D_a  P_a
+
+and :func:`preapply` uses them for a solve step: ``V' = Jd_p^-1 V Jd_q^-H``, ``M' = Js_p M Js_q^H``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+
+from ..errors import AlakazamError
+
+log = logging.getLogger("alakazam.chain")
+
+DIAGONAL_TYPES = ("K", "G", "KC", "CP")
+
+
+@dataclass
+class LoadedTerm:
+    """One solved term: all its solution sets and how to evaluate it on other grids."""
+
+    key: str
+    jones_type: str
+    sets: list                          # alakazam.io.hdf5.SolutionSet
+    field_select: str = "nearest_time"
+    time_interp: str = "nearest"
+    solution_field: Optional[List[str]] = None
+
+    @property
+    def diagonal(self) -> bool:
+        return self.jones_type in DIAGONAL_TYPES
+
+
+def load_term(table, key, field_select="nearest_time", time_interp="nearest", solution_field=None):
+    """Read one key of a cal table (fuzzy key matching, e.g. 'g0' or 'G' when unique)."""
+    from ..io import hdf5
+
+    real = hdf5.resolve_key(table, key)
+    sets = hdf5.read_term(table, real)
+    if not sets:
+        raise AlakazamError(f"{key}: table {table} has no solutions under {real}")
+    jt = str(sets[0].attrs["jones_type"])
+    if field_select == "pinned" and not solution_field:
+        raise AlakazamError(f"{key}: field_select 'pinned' needs solution_field (the calibrator "
+                            "field(s) whose solutions to use)")
+    return LoadedTerm(real, jt, sets, field_select, time_interp,
+                      list(solution_field) if solution_field else None)
+
+
+def term_from_sets(key, jones_type, sets, time_interp="nearest"):
+    """A term just solved in this run (pre-applied to the following steps)."""
+    return LoadedTerm(key, jones_type, list(sets), "nearest_time", time_interp, None)
+
+
+@dataclass
+class _FieldSolutions:
+    name: str
+    ra: float
+    dec: float
+    time: np.ndarray          # (n_t,)
+    jones: np.ndarray         # (n_ant, n_f, n_t, 2, 2)
+    flags: np.ndarray         # (n_ant, n_f, n_t)
+    delay: Optional[np.ndarray]
+    freq: np.ndarray
+    ant_names: list
+
+
+def _by_field(term: LoadedTerm, spw_id: int):
+    sets = [s for s in term.sets if int(s.attrs["spw"]) == int(spw_id)]
+    if not sets:
+        have = sorted({int(s.attrs["spw"]) for s in term.sets})
+        raise AlakazamError(f"{term.key}: no solutions for SPW {spw_id} (the table has SPW "
+                            f"{', '.join(map(str, have))}); select matching SPWs")
+    out = {}
+    for name in dict.fromkeys(str(s.attrs["field_name"]) for s in sets):
+        fs = sorted([s for s in sets if str(s.attrs["field_name"]) == name],
+                    key=lambda s: float(s.time[0]))
+        t = np.concatenate([s.time for s in fs])
+        order = np.argsort(t, kind="stable")
+        jones = np.concatenate([s.jones for s in fs], axis=2)[:, :, order]
+        flags = np.concatenate([s.flags for s in fs], axis=2)[:, :, order]
+        delay = (np.concatenate([s.delay for s in fs], axis=2)[:, :, order]
+                 if fs[0].delay is not None else None)
+        a = fs[0].attrs
+        out[name] = _FieldSolutions(name, float(a.get("field_ra", np.nan)),
+                                    float(a.get("field_dec", np.nan)), t[order], jones, flags, delay,
+                                    np.asarray(fs[0].freq), [str(x) for x in a["ant_names"]])
+    return out
+
+
+def _angular_sep(ra1, dec1, ra2, dec2):
+    c = np.sin(dec1) * np.sin(dec2) + np.cos(dec1) * np.cos(dec2) * np.cos(ra1 - ra2)
+    return np.arccos(np.clip(c, -1.0, 1.0))
+
+
+def choose_fields(term: LoadedTerm, fields: dict, times, target_name=None, target_radec=None,
+                  prefer_own=False):
+    """Solution field for each target time: (names list, index array (n_time,)) and a mode label."""
+    names = list(fields)
+    if term.field_select == "pinned":
+        use = [n for n in term.solution_field if n in fields]
+        if not use:
+            raise AlakazamError(
+                f"{term.key}: solution_field {term.solution_field} has no solutions in this table "
+                f"(fields with solutions: {', '.join(names)})")
+        names = use
+        mode = "pinned"
+    elif prefer_own and target_name in fields:
+        return [target_name], np.zeros(len(times), np.int64), "own field"
+    else:
+        mode = term.field_select
+    if len(names) == 1:
+        return names, np.zeros(len(times), np.int64), mode
+    if mode == "nearest_sky":
+        if target_radec is not None and all(np.isfinite([fields[n].ra, fields[n].dec]).all()
+                                            for n in names):
+            sep = [_angular_sep(fields[n].ra, fields[n].dec, *target_radec) for n in names]
+            return names, np.full(len(times), int(np.argmin(sep)), np.int64), mode
+        log.info("%s: nearest_sky without RA/Dec, falling back to nearest_time", term.key)
+        mode = "nearest_time"
+    # nearest_time (also pinned with several fields): per time, the field with the closest solution
+    dist = np.empty((len(names), len(times)))
+    for i, n in enumerate(names):
+        st = fields[n].time
+        j = np.clip(np.searchsorted(st, times), 1, max(len(st) - 1, 1))
+        lo = np.abs(times - st[j - 1])
+        hi = np.abs(times - st[np.minimum(j, len(st) - 1)])
+        dist[i] = np.minimum(lo, hi)
+    return names, np.argmin(dist, axis=0), mode
+
+
+def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_name=None,
+                target_radec=None, prefer_own=False, describe=False):
+    """Evaluate a term on a data grid.
+
+    Parameters
+    ----------
+    term : LoadedTerm
+    spw_id : int
+        SPECTRAL_WINDOW id of the data.
+    times : (n_time,) float
+        Unique MJD seconds of the data chunk.
+    freqs : (n_chan,) float
+        Channel frequencies of the data (Hz).
+    ant_names : list of str (n_ant,)
+        The data's active antennas; solutions are remapped by name (missing -> flagged).
+    target_name, target_radec
+        The data's field (for own-field preference and nearest_sky).
+
+    Returns
+    -------
+    jones : complex128 (n_time, n_ant, n_chan, 2, 2)
+        NaN where flagged.
+    flags : bool (n_time, n_ant, n_chan)
+    info : dict  (fields used, time/freq mapping descriptions; for the apply log lines)
+    """
+    from ..core import interpolation as interp
+
+    times = np.asarray(times, float)
+    freqs = np.asarray(freqs, float)
+    fields = _by_field(term, spw_id)
+    names, which, mode = choose_fields(term, fields, times, target_name, target_radec, prefer_own)
+    n_t, n_c, n_a = len(times), len(freqs), len(ant_names)
+    jones = np.full((n_t, n_a, n_c, 2, 2), np.nan + 0j)
+    flags = np.ones((n_t, n_a, n_c), bool)
+    info = {"fields": [], "mode": mode, "time": "", "freq": ""}
+    for i, name in enumerate(names):
+        sel = np.nonzero(which == i)[0]
+        if len(sel) == 0:
+            continue
+        fs = fields[name]
+        info["fields"].append(name)
+        amap = np.array([fs.ant_names.index(a) if a in fs.ant_names else -1 for a in ant_names])
+        t_target = times[sel]
+        if fs.delay is not None:
+            d, dflag = interp.interp_delay_time(fs.time, fs.delay, fs.flags, t_target, term.time_interp)
+            # delay (n_ant, n_f, n_tt, 2): the delay of the nearest solution freq bin per channel
+            fidx, _ = interp.map_freq(fs.freq, freqs)
+            d = d[:, fidx]                      # (n_ant, n_chan, n_tt, 2)
+            dflag = dflag[:, fidx]
+            j = interp.delay_to_jones(d, freqs, term.jones_type)   # (n_ant, n_chan, n_tt, 2, 2)
+            fdesc = f"delay->jones {n_c}ch"
+            jf = dflag
+        else:
+            jt, jflag = interp.interp_time(fs.time, fs.jones, fs.flags, t_target, term.time_interp)
+            fidx, fdesc = interp.map_freq(fs.freq, freqs)
+            j = jt[:, fidx]
+            jf = jflag[:, fidx]
+        info["time"] = f"{term.time_interp} {len(fs.time)}->{n_t}"
+        info["freq"] = fdesc
+        # (n_ant_sol, n_chan, n_tt, ...) -> (n_tt, n_ant, n_chan, ...)
+        j = np.moveaxis(j, 2, 0)
+        jf = np.moveaxis(jf, 2, 0)
+        ok = amap >= 0
+        jj = np.full((len(sel), n_a, n_c, 2, 2), np.nan + 0j)
+        ff = np.ones((len(sel), n_a, n_c), bool)
+        jj[:, ok] = j[:, amap[ok]]
+        ff[:, ok] = jf[:, amap[ok]]
+        jones[sel] = jj
+        flags[sel] = ff
+    flags |= ~np.isfinite(jones).all(axis=(-1, -2))
+    jones[flags] = np.nan
+    return jones, flags, info
+
+
+def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_name=None,
+            target_radec=None, prefer_own=False, log_lines=None):
+    """Evaluate a chain: (diag (n_t, n_ant, n_chan, 2) or None, sky (n_t, n_ant, n_chan, 2, 2) or None).
+
+    ``diag`` is the product of the diagonal terms' diagonals; ``sky`` the product of the D terms in
+    chain order, later terms to the left (J = ... D_2 D_1).  Flagged solutions are NaN.
+    """
+    diag = None
+    sky = None
+    for term in terms:
+        j, f, info = term_tables(term, spw_id, times, freqs, ant_names, target_name, target_radec,
+                                 prefer_own)
+        if log_lines is not None:
+            log_lines.append((term, info))
+        if term.diagonal:
+            d = np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1)
+            diag = d if diag is None else diag * d
+        else:
+            sky = j if sky is None else np.einsum("...ij,...jk->...ik", j, sky)
+    return diag, sky
+
+
+def parang_table(meta, field, times, feed_basis):
+    """P matrices (n_time, n_ant, 2, 2) for the active antennas (docs/conventions.md)."""
+    from ..jones import parang
+
+    recept = np.asarray(meta.receptor_angle)[np.asarray(meta.active_ants)]
+    return parang.parang_tables(np.asarray(times, float), field.ra, field.dec, meta.observatory,
+                                recept, feed_basis)
+
+
+def preapply(prior, data, model, flag, tidx, utimes, ant1, ant2, meta, ddid, chans, field,
+             apply_parang):
+    """Correct data by the earlier diagonal terms and corrupt the model by D and P (solve steps).
+
+    Parameters
+    ----------
+    data, model : complex (n_row, n_chan, 4); flag : bool (n_row, n_chan, 4)
+    tidx : (n_row,) index of each row's time in ``utimes``
+    ant1, ant2 : (n_row,) active antenna indices
+
+    Returns new (data, model, flag) arrays (inputs are not modified).
+    """
+    from ..jones import algebra
+
+    spw = meta.spws[ddid]
+    freqs = np.asarray(spw.freqs)[chans]
+    names = [meta.ant_names[a] for a in meta.active_ants]
+    diag, sky = compose(prior, spw.spw_id, utimes, freqs, names, field.name, (field.ra, field.dec),
+                        prefer_own=True) if prior else (None, None)
+    if apply_parang:
+        p = parang_table(meta, field, utimes, spw.feed_basis)        # (n_t, n_ant, 2, 2)
+        p = np.broadcast_to(p[:, :, None], (len(utimes), len(names), len(freqs), 2, 2))
+        sky = p if sky is None else np.einsum("...ij,...jk->...ik", sky, p)
+    tidx = np.ascontiguousarray(tidx, dtype=np.int64)
+    a1 = np.ascontiguousarray(ant1, dtype=np.int64)
+    a2 = np.ascontiguousarray(ant2, dtype=np.int64)
+    out_flag = flag.copy()
+    if diag is not None:
+        out = np.empty(data.shape, np.complex128)
+        algebra.correct_diag(data, np.ascontiguousarray(diag), tidx, a1, a2, out, out_flag)
+        data = out
+    if sky is not None:
+        out = np.empty(model.shape, np.complex128)
+        sky_flag = ~np.isfinite(sky).all(axis=(-1, -2))
+        algebra.corrupt_full(model, np.ascontiguousarray(np.where(np.isfinite(sky), sky, 0)), tidx,
+                             a1, a2, out)
+        bad = sky_flag[tidx, a1] | sky_flag[tidx, a2]          # (n_row, n_chan)
+        out_flag |= bad[:, :, None]
+        model = out
+    return data, model, out_flag
