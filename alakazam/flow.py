@@ -296,6 +296,9 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
         time_wsum = np.zeros(n_sbin)
         wsum_t = np.zeros(n_sbin)
         for ch in _iter_group_chunks(ctx, fid, ddid, chans, group):
+            cross = ch.ant1 != ch.ant2          # autocorrelations carry no gain-ratio information
+            if not cross.all():
+                ch = ch.take(cross)
             if ch.n_row == 0:
                 continue
             data, model, flag, weight = ch.four_corr(spw.corr_types)

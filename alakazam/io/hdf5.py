@@ -1,0 +1,422 @@
+"""HDF5 solution store in the layout of the user's design (SEED.md).
+
+Layout::
+
+    cal.h5                                  attrs: format_version, creator
+    ├── K0/field_3C286/scan_0/spw_0/
+    │   ├── jones   (n_ant, n_freq, n_time, 2, 2) complex128
+    │   ├── delay   (n_ant, n_freq, n_time, 2) float64 ns   [K/KC only]
+    │   ├── flags   (n_ant, n_freq, n_time) bool
+    │   ├── time    (n_time,) MJD seconds
+    │   ├── freq    (n_freq,) Hz
+    │   └── solver_stats/ converged (n_freq, n_time) bool, n_iter int32, cost float64
+    │                     (+ ref_ant int32: the reference antenna actually used per cell)
+    │   attrs: jones_type, field_name, scan_id, spw, n_ant, field_ra, field_dec, matrix_form,
+    │          ref_ant, ref_ant_name, ant_names, solint_s, freqint_hz, phase_only, feed_basis,
+    │          solver_backend, apply_parang, ms, preapply_chain (+ scans, time_interval, ...)
+    └── fluxscale/field_<name>/spw_<id>/   attrs: scale_p, scale_q, scatter_p, scatter_q, ...
+
+Naming decisions
+----------------
+* ``scan_<N>`` holds the solution time bins of MS scan N (time_interval ``scan`` or a duration: bins
+  never cross scans).  With time_interval ``inf`` the bins span scans; the group is then ``scan_0``
+  (MS scan numbers start at 1, so 0 is free) and its attr ``scans`` lists the combined MS scans.
+* ``spw_<id>`` uses the SPECTRAL_WINDOW id (not the DATA_DESC_ID).
+* ``field_<name>`` uses the FIELD name verbatim ('/' replaced by '_').
+
+Atomicity: every write goes to a temporary copy of the file in the same directory which replaces
+the original with ``os.replace`` only once complete, so a crash or Ctrl-C leaves either the old or the
+new file, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import h5py
+import numpy as np
+
+from .. import __version__
+from ..errors import AlakazamError
+
+FORMAT_VERSION = "1.0"
+TYPE_ORDER = ("K", "G", "D", "KC", "CP")
+_KEY_RE = re.compile(r"^(KC|CP|K|G|D)(\d+)$")
+
+
+@dataclass
+class SolutionSet:
+    """Solutions of one term for one field, scan group and SPW (one HDF5 leaf group)."""
+
+    jones: np.ndarray                       # (n_ant, n_freq, n_time, 2, 2) complex128
+    flags: np.ndarray                       # (n_ant, n_freq, n_time) bool
+    time: np.ndarray                        # (n_time,)
+    freq: np.ndarray                        # (n_freq,)
+    delay: Optional[np.ndarray] = None      # (n_ant, n_freq, n_time, 2) ns
+    converged: Optional[np.ndarray] = None  # (n_freq, n_time)
+    n_iter: Optional[np.ndarray] = None
+    cost: Optional[np.ndarray] = None
+    attrs: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)   # extra solver_stats arrays (n_freq, n_time)
+
+    @property
+    def field_name(self) -> str:
+        return str(self.attrs.get("field_name", ""))
+
+    @property
+    def scan_id(self) -> int:
+        return int(self.attrs.get("scan_id", 0))
+
+    @property
+    def spw(self) -> int:
+        return int(self.attrs.get("spw", 0))
+
+    @property
+    def ant_names(self) -> List[str]:
+        return [str(a) for a in self.attrs.get("ant_names", [])]
+
+    def validate(self, where=""):
+        j = np.asarray(self.jones)
+        if j.ndim != 5 or j.shape[-2:] != (2, 2):
+            raise AlakazamError(f"{where}: jones must be (n_ant, n_freq, n_time, 2, 2), got {j.shape}")
+        n_ant, n_f, n_t = j.shape[:3]
+        checks = [("flags", self.flags, (n_ant, n_f, n_t)), ("time", self.time, (n_t,)),
+                  ("freq", self.freq, (n_f,))]
+        if self.delay is not None:
+            checks.append(("delay", self.delay, (n_ant, n_f, n_t, 2)))
+        for name in ("converged", "n_iter", "cost"):
+            if getattr(self, name) is not None:
+                checks.append((name, getattr(self, name), (n_f, n_t)))
+        for name, arr, shape in checks:
+            if np.shape(arr) != shape:
+                raise AlakazamError(f"{where}: {name} has shape {np.shape(arr)}, expected {shape}")
+        names = self.attrs.get("ant_names")
+        if names is not None and len(names) != n_ant:
+            raise AlakazamError(f"{where}: {len(names)} ant_names for {n_ant} antennas")
+
+
+def _group_path(key, s: SolutionSet) -> str:
+    fname = s.field_name.replace("/", "_")
+    return f"{key}/field_{fname}/scan_{s.scan_id}/spw_{s.spw}"
+
+
+def _encode_attr(v):
+    if isinstance(v, (list, tuple)):
+        if len(v) == 0:
+            return np.array([], dtype=h5py.string_dtype())
+        if all(isinstance(x, str) for x in v):
+            return np.array(v, dtype=h5py.string_dtype())
+        return np.asarray(v)
+    if isinstance(v, np.ndarray) and v.dtype.kind in "US":
+        return v.astype(h5py.string_dtype())
+    return v
+
+
+def _decode_attr(v):
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind in "OS":
+            return [x.decode() if isinstance(x, bytes) else str(x) for x in v.tolist()]
+        return v
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v
+
+
+class _AtomicFile:
+    """Context manager: an h5py.File on a temp copy that replaces ``path`` on success only."""
+
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+        self.tmp = None
+        self.f = None
+
+    def __enter__(self):
+        d = os.path.dirname(self.path) or "."
+        if not os.path.isdir(d):
+            raise AlakazamError(f"output: directory {d!r} does not exist")
+        fd, self.tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(self.path) + "-", dir=d)
+        os.close(fd)
+        try:
+            if os.path.exists(self.path):
+                _check_file(self.path)
+                shutil.copyfile(self.path, self.tmp)
+                self.f = h5py.File(self.tmp, "a")
+            else:
+                self.f = h5py.File(self.tmp, "w")
+                self.f.attrs["format_version"] = FORMAT_VERSION
+                self.f.attrs["creator"] = f"alakazam {__version__}"
+        except BaseException:
+            self._cleanup()
+            raise
+        return self.f
+
+    def _cleanup(self):
+        try:
+            if self.f is not None:
+                self.f.close()
+        finally:
+            if self.tmp and os.path.exists(self.tmp):
+                os.unlink(self.tmp)
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self._cleanup()
+            return False
+        try:
+            self.f.flush()
+            self.f.close()
+            self.f = None
+            with open(self.tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(self.tmp, self.path)
+            self.tmp = None
+        except BaseException:
+            self._cleanup()
+            raise
+        return False
+
+
+def _check_file(path):
+    if not os.path.exists(path):
+        raise AlakazamError(f"caltable: {path!r} does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            ver = f.attrs.get("format_version")
+    except OSError as e:
+        raise AlakazamError(f"caltable: {path!r} is not an HDF5 file ({e})") from None
+    if ver is None:
+        raise AlakazamError(f"caltable: {path!r} is not an alakazam solution file (no format_version)")
+    ver = ver.decode() if isinstance(ver, bytes) else str(ver)
+    if ver.split(".")[0] != FORMAT_VERSION.split(".")[0]:
+        raise AlakazamError(f"caltable: {path!r} has format_version {ver}; this alakazam reads "
+                            f"{FORMAT_VERSION.split('.')[0]}.x")
+
+
+def _write_sets(f, key, sets):
+    if key in f:
+        del f[key]
+    for s in sets:
+        g = f.require_group(_group_path(key, s))
+        g.create_dataset("jones", data=np.asarray(s.jones, np.complex128))
+        if s.delay is not None:
+            g.create_dataset("delay", data=np.asarray(s.delay, np.float64))
+        g.create_dataset("flags", data=np.asarray(s.flags, bool))
+        g.create_dataset("time", data=np.asarray(s.time, np.float64))
+        g.create_dataset("freq", data=np.asarray(s.freq, np.float64))
+        st = g.create_group("solver_stats")
+        n_f, n_t = s.jones.shape[1:3]
+        conv = s.converged if s.converged is not None else np.ones((n_f, n_t), bool)
+        st.create_dataset("converged", data=np.asarray(conv, bool))
+        st.create_dataset("n_iter", data=np.asarray(
+            s.n_iter if s.n_iter is not None else np.zeros((n_f, n_t)), np.int32))
+        st.create_dataset("cost", data=np.asarray(
+            s.cost if s.cost is not None else np.zeros((n_f, n_t)), np.float64))
+        for name, arr in (s.extra or {}).items():
+            st.create_dataset(name, data=np.asarray(arr))
+        for k, v in s.attrs.items():
+            if v is None:
+                continue
+            g.attrs[k] = _encode_attr(v)
+
+
+def write_term(path, key, sets: List[SolutionSet]):
+    """Write (or replace) all solution sets of one term key, atomically."""
+    if not _KEY_RE.match(key):
+        raise AlakazamError(f"jones key {key!r} is not of the form K0, G1, D0, KC0, CP0")
+    for i, s in enumerate(sets):
+        s.validate(f"{key}[{i}]")
+    paths = [_group_path(key, s) for s in sets]
+    if len(set(paths)) != len(paths):
+        raise AlakazamError(f"{key}: two solution sets map to the same group")
+    with _AtomicFile(path) as f:
+        _write_sets(f, key, sets)
+
+
+def _read_group(g) -> SolutionSet:
+    st = g["solver_stats"]
+    extra = {k: st[k][()] for k in st if k not in ("converged", "n_iter", "cost")}
+    return SolutionSet(
+        jones=g["jones"][()], flags=g["flags"][()], time=g["time"][()], freq=g["freq"][()],
+        delay=g["delay"][()] if "delay" in g else None, converged=st["converged"][()],
+        n_iter=st["n_iter"][()], cost=st["cost"][()],
+        attrs={k: _decode_attr(v) for k, v in g.attrs.items()}, extra=extra)
+
+
+def _leaf_groups(g):
+    out = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Group) and "jones" in obj:
+            out.append(obj)
+    g.visititems(visit)
+    return out
+
+
+def list_keys(path) -> List[str]:
+    """Term keys in the file, ordered K, G, D, KC, CP then by index."""
+    _check_file(path)
+    with h5py.File(path, "r") as f:
+        keys = [k for k in f.keys() if _KEY_RE.match(k)]
+
+    def order(k):
+        m = _KEY_RE.match(k)
+        return TYPE_ORDER.index(m.group(1)), int(m.group(2))
+    return sorted(keys, key=order)
+
+
+def resolve_key(path, key) -> str:
+    """Fuzzy key match: case-insensitive; a bare type ('G') picks the only key of that type."""
+    keys = list_keys(path)
+    k = str(key).strip().upper()
+    if k in keys:
+        return k
+    if k in TYPE_ORDER:
+        cands = [x for x in keys if _KEY_RE.match(x).group(1) == k]
+        if len(cands) == 1:
+            return cands[0]
+        if len(cands) > 1:
+            raise AlakazamError(f"jones key {key!r} is ambiguous in {path}: {', '.join(cands)}")
+    raise AlakazamError(f"jones key {key!r} not found in {path}; available: "
+                        f"{', '.join(keys) if keys else '(none)'}")
+
+
+def next_index(path, jones_type) -> int:
+    if not os.path.exists(path):
+        return 0
+    idx = [int(_KEY_RE.match(k).group(2)) for k in list_keys(path)
+           if _KEY_RE.match(k).group(1) == jones_type]
+    return max(idx) + 1 if idx else 0
+
+
+def read_term(path, key) -> List[SolutionSet]:
+    """All solution sets of one key (exact key; use :func:`resolve_key` for fuzzy matching)."""
+    _check_file(path)
+    with h5py.File(path, "r") as f:
+        if key not in f:
+            raise AlakazamError(f"jones key {key!r} not found in {path}; available: "
+                                f"{', '.join(k for k in f.keys() if _KEY_RE.match(k))}")
+        return [_read_group(g) for g in _leaf_groups(f[key])]
+
+
+def write_fluxscale(path, entries: List[dict]):
+    """Write fluxscale results (each: field, spw, scale_p, scale_q, scatter_p, scatter_q, ...)."""
+    with _AtomicFile(path) as f:
+        for e in entries:
+            e = dict(e)
+            gname = f"fluxscale/field_{str(e.pop('field')).replace('/', '_')}/spw_{int(e.pop('spw'))}"
+            if gname in f:
+                del f[gname]
+            g = f.require_group(gname)
+            for k, v in e.items():
+                if v is not None:
+                    g.attrs[k] = _encode_attr(v)
+
+
+def read_fluxscale(path) -> List[dict]:
+    _check_file(path)
+    out = []
+    with h5py.File(path, "r") as f:
+        if "fluxscale" not in f:
+            return out
+        for fname, fg in f["fluxscale"].items():
+            for sname, sg in fg.items():
+                d = {"field": fname[len("field_"):], "spw": int(sname[len("spw_"):])}
+                d.update({k: _decode_attr(v) for k, v in sg.attrs.items()})
+                out.append(d)
+    return out
+
+
+def write_file(path, terms: Dict[str, List[SolutionSet]], fluxscale: Optional[List[dict]] = None,
+               base: Optional[str] = None):
+    """Atomically write several terms (and fluxscale entries) to ``path``, starting from a copy of
+    ``base`` (another table) when given."""
+    if base is not None and os.path.abspath(base) != os.path.abspath(path):
+        _check_file(base)
+        d = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=d)
+        os.close(fd)
+        try:
+            shutil.copyfile(base, tmp)
+            with h5py.File(tmp, "a") as f:
+                for key, sets in terms.items():
+                    _write_sets(f, key, sets)
+            if fluxscale:
+                os.replace(tmp, tmp + ".h5")
+                tmp = tmp + ".h5"
+                write_fluxscale(tmp, fluxscale)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return
+    with _AtomicFile(path) as f:
+        for key, sets in terms.items():
+            _write_sets(f, key, sets)
+    if fluxscale:
+        write_fluxscale(path, fluxscale)
+
+
+def remap_antennas(sset: SolutionSet, target_ant_names):
+    """Jones (n_target_ant, n_freq, n_time, 2, 2) and flags remapped by antenna name.
+
+    Antennas absent from the table get NaN Jones and flags True.
+    """
+    names = sset.ant_names
+    n_f, n_t = sset.jones.shape[1:3]
+    jones = np.full((len(target_ant_names), n_f, n_t, 2, 2), np.nan + 0j)
+    flags = np.ones((len(target_ant_names), n_f, n_t), bool)
+    for i, a in enumerate(target_ant_names):
+        if a in names:
+            j = names.index(a)
+            jones[i] = sset.jones[j]
+            flags[i] = sset.flags[j]
+    return jones, flags
+
+
+def summary(path) -> List[dict]:
+    """One dict per solution group (for ``alakazam info`` / akinfo)."""
+    rows = []
+    for key in list_keys(path):
+        for s in read_term(path, key):
+            a = s.attrs
+            rows.append(dict(
+                key=key, jones_type=a.get("jones_type"), field=s.field_name, scan=s.scan_id,
+                spw=s.spw, shape=tuple(s.jones.shape), n_ant=s.jones.shape[0],
+                n_freq=s.jones.shape[1], n_time=s.jones.shape[2],
+                flagged=float(np.mean(s.flags)) if s.flags.size else 0.0,
+                backend=a.get("solver_backend"), ref_ant=a.get("ref_ant_name"),
+                time_interval=a.get("time_interval", a.get("solint_s")),
+                freq_interval=a.get("freq_interval", a.get("freqint_hz")),
+                converged=float(np.mean(s.converged)) if s.converged.size else 0.0))
+    return rows
+
+
+def summary_table(path):
+    """rich Table of :func:`summary`."""
+    from rich.table import Table
+
+    t = Table(title=f"{path}")
+    cols = ["key", "field", "scan", "spw", "n_ant", "n_freq", "n_time", "flagged", "converged",
+            "time_interval", "freq_interval", "ref_ant", "backend"]
+    for c in cols:
+        t.add_column(c)
+    for r in summary(path):
+        vals = []
+        for c in cols:
+            v = r[c]
+            if c in ("flagged", "converged"):
+                v = f"{100 * v:.1f}%"
+            vals.append(str(v))
+        t.add_row(*vals)
+    return t

@@ -1,0 +1,149 @@
+"""2x2 Jones algebra on the native (row, chan, corr) layout (numba kernels).
+
+Correlations are indexed 0 = pp, 1 = pq, 2 = qp, 3 = qq; a visibility row is the 2x2 matrix
+``[[pp, pq], [qp, qq]]``.  Jones tables are per unique time of a chunk: diagonal
+``jd (n_time, n_ant, n_chan, 2)`` or full ``j (n_time, n_ant, n_chan, 2, 2)``; ``tidx (row,)`` gives each
+row's time index, ``ant1/ant2 (row,)`` the active antenna indices.
+
+.. math::
+
+    V' = J_p^{-1} V J_q^{-H} \\quad (\\text{correct}),\\qquad M' = J_p M J_q^H \\quad (\\text{corrupt})
+
+Kernels never produce NaN silently: a Jones element that is NaN, infinite or zero (or a singular 2x2)
+flags the affected correlations and writes 0 there.  Every row writes only its own output, so the
+row loop is parallel (prange) and race-free.
+"""
+
+import numpy as np
+from numba import prange
+
+from .._numba import pjit
+
+_PI = (0, 0, 1, 1)   # feed index of antenna p for corr c
+_QI = (0, 1, 0, 1)   # feed index of antenna q for corr c
+
+
+@pjit
+def correct_diag(data, jd, tidx, ant1, ant2, out, out_flag):
+    """V'_c = V_c / (jd[p, i_c] * conj(jd[q, j_c])) for diagonal Jones (see module docstring)."""
+    n_row, n_chan, n_corr = data.shape
+    for row in prange(n_row):
+        t = tidx[row]
+        a = ant1[row]
+        b = ant2[row]
+        for chan in range(n_chan):
+            for c in range(4):
+                i = 0 if c < 2 else 1
+                j = 0 if (c == 0 or c == 2) else 1
+                den = jd[t, a, chan, i] * np.conj(jd[t, b, chan, j])
+                if den == 0 or not np.isfinite(den.real) or not np.isfinite(den.imag):
+                    out[row, chan, c] = 0
+                    out_flag[row, chan, c] = True
+                else:
+                    out[row, chan, c] = data[row, chan, c] / den
+
+
+@pjit
+def corrupt_diag(model, jd, tidx, ant1, ant2, out):
+    """M'_c = jd[p, i_c] M_c conj(jd[q, j_c])."""
+    n_row, n_chan, n_corr = model.shape
+    for row in prange(n_row):
+        t = tidx[row]
+        a = ant1[row]
+        b = ant2[row]
+        for chan in range(n_chan):
+            for c in range(4):
+                i = 0 if c < 2 else 1
+                j = 0 if (c == 0 or c == 2) else 1
+                out[row, chan, c] = jd[t, a, chan, i] * model[row, chan, c] * np.conj(jd[t, b, chan, j])
+
+
+@pjit
+def corrupt_full(model, j, tidx, ant1, ant2, out):
+    """M' = J_p M J_q^H with full 2x2 Jones."""
+    n_row, n_chan, n_corr = model.shape
+    for row in prange(n_row):
+        t = tidx[row]
+        a = ant1[row]
+        b = ant2[row]
+        for chan in range(n_chan):
+            m00 = model[row, chan, 0]
+            m01 = model[row, chan, 1]
+            m10 = model[row, chan, 2]
+            m11 = model[row, chan, 3]
+            p00 = j[t, a, chan, 0, 0]
+            p01 = j[t, a, chan, 0, 1]
+            p10 = j[t, a, chan, 1, 0]
+            p11 = j[t, a, chan, 1, 1]
+            # q^H
+            q00 = np.conj(j[t, b, chan, 0, 0])
+            q01 = np.conj(j[t, b, chan, 1, 0])
+            q10 = np.conj(j[t, b, chan, 0, 1])
+            q11 = np.conj(j[t, b, chan, 1, 1])
+            x00 = p00 * m00 + p01 * m10
+            x01 = p00 * m01 + p01 * m11
+            x10 = p10 * m00 + p11 * m10
+            x11 = p10 * m01 + p11 * m11
+            out[row, chan, 0] = x00 * q00 + x01 * q10
+            out[row, chan, 1] = x00 * q01 + x01 * q11
+            out[row, chan, 2] = x10 * q00 + x11 * q10
+            out[row, chan, 3] = x10 * q01 + x11 * q11
+
+
+@pjit
+def correct_full(data, j, tidx, ant1, ant2, out, out_flag):
+    """V' = J_p^{-1} V J_q^{-H}; singular or non-finite Jones flags all four correlations."""
+    n_row, n_chan, n_corr = data.shape
+    for row in prange(n_row):
+        t = tidx[row]
+        a = ant1[row]
+        b = ant2[row]
+        for chan in range(n_chan):
+            p00 = j[t, a, chan, 0, 0]
+            p01 = j[t, a, chan, 0, 1]
+            p10 = j[t, a, chan, 1, 0]
+            p11 = j[t, a, chan, 1, 1]
+            q00 = j[t, b, chan, 0, 0]
+            q01 = j[t, b, chan, 0, 1]
+            q10 = j[t, b, chan, 1, 0]
+            q11 = j[t, b, chan, 1, 1]
+            dp = p00 * p11 - p01 * p10
+            dq = q00 * q11 - q01 * q10
+            ok = (dp != 0) and (dq != 0) and np.isfinite(dp.real) and np.isfinite(dp.imag) \
+                and np.isfinite(dq.real) and np.isfinite(dq.imag)
+            if not ok:
+                for c in range(4):
+                    out[row, chan, c] = 0
+                    out_flag[row, chan, c] = True
+                continue
+            # inverses
+            i00 = p11 / dp
+            i01 = -p01 / dp
+            i10 = -p10 / dp
+            i11 = p00 / dp
+            r00 = q11 / dq
+            r01 = -q01 / dq
+            r10 = -q10 / dq
+            r11 = q00 / dq
+            # (Jq^-1)^H
+            h00 = np.conj(r00)
+            h01 = np.conj(r10)
+            h10 = np.conj(r01)
+            h11 = np.conj(r11)
+            v00 = data[row, chan, 0]
+            v01 = data[row, chan, 1]
+            v10 = data[row, chan, 2]
+            v11 = data[row, chan, 3]
+            x00 = i00 * v00 + i01 * v10
+            x01 = i00 * v01 + i01 * v11
+            x10 = i10 * v00 + i11 * v10
+            x11 = i10 * v01 + i11 * v11
+            out[row, chan, 0] = x00 * h00 + x01 * h10
+            out[row, chan, 1] = x00 * h01 + x01 * h11
+            out[row, chan, 2] = x10 * h00 + x11 * h10
+            out[row, chan, 3] = x10 * h01 + x11 * h11
+
+
+def matmul(a, b):
+    """Batched 2x2 product (..., 2, 2) @ (..., 2, 2) (small tables only)."""
+    return np.einsum("...ij,...jk->...ik", a, b)

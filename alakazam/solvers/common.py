@@ -1,0 +1,137 @@
+"""What every backend shares: data presence, reference choice, initial guesses, referencing, flags,
+params -> Jones, and the final cost (one definition for all backends)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import AlakazamError
+from . import SolveResult, cross_delay, cross_phase, gains, leakage, parallel_delay
+
+#: correlations each term uses (0 pp, 1 pq, 2 qp, 3 qq)
+USED_CORR = {"K": (0, 3), "G": (0, 3), "D": (0, 1, 2, 3), "KC": (1, 2), "CP": (1, 2)}
+MODULES = {"K": parallel_delay, "G": gains, "D": leakage, "KC": cross_delay, "CP": cross_phase}
+GLOBAL_TYPES = ("KC", "CP")
+TWO_PI_NS = 2.0 * np.pi * 1e-9
+
+
+def antennas_with_data(batch, jones_type):
+    """(n_cell, n_ant) bool: the antenna has weight > 0 on a correlation the term uses."""
+    corr = list(USED_CORR[jones_type])
+    bl_has = (batch.weight[..., corr] > 0).any(axis=(2, 3))        # (n_cell, n_bl)
+    has = np.zeros((batch.n_cell, batch.n_ant), bool)
+    for b in range(len(batch.ant1)):
+        has[:, batch.ant1[b]] |= bl_has[:, b]
+        has[:, batch.ant2[b]] |= bl_has[:, b]
+    return has
+
+
+def choose_ref(has, requested):
+    """Reference per cell: the requested antenna if it has data, else the lowest-index one that does."""
+    ref = np.full(has.shape[0], int(requested), np.int32)
+    for c in range(has.shape[0]):
+        if not has[c, requested] and has[c].any():
+            ref[c] = int(np.argmax(has[c]))
+    return ref
+
+
+def initial_guess(jones_type, batch, ref):
+    if jones_type == "K":
+        return parallel_delay.initial_guess(batch, ref)
+    if jones_type == "G":
+        return gains.initial_guess(batch, ref)
+    if jones_type == "D":
+        return leakage.initial_guess(batch, ref)
+    if jones_type == "KC":
+        p, _, _ = cross_delay.solve_exact(batch)     # FFT + 1-D refinement is already exact
+        return p
+    p, _, _ = cross_phase.solve_exact(batch)
+    return p
+
+
+def chi2(jones_type, params, batch):
+    """Final cost per cell: sum w |V - model|^2 over the correlations the term uses."""
+    mv = MODULES[jones_type].model_vis(params, batch)
+    corr = list(USED_CORR[jones_type])
+    r = batch.vis[..., corr] - mv[..., corr]
+    return (batch.weight[..., corr] * (r.real ** 2 + r.imag ** 2)).sum(axis=(1, 2, 3))
+
+
+def reference(jones_type, params, ref):
+    p = params.copy()
+    idx = np.arange(p.shape[0])
+    if jones_type == "K":
+        p -= p[idx, ref][:, None]
+    elif jones_type == "G":
+        gr = p[idx, ref]                                     # (n_cell, 2)
+        amp = np.abs(gr)
+        rot = np.where(amp > 0, np.conj(gr) / np.where(amp > 0, amp, 1), 1.0)
+        p = p * rot[:, None, :]
+    elif jones_type == "D":
+        if np.any(np.abs(p[idx, ref, 0]) > 1e-12):
+            raise AlakazamError("internal: D solver did not hold d_pq[ref] = 0")
+    return p
+
+
+def to_jones(jones_type, params, batch):
+    n_cell, n_ant = batch.n_cell, batch.n_ant
+    J = np.zeros((n_cell, n_ant, 2, 2), np.complex128)
+    delay = None
+    if jones_type == "K":
+        nu_c = parallel_delay.band_centre(batch)
+        tau = params[..., 0]                                          # (n_cell, n_ant, 2)
+        ph = np.exp(-1j * TWO_PI_NS * tau * nu_c[:, None, None])
+        J[..., 0, 0] = ph[..., 0]
+        J[..., 1, 1] = ph[..., 1]
+        delay = tau.copy()
+    elif jones_type == "G":
+        J[..., 0, 0] = params[..., 0]
+        J[..., 1, 1] = params[..., 1]
+    elif jones_type == "D":
+        J[..., 0, 0] = 1
+        J[..., 1, 1] = 1
+        J[..., 0, 1] = params[..., 0]
+        J[..., 1, 0] = params[..., 1]
+    elif jones_type == "KC":
+        nu_c = parallel_delay.band_centre(batch)
+        J[..., 0, 0] = np.exp(-1j * TWO_PI_NS * params[:, 0] * nu_c)[:, None]
+        J[..., 1, 1] = 1
+        delay = np.zeros((n_cell, n_ant, 2))
+        delay[..., 0] = params[:, 0, None]
+    else:  # CP
+        J[..., 0, 0] = 1
+        J[..., 1, 1] = np.exp(1j * params[:, 0])[:, None]
+    return J, delay
+
+
+def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
+    batch.vis = np.ascontiguousarray(batch.vis, np.complex128)
+    batch.model = np.ascontiguousarray(batch.model, np.complex128)
+    batch.weight = np.ascontiguousarray(batch.weight, np.float64)
+    batch.freq = np.ascontiguousarray(batch.freq, np.float64)
+    batch.ant1 = np.ascontiguousarray(batch.ant1, np.int64)
+    batch.ant2 = np.ascontiguousarray(batch.ant2, np.int64)
+    if jones_type in GLOBAL_TYPES:
+        cross_phase.check_polarised(batch, jones_type)
+    if jones_type == "D" and not (batch.weight[..., 1:3] > 0).any():
+        raise AlakazamError("D needs the cross hands (pq, qp): all cross-hand data are flagged or "
+                            "absent in the selection")
+    has = antennas_with_data(batch, jones_type)
+    ref = choose_ref(has, batch.ref_ant)
+    init = initial_guess(jones_type, batch, ref)
+    params, n_iter, conv, cost = backend_module.solve_params(jones_type, batch, init, ref, opts)
+    params = reference(jones_type, params, ref)
+    J, delay = to_jones(jones_type, params, batch)
+    if jones_type in GLOBAL_TYPES:
+        flags = np.repeat(~has.any(axis=1)[:, None], batch.n_ant, axis=1)
+    else:
+        flags = ~has
+    det = J[..., 0, 0] * J[..., 1, 1] - J[..., 0, 1] * J[..., 1, 0]
+    flags |= ~np.isfinite(J).all(axis=(-1, -2)) | (det == 0)
+    J[flags] = np.nan
+    if delay is not None:
+        delay[flags] = np.nan
+    cost = chi2(jones_type, params, batch)
+    return SolveResult(jones=J, flags=flags, delay=delay, params=params,
+                       converged=np.asarray(conv, bool), n_iter=np.asarray(n_iter, np.int32),
+                       cost=np.asarray(cost, float), ref_ant=ref.astype(np.int32))

@@ -1,0 +1,166 @@
+"""D: polarisation leakage [[1, d_pq], [d_qp, 1]] per antenna, from all four correlations.
+
+.. math:: V_{ab} = D_a M_{ab} D_b^H
+
+Constraint d_pq[ref] = 0 (the usual gauge: x_a + c, y_a - conj(c) leaves the unpolarised response
+unchanged).  Parameters per antenna are (Re x, Im x, Re y, Im y) with x = d_pq, y = d_qp; the model is
+holomorphic in (x_a, y_a) and anti-holomorphic in (x_b, y_b), which gives the analytic Jacobian.
+Solved by Levenberg-Marquardt on the normal equations (numba, one cell per prange iteration),
+starting from 0 (leakages are small; the problem is nearly linear there).
+"""
+
+import numpy as np
+from numba import prange
+
+from .._numba import njit, pjit
+from .lm import chol_solve, converged_test
+
+
+def initial_guess(batch, ref):
+    return np.zeros((batch.n_cell, batch.n_ant, 2), np.complex128)
+
+
+@njit
+def _model(m, xa, ya, xb, yb):
+    m00, m01, m10, m11 = m[0], m[1], m[2], m[3]
+    cxb = np.conj(xb)
+    cyb = np.conj(yb)
+    t00 = m00 + xa * m10
+    t01 = m01 + xa * m11
+    t10 = ya * m00 + m10
+    t11 = ya * m01 + m11
+    return t00 + t01 * cxb, t00 * cyb + t01, t10 + t11 * cxb, t10 * cyb + t11
+
+
+@njit
+def _normal_eq(vis, model, weight, ant1, ant2, d, index, n_par):
+    jtj = np.zeros((n_par, n_par))
+    jtr = np.zeros(n_par)
+    cost = 0.0
+    n_bl, n_samp = vis.shape[0], vis.shape[1]
+    # derivative buffers: 4 corr x 8 real params (xa re/im, ya re/im, xb re/im, yb re/im)
+    dv = np.zeros((4, 8), np.complex128)
+    idx = np.empty(8, np.int64)
+    for b in range(n_bl):
+        a1 = ant1[b]
+        a2 = ant2[b]
+        xa = d[a1, 0]
+        ya = d[a1, 1]
+        xb = d[a2, 0]
+        yb = d[a2, 1]
+        for k in range(4):
+            idx[k] = index[a1, k]
+            idx[4 + k] = index[a2, k]
+        for s in range(n_samp):
+            m = model[b, s]
+            mv = _model(m, xa, ya, xb, yb)
+            m00, m01, m10, m11 = m[0], m[1], m[2], m[3]
+            cxb = np.conj(xb)
+            cyb = np.conj(yb)
+            # holomorphic derivatives wrt xa, ya
+            dxa = (m10 + m11 * cxb, m10 * cyb + m11, 0j, 0j)
+            dya = (0j, 0j, m00 + m01 * cxb, m00 * cyb + m01)
+            # derivatives wrt conj(xb), conj(yb)
+            dcxb = (m01 + xa * m11, 0j, ya * m01 + m11, 0j)
+            dcyb = (0j, m00 + xa * m10, 0j, ya * m00 + m10)
+            for c in range(4):
+                dv[c, 0] = dxa[c]
+                dv[c, 1] = 1j * dxa[c]
+                dv[c, 2] = dya[c]
+                dv[c, 3] = 1j * dya[c]
+                dv[c, 4] = dcxb[c]
+                dv[c, 5] = -1j * dcxb[c]
+                dv[c, 6] = dcyb[c]
+                dv[c, 7] = -1j * dcyb[c]
+            for c in range(4):
+                w = weight[b, s, c]
+                if w <= 0:
+                    continue
+                r = vis[b, s, c] - mv[c]
+                cost += w * (r.real * r.real + r.imag * r.imag)
+                # dr/dp = -dv ; jtr = sum w Re(conj(dr) r)
+                for i in range(8):
+                    ii = idx[i]
+                    if ii < 0:
+                        continue
+                    gi = dv[c, i]
+                    jtr[ii] -= w * (gi.real * r.real + gi.imag * r.imag)
+                    for j in range(8):
+                        jj = idx[j]
+                        if jj < 0:
+                            continue
+                        gj = dv[c, j]
+                        jtj[ii, jj] += w * (gi.real * gj.real + gi.imag * gj.imag)
+    return jtj, jtr, cost
+
+
+@njit
+def _lm_cell(vis, model, weight, ant1, ant2, d, ref, max_iter, tol):
+    n_ant = d.shape[0]
+    index = -np.ones((n_ant, 4), np.int64)
+    k = 0
+    for a in range(n_ant):
+        for j in range(4):
+            if a == ref and j < 2:
+                continue
+            index[a, j] = k
+            k += 1
+    n_par = k
+    d[ref, 0] = 0.0
+    lam = 1e-3
+    jtj, jtr, cost = _normal_eq(vis, model, weight, ant1, ant2, d, index, n_par)
+    it = 0
+    conv = False
+    for it in range(1, max_iter + 1):
+        step, ok = chol_solve(jtj, -jtr, lam)
+        if not ok:
+            lam *= 10.0
+            continue
+        dn = d.copy()
+        for a in range(n_ant):
+            if index[a, 0] >= 0:
+                dn[a, 0] += step[index[a, 0]] + 1j * step[index[a, 1]]
+            dn[a, 1] += step[index[a, 2]] + 1j * step[index[a, 3]]
+        jtj_n, jtr_n, cost_n = _normal_eq(vis, model, weight, ant1, ant2, dn, index, n_par)
+        if cost_n <= cost:
+            done = converged_test(cost, cost_n, np.sqrt((step * step).sum()),
+                                  np.sqrt((np.abs(d) ** 2).sum()), tol)
+            d[:] = dn
+            jtj, jtr, cost = jtj_n, jtr_n, cost_n
+            lam = max(lam * 0.1, 1e-12)
+            if done:
+                conv = True
+                break
+        else:
+            lam *= 10.0
+            if lam > 1e12:
+                conv = True
+                break
+    return it, conv, cost
+
+
+@pjit
+def lm_batch(vis, model, weight, ant1, ant2, d, ref, max_iter, tol, n_iter, conv, cost):
+    """In place: d (n_cell, n_ant, 2) complex; n_iter, conv, cost (n_cell,)."""
+    for c in prange(vis.shape[0]):
+        dc = d[c].copy()
+        it, ok, cst = _lm_cell(vis[c], model[c], weight[c], ant1, ant2, dc, ref[c], max_iter, tol)
+        d[c] = dc
+        n_iter[c] = it
+        conv[c] = ok
+        cost[c] = cst
+
+
+def model_vis(params, batch):
+    x = params[..., 0]
+    y = params[..., 1]
+    D = np.zeros(params.shape[:2] + (2, 2), np.complex128)
+    D[..., 0, 0] = 1
+    D[..., 1, 1] = 1
+    D[..., 0, 1] = x
+    D[..., 1, 0] = y
+    Da = D[:, batch.ant1][:, :, None]
+    Db = D[:, batch.ant2][:, :, None]
+    M = batch.model.reshape(batch.model.shape[:-1] + (2, 2))
+    V = Da @ M @ np.conj(np.swapaxes(Db, -1, -2))
+    return V.reshape(batch.model.shape)
