@@ -1,0 +1,142 @@
+"""Time interpolation and frequency mapping of solutions (field selection lives in
+:mod:`alakazam.calibration.chain`).
+
+Time modes (per antenna and frequency bin, over unflagged solutions only):
+
+* ``exact`` / ``nearest``: the nearest valid solution in time.
+* ``linear``: amplitude and (unwrapped) phase of every Jones element interpolated linearly between the
+  nearest valid neighbours; outside the solution range the end value is held.
+* ``cubic``: cubic spline (scipy) on amplitude and unwrapped phase; needs >= 4 valid samples, otherwise
+  an error naming ``time_interp`` (no silent fallback).
+
+Frequency mapping (:func:`map_freq`): one solution bin -> broadcast; identical grids -> pass-through;
+otherwise the nearest solution frequency.  Delays (K, KC) are rebuilt as Jones matrices at every target
+channel by :func:`delay_to_jones`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import AlakazamError
+
+TWO_PI_NS = 2.0 * np.pi * 1e-9
+MODES = ("exact", "nearest", "linear", "cubic")
+
+
+def _nearest_index(src, dst):
+    j = np.clip(np.searchsorted(src, dst), 1, max(len(src) - 1, 1))
+    lo = np.clip(j - 1, 0, len(src) - 1)
+    hi = np.clip(j, 0, len(src) - 1)
+    return np.where(np.abs(dst - src[lo]) <= np.abs(src[hi] - dst), lo, hi)
+
+
+def _interp_series(t, y, ok, tt, mode, what="time_interp"):
+    """Interpolate y (n_t, k) real/complex over valid samples ok (n_t,) to tt; returns (n_tt, k), valid."""
+    tv = t[ok]
+    yv = y[ok]
+    n_tt = len(tt)
+    if len(tv) == 0:
+        return np.full((n_tt,) + y.shape[1:], np.nan, y.dtype), np.zeros(n_tt, bool)
+    if len(tv) == 1 or mode in ("exact", "nearest"):
+        return yv[_nearest_index(tv, tt)], np.ones(n_tt, bool)
+    if mode == "linear":
+        out = np.empty((n_tt,) + y.shape[1:], y.dtype)
+        for k in range(y.shape[1]):
+            out[:, k] = np.interp(tt, tv, yv[:, k])
+        return out, np.ones(n_tt, bool)
+    if mode == "cubic":
+        if len(tv) < 4:
+            raise AlakazamError(f"{what}: 'cubic' needs at least 4 valid solution times, this term has "
+                                f"{len(tv)}; use 'linear' or 'nearest'")
+        from scipy.interpolate import CubicSpline
+
+        ttc = np.clip(tt, tv[0], tv[-1])          # hold the end values outside the range
+        return CubicSpline(tv, yv, axis=0)(ttc), np.ones(n_tt, bool)
+    raise AlakazamError(f"{what}: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+
+
+def interp_time(sol_time, jones, flags, target_time, mode):
+    """Jones (n_ant, n_f, n_t, 2, 2) at target times -> (n_ant, n_f, n_tt, 2, 2), flags (n_ant, n_f, n_tt).
+
+    Flagged solutions are skipped; an antenna/freq with no valid solution stays flagged (NaN).
+    """
+    sol_time = np.asarray(sol_time, float)
+    tt = np.asarray(target_time, float)
+    n_ant, n_f, n_t = jones.shape[:3]
+    order = np.argsort(sol_time, kind="stable")
+    sol_time = sol_time[order]
+    jones = jones[:, :, order]
+    flags = flags[:, :, order]
+    out = np.full((n_ant, n_f, len(tt), 2, 2), np.nan + 0j)
+    oflag = np.ones((n_ant, n_f, len(tt)), bool)
+    if mode not in MODES:
+        raise AlakazamError(f"time_interp: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    for a in range(n_ant):
+        for f in range(n_f):
+            ok = ~flags[a, f] & np.isfinite(jones[a, f]).all(axis=(-1, -2))
+            if not ok.any():
+                continue
+            y = jones[a, f].reshape(n_t, 4)
+            if mode in ("linear", "cubic") and ok.sum() > 1:
+                amp = np.abs(y)
+                ph = np.unwrap(np.angle(y), axis=0) if ok.all() else None
+                if ph is None:
+                    ph = np.zeros_like(amp)
+                    ph[ok] = np.unwrap(np.angle(y[ok]), axis=0)
+                ya, _ = _interp_series(sol_time, amp, ok, tt, mode)
+                yp, _ = _interp_series(sol_time, ph, ok, tt, mode)
+                val = ya * np.exp(1j * yp)
+            else:
+                val, _ = _interp_series(sol_time, y, ok, tt, mode)
+            out[a, f] = val.reshape(len(tt), 2, 2)
+            oflag[a, f] = False
+    return out, oflag
+
+
+def interp_delay_time(sol_time, delay, flags, target_time, mode):
+    """Delays (n_ant, n_f, n_t, 2) ns -> (n_ant, n_f, n_tt, 2), flags; linear/cubic in delay value."""
+    sol_time = np.asarray(sol_time, float)
+    tt = np.asarray(target_time, float)
+    n_ant, n_f, n_t = delay.shape[:3]
+    order = np.argsort(sol_time, kind="stable")
+    sol_time, delay, flags = sol_time[order], delay[:, :, order], flags[:, :, order]
+    out = np.full((n_ant, n_f, len(tt), 2), np.nan)
+    oflag = np.ones((n_ant, n_f, len(tt)), bool)
+    for a in range(n_ant):
+        for f in range(n_f):
+            ok = ~flags[a, f] & np.isfinite(delay[a, f]).all(axis=-1)
+            if not ok.any():
+                continue
+            out[a, f], _ = _interp_series(sol_time, delay[a, f], ok, tt, mode)
+            oflag[a, f] = False
+    return out, oflag
+
+
+def map_freq(sol_freq, target_freq):
+    """(index (n_chan,) into the solution freq axis, description for the log line)."""
+    sol_freq = np.asarray(sol_freq, float)
+    target_freq = np.asarray(target_freq, float)
+    n_f, n_c = len(sol_freq), len(target_freq)
+    if n_f == 1:
+        return np.zeros(n_c, np.int64), f"broadcast 1->{n_c}"
+    if n_f == n_c and np.allclose(sol_freq, target_freq, rtol=0, atol=1e-3):
+        return np.arange(n_c), "pass-through"
+    order = np.argsort(sol_freq)
+    idx = order[_nearest_index(sol_freq[order], target_freq)]
+    return idx.astype(np.int64), f"nearest {n_f}->{n_c}"
+
+
+def delay_to_jones(delay, freqs, jones_type):
+    """Delays (n_ant, n_chan, n_tt, 2) ns at each target channel -> Jones (n_ant, n_chan, n_tt, 2, 2).
+
+    K: diag(exp(-2 pi i tau_p nu), exp(-2 pi i tau_q nu)); KC: diag(exp(-2 pi i tau nu), 1).
+    """
+    nu = np.asarray(freqs, float)[None, :, None]
+    out = np.zeros(delay.shape[:3] + (2, 2), np.complex128)
+    out[..., 0, 0] = np.exp(-1j * TWO_PI_NS * delay[..., 0] * nu)
+    if jones_type == "KC":
+        out[..., 1, 1] = np.where(np.isfinite(delay[..., 0]), 1.0, np.nan)
+    else:
+        out[..., 1, 1] = np.exp(-1j * TWO_PI_NS * delay[..., 1] * nu)
+    return out

@@ -1,0 +1,207 @@
+"""Solver truth tests: synthetic batches with known Jones (tests/solver_truth.py, independent einsum).
+
+Noisy cases compare with the Cramer-Rao bound: the Fisher matrix of the test's own einsum model,
+by finite differences at the truth, gives the predicted standard error of every fitted parameter; each
+error must be within 5 sigma (with ~100 parameters the chance of a false failure is ~1e-4).
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from solver_truth import make_batch  # noqa: E402
+
+from alakazam.errors import AlakazamError, BackendUnavailableError  # noqa: E402
+from alakazam.solvers import SolveOptions, solve  # noqa: E402
+
+BACKENDS = ["numba"] + [b for b in ("scipy",) if importlib.util.find_spec(
+    "alakazam.solvers.backends.%s_backend" % b) is not None]
+FEEDS = ["linear", "circular"]
+
+
+def _ref_g(g, ref=0):
+    r = g[:, [ref]]
+    return g * np.conj(r) / np.abs(r)
+
+
+def _einsum_vis(J, M, a1, a2):
+    """V (n_bl, n_samp, 4) from J (n_ant, n_samp, 2, 2) and M (n_bl, n_samp, 2, 2)."""
+    return np.einsum("bsij,bsjk,bslk->bsil", J[a1], M, np.conj(J[a2])).reshape(len(a1), -1, 4)
+
+
+def _fisher_sigma(vis_of_x, x0, weight, corr):
+    """Predicted 1-sigma errors of real parameters x from the Fisher matrix J^T W J."""
+    eps = 1e-6
+    v0 = vis_of_x(x0)[..., corr]
+    w = weight[..., corr].ravel()
+    cols = []
+    for i in range(len(x0)):
+        x = x0.copy()
+        x[i] += eps
+        d = (vis_of_x(x)[..., corr] - v0).ravel() / eps
+        cols.append(np.concatenate([d.real * np.sqrt(w), d.imag * np.sqrt(w)]))
+    Jm = np.array(cols).T
+    return np.sqrt(np.diag(np.linalg.inv(Jm.T @ Jm)))
+
+
+def _M(batch, c):
+    return batch.model[c].reshape(batch.model.shape[1], batch.model.shape[2], 2, 2)
+
+
+@pytest.mark.parametrize("feed", FEEDS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_G_noiseless_and_noisy(feed, backend):
+    b, tr = make_batch("G", n_cell=3, n_ant=7, feed=feed, seed=3)
+    r = solve("G", b, backend=backend)
+    assert np.abs(r.params - _ref_g(tr["g"])).max() < 1e-8
+    assert r.converged.all() and not r.flags.any()
+    sigma = 0.05
+    b, tr = make_batch("G", n_cell=2, n_ant=7, feed=feed, noise=sigma, seed=4)
+    r = solve("G", b, backend=backend)
+    gt = _ref_g(tr["g"])
+    a1, a2 = b.ant1, b.ant2
+    for c in range(b.n_cell):
+        for p, corr in enumerate((0, 3)):
+            # params: Re g (all), Im g (all but ref)
+            def vis_of_x(x, c=c, p=p):
+                g = x[:7] + 1j * np.concatenate([[0.0], x[7:]])
+                J = np.zeros((7, 1, 2, 2), complex)
+                J[:, 0, 0, 0] = J[:, 0, 1, 1] = g
+                return _einsum_vis(J, _M(b, c), a1, a2)
+            x0 = np.concatenate([gt[c, :, p].real, gt[c, 1:, p].imag])
+            sig = _fisher_sigma(vis_of_x, x0, b.weight[c], [corr])
+            est = r.params[c, :, p]
+            err = np.concatenate([est.real - gt[c, :, p].real, est[1:].imag - gt[c, 1:, p].imag])
+            assert np.all(np.abs(err) < 5 * sig), (err / sig)
+            assert np.abs(err).max() > 0          # noise really entered
+
+
+@pytest.mark.parametrize("feed", FEEDS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_K_noiseless_and_noisy(feed, backend):
+    b, tr = make_batch("K", n_cell=2, n_ant=6, n_samp=48, feed=feed, seed=5)
+    r = solve("K", b, backend=backend)
+    t = tr["tau"] - tr["tau"][:, [0]]
+    assert np.abs(r.delay - t).max() < 1e-7          # ns
+    # Jones at the band centre follows the convention exp(-2 pi i tau nu)
+    nu_c = b.freq.mean(axis=1)
+    np.testing.assert_allclose(r.jones[..., 0, 0], np.exp(-2j * np.pi * r.delay[..., 0] * 1e-9 * nu_c[:, None]))
+    sigma = 0.5
+    b, tr = make_batch("K", n_cell=2, n_ant=6, n_samp=48, feed=feed, noise=sigma, seed=6)
+    r = solve("K", b, backend=backend)
+    t = tr["tau"] - tr["tau"][:, [0]]
+    err = r.delay - t
+    # CRB for the delay of antenna a: 1 / (2 pi 1e-9)^2 / (sum_w |V|^2 (nu - nu_c)^2) over its baselines,
+    # computed from the einsum truth (amplitudes included)
+    for c in range(b.n_cell):
+        for p, corr in enumerate((0, 3)):
+            J = tr["J"][c]
+            V = _einsum_vis(J, _M(b, c), b.ant1, b.ant2)[..., corr]
+            dnu = b.freq[c] - b.freq[c].mean()
+            kap = 2 * np.pi * 1e-9 * dnu
+            w = b.weight[c][..., corr]
+            # Fisher over (phi_a, tau_a), a != 0
+            n = 6
+            F = np.zeros((2 * (n - 1), 2 * (n - 1)))
+            for bl in range(len(b.ant1)):
+                s = np.zeros((2 * (n - 1), len(dnu)))
+                for ant, sign in ((b.ant1[bl], 1), (b.ant2[bl], -1)):
+                    if ant == 0:
+                        continue
+                    s[2 * (ant - 1)] = sign
+                    s[2 * (ant - 1) + 1] = -sign * kap
+                F += (s * (w[bl] * np.abs(V[bl]) ** 2)) @ s.T
+            sig_tau = np.sqrt(np.diag(np.linalg.inv(F)))[1::2]
+            assert np.all(np.abs(err[c, 1:, p]) < 5 * sig_tau), err[c, 1:, p] / sig_tau
+
+
+@pytest.mark.parametrize("feed", FEEDS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_D_noiseless_and_noisy(feed, backend):
+    b, tr = make_batch("D", n_cell=2, n_ant=6, n_samp=6, feed=feed, seed=7)
+    r = solve("D", b, backend=backend)
+    assert np.abs(r.params - tr["d"]).max() < 1e-8
+    assert np.all(r.params[:, 0, 0] == 0)
+    sigma = 0.05
+    b, tr = make_batch("D", n_cell=1, n_ant=6, n_samp=6, feed=feed, noise=sigma, seed=8)
+    r = solve("D", b, backend=backend)
+    d = tr["d"][0]
+
+    def vis_of_x(x):
+        dd = np.zeros((6, 2), complex)
+        dd[1:, 0] = x[0:5] + 1j * x[5:10]
+        dd[:, 1] = x[10:16] + 1j * x[16:22]
+        J = np.zeros((6, b.freq.shape[1], 2, 2), complex)
+        J[..., 0, 0] = J[..., 1, 1] = 1
+        J[..., 0, 1] = dd[:, None, 0]
+        J[..., 1, 0] = dd[:, None, 1]
+        return _einsum_vis(J, _M(b, 0), b.ant1, b.ant2)
+    x0 = np.concatenate([d[1:, 0].real, d[1:, 0].imag, d[:, 1].real, d[:, 1].imag])
+    sig = _fisher_sigma(vis_of_x, x0, b.weight[0], [0, 1, 2, 3])
+    e = r.params[0]
+    est = np.concatenate([e[1:, 0].real, e[1:, 0].imag, e[:, 1].real, e[:, 1].imag])
+    assert np.all(np.abs(est - x0) < 5 * sig), (est - x0) / sig
+
+
+@pytest.mark.parametrize("feed", FEEDS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_KC_CP(feed, backend):
+    b, tr = make_batch("KC", n_cell=2, n_ant=5, n_samp=40, feed=feed, seed=9)
+    r = solve("KC", b, backend=backend)
+    assert np.abs(r.params[:, 0] - tr["tau"]).max() < 1e-8
+    assert np.all(r.delay[..., 0] == r.params[:, None, 0]) and np.all(r.delay[..., 1] == 0)
+    b, tr = make_batch("CP", n_cell=3, n_ant=5, n_samp=4, feed=feed, seed=10)
+    r = solve("CP", b, backend=backend)
+    assert np.abs(np.angle(np.exp(1j * (r.params[:, 0] - tr["phi"])))).max() < 1e-10
+    np.testing.assert_allclose(r.jones[..., 1, 1], np.exp(1j * tr["phi"])[:, None] * np.ones(5))
+    # noisy CP: closed-form ML, error within 5 sigma of the CRB 1/sqrt(2 sum w |M_x|^2)
+    sigma = 0.3
+    b, tr = make_batch("CP", n_cell=4, n_ant=5, n_samp=4, feed=feed, noise=sigma, seed=11)
+    r = solve("CP", b, backend=backend)
+    crb = 1 / np.sqrt(2 * (b.weight[..., 1:3] * np.abs(b.model[..., 1:3]) ** 2).sum(axis=(1, 2, 3)))
+    err = np.angle(np.exp(1j * (r.params[:, 0] - tr["phi"])))
+    assert np.all(np.abs(err) < 5 * crb)
+
+
+def test_dead_antenna_and_reference_fallback():
+    b, tr = make_batch("G", n_cell=2, n_ant=6, seed=12, flagged_ants=(3,))
+    r = solve("G", b)
+    assert r.flags[:, 3].all() and np.isnan(r.jones[:, 3]).all()
+    assert not r.flags[:, [0, 1, 2, 4, 5]].any()
+    # flagged reference: re-referenced to the lowest-index antenna with data, recorded
+    b, tr = make_batch("G", n_cell=2, n_ant=6, seed=13, flagged_ants=(0,), ref_ant=0)
+    r = solve("G", b)
+    assert (r.ref_ant == 1).all()
+    np.testing.assert_allclose(r.params[:, 1:], _ref_g(tr["g"][:, 1:], 0), atol=1e-8)
+
+
+def test_phase_only_and_heavy_flagging():
+    b, tr = make_batch("G", n_cell=2, n_ant=7, seed=14, phase_only=True)
+    r = solve("G", b, opts=SolveOptions(phase_only=True))
+    np.testing.assert_allclose(np.abs(r.params), 1.0, atol=1e-12)
+    assert np.abs(r.params - _ref_g(tr["g"])).max() < 1e-8
+    b, tr = make_batch("G", n_cell=2, n_ant=7, n_samp=4, seed=15, flag_fraction=0.5)
+    r = solve("G", b)
+    assert np.abs(r.params - _ref_g(tr["g"])).max() < 1e-8
+
+
+def test_unpolarised_model_rejected_for_KC_CP():
+    for jt in ("KC", "CP"):
+        b, _ = make_batch(jt, n_cell=1, n_ant=4, n_samp=8, polarised=False, seed=16)
+        with pytest.raises(AlakazamError, match="polarised model"):
+            solve(jt, b)
+
+
+def test_missing_backend_is_an_error(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pyceres" else real(name, *a))
+    b, _ = make_batch("G", n_cell=1, n_ant=4, seed=1)
+    with pytest.raises(BackendUnavailableError, match="pip install pyceres"):
+        solve("G", b, backend="ceres")
+    with pytest.raises(AlakazamError, match="unknown backend"):
+        solve("G", b, backend="fortran")
