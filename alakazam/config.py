@@ -140,3 +140,375 @@ class RunConfig:
     solve: List[SolveConfig] = field(default_factory=list)
     fluxscale: List[FluxscaleConfig] = field(default_factory=list)
     apply: List[ApplyConfig] = field(default_factory=list)
+
+
+# ==================================================================================================
+# parsing
+# ==================================================================================================
+import difflib  # noqa: E402
+import re  # noqa: E402
+
+from .errors import AlakazamError, ParameterError  # noqa: E402
+
+_TIME_UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hr": 3600.0}
+_FREQ_UNITS = {"hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
+_NUM = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+
+
+def parse_time_interval(value, where="time_interval") -> TimeInterval:
+    """'inf'/'infinity', 'scan', '120s', '5min', '2m' (minutes), '1h', or a number of seconds."""
+    expected = "expected inf, scan, or a duration like 120s, 5min, 2m, 1h (or seconds as a number)"
+    if isinstance(value, bool):
+        raise AlakazamError(f"{where}: {value!r} is not a time interval; {expected}")
+    if isinstance(value, (int, float)):
+        if value > 0 and value != float("inf"):
+            return TimeInterval("seconds", float(value), f"{value}s")
+        if value == float("inf"):
+            return TimeInterval("inf", 0.0, "inf")
+        raise AlakazamError(f"{where}: {value!r} must be positive; {expected}")
+    text = str(value).strip().lower()
+    if text in ("inf", "infinity"):
+        return TimeInterval("inf", 0.0, "inf")
+    if text == "scan":
+        return TimeInterval("scan", 0.0, "scan")
+    m = re.fullmatch(_NUM + r"\s*(s|sec|min|m|h|hr)?", text)
+    if m:
+        sec = float(m.group(1)) * _TIME_UNITS[m.group(2) or "s"]
+        if sec > 0:
+            return TimeInterval("seconds", sec, str(value).strip())
+    raise AlakazamError(f"{where}: {value!r} is not a time interval; {expected}")
+
+
+def parse_freq_interval(value, where="freq_interval"):
+    """(width_hz or None for full, text): 'full'/'inf', '4MHz', '128kHz', '1GHz', '500Hz', number = Hz."""
+    expected = "expected full, inf, or a width like 4MHz, 128kHz (or Hz as a number)"
+    if isinstance(value, bool):
+        raise AlakazamError(f"{where}: {value!r} is not a frequency interval; {expected}")
+    if isinstance(value, (int, float)):
+        if value == float("inf"):
+            return None, "full"
+        if value > 0:
+            return float(value), f"{value}Hz"
+        raise AlakazamError(f"{where}: {value!r} must be positive; {expected}")
+    text = str(value).strip().lower()
+    if text in ("full", "inf", "infinity"):
+        return None, "full"
+    m = re.fullmatch(_NUM + r"\s*(hz|khz|mhz|ghz)?", text)
+    if m and float(m.group(1)) > 0:
+        return float(m.group(1)) * _FREQ_UNITS[m.group(2) or "hz"], str(value).strip()
+    raise AlakazamError(f"{where}: {value!r} is not a frequency interval; {expected}")
+
+
+class _Errors:
+    """Collects every error of a block; raised together as one ParameterError."""
+
+    def __init__(self):
+        self.errors = {}
+
+    def add(self, path, msg):
+        self.errors.setdefault(path, []).append(msg)
+
+    def run(self, path, fn, *a):
+        try:
+            return fn(*a)
+        except AlakazamError as e:
+            msg = str(e)
+            if msg.startswith(path + ": "):
+                msg = msg[len(path) + 2:]
+            self.add(path, msg)
+            return None
+
+    def raise_if_any(self):
+        if self.errors:
+            raise ParameterError(self.errors)
+
+
+def _name(key, where, names):
+    shown = names.get(key, key) if names else key
+    return f"{where}.{shown}" if where else shown
+
+
+def broadcast_steps(value, n_steps, path, errs: _Errors, default=None):
+    """Scalar -> per-step list; a list must have exactly n_steps entries."""
+    if value is None:
+        value = default
+    if isinstance(value, (list, tuple)):
+        if len(value) != n_steps:
+            errs.add(path, f"has {len(value)} entries but jones has {n_steps} steps; give one per step "
+                           "or a single value for all")
+            return [default] * n_steps
+        return list(value)
+    return [value] * n_steps
+
+
+def assign_keys(jones_list, existing_keys=(), where="jones"):
+    """['K','G','D','G','G'] -> ['K0','G0','D0','G1','G2'], continuing after keys already present."""
+    from .io.hdf5 import _KEY_RE
+
+    counters = {}
+    for k in existing_keys:
+        m = _KEY_RE.match(str(k))
+        if m:
+            counters[m.group(1)] = max(counters.get(m.group(1), 0), int(m.group(2)) + 1)
+    out = []
+    for i, j in enumerate(jones_list):
+        t = str(j).strip().upper()
+        if t not in JONES_TYPES:
+            raise AlakazamError(f"{where}[{i}]: {j!r} is not a Jones type; expected one of "
+                                f"{', '.join(JONES_TYPES)}")
+        n = counters.get(t, 0)
+        out.append(f"{t}{n}")
+        counters[t] = n + 1
+    return out
+
+
+_SOLVE_KEYS = {"ms", "output", "ref_ant", "data_col", "model_col", "solver_backend", "apply_parang",
+               "rfi_threshold", "max_iter", "tol", "memory_limit_gb", "gpu", "jones", "field",
+               "time_interval", "freq_interval", "phase_only", "preapply_time_interp", "external_preapply",
+               "spw", "scan", "quiet"}
+_FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_field", "output",
+              "jones_type", "spw"}
+_APPLY_KEYS = {"ms", "output_col", "data_col", "target_field", "target_scans", "spw", "apply_parang",
+               "propagate_flags", "jones", "tables", "field_select", "time_interp", "solution_field",
+               "memory_limit_gb", "quiet"}
+
+
+def _check_keys(d, allowed, where, names, errs):
+    if not isinstance(d, dict):
+        raise ParameterError({where or "block": [f"expected a mapping of keys, got {type(d).__name__}"]})
+    for k in d:
+        if k not in allowed:
+            close = difflib.get_close_matches(str(k), sorted(allowed), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            errs.add(_name(k, where, names), f"unknown key{hint} (valid: {', '.join(sorted(allowed))})")
+
+
+def _typed(d, key, kind, default, where, names, errs, choices=None):
+    v = d.get(key, default)
+    path = _name(key, where, names)
+    if v is None:
+        return default
+    if kind is bool and not isinstance(v, bool):
+        errs.add(path, f"{v!r} must be true or false")
+        return default
+    if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
+        errs.add(path, f"{v!r} must be an integer")
+        return default
+    if kind is float and (isinstance(v, bool) or not isinstance(v, (int, float))):
+        errs.add(path, f"{v!r} must be a number")
+        return default
+    if kind is str and not isinstance(v, str):
+        errs.add(path, f"{v!r} must be a string")
+        return default
+    if choices is not None and v not in choices:
+        errs.add(path, f"{v!r} is not allowed; expected one of {', '.join(choices)}")
+        return default
+    return kind(v) if kind in (int, float) else v
+
+
+def _field_list(v):
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple)):
+        return [str(x) for x in v]
+    return [s.strip() for s in str(v).split(",") if s.strip()]
+
+
+def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) -> SolveConfig:
+    """A ``solve`` block (SEED.md YAML keys) -> SolveConfig; all errors reported together."""
+    errs = _Errors()
+    _check_keys(d, _SOLVE_KEYS, where, names, errs)
+    missing = [r for r in ("ms", "output", "jones") if d.get(r) in (None, "", [])]
+    for req in missing:
+        errs.add(_name(req, where, names), "is required")
+    if missing:
+        errs.raise_if_any()
+    jones = d["jones"] if isinstance(d["jones"], (list, tuple)) else [d["jones"]]
+    keys = errs.run(_name("jones", where, names), assign_keys, jones, existing_keys,
+                    _name("jones", where, names)) or []
+    n = len(jones)
+    # field: list of lists (one per step), or one list / string for every step
+    f = d.get("field")
+    if isinstance(f, (list, tuple)) and f and all(isinstance(x, (list, tuple)) for x in f):
+        if len(f) != n:
+            errs.add(_name("field", where, names), f"has {len(f)} entries but jones has {n} steps")
+            fields = [[]] * n
+        else:
+            fields = [_field_list(x) for x in f]
+    else:
+        fields = [_field_list(f) or []] * n
+    ti = broadcast_steps(d.get("time_interval"), n, _name("time_interval", where, names), errs, "inf")
+    fi = broadcast_steps(d.get("freq_interval"), n, _name("freq_interval", where, names), errs, "full")
+    po = broadcast_steps(d.get("phase_only"), n, _name("phase_only", where, names), errs, False)
+    pi = broadcast_steps(d.get("preapply_time_interp"), n,
+                         _name("preapply_time_interp", where, names), errs, "nearest")
+    steps = []
+    for i in range(n):
+        t = errs.run(f"{_name('time_interval', where, names)}[{i}]", parse_time_interval, ti[i],
+                     f"{_name('time_interval', where, names)}[{i}]")
+        fw = errs.run(f"{_name('freq_interval', where, names)}[{i}]", parse_freq_interval, fi[i],
+                      f"{_name('freq_interval', where, names)}[{i}]")
+        if not isinstance(po[i], bool):
+            errs.add(f"{_name('phase_only', where, names)}[{i}]", f"{po[i]!r} must be true or false")
+        if pi[i] not in TIME_INTERP_MODES:
+            errs.add(f"{_name('preapply_time_interp', where, names)}[{i}]",
+                     f"{pi[i]!r} is not allowed; expected one of {', '.join(TIME_INTERP_MODES)}")
+        if t is None or fw is None or i >= len(keys):
+            continue
+        steps.append(SolveStep(jones_type=keys[i].rstrip("0123456789"), key=keys[i], field=fields[i],
+                               time_interval=t, freq_interval_hz=fw[0], freq_interval_text=fw[1],
+                               phase_only=bool(po[i]), preapply_time_interp=pi[i]))
+    ep = d.get("external_preapply")
+    ext = None
+    if ep is not None:
+        epw = _name("external_preapply", where, names)
+        if not isinstance(ep, dict):
+            errs.add(epw, "must be a mapping with tables, jones, field_select, time_interp")
+        else:
+            tables = list(ep.get("tables") or [])
+            ej = list(ep.get("jones") or [])
+            if len(tables) != len(ej):
+                errs.add(epw, f"tables has {len(tables)} entries but jones has {len(ej)}")
+            fs = list(ep.get("field_select") or ["nearest_time"] * len(ej))
+            tin = list(ep.get("time_interp") or ["nearest"] * len(ej))
+            for k, v in enumerate(fs):
+                if v not in FIELD_SELECT_MODES:
+                    errs.add(f"{epw}.field_select[{k}]", f"{v!r} not in {', '.join(FIELD_SELECT_MODES)}")
+            for k, v in enumerate(tin):
+                if v not in TIME_INTERP_MODES:
+                    errs.add(f"{epw}.time_interp[{k}]", f"{v!r} not in {', '.join(TIME_INTERP_MODES)}")
+            ext = ExternalPreapply(tables=[str(t) for t in tables], jones=[str(j) for j in ej],
+                                   field_select=fs, time_interp=tin,
+                                   solution_field=[_field_list(x) for x in (ep.get("solution_field") or [])])
+    ref = d.get("ref_ant", 0)
+    if isinstance(ref, bool) or not isinstance(ref, (int, str)):
+        errs.add(_name("ref_ant", where, names), f"{ref!r} must be an antenna name or index")
+    cfg = SolveConfig(
+        ms=str(d["ms"]), output=str(d["output"]), steps=steps, ref_ant=ref,
+        data_col=_typed(d, "data_col", str, "DATA", where, names, errs),
+        model_col=_typed(d, "model_col", str, "MODEL_DATA", where, names, errs),
+        solver_backend=_typed(d, "solver_backend", str, "numba", where, names, errs, BACKENDS),
+        apply_parang=_typed(d, "apply_parang", bool, False, where, names, errs),
+        rfi_threshold=_typed(d, "rfi_threshold", float, 5.0, where, names, errs),
+        max_iter=_typed(d, "max_iter", int, 100, where, names, errs),
+        tol=_typed(d, "tol", float, 1e-10, where, names, errs),
+        memory_limit_gb=_typed(d, "memory_limit_gb", float, 0.0, where, names, errs),
+        gpu=_typed(d, "gpu", bool, False, where, names, errs),
+        spw=str(d.get("spw", "") if d.get("spw") is not None else ""),
+        scan=str(d.get("scan", "") if d.get("scan") is not None else ""),
+        external_preapply=ext, quiet=_typed(d, "quiet", bool, False, where, names, errs))
+    if cfg.max_iter is not None and cfg.max_iter < 1:
+        errs.add(_name("max_iter", where, names), f"{cfg.max_iter} must be >= 1")
+    if cfg.tol is not None and cfg.tol <= 0:
+        errs.add(_name("tol", where, names), f"{cfg.tol} must be > 0")
+    errs.raise_if_any()
+    return cfg
+
+
+def fluxscale_config_from_dict(d, where="fluxscale[0]", names=None) -> FluxscaleConfig:
+    errs = _Errors()
+    _check_keys(d, _FLUX_KEYS, where, names, errs)
+    for req in ("reference_table", "reference_field", "transfer_field", "output"):
+        if d.get(req) in (None, "", []):
+            errs.add(_name(req, where, names), "is required")
+    errs.raise_if_any()
+    cfg = FluxscaleConfig(
+        reference_table=str(d["reference_table"]), reference_field=_field_list(d["reference_field"]),
+        transfer_field=_field_list(d["transfer_field"]), output=str(d["output"]),
+        jones_type=_typed(d, "jones_type", str, "G0", where, names, errs),
+        transfer_table=d.get("transfer_table"), spw=str(d.get("spw") or ""))
+    errs.raise_if_any()
+    return cfg
+
+
+def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
+    errs = _Errors()
+    _check_keys(d, _APPLY_KEYS, where, names, errs)
+    for req in ("ms", "jones", "tables"):
+        if d.get(req) in (None, "", []):
+            errs.add(_name(req, where, names), "is required")
+    errs.raise_if_any()
+    jones = d["jones"] if isinstance(d["jones"], (list, tuple)) else [d["jones"]]
+    n = len(jones)
+    tables = broadcast_steps(d.get("tables"), n, _name("tables", where, names), errs)
+    fsel = broadcast_steps(d.get("field_select"), n, _name("field_select", where, names), errs,
+                           "nearest_time")
+    tint = broadcast_steps(d.get("time_interp"), n, _name("time_interp", where, names), errs, "nearest")
+    sf = d.get("solution_field")
+    if sf is None:
+        sf = [None] * n
+    elif not isinstance(sf, (list, tuple)) or len(sf) != n:
+        errs.add(_name("solution_field", where, names), f"must be a list with one entry per term ({n})")
+        sf = [None] * n
+    terms = []
+    for i in range(n):
+        if fsel[i] not in FIELD_SELECT_MODES:
+            errs.add(f"{_name('field_select', where, names)}[{i}]",
+                     f"{fsel[i]!r} is not allowed; expected one of {', '.join(FIELD_SELECT_MODES)}")
+        if tint[i] not in TIME_INTERP_MODES:
+            errs.add(f"{_name('time_interp', where, names)}[{i}]",
+                     f"{tint[i]!r} is not allowed; expected one of {', '.join(TIME_INTERP_MODES)}")
+        if fsel[i] == "pinned" and not sf[i]:
+            errs.add(f"{_name('solution_field', where, names)}[{i}]",
+                     "is required when field_select is 'pinned' (the calibrator field(s) to use)")
+        terms.append(ApplyTerm(key=str(jones[i]), table=str(tables[i]), field_select=fsel[i],
+                               time_interp=tint[i], solution_field=_field_list(sf[i])))
+    cfg = ApplyConfig(
+        ms=str(d["ms"]), terms=terms,
+        output_col=_typed(d, "output_col", str, "CORRECTED_DATA", where, names, errs),
+        data_col=_typed(d, "data_col", str, "DATA", where, names, errs),
+        target_field=_field_list(d.get("target_field")),
+        target_scans=str(d.get("target_scans") or ""), spw=str(d.get("spw") or ""),
+        apply_parang=_typed(d, "apply_parang", bool, False, where, names, errs),
+        propagate_flags=_typed(d, "propagate_flags", bool, False, where, names, errs),
+        memory_limit_gb=_typed(d, "memory_limit_gb", float, 0.0, where, names, errs),
+        quiet=_typed(d, "quiet", bool, False, where, names, errs))
+    errs.raise_if_any()
+    return cfg
+
+
+def run_config_from_dict(d) -> RunConfig:
+    if d is None:
+        d = {}
+    if not isinstance(d, dict):
+        raise ParameterError({"config": ["the top level must be a mapping with solve/fluxscale/apply"]})
+    errs = _Errors()
+    for k in d:
+        if k not in ("solve", "fluxscale", "apply"):
+            close = difflib.get_close_matches(str(k), ["solve", "fluxscale", "apply"], n=1)
+            errs.add(str(k), "unknown top-level block" + (f"; did you mean {close[0]!r}?" if close else "")
+                     + " (valid: solve, fluxscale, apply)")
+    errs.raise_if_any()
+    out = RunConfig()
+    for name, fn, dest in (("solve", solve_config_from_dict, out.solve),
+                           ("fluxscale", fluxscale_config_from_dict, out.fluxscale),
+                           ("apply", apply_config_from_dict, out.apply)):
+        blocks = d.get(name) or []
+        if isinstance(blocks, dict):
+            blocks = [blocks]
+        for i, b in enumerate(blocks):
+            try:
+                dest.append(fn(b, f"{name}[{i}]"))
+            except ParameterError as e:
+                for p, m in e.errors.items():
+                    for msg in m:
+                        errs.add(p, msg)
+    errs.raise_if_any()
+    return out
+
+
+def load_run_config(path) -> RunConfig:
+    import os
+
+    import yaml
+
+    if not os.path.exists(path):
+        raise AlakazamError(f"config: {path!r} does not exist")
+    try:
+        with open(path) as fh:
+            d = yaml.safe_load(fh)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise AlakazamError(f"config: {path} is not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    return run_config_from_dict(d)
