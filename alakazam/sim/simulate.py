@@ -1,0 +1,471 @@
+"""Simulated Measurement Sets with known Jones terms and noise (used by tests, demo and benchmarks).
+
+``simulate_ms(path, ...)`` writes a valid MS from scratch with python-casacore and returns a
+:class:`Truth`, also saved beside the MS as ``<ms>.truth.npz``.
+
+What is in it
+-------------
+* ANTENNA: ``n_ant`` active antennas (names C00, C01, ...) around the VLA centre plus ``n_ant_extra``
+  antennas that never appear in the main table (one of them at ANTENNA id 1, so active ids are not
+  contiguous).  OBSERVATION telescope 'VLA'; FEED with receptor angles; POLARIZATION linear
+  (XX XY YX YY) or circular (RR RL LR LL).
+* SPECTRAL_WINDOW: one per entry of ``n_chan`` (L band, 1 MHz channels by default); DATA_DESCRIPTION
+  rows in reverse SPW order, so DATA_DESC_ID != SPW id.  ``descending=True`` makes the last SPW's
+  frequencies descend.
+* FIELD: 3C286 (polarised: I = 14.9 Jy, 10% linear at 33 deg), 3C147 (unpolarised, true 2.5 Jy but
+  MODEL_DATA 1 Jy -- the flux-bootstrap case) and TARGET (unpolarised 0.7 Jy point source at the
+  phase centre; its MODEL_DATA holds that true model).  Scans cycle 3C286, 3C147, TARGET over
+  ``duration_h`` hours centred on the transit of 3C286, so its parallactic angle sweeps widely.
+* DATA = J_p B J_q^H + complex Gaussian noise (``noise`` Jy per real/imag part; WEIGHT = 1/noise^2,
+  SIGMA = noise) with the chain, in the RIME order of docs/conventions.md,
+  ``J = K G_bandpass G_time KC CP D P``; every term optional.  B is the sky brightness matrix of the
+  field's true Stokes parameters.  MODEL_DATA holds the model Stokes WITHOUT the parallactic rotation
+  (like CASA's setjy): a solve with apply_parang puts P into the model.
+* Corruptions: ``dead_ant`` (one antenna flagged, with garbage DATA, for scan 2), a few FLAG_ROW rows,
+  and with ``rfi=True`` strong spikes in one channel of some rows whose FLAG is left False.
+
+The parallactic angle here is computed with casacore measures (me.posangle of the zenith seen from
+the source), independently of :mod:`alakazam.jones`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+
+TWO_PI_NS = 2.0 * np.pi * 1e-9
+CORR_CODES = {"linear": [9, 10, 11, 12], "circular": [5, 6, 7, 8]}
+CORR_NAMES = {"linear": ["XX", "XY", "YX", "YY"], "circular": ["RR", "RL", "LR", "LL"]}
+RECEPTORS = {"linear": ["X", "Y"], "circular": ["R", "L"]}
+
+#: name, RA (rad), Dec (rad), true Stokes (I, Q, U, V), model Stokes
+FIELDS = [
+    ("3C286", np.radians((13 + 31 / 60 + 8.288 / 3600) * 15), np.radians(30 + 30 / 60 + 32.96 / 3600),
+     (14.9, 14.9 * 0.1 * np.cos(np.radians(66)), 14.9 * 0.1 * np.sin(np.radians(66)), 0.0), None),
+    ("3C147", np.radians((5 + 42 / 60 + 36.138 / 3600) * 15), np.radians(49 + 51 / 60 + 7.23 / 3600),
+     (2.5, 0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0)),
+    ("TARGET", np.radians(12.5 * 15), np.radians(25.0), (0.7, 0.0, 0.0, 0.0), None),
+]
+
+
+@dataclass
+class Truth:
+    """Everything a test needs to check a calibration of the simulated MS."""
+
+    ms: str
+    feed: str
+    ant_names: List[str]                 # active antennas, ANTENNA-table order
+    field_names: List[str]
+    spw_freqs: Dict[int, np.ndarray]     # SPW id -> channel frequencies (Hz)
+    times: np.ndarray                    # unique times (MJD s)
+    tau: np.ndarray                      # (n_ant, 2) ns (K)
+    bandpass: Dict[int, np.ndarray]      # SPW id -> (n_ant, n_chan, 2) complex
+    time_gain: np.ndarray                # (n_ant, n_time, 2) complex at ``times``
+    leakage: np.ndarray                  # (n_ant, 2) complex (d_pq, d_qp)
+    kc_tau: float                        # ns
+    cp_phase: float                      # rad
+    parang: Dict[str, np.ndarray]        # field -> parallactic angle at ``times`` (rad)
+    noise: float
+    flux_true: Dict[str, tuple]          # field -> Stokes (I, Q, U, V)
+    flux_model: Dict[str, tuple]
+    dead_ant: Optional[str] = None
+    dead_scan: Optional[int] = None
+    scans: Dict[int, str] = field(default_factory=dict)   # scan number -> field name
+
+    def gain(self, spw_id, t_index):
+        """Total G (bandpass x time gain) (n_ant, n_chan, 2) at time index t_index."""
+        return self.bandpass[spw_id] * self.time_gain[:, t_index][:, None, :]
+
+
+def _brightness(stokes, feed):
+    I, Q, U, V = stokes
+    if feed == "linear":
+        return np.array([[I + Q, U + 1j * V], [U - 1j * V, I - Q]], complex)
+    return np.array([[I + V, Q + 1j * U], [Q - 1j * U, I - V]], complex)
+
+
+def _rotation(chi, feed):
+    P = np.zeros(np.shape(chi) + (2, 2), complex)
+    if feed == "linear":
+        c, s = np.cos(chi), np.sin(chi)
+        P[..., 0, 0], P[..., 0, 1], P[..., 1, 0], P[..., 1, 1] = c, s, -s, c
+    else:
+        P[..., 0, 0] = np.exp(-1j * chi)
+        P[..., 1, 1] = np.exp(1j * chi)
+    return P
+
+
+def _vla_itrf():
+    from casacore.measures import measures
+
+    me = measures()
+    v = me.measure(me.observatory("VLA"), "ITRF")
+    r, lat, lon = v["m2"]["value"], v["m1"]["value"], v["m0"]["value"]
+    return np.array([r * np.cos(lat) * np.cos(lon), r * np.cos(lat) * np.sin(lon), r * np.sin(lat)]), lat, lon
+
+
+def _posangle(times, ra, dec, xyz):
+    from casacore.measures import measures
+
+    me = measures()
+    me.doframe(me.position("ITRF", *[f"{c}m" for c in xyz]))
+    src = me.direction("J2000", f"{ra}rad", f"{dec}rad")
+    out = np.empty(len(times))
+    for i, t in enumerate(times):
+        me.doframe(me.epoch("UTC", f"{t}s"))
+        out[i] = me.posangle(src, me.direction("AZEL", "0deg", "90deg")).get_value("rad")
+    return out
+
+
+def _gast(times, lon, xyz):
+    """Greenwich apparent sidereal time (rad): LAST from measures at the first time, sidereal rate after."""
+    from casacore.measures import measures
+
+    me = measures()
+    me.doframe(me.position("ITRF", *[f"{c}m" for c in xyz]))
+    t0 = float(times[0])
+    lst = me.measure(me.epoch("UTC", f"{t0}s"), "LAST")
+    last0 = (float(lst["m0"]["value"]) % 1.0) * 2 * np.pi
+    return last0 - lon + 1.002737909350795 * 2 * np.pi / 86400.0 * (np.asarray(times) - t0)
+
+
+def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", duration_h=3.0,
+                int_s=60.0, scan_len_s=600.0, chan_width=1.0e6, f0=1.30e9, noise=0.01, seed=0,
+                delays=True, bandpass=True, time_gains=True, leakage=True, crosshand=True,
+                parang_in_data=True, receptor_angle=0.0, dead_ant=True, rfi=False, flag_rows=0.005,
+                descending=False, weight_spectrum=False, start_mjd_day=60401, overwrite=True,
+                rows_per_write=20000) -> Truth:
+    """Write a simulated MS at ``path`` and return (and save) its :class:`Truth`; see the module doc."""
+    from casacore.tables import default_ms, makearrcoldesc, maketabdesc, table
+
+    if feed not in ("linear", "circular"):
+        raise ValueError(f"feed must be 'linear' or 'circular', got {feed!r}")
+    rng = np.random.default_rng(seed)
+    path = os.path.abspath(str(path))
+    if os.path.exists(path):
+        if not overwrite:
+            raise FileExistsError(path)
+        import shutil
+
+        shutil.rmtree(path)
+    n_chan = [int(n) for n in np.atleast_1d(n_chan)]
+    n_spw = len(n_chan)
+    n_all = n_ant + n_ant_extra
+
+    # ---------------- array: active antennas + extras (one extra at ANTENNA id 1)
+    centre, lat, lon = _vla_itrf()
+    east = np.array([-np.sin(lon), np.cos(lon), 0.0])
+    north = np.array([-np.sin(lat) * np.cos(lon), -np.sin(lat) * np.sin(lon), np.cos(lat)])
+    up = np.array([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+    enu = rng.uniform(-2000, 2000, (n_all, 2))
+    pos = centre + enu[:, :1] * east + enu[:, 1:2] * north + rng.uniform(-5, 5, (n_all, 1)) * up
+    extra_ids = [1] + list(range(n_ant + 1, n_all)) if n_ant_extra > 0 else []
+    active_ids = [i for i in range(n_all) if i not in extra_ids][:n_ant]
+    names = [f"C{i:02d}" for i in range(n_all)]
+
+    # ---------------- frequencies (SPW s), DATA_DESCRIPTION d -> SPW n_spw-1-d
+    spw_freqs = {}
+    for s in range(n_spw):
+        fr = f0 + s * (n_chan[0] + 4) * chan_width + chan_width * np.arange(n_chan[s])
+        if descending and s == n_spw - 1:
+            fr = fr[::-1].copy()
+        spw_freqs[s] = fr
+    ddid_spw = [n_spw - 1 - d for d in range(n_spw)]
+
+    # ---------------- schedule: transit of 3C286 mid-run
+    t_day = start_mjd_day * 86400.0
+    gast0 = _gast(np.array([t_day]), lon, centre)[0]
+    ra286 = FIELDS[0][1]
+    ha0 = gast0 + lon - ra286
+    dt = ((-ha0) % (2 * np.pi)) / (1.002737909350795 * 2 * np.pi / 86400.0)
+    t_start = t_day + dt - duration_h * 3600 / 2
+    n_int = int(round(duration_h * 3600 / int_s))
+    times = t_start + int_s * (np.arange(n_int) + 0.5)
+    per_scan = max(1, int(round(scan_len_s / int_s)))
+    scan_idx = np.arange(n_int) // per_scan
+    scan_of_time = scan_idx + 1
+    field_of_time = scan_idx % len(FIELDS)
+    n_time = n_int
+
+    # ---------------- truth
+    a_idx = np.arange(n_ant)
+    tau = rng.uniform(-5, 5, (n_ant, 2)) if delays else np.zeros((n_ant, 2))
+    bp = {}
+    for s in range(n_spw):
+        x = np.linspace(-1, 1, n_chan[s])[None, :, None]
+        if bandpass:
+            # amplitude: a per-antenna scale times a ripple common to all antennas (per pol), so an
+            # ``inf`` bandpass solved over time-variable gains is exactly separable (the per-channel
+            # least-squares weights are then the same at every channel)
+            amp = rng.uniform(0.9, 1.1, (n_ant, 1, 2)) * (
+                1 + 0.1 * np.cos(np.pi * x * rng.uniform(0.5, 1.5, (1, 1, 2)) + rng.uniform(0, 6, (1, 1, 2))))
+            # even in frequency about the band centre: no delay-like (linear) phase, so K and the
+            # bandpass are separable and each can be compared with its own truth
+            ph = 0.3 * rng.normal(size=(n_ant, 1, 2)) * (x ** 2 - (x ** 2).mean())
+            bp[s] = amp * np.exp(1j * ph)
+        else:
+            bp[s] = np.ones((n_ant, n_chan[s], 2), complex)
+    if time_gains:
+        tt = (times - times[0])[None, :, None] / 3600.0
+        amp = 1 + 0.1 * np.sin(2 * np.pi * tt / rng.uniform(2, 5, (n_ant, 1, 2)) + rng.uniform(0, 6, (n_ant, 1, 2)))
+        ph = rng.uniform(-np.pi, np.pi, (n_ant, 1, 2)) + 1.0 * np.sin(
+            2 * np.pi * tt / rng.uniform(1.5, 4, (n_ant, 1, 2)) + rng.uniform(0, 6, (n_ant, 1, 2)))
+        tg = amp * np.exp(1j * ph)
+    else:
+        tg = np.ones((n_ant, n_time, 2), complex)
+    dleak = 0.05 * (rng.normal(size=(n_ant, 2)) + 1j * rng.normal(size=(n_ant, 2))) if leakage \
+        else np.zeros((n_ant, 2), complex)
+    kc_tau = 0.8 if crosshand else 0.0
+    cp_phase = 0.6 if crosshand else 0.0
+    parang = {f[0]: _posangle(times, f[1], f[2], centre) for f in FIELDS}
+    dead = (a_idx[2], 2) if (dead_ant and n_ant > 3) else None
+
+    # ---------------- the MS
+    td = maketabdesc([makearrcoldesc("DATA", 0j, ndim=2, valuetype="complex"),
+                      makearrcoldesc("MODEL_DATA", 0j, ndim=2, valuetype="complex")]
+                     + ([makearrcoldesc("WEIGHT_SPECTRUM", 0.0, ndim=2, valuetype="float")]
+                        if weight_spectrum else []))
+    ms = default_ms(path, td)
+    ms.close()
+    with table(f"{path}::ANTENNA", readonly=False, ack=False) as t:
+        t.addrows(n_all)
+        t.putcol("NAME", names)
+        t.putcol("STATION", [f"W{i:02d}" for i in range(n_all)])
+        t.putcol("POSITION", pos)
+        t.putcol("OFFSET", np.zeros((n_all, 3)))
+        t.putcol("TYPE", ["GROUND-BASED"] * n_all)
+        t.putcol("MOUNT", ["ALT-AZ"] * n_all)
+        t.putcol("DISH_DIAMETER", np.full(n_all, 25.0))
+        t.putcol("FLAG_ROW", np.zeros(n_all, bool))
+    with table(f"{path}::FEED", readonly=False, ack=False) as t:
+        t.addrows(n_all)
+        t.putcol("ANTENNA_ID", np.arange(n_all))
+        t.putcol("FEED_ID", np.zeros(n_all, int))
+        t.putcol("SPECTRAL_WINDOW_ID", -np.ones(n_all, int))
+        t.putcol("TIME", np.full(n_all, times[0]))
+        t.putcol("INTERVAL", np.full(n_all, 1e30))
+        t.putcol("NUM_RECEPTORS", np.full(n_all, 2))
+        t.putcol("BEAM_ID", -np.ones(n_all, int))
+        t.putcol("BEAM_OFFSET", np.zeros((n_all, 2, 2)))
+        t.putcol("POLARIZATION_TYPE", np.array([RECEPTORS[feed]] * n_all))
+        t.putcol("POL_RESPONSE", np.tile(np.eye(2, dtype=complex), (n_all, 1, 1)))
+        t.putcol("POSITION", np.zeros((n_all, 3)))
+        t.putcol("RECEPTOR_ANGLE", np.tile([receptor_angle, receptor_angle + np.pi / 2], (n_all, 1)))
+    with table(f"{path}::SPECTRAL_WINDOW", readonly=False, ack=False) as t:
+        t.addrows(n_spw)
+        for s in range(n_spw):
+            fr = spw_freqs[s]
+            w = np.full(len(fr), np.sign(fr[-1] - fr[0]) * chan_width if len(fr) > 1 else chan_width)
+            t.putcell("CHAN_FREQ", s, fr)
+            t.putcell("CHAN_WIDTH", s, w)
+            t.putcell("EFFECTIVE_BW", s, np.abs(w))
+            t.putcell("RESOLUTION", s, np.abs(w))
+            t.putcell("NUM_CHAN", s, len(fr))
+            t.putcell("REF_FREQUENCY", s, float(fr[0]))
+            t.putcell("TOTAL_BANDWIDTH", s, float(np.abs(w).sum()))
+            t.putcell("NAME", s, f"SPW{s}")
+            t.putcell("MEAS_FREQ_REF", s, 5)
+            t.putcell("NET_SIDEBAND", s, 1)
+    with table(f"{path}::POLARIZATION", readonly=False, ack=False) as t:
+        t.addrows(1)
+        t.putcell("NUM_CORR", 0, 4)
+        t.putcell("CORR_TYPE", 0, np.array(CORR_CODES[feed]))
+        t.putcell("CORR_PRODUCT", 0, np.array([[0, 0, 1, 1], [0, 1, 0, 1]]))
+        t.putcell("FLAG_ROW", 0, False)
+    with table(f"{path}::DATA_DESCRIPTION", readonly=False, ack=False) as t:
+        t.addrows(n_spw)
+        t.putcol("SPECTRAL_WINDOW_ID", np.array(ddid_spw))
+        t.putcol("POLARIZATION_ID", np.zeros(n_spw, int))
+        t.putcol("FLAG_ROW", np.zeros(n_spw, bool))
+    with table(f"{path}::FIELD", readonly=False, ack=False) as t:
+        t.addrows(len(FIELDS))
+        t.putcol("NAME", [f[0] for f in FIELDS])
+        t.putcol("CODE", ["C", "C", "T"])
+        d = np.array([[[f[1], f[2]]] for f in FIELDS])
+        t.putcol("PHASE_DIR", d)
+        t.putcol("DELAY_DIR", d)
+        t.putcol("REFERENCE_DIR", d)
+        t.putcol("NUM_POLY", np.zeros(len(FIELDS), int))
+        t.putcol("TIME", np.full(len(FIELDS), times[0]))
+        t.putcol("SOURCE_ID", -np.ones(len(FIELDS), int))
+        t.putcol("FLAG_ROW", np.zeros(len(FIELDS), bool))
+    with table(f"{path}::OBSERVATION", readonly=False, ack=False) as t:
+        t.addrows(1)
+        t.putcell("TELESCOPE_NAME", 0, "VLA")
+        t.putcell("TIME_RANGE", 0, np.array([times[0] - int_s / 2, times[-1] + int_s / 2]))
+        t.putcell("OBSERVER", 0, "alakazam simulate")
+        t.putcell("PROJECT", 0, "SIM")
+        t.putcell("RELEASE_DATE", 0, 0.0)
+        t.putcell("FLAG_ROW", 0, False)
+    with table(f"{path}::PROCESSOR", readonly=False, ack=False) as t:
+        t.addrows(1)
+        t.putcell("TYPE", 0, "CORRELATOR")
+        t.putcell("SUB_TYPE", 0, "")
+        t.putcell("TYPE_ID", 0, 0)
+        t.putcell("MODE_ID", 0, 0)
+        t.putcell("FLAG_ROW", 0, False)
+
+    # ---------------- main table rows: time, then DATA_DESC_ID, then baseline (a < b)
+    bl1, bl2 = np.triu_indices(n_ant, 1)
+    n_bl = len(bl1)
+    gast = _gast(times, lon, centre)
+    bvec = pos[np.array(active_ids)[bl2]] - pos[np.array(active_ids)[bl1]]     # (n_bl, 3) ITRF
+    P_all = {}
+    chi_rec = receptor_angle
+    for fname, *_ in FIELDS:
+        P_all[fname] = _rotation(parang[fname] + chi_rec, feed) if parang_in_data \
+            else _rotation(np.zeros(n_time), feed)
+    D = np.zeros((n_ant, 2, 2), complex)
+    D[:, 0, 0] = D[:, 1, 1] = 1
+    D[:, 0, 1] = dleak[:, 0]
+    D[:, 1, 0] = dleak[:, 1]
+
+    rows_per_time = n_spw * n_bl
+    n_rows = n_time * rows_per_time
+    flagrow_mask = rng.uniform(size=n_rows) < flag_rows
+    with table(path, readonly=False, ack=False) as t:
+        t.addrows(n_rows)
+        tpw = max(1, rows_per_write // rows_per_time)
+        for t0 in range(0, n_time, tpw):
+            tsl = np.arange(t0, min(n_time, t0 + tpw))
+            nt = len(tsl)
+            r0 = t0 * rows_per_time
+            nr = nt * rows_per_time
+            col = {k: [] for k in ("TIME", "A1", "A2", "DD", "FLD", "SCAN", "UVW")}
+            for ti in tsl:
+                for d in range(n_spw):
+                    col["TIME"].append(np.full(n_bl, times[ti]))
+                    col["A1"].append(np.array(active_ids)[bl1])
+                    col["A2"].append(np.array(active_ids)[bl2])
+                    col["DD"].append(np.full(n_bl, d))
+                    col["FLD"].append(np.full(n_bl, field_of_time[ti]))
+                    col["SCAN"].append(np.full(n_bl, scan_of_time[ti]))
+                    f = FIELDS[field_of_time[ti]]
+                    h = gast[ti] - f[1]
+                    dec = f[2]
+                    X, Y, Z = bvec[:, 0], bvec[:, 1], bvec[:, 2]
+                    u = np.sin(h) * X + np.cos(h) * Y
+                    v = -np.sin(dec) * np.cos(h) * X + np.sin(dec) * np.sin(h) * Y + np.cos(dec) * Z
+                    w = np.cos(dec) * np.cos(h) * X - np.cos(dec) * np.sin(h) * Y + np.sin(dec) * Z
+                    col["UVW"].append(np.stack([u, v, w], axis=1))
+            for k in col:
+                col[k] = np.concatenate(col[k])
+            t.putcol("TIME", col["TIME"], r0, nr)
+            t.putcol("TIME_CENTROID", col["TIME"], r0, nr)
+            t.putcol("INTERVAL", np.full(nr, int_s), r0, nr)
+            t.putcol("EXPOSURE", np.full(nr, int_s), r0, nr)
+            t.putcol("ANTENNA1", col["A1"], r0, nr)
+            t.putcol("ANTENNA2", col["A2"], r0, nr)
+            t.putcol("DATA_DESC_ID", col["DD"], r0, nr)
+            t.putcol("FIELD_ID", col["FLD"], r0, nr)
+            t.putcol("SCAN_NUMBER", col["SCAN"], r0, nr)
+            t.putcol("UVW", col["UVW"], r0, nr)
+            t.putcol("STATE_ID", -np.ones(nr, int), r0, nr)
+            t.putcol("ARRAY_ID", np.zeros(nr, int), r0, nr)
+            t.putcol("OBSERVATION_ID", np.zeros(nr, int), r0, nr)
+            t.putcol("PROCESSOR_ID", np.zeros(nr, int), r0, nr)
+            t.putcol("FEED1", np.zeros(nr, int), r0, nr)
+            t.putcol("FEED2", np.zeros(nr, int), r0, nr)
+            t.putcol("SIGMA", np.full((nr, 4), noise if noise > 0 else 1.0, np.float32), r0, nr)
+            t.putcol("WEIGHT", np.full((nr, 4), 1 / noise ** 2 if noise > 0 else 1.0, np.float32), r0, nr)
+            t.putcol("FLAG_ROW", flagrow_mask[r0:r0 + nr], r0, nr)
+            # visibilities, per (time, ddid): J (n_ant, n_chan, 2, 2)
+            row = r0
+            for ti in tsl:
+                fidx = field_of_time[ti]
+                fname, _, _, s_true, s_model = FIELDS[fidx]
+                B = _brightness(s_true, feed)
+                Bm = _brightness(s_model if s_model is not None else s_true, feed)
+                P = P_all[fname][ti]
+                for d in range(n_spw):
+                    s = ddid_spw[d]
+                    fr = spw_freqs[s]
+                    nc = len(fr)
+                    J = np.zeros((n_ant, nc, 2, 2), complex)
+                    k = np.exp(-1j * TWO_PI_NS * tau[:, None, :] * fr[None, :, None])        # (a, c, 2)
+                    g = bp[s] * tg[:, ti][:, None, :]
+                    kc = np.exp(-1j * TWO_PI_NS * kc_tau * fr)                               # (c,)
+                    diag = k * g
+                    diag[..., 0] *= kc[None, :]
+                    diag[..., 1] *= np.exp(1j * cp_phase)
+                    J[..., 0, 0] = diag[..., 0]
+                    J[..., 1, 1] = diag[..., 1]
+                    J = np.einsum("acij,ajk->acik", J, D)
+                    J = np.einsum("acij,jk->acik", J, P)
+                    V = np.einsum("bcij,jk,bclk->bcil", J[bl1], B, np.conj(J[bl2]))
+                    V = V.reshape(n_bl, nc, 4)
+                    if noise > 0:
+                        V = V + noise * (rng.normal(size=V.shape) + 1j * rng.normal(size=V.shape))
+                    M = np.broadcast_to(Bm.reshape(1, 1, 4), (n_bl, nc, 4))
+                    F = np.zeros((n_bl, nc, 4), bool)
+                    if dead is not None and scan_of_time[ti] == dead[1]:
+                        bad = (bl1 == dead[0]) | (bl2 == dead[0])
+                        F[bad] = True
+                        V[bad] = 1e3 * (rng.normal(size=V[bad].shape) + 1j)
+                    if rfi and (ti % 7 == 3):
+                        V[:, nc // 3, :] += 500.0
+                    t.putcol("DATA", V.astype(np.complex64), row, n_bl)
+                    t.putcol("MODEL_DATA", M.astype(np.complex64), row, n_bl)
+                    t.putcol("FLAG", F, row, n_bl)
+                    if weight_spectrum:
+                        t.putcol("WEIGHT_SPECTRUM",
+                                 np.full((n_bl, nc, 4), 1 / noise ** 2 if noise > 0 else 1.0, np.float32),
+                                 row, n_bl)
+                    row += n_bl
+
+    truth = Truth(
+        ms=path, feed=feed, ant_names=[names[i] for i in active_ids],
+        field_names=[f[0] for f in FIELDS], spw_freqs=spw_freqs, times=times, tau=tau, bandpass=bp,
+        time_gain=tg, leakage=dleak, kc_tau=kc_tau, cp_phase=cp_phase, parang=parang, noise=noise,
+        flux_true={f[0]: tuple(f[3]) for f in FIELDS},
+        flux_model={f[0]: tuple(f[4] if f[4] is not None else f[3]) for f in FIELDS},
+        dead_ant=names[active_ids[dead[0]]] if dead is not None else None,
+        dead_scan=int(dead[1]) if dead is not None else None,
+        scans={int(s): FIELDS[field_of_time[i]][0] for i, s in enumerate(scan_of_time)})
+    save_truth(truth, path + ".truth.npz")
+    return truth
+
+
+def save_truth(truth: Truth, path):
+    """Save a Truth as .npz (keys: the Truth field names; dicts stored as 'name/key' entries)."""
+    out = {}
+    for k, v in asdict(truth).items():
+        if isinstance(v, dict):
+            for kk, vv in v.items():
+                out[f"{k}/{kk}"] = np.asarray(vv)
+            out[f"{k}/__keys__"] = np.array([str(kk) for kk in v.keys()])
+        elif v is None:
+            out[k] = np.array("__none__")
+        else:
+            out[k] = np.asarray(v)
+    np.savez(path, **out)
+
+
+def load_truth(ms_path) -> Truth:
+    """Load ``<ms>.truth.npz`` written by :func:`simulate_ms`."""
+    z = np.load(str(ms_path).rstrip("/") + ".truth.npz", allow_pickle=False)
+    kw = {}
+    for name in Truth.__dataclass_fields__:
+        if f"{name}/__keys__" in z:
+            keys = [str(k) for k in z[f"{name}/__keys__"]]
+            d = {}
+            for k in keys:
+                kk = int(k) if k.lstrip("-").isdigit() and name in ("spw_freqs", "bandpass", "scans") else k
+                val = z[f"{name}/{k}"]
+                d[kk] = tuple(val.tolist()) if name.startswith("flux") else (
+                    str(val) if val.dtype.kind == "U" else val)
+            kw[name] = d
+        elif name in z:
+            v = z[name]
+            if v.dtype.kind == "U" and v.ndim == 0:
+                kw[name] = None if str(v) == "__none__" else str(v)
+            elif v.dtype.kind == "U":
+                kw[name] = [str(x) for x in v]
+            elif v.ndim == 0:
+                kw[name] = v.item()
+            else:
+                kw[name] = v
+    return Truth(**kw)
