@@ -107,7 +107,13 @@ def _angular_sep(ra1, dec1, ra2, dec2):
 
 def choose_fields(term: LoadedTerm, fields: dict, times, target_name=None, target_radec=None,
                   prefer_own=False):
-    """Solution field for each target time: (names list, index array (n_time,)) and a mode label."""
+    """Solution field for each target time: (names list, index array (n_time,)) and a mode label.
+
+    A field that has its own solutions in the term is calibrated with them (``prefer_own``; label
+    'own'), unless the term is pinned; otherwise field_select decides: nearest_time (per time, the
+    field with the closest solution time), nearest_sky (smallest angular distance; falls back to
+    nearest_time without RA/Dec) or pinned (solution_field, nearest in time among them).
+    """
     names = list(fields)
     if term.field_select == "pinned":
         use = [n for n in term.solution_field if n in fields]
@@ -118,7 +124,7 @@ def choose_fields(term: LoadedTerm, fields: dict, times, target_name=None, targe
         names = use
         mode = "pinned"
     elif prefer_own and target_name in fields:
-        return [target_name], np.zeros(len(times), np.int64), "own field"
+        return [target_name], np.zeros(len(times), np.int64), "own"
     else:
         mode = term.field_select
     if len(names) == 1:
@@ -142,7 +148,7 @@ def choose_fields(term: LoadedTerm, fields: dict, times, target_name=None, targe
 
 
 def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_name=None,
-                target_radec=None, prefer_own=False, describe=False):
+                target_radec=None, prefer_own=True, describe=False):
     """Evaluate a term on a data grid.
 
     Parameters
@@ -215,8 +221,33 @@ def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_n
     return jones, flags, info
 
 
+def describe(term: LoadedTerm, spw_id, times, freqs, ant_names, target_name, target_radec, n_ant):
+    """The two apply log lines of SEED.md for one term and target field::
+
+        G0: loaded [3C286(29t), 3C147(15t)] (7 ants)
+        G0: 3C286 -> DA240 (nearest_time, time=linear 29->45, freq=broadcast 1->2048)
+    """
+    from ..core import interpolation as interp
+
+    fields = _by_field(term, spw_id)
+    loaded = ", ".join(f"{n}({len(f.time)}t)" for n, f in fields.items())
+    n_sol_ant = len(next(iter(fields.values())).ant_names)
+    names, which, mode = choose_fields(term, fields, np.asarray(times, float), target_name, target_radec,
+                                       prefer_own=True)
+    used = [names[i] for i in np.unique(which)]
+    n_t_sol = sum(len(fields[n].time) for n in used)
+    fs = fields[used[0]]
+    if fs.delay is not None:
+        fdesc = f"delay->jones {len(freqs)}ch"
+    else:
+        fdesc = interp.map_freq(fs.freq, freqs)[1]
+    return [f"{term.key}: loaded [{loaded}] ({n_sol_ant} ants)",
+            f"{term.key}: {', '.join(used)} -> {target_name} ({mode}, time={term.time_interp} "
+            f"{n_t_sol}->{len(times)}, freq={fdesc})"]
+
+
 def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_name=None,
-            target_radec=None, prefer_own=False, log_lines=None):
+            target_radec=None, prefer_own=True, log_lines=None):
     """Evaluate a chain: (diag (n_t, n_ant, n_chan, 2) or None, sky (n_t, n_ant, n_chan, 2, 2) or None).
 
     ``diag`` is the product of the diagonal terms' diagonals; ``sky`` the product of the D terms in

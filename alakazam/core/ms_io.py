@@ -349,6 +349,17 @@ def row_numbers(ms, ddid, field_ids, scans=None) -> np.ndarray:
     return np.asarray(r, np.int64)
 
 
+def read_times(ms, rows) -> np.ndarray:
+    """TIME of the given row numbers."""
+    with _table(str(ms)) as t:
+        if len(rows) == 0:
+            return np.zeros(0)
+        q = t.selectrows(np.asarray(rows))
+        tm = q.getcol("TIME")
+        q.close()
+    return tm
+
+
 def row_count(ms, ddid, field_ids, scans=None) -> int:
     return len(row_numbers(ms, ddid, field_ids, scans))
 

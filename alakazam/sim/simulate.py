@@ -199,9 +199,10 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
         if bandpass:
             # amplitude: a per-antenna scale times a ripple common to all antennas (per pol), so an
             # ``inf`` bandpass solved over time-variable gains is exactly separable (the per-channel
-            # least-squares weights are then the same at every channel)
+            # least-squares weights are then the same at every channel); ripple and phase are even
+            # about the band centre, so no delay-like slope hides in the bandpass and K is separable
             amp = rng.uniform(0.9, 1.1, (n_ant, 1, 2)) * (
-                1 + 0.1 * np.cos(np.pi * x * rng.uniform(0.5, 1.5, (1, 1, 2)) + rng.uniform(0, 6, (1, 1, 2))))
+                1 + 0.1 * np.cos(np.pi * x * rng.uniform(0.5, 1.5, (1, 1, 2))))
             # even in frequency about the band centre: no delay-like (linear) phase, so K and the
             # bandpass are separable and each can be compared with its own truth
             ph = 0.3 * rng.normal(size=(n_ant, 1, 2)) * (x ** 2 - (x ** 2).mean())

@@ -1,0 +1,121 @@
+"""``alakazam`` command line: run, info, fluxscale-info, simulate, demo.
+
+Errors a user can cause (bad config, missing file, unknown field ...) print one clean message and exit
+with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from . import __version__
+from .errors import AlakazamError
+
+
+def _setup_logging(quiet=False, logfile=None):
+    from rich.logging import RichHandler
+
+    level = logging.WARNING if quiet else logging.INFO
+    handlers = [RichHandler(show_path=False, show_time=False, markup=False, rich_tracebacks=False)]
+    if logfile:
+        fh = logging.FileHandler(logfile)
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handlers.append(fh)
+    logging.basicConfig(level=level, format="%(message)s", handlers=handlers, force=True)
+
+
+def cmd_run(args):
+    from .runner import run_yaml
+
+    run_yaml(args.config)
+
+
+def cmd_info(args):
+    from rich.console import Console
+
+    from .io import hdf5
+
+    Console().print(hdf5.summary_table(args.caltable))
+
+
+def cmd_fluxscale_info(args):
+    from rich.console import Console
+
+    from .calibration.fluxscale import format_fluxscale
+
+    Console().print(format_fluxscale(args.caltable))
+
+
+def cmd_simulate(args):
+    from .sim import simulate_ms
+
+    t = simulate_ms(args.out, n_ant=args.n_ant, n_chan=tuple(args.n_chan), feed=args.feed, seed=args.seed,
+                    duration_h=args.hours, int_s=args.int_s, noise=args.noise, rfi=args.rfi)
+    print(f"wrote {t.ms} ({len(t.ant_names)} active antennas, SPWs {list(t.spw_freqs)}, "
+          f"{len(t.times)} integrations, {t.feed} feeds); truth in {t.ms}.truth.npz")
+
+
+def cmd_demo(args):
+    from .demo import run_demo
+
+    run_demo(args.dir, feed=args.feed, backend=args.backend)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="alakazam", description="Radio-interferometric calibration")
+    p.add_argument("--version", action="version", version=f"alakazam {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--quiet", action="store_true", help="warnings and errors only")
+    p.add_argument("--log", default=None, help="also write the log to this file")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("run", help="run solve -> fluxscale -> apply blocks of a YAML file")
+    s.add_argument("config")
+    s.set_defaults(func=cmd_run)
+    s = sub.add_parser("info", help="print a solution-table summary")
+    s.add_argument("caltable")
+    s.set_defaults(func=cmd_info)
+    s = sub.add_parser("fluxscale-info", help="print fluxscale factors and derived fluxes")
+    s.add_argument("caltable")
+    s.set_defaults(func=cmd_fluxscale_info)
+    s = sub.add_parser("simulate", help="write a simulated MS with known Jones terms (+ OUT.truth.npz)")
+    s.add_argument("out")
+    s.add_argument("--n-ant", type=int, default=6)
+    s.add_argument("--n-chan", type=int, nargs="+", default=[16, 8], help="channels per SPW")
+    s.add_argument("--feed", choices=["linear", "circular"], default="linear")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--hours", type=float, default=3.0)
+    s.add_argument("--int-s", type=float, default=60.0)
+    s.add_argument("--noise", type=float, default=0.01, help="Jy per real/imag part")
+    s.add_argument("--rfi", action="store_true")
+    s.set_defaults(func=cmd_simulate)
+    s = sub.add_parser("demo", help="simulate, solve, fluxscale, apply; print recovered vs true")
+    s.add_argument("--dir", default="alakazam_demo")
+    s.add_argument("--feed", choices=["linear", "circular"], default="linear")
+    s.add_argument("--backend", default="numba")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.quiet, args.log)
+    try:
+        args.func(args)
+    except AlakazamError as e:
+        if args.debug:
+            raise
+        print(f"alakazam: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("alakazam: interrupted (solution files are only ever replaced whole)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
