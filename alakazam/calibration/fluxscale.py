@@ -2,9 +2,10 @@
 
 Gains solved against a model of S_model Jy on a source whose true flux is S_true absorb it:
 ``|g|^2 S_model = |g_true|^2 S_true``.  The reference field's model is right, so its gains are the
-true ones, and per antenna a the amplitude ratio ``r_a = <|g_transfer,a|> / <|g_reference,a|>``
-(time- and frequency-averaged over unflagged solutions, per SPW and pol) estimates
-``sqrt(S_true / S_model)``.  The ratios are sigma-clipped (3 sigma, 3 iterations) and
+true ones, and per antenna a the amplitude ratio r_a = |g_transfer,a(t)| / |g_reference,a(t)|
+(frequency-averaged over unflagged solutions, the reference interpolated linearly in time to each
+transfer solution time, per SPW and pol) estimates ``sqrt(S_true / S_model)``; r_a^2 is averaged over
+the transfer times.  The r_a^2 are sigma-clipped (3 sigma, 3 iterations, median/MAD) and
 
     scale = mean(r_a^2)          (S_true = scale x S_model)
     scatter = std(r_a^2) / sqrt(n_ant_used)   (standard error of the scale)
@@ -31,13 +32,20 @@ log = logging.getLogger("alakazam.fluxscale")
 
 
 def sigma_clip(x, nsigma=3.0, n_iter=3):
-    """Mask of the kept values after iterative clipping around the mean."""
+    """Mask of the values kept by iterative 3-sigma clipping (3 iterations).
+
+    Centre and width are the median and 1.4826 x MAD of the values kept so far (the standard
+    deviation when the MAD is 0): with a handful of antennas one bad ratio inflates a plain standard
+    deviation enough to survive its own clipping.
+    """
     keep = np.isfinite(x)
     for _ in range(n_iter):
         if keep.sum() < 3:
             break
-        m = x[keep].mean()
-        s = x[keep].std()
+        m = np.median(x[keep])
+        s = 1.4826 * np.median(np.abs(x[keep] - m))
+        if s == 0:
+            s = x[keep].std()
         new = keep & (np.abs(x - m) <= nsigma * s) if s > 0 else keep
         if new.sum() == keep.sum():
             break
@@ -45,21 +53,41 @@ def sigma_clip(x, nsigma=3.0, n_iter=3):
     return keep
 
 
-def _mean_amp(sets, ant_names):
-    """Per antenna and pol the mean |g| over unflagged solutions of the sets: (n_ant, 2)."""
+def _amp_series(sets, ant_names):
+    """Per antenna and pol the frequency-averaged |g| over time: (times (n_t,), amp (n_ant, n_t, 2))."""
     from ..io.hdf5 import remap_antennas
 
-    acc = np.zeros((len(ant_names), 2))
-    n = np.zeros((len(ant_names), 2))
+    times, amps = [], []
     for s in sets:
-        j, f = remap_antennas(s, ant_names)
+        j, f = remap_antennas(s, ant_names)                 # (n_ant, n_f, n_t, 2, 2)
+        a = np.stack([np.abs(j[..., 0, 0]), np.abs(j[..., 1, 1])], axis=-1)   # (n_ant, n_f, n_t, 2)
+        a = np.where(f[..., None] | ~np.isfinite(a), np.nan, a)
+        with np.errstate(invalid="ignore"), __import__("warnings").catch_warnings():
+            __import__("warnings").simplefilter("ignore", RuntimeWarning)
+            amps.append(np.nanmean(a, axis=1))               # (n_ant, n_t, 2)
+        times.append(np.asarray(s.time, float))
+    t = np.concatenate(times)
+    o = np.argsort(t)
+    return t[o], np.concatenate(amps, axis=1)[:, o]
+
+
+def _ratios(ref_sets, tr_sets, ant_names):
+    """Per antenna and pol r_a^2: the transfer field's |g| divided by the reference field's |g|
+    interpolated (linearly in time, over its valid solutions) to the transfer solution times, then
+    averaged over those times -- so a slow gain drift between the two fields' scans cancels to first
+    order instead of biasing the ratio."""
+    tr_t, tr_a = _amp_series(tr_sets, ant_names)
+    rf_t, rf_a = _amp_series(ref_sets, ant_names)
+    out = np.full((len(ant_names), 2), np.nan)
+    for a in range(len(ant_names)):
         for p in range(2):
-            a = np.abs(j[..., p, p])
-            ok = ~f & np.isfinite(a)
-            acc[:, p] += np.where(ok, a, 0).sum(axis=(1, 2))
-            n[:, p] += ok.sum(axis=(1, 2))
-    with np.errstate(invalid="ignore"):
-        return np.where(n > 0, acc / np.maximum(n, 1), np.nan)
+            ok = np.isfinite(rf_a[a, :, p])
+            okt = np.isfinite(tr_a[a, :, p])
+            if not ok.any() or not okt.any():
+                continue
+            ref_at = np.interp(tr_t[okt], rf_t[ok], rf_a[a, ok, p])
+            out[a, p] = np.mean((tr_a[a, okt, p] / ref_at) ** 2)
+    return out
 
 
 def _model_flux(ms, field):
@@ -112,15 +140,14 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
     for sp in spws:
         rs = [s for s in ref_sets if s.spw == sp and s.field_name in cfg.reference_field]
         ant_names = rs[0].ant_names
-        g_ref = _mean_amp(rs, ant_names)
         for tf in cfg.transfer_field:
             ts = [s for s in tr_sets if s.spw == sp and s.field_name == tf]
             if not ts:
                 continue
-            g_tr = _mean_amp(ts, ant_names)
+            ratio2 = _ratios(rs, ts, ant_names)
             res = {}
             for p, pol in enumerate("pq"):
-                r2 = (g_tr[:, p] / g_ref[:, p]) ** 2
+                r2 = ratio2[:, p]
                 keep = sigma_clip(r2)
                 if keep.sum() == 0:
                     raise AlakazamError(f"fluxscale: no antenna has valid solutions on both {tf} and "
