@@ -33,20 +33,24 @@ def cmd_run(args):
     run_yaml(args.config)
 
 
-def cmd_info(args):
+def _console():
+    """A rich console; wide when the output is not a terminal (pipes, files, tests) so tables are
+    never truncated."""
     from rich.console import Console
 
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def cmd_info(args):
     from .io import hdf5
 
-    Console().print(hdf5.summary_table(args.caltable))
+    _console().print(hdf5.summary_table(args.caltable))
 
 
 def cmd_fluxscale_info(args):
-    from rich.console import Console
-
     from .calibration.fluxscale import format_fluxscale
 
-    Console().print(format_fluxscale(args.caltable))
+    _console().print(format_fluxscale(args.caltable))
 
 
 def cmd_simulate(args):

@@ -212,8 +212,10 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     if time_gains:
         tt = (times - times[0])[None, :, None] / 3600.0
         amp = 1 + 0.1 * np.sin(2 * np.pi * tt / rng.uniform(2, 5, (n_ant, 1, 2)) + rng.uniform(0, 6, (n_ant, 1, 2)))
+        # the drift (atmosphere) is common to both feeds of an antenna; each feed has its own
+        # constant instrumental phase
         ph = rng.uniform(-np.pi, np.pi, (n_ant, 1, 2)) + 1.0 * np.sin(
-            2 * np.pi * tt / rng.uniform(1.5, 4, (n_ant, 1, 2)) + rng.uniform(0, 6, (n_ant, 1, 2)))
+            2 * np.pi * tt / rng.uniform(1.5, 4, (n_ant, 1, 1)) + rng.uniform(0, 6, (n_ant, 1, 1)))
         tg = amp * np.exp(1j * ph)
     else:
         tg = np.ones((n_ant, n_time, 2), complex)
