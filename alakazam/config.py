@@ -408,10 +408,11 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
 def fluxscale_config_from_dict(d, where="fluxscale[0]", names=None) -> FluxscaleConfig:
     errs = _Errors()
     _check_keys(d, _FLUX_KEYS, where, names, errs)
-    for req in ("reference_table", "reference_field", "transfer_field", "output"):
-        if d.get(req) in (None, "", []):
-            errs.add(_name(req, where, names), "is required")
-    errs.raise_if_any()
+    missing = [r for r in ("reference_table", "reference_field", "transfer_field", "output") if d.get(r) in (None, "", [])]
+    for req in missing:
+        errs.add(_name(req, where, names), "is required")
+    if missing:
+        errs.raise_if_any()
     cfg = FluxscaleConfig(
         reference_table=str(d["reference_table"]), reference_field=_field_list(d["reference_field"]),
         transfer_field=_field_list(d["transfer_field"]), output=str(d["output"]),
@@ -424,10 +425,11 @@ def fluxscale_config_from_dict(d, where="fluxscale[0]", names=None) -> Fluxscale
 def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
     errs = _Errors()
     _check_keys(d, _APPLY_KEYS, where, names, errs)
-    for req in ("ms", "jones", "tables"):
-        if d.get(req) in (None, "", []):
-            errs.add(_name(req, where, names), "is required")
-    errs.raise_if_any()
+    missing = [r for r in ("ms", "jones", "tables") if d.get(r) in (None, "", [])]
+    for req in missing:
+        errs.add(_name(req, where, names), "is required")
+    if missing:
+        errs.raise_if_any()
     jones = d["jones"] if isinstance(d["jones"], (list, tuple)) else [d["jones"]]
     n = len(jones)
     tables = broadcast_steps(d.get("tables"), n, _name("tables", where, names), errs)
