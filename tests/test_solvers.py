@@ -1,4 +1,4 @@
-"""Solver truth tests: synthetic batches with known Jones (tests/solver_truth.py, independent einsum).
+"""Solver truth tests: synthetic batches with known Jones (alakazam.sim.cells, independent einsum).
 
 Noisy cases compare with the Cramer-Rao bound: the Fisher matrix of the test's own einsum model,
 by finite differences at the truth, gives the predicted standard error of every fitted parameter; each
@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from solver_truth import make_batch  # noqa: E402
+from alakazam.sim.cells import make_batch  # noqa: E402
 
 from alakazam.errors import AlakazamError, BackendUnavailableError  # noqa: E402
 from alakazam.solvers import SolveOptions, solve  # noqa: E402

@@ -19,11 +19,10 @@ def antennas_with_data(batch, jones_type):
     """(n_cell, n_ant) bool: the antenna has weight > 0 on a correlation the term uses."""
     corr = list(USED_CORR[jones_type])
     bl_has = (batch.weight[..., corr] > 0).any(axis=(2, 3))        # (n_cell, n_bl)
-    has = np.zeros((batch.n_cell, batch.n_ant), bool)
-    for b in range(len(batch.ant1)):
-        has[:, batch.ant1[b]] |= bl_has[:, b]
-        has[:, batch.ant2[b]] |= bl_has[:, b]
-    return has
+    count = np.zeros((batch.n_cell, batch.n_ant), np.int64)
+    np.add.at(count, (slice(None), batch.ant1), bl_has)
+    np.add.at(count, (slice(None), batch.ant2), bl_has)
+    return count > 0
 
 
 def choose_ref(has, requested):

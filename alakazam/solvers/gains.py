@@ -19,28 +19,39 @@ POL_CORR = (0, 3)
 
 def initial_guess(batch, ref):
     """(n_cell, n_ant, 2) complex: g_ref = 1, g_a = conj(<V/M>) on baseline (ref, a), else 1."""
-    n_cell = batch.n_cell
-    g = np.ones((n_cell, batch.n_ant, 2), np.complex128)
-    for c in range(n_cell):
-        r = ref[c]
-        for p, corr in enumerate(POL_CORR):
-            v = batch.vis[c, :, :, corr]
-            m = batch.model[c, :, :, corr]
-            w = batch.weight[c, :, :, corr]
-            num = (w * v * np.conj(m)).sum(axis=1)
-            den = (w * np.abs(m) ** 2).sum(axis=1)
-            for b in range(len(batch.ant1)):
-                if den[b] <= 0:
-                    continue
-                ratio = num[b] / den[b]      # = g_a1 conj(g_a2)
-                if batch.ant1[b] == r:
-                    g[c, batch.ant2[b], p] = np.conj(ratio)
-                elif batch.ant2[b] == r:
-                    g[c, batch.ant1[b], p] = ratio
-            amp = np.abs(g[c, :, p])
-            bad = ~np.isfinite(amp) | (amp == 0)
-            g[c, bad, p] = 1.0
+    g = np.ones((batch.n_cell, batch.n_ant, 2), np.complex128)
+    _ratio_init(batch.vis, batch.model, batch.weight, batch.ant1, batch.ant2,
+                np.asarray(ref, np.int64), g)
     return g
+
+
+@pjit
+def _ratio_init(vis, model, weight, ant1, ant2, ref, g):
+    n_cell, n_bl, n_samp, _ = vis.shape
+    for c in prange(n_cell):
+        r = ref[c]
+        for p in range(2):
+            corr = 0 if p == 0 else 3
+            for b in range(n_bl):
+                if ant1[b] != r and ant2[b] != r:
+                    continue
+                num = 0j
+                den = 0.0
+                for s in range(n_samp):
+                    w = weight[c, b, s, corr]
+                    if w > 0:
+                        m = model[c, b, s, corr]
+                        num += w * vis[c, b, s, corr] * np.conj(m)
+                        den += w * (m.real * m.real + m.imag * m.imag)
+                if den <= 0:
+                    continue
+                ratio = num / den              # = g_a1 conj(g_a2)
+                if ratio == 0 or not np.isfinite(ratio.real) or not np.isfinite(ratio.imag):
+                    continue
+                if ant1[b] == r:
+                    g[c, ant2[b], p] = np.conj(ratio)
+                else:
+                    g[c, ant1[b], p] = ratio
 
 
 @njit

@@ -1,5 +1,7 @@
 """Synthetic CellBatches with known Jones, built with an independent einsum (no solver code).
 
+Used by the solver truth tests and by benchmarks/bench_solvers.py.
+
 ``make_batch`` returns (CellBatch, truth) with V = J_a M J_b^H + noise, correlations pp, pq, qp, qq.
 The model is a point source with Stokes (I, Q, U, V) in the feed basis, its linear polarisation
 rotated by a different angle per sample (like parallactic angle between scans) so that D, KC and CP
