@@ -134,7 +134,12 @@ def _normal_eq(vis, model, weight, freq, nu_c, ant1, ant2, corr, tau, phi, index
             cost += w * (r.real * r.real + r.imag * r.imag)
             # d r / d(phi_a1) = -i mod ; d r / d(tau_a1) = -i kap mod ; opposite signs for a2
             h = -1j * mod
-            hh = w * (h.real * h.real + h.imag * h.imag)
+            # curvature: the exact second derivative of the phase-only cost,
+            # w Re(conj(V) model), not the Gauss-Newton w |model|^2 -- the amplitude is not fitted, so
+            # |V| != |model| and Gauss-Newton would converge only linearly; clamped at 0 far from
+            # the minimum (LM damping does the rest)
+            cv = vis[b, s, corr]
+            hh = w * max(cv.real * mod.real + cv.imag * mod.imag, 0.0)
             g = w * (h.real * r.real + h.imag * r.imag)      # Re(conj(h) r) w
             # params: [phi, tau] per antenna; coefficients s = (+1, +kap) for a1, (-1, -kap) for a2
             if i1 >= 0:
