@@ -1,0 +1,43 @@
+"""akcal: solve a chain of Jones terms (parameters: tasks_xml/akcal.xml)."""
+
+from alakazam.config import solve_config_from_dict
+
+from .task import Task
+
+
+def _field(v):
+    if v in ("", None, []):
+        return None
+    if isinstance(v, str):
+        return v
+    return [[s.strip() for s in str(x).split(",") if s.strip()] for x in v]
+
+
+def _calmode(v):
+    def one(x):
+        return str(x).lower() == "p"
+    return [one(x) for x in v] if isinstance(v, (list, tuple)) else one(v)
+
+
+def build_config(params):
+    """akcal parameters -> SolveConfig through the same builder as the YAML runner."""
+    d = akcal.yaml_dict(params)
+    d["field"] = _field(params["field"])
+    if d["field"] is None:
+        d.pop("field")
+    d["phase_only"] = _calmode(params["calmode"])
+    ref = params["refant"]
+    d["ref_ant"] = int(ref) if str(ref).strip().isdigit() else ref
+    ep = d.pop("external_preapply")
+    if ep.get("tables"):
+        d["external_preapply"] = {k: v for k, v in ep.items() if v}
+    return solve_config_from_dict(d, where="akcal", names=akcal.names_for_messages())
+
+
+def _body(cfg):
+    from alakazam.flow import run_solve
+
+    return run_solve(cfg)
+
+
+akcal = Task("akcal", _body, prepare=build_config)

@@ -1,0 +1,134 @@
+"""A CASA-style task callable built from its XML definition.
+
+The Python signature (``inspect.signature(akcal)``), the defaults, the validation, ``help(akcal)``, the
+shell's ``inp`` display and the YAML key mapping all come from ``tasks_xml/<task>.xml``.  Calling a task
+validates every parameter first (all errors reported together in one
+:class:`alakazam.errors.ParameterError`; an unknown keyword is a TypeError), logs
+``##### Begin Task: <name>`` with the full call, runs the engine, logs the End line and returns the
+result dict.  Runtime failures are logged as SEVERE and re-raised.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+
+from alakazam.errors import ParameterError
+from alakazam.tasks_xml import xml_path
+
+from .xmlschema import check_value, load_task
+
+log = logging.getLogger("alakazam.tasks")
+
+
+class Task:
+    def __init__(self, name, body, prepare=None):
+        """``prepare(params)`` turns validated parameters into the engine's input (and may raise
+        ParameterError); it runs before the Begin line, so nothing is logged as run on bad input.
+        ``body(prepared)`` runs the engine."""
+        self.name = name
+        self.spec = load_task(xml_path(name))
+        self._body = body
+        self._prepare = prepare
+        self.__name__ = name
+        self.__signature__ = inspect.Signature([
+            inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default)
+            for p in self.spec.params])
+        lines = [f"{self.spec.short}", "", self.spec.description, "", "Parameters", "----------"]
+        for p in self.spec.params:
+            allowed = f" (one of: {', '.join(p.allowed)})" if p.allowed else ""
+            lines.append(f"{p.name} : {p.type} = {p.default!r}{allowed}")
+            lines.append(f"    {p.short}. {p.description}")
+        if self.spec.example:
+            lines += ["", "Example", "-------", self.spec.example]
+        self.__doc__ = "\n".join(lines)
+
+    # ---- parameters
+    def defaults(self) -> dict:
+        return {p.name: p.default for p in self.spec.params}
+
+    def bind(self, *args, **kwargs) -> dict:
+        """Every parameter in XML order (unknown keywords -> TypeError naming them)."""
+        try:
+            ba = self.__signature__.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{self.name}() {e}") from None
+        ba.apply_defaults()
+        return dict(ba.arguments)
+
+    def validate(self, params: dict) -> dict:
+        """Coerced parameters, or ParameterError listing every bad one."""
+        out, errors = {}, {}
+        for p in self.spec.params:
+            v, err = check_value(p, params[p.name])
+            if err:
+                errors.setdefault(p.name, []).append(err)
+            out[p.name] = v
+        if errors:
+            raise ParameterError(errors, task=self.name)
+        return out
+
+    def check(self, params: dict) -> dict:
+        """{name: error message} without raising (for the shell's colouring)."""
+        bad = {}
+        for p in self.spec.params:
+            if p.name in params:
+                _, err = check_value(p, params[p.name])
+                if err:
+                    bad[p.name] = err
+        return bad
+
+    # ---- .last files (CASA format)
+    def last_text(self, params: dict) -> str:
+        width = max(len(n) for n in self.spec.names)
+        lines = [f"{n.ljust(width)} = {params[n]!r}" for n in self.spec.names]
+        call = ",".join(f"{n}={params[n]!r}" for n in self.spec.names)
+        lines.append(f"#{self.name}( {call} )")
+        return "\n".join(lines) + "\n"
+
+    def write_last(self, params: dict, path=None):
+        path = path or f"{self.name}.last"
+        tmp = path + ".tmp"
+        with open(tmp, "w") as fh:
+            fh.write(self.last_text(params))
+        os.replace(tmp, path)
+        return path
+
+    # ---- call
+    def __call__(self, *args, **kwargs):
+        params = self.bind(*args, **kwargs)
+        params = self.validate(params)
+        prepared = self._prepare(params) if self._prepare else params
+        call = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        log.info("##### Begin Task: %s #####", self.name)
+        log.info("%s( %s )", self.name, call)
+        try:
+            result = self._body(prepared) if self._prepare else self._body(**params)
+        except Exception as e:
+            log.error("SEVERE %s: %s: %s", self.name, type(e).__name__, e)
+            raise
+        log.info("##### End Task: %s #####", self.name)
+        return result
+
+    def __repr__(self):
+        return f"<alakazam task {self.name}: {self.spec.short}>"
+
+    # ---- mapping to the engine's YAML-keyed dicts
+    def yaml_dict(self, params: dict) -> dict:
+        """Parameters -> a dict keyed like the YAML blocks (dotted yamlkeys nest)."""
+        d = {}
+        for p in self.spec.params:
+            if not p.yamlkey:
+                continue
+            v = params[p.name]
+            if "." in p.yamlkey:
+                top, sub = p.yamlkey.split(".", 1)
+                d.setdefault(top, {})[sub] = v
+            else:
+                d[p.yamlkey] = v
+        return d
+
+    def names_for_messages(self) -> dict:
+        """yaml_key -> task parameter name, so engine errors name the task's parameters."""
+        return {p.yamlkey: p.name for p in self.spec.params if p.yamlkey and "." not in p.yamlkey}

@@ -1,0 +1,207 @@
+"""Read CASA-schema task XML (tasks_xml/*.xml) into parameter specs, and coerce/validate values the
+way CASA does (bool rejects int, int rejects float, double accepts int, a scalar given for a *Vec
+becomes a one-element list, enums, ranges, paths that must exist)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+NS = {"c": "http://casa.nrao.edu/schema/psetTypes.html"}
+_MISSING = object()
+
+
+@dataclass
+class ParamSpec:
+    name: str
+    type: str
+    default: Any
+    short: str = ""
+    description: str = ""
+    allowed: Optional[List[str]] = None
+    ignorecase: bool = False
+    vmin: Optional[float] = None
+    vmax: Optional[float] = None
+    subparam: bool = False
+    mustexist: bool = False
+    yamlkey: Optional[str] = None
+    limittypes: List[str] = field(default_factory=list)
+
+
+@dataclass
+class TaskSpec:
+    name: str
+    short: str
+    description: str
+    params: List[ParamSpec]
+    constraints: Dict[str, Dict[str, Dict[str, Any]]]   # parent -> value -> {sub: default}
+    example: str = ""
+
+    def param(self, name) -> ParamSpec:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @property
+    def names(self) -> List[str]:
+        return [p.name for p in self.params]
+
+    def active_subparams(self, values: dict) -> Dict[str, Any]:
+        """Subparameters enabled by the current parent values -> their constraint defaults."""
+        out = {}
+        for parent, cases in self.constraints.items():
+            v = values.get(parent, self.param(parent).default)
+            for val, subs in cases.items():
+                if str(v).lower() == str(val).lower():
+                    out.update(subs)
+        return out
+
+
+def _text(el, tag):
+    x = el.find(f"c:{tag}", NS)
+    return " ".join((x.text or "").split()) if x is not None and x.text else ""
+
+
+def _convert(text, typ, vtype=None):
+    t = vtype or typ
+    if t in ("bool",):
+        return str(text).strip().lower() == "true"
+    if t == "int":
+        return int(text)
+    if t == "double":
+        return float(text)
+    return "" if text is None else str(text).strip()
+
+
+def _default(pel, typ):
+    v = pel.find("c:value", NS)
+    if v is None:
+        return "" if not typ.endswith("Vec") else []
+    if typ.endswith("Vec"):
+        inner = v.findall("c:value", NS)
+        base = typ[:-3]
+        return [_convert(x.text or "", base) for x in inner]
+    vtype = v.get("type")
+    if typ == "any":
+        if vtype and vtype.endswith("Vec"):
+            return [_convert(x.text or "", vtype[:-3]) for x in v.findall("c:value", NS)]
+        return _convert(v.text or "", "string", vtype)
+    return _convert(v.text or "", typ)
+
+
+@functools.lru_cache(maxsize=None)
+def load_task(path) -> TaskSpec:
+    root = ET.parse(path).getroot()
+    task = root.find("c:task", NS)
+    params = []
+    inp = task.find("c:input", NS)
+    for pel in inp.findall("c:param", NS):
+        typ = pel.get("type")
+        ps = ParamSpec(name=pel.get("name"), type=typ, default=_default(pel, typ),
+                       short=_text(pel, "shortdescription"), description=_text(pel, "description"),
+                       subparam=pel.get("subparam", "false").lower() == "true",
+                       mustexist=pel.get("mustexist", "false").lower() == "true", yamlkey=pel.get("yamlkey"))
+        a = pel.find("c:any", NS)
+        if a is not None:
+            ps.limittypes = (a.get("limittypes") or "").split()
+        al = pel.find("c:allowed", NS)
+        if al is not None:
+            if al.get("kind") == "enum":
+                ps.allowed = [x.text or "" for x in al.findall("c:value", NS)]
+                ps.ignorecase = al.get("ignorecase", "false").lower() == "true"
+            elif al.get("kind") == "range":
+                for x in al.findall("c:value", NS):
+                    if x.get("range") == "min":
+                        ps.vmin = float(x.text)
+                    elif x.get("range") == "max":
+                        ps.vmax = float(x.text)
+        params.append(ps)
+    constraints = {}
+    cel = inp.find("c:constraints", NS)
+    if cel is not None:
+        for w in cel.findall("c:when", NS):
+            cases = {}
+            for eq in w.findall("c:equals", NS):
+                subs = {}
+                for d in eq.findall("c:default", NS):
+                    v = d.find("c:value", NS)
+                    subs[d.get("param")] = _convert(v.text if v is not None else "", "string",
+                                                    v.get("type") if v is not None else None)
+                cases[eq.get("value")] = subs
+            constraints[w.get("param")] = cases
+    return TaskSpec(task.get("name"), _text(task, "shortdescription"), (task.find("c:description", NS).text or "").strip(),
+                    params, constraints, (_text(task, "example")))
+
+
+_PY = {"string": str, "path": str, "bool": bool, "int": int, "double": float}
+
+
+def check_value(p: ParamSpec, v):
+    """(coerced value, error message or None) for one parameter."""
+    def scalar(x, typ):
+        if typ in ("string", "path"):
+            if not isinstance(x, str):
+                return x, f"must be of cStr type, got {type(x).__name__} {x!r}"
+            return x, None
+        if typ == "bool":
+            if not isinstance(x, bool):
+                return x, f"must be of cBool type (True/False), got {x!r}"
+            return x, None
+        if typ == "int":
+            if isinstance(x, bool) or not isinstance(x, int):
+                return x, f"must be of cInt type, got {x!r}"
+            return x, None
+        if typ == "double":
+            if isinstance(x, bool) or not isinstance(x, (int, float)):
+                return x, f"must be of cFloat type, got {x!r}"
+            return float(x), None
+        return x, None
+
+    if p.type.endswith("Vec"):
+        base = p.type[:-3]
+        if not isinstance(v, (list, tuple)):
+            v = [v] if v != "" else []
+        out = []
+        for x in v:
+            y, err = scalar(x, base)
+            if err:
+                return v, err.replace("must be", "elements must be")
+            out.append(y)
+        v = out
+    elif p.type == "any":
+        if p.limittypes:
+            ok = False
+            for lt in p.limittypes:
+                if lt.endswith("Vec") and isinstance(v, (list, tuple)) and all(
+                        scalar(x, lt[:-3])[1] is None for x in v):
+                    ok = True
+                elif not lt.endswith("Vec") and scalar(v, lt)[1] is None:
+                    ok = True
+            if not ok:
+                return v, f"must be one of the types {', '.join(p.limittypes)}, got {v!r}"
+    else:
+        v, err = scalar(v, p.type)
+        if err:
+            return v, err
+    if p.allowed is not None:
+        vals = v if isinstance(v, list) else [v]
+        for x in vals:
+            cand = [a.lower() for a in p.allowed] if p.ignorecase else p.allowed
+            if (x.lower() if p.ignorecase and isinstance(x, str) else x) not in cand:
+                return v, f"unallowed value {x!r} (allowed: {', '.join(p.allowed)})"
+    if p.vmin is not None or p.vmax is not None:
+        for x in (v if isinstance(v, list) else [v]):
+            if isinstance(x, (int, float)):
+                if p.vmin is not None and x < p.vmin:
+                    return v, f"min value is {p.vmin:g}"
+                if p.vmax is not None and x > p.vmax:
+                    return v, f"max value is {p.vmax:g}"
+    if p.mustexist and p.type == "path":
+        v = os.path.expanduser(v)
+        if not v or not os.path.exists(v):
+            return v, f"the {p.name} parameter must be a path that exists ({v!r} does not exist)"
+    return v, None

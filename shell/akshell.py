@@ -1,0 +1,247 @@
+"""akshell: an interactive CASA-style shell for the alakazam tasks (prompt_toolkit).
+
+Parameters are plain variables of the shell's Python namespace, shared by all tasks, as in casashell::
+
+    inp akcal            # show akcal's parameters (bare `inp` = the last task)
+    vis = 'cal.ms'       # any Python statement
+    go                   # run the last task with the current values (`go akcal` names it)
+    tput akcal [file]    # save the values to akcal.last (alias: saveinputs)
+    tget akcal [file]    # load akcal.last (else akcal.saved) into the namespace
+    default akcal        # forget akcal's values
+    help akcal / akcal?  # description and parameter table
+    akcal(vis='x.ms')    # a Python call ignores the shell variables and leaves them unchanged
+
+``go`` writes ``<task>.last`` before validating, so failed attempts are recorded too. A failing task
+prints its own error and the shell keeps running. The command handling is the plain class
+:class:`ShellSession` (feed it lines, read what it prints); :func:`main` wraps it in prompt_toolkit
+with completion of tasks and parameters and a persistent history (``~/.akshell_history``, or
+``$AKSHELL_HISTORY``).
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import os
+import shutil
+import sys
+import textwrap
+import traceback
+
+from alakazam.caltasks import TASKS
+from alakazam.errors import AlakazamError
+
+BLUE, RED, GREEN, BOLD, RESET = "\033[34m", "\033[31m", "\033[32m", "\033[1m", "\033[0m"
+_MISSING = object()
+
+
+class ShellSession:
+    def __init__(self, out=None, color=True, cwd=None):
+        self.out = out or sys.stdout
+        self.color = color
+        self.cwd = cwd
+        self.ns = {"__name__": "__akshell__"}
+        self.ns.update(TASKS)
+        for cmd in ("inp", "go", "tget", "tput", "saveinputs", "default"):
+            self.ns[cmd] = getattr(self, "_py_" + cmd)
+        self.last_task = "akcal"
+
+    # ---------------------------------------------------------------- helpers
+    def _p(self, *a):
+        print(*a, file=self.out)
+
+    def _c(self, code, text):
+        return f"{code}{text}{RESET}" if self.color else text
+
+    def _task(self, name):
+        if name is None:
+            name = self.last_task
+        name = getattr(name, "name", name)
+        name = str(name).strip().strip("'\"")
+        if name not in TASKS:
+            raise AlakazamError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
+        self.last_task = name
+        return TASKS[name]
+
+    def _path(self, f):
+        return os.path.join(self.cwd, f) if self.cwd and not os.path.isabs(f) else f
+
+    def current(self, task, shown_only=False) -> dict:
+        """Parameter values for ``go``: shell variable, else constraint default, else XML default."""
+        spec = task.spec
+        vals = {p.name: self.ns.get(p.name, p.default) for p in spec.params}
+        sub_defaults = spec.active_subparams(vals)
+        for p in spec.params:
+            if p.subparam and p.name not in self.ns and p.name in sub_defaults:
+                vals[p.name] = sub_defaults[p.name]
+        return vals
+
+    # ---------------------------------------------------------------- commands
+    def inp(self, name=None):
+        task = self._task(name)
+        spec = task.spec
+        vals = self.current(task)
+        bad = task.check(vals)
+        active = spec.active_subparams(vals)
+        parents = set(spec.constraints)
+        width = max(len(p.name) for p in spec.params)
+        term = shutil.get_terminal_size((100, 20)).columns
+        self._p(f"# {task.name} -- {spec.short}")
+        for p in spec.params:
+            if p.subparam and p.name not in active:
+                continue
+            v = vals[p.name]
+            name = ("   " + p.name) if p.subparam else p.name
+            lhs = f"{name.ljust(width + (3 if p.subparam else 0))} = {v!r}"
+            if p.name in bad:
+                lhs_c = self._c(RED, lhs)
+            elif p.subparam:
+                lhs_c = self._c(GREEN, lhs)
+            elif v != p.default:
+                lhs_c = self._c(BLUE, lhs)
+            else:
+                lhs_c = lhs
+            if p.name in parents:
+                lhs_c = self._c(BOLD, lhs_c)
+            pad = " " * max(1, width + 24 - len(lhs))
+            desc = textwrap.wrap(p.short, max(20, term - len(lhs) - len(pad) - 2)) or [""]
+            self._p(f"{lhs_c}{pad}# {desc[0]}")
+            for d in desc[1:]:
+                self._p(" " * (len(lhs) + len(pad)) + "# " + d)
+
+    def go(self, name=None):
+        task = self._task(name)
+        vals = self.current(task)
+        task.write_last(vals, self._path(f"{task.name}.last"))
+        try:
+            res = task(**vals)
+        except (AlakazamError, TypeError) as e:
+            self._p(self._c(RED, f"{task.name} failed: {e}"))
+            return None
+        except Exception as e:  # the task's own error, not a shell error
+            self._p(self._c(RED, f"{task.name} failed: {type(e).__name__}: {e}"))
+            return None
+        return res
+
+    def tput(self, name=None, path=None):
+        task = self._task(name)
+        f = task.write_last(self.current(task), self._path(path or f"{task.name}.last"))
+        self._p(f"saved {task.name} inputs to {f}")
+
+    def tget(self, name=None, path=None):
+        task = self._task(name)
+        cands = [path] if path else [f"{task.name}.last", f"{task.name}.saved"]
+        for c in cands:
+            fp = self._path(c)
+            if os.path.exists(fp):
+                names = set(task.spec.names)
+                with open(fp) as fh:
+                    for line in fh:
+                        if line.startswith("#") or "=" not in line:
+                            continue
+                        k, v = line.split("=", 1)
+                        k = k.strip()
+                        if k in names:
+                            try:
+                                self.ns[k] = ast.literal_eval(v.strip())
+                            except (ValueError, SyntaxError):
+                                self._p(self._c(RED, f"tget: cannot read {k} in {fp}"))
+                self._p(f"restored {task.name} inputs from {fp}")
+                return
+        self._p(f"tget: no {' or '.join(cands)}; {task.name} reset to defaults")
+        self.default(task.name)
+
+    def default(self, name=None):
+        task = self._task(name)
+        for n in task.spec.names:
+            self.ns.pop(n, None)
+
+    def help(self, name=None):
+        task = self._task(name)
+        self._p(task.__doc__)
+
+    # Python-callable forms: inp(akcal), go(akcal), tget('akcal') ...
+    def _py_inp(self, t=None):
+        self.inp(t)
+
+    def _py_go(self, t=None):
+        return self.go(t)
+
+    def _py_tget(self, t=None, f=None):
+        self.tget(t, f)
+
+    def _py_tput(self, t=None, f=None):
+        self.tput(t, f)
+
+    _py_saveinputs = _py_tput
+
+    def _py_default(self, t=None):
+        self.default(t)
+
+    # ---------------------------------------------------------------- line handling
+    def handle(self, line: str):
+        s = line.strip()
+        if not s:
+            return None
+        words = s.split()
+        cmd = words[0]
+        arg = words[1] if len(words) > 1 else None
+        arg2 = words[2] if len(words) > 2 else None
+        try:
+            if s.endswith("?") and s[:-1].strip() in TASKS:
+                return self.help(s[:-1].strip())
+            if cmd in ("inp", "go", "tget", "tput", "saveinputs", "default", "help") and \
+                    (len(words) == 1 or (words[1][0].isalpha() and "(" not in s and "=" not in s)):
+                fn = {"saveinputs": self.tput}.get(cmd, getattr(self, cmd))
+                return fn(arg, arg2) if cmd in ("tget", "tput", "saveinputs") else fn(arg)
+            if cmd in TASKS and len(words) == 1:
+                self.last_task = cmd
+                self._p(repr(TASKS[cmd]))
+                return None
+            return self._exec(s)
+        except AlakazamError as e:
+            self._p(self._c(RED, str(e)))
+        except Exception:
+            self._p(self._c(RED, traceback.format_exc(limit=1)))
+        return None
+
+    def _exec(self, src):
+        try:
+            code = compile(src, "<akshell>", "eval")
+        except SyntaxError:
+            exec(compile(src, "<akshell>", "exec"), self.ns)
+            return None
+        v = eval(code, self.ns)
+        if v is not None:
+            self._p(repr(v))
+        return v
+
+
+def main(argv=None):
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.completion import WordCompleter
+    from prompt_toolkit.history import FileHistory
+
+    words = list(TASKS) + ["inp", "go", "tget", "tput", "saveinputs", "default", "help", "exit"]
+    for t in TASKS.values():
+        words += t.spec.names
+    hist = os.environ.get("AKSHELL_HISTORY", os.path.expanduser("~/.akshell_history"))
+    session = PromptSession(history=FileHistory(hist),
+                            completer=WordCompleter(sorted(set(words)), sentence=True))
+    shell = ShellSession()
+    print("akshell -- alakazam tasks: " + ", ".join(TASKS) + "   (inp <task>, go, help <task>, exit)")
+    while True:
+        try:
+            line = session.prompt("akshell> ")
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            break
+        if line.strip() in ("exit", "quit", "exit()", "quit()"):
+            break
+        shell.handle(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
