@@ -295,6 +295,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
         time_sum = np.zeros(n_sbin)
         time_wsum = np.zeros(n_sbin)
         wsum_t = np.zeros(n_sbin)
+        t_ref = min(scan_t0[sc] for sc in group.scans)
         for ch in _iter_group_chunks(ctx, fid, ddid, chans, group):
             cross = ch.ant1 != ch.ant2          # autocorrelations carry no gain-ratio information
             if not cross.all():
@@ -317,9 +318,10 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             w = np.where(flag, 0.0, weight)
             averaging.accumulate(acc, data, model, w, sbin, row_bl, fsamp_of_chan)
             row_count += np.bincount(sbin, minlength=n_sbin)
-            time_sum += np.bincount(sbin, weights=ch.time, minlength=n_sbin)
+            trel = ch.time - t_ref          # relative times: sums of MJD seconds (~5e9) lose microseconds
+            time_sum += np.bincount(sbin, weights=trel, minlength=n_sbin)
             wrow = w.sum(axis=(1, 2))
-            time_wsum += np.bincount(sbin, weights=wrow * ch.time, minlength=n_sbin)
+            time_wsum += np.bincount(sbin, weights=wrow * trel, minlength=n_sbin)
             wsum_t += np.bincount(sbin, weights=wrow, minlength=n_sbin)
         present = row_count > 0
         if not present.any():
@@ -356,7 +358,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
         for i, ct in enumerate(cells_t):
             m = (cell_of_sbin == ct) & present
             ws = wsum_t[m].sum()
-            times[i] = time_wsum[m].sum() / ws if ws > 0 else time_sum[m].sum() / row_count[m].sum()
+            times[i] = t_ref + (time_wsum[m].sum() / ws if ws > 0 else time_sum[m].sum() / row_count[m].sum())
         fcent = np.array([freqs[fbin_of_chan == j].mean() for j in range(n_fcell)])
         if np.all(refused == ctx.ref):
             ref_used = ctx.ref

@@ -127,3 +127,22 @@ def test_dead_antenna_flagged_and_file_layout(tmp_path):
                   "ref_ant", "ref_ant_name", "ant_names", "solint_s", "freqint_hz", "phase_only", "feed_basis",
                   "solver_backend", "apply_parang", "ms", "preapply_chain"):
             assert a in s.attrs, a
+
+
+def test_memory_tiers_give_identical_solutions(tmp_path, sim_linear):
+    ms, truth = sim_linear
+    sets = {}
+    for label, limit in (("tier1", 0.0), ("tier3", 2e-5)):      # 2e-5 GB = 20 kB: a few rows per read
+        cal = str(tmp_path / f"{label}.h5")
+        summary = run_solve(solve_config_from_dict(dict(
+            ms=ms, output=cal, ref_ant="C00", jones=["K", "G", "G"], field=[["3C286"], ["3C286"], ["3C286"]],
+            time_interval=["scan", "inf", "2min"], freq_interval=["full", "1MHz", "full"],
+            memory_limit_gb=limit)))
+        sets[label] = (summary["tier"], {k: hdf5.read_term(cal, k) for k in ("K0", "G0", "G1")})
+    assert sets["tier1"][0] == 1 and sets["tier3"][0] == 3
+    for key in ("K0", "G0", "G1"):
+        a = sorted(sets["tier1"][1][key], key=lambda s: (s.scan_id, s.spw))
+        b = sorted(sets["tier3"][1][key], key=lambda s: (s.scan_id, s.spw))
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(y.jones, x.jones, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(y.time, x.time, rtol=0, atol=1e-6)
