@@ -127,3 +127,15 @@ def test_scalars_broadcast():
     c = solve_config_from_dict(dict(ms="a.ms", output="c.h5", jones="G", field="3C286,3C147",
                                     time_interval="2min"))
     assert c.steps[0].field == ["3C286", "3C147"] and c.steps[0].time_interval.seconds == 120
+
+
+def test_names_mapping_and_pinned_ok():
+    with pytest.raises(ParameterError) as e:
+        solve_config_from_dict(dict(ms="a.ms", output="c.h5", jones=["K", "G"], time_interval=["inf"]),
+                               where="akcal", names={"time_interval": "solint"})
+    msg = " ".join(k + " " + " ".join(v) for k, v in e.value.errors.items())
+    assert "solint" in msg and "akcal" in msg
+    from alakazam.config import apply_config_from_dict
+    a = apply_config_from_dict(dict(ms="t.ms", jones=["G0"], tables=["cal.h5"], field_select=["pinned"],
+                                    time_interp=["linear"], solution_field=["3C286"]))
+    assert a.terms[0].field_select == "pinned"

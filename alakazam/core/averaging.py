@@ -10,10 +10,12 @@ weighted average, whose inverse variance is ``w_sum``.
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import prange
 
-from .._numba import pjit
+from .._numba import njit, pjit
+from ..errors import AlakazamError
 
 
 @dataclass
@@ -61,3 +63,235 @@ def accumulate(acc: Accumulators, data, model, w, sbin, row_bl, fsamp_of_chan):
     _accumulate(acc.vis_sum, acc.model_sum, acc.w_sum, data, model,
                 np.ascontiguousarray(w, dtype=np.float64), np.asarray(sbin, np.int64),
                 np.asarray(row_bl, np.int64), chan_lo, chan_hi)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cell averaging with explicit flags (general channel -> frequency-bin map) and time centroids
+# ---------------------------------------------------------------------------------------------
+
+@pjit
+def _average_cells(vis_sum, model_sum, w_sum, data, model, weight, flag, row_tbin, row_bl,
+                   chan_order, fbin_start):
+    # prange over frequency bins: thread fb owns vis_sum[:, fb] etc. -> race-free.
+    # Channels of bin fb are chan_order[fbin_start[fb]:fbin_start[fb + 1]].
+    n_row = data.shape[0]
+    n_fbin = fbin_start.shape[0] - 1
+    for fb in prange(n_fbin):
+        for row in range(n_row):
+            tb = row_tbin[row]
+            bl = row_bl[row]
+            if tb < 0 or bl < 0:
+                continue
+            for k in range(fbin_start[fb], fbin_start[fb + 1]):
+                chan = chan_order[k]
+                for corr in range(4):
+                    if flag[row, chan, corr]:
+                        continue
+                    wt = np.float64(weight[row, chan, corr])
+                    if not wt > 0:
+                        continue
+                    v = np.complex128(data[row, chan, corr])
+                    m = np.complex128(model[row, chan, corr])
+                    if not (np.isfinite(v.real) and np.isfinite(v.imag)
+                            and np.isfinite(m.real) and np.isfinite(m.imag)):
+                        continue
+                    vis_sum[tb, fb, bl, corr] += wt * v
+                    model_sum[tb, fb, bl, corr] += wt * m
+                    w_sum[tb, fb, bl, corr] += wt
+
+
+@pjit
+def _average_cells_rowsplit(vis_part, model_part, w_part, data, model, weight, flag, row_tbin, row_bl,
+                            chan_order, fbin_start):
+    # Few frequency bins: split rows into n_part blocks, block k adds only into its own partial sums
+    # vis_part[k] (race-free); the caller reduces over k.
+    n_part = vis_part.shape[0]
+    n_row = data.shape[0]
+    n_fbin = fbin_start.shape[0] - 1
+    for part in prange(n_part):
+        lo = part * n_row // n_part
+        hi = (part + 1) * n_row // n_part
+        for row in range(lo, hi):
+            tb = row_tbin[row]
+            bl = row_bl[row]
+            if tb < 0 or bl < 0:
+                continue
+            for fb in range(n_fbin):
+                for k in range(fbin_start[fb], fbin_start[fb + 1]):
+                    chan = chan_order[k]
+                    for corr in range(4):
+                        if flag[row, chan, corr]:
+                            continue
+                        wt = np.float64(weight[row, chan, corr])
+                        if not wt > 0:
+                            continue
+                        v = np.complex128(data[row, chan, corr])
+                        m = np.complex128(model[row, chan, corr])
+                        if not (np.isfinite(v.real) and np.isfinite(v.imag)
+                                and np.isfinite(m.real) and np.isfinite(m.imag)):
+                            continue
+                        vis_part[part, tb, fb, bl, corr] += wt * v
+                        model_part[part, tb, fb, bl, corr] += wt * m
+                        w_part[part, tb, fb, bl, corr] += wt
+
+
+@njit
+def _time_sums(t_sum, times, weight, flag, row_tbin, row_bl):
+    # serial over rows (several rows share a time bin): t_sum[tb] += (sum of row weight) * (t, 1)
+    n_row, n_chan, n_corr = flag.shape
+    for row in range(n_row):
+        tb = row_tbin[row]
+        if tb < 0 or row_bl[row] < 0:
+            continue
+        w_row = 0.0
+        for chan in range(n_chan):
+            for corr in range(n_corr):
+                if not flag[row, chan, corr]:
+                    wt = np.float64(weight[row, chan, corr])
+                    if wt > 0:
+                        w_row += wt
+        t_sum[tb, 0] += w_row * times[row]
+        t_sum[tb, 1] += w_row
+
+
+def average_cells(data, model, weight, flag, row_tbin, row_bl, chan_fbin, n_tbin, n_fbin, n_bl,
+                  times=None, sums=None):
+    """Accumulate weighted sums of one chunk of rows into (time bin, freq bin, baseline) cells.
+
+    Designed as a running accumulator: pass the ``sums`` returned by the previous chunk and the new
+    chunk is added in place; successive chunks give the same sums as one call on all rows (up to
+    floating-point summation order, ~1e-15 relative).  Flagged samples, non-positive weights and
+    non-finite data or model contribute nothing.  Accumulation is in complex128 / float64 whatever
+    the input precision (complex64 as read from the MS is fine).
+
+    Parameters
+    ----------
+    data, model : ndarray (row, chan, corr=4) complex
+    weight : ndarray (row, chan, corr) or (row, corr) real
+        (row, corr) weights (MS WEIGHT) are broadcast over channels without a copy.
+    flag : ndarray (row, chan, corr) bool
+    row_tbin, row_bl : array_like (row,) int
+        Time bin and baseline index of each row; a negative value skips the row.
+    chan_fbin : array_like (chan,) int
+        Frequency bin of each channel (any order); negative = channel not used.
+    n_tbin, n_fbin, n_bl : int
+        Number of time bins, frequency bins and baselines (cell grid).
+    times : array_like (row,), optional
+        Row times (MJD s) for the weighted time centroids.
+    sums : tuple, optional
+        ``(vis_sum, model_sum, w_sum, t_sum)`` from a previous call, added to in place.
+
+    Returns
+    -------
+    vis_sum : ndarray (n_tbin, n_fbin, n_bl, 4) complex128
+        Sum of w * V.
+    model_sum : ndarray (n_tbin, n_fbin, n_bl, 4) complex128
+        Sum of w * M.
+    w_sum : ndarray (n_tbin, n_fbin, n_bl, 4) float64
+        Sum of w (the inverse variance of the averaged cell).
+    t_sum : ndarray (n_tbin, 2) float64
+        ``[:, 0]`` sum of w * t and ``[:, 1]`` sum of w over each bin's samples (centroid =
+        ``t_sum[:, 0] / t_sum[:, 1]``); zeros when ``times`` is not given.
+    """
+    data = np.asarray(data)
+    n_row, n_chan = data.shape[:2]
+    if data.ndim != 3 or data.shape[2] != 4:
+        raise AlakazamError(f"data: expected shape (row, chan, 4), got {data.shape}")
+    if np.shape(model) != data.shape or np.shape(flag) != data.shape:
+        raise AlakazamError(f"model/flag: expected shape {data.shape}, got {np.shape(model)} / {np.shape(flag)}")
+    weight = np.asarray(weight)
+    if weight.shape == (n_row, 4):
+        weight = np.broadcast_to(weight[:, None, :], data.shape)
+    elif weight.shape != data.shape:
+        raise AlakazamError(f"weight: expected shape {data.shape} or {(n_row, 4)}, got {weight.shape}")
+    chan_fbin = np.asarray(chan_fbin, np.int64)
+    if chan_fbin.shape != (n_chan,) or (n_chan and chan_fbin.max(initial=-1) >= n_fbin):
+        raise AlakazamError(f"chan_fbin: expected (chan,) = ({n_chan},) bin indices < n_fbin = {n_fbin}")
+    shape = (int(n_tbin), int(n_fbin), int(n_bl), 4)
+    if sums is None:
+        sums = (np.zeros(shape, np.complex128), np.zeros(shape, np.complex128),
+                np.zeros(shape, np.float64), np.zeros((int(n_tbin), 2), np.float64))
+    vis_sum, model_sum, w_sum, t_sum = sums
+    if vis_sum.shape != shape or t_sum.shape != (shape[0], 2):
+        raise AlakazamError(f"sums: expected accumulators of shape {shape}, got {vis_sum.shape}")
+    used = np.flatnonzero(chan_fbin >= 0)
+    chan_order = used[np.argsort(chan_fbin[used], kind="stable")].astype(np.int64)
+    fbin_start = np.searchsorted(chan_fbin[chan_order], np.arange(n_fbin + 1), side="left").astype(np.int64)
+    row_tbin = np.ascontiguousarray(row_tbin, np.int64)
+    row_bl = np.ascontiguousarray(row_bl, np.int64)
+    flag = np.asarray(flag, bool)
+    model = np.asarray(model)
+    n_threads = numba.get_num_threads()
+    if n_fbin >= n_threads or n_threads == 1 or n_row < 4 * n_threads:
+        # measured on 2 cores (20000 rows x 128 chan): 2 fbins 15 ms vs 28 ms serial, 16 fbins 49 vs 96 ms
+        _average_cells(vis_sum, model_sum, w_sum, data, model, weight, flag, row_tbin, row_bl,
+                       chan_order, fbin_start)
+    else:
+        # fewer fbins than threads (e.g. freq_interval: full): per-thread partial sums over row blocks,
+        # then reduce; 1 fbin, same data: 14 ms vs 28 ms serial
+        part_shape = (n_threads,) + shape
+        vp, mp = np.zeros(part_shape, np.complex128), np.zeros(part_shape, np.complex128)
+        wp = np.zeros(part_shape, np.float64)
+        _average_cells_rowsplit(vp, mp, wp, data, model, weight, flag, row_tbin, row_bl, chan_order, fbin_start)
+        vis_sum += vp.sum(axis=0)
+        model_sum += mp.sum(axis=0)
+        w_sum += wp.sum(axis=0)
+    if times is not None:
+        ok_chan = np.zeros(n_chan, bool)
+        ok_chan[used] = True
+        fl = flag if ok_chan.all() else (flag | ~ok_chan[None, :, None])
+        _time_sums(t_sum, np.ascontiguousarray(times, np.float64), weight, fl, row_tbin, row_bl)
+    return vis_sum, model_sum, w_sum, t_sum
+
+
+def finalize_cells(sums):
+    """Weighted averages from the sums of :func:`average_cells`.
+
+    Parameters
+    ----------
+    sums : tuple
+        ``(vis_sum, model_sum, w_sum, ...)``; extra items are ignored.
+
+    Returns
+    -------
+    vis, model : ndarray (n_tbin, n_fbin, n_bl, 4) complex128
+        Sum(w V) / Sum(w) and Sum(w M) / Sum(w); 0 where Sum(w) == 0.
+    weight : ndarray (n_tbin, n_fbin, n_bl, 4) float64
+        Sum(w): the inverse variance of each averaged sample (0 = no data).
+    """
+    vis_sum, model_sum, w_sum = sums[:3]
+    good = w_sum > 0
+    safe = np.where(good, w_sum, 1.0)
+    vis = np.where(good, vis_sum / safe, 0)
+    model = np.where(good, model_sum / safe, 0)
+    return vis.astype(np.complex128), model.astype(np.complex128), np.where(good, w_sum, 0.0)
+
+
+def baseline_index(ant1, ant2, n_ant):
+    """Map rows to a fixed list of baselines: every pair a < b of ``n_ant`` active antennas.
+
+    Parameters
+    ----------
+    ant1, ant2 : array_like (row,) int
+        Active-antenna indices (0 .. n_ant-1) of each row.
+    n_ant : int
+
+    Returns
+    -------
+    row_bl : ndarray (row,) int64
+        Baseline index of each row; -1 for autocorrelations (a == b) and out-of-range indices.
+        A row with ant1 > ant2 maps to the pair (ant2, ant1).
+    bl_ant1, bl_ant2 : ndarray (n_bl,) int64
+        Antennas of each baseline, n_bl = n_ant (n_ant - 1) / 2, ordered (0,1), (0,2), ..., (1,2), ...
+    """
+    n_ant = int(n_ant)
+    bl_ant1, bl_ant2 = np.triu_indices(n_ant, 1)
+    lookup = -np.ones((max(n_ant, 1), max(n_ant, 1)), np.int64)
+    lookup[bl_ant1, bl_ant2] = np.arange(len(bl_ant1))
+    lookup[bl_ant2, bl_ant1] = np.arange(len(bl_ant1))
+    a1 = np.asarray(ant1, np.int64)
+    a2 = np.asarray(ant2, np.int64)
+    ok = (a1 >= 0) & (a1 < n_ant) & (a2 >= 0) & (a2 < n_ant)
+    row_bl = np.full(a1.shape, -1, np.int64)
+    row_bl[ok] = lookup[a1[ok], a2[ok]]
+    return row_bl, bl_ant1.astype(np.int64), bl_ant2.astype(np.int64)

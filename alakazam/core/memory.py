@@ -1,32 +1,82 @@
-"""Memory planning for the solve and apply flows (three tiers of SEED.md)."""
+"""Memory planning for the solve and apply flows (the three tiers of SEED.md).
+
+Tier 1: every selected row fits under the limit -> one read kept for all steps.
+Tier 2: the largest time bin (group) fits -> one read per bin, chunks made of whole bins.
+Tier 3: a single bin exceeds the limit -> row chunks smaller than a bin, summed with the running
+accumulator of :mod:`alakazam.core.averaging` (identical sums, so identical solutions).
+"""
 
 import psutil
 
-#: bytes per visibility sample held while a chunk is processed: data and model as read
-#: (complex64, 8 B each), their complex128 working copies after corrections (16 B each),
-#: weight (float32 as read + float64 working, 12 B) and flags (2 x 1 B)
+from ..errors import AlakazamError
+
+#: bytes per visibility sample (one chan x corr of one row) held while a chunk is processed:
+#: DATA and MODEL_DATA as read (complex64, 8 B each), their complex128 working copies after the
+#: pre-apply corrections (16 B each), the weight (float32 as read + float64 working, 12 B) and the
+#: flags (read + RFI copy, 2 x 1 B): 62 B, i.e. ~3.9x the 16 B of DATA + MODEL_DATA on disk.
 BYTES_PER_SAMPLE = 8 + 8 + 16 + 16 + 12 + 2
+
+#: per-row overhead: TIME, ANTENNA1/2, FLAG_ROW, bin and baseline indices
+BYTES_PER_ROW_OVERHEAD = 64
+
+#: default fraction of the available RAM (memory_limit_gb = 0)
+DEFAULT_FRACTION = 0.4
 
 
 def available_bytes() -> int:
+    """Currently available RAM in bytes (psutil)."""
     return int(psutil.virtual_memory().available)
 
 
 def memory_limit_bytes(memory_limit_gb: float) -> int:
-    """``memory_limit_gb`` in bytes; 0 (or less) = 40% of the available RAM."""
-    if memory_limit_gb and memory_limit_gb > 0:
-        return int(memory_limit_gb * 1e9)
-    return int(0.4 * available_bytes())
+    """Memory limit in bytes.
+
+    Parameters
+    ----------
+    memory_limit_gb : float
+        Limit in GB (1e9 bytes); 0 (or None) = 40% of the available RAM.
+
+    Returns
+    -------
+    int
+    """
+    if memory_limit_gb is None or memory_limit_gb == 0:
+        return int(DEFAULT_FRACTION * available_bytes())
+    if not memory_limit_gb > 0:
+        raise AlakazamError(f"memory_limit_gb: expected a number >= 0 (0 = auto), got {memory_limit_gb!r}")
+    return int(memory_limit_gb * 1e9)
 
 
 def bytes_per_row(n_chan: int, n_corr: int) -> int:
-    """Working-set bytes per MS row of ``n_chan`` channels (4 correlations after expansion)."""
-    return int(max(n_chan, 1) * max(n_corr, 4) * BYTES_PER_SAMPLE + 64)
+    """Working-set bytes per MS row of ``n_chan`` channels (correlations expanded to 4).
+
+    ``n_chan * max(n_corr, 4) * BYTES_PER_SAMPLE + BYTES_PER_ROW_OVERHEAD``.
+    """
+    return int(max(n_chan, 1) * max(n_corr, 4) * BYTES_PER_SAMPLE + BYTES_PER_ROW_OVERHEAD)
 
 
 def plan_chunks(n_rows_total, bytes_per_row, rows_per_group, limit):
-    """(tier, max_rows): 1 = everything fits (one read kept for all steps); 2 = the largest group
-    fits (one read per group); 3 = chunks smaller than a group (running accumulator)."""
+    """Choose the memory tier and the largest chunk.
+
+    Parameters
+    ----------
+    n_rows_total : int
+        Rows of the whole selection.
+    bytes_per_row : int
+        Working-set bytes per row (:func:`bytes_per_row`).
+    rows_per_group : list of int
+        Rows of each time bin (group read as a unit in tier 2).
+    limit : int
+        Memory limit in bytes (:func:`memory_limit_bytes`).
+
+    Returns
+    -------
+    tier : int
+        1 = everything fits (one read kept for all steps); 2 = the largest group fits (one read per
+        group, a chunk is made of whole groups); 3 = chunks smaller than a group (running accumulator).
+    max_rows : int
+        Rows per chunk (>= 1).
+    """
     bpr = max(int(bytes_per_row), 1)
     if n_rows_total * bpr <= limit:
         return 1, max(int(n_rows_total), 1)

@@ -100,15 +100,30 @@ def read_meta(ms) -> MSMeta:
     """Metadata of an MS (see :class:`MSMeta`)."""
     check_ms(ms)
     ms = str(ms)
+    from casacore.tables import taql
+
+    # aggregates computed by TaQL (never whole main-table columns in memory: the MS may be GBs)
     with _table(ms) as t:
         cols = t.colnames()
-        a1 = t.getcol("ANTENNA1")
-        a2 = t.getcol("ANTENNA2")
-        scan = t.getcol("SCAN_NUMBER")
-        fld = t.getcol("FIELD_ID")
-        ddid = t.getcol("DATA_DESC_ID")
-        tim = t.getcol("TIME")
-        interval = float(np.median(t.getcol("INTERVAL"))) if t.nrows() else 0.0
+        if t.nrows():
+            q = taql("SELECT DISTINCT ANTENNA1 AS ANT FROM $t")
+            q2 = taql("SELECT DISTINCT ANTENNA2 AS ANT FROM $t")
+            ants = np.concatenate([q.getcol("ANT"), q2.getcol("ANT")])
+            q.close()
+            q2.close()
+            q = taql("SELECT SCAN_NUMBER AS SCN, FIELD_ID AS FLD, DATA_DESC_ID AS DDI, gmin(TIME) AS TMIN, "
+                     "gmax(TIME) AS TMAX FROM $t GROUPBY SCAN_NUMBER, FIELD_ID, DATA_DESC_ID")
+            scan, fld, ddid = q.getcol("SCN"), q.getcol("FLD"), q.getcol("DDI")
+            tmin, tmax = q.getcol("TMIN"), q.getcol("TMAX")
+            q.close()
+            q = taql("SELECT gmedian(INTERVAL) AS IV FROM $t")
+            interval = float(q.getcol("IV")[0])
+            q.close()
+        else:
+            ants = np.zeros(0, np.int64)
+            scan = fld = ddid = np.zeros(0, np.int64)
+            tmin = tmax = np.zeros(0)
+            interval = 0.0
     with _table(ms + "::ANTENNA") as t:
         names = list(t.getcol("NAME"))
         positions = t.getcol("POSITION")
@@ -142,7 +157,7 @@ def read_meta(ms) -> MSMeta:
                 tel = str(t.getcell("TELESCOPE_NAME", 0))
     except RuntimeError:
         pass
-    active = np.unique(np.concatenate([a1, a2])) if len(a1) else np.zeros(0, int)
+    active = np.unique(ants).astype(np.int64)
     amap = -np.ones(len(names), np.int64)
     amap[active] = np.arange(len(active))
     spws = {}
@@ -157,7 +172,7 @@ def read_meta(ms) -> MSMeta:
     key = scan.astype(np.int64) * 100000 + fld
     for k in np.unique(key):
         m = key == k
-        scans.append(ScanInfo(int(k // 100000), int(k % 100000), float(tim[m].min()), float(tim[m].max()),
+        scans.append(ScanInfo(int(k // 100000), int(k % 100000), float(tmin[m].min()), float(tmax[m].max()),
                               set(int(x) for x in np.unique(ddid[m]))))
     scans.sort(key=lambda s: (s.t_start, s.scan_number))
     obs = None
@@ -178,6 +193,7 @@ def read_meta(ms) -> MSMeta:
 
 
 def check_columns(ms, names):
+    """Raise AlakazamError naming the first of ``names`` (None/'' skipped) missing from the main table."""
     with _table(str(ms)) as t:
         have = t.colnames()
     for n in names:
@@ -192,34 +208,15 @@ def check_columns(ms, names):
 # selections
 # --------------------------------------------------------------------------------------------------
 def resolve_fields(meta: MSMeta, sel) -> List[int]:
-    """Field ids from names, ids, 'a~b' ranges or wildcards (list or comma string); '' = all."""
-    if sel is None or sel == "" or sel == []:
+    """Field ids from names, ids, 'a~b' ranges or wildcards (list or comma string); '' = all with data."""
+    from .selection import parse_fields
+
+    if sel is None or sel == "" or (isinstance(sel, (list, tuple)) and len(sel) == 0):
         return sorted({s.field_id for s in meta.scans})
-    items = sel if isinstance(sel, (list, tuple)) else str(sel).split(",")
-    out = []
-    names = [f.name for f in meta.fields]
-    for it in items:
-        it = str(it).strip()
-        if not it:
-            continue
-        if it in names:
-            out.append(names.index(it))
-        elif any(c in it for c in "*?["):
-            m = [i for i, n in enumerate(names) if fnmatch.fnmatchcase(n, it)]
-            if not m:
-                raise AlakazamError(f"field: pattern {it!r} matches no field; available: {', '.join(names)}")
-            out.extend(m)
-        elif "~" in it and all(p.strip().isdigit() for p in it.split("~")):
-            a, b = (int(p) for p in it.split("~"))
-            out.extend(range(a, b + 1))
-        elif it.isdigit() and int(it) < len(names):
-            out.append(int(it))
-        else:
-            raise AlakazamError(f"field: {it!r} is not a field of {meta.path}; available: {', '.join(names)}")
-    bad = [i for i in out if i >= len(names)]
-    if bad:
-        raise AlakazamError(f"field: ids {bad} out of range 0..{len(names) - 1}")
-    return list(dict.fromkeys(out))
+    try:
+        return parse_fields(sel, [f.name for f in meta.fields])
+    except AlakazamError as e:
+        raise AlakazamError(f"{e} (in {meta.path})") from None
 
 
 def resolve_scans(meta: MSMeta, sel) -> Optional[List[int]]:
@@ -330,8 +327,11 @@ def to_four_corr(data, flag, weight, corr_types):
     return d, f, w
 
 
-def _where(ddid, field_ids, scans):
+def _where(ddid, field_ids, scans, time_range=None):
     w = [f"DATA_DESC_ID=={int(ddid)}"]
+    if time_range is not None:
+        t0, t1 = (float(x) for x in time_range)
+        w.append(f"TIME >= {t0!r} AND TIME < {t1!r}")
     if field_ids is not None:
         w.append("FIELD_ID IN [%s]" % ",".join(str(int(f)) for f in field_ids))
     if scans is not None:
@@ -339,11 +339,12 @@ def _where(ddid, field_ids, scans):
     return " AND ".join(w)
 
 
-def row_numbers(ms, ddid, field_ids, scans=None) -> np.ndarray:
+def row_numbers(ms, ddid, field_ids, scans=None, time_range=None) -> np.ndarray:
+    """MS row numbers (row,) of one DATA_DESC_ID, fields, scans and ``time_range=(t0, t1)`` (t0 <= TIME < t1)."""
     from casacore.tables import taql
 
     with _table(str(ms)) as t:
-        q = taql(f"SELECT ROWID() AS R FROM $t WHERE {_where(ddid, field_ids, scans)}")
+        q = taql(f"SELECT ROWID() AS R FROM $t WHERE {_where(ddid, field_ids, scans, time_range)}")
         r = q.getcol("R") if q.nrows() else np.zeros(0, np.int64)
         q.close()
     return np.asarray(r, np.int64)
@@ -360,8 +361,9 @@ def read_times(ms, rows) -> np.ndarray:
     return tm
 
 
-def row_count(ms, ddid, field_ids, scans=None) -> int:
-    return len(row_numbers(ms, ddid, field_ids, scans))
+def row_count(ms, ddid, field_ids, scans=None, time_range=None) -> int:
+    """Number of rows of a selection (for planning reads)."""
+    return len(row_numbers(ms, ddid, field_ids, scans, time_range))
 
 
 def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
@@ -406,12 +408,38 @@ def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
 
 
 def read_rows(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", model_col="MODEL_DATA",
-              start=0, nrow=None, meta=None, rows=None) -> Chunk:
-    """Read the selected rows (or rows[start:start+nrow] of the selection) as a :class:`Chunk`."""
+              start=0, nrow=None, meta=None, rows=None, time_range=None) -> Chunk:
+    """Read the selected rows (or rows[start:start+nrow] of the selection) as a :class:`Chunk`.
+
+    Parameters
+    ----------
+    ms : str
+        Measurement Set path (opened read-only).
+    ddid : int
+        DATA_DESC_ID.
+    field_ids, scans : list of int or None
+        FIELD_ID / SCAN_NUMBER selection (None = all).
+    chans : (chan,) int array or None
+        Channel indices to keep.
+    data_col, model_col : str
+        Columns read as ``data`` and ``model``; ``model_col=None`` skips the model.
+    start, nrow : int
+        Slice of the selected rows to read (chunking).
+    meta : MSMeta, optional
+        Metadata (read if not given).
+    rows : (row,) int array, optional
+        Explicit MS row numbers (overrides the field/scan/time selection).
+    time_range : (t0, t1), optional
+        MJD seconds, t0 <= TIME < t1.
+    """
     if meta is None:
         meta = read_meta(ms)
+    if ddid not in meta.spws:
+        raise AlakazamError(f"spw/ddid: DATA_DESC_ID {ddid!r} has no data in {meta.path}; present: "
+                            f"{sorted(meta.spws)}")
+    check_columns(ms, [data_col, model_col])
     if rows is None:
-        rows = row_numbers(ms, ddid, field_ids, scans)
+        rows = row_numbers(ms, ddid, field_ids, scans, time_range)
     rows = rows[start:start + nrow if nrow is not None else None]
     if len(rows) == 0:
         n_c = len(chans) if chans is not None else len(meta.spws[ddid].freqs)
@@ -424,15 +452,19 @@ def read_rows(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", mode
     data, model, flag, ws, time, a1, a2, fld, scan = _read_rows_by_number(ms, rows, ddid, chans, data_col,
                                                                           model_col)
     amap = meta.ant_map
-    return Chunk(data, model, flag, ws, time, amap[a1], amap[a2], fld, scan, np.asarray(rows, np.int64))
+    i1, i2 = amap[a1], amap[a2]
+    inactive = (i1 < 0) | (i2 < 0)
+    if inactive.any():            # only possible with a stale meta: never use such rows
+        flag = flag | inactive[:, None, None]
+    return Chunk(data, model, flag, ws, time, i1, i2, fld, scan, np.asarray(rows, np.int64))
 
 
 def iter_chunks(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", model_col="MODEL_DATA",
-                max_rows=None, meta=None):
-    """Yield :class:`Chunk` objects of at most ``max_rows`` rows covering the selection."""
+                max_rows=None, meta=None, time_range=None):
+    """Yield :class:`Chunk` objects of at most ``max_rows`` rows covering the selection (in row order)."""
     if meta is None:
         meta = read_meta(ms)
-    rows = row_numbers(ms, ddid, field_ids, scans)
+    rows = row_numbers(ms, ddid, field_ids, scans, time_range)
     step = len(rows) if not max_rows else int(max_rows)
     for s in range(0, len(rows), max(step, 1)):
         yield read_rows(ms, ddid, field_ids, chans=chans, data_col=data_col, model_col=model_col, meta=meta,
@@ -442,18 +474,39 @@ def iter_chunks(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", mo
 # --------------------------------------------------------------------------------------------------
 # writing (the only read-write access)
 # --------------------------------------------------------------------------------------------------
-def ensure_column(ms, name, like="DATA"):
-    """Create column ``name`` with the description of ``like`` if it does not exist."""
+def ensure_column(ms, name, like="DATA", init=True, block_rows=20000):
+    """Create column ``name`` like column ``like`` (same value type and per-row shape) if it is missing.
+
+    The new column uses tiled storage (TiledShapeStMan, which allows the per-DDID channel counts to
+    differ) and, with ``init``, is initialised with a copy of ``like`` in blocks of ``block_rows`` rows,
+    so every row holds an array (CASA convention for CORRECTED_DATA) even when only a subset is
+    written later.  Returns True when the column was created, False when it already existed.
+    """
     from casacore.tables import makecoldesc
 
     with _table(str(ms), readonly=False) as t:
         if name in t.colnames():
             return False
-        desc = t.getcoldesc(like)
-        dminfo = t.getdminfo(like)
-        dminfo["NAME"] = f"{name}_dm"
+        if like not in t.colnames():
+            raise AlakazamError(f"column {like!r} (template for the new column {name!r}) is not in {ms}")
+        desc = dict(t.getcoldesc(like))
+        desc.pop("dataManagerType", None)
+        desc.pop("dataManagerGroup", None)
         cd = makecoldesc(name, desc)
+        cd["desc"]["dataManagerType"] = "TiledShapeStMan"
+        cd["desc"]["dataManagerGroup"] = f"{name}_dm"
+        dminfo = {"TYPE": "TiledShapeStMan", "NAME": f"{name}_dm",
+                  "SPEC": {"DEFAULTTILESHAPE": np.array([4, 64, 128], np.int32)}}
         t.addcols(cd, dminfo)
+        if init and t.nrows():
+            dd = t.getcol("DATA_DESC_ID")
+            for d in np.unique(dd):
+                rows = np.nonzero(dd == d)[0]
+                for s0 in range(0, len(rows), block_rows):
+                    r = rows[s0:s0 + block_rows]
+                    q = t.selectrows(r)
+                    q.putcol(name, q.getcol(like))
+                    q.close()
     return True
 
 

@@ -7,6 +7,7 @@ scan: ``'1~5,7'``, ``'<5'``, ``'>3'``.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from typing import Dict, List, Tuple
 
@@ -17,10 +18,15 @@ from ..errors import AlakazamError
 _FUNITS = {"hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
 
 
-def _int_ranges(text, have, what):
-    """'1~5,7', '<5', '>3', '*' over the available integers ``have``."""
+def _int_ranges(text, have, what, offset=0, full=None):
+    """'1~5,7', '<5', '>3', '*' over the available integers ``have`` (positions reported from ``offset``
+    in ``full``, the whole user string)."""
+    full = text if full is None else full
     out = []
+    pos = offset
     for part in str(text).split(","):
+        at = pos
+        pos += len(part) + 1
         p = part.strip()
         if not p:
             continue
@@ -37,20 +43,63 @@ def _int_ranges(text, have, what):
             else:
                 v = int(p)
                 if v not in have:
-                    raise AlakazamError(f"{what}: {v} is not present (have {have[0]}~{have[-1]})"
-                                        if have else f"{what}: {v} is not present")
+                    raise AlakazamError(f"{what}: {v} is not present (available: "
+                                        f"{', '.join(str(h) for h in have) or 'none'})")
                 out.append(v)
+        except AlakazamError:
+            raise
         except ValueError:
-            raise AlakazamError(f"{what}: cannot parse {p!r} in {text!r}; expected e.g. '1~5,7', '<5', '>3'") \
-                from None
+            raise AlakazamError(f"{what}: cannot parse {p!r} at position {at} of {full!r}; expected e.g. "
+                                "'1~5,7', '<5', '>3'") from None
     return sorted(dict.fromkeys(out))
 
 
 def parse_scans(text, have) -> List[int]:
+    """Sorted scan numbers of ``have`` selected by CASA scan syntax ('1~5,7', '<5', '>3', '*')."""
     return _int_ranges(text, sorted(have), "scan")
 
 
+def parse_fields(sel, names: List[str]) -> List[int]:
+    """Field ids (in selection order, no duplicates) from names, ids, 'a~b' id ranges or wildcards.
+
+    Parameters
+    ----------
+    sel : str or list
+        Comma-separated string or list of items; '' / None / [] select all fields.
+    names : list of str
+        Field names in FIELD-table order.
+    """
+    if sel is None or sel == "" or (isinstance(sel, (list, tuple)) and len(sel) == 0):
+        return list(range(len(names)))
+    items = list(sel) if isinstance(sel, (list, tuple)) else str(sel).split(",")
+    out = []
+    avail = ", ".join(names)
+    for k, raw in enumerate(items):
+        it = str(raw).strip()
+        if not it:
+            continue
+        if it in names:
+            out.append(names.index(it))
+        elif any(c in it for c in "*?["):
+            m = [i for i, n in enumerate(names) if fnmatch.fnmatchcase(n, it)]
+            if not m:
+                raise AlakazamError(f"field: pattern {it!r} (item {k}) matches no field; available: {avail}")
+            out.extend(m)
+        elif re.fullmatch(r"\d+\s*~\s*\d+", it):
+            a, b = (int(x) for x in it.split("~"))
+            if a > b or b >= len(names):
+                raise AlakazamError(f"field: range {it!r} (item {k}) outside field ids 0~{len(names) - 1}; "
+                                    f"available: {avail}")
+            out.extend(range(a, b + 1))
+        elif it.isdigit() and int(it) < len(names):
+            out.append(int(it))
+        else:
+            raise AlakazamError(f"field: {it!r} (item {k}) is not a field name or id; available: {avail}")
+    return list(dict.fromkeys(out))
+
+
 def _chan_ranges(text, n_chan, freqs, spw):
+    """Sorted channel indices of one SPW from '5~61', '0~10;15~60', '0~10^2', '1.401~1.404GHz'."""
     chans = []
     for part in text.split(";"):
         p = part.strip().lower()
@@ -58,6 +107,9 @@ def _chan_ranges(text, n_chan, freqs, spw):
             continue
         m = re.fullmatch(r"([0-9.eE+-]+)\s*~\s*([0-9.eE+-]+)\s*(hz|khz|mhz|ghz)", p)
         if m:
+            if freqs is None:
+                raise AlakazamError(f"spw: frequency range {part!r} needs the channel frequencies of SPW {spw}")
+            freqs = np.asarray(freqs, float)
             lo, hi = sorted(float(m.group(i)) * _FUNITS[m.group(3)] for i in (1, 2))
             sel = np.nonzero((freqs >= lo) & (freqs <= hi))[0]
             if len(sel) == 0:
@@ -83,20 +135,36 @@ def _chan_ranges(text, n_chan, freqs, spw):
 
 
 def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray]) -> List[Tuple[int, List[int]]]:
-    """[(spw_id, channel list), ...] for a CASA SPW selection string."""
+    """[(spw_id, channel list), ...] for a CASA SPW selection string.
+
+    Parameters
+    ----------
+    text : str
+        e.g. '0', '0~2,4', '<2', '0:5~61', '*:5~61', '0:0~10;15~60', '0:0~10^2', '0:10~500,1,2',
+        '0:1.401~1.404GHz'.
+    n_chan : dict
+        SPW id -> number of channels.
+    freqs : dict
+        SPW id -> (chan,) channel frequencies in Hz (for frequency ranges).
+    """
+    if not str(text).strip() or str(text).strip() == "*":
+        return [(s, list(range(n_chan[s]))) for s in sorted(n_chan)]
     have = sorted(n_chan)
     out = {}
-    for item in _split_top(text):
-        item = item.strip()
+    pos = 0
+    for raw in _split_top(text):
+        at = pos + len(raw) - len(raw.lstrip())
+        pos += len(raw) + 1
+        item = raw.strip()
         if not item:
             continue
         if ":" in item:
             s, c = item.split(":", 1)
         else:
             s, c = item, None
-        spws = _int_ranges(s.strip(), have, "spw") if s.strip() else have
+        spws = _int_ranges(s.strip(), have, "spw", at, text) if s.strip() else have
         for sp in spws:
-            ch = list(range(n_chan[sp])) if c is None else _chan_ranges(c, n_chan[sp], freqs[sp], sp)
+            ch = list(range(n_chan[sp])) if c is None else _chan_ranges(c, n_chan[sp], (freqs or {}).get(sp), sp)
             out[sp] = sorted(set(out.get(sp, [])) | set(ch))
     return sorted(out.items())
 

@@ -309,6 +309,34 @@ def read_term(path, key) -> List[SolutionSet]:
         return [_read_group(g) for g in _leaf_groups(f[key])]
 
 
+def copy_term(src, dst, key, transform=None, dst_key=None):
+    """Copy one term from ``src`` to ``dst`` (may be the same file), optionally transformed.
+
+    Parameters
+    ----------
+    src, dst : str
+        Source and destination solution files; ``dst`` is created if missing and written atomically.
+    key : str
+        Term key in ``src`` (fuzzy, see :func:`resolve_key`).
+    transform : callable, optional
+        ``transform(SolutionSet) -> SolutionSet`` applied to every set (e.g. fluxscale amplitude scaling).
+    dst_key : str, optional
+        Key to write in ``dst``; default the resolved source key.
+
+    Returns
+    -------
+    str
+        The key written in ``dst``.
+    """
+    k = resolve_key(src, key)
+    sets = read_term(src, k)
+    if transform is not None:
+        sets = [transform(s) for s in sets]
+    out = dst_key or k
+    write_term(dst, out, sets)
+    return out
+
+
 def write_fluxscale(path, entries: List[dict]):
     """Write fluxscale results (each: field, spw, scale_p, scale_q, scatter_p, scatter_q, ...)."""
     with _AtomicFile(path) as f:

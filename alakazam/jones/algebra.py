@@ -19,13 +19,27 @@ from numba import prange
 
 from .._numba import pjit
 
-_PI = (0, 0, 1, 1)   # feed index of antenna p for corr c
-_QI = (0, 1, 0, 1)   # feed index of antenna q for corr c
 
 
 @pjit
 def correct_diag(data, jd, tidx, ant1, ant2, out, out_flag):
-    """V'_c = V_c / (jd[p, i_c] * conj(jd[q, j_c])) for diagonal Jones (see module docstring)."""
+    r"""Correct data with diagonal Jones: :math:`V' = J_p^{-1} V J_q^{-H}`.
+
+    Per correlation c = (i, j): ``V'_c = V_c / (jd[t, p, chan, i] * conj(jd[t, q, chan, j]))``;
+    only (0,0) and (1,1) of each Jones matrix are touched.
+
+    Parameters
+    ----------
+    data : ndarray (row, chan, corr=4) complex64 or complex128
+    jd : ndarray (time, ant, chan, 2) complex
+        Diagonal Jones (p, q feeds).
+    tidx, ant1, ant2 : ndarray (row,) int
+        Time index into ``jd`` and the two (active) antenna indices of each row.
+    out : ndarray (row, chan, corr) complex
+        Corrected data (written; may be ``data`` itself).
+    out_flag : ndarray (row, chan, corr) bool
+        Set True (never cleared) where a used Jones element is zero or non-finite; ``out`` is 0 there.
+    """
     n_row, n_chan, n_corr = data.shape
     for row in prange(n_row):
         t = tidx[row]
@@ -45,7 +59,17 @@ def correct_diag(data, jd, tidx, ant1, ant2, out, out_flag):
 
 @pjit
 def corrupt_diag(model, jd, tidx, ant1, ant2, out):
-    """M'_c = jd[p, i_c] M_c conj(jd[q, j_c])."""
+    r"""Corrupt a model with diagonal Jones: :math:`M' = J_p M J_q^H`, per correlation
+    ``M'_c = jd[t, p, chan, i] M_c conj(jd[t, q, chan, j])``.
+
+    Parameters
+    ----------
+    model : ndarray (row, chan, corr=4) complex
+    jd : ndarray (time, ant, chan, 2) complex
+    tidx, ant1, ant2 : ndarray (row,) int
+    out : ndarray (row, chan, corr) complex
+        Written (may be ``model`` itself).
+    """
     n_row, n_chan, n_corr = model.shape
     for row in prange(n_row):
         t = tidx[row]
@@ -60,7 +84,16 @@ def corrupt_diag(model, jd, tidx, ant1, ant2, out):
 
 @pjit
 def corrupt_full(model, j, tidx, ant1, ant2, out):
-    """M' = J_p M J_q^H with full 2x2 Jones."""
+    r"""Corrupt a model with full 2x2 Jones: :math:`M' = J_p M J_q^H` (puts D and P into the model).
+
+    Parameters
+    ----------
+    model : ndarray (row, chan, corr=4) complex
+    j : ndarray (time, ant, chan, 2, 2) complex
+    tidx, ant1, ant2 : ndarray (row,) int
+    out : ndarray (row, chan, corr) complex
+        Written (may be ``model`` itself: each row reads its four correlations before writing).
+    """
     n_row, n_chan, n_corr = model.shape
     for row in prange(n_row):
         t = tidx[row]
@@ -92,7 +125,19 @@ def corrupt_full(model, j, tidx, ant1, ant2, out):
 
 @pjit
 def correct_full(data, j, tidx, ant1, ant2, out, out_flag):
-    """V' = J_p^{-1} V J_q^{-H}; singular or non-finite Jones flags all four correlations."""
+    r"""Correct data with full 2x2 Jones: :math:`V' = J_p^{-1} V J_q^{-H}` (used for D and for the
+    parallactic-angle rotation with P tables).
+
+    Parameters
+    ----------
+    data : ndarray (row, chan, corr=4) complex
+    j : ndarray (time, ant, chan, 2, 2) complex
+    tidx, ant1, ant2 : ndarray (row,) int
+    out : ndarray (row, chan, corr) complex
+        Written (may be ``data`` itself).
+    out_flag : ndarray (row, chan, corr) bool
+        Set True for all four correlations where either matrix is singular or non-finite (out = 0).
+    """
     n_row, n_chan, n_corr = data.shape
     for row in prange(n_row):
         t = tidx[row]
@@ -147,3 +192,44 @@ def correct_full(data, j, tidx, ant1, ant2, out, out_flag):
 def matmul(a, b):
     """Batched 2x2 product (..., 2, 2) @ (..., 2, 2) (small tables only)."""
     return np.einsum("...ij,...jk->...ik", a, b)
+
+
+def compose(diag_terms=(), leakage=None, parang=None):
+    r"""Total Jones in the RIME order of docs/conventions.md (small tables; numpy).
+
+    .. math:: J = K\,G\cdots K_C\,C_P\; D\; P
+
+    Parameters
+    ----------
+    diag_terms : sequence of array_like
+        Diagonal terms (K, G, KC, CP, in any order: they commute), each (..., 2) diagonal or
+        (..., 2, 2) diagonal matrices; all broadcastable to one shape.
+    leakage : array_like (..., 2, 2), optional
+        D term (sky side of the diagonal terms).
+    parang : array_like (..., 2, 2), optional
+        P term (sky-most).
+
+    Returns
+    -------
+    ndarray (..., 2, 2) complex128
+        ``prod(diag_terms) @ D @ P``; the identity if nothing is given.
+    """
+    diag = None
+    for term in diag_terms:
+        t = np.asarray(term, np.complex128)
+        if t.ndim >= 2 and t.shape[-2:] == (2, 2):
+            t = np.stack([t[..., 0, 0], t[..., 1, 1]], axis=-1)
+        diag = t if diag is None else diag * t
+    out = None
+    if diag is not None:
+        out = np.zeros(diag.shape + (2,), np.complex128)
+        out[..., 0, 0] = diag[..., 0]
+        out[..., 1, 1] = diag[..., 1]
+    for full in (leakage, parang):
+        if full is None:
+            continue
+        f = np.asarray(full, np.complex128)
+        out = f if out is None else matmul(out, f)
+    if out is None:
+        out = np.eye(2, dtype=np.complex128)
+    return out

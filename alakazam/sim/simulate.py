@@ -137,12 +137,21 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
                 delays=True, bandpass=True, time_gains=True, leakage=True, crosshand=True,
                 parang_in_data=True, receptor_angle=0.0, dead_ant=True, rfi=False, flag_rows=0.005,
                 descending=False, weight_spectrum=False, start_mjd_day=60401, overwrite=True,
-                rows_per_write=20000) -> Truth:
-    """Write a simulated MS at ``path`` and return (and save) its :class:`Truth`; see the module doc."""
+                rows_per_write=20000, apply_parang_in_data=None) -> Truth:
+    """Write a simulated MS at ``path`` and return (and save) its :class:`Truth`; see the module doc.
+
+    Sizes: ``n_ant`` active (+ ``n_ant_extra`` without data), ``n_chan`` one entry per SPW,
+    ``duration_h`` hours of ``int_s`` integrations in scans of ``scan_len_s``.  Rows are written in
+    blocks of about ``rows_per_write`` rows, so memory stays bounded for GB-sized MSs.
+    ``apply_parang_in_data`` is an alias of ``parang_in_data`` (DATA include P when True; MODEL_DATA
+    never does).
+    """
     from casacore.tables import default_ms, makearrcoldesc, maketabdesc, table
 
     if feed not in ("linear", "circular"):
         raise ValueError(f"feed must be 'linear' or 'circular', got {feed!r}")
+    if apply_parang_in_data is not None:
+        parang_in_data = bool(apply_parang_in_data)
     rng = np.random.default_rng(seed)
     path = os.path.abspath(str(path))
     if os.path.exists(path):
@@ -231,7 +240,12 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
                       makearrcoldesc("MODEL_DATA", 0j, ndim=2, valuetype="complex")]
                      + ([makearrcoldesc("WEIGHT_SPECTRUM", 0.0, ndim=2, valuetype="float")]
                         if weight_spectrum else []))
-    ms = default_ms(path, td)
+    # bulk columns in tiled storage (per-DDID shapes differ, hence TiledShapeStMan), as CASA does
+    tiled = ["DATA", "MODEL_DATA", "FLAG"] + (["WEIGHT_SPECTRUM"] if weight_spectrum else [])
+    dminfo = {f"*{i + 1}": {"TYPE": "TiledShapeStMan", "NAME": f"Tiled{c}", "COLUMNS": [c],
+                           "SPEC": {"DEFAULTTILESHAPE": np.array([4, 64, 128], np.int32)}}
+              for i, c in enumerate(tiled)}
+    ms = default_ms(path, td, dminfo)
     ms.close()
     with table(f"{path}::ANTENNA", readonly=False, ack=False) as t:
         t.addrows(n_all)
@@ -433,7 +447,16 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
 
 
 def save_truth(truth: Truth, path):
-    """Save a Truth as .npz (keys: the Truth field names; dicts stored as 'name/key' entries)."""
+    """Save a Truth as ``.npz``.
+
+    Keys: one per :class:`Truth` field -- ``ms``, ``feed``, ``ant_names`` (active, ANTENNA order),
+    ``field_names``, ``times`` (time,) MJD s, ``tau`` (ant, 2) ns, ``time_gain`` (ant, time, 2),
+    ``leakage`` (ant, 2) (d_pq, d_qp), ``kc_tau`` ns, ``cp_phase`` rad, ``noise`` Jy, ``dead_ant``,
+    ``dead_scan`` (``'__none__'`` when None).  Dict fields are stored as ``'<name>/<key>'`` entries plus
+    ``'<name>/__keys__'``: ``spw_freqs/<spw>`` (chan,) Hz, ``bandpass/<spw>`` (ant, chan, 2),
+    ``parang/<field>`` (time,) rad, ``flux_true/<field>`` and ``flux_model/<field>`` Stokes (I, Q, U, V)
+    Jy, ``scans/<scan>`` field name.  Read back with :func:`load_truth`.
+    """
     out = {}
     for k, v in asdict(truth).items():
         if isinstance(v, dict):
@@ -472,3 +495,37 @@ def load_truth(ms_path) -> Truth:
             else:
                 kw[name] = v
     return Truth(**kw)
+
+
+def simulate_main(argv=None) -> Truth:
+    """Command-line entry: ``python -m alakazam.sim.simulate OUT.ms [options]`` (see ``--help``)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="alakazam simulate", description="write a simulated MS with known truth "
+                                "(saved beside it as OUT.ms.truth.npz)")
+    p.add_argument("out")
+    p.add_argument("--n-ant", type=int, default=6)
+    p.add_argument("--n-ant-extra", type=int, default=2)
+    p.add_argument("--n-chan", type=int, nargs="+", default=[16, 8], help="channels per SPW")
+    p.add_argument("--feed", choices=("linear", "circular"), default="linear")
+    p.add_argument("--duration-h", type=float, default=3.0)
+    p.add_argument("--int-s", type=float, default=60.0)
+    p.add_argument("--scan-len-s", type=float, default=600.0)
+    p.add_argument("--noise", type=float, default=0.01, help="Jy per real/imag part")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rfi", action="store_true")
+    p.add_argument("--no-dead-ant", action="store_true")
+    p.add_argument("--no-leakage", action="store_true")
+    p.add_argument("--no-parang-in-data", action="store_true")
+    p.add_argument("--descending", action="store_true")
+    p.add_argument("--weight-spectrum", action="store_true")
+    a = p.parse_args(argv)
+    return simulate_ms(a.out, n_ant=a.n_ant, n_ant_extra=a.n_ant_extra, n_chan=tuple(a.n_chan), feed=a.feed,
+                       duration_h=a.duration_h, int_s=a.int_s, scan_len_s=a.scan_len_s, noise=a.noise,
+                       seed=a.seed, rfi=a.rfi, dead_ant=not a.no_dead_ant, leakage=not a.no_leakage,
+                       parang_in_data=not a.no_parang_in_data, descending=a.descending,
+                       weight_spectrum=a.weight_spectrum)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    simulate_main()

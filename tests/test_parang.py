@@ -1,0 +1,133 @@
+"""Parallactic angle against casacore me.posangle, its sign convention, and the P rotation."""
+
+import time
+
+import numpy as np
+import pytest
+
+from alakazam.errors import AlakazamError
+from alakazam.jones import parang
+
+casacore_measures = pytest.importorskip("casacore.measures")
+
+RA_3C286, DEC_3C286 = 3.539257626070549, 0.5324850445997038      # J2000 rad (dec 30.5 deg)
+T0 = 4.8e9                                                         # MJD seconds (2010)
+
+
+def _vla():
+    me = casacore_measures.measures()
+    return _itrf_xyz(me, me.measure(me.observatory("VLA"), "ITRF"))
+
+
+def _itrf_xyz(me, v):
+    """ITRF (x, y, z) metres from a casacore ITRF position measure (lon, lat, radius)."""
+    lon, lat, r = v["m0"]["value"], v["m1"]["value"], v["m2"]["value"]
+    return r * np.array([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+
+
+def _posangle_ref(times, ra, dec, xyz):
+    me = casacore_measures.measures()
+    me.doframe(me.position("ITRF", *[f"{float(v)!r}m" for v in xyz]))
+    src = me.direction("J2000", f"{float(ra)!r}rad", f"{float(dec)!r}rad")
+    out = []
+    for t in times:
+        me.doframe(me.epoch("UTC", f"{float(t)!r}s"))
+        out.append(me.posangle(src, me.direction("AZEL", "0deg", "90deg")).get_value("rad"))
+    return np.array(out)
+
+
+def _hour_angle(times, ra, dec, xyz):
+    me = casacore_measures.measures()
+    me.doframe(me.position("ITRF", *[f"{float(v)!r}m" for v in xyz]))
+    src = me.direction("J2000", f"{float(ra)!r}rad", f"{float(dec)!r}rad")
+    ha, dec_app = [], []
+    for t in times:
+        me.doframe(me.epoch("UTC", f"{float(t)!r}s"))
+        hd = me.measure(src, "HADEC")
+        ha.append(hd["m0"]["value"])
+        dec_app.append(hd["m1"]["value"])
+    return np.angle(np.exp(1j * np.array(ha))), np.array(dec_app)
+
+
+def test_matches_posangle_over_a_day():
+    xyz = _vla()
+    times = T0 + np.arange(0.0, 86400.0, 10.0)                   # 8640 times
+    t_start = time.perf_counter()
+    q = parang.parallactic_angle(times, RA_3C286, DEC_3C286, xyz)
+    assert time.perf_counter() - t_start < 1.0
+    sel = np.arange(0, len(times), 131)
+    ref = _posangle_ref(times[sel], RA_3C286, DEC_3C286, xyz)
+    err = np.abs(np.angle(np.exp(1j * (q[sel] - ref))))
+    assert err.max() < 1e-5
+    # few unique times (below the anchor count) are evaluated exactly; duplicates and shape kept
+    t2 = np.array([[T0, T0 + 30.0], [T0, T0 + 30.0]])
+    q2 = parang.parallactic_angle(t2, RA_3C286, DEC_3C286, xyz)
+    assert q2.shape == (2, 2)
+    np.testing.assert_allclose(q2[0], _posangle_ref(t2[0], RA_3C286, DEC_3C286, xyz), atol=1e-12)
+    np.testing.assert_array_equal(q2[0], q2[1])
+
+
+def test_sign_convention_vla_3c286():
+    """dec < lat: negative before transit, 0 at transit, positive after (east of north)."""
+    xyz = _vla()
+    times = T0 + np.arange(0.0, 86400.0, 60.0)
+    ha, dec_app = _hour_angle(times, RA_3C286, DEC_3C286, xyz)
+    q = parang.parallactic_angle(times, RA_3C286, DEC_3C286, xyz)
+    near = np.abs(ha) < np.radians(30)                       # within 2 h of transit
+    assert np.all(q[near & (ha < -0.01)] < 0) and np.all(q[near & (ha > 0.01)] > 0)
+    i_tr = np.argmin(np.abs(ha))
+    assert abs(q[i_tr]) < 0.02                               # HA step 60 s -> |q| small at transit
+    # at HA = +1 h the textbook formula (apparent H and dec, VLA latitude 34.0787 deg) gives the
+    # magnitude independently; near the zenith (zenith distance ~13 deg) q amplifies the ~3e-3 rad
+    # latitude/frame differences (geodetic vs HADEC pole, apparent vs J2000 north) ~4x -> 0.03 rad
+    lat = np.radians(34.0787)
+    i1 = np.flatnonzero(near)[np.argmin(np.abs(ha[near] - np.radians(15)))]
+    h, d = ha[i1], dec_app[i1]
+    qf = np.arctan2(np.sin(h) * np.cos(lat), np.sin(lat) * np.cos(d) - np.cos(lat) * np.sin(d) * np.cos(h))
+    assert qf > 0.5 and abs(q[i1] - qf) < 0.03
+
+
+def test_north_of_zenith_transits_at_pi():
+    xyz = _vla()
+    dec = np.radians(60.0)                                    # dec > lat (34 deg)
+    times = T0 + np.arange(0.0, 86400.0, 60.0)
+    ha, dec_app = _hour_angle(times, RA_3C286, dec, xyz)
+    q = parang.parallactic_angle(times, RA_3C286, dec, xyz)
+    i_tr = np.argmin(np.abs(ha))
+    assert abs(abs(q[i_tr]) - np.pi) < 0.02
+
+
+def _brightness(I, Q, U, V, basis):
+    if basis == "linear":
+        return np.array([[I + Q, U + 1j * V], [U - 1j * V, I - Q]])
+    return np.array([[I + V, Q + 1j * U], [Q - 1j * U, I - V]])
+
+
+@pytest.mark.parametrize("basis", ["linear", "circular"])
+def test_rotation_of_q_plus_iu(basis):
+    I, Q, U, V = 2.0, 0.3, -0.2, 0.05
+    for chi in (0.0, 0.4, -1.1, 2.5):
+        P = parang.parang_matrices(chi, basis)
+        B = np.einsum("ij,jk,lk->il", P, _brightness(I, Q, U, V, basis), np.conj(P))
+        if basis == "linear":
+            qiu = 0.5 * (B[0, 0] - B[1, 1]).real + 1j * 0.5 * (B[0, 1] + B[1, 0]).real
+            i_out, v_out = 0.5 * (B[0, 0] + B[1, 1]).real, (0.5 * (B[0, 1] - B[1, 0]) / 1j).real
+        else:
+            qiu = B[0, 1]
+            i_out, v_out = 0.5 * (B[0, 0] + B[1, 1]).real, 0.5 * (B[0, 0] - B[1, 1]).real
+        np.testing.assert_allclose(qiu, (Q + 1j * U) * np.exp(-2j * chi), atol=1e-12)
+        np.testing.assert_allclose([i_out, v_out], [I, V], atol=1e-12)
+
+
+def test_parang_tables_and_feed_angle():
+    xyz = _vla()
+    times = T0 + np.array([0.0, 600.0, 1200.0])
+    rec = np.array([[0.0, np.pi / 2], [0.3, 0.3 + np.pi / 2]])
+    q = parang.parallactic_angle(times, RA_3C286, DEC_3C286, xyz)
+    chi = parang.feed_angle(q, rec)
+    np.testing.assert_allclose(chi, q[:, None] + rec[None, :, 0])
+    P = parang.parang_tables(times, RA_3C286, DEC_3C286, xyz, rec, "circular")
+    assert P.shape == (3, 2, 2, 2)
+    np.testing.assert_allclose(P[:, 1, 0, 0], np.exp(-1j * (q + 0.3)), atol=1e-12)
+    with pytest.raises(AlakazamError, match="obs_pos_itrf"):
+        parang.parallactic_angle(times, RA_3C286, DEC_3C286, [0.0, 0.0])

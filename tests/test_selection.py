@@ -1,0 +1,102 @@
+"""CASA selection syntax (pure parsers, no MS): spw/channel, scan and field strings."""
+
+import numpy as np
+import pytest
+
+from alakazam.core.selection import parse_fields, parse_scans, parse_spw
+from alakazam.errors import AlakazamError
+
+N_CHAN = {0: 64, 1: 16, 2: 8, 4: 4}
+FREQS = {s: 1.400e9 + 1e6 * np.arange(n) for s, n in N_CHAN.items()}
+ALL = {s: list(range(n)) for s, n in N_CHAN.items()}
+
+SPW_CASES = [
+    ("0", {0: ALL[0]}),
+    ("", ALL),
+    ("*", ALL),
+    ("0~2,4", ALL),
+    ("<2", {0: ALL[0], 1: ALL[1]}),
+    (">1", {2: ALL[2], 4: ALL[4]}),
+    ("0:5~61", {0: list(range(5, 62))}),
+    ("*:1~3", {0: [1, 2, 3], 1: [1, 2, 3], 2: [1, 2, 3], 4: [1, 2, 3]}),
+    ("0:0~10;15~60", {0: list(range(0, 11)) + list(range(15, 61))}),
+    ("0:0~10^2", {0: [0, 2, 4, 6, 8, 10]}),
+    ("0:10~50,1,2", {0: list(range(10, 51)), 1: ALL[1], 2: ALL[2]}),
+    ("1:3", {1: [3]}),
+    ("0:1.401~1.404GHz", {0: [1, 2, 3, 4]}),
+    ("0:1404~1401MHz", {0: [1, 2, 3, 4]}),
+    ("0:2~3,0:7~8", {0: [2, 3, 7, 8]}),
+]
+
+
+@pytest.mark.parametrize("text,expected", SPW_CASES)
+def test_spw_strings(text, expected):
+    got = dict(parse_spw(text, N_CHAN, FREQS))
+    assert got == expected
+
+
+@pytest.mark.parametrize("text,match", [
+    ("0:70~80", "outside SPW 0"),
+    ("3", "3 is not present"),
+    ("0:a~b", "cannot parse channel range"),
+    ("x", "cannot parse 'x' at position 0"),
+    ("0,1,zz", "at position 4"),
+    ("0:5~2", "outside SPW"),
+    ("0:2.0~2.1GHz", "selects no channel"),
+])
+def test_spw_errors(text, match):
+    with pytest.raises(AlakazamError, match=match):
+        parse_spw(text, N_CHAN, FREQS)
+
+
+def test_spw_frequency_range_needs_freqs():
+    with pytest.raises(AlakazamError, match="needs the channel frequencies"):
+        parse_spw("0:1.401~1.404GHz", N_CHAN, {})
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("1~5,7", [1, 2, 3, 4, 5, 7]),
+    ("<5", [1, 2, 3, 4]),
+    (">3", [4, 5, 7, 9]),
+    ("9,1", [1, 9]),
+    ("*", [1, 2, 3, 4, 5, 7, 9]),
+    ("6~8", [7]),
+])
+def test_scan_strings(text, expected):
+    assert parse_scans(text, [9, 1, 2, 3, 4, 5, 7]) == expected
+
+
+@pytest.mark.parametrize("text,match", [("6", "6 is not present"), ("1,a", "'a' at position 2"),
+                                        ("2~x", "cannot parse '2~x'")])
+def test_scan_errors(text, match):
+    with pytest.raises(AlakazamError, match=match):
+        parse_scans(text, [1, 2, 3, 4, 5, 7])
+
+
+NAMES = ["3C286", "3C147", "TARGET", "J1331+3030"]
+
+
+@pytest.mark.parametrize("sel,expected", [
+    ("", [0, 1, 2, 3]),
+    ([], [0, 1, 2, 3]),
+    ("3C286", [0]),
+    (["3C147", "3C286"], [1, 0]),
+    ("3C*", [0, 1]),
+    ("TARGET,0", [2, 0]),
+    ("1~3", [1, 2, 3]),
+    ("J1331?3030", [3]),
+    ([2, "3C286", "3C286"], [2, 0]),
+])
+def test_field_selections(sel, expected):
+    assert parse_fields(sel, NAMES) == expected
+
+
+@pytest.mark.parametrize("sel,match", [
+    ("NOPE", "'NOPE' \\(item 0\\) is not a field name or id; available: 3C286, 3C147, TARGET"),
+    ("3C286,X*", "pattern 'X\\*' \\(item 1\\) matches no field"),
+    ("2~9", "outside field ids 0~3"),
+    ("7", "'7' \\(item 0\\)"),
+])
+def test_field_errors(sel, match):
+    with pytest.raises(AlakazamError, match=match):
+        parse_fields(sel, NAMES)
