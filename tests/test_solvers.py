@@ -204,3 +204,15 @@ def test_missing_backend_is_an_error(monkeypatch):
         solve("G", b, backend="ceres")
     with pytest.raises(AlakazamError, match="unknown backend"):
         solve("G", b, backend="fortran")
+
+
+@pytest.mark.parametrize("jt,n_samp", [("G", 2), ("K", 48), ("D", 6), ("KC", 40), ("CP", 4)])
+def test_backends_agree_on_noisy_data(jt, n_samp):
+    """Every backend converges to the same least-squares minimum (to ~1e-6 relative)."""
+    b, _ = make_batch(jt, n_cell=2, n_ant=6, n_samp=n_samp, noise=0.05, seed=30)
+    ref = solve(jt, b, backend="numba")
+    for be in BACKENDS[1:]:
+        r = solve(jt, b, backend=be)
+        scale = np.abs(ref.params).max()
+        assert np.abs(r.params - ref.params).max() < 1e-6 * scale, (be, np.abs(r.params - ref.params).max())
+        np.testing.assert_allclose(r.cost, ref.cost, rtol=1e-8)

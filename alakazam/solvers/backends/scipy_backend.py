@@ -1,0 +1,170 @@
+"""scipy backend: scipy.optimize.least_squares (method 'lm', MINPACK) per cell, with the same
+parametrisation and fixed reference parameters as the numba backend and finite-difference Jacobians
+(as designed).  CPU only; much slower than numba (see benchmarks/bench_solvers.py), useful as an
+independent cross-check.  ``n_iter`` reports Jacobian evaluations (nfev / (n_params + 1)).
+"""
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from .. import cross_delay, cross_phase
+from ..common import antennas_with_data
+from ..parallel_delay import band_centre
+
+TWO_PI_NS = 2.0 * np.pi * 1e-9
+
+
+def _lm(fun, x0, opts):
+    if len(x0) == 0:
+        return x0, 0, True
+    # convergence on the step (xtol), as the numba LM: with a non-zero cost floor (K, KC do not fit
+    # amplitudes) a relative-cost test alone stops before the minimum
+    r = least_squares(fun, x0, method="lm", ftol=min(opts.tol, 1e-14), xtol=1e-12, gtol=1e-15,
+                      max_nfev=int(opts.max_iter) * (len(x0) + 1))
+    return r.x, int(r.nfev // (len(x0) + 1)), bool(r.status > 0)
+
+
+def _stack(z):
+    return np.concatenate([z.real.ravel(), z.imag.ravel()])
+
+
+def _solve_G(b, c, init, ref, has, opts):
+    g = init[c].copy()
+    a1, a2 = b.ant1, b.ant2
+    free = np.nonzero(has[c])[0]
+    n_iter, conv = 0, True
+    for p, corr in enumerate((0, 3)):
+        V = b.vis[c, :, :, corr]
+        M = b.model[c, :, :, corr]
+        sw = np.sqrt(b.weight[c, :, :, corr])
+        others = free[free != ref]
+        if opts.phase_only:
+            g0 = g[:, p] / np.abs(g[:, p])
+
+            def model(x):
+                gg = g0.copy()
+                gg[ref] = 1.0
+                gg[others] = np.exp(1j * x)
+                return gg
+            x0 = np.angle(g0[others] * np.conj(g0[ref]))
+        else:
+            def model(x):
+                gg = g[:, p].copy()
+                gg[free] = x[:len(free)]
+                gg[others] += 1j * x[len(free):]
+                gg[ref] = x[list(free).index(ref)] + 0j if ref in free else gg[ref]
+                return gg
+            gr = g[:, p] * np.conj(g[ref, p]) / max(abs(g[ref, p]), 1e-300)
+            x0 = np.concatenate([gr[free].real, gr[others].imag])
+
+        def fun(x):
+            gg = model(x)
+            return _stack(sw * (V - gg[a1][:, None] * M * np.conj(gg[a2])[:, None]))
+        x, it, ok = _lm(fun, x0, opts)
+        g[:, p] = model(x)
+        n_iter, conv = max(n_iter, it), conv and ok
+    return g, n_iter, conv
+
+
+def _solve_K(b, c, init, ref, has, opts, nu_c):
+    p_out = init[c].copy()
+    free = np.nonzero(has[c])[0]
+    others = free[free != ref]
+    dnu = b.freq[c] - nu_c[c]
+    n_iter, conv = 0, True
+    for p, corr in enumerate((0, 3)):
+        V = b.vis[c, :, :, corr]
+        M = b.model[c, :, :, corr]
+        sw = np.sqrt(b.weight[c, :, :, corr])
+
+        def unpack(x):
+            tau = np.zeros(b.n_ant)
+            phi = np.zeros(b.n_ant)
+            phi[others] = x[:len(others)]
+            tau[others] = x[len(others):]
+            return tau, phi
+
+        def fun(x):
+            tau, phi = unpack(x)
+            th = (phi[b.ant1] - phi[b.ant2])[:, None] - TWO_PI_NS * (tau[b.ant1] - tau[b.ant2])[:, None] * dnu
+            return _stack(sw * (V - np.exp(1j * th) * M))
+        x0 = np.concatenate([init[c, others, p, 1] - init[c, ref, p, 1], init[c, others, p, 0] - init[c, ref, p, 0]])
+        x, it, ok = _lm(fun, x0, opts)
+        tau, phi = unpack(x)
+        p_out[:, p, 0] = tau
+        p_out[:, p, 1] = phi
+        n_iter, conv = max(n_iter, it), conv and ok
+    return p_out, n_iter, conv
+
+
+def _solve_D(b, c, init, ref, has, opts):
+    free = np.nonzero(has[c])[0]
+    fx = free[free != ref]
+    V = b.vis[c].reshape(b.vis.shape[1], b.vis.shape[2], 2, 2)
+    M = b.model[c].reshape(V.shape)
+    sw = np.sqrt(b.weight[c])
+
+    def unpack(x):
+        d = init[c].copy()
+        n1, n2 = len(fx), len(free)
+        d[fx, 0] = x[:n1] + 1j * x[n1:2 * n1]
+        d[free, 1] = x[2 * n1:2 * n1 + n2] + 1j * x[2 * n1 + n2:]
+        d[ref, 0] = 0
+        return d
+
+    def fun(x):
+        d = unpack(x)
+        D = np.zeros((b.n_ant, 2, 2), complex)
+        D[:, 0, 0] = D[:, 1, 1] = 1
+        D[:, 0, 1] = d[:, 0]
+        D[:, 1, 0] = d[:, 1]
+        Vm = D[b.ant1][:, None] @ M @ np.conj(np.swapaxes(D[b.ant2], -1, -2))[:, None]
+        return _stack(sw * (V - Vm).reshape(sw.shape))
+    d0 = init[c]
+    x0 = np.concatenate([d0[fx, 0].real, d0[fx, 0].imag, d0[free, 1].real, d0[free, 1].imag])
+    x, it, ok = _lm(fun, x0, opts)
+    return unpack(x), it, ok
+
+
+def _solve_KC(b, c, init, opts, nu_c):
+    dnu = b.freq[c] - nu_c[c]
+    sw = np.sqrt(b.weight[c])
+
+    def fun(x):
+        th = TWO_PI_NS * x[0] * dnu + x[1]
+        r1 = sw[..., 1] * (b.vis[c, ..., 1] - np.exp(-1j * th) * b.model[c, ..., 1])
+        r2 = sw[..., 2] * (b.vis[c, ..., 2] - np.exp(1j * th) * b.model[c, ..., 2])
+        return np.concatenate([_stack(r1), _stack(r2)])
+    return _lm(fun, np.asarray(init[c], float), opts)
+
+
+def _solve_CP(b, c, init, opts):
+    sw = np.sqrt(b.weight[c])
+
+    def fun(x):
+        r1 = sw[..., 1] * (b.vis[c, ..., 1] - np.exp(-1j * x[0]) * b.model[c, ..., 1])
+        r2 = sw[..., 2] * (b.vis[c, ..., 2] - np.exp(1j * x[0]) * b.model[c, ..., 2])
+        return np.concatenate([_stack(r1), _stack(r2)])
+    return _lm(fun, np.asarray(init[c], float), opts)
+
+
+def solve_params(jones_type, batch, init, ref, opts):
+    n_cell = batch.n_cell
+    has = antennas_with_data(batch, jones_type)
+    params = np.array(init, copy=True)
+    n_iter = np.zeros(n_cell, np.int32)
+    conv = np.zeros(n_cell, bool)
+    nu_c = band_centre(batch)
+    for c in range(n_cell):
+        r = int(ref[c])
+        if jones_type == "G":
+            params[c], n_iter[c], conv[c] = _solve_G(batch, c, params, r, has, opts)
+        elif jones_type == "K":
+            params[c], n_iter[c], conv[c] = _solve_K(batch, c, params, r, has, opts, nu_c)
+        elif jones_type == "D":
+            params[c], n_iter[c], conv[c] = _solve_D(batch, c, params, r, has, opts)
+        elif jones_type == "KC":
+            params[c], n_iter[c], conv[c] = _solve_KC(batch, c, params, opts, nu_c)
+        else:
+            params[c], n_iter[c], conv[c] = _solve_CP(batch, c, params, opts)
+    return params, n_iter, conv, None
