@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from . import __version__
@@ -28,29 +27,21 @@ def _setup_logging(quiet=False, logfile=None):
 
 
 def cmd_run(args):
-    from .runner import run_yaml
+    from alakazam.caltasks.yamlrun import run_yaml
 
     run_yaml(args.config)
 
 
-def _console():
-    """A rich console; wide when the output is not a terminal (pipes, files, tests) so tables are
-    never truncated."""
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=200)
-
-
 def cmd_info(args):
-    from .io import hdf5
+    from alakazam.caltasks import akinfo
 
-    _console().print(hdf5.summary_table(args.caltable))
+    akinfo(caltable=args.caltable, fluxscale=False)
 
 
 def cmd_fluxscale_info(args):
-    from .calibration.fluxscale import format_fluxscale
+    from alakazam.caltasks import akinfo
 
-    _console().print(format_fluxscale(args.caltable))
+    akinfo(caltable=args.caltable, fluxscale=True)
 
 
 def cmd_simulate(args):

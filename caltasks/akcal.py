@@ -30,7 +30,10 @@ def build_config(params):
     d["ref_ant"] = int(ref) if str(ref).strip().isdigit() else ref
     ep = d.pop("external_preapply")
     if ep.get("tables"):
-        d["external_preapply"] = {k: v for k, v in ep.items() if v}
+        ep = {k: v for k, v in ep.items() if v not in ("", None, [])}
+        if isinstance(ep.get("solution_field"), list):
+            ep["solution_field"] = [x if x not in ("", None, []) else None for x in ep["solution_field"]]
+        d["external_preapply"] = ep
     return solve_config_from_dict(d, where="akcal", names=akcal.names_for_messages())
 
 

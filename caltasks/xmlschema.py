@@ -197,9 +197,9 @@ def check_value(p: ParamSpec, v):
         for x in (v if isinstance(v, list) else [v]):
             if isinstance(x, (int, float)):
                 if p.vmin is not None and x < p.vmin:
-                    return v, f"min value is {p.vmin:g}"
+                    return v, f"min value is {p.vmin:g}, got {x!r}"
                 if p.vmax is not None and x > p.vmax:
-                    return v, f"max value is {p.vmax:g}"
+                    return v, f"max value is {p.vmax:g}, got {x!r}"
     if p.mustexist and p.type == "path":
         v = os.path.expanduser(v)
         if not v or not os.path.exists(v):

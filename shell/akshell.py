@@ -21,7 +21,6 @@ with completion of tasks and parameters and a persistent history (``~/.akshell_h
 from __future__ import annotations
 
 import ast
-import io
 import os
 import shutil
 import sys
@@ -35,14 +34,49 @@ BLUE, RED, GREEN, BOLD, RESET = "\033[34m", "\033[31m", "\033[32m", "\033[1m", "
 _MISSING = object()
 
 
+class _ShellTask:
+    """A task as seen from the shell: a Python-style call also records ``<task>.last`` (as casashell
+    does), then runs the task.  Everything else (signature, docstring, spec) is the task's own."""
+
+    def __init__(self, task, session):
+        self._task = task
+        self._session = session
+        self.__signature__ = task.__signature__
+        self.__doc__ = task.__doc__
+        self.__name__ = task.name
+
+    def __call__(self, *args, **kwargs):
+        params = self._task.bind(*args, **kwargs)
+        self._task.write_last(params, self._session._path(f"{self._task.name}.last"))
+        return self._task(**params)
+
+    def __getattr__(self, attr):
+        return getattr(self._task, attr)
+
+    def __repr__(self):
+        return repr(self._task)
+
+
 class ShellSession:
+    """The akshell command handling, without a terminal: feed lines to :meth:`handle`.
+
+    Parameters
+    ----------
+    out : file-like, optional
+        Where output goes (default stdout).
+    color : bool
+        ANSI colours in ``inp``.
+    cwd : str, optional
+        Directory for ``.last`` files (default: the process working directory).
+    """
+
     def __init__(self, out=None, color=True, cwd=None):
         self.out = out or sys.stdout
         self.color = color
         self.cwd = cwd
         self.ns = {"__name__": "__akshell__"}
-        self.ns.update(TASKS)
-        for cmd in ("inp", "go", "tget", "tput", "saveinputs", "default"):
+        self.ns.update({n: _ShellTask(t, self) for n, t in TASKS.items()})
+        for cmd in ("inp", "go", "tget", "tput", "saveinputs", "default", "help"):
             self.ns[cmd] = getattr(self, "_py_" + cmd)
         self.last_task = "akcal"
 
@@ -178,6 +212,20 @@ class ShellSession:
     def _py_default(self, t=None):
         self.default(t)
 
+    def _py_help(self, t=None):
+        if t is None or isinstance(t, _ShellTask) or (isinstance(t, str) and t in TASKS):
+            return self.help(t)
+        import builtins
+
+        return builtins.help(t)
+
+    def completion_words(self):
+        """Task names, shell commands and every task parameter name (for tab completion)."""
+        words = set(TASKS) | {"inp", "go", "tget", "tput", "saveinputs", "default", "help", "exit"}
+        for t in TASKS.values():
+            words.update(t.spec.names)
+        return sorted(words)
+
     # ---------------------------------------------------------------- line handling
     def handle(self, line: str):
         s = line.strip()
@@ -222,13 +270,10 @@ def main(argv=None):
     from prompt_toolkit.completion import WordCompleter
     from prompt_toolkit.history import FileHistory
 
-    words = list(TASKS) + ["inp", "go", "tget", "tput", "saveinputs", "default", "help", "exit"]
-    for t in TASKS.values():
-        words += t.spec.names
+    shell = ShellSession()
     hist = os.environ.get("AKSHELL_HISTORY", os.path.expanduser("~/.akshell_history"))
     session = PromptSession(history=FileHistory(hist),
-                            completer=WordCompleter(sorted(set(words)), sentence=True))
-    shell = ShellSession()
+                            completer=WordCompleter(shell.completion_words()))
     print("akshell -- alakazam tasks: " + ", ".join(TASKS) + "   (inp <task>, go, help <task>, exit)")
     while True:
         try:

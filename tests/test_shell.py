@@ -1,0 +1,149 @@
+"""akshell command handling without a terminal (no engine needed): safe tget, Python-style calls,
+help, completion, error survival."""
+
+import io
+
+import pytest
+
+from alakazam.caltasks import TASKS
+from alakazam.shell.akshell import ShellSession
+
+
+@pytest.fixture
+def sh(tmp_path):
+    out = io.StringIO()
+    s = ShellSession(out=out, color=False, cwd=str(tmp_path))
+    s.text = lambda: (out.getvalue(), out.truncate(0), out.seek(0))[0]
+    return s
+
+
+def test_tget_is_safe_and_task_scoped(sh, tmp_path):
+    marker = tmp_path / "pwned"
+    (tmp_path / "akcal.last").write_text(
+        "maxiter = 12\n"
+        f"solver = __import__('os').system('touch {marker}')\n"
+        "ref = 'not an akcal parameter'\n"
+        "solint = ['scan', '2min']\n"
+        "#akcal( maxiter=12 )\n")
+    sh.handle("tget akcal")
+    text = sh.text()
+    assert not marker.exists()                      # never executed
+    assert sh.ns["maxiter"] == 12 and sh.ns["solint"] == ["scan", "2min"]
+    assert "solver" not in sh.ns and "ref" not in sh.ns
+    assert "cannot read solver" in text
+
+
+def test_tget_missing_file_resets_to_defaults(sh):
+    sh.handle("maxiter = 3")
+    sh.handle("tget akcal")
+    assert "maxiter" not in sh.ns and "no akcal.last" in sh.text()
+
+
+def test_akcal_saved_used_when_no_last(sh, tmp_path):
+    (tmp_path / "akcal.saved").write_text("tol = 1e-06\n")
+    sh.handle("tget akcal")
+    assert sh.ns["tol"] == 1e-06
+
+
+def test_python_style_call_records_last_and_keeps_globals(sh, tmp_path):
+    sh.handle("maxiter = 9")
+    sh.handle(f"akcal(vis={str(tmp_path / 'nope.ms')!r}, maxiter=4)")
+    text = sh.text()
+    assert "nope.ms" in text and "must be a path that exists" in text   # the task's own error
+    last = (tmp_path / "akcal.last").read_text()
+    assert "maxiter" in last and " = 4" in last and "nope.ms" in last
+    assert sh.ns["maxiter"] == 9
+    # a later go uses the globals, not the Python call's arguments
+    sh.handle("go akcal")
+    assert "= 9" in (tmp_path / "akcal.last").read_text()
+
+
+def test_inp_forms_and_header(sh):
+    for line in ("inp akfluxscale", "inp(akfluxscale)", "inp('akfluxscale')"):
+        sh.handle(line)
+        text = sh.text()
+        assert text.splitlines()[0].startswith("# akfluxscale -- ")
+        assert "reference" in text and "fluxtable" in text
+    sh.handle("inp")                                 # bare inp = last task
+    assert sh.text().startswith("# akfluxscale -- ")
+    sh.handle("inp nosuchtask")
+    assert "unknown task 'nosuchtask'" in sh.text()
+
+
+def test_inp_pads_names_and_quotes_strings(sh):
+    sh.handle("inp akinfo")
+    lines = sh.text().splitlines()[1:]
+    eq = {ln.index("=") for ln in lines}
+    assert len(eq) == 1                              # names padded to a common width
+    assert any("caltable" in ln and "= ''" in ln for ln in lines)
+
+
+def test_help_forms(sh):
+    for line in ("help akapply", "akapply?", "help(akapply)"):
+        sh.handle(line)
+        text = sh.text()
+        assert TASKS["akapply"].spec.short in text and "gainfield" in text
+
+
+def test_python_prompt_and_error_survival(sh):
+    sh.handle("x = [1, 2, 3]")
+    sh.handle("sum(x)")
+    assert sh.text().strip() == "6"
+    sh.handle("1/0")
+    assert "ZeroDivisionError" in sh.text()
+    sh.handle("akcal(bogus=1)")
+    assert "bogus" in sh.text()
+    sh.handle("x")
+    assert "[1, 2, 3]" in sh.text()                  # still alive, namespace kept
+
+
+def test_completion_words_cover_tasks_and_parameters(sh):
+    words = sh.completion_words()
+    for t in TASKS.values():
+        assert t.name in words
+        assert set(t.spec.names) <= set(words)
+    assert {"inp", "go", "tget", "tput", "saveinputs", "default"} <= set(words)
+
+
+@pytest.mark.skipif(__import__("shutil").which("tmux") is None, reason="tmux not installed")
+def test_tab_completion_and_history_in_a_real_terminal(tmp_path):
+    import shutil
+    import subprocess
+    import time
+
+    exe = shutil.which("akshell")
+    if exe is None:
+        pytest.skip("akshell console script not on PATH")
+    sess = f"akc{int(time.time() * 1000) % 100000}"
+    hist = tmp_path / "hist"
+    subprocess.run(["tmux", "new-session", "-d", "-s", sess, "-x", "150", "-y", "50",
+                    f"cd {tmp_path} && AKSHELL_HISTORY={hist} {exe}"], check=True)
+
+    def screen():
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", sess], capture_output=True,
+                              text=True).stdout
+
+    def wait_for(s, n=100):
+        for _ in range(n):
+            if s in screen():
+                return True
+            time.sleep(0.2)
+        return False
+
+    try:
+        assert wait_for("akshell>")
+        # "akfl" + Tab completes to the only match, akfluxscale
+        subprocess.run(["tmux", "send-keys", "-t", sess, "inp akfl"], check=True)
+        time.sleep(0.7)
+        subprocess.run(["tmux", "send-keys", "-t", sess, "Tab"], check=True)
+        assert wait_for("inp akfluxscale", 25), screen()
+        subprocess.run(["tmux", "send-keys", "-t", sess, "Enter"], check=True)
+        assert wait_for("# akfluxscale --"), screen()
+        subprocess.run(["tmux", "send-keys", "-t", sess, "C-d"], check=True)
+        for _ in range(50):                          # Ctrl-D ends the shell (and the tmux session)
+            if subprocess.run(["tmux", "has-session", "-t", sess], capture_output=True).returncode:
+                break
+            time.sleep(0.2)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", sess], capture_output=True)
+    assert "inp akfluxscale" in hist.read_text()    # history kept across sessions
