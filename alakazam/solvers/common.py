@@ -49,7 +49,10 @@ def initial_guess(jones_type, batch, ref):
 
 
 def chi2(jones_type, params, batch):
-    """Final cost per cell: sum w |V - model|^2 over the correlations the term uses."""
+    """Final cost per cell: sum w |V - model|^2 over the correlations the term uses (a term module
+    may provide a compiled ``chi2`` with the same maths as its ``model_vis``)."""
+    if hasattr(MODULES[jones_type], "chi2"):
+        return MODULES[jones_type].chi2(params, batch)
     mv = MODULES[jones_type].model_vis(params, batch)
     corr = list(USED_CORR[jones_type])
     r = batch.vis[..., corr] - mv[..., corr]

@@ -33,7 +33,8 @@ def _model(m, xa, ya, xb, yb):
 
 
 @njit
-def _normal_eq(vis, model, weight, ant1, ant2, d, index, n_par):
+def _normal_eq(vis, model, weight, ant1, ant2, d, index):
+    n_par = 4 * index.shape[0] - 2        # index (n_ant, 4); the reference has no d_pq parameters
     jtj = np.zeros((n_par, n_par))
     jtr = np.zeros(n_par)
     cost = 0.0
@@ -96,6 +97,9 @@ def _normal_eq(vis, model, weight, ant1, ant2, d, index, n_par):
 
 @njit
 def _lm_cell(vis, model, weight, ant1, ant2, d, ref, max_iter, tol):
+    """LM for one cell; d (n_ant, 2) updated in place.  One call site of _normal_eq (it is inlined
+    by LLVM, so every extra call site costs compile time); the loop evaluates the candidate point,
+    accepts or rejects it, then proposes the next damped Gauss-Newton step."""
     n_ant = d.shape[0]
     index = -np.ones((n_ant, 4), np.int64)
     k = 0
@@ -108,26 +112,25 @@ def _lm_cell(vis, model, weight, ant1, ant2, d, ref, max_iter, tol):
     n_par = k
     d[ref, 0] = 0.0
     lam = 1e-3
-    jtj, jtr, cost = _normal_eq(vis, model, weight, ant1, ant2, d, index, n_par)
-    it = 0
+    dc = d.copy()                 # candidate
+    jtj = np.zeros((n_par, n_par))
+    jtr = np.zeros(n_par)
+    cost = 0.0
+    step = np.zeros(n_par)
+    first = True
     conv = False
-    for it in range(1, max_iter + 1):
-        step, ok = chol_solve(jtj, -jtr, lam)
-        if not ok:
-            lam *= 10.0
-            continue
-        dn = d.copy()
-        for a in range(n_ant):
-            if index[a, 0] >= 0:
-                dn[a, 0] += step[index[a, 0]] + 1j * step[index[a, 1]]
-            dn[a, 1] += step[index[a, 2]] + 1j * step[index[a, 3]]
-        jtj_n, jtr_n, cost_n = _normal_eq(vis, model, weight, ant1, ant2, dn, index, n_par)
-        if cost_n <= cost:
-            done = converged_test(cost, cost_n, np.sqrt((step * step).sum()),
-                                  np.sqrt((np.abs(d) ** 2).sum()), tol)
-            d[:] = dn
+    it = 0
+    while True:
+        jtj_n, jtr_n, cost_n = _normal_eq(vis, model, weight, ant1, ant2, dc, index)
+        if first or cost_n <= cost:
+            done = False
+            if not first:
+                done = converged_test(cost, cost_n, np.sqrt((step * step).sum()),
+                                      np.sqrt((np.abs(d) ** 2).sum()), tol)
+                lam = max(lam * 0.1, 1e-12)
+            d[:] = dc
             jtj, jtr, cost = jtj_n, jtr_n, cost_n
-            lam = max(lam * 0.1, 1e-12)
+            first = False
             if done:
                 conv = True
                 break
@@ -136,6 +139,20 @@ def _lm_cell(vis, model, weight, ant1, ant2, d, ref, max_iter, tol):
             if lam > 1e12:
                 conv = True
                 break
+        ok = False
+        while it < max_iter and lam <= 1e12:
+            it += 1
+            step, ok = chol_solve(jtj, -jtr, lam)
+            if ok:
+                break
+            lam *= 10.0
+        if not ok:
+            break
+        dc[:] = d
+        for a in range(n_ant):
+            if index[a, 0] >= 0:
+                dc[a, 0] += step[index[a, 0]] + 1j * step[index[a, 1]]
+            dc[a, 1] += step[index[a, 2]] + 1j * step[index[a, 3]]
     return it, conv, cost
 
 

@@ -30,8 +30,9 @@ def solve_params(jones_type, batch, init, ref, opts):
         n_iter = np.zeros((n_cell, 2), np.int64)
         conv = np.zeros((n_cell, 2), bool)
         cost = np.zeros((n_cell, 2))
-        parallel_delay.lm_batch(batch.vis, batch.model, batch.weight, batch.freq, nu_c, batch.ant1,
-                                batch.ant2, p, ref, int(opts.max_iter), float(opts.tol), n_iter, conv,
+        uniform = parallel_delay.uniform_grid(batch.freq)
+        parallel_delay.lm_batch(batch.vis, batch.model, batch.weight, batch.freq, nu_c, uniform,
+                                batch.ant1, batch.ant2, p, ref, int(opts.max_iter), float(opts.tol), n_iter, conv,
                                 cost)
         return p, n_iter.max(axis=1), conv.all(axis=1), cost.sum(axis=1)
     if jones_type == "D":
