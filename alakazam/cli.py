@@ -15,15 +15,26 @@ from .errors import AlakazamError
 
 
 def _setup_logging(quiet=False, logfile=None):
+    """Log to stderr through rich (the same Console as the progress bars, so log lines print above a
+    live bar); ``quiet``: warnings and errors only, and no progress bars; ``logfile``: also write every
+    INFO line there (even with ``quiet``), with time stamps."""
     from rich.logging import RichHandler
 
+    from . import progress
+
+    progress.set_quiet(quiet)
     level = logging.WARNING if quiet else logging.INFO
-    handlers = [RichHandler(show_path=False, show_time=False, markup=False, rich_tracebacks=False)]
+    console = RichHandler(console=progress.console(), show_path=False, show_time=False, markup=False,
+                          rich_tracebacks=False)
+    console.setLevel(level)
+    handlers = [console]
     if logfile:
         fh = logging.FileHandler(logfile)
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        fh.setLevel(logging.INFO)
         handlers.append(fh)
-    logging.basicConfig(level=level, format="%(message)s", handlers=handlers, force=True)
+    logging.basicConfig(level=logging.INFO if logfile else level, format="%(message)s", handlers=handlers,
+                        force=True)
 
 
 def cmd_run(args):
@@ -63,11 +74,15 @@ def build_parser():
     p = argparse.ArgumentParser(prog="alakazam", description="Radio-interferometric calibration")
     p.add_argument("--version", action="version", version=f"alakazam {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.add_argument("--quiet", action="store_true", help="warnings and errors only")
-    p.add_argument("--log", default=None, help="also write the log to this file")
+    p.add_argument("--quiet", action="store_true", help="warnings and errors only, no progress bars")
+    p.add_argument("--log", default=None, metavar="FILE", help="also write the log to FILE")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("run", help="run solve -> fluxscale -> apply blocks of a YAML file")
     s.add_argument("config")
+    # also accepted after the subcommand (alakazam run --quiet --log run.log cfg.yaml)
+    s.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="warnings and errors only, no progress bars")
+    s.add_argument("--log", default=argparse.SUPPRESS, metavar="FILE", help="also write the log to FILE")
     s.set_defaults(func=cmd_run)
     s = sub.add_parser("info", help="print a solution-table summary")
     s.add_argument("caltable")
@@ -95,6 +110,8 @@ def build_parser():
 
 
 def main(argv=None):
+    from . import progress
+
     args = build_parser().parse_args(argv)
     _setup_logging(args.quiet, args.log)
     try:
@@ -109,6 +126,8 @@ def main(argv=None):
             raise
         print("alakazam: interrupted (solution files are only ever replaced whole)", file=sys.stderr)
         return 130
+    finally:
+        progress.set_quiet(False)       # --quiet is for this command only (main may be called in-process)
     return 0
 
 

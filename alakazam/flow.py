@@ -20,6 +20,9 @@ Samples of a cell
   parallactic angle changes between scans, which is what separates leakage from source polarisation).
 * frequency: K and KC keep every selected channel as a sample (they fit a slope); G, D and CP average
   the channels of each freq bin.
+* CP with no D before it in the chain: the cross hands of each baseline get a free constant over the
+  cell's samples (the leakage of the unpolarised flux, not yet calibrated; see
+  :func:`alakazam.solvers.cross_phase.remove_leakage_offsets`).
 
 Memory tiers (``memory_limit_gb``; 0 = 40% of available RAM): tier 1 -- everything the block reads
 fits: each (field, SPW) is read once and kept for all steps; tier 2 -- a whole group fits: one read per
@@ -47,6 +50,8 @@ log = logging.getLogger("alakazam.flow")
 _CHANNEL_SAMPLED = ("K", "KC")
 #: Jones types whose cells keep one time sample per scan (parallactic angle diversity).
 _SCAN_SAMPLED = ("D", "KC", "CP")
+#: tier 1: the cached rows are processed in blocks of about this many working-set bytes
+_TIER1_BLOCK_BYTES = 128 * 2 ** 20
 
 
 # --------------------------------------------------------------------------------------------------
@@ -133,6 +138,7 @@ class _Context:
     cache: dict = field(default_factory=dict)
     prior: list = field(default_factory=list)     # LoadedTerm, in chain order
     stats: dict = field(default_factory=dict)
+    advance: object = None                        # progress callback: one call per solution group
 
 
 def run_solve(cfg: SolveConfig) -> dict:
@@ -144,7 +150,7 @@ def run_solve(cfg: SolveConfig) -> dict:
     """
     from .core import ms_io
     from .io import hdf5
-    from . import solvers
+    from . import progress, solvers
     from .calibration import chain
 
     t_start = _time.perf_counter()
@@ -189,9 +195,13 @@ def run_solve(cfg: SolveConfig) -> dict:
     for step, fids in zip(cfg.steps, step_fields):
         t0 = _time.perf_counter()
         sets = []
-        for fid in fids:
-            for ddid, chans in spw_sel.items():
-                sets.extend(_solve_field_spw(ctx, step, fid, ddid, chans))
+        n_units = sum(len(plan_groups(r, step.time_interval)) for r in
+                      (_scan_ranges(meta, fid, ddid, scans) for fid in fids for ddid in spw_sel) if r)
+        with progress.bar(f"{step.key} ({step.jones_type}): solution groups", n_units, quiet=cfg.quiet) as bar:
+            ctx.advance = bar.advance
+            for fid in fids:
+                for ddid, chans in spw_sel.items():
+                    sets.extend(_solve_field_spw(ctx, step, fid, ddid, chans))
         if not sets:
             raise AlakazamError(
                 f"{step.key}: no data selected for field(s) {step.field} (spw={cfg.spw!r}, "
@@ -234,19 +244,37 @@ def _scan_ranges(meta, fid, ddid, scans_sel):
     return [(s, a, b) for s, (a, b) in rng.items()]
 
 
+def _ticking(items, advance):
+    """Yield the items, calling ``advance()`` after the caller's loop body has finished each one."""
+    for it in items:
+        yield it
+        if advance is not None:
+            advance()
+
+
 def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
     """Yield ms_io Chunks of the group's rows (from the tier-1 cache or from the MS)."""
-    from .core import ms_io
+    from .core import memory, ms_io, rfi
 
     cfg = ctx.cfg
     if ctx.tier == 1:
         key = (fid, ddid)
         if key not in ctx.cache:
-            ctx.cache[key] = ms_io.read_rows(cfg.ms, ddid, [fid], scans=ctx.scans, chans=chans,
-                                             data_col=cfg.data_col, model_col=cfg.model_col)
+            c = ms_io.read_rows(cfg.ms, ddid, [fid], scans=ctx.scans, chans=chans,
+                                data_col=cfg.data_col, model_col=cfg.model_col)
+            if cfg.rfi_threshold and cfg.rfi_threshold > 0:
+                # per-row statistics of the raw data: flag once here, not again in every step
+                c.flag = rfi.mad_flag(c.data, c.model, c.flag, cfg.rfi_threshold)
+            ctx.cache[key] = c
         ch = ctx.cache[key]
-        sel = np.isin(ch.scan, group.scans)
-        yield ch.take(sel) if not sel.all() else ch
+        sel = np.flatnonzero(np.isin(ch.scan, group.scans))
+        # blocks of rows, so the working copies (pre-applied data, weights) stay small next to the cache
+        per = max(256, _TIER1_BLOCK_BYTES // max(1, ch.data.shape[1] * 4 * memory.BYTES_PER_SAMPLE))
+        contiguous = len(sel) and sel[-1] - sel[0] + 1 == len(sel)
+        for s0 in range(0, len(sel), per):
+            part = sel[s0:s0 + per]
+            # contiguous rows: views of the cache, no copy
+            yield ch.take(slice(int(part[0]), int(part[-1]) + 1) if contiguous else part)
         return
     yield from ms_io.iter_chunks(cfg.ms, ddid, [fid], scans=group.scans, chans=chans,
                                  data_col=cfg.data_col, model_col=cfg.model_col,
@@ -288,7 +316,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
     active_names = [meta.ant_names[a] for a in meta.active_ants]
 
     out = []
-    for group in groups:
+    for group in _ticking(groups, ctx.advance):
         n_sbin = len(group.sbin_scan)
         acc = averaging.new_accumulators(n_sbin, n_fsamp, n_bl)
         row_count = np.zeros(n_sbin, np.int64)
@@ -303,7 +331,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             if ch.n_row == 0:
                 continue
             data, model, flag, weight = ch.four_corr(spw.corr_types)
-            if cfg.rfi_threshold and cfg.rfi_threshold > 0:
+            if cfg.rfi_threshold and cfg.rfi_threshold > 0 and ctx.tier != 1:   # tier 1: done on reading
                 flag = rfi.mad_flag(data, model, flag, cfg.rfi_threshold)
             utimes, tidx = np.unique(ch.time, return_inverse=True)
             data, model, flag = chain.preapply(ctx.prior, data, model, flag, tidx, utimes, ch.ant1,
@@ -311,7 +339,8 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             sbin = sample_bin_of_rows(group, step.time_interval, scan_t0, ch.scan, ch.time)
             row_bl = bl_lookup[np.minimum(ch.ant1, ch.ant2), np.maximum(ch.ant1, ch.ant2)]
             swap = ch.ant1 > ch.ant2
-            if swap.any():   # keep baselines as (a<b): V_ba = V_ab^H
+            if swap.any():   # keep baselines as (a<b): V_ba = V_ab^H (on copies: never the tier-1 cache)
+                data, model, flag = data.copy(), model.copy(), flag.copy()
                 data[swap] = np.conj(data[swap][:, :, [0, 2, 1, 3]])
                 model[swap] = np.conj(model[swap][:, :, [0, 2, 1, 3]])
                 flag[swap] = flag[swap][:, :, [0, 2, 1, 3]]
@@ -332,6 +361,12 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
         batch, cell_index = _make_batch(jt, acc, cell_of_sbin, present, cells_t,
                                         fbin_of_chan, fsamp_of_chan, n_fcell, freqs, scan_sampled,
                                         chan_sampled, bl_a1, bl_a2, n_ant, ctx.ref)
+        if jt == "CP" and not any(t.jones_type == "D" for t in ctx.prior):
+            # the not-yet-solved leakage: a per-baseline offset (cross_phase.remove_leakage_offsets);
+            # once a D is in the model, the model's cross hands carry the leakage themselves
+            from .solvers import cross_phase
+            n_off = int(cross_phase.remove_leakage_offsets(batch).sum())
+            log.debug("%s: leakage offsets removed in %d/%d cells", step.key, n_off, batch.n_cell)
         opts = solvers.SolveOptions(phase_only=step.phase_only, max_iter=cfg.max_iter, tol=cfg.tol,
                                     gpu=cfg.gpu)
         res = solvers.solve(jt, batch, backend=cfg.solver_backend, opts=opts)
@@ -419,12 +454,29 @@ def _make_batch(jt, acc, cell_of_sbin, present, cells_t, fbin_of_chan,
     model = np.zeros_like(vis)
     weight = np.zeros((n_cell, n_bl, n_samp, 4))
     freq = np.zeros((n_cell, n_samp))
+    if not chan_sampled and not scan_sampled:
+        # one sample per cell (G): all freq bins of a time cell at once (cells are in (it, jf) order);
+        # the same sums and divisions as the general loop below, without a Python loop over the bins
+        fcent = np.array([freqs[fbin_of_chan == j].mean() for j in range(n_fcell)])
+        for it in range(len(cells_t)):
+            tg = samples[it * n_fcell][0][0]
+            v = vis_sum[tg].sum(axis=0)           # (n_fcell, n_bl, 4)
+            m = mod_sum[tg].sum(axis=0)
+            w = wsum[tg].sum(axis=0)
+            c0 = it * n_fcell
+            with np.errstate(invalid="ignore", divide="ignore"):
+                vis[c0:c0 + n_fcell, :, 0] = np.where(w > 0, v / w, 0)
+                model[c0:c0 + n_fcell, :, 0] = np.where(w > 0, m / w, 0)
+            weight[c0:c0 + n_fcell, :, 0] = w
+            freq[c0:c0 + n_fcell, 0] = fcent
+        samples = []
     for c, (tgroups, fs) in enumerate(samples):
         k = 0
         for tg in tgroups:
-            v = vis_sum[tg].sum(axis=0)[fs]       # (n_f, n_bl, 4)
-            m = mod_sum[tg].sum(axis=0)[fs]
-            w = wsum[tg].sum(axis=0)[fs]
+            ix = np.ix_(tg, fs)                   # select the cell's samples before summing
+            v = vis_sum[ix].sum(axis=0)           # (n_f, n_bl, 4)
+            m = mod_sum[ix].sum(axis=0)
+            w = wsum[ix].sum(axis=0)
             nf = len(fs)
             with np.errstate(invalid="ignore", divide="ignore"):
                 vis[c, :, k:k + nf] = np.where(w > 0, v / w, 0).transpose(1, 0, 2)

@@ -26,6 +26,7 @@ import os
 
 import yaml
 
+from alakazam import progress
 from alakazam.config import load_run_config
 from alakazam.errors import AlakazamError, ParameterError
 
@@ -41,7 +42,7 @@ def _yaml_to_params(task, block: dict, where: str) -> dict:
     by_key = {p.yamlkey: p.name for p in task.spec.params if p.yamlkey}
     params = {}
     for k, v in block.items():
-        if k == "quiet":                 # logging only (the CLI's --quiet); not a task parameter
+        if k == "quiet":                 # progress bars off for this block (run_yaml); not a task parameter
             continue
         if isinstance(v, dict):
             for k2, v2 in v.items():
@@ -119,14 +120,16 @@ def run_yaml(path) -> dict:
     for section, conv, task in (("solve", solve_params, akcal), ("fluxscale", fluxscale_params, akfluxscale),
                                 ("apply", apply_params, akapply)):
         for i, block in enumerate(doc.get(section) or []):
-            calls.append((section, f"{section}[{i}]", task, conv(block, f"{section}[{i}]")))
+            calls.append((section, f"{section}[{i}]", task, conv(block, f"{section}[{i}]"),
+                          bool(block.get("quiet", False))))
     out = {"solve": [], "fluxscale": [], "apply": []}
     cwd = os.getcwd()
     os.chdir(os.path.dirname(os.path.abspath(path)))
     try:
-        for section, where, task, params in calls:
+        for section, where, task, params, quiet in calls:
             try:
-                out[section].append(task(**params))
+                with progress.quieted(quiet):          # a block's quiet: true turns its progress bars off
+                    out[section].append(task(**params))
             except ParameterError as e:
                 # name the YAML path (solve[0].ms), not the task parameter (vis)
                 to_yaml = {p.name: p.yamlkey for p in task.spec.params if p.yamlkey}

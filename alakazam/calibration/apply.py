@@ -82,8 +82,7 @@ def restore_flags(ms, version):
 
 def run_apply(cfg: ApplyConfig) -> dict:
     """Correct ``cfg.ms`` into ``cfg.output_col``; returns counts and the log lines."""
-    from ..core import memory, ms_io
-    from ..jones import algebra
+    from ..core import ms_io
 
     t_start = _time.perf_counter()
     # ---- validation first: nothing is written on bad input
@@ -113,8 +112,27 @@ def run_apply(cfg: ApplyConfig) -> dict:
             if meta.spws[ddid].spw_id not in have:
                 raise AlakazamError(f"{term.key}: no solutions for SPW {meta.spws[ddid].spw_id} in "
                                     f"{term.sets[0].attrs.get('ms', 'the table')}; select spw={sorted(have)}")
-    # ---- now write
-    created = ms_io.ensure_column(cfg.ms, cfg.output_col, like=cfg.data_col)
+    # ---- now write.  A new column is initialised with a copy of the data column only when some rows
+    # will not be written here (CASA convention: every row holds an array); when the selection covers
+    # every row and channel that copy would be overwritten at once, so it is skipped.
+    with ms_io._table(cfg.ms) as t:
+        n_rows_ms = t.nrows()
+    covers_all = (sum(p[3] for p in plan) == n_rows_ms and
+                  all(len(c) == len(meta.spws[d].freqs) for _, d, c, _ in plan))
+    created = ms_io.ensure_column(cfg.ms, cfg.output_col, like=cfg.data_col, init=not covers_all)
+    try:
+        return _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start)
+    except BaseException:
+        if created and covers_all:      # never leave a column with rows that hold no array
+            with ms_io._table(cfg.ms, readonly=False) as t:
+                t.removecols([cfg.output_col])
+        raise
+
+
+def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start):
+    from .. import progress
+    from ..core import memory
+
     backup = backup_flags(cfg.ms) if cfg.propagate_flags else None
     if backup:
         log.info("FLAG saved as flag version %s; restore with: python -c \"from alakazam.calibration.apply "
@@ -125,58 +143,76 @@ def run_apply(cfg: ApplyConfig) -> dict:
     for fid, ddid, chans, n_rows in plan:
         fld = meta.fields[fid]
         spw = meta.spws[ddid]
-        freqs_all = spw.freqs
-        freqs = freqs_all[chans]
-        rows = ms_io.row_numbers(cfg.ms, ddid, [fid], scans)
-        with_times = ms_io.read_times(cfg.ms, rows)
-        utimes_all = np.unique(with_times)
-        for term in terms:
-            lines.extend(chain.describe(term, spw.spw_id, utimes_all, freqs, names, fld.name,
-                                        (fld.ra, fld.dec), len(names)))
-        for ln in lines[-2 * len(terms):]:
-            log.info(ln)
-        bpr = memory.bytes_per_row(len(freqs_all), spw.n_corr) + 16 * len(terms) * len(freqs_all)
-        max_rows = max(1, int(limit // max(bpr, 1)))
-        for ch in ms_io.iter_chunks(cfg.ms, ddid, [fid], scans=scans, data_col=cfg.data_col, model_col=None,
-                                    max_rows=max_rows, meta=meta):
-            data, _, flag, _ = ch.four_corr(spw.corr_types)
-            utimes, tidx = np.unique(ch.time, return_inverse=True)
-            diag, sky = chain.compose(terms, spw.spw_id, utimes, freqs, names, fld.name, (fld.ra, fld.dec))
-            if cfg.apply_parang:
-                p = chain.parang_table(meta, fld, utimes, spw.feed_basis)
-                p = np.broadcast_to(p[:, :, None], (len(utimes), len(names), len(freqs), 2, 2))
-                sky = p if sky is None else np.einsum("...ij,...jk->...ik", sky, p)
-            sub = data[:, chans]
-            out = np.empty(sub.shape, np.complex128)
-            bad = np.zeros(sub.shape, bool)
-            a1 = ch.ant1.astype(np.int64)
-            a2 = ch.ant2.astype(np.int64)
-            tix = tidx.astype(np.int64)
-            if sky is None and diag is not None:
-                algebra.correct_diag(sub, np.ascontiguousarray(diag), tix, a1, a2, out, bad)
-            elif sky is not None:
-                J = sky if diag is None else diag[..., :, None] * sky
-                algebra.correct_full(sub, np.ascontiguousarray(J), tix, a1, a2, out, bad)
-            else:
-                out[:] = sub
-            counts["rows"] += ch.n_row
-            counts["samples"] += int(sub.size)
-            nsol = int(bad.sum())
-            if cfg.propagate_flags:
-                counts["flagged_by_solution"] += int((bad & ~flag[:, chans]).sum())
-                newflag = flag.copy()
-                newflag[:, chans] |= bad
-            else:
-                counts["no_solution"] += nsol
-                out[bad] = sub[bad]          # uncorrected, never NaN
-            full = data.astype(np.complex128)
-            full[:, chans] = out
-            ms_io.write_column(cfg.ms, cfg.output_col, ch.rownr,
-                               _native(full, spw.corr_types, spw.n_corr).astype(ch.data.dtype))
-            if cfg.propagate_flags:
-                ms_io.write_column(cfg.ms, "FLAG", ch.rownr, _native(newflag, spw.corr_types, spw.n_corr))
+        with progress.bar(f"apply {fld.name} spw {spw.spw_id}: rows", n_rows, quiet=cfg.quiet) as pbar:
+            _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar)
     if counts["no_solution"]:
         log.warning("%d samples had no valid solution and were written uncorrected (set propagate_flags "
                     "to flag them instead)", counts["no_solution"])
     return {"output_col": cfg.output_col, "created_column": created, "flag_backup": backup,
             "log": lines, "seconds": _time.perf_counter() - t_start, **counts}
+
+
+def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar):
+    """Correct the rows of one field and SPW, chunk by chunk."""
+    from ..core import memory, ms_io
+    from ..jones import algebra
+
+    fld = meta.fields[fid]
+    spw = meta.spws[ddid]
+    freqs_all = spw.freqs
+    freqs = freqs_all[chans]
+    rows = ms_io.row_numbers(cfg.ms, ddid, [fid], scans)
+    with_times = ms_io.read_times(cfg.ms, rows)
+    utimes_all = np.unique(with_times)
+    for term in terms:
+        lines.extend(chain.describe(term, spw.spw_id, utimes_all, freqs, names, fld.name,
+                                    (fld.ra, fld.dec), len(names)))
+    for ln in lines[-2 * len(terms):]:
+        log.info(ln)
+    bpr = memory.bytes_per_row(len(freqs_all), spw.n_corr) + 16 * len(terms) * len(freqs_all)
+    max_rows = max(1, int(limit // max(bpr, 1)))
+    for ch in ms_io.iter_chunks(cfg.ms, ddid, [fid], scans=scans, data_col=cfg.data_col, model_col=None,
+                                max_rows=max_rows, meta=meta):
+        data, _, flag, _ = ch.four_corr(spw.corr_types)
+        utimes, tidx = np.unique(ch.time, return_inverse=True)
+        diag, sky = chain.compose(terms, spw.spw_id, utimes, freqs, names, fld.name, (fld.ra, fld.dec))
+        if cfg.apply_parang:
+            p = chain.parang_table(meta, fld, utimes, spw.feed_basis)
+            p = np.broadcast_to(p[:, :, None], (len(utimes), len(names), len(freqs), 2, 2))
+            sky = p if sky is None else np.einsum("...ij,...jk->...ik", sky, p)
+        all_chans = len(chans) == data.shape[1] and bool(np.all(chans == np.arange(data.shape[1])))
+        sub = data if all_chans else data[:, chans]
+        # corrected in double precision by the kernels, rounded once to the stored type on assignment
+        out = np.empty(sub.shape, data.dtype)
+        bad = np.zeros(sub.shape, bool)
+        a1 = ch.ant1.astype(np.int64)
+        a2 = ch.ant2.astype(np.int64)
+        tix = tidx.astype(np.int64)
+        if sky is None and diag is not None:
+            algebra.correct_diag(sub, np.ascontiguousarray(diag), tix, a1, a2, out, bad)
+        elif sky is not None:
+            J = sky if diag is None else diag[..., :, None] * sky
+            algebra.correct_full(sub, np.ascontiguousarray(J), tix, a1, a2, out, bad)
+        else:
+            out[:] = sub
+        counts["rows"] += ch.n_row
+        counts["samples"] += int(sub.size)
+        nsol = int(bad.sum())
+        if cfg.propagate_flags:
+            counts["flagged_by_solution"] += int((bad & ~flag[:, chans]).sum())
+            newflag = flag.copy()
+            newflag[:, chans] |= bad
+        else:
+            counts["no_solution"] += nsol
+            out[bad] = sub[bad]          # uncorrected, never NaN
+        if all_chans:
+            full = out
+        else:
+            full = data.copy()
+            full[:, chans] = out
+        ms_io.write_column(cfg.ms, cfg.output_col, ch.rownr,
+                           _native(full, spw.corr_types, spw.n_corr).astype(ch.data.dtype, copy=False))
+        if cfg.propagate_flags:
+            ms_io.write_column(cfg.ms, "FLAG", ch.rownr, _native(newflag, spw.corr_types, spw.n_corr))
+        pbar.advance(ch.n_row)
+

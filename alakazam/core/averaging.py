@@ -32,37 +32,89 @@ def new_accumulators(n_sbin, n_fsamp, n_bl) -> Accumulators:
 
 
 @pjit
-def _accumulate(vis_sum, model_sum, w_sum, data, model, w, sbin, row_bl, chan_lo, chan_hi):
-    # prange over frequency samples: each thread owns the output slice [:, fs] -> race-free.
+def _accumulate(vis_sum, model_sum, w_sum, data, model, w, sbin, row_bl, chan_lo, chan_hi, n_block):
+    # prange over n_block contiguous ranges of frequency samples: block k owns the output slice
+    # [:, f0:f1] -> race-free.  The sum over rows runs in row order for every output element (same
+    # result as a serial loop).
     # Channels of sample fs are the contiguous range chan_lo[fs] .. chan_hi[fs] - 1.
     n_row = data.shape[0]
-    for fs in prange(chan_lo.shape[0]):
+    n_fs = chan_lo.shape[0]
+    for blk in prange(n_block):
+        f0 = blk * n_fs // n_block
+        f1 = (blk + 1) * n_fs // n_block
         for row in range(n_row):
             s = sbin[row]
             b = row_bl[row]
             if s < 0 or b < 0:
                 continue
-            for chan in range(chan_lo[fs], chan_hi[fs]):
-                for c in range(4):
-                    wt = w[row, chan, c]
-                    if wt > 0:
-                        vis_sum[s, fs, b, c] += wt * data[row, chan, c]
-                        model_sum[s, fs, b, c] += wt * model[row, chan, c]
-                        w_sum[s, fs, b, c] += wt
+            for fs in range(f0, f1):
+                for chan in range(chan_lo[fs], chan_hi[fs]):
+                    for c in range(4):
+                        wt = np.float64(w[row, chan, c])
+                        if wt > 0:
+                            vis_sum[s, fs, b, c] += wt * np.complex128(data[row, chan, c])
+                            model_sum[s, fs, b, c] += wt * np.complex128(model[row, chan, c])
+                            w_sum[s, fs, b, c] += wt
+
+
+@pjit
+def _accumulate_rowsplit(vis_part, model_part, w_part, data, model, w, sbin, row_bl, chan_lo, chan_hi):
+    # fewer frequency samples than threads (e.g. a G over the full band): row block k adds only into
+    # its own partial sums vis_part[k] (race-free); the caller reduces over k.
+    n_part = vis_part.shape[0]
+    n_row = data.shape[0]
+    n_fs = chan_lo.shape[0]
+    for part in prange(n_part):
+        lo = part * n_row // n_part
+        hi = (part + 1) * n_row // n_part
+        for row in range(lo, hi):
+            s = sbin[row]
+            b = row_bl[row]
+            if s < 0 or b < 0:
+                continue
+            for fs in range(n_fs):
+                for chan in range(chan_lo[fs], chan_hi[fs]):
+                    for c in range(4):
+                        wt = np.float64(w[row, chan, c])
+                        if wt > 0:
+                            vis_part[part, s, fs, b, c] += wt * np.complex128(data[row, chan, c])
+                            model_part[part, s, fs, b, c] += wt * np.complex128(model[row, chan, c])
+                            w_part[part, s, fs, b, c] += wt
 
 
 def accumulate(acc: Accumulators, data, model, w, sbin, row_bl, fsamp_of_chan):
-    """Add one chunk: data, model (row, chan, 4), w (row, chan, 4) with 0 = flagged;
-    sbin, row_bl (row,) (negative = skip the row); fsamp_of_chan (chan,)."""
+    """Add one chunk: data, model (row, chan, 4), w (row, chan, 4) with 0 = flagged (float32 or float64;
+    products and sums are in double precision); sbin, row_bl (row,) (negative = skip the row);
+    fsamp_of_chan (chan,)."""
     f = np.asarray(fsamp_of_chan, np.int64)
     n_fsamp = acc.vis_sum.shape[1]
     if len(f) and np.any(np.diff(f) < 0):
         raise ValueError("fsamp_of_chan must be non-decreasing (contiguous channel runs)")
     chan_lo = np.searchsorted(f, np.arange(n_fsamp), side="left").astype(np.int64)
     chan_hi = np.searchsorted(f, np.arange(n_fsamp), side="right").astype(np.int64)
-    _accumulate(acc.vis_sum, acc.model_sum, acc.w_sum, data, model,
-                np.ascontiguousarray(w, dtype=np.float64), np.asarray(sbin, np.int64),
-                np.asarray(row_bl, np.int64), chan_lo, chan_hi)
+    w = np.asarray(w)
+    if w.dtype not in (np.float32, np.float64):
+        w = w.astype(np.float64)
+    # float32 or float64 weights are used as they are (converted per sample inside the kernel)
+    sbin = np.asarray(sbin, np.int64)
+    row_bl = np.asarray(row_bl, np.int64)
+    n_threads = numba.get_num_threads()
+    n_row = data.shape[0]
+    if n_fsamp >= n_threads or n_threads == 1 or n_row < 4 * n_threads:
+        # one frequency sample per parallel iteration: measured on 2 cores (3510 rows x 1024 chan, K)
+        # 0.12 s, vs 0.14-0.19 s with n_threads contiguous blocks of samples (output locality wins)
+        _accumulate(acc.vis_sum, acc.model_sum, acc.w_sum, data, model, w, sbin, row_bl, chan_lo, chan_hi,
+                    max(1, n_fsamp))
+    else:
+        # fewer frequency samples than threads (G over the full band): row blocks with partial sums,
+        # measured 0.04 s vs 0.07 s for the one-thread loop (3510 rows x 1024 chan, one sample)
+        part_shape = (n_threads,) + acc.vis_sum.shape
+        vp, mp = np.zeros(part_shape, np.complex128), np.zeros(part_shape, np.complex128)
+        wp = np.zeros(part_shape, np.float64)
+        _accumulate_rowsplit(vp, mp, wp, data, model, w, sbin, row_bl, chan_lo, chan_hi)
+        acc.vis_sum += vp.sum(axis=0)
+        acc.model_sum += mp.sum(axis=0)
+        acc.w_sum += wp.sum(axis=0)
 
 
 # ---------------------------------------------------------------------------------------------

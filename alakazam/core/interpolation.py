@@ -31,6 +31,28 @@ def _nearest_index(src, dst):
     return np.where(np.abs(dst - src[lo]) <= np.abs(src[hi] - dst), lo, hi)
 
 
+def _nearest_valid(t, values, ok, tt):
+    """``nearest`` for every (antenna, freq) at once: values (n_ant, n_f, n_t, ...) at the nearest valid
+    solution (ok (n_ant, n_f, n_t)) to each of tt, t sorted -> (out (n_ant, n_f, n_tt, ...), valid
+    (n_ant, n_f)).  Same choice as :func:`_nearest_index` over the valid samples (a tie takes the
+    earlier solution); rows without a valid solution are NaN."""
+    n_t = ok.shape[2]
+    k = np.arange(n_t)
+    prev = np.maximum.accumulate(np.where(ok, k, -1), axis=2)                      # last valid <= k
+    nxt = np.minimum.accumulate(np.where(ok, k, n_t)[..., ::-1], axis=2)[..., ::-1]  # first valid >= k
+    j = np.searchsorted(t, tt)                                                      # t[j-1] < tt <= t[j]
+    lo = np.where(j >= 1, prev[..., np.maximum(j - 1, 0)], -1)
+    hi = np.where(j < n_t, nxt[..., np.minimum(j, n_t - 1)], n_t)
+    d_lo = np.where(lo >= 0, np.abs(tt - t[np.clip(lo, 0, n_t - 1)]), np.inf)
+    d_hi = np.where(hi < n_t, np.abs(t[np.clip(hi, 0, n_t - 1)] - tt), np.inf)
+    idx = np.clip(np.where(d_lo <= d_hi, lo, hi), 0, n_t - 1)
+    extra = values.ndim - 3
+    out = np.take_along_axis(values, idx.reshape(idx.shape + (1,) * extra), axis=2)
+    valid = ok.any(axis=2)
+    out[~valid] = np.nan
+    return out, valid
+
+
 def _interp_series(t, y, ok, tt, mode, what="time_interp"):
     """Interpolate y (n_t, k) real/complex over valid samples ok (n_t,) to tt; returns (n_tt, k), valid."""
     tv = t[ok]
@@ -72,6 +94,10 @@ def interp_time(sol_time, jones, flags, target_time, mode):
     oflag = np.ones((n_ant, n_f, len(tt)), bool)
     if mode not in MODES:
         raise AlakazamError(f"time_interp: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if mode in ("exact", "nearest") and n_t and len(tt):     # vectorised: no loop over (ant, freq)
+        ok = ~flags & np.isfinite(jones).all(axis=(-1, -2))
+        out, valid = _nearest_valid(sol_time, jones.astype(np.complex128, copy=False), ok, tt)
+        return out, np.broadcast_to(~valid[:, :, None], oflag.shape).copy()
     for a in range(n_ant):
         for f in range(n_f):
             ok = ~flags[a, f] & np.isfinite(jones[a, f]).all(axis=(-1, -2))
@@ -103,6 +129,10 @@ def interp_delay_time(sol_time, delay, flags, target_time, mode):
     sol_time, delay, flags = sol_time[order], delay[:, :, order], flags[:, :, order]
     out = np.full((n_ant, n_f, len(tt), 2), np.nan)
     oflag = np.ones((n_ant, n_f, len(tt)), bool)
+    if mode in ("exact", "nearest") and n_t and len(tt):     # vectorised: no loop over (ant, freq)
+        ok = ~flags & np.isfinite(delay).all(axis=-1)
+        out, valid = _nearest_valid(sol_time, delay.astype(float, copy=False), ok, tt)
+        return out, np.broadcast_to(~valid[:, :, None], oflag.shape).copy()
     for a in range(n_ant):
         for f in range(n_f):
             ok = ~flags[a, f] & np.isfinite(delay[a, f]).all(axis=-1)

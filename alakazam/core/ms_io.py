@@ -276,7 +276,8 @@ class Chunk:
     """Rows of one DATA_DESC_ID in native layout.
 
     data, model : (row, chan, corr) as stored (model None when not read); flag (row, chan, corr) =
-    FLAG | FLAG_ROW; weight (row, chan, corr); time, ant1, ant2 (active indices), field_id, scan,
+    FLAG | FLAG_ROW; weight (row, chan, corr): WEIGHT_SPECTRUM, or WEIGHT as a read-only view broadcast
+    over channels (copy it before writing into it); time, ant1, ant2 (active indices), field_id, scan,
     rownr (MS row numbers) : (row,).
     """
 
@@ -296,8 +297,15 @@ class Chunk:
         return len(self.time)
 
     def take(self, sel) -> "Chunk":
+        w = self.weight
+        if w.ndim == 3 and w.shape[1] > 1 and w.strides[1] == 0:
+            # WEIGHT broadcast over channels (a read-only view): keep it a view, never materialise it
+            w = w[:, :1][sel]
+            w = np.broadcast_to(w, (w.shape[0], self.weight.shape[1], w.shape[2]))
+        else:
+            w = w[sel]
         return Chunk(self.data[sel], None if self.model is None else self.model[sel], self.flag[sel],
-                     self.weight[sel], self.time[sel], self.ant1[sel], self.ant2[sel],
+                     w, self.time[sel], self.ant1[sel], self.ant2[sel],
                      self.field_id[sel], self.scan[sel], self.rownr[sel])
 
     def four_corr(self, corr_types):
@@ -366,9 +374,29 @@ def row_count(ms, ddid, field_ids, scans=None, time_range=None) -> int:
     return len(row_numbers(ms, ddid, field_ids, scans, time_range))
 
 
-def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
-    from casacore.tables import taql
+def _row_runs(rows):
+    """(first MS row, n_row, offset in ``rows``) of each run of consecutive row numbers."""
+    rows = np.asarray(rows, np.int64)
+    brk = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = np.concatenate([[0], brk])
+    ends = np.concatenate([brk, [len(rows)]])
+    return [(int(rows[a]), int(b - a), int(a)) for a, b in zip(starts, ends)]
 
+
+def _getcol_rows(t, q, col, rows, runs):
+    """Array column ``col`` of ``rows``: runs of consecutive rows are read straight from the table into
+    one preallocated array (getcolnp; several times faster than getcol on a row selection, and no
+    concatenation copy); scattered rows go through the selection ``q``."""
+    if runs is None:
+        return q.getcol(col)
+    first = np.asarray(t.getcell(col, int(rows[0])))
+    out = np.empty((len(rows),) + first.shape, first.dtype)
+    for r0, n, i0 in runs:
+        t.getcolnp(col, out[i0:i0 + n], r0, n)
+    return out
+
+
+def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
     with _table(str(ms)) as t:
         if len(rows) == 0:
             q = None
@@ -381,16 +409,21 @@ def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
             return Chunk(empty.astype(np.complex64), None, empty.astype(bool), empty, np.zeros(0),
                          np.zeros(0, int), np.zeros(0, int), np.zeros(0, int), np.zeros(0, int),
                          np.zeros(0, int))
-        data = q.getcol(data_col)
-        model = q.getcol(model_col) if model_col else None
-        flag = q.getcol("FLAG") | q.getcol("FLAG_ROW")[:, None, None]
+        runs = _row_runs(rows)
+        if len(runs) > max(1, len(rows) // 16):       # short runs: per-run reads would cost more
+            runs = None
+        data = _getcol_rows(t, q, data_col, rows, runs)
+        model = _getcol_rows(t, q, model_col, rows, runs) if model_col else None
+        flag = _getcol_rows(t, q, "FLAG", rows, runs)
+        flag |= q.getcol("FLAG_ROW")[:, None, None]
         ws = None
         if "WEIGHT_SPECTRUM" in cols:
             try:
-                ws = q.getcol("WEIGHT_SPECTRUM")
+                ws = _getcol_rows(t, q, "WEIGHT_SPECTRUM", rows, runs)
             except RuntimeError:
                 ws = None
         if ws is None or ws.shape != data.shape:
+            # (row, corr) WEIGHT as a read-only broadcast view over channels: no (row, chan, corr) copy
             ws = np.broadcast_to(q.getcol("WEIGHT")[:, None, :], data.shape)
         time = q.getcol("TIME")
         a1 = q.getcol("ANTENNA1")
@@ -401,10 +434,10 @@ def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
     if chans is not None and len(chans) != data.shape[1]:
         data = data[:, chans]
         flag = flag[:, chans]
-        ws = ws[:, chans]
+        ws = ws[:, chans] if ws.strides[1] else np.broadcast_to(ws[:, :1], (len(ws), len(chans), ws.shape[2]))
         if model is not None:
             model = model[:, chans]
-    return data, model, flag, np.ascontiguousarray(ws), time, a1, a2, fld, scan
+    return data, model, flag, ws, time, a1, a2, fld, scan
 
 
 def read_rows(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", model_col="MODEL_DATA",
@@ -516,7 +549,13 @@ def write_column(ms, name, rownr, values, chans=None):
         rownr = np.asarray(rownr)
         if len(rownr) == 0:
             return
-        # contiguous runs -> putcol; otherwise per row
+        runs = _row_runs(rownr)
+        if chans is None and len(runs) <= max(1, len(rownr) // 16):
+            # runs of consecutive rows straight into the table (faster than putcol on a row selection)
+            values = np.asarray(values)
+            for r0, n, i0 in runs:
+                t.putcol(name, values[i0:i0 + n], r0, n)
+            return
         q = t.selectrows(rownr)
         if chans is not None:
             full = q.getcol(name)

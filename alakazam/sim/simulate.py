@@ -137,7 +137,8 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
                 delays=True, bandpass=True, time_gains=True, leakage=True, crosshand=True,
                 parang_in_data=True, receptor_angle=0.0, dead_ant=True, rfi=False, flag_rows=0.005,
                 descending=False, weight_spectrum=False, start_mjd_day=60401, overwrite=True,
-                rows_per_write=20000, apply_parang_in_data=None) -> Truth:
+                rows_per_write=20000, apply_parang_in_data=None, leakage_scale=0.05,
+                leakage_ref_zero=False) -> Truth:
     """Write a simulated MS at ``path`` and return (and save) its :class:`Truth`; see the module doc.
 
     Sizes: ``n_ant`` active (+ ``n_ant_extra`` without data), ``n_chan`` one entry per SPW,
@@ -145,6 +146,11 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     blocks of about ``rows_per_write`` rows, so memory stays bounded for GB-sized MSs.
     ``apply_parang_in_data`` is an alias of ``parang_in_data`` (DATA include P when True; MODEL_DATA
     never does).
+    Leakages are ``leakage_scale * (N(0,1) + i N(0,1))`` per antenna and feed; ``leakage_ref_zero``
+    sets d_pq of the first active antenna (C00) to 0, the gauge a D solve with that reference antenna
+    imposes (docs/conventions.md), so solved leakages compare with the truth directly (for a polarised
+    calibrator the d_pq[ref] = 0 gauge is not an exact symmetry of the data: the truth cannot be
+    transformed into it).
     """
     from casacore.tables import default_ms, makearrcoldesc, maketabdesc, table
 
@@ -228,8 +234,10 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
         tg = amp * np.exp(1j * ph)
     else:
         tg = np.ones((n_ant, n_time, 2), complex)
-    dleak = 0.05 * (rng.normal(size=(n_ant, 2)) + 1j * rng.normal(size=(n_ant, 2))) if leakage \
+    dleak = leakage_scale * (rng.normal(size=(n_ant, 2)) + 1j * rng.normal(size=(n_ant, 2))) if leakage \
         else np.zeros((n_ant, 2), complex)
+    if leakage_ref_zero:
+        dleak[0, 0] = 0.0
     kc_tau = 0.8 if crosshand else 0.0
     cp_phase = 0.6 if crosshand else 0.0
     parang = {f[0]: _posangle(times, f[1], f[2], centre) for f in FIELDS}

@@ -1,0 +1,318 @@
+"""Solve-flow benchmark on a GB-sized simulated MS: read floor, wall time, peak memory (issue 4/5).
+
+    python benchmarks/bench_flow.py [--quick] [--ms PATH] [--workdir bench_data] [--hours 1.5]
+                                    [--memory-limit-gb 0] [--field '']
+
+Builds (once; cached under --workdir, git-ignored) a simulated MS with alakazam.sim.simulate_ms
+(27 antennas, 1024 channels, 60 s integrations, one SPW; --quick: 10 antennas, 256 channels), or uses
+--ms PATH, and prints in one run:
+
+* the read floor: python-casacore ``getcol`` of DATA, MODEL_DATA and FLAG over the whole MS, warm
+  (page cache filled by a first read; best of 2 timed reads);
+* the solve block K(scan) + G(bandpass: inf, per channel) + G(60 s) of alakazam.flow.run_solve (config
+  from alakazam.config.solve_config_from_dict), run in a subprocess: wall time, ratio to the floor,
+  bytes read from the MS (read amplification), and peak memory;
+* PASS/FAIL for the targets: solve / floor <= 2.5 (warm); peak memory <= 1.5 x the largest chunk read.
+
+Peak memory: the child process imports alakazam, warms every numba kernel with the same block on a
+tiny MS, records its current RSS (psutil) as the baseline, runs the solve, and reports
+``getrusage(RUSAGE_SELF).ru_maxrss - baseline`` (the high-water mark added by the solve).  The largest
+chunk read is measured by wrapping ``ms_io._read_rows_by_number``: rows x chan x corr x (8 + 8 + 1) B
+(DATA + MODEL_DATA + FLAG as stored) of the largest single read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STEPS = dict(jones=["K", "G", "G"], time_interval=["scan", "inf", "60s"],
+             freq_interval=["full", "1MHz", "full"])          # 1MHz = the simulated channel width
+
+
+# --------------------------------------------------------------------------------------------------
+# the MS
+# --------------------------------------------------------------------------------------------------
+def sizes(quick, hours):
+    if quick:
+        return dict(n_ant=10, n_chan=256, hours=hours or 1.5)
+    return dict(n_ant=27, n_chan=1024, hours=hours or 1.5)
+
+
+def build_ms(workdir, n_ant, n_chan, hours, log=print):
+    """Simulated MS under ``workdir`` (reused when complete: the truth file is written last)."""
+    from alakazam.sim import simulate_ms
+
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.abspath(os.path.join(workdir, f"sim_{n_ant}a_{n_chan}c_{hours:g}h.ms"))
+    if os.path.isdir(path) and os.path.exists(path + ".truth.npz"):
+        return path, None
+    t = time.perf_counter()
+    log(f"building {path} ...")
+    simulate_ms(path, n_ant=n_ant, n_ant_extra=2, n_chan=(n_chan,), duration_h=hours, int_s=60.0,
+                scan_len_s=600.0, seed=1)
+    return path, time.perf_counter() - t
+
+
+def du_bytes(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            total += os.path.getsize(os.path.join(root, f))
+    return total
+
+
+def ms_shape(ms):
+    from casacore.tables import table
+
+    with table(ms, ack=False) as t:
+        n_row = t.nrows()
+        shp = t.getcell("DATA", 0).shape
+        cols = t.colnames()
+    return n_row, shp[0], shp[1], cols
+
+
+def read_floor(ms, cols=("DATA", "MODEL_DATA", "FLAG"), repeat=2):
+    """Warm getcol of whole columns: (best seconds, bytes)."""
+    from casacore.tables import table
+
+    def once():
+        nbytes = 0
+        with table(ms, ack=False) as t:
+            for c in cols:
+                a = t.getcol(c)
+                nbytes += a.nbytes
+                del a
+        return nbytes
+
+    once()                                    # warm the page cache
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        nbytes = once()
+        best = min(best, time.perf_counter() - t0)
+    return best, nbytes
+
+
+def solve_dict(ms, output, field="", memory_limit_gb=0.0):
+    d = dict(ms=ms, output=output, ref_ant=0, memory_limit_gb=memory_limit_gb, **STEPS)
+    if field:
+        d["field"] = [f.strip() for f in field.split(",")]
+    return d
+
+
+# --------------------------------------------------------------------------------------------------
+# child process: warm-up, baseline RSS, one measured run
+# --------------------------------------------------------------------------------------------------
+def _instrument_reads():
+    """Wrap ms_io._read_rows_by_number: record rows x chan x corr x 17 B of the largest read and the total."""
+    from alakazam.core import ms_io
+
+    stats = {"largest_chunk_bytes": 0, "read_bytes": 0, "n_reads": 0}
+    orig = ms_io._read_rows_by_number
+
+    def wrapped(ms, rows, ddid, chans, data_col, model_col, meta=None):
+        out = orig(ms, rows, ddid, chans, data_col, model_col, meta)
+        if isinstance(out, tuple):
+            data = out[0]
+            per = 8 + (8 if model_col else 0) + 1
+            b = int(np.prod(data.shape)) * per
+            stats["largest_chunk_bytes"] = max(stats["largest_chunk_bytes"], b)
+            stats["read_bytes"] += b
+            stats["n_reads"] += 1
+        return out
+
+    ms_io._read_rows_by_number = wrapped
+    return stats
+
+
+def _measured(fn, *args):
+    """The measured call (its frame marks the profile samples that count, see :func:`hotspots`)."""
+    return fn(*args)
+
+
+def child_main(spec):
+    import resource
+
+    import psutil
+
+    kind = spec["kind"]
+    quiet_logging()
+    if kind == "solve":
+        from alakazam.config import solve_config_from_dict
+        from alakazam.flow import run_solve
+
+        for w in spec.get("warmup", []):
+            run_solve(solve_config_from_dict(w))
+        base = psutil.Process().memory_info().rss
+        stats = _instrument_reads()
+        cfg = solve_config_from_dict(spec["cfg"])
+        t0 = time.perf_counter()
+        summary = _measured(run_solve, cfg)
+        wall = time.perf_counter() - t0
+        extra = {"tier": summary.get("tier"),
+                 "steps": {k: round(v["seconds"], 2) for k, v in summary["terms"].items()}}
+    else:
+        from alakazam.calibration.apply import run_apply
+        from alakazam.config import apply_config_from_dict
+
+        for w in spec.get("warmup", []):
+            run_apply(apply_config_from_dict(w))
+        base = psutil.Process().memory_info().rss
+        stats = _instrument_reads()
+        cfg = apply_config_from_dict(spec["cfg"])
+        t0 = time.perf_counter()
+        res = _measured(run_apply, cfg)
+        wall = time.perf_counter() - t0
+        extra = {"rows": res["rows"], "created_column": res["created_column"]}
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024      # Linux: KiB
+    print("BENCH_RESULT " + json.dumps(dict(wall=wall, base_rss=base, maxrss=maxrss, **stats, **extra)))
+
+
+def run_child(spec, profile=None):
+    """Run child_main(spec) in a fresh interpreter; optional py-spy / cProfile output path."""
+    cmd = [sys.executable, os.path.join(HERE, "bench_flow.py"), "--child", json.dumps(spec)]
+    if profile:
+        if shutil.which("py-spy") and profile.endswith(".txt"):
+            cmd = ["py-spy", "record", "-f", "raw", "-o", profile, "--"] + cmd
+        else:
+            cmd = [sys.executable, "-m", "cProfile", "-o", profile] + cmd[1:]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        if line.startswith("BENCH_RESULT "):
+            return json.loads(line[len("BENCH_RESULT "):])
+    sys.stderr.write(out.stdout[-3000:] + out.stderr[-5000:])
+    raise RuntimeError("benchmark child failed")
+
+
+def hotspots(raw_path, n=12):
+    """Top (alakazam file:line, share of samples) of a py-spy raw profile of the measured call (not the
+    warm-up): each sample of the main thread is charged to its innermost alakazam frame (so numpy and
+    casacore time is charged to the line that called it; numba worker threads are not sampled)."""
+    import collections
+    import re
+
+    by_line, total = collections.Counter(), 0
+    with open(raw_path) as fh:
+        for line in fh:
+            stack, _, count = line.rstrip().rpartition(" ")
+            if not count.isdigit() or "_measured (" not in stack:      # the warm-up does not count
+                continue
+            total += int(count)
+            frames = re.findall(r"([^;]+?) \(([^;]*?):(\d+)\)", stack)
+            own = [f for f in frames if "alakazam/" in f[1] and "benchmarks/" not in f[1]]
+            key = f"{own[-1][1].split('alakazam/', 1)[-1]}:{own[-1][2]} ({own[-1][0].strip()})" if own \
+                else "(outside alakazam)"
+            by_line[key] += int(count)
+    return [(k, v / max(total, 1)) for k, v in by_line.most_common(n)]
+
+
+def print_hotspots(path):
+    if path and path.endswith(".txt") and os.path.exists(path):
+        print(f"\nhotspots of the measured run (py-spy, {path}; share of main-thread samples):")
+        for k, share in hotspots(path):
+            print(f"  {share * 100:5.1f}%  alakazam/{k}")
+
+
+def quiet_logging():
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, force=True)
+    os.environ.setdefault("ALAKAZAM_NO_PROGRESS", "1")
+
+
+def tiny_ms(workdir):
+    """A tiny MS of the same layout (numba warm-up)."""
+    from alakazam.sim import simulate_ms
+
+    path = os.path.abspath(os.path.join(workdir, "tiny_warmup.ms"))
+    if not (os.path.isdir(path) and os.path.exists(path + ".truth.npz")):
+        simulate_ms(path, n_ant=5, n_ant_extra=1, n_chan=(16,), duration_h=0.5, int_s=60.0,
+                    scan_len_s=600.0, seed=2)
+    return path
+
+
+def gb(b):
+    return f"{b / 1e9:.2f} GB"
+
+
+def prepare(args):
+    """(ms path, workdir, build seconds or None)."""
+    workdir = os.path.abspath(args.workdir)
+    os.makedirs(workdir, exist_ok=True)
+    if args.ms:
+        return os.path.abspath(args.ms), workdir, None
+    sz = sizes(args.quick, args.hours)
+    ms, built = build_ms(workdir, sz["n_ant"], sz["n_chan"], sz["hours"])
+    return ms, workdir, built
+
+
+def describe_ms(ms, built):
+    n_row, n_chan, n_corr, _ = ms_shape(ms)
+    size = du_bytes(ms)
+    print(f"MS {ms}: {n_row} rows x {n_chan} chan x {n_corr} corr, {gb(size)} on disk"
+          + (f" (built in {built:.0f} s)" if built else " (reused)"))
+    return n_row, n_chan, n_corr, size
+
+
+def solve_spec(ms, workdir, output, field, mem):
+    tiny = tiny_ms(workdir)
+    warm = solve_dict(tiny, os.path.join(workdir, "tiny_warmup.h5"), field)
+    return {"kind": "solve", "warmup": [warm], "cfg": solve_dict(ms, output, field, mem)}
+
+
+def main(argv=None):
+    if argv is None and len(sys.argv) > 2 and sys.argv[1] == "--child":
+        return child_main(json.loads(sys.argv[2]))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small MS (10 ant x 256 chan) for development")
+    ap.add_argument("--ms", default=None, help="use this MS instead of building one")
+    ap.add_argument("--workdir", default="bench_data", help="cache of built MSs and solutions")
+    ap.add_argument("--hours", type=float, default=None, help="observation length (default 1.5 h)")
+    ap.add_argument("--field", default="", help="fields to solve on ('' = all: the whole MS is read)")
+    ap.add_argument("--memory-limit-gb", type=float, default=0.0, help="solve memory_limit_gb (0 = auto)")
+    ap.add_argument("--profile", default=None,
+                    help="profile the measured solve: FILE.txt = py-spy raw, else cProfile output")
+    args = ap.parse_args(argv)
+    quiet_logging()
+    ms, workdir, built = prepare(args)
+    n_row, n_chan, n_corr, size = describe_ms(ms, built)
+    floor, nbytes = read_floor(ms)
+    print(f"read floor (getcol DATA+MODEL_DATA+FLAG, warm): {floor:.2f} s for {gb(nbytes)} "
+          f"({nbytes / floor / 1e9:.2f} GB/s)")
+    out = os.path.join(workdir, os.path.basename(ms).replace(".ms", ".cal.h5"))
+    r = run_child(solve_spec(ms, workdir, out, args.field, args.memory_limit_gb), args.profile)
+    peak = r["maxrss"] - r["base_rss"]
+    ratio = r["wall"] / floor
+    mem_ratio = peak / max(r["largest_chunk_bytes"], 1)
+    print()
+    print(f"{'solve block K(scan)+G(inf, per chan)+G(60s)':44s}")
+    print(f"  {'wall time':34s} {r['wall']:10.2f} s   per step: "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in r["steps"].items()))
+    print(f"  {'memory tier':34s} {r['tier']:10d}")
+    print(f"  {'reads / bytes read (amplification)':34s} {r['n_reads']:10d}   {gb(r['read_bytes'])} "
+          f"(x{r['read_bytes'] / nbytes:.2f} the floor's bytes)")
+    print(f"  {'largest chunk read':34s} {gb(r['largest_chunk_bytes']):>10s}")
+    print(f"  {'peak memory (maxrss - baseline)':34s} {gb(peak):>10s}   (baseline RSS {gb(r['base_rss'])}, "
+          f"maxrss {gb(r['maxrss'])})")
+    print(f"\ntargets (issues 4/5), MS {gb(size)}{' (--quick: below the 1 GB of the real run)' if args.quick else ''}:")
+    print(f"  solve / read floor <= 2.5 (warm)         : x{ratio:.2f}  {'PASS' if ratio <= 2.5 else 'FAIL'}")
+    print(f"  peak memory <= 1.5 x largest chunk read  : x{mem_ratio:.2f}  {'PASS' if mem_ratio <= 1.5 else 'FAIL'}")
+    if r["tier"] == 1:
+        print(f"  (tier 1 keeps every (field, SPW) read for all steps: peak / all bytes read = "
+              f"x{peak / max(r['read_bytes'], 1):.2f}; the chunk target needs a field-by-field order)")
+    print(f"(load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
+    print_hotspots(args.profile)
+    return {"floor": floor, "solve": r, "ms": ms, "caltable": out}
+
+
+if __name__ == "__main__":
+    main()
