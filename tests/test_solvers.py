@@ -166,26 +166,52 @@ def test_KC_CP(feed, backend):
     assert np.all(np.abs(err) < 5 * crb)
 
 
-def test_dead_antenna_and_reference_fallback():
-    b, tr = make_batch("G", n_cell=2, n_ant=6, seed=12, flagged_ants=(3,))
-    r = solve("G", b)
+ALL_BACKENDS = [b for b in ("numba", "scipy", "ceres", "jax")
+                if importlib.util.find_spec({"numba": "numba", "scipy": "scipy", "ceres": "pyceres",
+                                             "jax": "jax"}[b]) is not None]
+
+
+def _true_params(jt, tr, ref):
+    """Truth in the solver's parametrisation, referenced to antenna ``ref``."""
+    if jt == "G":
+        return _ref_g(tr["g"], ref)
+    if jt == "K":
+        return tr["tau"] - tr["tau"][:, [ref]]
+    return tr["d"]
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("jt", ["G", "K", "D"])
+def test_dead_antenna_and_reference_fallback(jt, backend):
+    """An antenna without data is flagged (never given unity); a reference antenna without data is
+    replaced by the lowest-index antenna with data, recorded per cell -- every backend."""
+    n_samp = {"G": 1, "K": 40, "D": 6}[jt]
+    b, tr = make_batch(jt, n_cell=2, n_ant=6, n_samp=n_samp, seed=12, flagged_ants=(3,))
+    r = solve(jt, b, backend=backend)
     assert r.flags[:, 3].all() and np.isnan(r.jones[:, 3]).all()
     assert not r.flags[:, [0, 1, 2, 4, 5]].any()
-    # flagged reference: re-referenced to the lowest-index antenna with data, recorded
-    b, tr = make_batch("G", n_cell=2, n_ant=6, seed=13, flagged_ants=(0,), ref_ant=0)
-    r = solve("G", b)
+    if jt == "D":
+        return   # d_pq[ref] = 0 fixes D's gauge only with the requested reference (tested below)
+    b, tr = make_batch(jt, n_cell=2, n_ant=6, n_samp=n_samp, seed=13, flagged_ants=(0,), ref_ant=0)
+    r = solve(jt, b, backend=backend)
     assert (r.ref_ant == 1).all()
-    np.testing.assert_allclose(r.params[:, 1:], _ref_g(tr["g"][:, 1:], 0), atol=1e-8)
+    assert r.flags[:, 0].all() and not r.flags[:, 1:].any()
+    got = r.params[:, 1:] if jt == "G" else r.delay[:, 1:]
+    np.testing.assert_allclose(got, _true_params(jt, tr, 1)[:, 1:], atol=1e-7)
 
 
-def test_phase_only_and_heavy_flagging():
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_phase_only_and_heavy_flagging(backend):
     b, tr = make_batch("G", n_cell=2, n_ant=7, seed=14, phase_only=True)
-    r = solve("G", b, opts=SolveOptions(phase_only=True))
+    r = solve("G", b, backend=backend, opts=SolveOptions(phase_only=True))
     np.testing.assert_allclose(np.abs(r.params), 1.0, atol=1e-12)
     assert np.abs(r.params - _ref_g(tr["g"])).max() < 1e-8
-    b, tr = make_batch("G", n_cell=2, n_ant=7, n_samp=4, seed=15, flag_fraction=0.5)
-    r = solve("G", b)
-    assert np.abs(r.params - _ref_g(tr["g"])).max() < 1e-8
+    for jt, n_samp in (("G", 4), ("K", 64), ("D", 8)):
+        b, tr = make_batch(jt, n_cell=2, n_ant=7, n_samp=n_samp, seed=15, flag_fraction=0.5)
+        r = solve(jt, b, backend=backend)
+        assert not r.flags.any()
+        got = r.delay[..., :] if jt == "K" else r.params
+        assert np.abs(got - _true_params(jt, tr, 0)).max() < 1e-7, jt
 
 
 def test_unpolarised_model_rejected_for_KC_CP():

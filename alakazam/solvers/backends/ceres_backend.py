@@ -9,9 +9,12 @@ vector and held at their initial values.  Linear solver DENSE_NORMAL_CHOLESKY, `
 SPARSE_NORMAL_CHOLESKY (faster for large arrays) are not implemented: ceres is the cross-check
 backend, numba is the fast path.
 
-Tolerances: ``function_tolerance = min(opts.tol, 1e-14)`` (as the scipy backend), ``parameter_tolerance = 1e-12``,
+Tolerances: ``function_tolerance = min(opts.tol, 1e-16)``, ``parameter_tolerance = 1e-12``,
 ``gradient_tolerance = 1e-15``, ``max_num_iterations = opts.max_iter``; ``n_iter`` is the number of
-successful LM steps, ``converged`` is ceres' CONVERGENCE termination.
+successful LM steps, ``converged`` is ceres' CONVERGENCE termination.  The function tolerance is
+below the scipy backend's 1e-14 because K's phase-only cost converges only linearly under
+Gauss-Newton when the data carry gain amplitudes (|V| != |M|): at 1e-14 ceres stopped 1.6e-7 ns
+from a noiseless truth (tests/test_solvers.py::test_phase_only_and_heavy_flagging).
 
 The parametrisation helpers (:func:`pack`, :func:`unpack`, :func:`model_and_jac`) are plain numpy
 (an ``xp`` module argument lets the jax backend trace the same model).
@@ -301,7 +304,7 @@ def solve_params(jones_type, batch, init, ref, opts):
             # relative cost test as the other backends, capped at 1e-14: with a non-zero cost floor a
             # 1e-10 relative cost change still leaves ~1e-4 sigma in the parameters (agreement between
             # backends is tested to 1e-6); the step test then ends the iterations
-            options.function_tolerance = min(float(opts.tol), 1e-14)
+            options.function_tolerance = min(float(opts.tol), 1e-16)
             options.parameter_tolerance = 1e-12
             options.gradient_tolerance = 1e-15
             summary = pyceres.SolverSummary()
