@@ -24,10 +24,33 @@ Samples of a cell
   cell's samples (the leakage of the unpolarised flux, not yet calibrated; see
   :func:`alakazam.solvers.cross_phase.remove_leakage_offsets`).
 
-Memory tiers (``memory_limit_gb``; 0 = 40% of available RAM): tier 1 -- everything the block reads
-fits: each (field, SPW) is read once and kept for all steps; tier 2 -- a whole group fits: one read per
-group; tier 3 -- a group is read in row chunks into a running accumulator.  The accumulation is exact
-(sums of weighted samples), so every tier gives the same solutions.
+One pass per chunk
+------------------
+Pre-apply, FLAG -> weight, the orientation of the baselines (rows with ant1 > ant2 enter as
+``V_ab = V_ba^H``) and the accumulation are one numba pass over the rows as read
+(:func:`alakazam.core.averaging.accumulate_corrected`): no corrected or weight copy of the data is
+made; the Jones tables are evaluated on the chunk's unique times, in blocks of times.  Steps that do
+not keep one sample per scan (K, G) accumulate straight into their solution time cells.
+
+Memory tiers (``memory_limit_gb``; 0 = 40% of available RAM; working set
+:data:`alakazam.core.memory.SOLVE_BYTES_PER_SAMPLE`): tier 1 -- what is resident at once fits: each
+(field, SPW) is read once and kept for all the steps that use it; tier 2 -- a whole group fits: one
+read per group; tier 3 -- a group is read in row chunks into a running accumulator.  The accumulation
+is exact (sums of weighted samples), so every tier gives the same solutions.
+
+Field-major order (tier 1)
+--------------------------
+When every step of the block solves the same fields, tier 1 runs field-major: for each (field, SPW),
+read it once, run all the steps on it, free it -- only one (field, SPW) is resident, so tier 1 needs
+only the largest one to fit.  The solutions are identical to the step-major order (every step over all
+fields, then the next) because a step's pre-apply of an earlier step of the block uses the field's own
+solutions (``prefer_own``, :func:`alakazam.calibration.chain.choose_fields`) and, with the same fields
+in every step, an earlier step has solved (field, SPW) whenever a later one has rows to pre-apply
+there (both see the same cross-correlation rows).  With different fields per step, a field without
+its own solutions would take another field's (nearest_time), which field-major order could not
+provide yet: those blocks run step-major.  Terms are written when all fields are done; if a step
+fails, the earlier steps are completed on the remaining fields and written first, then the error is
+raised (the same file as step-major order leaves).
 """
 
 from __future__ import annotations
@@ -50,8 +73,12 @@ log = logging.getLogger("alakazam.flow")
 _CHANNEL_SAMPLED = ("K", "KC")
 #: Jones types whose cells keep one time sample per scan (parallactic angle diversity).
 _SCAN_SAMPLED = ("D", "KC", "CP")
-#: tier 1: the cached rows are processed in blocks of about this many working-set bytes
-_TIER1_BLOCK_BYTES = 128 * 2 ** 20
+#: the pre-apply Jones tables of a chunk are evaluated on blocks of unique times of at most about this
+#: size (estimated with full 2x2 evaluations of every term; the diagonal tables take about half)
+_TABLE_BLOCK_BYTES = 64 * 2 ** 20
+#: field-major order in tier 1 when every step solves the same fields (module docstring); False forces
+#: step-major order (tests compare the two)
+FIELD_MAJOR = True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -100,9 +127,10 @@ def plan_groups(scans_info, tint) -> List[Group]:
 def sample_bin_of_rows(group: Group, tint, scan_t0: Dict[int, float], row_scan, row_time):
     """Sample-bin index (n_row,) of each row of a group (see :func:`plan_groups`)."""
     if tint.kind == "inf":
-        lookup = {s: i for i, s in enumerate(group.scans)}
-        return np.array([lookup[s] for s in row_scan], dtype=np.int64) if len(row_scan) else \
-            np.zeros(0, np.int64)
+        scans = np.asarray(group.scans, np.int64)
+        order = np.argsort(scans, kind="stable")
+        pos = np.searchsorted(scans[order], np.asarray(row_scan, np.int64))
+        return order[np.minimum(pos, len(scans) - 1)].astype(np.int64)
     if tint.kind == "scan":
         return np.zeros(len(row_scan), np.int64)
     t0 = scan_t0[group.scan_id]
@@ -142,7 +170,8 @@ class _Context:
 
 
 def run_solve(cfg: SolveConfig) -> dict:
-    """Run one solve block: every step of the chain, each written to ``cfg.output`` when done.
+    """Run one solve block: every step of the chain, each written to ``cfg.output`` when done (all
+    fields solved: in field-major order, once the last field is done; module docstring).
 
     Returns a summary dict ``{"output": path, "terms": {key: {...stats...}}}``.
     A failing step raises; the steps written before it stay in the file, the failing one is never
@@ -176,50 +205,123 @@ def run_solve(cfg: SolveConfig) -> dict:
     from .core import memory
     limit = memory.memory_limit_bytes(cfg.memory_limit_gb)
     all_fields = sorted({f for fl in step_fields for f in fl})
-    n_rows_total, bytes_per_row, rows_per_group = 0, 0, []
+    # field-major (tier 1): every step solves the same fields (module docstring)
+    field_major = FIELD_MAJOR and all(list(fl) == list(step_fields[0]) for fl in step_fields)
+    n_rows_total, n_rows_pair, bytes_per_row, rows_per_group = 0, 0, 0, []
     for ddid, chans in spw_sel.items():
+        counts = _row_counts(cfg.ms, ddid, all_fields, scans)     # {(field, scan): rows}
         for fid in all_fields:
-            n = ms_io.row_count(cfg.ms, ddid, [fid], scans)
+            n = sum(v for (f, _), v in counts.items() if f == fid)
             n_rows_total += n
+            n_rows_pair = max(n_rows_pair, n)
             n_corr = meta.spws[ddid].n_corr
-            bytes_per_row = max(bytes_per_row, memory.bytes_per_row(len(chans), n_corr))
+            bytes_per_row = max(bytes_per_row, memory.solve_bytes_per_row(len(chans), n_corr))
             for sc in _field_scans(meta, fid, ddid, scans):
-                rows_per_group.append(ms_io.row_count(cfg.ms, ddid, [fid], [sc]))
-    tier, max_rows = memory.plan_chunks(n_rows_total, bytes_per_row, rows_per_group or [0], limit)
-    log.info("memory: tier %d (limit %.2f GB, %d rows x %d B/row, max %d rows per read)",
-             tier, limit / 1e9, n_rows_total, bytes_per_row, max_rows)
+                rows_per_group.append(counts.get((fid, sc), 0))
+    tier, max_rows = memory.plan_chunks(n_rows_pair if field_major else n_rows_total, bytes_per_row,
+                                        rows_per_group or [0], limit)
+    field_major = field_major and tier == 1
+    log.info("memory: tier %d%s (limit %.2f GB, %d rows x %d B/row, max %d rows per read)",
+             tier, " field-major" if field_major else "", limit / 1e9, n_rows_total, bytes_per_row, max_rows)
 
     ctx = _Context(cfg, meta, ref, spw_sel, scans, max_rows, tier)
     ctx.prior = list(ext_terms)
-    summary = {"output": cfg.output, "terms": {}, "tier": tier}
-    for step, fids in zip(cfg.steps, step_fields):
-        t0 = _time.perf_counter()
-        sets = []
-        n_units = sum(len(plan_groups(r, step.time_interval)) for r in
-                      (_scan_ranges(meta, fid, ddid, scans) for fid in fids for ddid in spw_sel) if r)
-        with progress.bar(f"{step.key} ({step.jones_type}): solution groups", n_units, quiet=cfg.quiet) as bar:
-            ctx.advance = bar.advance
-            for fid in fids:
-                for ddid, chans in spw_sel.items():
-                    sets.extend(_solve_field_spw(ctx, step, fid, ddid, chans))
+    summary = {"output": cfg.output, "terms": {}, "tier": tier, "field_major": field_major}
+
+    def n_units(step, fids):
+        return sum(len(plan_groups(r, step.time_interval)) for r in
+                   (_scan_ranges(meta, fid, ddid, scans) for fid in fids for ddid in spw_sel) if r)
+
+    def finish(step, sets, seconds):
         if not sets:
             raise AlakazamError(
                 f"{step.key}: no data selected for field(s) {step.field} (spw={cfg.spw!r}, "
                 f"scan={cfg.scan!r}); check the selection with 'alakazam info' / listobs")
         hdf5.write_term(cfg.output, step.key, sets)
-        ctx.prior.append(chain.term_from_sets(step.key, step.jones_type, sets,
-                                              time_interp=step.preapply_time_interp))
         n_sol = sum(s.flags.size for s in sets)
         n_flag = int(sum(s.flags.sum() for s in sets))
         summary["terms"][step.key] = {
             "jones_type": step.jones_type, "n_groups": len(sets), "n_solutions": n_sol,
-            "flagged": n_flag, "seconds": _time.perf_counter() - t0,
+            "flagged": n_flag, "seconds": seconds,
             "converged": float(np.mean(np.concatenate([s.converged.ravel() for s in sets]))),
         }
         log.info("%s: %d solution groups, %d/%d flagged, %.2f s", step.key, len(sets), n_flag, n_sol,
-                 _time.perf_counter() - t0)
+                 seconds)
+
+    if not field_major:
+        for step, fids in zip(cfg.steps, step_fields):
+            t0 = _time.perf_counter()
+            sets = []
+            with progress.bar(f"{step.key} ({step.jones_type}): solution groups", n_units(step, fids),
+                              quiet=cfg.quiet) as bar:
+                ctx.advance = bar.advance
+                for fid in fids:
+                    for ddid, chans in spw_sel.items():
+                        sets.extend(_solve_field_spw(ctx, step, fid, ddid, chans))
+            finish(step, sets, _time.perf_counter() - t0)
+            ctx.prior.append(chain.term_from_sets(step.key, step.jones_type, sets,
+                                                  time_interp=step.preapply_time_interp))
+        ctx.cache.clear()
+    else:
+        steps = list(cfg.steps)
+        sets_by_step = [[] for _ in steps]
+        seconds = [0.0] * len(steps)
+        todo = [(fid, ddid) for fid in step_fields[0] for ddid in spw_sel]
+        n_steps, error = len(steps), None
+        total = sum(n_units(st, step_fields[0]) for st in steps)
+        with progress.bar(f"{', '.join(st.key for st in steps)}: solution groups (field by field)", total,
+                          quiet=cfg.quiet) as bar:
+            ctx.advance = bar.advance
+            while todo and n_steps:
+                failed = None
+                for k, (fid, ddid) in enumerate(todo):
+                    for i in range(n_steps):
+                        t0 = _time.perf_counter()
+                        ctx.prior = list(ext_terms) + [
+                            chain.term_from_sets(steps[j].key, steps[j].jones_type, sets_by_step[j],
+                                                 time_interp=steps[j].preapply_time_interp)
+                            for j in range(i)]
+                        try:
+                            sets_by_step[i].extend(_solve_field_spw(ctx, steps[i], fid, ddid, spw_sel[ddid]))
+                        except Exception as exc:          # noqa: BLE001 -- re-raised below
+                            failed = (i, k, exc)
+                            break
+                        finally:
+                            seconds[i] += _time.perf_counter() - t0
+                    ctx.cache.clear()                     # free this (field, SPW) before the next read
+                    if failed:
+                        break
+                if failed is None:
+                    break
+                # step i failed on todo[k]: the steps before it still need the remaining fields
+                n_steps, k, error = failed[0], failed[1], failed[2]
+                todo = todo[k + 1:]
+        for i in range(n_steps):
+            finish(steps[i], sets_by_step[i], seconds[i])
+        ctx.prior = list(ext_terms) + [
+            chain.term_from_sets(st.key, st.jones_type, sets_by_step[i], time_interp=st.preapply_time_interp)
+            for i, st in enumerate(steps[:n_steps])]
+        if error is not None:
+            raise error
     summary["seconds"] = _time.perf_counter() - t_start
     return summary
+
+
+def _row_counts(ms, ddid, field_ids, scans):
+    """Rows per (FIELD_ID, SCAN_NUMBER) of one DATA_DESC_ID (one query for the memory plan)."""
+    from casacore.tables import taql
+    from .core import ms_io
+
+    with ms_io._table(str(ms)) as t:
+        q = taql(f"SELECT FIELD_ID, SCAN_NUMBER FROM $t WHERE {ms_io._where(ddid, field_ids, scans)}")
+        if q.nrows() == 0:
+            q.close()
+            return {}
+        f = np.asarray(q.getcol("FIELD_ID"), np.int64)
+        sc = np.asarray(q.getcol("SCAN_NUMBER"), np.int64)
+        q.close()
+    pairs, n = np.unique(np.stack([f, sc], axis=1), axis=0, return_counts=True)
+    return {(int(a), int(b)): int(c) for (a, b), c in zip(pairs, n)}
 
 
 def _field_scans(meta, fid, ddid, scans_sel):
@@ -253,39 +355,38 @@ def _ticking(items, advance):
 
 
 def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
-    """Yield ms_io Chunks of the group's rows (from the tier-1 cache or from the MS)."""
-    from .core import memory, ms_io, rfi
+    """Yield ``(chunk, rows)``: ms_io Chunks holding the group's rows and the indices of those rows
+    in the chunk (None = all).  Tier 1: the cached (field, SPW) read, never copied; tiers 2/3: reads of
+    at most ``max_rows`` rows, RFI-flagged here."""
+    from .core import ms_io, rfi
 
     cfg = ctx.cfg
+    rfi_on = bool(cfg.rfi_threshold and cfg.rfi_threshold > 0)
     if ctx.tier == 1:
         key = (fid, ddid)
         if key not in ctx.cache:
             c = ms_io.read_rows(cfg.ms, ddid, [fid], scans=ctx.scans, chans=chans,
                                 data_col=cfg.data_col, model_col=cfg.model_col)
-            if cfg.rfi_threshold and cfg.rfi_threshold > 0:
+            if rfi_on:
                 # per-row statistics of the raw data: flag once here, not again in every step
                 c.flag = rfi.mad_flag(c.data, c.model, c.flag, cfg.rfi_threshold)
             ctx.cache[key] = c
         ch = ctx.cache[key]
         sel = np.flatnonzero(np.isin(ch.scan, group.scans))
-        # blocks of rows, so the working copies (pre-applied data, weights) stay small next to the cache
-        per = max(256, _TIER1_BLOCK_BYTES // max(1, ch.data.shape[1] * 4 * memory.BYTES_PER_SAMPLE))
-        contiguous = len(sel) and sel[-1] - sel[0] + 1 == len(sel)
-        for s0 in range(0, len(sel), per):
-            part = sel[s0:s0 + per]
-            # contiguous rows: views of the cache, no copy
-            yield ch.take(slice(int(part[0]), int(part[-1]) + 1) if contiguous else part)
+        yield ch, (None if len(sel) == ch.n_row else sel)
         return
-    yield from ms_io.iter_chunks(cfg.ms, ddid, [fid], scans=group.scans, chans=chans,
-                                 data_col=cfg.data_col, model_col=cfg.model_col,
-                                 max_rows=ctx.max_rows)
+    for ch in ms_io.iter_chunks(cfg.ms, ddid, [fid], scans=group.scans, chans=chans,
+                                data_col=cfg.data_col, model_col=cfg.model_col, max_rows=ctx.max_rows):
+        if rfi_on and ch.n_row:
+            ch.flag = rfi.mad_flag(ch.data, ch.model, ch.flag, cfg.rfi_threshold)
+        yield ch, None
+        del ch                  # not held while the next chunk is read (one chunk resident)
 
 
 def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans) -> list:
     """Solve one step for one field and SPW: every group, returning hdf5.SolutionSet objects."""
-    from .core import averaging, rfi
+    from .core import averaging
     from .io.hdf5 import SolutionSet
-    from .jones import algebra
     from . import solvers
     from .calibration import chain
 
@@ -302,6 +403,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
     # frequency samples of the accumulator: channels (K, KC) or freq bins
     fsamp_of_chan = np.arange(len(chans), dtype=np.int64) if chan_sampled else fbin_of_chan
     n_fsamp = len(chans) if chan_sampled else n_fcell
+    corr_src = averaging.corr_map(spw.corr_types)
 
     ranges = _scan_ranges(meta, fid, ddid, ctx.scans)
     if not ranges:
@@ -311,56 +413,82 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
     n_ant = len(meta.active_ants)
     bl_a1, bl_a2 = np.triu_indices(n_ant, 1)
     n_bl = len(bl_a1)
-    bl_lookup = -np.ones((n_ant, n_ant), np.int64)
+    bl_lookup = -np.ones((n_ant, n_ant), np.int64)        # -1 on the diagonal: autocorrelations skipped
     bl_lookup[bl_a1, bl_a2] = np.arange(n_bl)
     active_names = [meta.ant_names[a] for a in meta.active_ants]
+    # Jones tables per unique time: the diagonal product (2 x 16 B), its inverse and flags, the terms'
+    # own (n_t, n_ant, n_chan, 2, 2) evaluations (64 B each) and the sky product
+    table_bytes = n_ant * max(len(chans), 1) * (64 * (len(ctx.prior) + 2) + 64 * bool(cfg.apply_parang))
+    t_block = max(1, _TABLE_BLOCK_BYTES // table_bytes)
+    need_tables = bool(ctx.prior) or bool(cfg.apply_parang)
 
     out = []
     for group in _ticking(groups, ctx.advance):
         n_sbin = len(group.sbin_scan)
-        acc = averaging.new_accumulators(n_sbin, n_fsamp, n_bl)
+        cell_of_sbin = group.sbin_cell
+        # accumulator bins: one per sample bin (one time sample per scan) or per time cell
+        n_acc = n_sbin if scan_sampled else group.n_tcell
+        shape = (n_acc, n_bl, n_fsamp, 4)
+        vis_sum, model_sum, w_sum = (np.zeros(shape, np.complex128), np.zeros(shape, np.complex128),
+                                     np.zeros(shape, np.float64))
         row_count = np.zeros(n_sbin, np.int64)
         time_sum = np.zeros(n_sbin)
         time_wsum = np.zeros(n_sbin)
         wsum_t = np.zeros(n_sbin)
         t_ref = min(scan_t0[sc] for sc in group.scans)
-        for ch in _iter_group_chunks(ctx, fid, ddid, chans, group):
-            cross = ch.ant1 != ch.ant2          # autocorrelations carry no gain-ratio information
-            if not cross.all():
-                ch = ch.take(cross)
-            if ch.n_row == 0:
+        for ch, rows in _iter_group_chunks(ctx, fid, ddid, chans, group):
+            if rows is None:
+                rows = np.arange(ch.n_row)
+            if len(rows) == 0:
                 continue
-            data, model, flag, weight = ch.four_corr(spw.corr_types)
-            if cfg.rfi_threshold and cfg.rfi_threshold > 0 and ctx.tier != 1:   # tier 1: done on reading
-                flag = rfi.mad_flag(data, model, flag, cfg.rfi_threshold)
-            utimes, tidx = np.unique(ch.time, return_inverse=True)
-            data, model, flag = chain.preapply(ctx.prior, data, model, flag, tidx, utimes, ch.ant1,
-                                               ch.ant2, meta, ddid, chans, fld, cfg.apply_parang)
-            sbin = sample_bin_of_rows(group, step.time_interval, scan_t0, ch.scan, ch.time)
-            row_bl = bl_lookup[np.minimum(ch.ant1, ch.ant2), np.maximum(ch.ant1, ch.ant2)]
-            swap = ch.ant1 > ch.ant2
-            if swap.any():   # keep baselines as (a<b): V_ba = V_ab^H (on copies: never the tier-1 cache)
-                data, model, flag = data.copy(), model.copy(), flag.copy()
-                data[swap] = np.conj(data[swap][:, :, [0, 2, 1, 3]])
-                model[swap] = np.conj(model[swap][:, :, [0, 2, 1, 3]])
-                flag[swap] = flag[swap][:, :, [0, 2, 1, 3]]
-            w = np.where(flag, 0.0, weight)
-            averaging.accumulate(acc, data, model, w, sbin, row_bl, fsamp_of_chan)
+            a1, a2 = ch.ant1[rows], ch.ant2[rows]
+            bl = bl_lookup[np.minimum(a1, a2), np.maximum(a1, a2)]
+            cross = bl >= 0                 # autocorrelations carry no gain-ratio information
+            if not cross.all():
+                rows, a1, a2, bl = rows[cross], a1[cross], a2[cross], bl[cross]
+            if len(rows) == 0:
+                continue
+            times = ch.time[rows]
+            sbin = sample_bin_of_rows(group, step.time_interval, scan_t0, ch.scan[rows], times)
+            utimes, tix = np.unique(times, return_inverse=True)
+            # per-row arrays over the whole chunk (rows not in the group: never read by the kernel)
+            n = ch.n_row
+            row_bl = np.full(n, -1, np.int64)
+            row_bl[rows] = bl
+            acc_bin = np.full(n, -1, np.int64)
+            acc_bin[rows] = sbin if scan_sampled else cell_of_sbin[sbin]
+            tidx = np.zeros(n, np.int64)
+            tidx[rows] = tix
+            w_row = np.zeros(n)
+            for t0 in range(0, len(utimes), t_block if need_tables else max(len(utimes), 1)):
+                t1 = min(t0 + t_block, len(utimes)) if need_tables else len(utimes)
+                diag = sky = None
+                if need_tables:
+                    diag, sky = chain.preapply_tables(ctx.prior, meta, ddid, chans, fld, utimes[t0:t1],
+                                                      cfg.apply_parang)
+                part = rows if (t0 == 0 and t1 == len(utimes)) else rows[(tix >= t0) & (tix < t1)]
+                averaging.accumulate_corrected(vis_sum, model_sum, w_sum, w_row, ch.data, ch.model, ch.flag,
+                                               ch.weight, part, tidx, ch.ant1, ch.ant2, acc_bin, row_bl,
+                                               fsamp_of_chan, corr_src, diag, sky, t_off=t0)
             row_count += np.bincount(sbin, minlength=n_sbin)
-            trel = ch.time - t_ref          # relative times: sums of MJD seconds (~5e9) lose microseconds
+            trel = times - t_ref            # relative times: sums of MJD seconds (~5e9) lose microseconds
             time_sum += np.bincount(sbin, weights=trel, minlength=n_sbin)
-            wrow = w.sum(axis=(1, 2))
+            wrow = w_row[rows]
             time_wsum += np.bincount(sbin, weights=wrow * trel, minlength=n_sbin)
             wsum_t += np.bincount(sbin, weights=wrow, minlength=n_sbin)
+            del ch, rows            # tiers 2/3: the chunk is freed before the next one is read
         present = row_count > 0
         if not present.any():
             continue
         # --- time cells of the group (drop cells with no rows at all)
-        cell_of_sbin = group.sbin_cell
         cells_t = np.unique(cell_of_sbin[present])
-        batch, cell_index = _make_batch(jt, acc, cell_of_sbin, present, cells_t,
-                                        fbin_of_chan, fsamp_of_chan, n_fcell, freqs, scan_sampled,
+        if scan_sampled:     # one time sample per sample bin with rows
+            tsamples = [np.nonzero((cell_of_sbin == ct) & present)[0] for ct in cells_t]
+        else:                # the accumulator bin is the time cell
+            tsamples = [np.array([ct]) for ct in cells_t]
+        batch, cell_index = _make_batch(vis_sum, model_sum, w_sum, tsamples, fbin_of_chan, n_fcell, freqs,
                                         chan_sampled, bl_a1, bl_a2, n_ant, ctx.ref)
+        del vis_sum, model_sum, w_sum
         if jt == "CP" and not any(t.jones_type == "D" for t in ctx.prior):
             # the not-yet-solved leakage: a per-baseline offset (cross_phase.remove_leakage_offsets);
             # once a D is in the model, the model's cross hands carry the leakage themselves
@@ -394,7 +522,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             m = (cell_of_sbin == ct) & present
             ws = wsum_t[m].sum()
             times[i] = t_ref + (time_wsum[m].sum() / ws if ws > 0 else time_sum[m].sum() / row_count[m].sum())
-        fcent = np.array([freqs[fbin_of_chan == j].mean() for j in range(n_fcell)])
+        fcent = _bin_centres(freqs, fbin_of_chan, n_fcell)
         if np.all(refused == ctx.ref):
             ref_used = ctx.ref
         else:
@@ -424,71 +552,72 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
     return out
 
 
-def _make_batch(jt, acc, cell_of_sbin, present, cells_t, fbin_of_chan,
-                fsamp_of_chan, n_fcell, freqs, scan_sampled, chan_sampled, bl_a1, bl_a2, n_ant, ref):
-    """Gather accumulated sample bins (n_sbin, n_fsamp, n_bl, 4) into a CellBatch.
+def _bin_centres(freqs, fbin_of_chan, n_fcell):
+    """Mean channel frequency of each freq bin (n_fcell,)."""
+    return (np.bincount(fbin_of_chan, weights=freqs, minlength=n_fcell)[:n_fcell]
+            / np.maximum(np.bincount(fbin_of_chan, minlength=n_fcell)[:n_fcell], 1))
 
-    Cells are (time cell, freq bin); samples are (time samples) x (channel samples), padded with
-    weight 0 to a common length.  Weighted sums are added before dividing, so merging sample bins is an
-    exact weighted average.
+
+def _make_batch(vis_sum, model_sum, w_sum, tsamples, fbin_of_chan, n_fcell, freqs, chan_sampled,
+                bl_a1, bl_a2, n_ant, ref):
+    """Gather accumulated bins (n_acc, n_bl, n_fsamp, 4) into a CellBatch (K over the whole band: the
+    accumulators themselves, divided in place).
+
+    Cells are (time cell, freq bin) in that order; ``tsamples[it]`` lists the accumulator bins that are
+    the time samples of time cell ``it``.  The samples of a cell are (time samples) x (frequency
+    samples: the channels of the bin (K, KC) or the bin itself), padded with weight 0 to a common
+    length.  Each sample is its weighted sum divided by its sum of weights (0 where that is 0).
     """
     from .solvers import CellBatch
+    from .core.averaging import divide_sums
 
-    vis_sum, mod_sum, wsum = acc.vis_sum, acc.model_sum, acc.w_sum
     n_bl = len(bl_a1)
-    cells = []
-    samples = []   # per cell: list of (sbin indices, fsamp indices, freq)
-    for it, ct in enumerate(cells_t):
-        sb = np.nonzero((cell_of_sbin == ct) & present)[0]
-        for jf in range(n_fcell):
-            if chan_sampled:
-                fs = np.nonzero(fbin_of_chan == jf)[0]
-            else:
-                fs = np.array([jf])
-            tgroups = [[s] for s in sb] if scan_sampled else [list(sb)]
-            cells.append((it, jf))
-            samples.append((tgroups, fs))
-    n_samp = max(len(tg) * len(fs) for tg, fs in samples)
-    n_cell = len(cells)
+    n_t = len(tsamples)
+    one = [int(ts[0]) for ts in tsamples if len(ts) == 1]
+    if chan_sampled and n_fcell == 1 and len(one) == n_t and one == list(range(one[0], one[0] + n_t)):
+        # K over the whole band (one sample per channel, one time sample per cell): the accumulator
+        # layout (bin, baseline, channel, corr) is the batch layout; divide in place, no copy
+        sl = slice(one[0], one[0] + n_t)
+        for s in range(sl.start, sl.stop):
+            divide_sums(vis_sum[s], model_sum[s], w_sum[s], vis_sum[s], model_sum[s], w_sum[s])
+        freq = np.repeat(np.asarray(freqs, float)[None], n_t, axis=0)
+        batch = CellBatch(vis=vis_sum[sl], model=model_sum[sl], weight=w_sum[sl], ant1=bl_a1.astype(np.int32),
+                          ant2=bl_a2.astype(np.int32), freq=freq, n_ant=n_ant, ref_ant=int(ref))
+        return batch, [(it, 0) for it in range(n_t)]
+    if chan_sampled:
+        bounds = np.searchsorted(fbin_of_chan, np.arange(n_fcell + 1), side="left")
+        fsl = [slice(int(bounds[j]), int(bounds[j + 1])) for j in range(n_fcell)]
+    else:
+        fsl = [slice(j, j + 1) for j in range(n_fcell)]
+    n_samp = max(len(ts) for ts in tsamples) * max(sl.stop - sl.start for sl in fsl)
+    n_cell = n_t * n_fcell
     vis = np.zeros((n_cell, n_bl, n_samp, 4), np.complex128)
-    model = np.zeros_like(vis)
+    model = np.zeros((n_cell, n_bl, n_samp, 4), np.complex128)
     weight = np.zeros((n_cell, n_bl, n_samp, 4))
     freq = np.zeros((n_cell, n_samp))
-    if not chan_sampled and not scan_sampled:
-        # one sample per cell (G): all freq bins of a time cell at once (cells are in (it, jf) order);
-        # the same sums and divisions as the general loop below, without a Python loop over the bins
-        fcent = np.array([freqs[fbin_of_chan == j].mean() for j in range(n_fcell)])
-        for it in range(len(cells_t)):
-            tg = samples[it * n_fcell][0][0]
-            v = vis_sum[tg].sum(axis=0)           # (n_fcell, n_bl, 4)
-            m = mod_sum[tg].sum(axis=0)
-            w = wsum[tg].sum(axis=0)
+    fcent = _bin_centres(freqs, fbin_of_chan, n_fcell)
+    cells = [(it, jf) for it in range(n_t) for jf in range(n_fcell)]
+    if not chan_sampled and all(len(ts) == 1 for ts in tsamples):
+        # one sample per cell (G): all freq bins of a time cell at once
+        for it, ts in enumerate(tsamples):
+            s = int(ts[0])
             c0 = it * n_fcell
-            with np.errstate(invalid="ignore", divide="ignore"):
-                vis[c0:c0 + n_fcell, :, 0] = np.where(w > 0, v / w, 0)
-                model[c0:c0 + n_fcell, :, 0] = np.where(w > 0, m / w, 0)
-            weight[c0:c0 + n_fcell, :, 0] = w
+            divide_sums(vis[c0:c0 + n_fcell, :, 0], model[c0:c0 + n_fcell, :, 0],
+                        weight[c0:c0 + n_fcell, :, 0], vis_sum[s].transpose(1, 0, 2),
+                        model_sum[s].transpose(1, 0, 2), w_sum[s].transpose(1, 0, 2))
             freq[c0:c0 + n_fcell, 0] = fcent
-        samples = []
-    for c, (tgroups, fs) in enumerate(samples):
-        k = 0
-        for tg in tgroups:
-            ix = np.ix_(tg, fs)                   # select the cell's samples before summing
-            v = vis_sum[ix].sum(axis=0)           # (n_f, n_bl, 4)
-            m = mod_sum[ix].sum(axis=0)
-            w = wsum[ix].sum(axis=0)
-            nf = len(fs)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                vis[c, :, k:k + nf] = np.where(w > 0, v / w, 0).transpose(1, 0, 2)
-                model[c, :, k:k + nf] = np.where(w > 0, m / w, 0).transpose(1, 0, 2)
-            weight[c, :, k:k + nf] = w.transpose(1, 0, 2)
-            if chan_sampled:
-                freq[c, k:k + nf] = freqs[fs]
-            else:
-                freq[c, k:k + nf] = freqs[fbin_of_chan == fs[0]].mean()
-            k += nf
-        if k < n_samp:      # padding samples: weight 0, a valid frequency
-            freq[c, k:] = freq[c, k - 1] if k else freqs.mean()
+    else:
+        for c, (it, jf) in enumerate(cells):
+            sl = fsl[jf]
+            nf = sl.stop - sl.start
+            k = 0
+            for s in tsamples[it]:
+                divide_sums(vis[c, :, k:k + nf], model[c, :, k:k + nf], weight[c, :, k:k + nf],
+                            vis_sum[s, :, sl], model_sum[s, :, sl], w_sum[s, :, sl])   # (n_bl, nf, 4)
+                freq[c, k:k + nf] = freqs[sl] if chan_sampled else fcent[jf]
+                k += nf
+            if k < n_samp:      # padding samples: weight 0, a valid frequency
+                freq[c, k:] = freq[c, k - 1] if k else freqs.mean()
     batch = CellBatch(vis=vis, model=model, weight=weight, ant1=bl_a1.astype(np.int32),
                       ant2=bl_a2.astype(np.int32), freq=freq, n_ant=n_ant, ref_ant=int(ref))
     return batch, cells

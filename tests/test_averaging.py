@@ -124,3 +124,123 @@ def test_shape_errors():
         averaging.average_cells(data, model, weight[:, :3], flag, tbin, a1, CHAN_FBIN, N_TBIN, N_FBIN, N_BL)
     with pytest.raises(AlakazamError, match="chan_fbin"):
         averaging.average_cells(data, model, weight, flag, tbin, a1, CHAN_FBIN + 5, N_TBIN, N_FBIN, N_BL)
+
+
+def _two_step(data, model, flag, weight, tidx, a1, a2, sbin, row_bl, fsamp, diag, sky, n_sbin, n_fs):
+    """The solve flow's former per-chunk path: chain.preapply (algebra.correct_diag, corrupt_full),
+    the swap of a > b rows on copies, ``np.where(flag, 0, weight)`` and averaging.accumulate."""
+    from alakazam.jones import algebra
+
+    out_flag = flag.copy()
+    d = data
+    if diag is not None:
+        d = np.empty(data.shape, np.complex128)
+        algebra.correct_diag(data, diag, tidx, a1, a2, d, out_flag)
+    m = model
+    if sky is not None:
+        m = np.empty(model.shape, np.complex128)
+        algebra.corrupt_full(model, np.where(np.isfinite(sky), sky, 0), tidx, a1, a2, m)
+        bad = ~np.isfinite(sky).all(axis=(-1, -2))
+        out_flag |= (bad[tidx, a1] | bad[tidx, a2])[:, :, None]
+    swap = a1 > a2
+    d, m, f, w = d.copy(), m.copy(), out_flag.copy(), weight.copy()
+    perm = [0, 2, 1, 3]
+    d[swap] = np.conj(d[swap][:, :, perm])
+    m[swap] = np.conj(m[swap][:, :, perm])
+    f[swap] = f[swap][:, :, perm]
+    w[swap] = w[swap][:, :, perm]        # the weight goes with its sample (the former path kept it)
+    w = np.where(f, 0.0, w)
+    acc = averaging.new_accumulators(n_sbin, n_fs, N_BL)
+    averaging.accumulate(acc, d, m, w, sbin, row_bl, fsamp)
+    return acc, w.sum(axis=(1, 2))
+
+
+@pytest.mark.parametrize("with_sky", [False, True])
+@pytest.mark.parametrize("per_chan", [False, True])
+def test_fused_accumulation_equals_preapply_then_accumulate(with_sky, per_chan):
+    rng = np.random.default_rng(11 + with_sky + 2 * per_chan)
+    n_row, n_t = 200, 5
+    a1 = rng.integers(0, N_ANT, n_row)
+    a2 = rng.integers(0, N_ANT, n_row)
+    a2[a1 == a2] = (a1[a1 == a2] + 1) % N_ANT          # cross-correlations, both orientations
+    assert (a1 > a2).any() and (a1 < a2).any()
+    tidx = rng.integers(0, n_t, n_row)
+    data = (rng.standard_normal((n_row, N_CHAN, 4)) + 1j * rng.standard_normal((n_row, N_CHAN, 4))
+            ).astype(np.complex64)
+    model = (rng.standard_normal((n_row, N_CHAN, 4)) + 1j * rng.standard_normal((n_row, N_CHAN, 4))
+             ).astype(np.complex64)
+    weight = rng.uniform(0.5, 2.0, (n_row, N_CHAN, 4)).astype(np.float32)   # differs per corr
+    weight[rng.random(weight.shape) < 0.05] = 0
+    flag = rng.random((n_row, N_CHAN, 4)) < 0.15
+    data[flag & (rng.random(flag.shape) < 0.5)] = np.nan
+    data[~flag & (rng.random(flag.shape) < 0.002)] = np.nan   # unflagged NaN: propagates (no RFI here)
+    diag = (rng.uniform(0.5, 2, (n_t, N_ANT, N_CHAN, 2)) *
+            np.exp(1j * rng.uniform(-np.pi, np.pi, (n_t, N_ANT, N_CHAN, 2))))
+    diag[rng.random(diag.shape) < 0.03] = np.nan          # flagged solutions
+    diag[rng.random(diag.shape) < 0.01] = 0
+    sky = None
+    if with_sky:
+        sky = np.eye(2) + 0.1 * (rng.standard_normal((n_t, N_ANT, N_CHAN, 2, 2))
+                                 + 1j * rng.standard_normal((n_t, N_ANT, N_CHAN, 2, 2)))
+        sky[rng.random(sky.shape) < 0.01] = np.nan
+    n_sbin = 3
+    sbin = rng.integers(-1, n_sbin, n_row)
+    row_bl, _, _ = averaging.baseline_index(a1, a2, N_ANT)
+    fsamp = np.arange(N_CHAN) if per_chan else np.arange(N_CHAN) // 5
+    n_fs = int(fsamp.max()) + 1
+    ref, ref_wrow = _two_step(data, model, flag, weight, tidx, a1, a2, sbin, row_bl, fsamp, diag, sky,
+                              n_sbin, n_fs)
+    shape = (n_sbin, N_BL, n_fs, 4)
+    vs, ms, ws = np.zeros(shape, complex), np.zeros(shape, complex), np.zeros(shape)
+    w_row = np.zeros(n_row)
+    rows = np.arange(n_row)
+    # two calls on two halves of the time table (the flow splits long chunks by time)
+    for lo, hi in ((0, 2), (2, n_t)):
+        sel = rows[(tidx >= lo) & (tidx < hi)]
+        averaging.accumulate_corrected(vs, ms, ws, w_row, data, model, flag, weight, sel, tidx, a1, a2,
+                                       sbin, row_bl, fsamp, diag=diag[lo:hi],
+                                       sky=None if sky is None else sky[lo:hi], t_off=lo)
+    got = (vs.transpose(0, 2, 1, 3), ms.transpose(0, 2, 1, 3), ws.transpose(0, 2, 1, 3))
+    assert np.isnan(ref.vis_sum).any() and not np.isnan(ref.vis_sum).all()
+    for g, r in zip(got, (ref.vis_sum, ref.model_sum, ref.w_sum)):
+        np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)
+    used = sbin >= 0
+    assert 0 < ws.sum() < 0.9 * weight[used].sum()     # flags and flagged Jones removed samples
+    np.testing.assert_allclose(w_row[used], ref_wrow[used], rtol=1e-6)
+    assert (w_row[~used] == 0).all()
+
+
+def test_fused_accumulation_two_correlations_as_stored():
+    """2-correlation data (XX, YY) read as stored with corr_map == the data expanded to 4 correlations
+    (ms_io.to_four_corr: XY, YX zero and flagged)."""
+    from alakazam.core import ms_io
+
+    rng = np.random.default_rng(12)
+    n_row, n_t = 80, 3
+    a1 = rng.integers(0, N_ANT, n_row)
+    a2 = (a1 + 1 + rng.integers(0, N_ANT - 1, n_row)) % N_ANT
+    tidx = rng.integers(0, n_t, n_row)
+    data = (rng.standard_normal((n_row, N_CHAN, 2)) + 1j * rng.standard_normal((n_row, N_CHAN, 2))
+            ).astype(np.complex64)
+    model = (rng.standard_normal((n_row, N_CHAN, 2)) + 1j * rng.standard_normal((n_row, N_CHAN, 2))
+             ).astype(np.complex64)
+    weight = rng.uniform(0.5, 2.0, (n_row, N_CHAN, 2)).astype(np.float32)
+    flag = rng.random((n_row, N_CHAN, 2)) < 0.1
+    diag = np.exp(1j * rng.uniform(-3, 3, (n_t, N_ANT, N_CHAN, 2)))
+    sbin = np.zeros(n_row, np.int64)
+    row_bl, _, _ = averaging.baseline_index(a1, a2, N_ANT)
+    fsamp = np.arange(N_CHAN) // 4
+    corr = ["XX", "YY"]
+    d4, f4, w4 = ms_io.to_four_corr(data, flag, weight, corr)
+    m4, _, _ = ms_io.to_four_corr(model, flag, weight, corr)
+    out = []
+    for d, m, f, w, src in ((data, model, flag, weight, averaging.corr_map(corr)), (d4, m4, f4, w4, None)):
+        shape = (1, N_BL, 3, 4)
+        acc = (np.zeros(shape, complex), np.zeros(shape, complex), np.zeros(shape))
+        averaging.accumulate_corrected(*acc, np.zeros(n_row), d, m, f, w, np.arange(n_row), tidx, a1, a2,
+                                       sbin, row_bl, fsamp, corr_src=src, diag=diag)
+        out.append(acc)
+    assert list(averaging.corr_map(corr)) == [0, -1, -1, 1]
+    for x, y in zip(*out):
+        np.testing.assert_array_equal(x, y)
+    assert (out[0][2][..., [0, 3]] > 0).any() and (out[0][2][..., [1, 2]] == 0).all()

@@ -146,3 +146,69 @@ def test_memory_tiers_give_identical_solutions(tmp_path, sim_linear):
         for x, y in zip(a, b):
             np.testing.assert_allclose(y.jones, x.jones, rtol=1e-9, atol=1e-12)
             np.testing.assert_allclose(y.time, x.time, rtol=0, atol=1e-6)
+
+
+def _assert_same_sets(a, b):
+    a = sorted(a, key=lambda s: (s.field_name, s.spw, s.scan_id))
+    b = sorted(b, key=lambda s: (s.field_name, s.spw, s.scan_id))
+    assert [(s.field_name, s.spw, s.scan_id) for s in a] == [(s.field_name, s.spw, s.scan_id) for s in b]
+    for x, y in zip(a, b):
+        for name in ("jones", "flags", "time", "freq", "delay", "converged", "n_iter", "cost"):
+            u, v = getattr(x, name), getattr(y, name)
+            if u is None or v is None:
+                assert u is None and v is None, name
+            else:
+                np.testing.assert_array_equal(u, v, err_msg=name)
+        assert x.attrs["preapply_chain"] == y.attrs["preapply_chain"]
+
+
+def test_field_major_equals_step_major(tmp_path, sim_linear, monkeypatch):
+    """Tier 1 runs field by field when every step solves the same fields: the same file as step by step
+    (each step pre-applies the field's own earlier solutions)."""
+    import alakazam.flow as flow
+
+    ms, truth = sim_linear
+    out = {}
+    for major in (True, False):
+        monkeypatch.setattr(flow, "FIELD_MAJOR", major)
+        cal = str(tmp_path / f"fm{major}.h5")
+        summary = run_solve(solve_config_from_dict(dict(
+            ms=ms, output=cal, ref_ant="C00", jones=["K", "G", "G"], field=["3C286", "3C147"],
+            time_interval=["scan", "inf", "2min"], freq_interval=["full", "1MHz", "full"],
+            apply_parang=True)))
+        assert summary["tier"] == 1 and summary["field_major"] is major
+        out[major] = {k: hdf5.read_term(cal, k) for k in hdf5.list_keys(cal)}
+    assert list(out[True]) == list(out[False]) == ["K0", "G0", "G1"]
+    for key in out[True]:
+        assert {s.field_name for s in out[True][key]} == {"3C286", "3C147"}
+        assert len({s.spw for s in out[True][key]}) == 2
+        _assert_same_sets(out[True][key], out[False][key])
+
+
+def test_field_major_failure_keeps_earlier_steps_complete(tmp_path, sim_linear, monkeypatch):
+    """A step failing on the second field: the earlier steps are finished on every field and written
+    (as the step-major order leaves the file), the failing step is not, and the error is raised."""
+    import alakazam.flow as flow
+    from alakazam.errors import AlakazamError
+
+    ms, truth = sim_linear
+    cfg = dict(ms=ms, ref_ant="C00", jones=["K", "G", "G"], field=["3C286", "3C147"],
+               time_interval=["scan", "inf", "2min"], freq_interval=["full", "1MHz", "full"])
+    good = str(tmp_path / "good.h5")
+    run_solve(solve_config_from_dict(dict(cfg, output=good)))
+    orig = flow._solve_field_spw
+
+    def failing(ctx, step, fid, ddid, chans):
+        if step.key == "G1" and ctx.meta.fields[fid].name == "3C147":
+            raise AlakazamError("injected failure")
+        return orig(ctx, step, fid, ddid, chans)
+
+    monkeypatch.setattr(flow, "_solve_field_spw", failing)
+    bad = str(tmp_path / "bad.h5")
+    with pytest.raises(AlakazamError, match="injected"):
+        run_solve(solve_config_from_dict(dict(cfg, output=bad)))
+    assert hdf5.list_keys(bad) == ["K0", "G0"]
+    for key in ("K0", "G0"):
+        got = hdf5.read_term(bad, key)
+        assert {s.field_name for s in got} == {"3C286", "3C147"}
+        _assert_same_sets(got, hdf5.read_term(good, key))

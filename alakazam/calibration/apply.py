@@ -183,28 +183,37 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         all_chans = len(chans) == data.shape[1] and bool(np.all(chans == np.arange(data.shape[1])))
         sub = data if all_chans else data[:, chans]
         # corrected in double precision by the kernels, rounded once to the stored type on assignment
-        out = np.empty(sub.shape, data.dtype)
         bad = np.zeros(sub.shape, bool)
         a1 = ch.ant1.astype(np.int64)
         a2 = ch.ant2.astype(np.int64)
         tix = tidx.astype(np.int64)
+        kept = False            # samples without a valid solution already hold the uncorrected data
+        nsol = None
         if sky is None and diag is not None:
-            algebra.correct_diag(sub, np.ascontiguousarray(diag), tix, a1, a2, out, bad)
+            # a product with the precomputed inverse instead of a division per sample (same flags);
+            # in place in the chunk just read (it is not used afterwards): no second chunk-sized array
+            out = sub if all_chans and sub.flags.writeable else np.empty(sub.shape, data.dtype)
+            kept = not cfg.propagate_flags
+            nsol = int(algebra.correct_diag_inv(sub, algebra.diag_inverse_table(diag), tix, a1, a2, out,
+                                                bad, not kept))     # = bad.sum() (bad starts False)
         elif sky is not None:
+            out = np.empty(sub.shape, data.dtype)
             J = sky if diag is None else diag[..., :, None] * sky
             algebra.correct_full(sub, np.ascontiguousarray(J), tix, a1, a2, out, bad)
         else:
-            out[:] = sub
+            out = sub.copy()
         counts["rows"] += ch.n_row
         counts["samples"] += int(sub.size)
-        nsol = int(bad.sum())
+        if nsol is None:
+            nsol = int(bad.sum())
         if cfg.propagate_flags:
             counts["flagged_by_solution"] += int((bad & ~flag[:, chans]).sum())
             newflag = flag.copy()
             newflag[:, chans] |= bad
         else:
             counts["no_solution"] += nsol
-            out[bad] = sub[bad]          # uncorrected, never NaN
+            if nsol and not kept:
+                out[bad] = sub[bad]      # uncorrected, never NaN
         if all_chans:
             full = out
         else:

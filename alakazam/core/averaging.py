@@ -118,6 +118,252 @@ def accumulate(acc: Accumulators, data, model, w, sbin, row_bl, fsamp_of_chan):
 
 
 # ---------------------------------------------------------------------------------------------
+# Fused pass of the solve flow: pre-apply + flag->weight + baseline orientation + accumulation
+# ---------------------------------------------------------------------------------------------
+#: 4-correlation index of V_ab for each index of V_ba = V_ab^H (pp, pq, qp, qq -> pp, qp, pq, qq)
+_SWAP = np.array([0, 2, 1, 3], np.int64)
+
+
+@pjit
+def _accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, order, part_lo,
+                          tidx, t_off, ant1, ant2, acc_bin, row_bl, fsamp_of_chan, corr_src,
+                          ginv, gbad, sky, skybad):
+    # prange over partitions of baselines: order[part_lo[p]:part_lo[p + 1]] are the rows of the
+    # baselines of partition p (a baseline is in one partition only) -> each thread owns the output
+    # slices [:, b] of its baselines and w_row of its rows: race-free.  Within a partition rows keep
+    # their relative order, so every output element sums its samples in row order (then channel order),
+    # the order of a serial loop whatever the number of threads.
+    n_part = part_lo.shape[0] - 1
+    n_chan = data.shape[1]
+    has_diag = ginv.shape[0] > 0
+    has_sky = sky.shape[0] > 0
+    for p in prange(n_part):
+        for k in range(part_lo[p], part_lo[p + 1]):
+            row = order[k]
+            s = acc_bin[row]
+            b = row_bl[row]
+            if s < 0 or b < 0:
+                continue
+            t = tidx[row] - t_off
+            a1 = ant1[row]
+            a2 = ant2[row]
+            swap = a1 > a2
+            wr = 0.0
+            for chan in range(n_chan):
+                fs = fsamp_of_chan[chan]
+                if fs < 0:
+                    continue
+                sky_ok = True
+                m0 = m1 = m2 = m3 = 0j
+                if has_sky:
+                    # M' = S_a M S_b^H (model in the data's orientation a, b), zero where non-finite
+                    sky_ok = not (skybad[t, a1, chan] or skybad[t, a2, chan])
+                    if sky_ok:
+                        n0 = np.complex128(model[row, chan, corr_src[0]]) if corr_src[0] >= 0 else 0j
+                        n1 = np.complex128(model[row, chan, corr_src[1]]) if corr_src[1] >= 0 else 0j
+                        n2 = np.complex128(model[row, chan, corr_src[2]]) if corr_src[2] >= 0 else 0j
+                        n3 = np.complex128(model[row, chan, corr_src[3]]) if corr_src[3] >= 0 else 0j
+                        p00 = sky[t, a1, chan, 0, 0]
+                        p01 = sky[t, a1, chan, 0, 1]
+                        p10 = sky[t, a1, chan, 1, 0]
+                        p11 = sky[t, a1, chan, 1, 1]
+                        q00 = np.conj(sky[t, a2, chan, 0, 0])
+                        q01 = np.conj(sky[t, a2, chan, 1, 0])
+                        q10 = np.conj(sky[t, a2, chan, 0, 1])
+                        q11 = np.conj(sky[t, a2, chan, 1, 1])
+                        x00 = p00 * n0 + p01 * n2
+                        x01 = p00 * n1 + p01 * n3
+                        x10 = p10 * n0 + p11 * n2
+                        x11 = p10 * n1 + p11 * n3
+                        m0 = x00 * q00 + x01 * q10
+                        m1 = x00 * q01 + x01 * q11
+                        m2 = x10 * q00 + x11 * q10
+                        m3 = x10 * q01 + x11 * q11
+                for c in range(4):
+                    src = _SWAP[c] if swap else c        # 4-corr index in the row's own orientation
+                    ks = corr_src[src]                   # index in the stored correlations
+                    if ks < 0 or flag[row, chan, ks]:
+                        continue
+                    wt = np.float64(weight[row, chan, ks])
+                    if not wt > 0:
+                        continue
+                    i = 0 if src < 2 else 1
+                    j = 0 if (src == 0 or src == 2) else 1
+                    v = np.complex128(data[row, chan, ks])
+                    if has_diag:
+                        # V' = V / (g_a,i conj(g_b,j)), as the product of the inverses
+                        if gbad[t, a1, chan, i] or gbad[t, a2, chan, j]:
+                            continue
+                        v = v * (ginv[t, a1, chan, i] * np.conj(ginv[t, a2, chan, j]))
+                    if has_sky:
+                        if not sky_ok:
+                            continue
+                        if src == 0:
+                            m = m0
+                        elif src == 1:
+                            m = m1
+                        elif src == 2:
+                            m = m2
+                        else:
+                            m = m3
+                    else:
+                        m = np.complex128(model[row, chan, ks])
+                    if swap:                             # V_ab = V_ba^H
+                        v = np.conj(v)
+                        m = np.conj(m)
+                    vis_sum[s, b, fs, c] += wt * v
+                    model_sum[s, b, fs, c] += wt * m
+                    w_sum[s, b, fs, c] += wt
+                    wr += wt
+            w_row[row] = wr
+
+
+@njit
+def _divide_sums(dst_v, dst_m, dst_w, v, m, w):
+    # dst_v = v / w, dst_m = m / w where w > 0, else 0; dst_w = w where w > 0, else 0 (any layouts)
+    n0, n1, n2 = w.shape
+    for i in range(n0):
+        for j in range(n1):
+            for k in range(n2):
+                wt = w[i, j, k]
+                if wt > 0:
+                    # real divisions of each part: the values of numpy's complex / real, without
+                    # numba's general complex division
+                    x = v[i, j, k]
+                    y = m[i, j, k]
+                    dst_v[i, j, k] = complex(x.real / wt, x.imag / wt)
+                    dst_m[i, j, k] = complex(y.real / wt, y.imag / wt)
+                    dst_w[i, j, k] = wt
+                else:
+                    dst_v[i, j, k] = 0
+                    dst_m[i, j, k] = 0
+                    dst_w[i, j, k] = 0
+
+
+def divide_sums(dst_v, dst_m, dst_w, v, m, w):
+    """Weighted averages of accumulated sums into (possibly strided) 3-d outputs: ``v / w``, ``m / w``
+    and ``w`` where ``w > 0``, 0 elsewhere (a sample without data)."""
+    _divide_sums(dst_v, dst_m, dst_w, v, m, w)
+
+
+def corr_map(corr_types):
+    """Stored-correlation index (4,) of pp, pq, qp, qq (-1 = absent): the 4-correlation view of
+    :func:`alakazam.core.ms_io.to_four_corr` without expanding the data (4 correlations pass through
+    in their stored order)."""
+    if len(corr_types) == 4:
+        return np.arange(4, dtype=np.int64)
+    order = {"XX": 0, "XY": 1, "YX": 2, "YY": 3, "RR": 0, "RL": 1, "LR": 2, "LL": 3}
+    out = -np.ones(4, np.int64)
+    for i, c in enumerate(corr_types):
+        out[order[c]] = i
+    return out
+
+
+def diag_inverse(diag):
+    """``(ginv, gbad)`` of a diagonal Jones table (..., 2): 1 / g, and True where g is zero or
+    non-finite (flagged: the correction flags the samples that use it, as
+    :func:`alakazam.jones.algebra.correct_diag`)."""
+    diag = np.asarray(diag, np.complex128)
+    bad = ~np.isfinite(diag) | (diag == 0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ginv = np.where(bad, 0, 1.0 / np.where(bad, 1, diag))
+    bad |= ~np.isfinite(ginv)
+    ginv[bad] = 0
+    return np.ascontiguousarray(ginv), np.ascontiguousarray(bad)
+
+
+_NO_DIAG = (np.zeros((0, 1, 1, 2), np.complex128), np.zeros((0, 1, 1, 2), bool))
+_NO_SKY = (np.zeros((0, 1, 1, 2, 2), np.complex128), np.zeros((0, 1, 1), bool))
+
+
+def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, rows, tidx, ant1,
+                         ant2, acc_bin, row_bl, fsamp_of_chan, corr_src=None, diag=None, sky=None,
+                         t_off=0):
+    """One fused pass over rows of a chunk: pre-apply, flags -> weights, orientation, accumulation.
+
+    Per sample, with the row's time t = tidx - t_off, antennas a = ant1, b = ant2 and correlation (i, j)::
+
+        V' = V / (g_a,i conj(g_b,j))         (diag: earlier diagonal terms; see algebra.correct_diag)
+        M' = S_a M S_b^H                     (sky: D and P terms; see algebra.corrupt_full)
+        rows with a > b:  V'_ab = conj(V'_ba[pq <-> qp]), the same for M', FLAG and weight
+
+    and a sample flagged (FLAG, a zero or non-finite g, a non-finite S) or with weight <= 0 adds
+    nothing; otherwise ``vis_sum[s, bl, fs, c] += w V'``, ``model_sum += w M'``, ``w_sum += w`` with
+    s = acc_bin[row], bl = row_bl[row], fs = fsamp_of_chan[chan].  The result equals (to rounding:
+    V / g is computed as V * (1/g)) chain.preapply, the swap of the a > b rows, ``np.where(flag, 0,
+    weight)`` and :func:`accumulate`, without any (row, chan, corr) working copy.
+
+    Parameters
+    ----------
+    vis_sum, model_sum : complex128 (n_bin, n_bl, n_fsamp, 4); w_sum : float64, same shape
+        Accumulators (added to in place).  Note the layout: baseline before frequency sample.
+    w_row : float64 (n_row,)
+        Written for the rows processed: the sum of the weights they added (0 for skipped rows).
+    data, model : (n_row, n_chan, n_corr) complex, as stored (complex64 or complex128)
+    flag : bool (n_row, n_chan, n_corr); weight : real (n_row, n_chan, n_corr) (broadcast views fine)
+    rows : int (n,)
+        Rows of the chunk to process (the others are not touched).
+    tidx : int (n_row,)
+        Time index of each row into the tables (minus ``t_off``).
+    ant1, ant2 : int (n_row,)
+        Active-antenna indices.
+    acc_bin, row_bl : int (n_row,)
+        Accumulator bin and baseline (a < b list) of each row; negative = skip the row.
+    fsamp_of_chan : int (n_chan,)
+        Frequency sample of each channel (negative = not used).
+    corr_src : int (4,), optional
+        Stored index of pp, pq, qp, qq (:func:`corr_map`; default 0..3).
+    diag : complex (n_t, n_ant, n_chan, 2), optional
+        Product of the earlier diagonal terms; NaN = flagged.
+    sky : complex (n_t, n_ant, n_chan, 2, 2), optional
+        Sky-side product (D terms, parallactic angle); non-finite = flagged.
+    """
+    rows = np.asarray(rows, np.int64)
+    row_bl = np.ascontiguousarray(row_bl, np.int64)
+    acc_bin = np.ascontiguousarray(acc_bin, np.int64)
+    if corr_src is None:
+        corr_src = np.arange(4, dtype=np.int64)
+    corr_src = np.ascontiguousarray(corr_src, np.int64)
+    fsamp = np.ascontiguousarray(fsamp_of_chan, np.int64)
+    n_bl = vis_sum.shape[1]
+    if len(fsamp) != data.shape[1] or (len(fsamp) and fsamp.max(initial=-1) >= vis_sum.shape[2]):
+        raise ValueError("fsamp_of_chan: one index < n_fsamp per channel expected")
+    # rows grouped by baseline (stable: row order kept within a baseline), cut into partitions of
+    # whole baselines with about the same number of rows each
+    bl = row_bl[rows]
+    keep = (bl >= 0) & (acc_bin[rows] >= 0)
+    if not keep.all():
+        rows, bl = rows[keep], bl[keep]
+    srt = np.argsort(bl, kind="stable")
+    order = np.ascontiguousarray(rows[srt])
+    bl_sorted = bl[srt]
+    n_part = max(1, min(numba.get_num_threads(), n_bl))
+    cuts = [0]
+    for p in range(1, n_part):
+        k = p * len(order) // n_part
+        if len(order):
+            k = int(np.searchsorted(bl_sorted, bl_sorted[min(k, len(order) - 1)], side="left"))
+        cuts.append(max(k, cuts[-1]))
+    cuts.append(len(order))
+    part_lo = np.asarray(cuts, np.int64)
+    if diag is not None:
+        ginv, gbad = diag_inverse(diag)
+    else:
+        ginv, gbad = _NO_DIAG
+    if sky is not None:
+        sky = np.asarray(sky, np.complex128)
+        fin = np.isfinite(sky)
+        skybad = np.ascontiguousarray(~fin.all(axis=(-1, -2)))
+        sky = np.ascontiguousarray(np.where(fin, sky, 0))
+    else:
+        sky, skybad = _NO_SKY
+    _accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, order, part_lo,
+                          np.ascontiguousarray(tidx, np.int64), int(t_off),
+                          np.ascontiguousarray(ant1, np.int64), np.ascontiguousarray(ant2, np.int64),
+                          acc_bin, row_bl, fsamp, corr_src, ginv, gbad, sky, skybad)
+
+
+# ---------------------------------------------------------------------------------------------
 # Cell averaging with explicit flags (general channel -> frequency-bin map) and time centroids
 # ---------------------------------------------------------------------------------------------
 

@@ -36,6 +36,16 @@ def _nearest_valid(t, values, ok, tt):
     solution (ok (n_ant, n_f, n_t)) to each of tt, t sorted -> (out (n_ant, n_f, n_tt, ...), valid
     (n_ant, n_f)).  Same choice as :func:`_nearest_index` over the valid samples (a tie takes the
     earlier solution); rows without a valid solution are NaN."""
+    idx, valid = nearest_valid_index(t, ok, tt)
+    extra = values.ndim - 3
+    out = np.take_along_axis(values, idx.reshape(idx.shape + (1,) * extra), axis=2)
+    out[~valid] = np.nan
+    return out, valid
+
+
+def nearest_valid_index(t, ok, tt):
+    """The choice of :func:`_nearest_valid` without the values: (idx (n_ant, n_f, n_tt) into the
+    solution time axis, valid (n_ant, n_f)); idx is clipped into range where nothing is valid."""
     n_t = ok.shape[2]
     k = np.arange(n_t)
     prev = np.maximum.accumulate(np.where(ok, k, -1), axis=2)                      # last valid <= k
@@ -46,11 +56,7 @@ def _nearest_valid(t, values, ok, tt):
     d_lo = np.where(lo >= 0, np.abs(tt - t[np.clip(lo, 0, n_t - 1)]), np.inf)
     d_hi = np.where(hi < n_t, np.abs(t[np.clip(hi, 0, n_t - 1)] - tt), np.inf)
     idx = np.clip(np.where(d_lo <= d_hi, lo, hi), 0, n_t - 1)
-    extra = values.ndim - 3
-    out = np.take_along_axis(values, idx.reshape(idx.shape + (1,) * extra), axis=2)
-    valid = ok.any(axis=2)
-    out[~valid] = np.nan
-    return out, valid
+    return idx, ok.any(axis=2)
 
 
 def _interp_series(t, y, ok, tt, mode, what="time_interp"):

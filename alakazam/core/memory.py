@@ -16,6 +16,13 @@ from ..errors import AlakazamError
 #: flags (read + RFI copy, 2 x 1 B): 62 B, i.e. ~3.9x the 16 B of DATA + MODEL_DATA on disk.
 BYTES_PER_SAMPLE = 8 + 8 + 16 + 16 + 12 + 2
 
+#: bytes per visibility sample resident in the solve flow (tier 1 cache or a tier 2/3 read):
+#: DATA and MODEL_DATA as read (complex64, 8 B each), WEIGHT_SPECTRUM (float32, 4 B; WEIGHT is a
+#: broadcast view) and FLAG with its RFI-flagged copy (2 x 1 B): 22 B.  The solve's fused pass
+#: (:func:`alakazam.core.averaging.accumulate_corrected`) makes no (row, chan, corr) working copy;
+#: the accumulators and Jones tables are per baseline / antenna, not per row.
+SOLVE_BYTES_PER_SAMPLE = 8 + 8 + 4 + 2
+
 #: per-row overhead: TIME, ANTENNA1/2, FLAG_ROW, bin and baseline indices
 BYTES_PER_ROW_OVERHEAD = 64
 
@@ -53,6 +60,12 @@ def bytes_per_row(n_chan: int, n_corr: int) -> int:
     ``n_chan * max(n_corr, 4) * BYTES_PER_SAMPLE + BYTES_PER_ROW_OVERHEAD``.
     """
     return int(max(n_chan, 1) * max(n_corr, 4) * BYTES_PER_SAMPLE + BYTES_PER_ROW_OVERHEAD)
+
+
+def solve_bytes_per_row(n_chan: int, n_corr: int) -> int:
+    """Solve-flow bytes per MS row of ``n_chan`` channels and ``n_corr`` stored correlations (read as
+    stored: no expansion to 4): ``n_chan * n_corr * SOLVE_BYTES_PER_SAMPLE + BYTES_PER_ROW_OVERHEAD``."""
+    return int(max(n_chan, 1) * max(n_corr, 1) * SOLVE_BYTES_PER_SAMPLE + BYTES_PER_ROW_OVERHEAD)
 
 
 def plan_chunks(n_rows_total, bytes_per_row, rows_per_group, limit):

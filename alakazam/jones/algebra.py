@@ -57,6 +57,65 @@ def correct_diag(data, jd, tidx, ant1, ant2, out, out_flag):
                     out[row, chan, c] = data[row, chan, c] / den
 
 
+def diag_inverse_table(jd):
+    """1 / jd for :func:`correct_diag_inv`: NaN where an element is zero or non-finite or its inverse
+    is not finite or zero (the cases :func:`correct_diag` flags), as a new contiguous complex128 table
+    of the same shape (one parallel pass)."""
+    jd = np.ascontiguousarray(jd, np.complex128)
+    inv = np.empty(jd.shape, np.complex128)
+    _inverse_or_nan(jd.reshape(-1), inv.reshape(-1))
+    return inv
+
+
+@pjit
+def _inverse_or_nan(z, out):
+    for i in prange(z.shape[0]):
+        v = z[i]
+        if v == 0 or not np.isfinite(v.real) or not np.isfinite(v.imag):
+            out[i] = np.nan
+        else:
+            w = 1.0 / v
+            if w == 0 or not np.isfinite(w.real) or not np.isfinite(w.imag):
+                out[i] = np.nan
+            else:
+                out[i] = w
+
+
+@pjit
+def correct_diag_inv(data, jinv, tidx, ant1, ant2, out, out_flag, zero_bad=True):  # -> n flagged
+    r""":func:`correct_diag` with a precomputed inverse table (:func:`diag_inverse_table`): per
+    correlation c = (i, j), ``w = jinv[t, p, chan, i] * conj(jinv[t, q, chan, j])`` and
+    ``V'_c = V_c * w`` (a product instead of a complex division; equal to rounding).
+
+    Flags where :func:`correct_diag` does: a used element zero or non-finite (its inverse is NaN in
+    the table) and, as there, a product that over/underflows (``w`` not finite or zero; the only
+    difference: an element below ~1e-308, whose inverse overflows, is flagged here).  ``out_flag`` is
+    set True there (never cleared) and ``out`` is 0 (``zero_bad``, as correct_diag) or the uncorrected
+    ``data`` (``zero_bad=False``).  ``out`` may be ``data`` itself (in place).  Returns the number of
+    samples flagged here (with a zero ``out_flag`` on input: ``out_flag.sum()``).
+    """
+    n_row, n_chan, n_corr = data.shape
+    n_bad = 0
+    for row in prange(n_row):
+        t = tidx[row]
+        a = ant1[row]
+        b = ant2[row]
+        for chan in range(n_chan):
+            pa0 = jinv[t, a, chan, 0]
+            pa1 = jinv[t, a, chan, 1]
+            qb0 = np.conj(jinv[t, b, chan, 0])
+            qb1 = np.conj(jinv[t, b, chan, 1])
+            for c in range(4):
+                w = (pa0 if c < 2 else pa1) * (qb0 if (c == 0 or c == 2) else qb1)
+                if w == 0 or not np.isfinite(w.real) or not np.isfinite(w.imag):
+                    out[row, chan, c] = 0 if zero_bad else data[row, chan, c]
+                    out_flag[row, chan, c] = True
+                    n_bad += 1
+                else:
+                    out[row, chan, c] = data[row, chan, c] * w
+    return n_bad
+
+
 @pjit
 def corrupt_diag(model, jd, tidx, ant1, ant2, out):
     r"""Corrupt a model with diagonal Jones: :math:`M' = J_p M J_q^H`, per correlation
