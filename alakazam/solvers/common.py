@@ -133,7 +133,8 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     J[flags] = np.nan
     if delay is not None:
         delay[flags] = np.nan
-    cost = chi2(jones_type, params, batch)
+    if cost is None or jones_type not in getattr(backend_module, "EXACT_COST", ()):
+        cost = chi2(jones_type, params, batch)
     return SolveResult(jones=J, flags=flags, delay=delay, params=params,
                        converged=np.asarray(conv, bool), n_iter=np.asarray(n_iter, np.int32),
                        cost=np.asarray(cost, float), ref_ant=ref.astype(np.int32))

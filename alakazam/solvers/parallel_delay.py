@@ -82,11 +82,12 @@ def band_centre(batch):
     return out
 
 
-@njit
+@pjit
 def _refine_peak(y, k, nfft, kc, factor, tau_out, amp_out):
     """Per row of y (n, n_samp) on grid channels k: the maximum of |DFT| over the fine grid
-    (nfft points) within one coarse bin (factor fine points) of the coarse peak kc."""
-    for i in range(y.shape[0]):
+    (nfft points) within one coarse bin (factor fine points) of the coarse peak kc.
+    (prange over rows: each row writes only its own outputs.)"""
+    for i in prange(y.shape[0]):
         best = -1.0
         kbest = 0
         for j in range(-factor, factor + 1):

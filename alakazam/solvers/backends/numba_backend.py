@@ -9,6 +9,12 @@ import numpy as np
 from .. import cross_delay, cross_phase, gains, leakage, parallel_delay
 
 
+#: terms whose returned cost is the final chi2 exactly as common.chi2 defines it (K: sum w|V|^2 +
+#: sum w|M|^2 - 2 sum Re(exp(-i theta) z) at the final parameters, the same quantity up to rounding),
+#: so the dispatcher does not spend another pass over the data on it
+EXACT_COST = ("K",)
+
+
 def solve_params(jones_type, batch, init, ref, opts):
     n_cell = batch.n_cell
     ref = np.ascontiguousarray(ref, np.int64)
