@@ -25,3 +25,33 @@ def njit(*args, **kwargs):
 def pjit(func):
     """Parallel (prange) kernel: only for loops where each iteration writes its own output."""
     return numba.njit(parallel=True, **JIT_OPTS)(func)
+
+
+_POOL = None
+
+
+def threaded(kernel, n_items, *args):
+    """Run a ``nogil`` kernel over ``n_items`` independent items on numba's thread count.
+
+    ``kernel(start, stride, *args)`` must process the items ``range(start, n_items, stride)`` and write
+    only their own outputs (race-free by construction).  It is called once per worker thread with
+    ``start = 0 .. n_threads - 1`` and ``stride = n_threads`` (interleaved, so cells of unequal cost
+    balance), from a persistent thread pool: one Python call per thread, never per item.
+
+    Why not ``prange``: a ``parallel=True`` kernel wrapping a large solver costs 4-7 s more to
+    compile (numba's parfor lowering re-optimises the inlined solver), while the same kernel with a
+    plain loop costs < 1 s more; the solvers' first-call compile time is a target (issue 3).
+    """
+    global _POOL
+    n_threads = max(1, min(numba.get_num_threads(), int(n_items)))
+    if n_threads == 1:
+        kernel(0, 1, *args)
+        return
+    if _POOL is None or _POOL._max_workers < n_threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=max(n_threads, numba.get_num_threads()),
+                                   thread_name_prefix="alakazam-solver")
+    futures = [_POOL.submit(kernel, t, n_threads, *args) for t in range(n_threads)]
+    for f in futures:
+        f.result()

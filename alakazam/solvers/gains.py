@@ -10,9 +10,8 @@ least-squares solution.  Initial guess: gain ratios on baselines to the referenc
 """
 
 import numpy as np
-from numba import prange
 
-from .._numba import njit, pjit
+from .._numba import njit, threaded
 
 POL_CORR = (0, 3)
 
@@ -20,15 +19,15 @@ POL_CORR = (0, 3)
 def initial_guess(batch, ref):
     """(n_cell, n_ant, 2) complex: g_ref = 1, g_a = conj(<V/M>) on baseline (ref, a), else 1."""
     g = np.ones((batch.n_cell, batch.n_ant, 2), np.complex128)
-    _ratio_init(batch.vis, batch.model, batch.weight, batch.ant1, batch.ant2,
-                np.asarray(ref, np.int64), g)
+    threaded(_ratio_init, batch.vis.shape[0], batch.vis, batch.model, batch.weight, batch.ant1,
+             batch.ant2, np.asarray(ref, np.int64), g)
     return g
 
 
-@pjit
-def _ratio_init(vis, model, weight, ant1, ant2, ref, g):
+@njit
+def _ratio_init(start, stride, vis, model, weight, ant1, ant2, ref, g):
     n_cell, n_bl, n_samp, _ = vis.shape
-    for c in prange(n_cell):
+    for c in range(start, n_cell, stride):
         r = ref[c]
         for p in range(2):
             corr = 0 if p == 0 else 3
@@ -108,19 +107,31 @@ def _stefcal_cell(vis, model, weight, ant1, ant2, g, pol, corr, phase_only, max_
     return it, conv
 
 
-@pjit
+@njit
+def _stefcal_items(start, stride, vis, model, weight, ant1, ant2, g, phase_only, max_iter, tol,
+                   n_iter, conv):
+    """Items j = 2 c + p (cell c, pol p) in range(start, 2 n_cell, stride)."""
+    n_ant = g.shape[1]
+    for j in range(start, 2 * vis.shape[0], stride):
+        c = j // 2
+        p = j % 2
+        corr = 0 if p == 0 else 3
+        gp = np.empty(n_ant, np.complex128)
+        for a in range(n_ant):
+            gp[a] = g[c, a, p]
+        it, ok = _stefcal_cell(vis[c], model[c], weight[c], ant1, ant2, gp, p, corr, phase_only,
+                               max_iter, tol)
+        for a in range(n_ant):
+            g[c, a, p] = gp[a]
+        n_iter[c, p] = it
+        conv[c, p] = ok
+
+
 def stefcal_batch(vis, model, weight, ant1, ant2, g, phase_only, max_iter, tol, n_iter, conv):
-    """In place: g (n_cell, n_ant, 2); n_iter (n_cell, 2), conv (n_cell, 2)."""
-    n_cell = vis.shape[0]
-    for c in prange(n_cell):
-        for p in range(2):
-            corr = 0 if p == 0 else 3
-            gp = g[c, :, p].copy()
-            it, ok = _stefcal_cell(vis[c], model[c], weight[c], ant1, ant2, gp, p, corr, phase_only,
-                                   max_iter, tol)
-            g[c, :, p] = gp
-            n_iter[c, p] = it
-            conv[c, p] = ok
+    """In place: g (n_cell, n_ant, 2); n_iter (n_cell, 2), conv (n_cell, 2).  (cell, pol) items
+    spread over numba's threads (:func:`alakazam._numba.threaded`)."""
+    threaded(_stefcal_items, 2 * vis.shape[0], vis, model, weight, ant1, ant2, g, phase_only,
+             max_iter, tol, n_iter, conv)
 
 
 def model_vis(params, batch):

@@ -5,14 +5,13 @@
 Constraint d_pq[ref] = 0 (the usual gauge: x_a + c, y_a - conj(c) leaves the unpolarised response
 unchanged).  Parameters per antenna are (Re x, Im x, Re y, Im y) with x = d_pq, y = d_qp; the model is
 holomorphic in (x_a, y_a) and anti-holomorphic in (x_b, y_b), which gives the analytic Jacobian.
-Solved by Levenberg-Marquardt on the normal equations (numba, one cell per prange iteration),
+Solved by Levenberg-Marquardt on the normal equations (numba, cells spread over threads),
 starting from 0 (leakages are small; the problem is nearly linear there).
 """
 
 import numpy as np
-from numba import prange
 
-from .._numba import njit, pjit
+from .._numba import njit, threaded
 from .lm import chol_solve, converged_test
 
 
@@ -156,16 +155,29 @@ def _lm_cell(vis, model, weight, ant1, ant2, d, ref, max_iter, tol):
     return it, conv, cost
 
 
-@pjit
-def lm_batch(vis, model, weight, ant1, ant2, d, ref, max_iter, tol, n_iter, conv, cost):
-    """In place: d (n_cell, n_ant, 2) complex; n_iter, conv, cost (n_cell,)."""
-    for c in prange(vis.shape[0]):
-        dc = d[c].copy()
+@njit
+def _lm_items(start, stride, vis, model, weight, ant1, ant2, d, ref, max_iter, tol, n_iter, conv, cost):
+    """Cells range(start, n_cell, stride); each writes only its own outputs."""
+    n_ant = d.shape[1]
+    for c in range(start, vis.shape[0], stride):
+        dc = np.empty((n_ant, 2), np.complex128)
+        for a in range(n_ant):
+            dc[a, 0] = d[c, a, 0]
+            dc[a, 1] = d[c, a, 1]
         it, ok, cst = _lm_cell(vis[c], model[c], weight[c], ant1, ant2, dc, ref[c], max_iter, tol)
-        d[c] = dc
+        for a in range(n_ant):
+            d[c, a, 0] = dc[a, 0]
+            d[c, a, 1] = dc[a, 1]
         n_iter[c] = it
         conv[c] = ok
         cost[c] = cst
+
+
+def lm_batch(vis, model, weight, ant1, ant2, d, ref, max_iter, tol, n_iter, conv, cost):
+    """In place: d (n_cell, n_ant, 2) complex; n_iter, conv, cost (n_cell,).  Cells spread over
+    numba's threads (:func:`alakazam._numba.threaded`)."""
+    threaded(_lm_items, vis.shape[0], vis, model, weight, ant1, ant2, d, ref, max_iter, tol, n_iter,
+             conv, cost)
 
 
 def model_vis(params, batch):

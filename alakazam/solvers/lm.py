@@ -1,6 +1,6 @@
 """Shared numba pieces of the Levenberg-Marquardt solvers: a damped Cholesky solve of the normal
 equations.  Small dense systems (a few hundred parameters at most) are solved in-kernel, without LAPACK,
-so that a prange over cells never oversubscribes BLAS threads.
+so that solving cells in parallel threads never oversubscribes BLAS threads.
 """
 
 import numpy as np

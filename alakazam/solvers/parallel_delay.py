@@ -38,9 +38,8 @@ On a uniform channel grid exp(-i theta) is advanced channel by channel by a phas
 
 import numpy as np
 import scipy.fft
-from numba import prange
 
-from .._numba import njit, pjit
+from .._numba import njit, threaded
 from .lm import chol_solve, converged_test
 
 POL_CORR = (0, 3)
@@ -82,12 +81,11 @@ def band_centre(batch):
     return out
 
 
-@pjit
-def _refine_peak(y, k, nfft, kc, factor, tau_out, amp_out):
-    """Per row of y (n, n_samp) on grid channels k: the maximum of |DFT| over the fine grid
-    (nfft points) within one coarse bin (factor fine points) of the coarse peak kc.
-    (prange over rows: each row writes only its own outputs.)"""
-    for i in prange(y.shape[0]):
+@njit
+def _refine_peak(start, stride, y, k, nfft, kc, factor, tau_out, amp_out):
+    """Rows range(start, n, stride) of y (n, n_samp) on grid channels k: the maximum of |DFT| over
+    the fine grid (nfft points) within one coarse bin (factor fine points) of the coarse peak kc."""
+    for i in range(start, y.shape[0], stride):
         best = -1.0
         kbest = 0
         for j in range(-factor, factor + 1):
@@ -143,7 +141,7 @@ def fringe_fft(y, freq, weight_present, pad=8):
     kc = np.argmax(spec.real ** 2 + spec.imag ** 2, axis=-1).astype(np.int64)
     kf = np.empty(yy.shape[0])
     amp = np.empty(yy.shape[0])
-    _refine_peak(yy, k, nfft_c * factor, kc, factor, kf, amp)
+    threaded(_refine_peak, yy.shape[0], yy, k, nfft_c * factor, kc, factor, kf, amp)
     nfft = nfft_c * factor
     # peak at k = tau df nfft for exp(+2 pi i tau f)
     kf = np.where(kf > nfft // 2, kf - nfft, kf)
@@ -490,25 +488,38 @@ def _solve_cell_pol(vis, model, weight, freq, nu_c, uniform, ant1, ant2, corr, t
     return n_it, conv, c0 - 2.0 * sre
 
 
-@pjit
-def lm_batch(vis, model, weight, freq, nu_c, uniform, ant1, ant2, params, ref, max_iter, tol,
-             n_iter, conv, cost):
-    """In place: params (n_cell, n_ant, 2, 2); n_iter/conv/cost (n_cell, 2).  One thread per
-    (cell, pol)."""
+@njit
+def _lm_items(start, stride, vis, model, weight, freq, nu_c, uniform, ant1, ant2, params, ref,
+              max_iter, tol, n_iter, conv, cost):
+    """Items j = 2 c + p (cell c, pol p) in range(start, 2 n_cell, stride); each writes only its own
+    (cell, pol) outputs."""
     n_cell = vis.shape[0]
-    for j in prange(2 * n_cell):
+    n_ant = params.shape[1]
+    for j in range(start, 2 * n_cell, stride):
         c = j // 2
         p = j % 2
         corr = 0 if p == 0 else 3
-        tau = params[c, :, p, 0].copy()
-        phi = params[c, :, p, 1].copy()
+        tau = np.empty(n_ant)
+        phi = np.empty(n_ant)
+        for a in range(n_ant):
+            tau[a] = params[c, a, p, 0]
+            phi[a] = params[c, a, p, 1]
         it, ok, cst = _solve_cell_pol(vis[c], model[c], weight[c], freq[c], nu_c[c], uniform[c],
                                       ant1, ant2, corr, tau, phi, ref[c], max_iter, tol)
-        params[c, :, p, 0] = tau
-        params[c, :, p, 1] = phi
+        for a in range(n_ant):
+            params[c, a, p, 0] = tau[a]
+            params[c, a, p, 1] = phi[a]
         n_iter[c, p] = it
         conv[c, p] = ok
         cost[c, p] = cst
+
+
+def lm_batch(vis, model, weight, freq, nu_c, uniform, ant1, ant2, params, ref, max_iter, tol,
+             n_iter, conv, cost):
+    """In place: params (n_cell, n_ant, 2, 2); n_iter/conv/cost (n_cell, 2).  One (cell, pol) per
+    item, spread over numba's threads (:func:`alakazam._numba.threaded`)."""
+    threaded(_lm_items, 2 * vis.shape[0], vis, model, weight, freq, nu_c, uniform, ant1, ant2, params,
+             ref, max_iter, tol, n_iter, conv, cost)
 
 
 def uniform_grid(freq):
@@ -519,12 +530,13 @@ def uniform_grid(freq):
     return np.all(np.abs(d - d[:, :1]) <= 1e-9 * np.abs(d[:, :1]), axis=1) & (d[:, 0] != 0)
 
 
-@pjit
-def _chi2_batch(vis, model, weight, freq, nu_c, uniform, ant1, ant2, params, out):
-    """out (n_cell, 2): sum w |V - model|^2 on pp and qq for K params (n_cell, n_ant, 2, 2)."""
+@njit
+def _chi2_items(start, stride, vis, model, weight, freq, nu_c, uniform, ant1, ant2, params, out):
+    """out (n_cell, 2): sum w |V - model|^2 on pp and qq for K params (n_cell, n_ant, 2, 2); items
+    j = 2 c + p in range(start, 2 n_cell, stride)."""
     n_cell = vis.shape[0]
     n_x = vis.shape[2]
-    for j in prange(2 * n_cell):
+    for j in range(start, 2 * n_cell, stride):
         c = j // 2
         p = j % 2
         corr = 0 if p == 0 else 3
@@ -553,9 +565,9 @@ def _chi2_batch(vis, model, weight, freq, nu_c, uniform, ant1, ant2, params, out
 def chi2(params, batch):
     """(n_cell,) final cost sum w |V - model|^2 over pp and qq (numba; same maths as model_vis)."""
     out = np.zeros((batch.n_cell, 2))
-    _chi2_batch(batch.vis, batch.model, batch.weight, batch.freq, band_centre(batch),
-                uniform_grid(batch.freq), batch.ant1, batch.ant2,
-                np.ascontiguousarray(params, np.float64), out)
+    threaded(_chi2_items, 2 * batch.n_cell, batch.vis, batch.model, batch.weight, batch.freq,
+             band_centre(batch), uniform_grid(batch.freq), batch.ant1, batch.ant2,
+             np.ascontiguousarray(params, np.float64), out)
     return out.sum(axis=1)
 
 

@@ -1,4 +1,4 @@
-"""Native numba backend (the default): batched kernels, one prange over cells, no Python per cell.
+"""Native numba backend (the default): batched kernels, cells spread over threads, no Python per cell.
 
 G: StEFCal; K and D: Levenberg-Marquardt on analytic normal equations; KC and CP: exact
 one-dimensional maximisation (closed form for CP).  See the term modules for the maths.
