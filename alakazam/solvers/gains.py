@@ -63,8 +63,9 @@ def _stefcal_cell(vis, model, weight, ant1, ant2, g, pol, corr, phase_only, max_
     it = 0
     conv = False
     for it in range(1, max_iter + 1):
-        num[:] = 0
-        den[:] = 0
+        for a in range(n_ant):
+            num[a] = 0.0
+            den[a] = 0.0
         for b in range(n_bl):
             a1 = ant1[b]
             a2 = ant2[b]
@@ -100,7 +101,8 @@ def _stefcal_cell(vis, model, weight, ant1, ant2, g, pol, corr, phase_only, max_
             dnorm += abs(gn - gold[a]) ** 2
             gnorm += abs(gn) ** 2
             g[a] = gn
-        gold[:] = g
+        for a in range(n_ant):       # (element loops, not slice assignment: cheaper to compile)
+            gold[a] = g[a]
         if it > 1 and dnorm <= tol * tol * gnorm:
             conv = True
             break

@@ -124,10 +124,18 @@ def _lm_cell(vis, model, weight, ant1, ant2, d, ref, max_iter, tol):
         if first or cost_n <= cost:
             done = False
             if not first:
-                done = converged_test(cost, cost_n, np.sqrt((step * step).sum()),
-                                      np.sqrt((np.abs(d) ** 2).sum()), tol)
+                sn = 0.0
+                for i in range(n_par):
+                    sn += step[i] * step[i]
+                xn = 0.0
+                for a in range(n_ant):
+                    for j in range(2):
+                        xn += d[a, j].real ** 2 + d[a, j].imag ** 2
+                done = converged_test(cost, cost_n, np.sqrt(sn), np.sqrt(xn), tol)
                 lam = max(lam * 0.1, 1e-12)
-            d[:] = dc
+            for a in range(n_ant):     # element loops: slice assignment costs seconds of compile
+                d[a, 0] = dc[a, 0]
+                d[a, 1] = dc[a, 1]
             jtj, jtr, cost = jtj_n, jtr_n, cost_n
             first = False
             if done:
@@ -147,7 +155,9 @@ def _lm_cell(vis, model, weight, ant1, ant2, d, ref, max_iter, tol):
             lam *= 10.0
         if not ok:
             break
-        dc[:] = d
+        for a in range(n_ant):
+            dc[a, 0] = d[a, 0]
+            dc[a, 1] = d[a, 1]
         for a in range(n_ant):
             if index[a, 0] >= 0:
                 dc[a, 0] += step[index[a, 0]] + 1j * step[index[a, 1]]

@@ -67,10 +67,11 @@ def _band_centre(weight, freq, out):
             if has:
                 num += freq[c, s]
                 n += 1
-        if n > 0:
-            out[c] = num / n
-        else:
-            out[c] = freq[c].mean()
+        if n == 0:                     # no weighted sample: the plain mean (a loop: no array method,
+            for s in range(freq.shape[1]):   # cheaper to compile)
+                num += freq[c, s]
+            n = freq.shape[1]
+        out[c] = num / max(n, 1)
 
 
 def band_centre(batch):
@@ -320,8 +321,11 @@ def _lm(z, kap, uniform, ant1, ant2, tau, phi, ref, c0, lam0, max_iter, tol):
     tau[ref] = 0.0
     phi[ref] = 0.0
     lam = lam0
-    tau_c = tau.copy()           # the candidate point to evaluate
-    phi_c = phi.copy()
+    tau_c = np.empty(n_ant)      # the candidate point to evaluate (element loops, not copy(): cheaper
+    phi_c = np.empty(n_ant)      # to compile)
+    for a in range(n_ant):
+        tau_c[a] = tau[a]
+        phi_c[a] = phi[a]
     jtj = np.zeros((n_par, n_par))
     jtr = np.zeros(n_par)
     sre = 0.0
@@ -337,8 +341,10 @@ def _lm(z, kap, uniform, ant1, ant2, tau, phi, ref, c0, lam0, max_iter, tol):
                 xn = 0.0
                 for a in range(n_ant):
                     xn += tau[a] * tau[a] + phi[a] * phi[a]
-                done = converged_test(c0 - 2.0 * sre, c0 - 2.0 * sre_n,
-                                      np.sqrt((step * step).sum()), np.sqrt(xn), tol)
+                sn = 0.0
+                for i in range(n_par):
+                    sn += step[i] * step[i]
+                done = converged_test(c0 - 2.0 * sre, c0 - 2.0 * sre_n, np.sqrt(sn), np.sqrt(xn), tol)
                 lam = max(lam * 0.1, 1e-12)
             for a in range(n_ant):
                 tau[a] = tau_c[a]
@@ -366,7 +372,10 @@ def _lm(z, kap, uniform, ant1, ant2, tau, phi, ref, c0, lam0, max_iter, tol):
         xn = 0.0
         for a in range(n_ant):
             xn += tau[a] * tau[a] + phi[a] * phi[a]
-        if np.sqrt((step * step).sum()) <= 1e-10 * (np.sqrt(xn) + 1e-3):
+        sn = 0.0
+        for i in range(n_par):
+            sn += step[i] * step[i]
+        if np.sqrt(sn) <= 1e-10 * (np.sqrt(xn) + 1e-3):
             conv = True          # the next step is negligible: at the minimum
             break
         for a in range(n_ant):
@@ -405,8 +414,9 @@ def _bin_kappa(model, weight, corr, kap, bin_of, n_bins, kb):
         ctr[bin_of[s]] += kap[s]
         cnt[bin_of[s]] += 1.0
     for b in range(n_bl):
-        num[:] = 0.0
-        den[:] = 0.0
+        for k in range(n_bins):
+            num[k] = 0.0
+            den[k] = 0.0
         for s in range(n_x):
             w = weight[b, s, corr]
             if w > 0:
@@ -451,7 +461,9 @@ def _solve_cell_pol(vis, model, weight, freq, nu_c, uniform, ant1, ant2, corr, t
         kspan = max(kspan, abs(kap[s]))
     z = np.empty((n_bl, n_x), np.complex128)
     c0 = _fringes(vis, model, weight, corr, z)
-    kap2 = kap.reshape(1, n_x)
+    kap2 = np.empty((1, n_x))
+    for s in range(n_x):
+        kap2[0, s] = kap[s]
     uni = 1 if uniform else 0
     binned = n_x >= MIN_SAMP_BINNED
     nb = N_BINS if binned else 1
@@ -462,7 +474,7 @@ def _solve_cell_pol(vis, model, weight, freq, nu_c, uniform, ant1, ant2, corr, t
     zb = np.empty((n_bl, nb), np.complex128)
     if binned:
         _bin_kappa(model, weight, corr, kap, bin_of, nb, kb)
-    dtau = np.zeros_like(tau)
+    dtau = np.zeros(tau.shape[0])
     n_it = 0
     conv = False
     sre = 0.0
@@ -473,7 +485,8 @@ def _solve_cell_pol(vis, model, weight, freq, nu_c, uniform, ant1, ant2, corr, t
         full = stage == 3
         if not full:
             _bin_rotated(z, kap, uni, bin_of, ant1, ant2, tau, zb)
-            dtau[:] = 0.0
+            for a in range(dtau.shape[0]):
+                dtau[a] = 0.0
         it, conv, sre = _lm(z if full else zb, kap2 if full else kb, uni if full else 0, ant1, ant2,
                             tau if full else dtau, phi, ref, c0,
                             1e-3 if stage == 0 or (full and n_it == 0) else 1e-8, max_iter, tol)
