@@ -49,6 +49,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--backends", default="numba")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--max-samp", type=int, default=None,
+                    help="skip the cases with more samples per cell (the slow backends on K 1024)")
     args = ap.parse_args(argv)
     backends = args.backends.split(",")
     n_batch = 100 if args.quick else 1000
@@ -57,6 +59,8 @@ def main(argv=None):
     for be in backends:
         fast = be == "numba"
         for jt, n_ant, n_samp, _ in cases:
+            if args.max_samp is not None and n_samp > args.max_samp and not fast:
+                continue
             b1, _ = make_batch(jt, n_cell=1, n_ant=n_ant, n_samp=n_samp, noise=0.1, seed=1)
             t0 = time.perf_counter()
             solve(jt, b1, backend=be)                       # warm-up (compile)

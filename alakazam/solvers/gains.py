@@ -53,7 +53,7 @@ def _ratio_init(start, stride, vis, model, weight, ant1, ant2, ref, g):
                     g[c, ant1[b], p] = ratio
 
 
-@njit
+@njit(inline="always")
 def _stefcal_cell(vis, model, weight, ant1, ant2, g, pol, corr, phase_only, max_iter, tol):
     n_bl, n_samp = vis.shape[0], vis.shape[1]
     n_ant = g.shape[0]

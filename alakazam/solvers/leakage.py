@@ -94,7 +94,7 @@ def _normal_eq(vis, model, weight, ant1, ant2, d, index):
     return jtj, jtr, cost
 
 
-@njit
+@njit(inline="always")
 def _lm_cell(vis, model, weight, ant1, ant2, d, ref, max_iter, tol):
     """LM for one cell; d (n_ant, 2) updated in place.  One call site of _normal_eq (it is inlined
     by LLVM, so every extra call site costs compile time); the loop evaluates the candidate point,

@@ -450,7 +450,7 @@ def _bin_rotated(z, kap, uniform, bin_of, ant1, ant2, tau, zb):
                 e = e * st
 
 
-@njit
+@njit(inline="always")
 def _solve_cell_pol(vis, model, weight, freq, nu_c, uniform, ant1, ant2, corr, tau, phi, ref,
                     max_iter, tol):
     n_bl, n_x = vis.shape[0], vis.shape[1]
