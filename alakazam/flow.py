@@ -523,11 +523,8 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             ws = wsum_t[m].sum()
             times[i] = t_ref + (time_wsum[m].sum() / ws if ws > 0 else time_sum[m].sum() / row_count[m].sum())
         fcent = _bin_centres(freqs, fbin_of_chan, n_fcell)
-        if np.all(refused == ctx.ref):
-            ref_used = ctx.ref
-        else:
-            vals, counts = np.unique(refused, return_counts=True)
-            ref_used = int(vals[np.argmax(counts)])
+        if not np.all(refused == ctx.ref):
+            vals = np.unique(refused)
             log.warning("%s field %s spw %d scan %s: reference antenna %s had no data in some cells; "
                         "re-referenced to %s there (recorded in solver_stats/ref_ant)", step.key,
                         fld.name, spw.spw_id, group.scan_id, active_names[ctx.ref],

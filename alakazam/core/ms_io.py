@@ -12,7 +12,6 @@ indices.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -404,7 +403,6 @@ def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
             q = t.selectrows(rows)
         cols = t.colnames()
         if q is None:
-            n_c = 0
             empty = np.zeros((0, 0, 0))
             return Chunk(empty.astype(np.complex64), None, empty.astype(bool), empty, np.zeros(0),
                          np.zeros(0, int), np.zeros(0, int), np.zeros(0, int), np.zeros(0, int),

@@ -12,7 +12,7 @@ starting from 0 (leakages are small; the problem is nearly linear there).
 import numpy as np
 
 from .._numba import njit, threaded
-from .lm import chol_solve, converged_test
+from .lm import converged_test, damped_step, norm
 
 
 def initial_guess(batch, ref):
@@ -124,14 +124,11 @@ def _lm_cell(vis, model, weight, ant1, ant2, d, ref, max_iter, tol):
         if first or cost_n <= cost:
             done = False
             if not first:
-                sn = 0.0
-                for i in range(n_par):
-                    sn += step[i] * step[i]
                 xn = 0.0
                 for a in range(n_ant):
                     for j in range(2):
                         xn += d[a, j].real ** 2 + d[a, j].imag ** 2
-                done = converged_test(cost, cost_n, np.sqrt(sn), np.sqrt(xn), tol)
+                done = converged_test(cost, cost_n, norm(step), np.sqrt(xn), tol)
                 lam = max(lam * 0.1, 1e-12)
             for a in range(n_ant):     # element loops: slice assignment costs seconds of compile
                 d[a, 0] = dc[a, 0]
@@ -146,13 +143,7 @@ def _lm_cell(vis, model, weight, ant1, ant2, d, ref, max_iter, tol):
             if lam > 1e12:
                 conv = True
                 break
-        ok = False
-        while it < max_iter and lam <= 1e12:
-            it += 1
-            step, ok = chol_solve(jtj, -jtr, lam)
-            if ok:
-                break
-            lam *= 10.0
+        step, ok, lam, it = damped_step(jtj, jtr, lam, it, max_iter)
         if not ok:
             break
         for a in range(n_ant):

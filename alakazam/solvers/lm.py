@@ -62,3 +62,30 @@ def converged_test(cost_old, cost_new, step_norm, x_norm, tol):
     if step_norm <= 1e-10 * (x_norm + 1e-10):
         return True
     return False
+
+
+@njit
+def damped_step(jtj, jtr, lam, it, max_iter):
+    """The next Levenberg-Marquardt step: solve (A + lam diag A) x = -jtr, multiplying lam by 10
+    until A + lam diag A is positive definite.  Every attempt counts as an iteration.
+
+    Returns (step, ok, lam, it); ok is False when max_iter or lam > 1e12 was reached first.
+    """
+    ok = False
+    step = np.zeros(jtr.shape[0])
+    while it < max_iter and lam <= 1e12:
+        it += 1
+        step, ok = chol_solve(jtj, -jtr, lam)
+        if ok:
+            break
+        lam *= 10.0
+    return step, ok, lam, it
+
+
+@njit
+def norm(x):
+    """Euclidean norm of a real vector (a loop: cheaper to compile than an array expression)."""
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i] * x[i]
+    return np.sqrt(s)

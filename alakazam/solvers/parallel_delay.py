@@ -40,7 +40,7 @@ import numpy as np
 import scipy.fft
 
 from .._numba import njit, threaded
-from .lm import chol_solve, converged_test
+from .lm import converged_test, damped_step, norm
 
 POL_CORR = (0, 3)
 TWO_PI_NS = 2.0 * np.pi * 1e-9
@@ -341,10 +341,7 @@ def _lm(z, kap, uniform, ant1, ant2, tau, phi, ref, c0, lam0, max_iter, tol):
                 xn = 0.0
                 for a in range(n_ant):
                     xn += tau[a] * tau[a] + phi[a] * phi[a]
-                sn = 0.0
-                for i in range(n_par):
-                    sn += step[i] * step[i]
-                done = converged_test(c0 - 2.0 * sre, c0 - 2.0 * sre_n, np.sqrt(sn), np.sqrt(xn), tol)
+                done = converged_test(c0 - 2.0 * sre, c0 - 2.0 * sre_n, norm(step), np.sqrt(xn), tol)
                 lam = max(lam * 0.1, 1e-12)
             for a in range(n_ant):
                 tau[a] = tau_c[a]
@@ -360,22 +357,13 @@ def _lm(z, kap, uniform, ant1, ant2, tau, phi, ref, c0, lam0, max_iter, tol):
                 conv = True      # no further decrease possible: at the minimum to machine precision
                 break
         # next candidate: damped Newton step from the current point
-        ok = False
-        while it < max_iter and lam <= 1e12:
-            it += 1
-            step, ok = chol_solve(jtj, -jtr, lam)
-            if ok:
-                break
-            lam *= 10.0
+        step, ok, lam, it = damped_step(jtj, jtr, lam, it, max_iter)
         if not ok:
             break
         xn = 0.0
         for a in range(n_ant):
             xn += tau[a] * tau[a] + phi[a] * phi[a]
-        sn = 0.0
-        for i in range(n_par):
-            sn += step[i] * step[i]
-        if np.sqrt(sn) <= 1e-10 * (np.sqrt(xn) + 1e-3):
+        if norm(step) <= 1e-10 * (np.sqrt(xn) + 1e-3):
             conv = True          # the next step is negligible: at the minimum
             break
         for a in range(n_ant):

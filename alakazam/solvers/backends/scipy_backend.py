@@ -7,7 +7,6 @@ independent cross-check.  ``n_iter`` reports Jacobian evaluations (nfev / (n_par
 import numpy as np
 from scipy.optimize import least_squares
 
-from .. import cross_delay, cross_phase
 from ..common import antennas_with_data
 from ..parallel_delay import band_centre
 
