@@ -262,7 +262,7 @@ def test_direct_solve_params_holds_reference(term, backend):
 def test_jax_compiles_once_per_shape():
     from alakazam.solvers.backends import jax_backend as jb
     sim = Sim("G", "linear", seed=31)
-    key = ("G", False, N_ANT, N_ANT * (N_ANT - 1) // 2, N_SAMP, "float64", jb.CHUNK)
+    key = ("G", False, N_ANT, N_ANT * (N_ANT - 1) // 2, N_SAMP, "float64", min(jb.CHUNK, N_CELL))
     solve("G", sim.batch(0.05, seed=4), backend="jax")
     n0 = jb.TRACE_COUNT[key]
     solve("G", Sim("G", "circular", seed=32).batch(0.05, seed=5), backend="jax")

@@ -19,7 +19,8 @@ steps; at most ``opts.max_iter`` iterations.
 Compilation and batching
 ------------------------
 Functions are cached in :data:`_CACHE` keyed by (term, phase_only, n_ant, n_bl, n_samp, dtype, chunk):
-compiled once per shape, never per cell.  Cells are solved in chunks of :data:`CHUNK` (4) cells,
+compiled once per shape, never per cell.  Cells are solved in chunks of :data:`CHUNK` (4) cells
+(a batch of fewer cells: one chunk of that size),
 ``vmap`` inside a chunk (a ``while_loop`` under ``vmap`` runs to the slowest cell, so large vmaps are
 slower, see the notes); the last chunk is padded by repeating its last cell so shapes stay stable.
 :data:`TRACE_COUNT` counts traces per key (for tests).
@@ -169,7 +170,10 @@ def solve_params(jones_type, batch, init, ref, opts, precision=None):
     M = np.stack([cd.M for cd in cds])
     sw = np.stack([cd.sw for cd in cds])
     dnu = np.stack([cd.dnu for cd in cds])
-    n_pad = (-n_cell) % CHUNK
+    # chunks of CHUNK cells; a batch of fewer cells is one chunk of its own size (padding one cell
+    # to four made single-cell solves four times slower); so at most CHUNK shapes per problem
+    chunk = CHUNK if n_cell >= CHUNK else n_cell
+    n_pad = (-n_cell) % chunk
     if n_pad:
         pad = lambda a: np.concatenate([a, np.repeat(a[-1:], n_pad, axis=0)])  # noqa: E731
         x0, free, V, M, sw, dnu = map(pad, (x0, free, V, M, sw, dnu))
@@ -180,13 +184,13 @@ def solve_params(jones_type, batch, init, ref, opts, precision=None):
     conv = np.empty(x0.shape[0], bool)
     cost = np.empty(x0.shape[0])
     with jax.enable_x64(True):
-        key, fn = get_compiled(jones_type, phase_only, batch.n_ant, n_bl, n_samp, precision)
+        key, fn = get_compiled(jones_type, phase_only, batch.n_ant, n_bl, n_samp, precision, chunk)
         a1 = jnp.asarray(np.asarray(batch.ant1, np.int32))
         a2 = jnp.asarray(np.asarray(batch.ant2, np.int32))
         mi = jnp.int32(int(opts.max_iter))
         tol = jnp.asarray(float(opts.tol), fdt)
-        for s in range(0, x0.shape[0], CHUNK):
-            sl = slice(s, s + CHUNK)
+        for s in range(0, x0.shape[0], chunk):
+            sl = slice(s, s + chunk)
             xs, its, cs, cos = fn(jnp.asarray(x0[sl], fdt), jnp.asarray(free[sl]),
                                   jnp.asarray(V[sl], cdt), jnp.asarray(M[sl], cdt),
                                   jnp.asarray(sw[sl], fdt), jnp.asarray(dnu[sl], fdt),
