@@ -19,7 +19,7 @@ def initial_guess(batch, ref):
     return np.zeros((batch.n_cell, batch.n_ant, 2), np.complex128)
 
 
-@njit
+@njit(inline="always")
 def _model(m, xa, ya, xb, yb):
     m00, m01, m10, m11 = m[0], m[1], m[2], m[3]
     cxb = np.conj(xb)
@@ -31,7 +31,7 @@ def _model(m, xa, ya, xb, yb):
     return t00 + t01 * cxb, t00 * cyb + t01, t10 + t11 * cxb, t10 * cyb + t11
 
 
-@njit
+@njit(inline="always")
 def _normal_eq(vis, model, weight, ant1, ant2, d, index):
     n_par = 4 * index.shape[0] - 2        # index (n_ant, 4); the reference has no d_pq parameters
     jtj = np.zeros((n_par, n_par))
