@@ -302,7 +302,7 @@ def _normal_eq(z, kap, uniform, ant1, ant2, tau, phi, index):
     return jtj, jtr, sre
 
 
-@njit
+@njit(inline="always")
 def _lm(z, kap, uniform, ant1, ant2, tau, phi, ref, c0, lam0, max_iter, tol):
     """LM on the fringes z; tau, phi (n_ant,) updated in place; chi2 = c0 - 2 sum Re(u); lam0 the
     initial damping (small when starting next to the minimum).  A step that changes chi2 by less
@@ -438,7 +438,7 @@ def _bin_rotated(z, kap, uniform, bin_of, ant1, ant2, tau, zb):
                 e = e * st
 
 
-@njit(inline="always")
+@njit
 def _solve_cell_pol(vis, model, weight, freq, nu_c, uniform, ant1, ant2, corr, tau, phi, ref,
                     max_iter, tol):
     n_bl, n_x = vis.shape[0], vis.shape[1]
