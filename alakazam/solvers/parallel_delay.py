@@ -439,80 +439,79 @@ def _bin_rotated(z, kap, uniform, bin_of, ant1, ant2, tau, zb):
 
 
 @njit
-def _solve_cell_pol(vis, model, weight, freq, nu_c, uniform, ant1, ant2, corr, tau, phi, ref,
-                    max_iter, tol):
-    n_bl, n_x = vis.shape[0], vis.shape[1]
-    kap = np.empty(n_x)
-    kspan = 0.0
-    for s in range(n_x):
-        kap[s] = -2.0 * np.pi * 1e-9 * (freq[s] - nu_c)
-        kspan = max(kspan, abs(kap[s]))
-    z = np.empty((n_bl, n_x), np.complex128)
-    c0 = _fringes(vis, model, weight, corr, z)
-    kap2 = np.empty((1, n_x))
-    for s in range(n_x):
-        kap2[0, s] = kap[s]
-    uni = 1 if uniform else 0
-    binned = n_x >= MIN_SAMP_BINNED
-    nb = N_BINS if binned else 1
-    bin_of = np.empty(n_x, np.int64)
-    for s in range(n_x):
-        bin_of[s] = s * nb // n_x
-    kb = np.empty((n_bl, nb))
-    zb = np.empty((n_bl, nb), np.complex128)
-    if binned:
-        _bin_kappa(model, weight, corr, kap, bin_of, nb, kb)
-    dtau = np.zeros(tau.shape[0])
-    n_it = 0
-    conv = False
-    sre = 0.0
-    # stages 0..2: coarse binned passes (residual delay dtau); last stage: full resolution.
-    # One call site of _lm (compile time grows with every inlined copy).
-    stage = 0 if binned else 3
-    while True:
-        full = stage == 3
-        if not full:
-            _bin_rotated(z, kap, uni, bin_of, ant1, ant2, tau, zb)
-            for a in range(dtau.shape[0]):
-                dtau[a] = 0.0
-        it, conv, sre = _lm(z if full else zb, kap2 if full else kb, uni if full else 0, ant1, ant2,
-                            tau if full else dtau, phi, ref, c0,
-                            1e-3 if stage == 0 or (full and n_it == 0) else 1e-8, max_iter, tol)
-        n_it += it
-        if full:
-            break
-        big = 0.0
-        for a in range(tau.shape[0]):
-            tau[a] += dtau[a]
-            big = max(big, abs(dtau[a]))
-        stage = 3 if (2.0 * big * kspan < 1.0 or stage == 2) else stage + 1
-    return n_it, conv, c0 - 2.0 * sre
-
-
-@njit
-def _lm_items(start, stride, vis, model, weight, freq, nu_c, uniform, ant1, ant2, params, ref,
-              max_iter, tol, n_iter, conv, cost):
+def _lm_items(start, stride, vis_all, model_all, weight_all, freq_all, nu_c_all, uniform_all, ant1,
+              ant2, params, ref_all, max_iter, tol, n_iter, conv_out, cost):
     """Items j = 2 c + p (cell c, pol p) in range(start, 2 n_cell, stride); each writes only its own
-    (cell, pol) outputs."""
-    n_cell = vis.shape[0]
+    (cell, pol) outputs.  The per-item solve is written out here rather than called: one function
+    less for LLVM to optimise twice (first-call compile time, issue 3)."""
+    n_cell = vis_all.shape[0]
     n_ant = params.shape[1]
     for j in range(start, 2 * n_cell, stride):
         c = j // 2
         p = j % 2
         corr = 0 if p == 0 else 3
+        vis = vis_all[c]
+        model = model_all[c]
+        weight = weight_all[c]
+        freq = freq_all[c]
+        nu_c = nu_c_all[c]
+        ref = ref_all[c]
         tau = np.empty(n_ant)
         phi = np.empty(n_ant)
         for a in range(n_ant):
             tau[a] = params[c, a, p, 0]
             phi[a] = params[c, a, p, 1]
-        it, ok, cst = _solve_cell_pol(vis[c], model[c], weight[c], freq[c], nu_c[c], uniform[c],
-                                      ant1, ant2, corr, tau, phi, ref[c], max_iter, tol)
+        n_bl, n_x = vis.shape[0], vis.shape[1]
+        kap = np.empty(n_x)
+        kspan = 0.0
+        for s in range(n_x):
+            kap[s] = -2.0 * np.pi * 1e-9 * (freq[s] - nu_c)
+            kspan = max(kspan, abs(kap[s]))
+        z = np.empty((n_bl, n_x), np.complex128)
+        c0 = _fringes(vis, model, weight, corr, z)
+        kap2 = np.empty((1, n_x))
+        for s in range(n_x):
+            kap2[0, s] = kap[s]
+        uni = 1 if uniform_all[c] else 0
+        binned = n_x >= MIN_SAMP_BINNED
+        nb = N_BINS if binned else 1
+        bin_of = np.empty(n_x, np.int64)
+        for s in range(n_x):
+            bin_of[s] = s * nb // n_x
+        kb = np.empty((n_bl, nb))
+        zb = np.empty((n_bl, nb), np.complex128)
+        if binned:
+            _bin_kappa(model, weight, corr, kap, bin_of, nb, kb)
+        dtau = np.zeros(n_ant)
+        n_it = 0
+        conv = False
+        sre = 0.0
+        # stages 0..2: coarse binned passes (residual delay dtau); last stage: full resolution.
+        # One call site of _lm (compile time grows with every inlined copy).
+        stage = 0 if binned else 3
+        while True:
+            full = stage == 3
+            if not full:
+                _bin_rotated(z, kap, uni, bin_of, ant1, ant2, tau, zb)
+                for a in range(n_ant):
+                    dtau[a] = 0.0
+            it, conv, sre = _lm(z if full else zb, kap2 if full else kb, uni if full else 0, ant1,
+                                ant2, tau if full else dtau, phi, ref, c0,
+                                1e-3 if stage == 0 or (full and n_it == 0) else 1e-8, max_iter, tol)
+            n_it += it
+            if full:
+                break
+            big = 0.0
+            for a in range(n_ant):
+                tau[a] += dtau[a]
+                big = max(big, abs(dtau[a]))
+            stage = 3 if (2.0 * big * kspan < 1.0 or stage == 2) else stage + 1
         for a in range(n_ant):
             params[c, a, p, 0] = tau[a]
             params[c, a, p, 1] = phi[a]
-        n_iter[c, p] = it
-        conv[c, p] = ok
-        cost[c, p] = cst
+        n_iter[c, p] = n_it
+        conv_out[c, p] = conv
+        cost[c, p] = c0 - 2.0 * sre
 
 
 def lm_batch(vis, model, weight, freq, nu_c, uniform, ant1, ant2, params, ref, max_iter, tol,
