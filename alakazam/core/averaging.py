@@ -15,6 +15,7 @@ import numpy as np
 from numba import prange
 
 from .._numba import njit, pjit
+from ..jones.algebra import sandwich
 
 
 @dataclass
@@ -162,22 +163,10 @@ def _accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, w
                         n1 = np.complex128(model[row, chan, corr_src[1]]) if corr_src[1] >= 0 else 0j
                         n2 = np.complex128(model[row, chan, corr_src[2]]) if corr_src[2] >= 0 else 0j
                         n3 = np.complex128(model[row, chan, corr_src[3]]) if corr_src[3] >= 0 else 0j
-                        p00 = sky[t, a1, chan, 0, 0]
-                        p01 = sky[t, a1, chan, 0, 1]
-                        p10 = sky[t, a1, chan, 1, 0]
-                        p11 = sky[t, a1, chan, 1, 1]
-                        q00 = np.conj(sky[t, a2, chan, 0, 0])
-                        q01 = np.conj(sky[t, a2, chan, 1, 0])
-                        q10 = np.conj(sky[t, a2, chan, 0, 1])
-                        q11 = np.conj(sky[t, a2, chan, 1, 1])
-                        x00 = p00 * n0 + p01 * n2
-                        x01 = p00 * n1 + p01 * n3
-                        x10 = p10 * n0 + p11 * n2
-                        x11 = p10 * n1 + p11 * n3
-                        m0 = x00 * q00 + x01 * q10
-                        m1 = x00 * q01 + x01 * q11
-                        m2 = x10 * q00 + x11 * q10
-                        m3 = x10 * q01 + x11 * q11
+                        m0, m1, m2, m3 = sandwich(
+                            sky[t, a1, chan, 0, 0], sky[t, a1, chan, 0, 1], sky[t, a1, chan, 1, 0],
+                            sky[t, a1, chan, 1, 1], n0, n1, n2, n3, sky[t, a2, chan, 0, 0],
+                            sky[t, a2, chan, 0, 1], sky[t, a2, chan, 1, 0], sky[t, a2, chan, 1, 1])
                 for c in range(4):
                     src = _SWAP[c] if swap else c        # 4-corr index in the row's own orientation
                     ks = corr_src[src]                   # index in the stored correlations

@@ -17,7 +17,24 @@ row loop is parallel (prange) and race-free.
 import numpy as np
 from numba import prange
 
-from .._numba import pjit
+from .._numba import njit, pjit
+
+
+@njit(inline="always")
+def sandwich(p00, p01, p10, p11, m0, m1, m2, m3, q00, q01, q10, q11):
+    """P M Q^H for 2x2 P, Q given by elements and M = [[m0, m1], [m2, m3]]; returns the four
+    correlations (pp, pq, qp, qq).  The one 2x2 product of the corrupt/correct kernels (and of the
+    solve flow's fused accumulation, alakazam.core.averaging)."""
+    x00 = p00 * m0 + p01 * m2
+    x01 = p00 * m1 + p01 * m3
+    x10 = p10 * m0 + p11 * m2
+    x11 = p10 * m1 + p11 * m3
+    c00 = np.conj(q00)
+    c01 = np.conj(q10)
+    c10 = np.conj(q01)
+    c11 = np.conj(q11)
+    return (x00 * c00 + x01 * c10, x00 * c01 + x01 * c11,
+            x10 * c00 + x11 * c10, x10 * c01 + x11 * c11)
 
 
 
@@ -159,27 +176,14 @@ def corrupt_full(model, j, tidx, ant1, ant2, out):
         a = ant1[row]
         b = ant2[row]
         for chan in range(n_chan):
-            m00 = model[row, chan, 0]
-            m01 = model[row, chan, 1]
-            m10 = model[row, chan, 2]
-            m11 = model[row, chan, 3]
-            p00 = j[t, a, chan, 0, 0]
-            p01 = j[t, a, chan, 0, 1]
-            p10 = j[t, a, chan, 1, 0]
-            p11 = j[t, a, chan, 1, 1]
-            # q^H
-            q00 = np.conj(j[t, b, chan, 0, 0])
-            q01 = np.conj(j[t, b, chan, 1, 0])
-            q10 = np.conj(j[t, b, chan, 0, 1])
-            q11 = np.conj(j[t, b, chan, 1, 1])
-            x00 = p00 * m00 + p01 * m10
-            x01 = p00 * m01 + p01 * m11
-            x10 = p10 * m00 + p11 * m10
-            x11 = p10 * m01 + p11 * m11
-            out[row, chan, 0] = x00 * q00 + x01 * q10
-            out[row, chan, 1] = x00 * q01 + x01 * q11
-            out[row, chan, 2] = x10 * q00 + x11 * q10
-            out[row, chan, 3] = x10 * q01 + x11 * q11
+            o0, o1, o2, o3 = sandwich(j[t, a, chan, 0, 0], j[t, a, chan, 0, 1], j[t, a, chan, 1, 0],
+                                      j[t, a, chan, 1, 1], model[row, chan, 0], model[row, chan, 1],
+                                      model[row, chan, 2], model[row, chan, 3], j[t, b, chan, 0, 0],
+                                      j[t, b, chan, 0, 1], j[t, b, chan, 1, 0], j[t, b, chan, 1, 1])
+            out[row, chan, 0] = o0
+            out[row, chan, 1] = o1
+            out[row, chan, 2] = o2
+            out[row, chan, 3] = o3
 
 
 @pjit
@@ -229,23 +233,12 @@ def correct_full(data, j, tidx, ant1, ant2, out, out_flag):
             r01 = -q01 / dq
             r10 = -q10 / dq
             r11 = q00 / dq
-            # (Jq^-1)^H
-            h00 = np.conj(r00)
-            h01 = np.conj(r10)
-            h10 = np.conj(r01)
-            h11 = np.conj(r11)
-            v00 = data[row, chan, 0]
-            v01 = data[row, chan, 1]
-            v10 = data[row, chan, 2]
-            v11 = data[row, chan, 3]
-            x00 = i00 * v00 + i01 * v10
-            x01 = i00 * v01 + i01 * v11
-            x10 = i10 * v00 + i11 * v10
-            x11 = i10 * v01 + i11 * v11
-            out[row, chan, 0] = x00 * h00 + x01 * h10
-            out[row, chan, 1] = x00 * h01 + x01 * h11
-            out[row, chan, 2] = x10 * h00 + x11 * h10
-            out[row, chan, 3] = x10 * h01 + x11 * h11
+            o0, o1, o2, o3 = sandwich(i00, i01, i10, i11, data[row, chan, 0], data[row, chan, 1],
+                                      data[row, chan, 2], data[row, chan, 3], r00, r01, r10, r11)
+            out[row, chan, 0] = o0
+            out[row, chan, 1] = o1
+            out[row, chan, 2] = o2
+            out[row, chan, 3] = o3
 
 
 def matmul(a, b):
