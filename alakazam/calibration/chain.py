@@ -147,6 +147,28 @@ def choose_fields(term: LoadedTerm, fields: dict, times, target_name=None, targe
     return names, np.argmin(dist, axis=0), mode
 
 
+def _field_parts(term, spw_id, times, ant_names, target_name, target_radec, prefer_own):
+    """Which solution field serves which target times (shared by :func:`term_tables` and
+    :func:`diag_table`): returns ``(parts, info)`` with parts a list of
+    ``(name, sel, fs, amap)`` -- the target-time indices ``sel`` served by field ``name``, its
+    solutions ``fs`` and the map target antenna -> solution antenna (-1: missing) -- and the info
+    dict of the apply log lines (fields and selection mode filled in)."""
+    fields = _by_field(term, spw_id)
+    names, which, mode = choose_fields(term, fields, times, target_name, target_radec, prefer_own)
+    info = {"fields": [], "mode": mode, "time": "", "freq": ""}
+    parts = []
+    for i, name in enumerate(names):
+        sel = np.nonzero(which == i)[0]
+        if len(sel) == 0:
+            continue
+        fs = fields[name]
+        info["fields"].append(name)
+        amap = np.array([fs.ant_names.index(a) if a in fs.ant_names else -1 for a in ant_names],
+                        np.int64)
+        parts.append((name, sel, fs, amap))
+    return parts, info
+
+
 def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_name=None,
                 target_radec=None, prefer_own=True, describe=False):
     """Evaluate a term on a data grid.
@@ -176,19 +198,12 @@ def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_n
 
     times = np.asarray(times, float)
     freqs = np.asarray(freqs, float)
-    fields = _by_field(term, spw_id)
-    names, which, mode = choose_fields(term, fields, times, target_name, target_radec, prefer_own)
     n_t, n_c, n_a = len(times), len(freqs), len(ant_names)
     jones = np.full((n_t, n_a, n_c, 2, 2), np.nan + 0j)
     flags = np.ones((n_t, n_a, n_c), bool)
-    info = {"fields": [], "mode": mode, "time": "", "freq": ""}
-    for i, name in enumerate(names):
-        sel = np.nonzero(which == i)[0]
-        if len(sel) == 0:
-            continue
-        fs = fields[name]
-        info["fields"].append(name)
-        amap = np.array([fs.ant_names.index(a) if a in fs.ant_names else -1 for a in ant_names])
+    field_parts, info = _field_parts(term, spw_id, times, ant_names, target_name, target_radec,
+                                     prefer_own)
+    for name, sel, fs, amap in field_parts:
         t_target = times[sel]
         if fs.delay is not None:
             d, dflag = interp.interp_delay_time(fs.time, fs.delay, fs.flags, t_target, term.time_interp)
@@ -300,19 +315,12 @@ def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_na
         return None
     times = np.asarray(times, float)
     freqs = np.asarray(freqs, float)
-    fields = _by_field(term, spw_id)
-    names, which, mode = choose_fields(term, fields, times, target_name, target_radec, prefer_own)
     n_t, n_c, n_a = len(times), len(freqs), len(ant_names)
-    info = {"fields": [], "mode": mode, "time": "", "freq": ""}
     parts = []
-    for i, name in enumerate(names):
-        sel = np.nonzero(which == i)[0]
-        if len(sel) == 0:
-            continue
-        fs = fields[name]
-        info["fields"].append(name)
+    field_parts, info = _field_parts(term, spw_id, times, ant_names, target_name, target_radec,
+                                     prefer_own)
+    for name, sel, fs, amap in field_parts:
         info["time"] = f"{term.time_interp} {len(fs.time)}->{n_t}"
-        amap = np.array([fs.ant_names.index(a) if a in fs.ant_names else -1 for a in ant_names], np.int64)
         t_target = times[sel]
         order = np.argsort(np.asarray(fs.time, float), kind="stable")      # as interp_time does
         st = np.asarray(fs.time, float)[order]
