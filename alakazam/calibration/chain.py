@@ -9,7 +9,8 @@ docs/conventions.md::
 
     J_a = [K G... KC CP]_a  D_a  P_a
 
-and :func:`preapply` uses them for a solve step: ``V' = Jd_p^-1 V Jd_q^-H``, ``M' = Js_p M Js_q^H``.
+and :func:`preapply_tables` builds them for a solve step (applied by
+:func:`alakazam.core.averaging.accumulate_corrected`): ``V' = Jd_p^-1 V Jd_q^-H``, ``M' = Js_p M Js_q^H``.
 """
 
 from __future__ import annotations
@@ -398,7 +399,7 @@ def parang_table(meta, field, times, feed_basis):
 
 
 def preapply_tables(prior, meta, ddid, chans, field, utimes, apply_parang):
-    """The tables of :func:`preapply` on the unique times ``utimes`` of a chunk:
+    """The pre-apply tables of a solve step on the unique times ``utimes`` of a chunk:
     ``(diag, sky)`` = (product of the earlier diagonal terms (n_t, n_ant, n_chan, 2), data side; the
     D terms and, with ``apply_parang``, P: (n_t, n_ant, n_chan, 2, 2), model side), each None when
     empty; NaN = flagged.  The solve flow applies them in its fused accumulation pass
@@ -413,37 +414,3 @@ def preapply_tables(prior, meta, ddid, chans, field, utimes, apply_parang):
         p = np.broadcast_to(p[:, :, None], (len(utimes), len(names), len(freqs), 2, 2))
         sky = p if sky is None else np.einsum("...ij,...jk->...ik", sky, p)
     return diag, sky
-
-
-def preapply(prior, data, model, flag, tidx, utimes, ant1, ant2, meta, ddid, chans, field,
-             apply_parang):
-    """Correct data by the earlier diagonal terms and corrupt the model by D and P (solve steps).
-
-    Parameters
-    ----------
-    data, model : complex (n_row, n_chan, 4); flag : bool (n_row, n_chan, 4)
-    tidx : (n_row,) index of each row's time in ``utimes``
-    ant1, ant2 : (n_row,) active antenna indices
-
-    Returns new (data, model, flag) arrays (inputs are not modified).
-    """
-    from ..jones import algebra
-
-    diag, sky = preapply_tables(prior, meta, ddid, chans, field, utimes, apply_parang)
-    tidx = np.ascontiguousarray(tidx, dtype=np.int64)
-    a1 = np.ascontiguousarray(ant1, dtype=np.int64)
-    a2 = np.ascontiguousarray(ant2, dtype=np.int64)
-    out_flag = flag.copy()
-    if diag is not None:
-        out = np.empty(data.shape, np.complex128)
-        algebra.correct_diag(data, np.ascontiguousarray(diag), tidx, a1, a2, out, out_flag)
-        data = out
-    if sky is not None:
-        out = np.empty(model.shape, np.complex128)
-        sky_flag = ~np.isfinite(sky).all(axis=(-1, -2))
-        algebra.corrupt_full(model, np.ascontiguousarray(np.where(np.isfinite(sky), sky, 0)), tidx,
-                             a1, a2, out)
-        bad = sky_flag[tidx, a1] | sky_flag[tidx, a2]          # (n_row, n_chan)
-        out_flag |= bad[:, :, None]
-        model = out
-    return data, model, out_flag

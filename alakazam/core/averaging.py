@@ -278,7 +278,8 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
     and a sample flagged (FLAG, a zero or non-finite g, a non-finite S) or with weight <= 0 adds
     nothing; otherwise ``vis_sum[s, bl, fs, c] += w V'``, ``model_sum += w M'``, ``w_sum += w`` with
     s = acc_bin[row], bl = row_bl[row], fs = fsamp_of_chan[chan].  The result equals (to rounding:
-    V / g is computed as V * (1/g)) chain.preapply, the swap of the a > b rows, ``np.where(flag, 0,
+    V / g is computed as V * (1/g)) correcting V by algebra.correct_diag and M by corrupt_full, the
+    swap of the a > b rows, ``np.where(flag, 0,
     weight)`` and :func:`accumulate`, without any (row, chan, corr) working copy.
 
     Parameters
