@@ -40,7 +40,7 @@ def _setup_logging(quiet=False, logfile=None):
 def cmd_run(args):
     from alakazam.caltasks.yamlrun import run_yaml
 
-    run_yaml(args.config)
+    run_yaml(args.config, workers=getattr(args, "workers", None), scheduler=getattr(args, "scheduler", None))
 
 
 def cmd_info(args):
@@ -83,6 +83,10 @@ def build_parser():
     s.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
                    help="warnings and errors only, no progress bars")
     s.add_argument("--log", default=argparse.SUPPRESS, metavar="FILE", help="also write the log to FILE")
+    s.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="solve on a dask LocalCluster of N worker processes (blocks may set their own)")
+    s.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="solve on a running dask scheduler, e.g. tcp://host:8786")
     s.set_defaults(func=cmd_run)
     s = sub.add_parser("info", help="print a solution-table summary")
     s.add_argument("caltable")

@@ -90,6 +90,8 @@ class SolveConfig:
     scan: str = ""                  # CASA scan selection; "" = all
     external_preapply: Optional[ExternalPreapply] = None
     quiet: bool = False
+    workers: int = 0                # > 0: a dask LocalCluster of this many worker processes
+    scheduler: str = ""             # a dask scheduler address (tcp://host:port); wins over workers
 
 
 @dataclass
@@ -265,7 +267,7 @@ def assign_keys(jones_list, existing_keys=(), where="jones"):
 _SOLVE_KEYS = {"ms", "output", "ref_ant", "data_col", "model_col", "solver_backend", "apply_parang",
                "rfi_threshold", "max_iter", "tol", "memory_limit_gb", "gpu", "jones", "field",
                "time_interval", "freq_interval", "phase_only", "preapply_time_interp", "external_preapply",
-               "spw", "scan", "quiet"}
+               "spw", "scan", "quiet", "workers", "scheduler"}
 _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_field", "output",
               "jones_type", "spw"}
 _APPLY_KEYS = {"ms", "output_col", "data_col", "target_field", "target_scans", "spw", "apply_parang",
@@ -396,7 +398,14 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         gpu=_typed(d, "gpu", bool, False, where, names, errs),
         spw=str(d.get("spw", "") if d.get("spw") is not None else ""),
         scan=str(d.get("scan", "") if d.get("scan") is not None else ""),
-        external_preapply=ext, quiet=_typed(d, "quiet", bool, False, where, names, errs))
+        external_preapply=ext, quiet=_typed(d, "quiet", bool, False, where, names, errs),
+        workers=_typed(d, "workers", int, 0, where, names, errs),
+        scheduler=str(d.get("scheduler") or ""))
+    if cfg.workers is not None and cfg.workers < 0:
+        errs.add(_name("workers", where, names), f"{cfg.workers} must be >= 0 (0 = in this process)")
+    if cfg.scheduler and not re.match(r"^(tcp|tls|inproc|ucx|ws|wss)://\S+$", cfg.scheduler):
+        errs.add(_name("scheduler", where, names),
+                 f"{cfg.scheduler!r} is not a dask scheduler address; expected e.g. tcp://host:8786")
     if cfg.max_iter is not None and cfg.max_iter < 1:
         errs.add(_name("max_iter", where, names), f"{cfg.max_iter} must be >= 1")
     if cfg.tol is not None and cfg.tol <= 0:

@@ -176,7 +176,18 @@ def run_solve(cfg: SolveConfig) -> dict:
     Returns a summary dict ``{"output": path, "terms": {key: {...stats...}}}``.
     A failing step raises; the steps written before it stay in the file, the failing one is never
     half-written (writes are atomic, :func:`alakazam.io.hdf5.write_term`).
+
+    With ``cfg.workers`` / ``cfg.scheduler`` the units of each step run on dask.distributed
+    (:mod:`alakazam.distributed`; always step-major); the cluster is started after validation and the
+    memory plan, and closed when the block ends, whatever happens.
     """
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        return _run_solve(cfg, stack)
+
+
+def _run_solve(cfg: SolveConfig, stack) -> dict:
     from .core import ms_io
     from .io import hdf5
     from . import progress, solvers
@@ -220,13 +231,17 @@ def run_solve(cfg: SolveConfig) -> dict:
                 rows_per_group.append(counts.get((fid, sc), 0))
     tier, max_rows = memory.plan_chunks(n_rows_pair if field_major else n_rows_total, bytes_per_row,
                                         rows_per_group or [0], limit)
-    field_major = field_major and tier == 1
+    from . import distributed
+    use_dask = distributed.wanted(getattr(cfg, "workers", 0), getattr(cfg, "scheduler", ""))
+    field_major = field_major and tier == 1 and not use_dask
     log.info("memory: tier %d%s (limit %.2f GB, %d rows x %d B/row, max %d rows per read)",
              tier, " field-major" if field_major else "", limit / 1e9, n_rows_total, bytes_per_row, max_rows)
 
     ctx = _Context(cfg, meta, ref, spw_sel, scans, max_rows, tier)
     ctx.prior = list(ext_terms)
     summary = {"output": cfg.output, "terms": {}, "tier": tier, "field_major": field_major}
+    dask_client = stack.enter_context(distributed.client(cfg.workers, cfg.scheduler)) if use_dask else None
+    summary["distributed"] = use_dask
 
     def n_units(step, fids):
         return sum(len(plan_groups(r, step.time_interval)) for r in
@@ -255,7 +270,11 @@ def run_solve(cfg: SolveConfig) -> dict:
             with progress.bar(f"{step.key} ({step.jones_type}): solution groups", n_units(step, fids),
                               quiet=cfg.quiet) as bar:
                 ctx.advance = bar.advance
-                for fid in fids:
+                if dask_client is not None:
+                    sets = distributed.solve_step(dask_client, ctx, step, fids,
+                                                  lambda fid, ddid, st=step: bar.advance(
+                                                      _n_groups(ctx, st, fid, ddid)))
+                for fid in (fids if dask_client is None else ()):
                     for ddid, chans in spw_sel.items():
                         sets.extend(_solve_field_spw(ctx, step, fid, ddid, chans))
             finish(step, sets, _time.perf_counter() - t0)
@@ -305,6 +324,12 @@ def run_solve(cfg: SolveConfig) -> dict:
             raise error
     summary["seconds"] = _time.perf_counter() - t_start
     return summary
+
+
+def _n_groups(ctx, step, fid, ddid) -> int:
+    """Solution groups of one (field, SPW) unit (progress accounting of distributed units)."""
+    r = _scan_ranges(ctx.meta, fid, ddid, ctx.scans)
+    return len(plan_groups(r, step.time_interval)) if r else 0
 
 
 def _row_counts(ms, ddid, field_ids, scans):

@@ -105,8 +105,11 @@ def apply_params(block: dict, where="apply[0]") -> dict:
     return p
 
 
-def run_yaml(path) -> dict:
+def run_yaml(path, workers=None, scheduler=None) -> dict:
     """Run a YAML file: every solve block (akcal), then fluxscale (akfluxscale), then apply (akapply).
+
+    ``workers`` / ``scheduler`` (``alakazam run --workers N`` / ``--scheduler ADDRESS``): the dask
+    cluster of every solve block that does not set its own ``workers`` / ``scheduler`` key.
 
     Returns
     -------
@@ -120,8 +123,13 @@ def run_yaml(path) -> dict:
     for section, conv, task in (("solve", solve_params, akcal), ("fluxscale", fluxscale_params, akfluxscale),
                                 ("apply", apply_params, akapply)):
         for i, block in enumerate(doc.get(section) or []):
-            calls.append((section, f"{section}[{i}]", task, conv(block, f"{section}[{i}]"),
-                          bool(block.get("quiet", False))))
+            params = conv(block, f"{section}[{i}]")
+            if section == "solve":
+                if workers is not None and "workers" not in block:
+                    params["workers"] = int(workers)
+                if scheduler and "scheduler" not in block:
+                    params["scheduler"] = str(scheduler)
+            calls.append((section, f"{section}[{i}]", task, params, bool(block.get("quiet", False))))
     out = {"solve": [], "fluxscale": [], "apply": []}
     cwd = os.getcwd()
     os.chdir(os.path.dirname(os.path.abspath(path)))

@@ -1,0 +1,141 @@
+"""Solve units on dask.distributed: a LocalCluster of worker processes or a running scheduler.
+
+Convention
+----------
+A *unit* of the distributed solve is (step, field, SPW): every solution group (scan group) of that field
+and SPW, solved by :func:`alakazam.flow._solve_field_spw` exactly as in-process.  The chain's dependency
+is the task graph: all units of a step run in parallel; the next step is submitted when the client has
+the previous step's solutions (it needs them to pre-apply).  Each worker opens the MS path itself
+(shared filesystem) with python-casacore, reads its rows with per-group reads (memory tier 2, or row
+chunks, tier 3, when the client's memory plan said so) -- never the client's cache -- and returns the
+small :class:`alakazam.io.hdf5.SolutionSet` arrays.  The client alone writes the HDF5 file, once per
+step, atomically (:func:`alakazam.io.hdf5.write_term`), in chain order.
+
+The accumulation is exact (weighted sums), so the solutions equal the in-process run's to rounding
+(tested to 1e-10).  A worker that dies makes its unit fail; dask retries it on another worker
+(``retries``); if it still fails the run stops with a clear error and no step of the failing block
+after the last one completed is written.
+
+``workers: N`` starts a LocalCluster of N single-threaded worker processes for the duration of one
+solve block; ``scheduler: tcp://host:port`` connects to a running scheduler (its workers must see the
+MS and the tables at the same paths and have alakazam installed).  The dashboard address is logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+from .errors import AlakazamError
+
+log = logging.getLogger("alakazam.distributed")
+
+#: how often dask re-runs a unit whose worker died before giving up
+RETRIES = 1
+
+
+def wanted(workers, scheduler) -> bool:
+    """True when a solve block asks for dask.distributed (``workers > 0`` or a scheduler address)."""
+    return bool(scheduler) or bool(workers and int(workers) > 0)
+
+
+@contextlib.contextmanager
+def client(workers=0, scheduler=""):
+    """A ``distributed.Client``: connected to ``scheduler``, or to a LocalCluster of ``workers`` worker
+    processes (one thread each; numba's own threads do the parallel work inside a unit) that is closed
+    on exit."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:                                   # pragma: no cover - a declared dependency
+        raise AlakazamError("workers/scheduler: dask.distributed is not installed "
+                            "(pip install 'dask[distributed]')") from None
+    cluster = None
+    try:
+        if scheduler:
+            try:
+                c = Client(scheduler, timeout="10s")
+            except OSError as e:
+                raise AlakazamError(f"scheduler: cannot connect to {scheduler!r}: {e}") from None
+        else:
+            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                                   dashboard_address=":0")
+            c = Client(cluster)
+        log.info("dask: %d workers, dashboard %s", len(c.scheduler_info().get("workers", {})),
+                 c.dashboard_link)
+        try:
+            yield c
+        finally:
+            c.close()
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _fault_injection(step_key):
+    """Test hook (tests/test_distributed.py): ``ALAKAZAM_FAULT_INJECT=KEY:once:MARKER`` kills the worker
+    process running the first unit of step KEY (MARKER records that it happened);
+    ``KEY:always:`` kills every attempt.  Unset in normal use."""
+    spec = os.environ.get("ALAKAZAM_FAULT_INJECT", "")
+    if not spec:
+        return
+    key, mode, marker = (spec.split(":", 2) + ["", ""])[:3]
+    if key != step_key:
+        return
+    if mode == "always":
+        os._exit(17)
+    if mode == "once" and marker:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.close(fd)
+        os._exit(17)
+
+
+def _solve_unit(cfg, meta, ref, spw_sel, scans, max_rows, tier, prior, step, fid, ddid):
+    """Worker side of one unit: a fresh context (no cache shared with anyone) and the in-process solve."""
+    from . import flow
+
+    _fault_injection(step.key)
+
+    ctx = flow._Context(cfg, meta, ref, spw_sel, scans, max_rows, tier)
+    ctx.prior = list(prior)
+    return flow._solve_field_spw(ctx, step, fid, ddid, spw_sel[ddid])
+
+
+def solve_step(c, ctx, step, fids, advance=None) -> list:
+    """Solve one step on the cluster: one task per (field, SPW), results in the in-process order
+    (field, then SPW), so the HDF5 file has the same layout as an in-process run.  ``advance(fid, ddid)``
+    is called as each unit completes (progress)."""
+    from distributed import as_completed
+
+    tier = max(ctx.tier, 2)          # tier 1's shared cache cannot span processes
+    units = [(fid, ddid) for fid in fids for ddid in ctx.spw_sel]
+    # the context's large, shared pieces are scattered once per step, not once per unit
+    shared = c.scatter([ctx.cfg, ctx.meta, ctx.spw_sel, list(ctx.prior)], broadcast=True, hash=False)
+    cfg_f, meta_f, sel_f, prior_f = shared
+    futs = [c.submit(_solve_unit, cfg_f, meta_f, ctx.ref, sel_f, ctx.scans, ctx.max_rows, tier, prior_f,
+                     step, fid, ddid, key=f"{step.key}-field{fid}-ddid{ddid}-{id(ctx)}", retries=RETRIES,
+                     pure=False)
+            for fid, ddid in units]
+    try:
+        where = {f.key: u for f, u in zip(futs, units)}
+        for fut in as_completed(futs):
+            if fut.status == "error":
+                break
+            if advance is not None:
+                advance(*where[fut.key])
+        out = []
+        for fut, (fid, ddid) in zip(futs, units):
+            try:
+                out.extend(fut.result())
+            except AlakazamError:
+                raise
+            except Exception as e:                          # noqa: BLE001 -- named and re-raised
+                name = ctx.meta.fields[fid].name
+                raise AlakazamError(f"{step.key}: the unit field {name} / DATA_DESC_ID {ddid} failed on "
+                                    f"the cluster: {type(e).__name__}: {e}") from e
+        return out
+    finally:
+        c.cancel(futs)
