@@ -529,6 +529,9 @@ def ensure_column(ms, name, like="DATA", init=True, block_rows=20000):
         dminfo = {"TYPE": "TiledShapeStMan", "NAME": f"{name}_dm",
                   "SPEC": {"DEFAULTTILESHAPE": np.array([4, 64, 128], np.int32)}}
         t.addcols(cd, dminfo)
+        from . import undo
+        if undo.active() is not None:
+            undo.active().created_column(ms, name)
         if init and t.nrows():
             dd = t.getcol("DATA_DESC_ID")
             for d in np.unique(dd):
@@ -543,6 +546,9 @@ def ensure_column(ms, name, like="DATA", init=True, block_rows=20000):
 
 def write_column(ms, name, rownr, values, chans=None):
     """Write values (row, chan, corr) to rows ``rownr`` of column ``name`` (channel subset optional)."""
+    from . import undo
+    if undo.active() is not None:       # an interruptible task: keep the old rows (core/undo.py)
+        undo.active().before_write(ms, name, rownr)
     with _table(str(ms), readonly=False) as t:
         rownr = np.asarray(rownr)
         if len(rownr) == 0:
