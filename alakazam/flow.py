@@ -185,6 +185,7 @@ def run_solve(cfg: SolveConfig) -> dict:
     t_start = _time.perf_counter()
     # ---- validation: everything is checked before anything is read or written
     solvers.check_backend(cfg.solver_backend)
+    solvers.check_device(cfg.solver_backend, cfg.gpu)
     meta = ms_io.read_meta(cfg.ms)
     ms_io.check_columns(cfg.ms, [cfg.data_col, cfg.model_col])
     ref = ms_io.resolve_antenna(meta, cfg.ref_ant)

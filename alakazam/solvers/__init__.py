@@ -171,6 +171,16 @@ def check_backend(name: str):
     return importlib.import_module(modname)
 
 
+def check_device(name: str, gpu: bool):
+    """``gpu=True``: only the jax backend runs on a GPU, and a GPU must be present (no CPU fallback)."""
+    if not gpu:
+        return
+    if name != "jax":
+        raise AlakazamError(f"gpu: True needs solver_backend/solver 'jax' (the {name!r} backend runs on the "
+                            "CPU only); set the backend to jax or gpu to False")
+    check_backend(name).require_gpu()
+
+
 def solve(jones_type: str, batch: CellBatch, backend: str = DEFAULT_BACKEND,
           opts: Optional[SolveOptions] = None) -> SolveResult:
     """Solve one Jones type for a batch of cells with the chosen backend (no fallback)."""
