@@ -90,6 +90,7 @@ class SolveConfig:
     scan: str = ""                  # CASA scan selection; "" = all
     external_preapply: Optional[ExternalPreapply] = None
     quiet: bool = False
+    select: dict = field(default_factory=dict)   # antenna/uvrange/timerange/intent/observation (core/rowselect.py)
 
 
 @dataclass
@@ -131,6 +132,7 @@ class ApplyConfig:
     propagate_flags: bool = False
     memory_limit_gb: float = 0.0
     quiet: bool = False
+    select: dict = field(default_factory=dict)   # antenna/uvrange/timerange/intent/observation (core/rowselect.py)
 
 
 @dataclass
@@ -156,8 +158,11 @@ _NUM = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
 
 def parse_time_interval(value, where="time_interval") -> TimeInterval:
-    """'inf'/'infinity', 'scan', '120s', '5min', '2m' (minutes), '1h', or a number of seconds."""
-    expected = "expected inf, scan, or a duration like 120s, 5min, 2m, 1h (or seconds as a number)"
+    """'inf'/'infinity', 'scan', '120s', '5min', '2m' (minutes), '1h', a number of seconds, or CASA's
+    'int' / '5ints' (kind 'ints', ``seconds`` = the number of integrations: the solve turns it into
+    that many times the MS's median INTERVAL, :func:`resolve_integrations`)."""
+    expected = ("expected inf, scan, int, 5ints, or a duration like 120s, 5min, 2m, 1h (or seconds as a "
+                "number)")
     if isinstance(value, bool):
         raise AlakazamError(f"{where}: {value!r} is not a time interval; {expected}")
     if isinstance(value, (int, float)):
@@ -171,12 +176,26 @@ def parse_time_interval(value, where="time_interval") -> TimeInterval:
         return TimeInterval("inf", 0.0, "inf")
     if text == "scan":
         return TimeInterval("scan", 0.0, "scan")
+    m = re.fullmatch(r"(\d*)\s*ints?", text)        # CASA 'int' / '5ints': integrations (flow resolves)
+    if m and text != "ints" and int(m.group(1) or 1) > 0:
+        return TimeInterval("ints", float(int(m.group(1) or 1)), str(value).strip())
     m = re.fullmatch(_NUM + r"\s*(s|sec|min|m|h|hr)?", text)
     if m:
         sec = float(m.group(1)) * _TIME_UNITS[m.group(2) or "s"]
         if sec > 0:
             return TimeInterval("seconds", sec, str(value).strip())
     raise AlakazamError(f"{where}: {value!r} is not a time interval; {expected}")
+
+
+def resolve_integrations(tint: TimeInterval, interval_s: float) -> TimeInterval:
+    """'Nints' -> N x the MS's integration time (median INTERVAL) in seconds; other kinds unchanged.
+    Bins stay anchored at each scan start, so with regular integrations each bin holds N of them."""
+    if tint.kind != "ints":
+        return tint
+    if not interval_s or interval_s <= 0:
+        raise AlakazamError(f"time_interval: {tint.text!r} needs the MS integration time, which is unknown "
+                            "(INTERVAL is 0)")
+    return TimeInterval("seconds", tint.seconds * float(interval_s), tint.text)
 
 
 def parse_freq_interval(value, where="freq_interval"):
@@ -262,15 +281,32 @@ def assign_keys(jones_list, existing_keys=(), where="jones"):
     return out
 
 
+_SELECT_KEYS = ("antenna", "uvrange", "timerange", "intent", "observation")   # = core.rowselect.SELECT_KEYS
+
+
+def _select(d, where, names, errs) -> dict:
+    """The row-selection keys of a block as strings (an int is accepted for antenna/observation)."""
+    out = {}
+    for k in _SELECT_KEYS:
+        v = d.get(k)
+        if v is None or v == "":
+            continue
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            errs.add(_name(k, where, names), f"{v!r} must be a CASA selection string")
+            continue
+        out[k] = str(v)
+    return out
+
+
 _SOLVE_KEYS = {"ms", "output", "ref_ant", "data_col", "model_col", "solver_backend", "apply_parang",
                "rfi_threshold", "max_iter", "tol", "memory_limit_gb", "gpu", "jones", "field",
                "time_interval", "freq_interval", "phase_only", "preapply_time_interp", "external_preapply",
-               "spw", "scan", "quiet"}
+               "spw", "scan", "quiet", *_SELECT_KEYS}
 _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_field", "output",
               "jones_type", "spw"}
 _APPLY_KEYS = {"ms", "output_col", "data_col", "target_field", "target_scans", "spw", "apply_parang",
                "propagate_flags", "jones", "tables", "field_select", "time_interp", "solution_field",
-               "memory_limit_gb", "quiet"}
+               "memory_limit_gb", "quiet", *_SELECT_KEYS}
 
 
 def _check_keys(d, allowed, where, names, errs):
@@ -396,7 +432,8 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         gpu=_typed(d, "gpu", bool, False, where, names, errs),
         spw=str(d.get("spw", "") if d.get("spw") is not None else ""),
         scan=str(d.get("scan", "") if d.get("scan") is not None else ""),
-        external_preapply=ext, quiet=_typed(d, "quiet", bool, False, where, names, errs))
+        external_preapply=ext, quiet=_typed(d, "quiet", bool, False, where, names, errs),
+        select=_select(d, where, names, errs))
     if cfg.max_iter is not None and cfg.max_iter < 1:
         errs.add(_name("max_iter", where, names), f"{cfg.max_iter} must be >= 1")
     if cfg.tol is not None and cfg.tol <= 0:
@@ -464,7 +501,8 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
         apply_parang=_typed(d, "apply_parang", bool, False, where, names, errs),
         propagate_flags=_typed(d, "propagate_flags", bool, False, where, names, errs),
         memory_limit_gb=_typed(d, "memory_limit_gb", float, 0.0, where, names, errs),
-        quiet=_typed(d, "quiet", bool, False, where, names, errs))
+        quiet=_typed(d, "quiet", bool, False, where, names, errs),
+        select=_select(d, where, names, errs))
     errs.raise_if_any()
     return cfg
 

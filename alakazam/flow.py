@@ -167,6 +167,7 @@ class _Context:
     prior: list = field(default_factory=list)     # LoadedTerm, in chain order
     stats: dict = field(default_factory=dict)
     advance: object = None                        # progress callback: one call per solution group
+    rowsel: object = None                         # antenna/uvrange/timerange/intent/observation (core/rowselect)
 
 
 def run_solve(cfg: SolveConfig) -> dict:
@@ -187,6 +188,7 @@ def run_solve(cfg: SolveConfig) -> dict:
     solvers.check_backend(cfg.solver_backend)
     solvers.check_device(cfg.solver_backend, cfg.gpu)
     meta = ms_io.read_meta(cfg.ms)
+    cfg, meta, rowsel = _apply_selection(cfg, meta)
     ms_io.check_columns(cfg.ms, [cfg.data_col, cfg.model_col])
     ref = ms_io.resolve_antenna(meta, cfg.ref_ant)
     spw_sel = ms_io.resolve_spw(meta, cfg.spw)
@@ -225,7 +227,7 @@ def run_solve(cfg: SolveConfig) -> dict:
     log.info("memory: tier %d%s (limit %.2f GB, %d rows x %d B/row, max %d rows per read)",
              tier, " field-major" if field_major else "", limit / 1e9, n_rows_total, bytes_per_row, max_rows)
 
-    ctx = _Context(cfg, meta, ref, spw_sel, scans, max_rows, tier)
+    ctx = _Context(cfg, meta, ref, spw_sel, scans, max_rows, tier, rowsel=rowsel)
     ctx.prior = list(ext_terms)
     summary = {"output": cfg.output, "terms": {}, "tier": tier, "field_major": field_major}
 
@@ -308,6 +310,22 @@ def run_solve(cfg: SolveConfig) -> dict:
     return summary
 
 
+def _apply_selection(cfg, meta):
+    """(cfg, meta, rowsel): the antenna/uvrange/timerange/intent/observation selection parsed
+    (core/rowselect.py), ``meta.scans`` restricted to the selected rows, and CASA's 'int' / 'Nints'
+    solints turned into seconds (N x the MS's integration time)."""
+    import dataclasses
+
+    from .config import resolve_integrations
+    from .core import rowselect
+
+    rowsel = rowselect.build(meta, cfg.select)
+    meta = rowselect.restrict_meta(meta, rowsel)
+    steps = [dataclasses.replace(st, time_interval=resolve_integrations(st.time_interval, meta.interval))
+             for st in cfg.steps]
+    return dataclasses.replace(cfg, steps=steps), meta, rowsel
+
+
 def _row_counts(ms, ddid, field_ids, scans):
     """Rows per (FIELD_ID, SCAN_NUMBER) of one DATA_DESC_ID (one query for the memory plan)."""
     from casacore.tables import taql
@@ -367,7 +385,7 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
         key = (fid, ddid)
         if key not in ctx.cache:
             c = ms_io.read_rows(cfg.ms, ddid, [fid], scans=ctx.scans, chans=chans,
-                                data_col=cfg.data_col, model_col=cfg.model_col)
+                                data_col=cfg.data_col, model_col=cfg.model_col, rowsel=ctx.rowsel)
             if rfi_on:
                 # per-row statistics of the raw data: flag once here, not again in every step
                 c.flag = rfi.mad_flag(c.data, c.model, c.flag, cfg.rfi_threshold)
@@ -377,7 +395,8 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
         yield ch, (None if len(sel) == ch.n_row else sel)
         return
     for ch in ms_io.iter_chunks(cfg.ms, ddid, [fid], scans=group.scans, chans=chans,
-                                data_col=cfg.data_col, model_col=cfg.model_col, max_rows=ctx.max_rows):
+                                data_col=cfg.data_col, model_col=cfg.model_col, max_rows=ctx.max_rows,
+                                rowsel=ctx.rowsel):
         if rfi_on and ch.n_row:
             ch.flag = rfi.mad_flag(ch.data, ch.model, ch.flag, cfg.rfi_threshold)
         yield ch, None

@@ -19,9 +19,18 @@ def _calmode(v):
     return [one(x) for x in v] if isinstance(v, (list, tuple)) else one(v)
 
 
+def unselect(params, d):
+    """selectdata=False: timerange, uvrange, antenna and observation are ignored (CASA's gaincal /
+    applycal do the same)."""
+    if not params.get("selectdata", True):
+        for k in ("timerange", "uvrange", "antenna", "observation"):
+            d.pop(k, None)
+    return d
+
+
 def build_config(params):
     """akcal parameters -> SolveConfig through the same builder as the YAML runner."""
-    d = akcal.yaml_dict(params)
+    d = unselect(params, akcal.yaml_dict(params))
     d["field"] = _field(params["field"])
     if d["field"] is None:
         d.pop("field")
