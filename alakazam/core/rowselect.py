@@ -61,9 +61,9 @@ class RowSelection:
             hi = max(r[1] for r in self.time)
             pad = 86400.0              # single times are matched within INTERVAL/2 (numpy mask below)
             if np.isfinite(lo):
-                w.append(f"TIME >= {lo - pad!r}")
+                w.append(f"TIME >= {float(lo - pad)!r}")
             if np.isfinite(hi):
-                w.append(f"TIME <= {hi + pad!r}")
+                w.append(f"TIME <= {float(hi + pad)!r}")
         return " AND ".join(w)
 
     def row_mask(self, cols) -> np.ndarray:
