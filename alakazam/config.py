@@ -133,6 +133,7 @@ class ApplyConfig:
     memory_limit_gb: float = 0.0
     quiet: bool = False
     select: dict = field(default_factory=dict)   # antenna/uvrange/timerange/intent/observation (core/rowselect.py)
+    correlation: str = ""                        # correlations written ('' = all; core/corrselect.py)
 
 
 @dataclass
@@ -306,7 +307,7 @@ _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_
               "jones_type", "spw"}
 _APPLY_KEYS = {"ms", "output_col", "data_col", "target_field", "target_scans", "spw", "apply_parang",
                "propagate_flags", "jones", "tables", "field_select", "time_interp", "solution_field",
-               "memory_limit_gb", "quiet", *_SELECT_KEYS}
+               "memory_limit_gb", "quiet", "correlation", *_SELECT_KEYS}
 
 
 def _check_keys(d, allowed, where, names, errs):
@@ -502,7 +503,8 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
         propagate_flags=_typed(d, "propagate_flags", bool, False, where, names, errs),
         memory_limit_gb=_typed(d, "memory_limit_gb", float, 0.0, where, names, errs),
         quiet=_typed(d, "quiet", bool, False, where, names, errs),
-        select=_select(d, where, names, errs))
+        select=_select(d, where, names, errs),
+        correlation=_typed(d, "correlation", str, "", where, names, errs))
     errs.raise_if_any()
     return cfg
 

@@ -167,7 +167,7 @@ class _Context:
     prior: list = field(default_factory=list)     # LoadedTerm, in chain order
     stats: dict = field(default_factory=dict)
     advance: object = None                        # progress callback: one call per solution group
-    rowsel: object = None                         # antenna/uvrange/timerange/intent/observation (core/rowselect)
+    rowsel: object = None                         # antenna/uvrange/timerange/... selection (core/rowselect)
 
 
 def run_solve(cfg: SolveConfig) -> dict:

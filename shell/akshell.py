@@ -16,7 +16,8 @@ prints its own error and the shell keeps running.  Ctrl-C during ``go`` (or a ta
 task and puts the MS and its output table back as they were before it (:mod:`alakazam.core.undo`);
 the shell returns to the prompt with every parameter kept.  ``tget`` of a missing file says so and
 changes nothing.  The log (Begin/End lines, solve summaries, apply lines) goes to the terminal and to
-``akshell.log`` (``$AKSHELL_LOG``) as in casashell; progress bars are shown as in ``alakazam run``. The command handling is the plain class
+``akshell.log`` (``$AKSHELL_LOG``) as in casashell; progress bars are shown as in ``alakazam run``.
+The command handling is the plain class
 :class:`ShellSession` (feed it lines, read what it prints); :func:`main` wraps it in prompt_toolkit
 with completion of tasks and parameters and a persistent history (``~/.akshell_history``, or
 ``$AKSHELL_HISTORY``).

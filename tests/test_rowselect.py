@@ -88,14 +88,17 @@ def test_rows_match_a_numpy_reference(ms):
         "antenna='C00&C02'": ({"antenna": "C00&C02"}, ((a1 == "C00") & (a2 == "C02")) |
                               ((a1 == "C02") & (a2 == "C00"))),
         "antenna='C00&&*'": ({"antenna": "C00&&*"}, (a1 == "C00") | (a2 == "C00")),
-        "antenna='0,2'": ({"antenna": "0,2"}, np.isin(a1, [names[0], names[2]]) | np.isin(a2, [names[0], names[2]])),
-        "antenna=third&": ({"antenna": f"C00,{third}&"}, np.isin(a1, ["C00", third]) & np.isin(a2, ["C00", third])
+        "antenna='0,2'": ({"antenna": "0,2"},
+                          np.isin(a1, [names[0], names[2]]) | np.isin(a2, [names[0], names[2]])),
+        "antenna=third&": ({"antenna": f"C00,{third}&"},
+                           np.isin(a1, ["C00", third]) & np.isin(a2, ["C00", third])
                            & (a1 != a2)),
         "uvrange='>1000m'": ({"uvrange": ">1000m"}, uvd >= 1000),
         "uvrange='500~2000m'": ({"uvrange": "500~2000m"}, (uvd >= 500) & (uvd <= 2000)),
         # klambda: a row is kept when at least one channel is inside (|uv| / lambda over the band)
         "uvrange='<5klambda'": ({"uvrange": "<5klambda"}, uvd / ref_lam_hi <= 5000),
-        "uvrange='3~6klambda'": ({"uvrange": "3~6klambda"}, (uvd / ref_lam_lo >= 3000) & (uvd / ref_lam_hi <= 6000)),
+        "uvrange='3~6klambda'": ({"uvrange": "3~6klambda"},
+                                 (uvd / ref_lam_lo >= 3000) & (uvd / ref_lam_hi <= 6000)),
         "timerange=clock": ({"timerange": "07:45:00~08:05:00"},
                             (t >= day0 + 7.75 * 3600) & (t <= day0 + 8 * 3600 + 300)),
         "timerange='>T'": ({"timerange": ">" + _utc(day0 + 8 * 3600).strftime("%Y/%m/%d/%H:%M:%S")},
@@ -144,13 +147,13 @@ def test_klambda_flags_channels_outside_and_metres_whole_rows(ms):
 
 def test_solve_honours_selection(ms, tmp_path):
     cal = str(tmp_path / "c.h5")
-    with table(ms, ack=False) as t:
+    with table(ms, ack=False) as t:  # noqa: F841 -- $t in TaQL
         t_first = t.getcol("TIME").min()
     t_end = t_first + 1.3 * 3600
     rng = f"{_utc(t_first - 1).strftime('%H:%M:%S')}~{_utc(t_end).strftime('%H:%M:%S')}"
     r = akcal(vis=ms, caltable=cal, field="<2", jones=["K", "G"], solint=["scan", "2ints"], refant="C00",
               antenna="!C05", timerange=rng)
-    with table(ms, ack=False) as t:
+    with table(ms, ack=False) as t:  # noqa: F841 -- $t in TaQL
         q = taql(f"SELECT DISTINCT SCAN_NUMBER FROM $t WHERE FIELD_ID IN [0,1] AND TIME <= {float(t_end)!r}")
         want_scans = sorted(q.getcol("SCAN_NUMBER").tolist())
     interval = ms_io.read_meta(ms).interval
@@ -184,7 +187,7 @@ def test_apply_writes_only_selected_rows(ms, tmp_path):
     cal = str(tmp_path / "c.h5")
     akcal(vis=ms, caltable=cal, jones=["G"], solint="scan", refant="C00")
     akapply(vis=ms, gaintable=[cal], jones=["G0"])                  # every row corrected once
-    with table(ms, readonly=False, ack=False) as t:                 # mark everything
+    with table(ms, readonly=False, ack=False) as t:  # noqa: F841 -- $t in TaQL
         for d in (0, 1):
             q = taql(f"SELECT CORRECTED_DATA FROM $t WHERE DATA_DESC_ID=={d}")
             q.putcol("CORRECTED_DATA", np.zeros_like(q.getcol("CORRECTED_DATA")))
@@ -201,9 +204,32 @@ def test_apply_writes_only_selected_rows(ms, tmp_path):
     r = akapply(vis=ms, gaintable=[cal], jones=["G0"], antenna="C00&C02;C03&C04", intent="*PHASE*",
                 uvrange=f"<{cut!r}klambda")
     written = np.zeros(len(want), bool)
-    with table(ms, ack=False) as t:
+    with table(ms, ack=False) as t:  # noqa: F841 -- $t in TaQL
         for d in (0, 1):
             q = taql(f"SELECT ROWID() AS R, CORRECTED_DATA FROM $t WHERE DATA_DESC_ID=={d}")
             written[q.getcol("R")] = np.abs(q.getcol("CORRECTED_DATA")).max(axis=(1, 2)) > 0
     assert want.sum() > 0 and r["rows"] == want.sum()
     np.testing.assert_array_equal(written, want)
+
+
+def test_apply_correlation_writes_only_those(ms, tmp_path):
+    cal = str(tmp_path / "c.h5")
+    akcal(vis=ms, caltable=cal, jones=["G"], solint="scan", refant="C00", field="3C286")
+    akapply(vis=ms, gaintable=[cal], jones=["G0"], field="3C286")
+    full = {d: taql(f"SELECT CORRECTED_DATA FROM {ms} WHERE DATA_DESC_ID=={d} AND FIELD_ID==0")
+            .getcol("CORRECTED_DATA") for d in (0, 1)}
+    with table(ms, readonly=False, ack=False) as t:  # noqa: F841 -- $t in TaQL
+        for d in (0, 1):
+            q = taql(f"SELECT CORRECTED_DATA FROM $t WHERE DATA_DESC_ID=={d}")
+            q.putcol("CORRECTED_DATA", np.zeros_like(q.getcol("CORRECTED_DATA")))
+            q.close()
+    akapply(vis=ms, gaintable=[cal], jones=["G0"], field="3C286", correlation="XX,YY")
+    for d in (0, 1):
+        got = taql(f"SELECT CORRECTED_DATA FROM {ms} WHERE DATA_DESC_ID=={d} AND FIELD_ID==0").getcol(
+            "CORRECTED_DATA")
+        np.testing.assert_array_equal(got[..., [0, 3]], full[d][..., [0, 3]])
+        assert np.all(got[..., [1, 2]] == 0) and np.any(full[d][..., [1, 2]] != 0)
+    with pytest.raises(AlakazamError, match="correlation: 'RR' selects none"):
+        akapply(vis=ms, gaintable=[cal], jones=["G0"], field="3C286", correlation="RR")
+    with pytest.raises(AlakazamError, match="correlation: 'QQ'"):
+        akapply(vis=ms, gaintable=[cal], jones=["G0"], field="3C286", correlation="QQ")

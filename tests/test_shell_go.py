@@ -14,7 +14,7 @@ from alakazam.shell.akshell import ShellSession
 
 def _col_by_ddid(ms, col):
     out = {}
-    with table(ms, ack=False) as t:
+    with table(ms, ack=False) as t:  # noqa: F841 -- $t in TaQL
         if col not in t.colnames():
             return None
         for d in np.unique(t.getcol("DATA_DESC_ID")):
@@ -112,7 +112,7 @@ def test_ctrl_c_during_go_akapply_restores_the_ms(session, monkeypatch, existing
     if existing:
         sh.handle("go akapply")
         assert "End Task: akapply" in sh.text()
-        with table(ms, readonly=False, ack=False) as t:      # something the interrupted apply would change
+        with table(ms, readonly=False, ack=False) as t:  # noqa: F841 -- $t in TaQL
             for d in (0, 1):
                 q = taql(f"SELECT CORRECTED_DATA FROM $t WHERE DATA_DESC_ID=={d}")
                 q.putcol("CORRECTED_DATA", q.getcol("CORRECTED_DATA") * 2)

@@ -109,6 +109,9 @@ def run_apply(cfg: ApplyConfig) -> dict:
         raise AlakazamError(f"apply: the selection (field={cfg.target_field}, scans={cfg.target_scans!r}, "
                             f"spw={cfg.spw!r}{''.join(f', {k}={v!r}' for k, v in cfg.select.items())}) "
                             "has no data")
+    from ..core.corrselect import parse_correlation
+    for _, ddid, _, _ in plan:      # correlation checked before anything is written
+        parse_correlation(cfg.correlation, meta.spws[ddid].corr_types)
     for term in terms:       # every SPW to correct must have solutions in every term
         have = {int(s.attrs["spw"]) for s in term.sets}
         for _, ddid, _, _ in plan:
@@ -157,7 +160,7 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, rowsel=N
 
 def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar, rowsel=None):
     """Correct the rows of one field and SPW, chunk by chunk."""
-    from ..core import memory, ms_io
+    from ..core import corrselect, memory, ms_io
     from ..jones import algebra
 
     fld = meta.fields[fid]
@@ -222,9 +225,12 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         else:
             full = data.copy()
             full[:, chans] = out
-        ms_io.write_column(cfg.ms, cfg.output_col, ch.rownr,
-                           _native(full, spw.corr_types, spw.n_corr).astype(ch.data.dtype, copy=False))
+        cmask = corrselect.parse_correlation(cfg.correlation, spw.corr_types)   # None = all (core/corrselect)
+        ms_io.write_column(cfg.ms, cfg.output_col, ch.rownr, corrselect.keep_unselected(
+            cfg.ms, cfg.output_col, ch.rownr,
+            _native(full, spw.corr_types, spw.n_corr).astype(ch.data.dtype, copy=False), cmask))
         if cfg.propagate_flags:
-            ms_io.write_column(cfg.ms, "FLAG", ch.rownr, _native(newflag, spw.corr_types, spw.n_corr))
+            ms_io.write_column(cfg.ms, "FLAG", ch.rownr, corrselect.keep_unselected(
+                cfg.ms, "FLAG", ch.rownr, _native(newflag, spw.corr_types, spw.n_corr), cmask))
         pbar.advance(ch.n_row)
 

@@ -146,7 +146,8 @@ def summarise_ms(ms) -> dict:
         dd_spw = [int(x) for x in t.getcol("SPECTRAL_WINDOW_ID")]
         dd_pol = [int(x) for x in t.getcol("POLARIZATION_ID")]
     with _table(ms + "::POLARIZATION") as t:
-        corr = [[STOKES_NAMES.get(int(c), str(c)) for c in t.getcell("CORR_TYPE", i)] for i in range(t.nrows())]
+        corr = [[STOKES_NAMES.get(int(c), str(c)) for c in t.getcell("CORR_TYPE", i)]
+                for i in range(t.nrows())]
     with _table(ms + "::FIELD") as t:
         fnames = [str(x) for x in t.getcol("NAME")]
         pdir = t.getcol("PHASE_DIR")
@@ -250,20 +251,23 @@ def render(summary, console):
     for sc in s["scans"]:
         t.add_row(str(sc["scan"]), f"{sc['field_id']} {sc['field']}", mjds_to_str(sc["t_start"]),
                   mjds_to_str(sc["t_end"]).split("/")[-1], str(sc["n_rows"]), f"{sc['interval_s']:g}",
-                  ",".join(map(str, sc["spws"])), ",".join(sc["intents"]), ",".join(map(str, sc["observation"])))
+                  ",".join(map(str, sc["spws"])), ",".join(sc["intents"]),
+                  ",".join(map(str, sc["observation"])))
     console.print(t)
     t = Table(title="Fields", title_justify="left")
     for c in ("id", "code", "name", "RA (J2000)", "Dec (J2000)", "rows", "intents"):
         t.add_column(c, justify="right" if c in ("id", "rows") else "left")
     for f in s["fields"]:
-        t.add_row(str(f["id"]), f["code"], f["name"], f["ra"], f["dec"], str(f["n_rows"]), ",".join(f["intents"]))
+        t.add_row(str(f["id"]), f["code"], f["name"], f["ra"], f["dec"], str(f["n_rows"]),
+                  ",".join(f["intents"]))
     console.print(t)
     t = Table(title="Spectral windows", title_justify="left")
     for c in ("spw", "ddid", "name", "chans", "ch0 (MHz)", "width (kHz)", "total bw (kHz)", "centre (MHz)",
               "corrs"):
         t.add_column(c, justify="left" if c in ("name", "corrs") else "right")
     for sp in s["spws"]:
-        t.add_row(str(sp["id"]), str(sp["ddid"]), sp["name"], str(sp["n_chan"]), f"{sp['chan0_freq_hz'] / 1e6:.4f}",
+        t.add_row(str(sp["id"]), str(sp["ddid"]), sp["name"], str(sp["n_chan"]),
+                  f"{sp['chan0_freq_hz'] / 1e6:.4f}",
                   f"{sp['chan_width_hz'] / 1e3:.3f}", f"{sp['total_bw_hz'] / 1e3:.1f}",
                   f"{sp['centre_freq_hz'] / 1e6:.4f}", " ".join(sp["correlations"]))
     console.print(t)

@@ -107,7 +107,8 @@ def _parse_duration(text, where):
     try:
         return float(s)
     except ValueError:
-        raise AlakazamError(f"{where}: cannot parse duration {text!r}; expected hh:mm:ss or seconds") from None
+        raise AlakazamError(f"{where}: cannot parse duration {text!r}; expected hh:mm:ss or "
+                            "seconds") from None
 
 
 def parse_timerange(text, t_first) -> List[Tuple[float, float, bool]]:
@@ -276,7 +277,8 @@ def _antenna_ids(text, names, whole) -> np.ndarray:
         elif re.fullmatch(r"\d+\s*~\s*\d+", s):
             a, b = (int(x) for x in s.split("~"))
             if a > b or b >= len(names):
-                raise AlakazamError(f"antenna: range {s!r} in {whole!r} outside antenna ids 0~{len(names) - 1}")
+                raise AlakazamError(f"antenna: range {s!r} in {whole!r} outside antenna ids "
+                                    f"0~{len(names) - 1}")
             out.extend(range(a, b + 1))
         elif s.isdigit() and int(s) < len(names):
             out.append(int(s))
