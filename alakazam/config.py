@@ -91,6 +91,9 @@ class SolveConfig:
     external_preapply: Optional[ExternalPreapply] = None
     quiet: bool = False
     select: dict = field(default_factory=dict)   # antenna/uvrange/timerange/intent/observation (core/rowselect.py)
+    append: bool = False            # add to existing keys (io/solappend.py) instead of replacing them
+    solnorm: bool = False           # normalise G amplitudes (calibration/solnorm.py)
+    normtype: str = "mean"
 
 
 @dataclass
@@ -302,7 +305,7 @@ def _select(d, where, names, errs) -> dict:
 _SOLVE_KEYS = {"ms", "output", "ref_ant", "data_col", "model_col", "solver_backend", "apply_parang",
                "rfi_threshold", "max_iter", "tol", "memory_limit_gb", "gpu", "jones", "field",
                "time_interval", "freq_interval", "phase_only", "preapply_time_interp", "external_preapply",
-               "spw", "scan", "quiet", *_SELECT_KEYS}
+               "spw", "scan", "quiet", "append", "solnorm", "normtype", *_SELECT_KEYS}
 _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_field", "output",
               "jones_type", "spw"}
 _APPLY_KEYS = {"ms", "output_col", "data_col", "target_field", "target_scans", "spw", "apply_parang",
@@ -434,7 +437,10 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         spw=str(d.get("spw", "") if d.get("spw") is not None else ""),
         scan=str(d.get("scan", "") if d.get("scan") is not None else ""),
         external_preapply=ext, quiet=_typed(d, "quiet", bool, False, where, names, errs),
-        select=_select(d, where, names, errs))
+        select=_select(d, where, names, errs),
+        append=_typed(d, "append", bool, False, where, names, errs),
+        solnorm=_typed(d, "solnorm", bool, False, where, names, errs),
+        normtype=_typed(d, "normtype", str, "mean", where, names, errs, ("mean", "median")))
     if cfg.max_iter is not None and cfg.max_iter < 1:
         errs.add(_name("max_iter", where, names), f"{cfg.max_iter} must be >= 1")
     if cfg.tol is not None and cfg.tol <= 0:

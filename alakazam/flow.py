@@ -189,6 +189,11 @@ def run_solve(cfg: SolveConfig) -> dict:
     solvers.check_device(cfg.solver_backend, cfg.gpu)
     meta = ms_io.read_meta(cfg.ms)
     cfg, meta, rowsel = _apply_selection(cfg, meta)
+    if cfg.append:                 # cheap compatibility check before anything is solved (io/solappend)
+        from .io import solappend
+        for step in cfg.steps:
+            solappend.check_compatible(cfg.output, step.key, ms=cfg.ms, ant_names=meta.active_names,
+                                       jones_type=step.jones_type)
     ms_io.check_columns(cfg.ms, [cfg.data_col, cfg.model_col])
     ref = ms_io.resolve_antenna(meta, cfg.ref_ant)
     spw_sel = ms_io.resolve_spw(meta, cfg.spw)
@@ -210,6 +215,7 @@ def run_solve(cfg: SolveConfig) -> dict:
     all_fields = sorted({f for fl in step_fields for f in fl})
     # field-major (tier 1): every step solves the same fields (module docstring)
     field_major = FIELD_MAJOR and all(list(fl) == list(step_fields[0]) for fl in step_fields)
+    field_major = field_major and not cfg.solnorm      # solnorm needs a step's fields before the next step
     n_rows_total, n_rows_pair, bytes_per_row, rows_per_group = 0, 0, 0, []
     for ddid, chans in spw_sel.items():
         counts = _row_counts(cfg.ms, ddid, all_fields, scans)     # {(field, scan): rows}
@@ -240,7 +246,17 @@ def run_solve(cfg: SolveConfig) -> dict:
             raise AlakazamError(
                 f"{step.key}: no data selected for field(s) {step.field} (spw={cfg.spw!r}, "
                 f"scan={cfg.scan!r}); check the selection with 'alakazam info' / listobs")
-        hdf5.write_term(cfg.output, step.key, sets)
+        if cfg.solnorm:
+            _solnorm(cfg, step, sets)
+        if cfg.append:
+            from .io import solappend
+            solappend.append_term(cfg.output, step.key, sets)
+        else:
+            from .io import solappend
+            note = solappend.replaced_note(cfg.output, step.key)
+            if note:
+                log.warning(note)
+            hdf5.write_term(cfg.output, step.key, sets)
         n_sol = sum(s.flags.size for s in sets)
         n_flag = int(sum(s.flags.sum() for s in sets))
         summary["terms"][step.key] = {
@@ -308,6 +324,18 @@ def run_solve(cfg: SolveConfig) -> dict:
             raise error
     summary["seconds"] = _time.perf_counter() - t_start
     return summary
+
+
+def _solnorm(cfg, step, sets):
+    """CASA solnorm on a G step's solution sets, in place (calibration/solnorm.py)."""
+    from .calibration.solnorm import normalise_sets
+
+    if step.jones_type != "G":
+        log.info("%s: solnorm applies to G only; %s left as solved", step.key, step.jones_type)
+        return
+    for spw, (fp, fq) in normalise_sets(sets, cfg.normtype).items():
+        log.info("%s: solnorm (%s) SPW %d: amplitudes divided by %.6g (p), %.6g (q)", step.key, cfg.normtype,
+                 spw, fp, fq)
 
 
 def _apply_selection(cfg, meta):
