@@ -67,6 +67,7 @@ class SolveStep:
     freq_interval_text: str = "full"
     phase_only: bool = False
     preapply_time_interp: str = "nearest"
+    amp_only: bool = False          # G amplitude only (CASA calmode='a'); YAML amp_only
 
 
 @dataclass
@@ -304,7 +305,7 @@ def _select(d, where, names, errs) -> dict:
 
 _SOLVE_KEYS = {"ms", "output", "ref_ant", "data_col", "model_col", "solver_backend", "apply_parang",
                "rfi_threshold", "max_iter", "tol", "memory_limit_gb", "gpu", "jones", "field",
-               "time_interval", "freq_interval", "phase_only", "preapply_time_interp", "external_preapply",
+               "time_interval", "freq_interval", "phase_only", "amp_only", "preapply_time_interp", "external_preapply",
                "spw", "scan", "quiet", "append", "solnorm", "normtype", *_SELECT_KEYS}
 _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_field", "output",
               "jones_type", "spw"}
@@ -380,6 +381,7 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
     ti = broadcast_steps(d.get("time_interval"), n, _name("time_interval", where, names), errs, "inf")
     fi = broadcast_steps(d.get("freq_interval"), n, _name("freq_interval", where, names), errs, "full")
     po = broadcast_steps(d.get("phase_only"), n, _name("phase_only", where, names), errs, False)
+    ao = broadcast_steps(d.get("amp_only"), n, _name("amp_only", where, names), errs, False)
     pi = broadcast_steps(d.get("preapply_time_interp"), n,
                          _name("preapply_time_interp", where, names), errs, "nearest")
     steps = []
@@ -390,6 +392,10 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
                       f"{_name('freq_interval', where, names)}[{i}]")
         if not isinstance(po[i], bool):
             errs.add(f"{_name('phase_only', where, names)}[{i}]", f"{po[i]!r} must be true or false")
+        if not isinstance(ao[i], bool):
+            errs.add(f"{_name('amp_only', where, names)}[{i}]", f"{ao[i]!r} must be true or false")
+        elif ao[i] and po[i] is True:
+            errs.add(f"{_name('amp_only', where, names)}[{i}]", "amp_only and phase_only exclude each other")
         if pi[i] not in TIME_INTERP_MODES:
             errs.add(f"{_name('preapply_time_interp', where, names)}[{i}]",
                      f"{pi[i]!r} is not allowed; expected one of {', '.join(TIME_INTERP_MODES)}")
@@ -397,7 +403,8 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
             continue
         steps.append(SolveStep(jones_type=keys[i].rstrip("0123456789"), key=keys[i], field=fields[i],
                                time_interval=t, freq_interval_hz=fw[0], freq_interval_text=fw[1],
-                               phase_only=bool(po[i]), preapply_time_interp=pi[i]))
+                               phase_only=bool(po[i]), preapply_time_interp=pi[i],
+                               amp_only=bool(ao[i]) if isinstance(ao[i], bool) else False))
     ep = d.get("external_preapply")
     ext = None
     if ep is not None:

@@ -187,6 +187,7 @@ def run_solve(cfg: SolveConfig) -> dict:
     # ---- validation: everything is checked before anything is read or written
     solvers.check_backend(cfg.solver_backend)
     solvers.check_device(cfg.solver_backend, cfg.gpu)
+    solvers.check_amp_only(cfg.solver_backend, any(s.amp_only and s.jones_type == "G" for s in cfg.steps))
     meta = ms_io.read_meta(cfg.ms)
     cfg, meta, rowsel = _apply_selection(cfg, meta)
     if cfg.append:                 # cheap compatibility check before anything is solved (io/solappend)
@@ -543,7 +544,8 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             from .solvers import cross_phase
             n_off = int(cross_phase.remove_leakage_offsets(batch).sum())
             log.debug("%s: leakage offsets removed in %d/%d cells", step.key, n_off, batch.n_cell)
-        opts = solvers.SolveOptions(phase_only=step.phase_only, max_iter=cfg.max_iter, tol=cfg.tol,
+        opts = solvers.SolveOptions(phase_only=step.phase_only, amp_only=step.amp_only,
+                                    max_iter=cfg.max_iter, tol=cfg.tol,
                                     gpu=cfg.gpu)
         res = solvers.solve(jt, batch, backend=cfg.solver_backend, opts=opts)
         # --- assemble the (n_ant, n_freq, n_time, 2, 2) grid
@@ -585,6 +587,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             solint_s=step.time_interval.solint_s, time_interval=step.time_interval.text,
             freqint_hz=float(step.freq_interval_hz) if step.freq_interval_hz else float("inf"),
             freq_interval=step.freq_interval_text, phase_only=bool(step.phase_only),
+            amp_only=bool(step.amp_only),
             feed_basis=spw.feed_basis, solver_backend=cfg.solver_backend,
             apply_parang=bool(cfg.apply_parang), ms=str(cfg.ms),
             preapply_chain=[t.key for t in ctx.prior], alakazam_version=__version__,
