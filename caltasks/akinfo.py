@@ -9,13 +9,20 @@ from .task import Task
 
 
 def _prepare(params):
-    """Exactly one of vis / caltable, and it must exist (checked before the Begin line)."""
+    """caltable (solution summary) or, when caltable is '', vis (listobs); the one used must exist
+    (checked before the Begin line).  caltable wins when both are set, so akshell's ``go akinfo``
+    after ``go akcal`` (vis and caltable both set) summarises the table, as before."""
     vis, caltable = params["vis"], params["caltable"]
     errors = {}
-    if bool(vis) == bool(caltable):
-        msg = ("give exactly one of vis (a Measurement Set: listobs summary) or caltable (an HDF5 "
-               f"solution table); got vis={vis!r}, caltable={caltable!r}")
-        errors["vis" if vis else "caltable"] = [msg]
+    if caltable and vis:
+        import logging
+        logging.getLogger("alakazam.tasks").info("akinfo: caltable=%r given, so vis=%r is not summarised "
+                                                 "(set caltable='' for the listobs of vis)", caltable, vis)
+        vis = ""
+        params = dict(params, vis="")
+    if not vis and not caltable:
+        errors["caltable"] = ["give caltable (an HDF5 solution table) or vis (a Measurement Set: listobs "
+                              "summary); both are ''"]
     else:
         name, path = ("vis", vis) if vis else ("caltable", caltable)
         path = os.path.expanduser(path)

@@ -305,7 +305,8 @@ class ShellSession:
         words = s.split()
         cmd = words[0]
         arg = words[1] if len(words) > 1 else None
-        arg2 = words[2] if len(words) > 2 else None
+        arg2 = words[2].strip("'\"") if len(words) > 2 else None     # tput akcal 'mine.last'
+
         try:
             if s.endswith("?") and s[:-1].strip() in TASKS:
                 return self.help(s[:-1].strip())

@@ -56,7 +56,7 @@ def test_command_forms_and_go_log(session):
     assert sh.ns["jones"] == ["K", "G"] and "restored akcal" in sh.text()
     sh.handle("inp akcal")
     assert sh.text().startswith("# akcal --")
-    sh.handle("saveinputs akcal mine.last")
+    sh.handle("saveinputs akcal 'mine.last'")
     assert (tmp / "mine.last").exists()
     sh.handle("go akcal")
     text = sh.text()
