@@ -188,7 +188,7 @@ def test_go_log_and_ctrl_c_in_a_real_terminal(sim_linear, tmp_path):
         assert wait_for("saved akcal inputs"), screen()
         send("go akcal", "Enter")
         assert wait_for("Begin Task: akcal"), screen()
-        assert wait_for("solution groups", 120), screen()        # the progress bar
+        assert wait_for("solution groups (field by field)", 120), screen()    # the progress bar
         time.sleep(1.0)
         send("C-c")
         assert wait_for("akcal interrupted", 60), screen()
