@@ -46,7 +46,12 @@ def cmd_run(args):
 def cmd_info(args):
     from alakazam.caltasks import akinfo
 
-    akinfo(caltable=args.caltable, fluxscale=False)
+    from .core.listobs import path_kind
+
+    if path_kind(args.caltable) == "ms":
+        akinfo(vis=args.caltable)
+    else:
+        akinfo(caltable=args.caltable, fluxscale=False)
 
 
 def cmd_fluxscale_info(args):
@@ -88,8 +93,8 @@ def build_parser():
     s.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="solve on a running dask scheduler, e.g. tcp://host:8786")
     s.set_defaults(func=cmd_run)
-    s = sub.add_parser("info", help="print a solution-table summary")
-    s.add_argument("caltable")
+    s = sub.add_parser("info", help="summarise a solution table, or a Measurement Set (listobs)")
+    s.add_argument("caltable", metavar="PATH", help="HDF5 solution table or Measurement Set (told by content)")
     s.set_defaults(func=cmd_info)
     s = sub.add_parser("fluxscale-info", help="print fluxscale factors and derived fluxes")
     s.add_argument("caltable")

@@ -67,6 +67,7 @@ class SolveStep:
     freq_interval_text: str = "full"
     phase_only: bool = False
     preapply_time_interp: str = "nearest"
+    amp_only: bool = False          # G amplitude only (CASA calmode='a'); YAML amp_only
 
 
 @dataclass
@@ -92,6 +93,10 @@ class SolveConfig:
     quiet: bool = False
     workers: int = 0                # > 0: a dask LocalCluster of this many worker processes
     scheduler: str = ""             # a dask scheduler address (tcp://host:port); wins over workers
+    select: dict = field(default_factory=dict)   # antenna/uvrange/timerange/intent/observation (core/rowselect.py)
+    append: bool = False            # add to existing keys (io/solappend.py) instead of replacing them
+    solnorm: bool = False           # normalise G amplitudes (calibration/solnorm.py)
+    normtype: str = "mean"
 
 
 @dataclass
@@ -133,6 +138,8 @@ class ApplyConfig:
     propagate_flags: bool = False
     memory_limit_gb: float = 0.0
     quiet: bool = False
+    select: dict = field(default_factory=dict)   # antenna/uvrange/timerange/intent/observation (core/rowselect.py)
+    correlation: str = ""                        # correlations written ('' = all; core/corrselect.py)
 
 
 @dataclass
@@ -158,8 +165,11 @@ _NUM = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
 
 def parse_time_interval(value, where="time_interval") -> TimeInterval:
-    """'inf'/'infinity', 'scan', '120s', '5min', '2m' (minutes), '1h', or a number of seconds."""
-    expected = "expected inf, scan, or a duration like 120s, 5min, 2m, 1h (or seconds as a number)"
+    """'inf'/'infinity', 'scan', '120s', '5min', '2m' (minutes), '1h', a number of seconds, or CASA's
+    'int' / '5ints' (kind 'ints', ``seconds`` = the number of integrations: the solve turns it into
+    that many times the MS's median INTERVAL, :func:`resolve_integrations`)."""
+    expected = ("expected inf, scan, int, 5ints, or a duration like 120s, 5min, 2m, 1h (or seconds as a "
+                "number)")
     if isinstance(value, bool):
         raise AlakazamError(f"{where}: {value!r} is not a time interval; {expected}")
     if isinstance(value, (int, float)):
@@ -173,12 +183,26 @@ def parse_time_interval(value, where="time_interval") -> TimeInterval:
         return TimeInterval("inf", 0.0, "inf")
     if text == "scan":
         return TimeInterval("scan", 0.0, "scan")
+    m = re.fullmatch(r"(\d*)\s*ints?", text)        # CASA 'int' / '5ints': integrations (flow resolves)
+    if m and text != "ints" and int(m.group(1) or 1) > 0:
+        return TimeInterval("ints", float(int(m.group(1) or 1)), str(value).strip())
     m = re.fullmatch(_NUM + r"\s*(s|sec|min|m|h|hr)?", text)
     if m:
         sec = float(m.group(1)) * _TIME_UNITS[m.group(2) or "s"]
         if sec > 0:
             return TimeInterval("seconds", sec, str(value).strip())
     raise AlakazamError(f"{where}: {value!r} is not a time interval; {expected}")
+
+
+def resolve_integrations(tint: TimeInterval, interval_s: float) -> TimeInterval:
+    """'Nints' -> N x the MS's integration time (median INTERVAL) in seconds; other kinds unchanged.
+    Bins stay anchored at each scan start, so with regular integrations each bin holds N of them."""
+    if tint.kind != "ints":
+        return tint
+    if not interval_s or interval_s <= 0:
+        raise AlakazamError(f"time_interval: {tint.text!r} needs the MS integration time, which is unknown "
+                            "(INTERVAL is 0)")
+    return TimeInterval("seconds", tint.seconds * float(interval_s), tint.text)
 
 
 def parse_freq_interval(value, where="freq_interval"):
@@ -264,15 +288,32 @@ def assign_keys(jones_list, existing_keys=(), where="jones"):
     return out
 
 
+_SELECT_KEYS = ("antenna", "uvrange", "timerange", "intent", "observation")   # = core.rowselect.SELECT_KEYS
+
+
+def _select(d, where, names, errs) -> dict:
+    """The row-selection keys of a block as strings (an int is accepted for antenna/observation)."""
+    out = {}
+    for k in _SELECT_KEYS:
+        v = d.get(k)
+        if v is None or v == "":
+            continue
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            errs.add(_name(k, where, names), f"{v!r} must be a CASA selection string")
+            continue
+        out[k] = str(v)
+    return out
+
+
 _SOLVE_KEYS = {"ms", "output", "ref_ant", "data_col", "model_col", "solver_backend", "apply_parang",
                "rfi_threshold", "max_iter", "tol", "memory_limit_gb", "gpu", "jones", "field",
-               "time_interval", "freq_interval", "phase_only", "preapply_time_interp", "external_preapply",
-               "spw", "scan", "quiet", "workers", "scheduler"}
+               "time_interval", "freq_interval", "phase_only", "amp_only", "preapply_time_interp", "external_preapply",
+               "spw", "scan", "quiet", "append", "solnorm", "normtype", *_SELECT_KEYS, "workers", "scheduler"}
 _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_field", "output",
               "jones_type", "spw"}
 _APPLY_KEYS = {"ms", "output_col", "data_col", "target_field", "target_scans", "spw", "apply_parang",
                "propagate_flags", "jones", "tables", "field_select", "time_interp", "solution_field",
-               "memory_limit_gb", "quiet"}
+               "memory_limit_gb", "quiet", "correlation", *_SELECT_KEYS}
 
 
 def _check_keys(d, allowed, where, names, errs):
@@ -342,6 +383,7 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
     ti = broadcast_steps(d.get("time_interval"), n, _name("time_interval", where, names), errs, "inf")
     fi = broadcast_steps(d.get("freq_interval"), n, _name("freq_interval", where, names), errs, "full")
     po = broadcast_steps(d.get("phase_only"), n, _name("phase_only", where, names), errs, False)
+    ao = broadcast_steps(d.get("amp_only"), n, _name("amp_only", where, names), errs, False)
     pi = broadcast_steps(d.get("preapply_time_interp"), n,
                          _name("preapply_time_interp", where, names), errs, "nearest")
     steps = []
@@ -352,6 +394,10 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
                       f"{_name('freq_interval', where, names)}[{i}]")
         if not isinstance(po[i], bool):
             errs.add(f"{_name('phase_only', where, names)}[{i}]", f"{po[i]!r} must be true or false")
+        if not isinstance(ao[i], bool):
+            errs.add(f"{_name('amp_only', where, names)}[{i}]", f"{ao[i]!r} must be true or false")
+        elif ao[i] and po[i] is True:
+            errs.add(f"{_name('amp_only', where, names)}[{i}]", "amp_only and phase_only exclude each other")
         if pi[i] not in TIME_INTERP_MODES:
             errs.add(f"{_name('preapply_time_interp', where, names)}[{i}]",
                      f"{pi[i]!r} is not allowed; expected one of {', '.join(TIME_INTERP_MODES)}")
@@ -359,7 +405,8 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
             continue
         steps.append(SolveStep(jones_type=keys[i].rstrip("0123456789"), key=keys[i], field=fields[i],
                                time_interval=t, freq_interval_hz=fw[0], freq_interval_text=fw[1],
-                               phase_only=bool(po[i]), preapply_time_interp=pi[i]))
+                               phase_only=bool(po[i]), preapply_time_interp=pi[i],
+                               amp_only=bool(ao[i]) if isinstance(ao[i], bool) else False))
     ep = d.get("external_preapply")
     ext = None
     if ep is not None:
@@ -399,6 +446,10 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         spw=str(d.get("spw", "") if d.get("spw") is not None else ""),
         scan=str(d.get("scan", "") if d.get("scan") is not None else ""),
         external_preapply=ext, quiet=_typed(d, "quiet", bool, False, where, names, errs),
+        select=_select(d, where, names, errs),
+        append=_typed(d, "append", bool, False, where, names, errs),
+        solnorm=_typed(d, "solnorm", bool, False, where, names, errs),
+        normtype=_typed(d, "normtype", str, "mean", where, names, errs, ("mean", "median")),
         workers=_typed(d, "workers", int, 0, where, names, errs),
         scheduler=str(d.get("scheduler") or ""))
     if cfg.workers is not None and cfg.workers < 0:
@@ -473,7 +524,9 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
         apply_parang=_typed(d, "apply_parang", bool, False, where, names, errs),
         propagate_flags=_typed(d, "propagate_flags", bool, False, where, names, errs),
         memory_limit_gb=_typed(d, "memory_limit_gb", float, 0.0, where, names, errs),
-        quiet=_typed(d, "quiet", bool, False, where, names, errs))
+        quiet=_typed(d, "quiet", bool, False, where, names, errs),
+        select=_select(d, where, names, errs),
+        correlation=_typed(d, "correlation", str, "", where, names, errs))
     errs.raise_if_any()
     return cfg
 

@@ -24,6 +24,7 @@ MS and the tables at the same paths and have alakazam installed).  The dashboard
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 
@@ -93,15 +94,13 @@ def _fault_injection(step_key):
         os._exit(17)
 
 
-def _solve_unit(cfg, meta, ref, spw_sel, scans, max_rows, tier, prior, step, fid, ddid):
-    """Worker side of one unit: a fresh context (no cache shared with anyone) and the in-process solve."""
+def _solve_unit(ctx, step, fid, ddid):
+    """Worker side of one unit: the client's context without its cache (tier >= 2: per-group reads) and
+    the in-process solve of one (field, SPW)."""
     from . import flow
 
     _fault_injection(step.key)
-
-    ctx = flow._Context(cfg, meta, ref, spw_sel, scans, max_rows, tier)
-    ctx.prior = list(prior)
-    return flow._solve_field_spw(ctx, step, fid, ddid, spw_sel[ddid])
+    return flow._solve_field_spw(ctx, step, fid, ddid, ctx.spw_sel[ddid])
 
 
 def solve_step(c, ctx, step, fids, advance=None) -> list:
@@ -110,14 +109,13 @@ def solve_step(c, ctx, step, fids, advance=None) -> list:
     is called as each unit completes (progress)."""
     from distributed import as_completed
 
-    tier = max(ctx.tier, 2)          # tier 1's shared cache cannot span processes
+    # the context travels without the client's cache and progress callback; tier 1's shared cache
+    # cannot span processes, so workers read per group (tier 2) or in row chunks (tier 3)
+    wctx = dataclasses.replace(ctx, cache={}, advance=None, tier=max(ctx.tier, 2), prior=list(ctx.prior))
     units = [(fid, ddid) for fid in fids for ddid in ctx.spw_sel]
-    # the context's large, shared pieces are scattered once per step, not once per unit
-    shared = c.scatter([ctx.cfg, ctx.meta, ctx.spw_sel, list(ctx.prior)], broadcast=True, hash=False)
-    cfg_f, meta_f, sel_f, prior_f = shared
-    futs = [c.submit(_solve_unit, cfg_f, meta_f, ctx.ref, sel_f, ctx.scans, ctx.max_rows, tier, prior_f,
-                     step, fid, ddid, key=f"{step.key}-field{fid}-ddid{ddid}-{id(ctx)}", retries=RETRIES,
-                     pure=False)
+    [wctx_f] = c.scatter([wctx], broadcast=True, hash=False)     # once per step, not once per unit
+    futs = [c.submit(_solve_unit, wctx_f, step, fid, ddid, key=f"{step.key}-field{fid}-ddid{ddid}-{id(ctx)}",
+                     retries=RETRIES, pure=False)
             for fid, ddid in units]
     try:
         where = {f.key: u for f, u in zip(futs, units)}

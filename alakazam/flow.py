@@ -167,6 +167,7 @@ class _Context:
     prior: list = field(default_factory=list)     # LoadedTerm, in chain order
     stats: dict = field(default_factory=dict)
     advance: object = None                        # progress callback: one call per solution group
+    rowsel: object = None                         # antenna/uvrange/timerange/... selection (core/rowselect)
 
 
 def run_solve(cfg: SolveConfig) -> dict:
@@ -196,7 +197,15 @@ def _run_solve(cfg: SolveConfig, stack) -> dict:
     t_start = _time.perf_counter()
     # ---- validation: everything is checked before anything is read or written
     solvers.check_backend(cfg.solver_backend)
+    solvers.check_device(cfg.solver_backend, cfg.gpu)
+    solvers.check_amp_only(cfg.solver_backend, any(s.amp_only and s.jones_type == "G" for s in cfg.steps))
     meta = ms_io.read_meta(cfg.ms)
+    cfg, meta, rowsel = _apply_selection(cfg, meta)
+    if cfg.append:                 # cheap compatibility check before anything is solved (io/solappend)
+        from .io import solappend
+        for step in cfg.steps:
+            solappend.check_compatible(cfg.output, step.key, ms=cfg.ms, ant_names=meta.active_names,
+                                       jones_type=step.jones_type)
     ms_io.check_columns(cfg.ms, [cfg.data_col, cfg.model_col])
     ref = ms_io.resolve_antenna(meta, cfg.ref_ant)
     spw_sel = ms_io.resolve_spw(meta, cfg.spw)
@@ -218,6 +227,7 @@ def _run_solve(cfg: SolveConfig, stack) -> dict:
     all_fields = sorted({f for fl in step_fields for f in fl})
     # field-major (tier 1): every step solves the same fields (module docstring)
     field_major = FIELD_MAJOR and all(list(fl) == list(step_fields[0]) for fl in step_fields)
+    field_major = field_major and not cfg.solnorm      # solnorm needs a step's fields before the next step
     n_rows_total, n_rows_pair, bytes_per_row, rows_per_group = 0, 0, 0, []
     for ddid, chans in spw_sel.items():
         counts = _row_counts(cfg.ms, ddid, all_fields, scans)     # {(field, scan): rows}
@@ -237,7 +247,7 @@ def _run_solve(cfg: SolveConfig, stack) -> dict:
     log.info("memory: tier %d%s (limit %.2f GB, %d rows x %d B/row, max %d rows per read)",
              tier, " field-major" if field_major else "", limit / 1e9, n_rows_total, bytes_per_row, max_rows)
 
-    ctx = _Context(cfg, meta, ref, spw_sel, scans, max_rows, tier)
+    ctx = _Context(cfg, meta, ref, spw_sel, scans, max_rows, tier, rowsel=rowsel)
     ctx.prior = list(ext_terms)
     summary = {"output": cfg.output, "terms": {}, "tier": tier, "field_major": field_major}
     dask_client = stack.enter_context(distributed.client(cfg.workers, cfg.scheduler)) if use_dask else None
@@ -252,7 +262,17 @@ def _run_solve(cfg: SolveConfig, stack) -> dict:
             raise AlakazamError(
                 f"{step.key}: no data selected for field(s) {step.field} (spw={cfg.spw!r}, "
                 f"scan={cfg.scan!r}); check the selection with 'alakazam info' / listobs")
-        hdf5.write_term(cfg.output, step.key, sets)
+        if cfg.solnorm:
+            _solnorm(cfg, step, sets)
+        if cfg.append:
+            from .io import solappend
+            solappend.append_term(cfg.output, step.key, sets)
+        else:
+            from .io import solappend
+            note = solappend.replaced_note(cfg.output, step.key)
+            if note:
+                log.warning(note)
+            hdf5.write_term(cfg.output, step.key, sets)
         n_sol = sum(s.flags.size for s in sets)
         n_flag = int(sum(s.flags.sum() for s in sets))
         summary["terms"][step.key] = {
@@ -330,6 +350,32 @@ def _n_groups(ctx, step, fid, ddid) -> int:
     """Solution groups of one (field, SPW) unit (progress accounting of distributed units)."""
     r = _scan_ranges(ctx.meta, fid, ddid, ctx.scans)
     return len(plan_groups(r, step.time_interval)) if r else 0
+def _solnorm(cfg, step, sets):
+    """CASA solnorm on a G step's solution sets, in place (calibration/solnorm.py)."""
+    from .calibration.solnorm import normalise_sets
+
+    if step.jones_type != "G":
+        log.info("%s: solnorm applies to G only; %s left as solved", step.key, step.jones_type)
+        return
+    for spw, (fp, fq) in normalise_sets(sets, cfg.normtype).items():
+        log.info("%s: solnorm (%s) SPW %d: amplitudes divided by %.6g (p), %.6g (q)", step.key, cfg.normtype,
+                 spw, fp, fq)
+
+
+def _apply_selection(cfg, meta):
+    """(cfg, meta, rowsel): the antenna/uvrange/timerange/intent/observation selection parsed
+    (core/rowselect.py), ``meta.scans`` restricted to the selected rows, and CASA's 'int' / 'Nints'
+    solints turned into seconds (N x the MS's integration time)."""
+    import dataclasses
+
+    from .config import resolve_integrations
+    from .core import rowselect
+
+    rowsel = rowselect.build(meta, cfg.select)
+    meta = rowselect.restrict_meta(meta, rowsel)
+    steps = [dataclasses.replace(st, time_interval=resolve_integrations(st.time_interval, meta.interval))
+             for st in cfg.steps]
+    return dataclasses.replace(cfg, steps=steps), meta, rowsel
 
 
 def _row_counts(ms, ddid, field_ids, scans):
@@ -391,7 +437,7 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
         key = (fid, ddid)
         if key not in ctx.cache:
             c = ms_io.read_rows(cfg.ms, ddid, [fid], scans=ctx.scans, chans=chans,
-                                data_col=cfg.data_col, model_col=cfg.model_col)
+                                data_col=cfg.data_col, model_col=cfg.model_col, rowsel=ctx.rowsel)
             if rfi_on:
                 # per-row statistics of the raw data: flag once here, not again in every step
                 c.flag = rfi.mad_flag(c.data, c.model, c.flag, cfg.rfi_threshold)
@@ -401,7 +447,8 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
         yield ch, (None if len(sel) == ch.n_row else sel)
         return
     for ch in ms_io.iter_chunks(cfg.ms, ddid, [fid], scans=group.scans, chans=chans,
-                                data_col=cfg.data_col, model_col=cfg.model_col, max_rows=ctx.max_rows):
+                                data_col=cfg.data_col, model_col=cfg.model_col, max_rows=ctx.max_rows,
+                                rowsel=ctx.rowsel):
         if rfi_on and ch.n_row:
             ch.flag = rfi.mad_flag(ch.data, ch.model, ch.flag, cfg.rfi_threshold)
         yield ch, None
@@ -520,7 +567,8 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             from .solvers import cross_phase
             n_off = int(cross_phase.remove_leakage_offsets(batch).sum())
             log.debug("%s: leakage offsets removed in %d/%d cells", step.key, n_off, batch.n_cell)
-        opts = solvers.SolveOptions(phase_only=step.phase_only, max_iter=cfg.max_iter, tol=cfg.tol,
+        opts = solvers.SolveOptions(phase_only=step.phase_only, amp_only=step.amp_only,
+                                    max_iter=cfg.max_iter, tol=cfg.tol,
                                     gpu=cfg.gpu)
         res = solvers.solve(jt, batch, backend=cfg.solver_backend, opts=opts)
         # --- assemble the (n_ant, n_freq, n_time, 2, 2) grid
@@ -562,6 +610,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             solint_s=step.time_interval.solint_s, time_interval=step.time_interval.text,
             freqint_hz=float(step.freq_interval_hz) if step.freq_interval_hz else float("inf"),
             freq_interval=step.freq_interval_text, phase_only=bool(step.phase_only),
+            amp_only=bool(step.amp_only),
             feed_basis=spw.feed_basis, solver_backend=cfg.solver_backend,
             apply_parang=bool(cfg.apply_parang), ms=str(cfg.ms),
             preapply_chain=[t.key for t in ctx.prior], alakazam_version=__version__,

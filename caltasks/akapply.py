@@ -6,7 +6,9 @@ from .task import Task
 
 
 def build_config(params):
-    d = akapply.yaml_dict(params)
+    from .akcal import unselect
+
+    d = unselect(params, akapply.yaml_dict(params))
     n = len(params["jones"])
     d["field_select"] = params["gainfield"] or ["nearest_time"] * n
     d["time_interp"] = params["interp"] or ["nearest"] * n

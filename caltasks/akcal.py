@@ -13,19 +13,42 @@ def _field(v):
     return [[s.strip() for s in str(x).split(",") if s.strip()] for x in v]
 
 
-def _calmode(v):
+_CALMODES = ("ap", "p", "a")
+
+
+def _calmode(v, mode):
+    """calmode -> per-step booleans for ``mode`` ('p': phase_only, 'a': amp_only); anything but 'ap',
+    'p', 'a' is a ParameterError naming calmode."""
+    from alakazam.errors import ParameterError
+
+    items = list(v) if isinstance(v, (list, tuple)) else [v]
+    bad = [x for x in items if str(x).strip().lower() not in _CALMODES]
+    if bad:
+        raise ParameterError({"calmode": [f"{bad[0]!r} is not a calmode; expected 'ap' (amplitude and "
+                                          "phase), 'p' (phase only) or 'a' (amplitude only)"]}, task="akcal")
+
     def one(x):
-        return str(x).lower() == "p"
+        return str(x).strip().lower() == mode
     return [one(x) for x in v] if isinstance(v, (list, tuple)) else one(v)
+
+
+def unselect(params, d):
+    """selectdata=False: timerange, uvrange, antenna and observation are ignored (CASA's gaincal /
+    applycal do the same)."""
+    if not params.get("selectdata", True):
+        for k in ("timerange", "uvrange", "antenna", "observation"):
+            d.pop(k, None)
+    return d
 
 
 def build_config(params):
     """akcal parameters -> SolveConfig through the same builder as the YAML runner."""
-    d = akcal.yaml_dict(params)
+    d = unselect(params, akcal.yaml_dict(params))
     d["field"] = _field(params["field"])
     if d["field"] is None:
         d.pop("field")
-    d["phase_only"] = _calmode(params["calmode"])
+    d["phase_only"] = _calmode(params["calmode"], "p")
+    d["amp_only"] = _calmode(params["calmode"], "a")
     ref = params["refant"]
     d["ref_ant"] = int(ref) if str(ref).strip().isdigit() else ref
     ep = d.pop("external_preapply")

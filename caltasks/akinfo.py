@@ -1,16 +1,56 @@
-"""akinfo: summarise a solution table (parameters: tasks_xml/akinfo.xml)."""
+"""akinfo: summarise a solution table, or (``vis=``) a Measurement Set like CASA's listobs
+(parameters: tasks_xml/akinfo.xml)."""
+
+import os
+
+from alakazam.errors import ParameterError
 
 from .task import Task
 
 
-def _body(caltable, fluxscale):
+def _prepare(params):
+    """caltable (solution summary) or, when caltable is '', vis (listobs); the one used must exist
+    (checked before the Begin line).  caltable wins when both are set, so akshell's ``go akinfo``
+    after ``go akcal`` (vis and caltable both set) summarises the table, as before."""
+    vis, caltable = params["vis"], params["caltable"]
+    errors = {}
+    if caltable and vis:
+        import logging
+        logging.getLogger("alakazam.tasks").info("akinfo: caltable=%r given, so vis=%r is not summarised "
+                                                 "(set caltable='' for the listobs of vis)", caltable, vis)
+        vis = ""
+        params = dict(params, vis="")
+    if not vis and not caltable:
+        errors["caltable"] = ["give caltable (an HDF5 solution table) or vis (a Measurement Set: listobs "
+                              "summary); both are ''"]
+    else:
+        name, path = ("vis", vis) if vis else ("caltable", caltable)
+        path = os.path.expanduser(path)
+        if not os.path.exists(path):
+            errors[name] = [f"the {name} parameter must be a path that exists ({path!r} does not exist)"]
+        params = dict(params, **{name: path})
+        if vis and params["fluxscale"]:
+            errors["fluxscale"] = ["fluxscale=True needs caltable (a fluxscale table), not vis"]
+    if errors:
+        raise ParameterError(errors, task="akinfo")
+    return params
+
+
+def _body(params):
     import sys
 
     from rich.console import Console
 
+    con = Console() if sys.stdout.isatty() else Console(width=200)
+    caltable, fluxscale, vis = params["caltable"], params["fluxscale"], params["vis"]
+    if vis:
+        from alakazam.core import listobs
+
+        summary = listobs.summarise_ms(vis)
+        listobs.render(summary, con)
+        return summary
     from alakazam.io import hdf5
 
-    con = Console() if sys.stdout.isatty() else Console(width=200)
     if fluxscale:
         from alakazam.calibration.fluxscale import format_fluxscale
 
@@ -20,4 +60,4 @@ def _body(caltable, fluxscale):
     return {"groups": hdf5.summary(caltable)}
 
 
-akinfo = Task("akinfo", _body)
+akinfo = Task("akinfo", _body, prepare=_prepare)

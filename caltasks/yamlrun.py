@@ -9,6 +9,7 @@ YAML key            task parameter                         conversion
 ==================  =====================================  ======================================
 field (solve)       akcal field                            [[a, b], [c]] -> ['a,b', 'c']; [a, b] -> 'a,b'
 phase_only          akcal calmode                          true -> 'p', false -> 'ap' (per step)
+amp_only            akcal calmode                          true -> 'a' (per step)
 ref_ant             akcal refant                           index -> its string
 propagate_flags     akapply applymode                      true -> 'calflag', false -> 'calonly'
 solution_field      akapply solutionfield                  ~ -> '', [a, b] -> 'a,b'
@@ -68,6 +69,8 @@ def _nulls(v):
 
 def solve_params(block: dict, where="solve[0]") -> dict:
     """A ``solve`` block -> akcal keyword arguments."""
+    block = dict(block)
+    amp = block.pop("amp_only", None)             # with phase_only, the two halves of akcal calmode
     p = _yaml_to_params(akcal, block, where)
     f = p.get("field")
     if isinstance(f, list):
@@ -78,6 +81,16 @@ def solve_params(block: dict, where="solve[0]") -> dict:
     if "calmode" in p:
         po = p["calmode"]
         p["calmode"] = [("p" if x else "ap") for x in po] if isinstance(po, list) else ("p" if po else "ap")
+    if amp is not None:
+        cm = p.get("calmode", "ap")
+        n = max(len(x) for x in (amp, cm) if isinstance(x, list)) if any(
+            isinstance(x, list) for x in (amp, cm)) else 0
+        if n:
+            amp_l = amp if isinstance(amp, list) else [amp] * n
+            cm_l = cm if isinstance(cm, list) else [cm] * n
+            p["calmode"] = ["a" if a is True else c for a, c in zip(amp_l, cm_l)]
+        else:
+            p["calmode"] = "a" if amp is True else cm
     if "refant" in p:
         p["refant"] = str(p["refant"])
     if "gainsolutionfield" in p:

@@ -12,7 +12,12 @@ Parameters are plain variables of the shell's Python namespace, shared by all ta
     akcal(vis='x.ms')    # a Python call ignores the shell variables and leaves them unchanged
 
 ``go`` writes ``<task>.last`` before validating, so failed attempts are recorded too. A failing task
-prints its own error and the shell keeps running. The command handling is the plain class
+prints its own error and the shell keeps running.  Ctrl-C during ``go`` (or a task call) stops the
+task and puts the MS and its output table back as they were before it (:mod:`alakazam.core.undo`);
+the shell returns to the prompt with every parameter kept.  ``tget`` of a missing file says so and
+changes nothing.  The log (Begin/End lines, solve summaries, apply lines) goes to the terminal and to
+``akshell.log`` (``$AKSHELL_LOG``) as in casashell; progress bars are shown as in ``alakazam run``.
+The command handling is the plain class
 :class:`ShellSession` (feed it lines, read what it prints); :func:`main` wraps it in prompt_toolkit
 with completion of tasks and parameters and a persistent history (``~/.akshell_history``, or
 ``$AKSHELL_HISTORY``).
@@ -21,6 +26,7 @@ with completion of tasks and parameters and a persistent history (``~/.akshell_h
 from __future__ import annotations
 
 import ast
+import logging
 import os
 import shutil
 import sys
@@ -32,6 +38,49 @@ from alakazam.errors import AlakazamError
 
 BLUE, RED, GREEN, BOLD, RESET = "\033[34m", "\033[31m", "\033[32m", "\033[1m", "\033[0m"
 _MISSING = object()
+_COMMANDS = ("inp", "go", "tget", "tput", "saveinputs", "default", "help")
+# output files a task writes (restored when it is interrupted); the MS is covered by the undo journal
+_OUTPUT_PARAMS = {"akcal": ("caltable",), "akfluxscale": ("caltable", "fluxtable")}
+
+
+def setup_logging(logfile=None, stream=None):
+    """casashell-style logging: INFO lines to the terminal (through the rich console the progress bars
+    use, or to ``stream``) and, with time stamps, to ``logfile``.  Returns the handlers installed on
+    the root logger (remove them to undo)."""
+    handlers = []
+    if stream is None:
+        from rich.logging import RichHandler
+
+        from alakazam import progress
+
+        h = RichHandler(console=progress.console(), show_path=False, show_time=False, markup=False,
+                        rich_tracebacks=False)
+    else:
+        h = logging.StreamHandler(stream)
+        h.setFormatter(logging.Formatter("%(levelname)-8s %(message)s"))
+    h.setLevel(logging.INFO)
+    handlers.append(h)
+    if logfile:
+        fh = logging.FileHandler(logfile)
+        fh.setFormatter(logging.Formatter("%(asctime)s\t%(levelname)s\t%(name)s\t%(message)s"))
+        fh.setLevel(logging.INFO)
+        handlers.append(fh)
+    root = logging.getLogger()
+    for x in handlers:
+        root.addHandler(x)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    return handlers
+
+
+def _run_interruptible(task, params):
+    """Run ``task(**params)``; on Ctrl-C the MS and the output tables are restored, then the
+    KeyboardInterrupt propagates (core/undo.py)."""
+    from alakazam.core import undo
+
+    files = [params.get(n) for n in _OUTPUT_PARAMS.get(task.name, ()) if params.get(n)]
+    with undo.transaction(files=files, ms=params.get("vis") or None):
+        return task(**params)
 
 
 class _ShellTask:
@@ -48,7 +97,8 @@ class _ShellTask:
     def __call__(self, *args, **kwargs):
         params = self._task.bind(*args, **kwargs)
         self._task.write_last(params, self._session._path(f"{self._task.name}.last"))
-        return self._task(**params)
+        self._session._running = self._task.name      # for the interrupt message (handle)
+        return _run_interruptible(self._task, params)
 
     def __getattr__(self, attr):
         return getattr(self._task, attr)
@@ -68,17 +118,31 @@ class ShellSession:
         ANSI colours in ``inp``.
     cwd : str, optional
         Directory for ``.last`` files (default: the process working directory).
+    logfile : str, optional
+        Log file (relative to ``cwd``); with it the session installs its log handlers: INFO lines to
+        ``out`` (to the rich console when ``out`` is None) and to the file.  :meth:`close` removes them.
     """
 
-    def __init__(self, out=None, color=True, cwd=None):
+    def __init__(self, out=None, color=True, cwd=None, logfile=None):
         self.out = out or sys.stdout
         self.color = color
         self.cwd = cwd
         self.ns = {"__name__": "__akshell__"}
         self.ns.update({n: _ShellTask(t, self) for n, t in TASKS.items()})
-        for cmd in ("inp", "go", "tget", "tput", "saveinputs", "default", "help"):
+        for cmd in _COMMANDS:
             self.ns[cmd] = getattr(self, "_py_" + cmd)
         self.last_task = "akcal"
+        self._running = None
+        self.logfile = self._path(logfile) if logfile else None
+        self._handlers = setup_logging(self.logfile, None if out is None else self.out) if logfile else []
+
+    def close(self):
+        """Remove the log handlers this session installed."""
+        root = logging.getLogger()
+        for h in self._handlers:
+            root.removeHandler(h)
+            h.close()
+        self._handlers = []
 
     # ---------------------------------------------------------------- helpers
     def _p(self, *a):
@@ -148,7 +212,10 @@ class ShellSession:
         vals = self.current(task)
         task.write_last(vals, self._path(f"{task.name}.last"))
         try:
-            res = task(**vals)
+            res = _run_interruptible(task, vals)
+        except KeyboardInterrupt:
+            self._interrupted(task.name)
+            return None
         except (AlakazamError, TypeError) as e:
             self._p(self._c(RED, f"{task.name} failed: {e}"))
             return None
@@ -156,6 +223,10 @@ class ShellSession:
             self._p(self._c(RED, f"{task.name} failed: {type(e).__name__}: {e}"))
             return None
         return res
+
+    def _interrupted(self, name):
+        self._p(self._c(RED, f"{name} interrupted (Ctrl-C): stopped; the MS and the output table are as "
+                             "before the task; parameters kept"))
 
     def tput(self, name=None, path=None):
         task = self._task(name)
@@ -182,8 +253,8 @@ class ShellSession:
                                 self._p(self._c(RED, f"tget: cannot read {k} in {fp}"))
                 self._p(f"restored {task.name} inputs from {fp}")
                 return
-        self._p(f"tget: no {' or '.join(cands)}; {task.name} reset to defaults")
-        self.default(task.name)
+        # nothing is changed: shared parameters (vis, field ...) belong to other tasks too
+        self._p(f"tget: no {' or '.join(cands)} in {self._path('.')}; parameters unchanged")
 
     def default(self, name=None):
         task = self._task(name)
@@ -221,7 +292,7 @@ class ShellSession:
 
     def completion_words(self):
         """Task names, shell commands and every task parameter name (for tab completion)."""
-        words = set(TASKS) | {"inp", "go", "tget", "tput", "saveinputs", "default", "help", "exit"}
+        words = set(TASKS) | set(_COMMANDS) | {"exit"}
         for t in TASKS.values():
             words.update(t.spec.names)
         return sorted(words)
@@ -234,23 +305,28 @@ class ShellSession:
         words = s.split()
         cmd = words[0]
         arg = words[1] if len(words) > 1 else None
-        arg2 = words[2] if len(words) > 2 else None
+        arg2 = words[2].strip("'\"") if len(words) > 2 else None     # tput akcal 'mine.last'
+
         try:
             if s.endswith("?") and s[:-1].strip() in TASKS:
                 return self.help(s[:-1].strip())
-            if cmd in ("inp", "go", "tget", "tput", "saveinputs", "default", "help") and \
+            if cmd in _COMMANDS and \
                     (len(words) == 1 or (words[1][0].isalpha() and "(" not in s and "=" not in s)):
-                fn = {"saveinputs": self.tput}.get(cmd, getattr(self, cmd))
+                fn = self.tput if cmd == "saveinputs" else getattr(self, cmd)
                 return fn(arg, arg2) if cmd in ("tget", "tput", "saveinputs") else fn(arg)
             if cmd in TASKS and len(words) == 1:
                 self.last_task = cmd
                 self._p(repr(TASKS[cmd]))
                 return None
             return self._exec(s)
+        except KeyboardInterrupt:
+            self._interrupted(self._running or "command")
         except AlakazamError as e:
             self._p(self._c(RED, str(e)))
         except Exception:
             self._p(self._c(RED, traceback.format_exc(limit=1)))
+        finally:
+            self._running = None
         return None
 
     def _exec(self, src):
@@ -270,11 +346,12 @@ def main(argv=None):
     from prompt_toolkit.completion import WordCompleter
     from prompt_toolkit.history import FileHistory
 
-    shell = ShellSession()
+    shell = ShellSession(logfile=os.environ.get("AKSHELL_LOG", "akshell.log"))
     hist = os.environ.get("AKSHELL_HISTORY", os.path.expanduser("~/.akshell_history"))
     session = PromptSession(history=FileHistory(hist),
                             completer=WordCompleter(shell.completion_words()))
     print("akshell -- alakazam tasks: " + ", ".join(TASKS) + "   (inp <task>, go, help <task>, exit)")
+    print(f"log: {os.path.abspath(shell.logfile)}")
     while True:
         try:
             line = session.prompt("akshell> ")
@@ -284,7 +361,11 @@ def main(argv=None):
             break
         if line.strip() in ("exit", "quit", "exit()", "quit()"):
             break
-        shell.handle(line)
+        try:
+            shell.handle(line)
+        except KeyboardInterrupt:            # between a task's end and the prompt
+            print("KeyboardInterrupt")
+    shell.close()
     return 0
 
 

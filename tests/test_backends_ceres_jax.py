@@ -297,8 +297,19 @@ def test_jax_float32_path(term):
     np.testing.assert_allclose(cost32, cost64, rtol=1e-4)
 
 
-def test_jax_gpu_option_without_gpu_runs_float64():
+def test_jax_gpu_option_without_gpu_is_an_error(sim_linear, tmp_path):
+    from alakazam.caltasks import akcal
+    from alakazam.errors import AlakazamError
     from alakazam.solvers.backends import jax_backend as jb
     if jb._gpu_present():  # pragma: no cover
         pytest.skip("a GPU is present: opts.gpu selects float32 there")
-    assert jb._select_precision(SolveOptions(gpu=True), None) == "float64"
+    assert jb._select_precision(SolveOptions(gpu=False), None) == "float64"
+    with pytest.raises(AlakazamError, match="needs a GPU device.*devices present: cpu:0"):
+        jb._select_precision(SolveOptions(gpu=True), None)      # never a silent CPU run
+    ms, _ = sim_linear
+    out = tmp_path / "c.h5"
+    with pytest.raises(AlakazamError, match="gpu: True needs a GPU device"):
+        akcal(vis=ms, caltable=str(out), field="3C286", solver="jax", gpu=True)
+    with pytest.raises(AlakazamError, match="gpu: True needs solver_backend/solver 'jax'"):
+        akcal(vis=ms, caltable=str(out), field="3C286", solver="numba", gpu=True)
+    assert not out.exists()                                     # checked before anything is written

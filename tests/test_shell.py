@@ -33,10 +33,13 @@ def test_tget_is_safe_and_task_scoped(sh, tmp_path):
     assert "cannot read solver" in text
 
 
-def test_tget_missing_file_resets_to_defaults(sh):
+def test_tget_missing_file_changes_nothing(sh):
+    # vis/field are shared with akapply: a missing akcal.last must not wipe them (only say so)
     sh.handle("maxiter = 3")
+    sh.handle("vis = 'x.ms'")
     sh.handle("tget akcal")
-    assert "maxiter" not in sh.ns and "no akcal.last" in sh.text()
+    assert sh.ns["maxiter"] == 3 and sh.ns["vis"] == "x.ms"
+    assert "no akcal.last" in sh.text()
 
 
 def test_akcal_saved_used_when_no_last(sh, tmp_path):

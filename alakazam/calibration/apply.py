@@ -87,6 +87,8 @@ def run_apply(cfg: ApplyConfig) -> dict:
     t_start = _time.perf_counter()
     # ---- validation first: nothing is written on bad input
     meta = ms_io.read_meta(cfg.ms)
+    from ..core import rowselect    # antenna/uvrange/timerange/intent/observation: whole rows here
+    rowsel = rowselect.build(meta, cfg.select, per_channel=False)
     ms_io.check_columns(cfg.ms, [cfg.data_col])
     if cfg.output_col == cfg.data_col or cfg.output_col == "DATA":
         raise AlakazamError(f"output_col: {cfg.output_col!r} would overwrite the input data; use e.g. "
@@ -100,12 +102,16 @@ def run_apply(cfg: ApplyConfig) -> dict:
     plan = []
     for fid in fields:
         for ddid, chans in spw_sel.items():
-            n = ms_io.row_count(cfg.ms, ddid, [fid], scans)
+            n = ms_io.row_count(cfg.ms, ddid, [fid], scans, rowsel=rowsel)
             if n:
                 plan.append((fid, ddid, chans, n))
     if not plan:
         raise AlakazamError(f"apply: the selection (field={cfg.target_field}, scans={cfg.target_scans!r}, "
-                            f"spw={cfg.spw!r}) has no data")
+                            f"spw={cfg.spw!r}{''.join(f', {k}={v!r}' for k, v in cfg.select.items())}) "
+                            "has no data")
+    from ..core.corrselect import parse_correlation
+    for _, ddid, _, _ in plan:      # correlation checked before anything is written
+        parse_correlation(cfg.correlation, meta.spws[ddid].corr_types)
     for term in terms:       # every SPW to correct must have solutions in every term
         have = {int(s.attrs["spw"]) for s in term.sets}
         for _, ddid, _, _ in plan:
@@ -121,7 +127,7 @@ def run_apply(cfg: ApplyConfig) -> dict:
                   all(len(c) == len(meta.spws[d].freqs) for _, d, c, _ in plan))
     created = ms_io.ensure_column(cfg.ms, cfg.output_col, like=cfg.data_col, init=not covers_all)
     try:
-        return _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start)
+        return _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, rowsel)
     except BaseException:
         if created and covers_all:      # never leave a column with rows that hold no array
             with ms_io._table(cfg.ms, readonly=False) as t:
@@ -129,7 +135,7 @@ def run_apply(cfg: ApplyConfig) -> dict:
         raise
 
 
-def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start):
+def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, rowsel=None):
     from .. import progress
     from ..core import memory
 
@@ -144,7 +150,7 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start):
         fld = meta.fields[fid]
         spw = meta.spws[ddid]
         with progress.bar(f"apply {fld.name} spw {spw.spw_id}: rows", n_rows, quiet=cfg.quiet) as pbar:
-            _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar)
+            _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar, rowsel)
     if counts["no_solution"]:
         log.warning("%d samples had no valid solution and were written uncorrected (set propagate_flags "
                     "to flag them instead)", counts["no_solution"])
@@ -152,16 +158,16 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start):
             "log": lines, "seconds": _time.perf_counter() - t_start, **counts}
 
 
-def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar):
+def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar, rowsel=None):
     """Correct the rows of one field and SPW, chunk by chunk."""
-    from ..core import memory, ms_io
+    from ..core import corrselect, memory, ms_io
     from ..jones import algebra
 
     fld = meta.fields[fid]
     spw = meta.spws[ddid]
     freqs_all = spw.freqs
     freqs = freqs_all[chans]
-    rows = ms_io.row_numbers(cfg.ms, ddid, [fid], scans)
+    rows = ms_io.row_numbers(cfg.ms, ddid, [fid], scans, rowsel=rowsel)
     with_times = ms_io.read_times(cfg.ms, rows)
     utimes_all = np.unique(with_times)
     for term in terms:
@@ -172,7 +178,7 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
     bpr = memory.bytes_per_row(len(freqs_all), spw.n_corr) + 16 * len(terms) * len(freqs_all)
     max_rows = max(1, int(limit // max(bpr, 1)))
     for ch in ms_io.iter_chunks(cfg.ms, ddid, [fid], scans=scans, data_col=cfg.data_col, model_col=None,
-                                max_rows=max_rows, meta=meta):
+                                max_rows=max_rows, meta=meta, rowsel=rowsel):
         data, _, flag, _ = ch.four_corr(spw.corr_types)
         utimes, tidx = np.unique(ch.time, return_inverse=True)
         diag, sky = chain.compose(terms, spw.spw_id, utimes, freqs, names, fld.name, (fld.ra, fld.dec))
@@ -219,9 +225,12 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         else:
             full = data.copy()
             full[:, chans] = out
-        ms_io.write_column(cfg.ms, cfg.output_col, ch.rownr,
-                           _native(full, spw.corr_types, spw.n_corr).astype(ch.data.dtype, copy=False))
+        cmask = corrselect.parse_correlation(cfg.correlation, spw.corr_types)   # None = all (core/corrselect)
+        ms_io.write_column(cfg.ms, cfg.output_col, ch.rownr, corrselect.keep_unselected(
+            cfg.ms, cfg.output_col, ch.rownr,
+            _native(full, spw.corr_types, spw.n_corr).astype(ch.data.dtype, copy=False), cmask))
         if cfg.propagate_flags:
-            ms_io.write_column(cfg.ms, "FLAG", ch.rownr, _native(newflag, spw.corr_types, spw.n_corr))
+            ms_io.write_column(cfg.ms, "FLAG", ch.rownr, corrselect.keep_unselected(
+                cfg.ms, "FLAG", ch.rownr, _native(newflag, spw.corr_types, spw.n_corr), cmask))
         pbar.advance(ch.n_row)
 

@@ -334,8 +334,10 @@ def to_four_corr(data, flag, weight, corr_types):
     return d, f, w
 
 
-def _where(ddid, field_ids, scans, time_range=None):
+def _where(ddid, field_ids, scans, time_range=None, rowsel=None):
     w = [f"DATA_DESC_ID=={int(ddid)}"]
+    if rowsel is not None and rowsel.taql():
+        w.append(rowsel.taql())
     if time_range is not None:
         t0, t1 = (float(x) for x in time_range)
         w.append(f"TIME >= {t0!r} AND TIME < {t1!r}")
@@ -346,15 +348,21 @@ def _where(ddid, field_ids, scans, time_range=None):
     return " AND ".join(w)
 
 
-def row_numbers(ms, ddid, field_ids, scans=None, time_range=None) -> np.ndarray:
-    """MS row numbers (row,) of one DATA_DESC_ID, fields, scans and ``time_range=(t0, t1)`` (t0 <= TIME < t1)."""
+def row_numbers(ms, ddid, field_ids, scans=None, time_range=None, rowsel=None) -> np.ndarray:
+    """MS row numbers (row,) of one DATA_DESC_ID, fields, scans and ``time_range=(t0, t1)`` (t0 <= TIME < t1),
+    and of the antenna/uvrange/timerange/intent/observation selection ``rowsel``
+    (:class:`alakazam.core.rowselect.RowSelection`; the one place where rows are chosen)."""
     from casacore.tables import taql
 
     with _table(str(ms)) as t:
-        q = taql(f"SELECT ROWID() AS R FROM $t WHERE {_where(ddid, field_ids, scans, time_range)}")
+        q = taql(f"SELECT ROWID() AS R FROM $t WHERE {_where(ddid, field_ids, scans, time_range, rowsel)}")
         r = q.getcol("R") if q.nrows() else np.zeros(0, np.int64)
         q.close()
-    return np.asarray(r, np.int64)
+        r = np.asarray(r, np.int64)
+        if rowsel is not None:
+            from .rowselect import select_rows
+            r = select_rows(t, r, rowsel)
+    return r
 
 
 def read_times(ms, rows) -> np.ndarray:
@@ -368,9 +376,9 @@ def read_times(ms, rows) -> np.ndarray:
     return tm
 
 
-def row_count(ms, ddid, field_ids, scans=None, time_range=None) -> int:
+def row_count(ms, ddid, field_ids, scans=None, time_range=None, rowsel=None) -> int:
     """Number of rows of a selection (for planning reads)."""
-    return len(row_numbers(ms, ddid, field_ids, scans, time_range))
+    return len(row_numbers(ms, ddid, field_ids, scans, time_range, rowsel))
 
 
 def _row_runs(rows):
@@ -439,7 +447,7 @@ def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
 
 
 def read_rows(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", model_col="MODEL_DATA",
-              start=0, nrow=None, meta=None, rows=None, time_range=None) -> Chunk:
+              start=0, nrow=None, meta=None, rows=None, time_range=None, rowsel=None) -> Chunk:
     """Read the selected rows (or rows[start:start+nrow] of the selection) as a :class:`Chunk`.
 
     Parameters
@@ -462,6 +470,9 @@ def read_rows(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", mode
         Explicit MS row numbers (overrides the field/scan/time selection).
     time_range : (t0, t1), optional
         MJD seconds, t0 <= TIME < t1.
+    rowsel : RowSelection, optional
+        Antenna/uvrange/timerange/intent/observation selection (core/rowselect.py); with a uvrange
+        in wavelengths the channels outside it are flagged (when ``rowsel.per_channel``).
     """
     if meta is None:
         meta = read_meta(ms)
@@ -470,7 +481,7 @@ def read_rows(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", mode
                             f"{sorted(meta.spws)}")
     check_columns(ms, [data_col, model_col])
     if rows is None:
-        rows = row_numbers(ms, ddid, field_ids, scans, time_range)
+        rows = row_numbers(ms, ddid, field_ids, scans, time_range, rowsel)
     rows = rows[start:start + nrow if nrow is not None else None]
     if len(rows) == 0:
         n_c = len(chans) if chans is not None else len(meta.spws[ddid].freqs)
@@ -487,19 +498,22 @@ def read_rows(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", mode
     inactive = (i1 < 0) | (i2 < 0)
     if inactive.any():            # only possible with a stale meta: never use such rows
         flag = flag | inactive[:, None, None]
+    if rowsel is not None and rowsel.chan_uv:
+        from .rowselect import uv_channel_flags
+        flag = flag | uv_channel_flags(ms, rows, rowsel, ddid, chans)[:, :, None]
     return Chunk(data, model, flag, ws, time, i1, i2, fld, scan, np.asarray(rows, np.int64))
 
 
 def iter_chunks(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", model_col="MODEL_DATA",
-                max_rows=None, meta=None, time_range=None):
+                max_rows=None, meta=None, time_range=None, rowsel=None):
     """Yield :class:`Chunk` objects of at most ``max_rows`` rows covering the selection (in row order)."""
     if meta is None:
         meta = read_meta(ms)
-    rows = row_numbers(ms, ddid, field_ids, scans, time_range)
+    rows = row_numbers(ms, ddid, field_ids, scans, time_range, rowsel)
     step = len(rows) if not max_rows else int(max_rows)
     for s in range(0, len(rows), max(step, 1)):
         yield read_rows(ms, ddid, field_ids, chans=chans, data_col=data_col, model_col=model_col, meta=meta,
-                        rows=rows[s:s + step])
+                        rows=rows[s:s + step], rowsel=rowsel)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -529,6 +543,9 @@ def ensure_column(ms, name, like="DATA", init=True, block_rows=20000):
         dminfo = {"TYPE": "TiledShapeStMan", "NAME": f"{name}_dm",
                   "SPEC": {"DEFAULTTILESHAPE": np.array([4, 64, 128], np.int32)}}
         t.addcols(cd, dminfo)
+        from . import undo
+        if undo.active() is not None:
+            undo.active().created_column(ms, name)
         if init and t.nrows():
             dd = t.getcol("DATA_DESC_ID")
             for d in np.unique(dd):
@@ -543,6 +560,9 @@ def ensure_column(ms, name, like="DATA", init=True, block_rows=20000):
 
 def write_column(ms, name, rownr, values, chans=None):
     """Write values (row, chan, corr) to rows ``rownr`` of column ``name`` (channel subset optional)."""
+    from . import undo
+    if undo.active() is not None:       # an interruptible task: keep the old rows (core/undo.py)
+        undo.active().before_write(ms, name, rownr)
     with _table(str(ms), readonly=False) as t:
         rownr = np.asarray(rownr)
         if len(rownr) == 0:

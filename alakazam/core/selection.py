@@ -60,7 +60,8 @@ def parse_scans(text, have) -> List[int]:
 
 
 def parse_fields(sel, names: List[str]) -> List[int]:
-    """Field ids (in selection order, no duplicates) from names, ids, 'a~b' id ranges or wildcards.
+    """Field ids (in selection order, no duplicates) from names, ids, 'a~b' id ranges, '<n' / '>n' or
+    wildcards.
 
     Parameters
     ----------
@@ -91,6 +92,13 @@ def parse_fields(sel, names: List[str]) -> List[int]:
                 raise AlakazamError(f"field: range {it!r} (item {k}) outside field ids 0~{len(names) - 1}; "
                                     f"available: {avail}")
             out.extend(range(a, b + 1))
+        elif re.fullmatch(r"[<>]\s*\d+", it):          # CASA '<2' (ids 0, 1), '>0'
+            v = int(it[1:])
+            m = [i for i in range(len(names)) if (i < v if it[0] == "<" else i > v)]
+            if not m:
+                raise AlakazamError(f"field: {it!r} (item {k}) selects no field id (ids 0~{len(names) - 1}); "
+                                    f"available: {avail}")
+            out.extend(m)
         elif it.isdigit() and int(it) < len(names):
             out.append(int(it))
         else:

@@ -117,9 +117,14 @@ class CellBatch:
             raise AlakazamError(f"ref_ant {self.ref_ant} outside 0..{self.n_ant - 1}")
 
 
+#: backends that implement amp_only (CASA calmode='a'); the others refuse it (no fallback)
+AMP_ONLY_BACKENDS = ("numba", "scipy")
+
+
 @dataclass
 class SolveOptions:
     phase_only: bool = False
+    amp_only: bool = False          # G: real positive gains (CASA calmode='a'); numba and scipy only
     max_iter: int = 100
     tol: float = 1.0e-10
     gpu: bool = False
@@ -171,6 +176,24 @@ def check_backend(name: str):
     return importlib.import_module(modname)
 
 
+def check_amp_only(name: str, amp_only: bool):
+    """calmode='a' (amplitude-only G) exists in the numba and scipy backends only: a clear error for
+    the others (never a silent switch of backend)."""
+    if amp_only and name not in AMP_ONLY_BACKENDS:
+        raise AlakazamError(f"calmode: 'a' (amplitude-only G) is implemented by the solver backends "
+                            f"{', '.join(AMP_ONLY_BACKENDS)}, not {name!r}; choose one of those")
+
+
+def check_device(name: str, gpu: bool):
+    """``gpu=True``: only the jax backend runs on a GPU, and a GPU must be present (no CPU fallback)."""
+    if not gpu:
+        return
+    if name != "jax":
+        raise AlakazamError(f"gpu: True needs solver_backend/solver 'jax' (the {name!r} backend runs on the "
+                            "CPU only); set the backend to jax or gpu to False")
+    check_backend(name).require_gpu()
+
+
 def solve(jones_type: str, batch: CellBatch, backend: str = DEFAULT_BACKEND,
           opts: Optional[SolveOptions] = None) -> SolveResult:
     """Solve one Jones type for a batch of cells with the chosen backend (no fallback)."""
@@ -179,6 +202,7 @@ def solve(jones_type: str, batch: CellBatch, backend: str = DEFAULT_BACKEND,
     opts = opts or SolveOptions()
     batch.validate()
     mod = check_backend(backend)
+    check_amp_only(backend, opts.amp_only and jones_type == "G")
     from . import common
 
     return common.run(jones_type, batch, mod, opts, backend)

@@ -3,7 +3,9 @@
 .. math:: V_{ab,pp} = g_{a,p} M_{ab,pp} \\overline{g_{b,p}}
 
 Reference: arg g[ref] = 0 per pol (applied in :mod:`alakazam.solvers.common`); amplitude free;
-``phase_only`` keeps |g| = 1.  The numba solver is StEFCal (Salvini & Wijnholds 2014): each
+``phase_only`` keeps |g| = 1; ``amp_only`` (CASA calmode='a') keeps g real and positive: the
+per-antenna update is then the real-constrained least-squares one, Re(sum w z* v) / sum w |z|^2
+(an update <= 0 keeps the previous value).  The numba solver is StEFCal (Salvini & Wijnholds 2014): each
 antenna's gain is replaced by its exact weighted least-squares value given the others (for phase-only,
 the exact best phase), alternating with the average of the last two iterates; it converges to the
 least-squares solution.  Initial guess: gain ratios on baselines to the reference antenna.
@@ -50,7 +52,8 @@ def initial_guess(batch, ref):
 
 
 @njit(inline="always")
-def _stefcal_cell(vis, model, weight, ant1, ant2, g, pol, corr, phase_only, max_iter, tol):
+def _stefcal_cell(vis, model, weight, ant1, ant2, g, pol, corr, mode, max_iter, tol):
+    # mode: 0 amplitude and phase, 1 phase only (|g| = 1), 2 amplitude only (g real > 0)
     n_bl, n_samp = vis.shape[0], vis.shape[1]
     n_ant = g.shape[0]
     gold = g.copy()
@@ -84,12 +87,16 @@ def _stefcal_cell(vis, model, weight, ant1, ant2, g, pol, corr, phase_only, max_
         for a in range(n_ant):
             if den[a] > 0:
                 gn = num[a] / den[a]
-                if phase_only:
+                if mode == 1:
                     amp = abs(num[a])
                     gn = num[a] / amp if amp > 0 else gold[a]
+                elif mode == 2:
+                    gn = num[a].real / den[a] + 0j
+                    if gn.real <= 0:
+                        gn = gold[a]
                 if it % 2 == 0:
                     gn = 0.5 * (gn + gold[a])
-                    if phase_only:
+                    if mode == 1:
                         amp = abs(gn)
                         gn = gn / amp if amp > 0 else gold[a]
             else:
@@ -106,7 +113,7 @@ def _stefcal_cell(vis, model, weight, ant1, ant2, g, pol, corr, phase_only, max_
 
 
 @njit
-def _stefcal_items(start, stride, vis, model, weight, ant1, ant2, g, phase_only, max_iter, tol,
+def _stefcal_items(start, stride, vis, model, weight, ant1, ant2, g, mode, max_iter, tol,
                    n_iter, conv):
     """Items j = 2 c + p (cell c, pol p) in range(start, 2 n_cell, stride)."""
     n_ant = g.shape[1]
@@ -117,7 +124,7 @@ def _stefcal_items(start, stride, vis, model, weight, ant1, ant2, g, phase_only,
         gp = np.empty(n_ant, np.complex128)
         for a in range(n_ant):
             gp[a] = g[c, a, p]
-        it, ok = _stefcal_cell(vis[c], model[c], weight[c], ant1, ant2, gp, p, corr, phase_only,
+        it, ok = _stefcal_cell(vis[c], model[c], weight[c], ant1, ant2, gp, p, corr, mode,
                                max_iter, tol)
         for a in range(n_ant):
             g[c, a, p] = gp[a]
@@ -125,10 +132,12 @@ def _stefcal_items(start, stride, vis, model, weight, ant1, ant2, g, phase_only,
         conv[c, p] = ok
 
 
-def stefcal_batch(vis, model, weight, ant1, ant2, g, phase_only, max_iter, tol, n_iter, conv):
+def stefcal_batch(vis, model, weight, ant1, ant2, g, phase_only, max_iter, tol, n_iter, conv,
+                  amp_only=False):
     """In place: g (n_cell, n_ant, 2); n_iter (n_cell, 2), conv (n_cell, 2).  (cell, pol) items
     spread over numba's threads (:func:`alakazam._numba.threaded`)."""
-    threaded(_stefcal_items, 2 * vis.shape[0], vis, model, weight, ant1, ant2, g, phase_only,
+    mode = 1 if phase_only else (2 if amp_only else 0)
+    threaded(_stefcal_items, 2 * vis.shape[0], vis, model, weight, ant1, ant2, g, np.int64(mode),
              max_iter, tol, n_iter, conv)
 
 

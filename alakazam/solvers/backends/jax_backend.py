@@ -29,8 +29,9 @@ Precision
 ---------
 float64 on CPU.  x64 is enabled only *inside* this backend, with the ``jax.enable_x64(True)``
 context manager around tracing and every call, so other jax users in the process keep their global
-setting.  float32 (complex64) when ``opts.gpu`` is set and a GPU is present; without a GPU,
-``opts.gpu`` runs float64 on the CPU.  ``solve_params(..., precision="float32")`` forces the float32
+setting.  float32 (complex64) when ``opts.gpu`` is set (on the GPU); ``opts.gpu`` without a GPU
+that jax can use is an error naming the missing device (:func:`require_gpu`; never a silent CPU
+run).  ``solve_params(..., precision="float32")`` forces the float32
 path on any device (used by the tests).
 """
 
@@ -58,13 +59,34 @@ def _gpu_present():
         return False
 
 
+def require_gpu():
+    """Raise AlakazamError unless jax sees a GPU (the no-fallback rule: ``gpu: true`` never runs on
+    the CPU)."""
+    if _gpu_present():
+        return
+    import jax
+
+    from ...errors import AlakazamError
+    try:
+        have = ", ".join(f"{d.platform}:{d.id}" for d in jax.devices()) or "none"
+    except RuntimeError:
+        have = "none"
+    raise AlakazamError(
+        "gpu: True needs a GPU device (CUDA or ROCm) usable by jax, but jax finds no 'gpu' platform "
+        f"(devices present: {have}). Install a GPU build of jax (e.g. pip install \"jax[cuda12]\") on "
+        "a machine with a GPU, or set gpu=False (gpu: false) to solve on the CPU")
+
+
 def _select_precision(opts, precision):
     if precision is not None:
         if precision not in ("float32", "float64"):
             from ...errors import AlakazamError
             raise AlakazamError(f"jax backend: precision {precision!r}; expected 'float32' or 'float64'")
         return precision
-    return "float32" if (opts.gpu and _gpu_present()) else "float64"
+    if opts.gpu:
+        require_gpu()
+        return "float32"
+    return "float64"
 
 
 def _build(key):

@@ -23,12 +23,15 @@ def solve_params(jones_type, batch, init, ref, opts):
         if opts.phase_only:
             amp = np.abs(g)
             g = np.where(amp > 0, g / np.where(amp > 0, amp, 1), 1.0 + 0j)
+        elif opts.amp_only:
+            g = np.abs(g).astype(np.complex128)
         n_iter = np.zeros((n_cell, 2), np.int64)
         conv = np.zeros((n_cell, 2), bool)
         # StEFCal's test is on the relative gain change; its iterations are cheap, so it may run
         # up to 5 x max_iter (documented in the README)
         gains.stefcal_batch(batch.vis, batch.model, batch.weight, batch.ant1, batch.ant2, g,
-                            bool(opts.phase_only), int(5 * opts.max_iter), float(opts.tol), n_iter, conv)
+                            bool(opts.phase_only), int(5 * opts.max_iter), float(opts.tol), n_iter, conv,
+                            amp_only=bool(opts.amp_only))
         return g, n_iter.max(axis=1), conv.all(axis=1), None
     if jones_type == "K":
         p = np.ascontiguousarray(init, np.float64).copy()

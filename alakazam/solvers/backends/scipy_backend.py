@@ -46,6 +46,12 @@ def _solve_G(b, c, init, ref, has, opts):
                 gg[others] = np.exp(1j * x)
                 return gg
             x0 = np.angle(g0[others] * np.conj(g0[ref]))
+        elif opts.amp_only:                 # CASA calmode='a': real gains of every antenna with data
+            def model(x):
+                gg = np.abs(g[:, p]).astype(complex)
+                gg[free] = x
+                return gg
+            x0 = np.abs(g[free, p])
         else:
             def model(x):
                 gg = g[:, p].copy()

@@ -1,0 +1,171 @@
+"""Undo for an interrupted task: the MS and the output files as they were before it.
+
+:func:`transaction` is used by akshell's ``go`` (and Python-style task calls in the shell): when the
+task is interrupted (Ctrl-C, ``KeyboardInterrupt``), everything it changed is put back:
+
+- MS columns: while a transaction is active, :func:`alakazam.core.ms_io.write_column` first saves the
+  current values of the rows it is about to overwrite (whole rows, in a temporary directory next to
+  nothing the user owns: ``tempfile.mkdtemp``) and :func:`alakazam.core.ms_io.ensure_column` notes
+  the columns it creates.  Rollback writes the saved rows back in reverse order and removes the
+  created columns (a column created by the task is never saved row by row: it is simply dropped).
+- files (solution tables): a copy of each existing output file is taken before the task; rollback
+  puts it back, or removes the file when it did not exist before.
+- new files in ``<ms>.flagversions`` (flag backups of the interrupted apply) are removed.
+
+A task that fails with an error is *not* rolled back (its own documented behaviour applies: e.g. the
+solve steps written before a failing step stay); only an interrupt is.  The rollback itself ignores
+further Ctrl-C.  Cost: one extra read and write of the rows a task overwrites in an existing column.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from contextlib import contextmanager
+
+import numpy as np
+
+_ACTIVE = None
+
+
+def active():
+    """The running :class:`MSJournal`, or None outside a transaction."""
+    return _ACTIVE
+
+
+class MSJournal:
+    """Old values of MS rows overwritten during a transaction, and the columns it created."""
+
+    def __init__(self):
+        self.dir = None
+        self.records = []           # ("write", ms, col, rownr, npy) | ("create", ms, col)
+        self.created = set()
+
+    def created_column(self, ms, name):
+        key = (os.path.abspath(str(ms)), name)
+        self.created.add(key)
+        self.records.append(("create", key[0], name))
+
+    def before_write(self, ms, name, rownr):
+        key = (os.path.abspath(str(ms)), name)
+        if key in self.created or len(rownr) == 0:
+            return
+        from .ms_io import _table
+
+        with _table(str(ms)) as t:
+            q = t.selectrows(np.asarray(rownr))
+            old = q.getcol(name)
+            q.close()
+        if self.dir is None:
+            self.dir = tempfile.mkdtemp(prefix="alakazam-undo-")
+        path = os.path.join(self.dir, f"{len(self.records)}.npy")
+        np.save(path, old)
+        self.records.append(("write", key[0], name, np.asarray(rownr, np.int64).copy(), path))
+
+    def rollback(self):
+        from .ms_io import _table
+
+        for rec in reversed(self.records):
+            if rec[0] == "write":
+                _, ms, name, rownr, path = rec
+                with _table(ms, readonly=False) as t:
+                    q = t.selectrows(rownr)
+                    q.putcol(name, np.load(path))
+                    q.close()
+            else:
+                _, ms, name = rec
+                with _table(ms, readonly=False) as t:
+                    if name in t.colnames():
+                        t.removecols([name])
+        self.discard()
+
+    def discard(self):
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
+        self.records = []
+
+
+class _FileSnapshot:
+    def __init__(self, paths):
+        self.saved = []              # (path, backup or None)
+        self.tmpdir = None
+        for p in paths:
+            p = os.path.abspath(os.path.expanduser(str(p)))
+            if os.path.isfile(p):
+                if self.tmpdir is None:
+                    self.tmpdir = tempfile.mkdtemp(prefix="alakazam-undo-files-")
+                b = os.path.join(self.tmpdir, f"{len(self.saved)}")
+                shutil.copy2(p, b)
+                self.saved.append((p, b))
+            else:
+                self.saved.append((p, None))
+
+    def rollback(self):
+        for p, b in self.saved:
+            if b is None:
+                if os.path.isfile(p):
+                    os.remove(p)
+            else:
+                shutil.copy2(b, p)
+        self.discard()
+
+    def discard(self):
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+        self.tmpdir = None
+
+
+def _listing(d):
+    return set(os.listdir(d)) if d and os.path.isdir(d) else set()
+
+
+@contextmanager
+def _no_sigint():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+@contextmanager
+def transaction(files=(), ms=None):
+    """Run a task body; on KeyboardInterrupt restore ``files`` and every MS change, then re-raise.
+
+    Parameters
+    ----------
+    files : paths of output files (solution tables) to restore.
+    ms : the task's MS (its ``.flagversions`` directory is cleaned of new files on rollback).
+    """
+    global _ACTIVE
+    if _ACTIVE is not None:          # nested: the outer transaction covers it
+        yield _ACTIVE
+        return
+    snap = _FileSnapshot([f for f in files if f])
+    fv = str(ms).rstrip("/") + ".flagversions" if ms else None
+    before = _listing(fv)
+    j = MSJournal()
+    _ACTIVE = j
+    try:
+        yield j
+    except KeyboardInterrupt:
+        _ACTIVE = None
+        with _no_sigint():
+            j.rollback()
+            snap.rollback()
+            for f in _listing(fv) - before:
+                p = os.path.join(fv, f)
+                if os.path.isfile(p):
+                    os.remove(p)
+        raise
+    finally:
+        _ACTIVE = None
+        j.discard()
+        snap.discard()
