@@ -167,6 +167,7 @@ class _Context:
     prior: list = field(default_factory=list)     # LoadedTerm, in chain order
     stats: dict = field(default_factory=dict)
     advance: object = None                        # progress callback: one call per solution group
+    refs: list = field(default_factory=list)      # reference antennas in priority order (ref = refs[0])
 
 
 def run_solve(cfg: SolveConfig) -> dict:
@@ -187,7 +188,9 @@ def run_solve(cfg: SolveConfig) -> dict:
     solvers.check_backend(cfg.solver_backend)
     meta = ms_io.read_meta(cfg.ms)
     ms_io.check_columns(cfg.ms, [cfg.data_col, cfg.model_col])
-    ref = ms_io.resolve_antenna(meta, cfg.ref_ant)
+    refs = ms_io.resolve_antenna(meta, cfg.ref_ant)
+    refs = refs if isinstance(refs, list) else [refs]
+    ref = refs[0]
     spw_sel = ms_io.resolve_spw(meta, cfg.spw)
     scans = ms_io.resolve_scans(meta, cfg.scan) if cfg.scan else None
     step_fields = [ms_io.resolve_fields(meta, step.field) for step in cfg.steps]
@@ -224,7 +227,7 @@ def run_solve(cfg: SolveConfig) -> dict:
     log.info("memory: tier %d%s (limit %.2f GB, %d rows x %d B/row, max %d rows per read)",
              tier, " field-major" if field_major else "", limit / 1e9, n_rows_total, bytes_per_row, max_rows)
 
-    ctx = _Context(cfg, meta, ref, spw_sel, scans, max_rows, tier)
+    ctx = _Context(cfg, meta, ref, spw_sel, scans, max_rows, tier, refs=refs)
     ctx.prior = list(ext_terms)
     summary = {"output": cfg.output, "terms": {}, "tier": tier, "field_major": field_major}
 
@@ -258,6 +261,7 @@ def run_solve(cfg: SolveConfig) -> dict:
                 for fid in fids:
                     for ddid, chans in spw_sel.items():
                         sets.extend(_solve_field_spw(ctx, step, fid, ddid, chans))
+                        _rereference(ctx, step, sets)
             finish(step, sets, _time.perf_counter() - t0)
             ctx.prior.append(chain.term_from_sets(step.key, step.jones_type, sets,
                                                   time_interp=step.preapply_time_interp))
@@ -283,6 +287,7 @@ def run_solve(cfg: SolveConfig) -> dict:
                             for j in range(i)]
                         try:
                             sets_by_step[i].extend(_solve_field_spw(ctx, steps[i], fid, ddid, spw_sel[ddid]))
+                            _rereference(ctx, steps[i], sets_by_step[i])
                         except Exception as exc:          # noqa: BLE001 -- re-raised below
                             failed = (i, k, exc)
                             break
@@ -305,6 +310,15 @@ def run_solve(cfg: SolveConfig) -> dict:
             raise error
     summary["seconds"] = _time.perf_counter() - t_start
     return summary
+
+
+def _rereference(ctx: _Context, step: SolveStep, sets) -> None:
+    """One phase reference for the step's sets solved so far (alakazam.solvers.rereference): before
+    they are pre-applied by later steps or written."""
+    from .solvers.rereference import rereference_step
+
+    names = [ctx.meta.ant_names[a] for a in ctx.meta.active_ants]
+    rereference_step(step.jones_type, sets, ctx.refs, ctx.cfg.ref_ant_mode, names, step.key)
 
 
 def _row_counts(ms, ddid, field_ids, scans):
@@ -488,6 +502,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             tsamples = [np.array([ct]) for ct in cells_t]
         batch, cell_index = _make_batch(vis_sum, model_sum, w_sum, tsamples, fbin_of_chan, n_fcell, freqs,
                                         chan_sampled, bl_a1, bl_a2, n_ant, ctx.ref)
+        batch.ref_ants = tuple(ctx.refs)
         del vis_sum, model_sum, w_sum
         if jt == "CP" and not any(t.jones_type == "D" for t in ctx.prior):
             # the not-yet-solved leakage: a per-baseline offset (cross_phase.remove_leakage_offsets);
@@ -523,12 +538,6 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             ws = wsum_t[m].sum()
             times[i] = t_ref + (time_wsum[m].sum() / ws if ws > 0 else time_sum[m].sum() / row_count[m].sum())
         fcent = _bin_centres(freqs, fbin_of_chan, n_fcell)
-        if not np.all(refused == ctx.ref):
-            vals = np.unique(refused)
-            log.warning("%s field %s spw %d scan %s: reference antenna %s had no data in some cells; "
-                        "re-referenced to %s there (recorded in solver_stats/ref_ant)", step.key,
-                        fld.name, spw.spw_id, group.scan_id, active_names[ctx.ref],
-                        ", ".join(active_names[v] for v in vals if v != ctx.ref))
         attrs = dict(
             jones_type=jt, field_name=fld.name, scan_id=int(group.scan_id), scans=list(group.scans),
             spw=int(spw.spw_id), n_ant=n_ant, field_ra=float(fld.ra), field_dec=float(fld.dec),

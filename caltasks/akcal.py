@@ -19,6 +19,14 @@ def _calmode(v):
     return [one(x) for x in v] if isinstance(v, (list, tuple)) else one(v)
 
 
+def _refant(v):
+    """'C03,C04' or ['C03', 'C04'] or 3 -> one name/index or a list in priority order (digits -> int)."""
+    items = [s.strip() for s in v.split(",")] if isinstance(v, str) else list(v) if isinstance(v, (list, tuple)) \
+        else [v]
+    items = [int(x) if isinstance(x, str) and x.isdigit() else x for x in items]
+    return items[0] if len(items) == 1 else items
+
+
 def build_config(params):
     """akcal parameters -> SolveConfig through the same builder as the YAML runner."""
     d = akcal.yaml_dict(params)
@@ -26,8 +34,7 @@ def build_config(params):
     if d["field"] is None:
         d.pop("field")
     d["phase_only"] = _calmode(params["calmode"])
-    ref = params["refant"]
-    d["ref_ant"] = int(ref) if str(ref).strip().isdigit() else ref
+    d["ref_ant"] = _refant(params["refant"])
     ep = d.pop("external_preapply")
     if ep.get("tables"):
         ep = {k: v for k, v in ep.items() if v not in ("", None, [])}

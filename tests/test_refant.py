@@ -1,0 +1,295 @@
+"""Reference antenna: the priority list, refantmode flex / strict and re-referencing to one phase
+reference (alakazam/solvers/rereference.py, docs/conventions.md "Re-referencing").
+
+The truth tests flag the reference antenna C00 (FLAG set with python-casacore) in some scans of each
+calibrator, solve K per scan, a bandpass per scan (CASA bandpass's solint='inf' without combine) and
+time gains per 5 min on both calibrators, and compare with the simulator's truth referenced to C00 -- what the unflagged case determines.  The
+simulations have no time-gain drift (``time_gains=False``): the gains are constant, so the phase of
+the fallback antenna relative to C00 is the same in every cell, the bridge is exact up to noise, and
+the truth in C00's gauge is defined in every cell (with drifting gains C00's phase in a cell where it
+has no data is not observable; only a common phase per feed, which cancels in the parallel hands, is
+then interpolated).  3C147's MODEL_DATA is scaled to its true flux so that its gains are the antenna
+gains and the target can be interpolated between both calibrators.
+
+Bounds (as tests/test_flow.py, tests/test_flow_fullpol.py): 5 x the standard error of each term in the
+unflagged case, x sqrt(2) where a referenced quantity carries the reference antenna's error; a
+re-referenced cell also carries the bridge's error (the fallback antenna's solution in the neighbouring
+cells solved with C00, interpolated), another x sqrt(2) there.
+
+Corrected residuals: ``(CORRECTED_DATA - true model) |b_a,p b_b,q| / sigma`` over unflagged data,
+b the true bandpass amplitude (the corrected data's noise is sigma / |b_a,p b_b,q|); the ratio is the rms
+of that per real component, 1 for pure noise.
+"""
+
+import numpy as np
+import pytest
+
+from alakazam.calibration.apply import run_apply
+from alakazam.config import apply_config_from_dict, solve_config_from_dict
+from alakazam.errors import ParameterError
+from alakazam.flow import run_solve
+from alakazam.io import hdf5
+from alakazam.sim import simulate_ms
+from alakazam.sim.simulate import _brightness, _rotation
+from alakazam.solvers.common import choose_ref
+
+TWO_PI_NS = 2 * np.pi * 1e-9
+NOISE = 0.05
+K_SIGMA = 5.0
+#: scans in which C00 is flagged: 3C286 scan 4, 3C147 scans 5 and 8 (of 1, 4, 7, 10 and 2, 5, 8, 11)
+FLAGGED = (4, 5, 8)
+
+
+def flag_antenna(ms, name, scans, chans=None):
+    """Set FLAG for every row of antenna ``name`` in ``scans`` (all channels or ``chans``)."""
+    from casacore.tables import table
+
+    with table(f"{ms}::ANTENNA", ack=False) as t:
+        aid = list(t.getcol("NAME")).index(name)
+    with table(ms, readonly=False, ack=False) as t:
+        sel = ",".join(str(s) for s in scans)
+        q = t.query(f"(ANTENNA1=={aid} || ANTENNA2=={aid}) && SCAN_NUMBER IN [{sel}]")
+        f = q.getcol("FLAG")
+        f[:, slice(None) if chans is None else chans, :] = True
+        q.putcol("FLAG", f)
+        q.close()
+
+
+def true_models(ms, truth):
+    """MODEL_DATA of 3C147 scaled to its true flux (the simulator writes 1 Jy for the bootstrap case)."""
+    from casacore.tables import table
+
+    fid = truth.field_names.index("3C147")
+    scale = truth.flux_true["3C147"][0] / truth.flux_model["3C147"][0]
+    with table(ms, readonly=False, ack=False) as t:
+        q = t.query(f"FIELD_ID=={fid}")
+        q.putcol("MODEL_DATA", q.getcol("MODEL_DATA") * scale)
+        q.close()
+
+
+def residual_ratio(ms, truth, field, feed_frame=False):
+    """(parallel, cross) rms of the noise-normalised corrected residual (module docstring); with
+    ``feed_frame`` the corrected data were not rotated back (akapply parang=False) and the model is
+    rotated to the feed frame, P M P^H."""
+    from casacore.tables import table
+
+    fid = truth.field_names.index(field)
+    with table(ms, ack=False) as t:
+        q = t.query(f"FIELD_ID=={fid} && ANTENNA1!=ANTENNA2 && DATA_DESC_ID==0")
+        c, m, f = q.getcol("CORRECTED_DATA"), q.getcol("MODEL_DATA"), q.getcol("FLAG")
+        a1, a2, tm = q.getcol("ANTENNA1"), q.getcol("ANTENNA2"), q.getcol("TIME")
+        q.close()
+    if feed_frame:
+        it = np.clip(np.searchsorted(truth.times, tm - 1e-3), 0, len(truth.times) - 1)
+        assert np.abs(truth.times[it] - tm).max() < 1e-3
+        P = _rotation(truth.parang[field][it], truth.feed)                 # (row, 2, 2)
+        m = np.einsum("rij,rcjk,rlk->rcil", P, m.reshape(m.shape[:2] + (2, 2)), np.conj(P)).reshape(m.shape)
+    with table(f"{ms}::ANTENNA", ack=False) as t:
+        names = list(t.getcol("NAME"))
+    act = {names.index(n): i for i, n in enumerate(truth.ant_names)}
+    i1, i2 = np.array([act[a] for a in a1]), np.array([act[a] for a in a2])
+    b = np.abs(truth.bandpass[0])                                 # (n_ant, n_chan, 2)
+    scale = np.empty(c.shape)
+    for k, (p, q_) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        scale[..., k] = b[i1][:, :, p] * b[i2][:, :, q_]
+    z = (c - m) * scale / NOISE
+    out = []
+    for corr in ((0, 3), (1, 2)):
+        zz, ok = z[..., list(corr)], ~f[..., list(corr)]
+        out.append(float(np.sqrt((np.abs(zz[ok]) ** 2).mean() / 2)))
+    return tuple(out)
+
+
+def _apply(ms, cal, keys, interp, parang):
+    run_apply(apply_config_from_dict(dict(ms=ms, jones=keys, tables=[cal] * len(keys), time_interp=interp,
+                                          apply_parang=parang, quiet=True)))
+
+
+# --------------------------------------------------------------------------------------------------
+# K, G (bandpass) and G (time) on two calibrators, linear and circular feeds
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=["linear", "circular"])
+def kgg(request, tmp_path_factory):
+    feed = request.param
+    d = tmp_path_factory.mktemp(f"refant_{feed}")
+    ms, cal = str(d / "sim.ms"), str(d / "cal.h5")
+    truth = simulate_ms(ms, feed=feed, n_ant=6, n_ant_extra=1, n_chan=(8,), duration_h=2.0, int_s=60.0,
+                        noise=NOISE, seed=41, leakage=False, crosshand=False, time_gains=False, dead_ant=False,
+                        flag_rows=0.0)
+    true_models(ms, truth)
+    flag_antenna(ms, "C00", FLAGGED)
+    cfg = solve_config_from_dict(dict(
+        ms=ms, output=cal, ref_ant="C00", apply_parang=True, jones=["K", "G", "G"],
+        field=["3C286", "3C147"], time_interval=["scan", "scan", "5min"],
+        freq_interval=["full", "1MHz", "full"], quiet=True))
+    run_solve(cfg)
+    # no KC / CP solved: the cross hands keep C00's p - q phase, which a rotation back to the sky frame
+    # would mix into the parallel hands of the polarised 3C286; so the feed frame (parang=False)
+    _apply(ms, cal, ["K0", "G0", "G1"], ["linear", "linear", "linear"], False)
+    return truth, ms, cal
+
+
+def _diag(s):
+    return np.stack([s.jones[..., 0, 0], s.jones[..., 1, 1]], axis=-1)    # (n_ant, n_f, n_t, 2)
+
+
+def _ref_phase(x):
+    """Reference to antenna 0 (C00) per feed."""
+    return x * np.conj(x[:1]) / np.abs(x[:1])
+
+
+def test_fallback_cells_are_recorded_and_bridged(kgg):
+    truth, ms, cal = kgg
+    n_fallback = 0
+    for key in ("K0", "G0", "G1"):
+        for s in hdf5.read_term(cal, key):
+            used = s.extra["ref_ant"]
+            assert s.attrs["ref_ant_name"] == "C00"
+            if s.scan_id in FLAGGED:
+                assert np.all(used == 1), (key, s.scan_id, used)   # all equal: the lowest index (C02)
+                assert np.all(s.flags[0]) and not s.flags[1:].any()   # C00 has no solution there
+                n_fallback += used.size
+            else:
+                assert np.all(used == 0) and not s.flags.any(), (key, s.scan_id)
+    assert n_fallback == 3 + 3 * 8 + 3 * 2          # K per scan, G0 per scan and channel, G1 per 5 min
+
+
+def test_K_and_gains_in_one_reference(kgg):
+    """Every cell, also those solved with C01, agrees with the truth in C00's gauge."""
+    truth, ms, cal = kgg
+    n_ant = len(truth.ant_names)
+    freqs = truth.spw_freqs[0]
+    dnu = freqs - freqs.mean()
+    S = {"3C286": truth.flux_true["3C286"][0], "3C147": truth.flux_true["3C147"][0]}
+    nb = n_ant - 1
+    a2 = (np.abs(truth.bandpass[0]) ** 2).mean(axis=0).min()
+    per_scan = 10
+    # K per scan (10 ints): sigma / (2 pi 1e-9 S sqrt(a2 nb per_scan sum dnu^2))
+    kbound = {f: K_SIGMA * np.sqrt(2) * NOISE / (TWO_PI_NS * S[f] * np.sqrt(a2 ** 2 * nb * per_scan * (dnu ** 2).sum()))
+              for f in S}
+    tk = truth.tau - truth.tau[:1]
+    for s in hdf5.read_term(cal, "K0"):
+        f = s.field_name
+        bridged = np.any(s.extra["ref_ant"] != 0)
+        err = np.abs(s.delay[1:, 0, 0] - tk[1:])         # C00: no data (flagged) where bridged
+        bound = kbound[f] * (np.sqrt(2) if bridged else 1)
+        assert err.max() < bound, (f, s.scan_id, err.max(), bound)
+        if not bridged:
+            assert np.abs(s.delay[0]).max() == 0
+    # G0 (bandpass per scan and channel) x G1 (per 5 min, 8 channels): the product against the truth
+    # bandpass referenced to C00, times the K error of the scan (applied when they were solved)
+    kset = {(k.field_name, k.scan_id): k for k in hdf5.read_term(cal, "K0")}
+    g0 = {(b.field_name, b.scan_id): b for b in hdf5.read_term(cal, "G0")}
+    a_max = np.abs(truth.bandpass[0]).max()
+    kj = np.exp(-1j * TWO_PI_NS * tk[:, None, :] * freqs[None, :, None])
+    n_checked = 0
+    for s in hdf5.read_term(cal, "G1"):
+        f, sc = s.field_name, s.scan_id
+        b, k = g0[(f, sc)], kset[(f, sc)]
+        sB = NOISE / (S[f] * np.sqrt(a2 * nb * per_scan))
+        sT = NOISE / (S[f] * np.sqrt(a2 * nb * 5 * len(freqs)))
+        sK = TWO_PI_NS * kbound[f] / K_SIGMA / np.sqrt(2) * np.abs(dnu).max()
+        kd = k.delay[:, 0, 0].copy()
+        kd[0] = 0                            # C00's delay in its own gauge (no solution where flagged)
+        kj_sol = np.exp(-1j * TWO_PI_NS * kd[:, None, :] * freqs[None, :, None])
+        true = _ref_phase(truth.bandpass[0] * kj / kj_sol)                 # what G0 x G1 must be
+        bridged = sc in FLAGGED
+        bound = K_SIGMA * a_max * np.sqrt(2) * (np.sqrt(2) if bridged else 1) * np.sqrt(sB ** 2 + sT ** 2 + sK ** 2)
+        for it in range(s.jones.shape[2]):
+            prod = _diag(b)[:, :, 0] * _diag(s)[:, 0, it][:, None]          # (n_ant, n_chan, 2)
+            err = np.abs(prod - true)[1:]
+            assert err.max() < bound, (f, sc, it, err.max(), bound)
+            if not bridged:
+                assert np.abs(np.angle(prod[0])).max() < 1e-12
+            n_checked += 1
+    assert n_checked == 16
+
+
+def test_corrected_data_at_the_noise(kgg):
+    truth, ms, cal = kgg
+    for f in ("3C286", "3C147", "TARGET"):
+        par, _ = residual_ratio(ms, truth, f, feed_frame=True)
+        print(f"{truth.feed} {f}: corrected parallel-hand residual / noise = {par:.3f}")
+        assert 0.9 < par <= 1.05, (f, par)
+
+
+# --------------------------------------------------------------------------------------------------
+# strict, the list, errors
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    d = tmp_path_factory.mktemp("refant_small")
+    ms = str(d / "sim.ms")
+    truth = simulate_ms(ms, n_ant=5, n_ant_extra=1, n_chan=(4,), duration_h=1.0, int_s=120.0, noise=NOISE,
+                        seed=43, leakage=False, time_gains=False, dead_ant=False, flag_rows=0.0)
+    flag_antenna(ms, "C00", [4])
+    flag_antenna(ms, "C02", [1, 4])
+    return truth, ms, d
+
+
+def _solve(ms, out, **kw):
+    d = dict(ms=ms, output=out, jones=["G"], field=["3C286"], time_interval=["scan"], quiet=True)
+    d.update(kw)
+    run_solve(solve_config_from_dict(d))
+    return hdf5.read_term(out, "G0")
+
+
+def test_strict_flags_exactly_the_cells_without_the_reference(small):
+    truth, ms, d = small
+    sets = _solve(ms, str(d / "strict.h5"), ref_ant="C00", ref_ant_mode="strict")
+    assert sorted(s.scan_id for s in sets) == [1, 4]
+    for s in sets:
+        if s.scan_id == 4:
+            assert s.flags.all() and np.isnan(s.jones).all()
+            assert np.all(s.extra["ref_ant"] != 0)
+        else:
+            assert np.array_equal(s.flags.any(axis=(1, 2)), [False, True, False, False, False])   # C02
+            assert np.all(s.extra["ref_ant"] == 0)
+    flex = {s.scan_id: s for s in _solve(ms, str(d / "flex.h5"), ref_ant="C00")}
+    assert flex[4].flags[0].all() and flex[4].flags[1].all() and not flex[4].flags[2:].any()
+
+
+def test_list_order_is_honoured(small):
+    truth, ms, d = small
+    # active antennas C00 C02 C03 C04 C05 (ANTENNA id 1 has no data).  Scan 1: C00 has data; scan 4:
+    # C00 and C02 are flagged -> the next of the list, C04 (not C03, the lowest index with data)
+    sets = {s.scan_id: s for s in _solve(ms, str(d / "list.h5"), ref_ant=["C00", "C02", "C04"])}
+    assert np.all(sets[1].extra["ref_ant"] == 0) and np.all(sets[4].extra["ref_ant"] == 3)
+    # the whole step in C00's gauge: C04's phase in scan 4 is its phase in scan 1 (constant gains)
+    g1, g4 = _diag(sets[1])[:, 0, 0], _diag(sets[4])[:, 0, 0]
+    assert np.abs(np.angle(g1[0])).max() < 1e-12 and sets[4].flags[0].all() and sets[4].flags[1].all()
+    # phase error of a per-scan gain referenced twice (cell + bridge): 2 x sigma / (|g|^2 S sqrt(n_bl n_int
+    # n_chan)), |g|^2 >= 0.8 (the simulated bandpass amplitudes); 3 baselines in scan 4 (C00, C02 flagged)
+    sig = NOISE / (0.8 * 14.9 * np.sqrt(3 * 5 * 4))
+    assert np.abs(np.angle(g4[2:] / g1[2:])).max() < 5 * 2 * sig
+    # task form: 'C02,C04' -> C02 where it has data (flagged in both scans: C04, the step's reference)
+    from alakazam.caltasks import akcal
+
+    akcal(vis=ms, caltable=str(d / "task.h5"), jones="G", field="3C286", solint="scan",
+          refant="C02,C04")
+    t = {s.scan_id: s for s in hdf5.read_term(str(d / "task.h5"), "G0")}
+    assert np.all(t[1].extra["ref_ant"] == 3) and np.all(t[4].extra["ref_ant"] == 3)   # C02 flagged in both
+    assert t[1].attrs["ref_ant_name"] == "C04"
+
+
+def test_unknown_antenna_in_list_is_a_parameter_error(small):
+    truth, ms, d = small
+    out = d / "bad.h5"
+    with pytest.raises(ParameterError, match=r"ref_ant/refant.*'C99' is not an antenna.*antennas with data"):
+        _solve(ms, str(out), ref_ant=["C00", "C99"])
+    assert not out.exists()
+    with pytest.raises(ParameterError, match="more than once"):
+        _solve(ms, str(out), ref_ant=["C00", "C00"])
+    with pytest.raises(ParameterError, match="ref_ant_mode"):
+        solve_config_from_dict(dict(ms=ms, output=str(out), jones=["G"], ref_ant_mode="loose"))
+    from alakazam.caltasks import akcal
+
+    with pytest.raises(ParameterError, match="refantmode"):
+        akcal(vis=ms, caltable=str(out), jones="G", refantmode="loose")
+
+
+def test_choose_ref_priority_and_fallback():
+    has = np.array([[1, 1, 1, 1], [0, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0]], bool)
+    amount = np.array([[1, 1, 1, 1], [0, 1, 5, 2], [0, 0, 1, 9], [0, 0, 0, 0]], float)
+    assert list(choose_ref(has, [0, 1], amount)) == [0, 1, 3, 0]       # list, then most data, empty: first
+    assert list(choose_ref(has, 0, amount)) == [0, 2, 3, 0]
