@@ -315,10 +315,11 @@ def run_solve(cfg: SolveConfig) -> dict:
 def _rereference(ctx: _Context, step: SolveStep, sets) -> None:
     """One phase reference for the step's sets solved so far (alakazam.solvers.rereference): before
     they are pre-applied by later steps or written."""
-    from .solvers.rereference import rereference_step
+    from .solvers.rereference import prior_phasor_from_chain, rereference_step
 
     names = [ctx.meta.ant_names[a] for a in ctx.meta.active_ants]
-    rereference_step(step.jones_type, sets, ctx.refs, ctx.cfg.ref_ant_mode, names, step.key)
+    rereference_step(step.jones_type, sets, ctx.refs, ctx.cfg.ref_ant_mode, names, step.key,
+                     prior_phasor_from_chain(ctx.prior, ctx.meta))
 
 
 def _row_counts(ms, ddid, field_ids, scans):

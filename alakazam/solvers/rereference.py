@@ -56,7 +56,7 @@ TWO_PI_NS = 2.0 * np.pi * 1e-9
 BRIDGE_INTERP = "linear"
 
 
-def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_key=""):
+def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_key="", prior_phasor=None):
     """Bring the not yet processed SolutionSets of one step to one reference per SPW (in place).
 
     Parameters
@@ -68,6 +68,10 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
     refs : list of int
         Reference antennas in priority order (active numbering).
     mode : 'flex' | 'strict'
+    prior_phasor : callable(set) -> (n_time, n_ant, n_freq, 2) complex, optional
+        G only: the earlier referenced diagonal terms (K, G) of the chain as pre-applied in each cell
+        (:func:`prior_phasor_from_chain`); the bridge is then taken on the whole chain's phase
+        (module docstring).
 
     Returns
     -------
@@ -86,6 +90,7 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
         same = [s for s in sets if s.spw == spw]          # bridge sources: their cells solved with R
         new_s = [s for s in new if s.spw == spw]
         done = [s for s in same if getattr(s, "_rereferenced", False)]
+        prior = _PriorCache(prior_phasor if jones_type == "G" else None)
         R = int(done[0].attrs["ref_ant"]) if done else _step_reference(new_s, refs, mode)
         for s in new_s:
             used = np.asarray(s.extra["ref_ant"])
@@ -96,7 +101,10 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
                     _flag_cell(s, jf, it)
                     counts["strict"] += 1
                     continue
-                val = _bridge(jones_type, same, R, int(used[jf, it]), jf, s.time[it])
+                val = _bridge(jones_type, same, R, int(used[jf, it]), jf, s.time[it], prior)
+                if val is not None and jones_type == "G" and prior_phasor is not None:
+                    val = val - _prior_angle(prior, s, int(used[jf, it]), jf, it)
+                    val = val if np.all(np.isfinite(val)) else None
                 if val is None:
                     _flag_cell(s, jf, it)
                     counts["no_bridge"] += 1
@@ -139,7 +147,7 @@ def _bridge_value(jones_type, s, ant, jf, it):
     return np.asarray([s.jones[ant, jf, it, 0, 1]])                                    # (1,) complex d_pq
 
 
-def _bridge(jones_type, sources, R, r2, jf, t):
+def _bridge(jones_type, sources, R, r2, jf, t, prior=None):
     """Bridge value at time ``t`` from the cells solved with R where ``r2`` has a solution, or None."""
     ts, vals = [], []
     for s in sources:
@@ -149,6 +157,8 @@ def _bridge(jones_type, sources, R, r2, jf, t):
         ok = (used == R) & ~s.flags[r2, jf] & ~s.flags[R, jf]
         for it in np.flatnonzero(ok):
             v = _bridge_value(jones_type, s, r2, jf, it)
+            if prior is not None and prior.fn is not None:
+                v = v + _prior_angle(prior, s, r2, jf, it)
             if np.all(np.isfinite(v)):
                 ts.append(float(s.time[it]))
                 vals.append(v)
@@ -166,6 +176,63 @@ def _bridge(jones_type, sources, R, r2, jf, t):
     if jones_type == "G":                   # phases: the shorter way round
         return v0 + w * np.angle(np.exp(1j * (v1 - v0)))
     return v0 + w * (v1 - v0)
+
+
+class _PriorCache:
+    """The earlier terms' phasors per set, evaluated once per set when a bridge needs them."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.cache = {}
+
+    def get(self, s):
+        if id(s) not in self.cache:
+            self.cache[id(s)] = (s, self.fn(s))
+        return self.cache[id(s)][1]
+
+
+def _prior_angle(prior, s, ant, jf, it):
+    """(2,) phase of antenna ``ant`` in the earlier referenced diagonal terms as pre-applied in cell
+    (jf, it) of set ``s``: 0 without them; NaN where they are flagged."""
+    if prior is None or prior.fn is None:
+        return np.zeros(2)
+    ph = prior.get(s)
+    if ph is None:
+        return np.zeros(2)
+    return np.angle(ph[it, ant, jf]) + np.where(np.isfinite(ph[it, ant, jf]), 0.0, np.nan)
+
+
+def prior_phasor_from_chain(prior, meta):
+    """``prior_phasor`` for :func:`rereference_step`: the product of the chain's earlier K and G terms
+    (:func:`alakazam.calibration.chain.compose`, as the solve's pre-apply evaluates them: own field
+    first, each term's pre-apply time interpolation) at the cell times and the set's channels, averaged
+    as phasors over the channels of each freq bin -- what a G cell absorbs.  KC / CP are the same for
+    every antenna and D is not diagonal: neither changes the phase of one antenna relative to R."""
+    from ..calibration import chain
+
+    terms = [t for t in prior if t.jones_type in ("K", "G")]
+    if not terms:
+        return None
+    spw_freqs = {sp.spw_id: np.asarray(sp.freqs, float) for sp in meta.spws.values()}
+    names = [meta.ant_names[a] for a in meta.active_ants]
+
+    def fn(s):
+        freqs = spw_freqs[s.spw][np.asarray(s.attrs["channels"], np.int64)]
+        diag, _ = chain.compose(terms, s.spw, np.asarray(s.time, float), freqs, names, s.field_name,
+                                (s.attrs.get("field_ra", np.nan), s.attrs.get("field_dec", np.nan)),
+                                prefer_own=True)
+        if diag is None:
+            return None
+        diag = np.broadcast_to(diag, (len(s.time), len(names), len(freqs), 2))
+        fbin = np.argmin(np.abs(freqs[:, None] - np.asarray(s.freq, float)[None, :]), axis=1)
+        out = np.empty((len(s.time), len(names), len(s.freq), 2), complex)
+        for jf in range(len(s.freq)):
+            with np.errstate(invalid="ignore"):
+                good = np.isfinite(diag[:, :, fbin == jf])
+                out[:, :, jf] = np.where(good, diag[:, :, fbin == jf], 0).sum(axis=2) / np.where(
+                    good.any(axis=2), 1.0, np.nan)
+        return out
+    return fn
 
 
 def _rotate_cell(jones_type, s, jf, it, val):
