@@ -264,10 +264,10 @@ def assign_keys(jones_list, existing_keys=(), where="jones"):
     return out
 
 
-_SOLVE_KEYS = {"ms", "output", "ref_ant", "ref_ant_mode", "data_col", "model_col", "solver_backend", "apply_parang",
+_SOLVE_KEYS = {"ms", "output", "ref_ant", "data_col", "model_col", "solver_backend", "apply_parang",
                "rfi_threshold", "max_iter", "tol", "memory_limit_gb", "gpu", "jones", "field",
                "time_interval", "freq_interval", "phase_only", "preapply_time_interp", "external_preapply",
-               "spw", "scan", "quiet"}
+               "spw", "scan", "quiet", "ref_ant_mode"}
 _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_field", "output",
               "jones_type", "spw"}
 _APPLY_KEYS = {"ms", "output_col", "data_col", "target_field", "target_scans", "spw", "apply_parang",

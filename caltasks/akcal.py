@@ -21,8 +21,10 @@ def _calmode(v):
 
 def _refant(v):
     """'C03,C04' or ['C03', 'C04'] or 3 -> one name/index or a list in priority order (digits -> int)."""
-    items = [s.strip() for s in v.split(",")] if isinstance(v, str) else list(v) if isinstance(v, (list, tuple)) \
-        else [v]
+    if isinstance(v, str):
+        items = [s.strip() for s in v.split(",")]
+    else:
+        items = list(v) if isinstance(v, (list, tuple)) else [v]
     items = [int(x) if isinstance(x, str) and x.isdigit() else x for x in items]
     return items[0] if len(items) == 1 else items
 

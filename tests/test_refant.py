@@ -3,7 +3,8 @@ reference (alakazam/solvers/rereference.py, docs/conventions.md "Re-referencing"
 
 The truth tests flag the reference antenna C00 (FLAG set with python-casacore) in some scans of each
 calibrator, solve K per scan, a bandpass per scan (CASA bandpass's solint='inf' without combine) and
-time gains per 5 min on both calibrators, and compare with the simulator's truth referenced to C00 -- what the unflagged case determines.  The
+time gains per 5 min on both calibrators, and compare with the simulator's truth referenced to C00 --
+what the unflagged case determines.  The
 simulations have no time-gain drift (``time_gains=False``): the gains are constant, so the phase of
 the fallback antenna relative to C00 is the same in every cell, the bridge is exact up to noise, and
 the truth in C00's gauge is defined in every cell (with drifting gains C00's phase in a cell where it
@@ -30,7 +31,7 @@ from alakazam.errors import ParameterError
 from alakazam.flow import run_solve
 from alakazam.io import hdf5
 from alakazam.sim import simulate_ms
-from alakazam.sim.simulate import _brightness, _rotation
+from alakazam.sim.simulate import _rotation
 from alakazam.solvers.common import choose_ref
 
 TWO_PI_NS = 2 * np.pi * 1e-9
@@ -114,7 +115,8 @@ def kgg(request, tmp_path_factory):
     d = tmp_path_factory.mktemp(f"refant_{feed}")
     ms, cal = str(d / "sim.ms"), str(d / "cal.h5")
     truth = simulate_ms(ms, feed=feed, n_ant=6, n_ant_extra=1, n_chan=(8,), duration_h=2.0, int_s=60.0,
-                        noise=NOISE, seed=41, leakage=False, crosshand=False, time_gains=False, dead_ant=False,
+                        noise=NOISE, seed=41, leakage=False, crosshand=False, time_gains=False,
+                        dead_ant=False,
                         flag_rows=0.0)
     true_models(ms, truth)
     flag_antenna(ms, "C00", FLAGGED)
@@ -165,8 +167,8 @@ def test_K_and_gains_in_one_reference(kgg):
     a2 = (np.abs(truth.bandpass[0]) ** 2).mean(axis=0).min()
     per_scan = 10
     # K per scan (10 ints): sigma / (2 pi 1e-9 S sqrt(a2 nb per_scan sum dnu^2))
-    kbound = {f: K_SIGMA * np.sqrt(2) * NOISE / (TWO_PI_NS * S[f] * np.sqrt(a2 ** 2 * nb * per_scan * (dnu ** 2).sum()))
-              for f in S}
+    kbound = {f: K_SIGMA * np.sqrt(2) * NOISE
+              / (TWO_PI_NS * S[f] * np.sqrt(a2 ** 2 * nb * per_scan * (dnu ** 2).sum())) for f in S}
     tk = truth.tau - truth.tau[:1]
     for s in hdf5.read_term(cal, "K0"):
         f = s.field_name
@@ -194,7 +196,8 @@ def test_K_and_gains_in_one_reference(kgg):
         kj_sol = np.exp(-1j * TWO_PI_NS * kd[:, None, :] * freqs[None, :, None])
         true = _ref_phase(truth.bandpass[0] * kj / kj_sol)                 # what G0 x G1 must be
         bridged = sc in FLAGGED
-        bound = K_SIGMA * a_max * np.sqrt(2) * (np.sqrt(2) if bridged else 1) * np.sqrt(sB ** 2 + sT ** 2 + sK ** 2)
+        bound = K_SIGMA * a_max * np.sqrt(2) * (np.sqrt(2) if bridged else 1) * np.sqrt(
+            sB ** 2 + sT ** 2 + sK ** 2)
         for it in range(s.jones.shape[2]):
             prod = _diag(b)[:, :, 0] * _diag(s)[:, 0, it][:, None]          # (n_ant, n_chan, 2)
             err = np.abs(prod - true)[1:]
@@ -312,7 +315,8 @@ def _fullpol_module():
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("_fullpol_sizes", Path(__file__).with_name("test_flow_fullpol.py"))
+    spec = importlib.util.spec_from_file_location("_fullpol_sizes",
+                                                  Path(__file__).with_name("test_flow_fullpol.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -323,7 +327,7 @@ def _fullpol_module():
                                                                   "circular-drift"])
 def fullpol_flagged(request, tmp_path_factory):
     fp = _fullpol_module()
-    INT_S, LEAK, N_ANT, N_CHAN, SCAN_S, _errors = fp.INT_S, fp.LEAK, fp.N_ANT, fp.N_CHAN, fp.SCAN_S, fp._errors
+    INT_S, LEAK, N_ANT, N_CHAN, SCAN_S = fp.INT_S, fp.LEAK, fp.N_ANT, fp.N_CHAN, fp.SCAN_S
     feed, drift = request.param
     d = tmp_path_factory.mktemp(f"refant_fullpol_{feed}_{drift}")
     ms, cal = str(d / "sim.ms"), str(d / "cal.h5")
@@ -338,7 +342,7 @@ def fullpol_flagged(request, tmp_path_factory):
         freq_interval=["full", "1MHz", "full", "full", "1MHz", "full"], quiet=True)))
     keys = ["K0", "G0", "G1", "KC0", "CP0", "D0"]
     _apply(ms, cal, keys, ["nearest", "nearest", "linear", "nearest", "nearest", "nearest"], True)
-    return truth, ms, cal, _errors(truth), drift
+    return truth, ms, cal, fp._errors(truth), drift
 
 
 def test_fullpol_chain_terms_in_one_reference(fullpol_flagged):
@@ -408,7 +412,8 @@ def test_fullpol_chain_terms_in_one_reference(fullpol_flagged):
     j = dset.jones[:, 0, 0]
     d_err = np.abs(np.stack([j[:, 0, 1], j[:, 1, 0]], axis=-1) - truth.leakage).max()
     assert d_err < K_SIGMA * np.sqrt(2) * s["D"], (d_err, s["D"])
-    print(f"{truth.feed}: KC {abs(tau_kc - kc_exp):.3g} < {kc_bound:.3g} ns, CP {cp_err:.3g} < {cp_bound:.3g} rad, "
+    print(f"{truth.feed}: KC {abs(tau_kc - kc_exp):.3g} < {kc_bound:.3g} ns, "
+          f"CP {cp_err:.3g} < {cp_bound:.3g} rad, "
           f"D {d_err:.3g} < {K_SIGMA * np.sqrt(2) * s['D']:.3g}")
 
 
@@ -421,3 +426,155 @@ def test_fullpol_corrected_data_at_the_noise(fullpol_flagged):
         par, cross = residual_ratio(ms, truth, f)
         print(f"{truth.feed} {f}: corrected residual / noise: parallel {par:.3f}, cross {cross:.3f}")
         assert 0.9 < par <= 1.05 and 0.9 < cross <= 1.05, (f, par, cross)
+
+
+# --------------------------------------------------------------------------------------------------
+# D: the gauge d_pq[ref] = 0 moved to C00 in cells solved with another antenna
+# --------------------------------------------------------------------------------------------------
+def test_leakage_rereferenced_to_one_gauge(tmp_path):
+    """D per scan on the unpolarised 3C147 (leakage determined up to the gauge d_pq -> d_pq + c,
+    d_qp -> d_qp - c^*, fixed by d_pq[ref] = 0), C00 flagged in scans 5 and 8: those cells are solved
+    with d_pq[C02] = 0 and shifted by the bridge c = d_pq,C02 of the cells solved with C00."""
+    ms, cal = str(tmp_path / "d.ms"), str(tmp_path / "d.h5")
+    leak = 0.02
+    truth = simulate_ms(ms, n_ant=6, n_ant_extra=1, n_chan=(8,), duration_h=2.0, int_s=60.0, noise=NOISE,
+                        seed=45, delays=False, bandpass=False, time_gains=False, crosshand=False,
+                        leakage_scale=leak, leakage_ref_zero=True, dead_ant=False, flag_rows=0.0)
+    true_models(ms, truth)
+    flag_antenna(ms, "C00", [5, 8])
+    run_solve(solve_config_from_dict(dict(ms=ms, output=cal, ref_ant="C00", jones=["G", "D"], field=["3C147"],
+                                          time_interval=["scan", "scan"], quiet=True)))
+    S = truth.flux_true["3C147"][0]
+    n_ant = len(truth.ant_names)
+    # one scan: 10 integrations x 8 channels; sqrt(2): referenced; sqrt(2) more in bridged cells
+    s_d = NOISE / (S * np.sqrt((n_ant - 1) * 10 * 8))
+    assert truth.leakage[0, 0] == 0                      # the truth is in C00's gauge
+    for d in hdf5.read_term(cal, "D0"):
+        bridged = d.scan_id in (5, 8)
+        assert np.all((d.extra["ref_ant"] != 0) == bridged)
+        j = d.jones[:, 0, 0]
+        solved = np.stack([j[:, 0, 1], j[:, 1, 0]], axis=-1)
+        bound = K_SIGMA * np.sqrt(2) * (np.sqrt(2) if bridged else 1) * s_d
+        err = np.abs(solved - truth.leakage)[1:].max()
+        print(f"D scan {d.scan_id}: error {err:.3g} < {bound:.3g}{' (bridged)' if bridged else ''}")
+        assert err < bound, (d.scan_id, err, bound)
+        if bridged:
+            assert d.flags[0].all() and abs(j[1, 0, 1] - truth.leakage[1, 0]) < bound
+        else:
+            assert abs(j[0, 0, 1]) < 1e-12
+    assert abs(truth.leakage[1, 0]) > 2 * bound      # the shift from C02's gauge (d_pq,C02) is resolved
+
+
+# --------------------------------------------------------------------------------------------------
+# the algebra on hand-made solution sets; order independence
+# --------------------------------------------------------------------------------------------------
+def _set(jt, jones, used, times, delay=None, spw=0):
+    from alakazam.io.hdf5 import SolutionSet
+
+    n_ant, n_f, n_t = jones.shape[:3]
+    flags = ~np.isfinite(jones).all(axis=(-1, -2))
+    s = SolutionSet(jones=jones, flags=flags, time=np.asarray(times, float), freq=np.full(n_f, 1.4e9),
+                    delay=delay, attrs=dict(jones_type=jt, spw=spw, ref_ant=0))
+    s.extra = {"ref_ant": np.asarray(used, np.int32).reshape(n_f, n_t)}
+    return s
+
+
+def _diag_jones(g):
+    """(n_ant, n_t, 2) complex -> (n_ant, 1, n_t, 2, 2)."""
+    j = np.zeros(g.shape[:2] + (2, 2), complex)
+    j[..., 0, 0], j[..., 1, 1] = g[..., 0], g[..., 1]
+    return j[:, None]
+
+
+def test_rereference_algebra_G_K_D():
+    from alakazam.solvers.rereference import rereference_step
+
+    rng = np.random.default_rng(5)
+    n_ant, times = 4, [0.0, 10.0, 20.0, 30.0]
+    # G: true gains; the phase of antenna 1 relative to 0 changes linearly in time and crosses +-pi
+    g = np.exp(1j * rng.uniform(-np.pi, np.pi, (n_ant, 1, 2))) * rng.uniform(0.8, 1.2, (n_ant, 1, 2))
+    g = np.repeat(g, 4, axis=1)
+    g[1] *= np.exp(1j * (3.0 + 0.02 * np.array(times)))[:, None]       # 3.0 .. 3.6 rad: wraps
+    ref0 = g * np.conj(g[:1]) / np.abs(g[:1])                         # truth in antenna 0's gauge
+    ref1 = g * np.conj(g[1:2]) / np.abs(g[1:2])                       # ... in antenna 1's gauge
+    sol = ref0.copy()
+    sol[:, 1:3] = ref1[:, 1:3]                                        # cells 1, 2 solved with antenna 1
+    sol[0, 1:3] = np.nan                                              # antenna 0 has no data there
+    s = _set("G", _diag_jones(sol), [0, 1, 1, 0], times)
+    counts = rereference_step("G", [s], [0, 2], "flex")
+    assert counts == dict(rereferenced=2, no_bridge=0, strict=0, no_data=0)
+    got = np.stack([s.jones[:, 0, :, 0, 0], s.jones[:, 0, :, 1, 1]], axis=-1)
+    assert np.allclose(got[1:], ref0[1:], atol=1e-12)                 # linear in time: exact
+    before = s.jones.copy()
+    rereference_step("G", [s], [0, 2], "flex")                        # processed sets never change again
+    assert np.array_equal(before, s.jones, equal_nan=True)
+    # K: tau_a^(0) = tau_a^(1) + tau_1^(0), bridged by linear interpolation in time
+    tau = rng.uniform(-5, 5, (n_ant, 2))
+    d = np.repeat((tau - tau[:1])[:, None, None], 4, axis=2)          # (n_ant, 1, n_t, 2)
+    d[:, 0, 2] = tau - tau[1]
+    d[0, 0, 2] = np.nan
+    kj = np.zeros((n_ant, 1, 4, 2, 2), complex)
+    kj[..., 0, 0] = np.exp(-1j * TWO_PI_NS * d[..., 0] * 1.4e9)
+    kj[..., 1, 1] = np.exp(-1j * TWO_PI_NS * d[..., 1] * 1.4e9)
+    k = _set("K", kj, [0, 0, 1, 0], times, delay=d)
+    rereference_step("K", [k], [0], "flex")
+    assert np.allclose(k.delay[1:, 0, 2], (tau - tau[:1])[1:], atol=1e-12)
+    assert np.allclose(k.jones[1:, 0, 2, 0, 0], np.exp(-1j * TWO_PI_NS * (tau - tau[:1])[1:, 0] * 1.4e9))
+    # D: d^(0) = d^(1) shifted by c = d_pq,1^(0): d_pq += c, d_qp -= c^*
+    dl = 0.05 * (rng.normal(size=(n_ant, 2)) + 1j * rng.normal(size=(n_ant, 2)))
+    dl[0, 0] = 0                                                      # antenna 0's gauge
+    c = dl[1, 0]
+    in1 = np.stack([dl[:, 0] - c, dl[:, 1] + np.conj(c)], axis=-1)    # the same data in antenna 1's gauge
+    dj = np.zeros((n_ant, 1, 3, 2, 2), complex)
+    dj[..., 0, 0] = dj[..., 1, 1] = 1
+    for it, v in enumerate([dl, in1, dl]):
+        dj[:, 0, it, 0, 1], dj[:, 0, it, 1, 0] = v[:, 0], v[:, 1]
+    dj[0, 0, 1] = np.nan
+    ds = _set("D", dj, [0, 1, 0], times[:3])
+    rereference_step("D", [ds], [0], "flex")
+    assert np.allclose(ds.jones[1:, 0, 1, 0, 1], dl[1:, 0])
+    assert np.allclose(ds.jones[1:, 0, 1, 1, 0], dl[1:, 1])
+
+
+def test_rereference_without_bridge_flags_and_counts(caplog):
+    from alakazam.solvers.rereference import rereference_step
+
+    def cells(fallback):
+        """3 cells; the last is solved with ``fallback`` (antenna 0 has no data there); antenna 1 has
+        no data in the first two."""
+        g = np.ones((3, 3, 2), complex)
+        g[1, :2] = np.nan
+        g[0, 2] = np.nan
+        return _set("G", _diag_jones(g), [0, 0, fallback], [0.0, 1.0, 2.0])
+
+    s = cells(1)                                       # no cell has both 0 and 1: flagged, counted, logged
+    with caplog.at_level("INFO", logger="alakazam.rereference"):
+        counts = rereference_step("G", [s], [0], "flex", ant_names=["A0", "A1", "A2"], step_key="G0")
+    assert counts == dict(rereferenced=0, no_bridge=1, strict=0, no_data=0)
+    assert s.flags[:, 0, 2].all() and np.isnan(s.jones[:, 0, 2]).all() and not s.flags[[0, 2], 0, :2].any()
+    assert "1 flagged without a bridge" in caplog.text
+    s = cells(2)                                       # 0 and 2 share cells 0 and 1: bridged
+    assert rereference_step("G", [s], [0], "flex")["rereferenced"] == 1 and not s.flags[1:, 0, 2].any()
+
+
+def test_field_major_equals_step_major_with_fallback(kgg, tmp_path, monkeypatch):
+    """Both orders re-reference each (field, SPW) as it is solved, bridging from the cells solved so far
+    in the same field order: the same solutions, fallback cells included."""
+    import alakazam.flow as flow
+
+    truth, ms, _ = kgg
+    out = {}
+    for major in (True, False):
+        monkeypatch.setattr(flow, "FIELD_MAJOR", major)
+        cal = str(tmp_path / f"fm{major}.h5")
+        summary = run_solve(solve_config_from_dict(dict(
+            ms=ms, output=cal, ref_ant="C00", apply_parang=True, jones=["K", "G", "G"],
+            field=["3C286", "3C147"], time_interval=["scan", "scan", "5min"],
+            freq_interval=["full", "1MHz", "full"], quiet=True)))
+        assert summary["field_major"] is major
+        out[major] = {k: sorted(hdf5.read_term(cal, k), key=lambda s: (s.field_name, s.scan_id))
+                      for k in hdf5.list_keys(cal)}
+    for key in out[True]:
+        for a, b in zip(out[True][key], out[False][key]):
+            assert np.array_equal(a.jones, b.jones, equal_nan=True) and np.array_equal(a.flags, b.flags)
+            assert np.array_equal(a.extra["ref_ant"], b.extra["ref_ant"])
