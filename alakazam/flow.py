@@ -247,6 +247,7 @@ def run_solve(cfg: SolveConfig) -> dict:
             "jones_type": step.jones_type, "n_groups": len(sets), "n_solutions": n_sol,
             "flagged": n_flag, "seconds": seconds,
             "converged": float(np.mean(np.concatenate([s.converged.ravel() for s in sets]))),
+            "reference": ctx.stats.get(("reference", step.key)),   # cells re-referenced / flagged
         }
         log.info("%s: %d solution groups, %d/%d flagged, %.2f s", step.key, len(sets), n_flag, n_sol,
                  seconds)
@@ -318,8 +319,11 @@ def _rereference(ctx: _Context, step: SolveStep, sets) -> None:
     from .solvers.rereference import prior_phasor_from_chain, rereference_step
 
     names = [ctx.meta.ant_names[a] for a in ctx.meta.active_ants]
-    rereference_step(step.jones_type, sets, ctx.refs, ctx.cfg.ref_ant_mode, names, step.key,
-                     prior_phasor_from_chain(ctx.prior, ctx.meta))
+    counts = rereference_step(step.jones_type, sets, ctx.refs, ctx.cfg.ref_ant_mode, names, step.key,
+                              prior_phasor_from_chain(ctx.prior, ctx.meta))
+    total = ctx.stats.setdefault(("reference", step.key), dict.fromkeys(counts, 0))
+    for k, v in counts.items():
+        total[k] += v
 
 
 def _row_counts(ms, ddid, field_ids, scans):

@@ -233,13 +233,14 @@ def small(tmp_path_factory):
 def _solve(ms, out, **kw):
     d = dict(ms=ms, output=out, jones=["G"], field=["3C286"], time_interval=["scan"], quiet=True)
     d.update(kw)
-    run_solve(solve_config_from_dict(d))
+    _solve.summary = run_solve(solve_config_from_dict(d))
     return hdf5.read_term(out, "G0")
 
 
 def test_strict_flags_exactly_the_cells_without_the_reference(small):
     truth, ms, d = small
     sets = _solve(ms, str(d / "strict.h5"), ref_ant="C00", ref_ant_mode="strict")
+    assert _solve.summary["terms"]["G0"]["reference"] == dict(rereferenced=0, no_bridge=0, strict=1, no_data=0)
     assert sorted(s.scan_id for s in sets) == [1, 4]
     for s in sets:
         if s.scan_id == 4:
@@ -249,6 +250,7 @@ def test_strict_flags_exactly_the_cells_without_the_reference(small):
             assert np.array_equal(s.flags.any(axis=(1, 2)), [False, True, False, False, False])   # C02
             assert np.all(s.extra["ref_ant"] == 0)
     flex = {s.scan_id: s for s in _solve(ms, str(d / "flex.h5"), ref_ant="C00")}
+    assert _solve.summary["terms"]["G0"]["reference"] == dict(rereferenced=1, no_bridge=0, strict=0, no_data=0)
     assert flex[4].flags[0].all() and flex[4].flags[1].all() and not flex[4].flags[2:].any()
 
 
@@ -578,3 +580,32 @@ def test_field_major_equals_step_major_with_fallback(kgg, tmp_path, monkeypatch)
         for a, b in zip(out[True][key], out[False][key]):
             assert np.array_equal(a.jones, b.jones, equal_nan=True) and np.array_equal(a.flags, b.flags)
             assert np.array_equal(a.extra["ref_ant"], b.extra["ref_ant"])
+
+
+def test_task_and_yaml_forms(small, monkeypatch):
+    """refant 'C00,C02' / ['C00', 'C02'] / YAML [C00, C02] -> the same list; refantmode -> ref_ant_mode."""
+    import yaml
+
+    import alakazam.flow as flow_mod
+    from alakazam.caltasks import akcal
+    from alakazam.caltasks.yamlrun import run_yaml, solve_params
+
+    truth, ms, d = small
+    assert solve_params({"ref_ant": ["C00", 2], "ref_ant_mode": "strict"}) == \
+        {"refant": ["C00", "2"], "refantmode": "strict"}
+    seen = []
+    monkeypatch.setattr(flow_mod, "run_solve", lambda cfg: seen.append(cfg) or {})
+    for refant in ("C00,C02", ["C00", "C02"], "C00, 2"):
+        akcal(vis=ms, caltable=str(d / "t.h5"), jones="G", refant=refant, refantmode="strict")
+    assert [c.ref_ant for c in seen] == [["C00", "C02"], ["C00", "C02"], ["C00", 2]]
+    assert {c.ref_ant_mode for c in seen} == {"strict"}
+    akcal(vis=ms, caltable=str(d / "t.h5"), jones="G", refant="C03")
+    assert seen[-1].ref_ant == "C03" and seen[-1].ref_ant_mode == "flex"
+    monkeypatch.undo()
+    cfg = d / "run.yaml"
+    cfg.write_text(yaml.safe_dump({"solve": [dict(ms=ms, output=str(d / "y.h5"), jones=["G"], field=["3C286"],
+                                                  time_interval="scan", ref_ant=["C00", "C04"],
+                                                  ref_ant_mode="flex", quiet=True)]}))
+    run_yaml(str(cfg))
+    sets = {s.scan_id: s for s in hdf5.read_term(str(d / "y.h5"), "G0")}
+    assert np.all(sets[4].extra["ref_ant"] == 3) and sets[4].attrs["ref_ant_name"] == "C00"
