@@ -92,6 +92,7 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
         done = [s for s in same if getattr(s, "_rereferenced", False)]
         prior = _PriorCache(prior_phasor if jones_type == "G" else None)
         R = int(done[0].attrs["ref_ant"]) if done else _step_reference(new_s, refs, mode)
+        tables = {}                                       # (freq bin, fallback antenna) -> bridge cells
         for s in new_s:
             used = np.asarray(s.extra["ref_ant"])
             empty = s.flags.all(axis=0)                   # (n_freq, n_time): no antenna has data
@@ -101,9 +102,12 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
                     _flag_cell(s, jf, it)
                     counts["strict"] += 1
                     continue
-                val = _bridge(jones_type, same, R, int(used[jf, it]), jf, s.time[it], prior)
+                key = (int(jf), int(used[jf, it]))
+                if key not in tables:
+                    tables[key] = _bridge_table(jones_type, same, R, key[1], key[0], prior)
+                val = _interp(*tables[key], s.time[it], jones_type)
                 if val is not None and jones_type == "G" and prior_phasor is not None:
-                    val = val - _prior_angle(prior, s, int(used[jf, it]), jf, it)
+                    val = val - _prior_angles(prior, s, int(used[jf, it]), jf, it)[0]
                     val = val if np.all(np.isfinite(val)) else None
                 if val is None:
                     _flag_cell(s, jf, it)
@@ -138,35 +142,45 @@ def _step_reference(sets, refs, mode):
     return int(vals[np.argmax(n)])
 
 
-def _bridge_value(jones_type, s, ant, jf, it):
-    """The quantity of antenna ``ant`` in a cell solved with R that converts ``ant``'s gauge to R's."""
+def _bridge_values(jones_type, s, ant, jf, its):
+    """(n, n_val) quantity of antenna ``ant`` in cells ``its`` (freq bin jf) solved with R that converts
+    ``ant``'s gauge to R's: G its phase per feed, K its delay per feed, D its d_pq."""
     if jones_type == "G":
-        return np.angle([s.jones[ant, jf, it, 0, 0], s.jones[ant, jf, it, 1, 1]])      # (2,) rad
+        return np.angle(np.stack([s.jones[ant, jf, its, 0, 0], s.jones[ant, jf, its, 1, 1]], axis=-1))
     if jones_type == "K":
-        return np.asarray(s.delay[ant, jf, it], float)                                 # (2,) ns
-    return np.asarray([s.jones[ant, jf, it, 0, 1]])                                    # (1,) complex d_pq
+        return np.asarray(s.delay[ant, jf, its], float)
+    return np.asarray(s.jones[ant, jf, its, 0, 1])[:, None]
 
 
-def _bridge(jones_type, sources, R, r2, jf, t, prior=None):
-    """Bridge value at time ``t`` from the cells solved with R where ``r2`` has a solution, or None."""
+def _bridge_table(jones_type, sources, R, r2, jf, prior=None):
+    """(times, values) sorted by time: the bridge cells of antenna ``r2`` in freq bin ``jf`` -- the
+    cells solved with R in which r2 has a solution; G: on the whole chain's phase (``prior``)."""
     ts, vals = [], []
     for s in sources:
         if s.jones.shape[1] <= jf:
             continue
         used = np.asarray(s.extra["ref_ant"])[jf]
-        ok = (used == R) & ~s.flags[r2, jf] & ~s.flags[R, jf]
-        for it in np.flatnonzero(ok):
-            v = _bridge_value(jones_type, s, r2, jf, it)
-            if prior is not None and prior.fn is not None:
-                v = v + _prior_angle(prior, s, r2, jf, it)
-            if np.all(np.isfinite(v)):
-                ts.append(float(s.time[it]))
-                vals.append(v)
-    if not ts:
-        return None
+        its = np.flatnonzero((used == R) & ~s.flags[r2, jf] & ~s.flags[R, jf])
+        if not len(its):
+            continue
+        v = _bridge_values(jones_type, s, r2, jf, its)
+        if prior is not None and prior.fn is not None:
+            v = v + _prior_angles(prior, s, r2, jf, its)
+        ok = np.isfinite(v).all(axis=1)
+        ts.append(np.asarray(s.time, float)[its][ok])
+        vals.append(v[ok])
+    if not ts or not sum(len(t) for t in ts):
+        return None, None
+    ts, vals = np.concatenate(ts), np.concatenate(vals)
     order = np.argsort(ts, kind="stable")
-    ts = np.asarray(ts)[order]
-    vals = np.asarray(vals)[order]
+    return ts[order], vals[order]
+
+
+def _interp(ts, vals, t, jones_type):
+    """The bridge value at time ``t``: linear between the nearest bridge cells before and after
+    (nearest with one side only, or with BRIDGE_INTERP 'nearest'); G phases the shorter way round."""
+    if ts is None:
+        return None
     k = int(np.searchsorted(ts, t))         # ts[k - 1] < t <= ts[k]
     if k == 0 or k == len(ts) or BRIDGE_INTERP == "nearest":
         near = 0 if k == 0 else len(ts) - 1 if k == len(ts) else (k if ts[k] - t <= t - ts[k - 1] else k - 1)
@@ -191,15 +205,14 @@ class _PriorCache:
         return self.cache[id(s)][1]
 
 
-def _prior_angle(prior, s, ant, jf, it):
-    """(2,) phase of antenna ``ant`` in the earlier referenced diagonal terms as pre-applied in cell
-    (jf, it) of set ``s``: 0 without them; NaN where they are flagged."""
-    if prior is None or prior.fn is None:
-        return np.zeros(2)
-    ph = prior.get(s)
-    if ph is None:
-        return np.zeros(2)
-    return np.angle(ph[it, ant, jf]) + np.where(np.isfinite(ph[it, ant, jf]), 0.0, np.nan)
+def _prior_angles(prior, s, ant, jf, its):
+    """(n, 2) phase of antenna ``ant`` in the earlier referenced diagonal terms as pre-applied in cells
+    ``its`` (freq bin jf) of set ``s``: 0 without them; NaN where they are flagged."""
+    its = np.atleast_1d(its)
+    if prior is None or prior.fn is None or prior.get(s) is None:
+        return np.zeros((len(its), 2))
+    ph = prior.get(s)[its, ant, jf]
+    return np.angle(ph) + np.where(np.isfinite(ph), 0.0, np.nan)
 
 
 def prior_phasor_from_chain(prior, meta):
