@@ -8,8 +8,9 @@ gauges mixes references, so before a step's solutions are used (pre-applied by t
 chain, written to the HDF5) this module brings them to ONE reference R per SPW:
 
 * ``strict``: R is the first antenna of the list; cells solved with another antenna are flagged.
-* ``flex``: R is the first antenna of the list that is the reference of at least one cell of the SPW
-  (normally the first of the list).  A cell solved with r' != R is re-referenced by a *bridge*: in the
+* ``flex``: R is the first antenna of the list that is the reference of at least one cell of the first
+  (field, SPW) solved (normally the first of the list; if none of the list is, the antenna most cells
+  used).  A cell solved with r' != R is re-referenced by a *bridge*: in the
   step's cells solved with R in which r' has a solution (the same freq bin), r''s solution is the
   quantity that converts r''s gauge to R's (below); it is interpolated to the cell's time (linearly
   between the nearest such cells before and after, nearest when there is only one side) and applied to
