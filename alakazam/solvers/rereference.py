@@ -23,7 +23,10 @@ cell's time marked ``^``:
 
 * G: g_a^(r') = g_a exp(-i arg g_r'), so g_a^(R) = g_a^(r') exp(i arg g_r'^(R)) with
   arg g_r'^(R) the phase of r' in the cells solved with R (interpolated with 2 pi wraps removed);
-  amplitudes are unchanged.  Exact when the bridge phase is exact.
+  amplitudes are unchanged.  Exact when the bridge phase is exact.  The bridged phase is the whole
+  chain's (``prior_phasor``): arg(P_r' g_r') in the bridge cells minus arg(P_r') in the cell, P the
+  earlier K and G terms as the solve pre-applied them -- a G absorbs what they left (e.g. a K per
+  scan's error at absolute frequency, 2 pi nu dtau), which differs between the bridge cells and the cell.
 * K: tau_a^(R) = tau_a - tau_R = tau_a^(r') + tau_r'^(R).  Exact for constant delays.
 * D: d_pq[ref] = 0 is fixed with the first-order gauge of the leakage, d_pq -> d_pq + c,
   d_qp -> d_qp - c^* for every antenna (D_a -> D_a U with U = [[1, c], [-c^*, 1]], unitary to first
