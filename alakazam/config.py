@@ -23,6 +23,7 @@ from typing import List, Optional, Union
 JONES_TYPES = ("K", "G", "D", "KC", "CP")
 BACKENDS = ("numba", "ceres", "jax", "scipy")
 FIELD_SELECT_MODES = ("nearest_time", "nearest_sky", "pinned")
+REF_ANT_MODES = ("flex", "strict")
 TIME_INTERP_MODES = ("exact", "nearest", "linear", "cubic")
 
 
@@ -77,7 +78,8 @@ class SolveConfig:
     ms: str
     output: str
     steps: List[SolveStep]
-    ref_ant: Union[int, str] = 0
+    ref_ant: Union[int, str, List[Union[int, str]]] = 0   # name/index, or a list in priority order
+    ref_ant_mode: str = "flex"      # flex (fall back, re-reference) | strict (flag); solvers/rereference.py
     data_col: str = "DATA"
     model_col: str = "MODEL_DATA"
     solver_backend: str = "numba"
@@ -308,7 +310,7 @@ def _select(d, where, names, errs) -> dict:
 _SOLVE_KEYS = {"ms", "output", "ref_ant", "data_col", "model_col", "solver_backend", "apply_parang",
                "rfi_threshold", "max_iter", "tol", "memory_limit_gb", "gpu", "jones", "field",
                "time_interval", "freq_interval", "phase_only", "amp_only", "preapply_time_interp", "external_preapply",
-               "spw", "scan", "quiet", "append", "solnorm", "normtype", *_SELECT_KEYS, "workers", "scheduler"}
+               "spw", "scan", "quiet", "append", "solnorm", "normtype", *_SELECT_KEYS, "workers", "scheduler", "ref_ant_mode"}
 _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_field", "output",
               "jones_type", "spw"}
 _APPLY_KEYS = {"ms", "output_col", "data_col", "target_field", "target_scans", "spw", "apply_parang",
@@ -430,10 +432,15 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
                                    field_select=fs, time_interp=tin,
                                    solution_field=[_field_list(x) for x in (ep.get("solution_field") or [])])
     ref = d.get("ref_ant", 0)
-    if isinstance(ref, bool) or not isinstance(ref, (int, str)):
-        errs.add(_name("ref_ant", where, names), f"{ref!r} must be an antenna name or index")
+    refs = ref if isinstance(ref, (list, tuple)) else [ref]
+    if not refs or any(isinstance(r, bool) or not isinstance(r, (int, str)) for r in refs):
+        errs.add(_name("ref_ant", where, names), f"{ref!r} must be an antenna name or index, or a list of "
+                                                 "them in priority order")
+    elif isinstance(ref, (list, tuple)):
+        ref = list(ref) if len(ref) > 1 else ref[0]
     cfg = SolveConfig(
         ms=str(d["ms"]), output=str(d["output"]), steps=steps, ref_ant=ref,
+        ref_ant_mode=_typed(d, "ref_ant_mode", str, "flex", where, names, errs, REF_ANT_MODES),
         data_col=_typed(d, "data_col", str, "DATA", where, names, errs),
         model_col=_typed(d, "model_col", str, "MODEL_DATA", where, names, errs),
         solver_backend=_typed(d, "solver_backend", str, "numba", where, names, errs, BACKENDS),

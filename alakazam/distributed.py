@@ -104,9 +104,10 @@ def _solve_unit(ctx, step, fid, ddid):
 
 
 def solve_step(c, ctx, step, fids, advance=None) -> list:
-    """Solve one step on the cluster: one task per (field, SPW), results in the in-process order
-    (field, then SPW), so the HDF5 file has the same layout as an in-process run.  ``advance(fid, ddid)``
-    is called as each unit completes (progress)."""
+    """Solve one step on the cluster: one task per (field, SPW).  Returns one list of SolutionSets per
+    unit, in the in-process order (field, then SPW), so that what the client does with them afterwards
+    (re-referencing, writing) sees them as an in-process run does.  ``advance(fid, ddid)`` is called as
+    each unit completes (progress)."""
     from distributed import as_completed
 
     # the context travels without the client's cache and progress callback; tier 1's shared cache
@@ -127,7 +128,7 @@ def solve_step(c, ctx, step, fids, advance=None) -> list:
         out = []
         for fut, (fid, ddid) in zip(futs, units):
             try:
-                out.extend(fut.result())
+                out.append(fut.result())
             except AlakazamError:
                 raise
             except Exception as e:                          # noqa: BLE001 -- named and re-raised

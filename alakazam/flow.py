@@ -168,6 +168,7 @@ class _Context:
     stats: dict = field(default_factory=dict)
     advance: object = None                        # progress callback: one call per solution group
     rowsel: object = None                         # antenna/uvrange/timerange/... selection (core/rowselect)
+    refs: list = field(default_factory=list)      # reference antennas in priority order (ref = refs[0])
 
 
 def run_solve(cfg: SolveConfig) -> dict:
@@ -207,7 +208,9 @@ def _run_solve(cfg: SolveConfig, stack) -> dict:
             solappend.check_compatible(cfg.output, step.key, ms=cfg.ms, ant_names=meta.active_names,
                                        jones_type=step.jones_type)
     ms_io.check_columns(cfg.ms, [cfg.data_col, cfg.model_col])
-    ref = ms_io.resolve_antenna(meta, cfg.ref_ant)
+    refs = ms_io.resolve_antenna(meta, cfg.ref_ant)
+    refs = refs if isinstance(refs, list) else [refs]
+    ref = refs[0]
     spw_sel = ms_io.resolve_spw(meta, cfg.spw)
     scans = ms_io.resolve_scans(meta, cfg.scan) if cfg.scan else None
     step_fields = [ms_io.resolve_fields(meta, step.field) for step in cfg.steps]
@@ -247,7 +250,7 @@ def _run_solve(cfg: SolveConfig, stack) -> dict:
     log.info("memory: tier %d%s (limit %.2f GB, %d rows x %d B/row, max %d rows per read)",
              tier, " field-major" if field_major else "", limit / 1e9, n_rows_total, bytes_per_row, max_rows)
 
-    ctx = _Context(cfg, meta, ref, spw_sel, scans, max_rows, tier, rowsel=rowsel)
+    ctx = _Context(cfg, meta, ref, spw_sel, scans, max_rows, tier, rowsel=rowsel, refs=refs)
     ctx.prior = list(ext_terms)
     summary = {"output": cfg.output, "terms": {}, "tier": tier, "field_major": field_major}
     dask_client = stack.enter_context(distributed.client(cfg.workers, cfg.scheduler)) if use_dask else None
@@ -279,6 +282,7 @@ def _run_solve(cfg: SolveConfig, stack) -> dict:
             "jones_type": step.jones_type, "n_groups": len(sets), "n_solutions": n_sol,
             "flagged": n_flag, "seconds": seconds,
             "converged": float(np.mean(np.concatenate([s.converged.ravel() for s in sets]))),
+            "reference": ctx.stats.get(("reference", step.key)),   # cells re-referenced / flagged
         }
         log.info("%s: %d solution groups, %d/%d flagged, %.2f s", step.key, len(sets), n_flag, n_sol,
                  seconds)
@@ -290,13 +294,16 @@ def _run_solve(cfg: SolveConfig, stack) -> dict:
             with progress.bar(f"{step.key} ({step.jones_type}): solution groups", n_units(step, fids),
                               quiet=cfg.quiet) as bar:
                 ctx.advance = bar.advance
-                if dask_client is not None:
-                    sets = distributed.solve_step(dask_client, ctx, step, fids,
-                                                  lambda fid, ddid, st=step: bar.advance(
-                                                      _n_groups(ctx, st, fid, ddid)))
+                if dask_client is not None:       # units in parallel; re-referenced in the same order
+                    for unit_sets in distributed.solve_step(dask_client, ctx, step, fids,
+                                                            lambda fid, ddid, st=step: bar.advance(
+                                                                _n_groups(ctx, st, fid, ddid))):
+                        sets.extend(unit_sets)
+                        _rereference(ctx, step, sets)
                 for fid in (fids if dask_client is None else ()):
                     for ddid, chans in spw_sel.items():
                         sets.extend(_solve_field_spw(ctx, step, fid, ddid, chans))
+                        _rereference(ctx, step, sets)
             finish(step, sets, _time.perf_counter() - t0)
             ctx.prior.append(chain.term_from_sets(step.key, step.jones_type, sets,
                                                   time_interp=step.preapply_time_interp))
@@ -322,6 +329,7 @@ def _run_solve(cfg: SolveConfig, stack) -> dict:
                             for j in range(i)]
                         try:
                             sets_by_step[i].extend(_solve_field_spw(ctx, steps[i], fid, ddid, spw_sel[ddid]))
+                            _rereference(ctx, steps[i], sets_by_step[i])
                         except Exception as exc:          # noqa: BLE001 -- re-raised below
                             failed = (i, k, exc)
                             break
@@ -350,6 +358,8 @@ def _n_groups(ctx, step, fid, ddid) -> int:
     """Solution groups of one (field, SPW) unit (progress accounting of distributed units)."""
     r = _scan_ranges(ctx.meta, fid, ddid, ctx.scans)
     return len(plan_groups(r, step.time_interval)) if r else 0
+
+
 def _solnorm(cfg, step, sets):
     """CASA solnorm on a G step's solution sets, in place (calibration/solnorm.py)."""
     from .calibration.solnorm import normalise_sets
@@ -376,6 +386,19 @@ def _apply_selection(cfg, meta):
     steps = [dataclasses.replace(st, time_interval=resolve_integrations(st.time_interval, meta.interval))
              for st in cfg.steps]
     return dataclasses.replace(cfg, steps=steps), meta, rowsel
+
+
+def _rereference(ctx: _Context, step: SolveStep, sets) -> None:
+    """One phase reference for the step's sets solved so far (alakazam.solvers.rereference): before
+    they are pre-applied by later steps or written."""
+    from .solvers.rereference import prior_phasor_from_chain, rereference_step
+
+    names = [ctx.meta.ant_names[a] for a in ctx.meta.active_ants]
+    counts = rereference_step(step.jones_type, sets, ctx.refs, ctx.cfg.ref_ant_mode, names, step.key,
+                              prior_phasor_from_chain(ctx.prior, ctx.meta))
+    total = ctx.stats.setdefault(("reference", step.key), dict.fromkeys(counts, 0))
+    for k, v in counts.items():
+        total[k] += v
 
 
 def _row_counts(ms, ddid, field_ids, scans):
@@ -560,6 +583,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             tsamples = [np.array([ct]) for ct in cells_t]
         batch, cell_index = _make_batch(vis_sum, model_sum, w_sum, tsamples, fbin_of_chan, n_fcell, freqs,
                                         chan_sampled, bl_a1, bl_a2, n_ant, ctx.ref)
+        batch.ref_ants = tuple(ctx.refs)
         del vis_sum, model_sum, w_sum
         if jt == "CP" and not any(t.jones_type == "D" for t in ctx.prior):
             # the not-yet-solved leakage: a per-baseline offset (cross_phase.remove_leakage_offsets);
@@ -596,12 +620,6 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             ws = wsum_t[m].sum()
             times[i] = t_ref + (time_wsum[m].sum() / ws if ws > 0 else time_sum[m].sum() / row_count[m].sum())
         fcent = _bin_centres(freqs, fbin_of_chan, n_fcell)
-        if not np.all(refused == ctx.ref):
-            vals = np.unique(refused)
-            log.warning("%s field %s spw %d scan %s: reference antenna %s had no data in some cells; "
-                        "re-referenced to %s there (recorded in solver_stats/ref_ant)", step.key,
-                        fld.name, spw.spw_id, group.scan_id, active_names[ctx.ref],
-                        ", ".join(active_names[v] for v in vals if v != ctx.ref))
         attrs = dict(
             jones_type=jt, field_name=fld.name, scan_id=int(group.scan_id), scans=list(group.scans),
             spw=int(spw.spw_id), n_ant=n_ant, field_ra=float(fld.ra), field_dec=float(fld.dec),

@@ -41,6 +41,16 @@ def unselect(params, d):
     return d
 
 
+def _refant(v):
+    """'C03,C04' or ['C03', 'C04'] or 3 -> one name/index or a list in priority order (digits -> int)."""
+    if isinstance(v, str):
+        items = [s.strip() for s in v.split(",")]
+    else:
+        items = list(v) if isinstance(v, (list, tuple)) else [v]
+    items = [int(x) if isinstance(x, str) and x.isdigit() else x for x in items]
+    return items[0] if len(items) == 1 else items
+
+
 def build_config(params):
     """akcal parameters -> SolveConfig through the same builder as the YAML runner."""
     d = unselect(params, akcal.yaml_dict(params))
@@ -49,8 +59,7 @@ def build_config(params):
         d.pop("field")
     d["phase_only"] = _calmode(params["calmode"], "p")
     d["amp_only"] = _calmode(params["calmode"], "a")
-    ref = params["refant"]
-    d["ref_ant"] = int(ref) if str(ref).strip().isdigit() else ref
+    d["ref_ant"] = _refant(params["refant"])
     ep = d.pop("external_preapply")
     if ep.get("tables"):
         ep = {k: v for k, v in ep.items() if v not in ("", None, [])}

@@ -10,7 +10,7 @@ YAML key            task parameter                         conversion
 field (solve)       akcal field                            [[a, b], [c]] -> ['a,b', 'c']; [a, b] -> 'a,b'
 phase_only          akcal calmode                          true -> 'p', false -> 'ap' (per step)
 amp_only            akcal calmode                          true -> 'a' (per step)
-ref_ant             akcal refant                           index -> its string
+ref_ant             akcal refant                           index -> its string (each, for a list)
 propagate_flags     akapply applymode                      true -> 'calflag', false -> 'calonly'
 solution_field      akapply solutionfield                  ~ -> '', [a, b] -> 'a,b'
 ==================  =====================================  ======================================
@@ -92,7 +92,8 @@ def solve_params(block: dict, where="solve[0]") -> dict:
         else:
             p["calmode"] = "a" if amp is True else cm
     if "refant" in p:
-        p["refant"] = str(p["refant"])
+        r = p["refant"]
+        p["refant"] = [str(x) for x in r] if isinstance(r, list) else str(r)
     if "gainsolutionfield" in p:
         p["gainsolutionfield"] = _nulls(p["gainsolutionfield"])
     return p

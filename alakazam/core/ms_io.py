@@ -250,8 +250,28 @@ def resolve_spw(meta: MSMeta, sel) -> Dict[int, np.ndarray]:
     return dict(sorted(out.items()))
 
 
-def resolve_antenna(meta: MSMeta, ref) -> int:
-    """Active index of an antenna given by name (first) or ANTENNA-table index."""
+def resolve_antenna(meta: MSMeta, ref):
+    """Active index of an antenna given by name (first) or ANTENNA-table index; for a list (the
+    reference antennas in priority order) the list of active indices.  Unknown antennas, antennas
+    without data and repeats raise :class:`ParameterError` naming ref_ant/refant, the value and the
+    antennas with data."""
+    from ..errors import ParameterError
+
+    many = isinstance(ref, (list, tuple))
+    out, msgs = [], []
+    for r in (ref if many else [ref]):
+        try:
+            out.append(_resolve_one_antenna(meta, r))
+        except AlakazamError as exc:
+            msgs.append(str(exc))
+    if not msgs and len(set(out)) != len(out):
+        msgs.append(f"{list(ref)!r} names an antenna more than once")
+    if msgs:
+        raise ParameterError({"ref_ant/refant": msgs})
+    return out if many else out[0]
+
+
+def _resolve_one_antenna(meta: MSMeta, ref) -> int:
     names = meta.ant_names
     r = str(ref).strip()
     if r in names:
@@ -259,10 +279,10 @@ def resolve_antenna(meta: MSMeta, ref) -> int:
     elif r.lstrip("-").isdigit() and 0 <= int(r) < len(names):
         aid = int(r)
     else:
-        raise AlakazamError(f"ref_ant/refant: {ref!r} is not an antenna of {meta.path}; antennas with data: "
+        raise AlakazamError(f"{ref!r} is not an antenna of {meta.path}; antennas with data: "
                             f"{', '.join(meta.active_names)}")
     if meta.ant_map[aid] < 0:
-        raise AlakazamError(f"ref_ant/refant: antenna {names[aid]!r} has no data in {meta.path}; antennas "
+        raise AlakazamError(f"antenna {names[aid]!r} has no data in {meta.path}; antennas "
                             f"with data: {', '.join(meta.active_names)}")
     return int(meta.ant_map[aid])
 

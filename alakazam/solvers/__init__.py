@@ -86,6 +86,8 @@ class CellBatch:
     n_ant : int
     ref_ant : int
         Requested reference antenna (active numbering).
+    ref_ants : tuple of int
+        The reference antennas in priority order (``ref_ant`` first); empty = ``(ref_ant,)``.
     """
 
     vis: np.ndarray
@@ -96,6 +98,7 @@ class CellBatch:
     freq: np.ndarray
     n_ant: int
     ref_ant: int = 0
+    ref_ants: tuple = ()
 
     @property
     def n_cell(self) -> int:

@@ -25,13 +25,35 @@ def antennas_with_data(batch, jones_type):
     return count > 0
 
 
-def choose_ref(has, requested):
-    """Reference per cell: the requested antenna if it has data, else the lowest-index one that does."""
-    ref = np.full(has.shape[0], int(requested), np.int32)
+def choose_ref(has, requested, amount=None):
+    """Reference per cell (n_cell,): the first antenna of ``requested`` (an index or a list in priority
+    order) that has data in the cell; if none has, the antenna with the most data (largest ``amount``,
+    (n_cell, n_ant), e.g. its summed weight; lowest index on ties, or without ``amount``).  A cell without
+    any data keeps the first choice (it is flagged anyway).  :mod:`alakazam.solvers.rereference` then
+    brings the cells that did not use the first choice to one phase reference."""
+    req = [int(r) for r in np.atleast_1d(requested)]
+    ref = np.full(has.shape[0], req[0], np.int32)
     for c in range(has.shape[0]):
-        if not has[c, requested] and has[c].any():
+        if has[c, req[0]] or not has[c].any():
+            continue
+        avail = [r for r in req[1:] if has[c, r]]
+        if avail:
+            ref[c] = avail[0]
+        elif amount is not None:
+            ref[c] = int(np.argmax(np.where(has[c], amount[c], -np.inf)))
+        else:
             ref[c] = int(np.argmax(has[c]))
     return ref
+
+
+def antenna_weight(batch, jones_type):
+    """(n_cell, n_ant) summed weight of each antenna's baselines on the correlations the term uses."""
+    corr = list(USED_CORR[jones_type])
+    w = batch.weight[..., corr].sum(axis=(2, 3))                   # (n_cell, n_bl)
+    out = np.zeros((batch.n_cell, batch.n_ant))
+    np.add.at(out, (slice(None), batch.ant1), w)
+    np.add.at(out, (slice(None), batch.ant2), w)
+    return out
 
 
 def initial_guess(jones_type, batch, ref):
@@ -119,7 +141,8 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
         raise AlakazamError("D needs the cross hands (pq, qp): all cross-hand data are flagged or "
                             "absent in the selection")
     has = antennas_with_data(batch, jones_type)
-    ref = choose_ref(has, batch.ref_ant)
+    ref = choose_ref(has, batch.ref_ants or batch.ref_ant,
+                     antenna_weight(batch, jones_type) if not has[:, batch.ref_ant].all() else None)
     init = initial_guess(jones_type, batch, ref)
     params, n_iter, conv, cost = backend_module.solve_params(jones_type, batch, init, ref, opts)
     params = reference(jones_type, params, ref)

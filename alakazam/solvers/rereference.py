@@ -1,0 +1,293 @@
+"""One phase reference for all the solution cells of a step (refantmode flex / strict).
+
+Every cell is solved with its own reference antenna (:func:`alakazam.solvers.common.choose_ref`): the
+first antenna of the ``ref_ant`` list that has data in the cell, or, when none of the list has, the
+antenna with the most data; ``solver_stats/ref_ant`` records which.  A cell solved with r' is in r''s
+gauge (arg g[r'] = 0, tau[r'] = 0, d_pq[r'] = 0).  Interpolating in time across cells of different
+gauges mixes references, so before a step's solutions are used (pre-applied by the next steps of the
+chain, written to the HDF5) this module brings them to ONE reference R per SPW:
+
+* ``strict``: R is the first antenna of the list; cells solved with another antenna are flagged.
+* ``flex``: R is the first antenna of the list that is the reference of at least one cell of the first
+  (field, SPW) solved (normally the first of the list; if none of the list is, the antenna most cells
+  used).  A cell solved with r' != R is re-referenced by a *bridge*: in the
+  step's cells solved with R in which r' has a solution (the same freq bin), r''s solution is the
+  quantity that converts r''s gauge to R's (below); it is interpolated to the cell's time (linearly
+  between the nearest such cells before and after, nearest when there is only one side) and applied to
+  every antenna of the cell.  R has no data in that cell (otherwise the cell would have used it), so
+  this is the only information about R there -- what CASA's re-referencing does.  Cells without a
+  bridge (no cell has both R and r') are flagged.
+
+Algebra (docs/conventions.md, "Re-referencing"), per feed p, cell solved with r', bridge value at the
+cell's time marked ``^``:
+
+* G: g_a^(r') = g_a exp(-i arg g_r'), so g_a^(R) = g_a^(r') exp(i arg g_r'^(R)) with
+  arg g_r'^(R) the phase of r' in the cells solved with R (interpolated with 2 pi wraps removed);
+  amplitudes are unchanged.  Exact when the bridge phase is exact.  The bridged phase is the whole
+  chain's (``prior_phasor``): arg(P_r' g_r') in the bridge cells minus arg(P_r') in the cell, P the
+  earlier K and G terms as the solve pre-applied them -- a G absorbs what they left (e.g. a K per
+  scan's error at absolute frequency, 2 pi nu dtau), which differs between the bridge cells and the cell.
+* K: tau_a^(R) = tau_a - tau_R = tau_a^(r') + tau_r'^(R).  Exact for constant delays.
+* D: d_pq[ref] = 0 is fixed with the first-order gauge of the leakage, d_pq -> d_pq + c,
+  d_qp -> d_qp - c^* for every antenna (D_a -> D_a U with U = [[1, c], [-c^*, 1]], unitary to first
+  order, which leaves D_a M D_b^H unchanged for an unpolarised M), so d^(R) = d^(r') shifted by
+  c = d_pq,r'^(R): d_pq,a += c, d_qp,a -= c^*.  The gauge itself is first order (docs/conventions.md):
+  the shift is exact in that sense, not for second-order terms (|d| |c|) or the polarised flux.
+* KC, CP: one value for all antennas, no reference antenna of their own.  They absorb the reference
+  antenna's p - q delay / phase of the K and G that are pre-applied when they are solved; those are the
+  re-referenced K and G (the chain is built from the re-referenced sets), so every KC/CP cell absorbs
+  R's p - q terms -- already consistent, nothing to re-reference.
+
+Order: a step's sets are re-referenced as each (field, SPW) is solved, bridging from the step's cells
+solved so far (that field and the fields before it, in the step's field order); cells already
+re-referenced are never changed again.  Step-major and field-major order solve the fields in the same
+order, so both give the same solutions, and a later step's pre-apply sees exactly what is written.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+log = logging.getLogger("alakazam.rereference")
+
+#: terms with a reference antenna (KC and CP have none: module docstring)
+REFERENCED_TYPES = ("K", "G", "D")
+TWO_PI_NS = 2.0 * np.pi * 1e-9
+#: time interpolation of the bridge value between the nearest bridge cells before and after: 'linear'
+#: (nearest when only one side exists) or 'nearest'
+BRIDGE_INTERP = "linear"
+
+
+def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_key="", prior_phasor=None):
+    """Bring the not yet processed SolutionSets of one step to one reference per SPW (in place).
+
+    Parameters
+    ----------
+    jones_type : str
+    sets : list of :class:`alakazam.io.hdf5.SolutionSet`
+        All sets of the step so far; those processed by an earlier call are bridge sources only.
+        Each has ``extra['ref_ant']`` (n_freq, n_time), the reference each cell was solved with.
+    refs : list of int
+        Reference antennas in priority order (active numbering).
+    mode : 'flex' | 'strict'
+    prior_phasor : callable(set) -> (n_time, n_ant, n_freq, 2) complex, optional
+        G only: the earlier referenced diagonal terms (K, G) of the chain as pre-applied in each cell
+        (:func:`prior_phasor_from_chain`); the bridge is then taken on the whole chain's phase
+        (module docstring).
+
+    Returns
+    -------
+    dict of counts: ``rereferenced`` (cells bridged), ``no_bridge`` (flagged: no cell with both),
+    ``strict`` (flagged: first choice missing), ``no_data`` (cells without any data, already flagged).
+    """
+    total = dict(rereferenced=0, no_bridge=0, strict=0, no_data=0)
+    new = [s for s in sets if not getattr(s, "_rereferenced", False)]
+    if jones_type not in REFERENCED_TYPES:
+        for s in new:
+            s._rereferenced = True
+        return total
+    refs = [int(r) for r in refs]
+    for spw in sorted({s.spw for s in new}):
+        counts = dict(rereferenced=0, no_bridge=0, strict=0, no_data=0)
+        same = [s for s in sets if s.spw == spw]          # bridge sources: their cells solved with R
+        new_s = [s for s in new if s.spw == spw]
+        done = [s for s in same if getattr(s, "_rereferenced", False)]
+        prior = _PriorCache(prior_phasor if jones_type == "G" else None)
+        R = int(done[0].attrs["ref_ant"]) if done else _step_reference(new_s, refs, mode)
+        tables = {}                                       # (freq bin, fallback antenna) -> bridge cells
+        for s in new_s:
+            used = np.asarray(s.extra["ref_ant"])
+            empty = s.flags.all(axis=0)                   # (n_freq, n_time): no antenna has data
+            counts["no_data"] += int(empty.sum())
+            for jf, it in zip(*np.nonzero((used != R) & ~empty)):
+                if mode == "strict":
+                    _flag_cell(s, jf, it)
+                    counts["strict"] += 1
+                    continue
+                key = (int(jf), int(used[jf, it]))
+                if key not in tables:
+                    tables[key] = _bridge_table(jones_type, same, R, key[1], key[0], prior)
+                val = _interp(*tables[key], s.time[it], jones_type)
+                if val is not None and jones_type == "G" and prior_phasor is not None:
+                    val = val - _prior_angles(prior, s, int(used[jf, it]), jf, it)[0]
+                    val = val if np.all(np.isfinite(val)) else None
+                if val is None:
+                    _flag_cell(s, jf, it)
+                    counts["no_bridge"] += 1
+                    continue
+                _rotate_cell(jones_type, s, jf, it, val)
+                counts["rereferenced"] += 1
+        for s in new_s:
+            s.attrs["ref_ant"] = R
+            if ant_names is not None:
+                s.attrs["ref_ant_name"] = ant_names[R]
+            s._rereferenced = True
+        if ant_names is not None:
+            _log(step_key, jones_type, spw, mode, ant_names, R, refs, new_s, counts)
+        for k in total:
+            total[k] += counts[k]
+    return total
+
+
+def _step_reference(sets, refs, mode):
+    """R: the first of ``refs`` (strict); flex: the first of ``refs`` that some cell with data used,
+    else the antenna most cells used (lowest index on ties)."""
+    if mode == "strict":
+        return refs[0]
+    used = np.concatenate([np.asarray(s.extra["ref_ant"])[~s.flags.all(axis=0)] for s in sets])
+    for r in refs:
+        if np.any(used == r):
+            return r
+    if used.size == 0:
+        return refs[0]
+    vals, n = np.unique(used, return_counts=True)
+    return int(vals[np.argmax(n)])
+
+
+def _bridge_values(jones_type, s, ant, jf, its):
+    """(n, n_val) quantity of antenna ``ant`` in cells ``its`` (freq bin jf) solved with R that converts
+    ``ant``'s gauge to R's: G its phase per feed, K its delay per feed, D its d_pq."""
+    if jones_type == "G":
+        return np.angle(np.stack([s.jones[ant, jf, its, 0, 0], s.jones[ant, jf, its, 1, 1]], axis=-1))
+    if jones_type == "K":
+        return np.asarray(s.delay[ant, jf, its], float)
+    return np.asarray(s.jones[ant, jf, its, 0, 1])[:, None]
+
+
+def _bridge_table(jones_type, sources, R, r2, jf, prior=None):
+    """(times, values) sorted by time: the bridge cells of antenna ``r2`` in freq bin ``jf`` -- the
+    cells solved with R in which r2 has a solution; G: on the whole chain's phase (``prior``)."""
+    ts, vals = [], []
+    for s in sources:
+        if s.jones.shape[1] <= jf:
+            continue
+        used = np.asarray(s.extra["ref_ant"])[jf]
+        its = np.flatnonzero((used == R) & ~s.flags[r2, jf] & ~s.flags[R, jf])
+        if not len(its):
+            continue
+        v = _bridge_values(jones_type, s, r2, jf, its)
+        if prior is not None and prior.fn is not None:
+            v = v + _prior_angles(prior, s, r2, jf, its)
+        ok = np.isfinite(v).all(axis=1)
+        ts.append(np.asarray(s.time, float)[its][ok])
+        vals.append(v[ok])
+    if not ts or not sum(len(t) for t in ts):
+        return None, None
+    ts, vals = np.concatenate(ts), np.concatenate(vals)
+    order = np.argsort(ts, kind="stable")
+    return ts[order], vals[order]
+
+
+def _interp(ts, vals, t, jones_type):
+    """The bridge value at time ``t``: linear between the nearest bridge cells before and after
+    (nearest with one side only, or with BRIDGE_INTERP 'nearest'); G phases the shorter way round."""
+    if ts is None:
+        return None
+    k = int(np.searchsorted(ts, t))         # ts[k - 1] < t <= ts[k]
+    if k == 0 or k == len(ts) or BRIDGE_INTERP == "nearest":
+        near = 0 if k == 0 else len(ts) - 1 if k == len(ts) else (k if ts[k] - t <= t - ts[k - 1] else k - 1)
+        return vals[near]
+    w = (t - ts[k - 1]) / (ts[k] - ts[k - 1])
+    v0, v1 = vals[k - 1], vals[k]
+    if jones_type == "G":                   # phases: the shorter way round
+        return v0 + w * np.angle(np.exp(1j * (v1 - v0)))
+    return v0 + w * (v1 - v0)
+
+
+class _PriorCache:
+    """The earlier terms' phasors per set, evaluated once per set when a bridge needs them."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.cache = {}
+
+    def get(self, s):
+        if id(s) not in self.cache:
+            self.cache[id(s)] = (s, self.fn(s))
+        return self.cache[id(s)][1]
+
+
+def _prior_angles(prior, s, ant, jf, its):
+    """(n, 2) phase of antenna ``ant`` in the earlier referenced diagonal terms as pre-applied in cells
+    ``its`` (freq bin jf) of set ``s``: 0 without them; NaN where they are flagged."""
+    its = np.atleast_1d(its)
+    if prior is None or prior.fn is None or prior.get(s) is None:
+        return np.zeros((len(its), 2))
+    ph = prior.get(s)[its, ant, jf]
+    return np.angle(ph) + np.where(np.isfinite(ph), 0.0, np.nan)
+
+
+def prior_phasor_from_chain(prior, meta):
+    """``prior_phasor`` for :func:`rereference_step`: the product of the chain's earlier K and G terms
+    (:func:`alakazam.calibration.chain.compose`, as the solve's pre-apply evaluates them: own field
+    first, each term's pre-apply time interpolation) at the cell times and the set's channels, averaged
+    as phasors over the channels of each freq bin -- what a G cell absorbs.  KC / CP are the same for
+    every antenna and D is not diagonal: neither changes the phase of one antenna relative to R."""
+    from ..calibration import chain
+
+    terms = [t for t in prior if t.jones_type in ("K", "G")]
+    if not terms:
+        return None
+    spw_freqs = {sp.spw_id: np.asarray(sp.freqs, float) for sp in meta.spws.values()}
+    names = [meta.ant_names[a] for a in meta.active_ants]
+
+    def fn(s):
+        freqs = spw_freqs[s.spw][np.asarray(s.attrs["channels"], np.int64)]
+        diag, _ = chain.compose(terms, s.spw, np.asarray(s.time, float), freqs, names, s.field_name,
+                                (s.attrs.get("field_ra", np.nan), s.attrs.get("field_dec", np.nan)),
+                                prefer_own=True)
+        if diag is None:
+            return None
+        diag = np.broadcast_to(diag, (len(s.time), len(names), len(freqs), 2))
+        fbin = np.argmin(np.abs(freqs[:, None] - np.asarray(s.freq, float)[None, :]), axis=1)
+        out = np.empty((len(s.time), len(names), len(s.freq), 2), complex)
+        for jf in range(len(s.freq)):
+            with np.errstate(invalid="ignore"):
+                good = np.isfinite(diag[:, :, fbin == jf])
+                out[:, :, jf] = np.where(good, diag[:, :, fbin == jf], 0).sum(axis=2) / np.where(
+                    good.any(axis=2), 1.0, np.nan)
+        return out
+    return fn
+
+
+def _rotate_cell(jones_type, s, jf, it, val):
+    """Apply the bridge value to every antenna of one cell (module docstring)."""
+    if jones_type == "G":
+        s.jones[:, jf, it, 0, 0] *= np.exp(1j * val[0])
+        s.jones[:, jf, it, 1, 1] *= np.exp(1j * val[1])
+    elif jones_type == "K":
+        s.delay[:, jf, it, :] += val
+        # the stored Jones is the delay's phase at the bin centre (apply uses the delays)
+        s.jones[:, jf, it, 0, 0] *= np.exp(-1j * TWO_PI_NS * val[0] * s.freq[jf])
+        s.jones[:, jf, it, 1, 1] *= np.exp(-1j * TWO_PI_NS * val[1] * s.freq[jf])
+    else:                                   # D
+        c = complex(val[0])
+        s.jones[:, jf, it, 0, 1] += c
+        s.jones[:, jf, it, 1, 0] -= np.conj(c)
+
+
+def _flag_cell(s, jf, it):
+    s.flags[:, jf, it] = True
+    s.jones[:, jf, it] = np.nan
+    if s.delay is not None:
+        s.delay[:, jf, it] = np.nan
+
+
+def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
+    used = np.concatenate([np.asarray(s.extra["ref_ant"]).ravel() for s in sets])
+    others = sorted(set(int(u) for u in np.unique(used)) - {R})
+    if not others and not counts["no_data"]:
+        return
+    where = f"{step_key} ({jones_type}) spw {spw}"
+    if others:
+        log.warning("%s: reference %s; cells solved with %s: %d re-referenced to %s (bridged), %d flagged "
+                    "without a bridge, %d flagged by refantmode strict (solver_stats/ref_ant keeps each "
+                    "cell's antenna)", where, names[R], ", ".join(names[o] for o in others),
+                    counts["rereferenced"], names[R], counts["no_bridge"], counts["strict"])
+    if R != refs[0] and mode == "flex":
+        log.warning("%s: the first reference antenna %s is the reference of no cell; %s is used", where,
+                    names[refs[0]], names[R])
+    if counts["no_data"]:
+        log.info("%s: %d cells without any usable data (flagged)", where, counts["no_data"])
