@@ -180,7 +180,7 @@ def run_solve(cfg: SolveConfig) -> dict:
     from .core import ms_io
     from .io import hdf5
     from . import progress, solvers
-    from .calibration import chain, solve_order
+    from .calibration import chain, parang_check, solve_order
 
     t_start = _time.perf_counter()
     # ---- validation: everything is checked before anything is read or written
@@ -192,6 +192,7 @@ def run_solve(cfg: SolveConfig) -> dict:
     scans = ms_io.resolve_scans(meta, cfg.scan) if cfg.scan else None
     step_fields = [ms_io.resolve_fields(meta, step.field) for step in cfg.steps]
     solve_order.check_block(cfg, meta, step_fields)     # D before KC/CP needs an unpolarised calibrator
+    parang_check.check_parang_correlations(meta, spw_sel, cfg.apply_parang)   # linear feeds need XY, YX
     ext_terms = []
     if cfg.external_preapply is not None:
         ep = cfg.external_preapply
