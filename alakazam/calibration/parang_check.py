@@ -28,7 +28,8 @@ def check_parang_correlations(meta, ddids, apply_parang, where="apply_parang"):
         if missing:
             raise AlakazamError(
                 f"{where}: true, but SPW {sp.spw_id} (DATA_DESC_ID {ddid}) of {meta.path} has only the "
-                f"correlations {', '.join(sp.corr_types)} (missing {', '.join(missing)}): for linear feeds the "
-                f"model's Stokes U is carried by XY/YX, so rotating a polarised model by the parallactic angle "
-                f"would be wrong. Set {where} false (exact for an unpolarised calibrator, whose model the "
-                f"rotation leaves unchanged) or use an MS with all four correlations")
+                f"correlations {', '.join(sp.corr_types)} (missing {', '.join(missing)}): for linear feeds "
+                f"the model's Stokes U is carried by XY/YX, so rotating a polarised model by the "
+                f"parallactic angle would be wrong. Set {where} false (exact for an unpolarised "
+                f"calibrator, whose model the rotation leaves unchanged) or use an MS with all four "
+                f"correlations")
