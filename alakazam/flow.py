@@ -305,8 +305,32 @@ def run_solve(cfg: SolveConfig) -> dict:
             for i, st in enumerate(steps[:n_steps])]
         if error is not None:
             raise error
+    for rnd in range(1, cfg.iterations):        # iterations: re-solve each step with all the others
+        ctx.prior = iterate_round(ctx, cfg, ext_terms, step_fields, spw_sel, finish, rnd)
     summary["seconds"] = _time.perf_counter() - t_start
     return summary
+
+
+def iterate_round(ctx, cfg, ext_terms, step_fields, spw_sel, finish, rnd):
+    """One more round of the block (``iterations``): every step re-solved, in order, with every other
+    step's latest solutions (and the external terms) pre-applied; returns the new chain."""
+    from .calibration import chain
+
+    n_ext = len(ext_terms)
+    terms = list(ctx.prior)
+    for i, (step, fids) in enumerate(zip(cfg.steps, step_fields)):
+        t0 = _time.perf_counter()
+        ctx.prior = terms[:n_ext + i] + terms[n_ext + i + 1:]
+        ctx.advance = None
+        sets = [s for fid in fids for ddid, chans in spw_sel.items()
+                for s in _solve_field_spw(ctx, step, fid, ddid, chans)]
+        for s in sets:
+            s.attrs["iteration"] = rnd + 1
+        finish(step, sets, _time.perf_counter() - t0)
+        terms[n_ext + i] = chain.term_from_sets(step.key, step.jones_type, sets,
+                                                time_interp=step.preapply_time_interp)
+        ctx.cache.clear()
+    return terms
 
 
 def _row_counts(ms, ddid, field_ids, scans):
