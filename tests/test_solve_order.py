@@ -39,6 +39,8 @@ ORDERS = {
     "casa": (["G", "KC", "D", "CP"], [["3C286", "3C147"], ["3C286"], ["3C147"], ["3C286"]]),
     "d_first": (["G", "D", "KC", "CP"], [["3C286", "3C147"], ["3C147"], ["3C286"], ["3C286"]]),
 }
+ITERATIONS = {"casa": 1, "d_first": 1, "casa_2_rounds": 2}
+ORDERS["casa_2_rounds"] = ORDERS["casa"]       # iterations: 2 (the D of round 2 is in the final frame)
 
 
 @pytest.fixture(scope="module", params=["linear", "circular"])
@@ -52,10 +54,10 @@ def sim(request, tmp_path_factory):
     return ms, truth, d
 
 
-def _solve(ms, out, jones, fields):
+def _solve(ms, out, jones, fields, iterations=1):
     return run_solve(solve_config_from_dict(dict(
         ms=ms, output=out, ref_ant="C00", apply_parang=True, jones=jones, field=fields,
-        time_interval=["scan"] + ["inf"] * (len(jones) - 1), quiet=True)))
+        time_interval=["scan"] + ["inf"] * (len(jones) - 1), quiet=True, iterations=iterations)))
 
 
 def _bounds(truth):
@@ -98,7 +100,7 @@ def test_order_gives_true_terms(sim, order):
     ms, truth, d = sim
     cal = str(d / f"{order}.h5")
     jones, fields = ORDERS[order]
-    _solve(ms, cal, jones, fields)
+    _solve(ms, cal, jones, fields, ITERATIONS[order])
     b = _bounds(truth)
     diag, sky = _final_terms(cal, truth)
     # D in the final frame (per channel: the same up to the KC phase excursion for d_first)
@@ -118,12 +120,16 @@ def test_order_gives_true_terms(sim, order):
           f"{np.abs(truth.leakage).mean():.3g}); KC.CP phase error {perr:.3g} < {b['pair']:.3g} rad")
     assert err < bound
     assert perr < b["pair"]
-    assert raw_err > 5 * bound                       # the conversion matters: the test can fail
+    if ITERATIONS[order] == 1:
+        assert raw_err > 5 * bound                   # the conversion matters: the test can fail
+    else:                                            # re-solved with CP applied: stored in the final frame
+        assert raw_err < bound and "CP0" in dset.attrs["preapply_chain"]
     assert np.median(np.abs(truth.leakage[1:])) > 3 * bound
     # the CP step did not pre-apply the D solved before it (it was solved in another frame)
     (cp,) = hdf5.read_term(cal, "CP0")
-    assert "D0" not in cp.attrs["preapply_chain"] and "D0" not in hdf5.read_term(cal, "KC0")[0].attrs[
-        "preapply_chain"]
+    assert "D0" not in cp.attrs["preapply_chain"]
+    if ITERATIONS[order] == 1:
+        assert "D0" not in hdf5.read_term(cal, "KC0")[0].attrs["preapply_chain"]
 
 
 def test_d_before_cp_on_polarised_calibrator_refused(sim):
