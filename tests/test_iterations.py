@@ -30,8 +30,8 @@ def _fullpol():
 
 
 _F = _fullpol()
-INT_S, K_SIGMA, N_ANT, N_CHAN, NOISE, SCAN_S, TWO_PI_NS = (_F.INT_S, _F.K_SIGMA, _F.N_ANT, _F.N_CHAN, _F.NOISE,
-                                                           _F.SCAN_S, _F.TWO_PI_NS)
+INT_S, K_SIGMA, N_ANT, N_CHAN = _F.INT_S, _F.K_SIGMA, _F.N_ANT, _F.N_CHAN
+NOISE, SCAN_S, TWO_PI_NS = _F.NOISE, _F.SCAN_S, _F.TWO_PI_NS
 _errors, _solved_product = _F._errors, _F._solved_product
 
 LEAK = 0.05
@@ -42,8 +42,8 @@ def sim(request, tmp_path_factory):
     d = tmp_path_factory.mktemp(f"iter_{request.param}")
     ms = str(d / "sim.ms")
     truth = simulate_ms(ms, feed=request.param, n_ant=N_ANT, n_chan=(N_CHAN,), int_s=INT_S,
-                        scan_len_s=SCAN_S, noise=NOISE, seed=31, flag_rows=0.0, dead_ant=False, leakage_scale=LEAK,
-                        leakage_ref_zero=True)
+                        scan_len_s=SCAN_S, noise=NOISE, seed=31, flag_rows=0.0, dead_ant=False,
+                        leakage_scale=LEAK, leakage_ref_zero=True)
     return ms, truth, d
 
 
