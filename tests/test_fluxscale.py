@@ -274,6 +274,11 @@ def test_in_place_rerun_is_idempotent(still, tmp_path):
     # the re-run of a scaled table written elsewhere gives the same numbers as the original
     r3 = _run(t, str(tmp_path / "o.h5"), transfer_field=["3C147"])
     assert r3["1"]["0"]["fluxd"][0] == pytest.approx(r1["1"]["0"]["fluxd"][0], rel=1e-12)
+    # re-running one SPW leaves the other SPWs' scaling alone
+    _run(t, spw="1", transfer_field=["3C147"])
+    j4 = {(s.field_name, s.scan_id, s.spw): s for s in hdf5.read_term(t, "G0")}
+    for k, s in j4.items():
+        np.testing.assert_allclose(s.jones, j1[k].jones, rtol=1e-12)
 
 
 def test_akfluxscale_dict_and_info(still, tmp_path, capsys):

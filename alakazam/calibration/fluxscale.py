@@ -304,15 +304,15 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
     if cfg.method not in ("mean", "interpolate"):
         raise AlakazamError(f"fluxscale_method: {cfg.method!r} is not allowed; expected mean or interpolate")
     transfer = _resolve_fields(cfg, key, ref_table, tr_table, ref_sets, tr_sets)
-    # undo an earlier fluxscale of the transfer fields (re-running is idempotent)
-    tr_sets = [_unscaled(s) if s.field_name in transfer else s for s in tr_sets]
-    if tr_table == ref_table:
-        ref_sets = tr_sets
     ref_spws = sorted({s.spw for s in ref_sets if s.field_name in cfg.reference_field})
     spws = sorted({s.spw for s in tr_sets if s.field_name in transfer})
     if cfg.spw:
         want = {int(x) for x in str(cfg.spw).replace(" ", "").split(",") if x != ""}
         spws = [s for s in spws if s in want]
+    # undo an earlier fluxscale of what is scaled now (re-running is idempotent; other SPWs keep theirs)
+    tr_sets = [_unscaled(s) if s.field_name in transfer and s.spw in spws else s for s in tr_sets]
+    if tr_table == ref_table:
+        ref_sets = tr_sets
     bad = sorted({_ref_spw(s, cfg.refspwmap) for s in spws} - set(ref_spws))
     if bad:
         raise AlakazamError(f"refspwmap: {cfg.refspwmap!r} maps to SPW(s) {bad} without {key} solutions of "
