@@ -314,8 +314,9 @@ def run_solve(cfg: SolveConfig) -> dict:
 def iterate_round(ctx, cfg, ext_terms, step_fields, spw_sel, finish, rnd):
     """One more round of the block (``iterations``): every step re-solved, in order, with every other
     step's latest solutions (and the external terms) pre-applied; returns the new chain.  A CP step
-    leaves the D terms out, as in the first round (its leakage offsets): a D from a fainter unpolarised
-    calibrator in the CP model added its noise to CP (rms 2.2e-3 instead of 5.3e-4 rad, tested)."""
+    pre-applies a D only if that D was solved on (at least) the CP's fields: then CP uses all the
+    data (no leakage offsets) and reaches the bound with D known; a D from other, fainter unpolarised
+    fields added its noise to CP (rms 2.2e-3 instead of 5.3e-4 rad), so CP keeps its offsets there."""
     from .calibration import chain
 
     n_ext = len(ext_terms)
@@ -331,8 +332,10 @@ def iterate_round(ctx, cfg, ext_terms, step_fields, spw_sel, finish, rnd):
             for k in cross:
                 use[k] = start[k]
         ctx.prior = use[:n_ext + i] + use[n_ext + i + 1:]
-        if step.jones_type == "CP":     # as in the first round: the leakage as offsets, not a D's noise
-            ctx.prior = [t for t in ctx.prior if t.jones_type != "D"]
+        if step.jones_type == "CP":     # a D from other (fainter) fields: its noise would go into CP
+            names = {ctx.meta.fields[f].name for f in fids}
+            ctx.prior = [t for t in ctx.prior if t.jones_type != "D"
+                         or names <= {s.field_name for s in t.sets}]
         ctx.advance = None
         sets = [s for fid in fids for ddid, chans in spw_sel.items()
                 for s in _solve_field_spw(ctx, step, fid, ddid, chans)]
