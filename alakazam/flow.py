@@ -306,46 +306,10 @@ def run_solve(cfg: SolveConfig) -> dict:
         if error is not None:
             raise error
     for rnd in range(1, cfg.iterations):        # iterations: re-solve each step with all the others
-        ctx.prior = iterate_round(ctx, cfg, ext_terms, step_fields, spw_sel, finish, rnd)
+        from .solve_rounds import iterate_round
+        ctx.prior = iterate_round(ctx, cfg, ext_terms, step_fields, spw_sel, finish, rnd, _solve_field_spw)
     summary["seconds"] = _time.perf_counter() - t_start
     return summary
-
-
-def iterate_round(ctx, cfg, ext_terms, step_fields, spw_sel, finish, rnd):
-    """One more round of the block (``iterations``): every step re-solved, in order, with every other
-    step's latest solutions (and the external terms) pre-applied; returns the new chain.  A CP step
-    pre-applies a D only if that D was solved on (at least) the CP's fields: then CP uses all the
-    data (no leakage offsets) and reaches the bound with D known; a D from other, fainter unpolarised
-    fields added its noise to CP (rms 2.2e-3 instead of 5.3e-4 rad), so CP keeps its offsets there."""
-    from .calibration import chain
-
-    n_ext = len(ext_terms)
-    terms = list(ctx.prior)
-    start = list(terms)                 # the chain at the start of the round
-    cross = [n_ext + k for k, st in enumerate(cfg.steps) if st.jones_type in ("KC", "CP")]
-    for i, (step, fids) in enumerate(zip(cfg.steps, step_fields)):
-        t0 = _time.perf_counter()
-        use = list(terms)
-        if step.jones_type not in ("KC", "CP") and not all(k < n_ext + i for k in cross):
-            # KC and CP are determined only as a pair: until both are re-solved, the other steps use
-            # the pair of the previous round (a new KC with the old CP turned the cross-hand phase)
-            for k in cross:
-                use[k] = start[k]
-        ctx.prior = use[:n_ext + i] + use[n_ext + i + 1:]
-        if step.jones_type == "CP":     # a D from other (fainter) fields: its noise would go into CP
-            names = {ctx.meta.fields[f].name for f in fids}
-            ctx.prior = [t for t in ctx.prior if t.jones_type != "D"
-                         or names <= {s.field_name for s in t.sets}]
-        ctx.advance = None
-        sets = [s for fid in fids for ddid, chans in spw_sel.items()
-                for s in _solve_field_spw(ctx, step, fid, ddid, chans)]
-        for s in sets:
-            s.attrs["iteration"] = rnd + 1
-        finish(step, sets, _time.perf_counter() - t0)
-        terms[n_ext + i] = chain.term_from_sets(step.key, step.jones_type, sets,
-                                                time_interp=step.preapply_time_interp)
-        ctx.cache.clear()
-    return terms
 
 
 def _row_counts(ms, ddid, field_ids, scans):
