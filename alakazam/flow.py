@@ -226,6 +226,8 @@ def run_solve(cfg: SolveConfig) -> dict:
     log.info("memory: tier %d%s (limit %.2f GB, %d rows x %d B/row, max %d rows per read)",
              tier, " field-major" if field_major else "", limit / 1e9, n_rows_total, bytes_per_row, max_rows)
 
+    solve_order.check_terms(ext_terms, cfg.ms, meta, cfg.model_col, "external_preapply",
+                            [st.jones_type for st in cfg.steps if st.jones_type in ("KC", "CP")])
     ctx = _Context(cfg, meta, ref, spw_sel, scans, max_rows, tier)
     ctx.prior = list(ext_terms)
     summary = {"output": cfg.output, "terms": {}, "tier": tier, "field_major": field_major}

@@ -150,3 +150,31 @@ def test_to_final_frame_algebra():
     want = np.einsum("nji,njk,nkl->nil", np.conj(Y), D, Y)
     np.testing.assert_allclose(solve_order.to_final_frame(D, [y[:, :1] * 0 + y[:, :1], y / y[:, :1]]),
                                want, atol=1e-14)
+
+
+def test_d_from_polarised_calibrator_used_with_later_cp_refused(sim):
+    """A D solved without CP on the polarised calibrator (another block) cannot be combined with a CP:
+    refused in the apply and as an external pre-apply, before anything is written."""
+    from alakazam.calibration.apply import run_apply
+    from alakazam.config import apply_config_from_dict
+    from alakazam.core import ms_io
+
+    ms, truth, d = sim
+    a, b = str(d / "a.h5"), str(d / "b.h5")
+    _solve(ms, a, ["G", "KC", "D"], [["3C286", "3C147"], ["3C286"], ["3C286"]])
+    _solve(ms, b, ["G", "KC", "CP"], [["3C286", "3C147"], ["3C286"], ["3C286"]])
+    cols = ms_io.read_meta(ms).columns
+    with pytest.raises(AlakazamError, match=r"D0 \(D\) was solved before CP0 on field '3C286'"):
+        run_apply(apply_config_from_dict(dict(ms=ms, jones=["G0", "KC0", "CP0", "D0"], tables=[b, b, b, a],
+                                              apply_parang=True, output_col="CORR_X")))
+    assert ms_io.read_meta(ms).columns == cols
+    out = d / "c.h5"
+    with pytest.raises(AlakazamError, match=r"external_preapply: D0 \(D\) was solved before CP"):
+        run_solve(solve_config_from_dict(dict(
+            ms=ms, output=str(out), ref_ant="C00", apply_parang=True, jones=["CP"], field=["3C286"],
+            external_preapply=dict(tables=[a, a, a], jones=["G0", "KC0", "D0"]), quiet=True)))
+    assert not out.exists()
+    # the same D from the unpolarised calibrator is accepted (and converted: test_order_gives_true_terms)
+    _solve(ms, a, ["G", "KC", "D"], [["3C286", "3C147"], ["3C286"], ["3C147"]])
+    run_apply(apply_config_from_dict(dict(ms=ms, jones=["G0", "KC0", "CP0", "D0"], tables=[b, b, b, a],
+                                          apply_parang=True, output_col="CORR_X", target_field=["3C147"])))

@@ -135,3 +135,32 @@ def check_block(cfg, meta, step_fields):
                     f"I): a leakage solved before the cross-hand terms must come from an unpolarised "
                     f"calibrator (CASA's Df before Xf). Solve that D on an unpolarised field, or solve D "
                     f"after KC and CP (e.g. jones: [K, G, G, KC, CP, D]) on the polarised calibrator")
+
+
+def check_terms(terms, ms, meta, model_col="MODEL_DATA", where="jones", cross_types=None):
+    """Refuse a loaded D that was solved before a KC/CP of ``terms`` (or, for a solve block, of the
+    types in ``cross_types``) on a field whose model in ``ms`` is polarised (fields not in the MS, or
+    an MS without ``model_col``, are not checked)."""
+    if model_col not in (meta.columns or []):
+        return
+    names = {f.name: f.id for f in meta.fields}
+    for t in terms:
+        if t.jones_type != "D":
+            continue
+        later = [terms[k].key for k in cross_terms_after(t, terms)]
+        chain = preapply_chain(t)
+        if cross_types and chain is not None:
+            later += [x for x in cross_types if not any(_type_of_key(k) == x for k in chain)]
+        if not later:
+            continue
+        for fname in sorted({s.field_name for s in t.sets}):
+            if fname not in names:
+                continue
+            frac = polarised_fraction(ms, meta, names[fname], model_col)
+            if frac > POLARISED_FRACTION:
+                raise AlakazamError(
+                    f"{where}: {t.key} (D) was solved before {', '.join(later)} on field {fname!r}, whose "
+                    f"model is polarised ({100 * frac:.1f}% of Stokes I): such a leakage is only right from an "
+                    f"unpolarised calibrator (CASA's Df before Xf). Re-solve D on an unpolarised field, or "
+                    f"after KC and CP")
+
