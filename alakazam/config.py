@@ -99,6 +99,7 @@ class SolveConfig:
     append: bool = False            # add to existing keys (io/solappend.py) instead of replacing them
     solnorm: bool = False           # normalise G amplitudes (calibration/solnorm.py)
     normtype: str = "mean"
+    iterations: int = 1             # rounds of the block: 2+ re-solve each step with all others applied
 
 
 @dataclass
@@ -107,11 +108,16 @@ class FluxscaleConfig:
 
     reference_table: str
     reference_field: List[str]
-    transfer_field: List[str]
+    transfer_field: List[str]       # [] = every other field with solutions
     output: str
     jones_type: str = "G0"          # the key to scale
     transfer_table: Optional[str] = None   # default: reference_table
     spw: str = ""
+    method: str = "mean"            # mean (CASA) | interpolate; YAML key fluxscale_method
+    refspwmap: List[int] = field(default_factory=lambda: [-1])   # CASA semantics; [-1] = none
+    fitorder: int = 1               # spectral fit order across SPWs
+    reffreq: float = 0.0            # Hz; 0 = 10**mean(log10 freq) as CASA
+    gain_threshold: float = -1.0    # fractional deviation from the median; < 0 = off
 
 
 @dataclass
@@ -310,9 +316,10 @@ def _select(d, where, names, errs) -> dict:
 _SOLVE_KEYS = {"ms", "output", "ref_ant", "data_col", "model_col", "solver_backend", "apply_parang",
                "rfi_threshold", "max_iter", "tol", "memory_limit_gb", "gpu", "jones", "field",
                "time_interval", "freq_interval", "phase_only", "amp_only", "preapply_time_interp", "external_preapply",
-               "spw", "scan", "quiet", "append", "solnorm", "normtype", *_SELECT_KEYS, "workers", "scheduler", "ref_ant_mode"}
+               "spw", "scan", "quiet", "append", "solnorm", "normtype", *_SELECT_KEYS, "workers", "scheduler", "ref_ant_mode", "iterations"}
 _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_field", "output",
-              "jones_type", "spw"}
+              "jones_type", "spw", "fluxscale_method", "refspwmap", "fitorder", "reffreq", "gain_threshold"}
+FLUXSCALE_METHODS = ("mean", "interpolate")
 _APPLY_KEYS = {"ms", "output_col", "data_col", "target_field", "target_scans", "spw", "apply_parang",
                "propagate_flags", "jones", "tables", "field_select", "time_interp", "solution_field",
                "memory_limit_gb", "quiet", "correlation", *_SELECT_KEYS}
@@ -453,6 +460,7 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         spw=str(d.get("spw", "") if d.get("spw") is not None else ""),
         scan=str(d.get("scan", "") if d.get("scan") is not None else ""),
         external_preapply=ext, quiet=_typed(d, "quiet", bool, False, where, names, errs),
+        iterations=_typed(d, "iterations", int, 1, where, names, errs),
         select=_select(d, where, names, errs),
         append=_typed(d, "append", bool, False, where, names, errs),
         solnorm=_typed(d, "solnorm", bool, False, where, names, errs),
@@ -464,6 +472,8 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
     if cfg.scheduler and not re.match(r"^(tcp|tls|inproc|ucx|ws|wss)://\S+$", cfg.scheduler):
         errs.add(_name("scheduler", where, names),
                  f"{cfg.scheduler!r} is not a dask scheduler address; expected e.g. tcp://host:8786")
+    if cfg.iterations < 1:
+        errs.add(_name("iterations", where, names), f"{cfg.iterations} must be >= 1")
     if cfg.max_iter is not None and cfg.max_iter < 1:
         errs.add(_name("max_iter", where, names), f"{cfg.max_iter} must be >= 1")
     if cfg.tol is not None and cfg.tol <= 0:
@@ -475,16 +485,35 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
 def fluxscale_config_from_dict(d, where="fluxscale[0]", names=None) -> FluxscaleConfig:
     errs = _Errors()
     _check_keys(d, _FLUX_KEYS, where, names, errs)
-    missing = [r for r in ("reference_table", "reference_field", "transfer_field", "output") if d.get(r) in (None, "", [])]
+    missing = [r for r in ("reference_table", "reference_field", "output") if d.get(r) in (None, "", [])]
     for req in missing:
         errs.add(_name(req, where, names), "is required")
     if missing:
         errs.raise_if_any()
     cfg = FluxscaleConfig(
         reference_table=str(d["reference_table"]), reference_field=_field_list(d["reference_field"]),
-        transfer_field=_field_list(d["transfer_field"]), output=str(d["output"]),
+        transfer_field=_field_list(d.get("transfer_field")) or [], output=str(d["output"]),
         jones_type=_typed(d, "jones_type", str, "G0", where, names, errs),
-        transfer_table=d.get("transfer_table"), spw=str(d.get("spw") or ""))
+        transfer_table=d.get("transfer_table"), spw=str(d.get("spw") or ""),
+        method=_typed(d, "fluxscale_method", str, "mean", where, names, errs, FLUXSCALE_METHODS),
+        fitorder=_typed(d, "fitorder", int, 1, where, names, errs),
+        reffreq=_typed(d, "reffreq", float, 0.0, where, names, errs),
+        gain_threshold=_typed(d, "gain_threshold", float, -1.0, where, names, errs))
+    rmap = d.get("refspwmap")
+    rmap = [-1] if rmap in (None, [], "") else (list(rmap) if isinstance(rmap, (list, tuple)) else [rmap])
+    if any(isinstance(x, bool) or not isinstance(x, int) or x < -1 for x in rmap):
+        errs.add(_name("refspwmap", where, names), f"{d.get('refspwmap')!r} must be a list of SPW ids "
+                 "(integers >= 0; [-1] = each SPW is its own reference)")
+    else:
+        cfg.refspwmap = rmap
+    if cfg.fitorder < 0:
+        errs.add(_name("fitorder", where, names), f"{cfg.fitorder!r} must be >= 0")
+    if cfg.reffreq < 0:
+        errs.add(_name("reffreq", where, names), f"{cfg.reffreq!r} must be >= 0 (Hz; 0 = default)")
+    overlap = sorted(set(cfg.reference_field) & set(cfg.transfer_field))
+    if overlap:
+        errs.add(_name("transfer_field", where, names), f"{', '.join(overlap)} also in the reference fields; "
+                 "a field is either a reference or a transfer field")
     errs.raise_if_any()
     return cfg
 

@@ -70,11 +70,14 @@ def run_demo(directory="alakazam_demo", feed="linear", backend="numba", quiet=Fa
         v = np.concatenate(vals)
         tab.add_row(f"{fname} corrected Stokes I (Jy)", f"{v.mean():.4f}", f"{S:.4f}",
                     f"{100 * (v.mean() / S - 1):+.2f}%")
-    for k, r in fs["fields"].items():
-        if "flux_p" in r:
-            f = 0.5 * (r["flux_p"] + r["flux_q"])
-            tab.add_row(f"fluxscale {k} flux (Jy)", f"{f:.4f}", f"{truth.flux_true['3C147'][0]:.4f}",
-                        f"{100 * (f / truth.flux_true['3C147'][0] - 1):+.2f}%")
+    for fid, rec in fs.items():
+        if not (isinstance(rec, dict) and "fieldName" in rec):
+            continue
+        for spw in (k for k in rec if k.isdigit()):
+            f = float(rec[spw]["fluxd"][0])
+            S = truth.flux_true[rec["fieldName"]][0]
+            tab.add_row(f"fluxscale {rec['fieldName']} flux, SPW {spw} (Jy)", f"{f:.4f}", f"{S:.4f}",
+                        f"{100 * (f / S - 1):+.2f}%")
     con.print(tab)
     con.print(f"solutions: {cal} (fluxscaled: {scaled}); corrected data in {ms}:CORRECTED_DATA; "
               f"{res['no_solution']} samples without a valid solution")

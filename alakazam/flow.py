@@ -193,7 +193,7 @@ def _run_solve(cfg: SolveConfig, stack) -> dict:
     from .core import ms_io
     from .io import hdf5
     from . import progress, solvers
-    from .calibration import chain
+    from .calibration import chain, parang_check, solve_order
 
     t_start = _time.perf_counter()
     # ---- validation: everything is checked before anything is read or written
@@ -214,6 +214,8 @@ def _run_solve(cfg: SolveConfig, stack) -> dict:
     spw_sel = ms_io.resolve_spw(meta, cfg.spw)
     scans = ms_io.resolve_scans(meta, cfg.scan) if cfg.scan else None
     step_fields = [ms_io.resolve_fields(meta, step.field) for step in cfg.steps]
+    solve_order.check_block(cfg, meta, step_fields)     # D before KC/CP needs an unpolarised calibrator
+    parang_check.check_parang_correlations(meta, spw_sel, cfg.apply_parang)   # linear feeds need XY, YX
     ext_terms = []
     if cfg.external_preapply is not None:
         ep = cfg.external_preapply
@@ -250,6 +252,8 @@ def _run_solve(cfg: SolveConfig, stack) -> dict:
     log.info("memory: tier %d%s (limit %.2f GB, %d rows x %d B/row, max %d rows per read)",
              tier, " field-major" if field_major else "", limit / 1e9, n_rows_total, bytes_per_row, max_rows)
 
+    solve_order.check_terms(ext_terms, cfg.ms, meta, cfg.model_col, "external_preapply",
+                            [st.jones_type for st in cfg.steps if st.jones_type in ("KC", "CP")])
     ctx = _Context(cfg, meta, ref, spw_sel, scans, max_rows, tier, rowsel=rowsel, refs=refs)
     ctx.prior = list(ext_terms)
     summary = {"output": cfg.output, "terms": {}, "tier": tier, "field_major": field_major}
@@ -350,6 +354,10 @@ def _run_solve(cfg: SolveConfig, stack) -> dict:
             for i, st in enumerate(steps[:n_steps])]
         if error is not None:
             raise error
+    for rnd in range(1, cfg.iterations):        # iterations: re-solve each step with all the others
+        from .solve_rounds import iterate_round
+        ctx.prior = iterate_round(ctx, cfg, ext_terms, step_fields, spw_sel, finish, rnd, _solve_field_spw,
+                                  after_unit=lambda st, sets: _rereference(ctx, st, sets))
     summary["seconds"] = _time.perf_counter() - t_start
     return summary
 
@@ -483,7 +491,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
     from .core import averaging
     from .io.hdf5 import SolutionSet
     from . import solvers
-    from .calibration import chain
+    from .calibration import chain, solve_order
 
     cfg, meta = ctx.cfg, ctx.meta
     spw = meta.spws[ddid]
@@ -493,6 +501,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
     fbin_of_chan = freq_bins(freqs, chan_width, step.freq_interval_hz)
     n_fcell = int(fbin_of_chan.max()) + 1 if len(chans) else 0
     jt = step.jones_type
+    prior = solve_order.step_prior(jt, ctx.prior)   # a KC/CP step leaves out a D solved before it
     chan_sampled = jt in _CHANNEL_SAMPLED
     scan_sampled = jt in _SCAN_SAMPLED
     # frequency samples of the accumulator: channels (K, KC) or freq bins
@@ -513,9 +522,9 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
     active_names = [meta.ant_names[a] for a in meta.active_ants]
     # Jones tables per unique time: the diagonal product (2 x 16 B), its inverse and flags, the terms'
     # own (n_t, n_ant, n_chan, 2, 2) evaluations (64 B each) and the sky product
-    table_bytes = n_ant * max(len(chans), 1) * (64 * (len(ctx.prior) + 2) + 64 * bool(cfg.apply_parang))
+    table_bytes = n_ant * max(len(chans), 1) * (64 * (len(prior) + 2) + 64 * bool(cfg.apply_parang))
     t_block = max(1, _TABLE_BLOCK_BYTES // table_bytes)
-    need_tables = bool(ctx.prior) or bool(cfg.apply_parang)
+    need_tables = bool(prior) or bool(cfg.apply_parang)
 
     out = []
     for group in _ticking(groups, ctx.advance):
@@ -559,7 +568,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
                 t1 = min(t0 + t_block, len(utimes)) if need_tables else len(utimes)
                 diag = sky = None
                 if need_tables:
-                    diag, sky = chain.preapply_tables(ctx.prior, meta, ddid, chans, fld, utimes[t0:t1],
+                    diag, sky = chain.preapply_tables(prior, meta, ddid, chans, fld, utimes[t0:t1],
                                                       cfg.apply_parang)
                 part = rows if (t0 == 0 and t1 == len(utimes)) else rows[(tix >= t0) & (tix < t1)]
                 averaging.accumulate_corrected(vis_sum, model_sum, w_sum, w_row, ch.data, ch.model, ch.flag,
@@ -585,7 +594,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
                                         chan_sampled, bl_a1, bl_a2, n_ant, ctx.ref)
         batch.ref_ants = tuple(ctx.refs)
         del vis_sum, model_sum, w_sum
-        if jt == "CP" and not any(t.jones_type == "D" for t in ctx.prior):
+        if jt == "CP" and not any(t.jones_type == "D" for t in prior):
             # the not-yet-solved leakage: a per-baseline offset (cross_phase.remove_leakage_offsets);
             # once a D is in the model, the model's cross hands carry the leakage themselves
             from .solvers import cross_phase
@@ -631,7 +640,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             amp_only=bool(step.amp_only),
             feed_basis=spw.feed_basis, solver_backend=cfg.solver_backend,
             apply_parang=bool(cfg.apply_parang), ms=str(cfg.ms),
-            preapply_chain=[t.key for t in ctx.prior], alakazam_version=__version__,
+            preapply_chain=[t.key for t in prior], alakazam_version=__version__,
             channels=np.asarray(chans, dtype=np.int64),
         )
         sset = SolutionSet(jones=jones, flags=flags, time=times, freq=fcent, delay=delay,

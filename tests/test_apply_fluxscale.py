@@ -62,13 +62,17 @@ def _stokes_i(ms, field, col="CORRECTED_DATA"):
 def test_fluxscale_recovers_transfer_flux(solved):
     ms, truth, cal, scaled, fs = solved
     S = truth.flux_true["3C147"][0]
-    for key, r in fs["fields"].items():
+    rows = hdf5.read_fluxscale(scaled)
+    for r in rows:
         for p in "pq":
             # scale error: the stated scatter plus the gain drift between the two fields' scans
             # (10% amplitude drift over hours; the scans interleave every 10 min) ~ 0.5%
-            assert abs(r[f"scale_{p}"] - S) < 5 * r[f"scatter_{p}"] + 0.005 * S, (key, r)
+            assert abs(r[f"scale_{p}"] - S) < 5 * r[f"scatter_{p}"] + 0.005 * S, r
         assert abs(0.5 * (r["flux_p"] + r["flux_q"]) - S) < 0.01 * S
-    rows = hdf5.read_fluxscale(scaled)
+    rec = fs["1"]                       # CASA's dict, keyed by field id (3C147 is FIELD 1)
+    assert rec["fieldName"] == "3C147"
+    for spw in ("0", "1"):
+        assert abs(rec[spw]["fluxd"][0] - S) < 5 * rec[spw]["fluxdErr"][0] + 0.005 * S, rec
     assert {(r["field"], r["spw"]) for r in rows} == {("3C147", 0), ("3C147", 1)}
     assert set(hdf5.list_keys(scaled)) == {"K0", "G0", "G1"}
     # the transfer field's G1 was divided by sqrt(scale); the reference field's is untouched
@@ -78,8 +82,10 @@ def test_fluxscale_recovers_transfer_flux(solved):
         if k[0] == "3C286":
             np.testing.assert_array_equal(a[k].jones, b[k].jones)
         else:
+            # one factor for both pols (CASA): 1 / sqrt(scale)
             sc = [r for r in rows if r["spw"] == k[2]][0]
-            np.testing.assert_allclose(b[k].jones[..., 0, 0], a[k].jones[..., 0, 0] / np.sqrt(sc["scale_p"]))
+            np.testing.assert_allclose(b[k].jones[..., 0, 0], a[k].jones[..., 0, 0] / np.sqrt(sc["scale"]))
+            np.testing.assert_allclose(b[k].jones[..., 1, 1], a[k].jones[..., 1, 1] / np.sqrt(sc["scale"]))
 
 
 def test_apply_corrects_calibrators_and_target(solved, caplog):

@@ -83,6 +83,8 @@ def restore_flags(ms, version):
 def run_apply(cfg: ApplyConfig) -> dict:
     """Correct ``cfg.ms`` into ``cfg.output_col``; returns counts and the log lines."""
     from ..core import ms_io
+    from .parang_check import check_parang_correlations
+    from .solve_order import check_terms
 
     t_start = _time.perf_counter()
     # ---- validation first: nothing is written on bad input
@@ -98,6 +100,8 @@ def run_apply(cfg: ApplyConfig) -> dict:
     fields = ms_io.resolve_fields(meta, cfg.target_field)
     scans = ms_io.resolve_scans(meta, cfg.target_scans)
     spw_sel = ms_io.resolve_spw(meta, cfg.spw)
+    check_parang_correlations(meta, spw_sel, cfg.apply_parang)     # linear feeds need XY, YX
+    check_terms(terms, cfg.ms, meta)            # a D solved before KC/CP must be from an unpolarised field
     names = meta.active_names
     plan = []
     for fid in fields:

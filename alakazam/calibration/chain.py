@@ -267,20 +267,29 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
     """Evaluate a chain: (diag (n_t, n_ant, n_chan, 2) or None, sky (n_t, n_ant, n_chan, 2, 2) or None).
 
     ``diag`` is the product of the diagonal terms' diagonals; ``sky`` the product of the D terms in
-    chain order, later terms to the left (J = ... D_2 D_1).  Flagged solutions are NaN.
+    chain order, later terms to the left (J = ... D_2 D_1).  Flagged solutions are NaN.  A D solved
+    before a KC/CP of ``terms`` is first brought to the final frame (:mod:`.solve_order`).
     """
+    from .solve_order import cross_terms_after, to_final_frame
+
+    def evaluate(term):
+        fast = diag_table(term, spw_id, times, freqs, ant_names, target_name, target_radec, prefer_own)
+        if fast is not None:
+            return None, fast[0], fast[1]   # (n_t, n_ant, n_chan or 1, 2), the same values
+        j, f, info = term_tables(term, spw_id, times, freqs, ant_names, target_name, target_radec,
+                                 prefer_own)
+        return j, (np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1) if term.diagonal else None), info
+
+    # a D solved before some KC/CP of the chain is brought to the final frame (solve_order)
+    frames = {i: cross_terms_after(t, terms) for i, t in enumerate(terms) if t.jones_type == "D"}
+    cache = {k: evaluate(terms[k]) for k in sorted({k for v in frames.values() for k in v})}
     diag = None
     sky = None
     owned = False
-    for term in terms:
-        fast = diag_table(term, spw_id, times, freqs, ant_names, target_name, target_radec, prefer_own)
-        if fast is not None:
-            d, info = fast                  # (n_t, n_ant, n_chan or 1, 2), the same values
-        else:
-            j, f, info = term_tables(term, spw_id, times, freqs, ant_names, target_name, target_radec,
-                                     prefer_own)
-            if term.diagonal:
-                d = np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1)
+    for i, term in enumerate(terms):
+        j, d, info = cache[i] if i in cache else evaluate(term)
+        if frames.get(i):
+            j = to_final_frame(j, [cache[k][1] for k in frames[i]])
         if log_lines is not None:
             log_lines.append((term, info))
         if term.diagonal:               # same products in the same order as before (in place when possible)

@@ -2,26 +2,63 @@
 
 Gains solved against a model of S_model Jy on a source whose true flux is S_true absorb it:
 ``|g|^2 S_model = |g_true|^2 S_true``.  The reference field's model is right, so its gains are the
-true ones, and per antenna a the amplitude ratio r_a = |g_transfer,a(t)| / |g_reference,a(t)|
-(frequency-averaged over unflagged solutions, the reference interpolated linearly in time to each
-transfer solution time, per SPW and pol) estimates ``sqrt(S_true / S_model)``; r_a^2 is averaged over
-the transfer times.  The r_a^2 are sigma-clipped (3 sigma, 3 iterations, median/MAD) and
+true ones, and per antenna a and pol p the squared amplitude ratio ``f_ap = (|g_T| / |g_R|)^2``
+estimates ``S_true / S_model`` (the *scale*).  Amplitudes are first averaged over the frequency cells
+of each solution (unflagged, finite); with ``gain_threshold`` >= 0 the amplitudes of a field and SPW
+that deviate from their median by more than that fraction are dropped first (CASA's gainthreshold).
 
-    scale = mean(r_a^2)          (S_true = scale x S_model)
-    scatter = std(r_a^2) / sqrt(n_ant_used)   (standard error of the scale)
+Two estimators of f_ap (``method``, YAML ``fluxscale_method``):
+
+``mean`` (default; CASA's fluxscale)
+    ``f_ap = (<|g_T|>_ap / <|g_R|>_ap)^2`` with ``<.>`` the mean over all solutions of the field (over
+    all reference fields pooled), each solution weighted by its number of valid frequency cells.  The
+    weight of f_ap is ``1 / (1/W_T + 1/W_R)`` (W = summed solution weights): the inverse of its noise
+    variance when every solution has the same noise.  Unbiased when the gains are the same *on
+    average* over the two fields' solution times (CASA's assumption); a gain drift that differs
+    between antennas only adds scatter over antennas, which the error below includes.
+``interpolate``
+    the reference amplitudes are interpolated linearly in time to each transfer solution time and
+    ``f_ap`` is the mean over those times of ``(|g_T(t)| / |g_R(t)|)^2`` (weight: the number of
+    transfer solutions).  A slow drift cancels to first order when the transfer solutions lie
+    *between* reference solutions; outside the reference's time span the reference is held at its
+    end value (an extrapolation) and a warning names the field, SPW and how far outside.
+
+Per (transfer field, SPW) the f_ap of all antennas and both pols are sigma-clipped together (5
+robust sigmas, 3 iterations, median/MAD: :func:`sigma_clip`, ``CLIP_NSIGMA``), then::
+
+    scale     = sum(w f) / sum(w)                       (over the kept (a, p))
+    scale_err = sqrt(sum(w (f - scale)^2) / sum(w) * n / (n - 1)) / sqrt(n)
+
+i.e. CASA's "scatter of the ratios over antennas and polarisations divided by the square root of
+their number".  ``fluxd = model flux x scale`` (the model flux is the mean of Re((pp + qq) / 2) of
+MODEL_DATA of that field and SPW in the MS named by the table's ``ms`` attr; 1 Jy, with a warning,
+when the MS cannot be read -- CASA's assumption).  Per pol, scale_p/scale_q and their scatter are
+reported too (diagnostics: for an unpolarised transfer source they agree within the noise).
+
+Spectral index (per transfer field, over its SPWs): weighted least squares of
+``log10(S) = a0 + a1 x + a2 x^2 + ...``, ``x = log10(freq / reffreq)`` with ``sigma(log10 S) =
+fluxdErr / (S ln 10)`` and order ``min(fitorder, n_spw - 1)``; reffreq defaults to
+``10**mean(log10 freq)`` (CASA's choice).  spidx = (a0, a1, ...), spidxerr from the covariance;
+fitFluxd = 10**a0, fitFluxdErr = fitFluxd ln(10) spidxerr[0].  Frequencies are the mean solution
+frequency of the SPW.
 
 The output table is a copy of the reference table (plus the transfer table's keys when different)
-in which the transfer field's solutions of the scaled key are divided by sqrt(scale) per pol -- so that
-applying them yields the true flux -- plus the ``fluxscale/field_<name>/spw_<id>`` group with attrs
-scale_p, scale_q, scatter_p, scatter_q, n_ant_p, n_ant_q, model_flux and flux_p, flux_q (model flux x
-scale; the model flux is the mean of Re((pp + qq) / 2) of MODEL_DATA for that field in the MS named
-by the table's ``ms`` attr, when readable).
+in which every solution of each transfer field and SPW in the scaled key is multiplied by
+``1 / sqrt(scale)`` (one factor for both pols, as CASA), recorded in the set's attr
+``fluxscale_gain_factor``.  A transfer field's earlier factor is divided out before anything is
+computed, so re-running (also in place, fluxtable == caltable) gives the same results and table.
+Results are also stored in ``fluxscale/field_<name>/spw_<id>`` attrs (:func:`alakazam.io.hdf5.
+write_fluxscale`).  :func:`run_fluxscale` returns CASA's fluxscale dict: ``{field_id_str:
+{spw_id_str: {'fluxd': [I, Q, U, V], 'fluxdErr', 'numSol'}, 'fieldName', 'fitFluxd', 'fitFluxdErr',
+'fitRefFreq', 'spidx', 'spidxerr', 'covarMat'}, 'freq', 'spwID', 'spwName'}`` plus ``output``,
+``key`` and ``method``.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import warnings
 
 import numpy as np
 
@@ -29,6 +66,12 @@ from ..config import FluxscaleConfig
 from ..errors import AlakazamError
 
 log = logging.getLogger("alakazam.fluxscale")
+
+GAIN_FACTOR_ATTR = "fluxscale_gain_factor"
+#: ratios further than this many robust sigmas (1.4826 MAD) from the median are dropped: a gross-outlier
+#: cut (an antenna with bad gains), not a trim of the genuine scatter -- with 12 ratios that drift
+#: independently, a 3-sigma cut dropped 3 genuine ratios and biased the scale by 3.5x its stated error
+CLIP_NSIGMA = 5.0
 
 
 def sigma_clip(x, nsigma=3.0, n_iter=3):
@@ -53,59 +96,196 @@ def sigma_clip(x, nsigma=3.0, n_iter=3):
     return keep
 
 
-def _amp_series(sets, ant_names):
-    """Per antenna and pol the frequency-averaged |g| over time: (times (n_t,), amp (n_ant, n_t, 2))."""
+def _amp_series(sets, ant_names, gain_threshold=-1.0):
+    """Per antenna and pol the frequency-averaged |g| over time and its weight (the number of valid
+    frequency cells): (times (n_t,), amp (n_ant, n_t, 2), weight (n_ant, n_t, 2)); NaN/0 where none."""
     from ..io.hdf5 import remap_antennas
 
-    times, amps = [], []
+    times, amps, wts = [], [], []
     for s in sets:
         j, f = remap_antennas(s, ant_names)                 # (n_ant, n_f, n_t, 2, 2)
         a = np.stack([np.abs(j[..., 0, 0]), np.abs(j[..., 1, 1])], axis=-1)   # (n_ant, n_f, n_t, 2)
-        a = np.where(f[..., None] | ~np.isfinite(a), np.nan, a)
-        with np.errstate(invalid="ignore"), __import__("warnings").catch_warnings():
-            __import__("warnings").simplefilter("ignore", RuntimeWarning)
-            amps.append(np.nanmean(a, axis=1))               # (n_ant, n_t, 2)
+        amps.append(np.where(f[..., None] | ~np.isfinite(a), np.nan, a))
         times.append(np.asarray(s.time, float))
+    if gain_threshold >= 0:
+        allv = np.concatenate([a.ravel() for a in amps])
+        med = np.nanmedian(allv) if np.isfinite(allv).any() else np.nan
+        amps = [np.where(np.abs(a / med - 1) > gain_threshold, np.nan, a) for a in amps]
+    out_a = []
+    for a in amps:
+        ok = np.isfinite(a)
+        wts.append(ok.sum(axis=1).astype(float))            # (n_ant, n_t, 2)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out_a.append(np.nanmean(a, axis=1))
     t = np.concatenate(times)
-    o = np.argsort(t)
-    return t[o], np.concatenate(amps, axis=1)[:, o]
+    o = np.argsort(t, kind="stable")
+    return t[o], np.concatenate(out_a, axis=1)[:, o], np.concatenate(wts, axis=1)[:, o]
 
 
-def _ratios(ref_sets, tr_sets, ant_names):
-    """Per antenna and pol r_a^2: the transfer field's |g| divided by the reference field's |g|
-    interpolated (linearly in time, over its valid solutions) to the transfer solution times, then
-    averaged over those times -- so a slow gain drift between the two fields' scans cancels to first
-    order instead of biasing the ratio."""
-    tr_t, tr_a = _amp_series(tr_sets, ant_names)
-    rf_t, rf_a = _amp_series(ref_sets, ant_names)
-    out = np.full((len(ant_names), 2), np.nan)
-    for a in range(len(ant_names)):
+def ratios_mean(ref, tr):
+    """CASA's estimator: per (antenna, pol) f = (weighted mean |g_T| / weighted mean |g_R|)^2 and its
+    weight 1 / (1/W_T + 1/W_R).  ``ref``/``tr`` are :func:`_amp_series` outputs."""
+    (_, ra, rw), (_, ta, tw) = ref, tr
+    W_R = np.where(np.isfinite(ra), rw, 0).sum(axis=1)
+    W_T = np.where(np.isfinite(ta), tw, 0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mg_r = np.nansum(np.where(np.isfinite(ra), ra * rw, 0), axis=1) / W_R
+        mg_t = np.nansum(np.where(np.isfinite(ta), ta * tw, 0), axis=1) / W_T
+        f = (mg_t / mg_r) ** 2
+        w = 1.0 / (1.0 / W_T + 1.0 / W_R)
+    ok = (W_R > 0) & (W_T > 0) & np.isfinite(f)
+    return np.where(ok, f, np.nan), np.where(ok, w, 0.0)
+
+
+def ratios_interpolate(ref, tr):
+    """Per (antenna, pol) the mean over transfer times of (|g_T(t)| / |g_R interpolated to t|)^2 and
+    its weight (the number of transfer solutions); also the largest distance (s) of a transfer
+    solution time outside the reference's time span."""
+    (rt, ra, _), (tt, ta, _) = ref, tr
+    n_ant = ra.shape[0]
+    f = np.full((n_ant, 2), np.nan)
+    w = np.zeros((n_ant, 2))
+    outside = 0.0
+    for a in range(n_ant):
         for p in range(2):
-            ok = np.isfinite(rf_a[a, :, p])
-            okt = np.isfinite(tr_a[a, :, p])
+            ok = np.isfinite(ra[a, :, p])
+            okt = np.isfinite(ta[a, :, p])
             if not ok.any() or not okt.any():
                 continue
-            ref_at = np.interp(tr_t[okt], rf_t[ok], rf_a[a, ok, p])
-            out[a, p] = np.mean((tr_a[a, okt, p] / ref_at) ** 2)
-    return out
+            t_ok = tt[okt]
+            outside = max(outside, float(np.max(rt[ok].min() - t_ok, initial=0.0)),
+                          float(np.max(t_ok - rt[ok].max(), initial=0.0)))
+            ref_at = np.interp(t_ok, rt[ok], ra[a, ok, p])
+            f[a, p] = np.mean((ta[a, okt, p] / ref_at) ** 2)
+            w[a, p] = okt.sum()
+    return f, w, outside
+
+
+def combine(f, w):
+    """Clip the (antenna, pol) ratios together and form the weighted scale, its error and per-pol
+    values: dict(scale, scale_err, n, scale_p, scatter_p, n_ant_p, scale_q, ...)."""
+    keep = sigma_clip(np.where(w > 0, f, np.nan).ravel(), nsigma=CLIP_NSIGMA).reshape(f.shape) & (w > 0)
+    res = {}
+
+    def stats(m):
+        n = int(m.sum())
+        if n == 0:
+            return np.nan, np.nan, 0
+        ww, ff = w[m], f[m]
+        mu = float((ww * ff).sum() / ww.sum())
+        var = float((ww * (ff - mu) ** 2).sum() / ww.sum()) * n / (n - 1) if n > 1 else np.nan
+        return mu, float(np.sqrt(var / n)), n
+
+    res["scale"], res["scale_err"], res["n"] = stats(keep)
+    for p, pol in enumerate("pq"):
+        mu, err, n = stats(keep & (np.arange(2) == p)[None, :])
+        res[f"scale_{pol}"], res[f"scatter_{pol}"], res[f"n_ant_{pol}"] = mu, err, n
+    return res
+
+
+def spectral_fit(freqs, flux, err, fitorder=1, reffreq=0.0):
+    """CASA's spectral fit: log10(S) = sum_k a_k log10(freq / reffreq)^k, weighted by the errors.
+
+    Returns dict(spidx, spidxerr, covarMat, fitFluxd, fitFluxdErr, fitRefFreq, fitorder).  One SPW (or
+    fitorder 0 with one SPW): no fit, fitFluxd/fitRefFreq are the SPW's values (as CASA).
+    """
+    freqs, flux, err = (np.asarray(x, float) for x in (freqs, flux, err))
+    ok = np.isfinite(flux) & (flux > 0) & np.isfinite(freqs)
+    freqs, flux, err = freqs[ok], flux[ok], err[ok]
+    nu0 = float(reffreq) if reffreq and reffreq > 0 else (
+        float(10 ** np.mean(np.log10(freqs))) if len(freqs) else np.nan)
+    order = int(min(fitorder, len(freqs) - 1))
+    if len(freqs) == 0:
+        return dict(spidx=[np.nan], spidxerr=[np.nan], covarMat=[[np.nan]], fitFluxd=np.nan,
+                    fitFluxdErr=np.nan, fitRefFreq=nu0, fitorder=0)
+    if len(freqs) == 1:
+        e = float(err[0]) if np.isfinite(err[0]) else np.nan
+        return dict(spidx=[float(np.log10(flux[0]))], spidxerr=[e / (flux[0] * np.log(10))],
+                    covarMat=[[(e / (flux[0] * np.log(10))) ** 2]], fitFluxd=float(flux[0]), fitFluxdErr=e,
+                    fitRefFreq=float(freqs[0]), fitorder=0)
+    x = np.log10(freqs / nu0)
+    y = np.log10(flux)
+    sig = err / (flux * np.log(10))
+    good_sig = np.isfinite(sig) & (sig > 0)
+    wts = np.where(good_sig, 1.0 / np.where(good_sig, sig, 1.0) ** 2, 0.0)
+    if not good_sig.all():                 # no usable error: equal weights
+        wts = np.ones_like(y)
+    A = np.vander(x, order + 1, increasing=True)
+    N = A.T @ (wts[:, None] * A)
+    cov = np.linalg.pinv(N)
+    a = cov @ (A.T @ (wts * y))
+    if not good_sig.all():                 # scale by the residual variance when errors are unknown
+        dof = max(len(y) - order - 1, 1)
+        cov = cov * float(((y - A @ a) ** 2).sum() / dof)
+    aerr = np.sqrt(np.clip(np.diag(cov), 0, None))
+    fit = float(10 ** a[0])
+    return dict(spidx=[float(v) for v in a], spidxerr=[float(v) for v in aerr], covarMat=cov.tolist(),
+                fitFluxd=fit, fitFluxdErr=float(fit * np.log(10) * aerr[0]), fitRefFreq=nu0, fitorder=order)
 
 
 def _model_flux(ms, field):
+    """{spw_id: mean Re((pp + qq) / 2) of MODEL_DATA} of ``field`` (first 200 rows per SPW), and the
+    field id; ({}, None) when the MS cannot be read."""
     try:
         from ..core import ms_io
 
         meta = ms_io.read_meta(ms)
         fid = ms_io.resolve_fields(meta, [field])[0]
-        vals = []
-        for ddid in meta.spws:
-            ch = ms_io.read_rows(ms, ddid, [fid], data_col="MODEL_DATA", model_col=None, meta=meta,
-                                 rows=ms_io.row_numbers(ms, ddid, [fid])[:200])
+        out = {}
+        for ddid, sp in meta.spws.items():
+            rows = ms_io.row_numbers(ms, ddid, [fid])[:200]
+            if not len(rows):
+                continue
+            ch = ms_io.read_rows(ms, ddid, [fid], data_col="MODEL_DATA", model_col=None, meta=meta, rows=rows)
             if ch.n_row:
                 d = ch.data
-                vals.append(0.5 * (d[..., 0] + d[..., -1]).real.mean())
-        return float(np.mean(vals)) if vals else None
-    except Exception:  # the MS may have moved: report the scale only
-        return None
+                out[int(sp.spw_id)] = float(0.5 * (d[..., 0] + d[..., -1]).real.mean())
+        return out, int(fid)
+    except Exception:  # the MS may have moved or have no MODEL_DATA
+        return {}, None
+
+
+def _ref_spw(spw, refspwmap):
+    """CASA's refspwmap: [-1] none; one value for every SPW; else entry ``spw`` (-1 = itself)."""
+    m = list(refspwmap or [-1])
+    if m == [-1]:
+        return spw
+    if len(m) == 1:
+        return int(m[0])
+    return int(m[spw]) if spw < len(m) and m[spw] > -1 else spw
+
+
+def _unscaled(s):
+    """The set with an earlier fluxscale factor divided out (a copy), or the set itself."""
+    fac = s.attrs.get(GAIN_FACTOR_ATTR)
+    if fac is None:
+        return s
+    s2 = copy.deepcopy(s)
+    s2.jones = s2.jones / float(fac)
+    del s2.attrs[GAIN_FACTOR_ATTR]
+    return s2
+
+
+def _resolve_fields(cfg, key, ref_table, tr_table, ref_sets, tr_sets):
+    have_ref = {s.field_name for s in ref_sets}
+    have_tr = {s.field_name for s in tr_sets}
+    for f in cfg.reference_field:
+        if f not in have_ref:
+            raise AlakazamError(f"reference_field: {f!r} has no {key} solutions in {ref_table} "
+                                f"(fields: {', '.join(sorted(have_ref))})")
+    for f in cfg.transfer_field:
+        if f not in have_tr:
+            raise AlakazamError(f"transfer_field: {f!r} has no {key} solutions in {tr_table} "
+                                f"(fields: {', '.join(sorted(have_tr))})")
+    transfer = list(cfg.transfer_field) or sorted(have_tr - set(cfg.reference_field))
+    if not transfer:
+        raise AlakazamError(f"transfer_field: empty and {tr_table} has no {key} solutions of a field other "
+                            f"than the reference ({', '.join(cfg.reference_field)})")
+    if not cfg.transfer_field:
+        log.info("fluxscale: transfer fields (all other fields with %s solutions): %s", key,
+                 ", ".join(transfer))
+    return transfer
 
 
 def run_fluxscale(cfg: FluxscaleConfig) -> dict:
@@ -121,62 +301,114 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
     jt = ref_sets[0].attrs.get("jones_type")
     if jt != "G":
         raise AlakazamError(f"jones_type: fluxscale scales G (gain) solutions; {key} is {jt}")
-    spws = sorted({s.spw for s in ref_sets})
+    if cfg.method not in ("mean", "interpolate"):
+        raise AlakazamError(f"fluxscale_method: {cfg.method!r} is not allowed; expected mean or interpolate")
+    transfer = _resolve_fields(cfg, key, ref_table, tr_table, ref_sets, tr_sets)
+    ref_spws = sorted({s.spw for s in ref_sets if s.field_name in cfg.reference_field})
+    spws = sorted({s.spw for s in tr_sets if s.field_name in transfer})
     if cfg.spw:
         want = {int(x) for x in str(cfg.spw).replace(" ", "").split(",") if x != ""}
         spws = [s for s in spws if s in want]
-    have_ref = {s.field_name for s in ref_sets}
-    have_tr = {s.field_name for s in tr_sets}
-    for f in cfg.reference_field:
-        if f not in have_ref:
-            raise AlakazamError(f"reference_field: {f!r} has no {key} solutions in {ref_table} "
-                                f"(fields: {', '.join(sorted(have_ref))})")
-    for f in cfg.transfer_field:
-        if f not in have_tr:
-            raise AlakazamError(f"transfer_field: {f!r} has no {key} solutions in {tr_table} "
-                                f"(fields: {', '.join(sorted(have_tr))})")
-    entries, results = [], {}
-    scaled = {}
-    for sp in spws:
-        rs = [s for s in ref_sets if s.spw == sp and s.field_name in cfg.reference_field]
-        ant_names = rs[0].ant_names
-        for tf in cfg.transfer_field:
-            ts = [s for s in tr_sets if s.spw == sp and s.field_name == tf]
+    # undo an earlier fluxscale of what is scaled now (re-running is idempotent; other SPWs keep theirs)
+    tr_sets = [_unscaled(s) if s.field_name in transfer and s.spw in spws else s for s in tr_sets]
+    if tr_table == ref_table:
+        ref_sets = tr_sets
+    bad = sorted({_ref_spw(s, cfg.refspwmap) for s in spws} - set(ref_spws))
+    if bad:
+        raise AlakazamError(f"refspwmap: {cfg.refspwmap!r} maps to SPW(s) {bad} without {key} solutions of "
+                            f"the reference field(s) {', '.join(cfg.reference_field)} (SPWs with solutions: "
+                            f"{ref_spws}); give refspwmap=[<ref spw>] or one entry per SPW")
+
+    entries, per_field = [], {}
+    factors = {}                                         # (field, spw) -> gain factor
+    for tf in transfer:
+        ts_all = [s for s in tr_sets if s.field_name == tf]
+        mflux, fid = _model_flux(ts_all[0].attrs.get("ms", ""), tf)
+        for sp in spws:
+            ts = [s for s in ts_all if s.spw == sp]
             if not ts:
                 continue
-            ratio2 = _ratios(rs, ts, ant_names)
-            res = {}
-            for p, pol in enumerate("pq"):
-                r2 = ratio2[:, p]
-                keep = sigma_clip(r2)
-                if keep.sum() == 0:
-                    raise AlakazamError(f"fluxscale: no antenna has valid solutions on both {tf} and "
-                                        f"{cfg.reference_field} in SPW {sp}")
-                res[f"scale_{pol}"] = float(r2[keep].mean())
-                res[f"scatter_{pol}"] = float(r2[keep].std() / np.sqrt(keep.sum()))
-                res[f"n_ant_{pol}"] = int(keep.sum())
-            mf = _model_flux(ts[0].attrs.get("ms", ""), tf)
-            res["model_flux"] = mf
-            if mf is not None:
-                res["flux_p"] = mf * res["scale_p"]
-                res["flux_q"] = mf * res["scale_q"]
-            results[(tf, sp)] = res
-            entries.append({"field": tf, "spw": sp, "reference_field": list(cfg.reference_field),
-                            "jones_key": key, **res})
-            for s in ts:
-                s2 = copy.deepcopy(s)
-                f = np.array([1 / np.sqrt(res["scale_p"]), 1 / np.sqrt(res["scale_q"])])
-                s2.jones = s2.jones * np.array([[f[0], f[0]], [f[1], f[1]]])   # rows p, q of diag(g)
-                scaled.setdefault(id(s), s2)
-            log.info("%s spw %d: scale p %.4f +- %.4f, q %.4f +- %.4f%s", tf, sp, res["scale_p"],
-                     res["scatter_p"], res["scale_q"], res["scatter_q"],
-                     f", flux {0.5 * (res['flux_p'] + res['flux_q']):.4f} Jy" if mf is not None else "")
-    new_sets = [scaled.get(id(s), s) for s in tr_sets]
+            rsp = _ref_spw(sp, cfg.refspwmap)
+            rs = [s for s in ref_sets if s.spw == rsp and s.field_name in cfg.reference_field]
+            ant_names = rs[0].ant_names
+            ref = _amp_series(rs, ant_names, cfg.gain_threshold)
+            tr = _amp_series(ts, ant_names, cfg.gain_threshold)
+            outside = 0.0
+            if cfg.method == "mean":
+                f, w = ratios_mean(ref, tr)
+            else:
+                f, w, outside = ratios_interpolate(ref, tr)
+            res = combine(f, w)
+            if res["n"] == 0:
+                raise AlakazamError(f"fluxscale: no antenna has valid solutions on both {tf} and "
+                                    f"{', '.join(cfg.reference_field)} in SPW {sp} (reference SPW {rsp})")
+            if outside > 0:
+                log.warning("fluxscale: %s SPW %d: method 'interpolate' extrapolates the reference gains "
+                            "up to %.1f min beyond the reference's time span (held at the end values); "
+                            "fluxscale_method 'mean' does not depend on the scan order", tf, sp, outside / 60)
+            mf = mflux.get(sp)
+            if mf is None:
+                log.warning("fluxscale: %s SPW %d: model flux not readable from the MS (%s); assuming 1 Jy",
+                            tf, sp, ts[0].attrs.get("ms", ""))
+            model = 1.0 if mf is None else mf
+            freq = float(np.mean(np.concatenate([np.atleast_1d(s.freq) for s in ts])))
+            res.update(model_flux=mf, fluxd=model * res["scale"], fluxd_err=abs(model) * res["scale_err"],
+                       flux_p=model * res["scale_p"], flux_q=model * res["scale_q"], freq=freq,
+                       method=cfg.method, ref_spw=rsp, extrapolated_s=outside)
+            per_field.setdefault(tf, {"fid": fid, "spws": {}})["spws"][sp] = res
+            factors[(tf, sp)] = 1.0 / np.sqrt(res["scale"])
+            log.info("%s spw %d: flux density %.5f +- %.5f Jy (scale %.5f, p %.5f, q %.5f, %d ratios, %s)",
+                     tf, sp, res["fluxd"], res["fluxd_err"], res["scale"], res["scale_p"], res["scale_q"],
+                     res["n"], cfg.method)
+    if not per_field:
+        raise AlakazamError(f"spw: {cfg.spw!r} selects no SPW with {key} solutions of the transfer fields")
+
+    out = {}
+    all_spws = sorted({sp for d in per_field.values() for sp in d["spws"]})
+    fields_sorted = sorted(per_field, key=lambda n: (per_field[n]["fid"] is None, per_field[n]["fid"] or 0,
+                                                     n))
+    for i, tf in enumerate(fields_sorted):
+        d = per_field[tf]
+        sps = sorted(d["spws"])
+        fit = spectral_fit([d["spws"][s]["freq"] for s in sps], [d["spws"][s]["fluxd"] for s in sps],
+                           [d["spws"][s]["fluxd_err"] for s in sps], cfg.fitorder, cfg.reffreq)
+        if len(sps) > 1:
+            log.info("%s: fitted flux density %.5f +- %.5f Jy at %.6g Hz, spectral index %s", tf,
+                     fit["fitFluxd"], fit["fitFluxdErr"], fit["fitRefFreq"],
+                     " ".join(f"{a:.4f} +- {e:.4f}" for a, e in zip(fit["spidx"][1:], fit["spidxerr"][1:])))
+        fkey = str(d["fid"] if d["fid"] is not None else i)
+        rec = {"fieldName": tf}
+        for s in sps:
+            r = d["spws"][s]
+            rec[str(s)] = {"fluxd": np.array([r["fluxd"], 0.0, 0.0, 0.0]),
+                           "fluxdErr": np.array([r["fluxd_err"], 0.0, 0.0, 0.0]),
+                           "numSol": np.array([r["n"], 0, 0, 0])}
+            entries.append({"field": tf, "spw": s, "reference_field": list(cfg.reference_field),
+                            "jones_key": key, **{k: v for k, v in r.items() if v is not None},
+                            "spidx": fit["spidx"], "spidxerr": fit["spidxerr"], "fit_fluxd": fit["fitFluxd"],
+                            "fit_fluxd_err": fit["fitFluxdErr"], "fit_ref_freq": fit["fitRefFreq"]})
+        rec.update(fitFluxd=fit["fitFluxd"], fitFluxdErr=fit["fitFluxdErr"], fitRefFreq=fit["fitRefFreq"],
+                   spidx=np.array(fit["spidx"]), spidxerr=np.array(fit["spidxerr"]),
+                   covarMat=np.array(fit["covarMat"]))
+        out[fkey] = rec
+    out["freq"] = np.array([np.mean([d["spws"][s]["freq"] for d in per_field.values() if s in d["spws"]])
+                            for s in all_spws])
+    out["spwID"] = np.array(all_spws)
+    out["spwName"] = np.array([f"spw_{s}" for s in all_spws])
+
+    new_sets = []
+    for s in tr_sets:
+        fac = factors.get((s.field_name, s.spw))
+        if fac is not None:
+            s = copy.deepcopy(s)
+            s.jones = s.jones * fac
+            s.attrs[GAIN_FACTOR_ATTR] = float(fac)
+        new_sets.append(s)
     if tr_table != ref_table:
-        new_sets = [s for s in ref_sets if s.field_name not in cfg.transfer_field] + new_sets
+        new_sets = [s for s in ref_sets if s.field_name not in transfer] + new_sets
     hdf5.write_file(cfg.output, {key: new_sets}, fluxscale=entries, base=ref_table)
-    return {"output": cfg.output, "key": key,
-            "fields": {f"{tf}/spw_{sp}": r for (tf, sp), r in results.items()}}
+    out.update(output=cfg.output, key=key, method=cfg.method)
+    return out
 
 
 def format_fluxscale(path):
@@ -189,11 +421,21 @@ def format_fluxscale(path):
     if not rows:
         raise AlakazamError(f"{path} has no fluxscale results (run akfluxscale / a fluxscale block)")
     t = Table(title=f"fluxscale: {path}")
-    for c in ("field", "spw", "key", "scale_p", "scale_q", "scatter_p", "scatter_q", "flux (Jy)", "n_ant"):
+    for c in ("field", "spw", "key", "method", "freq (GHz)", "flux (Jy)", "error (Jy)", "scale_p", "scale_q",
+              "n", "spectral index", "fit flux (Jy) @ GHz"):
         t.add_column(c)
     for r in rows:
-        flux = (f"{0.5 * (r['flux_p'] + r['flux_q']):.4f}" if "flux_p" in r else "-")
-        t.add_row(r["field"], str(r["spw"]), str(r.get("jones_key", "")), f"{r['scale_p']:.5f}",
-                  f"{r['scale_q']:.5f}", f"{r['scatter_p']:.5f}", f"{r['scatter_q']:.5f}", flux,
-                  f"{r.get('n_ant_p', '')}/{r.get('n_ant_q', '')}")
+        if "fluxd" in r:
+            flux, err = f"{r['fluxd']:.5f}", f"{r.get('fluxd_err', float('nan')):.5f}"
+        else:       # tables written before fluxd was stored
+            flux = f"{0.5 * (r['flux_p'] + r['flux_q']):.4f}" if "flux_p" in r else "-"
+            err = "-"
+        sp = r.get("spidx")
+        spidx = (" ".join(f"{a:.3f}+-{e:.3f}" for a, e in zip(list(sp)[1:], list(r.get("spidxerr"))[1:]))
+                 if sp is not None and len(sp) > 1 else "-")
+        fit = (f"{r['fit_fluxd']:.5f} @ {r['fit_ref_freq'] / 1e9:.4f}" if "fit_fluxd" in r else "-")
+        t.add_row(r["field"], str(r["spw"]), str(r.get("jones_key", "")), str(r.get("method", "interpolate")),
+                  f"{r['freq'] / 1e9:.4f}" if "freq" in r else "-", flux, err, f"{r['scale_p']:.5f}",
+                  f"{r['scale_q']:.5f}", str(r.get("n", f"{r.get('n_ant_p', '')}/{r.get('n_ant_q', '')}")),
+                  spidx, fit)
     return t

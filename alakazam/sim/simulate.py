@@ -138,7 +138,7 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
                 parang_in_data=True, receptor_angle=0.0, dead_ant=True, rfi=False, flag_rows=0.005,
                 descending=False, weight_spectrum=False, start_mjd_day=60401, overwrite=True,
                 rows_per_write=20000, apply_parang_in_data=None, leakage_scale=0.05,
-                leakage_ref_zero=False) -> Truth:
+                leakage_ref_zero=False, spix=None) -> Truth:
     """Write a simulated MS at ``path`` and return (and save) its :class:`Truth`; see the module doc.
 
     Sizes: ``n_ant`` active (+ ``n_ant_extra`` without data), ``n_chan`` one entry per SPW,
@@ -151,6 +151,8 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     imposes (docs/conventions.md), so solved leakages compare with the truth directly (for a polarised
     calibrator the d_pq[ref] = 0 gauge is not an exact symmetry of the data: the truth cannot be
     transformed into it).
+    ``spix``: optional {field name: spectral index alpha}; that field's true Stokes then scale as
+    ``(freq / f0) ** alpha`` (Truth.flux_true holds the values at f0; MODEL_DATA is unchanged).
     """
     from casacore.tables import default_ms, makearrcoldesc, maketabdesc, table
 
@@ -420,7 +422,11 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
                     J[..., 1, 1] = diag[..., 1]
                     J = np.einsum("acij,ajk->acik", J, D)
                     J = np.einsum("acij,jk->acik", J, P)
-                    V = np.einsum("bcij,jk,bclk->bcil", J[bl1], B, np.conj(J[bl2]))
+                    if spix and fname in spix:
+                        Bc = B[None] * ((fr / f0) ** float(spix[fname]))[:, None, None]
+                        V = np.einsum("bcij,cjk,bclk->bcil", J[bl1], Bc, np.conj(J[bl2]))
+                    else:
+                        V = np.einsum("bcij,jk,bclk->bcil", J[bl1], B, np.conj(J[bl2]))
                     V = V.reshape(n_bl, nc, 4)
                     if noise > 0:
                         V = V + noise * (rng.normal(size=V.shape) + 1j * rng.normal(size=V.shape))

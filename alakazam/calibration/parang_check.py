@@ -1,0 +1,35 @@
+"""Parallactic-angle rotation needs the cross hands of linear feeds (docs/conventions.md).
+
+For linear feeds the sky-to-feed rotation ``P M P^H`` mixes Stokes Q (in XX - YY) with Stokes U, which
+only the cross hands (XY, YX) carry: ``XX' = I + Q cos 2chi + U sin 2chi``.  A Measurement Set with only
+the parallel hands (XX, YY) has no U in its model, so the rotated model of a polarised calibrator is
+wrong (the gains absorb the missing ``U sin 2chi`` -- a few per cent for 3C286), and for an unpolarised
+one the rotation changes nothing.  So ``apply_parang`` on such an MS is refused, before anything is
+read or written, naming the correlations present and the missing ones.  Circular feeds rotate only
+the cross hands (RL, LR): their parallel hands are unaffected and pass.
+"""
+
+from __future__ import annotations
+
+from ..errors import AlakazamError
+
+CROSS = {"linear": ("XY", "YX"), "circular": ("RL", "LR")}
+
+
+def check_parang_correlations(meta, ddids, apply_parang, where="apply_parang"):
+    """Raise when ``apply_parang`` is on and a selected linear-feed SPW lacks XY or YX."""
+    if not apply_parang:
+        return
+    for ddid in ddids:
+        sp = meta.spws[ddid]
+        if sp.feed_basis != "linear":
+            continue
+        missing = [c for c in CROSS["linear"] if c not in sp.corr_types]
+        if missing:
+            raise AlakazamError(
+                f"{where}: true, but SPW {sp.spw_id} (DATA_DESC_ID {ddid}) of {meta.path} has only the "
+                f"correlations {', '.join(sp.corr_types)} (missing {', '.join(missing)}): for linear feeds "
+                f"the model's Stokes U is carried by XY/YX, so rotating a polarised model by the "
+                f"parallactic angle would be wrong. Set {where} false (exact for an unpolarised "
+                f"calibrator, whose model the rotation leaves unchanged) or use an MS with all four "
+                f"correlations")
