@@ -1,4 +1,4 @@
-"""``alakazam`` command line: run, info, fluxscale-info, simulate, demo.
+"""``alakazam`` command line: run, flag, flagmanager, info, fluxscale-info, simulate, demo.
 
 Errors a user can cause (bad config, missing file, unknown field ...) print one clean message and exit
 with status 2; ``--debug`` shows the traceback instead.
@@ -84,6 +84,9 @@ def build_parser():
                    help="warnings and errors only, no progress bars")
     s.add_argument("--log", default=argparse.SUPPRESS, metavar="FILE", help="also write the log to FILE")
     s.set_defaults(func=cmd_run)
+    from .cli_flag import add_parsers as _add_flag_parsers
+
+    _add_flag_parsers(sub)
     s = sub.add_parser("info", help="print a solution-table summary")
     s.add_argument("caltable")
     s.set_defaults(func=cmd_info)

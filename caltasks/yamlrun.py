@@ -1,5 +1,5 @@
-"""YAML runner through the tasks: each ``solve`` / ``fluxscale`` / ``apply`` block becomes an
-``akcal`` / ``akfluxscale`` / ``akapply`` call.
+"""YAML runner through the tasks: each ``flag`` / ``solve`` / ``fluxscale`` / ``apply`` block becomes an
+``akflag`` / ``akcal`` / ``akfluxscale`` / ``akapply`` call (flag blocks run first).
 
 The YAML key -> task parameter mapping is read from the ``yamlkey`` attributes of tasks_xml/*.xml (the
 single source); only the few keys whose *values* differ between the two forms are converted here:
@@ -32,6 +32,7 @@ from alakazam.errors import AlakazamError, ParameterError
 
 from .akapply import akapply
 from .akcal import akcal
+from .akflag import akflag
 from .akfluxscale import akfluxscale
 
 log = logging.getLogger("alakazam.run")
@@ -105,27 +106,65 @@ def apply_params(block: dict, where="apply[0]") -> dict:
     return p
 
 
-def run_yaml(path) -> dict:
-    """Run a YAML file: every solve block (akcal), then fluxscale (akfluxscale), then apply (akapply).
+def flag_params(block: dict, where="flag[0]") -> dict:
+    """A ``flag`` block -> akflag keyword arguments (YAML keys are akflag's names, ``ms`` for vis; a list
+    for a selection string is joined with ',', or ';' for antenna)."""
+    p = _yaml_to_params(akflag, block, where)
+    for k in ("field", "spw", "scan", "timerange", "correlation", "antenna"):
+        if isinstance(p.get(k), list):
+            p[k] = (";" if k == "antenna" else ",").join(map(str, p[k]))
+        elif isinstance(p.get(k), int) and not isinstance(p.get(k), bool):
+            p[k] = str(p[k])
+    return p
+
+
+def _check_flag_calls(calls):
+    """Validate every flag block as its akflag call (from the YAML file's folder, selections parsed
+    against the MS); all errors of all blocks together, by YAML path."""
+    errors = {}
+    to_yaml = {p.name: p.yamlkey for p in akflag.spec.params if p.yamlkey}
+    for section, where, task, params, _ in calls:
+        if section != "flag":
+            continue
+        try:
+            akflag._prepare(task.validate(task.bind(**params)))
+        except ParameterError as e:
+            for k, v in e.errors.items():
+                k = k.split(".", 1)[1] if k.startswith("akflag.") else k
+                errors.setdefault(f"{where}.{to_yaml.get(k, k)}", []).extend(v)
+    if errors:
+        raise ParameterError(errors)
+
+
+def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply")) -> dict:
+    """Run a YAML file: every flag block (akflag), then solve (akcal), fluxscale (akfluxscale), apply
+    (akapply).
 
     Returns
     -------
     dict
-        ``{'solve': [...], 'fluxscale': [...], 'apply': [...]}`` -- the tasks' result dicts.
+        ``{'flag': [...], 'solve': [...], 'fluxscale': [...], 'apply': [...]}`` -- the tasks' result dicts
+        ('flag' only when the file has flag blocks).
     """
     load_run_config(path)                       # validate everything first, errors by YAML path
     with open(path) as fh:
         doc = yaml.safe_load(fh) or {}
     calls = []
-    for section, conv, task in (("solve", solve_params, akcal), ("fluxscale", fluxscale_params, akfluxscale),
+    for section, conv, task in (("flag", flag_params, akflag), ("solve", solve_params, akcal),
+                                ("fluxscale", fluxscale_params, akfluxscale),
                                 ("apply", apply_params, akapply)):
+        if section not in sections:             # (alakazam flag CONFIG runs only the flag blocks)
+            continue
         for i, block in enumerate(doc.get(section) or []):
             calls.append((section, f"{section}[{i}]", task, conv(block, f"{section}[{i}]"),
                           bool(block.get("quiet", False))))
     out = {"solve": [], "fluxscale": [], "apply": []}
+    if any(c[0] == "flag" for c in calls):
+        out = {"flag": [], **out}
     cwd = os.getcwd()
     os.chdir(os.path.dirname(os.path.abspath(path)))
     try:
+        _check_flag_calls(calls)                   # flag blocks against their MS, before anything runs
         for section, where, task, params, quiet in calls:
             try:
                 with progress.quieted(quiet):          # a block's quiet: true turns its progress bars off

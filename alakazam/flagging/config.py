@@ -127,14 +127,13 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
         from .aoflagger import strategy_path
 
         errs.run(_name("strategy", where, names), strategy_path, cfg.strategy, None)
-    if check_ms and cfg.ms:
-        if not os.path.isdir(cfg.ms):
-            errs.add(_name("ms", where, names), f"{cfg.ms!r} does not exist (expected a Measurement Set)")
-        else:
-            from .select import resolve
+    if check_ms and cfg.ms and os.path.isdir(cfg.ms):
+        # (a path that does not exist here may be relative to a YAML file: the YAML runner checks the
+        # block again from the file's folder before anything runs; the task's XML requires it to exist)
+        from .select import resolve
 
-            for key, msg in resolve_errors(cfg, resolve).items():
-                errs.add(_name(key, where, names), msg)
+        for key, msg in resolve_errors(cfg, resolve).items():
+            errs.add(_name(key, where, names), msg)
     errs.raise_if_any()
     return cfg
 
