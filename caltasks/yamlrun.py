@@ -136,6 +136,35 @@ def _check_flag_calls(calls):
         raise ParameterError(errors)
 
 
+def _raise_with_flag_errors(err, path):
+    """Re-raise ``err`` (the file's validation errors) with those of its flag blocks checked against
+    their MS from the YAML file's folder added, so one run reports every bad key."""
+    errors = {k: list(v) for k, v in err.errors.items()}
+    try:
+        with open(path) as fh:
+            doc = yaml.safe_load(fh) or {}
+        blocks = doc.get("flag") or [] if isinstance(doc, dict) else []
+        calls = []
+        for i, b in enumerate(blocks if isinstance(blocks, list) else [blocks]):
+            try:
+                calls.append(("flag", f"flag[{i}]", akflag, flag_params(b, f"flag[{i}]"), False))
+            except (AlakazamError, AttributeError):
+                continue
+        cwd = os.getcwd()
+        os.chdir(os.path.dirname(os.path.abspath(path)))
+        try:
+            _check_flag_calls(calls)
+        finally:
+            os.chdir(cwd)
+    except ParameterError as e2:
+        for k, v in e2.errors.items():
+            if k not in errors:
+                errors[k] = v
+    except Exception:          # the file's own errors are what matters; never hide them
+        pass
+    raise ParameterError(errors) from None
+
+
 def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply")) -> dict:
     """Run a YAML file: every flag block (akflag), then solve (akcal), fluxscale (akfluxscale), apply
     (akapply).
@@ -146,7 +175,10 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply")) -> dict:
         ``{'flag': [...], 'solve': [...], 'fluxscale': [...], 'apply': [...]}`` -- the tasks' result dicts
         ('flag' only when the file has flag blocks).
     """
-    load_run_config(path)                       # validate everything first, errors by YAML path
+    try:
+        load_run_config(path)                   # validate everything first, errors by YAML path
+    except ParameterError as e:
+        _raise_with_flag_errors(e, path)
     with open(path) as fh:
         doc = yaml.safe_load(fh) or {}
     calls = []

@@ -59,19 +59,19 @@ def resolve(cfg, keys_errors=None) -> Selection:
     t0 = min((s.t_start for s in meta.scans), default=None)
     ranges = attempt("timerange", parse_timerange, cfg.timerange, t0, meta.interval)
     ddids = {}
-    if spw:
-        first_err = None
-        for d, chans in spw.items():
-            try:
-                corrs = parse_correlation(cfg.correlation, meta.spws[d].corr_types)
-            except AlakazamError as e:
-                first_err = first_err or str(e)
-                continue
-            if len(corrs):
-                ddids[d] = (np.asarray(chans, np.int64), np.asarray(corrs, np.int64))
-        if not ddids:
-            msg = first_err or f"correlation: {cfg.correlation!r} selects no correlation"
-            errs["correlation"] = msg[len("correlation: "):] if msg.startswith("correlation: ") else msg
+    first_err = None
+    # (with a bad spw the correlation is still checked, against every DATA_DESC_ID)
+    for d, chans in (spw or {d: np.arange(len(s.freqs)) for d, s in meta.spws.items()}).items():
+        try:
+            corrs = parse_correlation(cfg.correlation, meta.spws[d].corr_types)
+        except AlakazamError as e:
+            first_err = first_err or str(e)
+            continue
+        if len(corrs):
+            ddids[d] = (np.asarray(chans, np.int64), np.asarray(corrs, np.int64))
+    if not ddids and meta.spws:
+        msg = first_err or f"correlation: {cfg.correlation!r} selects no correlation"
+        errs["correlation"] = msg[len("correlation: "):] if msg.startswith("correlation: ") else msg
     if cfg.mode in ("clip", "aoflagger", "mad"):
         need = COLUMNS.get(cfg.datacolumn, ())
         missing = [c for c in need if c not in meta.columns]
