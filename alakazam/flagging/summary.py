@@ -62,7 +62,9 @@ def finish(cfg, sel, state):
         order = sorted(items, key=_key) if cat != "antenna" else \
             [n for n in sel.meta.ant_names if n in items]
         out[cat] = {k: {"flagged": int(items[k][0]), "total": int(items[k][1])} for k in order}
-    if not cfg.quiet:
+    from .. import progress
+
+    if not (cfg.quiet or progress._QUIET):        # --quiet / a YAML block's quiet: true
         print_summary(out)
     return out
 
