@@ -1,7 +1,9 @@
 """mode='aoflagger': the AOFlagger library (SumThreshold + scale-invariant rank operator) on the
 time-frequency plane of every baseline of each (DATA_DESC_ID, scan) unit.
 
-* Column: ``datacolumn`` 'data' (DATA), 'corrected' (CORRECTED_DATA) or 'residual' (DATA - MODEL_DATA).
+* Column: ``datacolumn`` 'data' (DATA), 'corrected' (CORRECTED_DATA), 'residual' (DATA - MODEL_DATA) or
+  'corrected_residual' (CORRECTED_DATA - MODEL_DATA: after a first calibration, the right column for a
+  bright calibrator, whose own signal AOFlagger would otherwise flag -- see the README).
 * Images: the real and imaginary part of every selected correlation (AOFlagger's layout: 2 images for
   one correlation, 4 for two, 8 for four); other counts run each correlation on its own.  The image is
   (channel, integration) over the selected channels and the baseline's integrations in the scan; a

@@ -18,7 +18,7 @@ from ..config import _check_keys, _Errors, _name, _typed
 MODES = ("manual", "unflag", "clip", "quack", "extend", "aoflagger", "mad", "summary")
 #: modes that write FLAG (a flag version is saved first)
 WRITING_MODES = ("manual", "unflag", "clip", "quack", "extend", "aoflagger", "mad")
-DATACOLUMNS = ("data", "corrected", "residual")
+DATACOLUMNS = ("data", "corrected", "residual", "corrected_residual")
 QUACKMODES = ("beg", "endb", "end", "tail")
 ACTIONS = ("apply", "calculate")
 
@@ -40,7 +40,7 @@ class FlagConfig:
     timerange: str = ""
     scan: str = ""
     correlation: str = ""
-    datacolumn: str = "data"            # data | corrected | residual (DATA - MODEL_DATA)
+    datacolumn: str = "data"            # data | corrected | residual (DATA - MODEL_DATA) | corrected_residual
     strategy: str = ""                  # aoflagger: '' = from the telescope, a shipped name, or a .lua file
     clipminmax: List[float] = _dcfield(default_factory=list)
     clipoutside: bool = True

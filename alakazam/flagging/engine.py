@@ -187,12 +187,12 @@ def _read_data(t, cfg, rows, chans, corrs, full_chans, wants_model, columns):
     def sel(a):
         return a[:, :, corrs] if full_chans else a[:, chans][:, :, corrs]
 
-    if cfg.datacolumn == "corrected":
+    if cfg.datacolumn in ("corrected", "corrected_residual"):
         data = sel(getcol_rows(t, "CORRECTED_DATA", rows))
     else:
         data = sel(getcol_rows(t, "DATA", rows))
     model = None
-    if cfg.datacolumn == "residual":
+    if cfg.datacolumn in ("residual", "corrected_residual"):
         data = data - sel(getcol_rows(t, "MODEL_DATA", rows))
     elif wants_model and "MODEL_DATA" in columns:
         model = sel(getcol_rows(t, "MODEL_DATA", rows))

@@ -24,7 +24,8 @@ BYTES_PER_SAMPLE = 8 + 8 + 8 + 3
 #: bytes per row of small columns (TIME, ANTENNA1/2, SCAN, FIELD, FLAG_ROW, row numbers)
 BYTES_PER_ROW = 64
 
-COLUMNS = {"data": ("DATA",), "corrected": ("CORRECTED_DATA",), "residual": ("DATA", "MODEL_DATA")}
+COLUMNS = {"data": ("DATA",), "corrected": ("CORRECTED_DATA",), "residual": ("DATA", "MODEL_DATA"),
+           "corrected_residual": ("CORRECTED_DATA", "MODEL_DATA")}
 
 
 @dataclass
