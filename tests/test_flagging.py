@@ -505,7 +505,7 @@ def test_aoflagger_persistent_channel(rfi, tmp_path):
 
     src, truth, masks = rfi
     ms = _copy(src, str(tmp_path / "ao.ms"))
-    out = akflag(vis=ms, mode="aoflagger", strategy="generic")
+    out = akflag(vis=ms, mode="aoflagger")            # default strategy: generic
     assert out["version"] == "akflag_1"
     flag, = cols(ms, "FLAG")
     m = masks[0]
@@ -538,7 +538,7 @@ def test_solve_after_aoflagger_equals_hand_flagged_solve(rfi, tmp_path):
     src, truth, masks = rfi
     ao = _copy(src, str(tmp_path / "ao.ms"))
     hand = _copy(src, str(tmp_path / "hand.ms"))
-    akflag(vis=ao, mode="aoflagger", strategy="generic")
+    akflag(vis=ao, mode="aoflagger")
     akflag(vis=hand, mode="manual", spw="0:5")
     sols = {}
     for name, ms in (("ao", ao), ("hand", hand)):
@@ -562,3 +562,40 @@ def test_solve_after_aoflagger_equals_hand_flagged_solve(rfi, tmp_path):
         worst = max(worst, float(z.max()))
     print(f"max |g_ao - g_hand| / (sqrt(2) sigma_CR) = {worst:.2f}")
     assert worst < 5.0
+
+
+def test_aoflagger_strategy_names(tmp_path):
+    from alakazam.flagging.aoflagger import shipped_strategies, strategy_path
+
+    assert {"generic", "jvla", "lofar"} <= set(shipped_strategies())
+    assert strategy_path("").endswith("generic-default.lua")
+    assert strategy_path("JVLA").endswith("jvla-default.lua")
+    assert strategy_path("auto", "EVLA").endswith("jvla-default.lua")
+    assert strategy_path("auto", "SomeDish").endswith("generic-default.lua")
+    user = tmp_path / "mine.lua"
+    user.write_text(open(strategy_path("generic")).read())
+    assert strategy_path(str(user)) == str(user)
+    with pytest.raises(AlakazamError, match="'nope' is not a strategy AOFlagger ships; expected one of.*generic"):
+        strategy_path("nope")
+    with pytest.raises(AlakazamError, match="does not exist"):
+        strategy_path(str(tmp_path / "missing.lua"))
+
+
+def test_residual_column_and_timerange(ms):
+    """clip on datacolumn='residual' (DATA - MODEL_DATA) inside a timerange: exact samples."""
+    from alakazam.caltasks import akflag
+
+    data, model, tm = cols(ms, "DATA", "MODEL_DATA", "TIME")
+    res = np.abs(data - model)
+    thr = float(np.median(res))
+    ut = np.unique(tm)
+    day = np.floor(ut[0] / 86400.0) * 86400.0
+    hms = lambda x: "%02d:%02d:%06.3f" % ((x - day) // 3600, (x - day) % 3600 // 60, (x - day) % 60)  # noqa: E731
+    akflag(vis=ms, mode="clip", datacolumn="residual", clipminmax=[0.0, thr],
+           timerange=f"{hms(ut[3] - 1)}~{hms(ut[7] + 1)}")
+    flag, = cols(ms, "FLAG")
+    inside = (tm >= ut[3]) & (tm <= ut[7])
+    expect = np.zeros_like(flag)
+    expect[inside] = res[inside] > thr
+    np.testing.assert_array_equal(flag, expect)
+    assert expect.any() and inside.sum() < len(tm)
