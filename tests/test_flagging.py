@@ -599,3 +599,31 @@ def test_residual_column_and_timerange(ms):
     expect[inside] = res[inside] > thr
     np.testing.assert_array_equal(flag, expect)
     assert expect.any() and inside.sum() < len(tm)
+
+
+@pytest.mark.parametrize("mode,kw", [("aoflagger", {}), ("mad", {}), ("extend", {"growaround": True})])
+def test_pieces_of_few_baselines_give_the_same_flags(rfi, tmp_path, mode, kw):
+    """A memory limit that splits every scan into pieces of single baselines flags exactly as one piece."""
+    from alakazam.caltasks import akflag
+
+    src, truth, masks = rfi
+    a = _copy(src, str(tmp_path / "a.ms"))
+    b = _copy(src, str(tmp_path / "b.ms"))
+    if mode == "extend":                     # something to extend
+        for ms in (a, b):
+            akflag(vis=ms, mode="clip", clipminmax=[0.0, 40.0])
+    akflag(vis=a, mode=mode, **kw)
+    akflag(vis=b, mode=mode, memory_limit_gb=2e-6, **kw)      # ~2 kB: one baseline per piece
+    fa, fb = cols(a, "FLAG")[0], cols(b, "FLAG")[0]
+    assert fa.any()
+    np.testing.assert_array_equal(fa, fb)
+
+
+def test_action_calculate_counts_without_writing(ms):
+    from alakazam.caltasks import akflag
+
+    out = akflag(vis=ms, mode="manual", spw="0:0~1", action="calculate")
+    n_row = len(cols(ms, "TIME")[0])
+    assert out["version"] is None and out["newly_flagged"] == out["total"] == n_row * 2 * 4
+    assert not cols(ms, "FLAG")[0].any()
+    assert not os.path.exists(ms + ".flagversions")
