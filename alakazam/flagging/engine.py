@@ -138,15 +138,16 @@ def run_flag(cfg: FlagConfig) -> dict:
             per_row = len(spw.freqs) * spw.n_corr * BYTES_PER_SAMPLE + BYTES_PER_ROW
             max_rows = max(1, int(limit // per_row))
             full_chans = len(chans) == len(spw.freqs)
+            all_corrs = len(corrs) == spw.n_corr          # (parse_correlation: sorted, unique)
             for unit in units(t, sel, ddid):
                 for idx in unit.pieces(max_rows):
                     rows = unit.rows[idx]
                     flag = getcol_rows(t, "FLAG", rows)
                     flag |= getcol_rows(t, "FLAG_ROW", rows)[:, None, None]
-                    sub = flag[:, :, corrs] if full_chans else flag[:, chans][:, :, corrs]
+                    sub = _block(flag, chans, corrs, full_chans, all_corrs, copy=True)
                     data = model = None
                     if need_data:
-                        data, model = _read_data(t, cfg, rows, chans, corrs, full_chans,
+                        data, model = _read_data(t, cfg, rows, chans, corrs, full_chans, all_corrs,
                                                  getattr(mod, "WANTS_MODEL", False), sel.meta.columns)
                     piece = Piece(data, model, sub, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
                                   unit.field_id[idx], unit.scan, ddid, spw.spw_id, chans, spw.freqs[chans],
@@ -162,7 +163,9 @@ def run_flag(cfg: FlagConfig) -> dict:
                     counts["newly_flagged"] += int((new & ~sub).sum())
                     counts["unflagged"] += int((sub & ~new).sum())
                     if writes and not np.array_equal(new, sub):
-                        if full_chans:
+                        if full_chans and all_corrs:
+                            flag = new
+                        elif full_chans:
                             flag[:, :, corrs] = new
                         else:
                             flag[np.ix_(np.arange(len(rows)), chans, corrs)] = new
@@ -183,9 +186,21 @@ def run_flag(cfg: FlagConfig) -> dict:
     return {"mode": cfg.mode, "action": cfg.action, "version": version, **counts, "seconds": secs}
 
 
-def _read_data(t, cfg, rows, chans, corrs, full_chans, wants_model, columns):
+def _block(a, chans, corrs, full_chans, all_corrs, copy=False):
+    """The selected (chan, corr) block of a (row, chan, corr) array (a view or ``a`` itself when
+    everything is selected, unless ``copy``; fancy indexing only along the axes that need it)."""
+    if full_chans and all_corrs:
+        return a.copy() if copy else a
+    if full_chans:
+        return a[:, :, corrs]
+    if all_corrs:
+        return a[:, chans]
+    return a[:, chans][:, :, corrs]
+
+
+def _read_data(t, cfg, rows, chans, corrs, full_chans, all_corrs, wants_model, columns):
     def sel(a):
-        return a[:, :, corrs] if full_chans else a[:, chans][:, :, corrs]
+        return _block(a, chans, corrs, full_chans, all_corrs)
 
     if cfg.datacolumn in ("corrected", "corrected_residual"):
         data = sel(getcol_rows(t, "CORRECTED_DATA", rows))
