@@ -627,3 +627,16 @@ def test_action_calculate_counts_without_writing(ms):
     assert out["version"] is None and out["newly_flagged"] == out["total"] == n_row * 2 * 4
     assert not cols(ms, "FLAG")[0].any()
     assert not os.path.exists(ms + ".flagversions")
+
+
+def test_cli_flag_runs_only_the_flag_blocks_of_a_yaml(ms, tmp_path):
+    from alakazam.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"flag:\n  - ms: {ms}\n    mode: manual\n    correlation: YY\n"
+                   f"solve:\n  - ms: {ms}\n    output: never.h5\n    jones: [G]\n")
+    assert main(["--quiet", "flag", str(cfg)]) == 0
+    flag, = cols(ms, "FLAG")
+    assert flag[..., 3].all() and not flag[..., :3].any()
+    assert not (tmp_path / "never.h5").exists()
+    assert main(["flag", str(cfg), "--mode", "unflag"]) == 2          # a file or options, not both
