@@ -575,7 +575,7 @@ def test_aoflagger_strategy_names(tmp_path):
     user = tmp_path / "mine.lua"
     user.write_text(open(strategy_path("generic")).read())
     assert strategy_path(str(user)) == str(user)
-    with pytest.raises(AlakazamError, match="'nope' is not a strategy AOFlagger ships; expected one of.*generic"):
+    with pytest.raises(AlakazamError, match="'nope' is not a strategy AOFlagger ships; expected.*generic"):
         strategy_path("nope")
     with pytest.raises(AlakazamError, match="does not exist"):
         strategy_path(str(tmp_path / "missing.lua"))

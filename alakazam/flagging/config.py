@@ -21,6 +21,7 @@ WRITING_MODES = ("manual", "unflag", "clip", "quack", "extend", "aoflagger", "ma
 DATACOLUMNS = ("data", "corrected", "residual", "corrected_residual")
 QUACKMODES = ("beg", "endb", "end", "tail")
 ACTIONS = ("apply", "calculate")
+_SELECTION_KEYS = ("field", "spw", "antenna", "timerange", "scan", "correlation")
 
 FLAG_KEYS = {"ms", "mode", "field", "spw", "antenna", "timerange", "scan", "correlation", "datacolumn",
              "strategy", "clipminmax", "clipoutside", "clipzeros", "quackinterval", "quackmode", "growtime",
@@ -63,7 +64,7 @@ def _str(d, key, where, names, errs):
     v = d.get(key, "")
     if v is None:
         return ""
-    if isinstance(v, (list, tuple)) and key in ("field", "spw", "antenna", "scan", "timerange", "correlation"):
+    if isinstance(v, (list, tuple)) and key in _SELECTION_KEYS:
         sep = ";" if key == "antenna" else ","
         return sep.join(str(x) for x in v)
     if isinstance(v, bool) or not isinstance(v, (str, int)):

@@ -123,9 +123,9 @@ def run_flag(cfg: FlagConfig) -> dict:
     writes = cfg.mode in WRITING_MODES and cfg.action == "apply"
     version = None
     if writes:
+        keys = ("field", "spw", "antenna", "timerange", "scan", "correlation")
         comment = f"akflag mode={cfg.mode}" + "".join(
-            f" {k}={getattr(cfg, k)!r}" for k in ("field", "spw", "antenna", "timerange", "scan", "correlation")
-            if getattr(cfg, k))
+            f" {k}={getattr(cfg, k)!r}" for k in keys if getattr(cfg, k))
         version = flagversions.save(cfg.ms, task="akflag", comment=comment)
         log.info("akflag: saved flag version %s in %s", version, flagversions.versions_dir(cfg.ms))
     state = mod.start(cfg, sel) if hasattr(mod, "start") else None

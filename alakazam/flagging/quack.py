@@ -11,7 +11,6 @@ it starts before ``t_first - interval/2 + quackinterval``, i.e. ``TIME - t_first
 * ``'tail'``: flag all but the last quackinterval seconds.
 """
 
-import numpy as np
 
 
 def flag_piece(piece, cfg, state):
