@@ -640,3 +640,19 @@ def test_cli_flag_runs_only_the_flag_blocks_of_a_yaml(ms, tmp_path):
     assert flag[..., 3].all() and not flag[..., :3].any()
     assert not (tmp_path / "never.h5").exists()
     assert main(["flag", str(cfg), "--mode", "unflag"]) == 2          # a file or options, not both
+
+
+def test_aoflagger_intermittent_and_bursts(tmp_path):
+    """Persistent channel, intermittent narrow-band RFI (2 channels in ~10% of the integrations) and
+    broadband bursts (3 integrations): AOFlagger flags every RFI sample and <= 2% of the clean ones."""
+    from alakazam.caltasks import akflag
+
+    ms = str(tmp_path / "h.ms")
+    _, masks = rfi_ms(ms, persistent=(5,), intermittent=(12, 20), bursts=3, noise=1.0, seed=8)
+    akflag(vis=ms, mode="aoflagger")
+    f = cols(ms, "FLAG")[0][masks[("rows", 0)]]
+    m = masks[0]
+    burst = m.all(axis=(1, 2))
+    assert burst.sum() > 0 and m[:, 12].any() and not m[:, 12].all()
+    assert f[m].mean() >= 0.999 and f[burst].all()
+    assert f[~m].mean() <= 0.02
