@@ -656,3 +656,18 @@ def test_aoflagger_intermittent_and_bursts(tmp_path):
     assert burst.sum() > 0 and m[:, 12].any() and not m[:, 12].all()
     assert f[m].mean() >= 0.999 and f[burst].all()
     assert f[~m].mean() <= 0.02
+
+
+def test_casa_flag_version_tables_are_listed_not_restored(ms):
+    d = ms + ".flagversions"
+    os.makedirs(os.path.join(d, "flags.applycal_1"))
+    with open(os.path.join(d, "FLAG_VERSION_LIST"), "w") as fh:
+        fh.write("applycal_1 : Flags autosave on 2024-04-01\n")
+    assert flagversions.next_name(ms, "applycal") == "applycal_2"
+    name = flagversions.save(ms, task="akflag", comment="mine")
+    v = flagversions.list_versions(ms)
+    assert [x["name"] for x in v] == ["applycal_1", name] and "CASA" in v[0]["comment"]
+    with open(os.path.join(d, "FLAG_VERSION_LIST")) as fh:
+        assert fh.read().splitlines() == ["applycal_1 : Flags autosave on 2024-04-01", f"{name} : mine"]
+    with pytest.raises(AlakazamError, match="written by CASA"):
+        flagversions.restore(ms, "applycal_1")

@@ -73,11 +73,14 @@ def _write_list(ms, entries):
 
 def list_versions(ms) -> List[Dict]:
     """Saved versions in save order: ``[{'name', 'comment', 'time'}, ...]`` (time: 'YYYY-MM-DD hh:mm:ss'
-    UTC, '' when unknown).  Versions whose file is missing are left out."""
+    UTC, '' when unknown).  Versions saved by CASA (a ``flags.<name>`` table) are listed with a note;
+    versions whose file is missing are left out."""
     out = []
     for name, comment in _read_list(ms):
         p = _path(ms, name)
         if not os.path.exists(p):
+            if os.path.isdir(os.path.join(versions_dir(ms), f"flags.{name}")):     # saved by CASA
+                out.append({"name": name, "comment": f"{comment} (CASA flag-version table)", "time": ""})
             continue
         when = ""
         try:
@@ -96,8 +99,8 @@ def next_name(ms, task) -> str:
     used = [n for n, _ in _read_list(ms)]
     d = versions_dir(ms)
     if os.path.isdir(d):
-        used += [f[len("flags."):-len(".npz")] for f in os.listdir(d) if f.startswith("flags.") and
-                 f.endswith(".npz")]
+        # our flags.<name>.npz files and CASA's flags.<name> tables
+        used += [f[len("flags."):].removesuffix(".npz") for f in os.listdir(d) if f.startswith("flags.")]
     k = 0
     for u in used:
         m = re.fullmatch(re.escape(task) + r"_(\d+)", u)
@@ -216,6 +219,9 @@ def restore(ms, name, merge="replace"):
         raise AlakazamError(f"merge: {merge!r} is not allowed; expected one of {', '.join(MERGES)}")
     path = _path(ms, name)
     if not os.path.exists(path):
+        if os.path.isdir(os.path.join(versions_dir(ms), f"flags.{name}")):
+            raise AlakazamError(f"versionname: {name!r} is a flag-version table written by CASA; restore it "
+                                "with CASA's flagmanager (alakazam reads its own flags.<name>.npz versions)")
         have = [v["name"] for v in list_versions(ms)]
         raise AlakazamError(f"versionname: flag version {name!r} not found in {versions_dir(ms)}; saved: "
                             f"{', '.join(have) or 'none'}")
