@@ -671,3 +671,16 @@ def test_casa_flag_version_tables_are_listed_not_restored(ms):
         assert fh.read().splitlines() == ["applycal_1 : Flags autosave on 2024-04-01", f"{name} : mine"]
     with pytest.raises(AlakazamError, match="written by CASA"):
         flagversions.restore(ms, "applycal_1")
+
+
+def test_aoflagger_worker_processes_give_the_same_flags(rfi, tmp_path):
+    from alakazam.caltasks import akflag
+
+    src, truth, masks = rfi
+    a = _copy(src, str(tmp_path / "a.ms"))
+    b = _copy(src, str(tmp_path / "b.ms"))
+    akflag(vis=a, mode="aoflagger")
+    akflag(vis=b, mode="aoflagger", nproc=2)
+    fa, fb = cols(a, "FLAG")[0], cols(b, "FLAG")[0]
+    assert fa[:, 5].all()
+    np.testing.assert_array_equal(fa, fb)

@@ -20,13 +20,17 @@ time-frequency plane of every baseline of each (DATA_DESC_ID, scan) unit.
   smoothing kernel, no channel-RMS test) flagged only 17-34% of a persistent RFI channel's samples where
   generic flagged 100% (measured on the simulated MSs of tests/test_flagging.py).
 * Parallelism: the aoflagger Python binding holds the GIL while a strategy runs (measured: two threads
-  give the same wall time as one, with CPU time = wall time), so baselines run one after another on the
-  calling thread; memory is bounded by the engine's pieces (whole baselines of one scan).
+  give the same wall time as one, with CPU time = wall time), so a thread pool cannot help.  With
+  ``nproc`` > 1, batches of baselines go to that many spawned worker processes (each loads the strategy
+  once); by default (1) baselines run one after another on the calling thread.  Memory is bounded by
+  the engine's pieces (whole baselines of one scan) plus the planes in flight (2 x nproc batches).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 
 import numpy as np
 
@@ -87,9 +91,65 @@ def start(cfg, sel):
     path = strategy_path(cfg.strategy, sel.meta.telescope_name)
     import logging
 
-    logging.getLogger("alakazam.flag").info("akflag aoflagger %s: strategy %s", flagger.get_version_string(),
-                                            path)
-    return {"flagger": flagger, "strategy": flagger.load_strategy_file(path)}
+    nproc = int(getattr(cfg, "nproc", 1) or 1)
+    logging.getLogger("alakazam.flag").info("akflag aoflagger %s: strategy %s, %d process(es)",
+                                            flagger.get_version_string(), path, nproc)
+    state = {"flagger": flagger, "strategy": flagger.load_strategy_file(path), "pool": None}
+    if nproc > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawned (not forked) workers: the parent holds open casacore tables and threads.  They are
+        # all started here, with the caller's __main__ hidden, so a worker never re-runs the user's
+        # script (or fails on '<stdin>'): it needs only this module
+        pool = ProcessPoolExecutor(max_workers=nproc, mp_context=mp.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(path,))
+        state["pool"] = pool
+        with _main_hidden():
+            for f in [pool.submit(_ping) for _ in range(nproc)]:
+                f.result()
+    return state
+
+
+def _ping():
+    return True
+
+
+@contextlib.contextmanager
+def _main_hidden():
+    """``__main__`` without ``__file__`` / ``__spec__`` while worker processes start (multiprocessing's
+    spawn then imports nothing of it in the child)."""
+    main = sys.modules.get("__main__")
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if main is not None and hasattr(main, k)}
+    try:
+        if "__file__" in saved:
+            del main.__file__
+        if "__spec__" in saved:
+            main.__spec__ = None
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
+
+
+def close(cfg, sel, state):
+    """Shut the worker processes down (called by the engine also when a run fails)."""
+    if state and state.get("pool") is not None:
+        state["pool"].shutdown(wait=True, cancel_futures=True)
+        state["pool"] = None
+
+
+_WORKER = {}
+
+
+def _init_worker(path):
+    ao = _library()
+    fl = ao.AOFlagger()
+    _WORKER.update(flagger=fl, strategy=fl.load_strategy_file(path))
+
+
+def _worker_run(jobs):
+    return [_run(_WORKER, planes, inflag) for planes, inflag in jobs]
 
 
 def _run(state, planes, inflag):
@@ -104,13 +164,12 @@ def _run(state, planes, inflag):
     return np.asarray(state["strategy"].run(im, fm).get_buffer(), bool)
 
 
-def flag_piece(piece, cfg, state):
-    out = piece.flag.copy()
+def _jobs(piece, sets):
+    """Per baseline: (rows, time index, input flags (chan, time), bad samples, [(planes, inflag)] per
+    correlation set)."""
     data = piece.data
-    groups, times = piece.baseline_groups()
-    n_corr = data.shape[2]
-    sets = [list(range(n_corr))] if n_corr in (1, 2, 4) else [[c] for c in range(n_corr)]
     nc = data.shape[1]
+    groups, _ = piece.baseline_groups()
     for rows, tidx in groups:
         t0 = tidx.min()
         nt = int(tidx.max() - t0 + 1)
@@ -119,14 +178,57 @@ def flag_piece(piece, cfg, state):
         bad = ~(np.isfinite(d.real) & np.isfinite(d.imag))
         inflag = np.ones((nc, nt), bool)                     # missing integrations: flagged
         inflag[:, ti] = (piece.flag[rows] | bad).any(axis=2).T
-        mask = np.zeros((nc, nt), bool)
+        jobs = []
         for cs in sets:
             planes = np.zeros((2 * len(cs), nc, nt), np.float32)
             for j, c in enumerate(cs):
                 v = np.where(bad[:, :, c], 0, d[:, :, c])
                 planes[2 * j][:, ti] = v.real.T
                 planes[2 * j + 1][:, ti] = v.imag.T
-            mask |= _run(state, planes, np.ascontiguousarray(inflag))
-        add = (mask & ~inflag)[:, ti].T                      # (t, chan)
-        out[rows] |= add[:, :, None] | bad
+            jobs.append((planes, inflag))
+        yield rows, ti, inflag, bad, jobs
+
+
+def _apply(out, rows, ti, inflag, bad, masks):
+    mask = np.zeros_like(inflag)
+    for m in masks:
+        mask |= m
+    add = (mask & ~inflag)[:, ti].T                          # (t, chan)
+    out[rows] |= add[:, :, None] | bad
+
+
+#: baselines sent to a worker process at once (bounds the planes in flight to ~2 x nproc x this)
+BATCH = 16
+
+
+def flag_piece(piece, cfg, state):
+    out = piece.flag.copy()
+    n_corr = piece.data.shape[2]
+    sets = [list(range(n_corr))] if n_corr in (1, 2, 4) else [[c] for c in range(n_corr)]
+    pool = state.get("pool")
+    if pool is None:
+        for rows, ti, inflag, bad, jobs in _jobs(piece, sets):
+            _apply(out, rows, ti, inflag, bad, [_run(state, p, f) for p, f in jobs])
+        return out
+    pending, batch, meta = [], [], []
+    limit = 2 * pool._max_workers
+
+    def drain(k):
+        while len(pending) > k:
+            fut, info = pending.pop(0)
+            masks = fut.result()
+            for rows, ti, inflag, bad, n in info:
+                _apply(out, rows, ti, inflag, bad, masks[:n])
+                masks = masks[n:]
+
+    for rows, ti, inflag, bad, jobs in _jobs(piece, sets):
+        batch.extend(jobs)
+        meta.append((rows, ti, inflag, bad, len(jobs)))
+        if len(meta) >= BATCH:
+            pending.append((pool.submit(_worker_run, batch), meta))
+            batch, meta = [], []
+            drain(limit)
+    if meta:
+        pending.append((pool.submit(_worker_run, batch), meta))
+    drain(0)
     return out

@@ -26,7 +26,7 @@ _SELECTION_KEYS = ("field", "spw", "antenna", "timerange", "scan", "correlation"
 FLAG_KEYS = {"ms", "mode", "field", "spw", "antenna", "timerange", "scan", "correlation", "datacolumn",
              "strategy", "clipminmax", "clipoutside", "clipzeros", "quackinterval", "quackmode", "growtime",
              "growfreq", "extendpols", "growaround", "flagneartime", "flagnearfreq", "threshold", "action",
-             "memory_limit_gb", "quiet"}
+             "nproc", "memory_limit_gb", "quiet"}
 
 
 @dataclass
@@ -55,6 +55,7 @@ class FlagConfig:
     flagneartime: bool = False
     flagnearfreq: bool = False
     threshold: float = 5.0              # mad: robust sigmas
+    nproc: int = 1                      # aoflagger: worker processes (the binding holds the GIL)
     action: str = "apply"               # apply | calculate (count only, FLAG untouched)
     memory_limit_gb: float = 0.0
     quiet: bool = False
@@ -101,6 +102,7 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
         flagnearfreq=_typed(d, "flagnearfreq", bool, False, where, names, errs),
         threshold=_typed(d, "threshold", float, 5.0, where, names, errs),
         action=_typed(d, "action", str, "apply", where, names, errs, choices=ACTIONS),
+        nproc=_typed(d, "nproc", int, 1, where, names, errs),
         memory_limit_gb=_typed(d, "memory_limit_gb", float, 0.0, where, names, errs),
         quiet=_typed(d, "quiet", bool, False, where, names, errs))
     if cfg.datacolumn not in DATACOLUMNS:
@@ -122,6 +124,8 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
             errs.add(_name(k, where, names), f"{v!r} must be a percentage in 0~100 (0 disables)")
     if not cfg.threshold > 0:
         errs.add(_name("threshold", where, names), f"{cfg.threshold!r} must be > 0 (robust sigmas)")
+    if cfg.nproc < 1:
+        errs.add(_name("nproc", where, names), f"{cfg.nproc!r} must be >= 1 (worker processes)")
     if cfg.memory_limit_gb < 0:
         errs.add(_name("memory_limit_gb", where, names), f"{cfg.memory_limit_gb!r} must be >= 0 (0 = auto)")
     if cfg.mode == "aoflagger" and cfg.strategy:

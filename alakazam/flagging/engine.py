@@ -115,8 +115,6 @@ def run_flag(cfg: FlagConfig) -> dict:
         ``flagged_after``, ``newly_flagged``, ``unflagged``, ``seconds``; mode 'summary' returns
         flagdata's summary dict (see :mod:`alakazam.flagging.summary`).
     """
-    from casacore.tables import table
-
     t_start = _time.perf_counter()
     sel = resolve(cfg)
     mod = _mode_module(cfg.mode)
@@ -129,6 +127,16 @@ def run_flag(cfg: FlagConfig) -> dict:
         version = flagversions.save(cfg.ms, task="akflag", comment=comment)
         log.info("akflag: saved flag version %s in %s", version, flagversions.versions_dir(cfg.ms))
     state = mod.start(cfg, sel) if hasattr(mod, "start") else None
+    try:
+        return _run_units(cfg, sel, mod, state, writes, version, t_start)
+    finally:
+        if hasattr(mod, "close"):
+            mod.close(cfg, sel, state)
+
+
+def _run_units(cfg, sel, mod, state, writes, version, t_start):
+    from casacore.tables import table
+
     limit = memory.memory_limit_bytes(cfg.memory_limit_gb)
     counts = {"total": 0, "flagged_before": 0, "flagged_after": 0, "newly_flagged": 0, "unflagged": 0}
     need_data = getattr(mod, "NEEDS_DATA", False)
