@@ -393,12 +393,15 @@ def test_kill_during_flag_write_leaves_version_restorable(ms, tmp_path):
         from alakazam.caltasks import akflag
         real = engine.putcol_rows
         def slow(t, col, rows, values, chunk=engine.flagversions.CHUNK_ROWS):
-            # write FLAG a few rows at a time, forever, announcing the first write
-            print("writing", flush=True)
+            # write FLAG a few rows at a time, forever, announcing the first flushed write
+            first = True
             while True:
                 for s in range(0, len(rows), 3):
                     real(t, col, rows[s:s + 3], values[s:s + 3], chunk=3)
                     t.flush()
+                    if first:
+                        print("writing", flush=True)
+                        first = False
                     values = ~values
                     time.sleep(0.01)
         engine.putcol_rows = slow
