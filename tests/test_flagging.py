@@ -687,3 +687,35 @@ def test_aoflagger_worker_processes_give_the_same_flags(rfi, tmp_path):
     fa, fb = cols(a, "FLAG")[0], cols(b, "FLAG")[0]
     assert fa[:, 5].all()
     np.testing.assert_array_equal(fa, fb)
+
+
+def test_two_spws_of_different_shapes_flag_and_restore(tmp_path):
+    """FLAG has a different shape per DATA_DESC_ID: selection by spw/channel, save and restore per DDID."""
+    from casacore.tables import table
+
+    from alakazam.caltasks import akflag, akflagmanager
+
+    ms = str(tmp_path / "two.ms")
+    simulate_ms(ms, n_ant=3, n_ant_extra=0, n_chan=(8, 4), duration_h=0.2, int_s=60.0, noise=0.05, seed=4,
+                leakage=False, dead_ant=False, flag_rows=0.0)
+
+    def flags():
+        with table(ms, ack=False) as t:
+            dd = t.getcol("DATA_DESC_ID")
+            out = {}
+            for d in np.unique(dd):
+                q = t.selectrows(np.flatnonzero(dd == d))
+                out[int(d)] = q.getcol("FLAG")
+                q.close()
+            return out
+
+    before = flags()
+    assert {v.shape[1] for v in before.values()} == {8, 4}
+    akflag(vis=ms, mode="manual", spw="1:1~2")            # SPW 1 (4 channels) is DATA_DESC_ID 0
+    after = flags()
+    spw1 = [d for d, v in after.items() if v.shape[1] == 4][0]
+    other = [d for d in after if d != spw1][0]
+    assert after[spw1][:, 1:3].all() and not after[spw1][:, [0, 3]].any() and not after[other].any()
+    akflagmanager(vis=ms, mode="restore", versionname="akflag_1")
+    for d, v in flags().items():
+        np.testing.assert_array_equal(v, before[d])
