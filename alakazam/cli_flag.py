@@ -29,7 +29,7 @@ def _add_task_options(parser, task_name):
     from alakazam.caltasks import TASKS
 
     for p in TASKS[task_name].spec.params:
-        kw = {"dest": p.name, "default": argparse.SUPPRESS, "help": p.short}
+        kw = {"dest": p.name, "default": argparse.SUPPRESS, "help": p.short.replace("%", "%%")}
         if p.type == "bool":
             kw.update(type=_bool, metavar="true|false")
         elif p.type == "double":

@@ -719,3 +719,13 @@ def test_two_spws_of_different_shapes_flag_and_restore(tmp_path):
     akflagmanager(vis=ms, mode="restore", versionname="akflag_1")
     for d, v in flags().items():
         np.testing.assert_array_equal(v, before[d])
+
+
+@pytest.mark.parametrize("cmd", ["flag", "flagmanager"])
+def test_cli_help(cmd, capsys):
+    from alakazam.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0
+    assert "--vis" in capsys.readouterr().out
