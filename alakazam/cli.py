@@ -1,4 +1,4 @@
-"""``alakazam`` command line: run, info, fluxscale-info, simulate, demo.
+"""``alakazam`` command line: run, flag, flagmanager, info, fluxscale-info, simulate, demo.
 
 Errors a user can cause (bad config, missing file, unknown field ...) print one clean message and exit
 with status 2; ``--debug`` shows the traceback instead.
@@ -93,6 +93,9 @@ def build_parser():
     s.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="solve on a running dask scheduler, e.g. tcp://host:8786")
     s.set_defaults(func=cmd_run)
+    from .cli_flag import add_parsers as _add_flag_parsers
+
+    _add_flag_parsers(sub)
     s = sub.add_parser("info", help="summarise a solution table, or a Measurement Set (listobs)")
     s.add_argument("caltable", metavar="PATH", help="HDF5 solution table or Measurement Set (told by content)")
     s.set_defaults(func=cmd_info)

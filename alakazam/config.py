@@ -152,11 +152,12 @@ class ApplyConfig:
 
 @dataclass
 class RunConfig:
-    """A whole YAML file: blocks executed in order solve -> fluxscale -> apply."""
+    """A whole YAML file: blocks executed in order flag -> solve -> fluxscale -> apply."""
 
     solve: List[SolveConfig] = field(default_factory=list)
     fluxscale: List[FluxscaleConfig] = field(default_factory=list)
     apply: List[ApplyConfig] = field(default_factory=list)
+    flag: list = field(default_factory=list)        # alakazam.flagging.FlagConfig, run before solve
 
 
 # ==================================================================================================
@@ -571,16 +572,19 @@ def run_config_from_dict(d) -> RunConfig:
     if d is None:
         d = {}
     if not isinstance(d, dict):
-        raise ParameterError({"config": ["the top level must be a mapping with solve/fluxscale/apply"]})
+        raise ParameterError({"config": ["the top level must be a mapping with flag/solve/fluxscale/apply"]})
     errs = _Errors()
     for k in d:
-        if k not in ("solve", "fluxscale", "apply"):
-            close = difflib.get_close_matches(str(k), ["solve", "fluxscale", "apply"], n=1)
+        if k not in ("flag", "solve", "fluxscale", "apply"):
+            close = difflib.get_close_matches(str(k), ["flag", "solve", "fluxscale", "apply"], n=1)
             errs.add(str(k), "unknown top-level block" + (f"; did you mean {close[0]!r}?" if close else "")
-                     + " (valid: solve, fluxscale, apply)")
+                     + " (valid: flag, solve, fluxscale, apply)")
     errs.raise_if_any()
     out = RunConfig()
-    for name, fn, dest in (("solve", solve_config_from_dict, out.solve),
+    from .flagging.config import flag_config_from_dict
+
+    for name, fn, dest in (("flag", flag_config_from_dict, out.flag),
+                           ("solve", solve_config_from_dict, out.solve),
                            ("fluxscale", fluxscale_config_from_dict, out.fluxscale),
                            ("apply", apply_config_from_dict, out.apply)):
         blocks = d.get(name) or []

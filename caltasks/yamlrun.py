@@ -1,5 +1,5 @@
-"""YAML runner through the tasks: each ``solve`` / ``fluxscale`` / ``apply`` block becomes an
-``akcal`` / ``akfluxscale`` / ``akapply`` call.
+"""YAML runner through the tasks: each ``flag`` / ``solve`` / ``fluxscale`` / ``apply`` block becomes an
+``akflag`` / ``akcal`` / ``akfluxscale`` / ``akapply`` call (flag blocks run first).
 
 The YAML key -> task parameter mapping is read from the ``yamlkey`` attributes of tasks_xml/*.xml (the
 single source); only the few keys whose *values* differ between the two forms are converted here:
@@ -33,6 +33,7 @@ from alakazam.errors import AlakazamError, ParameterError
 
 from .akapply import akapply
 from .akcal import akcal
+from .akflag import akflag
 from .akfluxscale import akfluxscale
 
 log = logging.getLogger("alakazam.run")
@@ -119,8 +120,68 @@ def apply_params(block: dict, where="apply[0]") -> dict:
     return p
 
 
-def run_yaml(path, workers=None, scheduler=None) -> dict:
-    """Run a YAML file: every solve block (akcal), then fluxscale (akfluxscale), then apply (akapply).
+def flag_params(block: dict, where="flag[0]") -> dict:
+    """A ``flag`` block -> akflag keyword arguments (YAML keys are akflag's names, ``ms`` for vis; a list
+    for a selection string is joined with ',', or ';' for antenna)."""
+    p = _yaml_to_params(akflag, block, where)
+    for k in ("field", "spw", "scan", "timerange", "correlation", "antenna"):
+        if isinstance(p.get(k), list):
+            p[k] = (";" if k == "antenna" else ",").join(map(str, p[k]))
+        elif isinstance(p.get(k), int) and not isinstance(p.get(k), bool):
+            p[k] = str(p[k])
+    return p
+
+
+def _check_flag_calls(calls):
+    """Validate every flag block as its akflag call (from the YAML file's folder, selections parsed
+    against the MS); all errors of all blocks together, by YAML path."""
+    errors = {}
+    to_yaml = {p.name: p.yamlkey for p in akflag.spec.params if p.yamlkey}
+    for section, where, task, params, _ in calls:
+        if section != "flag":
+            continue
+        try:
+            akflag._prepare(task.validate(task.bind(**params)))
+        except ParameterError as e:
+            for k, v in e.errors.items():
+                k = k.split(".", 1)[1] if k.startswith("akflag.") else k
+                errors.setdefault(f"{where}.{to_yaml.get(k, k)}", []).extend(v)
+    if errors:
+        raise ParameterError(errors)
+
+
+def _raise_with_flag_errors(err, path):
+    """Re-raise ``err`` (the file's validation errors) with those of its flag blocks checked against
+    their MS from the YAML file's folder added, so one run reports every bad key."""
+    errors = {k: list(v) for k, v in err.errors.items()}
+    try:
+        with open(path) as fh:
+            doc = yaml.safe_load(fh) or {}
+        blocks = doc.get("flag") or [] if isinstance(doc, dict) else []
+        calls = []
+        for i, b in enumerate(blocks if isinstance(blocks, list) else [blocks]):
+            try:
+                calls.append(("flag", f"flag[{i}]", akflag, flag_params(b, f"flag[{i}]"), False))
+            except (AlakazamError, AttributeError):
+                continue
+        cwd = os.getcwd()
+        os.chdir(os.path.dirname(os.path.abspath(path)))
+        try:
+            _check_flag_calls(calls)
+        finally:
+            os.chdir(cwd)
+    except ParameterError as e2:
+        for k, v in e2.errors.items():
+            if k not in errors:
+                errors[k] = v
+    except Exception:          # the file's own errors are what matters; never hide them
+        pass
+    raise ParameterError(errors) from None
+
+
+def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=None, scheduler=None) -> dict:
+    """Run a YAML file: every flag block (akflag), then solve (akcal), fluxscale (akfluxscale), apply
+    (akapply).
 
     ``workers`` / ``scheduler`` (``alakazam run --workers N`` / ``--scheduler ADDRESS``): the dask
     cluster of every solve block that does not set its own ``workers`` / ``scheduler`` key.
@@ -128,14 +189,21 @@ def run_yaml(path, workers=None, scheduler=None) -> dict:
     Returns
     -------
     dict
-        ``{'solve': [...], 'fluxscale': [...], 'apply': [...]}`` -- the tasks' result dicts.
+        ``{'flag': [...], 'solve': [...], 'fluxscale': [...], 'apply': [...]}`` -- the tasks' result dicts
+        ('flag' only when the file has flag blocks).
     """
-    load_run_config(path)                       # validate everything first, errors by YAML path
+    try:
+        load_run_config(path)                   # validate everything first, errors by YAML path
+    except ParameterError as e:
+        _raise_with_flag_errors(e, path)
     with open(path) as fh:
         doc = yaml.safe_load(fh) or {}
     calls = []
-    for section, conv, task in (("solve", solve_params, akcal), ("fluxscale", fluxscale_params, akfluxscale),
+    for section, conv, task in (("flag", flag_params, akflag), ("solve", solve_params, akcal),
+                                ("fluxscale", fluxscale_params, akfluxscale),
                                 ("apply", apply_params, akapply)):
+        if section not in sections:             # (alakazam flag CONFIG runs only the flag blocks)
+            continue
         for i, block in enumerate(doc.get(section) or []):
             params = conv(block, f"{section}[{i}]")
             if section == "solve":
@@ -145,9 +213,12 @@ def run_yaml(path, workers=None, scheduler=None) -> dict:
                     params["scheduler"] = str(scheduler)
             calls.append((section, f"{section}[{i}]", task, params, bool(block.get("quiet", False))))
     out = {"solve": [], "fluxscale": [], "apply": []}
+    if any(c[0] == "flag" for c in calls):
+        out = {"flag": [], **out}
     cwd = os.getcwd()
     os.chdir(os.path.dirname(os.path.abspath(path)))
     try:
+        _check_flag_calls(calls)                   # flag blocks against their MS, before anything runs
         for section, where, task, params, quiet in calls:
             try:
                 with progress.quieted(quiet):          # a block's quiet: true turns its progress bars off

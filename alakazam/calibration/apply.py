@@ -15,7 +15,6 @@ uncorrected and counted in the result (never multiplied by NaN).
 from __future__ import annotations
 
 import logging
-import os
 import time as _time
 
 import numpy as np
@@ -35,49 +34,18 @@ def _native(out4, corr_types, n_corr):
 
 
 def backup_flags(ms):
-    """Save FLAG and FLAG_ROW to <ms>.flagversions/flags.akapply_N.npz (per DATA_DESC_ID, with row
-    numbers) and list it in FLAG_VERSION_LIST; returns the version name (e.g. 'akapply_1')."""
-    from casacore.tables import table, taql
+    """Save FLAG and FLAG_ROW as flag version 'akapply_N' in <ms>.flagversions (listed in
+    FLAG_VERSION_LIST; see :mod:`alakazam.core.flagversions`); returns the version name."""
+    from ..core import flagversions
 
-    d = str(ms).rstrip("/") + ".flagversions"
-    os.makedirs(d, exist_ok=True)
-    n = 1
-    while os.path.exists(os.path.join(d, f"flags.akapply_{n}.npz")):
-        n += 1
-    name = f"akapply_{n}"
-    arrays = {}
-    with table(str(ms), ack=False) as t:
-        arrays["flag_row"] = t.getcol("FLAG_ROW")
-        for dd in np.unique(t.getcol("DATA_DESC_ID")):
-            q = taql(f"SELECT FLAG, ROWID() AS R FROM $t WHERE DATA_DESC_ID=={int(dd)}")
-            arrays[f"rows_{dd}"] = q.getcol("R")
-            arrays[f"flag_{dd}"] = q.getcol("FLAG")
-            q.close()
-    path = os.path.join(d, f"flags.{name}.npz")
-    tmp = path + ".tmp.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
-    with open(os.path.join(d, "FLAG_VERSION_LIST"), "a") as fh:
-        fh.write(f"{name} : akapply {_time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-    return name
+    return flagversions.save(ms, task="akapply", comment="akapply: before flagging data without solutions")
 
 
 def restore_flags(ms, version):
     """Restore FLAG and FLAG_ROW saved by :func:`backup_flags` (e.g. version='akapply_1')."""
-    from casacore.tables import table
+    from ..core import flagversions
 
-    path = str(ms).rstrip("/") + f".flagversions/flags.{version}.npz"
-    if not os.path.exists(path):
-        raise AlakazamError(f"flag version {version!r} not found ({path})")
-    z = np.load(path)
-    with table(str(ms), readonly=False, ack=False) as t:
-        t.putcol("FLAG_ROW", z["flag_row"])
-        for k in z.files:
-            if k.startswith("rows_"):
-                dd = k[len("rows_"):]
-                q = t.selectrows(z[k])
-                q.putcol("FLAG", z[f"flag_{dd}"])
-                q.close()
+    flagversions.restore(ms, version, merge="replace")
 
 
 def run_apply(cfg: ApplyConfig) -> dict:

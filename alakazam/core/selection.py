@@ -180,3 +180,217 @@ def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray]) -> Lis
 def _split_top(text):
     """Split on commas that separate SPW items ('0:0~10;15~60,1' -> ['0:0~10;15~60', '1'])."""
     return [p for p in str(text).split(",")]
+
+
+# --------------------------------------------------------------------------------------------------
+# antenna / baseline, timerange and correlation selection (pure functions)
+# --------------------------------------------------------------------------------------------------
+def _antenna_ids(item, names, full):
+    """ANTENNA ids for one antenna item: a name (matched first), an index, 'a~b' index range, or a
+    wildcard pattern ('ea0*', '*')."""
+    it = item.strip()
+    if not it:
+        raise AlakazamError(f"antenna: empty antenna name in {full!r}")
+    if it in names:
+        return [names.index(it)]
+    if any(c in it for c in "*?["):
+        m = [i for i, n in enumerate(names) if fnmatch.fnmatchcase(n, it)]
+        if not m:
+            raise AlakazamError(f"antenna: pattern {it!r} in {full!r} matches no antenna; available: "
+                                f"{', '.join(names)}")
+        return m
+    if re.fullmatch(r"\d+\s*~\s*\d+", it):
+        a, b = (int(x) for x in it.split("~"))
+        if a > b or b >= len(names):
+            raise AlakazamError(f"antenna: index range {it!r} in {full!r} outside 0~{len(names) - 1}")
+        return list(range(a, b + 1))
+    if it.isdigit() and int(it) < len(names):
+        return [int(it)]
+    raise AlakazamError(f"antenna: {it!r} in {full!r} is not an antenna name or index; available: "
+                        f"{', '.join(names)}")
+
+
+def parse_antenna(text, names) -> frozenset:
+    """Baselines selected by CASA antenna syntax, as a frozenset of ANTENNA-id pairs ``(i, j)``, i <= j.
+
+    Syntax (items separated by ';', antenna lists inside an item by ','):
+
+    * ``'ea01'`` or ``'ea01,ea02'``: every baseline with any of them (cross-correlations and their
+      auto-correlations, as ``ea01&&*``);
+    * ``'ea01&ea02'``: that baseline; ``'ea01,ea02&ea03'``: ea01-ea03 and ea02-ea03; ``'ea01&*'``:
+      every cross-correlation of ea01; ``&&`` also includes auto-correlations; ``'ea01&&&'``: only
+      the auto-correlation of ea01;
+    * ``'!ea05'`` (any item): those baselines are removed; an expression of negations only starts from
+      every baseline;
+    * antennas are names (matched first), indices, index ranges ``'0~3'`` or wildcards ``'ea0*'``.
+
+    ``''`` selects every baseline.  ``names``: ANTENNA-table names (index = ANTENNA id).
+    """
+    n = len(names)
+    every = frozenset((i, j) for i in range(n) for j in range(i, n))
+    text = "" if text is None else str(text)
+    if not text.strip():
+        return every
+    inc, exc, any_pos = set(), set(), False
+    for raw in text.split(";"):
+        item = raw.strip()
+        if not item:
+            continue
+        neg = item.startswith("!")
+        if neg:
+            item = item[1:].strip()
+        m = re.fullmatch(r"(.*?)(&{1,3})(.*)", item)
+        if m is None:
+            left = [a for p in item.split(",") for a in _antenna_ids(p, names, text)]
+            sel = {(min(a, b), max(a, b)) for a in left for b in range(n)}
+        else:
+            lhs, amp, rhs = m.group(1), m.group(2), m.group(3).strip()
+            left = [a for p in lhs.split(",") for a in _antenna_ids(p, names, text)]
+            if amp == "&&&":
+                if rhs:
+                    raise AlakazamError(f"antenna: {raw.strip()!r} in {text!r}: '&&&' (auto-correlations "
+                                        "only) takes no second antenna list")
+                sel = {(a, a) for a in left}
+            else:
+                right = list(range(n)) if rhs in ("", "*") else \
+                    [a for p in rhs.split(",") for a in _antenna_ids(p, names, text)]
+                sel = {(min(a, b), max(a, b)) for a in left for b in right if a != b or amp == "&&"}
+        if neg:
+            exc |= sel
+        else:
+            inc |= sel
+            any_pos = True
+    if not any_pos:
+        inc = set(every)
+    out = frozenset(inc - exc)
+    if not out:
+        raise AlakazamError(f"antenna: {text!r} selects no baseline")
+    return out
+
+
+_MONTHS_OK = re.compile(r"^\d{4}/\d{1,2}/\d{1,2}(/|$)")
+
+
+def _mjd_seconds_of(text, t0, full):
+    """MJD seconds of one CASA time 'YYYY/MM/DD/hh:mm:ss.s', 'YYYY/MM/DD', 'hh:mm:ss.s', 'hh:mm' (date
+    of ``t0``)."""
+    import datetime as _dt
+
+    s = text.strip()
+    epoch = _dt.datetime(1858, 11, 17)
+    try:
+        if _MONTHS_OK.match(s):
+            parts = s.split("/")
+            y, mo, d = (int(x) for x in parts[:3])
+            day = (_dt.datetime(y, mo, d) - epoch).days
+            hms = parts[3] if len(parts) > 3 else "0:0:0"
+        else:
+            if t0 is None:
+                raise AlakazamError(f"timerange: {s!r} in {full!r} has no date and no reference time")
+            day = int(np.floor(float(t0) / 86400.0))
+            hms = s
+        f = [float(x) for x in hms.split(":")]
+        if not 1 <= len(f) <= 3:
+            raise ValueError
+        f += [0.0] * (3 - len(f))
+        if not (0 <= f[0] < 48 and 0 <= f[1] < 60 and 0 <= f[2] < 60):
+            raise ValueError
+        return day * 86400.0 + f[0] * 3600.0 + f[1] * 60.0 + f[2]
+    except AlakazamError:
+        raise
+    except (ValueError, OverflowError):
+        raise AlakazamError(f"timerange: cannot parse the time {s!r} in {full!r}; expected "
+                            "'YYYY/MM/DD/hh:mm:ss', 'hh:mm:ss' or 'hh:mm'") from None
+
+
+def _duration_s(text, full):
+    f = [float(x) for x in text.strip().split(":")] if text.strip() else []
+    if not 1 <= len(f) <= 3:
+        raise AlakazamError(f"timerange: cannot parse the duration {text!r} in {full!r}; expected hh:mm:ss")
+    f = [0.0] * (3 - len(f)) + f
+    return f[0] * 3600.0 + f[1] * 60.0 + f[2]
+
+
+def parse_timerange(text, t0=None, interval=0.0) -> List[Tuple[float, float]]:
+    """CASA timerange -> list of (start, end) in MJD seconds (a row is selected when start <= TIME <= end).
+
+    Items separated by ','; each item is ``'T1~T2'``, ``'>T'``, ``'<T'``, ``'T+hh:mm:ss'`` (start and
+    duration) or a single time ``'T'`` (the integration containing it: T -+ interval/2).  Times are
+    ``'YYYY/MM/DD/hh:mm:ss.s'`` or, without a date, ``'hh:mm:ss.s'`` / ``'hh:mm'`` on the day of ``t0``
+    (MJD seconds, e.g. the first time of the MS).  ``''`` selects everything (``[(-inf, inf)]``).
+    """
+    text = "" if text is None else str(text)
+    if not text.strip():
+        return [(-np.inf, np.inf)]
+    out = []
+    for raw in text.split(","):
+        it = raw.strip()
+        if not it:
+            continue
+        try:
+            if it.startswith(">"):
+                out.append((_mjd_seconds_of(it[1:], t0, text), np.inf))
+            elif it.startswith("<"):
+                out.append((-np.inf, _mjd_seconds_of(it[1:], t0, text)))
+            elif "~" in it:
+                a, b = it.split("~", 1)
+                ta = _mjd_seconds_of(a, t0, text)
+                if not re.match(r"^\d{4}/", b.strip()) and _MONTHS_OK.match(a.strip()):
+                    b = a.strip().rsplit("/", 1)[0] + "/" + b.strip()     # end without a date: start's date
+                tb = _mjd_seconds_of(b, t0, text)
+                if tb < ta:
+                    raise AlakazamError(f"timerange: {it!r} in {text!r} ends before it starts")
+                out.append((ta, tb))
+            elif "+" in it:
+                a, d = it.split("+", 1)
+                ta = _mjd_seconds_of(a, t0, text)
+                out.append((ta, ta + _duration_s(d, text)))
+            else:
+                tc = _mjd_seconds_of(it, t0, text)
+                h = max(float(interval), 0.0) / 2.0
+                out.append((tc - h, tc + h))
+        except ValueError as e:
+            if isinstance(e, AlakazamError):
+                raise
+            raise AlakazamError(f"timerange: cannot parse {it!r} in {text!r}") from None
+    return out
+
+
+def time_mask(times, ranges) -> np.ndarray:
+    """Boolean mask of ``times`` (MJD s) inside any (start, end) of ``ranges`` (ends included)."""
+    t = np.asarray(times, float)
+    m = np.zeros(t.shape, bool)
+    for a, b in ranges:
+        m |= (t >= a) & (t <= b)
+    return m
+
+
+def parse_correlation(text, corr_types) -> List[int]:
+    """Indices into ``corr_types`` (e.g. ['XX', 'XY', 'YX', 'YY']) selected by CASA correlation syntax:
+    ``'XX,YY'``, ``'RR'``, ``''`` / ``'*'`` = all.  A CASA clip expression prefix (``'ABS_XX'``,
+    ``'ABS_ALL'``) is accepted; ``'ALL'`` = all, ``'PARALLEL'`` (``'XX,YY'`` / ``'RR,LL'``) and
+    ``'CROSS'`` select the hands.  Case-insensitive; a name not in ``corr_types`` is an error."""
+    types = [str(c).upper() for c in corr_types]
+    text = "" if text is None else str(text)
+    if text.strip() in ("", "*"):
+        return list(range(len(types)))
+    out = []
+    for raw in text.split(","):
+        it = raw.strip().upper()
+        if not it:
+            continue
+        for pre in ("ABS_", "REAL_", "IMAG_", "ARG_", "NORM_"):
+            if it.startswith(pre):
+                it = it[len(pre):]
+        if it in ("ALL", "*"):
+            out.extend(range(len(types)))
+        elif it == "PARALLEL":
+            out.extend(i for i, c in enumerate(types) if c[0] == c[1])
+        elif it == "CROSS":
+            out.extend(i for i, c in enumerate(types) if c[0] != c[1])
+        elif it in types:
+            out.append(types.index(it))
+        else:
+            raise AlakazamError(f"correlation: {raw.strip()!r} is not a correlation of the data; available: "
+                                f"{', '.join(types)} (or ALL, PARALLEL, CROSS)")
+    return sorted(dict.fromkeys(out))

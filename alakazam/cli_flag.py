@@ -1,0 +1,91 @@
+"""``alakazam flag`` and ``alakazam flagmanager``: the akflag / akflagmanager tasks on the command line.
+
+    alakazam flag CONFIG.yaml                       # the flag blocks of a YAML file
+    alakazam flag --vis X.ms --mode aoflagger --strategy jvla
+    alakazam flag --vis X.ms --mode clip --clipminmax 0 50 --spw 0:10~20
+    alakazam flagmanager --vis X.ms --mode restore --versionname akflag_1
+
+Options are generated from tasks_xml/akflag.xml and akflagmanager.xml (one ``--name`` per parameter), so
+they cannot drift from the tasks; values are checked by the tasks (every bad one reported).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .errors import AlakazamError
+
+
+def _bool(v):
+    s = str(v).strip().lower()
+    if s in ("true", "1", "yes", "t", "y"):
+        return True
+    if s in ("false", "0", "no", "f", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {v!r}")
+
+
+def _add_task_options(parser, task_name):
+    from alakazam.caltasks import TASKS
+
+    for p in TASKS[task_name].spec.params:
+        kw = {"dest": p.name, "default": argparse.SUPPRESS, "help": p.short.replace("%", "%%")}
+        if p.type == "bool":
+            kw.update(type=_bool, metavar="true|false")
+        elif p.type == "double":
+            kw["type"] = float
+        elif p.type == "int":
+            kw["type"] = int
+        elif p.type == "doubleVec":
+            kw.update(type=float, nargs="*")
+        elif p.allowed:
+            kw["choices"] = p.allowed
+        parser.add_argument(f"--{p.name}", **kw)
+
+
+def _task_kwargs(args, task_name):
+    from alakazam.caltasks import TASKS
+
+    return {p.name: getattr(args, p.name) for p in TASKS[task_name].spec.params if hasattr(args, p.name)}
+
+
+def cmd_flag(args):
+    from alakazam.caltasks import akflag
+
+    kw = _task_kwargs(args, "akflag")
+    if args.config:
+        if kw:
+            raise AlakazamError(f"flag: give either a YAML file or --options, not both (got {args.config!r} "
+                                f"and --{', --'.join(kw)})")
+        from alakazam.caltasks.yamlrun import run_yaml
+
+        run_yaml(args.config, sections=("flag",))
+        return
+    if "vis" not in kw:
+        raise AlakazamError("flag: expected a YAML file or --vis MS (with --mode ...)")
+    akflag(**kw)
+
+
+def cmd_flagmanager(args):
+    from alakazam.caltasks import akflagmanager
+
+    akflagmanager(**_task_kwargs(args, "akflagmanager"))
+
+
+def _common(s):
+    # also accepted after the subcommand, as for `alakazam run`
+    s.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="warnings and errors only, no progress bars")
+    s.add_argument("--log", default=argparse.SUPPRESS, metavar="FILE", help="also write the log to FILE")
+
+
+def add_parsers(sub):
+    s = sub.add_parser("flag", help="flag data (the akflag task): a YAML file's flag blocks, or --vis ...")
+    s.add_argument("config", nargs="?", default=None, help="YAML file whose flag blocks are run")
+    _add_task_options(s, "akflag")
+    _common(s)
+    s.set_defaults(func=cmd_flag)
+    s = sub.add_parser("flagmanager", help="list / save / restore / delete flag versions (akflagmanager)")
+    _add_task_options(s, "akflagmanager")
+    _common(s)
+    s.set_defaults(func=cmd_flagmanager)

@@ -1,0 +1,222 @@
+"""The flagging engine: selection -> (DATA_DESC_ID, scan) units -> pieces of whole baselines -> a mode
+-> FLAG written back in row chunks.
+
+Flags a mode sees are the *effective* flags ``FLAG | FLAG_ROW`` of the selected channels and
+correlations (a :class:`Piece`); it returns the new flags of those samples.  Samples outside the
+selection are never changed.  When a piece changed, its rows are written as ``FLAG`` = the effective
+flags with the selected block replaced and ``FLAG_ROW`` = all of the row's FLAG set (flagdata's
+convention), in chunks of :data:`alakazam.core.flagversions.CHUNK_ROWS` rows.  Before the first write a
+flag version ``akflag_<n>`` is saved (:mod:`alakazam.core.flagversions`); with ``action='calculate'``
+nothing is saved or written and the counts say what would have changed.  The engine knows nothing of
+tasks: its input is a :class:`~alakazam.flagging.config.FlagConfig`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time as _time
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+
+from ..core import flagversions, memory
+from ..core.ms_io import _row_runs
+from .config import WRITING_MODES, FlagConfig
+from .select import BYTES_PER_ROW, BYTES_PER_SAMPLE, resolve, units
+
+log = logging.getLogger("alakazam.flag")
+
+
+@dataclass
+class Piece:
+    """Selected samples of whole baselines of one (DATA_DESC_ID, scan) unit.
+
+    data : (row, chan, corr) complex64 of the chosen column (None for modes that do not read data);
+    model : MODEL_DATA of the same block when the mode asked for it (else None);
+    flag : (row, chan, corr) bool effective flags; time, ant1, ant2 (ANTENNA ids), field_id : (row,);
+    scan; freqs (chan,) Hz; corr_types (corr,); scan_t0 / scan_t1 : first / last TIME of the unit's
+    selected rows; interval : median integration time (s).
+    """
+
+    data: Optional[np.ndarray]
+    model: Optional[np.ndarray]
+    flag: np.ndarray
+    time: np.ndarray
+    ant1: np.ndarray
+    ant2: np.ndarray
+    field_id: np.ndarray
+    scan: int
+    ddid: int
+    spw_id: int
+    chans: np.ndarray
+    freqs: np.ndarray
+    corr_types: List[str]
+    scan_t0: float
+    scan_t1: float
+    interval: float
+
+    def baseline_groups(self):
+        """[(row indices of one baseline sorted by time, time index of each into ``self.times``)] and the
+        unit-wide sorted unique times of the piece."""
+        times, tidx = np.unique(self.time, return_inverse=True)
+        code = self.ant1.astype(np.int64) * 100000 + self.ant2
+        order = np.lexsort((self.time, code))
+        _, start, counts = np.unique(code[order], return_index=True, return_counts=True)
+        return [(order[s:s + c], tidx[order[s:s + c]]) for s, c in zip(start, counts)], times
+
+
+def getcol_rows(t, col, rows):
+    """Column ``col`` of sorted MS rows ``rows``: runs of consecutive rows read straight into one array."""
+    runs = _row_runs(rows)
+    if len(runs) <= max(1, len(rows) // 16):
+        first = np.asarray(t.getcell(col, int(rows[0])))
+        out = np.empty((len(rows),) + first.shape, first.dtype)
+        for r0, n, i0 in runs:
+            t.getcolnp(col, out[i0:i0 + n], r0, n)
+        return out
+    q = t.selectrows(rows)
+    try:
+        return q.getcol(col)
+    finally:
+        q.close()
+
+
+def putcol_rows(t, col, rows, values, chunk=flagversions.CHUNK_ROWS):
+    """Write ``values`` to sorted MS rows ``rows`` of ``col`` in chunks of ``chunk`` rows."""
+    for s in range(0, len(rows), chunk):
+        r = rows[s:s + chunk]
+        v = values[s:s + chunk]
+        runs = _row_runs(r)
+        if len(runs) <= max(1, len(r) // 16):
+            for r0, n, i0 in runs:
+                t.putcol(col, np.ascontiguousarray(v[i0:i0 + n]), r0, n)
+        else:
+            q = t.selectrows(r)
+            try:
+                q.putcol(col, np.ascontiguousarray(v))
+            finally:
+                q.close()
+
+
+def _mode_module(mode):
+    from importlib import import_module
+
+    return import_module(f"alakazam.flagging.{mode}")
+
+
+def run_flag(cfg: FlagConfig) -> dict:
+    """Run one flagging mode on ``cfg.ms``; returns counts (and the summary dict for mode='summary').
+
+    Returns
+    -------
+    dict
+        ``mode``, ``version`` (saved flag version or None), ``total`` (selected samples), ``flagged_before``,
+        ``flagged_after``, ``newly_flagged``, ``unflagged``, ``seconds``; mode 'summary' returns
+        flagdata's summary dict (see :mod:`alakazam.flagging.summary`).
+    """
+    t_start = _time.perf_counter()
+    sel = resolve(cfg)
+    mod = _mode_module(cfg.mode)
+    writes = cfg.mode in WRITING_MODES and cfg.action == "apply"
+    version = None
+    if writes:
+        keys = ("field", "spw", "antenna", "timerange", "scan", "correlation")
+        comment = f"akflag mode={cfg.mode}" + "".join(
+            f" {k}={getattr(cfg, k)!r}" for k in keys if getattr(cfg, k))
+        version = flagversions.save(cfg.ms, task="akflag", comment=comment)
+        log.info("akflag: saved flag version %s in %s", version, flagversions.versions_dir(cfg.ms))
+    state = mod.start(cfg, sel) if hasattr(mod, "start") else None
+    try:
+        return _run_units(cfg, sel, mod, state, writes, version, t_start)
+    finally:
+        if hasattr(mod, "close"):
+            mod.close(cfg, sel, state)
+
+
+def _run_units(cfg, sel, mod, state, writes, version, t_start):
+    from casacore.tables import table
+
+    limit = memory.memory_limit_bytes(cfg.memory_limit_gb)
+    counts = {"total": 0, "flagged_before": 0, "flagged_after": 0, "newly_flagged": 0, "unflagged": 0}
+    need_data = getattr(mod, "NEEDS_DATA", False)
+    with table(cfg.ms, readonly=not writes, ack=False) as t:
+        for ddid, (chans, corrs) in sel.ddids.items():
+            spw = sel.meta.spws[ddid]
+            per_row = len(spw.freqs) * spw.n_corr * BYTES_PER_SAMPLE + BYTES_PER_ROW
+            max_rows = max(1, int(limit // per_row))
+            full_chans = len(chans) == len(spw.freqs)
+            all_corrs = len(corrs) == spw.n_corr          # (parse_correlation: sorted, unique)
+            for unit in units(t, sel, ddid):
+                for idx in unit.pieces(max_rows):
+                    rows = unit.rows[idx]
+                    flag = getcol_rows(t, "FLAG", rows)
+                    flag |= getcol_rows(t, "FLAG_ROW", rows)[:, None, None]
+                    sub = _block(flag, chans, corrs, full_chans, all_corrs, copy=True)
+                    data = model = None
+                    if need_data:
+                        data, model = _read_data(t, cfg, rows, chans, corrs, full_chans, all_corrs,
+                                                 getattr(mod, "WANTS_MODEL", False), sel.meta.columns)
+                    piece = Piece(data, model, sub, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
+                                  unit.field_id[idx], unit.scan, ddid, spw.spw_id, chans, spw.freqs[chans],
+                                  [spw.corr_types[c] for c in corrs], float(unit.time.min()),
+                                  float(unit.time.max()), sel.meta.interval)
+                    new = mod.flag_piece(piece, cfg, state)
+                    if new is None:              # summary: nothing to write
+                        continue
+                    new = np.asarray(new, bool)
+                    counts["total"] += sub.size
+                    counts["flagged_before"] += int(sub.sum())
+                    counts["flagged_after"] += int(new.sum())
+                    counts["newly_flagged"] += int((new & ~sub).sum())
+                    counts["unflagged"] += int((sub & ~new).sum())
+                    if writes and not np.array_equal(new, sub):
+                        if full_chans and all_corrs:
+                            flag = new
+                        elif full_chans:
+                            flag[:, :, corrs] = new
+                        else:
+                            flag[np.ix_(np.arange(len(rows)), chans, corrs)] = new
+                        putcol_rows(t, "FLAG", rows, flag)
+                        putcol_rows(t, "FLAG_ROW", rows, flag.all(axis=(1, 2)))
+    secs = _time.perf_counter() - t_start
+    if hasattr(mod, "finish"):
+        out = mod.finish(cfg, sel, state)
+        if out is not None:
+            out["seconds"] = secs
+            return out
+    frac = lambda n: 100.0 * n / max(counts["total"], 1)   # noqa: E731
+    log.info("akflag mode=%s: %d of %d selected samples flagged before (%.2f%%), %d after (%.2f%%): "
+             "%d newly flagged, %d unflagged%s (%.1f s)", cfg.mode, counts["flagged_before"], counts["total"],
+             frac(counts["flagged_before"]), counts["flagged_after"], frac(counts["flagged_after"]),
+             counts["newly_flagged"], counts["unflagged"],
+             "" if writes else " -- action='calculate': FLAG not written", secs)
+    return {"mode": cfg.mode, "action": cfg.action, "version": version, **counts, "seconds": secs}
+
+
+def _block(a, chans, corrs, full_chans, all_corrs, copy=False):
+    """The selected (chan, corr) block of a (row, chan, corr) array (a view or ``a`` itself when
+    everything is selected, unless ``copy``; fancy indexing only along the axes that need it)."""
+    if full_chans and all_corrs:
+        return a.copy() if copy else a
+    if full_chans:
+        return a[:, :, corrs]
+    if all_corrs:
+        return a[:, chans]
+    return a[:, chans][:, :, corrs]
+
+
+def _read_data(t, cfg, rows, chans, corrs, full_chans, all_corrs, wants_model, columns):
+    def sel(a):
+        return _block(a, chans, corrs, full_chans, all_corrs)
+
+    if cfg.datacolumn in ("corrected", "corrected_residual"):
+        data = sel(getcol_rows(t, "CORRECTED_DATA", rows))
+    else:
+        data = sel(getcol_rows(t, "DATA", rows))
+    model = None
+    if cfg.datacolumn in ("residual", "corrected_residual"):
+        data = data - sel(getcol_rows(t, "MODEL_DATA", rows))
+    elif wants_model and "MODEL_DATA" in columns:
+        model = sel(getcol_rows(t, "MODEL_DATA", rows))
+    return data, model

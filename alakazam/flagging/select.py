@@ -1,0 +1,145 @@
+"""CASA selection of a flagging run resolved against the MS: rows, channels, correlations, and the
+(DATA_DESC_ID, scan) units that are processed, each split into pieces of whole baselines that fit the
+memory limit.
+
+Selection semantics (flagdata's): a sample is selected when its row matches field, scan, timerange
+and antenna (baselines) and its channel / correlation match spw / correlation.  A DATA_DESC_ID with
+none of the selected correlations is skipped (an error only when no DATA_DESC_ID has any).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from ..core import ms_io
+from ..core.selection import parse_antenna, parse_correlation, parse_timerange, time_mask
+from ..errors import AlakazamError, ParameterError
+
+#: bytes held per selected sample while a piece is processed (data as read and a residual / working
+#: copy, complex64; per-baseline float32 planes; flags as read, selected and new)
+BYTES_PER_SAMPLE = 8 + 8 + 8 + 3
+#: bytes per row of small columns (TIME, ANTENNA1/2, SCAN, FIELD, FLAG_ROW, row numbers)
+BYTES_PER_ROW = 64
+
+COLUMNS = {"data": ("DATA",), "corrected": ("CORRECTED_DATA",), "residual": ("DATA", "MODEL_DATA"),
+           "corrected_residual": ("CORRECTED_DATA", "MODEL_DATA")}
+
+
+@dataclass
+class Selection:
+    meta: ms_io.MSMeta
+    field_ids: Optional[List[int]]               # None = all
+    scans: Optional[List[int]]                   # None = all
+    ddids: Dict[int, tuple]                      # ddid -> (chans (n,) int, corrs (m,) int)
+    baselines: Optional[frozenset]               # ANTENNA-id pairs (i <= j); None = all
+    ranges: list                                 # [(t0, t1)] MJD s, ends included
+
+
+def resolve(cfg, keys_errors=None) -> Selection:
+    """Parse every selection string of ``cfg`` against its MS.  All errors are collected: into
+    ``keys_errors`` ({key: message}, then None is returned) or raised as one ParameterError."""
+    errs = {} if keys_errors is None else keys_errors
+    meta = ms_io.read_meta(cfg.ms)
+
+    def attempt(key, fn, *a):
+        try:
+            return fn(*a)
+        except AlakazamError as e:
+            msg = str(e)
+            errs[key] = msg[len(key) + 2:] if msg.startswith(key + ": ") else msg
+            return None
+
+    field_ids = None if not cfg.field.strip() else attempt("field", ms_io.resolve_fields, meta, cfg.field)
+    scans = attempt("scan", ms_io.resolve_scans, meta, cfg.scan)
+    spw = attempt("spw", ms_io.resolve_spw, meta, cfg.spw)
+    baselines = None if not cfg.antenna.strip() else attempt("antenna", parse_antenna, cfg.antenna,
+                                                             meta.ant_names)
+    t0 = min((s.t_start for s in meta.scans), default=None)
+    ranges = attempt("timerange", parse_timerange, cfg.timerange, t0, meta.interval)
+    ddids = {}
+    first_err = None
+    # (with a bad spw the correlation is still checked, against every DATA_DESC_ID)
+    for d, chans in (spw or {d: np.arange(len(s.freqs)) for d, s in meta.spws.items()}).items():
+        try:
+            corrs = parse_correlation(cfg.correlation, meta.spws[d].corr_types)
+        except AlakazamError as e:
+            first_err = first_err or str(e)
+            continue
+        if len(corrs):
+            ddids[d] = (np.asarray(chans, np.int64), np.asarray(corrs, np.int64))
+    if not ddids and meta.spws:
+        msg = first_err or f"correlation: {cfg.correlation!r} selects no correlation"
+        errs["correlation"] = msg[len("correlation: "):] if msg.startswith("correlation: ") else msg
+    if cfg.mode in ("clip", "aoflagger", "mad"):
+        need = COLUMNS.get(cfg.datacolumn, ())
+        missing = [c for c in need if c not in meta.columns]
+        if missing:
+            errs["datacolumn"] = (f"{cfg.datacolumn!r} needs column(s) {', '.join(missing)}, not in "
+                                  f"{cfg.ms}")
+    if keys_errors is not None:
+        return None
+    if errs:
+        raise ParameterError(errs, task="akflag")
+    return Selection(meta, field_ids, scans, ddids, baselines, ranges or [(-np.inf, np.inf)])
+
+
+@dataclass
+class Unit:
+    """Selected rows of one DATA_DESC_ID and scan (sorted MS row numbers) and their small columns."""
+
+    ddid: int
+    scan: int
+    rows: np.ndarray
+    time: np.ndarray
+    ant1: np.ndarray          # ANTENNA ids
+    ant2: np.ndarray
+    field_id: np.ndarray
+
+    def pieces(self, max_rows):
+        """Row-index arrays (into this unit) of whole baselines, each at most ``max_rows`` rows (a
+        baseline longer than that is one piece of its own)."""
+        if len(self.rows) <= max_rows:
+            yield np.arange(len(self.rows))
+            return
+        code = self.ant1.astype(np.int64) * 100000 + self.ant2
+        order = np.argsort(code, kind="stable")
+        u, start, counts = np.unique(code[order], return_index=True, return_counts=True)
+        cur, n = [], 0
+        for s, c in zip(start, counts):
+            if cur and n + c > max_rows:
+                yield np.sort(np.concatenate(cur))
+                cur, n = [], 0
+            cur.append(order[s:s + c])
+            n += c
+        if cur:
+            yield np.sort(np.concatenate(cur))
+
+
+def units(t, sel: Selection, ddid) -> List[Unit]:
+    """The (ddid, scan) units of the selection; ``t`` an open casacore table of the MS."""
+    rows = ms_io.row_numbers(sel.meta.path, ddid, sel.field_ids, sel.scans)
+    if len(rows) == 0:
+        return []
+    q = t.selectrows(rows)
+    try:
+        time = q.getcol("TIME")
+        a1 = q.getcol("ANTENNA1")
+        a2 = q.getcol("ANTENNA2")
+        scan = q.getcol("SCAN_NUMBER")
+        fld = q.getcol("FIELD_ID")
+    finally:
+        q.close()
+    keep = time_mask(time, sel.ranges)
+    if sel.baselines is not None:
+        n = len(sel.meta.ant_names)
+        lo, hi = np.minimum(a1, a2), np.maximum(a1, a2)
+        codes = np.array(sorted(i * n + j for i, j in sel.baselines), np.int64)
+        keep &= np.isin(lo.astype(np.int64) * n + hi, codes)
+    out = []
+    for s in np.unique(scan[keep]):
+        m = keep & (scan == s)
+        out.append(Unit(int(ddid), int(s), rows[m], time[m], a1[m], a2[m], fld[m]))
+    return out

@@ -1,0 +1,94 @@
+"""mode='summary': flagged fractions of the selected samples, shaped like flagdata's summary dict.
+
+Returned dict::
+
+    {'name': 'Summary', 'type': 'summary', 'flagged': F, 'total': N,
+     'antenna': {name: {'flagged': f, 'total': n}, ...},     # a baseline's samples count for both antennas
+     'spw': {'0': {...}}, 'spw:channel': {'0:12': {...}}, 'field': {'3C286': {...}},
+     'scan': {'1': {...}}, 'correlation': {'XX': {...}}}
+
+(every count is a number of (row, channel, correlation) samples; an auto-correlation counts once for its
+antenna).  The table printed on the terminal lists the same, with percentages.  FLAG is never written.
+"""
+
+from collections import defaultdict
+
+import numpy as np
+
+
+def start(cfg, sel):
+    return {"meta": sel.meta, "acc": defaultdict(lambda: defaultdict(lambda: np.zeros(2, np.int64)))}
+
+
+def flag_piece(piece, cfg, state):
+    acc, meta = state["acc"], state["meta"]
+    f = piece.flag
+    per_row_f = f.sum(axis=(1, 2))
+    per_row_n = np.full(len(f), f.shape[1] * f.shape[2])
+    acc["all"]["all"] += [per_row_f.sum(), per_row_n.sum()]
+    for a in np.unique(np.concatenate([piece.ant1, piece.ant2])):
+        m = (piece.ant1 == a) | (piece.ant2 == a)
+        acc["antenna"][meta.ant_names[a]] += [per_row_f[m].sum(), per_row_n[m].sum()]
+    acc["spw"][str(piece.spw_id)] += [per_row_f.sum(), per_row_n.sum()]
+    for fid in np.unique(piece.field_id):
+        m = piece.field_id == fid
+        acc["field"][meta.fields[fid].name] += [per_row_f[m].sum(), per_row_n[m].sum()]
+    acc["scan"][str(piece.scan)] += [per_row_f.sum(), per_row_n.sum()]
+    fc = f.sum(axis=(0, 2))
+    for k, ch in enumerate(piece.chans):
+        acc["spw:channel"][f"{piece.spw_id}:{int(ch)}"] += [fc[k], len(f) * f.shape[2]]
+    fp = f.sum(axis=(0, 1))
+    for k, c in enumerate(piece.corr_types):
+        acc["correlation"][c] += [fp[k], len(f) * f.shape[1]]
+    return None
+
+
+def _key(k):
+    try:
+        return (0, int(k))
+    except ValueError:
+        if ":" in k:
+            a, b = k.split(":")
+            return (0, int(a), int(b))
+        return (1, k)
+
+
+def finish(cfg, sel, state):
+    acc = state["acc"]
+    tot = acc["all"]["all"] if "all" in acc else np.zeros(2, np.int64)
+    out = {"name": "Summary", "type": "summary", "flagged": int(tot[0]), "total": int(tot[1])}
+    for cat in ("antenna", "spw", "spw:channel", "field", "scan", "correlation"):
+        items = acc.get(cat, {})
+        order = sorted(items, key=_key) if cat != "antenna" else \
+            [n for n in sel.meta.ant_names if n in items]
+        out[cat] = {k: {"flagged": int(items[k][0]), "total": int(items[k][1])} for k in order}
+    from .. import progress
+
+    if not (cfg.quiet or progress._QUIET):        # --quiet / a YAML block's quiet: true
+        print_summary(out)
+    return out
+
+
+def print_summary(s):
+    """The summary as rich tables on the terminal (stdout)."""
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console() if sys.stdout.isatty() else Console(width=120)
+    pct = lambda f, n: f"{100.0 * f / n:.2f}%" if n else "-"     # noqa: E731
+    con.print(f"akflag summary: {s['flagged']} of {s['total']} selected samples flagged "
+              f"({pct(s['flagged'], s['total'])})")
+    for cat in ("antenna", "spw", "field", "scan", "correlation", "spw:channel"):
+        items = s.get(cat) or {}
+        if not items:
+            continue
+        tb = Table(title=f"flagged by {cat}", title_justify="left")
+        tb.add_column(cat)
+        tb.add_column("flagged", justify="right")
+        tb.add_column("total", justify="right")
+        tb.add_column("fraction", justify="right")
+        for k, v in items.items():
+            tb.add_row(k, str(v["flagged"]), str(v["total"]), pct(v["flagged"], v["total"]))
+        con.print(tb)

@@ -1,0 +1,65 @@
+"""Test helper: a small simulated MS with RFI injected into DATA (FLAG left False), and the truth mask
+of the corrupted samples.
+
+``rfi_ms(path, ...)`` simulates with :func:`alakazam.sim.simulate_ms` and then, with python-casacore:
+
+* persistent channel(s) ``persistent``: every row, every correlation, amplitude 2-6x the calibrator's
+  flux (3C286 Stokes I, 14.9 Jy) varying smoothly in time, random phase per sample;
+* intermittent narrow-band RFI (``intermittent``): ``n_intermittent`` channels, each in ~10% of the
+  integrations (all baselines), amplitude 0.5-2x the flux;
+* broadband bursts (``bursts``): all channels of ``n_bursts`` integrations, amplitude 1-3x the flux.
+
+Returns ``(truth, mask)``, ``mask`` a dict ddid -> (row, chan, corr) bool over that DATA_DESC_ID's rows in
+MS row order (with ``rows`` under key ('rows', ddid)).
+"""
+
+import numpy as np
+
+from alakazam.sim import simulate_ms
+
+FLUX = 14.9
+
+
+def rfi_ms(path, persistent=(5,), intermittent=(), bursts=0, seed=7, **kw):
+    from casacore.tables import table
+
+    opts = dict(n_ant=5, n_ant_extra=1, n_chan=(32,), duration_h=1.0, int_s=30.0, scan_len_s=900.0,
+                noise=0.05, seed=seed, leakage=False, dead_ant=False, flag_rows=0.0)
+    opts.update(kw)
+    truth = simulate_ms(path, **opts)
+    rng = np.random.default_rng(seed + 1000)
+    masks = {}
+    with table(path, readonly=False, ack=False) as t:
+        dd = t.getcol("DATA_DESC_ID")
+        tm = t.getcol("TIME")
+        for d in np.unique(dd):
+            rows = np.flatnonzero(dd == d)
+            data = t.getcol("DATA", int(rows[0]), len(rows)) if rows[-1] - rows[0] + 1 == len(rows) else None
+            q = t.selectrows(rows)
+            data = q.getcol("DATA")
+            n_row, n_chan, n_corr = data.shape
+            mask = np.zeros(data.shape, bool)
+            times = tm[rows]
+            ut, ti = np.unique(times, return_inverse=True)
+            ph = rng.uniform(0, 2 * np.pi)
+            for c in persistent:
+                amp_t = FLUX * (4.0 + 2.0 * np.sin(2 * np.pi * (ut - ut[0]) / 1500.0 + ph))   # 2-6 x flux
+                amp = amp_t[ti][:, None] * rng.uniform(0.9, 1.1, (n_row, n_corr))
+                data[:, c, :] += amp * np.exp(2j * np.pi * rng.uniform(size=(n_row, n_corr)))
+                mask[:, c, :] = True
+            for c in intermittent:
+                on = rng.uniform(size=len(ut)) < 0.1
+                r = on[ti]
+                amp = FLUX * rng.uniform(0.5, 2.0, (r.sum(), n_corr))
+                data[r, c, :] += amp * np.exp(2j * np.pi * rng.uniform(size=amp.shape))
+                mask[r, c, :] = True
+            for k in rng.choice(len(ut), size=bursts, replace=False) if bursts else []:
+                r = ti == k
+                amp = FLUX * rng.uniform(1.0, 3.0, (r.sum(), n_chan, n_corr))
+                data[r] += amp * np.exp(2j * np.pi * rng.uniform(size=amp.shape))
+                mask[r] = True
+            q.putcol("DATA", data)
+            q.close()
+            masks[int(d)] = mask
+            masks[("rows", int(d))] = rows
+    return truth, masks
