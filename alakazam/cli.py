@@ -1,4 +1,4 @@
-"""``alakazam`` command line: run, info, fluxscale-info, simulate, demo.
+"""``alakazam`` command line: run, info, plot, export, measures, fluxscale-info, simulate, demo.
 
 Errors a user can cause (bad config, missing file, unknown field ...) print one clean message and exit
 with status 2; ``--debug`` shows the traceback instead.
@@ -40,7 +40,7 @@ def _setup_logging(quiet=False, logfile=None):
 def cmd_run(args):
     from alakazam.caltasks.yamlrun import run_yaml
 
-    run_yaml(args.config)
+    run_yaml(args.config, plots=getattr(args, "plots", None))
 
 
 def cmd_info(args):
@@ -53,6 +53,21 @@ def cmd_fluxscale_info(args):
     from alakazam.caltasks import akinfo
 
     akinfo(caltable=args.caltable, fluxscale=True)
+
+
+def cmd_plot(args):
+    from alakazam.caltasks import akplot
+
+    r = akplot(caltable=args.caltable, jones=args.jones, field=args.field, spw=args.spw,
+               iteraxis=args.iteraxis, outdir=args.outdir)
+    print(f"wrote {len(r['files'])} PNG files to {args.outdir}")
+
+
+def cmd_export(args):
+    from alakazam.caltasks import akexport
+
+    r = akexport(caltable=args.caltable, jones=args.key, casatable=args.out, vis=args.vis)
+    print(f"wrote {r['path']} ({r['VisCal']}, {r['n_rows']} rows) from {args.caltable}:{r['key']}")
 
 
 def cmd_simulate(args):
@@ -83,10 +98,26 @@ def build_parser():
     s.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
                    help="warnings and errors only, no progress bars")
     s.add_argument("--log", default=argparse.SUPPRESS, metavar="FILE", help="also write the log to FILE")
+    s.add_argument("--plots", default=None, metavar="DIR",
+                   help="solution plots of every solve block (without its own plots: key) into DIR")
     s.set_defaults(func=cmd_run)
     s = sub.add_parser("info", help="print a solution-table summary")
     s.add_argument("caltable")
     s.set_defaults(func=cmd_info)
+    s = sub.add_parser("plot", help="PNG plots of a solution table (the akplot task)")
+    s.add_argument("caltable")
+    s.add_argument("--jones", nargs="+", default=[], metavar="KEY", help="keys to plot (default all)")
+    s.add_argument("--field", default="", help="comma-separated fields (default all)")
+    s.add_argument("--spw", default="", help="comma-separated SPW ids (default all)")
+    s.add_argument("--iteraxis", choices=["antenna", "spw", "field"], default="antenna")
+    s.add_argument("--outdir", required=True, metavar="DIR")
+    s.set_defaults(func=cmd_plot)
+    s = sub.add_parser("export", help="export one key as a CASA calibration table (the akexport task)")
+    s.add_argument("caltable")
+    s.add_argument("key")
+    s.add_argument("out")
+    s.add_argument("--vis", default="", help="the MS of the solutions (default: the one recorded)")
+    s.set_defaults(func=cmd_export)
     s = sub.add_parser("fluxscale-info", help="print fluxscale factors and derived fluxes")
     s.add_argument("caltable")
     s.set_defaults(func=cmd_fluxscale_info)

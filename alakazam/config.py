@@ -90,6 +90,7 @@ class SolveConfig:
     scan: str = ""                  # CASA scan selection; "" = all
     external_preapply: Optional[ExternalPreapply] = None
     quiet: bool = False
+    plots: str = ""                 # directory for the solution plots of this block; "" = none
 
 
 @dataclass
@@ -265,7 +266,7 @@ def assign_keys(jones_list, existing_keys=(), where="jones"):
 _SOLVE_KEYS = {"ms", "output", "ref_ant", "data_col", "model_col", "solver_backend", "apply_parang",
                "rfi_threshold", "max_iter", "tol", "memory_limit_gb", "gpu", "jones", "field",
                "time_interval", "freq_interval", "phase_only", "preapply_time_interp", "external_preapply",
-               "spw", "scan", "quiet"}
+               "spw", "scan", "quiet", "plots"}
 _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_field", "output",
               "jones_type", "spw"}
 _APPLY_KEYS = {"ms", "output_col", "data_col", "target_field", "target_scans", "spw", "apply_parang",
@@ -396,7 +397,8 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         gpu=_typed(d, "gpu", bool, False, where, names, errs),
         spw=str(d.get("spw", "") if d.get("spw") is not None else ""),
         scan=str(d.get("scan", "") if d.get("scan") is not None else ""),
-        external_preapply=ext, quiet=_typed(d, "quiet", bool, False, where, names, errs))
+        external_preapply=ext, quiet=_typed(d, "quiet", bool, False, where, names, errs),
+        plots=_typed(d, "plots", str, "", where, names, errs))
     if cfg.max_iter is not None and cfg.max_iter < 1:
         errs.add(_name("max_iter", where, names), f"{cfg.max_iter} must be >= 1")
     if cfg.tol is not None and cfg.tol <= 0:

@@ -1,4 +1,4 @@
-"""CASA-style tasks: ``akcal``, ``akfluxscale``, ``akapply``, ``akinfo``.
+"""CASA-style tasks: ``akcal``, ``akfluxscale``, ``akapply``, ``akinfo``, ``akplot``, ``akexport``.
 
     from alakazam.caltasks import akcal
     akcal(vis='cal.ms', caltable='cal.h5', jones=['K', 'G'], field='3C286', solint=['scan', '2min'])
@@ -8,9 +8,11 @@ Every parameter is defined once, in ``tasks_xml/<task>.xml``.
 
 from .akapply import akapply
 from .akcal import akcal
+from .akexport import akexport
 from .akfluxscale import akfluxscale
 from .akinfo import akinfo
+from .akplot import akplot
 
-TASKS = {t.name: t for t in (akcal, akfluxscale, akapply, akinfo)}
+TASKS = {t.name: t for t in (akcal, akfluxscale, akapply, akinfo, akplot, akexport)}
 
-__all__ = ["akcal", "akfluxscale", "akapply", "akinfo", "TASKS"]
+__all__ = ["akcal", "akfluxscale", "akapply", "akinfo", "akplot", "akexport", "TASKS"]

@@ -105,8 +105,11 @@ def apply_params(block: dict, where="apply[0]") -> dict:
     return p
 
 
-def run_yaml(path) -> dict:
+def run_yaml(path, plots=None) -> dict:
     """Run a YAML file: every solve block (akcal), then fluxscale (akfluxscale), then apply (akapply).
+
+    ``plots``: a directory for the solution plots of every solve block that has no ``plots`` key of
+    its own (``alakazam run --plots DIR``; relative to the current directory).
 
     Returns
     -------
@@ -120,8 +123,10 @@ def run_yaml(path) -> dict:
     for section, conv, task in (("solve", solve_params, akcal), ("fluxscale", fluxscale_params, akfluxscale),
                                 ("apply", apply_params, akapply)):
         for i, block in enumerate(doc.get(section) or []):
-            calls.append((section, f"{section}[{i}]", task, conv(block, f"{section}[{i}]"),
-                          bool(block.get("quiet", False))))
+            params = conv(block, f"{section}[{i}]")
+            if plots and section == "solve" and not params.get("plotdir"):
+                params["plotdir"] = os.path.abspath(plots)
+            calls.append((section, f"{section}[{i}]", task, params, bool(block.get("quiet", False))))
     out = {"solve": [], "fluxscale": [], "apply": []}
     cwd = os.getcwd()
     os.chdir(os.path.dirname(os.path.abspath(path)))
