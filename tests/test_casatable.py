@@ -16,9 +16,9 @@ import textwrap
 
 import numpy as np
 import pytest
+from alakazam.caltasks import akapply, akcal, akexport
 from casacore.tables import table
 
-from alakazam.caltasks import akapply, akcal, akexport
 from alakazam.errors import AlakazamError, ParameterError
 from alakazam.io import casatable, hdf5, solutions
 
@@ -101,8 +101,8 @@ def test_parameter_conversions(exported):
             elif key == "KC0":
                 np.testing.assert_allclose(p[0], [-s.delay[a, 0, it, 0], 0.0], rtol=F32, atol=1e-9)
             elif key == "G0" or key == "G1":
-                np.testing.assert_allclose(p, np.stack([s.jones[a, :, it, 0, 0], s.jones[a, :, it, 1, 1]], -1),
-                                           rtol=3 * F32, atol=1e-7)
+                want = np.stack([s.jones[a, :, it, 0, 0], s.jones[a, :, it, 1, 1]], -1)
+                np.testing.assert_allclose(p, want, rtol=3 * F32, atol=1e-7)
                 np.testing.assert_allclose(chan[s.spw], s.freq)
             elif key == "CP0":
                 np.testing.assert_allclose(p[:, 0], np.conj(s.jones[a, :, it, 1, 1]), atol=1e-6)
@@ -156,7 +156,8 @@ def test_akapply_with_casa_tables_equals_hdf5(exported, tmp_path):
         shutil.copytree(ms, m)
         akapply(vis=m, field=["3C286"], gaintable=tabs, jones=KEYS, interp=["nearest"] * 6, parang=True)
         with table(m, ack=False) as t:
-            res[name] = [t.query(f"FIELD_ID==0 && DATA_DESC_ID=={d}").getcol("CORRECTED_DATA") for d in (0, 1)]
+            res[name] = [t.query(f"FIELD_ID==0 && DATA_DESC_ID=={d}").getcol("CORRECTED_DATA")
+                         for d in (0, 1)]
     for a, b in zip(res["h5"], res["casa"]):
         scale = np.abs(a).max()
         assert np.abs(a - b).max() < 1e-5 * scale, np.abs(a - b).max() / scale
@@ -238,7 +239,8 @@ def test_casa_applycal_reproduces_ours(exported, tmp_path):
     for name, keys in (("diag", diag), ("full", KEYS)):
         m = str(tmp_path / f"ours_{name}.ms")
         shutil.copytree(ms, m)
-        akapply(vis=m, field=["3C286"], gaintable=[cal] * len(keys), jones=keys, interp=["nearest"] * len(keys))
+        akapply(vis=m, field=["3C286"], gaintable=[cal] * len(keys), jones=keys,
+                interp=["nearest"] * len(keys))
         c = str(tmp_path / f"casa_{name}.ms")
         shutil.copytree(ms, c)
         _casa_applycal(c, [out[k] for k in keys], keys, str(tmp_path))
