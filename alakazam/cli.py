@@ -66,7 +66,8 @@ def cmd_plot(args):
 def cmd_export(args):
     from alakazam.caltasks import akexport
 
-    r = akexport(caltable=args.caltable, jones=args.key, casatable=args.out, vis=args.vis)
+    r = akexport(caltable=args.caltable, jones=args.key, casatable=args.out, vis=args.vis,
+                 crossphase=args.crossphase)
     print(f"wrote {r['path']} ({r['VisCal']}, {r['n_rows']} rows) from {args.caltable}:{r['key']}")
 
 
@@ -117,6 +118,7 @@ def build_parser():
     s.add_argument("key")
     s.add_argument("out")
     s.add_argument("--vis", default="", help="the MS of the solutions (default: the one recorded)")
+    s.add_argument("--crossphase", default="", help="D only: CP key to fold in ('' = from the chain, none)")
     s.set_defaults(func=cmd_export)
     s = sub.add_parser("fluxscale-info", help="print fluxscale factors and derived fluxes")
     s.add_argument("caltable")

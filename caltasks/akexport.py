@@ -20,7 +20,8 @@ def _prepare(params):
 def _body(params):
     from alakazam.io import casatable
 
-    return casatable.export(params["caltable"], params["jones"], params["casatable"], ms=params["vis"])
+    return casatable.export(params["caltable"], params["jones"], params["casatable"], ms=params["vis"],
+                            crossphase=params["crossphase"])
 
 
 akexport = Task("akexport", _body, prepare=_prepare)

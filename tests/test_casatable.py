@@ -38,7 +38,7 @@ def exported(small_chain_table, tmp_path_factory):
         r = akexport(caltable=cal, jones=k, casatable=out[k])
         assert r["VisCal"] == VISCAL[k]
     out["D0_nofold"] = str(d / "D0_nofold.tb")
-    casatable.export(cal, "D0", out["D0_nofold"], crossphase="none")
+    akexport(caltable=cal, jones="D0", casatable=out["D0_nofold"], crossphase="none")
     return ms, cal, out
 
 
