@@ -71,6 +71,21 @@ def cmd_export(args):
     print(f"wrote {r['path']} ({r['VisCal']}, {r['n_rows']} rows) from {args.caltable}:{r['key']}")
 
 
+def cmd_measures(args):
+    from . import measures_data
+
+    if args.source and not args.update:
+        raise AlakazamError("measures: --from needs --update")
+    st = measures_data.update(args.source) if args.update else measures_data.status()
+    print(f"measures data used: {st['directory'] or 'casacore default'} ({st['source']})")
+    if st["tai_utc_date"]:
+        print(f"TAI_UTC table of {st['tai_utc_date']} ({st['age_days']} days old"
+              f"{'; older than 180 days: run alakazam measures --update' if st['stale'] else ''})")
+    for label, d, date in st["candidates"]:
+        print(f"  found: {label}: {d} ({date})")
+    print(f"private folder: {st['private_dir']}")
+
+
 def cmd_simulate(args):
     from .sim import simulate_ms
 
@@ -120,6 +135,11 @@ def build_parser():
     s.add_argument("--vis", default="", help="the MS of the solutions (default: the one recorded)")
     s.add_argument("--crossphase", default="", help="D only: CP key to fold in ('' = from the chain, none)")
     s.set_defaults(func=cmd_export)
+    s = sub.add_parser("measures", help="show (or --update) the measures data casacore uses")
+    s.add_argument("--update", action="store_true", help="copy current data into alakazam's private folder")
+    s.add_argument("--from", dest="source", default=None, metavar="DIR",
+                   help="measures folder with geodetic/ (default: the installed casadata package)")
+    s.set_defaults(func=cmd_measures)
     s = sub.add_parser("fluxscale-info", help="print fluxscale factors and derived fluxes")
     s.add_argument("caltable")
     s.set_defaults(func=cmd_fluxscale_info)
