@@ -35,7 +35,8 @@ def test_two_lines_per_term_field_and_spw_not_per_chunk(small_chain_table, tmp_p
     for key in ("K0", "G0", "G1"):
         for spw in (0, 1):
             loaded = [x for x in lines if re.fullmatch(rf"{key}: loaded \[.*\] \(5 ants, spw {spw}\)", x)]
-            chosen = [x for x in lines if re.fullmatch(rf"{key}: 3C286 -> (3C286|TARGET) spw {spw} \(.*\)", x)]
+            chosen = [x for x in lines
+                      if re.fullmatch(rf"{key}: 3C286 -> (3C286|TARGET) spw {spw} \(.*\)", x)]
             assert len(loaded) == 2 and len(chosen) == 2, (key, spw, lines)
     assert apply_mod._with_spw("G0: 3C286 -> DA240 (nearest_time, time=linear 29->45)", 3) == \
         "G0: 3C286 -> DA240 spw 3 (nearest_time, time=linear 29->45)"
