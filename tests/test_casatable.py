@@ -296,3 +296,12 @@ def test_casa_made_tables_applied_by_akapply(small_chain_table, tmp_path):
         err = np.abs(a - b)[ok].max() / scale
         print(f"CASA-made K, B, G: max |akapply - applycal| / max |V| = {err:.2g}")
         assert err < 1e-5
+
+
+def test_akplot_reads_casa_tables(exported, tmp_path):
+    from alakazam.caltasks import akplot
+
+    ms, cal, out = exported
+    for k in ("K0", "G0"):
+        files = akplot(caltable=out[k], outdir=str(tmp_path / k), iteraxis="spw")["files"]
+        assert os.path.join(str(tmp_path / k), f"{k}_overview.png") in files and len(files) >= 3
