@@ -296,6 +296,19 @@ def test_casa_made_tables_applied_by_akapply(small_chain_table, tmp_path):
         err = np.abs(a - b)[ok].max() / scale
         print(f"CASA-made K, B, G: max |akapply - applycal| / max |V| = {err:.2g}")
         assert err < 1e-5
+    # the CASA K and B pre-applied by akcal (external_preapply): the same G, bit for bit, as with those
+    # terms read into an HDF5 table (their CASA meaning is checked by the applycal comparison above)
+    h5 = str(tmp_path / "kb.h5")
+    hdf5.write_file(h5, {"K0": solutions.read_term(tabs[0], "K"), "G0": solutions.read_term(tabs[1], "G")})
+    got = {}
+    for name, gt in (("casa", tabs[:2]), ("h5", [h5, h5])):
+        o = str(tmp_path / f"g_{name}.h5")
+        akcal(vis=src, caltable=o, jones=["G"], field="3C286", solint=["scan"], refant="C00",
+              gaintable=gt, gainjones=["K0", "G0"])
+        got[name] = {(s.scan_id, s.spw): s for s in hdf5.read_term(o, "G0")}
+    assert got["casa"].keys() == got["h5"].keys() and len(got["casa"]) == 12
+    for k, s_ in got["casa"].items():
+        np.testing.assert_array_equal(s_.jones, got["h5"][k].jones)
 
 
 def test_akplot_reads_casa_tables(exported, tmp_path):
