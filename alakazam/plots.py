@@ -275,10 +275,15 @@ def _select_fields(series, field):
 def _select_spws(series, spw):
     if spw in ("", None):
         return series
+    want = set()
     try:
-        want = sorted({int(x) for x in str(spw).replace("~", ",").split(",") if x.strip() != ""})
+        for tok in (x.strip() for x in str(spw).split(",") if x.strip()):
+            lo, _, hi = tok.partition("~")
+            want.update(range(int(lo), int(hi or lo) + 1))
     except ValueError:
-        raise ParameterError({"spw": [f"{spw!r} is not a list of SPW ids (e.g. '0' or '0,1')"]}) from None
+        raise ParameterError({"spw": [f"{spw!r} is not a list of SPW ids (e.g. '0', '0,1' or '0~3')"]}) \
+            from None
+    want = sorted(want)
     have = sorted({s.spw for s in series})
     missing = [x for x in want if x not in have]
     if missing:

@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 import yaml
+from alakazam.caltasks import akplot
 
 from alakazam import plots
-from alakazam.caltasks import akplot
 from alakazam.cli import main
 from alakazam.errors import ParameterError
 from alakazam.io import hdf5
@@ -118,6 +118,9 @@ def test_cli_selection_and_iteraxis(small_chain_table, tmp_path, capsys):
         akplot(caltable=cal, outdir=out, field="3C147")
     assert main(["plot", cal, "--spw", "7", "--outdir", out]) == 2
     assert "SPW 7 has no solutions" in capsys.readouterr().err
+    assert main(["plot", cal, "--spw", "0~x", "--outdir", out]) == 2
+    assert "'0~x' is not a list of SPW ids" in capsys.readouterr().err
+    assert len(akplot(caltable=cal, jones=["KC0"], spw="0~1", outdir=str(tmp_path / "r"))["files"]) == 11
 
 
 def test_yaml_plots_key_and_run_option(small_chain_table, tmp_path):
