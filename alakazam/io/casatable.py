@@ -476,6 +476,9 @@ def export(table, key, out, ms: str = "", crossphase: str = "") -> dict:
             cps = [k for k in chain if k.startswith("CP")]
             cp = cps[-1] if cps else ""
         if cp:
+            if not crossphase and cp not in hdf5.list_keys(table):
+                raise AlakazamError(f"crossphase: {real} was solved with {cp} pre-applied, which is not in "
+                                    f"{table}; give crossphase= (a CP key of this table) or 'none'")
             cp = hdf5.resolve_key(table, cp)
             sets = fold_crossphase(sets, hdf5.read_term(table, cp))
             folded = cp
