@@ -186,6 +186,11 @@ def test_bad_input(exported, tmp_path):
     with pytest.raises(AlakazamError, match="not found"):
         akexport(caltable=cal, jones="G7", casatable=str(tmp_path / "y.tb"))
     assert not os.path.exists(tmp_path / "x.tb") and not os.path.exists(tmp_path / "y.tb")
+    only_d = str(tmp_path / "d.h5")
+    hdf5.copy_term(cal, only_d, "D0")
+    with pytest.raises(AlakazamError, match="crossphase: D0 was solved with CP0 pre-applied"):
+        akexport(caltable=only_d, jones="D0", casatable=str(tmp_path / "z.tb"))
+    assert not os.path.exists(tmp_path / "z.tb")
     with pytest.raises(AlakazamError, match="does not match CASA table"):
         solutions.resolve_key(out["G0"], "K0")
     with pytest.raises(AlakazamError, match="VisCal"):
