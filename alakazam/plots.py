@@ -297,7 +297,7 @@ def _save(fig, path):
     return path
 
 
-def plot_table(table, outdir, jones=None, field="", spw="", iteraxis="antenna") -> List[str]:
+def plot_table(table, outdir, jones=None, field="", spw="", iteraxis="antenna", quiet=False) -> List[str]:
     """Write the PNG pages of one solution table (module docstring); returns the files written.
 
     Parameters
@@ -311,7 +311,10 @@ def plot_table(table, outdir, jones=None, field="", spw="", iteraxis="antenna") 
     field, spw : str
         Comma-separated field names / SPW ids to plot; default all.
     iteraxis : 'antenna' | 'spw' | 'field'
+    quiet : bool
+        No progress bar.
     """
+    from . import progress
     from .io import solutions
 
     if iteraxis not in ITERAXES:
@@ -329,14 +332,15 @@ def plot_table(table, outdir, jones=None, field="", spw="", iteraxis="antenna") 
         series = _select_spws(_select_fields(series, field), spw)
         plans.append((key, series))
     os.makedirs(outdir, exist_ok=True)
-    written = []
+    jobs = []           # (path, figure builder): the pages, built and saved one at a time
     for key, series in plans:
         if not series:
             continue
         t0 = min(float(s.time.min()) for s in series if len(s.time))
         t0_day = np.floor(t0 / 86400.0) * 86400.0
-        written.append(_save(grid_figure(series, None, t0_day, f"{key}: {os.path.basename(str(table))}"),
-                             os.path.join(outdir, f"{key}_overview.png")))
+        jobs.append((os.path.join(outdir, f"{key}_overview.png"),
+                     lambda series=series, key=key, t0_day=t0_day:
+                     grid_figure(series, None, t0_day, f"{key}: {os.path.basename(str(table))}")))
         kdir = os.path.join(outdir, key)
         os.makedirs(kdir, exist_ok=True)
         kind = plot_kind(series[0].jones_type, len(series[0].freq), len(series[0].time),
@@ -344,8 +348,8 @@ def plot_table(table, outdir, jones=None, field="", spw="", iteraxis="antenna") 
         if iteraxis == "antenna":
             for s in series:
                 for ia, name in enumerate(s.ant_names):
-                    written.append(_save(antenna_figure(s, ia, t0_day), os.path.join(
-                        kdir, f"{key}_{_safe(s.field)}_spw{s.spw}_{_safe(name)}.png")))
+                    jobs.append((os.path.join(kdir, f"{key}_{_safe(s.field)}_spw{s.spw}_{_safe(name)}.png"),
+                                 lambda s=s, ia=ia, t0_day=t0_day: antenna_figure(s, ia, t0_day)))
         else:
             groups: Dict[str, List[Series]] = {}
             for s in series:
@@ -354,7 +358,13 @@ def plot_table(table, outdir, jones=None, field="", spw="", iteraxis="antenna") 
             for g, ss in groups.items():
                 for what in _panels(kind, ss[0].jones_type):
                     suffix = "" if what == "delay" else f"_{what}"
-                    written.append(_save(grid_figure(ss, what, t0_day, f"{key}  {g}  {what}"),
-                                         os.path.join(kdir, f"{key}_{g}{suffix}.png")))
+                    jobs.append((os.path.join(kdir, f"{key}_{g}{suffix}.png"),
+                                 lambda ss=ss, what=what, t0_day=t0_day, g=g, key=key:
+                                 grid_figure(ss, what, t0_day, f"{key}  {g}  {what}")))
+    written = []
+    with progress.bar("akplot: pages", len(jobs), quiet=quiet) as pbar:
+        for path, build in jobs:
+            written.append(_save(build(), path))
+            pbar.advance()
     log.info("akplot: wrote %d PNG files to %s", len(written), outdir)
     return written

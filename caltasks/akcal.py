@@ -44,7 +44,8 @@ def _body(cfg):
     if cfg.plots:
         from alakazam.plots import plot_table
 
-        summary["plots"] = plot_table(cfg.output, cfg.plots, jones=list(summary.get("terms", [])))
+        summary["plots"] = plot_table(cfg.output, cfg.plots, jones=list(summary.get("terms", [])),
+                                      quiet=cfg.quiet)
     return summary
 
 
