@@ -269,7 +269,7 @@ def test_casa_applycal_reproduces_ours(exported, tmp_path):
 
 
 def test_casa_made_tables_applied_by_akapply(small_chain_table, tmp_path):
-    """gaincal K (band-centre delay reference), bandpass B and gaincal G tables made by CASA, applied
+    """gaincal K (band-centre delay reference), bandpass B, gaincal G and T tables made by CASA, applied
     by akapply, against CASA's applycal of the same tables.  (G per scan: with solint='int' CASA
     leaves some integrations without a solution, and 'nearest' then meets a tie of two solutions
     120 s away that CASA and alakazam break differently.)"""
@@ -284,22 +284,25 @@ def test_casa_made_tables_applied_by_akapply(small_chain_table, tmp_path):
                  gaintable=['K.tb'])
         gaincal(vis={src!r}, caltable='G.tb', field='3C286', gaintype='G', solint='inf', refant='C00',
                 gaintable=['K.tb', 'B.tb'])
+        gaincal(vis={src!r}, caltable='T.tb', field='3C286', gaintype='T', solint='inf', refant='C00',
+                gaintable=['K.tb', 'B.tb', 'G.tb'])
         """, str(tmp_path))
-    tabs = [str(tmp_path / f"{k}.tb") for k in ("K", "B", "G")]
-    assert [solutions.table_keys(t)[0] for t in tabs] == ["K0", "G0", "G0"]
+    tabs = [str(tmp_path / f"{k}.tb") for k in ("K", "B", "G", "T")]
+    assert [solutions.table_keys(t)[0] for t in tabs] == ["K0", "G0", "G0", "G0"]
+    assert casatable.viscal(tabs[3]) == "T Jones"
     (k0,) = [s for s in solutions.read_term(tabs[0], "K")[:1]]
     assert k0.attrs["delay_ref_hz"] > 1e9                     # CASA's band-centre reference
     m = str(tmp_path / "ours.ms")
     shutil.copytree(src, m)
-    akapply(vis=m, field=["3C286"], gaintable=tabs, jones=["K0", "G0", "G0"], interp=["nearest"] * 3)
+    akapply(vis=m, field=["3C286"], gaintable=tabs, jones=["K0", "G0", "G0", "G0"], interp=["nearest"] * 4)
     c = str(tmp_path / "casa.ms")
     shutil.copytree(src, c)
-    _casa_applycal(c, tabs, ["K0", "G0", "G1"], str(tmp_path))
+    _casa_applycal(c, tabs, ["K0", "G0", "G1", "G2"], str(tmp_path))
     for a, b in zip(_corrected(m), _corrected(c)):
         ok = (np.abs(b) > 0) & np.isfinite(a)
         scale = np.abs(a[ok]).max()
         err = np.abs(a - b)[ok].max() / scale
-        print(f"CASA-made K, B, G: max |akapply - applycal| / max |V| = {err:.2g}")
+        print(f"CASA-made K, B, G, T: max |akapply - applycal| / max |V| = {err:.2g}")
         assert err < 1e-5
     # the CASA K and B pre-applied by akcal (external_preapply): the same G, bit for bit, as with those
     # terms read into an HDF5 table (their CASA meaning is checked by the applycal comparison above)
