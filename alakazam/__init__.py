@@ -19,3 +19,7 @@ _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 if (_os.path.isfile(_os.path.join(_root, "setup.cfg"))
         and _os.path.isfile(_os.path.join(_root, "tasks_xml", "akcal.xml"))):
     __path__.append(_root)      # noqa: F821 -- the package's own __path__
+
+from .measures_data import configure as _configure_measures  # noqa: E402
+
+_configure_measures()           # python-casacore reads the newest measures data found (measures_data.py)

@@ -1,4 +1,5 @@
-"""``alakazam`` command line: run, flag, flagmanager, info, fluxscale-info, simulate, demo.
+"""``alakazam`` command line: run, flag, flagmanager, info, plot, export, measures, fluxscale-info,
+simulate, demo.
 
 Errors a user can cause (bad config, missing file, unknown field ...) print one clean message and exit
 with status 2; ``--debug`` shows the traceback instead.
@@ -40,7 +41,8 @@ def _setup_logging(quiet=False, logfile=None):
 def cmd_run(args):
     from alakazam.caltasks.yamlrun import run_yaml
 
-    run_yaml(args.config, workers=getattr(args, "workers", None), scheduler=getattr(args, "scheduler", None))
+    run_yaml(args.config, workers=getattr(args, "workers", None), scheduler=getattr(args, "scheduler", None),
+             plots=getattr(args, "plots", None))
 
 
 def cmd_info(args):
@@ -58,6 +60,37 @@ def cmd_fluxscale_info(args):
     from alakazam.caltasks import akinfo
 
     akinfo(caltable=args.caltable, fluxscale=True)
+
+
+def cmd_plot(args):
+    from alakazam.caltasks import akplot
+
+    r = akplot(caltable=args.caltable, jones=args.jones, field=args.field, spw=args.spw,
+               iteraxis=args.iteraxis, outdir=args.outdir)
+    print(f"wrote {len(r['files'])} PNG files to {args.outdir}")
+
+
+def cmd_export(args):
+    from alakazam.caltasks import akexport
+
+    r = akexport(caltable=args.caltable, jones=args.key, casatable=args.out, vis=args.vis,
+                 crossphase=args.crossphase)
+    print(f"wrote {r['path']} ({r['VisCal']}, {r['n_rows']} rows) from {args.caltable}:{r['key']}")
+
+
+def cmd_measures(args):
+    from . import measures_data
+
+    if args.source and not args.update:
+        raise AlakazamError("measures: --from needs --update")
+    st = measures_data.update(args.source) if args.update else measures_data.status()
+    print(f"measures data used: {st['directory'] or 'casacore default'} ({st['source']})")
+    if st["tai_utc_date"]:
+        print(f"TAI_UTC table of {st['tai_utc_date']} ({st['age_days']} days old"
+              f"{'; older than 180 days: run alakazam measures --update' if st['stale'] else ''})")
+    for label, d, date in st["candidates"]:
+        print(f"  found: {label}: {d} ({date})")
+    print(f"private folder: {st['private_dir']}")
 
 
 def cmd_simulate(args):
@@ -92,6 +125,8 @@ def build_parser():
                    help="solve on a dask LocalCluster of N worker processes (blocks may set their own)")
     s.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="solve on a running dask scheduler, e.g. tcp://host:8786")
+    s.add_argument("--plots", default=None, metavar="DIR",
+                   help="solution plots of every solve block (without its own plots: key) into DIR")
     s.set_defaults(func=cmd_run)
     from .cli_flag import add_parsers as _add_flag_parsers
 
@@ -99,6 +134,26 @@ def build_parser():
     s = sub.add_parser("info", help="summarise a solution table, or a Measurement Set (listobs)")
     s.add_argument("caltable", metavar="PATH", help="HDF5 solution table or Measurement Set (told by content)")
     s.set_defaults(func=cmd_info)
+    s = sub.add_parser("plot", help="PNG plots of a solution table (the akplot task)")
+    s.add_argument("caltable")
+    s.add_argument("--jones", nargs="+", default=[], metavar="KEY", help="keys to plot (default all)")
+    s.add_argument("--field", default="", help="comma-separated fields (default all)")
+    s.add_argument("--spw", default="", help="comma-separated SPW ids (default all)")
+    s.add_argument("--iteraxis", choices=["antenna", "spw", "field"], default="antenna")
+    s.add_argument("--outdir", required=True, metavar="DIR")
+    s.set_defaults(func=cmd_plot)
+    s = sub.add_parser("export", help="export one key as a CASA calibration table (the akexport task)")
+    s.add_argument("caltable")
+    s.add_argument("key")
+    s.add_argument("out")
+    s.add_argument("--vis", default="", help="the MS of the solutions (default: the one recorded)")
+    s.add_argument("--crossphase", default="", help="D only: CP key to fold in ('' = from the chain, none)")
+    s.set_defaults(func=cmd_export)
+    s = sub.add_parser("measures", help="show (or --update) the measures data casacore uses")
+    s.add_argument("--update", action="store_true", help="copy current data into alakazam's private folder")
+    s.add_argument("--from", dest="source", default=None, metavar="DIR",
+                   help="measures folder with geodetic/ (default: the installed casadata package)")
+    s.set_defaults(func=cmd_measures)
     s = sub.add_parser("fluxscale-info", help="print fluxscale factors and derived fluxes")
     s.add_argument("caltable")
     s.set_defaults(func=cmd_fluxscale_info)

@@ -100,6 +100,7 @@ class SolveConfig:
     solnorm: bool = False           # normalise G amplitudes (calibration/solnorm.py)
     normtype: str = "mean"
     iterations: int = 1             # rounds of the block: 2+ re-solve each step with all others applied
+    plots: str = ""                 # directory for the solution plots of this block; "" = none
 
 
 @dataclass
@@ -317,7 +318,7 @@ def _select(d, where, names, errs) -> dict:
 _SOLVE_KEYS = {"ms", "output", "ref_ant", "data_col", "model_col", "solver_backend", "apply_parang",
                "rfi_threshold", "max_iter", "tol", "memory_limit_gb", "gpu", "jones", "field",
                "time_interval", "freq_interval", "phase_only", "amp_only", "preapply_time_interp", "external_preapply",
-               "spw", "scan", "quiet", "append", "solnorm", "normtype", *_SELECT_KEYS, "workers", "scheduler", "ref_ant_mode", "iterations"}
+               "spw", "scan", "quiet", "append", "solnorm", "normtype", *_SELECT_KEYS, "workers", "scheduler", "ref_ant_mode", "iterations", "plots"}
 _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_field", "output",
               "jones_type", "spw", "fluxscale_method", "refspwmap", "fitorder", "reffreq", "gain_threshold"}
 FLUXSCALE_METHODS = ("mean", "interpolate")
@@ -461,6 +462,7 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         spw=str(d.get("spw", "") if d.get("spw") is not None else ""),
         scan=str(d.get("scan", "") if d.get("scan") is not None else ""),
         external_preapply=ext, quiet=_typed(d, "quiet", bool, False, where, names, errs),
+        plots=_typed(d, "plots", str, "", where, names, errs),
         iterations=_typed(d, "iterations", int, 1, where, names, errs),
         select=_select(d, where, names, errs),
         append=_typed(d, "append", bool, False, where, names, errs),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
 
@@ -10,7 +12,41 @@ import numpy as np
 TWO_PI_NS = 2 * np.pi * 1e-9
 
 
+@contextlib.contextmanager
+def details_to(path):
+    """INFO and above go to the file ``path``; console handlers show warnings and errors only (a
+    ``--log`` file handler is left as it is).  Restored on exit."""
+    root = logging.getLogger()
+    fh = logging.FileHandler(path, mode="w")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    fh.setLevel(logging.INFO)
+    saved = [(h, h.level) for h in root.handlers]
+    saved_root = root.level
+    for h in root.handlers:
+        if not isinstance(h, logging.FileHandler):
+            h.setLevel(max(h.level, logging.WARNING))
+    root.setLevel(logging.INFO)
+    root.addHandler(fh)
+    try:
+        yield path
+    finally:
+        root.removeHandler(fh)
+        fh.close()
+        root.setLevel(saved_root)
+        for h, lev in saved:
+            h.setLevel(lev)
+
+
 def run_demo(directory="alakazam_demo", feed="linear", backend="numba", quiet=False):
+    """Simulate, solve, fluxscale, apply; print the recovered-vs-true summary.  The engine's log
+    lines go to ``<directory>/demo.log`` (the console shows the summary, warnings and errors)."""
+    os.makedirs(directory, exist_ok=True)
+    logfile = os.path.join(directory, "demo.log")
+    with details_to(logfile):
+        return _run_demo(directory, feed, backend, quiet, logfile)
+
+
+def _run_demo(directory, feed, backend, quiet, logfile):
     from rich.console import Console
     from rich.table import Table
 
@@ -80,5 +116,5 @@ def run_demo(directory="alakazam_demo", feed="linear", backend="numba", quiet=Fa
                         f"{100 * (f / S - 1):+.2f}%")
     con.print(tab)
     con.print(f"solutions: {cal} (fluxscaled: {scaled}); corrected data in {ms}:CORRECTED_DATA; "
-              f"{res['no_solution']} samples without a valid solution")
+              f"{res['no_solution']} samples without a valid solution; log: {logfile}")
     return tab

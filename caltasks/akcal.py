@@ -72,7 +72,13 @@ def build_config(params):
 def _body(cfg):
     from alakazam.flow import run_solve
 
-    return run_solve(cfg)
+    summary = run_solve(cfg)
+    if cfg.plots:
+        from alakazam.plots import plot_table
+
+        summary["plots"] = plot_table(cfg.output, cfg.plots, jones=list(summary.get("terms", [])),
+                                      quiet=cfg.quiet)
+    return summary
 
 
 akcal = Task("akcal", _body, prepare=build_config)

@@ -179,12 +179,17 @@ def _raise_with_flag_errors(err, path):
     raise ParameterError(errors) from None
 
 
-def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=None, scheduler=None) -> dict:
+def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=None, scheduler=None,
+             plots=None) -> dict:
     """Run a YAML file: every flag block (akflag), then solve (akcal), fluxscale (akfluxscale), apply
     (akapply).
 
     ``workers`` / ``scheduler`` (``alakazam run --workers N`` / ``--scheduler ADDRESS``): the dask
-    cluster of every solve block that does not set its own ``workers`` / ``scheduler`` key.
+    cluster of every solve block that does not set its own ``workers`` / ``scheduler`` key; ``plots``
+    (``alakazam run --plots DIR``): the plot directory of every solve block without its own ``plots:``.
+
+    ``plots``: a directory for the solution plots of every solve block that has no ``plots`` key of
+    its own (``alakazam run --plots DIR``; relative to the current directory).
 
     Returns
     -------
@@ -211,6 +216,8 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
                     params["workers"] = int(workers)
                 if scheduler and "scheduler" not in block:
                     params["scheduler"] = str(scheduler)
+            if plots and section == "solve" and not params.get("plotdir"):
+                params["plotdir"] = os.path.abspath(plots)
             calls.append((section, f"{section}[{i}]", task, params, bool(block.get("quiet", False))))
     out = {"solve": [], "fluxscale": [], "apply": []}
     if any(c[0] == "flag" for c in calls):

@@ -17,3 +17,22 @@ def sim_circular(tmp_path_factory):
     d = tmp_path_factory.mktemp("sim_circular")
     ms = str(d / "sim.ms")
     return ms, simulate_ms(ms, feed="circular", noise=0.05, seed=2, leakage=False, n_chan=(32, 16))
+
+
+@pytest.fixture(scope="session")
+def small_chain_table(tmp_path_factory):
+    """Every term type solved on a tiny simulated MS (5 antennas, SPWs of 8 and 4 channels, linear
+    feeds): the chain of examples/full_polarization.yaml -> (ms, cal.h5, truth).  For the plot and
+    CASA-table tests (shapes and conventions, not accuracy)."""
+    from alakazam.config import solve_config_from_dict
+    from alakazam.flow import run_solve
+
+    d = tmp_path_factory.mktemp("small_chain")
+    ms, cal = str(d / "sim.ms"), str(d / "cal.h5")
+    truth = simulate_ms(ms, feed="linear", n_ant=5, n_chan=(8, 4), int_s=120.0, scan_len_s=600.0,
+                        noise=0.05, seed=31, leakage_scale=0.003, leakage_ref_zero=True)
+    run_solve(solve_config_from_dict(dict(
+        ms=ms, output=cal, ref_ant="C00", apply_parang=True, jones=["K", "G", "G", "KC", "CP", "D"],
+        field=["3C286"], time_interval=["scan", "inf", "2min", "inf", "inf", "inf"],
+        freq_interval=["full", "1MHz", "full", "full", "1MHz", "full"], quiet=True)))
+    return ms, cal, truth

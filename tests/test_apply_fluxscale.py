@@ -107,17 +107,21 @@ def test_apply_corrects_calibrators_and_target(solved, caplog):
     # the target is calibrated by interpolating the calibrators' gains (linear in time)
     v = _stokes_i(ms, "TARGET")
     assert abs(v.real.mean() - 0.7) < 0.03 * 0.7
-    # two log lines per term per target field, in the SEED.md format
+    # two log lines per term per target field, in the SEED.md format, once per SPW (named in the line)
     msgs = [r.getMessage() for r in caplog.records]
-    assert any(re.fullmatch(r"K0: loaded \[3C286\(6t\)\] \(6 ants\)", m) for m in msgs), msgs
-    assert any(re.fullmatch(r"K0: 3C286 -> TARGET \(nearest_time, time=nearest 6->\d+, freq=delay->jones 32ch\)", m)
-               for m in msgs), msgs
-    assert any(re.fullmatch(r"G1: 3C286, 3C147 -> TARGET \(nearest_time, time=linear \d+->\d+, "
+    assert any(re.fullmatch(r"K0: loaded \[3C286\(6t\)\] \(6 ants, spw 0\)", m) for m in msgs), msgs
+    assert any(re.fullmatch(r"K0: 3C286 -> TARGET spw 0 \(nearest_time, time=nearest 6->\d+, "
+                            r"freq=delay->jones 32ch\)", m) for m in msgs), msgs
+    assert any(re.fullmatch(r"G1: 3C286, 3C147 -> TARGET spw 1 \(nearest_time, time=linear \d+->\d+, "
                             r"freq=broadcast 1->16\)", m) or
-               re.fullmatch(r"G1: 3C147, 3C286 -> TARGET \(nearest_time, time=linear \d+->\d+, "
+               re.fullmatch(r"G1: 3C147, 3C286 -> TARGET spw 1 \(nearest_time, time=linear \d+->\d+, "
                             r"freq=broadcast 1->16\)", m) for m in msgs), msgs
-    assert any(re.fullmatch(r"G0: 3C286 -> 3C147 \(nearest_time, time=nearest 1->\d+, freq=pass-through\)", m)
-               for m in msgs), msgs
+    assert any(re.fullmatch(r"G0: 3C286 -> 3C147 spw \d \(nearest_time, time=nearest 1->\d+, "
+                            r"freq=pass-through\)", m) for m in msgs), msgs
+    term_lines = [m for m in msgs if re.match(r"(K0|G0|G1): ", m)]
+    assert len(term_lines) == 3 * 2 * 3 * 2                 # terms x 2 lines x fields x SPWs, not per chunk
+    chosen = [m for m in term_lines if " -> " in m]
+    assert len(chosen) == len(set(chosen)) == 3 * 3 * 2
 
 
 @pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])

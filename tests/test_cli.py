@@ -39,3 +39,16 @@ def test_demo(tmp_path, capsys):
     assert main(["--quiet", "demo", "--dir", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
     assert "recovered vs true" in out and "3C147" in out
+
+
+def test_demo_details_go_to_its_log_file(tmp_path, capsys):
+    """Without --quiet the console shows the summary; the engine's INFO lines go to demo.log."""
+    assert main(["demo", "--dir", str(tmp_path / "demo")]) == 0
+    cap = capsys.readouterr()
+    assert "recovered vs true" in cap.out and "demo.log" in cap.out
+    assert "loaded [" not in cap.err and "solution groups" not in cap.err
+    log = (tmp_path / "demo" / "demo.log").read_text()
+    assert "K0: loaded [3C286(6t)] (6 ants, spw 0)" in log and "G1: " in log and "solution groups" in log
+    import logging
+
+    assert all(h.level <= logging.INFO for h in logging.getLogger().handlers)    # restored afterwards

@@ -130,6 +130,17 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, rowsel=N
             "log": lines, "seconds": _time.perf_counter() - t_start, **counts}
 
 
+def _with_spw(line, spw_id):
+    """A chain.describe line with the SPW: ``K0: loaded [3C286(3t)] (7 ants, spw 1)`` and
+    ``K0: 3C286 -> DA240 spw 1 (nearest_time, ...)``."""
+    if " -> " in line and " (" in line:
+        head, rest = line.split(" (", 1)
+        return f"{head} spw {spw_id} ({rest}"
+    if line.endswith(")"):
+        return f"{line[:-1]}, spw {spw_id})"
+    return f"{line} (spw {spw_id})"
+
+
 def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar, rowsel=None):
     """Correct the rows of one field and SPW, chunk by chunk."""
     from ..core import corrselect, memory, ms_io
@@ -142,9 +153,9 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
     rows = ms_io.row_numbers(cfg.ms, ddid, [fid], scans, rowsel=rowsel)
     with_times = ms_io.read_times(cfg.ms, rows)
     utimes_all = np.unique(with_times)
-    for term in terms:
-        lines.extend(chain.describe(term, spw.spw_id, utimes_all, freqs, names, fld.name,
-                                    (fld.ra, fld.dec), len(names)))
+    for term in terms:      # SEED's two lines per term and field, once per SPW (named in the line)
+        lines.extend(_with_spw(ln, spw.spw_id) for ln in chain.describe(
+            term, spw.spw_id, utimes_all, freqs, names, fld.name, (fld.ra, fld.dec), len(names)))
     for ln in lines[-2 * len(terms):]:
         log.info(ln)
     bpr = memory.bytes_per_row(len(freqs_all), spw.n_corr) + 16 * len(terms) * len(freqs_all)

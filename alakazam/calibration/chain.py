@@ -46,10 +46,10 @@ class LoadedTerm:
 
 def load_term(table, key, field_select="nearest_time", time_interp="nearest", solution_field=None):
     """Read one key of a cal table (fuzzy key matching, e.g. 'g0' or 'G' when unique)."""
-    from ..io import hdf5
+    from ..io import solutions  # an HDF5 table, or a CASA caltable (type from its VisCal)
 
-    real = hdf5.resolve_key(table, key)
-    sets = hdf5.read_term(table, real)
+    real = solutions.resolve_key(table, key)
+    sets = solutions.read_term(table, real)
     if not sets:
         raise AlakazamError(f"{key}: table {table} has no solutions under {real}")
     jt = str(sets[0].attrs["jones_type"])
@@ -76,6 +76,7 @@ class _FieldSolutions:
     delay: Optional[np.ndarray]
     freq: np.ndarray
     ant_names: list
+    delay_ref: float = 0.0    # Hz: delay phases are -2 pi tau (nu - delay_ref) (CASA K tables; 0 = ours)
 
 
 def _by_field(term: LoadedTerm, spw_id: int):
@@ -97,7 +98,8 @@ def _by_field(term: LoadedTerm, spw_id: int):
         a = fs[0].attrs
         out[name] = _FieldSolutions(name, float(a.get("field_ra", np.nan)),
                                     float(a.get("field_dec", np.nan)), t[order], jones, flags, delay,
-                                    np.asarray(fs[0].freq), [str(x) for x in a["ant_names"]])
+                                    np.asarray(fs[0].freq), [str(x) for x in a["ant_names"]],
+                                    float(a.get("delay_ref_hz", 0.0)))
     return out
 
 
@@ -212,7 +214,7 @@ def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_n
             fidx, _ = interp.map_freq(fs.freq, freqs)
             d = d[:, fidx]                      # (n_ant, n_chan, n_tt, 2)
             dflag = dflag[:, fidx]
-            j = interp.delay_to_jones(d, freqs, term.jones_type)   # (n_ant, n_chan, n_tt, 2, 2)
+            j = interp.delay_to_jones(d, freqs - fs.delay_ref, term.jones_type)   # (n_ant, n_chan, n_tt, 2,2)
             fdesc = f"delay->jones {n_c}ch"
             jf = dflag
         else:
@@ -360,7 +362,7 @@ def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_na
         if fs.delay is not None:        # phases per channel at the used solution times (delay_to_jones)
             dsel = sol[:, :, uk][:, fidx]                                   # (n_s, n_chan, n_u, 2)
             dsel[~valid[:, fidx]] = np.nan
-            nu = freqs[None, :, None]
+            nu = freqs[None, :, None] - fs.delay_ref
             vals = np.empty(dsel.shape, np.complex128)
             vals[..., 0] = np.exp(-1j * interp.TWO_PI_NS * dsel[..., 0] * nu)
             if term.jones_type == "KC":

@@ -177,7 +177,7 @@ def read_meta(ms) -> MSMeta:
     obs = None
     if tel:
         try:
-            from casacore.measures import measures
+            from ..measures_data import measures  # casacore measures, current data
 
             me = measures()
             v = me.measure(me.observatory(tel), "ITRF")

@@ -63,7 +63,7 @@ def parallactic_angle(times, ra, dec, obs_pos_itrf):
     -------
     ndarray (...) float64, radians in (-pi, pi].
     """
-    from casacore.measures import measures
+    from ..measures_data import measures  # casacore measures, current data
 
     times = np.asarray(times, np.float64)
     pos = np.asarray(obs_pos_itrf, np.float64).ravel()

@@ -99,7 +99,7 @@ def _rotation(chi, feed):
 
 
 def _vla_itrf():
-    from casacore.measures import measures
+    from ..measures_data import measures  # casacore measures, current data
 
     me = measures()
     v = me.measure(me.observatory("VLA"), "ITRF")
@@ -108,7 +108,7 @@ def _vla_itrf():
 
 
 def _posangle(times, ra, dec, xyz):
-    from casacore.measures import measures
+    from ..measures_data import measures  # casacore measures, current data
 
     me = measures()
     me.doframe(me.position("ITRF", *[f"{c}m" for c in xyz]))
@@ -122,7 +122,7 @@ def _posangle(times, ra, dec, xyz):
 
 def _gast(times, lon, xyz):
     """Greenwich apparent sidereal time (rad): LAST from measures at the first time, sidereal rate after."""
-    from casacore.measures import measures
+    from ..measures_data import measures  # casacore measures, current data
 
     me = measures()
     me.doframe(me.position("ITRF", *[f"{c}m" for c in xyz]))

@@ -1,0 +1,490 @@
+"""CASA calibration tables ("NewCalTable" format) written and read with python-casacore.
+
+Export (:func:`write_table`): one alakazam key -> one CASA caltable.  Import (:func:`read_table`): a
+CASA caltable -> the same :class:`alakazam.io.hdf5.SolutionSet` objects as ``hdf5.read_term``, so
+akapply and external_preapply take CASA tables by path.
+
+Layout written (as CASA 6.7's gaincal/bandpass/polcal write it)::
+
+    main table   TIME (s, MEASINFO epoch UTC), INTERVAL, FIELD_ID, SPECTRAL_WINDOW_ID, ANTENNA1,
+                 ANTENNA2, SCAN_NUMBER, OBSERVATION_ID, CPARAM or FPARAM (nChan, nPar), PARAMERR,
+                 FLAG, SNR, WEIGHT -- one row per solution time, antenna and SPW
+    keywords     ParType ('Complex' | 'Float'), MSName, VisCal, PolBasis, CASA_Version and the
+                 subtables ANTENNA, FIELD, SPECTRAL_WINDOW, OBSERVATION (copies of the MS's, with the
+                 SPECTRAL_WINDOW rows describing the solution channels), HISTORY
+    table info   type 'Calibration', subType = VisCal
+
+Conventions (docs/conventions.md, "CASA calibration tables"; pinned by tests/test_casatable.py)
+-------------------------------------------------------------------------------------------------
+CASA's RIME is ours (``V_pq = J_p M_pq J_q^H``, diagonal terms on the antenna side of D, P on the
+sky side), so the Jones matrices are copied, except where CASA parametrises a term differently:
+
+============  ==============  ============  ===================================================
+alakazam      VisCal          param         conversion
+============  ==============  ============  ===================================================
+G (1 bin)     G Jones         CPARAM (1,2)  g_p, g_q
+G (n bins)    B Jones         CPARAM (n,2)  per solution channel; SPECTRAL_WINDOW CHAN_FREQ = bin freqs
+K             K Jones         FPARAM (1,2)  tau_CASA = -tau (ns); CHAN_FREQ = [0 Hz] (see below)
+KC            Kcross Jones    FPARAM (1,2)  [-tau, 0]; CHAN_FREQ = [0 Hz]
+CP            Xf Jones        CPARAM (n,1)  exp(-i phi)
+D             Df Jones        CPARAM (n,2)  [d_pq, d_qp]
+============  ==============  ============  ===================================================
+
+* Delay: CASA's K Jones is ``exp(+2 pi i tau_C (nu - nu_ref))`` with nu_ref the middle CHAN_FREQ of
+  the caltable's SPW row (CASA >= 5.3); ours is ``exp(-2 pi i tau nu)`` at absolute frequency.  So
+  tau_C = -tau, and the exported SPW row has one channel at 0 Hz, which makes CASA's matrix equal
+  ours exactly (with the band centre as nu_ref, CASA's would lack the phase ``-2 pi tau nu_c`` that
+  our later terms absorbed).  On import nu_ref is kept (attr ``delay_ref_hz``) and applied.
+* CP: ours is ``diag(1, exp(i phi))`` for every antenna, CASA's Xf is ``diag(x, 1)``; they differ by
+  the scalar ``exp(i phi)`` common to all antennas, which cancels in ``J_p M J_q^H``: x = exp(-i phi).
+* D: the same matrix ``[[1, d_pq], [d_qp, 1]]`` in the feed frame (after P), par 0 = d_pq.
+* Antennas: ANTENNA1 is the MS ANTENNA row (matched by name); MS antennas without solutions get
+  flagged rows (as CASA writes them).  ANTENNA2 is the reference antenna (-1 for K, KC, CP).
+* A G with equal p and q and a CASA ``T Jones`` (one parameter) import as the same G.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import List
+
+import numpy as np
+
+from .. import __version__
+from ..errors import AlakazamError
+from .hdf5 import SolutionSet
+
+TWO_PI_NS = 2e-9 * np.pi
+
+#: CASA VisCal keyword (lower case) -> alakazam jones type
+VISCAL_TO_TYPE = {"g jones": "G", "b jones": "G", "t jones": "G", "k jones": "K", "kcross jones": "KC",
+                  "xf jones": "CP", "df jones": "D", "d jones": "D"}
+SUBTABLES = ("ANTENNA", "FIELD", "SPECTRAL_WINDOW", "OBSERVATION", "HISTORY")
+
+
+def _ct():
+    from casacore import tables
+
+    return tables
+
+
+def viscal_for(jones_type: str, n_freq: int) -> str:
+    """The VisCal an alakazam term is exported as."""
+    if jones_type == "G":
+        return "B Jones" if n_freq > 1 else "G Jones"
+    return {"K": "K Jones", "KC": "Kcross Jones", "CP": "Xf Jones", "D": "Df Jones"}[jones_type]
+
+
+# ---------------------------------------------------------------- export
+def _params(s: SolutionSet, jt: str):
+    """(values (n_ant, n_t, n_chan, n_par), flags same shape, ParType)."""
+    fl = np.asarray(s.flags, bool)                         # (n_ant, n_f, n_t)
+    j = np.asarray(s.jones)
+    if jt in ("K", "KC"):
+        if s.delay is None or s.delay.shape[1] != 1:
+            raise AlakazamError(f"{jt}: only delays with one frequency bin can be exported to a CASA "
+                                f"K table (this one has {0 if s.delay is None else s.delay.shape[1]})")
+        d = -np.asarray(s.delay, float)[:, 0]              # (n_ant, n_t, 2)  tau_CASA = -tau
+        if jt == "KC":
+            d = np.stack([d[..., 0], np.zeros_like(d[..., 0])], axis=-1)
+        vals = d[:, :, None, :]
+        flags = np.broadcast_to(fl[:, 0][:, :, None, None], vals.shape)
+        return vals, flags, "Float"
+    if jt == "G":
+        v = np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1)           # (n_ant, n_f, n_t, 2)
+    elif jt == "D":
+        v = np.stack([j[..., 0, 1], j[..., 1, 0]], axis=-1)
+    elif jt == "CP":
+        v = np.conj(j[..., 1, 1])[..., None]                          # exp(-i phi)
+    else:
+        raise AlakazamError(f"cannot export jones type {jt!r}")
+    vals = np.moveaxis(v, 2, 1)                                        # (n_ant, n_t, n_f, n_par)
+    flags = np.broadcast_to(np.moveaxis(fl, 2, 1)[..., None], vals.shape)
+    return vals, flags, "Complex"
+
+
+def _main_desc(par_type):
+    ct = _ct()
+    dm = dict(datamanagertype="StandardStMan", datamanagergroup="MSMTAB")
+    cols = [ct.makescacoldesc("TIME", 0.0, keywords={"QuantumUnits": ["s"],
+                                                      "MEASINFO": {"type": "epoch", "Ref": "UTC"}}, **dm),
+            ct.makescacoldesc("FIELD_ID", 0, **dm), ct.makescacoldesc("SPECTRAL_WINDOW_ID", 0, **dm),
+            ct.makescacoldesc("ANTENNA1", 0, **dm), ct.makescacoldesc("ANTENNA2", 0, **dm),
+            ct.makescacoldesc("INTERVAL", 0.0, keywords={"QuantumUnits": ["s"]}, **dm),
+            ct.makescacoldesc("SCAN_NUMBER", 0, **dm), ct.makescacoldesc("OBSERVATION_ID", 0, **dm)]
+    if par_type == "Complex":
+        cols.append(ct.makearrcoldesc("CPARAM", 0j, valuetype="complex", **dm))
+    else:
+        cols.append(ct.makearrcoldesc("FPARAM", 0.0, valuetype="float", **dm))
+    cols += [ct.makearrcoldesc("PARAMERR", 0.0, valuetype="float", **dm),
+             ct.makearrcoldesc("FLAG", False, valuetype="boolean", **dm),
+             ct.makearrcoldesc("SNR", 0.0, valuetype="float", **dm),
+             ct.makearrcoldesc("WEIGHT", 0.0, valuetype="float", **dm)]
+    return ct.maketabdesc(cols)
+
+
+def _ms_meta(ms):
+    ct = _ct()
+    with ct.table(os.path.join(ms, "ANTENNA"), ack=False) as t:
+        ants = [str(x) for x in t.getcol("NAME")]
+    with ct.table(os.path.join(ms, "FIELD"), ack=False) as t:
+        fields = [str(x) for x in t.getcol("NAME")]
+    with ct.table(os.path.join(ms, "SPECTRAL_WINDOW"), ack=False) as t:
+        spw_freqs = [np.asarray(t.getcell("CHAN_FREQ", i), float) for i in range(t.nrows())]
+    return ants, fields, spw_freqs
+
+
+def fold_crossphase(d_sets: List[SolutionSet], cp_sets: List[SolutionSet]) -> List[SolutionSet]:
+    """D sets re-expressed for CASA's term order: ``X D' = D CP`` up to a scalar, i.e.
+    ``D' = CP D CP^-1 = [[1, d_pq exp(-i phi)], [d_qp exp(i phi), 1]]`` per CP frequency bin (CASA
+    applies Xf on the sky side of D, ours is on the antenna side; docs/conventions.md)."""
+    from .hdf5 import SolutionSet as _S
+
+    out = []
+    for s in d_sets:
+        cps = [c for c in cp_sets if int(c.spw) == int(s.spw)]
+        if not cps:
+            raise AlakazamError(f"crossphase: no CP solutions for SPW {s.spw} to fold into the D term")
+        c = cps[0]
+        cf = np.asarray(c.freq, float)
+        ok = ~np.asarray(c.flags, bool)                                # (n_ant, n_fc, n_tc)
+        x = np.where(ok, np.asarray(c.jones)[..., 1, 1], np.nan)       # exp(i phi), equal for all ants
+        x = np.nanmean(x.reshape(-1, len(cf), x.shape[2]), axis=0)[:, 0]   # (n_fc,) first time
+        df = np.asarray(s.freq, float)
+        if len(df) == 1:
+            freqs, di = cf, np.zeros(len(cf), np.int64)
+            xi = np.arange(len(cf))
+        else:
+            freqs, di = df, np.arange(len(df))
+            xi = np.abs(df[:, None] - cf[None, :]).argmin(axis=1)
+        j = np.asarray(s.jones)[:, di].copy()                          # (n_ant, n_f, n_t, 2, 2)
+        ph = x[xi][None, :, None]
+        j[..., 0, 1] *= np.conj(ph) / np.abs(ph)
+        j[..., 1, 0] *= ph / np.abs(ph)
+        flags = np.asarray(s.flags, bool)[:, di] | ~np.isfinite(ph)
+        out.append(_S(jones=j, flags=flags, time=s.time, freq=freqs, attrs=dict(s.attrs)))
+    return out
+
+
+def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overwrite: bool = False) -> dict:
+    """Write the solution sets of one key as a CASA caltable at ``out``.
+
+    Parameters
+    ----------
+    sets : list of SolutionSet
+        All sets of the key (hdf5.read_term).
+    key : str
+        The key (for messages and HISTORY).
+    out : str
+        Output table directory; must not exist unless ``overwrite``.
+    ms : str
+        The Measurement Set the solutions belong to (its ANTENNA/FIELD/SPECTRAL_WINDOW/OBSERVATION
+        subtables are copied); default the ``ms`` attribute recorded in the solutions.
+
+    Returns
+    -------
+    dict  with VisCal, ParType, n_rows and the path.
+    """
+    ct = _ct()
+    if not sets:
+        raise AlakazamError(f"{key}: no solutions to export")
+    jt = str(sets[0].attrs.get("jones_type"))
+    ms = ms or str(sets[0].attrs.get("ms", ""))
+    if not ms or not os.path.isdir(ms):
+        raise AlakazamError(f"vis: the Measurement Set {ms!r} of {key} is not found; give vis= (the MS "
+                            "whose ANTENNA, FIELD and SPECTRAL_WINDOW tables the caltable copies)")
+    if os.path.exists(out):
+        if not overwrite:
+            raise AlakazamError(f"casatable: {out!r} exists; remove it or choose another name")
+        shutil.rmtree(out)
+    ants, fields, spw_freqs = _ms_meta(ms)
+    n_freq = max(s.jones.shape[1] for s in sets)
+    viscal = viscal_for(jt, n_freq)
+    rows = []        # (spw, time, interval, field, scan, ant1, ant2, vals (n_chan, n_par), flags)
+    spw_chan = {}
+    for s in sets:
+        fname = s.field_name
+        if fname not in fields:
+            raise AlakazamError(f"{key}: field {fname!r} is not in {ms} (fields: {', '.join(fields)})")
+        fid = fields.index(fname)
+        names = s.ant_names
+        missing = [a for a in names if a not in ants]
+        if missing:
+            raise AlakazamError(f"{key}: antennas {missing} are not in {ms}")
+        ref = str(s.attrs.get("ref_ant_name", ""))
+        ant2 = -1 if jt in ("K", "KC", "CP") else (ants.index(ref) if ref in ants else -1)
+        scans = np.atleast_1d(s.attrs.get("scans", [s.scan_id]))
+        scan = int(s.scan_id) if int(s.scan_id) > 0 else int(scans[0]) if len(scans) else 0
+        solint = float(s.attrs.get("solint_s", 0.0) or 0.0)
+        interval = solint if np.isfinite(solint) and solint > 0 else 0.0
+        vals, flags, par_type = _params(s, jt)
+        spw = int(s.spw)
+        spw_chan[spw] = np.array([0.0]) if jt in ("K", "KC") else np.asarray(s.freq, float)
+        for it, t in enumerate(np.asarray(s.time, float)):
+            for ia_ms, a in enumerate(ants):
+                if a in names:
+                    ia = names.index(a)
+                    v = np.array(vals[ia, it])
+                    f = np.array(flags[ia, it]) | ~np.isfinite(v)
+                else:
+                    v = np.zeros(vals.shape[2:], vals.dtype) + (1 if par_type == "Complex" else 0)
+                    f = np.ones(vals.shape[2:], bool)
+                v[~np.isfinite(v)] = 1 if par_type == "Complex" and jt != "D" else 0
+                rows.append((spw, t, interval, fid, scan, ia_ms, ant2, v, f))
+    rows.sort(key=lambda r: (r[0], r[1], r[5]))
+    par_type = "Float" if jt in ("K", "KC") else "Complex"
+    basis = str(sets[0].attrs.get("feed_basis", "unknown")).upper() if jt in ("D", "KC", "CP") else "unknown"
+    t = ct.table(out, _main_desc(par_type), nrow=len(rows), ack=False)
+    try:
+        t.putcol("TIME", np.array([r[1] for r in rows]))
+        t.putcol("INTERVAL", np.array([r[2] for r in rows]))
+        t.putcol("FIELD_ID", np.array([r[3] for r in rows], np.int32))
+        t.putcol("SPECTRAL_WINDOW_ID", np.array([r[0] for r in rows], np.int32))
+        t.putcol("SCAN_NUMBER", np.array([r[4] for r in rows], np.int32))
+        t.putcol("OBSERVATION_ID", np.zeros(len(rows), np.int32))
+        t.putcol("ANTENNA1", np.array([r[5] for r in rows], np.int32))
+        t.putcol("ANTENNA2", np.array([r[6] for r in rows], np.int32))
+        pcol = "CPARAM" if par_type == "Complex" else "FPARAM"
+        start = 0
+        while start < len(rows):          # blocks of one SPW: one parameter shape each
+            stop = start
+            while stop < len(rows) and rows[stop][0] == rows[start][0]:
+                stop += 1
+            blk = rows[start:stop]
+            v = np.stack([r[7] for r in blk])
+            f = np.stack([r[8] for r in blk])
+            t.putcol(pcol, v.astype(np.complex64 if par_type == "Complex" else np.float32), start, len(blk))
+            t.putcol("FLAG", f, start, len(blk))
+            t.putcol("PARAMERR", np.zeros(v.shape, np.float32), start, len(blk))
+            t.putcol("SNR", np.ones(v.shape, np.float32), start, len(blk))
+            t.putcol("WEIGHT", np.ones(v.shape, np.float32), start, len(blk))
+            start = stop
+        t.putinfo({"type": "Calibration", "subType": viscal, "readme": ""})
+        t.putkeyword("ParType", par_type)
+        t.putkeyword("MSName", os.path.basename(os.path.normpath(ms)))
+        t.putkeyword("VisCal", viscal)
+        t.putkeyword("PolBasis", basis)
+        t.putkeyword("CASA_Version", f"alakazam-{__version__}")
+    finally:
+        t.close()
+    for sub in SUBTABLES:
+        src = os.path.join(ms, sub)
+        with ct.table(src, ack=False) as st:
+            if sub == "HISTORY":
+                ht = st.copy(os.path.join(out, sub), deep=True, valuecopy=True, copynorows=True)
+                ht.close()
+            else:
+                st.copy(os.path.join(out, sub), deep=True, valuecopy=True).close()
+    _solution_channels(os.path.join(out, "SPECTRAL_WINDOW"), spw_chan, spw_freqs)
+    _history(os.path.join(out, "HISTORY"), f"alakazam {__version__}: exported {key} ({viscal}) from "
+             f"{sets[0].attrs.get('ms', '')}")
+    with ct.table(out, readonly=False, ack=False) as t:
+        for sub in SUBTABLES:
+            t.putkeyword(sub, "Table: " + os.path.abspath(os.path.join(out, sub)))
+    return {"path": out, "VisCal": viscal, "ParType": par_type, "n_rows": len(rows)}
+
+
+def _solution_channels(path, spw_chan, spw_freqs):
+    """SPECTRAL_WINDOW rows of the exported SPWs describe the solution channels."""
+    ct = _ct()
+    with ct.table(path, readonly=False, ack=False) as t:
+        for spw, f in spw_chan.items():
+            ms_f = spw_freqs[spw]
+            if len(f) == 1:
+                w = np.array([abs(ms_f[-1] - ms_f[0]) + (abs(ms_f[1] - ms_f[0]) if len(ms_f) > 1 else 0.0)])
+            elif len(f) == len(ms_f) and np.allclose(f, ms_f):
+                w = np.asarray(t.getcell("CHAN_WIDTH", spw), float)
+            else:
+                w = np.full(len(f), np.median(np.abs(np.diff(f))))
+            t.putcell("CHAN_FREQ", spw, np.asarray(f, float))
+            t.putcell("NUM_CHAN", spw, len(f))
+            for c in ("CHAN_WIDTH", "EFFECTIVE_BW", "RESOLUTION"):
+                t.putcell(c, spw, w)
+
+
+def _history(path, message):
+    ct = _ct()
+    import time as _time
+
+    with ct.table(path, readonly=False, ack=False) as t:
+        t.addrows(1)
+        cols = t.colnames()
+        t.putcell("TIME", 0, (_time.time() / 86400.0 + 40587.0) * 86400.0)
+        t.putcell("MESSAGE", 0, message)
+        for c, v in (("APPLICATION", "alakazam"), ("ORIGIN", "alakazam.io.casatable"), ("PRIORITY", "NORMAL"),
+                     ("OBJECT_ID", 0), ("OBSERVATION_ID", -1)):
+            if c in cols:
+                t.putcell(c, 0, v)
+        for c in ("APP_PARAMS", "CLI_COMMAND"):
+            if c in cols:
+                t.putcell(c, 0, np.array([""], dtype=str))
+
+
+# ---------------------------------------------------------------- import
+def viscal(path) -> str:
+    ct = _ct()
+    try:
+        with ct.table(str(path), ack=False) as t:
+            kw = t.getkeywords()
+    except RuntimeError as e:
+        raise AlakazamError(f"caltable: {path!r} cannot be opened as a CASA table ({e})") from None
+    v = kw.get("VisCal")
+    if v is None:
+        raise AlakazamError(f"caltable: {path!r} is a CASA table without the VisCal keyword (not a "
+                            "calibration table)")
+    return str(v)
+
+
+def table_type(path) -> str:
+    v = viscal(path)
+    jt = VISCAL_TO_TYPE.get(v.strip().lower())
+    if jt is None:
+        raise AlakazamError(f"caltable: {path!r} has VisCal {v!r}; alakazam reads "
+                            f"{', '.join(sorted({k.title() for k in VISCAL_TO_TYPE}))}")
+    return jt
+
+
+def table_key(path) -> str:
+    return f"{table_type(path)}0"
+
+
+def read_table(path) -> List[SolutionSet]:
+    """A CASA caltable -> SolutionSets, one per (field, scan, SPW) (conventions: module docstring)."""
+    ct = _ct()
+    path = str(path)
+    jt = table_type(path)
+    vc = viscal(path)
+    with ct.table(path, ack=False) as t:
+        kw = t.getkeywords()
+        n = t.nrows()
+        if n == 0:
+            raise AlakazamError(f"caltable: {path!r} has no rows")
+        time = t.getcol("TIME")
+        field = t.getcol("FIELD_ID")
+        spw = t.getcol("SPECTRAL_WINDOW_ID")
+        scan = t.getcol("SCAN_NUMBER")
+        a1 = t.getcol("ANTENNA1")
+        a2 = t.getcol("ANTENNA2")
+        interval = t.getcol("INTERVAL")
+        pcol = "CPARAM" if "CPARAM" in t.colnames() else "FPARAM"
+        par = [np.asarray(t.getcell(pcol, r)) for r in range(n)]
+        flg = [np.asarray(t.getcell("FLAG", r), bool) for r in range(n)]
+    sub = lambda name: os.path.join(path, name)       # noqa: E731
+    with ct.table(sub("ANTENNA"), ack=False) as t:
+        ant_all = [str(x) for x in t.getcol("NAME")]
+    with ct.table(sub("FIELD"), ack=False) as t:
+        fnames = [str(x) for x in t.getcol("NAME")]
+        pdir = t.getcol("PHASE_DIR")
+    with ct.table(sub("SPECTRAL_WINDOW"), ack=False) as t:
+        chan_freq = [np.asarray(t.getcell("CHAN_FREQ", i), float) for i in range(t.nrows())]
+        ref_freq = np.asarray(t.getcol("REF_FREQUENCY"), float)
+    casa_version = str(kw.get("CASA_Version", "Unknown"))
+    basis = str(kw.get("PolBasis", "unknown")).lower()
+    feed = basis if basis in ("linear", "circular") else "linear"
+    # antennas with at least one unflagged solution, in ANTENNA-table order
+    good = np.array([not f.all() for f in flg])
+    used = sorted(set(a1[good].tolist()))
+    names = [ant_all[i] for i in used]
+    refs = a2[(a2 >= 0) & good]
+    ref_name = ant_all[int(np.bincount(refs).argmax())] if len(refs) else ""
+    out = []
+    for key in sorted(set(zip(field.tolist(), scan.tolist(), spw.tolist()))):
+        f_id, sc, sp = key
+        rows = np.nonzero((field == f_id) & (scan == sc) & (spw == sp))[0]
+        ut = np.unique(time[rows])
+        n_chan = par[rows[0]].shape[0]
+        freqs = chan_freq[sp]
+        if jt in ("K", "KC"):
+            nu_ref = freqs[len(freqs) // 2] if casa_version not in (
+                "Unknown", "5.3.0-100", "5.3.0-101", "5.3.0-102", "5.3.0-103", "5.3.0-104", "5.3.0-105",
+                "5.3.0-106") else ref_freq[sp]
+            freqs = np.array([nu_ref])
+        elif len(freqs) != n_chan:
+            raise AlakazamError(f"caltable: {path!r} SPW {sp} has {len(freqs)} channels in SPECTRAL_WINDOW "
+                                f"but {n_chan} solution channels")
+        n_f = 1 if jt in ("K", "KC") else n_chan
+        jones = np.zeros((len(names), n_f, len(ut), 2, 2), np.complex128)
+        jones[..., 0, 0] = jones[..., 1, 1] = 1.0
+        flags = np.ones((len(names), n_f, len(ut)), bool)
+        delay = np.zeros((len(names), n_f, len(ut), 2)) if jt in ("K", "KC") else None
+        for r in rows:
+            if a1[r] not in used:
+                continue
+            ia = used.index(int(a1[r]))
+            it = int(np.searchsorted(ut, time[r]))
+            p = par[r]
+            fl = flg[r]
+            if jt in ("K", "KC"):
+                d = -np.asarray(p[0], float)              # tau = -tau_CASA
+                if jt == "KC":
+                    d = np.array([d[0], 0.0])
+                delay[ia, 0, it] = d
+                flags[ia, 0, it] = bool(fl[0, 0]) if jt == "KC" else bool(fl[0].any())
+            else:
+                pc = np.asarray(p, np.complex128)
+                if jt == "G":
+                    jones[ia, :, it, 0, 0] = pc[:, 0]
+                    jones[ia, :, it, 1, 1] = pc[:, 1] if pc.shape[1] > 1 else pc[:, 0]
+                elif jt == "D":
+                    jones[ia, :, it, 0, 1] = pc[:, 0]
+                    jones[ia, :, it, 1, 0] = pc[:, 1]
+                elif jt == "CP":
+                    jones[ia, :, it, 1, 1] = np.conj(pc[:, 0])
+                flags[ia, :, it] = fl.any(axis=1)
+        if delay is not None:
+            nu = freqs[None, :, None] - freqs[0]          # the matrix at nu_ref (phase 0 there)
+            jones[..., 0, 0] = np.exp(-1j * TWO_PI_NS * delay[..., 0] * nu)
+            jones[..., 1, 1] = 1.0 if jt == "KC" else np.exp(-1j * TWO_PI_NS * delay[..., 1] * nu)
+        ra, dec = ((float(pdir[f_id].ravel()[0]), float(pdir[f_id].ravel()[1])) if f_id >= 0
+                   else (np.nan, np.nan))
+        iv = float(np.median(interval[rows]))
+        attrs = dict(jones_type=jt, field_name=fnames[f_id] if f_id >= 0 else "", scan_id=int(sc),
+                     spw=int(sp), n_ant=len(names), ant_names=names, ref_ant_name=ref_name,
+                     ref_ant=names.index(ref_name) if ref_name in names else -1, feed_basis=feed,
+                     field_ra=ra, field_dec=dec, ms=str(kw.get("MSName", "")), solint_s=iv,
+                     matrix_form="full" if jt == "D" else "diagonal", casa_viscal=vc, casa_table=path,
+                     scans=[int(sc)])
+        if delay is not None:
+            attrs["delay_ref_hz"] = float(freqs[0])
+        out.append(SolutionSet(jones=jones, flags=flags, time=ut, freq=np.asarray(freqs, float),
+                               delay=delay, attrs=attrs))
+    return out
+
+
+def export(table, key, out, ms: str = "", crossphase: str = "") -> dict:
+    """Export key ``key`` of HDF5 table ``table`` to the CASA caltable ``out`` (akexport).
+
+    ``crossphase`` (D only): the CP key folded into the exported D (:func:`fold_crossphase`); ''
+    = the CP in the D term's pre-apply chain when there is one; 'none' = no folding.
+    """
+    import logging
+
+    from . import hdf5
+
+    if not out:
+        raise AlakazamError("casatable: an output table name is required")
+    if os.path.exists(out):
+        raise AlakazamError(f"casatable: {out!r} exists; remove it or choose another name")
+    real = hdf5.resolve_key(table, key)
+    sets = hdf5.read_term(table, real)
+    folded = ""
+    if sets and sets[0].attrs.get("jones_type") == "D" and str(crossphase).lower() != "none":
+        cp = crossphase
+        if not cp:
+            chain = [str(x) for x in np.atleast_1d(sets[0].attrs.get("preapply_chain", []))]
+            cps = [k for k in chain if k.startswith("CP")]
+            cp = cps[-1] if cps else ""
+        if cp:
+            if not crossphase and cp not in hdf5.list_keys(table):
+                raise AlakazamError(f"crossphase: {real} was solved with {cp} pre-applied, which is not in "
+                                    f"{table}; give crossphase= (a CP key of this table) or 'none'")
+            cp = hdf5.resolve_key(table, cp)
+            sets = fold_crossphase(sets, hdf5.read_term(table, cp))
+            folded = cp
+            logging.getLogger("alakazam.export").info(
+                "%s: %s folded in (CASA applies Xf on the sky side of D): export %s too", real, cp, cp)
+    res = write_table(sets, real, out, ms=ms)
+    res["key"] = real
+    res["crossphase"] = folded
+    return res

@@ -1,0 +1,370 @@
+"""Solution plots (PNG, matplotlib's Agg canvas; pyplot is never imported, so no window opens and a
+user's interactive backend is left alone).
+
+What is drawn for each kind of term (the *kind* of a solution key, :func:`plot_kind`):
+
+=========  =====================================================  ====================================
+kind       terms                                                  panels (x axis)
+=========  =====================================================  ====================================
+delay      K, KC (any key that stores ``delay``)                  delay (ns) per antenna and scan (time)
+freq       bandpass G (more than one frequency bin), D, CP        amplitude and phase (frequency)
+time       G with one frequency bin (and D/CP solved per time)    amplitude and phase (time)
+=========  =====================================================  ====================================
+
+Both feeds are drawn (p: ``J[0, 0]``, q: ``J[1, 1]``; for D the two leakages ``d_pq = J[0, 1]`` and
+``d_qp = J[1, 0]``), labelled with the feed names (X/Y or R/L).  Flagged cells are drawn as grey
+crosses (label ``flagged``) at their stored value, or at 0 when the stored value is not finite; valid
+cells as coloured dots joined by lines.  Phase is in degrees, wrapped to [-180, 180); frequency in
+GHz; time in hours (UTC) from 0 h of the first solution's MJD day.  The reference antenna's panel
+title reads ``<name> (ref)`` and is drawn in red.
+
+Files, per key (``iteraxis`` chooses the pages, like plotms' iteration):
+
+* ``<outdir>/<key>_overview.png``: one grid per key, one panel per antenna, every selected field
+  and SPW (delay for K/KC, phase for CP, amplitude otherwise).
+* ``iteraxis='antenna'`` (default): ``<outdir>/<key>/<key>_<field>_spw<S>_<ant>.png`` -- one page
+  per antenna, field and SPW (amplitude above phase, or the delay).
+* ``iteraxis='spw'``: ``<outdir>/<key>/<key>_<field>_spw<S>.png`` -- one page per field and SPW,
+  a grid of antennas for each of amplitude and phase.
+* ``iteraxis='field'``: ``<outdir>/<key>/<key>_<field>.png`` -- one page per field, every SPW.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .errors import AlakazamError, ParameterError
+
+log = logging.getLogger("alakazam.plots")
+
+ITERAXES = ("antenna", "spw", "field")
+FEED_NAMES = {"linear": ("X", "Y"), "circular": ("R", "L")}
+POL_COLOURS = ("tab:blue", "tab:orange")
+FLAG_COLOUR = "0.55"
+FLAG_LABEL = "flagged"
+REF_COLOUR = "tab:red"
+SPW_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+@dataclass
+class Series:
+    """One key's solutions for one field and SPW, every scan group joined in time order."""
+
+    key: str
+    jones_type: str
+    field: str
+    spw: int
+    time: np.ndarray           # (n_t,) MJD seconds
+    freq: np.ndarray           # (n_f,) Hz
+    jones: np.ndarray          # (n_ant, n_f, n_t, 2, 2)
+    flags: np.ndarray          # (n_ant, n_f, n_t)
+    delay: Optional[np.ndarray]   # (n_ant, n_f, n_t, 2) ns
+    scan: np.ndarray           # (n_t,) scan group of each time
+    ant_names: List[str]
+    ref_ant: str
+    feed_basis: str
+
+
+def plot_kind(jones_type: str, n_freq: int, n_time: int, has_delay: bool) -> str:
+    """'delay', 'freq' or 'time' (module docstring)."""
+    if has_delay:
+        return "delay"
+    if n_freq > 1 or (jones_type in ("D", "CP") and n_time == 1):
+        return "freq"
+    return "time"
+
+
+def load_series(sets, key) -> List[Series]:
+    """SolutionSets of one key -> one :class:`Series` per (field, SPW)."""
+    groups: Dict[tuple, list] = {}
+    for s in sets:
+        groups.setdefault((s.field_name, s.spw), []).append(s)
+    out = []
+    for (fname, spw), ss in groups.items():
+        ss = sorted(ss, key=lambda s: float(s.time[0]) if len(s.time) else 0.0)
+        names = ss[0].ant_names
+        for s in ss[1:]:
+            if s.ant_names != names or s.jones.shape[1] != ss[0].jones.shape[1]:
+                raise AlakazamError(f"{key}: field {fname} SPW {spw}: scan groups differ in antennas "
+                                    "or frequency bins; cannot join them in one plot")
+        t = np.concatenate([s.time for s in ss])
+        order = np.argsort(t, kind="stable")
+        a = ss[0].attrs
+        out.append(Series(
+            key=key, jones_type=str(a.get("jones_type", re.sub(r"\d+$", "", key))), field=fname, spw=spw,
+            time=t[order], freq=np.asarray(ss[0].freq, float),
+            jones=np.concatenate([s.jones for s in ss], axis=2)[:, :, order],
+            flags=np.concatenate([s.flags for s in ss], axis=2)[:, :, order],
+            delay=(np.concatenate([s.delay for s in ss], axis=2)[:, :, order]
+                   if ss[0].delay is not None else None),
+            scan=np.concatenate([np.full(len(s.time), s.scan_id) for s in ss])[order],
+            ant_names=list(names), ref_ant=str(a.get("ref_ant_name", "")),
+            feed_basis=str(a.get("feed_basis", "linear"))))
+    return sorted(out, key=lambda s: (s.field, s.spw))
+
+
+# ---------------------------------------------------------------- quantities
+def _pol_labels(s: Series):
+    p, q = FEED_NAMES.get(s.feed_basis, ("p", "q"))
+    if s.jones_type == "D":
+        return (f"d_{p}{q}", f"d_{q}{p}")
+    return (p, q)
+
+
+def _elements(s: Series):
+    """(n_ant, n_f, n_t, 2) complex: the two plotted elements per cell."""
+    j = s.jones
+    if s.jones_type == "D":
+        return np.stack([j[..., 0, 1], j[..., 1, 0]], axis=-1)
+    return np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1)
+
+
+def _hours(t, t0_day):
+    return (np.asarray(t, float) - t0_day) / 3600.0
+
+
+def _quantity(s: Series, what: str):
+    """(n_ant, n_f, n_t, 2) real values of 'amp', 'phase' (deg) or 'delay' (ns)."""
+    if what == "delay":
+        return np.asarray(s.delay, float)
+    e = _elements(s)
+    if what == "amp":
+        return np.abs(e)
+    return (np.degrees(np.angle(e)) + 180.0) % 360.0 - 180.0
+
+
+def _ylabel(what, s):
+    return {"amp": "amplitude", "phase": "phase (deg)", "delay": "delay (ns)"}[what] + \
+        (f" [{s.jones_type}]" if s.jones_type else "")
+
+
+# ---------------------------------------------------------------- drawing
+def _draw(ax, s: Series, ia: int, what: str, kind: str, t0_day: float, marker_scale=1.0,
+          label_suffix="", marker="o"):
+    """Draw antenna ``ia`` of ``s`` on ``ax``: per feed one line per (frequency bin) for time/delay
+    plots, one line per time bin for frequency plots; flagged cells as grey crosses."""
+    vals = _quantity(s, what)[ia]               # (n_f, n_t, 2)
+    flags = np.asarray(s.flags[ia], bool)       # (n_f, n_t)
+    labels = _pol_labels(s)
+    ms = 4 * marker_scale
+    fx, fy = [], []
+    for ip in range(2):
+        if kind == "freq":
+            x_all = s.freq / 1e9
+            curves = [(vals[:, it, ip], flags[:, it]) for it in range(vals.shape[1])]
+        else:
+            x_all = _hours(s.time, t0_day)
+            curves = [(vals[ifr, :, ip], flags[ifr, :]) for ifr in range(vals.shape[0])]
+        for ic, (y, f) in enumerate(curves):
+            good = ~f & np.isfinite(y)
+            yy = np.where(good, y, np.nan)
+            ax.plot(x_all, yy, marker, ls="-" if kind != "delay" else "none", color=POL_COLOURS[ip],
+                    ms=ms, lw=0.8,
+                    label=(labels[ip] + label_suffix) if ic == 0 else None)
+            if f.any():
+                fx.append(x_all[f])
+                fy.append(np.where(np.isfinite(y[f]), y[f], 0.0))
+    if fx:
+        ax.plot(np.concatenate(fx), np.concatenate(fy), "x", color=FLAG_COLOUR, ms=ms + 2, mew=1.2,
+                label=FLAG_LABEL, ls="none")
+
+
+def _title(ax, name, ref):
+    if name == ref:
+        ax.set_title(f"{name} (ref)", color=REF_COLOUR, fontsize=9, fontweight="bold")
+        for sp in ax.spines.values():
+            sp.set_edgecolor(REF_COLOUR)
+    else:
+        ax.set_title(name, fontsize=9)
+
+
+def _xlabel(kind, t0_day):
+    if kind == "freq":
+        return "frequency (GHz)"
+    return f"time (h UTC from MJD {int(round(t0_day / 86400))})"
+
+
+def _figure(nrows, ncols, w=3.2, h=2.4):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(4.0, w * ncols), max(2.6, h * nrows)), dpi=80, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def _panels(kind, jones_type):
+    if kind == "delay":
+        return ["delay"]
+    return ["amp", "phase"]
+
+
+def antenna_figure(s: Series, ia: int, t0_day: float):
+    """One antenna's page: amplitude over phase (or the delay)."""
+    kind = plot_kind(s.jones_type, len(s.freq), len(s.time), s.delay is not None)
+    whats = _panels(kind, s.jones_type)
+    fig, axes = _figure(len(whats), 1, w=6.0, h=2.6)
+    for r, what in enumerate(whats):
+        ax = axes[r, 0]
+        _draw(ax, s, ia, what, kind, t0_day)
+        ax.set_ylabel(_ylabel(what, s))
+        ax.grid(alpha=0.3)
+        if r == 0:
+            _title(ax, s.ant_names[ia], s.ref_ant)
+            ax.legend(fontsize=7, loc="best")
+    axes[-1, 0].set_xlabel(_xlabel(kind, t0_day))
+    fig.suptitle(f"{s.key}  field {s.field}  SPW {s.spw}", fontsize=10)
+    return fig
+
+
+def grid_figure(series: List[Series], what: Optional[str], t0_day: float, title: str):
+    """A grid with one panel per antenna (the union over ``series``), every series drawn in it."""
+    names = list(dict.fromkeys(a for s in series for a in s.ant_names))
+    ncols = int(np.ceil(np.sqrt(len(names))))
+    nrows = int(np.ceil(len(names) / ncols))
+    fig, axes = _figure(nrows, ncols)
+    s0 = series[0]
+    kind = plot_kind(s0.jones_type, len(s0.freq), len(s0.time), s0.delay is not None)
+    if what is None:
+        what = "delay" if kind == "delay" else ("phase" if s0.jones_type == "CP" else "amp")
+    for k, name in enumerate(names):
+        ax = axes[k // ncols, k % ncols]
+        spws = sorted({x.spw for x in series})
+        for s in series:
+            if name in s.ant_names:
+                suffix = f" spw{s.spw}" if len(spws) > 1 else ""
+                _draw(ax, s, s.ant_names.index(name), what, kind, t0_day, marker_scale=0.6,
+                      label_suffix=suffix, marker=SPW_MARKERS[spws.index(s.spw) % len(SPW_MARKERS)])
+        _title(ax, name, s0.ref_ant)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if k == 0:
+            h, lab = ax.get_legend_handles_labels()
+            keep = dict(zip(lab, h))
+            ax.legend(keep.values(), keep.keys(), fontsize=6, loc="best")
+    for k in range(len(names), nrows * ncols):
+        axes[k // ncols, k % ncols].set_visible(False)
+    fig.supxlabel(_xlabel(kind, t0_day), fontsize=9)
+    fig.supylabel(_ylabel(what, s0), fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+# ---------------------------------------------------------------- files
+def _safe(name):
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", str(name))
+
+
+def _select_fields(series, field):
+    if not field:
+        return series
+    want = [f.strip() for f in str(field).split(",") if f.strip()]
+    have = sorted({s.field for s in series})
+    missing = [f for f in want if f not in have]
+    if missing:
+        raise ParameterError({"field": [f"{', '.join(missing)} has no solutions in this key; "
+                                        f"fields with solutions: {', '.join(have)}"]})
+    return [s for s in series if s.field in want]
+
+
+def _select_spws(series, spw):
+    if spw in ("", None):
+        return series
+    want = set()
+    try:
+        for tok in (x.strip() for x in str(spw).split(",") if x.strip()):
+            lo, _, hi = tok.partition("~")
+            want.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise ParameterError({"spw": [f"{spw!r} is not a list of SPW ids (e.g. '0', '0,1' or '0~3')"]}) \
+            from None
+    want = sorted(want)
+    have = sorted({s.spw for s in series})
+    missing = [x for x in want if x not in have]
+    if missing:
+        raise ParameterError({"spw": [f"SPW {', '.join(map(str, missing))} has no solutions in this key; "
+                                      f"SPWs with solutions: {', '.join(map(str, have))}"]})
+    return [s for s in series if s.spw in want]
+
+
+def _save(fig, path):
+    fig.savefig(path)
+    return path
+
+
+def plot_table(table, outdir, jones=None, field="", spw="", iteraxis="antenna", quiet=False) -> List[str]:
+    """Write the PNG pages of one solution table (module docstring); returns the files written.
+
+    Parameters
+    ----------
+    table : str
+        HDF5 solution table, or a CASA calibration table (read through alakazam.io.casatable).
+    outdir : str
+        Output directory (created if missing).
+    jones : list of str or str, optional
+        Keys to plot (fuzzy: 'g0', 'G' when unique); default every key.
+    field, spw : str
+        Comma-separated field names / SPW ids to plot; default all.
+    iteraxis : 'antenna' | 'spw' | 'field'
+    quiet : bool
+        No progress bar.
+    """
+    from . import progress
+    from .io import solutions
+
+    if iteraxis not in ITERAXES:
+        raise ParameterError({"iteraxis": [f"{iteraxis!r} is not allowed; expected one of "
+                                           f"{', '.join(ITERAXES)}"]})
+    if not outdir:
+        raise ParameterError({"outdir": ["is required (directory for the PNG files)"]})
+    keys = solutions.table_keys(table)
+    if jones:
+        jl = [jones] if isinstance(jones, str) else list(jones)
+        keys = [solutions.resolve_key(table, k) for k in jl if str(k).strip()] or keys
+    plans = []
+    for key in keys:
+        series = load_series(solutions.read_term(table, key), key)
+        series = _select_spws(_select_fields(series, field), spw)
+        plans.append((key, series))
+    os.makedirs(outdir, exist_ok=True)
+    jobs = []           # (path, figure builder): the pages, built and saved one at a time
+    for key, series in plans:
+        if not series:
+            continue
+        t0 = min(float(s.time.min()) for s in series if len(s.time))
+        t0_day = np.floor(t0 / 86400.0) * 86400.0
+        jobs.append((os.path.join(outdir, f"{key}_overview.png"),
+                     lambda series=series, key=key, t0_day=t0_day:
+                     grid_figure(series, None, t0_day, f"{key}: {os.path.basename(str(table))}")))
+        kdir = os.path.join(outdir, key)
+        os.makedirs(kdir, exist_ok=True)
+        kind = plot_kind(series[0].jones_type, len(series[0].freq), len(series[0].time),
+                         series[0].delay is not None)
+        if iteraxis == "antenna":
+            for s in series:
+                for ia, name in enumerate(s.ant_names):
+                    jobs.append((os.path.join(kdir, f"{key}_{_safe(s.field)}_spw{s.spw}_{_safe(name)}.png"),
+                                 lambda s=s, ia=ia, t0_day=t0_day: antenna_figure(s, ia, t0_day)))
+        else:
+            groups: Dict[str, List[Series]] = {}
+            for s in series:
+                g = f"{_safe(s.field)}_spw{s.spw}" if iteraxis == "spw" else _safe(s.field)
+                groups.setdefault(g, []).append(s)
+            for g, ss in groups.items():
+                for what in _panels(kind, ss[0].jones_type):
+                    suffix = "" if what == "delay" else f"_{what}"
+                    jobs.append((os.path.join(kdir, f"{key}_{g}{suffix}.png"),
+                                 lambda ss=ss, what=what, t0_day=t0_day, g=g, key=key:
+                                 grid_figure(ss, what, t0_day, f"{key}  {g}  {what}")))
+    written = []
+    with progress.bar("akplot: pages", len(jobs), quiet=quiet) as pbar:
+        for path, build in jobs:
+            written.append(_save(build(), path))
+            pbar.advance()
+    log.info("akplot: wrote %d PNG files to %s", len(written), outdir)
+    return written

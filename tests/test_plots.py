@@ -1,0 +1,136 @@
+"""Solution plots (alakazam.plots, akplot, ``alakazam plot``, YAML ``plots:``): every term type is
+rendered, and the axes hold what the module docstring promises (lines per feed, points per
+solution, labels, flagged cells as separate grey crosses, the reference antenna marked)."""
+
+import os
+
+import numpy as np
+import pytest
+import yaml
+from alakazam.caltasks import akplot
+
+from alakazam import plots
+from alakazam.cli import main
+from alakazam.errors import ParameterError
+from alakazam.io import hdf5
+
+KEYS = ["K0", "G0", "G1", "KC0", "CP0", "D0"]
+KIND = {"K0": "delay", "G0": "freq", "G1": "time", "KC0": "delay", "CP0": "freq", "D0": "freq"}
+
+
+def _lines(ax, label=None):
+    return [ln for ln in ax.get_lines() if label is None or ln.get_label() == label]
+
+
+def test_every_term_is_rendered_per_antenna_spw_and_field(small_chain_table, tmp_path):
+    ms, cal, truth = small_chain_table
+    out = str(tmp_path / "plots")
+    files = akplot(caltable=cal, outdir=out)["files"]
+    assert all(os.path.getsize(f) > 1000 for f in files)
+    for key in KEYS:
+        assert os.path.join(out, f"{key}_overview.png") in files
+        sets = hdf5.read_term(cal, key)
+        names = sets[0].ant_names
+        for spw in (0, 1):
+            for a in names:
+                assert os.path.join(out, key, f"{key}_3C286_spw{spw}_{a}.png") in files
+    assert len(files) == len(KEYS) * (1 + 2 * 5)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_axes_contents(small_chain_table, key):
+    ms, cal, truth = small_chain_table
+    (s,) = [x for x in plots.load_series(hdf5.read_term(cal, key), key) if x.spw == 0]
+    kind = plots.plot_kind(s.jones_type, len(s.freq), len(s.time), s.delay is not None)
+    assert kind == KIND[key]
+    t0 = np.floor(s.time.min() / 86400) * 86400
+    fig = plots.antenna_figure(s, 1, t0)           # C02, not the reference
+    axes = fig.get_axes()
+    if kind == "delay":
+        assert len(axes) == 1 and axes[0].get_ylabel().startswith("delay (ns)")
+        assert "time" in axes[0].get_xlabel()
+    else:
+        assert [ax.get_ylabel().split(" [")[0] for ax in axes] == ["amplitude", "phase (deg)"]
+    xlab = axes[-1].get_xlabel()
+    assert ("frequency" in xlab) if kind == "freq" else ("time" in xlab)
+    labels = [ln.get_label() for ln in _lines(axes[0]) if not ln.get_label().startswith("_")]
+    assert labels == (["d_XY", "d_YX"] if key == "D0" else ["X", "Y"])
+    n_curves = len(s.time) if kind == "freq" else len(s.freq)
+    for ax in axes:
+        data = _lines(ax)
+        assert len(data) == 2 * n_curves             # both feeds, one line per time (freq) or bin
+        n_pts = len(s.freq) if kind == "freq" else len(s.time)
+        assert all(len(ln.get_xdata()) == n_pts for ln in data)
+        assert not _lines(ax, plots.FLAG_LABEL)      # nothing flagged in this table
+    # values drawn are the solutions: amplitude of the p feed (or the delay) of antenna 1
+    y = np.asarray(_lines(axes[0])[0].get_ydata(), float)
+    if kind == "delay":
+        np.testing.assert_allclose(y, s.delay[1, 0, :, 0])
+    else:
+        el = s.jones[1, :, 0, 0, 1] if key == "D0" else s.jones[1, :, 0, 0, 0]
+        want = np.abs(el) if kind == "freq" else np.abs(s.jones[1, 0, :, 0, 0])
+        np.testing.assert_allclose(y, want)
+    assert axes[0].get_title() == "C02"
+
+
+def test_flagged_cells_are_distinct_and_reference_marked(small_chain_table, tmp_path):
+    ms, cal, truth = small_chain_table
+    sets = hdf5.read_term(cal, "G1")
+    flagged = 0
+    for s in sets:
+        if s.spw == 0 and s.scan_id == 1:
+            s.flags[1, 0, 1:3] = True                # C02, two solution times
+            s.jones[1, 0, 2] = np.nan                # one of them without a value
+            flagged = 2
+    tab = str(tmp_path / "flagged.h5")
+    hdf5.write_term(tab, "G1", sets)
+    (s,) = [x for x in plots.load_series(hdf5.read_term(tab, "G1"), "G1") if x.spw == 0]
+    fig = plots.antenna_figure(s, 1, np.floor(s.time.min() / 86400) * 86400)
+    for ax in fig.get_axes():
+        (fl,) = _lines(ax, plots.FLAG_LABEL)
+        assert len(fl.get_xdata()) == 2 * flagged    # both feeds
+        assert fl.get_marker() == "x" and fl.get_linestyle() == "None"
+        assert fl.get_color() == plots.FLAG_COLOUR
+        good = _lines(ax)[0]
+        assert np.isnan(np.asarray(good.get_ydata(), float)).sum() == flagged   # gaps in the valid line
+        assert good.get_color() != plots.FLAG_COLOUR
+    # the overview grid: one panel per antenna, the reference antenna's titled "(ref)" in red
+    grid = plots.grid_figure(plots.load_series(hdf5.read_term(tab, "G1"), "G1"), None,
+                             np.floor(s.time.min() / 86400) * 86400, "G1")
+    titles = {ax.get_title(): ax for ax in grid.get_axes() if ax.get_visible()}
+    assert set(titles) == {"C00 (ref)", "C02", "C03", "C04", "C05"}
+    assert titles["C00 (ref)"].title.get_color() == plots.REF_COLOUR
+    assert titles["C02"].title.get_color() != plots.REF_COLOUR
+    assert _lines(titles["C02"], plots.FLAG_LABEL)
+
+
+def test_cli_selection_and_iteraxis(small_chain_table, tmp_path, capsys):
+    ms, cal, truth = small_chain_table
+    out = str(tmp_path / "p")
+    assert main(["--quiet", "plot", cal, "--jones", "g1", "k", "--spw", "1", "--iteraxis", "spw",
+                 "--outdir", out]) == 0
+    got = sorted(os.path.relpath(os.path.join(d, f), out) for d, _, fs in os.walk(out) for f in fs)
+    assert got == ["G1/G1_3C286_spw1_amp.png", "G1/G1_3C286_spw1_phase.png", "G1_overview.png",
+                   "K0/K0_3C286_spw1.png", "K0_overview.png"]
+    with pytest.raises(ParameterError, match="iteraxis"):
+        akplot(caltable=cal, outdir=out, iteraxis="baseline")
+    with pytest.raises(ParameterError, match="field.*3C147 has no solutions"):
+        akplot(caltable=cal, outdir=out, field="3C147")
+    assert main(["plot", cal, "--spw", "7", "--outdir", out]) == 2
+    assert "SPW 7 has no solutions" in capsys.readouterr().err
+    assert main(["plot", cal, "--spw", "0~x", "--outdir", out]) == 2
+    assert "'0~x' is not a list of SPW ids" in capsys.readouterr().err
+    assert len(akplot(caltable=cal, jones=["KC0"], spw="0~1", outdir=str(tmp_path / "r"))["files"]) == 11
+
+
+def test_yaml_plots_key_and_run_option(small_chain_table, tmp_path):
+    ms, cal, truth = small_chain_table
+    cfg = tmp_path / "g.yaml"
+    cfg.write_text(yaml.safe_dump({"solve": [dict(ms=ms, output=str(tmp_path / "g.h5"), jones=["G"],
+                                                  field=["3C286"], ref_ant="C00", plots="pl", quiet=True)]}))
+    assert main(["--quiet", "run", str(cfg)]) == 0
+    assert os.path.isfile(tmp_path / "pl" / "G0_overview.png")          # relative to the YAML file
+    cfg.write_text(yaml.safe_dump({"solve": [dict(ms=ms, output=str(tmp_path / "g2.h5"), jones=["G"],
+                                                  field=["3C286"], ref_ant="C00", quiet=True)]}))
+    assert main(["--quiet", "run", "--plots", str(tmp_path / "cli"), str(cfg)]) == 0
+    assert os.path.isfile(tmp_path / "cli" / "G0" / "G0_3C286_spw0_C00.png")
