@@ -59,7 +59,8 @@ def cmd_simulate(args):
     from .sim import simulate_ms
 
     t = simulate_ms(args.out, n_ant=args.n_ant, n_chan=tuple(args.n_chan), feed=args.feed, seed=args.seed,
-                    duration_h=args.hours, int_s=args.int_s, noise=args.noise, rfi=args.rfi)
+                    duration_h=args.hours, int_s=args.int_s, noise=args.noise, rfi=args.rfi,
+                    overwrite=args.overwrite)
     print(f"wrote {t.ms} ({len(t.ant_names)} active antennas, SPWs {list(t.spw_freqs)}, "
           f"{len(t.times)} integrations, {t.feed} feeds); truth in {t.ms}.truth.npz")
 
@@ -67,7 +68,7 @@ def cmd_simulate(args):
 def cmd_demo(args):
     from .demo import run_demo
 
-    run_demo(args.dir, feed=args.feed, backend=args.backend)
+    run_demo(args.dir, feed=args.feed, backend=args.backend, overwrite=args.overwrite)
 
 
 def build_parser():
@@ -100,11 +101,16 @@ def build_parser():
     s.add_argument("--int-s", type=float, default=60.0)
     s.add_argument("--noise", type=float, default=0.01, help="Jy per real/imag part")
     s.add_argument("--rfi", action="store_true")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace OUT when it is an MS written by alakazam simulate (nothing else is "
+                   "replaced)")
     s.set_defaults(func=cmd_simulate)
     s = sub.add_parser("demo", help="simulate, solve, fluxscale, apply; print recovered vs true")
     s.add_argument("--dir", default="alakazam_demo")
     s.add_argument("--feed", choices=["linear", "circular"], default="linear")
     s.add_argument("--backend", default="numba")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier demo's demo.ms, cal.h5 and cal_scaled.h5 in --dir")
     s.set_defaults(func=cmd_demo)
     return p
 

@@ -170,15 +170,34 @@ class _Context:
 
 
 def run_solve(cfg: SolveConfig) -> dict:
-    """Run one solve block: every step of the chain, each written to ``cfg.output`` when done (all
-    fields solved: in field-major order, once the last field is done; module docstring).
+    """Run one solve block: every step of the chain; all its keys are written to ``cfg.output`` in ONE
+    atomic replace at the end (:func:`alakazam.io.hdf5.write_terms`), under the table's writer lock
+    (:mod:`alakazam.core.locks`), so a kill or Ctrl-C leaves the old file and never a new K0 beside an
+    old G0.
 
     Returns a summary dict ``{"output": path, "terms": {key: {...stats...}}}``.
-    A failing step raises; the steps written before it stay in the file, the failing one is never
-    half-written (writes are atomic, :func:`alakazam.io.hdf5.write_term`).
+    A failing step raises; the steps finished before it are still written (one replace), the failing one
+    never is.  The output is checked to be writable before anything is read.
     """
-    from .core import ms_io
+    from .core import locks, outputs
     from .io import hdf5
+
+    outputs.check_output_file(cfg.output, "output")
+    with locks.writer_lock(cfg.output, "table"):
+        pending: Dict[str, list] = {}
+        try:
+            summary = _run_solve(cfg, pending)
+        except Exception:
+            if pending:
+                hdf5.write_terms(cfg.output, pending)
+            raise
+        hdf5.write_terms(cfg.output, pending)
+    return summary
+
+
+def _run_solve(cfg: SolveConfig, pending) -> dict:
+    """The solve itself; ``finish`` collects each step's sets in ``pending`` (written by run_solve)."""
+    from .core import ms_io
     from . import progress, solvers
     from .calibration import chain
 
@@ -237,7 +256,7 @@ def run_solve(cfg: SolveConfig) -> dict:
             raise AlakazamError(
                 f"{step.key}: no data selected for field(s) {step.field} (spw={cfg.spw!r}, "
                 f"scan={cfg.scan!r}); check the selection with 'alakazam info' / listobs")
-        hdf5.write_term(cfg.output, step.key, sets)
+        pending[step.key] = sets
         n_sol = sum(s.flags.size for s in sets)
         n_flag = int(sum(s.flags.sum() for s in sets))
         summary["terms"][step.key] = {
