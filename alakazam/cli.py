@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 
 from . import __version__
@@ -29,7 +31,15 @@ def _setup_logging(quiet=False, logfile=None):
     console.setLevel(level)
     handlers = [console]
     if logfile:
-        fh = logging.FileHandler(logfile)
+        d = os.path.dirname(os.path.abspath(logfile))
+        if not os.path.isdir(d):
+            raise AlakazamError(f"--log: directory {d!r} of {logfile!r} does not exist")
+        if os.path.isdir(logfile):
+            raise AlakazamError(f"--log: {logfile!r} is a directory, expected a file name")
+        try:
+            fh = logging.FileHandler(logfile)
+        except OSError as e:
+            raise AlakazamError(f"--log: cannot write {logfile!r} ({e.strerror})") from None
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         fh.setLevel(logging.INFO)
         handlers.append(fh)
@@ -119,13 +129,27 @@ def main(argv=None):
     from . import progress
 
     args = build_parser().parse_args(argv)
-    _setup_logging(args.quiet, args.log)
+    try:
+        _setup_logging(args.quiet, args.log)
+    except AlakazamError as e:
+        print(f"alakazam: error: {e}", file=sys.stderr)
+        return 2
+    prev_term = None
+    if threading_main():
+        # SIGTERM ends a run like Ctrl-C: temporaries removed, partial columns dropped, FLAG restore told
+        prev_term = signal.signal(signal.SIGTERM, _term_to_interrupt)
     try:
         args.func(args)
     except AlakazamError as e:
         if args.debug:
             raise
         print(f"alakazam: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if args.debug:
+            raise
+        what = f": {e.filename!r}" if getattr(e, "filename", None) else ""
+        print(f"alakazam: error: {e.strerror or e}{what}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if args.debug:
@@ -134,7 +158,19 @@ def main(argv=None):
         return 130
     finally:
         progress.set_quiet(False)       # --quiet is for this command only (main may be called in-process)
+        if prev_term is not None:
+            signal.signal(signal.SIGTERM, prev_term)
     return 0
+
+
+def _term_to_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def threading_main():
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -24,10 +24,9 @@ from __future__ import annotations
 import logging
 import os
 
-import yaml
-
 from alakazam import progress
 from alakazam.config import load_run_config
+from alakazam.safeyaml import load
 from alakazam.errors import AlakazamError, ParameterError
 
 from .akapply import akapply
@@ -80,6 +79,12 @@ def solve_params(block: dict, where="solve[0]") -> dict:
         p["calmode"] = [("p" if x else "ap") for x in po] if isinstance(po, list) else ("p" if po else "ap")
     if "refant" in p:
         p["refant"] = str(p["refant"])
+    # numbers (seconds / Hz) mixed with words in one per-step list: the task takes the text form
+    for name, unit in (("solint", "s"), ("freqint", "Hz")):
+        v = p.get(name)
+        if isinstance(v, list) and any(isinstance(x, str) for x in v):
+            p[name] = [f"{x!r}{unit}" if isinstance(x, (int, float)) and not isinstance(x, bool) else x
+                       for x in v]
     if "gainsolutionfield" in p:
         p["gainsolutionfield"] = _nulls(p["gainsolutionfield"])
     return p
@@ -105,6 +110,90 @@ def apply_params(block: dict, where="apply[0]") -> dict:
     return p
 
 
+def preflight(calls):
+    """Check every block before anything runs (nothing is written on a bad file): the task parameters
+    (XML types, ranges, paths), and the destinations: solution outputs writable, tables to read
+    existing or written by an earlier block, MSs to apply to writable with a permitted output column.
+    All errors are raised together, named by YAML path."""
+    from alakazam.calibration.compat import output_column_errors
+    from alakazam.core import outputs
+
+    errors = {}
+    produced = set()
+
+    def add(path, msg):
+        errors.setdefault(path, []).append(msg)
+
+    def have_table(t):
+        return os.path.exists(t) or os.path.realpath(t) in produced
+
+    for section, where, task, params, _ in calls:
+        to_yaml = {p.name: p.yamlkey for p in task.spec.params if p.yamlkey}
+        try:
+            cfg = task._prepare(_validated(task, params, have_table))
+        except ParameterError as e:
+            for k, v in e.errors.items():
+                for msg in v:
+                    add(f"{where}.{to_yaml.get(k, k)}", msg)
+            continue
+        except (AlakazamError, TypeError) as e:
+            add(where, str(e))
+            continue
+        try:
+            if section in ("solve", "fluxscale"):
+                outputs.check_output_file(cfg.output, f"{where}.output")
+            if section == "fluxscale":
+                for key, t in (("reference_table", cfg.reference_table),
+                               ("transfer_table", cfg.transfer_table)):
+                    if t and not have_table(t):
+                        add(f"{where}.{key}", f"{t!r} does not exist and no earlier block writes it")
+            if section == "apply":
+                outputs.check_ms_writable(cfg.ms, f"{where}.ms")
+                for k, term in enumerate(cfg.terms):
+                    if not have_table(term.table):
+                        add(f"{where}.tables[{k}]", f"{term.table!r} does not exist and no earlier block "
+                            "writes it")
+                cols = _ms_columns(cfg.ms)
+                for msg in output_column_errors(cfg.output_col, cfg.data_col, cols):
+                    add(f"{where}.output_col", msg)
+        except AlakazamError as e:
+            msg = str(e)
+            path, _, rest = msg.partition(": ")
+            add(path if path.startswith(where) else where, rest if path.startswith(where) else msg)
+        if section in ("solve", "fluxscale"):
+            produced.add(os.path.realpath(cfg.output))
+    if errors:
+        raise ParameterError(errors)
+
+
+def _validated(task, params, have_table):
+    """``task.validate`` where a must-exist path written by an earlier block counts as existing."""
+    from .xmlschema import check_value
+
+    out, errors = {}, {}
+    for p, v in task.bind(**params).items():
+        spec = task.spec.param(p)
+        v2, err = check_value(spec, v)
+        if err and spec.mustexist and isinstance(v, str) and have_table(v):
+            v2, err = v, None
+        if err:
+            errors.setdefault(p, []).append(err)
+        out[p] = v2
+    if errors:
+        raise ParameterError(errors, task=task.name)
+    return out
+
+
+def _ms_columns(ms):
+    try:
+        from casacore.tables import table
+
+        with table(str(ms), ack=False) as t:
+            return t.colnames()
+    except Exception:       # noqa: BLE001 -- not readable here: the task reports it when it runs
+        return None
+
+
 def run_yaml(path) -> dict:
     """Run a YAML file: every solve block (akcal), then fluxscale (akfluxscale), then apply (akapply).
 
@@ -114,18 +203,20 @@ def run_yaml(path) -> dict:
         ``{'solve': [...], 'fluxscale': [...], 'apply': [...]}`` -- the tasks' result dicts.
     """
     load_run_config(path)                       # validate everything first, errors by YAML path
-    with open(path) as fh:
-        doc = yaml.safe_load(fh) or {}
+    doc = load(path) or {}
     calls = []
     for section, conv, task in (("solve", solve_params, akcal), ("fluxscale", fluxscale_params, akfluxscale),
                                 ("apply", apply_params, akapply)):
-        for i, block in enumerate(doc.get(section) or []):
+        blocks = doc.get(section) or []
+        for i, block in enumerate([blocks] if isinstance(blocks, dict) else blocks):
             calls.append((section, f"{section}[{i}]", task, conv(block, f"{section}[{i}]"),
                           bool(block.get("quiet", False))))
     out = {"solve": [], "fluxscale": [], "apply": []}
     cwd = os.getcwd()
     os.chdir(os.path.dirname(os.path.abspath(path)))
     try:
+        # every block's task parameters and destinations are checked before the first block runs
+        preflight(calls)
         for section, where, task, params, quiet in calls:
             try:
                 with progress.quieted(quiet):          # a block's quiet: true turns its progress bars off

@@ -440,7 +440,40 @@ def read_term(path, key) -> List[SolutionSet]:
         if key not in f:
             raise AlakazamError(f"jones key {key!r} not found in {path}; available: "
                                 f"{', '.join(k for k in f.keys() if _KEY_RE.match(k))}")
-        return [_read_group(g) for g in _leaf_groups(f[key])]
+        out = []
+        for g in _leaf_groups(f[key]):
+            try:
+                s = _read_group(g)
+                _check_read_set(s, key)
+            except AlakazamError as e:
+                raise AlakazamError(f"caltable: {path} group {g.name} is damaged: {e}") from None
+            except (KeyError, ValueError, TypeError, OSError) as e:
+                raise AlakazamError(f"caltable: {path} group {g.name} is damaged or not in the alakazam "
+                                    f"layout ({type(e).__name__}: {e})") from None
+            out.append(s)
+        return out
+
+
+_REQUIRED_ATTRS = ("jones_type", "field_name", "spw", "ant_names")
+
+
+def _check_read_set(s: SolutionSet, key):
+    """The attrs and shapes apply/fluxscale rely on (a corrupt table is an error, not a traceback)."""
+    for a in _REQUIRED_ATTRS:
+        if a not in s.attrs:
+            raise AlakazamError(f"attribute {a!r} is missing")
+    jt = str(s.attrs["jones_type"])
+    m = _KEY_RE.match(key)
+    if jt not in TYPE_ORDER or (m is not None and m.group(1) != jt):
+        raise AlakazamError(f"attribute jones_type={jt!r} does not match key {key}")
+    try:
+        int(s.attrs["spw"])
+        int(s.attrs.get("scan_id", 0))
+    except (TypeError, ValueError):
+        raise AlakazamError(f"attribute spw={s.attrs['spw']!r} / scan_id is not an integer") from None
+    if not isinstance(s.attrs["ant_names"], list):
+        raise AlakazamError(f"attribute ant_names={s.attrs['ant_names']!r} is not a list of names")
+    s.validate("shapes")
 
 
 def copy_term(src, dst, key, transform=None, dst_key=None):
