@@ -110,16 +110,16 @@ def apply_params(block: dict, where="apply[0]") -> dict:
     return p
 
 
-def preflight(calls):
+def preflight(calls, produced_elsewhere=()):
     """Check every block before anything runs (nothing is written on a bad file): the task parameters
     (XML types, ranges, paths), and the destinations: solution outputs writable, tables to read
     existing or written by an earlier block, MSs to apply to writable with a permitted output column.
     All errors are raised together, named by YAML path."""
-    from alakazam.calibration.compat import output_column_errors
+    from alakazam.calibration.compat import ms_columns, output_column_errors
     from alakazam.core import outputs
 
     errors = {}
-    produced = set()
+    produced = {os.path.realpath(p) for p in produced_elsewhere}
 
     def add(path, msg):
         errors.setdefault(path, []).append(msg)
@@ -153,7 +153,7 @@ def preflight(calls):
                     if not have_table(term.table):
                         add(f"{where}.tables[{k}]", f"{term.table!r} does not exist and no earlier block "
                             "writes it")
-                cols = _ms_columns(cfg.ms)
+                cols = ms_columns(cfg.ms)
                 for msg in output_column_errors(cfg.output_col, cfg.data_col, cols):
                     add(f"{where}.output_col", msg)
         except AlakazamError as e:
@@ -184,16 +184,6 @@ def _validated(task, params, have_table):
     return out
 
 
-def _ms_columns(ms):
-    try:
-        from casacore.tables import table
-
-        with table(str(ms), ack=False) as t:
-            return t.colnames()
-    except Exception:       # noqa: BLE001 -- not readable here: the task reports it when it runs
-        return None
-
-
 def run_yaml(path) -> dict:
     """Run a YAML file: every solve block (akcal), then fluxscale (akfluxscale), then apply (akapply).
 
@@ -202,21 +192,42 @@ def run_yaml(path) -> dict:
     dict
         ``{'solve': [...], 'fluxscale': [...], 'apply': [...]}`` -- the tasks' result dicts.
     """
-    load_run_config(path)                       # validate everything first, errors by YAML path
+    # validate everything first, errors by YAML path; config errors and the preflight's are reported together
+    config_errors = {}
+    try:
+        load_run_config(path)
+    except ParameterError as e:
+        config_errors = dict(e.errors)
     doc = load(path) or {}
-    calls = []
+    calls, skipped_outputs = [], []
     for section, conv, task in (("solve", solve_params, akcal), ("fluxscale", fluxscale_params, akfluxscale),
                                 ("apply", apply_params, akapply)):
         blocks = doc.get(section) or []
         for i, block in enumerate([blocks] if isinstance(blocks, dict) else blocks):
-            calls.append((section, f"{section}[{i}]", task, conv(block, f"{section}[{i}]"),
-                          bool(block.get("quiet", False))))
+            where = f"{section}[{i}]"
+            if config_errors:
+                if any(k == where or k.startswith(where + ".") for k in config_errors):
+                    if isinstance(block, dict) and isinstance(block.get("output"), str):
+                        skipped_outputs.append(block["output"])     # later blocks may read it
+                    continue            # already reported for this block
+                try:
+                    params = conv(block, where)
+                except AlakazamError:
+                    continue
+            else:
+                params = conv(block, where)
+            calls.append((section, where, task, params, bool(block.get("quiet", False))))
     out = {"solve": [], "fluxscale": [], "apply": []}
     cwd = os.getcwd()
     os.chdir(os.path.dirname(os.path.abspath(path)))
     try:
         # every block's task parameters and destinations are checked before the first block runs
-        preflight(calls)
+        try:
+            preflight(calls, skipped_outputs)
+        except ParameterError as e:
+            raise ParameterError({**config_errors, **e.errors}) from None
+        if config_errors:
+            raise ParameterError(config_errors)
         for section, where, task, params, quiet in calls:
             try:
                 with progress.quieted(quiet):          # a block's quiet: true turns its progress bars off

@@ -50,13 +50,24 @@ def output_column_errors(output_col, data_col="DATA", ms_columns=None):
     if col in ALLOWED_EXISTING and col != data_col:
         return []
     if col == data_col:
-        return [f"{col!r} is the data column being corrected; {expected}"]
+        return [f"{col!r} would overwrite the data column being corrected; {expected}"]
     if col.upper() in MS_MAIN_COLUMNS or col.endswith("_AKPARTIAL"):
-        return [f"{col!r} is a Measurement Set column that apply never writes; {expected}"]
+        return [f"{col!r} is a Measurement Set column that apply never overwrites; {expected}"]
     if ms_columns is not None and col in ms_columns:
         return [f"{col!r} already exists in the MS and is not CORRECTED_DATA; {expected} "
                 "(apply never overwrites another column)"]
     return []
+
+
+def ms_columns(ms):
+    """Main-table column names of ``ms``, or None when it cannot be read (reported later, when used)."""
+    try:
+        from casacore.tables import table
+
+        with table(str(ms), ack=False) as t:
+            return t.colnames()
+    except Exception:       # noqa: BLE001
+        return None
 
 
 def check_output_column(output_col, data_col="DATA", ms_columns=None, param="output_col"):

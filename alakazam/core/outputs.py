@@ -21,6 +21,16 @@ from ..errors import AlakazamError
 SIM_OBSERVER = "alakazam simulate"
 
 
+def writable(path) -> bool:
+    """Writable by this process AND not write-protected by its mode bits (no 'w' for anyone): a file or
+    directory the user made read-only counts as read-only even for root."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return os.access(path, os.W_OK) and bool(st.st_mode & 0o222)
+
+
 def check_output_file(path, what="output"):
     """``path`` can be written as a new or replaced file (see the module doc)."""
     p = os.path.abspath(os.path.expanduser(str(path)))
@@ -32,10 +42,10 @@ def check_output_file(path, what="output"):
         raise AlakazamError(f"{what}: directory {d!r} of {str(path)!r} does not exist")
     if os.path.isdir(real):
         raise AlakazamError(f"{what}: {str(path)!r} is a directory, expected a file name")
-    if os.path.exists(real) and not os.access(real, os.W_OK):
+    if os.path.exists(real) and not writable(real):
         raise AlakazamError(f"{what}: {str(path)!r} is read-only; it is not replaced (make it writable or "
                             "choose another output)")
-    if not os.access(d, os.W_OK | os.X_OK):
+    if not writable(d):
         raise AlakazamError(f"{what}: directory {d!r} is not writable")
 
 
@@ -43,7 +53,7 @@ def check_ms_writable(ms, what="ms"):
     """The MS directory exists and can be written (apply writes a column; FLAG with propagate_flags)."""
     if not os.path.isdir(str(ms)):
         raise AlakazamError(f"{what}: {str(ms)!r} does not exist (expected a Measurement Set directory)")
-    if not os.access(str(ms), os.W_OK | os.X_OK):
+    if not writable(str(ms)):
         raise AlakazamError(f"{what}: {str(ms)!r} is not writable (apply writes its output column there)")
 
 

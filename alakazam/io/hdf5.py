@@ -161,6 +161,7 @@ class _AtomicFile:
 
     def __enter__(self):
         from ..core import locks
+        from ..core.outputs import writable
 
         real = os.path.realpath(self.path)
         self.real = real
@@ -170,11 +171,11 @@ class _AtomicFile:
         if os.path.isdir(real):
             raise AlakazamError(f"output: {self.path!r} is a directory, not a solution file")
         exists = os.path.exists(real)
-        if exists and not os.access(real, os.W_OK):
+        if exists and not writable(real):
             raise AlakazamError(f"output: {self.path!r} is read-only (mode "
                                 f"{oct(os.stat(real).st_mode & 0o777)}); it is not replaced. Make it "
                                 "writable or choose another output")
-        if not os.access(d, os.W_OK | os.X_OK):
+        if not writable(d):
             raise AlakazamError(f"output: directory {d!r} is not writable")
         self._lock = locks.writer_lock(real, "table")
         self._lock.__enter__()
