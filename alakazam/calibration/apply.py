@@ -108,6 +108,7 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     from . import compat
 
     t_start = _time.perf_counter()
+    columns.recover(cfg.ms)         # undo what an apply killed mid-column left (core/columns.py)
     # ---- validation first: nothing is written on bad input
     meta = ms_io.read_meta(cfg.ms)
     ms_io.check_columns(cfg.ms, [cfg.data_col])
