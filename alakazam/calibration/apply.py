@@ -143,14 +143,18 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     covers_all = (sum(p[3] for p in plan) == n_rows_ms and
                   all(len(c) == len(meta.spws[d].freqs) for _, d, c, _ in plan))
     # a new column is written under a temporary name and renamed once complete (core/columns.py)
-    write_col, created = columns.prepare(cfg.ms, cfg.output_col, cfg.data_col, init=not covers_all)
+    columns.begin_writes(cfg.ms)    # what the next apply needs to undo a kill -9 from here on
+    write_col, created = None, False
     try:
+        write_col, created = columns.prepare(cfg.ms, cfg.output_col, cfg.data_col, init=not covers_all)
         res = _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_col)
         columns.commit(cfg.ms, write_col, cfg.output_col)
+        columns.end_writes(cfg.ms)
         return res
     except BaseException:
         if created:                     # only the partial column this run created (MS lock held)
             columns.drop(cfg.ms, write_col)
+        columns.end_writes(cfg.ms)
         raise
 
 

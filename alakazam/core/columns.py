@@ -12,14 +12,19 @@ Convention (pinned by tests/test_reliability.py):
   so every row is readable afterwards even when this run writes only some fields.
 * Only the run that created a partial column removes it, and only while it holds the MS writer lock
   (:mod:`alakazam.core.locks`), so clean-up never deletes a column another run wrote.
-* casacore rewrites the new column's storage-manager header (``table.fN``) at every flush; a kill -9
-  in the middle of that write can leave a table that casacore cannot open at all (measured: 1 in ~25
-  random kills of the fault-injection test).  So before the partial column is added, ``table.dat``,
-  ``table.info``, ``table.lock`` (casacore's sync data) and the list of the MS's files are saved in ``<ms>/alakazam.partial-column.bak``;
-  the snapshot is removed once the column is renamed (or dropped).  The next apply on that MS
-  (:func:`recover`, under the MS lock) finds the snapshot: if the table opens, the partial column is
-  dropped; if it does not, the saved files (the table as it was before the column was added) are put back and the files the interrupted run added are removed.  Other columns'
-  data (FLAG written with propagate_flags) stay as written and are restorable from their flag version.
+* casacore rewrites a storage manager's header file (``table.fN``) when it flushes; a kill -9 in the
+  middle of that write can leave a table that casacore cannot open at all (seen once in about 300
+  random kills here, while the new column was being written: "FilebufIO::readBlock - incorrect number
+  of bytes read for file table.f4").  So when apply starts writing (:func:`begin_writes`),
+  ``table.dat``, ``table.info``, ``table.lock`` (casacore's sync data), every storage-manager file
+  except the bulk tiled data files (``*_TSM*``) and files over 8 MB, and the list of the MS's files are
+  saved in ``<ms>/alakazam.apply.bak``; :func:`end_writes` removes the snapshot when apply ends in any
+  orderly way.  The next apply on that MS (:func:`recover`, under the MS lock) finds a snapshot left
+  by a kill: if the table opens, a partial column is dropped; if it does not, the saved files (the
+  table as it was before the run; apply writes only tiled array columns, whose data are not in the
+  saved files) are put back and the files the run added are removed.  Data the killed run wrote into
+  existing columns stay as written (FLAG is restorable from its flag version; re-running the apply
+  rewrites the output column).
 """
 
 from __future__ import annotations
@@ -61,7 +66,8 @@ def _fill_rows(ms, name, like, rows, block_rows=20000):
             q.close()
 
 
-SNAPSHOT = "alakazam.partial-column.bak"
+SNAPSHOT = "alakazam.apply.bak"
+_MAX_SAVED = 8 * 2**20
 # table.lock too: casacore keeps sync data there (rows, columns, storage-manager counters) that must
 # match table.dat (a missing or newer one makes the restored table fail to open)
 _SAVED = ("table.dat", "table.info", "table.lock")
@@ -72,16 +78,29 @@ def _snapshot(ms):
     tmp = snap + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    for f in _SAVED:
+    names = sorted(os.listdir(str(ms)))
+    small = [n for n in names if n.startswith("table.f") and "_TSM" not in n
+             and os.path.getsize(os.path.join(str(ms), n)) <= _MAX_SAVED]
+    for f in list(_SAVED) + small:
         if os.path.exists(os.path.join(str(ms), f)):
             shutil.copy2(os.path.join(str(ms), f), os.path.join(tmp, f))
     with open(os.path.join(tmp, "files.txt"), "w") as fh:
-        fh.write("\n".join(sorted(os.listdir(str(ms)))))
+        fh.write("\n".join(names))
     os.replace(tmp, snap)
 
 
 def _clear_snapshot(ms):
     shutil.rmtree(os.path.join(str(ms), SNAPSHOT), ignore_errors=True)
+
+
+def begin_writes(ms):
+    """Save what :func:`recover` needs to undo a kill during this apply's writes (module doc)."""
+    _snapshot(ms)
+
+
+def end_writes(ms):
+    """The apply ended in an orderly way (success, error or Ctrl-C): the snapshot is not needed."""
+    _clear_snapshot(ms)
 
 
 def _opens(ms) -> bool:
@@ -113,10 +132,10 @@ def recover(ms):
                 drop(ms, c)
         _clear_snapshot(ms)
         return "dropped"
-    log.warning("%s: an apply was killed while adding its output column and the table no longer opens; "
-                "restoring the table description saved before the column was added", ms)
-    for f in _SAVED:
-        if not os.path.exists(os.path.join(snap, f)):
+    log.warning("%s: an apply was killed while writing and the table no longer opens; restoring the table "
+                "description saved before it started", ms)
+    for f in sorted(os.listdir(snap)):
+        if f == "files.txt":
             continue
         shutil.copy2(os.path.join(snap, f), os.path.join(str(ms), f + ".restore"))
         os.replace(os.path.join(str(ms), f + ".restore"), os.path.join(str(ms), f))
@@ -151,7 +170,6 @@ def prepare(ms, name, like, init):
                         ms, len(bad), name, like)
             _fill_rows(ms, name, like, bad)
         return name, False
-    _snapshot(ms)
     ms_io.ensure_column(ms, part, like=like, init=init)
     return part, True
 
@@ -162,7 +180,6 @@ def commit(ms, written, name):
         return
     with _table(ms, readonly=False) as t:
         t.renamecol(written, name)
-    _clear_snapshot(ms)
 
 
 def drop(ms, written):
@@ -170,4 +187,3 @@ def drop(ms, written):
     with _table(ms, readonly=False) as t:
         if written in t.colnames():
             t.removecols([written])
-    _clear_snapshot(ms)
