@@ -596,8 +596,8 @@ def test_cli_inputs_give_clean_errors(base, tmp_path, capsys):
 def test_kill_while_adding_the_column_is_undone(ms_copy, tmp_path, column):
     """A kill -9 in the middle of casacore's flush of the output column's storage-manager header (a new
     or an existing column) leaves a table that does not open; the next apply puts back the table
-    description saved when the killed apply started writing and finishes the job.  (Separate processes, as after a real kill: casacore caches tables
-    per process.)"""
+    description saved when the killed apply started writing and finishes the job.  (Separate processes,
+    as after a real kill: casacore caches tables per process.)"""
     ms, cal = ms_copy
     if column == "existing":
         _apply(ms, [cal, cal])
