@@ -191,8 +191,33 @@ def run_solve(cfg: SolveConfig) -> dict:
             if pending:
                 hdf5.write_terms(cfg.output, pending)
             raise
+        _refuse_all_flagged(cfg, pending)
         hdf5.write_terms(cfg.output, pending)
     return summary
+
+
+def _refuse_all_flagged(cfg, pending):
+    """A step whose every solution is flagged (all selected data flagged or of zero weight) is an
+    error, not a success: the steps before it are written (one replace), it and the later ones are
+    not.  A solution group (field, scan group, SPW) entirely flagged inside a usable step is a warning."""
+    from .io import hdf5
+
+    keys = list(pending)
+    for i, key in enumerate(keys):
+        sets = pending[key]
+        if sets and all(bool(np.all(s.flags)) for s in sets):
+            done = {k: pending[k] for k in keys[:i]}
+            if done:
+                hdf5.write_terms(cfg.output, done)
+            raise AlakazamError(
+                f"{key}: every solution is flagged -- the selected data (fields "
+                f"{sorted({s.field_name for s in sets})}, spw={cfg.spw!r}, scan={cfg.scan!r}) are all "
+                f"flagged or have zero weight; nothing written for {', '.join(keys[i:])}"
+                + (f" ({', '.join(done)} written)" if done else ""))
+        for s in sets:
+            if s.flags.size and np.all(s.flags):
+                log.warning("%s field %s spw %d scan %d: every solution flagged (all data flagged or of "
+                            "zero weight)", key, s.field_name, s.spw, s.scan_id)
 
 
 def _run_solve(cfg: SolveConfig, pending) -> dict:

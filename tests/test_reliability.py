@@ -635,3 +635,30 @@ def test_kill_while_adding_the_column_is_undone(ms_copy, tmp_path, column):
     columns.begin_writes(ms)
     part, _ = columns.prepare(ms, "CORRECTED_2", "DATA", init=False)
     assert columns.recover(ms) == "dropped" and part not in _colnames(ms)
+
+
+def test_all_flagged_or_zero_weight_is_an_error(ms_copy, tmp_path):
+    """100% flagged next to 100% converged was a silent success; now an error, nothing written."""
+    ms, cal = ms_copy
+    with table(ms, readonly=False, ack=False) as t:
+        t.putcol("WEIGHT", np.zeros_like(t.getcol("WEIGHT")))
+    out = str(tmp_path / "zero.h5")
+    with pytest.raises(AlakazamError, match="K0: every solution is flagged.*zero weight"):
+        _solve(ms, out)
+    assert not os.path.exists(out)
+    with table(ms, readonly=False, ack=False) as t:
+        t.putcol("WEIGHT", np.ones_like(t.getcol("WEIGHT")))
+        t.putcol("FLAG", np.ones_like(t.getcol("FLAG")))
+    with pytest.raises(AlakazamError, match="every solution is flagged"):
+        _solve(ms, out, jones=("G",))
+    assert not os.path.exists(out)
+    # fluxscale with no matching data: an error, no table without a result
+    from alakazam.calibration.fluxscale import run_fluxscale
+    from alakazam.config import fluxscale_config_from_dict
+
+    fs = str(tmp_path / "fs.h5")
+    with pytest.raises(AlakazamError, match="no SPW of spw='7'"):
+        run_fluxscale(fluxscale_config_from_dict(dict(reference_table=cal, reference_field=["3C286"],
+                                                      transfer_field=["3C147"], output=fs,
+                                                      jones_type="G0", spw="7")))
+    assert not os.path.exists(fs)

@@ -171,6 +171,10 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
             log.info("%s spw %d: scale p %.4f +- %.4f, q %.4f +- %.4f%s", tf, sp, res["scale_p"],
                      res["scatter_p"], res["scale_q"], res["scatter_q"],
                      f", flux {0.5 * (res['flux_p'] + res['flux_q']):.4f} Jy" if mf is not None else "")
+    if not entries:
+        raise AlakazamError(f"fluxscale: no SPW{' of spw=' + repr(cfg.spw) if cfg.spw else ''} has {key} "
+                            f"solutions of both {cfg.reference_field} and {cfg.transfer_field}; nothing "
+                            f"written to {cfg.output}")
     new_sets = [scaled.get(id(s), s) for s in tr_sets]
     if tr_table != ref_table:
         new_sets = [s for s in ref_sets if s.field_name not in cfg.transfer_field] + new_sets
