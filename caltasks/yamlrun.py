@@ -148,7 +148,7 @@ def preflight(calls, produced_elsewhere=()):
                     if t and not have_table(t):
                         add(f"{where}.{key}", f"{t!r} does not exist and no earlier block writes it")
             if section == "apply":
-                outputs.check_ms_writable(cfg.ms, f"{where}.ms")
+                outputs.check_ms_writable(cfg.ms, f"{where}.ms", flag_backup=cfg.propagate_flags)
                 for k, term in enumerate(cfg.terms):
                     if not have_table(term.table):
                         add(f"{where}.tables[{k}]", f"{term.table!r} does not exist and no earlier block "

@@ -662,3 +662,18 @@ def test_all_flagged_or_zero_weight_is_an_error(ms_copy, tmp_path):
                                                       transfer_field=["3C147"], output=fs,
                                                       jones_type="G0", spw="7")))
     assert not os.path.exists(fs)
+
+
+def test_flag_backup_location_checked_first(ms_copy, tmp_path):
+    ms, cal = ms_copy
+    d = tmp_path / "ro"
+    d.mkdir()
+    ms2 = str(d / "x.ms")
+    shutil.copytree(ms, ms2)
+    os.chmod(d, 0o555)
+    try:
+        with pytest.raises(AlakazamError, match="propagate_flags saves FLAG"):
+            _apply(ms2, [cal, cal], propagate_flags=True)
+    finally:
+        os.chmod(d, 0o755)
+    assert "CORRECTED_DATA" not in _colnames(ms2)

@@ -92,7 +92,7 @@ def run_apply(cfg: ApplyConfig) -> dict:
     from ..core import locks, ms_io, outputs
 
     ms_io.check_ms(cfg.ms)
-    outputs.check_ms_writable(cfg.ms)
+    outputs.check_ms_writable(cfg.ms, flag_backup=cfg.propagate_flags)
     try:
         with locks.writer_lock(cfg.ms, "ms"):
             return _run_apply(cfg)

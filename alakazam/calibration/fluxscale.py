@@ -111,6 +111,9 @@ def _model_flux(ms, field):
 def run_fluxscale(cfg: FluxscaleConfig) -> dict:
     from ..io import hdf5
 
+    from ..core.outputs import check_output_file
+
+    check_output_file(cfg.output, "output")        # before any work (clear error, nothing written)
     ref_table = cfg.reference_table
     tr_table = cfg.transfer_table or ref_table
     key = hdf5.resolve_key(ref_table, cfg.jones_type)

@@ -49,12 +49,19 @@ def check_output_file(path, what="output"):
         raise AlakazamError(f"{what}: directory {d!r} is not writable")
 
 
-def check_ms_writable(ms, what="ms"):
-    """The MS directory exists and can be written (apply writes a column; FLAG with propagate_flags)."""
+def check_ms_writable(ms, what="ms", flag_backup=False):
+    """The MS directory exists and can be written (apply writes a column; FLAG with propagate_flags);
+    with ``flag_backup`` also ``<ms>.flagversions`` (or, when missing, the directory holding the MS)."""
     if not os.path.isdir(str(ms)):
         raise AlakazamError(f"{what}: {str(ms)!r} does not exist (expected a Measurement Set directory)")
     if not writable(str(ms)):
         raise AlakazamError(f"{what}: {str(ms)!r} is not writable (apply writes its output column there)")
+    if flag_backup:
+        fv = str(ms).rstrip("/") + ".flagversions"
+        where = fv if os.path.isdir(fv) else (os.path.dirname(os.path.abspath(fv)) or ".")
+        if not writable(where):
+            raise AlakazamError(f"{what}: {where!r} is not writable; propagate_flags saves FLAG to {fv} "
+                                "before changing it")
 
 
 def is_simulated_ms(path) -> bool:
