@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 
 from . import __version__
@@ -30,7 +32,15 @@ def _setup_logging(quiet=False, logfile=None):
     console.setLevel(level)
     handlers = [console]
     if logfile:
-        fh = logging.FileHandler(logfile)
+        d = os.path.dirname(os.path.abspath(logfile))
+        if not os.path.isdir(d):
+            raise AlakazamError(f"--log: directory {d!r} of {logfile!r} does not exist")
+        if os.path.isdir(logfile):
+            raise AlakazamError(f"--log: {logfile!r} is a directory, expected a file name")
+        try:
+            fh = logging.FileHandler(logfile)
+        except OSError as e:
+            raise AlakazamError(f"--log: cannot write {logfile!r} ({e.strerror})") from None
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         fh.setLevel(logging.INFO)
         handlers.append(fh)
@@ -97,7 +107,8 @@ def cmd_simulate(args):
     from .sim import simulate_ms
 
     t = simulate_ms(args.out, n_ant=args.n_ant, n_chan=tuple(args.n_chan), feed=args.feed, seed=args.seed,
-                    duration_h=args.hours, int_s=args.int_s, noise=args.noise, rfi=args.rfi)
+                    duration_h=args.hours, int_s=args.int_s, noise=args.noise, rfi=args.rfi,
+                    overwrite=args.overwrite)
     print(f"wrote {t.ms} ({len(t.ant_names)} active antennas, SPWs {list(t.spw_freqs)}, "
           f"{len(t.times)} integrations, {t.feed} feeds); truth in {t.ms}.truth.npz")
 
@@ -105,7 +116,7 @@ def cmd_simulate(args):
 def cmd_demo(args):
     from .demo import run_demo
 
-    run_demo(args.dir, feed=args.feed, backend=args.backend)
+    run_demo(args.dir, feed=args.feed, backend=args.backend, overwrite=args.overwrite)
 
 
 def build_parser():
@@ -167,11 +178,16 @@ def build_parser():
     s.add_argument("--int-s", type=float, default=60.0)
     s.add_argument("--noise", type=float, default=0.01, help="Jy per real/imag part")
     s.add_argument("--rfi", action="store_true")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace OUT when it is an MS written by alakazam simulate (nothing else is "
+                   "replaced)")
     s.set_defaults(func=cmd_simulate)
     s = sub.add_parser("demo", help="simulate, solve, fluxscale, apply; print recovered vs true")
     s.add_argument("--dir", default="alakazam_demo")
     s.add_argument("--feed", choices=["linear", "circular"], default="linear")
     s.add_argument("--backend", default="numba")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier demo's demo.ms, cal.h5 and cal_scaled.h5 in --dir")
     s.set_defaults(func=cmd_demo)
     return p
 
@@ -180,13 +196,27 @@ def main(argv=None):
     from . import progress
 
     args = build_parser().parse_args(argv)
-    _setup_logging(args.quiet, args.log)
+    try:
+        _setup_logging(args.quiet, args.log)
+    except AlakazamError as e:
+        print(f"alakazam: error: {e}", file=sys.stderr)
+        return 2
+    prev_term = None
+    if threading_main():
+        # SIGTERM ends a run like Ctrl-C: temporaries removed, partial columns dropped, FLAG restore told
+        prev_term = signal.signal(signal.SIGTERM, _term_to_interrupt)
     try:
         args.func(args)
     except AlakazamError as e:
         if args.debug:
             raise
         print(f"alakazam: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if args.debug:
+            raise
+        what = f": {e.filename!r}" if getattr(e, "filename", None) else ""
+        print(f"alakazam: error: {e.strerror or e}{what}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if args.debug:
@@ -195,7 +225,19 @@ def main(argv=None):
         return 130
     finally:
         progress.set_quiet(False)       # --quiet is for this command only (main may be called in-process)
+        if prev_term is not None:
+            signal.signal(signal.SIGTERM, prev_term)
     return 0
+
+
+def _term_to_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def threading_main():
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -165,6 +165,7 @@ class RunConfig:
 # parsing
 # ==================================================================================================
 import difflib  # noqa: E402
+import math  # noqa: E402
 import re  # noqa: E402
 
 from .errors import AlakazamError, ParameterError  # noqa: E402
@@ -351,6 +352,9 @@ def _typed(d, key, kind, default, where, names, errs, choices=None):
     if kind is float and (isinstance(v, bool) or not isinstance(v, (int, float))):
         errs.add(path, f"{v!r} must be a number")
         return default
+    if kind is float and not math.isfinite(v):
+        errs.add(path, f"{v!r} must be a finite number")
+        return default
     if kind is str and not isinstance(v, str):
         errs.add(path, f"{v!r} must be a string")
         return default
@@ -517,6 +521,9 @@ def fluxscale_config_from_dict(d, where="fluxscale[0]", names=None) -> Fluxscale
     if overlap:
         errs.add(_name("transfer_field", where, names), f"{', '.join(overlap)} also in the reference fields; "
                  "a field is either a reference or a transfer field")
+    if cfg.spw.strip() and not re.fullmatch(r"\s*\d+\s*(,\s*\d+\s*)*", cfg.spw):
+        errs.add(_name("spw", where, names), f"{cfg.spw!r} is not an SPW list; expected SPW ids like '0' or "
+                 "'0,1' ('' = all)")
     errs.raise_if_any()
     return cfg
 
@@ -566,6 +573,10 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
         quiet=_typed(d, "quiet", bool, False, where, names, errs),
         select=_select(d, where, names, errs),
         correlation=_typed(d, "correlation", str, "", where, names, errs))
+    from .calibration.compat import output_column_errors
+
+    for msg in output_column_errors(cfg.output_col, cfg.data_col):
+        errs.add(_name("output_col", where, names), msg)
     errs.raise_if_any()
     return cfg
 
@@ -604,17 +615,8 @@ def run_config_from_dict(d) -> RunConfig:
 
 
 def load_run_config(path) -> RunConfig:
-    import os
+    """Read (:func:`alakazam.safeyaml.load`: bounded aliases, no duplicate keys, YAML 1.2 numbers) and
+    validate a YAML file."""
+    from .safeyaml import load
 
-    import yaml
-
-    if not os.path.exists(path):
-        raise AlakazamError(f"config: {path!r} does not exist")
-    try:
-        with open(path) as fh:
-            d = yaml.safe_load(fh)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise AlakazamError(f"config: {path} is not valid YAML{where}: {getattr(e, 'problem', e)}") from None
-    return run_config_from_dict(d)
+    return run_config_from_dict(load(path))

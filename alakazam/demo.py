@@ -37,16 +37,38 @@ def details_to(path):
             h.setLevel(lev)
 
 
-def run_demo(directory="alakazam_demo", feed="linear", backend="numba", quiet=False):
-    """Simulate, solve, fluxscale, apply; print the recovered-vs-true summary.  The engine's log
-    lines go to ``<directory>/demo.log`` (the console shows the summary, warnings and errors)."""
+def run_demo(directory="alakazam_demo", feed="linear", backend="numba", quiet=False, overwrite=False):
+    """Simulate ``directory``/demo.ms, solve into cal.h5, fluxscale into cal_scaled.h5, apply; print the
+    recovered-vs-true summary.  The engine's log lines go to ``<directory>/demo.log`` (the console
+    shows the summary, warnings and errors).
+
+    An existing demo.ms, cal.h5 or cal_scaled.h5 is replaced only with ``overwrite`` (and demo.ms only
+    when alakazam simulate wrote it, cal*.h5 only when they are alakazam solution files); otherwise
+    nothing is written and an AlakazamError lists them.
+    """
+    from .core.outputs import check_replace_simulated
+    from .errors import AlakazamError
+    from .io import hdf5
+
+    ms, cal, scaled = (os.path.join(directory, n) for n in ("demo.ms", "cal.h5", "cal_scaled.h5"))
+    present = [p for p in (ms, cal, scaled) if os.path.lexists(p)]
+    if present and not overwrite:
+        raise AlakazamError(f"demo: {', '.join(present)} already exist(s); pass --overwrite "
+                            "(overwrite=True) to replace them, or choose another --dir")
+    check_replace_simulated(ms, overwrite)
+    for p in (cal, scaled):
+        if os.path.lexists(p):
+            hdf5._check_file(p)         # only an alakazam solution file is ever removed
+    for p in (cal, scaled):
+        if os.path.lexists(p):
+            os.remove(p)
     os.makedirs(directory, exist_ok=True)
     logfile = os.path.join(directory, "demo.log")
     with details_to(logfile):
-        return _run_demo(directory, feed, backend, quiet, logfile)
+        return _run_demo(directory, feed, backend, quiet, logfile, overwrite)
 
 
-def _run_demo(directory, feed, backend, quiet, logfile):
+def _run_demo(directory, feed, backend, quiet, logfile, overwrite):
     from rich.console import Console
     from rich.table import Table
 
@@ -59,15 +81,12 @@ def _run_demo(directory, feed, backend, quiet, logfile):
     from .sim import simulate_ms
 
     con = Console(quiet=quiet)
-    os.makedirs(directory, exist_ok=True)
     ms = os.path.join(directory, "demo.ms")
     cal = os.path.join(directory, "cal.h5")
     scaled = os.path.join(directory, "cal_scaled.h5")
-    for p in (cal, scaled):
-        if os.path.exists(p):
-            os.remove(p)
     t0 = time.perf_counter()
-    truth = simulate_ms(ms, feed=feed, noise=0.05, seed=1, leakage=False, n_chan=(32, 16))
+    truth = simulate_ms(ms, feed=feed, noise=0.05, seed=1, leakage=False, n_chan=(32, 16),
+                        overwrite=overwrite)
     con.print(f"[bold]simulated[/] {ms}: {len(truth.ant_names)} antennas, {feed} feeds, "
               f"fields {', '.join(truth.field_names)}")
     run_solve(solve_config_from_dict(dict(

@@ -172,12 +172,14 @@ class _Context:
 
 
 def run_solve(cfg: SolveConfig) -> dict:
-    """Run one solve block: every step of the chain, each written to ``cfg.output`` when done (all
-    fields solved: in field-major order, once the last field is done; module docstring).
+    """Run one solve block: every step of the chain; all its keys are written to ``cfg.output`` in ONE
+    atomic replace at the end (:func:`alakazam.io.hdf5.write_terms`), under the table's writer lock
+    (:mod:`alakazam.core.locks`), so a kill or Ctrl-C leaves the old file and never a new K0 beside an
+    old G0.
 
     Returns a summary dict ``{"output": path, "terms": {key: {...stats...}}}``.
-    A failing step raises; the steps written before it stay in the file, the failing one is never
-    half-written (writes are atomic, :func:`alakazam.io.hdf5.write_term`).
+    A failing step raises; the steps finished before it are still written (one replace), the failing one
+    never is.  The output is checked to be writable before anything is read.
 
     With ``cfg.workers`` / ``cfg.scheduler`` the units of each step run on dask.distributed
     (:mod:`alakazam.distributed`; always step-major); the cluster is started after validation and the
@@ -185,13 +187,52 @@ def run_solve(cfg: SolveConfig) -> dict:
     """
     import contextlib
 
-    with contextlib.ExitStack() as stack:
-        return _run_solve(cfg, stack)
-
-
-def _run_solve(cfg: SolveConfig, stack) -> dict:
-    from .core import ms_io
+    from .core import locks, outputs
     from .io import hdf5
+
+    outputs.check_output_file(cfg.output, "output")
+    with locks.writer_lock(cfg.output, "table"):
+        pending: Dict[str, list] = {}
+        try:
+            with contextlib.ExitStack() as stack:           # the dask cluster, if any, lives in here
+                summary = _run_solve(cfg, pending, stack)
+        except Exception:
+            if pending:
+                hdf5.write_terms(cfg.output, pending)
+            raise
+        _refuse_all_flagged(cfg, pending)
+        hdf5.write_terms(cfg.output, pending)
+    return summary
+
+
+def _refuse_all_flagged(cfg, pending):
+    """A step whose every solution is flagged (all selected data flagged or of zero weight) is an
+    error, not a success: the steps before it are written (one replace), it and the later ones are
+    not.  A solution group (field, scan group, SPW) entirely flagged inside a usable step is a warning."""
+    from .io import hdf5
+
+    keys = list(pending)
+    for i, key in enumerate(keys):
+        sets = pending[key]
+        if sets and all(bool(np.all(s.flags)) for s in sets):
+            done = {k: pending[k] for k in keys[:i]}
+            if done:
+                hdf5.write_terms(cfg.output, done)
+            raise AlakazamError(
+                f"{key}: every solution is flagged -- the selected data (fields "
+                f"{sorted({s.field_name for s in sets})}, spw={cfg.spw!r}, scan={cfg.scan!r}) are all "
+                f"flagged or have zero weight; nothing written for {', '.join(keys[i:])}"
+                + (f" ({', '.join(done)} written)" if done else ""))
+        for s in sets:
+            if s.flags.size and np.all(s.flags):
+                log.warning("%s field %s spw %d scan %d: every solution flagged (all data flagged or of "
+                            "zero weight)", key, s.field_name, s.spw, s.scan_id)
+
+
+def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
+    """The solve itself; ``finish`` collects each step's sets in ``pending`` (written by run_solve);
+    ``stack`` holds what must be closed when the block ends (a dask cluster)."""
+    from .core import ms_io
     from . import progress, solvers
     from .calibration import chain, parang_check, solve_order
 
@@ -271,15 +312,14 @@ def _run_solve(cfg: SolveConfig, stack) -> dict:
                 f"scan={cfg.scan!r}); check the selection with 'alakazam info' / listobs")
         if cfg.solnorm:
             _solnorm(cfg, step, sets)
-        if cfg.append:
-            from .io import solappend
-            solappend.append_term(cfg.output, step.key, sets)
+        from .io import solappend
+        if cfg.append:              # the key's existing groups + these (written with the block)
+            pending[step.key] = solappend.merged_sets(cfg.output, step.key, sets)
         else:
-            from .io import solappend
             note = solappend.replaced_note(cfg.output, step.key)
             if note:
                 log.warning(note)
-            hdf5.write_term(cfg.output, step.key, sets)
+            pending[step.key] = sets
         n_sol = sum(s.flags.size for s in sets)
         n_flag = int(sum(s.flags.sum() for s in sets))
         summary["terms"][step.key] = {

@@ -19,7 +19,12 @@ def build_config(params):
         d["solution_field"] = [x if x not in ("", None) else None for x in sf]
     d["target_field"] = params["field"] or None
     d["propagate_flags"] = params["applymode"] == "calflag"
-    return apply_config_from_dict(d, where="akapply", names=akapply.names_for_messages())
+    cfg = apply_config_from_dict(d, where="akapply", names=akapply.names_for_messages())
+    from alakazam.calibration.compat import check_output_column, ms_columns
+
+    # CORRECTED_DATA or a new column only (checked against the MS before the task starts)
+    check_output_column(cfg.output_col, cfg.data_col, ms_columns(cfg.ms), param="outputcolumn")
+    return cfg
 
 
 def _body(cfg):

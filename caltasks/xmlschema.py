@@ -158,6 +158,8 @@ def check_value(p: ParamSpec, v):
         if typ == "double":
             if isinstance(x, bool) or not isinstance(x, (int, float)):
                 return x, f"must be of cFloat type, got {x!r}"
+            if x != x:              # NaN is never a meaningful parameter value
+                return x, f"must be a number, got {x!r}"
             return float(x), None
         return x, None
 
@@ -196,6 +198,8 @@ def check_value(p: ParamSpec, v):
     if p.vmin is not None or p.vmax is not None:
         for x in (v if isinstance(v, list) else [v]):
             if isinstance(x, (int, float)):
+                if x in (float("inf"), float("-inf")):      # a bounded parameter is finite
+                    return v, f"must be finite, got {x!r}"
                 if p.vmin is not None and x < p.vmin:
                     return v, f"min value is {p.vmin:g}, got {x!r}"
                 if p.vmax is not None and x > p.vmax:

@@ -25,10 +25,9 @@ from __future__ import annotations
 import logging
 import os
 
-import yaml
-
 from alakazam import progress
 from alakazam.config import load_run_config
+from alakazam.safeyaml import load
 from alakazam.errors import AlakazamError, ParameterError
 
 from .akapply import akapply
@@ -95,6 +94,12 @@ def solve_params(block: dict, where="solve[0]") -> dict:
     if "refant" in p:
         r = p["refant"]
         p["refant"] = [str(x) for x in r] if isinstance(r, list) else str(r)
+    # numbers (seconds / Hz) mixed with words in one per-step list: the task takes the text form
+    for name, unit in (("solint", "s"), ("freqint", "Hz")):
+        v = p.get(name)
+        if isinstance(v, list) and any(isinstance(x, str) for x in v):
+            p[name] = [f"{x!r}{unit}" if isinstance(x, (int, float)) and not isinstance(x, bool) else x
+                       for x in v]
     if "gainsolutionfield" in p:
         p["gainsolutionfield"] = _nulls(p["gainsolutionfield"])
     return p
@@ -132,51 +137,79 @@ def flag_params(block: dict, where="flag[0]") -> dict:
     return p
 
 
-def _check_flag_calls(calls):
-    """Validate every flag block as its akflag call (from the YAML file's folder, selections parsed
-    against the MS); all errors of all blocks together, by YAML path."""
+def preflight(calls, produced_elsewhere=()):
+    """Check every block before anything runs (nothing is written on a bad file): the task parameters
+    (XML types, ranges, paths), and the destinations: solution outputs writable, tables to read
+    existing or written by an earlier block, MSs to apply to writable with a permitted output column.
+    All errors are raised together, named by YAML path."""
+    from alakazam.calibration.compat import ms_columns, output_column_errors
+    from alakazam.core import outputs
+
     errors = {}
-    to_yaml = {p.name: p.yamlkey for p in akflag.spec.params if p.yamlkey}
+    produced = {os.path.realpath(p) for p in produced_elsewhere}
+
+    def add(path, msg):
+        errors.setdefault(path, []).append(msg)
+
+    def have_table(t):
+        return os.path.exists(t) or os.path.realpath(t) in produced
+
     for section, where, task, params, _ in calls:
-        if section != "flag":
-            continue
+        to_yaml = {p.name: p.yamlkey for p in task.spec.params if p.yamlkey}
         try:
-            akflag._prepare(task.validate(task.bind(**params)))
+            cfg = task._prepare(_validated(task, params, have_table))
         except ParameterError as e:
             for k, v in e.errors.items():
-                k = k.split(".", 1)[1] if k.startswith("akflag.") else k
-                errors.setdefault(f"{where}.{to_yaml.get(k, k)}", []).extend(v)
+                k = k.split(".", 1)[1] if k.startswith(task.name + ".") else k
+                for msg in v:
+                    add(f"{where}.{to_yaml.get(k, k)}", msg)
+            continue
+        except (AlakazamError, TypeError) as e:
+            add(where, str(e))
+            continue
+        try:
+            if section in ("solve", "fluxscale"):
+                outputs.check_output_file(cfg.output, f"{where}.output")
+            if section == "fluxscale":
+                for key, t in (("reference_table", cfg.reference_table),
+                               ("transfer_table", cfg.transfer_table)):
+                    if t and not have_table(t):
+                        add(f"{where}.{key}", f"{t!r} does not exist and no earlier block writes it")
+            if section == "apply":
+                outputs.check_ms_writable(cfg.ms, f"{where}.ms", flag_backup=cfg.propagate_flags)
+                for k, term in enumerate(cfg.terms):
+                    if not have_table(term.table):
+                        add(f"{where}.tables[{k}]", f"{term.table!r} does not exist and no earlier block "
+                            "writes it")
+                cols = ms_columns(cfg.ms)
+                for msg in output_column_errors(cfg.output_col, cfg.data_col, cols):
+                    add(f"{where}.output_col", msg)
+        except AlakazamError as e:
+            msg = str(e)
+            path, _, rest = msg.partition(": ")
+            add(path if path.startswith(where) else where, rest if path.startswith(where) else msg)
+        if section in ("solve", "fluxscale"):
+            produced.add(os.path.realpath(cfg.output))
     if errors:
         raise ParameterError(errors)
 
 
-def _raise_with_flag_errors(err, path):
-    """Re-raise ``err`` (the file's validation errors) with those of its flag blocks checked against
-    their MS from the YAML file's folder added, so one run reports every bad key."""
-    errors = {k: list(v) for k, v in err.errors.items()}
-    try:
-        with open(path) as fh:
-            doc = yaml.safe_load(fh) or {}
-        blocks = doc.get("flag") or [] if isinstance(doc, dict) else []
-        calls = []
-        for i, b in enumerate(blocks if isinstance(blocks, list) else [blocks]):
-            try:
-                calls.append(("flag", f"flag[{i}]", akflag, flag_params(b, f"flag[{i}]"), False))
-            except (AlakazamError, AttributeError):
-                continue
-        cwd = os.getcwd()
-        os.chdir(os.path.dirname(os.path.abspath(path)))
-        try:
-            _check_flag_calls(calls)
-        finally:
-            os.chdir(cwd)
-    except ParameterError as e2:
-        for k, v in e2.errors.items():
-            if k not in errors:
-                errors[k] = v
-    except Exception:          # the file's own errors are what matters; never hide them
-        pass
-    raise ParameterError(errors) from None
+def _validated(task, params, have_table):
+    """``task.validate`` where a must-exist path written by an earlier block counts as existing."""
+    from .xmlschema import check_value
+
+    out, errors = {}, {}
+    for p, v in task.bind(**params).items():
+        spec = task.spec.param(p)
+        v2, err = check_value(spec, v)
+        if err and spec.mustexist and isinstance(v, str) and have_table(v):
+            v2, err = v, None
+        if err:
+            errors.setdefault(p, []).append(err)
+        out[p] = v2
+    if errors:
+        raise ParameterError(errors, task=task.name)
+    return out
 
 
 def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=None, scheduler=None,
@@ -186,10 +219,8 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
 
     ``workers`` / ``scheduler`` (``alakazam run --workers N`` / ``--scheduler ADDRESS``): the dask
     cluster of every solve block that does not set its own ``workers`` / ``scheduler`` key; ``plots``
-    (``alakazam run --plots DIR``): the plot directory of every solve block without its own ``plots:``.
-
-    ``plots``: a directory for the solution plots of every solve block that has no ``plots`` key of
-    its own (``alakazam run --plots DIR``; relative to the current directory).
+    (``alakazam run --plots DIR``; relative to the current directory): the plot directory of every
+    solve block without its own ``plots:``.
 
     Returns
     -------
@@ -197,35 +228,54 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
         ``{'flag': [...], 'solve': [...], 'fluxscale': [...], 'apply': [...]}`` -- the tasks' result dicts
         ('flag' only when the file has flag blocks).
     """
+    # validate everything first, errors by YAML path; config errors and the preflight's are reported together
+    config_errors = {}
     try:
-        load_run_config(path)                   # validate everything first, errors by YAML path
+        load_run_config(path)
     except ParameterError as e:
-        _raise_with_flag_errors(e, path)
-    with open(path) as fh:
-        doc = yaml.safe_load(fh) or {}
-    calls = []
+        config_errors = dict(e.errors)
+    doc = load(path) or {}
+    calls, skipped_outputs = [], []
     for section, conv, task in (("flag", flag_params, akflag), ("solve", solve_params, akcal),
                                 ("fluxscale", fluxscale_params, akfluxscale),
                                 ("apply", apply_params, akapply)):
         if section not in sections:             # (alakazam flag CONFIG runs only the flag blocks)
             continue
-        for i, block in enumerate(doc.get(section) or []):
-            params = conv(block, f"{section}[{i}]")
+        blocks = doc.get(section) or []
+        for i, block in enumerate([blocks] if isinstance(blocks, dict) else blocks):
+            where = f"{section}[{i}]"
+            if config_errors:
+                if any(k == where or k.startswith(where + ".") for k in config_errors):
+                    if isinstance(block, dict) and isinstance(block.get("output"), str):
+                        skipped_outputs.append(block["output"])     # later blocks may read it
+                    continue            # already reported for this block
+                try:
+                    params = conv(block, where)
+                except AlakazamError:
+                    continue
+            else:
+                params = conv(block, where)
             if section == "solve":
                 if workers is not None and "workers" not in block:
                     params["workers"] = int(workers)
                 if scheduler and "scheduler" not in block:
                     params["scheduler"] = str(scheduler)
-            if plots and section == "solve" and not params.get("plotdir"):
-                params["plotdir"] = os.path.abspath(plots)
-            calls.append((section, f"{section}[{i}]", task, params, bool(block.get("quiet", False))))
+                if plots and not params.get("plotdir"):
+                    params["plotdir"] = os.path.abspath(plots)
+            calls.append((section, where, task, params, bool(block.get("quiet", False))))
     out = {"solve": [], "fluxscale": [], "apply": []}
     if any(c[0] == "flag" for c in calls):
         out = {"flag": [], **out}
     cwd = os.getcwd()
     os.chdir(os.path.dirname(os.path.abspath(path)))
     try:
-        _check_flag_calls(calls)                   # flag blocks against their MS, before anything runs
+        # every block's task parameters and destinations are checked before the first block runs
+        try:
+            preflight(calls, skipped_outputs)
+        except ParameterError as e:
+            raise ParameterError({**config_errors, **e.errors}) from None
+        if config_errors:
+            raise ParameterError(config_errors)
         for section, where, task, params, quiet in calls:
             try:
                 with progress.quieted(quiet):          # a block's quiet: true turns its progress bars off

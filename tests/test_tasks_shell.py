@@ -59,7 +59,8 @@ def _h5_contents(path):
     def visit(name, obj):
         if isinstance(obj, h5py.Dataset):
             out[name] = obj[()]
-        out[name + "@attrs"] = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in obj.attrs.items()}
+        out[name + "@attrs"] = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in obj.attrs.items()
+                                if k != "write_id"}      # unique per write (alakazam.io.hdf5.write_terms)
     with h5py.File(path, "r") as f:
         f.visititems(visit)
     return out

@@ -46,23 +46,45 @@ def restore_flags(ms, version):
     from ..core import flagversions
 
     flagversions.restore(ms, version, merge="replace")
+    from .flagsafety import clear_marker
+
+    clear_marker(ms, version)
 
 
 def run_apply(cfg: ApplyConfig) -> dict:
-    """Correct ``cfg.ms`` into ``cfg.output_col``; returns counts and the log lines."""
-    from ..core import ms_io
+    """Correct ``cfg.ms`` into ``cfg.output_col``; returns counts and the log lines.
+
+    The output column must be CORRECTED_DATA or a new column (:mod:`.compat`); the MS's writer lock is
+    held throughout (:mod:`alakazam.core.locks`); a new column appears only once fully written
+    (:mod:`alakazam.core.columns`)."""
+    from ..core import locks, ms_io, outputs
+
+    ms_io.check_ms(cfg.ms)
+    outputs.check_ms_writable(cfg.ms, flag_backup=cfg.propagate_flags)
+    try:
+        with locks.writer_lock(cfg.ms, "ms"):
+            return _run_apply(cfg)
+    except RuntimeError as e:
+        if "lock" in str(e).lower():        # casacore: another program has the table open for writing
+            raise AlakazamError(f"ms: {cfg.ms} is locked by another program ({str(e).strip()}); close it "
+                                "there and re-run") from None
+        raise
+
+
+def _run_apply(cfg: ApplyConfig) -> dict:
+    from ..core import columns, ms_io
+    from . import compat
     from .parang_check import check_parang_correlations
     from .solve_order import check_terms
 
     t_start = _time.perf_counter()
+    columns.recover(cfg.ms)         # undo what an apply killed mid-column left (core/columns.py)
     # ---- validation first: nothing is written on bad input
     meta = ms_io.read_meta(cfg.ms)
     from ..core import rowselect    # antenna/uvrange/timerange/intent/observation: whole rows here
     rowsel = rowselect.build(meta, cfg.select, per_channel=False)
     ms_io.check_columns(cfg.ms, [cfg.data_col])
-    if cfg.output_col == cfg.data_col or cfg.output_col == "DATA":
-        raise AlakazamError(f"output_col: {cfg.output_col!r} would overwrite the input data; use e.g. "
-                            "CORRECTED_DATA")
+    compat.check_output_column(cfg.output_col, cfg.data_col, meta.columns)
     terms = [chain.load_term(t.table, t.key, t.field_select, t.time_interp, t.solution_field)
              for t in cfg.terms]
     fields = ms_io.resolve_fields(meta, cfg.target_field)
@@ -90,39 +112,51 @@ def run_apply(cfg: ApplyConfig) -> dict:
             if meta.spws[ddid].spw_id not in have:
                 raise AlakazamError(f"{term.key}: no solutions for SPW {meta.spws[ddid].spw_id} in "
                                     f"{term.sets[0].attrs.get('ms', 'the table')}; select spw={sorted(have)}")
+    compat.check_tables(cfg, meta, terms, plan, spwmap=getattr(cfg, "spwmap", None))
     # ---- now write.  A new column is initialised with a copy of the data column only when some rows
     # will not be written here (CASA convention: every row holds an array); when the selection covers
     # every row and channel that copy would be overwritten at once, so it is skipped.
     with ms_io._table(cfg.ms) as t:
         n_rows_ms = t.nrows()
-    covers_all = (sum(p[3] for p in plan) == n_rows_ms and
+    covers_all = (sum(p[3] for p in plan) == n_rows_ms and not cfg.correlation and
                   all(len(c) == len(meta.spws[d].freqs) for _, d, c, _ in plan))
-    created = ms_io.ensure_column(cfg.ms, cfg.output_col, like=cfg.data_col, init=not covers_all)
+    # a new column is written under a temporary name and renamed once complete (core/columns.py)
+    columns.begin_writes(cfg.ms)    # what the next apply needs to undo a kill -9 from here on
+    write_col, created = None, False
     try:
-        return _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, rowsel)
+        write_col, created = columns.prepare(cfg.ms, cfg.output_col, cfg.data_col, init=not covers_all)
+        res = _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_col, rowsel)
+        columns.commit(cfg.ms, write_col, cfg.output_col)
+        columns.end_writes(cfg.ms)
+        return res
     except BaseException:
-        if created and covers_all:      # never leave a column with rows that hold no array
-            with ms_io._table(cfg.ms, readonly=False) as t:
-                t.removecols([cfg.output_col])
+        if created:                     # only the partial column this run created (MS lock held)
+            columns.drop(cfg.ms, write_col)
+        columns.end_writes(cfg.ms)
         raise
 
 
-def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, rowsel=None):
+def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_col=None, rowsel=None):
     from .. import progress
     from ..core import memory
+    from . import flagsafety
 
+    write_col = write_col or cfg.output_col
+    flagsafety.warn_interrupted(cfg.ms)
     backup = backup_flags(cfg.ms) if cfg.propagate_flags else None
     if backup:
-        log.info("FLAG saved as flag version %s; restore with: python -c \"from alakazam.calibration.apply "
-                 "import restore_flags; restore_flags('%s', '%s')\"", backup, cfg.ms, backup)
+        log.info("FLAG saved as flag version %s; restore with: %s", backup,
+                 flagsafety.restore_command(cfg.ms, backup))
     limit = memory.memory_limit_bytes(cfg.memory_limit_gb)
     lines = []
     counts = {"rows": 0, "samples": 0, "no_solution": 0, "flagged_by_solution": 0}
-    for fid, ddid, chans, n_rows in plan:
-        fld = meta.fields[fid]
-        spw = meta.spws[ddid]
-        with progress.bar(f"apply {fld.name} spw {spw.spw_id}: rows", n_rows, quiet=cfg.quiet) as pbar:
-            _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar, rowsel)
+    with flagsafety.flag_writes(cfg.ms, backup):
+        for fid, ddid, chans, n_rows in plan:
+            fld = meta.fields[fid]
+            spw = meta.spws[ddid]
+            with progress.bar(f"apply {fld.name} spw {spw.spw_id}: rows", n_rows, quiet=cfg.quiet) as pbar:
+                _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar,
+                             write_col, rowsel)
     if counts["no_solution"]:
         log.warning("%d samples had no valid solution and were written uncorrected (set propagate_flags "
                     "to flag them instead)", counts["no_solution"])
@@ -141,7 +175,8 @@ def _with_spw(line, spw_id):
     return f"{line} (spw {spw_id})"
 
 
-def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar, rowsel=None):
+def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar,
+                 write_col=None, rowsel=None):
     """Correct the rows of one field and SPW, chunk by chunk."""
     from ..core import corrselect, memory, ms_io
     from ..jones import algebra
@@ -209,8 +244,8 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
             full = data.copy()
             full[:, chans] = out
         cmask = corrselect.parse_correlation(cfg.correlation, spw.corr_types)   # None = all (core/corrselect)
-        ms_io.write_column(cfg.ms, cfg.output_col, ch.rownr, corrselect.keep_unselected(
-            cfg.ms, cfg.output_col, ch.rownr,
+        ms_io.write_column(cfg.ms, write_col or cfg.output_col, ch.rownr, corrselect.keep_unselected(
+            cfg.ms, write_col or cfg.output_col, ch.rownr,
             _native(full, spw.corr_types, spw.n_corr).astype(ch.data.dtype, copy=False), cmask))
         if cfg.propagate_flags:
             ms_io.write_column(cfg.ms, "FLAG", ch.rownr, corrselect.keep_unselected(

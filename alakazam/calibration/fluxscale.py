@@ -291,6 +291,9 @@ def _resolve_fields(cfg, key, ref_table, tr_table, ref_sets, tr_sets):
 def run_fluxscale(cfg: FluxscaleConfig) -> dict:
     from ..io import hdf5
 
+    from ..core.outputs import check_output_file
+
+    check_output_file(cfg.output, "output")        # before any work (clear error, nothing written)
     ref_table = cfg.reference_table
     tr_table = cfg.transfer_table or ref_table
     key = hdf5.resolve_key(ref_table, cfg.jones_type)

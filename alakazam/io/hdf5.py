@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -134,26 +133,71 @@ def _decode_attr(v):
 
 
 class _AtomicFile:
-    """Context manager: an h5py.File on a temp copy that replaces ``path`` on success only."""
+    """Context manager: an h5py.File on a FRESH temporary file that replaces ``path`` on success only.
 
-    def __init__(self, path):
+    The update of a solution table is one atomic replace of the whole file (convention pinned by
+    tests/test_reliability.py):
+
+    * the temporary ``.tmp-<name>-<pid>-XXXX`` is created in the directory of the real file (a symlink
+      is followed: the target is replaced, the link stays) and receives a copy of every group of the
+      current file (or of ``source``) except those in ``drop``; the caller then writes the new ones.
+      Rewriting into a fresh file means replaced keys leave no dead space (the file does not grow on
+      re-runs, unlike h5py's delete-in-place);
+    * the writer lock of the table (:mod:`alakazam.core.locks`) is held throughout;
+    * an existing read-only table is refused (AlakazamError), never silently replaced;
+    * the new file gets the old file's permission bits, or ``0666 & ~umask`` when it is new;
+    * on any exception (Ctrl-C included) the temporary is removed; temporaries left by killed writers
+      (their PID no longer exists) are removed by the next writer;
+    * the file is fsynced before ``os.replace`` and the directory after it.
+    """
+
+    def __init__(self, path, drop=(), source=None):
         self.path = os.path.abspath(path)
+        self.drop = [d.strip("/") for d in drop]
+        self.source = source
         self.tmp = None
         self.f = None
+        self._lock = None
 
     def __enter__(self):
-        d = os.path.dirname(self.path) or "."
+        from ..core import locks
+        from ..core.outputs import writable
+
+        real = os.path.realpath(self.path)
+        self.real = real
+        d = os.path.dirname(real) or "."
         if not os.path.isdir(d):
             raise AlakazamError(f"output: directory {d!r} does not exist")
-        fd, self.tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(self.path) + "-", dir=d)
-        os.close(fd)
+        if os.path.isdir(real):
+            raise AlakazamError(f"output: {self.path!r} is a directory, not a solution file")
+        exists = os.path.exists(real)
+        if exists and not writable(real):
+            raise AlakazamError(f"output: {self.path!r} is read-only (mode "
+                                f"{oct(os.stat(real).st_mode & 0o777)}); it is not replaced. Make it "
+                                "writable or choose another output")
+        if not writable(d):
+            raise AlakazamError(f"output: directory {d!r} is not writable")
+        self._lock = locks.writer_lock(real, "table")
+        self._lock.__enter__()
         try:
-            if os.path.exists(self.path):
-                _check_file(self.path)
-                shutil.copyfile(self.path, self.tmp)
-                self.f = h5py.File(self.tmp, "a")
+            _clean_stale_tmps(real)
+            source = self.source if self.source is not None else (real if exists else None)
+            if source is not None:
+                _check_file(source)
+            if exists:
+                mode = os.stat(real).st_mode & 0o7777
             else:
-                self.f = h5py.File(self.tmp, "w")
+                um = os.umask(0)
+                os.umask(um)
+                mode = 0o666 & ~um
+            fd, self.tmp = tempfile.mkstemp(prefix=f".tmp-{os.path.basename(real)}-{os.getpid()}-", dir=d)
+            os.close(fd)
+            os.chmod(self.tmp, mode)
+            self.f = h5py.File(self.tmp, "w")
+            if source is not None:
+                with h5py.File(source, "r") as src:
+                    _copy_except(src, self.f, self.drop, "")
+            else:
                 self.f.attrs["format_version"] = FORMAT_VERSION
                 self.f.attrs["creator"] = f"alakazam {__version__}"
         except BaseException:
@@ -165,9 +209,16 @@ class _AtomicFile:
         try:
             if self.f is not None:
                 self.f.close()
+                self.f = None
         finally:
-            if self.tmp and os.path.exists(self.tmp):
-                os.unlink(self.tmp)
+            try:
+                if self.tmp and os.path.exists(self.tmp):
+                    os.unlink(self.tmp)
+            finally:
+                self.tmp = None
+                if self._lock is not None:
+                    lk, self._lock = self._lock, None
+                    lk.__exit__(None, None, None)
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
@@ -179,12 +230,63 @@ class _AtomicFile:
             self.f = None
             with open(self.tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
-            os.replace(self.tmp, self.path)
+            os.replace(self.tmp, self.real)
             self.tmp = None
+            try:
+                dfd = os.open(os.path.dirname(self.real) or ".", os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+            except OSError:
+                pass
         except BaseException:
             self._cleanup()
             raise
+        self._cleanup()
         return False
+
+
+def _copy_except(src, dst, drop, prefix):
+    """Copy the attrs and members of group ``src`` into ``dst``, skipping the paths in ``drop``
+    (relative to the file root) and descending into groups that contain one."""
+    for k, v in src.attrs.items():
+        dst.attrs[k] = v
+    for name in src:
+        path = f"{prefix}{name}"
+        if path in drop:
+            continue
+        if any(d.startswith(path + "/") for d in drop) and isinstance(src[name], h5py.Group):
+            _copy_except(src[name], dst.create_group(name), drop, path + "/")
+        else:
+            src.copy(src[name], dst, name=name)
+
+
+def _clean_stale_tmps(real):
+    """Remove ``.tmp-<name>-<pid>-*`` temporaries of ``real`` whose writer process no longer exists."""
+    d, b = os.path.split(real)
+    pre = f".tmp-{b}-"
+    try:
+        names = os.listdir(d or ".")
+    except OSError:
+        return
+    for n in names:
+        if not n.startswith(pre):
+            continue
+        pid = n[len(pre):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue                    # writer alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        try:
+            os.unlink(os.path.join(d, n))
+        except OSError:
+            pass
 
 
 def _check_file(path):
@@ -206,6 +308,7 @@ def _check_file(path):
 def _write_sets(f, key, sets):
     if key in f:
         del f[key]
+    f.require_group(key)
     for s in sets:
         g = f.require_group(_group_path(key, s))
         g.create_dataset("jones", data=np.asarray(s.jones, np.complex128))
@@ -230,8 +333,7 @@ def _write_sets(f, key, sets):
             g.attrs[k] = _encode_attr(v)
 
 
-def write_term(path, key, sets: List[SolutionSet]):
-    """Write (or replace) all solution sets of one term key, atomically."""
+def _check_sets(key, sets):
     if not _KEY_RE.match(key):
         raise AlakazamError(f"jones key {key!r} is not of the form K0, G1, D0, KC0, CP0")
     for i, s in enumerate(sets):
@@ -239,8 +341,41 @@ def write_term(path, key, sets: List[SolutionSet]):
     paths = [_group_path(key, s) for s in sets]
     if len(set(paths)) != len(paths):
         raise AlakazamError(f"{key}: two solution sets map to the same group")
-    with _AtomicFile(path) as f:
-        _write_sets(f, key, sets)
+
+
+def _new_write_id():
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def write_term(path, key, sets: List[SolutionSet]):
+    """Write (or replace) all solution sets of one term key, atomically."""
+    write_terms(path, {key: sets})
+
+
+def write_terms(path, terms: Dict[str, List[SolutionSet]]):
+    """Write (or replace) several keys in ONE atomic replace of ``path``; every other key is kept.
+
+    A solve block writes all its keys through one call at its end, so a kill leaves the old file or
+    the new one, never a new K0 beside an old G0.  The keys written together share the attr
+    ``write_id`` of their top group (``K0.attrs['write_id']``; see :func:`write_ids`).
+    """
+    for key, sets in terms.items():
+        _check_sets(key, sets)
+    wid = _new_write_id()
+    with _AtomicFile(path, drop=list(terms)) as f:
+        for key, sets in terms.items():
+            _write_sets(f, key, sets)
+            # every key written by one replace (one solve block, one fluxscale) carries the same write_id
+            f[key].attrs["write_id"] = wid
+
+
+def write_ids(path) -> Dict[str, str]:
+    """{key: write_id} of the term keys (keys written by one replace share one id; '' if none)."""
+    _check_file(path)
+    with h5py.File(path, "r") as f:
+        return {k: _decode_attr(f[k].attrs.get("write_id", "")) for k in f.keys() if _KEY_RE.match(k)}
 
 
 def _read_group(g) -> SolutionSet:
@@ -306,7 +441,40 @@ def read_term(path, key) -> List[SolutionSet]:
         if key not in f:
             raise AlakazamError(f"jones key {key!r} not found in {path}; available: "
                                 f"{', '.join(k for k in f.keys() if _KEY_RE.match(k))}")
-        return [_read_group(g) for g in _leaf_groups(f[key])]
+        out = []
+        for g in _leaf_groups(f[key]):
+            try:
+                s = _read_group(g)
+                _check_read_set(s, key)
+            except AlakazamError as e:
+                raise AlakazamError(f"caltable: {path} group {g.name} is damaged: {e}") from None
+            except (KeyError, ValueError, TypeError, OSError) as e:
+                raise AlakazamError(f"caltable: {path} group {g.name} is damaged or not in the alakazam "
+                                    f"layout ({type(e).__name__}: {e})") from None
+            out.append(s)
+        return out
+
+
+_REQUIRED_ATTRS = ("jones_type", "field_name", "spw", "ant_names")
+
+
+def _check_read_set(s: SolutionSet, key):
+    """The attrs and shapes apply/fluxscale rely on (a corrupt table is an error, not a traceback)."""
+    for a in _REQUIRED_ATTRS:
+        if a not in s.attrs:
+            raise AlakazamError(f"attribute {a!r} is missing")
+    jt = str(s.attrs["jones_type"])
+    m = _KEY_RE.match(key)
+    if jt not in TYPE_ORDER or (m is not None and m.group(1) != jt):
+        raise AlakazamError(f"attribute jones_type={jt!r} does not match key {key}")
+    try:
+        int(s.attrs["spw"])
+        int(s.attrs.get("scan_id", 0))
+    except (TypeError, ValueError):
+        raise AlakazamError(f"attribute spw={s.attrs['spw']!r} / scan_id is not an integer") from None
+    if not isinstance(s.attrs["ant_names"], list):
+        raise AlakazamError(f"attribute ant_names={s.attrs['ant_names']!r} is not a list of names")
+    s.validate("shapes")
 
 
 def copy_term(src, dst, key, transform=None, dst_key=None):
@@ -337,18 +505,28 @@ def copy_term(src, dst, key, transform=None, dst_key=None):
     return out
 
 
+def _fluxscale_group(e):
+    return f"fluxscale/field_{str(e['field']).replace('/', '_')}/spw_{int(e['spw'])}"
+
+
+def _write_fluxscale_entries(f, entries):
+    for e in entries:
+        e = dict(e)
+        gname = _fluxscale_group(e)
+        e.pop("field")
+        e.pop("spw")
+        if gname in f:
+            del f[gname]
+        g = f.require_group(gname)
+        for k, v in e.items():
+            if v is not None:
+                g.attrs[k] = _encode_attr(v)
+
+
 def write_fluxscale(path, entries: List[dict]):
     """Write fluxscale results (each: field, spw, scale_p, scale_q, scatter_p, scatter_q, ...)."""
-    with _AtomicFile(path) as f:
-        for e in entries:
-            e = dict(e)
-            gname = f"fluxscale/field_{str(e.pop('field')).replace('/', '_')}/spw_{int(e.pop('spw'))}"
-            if gname in f:
-                del f[gname]
-            g = f.require_group(gname)
-            for k, v in e.items():
-                if v is not None:
-                    g.attrs[k] = _encode_attr(v)
+    with _AtomicFile(path, drop=[_fluxscale_group(e) for e in entries]) as f:
+        _write_fluxscale_entries(f, entries)
 
 
 def read_fluxscale(path) -> List[dict]:
@@ -367,32 +545,23 @@ def read_fluxscale(path) -> List[dict]:
 
 def write_file(path, terms: Dict[str, List[SolutionSet]], fluxscale: Optional[List[dict]] = None,
                base: Optional[str] = None):
-    """Atomically write several terms (and fluxscale entries) to ``path``, starting from a copy of
-    ``base`` (another table) when given."""
-    if base is not None and os.path.abspath(base) != os.path.abspath(path):
+    """Atomically write several terms (and fluxscale entries) to ``path`` in one replace, starting from
+    a copy of ``base`` (another table) when given, else of the current ``path``."""
+    for key, sets in terms.items():
+        _check_sets(key, sets)
+    fluxscale = list(fluxscale or [])
+    source = None
+    if base is not None and os.path.realpath(base) != os.path.realpath(path):
         _check_file(base)
-        d = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=d)
-        os.close(fd)
-        try:
-            shutil.copyfile(base, tmp)
-            with h5py.File(tmp, "a") as f:
-                for key, sets in terms.items():
-                    _write_sets(f, key, sets)
-            if fluxscale:
-                os.replace(tmp, tmp + ".h5")
-                tmp = tmp + ".h5"
-                write_fluxscale(tmp, fluxscale)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return
-    with _AtomicFile(path) as f:
+        source = base
+    wid = _new_write_id()
+    drop = list(terms) + [_fluxscale_group(e) for e in fluxscale]
+    with _AtomicFile(path, drop=drop, source=source) as f:
         for key, sets in terms.items():
             _write_sets(f, key, sets)
-    if fluxscale:
-        write_fluxscale(path, fluxscale)
+            # every key written by one replace (one solve block, one fluxscale) carries the same write_id
+            f[key].attrs["write_id"] = wid
+        _write_fluxscale_entries(f, fluxscale)
 
 
 def remap_antennas(sset: SolutionSet, target_ant_names):

@@ -86,23 +86,22 @@ def check_compatible(path, key, ms=None, ant_names=None, jones_type=None, sets=(
             break
 
 
-def append_term(path, key, sets):
-    """Add ``sets`` to ``key`` (created when absent), keeping its existing groups; atomic."""
+def merged_sets(path, key, sets):
+    """The sets of ``key`` after appending ``sets``: its existing groups (untouched) followed by the new
+    ones, after the compatibility checks above.  The caller writes them (one atomic replace of the
+    whole solve block, :func:`alakazam.io.hdf5.write_terms`)."""
     for i, s in enumerate(sets):
         s.validate(f"{key}[{i}]")
     check_compatible(path, key, ms=sets[0].attrs.get("ms") if sets else None,
                      ant_names=sets[0].attrs.get("ant_names") if sets else None,
                      jones_type=sets[0].attrs.get("jones_type") if sets else None, sets=sets)
-    tmp = "__append__"
-    with hdf5._AtomicFile(path) as f:
-        if tmp in f:
-            del f[tmp]
-        hdf5._write_sets(f, tmp, sets)
-        for s in sets:
-            src, dst = hdf5._group_path(tmp, s), hdf5._group_path(key, s)
-            f.require_group(dst.rsplit("/", 1)[0])
-            f.move(src, dst)
-        del f[tmp]
+    have = hdf5.read_term(path, key) if _groups(path, key) else []
+    return list(have) + list(sets)
+
+
+def append_term(path, key, sets):
+    """Add ``sets`` to ``key`` (created when absent), keeping its existing groups; atomic."""
+    hdf5.write_terms(path, {key: merged_sets(path, key, sets)})
 
 
 def replaced_note(path, key):

@@ -136,7 +136,7 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
                 int_s=60.0, scan_len_s=600.0, chan_width=1.0e6, f0=1.30e9, noise=0.01, seed=0,
                 delays=True, bandpass=True, time_gains=True, leakage=True, crosshand=True,
                 parang_in_data=True, receptor_angle=0.0, dead_ant=True, rfi=False, flag_rows=0.005,
-                descending=False, weight_spectrum=False, start_mjd_day=60401, overwrite=True,
+                descending=False, weight_spectrum=False, start_mjd_day=60401, overwrite=False,
                 rows_per_write=20000, apply_parang_in_data=None, leakage_scale=0.05,
                 leakage_ref_zero=False, spix=None) -> Truth:
     """Write a simulated MS at ``path`` and return (and save) its :class:`Truth`; see the module doc.
@@ -144,6 +144,9 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     Sizes: ``n_ant`` active (+ ``n_ant_extra`` without data), ``n_chan`` one entry per SPW,
     ``duration_h`` hours of ``int_s`` integrations in scans of ``scan_len_s``.  Rows are written in
     blocks of about ``rows_per_write`` rows, so memory stays bounded for GB-sized MSs.
+    ``overwrite`` (default False): replace an existing ``path``, which must be an MS written by
+    ``alakazam simulate`` (:func:`alakazam.core.outputs.check_replace_simulated`); without it an
+    existing ``path`` is an AlakazamError and nothing is touched.
     ``apply_parang_in_data`` is an alias of ``parang_in_data`` (DATA include P when True; MODEL_DATA
     never does).
     Leakages are ``leakage_scale * (N(0,1) + i N(0,1))`` per antenna and feed; ``leakage_ref_zero``
@@ -162,9 +165,11 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
         parang_in_data = bool(apply_parang_in_data)
     rng = np.random.default_rng(seed)
     path = os.path.abspath(str(path))
+    from ..core.outputs import check_replace_simulated
+
+    # an existing PATH is replaced only with overwrite, and only when it is an MS this function wrote
+    check_replace_simulated(path, overwrite)
     if os.path.exists(path):
-        if not overwrite:
-            raise FileExistsError(path)
         import shutil
 
         shutil.rmtree(path)
@@ -533,12 +538,14 @@ def simulate_main(argv=None) -> Truth:
     p.add_argument("--no-parang-in-data", action="store_true")
     p.add_argument("--descending", action="store_true")
     p.add_argument("--weight-spectrum", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT if it is an MS alakazam simulate wrote")
     a = p.parse_args(argv)
     return simulate_ms(a.out, n_ant=a.n_ant, n_ant_extra=a.n_ant_extra, n_chan=tuple(a.n_chan), feed=a.feed,
                        duration_h=a.duration_h, int_s=a.int_s, scan_len_s=a.scan_len_s, noise=a.noise,
                        seed=a.seed, rfi=a.rfi, dead_ant=not a.no_dead_ant, leakage=not a.no_leakage,
                        parang_in_data=not a.no_parang_in_data, descending=a.descending,
-                       weight_spectrum=a.weight_spectrum)
+                       weight_spectrum=a.weight_spectrum, overwrite=a.overwrite)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,148 @@
+"""Checks made before apply writes anything: the output column, and whether the solution tables fit the
+target Measurement Set.
+
+Conventions (pinned by tests/test_reliability.py):
+
+* Output column: ``CORRECTED_DATA`` or a column name the MS does not have yet.  Any other existing
+  column (DATA, MODEL_DATA, FLAG, WEIGHT, UVW, SIGMA, WEIGHT_SPECTRUM, FLAG_ROW, TIME, ...) and every
+  standard MS main-table column name (even when absent) are refused with a ParameterError naming
+  ``output_col``.  The name must look like a column name (letters, digits, '_').
+* Frequencies: for every SPW to correct, the table's solutions for the SPW it maps to (the same SPW
+  id, or ``spwmap[spw]`` when a spwmap is given -- the hook for a later ``spwmap`` parameter) must
+  overlap the data's band: the table's extent is its bin centres +- half ``freqint_hz`` (0 for
+  ``full``), the data's is its channels +- half a channel width.  No overlap is an error.
+* Feed basis: the table's ``feed_basis`` attr must equal the SPW's (linear/circular); else an error.
+* Antennas: no antenna name in common is an error; data antennas missing from the table are a
+  warning listing them (their data are flagged or written uncorrected, as counted by apply).
+* The MS a table was solved on (attr ``ms``) differing from the target MS is a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+import numpy as np
+
+from ..errors import AlakazamError, ParameterError
+
+log = logging.getLogger("alakazam.apply")
+
+# MeasurementSet v2 main-table columns (required and optional) plus the usual scratch columns
+MS_MAIN_COLUMNS = frozenset((
+    "TIME", "TIME_EXTRA_PREC", "ANTENNA1", "ANTENNA2", "ANTENNA3", "FEED1", "FEED2", "FEED3",
+    "DATA_DESC_ID", "PROCESSOR_ID", "PHASE_ID", "FIELD_ID", "INTERVAL", "EXPOSURE", "TIME_CENTROID",
+    "PULSAR_BIN", "PULSAR_GATE_ID", "SCAN_NUMBER", "ARRAY_ID", "OBSERVATION_ID", "STATE_ID",
+    "BASELINE_REF", "UVW", "UVW2", "DATA", "FLOAT_DATA", "VIDEO_POINT", "LAG_DATA", "SIGMA",
+    "SIGMA_SPECTRUM", "WEIGHT", "WEIGHT_SPECTRUM", "FLAG", "FLAG_CATEGORY", "FLAG_ROW", "MODEL_DATA",
+    "CORRECTED_WEIGHT_SPECTRUM", "IMAGING_WEIGHT"))
+ALLOWED_EXISTING = ("CORRECTED_DATA",)
+_COL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def output_column_errors(output_col, data_col="DATA", ms_columns=None):
+    """Messages (empty when fine) for ``output_col`` under the module's rule."""
+    col = str(output_col)
+    expected = "expected CORRECTED_DATA or a new column name"
+    if not _COL_RE.match(col):
+        return [f"{col!r} is not a column name (letters, digits, '_'); {expected}"]
+    if col in ALLOWED_EXISTING and col != data_col:
+        return []
+    if col == data_col:
+        return [f"{col!r} would overwrite the data column being corrected; {expected}"]
+    if col.upper() in MS_MAIN_COLUMNS or col.endswith("_AKPARTIAL"):
+        return [f"{col!r} is a Measurement Set column that apply never overwrites; {expected}"]
+    if ms_columns is not None and col in ms_columns:
+        return [f"{col!r} already exists in the MS and is not CORRECTED_DATA; {expected} "
+                "(apply never overwrites another column)"]
+    return []
+
+
+def ms_columns(ms):
+    """Main-table column names of ``ms``, or None when it cannot be read (reported later, when used)."""
+    try:
+        from casacore.tables import table
+
+        with table(str(ms), ack=False) as t:
+            return t.colnames()
+    except Exception:       # noqa: BLE001
+        return None
+
+
+def check_output_column(output_col, data_col="DATA", ms_columns=None, param="output_col"):
+    errs = output_column_errors(output_col, data_col, ms_columns)
+    if errs:
+        raise ParameterError({param: errs})
+
+
+def _band(freqs, half):
+    f = np.asarray(freqs, float)
+    return float(np.min(f) - half), float(np.max(f) + half)
+
+
+def check_tables(cfg, meta, terms, plan, spwmap=None):
+    """Errors (AlakazamError) and warnings for applying ``terms`` to ``cfg.ms`` (module doc).
+
+    ``plan``: (field id, DATA_DESC_ID, channels, n_rows) of the apply; ``spwmap``: optional
+    {data SPW id: table SPW id}.
+    """
+    errors = []
+    names = list(meta.active_names)
+    target = os.path.realpath(str(cfg.ms))
+    warned_ms = set()
+    for term in terms:
+        sets = term.sets
+        for _, ddid, _, _ in plan:
+            spw = meta.spws[ddid]
+            tspw = spwmap.get(spw.spw_id, spw.spw_id) if spwmap else spw.spw_id
+            ss = [s for s in sets if int(s.attrs.get("spw", -1)) == tspw]
+            if not ss:
+                continue        # reported by run_apply (no solutions for SPW)
+            width = float(np.max(np.abs(spw.chan_width))) if len(spw.chan_width) else 0.0
+            d_lo, d_hi = _band(spw.freqs, width / 2)
+            t_lo = min(_band(s.freq, _half(s))[0] for s in ss)
+            t_hi = max(_band(s.freq, _half(s))[1] for s in ss)
+            tol = 1e-6 * max(abs(d_hi), 1.0)
+            if t_hi < d_lo - tol or t_lo > d_hi + tol:
+                errors.append(f"{term.key}: the table's SPW {tspw} covers {t_lo / 1e9:.6f}-"
+                              f"{t_hi / 1e9:.6f} GHz but the data's SPW {spw.spw_id} covers "
+                              f"{d_lo / 1e9:.6f}-{d_hi / 1e9:.6f} GHz: no overlap (wrong table or MS?)")
+            bases = {str(s.attrs.get("feed_basis")) for s in ss if s.attrs.get("feed_basis")}
+            if bases and bases != {spw.feed_basis}:
+                errors.append(f"{term.key}: solved with {', '.join(sorted(bases))} feeds but SPW "
+                              f"{spw.spw_id} of {cfg.ms} has {spw.feed_basis} feeds")
+        tnames = set()
+        for s in sets:
+            tnames.update(s.ant_names)
+        common = [a for a in names if a in tnames]
+        if tnames and not common:
+            errors.append(f"{term.key}: no antenna of the table ({', '.join(sorted(tnames)[:8])}...) is in "
+                          f"{cfg.ms} ({', '.join(names[:8])}...): wrong table or MS?")
+        elif tnames:
+            missing = [a for a in names if a not in tnames]
+            if missing:
+                log.warning("%s: antennas %s of %s have no solutions in the table (their data get no "
+                            "valid solution)", term.key, ", ".join(missing), cfg.ms)
+        for s in sets[:1]:
+            src = str(s.attrs.get("ms", "") or "")
+            if src and src not in warned_ms and not _same_ms(src, target):
+                warned_ms.add(src)
+                log.warning("%s: solved on %s, applied to %s (another MS)", term.key, src, cfg.ms)
+    if errors:
+        raise AlakazamError("apply: the solution tables do not fit the MS:\n  " + "\n  ".join(errors))
+
+
+def _half(s):
+    w = s.attrs.get("freqint_hz")
+    try:
+        w = float(w)
+    except (TypeError, ValueError):
+        return 0.0
+    return w / 2 if np.isfinite(w) and w > 0 else 0.0
+
+
+def _same_ms(src, target_real):
+    if os.path.exists(src):
+        return os.path.realpath(src) == target_real
+    return os.path.basename(src.rstrip("/")) == os.path.basename(target_real.rstrip("/"))

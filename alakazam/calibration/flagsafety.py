@@ -1,0 +1,69 @@
+"""How FLAG writes stay restorable when apply is interrupted (Ctrl-C, kill -9).
+
+Convention (pinned by tests/test_reliability.py):
+
+* With ``propagate_flags`` the FLAG backup (``<ms>.flagversions/flags.akapply_N.npz``) is complete on
+  disk before the first FLAG write.
+* While FLAG is being written, the marker ``<ms>.flagversions/flags.akapply_N.in_progress`` exists; it
+  holds the restore command.  It is removed when the run completes.
+* Ctrl-C (or SIGTERM through the CLI) logs "FLAG may be partly changed; restore with: ..." and keeps
+  the marker; after a kill -9 the marker stays, and the next apply on that MS warns with the same
+  command.  :func:`alakazam.calibration.apply.restore_flags` removes the marker of the version it
+  restores.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from contextlib import contextmanager
+
+log = logging.getLogger("alakazam.apply")
+
+
+def flagversions_dir(ms) -> str:
+    return str(ms).rstrip("/") + ".flagversions"
+
+
+def marker_path(ms, version) -> str:
+    return os.path.join(flagversions_dir(ms), f"flags.{version}.in_progress")
+
+
+def restore_command(ms, version) -> str:
+    return (f"python -c \"from alakazam.calibration.apply import restore_flags; "
+            f"restore_flags('{ms}', '{version}')\"")
+
+
+def warn_interrupted(ms):
+    """Warn about earlier runs interrupted while writing FLAG (their markers are still present)."""
+    for m in sorted(glob.glob(os.path.join(flagversions_dir(ms), "flags.*.in_progress"))):
+        version = os.path.basename(m)[len("flags."):-len(".in_progress")]
+        log.warning("an earlier apply on %s was interrupted while writing FLAG: FLAG may be partly changed; "
+                    "restore the flags saved before it with: %s", ms, restore_command(ms, version))
+
+
+def clear_marker(ms, version):
+    try:
+        os.unlink(marker_path(ms, version))
+    except FileNotFoundError:
+        pass
+
+
+@contextmanager
+def flag_writes(ms, version):
+    """Mark FLAG writes of a run whose backup is ``version`` (None: no FLAG writes, nothing to do)."""
+    if not version:
+        yield
+        return
+    m = marker_path(ms, version)
+    with open(m, "w") as fh:
+        fh.write(f"FLAG writes in progress; restore with: {restore_command(ms, version)}\n")
+    try:
+        yield
+    except BaseException as e:
+        log.error("apply interrupted (%s) while writing FLAG: FLAG may be partly changed; restore it "
+                  "with: %s",
+                  type(e).__name__, restore_command(ms, version))
+        raise
+    clear_marker(ms, version)

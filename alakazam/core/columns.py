@@ -1,0 +1,189 @@
+"""The output column of apply: written so that an interrupted run never leaves unreadable rows.
+
+Convention (pinned by tests/test_reliability.py):
+
+* A NEW output column is created under the temporary name ``<name>_AKPARTIAL`` (initialised with a
+  copy of the data column when the run does not write every row), written, and renamed to ``<name>``
+  only when every row has been written.  A kill -9 therefore leaves no ``<name>`` column at all (only
+  the partial one, which the next apply on that MS removes and redoes); Ctrl-C removes it at once.
+  Renaming costs nothing, unlike initialising every row before writing.
+* An EXISTING output column is written in place; rows it holds no array for (a column created by
+  another tool, or by an older alakazam killed mid-run) are first initialised from the data column,
+  so every row is readable afterwards even when this run writes only some fields.
+* Only the run that created a partial column removes it, and only while it holds the MS writer lock
+  (:mod:`alakazam.core.locks`), so clean-up never deletes a column another run wrote.
+* casacore rewrites a storage manager's header file (``table.fN``) when it flushes; a kill -9 in the
+  middle of that write can leave a table that casacore cannot open at all (seen once in about 300
+  random kills here, while the new column was being written: "FilebufIO::readBlock - incorrect number
+  of bytes read for file table.f4").  So when apply starts writing (:func:`begin_writes`),
+  ``table.dat``, ``table.info``, ``table.lock`` (casacore's sync data), every storage-manager file
+  except the bulk tiled data files (``*_TSM*``) and files over 8 MB, and the list of the MS's files are
+  saved in ``<ms>/alakazam.apply.bak``; :func:`end_writes` removes the snapshot when apply ends in any
+  orderly way.  The next apply on that MS (:func:`recover`, under the MS lock) finds a snapshot left
+  by a kill: if the table opens, a partial column is dropped; if it does not, the saved files (the
+  table as it was before the run; apply writes only tiled array columns, whose data are not in the
+  saved files) are put back and the files the run added are removed.  Data the killed run wrote into
+  existing columns stay as written (FLAG is restorable from its flag version; re-running the apply
+  rewrites the output column).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import numpy as np
+
+from ..errors import AlakazamError
+
+log = logging.getLogger("alakazam.apply")
+
+PARTIAL_SUFFIX = "_AKPARTIAL"
+
+
+def partial_name(name) -> str:
+    return f"{name}{PARTIAL_SUFFIX}"
+
+
+def _table(ms, **kw):
+    from casacore.tables import table
+
+    return table(str(ms), ack=False, **kw)
+
+
+def undefined_rows(ms, name) -> np.ndarray:
+    """Row numbers whose cell of array column ``name`` holds no array."""
+    with _table(ms) as t:
+        return np.array([r for r in range(t.nrows()) if not t.iscelldefined(name, r)], np.int64)
+
+
+def _fill_rows(ms, name, like, rows, block_rows=20000):
+    with _table(ms, readonly=False) as t:
+        for s0 in range(0, len(rows), block_rows):
+            q = t.selectrows(rows[s0:s0 + block_rows])
+            q.putcol(name, q.getcol(like))
+            q.close()
+
+
+SNAPSHOT = "alakazam.apply.bak"
+_MAX_SAVED = 8 * 2**20
+# table.lock too: casacore keeps sync data there (rows, columns, storage-manager counters) that must
+# match table.dat (a missing or newer one makes the restored table fail to open)
+_SAVED = ("table.dat", "table.info", "table.lock")
+
+
+def _snapshot(ms):
+    snap = os.path.join(str(ms), SNAPSHOT)
+    tmp = snap + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    names = sorted(os.listdir(str(ms)))
+    small = [n for n in names if n.startswith("table.f") and "_TSM" not in n
+             and os.path.getsize(os.path.join(str(ms), n)) <= _MAX_SAVED]
+    for f in list(_SAVED) + small:
+        if os.path.exists(os.path.join(str(ms), f)):
+            shutil.copy2(os.path.join(str(ms), f), os.path.join(tmp, f))
+    with open(os.path.join(tmp, "files.txt"), "w") as fh:
+        fh.write("\n".join(names))
+    os.replace(tmp, snap)
+
+
+def _clear_snapshot(ms):
+    shutil.rmtree(os.path.join(str(ms), SNAPSHOT), ignore_errors=True)
+
+
+def begin_writes(ms):
+    """Save what :func:`recover` needs to undo a kill during this apply's writes (module doc)."""
+    _snapshot(ms)
+
+
+def end_writes(ms):
+    """The apply ended in an orderly way (success, error or Ctrl-C): the snapshot is not needed."""
+    _clear_snapshot(ms)
+
+
+def _opens(ms) -> bool:
+    """Whether casacore can open ``ms``, probed in a child process: a failed open in this process would
+    stay in casacore's per-process table cache and spoil every later open of the repaired table."""
+    import subprocess
+    import sys
+
+    code = "import sys; from casacore.tables import table; table(sys.argv[1], ack=False).close()"
+    r = subprocess.run([sys.executable, "-c", code, str(ms)], capture_output=True)
+    return r.returncode == 0
+
+
+def recover(ms):
+    """Undo what an apply killed while its partial column existed left behind (module doc).
+
+    Returns None (nothing to do), 'dropped' (the table opened; partial column removed) or 'restored'
+    (the table did not open; its description before the column was added was put back)."""
+    snap = os.path.join(str(ms), SNAPSHOT)
+    shutil.rmtree(snap + ".tmp", ignore_errors=True)
+    if not os.path.isdir(snap):
+        return
+    if _opens(ms):
+        with _table(ms) as t:
+            cols = t.colnames()
+        for c in cols:
+            if c.endswith(PARTIAL_SUFFIX):
+                log.warning("%s: removing the partial column %s left by an interrupted apply", ms, c)
+                drop(ms, c)
+        _clear_snapshot(ms)
+        return "dropped"
+    log.warning("%s: an apply was killed while writing and the table no longer opens; restoring the table "
+                "description saved before it started", ms)
+    for f in sorted(os.listdir(snap)):
+        if f == "files.txt":
+            continue
+        shutil.copy2(os.path.join(snap, f), os.path.join(str(ms), f + ".restore"))
+        os.replace(os.path.join(str(ms), f + ".restore"), os.path.join(str(ms), f))
+    with open(os.path.join(snap, "files.txt")) as fh:
+        before = set(fh.read().split("\n"))
+    for n in os.listdir(str(ms)):
+        if n.startswith("table.f") and n not in before:
+            os.unlink(os.path.join(str(ms), n))
+
+    _clear_snapshot(ms)
+    if not _opens(ms):
+        raise AlakazamError(f"ms: {ms} cannot be opened even after undoing the interrupted apply; restore it "
+                            "from a backup")
+    return "restored"
+
+
+def prepare(ms, name, like, init):
+    """(column to write, created) for output column ``name`` (module doc); ``init``: the run will not
+    write every row, so a new column is first filled with a copy of ``like``."""
+    from . import ms_io
+
+    part = partial_name(name)
+    with _table(ms) as t:
+        cols = t.colnames()
+    if part in cols:
+        log.warning("%s: removing the partial column %s left by an interrupted apply; redoing it", ms, part)
+        drop(ms, part)
+    if name in cols:
+        bad = undefined_rows(ms, name)
+        if len(bad):
+            log.warning("%s: %d rows of %s held no data (interrupted earlier run?); initialised from %s",
+                        ms, len(bad), name, like)
+            _fill_rows(ms, name, like, bad)
+        return name, False
+    ms_io.ensure_column(ms, part, like=like, init=init)
+    return part, True
+
+
+def commit(ms, written, name):
+    """Give the fully written partial column its final name."""
+    if written == name:
+        return
+    with _table(ms, readonly=False) as t:
+        t.renamecol(written, name)
+
+
+def drop(ms, written):
+    """Remove a partial column this run created."""
+    with _table(ms, readonly=False) as t:
+        if written in t.colnames():
+            t.removecols([written])

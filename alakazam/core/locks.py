@@ -1,0 +1,131 @@
+"""One writer per solution table and per Measurement Set: advisory ``fcntl.flock`` locks.
+
+Convention (pinned by tests/test_reliability.py):
+
+* A solution table ``dir/cal.h5`` is locked through the sidecar ``dir/.cal.h5.lock``; a symlinked
+  table locks its target (``os.path.realpath``), so two names of one file share one lock.
+* A Measurement Set ``x.ms`` is locked through ``x.ms/alakazam.lock`` (inside the MS directory, as
+  casacore keeps its own ``table.lock`` there).
+* The lock is exclusive and non-blocking: a second writer fails at once with
+  :class:`LockedError` "``<path>`` is in use by PID N (command); lock file ``<file>``".  The holder
+  writes ``PID command`` into the lock file for that message.
+* The kernel releases the lock when the holder exits in any way (kill -9 included); the lock file
+  itself is left in place (deleting it would race with a new holder) and is harmless.
+* Locks are re-entrant within a thread (a solve holding its table's lock writes through
+  :mod:`alakazam.io.hdf5`, which takes the same lock); another thread of the same process is refused
+  like another process.
+* Readers do not lock: solution tables are only ever replaced whole (``os.replace``), so a reader sees
+  the old or the new file.
+* On a file system without lock support (``ENOLCK``/``EOPNOTSUPP``) the run continues with a warning.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import sys
+import threading
+from contextlib import contextmanager
+
+from ..errors import AlakazamError
+
+log = logging.getLogger("alakazam.locks")
+
+_held = {}                      # lock file -> [fd, count, thread ident]
+_mutex = threading.Lock()
+
+
+class LockedError(AlakazamError):
+    """Another run holds the writer lock of a table or MS."""
+
+
+def lock_file_for(path, kind="table") -> str:
+    """The lock file of ``path``: ``kind`` 'table' (sidecar ``.name.lock``) or 'ms' (``ms/alakazam.lock``)."""
+    real = os.path.realpath(str(path))
+    if kind == "ms":
+        return os.path.join(real, "alakazam.lock")
+    d, b = os.path.split(real)
+    return os.path.join(d, f".{b}.lock")
+
+
+def _holder(lock_file) -> str:
+    try:
+        with open(lock_file) as fh:
+            text = fh.read(400).strip()
+    except OSError:
+        text = ""
+    if not text:
+        return "another process"
+    pid, _, cmd = text.partition(" ")
+    return f"PID {pid} ({cmd})" if cmd else f"PID {pid}"
+
+
+def _command() -> str:
+    cmd = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)) or "python"
+    return cmd[:200]
+
+
+@contextmanager
+def writer_lock(path, kind="table"):
+    """Hold the exclusive writer lock of ``path`` (a solution table or, ``kind='ms'``, an MS) for the
+    ``with`` body; raises :class:`LockedError` at once when another run holds it."""
+    lf = lock_file_for(path, kind)
+    me = threading.get_ident()
+    with _mutex:
+        if lf in _held:
+            if _held[lf][2] != me:
+                raise LockedError(f"{path} is in use by another thread of this process; lock file {lf}")
+            _held[lf][1] += 1
+            reentered = True
+        else:
+            reentered = False
+    if reentered:
+        try:
+            yield lf
+        finally:
+            with _mutex:
+                _held[lf][1] -= 1
+        return
+    what = "Measurement Set" if kind == "ms" else "solution table"
+    try:
+        fd = os.open(lf, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise AlakazamError(f"{path}: cannot create the lock file {lf} ({e.strerror}); the {what}'s "
+                            f"directory must be writable") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            os.close(fd)
+            raise LockedError(f"{what} {path} is in use by {_holder(lf)}; lock file {lf}. Wait for that "
+                              "run to finish (one writer at a time).") from None
+        if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
+            log.warning("%s: the file system does not support locks; concurrent writers are not detected",
+                        path)
+        else:
+            os.close(fd)
+            raise
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {_command()}\n".encode())
+    except OSError:
+        pass
+    with _mutex:
+        _held[lf] = [fd, 1, me]
+    try:
+        yield lf
+    finally:
+        with _mutex:
+            _held.pop(lf, None)
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass
+        os.close(fd)            # releases the flock
+
+
+def is_held(path, kind="table") -> bool:
+    """True when this process holds the writer lock of ``path``."""
+    return lock_file_for(path, kind) in _held

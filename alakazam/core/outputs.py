@@ -1,0 +1,100 @@
+"""Checks of output destinations, made before anything runs (clear errors instead of a PermissionError
+after a long solve), and the rule for replacing a simulated MS.
+
+Conventions (pinned by tests/test_reliability.py):
+
+* A solution-table output must sit in an existing, writable directory; an existing output must be a
+  writable regular file (a read-only table is never replaced).
+* An MS that apply writes into must be a writable directory.
+* ``alakazam simulate PATH`` / :func:`alakazam.sim.simulate_ms` replace an existing PATH only with
+  ``overwrite``, and even then only when PATH is a Measurement Set that ``alakazam simulate`` wrote
+  (OBSERVATION::OBSERVER == 'alakazam simulate'); never '.', a parent of the working directory, the
+  home directory, '/', a symlink, a file or any other directory.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import AlakazamError
+
+SIM_OBSERVER = "alakazam simulate"
+
+
+def writable(path) -> bool:
+    """Writable by this process AND not write-protected by its mode bits (no 'w' for anyone): a file or
+    directory the user made read-only counts as read-only even for root."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return os.access(path, os.W_OK) and bool(st.st_mode & 0o222)
+
+
+def check_output_file(path, what="output"):
+    """``path`` can be written as a new or replaced file (see the module doc)."""
+    p = os.path.abspath(os.path.expanduser(str(path)))
+    real = os.path.realpath(p)
+    d = os.path.dirname(real)
+    if not str(path).strip():
+        raise AlakazamError(f"{what}: an output file name is required")
+    if not os.path.isdir(d):
+        raise AlakazamError(f"{what}: directory {d!r} of {str(path)!r} does not exist")
+    if os.path.isdir(real):
+        raise AlakazamError(f"{what}: {str(path)!r} is a directory, expected a file name")
+    if os.path.exists(real) and not writable(real):
+        raise AlakazamError(f"{what}: {str(path)!r} is read-only; it is not replaced (make it writable or "
+                            "choose another output)")
+    if not writable(d):
+        raise AlakazamError(f"{what}: directory {d!r} is not writable")
+
+
+def check_ms_writable(ms, what="ms", flag_backup=False):
+    """The MS directory exists and can be written (apply writes a column; FLAG with propagate_flags);
+    with ``flag_backup`` also ``<ms>.flagversions`` (or, when missing, the directory holding the MS)."""
+    if not os.path.isdir(str(ms)):
+        raise AlakazamError(f"{what}: {str(ms)!r} does not exist (expected a Measurement Set directory)")
+    if not writable(str(ms)):
+        raise AlakazamError(f"{what}: {str(ms)!r} is not writable (apply writes its output column there)")
+    if flag_backup:
+        fv = str(ms).rstrip("/") + ".flagversions"
+        where = fv if os.path.isdir(fv) else (os.path.dirname(os.path.abspath(fv)) or ".")
+        if not writable(where):
+            raise AlakazamError(f"{what}: {where!r} is not writable; propagate_flags saves FLAG to {fv} "
+                                "before changing it")
+
+
+def is_simulated_ms(path) -> bool:
+    """True when ``path`` is a Measurement Set written by ``alakazam simulate``."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        return False
+    if not (os.path.isfile(os.path.join(path, "table.dat")) and
+            os.path.isdir(os.path.join(path, "OBSERVATION"))):
+        return False
+    try:
+        from casacore.tables import table
+
+        with table(os.path.join(path, "OBSERVATION"), ack=False) as t:
+            return t.nrows() > 0 and str(t.getcell("OBSERVER", 0)) == SIM_OBSERVER
+    except Exception:       # noqa: BLE001 -- unreadable: not ours
+        return False
+
+
+def check_replace_simulated(path, overwrite):
+    """Raise unless ``path`` is free, or (``overwrite``) a simulated MS that may be deleted."""
+    path = os.path.abspath(str(path))
+    if not os.path.lexists(path):
+        return
+    if not overwrite:
+        raise AlakazamError(f"simulate: {path!r} exists; pass overwrite (--overwrite) to replace it "
+                            "(only a Measurement Set written by alakazam simulate is ever replaced)")
+    real = os.path.realpath(path)
+    cwd = os.path.realpath(os.getcwd())
+    home = os.path.realpath(os.path.expanduser("~"))
+    protected = {"/", home, cwd}
+    if real in protected or cwd.startswith(real.rstrip("/") + "/") or os.path.islink(path):
+        raise AlakazamError(f"simulate: refusing to replace {path!r} (the working directory, one of its "
+                            "parents, the home directory, '/' or a symlink)")
+    if not is_simulated_ms(path):
+        raise AlakazamError(f"simulate: refusing to replace {path!r}: it is not a Measurement Set written "
+                            "by alakazam simulate (remove it yourself if it is really meant to go)")
