@@ -157,7 +157,10 @@ def preflight(calls, produced_elsewhere=()):
     for section, where, task, params, _ in calls:
         to_yaml = {p.name: p.yamlkey for p in task.spec.params if p.yamlkey}
         try:
-            cfg = task._prepare(_validated(task, params, have_table))
+            # a flag block reads only its MS: akflag's own validate also checks its selections against it
+            ok = (task.validate(task.bind(**params)) if section == "flag"
+                  else _validated(task, params, have_table))
+            cfg = task._prepare(ok)
         except ParameterError as e:
             for k, v in e.errors.items():
                 k = k.split(".", 1)[1] if k.startswith(task.name + ".") else k
@@ -245,13 +248,13 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
         for i, block in enumerate([blocks] if isinstance(blocks, dict) else blocks):
             where = f"{section}[{i}]"
             if config_errors:
-                if any(k == where or k.startswith(where + ".") for k in config_errors):
-                    if isinstance(block, dict) and isinstance(block.get("output"), str):
-                        skipped_outputs.append(block["output"])     # later blocks may read it
-                    continue            # already reported for this block
+                # a block with errors is still checked as a task call (e.g. a flag block's antenna
+                # against its MS), so that one run reports every bad key; nothing runs anyway
+                if isinstance(block, dict) and isinstance(block.get("output"), str):
+                    skipped_outputs.append(block["output"])         # later blocks may read it
                 try:
                     params = conv(block, where)
-                except AlakazamError:
+                except (AlakazamError, AttributeError, TypeError):
                     continue
             else:
                 params = conv(block, where)
@@ -272,8 +275,8 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
         # every block's task parameters and destinations are checked before the first block runs
         try:
             preflight(calls, skipped_outputs)
-        except ParameterError as e:
-            raise ParameterError({**config_errors, **e.errors}) from None
+        except ParameterError as e:     # the file's own wording wins where both name a key
+            raise ParameterError({**e.errors, **config_errors}) from None
         if config_errors:
             raise ParameterError(config_errors)
         for section, where, task, params, quiet in calls:

@@ -657,7 +657,7 @@ def test_all_flagged_or_zero_weight_is_an_error(ms_copy, tmp_path):
     from alakazam.config import fluxscale_config_from_dict
 
     fs = str(tmp_path / "fs.h5")
-    with pytest.raises(AlakazamError, match="no SPW of spw='7'"):
+    with pytest.raises(AlakazamError, match="spw: '7' selects no SPW"):
         run_fluxscale(fluxscale_config_from_dict(dict(reference_table=cal, reference_field=["3C286"],
                                                       transfer_field=["3C147"], output=fs,
                                                       jones_type="G0", spw="7")))

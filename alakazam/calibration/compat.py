@@ -101,10 +101,13 @@ def check_tables(cfg, meta, terms, plan, spwmap=None):
                 continue        # reported by run_apply (no solutions for SPW)
             width = float(np.max(np.abs(spw.chan_width))) if len(spw.chan_width) else 0.0
             d_lo, d_hi = _band(spw.freqs, width / 2)
-            t_lo = min(_band(s.freq, _half(s))[0] for s in ss)
-            t_hi = max(_band(s.freq, _half(s))[1] for s in ss)
+            # a delay imported from a CASA table referenced at 0 Hz carries no band of its own (its
+            # "frequency" is the reference): nothing to compare for it
+            banded = [s for s in ss if np.size(s.freq) and float(np.min(s.freq)) > 0]
+            t_lo = min((_band(s.freq, _half(s))[0] for s in banded), default=d_lo)
+            t_hi = max((_band(s.freq, _half(s))[1] for s in banded), default=d_hi)
             tol = 1e-6 * max(abs(d_hi), 1.0)
-            if t_hi < d_lo - tol or t_lo > d_hi + tol:
+            if banded and (t_hi < d_lo - tol or t_lo > d_hi + tol):
                 errors.append(f"{term.key}: the table's SPW {tspw} covers {t_lo / 1e9:.6f}-"
                               f"{t_hi / 1e9:.6f} GHz but the data's SPW {spw.spw_id} covers "
                               f"{d_lo / 1e9:.6f}-{d_hi / 1e9:.6f} GHz: no overlap (wrong table or MS?)")
