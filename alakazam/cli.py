@@ -57,9 +57,14 @@ def cmd_fluxscale_info(args):
 
 def cmd_simulate(args):
     from .sim import simulate_ms
+    from .sim.simulate import hazard_kwargs
+
+    def error(msg):
+        raise AlakazamError(msg)
 
     t = simulate_ms(args.out, n_ant=args.n_ant, n_chan=tuple(args.n_chan), feed=args.feed, seed=args.seed,
-                    duration_h=args.hours, int_s=args.int_s, noise=args.noise, rfi=args.rfi)
+                    duration_h=args.hours, int_s=args.int_s, noise=args.noise, rfi=args.rfi,
+                    **hazard_kwargs(args, error))
     print(f"wrote {t.ms} ({len(t.ant_names)} active antennas, SPWs {list(t.spw_freqs)}, "
           f"{len(t.times)} integrations, {t.feed} feeds); truth in {t.ms}.truth.npz")
 
@@ -100,6 +105,8 @@ def build_parser():
     s.add_argument("--int-s", type=float, default=60.0)
     s.add_argument("--noise", type=float, default=0.01, help="Jy per real/imag part")
     s.add_argument("--rfi", action="store_true")
+    from .sim.simulate import add_hazard_arguments
+    add_hazard_arguments(s)
     s.set_defaults(func=cmd_simulate)
     s = sub.add_parser("demo", help="simulate, solve, fluxscale, apply; print recovered vs true")
     s.add_argument("--dir", default="alakazam_demo")

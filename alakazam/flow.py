@@ -357,19 +357,19 @@ def _ticking(items, advance):
 def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
     """Yield ``(chunk, rows)``: ms_io Chunks holding the group's rows and the indices of those rows
     in the chunk (None = all).  Tier 1: the cached (field, SPW) read, never copied; tiers 2/3: reads of
-    at most ``max_rows`` rows, RFI-flagged here."""
-    from .core import ms_io, rfi
+    at most ``max_rows`` rows, flagged here (:func:`alakazam.core.cellflags.flag_chunk`)."""
+    from .core import cellflags, ms_io
 
     cfg = ctx.cfg
-    rfi_on = bool(cfg.rfi_threshold and cfg.rfi_threshold > 0)
+    corr_types = ctx.meta.spws[ddid].corr_types
     if ctx.tier == 1:
         key = (fid, ddid)
         if key not in ctx.cache:
             c = ms_io.read_rows(cfg.ms, ddid, [fid], scans=ctx.scans, chans=chans,
                                 data_col=cfg.data_col, model_col=cfg.model_col)
-            if rfi_on:
-                # per-row statistics of the raw data: flag once here, not again in every step
-                c.flag = rfi.mad_flag(c.data, c.model, c.flag, cfg.rfi_threshold)
+            # bad values, per-row MAD and per-scan channel statistics of the raw data: flagged once
+            # here, not again in every step (alakazam.core.cellflags)
+            c.flag = cellflags.flag_chunk(c, corr_types, cfg.rfi_threshold)
             ctx.cache[key] = c
         ch = ctx.cache[key]
         sel = np.flatnonzero(np.isin(ch.scan, group.scans))
@@ -377,8 +377,8 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
         return
     for ch in ms_io.iter_chunks(cfg.ms, ddid, [fid], scans=group.scans, chans=chans,
                                 data_col=cfg.data_col, model_col=cfg.model_col, max_rows=ctx.max_rows):
-        if rfi_on and ch.n_row:
-            ch.flag = rfi.mad_flag(ch.data, ch.model, ch.flag, cfg.rfi_threshold)
+        if ch.n_row:
+            ch.flag = cellflags.flag_chunk(ch, corr_types, cfg.rfi_threshold)
         yield ch, None
         del ch                  # not held while the next chunk is read (one chunk resident)
 

@@ -1,0 +1,310 @@
+"""Sample flags of the solve beyond the per-row MAD (:mod:`alakazam.core.rfi`): bad values and RFI
+that a statistic across channels of one row cannot see.
+
+Two stages, both run on the raw data of a chunk as read (before pre-apply and accumulation), from
+:func:`alakazam.flow._iter_group_chunks`:
+
+:func:`flag_bad_values` (always on)
+    A sample is flagged when its DATA or WEIGHT is NaN/Inf, or WEIGHT < 0; a (row, channel) is flagged
+    in every correlation when MODEL_DATA is NaN/Inf in any correlation (the model-side pre-apply
+    mixes the four correlations) or zero in all of them (a zero model carries no gain information and
+    would bias the weighted averages ``sum w V / sum w`` against ``sum w M / sum w``).
+
+:func:`flag_persistent` (with ``rfi_threshold > 0``)
+    Statistics per *row group* -- the rows of one scan in the chunk (tier 1: the whole scan) -- of
+    ``x = |V| / |M|`` (|V| where M = 0) over the unflagged cross-correlation samples of the parallel
+    hands, per channel:
+
+    1. *time direction* (per channel, across the rows of the group): median m_c and
+       sigma_c = 1.4826 MAD; samples with ``|x - m_c| > threshold * sigma_c`` are flagged (broadband
+       bursts, intermittent RFI in a few integrations, dropouts);
+    2. *persistent channels* (across channels): d_c = m_c - r_c, r_c the running median of m over
+       the 7 channels centred on c (a smooth bandpass cancels); with sigma_d = 1.4826 MAD(d) over
+       the channels, channel c is flagged in every row of the group when
+       ``d_c > max(threshold * sigma_d, MIN_REL_DEV * r_c)`` (one-sided: RFI adds power, a band edge
+       that rolls off is kept) or when its scatter sigma_c exceeds ``SCATTER_RATIO`` times the
+       running median of the scatter (RFI of random phase) -- a channel that carries RFI in every row
+       (a satellite), which the per-row MAD only partly catches because the weakest RFI samples look
+       normal;
+    3. *extension within the group* (CASA flagdata extend: growtime / growfreq / extendpols): a
+       channel with more than ``GROW`` of its samples flagged is flagged in every row of the group, a
+       row with more than ``GROW`` of its channels flagged is flagged in every channel, and every
+       flag from 1-3 covers all correlations of the sample.
+
+    Groups with fewer than :data:`MIN_ROWS` rows and channels with fewer than :data:`MIN_ROWS` usable
+    samples are left alone; channel statistics need :data:`~alakazam.core.rfi.MIN_CHANNELS` channels.
+    The cost is two quickselects per (channel, parallel hand) over the rows of a group (numba,
+    parallel over channels), about the cost of the per-row MAD.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._numba import njit, pjit
+from .rfi import MAD_TO_SIGMA, MIN_CHANNELS, _median
+
+#: minimum rows of a group (and usable samples of a channel) for statistics
+MIN_ROWS = 4
+#: extension: a channel (row) with more than this fraction of its samples flagged is flagged whole
+GROW = 0.5
+#: a persistent channel must also exceed its neighbours' median level by this fraction
+MIN_REL_DEV = 0.2
+#: ... or have a scatter across the rows this many times its neighbours' median scatter
+SCATTER_RATIO = 2.0
+#: half width of the running median across channels
+HALF_WINDOW = 3
+
+
+@pjit
+def _bad_values(data, model, weight, flag, out, use_model):
+    n_row, n_chan, n_corr = data.shape
+    n_bad = np.zeros(n_row, np.int64)
+    for row in prange(n_row):
+        nb = 0
+        for chan in range(n_chan):
+            mbad = False
+            if use_model:
+                allzero = True
+                for c in range(n_corr):
+                    m = np.complex128(model[row, chan, c])
+                    if not (np.isfinite(m.real) and np.isfinite(m.imag)):
+                        mbad = True
+                    if m.real != 0 or m.imag != 0:
+                        allzero = False
+                mbad = mbad or allzero
+            for c in range(n_corr):
+                if flag[row, chan, c]:
+                    out[row, chan, c] = True
+                    continue
+                v = np.complex128(data[row, chan, c])
+                w = np.float64(weight[row, chan, c])
+                if mbad or not (np.isfinite(v.real) and np.isfinite(v.imag)) or not np.isfinite(w) or w < 0:
+                    out[row, chan, c] = True
+                    nb += 1
+        n_bad[row] = nb
+    return n_bad.sum()
+
+
+def flag_bad_values(data, model, weight, flag):
+    """``(flags, n_new)``: ``flag`` (not modified) plus the samples with non-finite DATA/WEIGHT,
+    negative WEIGHT, or a non-finite or all-zero MODEL (module docstring); n_new counts the newly
+    flagged samples."""
+    out = np.array(flag, bool, copy=True)
+    if data.shape[0] == 0:
+        return out, 0
+    use_model = model is not None
+    m = model if use_model else np.zeros((1, 1, 1), np.complex64)
+    w = np.broadcast_to(weight, data.shape)
+    n = _bad_values(data, m, w, np.asarray(flag, bool), out, use_model)
+    return out, int(n)
+
+
+@njit
+def _ratio(data, model, row, chan, c, use_model):
+    v = np.complex128(data[row, chan, c])
+    v2 = v.real * v.real + v.imag * v.imag
+    if use_model:
+        m = np.complex128(model[row, chan, c])
+        m2 = m.real * m.real + m.imag * m.imag
+        if m2 > 0:
+            return np.sqrt(v2 / m2)
+    return np.sqrt(v2)
+
+
+@pjit
+def _time_direction(data, model, out, rows, lo, hi, use_corr, threshold, use_model, med, sig, nuse):
+    # per channel (parallel): median and MAD across the group's rows, per parallel hand; per-sample
+    # outliers flagged in every correlation (each channel writes only its own column: race-free)
+    n_chan = data.shape[1]
+    n_corr = data.shape[2]
+    n = hi - lo
+    for chan in prange(n_chan):
+        x = np.empty(n)
+        xs = np.empty(n)
+        for k in range(len(use_corr)):
+            c = use_corr[k]
+            cnt = 0
+            for i in range(n):
+                row = rows[lo + i]
+                x[i] = np.nan
+                if out[row, chan, c]:
+                    continue
+                xv = _ratio(data, model, row, chan, c, use_model)
+                if np.isfinite(xv):
+                    x[i] = xv
+                    xs[cnt] = xv
+                    cnt += 1
+            nuse[chan, k] = cnt
+            if cnt < 4:
+                continue
+            m = _median(xs, cnt)
+            for i in range(cnt):
+                xs[i] = abs(xs[i] - m)
+            s = MAD_TO_SIGMA * _median(xs, cnt)
+            med[chan, k] = m
+            sig[chan, k] = s
+            if not s > 0:
+                continue
+            lim = threshold * s
+            for i in range(n):
+                if np.isfinite(x[i]) and abs(x[i] - m) > lim:
+                    row = rows[lo + i]
+                    for cc in range(n_corr):
+                        out[row, chan, cc] = True
+
+
+@njit
+def _running_median(v, ok, chan, buf):
+    nb = 0
+    for j in range(max(0, chan - HALF_WINDOW), min(len(v), chan + HALF_WINDOW + 1)):
+        if ok[j]:
+            buf[nb] = v[j]
+            nb += 1
+    return _median(buf, nb)
+
+
+@njit
+def _channel_and_extend(out, rows, lo, hi, use_corr, threshold, med, sig, nuse, cross):
+    n_chan = out.shape[1]
+    n_corr = out.shape[2]
+    n = hi - lo
+    bad_chan = np.zeros(n_chan, np.bool_)
+    # 2. persistent channels, per parallel hand: deviation from the running median of the neighbours
+    d = np.empty(n_chan)
+    ref = np.empty(n_chan)
+    buf = np.empty(2 * HALF_WINDOW + 1)
+    ds = np.empty(n_chan)
+    ok = np.zeros(n_chan, np.bool_)
+    for k in range(len(use_corr)):
+        n_ok = 0
+        for chan in range(n_chan):
+            ok[chan] = nuse[chan, k] >= 4 and np.isfinite(med[chan, k]) and np.isfinite(sig[chan, k])
+            n_ok += ok[chan]
+        if n_ok < MIN_CHANNELS:
+            continue
+        nd = 0
+        for chan in range(n_chan):
+            d[chan] = np.nan
+            if not ok[chan]:
+                continue
+            r = _running_median(med[:, k], ok, chan, buf)
+            ref[chan] = r
+            d[chan] = med[chan, k] - r
+            ds[nd] = abs(d[chan])
+            nd += 1
+        # MAD of d about 0 (d is a deviation from the local level, centred by construction)
+        sd = MAD_TO_SIGMA * _median(ds, nd)
+        for chan in range(n_chan):
+            if not ok[chan]:
+                continue
+            # RFI adds power: one-sided (a band edge that rolls off is not flagged)
+            if d[chan] > max(threshold * sd, MIN_REL_DEV * abs(ref[chan])):
+                bad_chan[chan] = True
+            elif sig[chan, k] > SCATTER_RATIO * _running_median(sig[:, k], ok, chan, buf):
+                bad_chan[chan] = True
+    # 3. extension: channels, then rows (counted over the parallel hands of the cross-correlations)
+    n_cross = 0
+    for i in range(n):
+        if cross[rows[lo + i]]:
+            n_cross += 1
+    if n_cross == 0:
+        return
+    for chan in range(n_chan):
+        if bad_chan[chan]:
+            continue
+        nf = 0
+        for i in range(n):
+            row = rows[lo + i]
+            if not cross[row]:
+                continue
+            for k in range(len(use_corr)):
+                if out[row, chan, use_corr[k]]:
+                    nf += 1
+                    break
+        if nf > GROW * n_cross:
+            bad_chan[chan] = True
+    for i in range(n):
+        row = rows[lo + i]
+        if not cross[row]:
+            continue
+        for chan in range(n_chan):
+            if bad_chan[chan]:
+                for c in range(n_corr):
+                    out[row, chan, c] = True
+        nf = 0
+        for chan in range(n_chan):
+            for k in range(len(use_corr)):
+                if out[row, chan, use_corr[k]]:
+                    nf += 1
+                    break
+        if nf > GROW * n_chan:
+            for chan in range(n_chan):
+                for c in range(n_corr):
+                    out[row, chan, c] = True
+
+
+def parallel_hands(corr_types):
+    """Indices of the parallel-hand correlations (XX/YY, RR/LL) among ``corr_types``."""
+    idx = [i for i, c in enumerate(corr_types) if str(c) in ("XX", "YY", "RR", "LL")]
+    return np.asarray(idx or list(range(len(corr_types))), np.int64)
+
+
+def flag_persistent(data, model, flag, group, cross, use_corr, threshold):
+    """Per-group channel statistics (module docstring).
+
+    Parameters
+    ----------
+    data, model : (row, chan, corr) complex (model may be None: statistic |V|)
+    flag : (row, chan, corr) bool, not modified
+    group : (row,) int  -- the row group (scan number)
+    cross : (row,) bool -- cross-correlation rows (autocorrelations are neither used nor flagged)
+    use_corr : int array -- the correlations the statistics use (the parallel hands)
+    threshold : float -- robust sigmas (rfi_threshold); <= 0 disables
+
+    Returns
+    -------
+    (flags (row, chan, corr) bool, a new array; number of newly flagged samples)
+    """
+    out = np.array(flag, bool, copy=True)
+    n_row, n_chan = data.shape[:2]
+    if threshold is None or threshold <= 0 or n_row == 0 or n_chan == 0:
+        return out, 0
+    use_model = model is not None
+    m = model if use_model else np.zeros((1, 1, 1), np.complex64)
+    cross = np.asarray(cross, bool)
+    group = np.asarray(group)
+    sel = np.flatnonzero(cross)
+    order = sel[np.argsort(group[sel], kind="stable")].astype(np.int64)
+    if len(order) == 0:
+        return out, 0
+    g = group[order]
+    cuts = np.flatnonzero(g[1:] != g[:-1]) + 1
+    bounds = np.concatenate([[0], cuts, [len(order)]]).astype(np.int64)
+    use_corr = np.asarray(use_corr, np.int64)
+    for i in range(len(bounds) - 1):
+        lo, hi = int(bounds[i]), int(bounds[i + 1])
+        if hi - lo < MIN_ROWS:
+            continue
+        med = np.full((n_chan, len(use_corr)), np.nan)
+        sig = np.full((n_chan, len(use_corr)), np.nan)
+        nuse = np.zeros((n_chan, len(use_corr)), np.int64)
+        _time_direction(data, m, out, order, lo, hi, use_corr, float(threshold), use_model, med, sig, nuse)
+        _channel_and_extend(out, order, lo, hi, use_corr, float(threshold), med, sig, nuse, cross)
+    return out, int(out.sum() - np.count_nonzero(flag))
+
+
+def flag_chunk(chunk, corr_types, threshold):
+    """All solve-time sample flags of a chunk as read: :func:`flag_bad_values` (always), the per-row
+    MAD of :func:`alakazam.core.rfi.mad_flag` and :func:`flag_persistent` (both with
+    ``threshold > 0``).  Returns the new flag array (``chunk.flag`` is not modified)."""
+    from . import rfi
+
+    flag, _ = flag_bad_values(chunk.data, chunk.model, chunk.weight, chunk.flag)
+    if threshold is None or threshold <= 0 or chunk.n_row == 0:
+        return flag
+    flag = rfi.mad_flag(chunk.data, chunk.model, flag, threshold)
+    flag, _ = flag_persistent(chunk.data, chunk.model, flag, chunk.scan, chunk.ant1 != chunk.ant2,
+                              parallel_hands(corr_types), threshold)
+    return flag
