@@ -82,6 +82,8 @@ class SolveConfig:
     solver_backend: str = "numba"
     apply_parang: bool = False
     rfi_threshold: float = 5.0      # MAD sigmas; 0 disables
+    min_snr: float = 3.0            # flag solutions with SNR below (CASA minsnr); 0 disables
+    min_bl_per_ant: int = 4         # CASA minblperant; 0 disables
     max_iter: int = 100
     tol: float = 1.0e-10
     memory_limit_gb: float = 0.0    # 0 = 40% of available RAM
@@ -263,7 +265,8 @@ def assign_keys(jones_list, existing_keys=(), where="jones"):
 
 
 _SOLVE_KEYS = {"ms", "output", "ref_ant", "data_col", "model_col", "solver_backend", "apply_parang",
-               "rfi_threshold", "max_iter", "tol", "memory_limit_gb", "gpu", "jones", "field",
+               "rfi_threshold", "min_snr", "min_bl_per_ant", "max_iter", "tol", "memory_limit_gb", "gpu",
+               "jones", "field",
                "time_interval", "freq_interval", "phase_only", "preapply_time_interp", "external_preapply",
                "spw", "scan", "quiet"}
 _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_field", "output",
@@ -390,6 +393,8 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         solver_backend=_typed(d, "solver_backend", str, "numba", where, names, errs, BACKENDS),
         apply_parang=_typed(d, "apply_parang", bool, False, where, names, errs),
         rfi_threshold=_typed(d, "rfi_threshold", float, 5.0, where, names, errs),
+        min_snr=_typed(d, "min_snr", float, 3.0, where, names, errs),
+        min_bl_per_ant=_typed(d, "min_bl_per_ant", int, 4, where, names, errs),
         max_iter=_typed(d, "max_iter", int, 100, where, names, errs),
         tol=_typed(d, "tol", float, 1e-10, where, names, errs),
         memory_limit_gb=_typed(d, "memory_limit_gb", float, 0.0, where, names, errs),
@@ -401,6 +406,10 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         errs.add(_name("max_iter", where, names), f"{cfg.max_iter} must be >= 1")
     if cfg.tol is not None and cfg.tol <= 0:
         errs.add(_name("tol", where, names), f"{cfg.tol} must be > 0")
+    if not (0 <= cfg.min_snr < float("inf")):
+        errs.add(_name("min_snr", where, names), f"{cfg.min_snr} must be a finite number >= 0 (0 = off)")
+    if cfg.min_bl_per_ant < 0:
+        errs.add(_name("min_bl_per_ant", where, names), f"{cfg.min_bl_per_ant} must be >= 0 (0 = off)")
     errs.raise_if_any()
     return cfg
 

@@ -237,16 +237,28 @@ def run_solve(cfg: SolveConfig) -> dict:
             raise AlakazamError(
                 f"{step.key}: no data selected for field(s) {step.field} (spw={cfg.spw!r}, "
                 f"scan={cfg.scan!r}); check the selection with 'alakazam info' / listobs")
-        hdf5.write_term(cfg.output, step.key, sets)
         n_sol = sum(s.flags.size for s in sets)
         n_flag = int(sum(s.flags.sum() for s in sets))
+        reasons = {}
+        for s in sets:
+            for k, v in getattr(s, "quality", {}).items():
+                reasons[k] = reasons.get(k, 0) + v
+        why = ", ".join(f"{k} {v}" for k, v in reasons.items() if v)
+        if n_flag == n_sol:
+            raise AlakazamError(
+                f"{step.key} ({step.jones_type}): every solution is flagged ({n_sol} solutions, field(s) "
+                f"{step.field}; {why or 'no usable data'}): the selected data are all flagged, have zero "
+                f"weight or NaN/Inf values, or MODEL_DATA is NaN or zero; check FLAG, WEIGHT and "
+                f"{cfg.model_col} (nothing was written for {step.key})")
+        hdf5.write_term(cfg.output, step.key, sets)
         summary["terms"][step.key] = {
             "jones_type": step.jones_type, "n_groups": len(sets), "n_solutions": n_sol,
             "flagged": n_flag, "seconds": seconds,
             "converged": float(np.mean(np.concatenate([s.converged.ravel() for s in sets]))),
         }
-        log.info("%s: %d solution groups, %d/%d flagged, %.2f s", step.key, len(sets), n_flag, n_sol,
-                 seconds)
+        summary["terms"][step.key]["flag_reasons"] = reasons
+        log.info("%s: %d solution groups, %d/%d flagged%s, %.2f s", step.key, len(sets), n_flag, n_sol,
+                 f" (of which {why})" if why else "", seconds)
 
     if not field_major:
         for step, fids in zip(cfg.steps, step_fields):
@@ -375,10 +387,14 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
         sel = np.flatnonzero(np.isin(ch.scan, group.scans))
         yield ch, (None if len(sel) == ch.n_row else sel)
         return
-    for ch in ms_io.iter_chunks(cfg.ms, ddid, [fid], scans=group.scans, chans=chans,
-                                data_col=cfg.data_col, model_col=cfg.model_col, max_rows=ctx.max_rows):
+    # reads of whole blocks of integrations: the channel statistics see the same rows in every tier
+    for rows, gid in cellflags.block_reads(cfg.ms, ms_io.row_numbers(cfg.ms, ddid, [fid], group.scans),
+                                           ctx.max_rows):
+        ch = ms_io.read_rows(cfg.ms, ddid, [fid], chans=chans, data_col=cfg.data_col,
+                             model_col=cfg.model_col, meta=ctx.meta, rows=rows)
         if ch.n_row:
-            ch.flag = cellflags.flag_chunk(ch, corr_types, cfg.rfi_threshold)
+            same = len(ch.rownr) == len(rows) and np.array_equal(ch.rownr, rows)
+            ch.flag = cellflags.flag_chunk(ch, corr_types, cfg.rfi_threshold, groups=gid if same else None)
         yield ch, None
         del ch                  # not held while the next chunk is read (one chunk resident)
 
@@ -496,7 +512,8 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             n_off = int(cross_phase.remove_leakage_offsets(batch).sum())
             log.debug("%s: leakage offsets removed in %d/%d cells", step.key, n_off, batch.n_cell)
         opts = solvers.SolveOptions(phase_only=step.phase_only, max_iter=cfg.max_iter, tol=cfg.tol,
-                                    gpu=cfg.gpu)
+                                    gpu=cfg.gpu, min_bl_per_ant=cfg.min_bl_per_ant, min_snr=cfg.min_snr,
+                                    flag_nonconverged=True)
         res = solvers.solve(jt, batch, backend=cfg.solver_backend, opts=opts)
         # --- assemble the (n_ant, n_freq, n_time, 2, 2) grid
         n_t = len(cells_t)
@@ -545,8 +562,33 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
         sset = SolutionSet(jones=jones, flags=flags, time=times, freq=fcent, delay=delay,
                            converged=conv, n_iter=niter, cost=cost, attrs=attrs)
         sset.extra = {"ref_ant": refused}
+        _quality(sset, res, cell_index, cfg.rfi_threshold)
         out.append(sset)
     return out
+
+
+def _quality(sset, res, cell_index, threshold):
+    """SNR grid into ``solver_stats/snr`` (n_ant, n_freq, n_time, 2), bandpass outlier channels
+    flagged (G with >= 4 freq bins; :mod:`alakazam.solvers.quality`), and the counts of solutions
+    flagged per reason kept on ``sset.quality`` (logged by the step; not written)."""
+    from .solvers import quality
+
+    n_ant, n_f, n_t = sset.flags.shape
+    snr = np.zeros((n_ant, n_f, n_t, 2))
+    counts = {}
+    for name in ("minblperant", "minsnr", "nonconverged"):
+        counts[name] = int(sum(res.extra[name][c].sum() for c in range(len(cell_index))))
+    for c, (it, jf) in enumerate(cell_index):
+        snr[:, jf, it] = res.extra["snr"][c]
+    counts["outlier_channel"] = 0
+    if sset.attrs.get("jones_type") == "G" and n_f >= 4:
+        new = quality.outlier_channels(sset.jones, sset.flags, snr, threshold) & ~sset.flags
+        if new.any():
+            sset.flags |= new
+            sset.jones[new] = np.nan
+            counts["outlier_channel"] = int(new.sum())
+    sset.extra["snr"] = snr
+    sset.quality = counts
 
 
 def _bin_centres(freqs, fbin_of_chan, n_fcell):

@@ -11,19 +11,26 @@ Two stages, both run on the raw data of a chunk as read (before pre-apply and ac
     would bias the weighted averages ``sum w V / sum w`` against ``sum w M / sum w``).
 
 :func:`flag_persistent` (with ``rfi_threshold > 0``)
-    Statistics per *row group* -- the rows of one scan in the chunk (tier 1: the whole scan) -- of
+    Statistics per *row group* -- the rows of a block of :data:`BLOCK_INTEGRATIONS` consecutive
+    integrations of one scan, counted from the scan's first integration (:func:`stat_blocks`; memory
+    tiers 2 and 3 read whole blocks, :func:`block_reads`, so the flags do not depend on the tier) -- of
     ``x = |V| / |M|`` (|V| where M = 0) over the unflagged cross-correlation samples of the parallel
     hands, per channel:
 
-    1. *time direction* (per channel, across the rows of the group): median m_c and
-       sigma_c = 1.4826 MAD; samples with ``|x - m_c| > threshold * sigma_c`` are flagged (broadband
-       bursts, intermittent RFI in a few integrations, dropouts);
-    2. *persistent channels* (across channels): d_c = m_c - r_c, r_c the running median of m over
+    0. *row level*: L_r = the median of x over the row's unflagged channels;
+    1. *bursts* (per baseline, across the group's integrations): a row whose L_r exceeds the
+       baseline's median level by more than ``max(threshold * sigma, BURST_REL * median)`` is flagged
+       in every channel (broadband RFI: the per-row MAD cannot see it, all channels rise together);
+    1b. *time direction* (per channel, across the rows of the group) on the normalised ratio
+       ``x / L_r`` (the gains and the source flux cancel, the bandpass shape remains): median m_c and
+       sigma_c = 1.4826 MAD; a sample with ``|x/L - m_c| > max(threshold * sigma_c, MIN_REL_DEV m_c)``
+       is flagged (intermittent narrow-band RFI);
+    2. *persistent channels* (across channels, on the m_c of 1b): d_c = m_c - r_c, r_c the running median of m over
        the 7 channels centred on c (a smooth bandpass cancels); with sigma_d = 1.4826 MAD(d) over
        the channels, channel c is flagged in every row of the group when
        ``d_c > max(threshold * sigma_d, MIN_REL_DEV * r_c)`` (one-sided: RFI adds power, a band edge
-       that rolls off is kept) or when its scatter sigma_c exceeds ``SCATTER_RATIO`` times the
-       running median of the scatter (RFI of random phase) -- a channel that carries RFI in every row
+       that rolls off is kept) or when its scatter sigma_c exceeds both ``SCATTER_RATIO`` times the
+       running median of the scatter and ``MIN_REL_DEV * m_c`` (RFI of random phase) -- a channel that carries RFI in every row
        (a satellite), which the per-row MAD only partly catches because the weakest RFI samples look
        normal;
     3. *extension within the group* (CASA flagdata extend: growtime / growfreq / extendpols): a
@@ -53,8 +60,13 @@ GROW = 0.5
 MIN_REL_DEV = 0.2
 #: ... or have a scatter across the rows this many times its neighbours' median scatter
 SCATTER_RATIO = 2.0
+#: a burst raises a row's level (median over channels) by more than this fraction of the baseline's
+#: median level in the group
+BURST_REL = 0.5
 #: half width of the running median across channels
 HALF_WINDOW = 3
+#: a row group is a block of this many consecutive integrations of one scan (:func:`stat_blocks`)
+BLOCK_INTEGRATIONS = 8
 
 
 @pjit
@@ -114,9 +126,71 @@ def _ratio(data, model, row, chan, c, use_model):
 
 
 @pjit
-def _time_direction(data, model, out, rows, lo, hi, use_corr, threshold, use_model, med, sig, nuse):
-    # per channel (parallel): median and MAD across the group's rows, per parallel hand; per-sample
-    # outliers flagged in every correlation (each channel writes only its own column: race-free)
+def _row_levels(data, model, out, rows, use_corr, use_model, level):
+    # level[row, k] = median over the unflagged channels of x (parallel hand k); NaN when too few
+    n_chan = data.shape[1]
+    for i in prange(len(rows)):
+        row = rows[i]
+        xs = np.empty(n_chan)
+        for k in range(len(use_corr)):
+            c = use_corr[k]
+            cnt = 0
+            for chan in range(n_chan):
+                if out[row, chan, c]:
+                    continue
+                xv = _ratio(data, model, row, chan, c, use_model)
+                if np.isfinite(xv):
+                    xs[cnt] = xv
+                    cnt += 1
+            level[row, k] = _median(xs, cnt) if cnt >= MIN_CHANNELS else np.nan
+
+
+@njit
+def _bursts(out, level, seg_rows, seg_bounds, threshold):
+    # per segment (the rows of one baseline in one group, in time order): a row whose level exceeds
+    # the segment's median level by more than BURST_REL of it and threshold robust sigmas is flagged
+    n_chan, n_corr = out.shape[1], out.shape[2]
+    n_k = level.shape[1]
+    n_new = 0
+    for g in range(len(seg_bounds) - 1):
+        lo, hi = seg_bounds[g], seg_bounds[g + 1]
+        n = hi - lo
+        if n < 3:
+            continue
+        buf = np.empty(n)
+        for k in range(n_k):
+            cnt = 0
+            for i in range(lo, hi):
+                v = level[seg_rows[i], k]
+                if np.isfinite(v):
+                    buf[cnt] = v
+                    cnt += 1
+            if cnt < 3:
+                continue
+            m = _median(buf, cnt)
+            cnt2 = 0
+            for i in range(lo, hi):
+                v = level[seg_rows[i], k]
+                if np.isfinite(v):
+                    buf[cnt2] = abs(v - m)
+                    cnt2 += 1
+            sd = MAD_TO_SIGMA * _median(buf, cnt2)
+            for i in range(lo, hi):
+                row = seg_rows[i]
+                v = level[row, k]
+                if np.isfinite(v) and v - m > max(threshold * sd, BURST_REL * abs(m)):
+                    for chan in range(n_chan):
+                        for c in range(n_corr):
+                            out[row, chan, c] = True
+                    n_new += 1
+    return n_new
+
+
+@pjit
+def _time_direction(data, model, out, rows, lo, hi, use_corr, threshold, use_model, level, med, sig, nuse):
+    # per channel (parallel): median and MAD across the group's rows of x / level(row), per parallel
+    # hand; per-sample outliers flagged in every correlation (each channel writes only its own
+    # column: race-free)
     n_chan = data.shape[1]
     n_corr = data.shape[2]
     n = hi - lo
@@ -129,15 +203,16 @@ def _time_direction(data, model, out, rows, lo, hi, use_corr, threshold, use_mod
             for i in range(n):
                 row = rows[lo + i]
                 x[i] = np.nan
-                if out[row, chan, c]:
+                lv = level[row, k]
+                if out[row, chan, c] or not (lv > 0):
                     continue
-                xv = _ratio(data, model, row, chan, c, use_model)
+                xv = _ratio(data, model, row, chan, c, use_model) / lv
                 if np.isfinite(xv):
                     x[i] = xv
                     xs[cnt] = xv
                     cnt += 1
             nuse[chan, k] = cnt
-            if cnt < 4:
+            if cnt < MIN_ROWS:
                 continue
             m = _median(xs, cnt)
             for i in range(cnt):
@@ -145,9 +220,7 @@ def _time_direction(data, model, out, rows, lo, hi, use_corr, threshold, use_mod
             s = MAD_TO_SIGMA * _median(xs, cnt)
             med[chan, k] = m
             sig[chan, k] = s
-            if not s > 0:
-                continue
-            lim = threshold * s
+            lim = max(threshold * s, MIN_REL_DEV * abs(m))
             for i in range(n):
                 if np.isfinite(x[i]) and abs(x[i] - m) > lim:
                     row = rows[lo + i]
@@ -202,7 +275,8 @@ def _channel_and_extend(out, rows, lo, hi, use_corr, threshold, med, sig, nuse, 
             # RFI adds power: one-sided (a band edge that rolls off is not flagged)
             if d[chan] > max(threshold * sd, MIN_REL_DEV * abs(ref[chan])):
                 bad_chan[chan] = True
-            elif sig[chan, k] > SCATTER_RATIO * _running_median(sig[:, k], ok, chan, buf):
+            elif sig[chan, k] > max(SCATTER_RATIO * _running_median(sig[:, k], ok, chan, buf),
+                                    MIN_REL_DEV * abs(med[chan, k])):
                 bad_chan[chan] = True
     # 3. extension: channels, then rows (counted over the parallel hands of the cross-correlations)
     n_cross = 0
@@ -251,15 +325,15 @@ def parallel_hands(corr_types):
     return np.asarray(idx or list(range(len(corr_types))), np.int64)
 
 
-def flag_persistent(data, model, flag, group, cross, use_corr, threshold):
+def flag_persistent(data, model, flag, group, ant1, ant2, use_corr, threshold):
     """Per-group channel statistics (module docstring).
 
     Parameters
     ----------
     data, model : (row, chan, corr) complex (model may be None: statistic |V|)
     flag : (row, chan, corr) bool, not modified
-    group : (row,) int  -- the row group (scan number)
-    cross : (row,) bool -- cross-correlation rows (autocorrelations are neither used nor flagged)
+    group : (row,) int  -- the row group (:func:`stat_blocks`)
+    ant1, ant2 : (row,) int -- antennas (autocorrelations are neither used nor flagged)
     use_corr : int array -- the correlations the statistics use (the parallel hands)
     threshold : float -- robust sigmas (rfi_threshold); <= 0 disables
 
@@ -273,7 +347,8 @@ def flag_persistent(data, model, flag, group, cross, use_corr, threshold):
         return out, 0
     use_model = model is not None
     m = model if use_model else np.zeros((1, 1, 1), np.complex64)
-    cross = np.asarray(cross, bool)
+    ant1, ant2 = np.asarray(ant1), np.asarray(ant2)
+    cross = ant1 != ant2
     group = np.asarray(group)
     sel = np.flatnonzero(cross)
     order = sel[np.argsort(group[sel], kind="stable")].astype(np.int64)
@@ -283,6 +358,17 @@ def flag_persistent(data, model, flag, group, cross, use_corr, threshold):
     cuts = np.flatnonzero(g[1:] != g[:-1]) + 1
     bounds = np.concatenate([[0], cuts, [len(order)]]).astype(np.int64)
     use_corr = np.asarray(use_corr, np.int64)
+    level = np.full((n_row, len(use_corr)), np.nan)
+    _row_levels(data, m, out, order, use_corr, use_model, level)
+    # broadband bursts: per (group, baseline) across the group's integrations
+    a_lo = np.minimum(ant1, ant2).astype(np.int64)[order]
+    a_hi = np.maximum(ant1, ant2).astype(np.int64)[order]
+    seg_key = np.column_stack([g, a_lo, a_hi])
+    so = np.lexsort((a_hi, a_lo, g))
+    sk = seg_key[so]
+    seg_cuts = np.flatnonzero((sk[1:] != sk[:-1]).any(axis=1)) + 1
+    seg_bounds = np.concatenate([[0], seg_cuts, [len(so)]]).astype(np.int64)
+    _bursts(out, level, order[so], seg_bounds, float(threshold))
     for i in range(len(bounds) - 1):
         lo, hi = int(bounds[i]), int(bounds[i + 1])
         if hi - lo < MIN_ROWS:
@@ -290,21 +376,72 @@ def flag_persistent(data, model, flag, group, cross, use_corr, threshold):
         med = np.full((n_chan, len(use_corr)), np.nan)
         sig = np.full((n_chan, len(use_corr)), np.nan)
         nuse = np.zeros((n_chan, len(use_corr)), np.int64)
-        _time_direction(data, m, out, order, lo, hi, use_corr, float(threshold), use_model, med, sig, nuse)
+        _time_direction(data, m, out, order, lo, hi, use_corr, float(threshold), use_model, level, med, sig,
+                        nuse)
         _channel_and_extend(out, order, lo, hi, use_corr, float(threshold), med, sig, nuse, cross)
     return out, int(out.sum() - np.count_nonzero(flag))
 
 
-def flag_chunk(chunk, corr_types, threshold):
+def stat_blocks(scan, time):
+    """Row group (n_row,) int64 of each row: ``scan * 2**20 + block``, block = (rank of the row's
+    integration among the scan's integrations present) // BLOCK_INTEGRATIONS.  Depends only on the
+    set of (scan, time) of the rows given, so the whole scans must be given (tier 1: the (field, SPW)
+    read; tiers 2/3: the times of the group's rows, :func:`block_reads`)."""
+    scan = np.asarray(scan, np.int64)
+    time = np.asarray(time, float)
+    if len(scan) == 0:
+        return np.zeros(0, np.int64)
+    pairs, inv = np.unique(np.column_stack([scan.astype(float), time]), axis=0, return_inverse=True)
+    inv = np.asarray(inv).ravel()
+    ps = pairs[:, 0].astype(np.int64)
+    first = np.searchsorted(ps, ps, side="left")               # pairs sorted by (scan, time)
+    rank = np.arange(len(ps)) - first
+    gid = ps * (2 ** 20) + rank // BLOCK_INTEGRATIONS
+    return gid[inv]
+
+
+def block_reads(ms, rows, max_rows):
+    """Split MS row numbers (of whole scans) into reads of whole row groups (:func:`stat_blocks`) of
+    at most ``max_rows`` rows -- at least one group per read, so a group larger than ``max_rows`` is
+    read whole.  Returns a list of (row numbers, group ids)."""
+    from casacore.tables import table
+
+    rows = np.asarray(rows, np.int64)
+    if len(rows) == 0:
+        return []
+    with table(str(ms), ack=False) as t:
+        q = t.selectrows(rows)
+        time = q.getcol("TIME")
+        scan = q.getcol("SCAN_NUMBER")
+        q.close()
+    gid = stat_blocks(scan, time)
+    order = np.argsort(gid, kind="stable")
+    g = gid[order]
+    cuts = np.concatenate([[0], np.flatnonzero(g[1:] != g[:-1]) + 1, [len(g)]])
+    out, start = [], 0
+    for i in range(1, len(cuts)):
+        if cuts[i] - cuts[start] > max(int(max_rows), 1) and i - 1 > start:
+            sel = np.sort(order[cuts[start]:cuts[i - 1]])
+            out.append((rows[sel], gid[sel]))
+            start = i - 1
+    sel = np.sort(order[cuts[start]:])
+    out.append((rows[sel], gid[sel]))
+    return out
+
+
+def flag_chunk(chunk, corr_types, threshold, groups=None):
     """All solve-time sample flags of a chunk as read: :func:`flag_bad_values` (always), the per-row
     MAD of :func:`alakazam.core.rfi.mad_flag` and :func:`flag_persistent` (both with
-    ``threshold > 0``).  Returns the new flag array (``chunk.flag`` is not modified)."""
+    ``threshold > 0``) on the row groups ``groups`` (default :func:`stat_blocks` of the chunk).
+    Returns the new flag array (``chunk.flag`` is not modified)."""
     from . import rfi
 
     flag, _ = flag_bad_values(chunk.data, chunk.model, chunk.weight, chunk.flag)
     if threshold is None or threshold <= 0 or chunk.n_row == 0:
         return flag
     flag = rfi.mad_flag(chunk.data, chunk.model, flag, threshold)
-    flag, _ = flag_persistent(chunk.data, chunk.model, flag, chunk.scan, chunk.ant1 != chunk.ant2,
+    if groups is None:
+        groups = stat_blocks(chunk.scan, chunk.time)
+    flag, _ = flag_persistent(chunk.data, chunk.model, flag, groups, chunk.ant1, chunk.ant2,
                               parallel_hands(corr_types), threshold)
     return flag
