@@ -133,6 +133,7 @@ class ApplyConfig:
     propagate_flags: bool = False
     memory_limit_gb: float = 0.0
     quiet: bool = False
+    applymode: str = ""             # CASA applymode (calibration/applymode.py); "" = from propagate_flags
 
 
 @dataclass
@@ -151,6 +152,9 @@ import difflib  # noqa: E402
 import re  # noqa: E402
 
 from .errors import AlakazamError, ParameterError  # noqa: E402
+
+#: CASA applycal applymodes (alakazam.calibration.applymode)
+APPLY_MODES = ("calflag", "calflagstrict", "calonly", "trial", "flagonly", "flagonlystrict")
 
 _TIME_UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hr": 3600.0}
 _FREQ_UNITS = {"hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
@@ -272,7 +276,8 @@ _SOLVE_KEYS = {"ms", "output", "ref_ant", "data_col", "model_col", "solver_backe
 _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_field", "output",
               "jones_type", "spw"}
 _APPLY_KEYS = {"ms", "output_col", "data_col", "target_field", "target_scans", "spw", "apply_parang",
-               "propagate_flags", "jones", "tables", "field_select", "time_interp", "solution_field",
+               "propagate_flags", "applymode", "jones", "tables", "field_select", "time_interp",
+               "solution_field",
                "memory_limit_gb", "quiet"}
 
 
@@ -473,7 +478,16 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
         apply_parang=_typed(d, "apply_parang", bool, False, where, names, errs),
         propagate_flags=_typed(d, "propagate_flags", bool, False, where, names, errs),
         memory_limit_gb=_typed(d, "memory_limit_gb", float, 0.0, where, names, errs),
-        quiet=_typed(d, "quiet", bool, False, where, names, errs))
+        quiet=_typed(d, "quiet", bool, False, where, names, errs),
+        applymode=_typed({"applymode": d.get("applymode") or None}, "applymode", str, "", where, names, errs,
+                         APPLY_MODES))
+    writes = ("calflag", "calflagstrict", "flagonly", "flagonlystrict")
+    if cfg.applymode:
+        if "propagate_flags" in d and isinstance(d["propagate_flags"], bool) and \
+                d["propagate_flags"] != (cfg.applymode in writes):
+            errs.add(_name("applymode", where, names),
+                     f"{cfg.applymode!r} contradicts propagate_flags: {d['propagate_flags']!r} (give one of them)")
+        cfg.propagate_flags = cfg.applymode in writes
     errs.raise_if_any()
     return cfg
 

@@ -467,6 +467,8 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             times = ch.time[rows]
             sbin = sample_bin_of_rows(group, step.time_interval, scan_t0, ch.scan[rows], times)
             utimes, tix = np.unique(times, return_inverse=True)
+            uscan = np.zeros(len(utimes), np.int64)
+            uscan[tix] = ch.scan[rows]          # flagged solutions are not bridged across scans
             # per-row arrays over the whole chunk (rows not in the group: never read by the kernel)
             n = ch.n_row
             row_bl = np.full(n, -1, np.int64)
@@ -481,7 +483,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
                 diag = sky = None
                 if need_tables:
                     diag, sky = chain.preapply_tables(ctx.prior, meta, ddid, chans, fld, utimes[t0:t1],
-                                                      cfg.apply_parang)
+                                                      cfg.apply_parang, time_scan=uscan[t0:t1])
                 part = rows if (t0 == 0 and t1 == len(utimes)) else rows[(tix >= t0) & (tix < t1)]
                 averaging.accumulate_corrected(vis_sum, model_sum, w_sum, w_row, ch.data, ch.model, ch.flag,
                                                ch.weight, part, tidx, ch.ant1, ch.ant2, acc_bin, row_bl,

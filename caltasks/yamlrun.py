@@ -11,6 +11,7 @@ field (solve)       akcal field                            [[a, b], [c]] -> ['a,
 phase_only          akcal calmode                          true -> 'p', false -> 'ap' (per step)
 ref_ant             akcal refant                           index -> its string
 propagate_flags     akapply applymode                      true -> 'calflag', false -> 'calonly'
+applymode           akapply applymode                      as is (calflag, calonly, trial, flagonly, ...)
 solution_field      akapply solutionfield                  ~ -> '', [a, b] -> 'a,b'
 ==================  =====================================  ======================================
 
@@ -95,9 +96,13 @@ def fluxscale_params(block: dict, where="fluxscale[0]") -> dict:
 
 def apply_params(block: dict, where="apply[0]") -> dict:
     """An ``apply`` block -> akapply keyword arguments."""
+    block = dict(block)
+    mode = block.pop("applymode", None)          # CASA's name, accepted in YAML as is
     p = _yaml_to_params(akapply, block, where)
     if "applymode" in p:
         p["applymode"] = "calflag" if p["applymode"] else "calonly"
+    if mode:
+        p["applymode"] = mode
     if "solutionfield" in p:
         p["solutionfield"] = _nulls(p["solutionfield"])
     if p.get("field") is None:

@@ -6,10 +6,11 @@ pass-through / nearest frequency mapping, antenna remap by name) and composed in
 docs/conventions.md: ``J = Diag D P`` (P only with ``apply_parang``).  Diagonal-only chains use the
 diagonal kernel; D or P use the full 2x2 inverse.
 
-DATA is never modified.  Data with no valid solution (flagged solution, antenna missing from the
-table) are either flagged (``propagate_flags``: FLAG is first saved to
-``<ms>.flagversions/flags.akapply_N.npz`` -- restore with :func:`restore_flags`) or written
-uncorrected and counted in the result (never multiplied by NaN).
+DATA is never modified.  What happens to data with no valid solution (flagged solution, antenna
+missing from the table) is CASA's ``applymode`` (:mod:`alakazam.calibration.applymode`): flagged
+(calflag, flagonly: FLAG is first saved to ``<ms>.flagversions/flags.akapply_N.npz`` -- restore with
+:func:`restore_flags`), written uncorrected (calonly; never multiplied by NaN), or only counted
+(trial: nothing written).  The counts per term and field are logged and returned.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..config import ApplyConfig
 from ..errors import AlakazamError
+from . import applymode as _am
 from . import chain
 
 log = logging.getLogger("alakazam.apply")
@@ -119,7 +121,11 @@ def run_apply(cfg: ApplyConfig) -> dict:
         n_rows_ms = t.nrows()
     covers_all = (sum(p[3] for p in plan) == n_rows_ms and
                   all(len(c) == len(meta.spws[d].freqs) for _, d, c, _ in plan))
-    created = ms_io.ensure_column(cfg.ms, cfg.output_col, like=cfg.data_col, init=not covers_all)
+    mode = _am.resolve(getattr(cfg, "applymode", ""), cfg.propagate_flags)
+    if mode not in _am.APPLY_MODES:
+        raise AlakazamError(f"applymode: {mode!r} is not allowed; expected one of {', '.join(_am.APPLY_MODES)}")
+    created = (ms_io.ensure_column(cfg.ms, cfg.output_col, like=cfg.data_col, init=not covers_all)
+               if _am.writes_data(mode) else False)
     try:
         return _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start)
     except BaseException:
@@ -133,26 +139,39 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start):
     from .. import progress
     from ..core import memory
 
-    backup = backup_flags(cfg.ms) if cfg.propagate_flags else None
+    mode = _am.resolve(getattr(cfg, "applymode", ""), cfg.propagate_flags)
+    backup = backup_flags(cfg.ms) if _am.writes_flags(mode) else None
     if backup:
         log.info("FLAG saved as flag version %s; restore with: python -c \"from alakazam.calibration.apply "
                  "import restore_flags; restore_flags('%s', '%s')\"", backup, cfg.ms, backup)
     limit = memory.memory_limit_bytes(cfg.memory_limit_gb)
     lines = []
     counts = {"rows": 0, "samples": 0, "no_solution": 0, "flagged_by_solution": 0}
+    per_term = {}           # (term key, field name) -> samples whose solution in that term is flagged
     for fid, ddid, chans, n_rows in plan:
         fld = meta.fields[fid]
         spw = meta.spws[ddid]
         with progress.bar(f"apply {fld.name} spw {spw.spw_id}: rows", n_rows, quiet=cfg.quiet) as pbar:
-            _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar)
-    if counts["no_solution"]:
-        log.warning("%d samples had no valid solution and were written uncorrected (set propagate_flags "
-                    "to flag them instead)", counts["no_solution"])
-    return {"output_col": cfg.output_col, "created_column": created, "flag_backup": backup,
+            _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar,
+                         mode, per_term)
+    verb = {"calflag": "flagged", "calflagstrict": "flagged", "flagonly": "flagged",
+            "flagonlystrict": "flagged", "calonly": "left uncorrected",
+            "trial": "would be flagged (trial: nothing written)"}[mode]
+    for (key, fname), n in per_term.items():
+        if n:
+            log.info("applymode %s: %s %s: %d samples have a flagged solution and are %s", mode, key, fname,
+                     n, verb)
+    if counts["no_solution"] and mode == "calonly":
+        log.warning("%d samples had no valid solution and were written uncorrected (applymode calflag / "
+                    "propagate_flags flags them instead)", counts["no_solution"])
+    return {"output_col": cfg.output_col if _am.writes_data(mode) else None, "created_column": created,
+            "flag_backup": backup, "applymode": mode,
+            "flagged_by_term": {f"{k}/{f}": n for (k, f), n in per_term.items()},
             "log": lines, "seconds": _time.perf_counter() - t_start, **counts}
 
 
-def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar):
+def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar,
+                 mode="calonly", per_term=None):
     """Correct the rows of one field and SPW, chunk by chunk."""
     from ..core import memory, ms_io
     from ..jones import algebra
@@ -175,7 +194,15 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
                                 max_rows=max_rows, meta=meta):
         data, _, flag, _ = ch.four_corr(spw.corr_types)
         utimes, tidx = np.unique(ch.time, return_inverse=True)
-        diag, sky = chain.compose(terms, spw.spw_id, utimes, freqs, names, fld.name, (fld.ra, fld.dec))
+        tscan = np.zeros(len(utimes), np.int64)
+        tscan[tidx] = ch.scan               # flagged solutions are not bridged across scans
+        diag, sky = chain.compose(terms, spw.spw_id, utimes, freqs, names, fld.name, (fld.ra, fld.dec),
+                                  time_scan=tscan)
+        if per_term is not None:
+            for k, n in _am.term_flag_counts(terms, spw.spw_id, utimes, freqs, names, fld, tidx.astype(np.int64),
+                                             ch.ant1.astype(np.int64), ch.ant2.astype(np.int64), flag, chans,
+                                             tscan).items():
+                per_term[(k, fld.name)] = per_term.get((k, fld.name), 0) + n
         if cfg.apply_parang:
             p = chain.parang_table(meta, fld, utimes, spw.feed_basis)
             p = np.broadcast_to(p[:, :, None], (len(utimes), len(names), len(freqs), 2, 2))
@@ -189,11 +216,12 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         tix = tidx.astype(np.int64)
         kept = False            # samples without a valid solution already hold the uncorrected data
         nsol = None
+        propagate = _am.writes_flags(mode)
         if sky is None and diag is not None:
             # a product with the precomputed inverse instead of a division per sample (same flags);
             # in place in the chunk just read (it is not used afterwards): no second chunk-sized array
             out = sub if all_chans and sub.flags.writeable else np.empty(sub.shape, data.dtype)
-            kept = not cfg.propagate_flags
+            kept = not propagate
             nsol = int(algebra.correct_diag_inv(sub, algebra.diag_inverse_table(diag), tix, a1, a2, out,
                                                 bad, not kept))     # = bad.sum() (bad starts False)
         elif sky is not None:
@@ -206,12 +234,13 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         counts["samples"] += int(sub.size)
         if nsol is None:
             nsol = int(bad.sum())
-        if cfg.propagate_flags:
+        if propagate or mode == "trial":
             counts["flagged_by_solution"] += int((bad & ~flag[:, chans]).sum())
             newflag = flag.copy()
             newflag[:, chans] |= bad
         else:
-            counts["no_solution"] += nsol
+            # counted where the data are not flagged already (e.g. a dead antenna's flagged scan)
+            counts["no_solution"] += int((bad & ~flag[:, chans]).sum()) if nsol else 0
             if nsol and not kept:
                 out[bad] = sub[bad]      # uncorrected, never NaN
         if all_chans:
@@ -219,9 +248,10 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         else:
             full = data.copy()
             full[:, chans] = out
-        ms_io.write_column(cfg.ms, cfg.output_col, ch.rownr,
-                           _native(full, spw.corr_types, spw.n_corr).astype(ch.data.dtype, copy=False))
-        if cfg.propagate_flags:
+        if _am.writes_data(mode):
+            ms_io.write_column(cfg.ms, cfg.output_col, ch.rownr,
+                               _native(full, spw.corr_types, spw.n_corr).astype(ch.data.dtype, copy=False))
+        if propagate:
             ms_io.write_column(cfg.ms, "FLAG", ch.rownr, _native(newflag, spw.corr_types, spw.n_corr))
         pbar.advance(ch.n_row)
 
