@@ -570,18 +570,21 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
 
 
 def _quality(sset, res, cell_index, threshold):
-    """SNR grid into ``solver_stats/snr`` (n_ant, n_freq, n_time, 2), bandpass outlier channels
+    """SNR grid into ``solver_stats/snr`` (n_ant, n_freq, n_time, 2) and chi2 / nDOF into
+    ``solver_stats/rchi2`` (n_freq, n_time), bandpass outlier channels
     flagged (G with >= 4 freq bins; :mod:`alakazam.solvers.quality`), and the counts of solutions
     flagged per reason kept on ``sset.quality`` (logged by the step; not written)."""
     from .solvers import quality
 
     n_ant, n_f, n_t = sset.flags.shape
     snr = np.zeros((n_ant, n_f, n_t, 2))
+    rchi2 = np.full((n_f, n_t), np.nan)
     counts = {}
     for name in ("minblperant", "minsnr", "nonconverged"):
         counts[name] = int(sum(res.extra[name][c].sum() for c in range(len(cell_index))))
     for c, (it, jf) in enumerate(cell_index):
         snr[:, jf, it] = res.extra["snr"][c]
+        rchi2[jf, it] = res.extra["rchi2"][c]
     counts["outlier_channel"] = 0
     if sset.attrs.get("jones_type") == "G" and n_f >= 4:
         new = quality.outlier_channels(sset.jones, sset.flags, snr, threshold) & ~sset.flags
@@ -590,6 +593,7 @@ def _quality(sset, res, cell_index, threshold):
             sset.jones[new] = np.nan
             counts["outlier_channel"] = int(new.sum())
     sset.extra["snr"] = snr
+    sset.extra["rchi2"] = rchi2
     sset.quality = counts
 
 

@@ -28,12 +28,13 @@ Two stages, both run on the raw data of a chunk as read (before pre-apply and ac
     2. *persistent channels* (across channels, on the m_c of 1b): d_c = m_c - r_c, r_c the running median of m over
        the 7 channels centred on c (a smooth bandpass cancels); with sigma_d = 1.4826 MAD(d) over
        the channels, channel c is flagged in every row of the group when
-       ``d_c > max(threshold * sigma_d, MIN_REL_DEV * r_c)`` (one-sided: RFI adds power, a band edge
-       that rolls off is kept) or when its scatter sigma_c exceeds both ``SCATTER_RATIO`` times the
-       running median of the scatter and ``MIN_REL_DEV * m_c`` (RFI of random phase) -- a channel that carries RFI in every row
+       ``d_c > max(threshold * sigma_d, CHANNEL_REL_DEV * r_c)`` (one-sided: RFI adds power, a band
+       edge that rolls off is kept) or when its scatter sigma_c exceeds both ``SCATTER_RATIO`` times
+       the running median of the scatter and ``CHANNEL_REL_DEV * m_c`` (RFI of random phase) -- a channel that carries RFI in every row
        (a satellite), which the per-row MAD only partly catches because the weakest RFI samples look
        normal;
-    3. *extension within the group* (CASA flagdata extend: growtime / growfreq / extendpols): a
+    3. *extension within the group* (CASA flagdata extend: growtime / growfreq / extendpols; run
+       again after the per-row MAD, :func:`extend`): a
        channel with more than ``GROW`` of its samples flagged is flagged in every row of the group, a
        row with more than ``GROW`` of its channels flagged is flagged in every channel, and every
        flag from 1-3 covers all correlations of the sample.
@@ -56,8 +57,11 @@ from .rfi import MAD_TO_SIGMA, MIN_CHANNELS, _median
 MIN_ROWS = 4
 #: extension: a channel (row) with more than this fraction of its samples flagged is flagged whole
 GROW = 0.5
-#: a persistent channel must also exceed its neighbours' median level by this fraction
+#: a sample must also deviate from its channel's median (normalised) level by this fraction
 MIN_REL_DEV = 0.2
+#: a persistent channel must also exceed its neighbours' median level by this fraction (a peaked
+#: bandpass sampled by few channels legitimately stands ~25% above the running median at its peak)
+CHANNEL_REL_DEV = 0.5
 #: ... or have a scatter across the rows this many times its neighbours' median scatter
 SCATTER_RATIO = 2.0
 #: a burst raises a row's level (median over channels) by more than this fraction of the baseline's
@@ -273,10 +277,10 @@ def _channel_and_extend(out, rows, lo, hi, use_corr, threshold, med, sig, nuse, 
             if not ok[chan]:
                 continue
             # RFI adds power: one-sided (a band edge that rolls off is not flagged)
-            if d[chan] > max(threshold * sd, MIN_REL_DEV * abs(ref[chan])):
+            if d[chan] > max(threshold * sd, CHANNEL_REL_DEV * abs(ref[chan])):
                 bad_chan[chan] = True
             elif sig[chan, k] > max(SCATTER_RATIO * _running_median(sig[:, k], ok, chan, buf),
-                                    MIN_REL_DEV * abs(med[chan, k])):
+                                    CHANNEL_REL_DEV * abs(med[chan, k])):
                 bad_chan[chan] = True
     # 3. extension: channels, then rows (counted over the parallel hands of the cross-correlations)
     n_cross = 0
@@ -430,8 +434,8 @@ def block_reads(ms, rows, max_rows):
 
 
 def flag_chunk(chunk, corr_types, threshold, groups=None):
-    """All solve-time sample flags of a chunk as read: :func:`flag_bad_values` (always), the per-row
-    MAD of :func:`alakazam.core.rfi.mad_flag` and :func:`flag_persistent` (both with
+    """All solve-time sample flags of a chunk as read: :func:`flag_bad_values` (always), then
+    :func:`flag_persistent` and the per-row MAD of :func:`alakazam.core.rfi.mad_flag` (both with
     ``threshold > 0``) on the row groups ``groups`` (default :func:`stat_blocks` of the chunk).
     Returns the new flag array (``chunk.flag`` is not modified)."""
     from . import rfi
@@ -439,9 +443,37 @@ def flag_chunk(chunk, corr_types, threshold, groups=None):
     flag, _ = flag_bad_values(chunk.data, chunk.model, chunk.weight, chunk.flag)
     if threshold is None or threshold <= 0 or chunk.n_row == 0:
         return flag
-    flag = rfi.mad_flag(chunk.data, chunk.model, flag, threshold)
     if groups is None:
         groups = stat_blocks(chunk.scan, chunk.time)
-    flag, _ = flag_persistent(chunk.data, chunk.model, flag, groups, chunk.ant1, chunk.ant2,
-                              parallel_hands(corr_types), threshold)
+    # the channel statistics first: a persistent RFI channel left in the rows would bias the per-row
+    # median and MAD (destructive RFI makes a legitimate bandpass peak look like an outlier)
+    use = parallel_hands(corr_types)
+    flag, _ = flag_persistent(chunk.data, chunk.model, flag, groups, chunk.ant1, chunk.ant2, use, threshold)
+    flag = rfi.mad_flag(chunk.data, chunk.model, flag, threshold)
+    return extend(flag, groups, chunk.ant1 != chunk.ant2, use)
+
+
+def extend(flag, groups, cross, use_corr):
+    """Extension within the row groups (in place; returned): a channel with more than GROW of its
+    cross-correlation samples flagged (in any of ``use_corr``) is flagged in every row of the group,
+    then a row with more than GROW of its channels flagged is flagged whole; all correlations."""
+    rows = np.flatnonzero(cross)
+    if len(rows) == 0:
+        return flag
+    order = rows[np.argsort(np.asarray(groups)[rows], kind="stable")]
+    g = np.asarray(groups)[order]
+    starts = np.concatenate([[0], np.flatnonzero(g[1:] != g[:-1]) + 1])
+    counts = np.diff(np.concatenate([starts, [len(order)]]))
+    f = flag[order][:, :, use_corr].any(axis=2)                        # (n, chan)
+    frac = np.add.reduceat(f, starts, axis=0) / counts[:, None]        # (n_group, chan)
+    bad = frac > GROW
+    if bad.any():
+        grp = np.repeat(np.arange(len(starts)), counts)
+        hit = bad[grp]                                                 # (n, chan)
+        r, c = np.nonzero(hit)
+        flag[order[r], c, :] = True
+        f |= hit
+    whole = f.mean(axis=1) > GROW
+    if whole.any():
+        flag[order[whole]] = True
     return flag

@@ -137,12 +137,12 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     if cost is None or jones_type not in getattr(backend_module, "EXACT_COST", ()):
         cost = chi2(jones_type, params, batch)
     conv = np.asarray(conv, bool)
-    snr = quality.snr(jones_type, batch, J, cost, has, opts.phase_only)
+    snr, rchi2 = quality.snr(jones_type, batch, J, cost, has, opts.phase_only)
     low = np.zeros_like(flags)
     if opts.min_snr and opts.min_snr > 0:
         low = (snr < float(opts.min_snr)).any(axis=2) & ~flags
     nonconv = (~conv[:, None] & ~flags) if opts.flag_nonconverged else np.zeros_like(flags)
-    extra = {"snr": snr, "minblperant": dropped & had, "minsnr": low, "nonconverged": nonconv}
+    extra = {"snr": snr, "rchi2": rchi2, "minblperant": dropped & had, "minsnr": low, "nonconverged": nonconv}
     flags |= low | nonconv
     J[flags] = np.nan
     if delay is not None:

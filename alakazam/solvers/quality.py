@@ -15,17 +15,25 @@ SNR (:func:`snr`, after the solve; stored as ``solver_stats/snr`` (n_ant, n_freq
         SNR_ap = |g_ap| / err_ap,   err_ap = sqrt(2 k2 / H_ap),   k2 = chi2 / nDOF,
         H_ap   = sum_{b, s} w |dV_b,s / dg_ap|^2,   nDOF = 2 n_w - n_par
 
+    with one change: k2 is capped at 1, ``k2 = min(chi2 / nDOF, 1)``.  CASA's k2 rescales the errors
+    by the misfit, which makes the SNR independent of the scale of WEIGHT (a WEIGHT too large by a
+    factor gives k2 < 1 and the same SNR).  A misfit larger than the weights predict is, in a
+    calibration chain, systematic -- e.g. a bandpass over several scans solved before the time gains
+    averages data whose gains drift: its chi2 / nDOF is ~1e5 (measured on the simulated chain K,
+    G inf, G 2min) while the solution matches the truth to its thermal error, and CASA's SNR (~3)
+    would flag it; such a misfit does not lower the SNR here (outliers and RFI are caught by the
+    sample flags and the outlier-channel test instead).  Definitions:
     chi2 = sum w |V - V^|^2 over the term's correlations (the cell's final cost), n_w the number of
     samples with w > 0 (complex: two real DOF each), n_par the real parameters of the cell and H the
     Gauss-Newton curvature (CASA's "2 is from the def of Hess").  For G, dV/dg_ap = V^/g_ap, so
     SNR_ap = sqrt(sum_{b in a, s} w_pp |V^_pp|^2 / (2 k2)) over the baselines of antenna a and the
     parallel hand of pol p -- the form used here.  With w = 1/sigma^2 (sigma per real part, the MS
     convention) k2 ~ 1 on clean data and SNR ~ |V^| sqrt(sum w / 2), the amplitude over the rms
-    error of the solution.  For terms whose parameter can legitimately be ~0 (K delays, D leakages,
+    error of the solution.  ``solver_stats/rchi2`` stores chi2 / nDOF (uncapped) per cell.  For terms whose parameter can legitimately be ~0 (K delays, D leakages,
     KC, CP) the same sensitivity of a unit gain is used (1/SNR = the rms phase error in rad): K as
     G; D: d_pq,a from the cross hands pq (a = ant1) and qp (a = ant2) weighted by |V^_qq|^2, d_qp
     likewise by |V^_pp|^2; KC and CP: all cross-hand samples of the cell (one value for every
-    antenna).  An undetermined cell (nDOF <= 0) has SNR 0.  RFI or a wrong model raise k2 and
+    antenna).  An undetermined cell (nDOF <= 0) has SNR 0, an exact fit (chi2 = 0) SNR_MAX.  RFI or a wrong model raise k2 and
     lower the SNR of every antenna of the cell; a dead antenna has V^ ~ 0 and SNR ~ 1.
 
 minsnr, non-converged (:func:`alakazam.solvers.common.run`)
@@ -37,8 +45,10 @@ Outlier bandpass channels (:func:`outlier_channels`, G with >= 4 freq bins)
     Per antenna, pol and time cell, g_f is compared with r_f, the complex running median (median of
     the real and imaginary parts) of the 7 unflagged freq bins centred on f:
     e_f = |g_f - r_f| / |r_f|.  Bin f is flagged when
-    ``e_f > threshold * max(1.4826 MAD(e), 1 / SNR_f)`` -- a robust outlier in amplitude or phase
-    against its neighbours, beyond both the typical channel-to-channel structure and its own noise.
+    ``e_f > max(threshold * max(1.4826 MAD(e), 1 / SNR_f), OUTLIER_REL)`` -- a robust outlier in
+    amplitude or phase against its neighbours, beyond the typical channel-to-channel structure, its
+    own noise, and by at least half the neighbours' level (a bandpass solved from RFI: amplitudes
+    0.08 and 20.3 where the truth is ~0.95).
 """
 
 from __future__ import annotations
@@ -52,6 +62,11 @@ log = logging.getLogger("alakazam.solvers")
 USED_CORR = {"K": (0, 3), "G": (0, 3), "D": (0, 1, 2, 3), "KC": (1, 2), "CP": (1, 2)}
 MAD_TO_SIGMA = 1.4826
 HALF_WINDOW = 3
+#: an outlier channel also differs from its neighbours' running median by this fraction of it (0.5:
+#: 40% in amplitude or 29 deg in phase); a peaked bandpass sampled by few channels stands ~25% off
+OUTLIER_REL = 0.5
+#: the SNR of an exact fit (chi2 = 0), as CASA's 9999999
+SNR_MAX = 9999999.0
 
 
 def drop_sparse_antennas(batch, jones_type, min_bl):
@@ -94,7 +109,8 @@ def _n_par(jones_type, n_ant_data, phase_only):
 
 
 def snr(jones_type, batch, J, cost, has, phase_only=False):
-    """SNR (n_cell, n_ant, 2) of the solutions ``J`` (n_cell, n_ant, 2, 2) (module docstring)."""
+    """``(snr (n_cell, n_ant, 2), rchi2 (n_cell,))`` of the solutions ``J`` (n_cell, n_ant, 2, 2)
+    (module docstring)."""
     n_cell, n_ant = batch.n_cell, batch.n_ant
     a1, a2 = np.asarray(batch.ant1), np.asarray(batch.ant2)
     Jf = np.where(np.isfinite(J), J, 0)
@@ -110,6 +126,8 @@ def snr(jones_type, batch, J, cost, has, phase_only=False):
     dof = 2 * n_w - n_par
     with np.errstate(divide="ignore", invalid="ignore"):
         k2 = np.where(dof > 0, np.asarray(cost, float) / np.maximum(dof, 1), np.nan)
+    rchi2 = k2.copy()
+    k2 = np.minimum(k2, 1.0)            # a misfit above the weights' prediction is not noise (docstring)
     sens = np.zeros((n_cell, n_ant, 2))
     if jones_type in ("G", "K"):
         for p, c in ((0, 0), (1, 3)):
@@ -131,12 +149,14 @@ def snr(jones_type, batch, J, cost, has, phase_only=False):
         sens[:] = s[:, None, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.sqrt(sens / (2.0 * k2[:, None, None]))
-    out = np.where(np.isfinite(out), out, 0.0)
+    # chi2 = 0 (noise-free data): zero error, SNR_MAX as CASA's 9999999; no DOF: 0
+    exact = (k2 == 0)[:, None, None] & (sens > 0)
+    out = np.where(exact, SNR_MAX, np.where(np.isfinite(out), out, 0.0))
     if jones_type in ("KC", "CP"):
         out = np.where(has.any(axis=1)[:, None, None], out, 0.0)
     else:
         out = np.where(has[..., None], out, 0.0)
-    return out
+    return out, rchi2
 
 
 def _running_nanmedian(x):
@@ -187,5 +207,6 @@ def outlier_channels(jones, flags, snr_vals, threshold):
         sig = MAD_TO_SIGMA * np.nanmedian(np.where(good, e, np.nan), axis=-1, keepdims=True)
         sv = snr_vals.transpose(0, 2, 3, 1)
         rel = np.where(sv > 0, 1.0 / sv, 0.0)
-        bad = good & (good.sum(axis=-1, keepdims=True) >= 4) & (e > threshold * np.maximum(sig, rel))
+        bad = good & (good.sum(axis=-1, keepdims=True) >= 4) & (e > np.maximum(threshold * np.maximum(sig, rel),
+                                                                              OUTLIER_REL))
     return bad.any(axis=2).transpose(0, 2, 1)
