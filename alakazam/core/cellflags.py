@@ -11,7 +11,7 @@ Two stages, both run on the raw data of a chunk as read (before pre-apply and ac
     would bias the weighted averages ``sum w V / sum w`` against ``sum w M / sum w``).
 
 :func:`flag_persistent` (with ``rfi_threshold > 0``)
-    Statistics per *row group* -- the rows of a block of :data:`BLOCK_INTEGRATIONS` consecutive
+    Statistics per *row group* -- the rows of a block of about :data:`BLOCK_INTEGRATIONS` consecutive
     integrations of one scan, counted from the scan's first integration (:func:`stat_blocks`; memory
     tiers 2 and 3 read whole blocks, :func:`block_reads`, so the flags do not depend on the tier) -- of
     ``x = |V| / |M|`` (|V| where M = 0) over the unflagged cross-correlation samples of the parallel
@@ -388,7 +388,9 @@ def flag_persistent(data, model, flag, group, ant1, ant2, use_corr, threshold):
 
 def stat_blocks(scan, time):
     """Row group (n_row,) int64 of each row: ``scan * 2**20 + block``, block = (rank of the row's
-    integration among the scan's integrations present) // BLOCK_INTEGRATIONS.  Depends only on the
+    integration among the scan's integrations present) // BLOCK_INTEGRATIONS, with round(n / B) blocks
+    per scan of n integrations (the remainder joins the last block, so no block has fewer than B/2
+    integrations unless the scan has).  Depends only on the
     set of (scan, time) of the rows given, so the whole scans must be given (tier 1: the (field, SPW)
     read; tiers 2/3: the times of the group's rows, :func:`block_reads`)."""
     scan = np.asarray(scan, np.int64)
@@ -399,8 +401,11 @@ def stat_blocks(scan, time):
     inv = np.asarray(inv).ravel()
     ps = pairs[:, 0].astype(np.int64)
     first = np.searchsorted(ps, ps, side="left")               # pairs sorted by (scan, time)
+    n_int = np.searchsorted(ps, ps, side="right") - first      # integrations of the pair's scan
     rank = np.arange(len(ps)) - first
-    gid = ps * (2 ** 20) + rank // BLOCK_INTEGRATIONS
+    # round(n / B) blocks per scan, the remainder joining the last: every block has >= B/2 integrations
+    n_blk = np.maximum(1, np.floor(n_int / BLOCK_INTEGRATIONS + 0.5).astype(np.int64))
+    gid = ps * (2 ** 20) + np.minimum(rank // BLOCK_INTEGRATIONS, n_blk - 1)
     return gid[inv]
 
 
