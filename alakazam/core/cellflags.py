@@ -191,29 +191,37 @@ def _bursts(out, level, seg_rows, seg_bounds, threshold):
 
 
 @pjit
-def _time_direction(data, model, out, rows, lo, hi, use_corr, threshold, use_model, level, med, sig, nuse):
-    # per channel (parallel): median and MAD across the group's rows of x / level(row), per parallel
-    # hand; per-sample outliers flagged in every correlation (each channel writes only its own
-    # column: race-free)
+def _fill_ratios(data, model, out, rows, lo, hi, use_corr, use_model, level, buf):
+    # buf[k, chan, i] = x / level of row rows[lo + i] (NaN: flagged or unusable); parallel over rows,
+    # each writing its own column (race-free), so the per-channel statistics read contiguous memory
     n_chan = data.shape[1]
-    n_corr = data.shape[2]
-    n = hi - lo
-    for chan in prange(n_chan):
-        x = np.empty(n)
-        xs = np.empty(n)
+    for i in prange(hi - lo):
+        row = rows[lo + i]
         for k in range(len(use_corr)):
             c = use_corr[k]
+            lv = level[row, k]
+            for chan in range(n_chan):
+                v = np.nan
+                if lv > 0 and not out[row, chan, c]:
+                    v = _ratio(data, model, row, chan, c, use_model) / lv
+                buf[k, chan, i] = v
+
+
+@pjit
+def _time_direction(buf, out, rows, lo, threshold, med, sig, nuse):
+    # per channel (parallel): median and MAD across the group's rows of x / level(row), per parallel
+    # hand; per-sample outliers flagged in every correlation (each channel writes only its own
+    # column of ``out``: race-free)
+    n_k, n_chan, n = buf.shape
+    n_corr = out.shape[2]
+    for chan in prange(n_chan):
+        xs = np.empty(n)
+        for k in range(n_k):
             cnt = 0
             for i in range(n):
-                row = rows[lo + i]
-                x[i] = np.nan
-                lv = level[row, k]
-                if out[row, chan, c] or not (lv > 0):
-                    continue
-                xv = _ratio(data, model, row, chan, c, use_model) / lv
-                if np.isfinite(xv):
-                    x[i] = xv
-                    xs[cnt] = xv
+                v = buf[k, chan, i]
+                if np.isfinite(v):
+                    xs[cnt] = v
                     cnt += 1
             nuse[chan, k] = cnt
             if cnt < MIN_ROWS:
@@ -226,7 +234,8 @@ def _time_direction(data, model, out, rows, lo, hi, use_corr, threshold, use_mod
             sig[chan, k] = s
             lim = max(threshold * s, MIN_REL_DEV * abs(m))
             for i in range(n):
-                if np.isfinite(x[i]) and abs(x[i] - m) > lim:
+                v = buf[k, chan, i]
+                if np.isfinite(v) and abs(v - m) > lim:
                     row = rows[lo + i]
                     for cc in range(n_corr):
                         out[row, chan, cc] = True
@@ -380,8 +389,9 @@ def flag_persistent(data, model, flag, group, ant1, ant2, use_corr, threshold):
         med = np.full((n_chan, len(use_corr)), np.nan)
         sig = np.full((n_chan, len(use_corr)), np.nan)
         nuse = np.zeros((n_chan, len(use_corr)), np.int64)
-        _time_direction(data, m, out, order, lo, hi, use_corr, float(threshold), use_model, level, med, sig,
-                        nuse)
+        buf = np.empty((len(use_corr), n_chan, hi - lo))
+        _fill_ratios(data, m, out, order, lo, hi, use_corr, use_model, level, buf)
+        _time_direction(buf, out, order, lo, float(threshold), med, sig, nuse)
         _channel_and_extend(out, order, lo, hi, use_corr, float(threshold), med, sig, nuse, cross)
     return out, int(out.sum() - np.count_nonzero(flag))
 
