@@ -486,7 +486,8 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
         if "propagate_flags" in d and isinstance(d["propagate_flags"], bool) and \
                 d["propagate_flags"] != (cfg.applymode in writes):
             errs.add(_name("applymode", where, names),
-                     f"{cfg.applymode!r} contradicts propagate_flags: {d['propagate_flags']!r} (give one of them)")
+                     f"{cfg.applymode!r} contradicts propagate_flags: {d['propagate_flags']!r} "
+                     "(give one of them)")
         cfg.propagate_flags = cfg.applymode in writes
     errs.raise_if_any()
     return cfg

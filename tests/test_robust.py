@@ -324,11 +324,11 @@ def test_all_flagged_exit_status(small, tmp_path):
     cfg = tmp_path / "run.yaml"
     cfg.write_text(f"solve:\n  - ms: {ms}\n    output: {tmp_path / 'x.h5'}\n    jones: [G]\n"
                    f"    field: [3C286]\n    time_interval: scan\n")
-    env = dict(os.environ, ALAKAZAM_NO_PROGRESS="1",
-               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
-                                          + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    p = subprocess.run([sys.executable, "-m", "alakazam.cli", "run", str(cfg)], capture_output=True, text=True,
-                       env=env, timeout=300)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = dict(os.environ, ALAKAZAM_NO_PROGRESS="1", PYTHONPATH=os.pathsep.join(paths))
+    p = subprocess.run([sys.executable, "-m", "alakazam.cli", "run", str(cfg)], capture_output=True,
+                       text=True, env=env, timeout=300)
     assert p.returncode != 0
     assert "every solution is flagged" in p.stderr and "Traceback" not in p.stderr
 

@@ -123,7 +123,8 @@ def run_apply(cfg: ApplyConfig) -> dict:
                   all(len(c) == len(meta.spws[d].freqs) for _, d, c, _ in plan))
     mode = _am.resolve(getattr(cfg, "applymode", ""), cfg.propagate_flags)
     if mode not in _am.APPLY_MODES:
-        raise AlakazamError(f"applymode: {mode!r} is not allowed; expected one of {', '.join(_am.APPLY_MODES)}")
+        raise AlakazamError(f"applymode: {mode!r} is not allowed; expected one of "
+                            f"{', '.join(_am.APPLY_MODES)}")
     created = (ms_io.ensure_column(cfg.ms, cfg.output_col, like=cfg.data_col, init=not covers_all)
                if _am.writes_data(mode) else False)
     try:
@@ -199,9 +200,9 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         diag, sky = chain.compose(terms, spw.spw_id, utimes, freqs, names, fld.name, (fld.ra, fld.dec),
                                   time_scan=tscan)
         if per_term is not None:
-            for k, n in _am.term_flag_counts(terms, spw.spw_id, utimes, freqs, names, fld, tidx.astype(np.int64),
-                                             ch.ant1.astype(np.int64), ch.ant2.astype(np.int64), flag, chans,
-                                             tscan).items():
+            for k, n in _am.term_flag_counts(terms, spw.spw_id, utimes, freqs, names, fld,
+                                             tidx.astype(np.int64), ch.ant1.astype(np.int64),
+                                             ch.ant2.astype(np.int64), flag, chans, tscan).items():
                 per_term[(k, fld.name)] = per_term.get((k, fld.name), 0) + n
         if cfg.apply_parang:
             p = chain.parang_table(meta, fld, utimes, spw.feed_basis)

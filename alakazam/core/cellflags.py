@@ -1,8 +1,11 @@
 """Sample flags of the solve beyond the per-row MAD (:mod:`alakazam.core.rfi`): bad values and RFI
 that a statistic across channels of one row cannot see.
 
-Two stages, both run on the raw data of a chunk as read (before pre-apply and accumulation), from
-:func:`alakazam.flow._iter_group_chunks`:
+Run on the raw data of a chunk as read (before pre-apply and accumulation), from
+:func:`alakazam.flow._iter_group_chunks`, by :func:`flag_chunk` in this order: bad values, channel
+statistics (:func:`flag_persistent`), the per-row MAD (:func:`alakazam.core.rfi.mad_flag`; after the
+channel statistics, so that a persistent RFI channel does not bias the row's median and MAD), and
+the extension again (:func:`extend`).
 
 :func:`flag_bad_values` (always on)
     A sample is flagged when its DATA or WEIGHT is NaN/Inf, or WEIGHT < 0; a (row, channel) is flagged
@@ -25,14 +28,14 @@ Two stages, both run on the raw data of a chunk as read (before pre-apply and ac
        ``x / L_r`` (the gains and the source flux cancel, the bandpass shape remains): median m_c and
        sigma_c = 1.4826 MAD; a sample with ``|x/L - m_c| > max(threshold * sigma_c, MIN_REL_DEV m_c)``
        is flagged (intermittent narrow-band RFI);
-    2. *persistent channels* (across channels, on the m_c of 1b): d_c = m_c - r_c, r_c the running median of m over
-       the 7 channels centred on c (a smooth bandpass cancels); with sigma_d = 1.4826 MAD(d) over
-       the channels, channel c is flagged in every row of the group when
-       ``d_c > max(threshold * sigma_d, CHANNEL_REL_DEV * r_c)`` (one-sided: RFI adds power, a band
-       edge that rolls off is kept) or when its scatter sigma_c exceeds both ``SCATTER_RATIO`` times
-       the running median of the scatter and ``CHANNEL_REL_DEV * m_c`` (RFI of random phase) -- a channel that carries RFI in every row
-       (a satellite), which the per-row MAD only partly catches because the weakest RFI samples look
-       normal;
+    2. *persistent channels* (across channels, on the m_c of 1b): d_c = m_c - r_c, r_c the running
+       median of m over the 7 channels centred on c (a smooth bandpass cancels); with
+       sigma_d = 1.4826 MAD(d) over the channels, channel c is flagged in every row of the group
+       when ``d_c > max(threshold * sigma_d, CHANNEL_REL_DEV * r_c)`` (one-sided: RFI adds power, a
+       band edge that rolls off is kept) or when its scatter sigma_c exceeds both ``SCATTER_RATIO``
+       times the running median of the scatter and ``CHANNEL_REL_DEV * m_c`` (RFI of random phase)
+       -- a channel that carries RFI in every row (a satellite), which the per-row MAD only partly
+       catches because the weakest RFI samples look normal;
     3. *extension within the group* (CASA flagdata extend: growtime / growfreq / extendpols; run
        again after the per-row MAD, :func:`extend`): a
        channel with more than ``GROW`` of its samples flagged is flagged in every row of the group, a
@@ -41,8 +44,10 @@ Two stages, both run on the raw data of a chunk as read (before pre-apply and ac
 
     Groups with fewer than :data:`MIN_ROWS` rows and channels with fewer than :data:`MIN_ROWS` usable
     samples are left alone; channel statistics need :data:`~alakazam.core.rfi.MIN_CHANNELS` channels.
-    The cost is two quickselects per (channel, parallel hand) over the rows of a group (numba,
-    parallel over channels), about the cost of the per-row MAD.
+    The cost is a median per row and parallel hand and two quickselects per (channel, parallel hand)
+    over the rows of a group (numba, parallel over rows / channels): measured on 33696 rows x 256
+    channels x 4 correlations (276 MB of DATA), bad values 0.12 s, channel statistics 0.47 s, per-row
+    MAD 0.6 s (2 shared cores).
 """
 
 from __future__ import annotations

@@ -489,7 +489,8 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
                                                              + rfi_phase0 + 0.7 * c_))
                         V[:, c_, :] += amp * np.exp(2j * np.pi * hz.uniform(size=(n_bl, 4)))
                     for _, s2_, c_ in intermittent[(intermittent[:, 0] == ti) & (intermittent[:, 1] == s)]:
-                        V[:, c_, :] += stokes_i * hz.uniform(5, 20) * np.exp(2j * np.pi * hz.uniform(size=(n_bl, 4)))
+                        V[:, c_, :] += (stokes_i * hz.uniform(5, 20)
+                                        * np.exp(2j * np.pi * hz.uniform(size=(n_bl, 4))))
                     if ti in bursts:
                         V += stokes_i * hz.uniform(5, 20) * np.exp(2j * np.pi * hz.uniform(size=V.shape))
                     t.putcol("DATA", V.astype(np.complex64), row, n_bl)
@@ -524,7 +525,8 @@ def save_truth(truth: Truth, path):
     ``field_names``, ``times`` (time,) MJD s, ``tau`` (ant, 2) ns, ``time_gain`` (ant, time, 2),
     ``leakage`` (ant, 2) (d_pq, d_qp), ``kc_tau`` ns, ``cp_phase`` rad, ``noise`` Jy, ``dead_ant``,
     ``dead_scan``, ``noise_ant``, ``noise_scan`` (``'__none__'`` when None), ``rfi_intermittent``
-    (k, 3) (time index, SPW, channel), ``rfi_bursts`` (k,) time indices.  Dict fields are stored as ``'<name>/<key>'`` entries plus
+    (k, 3) (time index, SPW, channel), ``rfi_bursts`` (k,) time indices.  Dict fields are stored as
+    ``'<name>/<key>'`` entries plus
     ``'<name>/__keys__'``: ``spw_freqs/<spw>`` (chan,) Hz, ``bandpass/<spw>`` (ant, chan, 2),
     ``parang/<field>`` (time,) rad, ``flux_true/<field>`` and ``flux_model/<field>`` Stokes (I, Q, U, V)
     Jy, ``scans/<scan>`` field name, ``rfi_persistent/<spw>`` channels.  Read back with :func:`load_truth`.
@@ -551,7 +553,8 @@ def load_truth(ms_path) -> Truth:
             keys = [str(k) for k in z[f"{name}/__keys__"]]
             d = {}
             for k in keys:
-                kk = int(k) if k.lstrip("-").isdigit() and name in ("spw_freqs", "bandpass", "scans", "rfi_persistent") else k
+                int_keys = ("spw_freqs", "bandpass", "scans", "rfi_persistent")
+                kk = int(k) if k.lstrip("-").isdigit() and name in int_keys else k
                 val = z[f"{name}/{k}"]
                 d[kk] = tuple(val.tolist()) if name.startswith("flux") else (
                     str(val) if val.dtype.kind == "U" else val)

@@ -7,7 +7,7 @@ minblperant (:func:`drop_sparse_antennas`, before the solve)
     removed (their baselines' weights set to 0) and the count repeated until nothing changes, as CASA
     does.  Their solutions are then flagged like any antenna without data.  The effective value is
     ``min(min_bl_per_ant, n_ant - 1)`` so an array of n_ant <= min_bl_per_ant antennas can still be
-    solved when every baseline is present (CASA would flag it all); the log says so.
+    solved when every baseline is present (CASA would flag it all; logged at debug level).
 
 SNR (:func:`snr`, after the solve; stored as ``solver_stats/snr`` (n_ant, n_freq, n_time, 2) per pol)
     As CASA's gaincal (VisCalSolver::getErrors and SolvableVisJones::formSolveSNR)::
@@ -29,12 +29,13 @@ SNR (:func:`snr`, after the solve; stored as ``solver_stats/snr`` (n_ant, n_freq
     SNR_ap = sqrt(sum_{b in a, s} w_pp |V^_pp|^2 / (2 k2)) over the baselines of antenna a and the
     parallel hand of pol p -- the form used here.  With w = 1/sigma^2 (sigma per real part, the MS
     convention) k2 ~ 1 on clean data and SNR ~ |V^| sqrt(sum w / 2), the amplitude over the rms
-    error of the solution.  ``solver_stats/rchi2`` stores chi2 / nDOF (uncapped) per cell.  For terms whose parameter can legitimately be ~0 (K delays, D leakages,
-    KC, CP) the same sensitivity of a unit gain is used (1/SNR = the rms phase error in rad): K as
-    G; D: d_pq,a from the cross hands pq (a = ant1) and qp (a = ant2) weighted by |V^_qq|^2, d_qp
-    likewise by |V^_pp|^2; KC and CP: all cross-hand samples of the cell (one value for every
-    antenna).  An undetermined cell (nDOF <= 0) has SNR 0, an exact fit (chi2 = 0) SNR_MAX.  RFI or a wrong model raise k2 and
-    lower the SNR of every antenna of the cell; a dead antenna has V^ ~ 0 and SNR ~ 1.
+    error of the solution.  ``solver_stats/rchi2`` stores chi2 / nDOF (uncapped) per cell.
+    For terms whose parameter can legitimately be ~0 (K delays, D leakages, KC, CP) the same
+    sensitivity of a unit gain is used (1/SNR = the rms phase error in rad): K as G; D: d_pq,a from
+    the cross hands pq (a = ant1) and qp (a = ant2) weighted by |V^_qq|^2, d_qp likewise by
+    |V^_pp|^2; KC and CP: all cross-hand samples of the cell (one value for every antenna).  An
+    undetermined cell (nDOF <= 0) has SNR 0, an exact fit (chi2 = 0) SNR_MAX.  A dead antenna has
+    V^ ~ 0 and SNR ~ 1.
 
 minsnr, non-converged (:func:`alakazam.solvers.common.run`)
     Solutions with SNR < ``min_snr`` (0 disables) are flagged per antenna (either pol below it: the
@@ -77,6 +78,8 @@ def drop_sparse_antennas(batch, jones_type, min_bl):
     if not min_bl or min_bl <= 0 or n_cell == 0:
         return dropped
     need = min(int(min_bl), n_ant - 1)
+    if need < int(min_bl):
+        log.debug("minblperant %d > n_ant - 1: %d baselines per antenna required", int(min_bl), need)
     corr = list(USED_CORR[jones_type])
     bl_has = (batch.weight[..., corr] > 0).any(axis=(2, 3))        # (n_cell, n_bl)
     a1, a2 = np.asarray(batch.ant1), np.asarray(batch.ant2)
@@ -207,6 +210,6 @@ def outlier_channels(jones, flags, snr_vals, threshold):
         sig = MAD_TO_SIGMA * np.nanmedian(np.where(good, e, np.nan), axis=-1, keepdims=True)
         sv = snr_vals.transpose(0, 2, 3, 1)
         rel = np.where(sv > 0, 1.0 / sv, 0.0)
-        bad = good & (good.sum(axis=-1, keepdims=True) >= 4) & (e > np.maximum(threshold * np.maximum(sig, rel),
-                                                                              OUTLIER_REL))
+        lim = np.maximum(threshold * np.maximum(sig, rel), OUTLIER_REL)
+        bad = good & (good.sum(axis=-1, keepdims=True) >= 4) & (e > lim)
     return bad.any(axis=2).transpose(0, 2, 1)
