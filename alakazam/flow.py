@@ -564,16 +564,16 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
         sset = SolutionSet(jones=jones, flags=flags, time=times, freq=fcent, delay=delay,
                            converged=conv, n_iter=niter, cost=cost, attrs=attrs)
         sset.extra = {"ref_ant": refused}
-        _quality(sset, res, cell_index, cfg.rfi_threshold)
+        _quality(sset, res, cell_index)
         out.append(sset)
     return out
 
 
-def _quality(sset, res, cell_index, threshold):
+def _quality(sset, res, cell_index):
     """SNR grid into ``solver_stats/snr`` (n_ant, n_freq, n_time, 2) and chi2 / nDOF into
-    ``solver_stats/rchi2`` (n_freq, n_time), bandpass outlier channels
-    flagged (G with >= 4 freq bins; :mod:`alakazam.solvers.quality`), and the counts of solutions
-    flagged per reason kept on ``sset.quality`` (logged by the step; not written)."""
+    ``solver_stats/rchi2`` (n_freq, n_time), freq bins with an outlier chi2 and bandpass outlier
+    channels (G with >= 4 freq bins) flagged (:mod:`alakazam.solvers.quality`), and the counts of
+    solutions flagged per reason kept on ``sset.quality`` (logged by the step; not written)."""
     from .solvers import quality
 
     n_ant, n_f, n_t = sset.flags.shape
@@ -585,13 +585,19 @@ def _quality(sset, res, cell_index, threshold):
     for c, (it, jf) in enumerate(cell_index):
         snr[:, jf, it] = res.extra["snr"][c]
         rchi2[jf, it] = res.extra["rchi2"][c]
-    counts["outlier_channel"] = 0
+    counts["outlier_chi2"] = counts["outlier_channel"] = 0
+    new = np.broadcast_to(quality.chi2_outlier_bins(rchi2)[None], sset.flags.shape) & ~sset.flags
+    if new.any():
+        sset.flags |= new
+        counts["outlier_chi2"] = int(new.sum())
     if sset.attrs.get("jones_type") == "G" and n_f >= 4:
-        new = quality.outlier_channels(sset.jones, sset.flags, snr, threshold) & ~sset.flags
+        new = quality.outlier_channels(sset.jones, sset.flags, snr) & ~sset.flags
         if new.any():
             sset.flags |= new
-            sset.jones[new] = np.nan
             counts["outlier_channel"] = int(new.sum())
+    sset.jones[sset.flags] = np.nan
+    if sset.delay is not None:
+        sset.delay[sset.flags] = np.nan
     sset.extra["snr"] = snr
     sset.extra["rchi2"] = rchi2
     sset.quality = counts

@@ -136,6 +136,21 @@ def test_rfi_channel_flagged_everything_else_at_truth(rfi_fullpol):
     assert (np.delete(g0.extra["snr"], RFI_CHAN, axis=1) > 3).all()
 
 
+def test_rfi_bandpass_flagged_even_without_sample_flags(rfi_fullpol, tmp_path):
+    """With the sample flags off (rfi_threshold 0) the RFI channel's bandpass is solved from the RFI
+    data; its chi2 / nDOF (~1e6 against ~1e2 in the neighbours) flags it: never stored unflagged."""
+    truth, ms, *_ = rfi_fullpol
+    cal = str(tmp_path / "nf.h5")
+    summ = run_solve(solve_config_from_dict(dict(
+        ms=ms, output=cal, ref_ant="C00", apply_parang=True, jones=["K", "G", "G"], field=["3C286"],
+        time_interval=["scan", "2min", "inf"], freq_interval=["full", "full", "1MHz"], rfi_threshold=0)))
+    (bp,) = hdf5.read_term(cal, "G1")
+    assert bp.flags[:, RFI_CHAN].all() and not np.delete(bp.flags, RFI_CHAN, axis=1).any()
+    rc = bp.extra["rchi2"][:, 0]
+    assert rc[RFI_CHAN] > 100 * np.median(np.delete(rc, RFI_CHAN))
+    assert summ["terms"]["G1"]["flag_reasons"]["outlier_chi2"] == len(truth.ant_names)
+
+
 def test_rfi_spw_polarisation_terms_unharmed(rfi_fullpol):
     truth, ms, cal, s, _ = rfi_fullpol
     (kc,) = hdf5.read_term(cal, "KC0")

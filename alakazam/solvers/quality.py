@@ -42,11 +42,18 @@ minsnr, non-converged (:func:`alakazam.solvers.common.run`)
     Jones matrix is one solution); every solution of a cell whose solver did not converge is flagged
     (``SolveOptions.flag_nonconverged``; the solve flow sets it).
 
+Outlier chi2 (:func:`chi2_outlier_bins`, any term with >= 4 freq bins)
+    Per time cell, a freq bin whose chi2 / nDOF exceeds ``RCHI2_RATIO`` (10) times the running median
+    of its 7 neighbours' is flagged for every antenna: data that the model cannot describe (RFI left
+    in the channel: measured ~1e6 against ~200 in the neighbours on the simulated chain with the
+    sample flags off), whatever the solution's value.  A systematic misfit (drifting gains, bandpass
+    shape) varies smoothly across channels and stays well below the ratio.
+
 Outlier bandpass channels (:func:`outlier_channels`, G with >= 4 freq bins)
     Per antenna, pol and time cell, g_f is compared with r_f, the complex running median (median of
     the real and imaginary parts) of the 7 unflagged freq bins centred on f:
     e_f = |g_f - r_f| / |r_f|.  Bin f is flagged when
-    ``e_f > max(threshold * max(1.4826 MAD(e), 1 / SNR_f), OUTLIER_REL)`` -- a robust outlier in
+    ``e_f > max(5 * max(1.4826 MAD(e), 1 / SNR_f), OUTLIER_REL)`` -- a robust outlier in
     amplitude or phase against its neighbours, beyond the typical channel-to-channel structure, its
     own noise, and by at least half the neighbours' level (a bandpass solved from RFI: amplitudes
     0.08 and 20.3 where the truth is ~0.95).
@@ -66,6 +73,10 @@ HALF_WINDOW = 3
 #: an outlier channel also differs from its neighbours' running median by this fraction of it (0.5:
 #: 40% in amplitude or 29 deg in phase); a peaked bandpass sampled by few channels stands ~25% off
 OUTLIER_REL = 0.5
+#: robust sigmas of the outlier-channel test (fixed: independent of the data's rfi_threshold)
+OUTLIER_SIGMA = 5.0
+#: a freq bin whose chi2 / nDOF exceeds this many times its neighbours' running median is flagged
+RCHI2_RATIO = 10.0
 #: the SNR of an exact fit (chi2 = 0), as CASA's 9999999
 SNR_MAX = 9999999.0
 
@@ -178,14 +189,28 @@ def _running_nanmedian(x):
     return np.where(n_ok >= 3, med, np.nan)
 
 
-def outlier_channels(jones, flags, snr_vals, threshold):
+def chi2_outlier_bins(rchi2):
+    """(n_f, n_t) bool: freq bins whose chi2 / nDOF is an outlier against its neighbours (module
+    docstring); rchi2 (n_f, n_t), NaN = no data."""
+    rchi2 = np.asarray(rchi2, float)
+    n_f = rchi2.shape[0]
+    if n_f < 4:
+        return np.zeros(rchi2.shape, bool)
+    r = np.where(np.isfinite(rchi2), rchi2, np.nan).T                  # (n_t, n_f)
+    ref = _running_nanmedian(r)
+    with np.errstate(invalid="ignore"):
+        bad = np.isfinite(r) & np.isfinite(ref) & (r > RCHI2_RATIO * ref)
+    return bad.T
+
+
+def outlier_channels(jones, flags, snr_vals, threshold=OUTLIER_SIGMA):
     """Bandpass channel outliers (module docstring).
 
     Parameters
     ----------
     jones : (n_ant, n_f, n_t, 2, 2) complex; flags : (n_ant, n_f, n_t) bool
     snr_vals : (n_ant, n_f, n_t, 2) SNR per pol (0 = unknown)
-    threshold : float (robust sigmas; <= 0 disables)
+    threshold : float (robust sigmas, default OUTLIER_SIGMA; <= 0 disables)
 
     Returns
     -------
