@@ -135,27 +135,36 @@ def _ratio(data, model, row, chan, c, use_model):
 
 
 @pjit
-def _row_levels(data, model, out, rows, use_corr, use_model, level):
-    # level[row, k] = median over the unflagged channels of x (parallel hand k); NaN when too few
+def _levels_and_ratios(data, model, out, rows, lo, hi, use_corr, use_model, level, buf):
+    # one row-parallel pass over the rows[lo:hi] of a group (each row writes its own level and its own
+    # column of buf: race-free): level[row, k] = median of x over the row's unflagged channels (NaN
+    # when too few), buf[k, chan, i] = x / level (NaN: flagged or unusable), so the per-channel
+    # statistics then read contiguous memory
     n_chan = data.shape[1]
-    for i in prange(len(rows)):
-        row = rows[i]
+    for i in prange(hi - lo):
+        row = rows[lo + i]
+        x = np.empty(n_chan)
         xs = np.empty(n_chan)
         for k in range(len(use_corr)):
             c = use_corr[k]
             cnt = 0
             for chan in range(n_chan):
+                x[chan] = np.nan
                 if out[row, chan, c]:
                     continue
                 xv = _ratio(data, model, row, chan, c, use_model)
                 if np.isfinite(xv):
+                    x[chan] = xv
                     xs[cnt] = xv
                     cnt += 1
-            level[row, k] = _median(xs, cnt) if cnt >= MIN_CHANNELS else np.nan
+            lv = _median(xs, cnt) if cnt >= MIN_CHANNELS else np.nan
+            level[row, k] = lv
+            for chan in range(n_chan):
+                buf[k, chan, i] = x[chan] / lv if lv > 0 else np.nan
 
 
 @njit
-def _bursts(out, level, seg_rows, seg_bounds, threshold):
+def _bursts(out, level, seg_rows, seg_bounds, threshold, burst):
     # per segment (the rows of one baseline in one group, in time order): a row whose level exceeds
     # the segment's median level by more than BURST_REL of it and threshold robust sigmas is flagged
     n_chan, n_corr = out.shape[1], out.shape[2]
@@ -191,29 +200,13 @@ def _bursts(out, level, seg_rows, seg_bounds, threshold):
                     for chan in range(n_chan):
                         for c in range(n_corr):
                             out[row, chan, c] = True
+                    burst[row] = True
                     n_new += 1
     return n_new
 
 
 @pjit
-def _fill_ratios(data, model, out, rows, lo, hi, use_corr, use_model, level, buf):
-    # buf[k, chan, i] = x / level of row rows[lo + i] (NaN: flagged or unusable); parallel over rows,
-    # each writing its own column (race-free), so the per-channel statistics read contiguous memory
-    n_chan = data.shape[1]
-    for i in prange(hi - lo):
-        row = rows[lo + i]
-        for k in range(len(use_corr)):
-            c = use_corr[k]
-            lv = level[row, k]
-            for chan in range(n_chan):
-                v = np.nan
-                if lv > 0 and not out[row, chan, c]:
-                    v = _ratio(data, model, row, chan, c, use_model) / lv
-                buf[k, chan, i] = v
-
-
-@pjit
-def _time_direction(buf, out, rows, lo, threshold, med, sig, nuse):
+def _time_direction(buf, out, rows, lo, threshold, med, sig, nuse, burst):
     # per channel (parallel): median and MAD across the group's rows of x / level(row), per parallel
     # hand; per-sample outliers flagged in every correlation (each channel writes only its own
     # column of ``out``: race-free)
@@ -225,7 +218,7 @@ def _time_direction(buf, out, rows, lo, threshold, med, sig, nuse):
             cnt = 0
             for i in range(n):
                 v = buf[k, chan, i]
-                if np.isfinite(v):
+                if np.isfinite(v) and not burst[rows[lo + i]]:
                     xs[cnt] = v
                     cnt += 1
             nuse[chan, k] = cnt
@@ -240,7 +233,7 @@ def _time_direction(buf, out, rows, lo, threshold, med, sig, nuse):
             lim = max(threshold * s, MIN_REL_DEV * abs(m))
             for i in range(n):
                 v = buf[k, chan, i]
-                if np.isfinite(v) and abs(v - m) > lim:
+                if np.isfinite(v) and abs(v - m) > lim and not burst[rows[lo + i]]:
                     row = rows[lo + i]
                     for cc in range(n_corr):
                         out[row, chan, cc] = True
@@ -376,28 +369,32 @@ def flag_persistent(data, model, flag, group, ant1, ant2, use_corr, threshold):
     cuts = np.flatnonzero(g[1:] != g[:-1]) + 1
     bounds = np.concatenate([[0], cuts, [len(order)]]).astype(np.int64)
     use_corr = np.asarray(use_corr, np.int64)
-    level = np.full((n_row, len(use_corr)), np.nan)
-    _row_levels(data, m, out, order, use_corr, use_model, level)
-    # broadband bursts: per (group, baseline) across the group's integrations
+    n_k = len(use_corr)
+    level = np.full((n_row, n_k), np.nan)
+    burst = np.zeros(n_row, np.bool_)
+    # bursts: per (group, baseline) across the group's integrations; ``so`` keeps the group order of
+    # ``order`` (group is its first key), so a group's segments lie in its own [lo, hi)
     a_lo = np.minimum(ant1, ant2).astype(np.int64)[order]
     a_hi = np.maximum(ant1, ant2).astype(np.int64)[order]
-    seg_key = np.column_stack([g, a_lo, a_hi])
     so = np.lexsort((a_hi, a_lo, g))
-    sk = seg_key[so]
+    sk = np.column_stack([g, a_lo, a_hi])[so]
     seg_cuts = np.flatnonzero((sk[1:] != sk[:-1]).any(axis=1)) + 1
     seg_bounds = np.concatenate([[0], seg_cuts, [len(so)]]).astype(np.int64)
-    _bursts(out, level, order[so], seg_bounds, float(threshold))
+    seg_rows = order[so]
+    thr = float(threshold)
     for i in range(len(bounds) - 1):
         lo, hi = int(bounds[i]), int(bounds[i + 1])
+        buf = np.empty((n_k, n_chan, hi - lo))
+        _levels_and_ratios(data, m, out, order, lo, hi, use_corr, use_model, level, buf)
+        sb = seg_bounds[(seg_bounds >= lo) & (seg_bounds <= hi)]
+        _bursts(out, level, seg_rows, sb, thr, burst)
         if hi - lo < MIN_ROWS:
             continue
-        med = np.full((n_chan, len(use_corr)), np.nan)
-        sig = np.full((n_chan, len(use_corr)), np.nan)
-        nuse = np.zeros((n_chan, len(use_corr)), np.int64)
-        buf = np.empty((len(use_corr), n_chan, hi - lo))
-        _fill_ratios(data, m, out, order, lo, hi, use_corr, use_model, level, buf)
-        _time_direction(buf, out, order, lo, float(threshold), med, sig, nuse)
-        _channel_and_extend(out, order, lo, hi, use_corr, float(threshold), med, sig, nuse, cross)
+        med = np.full((n_chan, n_k), np.nan)
+        sig = np.full((n_chan, n_k), np.nan)
+        nuse = np.zeros((n_chan, n_k), np.int64)
+        _time_direction(buf, out, order, lo, thr, med, sig, nuse, burst)
+        _channel_and_extend(out, order, lo, hi, use_corr, thr, med, sig, nuse, cross)
     return out, int(out.sum() - np.count_nonzero(flag))
 
 
