@@ -313,6 +313,35 @@ def test_minblperant_flags_exactly_the_sparse_antenna(small, tmp_path):
     assert not any(s.flags.any() for s in hdf5.read_term(cal3, "G0"))
 
 
+def test_nonconverged_cells_flagged_exactly():
+    """Solver level: with flag_nonconverged the flags are those without it plus every antenna of the
+    cells that did not converge (here: cell 0 noise-free with unit gains, converged at once; cell 1
+    noisy with random gains, not converged in the few iterations allowed)."""
+    from alakazam.solvers import CellBatch, SolveOptions, solve
+
+    rng = np.random.default_rng(7)
+    n_ant, n_samp = 6, 4
+    a1, a2 = np.triu_indices(n_ant, 1)
+    g = np.ones((2, n_ant, 2), complex)
+    g[1] = rng.uniform(0.5, 1.5, (n_ant, 2)) * np.exp(1j * rng.uniform(-3, 3, (n_ant, 2)))
+    model = np.zeros((2, len(a1), n_samp, 4), complex)
+    model[..., 0] = model[..., 3] = 2.0
+    vis = model.copy()
+    vis[..., 0] *= (g[:, a1, 0] * np.conj(g[:, a2, 0]))[:, :, None]
+    vis[..., 3] *= (g[:, a1, 1] * np.conj(g[:, a2, 1]))[:, :, None]
+    vis[1] += 0.01 * (rng.normal(size=vis[1].shape) + 1j * rng.normal(size=vis[1].shape))
+
+    def run(flag_nc):
+        b = CellBatch(vis=vis.copy(), model=model.copy(), weight=np.ones(vis.shape), ant1=a1, ant2=a2,
+                      freq=np.full((2, n_samp), 1.4e9), n_ant=n_ant, ref_ant=0)
+        return solve("G", b, opts=SolveOptions(max_iter=1, tol=1e-14, flag_nonconverged=flag_nc))
+    off, on = run(False), run(True)
+    assert not off.converged.all() and off.converged.any()            # a mix
+    np.testing.assert_array_equal(on.flags, off.flags | ~off.converged[:, None])
+    np.testing.assert_array_equal(on.extra["nonconverged"], ~off.flags & ~off.converged[:, None])
+    assert np.isnan(on.jones[~on.converged]).all()
+
+
 def test_nonconverged_cells_flagged_and_all_flagged_step_is_an_error(small, tmp_path):
     ms, _ = small
     cal = str(tmp_path / "n.h5")
@@ -349,8 +378,8 @@ def test_all_flagged_exit_status(small, tmp_path):
 
 
 def test_nan_values_flag_samples_never_solutions(small, tmp_path):
-    """NaN/Inf in DATA or MODEL_DATA act exactly as FLAG on those samples: the solutions equal those of
-    the same MS with the samples flagged instead (and never carry NaN unflagged)."""
+    """NaN/Inf in DATA, WEIGHT or MODEL_DATA act exactly as FLAG on those samples: the solutions equal
+    those of the same MS with the samples flagged instead (and never carry NaN unflagged)."""
     def nan_model_scan1(v, t):
         v[t.getcol("SCAN_NUMBER") == 1] = np.nan
         return v
@@ -359,13 +388,19 @@ def test_nan_values_flag_samples_never_solutions(small, tmp_path):
         v[::7, 2, 0] = np.nan + 1j * np.inf
         return v
 
+    def nan_weight_some(v, t):
+        v[3::11, 3] = np.nan
+        return v
+
     def flag_same(v, t):
         v[t.getcol("SCAN_NUMBER") == 1] = True
         v[::7, 2, 0] = True       # bad DATA: that sample (bad MODEL: every correlation of the channel)
+        v[3::11, :, 3] = True     # bad WEIGHT: that correlation in every channel
         return v
     ms = _copy(small, tmp_path, "nan.ms")
     _set_column(ms, "MODEL_DATA", nan_model_scan1)
     _set_column(ms, "DATA", nan_data_some)
+    _set_column(ms, "WEIGHT", nan_weight_some)
     ref_ms = _copy(small, tmp_path, "flagged.ms")
     _set_column(ref_ms, "FLAG", flag_same)
     cal, ref = str(tmp_path / "nan.h5"), str(tmp_path / "flagged.h5")
