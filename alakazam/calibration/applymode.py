@@ -58,8 +58,7 @@ def term_flag_counts(terms, spw_id, utimes, freqs, names, fld, tix, a1, a2, flag
     from . import chain
 
     out = {}
-    already = flag[:, chans] if chans is not None else flag
-    n_corr = already.shape[2]
+    nunf = None             # (n_row, n_chan) unflagged correlations, computed once when needed
     for term in terms:
         fast = chain.diag_table(term, spw_id, utimes, freqs, names, fld.name, (fld.ra, fld.dec), True,
                                 time_scan=time_scan)
@@ -72,8 +71,10 @@ def term_flag_counts(terms, spw_id, utimes, freqs, names, fld, tix, a1, a2, flag
         if not bad.any():
             out[term.key] = 0
             continue
+        if nunf is None:
+            already = flag[:, chans] if chans is not None else flag
+            nunf = (~already).sum(axis=2, dtype=np.int64)
         t = tix if bad.shape[0] > 1 else np.zeros_like(tix)
         rb = bad[t, a1] | bad[t, a2]                                        # (n_row, n_c or 1)
-        rb = np.broadcast_to(rb[:, :, None], (len(tix), already.shape[1], n_corr))
-        out[term.key] = int((rb & ~already).sum())
+        out[term.key] = int(np.where(rb, nunf, 0).sum())
     return out
