@@ -105,10 +105,14 @@ def cmd_measures(args):
 
 def cmd_simulate(args):
     from .sim import simulate_ms
+    from .sim.simulate import hazard_kwargs
+
+    def error(msg):
+        raise AlakazamError(msg)
 
     t = simulate_ms(args.out, n_ant=args.n_ant, n_chan=tuple(args.n_chan), feed=args.feed, seed=args.seed,
                     duration_h=args.hours, int_s=args.int_s, noise=args.noise, rfi=args.rfi,
-                    overwrite=args.overwrite)
+                    overwrite=args.overwrite, **hazard_kwargs(args, error))
     print(f"wrote {t.ms} ({len(t.ant_names)} active antennas, SPWs {list(t.spw_freqs)}, "
           f"{len(t.times)} integrations, {t.feed} feeds); truth in {t.ms}.truth.npz")
 
@@ -181,6 +185,8 @@ def build_parser():
     s.add_argument("--overwrite", action="store_true",
                    help="replace OUT when it is an MS written by alakazam simulate (nothing else is "
                    "replaced)")
+    from .sim.simulate import add_hazard_arguments
+    add_hazard_arguments(s)
     s.set_defaults(func=cmd_simulate)
     s = sub.add_parser("demo", help="simulate, solve, fluxscale, apply; print recovered vs true")
     s.add_argument("--dir", default="alakazam_demo")

@@ -85,6 +85,8 @@ class SolveConfig:
     solver_backend: str = "numba"
     apply_parang: bool = False
     rfi_threshold: float = 5.0      # MAD sigmas; 0 disables
+    min_snr: float = 3.0            # flag solutions with SNR below (CASA minsnr); 0 disables
+    min_bl_per_ant: int = 4         # CASA minblperant; 0 disables
     max_iter: int = 100
     tol: float = 1.0e-10
     memory_limit_gb: float = 0.0    # 0 = 40% of available RAM
@@ -149,6 +151,7 @@ class ApplyConfig:
     quiet: bool = False
     select: dict = field(default_factory=dict)   # antenna/uvrange/timerange/intent/observation (core/rowselect.py)
     correlation: str = ""                        # correlations written ('' = all; core/corrselect.py)
+    applymode: str = ""             # CASA applymode (calibration/applymode.py); "" = from propagate_flags
 
 
 @dataclass
@@ -169,6 +172,9 @@ import math  # noqa: E402
 import re  # noqa: E402
 
 from .errors import AlakazamError, ParameterError  # noqa: E402
+
+#: CASA applycal applymodes (alakazam.calibration.applymode)
+APPLY_MODES = ("calflag", "calflagstrict", "calonly", "trial", "flagonly", "flagonlystrict")
 
 _TIME_UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hr": 3600.0}
 _FREQ_UNITS = {"hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
@@ -317,14 +323,14 @@ def _select(d, where, names, errs) -> dict:
 
 
 _SOLVE_KEYS = {"ms", "output", "ref_ant", "data_col", "model_col", "solver_backend", "apply_parang",
-               "rfi_threshold", "max_iter", "tol", "memory_limit_gb", "gpu", "jones", "field",
+               "rfi_threshold", "min_snr", "min_bl_per_ant", "max_iter", "tol", "memory_limit_gb", "gpu", "jones", "field",
                "time_interval", "freq_interval", "phase_only", "amp_only", "preapply_time_interp", "external_preapply",
                "spw", "scan", "quiet", "append", "solnorm", "normtype", *_SELECT_KEYS, "workers", "scheduler", "ref_ant_mode", "iterations", "plots"}
 _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_field", "output",
               "jones_type", "spw", "fluxscale_method", "refspwmap", "fitorder", "reffreq", "gain_threshold"}
 FLUXSCALE_METHODS = ("mean", "interpolate")
 _APPLY_KEYS = {"ms", "output_col", "data_col", "target_field", "target_scans", "spw", "apply_parang",
-               "propagate_flags", "jones", "tables", "field_select", "time_interp", "solution_field",
+               "propagate_flags", "applymode", "jones", "tables", "field_select", "time_interp", "solution_field",
                "memory_limit_gb", "quiet", "correlation", *_SELECT_KEYS}
 
 
@@ -459,6 +465,8 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         solver_backend=_typed(d, "solver_backend", str, "numba", where, names, errs, BACKENDS),
         apply_parang=_typed(d, "apply_parang", bool, False, where, names, errs),
         rfi_threshold=_typed(d, "rfi_threshold", float, 5.0, where, names, errs),
+        min_snr=_typed(d, "min_snr", float, 3.0, where, names, errs),
+        min_bl_per_ant=_typed(d, "min_bl_per_ant", int, 4, where, names, errs),
         max_iter=_typed(d, "max_iter", int, 100, where, names, errs),
         tol=_typed(d, "tol", float, 1e-10, where, names, errs),
         memory_limit_gb=_typed(d, "memory_limit_gb", float, 0.0, where, names, errs),
@@ -485,6 +493,10 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         errs.add(_name("max_iter", where, names), f"{cfg.max_iter} must be >= 1")
     if cfg.tol is not None and cfg.tol <= 0:
         errs.add(_name("tol", where, names), f"{cfg.tol} must be > 0")
+    if not (0 <= cfg.min_snr < float("inf")):
+        errs.add(_name("min_snr", where, names), f"{cfg.min_snr} must be a finite number >= 0 (0 = off)")
+    if cfg.min_bl_per_ant < 0:
+        errs.add(_name("min_bl_per_ant", where, names), f"{cfg.min_bl_per_ant} must be >= 0 (0 = off)")
     errs.raise_if_any()
     return cfg
 
@@ -572,11 +584,22 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
         memory_limit_gb=_typed(d, "memory_limit_gb", float, 0.0, where, names, errs),
         quiet=_typed(d, "quiet", bool, False, where, names, errs),
         select=_select(d, where, names, errs),
-        correlation=_typed(d, "correlation", str, "", where, names, errs))
+        correlation=_typed(d, "correlation", str, "", where, names, errs),
+        applymode=_typed({"applymode": d.get("applymode") or None}, "applymode", str, "", where, names, errs,
+                         APPLY_MODES))
+
     from .calibration.compat import output_column_errors
 
     for msg in output_column_errors(cfg.output_col, cfg.data_col):
         errs.add(_name("output_col", where, names), msg)
+    writes = ("calflag", "calflagstrict", "flagonly", "flagonlystrict")
+    if cfg.applymode:
+        if "propagate_flags" in d and isinstance(d["propagate_flags"], bool) and \
+                d["propagate_flags"] != (cfg.applymode in writes):
+            errs.add(_name("applymode", where, names),
+                     f"{cfg.applymode!r} contradicts propagate_flags: {d['propagate_flags']!r} "
+                     "(give one of them)")
+        cfg.propagate_flags = cfg.applymode in writes
     errs.raise_if_any()
     return cfg
 

@@ -310,6 +310,19 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
             raise AlakazamError(
                 f"{step.key}: no data selected for field(s) {step.field} (spw={cfg.spw!r}, "
                 f"scan={cfg.scan!r}); check the selection with 'alakazam info' / listobs")
+        n_sol = sum(s.flags.size for s in sets)
+        n_flag = int(sum(s.flags.sum() for s in sets))
+        reasons = {}
+        for s in sets:
+            for k, v in getattr(s, "quality", {}).items():
+                reasons[k] = reasons.get(k, 0) + v
+        why = ", ".join(f"{k} {v}" for k, v in reasons.items() if v)
+        if n_flag == n_sol:
+            raise AlakazamError(
+                f"{step.key} ({step.jones_type}): every solution is flagged ({n_sol} solutions, field(s) "
+                f"{step.field}; {why or 'no usable data'}): the selected data are all flagged, have zero "
+                f"weight or NaN/Inf values, or MODEL_DATA is NaN or zero; check FLAG, WEIGHT and "
+                f"{cfg.model_col} (nothing was written for {step.key})")
         if cfg.solnorm:
             _solnorm(cfg, step, sets)
         from .io import solappend
@@ -320,16 +333,15 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
             if note:
                 log.warning(note)
             pending[step.key] = sets
-        n_sol = sum(s.flags.size for s in sets)
-        n_flag = int(sum(s.flags.sum() for s in sets))
         summary["terms"][step.key] = {
             "jones_type": step.jones_type, "n_groups": len(sets), "n_solutions": n_sol,
             "flagged": n_flag, "seconds": seconds,
             "converged": float(np.mean(np.concatenate([s.converged.ravel() for s in sets]))),
             "reference": ctx.stats.get(("reference", step.key)),   # cells re-referenced / flagged
         }
-        log.info("%s: %d solution groups, %d/%d flagged, %.2f s", step.key, len(sets), n_flag, n_sol,
-                 seconds)
+        summary["terms"][step.key]["flag_reasons"] = reasons
+        log.info("%s: %d solution groups, %d/%d flagged%s, %.2f s", step.key, len(sets), n_flag, n_sol,
+                 f" (of which {why})" if why else "", seconds)
 
     if not field_major:
         for step, fids in zip(cfg.steps, step_fields):
@@ -499,29 +511,32 @@ def _ticking(items, advance):
 def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
     """Yield ``(chunk, rows)``: ms_io Chunks holding the group's rows and the indices of those rows
     in the chunk (None = all).  Tier 1: the cached (field, SPW) read, never copied; tiers 2/3: reads of
-    at most ``max_rows`` rows, RFI-flagged here."""
-    from .core import ms_io, rfi
+    at most ``max_rows`` rows, flagged here (:func:`alakazam.core.cellflags.flag_chunk`)."""
+    from .core import cellflags, ms_io
 
     cfg = ctx.cfg
-    rfi_on = bool(cfg.rfi_threshold and cfg.rfi_threshold > 0)
+    corr_types = ctx.meta.spws[ddid].corr_types
     if ctx.tier == 1:
         key = (fid, ddid)
         if key not in ctx.cache:
             c = ms_io.read_rows(cfg.ms, ddid, [fid], scans=ctx.scans, chans=chans,
                                 data_col=cfg.data_col, model_col=cfg.model_col, rowsel=ctx.rowsel)
-            if rfi_on:
-                # per-row statistics of the raw data: flag once here, not again in every step
-                c.flag = rfi.mad_flag(c.data, c.model, c.flag, cfg.rfi_threshold)
+            # bad values, per-row MAD and per-scan channel statistics of the raw data: flagged once
+            # here, not again in every step (alakazam.core.cellflags)
+            c.flag = cellflags.flag_chunk(c, corr_types, cfg.rfi_threshold)
             ctx.cache[key] = c
         ch = ctx.cache[key]
         sel = np.flatnonzero(np.isin(ch.scan, group.scans))
         yield ch, (None if len(sel) == ch.n_row else sel)
         return
-    for ch in ms_io.iter_chunks(cfg.ms, ddid, [fid], scans=group.scans, chans=chans,
-                                data_col=cfg.data_col, model_col=cfg.model_col, max_rows=ctx.max_rows,
-                                rowsel=ctx.rowsel):
-        if rfi_on and ch.n_row:
-            ch.flag = rfi.mad_flag(ch.data, ch.model, ch.flag, cfg.rfi_threshold)
+    # reads of whole blocks of integrations: the channel statistics see the same rows in every tier
+    group_rows = ms_io.row_numbers(cfg.ms, ddid, [fid], group.scans, rowsel=ctx.rowsel)
+    for rows, gid in cellflags.block_reads(cfg.ms, group_rows, ctx.max_rows):
+        ch = ms_io.read_rows(cfg.ms, ddid, [fid], chans=chans, data_col=cfg.data_col,
+                             model_col=cfg.model_col, meta=ctx.meta, rows=rows, rowsel=ctx.rowsel)
+        if ch.n_row:
+            same = len(ch.rownr) == len(rows) and np.array_equal(ch.rownr, rows)
+            ch.flag = cellflags.flag_chunk(ch, corr_types, cfg.rfi_threshold, groups=gid if same else None)
         yield ch, None
         del ch                  # not held while the next chunk is read (one chunk resident)
 
@@ -595,6 +610,8 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             times = ch.time[rows]
             sbin = sample_bin_of_rows(group, step.time_interval, scan_t0, ch.scan[rows], times)
             utimes, tix = np.unique(times, return_inverse=True)
+            uscan = np.zeros(len(utimes), np.int64)
+            uscan[tix] = ch.scan[rows]          # flagged solutions are not bridged across scans
             # per-row arrays over the whole chunk (rows not in the group: never read by the kernel)
             n = ch.n_row
             row_bl = np.full(n, -1, np.int64)
@@ -609,7 +626,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
                 diag = sky = None
                 if need_tables:
                     diag, sky = chain.preapply_tables(prior, meta, ddid, chans, fld, utimes[t0:t1],
-                                                      cfg.apply_parang)
+                                                      cfg.apply_parang, time_scan=uscan[t0:t1])
                 part = rows if (t0 == 0 and t1 == len(utimes)) else rows[(tix >= t0) & (tix < t1)]
                 averaging.accumulate_corrected(vis_sum, model_sum, w_sum, w_row, ch.data, ch.model, ch.flag,
                                                ch.weight, part, tidx, ch.ant1, ch.ant2, acc_bin, row_bl,
@@ -641,8 +658,9 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
             n_off = int(cross_phase.remove_leakage_offsets(batch).sum())
             log.debug("%s: leakage offsets removed in %d/%d cells", step.key, n_off, batch.n_cell)
         opts = solvers.SolveOptions(phase_only=step.phase_only, amp_only=step.amp_only,
-                                    max_iter=cfg.max_iter, tol=cfg.tol,
-                                    gpu=cfg.gpu)
+                                    max_iter=cfg.max_iter, tol=cfg.tol, gpu=cfg.gpu,
+                                    min_bl_per_ant=cfg.min_bl_per_ant, min_snr=cfg.min_snr,
+                                    flag_nonconverged=True)
         res = solvers.solve(jt, batch, backend=cfg.solver_backend, opts=opts)
         # --- assemble the (n_ant, n_freq, n_time, 2, 2) grid
         n_t = len(cells_t)
@@ -686,8 +704,43 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
         sset = SolutionSet(jones=jones, flags=flags, time=times, freq=fcent, delay=delay,
                            converged=conv, n_iter=niter, cost=cost, attrs=attrs)
         sset.extra = {"ref_ant": refused}
+        _quality(sset, res, cell_index)
         out.append(sset)
     return out
+
+
+def _quality(sset, res, cell_index):
+    """SNR grid into ``solver_stats/snr`` (n_ant, n_freq, n_time, 2) and chi2 / nDOF into
+    ``solver_stats/rchi2`` (n_freq, n_time), freq bins with an outlier chi2 and bandpass outlier
+    channels (G with >= 4 freq bins) flagged (:mod:`alakazam.solvers.quality`), and the counts of
+    solutions flagged per reason kept on ``sset.quality`` (logged by the step; not written)."""
+    from .solvers import quality
+
+    n_ant, n_f, n_t = sset.flags.shape
+    snr = np.zeros((n_ant, n_f, n_t, 2))
+    rchi2 = np.full((n_f, n_t), np.nan)
+    counts = {}
+    for name in ("minblperant", "minsnr", "nonconverged"):
+        counts[name] = int(sum(res.extra[name][c].sum() for c in range(len(cell_index))))
+    for c, (it, jf) in enumerate(cell_index):
+        snr[:, jf, it] = res.extra["snr"][c]
+        rchi2[jf, it] = res.extra["rchi2"][c]
+    counts["outlier_chi2"] = counts["outlier_channel"] = 0
+    new = np.broadcast_to(quality.chi2_outlier_bins(rchi2)[None], sset.flags.shape) & ~sset.flags
+    if new.any():
+        sset.flags |= new
+        counts["outlier_chi2"] = int(new.sum())
+    if sset.attrs.get("jones_type") == "G" and n_f >= 4:
+        new = quality.outlier_channels(sset.jones, sset.flags, snr) & ~sset.flags
+        if new.any():
+            sset.flags |= new
+            counts["outlier_channel"] = int(new.sum())
+    sset.jones[sset.flags] = np.nan
+    if sset.delay is not None:
+        sset.delay[sset.flags] = np.nan
+    sset.extra["snr"] = snr
+    sset.extra["rchi2"] = rchi2
+    sset.quality = counts
 
 
 def _bin_centres(freqs, fbin_of_chan, n_fcell):

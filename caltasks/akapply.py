@@ -18,7 +18,8 @@ def build_config(params):
     else:
         d["solution_field"] = [x if x not in ("", None) else None for x in sf]
     d["target_field"] = params["field"] or None
-    d["propagate_flags"] = params["applymode"] == "calflag"
+    d.pop("propagate_flags", None)
+    d["applymode"] = params["applymode"]
     cfg = apply_config_from_dict(d, where="akapply", names=akapply.names_for_messages())
     from alakazam.calibration.compat import check_output_column, ms_columns
 

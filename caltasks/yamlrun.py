@@ -12,6 +12,7 @@ phase_only          akcal calmode                          true -> 'p', false ->
 amp_only            akcal calmode                          true -> 'a' (per step)
 ref_ant             akcal refant                           index -> its string (each, for a list)
 propagate_flags     akapply applymode                      true -> 'calflag', false -> 'calonly'
+applymode           akapply applymode                      as is (calflag, calonly, trial, flagonly, ...)
 solution_field      akapply solutionfield                  ~ -> '', [a, b] -> 'a,b'
 ==================  =====================================  ======================================
 
@@ -115,9 +116,13 @@ def fluxscale_params(block: dict, where="fluxscale[0]") -> dict:
 
 def apply_params(block: dict, where="apply[0]") -> dict:
     """An ``apply`` block -> akapply keyword arguments."""
+    block = dict(block)
+    mode = block.pop("applymode", None)          # CASA's name, accepted in YAML as is
     p = _yaml_to_params(akapply, block, where)
     if "applymode" in p:
         p["applymode"] = "calflag" if p["applymode"] else "calonly"
+    if mode:
+        p["applymode"] = mode
     if "solutionfield" in p:
         p["solutionfield"] = _nulls(p["solutionfield"])
     if p.get("field") is None:

@@ -6,10 +6,11 @@ pass-through / nearest frequency mapping, antenna remap by name) and composed in
 docs/conventions.md: ``J = Diag D P`` (P only with ``apply_parang``).  Diagonal-only chains use the
 diagonal kernel; D or P use the full 2x2 inverse.
 
-DATA is never modified.  Data with no valid solution (flagged solution, antenna missing from the
-table) are either flagged (``propagate_flags``: FLAG is first saved to
-``<ms>.flagversions/flags.akapply_N.npz`` -- restore with :func:`restore_flags`) or written
-uncorrected and counted in the result (never multiplied by NaN).
+DATA is never modified.  What happens to data with no valid solution (flagged solution, antenna
+missing from the table) is CASA's ``applymode`` (:mod:`alakazam.calibration.applymode`): flagged
+(calflag, flagonly: FLAG is first saved to ``<ms>.flagversions/flags.akapply_N.npz`` -- restore with
+:func:`restore_flags`), written uncorrected (calonly; never multiplied by NaN), or only counted
+(trial: nothing written).  The counts per term and field are logged and returned.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from ..config import ApplyConfig
 from ..errors import AlakazamError
+from . import applymode as _am
 from . import chain
 
 log = logging.getLogger("alakazam.apply")
@@ -120,13 +122,19 @@ def _run_apply(cfg: ApplyConfig) -> dict:
         n_rows_ms = t.nrows()
     covers_all = (sum(p[3] for p in plan) == n_rows_ms and not cfg.correlation and
                   all(len(c) == len(meta.spws[d].freqs) for _, d, c, _ in plan))
+    mode = _am.resolve(getattr(cfg, "applymode", ""), cfg.propagate_flags)
+    if mode not in _am.APPLY_MODES:
+        raise AlakazamError(f"applymode: {mode!r} is not allowed; expected one of "
+                            f"{', '.join(_am.APPLY_MODES)}")
     # a new column is written under a temporary name and renamed once complete (core/columns.py)
     columns.begin_writes(cfg.ms)    # what the next apply needs to undo a kill -9 from here on
     write_col, created = None, False
     try:
-        write_col, created = columns.prepare(cfg.ms, cfg.output_col, cfg.data_col, init=not covers_all)
+        if _am.writes_data(mode):       # flagonly / trial write no data column
+            write_col, created = columns.prepare(cfg.ms, cfg.output_col, cfg.data_col, init=not covers_all)
         res = _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_col, rowsel)
-        columns.commit(cfg.ms, write_col, cfg.output_col)
+        if write_col is not None:
+            columns.commit(cfg.ms, write_col, cfg.output_col)
         columns.end_writes(cfg.ms)
         return res
     except BaseException:
@@ -143,24 +151,35 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
 
     write_col = write_col or cfg.output_col
     flagsafety.warn_interrupted(cfg.ms)
-    backup = backup_flags(cfg.ms) if cfg.propagate_flags else None
+    mode = _am.resolve(getattr(cfg, "applymode", ""), cfg.propagate_flags)
+    backup = backup_flags(cfg.ms) if _am.writes_flags(mode) else None
     if backup:
         log.info("FLAG saved as flag version %s; restore with: %s", backup,
                  flagsafety.restore_command(cfg.ms, backup))
     limit = memory.memory_limit_bytes(cfg.memory_limit_gb)
     lines = []
     counts = {"rows": 0, "samples": 0, "no_solution": 0, "flagged_by_solution": 0}
+    per_term = {}           # (term key, field name) -> samples whose solution in that term is flagged
     with flagsafety.flag_writes(cfg.ms, backup):
         for fid, ddid, chans, n_rows in plan:
             fld = meta.fields[fid]
             spw = meta.spws[ddid]
             with progress.bar(f"apply {fld.name} spw {spw.spw_id}: rows", n_rows, quiet=cfg.quiet) as pbar:
                 _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar,
-                             write_col, rowsel)
-    if counts["no_solution"]:
-        log.warning("%d samples had no valid solution and were written uncorrected (set propagate_flags "
-                    "to flag them instead)", counts["no_solution"])
-    return {"output_col": cfg.output_col, "created_column": created, "flag_backup": backup,
+                             write_col, rowsel, mode, per_term)
+    verb = {"calflag": "flagged", "calflagstrict": "flagged", "flagonly": "flagged",
+            "flagonlystrict": "flagged", "calonly": "left uncorrected",
+            "trial": "would be flagged (trial: nothing written)"}[mode]
+    for (key, fname), n in per_term.items():
+        if n:
+            log.info("applymode %s: %s %s: %d samples have a flagged solution and are %s", mode, key, fname,
+                     n, verb)
+    if counts["no_solution"] and mode == "calonly":
+        log.warning("%d samples had no valid solution and were written uncorrected (applymode calflag / "
+                    "propagate_flags flags them instead)", counts["no_solution"])
+    return {"output_col": cfg.output_col if _am.writes_data(mode) else None, "created_column": created,
+            "flag_backup": backup, "applymode": mode,
+            "flagged_by_term": {f"{k}/{f}": n for (k, f), n in per_term.items()},
             "log": lines, "seconds": _time.perf_counter() - t_start, **counts}
 
 
@@ -176,7 +195,7 @@ def _with_spw(line, spw_id):
 
 
 def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar,
-                 write_col=None, rowsel=None):
+                 write_col=None, rowsel=None, mode="calonly", per_term=None):
     """Correct the rows of one field and SPW, chunk by chunk."""
     from ..core import corrselect, memory, ms_io
     from ..jones import algebra
@@ -199,7 +218,15 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
                                 max_rows=max_rows, meta=meta, rowsel=rowsel):
         data, _, flag, _ = ch.four_corr(spw.corr_types)
         utimes, tidx = np.unique(ch.time, return_inverse=True)
-        diag, sky = chain.compose(terms, spw.spw_id, utimes, freqs, names, fld.name, (fld.ra, fld.dec))
+        tscan = np.zeros(len(utimes), np.int64)
+        tscan[tidx] = ch.scan               # flagged solutions are not bridged across scans
+        diag, sky = chain.compose(terms, spw.spw_id, utimes, freqs, names, fld.name, (fld.ra, fld.dec),
+                                  time_scan=tscan)
+        if per_term is not None:
+            for k, n in _am.term_flag_counts(terms, spw.spw_id, utimes, freqs, names, fld,
+                                             tidx.astype(np.int64), ch.ant1.astype(np.int64),
+                                             ch.ant2.astype(np.int64), flag, chans, tscan).items():
+                per_term[(k, fld.name)] = per_term.get((k, fld.name), 0) + n
         if cfg.apply_parang:
             p = chain.parang_table(meta, fld, utimes, spw.feed_basis)
             p = np.broadcast_to(p[:, :, None], (len(utimes), len(names), len(freqs), 2, 2))
@@ -213,11 +240,12 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         tix = tidx.astype(np.int64)
         kept = False            # samples without a valid solution already hold the uncorrected data
         nsol = None
+        propagate = _am.writes_flags(mode)
         if sky is None and diag is not None:
             # a product with the precomputed inverse instead of a division per sample (same flags);
             # in place in the chunk just read (it is not used afterwards): no second chunk-sized array
             out = sub if all_chans and sub.flags.writeable else np.empty(sub.shape, data.dtype)
-            kept = not cfg.propagate_flags
+            kept = not propagate
             nsol = int(algebra.correct_diag_inv(sub, algebra.diag_inverse_table(diag), tix, a1, a2, out,
                                                 bad, not kept))     # = bad.sum() (bad starts False)
         elif sky is not None:
@@ -230,12 +258,13 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         counts["samples"] += int(sub.size)
         if nsol is None:
             nsol = int(bad.sum())
-        if cfg.propagate_flags:
+        if propagate or mode == "trial":
             counts["flagged_by_solution"] += int((bad & ~flag[:, chans]).sum())
             newflag = flag.copy()
             newflag[:, chans] |= bad
         else:
-            counts["no_solution"] += nsol
+            # counted where the data are not flagged already (e.g. a dead antenna's flagged scan)
+            counts["no_solution"] += int((bad & ~flag[:, chans]).sum()) if nsol else 0
             if nsol and not kept:
                 out[bad] = sub[bad]      # uncorrected, never NaN
         if all_chans:
@@ -244,10 +273,11 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
             full = data.copy()
             full[:, chans] = out
         cmask = corrselect.parse_correlation(cfg.correlation, spw.corr_types)   # None = all (core/corrselect)
-        ms_io.write_column(cfg.ms, write_col or cfg.output_col, ch.rownr, corrselect.keep_unselected(
-            cfg.ms, write_col or cfg.output_col, ch.rownr,
-            _native(full, spw.corr_types, spw.n_corr).astype(ch.data.dtype, copy=False), cmask))
-        if cfg.propagate_flags:
+        if _am.writes_data(mode):
+            ms_io.write_column(cfg.ms, write_col or cfg.output_col, ch.rownr, corrselect.keep_unselected(
+                cfg.ms, write_col or cfg.output_col, ch.rownr,
+                _native(full, spw.corr_types, spw.n_corr).astype(ch.data.dtype, copy=False), cmask))
+        if propagate:
             ms_io.write_column(cfg.ms, "FLAG", ch.rownr, corrselect.keep_unselected(
                 cfg.ms, "FLAG", ch.rownr, _native(newflag, spw.corr_types, spw.n_corr), cmask))
         pbar.advance(ch.n_row)

@@ -76,7 +76,11 @@ class _FieldSolutions:
     delay: Optional[np.ndarray]
     freq: np.ndarray
     ant_names: list
+<<<<<<< HEAD
     delay_ref: float = 0.0    # Hz: delay phases are -2 pi tau (nu - delay_ref) (CASA K tables; 0 = ours)
+=======
+    scan: Optional[np.ndarray] = None   # (n_t,) MS scan of each solution time (-1: a bin spanning scans)
+>>>>>>> robust
 
 
 def _by_field(term: LoadedTerm, spw_id: int):
@@ -96,10 +100,54 @@ def _by_field(term: LoadedTerm, spw_id: int):
         delay = (np.concatenate([s.delay for s in fs], axis=2)[:, :, order]
                  if fs[0].delay is not None else None)
         a = fs[0].attrs
+        scan = np.concatenate([np.full(len(s.time), _set_scan(s), np.int64) for s in fs])[order]
         out[name] = _FieldSolutions(name, float(a.get("field_ra", np.nan)),
                                     float(a.get("field_dec", np.nan)), t[order], jones, flags, delay,
+<<<<<<< HEAD
                                     np.asarray(fs[0].freq), [str(x) for x in a["ant_names"]],
                                     float(a.get("delay_ref_hz", 0.0)))
+=======
+                                    np.asarray(fs[0].freq), [str(x) for x in a["ant_names"]], scan)
+    return out
+
+
+def _set_scan(s):
+    """The MS scan of a solution set's bins: its scan_id, the only scan of a combined (scan_0) set,
+    or -1 when its bins span several scans."""
+    if s.scan_id:
+        return int(s.scan_id)
+    scans = list(np.atleast_1d(s.attrs.get("scans", [])))
+    return int(scans[0]) if len(scans) == 1 else -1
+
+
+def _same_scan_parts(parts, time_scan, target_name):
+    """Solution flags are not bridged across scans (applymode calflag, and every pre-apply): target
+    times of scan s of the field's own solutions use only the solution bins of scan s when any of
+    them is flagged (a flagged antenna/channel there then stays flagged; within the scan, nearest and
+    linear use its valid neighbours); scans whose bins are all valid, and other fields' solutions,
+    are interpolated over all bins as before."""
+    out = []
+    for name, sel, fs, amap in parts:
+        if name != target_name or fs.scan is None or len(sel) == 0:
+            out.append((name, sel, fs, amap))
+            continue
+        vals = fs.delay if fs.delay is not None else fs.jones
+        ok = ~fs.flags & np.isfinite(vals).reshape(vals.shape[:3] + (-1,)).all(axis=-1)
+        ts = np.asarray(time_scan)[sel]
+        keep = np.ones(len(sel), bool)
+        for sc in np.unique(ts):
+            m = fs.scan == sc
+            if sc < 0 or not m.any() or ok[:, :, m].all():
+                continue
+            sub = ts == sc
+            keep &= ~sub
+            fsub = _FieldSolutions(fs.name, fs.ra, fs.dec, fs.time[m], fs.jones[:, :, m], fs.flags[:, :, m],
+                                   None if fs.delay is None else fs.delay[:, :, m], fs.freq, fs.ant_names,
+                                   fs.scan[m])
+            out.append((name, sel[sub], fsub, amap))
+        if keep.any():
+            out.append((name, sel[keep], fs, amap))
+>>>>>>> robust
     return out
 
 
@@ -150,12 +198,14 @@ def choose_fields(term: LoadedTerm, fields: dict, times, target_name=None, targe
     return names, np.argmin(dist, axis=0), mode
 
 
-def _field_parts(term, spw_id, times, ant_names, target_name, target_radec, prefer_own):
+def _field_parts(term, spw_id, times, ant_names, target_name, target_radec, prefer_own, time_scan=None):
     """Which solution field serves which target times (shared by :func:`term_tables` and
     :func:`diag_table`): returns ``(parts, info)`` with parts a list of
     ``(name, sel, fs, amap)`` -- the target-time indices ``sel`` served by field ``name``, its
     solutions ``fs`` and the map target antenna -> solution antenna (-1: missing) -- and the info
-    dict of the apply log lines (fields and selection mode filled in)."""
+    dict of the apply log lines (fields and selection mode filled in).  With ``time_scan`` (the MS
+    scan of each target time) flagged solutions are not bridged across scans
+    (:func:`_same_scan_parts`)."""
     fields = _by_field(term, spw_id)
     names, which, mode = choose_fields(term, fields, times, target_name, target_radec, prefer_own)
     info = {"fields": [], "mode": mode, "time": "", "freq": ""}
@@ -169,11 +219,13 @@ def _field_parts(term, spw_id, times, ant_names, target_name, target_radec, pref
         amap = np.array([fs.ant_names.index(a) if a in fs.ant_names else -1 for a in ant_names],
                         np.int64)
         parts.append((name, sel, fs, amap))
+    if time_scan is not None:
+        parts = _same_scan_parts(parts, time_scan, target_name)
     return parts, info
 
 
 def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_name=None,
-                target_radec=None, prefer_own=True, describe=False):
+                target_radec=None, prefer_own=True, describe=False, time_scan=None):
     """Evaluate a term on a data grid.
 
     Parameters
@@ -189,6 +241,9 @@ def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_n
         The data's active antennas; solutions are remapped by name (missing -> flagged).
     target_name, target_radec
         The data's field (for own-field preference and nearest_sky).
+    time_scan : (n_time,) int or None
+        MS scan of each time: flagged own-field solutions are not bridged across scans
+        (:func:`_same_scan_parts`).
 
     Returns
     -------
@@ -205,7 +260,7 @@ def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_n
     jones = np.full((n_t, n_a, n_c, 2, 2), np.nan + 0j)
     flags = np.ones((n_t, n_a, n_c), bool)
     field_parts, info = _field_parts(term, spw_id, times, ant_names, target_name, target_radec,
-                                     prefer_own)
+                                     prefer_own, time_scan)
     for name, sel, fs, amap in field_parts:
         t_target = times[sel]
         if fs.delay is not None:
@@ -265,7 +320,7 @@ def describe(term: LoadedTerm, spw_id, times, freqs, ant_names, target_name, tar
 
 
 def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_name=None,
-            target_radec=None, prefer_own=True, log_lines=None):
+            target_radec=None, prefer_own=True, log_lines=None, time_scan=None):
     """Evaluate a chain: (diag (n_t, n_ant, n_chan, 2) or None, sky (n_t, n_ant, n_chan, 2, 2) or None).
 
     ``diag`` is the product of the diagonal terms' diagonals; ``sky`` the product of the D terms in
@@ -288,10 +343,23 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
     diag = None
     sky = None
     owned = False
+<<<<<<< HEAD
     for i, term in enumerate(terms):
         j, d, info = cache[i] if i in cache else evaluate(term)
         if frames.get(i):
             j = to_final_frame(j, [cache[k][1] for k in frames[i]])
+=======
+    for term in terms:
+        fast = diag_table(term, spw_id, times, freqs, ant_names, target_name, target_radec, prefer_own,
+                          time_scan=time_scan)
+        if fast is not None:
+            d, info = fast                  # (n_t, n_ant, n_chan or 1, 2), the same values
+        else:
+            j, f, info = term_tables(term, spw_id, times, freqs, ant_names, target_name, target_radec,
+                                     prefer_own, time_scan=time_scan)
+            if term.diagonal:
+                d = np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1)
+>>>>>>> robust
         if log_lines is not None:
             log_lines.append((term, info))
         if term.diagonal:               # same products in the same order as before (in place when possible)
@@ -312,7 +380,7 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
 
 
 def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_name=None,
-               target_radec=None, prefer_own=True):
+               target_radec=None, prefer_own=True, time_scan=None):
     """``(diag, info)``: the diagonal ``(n_time, n_ant, n_chan or 1, 2)`` of :func:`term_tables` (same
     values, NaN where flagged; the channel axis is 1 for a broadcast (1-bin) term) for a diagonal term
     with ``exact``/``nearest`` time interpolation, or None for other terms (use term_tables).
@@ -330,7 +398,7 @@ def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_na
     n_t, n_c, n_a = len(times), len(freqs), len(ant_names)
     parts = []
     field_parts, info = _field_parts(term, spw_id, times, ant_names, target_name, target_radec,
-                                     prefer_own)
+                                     prefer_own, time_scan)
     for name, sel, fs, amap in field_parts:
         info["time"] = f"{term.time_interp} {len(fs.time)}->{n_t}"
         t_target = times[sel]
@@ -409,7 +477,7 @@ def parang_table(meta, field, times, feed_basis):
                                 recept, feed_basis)
 
 
-def preapply_tables(prior, meta, ddid, chans, field, utimes, apply_parang):
+def preapply_tables(prior, meta, ddid, chans, field, utimes, apply_parang, time_scan=None):
     """The pre-apply tables of a solve step on the unique times ``utimes`` of a chunk:
     ``(diag, sky)`` = (product of the earlier diagonal terms (n_t, n_ant, n_chan, 2), data side; the
     D terms and, with ``apply_parang``, P: (n_t, n_ant, n_chan, 2, 2), model side), each None when
@@ -419,7 +487,7 @@ def preapply_tables(prior, meta, ddid, chans, field, utimes, apply_parang):
     freqs = np.asarray(spw.freqs)[chans]
     names = [meta.ant_names[a] for a in meta.active_ants]
     diag, sky = compose(prior, spw.spw_id, utimes, freqs, names, field.name, (field.ra, field.dec),
-                        prefer_own=True) if prior else (None, None)
+                        prefer_own=True, time_scan=time_scan) if prior else (None, None)
     if apply_parang:
         p = parang_table(meta, field, utimes, spw.feed_basis)        # (n_t, n_ant, 2, 2)
         p = np.broadcast_to(p[:, :, None], (len(utimes), len(names), len(freqs), 2, 2))

@@ -10,7 +10,9 @@ Layout::
     │   ├── time    (n_time,) MJD seconds
     │   ├── freq    (n_freq,) Hz
     │   └── solver_stats/ converged (n_freq, n_time) bool, n_iter int32, cost float64
-    │                     (+ ref_ant int32: the reference antenna actually used per cell)
+    │                     (+ ref_ant int32: the reference antenna actually used per cell;
+    │                      snr (n_ant, n_freq, n_time, 2) per pol and rchi2 (n_freq, n_time) = chi2/nDOF:
+    │                      alakazam.solvers.quality)
     │   attrs: jones_type, field_name, scan_id, spw, n_ant, field_ra, field_dec, matrix_form,
     │          ref_ant, ref_ant_name, ant_names, solint_s, freqint_hz, phase_only, feed_basis,
     │          solver_backend, apply_parang, ms, preapply_chain (+ scans, time_interval, ...)
@@ -61,7 +63,8 @@ class SolutionSet:
     n_iter: Optional[np.ndarray] = None
     cost: Optional[np.ndarray] = None
     attrs: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)   # extra solver_stats arrays (n_freq, n_time)
+    extra: dict = field(default_factory=dict)   # extra solver_stats arrays (ref_ant, rchi2: (n_freq, n_time);
+    #                                             snr: (n_ant, n_freq, n_time, 2))
 
     @property
     def field_name(self) -> str:

@@ -23,6 +23,14 @@ What is in it
   (like CASA's setjy): a solve with apply_parang puts P into the model.
 * Corruptions: ``dead_ant`` (one antenna flagged, with garbage DATA, for scan 2), a few FLAG_ROW rows,
   and with ``rfi=True`` strong spikes in one channel of some rows whose FLAG is left False.
+  Unflagged hazards of real data (FLAG left False; drawn from their own random stream, so the other
+  values do not change when they are switched on; their positions are saved in the Truth):
+  ``rfi_persistent`` (channels carrying RFI in every row -- a satellite: amplitude 2-6 x the field's
+  Stokes I, varying in time, random phase per baseline and correlation), ``rfi_intermittent``
+  (one or two channels of an SPW in about 10% of the integrations, 5-20 x Stokes I),
+  ``rfi_bursts`` (that many integrations with RFI of 5-20 x Stokes I in every channel) and
+  ``dead_antenna_scan`` = (active antenna index, scan): DATA of that antenna's baselines in that scan
+  is noise only.
 
 The parallactic angle here is computed with casacore measures (me.posangle of the zenith seen from
 the source), independently of :mod:`alakazam.jones`.
@@ -74,6 +82,13 @@ class Truth:
     dead_ant: Optional[str] = None
     dead_scan: Optional[int] = None
     scans: Dict[int, str] = field(default_factory=dict)   # scan number -> field name
+    # unflagged corruptions (the truth of the corrupted samples; see simulate_ms)
+    rfi_persistent: Dict[int, np.ndarray] = field(default_factory=dict)  # SPW id -> channels (every row)
+    rfi_intermittent: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
+    #                                      (k, 3): (time index, SPW id, channel), all baselines
+    rfi_bursts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # time indices
+    noise_ant: Optional[str] = None      # the antenna whose DATA is noise only (unflagged) ...
+    noise_scan: Optional[int] = None     # ... in this scan
 
     def gain(self, spw_id, t_index):
         """Total G (bandpass x time gain) (n_ant, n_chan, 2) at time index t_index."""
@@ -138,7 +153,8 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
                 parang_in_data=True, receptor_angle=0.0, dead_ant=True, rfi=False, flag_rows=0.005,
                 descending=False, weight_spectrum=False, start_mjd_day=60401, overwrite=False,
                 rows_per_write=20000, apply_parang_in_data=None, leakage_scale=0.05,
-                leakage_ref_zero=False, spix=None) -> Truth:
+                leakage_ref_zero=False, spix=None, rfi_persistent=None, rfi_intermittent=False, rfi_bursts=0,
+                dead_antenna_scan=None) -> Truth:
     """Write a simulated MS at ``path`` and return (and save) its :class:`Truth`; see the module doc.
 
     Sizes: ``n_ant`` active (+ ``n_ant_extra`` without data), ``n_chan`` one entry per SPW,
@@ -156,6 +172,9 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     transformed into it).
     ``spix``: optional {field name: spectral index alpha}; that field's true Stokes then scale as
     ``(freq / f0) ** alpha`` (Truth.flux_true holds the values at f0; MODEL_DATA is unchanged).
+    ``rfi_persistent``: channel indices of SPW 0, or a dict {SPW id: channel indices};
+    ``rfi_intermittent``: bool; ``rfi_bursts``: number of integrations; ``dead_antenna_scan``:
+    (active antenna index, scan number) or None (module docstring).
     """
     from casacore.tables import default_ms, makearrcoldesc, maketabdesc, table
 
@@ -249,6 +268,35 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     cp_phase = 0.6 if crosshand else 0.0
     parang = {f[0]: _posangle(times, f[1], f[2], centre) for f in FIELDS}
     dead = (a_idx[2], 2) if (dead_ant and n_ant > 3) else None
+    # unflagged hazards: their own random stream (the values above do not depend on them)
+    hz = np.random.default_rng([seed, 7919])
+    if rfi_persistent is None:
+        rfi_persistent = {}
+    elif not isinstance(rfi_persistent, dict):
+        rfi_persistent = {0: rfi_persistent}
+    rfi_persistent = {int(k): np.asarray(sorted({int(c) for c in np.atleast_1d(v)}), np.int64)
+                      for k, v in rfi_persistent.items() if len(np.atleast_1d(v))}
+    for s_, ch_ in rfi_persistent.items():
+        if s_ not in range(n_spw) or (len(ch_) and (ch_.min() < 0 or ch_.max() >= n_chan[s_])):
+            raise ValueError(f"rfi_persistent: SPW {s_} channels {ch_.tolist()} outside the "
+                             f"{n_chan} channels of SPWs 0..{n_spw - 1}")
+    # slow amplitude variation of the persistent RFI: 2-6 x Stokes I
+    rfi_period = hz.uniform(600, 1800)
+    rfi_phase0 = hz.uniform(0, 2 * np.pi)
+    intermittent = []
+    if rfi_intermittent:
+        for ti in np.flatnonzero(hz.uniform(size=n_time) < 0.1):
+            for s_ in range(n_spw):
+                for c_ in hz.choice(n_chan[s_], size=min(n_chan[s_], int(hz.integers(1, 3))), replace=False):
+                    intermittent.append((int(ti), s_, int(c_)))
+    intermittent = np.array(intermittent, np.int64).reshape(-1, 3)
+    bursts = np.sort(hz.choice(n_time, size=min(int(rfi_bursts), n_time), replace=False)).astype(np.int64) \
+        if rfi_bursts else np.zeros(0, np.int64)
+    if dead_antenna_scan is not None:
+        na_, ns_ = int(dead_antenna_scan[0]), int(dead_antenna_scan[1])
+        if not 0 <= na_ < n_ant:
+            raise ValueError(f"dead_antenna_scan: antenna index {na_} outside 0..{n_ant - 1}")
+        dead_antenna_scan = (na_, ns_)
 
     # ---------------- the MS
     td = maketabdesc([makearrcoldesc("DATA", 0j, ndim=2, valuetype="complex"),
@@ -443,6 +491,19 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
                         V[bad] = 1e3 * (rng.normal(size=V[bad].shape) + 1j)
                     if rfi and (ti % 7 == 3):
                         V[:, nc // 3, :] += 500.0
+                    if dead_antenna_scan is not None and scan_of_time[ti] == dead_antenna_scan[1]:
+                        bad = (bl1 == dead_antenna_scan[0]) | (bl2 == dead_antenna_scan[0])
+                        V[bad] = noise * (hz.normal(size=V[bad].shape) + 1j * hz.normal(size=V[bad].shape))
+                    stokes_i = float(s_true[0])
+                    for c_ in rfi_persistent.get(s, ()):
+                        amp = stokes_i * (4.0 + 2.0 * np.sin(2 * np.pi * (times[ti] - times[0]) / rfi_period
+                                                             + rfi_phase0 + 0.7 * c_))
+                        V[:, c_, :] += amp * np.exp(2j * np.pi * hz.uniform(size=(n_bl, 4)))
+                    for _, s2_, c_ in intermittent[(intermittent[:, 0] == ti) & (intermittent[:, 1] == s)]:
+                        V[:, c_, :] += (stokes_i * hz.uniform(5, 20)
+                                        * np.exp(2j * np.pi * hz.uniform(size=(n_bl, 4))))
+                    if ti in bursts:
+                        V += stokes_i * hz.uniform(5, 20) * np.exp(2j * np.pi * hz.uniform(size=V.shape))
                     t.putcol("DATA", V.astype(np.complex64), row, n_bl)
                     t.putcol("MODEL_DATA", M.astype(np.complex64), row, n_bl)
                     t.putcol("FLAG", F, row, n_bl)
@@ -460,7 +521,10 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
         flux_model={f[0]: tuple(f[4] if f[4] is not None else f[3]) for f in FIELDS},
         dead_ant=names[active_ids[dead[0]]] if dead is not None else None,
         dead_scan=int(dead[1]) if dead is not None else None,
-        scans={int(s): FIELDS[field_of_time[i]][0] for i, s in enumerate(scan_of_time)})
+        scans={int(s): FIELDS[field_of_time[i]][0] for i, s in enumerate(scan_of_time)},
+        rfi_persistent=rfi_persistent, rfi_intermittent=intermittent, rfi_bursts=bursts,
+        noise_ant=names[active_ids[dead_antenna_scan[0]]] if dead_antenna_scan is not None else None,
+        noise_scan=int(dead_antenna_scan[1]) if dead_antenna_scan is not None else None)
     save_truth(truth, path + ".truth.npz")
     return truth
 
@@ -471,10 +535,12 @@ def save_truth(truth: Truth, path):
     Keys: one per :class:`Truth` field -- ``ms``, ``feed``, ``ant_names`` (active, ANTENNA order),
     ``field_names``, ``times`` (time,) MJD s, ``tau`` (ant, 2) ns, ``time_gain`` (ant, time, 2),
     ``leakage`` (ant, 2) (d_pq, d_qp), ``kc_tau`` ns, ``cp_phase`` rad, ``noise`` Jy, ``dead_ant``,
-    ``dead_scan`` (``'__none__'`` when None).  Dict fields are stored as ``'<name>/<key>'`` entries plus
+    ``dead_scan``, ``noise_ant``, ``noise_scan`` (``'__none__'`` when None), ``rfi_intermittent``
+    (k, 3) (time index, SPW, channel), ``rfi_bursts`` (k,) time indices.  Dict fields are stored as
+    ``'<name>/<key>'`` entries plus
     ``'<name>/__keys__'``: ``spw_freqs/<spw>`` (chan,) Hz, ``bandpass/<spw>`` (ant, chan, 2),
     ``parang/<field>`` (time,) rad, ``flux_true/<field>`` and ``flux_model/<field>`` Stokes (I, Q, U, V)
-    Jy, ``scans/<scan>`` field name.  Read back with :func:`load_truth`.
+    Jy, ``scans/<scan>`` field name, ``rfi_persistent/<spw>`` channels.  Read back with :func:`load_truth`.
     """
     out = {}
     for k, v in asdict(truth).items():
@@ -498,7 +564,8 @@ def load_truth(ms_path) -> Truth:
             keys = [str(k) for k in z[f"{name}/__keys__"]]
             d = {}
             for k in keys:
-                kk = int(k) if k.lstrip("-").isdigit() and name in ("spw_freqs", "bandpass", "scans") else k
+                int_keys = ("spw_freqs", "bandpass", "scans", "rfi_persistent")
+                kk = int(k) if k.lstrip("-").isdigit() and name in int_keys else k
                 val = z[f"{name}/{k}"]
                 d[kk] = tuple(val.tolist()) if name.startswith("flux") else (
                     str(val) if val.dtype.kind == "U" else val)
@@ -514,6 +581,46 @@ def load_truth(ms_path) -> Truth:
             else:
                 kw[name] = v
     return Truth(**kw)
+
+
+def add_hazard_arguments(p):
+    """The unflagged real-data hazards as command-line options (``alakazam simulate`` and
+    ``python -m alakazam.sim.simulate``)."""
+    p.add_argument("--rfi-persistent", metavar="CHANS", default=None,
+                   help="channels with RFI in every row, unflagged: '5,7' (SPW 0) or '0:5,1:3' (SPW:chan)")
+    p.add_argument("--rfi-intermittent", action="store_true",
+                   help="narrow-band RFI in 1-2 channels of about 10%% of the integrations, unflagged")
+    p.add_argument("--rfi-bursts", metavar="N", type=int, default=0,
+                   help="N integrations with broadband RFI in every channel, unflagged")
+    p.add_argument("--dead-antenna", metavar="ANT:SCAN", default=None,
+                   help="active antenna index whose DATA is noise only in that scan, unflagged (e.g. 1:4)")
+
+
+def hazard_kwargs(a, error):
+    """Parsed options of :func:`add_hazard_arguments` -> simulate_ms keyword arguments
+    (``error(message)`` reports a malformed value, e.g. ``ArgumentParser.error``)."""
+    persistent = None
+    if a.rfi_persistent:
+        persistent = {}
+        for tok in a.rfi_persistent.replace(" ", "").split(","):
+            if not tok:
+                continue
+            spw_, _, ch_ = tok.rpartition(":")
+            try:
+                persistent.setdefault(int(spw_) if spw_ else 0, []).append(int(ch_))
+            except ValueError:
+                error(f"--rfi-persistent: {tok!r} is not CHAN or SPW:CHAN")
+    dead2 = None
+    if a.dead_antenna:
+        try:
+            ant_, scan_ = a.dead_antenna.split(":")
+            dead2 = (int(ant_), int(scan_))
+        except ValueError:
+            error(f"--dead-antenna: {a.dead_antenna!r} is not ANT:SCAN (e.g. 1:4)")
+    if a.rfi_bursts < 0:
+        error(f"--rfi-bursts: {a.rfi_bursts} must be >= 0")
+    return dict(rfi_persistent=persistent, rfi_intermittent=bool(a.rfi_intermittent),
+                rfi_bursts=int(a.rfi_bursts), dead_antenna_scan=dead2)
 
 
 def simulate_main(argv=None) -> Truth:
@@ -540,12 +647,14 @@ def simulate_main(argv=None) -> Truth:
     p.add_argument("--weight-spectrum", action="store_true")
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUT if it is an MS alakazam simulate wrote")
+    add_hazard_arguments(p)
     a = p.parse_args(argv)
+    hazards = hazard_kwargs(a, p.error)
     return simulate_ms(a.out, n_ant=a.n_ant, n_ant_extra=a.n_ant_extra, n_chan=tuple(a.n_chan), feed=a.feed,
                        duration_h=a.duration_h, int_s=a.int_s, scan_len_s=a.scan_len_s, noise=a.noise,
                        seed=a.seed, rfi=a.rfi, dead_ant=not a.no_dead_ant, leakage=not a.no_leakage,
                        parang_in_data=not a.no_parang_in_data, descending=a.descending,
-                       weight_spectrum=a.weight_spectrum, overwrite=a.overwrite)
+                       weight_spectrum=a.weight_spectrum, overwrite=a.overwrite, **hazards)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -131,6 +131,11 @@ class SolveOptions:
     max_iter: int = 100
     tol: float = 1.0e-10
     gpu: bool = False
+    # solution quality (alakazam.solvers.quality); 0 / False = off, as for a direct solver call.  The
+    # solve flow passes minblperant (4), minsnr (3) and flags non-converged cells.
+    min_bl_per_ant: int = 0
+    min_snr: float = 0.0
+    flag_nonconverged: bool = False
 
 
 @dataclass
@@ -153,6 +158,10 @@ class SolveResult:
         Final chi2 of the cell.
     ref_ant : int32 (n_cell,)
         Reference antenna actually used (differs from the requested one when it had no data).
+    extra : dict
+        ``snr`` (n_cell, n_ant, 2) per pol (:func:`alakazam.solvers.quality.snr`); bool
+        (n_cell, n_ant) masks of the solutions flagged by ``minblperant``, ``minsnr`` and
+        ``nonconverged`` (each counted where the antenna was not already flagged for lack of data).
     """
 
     jones: np.ndarray

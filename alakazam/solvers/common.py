@@ -140,7 +140,11 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     if jones_type == "D" and not (batch.weight[..., 1:3] > 0).any():
         raise AlakazamError("D needs the cross hands (pq, qp): all cross-hand data are flagged or "
                             "absent in the selection")
-    has = antennas_with_data(batch, jones_type)
+    from . import quality
+
+    had = antennas_with_data(batch, jones_type)
+    dropped = quality.drop_sparse_antennas(batch, jones_type, opts.min_bl_per_ant)   # minblperant
+    has = antennas_with_data(batch, jones_type) if dropped.any() else had
     ref = choose_ref(has, batch.ref_ants or batch.ref_ant,
                      antenna_weight(batch, jones_type) if not has[:, batch.ref_ant].all() else None)
     init = initial_guess(jones_type, batch, ref)
@@ -153,11 +157,19 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
         flags = ~has
     det = J[..., 0, 0] * J[..., 1, 1] - J[..., 0, 1] * J[..., 1, 0]
     flags |= ~np.isfinite(J).all(axis=(-1, -2)) | (det == 0)
+    if cost is None or jones_type not in getattr(backend_module, "EXACT_COST", ()):
+        cost = chi2(jones_type, params, batch)
+    conv = np.asarray(conv, bool)
+    snr, rchi2 = quality.snr(jones_type, batch, J, cost, has, opts.phase_only)
+    low = np.zeros_like(flags)
+    if opts.min_snr and opts.min_snr > 0:
+        low = (snr < float(opts.min_snr)).any(axis=2) & ~flags
+    nonconv = (~conv[:, None] & ~flags) if opts.flag_nonconverged else np.zeros_like(flags)
+    extra = {"snr": snr, "rchi2": rchi2, "minblperant": dropped & had, "minsnr": low, "nonconverged": nonconv}
+    flags |= low | nonconv
     J[flags] = np.nan
     if delay is not None:
         delay[flags] = np.nan
-    if cost is None or jones_type not in getattr(backend_module, "EXACT_COST", ()):
-        cost = chi2(jones_type, params, batch)
     return SolveResult(jones=J, flags=flags, delay=delay, params=params,
-                       converged=np.asarray(conv, bool), n_iter=np.asarray(n_iter, np.int32),
-                       cost=np.asarray(cost, float), ref_ant=ref.astype(np.int32))
+                       converged=conv, n_iter=np.asarray(n_iter, np.int32),
+                       cost=np.asarray(cost, float), ref_ant=ref.astype(np.int32), extra=extra)

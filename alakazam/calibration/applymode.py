@@ -1,0 +1,80 @@
+"""CASA applycal's ``applymode``: what apply does with data whose solution is flagged.
+
+A sample's solution is *flagged* when any term of the chain has no valid solution for it: the
+solution cell is flagged (no data, minblperant, minsnr, not converged, outlier channel), the antenna
+is missing from the table, or interpolation found no valid solution.  Interpolation never bridges a
+flagged cell of the data's own scan from a valid cell of another scan
+(:func:`alakazam.calibration.chain._same_scan_parts`); within the scan nearest/linear use the valid
+neighbours, as CASA does.
+
+=================  ==================  ==============================  ==================================
+applymode          output column       samples with a flagged solution  FLAG
+=================  ==================  ==============================  ==================================
+calflag            corrected           flagged (data left uncorrected)  written (after a saved version)
+calflagstrict      as calflag          as calflag                      as calflag
+calonly (default)  corrected           not flagged, left uncorrected   not written
+trial              not written         only counted                    not written
+flagonly           not written         flagged                         written (after a saved version)
+flagonlystrict     as flagonly         as flagonly                     as flagonly
+=================  ==================  ==============================  ==================================
+
+``*strict`` (CASA: also flag data with no calibration available at all) is the same as the plain
+mode here: an antenna, SPW or time without any solution already counts as a flagged solution (a
+missing SPW is an error before anything is written).  The YAML key ``propagate_flags`` maps true ->
+calflag, false -> calonly; ``applymode`` may be given directly.  The default stays ``calonly``: the
+design (SEED.md, DESIGN.md) writes FLAG only on request (CASA's default is calflag).
+
+Every mode logs, per term and target field, the samples (not already flagged) whose solution in
+that term is flagged (:func:`term_flag_counts`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import APPLY_MODES  # noqa: E402,F401  (defined once, with the YAML validation)
+
+DEFAULT_MODE = "calonly"
+
+
+def writes_flags(mode):
+    return mode in ("calflag", "calflagstrict", "flagonly", "flagonlystrict")
+
+
+def writes_data(mode):
+    return mode in ("calflag", "calflagstrict", "calonly")
+
+
+def resolve(applymode, propagate_flags):
+    """The effective mode: ``applymode`` when given, else calflag/calonly from propagate_flags."""
+    if applymode:
+        return str(applymode)
+    return "calflag" if propagate_flags else "calonly"
+
+
+def term_flag_counts(terms, spw_id, utimes, freqs, names, fld, tix, a1, a2, flag, chans, time_scan):
+    """{term key: number of samples not flagged in ``flag`` (row, chan, corr) whose solution in that
+    term is flagged} for one chunk (rows with times ``utimes[tix]``, antennas a1/a2)."""
+    from . import chain
+
+    out = {}
+    nunf = None             # (n_row, n_chan) unflagged correlations, computed once when needed
+    for term in terms:
+        fast = chain.diag_table(term, spw_id, utimes, freqs, names, fld.name, (fld.ra, fld.dec), True,
+                                time_scan=time_scan)
+        if fast is not None:
+            d, _ = fast
+            bad = ~np.isfinite(d).all(axis=-1)                              # (n_t or 1, n_ant, n_c or 1)
+        else:
+            _, bad, _ = chain.term_tables(term, spw_id, utimes, freqs, names, fld.name, (fld.ra, fld.dec),
+                                          True, time_scan=time_scan)
+        if not bad.any():
+            out[term.key] = 0
+            continue
+        if nunf is None:
+            already = flag[:, chans] if chans is not None else flag
+            nunf = (~already).sum(axis=2, dtype=np.int64)
+        t = tix if bad.shape[0] > 1 else np.zeros_like(tix)
+        rb = bad[t, a1] | bad[t, a2]                                        # (n_row, n_c or 1)
+        out[term.key] = int(np.where(rb, nunf, 0).sum())
+    return out

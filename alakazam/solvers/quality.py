@@ -1,0 +1,240 @@
+"""Solution quality: which solutions may be used (CASA gaincal's minblperant and minsnr, non-converged
+cells, outlier bandpass channels).  No unflagged solution may be garbage.
+
+minblperant (:func:`drop_sparse_antennas`, before the solve)
+    Per cell, an antenna needs data (weight > 0 on a correlation the term uses) on at least
+    ``min_bl_per_ant`` baselines to other antennas that are themselves kept; antennas below it are
+    removed (their baselines' weights set to 0) and the count repeated until nothing changes, as CASA
+    does.  Their solutions are then flagged like any antenna without data.  The effective value is
+    ``min(min_bl_per_ant, n_ant - 1)`` so an array of n_ant <= min_bl_per_ant antennas can still be
+    solved when every baseline is present (CASA would flag it all; logged at debug level).
+
+SNR (:func:`snr`, after the solve; stored as ``solver_stats/snr`` (n_ant, n_freq, n_time, 2) per pol)
+    As CASA's gaincal (VisCalSolver::getErrors and SolvableVisJones::formSolveSNR)::
+
+        SNR_ap = |g_ap| / err_ap,   err_ap = sqrt(2 k2 / H_ap),   k2 = chi2 / nDOF,
+        H_ap   = sum_{b, s} w |dV_b,s / dg_ap|^2,   nDOF = 2 n_w - n_par
+
+    with one change: k2 is capped at 1, ``k2 = min(chi2 / nDOF, 1)``.  CASA's k2 rescales the errors
+    by the misfit, which makes the SNR independent of the scale of WEIGHT (a WEIGHT too large by a
+    factor gives k2 < 1 and the same SNR).  A misfit larger than the weights predict is, in a
+    calibration chain, systematic -- e.g. a bandpass over several scans solved before the time gains
+    averages data whose gains drift: its chi2 / nDOF is ~1e5 (measured on the simulated chain K,
+    G inf, G 2min) while the solution matches the truth to its thermal error, and CASA's SNR (~3)
+    would flag it; such a misfit does not lower the SNR here (outliers and RFI are caught by the
+    sample flags and the outlier-channel test instead).  Definitions:
+    chi2 = sum w |V - V^|^2 over the term's correlations (the cell's final cost), n_w the number of
+    samples with w > 0 (complex: two real DOF each), n_par the real parameters of the cell and H the
+    Gauss-Newton curvature (CASA's "2 is from the def of Hess").  For G, dV/dg_ap = V^/g_ap, so
+    SNR_ap = sqrt(sum_{b in a, s} w_pp |V^_pp|^2 / (2 k2)) over the baselines of antenna a and the
+    parallel hand of pol p -- the form used here.  With w = 1/sigma^2 (sigma per real part, the MS
+    convention) k2 ~ 1 on clean data and SNR ~ |V^| sqrt(sum w / 2), the amplitude over the rms
+    error of the solution.  ``solver_stats/rchi2`` stores chi2 / nDOF (uncapped) per cell.
+    For terms whose parameter can legitimately be ~0 (K delays, D leakages, KC, CP) the same
+    sensitivity of a unit gain is used (1/SNR = the rms phase error in rad): K as G; D: d_pq,a from
+    the cross hands pq (a = ant1) and qp (a = ant2) weighted by |V^_qq|^2, d_qp likewise by
+    |V^_pp|^2; KC and CP: all cross-hand samples of the cell (one value for every antenna).  An
+    undetermined cell (nDOF <= 0) has SNR 0, an exact fit (chi2 = 0) SNR_MAX.  A dead antenna has
+    V^ ~ 0 and SNR ~ 1.
+
+minsnr, non-converged (:func:`alakazam.solvers.common.run`)
+    Solutions with SNR < ``min_snr`` (0 disables) are flagged per antenna (either pol below it: the
+    Jones matrix is one solution); every solution of a cell whose solver did not converge is flagged
+    (``SolveOptions.flag_nonconverged``; the solve flow sets it).
+
+Outlier chi2 (:func:`chi2_outlier_bins`, any term with >= 4 freq bins)
+    Per time cell, a freq bin whose chi2 / nDOF exceeds ``RCHI2_RATIO`` (10) times the running median
+    of its 7 neighbours' is flagged for every antenna: data that the model cannot describe (RFI left
+    in the channel: measured ~1e6 against ~200 in the neighbours on the simulated chain with the
+    sample flags off), whatever the solution's value.  A systematic misfit (drifting gains, bandpass
+    shape) varies smoothly across channels and stays well below the ratio.
+
+Outlier bandpass channels (:func:`outlier_channels`, G with >= 4 freq bins)
+    Per antenna, pol and time cell, g_f is compared with r_f, the complex running median (median of
+    the real and imaginary parts) of the 7 unflagged freq bins centred on f:
+    e_f = |g_f - r_f| / |r_f|.  Bin f is flagged when
+    ``e_f > max(5 * max(1.4826 MAD(e), 1 / SNR_f), OUTLIER_REL)`` -- a robust outlier in
+    amplitude or phase against its neighbours, beyond the typical channel-to-channel structure, its
+    own noise, and by at least half the neighbours' level (a bandpass solved from RFI: amplitudes
+    0.08 and 20.3 where the truth is ~0.95).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+log = logging.getLogger("alakazam.solvers")
+
+USED_CORR = {"K": (0, 3), "G": (0, 3), "D": (0, 1, 2, 3), "KC": (1, 2), "CP": (1, 2)}
+MAD_TO_SIGMA = 1.4826
+HALF_WINDOW = 3
+#: an outlier channel also differs from its neighbours' running median by this fraction of it (0.5:
+#: 40% in amplitude or 29 deg in phase); a peaked bandpass sampled by few channels stands ~25% off
+OUTLIER_REL = 0.5
+#: robust sigmas of the outlier-channel test (fixed: independent of the data's rfi_threshold)
+OUTLIER_SIGMA = 5.0
+#: a freq bin whose chi2 / nDOF exceeds this many times its neighbours' running median is flagged
+RCHI2_RATIO = 10.0
+#: the SNR of an exact fit (chi2 = 0), as CASA's 9999999
+SNR_MAX = 9999999.0
+
+
+def drop_sparse_antennas(batch, jones_type, min_bl):
+    """Apply minblperant in place on ``batch.weight``; returns the (n_cell, n_ant) bool mask of the
+    antennas removed (module docstring)."""
+    n_cell, n_ant = batch.n_cell, batch.n_ant
+    dropped = np.zeros((n_cell, n_ant), bool)
+    if not min_bl or min_bl <= 0 or n_cell == 0:
+        return dropped
+    need = min(int(min_bl), n_ant - 1)
+    if need < int(min_bl):
+        log.debug("minblperant %d > n_ant - 1: %d baselines per antenna required", int(min_bl), need)
+    corr = list(USED_CORR[jones_type])
+    bl_has = (batch.weight[..., corr] > 0).any(axis=(2, 3))        # (n_cell, n_bl)
+    a1, a2 = np.asarray(batch.ant1), np.asarray(batch.ant2)
+    while True:
+        ok = bl_has & ~dropped[:, a1] & ~dropped[:, a2]
+        count = np.zeros((n_cell, n_ant), np.int64)
+        np.add.at(count, (slice(None), a1), ok)
+        np.add.at(count, (slice(None), a2), ok)
+        new = (count > 0) & (count < need) & ~dropped
+        if not new.any():
+            break
+        dropped |= new
+    if dropped.any():
+        cut = dropped[:, a1] | dropped[:, a2]                        # (n_cell, n_bl)
+        batch.weight[cut] = 0.0
+    return dropped
+
+
+def _n_par(jones_type, n_ant_data, phase_only):
+    if jones_type == "G":
+        per = 2 if phase_only else 4
+        return per * n_ant_data - 2
+    if jones_type == "K":
+        return 4 * n_ant_data - 4
+    if jones_type == "D":
+        return 4 * n_ant_data - 2
+    if jones_type == "KC":
+        return 2 * np.ones_like(n_ant_data)
+    return np.ones_like(n_ant_data)
+
+
+def snr(jones_type, batch, J, cost, has, phase_only=False):
+    """``(snr (n_cell, n_ant, 2), rchi2 (n_cell,))`` of the solutions ``J`` (n_cell, n_ant, 2, 2)
+    (module docstring)."""
+    n_cell, n_ant = batch.n_cell, batch.n_ant
+    a1, a2 = np.asarray(batch.ant1), np.asarray(batch.ant2)
+    Jf = np.where(np.isfinite(J), J, 0)
+    M = batch.model.reshape(batch.model.shape[:3] + (2, 2))
+    # V^ = J_a M J_b^H over (cell, baseline, sample)
+    Vh = np.einsum("cbij,cbsjk,cblk->cbsil", Jf[:, a1], M, np.conj(Jf[:, a2]), optimize=True)
+    Vh = Vh.reshape(batch.model.shape)
+    P = np.abs(Vh) ** 2
+    w = batch.weight
+    corr = list(USED_CORR[jones_type])
+    n_w = (w[..., corr] > 0).sum(axis=(1, 2, 3))
+    n_par = _n_par(jones_type, has.sum(axis=1), phase_only)
+    dof = 2 * n_w - n_par
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k2 = np.where(dof > 0, np.asarray(cost, float) / np.maximum(dof, 1), np.nan)
+    rchi2 = k2.copy()
+    k2 = np.minimum(k2, 1.0)            # a misfit above the weights' prediction is not noise (docstring)
+    sens = np.zeros((n_cell, n_ant, 2))
+    if jones_type in ("G", "K"):
+        for p, c in ((0, 0), (1, 3)):
+            s = (w[..., c] * P[..., c]).sum(axis=2)                  # (n_cell, n_bl)
+            np.add.at(sens[..., p], (slice(None), a1), s)
+            np.add.at(sens[..., p], (slice(None), a2), s)
+    elif jones_type == "D":
+        # d_pq: pq on ant1 side and qp on ant2 side, |V^_qq|^2; d_qp: qp (ant1), pq (ant2), |V^_pp|^2
+        s_pq1 = (w[..., 1] * P[..., 3]).sum(axis=2)
+        s_qp2 = (w[..., 2] * P[..., 3]).sum(axis=2)
+        s_qp1 = (w[..., 2] * P[..., 0]).sum(axis=2)
+        s_pq2 = (w[..., 1] * P[..., 0]).sum(axis=2)
+        np.add.at(sens[..., 0], (slice(None), a1), s_pq1)
+        np.add.at(sens[..., 0], (slice(None), a2), s_qp2)
+        np.add.at(sens[..., 1], (slice(None), a1), s_qp1)
+        np.add.at(sens[..., 1], (slice(None), a2), s_pq2)
+    else:   # KC, CP: one parameter for all antennas
+        s = (w[..., 1] * P[..., 1] + w[..., 2] * P[..., 2]).sum(axis=(1, 2))
+        sens[:] = s[:, None, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.sqrt(sens / (2.0 * k2[:, None, None]))
+    # chi2 = 0 (noise-free data): zero error, SNR_MAX as CASA's 9999999; no DOF: 0
+    exact = (k2 == 0)[:, None, None] & (sens > 0)
+    out = np.where(exact, SNR_MAX, np.where(np.isfinite(out), out, 0.0))
+    if jones_type in ("KC", "CP"):
+        out = np.where(has.any(axis=1)[:, None, None], out, 0.0)
+    else:
+        out = np.where(has[..., None], out, 0.0)
+    return out, rchi2
+
+
+def _running_nanmedian(x):
+    """Running median over the last axis (window 2 HALF_WINDOW + 1, NaN = missing; NaN where fewer
+    than 3 values are in the window)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    pad = [(0, 0)] * (x.ndim - 1) + [(HALF_WINDOW, HALF_WINDOW)]
+    win = sliding_window_view(np.pad(x, pad, constant_values=np.nan), 2 * HALF_WINDOW + 1, axis=-1)
+    n_ok = np.isfinite(win).sum(axis=-1)
+    with np.errstate(all="ignore"):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(win, axis=-1)
+    return np.where(n_ok >= 3, med, np.nan)
+
+
+def chi2_outlier_bins(rchi2):
+    """(n_f, n_t) bool: freq bins whose chi2 / nDOF is an outlier against its neighbours (module
+    docstring); rchi2 (n_f, n_t), NaN = no data."""
+    rchi2 = np.asarray(rchi2, float)
+    n_f = rchi2.shape[0]
+    if n_f < 4:
+        return np.zeros(rchi2.shape, bool)
+    r = np.where(np.isfinite(rchi2), rchi2, np.nan).T                  # (n_t, n_f)
+    ref = _running_nanmedian(r)
+    with np.errstate(invalid="ignore"):
+        bad = np.isfinite(r) & np.isfinite(ref) & (r > RCHI2_RATIO * ref)
+    return bad.T
+
+
+def outlier_channels(jones, flags, snr_vals, threshold=OUTLIER_SIGMA):
+    """Bandpass channel outliers (module docstring).
+
+    Parameters
+    ----------
+    jones : (n_ant, n_f, n_t, 2, 2) complex; flags : (n_ant, n_f, n_t) bool
+    snr_vals : (n_ant, n_f, n_t, 2) SNR per pol (0 = unknown)
+    threshold : float (robust sigmas, default OUTLIER_SIGMA; <= 0 disables)
+
+    Returns
+    -------
+    (n_ant, n_f, n_t) bool: the newly flagged solutions.
+    """
+    import warnings
+
+    n_ant, n_f, n_t = flags.shape
+    new = np.zeros(flags.shape, bool)
+    if not threshold or threshold <= 0 or n_f < 4:
+        return new
+    # (n_ant, n_t, 2, n_f): the frequency axis last
+    g = np.stack([jones[..., 0, 0], jones[..., 1, 1]], axis=-1).transpose(0, 2, 3, 1)
+    ok = (~flags.transpose(0, 2, 1))[:, :, None, :] & np.isfinite(g) & (g != 0)
+    gr = np.where(ok, g.real, np.nan)
+    gi = np.where(ok, g.imag, np.nan)
+    ref = _running_nanmedian(gr) + 1j * _running_nanmedian(gi)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        e = np.abs(g - ref) / np.abs(ref)
+        good = ok & np.isfinite(e)
+        sig = MAD_TO_SIGMA * np.nanmedian(np.where(good, e, np.nan), axis=-1, keepdims=True)
+        sv = snr_vals.transpose(0, 2, 3, 1)
+        rel = np.where(sv > 0, 1.0 / sv, 0.0)
+        lim = np.maximum(threshold * np.maximum(sig, rel), OUTLIER_REL)
+        bad = good & (good.sum(axis=-1, keepdims=True) >= 4) & (e > lim)
+    return bad.any(axis=2).transpose(0, 2, 1)

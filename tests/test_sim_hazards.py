@@ -1,0 +1,107 @@
+"""Simulator hazards (unflagged persistent / intermittent / burst RFI, a noise-only antenna) and the
+solve's sample flags on them (alakazam/core/cellflags.py): the truth of the corrupted samples is in
+the Truth, and the flags catch them with few false positives."""
+
+import numpy as np
+import pytest
+from casacore.tables import table
+
+from alakazam.cli import main
+from alakazam.core import cellflags, ms_io
+from alakazam.sim import simulate_ms
+from alakazam.sim.simulate import load_truth
+
+KW = dict(n_ant=6, n_chan=(16, 8), duration_h=1.0, int_s=60, noise=0.05, seed=5, dead_ant=False,
+          flag_rows=0.0, leakage=False)
+
+
+@pytest.fixture(scope="module")
+def hazards(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hazards")
+    clean, bad = str(d / "clean.ms"), str(d / "bad.ms")
+    simulate_ms(clean, **KW)
+    truth = simulate_ms(bad, rfi_persistent={0: [5]}, rfi_intermittent=True, rfi_bursts=3,
+                        dead_antenna_scan=(2, 4), **KW)
+    return clean, bad, truth
+
+
+def _cols(ms, ddid):
+    with table(ms, ack=False) as t:
+        q = t.query(f"DATA_DESC_ID=={ddid}")        # per DDID: the SPWs have different channel counts
+        return {c: q.getcol(c) for c in ("DATA", "FLAG", "TIME", "ANTENNA1", "ANTENNA2", "SCAN_NUMBER",
+                                          "FIELD_ID")}
+
+
+def test_hazards_only_where_the_truth_says(hazards):
+    clean, bad, truth = hazards
+    t2 = load_truth(bad)
+    assert t2.rfi_persistent[0].tolist() == [5] and t2.noise_ant == truth.noise_ant == truth.ant_names[2]
+    np.testing.assert_array_equal(t2.rfi_bursts, truth.rfi_bursts)
+    np.testing.assert_array_equal(t2.rfi_intermittent, truth.rfi_intermittent)
+    assert len(truth.rfi_bursts) == 3 and len(truth.rfi_intermittent) > 0
+    with table(bad + "::ANTENNA", ack=False) as t:
+        dead_id = list(t.getcol("NAME")).index(truth.noise_ant)
+    for ddid, spw in ((0, 1), (1, 0)):                                # DDID d -> SPW n_spw-1-d
+        c, b = _cols(clean, ddid), _cols(bad, ddid)
+        assert not b["FLAG"].any()                                     # all unflagged
+        ti = np.searchsorted(truth.times, b["TIME"])
+        expect = np.zeros(b["DATA"].shape[:2], bool)                  # (row, chan) corrupted
+        expect[np.isin(ti, truth.rfi_bursts)] = True
+        if spw == 0:
+            expect[:, 5] = True
+        for t_, s_, ch_ in truth.rfi_intermittent:
+            if s_ == spw:
+                expect[ti == t_, ch_] = True
+        deadrow = ((b["ANTENNA1"] == dead_id) | (b["ANTENNA2"] == dead_id)) & (b["SCAN_NUMBER"] == 4)
+        diff = np.abs(b["DATA"] - c["DATA"]).max(axis=2) > 0
+        # the same data as the clean MS except at the corrupted samples
+        np.testing.assert_array_equal(diff, expect | deadrow[:, None])
+        # the dead antenna's data are noise only
+        assert np.abs(b["DATA"][deadrow][~expect[deadrow]]).std() < 3 * truth.noise
+        if spw == 0:
+            # the persistent channel: 2-6 x the field's Stokes I added, in every row
+            fields = np.array(truth.field_names)[b["FIELD_ID"]]
+            stokes_i = np.array([truth.flux_true[f][0] for f in fields])
+            rows = ~np.isin(ti, truth.rfi_bursts) & ~deadrow
+            rows &= ~np.isin(ti, truth.rfi_intermittent[truth.rfi_intermittent[:, 1] == 0][:, 0])
+            added = np.abs(b["DATA"][rows, 5] - c["DATA"][rows, 5]) / stokes_i[rows, None]
+            assert added.min() > 1.99 and added.max() < 6.01
+
+
+def test_solve_flags_catch_every_hazard(hazards):
+    _, bad, truth = hazards
+    meta = ms_io.read_meta(bad)
+    caught, clean_flagged, n_clean = [], 0, 0
+    for ddid in meta.spws:
+        spw = meta.spws[ddid]
+        for fid in range(3):
+            ch = ms_io.read_rows(bad, ddid, [fid], chans=np.arange(len(spw.freqs)))
+            f = cellflags.flag_chunk(ch, spw.corr_types, 5.0).any(axis=2)
+            ti = np.searchsorted(truth.times, ch.time)
+            hit = np.zeros(f.shape, bool)
+            hit[np.isin(ti, truth.rfi_bursts)] = True
+            if spw.spw_id == 0:
+                hit[:, 5] = True
+            for t_, s_, c_ in truth.rfi_intermittent:
+                if s_ == spw.spw_id:
+                    hit[ti == t_, c_] = True
+            names = [meta.ant_names[a] for a in meta.active_ants]
+            dead = names.index(truth.noise_ant)
+            deadrow = ((ch.ant1 == dead) | (ch.ant2 == dead)) & (ch.scan == truth.noise_scan)
+            caught.append(f[hit].mean() if hit.any() else 1.0)
+            ok = ~hit & ~deadrow[:, None]
+            clean_flagged += int(f[ok].sum())
+            n_clean += int(ok.sum())
+    assert min(caught) == 1.0, caught                      # every RFI sample flagged
+    assert clean_flagged / n_clean < 0.02, clean_flagged / n_clean
+
+
+def test_simulate_cli_hazard_options(tmp_path, capsys):
+    ms = str(tmp_path / "h.ms")
+    assert main(["simulate", ms, "--n-ant", "4", "--n-chan", "8", "--hours", "0.5", "--rfi-persistent",
+                 "0:3,0:4", "--rfi-bursts", "1", "--dead-antenna", "1:2", "--rfi-intermittent"]) == 0
+    t = load_truth(ms)
+    assert t.rfi_persistent[0].tolist() == [3, 4] and len(t.rfi_bursts) == 1 and t.noise_scan == 2
+    capsys.readouterr()
+    assert main(["simulate", ms, "--dead-antenna", "x"]) == 2
+    assert "--dead-antenna" in capsys.readouterr().err
