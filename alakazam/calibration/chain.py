@@ -76,11 +76,8 @@ class _FieldSolutions:
     delay: Optional[np.ndarray]
     freq: np.ndarray
     ant_names: list
-<<<<<<< HEAD
     delay_ref: float = 0.0    # Hz: delay phases are -2 pi tau (nu - delay_ref) (CASA K tables; 0 = ours)
-=======
     scan: Optional[np.ndarray] = None   # (n_t,) MS scan of each solution time (-1: a bin spanning scans)
->>>>>>> robust
 
 
 def _by_field(term: LoadedTerm, spw_id: int):
@@ -103,11 +100,8 @@ def _by_field(term: LoadedTerm, spw_id: int):
         scan = np.concatenate([np.full(len(s.time), _set_scan(s), np.int64) for s in fs])[order]
         out[name] = _FieldSolutions(name, float(a.get("field_ra", np.nan)),
                                     float(a.get("field_dec", np.nan)), t[order], jones, flags, delay,
-<<<<<<< HEAD
                                     np.asarray(fs[0].freq), [str(x) for x in a["ant_names"]],
-                                    float(a.get("delay_ref_hz", 0.0)))
-=======
-                                    np.asarray(fs[0].freq), [str(x) for x in a["ant_names"]], scan)
+                                    float(a.get("delay_ref_hz", 0.0)), scan)
     return out
 
 
@@ -143,11 +137,10 @@ def _same_scan_parts(parts, time_scan, target_name):
             keep &= ~sub
             fsub = _FieldSolutions(fs.name, fs.ra, fs.dec, fs.time[m], fs.jones[:, :, m], fs.flags[:, :, m],
                                    None if fs.delay is None else fs.delay[:, :, m], fs.freq, fs.ant_names,
-                                   fs.scan[m])
+                                   delay_ref=fs.delay_ref, scan=fs.scan[m])
             out.append((name, sel[sub], fsub, amap))
         if keep.any():
             out.append((name, sel[keep], fs, amap))
->>>>>>> robust
     return out
 
 
@@ -330,11 +323,12 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
     from .solve_order import cross_terms_after, to_final_frame
 
     def evaluate(term):
-        fast = diag_table(term, spw_id, times, freqs, ant_names, target_name, target_radec, prefer_own)
+        fast = diag_table(term, spw_id, times, freqs, ant_names, target_name, target_radec, prefer_own,
+                          time_scan=time_scan)
         if fast is not None:
             return None, fast[0], fast[1]   # (n_t, n_ant, n_chan or 1, 2), the same values
         j, f, info = term_tables(term, spw_id, times, freqs, ant_names, target_name, target_radec,
-                                 prefer_own)
+                                 prefer_own, time_scan=time_scan)
         return j, (np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1) if term.diagonal else None), info
 
     # a D solved before some KC/CP of the chain is brought to the final frame (solve_order)
@@ -343,23 +337,10 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
     diag = None
     sky = None
     owned = False
-<<<<<<< HEAD
     for i, term in enumerate(terms):
         j, d, info = cache[i] if i in cache else evaluate(term)
         if frames.get(i):
             j = to_final_frame(j, [cache[k][1] for k in frames[i]])
-=======
-    for term in terms:
-        fast = diag_table(term, spw_id, times, freqs, ant_names, target_name, target_radec, prefer_own,
-                          time_scan=time_scan)
-        if fast is not None:
-            d, info = fast                  # (n_t, n_ant, n_chan or 1, 2), the same values
-        else:
-            j, f, info = term_tables(term, spw_id, times, freqs, ant_names, target_name, target_radec,
-                                     prefer_own, time_scan=time_scan)
-            if term.diagonal:
-                d = np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1)
->>>>>>> robust
         if log_lines is not None:
             log_lines.append((term, info))
         if term.diagonal:               # same products in the same order as before (in place when possible)
