@@ -231,7 +231,10 @@ def small(tmp_path_factory):
 
 
 def _solve(ms, out, **kw):
-    d = dict(ms=ms, output=out, jones=["G"], field=["3C286"], time_interval=["scan"], quiet=True)
+    # 5 antennas with the reference (and in scan 4 another antenna) flagged: cells with 3 baselines per
+    # antenna, which CASA's default minblperant (4) would flag whole; these tests are about the reference
+    d = dict(ms=ms, output=out, jones=["G"], field=["3C286"], time_interval=["scan"], quiet=True,
+             min_bl_per_ant=2)
     d.update(kw)
     _solve.summary = run_solve(solve_config_from_dict(d))
     return hdf5.read_term(out, "G0")
@@ -271,7 +274,7 @@ def test_list_order_is_honoured(small):
     from alakazam.caltasks import akcal
 
     akcal(vis=ms, caltable=str(d / "task.h5"), jones="G", field="3C286", solint="scan",
-          refant="C02,C04")
+          refant="C02,C04", minblperant=2)
     t = {s.scan_id: s for s in hdf5.read_term(str(d / "task.h5"), "G0")}
     assert np.all(t[1].extra["ref_ant"] == 3) and np.all(t[4].extra["ref_ant"] == 3)   # C02 flagged in both
     assert t[1].attrs["ref_ant_name"] == "C04"
@@ -605,7 +608,7 @@ def test_task_and_yaml_forms(small, monkeypatch):
     cfg = d / "run.yaml"
     cfg.write_text(yaml.safe_dump({"solve": [dict(ms=ms, output=str(d / "y.h5"), jones=["G"], field=["3C286"],
                                                   time_interval="scan", ref_ant=["C00", "C04"],
-                                                  ref_ant_mode="flex", quiet=True)]}))
+                                                  ref_ant_mode="flex", quiet=True, min_bl_per_ant=2)]}))
     run_yaml(str(cfg))
     sets = {s.scan_id: s for s in hdf5.read_term(str(d / "y.h5"), "G0")}
     assert np.all(sets[4].extra["ref_ant"] == 3) and sets[4].attrs["ref_ant_name"] == "C00"

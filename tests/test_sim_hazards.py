@@ -105,3 +105,35 @@ def test_simulate_cli_hazard_options(tmp_path, capsys):
     capsys.readouterr()
     assert main(["simulate", ms, "--dead-antenna", "x"]) == 2
     assert "--dead-antenna" in capsys.readouterr().err
+
+
+def test_flags_already_in_the_ms_never_extend():
+    """Extension counts only what the RFI stages flag, over the samples available before them: in a
+    5-antenna array with two antennas flagged in the MS (7 of 10 baselines), no channel or row of the
+    others is flagged; RFI the stages find in > 50% of the available samples still extends."""
+    from alakazam.core import cellflags
+
+    rng = np.random.default_rng(3)
+    a1, a2 = np.triu_indices(5, 1)
+    n_int, n_chan = 8, 32
+    ant1, ant2 = np.tile(a1, n_int), np.tile(a2, n_int)
+    n = len(ant1)
+    data = (1 + 0.01 * (rng.normal(size=(n, n_chan, 4)) + 1j * rng.normal(size=(n, n_chan, 4)))).astype(
+        np.complex64)
+    model = np.ones_like(data)
+    prior = np.zeros(data.shape, bool)
+    dead = np.isin(ant1, [0, 2]) | np.isin(ant2, [0, 2])
+    prior[dead] = True
+    groups = np.zeros(n, np.int64)
+    use = np.array([0, 3])
+    cross = ant1 != ant2
+    out = cellflags.extend(prior.copy(), groups, cross, use, prior)
+    np.testing.assert_array_equal(out, prior)          # nothing beyond the MS's own flags
+    # the old rule (every flag counts) would have flagged every channel: 7/10 > 50%
+    assert cellflags.extend(prior.copy(), groups, cross, use).all()
+    # RFI found in channel 5 on baselines 1-3 and 1-4 in every integration: 2 of the 3 available
+    # baselines (> 50%): the channel is flagged whole
+    f = prior.copy()
+    f[(ant1 == 1) & np.isin(ant2, [3, 4]), 5, :] = True
+    out = cellflags.extend(f.copy(), groups, cross, use, prior)
+    assert out[:, 5].all() and not out[~dead][:, np.r_[0:5, 6:n_chan]].any()

@@ -256,7 +256,7 @@ def _running_median(v, ok, chan, buf):
 
 
 @njit
-def _channel_and_extend(out, rows, lo, hi, use_corr, threshold, med, sig, nuse, cross):
+def _channel_and_extend(out, prior, rows, lo, hi, use_corr, threshold, med, sig, nuse, cross):
     n_chan = out.shape[1]
     n_corr = out.shape[2]
     n = hi - lo
@@ -295,7 +295,10 @@ def _channel_and_extend(out, rows, lo, hi, use_corr, threshold, med, sig, nuse, 
             elif sig[chan, k] > max(SCATTER_RATIO * _running_median(sig[:, k], ok, chan, buf),
                                     CHANNEL_REL_DEV * abs(med[chan, k])):
                 bad_chan[chan] = True
-    # 3. extension: channels, then rows (counted over the parallel hands of the cross-correlations)
+    # 3. extension: channels, then rows (counted over the parallel hands of the cross-correlations).
+    # Only what the RFI stages flagged counts, over the samples that were unflagged before them
+    # (``prior``): antennas flagged in the MS (a dead antenna, a drop-out) never extend to whole
+    # channels or rows -- in a small array they are most of a channel's baselines.
     n_cross = 0
     for i in range(n):
         if cross[rows[lo + i]]:
@@ -306,15 +309,22 @@ def _channel_and_extend(out, rows, lo, hi, use_corr, threshold, med, sig, nuse, 
         if bad_chan[chan]:
             continue
         nf = 0
+        na = 0
         for i in range(n):
             row = rows[lo + i]
             if not cross[row]:
                 continue
+            avail = False
+            new = False
             for k in range(len(use_corr)):
-                if out[row, chan, use_corr[k]]:
-                    nf += 1
-                    break
-        if nf > GROW * n_cross:
+                c = use_corr[k]
+                if not prior[row, chan, c]:
+                    avail = True
+                    if out[row, chan, c]:
+                        new = True
+            na += avail
+            nf += new
+        if na > 0 and nf > GROW * na:
             bad_chan[chan] = True
     for i in range(n):
         row = rows[lo + i]
@@ -325,12 +335,19 @@ def _channel_and_extend(out, rows, lo, hi, use_corr, threshold, med, sig, nuse, 
                 for c in range(n_corr):
                     out[row, chan, c] = True
         nf = 0
+        na = 0
         for chan in range(n_chan):
+            avail = False
+            new = False
             for k in range(len(use_corr)):
-                if out[row, chan, use_corr[k]]:
-                    nf += 1
-                    break
-        if nf > GROW * n_chan:
+                c = use_corr[k]
+                if not prior[row, chan, c]:
+                    avail = True
+                    if out[row, chan, c]:
+                        new = True
+            na += avail
+            nf += new
+        if na > 0 and nf > GROW * na:
             for chan in range(n_chan):
                 for c in range(n_corr):
                     out[row, chan, c] = True
@@ -402,7 +419,7 @@ def flag_persistent(data, model, flag, group, ant1, ant2, use_corr, threshold):
         nuse = np.zeros((n_chan, n_k), np.int64)
         step = max(1, -(-(hi - lo) // MAX_STAT_SAMPLES))
         _time_direction(buf, out, order, lo, thr, med, sig, nuse, burst, step)
-        _channel_and_extend(out, order, lo, hi, use_corr, thr, med, sig, nuse, cross)
+        _channel_and_extend(out, flag, order, lo, hi, use_corr, thr, med, sig, nuse, cross)
     return out, int(out.sum() - np.count_nonzero(flag))
 
 
@@ -468,6 +485,7 @@ def flag_chunk(chunk, corr_types, threshold, groups=None):
     flag, _ = flag_bad_values(chunk.data, chunk.model, chunk.weight, chunk.flag)
     if threshold is None or threshold <= 0 or chunk.n_row == 0:
         return flag
+    prior = flag.copy()                 # what the RFI stages below start from (extension counts theirs)
     if groups is None:
         groups = stat_blocks(chunk.scan, chunk.time)
     # the channel statistics first: a persistent RFI channel left in the rows would bias the per-row
@@ -475,13 +493,16 @@ def flag_chunk(chunk, corr_types, threshold, groups=None):
     use = parallel_hands(corr_types)
     flag, _ = flag_persistent(chunk.data, chunk.model, flag, groups, chunk.ant1, chunk.ant2, use, threshold)
     flag = rfi.mad_flag(chunk.data, chunk.model, flag, threshold)
-    return extend(flag, groups, chunk.ant1 != chunk.ant2, use)
+    return extend(flag, groups, chunk.ant1 != chunk.ant2, use, prior)
 
 
-def extend(flag, groups, cross, use_corr):
+def extend(flag, groups, cross, use_corr, prior=None):
     """Extension within the row groups (in place; returned): a channel with more than GROW of its
-    cross-correlation samples flagged (in any of ``use_corr``) is flagged in every row of the group,
-    then a row with more than GROW of its channels flagged is flagged whole; all correlations."""
+    available cross-correlation samples newly flagged (in any of ``use_corr``) is flagged in every row
+    of the group, then a row with more than GROW of its available channels newly flagged is flagged
+    whole; all correlations.  "Newly" and "available" are relative to ``prior`` (the flags before the
+    RFI stages; None = no flags before): flags already in the MS (a dead or dropped antenna) never
+    extend."""
     rows = np.flatnonzero(cross)
     if len(rows) == 0:
         return flag
@@ -489,16 +510,25 @@ def extend(flag, groups, cross, use_corr):
     g = np.asarray(groups)[order]
     starts = np.concatenate([[0], np.flatnonzero(g[1:] != g[:-1]) + 1])
     counts = np.diff(np.concatenate([starts, [len(order)]]))
-    f = flag[order][:, :, use_corr].any(axis=2)                        # (n, chan)
-    frac = np.add.reduceat(f, starts, axis=0) / counts[:, None]        # (n_group, chan)
-    bad = frac > GROW
+    fl = flag[order][:, :, use_corr]
+    if prior is None:
+        avail = np.ones(fl.shape[:2], bool)
+        f = fl.any(axis=2)                                             # (n, chan)
+    else:
+        pr = prior[order][:, :, use_corr]
+        avail = (~pr).any(axis=2)
+        f = (fl & ~pr).any(axis=2)
+    n_av = np.add.reduceat(avail, starts, axis=0)                      # (n_group, chan)
+    frac = np.add.reduceat(f, starts, axis=0) / np.maximum(n_av, 1)
+    bad = (frac > GROW) & (n_av > 0)
     if bad.any():
         grp = np.repeat(np.arange(len(starts)), counts)
         hit = bad[grp]                                                 # (n, chan)
         r, c = np.nonzero(hit)
         flag[order[r], c, :] = True
-        f |= hit
-    whole = f.mean(axis=1) > GROW
+        f |= hit & avail
+    n_row_av = avail.sum(axis=1)
+    whole = (n_row_av > 0) & (f.sum(axis=1) > GROW * n_row_av)
     if whole.any():
         flag[order[whole]] = True
     return flag
