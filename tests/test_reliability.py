@@ -333,8 +333,8 @@ def test_two_concurrent_solves_never_lose_a_key(ms_copy, tmp_path):
     codes = sorted(r[0] for r in res)
     assert codes[0] == 0 and codes[1] in (0, 2)
     for code, err in res:
-        if code == 2:
-            assert "in use by PID" in err and "Traceback" not in err
+        if code == 2:                   # (rich wraps long log lines: compare with whitespace folded)
+            assert "in use by PID" in " ".join(err.split()) and "Traceback" not in err
     keys = hdf5.list_keys(out)
     ids = hdf5.write_ids(out)
     assert keys in (["K0", "G0"], ["G0", "G1"], ["K0", "G0", "G1"])
