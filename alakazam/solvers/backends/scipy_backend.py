@@ -153,6 +153,15 @@ def _solve_CP(b, c, init, opts):
     return _lm(fun, np.asarray(init[c], float), opts)
 
 
+_CELL_SOLVERS = {
+    "G": lambda b, c, p, r, has, opts, nu_c: _solve_G(b, c, p, r, has, opts),
+    "K": _solve_K,
+    "D": lambda b, c, p, r, has, opts, nu_c: _solve_D(b, c, p, r, has, opts),
+    "KC": lambda b, c, p, r, has, opts, nu_c: _solve_KC(b, c, p, opts, nu_c),
+    "CP": lambda b, c, p, r, has, opts, nu_c: _solve_CP(b, c, p, opts),
+}
+
+
 def solve_params(jones_type, batch, init, ref, opts):
     n_cell = batch.n_cell
     has = antennas_with_data(batch, jones_type)
@@ -162,14 +171,7 @@ def solve_params(jones_type, batch, init, ref, opts):
     nu_c = band_centre(batch)
     for c in range(n_cell):
         r = int(ref[c])
-        if jones_type == "G":
-            params[c], n_iter[c], conv[c] = _solve_G(batch, c, params, r, has, opts)
-        elif jones_type == "K":
-            params[c], n_iter[c], conv[c] = _solve_K(batch, c, params, r, has, opts, nu_c)
-        elif jones_type == "D":
-            params[c], n_iter[c], conv[c] = _solve_D(batch, c, params, r, has, opts)
-        elif jones_type == "KC":
-            params[c], n_iter[c], conv[c] = _solve_KC(batch, c, params, opts, nu_c)
-        else:
-            params[c], n_iter[c], conv[c] = _solve_CP(batch, c, params, opts)
+        # the per-type residuals of this backend, by name (_solve_K, _solve_G, ...)
+        solve_cell = _CELL_SOLVERS[jones_type]
+        params[c], n_iter[c], conv[c] = solve_cell(batch, c, params, r, has, opts, nu_c)
     return params, n_iter, conv, None
