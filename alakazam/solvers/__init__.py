@@ -39,11 +39,13 @@ Backends
 
     solve_params(jones_type, batch, init, ref, opts) -> (params, n_iter, converged, cost)
 
-(a type whose module defines ``solve_with(backend_module, batch, init, ref, opts)``, e.g. T, is solved
-through another type's ``solve_params``), where ``init`` are the initial params (same shapes as above,
-stacked over cells, from the shared numba initial-guess code), ``ref`` (n_cell,) int the reference antenna actually used per cell, and
+where ``init`` are the initial params (same shapes as above, stacked over cells, from the term
+module's ``initial_guess``), ``ref`` (n_cell,) int the reference antenna actually used per cell, and
 ``opts`` a :class:`SolveOptions`.  The dispatcher does initial guesses, re-referencing, flagging and
-the conversion params -> Jones once for every backend (``alakazam.solvers.common``).
+the conversion params -> Jones once for every backend (``alakazam.solvers.common``), each through
+the term's solver module named by the registry (:mod:`alakazam.jones.terms`).  A type whose module
+defines ``solve_with(backend_module, batch, init, ref, opts)`` (T) is solved through another type's
+``solve_params`` in the chosen backend.
 A backend whose package is missing raises :class:`~alakazam.errors.BackendUnavailableError` at once:
 there is no fallback.
 """

@@ -153,6 +153,7 @@ def _solve_CP(b, c, init, opts):
     return _lm(fun, np.asarray(init[c], float), opts)
 
 
+#: type name -> the per-cell solver of this backend (a type solved through another's code, T, needs none)
 _CELL_SOLVERS = {
     "G": lambda b, c, p, r, has, opts, nu_c: _solve_G(b, c, p, r, has, opts),
     "K": _solve_K,
@@ -163,6 +164,10 @@ _CELL_SOLVERS = {
 
 
 def solve_params(jones_type, batch, init, ref, opts):
+    solve_cell = _CELL_SOLVERS.get(jones_type)      # this backend's per-type residuals
+    if solve_cell is None:
+        from ...errors import AlakazamError
+        raise AlakazamError(f"jones: type {jones_type!r} is not supported by the scipy backend")
     n_cell = batch.n_cell
     has = antennas_with_data(batch, jones_type)
     params = np.array(init, copy=True)
@@ -171,7 +176,5 @@ def solve_params(jones_type, batch, init, ref, opts):
     nu_c = band_centre(batch)
     for c in range(n_cell):
         r = int(ref[c])
-        # the per-type residuals of this backend, by name (_solve_K, _solve_G, ...)
-        solve_cell = _CELL_SOLVERS[jones_type]
         params[c], n_iter[c], conv[c] = solve_cell(batch, c, params, r, has, opts, nu_c)
     return params, n_iter, conv, None
