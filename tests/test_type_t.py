@@ -171,6 +171,27 @@ def test_T_on_a_simulated_ms_and_casa_export(tmp_path):
         print(f"T vs truth on the MS: max |err| / sigma = {(err / sig).max():.2f}")
         assert np.all(err < 5 * sig), err / sig
         assert err.max() > 0
+    # apply: CORRECTED = MODEL + noise / (g_a conj g_b) on the calibrator
+    from alakazam.caltasks import akapply
+    from casacore.tables import table, taql
+
+    akapply(vis=ms, field=[field], gaintable=[cal], jones=["T0"])
+    with table(ms + "/FIELD", ack=False) as f:
+        fid = list(f.getcol("NAME")).index(field)
+    t = taql(f"select from '{ms}' where FIELD_ID == {fid} and ANTENNA1 != ANTENNA2")
+    r = t.getcol("CORRECTED_DATA") - t.getcol("MODEL_DATA")
+    t.close()
+    rms = np.sqrt(np.mean(np.abs(r) ** 2))
+    ga = np.abs(g)
+    print(f"T applied: rms(CORRECTED - MODEL) = {rms:.4f}, sqrt(2) noise = {np.sqrt(2) * noise:.4f}")
+    assert np.sqrt(2) * noise / ga.max() ** 2 < rms < 1.1 * np.sqrt(2) * noise / ga.min() ** 2
+    # solnorm treats T as a gain: mean amplitude 1, p = q kept
+    cal2 = str(tmp_path / "tn.h5")
+    akcal(vis=ms, caltable=cal2, jones=["T"], field=field, solint="inf", refant="C00", solnorm=True)
+    for s in hdf5.read_term(cal2, "T0"):
+        j = s.jones[..., 0, 0][~s.flags]
+        np.testing.assert_allclose(np.abs(j).mean(), 1.0, rtol=1e-12)
+        np.testing.assert_array_equal(s.jones[..., 0, 0], s.jones[..., 1, 1])
     # CASA export: 'T Jones', one parameter; read back as a G with p = q
     out = str(tmp_path / "T.tb")
     casatable.write_table(sets, "T0", out, ms=ms)

@@ -42,6 +42,7 @@ def make_batch(jones_type, n_cell=2, n_ant=6, n_samp=1, feed="linear", noise=0.0
         M[:, :, s] = brightness(I, q, u, V, feed)
     J = np.zeros((n_cell, n_ant, n_samp, 2, 2), complex)
     truth = {"feed": feed}
+    # the truth of each type (a test-batch generator: one branch per simulated type, by name)
     if jones_type == "G":
         amp = 1.0 if phase_only else rng.uniform(0.8, 1.2, (n_cell, n_ant, 2))
         g = amp * np.exp(1j * rng.uniform(-np.pi, np.pi, (n_cell, n_ant, 2)))

@@ -39,6 +39,7 @@ def initial_guess(batch, ref):
 
 def solve_with(backend_module, batch, init, ref, opts):
     """Solve with the backend's G code on the stacked hands; cost None (common.chi2 recomputes it)."""
+    # the one type literal of T: it is solved by G's code
     g, n_iter, conv, _ = backend_module.solve_params("G", stack_hands(batch), np.repeat(init, 2, axis=-1),
                                                      ref, opts)
     return np.ascontiguousarray(g[..., :1]), n_iter, conv, None
