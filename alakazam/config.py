@@ -20,7 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional, Union
 
-JONES_TYPES = ("K", "G", "D", "KC", "CP")
+from .jones.terms import names as _jones_names
+
+JONES_TYPES = _jones_names()
 BACKENDS = ("numba", "ceres", "jax", "scipy")
 FIELD_SELECT_MODES = ("nearest_time", "nearest_sky", "pinned")
 REF_ANT_MODES = ("flex", "strict")

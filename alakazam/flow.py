@@ -66,13 +66,10 @@ import numpy as np
 from . import __version__
 from .config import SolveConfig, SolveStep
 from .errors import AlakazamError
+from .jones import terms
 
 log = logging.getLogger("alakazam.flow")
 
-#: Jones types whose cells keep every channel as a sample (they fit a slope across frequency).
-_CHANNEL_SAMPLED = ("K", "KC")
-#: Jones types whose cells keep one time sample per scan (parallactic angle diversity).
-_SCAN_SAMPLED = ("D", "KC", "CP")
 #: the pre-apply Jones tables of a chunk are evaluated on blocks of unique times of at most about this
 #: size (estimated with full 2x2 evaluations of every term; the diagonal tables take about half)
 _TABLE_BLOCK_BYTES = 64 * 2 ** 20
@@ -240,7 +237,8 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
     # ---- validation: everything is checked before anything is read or written
     solvers.check_backend(cfg.solver_backend)
     solvers.check_device(cfg.solver_backend, cfg.gpu)
-    solvers.check_amp_only(cfg.solver_backend, any(s.amp_only and s.jones_type == "G" for s in cfg.steps))
+    solvers.check_amp_only(cfg.solver_backend,
+                           any(s.amp_only and terms.get(s.jones_type).gain for s in cfg.steps))
     meta = ms_io.read_meta(cfg.ms)
     cfg, meta, rowsel = _apply_selection(cfg, meta)
     if cfg.append:                 # cheap compatibility check before anything is solved (io/solappend)
@@ -294,7 +292,7 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
              tier, " field-major" if field_major else "", limit / 1e9, n_rows_total, bytes_per_row, max_rows)
 
     solve_order.check_terms(ext_terms, cfg.ms, meta, cfg.model_col, "external_preapply",
-                            [st.jones_type for st in cfg.steps if st.jones_type in ("KC", "CP")])
+                            [st.jones_type for st in cfg.steps if terms.get(st.jones_type).cross_only])
     ctx = _Context(cfg, meta, ref, spw_sel, scans, max_rows, tier, rowsel=rowsel, refs=refs)
     ctx.prior = list(ext_terms)
     summary = {"output": cfg.output, "terms": {}, "tier": tier, "field_major": field_major}
@@ -424,8 +422,8 @@ def _solnorm(cfg, step, sets):
     """CASA solnorm on a G step's solution sets, in place (calibration/solnorm.py)."""
     from .calibration.solnorm import normalise_sets
 
-    if step.jones_type != "G":
-        log.info("%s: solnorm applies to G only; %s left as solved", step.key, step.jones_type)
+    if not terms.get(step.jones_type).gain:
+        log.info("%s: solnorm applies to gains only; %s left as solved", step.key, step.jones_type)
         return
     for spw, (fp, fq) in normalise_sets(sets, cfg.normtype).items():
         log.info("%s: solnorm (%s) SPW %d: amplitudes divided by %.6g (p), %.6g (q)", step.key, cfg.normtype,
@@ -557,8 +555,8 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
     n_fcell = int(fbin_of_chan.max()) + 1 if len(chans) else 0
     jt = step.jones_type
     prior = solve_order.step_prior(jt, ctx.prior)   # a KC/CP step leaves out a D solved before it
-    chan_sampled = jt in _CHANNEL_SAMPLED
-    scan_sampled = jt in _SCAN_SAMPLED
+    chan_sampled = terms.get(jt).channel_sampled    # a slope over frequency (delay types)
+    scan_sampled = terms.get(jt).scan_sampled       # parallactic-angle diversity
     # frequency samples of the accumulator: channels (K, KC) or freq bins
     fsamp_of_chan = np.arange(len(chans), dtype=np.int64) if chan_sampled else fbin_of_chan
     n_fsamp = len(chans) if chan_sampled else n_fcell
@@ -651,7 +649,8 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
                                         chan_sampled, bl_a1, bl_a2, n_ant, ctx.ref)
         batch.ref_ants = tuple(ctx.refs)
         del vis_sum, model_sum, w_sum
-        if jt == "CP" and not any(t.jones_type == "D" for t in prior):
+        # CP only (its closed form takes the offsets; KC does not): a literal type check, kept
+        if jt == "CP" and all(terms.get(t.jones_type).diagonal for t in prior):
             # the not-yet-solved leakage: a per-baseline offset (cross_phase.remove_leakage_offsets);
             # once a D is in the model, the model's cross hands carry the leakage themselves
             from .solvers import cross_phase
@@ -690,7 +689,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
         attrs = dict(
             jones_type=jt, field_name=fld.name, scan_id=int(group.scan_id), scans=list(group.scans),
             spw=int(spw.spw_id), n_ant=n_ant, field_ra=float(fld.ra), field_dec=float(fld.dec),
-            matrix_form="full" if jt == "D" else "diagonal", ref_ant=int(ctx.ref),
+            matrix_form=terms.get(jt).matrix_form, ref_ant=int(ctx.ref),
             ref_ant_name=active_names[ctx.ref], ant_names=active_names,
             solint_s=step.time_interval.solint_s, time_interval=step.time_interval.text,
             freqint_hz=float(step.freq_interval_hz) if step.freq_interval_hz else float("inf"),
@@ -730,7 +729,7 @@ def _quality(sset, res, cell_index):
     if new.any():
         sset.flags |= new
         counts["outlier_chi2"] = int(new.sum())
-    if sset.attrs.get("jones_type") == "G" and n_f >= 4:
+    if terms.get(sset.attrs.get("jones_type")).gain and n_f >= 4:
         new = quality.outlier_channels(sset.jones, sset.flags, snr) & ~sset.flags
         if new.any():
             sset.flags |= new

@@ -40,6 +40,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .errors import AlakazamError, ParameterError
+from .jones import terms as jterms
 
 log = logging.getLogger("alakazam.plots")
 
@@ -75,7 +76,7 @@ def plot_kind(jones_type: str, n_freq: int, n_time: int, has_delay: bool) -> str
     """'delay', 'freq' or 'time' (module docstring)."""
     if has_delay:
         return "delay"
-    if n_freq > 1 or (jones_type in ("D", "CP") and n_time == 1):
+    if n_freq > 1 or (jterms.get(jones_type).scan_sampled and n_time == 1):
         return "freq"
     return "time"
 
@@ -112,7 +113,7 @@ def load_series(sets, key) -> List[Series]:
 # ---------------------------------------------------------------- quantities
 def _pol_labels(s: Series):
     p, q = FEED_NAMES.get(s.feed_basis, ("p", "q"))
-    if s.jones_type == "D":
+    if not jterms.get(s.jones_type).diagonal:
         return (f"d_{p}{q}", f"d_{q}{p}")
     return (p, q)
 
@@ -120,7 +121,7 @@ def _pol_labels(s: Series):
 def _elements(s: Series):
     """(n_ant, n_f, n_t, 2) complex: the two plotted elements per cell."""
     j = s.jones
-    if s.jones_type == "D":
+    if not jterms.get(s.jones_type).diagonal:
         return np.stack([j[..., 0, 1], j[..., 1, 0]], axis=-1)
     return np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1)
 
@@ -231,7 +232,8 @@ def grid_figure(series: List[Series], what: Optional[str], t0_day: float, title:
     s0 = series[0]
     kind = plot_kind(s0.jones_type, len(s0.freq), len(s0.time), s0.delay is not None)
     if what is None:
-        what = "delay" if kind == "delay" else ("phase" if s0.jones_type == "CP" else "amp")
+        # a global per-bin term (CP) is a pure phase
+        what = "delay" if kind == "delay" else ("phase" if jterms.get(s0.jones_type).is_global else "amp")
     for k, name in enumerate(names):
         ax = axes[k // ncols, k % ncols]
         spws = sorted({x.spw for x in series})

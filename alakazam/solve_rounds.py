@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from .calibration import chain
+from .jones import terms as jterms
 
 
 def iterate_round(ctx, cfg, ext_terms, step_fields, spw_sel, finish, rnd, solve_unit, after_unit=None):
@@ -23,19 +24,20 @@ def iterate_round(ctx, cfg, ext_terms, step_fields, spw_sel, finish, rnd, solve_
     n_ext = len(ext_terms)
     terms = list(ctx.prior)
     start = list(terms)                 # the chain at the start of the round
-    cross = [n_ext + k for k, st in enumerate(cfg.steps) if st.jones_type in ("KC", "CP")]
+    cross = [n_ext + k for k, st in enumerate(cfg.steps) if jterms.get(st.jones_type).cross_only]
     for i, (step, fids) in enumerate(zip(cfg.steps, step_fields)):
         t0 = time.perf_counter()
         use = list(terms)
-        if step.jones_type not in ("KC", "CP") and not all(k < n_ext + i for k in cross):
+        if not jterms.get(step.jones_type).cross_only and not all(k < n_ext + i for k in cross):
             # KC and CP are determined only as a pair: until both are re-solved, the other steps use
             # the pair of the previous round (a new KC with the old CP turned the cross-hand phase)
             for k in cross:
                 use[k] = start[k]
         ctx.prior = use[:n_ext + i] + use[n_ext + i + 1:]
+        # CP only (KC is not affected by a D's noise this way): a literal type check, kept
         if step.jones_type == "CP":     # a D from other (fainter) fields: its noise would go into CP
             names = {ctx.meta.fields[f].name for f in fids}
-            ctx.prior = [t for t in ctx.prior if t.jones_type != "D"
+            ctx.prior = [t for t in ctx.prior if jterms.get(t.jones_type).diagonal
                          or names <= {s.field_name for s in t.sets}]
         ctx.advance = None
         sets = []

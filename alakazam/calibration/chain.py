@@ -22,10 +22,12 @@ from typing import List, Optional
 import numpy as np
 
 from ..errors import AlakazamError
+from ..jones import terms as jterms
 
 log = logging.getLogger("alakazam.chain")
 
-DIAGONAL_TYPES = ("K", "G", "KC", "CP")
+#: the diagonal types (the registry's matrix_form)
+DIAGONAL_TYPES = tuple(n for n in jterms.names() if jterms.get(n).diagonal)
 
 
 @dataclass
@@ -41,7 +43,7 @@ class LoadedTerm:
 
     @property
     def diagonal(self) -> bool:
-        return self.jones_type in DIAGONAL_TYPES
+        return jterms.get(self.jones_type).diagonal
 
 
 def load_term(table, key, field_select="nearest_time", time_interp="nearest", solution_field=None):
@@ -332,7 +334,7 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
         return j, (np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1) if term.diagonal else None), info
 
     # a D solved before some KC/CP of the chain is brought to the final frame (solve_order)
-    frames = {i: cross_terms_after(t, terms) for i, t in enumerate(terms) if t.jones_type == "D"}
+    frames = {i: cross_terms_after(t, terms) for i, t in enumerate(terms) if not t.diagonal}
     cache = {k: evaluate(terms[k]) for k in sorted({k for v in frames.values() for k in v})}
     diag = None
     sky = None
@@ -414,7 +416,7 @@ def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_na
             nu = freqs[None, :, None] - fs.delay_ref
             vals = np.empty(dsel.shape, np.complex128)
             vals[..., 0] = np.exp(-1j * interp.TWO_PI_NS * dsel[..., 0] * nu)
-            if term.jones_type == "KC":
+            if jterms.get(term.jones_type).delay_pols == 1:       # KC: q entry 1
                 vals[..., 1] = np.where(np.isfinite(dsel[..., 0]), 1.0, np.nan)
             else:
                 vals[..., 1] = np.exp(-1j * interp.TWO_PI_NS * dsel[..., 1] * nu)

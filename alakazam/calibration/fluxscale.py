@@ -64,6 +64,7 @@ import numpy as np
 
 from ..config import FluxscaleConfig
 from ..errors import AlakazamError
+from ..jones import terms as jterms
 
 log = logging.getLogger("alakazam.fluxscale")
 
@@ -302,7 +303,7 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
     ref_sets = hdf5.read_term(ref_table, key)
     tr_sets = ref_sets if tr_table == ref_table else hdf5.read_term(tr_table, key)
     jt = ref_sets[0].attrs.get("jones_type")
-    if jt != "G":
+    if not jterms.get(jt).gain:
         raise AlakazamError(f"jones_type: fluxscale scales G (gain) solutions; {key} is {jt}")
     if cfg.method not in ("mean", "interpolate"):
         raise AlakazamError(f"fluxscale_method: {cfg.method!r} is not allowed; expected mean or interpolate")

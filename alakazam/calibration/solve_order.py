@@ -29,9 +29,11 @@ import re
 import numpy as np
 
 from ..errors import AlakazamError
+from ..jones import terms as jterms
 
-CROSS_TYPES = ("KC", "CP")
-_KEY_RE = re.compile(r"^(KC|CP|K|G|D)(\d+)$")
+#: the cross-hand diagonal types (KC, CP), from the registry
+CROSS_TYPES = tuple(n for n in jterms.names() if jterms.get(n).cross_only)
+_KEY_RE = re.compile(rf"^({jterms.key_pattern()})(\d+)$")
 #: fractional polarisation of a calibrator's model above which D cannot precede KC/CP
 POLARISED_FRACTION = 1e-3
 
@@ -81,7 +83,7 @@ def step_prior(jones_type, prior):
         return prior
     out = []
     for t in prior:
-        if t.jones_type == "D":
+        if not jterms.get(t.jones_type).diagonal:      # a leakage (D)
             ch = preapply_chain(t)
             if ch is not None and not any(_type_of_key(k) == jones_type for k in ch):
                 continue
@@ -93,7 +95,7 @@ def d_before_cross(steps):
     """(D step index, first later KC/CP step index) pairs of a block's steps."""
     out = []
     for i, st in enumerate(steps):
-        if st.jones_type == "D":
+        if not jterms.get(st.jones_type).diagonal:
             later = [j for j in range(i + 1, len(steps)) if steps[j].jones_type in CROSS_TYPES]
             if later:
                 out.append((i, later[0]))
@@ -145,7 +147,7 @@ def check_terms(terms, ms, meta, model_col="MODEL_DATA", where="jones", cross_ty
         return
     names = {f.name: f.id for f in meta.fields}
     for t in terms:
-        if t.jones_type != "D":
+        if jterms.get(t.jones_type).diagonal:
             continue
         later = [terms[k].key for k in cross_terms_after(t, terms)]
         chain = preapply_chain(t)

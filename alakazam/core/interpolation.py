@@ -171,7 +171,9 @@ def delay_to_jones(delay, freqs, jones_type):
     nu = np.asarray(freqs, float)[None, :, None]
     out = np.zeros(delay.shape[:3] + (2, 2), np.complex128)
     out[..., 0, 0] = np.exp(-1j * TWO_PI_NS * delay[..., 0] * nu)
-    if jones_type == "KC":
+    from ..jones import terms
+
+    if terms.get(jones_type).delay_pols == 1:       # KC: one delay, q entry 1
         out[..., 1, 1] = np.where(np.isfinite(delay[..., 0]), 1.0, np.nan)
     else:
         out[..., 1, 1] = np.exp(-1j * TWO_PI_NS * delay[..., 1] * nu)

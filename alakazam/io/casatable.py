@@ -53,13 +53,13 @@ import numpy as np
 
 from .. import __version__
 from ..errors import AlakazamError
+from ..jones import terms as jterms
 from .hdf5 import SolutionSet
 
 TWO_PI_NS = 2e-9 * np.pi
 
-#: CASA VisCal keyword (lower case) -> alakazam jones type
-VISCAL_TO_TYPE = {"g jones": "G", "b jones": "G", "t jones": "G", "k jones": "K", "kcross jones": "KC",
-                  "xf jones": "CP", "df jones": "D", "d jones": "D"}
+#: CASA VisCal keyword (lower case) -> alakazam jones type (the registry's casa_import names)
+VISCAL_TO_TYPE = {v.lower(): jterms.from_viscal(v) for v in jterms.viscal_names()}
 SUBTABLES = ("ANTENNA", "FIELD", "SPECTRAL_WINDOW", "OBSERVATION", "HISTORY")
 
 
@@ -70,10 +70,8 @@ def _ct():
 
 
 def viscal_for(jones_type: str, n_freq: int) -> str:
-    """The VisCal an alakazam term is exported as."""
-    if jones_type == "G":
-        return "B Jones" if n_freq > 1 else "G Jones"
-    return {"K": "K Jones", "KC": "Kcross Jones", "CP": "Xf Jones", "D": "Df Jones"}[jones_type]
+    """The VisCal an alakazam term is exported as (the registry's casa_viscal)."""
+    return jterms.get(jones_type).viscal(n_freq)
 
 
 # ---------------------------------------------------------------- export
@@ -81,24 +79,23 @@ def _params(s: SolutionSet, jt: str):
     """(values (n_ant, n_t, n_chan, n_par), flags same shape, ParType)."""
     fl = np.asarray(s.flags, bool)                         # (n_ant, n_f, n_t)
     j = np.asarray(s.jones)
-    if jt in ("K", "KC"):
+    tt = jterms.get(jt)
+    if tt.freq == "delay":
         if s.delay is None or s.delay.shape[1] != 1:
             raise AlakazamError(f"{jt}: only delays with one frequency bin can be exported to a CASA "
                                 f"K table (this one has {0 if s.delay is None else s.delay.shape[1]})")
         d = -np.asarray(s.delay, float)[:, 0]              # (n_ant, n_t, 2)  tau_CASA = -tau
-        if jt == "KC":
+        if tt.delay_pols == 1:                              # KC: (tau, 0)
             d = np.stack([d[..., 0], np.zeros_like(d[..., 0])], axis=-1)
         vals = d[:, :, None, :]
         flags = np.broadcast_to(fl[:, 0][:, :, None, None], vals.shape)
         return vals, flags, "Float"
-    if jt == "G":
-        v = np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1)           # (n_ant, n_f, n_t, 2)
-    elif jt == "D":
-        v = np.stack([j[..., 0, 1], j[..., 1, 0]], axis=-1)
-    elif jt == "CP":
-        v = np.conj(j[..., 1, 1])[..., None]                          # exp(-i phi)
-    else:
+    if not tt.casa_elements:
         raise AlakazamError(f"cannot export jones type {jt!r}")
+    # the CASA parameters: G (g_p, g_q), T (g), D (d_pq, d_qp), CP conj(exp(i phi)) = exp(-i phi)
+    v = np.stack([j[..., a, b] for a, b in tt.casa_elements], axis=-1)   # (n_ant, n_f, n_t, n_par)
+    if tt.casa_conj:
+        v = np.conj(v)
     vals = np.moveaxis(v, 2, 1)                                        # (n_ant, n_t, n_f, n_par)
     flags = np.broadcast_to(np.moveaxis(fl, 2, 1)[..., None], vals.shape)
     return vals, flags, "Complex"
@@ -198,6 +195,7 @@ def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overw
         if not overwrite:
             raise AlakazamError(f"casatable: {out!r} exists; remove it or choose another name")
         shutil.rmtree(out)
+    tt = jterms.get(jt)
     ants, fields, spw_freqs = _ms_meta(ms)
     n_freq = max(s.jones.shape[1] for s in sets)
     viscal = viscal_for(jt, n_freq)
@@ -213,14 +211,15 @@ def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overw
         if missing:
             raise AlakazamError(f"{key}: antennas {missing} are not in {ms}")
         ref = str(s.attrs.get("ref_ant_name", ""))
-        ant2 = -1 if jt in ("K", "KC", "CP") else (ants.index(ref) if ref in ants else -1)
+        # CASA writes the reference antenna in ANTENNA2 for per-bin antenna-based terms (G, T, D)
+        ant2 = -1 if tt.freq == "delay" or tt.is_global else (ants.index(ref) if ref in ants else -1)
         scans = np.atleast_1d(s.attrs.get("scans", [s.scan_id]))
         scan = int(s.scan_id) if int(s.scan_id) > 0 else int(scans[0]) if len(scans) else 0
         solint = float(s.attrs.get("solint_s", 0.0) or 0.0)
         interval = solint if np.isfinite(solint) and solint > 0 else 0.0
         vals, flags, par_type = _params(s, jt)
         spw = int(s.spw)
-        spw_chan[spw] = np.array([0.0]) if jt in ("K", "KC") else np.asarray(s.freq, float)
+        spw_chan[spw] = np.array([0.0]) if tt.freq == "delay" else np.asarray(s.freq, float)
         for it, t in enumerate(np.asarray(s.time, float)):
             for ia_ms, a in enumerate(ants):
                 if a in names:
@@ -230,11 +229,11 @@ def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overw
                 else:
                     v = np.zeros(vals.shape[2:], vals.dtype) + (1 if par_type == "Complex" else 0)
                     f = np.ones(vals.shape[2:], bool)
-                v[~np.isfinite(v)] = 1 if par_type == "Complex" and jt != "D" else 0
+                v[~np.isfinite(v)] = 1 if par_type == "Complex" and tt.diagonal else 0
                 rows.append((spw, t, interval, fid, scan, ia_ms, ant2, v, f))
     rows.sort(key=lambda r: (r[0], r[1], r[5]))
-    par_type = "Float" if jt in ("K", "KC") else "Complex"
-    basis = str(sets[0].attrs.get("feed_basis", "unknown")).upper() if jt in ("D", "KC", "CP") else "unknown"
+    par_type = "Float" if tt.freq == "delay" else "Complex"
+    basis = str(sets[0].attrs.get("feed_basis", "unknown")).upper() if tt.uses_cross else "unknown"
     t = ct.table(out, _main_desc(par_type), nrow=len(rows), ack=False)
     try:
         t.putcol("TIME", np.array([r[1] for r in rows]))
@@ -354,6 +353,8 @@ def read_table(path) -> List[SolutionSet]:
     ct = _ct()
     path = str(path)
     jt = table_type(path)
+    tt = jterms.get(jt)
+    is_delay = tt.freq == "delay"
     vc = viscal(path)
     with ct.table(path, ack=False) as t:
         kw = t.getkeywords()
@@ -395,7 +396,7 @@ def read_table(path) -> List[SolutionSet]:
         ut = np.unique(time[rows])
         n_chan = par[rows[0]].shape[0]
         freqs = chan_freq[sp]
-        if jt in ("K", "KC"):
+        if is_delay:
             nu_ref = freqs[len(freqs) // 2] if casa_version not in (
                 "Unknown", "5.3.0-100", "5.3.0-101", "5.3.0-102", "5.3.0-103", "5.3.0-104", "5.3.0-105",
                 "5.3.0-106") else ref_freq[sp]
@@ -403,11 +404,11 @@ def read_table(path) -> List[SolutionSet]:
         elif len(freqs) != n_chan:
             raise AlakazamError(f"caltable: {path!r} SPW {sp} has {len(freqs)} channels in SPECTRAL_WINDOW "
                                 f"but {n_chan} solution channels")
-        n_f = 1 if jt in ("K", "KC") else n_chan
+        n_f = 1 if is_delay else n_chan
         jones = np.zeros((len(names), n_f, len(ut), 2, 2), np.complex128)
         jones[..., 0, 0] = jones[..., 1, 1] = 1.0
         flags = np.ones((len(names), n_f, len(ut)), bool)
-        delay = np.zeros((len(names), n_f, len(ut), 2)) if jt in ("K", "KC") else None
+        delay = np.zeros((len(names), n_f, len(ut), 2)) if is_delay else None
         for r in rows:
             if a1[r] not in used:
                 continue
@@ -415,27 +416,23 @@ def read_table(path) -> List[SolutionSet]:
             it = int(np.searchsorted(ut, time[r]))
             p = par[r]
             fl = flg[r]
-            if jt in ("K", "KC"):
+            if is_delay:
                 d = -np.asarray(p[0], float)              # tau = -tau_CASA
-                if jt == "KC":
+                if tt.delay_pols == 1:                    # KC
                     d = np.array([d[0], 0.0])
                 delay[ia, 0, it] = d
-                flags[ia, 0, it] = bool(fl[0, 0]) if jt == "KC" else bool(fl[0].any())
+                flags[ia, 0, it] = bool(fl[0, 0]) if tt.delay_pols == 1 else bool(fl[0].any())
             else:
                 pc = np.asarray(p, np.complex128)
-                if jt == "G":
-                    jones[ia, :, it, 0, 0] = pc[:, 0]
-                    jones[ia, :, it, 1, 1] = pc[:, 1] if pc.shape[1] > 1 else pc[:, 0]
-                elif jt == "D":
-                    jones[ia, :, it, 0, 1] = pc[:, 0]
-                    jones[ia, :, it, 1, 0] = pc[:, 1]
-                elif jt == "CP":
-                    jones[ia, :, it, 1, 1] = np.conj(pc[:, 0])
+                # the registry's casa_elements; a one-parameter table (CASA T) fills both of G's
+                for k, (ea, eb) in enumerate(tt.casa_elements):
+                    col = pc[:, min(k, pc.shape[1] - 1)]
+                    jones[ia, :, it, ea, eb] = np.conj(col) if tt.casa_conj else col
                 flags[ia, :, it] = fl.any(axis=1)
         if delay is not None:
             nu = freqs[None, :, None] - freqs[0]          # the matrix at nu_ref (phase 0 there)
             jones[..., 0, 0] = np.exp(-1j * TWO_PI_NS * delay[..., 0] * nu)
-            jones[..., 1, 1] = 1.0 if jt == "KC" else np.exp(-1j * TWO_PI_NS * delay[..., 1] * nu)
+            jones[..., 1, 1] = 1.0 if tt.delay_pols == 1 else np.exp(-1j * TWO_PI_NS * delay[..., 1] * nu)
         ra, dec = ((float(pdir[f_id].ravel()[0]), float(pdir[f_id].ravel()[1])) if f_id >= 0
                    else (np.nan, np.nan))
         iv = float(np.median(interval[rows]))
@@ -443,7 +440,7 @@ def read_table(path) -> List[SolutionSet]:
                      spw=int(sp), n_ant=len(names), ant_names=names, ref_ant_name=ref_name,
                      ref_ant=names.index(ref_name) if ref_name in names else -1, feed_basis=feed,
                      field_ra=ra, field_dec=dec, ms=str(kw.get("MSName", "")), solint_s=iv,
-                     matrix_form="full" if jt == "D" else "diagonal", casa_viscal=vc, casa_table=path,
+                     matrix_form=tt.matrix_form, casa_viscal=vc, casa_table=path,
                      scans=[int(sc)])
         if delay is not None:
             attrs["delay_ref_hz"] = float(freqs[0])
@@ -469,7 +466,8 @@ def export(table, key, out, ms: str = "", crossphase: str = "") -> dict:
     real = hdf5.resolve_key(table, key)
     sets = hdf5.read_term(table, real)
     folded = ""
-    if sets and sets[0].attrs.get("jones_type") == "D" and str(crossphase).lower() != "none":
+    leakage = bool(sets) and not jterms.get(sets[0].attrs.get("jones_type")).diagonal
+    if leakage and str(crossphase).lower() != "none":
         cp = crossphase
         if not cp:
             chain = [str(x) for x in np.atleast_1d(sets[0].attrs.get("preapply_chain", []))]

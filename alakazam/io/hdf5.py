@@ -44,10 +44,12 @@ import numpy as np
 
 from .. import __version__
 from ..errors import AlakazamError
+from ..jones import terms as jterms
 
 FORMAT_VERSION = "1.0"
-TYPE_ORDER = ("K", "G", "D", "KC", "CP")
-_KEY_RE = re.compile(r"^(KC|CP|K|G|D)(\d+)$")
+#: key listing order: the registry's order
+TYPE_ORDER = jterms.names()
+_KEY_RE = re.compile(rf"^({jterms.key_pattern()})(\d+)$")
 
 
 @dataclass

@@ -10,6 +10,7 @@ are identifiable.
 
 import numpy as np
 
+from alakazam.jones import terms
 from alakazam.solvers import CellBatch
 
 
@@ -26,7 +27,7 @@ def make_batch(jones_type, n_cell=2, n_ant=6, n_samp=1, feed="linear", noise=0.0
     a1, a2 = np.triu_indices(n_ant, 1)
     n_bl = len(a1)
     if freq is None:
-        if jones_type in ("K", "KC"):
+        if terms.get(jones_type).channel_sampled:
             n_samp = max(n_samp, 32)
             freq = 1.3e9 + 1e6 * np.arange(n_samp)
         else:
@@ -35,12 +36,13 @@ def make_batch(jones_type, n_cell=2, n_ant=6, n_samp=1, feed="linear", noise=0.0
     I, Q, U, V = 10.0, (1.0 if polarised else 0.0), (0.6 if polarised else 0.0), 0.0
     M = np.zeros((n_cell, n_bl, n_samp, 2, 2), complex)
     for s in range(n_samp):
-        chi = 0.9 * s / max(n_samp - 1, 1) if jones_type in ("D", "KC", "CP") else 0.0
+        chi = 0.9 * s / max(n_samp - 1, 1) if terms.get(jones_type).scan_sampled else 0.0
         q = Q * np.cos(2 * chi) + U * np.sin(2 * chi)
         u = -Q * np.sin(2 * chi) + U * np.cos(2 * chi)
         M[:, :, s] = brightness(I, q, u, V, feed)
     J = np.zeros((n_cell, n_ant, n_samp, 2, 2), complex)
     truth = {"feed": feed}
+    # the truth of each type (a test-batch generator: one branch per simulated type, by name)
     if jones_type == "G":
         amp = 1.0 if phase_only else rng.uniform(0.8, 1.2, (n_cell, n_ant, 2))
         g = amp * np.exp(1j * rng.uniform(-np.pi, np.pi, (n_cell, n_ant, 2)))

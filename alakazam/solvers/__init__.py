@@ -24,6 +24,7 @@ K     float (n_ant, 2, 2)              [a, pol, 0] = tau (ns), [a, pol, 1] = nui
                                        tau[ref] = 0, phi[ref] = 0.  Jones = diag(exp(-2 pi i tau nu)).
 G     complex (n_ant, 2)               g_p, g_q; Jones = diag(g_p, g_q); arg g[ref] = 0 per pol;
                                        phase_only: |g| = 1.
+T     complex (n_ant, 1)               g; Jones = diag(g, g) (G with g_p = g_q); arg g[ref] = 0.
 D     complex (n_ant, 2)               d_pq, d_qp; Jones = [[1, d_pq], [d_qp, 1]]; d_pq[ref] = 0.
 KC    float (2,)                       [0] = tau (ns), [1] = nuisance cross-hand phase (rad); one
                                        for all antennas; Jones = diag(exp(-2 pi i tau nu), 1).
@@ -38,10 +39,13 @@ Backends
 
     solve_params(jones_type, batch, init, ref, opts) -> (params, n_iter, converged, cost)
 
-where ``init`` are the initial params (same shapes as above, stacked over cells, from the shared
-numba initial-guess code), ``ref`` (n_cell,) int the reference antenna actually used per cell, and
+where ``init`` are the initial params (same shapes as above, stacked over cells, from the term
+module's ``initial_guess``), ``ref`` (n_cell,) int the reference antenna actually used per cell, and
 ``opts`` a :class:`SolveOptions`.  The dispatcher does initial guesses, re-referencing, flagging and
-the conversion params -> Jones once for every backend (``alakazam.solvers.common``).
+the conversion params -> Jones once for every backend (``alakazam.solvers.common``), each through
+the term's solver module named by the registry (:mod:`alakazam.jones.terms`).  A type whose module
+defines ``solve_with(backend_module, batch, init, ref, opts)`` (T) is solved through another type's
+``solve_params`` in the chosen backend.
 A backend whose package is missing raises :class:`~alakazam.errors.BackendUnavailableError` at once:
 there is no fallback.
 """
@@ -56,8 +60,10 @@ from typing import Optional
 import numpy as np
 
 from ..errors import AlakazamError, BackendUnavailableError
+from ..jones import terms
 
-JONES_TYPES = ("K", "G", "D", "KC", "CP")
+#: every Jones type (the registry, :mod:`alakazam.jones.terms`)
+JONES_TYPES = terms.names()
 
 #: backend name -> (module, python package that must be importable, pip name)
 BACKENDS = {
@@ -209,12 +215,11 @@ def check_device(name: str, gpu: bool):
 def solve(jones_type: str, batch: CellBatch, backend: str = DEFAULT_BACKEND,
           opts: Optional[SolveOptions] = None) -> SolveResult:
     """Solve one Jones type for a batch of cells with the chosen backend (no fallback)."""
-    if jones_type not in JONES_TYPES:
-        raise AlakazamError(f"jones: unknown Jones type {jones_type!r}; expected one of {JONES_TYPES}")
+    tt = terms.get(jones_type)                   # an unknown type: error naming the known ones
     opts = opts or SolveOptions()
     batch.validate()
     mod = check_backend(backend)
-    check_amp_only(backend, opts.amp_only and jones_type == "G")
+    check_amp_only(backend, opts.amp_only and tt.gain)
     from . import common
 
     return common.run(jones_type, batch, mod, opts, backend)

@@ -6,18 +6,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import AlakazamError
-from . import SolveResult, cross_delay, cross_phase, gains, leakage, parallel_delay
+from ..jones import terms
+from . import SolveResult, cross_phase
 
-#: correlations each term uses (0 pp, 1 pq, 2 qp, 3 qq)
-USED_CORR = {"K": (0, 3), "G": (0, 3), "D": (0, 1, 2, 3), "KC": (1, 2), "CP": (1, 2)}
-MODULES = {"K": parallel_delay, "G": gains, "D": leakage, "KC": cross_delay, "CP": cross_phase}
-GLOBAL_TYPES = ("KC", "CP")
 TWO_PI_NS = 2.0 * np.pi * 1e-9
 
 
 def antennas_with_data(batch, jones_type):
     """(n_cell, n_ant) bool: the antenna has weight > 0 on a correlation the term uses."""
-    corr = list(USED_CORR[jones_type])
+    corr = list(terms.get(jones_type).corr)
     bl_has = (batch.weight[..., corr] > 0).any(axis=(2, 3))        # (n_cell, n_bl)
     count = np.zeros((batch.n_cell, batch.n_ant), np.int64)
     np.add.at(count, (slice(None), batch.ant1), bl_has)
@@ -48,7 +45,7 @@ def choose_ref(has, requested, amount=None):
 
 def antenna_weight(batch, jones_type):
     """(n_cell, n_ant) summed weight of each antenna's baselines on the correlations the term uses."""
-    corr = list(USED_CORR[jones_type])
+    corr = list(terms.get(jones_type).corr)
     w = batch.weight[..., corr].sum(axis=(2, 3))                   # (n_cell, n_bl)
     out = np.zeros((batch.n_cell, batch.n_ant))
     np.add.at(out, (slice(None), batch.ant1), w)
@@ -57,75 +54,31 @@ def antenna_weight(batch, jones_type):
 
 
 def initial_guess(jones_type, batch, ref):
-    if jones_type == "K":
-        return parallel_delay.initial_guess(batch, ref)
-    if jones_type == "G":
-        return gains.initial_guess(batch, ref)
-    if jones_type == "D":
-        return leakage.initial_guess(batch, ref)
-    if jones_type == "KC":
-        p, _, _ = cross_delay.solve_exact(batch)     # FFT + 1-D refinement is already exact
-        return p
-    p, _, _ = cross_phase.solve_exact(batch)
-    return p
+    """Initial params of every cell: the term module's ``initial_guess(batch, ref)``."""
+    return terms.get(jones_type).module.initial_guess(batch, ref)
 
 
 def chi2(jones_type, params, batch):
     """Final cost per cell: sum w |V - model|^2 over the correlations the term uses (a term module
     may provide a compiled ``chi2`` with the same maths as its ``model_vis``)."""
-    if hasattr(MODULES[jones_type], "chi2"):
-        return MODULES[jones_type].chi2(params, batch)
-    mv = MODULES[jones_type].model_vis(params, batch)
-    corr = list(USED_CORR[jones_type])
+    mod = terms.get(jones_type).module
+    if hasattr(mod, "chi2"):
+        return mod.chi2(params, batch)
+    mv = mod.model_vis(params, batch)
+    corr = list(terms.get(jones_type).corr)
     r = batch.vis[..., corr] - mv[..., corr]
     return (batch.weight[..., corr] * (r.real ** 2 + r.imag ** 2)).sum(axis=(1, 2, 3))
 
 
 def reference(jones_type, params, ref):
-    p = params.copy()
-    idx = np.arange(p.shape[0])
-    if jones_type == "K":
-        p -= p[idx, ref][:, None]
-    elif jones_type == "G":
-        gr = p[idx, ref]                                     # (n_cell, 2)
-        amp = np.abs(gr)
-        rot = np.where(amp > 0, np.conj(gr) / np.where(amp > 0, amp, 1), 1.0)
-        p = p * rot[:, None, :]
-    elif jones_type == "D":
-        if np.any(np.abs(p[idx, ref, 0]) > 1e-12):
-            raise AlakazamError("internal: D solver did not hold d_pq[ref] = 0")
-    return p
+    """The term module's ``reference(params, ref)`` (its gauge; global types have none)."""
+    mod = terms.get(jones_type).module
+    return mod.reference(params, ref) if hasattr(mod, "reference") else params.copy()
 
 
 def to_jones(jones_type, params, batch):
-    n_cell, n_ant = batch.n_cell, batch.n_ant
-    J = np.zeros((n_cell, n_ant, 2, 2), np.complex128)
-    delay = None
-    if jones_type == "K":
-        nu_c = parallel_delay.band_centre(batch)
-        tau = params[..., 0]                                          # (n_cell, n_ant, 2)
-        ph = np.exp(-1j * TWO_PI_NS * tau * nu_c[:, None, None])
-        J[..., 0, 0] = ph[..., 0]
-        J[..., 1, 1] = ph[..., 1]
-        delay = tau.copy()
-    elif jones_type == "G":
-        J[..., 0, 0] = params[..., 0]
-        J[..., 1, 1] = params[..., 1]
-    elif jones_type == "D":
-        J[..., 0, 0] = 1
-        J[..., 1, 1] = 1
-        J[..., 0, 1] = params[..., 0]
-        J[..., 1, 0] = params[..., 1]
-    elif jones_type == "KC":
-        nu_c = parallel_delay.band_centre(batch)
-        J[..., 0, 0] = np.exp(-1j * TWO_PI_NS * params[:, 0] * nu_c)[:, None]
-        J[..., 1, 1] = 1
-        delay = np.zeros((n_cell, n_ant, 2))
-        delay[..., 0] = params[:, 0, None]
-    else:  # CP
-        J[..., 0, 0] = 1
-        J[..., 1, 1] = np.exp(1j * params[:, 0])[:, None]
-    return J, delay
+    """(J (n_cell, n_ant, 2, 2), delay (n_cell, n_ant, 2) or None): the term module's ``to_jones``."""
+    return terms.get(jones_type).module.to_jones(params, batch)
 
 
 def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
@@ -135,11 +88,12 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     batch.freq = np.ascontiguousarray(batch.freq, np.float64)
     batch.ant1 = np.ascontiguousarray(batch.ant1, np.int64)
     batch.ant2 = np.ascontiguousarray(batch.ant2, np.int64)
-    if jones_type in GLOBAL_TYPES:
+    tt = terms.get(jones_type)
+    if tt.is_global:
         cross_phase.check_polarised(batch, jones_type)
-    if jones_type == "D" and not (batch.weight[..., 1:3] > 0).any():
-        raise AlakazamError("D needs the cross hands (pq, qp): all cross-hand data are flagged or "
-                            "absent in the selection")
+    if tt.uses_cross and not (batch.weight[..., 1:3] > 0).any():
+        raise AlakazamError(f"{jones_type} needs the cross hands (pq, qp): all cross-hand data are flagged "
+                            "or absent in the selection")
     from . import quality
 
     had = antennas_with_data(batch, jones_type)
@@ -148,16 +102,19 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     ref = choose_ref(has, batch.ref_ants or batch.ref_ant,
                      antenna_weight(batch, jones_type) if not has[:, batch.ref_ant].all() else None)
     init = initial_guess(jones_type, batch, ref)
-    params, n_iter, conv, cost = backend_module.solve_params(jones_type, batch, init, ref, opts)
+    if hasattr(tt.module, "solve_with"):      # a type solved through another type's backend code (T)
+        params, n_iter, conv, cost = tt.module.solve_with(backend_module, batch, init, ref, opts)
+    else:
+        params, n_iter, conv, cost = backend_module.solve_params(jones_type, batch, init, ref, opts)
     params = reference(jones_type, params, ref)
     J, delay = to_jones(jones_type, params, batch)
-    if jones_type in GLOBAL_TYPES:
+    if tt.is_global:
         flags = np.repeat(~has.any(axis=1)[:, None], batch.n_ant, axis=1)
     else:
         flags = ~has
     det = J[..., 0, 0] * J[..., 1, 1] - J[..., 0, 1] * J[..., 1, 0]
     flags |= ~np.isfinite(J).all(axis=(-1, -2)) | (det == 0)
-    if cost is None or jones_type not in getattr(backend_module, "EXACT_COST", ()):
+    if cost is None or not getattr(backend_module, "COST_IS_CHI2", False):
         cost = chi2(jones_type, params, batch)
     conv = np.asarray(conv, bool)
     snr, rchi2 = quality.snr(jones_type, batch, J, cost, has, opts.phase_only)

@@ -96,3 +96,26 @@ def model_vis(params, batch):
     out[..., 1] = np.exp(-1j * th)[:, None, :] * batch.model[..., 1]
     out[..., 2] = np.exp(1j * th)[:, None, :] * batch.model[..., 2]
     return out
+
+
+def initial_guess(batch, ref):
+    """The exact solution (FFT + 1-D refinement is already exact)."""
+    p, _, _ = solve_exact(batch)
+    return p
+
+
+def solve_numba(batch, init, ref, opts):
+    p, n_iter, conv = solve_exact(batch, opts.max_iter, opts.tol)
+    return p, n_iter, conv, None
+
+
+def to_jones(params, batch):
+    """diag(exp(-2 pi i tau nu_c), 1) for every antenna; delays (tau, 0)."""
+    n_cell, n_ant = batch.n_cell, batch.n_ant
+    J = np.zeros((n_cell, n_ant, 2, 2), np.complex128)
+    nu_c = band_centre(batch)
+    J[..., 0, 0] = np.exp(-1j * TWO_PI_NS * params[:, 0] * nu_c)[:, None]
+    J[..., 1, 1] = 1
+    delay = np.zeros((n_cell, n_ant, 2))
+    delay[..., 0] = params[:, 0, None]
+    return J, delay

@@ -149,3 +149,40 @@ def model_vis(params, batch):
         out[..., corr] = (g[:, batch.ant1, p][:, :, None] * batch.model[..., corr]
                           * np.conj(g[:, batch.ant2, p])[:, :, None])
     return out
+
+
+def solve_numba(batch, init, ref, opts):
+    """numba backend: StEFCal on every (cell, pol); (params, n_iter, converged, cost=None)."""
+    n_cell = batch.n_cell
+    g = np.ascontiguousarray(init, np.complex128).copy()
+    if opts.phase_only:
+        amp = np.abs(g)
+        g = np.where(amp > 0, g / np.where(amp > 0, amp, 1), 1.0 + 0j)
+    elif opts.amp_only:
+        g = np.abs(g).astype(np.complex128)
+    n_iter = np.zeros((n_cell, 2), np.int64)
+    conv = np.zeros((n_cell, 2), bool)
+    # StEFCal's test is on the relative gain change; its iterations are cheap, so it may run
+    # up to 5 x max_iter (documented in the README)
+    stefcal_batch(batch.vis, batch.model, batch.weight, batch.ant1, batch.ant2, g,
+                  bool(opts.phase_only), int(5 * opts.max_iter), float(opts.tol), n_iter, conv,
+                  amp_only=bool(opts.amp_only))
+    return g, n_iter.max(axis=1), conv.all(axis=1), None
+
+
+def reference(params, ref):
+    """arg g[ref] = 0 per pol (the last axis: p, q; or the one shared gain of T)."""
+    p = params.copy()
+    idx = np.arange(p.shape[0])
+    gr = p[idx, ref]                                     # (n_cell, n_pol)
+    amp = np.abs(gr)
+    rot = np.where(amp > 0, np.conj(gr) / np.where(amp > 0, amp, 1), 1.0)
+    return p * rot[:, None, :]
+
+
+def to_jones(params, batch):
+    """diag(g_p, g_q); no delay."""
+    J = np.zeros((batch.n_cell, batch.n_ant, 2, 2), np.complex128)
+    J[..., 0, 0] = params[..., 0]
+    J[..., 1, 1] = params[..., 1]
+    return J, None

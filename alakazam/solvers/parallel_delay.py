@@ -584,3 +584,36 @@ def model_vis(params, batch):
         th = dp - TWO_PI_NS * dt * dnu[:, None, :]
         out[..., corr] = np.exp(1j * th) * batch.model[..., corr]
     return out
+
+
+def solve_numba(batch, init, ref, opts):
+    """numba backend: LM per (cell, pol); the returned cost is the final chi2 (numba_backend)."""
+    n_cell = batch.n_cell
+    ref = np.ascontiguousarray(ref, np.int64)
+    p = np.ascontiguousarray(init, np.float64).copy()
+    nu_c = band_centre(batch)
+    n_iter = np.zeros((n_cell, 2), np.int64)
+    conv = np.zeros((n_cell, 2), bool)
+    cost = np.zeros((n_cell, 2))
+    uniform = uniform_grid(batch.freq)
+    lm_batch(batch.vis, batch.model, batch.weight, batch.freq, nu_c, uniform,
+             batch.ant1, batch.ant2, p, ref, int(opts.max_iter), float(opts.tol), n_iter, conv, cost)
+    return p, n_iter.max(axis=1), conv.all(axis=1), cost.sum(axis=1)
+
+
+def reference(params, ref):
+    """tau[ref] = phi[ref] = 0 per pol."""
+    p = params.copy()
+    p -= p[np.arange(p.shape[0]), ref][:, None]
+    return p
+
+
+def to_jones(params, batch):
+    """diag(exp(-2 pi i tau_p nu_c), exp(-2 pi i tau_q nu_c)) at the band centre, and the delays."""
+    J = np.zeros((batch.n_cell, batch.n_ant, 2, 2), np.complex128)
+    nu_c = band_centre(batch)
+    tau = params[..., 0]                                          # (n_cell, n_ant, 2)
+    ph = np.exp(-1j * TWO_PI_NS * tau * nu_c[:, None, None])
+    J[..., 0, 0] = ph[..., 0]
+    J[..., 1, 1] = ph[..., 1]
+    return J, tau.copy()

@@ -65,9 +65,10 @@ import logging
 
 import numpy as np
 
+from ..jones import terms
+
 log = logging.getLogger("alakazam.solvers")
 
-USED_CORR = {"K": (0, 3), "G": (0, 3), "D": (0, 1, 2, 3), "KC": (1, 2), "CP": (1, 2)}
 MAD_TO_SIGMA = 1.4826
 HALF_WINDOW = 3
 #: an outlier channel also differs from its neighbours' running median by this fraction of it (0.5:
@@ -91,7 +92,7 @@ def drop_sparse_antennas(batch, jones_type, min_bl):
     need = min(int(min_bl), n_ant - 1)
     if need < int(min_bl):
         log.debug("minblperant %d > n_ant - 1: %d baselines per antenna required", int(min_bl), need)
-    corr = list(USED_CORR[jones_type])
+    corr = list(terms.get(jones_type).corr)
     bl_has = (batch.weight[..., corr] > 0).any(axis=(2, 3))        # (n_cell, n_bl)
     a1, a2 = np.asarray(batch.ant1), np.asarray(batch.ant2)
     while True:
@@ -110,16 +111,8 @@ def drop_sparse_antennas(batch, jones_type, min_bl):
 
 
 def _n_par(jones_type, n_ant_data, phase_only):
-    if jones_type == "G":
-        per = 2 if phase_only else 4
-        return per * n_ant_data - 2
-    if jones_type == "K":
-        return 4 * n_ant_data - 4
-    if jones_type == "D":
-        return 4 * n_ant_data - 2
-    if jones_type == "KC":
-        return 2 * np.ones_like(n_ant_data)
-    return np.ones_like(n_ant_data)
+    """Free real parameters of a cell (the registry's count: per antenna less the reference's)."""
+    return terms.get(jones_type).n_params(n_ant_data, phase_only)
 
 
 def snr(jones_type, batch, J, cost, has, phase_only=False):
@@ -134,7 +127,7 @@ def snr(jones_type, batch, J, cost, has, phase_only=False):
     Vh = Vh.reshape(batch.model.shape)
     P = np.abs(Vh) ** 2
     w = batch.weight
-    corr = list(USED_CORR[jones_type])
+    corr = list(terms.get(jones_type).corr)
     n_w = (w[..., corr] > 0).sum(axis=(1, 2, 3))
     n_par = _n_par(jones_type, has.sum(axis=1), phase_only)
     dof = 2 * n_w - n_par
@@ -143,12 +136,15 @@ def snr(jones_type, batch, J, cost, has, phase_only=False):
     rchi2 = k2.copy()
     k2 = np.minimum(k2, 1.0)            # a misfit above the weights' prediction is not noise (docstring)
     sens = np.zeros((n_cell, n_ant, 2))
-    if jones_type in ("G", "K"):
+    tt = terms.get(jones_type)
+    if tt.corr == terms.PARALLEL:          # a per-pol term on the parallel hands (K, G, T)
         for p, c in ((0, 0), (1, 3)):
             s = (w[..., c] * P[..., c]).sum(axis=2)                  # (n_cell, n_bl)
             np.add.at(sens[..., p], (slice(None), a1), s)
             np.add.at(sens[..., p], (slice(None), a2), s)
-    elif jones_type == "D":
+        if tt.pol_shared:                   # one gain for both hands: both hands' sensitivity
+            sens[:] = sens.sum(axis=-1, keepdims=True)
+    elif not tt.diagonal:                  # D
         # d_pq: pq on ant1 side and qp on ant2 side, |V^_qq|^2; d_qp: qp (ant1), pq (ant2), |V^_pp|^2
         s_pq1 = (w[..., 1] * P[..., 3]).sum(axis=2)
         s_qp2 = (w[..., 2] * P[..., 3]).sum(axis=2)
@@ -166,7 +162,7 @@ def snr(jones_type, batch, J, cost, has, phase_only=False):
     # chi2 = 0 (noise-free data): zero error, SNR_MAX as CASA's 9999999; no DOF: 0
     exact = (k2 == 0)[:, None, None] & (sens > 0)
     out = np.where(exact, SNR_MAX, np.where(np.isfinite(out), out, 0.0))
-    if jones_type in ("KC", "CP"):
+    if tt.is_global:
         out = np.where(has.any(axis=1)[:, None, None], out, 0.0)
     else:
         out = np.where(has[..., None], out, 0.0)

@@ -50,10 +50,10 @@ import logging
 
 import numpy as np
 
+from ..jones import terms
+
 log = logging.getLogger("alakazam.rereference")
 
-#: terms with a reference antenna (KC and CP have none: module docstring)
-REFERENCED_TYPES = ("K", "G", "D")
 TWO_PI_NS = 2.0 * np.pi * 1e-9
 #: time interpolation of the bridge value between the nearest bridge cells before and after: 'linear'
 #: (nearest when only one side exists) or 'nearest'
@@ -84,7 +84,8 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
     """
     total = dict(rereferenced=0, no_bridge=0, strict=0, no_data=0)
     new = [s for s in sets if not getattr(s, "_rereferenced", False)]
-    if jones_type not in REFERENCED_TYPES:
+    kind = terms.get(jones_type).phase_ref      # None: no reference antenna (KC, CP: module docstring)
+    if kind is None:
         for s in new:
             s._rereferenced = True
         return total
@@ -94,7 +95,7 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
         same = [s for s in sets if s.spw == spw]          # bridge sources: their cells solved with R
         new_s = [s for s in new if s.spw == spw]
         done = [s for s in same if getattr(s, "_rereferenced", False)]
-        prior = _PriorCache(prior_phasor if jones_type == "G" else None)
+        prior = _PriorCache(prior_phasor if kind == "phase" else None)
         R = int(done[0].attrs["ref_ant"]) if done else _step_reference(new_s, refs, mode)
         tables = {}                                       # (freq bin, fallback antenna) -> bridge cells
         for s in new_s:
@@ -110,7 +111,7 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
                 if key not in tables:
                     tables[key] = _bridge_table(jones_type, same, R, key[1], key[0], prior)
                 val = _interp(*tables[key], s.time[it], jones_type)
-                if val is not None and jones_type == "G" and prior_phasor is not None:
+                if val is not None and kind == "phase" and prior_phasor is not None:
                     val = val - _prior_angles(prior, s, int(used[jf, it]), jf, it)[0]
                     val = val if np.all(np.isfinite(val)) else None
                 if val is None:
@@ -149,9 +150,10 @@ def _step_reference(sets, refs, mode):
 def _bridge_values(jones_type, s, ant, jf, its):
     """(n, n_val) quantity of antenna ``ant`` in cells ``its`` (freq bin jf) solved with R that converts
     ``ant``'s gauge to R's: G its phase per feed, K its delay per feed, D its d_pq."""
-    if jones_type == "G":
+    kind = terms.get(jones_type).phase_ref
+    if kind == "phase":
         return np.angle(np.stack([s.jones[ant, jf, its, 0, 0], s.jones[ant, jf, its, 1, 1]], axis=-1))
-    if jones_type == "K":
+    if kind == "delay":
         return np.asarray(s.delay[ant, jf, its], float)
     return np.asarray(s.jones[ant, jf, its, 0, 1])[:, None]
 
@@ -191,7 +193,7 @@ def _interp(ts, vals, t, jones_type):
         return vals[near]
     w = (t - ts[k - 1]) / (ts[k] - ts[k - 1])
     v0, v1 = vals[k - 1], vals[k]
-    if jones_type == "G":                   # phases: the shorter way round
+    if terms.get(jones_type).phase_ref == "phase":     # phases: the shorter way round
         return v0 + w * np.angle(np.exp(1j * (v1 - v0)))
     return v0 + w * (v1 - v0)
 
@@ -227,15 +229,15 @@ def prior_phasor_from_chain(prior, meta):
     every antenna and D is not diagonal: neither changes the phase of one antenna relative to R."""
     from ..calibration import chain
 
-    terms = [t for t in prior if t.jones_type in ("K", "G")]
-    if not terms:
+    terms_ = [t for t in prior if terms.get(t.jones_type).phase_ref in ("phase", "delay")]
+    if not terms_:
         return None
     spw_freqs = {sp.spw_id: np.asarray(sp.freqs, float) for sp in meta.spws.values()}
     names = [meta.ant_names[a] for a in meta.active_ants]
 
     def fn(s):
         freqs = spw_freqs[s.spw][np.asarray(s.attrs["channels"], np.int64)]
-        diag, _ = chain.compose(terms, s.spw, np.asarray(s.time, float), freqs, names, s.field_name,
+        diag, _ = chain.compose(terms_, s.spw, np.asarray(s.time, float), freqs, names, s.field_name,
                                 (s.attrs.get("field_ra", np.nan), s.attrs.get("field_dec", np.nan)),
                                 prefer_own=True)
         if diag is None:
@@ -254,10 +256,11 @@ def prior_phasor_from_chain(prior, meta):
 
 def _rotate_cell(jones_type, s, jf, it, val):
     """Apply the bridge value to every antenna of one cell (module docstring)."""
-    if jones_type == "G":
+    kind = terms.get(jones_type).phase_ref
+    if kind == "phase":
         s.jones[:, jf, it, 0, 0] *= np.exp(1j * val[0])
         s.jones[:, jf, it, 1, 1] *= np.exp(1j * val[1])
-    elif jones_type == "K":
+    elif kind == "delay":
         s.delay[:, jf, it, :] += val
         # the stored Jones is the delay's phase at the bin centre (apply uses the delays)
         s.jones[:, jf, it, 0, 0] *= np.exp(-1j * TWO_PI_NS * val[0] * s.freq[jf])

@@ -5,7 +5,7 @@ Algorithm
 Plain Levenberg-Marquardt on the structured normal equations ``(J^T J + lam diag(J^T J)) dx = -J^T r``
 with the Jacobian of the (real, weighted) residual vector from ``jax.jacfwd`` -- the parameter counts
 (4 n_ant at most) are small, so forward-mode autodiff is cheap.  Same parametrisation and reference
-constraints as the ceres backend (:func:`alakazam.solvers.backends.ceres_backend.pack`): fixed
+constraints as the ceres backend (:func:`alakazam.solvers.models.pack`): fixed
 parameters (reference, antennas without data) are masked out of the Jacobian and get a unit diagonal,
 so their step is exactly 0 and every cell of a shape uses the same compiled code.  The design's
 "jaxopt LM / BFGS" is not used: jaxopt is unmaintained, and its dense-Jacobian LM was measured
@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...jones import terms
 from ..common import antennas_with_data
+from ..models import CellData, model_vis, pack, unpack
 from ..parallel_delay import band_centre
-from .ceres_backend import CellData, model_vis, pack, unpack
 
 #: cells per compiled call (vmapped)
 CHUNK = 4
@@ -184,7 +185,7 @@ def solve_params(jones_type, batch, init, ref, opts, precision=None):
     n_cell, n_bl, n_samp, _ = batch.vis.shape
     ref = np.asarray(ref, np.int64)
     has = antennas_with_data(batch, jones_type)
-    phase_only = bool(opts.phase_only) and jones_type == "G"
+    phase_only = bool(opts.phase_only) and terms.get(jones_type).gain
     x0, free = pack(jones_type, init, ref, has, phase_only)
     nu_c = band_centre(batch)
     cds = [CellData(jones_type, batch, c, nu_c) for c in range(n_cell)]

@@ -153,7 +153,21 @@ def _solve_CP(b, c, init, opts):
     return _lm(fun, np.asarray(init[c], float), opts)
 
 
+#: type name -> the per-cell solver of this backend (a type solved through another's code, T, needs none)
+_CELL_SOLVERS = {
+    "G": lambda b, c, p, r, has, opts, nu_c: _solve_G(b, c, p, r, has, opts),
+    "K": _solve_K,
+    "D": lambda b, c, p, r, has, opts, nu_c: _solve_D(b, c, p, r, has, opts),
+    "KC": lambda b, c, p, r, has, opts, nu_c: _solve_KC(b, c, p, opts, nu_c),
+    "CP": lambda b, c, p, r, has, opts, nu_c: _solve_CP(b, c, p, opts),
+}
+
+
 def solve_params(jones_type, batch, init, ref, opts):
+    solve_cell = _CELL_SOLVERS.get(jones_type)      # this backend's per-type residuals
+    if solve_cell is None:
+        from ...errors import AlakazamError
+        raise AlakazamError(f"jones: type {jones_type!r} is not supported by the scipy backend")
     n_cell = batch.n_cell
     has = antennas_with_data(batch, jones_type)
     params = np.array(init, copy=True)
@@ -162,14 +176,5 @@ def solve_params(jones_type, batch, init, ref, opts):
     nu_c = band_centre(batch)
     for c in range(n_cell):
         r = int(ref[c])
-        if jones_type == "G":
-            params[c], n_iter[c], conv[c] = _solve_G(batch, c, params, r, has, opts)
-        elif jones_type == "K":
-            params[c], n_iter[c], conv[c] = _solve_K(batch, c, params, r, has, opts, nu_c)
-        elif jones_type == "D":
-            params[c], n_iter[c], conv[c] = _solve_D(batch, c, params, r, has, opts)
-        elif jones_type == "KC":
-            params[c], n_iter[c], conv[c] = _solve_KC(batch, c, params, opts, nu_c)
-        else:
-            params[c], n_iter[c], conv[c] = _solve_CP(batch, c, params, opts)
+        params[c], n_iter[c], conv[c] = solve_cell(batch, c, params, r, has, opts, nu_c)
     return params, n_iter, conv, None

@@ -1,0 +1,61 @@
+"""T: one complex gain per antenna for both polarisations, Jones diag(g, g) (CASA gaintype 'T').
+
+.. math:: V_{ab,pp} = g_a M_{ab,pp} \\overline{g_b}, \\qquad V_{ab,qq} = g_a M_{ab,qq} \\overline{g_b}
+
+T is G with g_p = g_q: the two parallel hands are stacked as samples of one hand
+(:func:`stack_hands`) and solved by G's code in whichever backend is chosen (numba: StEFCal; ceres,
+jax: the shared models of :mod:`alakazam.solvers.models`; scipy: its G residuals), so calmode 'p' and
+'a' behave as for G.  The stacked batch carries the same samples in both hands, so G's two
+polarisation solutions are identical; the first is T's gain.  Reference: arg g[ref] = 0, as G.
+params per cell: complex (n_ant, 1).
+"""
+
+import numpy as np
+
+from . import CellBatch, gains
+
+POL_CORR = (0, 3)
+
+
+def stack_hands(batch):
+    """A G-shaped batch whose samples are the pp samples followed by the qq samples, in both hands
+    (n_samp doubled; the cross hands carry no weight)."""
+    def stacked(a):
+        both = np.concatenate([a[..., 0], a[..., 3]], axis=2)       # (n_cell, n_bl, 2 n_samp)
+        out = np.zeros(both.shape + (4,), a.dtype)
+        out[..., 0] = both
+        out[..., 3] = both
+        return out
+
+    return CellBatch(vis=stacked(batch.vis), model=stacked(batch.model), weight=stacked(batch.weight),
+                     ant1=batch.ant1, ant2=batch.ant2, freq=np.concatenate([batch.freq, batch.freq], axis=1),
+                     n_ant=batch.n_ant, ref_ant=batch.ref_ant, ref_ants=batch.ref_ants)
+
+
+def initial_guess(batch, ref):
+    """(n_cell, n_ant, 1): G's gain-ratio guess on the stacked hands."""
+    return gains.initial_guess(stack_hands(batch), ref)[..., :1]
+
+
+def solve_with(backend_module, batch, init, ref, opts):
+    """Solve with the backend's G code on the stacked hands; cost None (common.chi2 recomputes it)."""
+    # the one type literal of T: it is solved by G's code
+    g, n_iter, conv, _ = backend_module.solve_params("G", stack_hands(batch), np.repeat(init, 2, axis=-1),
+                                                     ref, opts)
+    return np.ascontiguousarray(g[..., :1]), n_iter, conv, None
+
+
+reference = gains.reference
+
+
+def to_jones(params, batch):
+    """diag(g, g); no delay."""
+    J = np.zeros((batch.n_cell, batch.n_ant, 2, 2), np.complex128)
+    J[..., 0, 0] = params[..., 0]
+    J[..., 1, 1] = params[..., 0]
+    return J, None
+
+
+def model_vis(params, batch):
+    """Model visibilities (n_cell, n_bl, n_samp, 4) of params (n_cell, n_ant, 1) (pp, qq only)."""
+    return gains.model_vis(np.repeat(params, 2, axis=-1), batch)
