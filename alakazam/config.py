@@ -543,35 +543,49 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
     return cfg
 
 
-def run_config_from_dict(d) -> RunConfig:
+def yaml_blocks(d):
+    """A YAML document -> (``[(section, 'solve[0]', block), ...]`` in run order flag, solve, fluxscale,
+    apply; {path: [errors]} of unknown top-level blocks).  (A section may be one mapping or a list.)"""
     if d is None:
         d = {}
     if not isinstance(d, dict):
         raise ParameterError({"config": ["the top level must be a mapping with flag/solve/fluxscale/apply"]})
+    sections = tuple(schema.SECTIONS)
     errs = _Errors()
     for k in d:
-        if k not in ("flag", "solve", "fluxscale", "apply"):
-            close = difflib.get_close_matches(str(k), ["flag", "solve", "fluxscale", "apply"], n=1)
+        if k not in sections:
+            close = difflib.get_close_matches(str(k), sections, n=1)
             errs.add(str(k), "unknown top-level block" + (f"; did you mean {close[0]!r}?" if close else "")
-                     + " (valid: flag, solve, fluxscale, apply)")
-    errs.raise_if_any()
+                     + f" (valid: {', '.join(sections)})")
+    blocks = []
+    for name in sections:
+        these = d.get(name) or []
+        for i, b in enumerate([these] if isinstance(these, dict) else these):
+            blocks.append((name, f"{name}[{i}]", b))
+    return blocks, errs.errors
+
+
+def run_config_from_dict(d) -> RunConfig:
+    """A whole YAML document -> RunConfig (no file-system checks: the runner's preflight adds those);
+    every error of every block together."""
+    blocks, top = yaml_blocks(d)
+    if top:
+        raise ParameterError(top)
+    errs = _Errors()
     out = RunConfig()
     from .flagging.config import flag_config_from_dict
 
-    for name, fn, dest in (("flag", flag_config_from_dict, out.flag),
-                           ("solve", solve_config_from_dict, out.solve),
-                           ("fluxscale", fluxscale_config_from_dict, out.fluxscale),
-                           ("apply", apply_config_from_dict, out.apply)):
-        blocks = d.get(name) or []
-        if isinstance(blocks, dict):
-            blocks = [blocks]
-        for i, b in enumerate(blocks):
-            try:
-                dest.append(fn(b, f"{name}[{i}]"))
-            except ParameterError as e:
-                for p, m in e.errors.items():
-                    for msg in m:
-                        errs.add(p, msg)
+    build = {"flag": (flag_config_from_dict, out.flag), "solve": (solve_config_from_dict, out.solve),
+             "fluxscale": (fluxscale_config_from_dict, out.fluxscale),
+             "apply": (apply_config_from_dict, out.apply)}
+    for name, where, b in blocks:
+        fn, dest = build[name]
+        try:
+            dest.append(fn(b, where))
+        except ParameterError as e:
+            for p, m in e.errors.items():
+                for msg in m:
+                    errs.add(p, msg)
     errs.raise_if_any()
     return out
 

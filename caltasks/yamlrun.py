@@ -24,7 +24,6 @@ YAML are relative to the YAML file.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 
@@ -242,32 +241,20 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
         ``{'flag': [...], 'solve': [...], 'fluxscale': [...], 'apply': [...]}`` -- the tasks' result dicts
         ('flag' only when the file has flag blocks).
     """
-    doc = load(path)
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, dict):
-        raise ParameterError({"config": ["the top level must be a mapping with flag/solve/fluxscale/apply"]})
-    errors = {}
-    for k in doc:
-        if k not in ("flag", "solve", "fluxscale", "apply"):
-            close = difflib.get_close_matches(str(k), ["flag", "solve", "fluxscale", "apply"], n=1)
-            errors[str(k)] = ["unknown top-level block" + (f"; did you mean {close[0]!r}?" if close else "")
-                              + " (valid: flag, solve, fluxscale, apply)"]
-    blocks = []
-    for section in ("flag", "solve", "fluxscale", "apply"):
-        if section not in sections:             # (alakazam flag CONFIG runs only the flag blocks)
-            continue
-        these = doc.get(section) or []
-        for i, block in enumerate([these] if isinstance(these, dict) else these):
-            if section == "solve" and isinstance(block, dict):
-                block = dict(block)
-                if workers is not None and "workers" not in block:
-                    block["workers"] = int(workers)
-                if scheduler and "scheduler" not in block:
-                    block["scheduler"] = str(scheduler)
-                if plots and not block.get("plots"):
-                    block["plots"] = os.path.abspath(plots)
-            blocks.append((section, f"{section}[{i}]", block))
+    from alakazam.config import yaml_blocks
+
+    blocks, errors = yaml_blocks(load(path))
+    blocks = [b for b in blocks if b[0] in sections]     # (alakazam flag CONFIG runs only the flag blocks)
+    for k, (section, where, block) in enumerate(blocks):
+        if section == "solve" and isinstance(block, dict):
+            block = dict(block)
+            if workers is not None and "workers" not in block:
+                block["workers"] = int(workers)
+            if scheduler and "scheduler" not in block:
+                block["scheduler"] = str(scheduler)
+            if plots and not block.get("plots"):
+                block["plots"] = os.path.abspath(plots)
+            blocks[k] = (section, where, block)
     out = {"solve": [], "fluxscale": [], "apply": []}
     if any(b[0] == "flag" for b in blocks):
         out = {"flag": [], **out}
