@@ -1,9 +1,9 @@
 """alakazam: direction-independent calibration of radio-interferometric Measurement Sets.
 
-The engine (this package) knows nothing of tasks, XML or the shell; those live in
-``alakazam.caltasks``, ``alakazam.shell`` and ``alakazam.tasks_xml`` (top-level folders ``caltasks/``,
-``shell/`` and ``tasks_xml/`` of the repository, installed under this package by setup.cfg's
-``package_dir``).
+The engine (this package) knows nothing of tasks or the shell; those live in ``alakazam.caltasks``,
+``alakazam.shell`` and ``alakazam.tasks_xml`` (top-level folders ``caltasks/``, ``shell/`` and
+``tasks_xml/`` of the repository, installed under this package by setup.cfg's ``package_dir``).  Only
+its configuration reads the task XML, the one schema of every parameter (``schema.py``).
 
 Source checkout: when this package is imported from the repository itself (``python -m pytest`` or
 ``python -c 'import alakazam'`` at the repository root, or the repository on ``PYTHONPATH``), the

@@ -17,16 +17,12 @@ Conventions
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import List, Optional, Union
 
 from .jones.terms import names as _jones_names
 
 JONES_TYPES = _jones_names()
-BACKENDS = ("numba", "ceres", "jax", "scipy")
-FIELD_SELECT_MODES = ("nearest_time", "nearest_sky", "pinned")
-REF_ANT_MODES = ("flex", "strict")
-TIME_INTERP_MODES = ("exact", "nearest", "linear", "cubic")
 
 
 @dataclass(frozen=True)
@@ -170,9 +166,9 @@ class RunConfig:
 # parsing
 # ==================================================================================================
 import difflib  # noqa: E402
-import math  # noqa: E402
 import re  # noqa: E402
 
+from . import schema  # noqa: E402
 from .errors import AlakazamError, ParameterError  # noqa: E402
 
 #: CASA applycal applymodes (alakazam.calibration.applymode)
@@ -258,8 +254,9 @@ class _Errors:
             return fn(*a)
         except AlakazamError as e:
             msg = str(e)
-            if msg.startswith(path + ": "):
-                msg = msg[len(path) + 2:]
+            head, sep, rest = msg.partition(": ")
+            if sep and (head == path or head.startswith(path + "[")):   # the message names its own path
+                path, msg = head, rest
             self.add(path, msg)
             return None
 
@@ -309,36 +306,16 @@ def assign_keys(jones_list, existing_keys=(), where="jones"):
 
 _SELECT_KEYS = ("antenna", "uvrange", "timerange", "intent", "observation")   # = core.rowselect.SELECT_KEYS
 
-
-def _select(d, where, names, errs) -> dict:
-    """The row-selection keys of a block as strings (an int is accepted for antenna/observation)."""
-    out = {}
-    for k in _SELECT_KEYS:
-        v = d.get(k)
-        if v is None or v == "":
-            continue
-        if isinstance(v, bool) or not isinstance(v, (str, int)):
-            errs.add(_name(k, where, names), f"{v!r} must be a CASA selection string")
-            continue
-        out[k] = str(v)
-    return out
+#: YAML keys a block must give (the tasks have defaults for some of them; a YAML block must say)
+REQUIRED = {"solve": ("ms", "output", "jones"), "fluxscale": ("reference_table", "reference_field", "output"),
+            "apply": ("ms", "jones", "tables"), "flag": ("ms",)}
 
 
-_SOLVE_KEYS = {"ms", "output", "ref_ant", "data_col", "model_col", "solver_backend", "apply_parang",
-               "rfi_threshold", "min_snr", "min_bl_per_ant", "max_iter", "tol", "memory_limit_gb", "gpu", "jones", "field",
-               "time_interval", "freq_interval", "phase_only", "amp_only", "preapply_time_interp", "external_preapply",
-               "spw", "scan", "quiet", "append", "solnorm", "normtype", *_SELECT_KEYS, "workers", "scheduler", "ref_ant_mode", "iterations", "plots"}
-_FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_field", "output",
-              "jones_type", "spw", "fluxscale_method", "refspwmap", "fitorder", "reffreq", "gain_threshold"}
-FLUXSCALE_METHODS = ("mean", "interpolate")
-_APPLY_KEYS = {"ms", "output_col", "data_col", "target_field", "target_scans", "spw", "apply_parang",
-               "propagate_flags", "applymode", "jones", "tables", "field_select", "time_interp", "solution_field",
-               "memory_limit_gb", "quiet", "correlation", *_SELECT_KEYS}
-
-
-def _check_keys(d, allowed, where, names, errs):
+def _check_keys(d, section, where, names, errs):
+    """Unknown keys of a block (the XML's yamlkeys and schema.YAML_ONLY are the known ones)."""
     if not isinstance(d, dict):
         raise ParameterError({where or "block": [f"expected a mapping of keys, got {type(d).__name__}"]})
+    allowed = schema.top_keys(section)
     for k in d:
         if k not in allowed:
             close = difflib.get_close_matches(str(k), sorted(allowed), n=1)
@@ -346,30 +323,34 @@ def _check_keys(d, allowed, where, names, errs):
             errs.add(_name(k, where, names), f"unknown key{hint} (valid: {', '.join(sorted(allowed))})")
 
 
-def _typed(d, key, kind, default, where, names, errs, choices=None):
-    v = d.get(key, default)
-    path = _name(key, where, names)
-    if v is None:
-        return default
-    if kind is bool and not isinstance(v, bool):
-        errs.add(path, f"{v!r} must be true or false")
-        return default
-    if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
-        errs.add(path, f"{v!r} must be an integer")
-        return default
-    if kind is float and (isinstance(v, bool) or not isinstance(v, (int, float))):
-        errs.add(path, f"{v!r} must be a number")
-        return default
-    if kind is float and not math.isfinite(v):
-        errs.add(path, f"{v!r} must be a finite number")
-        return default
-    if kind is str and not isinstance(v, str):
-        errs.add(path, f"{v!r} must be a string")
-        return default
-    if choices is not None and v not in choices:
-        errs.add(path, f"{v!r} is not allowed; expected one of {', '.join(choices)}")
-        return default
-    return kind(v) if kind in (int, float) else v
+def _values(d, section, where, names, errs, parsed=()) -> dict:
+    """{YAML key: value} for every key of the block's schema except ``parsed`` (the keys whose YAML form
+    the caller parses itself): checked as the XML says (type, allowed values, range; a list for a
+    *Vec), the XML default when absent or ~ (or when bad: the error is recorded)."""
+    out = {}
+    for key in schema.specs(section):
+        if key in parsed or "." in key:
+            continue
+        v, err = schema.check(section, key, d.get(key))
+        if err:
+            errs.add(_name(key, where, names), err)
+            v = schema.default(section, key)
+        out[key] = v
+    return out
+
+
+def _require(d, section, where, names, errs):
+    """REQUIRED keys that are absent or empty (a key already reported bad is not reported again)."""
+    for key in REQUIRED[section]:
+        path = _name(key, where, names)
+        if d.get(key) in (None, "", []) and path not in errs.errors:
+            errs.add(path, "is required")
+
+
+def _kwargs(cls, values) -> dict:
+    """The values whose YAML key is a field of the dataclass ``cls``."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in values.items() if k in names}
 
 
 def _field_list(v):
@@ -380,16 +361,24 @@ def _field_list(v):
     return [s.strip() for s in str(v).split(",") if s.strip()]
 
 
+def _per_step_allowed(values, section, key, where, names, errs):
+    ok = schema.allowed(section, key)
+    for i, v in enumerate(values):
+        if v not in ok:
+            errs.add(f"{_name(key, where, names)}[{i}]",
+                     f"{v!r} is not allowed; expected one of {', '.join(ok)}")
+
+
 def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) -> SolveConfig:
     """A ``solve`` block (SEED.md YAML keys) -> SolveConfig; all errors reported together."""
     errs = _Errors()
-    _check_keys(d, _SOLVE_KEYS, where, names, errs)
-    missing = [r for r in ("ms", "output", "jones") if d.get(r) in (None, "", [])]
-    for req in missing:
-        errs.add(_name(req, where, names), "is required")
-    if missing:
-        errs.raise_if_any()
-    jones = d["jones"] if isinstance(d["jones"], (list, tuple)) else [d["jones"]]
+    _check_keys(d, "solve", where, names, errs)
+    per_step = ("jones", "field", "time_interval", "freq_interval", "phase_only", "amp_only",
+                "preapply_time_interp", "ref_ant")
+    v = _values(d, "solve", where, names, errs, parsed=per_step)
+    _require(d, "solve", where, names, errs)
+    jones = d.get("jones") or []
+    jones = jones if isinstance(jones, (list, tuple)) else [jones]
     keys = errs.run(_name("jones", where, names), assign_keys, jones, existing_keys,
                     _name("jones", where, names)) or []
     n = len(jones)
@@ -398,60 +387,34 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
     if isinstance(f, (list, tuple)) and f and all(isinstance(x, (list, tuple)) for x in f):
         if len(f) != n:
             errs.add(_name("field", where, names), f"has {len(f)} entries but jones has {n} steps")
-            fields = [[]] * n
+            fields_ = [[]] * n
         else:
-            fields = [_field_list(x) for x in f]
+            fields_ = [_field_list(x) for x in f]
     else:
-        fields = [_field_list(f) or []] * n
-    ti = broadcast_steps(d.get("time_interval"), n, _name("time_interval", where, names), errs, "inf")
-    fi = broadcast_steps(d.get("freq_interval"), n, _name("freq_interval", where, names), errs, "full")
+        fields_ = [_field_list(f) or []] * n
+    step = {k: broadcast_steps(d.get(k), n, _name(k, where, names), errs, schema.default("solve", k))
+            for k in ("time_interval", "freq_interval", "preapply_time_interp")}
     po = broadcast_steps(d.get("phase_only"), n, _name("phase_only", where, names), errs, False)
     ao = broadcast_steps(d.get("amp_only"), n, _name("amp_only", where, names), errs, False)
-    pi = broadcast_steps(d.get("preapply_time_interp"), n,
-                         _name("preapply_time_interp", where, names), errs, "nearest")
+    _per_step_allowed(step["preapply_time_interp"], "solve", "preapply_time_interp", where, names, errs)
     steps = []
     for i in range(n):
-        t = errs.run(f"{_name('time_interval', where, names)}[{i}]", parse_time_interval, ti[i],
-                     f"{_name('time_interval', where, names)}[{i}]")
-        fw = errs.run(f"{_name('freq_interval', where, names)}[{i}]", parse_freq_interval, fi[i],
-                      f"{_name('freq_interval', where, names)}[{i}]")
+        tpath, fpath = (f"{_name(k, where, names)}[{i}]" for k in ("time_interval", "freq_interval"))
+        t = errs.run(tpath, parse_time_interval, step["time_interval"][i], tpath)
+        fw = errs.run(fpath, parse_freq_interval, step["freq_interval"][i], fpath)
         if not isinstance(po[i], bool):
             errs.add(f"{_name('phase_only', where, names)}[{i}]", f"{po[i]!r} must be true or false")
         if not isinstance(ao[i], bool):
             errs.add(f"{_name('amp_only', where, names)}[{i}]", f"{ao[i]!r} must be true or false")
         elif ao[i] and po[i] is True:
             errs.add(f"{_name('amp_only', where, names)}[{i}]", "amp_only and phase_only exclude each other")
-        if pi[i] not in TIME_INTERP_MODES:
-            errs.add(f"{_name('preapply_time_interp', where, names)}[{i}]",
-                     f"{pi[i]!r} is not allowed; expected one of {', '.join(TIME_INTERP_MODES)}")
         if t is None or fw is None or i >= len(keys):
             continue
-        steps.append(SolveStep(jones_type=keys[i].rstrip("0123456789"), key=keys[i], field=fields[i],
+        steps.append(SolveStep(jones_type=keys[i].rstrip("0123456789"), key=keys[i], field=fields_[i],
                                time_interval=t, freq_interval_hz=fw[0], freq_interval_text=fw[1],
-                               phase_only=bool(po[i]), preapply_time_interp=pi[i],
-                               amp_only=bool(ao[i]) if isinstance(ao[i], bool) else False))
-    ep = d.get("external_preapply")
-    ext = None
-    if ep is not None:
-        epw = _name("external_preapply", where, names)
-        if not isinstance(ep, dict):
-            errs.add(epw, "must be a mapping with tables, jones, field_select, time_interp")
-        else:
-            tables = list(ep.get("tables") or [])
-            ej = list(ep.get("jones") or [])
-            if len(tables) != len(ej):
-                errs.add(epw, f"tables has {len(tables)} entries but jones has {len(ej)}")
-            fs = list(ep.get("field_select") or ["nearest_time"] * len(ej))
-            tin = list(ep.get("time_interp") or ["nearest"] * len(ej))
-            for k, v in enumerate(fs):
-                if v not in FIELD_SELECT_MODES:
-                    errs.add(f"{epw}.field_select[{k}]", f"{v!r} not in {', '.join(FIELD_SELECT_MODES)}")
-            for k, v in enumerate(tin):
-                if v not in TIME_INTERP_MODES:
-                    errs.add(f"{epw}.time_interp[{k}]", f"{v!r} not in {', '.join(TIME_INTERP_MODES)}")
-            ext = ExternalPreapply(tables=[str(t) for t in tables], jones=[str(j) for j in ej],
-                                   field_select=fs, time_interp=tin,
-                                   solution_field=[_field_list(x) for x in (ep.get("solution_field") or [])])
+                               phase_only=po[i] is True, preapply_time_interp=step["preapply_time_interp"][i],
+                               amp_only=ao[i] is True))
+    ext = _external_preapply(d.get("external_preapply"), where, names, errs)
     ref = d.get("ref_ant", 0)
     refs = ref if isinstance(ref, (list, tuple)) else [ref]
     if not refs or any(isinstance(r, bool) or not isinstance(r, (int, str)) for r in refs):
@@ -459,67 +422,54 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
                                                  "them in priority order")
     elif isinstance(ref, (list, tuple)):
         ref = list(ref) if len(ref) > 1 else ref[0]
-    cfg = SolveConfig(
-        ms=str(d["ms"]), output=str(d["output"]), steps=steps, ref_ant=ref,
-        ref_ant_mode=_typed(d, "ref_ant_mode", str, "flex", where, names, errs, REF_ANT_MODES),
-        data_col=_typed(d, "data_col", str, "DATA", where, names, errs),
-        model_col=_typed(d, "model_col", str, "MODEL_DATA", where, names, errs),
-        solver_backend=_typed(d, "solver_backend", str, "numba", where, names, errs, BACKENDS),
-        apply_parang=_typed(d, "apply_parang", bool, False, where, names, errs),
-        rfi_threshold=_typed(d, "rfi_threshold", float, 5.0, where, names, errs),
-        min_snr=_typed(d, "min_snr", float, 3.0, where, names, errs),
-        min_bl_per_ant=_typed(d, "min_bl_per_ant", int, 4, where, names, errs),
-        max_iter=_typed(d, "max_iter", int, 100, where, names, errs),
-        tol=_typed(d, "tol", float, 1e-10, where, names, errs),
-        memory_limit_gb=_typed(d, "memory_limit_gb", float, 0.0, where, names, errs),
-        gpu=_typed(d, "gpu", bool, False, where, names, errs),
-        spw=str(d.get("spw", "") if d.get("spw") is not None else ""),
-        scan=str(d.get("scan", "") if d.get("scan") is not None else ""),
-        external_preapply=ext, quiet=_typed(d, "quiet", bool, False, where, names, errs),
-        plots=_typed(d, "plots", str, "", where, names, errs),
-        iterations=_typed(d, "iterations", int, 1, where, names, errs),
-        select=_select(d, where, names, errs),
-        append=_typed(d, "append", bool, False, where, names, errs),
-        solnorm=_typed(d, "solnorm", bool, False, where, names, errs),
-        normtype=_typed(d, "normtype", str, "mean", where, names, errs, ("mean", "median")),
-        workers=_typed(d, "workers", int, 0, where, names, errs),
-        scheduler=str(d.get("scheduler") or ""))
-    if cfg.workers is not None and cfg.workers < 0:
-        errs.add(_name("workers", where, names), f"{cfg.workers} must be >= 0 (0 = in this process)")
+    cfg = SolveConfig(steps=steps, ref_ant=ref, external_preapply=ext,
+                      select={k: v[k] for k in _SELECT_KEYS if v[k]}, **_kwargs(SolveConfig, v))
+    # what the XML cannot say (a strict bound, an address)
     if cfg.scheduler and not re.match(r"^(tcp|tls|inproc|ucx|ws|wss)://\S+$", cfg.scheduler):
         errs.add(_name("scheduler", where, names),
                  f"{cfg.scheduler!r} is not a dask scheduler address; expected e.g. tcp://host:8786")
-    if cfg.iterations < 1:
-        errs.add(_name("iterations", where, names), f"{cfg.iterations} must be >= 1")
-    if cfg.max_iter is not None and cfg.max_iter < 1:
-        errs.add(_name("max_iter", where, names), f"{cfg.max_iter} must be >= 1")
-    if cfg.tol is not None and cfg.tol <= 0:
+    if cfg.tol <= 0 and _name("tol", where, names) not in errs.errors:
         errs.add(_name("tol", where, names), f"{cfg.tol} must be > 0")
-    if not (0 <= cfg.min_snr < float("inf")):
-        errs.add(_name("min_snr", where, names), f"{cfg.min_snr} must be a finite number >= 0 (0 = off)")
-    if cfg.min_bl_per_ant < 0:
-        errs.add(_name("min_bl_per_ant", where, names), f"{cfg.min_bl_per_ant} must be >= 0 (0 = off)")
     errs.raise_if_any()
     return cfg
 
 
+def _external_preapply(ep, where, names, errs):
+    """The ``external_preapply`` mapping (akcal gaintable, gainjones, gainfield, interp,
+    gainsolutionfield) -> ExternalPreapply or None."""
+    if ep is None:
+        return None
+    epw = _name("external_preapply", where, names)
+    if not isinstance(ep, dict):
+        errs.add(epw, "must be a mapping with tables, jones, field_select, time_interp")
+        return None
+    subs = sorted(k.split(".", 1)[1] for k in schema.keys("solve") if k.startswith("external_preapply."))
+    for k in ep:
+        if k not in subs:
+            errs.add(f"{epw}.{k}", f"unknown key (valid: {', '.join(subs)})")
+    tables = list(ep.get("tables") or [])
+    ej = list(ep.get("jones") or [])
+    if len(tables) != len(ej):
+        errs.add(epw, f"tables has {len(tables)} entries but jones has {len(ej)}")
+    fs = list(ep.get("field_select") or ["nearest_time"] * len(ej))
+    tin = list(ep.get("time_interp") or ["nearest"] * len(ej))
+    _per_step_allowed(fs, "solve", "external_preapply.field_select", epw, None, errs)
+    _per_step_allowed(tin, "solve", "external_preapply.time_interp", epw, None, errs)
+    return ExternalPreapply(tables=[str(t) for t in tables], jones=[str(j) for j in ej],
+                            field_select=fs, time_interp=tin,
+                            solution_field=[_field_list(x) for x in (ep.get("solution_field") or [])])
+
+
 def fluxscale_config_from_dict(d, where="fluxscale[0]", names=None) -> FluxscaleConfig:
     errs = _Errors()
-    _check_keys(d, _FLUX_KEYS, where, names, errs)
-    missing = [r for r in ("reference_table", "reference_field", "output") if d.get(r) in (None, "", [])]
-    for req in missing:
-        errs.add(_name(req, where, names), "is required")
-    if missing:
-        errs.raise_if_any()
+    _check_keys(d, "fluxscale", where, names, errs)
+    v = _values(d, "fluxscale", where, names, errs, parsed=("reference_field", "transfer_field", "refspwmap"))
+    _require(d, "fluxscale", where, names, errs)
     cfg = FluxscaleConfig(
-        reference_table=str(d["reference_table"]), reference_field=_field_list(d["reference_field"]),
-        transfer_field=_field_list(d.get("transfer_field")) or [], output=str(d["output"]),
-        jones_type=_typed(d, "jones_type", str, "G0", where, names, errs),
-        transfer_table=d.get("transfer_table"), spw=str(d.get("spw") or ""),
-        method=_typed(d, "fluxscale_method", str, "mean", where, names, errs, FLUXSCALE_METHODS),
-        fitorder=_typed(d, "fitorder", int, 1, where, names, errs),
-        reffreq=_typed(d, "reffreq", float, 0.0, where, names, errs),
-        gain_threshold=_typed(d, "gain_threshold", float, -1.0, where, names, errs))
+        reference_field=_field_list(d.get("reference_field")) or [],
+        transfer_field=_field_list(d.get("transfer_field")) or [],
+        method=v.pop("fluxscale_method"), **_kwargs(FluxscaleConfig, v))
+    cfg.transfer_table = cfg.transfer_table or None
     rmap = d.get("refspwmap")
     rmap = [-1] if rmap in (None, [], "") else (list(rmap) if isinstance(rmap, (list, tuple)) else [rmap])
     if any(isinstance(x, bool) or not isinstance(x, int) or x < -1 for x in rmap):
@@ -527,10 +477,6 @@ def fluxscale_config_from_dict(d, where="fluxscale[0]", names=None) -> Fluxscale
                  "(integers >= 0; [-1] = each SPW is its own reference)")
     else:
         cfg.refspwmap = rmap
-    if cfg.fitorder < 0:
-        errs.add(_name("fitorder", where, names), f"{cfg.fitorder!r} must be >= 0")
-    if cfg.reffreq < 0:
-        errs.add(_name("reffreq", where, names), f"{cfg.reffreq!r} must be >= 0 (Hz; 0 = default)")
     overlap = sorted(set(cfg.reference_field) & set(cfg.transfer_field))
     if overlap:
         errs.add(_name("transfer_field", where, names), f"{', '.join(overlap)} also in the reference fields; "
@@ -544,18 +490,20 @@ def fluxscale_config_from_dict(d, where="fluxscale[0]", names=None) -> Fluxscale
 
 def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
     errs = _Errors()
-    _check_keys(d, _APPLY_KEYS, where, names, errs)
-    missing = [r for r in ("ms", "jones", "tables") if d.get(r) in (None, "", [])]
-    for req in missing:
-        errs.add(_name(req, where, names), "is required")
-    if missing:
-        errs.raise_if_any()
-    jones = d["jones"] if isinstance(d["jones"], (list, tuple)) else [d["jones"]]
+    _check_keys(d, "apply", where, names, errs)
+    per_term = ("jones", "tables", "field_select", "time_interp", "solution_field", "target_field",
+                "propagate_flags", "applymode")
+    v = _values(d, "apply", where, names, errs, parsed=per_term)
+    _require(d, "apply", where, names, errs)
+    jones = d.get("jones") or []
+    jones = jones if isinstance(jones, (list, tuple)) else [jones]
     n = len(jones)
     tables = broadcast_steps(d.get("tables"), n, _name("tables", where, names), errs)
     fsel = broadcast_steps(d.get("field_select"), n, _name("field_select", where, names), errs,
                            "nearest_time")
     tint = broadcast_steps(d.get("time_interp"), n, _name("time_interp", where, names), errs, "nearest")
+    _per_step_allowed(fsel, "apply", "field_select", where, names, errs)
+    _per_step_allowed(tint, "apply", "time_interp", where, names, errs)
     sf = d.get("solution_field")
     if sf is None:
         sf = [None] * n
@@ -564,31 +512,24 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
         sf = [None] * n
     terms = []
     for i in range(n):
-        if fsel[i] not in FIELD_SELECT_MODES:
-            errs.add(f"{_name('field_select', where, names)}[{i}]",
-                     f"{fsel[i]!r} is not allowed; expected one of {', '.join(FIELD_SELECT_MODES)}")
-        if tint[i] not in TIME_INTERP_MODES:
-            errs.add(f"{_name('time_interp', where, names)}[{i}]",
-                     f"{tint[i]!r} is not allowed; expected one of {', '.join(TIME_INTERP_MODES)}")
         if fsel[i] == "pinned" and not sf[i]:
             errs.add(f"{_name('solution_field', where, names)}[{i}]",
                      "is required when field_select is 'pinned' (the calibrator field(s) to use)")
         terms.append(ApplyTerm(key=str(jones[i]), table=str(tables[i]), field_select=fsel[i],
                                time_interp=tint[i], solution_field=_field_list(sf[i])))
-    cfg = ApplyConfig(
-        ms=str(d["ms"]), terms=terms,
-        output_col=_typed(d, "output_col", str, "CORRECTED_DATA", where, names, errs),
-        data_col=_typed(d, "data_col", str, "DATA", where, names, errs),
-        target_field=_field_list(d.get("target_field")),
-        target_scans=str(d.get("target_scans") or ""), spw=str(d.get("spw") or ""),
-        apply_parang=_typed(d, "apply_parang", bool, False, where, names, errs),
-        propagate_flags=_typed(d, "propagate_flags", bool, False, where, names, errs),
-        memory_limit_gb=_typed(d, "memory_limit_gb", float, 0.0, where, names, errs),
-        quiet=_typed(d, "quiet", bool, False, where, names, errs),
-        select=_select(d, where, names, errs),
-        correlation=_typed(d, "correlation", str, "", where, names, errs),
-        applymode=_typed({"applymode": d.get("applymode") or None}, "applymode", str, "", where, names, errs,
-                         APPLY_MODES))
+    pf = d.get("propagate_flags")
+    if pf is not None and not isinstance(pf, bool):
+        errs.add(_name("propagate_flags", where, names), f"{pf!r} must be true or false")
+        pf = None
+    mode = ""
+    if d.get("applymode") not in (None, ""):        # '' / absent: from propagate_flags
+        mode, err = schema.check("apply", "applymode", d["applymode"])
+        if err:
+            errs.add(_name("applymode", where, names), err)
+            mode = ""
+    cfg = ApplyConfig(terms=terms, target_field=_field_list(d.get("target_field")) or None,
+                      propagate_flags=bool(pf), applymode=mode,
+                      select={k: v[k] for k in _SELECT_KEYS if v[k]}, **_kwargs(ApplyConfig, v))
 
     from .calibration.compat import output_column_errors
 
@@ -596,45 +537,57 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
         errs.add(_name("output_col", where, names), msg)
     writes = ("calflag", "calflagstrict", "flagonly", "flagonlystrict")
     if cfg.applymode:
-        if "propagate_flags" in d and isinstance(d["propagate_flags"], bool) and \
-                d["propagate_flags"] != (cfg.applymode in writes):
+        if pf is not None and pf != (cfg.applymode in writes):
             errs.add(_name("applymode", where, names),
-                     f"{cfg.applymode!r} contradicts propagate_flags: {d['propagate_flags']!r} "
-                     "(give one of them)")
+                     f"{cfg.applymode!r} contradicts propagate_flags: {pf!r} (give one of them)")
         cfg.propagate_flags = cfg.applymode in writes
     errs.raise_if_any()
     return cfg
 
 
-def run_config_from_dict(d) -> RunConfig:
+def yaml_blocks(d):
+    """A YAML document -> (``[(section, 'solve[0]', block), ...]`` in run order flag, solve, fluxscale,
+    apply; {path: [errors]} of unknown top-level blocks).  (A section may be one mapping or a list.)"""
     if d is None:
         d = {}
     if not isinstance(d, dict):
         raise ParameterError({"config": ["the top level must be a mapping with flag/solve/fluxscale/apply"]})
+    sections = tuple(schema.SECTIONS)
     errs = _Errors()
     for k in d:
-        if k not in ("flag", "solve", "fluxscale", "apply"):
-            close = difflib.get_close_matches(str(k), ["flag", "solve", "fluxscale", "apply"], n=1)
+        if k not in sections:
+            close = difflib.get_close_matches(str(k), sections, n=1)
             errs.add(str(k), "unknown top-level block" + (f"; did you mean {close[0]!r}?" if close else "")
-                     + " (valid: flag, solve, fluxscale, apply)")
-    errs.raise_if_any()
+                     + f" (valid: {', '.join(sections)})")
+    blocks = []
+    for name in sections:
+        these = d.get(name) or []
+        for i, b in enumerate([these] if isinstance(these, dict) else these):
+            blocks.append((name, f"{name}[{i}]", b))
+    return blocks, errs.errors
+
+
+def run_config_from_dict(d) -> RunConfig:
+    """A whole YAML document -> RunConfig (no file-system checks: the runner's preflight adds those);
+    every error of every block together."""
+    blocks, top = yaml_blocks(d)
+    if top:
+        raise ParameterError(top)
+    errs = _Errors()
     out = RunConfig()
     from .flagging.config import flag_config_from_dict
 
-    for name, fn, dest in (("flag", flag_config_from_dict, out.flag),
-                           ("solve", solve_config_from_dict, out.solve),
-                           ("fluxscale", fluxscale_config_from_dict, out.fluxscale),
-                           ("apply", apply_config_from_dict, out.apply)):
-        blocks = d.get(name) or []
-        if isinstance(blocks, dict):
-            blocks = [blocks]
-        for i, b in enumerate(blocks):
-            try:
-                dest.append(fn(b, f"{name}[{i}]"))
-            except ParameterError as e:
-                for p, m in e.errors.items():
-                    for msg in m:
-                        errs.add(p, msg)
+    build = {"flag": (flag_config_from_dict, out.flag), "solve": (solve_config_from_dict, out.solve),
+             "fluxscale": (fluxscale_config_from_dict, out.fluxscale),
+             "apply": (apply_config_from_dict, out.apply)}
+    for name, where, b in blocks:
+        fn, dest = build[name]
+        try:
+            dest.append(fn(b, where))
+        except ParameterError as e:
+            for p, m in e.errors.items():
+                for msg in m:
+                    errs.add(p, msg)
     errs.raise_if_any()
     return out
 

@@ -1,6 +1,7 @@
 """akcal: solve a chain of Jones terms (parameters: tasks_xml/akcal.xml)."""
 
 from alakazam.config import solve_config_from_dict
+from alakazam.errors import ParameterError
 
 from .task import Task
 
@@ -19,8 +20,6 @@ _CALMODES = ("ap", "p", "a")
 def _calmode(v, mode):
     """calmode -> per-step booleans for ``mode`` ('p': phase_only, 'a': amp_only); anything but 'ap',
     'p', 'a' is a ParameterError naming calmode."""
-    from alakazam.errors import ParameterError
-
     items = list(v) if isinstance(v, (list, tuple)) else [v]
     bad = [x for x in items if str(x).strip().lower() not in _CALMODES]
     if bad:
@@ -57,8 +56,12 @@ def build_config(params):
     d["field"] = _field(params["field"])
     if d["field"] is None:
         d.pop("field")
-    d["phase_only"] = _calmode(params["calmode"], "p")
-    d["amp_only"] = _calmode(params["calmode"], "a")
+    try:
+        d["phase_only"] = _calmode(params["calmode"], "p")
+        d["amp_only"] = _calmode(params["calmode"], "a")
+        bad_calmode = {}
+    except ParameterError as e:         # reported with the config's errors, all together
+        bad_calmode = e.errors
     d["ref_ant"] = _refant(params["refant"])
     ep = d.pop("external_preapply")
     if ep.get("tables"):
@@ -66,7 +69,13 @@ def build_config(params):
         if isinstance(ep.get("solution_field"), list):
             ep["solution_field"] = [x if x not in ("", None, []) else None for x in ep["solution_field"]]
         d["external_preapply"] = ep
-    return solve_config_from_dict(d, where="akcal", names=akcal.names_for_messages())
+    try:
+        cfg = solve_config_from_dict(d, where="akcal", names=akcal.names_for_messages())
+    except ParameterError as e:
+        raise ParameterError({**bad_calmode, **e.errors}, task="akcal") from None
+    if bad_calmode:
+        raise ParameterError(bad_calmode, task="akcal")
+    return cfg
 
 
 def _body(cfg):

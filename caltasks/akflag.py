@@ -14,30 +14,10 @@ def build_config(params):
         raise ParameterError(e.errors, task="akflag") from None
 
 
-class _FlagTask(Task):
-    def validate(self, params):
-        """The XML checks, then the engine's (value ranges, clipminmax, selections against the MS) on the
-        parameters the XML did not already reject: every bad parameter is reported in one error."""
-        try:
-            return super().validate(params)
-        except ParameterError as e:
-            errors = dict(e.errors)
-        raw = {p.name: (params[p.name] if p.name not in errors else p.default) for p in self.spec.params}
-        if "vis" in errors:
-            raw["vis"] = ""
-        try:
-            build_config(raw)
-        except ParameterError as e:
-            for k, v in e.errors.items():
-                if k not in errors and not (k == "vis" and "vis" in e.errors and not raw["vis"]):
-                    errors[k] = v
-        raise ParameterError(errors, task=self.name)
-
-
 def _body(cfg):
     from alakazam.flagging import run_flag
 
     return run_flag(cfg)
 
 
-akflag = _FlagTask("akflag", _body, prepare=build_config)
+akflag = Task("akflag", _body, prepare=build_config)

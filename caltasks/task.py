@@ -14,7 +14,7 @@ import inspect
 import logging
 import os
 
-from alakazam.errors import ParameterError
+from alakazam.errors import AlakazamError, ParameterError
 from alakazam.tasks_xml import xml_path
 
 from .xmlschema import check_value, load_task
@@ -45,9 +45,6 @@ class Task:
         self.__doc__ = "\n".join(lines)
 
     # ---- parameters
-    def defaults(self) -> dict:
-        return {p.name: p.default for p in self.spec.params}
-
     def bind(self, *args, **kwargs) -> dict:
         """Every parameter in XML order (unknown keywords -> TypeError naming them)."""
         try:
@@ -57,17 +54,50 @@ class Task:
         ba.apply_defaults()
         return dict(ba.arguments)
 
-    def validate(self, params: dict) -> dict:
-        """Coerced parameters, or ParameterError listing every bad one."""
+    def validate(self, params: dict, exists=None) -> dict:
+        """Coerced parameters, or ParameterError listing every bad one (the XML checks only).
+        ``exists(path)``: also true for a must-exist path (the YAML runner: written by an earlier block)."""
         out, errors = {}, {}
         for p in self.spec.params:
             v, err = check_value(p, params[p.name])
+            if err and exists is not None and p.mustexist and isinstance(v, str) and exists(v):
+                v, err = params[p.name], None
             if err:
                 errors.setdefault(p.name, []).append(err)
             out[p.name] = v
         if errors:
             raise ParameterError(errors, task=self.name)
         return out
+
+    def prepare(self, params: dict, exists=None):
+        """Bound parameters -> (checked parameters, the engine's input) in ONE pass: the XML checks, then
+        ``prepare`` (the engine's config builder, which knows per-step lists, intervals, Jones types,
+        selections) on the parameters the XML did not reject -- those take their defaults there and
+        what it says about them is dropped.  Every bad parameter is in the one ParameterError."""
+        try:
+            checked, errors = self.validate(params, exists), {}
+        except ParameterError as e:
+            errors = dict(e.errors)
+            checked = {p.name: (params[p.name] if p.name not in errors else p.default) for p in self.spec.params}
+        if self._prepare is None:
+            if errors:
+                raise ParameterError(errors, task=self.name)
+            return checked, checked
+        try:
+            prepared = self._prepare(checked)
+        except ParameterError as e:
+            for k, v in e.errors.items():
+                short = k[len(self.name) + 1:] if k.startswith(self.name + ".") else k
+                base = short.split("[", 1)[0].split(".", 1)[0]
+                if base not in errors:
+                    errors.setdefault(k, []).extend(v)
+            prepared = None
+        except AlakazamError:
+            if not errors:
+                raise
+        if errors:
+            raise ParameterError(errors, task=self.name)
+        return checked, prepared
 
     def check(self, params: dict) -> dict:
         """{name: error message} without raising (for the shell's colouring)."""
@@ -97,9 +127,11 @@ class Task:
 
     # ---- call
     def __call__(self, *args, **kwargs):
-        params = self.bind(*args, **kwargs)
-        params = self.validate(params)
-        prepared = self._prepare(params) if self._prepare else params
+        params, prepared = self.prepare(self.bind(*args, **kwargs))
+        return self.run_prepared(params, prepared)
+
+    def run_prepared(self, params: dict, prepared):
+        """Run the engine on what :meth:`prepare` returned (the YAML runner checks every block first)."""
         call = ", ".join(f"{k}={v!r}" for k, v in params.items())
         log.info("##### Begin Task: %s #####", self.name)
         log.info("%s( %s )", self.name, call)

@@ -140,8 +140,9 @@ def load_task(path) -> TaskSpec:
 _PY = {"string": str, "path": str, "bool": bool, "int": int, "double": float}
 
 
-def check_value(p: ParamSpec, v):
-    """(coerced value, error message or None) for one parameter."""
+def check_value(p: ParamSpec, v, paths=True):
+    """(coerced value, error message or None) for one parameter; ``paths=False``: a must-exist path is
+    not looked up (alakazam.schema: YAML values, checked for existence by the runner's preflight)."""
     def scalar(x, typ):
         if typ in ("string", "path"):
             if not isinstance(x, str):
@@ -204,7 +205,7 @@ def check_value(p: ParamSpec, v):
                     return v, f"min value is {p.vmin:g}, got {x!r}"
                 if p.vmax is not None and x > p.vmax:
                     return v, f"max value is {p.vmax:g}, got {x!r}"
-    if p.mustexist and p.type == "path":
+    if paths and p.mustexist and p.type == "path":
         v = os.path.expanduser(v)
         if not v or not os.path.exists(v):
             return v, f"the {p.name} parameter must be a path that exists ({v!r} does not exist)"

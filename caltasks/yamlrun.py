@@ -16,8 +16,9 @@ applymode           akapply applymode                      as is (calflag, calon
 solution_field      akapply solutionfield                  ~ -> '', [a, b] -> 'a,b'
 ==================  =====================================  ======================================
 
-The whole file is validated first (:func:`alakazam.config.load_run_config`, errors named by YAML path
-such as ``solve[0].time_interval[2]``), so nothing runs when any block is bad.  Relative paths in the
+The whole file is validated first, in one pass (:func:`preflight`: each block parsed once into its
+engine config, errors named by YAML path such as ``solve[0].time_interval[2]``), so nothing runs when
+any block is bad.  Relative paths in the
 YAML are relative to the YAML file.
 """
 
@@ -27,7 +28,6 @@ import logging
 import os
 
 from alakazam import progress
-from alakazam.config import load_run_config
 from alakazam.safeyaml import load
 from alakazam.errors import AlakazamError, ParameterError
 
@@ -142,15 +142,32 @@ def flag_params(block: dict, where="flag[0]") -> dict:
     return p
 
 
-def preflight(calls, produced_elsewhere=()):
-    """Check every block before anything runs (nothing is written on a bad file): the task parameters
-    (XML types, ranges, paths), and the destinations: solution outputs writable, tables to read
-    existing or written by an earlier block, MSs to apply to writable with a permitted output column.
-    All errors are raised together, named by YAML path."""
+#: YAML block -> (task, YAML -> task keyword arguments, YAML -> engine config)
+def _sections():
+    from alakazam.config import apply_config_from_dict, fluxscale_config_from_dict, solve_config_from_dict
+    from alakazam.flagging.config import flag_config_from_dict
+
+    return {"flag": (akflag, flag_params, flag_config_from_dict),
+            "solve": (akcal, solve_params, solve_config_from_dict),
+            "fluxscale": (akfluxscale, fluxscale_params, fluxscale_config_from_dict),
+            "apply": (akapply, apply_params, apply_config_from_dict)}
+
+
+def preflight(blocks, produced_elsewhere=()):
+    """The one validation pass of a YAML file, before anything runs (nothing is written on a bad file).
+
+    ``blocks``: ``(section, where, block)`` in run order.  Each block is parsed once into its engine
+    config (:mod:`alakazam.config`: keys, types, allowed values and ranges from the task XML, intervals,
+    per-step lists, selections -- a flag block's against its MS); then the paths the XML says must
+    exist (an earlier block may write them), and the destinations: solution outputs writable, tables to
+    read existing or written by an earlier block, MSs to apply to writable with a permitted output
+    column.  Returns ``(section, where, task, params, config, quiet)`` per block (``params``: the task
+    call it runs as); every error of the file is raised together, named by YAML path."""
     from alakazam.calibration.compat import ms_columns, output_column_errors
     from alakazam.core import outputs
 
-    errors = {}
+    sections = _sections()
+    errors, calls = {}, []
     produced = {os.path.realpath(p) for p in produced_elsewhere}
 
     def add(path, msg):
@@ -159,65 +176,53 @@ def preflight(calls, produced_elsewhere=()):
     def have_table(t):
         return os.path.exists(t) or os.path.realpath(t) in produced
 
-    for section, where, task, params, _ in calls:
-        to_yaml = {p.name: p.yamlkey for p in task.spec.params if p.yamlkey}
+    for section, where, block in blocks:
+        task, to_params, to_config = sections[section]
+        if isinstance(block, dict) and section in ("solve", "fluxscale") and isinstance(block.get("output"), str):
+            produced_here = block["output"]             # later blocks may read it, also when this one is bad
+        else:
+            produced_here = None
         try:
-            # a flag block reads only its MS: akflag's own validate also checks its selections against it
-            ok = (task.validate(task.bind(**params)) if section == "flag"
-                  else _validated(task, params, have_table))
-            cfg = task._prepare(ok)
+            cfg = to_config(block, where)
         except ParameterError as e:
             for k, v in e.errors.items():
-                k = k.split(".", 1)[1] if k.startswith(task.name + ".") else k
                 for msg in v:
-                    add(f"{where}.{to_yaml.get(k, k)}", msg)
-            continue
-        except (AlakazamError, TypeError) as e:
-            add(where, str(e))
-            continue
-        try:
-            if section in ("solve", "fluxscale"):
-                outputs.check_output_file(cfg.output, f"{where}.output")
-            if section == "fluxscale":
-                for key, t in (("reference_table", cfg.reference_table),
-                               ("transfer_table", cfg.transfer_table)):
-                    if t and not have_table(t):
-                        add(f"{where}.{key}", f"{t!r} does not exist and no earlier block writes it")
-            if section == "apply":
-                outputs.check_ms_writable(cfg.ms, f"{where}.ms", flag_backup=cfg.propagate_flags)
-                for k, term in enumerate(cfg.terms):
-                    if not have_table(term.table):
-                        add(f"{where}.tables[{k}]", f"{term.table!r} does not exist and no earlier block "
-                            "writes it")
-                cols = ms_columns(cfg.ms)
-                for msg in output_column_errors(cfg.output_col, cfg.data_col, cols):
-                    add(f"{where}.output_col", msg)
-        except AlakazamError as e:
-            msg = str(e)
-            path, _, rest = msg.partition(": ")
-            add(path if path.startswith(where) else where, rest if path.startswith(where) else msg)
-        if section in ("solve", "fluxscale"):
-            produced.add(os.path.realpath(cfg.output))
+                    add(k, msg)
+            cfg = None
+        if cfg is not None:
+            for p in task.spec.params:              # the XML's must-exist paths
+                if p.mustexist and p.yamlkey and isinstance(block.get(p.yamlkey), str) \
+                        and not have_table(os.path.expanduser(block[p.yamlkey])):
+                    add(f"{where}.{p.yamlkey}", f"{block[p.yamlkey]!r} does not exist"
+                        + (" and no earlier block writes it" if section == "fluxscale" else ""))
+        if cfg is not None and f"{where}.ms" not in errors and f"{where}.reference_table" not in errors:
+            try:
+                if section in ("solve", "fluxscale"):
+                    outputs.check_output_file(cfg.output, f"{where}.output")
+                if section == "fluxscale" and cfg.transfer_table and not have_table(cfg.transfer_table):
+                    add(f"{where}.transfer_table", f"{cfg.transfer_table!r} does not exist and no earlier "
+                        "block writes it")
+                if section == "apply":
+                    outputs.check_ms_writable(cfg.ms, f"{where}.ms", flag_backup=cfg.propagate_flags)
+                    for k, term in enumerate(cfg.terms):
+                        if not have_table(term.table):
+                            add(f"{where}.tables[{k}]", f"{term.table!r} does not exist and no earlier block "
+                                "writes it")
+                    for msg in output_column_errors(cfg.output_col, cfg.data_col, ms_columns(cfg.ms)):
+                        add(f"{where}.output_col", msg)
+            except AlakazamError as e:
+                msg = str(e)
+                path, _, rest = msg.partition(": ")
+                add(path if path.startswith(where) else where, rest if path.startswith(where) else msg)
+        if produced_here:
+            produced.add(os.path.realpath(produced_here))
+        if cfg is not None:
+            # the task call this block runs as (its Begin line); the block is already checked
+            calls.append((section, where, task, task.bind(**to_params(block, where)), cfg,
+                          bool(block.get("quiet", False))))
     if errors:
         raise ParameterError(errors)
-
-
-def _validated(task, params, have_table):
-    """``task.validate`` where a must-exist path written by an earlier block counts as existing."""
-    from .xmlschema import check_value
-
-    out, errors = {}, {}
-    for p, v in task.bind(**params).items():
-        spec = task.spec.param(p)
-        v2, err = check_value(spec, v)
-        if err and spec.mustexist and isinstance(v, str) and have_table(v):
-            v2, err = v, None
-        if err:
-            errors.setdefault(p, []).append(err)
-        out[p] = v2
-    if errors:
-        raise ParameterError(errors, task=task.name)
-    return out
+    return calls
 
 
 def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=None, scheduler=None,
@@ -236,62 +241,35 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
         ``{'flag': [...], 'solve': [...], 'fluxscale': [...], 'apply': [...]}`` -- the tasks' result dicts
         ('flag' only when the file has flag blocks).
     """
-    # validate everything first, errors by YAML path; config errors and the preflight's are reported together
-    config_errors = {}
-    try:
-        load_run_config(path)
-    except ParameterError as e:
-        config_errors = dict(e.errors)
-    doc = load(path) or {}
-    calls, skipped_outputs = [], []
-    for section, conv, task in (("flag", flag_params, akflag), ("solve", solve_params, akcal),
-                                ("fluxscale", fluxscale_params, akfluxscale),
-                                ("apply", apply_params, akapply)):
-        if section not in sections:             # (alakazam flag CONFIG runs only the flag blocks)
-            continue
-        blocks = doc.get(section) or []
-        for i, block in enumerate([blocks] if isinstance(blocks, dict) else blocks):
-            where = f"{section}[{i}]"
-            if config_errors:
-                # a block with errors is still checked as a task call (e.g. a flag block's antenna
-                # against its MS), so that one run reports every bad key; nothing runs anyway
-                if isinstance(block, dict) and isinstance(block.get("output"), str):
-                    skipped_outputs.append(block["output"])         # later blocks may read it
-                try:
-                    params = conv(block, where)
-                except (AlakazamError, AttributeError, TypeError):
-                    continue
-            else:
-                params = conv(block, where)
-            if section == "solve":
-                if workers is not None and "workers" not in block:
-                    params["workers"] = int(workers)
-                if scheduler and "scheduler" not in block:
-                    params["scheduler"] = str(scheduler)
-                if plots and not params.get("plotdir"):
-                    params["plotdir"] = os.path.abspath(plots)
-            calls.append((section, where, task, params, bool(block.get("quiet", False))))
+    from alakazam.config import yaml_blocks
+
+    blocks, errors = yaml_blocks(load(path))
+    blocks = [b for b in blocks if b[0] in sections]     # (alakazam flag CONFIG runs only the flag blocks)
+    for k, (section, where, block) in enumerate(blocks):
+        if section == "solve" and isinstance(block, dict):
+            block = dict(block)
+            if workers is not None and "workers" not in block:
+                block["workers"] = int(workers)
+            if scheduler and "scheduler" not in block:
+                block["scheduler"] = str(scheduler)
+            if plots and not block.get("plots"):
+                block["plots"] = os.path.abspath(plots)
+            blocks[k] = (section, where, block)
     out = {"solve": [], "fluxscale": [], "apply": []}
-    if any(c[0] == "flag" for c in calls):
+    if any(b[0] == "flag" for b in blocks):
         out = {"flag": [], **out}
     cwd = os.getcwd()
     os.chdir(os.path.dirname(os.path.abspath(path)))
     try:
-        # every block's task parameters and destinations are checked before the first block runs
         try:
-            preflight(calls, skipped_outputs)
-        except ParameterError as e:     # the file's own wording wins where both name a key
-            raise ParameterError({**e.errors, **config_errors}) from None
-        if config_errors:
-            raise ParameterError(config_errors)
-        for section, where, task, params, quiet in calls:
-            try:
-                with progress.quieted(quiet):          # a block's quiet: true turns its progress bars off
-                    out[section].append(task(**params))
-            except ParameterError as e:
-                # name the YAML path (solve[0].ms), not the task parameter (vis)
-                to_yaml = {p.name: p.yamlkey for p in task.spec.params if p.yamlkey}
-                raise ParameterError({f"{where}.{to_yaml.get(k, k)}": v for k, v in e.errors.items()}) from None
+            calls = preflight(blocks)           # every block checked before the first one runs
+        except ParameterError as e:
+            raise ParameterError({**errors, **e.errors}) from None
+        if errors:
+            raise ParameterError(errors)
+        for section, where, task, params, cfg, quiet in calls:
+            with progress.quieted(quiet):          # a block's quiet: true turns its progress bars off
+                out[section].append(task.run_prepared(params, cfg))
     finally:
         os.chdir(cwd)
     return out

@@ -1,9 +1,15 @@
 """Cell averaging on the (row, chan, corr) layout against a numpy np.add.at reference."""
 
+import os
+import sys
+
 import numpy as np
 import pytest
 
 from alakazam.core import averaging
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference_kernels as rk  # noqa: E402  (tests/reference_kernels.py)
 
 RNG = np.random.default_rng(7)
 N_ANT, N_CHAN, N_TBIN, N_FBIN = 5, 12, 3, 4
@@ -51,7 +57,7 @@ def _reference(data, model, weight, flag, tbin, row_bl, times, chan_fbin=CHAN_FB
 
 
 def test_baseline_index():
-    row_bl, b1, b2 = averaging.baseline_index([0, 1, 3, 2, 2, 4], [1, 0, 4, 2, 3, 7], 5)
+    row_bl, b1, b2 = rk.baseline_index([0, 1, 3, 2, 2, 4], [1, 0, 4, 2, 3, 7], 5)
     assert len(b1) == 10 and np.all(b1 < b2)
     np.testing.assert_array_equal(row_bl, [0, 0, 9, -1, 7, -1])
     np.testing.assert_array_equal([b1[9], b2[9], b1[7], b2[7]], [3, 4, 2, 3])
@@ -62,38 +68,36 @@ def test_accumulate_matches_reference(contiguous):
     """The running accumulator (the reference path of the fused kernel below) against np loops,
     one call and chunked (any row split gives the same sums), with NaN data on flagged samples."""
     data, model, weight, flag, tbin, a1, a2, times = _chunk()
-    row_bl, _, _ = averaging.baseline_index(a1, a2, N_ANT)
+    row_bl, _, _ = rk.baseline_index(a1, a2, N_ANT)
     f = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]) if contiguous else np.repeat(np.arange(4), 3)
     vs, ms, ws, _ = _reference(np.nan_to_num(data), model, weight, flag, tbin, row_bl, times, chan_fbin=f)
     w = np.where(flag, 0.0, weight)
-    acc = averaging.new_accumulators(N_TBIN, N_FBIN, N_BL)
-    averaging.accumulate(acc, np.nan_to_num(data), model, w, tbin, row_bl, f)
+    acc = rk.new_accumulators(N_TBIN, N_FBIN, N_BL)
+    rk.accumulate(acc, np.nan_to_num(data), model, w, tbin, row_bl, f)
     np.testing.assert_allclose(acc.vis_sum, vs, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(acc.model_sum, ms, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(acc.w_sum, ws, rtol=1e-12)
-    acc2 = averaging.new_accumulators(N_TBIN, N_FBIN, N_BL)
+    acc2 = rk.new_accumulators(N_TBIN, N_FBIN, N_BL)
     for lo, hi in ((0, 7), (7, 31), (31, 60)):
-        averaging.accumulate(acc2, np.nan_to_num(data[lo:hi]), model[lo:hi], w[lo:hi], tbin[lo:hi],
+        rk.accumulate(acc2, np.nan_to_num(data[lo:hi]), model[lo:hi], w[lo:hi], tbin[lo:hi],
                              row_bl[lo:hi], f)
     np.testing.assert_allclose(acc2.vis_sum, acc.vis_sum, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="non-decreasing"):
-        averaging.accumulate(acc, data, model, w, tbin, row_bl, f[::-1])
+        rk.accumulate(acc, data, model, w, tbin, row_bl, f[::-1])
 
 
 def _two_step(data, model, flag, weight, tidx, a1, a2, sbin, row_bl, fsamp, diag, sky, n_sbin, n_fs):
-    """The solve flow's former per-chunk path: chain.preapply (algebra.correct_diag, corrupt_full),
-    the swap of a > b rows on copies, ``np.where(flag, 0, weight)`` and averaging.accumulate."""
-    from alakazam.jones import algebra
-
+    """The solve flow's former per-chunk path: chain.preapply (correct_diag, corrupt_full), the swap of
+    a > b rows on copies, ``np.where(flag, 0, weight)`` and accumulate (tests/reference_kernels.py)."""
     out_flag = flag.copy()
     d = data
     if diag is not None:
         d = np.empty(data.shape, np.complex128)
-        algebra.correct_diag(data, diag, tidx, a1, a2, d, out_flag)
+        rk.correct_diag(data, diag, tidx, a1, a2, d, out_flag)
     m = model
     if sky is not None:
         m = np.empty(model.shape, np.complex128)
-        algebra.corrupt_full(model, np.where(np.isfinite(sky), sky, 0), tidx, a1, a2, m)
+        rk.corrupt_full(model, np.where(np.isfinite(sky), sky, 0), tidx, a1, a2, m)
         bad = ~np.isfinite(sky).all(axis=(-1, -2))
         out_flag |= (bad[tidx, a1] | bad[tidx, a2])[:, :, None]
     swap = a1 > a2
@@ -104,8 +108,8 @@ def _two_step(data, model, flag, weight, tidx, a1, a2, sbin, row_bl, fsamp, diag
     f[swap] = f[swap][:, :, perm]
     w[swap] = w[swap][:, :, perm]        # the weight goes with its sample (the former path kept it)
     w = np.where(f, 0.0, w)
-    acc = averaging.new_accumulators(n_sbin, n_fs, N_BL)
-    averaging.accumulate(acc, d, m, w, sbin, row_bl, fsamp)
+    acc = rk.new_accumulators(n_sbin, n_fs, N_BL)
+    rk.accumulate(acc, d, m, w, sbin, row_bl, fsamp)
     return acc, w.sum(axis=(1, 2))
 
 
@@ -139,7 +143,7 @@ def test_fused_accumulation_equals_preapply_then_accumulate(with_sky, per_chan):
         sky[rng.random(sky.shape) < 0.01] = np.nan
     n_sbin = 3
     sbin = rng.integers(-1, n_sbin, n_row)
-    row_bl, _, _ = averaging.baseline_index(a1, a2, N_ANT)
+    row_bl, _, _ = rk.baseline_index(a1, a2, N_ANT)
     fsamp = np.arange(N_CHAN) if per_chan else np.arange(N_CHAN) // 5
     n_fs = int(fsamp.max()) + 1
     ref, ref_wrow = _two_step(data, model, flag, weight, tidx, a1, a2, sbin, row_bl, fsamp, diag, sky,
@@ -182,7 +186,7 @@ def test_fused_accumulation_two_correlations_as_stored():
     flag = rng.random((n_row, N_CHAN, 2)) < 0.1
     diag = np.exp(1j * rng.uniform(-3, 3, (n_t, N_ANT, N_CHAN, 2)))
     sbin = np.zeros(n_row, np.int64)
-    row_bl, _, _ = averaging.baseline_index(a1, a2, N_ANT)
+    row_bl, _, _ = rk.baseline_index(a1, a2, N_ANT)
     fsamp = np.arange(N_CHAN) // 4
     corr = ["XX", "YY"]
     d4, f4, w4 = ms_io.to_four_corr(data, flag, weight, corr)

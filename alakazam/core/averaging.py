@@ -1,14 +1,13 @@
 """Weighted accumulation of (row, chan, corr) data into solution sample bins (numba).
 
-A running accumulator: call :func:`accumulate` on successive row chunks of the same rows and the sums
-are identical (up to floating-point summation order) to one call on all rows, which is what makes
-the three memory tiers of the solve flow give the same solutions.
+A running accumulator: :func:`accumulate_corrected` on successive row chunks of the same rows gives sums
+identical (up to floating-point summation order) to one call on all rows, which is what makes the
+three memory tiers of the solve flow give the same solutions.  (Its straightforward reference,
+``accumulate``, is in tests/reference_kernels.py.)
 
 Sums are kept per (sample bin, frequency sample, baseline, corr); dividing by ``w_sum`` gives the
 weighted average, whose inverse variance is ``w_sum``.
 """
-
-from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -16,105 +15,6 @@ from numba import prange
 
 from .._numba import njit, pjit
 from ..jones.algebra import sandwich
-
-
-@dataclass
-class Accumulators:
-    vis_sum: np.ndarray     # complex128 (n_sbin, n_fsamp, n_bl, 4): sum of w * V
-    model_sum: np.ndarray   # complex128 (n_sbin, n_fsamp, n_bl, 4): sum of w * M
-    w_sum: np.ndarray       # float64    (n_sbin, n_fsamp, n_bl, 4): sum of w
-
-
-def new_accumulators(n_sbin, n_fsamp, n_bl) -> Accumulators:
-    shape = (n_sbin, n_fsamp, n_bl, 4)
-    return Accumulators(np.zeros(shape, np.complex128), np.zeros(shape, np.complex128),
-                        np.zeros(shape, np.float64))
-
-
-@pjit
-def _accumulate(vis_sum, model_sum, w_sum, data, model, w, sbin, row_bl, chan_lo, chan_hi, n_block):
-    # prange over n_block contiguous ranges of frequency samples: block k owns the output slice
-    # [:, f0:f1] -> race-free.  The sum over rows runs in row order for every output element (same
-    # result as a serial loop).
-    # Channels of sample fs are the contiguous range chan_lo[fs] .. chan_hi[fs] - 1.
-    n_row = data.shape[0]
-    n_fs = chan_lo.shape[0]
-    for blk in prange(n_block):
-        f0 = blk * n_fs // n_block
-        f1 = (blk + 1) * n_fs // n_block
-        for row in range(n_row):
-            s = sbin[row]
-            b = row_bl[row]
-            if s < 0 or b < 0:
-                continue
-            for fs in range(f0, f1):
-                for chan in range(chan_lo[fs], chan_hi[fs]):
-                    for c in range(4):
-                        wt = np.float64(w[row, chan, c])
-                        if wt > 0:
-                            vis_sum[s, fs, b, c] += wt * np.complex128(data[row, chan, c])
-                            model_sum[s, fs, b, c] += wt * np.complex128(model[row, chan, c])
-                            w_sum[s, fs, b, c] += wt
-
-
-@pjit
-def _accumulate_rowsplit(vis_part, model_part, w_part, data, model, w, sbin, row_bl, chan_lo, chan_hi):
-    # fewer frequency samples than threads (e.g. a G over the full band): row block k adds only into
-    # its own partial sums vis_part[k] (race-free); the caller reduces over k.
-    n_part = vis_part.shape[0]
-    n_row = data.shape[0]
-    n_fs = chan_lo.shape[0]
-    for part in prange(n_part):
-        lo = part * n_row // n_part
-        hi = (part + 1) * n_row // n_part
-        for row in range(lo, hi):
-            s = sbin[row]
-            b = row_bl[row]
-            if s < 0 or b < 0:
-                continue
-            for fs in range(n_fs):
-                for chan in range(chan_lo[fs], chan_hi[fs]):
-                    for c in range(4):
-                        wt = np.float64(w[row, chan, c])
-                        if wt > 0:
-                            vis_part[part, s, fs, b, c] += wt * np.complex128(data[row, chan, c])
-                            model_part[part, s, fs, b, c] += wt * np.complex128(model[row, chan, c])
-                            w_part[part, s, fs, b, c] += wt
-
-
-def accumulate(acc: Accumulators, data, model, w, sbin, row_bl, fsamp_of_chan):
-    """Add one chunk: data, model (row, chan, 4), w (row, chan, 4) with 0 = flagged (float32 or float64;
-    products and sums are in double precision); sbin, row_bl (row,) (negative = skip the row);
-    fsamp_of_chan (chan,)."""
-    f = np.asarray(fsamp_of_chan, np.int64)
-    n_fsamp = acc.vis_sum.shape[1]
-    if len(f) and np.any(np.diff(f) < 0):
-        raise ValueError("fsamp_of_chan must be non-decreasing (contiguous channel runs)")
-    chan_lo = np.searchsorted(f, np.arange(n_fsamp), side="left").astype(np.int64)
-    chan_hi = np.searchsorted(f, np.arange(n_fsamp), side="right").astype(np.int64)
-    w = np.asarray(w)
-    if w.dtype not in (np.float32, np.float64):
-        w = w.astype(np.float64)
-    # float32 or float64 weights are used as they are (converted per sample inside the kernel)
-    sbin = np.asarray(sbin, np.int64)
-    row_bl = np.asarray(row_bl, np.int64)
-    n_threads = numba.get_num_threads()
-    n_row = data.shape[0]
-    if n_fsamp >= n_threads or n_threads == 1 or n_row < 4 * n_threads:
-        # one frequency sample per parallel iteration: measured on 2 cores (3510 rows x 1024 chan, K)
-        # 0.12 s, vs 0.14-0.19 s with n_threads contiguous blocks of samples (output locality wins)
-        _accumulate(acc.vis_sum, acc.model_sum, acc.w_sum, data, model, w, sbin, row_bl, chan_lo, chan_hi,
-                    max(1, n_fsamp))
-    else:
-        # fewer frequency samples than threads (G over the full band): row blocks with partial sums,
-        # measured 0.04 s vs 0.07 s for the one-thread loop (3510 rows x 1024 chan, one sample)
-        part_shape = (n_threads,) + acc.vis_sum.shape
-        vp, mp = np.zeros(part_shape, np.complex128), np.zeros(part_shape, np.complex128)
-        wp = np.zeros(part_shape, np.float64)
-        _accumulate_rowsplit(vp, mp, wp, data, model, w, sbin, row_bl, chan_lo, chan_hi)
-        acc.vis_sum += vp.sum(axis=0)
-        acc.model_sum += mp.sum(axis=0)
-        acc.w_sum += wp.sum(axis=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,7 +150,7 @@ def corr_map(corr_types):
 def diag_inverse(diag):
     """``(ginv, gbad)`` of a diagonal Jones table (..., 2): 1 / g, and True where g is zero or
     non-finite (flagged: the correction flags the samples that use it, as
-    :func:`alakazam.jones.algebra.correct_diag`)."""
+    :func:`alakazam.jones.algebra.correct_diag_inv`)."""
     diag = np.asarray(diag, np.complex128)
     bad = ~np.isfinite(diag) | (diag == 0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -271,16 +171,17 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
 
     Per sample, with the row's time t = tidx - t_off, antennas a = ant1, b = ant2 and correlation (i, j)::
 
-        V' = V / (g_a,i conj(g_b,j))         (diag: earlier diagonal terms; see algebra.correct_diag)
-        M' = S_a M S_b^H                     (sky: D and P terms; see algebra.corrupt_full)
+        V' = V / (g_a,i conj(g_b,j))         (diag: earlier diagonal terms)
+        M' = S_a M S_b^H                     (sky: D and P terms)
         rows with a > b:  V'_ab = conj(V'_ba[pq <-> qp]), the same for M', FLAG and weight
 
     and a sample flagged (FLAG, a zero or non-finite g, a non-finite S) or with weight <= 0 adds
     nothing; otherwise ``vis_sum[s, bl, fs, c] += w V'``, ``model_sum += w M'``, ``w_sum += w`` with
     s = acc_bin[row], bl = row_bl[row], fs = fsamp_of_chan[chan].  The result equals (to rounding:
-    V / g is computed as V * (1/g)) correcting V by algebra.correct_diag and M by corrupt_full, the
+    V / g is computed as V * (1/g)) correcting V by correct_diag and M by corrupt_full (the references
+    in tests/reference_kernels.py), the
     swap of the a > b rows, ``np.where(flag, 0,
-    weight)`` and :func:`accumulate`, without any (row, chan, corr) working copy.
+    weight)`` and ``accumulate`` (tests/reference_kernels.py), without any (row, chan, corr) working copy.
 
     Parameters
     ----------
@@ -350,37 +251,3 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
                           np.ascontiguousarray(tidx, np.int64), int(t_off),
                           np.ascontiguousarray(ant1, np.int64), np.ascontiguousarray(ant2, np.int64),
                           acc_bin, row_bl, fsamp, corr_src, ginv, gbad, sky, skybad)
-
-
-# ---------------------------------------------------------------------------------------------
-# Cell averaging with explicit flags (general channel -> frequency-bin map) and time centroids
-# ---------------------------------------------------------------------------------------------
-
-def baseline_index(ant1, ant2, n_ant):
-    """Map rows to a fixed list of baselines: every pair a < b of ``n_ant`` active antennas.
-
-    Parameters
-    ----------
-    ant1, ant2 : array_like (row,) int
-        Active-antenna indices (0 .. n_ant-1) of each row.
-    n_ant : int
-
-    Returns
-    -------
-    row_bl : ndarray (row,) int64
-        Baseline index of each row; -1 for autocorrelations (a == b) and out-of-range indices.
-        A row with ant1 > ant2 maps to the pair (ant2, ant1).
-    bl_ant1, bl_ant2 : ndarray (n_bl,) int64
-        Antennas of each baseline, n_bl = n_ant (n_ant - 1) / 2, ordered (0,1), (0,2), ..., (1,2), ...
-    """
-    n_ant = int(n_ant)
-    bl_ant1, bl_ant2 = np.triu_indices(n_ant, 1)
-    lookup = -np.ones((max(n_ant, 1), max(n_ant, 1)), np.int64)
-    lookup[bl_ant1, bl_ant2] = np.arange(len(bl_ant1))
-    lookup[bl_ant2, bl_ant1] = np.arange(len(bl_ant1))
-    a1 = np.asarray(ant1, np.int64)
-    a2 = np.asarray(ant2, np.int64)
-    ok = (a1 >= 0) & (a1 < n_ant) & (a2 >= 0) & (a2 < n_ant)
-    row_bl = np.full(a1.shape, -1, np.int64)
-    row_bl[ok] = lookup[a1[ok], a2[ok]]
-    return row_bl, bl_ant1.astype(np.int64), bl_ant2.astype(np.int64)

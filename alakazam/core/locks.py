@@ -124,8 +124,3 @@ def writer_lock(path, kind="table"):
         except OSError:
             pass
         os.close(fd)            # releases the flock
-
-
-def is_held(path, kind="table") -> bool:
-    """True when this process holds the writer lock of ``path``."""
-    return lock_file_for(path, kind) in _held

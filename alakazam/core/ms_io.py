@@ -73,13 +73,6 @@ class MSMeta:
     def active_names(self) -> List[str]:
         return [self.ant_names[a] for a in self.active_ants]
 
-    def field_by_name(self, name) -> FieldInfo:
-        for f in self.fields:
-            if f.name == name:
-                return f
-        raise AlakazamError(f"field {name!r} not in {self.path}; available: "
-                            f"{', '.join(f.name for f in self.fields)}")
-
 
 def _table(path, **kw):
     from casacore.tables import table

@@ -188,8 +188,3 @@ def restrict_meta(meta, rowsel: Optional[RowSelection]):
                               set(int(x) for x in np.unique(dd[m]))))
     scans.sort(key=lambda s: (s.t_start, s.scan_number))
     return replace(meta, scans=scans)
-
-
-def selection_of(cfg) -> dict:
-    """The selection strings of a SolveConfig / ApplyConfig (``cfg.select``; {} when absent)."""
-    return dict(getattr(cfg, "select", None) or {})

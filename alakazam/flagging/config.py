@@ -13,20 +13,13 @@ from dataclasses import dataclass
 from dataclasses import field as _dcfield
 from typing import List
 
-from ..config import _check_keys, _Errors, _name, _typed
+from ..config import _check_keys, _Errors, _kwargs, _name, _require, _values
 
+#: akflag's modes (tasks_xml/akflag.xml; tests/test_schema.py pins the two lists to it)
 MODES = ("manual", "unflag", "clip", "quack", "extend", "aoflagger", "mad", "summary")
 #: modes that write FLAG (a flag version is saved first)
 WRITING_MODES = ("manual", "unflag", "clip", "quack", "extend", "aoflagger", "mad")
-DATACOLUMNS = ("data", "corrected", "residual", "corrected_residual")
-QUACKMODES = ("beg", "endb", "end", "tail")
-ACTIONS = ("apply", "calculate")
 _SELECTION_KEYS = ("field", "spw", "antenna", "timerange", "scan", "correlation")
-
-FLAG_KEYS = {"ms", "mode", "field", "spw", "antenna", "timerange", "scan", "correlation", "datacolumn",
-             "strategy", "clipminmax", "clipoutside", "clipzeros", "quackinterval", "quackmode", "growtime",
-             "growfreq", "extendpols", "growaround", "flagneartime", "flagnearfreq", "threshold", "action",
-             "nproc", "memory_limit_gb", "quiet"}
 
 
 @dataclass
@@ -75,59 +68,24 @@ def _str(d, key, where, names, errs):
 
 
 def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> FlagConfig:
-    """A ``flag`` block (or akflag parameters keyed like it) -> FlagConfig; all errors together."""
+    """A ``flag`` block (or akflag parameters keyed like it) -> FlagConfig; all errors together.  Types,
+    allowed values and ranges are akflag.xml's (:mod:`alakazam.schema`)."""
     errs = _Errors()
-    _check_keys(d, FLAG_KEYS, where, names, errs)
-    ms = d.get("ms")
-    if not ms or not isinstance(ms, str):
-        errs.add(_name("ms", where, names), f"{ms!r}: a Measurement Set path is required")
-        ms = ""
-    cfg = FlagConfig(
-        ms=ms,
-        mode=_typed(d, "mode", str, "manual", where, names, errs, choices=MODES),
-        field=_str(d, "field", where, names, errs), spw=_str(d, "spw", where, names, errs),
-        antenna=_str(d, "antenna", where, names, errs), timerange=_str(d, "timerange", where, names, errs),
-        scan=_str(d, "scan", where, names, errs), correlation=_str(d, "correlation", where, names, errs),
-        datacolumn=str(_typed(d, "datacolumn", str, "data", where, names, errs)).lower(),
-        strategy=_typed(d, "strategy", str, "", where, names, errs),
-        clipoutside=_typed(d, "clipoutside", bool, True, where, names, errs),
-        clipzeros=_typed(d, "clipzeros", bool, False, where, names, errs),
-        quackinterval=_typed(d, "quackinterval", float, 1.0, where, names, errs),
-        quackmode=_typed(d, "quackmode", str, "beg", where, names, errs, choices=QUACKMODES),
-        growtime=_typed(d, "growtime", float, 50.0, where, names, errs),
-        growfreq=_typed(d, "growfreq", float, 50.0, where, names, errs),
-        extendpols=_typed(d, "extendpols", bool, True, where, names, errs),
-        growaround=_typed(d, "growaround", bool, False, where, names, errs),
-        flagneartime=_typed(d, "flagneartime", bool, False, where, names, errs),
-        flagnearfreq=_typed(d, "flagnearfreq", bool, False, where, names, errs),
-        threshold=_typed(d, "threshold", float, 5.0, where, names, errs),
-        action=_typed(d, "action", str, "apply", where, names, errs, choices=ACTIONS),
-        nproc=_typed(d, "nproc", int, 1, where, names, errs),
-        memory_limit_gb=_typed(d, "memory_limit_gb", float, 0.0, where, names, errs),
-        quiet=_typed(d, "quiet", bool, False, where, names, errs))
-    if cfg.datacolumn not in DATACOLUMNS:
-        errs.add(_name("datacolumn", where, names),
-                 f"{d.get('datacolumn')!r} is not allowed; expected one of {', '.join(DATACOLUMNS)}")
-    cmm = d.get("clipminmax") or []
-    if not isinstance(cmm, (list, tuple)) or len(cmm) not in (0, 2) or \
-            any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in cmm):
-        errs.add(_name("clipminmax", where, names), f"{cmm!r} must be [] or two numbers [min, max]")
-    elif len(cmm) == 2 and not cmm[0] <= cmm[1]:
-        errs.add(_name("clipminmax", where, names), f"{list(cmm)!r}: min must not exceed max")
-    else:
-        cfg.clipminmax = [float(x) for x in cmm]
-    if cfg.quackinterval < 0:
-        errs.add(_name("quackinterval", where, names), f"{cfg.quackinterval!r} must be >= 0 seconds")
-    for k in ("growtime", "growfreq"):
-        v = getattr(cfg, k)
-        if not 0.0 <= v <= 100.0:
-            errs.add(_name(k, where, names), f"{v!r} must be a percentage in 0~100 (0 disables)")
-    if not cfg.threshold > 0:
+    _check_keys(d, "flag", where, names, errs)
+    d = dict(d)
+    if isinstance(d.get("datacolumn"), str):
+        d["datacolumn"] = d["datacolumn"].lower()       # (flagdata accepts DATA, CORRECTED, ...)
+    v = _values(d, "flag", where, names, errs, parsed=_SELECTION_KEYS)
+    _require(d, "flag", where, names, errs)
+    cfg = FlagConfig(**{k: _str(d, k, where, names, errs) for k in _SELECTION_KEYS}, **_kwargs(FlagConfig, v))
+    if len(cfg.clipminmax) not in (0, 2):
+        errs.add(_name("clipminmax", where, names), f"{cfg.clipminmax!r} must be [] or two numbers [min, max]")
+        cfg.clipminmax = []
+    elif len(cfg.clipminmax) == 2 and not cfg.clipminmax[0] <= cfg.clipminmax[1]:
+        errs.add(_name("clipminmax", where, names), f"{cfg.clipminmax!r}: min must not exceed max")
+        cfg.clipminmax = []
+    if not cfg.threshold > 0 and _name("threshold", where, names) not in errs.errors:
         errs.add(_name("threshold", where, names), f"{cfg.threshold!r} must be > 0 (robust sigmas)")
-    if cfg.nproc < 1:
-        errs.add(_name("nproc", where, names), f"{cfg.nproc!r} must be >= 1 (worker processes)")
-    if cfg.memory_limit_gb < 0:
-        errs.add(_name("memory_limit_gb", where, names), f"{cfg.memory_limit_gb!r} must be >= 0 (0 = auto)")
     if cfg.mode == "aoflagger" and cfg.strategy:
         from .aoflagger import strategy_path
 

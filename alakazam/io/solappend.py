@@ -99,11 +99,6 @@ def merged_sets(path, key, sets):
     return list(have) + list(sets)
 
 
-def append_term(path, key, sets):
-    """Add ``sets`` to ``key`` (created when absent), keeping its existing groups; atomic."""
-    hdf5.write_terms(path, {key: merged_sets(path, key, sets)})
-
-
 def replaced_note(path, key):
     """'key: replacing ... (append=False)' when ``key`` exists in ``path``, else None."""
     have = _groups(path, key)

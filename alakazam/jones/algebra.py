@@ -37,47 +37,10 @@ def sandwich(p00, p01, p10, p11, m0, m1, m2, m3, q00, q01, q10, q11):
             x10 * c00 + x11 * c10, x10 * c01 + x11 * c11)
 
 
-
-@pjit
-def correct_diag(data, jd, tidx, ant1, ant2, out, out_flag):
-    r"""Correct data with diagonal Jones: :math:`V' = J_p^{-1} V J_q^{-H}`.
-
-    Per correlation c = (i, j): ``V'_c = V_c / (jd[t, p, chan, i] * conj(jd[t, q, chan, j]))``;
-    only (0,0) and (1,1) of each Jones matrix are touched.
-
-    Parameters
-    ----------
-    data : ndarray (row, chan, corr=4) complex64 or complex128
-    jd : ndarray (time, ant, chan, 2) complex
-        Diagonal Jones (p, q feeds).
-    tidx, ant1, ant2 : ndarray (row,) int
-        Time index into ``jd`` and the two (active) antenna indices of each row.
-    out : ndarray (row, chan, corr) complex
-        Corrected data (written; may be ``data`` itself).
-    out_flag : ndarray (row, chan, corr) bool
-        Set True (never cleared) where a used Jones element is zero or non-finite; ``out`` is 0 there.
-    """
-    n_row, n_chan, n_corr = data.shape
-    for row in prange(n_row):
-        t = tidx[row]
-        a = ant1[row]
-        b = ant2[row]
-        for chan in range(n_chan):
-            for c in range(4):
-                i = 0 if c < 2 else 1
-                j = 0 if (c == 0 or c == 2) else 1
-                den = jd[t, a, chan, i] * np.conj(jd[t, b, chan, j])
-                if den == 0 or not np.isfinite(den.real) or not np.isfinite(den.imag):
-                    out[row, chan, c] = 0
-                    out_flag[row, chan, c] = True
-                else:
-                    out[row, chan, c] = data[row, chan, c] / den
-
-
 def diag_inverse_table(jd):
     """1 / jd for :func:`correct_diag_inv`: NaN where an element is zero or non-finite or its inverse
-    is not finite or zero (the cases :func:`correct_diag` flags), as a new contiguous complex128 table
-    of the same shape (one parallel pass)."""
+    is not finite or zero (the cases the direct division V / (g_p conj(g_q)) would flag), as a new
+    contiguous complex128 table of the same shape (one parallel pass)."""
     jd = np.ascontiguousarray(jd, np.complex128)
     inv = np.empty(jd.shape, np.complex128)
     _inverse_or_nan(jd.reshape(-1), inv.reshape(-1))
@@ -100,12 +63,12 @@ def _inverse_or_nan(z, out):
 
 @pjit
 def correct_diag_inv(data, jinv, tidx, ant1, ant2, out, out_flag, zero_bad=True):  # -> n flagged
-    r""":func:`correct_diag` with a precomputed inverse table (:func:`diag_inverse_table`): per
-    correlation c = (i, j), ``w = jinv[t, p, chan, i] * conj(jinv[t, q, chan, j])`` and
+    r"""Correct data with diagonal Jones, :math:`V' = J_p^{-1} V J_q^{-H}`, with a precomputed inverse
+    table (:func:`diag_inverse_table`): per correlation c = (i, j), ``w = jinv[t, p, chan, i] * conj(jinv[t, q, chan, j])`` and
     ``V'_c = V_c * w`` (a product instead of a complex division; equal to rounding).
 
-    Flags where :func:`correct_diag` does: a used element zero or non-finite (its inverse is NaN in
-    the table) and, as there, a product that over/underflows (``w`` not finite or zero; the only
+    Flags where the direct division would (tests/reference_kernels.correct_diag): a used element zero
+    or non-finite (its inverse is NaN in the table) and, as there, a product that over/underflows (``w`` not finite or zero; the only
     difference: an element below ~1e-308, whose inverse overflows, is flagged here).  ``out_flag`` is
     set True there (never cleared) and ``out`` is 0 (``zero_bad``, as correct_diag) or the uncorrected
     ``data`` (``zero_bad=False``).  ``out`` may be ``data`` itself (in place).  Returns the number of
@@ -132,58 +95,6 @@ def correct_diag_inv(data, jinv, tidx, ant1, ant2, out, out_flag, zero_bad=True)
                     out[row, chan, c] = data[row, chan, c] * w
     return n_bad
 
-
-@pjit
-def corrupt_diag(model, jd, tidx, ant1, ant2, out):
-    r"""Corrupt a model with diagonal Jones: :math:`M' = J_p M J_q^H`, per correlation
-    ``M'_c = jd[t, p, chan, i] M_c conj(jd[t, q, chan, j])``.
-
-    Parameters
-    ----------
-    model : ndarray (row, chan, corr=4) complex
-    jd : ndarray (time, ant, chan, 2) complex
-    tidx, ant1, ant2 : ndarray (row,) int
-    out : ndarray (row, chan, corr) complex
-        Written (may be ``model`` itself).
-    """
-    n_row, n_chan, n_corr = model.shape
-    for row in prange(n_row):
-        t = tidx[row]
-        a = ant1[row]
-        b = ant2[row]
-        for chan in range(n_chan):
-            for c in range(4):
-                i = 0 if c < 2 else 1
-                j = 0 if (c == 0 or c == 2) else 1
-                out[row, chan, c] = jd[t, a, chan, i] * model[row, chan, c] * np.conj(jd[t, b, chan, j])
-
-
-@pjit
-def corrupt_full(model, j, tidx, ant1, ant2, out):
-    r"""Corrupt a model with full 2x2 Jones: :math:`M' = J_p M J_q^H` (puts D and P into the model).
-
-    Parameters
-    ----------
-    model : ndarray (row, chan, corr=4) complex
-    j : ndarray (time, ant, chan, 2, 2) complex
-    tidx, ant1, ant2 : ndarray (row,) int
-    out : ndarray (row, chan, corr) complex
-        Written (may be ``model`` itself: each row reads its four correlations before writing).
-    """
-    n_row, n_chan, n_corr = model.shape
-    for row in prange(n_row):
-        t = tidx[row]
-        a = ant1[row]
-        b = ant2[row]
-        for chan in range(n_chan):
-            o0, o1, o2, o3 = sandwich(j[t, a, chan, 0, 0], j[t, a, chan, 0, 1], j[t, a, chan, 1, 0],
-                                      j[t, a, chan, 1, 1], model[row, chan, 0], model[row, chan, 1],
-                                      model[row, chan, 2], model[row, chan, 3], j[t, b, chan, 0, 0],
-                                      j[t, b, chan, 0, 1], j[t, b, chan, 1, 0], j[t, b, chan, 1, 1])
-            out[row, chan, 0] = o0
-            out[row, chan, 1] = o1
-            out[row, chan, 2] = o2
-            out[row, chan, 3] = o3
 
 
 @pjit
@@ -239,49 +150,3 @@ def correct_full(data, j, tidx, ant1, ant2, out, out_flag):
             out[row, chan, 1] = o1
             out[row, chan, 2] = o2
             out[row, chan, 3] = o3
-
-
-def matmul(a, b):
-    """Batched 2x2 product (..., 2, 2) @ (..., 2, 2) (small tables only)."""
-    return np.einsum("...ij,...jk->...ik", a, b)
-
-
-def compose(diag_terms=(), leakage=None, parang=None):
-    r"""Total Jones in the RIME order of docs/conventions.md (small tables; numpy).
-
-    .. math:: J = K\,G\cdots K_C\,C_P\; D\; P
-
-    Parameters
-    ----------
-    diag_terms : sequence of array_like
-        Diagonal terms (K, G, KC, CP, in any order: they commute), each (..., 2) diagonal or
-        (..., 2, 2) diagonal matrices; all broadcastable to one shape.
-    leakage : array_like (..., 2, 2), optional
-        D term (sky side of the diagonal terms).
-    parang : array_like (..., 2, 2), optional
-        P term (sky-most).
-
-    Returns
-    -------
-    ndarray (..., 2, 2) complex128
-        ``prod(diag_terms) @ D @ P``; the identity if nothing is given.
-    """
-    diag = None
-    for term in diag_terms:
-        t = np.asarray(term, np.complex128)
-        if t.ndim >= 2 and t.shape[-2:] == (2, 2):
-            t = np.stack([t[..., 0, 0], t[..., 1, 1]], axis=-1)
-        diag = t if diag is None else diag * t
-    out = None
-    if diag is not None:
-        out = np.zeros(diag.shape + (2,), np.complex128)
-        out[..., 0, 0] = diag[..., 0]
-        out[..., 1, 1] = diag[..., 1]
-    for full in (leakage, parang):
-        if full is None:
-            continue
-        f = np.asarray(full, np.complex128)
-        out = f if out is None else matmul(out, f)
-    if out is None:
-        out = np.eye(2, dtype=np.complex128)
-    return out
