@@ -1,13 +1,15 @@
-"""Optional CASA cross-check of the cross-hand phase (issue 18): the same simulated full-polarisation
-observation (linear and circular feeds, |d| ~ 0.07, 3C286 with parallactic-angle coverage, unpolarised 3C147) is
-calibrated by CASA 6 with its standard recipe -- gaincal K, bandpass, gaincal G, gaincal KCROSS
-(3C286), polcal Df (3C147), polcal Xf (3C286) -- and by alakazam, in its default order (KC, CP, D on
-3C286) and in CASA's order (D on 3C147 before CP).  Both are scored against the truth: the cross-hand
-phase of the KC.CP product at the reference antenna, per channel (tests/test_flow_fullpol.py derives
-the expected value: phi_c - arg(b_ref,p b_ref,q^*) - arg(g_ref,p g_ref,q^*) + 2 pi nu (tau_c +
-tau_ref,p - tau_ref,q), the reference antenna's feed phase differences being absorbed), both tables
-evaluated through the same code (alakazam.calibration.chain; CASA tables read by alakazam.io.casatable,
-whose conventions are checked against CASA's applycal in tests/test_casatable.py).
+"""Optional CASA cross-check of the cross-hand phase (issue 18).
+
+The same simulated full-polarisation observation (linear and circular feeds, |d| ~ 0.07, 3C286 with
+parallactic-angle coverage, unpolarised 3C147) is calibrated by CASA 6 with its standard recipe --
+gaincal K, bandpass, gaincal G, gaincal KCROSS (3C286), polcal Df (3C147), polcal Xf (3C286) -- and
+by alakazam, in its default order (KC, CP, D on 3C286), with iterations=3, and in CASA's order (D on
+3C147 before CP).  Each is scored against the truth: the cross-hand phase of the KC.CP product at the
+reference antenna, per channel (tests/test_flow_fullpol.py derives the expected value:
+phi_c - arg(b_ref,p b_ref,q^*) - arg(g_ref,p g_ref,q^*) + 2 pi nu (tau_c + tau_ref,p - tau_ref,q), the
+reference antenna's feed phase differences being absorbed), every table evaluated by the same code
+(alakazam.calibration.chain; CASA tables read by alakazam.io.casatable, whose conventions are checked
+against CASA's applycal in tests/test_casatable.py).
 
 Skipped when no CASA python is found (this interpreter with casatools, $ALAKAZAM_CASA_PYTHON, or
 /work/casavenv/bin/python).  Target (issue 18): alakazam's rms error <= CASA's.

@@ -101,8 +101,9 @@ def test_aoflagger_on_calibrated_residual_of_bright_calibrator(tmp_path):
     rfi = np.zeros(32, bool)
     rfi[11] = True
     frac = {}
-    for label, kw in (("data", {}), ("residual", dict(datacolumn="residual", gaintable=[cal],
-                                                      gainjones=["K0", "G0", "G1", "KC0", "CP0"], parang=True))):
+    chain = dict(datacolumn="residual", gaintable=[cal], gainjones=["K0", "G0", "G1", "KC0", "CP0"],
+                 parang=True)
+    for label, kw in (("data", {}), ("residual", chain)):
         c = str(tmp_path / f"{label}.ms")
         shutil.copytree(ms, c)
         akflag(vis=c, mode="aoflagger", field="3C286", **kw)
