@@ -159,7 +159,7 @@ def test_random_kills_lose_nothing(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # akflag killed mid-FLAG-write
 # --------------------------------------------------------------------------------------------------
-N_FLAG_KILLS = int(os.environ.get("ALAKAZAM_FAULT_FLAG_KILLS", "8"))
+N_FLAG_KILLS = int(os.environ.get("ALAKAZAM_FAULT_FLAG_KILLS", "12"))
 
 
 def _flag_run(tmp, sig=None, when="version", delay=0.0):
@@ -191,15 +191,15 @@ def test_killed_akflag_leaves_flag_restorable(tmp_path):
 
     tmp = str(tmp_path)
     ms = os.path.join(tmp, "f.ms")
-    simulate_ms(ms, n_ant=8, n_ant_extra=0, n_chan=(64,), duration_h=1.0, int_s=10.0, noise=0.05, seed=6,
+    simulate_ms(ms, n_ant=8, n_ant_extra=0, n_chan=(64,), duration_h=1.5, int_s=10.0, noise=0.05, seed=6,
                 leakage=False, dead_ant=False, flag_rows=0.01)
     ref, _ = _cols(ms, ["DATA", "FLAG", "FLAG_ROW"])
     rng = np.random.default_rng(3)
     hit = {"killed after the save": 0, "FLAG changed when killed": 0, "restore command printed": 0}
     for i in range(N_FLAG_KILLS):
         sig = [signal.SIGKILL, signal.SIGINT, signal.SIGKILL, signal.SIGTERM][i % 4]
-        when = "start" if i % 4 == 3 else "version"
-        delay = float(rng.uniform(0.0, 0.3)) if when == "version" else float(rng.uniform(0.5, 4.0))
+        when = "start" if i % 8 == 7 else "version"
+        delay = float(rng.uniform(0.0, 0.15)) if when == "version" else float(rng.uniform(0.5, 4.0))
         before = _versions(ms)
         rc, err = _flag_run(tmp, sig, when, delay)
         what = f"akflag kill {i} ({signal.Signals(sig).name} {when}+{delay:.2f}s, rc {rc})"
