@@ -131,3 +131,30 @@ def test_bad_gain_parameters_all_reported(solved):
     with pytest.raises(ParameterError, match="gaintable"):
         akflag(vis=ms, mode="manual", gaintable=[cal], gainjones=["G0"])
     assert not os.path.exists(ms + ".flagversions")       # nothing saved, nothing written
+
+
+def test_cli_and_yaml_take_the_gain_parameters(solved, tmp_path):
+    """`alakazam flag --gaintable T --gainjones K0 G0` and a YAML flag block give the task's flags."""
+    from alakazam.caltasks import akflag
+    from alakazam.cli import main
+
+    src, cal = solved
+    res = {}
+    for how in ("task", "cli", "yaml"):
+        ms = str(tmp_path / f"{how}.ms")
+        shutil.copytree(src, ms)
+        kw = dict(mode="clip", datacolumn="residual", clipminmax=[0.0, 0.07])
+        if how == "task":
+            akflag(vis=ms, gaintable=[cal], gainjones=["K0", "G0"], parang=True, **kw)
+        elif how == "cli":
+            assert main(["flag", "--vis", ms, "--mode", "clip", "--datacolumn", "residual", "--clipminmax",
+                         "0", "0.07", "--gaintable", cal, "--gainjones", "K0", "G0", "--parang", "true"]) == 0
+        else:
+            y = tmp_path / "f.yaml"
+            y.write_text(f"flag:\n  - {{ms: {ms}, mode: clip, datacolumn: residual, clipminmax: [0, 0.07], "
+                         f"gaintable: [{cal}], gainjones: [K0, G0], parang: true}}\n")
+            assert main(["flag", str(y)]) == 0
+        res[how], = cols(ms, "FLAG")
+    assert 0.05 < res["task"].mean() < 0.95
+    np.testing.assert_array_equal(res["cli"], res["task"])
+    np.testing.assert_array_equal(res["yaml"], res["task"])
