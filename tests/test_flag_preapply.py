@@ -158,3 +158,19 @@ def test_cli_and_yaml_take_the_gain_parameters(solved, tmp_path):
     assert 0.05 < res["task"].mean() < 0.95
     np.testing.assert_array_equal(res["cli"], res["task"])
     np.testing.assert_array_equal(res["yaml"], res["task"])
+
+
+def test_pieces_of_few_baselines_give_the_same_flags(solved, tmp_path):
+    """A memory limit that splits each scan into pieces of a few baselines (the pre-apply's working
+    copies are counted) gives the same flags as one piece per scan."""
+    from alakazam.caltasks import akflag
+
+    src, cal = solved
+    res = []
+    for lim in (0.0, 2e-5):
+        ms = str(tmp_path / f"m{lim}.ms")
+        shutil.copytree(src, ms)
+        akflag(vis=ms, mode="aoflagger", datacolumn="residual", gaintable=[cal], gainjones=["K0", "G0"],
+               parang=True, memory_limit_gb=lim)
+        res.append(cols(ms, "FLAG")[0])
+    np.testing.assert_array_equal(res[0], res[1])

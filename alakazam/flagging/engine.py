@@ -159,6 +159,7 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
     from contextlib import ExitStack
 
     from .. import progress
+    from . import preapply
 
     with table(cfg.ms, readonly=not writes, ack=False) as t, ExitStack() as stack:
         todo = [(ddid, cc, units(t, sel, ddid)) for ddid, cc in sel.ddids.items()]
@@ -166,7 +167,8 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
             f"akflag {cfg.mode}: rows", sum(len(u.rows) for _, _, us in todo for u in us), quiet=cfg.quiet))
         for ddid, (chans, corrs), unit_list in todo:
             spw = sel.meta.spws[ddid]
-            per_row = len(spw.freqs) * spw.n_corr * BYTES_PER_SAMPLE + BYTES_PER_ROW
+            per_sample = BYTES_PER_SAMPLE + (0 if pre is None else preapply.BYTES_PER_SAMPLE)
+            per_row = len(spw.freqs) * spw.n_corr * per_sample + BYTES_PER_ROW
             max_rows = max(1, int(limit // per_row))
             full_chans = len(chans) == len(spw.freqs)
             all_corrs = len(corrs) == spw.n_corr          # (parse_correlation: sorted, unique)
