@@ -42,7 +42,11 @@ def _body(p):
                                   name=name or None)
         return {"saved": saved}
     if mode == "restore":
-        return {"restored": flagversions.restore(vis, name, merge=p["merge"]), "merge": p["merge"]}
+        from alakazam.calibration.flagsafety import clear_marker
+
+        out = {"restored": flagversions.restore(vis, name, merge=p["merge"]), "merge": p["merge"]}
+        clear_marker(vis, name)        # an interrupted run's "FLAG writes in progress" marker
+        return out
     return {"deleted": flagversions.delete(vis, name)}
 
 

@@ -21,7 +21,7 @@ import pytest
 from casacore.tables import table
 
 from alakazam.calibration import compat
-from alakazam.calibration.apply import restore_flags, run_apply
+from alakazam.calibration.apply import run_apply
 from alakazam.cli import main
 from alakazam.config import apply_config_from_dict, load_run_config, solve_config_from_dict
 from alakazam.core import columns, locks, ms_io
@@ -256,7 +256,7 @@ def test_interrupt_with_propagate_flags_is_restorable(ms_copy, monkeypatch, capl
     assert seen["backup_before_first_flag_write"] is True
     assert not np.array_equal(_col(ms, "FLAG"), flag0)
     msg = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
-    assert "restore_flags('" in msg and "akapply_1" in msg
+    assert f"alakazam flagmanager --vis {ms} --mode restore --versionname akapply_1" in msg
     marker = ms + ".flagversions/flags.akapply_1.in_progress"
     assert os.path.exists(marker)
     # the next apply reminds the user (kill -9 leaves the same marker)
@@ -264,7 +264,10 @@ def test_interrupt_with_propagate_flags_is_restorable(ms_copy, monkeypatch, capl
     with caplog.at_level(logging.WARNING, logger="alakazam"):
         _apply(ms, [cal, cal])
     assert any("interrupted while writing FLAG" in r.getMessage() for r in caplog.records)
-    restore_flags(ms, "akapply_1")
+    # the printed command (the CLI's akflagmanager) restores FLAG and removes the marker
+    from alakazam.cli import main as cli_main
+
+    cli_main(["flagmanager", "--vis", ms, "--mode", "restore", "--versionname", "akapply_1"])
     np.testing.assert_array_equal(_col(ms, "FLAG"), flag0)
     np.testing.assert_array_equal(_col(ms, "FLAG_ROW"), flagrow0)
     assert not os.path.exists(marker)

@@ -31,16 +31,20 @@ def marker_path(ms, version) -> str:
 
 
 def restore_command(ms, version) -> str:
-    return (f"python -c \"from alakazam.calibration.apply import restore_flags; "
-            f"restore_flags('{ms}', '{version}')\"")
+    """The CLI command that restores flag version ``version`` of ``ms`` (akflagmanager; it also removes
+    the version's in-progress marker)."""
+    import shlex
+
+    return f"alakazam flagmanager --vis {shlex.quote(str(ms))} --mode restore --versionname {version}"
 
 
 def warn_interrupted(ms):
     """Warn about earlier runs interrupted while writing FLAG (their markers are still present)."""
     for m in sorted(glob.glob(os.path.join(flagversions_dir(ms), "flags.*.in_progress"))):
         version = os.path.basename(m)[len("flags."):-len(".in_progress")]
-        log.warning("an earlier apply on %s was interrupted while writing FLAG: FLAG may be partly changed; "
-                    "restore the flags saved before it with: %s", ms, restore_command(ms, version))
+        log.warning("an earlier %s on %s was interrupted while writing FLAG: FLAG may be partly changed; "
+                    "restore the flags saved before it with: %s", version.split("_")[0], ms,
+                    restore_command(ms, version))
 
 
 def clear_marker(ms, version):
@@ -51,8 +55,9 @@ def clear_marker(ms, version):
 
 
 @contextmanager
-def flag_writes(ms, version):
-    """Mark FLAG writes of a run whose backup is ``version`` (None: no FLAG writes, nothing to do)."""
+def flag_writes(ms, version, what="apply"):
+    """Mark FLAG writes of a run whose backup is ``version`` (None: no FLAG writes, nothing to do);
+    ``what`` names the run in the message (apply, akflag)."""
     if not version:
         yield
         return
@@ -62,8 +67,7 @@ def flag_writes(ms, version):
     try:
         yield
     except BaseException as e:
-        log.error("apply interrupted (%s) while writing FLAG: FLAG may be partly changed; restore it "
-                  "with: %s",
-                  type(e).__name__, restore_command(ms, version))
+        log.error("%s interrupted (%s) while writing FLAG: FLAG may be partly changed; restore it "
+                  "with: %s", what, type(e).__name__, restore_command(ms, version))
         raise
     clear_marker(ms, version)

@@ -52,6 +52,12 @@ class FlagConfig:
     action: str = "apply"               # apply | calculate (count only, FLAG untouched)
     memory_limit_gb: float = 0.0
     quiet: bool = False
+    # calibration applied on the fly to DATA before a data mode (flagging/preapply.py)
+    gaintable: List[str] = _dcfield(default_factory=list)
+    gainjones: List[str] = _dcfield(default_factory=list)
+    gainfield: List[str] = _dcfield(default_factory=list)
+    interp: List[str] = _dcfield(default_factory=list)
+    parang: bool = False
 
 
 def _str(d, key, where, names, errs):
@@ -78,6 +84,7 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
     v = _values(d, "flag", where, names, errs, parsed=_SELECTION_KEYS)
     _require(d, "flag", where, names, errs)
     cfg = FlagConfig(**{k: _str(d, k, where, names, errs) for k in _SELECTION_KEYS}, **_kwargs(FlagConfig, v))
+    _gain_params(cfg, d, where, names, errs, check_ms)
     if len(cfg.clipminmax) not in (0, 2):
         errs.add(_name("clipminmax", where, names), f"{cfg.clipminmax!r} must be [] or two numbers [min, max]")
         cfg.clipminmax = []
@@ -99,6 +106,59 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
             errs.add(_name(key, where, names), msg)
     errs.raise_if_any()
     return cfg
+
+
+def _strlist(v):
+    if v is None or v == "":
+        return []
+    return [str(x) for x in v] if isinstance(v, (list, tuple)) else [str(v)]
+
+
+def _gain_params(cfg, d, where, names, errs, check_ms=True):
+    """gaintable / gainjones / gainfield / interp / parang (the pre-apply of :mod:`.preapply`): one key
+    per table entry (a single table serves every key), checked before anything runs."""
+    from ..core.interpolation import MODES as TIME_INTERP_MODES
+
+    FIELD_SELECT_MODES = ("nearest_time", "nearest_sky", "pinned")   # (chain.py; 'pinned' refused below)
+    tables, jones = _strlist(d.get("gaintable")), _strlist(d.get("gainjones"))
+    fsel, tint = _strlist(d.get("gainfield")), _strlist(d.get("interp"))
+    if not tables and not jones:
+        if cfg.parang:
+            errs.add(_name("parang", where, names), "True needs gaintable and gainjones (the calibration "
+                     "to apply before flagging)")
+        return
+    if not jones:
+        errs.add(_name("gainjones", where, names), "is required with gaintable (one key per table, e.g. "
+                 "['K0', 'G0'])")
+        return
+    if not tables:
+        errs.add(_name("gaintable", where, names), "is required with gainjones")
+        return
+    if len(tables) == 1:
+        tables = tables * len(jones)
+    for key, v, allowed in (("gaintable", tables, None), ("gainfield", fsel, FIELD_SELECT_MODES),
+                            ("interp", tint, TIME_INTERP_MODES)):
+        if v and len(v) != len(jones):
+            errs.add(_name(key, where, names), f"has {len(v)} entries but gainjones has {len(jones)}; give "
+                     "one per key" + ("" if key == "gaintable" else " or none"))
+            return
+        for i, x in enumerate(v if allowed else []):
+            if x and x not in allowed:
+                errs.add(_name(key, where, names), f"[{i}] {x!r} is not allowed; expected one of "
+                         f"{', '.join(allowed)}")
+    if "pinned" in fsel:
+        errs.add(_name("gainfield", where, names), "'pinned' is not supported by akflag (use nearest_time "
+                 "or nearest_sky)")
+    if cfg.datacolumn in ("corrected", "corrected_residual"):
+        errs.add(_name("datacolumn", where, names), f"{cfg.datacolumn!r} with gaintable would correct the "
+                 "data twice; use 'data' or 'residual' (DATA corrected on the fly)")
+    if cfg.mode not in ("aoflagger", "mad", "clip"):
+        errs.add(_name("gaintable", where, names), f"is used only by the data modes aoflagger, mad and clip "
+                 f"(mode is {cfg.mode!r})")
+    for i, tb in enumerate(tables if check_ms else []):     # (relative to a YAML file: checked there)
+        if not os.path.exists(tb):
+            errs.add(_name("gaintable", where, names), f"[{i}] {tb!r} does not exist")
+    cfg.gaintable, cfg.gainjones, cfg.gainfield, cfg.interp = tables, jones, fsel, tint
 
 
 def resolve_errors(cfg, resolve) -> dict:

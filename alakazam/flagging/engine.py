@@ -119,52 +119,85 @@ def run_flag(cfg: FlagConfig) -> dict:
     sel = resolve(cfg)
     mod = _mode_module(cfg.mode)
     writes = cfg.mode in WRITING_MODES and cfg.action == "apply"
+    from . import preapply
+    pre = preapply.load(cfg, sel.meta) if getattr(mod, "NEEDS_DATA", False) else None   # before any write
     version = None
     if writes:
         keys = ("field", "spw", "antenna", "timerange", "scan", "correlation")
         comment = f"akflag mode={cfg.mode}" + "".join(
             f" {k}={getattr(cfg, k)!r}" for k in keys if getattr(cfg, k))
         version = flagversions.save(cfg.ms, task="akflag", comment=comment)
-        log.info("akflag: saved flag version %s in %s", version, flagversions.versions_dir(cfg.ms))
+        log.info("akflag: saved flag version %s in %s (undo: %s)", version, flagversions.versions_dir(cfg.ms),
+                 _restore_cmd(cfg.ms, version))
+    from ..calibration import flagsafety
+
+    if writes:
+        flagsafety.warn_interrupted(cfg.ms)
     state = mod.start(cfg, sel) if hasattr(mod, "start") else None
     try:
-        return _run_units(cfg, sel, mod, state, writes, version, t_start)
+        # a marker holds the restore command while FLAG is written; Ctrl-C logs it (calibration/flagsafety)
+        with flagsafety.flag_writes(cfg.ms, version, what="akflag"):
+            return _run_units(cfg, sel, mod, state, writes, version, t_start, pre)
     finally:
         if hasattr(mod, "close"):
             mod.close(cfg, sel, state)
 
 
-def _run_units(cfg, sel, mod, state, writes, version, t_start):
+def _restore_cmd(ms, version):
+    from ..calibration.flagsafety import restore_command
+
+    return restore_command(ms, version)
+
+
+def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
     from casacore.tables import table
 
     limit = memory.memory_limit_bytes(cfg.memory_limit_gb)
-    counts = {"total": 0, "flagged_before": 0, "flagged_after": 0, "newly_flagged": 0, "unflagged": 0}
+    counts = {"total": 0, "flagged_before": 0, "flagged_after": 0, "newly_flagged": 0, "unflagged": 0,
+              "no_solution": 0}
     need_data = getattr(mod, "NEEDS_DATA", False)
-    with table(cfg.ms, readonly=not writes, ack=False) as t:
-        for ddid, (chans, corrs) in sel.ddids.items():
+    from contextlib import ExitStack
+
+    from .. import progress
+    from . import preapply
+
+    with table(cfg.ms, readonly=not writes, ack=False) as t, ExitStack() as stack:
+        todo = [(ddid, cc, units(t, sel, ddid)) for ddid, cc in sel.ddids.items()]
+        pbar = stack.enter_context(progress.bar(
+            f"akflag {cfg.mode}: rows", sum(len(u.rows) for _, _, us in todo for u in us), quiet=cfg.quiet))
+        for ddid, (chans, corrs), unit_list in todo:
             spw = sel.meta.spws[ddid]
-            per_row = len(spw.freqs) * spw.n_corr * BYTES_PER_SAMPLE + BYTES_PER_ROW
+            per_sample = BYTES_PER_SAMPLE + (0 if pre is None else preapply.BYTES_PER_SAMPLE)
+            per_row = len(spw.freqs) * spw.n_corr * per_sample + BYTES_PER_ROW
             max_rows = max(1, int(limit // per_row))
             full_chans = len(chans) == len(spw.freqs)
             all_corrs = len(corrs) == spw.n_corr          # (parse_correlation: sorted, unique)
-            for unit in units(t, sel, ddid):
+            for unit in unit_list:
                 for idx in unit.pieces(max_rows):
+                    pbar.advance(len(idx))
                     rows = unit.rows[idx]
                     flag = getcol_rows(t, "FLAG", rows)
                     flag |= getcol_rows(t, "FLAG_ROW", rows)[:, None, None]
                     sub = _block(flag, chans, corrs, full_chans, all_corrs, copy=True)
                     data = model = None
+                    mflag = sub
                     if need_data:
-                        data, model = _read_data(t, cfg, rows, chans, corrs, full_chans, all_corrs,
-                                                 getattr(mod, "WANTS_MODEL", False), sel.meta.columns)
-                    piece = Piece(data, model, sub, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
+                        calib = None if pre is None else (pre, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
+                                                          unit.field_id[idx], unit.scan, ddid)
+                        data, model, nosol = _read_data(t, cfg, rows, chans, corrs, full_chans, all_corrs,
+                                                        getattr(mod, "WANTS_MODEL", False), sel.meta.columns,
+                                                        calib)
+                        if nosol is not None:      # no valid solution: flagged, as applymode='calflag'
+                            counts["no_solution"] += int((nosol & ~sub).sum())
+                            mflag = sub | nosol
+                    piece = Piece(data, model, mflag, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
                                   unit.field_id[idx], unit.scan, ddid, spw.spw_id, chans, spw.freqs[chans],
                                   [spw.corr_types[c] for c in corrs], float(unit.time.min()),
                                   float(unit.time.max()), sel.meta.interval)
                     new = mod.flag_piece(piece, cfg, state)
                     if new is None:              # summary: nothing to write
                         continue
-                    new = np.asarray(new, bool)
+                    new = np.asarray(new, bool) | (mflag & ~sub)
                     counts["total"] += sub.size
                     counts["flagged_before"] += int(sub.sum())
                     counts["flagged_after"] += int(new.sum())
@@ -191,6 +224,9 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start):
              frac(counts["flagged_before"]), counts["flagged_after"], frac(counts["flagged_after"]),
              counts["newly_flagged"], counts["unflagged"],
              "" if writes else " -- action='calculate': FLAG not written", secs)
+    if counts["no_solution"]:
+        log.info("akflag: %d samples had no valid solution in the pre-applied tables (gaintable) and were "
+                 "flagged (as akapply's applymode='calflag')", counts["no_solution"])
     return {"mode": cfg.mode, "action": cfg.action, "version": version, **counts, "seconds": secs}
 
 
@@ -206,12 +242,18 @@ def _block(a, chans, corrs, full_chans, all_corrs, copy=False):
     return a[:, chans][:, :, corrs]
 
 
-def _read_data(t, cfg, rows, chans, corrs, full_chans, all_corrs, wants_model, columns):
+def _read_data(t, cfg, rows, chans, corrs, full_chans, all_corrs, wants_model, columns, calib=None):
+    """(data, model, no_solution) of the selected block; ``calib`` = (PreApply, time, ant1, ant2,
+    field_id, scan, ddid) corrects DATA on the fly (:mod:`.preapply`), else no_solution is None."""
     def sel(a):
         return _block(a, chans, corrs, full_chans, all_corrs)
 
+    nosol = None
     if cfg.datacolumn in ("corrected", "corrected_residual"):
         data = sel(getcol_rows(t, "CORRECTED_DATA", rows))
+    elif calib is not None:
+        full, bad = calib[0].correct(getcol_rows(t, "DATA", rows), *calib[1:])
+        data, nosol = sel(full), sel(bad)
     else:
         data = sel(getcol_rows(t, "DATA", rows))
     model = None
@@ -219,4 +261,4 @@ def _read_data(t, cfg, rows, chans, corrs, full_chans, all_corrs, wants_model, c
         data = data - sel(getcol_rows(t, "MODEL_DATA", rows))
     elif wants_model and "MODEL_DATA" in columns:
         model = sel(getcol_rows(t, "MODEL_DATA", rows))
-    return data, model
+    return data, model, nosol

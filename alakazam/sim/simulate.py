@@ -406,7 +406,9 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     rows_per_time = n_spw * n_bl
     n_rows = n_time * rows_per_time
     flagrow_mask = rng.uniform(size=n_rows) < flag_rows
-    with table(path, readonly=False, ack=False) as t:
+    from .. import progress
+
+    with table(path, readonly=False, ack=False) as t, progress.bar("simulate: integrations", n_time) as pbar:
         t.addrows(n_rows)
         tpw = max(1, rows_per_write // rows_per_time)
         for t0 in range(0, n_time, tpw):
@@ -512,6 +514,7 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
                                  np.full((n_bl, nc, 4), 1 / noise ** 2 if noise > 0 else 1.0, np.float32),
                                  row, n_bl)
                     row += n_bl
+            pbar.advance(nt)
 
     truth = Truth(
         ms=path, feed=feed, ant_names=[names[i] for i in active_ids],
