@@ -31,7 +31,9 @@ def full_blocks(ms):
     value other than its default."""
     return {
         "flag": dict(ms=ms, mode="clip", field="3C286", spw="0:1~3", antenna="C00", timerange="10:00~11:00",
-                     scan="1", correlation="XX", datacolumn="corrected", strategy="generic", nproc=2,
+                     scan="1", correlation="XX", datacolumn="residual", strategy="generic", nproc=2,
+                     gaintable=["cal.h5"], gainjones=["G0"], gainfield=["nearest_sky"], interp=["linear"],
+                     parang=True,
                      clipminmax=[0.0, 5.0], clipoutside=False, clipzeros=True, quackinterval=5.0,
                      quackmode="end", growtime=60.0, growfreq=70.0, extendpols=False, growaround=True,
                      flagneartime=True, flagnearfreq=True, threshold=6.0, action="calculate",
@@ -180,6 +182,16 @@ def test_each_key_alone_changes_the_config(section, world):
             changed = dict(base, field_select=["nearest_sky", "nearest_time"])    # (pinned needs solution_field)
         elif (section, key) == ("apply", "data_col"):
             changed = dict(base, data_col="MODEL_DATA")        # (CORRECTED_DATA is the default output)
+        elif section == "flag" and key in ("gaintable", "gainjones", "gainfield", "interp", "parang"):
+            # the pre-apply keys need each other: the key on top of a minimal pre-apply without it
+            pre = dict(mode="clip", gaintable=["cal.h5"], gainjones=["G0"])
+            ref = TO_CONFIG[section](dict(base, **pre), f"{section}[0]")
+            changed = {**base, **pre, key: full[key]}
+            if changed[key] == pre.get(key):
+                changed[key] = {"gaintable": ["t.h5"], "gainjones": ["K0"]}[key]
+            assert TO_CONFIG[section](changed, f"{section}[0]") != ref, key
+            ref = TO_CONFIG[section](base, f"{section}[0]")
+            continue
         else:
             changed = dict(base, **{key: full[key]})
         if changed.get(key) == base.get(key):          # the required keys: another value

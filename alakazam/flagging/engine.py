@@ -121,26 +121,28 @@ def run_flag(cfg: FlagConfig) -> dict:
     writes = cfg.mode in WRITING_MODES and cfg.action == "apply"
     from . import preapply
     pre = preapply.load(cfg, sel.meta) if getattr(mod, "NEEDS_DATA", False) else None   # before any write
+    from ..calibration import flagsafety
+
     version = None
     if writes:
+        flagsafety.warn_interrupted(cfg.ms)         # an earlier run's marker (before this run's own)
         keys = ("field", "spw", "antenna", "timerange", "scan", "correlation")
         comment = f"akflag mode={cfg.mode}" + "".join(
             f" {k}={getattr(cfg, k)!r}" for k in keys if getattr(cfg, k))
         version = flagversions.save(cfg.ms, task="akflag", comment=comment)
-        log.info("akflag: saved flag version %s in %s (undo: %s)", version, flagversions.versions_dir(cfg.ms),
-                 _restore_cmd(cfg.ms, version))
-    from ..calibration import flagsafety
-
-    if writes:
-        flagsafety.warn_interrupted(cfg.ms)
-    state = mod.start(cfg, sel) if hasattr(mod, "start") else None
-    try:
-        # a marker holds the restore command while FLAG is written; Ctrl-C logs it (calibration/flagsafety)
-        with flagsafety.flag_writes(cfg.ms, version, what="akflag"):
+    # from the saved version on, a marker holds the restore command and Ctrl-C logs it
+    # (calibration/flagsafety): no window between the save and the first FLAG write without it
+    with flagsafety.flag_writes(cfg.ms, version, what="akflag"):
+        if version:
+            log.info("akflag: saved flag version %s in %s (undo: %s)", version,
+                     flagversions.versions_dir(cfg.ms), _restore_cmd(cfg.ms, version))
+        state = None
+        try:
+            state = mod.start(cfg, sel) if hasattr(mod, "start") else None
             return _run_units(cfg, sel, mod, state, writes, version, t_start, pre)
-    finally:
-        if hasattr(mod, "close"):
-            mod.close(cfg, sel, state)
+        finally:
+            if hasattr(mod, "close"):
+                mod.close(cfg, sel, state)
 
 
 def _restore_cmd(ms, version):
