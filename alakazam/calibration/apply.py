@@ -152,15 +152,15 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
     write_col = write_col or cfg.output_col
     flagsafety.warn_interrupted(cfg.ms)
     mode = _am.resolve(getattr(cfg, "applymode", ""), cfg.propagate_flags)
-    backup = backup_flags(cfg.ms) if _am.writes_flags(mode) else None
-    if backup:
-        log.info("FLAG saved as flag version %s; restore with: %s", backup,
-                 flagsafety.restore_command(cfg.ms, backup))
     limit = memory.memory_limit_bytes(cfg.memory_limit_gb)
     lines = []
     counts = {"rows": 0, "samples": 0, "no_solution": 0, "flagged_by_solution": 0}
     per_term = {}           # (term key, field name) -> samples whose solution in that term is flagged
-    with flagsafety.flag_writes(cfg.ms, backup):
+    save = (lambda: backup_flags(cfg.ms)) if _am.writes_flags(mode) else (lambda: None)
+    with flagsafety.saved_then_marked(cfg.ms, save) as backup:
+        if backup:
+            log.info("FLAG saved as flag version %s; restore with: %s", backup,
+                     flagsafety.restore_command(cfg.ms, backup))
         for fid, ddid, chans, n_rows in plan:
             fld = meta.fields[fid]
             spw = meta.spws[ddid]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 log = logging.getLogger("alakazam.apply")
 
@@ -71,3 +71,31 @@ def flag_writes(ms, version, what="apply"):
                   "with: %s", what, type(e).__name__, restore_command(ms, version))
         raise
     clear_marker(ms, version)
+
+
+@contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM held (delivered on exit) -- main thread on POSIX; elsewhere a no-op."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextmanager
+def saved_then_marked(ms, save, what="apply"):
+    """Save a flag version (``save()`` returns its name, or None for no FLAG writes) and enter
+    :func:`flag_writes` for it as one step: a Ctrl-C or SIGTERM arriving in between is held until the
+    marker exists, so an interrupt once the version is on disk always says how to restore it."""
+    with ExitStack() as stack:
+        with _signals_held():
+            version = save()
+            stack.enter_context(flag_writes(ms, version, what))
+        yield version

@@ -123,16 +123,14 @@ def run_flag(cfg: FlagConfig) -> dict:
     pre = preapply.load(cfg, sel.meta) if getattr(mod, "NEEDS_DATA", False) else None   # before any write
     from ..calibration import flagsafety
 
-    version = None
     if writes:
         flagsafety.warn_interrupted(cfg.ms)         # an earlier run's marker (before this run's own)
-        keys = ("field", "spw", "antenna", "timerange", "scan", "correlation")
-        comment = f"akflag mode={cfg.mode}" + "".join(
-            f" {k}={getattr(cfg, k)!r}" for k in keys if getattr(cfg, k))
-        version = flagversions.save(cfg.ms, task="akflag", comment=comment)
+    keys = ("field", "spw", "antenna", "timerange", "scan", "correlation")
+    comment = f"akflag mode={cfg.mode}" + "".join(f" {k}={getattr(cfg, k)!r}" for k in keys if getattr(cfg, k))
+    save = (lambda: flagversions.save(cfg.ms, task="akflag", comment=comment)) if writes else (lambda: None)
     # from the saved version on, a marker holds the restore command and Ctrl-C logs it
     # (calibration/flagsafety): no window between the save and the first FLAG write without it
-    with flagsafety.flag_writes(cfg.ms, version, what="akflag"):
+    with flagsafety.saved_then_marked(cfg.ms, save, what="akflag") as version:
         if version:
             log.info("akflag: saved flag version %s in %s (undo: %s)", version,
                      flagversions.versions_dir(cfg.ms), _restore_cmd(cfg.ms, version))
