@@ -81,10 +81,23 @@ class MSMeta:
                             f"{', '.join(f.name for f in self.fields)}")
 
 
-def _table(path, **kw):
+def main_table(path, **kw):
+    """``with main_table(path) as t``: a casacore table of ``path`` (``kw``: ``readonly=False`` ...).  A
+    read-only open of an MS whose :class:`alakazam.core.ms.MeasurementSet` handle is open borrows the
+    handle's table (not closed on exit); otherwise a new table, closed on exit."""
+    from . import ms as _ms
+
+    b = _ms.borrow(path, **kw)
+    if b is not None:
+        return b
     from casacore.tables import table
 
+    if "::" not in str(path):
+        _ms.STATS["main_opens"] += 1
     return table(path, ack=False, **kw)
+
+
+_table = main_table             # the former private name (other modules' code may still use it)
 
 
 def check_ms(ms):
@@ -96,8 +109,22 @@ def check_ms(ms):
 
 
 def read_meta(ms) -> MSMeta:
-    """Metadata of an MS (see :class:`MSMeta`)."""
+    """Metadata of an MS (see :class:`MSMeta`): the open handle's (read once per task,
+    :class:`alakazam.core.ms.MeasurementSet`), or read now."""
+    from . import ms as _ms
+
+    h = _ms.active(ms) if ms else None
+    if h is not None and os.path.isdir(str(ms)):
+        return h.meta
+    return read_meta_uncached(ms)
+
+
+def read_meta_uncached(ms) -> MSMeta:
+    """Metadata of an MS read from its tables now."""
+    from . import ms as _ms
+
     check_ms(ms)
+    _ms.STATS["meta_reads"] += 1
     ms = str(ms)
     from casacore.tables import taql
 
@@ -354,7 +381,9 @@ def to_four_corr(data, flag, weight, corr_types):
     return d, f, w
 
 
-def _where(ddid, field_ids, scans, time_range=None, rowsel=None):
+def where_clause(ddid, field_ids, scans, time_range=None, rowsel=None) -> str:
+    """TaQL WHERE clause selecting one DATA_DESC_ID, fields, scans, ``time_range=(t0, t1)`` and the
+    row selection ``rowsel`` (the one place where the selection is written in TaQL)."""
     w = [f"DATA_DESC_ID=={int(ddid)}"]
     if rowsel is not None and rowsel.taql():
         w.append(rowsel.taql())
@@ -366,6 +395,9 @@ def _where(ddid, field_ids, scans, time_range=None, rowsel=None):
     if scans is not None:
         w.append("SCAN_NUMBER IN [%s]" % ",".join(str(int(s)) for s in scans))
     return " AND ".join(w)
+
+
+_where = where_clause           # the former private name
 
 
 def row_numbers(ms, ddid, field_ids, scans=None, time_range=None, rowsel=None) -> np.ndarray:
