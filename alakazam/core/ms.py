@@ -10,7 +10,9 @@ through it, also the reads of the :mod:`alakazam.core.ms_io` functions that othe
   (:attr:`MeasurementSet.meta`; the :class:`~alakazam.core.ms_io.MSMeta` is never modified by its users);
 * read-only opens of the main table by ``ms_io`` (row selection, chunked reads, column checks) borrow
   the handle's table (:func:`borrow`) instead of opening it again; writes (``readonly=False``) and
-  sub-tables still open their own table, as before.
+  sub-tables still open their own table, as before.  A task that writes the MS (apply) calls
+  :meth:`MeasurementSet.release_table` before its first write: from then on no read-only table of
+  ours is held open beside the writes (column adds/renames, the kill -9 recovery of core/columns.py).
 
 Outside a handle every ``ms_io`` function behaves as it always did (one open per call), so callers that
 do not open a handle -- dask workers, scripts, other engineers' code -- are unchanged.  The counters
@@ -49,6 +51,7 @@ class MeasurementSet:
         self._table = None
         self._meta = None
         self._depth = 0
+        self._lend = True               # ms_io's read-only opens borrow the main table
 
     # ---- life cycle
     @classmethod
@@ -75,6 +78,12 @@ class MeasurementSet:
         if self._table is not None:
             self._table.close()
             self._table = None
+
+    def release_table(self):
+        """Before this process writes the MS (apply, flag): close the read-only main table and stop
+        lending it, so every later open is the caller's own, as without a handle (the metadata stays)."""
+        self.close()
+        self._lend = False
 
     def table(self):
         """The main table, read-only, opened on first use and kept until the handle closes."""
@@ -170,4 +179,4 @@ def borrow(path, **kw):
     if kw or "::" in str(path):
         return None
     h = active(path)
-    return None if h is None else _Borrowed(h.table())
+    return None if h is None or not h._lend else _Borrowed(h.table())

@@ -100,6 +100,22 @@ def main_table(path, **kw):
 _table = main_table             # the former private name (other modules' code may still use it)
 
 
+def n_rows(ms) -> int:
+    """Rows of the main table."""
+    with main_table(str(ms)) as t:
+        return int(t.nrows())
+
+
+def release_handle_table(ms):
+    """Before writing ``ms``: the open handle (if any) closes its read-only main table and stops lending
+    it (:meth:`alakazam.core.ms.MeasurementSet.release_table`)."""
+    from . import ms as _ms
+
+    h = _ms.active(ms)
+    if h is not None:
+        h.release_table()
+
+
 def check_ms(ms):
     if not ms or not os.path.isdir(str(ms)):
         raise AlakazamError(f"vis/ms: {ms!r} does not exist (expected a Measurement Set directory)")

@@ -20,7 +20,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from ..core import flagversions, memory
+from ..core import flagversions, memory, ms_io
 from ..core.ms_io import _row_runs
 from .config import WRITING_MODES, FlagConfig
 from .select import BYTES_PER_ROW, BYTES_PER_SAMPLE, resolve, units
@@ -106,6 +106,15 @@ def _mode_module(mode):
 
 
 def run_flag(cfg: FlagConfig) -> dict:
+    """:func:`_run_flag` with the MS read through one handle (alakazam/core/ms.py: metadata read once;
+    a summary borrows the handle's table, a writing mode releases it before its first write)."""
+    from ..core.ms import MeasurementSet
+
+    with MeasurementSet.open(cfg.ms):
+        return _run_flag(cfg)
+
+
+def _run_flag(cfg: FlagConfig) -> dict:
     """Run one flagging mode on ``cfg.ms``; returns counts (and the summary dict for mode='summary').
 
     Returns
@@ -121,6 +130,7 @@ def run_flag(cfg: FlagConfig) -> dict:
     writes = cfg.mode in WRITING_MODES and cfg.action == "apply"
     version = None
     if writes:
+        ms_io.release_handle_table(cfg.ms)      # no read-only table of ours beside the writes
         keys = ("field", "spw", "antenna", "timerange", "scan", "correlation")
         comment = f"akflag mode={cfg.mode}" + "".join(
             f" {k}={getattr(cfg, k)!r}" for k in keys if getattr(cfg, k))
@@ -140,7 +150,7 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start):
     limit = memory.memory_limit_bytes(cfg.memory_limit_gb)
     counts = {"total": 0, "flagged_before": 0, "flagged_after": 0, "newly_flagged": 0, "unflagged": 0}
     need_data = getattr(mod, "NEEDS_DATA", False)
-    with table(cfg.ms, readonly=not writes, ack=False) as t:
+    with (table(cfg.ms, readonly=False, ack=False) if writes else ms_io.main_table(cfg.ms)) as t:
         for ddid, (chans, corrs) in sel.ddids.items():
             spw = sel.meta.spws[ddid]
             per_row = len(spw.freqs) * spw.n_corr * BYTES_PER_SAMPLE + BYTES_PER_ROW
