@@ -1,4 +1,4 @@
-"""One Measurement Set handle per task: the main table opened once, the metadata read once.
+"""One Measurement Set handle per task: the metadata read once, the main table shared by the reads.
 
 Convention
 ----------
@@ -10,14 +10,19 @@ through it, also the reads of the :mod:`alakazam.core.ms_io` functions that othe
   (:attr:`MeasurementSet.meta`; the :class:`~alakazam.core.ms_io.MSMeta` is never modified by its users);
 * read-only opens of the main table by ``ms_io`` (row selection, chunked reads, column checks) borrow
   the handle's table (:func:`borrow`) instead of opening it again; writes (``readonly=False``) and
-  sub-tables still open their own table, as before.  A task that writes the MS (apply) calls
+  sub-tables still open their own table, as before.  After a read of data columns
+  (:func:`alakazam.core.ms_io.read_rows`) the handle closes its table and reopens it at its next use:
+  casacore keeps the tiled-storage caches of a read (about the size of the read) until the table
+  closes, and a table held open through the solve would add them to the peak memory (measured:
+  bench_flow tier 2, peak / largest read x2.25 instead of x2.07).  A task that writes the MS (apply) calls
   :meth:`MeasurementSet.release_table` before its first write: from then on no read-only table of
   ours is held open beside the writes (column adds/renames, the kill -9 recovery of core/columns.py).
 
 Outside a handle every ``ms_io`` function behaves as it always did (one open per call), so callers that
 do not open a handle -- dask workers, scripts, other engineers' code -- are unchanged.  The counters
 :data:`STATS` (``main_opens``, ``meta_reads``) count real opens of main tables and metadata reads;
-tests pin that a solve block reads the metadata once and opens its main table once.
+tests pin that a solve block reads the metadata once and opens its main table once plus once per
+data read.
 
 Locking: the handle's table is opened read-only with casacore's default (auto) locking, so another
 process may still write the MS between our reads; alakazam's own writer lock of a caltable or MS

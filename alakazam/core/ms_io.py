@@ -472,7 +472,7 @@ def _getcol_rows(t, q, col, rows, runs):
 
 
 def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
-    with _table(str(ms)) as t:
+    with main_table(str(ms)) as t:
         if len(rows) == 0:
             q = None
         else:
@@ -505,6 +505,7 @@ def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
         fld = q.getcol("FIELD_ID")
         scan = q.getcol("SCAN_NUMBER")
         q.close()
+    _close_handle_table(ms)     # the tile caches of a read live until the table closes (module ms.py)
     if chans is not None and len(chans) != data.shape[1]:
         data = data[:, chans]
         flag = flag[:, chans]
@@ -512,6 +513,17 @@ def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
         if model is not None:
             model = model[:, chans]
     return data, model, flag, ws, time, a1, a2, fld, scan
+
+
+def _close_handle_table(ms):
+    """After a read of data columns: the open handle's table is closed (reopened at its next use), so
+    casacore frees the read's tiled-storage caches as it did when every read opened its own table
+    (tens of MB per read on a real MS; ``setmaxcachesize`` does not free them)."""
+    from . import ms as _ms
+
+    h = _ms.active(ms)
+    if h is not None:
+        h.close()
 
 
 def read_rows(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", model_col="MODEL_DATA",
