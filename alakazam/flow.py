@@ -107,7 +107,7 @@ def run_solve(cfg: SolveConfig) -> dict:
     with locks.writer_lock(cfg.output, "table"):
         pending: Dict[str, list] = {}
         try:
-            with contextlib.ExitStack() as stack:           # the dask cluster, if any, lives in here
+            with contextlib.ExitStack() as stack:           # the MS handle and the dask cluster, if any, live in here
                 summary = _run_solve(cfg, pending, stack)
         except Exception:
             if pending:
@@ -339,12 +339,6 @@ def _run_field_major(ctx, step_fields, ext_terms, finish):
         for i, st in enumerate(steps[:n_steps])]
     if error is not None:
         raise error
-
-
-def _n_groups(ctx, step, fid, ddid) -> int:
-    """Solution groups of one (field, SPW) unit (progress accounting of distributed units)."""
-    r = _scan_ranges(ctx.meta, fid, ddid, ctx.scans)
-    return len(plan_groups(r, step.time_interval)) if r else 0
 
 
 def _solnorm(cfg, step, sets):

@@ -78,6 +78,16 @@ def test_handle_nesting_and_borrowing(small_ms, opens):
         with ms_io.main_table(small_ms) as t:            # borrowed: not closed by the with
             assert t is h.table()
         assert h.table().nrows() == h.n_rows()
+        assert h.flag_versions() == []                   # none saved in a fresh simulated MS
+        with h.writer_lock():                            # alakazam's MS writer lock, via the handle
+            from alakazam.core import locks
+            with pytest.raises(locks.LockedError):
+                import threading
+                err = []
+                th = threading.Thread(target=lambda: _try_lock(small_ms, err))
+                th.start()
+                th.join()
+                raise err[0]
     assert ms_mod.active(small_ms) is None
     assert opens == {"main": 1, "meta": 1, "reads": 0}
     with ms_mod.MeasurementSet.open(small_ms) as h:
@@ -89,3 +99,15 @@ def test_handle_nesting_and_borrowing(small_ms, opens):
     # without a handle: one open per call, as before
     ms_io.row_numbers(small_ms, 0, [0])
     assert opens["main"] == 4 and np.asarray(ms_io.read_meta(small_ms).active_ants).size and opens["meta"] == 3
+
+
+def _try_lock(ms, err):
+    from alakazam.core import locks
+
+    try:
+        with locks.writer_lock(ms, "ms"):
+            pass
+    except Exception as e:          # noqa: BLE001 -- handed to the test thread
+        err.append(e)
+    else:
+        err.append(AssertionError("the lock was not held"))

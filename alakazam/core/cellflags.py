@@ -2,7 +2,7 @@
 that a statistic across channels of one row cannot see.
 
 Run on the raw data of a chunk as read (before pre-apply and accumulation), from
-:func:`alakazam.flow._iter_group_chunks`, by :func:`flag_chunk` in this order: bad values, channel
+:func:`alakazam.unit._iter_group_chunks`, by :func:`flag_chunk` in this order: bad values, channel
 statistics (:func:`flag_persistent`), the per-row MAD (:func:`alakazam.core.rfi.mad_flag`; after the
 channel statistics, so that a persistent RFI channel does not bias the row's median and MAD), and
 the extension again (:func:`extend`).

@@ -49,7 +49,7 @@ def _key(path) -> str:
 class MeasurementSet:
     """Handle of one MS: :meth:`table` (the main table, opened once, read-only), :attr:`meta` (read
     once), :meth:`row_counts`, :meth:`row_numbers`, :meth:`read_rows`, :meth:`check_columns`,
-    :meth:`flag_versions`.  Open it with :meth:`open` (a context manager)."""
+    :meth:`flag_versions`, :meth:`writer_lock`.  Open it with :meth:`open` (a context manager)."""
 
     def __init__(self, path):
         self.path = str(path)
@@ -150,6 +150,13 @@ class MeasurementSet:
 
     def n_rows(self) -> int:
         return int(self.table().nrows())
+
+    def writer_lock(self):
+        """``with ms.writer_lock():`` alakazam's exclusive writer lock of this MS
+        (:func:`alakazam.core.locks.writer_lock`, kind 'ms'): held by tasks that write it (apply)."""
+        from . import locks
+
+        return locks.writer_lock(self.path, "ms")
 
     def flag_versions(self):
         """The MS's saved flag versions (:func:`alakazam.core.flagversions.list_versions`)."""
