@@ -60,8 +60,6 @@ raised (the same file as step-major order leaves).
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import functools
 import logging
 import time as _time
