@@ -23,23 +23,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional
 
 import numpy as np
+
 
 @dataclass
 class Group:
     """Rows solved together and stored in one HDF5 scan group."""
 
     scan_id: int                    # MS scan number, or 0 for all scans combined (time_interval inf)
-    scans: List[int]
+    scans: list[int]
     # sample bins (scan-granular time bins): per bin its scan and its solution-time-bin index
     sbin_scan: np.ndarray           # (n_sbin,) scan number of each sample bin
     sbin_cell: np.ndarray           # (n_sbin,) solution time bin of each sample bin
     n_tcell: int
 
 
-def plan_groups(scans_info, tint) -> List[Group]:
+def plan_groups(scans_info, tint) -> list[Group]:
     """Split the field's scans into groups and solution time bins.
 
     Parameters
@@ -67,7 +67,7 @@ def plan_groups(scans_info, tint) -> List[Group]:
     return groups
 
 
-def sample_bin_of_rows(group: Group, tint, scan_t0: Dict[int, float], row_scan, row_time):
+def sample_bin_of_rows(group: Group, tint, scan_t0: dict[int, float], row_scan, row_time):
     """Sample-bin index (n_row,) of each row of a group (see :func:`plan_groups`)."""
     if tint.kind == "inf":
         scans = np.asarray(group.scans, np.int64)
@@ -81,7 +81,7 @@ def sample_bin_of_rows(group: Group, tint, scan_t0: Dict[int, float], row_scan, 
     return np.clip(idx, 0, group.n_tcell - 1)
 
 
-def freq_bins(freqs: np.ndarray, chan_width: float, width_hz: Optional[float]) -> np.ndarray:
+def freq_bins(freqs: np.ndarray, chan_width: float, width_hz: float | None) -> np.ndarray:
     """Solution freq-bin index (n_chan,) of each selected channel; contiguous runs of channels.
 
     ``width_hz`` None = one bin for the whole selection; otherwise
@@ -112,7 +112,7 @@ class Unit:
         return (self.step_index, self.fid, self.ddid)
 
 
-def units_of(meta, step_index, step, fids, spw_sel, scans) -> List[Unit]:
+def units_of(meta, step_index, step, fids, spw_sel, scans) -> list[Unit]:
     """The units of one step over ``fids`` and the selected SPWs, in the in-process order (field, SPW,
     scan group); a (field, SPW) without selected scans has none."""
     out = []

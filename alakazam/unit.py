@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -41,7 +40,7 @@ class _Context:
     meta: object
     ref: int
     spw_sel: dict                  # ddid -> channel indices
-    scans: Optional[list]
+    scans: list | None
     max_rows: int
     tier: int
     cache: dict = field(default_factory=dict)
@@ -126,10 +125,10 @@ class FieldSpw:
     need_tables: bool
 
 
-def setup(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans) -> Optional[FieldSpw]:
+def setup(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans) -> FieldSpw | None:
     """The shared part of the units of one (step, field, SPW); None when no selected scan has it."""
-    from .core import averaging
     from .calibration import solve_order
+    from .core import averaging
 
     cfg, meta = ctx.cfg, ctx.meta
     spw = meta.spws[ddid]
@@ -184,7 +183,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
 solve_field_spw = _solve_field_spw
 
 
-def solve_unit(ctx: _Context, unit) -> Optional[object]:
+def solve_unit(ctx: _Context, unit) -> object | None:
     """Solve one :class:`alakazam.plan.Unit`: its SolutionSet, or None when the group has no rows (the
     same set :func:`solve_field_spw` makes for that group)."""
     g = setup(ctx, unit.step, unit.fid, unit.ddid, unit.chans)
@@ -200,8 +199,8 @@ def _solve_group(ctx, step, g: FieldSpw, group: Group):
 def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     """Read, flag, pre-apply and accumulate one group: a dict of the weighted sums per accumulator bin
     and the row/time sums per sample bin, or None when the group has no rows."""
-    from .core import averaging
     from .calibration import chain
+    from .core import averaging
 
     cfg, meta = ctx.cfg, ctx.meta
     n_sbin = len(group.sbin_scan)
@@ -401,8 +400,8 @@ def _make_batch(vis_sum, model_sum, w_sum, tsamples, fbin_of_chan, n_fcell, freq
     samples: the channels of the bin (K, KC) or the bin itself), padded with weight 0 to a common
     length.  Each sample is its weighted sum divided by its sum of weights (0 where that is 0).
     """
-    from .solvers import CellBatch
     from .core.averaging import divide_sums
+    from .solvers import CellBatch
 
     n_bl = len(bl_a1)
     n_t = len(tsamples)

@@ -50,10 +50,10 @@ def opens(monkeypatch):
 
 @pytest.mark.parametrize("memory_limit_gb, tier", [(0, 1), (1e-6, 3)])
 def test_solve_reads_metadata_once_and_opens_the_ms_once(small_ms, tmp_path, opens, memory_limit_gb, tier):
-    s = run_solve(solve_config_from_dict(dict(
-        ms=small_ms, output=str(tmp_path / "c.h5"), ref_ant="C00", jones=["K", "G", "G"], field="3C286",
-        time_interval=["scan", "inf", "300s"], freq_interval=["full", "2MHz", "full"], quiet=True,
-        memory_limit_gb=memory_limit_gb)))
+    s = run_solve(solve_config_from_dict({
+        "ms": small_ms, "output": str(tmp_path / "c.h5"), "ref_ant": "C00", "jones": ["K", "G", "G"], "field": "3C286",
+        "time_interval": ["scan", "inf", "300s"], "freq_interval": ["full", "2MHz", "full"], "quiet": True,
+        "memory_limit_gb": memory_limit_gb}))
     assert s["tier"] == tier
     # before the handle (same block): tier 1 12 main-table opens and 3 metadata reads, tier 3 48 opens.
     # Now one open for validation, planning and row selection, and one more after each read of data

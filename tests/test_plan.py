@@ -17,8 +17,8 @@ from alakazam.core import ms_io
 from alakazam.core.ms import MeasurementSet
 from alakazam.sim import simulate_ms
 
-BLOCK = dict(jones=["K", "G", "G"], field=["3C286", "3C286", "3C286"], time_interval=["scan", "inf", "300s"],
-             freq_interval=["full", "2MHz", "full"], ref_ant="C00")
+BLOCK = {"jones": ["K", "G", "G"], "field": ["3C286", "3C286", "3C286"], "time_interval": ["scan", "inf", "300s"],
+             "freq_interval": ["full", "2MHz", "full"], "ref_ant": "C00"}
 
 
 @pytest.fixture(scope="module")
