@@ -2,8 +2,9 @@
 
 Convention
 ----------
-A *unit* of the distributed solve is (step, field, SPW): every solution group (scan group) of that field
-and SPW, solved by :func:`alakazam.flow._solve_field_spw` exactly as in-process.  The chain's dependency
+A *unit* of the distributed solve is a :class:`alakazam.plan.Unit` (step, field, SPW, scan group),
+solved by :func:`alakazam.unit.solve_unit` exactly as in-process (where the units of one (field, SPW)
+are solved together by :func:`alakazam.unit.solve_field_spw`).  The chain's dependency
 is the task graph: all units of a step run in parallel; the next step is submitted when the client has
 the previous step's solutions (it needs them to pre-apply).  Each worker opens the MS path itself
 (shared filesystem) with python-casacore, reads its rows with per-group reads (memory tier 2, or row
@@ -94,47 +95,54 @@ def _fault_injection(step_key):
         os._exit(17)
 
 
-def _solve_unit(ctx, step, fid, ddid):
-    """Worker side of one unit: the client's context without its cache (tier >= 2: per-group reads) and
-    the in-process solve of one (field, SPW)."""
-    from . import flow
+def _solve_unit(ctx, unit):
+    """Worker side of one unit (:class:`alakazam.plan.Unit`: step x field x SPW x scan group): the
+    client's context without its cache (tier >= 2: per-group reads) and the in-process solve of that
+    group (:func:`alakazam.unit.solve_unit`), reading the MS through one handle."""
+    from . import unit as unit_mod
+    from .core.ms import MeasurementSet
 
-    _fault_injection(step.key)
-    return flow._solve_field_spw(ctx, step, fid, ddid, ctx.spw_sel[ddid])
+    _fault_injection(unit.step.key)
+    with MeasurementSet.open(ctx.cfg.ms):
+        return unit_mod.solve_unit(ctx, unit)
 
 
-def solve_step(c, ctx, step, fids, advance=None) -> list:
-    """Solve one step on the cluster: one task per (field, SPW).  Returns one list of SolutionSets per
-    unit, in the in-process order (field, then SPW), so that what the client does with them afterwards
-    (re-referencing, writing) sees them as an in-process run does.  ``advance(fid, ddid)`` is called as
-    each unit completes (progress)."""
+def solve_step(c, ctx, step, fids, advance=None, step_index=0) -> list:
+    """Solve one step on the cluster: one task per unit (scan group, :func:`alakazam.plan.units_of`).
+    Returns one list of SolutionSets per (field, SPW), in the in-process order (field, then SPW, then
+    scan group), so that what the client does with them afterwards (re-referencing, writing) sees them
+    as an in-process run does.  ``advance()`` is called as each unit completes (progress)."""
     from distributed import as_completed
+
+    from . import plan
 
     # the context travels without the client's cache and progress callback; tier 1's shared cache
     # cannot span processes, so workers read per group (tier 2) or in row chunks (tier 3)
     wctx = dataclasses.replace(ctx, cache={}, advance=None, tier=max(ctx.tier, 2), prior=list(ctx.prior))
-    units = [(fid, ddid) for fid in fids for ddid in ctx.spw_sel]
+    units = plan.units_of(ctx.meta, step_index, step, fids, ctx.spw_sel, ctx.scans)
     [wctx_f] = c.scatter([wctx], broadcast=True, hash=False)     # once per step, not once per unit
-    futs = [c.submit(_solve_unit, wctx_f, step, fid, ddid, key=f"{step.key}-field{fid}-ddid{ddid}-{id(ctx)}",
+    futs = [c.submit(_solve_unit, wctx_f, u,
+                     key=f"{step.key}-field{u.fid}-ddid{u.ddid}-scan{u.group.scan_id}-{id(ctx)}",
                      retries=RETRIES, pure=False)
-            for fid, ddid in units]
+            for u in units]
     try:
-        where = {f.key: u for f, u in zip(futs, units)}
         for fut in as_completed(futs):
             if fut.status == "error":
                 break
             if advance is not None:
-                advance(*where[fut.key])
-        out = []
-        for fut, (fid, ddid) in zip(futs, units):
+                advance()
+        out = {(fid, ddid): [] for fid in fids for ddid in ctx.spw_sel}
+        for fut, u in zip(futs, units):
             try:
-                out.append(fut.result())
+                sset = fut.result()
             except AlakazamError:
                 raise
             except Exception as e:                          # noqa: BLE001 -- named and re-raised
-                name = ctx.meta.fields[fid].name
-                raise AlakazamError(f"{step.key}: the unit field {name} / DATA_DESC_ID {ddid} failed on "
-                                    f"the cluster: {type(e).__name__}: {e}") from e
-        return out
+                name = ctx.meta.fields[u.fid].name
+                raise AlakazamError(f"{step.key}: the unit field {name} / DATA_DESC_ID {u.ddid} / scan group "
+                                    f"{u.group.scan_id} failed on the cluster: {type(e).__name__}: {e}") from e
+            if sset is not None:
+                out[(u.fid, u.ddid)].append(sset)
+        return list(out.values())
     finally:
         c.cancel(futs)

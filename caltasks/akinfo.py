@@ -45,8 +45,10 @@ def _body(params):
     caltable, fluxscale, vis = params["caltable"], params["fluxscale"], params["vis"]
     if vis:
         from alakazam.core import listobs
+        from alakazam.core.ms import MeasurementSet
 
-        summary = listobs.summarise_ms(vis)
+        with MeasurementSet.open(vis):          # the main table opened once
+            summary = listobs.summarise_ms(vis)
         listobs.render(summary, con)
         return summary
     from alakazam.io import hdf5

@@ -1,6 +1,6 @@
 """Solve units on dask.distributed (LocalCluster of 2 worker processes) equal the in-process solve.
 
-Convention pinned here (alakazam/distributed.py): a unit is (step, field, SPW); the client writes the
+Convention pinned here (alakazam/distributed.py): a unit is (step, field, SPW, scan group); the client writes the
 HDF5 file in chain order; a dying worker's unit is re-run elsewhere, and when it keeps failing the block
 fails clearly and the failing step is not written.
 """

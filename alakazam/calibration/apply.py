@@ -63,8 +63,9 @@ def run_apply(cfg: ApplyConfig) -> dict:
 
     ms_io.check_ms(cfg.ms)
     outputs.check_ms_writable(cfg.ms, flag_backup=cfg.propagate_flags)
+    from ..core.ms import MeasurementSet
     try:
-        with locks.writer_lock(cfg.ms, "ms"):
+        with locks.writer_lock(cfg.ms, "ms"), MeasurementSet.open(cfg.ms):    # metadata read once
             return _run_apply(cfg)
     except RuntimeError as e:
         if "lock" in str(e).lower():        # casacore: another program has the table open for writing
@@ -118,8 +119,8 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     # ---- now write.  A new column is initialised with a copy of the data column only when some rows
     # will not be written here (CASA convention: every row holds an array); when the selection covers
     # every row and channel that copy would be overwritten at once, so it is skipped.
-    with ms_io._table(cfg.ms) as t:
-        n_rows_ms = t.nrows()
+    n_rows_ms = ms_io.n_rows(cfg.ms)
+    ms_io.release_handle_table(cfg.ms)  # no read-only table of ours beside the writes (core/ms.py)
     covers_all = (sum(p[3] for p in plan) == n_rows_ms and not cfg.correlation and
                   all(len(c) == len(meta.spws[d].freqs) for _, d, c, _ in plan))
     mode = _am.resolve(getattr(cfg, "applymode", ""), cfg.propagate_flags)

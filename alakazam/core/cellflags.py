@@ -2,7 +2,7 @@
 that a statistic across channels of one row cannot see.
 
 Run on the raw data of a chunk as read (before pre-apply and accumulation), from
-:func:`alakazam.flow._iter_group_chunks`, by :func:`flag_chunk` in this order: bad values, channel
+:func:`alakazam.unit._iter_group_chunks`, by :func:`flag_chunk` in this order: bad values, channel
 statistics (:func:`flag_persistent`), the per-row MAD (:func:`alakazam.core.rfi.mad_flag`; after the
 channel statistics, so that a persistent RFI channel does not bias the row's median and MAD), and
 the extension again (:func:`extend`).
@@ -450,12 +450,12 @@ def block_reads(ms, rows, max_rows):
     """Split MS row numbers (of whole scans) into reads of whole row groups (:func:`stat_blocks`) of
     at most ``max_rows`` rows -- at least one group per read, so a group larger than ``max_rows`` is
     read whole.  Returns a list of (row numbers, group ids)."""
-    from casacore.tables import table
+    from .ms_io import main_table
 
     rows = np.asarray(rows, np.int64)
     if len(rows) == 0:
         return []
-    with table(str(ms), ack=False) as t:
+    with main_table(str(ms)) as t:
         q = t.selectrows(rows)
         time = q.getcol("TIME")
         scan = q.getcol("SCAN_NUMBER")

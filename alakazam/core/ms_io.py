@@ -74,10 +74,39 @@ class MSMeta:
         return [self.ant_names[a] for a in self.active_ants]
 
 
-def _table(path, **kw):
+def main_table(path, **kw):
+    """``with main_table(path) as t``: a casacore table of ``path`` (``kw``: ``readonly=False`` ...).  A
+    read-only open of an MS whose :class:`alakazam.core.ms.MeasurementSet` handle is open borrows the
+    handle's table (not closed on exit); otherwise a new table, closed on exit."""
+    from . import ms as _ms
+
+    b = _ms.borrow(path, **kw)
+    if b is not None:
+        return b
     from casacore.tables import table
 
+    if "::" not in str(path):
+        _ms.STATS["main_opens"] += 1
     return table(path, ack=False, **kw)
+
+
+_table = main_table             # the former private name (other modules' code may still use it)
+
+
+def n_rows(ms) -> int:
+    """Rows of the main table."""
+    with main_table(str(ms)) as t:
+        return int(t.nrows())
+
+
+def release_handle_table(ms):
+    """Before writing ``ms``: the open handle (if any) closes its read-only main table and stops lending
+    it (:meth:`alakazam.core.ms.MeasurementSet.release_table`)."""
+    from . import ms as _ms
+
+    h = _ms.active(ms)
+    if h is not None:
+        h.release_table()
 
 
 def check_ms(ms):
@@ -89,8 +118,22 @@ def check_ms(ms):
 
 
 def read_meta(ms) -> MSMeta:
-    """Metadata of an MS (see :class:`MSMeta`)."""
+    """Metadata of an MS (see :class:`MSMeta`): the open handle's (read once per task,
+    :class:`alakazam.core.ms.MeasurementSet`), or read now."""
+    from . import ms as _ms
+
+    h = _ms.active(ms) if ms else None
+    if h is not None and os.path.isdir(str(ms)):
+        return h.meta
+    return read_meta_uncached(ms)
+
+
+def read_meta_uncached(ms) -> MSMeta:
+    """Metadata of an MS read from its tables now."""
+    from . import ms as _ms
+
     check_ms(ms)
+    _ms.STATS["meta_reads"] += 1
     ms = str(ms)
     from casacore.tables import taql
 
@@ -347,7 +390,9 @@ def to_four_corr(data, flag, weight, corr_types):
     return d, f, w
 
 
-def _where(ddid, field_ids, scans, time_range=None, rowsel=None):
+def where_clause(ddid, field_ids, scans, time_range=None, rowsel=None) -> str:
+    """TaQL WHERE clause selecting one DATA_DESC_ID, fields, scans, ``time_range=(t0, t1)`` and the
+    row selection ``rowsel`` (the one place where the selection is written in TaQL)."""
     w = [f"DATA_DESC_ID=={int(ddid)}"]
     if rowsel is not None and rowsel.taql():
         w.append(rowsel.taql())
@@ -359,6 +404,9 @@ def _where(ddid, field_ids, scans, time_range=None, rowsel=None):
     if scans is not None:
         w.append("SCAN_NUMBER IN [%s]" % ",".join(str(int(s)) for s in scans))
     return " AND ".join(w)
+
+
+_where = where_clause           # the former private name
 
 
 def row_numbers(ms, ddid, field_ids, scans=None, time_range=None, rowsel=None) -> np.ndarray:
@@ -417,7 +465,7 @@ def _getcol_rows(t, q, col, rows, runs):
 
 
 def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
-    with _table(str(ms)) as t:
+    with main_table(str(ms)) as t:
         if len(rows) == 0:
             q = None
         else:
@@ -450,6 +498,7 @@ def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
         fld = q.getcol("FIELD_ID")
         scan = q.getcol("SCAN_NUMBER")
         q.close()
+    _close_handle_table(ms)     # the tile caches of a read live until the table closes (module ms.py)
     if chans is not None and len(chans) != data.shape[1]:
         data = data[:, chans]
         flag = flag[:, chans]
@@ -457,6 +506,17 @@ def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
         if model is not None:
             model = model[:, chans]
     return data, model, flag, ws, time, a1, a2, fld, scan
+
+
+def _close_handle_table(ms):
+    """After a read of data columns: the open handle's table is closed (reopened at its next use), so
+    casacore frees the read's tiled-storage caches as it did when every read opened its own table
+    (tens of MB per read on a real MS; ``setmaxcachesize`` does not free them)."""
+    from . import ms as _ms
+
+    h = _ms.active(ms)
+    if h is not None:
+        h.close()
 
 
 def read_rows(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", model_col="MODEL_DATA",

@@ -99,7 +99,7 @@ def _nonempty(v):
 def build(meta, select: dict, per_channel=True) -> Optional[RowSelection]:
     """RowSelection for ``select`` ({key: string} for :data:`SELECT_KEYS`; '' entries ignored) on the
     MS of ``meta``; None when nothing is selected beyond field/spw/scan."""
-    from .ms_io import _table
+    from .ms_io import main_table
 
     sel = {k: str(v).strip() for k, v in (select or {}).items() if k in SELECT_KEYS and _nonempty(v)}
     if not sel:
@@ -116,13 +116,13 @@ def build(meta, select: dict, per_channel=True) -> Optional[RowSelection]:
     if "intent" in sel:
         modes = []
         try:
-            with _table(meta.path + "::STATE") as t:
+            with main_table(meta.path + "::STATE") as t:
                 modes = [str(x) for x in t.getcol("OBS_MODE")] if t.nrows() else []
         except RuntimeError:
             modes = []
         rs.states = msselect.parse_intent(sel["intent"], modes)
     if "observation" in sel:
-        with _table(meta.path + "::OBSERVATION") as t:
+        with main_table(meta.path + "::OBSERVATION") as t:
             have = list(range(t.nrows()))
         rs.observations = msselect.parse_observation(sel["observation"], have)
     return rs
@@ -144,9 +144,9 @@ def select_rows(t, rows, rowsel: RowSelection) -> np.ndarray:
 def uv_channel_flags(ms, rows, rowsel: RowSelection, ddid, chans=None) -> np.ndarray:
     """(row, chan) True where a channel of ``rows`` lies outside the uv range in wavelengths
     (channels ``chans`` of DATA_DESC_ID ``ddid``; all channels when None)."""
-    from .ms_io import _table
+    from .ms_io import main_table
 
-    with _table(str(ms)) as t:
+    with main_table(str(ms)) as t:
         q = t.selectrows(np.asarray(rows))
         uvw = q.getcol("UVW")
         q.close()
@@ -163,11 +163,11 @@ def restrict_meta(meta, rowsel: Optional[RowSelection]):
     from casacore.tables import taql
 
     from ..errors import AlakazamError
-    from .ms_io import ScanInfo, _table
+    from .ms_io import ScanInfo, main_table
 
     if rowsel is None:
         return meta
-    with _table(meta.path) as t:
+    with main_table(meta.path) as t:
         w = rowsel.taql()
         q = taql("SELECT ROWID() AS R FROM $t" + (f" WHERE {w}" if w else ""))
         rows = np.asarray(q.getcol("R") if q.nrows() else np.zeros(0, np.int64), np.int64)

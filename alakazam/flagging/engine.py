@@ -20,7 +20,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from ..core import flagversions, memory
+from ..core import flagversions, memory, ms_io
 from ..core.ms_io import _row_runs
 from .config import WRITING_MODES, FlagConfig
 from .select import BYTES_PER_ROW, BYTES_PER_SAMPLE, resolve, units
@@ -106,6 +106,15 @@ def _mode_module(mode):
 
 
 def run_flag(cfg: FlagConfig) -> dict:
+    """:func:`_run_flag` with the MS read through one handle (alakazam/core/ms.py: metadata read once;
+    a summary borrows the handle's table, a writing mode releases it before its first write)."""
+    from ..core.ms import MeasurementSet
+
+    with MeasurementSet.open(cfg.ms):
+        return _run_flag(cfg)
+
+
+def _run_flag(cfg: FlagConfig) -> dict:
     """Run one flagging mode on ``cfg.ms``; returns counts (and the summary dict for mode='summary').
 
     Returns
@@ -125,6 +134,7 @@ def run_flag(cfg: FlagConfig) -> dict:
 
     if writes:
         flagsafety.warn_interrupted(cfg.ms)         # an earlier run's marker (before this run's own)
+        ms_io.release_handle_table(cfg.ms)      # no read-only table of ours beside the writes
     keys = ("field", "spw", "antenna", "timerange", "scan", "correlation")
     comment = f"akflag mode={cfg.mode}" + "".join(f" {k}={getattr(cfg, k)!r}" for k in keys if getattr(cfg, k))
     save = (lambda: flagversions.save(cfg.ms, task="akflag", comment=comment)) if writes else (lambda: None)
@@ -161,7 +171,8 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
     from .. import progress
     from . import preapply
 
-    with table(cfg.ms, readonly=not writes, ack=False) as t, ExitStack() as stack:
+    with (table(cfg.ms, readonly=False, ack=False) if writes else ms_io.main_table(cfg.ms)) as t, \
+            ExitStack() as stack:
         todo = [(ddid, cc, units(t, sel, ddid)) for ddid, cc in sel.ddids.items()]
         pbar = stack.enter_context(progress.bar(
             f"akflag {cfg.mode}: rows", sum(len(u.rows) for _, _, us in todo for u in us), quiet=cfg.quiet))

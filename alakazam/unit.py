@@ -1,0 +1,453 @@
+"""Solve one unit: read, flag, pre-apply, accumulate, solve (see :mod:`alakazam.plan` for units).
+
+For each unit (step, field, SPW, scan group)::
+
+    read rows (memory-bounded chunks)  ->  FLAG | FLAG_ROW | RFI (MAD)  ->  pre-apply earlier terms
+      ->  accumulate weighted sums into sample bins  ->  CellBatch  ->  solvers.solve  ->  SolutionSet
+
+:func:`solve_field_spw` solves every unit of one (step, field, SPW) -- the batch of the in-process
+driver, whose units share one read in memory tier 1; :func:`solve_unit` solves a single unit (a
+dask task, :mod:`alakazam.distributed`).  Both give the same SolutionSet for the same group: the
+per-(field, SPW) setup (:func:`setup`) is a pure function of the context and the step.  The sample
+and pre-apply conventions are in the :mod:`alakazam.flow` module docstring.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import __version__
+from .config import SolveConfig, SolveStep
+from .jones import terms
+from .plan import Group, freq_bins, plan_groups, sample_bin_of_rows, scan_ranges
+
+log = logging.getLogger("alakazam.flow")     # the solve's messages keep the logger users filter on
+
+#: the pre-apply Jones tables of a chunk are evaluated on blocks of unique times of at most about this
+#: size (estimated with full 2x2 evaluations of every term; the diagonal tables take about half)
+_TABLE_BLOCK_BYTES = 64 * 2 ** 20
+
+
+@dataclass
+class _Context:
+    cfg: SolveConfig
+    meta: object
+    ref: int
+    spw_sel: dict                  # ddid -> channel indices
+    scans: list | None
+    max_rows: int
+    tier: int
+    cache: dict = field(default_factory=dict)
+    prior: list = field(default_factory=list)     # LoadedTerm, in chain order
+    stats: dict = field(default_factory=dict)
+    advance: object = None                        # progress callback: one call per solution group
+    rowsel: object = None                         # antenna/uvrange/timerange/... selection (core/rowselect)
+    refs: list = field(default_factory=list)      # reference antennas in priority order (ref = refs[0])
+
+
+
+def _ticking(items, advance):
+    """Yield the items, calling ``advance()`` after the caller's loop body has finished each one."""
+    for it in items:
+        yield it
+        if advance is not None:
+            advance()
+
+
+def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
+    """Yield ``(chunk, rows)``: ms_io Chunks holding the group's rows and the indices of those rows
+    in the chunk (None = all).  Tier 1: the cached (field, SPW) read, never copied; tiers 2/3: reads of
+    at most ``max_rows`` rows, flagged here (:func:`alakazam.core.cellflags.flag_chunk`)."""
+    from .core import cellflags, ms_io
+
+    cfg = ctx.cfg
+    corr_types = ctx.meta.spws[ddid].corr_types
+    if ctx.tier == 1:
+        key = (fid, ddid)
+        if key not in ctx.cache:
+            c = ms_io.read_rows(cfg.ms, ddid, [fid], scans=ctx.scans, chans=chans,
+                                data_col=cfg.data_col, model_col=cfg.model_col, rowsel=ctx.rowsel)
+            # bad values, per-row MAD and per-scan channel statistics of the raw data: flagged once
+            # here, not again in every step (alakazam.core.cellflags)
+            c.flag = cellflags.flag_chunk(c, corr_types, cfg.rfi_threshold)
+            ctx.cache[key] = c
+        ch = ctx.cache[key]
+        sel = np.flatnonzero(np.isin(ch.scan, group.scans))
+        yield ch, (None if len(sel) == ch.n_row else sel)
+        return
+    # reads of whole blocks of integrations: the channel statistics see the same rows in every tier
+    group_rows = ms_io.row_numbers(cfg.ms, ddid, [fid], group.scans, rowsel=ctx.rowsel)
+    for rows, gid in cellflags.block_reads(cfg.ms, group_rows, ctx.max_rows):
+        ch = ms_io.read_rows(cfg.ms, ddid, [fid], chans=chans, data_col=cfg.data_col,
+                             model_col=cfg.model_col, meta=ctx.meta, rows=rows, rowsel=ctx.rowsel)
+        if ch.n_row:
+            same = len(ch.rownr) == len(rows) and np.array_equal(ch.rownr, rows)
+            ch.flag = cellflags.flag_chunk(ch, corr_types, cfg.rfi_threshold, groups=gid if same else None)
+        yield ch, None
+        del ch                  # not held while the next chunk is read (one chunk resident)
+
+
+
+@dataclass
+class FieldSpw:
+    """What every unit of one (step, field, SPW) shares: channels and their bins, the baselines, the
+    pre-apply chain and the sizes of the Jones-table blocks (:func:`setup`)."""
+
+    fid: int
+    ddid: int
+    chans: np.ndarray
+    spw: object
+    fld: object
+    freqs: np.ndarray
+    fbin_of_chan: np.ndarray
+    n_fcell: int
+    jt: str
+    prior: list
+    chan_sampled: bool
+    scan_sampled: bool
+    fsamp_of_chan: np.ndarray
+    n_fsamp: int
+    corr_src: object
+    scan_t0: dict
+    groups: list
+    n_ant: int
+    bl_a1: np.ndarray
+    bl_a2: np.ndarray
+    bl_lookup: np.ndarray
+    active_names: list
+    t_block: int
+    need_tables: bool
+
+
+def setup(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans) -> FieldSpw | None:
+    """The shared part of the units of one (step, field, SPW); None when no selected scan has it."""
+    from .calibration import solve_order
+    from .core import averaging
+
+    cfg, meta = ctx.cfg, ctx.meta
+    spw = meta.spws[ddid]
+    fld = meta.fields[fid]
+    freqs = np.asarray(spw.freqs)[chans]
+    chan_width = float(np.median(np.abs(np.asarray(spw.chan_width)[chans]))) if len(chans) else 1.0
+    fbin_of_chan = freq_bins(freqs, chan_width, step.freq_interval_hz)
+    n_fcell = int(fbin_of_chan.max()) + 1 if len(chans) else 0
+    jt = step.jones_type
+    prior = solve_order.step_prior(jt, ctx.prior)   # a KC/CP step leaves out a D solved before it
+    chan_sampled = terms.get(jt).channel_sampled    # a slope over frequency (delay types)
+    scan_sampled = terms.get(jt).scan_sampled       # parallactic-angle diversity
+    # frequency samples of the accumulator: channels (K, KC) or freq bins
+    fsamp_of_chan = np.arange(len(chans), dtype=np.int64) if chan_sampled else fbin_of_chan
+    n_fsamp = len(chans) if chan_sampled else n_fcell
+    corr_src = averaging.corr_map(spw.corr_types)
+
+    ranges = scan_ranges(meta, fid, ddid, ctx.scans)
+    if not ranges:
+        return None
+    scan_t0 = {s: a for s, a, b in ranges}
+    groups = plan_groups(ranges, step.time_interval)
+    n_ant = len(meta.active_ants)
+    bl_a1, bl_a2 = np.triu_indices(n_ant, 1)
+    n_bl = len(bl_a1)
+    bl_lookup = -np.ones((n_ant, n_ant), np.int64)        # -1 on the diagonal: autocorrelations skipped
+    bl_lookup[bl_a1, bl_a2] = np.arange(n_bl)
+    active_names = [meta.ant_names[a] for a in meta.active_ants]
+    # Jones tables per unique time: the diagonal product (2 x 16 B), its inverse and flags, the terms'
+    # own (n_t, n_ant, n_chan, 2, 2) evaluations (64 B each) and the sky product
+    table_bytes = n_ant * max(len(chans), 1) * (64 * (len(prior) + 2) + 64 * bool(cfg.apply_parang))
+    t_block = max(1, _TABLE_BLOCK_BYTES // table_bytes)
+    need_tables = bool(prior) or bool(cfg.apply_parang)
+    return FieldSpw(fid, ddid, chans, spw, fld, freqs, fbin_of_chan, n_fcell, jt, prior, chan_sampled,
+                    scan_sampled, fsamp_of_chan, n_fsamp, corr_src, scan_t0, groups, n_ant, bl_a1, bl_a2,
+                    bl_lookup, active_names, t_block, need_tables)
+
+
+def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans) -> list:
+    """Solve one step for one field and SPW: every group, returning hdf5.SolutionSet objects."""
+    g = setup(ctx, step, fid, ddid, chans)
+    if g is None:
+        return []
+    out = []
+    for group in _ticking(g.groups, ctx.advance):
+        sset = _solve_group(ctx, step, g, group)
+        if sset is not None:
+            out.append(sset)
+    return out
+
+
+solve_field_spw = _solve_field_spw
+
+
+def solve_unit(ctx: _Context, unit) -> object | None:
+    """Solve one :class:`alakazam.plan.Unit`: its SolutionSet, or None when the group has no rows (the
+    same set :func:`solve_field_spw` makes for that group)."""
+    g = setup(ctx, unit.step, unit.fid, unit.ddid, unit.chans)
+    return None if g is None else _solve_group(ctx, unit.step, g, unit.group)
+
+
+def _solve_group(ctx, step, g: FieldSpw, group: Group):
+    """Accumulate and solve one scan group; None when it has no rows."""
+    acc = _accumulate_group(ctx, step, g, group)
+    return None if acc is None else _solve_accumulated(ctx, step, g, group, acc)
+
+
+def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
+    """Read, flag, pre-apply and accumulate one group: a dict of the weighted sums per accumulator bin
+    and the row/time sums per sample bin, or None when the group has no rows."""
+    from .calibration import chain
+    from .core import averaging
+
+    cfg, meta = ctx.cfg, ctx.meta
+    n_sbin = len(group.sbin_scan)
+    cell_of_sbin = group.sbin_cell
+    # accumulator bins: one per sample bin (one time sample per scan) or per time cell
+    n_acc = n_sbin if g.scan_sampled else group.n_tcell
+    shape = (n_acc, len(g.bl_a1), g.n_fsamp, 4)
+    vis_sum, model_sum, w_sum = (np.zeros(shape, np.complex128), np.zeros(shape, np.complex128),
+                                 np.zeros(shape, np.float64))
+    row_count = np.zeros(n_sbin, np.int64)
+    time_sum = np.zeros(n_sbin)
+    time_wsum = np.zeros(n_sbin)
+    wsum_t = np.zeros(n_sbin)
+    t_ref = min(g.scan_t0[sc] for sc in group.scans)
+    t_block, need_tables = g.t_block, g.need_tables
+    for ch, rows in _iter_group_chunks(ctx, g.fid, g.ddid, g.chans, group):
+        if rows is None:
+            rows = np.arange(ch.n_row)
+        if len(rows) == 0:
+            continue
+        a1, a2 = ch.ant1[rows], ch.ant2[rows]
+        bl = g.bl_lookup[np.minimum(a1, a2), np.maximum(a1, a2)]
+        cross = bl >= 0                 # autocorrelations carry no gain-ratio information
+        if not cross.all():
+            rows, a1, a2, bl = rows[cross], a1[cross], a2[cross], bl[cross]
+        if len(rows) == 0:
+            continue
+        times = ch.time[rows]
+        sbin = sample_bin_of_rows(group, step.time_interval, g.scan_t0, ch.scan[rows], times)
+        utimes, tix = np.unique(times, return_inverse=True)
+        uscan = np.zeros(len(utimes), np.int64)
+        uscan[tix] = ch.scan[rows]          # flagged solutions are not bridged across scans
+        # per-row arrays over the whole chunk (rows not in the group: never read by the kernel)
+        n = ch.n_row
+        row_bl = np.full(n, -1, np.int64)
+        row_bl[rows] = bl
+        acc_bin = np.full(n, -1, np.int64)
+        acc_bin[rows] = sbin if g.scan_sampled else cell_of_sbin[sbin]
+        tidx = np.zeros(n, np.int64)
+        tidx[rows] = tix
+        w_row = np.zeros(n)
+        for t0 in range(0, len(utimes), t_block if need_tables else max(len(utimes), 1)):
+            t1 = min(t0 + t_block, len(utimes)) if need_tables else len(utimes)
+            diag = sky = None
+            if need_tables:
+                diag, sky = chain.preapply_tables(g.prior, meta, g.ddid, g.chans, g.fld, utimes[t0:t1],
+                                                  cfg.apply_parang, time_scan=uscan[t0:t1])
+            part = rows if (t0 == 0 and t1 == len(utimes)) else rows[(tix >= t0) & (tix < t1)]
+            averaging.accumulate_corrected(vis_sum, model_sum, w_sum, w_row, ch.data, ch.model, ch.flag,
+                                           ch.weight, part, tidx, ch.ant1, ch.ant2, acc_bin, row_bl,
+                                           g.fsamp_of_chan, g.corr_src, diag, sky, t_off=t0)
+        row_count += np.bincount(sbin, minlength=n_sbin)
+        trel = times - t_ref            # relative times: sums of MJD seconds (~5e9) lose microseconds
+        time_sum += np.bincount(sbin, weights=trel, minlength=n_sbin)
+        wrow = w_row[rows]
+        time_wsum += np.bincount(sbin, weights=wrow * trel, minlength=n_sbin)
+        wsum_t += np.bincount(sbin, weights=wrow, minlength=n_sbin)
+        del ch, rows            # tiers 2/3: the chunk is freed before the next one is read
+    if not (row_count > 0).any():
+        return None
+    return dict(vis_sum=vis_sum, model_sum=model_sum, w_sum=w_sum, row_count=row_count, time_sum=time_sum,
+                time_wsum=time_wsum, wsum_t=wsum_t, t_ref=t_ref)
+
+
+def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
+    """CellBatch of the group's accumulated sums -> solvers.solve -> a SolutionSet (quality applied)."""
+    from . import solvers
+
+    cfg, jt = ctx.cfg, g.jt
+    cell_of_sbin = group.sbin_cell
+    present = acc["row_count"] > 0
+    # --- time cells of the group (drop cells with no rows at all)
+    cells_t = np.unique(cell_of_sbin[present])
+    if g.scan_sampled:     # one time sample per sample bin with rows
+        tsamples = [np.nonzero((cell_of_sbin == ct) & present)[0] for ct in cells_t]
+    else:                # the accumulator bin is the time cell
+        tsamples = [np.array([ct]) for ct in cells_t]
+    batch, cell_index = _make_batch(acc.pop("vis_sum"), acc.pop("model_sum"), acc.pop("w_sum"), tsamples,
+                                    g.fbin_of_chan, g.n_fcell, g.freqs, g.chan_sampled, g.bl_a1, g.bl_a2,
+                                    g.n_ant, ctx.ref)
+    batch.ref_ants = tuple(ctx.refs)
+    # CP only (its closed form takes the offsets; KC does not): a literal type check, kept
+    if jt == "CP" and all(terms.get(t.jones_type).diagonal for t in g.prior):
+        # the not-yet-solved leakage: a per-baseline offset (cross_phase.remove_leakage_offsets);
+        # once a D is in the model, the model's cross hands carry the leakage themselves
+        from .solvers import cross_phase
+        n_off = int(cross_phase.remove_leakage_offsets(batch).sum())
+        log.debug("%s: leakage offsets removed in %d/%d cells", step.key, n_off, batch.n_cell)
+    opts = solvers.SolveOptions(phase_only=step.phase_only, amp_only=step.amp_only,
+                                max_iter=cfg.max_iter, tol=cfg.tol, gpu=cfg.gpu,
+                                min_bl_per_ant=cfg.min_bl_per_ant, min_snr=cfg.min_snr,
+                                flag_nonconverged=True)
+    res = solvers.solve(jt, batch, backend=cfg.solver_backend, opts=opts)
+    return _solution_set(ctx, step, g, group, acc, cells_t, res, cell_index)
+
+
+def _solution_set(ctx, step, g: FieldSpw, group: Group, acc, cells_t, res, cell_index):
+    """Assemble the (n_ant, n_freq, n_time, 2, 2) grid, the cell times and the attributes."""
+    from .io.hdf5 import SolutionSet
+
+    cfg, jt, n_ant, n_fcell, spw, fld = ctx.cfg, g.jt, g.n_ant, g.n_fcell, g.spw, g.fld
+    cell_of_sbin = group.sbin_cell
+    present = acc["row_count"] > 0
+    row_count, time_sum, time_wsum, wsum_t, t_ref = (acc[k] for k in ("row_count", "time_sum", "time_wsum",
+                                                                      "wsum_t", "t_ref"))
+    n_t = len(cells_t)
+    jones = np.empty((n_ant, n_fcell, n_t, 2, 2), np.complex128)
+    flags = np.empty((n_ant, n_fcell, n_t), bool)
+    delay = np.empty((n_ant, n_fcell, n_t, 2)) if res.delay is not None else None
+    conv = np.empty((n_fcell, n_t), bool)
+    niter = np.empty((n_fcell, n_t), np.int32)
+    cost = np.empty((n_fcell, n_t))
+    refused = np.empty((n_fcell, n_t), np.int32)
+    for c, (it, jf) in enumerate(cell_index):
+        jones[:, jf, it] = res.jones[c]
+        flags[:, jf, it] = res.flags[c]
+        if delay is not None:
+            delay[:, jf, it] = res.delay[c]
+        conv[jf, it] = res.converged[c]
+        niter[jf, it] = res.n_iter[c]
+        cost[jf, it] = res.cost[c]
+        refused[jf, it] = res.ref_ant[c]
+    # weighted centroid time of each cell (plain mean of row times where fully flagged)
+    times = np.empty(n_t)
+    for i, ct in enumerate(cells_t):
+        m = (cell_of_sbin == ct) & present
+        ws = wsum_t[m].sum()
+        times[i] = t_ref + (time_wsum[m].sum() / ws if ws > 0 else time_sum[m].sum() / row_count[m].sum())
+    fcent = _bin_centres(g.freqs, g.fbin_of_chan, n_fcell)
+    attrs = dict(
+        jones_type=jt, field_name=fld.name, scan_id=int(group.scan_id), scans=list(group.scans),
+        spw=int(spw.spw_id), n_ant=n_ant, field_ra=float(fld.ra), field_dec=float(fld.dec),
+        matrix_form=terms.get(jt).matrix_form, ref_ant=int(ctx.ref),
+        ref_ant_name=g.active_names[ctx.ref], ant_names=g.active_names,
+        solint_s=step.time_interval.solint_s, time_interval=step.time_interval.text,
+        freqint_hz=float(step.freq_interval_hz) if step.freq_interval_hz else float("inf"),
+        freq_interval=step.freq_interval_text, phase_only=bool(step.phase_only),
+        amp_only=bool(step.amp_only),
+        feed_basis=spw.feed_basis, solver_backend=cfg.solver_backend,
+        apply_parang=bool(cfg.apply_parang), ms=str(cfg.ms),
+        preapply_chain=[t.key for t in g.prior], alakazam_version=__version__,
+        channels=np.asarray(g.chans, dtype=np.int64),
+    )
+    sset = SolutionSet(jones=jones, flags=flags, time=times, freq=fcent, delay=delay,
+                       converged=conv, n_iter=niter, cost=cost, attrs=attrs)
+    sset.extra = {"ref_ant": refused}
+    _quality(sset, res, cell_index)
+    return sset
+
+
+def _quality(sset, res, cell_index):
+    """SNR grid into ``solver_stats/snr`` (n_ant, n_freq, n_time, 2) and chi2 / nDOF into
+    ``solver_stats/rchi2`` (n_freq, n_time), freq bins with an outlier chi2 and bandpass outlier
+    channels (G with >= 4 freq bins) flagged (:mod:`alakazam.solvers.quality`), and the counts of
+    solutions flagged per reason kept on ``sset.quality`` (logged by the step; not written)."""
+    from .solvers import quality
+
+    n_ant, n_f, n_t = sset.flags.shape
+    snr = np.zeros((n_ant, n_f, n_t, 2))
+    rchi2 = np.full((n_f, n_t), np.nan)
+    counts = {}
+    for name in ("minblperant", "minsnr", "nonconverged"):
+        counts[name] = int(sum(res.extra[name][c].sum() for c in range(len(cell_index))))
+    for c, (it, jf) in enumerate(cell_index):
+        snr[:, jf, it] = res.extra["snr"][c]
+        rchi2[jf, it] = res.extra["rchi2"][c]
+    counts["outlier_chi2"] = counts["outlier_channel"] = 0
+    new = np.broadcast_to(quality.chi2_outlier_bins(rchi2)[None], sset.flags.shape) & ~sset.flags
+    if new.any():
+        sset.flags |= new
+        counts["outlier_chi2"] = int(new.sum())
+    if terms.get(sset.attrs.get("jones_type")).gain and n_f >= 4:
+        new = quality.outlier_channels(sset.jones, sset.flags, snr) & ~sset.flags
+        if new.any():
+            sset.flags |= new
+            counts["outlier_channel"] = int(new.sum())
+    sset.jones[sset.flags] = np.nan
+    if sset.delay is not None:
+        sset.delay[sset.flags] = np.nan
+    sset.extra["snr"] = snr
+    sset.extra["rchi2"] = rchi2
+    sset.quality = counts
+
+
+def _bin_centres(freqs, fbin_of_chan, n_fcell):
+    """Mean channel frequency of each freq bin (n_fcell,)."""
+    return (np.bincount(fbin_of_chan, weights=freqs, minlength=n_fcell)[:n_fcell]
+            / np.maximum(np.bincount(fbin_of_chan, minlength=n_fcell)[:n_fcell], 1))
+
+
+def _make_batch(vis_sum, model_sum, w_sum, tsamples, fbin_of_chan, n_fcell, freqs, chan_sampled,
+                bl_a1, bl_a2, n_ant, ref):
+    """Gather accumulated bins (n_acc, n_bl, n_fsamp, 4) into a CellBatch (K over the whole band: the
+    accumulators themselves, divided in place).
+
+    Cells are (time cell, freq bin) in that order; ``tsamples[it]`` lists the accumulator bins that are
+    the time samples of time cell ``it``.  The samples of a cell are (time samples) x (frequency
+    samples: the channels of the bin (K, KC) or the bin itself), padded with weight 0 to a common
+    length.  Each sample is its weighted sum divided by its sum of weights (0 where that is 0).
+    """
+    from .core.averaging import divide_sums
+    from .solvers import CellBatch
+
+    n_bl = len(bl_a1)
+    n_t = len(tsamples)
+    one = [int(ts[0]) for ts in tsamples if len(ts) == 1]
+    if chan_sampled and n_fcell == 1 and len(one) == n_t and one == list(range(one[0], one[0] + n_t)):
+        # K over the whole band (one sample per channel, one time sample per cell): the accumulator
+        # layout (bin, baseline, channel, corr) is the batch layout; divide in place, no copy
+        sl = slice(one[0], one[0] + n_t)
+        for s in range(sl.start, sl.stop):
+            divide_sums(vis_sum[s], model_sum[s], w_sum[s], vis_sum[s], model_sum[s], w_sum[s])
+        freq = np.repeat(np.asarray(freqs, float)[None], n_t, axis=0)
+        batch = CellBatch(vis=vis_sum[sl], model=model_sum[sl], weight=w_sum[sl], ant1=bl_a1.astype(np.int32),
+                          ant2=bl_a2.astype(np.int32), freq=freq, n_ant=n_ant, ref_ant=int(ref))
+        return batch, [(it, 0) for it in range(n_t)]
+    if chan_sampled:
+        bounds = np.searchsorted(fbin_of_chan, np.arange(n_fcell + 1), side="left")
+        fsl = [slice(int(bounds[j]), int(bounds[j + 1])) for j in range(n_fcell)]
+    else:
+        fsl = [slice(j, j + 1) for j in range(n_fcell)]
+    n_samp = max(len(ts) for ts in tsamples) * max(sl.stop - sl.start for sl in fsl)
+    n_cell = n_t * n_fcell
+    vis = np.zeros((n_cell, n_bl, n_samp, 4), np.complex128)
+    model = np.zeros((n_cell, n_bl, n_samp, 4), np.complex128)
+    weight = np.zeros((n_cell, n_bl, n_samp, 4))
+    freq = np.zeros((n_cell, n_samp))
+    fcent = _bin_centres(freqs, fbin_of_chan, n_fcell)
+    cells = [(it, jf) for it in range(n_t) for jf in range(n_fcell)]
+    if not chan_sampled and all(len(ts) == 1 for ts in tsamples):
+        # one sample per cell (G): all freq bins of a time cell at once
+        for it, ts in enumerate(tsamples):
+            s = int(ts[0])
+            c0 = it * n_fcell
+            divide_sums(vis[c0:c0 + n_fcell, :, 0], model[c0:c0 + n_fcell, :, 0],
+                        weight[c0:c0 + n_fcell, :, 0], vis_sum[s].transpose(1, 0, 2),
+                        model_sum[s].transpose(1, 0, 2), w_sum[s].transpose(1, 0, 2))
+            freq[c0:c0 + n_fcell, 0] = fcent
+    else:
+        for c, (it, jf) in enumerate(cells):
+            sl = fsl[jf]
+            nf = sl.stop - sl.start
+            k = 0
+            for s in tsamples[it]:
+                divide_sums(vis[c, :, k:k + nf], model[c, :, k:k + nf], weight[c, :, k:k + nf],
+                            vis_sum[s, :, sl], model_sum[s, :, sl], w_sum[s, :, sl])   # (n_bl, nf, 4)
+                freq[c, k:k + nf] = freqs[sl] if chan_sampled else fcent[jf]
+                k += nf
+            if k < n_samp:      # padding samples: weight 0, a valid frequency
+                freq[c, k:] = freq[c, k - 1] if k else freqs.mean()
+    batch = CellBatch(vis=vis, model=model, weight=weight, ant1=bl_a1.astype(np.int32),
+                      ant2=bl_a2.astype(np.int32), freq=freq, n_ant=n_ant, ref_ant=int(ref))
+    return batch, cells
