@@ -152,6 +152,8 @@ class ApplyConfig:
     select: dict = field(default_factory=dict)   # antenna/uvrange/timerange/intent/observation (core/rowselect.py)
     correlation: str = ""                        # correlations written ('' = all; core/corrselect.py)
     applymode: str = ""             # CASA applymode (calibration/applymode.py); "" = from propagate_flags
+    workers: int = 0                # > 0: a dask LocalCluster (alakazam/distributed_apply.py)
+    scheduler: str = ""             # a dask scheduler address (tcp://host:port); wins over workers
 
 
 @dataclass
@@ -331,7 +333,7 @@ _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_
 FLUXSCALE_METHODS = ("mean", "interpolate")
 _APPLY_KEYS = {"ms", "output_col", "data_col", "target_field", "target_scans", "spw", "apply_parang",
                "propagate_flags", "applymode", "jones", "tables", "field_select", "time_interp", "solution_field",
-               "memory_limit_gb", "quiet", "correlation", *_SELECT_KEYS}
+               "memory_limit_gb", "quiet", "correlation", *_SELECT_KEYS, "workers", "scheduler"}
 
 
 def _check_keys(d, allowed, where, names, errs):
@@ -376,6 +378,15 @@ def _field_list(v):
     if isinstance(v, (list, tuple)):
         return [str(x) for x in v]
     return [s.strip() for s in str(v).split(",") if s.strip()]
+
+
+def check_cluster(cfg, where, names, errs):
+    """``workers`` >= 0 and ``scheduler`` a dask address (solve, apply and flag blocks)."""
+    if cfg.workers is not None and cfg.workers < 0:
+        errs.add(_name("workers", where, names), f"{cfg.workers} must be >= 0 (0 = in this process)")
+    if cfg.scheduler and not re.match(r"^(tcp|tls|inproc|ucx|ws|wss)://\S+$", cfg.scheduler):
+        errs.add(_name("scheduler", where, names),
+                 f"{cfg.scheduler!r} is not a dask scheduler address; expected e.g. tcp://host:8786")
 
 
 def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) -> SolveConfig:
@@ -482,11 +493,7 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         normtype=_typed(d, "normtype", str, "mean", where, names, errs, ("mean", "median")),
         workers=_typed(d, "workers", int, 0, where, names, errs),
         scheduler=str(d.get("scheduler") or ""))
-    if cfg.workers is not None and cfg.workers < 0:
-        errs.add(_name("workers", where, names), f"{cfg.workers} must be >= 0 (0 = in this process)")
-    if cfg.scheduler and not re.match(r"^(tcp|tls|inproc|ucx|ws|wss)://\S+$", cfg.scheduler):
-        errs.add(_name("scheduler", where, names),
-                 f"{cfg.scheduler!r} is not a dask scheduler address; expected e.g. tcp://host:8786")
+    check_cluster(cfg, where, names, errs)
     if cfg.iterations < 1:
         errs.add(_name("iterations", where, names), f"{cfg.iterations} must be >= 1")
     if cfg.max_iter is not None and cfg.max_iter < 1:
@@ -586,7 +593,9 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
         select=_select(d, where, names, errs),
         correlation=_typed(d, "correlation", str, "", where, names, errs),
         applymode=_typed({"applymode": d.get("applymode") or None}, "applymode", str, "", where, names, errs,
-                         APPLY_MODES))
+                         APPLY_MODES),
+        workers=_typed(d, "workers", int, 0, where, names, errs), scheduler=str(d.get("scheduler") or ""))
+    check_cluster(cfg, where, names, errs)
 
     from .calibration.compat import output_column_errors
 

@@ -226,7 +226,7 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
     (akapply).
 
     ``workers`` / ``scheduler`` (``alakazam run --workers N`` / ``--scheduler ADDRESS``): the dask
-    cluster of every solve block that does not set its own ``workers`` / ``scheduler`` key; ``plots``
+    cluster of every solve, apply and flag block that does not set its own ``workers`` / ``scheduler`` key; ``plots``
     (``alakazam run --plots DIR``; relative to the current directory): the plot directory of every
     solve block without its own ``plots:``.
 
@@ -263,13 +263,13 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
                     continue
             else:
                 params = conv(block, where)
-            if section == "solve":
+            if section in ("solve", "apply", "flag"):
                 if workers is not None and "workers" not in block:
                     params["workers"] = int(workers)
                 if scheduler and "scheduler" not in block:
                     params["scheduler"] = str(scheduler)
-                if plots and not params.get("plotdir"):
-                    params["plotdir"] = os.path.abspath(plots)
+            if section == "solve" and plots and not params.get("plotdir"):
+                params["plotdir"] = os.path.abspath(plots)
             calls.append((section, where, task, params, bool(block.get("quiet", False))))
     out = {"solve": [], "fluxscale": [], "apply": []}
     if any(c[0] == "flag" for c in calls):

@@ -26,7 +26,7 @@ _SELECTION_KEYS = ("field", "spw", "antenna", "timerange", "scan", "correlation"
 FLAG_KEYS = {"ms", "mode", "field", "spw", "antenna", "timerange", "scan", "correlation", "datacolumn",
              "strategy", "clipminmax", "clipoutside", "clipzeros", "quackinterval", "quackmode", "growtime",
              "growfreq", "extendpols", "growaround", "flagneartime", "flagnearfreq", "threshold", "action",
-             "nproc", "memory_limit_gb", "quiet"}
+             "nproc", "memory_limit_gb", "quiet", "workers", "scheduler"}
 
 
 @dataclass
@@ -59,6 +59,8 @@ class FlagConfig:
     action: str = "apply"               # apply | calculate (count only, FLAG untouched)
     memory_limit_gb: float = 0.0
     quiet: bool = False
+    workers: int = 0                    # > 0: a dask LocalCluster (alakazam/distributed_apply.py)
+    scheduler: str = ""                 # a dask scheduler address; wins over workers
 
 
 def _str(d, key, where, names, errs):
@@ -104,6 +106,7 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
         action=_typed(d, "action", str, "apply", where, names, errs, choices=ACTIONS),
         nproc=_typed(d, "nproc", int, 1, where, names, errs),
         memory_limit_gb=_typed(d, "memory_limit_gb", float, 0.0, where, names, errs),
+        workers=_typed(d, "workers", int, 0, where, names, errs), scheduler=str(d.get("scheduler") or ""),
         quiet=_typed(d, "quiet", bool, False, where, names, errs))
     if cfg.datacolumn not in DATACOLUMNS:
         errs.add(_name("datacolumn", where, names),
@@ -124,6 +127,8 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
             errs.add(_name(k, where, names), f"{v!r} must be a percentage in 0~100 (0 disables)")
     if not cfg.threshold > 0:
         errs.add(_name("threshold", where, names), f"{cfg.threshold!r} must be > 0 (robust sigmas)")
+    from ..config import check_cluster
+    check_cluster(cfg, where, names, errs)
     if cfg.nproc < 1:
         errs.add(_name("nproc", where, names), f"{cfg.nproc!r} must be >= 1 (worker processes)")
     if cfg.memory_limit_gb < 0:

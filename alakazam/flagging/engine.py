@@ -139,46 +139,17 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start):
 
     limit = memory.memory_limit_bytes(cfg.memory_limit_gb)
     counts = {"total": 0, "flagged_before": 0, "flagged_after": 0, "newly_flagged": 0, "unflagged": 0}
-    need_data = getattr(mod, "NEEDS_DATA", False)
-    with table(cfg.ms, readonly=not writes, ack=False) as t:
-        for ddid, (chans, corrs) in sel.ddids.items():
-            spw = sel.meta.spws[ddid]
-            per_row = len(spw.freqs) * spw.n_corr * BYTES_PER_SAMPLE + BYTES_PER_ROW
-            max_rows = max(1, int(limit // per_row))
-            full_chans = len(chans) == len(spw.freqs)
-            all_corrs = len(corrs) == spw.n_corr          # (parse_correlation: sorted, unique)
-            for unit in units(t, sel, ddid):
-                for idx in unit.pieces(max_rows):
-                    rows = unit.rows[idx]
-                    flag = getcol_rows(t, "FLAG", rows)
-                    flag |= getcol_rows(t, "FLAG_ROW", rows)[:, None, None]
-                    sub = _block(flag, chans, corrs, full_chans, all_corrs, copy=True)
-                    data = model = None
-                    if need_data:
-                        data, model = _read_data(t, cfg, rows, chans, corrs, full_chans, all_corrs,
-                                                 getattr(mod, "WANTS_MODEL", False), sel.meta.columns)
-                    piece = Piece(data, model, sub, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
-                                  unit.field_id[idx], unit.scan, ddid, spw.spw_id, chans, spw.freqs[chans],
-                                  [spw.corr_types[c] for c in corrs], float(unit.time.min()),
-                                  float(unit.time.max()), sel.meta.interval)
-                    new = mod.flag_piece(piece, cfg, state)
-                    if new is None:              # summary: nothing to write
-                        continue
-                    new = np.asarray(new, bool)
-                    counts["total"] += sub.size
-                    counts["flagged_before"] += int(sub.sum())
-                    counts["flagged_after"] += int(new.sum())
-                    counts["newly_flagged"] += int((new & ~sub).sum())
-                    counts["unflagged"] += int((sub & ~new).sum())
-                    if writes and not np.array_equal(new, sub):
-                        if full_chans and all_corrs:
-                            flag = new
-                        elif full_chans:
-                            flag[:, :, corrs] = new
-                        else:
-                            flag[np.ix_(np.arange(len(rows)), chans, corrs)] = new
-                        putcol_rows(t, "FLAG", rows, flag)
-                        putcol_rows(t, "FLAG_ROW", rows, flag.all(axis=(1, 2)))
+    from .. import distributed
+    if distributed.wanted(getattr(cfg, "workers", 0), getattr(cfg, "scheduler", "")) and \
+            not hasattr(mod, "finish"):         # summary collects in its state: in process
+        from .. import distributed_apply        # workers compute the flags, this process writes
+        distributed_apply.flag_units(cfg, sel, writes, counts, limit)
+    else:
+        with table(cfg.ms, readonly=not writes, ack=False) as t:
+            for ddid in sel.ddids:
+                for unit in units(t, sel, ddid):
+                    _flag_unit(t, cfg, sel, mod, state, ddid, unit, limit, counts,
+                               (lambda rows, flag: _put_flags(t, rows, flag)) if writes else None)
     secs = _time.perf_counter() - t_start
     if hasattr(mod, "finish"):
         out = mod.finish(cfg, sel, state)
@@ -192,6 +163,53 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start):
              counts["newly_flagged"], counts["unflagged"],
              "" if writes else " -- action='calculate': FLAG not written", secs)
     return {"mode": cfg.mode, "action": cfg.action, "version": version, **counts, "seconds": secs}
+
+
+def _put_flags(t, rows, flag):
+    putcol_rows(t, "FLAG", rows, flag)
+    putcol_rows(t, "FLAG_ROW", rows, flag.all(axis=(1, 2)))
+
+
+def _flag_unit(t, cfg, sel, mod, state, ddid, unit, limit, counts, write):
+    """Flag one (DATA_DESC_ID, scan) unit piece by piece (``t``: the MS open); adds to ``counts``; the
+    new FLAG of every changed piece goes to ``write(rows, flag)`` (None: nothing written)."""
+    need_data = getattr(mod, "NEEDS_DATA", False)
+    chans, corrs = sel.ddids[ddid]
+    spw = sel.meta.spws[ddid]
+    per_row = len(spw.freqs) * spw.n_corr * BYTES_PER_SAMPLE + BYTES_PER_ROW
+    max_rows = max(1, int(limit // per_row))
+    full_chans = len(chans) == len(spw.freqs)
+    all_corrs = len(corrs) == spw.n_corr          # (parse_correlation: sorted, unique)
+    for idx in unit.pieces(max_rows):
+        rows = unit.rows[idx]
+        flag = getcol_rows(t, "FLAG", rows)
+        flag |= getcol_rows(t, "FLAG_ROW", rows)[:, None, None]
+        sub = _block(flag, chans, corrs, full_chans, all_corrs, copy=True)
+        data = model = None
+        if need_data:
+            data, model = _read_data(t, cfg, rows, chans, corrs, full_chans, all_corrs,
+                                     getattr(mod, "WANTS_MODEL", False), sel.meta.columns)
+        piece = Piece(data, model, sub, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
+                      unit.field_id[idx], unit.scan, ddid, spw.spw_id, chans, spw.freqs[chans],
+                      [spw.corr_types[c] for c in corrs], float(unit.time.min()),
+                      float(unit.time.max()), sel.meta.interval)
+        new = mod.flag_piece(piece, cfg, state)
+        if new is None:              # summary: nothing to write
+            continue
+        new = np.asarray(new, bool)
+        counts["total"] += sub.size
+        counts["flagged_before"] += int(sub.sum())
+        counts["flagged_after"] += int(new.sum())
+        counts["newly_flagged"] += int((new & ~sub).sum())
+        counts["unflagged"] += int((sub & ~new).sum())
+        if write is not None and not np.array_equal(new, sub):
+            if full_chans and all_corrs:
+                flag = new
+            elif full_chans:
+                flag[:, :, corrs] = new
+            else:
+                flag[np.ix_(np.arange(len(rows)), chans, corrs)] = new
+            write(rows, flag)
 
 
 def _block(a, chans, corrs, full_chans, all_corrs, copy=False):
