@@ -390,7 +390,11 @@ def check_cluster(cfg, where, names, errs):
 
 
 def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) -> SolveConfig:
-    """A ``solve`` block (SEED.md YAML keys) -> SolveConfig; all errors reported together."""
+    """A ``solve`` block (SEED.md YAML keys) -> SolveConfig; all errors reported together.  ``ms`` may
+    be a list of MSs solved as one job (:mod:`alakazam.multims`)."""
+    if isinstance(d.get("ms"), (list, tuple)):
+        from .multims import config_many
+        return config_many(solve_config_from_dict, d, where, names, existing_keys=existing_keys)
     errs = _Errors()
     _check_keys(d, _SOLVE_KEYS, where, names, errs)
     missing = [r for r in ("ms", "output", "jones") if d.get(r) in (None, "", [])]
@@ -548,6 +552,9 @@ def fluxscale_config_from_dict(d, where="fluxscale[0]", names=None) -> Fluxscale
 
 
 def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
+    if isinstance(d.get("ms"), (list, tuple)):         # several MSs, one job (alakazam/multims.py)
+        from .multims import config_many
+        return config_many(apply_config_from_dict, d, where, names)
     errs = _Errors()
     _check_keys(d, _APPLY_KEYS, where, names, errs)
     missing = [r for r in ("ms", "jones", "tables") if d.get(r) in (None, "", [])]

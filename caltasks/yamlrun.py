@@ -184,14 +184,15 @@ def preflight(calls, produced_elsewhere=()):
                     if t and not have_table(t):
                         add(f"{where}.{key}", f"{t!r} does not exist and no earlier block writes it")
             if section == "apply":
-                outputs.check_ms_writable(cfg.ms, f"{where}.ms", flag_backup=cfg.propagate_flags)
+                for ms in (cfg.ms if isinstance(cfg.ms, list) else [cfg.ms]):  # ms: a list (multims.py)
+                    outputs.check_ms_writable(ms, f"{where}.ms", flag_backup=cfg.propagate_flags)
                 for k, term in enumerate(cfg.terms):
                     if not have_table(term.table):
                         add(f"{where}.tables[{k}]", f"{term.table!r} does not exist and no earlier block "
                             "writes it")
-                cols = ms_columns(cfg.ms)
-                for msg in output_column_errors(cfg.output_col, cfg.data_col, cols):
-                    add(f"{where}.output_col", msg)
+                for ms in (cfg.ms if isinstance(cfg.ms, list) else [cfg.ms]):
+                    for msg in output_column_errors(cfg.output_col, cfg.data_col, ms_columns(ms)):
+                        add(f"{where}.output_col", msg)
         except AlakazamError as e:
             msg = str(e)
             path, _, rest = msg.partition(": ")

@@ -61,6 +61,9 @@ def run_apply(cfg: ApplyConfig) -> dict:
     (:mod:`alakazam.core.columns`)."""
     from ..core import locks, ms_io, outputs
 
+    if isinstance(cfg.ms, (list, tuple)):         # several MSs, one job (alakazam/multims.py)
+        from .. import multims
+        return multims.run_apply(cfg)
     ms_io.check_ms(cfg.ms)
     outputs.check_ms_writable(cfg.ms, flag_backup=cfg.propagate_flags)
     try:
