@@ -111,6 +111,7 @@ def apply_plan(cfg, meta, terms, plan, scans, names, limit, lines, counts, write
         for i, (fid, ddid, chans, n_rows) in enumerate(plan):
             mr = ap._max_rows(part_limit, meta.spws[ddid], len(terms))
             units += [(i, fid, ddid, chans, k, min(mr, n_rows - k * mr)) for k in range(math.ceil(n_rows / mr))]
+        log.info("apply: %d row chunks of %d (field, SPW) on %d dask workers", len(units), len(plan), n_workers)
         [shared] = c.scatter([(cfg, meta, terms, scans, names, part_limit, write_col, rowsel, mode)],
                              broadcast=True, hash=False)
         first_lines = {}

@@ -36,6 +36,16 @@ def solved(tmp_path_factory):
     return ms, cal
 
 
+@pytest.fixture(scope="module")
+def scheduler():
+    """One LocalCluster of 2 worker processes for the equality tests (runs reach it by its address,
+    the ``scheduler:`` path; the fault tests start their own through ``workers: 2``)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
+        yield c.scheduler_address
+
+
 def _copy(ms, dest):
     shutil.copytree(ms, dest)
     return str(dest)
@@ -54,16 +64,23 @@ def _col(ms, name):
 def _apply(ms, cal, **extra):
     # memory_limit_gb small enough for several row chunks per (field, SPW)
     return run_apply(apply_config_from_dict(dict(ms=ms, jones=["K0", "G0"], tables=[cal, cal], quiet=True,
-                                                 time_interp=["nearest", "linear"], memory_limit_gb=2e-5,
+                                                 time_interp=["nearest", "linear"], memory_limit_gb=2e-4,
                                                  **extra)))
 
 
-def test_apply_two_workers_bit_identical(solved, tmp_path):
+def test_apply_two_workers_bit_identical(solved, scheduler, tmp_path, caplog):
     """CORRECTED_DATA and (applymode calflag) FLAG equal the in-process run bit for bit; counts too."""
+    import logging
+    import re
+
     ms, cal = solved
     a, b = _copy(ms, tmp_path / "a.ms"), _copy(ms, tmp_path / "b.ms")
     ra = _apply(a, cal, applymode="calflag")
-    rb = _apply(b, cal, applymode="calflag", workers=2)
+    with caplog.at_level(logging.INFO, logger="alakazam.distributed"):
+        rb = _apply(b, cal, applymode="calflag", scheduler=scheduler)
+    m = [re.match(r"apply: (\d+) row chunks of (\d+) \(field, SPW\)", r.getMessage()) for r in caplog.records]
+    n_chunks, n_units = [tuple(map(int, x.groups())) for x in m if x][0]
+    assert n_units == 6 and n_chunks >= 3 * n_units             # several chunks per (field, SPW)
     assert ra["rows"] == rb["rows"] > 0
     for k in ("samples", "no_solution", "flagged_by_solution", "flagged_by_term"):
         assert ra[k] == rb[k], k
@@ -76,13 +93,13 @@ def test_apply_two_workers_bit_identical(solved, tmp_path):
     assert _col(b, "CORRECTED_DATA_AKPARTIAL") is None
 
 
-def test_flag_two_workers_identical(solved, tmp_path):
+def test_flag_two_workers_identical(solved, scheduler, tmp_path):
     """akflag mode='mad' (reads DATA and MODEL_DATA) on 2 workers: FLAG / FLAG_ROW and the counts equal
     the in-process run's; the flag version is saved first."""
     ms, _ = solved
     a, b = _copy(ms, tmp_path / "a.ms"), _copy(ms, tmp_path / "b.ms")
     fa = run_flag(flag_config_from_dict(dict(ms=a, mode="mad", threshold=4.0, quiet=True)))
-    fb = run_flag(flag_config_from_dict(dict(ms=b, mode="mad", threshold=4.0, quiet=True, workers=2)))
+    fb = run_flag(flag_config_from_dict(dict(ms=b, mode="mad", threshold=4.0, quiet=True, scheduler=scheduler)))
     assert fa["newly_flagged"] > 0
     for k in ("total", "flagged_before", "flagged_after", "newly_flagged", "unflagged"):
         assert fa[k] == fb[k], k

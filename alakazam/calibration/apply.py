@@ -239,9 +239,13 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         log.info(ln)
     max_rows = _max_rows(limit, spw, len(terms))
     write = write or _write
-    starts = range(0, len(rows), max_rows) if part is None else [part * max_rows]
-    for ch in (ms_io.read_rows(cfg.ms, ddid, [fid], data_col=cfg.data_col, model_col=None, meta=meta,
-                               rows=rows[s:s + max_rows], rowsel=rowsel) for s in starts):
+    if part is None:
+        chunks = ms_io.iter_chunks(cfg.ms, ddid, [fid], scans=scans, data_col=cfg.data_col, model_col=None,
+                                   max_rows=max_rows, meta=meta, rowsel=rowsel)
+    else:                   # the part-th chunk of iter_chunks's
+        chunks = [ms_io.read_rows(cfg.ms, ddid, [fid], data_col=cfg.data_col, model_col=None, meta=meta,
+                                  rows=rows[part * max_rows:(part + 1) * max_rows], rowsel=rowsel)]
+    for ch in chunks:
         data, _, flag, _ = ch.four_corr(spw.corr_types)
         utimes, tidx = np.unique(ch.time, return_inverse=True)
         tscan = np.zeros(len(utimes), np.int64)
