@@ -127,3 +127,35 @@ def test_worker_killed_mid_apply(solved, tmp_path, monkeypatch):
     _apply(b, cal, output_col="CAL_DATA", workers=2)
     assert marker.exists()
     np.testing.assert_array_equal(_col(b, "CAL_DATA"), _col(ref, "CAL_DATA"))
+
+
+def test_run_workers_reaches_apply_and_flag_blocks(solved, tmp_path, monkeypatch):
+    """`alakazam run --workers 3` sets workers on flag and apply blocks that do not set their own (the
+    distributed entry points are replaced by recorders: no cluster starts); workers: -1 is refused."""
+    import yaml
+
+    from alakazam import distributed_apply
+    from alakazam.errors import ParameterError
+    from caltasks.yamlrun import run_yaml
+
+    ms, cal = solved
+    m = _copy(ms, tmp_path / "m.ms")
+    seen = []
+    monkeypatch.setattr(distributed_apply, "flag_units", lambda cfg, *a: seen.append(("flag", cfg.workers)))
+
+    def apply_plan(cfg, meta, terms, plan, *a):
+        seen.append(("apply", cfg.workers))
+        return plan                         # the in-process loop then runs the plan
+
+    monkeypatch.setattr(distributed_apply, "apply_plan", apply_plan)
+    doc = {"flag": [dict(ms=m, mode="manual", antenna="C01", quiet=True)],
+           "apply": [dict(ms=m, jones=["G0"], tables=[cal], quiet=True),
+                     dict(ms=m, jones=["G0"], tables=[cal], output_col="SELF_DATA", workers=0, quiet=True)]}
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    run_yaml(str(cfg), workers=3)
+    assert seen == [("flag", 3), ("apply", 3)]          # the block with workers: 0 ran in process
+    doc["apply"][0]["workers"] = -1
+    cfg.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ParameterError, match="workers"):
+        run_yaml(str(cfg))
