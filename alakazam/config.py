@@ -333,7 +333,8 @@ _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_
 FLUXSCALE_METHODS = ("mean", "interpolate")
 _APPLY_KEYS = {"ms", "output_col", "data_col", "target_field", "target_scans", "spw", "apply_parang",
                "propagate_flags", "applymode", "jones", "tables", "field_select", "time_interp", "solution_field",
-               "memory_limit_gb", "quiet", "correlation", *_SELECT_KEYS, "workers", "scheduler"}
+               "memory_limit_gb", "quiet", "correlation", *_SELECT_KEYS,
+               "workers", "scheduler"}
 
 
 def _check_keys(d, allowed, where, names, errs):

@@ -110,8 +110,10 @@ def apply_plan(cfg, meta, terms, plan, scans, names, limit, lines, counts, write
         units = []
         for i, (fid, ddid, chans, n_rows) in enumerate(plan):
             mr = ap._max_rows(part_limit, meta.spws[ddid], len(terms))
-            units += [(i, fid, ddid, chans, k, min(mr, n_rows - k * mr)) for k in range(math.ceil(n_rows / mr))]
-        log.info("apply: %d row chunks of %d (field, SPW) on %d dask workers", len(units), len(plan), n_workers)
+            units += [(i, fid, ddid, chans, k, min(mr, n_rows - k * mr))
+                      for k in range(math.ceil(n_rows / mr))]
+        log.info("apply: %d row chunks of %d (field, SPW) on %d dask workers", len(units), len(plan),
+                 n_workers)
         [shared] = c.scatter([(cfg, meta, terms, scans, names, part_limit, write_col, rowsel, mode)],
                              broadcast=True, hash=False)
         first_lines = {}
@@ -204,8 +206,8 @@ def flag_units(cfg, sel, writes, counts, limit):
         def describe(u):
             return f"akflag: the unit DATA_DESC_ID {u.ddid} / scan {u.scan} ({len(u.rows)} rows)"
 
-        with progress.bar(f"akflag {cfg.mode} on {n_workers} dask workers: rows", sum(len(u.rows) for u in units),
-                          quiet=cfg.quiet) as pbar:
+        with progress.bar(f"akflag {cfg.mode} on {n_workers} dask workers: rows",
+                          sum(len(u.rows) for u in units), quiet=cfg.quiet) as pbar:
             def on_result(u, res):
                 part_counts, pieces = res
                 if pieces:

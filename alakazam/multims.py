@@ -65,12 +65,13 @@ def check_antennas(paths):
     for p in paths[1:]:
         other = ms_io.read_meta(p).ant_names
         if list(other) != list(first):
-            diff = next((i for i, (x, y) in enumerate(zip(first, other)) if x != y), min(len(first), len(other)))
+            diff = next((i for i, (x, y) in enumerate(zip(first, other)) if x != y),
+                        min(len(first), len(other)))
             a = first[diff] if diff < len(first) else "(none)"
             b = other[diff] if diff < len(other) else "(none)"
-            raise AlakazamError(f"ms: {paths[0]} and {p} have different antennas (ANTENNA row {diff}: {a} vs "
-                                f"{b}; {len(first)} vs {len(other)} antennas); one job needs the same antennas "
-                                "in every MS")
+            raise AlakazamError(f"ms: {paths[0]} and {p} have different antennas (ANTENNA row {diff}: {a} "
+                                f"vs {b}; {len(first)} vs {len(other)} antennas); one job needs the same "
+                                "antennas in every MS")
 
 
 def run_solve(cfg) -> dict:

@@ -58,7 +58,8 @@ def main(argv=None):
         t = time.perf_counter()
         fn()
         dt = time.perf_counter() - t
-        out[name] = {"s": round(dt, 1), "load1_before": round(l0, 2), "load1_after": round(os.getloadavg()[0], 2)}
+        out[name] = {"s": round(dt, 1), "load1_before": round(l0, 2),
+                     "load1_after": round(os.getloadavg()[0], 2)}
         print(name, out[name], flush=True)
 
     ref = {}
@@ -72,8 +73,8 @@ def main(argv=None):
             ref["c"] = s
     for name, w in (("flag_mad_inproc", 0), ("flag_mad_w1", 1), ("flag_mad_w2", 2)):
         res = {}
-        timed(name, lambda w=w: res.update(run_flag(flag_config_from_dict(dict(ms=a.ms, mode="mad", quiet=True,
-                                                                                workers=w)))))
+        timed(name, lambda w=w, res=res: res.update(run_flag(flag_config_from_dict(
+            dict(ms=a.ms, mode="mad", quiet=True, workers=w)))))
         s = _sample(a.ms, "FLAG")
         out[name]["newly_flagged"] = res["newly_flagged"]
         if "f" in ref:
