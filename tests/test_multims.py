@@ -68,8 +68,10 @@ def test_split_by_spw_solves_and_applies_as_one(split, tmp_path):
             ok = ~sr[k].flags
             np.testing.assert_allclose(sm[k].jones[ok], sr[k].jones[ok], rtol=0, atol=1e-10)
     # apply takes the list: each MS's CORRECTED_DATA equals the unsplit MS's rows of its SPW
+    from caltasks.akapply import akapply
+
     tbl = dict(jones=["K0", "G0"], tables=[out, out], quiet=True)
-    res = run_apply(apply_config_from_dict(dict(tbl, ms=[a, b])))
+    res = akapply(vis=[a, b], gaintable=[out, out], jones=["K0", "G0"])      # the task form
     assert len(res["per_ms"]) == 2
     run_apply(apply_config_from_dict(dict(tbl, ms=full)))
     cf = _cell_rows(full, "CORRECTED_DATA")
@@ -81,6 +83,12 @@ def test_split_by_spw_solves_and_applies_as_one(split, tmp_path):
 
 
 def test_different_antennas_refused(split, tmp_path):
+    """Different ANTENNA names: an error before anything is solved; a missing MS in vis=[...] is a
+    parameter error naming it."""
+    from caltasks.akcal import akcal
+
+    from alakazam.errors import ParameterError
+
     from casacore.tables import table
 
     full, a, _ = split
@@ -91,4 +99,7 @@ def test_different_antennas_refused(split, tmp_path):
     out = tmp_path / "x.h5"
     with pytest.raises(AlakazamError, match="different antennas.*XX99"):
         run_solve(solve_config_from_dict(dict(BLOCK, ms=[full, c], output=str(out))))
+    assert not out.exists()
+    with pytest.raises(ParameterError, match="nope.ms"):
+        akcal(vis=[a, str(tmp_path / "nope.ms")], caltable=str(out), jones=["G"], field="3C286")
     assert not out.exists()
