@@ -62,6 +62,7 @@ def client(workers=0, scheduler=""):
             cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
                                    dashboard_address=":0")
             c = Client(cluster)
+            c.wait_for_workers(int(workers), timeout=120)     # every worker registered before work starts
         log.info("dask: %d workers, dashboard %s", len(c.scheduler_info().get("workers", {})),
                  c.dashboard_link)
         try:
@@ -94,6 +95,17 @@ def _fault_injection(step_key):
         os._exit(17)
 
 
+def _identity(x):
+    return x
+
+
+def share(c, obj):
+    """A future holding ``obj`` for many tasks.  Computed by a task, not scattered: when the worker
+    holding it dies the scheduler recomputes it (scattered data would be lost for good, and every unit
+    needing it would fail with "already forgotten")."""
+    return c.submit(_identity, obj, pure=False, retries=RETRIES)
+
+
 def _solve_unit(ctx, step, fid, ddid):
     """Worker side of one unit: the client's context without its cache (tier >= 2: per-group reads) and
     the in-process solve of one (field, SPW)."""
@@ -114,7 +126,7 @@ def solve_step(c, ctx, step, fids, advance=None) -> list:
     # cannot span processes, so workers read per group (tier 2) or in row chunks (tier 3)
     wctx = dataclasses.replace(ctx, cache={}, advance=None, tier=max(ctx.tier, 2), prior=list(ctx.prior))
     units = [(fid, ddid) for fid in fids for ddid in ctx.spw_sel]
-    [wctx_f] = c.scatter([wctx], broadcast=True, hash=False)     # once per step, not once per unit
+    wctx_f = share(c, wctx)             # once per step, not once per unit
     futs = [c.submit(_solve_unit, wctx_f, step, fid, ddid, key=f"{step.key}-field{fid}-ddid{ddid}-{id(ctx)}",
                      retries=RETRIES, pure=False)
             for fid, ddid in units]

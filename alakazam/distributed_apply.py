@@ -30,7 +30,7 @@ import contextlib
 import logging
 import math
 
-from .distributed import RETRIES, _fault_injection, client
+from .distributed import RETRIES, _fault_injection, client, share
 from .errors import AlakazamError
 
 log = logging.getLogger("alakazam.distributed")
@@ -114,8 +114,7 @@ def apply_plan(cfg, meta, terms, plan, scans, names, limit, lines, counts, write
                       for k in range(math.ceil(n_rows / mr))]
         log.info("apply: %d row chunks of %d (field, SPW) on %d dask workers", len(units), len(plan),
                  n_workers)
-        [shared] = c.scatter([(cfg, meta, terms, scans, names, part_limit, write_col, rowsel, mode)],
-                             broadcast=True, hash=False)
+        shared = share(c, (cfg, meta, terms, scans, names, part_limit, write_col, rowsel, mode))
         first_lines = {}
 
         def submit(u):
@@ -197,7 +196,7 @@ def flag_units(cfg, sel, writes, counts, limit):
         # pieces are whole baselines (every mode's statistics are per baseline), so their size does
         # not change the flags; the workers of one machine share its memory
         part_limit = max(1, int(limit // n_workers))
-        [shared] = c.scatter([(wcfg, sel, part_limit, writes)], broadcast=True, hash=False)
+        shared = share(c, (wcfg, sel, part_limit, writes))
 
         def submit(u):
             return c.submit(_flag_part, shared, u, retries=RETRIES, pure=False,
