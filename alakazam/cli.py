@@ -137,9 +137,10 @@ def build_parser():
                    help="warnings and errors only, no progress bars")
     s.add_argument("--log", default=argparse.SUPPRESS, metavar="FILE", help="also write the log to FILE")
     s.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="solve on a dask LocalCluster of N worker processes (blocks may set their own)")
+                   help="solve, apply and flag on a dask LocalCluster of N worker processes "
+                        "(blocks may set their own)")
     s.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="solve on a running dask scheduler, e.g. tcp://host:8786")
+                   help="solve, apply and flag on a running dask scheduler, e.g. tcp://host:8786")
     s.add_argument("--plots", default=None, metavar="DIR",
                    help="solution plots of every solve block (without its own plots: key) into DIR")
     s.set_defaults(func=cmd_run)

@@ -150,6 +150,8 @@ class ApplyConfig:
     select: dict = field(default_factory=dict)   # antenna/uvrange/timerange/intent/observation (core/rowselect.py)
     correlation: str = ""                        # correlations written ('' = all; core/corrselect.py)
     applymode: str = ""             # CASA applymode (calibration/applymode.py); "" = from propagate_flags
+    workers: int = 0                # > 0: a dask LocalCluster (alakazam/distributed_apply.py)
+    scheduler: str = ""             # a dask scheduler address (tcp://host:port); wins over workers
 
 
 @dataclass
@@ -369,8 +371,21 @@ def _per_step_allowed(values, section, key, where, names, errs):
                      f"{v!r} is not allowed; expected one of {', '.join(ok)}")
 
 
+def check_cluster(cfg, where, names, errs):
+    """``workers`` >= 0 and ``scheduler`` a dask address (solve, apply and flag blocks)."""
+    if cfg.workers is not None and cfg.workers < 0:
+        errs.add(_name("workers", where, names), f"{cfg.workers} must be >= 0 (0 = in this process)")
+    if cfg.scheduler and not re.match(r"^(tcp|tls|inproc|ucx|ws|wss)://\S+$", cfg.scheduler):
+        errs.add(_name("scheduler", where, names),
+                 f"{cfg.scheduler!r} is not a dask scheduler address; expected e.g. tcp://host:8786")
+
+
 def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) -> SolveConfig:
-    """A ``solve`` block (SEED.md YAML keys) -> SolveConfig; all errors reported together."""
+    """A ``solve`` block (SEED.md YAML keys) -> SolveConfig; all errors reported together.  ``ms`` may
+    be a list of MSs solved as one job (:mod:`alakazam.multims`)."""
+    if isinstance(d.get("ms"), (list, tuple)):
+        from .multims import config_many
+        return config_many(solve_config_from_dict, d, where, names, existing_keys=existing_keys)
     errs = _Errors()
     _check_keys(d, "solve", where, names, errs)
     per_step = ("jones", "field", "time_interval", "freq_interval", "phase_only", "amp_only",
@@ -425,9 +440,7 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
     cfg = SolveConfig(steps=steps, ref_ant=ref, external_preapply=ext,
                       select={k: v[k] for k in _SELECT_KEYS if v[k]}, **_kwargs(SolveConfig, v))
     # what the XML cannot say (a strict bound, an address)
-    if cfg.scheduler and not re.match(r"^(tcp|tls|inproc|ucx|ws|wss)://\S+$", cfg.scheduler):
-        errs.add(_name("scheduler", where, names),
-                 f"{cfg.scheduler!r} is not a dask scheduler address; expected e.g. tcp://host:8786")
+    check_cluster(cfg, where, names, errs)
     if cfg.tol <= 0 and _name("tol", where, names) not in errs.errors:
         errs.add(_name("tol", where, names), f"{cfg.tol} must be > 0")
     errs.raise_if_any()
@@ -489,6 +502,9 @@ def fluxscale_config_from_dict(d, where="fluxscale[0]", names=None) -> Fluxscale
 
 
 def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
+    if isinstance(d.get("ms"), (list, tuple)):         # several MSs, one job (alakazam/multims.py)
+        from .multims import config_many
+        return config_many(apply_config_from_dict, d, where, names)
     errs = _Errors()
     _check_keys(d, "apply", where, names, errs)
     per_term = ("jones", "tables", "field_select", "time_interp", "solution_field", "target_field",
@@ -530,6 +546,7 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
     cfg = ApplyConfig(terms=terms, target_field=_field_list(d.get("target_field")) or None,
                       propagate_flags=bool(pf), applymode=mode,
                       select={k: v[k] for k in _SELECT_KEYS if v[k]}, **_kwargs(ApplyConfig, v))
+    check_cluster(cfg, where, names, errs)
 
     from .calibration.compat import output_column_errors
 

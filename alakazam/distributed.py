@@ -63,6 +63,7 @@ def client(workers=0, scheduler=""):
             cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
                                    dashboard_address=":0")
             c = Client(cluster)
+            c.wait_for_workers(int(workers), timeout=120)     # every worker registered before work starts
         log.info("dask: %d workers, dashboard %s", len(c.scheduler_info().get("workers", {})),
                  c.dashboard_link)
         try:
@@ -95,6 +96,17 @@ def _fault_injection(step_key):
         os._exit(17)
 
 
+def _identity(x):
+    return x
+
+
+def share(c, obj):
+    """A future holding ``obj`` for many tasks.  Computed by a task, not scattered: when the worker
+    holding it dies the scheduler recomputes it (scattered data would be lost for good, and every unit
+    needing it would fail with "already forgotten")."""
+    return c.submit(_identity, obj, pure=False, retries=RETRIES)
+
+
 def _solve_unit(ctx, unit):
     """Worker side of one unit (:class:`alakazam.plan.Unit`: step x field x SPW x scan group): the
     client's context without its cache (tier >= 2: per-group reads) and the in-process solve of that
@@ -120,7 +132,7 @@ def solve_step(c, ctx, step, fids, advance=None, step_index=0) -> list:
     # cannot span processes, so workers read per group (tier 2) or in row chunks (tier 3)
     wctx = dataclasses.replace(ctx, cache={}, advance=None, tier=max(ctx.tier, 2), prior=list(ctx.prior))
     units = plan.units_of(ctx.meta, step_index, step, fids, ctx.spw_sel, ctx.scans)
-    [wctx_f] = c.scatter([wctx], broadcast=True, hash=False)     # once per step, not once per unit
+    wctx_f = share(c, wctx)             # once per step, not once per unit
     futs = [c.submit(_solve_unit, wctx_f, u,
                      key=f"{step.key}-field{u.fid}-ddid{u.ddid}-scan{u.group.scan_id}-{id(ctx)}",
                      retries=RETRIES, pure=False)

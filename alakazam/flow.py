@@ -97,6 +97,9 @@ def run_solve(cfg: SolveConfig) -> dict:
     (:mod:`alakazam.distributed`; always step-major); the cluster is started after validation and the
     memory plan, and closed when the block ends, whatever happens.
     """
+    if isinstance(cfg.ms, (list, tuple)):         # several MSs, one table (alakazam/multims.py)
+        from . import multims
+        return multims.run_solve(cfg)
     import contextlib
 
     from .core import locks, outputs

@@ -24,7 +24,8 @@ def build_config(params):
     from alakazam.calibration.compat import check_output_column, ms_columns
 
     # CORRECTED_DATA or a new column only (checked against the MS before the task starts)
-    check_output_column(cfg.output_col, cfg.data_col, ms_columns(cfg.ms), param="outputcolumn")
+    for ms in (cfg.ms if isinstance(cfg.ms, list) else [cfg.ms]):      # vis may list several MSs
+        check_output_column(cfg.output_col, cfg.data_col, ms_columns(ms), param="outputcolumn")
     return cfg
 
 

@@ -209,4 +209,12 @@ def check_value(p: ParamSpec, v, paths=True):
         v = os.path.expanduser(v)
         if not v or not os.path.exists(v):
             return v, f"the {p.name} parameter must be a path that exists ({v!r} does not exist)"
+    if p.mustexist and p.type == "any":         # a path or a list of paths (e.g. vis: several MSs)
+        many = isinstance(v, (list, tuple))
+        v = [os.path.expanduser(x) for x in v] if many else os.path.expanduser(v)
+        for x in (v if many else [v]):
+            if not x or not os.path.exists(x):
+                return v, f"the {p.name} parameter must be a path that exists ({x!r} does not exist)"
+        if many and not v:
+            return v, f"the {p.name} parameter must be a path or a non-empty list of paths"
     return v, None

@@ -203,13 +203,16 @@ def preflight(blocks, produced_elsewhere=()):
                     add(f"{where}.transfer_table", f"{cfg.transfer_table!r} does not exist and no earlier "
                         "block writes it")
                 if section == "apply":
-                    outputs.check_ms_writable(cfg.ms, f"{where}.ms", flag_backup=cfg.propagate_flags)
+                    mss = cfg.ms if isinstance(cfg.ms, list) else [cfg.ms]     # ms: a list (multims.py)
+                    for ms in mss:
+                        outputs.check_ms_writable(ms, f"{where}.ms", flag_backup=cfg.propagate_flags)
                     for k, term in enumerate(cfg.terms):
                         if not have_table(term.table):
                             add(f"{where}.tables[{k}]", f"{term.table!r} does not exist and no earlier block "
                                 "writes it")
-                    for msg in output_column_errors(cfg.output_col, cfg.data_col, ms_columns(cfg.ms)):
-                        add(f"{where}.output_col", msg)
+                    for ms in mss:
+                        for msg in output_column_errors(cfg.output_col, cfg.data_col, ms_columns(ms)):
+                            add(f"{where}.output_col", msg)
             except AlakazamError as e:
                 msg = str(e)
                 path, _, rest = msg.partition(": ")
@@ -231,7 +234,7 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
     (akapply).
 
     ``workers`` / ``scheduler`` (``alakazam run --workers N`` / ``--scheduler ADDRESS``): the dask
-    cluster of every solve block that does not set its own ``workers`` / ``scheduler`` key; ``plots``
+    cluster of every solve, apply and flag block that does not set its own ``workers`` / ``scheduler`` key; ``plots``
     (``alakazam run --plots DIR``; relative to the current directory): the plot directory of every
     solve block without its own ``plots:``.
 
@@ -246,13 +249,13 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
     blocks, errors = yaml_blocks(load(path))
     blocks = [b for b in blocks if b[0] in sections]     # (alakazam flag CONFIG runs only the flag blocks)
     for k, (section, where, block) in enumerate(blocks):
-        if section == "solve" and isinstance(block, dict):
+        if section in ("solve", "apply", "flag") and isinstance(block, dict):
             block = dict(block)
             if workers is not None and "workers" not in block:
                 block["workers"] = int(workers)
             if scheduler and "scheduler" not in block:
                 block["scheduler"] = str(scheduler)
-            if plots and not block.get("plots"):
+            if section == "solve" and plots and not block.get("plots"):
                 block["plots"] = os.path.abspath(plots)
             blocks[k] = (section, where, block)
     out = {"solve": [], "fluxscale": [], "apply": []}

@@ -61,6 +61,9 @@ def run_apply(cfg: ApplyConfig) -> dict:
     (:mod:`alakazam.core.columns`)."""
     from ..core import locks, ms_io, outputs
 
+    if isinstance(cfg.ms, (list, tuple)):         # several MSs, one job (alakazam/multims.py)
+        from .. import multims
+        return multims.run_apply(cfg)
     ms_io.check_ms(cfg.ms)
     outputs.check_ms_writable(cfg.ms, flag_backup=cfg.propagate_flags)
     from ..core.ms import MeasurementSet
@@ -157,11 +160,16 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
     lines = []
     counts = {"rows": 0, "samples": 0, "no_solution": 0, "flagged_by_solution": 0}
     per_term = {}           # (term key, field name) -> samples whose solution in that term is flagged
+    from .. import distributed
     save = (lambda: backup_flags(cfg.ms)) if _am.writes_flags(mode) else (lambda: None)
     with flagsafety.saved_then_marked(cfg.ms, save) as backup:
         if backup:
             log.info("FLAG saved as flag version %s; restore with: %s", backup,
                      flagsafety.restore_command(cfg.ms, backup))
+        if distributed.wanted(getattr(cfg, "workers", 0), getattr(cfg, "scheduler", "")):
+            from .. import distributed_apply     # workers correct, this process writes (one writer)
+            plan = distributed_apply.apply_plan(cfg, meta, terms, plan, scans, names, limit, lines, counts,
+                                                write_col, rowsel, mode, per_term)
         for fid, ddid, chans, n_rows in plan:
             fld = meta.fields[fid]
             spw = meta.spws[ddid]
@@ -195,10 +203,27 @@ def _with_spw(line, spw_id):
     return f"{line} (spw {spw_id})"
 
 
+def _max_rows(limit, spw, n_terms):
+    """Rows of one apply chunk within ``limit`` bytes."""
+    from ..core import memory
+
+    bpr = memory.bytes_per_row(len(spw.freqs), spw.n_corr) + 16 * n_terms * len(spw.freqs)
+    return max(1, int(limit // max(bpr, 1)))
+
+
+def _write(cfg, col, rownr, values, cmask):
+    """The output of one chunk into ``col`` (the unselected correlations keep the column's contents)."""
+    from ..core import corrselect, ms_io
+
+    ms_io.write_column(cfg.ms, col, rownr, corrselect.keep_unselected(cfg.ms, col, rownr, values, cmask))
+
+
 def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar,
-                 write_col=None, rowsel=None, mode="calonly", per_term=None):
-    """Correct the rows of one field and SPW, chunk by chunk."""
-    from ..core import corrselect, memory, ms_io
+                 write_col=None, rowsel=None, mode="calonly", per_term=None, write=None, part=None):
+    """Correct the rows of one field and SPW, chunk by chunk: all chunks, or with ``part`` = k only the
+    k-th (a distributed unit); each chunk's output goes to ``write(cfg, column, rownr, values, cmask)``
+    (default :func:`_write`; a dask worker hands it back to the writing client instead)."""
+    from ..core import corrselect, ms_io
     from ..jones import algebra
 
     fld = meta.fields[fid]
@@ -213,10 +238,15 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
             term, spw.spw_id, utimes_all, freqs, names, fld.name, (fld.ra, fld.dec), len(names)))
     for ln in lines[-2 * len(terms):]:
         log.info(ln)
-    bpr = memory.bytes_per_row(len(freqs_all), spw.n_corr) + 16 * len(terms) * len(freqs_all)
-    max_rows = max(1, int(limit // max(bpr, 1)))
-    for ch in ms_io.iter_chunks(cfg.ms, ddid, [fid], scans=scans, data_col=cfg.data_col, model_col=None,
-                                max_rows=max_rows, meta=meta, rowsel=rowsel):
+    max_rows = _max_rows(limit, spw, len(terms))
+    write = write or _write
+    if part is None:
+        chunks = ms_io.iter_chunks(cfg.ms, ddid, [fid], scans=scans, data_col=cfg.data_col, model_col=None,
+                                   max_rows=max_rows, meta=meta, rowsel=rowsel)
+    else:                   # the part-th chunk of iter_chunks's
+        chunks = [ms_io.read_rows(cfg.ms, ddid, [fid], data_col=cfg.data_col, model_col=None, meta=meta,
+                                  rows=rows[part * max_rows:(part + 1) * max_rows], rowsel=rowsel)]
+    for ch in chunks:
         data, _, flag, _ = ch.four_corr(spw.corr_types)
         utimes, tidx = np.unique(ch.time, return_inverse=True)
         tscan = np.zeros(len(utimes), np.int64)
@@ -275,11 +305,9 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
             full[:, chans] = out
         cmask = corrselect.parse_correlation(cfg.correlation, spw.corr_types)   # None = all (core/corrselect)
         if _am.writes_data(mode):
-            ms_io.write_column(cfg.ms, write_col or cfg.output_col, ch.rownr, corrselect.keep_unselected(
-                cfg.ms, write_col or cfg.output_col, ch.rownr,
-                _native(full, spw.corr_types, spw.n_corr).astype(ch.data.dtype, copy=False), cmask))
+            write(cfg, write_col or cfg.output_col, ch.rownr,
+                  _native(full, spw.corr_types, spw.n_corr).astype(ch.data.dtype, copy=False), cmask)
         if propagate:
-            ms_io.write_column(cfg.ms, "FLAG", ch.rownr, corrselect.keep_unselected(
-                cfg.ms, "FLAG", ch.rownr, _native(newflag, spw.corr_types, spw.n_corr), cmask))
+            write(cfg, "FLAG", ch.rownr, _native(newflag, spw.corr_types, spw.n_corr), cmask)
         pbar.advance(ch.n_row)
 

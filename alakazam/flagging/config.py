@@ -58,6 +58,8 @@ class FlagConfig:
     gainfield: List[str] = _dcfield(default_factory=list)
     interp: List[str] = _dcfield(default_factory=list)
     parang: bool = False
+    workers: int = 0                    # > 0: a dask LocalCluster (alakazam/distributed_apply.py)
+    scheduler: str = ""                 # a dask scheduler address; wins over workers
 
 
 def _str(d, key, where, names, errs):
@@ -93,6 +95,12 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
         cfg.clipminmax = []
     if not cfg.threshold > 0 and _name("threshold", where, names) not in errs.errors:
         errs.add(_name("threshold", where, names), f"{cfg.threshold!r} must be > 0 (robust sigmas)")
+    from ..config import check_cluster
+
+    check_cluster(cfg, where, names, errs)
+    if (cfg.workers or cfg.scheduler) and cfg.gaintable:
+        errs.add(_name("workers", where, names), "akflag with gaintable (calibration applied on the fly) runs "
+                 "in one process; drop workers/scheduler or gaintable")
     if cfg.mode == "aoflagger" and cfg.strategy:
         from .aoflagger import strategy_path
 

@@ -165,64 +165,25 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
     limit = memory.memory_limit_bytes(cfg.memory_limit_gb)
     counts = {"total": 0, "flagged_before": 0, "flagged_after": 0, "newly_flagged": 0, "unflagged": 0,
               "no_solution": 0}
-    need_data = getattr(mod, "NEEDS_DATA", False)
     from contextlib import ExitStack
 
-    from .. import progress
-    from . import preapply
+    from .. import distributed, progress
 
-    with (table(cfg.ms, readonly=False, ack=False) if writes else ms_io.main_table(cfg.ms)) as t, \
-            ExitStack() as stack:
-        todo = [(ddid, cc, units(t, sel, ddid)) for ddid, cc in sel.ddids.items()]
-        pbar = stack.enter_context(progress.bar(
-            f"akflag {cfg.mode}: rows", sum(len(u.rows) for _, _, us in todo for u in us), quiet=cfg.quiet))
-        for ddid, (chans, corrs), unit_list in todo:
-            spw = sel.meta.spws[ddid]
-            per_sample = BYTES_PER_SAMPLE + (0 if pre is None else preapply.BYTES_PER_SAMPLE)
-            per_row = len(spw.freqs) * spw.n_corr * per_sample + BYTES_PER_ROW
-            max_rows = max(1, int(limit // per_row))
-            full_chans = len(chans) == len(spw.freqs)
-            all_corrs = len(corrs) == spw.n_corr          # (parse_correlation: sorted, unique)
-            for unit in unit_list:
-                for idx in unit.pieces(max_rows):
-                    pbar.advance(len(idx))
-                    rows = unit.rows[idx]
-                    flag = getcol_rows(t, "FLAG", rows)
-                    flag |= getcol_rows(t, "FLAG_ROW", rows)[:, None, None]
-                    sub = _block(flag, chans, corrs, full_chans, all_corrs, copy=True)
-                    data = model = None
-                    mflag = sub
-                    if need_data:
-                        calib = None if pre is None else (pre, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
-                                                          unit.field_id[idx], unit.scan, ddid)
-                        data, model, nosol = _read_data(t, cfg, rows, chans, corrs, full_chans, all_corrs,
-                                                        getattr(mod, "WANTS_MODEL", False), sel.meta.columns,
-                                                        calib)
-                        if nosol is not None:      # no valid solution: flagged, as applymode='calflag'
-                            counts["no_solution"] += int((nosol & ~sub).sum())
-                            mflag = sub | nosol
-                    piece = Piece(data, model, mflag, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
-                                  unit.field_id[idx], unit.scan, ddid, spw.spw_id, chans, spw.freqs[chans],
-                                  [spw.corr_types[c] for c in corrs], float(unit.time.min()),
-                                  float(unit.time.max()), sel.meta.interval)
-                    new = mod.flag_piece(piece, cfg, state)
-                    if new is None:              # summary: nothing to write
-                        continue
-                    new = np.asarray(new, bool) | (mflag & ~sub)
-                    counts["total"] += sub.size
-                    counts["flagged_before"] += int(sub.sum())
-                    counts["flagged_after"] += int(new.sum())
-                    counts["newly_flagged"] += int((new & ~sub).sum())
-                    counts["unflagged"] += int((sub & ~new).sum())
-                    if writes and not np.array_equal(new, sub):
-                        if full_chans and all_corrs:
-                            flag = new
-                        elif full_chans:
-                            flag[:, :, corrs] = new
-                        else:
-                            flag[np.ix_(np.arange(len(rows)), chans, corrs)] = new
-                        putcol_rows(t, "FLAG", rows, flag)
-                        putcol_rows(t, "FLAG_ROW", rows, flag.all(axis=(1, 2)))
+    if distributed.wanted(getattr(cfg, "workers", 0), getattr(cfg, "scheduler", "")) and \
+            not hasattr(mod, "finish"):         # summary collects in its state: in process
+        # (gaintable with workers is refused when the block is checked: flagging/config.py)
+        from .. import distributed_apply        # workers compute the flags, this process writes
+        distributed_apply.flag_units(cfg, sel, writes, counts, limit)
+    else:
+        with (table(cfg.ms, readonly=False, ack=False) if writes else ms_io.main_table(cfg.ms)) as t, \
+                ExitStack() as stack:
+            todo = [(ddid, units(t, sel, ddid)) for ddid in sel.ddids]
+            pbar = stack.enter_context(progress.bar(
+                f"akflag {cfg.mode}: rows", sum(len(u.rows) for _, us in todo for u in us), quiet=cfg.quiet))
+            for ddid, unit_list in todo:
+                for unit in unit_list:
+                    _flag_unit(t, cfg, sel, mod, state, ddid, unit, limit, counts,
+                               (lambda rows, flag: _put_flags(t, rows, flag)) if writes else None, pre, pbar)
     secs = _time.perf_counter() - t_start
     if hasattr(mod, "finish"):
         out = mod.finish(cfg, sel, state)
@@ -239,6 +200,66 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
         log.info("akflag: %d samples had no valid solution in the pre-applied tables (gaintable) and were "
                  "flagged (as akapply's applymode='calflag')", counts["no_solution"])
     return {"mode": cfg.mode, "action": cfg.action, "version": version, **counts, "seconds": secs}
+
+
+def _put_flags(t, rows, flag):
+    putcol_rows(t, "FLAG", rows, flag)
+    putcol_rows(t, "FLAG_ROW", rows, flag.all(axis=(1, 2)))
+
+
+def _flag_unit(t, cfg, sel, mod, state, ddid, unit, limit, counts, write, pre=None, pbar=None):
+    """Flag one (DATA_DESC_ID, scan) unit piece by piece (``t``: the MS open); adds to ``counts``; the
+    new FLAG of every changed piece goes to ``write(rows, flag)`` (None: nothing written).  ``pre``: the
+    tables applied to DATA on the fly (flagging/preapply.py; samples without a valid solution are
+    flagged, as applymode='calflag'); ``pbar``: a progress bar advanced by rows."""
+    from . import preapply
+
+    need_data = getattr(mod, "NEEDS_DATA", False)
+    chans, corrs = sel.ddids[ddid]
+    spw = sel.meta.spws[ddid]
+    per_sample = BYTES_PER_SAMPLE + (0 if pre is None else preapply.BYTES_PER_SAMPLE)
+    per_row = len(spw.freqs) * spw.n_corr * per_sample + BYTES_PER_ROW
+    max_rows = max(1, int(limit // per_row))
+    full_chans = len(chans) == len(spw.freqs)
+    all_corrs = len(corrs) == spw.n_corr          # (parse_correlation: sorted, unique)
+    for idx in unit.pieces(max_rows):
+        if pbar is not None:
+            pbar.advance(len(idx))
+        rows = unit.rows[idx]
+        flag = getcol_rows(t, "FLAG", rows)
+        flag |= getcol_rows(t, "FLAG_ROW", rows)[:, None, None]
+        sub = _block(flag, chans, corrs, full_chans, all_corrs, copy=True)
+        data = model = None
+        mflag = sub
+        if need_data:
+            calib = None if pre is None else (pre, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
+                                              unit.field_id[idx], unit.scan, ddid)
+            data, model, nosol = _read_data(t, cfg, rows, chans, corrs, full_chans, all_corrs,
+                                            getattr(mod, "WANTS_MODEL", False), sel.meta.columns, calib)
+            if nosol is not None:      # no valid solution: flagged, as applymode='calflag'
+                counts["no_solution"] = counts.get("no_solution", 0) + int((nosol & ~sub).sum())
+                mflag = sub | nosol
+        piece = Piece(data, model, mflag, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
+                      unit.field_id[idx], unit.scan, ddid, spw.spw_id, chans, spw.freqs[chans],
+                      [spw.corr_types[c] for c in corrs], float(unit.time.min()),
+                      float(unit.time.max()), sel.meta.interval)
+        new = mod.flag_piece(piece, cfg, state)
+        if new is None:              # summary: nothing to write
+            continue
+        new = np.asarray(new, bool) | (mflag & ~sub)
+        counts["total"] += sub.size
+        counts["flagged_before"] += int(sub.sum())
+        counts["flagged_after"] += int(new.sum())
+        counts["newly_flagged"] += int((new & ~sub).sum())
+        counts["unflagged"] += int((sub & ~new).sum())
+        if write is not None and not np.array_equal(new, sub):
+            if full_chans and all_corrs:
+                flag = new
+            elif full_chans:
+                flag[:, :, corrs] = new
+            else:
+                flag[np.ix_(np.arange(len(rows)), chans, corrs)] = new
+            write(rows, flag)
 
 
 def _block(a, chans, corrs, full_chans, all_corrs, copy=False):

@@ -1,0 +1,161 @@
+"""Apply and akflag on dask.distributed (LocalCluster of 2 worker processes) equal the in-process run.
+
+Convention pinned here (alakazam/distributed_apply.py): workers compute, the client alone writes the MS
+(one writer, MS lock held); the output is bit-identical to the in-process run; a worker killed
+mid-apply has its chunk re-run elsewhere, and when it keeps dying the run fails clearly, the MS stays
+readable without a half-written output column, and re-running completes.
+"""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from alakazam.calibration.apply import run_apply
+from alakazam.config import apply_config_from_dict, solve_config_from_dict
+from alakazam.core import flagversions
+from alakazam.errors import AlakazamError
+from alakazam.flagging import run_flag
+from alakazam.flagging.config import flag_config_from_dict
+from alakazam.flow import run_solve
+from alakazam.sim import simulate_ms
+
+pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def solved(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dapply")
+    ms = str(d / "sim.ms")
+    simulate_ms(ms, n_ant=5, n_chan=(8, 4), duration_h=1.0, int_s=120.0, noise=0.05, seed=11, leakage=False,
+                rfi=True)
+    cal = str(d / "cal.h5")
+    run_solve(solve_config_from_dict(dict(ms=ms, output=cal, jones=["K", "G"], field=["3C286", "3C147"],
+                                          time_interval=["scan", "300s"], freq_interval=["full", "full"],
+                                          ref_ant="C00", quiet=True)))
+    return ms, cal
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """One LocalCluster of 2 worker processes for the equality tests (runs reach it by its address,
+    the ``scheduler:`` path; the fault tests start their own through ``workers: 2``)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
+        yield c.scheduler_address
+
+
+def _copy(ms, dest):
+    shutil.copytree(ms, dest)
+    return str(dest)
+
+
+def _col(ms, name):
+    """Column ``name`` as one flat array (None when missing): the DATA_DESC_IDs' shapes differ."""
+    from casacore.tables import table
+
+    with table(ms, ack=False) as t:
+        if name not in t.colnames():
+            return None
+        return np.concatenate([np.ravel(t.getcell(name, r)) for r in range(t.nrows())])
+
+
+def _apply(ms, cal, **extra):
+    # memory_limit_gb small enough for several row chunks per (field, SPW)
+    return run_apply(apply_config_from_dict(dict(ms=ms, jones=["K0", "G0"], tables=[cal, cal], quiet=True,
+                                                 time_interp=["nearest", "linear"], memory_limit_gb=2e-4,
+                                                 **extra)))
+
+
+def test_apply_two_workers_bit_identical(solved, scheduler, tmp_path, caplog):
+    """CORRECTED_DATA and (applymode calflag) FLAG equal the in-process run bit for bit; counts too."""
+    import logging
+    import re
+
+    ms, cal = solved
+    a, b = _copy(ms, tmp_path / "a.ms"), _copy(ms, tmp_path / "b.ms")
+    ra = _apply(a, cal, applymode="calflag")
+    with caplog.at_level(logging.INFO, logger="alakazam.distributed"):
+        rb = _apply(b, cal, applymode="calflag", scheduler=scheduler)
+    m = [re.match(r"apply: (\d+) row chunks of (\d+) \(field, SPW\)", r.getMessage()) for r in caplog.records]
+    n_chunks, n_units = [tuple(map(int, x.groups())) for x in m if x][0]
+    assert n_units == 6 and n_chunks >= 3 * n_units             # several chunks per (field, SPW)
+    assert ra["rows"] == rb["rows"] > 0
+    for k in ("samples", "no_solution", "flagged_by_solution", "flagged_by_term"):
+        assert ra[k] == rb[k], k
+    assert ra["log"] == rb["log"]
+    assert rb["flag_backup"] and flagversions.list_versions(b)
+    ca, cb = _col(a, "CORRECTED_DATA"), _col(b, "CORRECTED_DATA")
+    assert not np.array_equal(ca, _col(a, "DATA"))             # something was corrected
+    np.testing.assert_array_equal(ca, cb)
+    np.testing.assert_array_equal(_col(a, "FLAG"), _col(b, "FLAG"))
+    assert _col(b, "CORRECTED_DATA_AKPARTIAL") is None
+
+
+def test_flag_two_workers_identical(solved, scheduler, tmp_path):
+    """akflag mode='mad' (reads DATA and MODEL_DATA) on 2 workers: FLAG / FLAG_ROW and the counts equal
+    the in-process run's; the flag version is saved first."""
+    ms, _ = solved
+    a, b = _copy(ms, tmp_path / "a.ms"), _copy(ms, tmp_path / "b.ms")
+    fa = run_flag(flag_config_from_dict(dict(ms=a, mode="mad", threshold=4.0, quiet=True)))
+    fb = run_flag(flag_config_from_dict(dict(ms=b, mode="mad", threshold=4.0, quiet=True, scheduler=scheduler)))
+    assert fa["newly_flagged"] > 0
+    for k in ("total", "flagged_before", "flagged_after", "newly_flagged", "unflagged"):
+        assert fa[k] == fb[k], k
+    np.testing.assert_array_equal(_col(a, "FLAG"), _col(b, "FLAG"))
+    np.testing.assert_array_equal(_col(a, "FLAG_ROW"), _col(b, "FLAG_ROW"))
+    assert fb["version"] == "akflag_1"
+    flagversions.restore(b, fb["version"], merge="replace")     # the saved version is the FLAG before
+    np.testing.assert_array_equal(_col(b, "FLAG"), _col(ms, "FLAG"))
+
+
+def test_worker_killed_mid_apply(solved, tmp_path, monkeypatch):
+    """Every attempt of every apply chunk kills its worker: a clear error, no output column (the partial
+    one is dropped), the MS opens; re-running completes and equals the in-process result.  A worker
+    killed once has its chunk re-run elsewhere (same result)."""
+    ms, cal = solved
+    ref, b = _copy(ms, tmp_path / "ref.ms"), _copy(ms, tmp_path / "b.ms")
+    _apply(ref, cal, output_col="CAL_DATA")
+    monkeypatch.setenv("ALAKAZAM_FAULT_INJECT", "apply:always:")
+    with pytest.raises(AlakazamError, match="apply: the unit field .* failed on the cluster"):
+        _apply(b, cal, output_col="CAL_DATA", workers=2)
+    assert _col(b, "CAL_DATA") is None and _col(b, "CAL_DATA_AKPARTIAL") is None
+    assert _col(b, "DATA").shape == _col(ref, "DATA").shape         # readable
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv("ALAKAZAM_FAULT_INJECT", f"apply:once:{marker}")
+    _apply(b, cal, output_col="CAL_DATA", workers=2)
+    assert marker.exists()
+    np.testing.assert_array_equal(_col(b, "CAL_DATA"), _col(ref, "CAL_DATA"))
+
+
+def test_run_workers_reaches_apply_and_flag_blocks(solved, tmp_path, monkeypatch):
+    """`alakazam run --workers 3` sets workers on flag and apply blocks that do not set their own (the
+    distributed entry points are replaced by recorders: no cluster starts); workers: -1 is refused."""
+    import yaml
+
+    from alakazam import distributed_apply
+    from alakazam.errors import ParameterError
+    from caltasks.yamlrun import run_yaml
+
+    ms, cal = solved
+    m = _copy(ms, tmp_path / "m.ms")
+    seen = []
+    monkeypatch.setattr(distributed_apply, "flag_units", lambda cfg, *a: seen.append(("flag", cfg.workers)))
+
+    def apply_plan(cfg, meta, terms, plan, *a):
+        seen.append(("apply", cfg.workers))
+        return plan                         # the in-process loop then runs the plan
+
+    monkeypatch.setattr(distributed_apply, "apply_plan", apply_plan)
+    doc = {"flag": [dict(ms=m, mode="manual", antenna="C01", quiet=True)],
+           "apply": [dict(ms=m, jones=["G0"], tables=[cal], quiet=True),
+                     dict(ms=m, jones=["G0"], tables=[cal], output_col="SELF_DATA", workers=0, quiet=True)]}
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    run_yaml(str(cfg), workers=3)
+    assert seen == [("flag", 3), ("apply", 3)]          # the block with workers: 0 ran in process
+    doc["apply"][0]["workers"] = -1
+    cfg.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ParameterError, match="workers"):
+        run_yaml(str(cfg))
