@@ -159,13 +159,18 @@ def _flag_part(shared, unit):
     cfg, sel, limit, writes = shared
     _fault_injection("flag")
     mod = engine._mode_module(cfg.mode)
-    counts = {"total": 0, "flagged_before": 0, "flagged_after": 0, "newly_flagged": 0, "unflagged": 0}
+    counts = {"total": 0, "flagged_before": 0, "flagged_after": 0, "newly_flagged": 0, "unflagged": 0,
+              "no_solution": 0}
     out = []
+    from .flagging import preapply
+
+    # the tables to apply on the fly (gaintable): each worker loads them from their paths
+    pre = preapply.load(cfg, sel.meta) if getattr(mod, "NEEDS_DATA", False) else None
     state = mod.start(cfg, sel) if hasattr(mod, "start") else None
     try:
         with table(cfg.ms, readonly=True, ack=False) as t:
             engine._flag_unit(t, cfg, sel, mod, state, unit.ddid, unit, limit, counts,
-                              (lambda rows, flag: out.append((rows, flag))) if writes else None)
+                              (lambda rows, flag: out.append((rows, flag))) if writes else None, pre)
     finally:
         if hasattr(mod, "close"):
             mod.close(cfg, sel, state)
@@ -214,7 +219,7 @@ def flag_units(cfg, sel, writes, counts, limit):
                         for rows, flag in pieces:
                             engine._put_flags(t, rows, flag)
                 for key, n in part_counts.items():
-                    counts[key] += n
+                    counts[key] = counts.get(key, 0) + n
                 pbar.advance(len(u.rows))
 
             _stream(c, units, submit, on_result, describe, window)

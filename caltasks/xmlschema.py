@@ -209,7 +209,7 @@ def check_value(p: ParamSpec, v, paths=True):
         v = os.path.expanduser(v)
         if not v or not os.path.exists(v):
             return v, f"the {p.name} parameter must be a path that exists ({v!r} does not exist)"
-    if p.mustexist and p.type == "any":         # a path or a list of paths (e.g. vis: several MSs)
+    if paths and p.mustexist and p.type == "any":   # a path or a list of paths (e.g. vis: several MSs)
         many = isinstance(v, (list, tuple))
         v = [os.path.expanduser(x) for x in v] if many else os.path.expanduser(v)
         for x in (v if many else [v]):

@@ -190,11 +190,12 @@ def preflight(blocks, produced_elsewhere=()):
                     add(k, msg)
             cfg = None
         if cfg is not None:
-            for p in task.spec.params:              # the XML's must-exist paths
-                if p.mustexist and p.yamlkey and isinstance(block.get(p.yamlkey), str) \
-                        and not have_table(os.path.expanduser(block[p.yamlkey])):
-                    add(f"{where}.{p.yamlkey}", f"{block[p.yamlkey]!r} does not exist"
-                        + (" and no earlier block writes it" if section == "fluxscale" else ""))
+            for p in task.spec.params:              # the XML's must-exist paths (a path or a list of them)
+                v = block.get(p.yamlkey) if p.mustexist and p.yamlkey else None
+                for x in ([v] if isinstance(v, str) else v if isinstance(v, list) else []):
+                    if isinstance(x, str) and not have_table(os.path.expanduser(x)):
+                        add(f"{where}.{p.yamlkey}", f"{x!r} does not exist"
+                            + (" and no earlier block writes it" if section == "fluxscale" else ""))
         if cfg is not None and f"{where}.ms" not in errors and f"{where}.reference_table" not in errors:
             try:
                 if section in ("solve", "fluxscale"):

@@ -37,7 +37,7 @@ def full_blocks(ms):
                      clipminmax=[0.0, 5.0], clipoutside=False, clipzeros=True, quackinterval=5.0,
                      quackmode="end", growtime=60.0, growfreq=70.0, extendpols=False, growaround=True,
                      flagneartime=True, flagnearfreq=True, threshold=6.0, action="calculate",
-                     memory_limit_gb=1.0, quiet=True),
+                     memory_limit_gb=1.0, workers=2, scheduler="tcp://127.0.0.1:8786", quiet=True),
         "solve": dict(ms=ms, output="c.h5", jones=["K", "G", "G"],
                       field=[["3C286"], ["3C286", "3C147"], ["3C147"]], spw="0:1~6", scan="1~3", **SEL,
                       time_interval=["scan", "120s", "5ints"], freq_interval=["full", "4MHz", 2000000],
@@ -57,7 +57,8 @@ def full_blocks(ms):
                       time_interp=["linear", "cubic"], solution_field=[None, ["3C286", "3C147"]],
                       target_field=["TARGET"], target_scans="3", spw="0", **SEL, correlation="XX,YY",
                       apply_parang=True, propagate_flags=True, applymode="calflagstrict", output_col="MY_COL",
-                      data_col="CORRECTED_DATA", memory_limit_gb=2.0, quiet=True),
+                      data_col="CORRECTED_DATA", memory_limit_gb=2.0, workers=2,
+                      scheduler="tcp://127.0.0.1:8786", quiet=True),
     }
 
 

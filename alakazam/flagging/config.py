@@ -98,9 +98,6 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
     from ..config import check_cluster
 
     check_cluster(cfg, where, names, errs)
-    if (cfg.workers or cfg.scheduler) and cfg.gaintable:
-        errs.add(_name("workers", where, names), "akflag with gaintable (calibration applied on the fly) runs "
-                 "in one process; drop workers/scheduler or gaintable")
     if cfg.mode == "aoflagger" and cfg.strategy:
         from .aoflagger import strategy_path
 

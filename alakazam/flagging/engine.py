@@ -171,7 +171,7 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
 
     if distributed.wanted(getattr(cfg, "workers", 0), getattr(cfg, "scheduler", "")) and \
             not hasattr(mod, "finish"):         # summary collects in its state: in process
-        # (gaintable with workers is refused when the block is checked: flagging/config.py)
+        # (gaintable: each worker loads the tables itself, distributed_apply._flag_part)
         from .. import distributed_apply        # workers compute the flags, this process writes
         distributed_apply.flag_units(cfg, sel, writes, counts, limit)
     else:
