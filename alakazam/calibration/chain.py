@@ -468,8 +468,9 @@ def preapply_tables(prior, meta, ddid, chans, field, utimes, apply_parang, time_
     """The pre-apply tables of a solve step on the unique times ``utimes`` of a chunk:
     ``(diag, sky)`` = (product of the earlier diagonal terms (n_t, n_ant, n_chan, 2), data side; the
     D terms and, with ``apply_parang``, P: (n_t, n_ant, n_chan, 2, 2), model side), each None when
-    empty; NaN = flagged.  The solve flow applies them in its fused accumulation pass
-    (:func:`alakazam.core.averaging.accumulate_corrected`)."""
+    empty; NaN = flagged.  With P and no D the sky table is ``(n_t, n_ant, 1, 2, 2)``: P is the same
+    for every channel (not broadcast: 1/n_chan of the memory traffic).  The solve flow applies them
+    in its fused accumulation pass (:func:`alakazam.core.averaging.accumulate_corrected`)."""
     spw = meta.spws[ddid]
     freqs = np.asarray(spw.freqs)[chans]
     names = [meta.ant_names[a] for a in meta.active_ants]
@@ -477,6 +478,8 @@ def preapply_tables(prior, meta, ddid, chans, field, utimes, apply_parang, time_
                         prefer_own=True, time_scan=time_scan) if prior else (None, None)
     if apply_parang:
         p = parang_table(meta, field, utimes, spw.feed_basis)        # (n_t, n_ant, 2, 2)
+        if sky is None:
+            return diag, np.ascontiguousarray(p[:, :, None])         # one channel: the same for all
         p = np.broadcast_to(p[:, :, None], (len(utimes), len(names), len(freqs), 2, 2))
-        sky = p if sky is None else np.einsum("...ij,...jk->...ik", sky, p)
+        sky = np.einsum("...ij,...jk->...ik", sky, p)
     return diag, sky
