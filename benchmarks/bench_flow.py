@@ -494,7 +494,7 @@ def field_rows_floor(ms, fields, repeat=1):
 
     def once():
         nbytes = 0
-        with table(ms, ack=False) as t:
+        with table(ms, ack=False) as t:  # noqa: F841 (used by the query as $t)
             sel = taql(f"select from $t where FIELD_ID in [{','.join(map(str, ids))}]")
             for c in ("DATA", "MODEL_DATA", "FLAG"):
                 a = sel.getcol(c)
@@ -541,7 +541,7 @@ def fullpol_main(args):
         sz = dict(n_ant=6, n_chan=64, hours=args.hours or 1.5) if args.quick else \
             dict(n_ant=25, n_chan=1024, hours=args.hours or 1.5)
         ms, built = build_fullpol_ms(workdir, sz["n_ant"], sz["n_chan"], sz["hours"])
-    n_row, n_chan, n_corr, size = describe_ms(ms, built)
+    describe_ms(ms, built)
     warm_ms, _ = build_fullpol_ms(workdir, 5, 16, 1.5)
     out = ms + ".bench_tables"
     warm_out = warm_ms + ".bench_tables"
@@ -583,7 +583,7 @@ def fullpol_main(args):
     print(f"\ncold start (tiny recipe, empty numba cache): {cold:.1f} s vs {hot:.1f} s cached: "
           f"+{cold - hot:.1f} s  (target <= 15 s: {'PASS' if cold - hot <= 15 else 'FAIL'})")
     print(f"solve3 steps (s): {s3}")
-    print(f"load average (1 min) at start / after cold start / after run: "
+    print("load average (1 min) at start / after cold start / after run: "
           + " / ".join(f"{x:.2f}" for x in load) + f" on {os.cpu_count()} cores")
     return {"floors": floors, "stages": st, "cold": cold, "hot": hot, "load": load}
 
