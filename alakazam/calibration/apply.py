@@ -251,17 +251,17 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         utimes, tidx = np.unique(ch.time, return_inverse=True)
         tscan = np.zeros(len(utimes), np.int64)
         tscan[tidx] = ch.scan               # flagged solutions are not bridged across scans
+        bad_by_key = {}         # each term evaluated once per chunk: its flags serve the counts below
         diag, sky = chain.compose(terms, spw.spw_id, utimes, freqs, names, fld.name, (fld.ra, fld.dec),
-                                  time_scan=tscan)
+                                  time_scan=tscan, bad_out=bad_by_key)
         if per_term is not None:
             for k, n in _am.term_flag_counts(terms, spw.spw_id, utimes, freqs, names, fld,
                                              tidx.astype(np.int64), ch.ant1.astype(np.int64),
-                                             ch.ant2.astype(np.int64), flag, chans, tscan).items():
+                                             ch.ant2.astype(np.int64), flag, chans, tscan,
+                                             bad_by_key).items():
                 per_term[(k, fld.name)] = per_term.get((k, fld.name), 0) + n
-        if cfg.apply_parang:
-            p = chain.parang_table(meta, fld, utimes, spw.feed_basis)
-            p = np.broadcast_to(p[:, :, None], (len(utimes), len(names), len(freqs), 2, 2))
-            sky = p if sky is None else np.einsum("...ij,...jk->...ik", sky, p)
+        # P (n_t, n_ant, 2, 2): composed with the other terms per channel by the kernel below
+        par = chain.parang_table(meta, fld, utimes, spw.feed_basis) if cfg.apply_parang else None
         all_chans = len(chans) == data.shape[1] and bool(np.all(chans == np.arange(data.shape[1])))
         sub = data if all_chans else data[:, chans]
         # corrected in double precision by the kernels, rounded once to the stored type on assignment
@@ -272,27 +272,35 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         kept = False            # samples without a valid solution already hold the uncorrected data
         nsol = None
         propagate = _am.writes_flags(mode)
-        if sky is None and diag is not None:
+        if sky is None and par is None and diag is not None:
             # a product with the precomputed inverse instead of a division per sample (same flags);
             # in place in the chunk just read (it is not used afterwards): no second chunk-sized array
             out = sub if all_chans and sub.flags.writeable else np.empty(sub.shape, data.dtype)
             kept = not propagate
             nsol = int(algebra.correct_diag_inv(sub, algebra.diag_inverse_table(diag), tix, a1, a2, out,
                                                 bad, not kept))     # = bad.sum() (bad starts False)
-        elif sky is not None:
-            out = np.empty(sub.shape, data.dtype)
-            J = sky if diag is None else diag[..., :, None] * sky
-            algebra.correct_full(sub, np.ascontiguousarray(J), tix, a1, a2, out, bad)
+        elif sky is not None or par is not None:
+            # J = diag D P composed and inverted once per (time, antenna, channel), not per visibility;
+            # in place when flagged samples need not keep the uncorrected data (as the diagonal path)
+            out = sub if propagate and all_chans and sub.flags.writeable else np.empty(sub.shape, data.dtype)
+            inv, ok = algebra.compose_inverse_table(len(utimes), len(names), len(freqs), diag, sky, par)
+            nsol = int(algebra.correct_full_inv(sub, inv, ok, tix, a1, a2, out, bad))
         else:
             out = sub.copy()
         counts["rows"] += ch.n_row
         counts["samples"] += int(sub.size)
         if nsol is None:
             nsol = int(bad.sum())
+        n_new = None            # samples flagged here that FLAG did not hold
         if propagate or mode == "trial":
-            counts["flagged_by_solution"] += int((bad & ~flag[:, chans]).sum())
-            newflag = flag.copy()
-            newflag[:, chans] |= bad
+            if all_chans:       # in the chunk's FLAG just read (not used afterwards), one pass
+                newflag = flag
+                n_new = algebra.merge_flags(flag, bad) if nsol else 0
+            else:
+                n_new = int((bad & ~flag[:, chans]).sum())
+                newflag = flag.copy()
+                newflag[:, chans] |= bad
+            counts["flagged_by_solution"] += int(n_new)
         else:
             # counted where the data are not flagged already (e.g. a dead antenna's flagged scan)
             counts["no_solution"] += int((bad & ~flag[:, chans]).sum()) if nsol else 0

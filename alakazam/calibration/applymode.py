@@ -52,17 +52,25 @@ def resolve(applymode, propagate_flags):
     return "calflag" if propagate_flags else "calonly"
 
 
-def term_flag_counts(terms, spw_id, utimes, freqs, names, fld, tix, a1, a2, flag, chans, time_scan):
+def term_flag_counts(terms, spw_id, utimes, freqs, names, fld, tix, a1, a2, flag, chans, time_scan,
+                     bad_by_key=None):
     """{term key: number of samples not flagged in ``flag`` (row, chan, corr) whose solution in that
-    term is flagged} for one chunk (rows with times ``utimes[tix]``, antennas a1/a2)."""
+    term is flagged} for one chunk (rows with times ``utimes[tix]``, antennas a1/a2).  ``bad_by_key``:
+    the flagged-solution masks chain.compose(bad_out=...) already evaluated (else evaluated here)."""
     from . import chain
 
     out = {}
     nunf = None             # (n_row, n_chan) unflagged correlations, computed once when needed
     for term in terms:
-        fast = chain.diag_table(term, spw_id, utimes, freqs, names, fld.name, (fld.ra, fld.dec), True,
+        if bad_by_key is not None and term.key in bad_by_key:
+            bad = bad_by_key[term.key]
+            fast = None
+        else:
+            fast = chain.diag_table(term, spw_id, utimes, freqs, names, fld.name, (fld.ra, fld.dec), True,
                                 time_scan=time_scan)
-        if fast is not None:
+        if bad_by_key is not None and term.key in bad_by_key:
+            pass
+        elif fast is not None:
             d, _ = fast
             bad = ~np.isfinite(d).all(axis=-1)                              # (n_t or 1, n_ant, n_c or 1)
         else:

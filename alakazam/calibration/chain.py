@@ -315,8 +315,12 @@ def describe(term: LoadedTerm, spw_id, times, freqs, ant_names, target_name, tar
 
 
 def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_name=None,
-            target_radec=None, prefer_own=True, log_lines=None, time_scan=None):
+            target_radec=None, prefer_own=True, log_lines=None, time_scan=None, bad_out=None):
     """Evaluate a chain: (diag (n_t, n_ant, n_chan, 2) or None, sky (n_t, n_ant, n_chan, 2, 2) or None).
+
+    ``bad_out`` (a dict, optional) receives ``{term key: bool (n_t or 1, n_ant, n_chan or 1)}``, where
+    each term's solution is flagged -- what :func:`alakazam.calibration.applymode.term_flag_counts`
+    evaluates, from the tables evaluated here (each term is evaluated once per chunk).
 
     ``diag`` is the product of the diagonal terms' diagonals; ``sky`` the product of the D terms in
     chain order, later terms to the left (J = ... D_2 D_1).  Flagged solutions are NaN.  A D solved
@@ -328,10 +332,10 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
         fast = diag_table(term, spw_id, times, freqs, ant_names, target_name, target_radec, prefer_own,
                           time_scan=time_scan)
         if fast is not None:
-            return None, fast[0], fast[1]   # (n_t, n_ant, n_chan or 1, 2), the same values
+            return None, fast[0], fast[1], None   # (n_t, n_ant, n_chan or 1, 2), the same values
         j, f, info = term_tables(term, spw_id, times, freqs, ant_names, target_name, target_radec,
                                  prefer_own, time_scan=time_scan)
-        return j, (np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1) if term.diagonal else None), info
+        return j, (np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1) if term.diagonal else None), info, f
 
     # a D solved before some KC/CP of the chain is brought to the final frame (solve_order)
     frames = {i: cross_terms_after(t, terms) for i, t in enumerate(terms) if not t.diagonal}
@@ -340,11 +344,13 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
     sky = None
     owned = False
     for i, term in enumerate(terms):
-        j, d, info = cache[i] if i in cache else evaluate(term)
+        j, d, info, f = cache[i] if i in cache else evaluate(term)
         if frames.get(i):
             j = to_final_frame(j, [cache[k][1] for k in frames[i]])
         if log_lines is not None:
             log_lines.append((term, info))
+        if bad_out is not None:
+            bad_out[term.key] = ~np.isfinite(d).all(axis=-1) if f is None else f
         if term.diagonal:               # same products in the same order as before (in place when possible)
             if diag is None:
                 diag = d
@@ -464,8 +470,9 @@ def preapply_tables(prior, meta, ddid, chans, field, utimes, apply_parang, time_
     """The pre-apply tables of a solve step on the unique times ``utimes`` of a chunk:
     ``(diag, sky)`` = (product of the earlier diagonal terms (n_t, n_ant, n_chan, 2), data side; the
     D terms and, with ``apply_parang``, P: (n_t, n_ant, n_chan, 2, 2), model side), each None when
-    empty; NaN = flagged.  The solve flow applies them in its fused accumulation pass
-    (:func:`alakazam.core.averaging.accumulate_corrected`)."""
+    empty; NaN = flagged.  With P and no D the sky table is ``(n_t, n_ant, 1, 2, 2)``: P is the same
+    for every channel (not broadcast: 1/n_chan of the memory traffic).  The solve flow applies them
+    in its fused accumulation pass (:func:`alakazam.core.averaging.accumulate_corrected`)."""
     spw = meta.spws[ddid]
     freqs = np.asarray(spw.freqs)[chans]
     names = [meta.ant_names[a] for a in meta.active_ants]
@@ -473,6 +480,8 @@ def preapply_tables(prior, meta, ddid, chans, field, utimes, apply_parang, time_
                         prefer_own=True, time_scan=time_scan) if prior else (None, None)
     if apply_parang:
         p = parang_table(meta, field, utimes, spw.feed_basis)        # (n_t, n_ant, 2, 2)
+        if sky is None:
+            return diag, np.ascontiguousarray(p[:, :, None])         # one channel: the same for all
         p = np.broadcast_to(p[:, :, None], (len(utimes), len(names), len(freqs), 2, 2))
-        sky = p if sky is None else np.einsum("...ij,...jk->...ik", sky, p)
+        sky = np.einsum("...ij,...jk->...ik", sky, p)
     return diag, sky

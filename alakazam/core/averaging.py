@@ -37,6 +37,7 @@ def _accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, w
     n_chan = data.shape[1]
     has_diag = ginv.shape[0] > 0
     has_sky = sky.shape[0] > 0
+    sky_per_chan = sky.shape[2] > 1         # else one channel serves all (P alone)
     for p in prange(n_part):
         for k in range(part_lo[p], part_lo[p + 1]):
             row = order[k]
@@ -56,17 +57,18 @@ def _accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, w
                 sky_ok = True
                 m0 = m1 = m2 = m3 = 0j
                 if has_sky:
+                    sc = chan if sky_per_chan else 0
                     # M' = S_a M S_b^H (model in the data's orientation a, b), zero where non-finite
-                    sky_ok = not (skybad[t, a1, chan] or skybad[t, a2, chan])
+                    sky_ok = not (skybad[t, a1, sc] or skybad[t, a2, sc])
                     if sky_ok:
                         n0 = np.complex128(model[row, chan, corr_src[0]]) if corr_src[0] >= 0 else 0j
                         n1 = np.complex128(model[row, chan, corr_src[1]]) if corr_src[1] >= 0 else 0j
                         n2 = np.complex128(model[row, chan, corr_src[2]]) if corr_src[2] >= 0 else 0j
                         n3 = np.complex128(model[row, chan, corr_src[3]]) if corr_src[3] >= 0 else 0j
                         m0, m1, m2, m3 = sandwich(
-                            sky[t, a1, chan, 0, 0], sky[t, a1, chan, 0, 1], sky[t, a1, chan, 1, 0],
-                            sky[t, a1, chan, 1, 1], n0, n1, n2, n3, sky[t, a2, chan, 0, 0],
-                            sky[t, a2, chan, 0, 1], sky[t, a2, chan, 1, 0], sky[t, a2, chan, 1, 1])
+                            sky[t, a1, sc, 0, 0], sky[t, a1, sc, 0, 1], sky[t, a1, sc, 1, 0],
+                            sky[t, a1, sc, 1, 1], n0, n1, n2, n3, sky[t, a2, sc, 0, 0],
+                            sky[t, a2, sc, 0, 1], sky[t, a2, sc, 1, 0], sky[t, a2, sc, 1, 1])
                 for c in range(4):
                     src = _SWAP[c] if swap else c        # 4-corr index in the row's own orientation
                     ks = corr_src[src]                   # index in the stored correlations
@@ -205,8 +207,9 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
         Stored index of pp, pq, qp, qq (:func:`corr_map`; default 0..3).
     diag : complex (n_t, n_ant, n_chan, 2), optional
         Product of the earlier diagonal terms; NaN = flagged.
-    sky : complex (n_t, n_ant, n_chan, 2, 2), optional
-        Sky-side product (D terms, parallactic angle); non-finite = flagged.
+    sky : complex (n_t, n_ant, n_chan or 1, 2, 2), optional
+        Sky-side product (D terms, parallactic angle); non-finite = flagged.  A channel axis of 1
+        serves every channel (P alone, :func:`alakazam.calibration.chain.preapply_tables`).
     """
     rows = np.asarray(rows, np.int64)
     row_bl = np.ascontiguousarray(row_bl, np.int64)

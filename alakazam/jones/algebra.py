@@ -150,3 +150,157 @@ def correct_full(data, j, tidx, ant1, ant2, out, out_flag):
             out[row, chan, 1] = o1
             out[row, chan, 2] = o2
             out[row, chan, 3] = o3
+
+
+def full_inverse_table(j):
+    """``(inv, ok)`` for :func:`correct_full_inv`: the inverse of every 2x2 of a full Jones table
+    ``j (..., 2, 2)`` as a new contiguous complex128 table of the same shape -- the same elements
+    :func:`correct_full` computes per visibility (``p11 / det``, ``-p01 / det``, ``-p10 / det``,
+    ``p00 / det``), computed once per (time, antenna, channel) instead of once per baseline -- and
+    ``ok (...)`` bool, False where the matrix is singular or non-finite (the cases correct_full flags;
+    ``inv`` is NaN there)."""
+    j = np.ascontiguousarray(j, np.complex128)
+    inv = np.empty(j.shape, np.complex128)
+    ok = np.empty(j.shape[:-2], np.bool_)
+    _inverse2x2_or_nan(j.reshape(-1, 2, 2), inv.reshape(-1, 2, 2), ok.reshape(-1))
+    return inv, ok
+
+
+@pjit
+def _inverse2x2_or_nan(j, out, ok):
+    for i in prange(j.shape[0]):
+        p00 = j[i, 0, 0]
+        p01 = j[i, 0, 1]
+        p10 = j[i, 1, 0]
+        p11 = j[i, 1, 1]
+        dp = p00 * p11 - p01 * p10
+        if dp != 0 and np.isfinite(dp.real) and np.isfinite(dp.imag):
+            out[i, 0, 0] = p11 / dp
+            out[i, 0, 1] = -p01 / dp
+            out[i, 1, 0] = -p10 / dp
+            out[i, 1, 1] = p00 / dp
+            ok[i] = True
+        else:
+            out[i, 0, 0] = np.nan
+            out[i, 0, 1] = np.nan
+            out[i, 1, 0] = np.nan
+            out[i, 1, 1] = np.nan
+            ok[i] = False
+
+
+@pjit
+def correct_full_inv(data, jinv, jok, tidx, ant1, ant2, out, out_flag):  # -> n flagged
+    r""":func:`correct_full` with a precomputed inverse table ``(jinv, jok)`` of
+    :func:`full_inverse_table`: ``V' = Jinv_p V Jinv_q^H``, the same products as correct_full (equal
+    to the last bit), without the per-visibility determinant and eight divisions.
+
+    Flags what correct_full flags: all four correlations where either matrix is singular or
+    non-finite (``jok`` False); ``out`` is 0 there and ``out_flag`` True (never cleared).  ``out`` may
+    be ``data`` itself.  Returns the number of samples flagged here."""
+    n_row, n_chan, n_corr = data.shape
+    n_bad = 0
+    for row in prange(n_row):
+        t = tidx[row]
+        a = ant1[row]
+        b = ant2[row]
+        for chan in range(n_chan):
+            if not (jok[t, a, chan] and jok[t, b, chan]):
+                for c in range(4):
+                    out[row, chan, c] = 0
+                    out_flag[row, chan, c] = True
+                n_bad += 4
+                continue
+            o0, o1, o2, o3 = sandwich(jinv[t, a, chan, 0, 0], jinv[t, a, chan, 0, 1], jinv[t, a, chan, 1, 0],
+                                      jinv[t, a, chan, 1, 1], data[row, chan, 0], data[row, chan, 1],
+                                      data[row, chan, 2], data[row, chan, 3], jinv[t, b, chan, 0, 0],
+                                      jinv[t, b, chan, 0, 1], jinv[t, b, chan, 1, 0], jinv[t, b, chan, 1, 1])
+            out[row, chan, 0] = o0
+            out[row, chan, 1] = o1
+            out[row, chan, 2] = o2
+            out[row, chan, 3] = o3
+    return n_bad
+
+
+def compose_inverse_table(n_t, n_ant, n_chan, diag=None, sky=None, parang=None):
+    """``(inv, ok)`` of :func:`full_inverse_table` for the apply chain ``J = diag(d) S P`` evaluated per
+    (time, antenna, channel) in one pass, without the (n_t, n_ant, n_chan, 2, 2) intermediates of
+    ``S @ P`` and ``d * (S P)``: ``diag (n_t, n_ant, n_chan, 2)`` (the diagonal terms' product),
+    ``sky (n_t, n_ant, n_chan, 2, 2)`` (the D terms), ``parang (n_t, n_ant, 2, 2)`` (P, the same for
+    every channel); each optional (None = identity).  The products are those of
+    ``diag[..., :, None] * (sky @ P)`` (numpy's order of the two-term sums), so the result equals the
+    former numpy composition followed by full_inverse_table to rounding (pinned to 1e-12 by
+    tests/test_apply_fullinv.py)."""
+    one = np.ones((1, 1, 1, 2), np.complex128)
+    eye = np.zeros((1, 1, 1, 2, 2), np.complex128)
+    eye[..., 0, 0] = eye[..., 1, 1] = 1
+    d = one if diag is None else np.ascontiguousarray(diag, np.complex128)
+    s = eye if sky is None else np.ascontiguousarray(sky, np.complex128)
+    p = eye[:, :, 0] if parang is None else np.ascontiguousarray(parang, np.complex128)
+    inv = np.empty((n_t, n_ant, n_chan, 2, 2), np.complex128)
+    ok = np.empty((n_t, n_ant, n_chan), np.bool_)
+    _compose_inverse(d, diag is not None, s, sky is not None, p, parang is not None, inv, ok)
+    return inv, ok
+
+
+@pjit
+def _compose_inverse(d, has_d, s, has_s, p, has_p, out, ok):
+    n_t, n_ant, n_chan = ok.shape
+    for k in prange(n_t * n_ant):
+        t = k // n_ant
+        a = k % n_ant
+        for c in range(n_chan):
+            if has_s:
+                s00 = s[t, a, c, 0, 0]
+                s01 = s[t, a, c, 0, 1]
+                s10 = s[t, a, c, 1, 0]
+                s11 = s[t, a, c, 1, 1]
+            else:
+                s00 = 1.0 + 0j
+                s01 = 0j
+                s10 = 0j
+                s11 = 1.0 + 0j
+            if has_p:
+                m00 = s00 * p[t, a, 0, 0] + s01 * p[t, a, 1, 0]
+                m01 = s00 * p[t, a, 0, 1] + s01 * p[t, a, 1, 1]
+                m10 = s10 * p[t, a, 0, 0] + s11 * p[t, a, 1, 0]
+                m11 = s10 * p[t, a, 0, 1] + s11 * p[t, a, 1, 1]
+            else:
+                m00 = s00
+                m01 = s01
+                m10 = s10
+                m11 = s11
+            if has_d:
+                d0 = d[t, a, c, 0]
+                d1 = d[t, a, c, 1]
+                m00 = d0 * m00
+                m01 = d0 * m01
+                m10 = d1 * m10
+                m11 = d1 * m11
+            dp = m00 * m11 - m01 * m10
+            if dp != 0 and np.isfinite(dp.real) and np.isfinite(dp.imag):
+                out[t, a, c, 0, 0] = m11 / dp
+                out[t, a, c, 0, 1] = -m01 / dp
+                out[t, a, c, 1, 0] = -m10 / dp
+                out[t, a, c, 1, 1] = m00 / dp
+                ok[t, a, c] = True
+            else:
+                out[t, a, c, 0, 0] = np.nan
+                out[t, a, c, 0, 1] = np.nan
+                out[t, a, c, 1, 0] = np.nan
+                out[t, a, c, 1, 1] = np.nan
+                ok[t, a, c] = False
+
+
+@pjit
+def merge_flags(flag, bad):  # -> number of samples newly flagged
+    """``flag |= bad`` in place (both (row, chan, corr) bool); returns how many samples were not
+    flagged in ``flag`` and are in ``bad`` (the samples apply flags because of their solutions)."""
+    n_row, n_chan, n_corr = flag.shape
+    n_new = 0
+    for row in prange(n_row):
+        for chan in range(n_chan):
+            for c in range(n_corr):
+                if bad[row, chan, c] and not flag[row, chan, c]:
+                    flag[row, chan, c] = True
+                    n_new += 1
+    return n_new

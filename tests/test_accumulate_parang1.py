@@ -1,0 +1,39 @@
+"""The solve's fused accumulation with a sky table of one channel (P alone, issue 16): equal to the
+last bit to the same P broadcast over every channel (the former table), with flagged (NaN) P."""
+
+import numpy as np
+
+from alakazam.core import averaging
+
+N_ANT, N_CHAN = 5, 9
+
+
+def test_one_channel_sky_equals_broadcast_sky():
+    rng = np.random.default_rng(16)
+    n_row, n_t = 150, 4
+    a1 = rng.integers(0, N_ANT, n_row)
+    a2 = (a1 + rng.integers(1, N_ANT, n_row)) % N_ANT          # cross-correlations, both orientations
+    tidx = rng.integers(0, n_t, n_row)
+    cplx = (lambda *s: (rng.standard_normal(s) + 1j * rng.standard_normal(s)))
+    data = cplx(n_row, N_CHAN, 4).astype(np.complex64)
+    model = cplx(n_row, N_CHAN, 4).astype(np.complex64)
+    weight = rng.uniform(0.5, 2.0, (n_row, N_CHAN, 4)).astype(np.float32)
+    flag = rng.random((n_row, N_CHAN, 4)) < 0.1
+    diag = cplx(n_t, N_ANT, N_CHAN, 2)
+    p = cplx(n_t, N_ANT, 1, 2, 2)
+    p[1, 2] = np.nan                                          # a flagged parallactic-angle entry
+    row_bl, _, _ = averaging.baseline_index(a1, a2, N_ANT)
+    sbin = rng.integers(0, 2, n_row)
+    fsamp = np.arange(N_CHAN)
+    out = []
+    for sky in (p, np.broadcast_to(p, (n_t, N_ANT, N_CHAN, 2, 2))):
+        shape = (2, N_ANT * (N_ANT - 1) // 2, N_CHAN, 4)
+        acc = (np.zeros(shape, complex), np.zeros(shape, complex), np.zeros(shape), np.zeros(n_row))
+        averaging.accumulate_corrected(*acc, data, model, flag, weight, np.arange(n_row), tidx, a1, a2,
+                                       sbin, row_bl, fsamp, diag=diag, sky=sky)
+        out.append(acc)
+    for x, y in zip(*out):
+        np.testing.assert_array_equal(x, y)
+    assert (out[0][2] > 0).any() and np.isfinite(out[0][0]).all()
+    # the flagged P removes the samples of (t=1, antenna 2): fewer weights than without the flag
+    assert out[0][3][(tidx == 1) & ((a1 == 2) | (a2 == 2))].sum() == 0
