@@ -132,6 +132,9 @@ class ApplyTerm:
     field_select: str = "nearest_time"
     time_interp: str = "nearest"
     solution_field: Optional[List[str]] = None   # required when field_select == 'pinned'
+    freq_interp: str = ""       # CASA interp 'time,freq' freq part (core/freqinterp.py); '' = nearest bin
+    spwmap: List[int] = field(default_factory=list)   # CASA spwmap of this table (calibration/spwmap.py)
+    calwt: bool = False         # scale the weights by this term's gains (calibration/calwt.py)
 
 
 @dataclass
@@ -331,7 +334,7 @@ _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_
 FLUXSCALE_METHODS = ("mean", "interpolate")
 _APPLY_KEYS = {"ms", "output_col", "data_col", "target_field", "target_scans", "spw", "apply_parang",
                "propagate_flags", "applymode", "jones", "tables", "field_select", "time_interp", "solution_field",
-               "memory_limit_gb", "quiet", "correlation", *_SELECT_KEYS}
+               "memory_limit_gb", "quiet", "correlation", "spwmap", "calwt", *_SELECT_KEYS}
 
 
 def _check_keys(d, allowed, where, names, errs):
@@ -560,19 +563,32 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
     elif not isinstance(sf, (list, tuple)) or len(sf) != n:
         errs.add(_name("solution_field", where, names), f"must be a list with one entry per term ({n})")
         sf = [None] * n
+    from .calibration.calwt import parse_calwt
+    from .calibration.spwmap import parse_spwmap
+    from .core.freqinterp import parse_interp
+
+    smaps = errs.run(_name("spwmap", where, names), parse_spwmap, d.get("spwmap"), n,
+                     _name("spwmap", where, names)) or [[]] * n
+    cwts = errs.run(_name("calwt", where, names), parse_calwt, d.get("calwt"), n,
+                    _name("calwt", where, names)) or [False] * n
     terms = []
     for i in range(n):
+        tf = errs.run(f"{_name('time_interp', where, names)}[{i}]", parse_interp, tint[i], TIME_INTERP_MODES,
+                      f"{_name('time_interp', where, names)}[{i}]") if isinstance(tint[i], str) else None
+        if tf is not None:          # CASA 'time,freq' (core/freqinterp.py)
+            tint[i] = tf[0]
         if fsel[i] not in FIELD_SELECT_MODES:
             errs.add(f"{_name('field_select', where, names)}[{i}]",
                      f"{fsel[i]!r} is not allowed; expected one of {', '.join(FIELD_SELECT_MODES)}")
-        if tint[i] not in TIME_INTERP_MODES:
+        if tint[i] not in TIME_INTERP_MODES and not isinstance(tint[i], str):
             errs.add(f"{_name('time_interp', where, names)}[{i}]",
                      f"{tint[i]!r} is not allowed; expected one of {', '.join(TIME_INTERP_MODES)}")
         if fsel[i] == "pinned" and not sf[i]:
             errs.add(f"{_name('solution_field', where, names)}[{i}]",
                      "is required when field_select is 'pinned' (the calibrator field(s) to use)")
         terms.append(ApplyTerm(key=str(jones[i]), table=str(tables[i]), field_select=fsel[i],
-                               time_interp=tint[i], solution_field=_field_list(sf[i])))
+                               time_interp=tint[i], solution_field=_field_list(sf[i]),
+                               freq_interp=tf[1] if tf else "", spwmap=list(smaps[i]), calwt=bool(cwts[i])))
     cfg = ApplyConfig(
         ms=str(d["ms"]), terms=terms,
         output_col=_typed(d, "output_col", str, "CORRECTED_DATA", where, names, errs),
