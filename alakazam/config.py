@@ -69,6 +69,7 @@ class SolveStep:
     phase_only: bool = False
     preapply_time_interp: str = "nearest"
     amp_only: bool = False          # G amplitude only (CASA calmode='a'); YAML amp_only
+    combine: str = ""               # CASA combine ('' or 'scan'; core/combine.py)
 
 
 @dataclass
@@ -103,6 +104,7 @@ class SolveConfig:
     normtype: str = "mean"
     iterations: int = 1             # rounds of the block: 2+ re-solve each step with all others applied
     plots: str = ""                 # directory for the solution plots of this block; "" = none
+    smodel: List[float] = field(default_factory=list)   # CASA smodel [I, Q, U, V]; [] = model column
 
 
 @dataclass
@@ -328,7 +330,8 @@ def _select(d, where, names, errs) -> dict:
 _SOLVE_KEYS = {"ms", "output", "ref_ant", "data_col", "model_col", "solver_backend", "apply_parang",
                "rfi_threshold", "min_snr", "min_bl_per_ant", "max_iter", "tol", "memory_limit_gb", "gpu", "jones", "field",
                "time_interval", "freq_interval", "phase_only", "amp_only", "preapply_time_interp", "external_preapply",
-               "spw", "scan", "quiet", "append", "solnorm", "normtype", *_SELECT_KEYS, "workers", "scheduler", "ref_ant_mode", "iterations", "plots"}
+               "spw", "scan", "quiet", "append", "solnorm", "normtype", *_SELECT_KEYS, "workers", "scheduler", "ref_ant_mode", "iterations", "plots",
+               "combine", "smodel"}
 _FLUX_KEYS = {"reference_table", "reference_field", "transfer_table", "transfer_field", "output",
               "jones_type", "spw", "fluxscale_method", "refspwmap", "fitorder", "reffreq", "gain_threshold"}
 FLUXSCALE_METHODS = ("mean", "interpolate")
@@ -410,6 +413,10 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
     ao = broadcast_steps(d.get("amp_only"), n, _name("amp_only", where, names), errs, False)
     pi = broadcast_steps(d.get("preapply_time_interp"), n,
                          _name("preapply_time_interp", where, names), errs, "nearest")
+    cb = broadcast_steps(d.get("combine"), n, _name("combine", where, names), errs, "")
+    from .core.combine import parse_combine
+    cb = [errs.run(f"{_name('combine', where, names)}[{i}]", parse_combine, cb[i],
+                   f"{_name('combine', where, names)}[{i}]") or "" for i in range(n)]
     steps = []
     for i in range(n):
         t = errs.run(f"{_name('time_interval', where, names)}[{i}]", parse_time_interval, ti[i],
@@ -430,7 +437,7 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         steps.append(SolveStep(jones_type=keys[i].rstrip("0123456789"), key=keys[i], field=fields[i],
                                time_interval=t, freq_interval_hz=fw[0], freq_interval_text=fw[1],
                                phase_only=bool(po[i]), preapply_time_interp=pi[i],
-                               amp_only=bool(ao[i]) if isinstance(ao[i], bool) else False))
+                               amp_only=bool(ao[i]) if isinstance(ao[i], bool) else False, combine=cb[i]))
     ep = d.get("external_preapply")
     ext = None
     if ep is not None:
@@ -485,6 +492,9 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         normtype=_typed(d, "normtype", str, "mean", where, names, errs, ("mean", "median")),
         workers=_typed(d, "workers", int, 0, where, names, errs),
         scheduler=str(d.get("scheduler") or ""))
+    from .solvers.smodel import parse_smodel
+    cfg.smodel = errs.run(_name("smodel", where, names), parse_smodel, d.get("smodel"),
+                          _name("smodel", where, names)) or []
     if cfg.workers is not None and cfg.workers < 0:
         errs.add(_name("workers", where, names), f"{cfg.workers} must be >= 0 (0 = in this process)")
     if cfg.scheduler and not re.match(r"^(tcp|tls|inproc|ucx|ws|wss)://\S+$", cfg.scheduler):

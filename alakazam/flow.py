@@ -96,7 +96,7 @@ class Group:
     n_tcell: int
 
 
-def plan_groups(scans_info, tint) -> List[Group]:
+def plan_groups(scans_info, tint, combine="") -> List[Group]:
     """Split the field's scans into groups and solution time bins.
 
     Parameters
@@ -110,6 +110,9 @@ def plan_groups(scans_info, tint) -> List[Group]:
     group per scan with one time cell; for a duration, one group per scan with
     ceil(scan length / solint) time cells anchored at the scan start.
     """
+    if "scan" in str(combine or "").split(","):       # CASA combine='scan' (core/combine.py)
+        from .core.combine import plan_scan_combined
+        return plan_scan_combined(scans_info, tint)
     scans_info = sorted(scans_info, key=lambda s: s[1])
     if tint.kind == "inf":
         scans = [s[0] for s in scans_info]
@@ -126,6 +129,8 @@ def plan_groups(scans_info, tint) -> List[Group]:
 
 def sample_bin_of_rows(group: Group, tint, scan_t0: Dict[int, float], row_scan, row_time):
     """Sample-bin index (n_row,) of each row of a group (see :func:`plan_groups`)."""
+    if hasattr(group, "sample_bins"):                   # combine='scan' (core/combine.py)
+        return group.sample_bins(row_scan, row_time)
     if tint.kind == "inf":
         scans = np.asarray(group.scans, np.int64)
         order = np.argsort(scans, kind="stable")
@@ -248,7 +253,7 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
         for step in cfg.steps:
             solappend.check_compatible(cfg.output, step.key, ms=cfg.ms, ant_names=meta.active_names,
                                        jones_type=step.jones_type)
-    ms_io.check_columns(cfg.ms, [cfg.data_col, cfg.model_col])
+    ms_io.check_columns(cfg.ms, [cfg.data_col] + ([] if cfg.smodel else [cfg.model_col]))   # smodel: no MODEL
     refs = ms_io.resolve_antenna(meta, cfg.ref_ant)
     refs = refs if isinstance(refs, list) else [refs]
     ref = refs[0]
@@ -302,7 +307,7 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
     summary["distributed"] = use_dask
 
     def n_units(step, fids):
-        return sum(len(plan_groups(r, step.time_interval)) for r in
+        return sum(len(plan_groups(r, step.time_interval, step.combine)) for r in
                    (_scan_ranges(meta, fid, ddid, scans) for fid in fids for ddid in spw_sel) if r)
 
     def finish(step, sets, seconds):
@@ -417,7 +422,7 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
 def _n_groups(ctx, step, fid, ddid) -> int:
     """Solution groups of one (field, SPW) unit (progress accounting of distributed units)."""
     r = _scan_ranges(ctx.meta, fid, ddid, ctx.scans)
-    return len(plan_groups(r, step.time_interval)) if r else 0
+    return len(plan_groups(r, step.time_interval, step.combine)) if r else 0
 
 
 def _solnorm(cfg, step, sets):
@@ -520,7 +525,9 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
         key = (fid, ddid)
         if key not in ctx.cache:
             c = ms_io.read_rows(cfg.ms, ddid, [fid], scans=ctx.scans, chans=chans,
-                                data_col=cfg.data_col, model_col=cfg.model_col, rowsel=ctx.rowsel)
+                                data_col=cfg.data_col, model_col=None if cfg.smodel else cfg.model_col,
+                                rowsel=ctx.rowsel)
+            _smodel(cfg, ctx.meta, ddid, c)
             # bad values, per-row MAD and per-scan channel statistics of the raw data: flagged once
             # here, not again in every step (alakazam.core.cellflags)
             c.flag = cellflags.flag_chunk(c, corr_types, cfg.rfi_threshold)
@@ -533,12 +540,21 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
     group_rows = ms_io.row_numbers(cfg.ms, ddid, [fid], group.scans, rowsel=ctx.rowsel)
     for rows, gid in cellflags.block_reads(cfg.ms, group_rows, ctx.max_rows):
         ch = ms_io.read_rows(cfg.ms, ddid, [fid], chans=chans, data_col=cfg.data_col,
-                             model_col=cfg.model_col, meta=ctx.meta, rows=rows, rowsel=ctx.rowsel)
+                             model_col=None if cfg.smodel else cfg.model_col, meta=ctx.meta, rows=rows,
+                             rowsel=ctx.rowsel)
+        _smodel(cfg, ctx.meta, ddid, ch)
         if ch.n_row:
             same = len(ch.rownr) == len(rows) and np.array_equal(ch.rownr, rows)
             ch.flag = cellflags.flag_chunk(ch, corr_types, cfg.rfi_threshold, groups=gid if same else None)
         yield ch, None
         del ch                  # not held while the next chunk is read (one chunk resident)
+
+
+def _smodel(cfg, meta, ddid, chunk):
+    """CASA smodel: the chunk's model is the Stokes point source ``cfg.smodel`` (solvers/smodel.py)."""
+    if cfg.smodel:
+        from .solvers.smodel import model_like
+        chunk.model = model_like(chunk.data, meta.spws[ddid].corr_types, cfg.smodel)
 
 
 def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans) -> list:
@@ -568,7 +584,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
     if not ranges:
         return []
     scan_t0 = {s: a for s, a, b in ranges}
-    groups = plan_groups(ranges, step.time_interval)
+    groups = plan_groups(ranges, step.time_interval, step.combine)
     n_ant = len(meta.active_ants)
     bl_a1, bl_a2 = np.triu_indices(n_ant, 1)
     n_bl = len(bl_a1)
