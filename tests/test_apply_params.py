@@ -242,3 +242,24 @@ def test_calwt_bad_value(solved):
     ms, cal = solved
     with pytest.raises(ParameterError, match="calwt"):
         akapply(vis=ms, gaintable=[cal], jones=["G0"], calwt=[True, False])
+
+
+def test_interp_nearestflag_equals_default_mapping(solved, tmp_path):
+    """No freq part (fast diagonal path) and 'nearestflag' (general path) give the same corrected data
+    and flags on a bandpass table with a flagged channel."""
+    cal = str(tmp_path / "bp.h5")
+    shutil.copy(solved[1], cal)
+    sets = hdf5.read_term(cal, "G0")
+    for s in sets:
+        s.flags[1:3, 5] = True
+    hdf5.write_term(cal, "G0", sets)
+    out = []
+    for k, interp in enumerate(["nearest", "nearest,nearestflag"]):
+        (tmp_path / str(k)).mkdir()
+        ms = _copy(solved[0], tmp_path / str(k))
+        akapply(vis=ms, gaintable=[cal, cal], jones=["G0", "G1"], spw="0", applymode="calflag",
+                interp=[interp, "nearest"])
+        out.append(_rows(ms, 0)[0])
+    assert out[0]["FLAG"][:, 5].any() and not out[0]["FLAG"][:, 4].any()
+    assert np.array_equal(out[0]["FLAG"], out[1]["FLAG"])
+    assert np.allclose(out[0]["CORRECTED_DATA"], out[1]["CORRECTED_DATA"], rtol=1e-6, atol=1e-6)

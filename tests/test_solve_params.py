@@ -139,3 +139,15 @@ def test_yaml_keys_reach_the_tasks(sim, tmp_path):
                                    "calwt": True, "time_interp": ["linear,linear"]})
     t = acfg.terms[0]
     assert (t.spwmap, t.calwt, t.time_interp, t.freq_interp) == ([0, 0], True, "linear", "linear")
+
+
+def test_smodel_polarised_refuses_d_before_cross_hand_terms(sim, tmp_path):
+    """A D solved before KC/CP needs an unpolarised calibrator: with smodel the check uses smodel."""
+    ms, truth = sim
+    ms2 = str(tmp_path / "nomodel.ms")
+    shutil.copytree(ms, ms2)
+    with table(ms2, readonly=False, ack=False) as t:
+        t.removecols(["MODEL_DATA"])
+    with pytest.raises(AlakazamError, match="whose model is polarised"):
+        akcal(vis=ms2, caltable=str(tmp_path / "x.h5"), field="3C286", jones=["G", "D", "KC"], refant="C00",
+              smodel=list(truth.flux_model["3C286"]), parang=True)
