@@ -438,6 +438,9 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
                                time_interval=t, freq_interval_hz=fw[0], freq_interval_text=fw[1],
                                phase_only=bool(po[i]), preapply_time_interp=pi[i],
                                amp_only=bool(ao[i]) if isinstance(ao[i], bool) else False, combine=cb[i]))
+        from .core.combine import check_step        # combine 'spw' needs a frequency-independent term
+        errs.run(f"{_name('combine', where, names)}[{i}]", check_step, steps[-1],
+                 f"{_name('combine', where, names)}[{i}]")
     ep = d.get("external_preapply")
     ext = None
     if ep is not None:

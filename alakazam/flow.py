@@ -279,6 +279,9 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
     # field-major (tier 1): every step solves the same fields (module docstring)
     field_major = FIELD_MAJOR and all(list(fl) == list(step_fields[0]) for fl in step_fields)
     field_major = field_major and not cfg.solnorm      # solnorm needs a step's fields before the next step
+    from .core import combine
+    joint = [st.key for st in cfg.steps if combine.combines(st, "field") or combine.combines(st, "spw")]
+    field_major = field_major and not joint            # combine field/spw: units of several fields/SPWs
     n_rows_total, n_rows_pair, bytes_per_row, rows_per_group = 0, 0, 0, []
     for ddid, chans in spw_sel.items():
         counts = _row_counts(cfg.ms, ddid, all_fields, scans)     # {(field, scan): rows}
@@ -294,6 +297,10 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
                                         rows_per_group or [0], limit)
     from . import distributed
     use_dask = distributed.wanted(getattr(cfg, "workers", 0), getattr(cfg, "scheduler", ""))
+    if use_dask and joint:
+        from .errors import ParameterError
+        raise ParameterError({"combine": [f"'field'/'spw' ({', '.join(joint)}) cannot run on dask workers "
+                                          "(a distributed unit is one field and SPW); run without workers"]})
     field_major = field_major and tier == 1 and not use_dask
     log.info("memory: tier %d%s (limit %.2f GB, %d rows x %d B/row, max %d rows per read)",
              tier, " field-major" if field_major else "", limit / 1e9, n_rows_total, bytes_per_row, max_rows)
@@ -361,10 +368,10 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
                                                                 _n_groups(ctx, st, fid, ddid))):
                         sets.extend(unit_sets)
                         _rereference(ctx, step, sets)
-                for fid in (fids if dask_client is None else ()):
-                    for ddid, chans in spw_sel.items():
-                        sets.extend(_solve_field_spw(ctx, step, fid, ddid, chans))
-                        _rereference(ctx, step, sets)
+                for fid, ddid, chans, members in (combine.units(step, fids, spw_sel) if dask_client is None
+                                                   else ()):    # combine 'field'/'spw': core/combine.py
+                    sets.extend(_solve_field_spw(ctx, step, fid, ddid, chans, members))
+                    _rereference(ctx, step, sets)
             finish(step, sets, _time.perf_counter() - t0)
             ctx.prior.append(chain.term_from_sets(step.key, step.jones_type, sets,
                                                   time_interp=step.preapply_time_interp))
@@ -557,8 +564,10 @@ def _smodel(cfg, meta, ddid, chunk):
         chunk.model = model_like(chunk.data, meta.spws[ddid].corr_types, cfg.smodel)
 
 
-def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans) -> list:
-    """Solve one step for one field and SPW: every group, returning hdf5.SolutionSet objects."""
+def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans, members=None) -> list:
+    """Solve one step for one field and SPW: every group, returning hdf5.SolutionSet objects.
+    ``members``: the (field, DATA_DESC_ID, channels) solved together with combine='field'/'spw'
+    (core/combine.py); None = this field and SPW alone."""
     from .core import averaging
     from .io.hdf5 import SolutionSet
     from . import solvers
@@ -580,7 +589,10 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
     n_fsamp = len(chans) if chan_sampled else n_fcell
     corr_src = averaging.corr_map(spw.corr_types)
 
-    ranges = _scan_ranges(meta, fid, ddid, ctx.scans)
+    from .core import combine
+    mctx = combine.member_contexts(meta, members, fid, ddid, chans, fsamp_of_chan, corr_src, chan_sampled,
+                                   fbin_of_chan)
+    ranges = combine.union_ranges([_scan_ranges(meta, m.fid, m.ddid, ctx.scans) for m in mctx])
     if not ranges:
         return []
     scan_t0 = {s: a for s, a, b in ranges}
@@ -611,7 +623,8 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
         time_wsum = np.zeros(n_sbin)
         wsum_t = np.zeros(n_sbin)
         t_ref = min(scan_t0[sc] for sc in group.scans)
-        for ch, rows in _iter_group_chunks(ctx, fid, ddid, chans, group):
+        for m, (ch, rows) in combine.member_chunks(mctx, lambda m: _iter_group_chunks(
+                ctx, m.fid, m.ddid, m.chans, group)):
             if rows is None:
                 rows = np.arange(ch.n_row)
             if len(rows) == 0:
@@ -641,12 +654,12 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
                 t1 = min(t0 + t_block, len(utimes)) if need_tables else len(utimes)
                 diag = sky = None
                 if need_tables:
-                    diag, sky = chain.preapply_tables(prior, meta, ddid, chans, fld, utimes[t0:t1],
+                    diag, sky = chain.preapply_tables(prior, meta, m.ddid, m.chans, m.fld, utimes[t0:t1],
                                                       cfg.apply_parang, time_scan=uscan[t0:t1])
                 part = rows if (t0 == 0 and t1 == len(utimes)) else rows[(tix >= t0) & (tix < t1)]
                 averaging.accumulate_corrected(vis_sum, model_sum, w_sum, w_row, ch.data, ch.model, ch.flag,
                                                ch.weight, part, tidx, ch.ant1, ch.ant2, acc_bin, row_bl,
-                                               fsamp_of_chan, corr_src, diag, sky, t_off=t0)
+                                               m.fsamp_of_chan, m.corr_src, diag, sky, t_off=t0)
             row_count += np.bincount(sbin, minlength=n_sbin)
             trel = times - t_ref            # relative times: sums of MJD seconds (~5e9) lose microseconds
             time_sum += np.bincount(sbin, weights=trel, minlength=n_sbin)
@@ -721,7 +734,7 @@ def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans)
                            converged=conv, n_iter=niter, cost=cost, attrs=attrs)
         sset.extra = {"ref_ant": refused}
         _quality(sset, res, cell_index)
-        out.append(sset)
+        out.extend(combine.stored_sets(sset, mctx, meta))   # this set, or its combined field/SPW forms
     return out
 
 

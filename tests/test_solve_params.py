@@ -74,8 +74,6 @@ def test_combine_errors_name_the_parameter(sim, tmp_path):
     ms, _ = sim
     with pytest.raises(ParameterError, match=r"combine.*'fields' in 'scan,fields' is not allowed"):
         akcal(vis=ms, caltable=str(tmp_path / "x.h5"), jones="G", combine="scan,fields")
-    with pytest.raises(ParameterError, match=r"combine.*'spw' is not supported yet"):
-        akcal(vis=ms, caltable=str(tmp_path / "x.h5"), jones="G", combine="spw")
 
 
 @pytest.mark.parametrize("parang", [False, True])
@@ -151,3 +149,80 @@ def test_smodel_polarised_refuses_d_before_cross_hand_terms(sim, tmp_path):
     with pytest.raises(AlakazamError, match="whose model is polarised"):
         akcal(vis=ms2, caltable=str(tmp_path / "x.h5"), field="3C286", jones=["G", "D", "KC"], refant="C00",
               smodel=list(truth.flux_model["3C286"]), parang=True)
+
+
+@pytest.fixture(scope="module")
+def flat(tmp_path_factory):
+    """Constant gains (no delays, bandpass or drift), unpolarised 3C147 (model 1 Jy, true 2.5) and
+    TARGET (model = truth, 0.7 Jy), little noise: the joint solutions are predictable."""
+    d = tmp_path_factory.mktemp("combinejoint")
+    ms = str(d / "f.ms")
+    simulate_ms(ms, feed="linear", n_ant=5, n_ant_extra=0, n_chan=(4, 4), duration_h=1.0, int_s=60,
+                scan_len_s=300, noise=1e-3, seed=3, leakage=False, dead_ant=False, flag_rows=0.0,
+                delays=False, bandpass=False, time_gains=False)
+    return ms
+
+
+def _amp(cal, key, spw=0):
+    (s,) = [x for x in hdf5.read_term(cal, key) if x.spw == spw]
+    return s, np.abs(s.jones[:, 0, 0, [0, 1], [0, 1]])       # (n_ant, 2)
+
+
+def test_combine_field_solves_the_fields_together(flat, tmp_path):
+    ms = flat
+    # rfi_threshold 0: the prediction needs the same samples on every baseline (a few samples flagged
+    # by the RFI statistics would change each baseline's field mix by ~1%)
+    kw = dict(vis=ms, jones="G", solint="inf", refant="C00", minblperant=0, spw="0", rfi_threshold=0.0)
+    akcal(caltable=str(tmp_path / "t.h5"), field="TARGET", **kw)
+    akcal(caltable=str(tmp_path / "c.h5"), field="3C147", **kw)
+    akcal(caltable=str(tmp_path / "j.h5"), field="3C147,TARGET", combine="field", **kw)
+    _, a_t = _amp(str(tmp_path / "t.h5"), "G0")
+    _, a_c = _amp(str(tmp_path / "c.h5"), "G0")
+    sj, a_j = _amp(str(tmp_path / "j.h5"), "G0")
+    assert len(hdf5.read_term(str(tmp_path / "j.h5"), "G0")) == 1
+    assert sj.field_name == "3C147+TARGET" and list(sj.attrs["combined_fields"]) == ["3C147", "TARGET"]
+    assert np.allclose(a_c / a_t, np.sqrt(2.5), rtol=2e-3)          # solo: the 3C147 model is 1 Jy of 2.5
+    # joint: the cell's averaged data / averaged model (core/averaging) = G x (n1 2.5 + n2 0.7) / (n1 + n2 0.7)
+    with table(ms, ack=False) as t:
+        f = t.query("DATA_DESC_ID==0 && ANTENNA1!=ANTENNA2").getcol("FIELD_ID")
+    n1, n2 = int((f == 1).sum()), int((f == 2).sum())
+    c = (2.5 * n1 + 0.7 * n2) / (n1 + 0.7 * n2)
+    assert np.allclose(a_j / a_t, np.sqrt(c), rtol=2e-3)
+    assert abs(np.sqrt(c) - 1) > 0.2 and abs(np.sqrt(c) - np.sqrt(2.5)) > 0.1   # distinct from both solos
+    # apply picks the combined solutions for any field (nearest_time)
+    from alakazam.calibration.apply import run_apply
+    from alakazam.config import apply_config_from_dict
+    res = run_apply(apply_config_from_dict(dict(ms=ms, jones=["G0"], tables=[str(tmp_path / "j.h5")],
+                                                target_field=["TARGET"], spw="0")))
+    assert res["rows"] > 0 and res["no_solution"] == 0
+
+
+def test_combine_spw_one_solution_from_all_spws(flat, tmp_path):
+    """SPW 1's data replaced by 1.21 x SPW 0's (model, flags, weights copied): the joint solution is the
+    SPW-0 solution x sqrt((1 + 1.21) / 2) exactly, stored under both SPWs."""
+    ms = str(tmp_path / "x.ms")
+    shutil.copytree(flat, ms)
+    with table(ms + "::DATA_DESCRIPTION", ack=False) as t:
+        dd = list(t.getcol("SPECTRAL_WINDOW_ID"))        # the simulator's DDID != SPW id
+    with table(ms, readonly=False, ack=False) as t:
+        q0 = t.query(f"DATA_DESC_ID=={dd.index(0)}", sortlist="TIME,ANTENNA1,ANTENNA2")
+        q1 = t.query(f"DATA_DESC_ID=={dd.index(1)}", sortlist="TIME,ANTENNA1,ANTENNA2")
+        assert np.array_equal(q0.getcol("ANTENNA1"), q1.getcol("ANTENNA1"))
+        rows1 = q1.rownumbers()
+        for col, k in (("DATA", 1.21), ("MODEL_DATA", 1.0), ("FLAG", None), ("WEIGHT", None)):
+            v = q0.getcol(col)
+            for i, r in enumerate(rows1):
+                t.putcell(col, int(r), (v[i] * k).astype(v.dtype) if k else v[i])
+    kw = dict(vis=ms, field="3C147", jones="G", solint="inf", refant="C00", minblperant=0, rfi_threshold=0.0)
+    akcal(caltable=str(tmp_path / "s0.h5"), spw="0", **kw)
+    akcal(caltable=str(tmp_path / "j.h5"), combine="spw", **kw)
+    s0, _ = _amp(str(tmp_path / "s0.h5"), "G0")
+    sets = hdf5.read_term(str(tmp_path / "j.h5"), "G0")
+    assert sorted(s.spw for s in sets) == [0, 1]
+    assert np.array_equal(sets[0].jones, sets[1].jones, equal_nan=True)
+    assert list(sets[0].attrs["combined_spws"]) == [0, 1]
+    assert np.allclose(sets[0].jones, s0.jones * np.sqrt((1 + 1.21) / 2), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ParameterError, match=r"combine.*'spw' for K0 \(K\) is not supported"):
+        akcal(vis=ms, caltable=str(tmp_path / "k.h5"), jones="K", combine="spw")
+    with pytest.raises(ParameterError, match=r"combine.*needs freqint 'full'"):
+        akcal(vis=ms, caltable=str(tmp_path / "k.h5"), jones="G", freqint="1MHz", combine="spw")
