@@ -2,8 +2,8 @@
 
 Conventions (pinned by tests/test_solve_params.py):
 
-* ``combine`` per step: ``''`` (none) or a comma-separated list of ``scan`` (and, see below, ``field``
-  / ``spw``).  Parsed by :func:`parse_combine`.
+* ``combine`` per step: ``''`` (none) or a comma-separated list of ``scan``, ``field``, ``spw``.
+  Parsed by :func:`parse_combine`; :func:`check_step` refuses ``spw`` on frequency-dependent terms.
 * ``scan``: solution intervals are not cut at scan boundaries.  With a duration solint the bins are
   anchored at the first selected scan's start and run across scans: one solution per bin holding the
   data of every scan inside it (bins with no data are dropped, as everywhere).  ``solint='scan'`` with
