@@ -314,8 +314,10 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
     summary["distributed"] = use_dask
 
     def n_units(step, fids):
+        from .core.combine import union_ranges, units     # joint units of combine field/spw counted once
         return sum(len(plan_groups(r, step.time_interval, step.combine)) for r in
-                   (_scan_ranges(meta, fid, ddid, scans) for fid in fids for ddid in spw_sel) if r)
+                   (union_ranges([_scan_ranges(meta, f, d, scans) for f, d, _ in (m or [(fid, ddid, None)])])
+                    for fid, ddid, _, m in units(step, fids, spw_sel)) if r)
 
     def finish(step, sets, seconds):
         if not sets:

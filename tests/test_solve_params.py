@@ -226,3 +226,11 @@ def test_combine_spw_one_solution_from_all_spws(flat, tmp_path):
         akcal(vis=ms, caltable=str(tmp_path / "k.h5"), jones="K", combine="spw")
     with pytest.raises(ParameterError, match=r"combine.*needs freqint 'full'"):
         akcal(vis=ms, caltable=str(tmp_path / "k.h5"), jones="G", freqint="1MHz", combine="spw")
+
+
+def test_combine_field_refused_on_dask_workers(flat, tmp_path):
+    out = str(tmp_path / "w.h5")
+    with pytest.raises(ParameterError, match=r"combine.*cannot run on dask workers"):
+        akcal(vis=flat, caltable=out, jones="G", field="3C147,TARGET", combine="field", workers=1)
+    import os
+    assert not os.path.exists(out)
