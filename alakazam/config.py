@@ -53,6 +53,7 @@ class ExternalPreapply:
     jones: List[str] = field(default_factory=list)          # keys, e.g. K0, G0
     field_select: List[str] = field(default_factory=list)   # nearest_time | nearest_sky | pinned
     time_interp: List[str] = field(default_factory=list)    # exact | nearest | linear | cubic
+    freq_interp: List[str] = field(default_factory=list)    # CASA interp freq part per term ('' = nearest bin)
     solution_field: List[Optional[List[str]]] = field(default_factory=list)
 
 
@@ -457,11 +458,19 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
             for k, v in enumerate(fs):
                 if v not in FIELD_SELECT_MODES:
                     errs.add(f"{epw}.field_select[{k}]", f"{v!r} not in {', '.join(FIELD_SELECT_MODES)}")
+            from .core.freqinterp import parse_interp
+            fin = [""] * len(tin)
             for k, v in enumerate(tin):
+                if isinstance(v, str) and "," in v:     # CASA 'time,freq' (core/freqinterp.py)
+                    tf = errs.run(f"{epw}.time_interp[{k}]", parse_interp, v, TIME_INTERP_MODES,
+                                  f"{epw}.time_interp[{k}]")
+                    if tf:
+                        tin[k], fin[k] = tf
+                    continue
                 if v not in TIME_INTERP_MODES:
                     errs.add(f"{epw}.time_interp[{k}]", f"{v!r} not in {', '.join(TIME_INTERP_MODES)}")
             ext = ExternalPreapply(tables=[str(t) for t in tables], jones=[str(j) for j in ej],
-                                   field_select=fs, time_interp=tin,
+                                   field_select=fs, time_interp=tin, freq_interp=fin,
                                    solution_field=[_field_list(x) for x in (ep.get("solution_field") or [])])
     ref = d.get("ref_ant", 0)
     refs = ref if isinstance(ref, (list, tuple)) else [ref]

@@ -271,6 +271,8 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
                 field_select=ep.field_select[i] if i < len(ep.field_select) else "nearest_time",
                 time_interp=ep.time_interp[i] if i < len(ep.time_interp) else "nearest",
                 solution_field=(ep.solution_field[i] if i < len(ep.solution_field) else None)))
+            fi = getattr(ep, "freq_interp", None) or []          # CASA interp 'time,freq' (core/freqinterp)
+            ext_terms[-1].freq_interp = fi[i] if i < len(fi) else ""
 
     # ---- memory plan
     from .core import memory

@@ -234,3 +234,22 @@ def test_combine_field_refused_on_dask_workers(flat, tmp_path):
         akcal(vis=flat, caltable=out, jones="G", field="3C147,TARGET", combine="field", workers=1)
     import os
     assert not os.path.exists(out)
+
+
+def test_external_preapply_interp_time_freq(sim, tmp_path):
+    """akcal's gaintable pre-apply takes CASA's 'time,freq' interp too: a bandpass pre-applied with
+    'nearest,linear' gives the same next step as 'nearest' when nothing is flagged."""
+    ms, _ = sim
+    bp = str(tmp_path / "bp.h5")
+    akcal(vis=ms, caltable=bp, field="3C286", jones="G", freqint="1MHz", refant="C00", minblperant=0)
+    out = []
+    for k, interp in enumerate(["nearest", "nearest,linear"]):
+        cal = str(tmp_path / f"g{k}.h5")
+        akcal(vis=ms, caltable=cal, field="3C286", jones="G", solint="300s", refant="C00", minblperant=0,
+              gaintable=[bp], gainjones=["G0"], interp=[interp])
+        out.append(hdf5.read_term(cal, "G0"))
+    for a, b in zip(*out):
+        assert np.allclose(a.jones, b.jones, rtol=0, atol=1e-9, equal_nan=True)
+    with pytest.raises(ParameterError, match="frequency interpolation 'spline'"):
+        akcal(vis=ms, caltable=str(tmp_path / "x.h5"), field="3C286", jones="G", gaintable=[bp],
+              gainjones=["G0"], interp=["nearest,spline"])
