@@ -51,6 +51,7 @@ class ExternalPreapply:
     jones: List[str] = field(default_factory=list)          # keys, e.g. K0, G0
     field_select: List[str] = field(default_factory=list)   # nearest_time | nearest_sky | pinned
     time_interp: List[str] = field(default_factory=list)    # exact | nearest | linear | cubic
+    freq_interp: List[str] = field(default_factory=list)    # CASA interp freq part per term ('' = nearest bin)
     solution_field: List[Optional[List[str]]] = field(default_factory=list)
 
 
@@ -67,6 +68,7 @@ class SolveStep:
     phase_only: bool = False
     preapply_time_interp: str = "nearest"
     amp_only: bool = False          # G amplitude only (CASA calmode='a'); YAML amp_only
+    combine: str = ""               # CASA combine ('' or 'scan'; core/combine.py)
 
 
 @dataclass
@@ -101,6 +103,7 @@ class SolveConfig:
     normtype: str = "mean"
     iterations: int = 1             # rounds of the block: 2+ re-solve each step with all others applied
     plots: str = ""                 # directory for the solution plots of this block; "" = none
+    smodel: List[float] = field(default_factory=list)   # CASA smodel [I, Q, U, V]; [] = model column
 
 
 @dataclass
@@ -130,6 +133,9 @@ class ApplyTerm:
     field_select: str = "nearest_time"
     time_interp: str = "nearest"
     solution_field: Optional[List[str]] = None   # required when field_select == 'pinned'
+    freq_interp: str = ""       # CASA interp 'time,freq' freq part (core/freqinterp.py); '' = nearest bin
+    spwmap: List[int] = field(default_factory=list)   # CASA spwmap of this table (calibration/spwmap.py)
+    calwt: bool = False         # scale the weights by this term's gains (calibration/calwt.py)
 
 
 @dataclass
@@ -380,6 +386,25 @@ def check_cluster(cfg, where, names, errs):
                  f"{cfg.scheduler!r} is not a dask scheduler address; expected e.g. tcp://host:8786")
 
 
+def _time_freq_interp(values, key, where, names, errs):
+    """(time parts, freq parts) of per-term interp values, CASA 'time[,freq]' (core/freqinterp.py; freq
+    '' = the nearest solution bin; time one of core.interpolation.MODES -- the XML's interp has no enum,
+    its values may carry the freq part).  Errors name ``key[i]``, the value and what was expected."""
+    from .core.freqinterp import parse_interp
+    from .core.interpolation import MODES
+
+    tin, fin = list(values), [""] * len(values)
+    for i, v in enumerate(values):
+        path = f"{_name(key, where, names)}[{i}]"
+        if not isinstance(v, str):
+            errs.add(path, f"{v!r} is not allowed; expected one of {', '.join(MODES)}")
+            continue
+        tf = errs.run(path, parse_interp, v, MODES, path)
+        if tf:
+            tin[i], fin[i] = tf
+    return tin, fin
+
+
 def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) -> SolveConfig:
     """A ``solve`` block (SEED.md YAML keys) -> SolveConfig; all errors reported together.  ``ms`` may
     be a list of MSs solved as one job (:mod:`alakazam.multims`)."""
@@ -389,7 +414,7 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
     errs = _Errors()
     _check_keys(d, "solve", where, names, errs)
     per_step = ("jones", "field", "time_interval", "freq_interval", "phase_only", "amp_only",
-                "preapply_time_interp", "ref_ant")
+                "preapply_time_interp", "ref_ant", "combine", "smodel")
     v = _values(d, "solve", where, names, errs, parsed=per_step)
     _require(d, "solve", where, names, errs)
     jones = d.get("jones") or []
@@ -412,6 +437,10 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
     po = broadcast_steps(d.get("phase_only"), n, _name("phase_only", where, names), errs, False)
     ao = broadcast_steps(d.get("amp_only"), n, _name("amp_only", where, names), errs, False)
     _per_step_allowed(step["preapply_time_interp"], "solve", "preapply_time_interp", where, names, errs)
+    from .core.combine import check_step, parse_combine
+    cb = broadcast_steps(d.get("combine"), n, _name("combine", where, names), errs, "")
+    cb = [errs.run(f"{_name('combine', where, names)}[{i}]", parse_combine, cb[i],
+                   f"{_name('combine', where, names)}[{i}]") or "" for i in range(n)]
     steps = []
     for i in range(n):
         tpath, fpath = (f"{_name(k, where, names)}[{i}]" for k in ("time_interval", "freq_interval"))
@@ -428,7 +457,10 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         steps.append(SolveStep(jones_type=keys[i].rstrip("0123456789"), key=keys[i], field=fields_[i],
                                time_interval=t, freq_interval_hz=fw[0], freq_interval_text=fw[1],
                                phase_only=po[i] is True, preapply_time_interp=step["preapply_time_interp"][i],
-                               amp_only=ao[i] is True))
+                               amp_only=ao[i] is True, combine=cb[i]))
+        # combine 'spw' needs a frequency-independent term (core/combine.py)
+        errs.run(f"{_name('combine', where, names)}[{i}]", check_step, steps[-1],
+                 f"{_name('combine', where, names)}[{i}]")
     ext = _external_preapply(d.get("external_preapply"), where, names, errs)
     ref = d.get("ref_ant", 0)
     refs = ref if isinstance(ref, (list, tuple)) else [ref]
@@ -439,6 +471,9 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         ref = list(ref) if len(ref) > 1 else ref[0]
     cfg = SolveConfig(steps=steps, ref_ant=ref, external_preapply=ext,
                       select={k: v[k] for k in _SELECT_KEYS if v[k]}, **_kwargs(SolveConfig, v))
+    from .solvers.smodel import parse_smodel
+    cfg.smodel = errs.run(_name("smodel", where, names), parse_smodel, d.get("smodel"),
+                          _name("smodel", where, names)) or []
     # what the XML cannot say (a strict bound, an address)
     check_cluster(cfg, where, names, errs)
     if cfg.tol <= 0 and _name("tol", where, names) not in errs.errors:
@@ -467,9 +502,9 @@ def _external_preapply(ep, where, names, errs):
     fs = list(ep.get("field_select") or ["nearest_time"] * len(ej))
     tin = list(ep.get("time_interp") or ["nearest"] * len(ej))
     _per_step_allowed(fs, "solve", "external_preapply.field_select", epw, None, errs)
-    _per_step_allowed(tin, "solve", "external_preapply.time_interp", epw, None, errs)
+    tin, fin = _time_freq_interp(tin, "time_interp", epw, None, errs)
     return ExternalPreapply(tables=[str(t) for t in tables], jones=[str(j) for j in ej],
-                            field_select=fs, time_interp=tin,
+                            field_select=fs, time_interp=tin, freq_interp=fin,
                             solution_field=[_field_list(x) for x in (ep.get("solution_field") or [])])
 
 
@@ -508,7 +543,7 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
     errs = _Errors()
     _check_keys(d, "apply", where, names, errs)
     per_term = ("jones", "tables", "field_select", "time_interp", "solution_field", "target_field",
-                "propagate_flags", "applymode")
+                "propagate_flags", "applymode", "spwmap", "calwt")
     v = _values(d, "apply", where, names, errs, parsed=per_term)
     _require(d, "apply", where, names, errs)
     jones = d.get("jones") or []
@@ -519,20 +554,28 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
                            "nearest_time")
     tint = broadcast_steps(d.get("time_interp"), n, _name("time_interp", where, names), errs, "nearest")
     _per_step_allowed(fsel, "apply", "field_select", where, names, errs)
-    _per_step_allowed(tint, "apply", "time_interp", where, names, errs)
+    tint, fint = _time_freq_interp(tint, "time_interp", where, names, errs)   # CASA 'time,freq'
     sf = d.get("solution_field")
     if sf is None:
         sf = [None] * n
     elif not isinstance(sf, (list, tuple)) or len(sf) != n:
         errs.add(_name("solution_field", where, names), f"must be a list with one entry per term ({n})")
         sf = [None] * n
+    from .calibration.calwt import parse_calwt
+    from .calibration.spwmap import parse_spwmap
+
+    smaps = errs.run(_name("spwmap", where, names), parse_spwmap, d.get("spwmap"), n,
+                     _name("spwmap", where, names)) or [[]] * n
+    cwts = errs.run(_name("calwt", where, names), parse_calwt, d.get("calwt"), n,
+                    _name("calwt", where, names)) or [False] * n
     terms = []
     for i in range(n):
         if fsel[i] == "pinned" and not sf[i]:
             errs.add(f"{_name('solution_field', where, names)}[{i}]",
                      "is required when field_select is 'pinned' (the calibrator field(s) to use)")
         terms.append(ApplyTerm(key=str(jones[i]), table=str(tables[i]), field_select=fsel[i],
-                               time_interp=tint[i], solution_field=_field_list(sf[i])))
+                               time_interp=tint[i], solution_field=_field_list(sf[i]),
+                               freq_interp=fint[i], spwmap=list(smaps[i]), calwt=bool(cwts[i])))
     pf = d.get("propagate_flags")
     if pf is not None and not isinstance(pf, bool):
         errs.add(_name("propagate_flags", where, names), f"{pf!r} must be true or false")
@@ -547,6 +590,9 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
                       propagate_flags=bool(pf), applymode=mode,
                       select={k: v[k] for k in _SELECT_KEYS if v[k]}, **_kwargs(ApplyConfig, v))
     check_cluster(cfg, where, names, errs)
+    if (cfg.workers or cfg.scheduler) and any(t.calwt for t in cfg.terms):
+        errs.add(_name("calwt", where, names), "calwt (weights written with the data) runs in one process; "
+                 "drop workers/scheduler or calwt")
 
     from .calibration.compat import output_column_errors
 

@@ -157,8 +157,14 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
     cfg, meta, rowsel, refs, spw_sel, scans, step_fields, ext_terms = _validate(cfg)
     # ---- memory plan
     use_dask = distributed.wanted(getattr(cfg, "workers", 0), getattr(cfg, "scheduler", ""))
-    mp = plan.memory_plan(cfg, meta, spw_sel, scans, step_fields, ms.row_counts,
-                          allow_field_major=FIELD_MAJOR, use_dask=use_dask)
+    from .core import combine
+    joint = [st.key for st in cfg.steps if combine.combines(st, "field") or combine.combines(st, "spw")]
+    if use_dask and joint:
+        from .errors import ParameterError
+        raise ParameterError({"combine": [f"'field'/'spw' ({', '.join(joint)}) cannot run on dask workers "
+                                          "(a distributed unit is one field and SPW); run without workers"]})
+    mp = plan.memory_plan(cfg, meta, spw_sel, scans, step_fields, ms.row_counts,   # combine field/spw:
+                          allow_field_major=FIELD_MAJOR and not joint, use_dask=use_dask)   # step-major
     tier, max_rows, field_major = mp.tier, mp.max_rows, mp.field_major
     log.info("memory: tier %d%s (limit %.2f GB, %d rows x %d B/row, max %d rows per read)",
              tier, " field-major" if field_major else "", mp.limit / 1e9, mp.n_rows_total, mp.bytes_per_row,
@@ -204,7 +210,7 @@ def _validate(cfg: SolveConfig):
         for step in cfg.steps:
             solappend.check_compatible(cfg.output, step.key, ms=cfg.ms, ant_names=meta.active_names,
                                        jones_type=step.jones_type)
-    ms_io.check_columns(cfg.ms, [cfg.data_col, cfg.model_col])
+    ms_io.check_columns(cfg.ms, [cfg.data_col] + ([] if cfg.smodel else [cfg.model_col]))   # smodel: no MODEL
     refs = ms_io.resolve_antenna(meta, cfg.ref_ant)
     refs = refs if isinstance(refs, list) else [refs]
     spw_sel = ms_io.resolve_spw(meta, cfg.spw)
@@ -221,6 +227,8 @@ def _validate(cfg: SolveConfig):
                 field_select=ep.field_select[i] if i < len(ep.field_select) else "nearest_time",
                 time_interp=ep.time_interp[i] if i < len(ep.time_interp) else "nearest",
                 solution_field=(ep.solution_field[i] if i < len(ep.solution_field) else None)))
+            fi = getattr(ep, "freq_interp", None) or []          # CASA interp 'time,freq' (core/freqinterp)
+            ext_terms[-1].freq_interp = fi[i] if i < len(fi) else ""
     return cfg, meta, rowsel, refs, spw_sel, scans, step_fields, ext_terms
 
 
@@ -271,6 +279,7 @@ def _run_step_major(ctx, step_fields, finish, dask_client):
     step; on dask the units of a step run in parallel and are re-referenced in the same order."""
     from . import distributed, plan, progress
     from .calibration import chain
+    from .core import combine
 
     cfg, meta, spw_sel = ctx.cfg, ctx.meta, ctx.spw_sel
     for i, (step, fids) in enumerate(zip(cfg.steps, step_fields)):
@@ -283,9 +292,9 @@ def _run_step_major(ctx, step_fields, finish, dask_client):
                 for unit_sets in distributed.solve_step(dask_client, ctx, step, fids, bar.advance, step_index=i):
                     sets.extend(unit_sets)
                     _rereference(ctx, step, sets)
-            batches = plan.step_major([step], [fids], spw_sel) if dask_client is None else ()
-            for _, fid, ddid in batches:
-                sets.extend(_solve_field_spw(ctx, step, fid, ddid, spw_sel[ddid]))
+            for fid, ddid, chans, members in (combine.units(step, fids, spw_sel) if dask_client is None
+                                               else ()):    # combine 'field'/'spw': joint units (core/combine.py)
+                sets.extend(_solve_field_spw(ctx, step, fid, ddid, chans, members))
                 _rereference(ctx, step, sets)
         finish(step, sets, _time.perf_counter() - t0)
         ctx.prior.append(chain.term_from_sets(step.key, step.jones_type, sets,

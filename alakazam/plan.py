@@ -39,7 +39,7 @@ class Group:
     n_tcell: int
 
 
-def plan_groups(scans_info, tint) -> list[Group]:
+def plan_groups(scans_info, tint, combine="") -> list[Group]:
     """Split the field's scans into groups and solution time bins.
 
     Parameters
@@ -51,8 +51,12 @@ def plan_groups(scans_info, tint) -> list[Group]:
     -------
     list of :class:`Group`.  For ``inf`` one group (scan_id 0) with one time cell; for ``scan`` one
     group per scan with one time cell; for a duration, one group per scan with
-    ceil(scan length / solint) time cells anchored at the scan start.
+    ceil(scan length / solint) time cells anchored at the scan start.  ``combine`` (the step's CASA
+    combine) with 'scan': one group whose time cells cross scans (:mod:`alakazam.core.combine`).
     """
+    if "scan" in str(combine or "").split(","):       # CASA combine='scan' (core/combine.py)
+        from .core.combine import plan_scan_combined
+        return plan_scan_combined(scans_info, tint)
     scans_info = sorted(scans_info, key=lambda s: s[1])
     if tint.kind == "inf":
         scans = [s[0] for s in scans_info]
@@ -69,6 +73,8 @@ def plan_groups(scans_info, tint) -> list[Group]:
 
 def sample_bin_of_rows(group: Group, tint, scan_t0: dict[int, float], row_scan, row_time):
     """Sample-bin index (n_row,) of each row of a group (see :func:`plan_groups`)."""
+    if hasattr(group, "sample_bins"):                   # combine='scan' (core/combine.py)
+        return group.sample_bins(row_scan, row_time)
     if tint.kind == "inf":
         scans = np.asarray(group.scans, np.int64)
         order = np.argsort(scans, kind="stable")
@@ -114,14 +120,15 @@ class Unit:
 
 def units_of(meta, step_index, step, fids, spw_sel, scans) -> list[Unit]:
     """The units of one step over ``fids`` and the selected SPWs, in the in-process order (field, SPW,
-    scan group); a (field, SPW) without selected scans has none."""
+    scan group); a (field, SPW) without selected scans has none.  (Joint units of combine 'field' /
+    'spw' are not listed here: those steps do not run on dask, :func:`alakazam.flow._run_solve`.)"""
     out = []
     for fid in fids:
         for ddid, chans in spw_sel.items():
             ranges = scan_ranges(meta, fid, ddid, scans)
             if ranges:
                 out.extend(Unit(step_index, step, fid, ddid, chans, g)
-                           for g in plan_groups(ranges, step.time_interval))
+                           for g in plan_groups(ranges, step.time_interval, step.combine))
     return out
 
 
@@ -179,12 +186,17 @@ def memory_plan(cfg, meta, spw_sel, scans, step_fields, row_counts, *, allow_fie
 def n_groups(meta, step, fid, ddid, scans) -> int:
     """Solution groups of one (field, SPW) (progress accounting)."""
     r = scan_ranges(meta, fid, ddid, scans)
-    return len(plan_groups(r, step.time_interval)) if r else 0
+    return len(plan_groups(r, step.time_interval, step.combine)) if r else 0
 
 
 def n_units(meta, step, fids, spw_sel, scans) -> int:
-    """Units (solution groups) of one step over ``fids`` and the selected SPWs."""
-    return sum(n_groups(meta, step, fid, ddid, scans) for fid in fids for ddid in spw_sel)
+    """Units (solution groups) of one step over ``fids`` and the selected SPWs; the joint units of
+    combine 'field' / 'spw' (:func:`alakazam.core.combine.units`) counted once."""
+    from .core.combine import union_ranges, units
+
+    return sum(len(plan_groups(r, step.time_interval, step.combine)) for r in
+               (union_ranges([scan_ranges(meta, f, d, scans) for f, d, _ in (m or [(fid, ddid, None)])])
+                for fid, ddid, _, m in units(step, fids, spw_sel)) if r)
 
 
 def field_scans(meta, fid, ddid, scans_sel):

@@ -41,11 +41,12 @@ def iterate_round(ctx, cfg, ext_terms, step_fields, spw_sel, finish, rnd, solve_
                          or names <= {s.field_name for s in t.sets}]
         ctx.advance = None
         sets = []
-        for fid in fids:
-            for ddid, chans in spw_sel.items():
-                sets.extend(solve_unit(ctx, step, fid, ddid, chans))
-                if after_unit is not None:      # e.g. re-referencing, as in the first round
-                    after_unit(step, sets)
+        from .core.combine import units
+        for fid, ddid, chans, members in units(step, fids, spw_sel):     # combine field/spw: joint units
+            sets.extend(solve_unit(ctx, step, fid, ddid, chans, members) if members else
+                        solve_unit(ctx, step, fid, ddid, chans))
+            if after_unit is not None:      # e.g. re-referencing, as in the first round
+                after_unit(step, sets)
         for s in sets:
             s.attrs["iteration"] = rnd + 1
         finish(step, sets, time.perf_counter() - t0)

@@ -69,7 +69,9 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
         key = (fid, ddid)
         if key not in ctx.cache:
             c = ms_io.read_rows(cfg.ms, ddid, [fid], scans=ctx.scans, chans=chans,
-                                data_col=cfg.data_col, model_col=cfg.model_col, rowsel=ctx.rowsel)
+                                data_col=cfg.data_col, model_col=None if cfg.smodel else cfg.model_col,
+                                rowsel=ctx.rowsel)
+            _smodel(cfg, ctx.meta, ddid, c)
             # bad values, per-row MAD and per-scan channel statistics of the raw data: flagged once
             # here, not again in every step (alakazam.core.cellflags)
             c.flag = cellflags.flag_chunk(c, corr_types, cfg.rfi_threshold)
@@ -82,12 +84,21 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
     group_rows = ms_io.row_numbers(cfg.ms, ddid, [fid], group.scans, rowsel=ctx.rowsel)
     for rows, gid in cellflags.block_reads(cfg.ms, group_rows, ctx.max_rows):
         ch = ms_io.read_rows(cfg.ms, ddid, [fid], chans=chans, data_col=cfg.data_col,
-                             model_col=cfg.model_col, meta=ctx.meta, rows=rows, rowsel=ctx.rowsel)
+                             model_col=None if cfg.smodel else cfg.model_col, meta=ctx.meta, rows=rows,
+                             rowsel=ctx.rowsel)
+        _smodel(cfg, ctx.meta, ddid, ch)
         if ch.n_row:
             same = len(ch.rownr) == len(rows) and np.array_equal(ch.rownr, rows)
             ch.flag = cellflags.flag_chunk(ch, corr_types, cfg.rfi_threshold, groups=gid if same else None)
         yield ch, None
         del ch                  # not held while the next chunk is read (one chunk resident)
+
+
+def _smodel(cfg, meta, ddid, chunk):
+    """CASA smodel: the chunk's model is the Stokes point source ``cfg.smodel`` (solvers/smodel.py)."""
+    if cfg.smodel:
+        from .solvers.smodel import model_like
+        chunk.model = model_like(chunk.data, meta.spws[ddid].corr_types, cfg.smodel)
 
 
 
@@ -120,12 +131,15 @@ class FieldSpw:
     active_names: list
     t_block: int
     need_tables: bool
+    members: list                   # combine.Member: the (field, SPW)s solved together (this one first)
 
 
-def setup(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans) -> FieldSpw | None:
-    """The shared part of the units of one (step, field, SPW); None when no selected scan has it."""
+def setup(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans, members=None) -> FieldSpw | None:
+    """The shared part of the units of one (step, field, SPW); None when no selected scan has it.
+    ``members``: the (field, DATA_DESC_ID, channels) solved together with combine='field'/'spw'
+    (:mod:`alakazam.core.combine`); None = this field and SPW alone."""
     from .calibration import solve_order
-    from .core import averaging
+    from .core import averaging, combine
 
     cfg, meta = ctx.cfg, ctx.meta
     spw = meta.spws[ddid]
@@ -143,11 +157,13 @@ def setup(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans) -> FieldSp
     n_fsamp = len(chans) if chan_sampled else n_fcell
     corr_src = averaging.corr_map(spw.corr_types)
 
-    ranges = scan_ranges(meta, fid, ddid, ctx.scans)
+    mctx = combine.member_contexts(meta, members, fid, ddid, chans, fsamp_of_chan, corr_src, chan_sampled,
+                                   fbin_of_chan)
+    ranges = combine.union_ranges([scan_ranges(meta, m.fid, m.ddid, ctx.scans) for m in mctx])
     if not ranges:
         return None
     scan_t0 = {s: a for s, a, b in ranges}
-    groups = plan_groups(ranges, step.time_interval)
+    groups = plan_groups(ranges, step.time_interval, step.combine)
     n_ant = len(meta.active_ants)
     bl_a1, bl_a2 = np.triu_indices(n_ant, 1)
     n_bl = len(bl_a1)
@@ -161,19 +177,23 @@ def setup(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans) -> FieldSp
     need_tables = bool(prior) or bool(cfg.apply_parang)
     return FieldSpw(fid, ddid, chans, spw, fld, freqs, fbin_of_chan, n_fcell, jt, prior, chan_sampled,
                     scan_sampled, fsamp_of_chan, n_fsamp, corr_src, scan_t0, groups, n_ant, bl_a1, bl_a2,
-                    bl_lookup, active_names, t_block, need_tables)
+                    bl_lookup, active_names, t_block, need_tables, mctx)
 
 
-def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans) -> list:
-    """Solve one step for one field and SPW: every group, returning hdf5.SolutionSet objects."""
-    g = setup(ctx, step, fid, ddid, chans)
+def _solve_field_spw(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans, members=None) -> list:
+    """Solve one step for one field and SPW: every group, returning hdf5.SolutionSet objects.
+    ``members``: the (field, DATA_DESC_ID, channels) solved together with combine='field'/'spw'
+    (core/combine.py); None = this field and SPW alone."""
+    from .core import combine
+
+    g = setup(ctx, step, fid, ddid, chans, members)
     if g is None:
         return []
     out = []
     for group in _ticking(g.groups, ctx.advance):
         sset = _solve_group(ctx, step, g, group)
         if sset is not None:
-            out.append(sset)
+            out.extend(combine.stored_sets(sset, g.members, ctx.meta))   # itself, or its combined forms
     return out
 
 
@@ -197,7 +217,7 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     """Read, flag, pre-apply and accumulate one group: a dict of the weighted sums per accumulator bin
     and the row/time sums per sample bin, or None when the group has no rows."""
     from .calibration import chain
-    from .core import averaging
+    from .core import averaging, combine
 
     cfg, meta = ctx.cfg, ctx.meta
     n_sbin = len(group.sbin_scan)
@@ -213,7 +233,8 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     wsum_t = np.zeros(n_sbin)
     t_ref = min(g.scan_t0[sc] for sc in group.scans)
     t_block, need_tables = g.t_block, g.need_tables
-    for ch, rows in _iter_group_chunks(ctx, g.fid, g.ddid, g.chans, group):
+    for m, (ch, rows) in combine.member_chunks(g.members, lambda m: _iter_group_chunks(
+            ctx, m.fid, m.ddid, m.chans, group)):      # combine 'field'/'spw': every member's rows
         if rows is None:
             rows = np.arange(ch.n_row)
         if len(rows) == 0:
@@ -243,12 +264,12 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
             t1 = min(t0 + t_block, len(utimes)) if need_tables else len(utimes)
             diag = sky = None
             if need_tables:
-                diag, sky = chain.preapply_tables(g.prior, meta, g.ddid, g.chans, g.fld, utimes[t0:t1],
+                diag, sky = chain.preapply_tables(g.prior, meta, m.ddid, m.chans, m.fld, utimes[t0:t1],
                                                   cfg.apply_parang, time_scan=uscan[t0:t1])
             part = rows if (t0 == 0 and t1 == len(utimes)) else rows[(tix >= t0) & (tix < t1)]
             averaging.accumulate_corrected(vis_sum, model_sum, w_sum, w_row, ch.data, ch.model, ch.flag,
                                            ch.weight, part, tidx, ch.ant1, ch.ant2, acc_bin, row_bl,
-                                           g.fsamp_of_chan, g.corr_src, diag, sky, t_off=t0)
+                                           m.fsamp_of_chan, m.corr_src, diag, sky, t_off=t0)
         row_count += np.bincount(sbin, minlength=n_sbin)
         trel = times - t_ref            # relative times: sums of MJD seconds (~5e9) lose microseconds
         time_sum += np.bincount(sbin, weights=trel, minlength=n_sbin)

@@ -93,6 +93,10 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     compat.check_output_column(cfg.output_col, cfg.data_col, meta.columns)
     terms = [chain.load_term(t.table, t.key, t.field_select, t.time_interp, t.solution_field)
              for t in cfg.terms]
+    from . import spwmap as _spwmap
+    for term, t in zip(terms, cfg.terms):   # interp 'time,freq' and spwmap (core/freqinterp, spwmap.py)
+        term.freq_interp = getattr(t, "freq_interp", "")
+        term.spwmap = _spwmap.as_dict(getattr(t, "spwmap", []))
     fields = ms_io.resolve_fields(meta, cfg.target_field)
     scans = ms_io.resolve_scans(meta, cfg.target_scans)
     spw_sel = ms_io.resolve_spw(meta, cfg.spw)
@@ -115,8 +119,10 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     for term in terms:       # every SPW to correct must have solutions in every term
         have = {int(s.attrs["spw"]) for s in term.sets}
         for _, ddid, _, _ in plan:
-            if meta.spws[ddid].spw_id not in have:
-                raise AlakazamError(f"{term.key}: no solutions for SPW {meta.spws[ddid].spw_id} in "
+            tspw = _spwmap.table_spw(term, meta.spws[ddid].spw_id)
+            if tspw not in have:
+                via = f" (spwmap maps SPW {meta.spws[ddid].spw_id} to it)" if tspw != meta.spws[ddid].spw_id else ""
+                raise AlakazamError(f"{term.key}: no solutions for SPW {tspw}{via} in "
                                     f"{term.sets[0].attrs.get('ms', 'the table')}; select spw={sorted(have)}")
     compat.check_tables(cfg, meta, terms, plan, spwmap=getattr(cfg, "spwmap", None))
     # ---- now write.  A new column is initialised with a copy of the data column only when some rows
@@ -230,6 +236,9 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
     spw = meta.spws[ddid]
     freqs_all = spw.freqs
     freqs = freqs_all[chans]
+    from . import calwt as _calwt, spwmap as _spwmap
+    terms = _spwmap.for_spw(terms, spw.spw_id, freqs_all)      # spwmap: the mapped SPW's solutions
+    wterms = [t for t, a in zip(terms, cfg.terms) if getattr(a, "calwt", False) and t.diagonal]
     rows = ms_io.row_numbers(cfg.ms, ddid, [fid], scans, rowsel=rowsel)
     with_times = ms_io.read_times(cfg.ms, rows)
     utimes_all = np.unique(with_times)
@@ -317,5 +326,11 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
                   _native(full, spw.corr_types, spw.n_corr).astype(ch.data.dtype, copy=False), cmask)
         if propagate:
             write(cfg, "FLAG", ch.rownr, _native(newflag, spw.corr_types, spw.n_corr), cmask)
+        if wterms and _am.writes_data(mode):         # calwt (calibration/calwt.py)
+            wdiag, _ = chain.compose(wterms, spw.spw_id, utimes, freqs, names, fld.name, (fld.ra, fld.dec),
+                                     time_scan=tscan)
+            fac = _calwt.factors(wdiag, tix, a1, a2, spw.corr_types)
+            fac = np.broadcast_to(fac, (fac.shape[0], len(chans), fac.shape[2]))
+            _calwt.write(cfg.ms, ch.rownr, fac, chans, len(freqs_all), propagate, cmask)
         pbar.advance(ch.n_row)
 

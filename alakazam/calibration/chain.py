@@ -40,6 +40,8 @@ class LoadedTerm:
     field_select: str = "nearest_time"
     time_interp: str = "nearest"
     solution_field: Optional[List[str]] = None
+    freq_interp: str = ""               # '' (nearest bin) or a core/freqinterp.FREQ_MODES entry
+    spwmap: Optional[dict] = None       # {data SPW: table SPW} (apply's spwmap; calibration/spwmap.py)
 
     @property
     def diagonal(self) -> bool:
@@ -269,9 +271,13 @@ def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_n
             jf = dflag
         else:
             jt, jflag = interp.interp_time(fs.time, fs.jones, fs.flags, t_target, term.time_interp)
-            fidx, fdesc = interp.map_freq(fs.freq, freqs)
-            j = jt[:, fidx]
-            jf = jflag[:, fidx]
+            if term.freq_interp and len(fs.freq) > 1:     # CASA interp 'time,freq' (core/freqinterp.py)
+                from ..core.freqinterp import interp_freq
+                j, jf, fdesc = interp_freq(fs.freq, jt, jflag, freqs, term.freq_interp)
+            else:
+                fidx, fdesc = interp.map_freq(fs.freq, freqs)
+                j = jt[:, fidx]
+                jf = jflag[:, fidx]
         info["time"] = f"{term.time_interp} {len(fs.time)}->{n_t}"
         info["freq"] = fdesc
         # (n_ant_sol, n_chan, n_tt, ...) -> (n_tt, n_ant, n_chan, ...)
@@ -308,7 +314,8 @@ def describe(term: LoadedTerm, spw_id, times, freqs, ant_names, target_name, tar
     if fs.delay is not None:
         fdesc = f"delay->jones {len(freqs)}ch"
     else:
-        fdesc = interp.map_freq(fs.freq, freqs)[1]
+        fdesc = (f"{term.freq_interp} {len(fs.freq)}->{len(freqs)}" if term.freq_interp and len(fs.freq) > 1
+                 else interp.map_freq(fs.freq, freqs)[1])
     return [f"{term.key}: loaded [{loaded}] ({n_sol_ant} ants)",
             f"{term.key}: {', '.join(used)} -> {target_name} ({mode}, time={term.time_interp} "
             f"{n_t_sol}->{len(times)}, freq={fdesc})"]
@@ -380,7 +387,7 @@ def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_na
     """
     from ..core import interpolation as interp
 
-    if not term.diagonal or term.time_interp not in ("exact", "nearest"):
+    if not term.diagonal or term.time_interp not in ("exact", "nearest") or term.freq_interp:
         return None
     times = np.asarray(times, float)
     freqs = np.asarray(freqs, float)

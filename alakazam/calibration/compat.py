@@ -8,8 +8,8 @@ Conventions (pinned by tests/test_reliability.py):
   standard MS main-table column name (even when absent) are refused with a ParameterError naming
   ``output_col``.  The name must look like a column name (letters, digits, '_').
 * Frequencies: for every SPW to correct, the table's solutions for the SPW it maps to (the same SPW
-  id, or ``spwmap[spw]`` when a spwmap is given -- the hook for a later ``spwmap`` parameter) must
-  overlap the data's band: the table's extent is its bin centres +- half ``freqint_hz`` (0 for
+  id, or ``spwmap[spw]`` with apply's ``spwmap``) must overlap the data's band (not checked for a
+  mapped SPW: spwmap maps another band on purpose, :mod:`.spwmap`): the table's extent is its bin centres +- half ``freqint_hz`` (0 for
   ``full``), the data's is its channels +- half a channel width.  No overlap is an error.
 * Feed basis: the table's ``feed_basis`` attr must equal the SPW's (linear/circular); else an error.
 * Antennas: no antenna name in common is an error; data antennas missing from the table are a
@@ -95,7 +95,8 @@ def check_tables(cfg, meta, terms, plan, spwmap=None):
         sets = term.sets
         for _, ddid, _, _ in plan:
             spw = meta.spws[ddid]
-            tspw = spwmap.get(spw.spw_id, spw.spw_id) if spwmap else spw.spw_id
+            tmap = getattr(term, "spwmap", None) or spwmap      # apply's spwmap (calibration/spwmap.py)
+            tspw = tmap.get(spw.spw_id, spw.spw_id) if tmap else spw.spw_id
             ss = [s for s in sets if int(s.attrs.get("spw", -1)) == tspw]
             if not ss:
                 continue        # reported by run_apply (no solutions for SPW)
@@ -107,7 +108,8 @@ def check_tables(cfg, meta, terms, plan, spwmap=None):
             t_lo = min((_band(s.freq, _half(s))[0] for s in banded), default=d_lo)
             t_hi = max((_band(s.freq, _half(s))[1] for s in banded), default=d_hi)
             tol = 1e-6 * max(abs(d_hi), 1.0)
-            if banded and (t_hi < d_lo - tol or t_lo > d_hi + tol):
+            # a mapped SPW's band may differ on purpose (calibration/spwmap.py matches bins by position)
+            if banded and tspw == spw.spw_id and (t_hi < d_lo - tol or t_lo > d_hi + tol):
                 errors.append(f"{term.key}: the table's SPW {tspw} covers {t_lo / 1e9:.6f}-"
                               f"{t_hi / 1e9:.6f} GHz but the data's SPW {spw.spw_id} covers "
                               f"{d_lo / 1e9:.6f}-{d_hi / 1e9:.6f} GHz: no overlap (wrong table or MS?)")

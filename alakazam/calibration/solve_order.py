@@ -124,11 +124,25 @@ def polarised_fraction(ms, meta, fid, model_col="MODEL_DATA", n_rows=200):
     return frac
 
 
+def smodel_fraction(stokes):
+    """:func:`polarised_fraction` of akcal's ``smodel`` [I, Q, U, V] (solvers/smodel.py; either feed)."""
+    from ..solvers.smodel import correlations
+
+    frac = 0.0
+    for corr in (["XX", "XY", "YX", "YY"], ["RR", "RL", "LR", "LL"]):
+        m = correlations(stokes, corr)
+        i = abs(0.5 * (m[0] + m[3]))
+        p = max(abs(m[1]), abs(m[2]), 0.5 * abs(m[0] - m[3]))
+        frac = max(frac, p / i if i > 0 else 0.0)
+    return frac
+
+
 def check_block(cfg, meta, step_fields):
     """Refuse, before anything is read or written, a D solved before KC/CP on a polarised calibrator."""
     for i, j in d_before_cross(cfg.steps):
         for fid in step_fields[i]:
-            frac = polarised_fraction(cfg.ms, meta, fid, cfg.model_col)
+            frac = (smodel_fraction(cfg.smodel) if getattr(cfg, "smodel", None)
+                    else polarised_fraction(cfg.ms, meta, fid, cfg.model_col))
             if frac > POLARISED_FRACTION:
                 st, nx = cfg.steps[i], cfg.steps[j]
                 raise AlakazamError(

@@ -1,0 +1,95 @@
+"""CASA ``spwmap`` for apply: correct the data of SPW i with a table's solutions of SPW ``spwmap[i]``.
+
+Conventions (pinned by tests/test_apply_params.py):
+
+* ``spwmap`` is CASA's: one list of SPW ids for every table (``[0, 0]``: SPW 0's solutions for SPWs 0
+  and 1), or one list per gaintable entry (``[[0, 0], []]``: the first term mapped, the second not).
+  ``[]`` = no mapping; a data SPW beyond the end of a list keeps its own id (CASA).
+* Only the mapped SPW's solutions are used for SPW i (the table's own SPW-i solutions, if any, are
+  not).
+* Frequencies: a frequency-independent solution (one bin) is broadcast and a delay (K, KC) is turned
+  into phases at the *data's* channel frequencies, as for an unmapped SPW.  A multi-bin solution
+  (bandpass) whose band overlaps the data's band is interpolated in frequency as usual; when the bands
+  do not overlap (the usual case of spwmap) its bins are shifted by the difference of the two band
+  centres, i.e. matched by position in the band (the bin at the table band's centre serves the data
+  band's centre) -- the log line says so.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+
+from ..errors import AlakazamError
+
+log = logging.getLogger("alakazam.apply")
+
+
+def parse_spwmap(value, n_terms, where="spwmap"):
+    """CASA spwmap -> one list of ints per term (``[]`` = none).  Errors name ``where``."""
+    if value in (None, "", [], ()):
+        return [[] for _ in range(n_terms)]
+    if not isinstance(value, (list, tuple)):
+        raise AlakazamError(f"{where}: {value!r} is not a list of SPW ids; expected e.g. [0, 0] (one list for "
+                            f"every table) or [[0, 0], []] (one list per table)")
+    nested = [isinstance(x, (list, tuple)) for x in value]
+    if any(nested) and not all(nested):
+        raise AlakazamError(f"{where}: {value!r} mixes lists and numbers; expected [0, 0] or [[0, 0], []]")
+    lists = [list(x) for x in value] if all(nested) else [list(value)] * n_terms
+    if len(lists) != n_terms:
+        raise AlakazamError(f"{where}: has {len(lists)} lists but there are {n_terms} terms; give one list per "
+                            "table or one list for every table")
+    for lst in lists:
+        for x in lst:
+            if isinstance(x, bool) or not isinstance(x, int) or x < 0:
+                raise AlakazamError(f"{where}: {value!r}: {x!r} is not an SPW id (an integer >= 0)")
+    return lists
+
+
+def as_dict(lst):
+    """[0, 0, 2] -> {1: 0} (identity entries dropped); [] -> {}."""
+    return {i: int(s) for i, s in enumerate(lst) if int(s) != i}
+
+
+def table_spw(term, spw_id):
+    """The table SPW whose solutions serve data SPW ``spw_id``."""
+    m = getattr(term, "spwmap", None) or {}
+    return int(m.get(int(spw_id), int(spw_id)))
+
+
+def for_spw(terms, spw_id, data_freqs):
+    """``terms`` with each mapped term's solutions of SPW ``spwmap[spw_id]`` relabelled as SPW
+    ``spw_id`` (and shifted in frequency when the bands do not overlap: module doc).  Unmapped terms
+    are returned as they are."""
+    out = []
+    d = np.asarray(data_freqs, float)
+    d_lo, d_hi = float(d.min()), float(d.max())
+    for term in terms:
+        tspw = table_spw(term, spw_id)
+        if tspw == int(spw_id):
+            out.append(term)
+            continue
+        src = [s for s in term.sets if int(s.attrs.get("spw", -1)) == tspw]
+        if not src:
+            have = sorted({int(s.attrs.get("spw", -1)) for s in term.sets})
+            raise AlakazamError(f"spwmap: {term.key} has no solutions for SPW {tspw} (mapped from SPW {spw_id}); "
+                                f"the table has SPW {', '.join(map(str, have))}")
+        sets = []
+        shifted = False
+        for s in src:
+            s2 = copy.copy(s)
+            s2.attrs = dict(s.attrs)
+            s2.attrs["spw"] = int(spw_id)
+            f = np.asarray(s.freq, float)
+            if f.size > 1 and float(f.min()) > 0 and (f.max() < d_lo or f.min() > d_hi):
+                s2.freq = f + (0.5 * (d_lo + d_hi) - 0.5 * (float(f.min()) + float(f.max())))
+                shifted = True
+            sets.append(s2)
+        log.info("spwmap: %s: SPW %d solutions applied to SPW %d%s", term.key, tspw, int(spw_id),
+                 " (bins matched by position in the band: the bands do not overlap)" if shifted else "")
+        t2 = copy.copy(term)
+        t2.sets = sets + [s for s in term.sets if int(s.attrs.get("spw", -1)) not in (tspw, int(spw_id))]
+        out.append(t2)
+    return out

@@ -1,0 +1,117 @@
+"""Frequency interpolation of solutions: the frequency half of CASA's ``interp='time,freq'``.
+
+Conventions (pinned by tests/test_apply_params.py):
+
+* ``interp`` entries are ``'time'`` or ``'time,freq'`` (CASA): time in
+  :data:`alakazam.core.interpolation.MODES`, freq in :data:`FREQ_MODES`.  No freq part = ``''``: the
+  mapping of :func:`alakazam.core.interpolation.map_freq` (nearest solution bin, a flagged bin gives
+  flagged channels; the behaviour before ``interp`` had a frequency part), which is what
+  ``'nearestflag'`` does too, except that ``''`` keeps the fast diagonal path of apply.
+* ``nearest``: each channel takes the nearest *unflagged* solution bin (flagged bins are bridged).
+* ``linear``: amplitude and phase of every Jones element interpolated linearly in frequency between
+  the nearest unflagged bins on either side (flagged bins are bridged: this is the gap filling across
+  flagged bandpass channels, as CASA's 'linear' frequency interpolation of a B table); outside the
+  solution band the end (unflagged) value is held.  The phase is interpolated along the shorter arc.
+* ``nearestflag``: the nearest bin; a channel whose nearest bin is flagged is flagged.
+* ``linearflag``: linear between the two adjacent bins; a channel is flagged when a bin with non-zero
+  weight in its interpolation is flagged (no bridging); outside the band the end bin is held (flagged
+  when it is).
+* A channel with no unflagged bin at all is flagged in every mode.
+
+Works per (antenna, time) row after the time interpolation (flags there are per antenna, bin and time).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import AlakazamError
+
+FREQ_MODES = ("nearest", "linear", "nearestflag", "linearflag")
+
+
+def parse_interp(value, time_modes, where="interp"):
+    """``'linear'`` -> ('linear', ''); ``'linear,linearflag'`` -> ('linear', 'linearflag'); errors name
+    ``where``.  An empty time part is 'nearest' (the apply default)."""
+    text = str(value).strip()
+    parts = [p.strip().lower() for p in text.split(",")]
+    if len(parts) > 2:
+        raise AlakazamError(f"{where}: {value!r} has {len(parts)} parts; expected 'time' or 'time,freq' "
+                            f"(e.g. 'linear,linearflag')")
+    t = parts[0] or "nearest"
+    f = parts[1] if len(parts) == 2 else ""
+    if t not in time_modes:
+        raise AlakazamError(f"{where}: {value!r}: time interpolation {t!r} is not allowed; expected one of "
+                            f"{', '.join(time_modes)}")
+    if f and f not in FREQ_MODES:
+        raise AlakazamError(f"{where}: {value!r}: frequency interpolation {f!r} is not allowed; expected one "
+                            f"of {', '.join(FREQ_MODES)}")
+    return t, f
+
+
+def interp_freq(sol_freq, jones, flags, target_freq, mode):
+    """Jones (n_ant, n_f, n_t, 2, 2) and flags (n_ant, n_f, n_t) on solution frequencies -> the same on
+    ``target_freq`` (n_chan): (jones (n_ant, n_chan, n_t, 2, 2), flags (n_ant, n_chan, n_t), log text).
+    NaN where flagged."""
+    if mode not in FREQ_MODES:
+        raise AlakazamError(f"interp: frequency mode {mode!r}; expected one of {', '.join(FREQ_MODES)}")
+    f = np.asarray(sol_freq, float)
+    c = np.asarray(target_freq, float)
+    order = np.argsort(f, kind="stable")
+    f = f[order]
+    jones = np.asarray(jones)[:, order].astype(np.complex128, copy=False)
+    ok = ~np.asarray(flags)[:, order] & np.isfinite(jones).all(axis=(-1, -2))
+    n_f = len(f)
+    # (n_ant, n_t, n_f) views for the search along frequency
+    okT = np.moveaxis(ok, 1, -1)
+    jT = np.moveaxis(jones, 1, 2)                       # (n_ant, n_t, n_f, 2, 2)
+    k = np.arange(n_f)
+    j = np.searchsorted(f, c)                           # f[j-1] < c <= f[j]
+    jlo = np.clip(j - 1, 0, n_f - 1)
+    jhi = np.clip(j, 0, n_f - 1)
+    if mode.endswith("flag"):
+        lo = np.broadcast_to(jlo, okT.shape[:2] + (len(c),))
+        hi = np.broadcast_to(jhi, okT.shape[:2] + (len(c),))
+    else:
+        prev = np.maximum.accumulate(np.where(okT, k, -1), axis=-1)                        # last ok <= k
+        nxt = np.minimum.accumulate(np.where(okT, k, n_f)[..., ::-1], axis=-1)[..., ::-1]  # first ok >= k
+        lo = np.where(j >= 1, prev[..., jlo], -1)
+        hi = np.where(j < n_f, nxt[..., jhi], n_f)
+        # outside the band, or one side without a valid bin: hold the valid one
+        lo_ok = lo >= 0
+        hi_ok = hi < n_f
+        lo = np.where(lo_ok, lo, np.where(hi_ok, hi, 0))
+        hi = np.where(hi_ok, hi, lo)
+    lo = np.asarray(lo, np.int64)
+    hi = np.asarray(hi, np.int64)
+    ok_lo = np.take_along_axis(okT, lo, axis=-1)
+    ok_hi = np.take_along_axis(okT, hi, axis=-1)
+    vlo = np.take_along_axis(jT, lo[..., None, None], axis=2)
+    vhi = np.take_along_axis(jT, hi[..., None, None], axis=2)
+    # a flagged end with zero weight (linearflag on a solution channel) must not turn the value into NaN
+    vlo, vhi = (np.where(ok_lo[..., None, None], vlo, vhi), np.where(ok_hi[..., None, None], vhi, vlo))
+    flo, fhi = f[lo], f[hi]
+    span = fhi - flo
+    w = np.where(span > 0, (c - flo) / np.where(span > 0, span, 1.0), 0.0)
+    w = np.clip(w, 0.0, 1.0)
+    if mode.startswith("nearest"):
+        pick_hi = (np.abs(fhi - c) < np.abs(c - flo)) | ~ok_lo if not mode.endswith("flag") else \
+            (np.abs(fhi - c) < np.abs(c - flo))
+        val = np.where(pick_hi[..., None, None], vhi, vlo)
+        good = np.where(pick_hi, ok_hi, ok_lo)
+        desc = f"{mode} {n_f}->{len(c)}"
+    else:
+        wl = (1 - w)[..., None, None]
+        wh = w[..., None, None]
+        amp = wl * np.abs(vlo) + wh * np.abs(vhi)
+        ph_lo = np.angle(vlo)
+        dph = np.angle(np.exp(1j * (np.angle(vhi) - ph_lo)))     # shorter arc
+        val = amp * np.exp(1j * (ph_lo + wh * dph))
+        if mode == "linearflag":
+            good = (ok_lo | (w >= 1.0)) & (ok_hi | (w <= 0.0))
+        else:
+            good = ok_lo & ok_hi
+        desc = f"{mode} {n_f}->{len(c)}"
+    val = np.where(good[..., None, None], val, np.nan + 0j)
+    out = np.moveaxis(val, 2, 1)                         # (n_ant, n_chan, n_t, 2, 2)
+    return np.ascontiguousarray(out), np.ascontiguousarray(np.moveaxis(~good, 2, 1)), desc
