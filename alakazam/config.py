@@ -590,9 +590,6 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
                       propagate_flags=bool(pf), applymode=mode,
                       select={k: v[k] for k in _SELECT_KEYS if v[k]}, **_kwargs(ApplyConfig, v))
     check_cluster(cfg, where, names, errs)
-    if (cfg.workers or cfg.scheduler) and any(t.calwt for t in cfg.terms):
-        errs.add(_name("calwt", where, names), "calwt (weights written with the data) runs in one process; "
-                 "drop workers/scheduler or calwt")
 
     from .calibration.compat import output_column_errors
 

@@ -331,6 +331,7 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
                                      time_scan=tscan)
             fac = _calwt.factors(wdiag, tix, a1, a2, spw.corr_types)
             fac = np.broadcast_to(fac, (fac.shape[0], len(chans), fac.shape[2]))
-            _calwt.write(cfg.ms, ch.rownr, fac, chans, len(freqs_all), propagate, cmask)
+            _calwt.write(cfg.ms, ch.rownr, fac, chans, len(freqs_all), propagate, cmask,
+                         put=lambda col, rows, values: write(cfg, col, rows, values, None))
         pbar.advance(ch.n_row)
 

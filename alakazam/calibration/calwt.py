@@ -67,12 +67,18 @@ def _inv_sq(sig):
         return np.where(sig > 0, 1.0 / np.maximum(sig, 1e-300) ** 2, 0.0)
 
 
-def write(ms, rownr, fac, chans, n_chan, flagged_no_sol, cmask):
+def write(ms, rownr, fac, chans, n_chan, flagged_no_sol, cmask, put=None):
     """Write WEIGHT (and WEIGHT_SPECTRUM when present) of rows ``rownr`` (module doc).
 
     ``fac`` (n_row, n_sel_chan, n_corr) from :func:`factors`; ``chans`` the selected channels of
-    ``n_chan``; ``flagged_no_sol``: samples without a valid solution get weight 0 (else unscaled)."""
+    ``n_chan``; ``flagged_no_sol``: samples without a valid solution get weight 0 (else unscaled).
+    ``put(column, rownr, values)`` writes (default: into ``ms``; a dask worker hands its values to the
+    one writer instead)."""
     from ..core import corrselect, ms_io
+
+    if put is None:
+        def put(col, rows, values):
+            ms_io.write_column(ms, col, rows, values)
 
     rownr = np.asarray(rownr)
     with ms_io._table(str(ms)) as t:
@@ -92,13 +98,13 @@ def write(ms, rownr, fac, chans, n_chan, flagged_no_sol, cmask):
     mean_f = np.where(n_valid > 0, np.where(valid, fac, 0.0).sum(axis=1) / np.maximum(n_valid, 1),
                       0.0 if flagged_no_sol else 1.0)
     w_row = (_inv_sq(sigma) * mean_f).astype(wdtype)
-    ms_io.write_column(ms, "WEIGHT", rownr, corrselect.keep_unselected(ms, "WEIGHT", rownr, w_row, cmask))
+    put("WEIGHT", rownr, corrselect.keep_unselected(ms, "WEIGHT", rownr, w_row, cmask))
     if has_ws:
         base = _inv_sq(sig_s[:, chans]) if sig_s is not None else _inv_sq(sigma)[:, None, :]
         ws = (base * f).astype(np.float32)
         all_chans = len(chans) == n_chan and bool(np.all(np.asarray(chans) == np.arange(n_chan)))
         if all_chans:
-            ms_io.write_column(ms, "WEIGHT_SPECTRUM", rownr,
+            put("WEIGHT_SPECTRUM", rownr,
                                corrselect.keep_unselected(ms, "WEIGHT_SPECTRUM", rownr, ws, cmask))
         else:
             with ms_io._table(str(ms)) as t:
@@ -109,4 +115,4 @@ def write(ms, rownr, fac, chans, n_chan, flagged_no_sol, cmask):
             new[:, chans] = ws
             if cmask is not None:
                 new[..., ~cmask] = full[..., ~cmask]
-            ms_io.write_column(ms, "WEIGHT_SPECTRUM", rownr, new)
+            put("WEIGHT_SPECTRUM", rownr, new)
