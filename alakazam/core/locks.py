@@ -51,11 +51,20 @@ def lock_file_for(path, kind="table") -> str:
 
 
 def _holder(lock_file) -> str:
-    try:
-        with open(lock_file) as fh:
-            text = fh.read(400).strip()
-    except OSError:
-        text = ""
+    """"PID N (command)" of the lock's holder.  The holder writes that line just after taking the lock,
+    so a contender arriving in between finds the file empty: it looks again for up to 0.5 s."""
+    import time
+
+    text = ""
+    for _ in range(26):
+        try:
+            with open(lock_file) as fh:
+                text = fh.read(400).strip()
+        except OSError:
+            text = ""
+        if text:
+            break
+        time.sleep(0.02)
     if not text:
         return "another process"
     pid, _, cmd = text.partition(" ")
