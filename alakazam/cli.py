@@ -148,7 +148,8 @@ def build_parser():
 
     _add_flag_parsers(sub)
     s = sub.add_parser("info", help="summarise a solution table, or a Measurement Set (listobs)")
-    s.add_argument("caltable", metavar="PATH", help="HDF5 solution table or Measurement Set (told by content)")
+    s.add_argument("caltable", metavar="PATH",
+                   help="HDF5 solution table or Measurement Set (told by content)")
     s.set_defaults(func=cmd_info)
     s = sub.add_parser("plot", help="PNG plots of a solution table (the akplot task)")
     s.add_argument("caltable")

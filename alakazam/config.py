@@ -51,7 +51,8 @@ class ExternalPreapply:
     jones: List[str] = field(default_factory=list)          # keys, e.g. K0, G0
     field_select: List[str] = field(default_factory=list)   # nearest_time | nearest_sky | pinned
     time_interp: List[str] = field(default_factory=list)    # exact | nearest | linear | cubic
-    freq_interp: List[str] = field(default_factory=list)    # CASA interp freq part per term ('' = nearest bin)
+    # CASA interp freq part per term ('' = nearest bin)
+    freq_interp: List[str] = field(default_factory=list)
     solution_field: List[Optional[List[str]]] = field(default_factory=list)
 
 
@@ -97,7 +98,8 @@ class SolveConfig:
     quiet: bool = False
     workers: int = 0                # > 0: a dask LocalCluster of this many worker processes
     scheduler: str = ""             # a dask scheduler address (tcp://host:port); wins over workers
-    select: dict = field(default_factory=dict)   # antenna/uvrange/timerange/intent/observation (core/rowselect.py)
+    # antenna/uvrange/timerange/intent/observation (core/rowselect.py)
+    select: dict = field(default_factory=dict)
     append: bool = False            # add to existing keys (io/solappend.py) instead of replacing them
     solnorm: bool = False           # normalise G amplitudes (calibration/solnorm.py)
     normtype: str = "mean"
@@ -153,7 +155,8 @@ class ApplyConfig:
     propagate_flags: bool = False
     memory_limit_gb: float = 0.0
     quiet: bool = False
-    select: dict = field(default_factory=dict)   # antenna/uvrange/timerange/intent/observation (core/rowselect.py)
+    # antenna/uvrange/timerange/intent/observation (core/rowselect.py)
+    select: dict = field(default_factory=dict)
     correlation: str = ""                        # correlations written ('' = all; core/corrselect.py)
     applymode: str = ""             # CASA applymode (calibration/applymode.py); "" = from propagate_flags
     workers: int = 0                # > 0: a dask LocalCluster (alakazam/distributed_apply.py)

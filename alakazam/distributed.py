@@ -152,7 +152,8 @@ def solve_step(c, ctx, step, fids, advance=None, step_index=0) -> list:
             except Exception as e:                          # noqa: BLE001 -- named and re-raised
                 name = ctx.meta.fields[u.fid].name
                 raise AlakazamError(f"{step.key}: the unit field {name} / DATA_DESC_ID {u.ddid} / scan group "
-                                    f"{u.group.scan_id} failed on the cluster: {type(e).__name__}: {e}") from e
+                                    f"{u.group.scan_id} failed on the cluster: "
+                                    f"{type(e).__name__}: {e}") from e
             if sset is not None:
                 out[(u.fid, u.ddid)].append(sset)
         return list(out.values())

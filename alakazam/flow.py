@@ -109,7 +109,8 @@ def run_solve(cfg: SolveConfig) -> dict:
     with locks.writer_lock(cfg.output, "table"):
         pending: Dict[str, list] = {}
         try:
-            with contextlib.ExitStack() as stack:           # the MS handle and the dask cluster, if any, live in here
+            # the MS handle and the dask cluster, if any, live in here
+            with contextlib.ExitStack() as stack:
                 summary = _run_solve(cfg, pending, stack)
         except Exception:
             if pending:
@@ -289,11 +290,13 @@ def _run_step_major(ctx, step_fields, finish, dask_client):
                           plan.n_units(meta, step, fids, spw_sel, ctx.scans), quiet=cfg.quiet) as bar:
             ctx.advance = bar.advance
             if dask_client is not None:       # units in parallel; re-referenced in the same order
-                for unit_sets in distributed.solve_step(dask_client, ctx, step, fids, bar.advance, step_index=i):
+                for unit_sets in distributed.solve_step(dask_client, ctx, step, fids, bar.advance,
+                                                        step_index=i):
                     sets.extend(unit_sets)
                     _rereference(ctx, step, sets)
+            # combine 'field'/'spw': joint units (core/combine.py)
             for fid, ddid, chans, members in (combine.units(step, fids, spw_sel) if dask_client is None
-                                               else ()):    # combine 'field'/'spw': joint units (core/combine.py)
+                                               else ()):
                 sets.extend(_solve_field_spw(ctx, step, fid, ddid, chans, members))
                 _rereference(ctx, step, sets)
         finish(step, sets, _time.perf_counter() - t0)
@@ -313,7 +316,8 @@ def _run_field_major(ctx, step_fields, ext_terms, finish):
     steps = list(cfg.steps)
     sets_by_step = [[] for _ in steps]
     seconds = [0.0] * len(steps)
-    todo = list(dict.fromkeys((fid, ddid) for _, fid, ddid in plan.field_major(steps, step_fields[0], spw_sel)))
+    todo = list(dict.fromkeys((fid, ddid)
+                              for _, fid, ddid in plan.field_major(steps, step_fields[0], spw_sel)))
     n_steps, error = len(steps), None
     total = sum(plan.n_units(ctx.meta, st, step_fields[0], spw_sel, ctx.scans) for st in steps)
     with progress.bar(f"{', '.join(st.key for st in steps)}: solution groups (field by field)", total,

@@ -143,10 +143,12 @@ def main(argv=None):
         print(f"  {label:11s} wall {r['wall']:8.2f} s  x{r['wall'] / floor:5.2f} the floor "
               f"(x{r['wall'] / tight:5.2f} the chunked floor)   "
               f"peak memory {bf.gb(peak)} (largest read {bf.gb(r['largest_chunk_bytes'])}){note}")
-    print(f"\ntargets (issues 4/5), MS {bf.gb(size)}{' (--quick: below the 1 GB of the real run)' if args.quick else ''}:")
+    print(f"\ntargets (issues 4/5), MS {bf.gb(size)}"
+          f"{' (--quick: below the 1 GB of the real run)' if args.quick else ''}:")
     for label, r in rows:
         ratio = r["wall"] / floor
-        print(f"  apply ({label}) / I/O floor <= 1.5     : x{ratio:.2f}  {'PASS' if ratio <= 1.5 else 'FAIL'}")
+        print(f"  apply ({label}) / I/O floor <= 1.5     : x{ratio:.2f}  "
+              f"{'PASS' if ratio <= 1.5 else 'FAIL'}")
     print(f"(load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
     bf.print_hotspots(args.profile)
 

@@ -299,7 +299,8 @@ def main(argv=None):
     ap.add_argument("--profile", default=None,
                     help="profile the measured solve: FILE.txt = py-spy raw, else cProfile output")
     ap.add_argument("--fullpol", action="store_true",
-                    help="the full-polarisation recipe of issue 16 (3 solve blocks + fluxscale + 6-term apply)")
+                    help="the full-polarisation recipe of issue 16 "
+                         "(3 solve blocks + fluxscale + 6-term apply)")
     args = ap.parse_args(argv)
     quiet_logging()
     if args.fullpol:
@@ -324,9 +325,11 @@ def main(argv=None):
     print(f"  {'largest chunk read':34s} {gb(r['largest_chunk_bytes']):>10s}")
     print(f"  {'peak memory (VmHWM - baseline)':34s} {gb(peak):>10s}   (baseline RSS {gb(r['base_rss'])}, "
           f"VmHWM {gb(r['maxrss'])})")
-    print(f"\ntargets (issues 4/5), MS {gb(size)}{' (--quick: below the 1 GB of the real run)' if args.quick else ''}:")
+    print(f"\ntargets (issues 4/5), MS {gb(size)}"
+          f"{' (--quick: below the 1 GB of the real run)' if args.quick else ''}:")
     print(f"  solve / read floor <= 2.5 (warm)         : x{ratio:.2f}  {'PASS' if ratio <= 2.5 else 'FAIL'}")
-    print(f"  peak memory <= 1.5 x largest chunk read  : x{mem_ratio:.2f}  {'PASS' if mem_ratio <= 1.5 else 'FAIL'}")
+    print(f"  peak memory <= 1.5 x largest chunk read  : x{mem_ratio:.2f}  "
+          f"{'PASS' if mem_ratio <= 1.5 else 'FAIL'}")
     if r["tier"] == 1:
         print(f"  (tier 1, field by field when every step solves the same fields: peak / all bytes read = "
               f"x{peak / max(r['read_bytes'], 1):.2f})")
@@ -364,11 +367,13 @@ def fullpol_recipe(ms, out):
         ("solve3", "solve", dict(common, output=b3, jones=["KC", "CP", "D"], field=FP_FIELDS["solve3"],
                                  time_interval=["inf", "inf", "inf"], freq_interval=["full", "1MHz", "full"],
                                  external_preapply=dict(tables=[b1, b1, b2], jones=["K0", "G1", "G0"]))),
-        ("fluxscale", "fluxscale", dict(reference_table=b2, reference_field=["3C286"], transfer_field=["3C147"],
-                                        output=b2s, jones_type="G0")),
+        ("fluxscale", "fluxscale", dict(reference_table=b2, reference_field=["3C286"],
+                                        transfer_field=["3C147"], output=b2s, jones_type="G0")),
         ("apply", "apply", dict(ms=ms, apply_parang=True, propagate_flags=True,
-                                jones=["K0", "G1", "G0", "KC0", "CP0", "D0"], tables=[b1, b1, b2s, b3, b3, b3],
-                                time_interp=["nearest", "nearest", "linear", "nearest", "nearest", "nearest"])),
+                                jones=["K0", "G1", "G0", "KC0", "CP0", "D0"],
+                                tables=[b1, b1, b2s, b3, b3, b3],
+                                time_interp=["nearest", "nearest", "linear", "nearest", "nearest",
+                                             "nearest"])),
     ]
 
 

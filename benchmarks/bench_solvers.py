@@ -35,16 +35,18 @@ def cold_compile_seconds():
             "print(time.perf_counter()-t)")
     with tempfile.TemporaryDirectory() as d:
         env = dict(os.environ, NUMBA_CACHE_DIR=d)
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                             check=True)
         cold = float(out.stdout.strip().splitlines()[-1])
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                             check=True)
         warm = float(out.stdout.strip().splitlines()[-1])
     return cold, warm
 
 
 def main(argv=None):
     from alakazam.sim.cells import make_batch
-    from alakazam.solvers import SolveOptions, solve
+    from alakazam.solvers import solve
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--backends", default="numba")
@@ -74,7 +76,8 @@ def main(argv=None):
             bb, _ = make_batch(jt, n_cell=nb, n_ant=n_ant, n_samp=n_samp, noise=0.1, seed=2)
             many = _timeit(lambda: solve(jt, bb, backend=be), repeat=1) * 1000 / nb
             rows.append((be, f"{jt} {n_ant} ant x {n_samp} samp", one * 1e3, many, nb))
-            print(f"  measured {be} {jt} {n_ant}x{n_samp}: {one * 1e3:.2f} ms/cell", file=sys.stderr, flush=True)
+            print(f"  measured {be} {jt} {n_ant}x{n_samp}: {one * 1e3:.2f} ms/cell", file=sys.stderr,
+                  flush=True)
     print(f"{'backend':8s} {'case':24s} {'1 cell (ms)':>12s} {'per 1000 cells (s)':>20s} {'batch':>6s}")
     base = {r[1]: r for r in rows if r[0] == "numba"}
     for be, case, one, many, nb in rows:

@@ -18,4 +18,5 @@ from .akplot import akplot
 
 TASKS = {t.name: t for t in (akcal, akfluxscale, akapply, akinfo, akflag, akflagmanager, akplot, akexport)}
 
-__all__ = ["akcal", "akfluxscale", "akapply", "akinfo", "akflag", "akflagmanager", "akplot", "akexport", "TASKS"]
+__all__ = ["akcal", "akfluxscale", "akapply", "akinfo", "akflag", "akflagmanager", "akplot", "akexport",
+           "TASKS"]

@@ -78,7 +78,8 @@ class Task:
             checked, errors = self.validate(params, exists), {}
         except ParameterError as e:
             errors = dict(e.errors)
-            checked = {p.name: (params[p.name] if p.name not in errors else p.default) for p in self.spec.params}
+            checked = {p.name: (params[p.name] if p.name not in errors else p.default)
+                       for p in self.spec.params}
         if self._prepare is None:
             if errors:
                 raise ParameterError(errors, task=self.name)

@@ -133,7 +133,8 @@ def load_task(path) -> TaskSpec:
                                                     v.get("type") if v is not None else None)
                 cases[eq.get("value")] = subs
             constraints[w.get("param")] = cases
-    return TaskSpec(task.get("name"), _text(task, "shortdescription"), (task.find("c:description", NS).text or "").strip(),
+    return TaskSpec(task.get("name"), _text(task, "shortdescription"),
+                    (task.find("c:description", NS).text or "").strip(),
                     params, constraints, (_text(task, "example")))
 
 

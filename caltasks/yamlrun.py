@@ -178,7 +178,8 @@ def preflight(blocks, produced_elsewhere=()):
 
     for section, where, block in blocks:
         task, to_params, to_config = sections[section]
-        if isinstance(block, dict) and section in ("solve", "fluxscale") and isinstance(block.get("output"), str):
+        if (isinstance(block, dict) and section in ("solve", "fluxscale")
+                and isinstance(block.get("output"), str)):
             produced_here = block["output"]             # later blocks may read it, also when this one is bad
         else:
             produced_here = None
@@ -235,8 +236,9 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
     (akapply).
 
     ``workers`` / ``scheduler`` (``alakazam run --workers N`` / ``--scheduler ADDRESS``): the dask
-    cluster of every solve, apply and flag block that does not set its own ``workers`` / ``scheduler`` key; ``plots``
-    (``alakazam run --plots DIR``; relative to the current directory): the plot directory of every
+    cluster of every solve, apply and flag block that does not set its own ``workers`` /
+    ``scheduler`` key; ``plots`` (``alakazam run --plots DIR``; relative to the current directory):
+    the plot directory of every
     solve block without its own ``plots:``.
 
     Returns

@@ -20,7 +20,10 @@ def test_one_channel_sky_equals_broadcast_sky():
     a1 = rng.integers(0, N_ANT, n_row)
     a2 = (a1 + rng.integers(1, N_ANT, n_row)) % N_ANT          # cross-correlations, both orientations
     tidx = rng.integers(0, n_t, n_row)
-    cplx = (lambda *s: (rng.standard_normal(s) + 1j * rng.standard_normal(s)))
+
+    def cplx(*s):
+        return rng.standard_normal(s) + 1j * rng.standard_normal(s)
+
     data = cplx(n_row, N_CHAN, 4).astype(np.complex64)
     model = cplx(n_row, N_CHAN, 4).astype(np.complex64)
     weight = rng.uniform(0.5, 2.0, (n_row, N_CHAN, 4)).astype(np.float32)

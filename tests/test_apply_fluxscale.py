@@ -93,8 +93,8 @@ def test_apply_corrects_calibrators_and_target(solved, caplog):
     before = _checksum(ms, "DATA")
     with caplog.at_level(logging.INFO, logger="alakazam.apply"):
         res = run_apply(apply_config_from_dict(dict(
-            ms=ms, jones=["K0", "G0", "G1"], tables=[scaled] * 3, time_interp=["nearest", "nearest", "linear"],
-            apply_parang=True)))
+            ms=ms, jones=["K0", "G0", "G1"], tables=[scaled] * 3,
+            time_interp=["nearest", "nearest", "linear"], apply_parang=True)))
     assert _checksum(ms, "DATA") == before          # DATA never modified
     assert res["no_solution"] == 0
     n = truth.noise

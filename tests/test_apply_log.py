@@ -29,7 +29,8 @@ def test_two_lines_per_term_field_and_spw_not_per_chunk(small_chain_table, tmp_p
         memory_limit_gb=1e-4, quiet=True)))
     assert len(chunks) >= 3 * 2 * 2                    # several chunks per field and SPW
     # INFO only: the table was solved on another MS (the copy), which compat rightly warns about
-    msgs = [r.getMessage() for r in caplog.records if r.name == "alakazam.apply" and r.levelno == logging.INFO]
+    msgs = [r.getMessage() for r in caplog.records
+            if r.name == "alakazam.apply" and r.levelno == logging.INFO]
     lines = [x for x in msgs if re.match(r"(K0|G0|G1): ", x)]
     assert lines == res["log"]
     assert len(lines) == 3 * 2 * 2 * 2                 # terms x 2 lines x fields x SPWs

@@ -68,8 +68,8 @@ def _expected(r, names, g):
     gp = np.stack([g[names[a]] for a in r["ANTENNA1"]])
     gq = np.stack([g[names[a]] for a in r["ANTENNA2"]])
     d = r["DATA"]
-    return np.stack([d[..., 0] / (gp[..., 0] * gq[..., 0].conj()), d[..., 3] / (gp[..., 1] * gq[..., 1].conj())],
-                    -1)
+    return np.stack([d[..., 0] / (gp[..., 0] * gq[..., 0].conj()),
+                     d[..., 3] / (gp[..., 1] * gq[..., 1].conj())], -1)
 
 
 def test_spwmap_applies_spw0_solutions_to_spw1(solved, tmp_path):

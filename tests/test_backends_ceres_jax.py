@@ -26,10 +26,10 @@ FEEDS = ["linear", "circular"]
 # ------------------------------------------------------------------------------------------------
 
 def _brightness(feed):
-    I, Q, U, V = 1.0, 0.12, -0.09, 0.03
+    stokes_i, Q, U, V = 1.0, 0.12, -0.09, 0.03
     if feed == "linear":
-        return np.array([[I + Q, U + 1j * V], [U - 1j * V, I - Q]])
-    return np.array([[I + V, Q + 1j * U], [Q - 1j * U, I - V]])
+        return np.array([[stokes_i + Q, U + 1j * V], [U - 1j * V, stokes_i - Q]])
+    return np.array([[stokes_i + V, Q + 1j * U], [Q - 1j * U, stokes_i - V]])
 
 
 def _rot(chi, feed):
@@ -63,17 +63,20 @@ class Sim:
             phi = np.angle(np.exp(1j * (psi - 2 * np.pi * tau * 1e-9 * self.nu_c[:, None, None])))
             self.truth = np.stack([tau, phi], -1)
         elif term in ("G", "Gph"):
-            amp = np.ones((n_cell, n_ant, 2)) if term == "Gph" else 1 + 0.1 * rng.standard_normal((n_cell, n_ant, 2))
+            amp = (np.ones((n_cell, n_ant, 2)) if term == "Gph"
+                   else 1 + 0.1 * rng.standard_normal((n_cell, n_ant, 2)))
             ph = rng.uniform(-np.pi, np.pi, (n_cell, n_ant, 2))
             ph -= ph[:, :1]
             self.truth = amp * np.exp(1j * ph)
         elif term == "D":
-            d = 0.05 * (rng.standard_normal((n_cell, n_ant, 2)) + 1j * rng.standard_normal((n_cell, n_ant, 2)))
+            d = 0.05 * (rng.standard_normal((n_cell, n_ant, 2))
+                        + 1j * rng.standard_normal((n_cell, n_ant, 2)))
             d[:, 0, 0] = 0
             self.truth = d
         elif term == "KC":
             tau, psi = rng.normal(0, 3, n_cell), rng.uniform(-np.pi, np.pi, n_cell)
-            self.truth = np.stack([tau, np.angle(np.exp(1j * (psi + 2 * np.pi * tau * 1e-9 * self.nu_c)))], -1)
+            self.truth = np.stack([tau, np.angle(np.exp(1j * (psi + 2 * np.pi * tau * 1e-9 * self.nu_c)))],
+                                  -1)
         else:
             self.truth = rng.uniform(-np.pi, np.pi, (n_cell, 1))
 
@@ -105,7 +108,8 @@ class Sim:
     def batch(self, noise, seed, flag_frac=0.0):
         rng = np.random.default_rng(seed + 1000)
         n_cell = self.M.shape[0]
-        V = np.stack([self.vis(c, self.truth[c]) for c in range(n_cell)]).reshape(n_cell, -1, self.freq.shape[1], 4)
+        V = np.stack([self.vis(c, self.truth[c]) for c in range(n_cell)]).reshape(
+            n_cell, -1, self.freq.shape[1], 4)
         if noise:
             V = V + noise * (rng.standard_normal(V.shape) + 1j * rng.standard_normal(V.shape)) / np.sqrt(2)
         w = np.full(V.shape, 1.0 / noise ** 2 if noise else 1.0)

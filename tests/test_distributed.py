@@ -1,8 +1,8 @@
 """Solve units on dask.distributed (LocalCluster of 2 worker processes) equal the in-process solve.
 
-Convention pinned here (alakazam/distributed.py): a unit is (step, field, SPW, scan group); the client writes the
-HDF5 file in chain order; a dying worker's unit is re-run elsewhere, and when it keeps failing the block
-fails clearly and the failing step is not written.
+Convention pinned here (alakazam/distributed.py): a unit is (step, field, SPW, scan group); the client
+writes the HDF5 file in chain order; a dying worker's unit is re-run elsewhere, and when it keeps
+failing the block fails clearly and the failing step is not written.
 """
 
 import os
@@ -38,7 +38,8 @@ def _same_tables(a, b):
     assert hdf5.list_keys(a) == hdf5.list_keys(b)
     for key in hdf5.list_keys(a):
         sa, sb = hdf5.read_term(a, key), hdf5.read_term(b, key)
-        assert [(s.field_name, s.spw, s.scan_id) for s in sa] == [(s.field_name, s.spw, s.scan_id) for s in sb]
+        assert ([(s.field_name, s.spw, s.scan_id) for s in sa]
+                == [(s.field_name, s.spw, s.scan_id) for s in sb])
         for x, y in zip(sa, sb):
             np.testing.assert_array_equal(x.flags, y.flags)
             ok = ~x.flags

@@ -99,7 +99,8 @@ def test_flag_two_workers_identical(solved, scheduler, tmp_path):
     ms, _ = solved
     a, b = _copy(ms, tmp_path / "a.ms"), _copy(ms, tmp_path / "b.ms")
     fa = run_flag(flag_config_from_dict(dict(ms=a, mode="mad", threshold=4.0, quiet=True)))
-    fb = run_flag(flag_config_from_dict(dict(ms=b, mode="mad", threshold=4.0, quiet=True, scheduler=scheduler)))
+    fb = run_flag(flag_config_from_dict(dict(ms=b, mode="mad", threshold=4.0, quiet=True,
+                                             scheduler=scheduler)))
     assert fa["newly_flagged"] > 0
     for k in ("total", "flagged_before", "flagged_after", "newly_flagged", "unflagged"):
         assert fa[k] == fb[k], k

@@ -43,7 +43,8 @@ def _total(cal, truth, field, spw_id, scan):
             tg[a, :, p] = np.interp(g1.time, truth.times, amp[a, :, p]) * np.exp(
                 1j * np.interp(g1.time, truth.times, ph[a, :, p]))
     true = (tk * truth.bandpass[spw_id][:, g0.attrs["channels"]])[:, :, None] * tg[:, None]
-    flags = g1.flags[:, 0][:, None, :, None] | g0.flags[:, :, 0][:, :, None, None] | k.flags[:, 0, 0][:, None, None, None]
+    flags = (g1.flags[:, 0][:, None, :, None] | g0.flags[:, :, 0][:, :, None, None]
+             | k.flags[:, 0, 0][:, None, None, None])
     return solved, true, np.broadcast_to(flags, solved.shape), g1
 
 
@@ -123,9 +124,9 @@ def test_dead_antenna_flagged_and_file_layout(tmp_path):
         else:
             assert not s.flags.any()
         assert s.jones.shape == (6, 1, 1, 2, 2) and s.jones.dtype == np.complex128
-        for a in ("jones_type", "field_name", "scan_id", "spw", "n_ant", "field_ra", "field_dec", "matrix_form",
-                  "ref_ant", "ref_ant_name", "ant_names", "solint_s", "freqint_hz", "phase_only", "feed_basis",
-                  "solver_backend", "apply_parang", "ms", "preapply_chain"):
+        for a in ("jones_type", "field_name", "scan_id", "spw", "n_ant", "field_ra", "field_dec",
+                  "matrix_form", "ref_ant", "ref_ant_name", "ant_names", "solint_s", "freqint_hz",
+                  "phase_only", "feed_basis", "solver_backend", "apply_parang", "ms", "preapply_chain"):
             assert a in s.attrs, a
 
 

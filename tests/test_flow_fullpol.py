@@ -73,7 +73,8 @@ Standard errors (one real component):
   K per scan (5 ints):  s_K = sigma / (2 pi 1e-9 S sqrt(a2^2 N_b 5 sum (nu - nu_c)^2))     (ns)
   D (full band):  s_D = sigma / ((1 - m) S sqrt(a2^2 N_b n_int n_chan))
       (each baseline's cross hands give d_pq,a M_qq + d_qp,b^* M_pp, with |M_pp|, |M_qq| >= (1 - m) S)
-  KC: 1 / sqrt(sum over baselines, ints, cross hands, chans of a2^2 |M_x|^2 (2 pi 1e-9 (nu - nu_c))^2 / sigma^2)
+  KC: 1 / sqrt(sum over baselines, ints, cross hands, chans of
+      a2^2 |M_x|^2 (2 pi 1e-9 (nu - nu_c))^2 / sigma^2)
   CP per channel: 1 / sqrt(sum over baselines, ints, cross hands of a2^2 |M~_x|^2 / sigma^2), M~ the
       feed-frame model's cross hands minus their mean over the scans (what the leakage offsets leave).
 The bounds are 5 x these, x sqrt(2) where a referenced quantity also carries the reference antenna's
@@ -245,7 +246,8 @@ def test_leakage_recovered_in_reference_gauge(fullpol):
     assert truth.leakage[0, 0] == 0
     err = np.abs(solved - truth.leakage)
     bound = K_SIGMA * np.sqrt(2) * s["D"]
-    print(f"{truth.feed}: D error max {err.max():.3g} < {bound:.3g} (mean |d| {np.abs(truth.leakage).mean():.3g})")
+    print(f"{truth.feed}: D error max {err.max():.3g} < {bound:.3g} "
+          f"(mean |d| {np.abs(truth.leakage).mean():.3g})")
     assert err.max() < bound, (err, bound)
     # the test can fail: the leakages are well above the bound (a zero or conjugated D would fail)
     assert np.median(np.abs(truth.leakage[1:])) > 3 * bound, (np.abs(truth.leakage), bound)

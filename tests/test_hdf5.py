@@ -37,10 +37,11 @@ def test_round_trip_layout(tmp_path):
         assert g["flags"].dtype == bool and g["flags"].shape == (4, 3, 2)
         assert g["time"].shape == (2,) and g["freq"].shape == (3,)
         st = g["solver_stats"]
-        assert st["converged"].dtype == bool and st["n_iter"].dtype == np.int32 and st["cost"].dtype == np.float64
-        for a in ("jones_type", "field_name", "scan_id", "spw", "n_ant", "field_ra", "field_dec", "matrix_form",
-                  "ref_ant", "ref_ant_name", "ant_names", "solint_s", "freqint_hz", "phase_only", "feed_basis",
-                  "solver_backend", "apply_parang", "ms", "preapply_chain"):
+        assert (st["converged"].dtype == bool and st["n_iter"].dtype == np.int32
+                and st["cost"].dtype == np.float64)
+        for a in ("jones_type", "field_name", "scan_id", "spw", "n_ant", "field_ra", "field_dec",
+                  "matrix_form", "ref_ant", "ref_ant_name", "ant_names", "solint_s", "freqint_hz",
+                  "phase_only", "feed_basis", "solver_backend", "apply_parang", "ms", "preapply_chain"):
             assert a in g.attrs
         assert "delay" not in f["G0/field_3C286/scan_1/spw_0"]
     back = hdf5.read_term(p, "G0")

@@ -51,7 +51,8 @@ def opens(monkeypatch):
 @pytest.mark.parametrize("memory_limit_gb, tier", [(0, 1), (1e-6, 3)])
 def test_solve_reads_metadata_once_and_opens_the_ms_once(small_ms, tmp_path, opens, memory_limit_gb, tier):
     s = run_solve(solve_config_from_dict({
-        "ms": small_ms, "output": str(tmp_path / "c.h5"), "ref_ant": "C00", "jones": ["K", "G", "G"], "field": "3C286",
+        "ms": small_ms, "output": str(tmp_path / "c.h5"), "ref_ant": "C00", "jones": ["K", "G", "G"],
+        "field": "3C286",
         "time_interval": ["scan", "inf", "300s"], "freq_interval": ["full", "2MHz", "full"], "quiet": True,
         "memory_limit_gb": memory_limit_gb}))
     assert s["tier"] == tier
@@ -98,7 +99,8 @@ def test_handle_nesting_and_borrowing(small_ms, opens):
     assert opens["main"] == 3 and opens["meta"] == 2          # once per handle
     # without a handle: one open per call, as before
     ms_io.row_numbers(small_ms, 0, [0])
-    assert opens["main"] == 4 and np.asarray(ms_io.read_meta(small_ms).active_ants).size and opens["meta"] == 3
+    assert (opens["main"] == 4 and np.asarray(ms_io.read_meta(small_ms).active_ants).size
+            and opens["meta"] == 3)
 
 
 def _try_lock(ms, err):

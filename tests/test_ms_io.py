@@ -16,7 +16,7 @@ from alakazam.sim import simulate_ms
 
 
 def _direct(ms, where, cols):
-    with table(ms, ack=False) as t:
+    with table(ms, ack=False) as t:  # noqa: F841 -- t is used by the TaQL query as $t
         q = taql(f"SELECT ROWID() AS R, * FROM $t WHERE {where}")
         out = {c: q.getcol(c) for c in cols + ["R"]}
         q.close()
@@ -163,7 +163,8 @@ def test_write_column_roundtrip(small_ws, tmp_path):
     rows = ms_io.row_numbers(ms, 0, [0])
     with table(ms, ack=False) as t:
         shape = t.getcell("DATA", 0).shape
-    vals = (np.arange(len(rows) * np.prod(shape)).reshape((len(rows),) + shape) * (1 + 1j)).astype(np.complex64)
+    vals = (np.arange(len(rows) * np.prod(shape)).reshape((len(rows),) + shape)
+            * (1 + 1j)).astype(np.complex64)
     ms_io.write_column(ms, "CORRECTED_DATA", rows, vals)
     with table(ms, ack=False) as t:
         got = t.getcol("CORRECTED_DATA")

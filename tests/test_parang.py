@@ -97,18 +97,18 @@ def test_north_of_zenith_transits_at_pi():
     assert abs(abs(q[i_tr]) - np.pi) < 0.02
 
 
-def _brightness(I, Q, U, V, basis):
+def _brightness(stokes_i, Q, U, V, basis):
     if basis == "linear":
-        return np.array([[I + Q, U + 1j * V], [U - 1j * V, I - Q]])
-    return np.array([[I + V, Q + 1j * U], [Q - 1j * U, I - V]])
+        return np.array([[stokes_i + Q, U + 1j * V], [U - 1j * V, stokes_i - Q]])
+    return np.array([[stokes_i + V, Q + 1j * U], [Q - 1j * U, stokes_i - V]])
 
 
 @pytest.mark.parametrize("basis", ["linear", "circular"])
 def test_rotation_of_q_plus_iu(basis):
-    I, Q, U, V = 2.0, 0.3, -0.2, 0.05
+    stokes_i, Q, U, V = 2.0, 0.3, -0.2, 0.05
     for chi in (0.0, 0.4, -1.1, 2.5):
         P = parang.parang_matrices(chi, basis)
-        B = np.einsum("ij,jk,lk->il", P, _brightness(I, Q, U, V, basis), np.conj(P))
+        B = np.einsum("ij,jk,lk->il", P, _brightness(stokes_i, Q, U, V, basis), np.conj(P))
         if basis == "linear":
             qiu = 0.5 * (B[0, 0] - B[1, 1]).real + 1j * 0.5 * (B[0, 1] + B[1, 0]).real
             i_out, v_out = 0.5 * (B[0, 0] + B[1, 1]).real, (0.5 * (B[0, 1] - B[1, 0]) / 1j).real
@@ -116,7 +116,7 @@ def test_rotation_of_q_plus_iu(basis):
             qiu = B[0, 1]
             i_out, v_out = 0.5 * (B[0, 0] + B[1, 1]).real, 0.5 * (B[0, 0] - B[1, 1]).real
         np.testing.assert_allclose(qiu, (Q + 1j * U) * np.exp(-2j * chi), atol=1e-12)
-        np.testing.assert_allclose([i_out, v_out], [I, V], atol=1e-12)
+        np.testing.assert_allclose([i_out, v_out], [stokes_i, V], atol=1e-12)
 
 
 def test_parang_tables_and_feed_angle():

@@ -17,8 +17,9 @@ from alakazam.core import ms_io
 from alakazam.core.ms import MeasurementSet
 from alakazam.sim import simulate_ms
 
-BLOCK = {"jones": ["K", "G", "G"], "field": ["3C286", "3C286", "3C286"], "time_interval": ["scan", "inf", "300s"],
-             "freq_interval": ["full", "2MHz", "full"], "ref_ant": "C00"}
+BLOCK = {"jones": ["K", "G", "G"], "field": ["3C286", "3C286", "3C286"],
+         "time_interval": ["scan", "inf", "300s"], "freq_interval": ["full", "2MHz", "full"],
+         "ref_ant": "C00"}
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +73,9 @@ def test_memory_plan_tiers(small_ms, tmp_path):
         mp = plan.memory_plan(_cfg(small_ms, tmp_path), meta, spw_sel, None, fids, ms.row_counts)
         assert mp.tier == 1 and mp.field_major
         assert mp.n_rows_total == sum(ms.row_counts(d, fids[0], None)[(fids[0][0], s)]
-                                      for d in spw_sel for s in {s.scan_number for s in meta.scans
-                                                                 if s.field_id == fids[0][0] and d in s.ddids})
+                                      for d in spw_sel
+                                      for s in {s.scan_number for s in meta.scans
+                                                if s.field_id == fids[0][0] and d in s.ddids})
         assert not plan.memory_plan(_cfg(small_ms, tmp_path), meta, spw_sel, None, fids, ms.row_counts,
                                     allow_field_major=False).field_major
         assert not plan.memory_plan(_cfg(small_ms, tmp_path), meta, spw_sel, None, fids, ms.row_counts,
@@ -95,7 +97,8 @@ def test_unit_by_unit_equals_the_batch(small_ms, tmp_path):
         for ddid, chans in spw_sel.items():
             whole = unit.solve_field_spw(ctx, step, step_fields[0][0], ddid, chans)
             ctx.cache.clear()
-            units = [u for u in plan.units_of(meta, 0, step, step_fields[0], spw_sel, scans) if u.ddid == ddid]
+            units = [u for u in plan.units_of(meta, 0, step, step_fields[0], spw_sel, scans)
+                     if u.ddid == ddid]
             one = [unit.solve_unit(ctx, u) for u in units]
             assert len(whole) == len(one) > 1
             for a, b in zip(whole, one):

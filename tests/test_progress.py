@@ -28,7 +28,8 @@ def _yaml(d, ms, name, quiet_block=False):
     q = "\n    quiet: true" if quiet_block else ""
     cfg.write_text(f"solve:\n  - ms: {ms}\n    output: {d / name}.h5\n    jones: [K, G]\n"
                    f"    time_interval: [scan, 60s]{q}\n"
-                   f"apply:\n  - ms: {ms}\n    jones: [K0, G0]\n    tables: [{d / name}.h5, {d / name}.h5]{q}\n")
+                   f"apply:\n  - ms: {ms}\n    jones: [K0, G0]\n"
+                   f"    tables: [{d / name}.h5, {d / name}.h5]{q}\n")
     return str(cfg)
 
 

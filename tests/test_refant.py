@@ -243,7 +243,8 @@ def _solve(ms, out, **kw):
 def test_strict_flags_exactly_the_cells_without_the_reference(small):
     truth, ms, d = small
     sets = _solve(ms, str(d / "strict.h5"), ref_ant="C00", ref_ant_mode="strict")
-    assert _solve.summary["terms"]["G0"]["reference"] == dict(rereferenced=0, no_bridge=0, strict=1, no_data=0)
+    assert (_solve.summary["terms"]["G0"]["reference"]
+            == dict(rereferenced=0, no_bridge=0, strict=1, no_data=0))
     assert sorted(s.scan_id for s in sets) == [1, 4]
     for s in sets:
         if s.scan_id == 4:
@@ -253,7 +254,8 @@ def test_strict_flags_exactly_the_cells_without_the_reference(small):
             assert np.array_equal(s.flags.any(axis=(1, 2)), [False, True, False, False, False])   # C02
             assert np.all(s.extra["ref_ant"] == 0)
     flex = {s.scan_id: s for s in _solve(ms, str(d / "flex.h5"), ref_ant="C00")}
-    assert _solve.summary["terms"]["G0"]["reference"] == dict(rereferenced=1, no_bridge=0, strict=0, no_data=0)
+    assert (_solve.summary["terms"]["G0"]["reference"]
+            == dict(rereferenced=1, no_bridge=0, strict=0, no_data=0))
     assert flex[4].flags[0].all() and flex[4].flags[1].all() and not flex[4].flags[2:].any()
 
 

@@ -54,7 +54,8 @@ def full_blocks(ms):
                           transfer_field=["3C147"], output="s.h5", jones_type="G1", spw="0,1",
                           fluxscale_method="interpolate", refspwmap=[0, 0], fitorder=2, reffreq=1.4e9,
                           gain_threshold=0.5),
-        "apply": dict(ms=ms, jones=["K0", "G0"], tables=["cal.h5", "t.h5"], field_select=["nearest_sky", "pinned"],
+        "apply": dict(ms=ms, jones=["K0", "G0"], tables=["cal.h5", "t.h5"],
+                      field_select=["nearest_sky", "pinned"],
                       time_interp=["linear,linear", "cubic"], solution_field=[None, ["3C286", "3C147"]],
                       spwmap=[[0, 0], [1, 1]], calwt=[True, False],
                       target_field=["TARGET"], target_scans="3", spw="0", **SEL, correlation="XX,YY",
@@ -107,7 +108,8 @@ def world(tmp_path, monkeypatch):
 
 
 def leaves(obj, prefix=""):
-    """{dotted field path: value} of a config dataclass, one level into steps/terms/select/external_preapply."""
+    """{dotted field path: value} of a config dataclass, one level into
+    steps/terms/select/external_preapply."""
     out = {}
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
@@ -182,7 +184,8 @@ def test_each_key_alone_changes_the_config(section, world):
         elif key in ("amp_only",):
             changed = dict(base, amp_only=[False, False, True])
         elif (section, key) == ("apply", "field_select"):
-            changed = dict(base, field_select=["nearest_sky", "nearest_time"])    # (pinned needs solution_field)
+            # (pinned needs solution_field)
+            changed = dict(base, field_select=["nearest_sky", "nearest_time"])
         elif (section, key) == ("apply", "data_col"):
             changed = dict(base, data_col="MODEL_DATA")        # (CORRECTED_DATA is the default output)
         elif section == "flag" and key in ("gaintable", "gainjones", "gainfield", "interp", "parang"):
@@ -274,8 +277,10 @@ def test_whole_yaml_file_one_report(world):
     with open("bad.yaml", "w") as fh:
         fh.write(f"flag:\n  - {{ms: {ms}, mode: clip, growtime: 120}}\n"
                  f"solve:\n  - {{ms: {ms}, output: c.h5, jones: [G, Q], tol: -1}}\n"
-                 "fluxscale:\n  - {reference_table: nope.h5, reference_field: [A], output: s.h5, fitorder: -1}\n"
-                 f"apply:\n  - {{ms: {ms}, jones: [G0], tables: [c.h5], time_interp: [sideways], quiet: 3}}\n")
+                 "fluxscale:\n  - {reference_table: nope.h5, reference_field: [A], output: s.h5, "
+                 "fitorder: -1}\n"
+                 f"apply:\n  - {{ms: {ms}, jones: [G0], tables: [c.h5], time_interp: [sideways], "
+                 f"quiet: 3}}\n")
     with pytest.raises(ParameterError) as e:
         yamlrun.run_yaml("bad.yaml")
     assert {"flag[0].growtime", "solve[0].jones[1]", "solve[0].tol", "fluxscale[0].fitorder",

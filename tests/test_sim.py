@@ -33,10 +33,10 @@ def _vla():
 
 
 def _brightness(stokes, feed):
-    I, Q, U, V = stokes
+    stokes_i, Q, U, V = stokes
     if feed == "linear":
-        return np.array([[I + Q, U + 1j * V], [U - 1j * V, I - Q]])
-    return np.array([[I + V, Q + 1j * U], [Q - 1j * U, I - V]])
+        return np.array([[stokes_i + Q, U + 1j * V], [U - 1j * V, stokes_i - Q]])
+    return np.array([[stokes_i + V, Q + 1j * U], [Q - 1j * U, stokes_i - V]])
 
 
 def _rot(chi, feed):
@@ -207,7 +207,8 @@ def test_noise_corruptions_and_truth_file(tmp_path):
                         time_gains=False, bandpass=False, delays=False, leakage=False, crosshand=False,
                         rfi=True, flag_rows=0.05, weight_spectrum=True, seed=3)
     data, model, flag, frow, scan, a1, a2, ws = _cols(ms, "DATA", "MODEL_DATA", "FLAG", "FLAG_ROW",
-                                                      "SCAN_NUMBER", "ANTENNA1", "ANTENNA2", "WEIGHT_SPECTRUM")
+                                                      "SCAN_NUMBER", "ANTENNA1", "ANTENNA2",
+                                                      "WEIGHT_SPECTRUM")
     np.testing.assert_allclose(ws, 1 / sigma ** 2)
     assert frow.any() and not frow.all()
     # dead antenna: all its rows of one scan flagged, nothing else flagged in FLAG

@@ -120,7 +120,6 @@ def test_flags_already_in_the_ms_never_extend():
     n = len(ant1)
     data = (1 + 0.01 * (rng.normal(size=(n, n_chan, 4)) + 1j * rng.normal(size=(n, n_chan, 4)))).astype(
         np.complex64)
-    model = np.ones_like(data)
     prior = np.zeros(data.shape, bool)
     dead = np.isin(ant1, [0, 2]) | np.isin(ant2, [0, 2])
     prior[dead] = True

@@ -45,8 +45,8 @@ def test_noiseless_data_equals_independent_rime(tmp_path):
     f = tr.spw_freqs[0]
     i_t = np.searchsorted(tr.times, ch.time)
     chi = tr.parang["3C286"][i_t]
-    I, Q, U, V = tr.flux_true["3C286"]
-    B = np.array([[I + Q, U + 1j * V], [U - 1j * V, I - Q]])
+    stokes_i, Q, U, V = tr.flux_true["3C286"]
+    B = np.array([[stokes_i + Q, U + 1j * V], [U - 1j * V, stokes_i - Q]])
     P = parang_matrices(chi, "linear")                                      # (row, 2, 2)
     d = np.zeros((len(tr.ant_names), 2, 2), complex)
     d[:, 0, 0] = d[:, 1, 1] = 1

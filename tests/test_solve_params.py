@@ -125,7 +125,8 @@ def test_yaml_keys_reach_the_tasks(sim, tmp_path):
     from alakazam.config import apply_config_from_dict, solve_config_from_dict
 
     ms, _ = sim
-    p = solve_params({"ms": ms, "output": "x.h5", "jones": ["G"], "combine": "scan", "smodel": [2.0, 0, 0, 0]})
+    p = solve_params({"ms": ms, "output": "x.h5", "jones": ["G"], "combine": "scan",
+                      "smodel": [2.0, 0, 0, 0]})
     assert p["combine"] == "scan" and p["smodel"] == [2.0, 0, 0, 0]
     cfg = solve_config_from_dict({"ms": ms, "output": "x.h5", "jones": ["G", "G"], "combine": ["scan", ""],
                                   "smodel": [2.0]})
@@ -182,7 +183,8 @@ def test_combine_field_solves_the_fields_together(flat, tmp_path):
     assert len(hdf5.read_term(str(tmp_path / "j.h5"), "G0")) == 1
     assert sj.field_name == "3C147+TARGET" and list(sj.attrs["combined_fields"]) == ["3C147", "TARGET"]
     assert np.allclose(a_c / a_t, np.sqrt(2.5), rtol=2e-3)          # solo: the 3C147 model is 1 Jy of 2.5
-    # joint: the cell's averaged data / averaged model (core/averaging) = G x (n1 2.5 + n2 0.7) / (n1 + n2 0.7)
+    # joint: the cell's averaged data / averaged model (core/averaging)
+    #   = G x (n1 2.5 + n2 0.7) / (n1 + n2 0.7)
     with table(ms, ack=False) as t:
         f = t.query("DATA_DESC_ID==0 && ANTENNA1!=ANTENNA2").getcol("FIELD_ID")
     n1, n2 = int((f == 1).sum()), int((f == 2).sum())

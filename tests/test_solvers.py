@@ -6,8 +6,6 @@ error must be within 5 sigma (with ~100 parameters the chance of a false failure
 """
 
 import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,7 +86,8 @@ def test_K_noiseless_and_noisy(feed, backend):
     assert np.abs(r.delay - t).max() < 1e-7          # ns
     # Jones at the band centre follows the convention exp(-2 pi i tau nu)
     nu_c = b.freq.mean(axis=1)
-    np.testing.assert_allclose(r.jones[..., 0, 0], np.exp(-2j * np.pi * r.delay[..., 0] * 1e-9 * nu_c[:, None]))
+    np.testing.assert_allclose(r.jones[..., 0, 0],
+                               np.exp(-2j * np.pi * r.delay[..., 0] * 1e-9 * nu_c[:, None]))
     sigma = 0.5
     b, tr = make_batch("K", n_cell=2, n_ant=6, n_samp=48, feed=feed, noise=sigma, seed=6)
     r = solve("K", b, backend=backend)

@@ -182,9 +182,11 @@ def test_yaml_blocks_become_task_calls():
         {"field": "3C286,3C147", "calmode": "p"}
     assert fluxscale_params({"reference_table": "a.h5", "reference_field": ["3C286"],
                              "transfer_field": ["3C147"], "output": "b.h5", "jones_type": "G1"}) == \
-        {"caltable": "a.h5", "reference": ["3C286"], "transfer": ["3C147"], "fluxtable": "b.h5", "jones": "G1"}
+        {"caltable": "a.h5", "reference": ["3C286"], "transfer": ["3C147"], "fluxtable": "b.h5",
+         "jones": "G1"}
     assert apply_params({"ms": "t.ms", "output_col": "CORRECTED_DATA", "propagate_flags": False,
-                         "jones": ["K0", "G0"], "tables": ["c.h5", "c.h5"], "solution_field": [None, ["3C147"]],
+                         "jones": ["K0", "G0"], "tables": ["c.h5", "c.h5"],
+                         "solution_field": [None, ["3C147"]],
                          "target_field": ["TARGET"]}) == \
         {"vis": "t.ms", "outputcolumn": "CORRECTED_DATA", "applymode": "calonly", "jones": ["K0", "G0"],
          "gaintable": ["c.h5", "c.h5"], "solutionfield": ["", "3C147"], "field": ["TARGET"]}

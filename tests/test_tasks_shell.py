@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from alakazam.caltasks import TASKS, akapply, akcal, akfluxscale, akinfo
+from alakazam.caltasks import TASKS, akcal
 from alakazam.errors import ParameterError
 from alakazam.shell.akshell import ShellSession
 from alakazam.tasks_xml import xml_path

@@ -121,7 +121,8 @@ def _run_apply(cfg: ApplyConfig) -> dict:
         for _, ddid, _, _ in plan:
             tspw = _spwmap.table_spw(term, meta.spws[ddid].spw_id)
             if tspw not in have:
-                via = f" (spwmap maps SPW {meta.spws[ddid].spw_id} to it)" if tspw != meta.spws[ddid].spw_id else ""
+                via = (f" (spwmap maps SPW {meta.spws[ddid].spw_id} to it)"
+                       if tspw != meta.spws[ddid].spw_id else "")
                 raise AlakazamError(f"{term.key}: no solutions for SPW {tspw}{via} in "
                                     f"{term.sets[0].attrs.get('ms', 'the table')}; select spw={sorted(have)}")
     compat.check_tables(cfg, meta, terms, plan, spwmap=getattr(cfg, "spwmap", None))

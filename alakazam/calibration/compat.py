@@ -9,8 +9,9 @@ Conventions (pinned by tests/test_reliability.py):
   ``output_col``.  The name must look like a column name (letters, digits, '_').
 * Frequencies: for every SPW to correct, the table's solutions for the SPW it maps to (the same SPW
   id, or ``spwmap[spw]`` with apply's ``spwmap``) must overlap the data's band (not checked for a
-  mapped SPW: spwmap maps another band on purpose, :mod:`.spwmap`): the table's extent is its bin centres +- half ``freqint_hz`` (0 for
-  ``full``), the data's is its channels +- half a channel width.  No overlap is an error.
+  mapped SPW: spwmap maps another band on purpose, :mod:`.spwmap`): the table's extent is its bin
+  centres +- half ``freqint_hz`` (0 for ``full``), the data's is its channels +- half a channel
+  width.  No overlap is an error.
 * Feed basis: the table's ``feed_basis`` attr must equal the SPW's (linear/circular); else an error.
 * Antennas: no antenna name in common is an error; data antennas missing from the table are a
   warning listing them (their data are flagged or written uncorrected, as counted by apply).

@@ -176,7 +176,7 @@ def check_terms(terms, ms, meta, model_col="MODEL_DATA", where="jones", cross_ty
             if frac > POLARISED_FRACTION:
                 raise AlakazamError(
                     f"{where}: {t.key} (D) was solved before {', '.join(later)} on field {fname!r}, whose "
-                    f"model is polarised ({100 * frac:.1f}% of Stokes I): such a leakage is only right from an "
-                    f"unpolarised calibrator (CASA's Df before Xf). Re-solve D on an unpolarised field, or "
-                    f"after KC and CP")
+                    f"model is polarised ({100 * frac:.1f}% of Stokes I): such a leakage is only right from "
+                    f"an unpolarised calibrator (CASA's Df before Xf). Re-solve D on an unpolarised field, "
+                    f"or after KC and CP")
 

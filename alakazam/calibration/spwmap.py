@@ -32,15 +32,15 @@ def parse_spwmap(value, n_terms, where="spwmap"):
     if value in (None, "", [], ()):
         return [[] for _ in range(n_terms)]
     if not isinstance(value, (list, tuple)):
-        raise AlakazamError(f"{where}: {value!r} is not a list of SPW ids; expected e.g. [0, 0] (one list for "
-                            f"every table) or [[0, 0], []] (one list per table)")
+        raise AlakazamError(f"{where}: {value!r} is not a list of SPW ids; expected e.g. [0, 0] (one list "
+                            f"for every table) or [[0, 0], []] (one list per table)")
     nested = [isinstance(x, (list, tuple)) for x in value]
     if any(nested) and not all(nested):
         raise AlakazamError(f"{where}: {value!r} mixes lists and numbers; expected [0, 0] or [[0, 0], []]")
     lists = [list(x) for x in value] if all(nested) else [list(value)] * n_terms
     if len(lists) != n_terms:
-        raise AlakazamError(f"{where}: has {len(lists)} lists but there are {n_terms} terms; give one list per "
-                            "table or one list for every table")
+        raise AlakazamError(f"{where}: has {len(lists)} lists but there are {n_terms} terms; give one list "
+                            "per table or one list for every table")
     for lst in lists:
         for x in lst:
             if isinstance(x, bool) or not isinstance(x, int) or x < 0:
@@ -74,8 +74,8 @@ def for_spw(terms, spw_id, data_freqs):
         src = [s for s in term.sets if int(s.attrs.get("spw", -1)) == tspw]
         if not src:
             have = sorted({int(s.attrs.get("spw", -1)) for s in term.sets})
-            raise AlakazamError(f"spwmap: {term.key} has no solutions for SPW {tspw} (mapped from SPW {spw_id}); "
-                                f"the table has SPW {', '.join(map(str, have))}")
+            raise AlakazamError(f"spwmap: {term.key} has no solutions for SPW {tspw} (mapped from SPW "
+                                f"{spw_id}); the table has SPW {', '.join(map(str, have))}")
         sets = []
         shifted = False
         for s in src:

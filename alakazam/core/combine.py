@@ -51,8 +51,8 @@ def parse_combine(value, where="combine"):
     items = [x.strip().lower() for x in value.split(",") if x.strip()]
     bad = [x for x in items if x not in COMBINE_ITEMS]
     if bad:
-        raise AlakazamError(f"{where}: {bad[0]!r} in {value!r} is not allowed; expected '' or a comma-separated "
-                            f"list of {', '.join(COMBINE_ITEMS)}")
+        raise AlakazamError(f"{where}: {bad[0]!r} in {value!r} is not allowed; expected '' or a "
+                            f"comma-separated list of {', '.join(COMBINE_ITEMS)}")
     return ",".join(dict.fromkeys(items))
 
 
@@ -101,7 +101,8 @@ class CombinedGroup(_group_base()):
         """Sample-bin index (n_row,) of each row: its (scan, cell) pair."""
         row_scan = np.asarray(row_scan, np.int64)
         if self.seconds > 0:
-            cell = np.floor((np.asarray(row_time, float) - self.t_first) / self.seconds + 1e-9).astype(np.int64)
+            cell = np.floor((np.asarray(row_time, float) - self.t_first) / self.seconds
+                            + 1e-9).astype(np.int64)
             cell = np.clip(cell, 0, self.n_tcell - 1)
         else:
             cell = np.zeros(len(row_scan), np.int64)
@@ -123,8 +124,8 @@ def check_step(step, where="combine"):
     """Errors (AlakazamError naming ``where``) for combine='spw' on a frequency-dependent term."""
     if combines(step, "spw"):
         if step.jones_type in ("K", "KC"):
-            raise AlakazamError(f"{where}: 'spw' for {step.key} ({step.jones_type}) is not supported: a delay "
-                                "is fitted across the channels of one SPW; combine 'spw' needs a "
+            raise AlakazamError(f"{where}: 'spw' for {step.key} ({step.jones_type}) is not supported: a "
+                                "delay is fitted across the channels of one SPW; combine 'spw' needs a "
                                 "frequency-independent term (G, D, CP with freqint 'full')")
         if step.freq_interval_hz is not None:
             raise AlakazamError(f"{where}: 'spw' for {step.key} needs freqint 'full' (one solution from all "

@@ -116,7 +116,8 @@ def _chan_ranges(text, n_chan, freqs, spw):
         m = re.fullmatch(r"([0-9.eE+-]+)\s*~\s*([0-9.eE+-]+)\s*(hz|khz|mhz|ghz)", p)
         if m:
             if freqs is None:
-                raise AlakazamError(f"spw: frequency range {part!r} needs the channel frequencies of SPW {spw}")
+                raise AlakazamError(f"spw: frequency range {part!r} needs the channel frequencies of "
+                                    f"SPW {spw}")
             freqs = np.asarray(freqs, float)
             lo, hi = sorted(float(m.group(i)) * _FUNITS[m.group(3)] for i in (1, 2))
             sel = np.nonzero((freqs >= lo) & (freqs <= hi))[0]
@@ -172,7 +173,8 @@ def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray]) -> Lis
             s, c = item, None
         spws = _int_ranges(s.strip(), have, "spw", at, text) if s.strip() else have
         for sp in spws:
-            ch = list(range(n_chan[sp])) if c is None else _chan_ranges(c, n_chan[sp], (freqs or {}).get(sp), sp)
+            ch = (list(range(n_chan[sp])) if c is None
+                  else _chan_ranges(c, n_chan[sp], (freqs or {}).get(sp), sp))
             out[sp] = sorted(set(out.get(sp, [])) | set(ch))
     return sorted(out.items())
 

@@ -88,7 +88,8 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
     cfg = FlagConfig(**{k: _str(d, k, where, names, errs) for k in _SELECTION_KEYS}, **_kwargs(FlagConfig, v))
     _gain_params(cfg, d, where, names, errs, check_ms)
     if len(cfg.clipminmax) not in (0, 2):
-        errs.add(_name("clipminmax", where, names), f"{cfg.clipminmax!r} must be [] or two numbers [min, max]")
+        errs.add(_name("clipminmax", where, names),
+                 f"{cfg.clipminmax!r} must be [] or two numbers [min, max]")
         cfg.clipminmax = []
     elif len(cfg.clipminmax) == 2 and not cfg.clipminmax[0] <= cfg.clipminmax[1]:
         errs.add(_name("clipminmax", where, names), f"{cfg.clipminmax!r}: min must not exceed max")

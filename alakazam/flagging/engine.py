@@ -136,7 +136,8 @@ def _run_flag(cfg: FlagConfig) -> dict:
         flagsafety.warn_interrupted(cfg.ms)         # an earlier run's marker (before this run's own)
         ms_io.release_handle_table(cfg.ms)      # no read-only table of ours beside the writes
     keys = ("field", "spw", "antenna", "timerange", "scan", "correlation")
-    comment = f"akflag mode={cfg.mode}" + "".join(f" {k}={getattr(cfg, k)!r}" for k in keys if getattr(cfg, k))
+    comment = f"akflag mode={cfg.mode}" + "".join(f" {k}={getattr(cfg, k)!r}" for k in keys
+                                                  if getattr(cfg, k))
     save = (lambda: flagversions.save(cfg.ms, task="akflag", comment=comment)) if writes else (lambda: None)
     # from the saved version on, a marker holds the restore command and Ctrl-C logs it
     # (calibration/flagsafety): no window between the save and the first FLAG write without it

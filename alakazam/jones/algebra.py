@@ -64,12 +64,14 @@ def _inverse_or_nan(z, out):
 @pjit
 def correct_diag_inv(data, jinv, tidx, ant1, ant2, out, out_flag, zero_bad=True):  # -> n flagged
     r"""Correct data with diagonal Jones, :math:`V' = J_p^{-1} V J_q^{-H}`, with a precomputed inverse
-    table (:func:`diag_inverse_table`): per correlation c = (i, j), ``w = jinv[t, p, chan, i] * conj(jinv[t, q, chan, j])`` and
-    ``V'_c = V_c * w`` (a product instead of a complex division; equal to rounding).
+    table (:func:`diag_inverse_table`): per correlation c = (i, j),
+    ``w = jinv[t, p, chan, i] * conj(jinv[t, q, chan, j])`` and ``V'_c = V_c * w`` (a product instead
+    of a complex division; equal to rounding).
 
     Flags where the direct division would (tests/reference_kernels.correct_diag): a used element zero
-    or non-finite (its inverse is NaN in the table) and, as there, a product that over/underflows (``w`` not finite or zero; the only
-    difference: an element below ~1e-308, whose inverse overflows, is flagged here).  ``out_flag`` is
+    or non-finite (its inverse is NaN in the table) and, as there, a product that over/underflows
+    (``w`` not finite or zero; the only difference: an element below ~1e-308, whose inverse
+    overflows, is flagged here).  ``out_flag`` is
     set True there (never cleared) and ``out`` is 0 (``zero_bad``, as correct_diag) or the uncorrected
     ``data`` (``zero_bad=False``).  ``out`` may be ``data`` itself (in place).  Returns the number of
     samples flagged here (with a zero ``out_flag`` on input: ``out_flag.sum()``).

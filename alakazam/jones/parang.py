@@ -48,7 +48,8 @@ def parallactic_angle(times, ra, dec, obs_pos_itrf):
 
     which is the position angle ``me.posangle`` computes (the classical
     q = atan2(sin H cos lat, sin lat cos dec - cos lat sin dec cos H) with H and lat of the zenith
-    expressed in J2000).  Agreement with ``me.posangle`` at every time is better than 1e-5 rad (~1e-6 typical).
+    expressed in J2000).  Agreement with ``me.posangle`` at every time is better than 1e-5 rad
+    (~1e-6 typical).
 
     Parameters
     ----------

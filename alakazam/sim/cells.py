@@ -14,10 +14,10 @@ from alakazam.jones import terms
 from alakazam.solvers import CellBatch
 
 
-def brightness(I, Q, U, V, feed):
+def brightness(stokes_i, Q, U, V, feed):
     if feed == "linear":
-        return np.array([[I + Q, U + 1j * V], [U - 1j * V, I - Q]])
-    return np.array([[I + V, Q + 1j * U], [Q - 1j * U, I - V]])
+        return np.array([[stokes_i + Q, U + 1j * V], [U - 1j * V, stokes_i - Q]])
+    return np.array([[stokes_i + V, Q + 1j * U], [Q - 1j * U, stokes_i - V]])
 
 
 def make_batch(jones_type, n_cell=2, n_ant=6, n_samp=1, feed="linear", noise=0.0, seed=0,
@@ -33,13 +33,13 @@ def make_batch(jones_type, n_cell=2, n_ant=6, n_samp=1, feed="linear", noise=0.0
         else:
             freq = np.full(n_samp, 1.4e9)
     freq = np.broadcast_to(np.asarray(freq, float), (n_cell, n_samp)).copy()
-    I, Q, U, V = 10.0, (1.0 if polarised else 0.0), (0.6 if polarised else 0.0), 0.0
+    stokes_i, Q, U, V = 10.0, (1.0 if polarised else 0.0), (0.6 if polarised else 0.0), 0.0
     M = np.zeros((n_cell, n_bl, n_samp, 2, 2), complex)
     for s in range(n_samp):
         chi = 0.9 * s / max(n_samp - 1, 1) if terms.get(jones_type).scan_sampled else 0.0
         q = Q * np.cos(2 * chi) + U * np.sin(2 * chi)
         u = -Q * np.sin(2 * chi) + U * np.cos(2 * chi)
-        M[:, :, s] = brightness(I, q, u, V, feed)
+        M[:, :, s] = brightness(stokes_i, q, u, V, feed)
     J = np.zeros((n_cell, n_ant, n_samp, 2, 2), complex)
     truth = {"feed": feed}
     # the truth of each type (a test-batch generator: one branch per simulated type, by name)

@@ -96,10 +96,10 @@ class Truth:
 
 
 def _brightness(stokes, feed):
-    I, Q, U, V = stokes
+    stokes_i, Q, U, V = stokes
     if feed == "linear":
-        return np.array([[I + Q, U + 1j * V], [U - 1j * V, I - Q]], complex)
-    return np.array([[I + V, Q + 1j * U], [Q - 1j * U, I - V]], complex)
+        return np.array([[stokes_i + Q, U + 1j * V], [U - 1j * V, stokes_i - Q]], complex)
+    return np.array([[stokes_i + V, Q + 1j * U], [Q - 1j * U, stokes_i - V]], complex)
 
 
 def _rotation(chi, feed):
@@ -252,7 +252,8 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
             bp[s] = np.ones((n_ant, n_chan[s], 2), complex)
     if time_gains:
         tt = (times - times[0])[None, :, None] / 3600.0
-        amp = 1 + 0.1 * np.sin(2 * np.pi * tt / rng.uniform(2, 5, (n_ant, 1, 2)) + rng.uniform(0, 6, (n_ant, 1, 2)))
+        amp = 1 + 0.1 * np.sin(2 * np.pi * tt / rng.uniform(2, 5, (n_ant, 1, 2))
+                               + rng.uniform(0, 6, (n_ant, 1, 2)))
         # the drift (atmosphere) is common to both feeds of an antenna; each feed has its own
         # constant instrumental phase
         ph = rng.uniform(-np.pi, np.pi, (n_ant, 1, 2)) + 1.0 * np.sin(

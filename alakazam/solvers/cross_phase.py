@@ -30,8 +30,9 @@ def remove_leakage_offsets(batch):
     Before D is known, the cross hands carry the leakage of the unpolarised flux,
     ``V_pq = e^{-i phi} (M_pq + d_pq,a M_qq + conj(d_qp,b) M_pp)``, whose leakage part is constant over
     the cell's samples (the feed-frame parallel hands M_pp, M_qq change with parallactic angle only by
-    the polarised flux: a term of order |d| m) while M_pq rotates with it.  For a linear feed M_pq (the rotated U) is of the order of the leakage
-    term |d| I, so ignoring it biases phi by O(|d| I / |M_pq|) (0.2 rad for |d| ~ 0.07 on 3C286);
+    the polarised flux: a term of order |d| m) while M_pq rotates with it.  For a linear feed M_pq
+    (the rotated U) is of the order of the leakage term |d| I, so ignoring it biases phi by
+    O(|d| I / |M_pq|) (0.2 rad for |d| ~ 0.07 on 3C286);
     the CASA remedy for linear feeds is the same (Xfparang: the leakage is the offset of the
     cross-hand data in the complex plane, the source polarisation the part that moves with
     parallactic angle).  Fitting ``V = e^{-i phi} M + C_b`` with a free complex C_b per baseline and

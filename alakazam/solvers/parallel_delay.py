@@ -256,7 +256,8 @@ def _normal_eq(z, kap, uniform, ant1, ant2, tau, phi, index):
     """Normal equations of the phase-only cost at (tau, phi) and sum Re(u), u = exp(-i theta) z.
 
     z (n_bl, n_x) complex fringes; kappa per sample from kap (1, n_x) or per baseline and sample
-    from kap (n_bl, n_x); uniform (int) != 0: kap is (1, n_x) on a uniform grid (phasor recurrence).  jtr = 1/2 d chi2/dx, jtj = 1/2 d2 chi2/dx2 with the per-sample
+    from kap (n_bl, n_x); uniform (int) != 0: kap is (1, n_x) on a uniform grid (phasor recurrence).
+    jtr = 1/2 d chi2/dx, jtj = 1/2 d2 chi2/dx2 with the per-sample
     curvature Re(u) clamped at 0 far from the minimum (LM damping does the rest):
     the exact curvature, not Gauss-Newton's w|M|^2 -- the amplitude is not fitted, so |V| != |M| and
     Gauss-Newton would converge only linearly.
@@ -383,7 +384,8 @@ def _fringes(vis, model, weight, corr, z):
             if w > 0:
                 v = vis[b, s, corr]
                 m = model[b, s, corr]
-                z[b, s] = w * (m.real * v.real + m.imag * v.imag) + 1j * w * (m.real * v.imag - m.imag * v.real)
+                z[b, s] = (w * (m.real * v.real + m.imag * v.imag)
+                           + 1j * w * (m.real * v.imag - m.imag * v.real))
                 c0 += w * (v.real * v.real + v.imag * v.imag + m.real * m.real + m.imag * m.imag)
             else:
                 z[b, s] = 0.0

@@ -93,7 +93,8 @@ def _solve_K(b, c, init, ref, has, opts, nu_c):
             tau, phi = unpack(x)
             th = (phi[b.ant1] - phi[b.ant2])[:, None] - TWO_PI_NS * (tau[b.ant1] - tau[b.ant2])[:, None] * dnu
             return _stack(sw * (V - np.exp(1j * th) * M))
-        x0 = np.concatenate([init[c, others, p, 1] - init[c, ref, p, 1], init[c, others, p, 0] - init[c, ref, p, 0]])
+        x0 = np.concatenate([init[c, others, p, 1] - init[c, ref, p, 1],
+                             init[c, others, p, 0] - init[c, ref, p, 0]])
         x, it, ok = _lm(fun, x0, opts)
         tau, phi = unpack(x)
         p_out[:, p, 0] = tau
