@@ -255,6 +255,21 @@ def _running_median(v, ok, chan, buf):
     return _median(buf, nb)
 
 
+@njit(inline="always")
+def _available_and_new(out, prior, row, chan, use_corr):
+    """(available, newly flagged) of one (row, channel) over the correlations ``use_corr``: available
+    = not flagged before the RFI stages (``prior``) in some of them; new = flagged now in one of those."""
+    avail = False
+    new = False
+    for k in range(len(use_corr)):
+        c = use_corr[k]
+        if not prior[row, chan, c]:
+            avail = True
+            if out[row, chan, c]:
+                new = True
+    return avail, new
+
+
 @njit
 def _channel_and_extend(out, prior, rows, lo, hi, use_corr, threshold, med, sig, nuse, cross):
     n_chan = out.shape[1]
@@ -314,16 +329,9 @@ def _channel_and_extend(out, prior, rows, lo, hi, use_corr, threshold, med, sig,
             row = rows[lo + i]
             if not cross[row]:
                 continue
-            avail = False
-            new = False
-            for k in range(len(use_corr)):
-                c = use_corr[k]
-                if not prior[row, chan, c]:
-                    avail = True
-                    if out[row, chan, c]:
-                        new = True
-            na += avail
-            nf += new
+            a, f = _available_and_new(out, prior, row, chan, use_corr)
+            na += a
+            nf += f
         if na > 0 and nf > GROW * na:
             bad_chan[chan] = True
     for i in range(n):
@@ -337,16 +345,9 @@ def _channel_and_extend(out, prior, rows, lo, hi, use_corr, threshold, med, sig,
         nf = 0
         na = 0
         for chan in range(n_chan):
-            avail = False
-            new = False
-            for k in range(len(use_corr)):
-                c = use_corr[k]
-                if not prior[row, chan, c]:
-                    avail = True
-                    if out[row, chan, c]:
-                        new = True
-            na += avail
-            nf += new
+            a, f = _available_and_new(out, prior, row, chan, use_corr)
+            na += a
+            nf += f
         if na > 0 and nf > GROW * na:
             for chan in range(n_chan):
                 for c in range(n_corr):
