@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from alakazam.core import flagversions
-from alakazam.core.selection import parse_antenna, parse_correlation, parse_timerange
+from alakazam.core import msselect
+from alakazam.core.selection import parse_correlation
 from alakazam.errors import AlakazamError, ParameterError
 from alakazam.sim import simulate_ms
 
@@ -77,41 +78,69 @@ def field_names(ms):
 NAMES = ["ea01", "ea02", "ea03", "ea04", "ea05"]
 
 
+def bls(text, names=NAMES):
+    """Baselines (i <= j) that akflag selects for ``text``: msselect's parser (shared with akcal /
+    akapply) through akflag's resolve step (which adds the 'selects no baseline' check)."""
+    from alakazam.flagging.select import _parse_antenna
+
+    asel = _parse_antenna(text, names)
+    i, j = np.triu_indices(len(names))
+    keep = np.ones(len(i), bool) if asel is None else asel.mask(i, j)
+    return {(int(a), int(b)) for a, b in zip(i[keep], j[keep])}
+
+
 def test_parse_antenna_casa_syntax():
-    assert parse_antenna("ea01&ea02", NAMES) == {(0, 1)}
-    assert parse_antenna("ea02&ea01", NAMES) == {(0, 1)}
-    assert parse_antenna("ea01&*", NAMES) == {(0, 1), (0, 2), (0, 3), (0, 4)}
-    assert parse_antenna("ea01&&*", NAMES) == {(0, 0), (0, 1), (0, 2), (0, 3), (0, 4)}
-    assert parse_antenna("ea01&&&", NAMES) == {(0, 0)}
-    assert parse_antenna("ea01", NAMES) == parse_antenna("ea01&&*", NAMES)
-    assert parse_antenna("ea01,ea02&ea03", NAMES) == {(0, 2), (1, 2)}
-    assert parse_antenna("ea01&ea02;ea03&ea04", NAMES) == {(0, 1), (2, 3)}
+    assert bls("ea01&ea02") == {(0, 1)}
+    assert bls("ea02&ea01") == {(0, 1)}
+    assert bls("ea01&*") == {(0, 1), (0, 2), (0, 3), (0, 4)}
+    assert bls("ea01&&*") == {(0, 0), (0, 1), (0, 2), (0, 3), (0, 4)}
+    assert bls("ea01&&&") == {(0, 0)}
+    assert bls("ea01") == bls("ea01&&*")
+    assert bls("ea01,ea02&ea03") == {(0, 2), (1, 2)}
+    assert bls("ea01&ea02;ea03&ea04") == {(0, 1), (2, 3)}
     every = {(i, j) for i in range(5) for j in range(i, 5)}
-    assert parse_antenna("", NAMES) == every
-    assert parse_antenna("!ea05", NAMES) == {b for b in every if 4 not in b}
-    assert parse_antenna("ea01;!ea01&ea02", NAMES) == {(0, 0), (0, 2), (0, 3), (0, 4)}
-    assert parse_antenna("ea0[12]&ea03", NAMES) == {(0, 2), (1, 2)}
-    assert parse_antenna("0~1&4", NAMES) == {(0, 4), (1, 4)}          # indices when not names
-    assert parse_antenna("3", ["3", "x", "y", "z"]) == parse_antenna("0", ["3", "x", "y", "z"])  # name first
-    with pytest.raises(AlakazamError, match="'ea09'.*available: ea01"):
-        parse_antenna("ea01&ea09", NAMES)
+    assert bls("") == every
+    assert bls("!ea05") == {b for b in every if 4 not in b}
+    assert bls("ea01;!ea01&ea02") == {(0, 0), (0, 2), (0, 3), (0, 4)}
+    assert bls("ea0[12]&ea03") == {(0, 2), (1, 2)}
+    assert bls("0~1&4") == {(0, 4), (1, 4)}          # indices when not names
+    assert bls("3", ["3", "x", "y", "z"]) == bls("0", ["3", "x", "y", "z"])  # name first
+    # CASA 'A&' = 'A&A' (baselines among the antennas of A), 'A&&' = 'A&&A' (msselect's convention)
+    assert bls("ea01,ea02,ea03&") == {(0, 1), (0, 2), (1, 2)}
+    assert bls("ea01,ea02&&") == {(0, 0), (0, 1), (1, 1)}
+    # the same expression selects the same rows in akcal/akapply (core/rowselect) as in akflag
+    a1, a2 = np.array([0, 0, 1, 2, 3, 4]), np.array([0, 1, 2, 3, 4, 4])
+    for text in ("ea01&ea02", "!ea05", "ea01;!ea01&ea02", "ea01,ea02&&"):
+        want = [(int(x), int(y)) in bls(text) for x, y in zip(a1, a2)]
+        assert msselect.parse_antenna(text, NAMES).mask(a1, a2).tolist() == want, text
+        assert msselect.parse_antenna(text, NAMES).mask(a2, a1).tolist() == want, text   # either order
+    with pytest.raises(AlakazamError, match="'ea09'.*antennas: ea01"):
+        bls("ea01&ea09")
     with pytest.raises(AlakazamError, match="selects no baseline"):
-        parse_antenna("ea01&ea02;!ea01", NAMES)
+        bls("ea01&ea02;!ea01")
+    with pytest.raises(AlakazamError, match="selects no baseline"):
+        bls("ea01&")                                 # = ea01&ea01: cross-correlations only, none
 
 
 def test_parse_timerange_and_correlation():
     day = 60401 * 86400.0
-    assert parse_timerange("2024/04/01/10:00:00~10:30:00") == [(day + 36000, day + 37800)]
-    assert parse_timerange("10:00~10:30:30", t0=day + 5) == [(day + 36000, day + 37830)]
-    assert parse_timerange(">10:00:00", t0=day) == [(day + 36000, np.inf)]
-    assert parse_timerange("<2024/04/01/01:00:00") == [(-np.inf, day + 3600)]
-    assert parse_timerange("10:00:00+00:05:00", t0=day) == [(day + 36000, day + 36300)]
-    assert parse_timerange("10:00:00", t0=day, interval=10.0) == [(day + 35995, day + 36005)]
-    assert parse_timerange("") == [(-np.inf, np.inf)]
-    with pytest.raises(AlakazamError, match="timerange: cannot parse the time 'ab:cd'"):
-        parse_timerange("ab:cd~10:00", t0=day)
+    tr = msselect.parse_timerange
+    assert tr("2024/04/01/10:00:00~10:30:00", day) == [(day + 36000, day + 37800, False)]
+    assert tr("10:00~10:30:30", day + 5) == [(day + 36000, day + 37830, False)]
+    assert tr(">10:00:00", day) == [(day + 36000, np.inf, False)]
+    assert tr("<2024/04/01/01:00:00", day) == [(-np.inf, day + 3600, False)]
+    assert tr("10:00:00+00:05:00", day) == [(day + 36000, day + 36300, False)]
+    assert tr("10:00:00+300", day) == [(day + 36000, day + 36300, False)]     # duration in seconds
+    # a single time selects the integrations whose [TIME - INTERVAL/2, TIME + INTERVAL/2] contains it
+    t = day + np.array([35994.0, 35995.0, 36005.0, 36006.0])
+    assert msselect.time_mask(tr("10:00:00", day), t, np.full(4, 10.0)).tolist() == [False, True, True, False]
+    # ranges: ends included
+    t = day + np.array([35999.0, 36000.0, 37800.0, 37801.0])
+    assert msselect.time_mask(tr("10:00~10:30", day), t).tolist() == [False, True, True, False]
+    with pytest.raises(AlakazamError, match="timerange: cannot parse time 'ab:cd'"):
+        tr("ab:cd~10:00", day)
     with pytest.raises(AlakazamError, match="ends before it starts"):
-        parse_timerange("11:00~10:00", t0=day)
+        tr("11:00~10:00", day)
     lin = ["XX", "XY", "YX", "YY"]
     assert parse_correlation("xx,YY", lin) == [0, 3]
     assert parse_correlation("", lin) == [0, 1, 2, 3]

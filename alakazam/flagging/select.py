@@ -4,7 +4,10 @@ memory limit.
 
 Selection semantics (flagdata's): a sample is selected when its row matches field, scan, timerange
 and antenna (baselines) and its channel / correlation match spw / correlation.  A DATA_DESC_ID with
-none of the selected correlations is skipped (an error only when no DATA_DESC_ID has any).
+none of the selected correlations is skipped (an error only when no DATA_DESC_ID has any).  antenna
+and timerange are parsed by :mod:`alakazam.core.msselect`, the parsers akcal/akapply use, so one CASA
+string selects the same rows in every task; akflag adds one check of its own: an antenna expression
+that selects no baseline of the ANTENNA table is an error (nothing to flag).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..core import ms_io
-from ..core.selection import parse_antenna, parse_correlation, parse_timerange, time_mask
+from ..core import msselect
+from ..core.selection import parse_correlation
 from ..errors import AlakazamError, ParameterError
 
 #: bytes held per selected sample while a piece is processed (data as read and a residual / working
@@ -34,8 +38,8 @@ class Selection:
     field_ids: Optional[List[int]]               # None = all
     scans: Optional[List[int]]                   # None = all
     ddids: Dict[int, tuple]                      # ddid -> (chans (n,) int, corrs (m,) int)
-    baselines: Optional[frozenset]               # ANTENNA-id pairs (i <= j); None = all
-    ranges: list                                 # [(t0, t1)] MJD s, ends included
+    antenna: Optional[msselect.AntennaSelection]  # None = all baselines
+    time_ranges: Optional[list]                  # msselect.parse_timerange's [(t0, t1, point)]; None = all
 
 
 def resolve(cfg, keys_errors=None) -> Selection:
@@ -55,10 +59,11 @@ def resolve(cfg, keys_errors=None) -> Selection:
     field_ids = None if not cfg.field.strip() else attempt("field", ms_io.resolve_fields, meta, cfg.field)
     scans = attempt("scan", ms_io.resolve_scans, meta, cfg.scan)
     spw = attempt("spw", ms_io.resolve_spw, meta, cfg.spw)
-    baselines = None if not cfg.antenna.strip() else attempt("antenna", parse_antenna, cfg.antenna,
-                                                             meta.ant_names)
-    t0 = min((s.t_start for s in meta.scans), default=None)
-    ranges = attempt("timerange", parse_timerange, cfg.timerange, t0, meta.interval)
+    antenna = None if not cfg.antenna.strip() else attempt("antenna", _parse_antenna, cfg.antenna,
+                                                           meta.ant_names)
+    t_first = min((s.t_start for s in meta.scans), default=0.0)
+    ranges = None if not cfg.timerange.strip() else attempt("timerange", msselect.parse_timerange,
+                                                            cfg.timerange, t_first)
     ddids = {}
     first_err = None
     # (with a bad spw the correlation is still checked, against every DATA_DESC_ID)
@@ -83,7 +88,16 @@ def resolve(cfg, keys_errors=None) -> Selection:
         return None
     if errs:
         raise ParameterError(errs, task="akflag")
-    return Selection(meta, field_ids, scans, ddids, baselines, ranges or [(-np.inf, np.inf)])
+    return Selection(meta, field_ids, scans, ddids, antenna, ranges or None)
+
+
+def _parse_antenna(text, names):
+    """msselect's AntennaSelection; an error when it selects no baseline (i <= j) of ``names``."""
+    asel = msselect.parse_antenna(text, names)
+    i, j = np.triu_indices(len(names))
+    if asel is not None and not asel.mask(i, j).any():
+        raise AlakazamError(f"antenna: {text!r} selects no baseline")
+    return asel
 
 
 @dataclass
@@ -128,16 +142,16 @@ def units(t, sel: Selection, ddid) -> List[Unit]:
         time = q.getcol("TIME")
         a1 = q.getcol("ANTENNA1")
         a2 = q.getcol("ANTENNA2")
+        interval = q.getcol("INTERVAL") if sel.time_ranges is not None else None
         scan = q.getcol("SCAN_NUMBER")
         fld = q.getcol("FIELD_ID")
     finally:
         q.close()
-    keep = time_mask(time, sel.ranges)
-    if sel.baselines is not None:
-        n = len(sel.meta.ant_names)
-        lo, hi = np.minimum(a1, a2), np.maximum(a1, a2)
-        codes = np.array(sorted(i * n + j for i, j in sel.baselines), np.int64)
-        keep &= np.isin(lo.astype(np.int64) * n + hi, codes)
+    keep = np.ones(len(rows), bool)
+    if sel.time_ranges is not None:
+        keep &= msselect.time_mask(sel.time_ranges, time, interval)
+    if sel.antenna is not None:
+        keep &= sel.antenna.mask(a1, a2)
     out = []
     for s in np.unique(scan[keep]):
         m = keep & (scan == s)
