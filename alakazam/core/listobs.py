@@ -26,32 +26,29 @@ import numpy as np
 from .msselect import mjds_to_str
 
 
-def _rad_to_hms(ra):
-    h = (math.degrees(ra) / 15.0) % 24.0
-    hh = int(h)
-    m = (h - hh) * 60
+def _sexagesimal(x, ndigits):
+    """(whole units, minutes, seconds) of ``x >= 0`` with the seconds rounded to ``ndigits`` places and a
+    rounded 60 carried into the minutes and the units."""
+    a = int(x)
+    m = (x - a) * 60
     mm = int(m)
     s = (m - mm) * 60
-    if round(s, 4) >= 60:
+    if round(s, ndigits) >= 60:
         s, mm = 0.0, mm + 1
     if mm >= 60:
-        mm, hh = mm - 60, (hh + 1) % 24
-    return f"{hh:02d}:{mm:02d}:{s:07.4f}"
+        mm, a = mm - 60, a + 1
+    return a, mm, s
+
+
+def _rad_to_hms(ra):
+    hh, mm, s = _sexagesimal((math.degrees(ra) / 15.0) % 24.0, 4)
+    return f"{hh % 24:02d}:{mm:02d}:{s:07.4f}"
 
 
 def _rad_to_dms(dec):
     d = math.degrees(dec)
-    sign = "-" if d < 0 else "+"
-    d = abs(d)
-    dd = int(d)
-    m = (d - dd) * 60
-    mm = int(m)
-    s = (m - mm) * 60
-    if round(s, 3) >= 60:
-        s, mm = 0.0, mm + 1
-    if mm >= 60:
-        mm, dd = mm - 60, dd + 1
-    return f"{sign}{dd:02d}.{mm:02d}.{s:06.3f}"
+    dd, mm, s = _sexagesimal(abs(d), 3)
+    return f"{'-' if d < 0 else '+'}{dd:02d}.{mm:02d}.{s:06.3f}"
 
 
 def path_kind(path) -> str:
