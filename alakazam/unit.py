@@ -448,15 +448,17 @@ def _make_batch(vis_sum, model_sum, w_sum, tsamples, fbin_of_chan, n_fcell, freq
     freq = np.zeros((n_cell, n_samp))
     fcent = _bin_centres(freqs, fbin_of_chan, n_fcell)
     cells = [(it, jf) for it in range(n_t) for jf in range(n_fcell)]
-    if not chan_sampled and all(len(ts) == 1 for ts in tsamples):
-        # one sample per cell (G): all freq bins of a time cell at once
+    if not chan_sampled:
+        # one frequency sample per cell (G, D, CP): the k-th time sample of every freq bin of a time
+        # cell at once; padding samples keep weight 0 and the bin's frequency
         for it, ts in enumerate(tsamples):
-            s = int(ts[0])
             c0 = it * n_fcell
-            divide_sums(vis[c0:c0 + n_fcell, :, 0], model[c0:c0 + n_fcell, :, 0],
-                        weight[c0:c0 + n_fcell, :, 0], vis_sum[s].transpose(1, 0, 2),
-                        model_sum[s].transpose(1, 0, 2), w_sum[s].transpose(1, 0, 2))
-            freq[c0:c0 + n_fcell, 0] = fcent
+            for k, s in enumerate(ts):
+                s = int(s)
+                divide_sums(vis[c0:c0 + n_fcell, :, k], model[c0:c0 + n_fcell, :, k],
+                            weight[c0:c0 + n_fcell, :, k], vis_sum[s].transpose(1, 0, 2),
+                            model_sum[s].transpose(1, 0, 2), w_sum[s].transpose(1, 0, 2))
+            freq[c0:c0 + n_fcell, :] = fcent[:, None]
     else:
         for c, (it, jf) in enumerate(cells):
             sl = fsl[jf]

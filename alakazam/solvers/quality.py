@@ -64,7 +64,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from numba import prange
 
+from .._numba import pjit
 from ..jones import terms
 
 log = logging.getLogger("alakazam.solvers")
@@ -115,20 +117,95 @@ def _n_par(jones_type, n_ant_data, phase_only):
     return terms.get(jones_type).n_params(n_ant_data, phase_only)
 
 
+#: the per-(cell, baseline) sums of :func:`_power_sums`, index -> (weight corr, |V^|^2 corr)
+_WP = ((0, 0), (3, 3), (1, 3), (2, 3), (2, 0), (1, 0), (1, 1), (2, 2))
+
+
+@pjit
+def _power_sums(J, M, w, a1, a2, sums, n_w):
+    # sums[c, b, i] = sum_s w[c, b, s, _WP[i][0]] * |V^[c, b, s, _WP[i][1]]|^2 with
+    # V^ = J[c, a1] M J[c, a2]^H (2x2 per sample; non-finite J entries read as 0), and
+    # n_w[c, b, k] = the samples with w[c, b, s, k] > 0.  prange over (cell, baseline): each iteration
+    # writes its own sums[c, b] and n_w[c, b].
+    n_cell, n_bl, n_samp, _ = M.shape
+    for cb in prange(n_cell * n_bl):
+        c = cb // n_bl
+        b = cb % n_bl
+        p = a1[b]
+        q = a2[b]
+        ja = np.empty((2, 2), np.complex128)
+        jb = np.empty((2, 2), np.complex128)
+        for i in range(2):
+            for j in range(2):
+                x = J[c, p, i, j]
+                ja[i, j] = x if (np.isfinite(x.real) and np.isfinite(x.imag)) else 0j
+                y = J[c, q, i, j]
+                jb[i, j] = np.conj(y) if (np.isfinite(y.real) and np.isfinite(y.imag)) else 0j
+        acc = np.zeros(8)
+        cnt = np.zeros(4, np.int64)
+        for s in range(n_samp):
+            m00 = M[c, b, s, 0]
+            m01 = M[c, b, s, 1]
+            m10 = M[c, b, s, 2]
+            m11 = M[c, b, s, 3]
+            # T = Ja M; V^ = T Jb^H, (Jb^H)_{kl} = conj(Jb_{lk}) = jb[l, k]
+            t00 = ja[0, 0] * m00 + ja[0, 1] * m10
+            t01 = ja[0, 0] * m01 + ja[0, 1] * m11
+            t10 = ja[1, 0] * m00 + ja[1, 1] * m10
+            t11 = ja[1, 0] * m01 + ja[1, 1] * m11
+            v0 = t00 * jb[0, 0] + t01 * jb[0, 1]
+            v1 = t00 * jb[1, 0] + t01 * jb[1, 1]
+            v2 = t10 * jb[0, 0] + t11 * jb[0, 1]
+            v3 = t10 * jb[1, 0] + t11 * jb[1, 1]
+            p0 = v0.real * v0.real + v0.imag * v0.imag
+            p1 = v1.real * v1.real + v1.imag * v1.imag
+            p2 = v2.real * v2.real + v2.imag * v2.imag
+            p3 = v3.real * v3.real + v3.imag * v3.imag
+            w0 = w[c, b, s, 0]
+            w1 = w[c, b, s, 1]
+            w2 = w[c, b, s, 2]
+            w3 = w[c, b, s, 3]
+            acc[0] += w0 * p0
+            acc[1] += w3 * p3
+            acc[2] += w1 * p3
+            acc[3] += w2 * p3
+            acc[4] += w2 * p0
+            acc[5] += w1 * p0
+            acc[6] += w1 * p1
+            acc[7] += w2 * p2
+            cnt[0] += w0 > 0
+            cnt[1] += w1 > 0
+            cnt[2] += w2 > 0
+            cnt[3] += w3 > 0
+        for i in range(8):
+            sums[c, b, i] = acc[i]
+        for k in range(4):
+            n_w[c, b, k] = cnt[k]
+
+
+def _add_to_ants(sens_p, a1, a2, s1, s2):
+    """sens_p[c, a] += s1[c, b] for a = a1[b] and s2[c, b] for a = a2[b] (per antenna sums)."""
+    n_ant = sens_p.shape[1]
+    for c in range(sens_p.shape[0]):
+        sens_p[c] += np.bincount(a1, weights=s1[c], minlength=n_ant) + np.bincount(a2, weights=s2[c],
+                                                                                   minlength=n_ant)
+
+
 def snr(jones_type, batch, J, cost, has, phase_only=False):
     """``(snr (n_cell, n_ant, 2), rchi2 (n_cell,))`` of the solutions ``J`` (n_cell, n_ant, 2, 2)
-    (module docstring)."""
+    (module docstring).  The model visibilities V^ = J_a M J_b^H and their weighted powers are
+    summed per (cell, baseline) in one compiled pass (:func:`_power_sums`)."""
     n_cell, n_ant = batch.n_cell, batch.n_ant
-    a1, a2 = np.asarray(batch.ant1), np.asarray(batch.ant2)
-    Jf = np.where(np.isfinite(J), J, 0)
-    M = batch.model.reshape(batch.model.shape[:3] + (2, 2))
-    # V^ = J_a M J_b^H over (cell, baseline, sample)
-    Vh = np.einsum("cbij,cbsjk,cblk->cbsil", Jf[:, a1], M, np.conj(Jf[:, a2]), optimize=True)
-    Vh = Vh.reshape(batch.model.shape)
-    P = np.abs(Vh) ** 2
-    w = batch.weight
+    a1 = np.ascontiguousarray(batch.ant1, np.int64)
+    a2 = np.ascontiguousarray(batch.ant2, np.int64)
+    n_bl = len(a1)
+    sums = np.zeros((n_cell, n_bl, len(_WP)))
+    n_wb = np.zeros((n_cell, n_bl, 4), np.int64)
+    if n_cell and n_bl:
+        _power_sums(np.ascontiguousarray(J, np.complex128), np.ascontiguousarray(batch.model, np.complex128),
+                    np.ascontiguousarray(batch.weight, np.float64), a1, a2, sums, n_wb)
     corr = list(terms.get(jones_type).corr)
-    n_w = (w[..., corr] > 0).sum(axis=(1, 2, 3))
+    n_w = n_wb[..., corr].sum(axis=(1, 2))
     n_par = _n_par(jones_type, has.sum(axis=1), phase_only)
     dof = 2 * n_w - n_par
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -138,24 +215,16 @@ def snr(jones_type, batch, J, cost, has, phase_only=False):
     sens = np.zeros((n_cell, n_ant, 2))
     tt = terms.get(jones_type)
     if tt.corr == terms.PARALLEL:          # a per-pol term on the parallel hands (K, G, T)
-        for p, c in ((0, 0), (1, 3)):
-            s = (w[..., c] * P[..., c]).sum(axis=2)                  # (n_cell, n_bl)
-            np.add.at(sens[..., p], (slice(None), a1), s)
-            np.add.at(sens[..., p], (slice(None), a2), s)
+        for p, i in ((0, 0), (1, 1)):                                  # w_pp |V^_pp|^2, w_qq |V^_qq|^2
+            _add_to_ants(sens[..., p], a1, a2, sums[..., i], sums[..., i])
         if tt.pol_shared:                   # one gain for both hands: both hands' sensitivity
             sens[:] = sens.sum(axis=-1, keepdims=True)
     elif not tt.diagonal:                  # D
         # d_pq: pq on ant1 side and qp on ant2 side, |V^_qq|^2; d_qp: qp (ant1), pq (ant2), |V^_pp|^2
-        s_pq1 = (w[..., 1] * P[..., 3]).sum(axis=2)
-        s_qp2 = (w[..., 2] * P[..., 3]).sum(axis=2)
-        s_qp1 = (w[..., 2] * P[..., 0]).sum(axis=2)
-        s_pq2 = (w[..., 1] * P[..., 0]).sum(axis=2)
-        np.add.at(sens[..., 0], (slice(None), a1), s_pq1)
-        np.add.at(sens[..., 0], (slice(None), a2), s_qp2)
-        np.add.at(sens[..., 1], (slice(None), a1), s_qp1)
-        np.add.at(sens[..., 1], (slice(None), a2), s_pq2)
+        _add_to_ants(sens[..., 0], a1, a2, sums[..., 2], sums[..., 3])
+        _add_to_ants(sens[..., 1], a1, a2, sums[..., 4], sums[..., 5])
     else:   # KC, CP: one parameter for all antennas
-        s = (w[..., 1] * P[..., 1] + w[..., 2] * P[..., 2]).sum(axis=(1, 2))
+        s = (sums[..., 6] + sums[..., 7]).sum(axis=1)
         sens[:] = s[:, None, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.sqrt(sens / (2.0 * k2[:, None, None]))

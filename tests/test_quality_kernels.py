@@ -1,0 +1,74 @@
+"""The compiled quality statistics equal their numpy definitions (solvers/quality.py docstring)."""
+
+import numpy as np
+import pytest
+
+from alakazam.jones import terms
+from alakazam.solvers import CellBatch, quality
+
+
+def _reference_snr(jones_type, batch, J, cost, has, phase_only=False):
+    """The SNR of the quality docstring written with einsum/add.at (the definition)."""
+    n_cell, n_ant = batch.n_cell, batch.n_ant
+    a1, a2 = np.asarray(batch.ant1), np.asarray(batch.ant2)
+    Jf = np.where(np.isfinite(J), J, 0)
+    M = batch.model.reshape(batch.model.shape[:3] + (2, 2))
+    Vh = np.einsum("cbij,cbsjk,cblk->cbsil", Jf[:, a1], M, np.conj(Jf[:, a2])).reshape(batch.model.shape)
+    P = np.abs(Vh) ** 2
+    w = batch.weight
+    tt = terms.get(jones_type)
+    n_w = (w[..., list(tt.corr)] > 0).sum(axis=(1, 2, 3))
+    dof = 2 * n_w - tt.n_params(has.sum(axis=1), phase_only)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k2 = np.where(dof > 0, np.asarray(cost, float) / np.maximum(dof, 1), np.nan)
+    rchi2 = k2.copy()
+    k2 = np.minimum(k2, 1.0)
+    sens = np.zeros((n_cell, n_ant, 2))
+    sl = (slice(None),)
+    if tt.corr == terms.PARALLEL:
+        for p, c in ((0, 0), (1, 3)):
+            s = (w[..., c] * P[..., c]).sum(axis=2)
+            np.add.at(sens[..., p], sl + (a1,), s)
+            np.add.at(sens[..., p], sl + (a2,), s)
+        if tt.pol_shared:
+            sens[:] = sens.sum(axis=-1, keepdims=True)
+    elif not tt.diagonal:
+        np.add.at(sens[..., 0], sl + (a1,), (w[..., 1] * P[..., 3]).sum(axis=2))
+        np.add.at(sens[..., 0], sl + (a2,), (w[..., 2] * P[..., 3]).sum(axis=2))
+        np.add.at(sens[..., 1], sl + (a1,), (w[..., 2] * P[..., 0]).sum(axis=2))
+        np.add.at(sens[..., 1], sl + (a2,), (w[..., 1] * P[..., 0]).sum(axis=2))
+    else:
+        sens[:] = (w[..., 1] * P[..., 1] + w[..., 2] * P[..., 2]).sum(axis=(1, 2))[:, None, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.sqrt(sens / (2.0 * k2[:, None, None]))
+    exact = (k2 == 0)[:, None, None] & (sens > 0)
+    out = np.where(exact, quality.SNR_MAX, np.where(np.isfinite(out), out, 0.0))
+    if tt.is_global:
+        out = np.where(has.any(axis=1)[:, None, None], out, 0.0)
+    else:
+        out = np.where(has[..., None], out, 0.0)
+    return out, rchi2
+
+
+@pytest.mark.parametrize("jt", ["K", "G", "T", "D", "KC", "CP"])
+def test_snr_kernel_equals_definition(jt):
+    rng = np.random.default_rng(7)
+    n_cell, n_ant, n_samp = 3, 6, 5
+    a1, a2 = np.triu_indices(n_ant, 1)
+    shape = (n_cell, len(a1), n_samp, 4)
+    c = lambda *s: rng.normal(size=s) + 1j * rng.normal(size=s)  # noqa: E731
+    w = rng.uniform(0.5, 2.0, shape)
+    w[rng.random(shape) < 0.2] = 0.0                  # flagged samples
+    w[1, a1 == 2] = 0.0                                # antenna 2 without data in cell 1 (partly)
+    batch = CellBatch(vis=c(*shape), model=c(*shape), weight=w, ant1=a1.astype(np.int32),
+                      ant2=a2.astype(np.int32), freq=np.ones((n_cell, n_samp)) * 1.4e9, n_ant=n_ant)
+    J = c(n_cell, n_ant, 2, 2)
+    J[0, 3] = np.nan                                   # a flagged solution reads as 0
+    has = np.ones((n_cell, n_ant), bool)
+    has[2, 4] = False
+    cost = np.array([10.0, 0.0, 1e9])                  # chi2 = 0: SNR_MAX; a huge misfit: k2 capped
+    got, rchi2 = quality.snr(jt, batch, J, cost, has)
+    want, want_r = _reference_snr(jt, batch, J, cost, has)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(rchi2, want_r, rtol=1e-15)
+    assert (got > 0).any() and (got == quality.SNR_MAX).any()
