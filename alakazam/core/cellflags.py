@@ -109,6 +109,8 @@ def _bad_values(data, model, weight, flag, out, use_model):
                 if mbad or not (np.isfinite(v.real) and np.isfinite(v.imag)) or not np.isfinite(w) or w < 0:
                     out[row, chan, c] = True
                     nb += 1
+                else:
+                    out[row, chan, c] = False       # every element written: ``out`` may be np.empty
         n_bad[row] = nb
     return n_bad.sum()
 
@@ -117,9 +119,9 @@ def flag_bad_values(data, model, weight, flag):
     """``(flags, n_new)``: ``flag`` (not modified) plus the samples with non-finite DATA/WEIGHT,
     negative WEIGHT, or a non-finite or all-zero MODEL (module docstring); n_new counts the newly
     flagged samples."""
-    out = np.array(flag, bool, copy=True)
     if data.shape[0] == 0:
-        return out, 0
+        return np.array(flag, bool, copy=True), 0
+    out = np.empty(data.shape, np.bool_)       # written whole by the kernel (no copy of ``flag`` first)
     use_model = model is not None
     m = model if use_model else np.zeros((1, 1, 1), np.complex64)
     w = np.broadcast_to(weight, data.shape)
@@ -320,19 +322,18 @@ def _channel_and_extend(out, prior, rows, lo, hi, use_corr, threshold, med, sig,
             n_cross += 1
     if n_cross == 0:
         return
-    for chan in range(n_chan):
-        if bad_chan[chan]:
+    na = np.zeros(n_chan, np.int64)
+    nf = np.zeros(n_chan, np.int64)
+    for i in range(n):                  # row-major: each row's channels are contiguous in memory
+        row = rows[lo + i]
+        if not cross[row]:
             continue
-        nf = 0
-        na = 0
-        for i in range(n):
-            row = rows[lo + i]
-            if not cross[row]:
-                continue
+        for chan in range(n_chan):
             a, f = _available_and_new(out, prior, row, chan, use_corr)
-            na += a
-            nf += f
-        if na > 0 and nf > GROW * na:
+            na[chan] += a
+            nf[chan] += f
+    for chan in range(n_chan):
+        if not bad_chan[chan] and na[chan] > 0 and nf[chan] > GROW * na[chan]:
             bad_chan[chan] = True
     for i in range(n):
         row = rows[lo + i]
@@ -377,9 +378,16 @@ def flag_persistent(data, model, flag, group, ant1, ant2, use_corr, threshold):
     (flags (row, chan, corr) bool, a new array; number of newly flagged samples)
     """
     out = np.array(flag, bool, copy=True)
+    prior = np.asarray(flag, bool)
+    return out, _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, threshold)
+
+
+def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, threshold):
+    """:func:`flag_persistent` in place on ``out`` (which starts as ``prior``, the flags the channel
+    extension counts from); returns the number of newly flagged samples."""
     n_row, n_chan = data.shape[:2]
     if threshold is None or threshold <= 0 or n_row == 0 or n_chan == 0:
-        return out, 0
+        return 0
     use_model = model is not None
     m = model if use_model else np.zeros((1, 1, 1), np.complex64)
     ant1, ant2 = np.asarray(ant1), np.asarray(ant2)
@@ -388,7 +396,7 @@ def flag_persistent(data, model, flag, group, ant1, ant2, use_corr, threshold):
     sel = np.flatnonzero(cross)
     order = sel[np.argsort(group[sel], kind="stable")].astype(np.int64)
     if len(order) == 0:
-        return out, 0
+        return 0
     g = group[order]
     cuts = np.flatnonzero(g[1:] != g[:-1]) + 1
     bounds = np.concatenate([[0], cuts, [len(order)]]).astype(np.int64)
@@ -420,8 +428,8 @@ def flag_persistent(data, model, flag, group, ant1, ant2, use_corr, threshold):
         nuse = np.zeros((n_chan, n_k), np.int64)
         step = max(1, -(-(hi - lo) // MAX_STAT_SAMPLES))
         _time_direction(buf, out, order, lo, thr, med, sig, nuse, burst, step)
-        _channel_and_extend(out, flag, order, lo, hi, use_corr, thr, med, sig, nuse, cross)
-    return out, int(out.sum() - np.count_nonzero(flag))
+        _channel_and_extend(out, prior, order, lo, hi, use_corr, thr, med, sig, nuse, cross)
+    return int(np.count_nonzero(out) - np.count_nonzero(prior))
 
 
 def stat_blocks(scan, time):
@@ -490,11 +498,59 @@ def flag_chunk(chunk, corr_types, threshold, groups=None):
     if groups is None:
         groups = stat_blocks(chunk.scan, chunk.time)
     # the channel statistics first: a persistent RFI channel left in the rows would bias the per-row
-    # median and MAD (destructive RFI makes a legitimate bandpass peak look like an outlier)
+    # median and MAD (destructive RFI makes a legitimate bandpass peak look like an outlier).  Every
+    # stage works in place on ``flag`` (the same flags as the copying public functions)
     use = parallel_hands(corr_types)
-    flag, _ = flag_persistent(chunk.data, chunk.model, flag, groups, chunk.ant1, chunk.ant2, use, threshold)
-    flag = rfi.mad_flag(chunk.data, chunk.model, flag, threshold)
+    _persistent_into(chunk.data, chunk.model, flag, prior, groups, chunk.ant1, chunk.ant2, use, threshold)
+    rfi.mad_flag(chunk.data, chunk.model, flag, threshold, out=flag)
     return extend(flag, groups, chunk.ant1 != chunk.ant2, use, prior)
+
+
+@pjit
+def _extend_groups(flag, prior, has_prior, order, starts, use_corr):
+    # prange over row groups (disjoint rows: each group writes only its own rows); row-major loops
+    n_chan, n_corr = flag.shape[1], flag.shape[2]
+    for gi in prange(len(starts) - 1):
+        lo, hi = starts[gi], starts[gi + 1]
+        na = np.zeros(n_chan, np.int64)
+        nf = np.zeros(n_chan, np.int64)
+        for i in range(lo, hi):
+            row = order[i]
+            for chan in range(n_chan):
+                a, f = _avail_new(flag, prior, has_prior, row, chan, use_corr)
+                na[chan] += a
+                nf[chan] += f
+        bad = np.zeros(n_chan, np.bool_)
+        for chan in range(n_chan):
+            bad[chan] = na[chan] > 0 and nf[chan] > GROW * na[chan]
+        for i in range(lo, hi):
+            row = order[i]
+            rna = 0
+            rnf = 0
+            for chan in range(n_chan):
+                a, f = _avail_new(flag, prior, has_prior, row, chan, use_corr)
+                rna += a
+                rnf += f or (bad[chan] and a)
+            if rna > 0 and rnf > GROW * rna:
+                for chan in range(n_chan):
+                    for c in range(n_corr):
+                        flag[row, chan, c] = True
+            else:
+                for chan in range(n_chan):
+                    if bad[chan]:
+                        for c in range(n_corr):
+                            flag[row, chan, c] = True
+
+
+@njit(inline="always")
+def _avail_new(flag, prior, has_prior, row, chan, use_corr):
+    if has_prior:
+        return _available_and_new(flag, prior, row, chan, use_corr)
+    new = False
+    for k in range(len(use_corr)):
+        if flag[row, chan, use_corr[k]]:
+            new = True
+    return True, new
 
 
 def extend(flag, groups, cross, use_corr, prior=None):
@@ -503,33 +559,14 @@ def extend(flag, groups, cross, use_corr, prior=None):
     of the group, then a row with more than GROW of its available channels newly flagged is flagged
     whole; all correlations.  "Newly" and "available" are relative to ``prior`` (the flags before the
     RFI stages; None = no flags before): flags already in the MS (a dead or dropped antenna) never
-    extend."""
+    extend.  One compiled pass per group (:func:`_extend_groups`)."""
     rows = np.flatnonzero(cross)
     if len(rows) == 0:
         return flag
-    order = rows[np.argsort(np.asarray(groups)[rows], kind="stable")]
+    order = rows[np.argsort(np.asarray(groups)[rows], kind="stable")].astype(np.int64)
     g = np.asarray(groups)[order]
-    starts = np.concatenate([[0], np.flatnonzero(g[1:] != g[:-1]) + 1])
-    counts = np.diff(np.concatenate([starts, [len(order)]]))
-    fl = flag[order][:, :, use_corr]
-    if prior is None:
-        avail = np.ones(fl.shape[:2], bool)
-        f = fl.any(axis=2)                                             # (n, chan)
-    else:
-        pr = prior[order][:, :, use_corr]
-        avail = (~pr).any(axis=2)
-        f = (fl & ~pr).any(axis=2)
-    n_av = np.add.reduceat(avail, starts, axis=0)                      # (n_group, chan)
-    frac = np.add.reduceat(f, starts, axis=0) / np.maximum(n_av, 1)
-    bad = (frac > GROW) & (n_av > 0)
-    if bad.any():
-        grp = np.repeat(np.arange(len(starts)), counts)
-        hit = bad[grp]                                                 # (n, chan)
-        r, c = np.nonzero(hit)
-        flag[order[r], c, :] = True
-        f |= hit & avail
-    n_row_av = avail.sum(axis=1)
-    whole = (n_row_av > 0) & (f.sum(axis=1) > GROW * n_row_av)
-    if whole.any():
-        flag[order[whole]] = True
+    starts = np.concatenate([[0], np.flatnonzero(g[1:] != g[:-1]) + 1, [len(order)]]).astype(np.int64)
+    has_prior = prior is not None
+    pr = np.asarray(prior, bool) if has_prior else np.zeros((1, 1, 1), np.bool_)
+    _extend_groups(flag, pr, has_prior, order, starts, np.asarray(use_corr, np.int64))
     return flag

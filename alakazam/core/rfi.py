@@ -131,7 +131,7 @@ def _mad_flag(data, model, flag, threshold, out, use_model):
                     out[row, chan, corr] = True
 
 
-def mad_flag(data, model, flag, threshold):
+def mad_flag(data, model, flag, threshold, out=None):
     """MAD outlier flags, per row and correlation over channels.
 
     Parameters
@@ -145,16 +145,23 @@ def mad_flag(data, model, flag, threshold):
     threshold : float
         Outlier threshold in robust sigmas; <= 0 (or None) disables flagging.
 
+    out : ndarray (row, chan, corr) bool, optional
+        Where to write the result (may be ``flag`` itself: each (row, correlation) reads its flags
+        before it writes them); default a new array.
+
     Returns
     -------
     ndarray (row, chan, corr) bool
-        ``flag`` plus the new outliers (a new array).
+        ``flag`` plus the new outliers (``out``, or a new array).
     """
     data = np.asarray(data)
     flag = np.asarray(flag, bool)
     if flag.shape != data.shape or data.ndim != 3:
         raise AlakazamError(f"flag: expected the data shape (row, chan, corr) {data.shape}, got {flag.shape}")
-    out = flag.copy()
+    if out is None:
+        out = flag.copy()
+    elif out is not flag:
+        out[...] = flag
     if threshold is None or threshold <= 0 or data.shape[0] == 0:
         return out
     if not np.isfinite(threshold):

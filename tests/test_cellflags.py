@@ -1,0 +1,102 @@
+"""core/cellflags: the in-place compiled passes give the flags of their definitions (module docstring)."""
+
+import types
+
+import numpy as np
+import pytest
+
+from alakazam.core import cellflags, rfi
+
+CORR = ["XX", "XY", "YX", "YY"]
+
+
+def _chunk(seed, n_ant=7, n_int=12, n_chan=48, scans=2, model=True):
+    rng = np.random.default_rng(seed)
+    a1, a2 = np.triu_indices(n_ant, 0)                 # with autocorrelations
+    rows = np.array([(sc + 1, 1000.0 * sc + 10 * t, p, q) for sc in range(scans) for t in range(n_int)
+                     for p, q in zip(a1, a2)])
+    n = len(rows)
+    bp = 1 + 0.2 * np.sin(np.arange(n_chan) / 7)
+    data = (bp[None, :, None] * (1 + 0.1 * rng.normal(size=(n, n_chan, 4)))
+            + 0.1j * rng.normal(size=(n, n_chan, 4))).astype(np.complex64)
+    data[:, 5] += 20 * np.exp(2j * np.pi * rng.random((n, 4)))          # a persistent RFI channel
+    data[rng.random(n) < 0.02] *= 8                                        # broadband bursts
+    data[rng.random((n, n_chan, 4)) < 0.003] += 15                         # intermittent RFI
+    data[3, 7, 0] = np.nan
+    flag = rng.random((n, n_chan, 4)) < 0.05
+    flag[rows[:, 2] == 2] = True                                           # a dead antenna, flagged
+    mod = (np.ones((n, n_chan, 4)) * bp[None, :, None]).astype(np.complex64) if model else None
+    if model:
+        mod[10, 3] = 0
+    w = np.broadcast_to(rng.uniform(0.5, 1, (n, 1, 4)), data.shape)
+    return types.SimpleNamespace(data=data, model=mod, flag=flag, weight=w, scan=rows[:, 0].astype(int),
+                                 time=rows[:, 1], ant1=rows[:, 2].astype(int), ant2=rows[:, 3].astype(int),
+                                 n_row=n)
+
+
+def _extend_reference(flag, groups, cross, use_corr, prior=None):
+    """The extension of the docstring with numpy reductions per group."""
+    flag = flag.copy()
+    rows = np.flatnonzero(cross)
+    order = rows[np.argsort(np.asarray(groups)[rows], kind="stable")]
+    g = np.asarray(groups)[order]
+    starts = np.concatenate([[0], np.flatnonzero(g[1:] != g[:-1]) + 1])
+    counts = np.diff(np.concatenate([starts, [len(order)]]))
+    fl = flag[order][:, :, use_corr]
+    if prior is None:
+        avail = np.ones(fl.shape[:2], bool)
+        f = fl.any(axis=2)
+    else:
+        pr = prior[order][:, :, use_corr]
+        avail = (~pr).any(axis=2)
+        f = (fl & ~pr).any(axis=2)
+    n_av = np.add.reduceat(avail, starts, axis=0)
+    bad = (np.add.reduceat(f, starts, axis=0) > cellflags.GROW * n_av) & (n_av > 0)
+    hit = bad[np.repeat(np.arange(len(starts)), counts)]
+    r, c = np.nonzero(hit)
+    flag[order[r], c, :] = True
+    f |= hit & avail
+    n_row_av = avail.sum(axis=1)
+    flag[order[(n_row_av > 0) & (f.sum(axis=1) > cellflags.GROW * n_row_av)]] = True
+    return flag
+
+
+@pytest.mark.parametrize("seed, kw", [(1, {}), (2, {"model": False}), (3, {"n_int": 3}),
+                                      (4, {"n_chan": 130, "n_int": 9, "scans": 3})])
+def test_flag_chunk_equals_the_composition_of_its_stages(seed, kw):
+    ch = _chunk(seed, **kw)
+    before = ch.flag.copy()
+    got = cellflags.flag_chunk(ch, CORR, 5.0)
+    assert np.array_equal(ch.flag, before)              # the chunk's flags are not modified
+    use = cellflags.parallel_hands(CORR)
+    groups = cellflags.stat_blocks(ch.scan, ch.time)
+    f0, _ = cellflags.flag_bad_values(ch.data, ch.model, ch.weight, ch.flag)
+    f1, n1 = cellflags.flag_persistent(ch.data, ch.model, f0, groups, ch.ant1, ch.ant2, use, 5.0)
+    f2 = rfi.mad_flag(ch.data, ch.model, f1, 5.0)
+    want = _extend_reference(f2, groups, ch.ant1 != ch.ant2, use, f0)
+    assert np.array_equal(got, want)
+    assert n1 > 0 and got[:, 5][ch.ant1 != ch.ant2].all()     # the persistent channel, whole
+    assert got.mean() < 0.5
+
+
+@pytest.mark.parametrize("with_prior", [False, True])
+def test_extend_equals_reference(with_prior):
+    ch = _chunk(5)
+    rng = np.random.default_rng(9)
+    flag = ch.flag | (rng.random(ch.flag.shape) < 0.3)
+    flag[:, 11] |= rng.random((ch.n_row, 4)) < 0.8       # a channel mostly flagged: extends
+    groups = cellflags.stat_blocks(ch.scan, ch.time)
+    cross = ch.ant1 != ch.ant2
+    prior = ch.flag if with_prior else None
+    want = _extend_reference(flag, groups, cross, np.array([0, 3]), prior)
+    got = cellflags.extend(flag.copy(), groups, cross, np.array([0, 3]), prior)
+    assert np.array_equal(got, want)
+    assert (want & ~flag).any()                          # the case extends something
+
+
+def test_mad_flag_in_place_equals_copy():
+    ch = _chunk(6)
+    want = rfi.mad_flag(ch.data, ch.model, ch.flag, 4.0)
+    f = ch.flag.copy()
+    assert rfi.mad_flag(ch.data, ch.model, f, 4.0, out=f) is f
+    assert np.array_equal(f, want) and (want & ~ch.flag).any()
