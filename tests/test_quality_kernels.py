@@ -72,3 +72,26 @@ def test_snr_kernel_equals_definition(jt):
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
     np.testing.assert_allclose(rchi2, want_r, rtol=1e-15)
     assert (got > 0).any() and (got == quality.SNR_MAX).any()
+
+
+@pytest.mark.parametrize("jt", ["G", "T", "D", "CP"])
+def test_chi2_from_jones_equals_model_vis(jt):
+    """The compiled final cost from J equals sum w |V - model_vis(params)|^2 of the term module."""
+    from alakazam.solvers import common
+
+    rng = np.random.default_rng(11)
+    n_cell, n_ant, n_samp = 2, 5, 4
+    a1, a2 = np.triu_indices(n_ant, 1)
+    shape = (n_cell, len(a1), n_samp, 4)
+    c = lambda *s: rng.normal(size=s) + 1j * rng.normal(size=s)  # noqa: E731
+    w = rng.uniform(0.5, 2.0, shape)
+    w[rng.random(shape) < 0.2] = 0.0
+    batch = CellBatch(vis=c(*shape), model=c(*shape), weight=w, ant1=a1.astype(np.int64),
+                      ant2=a2.astype(np.int64), freq=np.ones((n_cell, n_samp)) * 1.4e9, n_ant=n_ant)
+    params = common.initial_guess(jt, batch, np.zeros(n_cell, np.int32))
+    params = params + 0.1 * rng.normal(size=params.shape)          # not a fit: a non-zero residual
+    J, _ = common.to_jones(jt, params, batch)
+    want = common.chi2(jt, params, batch)                          # model_vis path
+    got = common.chi2(jt, params, batch, J)
+    assert (want > 0).all()
+    np.testing.assert_allclose(got, want, rtol=1e-12)

@@ -13,7 +13,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from .._numba import njit, pjit
+from .._numba import pjit
 from ..jones.algebra import sandwich
 
 
@@ -108,26 +108,36 @@ def _accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, w
             w_row[row] = wr
 
 
-@njit
+#: tile edge of :func:`_divide_sums` over its first two axes (a transposed view -- baseline before
+#: frequency sample in the accumulator, frequency cell before baseline in the batch -- would otherwise
+#: stride tens of kB per element on one side)
+_TILE = 16
+
+
+@pjit
 def _divide_sums(dst_v, dst_m, dst_w, v, m, w):
-    # dst_v = v / w, dst_m = m / w where w > 0, else 0; dst_w = w where w > 0, else 0 (any layouts)
+    # dst_v = v / w, dst_m = m / w where w > 0, else 0; dst_w = w where w > 0, else 0 (any layouts).
+    # Tiles of _TILE x _TILE over the first two axes; prange over the tiles' rows (each writes its
+    # own dst[i]: race-free)
     n0, n1, n2 = w.shape
-    for i in range(n0):
-        for j in range(n1):
-            for k in range(n2):
-                wt = w[i, j, k]
-                if wt > 0:
-                    # real divisions of each part: the values of numpy's complex / real, without
-                    # numba's general complex division
-                    x = v[i, j, k]
-                    y = m[i, j, k]
-                    dst_v[i, j, k] = complex(x.real / wt, x.imag / wt)
-                    dst_m[i, j, k] = complex(y.real / wt, y.imag / wt)
-                    dst_w[i, j, k] = wt
-                else:
-                    dst_v[i, j, k] = 0
-                    dst_m[i, j, k] = 0
-                    dst_w[i, j, k] = 0
+    for i0 in prange((n0 + _TILE - 1) // _TILE):
+        for j0 in range(0, n1, _TILE):
+            for i in range(i0 * _TILE, min((i0 + 1) * _TILE, n0)):
+                for j in range(j0, min(j0 + _TILE, n1)):
+                    for k in range(n2):
+                        wt = w[i, j, k]
+                        if wt > 0:
+                            # real divisions of each part: the values of numpy's complex / real,
+                            # without numba's general complex division
+                            x = v[i, j, k]
+                            y = m[i, j, k]
+                            dst_v[i, j, k] = complex(x.real / wt, x.imag / wt)
+                            dst_m[i, j, k] = complex(y.real / wt, y.imag / wt)
+                            dst_w[i, j, k] = wt
+                        else:
+                            dst_v[i, j, k] = 0
+                            dst_m[i, j, k] = 0
+                            dst_w[i, j, k] = 0
 
 
 def divide_sums(dst_v, dst_m, dst_w, v, m, w):

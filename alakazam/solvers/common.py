@@ -58,12 +58,19 @@ def initial_guess(jones_type, batch, ref):
     return terms.get(jones_type).module.initial_guess(batch, ref)
 
 
-def chi2(jones_type, params, batch):
+def chi2(jones_type, params, batch, J=None):
     """Final cost per cell: sum w |V - model|^2 over the correlations the term uses (a term module
-    may provide a compiled ``chi2`` with the same maths as its ``model_vis``)."""
-    mod = terms.get(jones_type).module
+    may provide a compiled ``chi2`` with the same maths as its ``model_vis``; a term whose Jones
+    matrix is constant over a cell's samples, given ``J`` = ``to_jones(params)`` with non-finite
+    entries nowhere, is summed from J in one compiled pass, :func:`alakazam.solvers.quality.chi2_from_jones`;
+    tests pin both against ``model_vis``)."""
+    tt = terms.get(jones_type)
+    mod = tt.module
     if hasattr(mod, "chi2"):
         return mod.chi2(params, batch)
+    if J is not None and not tt.channel_sampled and np.isfinite(J).all():
+        from .quality import chi2_from_jones
+        return chi2_from_jones(jones_type, J, batch)
     mv = mod.model_vis(params, batch)
     corr = list(terms.get(jones_type).corr)
     r = batch.vis[..., corr] - mv[..., corr]
@@ -115,7 +122,7 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     det = J[..., 0, 0] * J[..., 1, 1] - J[..., 0, 1] * J[..., 1, 0]
     flags |= ~np.isfinite(J).all(axis=(-1, -2)) | (det == 0)
     if cost is None or not getattr(backend_module, "COST_IS_CHI2", False):
-        cost = chi2(jones_type, params, batch)
+        cost = chi2(jones_type, params, batch, J)
     conv = np.asarray(conv, bool)
     snr, rchi2 = quality.snr(jones_type, batch, J, cost, has, opts.phase_only)
     low = np.zeros_like(flags)

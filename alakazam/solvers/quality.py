@@ -183,6 +183,58 @@ def _power_sums(J, M, w, a1, a2, sums, n_w):
             n_w[c, b, k] = cnt[k]
 
 
+@pjit
+def _chi2_sums(J, V, M, w, a1, a2, use, out):
+    # out[c, b] = sum_s sum_{k: use[k]} w[c, b, s, k] |V[c, b, s, k] - V^[c, b, s, k]|^2 with
+    # V^ = J[c, a1] M J[c, a2]^H (J constant over the cell's samples); prange over (cell, baseline)
+    n_cell, n_bl, n_samp, _ = M.shape
+    for cb in prange(n_cell * n_bl):
+        c = cb // n_bl
+        b = cb % n_bl
+        p = a1[b]
+        q = a2[b]
+        acc = 0.0
+        for s in range(n_samp):
+            m00 = M[c, b, s, 0]
+            m01 = M[c, b, s, 1]
+            m10 = M[c, b, s, 2]
+            m11 = M[c, b, s, 3]
+            t00 = J[c, p, 0, 0] * m00 + J[c, p, 0, 1] * m10
+            t01 = J[c, p, 0, 0] * m01 + J[c, p, 0, 1] * m11
+            t10 = J[c, p, 1, 0] * m00 + J[c, p, 1, 1] * m10
+            t11 = J[c, p, 1, 0] * m01 + J[c, p, 1, 1] * m11
+            for k in range(4):
+                if not use[k]:
+                    continue
+                wt = w[c, b, s, k]
+                if wt == 0:
+                    continue
+                i = k // 2
+                j = k % 2
+                ti0 = t00 if i == 0 else t10
+                ti1 = t01 if i == 0 else t11
+                vh = ti0 * np.conj(J[c, q, j, 0]) + ti1 * np.conj(J[c, q, j, 1])
+                r = V[c, b, s, k] - vh
+                acc += wt * (r.real * r.real + r.imag * r.imag)
+        out[c, b] = acc
+
+
+def chi2_from_jones(jones_type, J, batch):
+    """(n_cell,) sum w |V - J_a M J_b^H|^2 over the term's correlations, for terms whose Jones matrix
+    is constant over a cell's samples (not the delay types): the final cost of
+    :func:`alakazam.solvers.common.chi2` in one compiled pass instead of ``model_vis`` on full arrays."""
+    a1 = np.ascontiguousarray(batch.ant1, np.int64)
+    a2 = np.ascontiguousarray(batch.ant2, np.int64)
+    use = np.zeros(4, np.bool_)
+    use[list(terms.get(jones_type).corr)] = True
+    out = np.zeros((batch.n_cell, len(a1)))
+    if batch.n_cell and len(a1):
+        _chi2_sums(np.ascontiguousarray(J, np.complex128), np.ascontiguousarray(batch.vis, np.complex128),
+                   np.ascontiguousarray(batch.model, np.complex128),
+                   np.ascontiguousarray(batch.weight, np.float64), a1, a2, use, out)
+    return out.sum(axis=1)
+
+
 def _add_to_ants(sens_p, a1, a2, s1, s2):
     """sens_p[c, a] += s1[c, b] for a = a1[b] and s2[c, b] for a = a2[b] (per antenna sums)."""
     n_ant = sens_p.shape[1]
