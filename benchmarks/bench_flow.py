@@ -118,11 +118,13 @@ def _instrument_reads():
     """Wrap ms_io._read_rows_by_number: record rows x chan x corr x 17 B of the largest read and the total."""
     from alakazam.core import ms_io
 
-    stats = {"largest_chunk_bytes": 0, "read_bytes": 0, "n_reads": 0}
+    stats = {"largest_chunk_bytes": 0, "read_bytes": 0, "n_reads": 0, "read_s": 0.0}
     orig = ms_io._read_rows_by_number
 
     def wrapped(ms, rows, ddid, chans, data_col, model_col, meta=None):
+        t0 = time.perf_counter()
         out = orig(ms, rows, ddid, chans, data_col, model_col, meta)
+        stats["read_s"] += time.perf_counter() - t0
         if isinstance(out, tuple):
             data = out[0]
             per = 8 + (8 if model_col else 0) + 1
@@ -474,11 +476,12 @@ def fullpol_child(spec):
             base = psutil.Process().memory_info().rss
             can = _reset_hwm()
             stats = _instrument_reads()
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             r = _measured(_run_stage, kind, d)
-            wall = time.perf_counter() - t1
+            wall, cpu = time.perf_counter() - t1, time.process_time() - c1
             ms_io._read_rows_by_number = orig_read          # one wrapper per stage
-            res["stages"][name] = dict(wall=wall, base_rss=base, hwm=_vm_hwm() if can else 0,
+            res["stages"][name] = dict(wall=wall, cpu=cpu, read_s=stats["read_s"], base_rss=base,
+                                       hwm=_vm_hwm() if can else 0,
                                        largest_chunk_bytes=stats["largest_chunk_bytes"],
                                        steps={k: round(v["seconds"], 2) for k, v in r["terms"].items()}
                                        if kind == "solve" else {})
@@ -603,6 +606,8 @@ def fullpol_main(args):
         steps = ", ".join(f"{k} {v:.2f}" for k, v in s["steps"].items())
         print(f"  {name:10s} {steps:32s} {s['wall']:7.2f} s {ratio}  <= {tgt or '-'} {ok:4s}  {gb(peak)}"
               + (f" (x{peak / chunk:.2f} largest chunk {gb(chunk)})" if chunk and peak else ""))
+        if "cpu" in s:
+            print(f"  {'':10s} (in its data reads {s['read_s']:.2f} s; process CPU {s['cpu']:.2f} s)")
     print(f"  {'total':44s}{total:7.2f} s")
     s3 = st["solve3"]["steps"]
     if cold is not None:
