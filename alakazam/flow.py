@@ -269,6 +269,7 @@ def _finish(ctx, pending, summary, step, sets, seconds):
         "flagged": n_flag, "seconds": seconds,
         "converged": float(np.mean(np.concatenate([s.converged.ravel() for s in sets]))),
         "reference": ctx.stats.get(("reference", step.key)),   # cells re-referenced / flagged
+        "phases": ctx.stats.get(("phases", step.key)),         # seconds by phase (unit.PHASES; in process)
     }
     summary["terms"][step.key]["flag_reasons"] = reasons
     log.info("%s: %d solution groups, %d/%d flagged%s, %.2f s", step.key, len(sets), n_flag, n_sol,

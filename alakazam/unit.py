@@ -15,6 +15,7 @@ and pre-apply conventions are in the :mod:`alakazam.flow` module docstring.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +50,16 @@ class _Context:
 
 
 
+#: the phases of a step's wall time kept in ``_Context.stats[("phases", step key)]`` (seconds; the
+#: flow's summary reports them per step): the data reads, the solve-time sample flags
+#: (core/cellflags), the pre-apply + accumulation, and the batch + solve + quality
+PHASES = ("read", "flags", "accumulate", "solve")
+
+
+def _phases(ctx, step) -> dict:
+    return ctx.stats.setdefault(("phases", step.key), dict.fromkeys(PHASES, 0.0))
+
+
 def _ticking(items, advance):
     """Yield the items, calling ``advance()`` after the caller's loop body has finished each one."""
     for it in items:
@@ -57,7 +68,7 @@ def _ticking(items, advance):
             advance()
 
 
-def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
+def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group, phases=None):
     """Yield ``(chunk, rows)``: ms_io Chunks holding the group's rows and the indices of those rows
     in the chunk (None = all).  Tier 1: the cached (field, SPW) read, never copied; tiers 2/3: reads of
     at most ``max_rows`` rows, flagged here (:func:`alakazam.core.cellflags.flag_chunk`)."""
@@ -68,14 +79,19 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
     if ctx.tier == 1:
         key = (fid, ddid)
         if key not in ctx.cache:
+            t0 = time.perf_counter()
             c = ms_io.read_rows(cfg.ms, ddid, [fid], scans=ctx.scans, chans=chans,
                                 data_col=cfg.data_col, model_col=None if cfg.smodel else cfg.model_col,
                                 rowsel=ctx.rowsel)
             _smodel(cfg, ctx.meta, ddid, c)
+            t1 = time.perf_counter()
             # bad values, per-row MAD and per-scan channel statistics of the raw data: flagged once
             # here, not again in every step (alakazam.core.cellflags)
             c.flag = cellflags.flag_chunk(c, corr_types, cfg.rfi_threshold)
             ctx.cache[key] = c
+            if phases is not None:
+                phases["read"] += t1 - t0
+                phases["flags"] += time.perf_counter() - t1
         ch = ctx.cache[key]
         sel = np.flatnonzero(np.isin(ch.scan, group.scans))
         yield ch, (None if len(sel) == ch.n_row else sel)
@@ -83,13 +99,18 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group):
     # reads of whole blocks of integrations: the channel statistics see the same rows in every tier
     group_rows = ms_io.row_numbers(cfg.ms, ddid, [fid], group.scans, rowsel=ctx.rowsel)
     for rows, gid in cellflags.block_reads(cfg.ms, group_rows, ctx.max_rows):
+        t0 = time.perf_counter()
         ch = ms_io.read_rows(cfg.ms, ddid, [fid], chans=chans, data_col=cfg.data_col,
                              model_col=None if cfg.smodel else cfg.model_col, meta=ctx.meta, rows=rows,
                              rowsel=ctx.rowsel)
         _smodel(cfg, ctx.meta, ddid, ch)
+        t1 = time.perf_counter()
         if ch.n_row:
             same = len(ch.rownr) == len(rows) and np.array_equal(ch.rownr, rows)
             ch.flag = cellflags.flag_chunk(ch, corr_types, cfg.rfi_threshold, groups=gid if same else None)
+        if phases is not None:
+            phases["read"] += t1 - t0
+            phases["flags"] += time.perf_counter() - t1
         yield ch, None
         del ch                  # not held while the next chunk is read (one chunk resident)
 
@@ -208,9 +229,19 @@ def solve_unit(ctx: _Context, unit) -> object | None:
 
 
 def _solve_group(ctx, step, g: FieldSpw, group: Group):
-    """Accumulate and solve one scan group; None when it has no rows."""
+    """Accumulate and solve one scan group; None when it has no rows.  Wall time by phase into
+    ``ctx.stats`` (:data:`PHASES`)."""
+    ph = _phases(ctx, step)
+    io0 = ph["read"] + ph["flags"]
+    t0 = time.perf_counter()
     acc = _accumulate_group(ctx, step, g, group)
-    return None if acc is None else _solve_accumulated(ctx, step, g, group, acc)
+    t1 = time.perf_counter()
+    ph["accumulate"] += (t1 - t0) - (ph["read"] + ph["flags"] - io0)
+    if acc is None:
+        return None
+    out = _solve_accumulated(ctx, step, g, group, acc)
+    ph["solve"] += time.perf_counter() - t1
+    return out
 
 
 def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
@@ -233,8 +264,9 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     wsum_t = np.zeros(n_sbin)
     t_ref = min(g.scan_t0[sc] for sc in group.scans)
     t_block, need_tables = g.t_block, g.need_tables
+    ph = _phases(ctx, step)
     for m, (ch, rows) in combine.member_chunks(g.members, lambda m: _iter_group_chunks(
-            ctx, m.fid, m.ddid, m.chans, group)):      # combine 'field'/'spw': every member's rows
+            ctx, m.fid, m.ddid, m.chans, group, ph)):      # combine 'field'/'spw': every member's rows
         if rows is None:
             rows = np.arange(ch.n_row)
         if len(rows) == 0:

@@ -484,6 +484,8 @@ def fullpol_child(spec):
                                        hwm=_vm_hwm() if can else 0,
                                        largest_chunk_bytes=stats["largest_chunk_bytes"],
                                        steps={k: round(v["seconds"], 2) for k, v in r["terms"].items()}
+                                       if kind == "solve" else {},
+                                       phases={k: v.get("phases") for k, v in r["terms"].items()}
                                        if kind == "solve" else {})
             if name == "apply":
                 _restore_apply_flags(spec["ms"], r)
@@ -608,6 +610,9 @@ def fullpol_main(args):
               + (f" (x{peak / chunk:.2f} largest chunk {gb(chunk)})" if chunk and peak else ""))
         if "cpu" in s:
             print(f"  {'':10s} (in its data reads {s['read_s']:.2f} s; process CPU {s['cpu']:.2f} s)")
+        for k, ph in (s.get("phases") or {}).items():
+            if ph:
+                print(f"  {'':10s} {k}: " + ", ".join(f"{p} {v:.2f}" for p, v in ph.items()) + " s")
     print(f"  {'total':44s}{total:7.2f} s")
     s3 = st["solve3"]["steps"]
     if cold is not None:

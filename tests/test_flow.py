@@ -213,3 +213,22 @@ def test_field_major_failure_keeps_earlier_steps_complete(tmp_path, sim_linear, 
         got = hdf5.read_term(bad, key)
         assert {s.field_name for s in got} == {"3C286", "3C147"}
         _assert_same_sets(got, hdf5.read_term(good, key))
+
+
+def test_summary_reports_wall_time_by_phase(tmp_path, sim_linear):
+    """Each step's summary splits its wall time into unit.PHASES; in tier 1 field by field the first
+    step pays the read and the sample flags, the later steps reuse them."""
+    from alakazam import unit
+
+    ms, truth = sim_linear
+    summary = run_solve(solve_config_from_dict(dict(
+        ms=ms, output=str(tmp_path / "ph.h5"), ref_ant="C00", jones=["K", "G"], field=["3C286"],
+        time_interval=["scan", "inf"], freq_interval=["full", "full"])))
+    assert summary["tier"] == 1 and summary["field_major"]
+    k, g = summary["terms"]["K0"], summary["terms"]["G0"]
+    for t in (k, g):
+        assert set(t["phases"]) == set(unit.PHASES)
+        assert all(v >= 0 for v in t["phases"].values())
+        assert sum(t["phases"].values()) <= t["seconds"] + 1e-6
+    assert k["phases"]["read"] > 0 and k["phases"]["flags"] > 0 and k["phases"]["accumulate"] > 0
+    assert g["phases"]["read"] == 0 and g["phases"]["flags"] == 0 and g["phases"]["solve"] > 0
