@@ -13,7 +13,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from .._numba import pjit
+from .._numba import njit, pjit, threaded
 from ..jones.algebra import sandwich
 
 
@@ -112,15 +112,17 @@ def _accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, w
 #: frequency sample in the accumulator, frequency cell before baseline in the batch -- would otherwise
 #: stride tens of kB per element on one side)
 _TILE = 16
+#: arrays of at least this many elements are divided on the thread pool
+_THREADED_MIN = 1 << 16
 
 
-@pjit
-def _divide_sums(dst_v, dst_m, dst_w, v, m, w):
+@njit
+def _divide_sums(start, stride, dst_v, dst_m, dst_w, v, m, w):
     # dst_v = v / w, dst_m = m / w where w > 0, else 0; dst_w = w where w > 0, else 0 (any layouts).
-    # Tiles of _TILE x _TILE over the first two axes; prange over the tiles' rows (each writes its
-    # own dst[i]: race-free)
+    # Tiles of _TILE x _TILE over the first two axes; the rows of tiles start, start + stride, ... on
+    # this thread (_numba.threaded; each writes its own dst[i]: race-free)
     n0, n1, n2 = w.shape
-    for i0 in prange((n0 + _TILE - 1) // _TILE):
+    for i0 in range(start, (n0 + _TILE - 1) // _TILE, stride):
         for j0 in range(0, n1, _TILE):
             for i in range(i0 * _TILE, min((i0 + 1) * _TILE, n0)):
                 for j in range(j0, min(j0 + _TILE, n1)):
@@ -143,7 +145,11 @@ def _divide_sums(dst_v, dst_m, dst_w, v, m, w):
 def divide_sums(dst_v, dst_m, dst_w, v, m, w):
     """Weighted averages of accumulated sums into (possibly strided) 3-d outputs: ``v / w``, ``m / w``
     and ``w`` where ``w > 0``, 0 elsewhere (a sample without data)."""
-    _divide_sums(dst_v, dst_m, dst_w, v, m, w)
+    n_tiles = (w.shape[0] + _TILE - 1) // _TILE
+    if w.size >= _THREADED_MIN:
+        threaded(_divide_sums, n_tiles, dst_v, dst_m, dst_w, v, m, w)
+    else:                       # small: one call on this thread (no pool round trip)
+        _divide_sums(0, 1, dst_v, dst_m, dst_w, v, m, w)
 
 
 def corr_map(corr_types):

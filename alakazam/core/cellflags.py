@@ -56,7 +56,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._numba import njit, pjit
+from .._numba import njit, pjit, threaded
 from .rfi import MAD_TO_SIGMA, MIN_CHANNELS, _median
 
 #: minimum rows of a group (and usable samples of a channel) for statistics
@@ -506,11 +506,12 @@ def flag_chunk(chunk, corr_types, threshold, groups=None):
     return extend(flag, groups, chunk.ant1 != chunk.ant2, use, prior)
 
 
-@pjit
-def _extend_groups(flag, prior, has_prior, order, starts, use_corr):
-    # prange over row groups (disjoint rows: each group writes only its own rows); row-major loops
+@njit
+def _extend_groups(start, stride, flag, prior, has_prior, order, starts, use_corr):
+    # row groups start, start + stride, ... on this thread (_numba.threaded; disjoint rows: each group
+    # writes only its own rows); row-major loops
     n_chan, n_corr = flag.shape[1], flag.shape[2]
-    for gi in prange(len(starts) - 1):
+    for gi in range(start, len(starts) - 1, stride):
         lo, hi = starts[gi], starts[gi + 1]
         na = np.zeros(n_chan, np.int64)
         nf = np.zeros(n_chan, np.int64)
@@ -568,5 +569,6 @@ def extend(flag, groups, cross, use_corr, prior=None):
     starts = np.concatenate([[0], np.flatnonzero(g[1:] != g[:-1]) + 1, [len(order)]]).astype(np.int64)
     has_prior = prior is not None
     pr = np.asarray(prior, bool) if has_prior else np.zeros((1, 1, 1), np.bool_)
-    _extend_groups(flag, pr, has_prior, order, starts, np.asarray(use_corr, np.int64))
+    threaded(_extend_groups, len(starts) - 1, flag, pr, has_prior, order, starts,
+             np.asarray(use_corr, np.int64))
     return flag

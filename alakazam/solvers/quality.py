@@ -64,9 +64,8 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from numba import prange
 
-from .._numba import pjit
+from .._numba import njit, threaded
 from ..jones import terms
 
 log = logging.getLogger("alakazam.solvers")
@@ -121,14 +120,14 @@ def _n_par(jones_type, n_ant_data, phase_only):
 _WP = ((0, 0), (3, 3), (1, 3), (2, 3), (2, 0), (1, 0), (1, 1), (2, 2))
 
 
-@pjit
-def _power_sums(J, M, w, a1, a2, sums, n_w):
+@njit
+def _power_sums(start, stride, J, M, w, a1, a2, sums, n_w):
     # sums[c, b, i] = sum_s w[c, b, s, _WP[i][0]] * |V^[c, b, s, _WP[i][1]]|^2 with
     # V^ = J[c, a1] M J[c, a2]^H (2x2 per sample; non-finite J entries read as 0), and
-    # n_w[c, b, k] = the samples with w[c, b, s, k] > 0.  prange over (cell, baseline): each iteration
-    # writes its own sums[c, b] and n_w[c, b].
+    # n_w[c, b, k] = the samples with w[c, b, s, k] > 0.  The (cell, baseline) items start, start +
+    # stride, ... on this thread (_numba.threaded): each writes its own sums[c, b] and n_w[c, b].
     n_cell, n_bl, n_samp, _ = M.shape
-    for cb in prange(n_cell * n_bl):
+    for cb in range(start, n_cell * n_bl, stride):
         c = cb // n_bl
         b = cb % n_bl
         p = a1[b]
@@ -183,12 +182,13 @@ def _power_sums(J, M, w, a1, a2, sums, n_w):
             n_w[c, b, k] = cnt[k]
 
 
-@pjit
-def _chi2_sums(J, V, M, w, a1, a2, use, out):
+@njit
+def _chi2_sums(start, stride, J, V, M, w, a1, a2, use, out):
     # out[c, b] = sum_s sum_{k: use[k]} w[c, b, s, k] |V[c, b, s, k] - V^[c, b, s, k]|^2 with
-    # V^ = J[c, a1] M J[c, a2]^H (J constant over the cell's samples); prange over (cell, baseline)
+    # V^ = J[c, a1] M J[c, a2]^H (J constant over the cell's samples); (cell, baseline) items start,
+    # start + stride, ... on this thread (_numba.threaded)
     n_cell, n_bl, n_samp, _ = M.shape
-    for cb in prange(n_cell * n_bl):
+    for cb in range(start, n_cell * n_bl, stride):
         c = cb // n_bl
         b = cb % n_bl
         p = a1[b]
@@ -229,9 +229,10 @@ def chi2_from_jones(jones_type, J, batch):
     use[list(terms.get(jones_type).corr)] = True
     out = np.zeros((batch.n_cell, len(a1)))
     if batch.n_cell and len(a1):
-        _chi2_sums(np.ascontiguousarray(J, np.complex128), np.ascontiguousarray(batch.vis, np.complex128),
-                   np.ascontiguousarray(batch.model, np.complex128),
-                   np.ascontiguousarray(batch.weight, np.float64), a1, a2, use, out)
+        threaded(_chi2_sums, batch.n_cell * len(a1), np.ascontiguousarray(J, np.complex128),
+                 np.ascontiguousarray(batch.vis, np.complex128),
+                 np.ascontiguousarray(batch.model, np.complex128),
+                 np.ascontiguousarray(batch.weight, np.float64), a1, a2, use, out)
     return out.sum(axis=1)
 
 
@@ -254,8 +255,9 @@ def snr(jones_type, batch, J, cost, has, phase_only=False):
     sums = np.zeros((n_cell, n_bl, len(_WP)))
     n_wb = np.zeros((n_cell, n_bl, 4), np.int64)
     if n_cell and n_bl:
-        _power_sums(np.ascontiguousarray(J, np.complex128), np.ascontiguousarray(batch.model, np.complex128),
-                    np.ascontiguousarray(batch.weight, np.float64), a1, a2, sums, n_wb)
+        threaded(_power_sums, n_cell * n_bl, np.ascontiguousarray(J, np.complex128),
+                 np.ascontiguousarray(batch.model, np.complex128),
+                 np.ascontiguousarray(batch.weight, np.float64), a1, a2, sums, n_wb)
     corr = list(terms.get(jones_type).corr)
     n_w = n_wb[..., corr].sum(axis=(1, 2))
     n_par = _n_par(jones_type, has.sum(axis=1), phase_only)
