@@ -108,3 +108,22 @@ def test_write_releases_the_open_handles_table(solved):
         h.remove_column("AK_TEST_COL")
     with ct.table(ms, ack=False) as t:
         assert "AK_TEST_COL" not in t.colnames()
+
+
+def test_akflag_writes_flag_through_the_handle(tmp_path, rw_opens):
+    from alakazam.caltasks import akflag
+
+    ms = str(tmp_path / "f.ms")
+    _sim(ms)
+    with ct.table(ms, ack=False) as t:
+        flag0 = t.getcol("FLAG")
+    rw_opens.clear()
+    before = ms_mod.STATS["write_opens"]
+    out = akflag(vis=ms, mode="manual", antenna="C02")
+    main_rw = [p for p in rw_opens if "::" not in p]
+    assert len(main_rw) == ms_mod.STATS["write_opens"] - before == 1     # the run's one flag_table
+    with ct.table(ms, ack=False) as t:
+        flag = t.getcol("FLAG")
+        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+    c02 = (a1 == 2) | (a2 == 2)         # C02 is ANTENNA id 2
+    assert c02.any() and flag[c02].all() and (flag[~c02] == flag0[~c02]).all() and out["version"]

@@ -39,9 +39,11 @@ transient one when none is open -- :func:`writer`):
   kind whose :meth:`~MeasurementSet.write_table` hands out read-write main and sub-tables (and which
   may write DATA and MODEL_DATA: they are being made).
 
+* akflag (:mod:`alakazam.flagging.engine`, and its one writer under dask): :meth:`~MeasurementSet.flag_table`,
+  the main table read-write for the run's FLAG / FLAG_ROW writes, only inside :func:`flag_writes`.
+
 Not through the handle: restoring saved state (:mod:`alakazam.core.flagversions` restore and
-:mod:`alakazam.core.undo` rollback write back what was saved) and akflag's FLAG writes
-(:mod:`alakazam.flagging.engine`, inside its flag version's :func:`flag_writes`).
+:mod:`alakazam.core.undo` rollback write back what was saved).
 
 Outside a handle every ``ms_io`` function behaves as it always did (one open per call), so callers that
 do not open a handle -- dask workers, scripts, other engineers' code -- are unchanged.  The counters
@@ -231,6 +233,13 @@ class MeasurementSet:
             raise AlakazamError(f"ms: {self.path} exists; its tables are written only through the "
                                 "MeasurementSet column methods (write_column, add_column, ...)")
         return self._open_rw(sub)
+
+    def flag_table(self):
+        """``with ms.flag_table() as t``: the main table read-write for a run of FLAG / FLAG_ROW writes
+        (akflag writes its units' flags through ``t``; it reads through it too) -- only inside
+        :func:`flag_writes` of this MS (a saved flag version)."""
+        self._check_write("FLAG")
+        return self._open_rw()
 
     def _check_write(self, name):
         if self.new:
