@@ -66,11 +66,12 @@ def test_apply_writes_only_through_the_handle(solved, rw_opens, extra):
     ms, h5 = solved
     before = ms_mod.STATS["write_opens"]
     res = run_apply(apply_config_from_dict(dict(ms=ms, jones=["G0"], tables=[h5], quiet=True, **extra)))
-    assert res["rows"] > 0
-    main_rw = [p for p in rw_opens if "::" not in p and "flagversions" not in p]
-    # every read-write open of the MS's main table during apply was the handle's (the flag version's
-    # save reads FLAG; restore, not used here, is the one writer outside the handle)
-    assert len(main_rw) == ms_mod.STATS["write_opens"] - before > 0
+    assert res["rows"] > 0 and res["output_col"] == "CORRECTED_DATA"
+    assert bool(res["flag_backup"]) == bool(extra)          # FLAG written after its saved version
+    # every read-write open of a table during apply (output column, FLAG, column add/rename) was the
+    # handle's: one per chunk write plus the column add and rename of a new column
+    assert len(rw_opens) == ms_mod.STATS["write_opens"] - before > 0
+    assert all("::" not in p for p in rw_opens)
 
 
 def test_handle_refuses_data_model_and_unsaved_flag(solved):
