@@ -187,6 +187,7 @@ def flag_units(cfg, sel, writes, counts, limit):
 
     from . import progress
     from .core import locks
+    from .core.ms import writer as ms_writer
     from .flagging import engine
     from .flagging.select import units as flag_units_of
 
@@ -215,7 +216,7 @@ def flag_units(cfg, sel, writes, counts, limit):
             def on_result(u, res):
                 part_counts, pieces = res
                 if pieces:
-                    with table(cfg.ms, readonly=False, ack=False) as t:   # the one writer
+                    with ms_writer(cfg.ms).flag_table() as t:   # the one writer (core/ms.py)
                         for rows, flag in pieces:
                             engine._put_flags(t, rows, flag)
                 for key, n in part_counts.items():

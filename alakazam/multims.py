@@ -31,10 +31,6 @@ from .errors import AlakazamError, ParameterError
 log = logging.getLogger("alakazam.multims")
 
 
-def is_many(ms) -> bool:
-    return isinstance(ms, (list, tuple))
-
-
 def config_many(build, d, where, names, **kw):
     """A config for ``d['ms']`` = a list of MSs: ``build`` (solve/apply_config_from_dict) checks the
     block against each MS; the returned config has ``ms`` = the list of paths."""

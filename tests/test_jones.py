@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from alakazam.errors import AlakazamError
-from alakazam.jones import algebra, constructors, constructors_ad
+from alakazam.jones import algebra, parang
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import jones_reference as constructors  # noqa: E402  (tests/jones_reference.py)
+import jones_reference_ad as constructors_ad  # noqa: E402  (tests/jones_reference_ad.py)
 import reference_kernels as rk  # noqa: E402  (tests/reference_kernels.py)
 
 RNG = np.random.default_rng(42)
@@ -86,6 +88,13 @@ def test_constructors_matrices():
                                [[np.exp(-1j * chi), 0], [0, np.exp(1j * chi)]])
     with pytest.raises(AlakazamError, match="feed_basis"):
         constructors.parang_jones(chi, "elliptical")
+    # the package's P (jones/parang.py) is the reference builder's
+    chis = np.random.default_rng(5).uniform(-3, 3, (4, 3))
+    for basis in ("linear", "circular"):
+        np.testing.assert_array_equal(parang.parang_matrices(chis, basis),
+                                      constructors.parang_jones(chis, basis))
+    with pytest.raises(AlakazamError, match="feed_basis"):
+        parang.parang_matrices(chi, "elliptical")
 
 
 def test_constructors_ad_under_jax():

@@ -64,8 +64,11 @@ def flag_writes(ms, version, what="apply"):
     m = marker_path(ms, version)
     with open(m, "w") as fh:
         fh.write(f"FLAG writes in progress; restore with: {restore_command(ms, version)}\n")
+    from ..core.ms import flag_writes as handle_flag_writes
+
     try:
-        yield
+        with handle_flag_writes(ms):       # FLAG writes through the MS handle allowed (core/ms.py)
+            yield
     except BaseException as e:
         log.error("%s interrupted (%s) while writing FLAG: FLAG may be partly changed; restore it "
                   "with: %s", what, type(e).__name__, restore_command(ms, version))

@@ -59,11 +59,9 @@ def undefined_rows(ms, name) -> np.ndarray:
 
 
 def _fill_rows(ms, name, like, rows, block_rows=20000):
-    with _table(ms, readonly=False) as t:
-        for s0 in range(0, len(rows), block_rows):
-            q = t.selectrows(rows[s0:s0 + block_rows])
-            q.putcol(name, q.getcol(like))
-            q.close()
+    from .ms import writer
+
+    writer(ms).fill_rows(name, like, rows, block_rows)
 
 
 SNAPSHOT = "alakazam.apply.bak"
@@ -178,12 +176,13 @@ def commit(ms, written, name):
     """Give the fully written partial column its final name."""
     if written == name:
         return
-    with _table(ms, readonly=False) as t:
-        t.renamecol(written, name)
+    from .ms import writer
+
+    writer(ms).rename_column(written, name)
 
 
 def drop(ms, written):
     """Remove a partial column this run created."""
-    with _table(ms, readonly=False) as t:
-        if written in t.colnames():
-            t.removecols([written])
+    from .ms import writer
+
+    writer(ms).remove_column(written)

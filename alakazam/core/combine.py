@@ -56,10 +56,6 @@ def parse_combine(value, where="combine"):
     return ",".join(dict.fromkeys(items))
 
 
-def combines_scans(step) -> bool:
-    return "scan" in str(getattr(step, "combine", "") or "").split(",")
-
-
 def plan_scan_combined(scans_info, tint):
     """One group (scan_id 0) over all scans; time cells of ``tint.seconds`` anchored at the first scan's
     start, crossing scans (``inf`` / ``scan``: one cell).  Sample bins are the (scan, cell) pairs with

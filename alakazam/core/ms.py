@@ -1,4 +1,5 @@
-"""One Measurement Set handle per task: the metadata read once, the main table shared by the reads.
+"""One Measurement Set handle per task: the metadata read once, the main table shared by the reads,
+and every write of the MS's tables.
 
 Convention
 ----------
@@ -9,20 +10,47 @@ through it, also the reads of the :mod:`alakazam.core.ms_io` functions that othe
 * :func:`alakazam.core.ms_io.read_meta` returns the handle's metadata, read once
   (:attr:`MeasurementSet.meta`; the :class:`~alakazam.core.ms_io.MSMeta` is never modified by its users);
 * read-only opens of the main table by ``ms_io`` (row selection, chunked reads, column checks) borrow
-  the handle's table (:func:`borrow`) instead of opening it again; writes (``readonly=False``) and
-  sub-tables still open their own table, as before.  After a read of data columns
+  the handle's table (:func:`borrow`) instead of opening it again; sub-tables still open their own
+  table, as before.  After a read of data columns
   (:func:`alakazam.core.ms_io.read_rows`) the handle closes its table and reopens it at its next use:
   casacore keeps the tiled-storage caches of a read (about the size of the read) until the table
   closes, and a table held open through the solve would add them to the peak memory (measured:
-  bench_flow tier 2, peak / largest read x2.25 instead of x2.07).  A task that writes the MS (apply) calls
-  :meth:`MeasurementSet.release_table` before its first write: from then on no read-only table of
-  ours is held open beside the writes (column adds/renames, the kill -9 recovery of core/columns.py).
+  bench_flow tier 2, peak / largest read x2.25 instead of x2.07).
+
+Writes
+------
+Every write of an MS goes through a :class:`MeasurementSet` (the open handle of the path, or a
+transient one when none is open -- :func:`writer`):
+
+* an existing MS (apply, calwt, the output column of core/columns.py): :meth:`~MeasurementSet.write_column`
+  (chunked: runs of consecutive rows with ``putcol(start, n)``, else a row selection),
+  :meth:`~MeasurementSet.add_column` (tiled, initialised from a template column),
+  :meth:`~MeasurementSet.fill_rows`, :meth:`~MeasurementSet.rename_column`,
+  :meth:`~MeasurementSet.remove_column`.  :func:`alakazam.core.ms_io.write_column` and
+  :func:`~alakazam.core.ms_io.ensure_column` are these methods called by path.  Each write opens the
+  table read-write for that write and closes it, exactly the casacore calls of before the handle owned
+  them (so apply is not slower), and counts ``STATS['write_opens']``.  The first write releases the
+  handle's read-only table (:meth:`~MeasurementSet.release_table`): no read-only table of ours is held
+  open beside the writes (column adds/renames, the kill -9 recovery of core/columns.py).
+  DATA and MODEL_DATA are never written (AlakazamError); FLAG and FLAG_ROW only inside
+  :func:`flag_writes` of that MS, which :func:`alakazam.calibration.flagsafety.flag_writes` enters once
+  the flag version is saved and its in-progress marker exists.
+* a new MS (the simulator): :meth:`MeasurementSet.create` makes it and returns its handle, the only
+  kind whose :meth:`~MeasurementSet.write_table` hands out read-write main and sub-tables (and which
+  may write DATA and MODEL_DATA: they are being made).
+
+* akflag (:mod:`alakazam.flagging.engine`, and its one writer under dask): :meth:`~MeasurementSet.flag_table`,
+  the main table read-write for the run's FLAG / FLAG_ROW writes, only inside :func:`flag_writes`.
+
+Not through the handle: restoring saved state (:mod:`alakazam.core.flagversions` restore and
+:mod:`alakazam.core.undo` rollback write back what was saved).
 
 Outside a handle every ``ms_io`` function behaves as it always did (one open per call), so callers that
 do not open a handle -- dask workers, scripts, other engineers' code -- are unchanged.  The counters
-:data:`STATS` (``main_opens``, ``meta_reads``) count real opens of main tables and metadata reads;
-tests pin that a solve block reads the metadata once and opens its main table once plus once per
-data read.
+:data:`STATS` (``main_opens``, ``meta_reads``, ``write_opens``) count real opens of main tables,
+metadata reads and read-write opens; tests pin that a solve block reads the metadata once and opens
+its main table once plus once per data read, and that every read-write open of apply and of the
+simulator is the handle's (tests/test_ms_handle_writes.py).
 
 Locking: the handle's table is opened read-only with casacore's default (auto) locking, so another
 process may still write the MS between our reads; alakazam's own writer lock of a caltable or MS
@@ -35,11 +63,22 @@ import contextlib
 import os
 import threading
 
-#: counters of real main-table opens and metadata reads in this process (tests, benchmarks)
-STATS = {"main_opens": 0, "meta_reads": 0}
+import numpy as np
+
+from ..errors import AlakazamError
+
+#: counters of real main-table opens, metadata reads and read-write opens (any table of an MS) in this
+#: process (tests, benchmarks)
+STATS = {"main_opens": 0, "meta_reads": 0, "write_opens": 0}
+
+#: columns never written in an existing MS (docs/conventions.md)
+NEVER_WRITTEN = ("DATA", "MODEL_DATA")
+#: columns written only inside :func:`flag_writes` (a saved flag version)
+FLAG_COLUMNS = ("FLAG", "FLAG_ROW")
 
 _ACTIVE = {}                    # normalised path -> MeasurementSet
 _LOCK = threading.Lock()
+_FLAG_WRITES = {}               # normalised path -> depth of flag_writes
 
 
 def _key(path) -> str:
@@ -49,10 +88,13 @@ def _key(path) -> str:
 class MeasurementSet:
     """Handle of one MS: :meth:`table` (the main table, opened once, read-only), :attr:`meta` (read
     once), :meth:`row_counts`, :meth:`row_numbers`, :meth:`read_rows`, :meth:`check_columns`,
-    :meth:`flag_versions`, :meth:`writer_lock`.  Open it with :meth:`open` (a context manager)."""
+    :meth:`flag_versions`, :meth:`writer_lock`; the writes :meth:`write_column`, :meth:`add_column`,
+    :meth:`fill_rows`, :meth:`rename_column`, :meth:`remove_column` (and :meth:`write_table` of a new
+    MS).  Open it with :meth:`open` (a context manager); make a new MS with :meth:`create`."""
 
-    def __init__(self, path):
+    def __init__(self, path, new=False):
         self.path = str(path)
+        self.new = bool(new)            # made by create(): its tables are being written from scratch
         self._table = None
         self._meta = None
         self._depth = 0
@@ -163,6 +205,163 @@ class MeasurementSet:
         from . import flagversions
 
         return flagversions.list_versions(self.path)
+
+
+    # ---- writes (module doc, "Writes")
+    @classmethod
+    def create(cls, path, desc, dminfo):
+        """A new, empty MS at ``path`` (casacore ``default_ms`` with the extra main-table columns
+        ``desc`` stored by the data managers ``dminfo``); returns its handle (``new``), whose
+        :meth:`write_table` opens its tables read-write."""
+        from casacore.tables import default_ms
+
+        default_ms(str(path), desc, dminfo).close()
+        return cls(path, new=True)
+
+    def _open_rw(self, sub=None):
+        self.release_table()
+        from casacore.tables import table
+
+        STATS["write_opens"] += 1
+        return table(self.path if sub is None else f"{self.path}::{sub}", readonly=False, ack=False)
+
+    def write_table(self, sub=None):
+        """``with ms.write_table() as t`` (or ``write_table('ANTENNA')``): the main table (or a
+        sub-table) opened read-write, closed on exit -- only for a new MS (:meth:`create`); an existing
+        MS is written with the column methods, which keep its safety rules."""
+        if not self.new:
+            raise AlakazamError(f"ms: {self.path} exists; its tables are written only through the "
+                                "MeasurementSet column methods (write_column, add_column, ...)")
+        return self._open_rw(sub)
+
+    def flag_table(self):
+        """``with ms.flag_table() as t``: the main table read-write for a run of FLAG / FLAG_ROW writes
+        (akflag writes its units' flags through ``t``; it reads through it too) -- only inside
+        :func:`flag_writes` of this MS (a saved flag version)."""
+        self._check_write("FLAG")
+        return self._open_rw()
+
+    def _check_write(self, name):
+        if self.new:
+            return
+        if name in NEVER_WRITTEN:
+            raise AlakazamError(f"{name} of {self.path} is never written by alakazam (the column to write "
+                                "must be CORRECTED_DATA or a new column)")
+        if name in FLAG_COLUMNS and not _FLAG_WRITES.get(_key(self.path)):
+            raise AlakazamError(f"{name} of {self.path} is written only after its flag version is saved "
+                                "(inside core.ms.flag_writes; calibration/flagsafety.py)")
+
+    def write_column(self, name, rownr, values, chans=None):
+        """Write ``values`` (row, chan, corr) to rows ``rownr`` of column ``name`` (channel subset
+        ``chans`` optional): runs of consecutive rows straight into the table (``putcol(start, n)``,
+        faster than putcol on a row selection), else through a row selection."""
+        from . import undo
+        from .ms_io import _row_runs
+
+        self._check_write(name)
+        if undo.active() is not None:       # an interruptible task: keep the old rows (core/undo.py)
+            undo.active().before_write(self.path, name, rownr)
+        with self._open_rw() as t:
+            rownr = np.asarray(rownr)
+            if len(rownr) == 0:
+                return
+            runs = _row_runs(rownr)
+            if chans is None and len(runs) <= max(1, len(rownr) // 16):
+                values = np.asarray(values)
+                for r0, n, i0 in runs:
+                    t.putcol(name, values[i0:i0 + n], r0, n)
+                return
+            q = t.selectrows(rownr)
+            if chans is not None:
+                full = q.getcol(name)
+                full[:, chans] = values
+                values = full
+            q.putcol(name, values)
+            q.close()
+
+    def add_column(self, name, like="DATA", init=True, block_rows=20000) -> bool:
+        """Create column ``name`` like column ``like`` (same value type and per-row shape) if it is
+        missing; True when created, False when it existed.
+
+        The new column uses tiled storage (TiledShapeStMan, which allows the per-DDID channel counts to
+        differ) and, with ``init``, is initialised with a copy of ``like`` in blocks of ``block_rows``
+        rows, so every row holds an array (CASA convention for CORRECTED_DATA) even when only a subset
+        is written later."""
+        from casacore.tables import makecoldesc
+
+        from . import undo
+
+        with self._open_rw() as t:
+            if name in t.colnames():
+                return False
+            self._check_write(name)
+            if like not in t.colnames():
+                raise AlakazamError(f"column {like!r} (template for the new column {name!r}) is not in "
+                                    f"{self.path}")
+            desc = dict(t.getcoldesc(like))
+            desc.pop("dataManagerType", None)
+            desc.pop("dataManagerGroup", None)
+            cd = makecoldesc(name, desc)
+            cd["desc"]["dataManagerType"] = "TiledShapeStMan"
+            cd["desc"]["dataManagerGroup"] = f"{name}_dm"
+            dminfo = {"TYPE": "TiledShapeStMan", "NAME": f"{name}_dm",
+                      "SPEC": {"DEFAULTTILESHAPE": np.array([4, 64, 128], np.int32)}}
+            t.addcols(cd, dminfo)
+            if undo.active() is not None:
+                undo.active().created_column(self.path, name)
+            if init and t.nrows():
+                dd = t.getcol("DATA_DESC_ID")
+                for d in np.unique(dd):
+                    rows = np.nonzero(dd == d)[0]
+                    for s0 in range(0, len(rows), block_rows):
+                        r = rows[s0:s0 + block_rows]
+                        q = t.selectrows(r)
+                        q.putcol(name, q.getcol(like))
+                        q.close()
+        return True
+
+    def fill_rows(self, name, like, rows, block_rows=20000):
+        """Copy column ``like`` into column ``name`` at ``rows`` (rows of ``name`` holding no array)."""
+        self._check_write(name)
+        with self._open_rw() as t:
+            for s0 in range(0, len(rows), block_rows):
+                q = t.selectrows(rows[s0:s0 + block_rows])
+                q.putcol(name, q.getcol(like))
+                q.close()
+
+    def rename_column(self, old, new):
+        self._check_write(old)
+        with self._open_rw() as t:
+            t.renamecol(old, new)
+
+    def remove_column(self, name):
+        """Remove column ``name`` if present (a partial column this run or a killed one created)."""
+        self._check_write(name)
+        with self._open_rw() as t:
+            if name in t.colnames():
+                t.removecols([name])
+
+
+def writer(path) -> MeasurementSet:
+    """The handle that writes ``path``: the open one, or a transient one (it holds no table: every
+    write opens and closes its own)."""
+    return active(path) or MeasurementSet(path)
+
+
+@contextlib.contextmanager
+def flag_writes(path):
+    """``with flag_writes(ms):`` FLAG / FLAG_ROW of ``ms`` may be written through the handle (entered by
+    :func:`alakazam.calibration.flagsafety.flag_writes` once the flag version is saved)."""
+    k = _key(path)
+    with _LOCK:
+        _FLAG_WRITES[k] = _FLAG_WRITES.get(k, 0) + 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _FLAG_WRITES[k] -= 1
+            if not _FLAG_WRITES[k]:
+                del _FLAG_WRITES[k]
 
 
 def active(path):

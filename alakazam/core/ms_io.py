@@ -2,8 +2,8 @@
 
 Rows are selected with TaQL on plain columns (DATA_DESC_ID, FIELD_ID, SCAN_NUMBER); the mscal
 functions are avoided (``mscal.scan()``/``mscal.time()`` segfault in python-casacore 3.8.1).  Data stay
-in the native (row, chan, corr) layout.  The MS is opened read-only except by :func:`ensure_column`
-and :func:`write_column`.
+in the native (row, chan, corr) layout.  The MS is opened read-only here; :func:`ensure_column` and
+:func:`write_column` are the writes of the MS handle (:mod:`alakazam.core.ms`) called by path.
 
 Antennas: only *active* antennas (those appearing in ANTENNA1/ANTENNA2) are processed; ``ant_map``
 maps ANTENNA ids to active indices 0..n_active-1 (ascending ANTENNA order) and reads return active
@@ -593,64 +593,16 @@ def iter_chunks(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", mo
 # writing (the only read-write access)
 # --------------------------------------------------------------------------------------------------
 def ensure_column(ms, name, like="DATA", init=True, block_rows=20000):
-    """Create column ``name`` like column ``like`` (same value type and per-row shape) if it is missing.
+    """Create column ``name`` like column ``like`` if it is missing (True when created): the MS handle's
+    :meth:`alakazam.core.ms.MeasurementSet.add_column`, called by path."""
+    from . import ms as _ms
 
-    The new column uses tiled storage (TiledShapeStMan, which allows the per-DDID channel counts to
-    differ) and, with ``init``, is initialised with a copy of ``like`` in blocks of ``block_rows`` rows,
-    so every row holds an array (CASA convention for CORRECTED_DATA) even when only a subset is
-    written later.  Returns True when the column was created, False when it already existed.
-    """
-    from casacore.tables import makecoldesc
-
-    with _table(str(ms), readonly=False) as t:
-        if name in t.colnames():
-            return False
-        if like not in t.colnames():
-            raise AlakazamError(f"column {like!r} (template for the new column {name!r}) is not in {ms}")
-        desc = dict(t.getcoldesc(like))
-        desc.pop("dataManagerType", None)
-        desc.pop("dataManagerGroup", None)
-        cd = makecoldesc(name, desc)
-        cd["desc"]["dataManagerType"] = "TiledShapeStMan"
-        cd["desc"]["dataManagerGroup"] = f"{name}_dm"
-        dminfo = {"TYPE": "TiledShapeStMan", "NAME": f"{name}_dm",
-                  "SPEC": {"DEFAULTTILESHAPE": np.array([4, 64, 128], np.int32)}}
-        t.addcols(cd, dminfo)
-        from . import undo
-        if undo.active() is not None:
-            undo.active().created_column(ms, name)
-        if init and t.nrows():
-            dd = t.getcol("DATA_DESC_ID")
-            for d in np.unique(dd):
-                rows = np.nonzero(dd == d)[0]
-                for s0 in range(0, len(rows), block_rows):
-                    r = rows[s0:s0 + block_rows]
-                    q = t.selectrows(r)
-                    q.putcol(name, q.getcol(like))
-                    q.close()
-    return True
+    return _ms.writer(ms).add_column(name, like, init, block_rows)
 
 
 def write_column(ms, name, rownr, values, chans=None):
-    """Write values (row, chan, corr) to rows ``rownr`` of column ``name`` (channel subset optional)."""
-    from . import undo
-    if undo.active() is not None:       # an interruptible task: keep the old rows (core/undo.py)
-        undo.active().before_write(ms, name, rownr)
-    with _table(str(ms), readonly=False) as t:
-        rownr = np.asarray(rownr)
-        if len(rownr) == 0:
-            return
-        runs = _row_runs(rownr)
-        if chans is None and len(runs) <= max(1, len(rownr) // 16):
-            # runs of consecutive rows straight into the table (faster than putcol on a row selection)
-            values = np.asarray(values)
-            for r0, n, i0 in runs:
-                t.putcol(name, values[i0:i0 + n], r0, n)
-            return
-        q = t.selectrows(rownr)
-        if chans is not None:
-            full = q.getcol(name)
-            full[:, chans] = values
-            values = full
-        q.putcol(name, values)
-        q.close()
+    """Write values (row, chan, corr) to rows ``rownr`` of column ``name`` (channel subset optional): the
+    MS handle's :meth:`alakazam.core.ms.MeasurementSet.write_column`, called by path."""
+    from . import ms as _ms
+
+    _ms.writer(ms).write_column(name, rownr, values, chans)

@@ -161,7 +161,7 @@ def _restore_cmd(ms, version):
 
 
 def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
-    from casacore.tables import table
+    from ..core.ms import writer as ms_writer
 
     limit = memory.memory_limit_bytes(cfg.memory_limit_gb)
     counts = {"total": 0, "flagged_before": 0, "flagged_after": 0, "newly_flagged": 0, "unflagged": 0,
@@ -176,7 +176,7 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
         from .. import distributed_apply        # workers compute the flags, this process writes
         distributed_apply.flag_units(cfg, sel, writes, counts, limit)
     else:
-        with (table(cfg.ms, readonly=False, ack=False) if writes else ms_io.main_table(cfg.ms)) as t, \
+        with (ms_writer(cfg.ms).flag_table() if writes else ms_io.main_table(cfg.ms)) as t, \
                 ExitStack() as stack:
             todo = [(ddid, units(t, sel, ddid)) for ddid in sel.ddids]
             pbar = stack.enter_context(progress.bar(

@@ -431,14 +431,6 @@ def resolve_key(path, key) -> str:
                         f"{', '.join(keys) if keys else '(none)'}")
 
 
-def next_index(path, jones_type) -> int:
-    if not os.path.exists(path):
-        return 0
-    idx = [int(_KEY_RE.match(k).group(2)) for k in list_keys(path)
-           if _KEY_RE.match(k).group(1) == jones_type]
-    return max(idx) + 1 if idx else 0
-
-
 def read_term(path, key) -> List[SolutionSet]:
     """All solution sets of one key (exact key; use :func:`resolve_key` for fuzzy matching)."""
     _check_file(path)
@@ -480,34 +472,6 @@ def _check_read_set(s: SolutionSet, key):
     if not isinstance(s.attrs["ant_names"], list):
         raise AlakazamError(f"attribute ant_names={s.attrs['ant_names']!r} is not a list of names")
     s.validate("shapes")
-
-
-def copy_term(src, dst, key, transform=None, dst_key=None):
-    """Copy one term from ``src`` to ``dst`` (may be the same file), optionally transformed.
-
-    Parameters
-    ----------
-    src, dst : str
-        Source and destination solution files; ``dst`` is created if missing and written atomically.
-    key : str
-        Term key in ``src`` (fuzzy, see :func:`resolve_key`).
-    transform : callable, optional
-        ``transform(SolutionSet) -> SolutionSet`` applied to every set (e.g. fluxscale amplitude scaling).
-    dst_key : str, optional
-        Key to write in ``dst``; default the resolved source key.
-
-    Returns
-    -------
-    str
-        The key written in ``dst``.
-    """
-    k = resolve_key(src, key)
-    sets = read_term(src, k)
-    if transform is not None:
-        sets = [transform(s) for s in sets]
-    out = dst_key or k
-    write_term(dst, out, sets)
-    return out
 
 
 def _fluxscale_group(e):

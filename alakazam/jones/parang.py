@@ -103,12 +103,36 @@ def feed_angle(parang, receptor_angle):
     return np.asarray(parang, float)[..., None] + np.asarray(receptor_angle, float)[None, :, 0]
 
 
-def parang_matrices(chi, feed_basis):
-    """P (..., 2, 2) complex128 for feed angles chi (...) rad; see
-    :func:`alakazam.jones.constructors.parang_jones` (matrices in the module docstring)."""
-    from .constructors import parang_jones
+#: feed bases of P (the MS POLARIZATION correlation types: XX.. linear, RR.. circular)
+FEED_BASES = ("linear", "circular")
 
-    return parang_jones(chi, feed_basis)
+
+def parang_matrices(chi, feed_basis):
+    r"""Sky-to-feed rotation P for feed angles chi (...) rad -> (..., 2, 2) complex128.
+
+    .. math::
+
+        P_\mathrm{lin} = \begin{pmatrix}\cos\chi & \sin\chi \\ -\sin\chi & \cos\chi\end{pmatrix},
+        \qquad P_\mathrm{circ} = \mathrm{diag}(e^{-i\chi}, e^{i\chi})
+
+    Both rotate Q + iU into (Q + iU) exp(-2 i chi) (module doc; tests/test_jones.py checks it against
+    the reference builders of tests/jones_reference.py).
+    """
+    if feed_basis not in FEED_BASES:
+        raise AlakazamError(f"feed_basis: expected one of {FEED_BASES}, got {feed_basis!r}")
+    chi = np.asarray(chi, np.float64)
+    out = np.zeros(chi.shape + (2, 2), np.complex128)
+    if feed_basis == "circular":
+        e = np.exp(-1j * chi)
+        out[..., 0, 0] = e
+        out[..., 1, 1] = np.conj(e)
+        return out
+    c, s = np.cos(chi), np.sin(chi)
+    out[..., 0, 0] = c
+    out[..., 0, 1] = s
+    out[..., 1, 0] = -s
+    out[..., 1, 1] = c
+    return out
 
 
 def parang_tables(times, ra, dec, obs_pos_itrf, receptor_angle, feed_basis):

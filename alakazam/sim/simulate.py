@@ -1,7 +1,8 @@
 """Simulated Measurement Sets with known Jones terms and noise (used by tests, demo and benchmarks).
 
-``simulate_ms(path, ...)`` writes a valid MS from scratch with python-casacore and returns a
-:class:`Truth`, also saved beside the MS as ``<ms>.truth.npz``.
+``simulate_ms(path, ...)`` writes a valid MS from scratch with python-casacore (through its
+:class:`alakazam.core.ms.MeasurementSet` handle: :meth:`~alakazam.core.ms.MeasurementSet.create`) and
+returns a :class:`Truth`, also saved beside the MS as ``<ms>.truth.npz``.
 
 What is in it
 -------------
@@ -176,7 +177,9 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     ``rfi_intermittent``: bool; ``rfi_bursts``: number of integrations; ``dead_antenna_scan``:
     (active antenna index, scan number) or None (module docstring).
     """
-    from casacore.tables import default_ms, makearrcoldesc, maketabdesc, table
+    from casacore.tables import makearrcoldesc, maketabdesc
+
+    from ..core.ms import MeasurementSet
 
     if feed not in ("linear", "circular"):
         raise ValueError(f"feed must be 'linear' or 'circular', got {feed!r}")
@@ -309,9 +312,8 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     dminfo = {f"*{i + 1}": {"TYPE": "TiledShapeStMan", "NAME": f"Tiled{c}", "COLUMNS": [c],
                            "SPEC": {"DEFAULTTILESHAPE": np.array([4, 64, 128], np.int32)}}
               for i, c in enumerate(tiled)}
-    ms = default_ms(path, td, dminfo)
-    ms.close()
-    with table(f"{path}::ANTENNA", readonly=False, ack=False) as t:
+    ms = MeasurementSet.create(path, td, dminfo)      # every table written through its handle (core/ms.py)
+    with ms.write_table("ANTENNA") as t:
         t.addrows(n_all)
         t.putcol("NAME", names)
         t.putcol("STATION", [f"W{i:02d}" for i in range(n_all)])
@@ -321,7 +323,7 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
         t.putcol("MOUNT", ["ALT-AZ"] * n_all)
         t.putcol("DISH_DIAMETER", np.full(n_all, 25.0))
         t.putcol("FLAG_ROW", np.zeros(n_all, bool))
-    with table(f"{path}::FEED", readonly=False, ack=False) as t:
+    with ms.write_table("FEED") as t:
         t.addrows(n_all)
         t.putcol("ANTENNA_ID", np.arange(n_all))
         t.putcol("FEED_ID", np.zeros(n_all, int))
@@ -335,7 +337,7 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
         t.putcol("POL_RESPONSE", np.tile(np.eye(2, dtype=complex), (n_all, 1, 1)))
         t.putcol("POSITION", np.zeros((n_all, 3)))
         t.putcol("RECEPTOR_ANGLE", np.tile([receptor_angle, receptor_angle + np.pi / 2], (n_all, 1)))
-    with table(f"{path}::SPECTRAL_WINDOW", readonly=False, ack=False) as t:
+    with ms.write_table("SPECTRAL_WINDOW") as t:
         t.addrows(n_spw)
         for s in range(n_spw):
             fr = spw_freqs[s]
@@ -350,18 +352,18 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
             t.putcell("NAME", s, f"SPW{s}")
             t.putcell("MEAS_FREQ_REF", s, 5)
             t.putcell("NET_SIDEBAND", s, 1)
-    with table(f"{path}::POLARIZATION", readonly=False, ack=False) as t:
+    with ms.write_table("POLARIZATION") as t:
         t.addrows(1)
         t.putcell("NUM_CORR", 0, 4)
         t.putcell("CORR_TYPE", 0, np.array(CORR_CODES[feed]))
         t.putcell("CORR_PRODUCT", 0, np.array([[0, 0, 1, 1], [0, 1, 0, 1]]))
         t.putcell("FLAG_ROW", 0, False)
-    with table(f"{path}::DATA_DESCRIPTION", readonly=False, ack=False) as t:
+    with ms.write_table("DATA_DESCRIPTION") as t:
         t.addrows(n_spw)
         t.putcol("SPECTRAL_WINDOW_ID", np.array(ddid_spw))
         t.putcol("POLARIZATION_ID", np.zeros(n_spw, int))
         t.putcol("FLAG_ROW", np.zeros(n_spw, bool))
-    with table(f"{path}::FIELD", readonly=False, ack=False) as t:
+    with ms.write_table("FIELD") as t:
         t.addrows(len(FIELDS))
         t.putcol("NAME", [f[0] for f in FIELDS])
         t.putcol("CODE", ["C", "C", "T"])
@@ -373,7 +375,7 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
         t.putcol("TIME", np.full(len(FIELDS), times[0]))
         t.putcol("SOURCE_ID", -np.ones(len(FIELDS), int))
         t.putcol("FLAG_ROW", np.zeros(len(FIELDS), bool))
-    with table(f"{path}::OBSERVATION", readonly=False, ack=False) as t:
+    with ms.write_table("OBSERVATION") as t:
         t.addrows(1)
         t.putcell("TELESCOPE_NAME", 0, "VLA")
         t.putcell("TIME_RANGE", 0, np.array([times[0] - int_s / 2, times[-1] + int_s / 2]))
@@ -381,7 +383,7 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
         t.putcell("PROJECT", 0, "SIM")
         t.putcell("RELEASE_DATE", 0, 0.0)
         t.putcell("FLAG_ROW", 0, False)
-    with table(f"{path}::PROCESSOR", readonly=False, ack=False) as t:
+    with ms.write_table("PROCESSOR") as t:
         t.addrows(1)
         t.putcell("TYPE", 0, "CORRELATOR")
         t.putcell("SUB_TYPE", 0, "")
@@ -409,7 +411,7 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     flagrow_mask = rng.uniform(size=n_rows) < flag_rows
     from .. import progress
 
-    with table(path, readonly=False, ack=False) as t, progress.bar("simulate: integrations", n_time) as pbar:
+    with ms.write_table() as t, progress.bar("simulate: integrations", n_time) as pbar:
         t.addrows(n_rows)
         tpw = max(1, rows_per_write // rows_per_time)
         for t0 in range(0, n_time, tpw):

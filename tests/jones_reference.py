@@ -1,4 +1,6 @@
-"""Jones builders (numpy-vectorised, with a numba kernel for the large delay tables).
+"""Reference Jones builders for the tests (numpy-vectorised, with a numba kernel for the large delay
+tables).  They shipped inside the package as alakazam/jones/constructors.py; the package itself
+used only ``parang_jones``, now :func:`alakazam.jones.parang.parang_matrices` (checked against it).
 
 Full matrices have the 2x2 as the last two axes; the diagonal forms used by the fast kernels of
 :mod:`alakazam.jones.algebra` keep only (p, q) as the last axis.  Matrices follow docs/conventions.md;
@@ -7,15 +9,15 @@ delays are in ns, frequencies in Hz (absolute), angles in rad.
 
 import numpy as np
 
-from .._numba import njit
-from .constructors_ad import (
+from alakazam._numba import njit
+from alakazam.errors import AlakazamError
+from jones_reference_ad import (
     crossdelay_jones as _crossdelay_ad,
     crossphase_jones as _crossphase_ad,
     gain_jones as _gain_ad,
     leakage_jones as _leakage_ad,
     parang_jones as _parang_ad,
 )
-from ..errors import AlakazamError
 
 FEED_BASES = ("linear", "circular")
 

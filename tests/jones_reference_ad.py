@@ -1,8 +1,9 @@
-"""Jones builders as pure array functions usable with numpy or ``jax.numpy`` (automatic differentiation).
+"""Reference Jones builders as pure array functions usable with numpy or ``jax.numpy`` (automatic
+differentiation); tests only (they shipped as alakazam/jones/constructors_ad.py, used by no module).
 
 Every function takes an array namespace ``xp`` (``numpy`` by default, ``jax.numpy`` for the JAX
 backend) and uses only element-wise operations and ``stack``, so it traces under ``jax.jit`` and
-``jax.grad``.  Shapes and matrices are those of :mod:`alakazam.jones.constructors` and
+``jax.grad``.  Shapes and matrices are those of tests/jones_reference.py and
 docs/conventions.md; the last two axes are the 2x2 Jones matrix.
 """
 
