@@ -64,15 +64,21 @@ def flag_writes(ms, version, what="apply"):
     m = marker_path(ms, version)
     with open(m, "w") as fh:
         fh.write(f"FLAG writes in progress; restore with: {restore_command(ms, version)}\n")
+    from ..core import columns
     from ..core.ms import flag_writes as handle_flag_writes
 
     try:
+        # inside the try: a signal delivered through another thread (pthread_sigmask holds it for the
+        # main thread only) may interrupt the snapshot, which is then removed like any other
+        columns.begin_writes(ms)    # a kill -9 mid-flush is undone by the next writer (core/columns.py)
         with handle_flag_writes(ms):       # FLAG writes through the MS handle allowed (core/ms.py)
             yield
     except BaseException as e:
         log.error("%s interrupted (%s) while writing FLAG: FLAG may be partly changed; restore it "
                   "with: %s", what, type(e).__name__, restore_command(ms, version))
+        columns.end_writes(ms)
         raise
+    columns.end_writes(ms)
     clear_marker(ms, version)
 
 

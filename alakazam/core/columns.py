@@ -1,4 +1,5 @@
-"""The output column of apply: written so that an interrupted run never leaves unreadable rows.
+"""The output column of apply, and FLAG writes: written so that an interrupted run never leaves
+unreadable rows or an MS that does not open.
 
 Convention (pinned by tests/test_reliability.py):
 
@@ -25,6 +26,11 @@ Convention (pinned by tests/test_reliability.py):
   saved files) are put back and the files the run added are removed.  Data the killed run wrote into
   existing columns stay as written (FLAG is restorable from its flag version; re-running the apply
   rewrites the output column).
+* Every FLAG write (akflag, apply's propagate_flags, a flag-version restore) is inside the same
+  snapshot (:func:`alakazam.calibration.flagsafety.flag_writes`, :func:`alakazam.core.flagversions.restore`)
+  and every run that writes FLAG first calls :func:`recover` under the MS writer lock: a kill -9 of
+  akflag in the middle of casacore's header flush (seen once in a few hundred kills: "FilebufIO::readBlock
+  ... table.f2") is undone by the next akflag, apply or flag restore on that MS.
 """
 
 from __future__ import annotations
@@ -91,13 +97,28 @@ def _clear_snapshot(ms):
     shutil.rmtree(os.path.join(str(ms), SNAPSHOT), ignore_errors=True)
 
 
+_DEPTH = {}                     # realpath of the MS -> nesting depth of begin_writes in this process
+
+
 def begin_writes(ms):
-    """Save what :func:`recover` needs to undo a kill during this apply's writes (module doc)."""
-    _snapshot(ms)
+    """Save what :func:`recover` needs to undo a kill during this run's writes (module doc).  Nested
+    calls (apply with propagate_flags: the column writes, then FLAG writes inside them) keep the
+    outermost snapshot."""
+    k = os.path.realpath(str(ms))
+    if _DEPTH.get(k, 0) == 0:
+        _snapshot(ms)
+    _DEPTH[k] = _DEPTH.get(k, 0) + 1
 
 
 def end_writes(ms):
-    """The apply ended in an orderly way (success, error or Ctrl-C): the snapshot is not needed."""
+    """The run ended in an orderly way (success, error or Ctrl-C): the snapshot is not needed (removed
+    when the outermost :func:`begin_writes` ends)."""
+    k = os.path.realpath(str(ms))
+    d = _DEPTH.get(k, 0) - 1      # < 0: begin_writes was interrupted before it counted (cleared too)
+    if d > 0:
+        _DEPTH[k] = d
+        return
+    _DEPTH.pop(k, None)
     _clear_snapshot(ms)
 
 

@@ -210,7 +210,6 @@ def restore(ms, name, merge="replace"):
     merge: ``'replace'`` (bit-exact copy of the saved flags), ``'or'`` (flagged in either), ``'and'``
     (flagged in both).  The rows are written in chunks of ``CHUNK_ROWS``.
     """
-    from casacore.tables import table
 
     from .ms_io import check_ms
 
@@ -225,6 +224,20 @@ def restore(ms, name, merge="replace"):
         have = [v["name"] for v in list_versions(ms)]
         raise AlakazamError(f"versionname: flag version {name!r} not found in {versions_dir(ms)}; saved: "
                             f"{', '.join(have) or 'none'}")
+    from . import columns, locks
+
+    with locks.writer_lock(ms, "ms"):       # one FLAG writer; a killed writer's flush undone first
+        columns.recover(ms)
+        try:
+            columns.begin_writes(ms)
+            _restore_into(ms, path, name, merge)
+        finally:
+            columns.end_writes(ms)
+
+
+def _restore_into(ms, path, name, merge):
+    from casacore.tables import table
+
     with np.load(path) as z, table(str(ms), readonly=False, ack=False) as t:
         fr = z["flag_row"]
         if len(fr) != t.nrows():

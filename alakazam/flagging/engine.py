@@ -130,11 +130,27 @@ def _run_flag(cfg: FlagConfig) -> dict:
     writes = cfg.mode in WRITING_MODES and cfg.action == "apply"
     from . import preapply
     pre = preapply.load(cfg, sel.meta) if getattr(mod, "NEEDS_DATA", False) else None   # before any write
+    if writes:
+        ms_io.release_handle_table(cfg.ms)      # no read-only table of ours beside the writes
+        return _writing(cfg, sel, mod, pre, t_start)
+    return _flag_body(cfg, sel, mod, pre, t_start, writes)
+
+
+def _writing(cfg, sel, mod, pre, t_start):
+    """A writing mode: under the MS writer lock (one writer of FLAG at a time, core/locks.py), after
+    undoing what a killed writer left (core/columns.recover)."""
+    from ..calibration import flagsafety
+    from ..core import columns, locks
+
+    with locks.writer_lock(cfg.ms, "ms"):
+        columns.recover(cfg.ms)
+        flagsafety.warn_interrupted(cfg.ms)         # an earlier run's marker (before this run's own)
+        return _flag_body(cfg, sel, mod, pre, t_start, True)
+
+
+def _flag_body(cfg, sel, mod, pre, t_start, writes):
     from ..calibration import flagsafety
 
-    if writes:
-        flagsafety.warn_interrupted(cfg.ms)         # an earlier run's marker (before this run's own)
-        ms_io.release_handle_table(cfg.ms)      # no read-only table of ours beside the writes
     keys = ("field", "spw", "antenna", "timerange", "scan", "correlation")
     comment = f"akflag mode={cfg.mode}" + "".join(f" {k}={getattr(cfg, k)!r}" for k in keys
                                                   if getattr(cfg, k))
