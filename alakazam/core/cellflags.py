@@ -54,9 +54,8 @@ the extension again (:func:`extend`).
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from .._numba import njit, pjit
+from .._numba import njit, threaded
 from .rfi import MAD_TO_SIGMA, MIN_CHANNELS, _median
 
 #: minimum rows of a group (and usable samples of a channel) for statistics
@@ -83,11 +82,12 @@ MAX_STAT_SAMPLES = 256
 BLOCK_INTEGRATIONS = 8
 
 
-@pjit
-def _bad_values(data, model, weight, flag, out, use_model):
+@njit
+def _bad_values(start, stride, data, model, weight, flag, out, use_model):
+    # rows start, start + stride, ... (_numba.threaded; each row writes only out[row])
     n_row, n_chan, n_corr = data.shape
-    n_bad = np.zeros(n_row, np.int64)
-    for row in prange(n_row):
+    n_bad = 0
+    for row in range(start, n_row, stride):
         nb = 0
         for chan in range(n_chan):
             mbad = False
@@ -109,8 +109,8 @@ def _bad_values(data, model, weight, flag, out, use_model):
                 if mbad or not (np.isfinite(v.real) and np.isfinite(v.imag)) or not np.isfinite(w) or w < 0:
                     out[row, chan, c] = True
                     nb += 1
-        n_bad[row] = nb
-    return n_bad.sum()
+        n_bad += nb
+    return n_bad
 
 
 def flag_bad_values(data, model, weight, flag):
@@ -123,7 +123,7 @@ def flag_bad_values(data, model, weight, flag):
     use_model = model is not None
     m = model if use_model else np.zeros((1, 1, 1), np.complex64)
     w = np.broadcast_to(weight, data.shape)
-    n = _bad_values(data, m, w, np.asarray(flag, bool), out, use_model)
+    n = sum(threaded(_bad_values, data.shape[0], data, m, w, np.asarray(flag, bool), out, use_model))
     return out, int(n)
 
 
@@ -139,17 +139,18 @@ def _ratio(data, model, row, chan, c, use_model):
     return np.sqrt(v2)
 
 
-@pjit
-def _levels_and_ratios(data, model, out, rows, lo, hi, use_corr, use_model, level, buf, stride):
+@njit
+def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, use_model, level, buf, stride):
     # one row-parallel pass over the rows[lo:hi] of a group (each row writes its own level and its own
     # column of buf: race-free): level[row, k] = median of x over the row's unflagged channels, every
     # stride-th (NaN when too few), buf[k, chan, i] = x / level (NaN: flagged or unusable), so the
     # per-channel statistics then read contiguous memory
+    # (rows i = start, start + step, ... of the group on this thread: _numba.threaded)
     n_chan = data.shape[1]
-    for i in prange(hi - lo):
+    x = np.empty(n_chan)
+    xs = np.empty(n_chan)
+    for i in range(start, hi - lo, step):
         row = rows[lo + i]
-        x = np.empty(n_chan)
-        xs = np.empty(n_chan)
         for k in range(len(use_corr)):
             c = use_corr[k]
             cnt = 0
@@ -211,15 +212,16 @@ def _bursts(out, level, seg_rows, seg_bounds, threshold, burst):
     return n_new
 
 
-@pjit
-def _time_direction(buf, out, rows, lo, threshold, med, sig, nuse, burst, step):
+@njit
+def _time_direction(start, stride, buf, out, rows, lo, threshold, med, sig, nuse, burst, step):
     # per channel (parallel): median and MAD across the group's rows of x / level(row), per parallel
     # hand; per-sample outliers flagged in every correlation (each channel writes only its own
     # column of ``out``: race-free)
     n_k, n_chan, n = buf.shape
     n_corr = out.shape[2]
-    for chan in prange(n_chan):
-        xs = np.empty(n)
+    # (channels start, start + stride, ... on this thread: _numba.threaded)
+    xs = np.empty(n)
+    for chan in range(start, n_chan, stride):
         for k in range(n_k):
             cnt = 0
             for i in range(0, n, step):             # the statistics from every step-th row
@@ -410,7 +412,8 @@ def flag_persistent(data, model, flag, group, ant1, ant2, use_corr, threshold):
     for i in range(len(bounds) - 1):
         lo, hi = int(bounds[i]), int(bounds[i + 1])
         buf = np.empty((n_k, n_chan, hi - lo))
-        _levels_and_ratios(data, m, out, order, lo, hi, use_corr, use_model, level, buf, stride)
+        threaded(_levels_and_ratios, hi - lo, data, m, out, order, lo, hi, use_corr, use_model, level, buf,
+                 stride)
         sb = seg_bounds[(seg_bounds >= lo) & (seg_bounds <= hi)]
         _bursts(out, level, seg_rows, sb, thr, burst)
         if hi - lo < MIN_ROWS:
@@ -419,7 +422,7 @@ def flag_persistent(data, model, flag, group, ant1, ant2, use_corr, threshold):
         sig = np.full((n_chan, n_k), np.nan)
         nuse = np.zeros((n_chan, n_k), np.int64)
         step = max(1, -(-(hi - lo) // MAX_STAT_SAMPLES))
-        _time_direction(buf, out, order, lo, thr, med, sig, nuse, burst, step)
+        threaded(_time_direction, buf.shape[1], buf, out, order, lo, thr, med, sig, nuse, burst, step)
         _channel_and_extend(out, flag, order, lo, hi, use_corr, thr, med, sig, nuse, cross)
     return out, int(out.sum() - np.count_nonzero(flag))
 

@@ -17,7 +17,7 @@ row loop is parallel (prange) and race-free.
 import numpy as np
 from numba import prange
 
-from .._numba import njit, pjit
+from .._numba import njit, pjit, threaded
 
 
 @njit(inline="always")
@@ -190,7 +190,6 @@ def _inverse2x2_or_nan(j, out, ok):
             ok[i] = False
 
 
-@pjit
 def correct_full_inv(data, jinv, jok, tidx, ant1, ant2, out, out_flag):  # -> n flagged
     r""":func:`correct_full` with a precomputed inverse table ``(jinv, jok)`` of
     :func:`full_inverse_table`: ``V' = Jinv_p V Jinv_q^H``, the same products as correct_full (equal
@@ -198,10 +197,17 @@ def correct_full_inv(data, jinv, jok, tidx, ant1, ant2, out, out_flag):  # -> n 
 
     Flags what correct_full flags: all four correlations where either matrix is singular or
     non-finite (``jok`` False); ``out`` is 0 there and ``out_flag`` True (never cleared).  ``out`` may
-    be ``data`` itself.  Returns the number of samples flagged here."""
+    be ``data`` itself.  Returns the number of samples flagged here.  Rows on numba's threads
+    (:func:`alakazam._numba.threaded`: each row writes only its own output)."""
+    return int(sum(threaded(_correct_full_inv_rows, data.shape[0], data, jinv, jok, tidx, ant1, ant2, out,
+                            out_flag)))
+
+
+@njit
+def _correct_full_inv_rows(start, stride, data, jinv, jok, tidx, ant1, ant2, out, out_flag):
     n_row, n_chan, n_corr = data.shape
     n_bad = 0
-    for row in prange(n_row):
+    for row in range(start, n_row, stride):
         t = tidx[row]
         a = ant1[row]
         b = ant2[row]
@@ -240,14 +246,15 @@ def compose_inverse_table(n_t, n_ant, n_chan, diag=None, sky=None, parang=None):
     p = eye[:, :, 0] if parang is None else np.ascontiguousarray(parang, np.complex128)
     inv = np.empty((n_t, n_ant, n_chan, 2, 2), np.complex128)
     ok = np.empty((n_t, n_ant, n_chan), np.bool_)
-    _compose_inverse(d, diag is not None, s, sky is not None, p, parang is not None, inv, ok)
+    threaded(_compose_inverse, n_t * n_ant, d, diag is not None, s, sky is not None, p, parang is not None,
+             inv, ok)
     return inv, ok
 
 
-@pjit
-def _compose_inverse(d, has_d, s, has_s, p, has_p, out, ok):
+@njit
+def _compose_inverse(start, stride, d, has_d, s, has_s, p, has_p, out, ok):
     n_t, n_ant, n_chan = ok.shape
-    for k in prange(n_t * n_ant):
+    for k in range(start, n_t * n_ant, stride):
         t = k // n_ant
         a = k % n_ant
         for c in range(n_chan):
@@ -293,13 +300,17 @@ def _compose_inverse(d, has_d, s, has_s, p, has_p, out, ok):
                 ok[t, a, c] = False
 
 
-@pjit
 def merge_flags(flag, bad):  # -> number of samples newly flagged
     """``flag |= bad`` in place (both (row, chan, corr) bool); returns how many samples were not
     flagged in ``flag`` and are in ``bad`` (the samples apply flags because of their solutions)."""
+    return int(sum(threaded(_merge_flags_rows, flag.shape[0], flag, bad)))
+
+
+@njit
+def _merge_flags_rows(start, stride, flag, bad):
     n_row, n_chan, n_corr = flag.shape
     n_new = 0
-    for row in prange(n_row):
+    for row in range(start, n_row, stride):
         for chan in range(n_chan):
             for c in range(n_corr):
                 if bad[row, chan, c] and not flag[row, chan, c]:
