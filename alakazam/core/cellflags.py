@@ -153,7 +153,7 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
         row = rows[lo + i]
         for k in range(len(use_corr)):
             c = use_corr[k]
-            cnt = 0
+            cnt = np.int64(0)     # not a literal 0: _median compiles once (int64), not twice
             for chan in range(n_chan):
                 x[chan] = np.nan
                 if out[row, chan, c]:
@@ -184,7 +184,7 @@ def _bursts(out, level, seg_rows, seg_bounds, threshold, burst):
             continue
         buf = np.empty(n)
         for k in range(n_k):
-            cnt = 0
+            cnt = np.int64(0)
             for i in range(lo, hi):
                 v = level[seg_rows[i], k]
                 if np.isfinite(v):
@@ -193,7 +193,7 @@ def _bursts(out, level, seg_rows, seg_bounds, threshold, burst):
             if cnt < 3:
                 continue
             m = _median(buf, cnt)
-            cnt2 = 0
+            cnt2 = np.int64(0)
             for i in range(lo, hi):
                 v = level[seg_rows[i], k]
                 if np.isfinite(v):
@@ -223,7 +223,7 @@ def _time_direction(start, stride, buf, out, rows, lo, threshold, med, sig, nuse
     xs = np.empty(n)
     for chan in range(start, n_chan, stride):
         for k in range(n_k):
-            cnt = 0
+            cnt = np.int64(0)
             for i in range(0, n, step):             # the statistics from every step-th row
                 v = buf[k, chan, i]
                 if np.isfinite(v) and not burst[rows[lo + i]]:
@@ -249,7 +249,7 @@ def _time_direction(start, stride, buf, out, rows, lo, threshold, med, sig, nuse
 
 @njit
 def _running_median(v, ok, chan, buf):
-    nb = 0
+    nb = np.int64(0)
     for j in range(max(0, chan - HALF_WINDOW), min(len(v), chan + HALF_WINDOW + 1)):
         if ok[j]:
             buf[nb] = v[j]
@@ -291,7 +291,7 @@ def _channel_and_extend(out, prior, rows, lo, hi, use_corr, threshold, med, sig,
             n_ok += ok[chan]
         if n_ok < MIN_CHANNELS:
             continue
-        nd = 0
+        nd = np.int64(0)
         for chan in range(n_chan):
             d[chan] = np.nan
             if not ok[chan]:

@@ -97,7 +97,7 @@ def _mad_flag(start, stride, data, model, flag, threshold, out, use_model):
     xs = np.empty(n_chan)
     for row in range(start, n_row, stride):
         for corr in range(n_corr):
-            n = 0
+            n = np.int64(0)     # not a literal 0: _median compiles once (int64), not twice
             for chan in range(n_chan):
                 x[chan] = np.nan
                 if flag[row, chan, corr]:
