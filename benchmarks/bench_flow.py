@@ -449,6 +449,7 @@ def fullpol_child(spec):
 
     quiet_logging()
     t0 = time.perf_counter()
+    c0 = time.process_time()
     if spec.get("warm_ms"):
         os.makedirs(spec["warm_out"], exist_ok=True)
         _clean_tables(spec["warm_out"])
@@ -457,7 +458,9 @@ def fullpol_child(spec):
             if name == "apply":
                 _restore_apply_flags(spec["warm_ms"], r)
     warm = time.perf_counter() - t0
-    res = {"warmup": warm, "stages": {}}
+    # CPU seconds of the warm-up (all threads): the compile work, less sensitive than the wall time to
+    # the other jobs of a shared machine
+    res = {"warmup": warm, "warmup_cpu": time.process_time() - c0, "stages": {}}
     if spec.get("ms"):
         os.makedirs(spec["out"], exist_ok=True)
         only = spec.get("stages")           # None = every stage (the tables are rebuilt)
@@ -589,12 +592,15 @@ def fullpol_main(args):
         # cold start: the tiny recipe with an empty numba cache, then with the cache it filled
         with tempfile.TemporaryDirectory(prefix="ak_numba_cold_") as cache:
             env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-            cold = run_fullpol_child({"warm_ms": warm_ms, "warm_out": warm_out}, env)["warmup"]
-            hot = run_fullpol_child({"warm_ms": warm_ms, "warm_out": warm_out}, env)["warmup"]
+            rc = run_fullpol_child({"warm_ms": warm_ms, "warm_out": warm_out}, env)
+            rh = run_fullpol_child({"warm_ms": warm_ms, "warm_out": warm_out}, env)
+            cold, hot = rc["warmup"], rh["warmup"]
+            cpu = (rc["warmup_cpu"], rh["warmup_cpu"])
         load.append(os.getloadavg()[0])
         if args.cold_start_only:
             print(f"\ncold start (tiny recipe, empty numba cache): {cold:.1f} s vs {hot:.1f} s cached: "
-                  f"+{cold - hot:.1f} s  (target <= 15 s: {'PASS' if cold - hot <= 15 else 'FAIL'})")
+                  f"+{cold - hot:.1f} s  (target <= 15 s: {'PASS' if cold - hot <= 15 else 'FAIL'}); "
+                  f"CPU {cpu[0]:.1f} s vs {cpu[1]:.1f} s: +{cpu[0] - cpu[1]:.1f} s")
             print("load average (1 min) at start / after: " + " / ".join(f"{x:.2f}" for x in load)
                   + f" on {os.cpu_count()} cores")
             return {"cold": cold, "hot": hot, "load": load}
