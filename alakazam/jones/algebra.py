@@ -43,13 +43,13 @@ def diag_inverse_table(jd):
     contiguous complex128 table of the same shape (one parallel pass)."""
     jd = np.ascontiguousarray(jd, np.complex128)
     inv = np.empty(jd.shape, np.complex128)
-    _inverse_or_nan(jd.reshape(-1), inv.reshape(-1))
+    threaded(_inverse_or_nan, jd.size, jd.reshape(-1), inv.reshape(-1))
     return inv
 
 
-@pjit
-def _inverse_or_nan(z, out):
-    for i in prange(z.shape[0]):
+@njit
+def _inverse_or_nan(start, stride, z, out):
+    for i in range(start, z.shape[0], stride):
         v = z[i]
         if v == 0 or not np.isfinite(v.real) or not np.isfinite(v.imag):
             out[i] = np.nan
@@ -61,7 +61,6 @@ def _inverse_or_nan(z, out):
                 out[i] = w
 
 
-@pjit
 def correct_diag_inv(data, jinv, tidx, ant1, ant2, out, out_flag, zero_bad=True):  # -> n flagged
     r"""Correct data with diagonal Jones, :math:`V' = J_p^{-1} V J_q^{-H}`, with a precomputed inverse
     table (:func:`diag_inverse_table`): per correlation c = (i, j),
@@ -74,11 +73,18 @@ def correct_diag_inv(data, jinv, tidx, ant1, ant2, out, out_flag, zero_bad=True)
     overflows, is flagged here).  ``out_flag`` is
     set True there (never cleared) and ``out`` is 0 (``zero_bad``, as correct_diag) or the uncorrected
     ``data`` (``zero_bad=False``).  ``out`` may be ``data`` itself (in place).  Returns the number of
-    samples flagged here (with a zero ``out_flag`` on input: ``out_flag.sum()``).
+    samples flagged here (with a zero ``out_flag`` on input: ``out_flag.sum()``).  Rows on numba's
+    threads (:func:`alakazam._numba.threaded`: each row writes only its own output).
     """
+    return int(sum(threaded(_correct_diag_inv_rows, data.shape[0], data, jinv, tidx, ant1, ant2, out,
+                            out_flag, bool(zero_bad))))
+
+
+@njit
+def _correct_diag_inv_rows(start, stride, data, jinv, tidx, ant1, ant2, out, out_flag, zero_bad):
     n_row, n_chan, n_corr = data.shape
     n_bad = 0
-    for row in prange(n_row):
+    for row in range(start, n_row, stride):
         t = tidx[row]
         a = ant1[row]
         b = ant2[row]
