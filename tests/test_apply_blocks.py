@@ -76,3 +76,30 @@ def test_blocks_bit_identical_to_one_block(solved, tmp_path, interp, parang, mod
     for k in ("samples", "no_solution", "flagged_by_solution", "flagged_by_term"):
         assert many[0][k] == one[0][k]
     assert one[0]["flagged_by_solution"] + one[0]["no_solution"] > 0     # the dead scan counted
+
+
+def test_correct_full_inv_keeps_data_in_place():
+    """calonly in place (the full 2x2 path no longer needs a second chunk-sized output): with
+    zero_bad=False the samples without a valid solution keep the uncorrected data, the others are
+    the zero_bad=True values, the flags and the count are the same."""
+    from alakazam.jones import algebra
+
+    rng = np.random.default_rng(7)
+    n_t, n_ant, n_chan, n_row = 3, 4, 5, 60
+    j = rng.standard_normal((n_t, n_ant, n_chan, 2, 2)) + 1j * rng.standard_normal((n_t, n_ant, n_chan, 2, 2))
+    j[rng.random((n_t, n_ant, n_chan)) < 0.2] = np.nan
+    inv, ok = algebra.full_inverse_table(j)
+    data = (rng.standard_normal((n_row, n_chan, 4)) + 1j * rng.standard_normal((n_row, n_chan, 4))).astype(
+        np.complex64)
+    tidx, a1, a2 = (rng.integers(0, n, n_row) for n in (n_t, n_ant, n_ant))
+    ref = np.empty_like(data)
+    ref_bad = np.zeros(data.shape, bool)
+    n_ref = algebra.correct_full_inv(data, inv, ok, tidx, a1, a2, ref, ref_bad)
+    ref[ref_bad] = data[ref_bad]                    # what apply did out of place in calonly
+    src = data.copy()
+    bad = np.zeros(data.shape, bool)
+    n = algebra.correct_full_inv(src, inv, ok, tidx, a1, a2, src, bad, False)
+    assert n == n_ref > 0 and (~bad).any()
+    np.testing.assert_array_equal(bad, ref_bad)
+    np.testing.assert_array_equal(src, ref)
+    np.testing.assert_array_equal(src[bad], data[bad])

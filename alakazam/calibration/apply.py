@@ -302,14 +302,15 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
                     bad[r0:r1], not kept))     # = bad.sum() (bad starts False)
             elif sky is not None or par is not None:
                 # J = diag D P composed and inverted once per (time, antenna, channel), not per visibility;
-                # in place when flagged samples need not keep the uncorrected data (as the diagonal path)
+                # in place in the chunk just read (as the diagonal path: samples without a valid
+                # solution keep the uncorrected data unless they are flagged)
                 if out is None:
-                    out = (sub if propagate and all_chans and sub.flags.writeable else
-                           np.empty(sub.shape, data.dtype))
+                    out = sub if all_chans and sub.flags.writeable else np.empty(sub.shape, data.dtype)
+                kept = not propagate
                 inv, ok = algebra.compose_inverse_table(t1 - t0, len(names), len(freqs), diag, sky, par)
                 del diag, sky
-                nsol = (nsol or 0) + int(algebra.correct_full_inv(sub[r0:r1], inv, ok, btix, a1[r0:r1],
-                                                                  a2[r0:r1], out[r0:r1], bad[r0:r1]))
+                nsol = (nsol or 0) + int(algebra.correct_full_inv(
+                    sub[r0:r1], inv, ok, btix, a1[r0:r1], a2[r0:r1], out[r0:r1], bad[r0:r1], not kept))
                 del inv, ok
             else:
                 if out is None:

@@ -196,21 +196,22 @@ def _inverse2x2_or_nan(j, out, ok):
             ok[i] = False
 
 
-def correct_full_inv(data, jinv, jok, tidx, ant1, ant2, out, out_flag):  # -> n flagged
+def correct_full_inv(data, jinv, jok, tidx, ant1, ant2, out, out_flag, zero_bad=True):  # -> n flagged
     r""":func:`correct_full` with a precomputed inverse table ``(jinv, jok)`` of
     :func:`full_inverse_table`: ``V' = Jinv_p V Jinv_q^H``, the same products as correct_full (equal
     to the last bit), without the per-visibility determinant and eight divisions.
 
     Flags what correct_full flags: all four correlations where either matrix is singular or
-    non-finite (``jok`` False); ``out`` is 0 there and ``out_flag`` True (never cleared).  ``out`` may
-    be ``data`` itself.  Returns the number of samples flagged here.  Rows on numba's threads
+    non-finite (``jok`` False); ``out`` is 0 there (``zero_bad``) or the uncorrected ``data``
+    (``zero_bad=False``, as :func:`correct_diag_inv`) and ``out_flag`` True (never cleared).  ``out``
+    may be ``data`` itself.  Returns the number of samples flagged here.  Rows on numba's threads
     (:func:`alakazam._numba.threaded`: each row writes only its own output)."""
     return int(sum(threaded(_correct_full_inv_rows, data.shape[0], data, jinv, jok, tidx, ant1, ant2, out,
-                            out_flag)))
+                            out_flag, bool(zero_bad))))
 
 
 @njit
-def _correct_full_inv_rows(start, stride, data, jinv, jok, tidx, ant1, ant2, out, out_flag):
+def _correct_full_inv_rows(start, stride, data, jinv, jok, tidx, ant1, ant2, out, out_flag, zero_bad):
     n_row, n_chan, n_corr = data.shape
     n_bad = 0
     for row in range(start, n_row, stride):
@@ -220,7 +221,7 @@ def _correct_full_inv_rows(start, stride, data, jinv, jok, tidx, ant1, ant2, out
         for chan in range(n_chan):
             if not (jok[t, a, chan] and jok[t, b, chan]):
                 for c in range(4):
-                    out[row, chan, c] = 0
+                    out[row, chan, c] = 0 if zero_bad else data[row, chan, c]
                     out_flag[row, chan, c] = True
                 n_bad += 4
                 continue
