@@ -262,7 +262,6 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         utimes, tidx = np.unique(ch.time, return_inverse=True)
         tscan = np.zeros(len(utimes), np.int64)
         tscan[tidx] = ch.scan               # flagged solutions are not bridged across scans
-        # P (n_t, n_ant, 2, 2): composed with the other terms per channel by the kernel below
         all_chans = len(chans) == data.shape[1] and bool(np.all(chans == np.arange(data.shape[1])))
         sub = data if all_chans else data[:, chans]
         # corrected in double precision by the kernels, rounded once to the stored type on assignment
@@ -274,8 +273,9 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         nsol = None
         propagate = _am.writes_flags(mode)
         out = None
-        # P (n_t, n_ant, 2, 2) of the whole chunk (small), sliced per block: the parallactic angle's
-        # measures anchors depend on the span of the times asked (jones/parang.py), not on a block's
+        # P (n_t, n_ant, 2, 2), composed with the other terms per channel by the kernels below: of the
+        # whole chunk (small), sliced per block (the parallactic angle's measures anchors depend on the
+        # span of the times asked, jones/parang.py: a block's own P would differ in the last bits)
         par_all = chain.parang_table(meta, fld, utimes, spw.feed_basis) if cfg.apply_parang else None
         # the chain's (time, antenna, channel) tables a block of times at a time (applyblocks.py): each
         # term is evaluated once per block; its flags serve the counts below
