@@ -4,7 +4,7 @@ The apply reads a chunk of rows (DATA + FLAG, within the memory limit), corrects
 Its Jones tables are per (time, antenna, channel): the composed inverse (64 B), the diagonal and D
 products and each term's evaluation (several complex128 2x2 or 2-vectors), i.e. ~1 kB per (time,
 antenna, channel) at their peak, against ~36 B per (row, channel) of the chunk (4 complex64 + 4
-flags).  With 27 antennas (351 baselines) the tables of a whole chunk are ~0.8x the chunk itself;
+flags).  With 25 antennas (300 baselines) the tables of a whole chunk were ~0.8x the chunk itself;
 evaluated for one block of times at a time they are ~1/N_BLOCKS of that (issue 16: apply peak memory
 <= 1.5x the largest chunk).
 
