@@ -357,5 +357,4 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         pbar.advance(ch.n_row)
         # nothing of this chunk outlives it: the next read does not add to it (issue 16 peak memory)
         ch = data = flag = sub = out = full = bad = newflag = par_all = None
-        _blocks.release_free_memory()
 

@@ -46,31 +46,3 @@ def time_blocks(tidx, n_blocks=None):
         out.append((int(starts[t0]), int(starts[t1]), t0, t1))
         t0 = t1
     return out
-
-
-def release_free_memory():
-    """Hand the C heap's free pages back to the OS (glibc ``malloc_trim(0)``; elsewhere nothing).
-
-    The apply frees each chunk (and its block tables, and casacore's read caches) before the next
-    read, but tables of a few MB come from the heap, not from their own mmap, and glibc keeps the
-    freed heap pages resident: without a trim the RSS creeps up by tens of MB per chunk and the next
-    chunk lands on top of it.  Returns True when the trim ran."""
-    global _TRIM
-    if _TRIM is None:
-        _TRIM = False
-        try:
-            import ctypes
-            import ctypes.util
-
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            _TRIM = libc.malloc_trim
-            _TRIM.argtypes = [ctypes.c_size_t]
-        except (OSError, AttributeError, TypeError):
-            _TRIM = False
-    if _TRIM is False:
-        return False
-    _TRIM(0)
-    return True
-
-
-_TRIM = None
