@@ -103,3 +103,50 @@ def test_correct_full_inv_keeps_data_in_place():
     np.testing.assert_array_equal(bad, ref_bad)
     np.testing.assert_array_equal(src, ref)
     np.testing.assert_array_equal(src[bad], data[bad])
+
+
+def test_chunk_freed_before_next_read_and_tables_per_block(solved, tmp_path, monkeypatch):
+    """Issue 16 peak memory: when the apply reads a chunk, nothing of the previous chunk (its DATA /
+    output, its FLAG) is alive any more, and the chain is evaluated for one block of times at a time,
+    never for a whole multi-block chunk."""
+    import gc
+    import weakref
+
+    from alakazam.calibration import chain
+    from alakazam.core import ms_io
+
+    ms, cal = solved
+    dst = str(tmp_path / "m.ms")
+    shutil.copytree(ms, dst)
+    alive = []
+    n_reads = []
+    chunk_nt = []
+    orig_read = ms_io.read_rows
+
+    def read_rows(*a, **k):
+        n_reads.append(sum(r() is not None for r in alive))       # before this read
+        ch = orig_read(*a, **k)
+        alive[:] = [weakref.ref(ch.data), weakref.ref(ch.flag)]
+        chunk_nt.append(len(np.unique(ch.time)))
+        return ch
+
+    sizes = []
+    orig_compose = chain.compose
+
+    def compose(terms, spw_id, times, *a, **k):
+        sizes.append(len(times))
+        return orig_compose(terms, spw_id, times, *a, **k)
+
+    monkeypatch.setattr(ms_io, "read_rows", read_rows)
+    monkeypatch.setattr(chain, "compose", compose)
+    gc.disable()                    # freed by reference counting, not by a collection
+    try:
+        run_apply(apply_config_from_dict(dict(ms=dst, jones=["G0", "G1"], tables=[cal, cal],
+                                              apply_parang=True, propagate_flags=True,
+                                              memory_limit_gb=2e-4)))
+    finally:
+        gc.enable()
+    assert len(n_reads) > 3                                             # several chunks per field
+    assert n_reads == [0] * len(n_reads)
+    assert max(chunk_nt) >= 8
+    assert len(sizes) > len(n_reads) and 2 * max(sizes) <= max(chunk_nt)
