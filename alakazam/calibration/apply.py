@@ -22,6 +22,7 @@ import numpy as np
 
 from ..config import ApplyConfig
 from ..errors import AlakazamError
+from . import applyblocks as _blocks
 from . import applymode as _am
 from . import chain
 
@@ -261,17 +262,6 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         utimes, tidx = np.unique(ch.time, return_inverse=True)
         tscan = np.zeros(len(utimes), np.int64)
         tscan[tidx] = ch.scan               # flagged solutions are not bridged across scans
-        bad_by_key = {}         # each term evaluated once per chunk: its flags serve the counts below
-        diag, sky = chain.compose(terms, spw.spw_id, utimes, freqs, names, fld.name, (fld.ra, fld.dec),
-                                  time_scan=tscan, bad_out=bad_by_key)
-        if per_term is not None:
-            for k, n in _am.term_flag_counts(terms, spw.spw_id, utimes, freqs, names, fld,
-                                             tidx.astype(np.int64), ch.ant1.astype(np.int64),
-                                             ch.ant2.astype(np.int64), flag, chans, tscan,
-                                             bad_by_key).items():
-                per_term[(k, fld.name)] = per_term.get((k, fld.name), 0) + n
-        # P (n_t, n_ant, 2, 2): composed with the other terms per channel by the kernel below
-        par = chain.parang_table(meta, fld, utimes, spw.feed_basis) if cfg.apply_parang else None
         all_chans = len(chans) == data.shape[1] and bool(np.all(chans == np.arange(data.shape[1])))
         sub = data if all_chans else data[:, chans]
         # corrected in double precision by the kernels, rounded once to the stored type on assignment
@@ -282,21 +272,51 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         kept = False            # samples without a valid solution already hold the uncorrected data
         nsol = None
         propagate = _am.writes_flags(mode)
-        if sky is None and par is None and diag is not None:
-            # a product with the precomputed inverse instead of a division per sample (same flags);
-            # in place in the chunk just read (it is not used afterwards): no second chunk-sized array
-            out = sub if all_chans and sub.flags.writeable else np.empty(sub.shape, data.dtype)
-            kept = not propagate
-            nsol = int(algebra.correct_diag_inv(sub, algebra.diag_inverse_table(diag), tix, a1, a2, out,
-                                                bad, not kept))     # = bad.sum() (bad starts False)
-        elif sky is not None or par is not None:
-            # J = diag D P composed and inverted once per (time, antenna, channel), not per visibility;
-            # in place when flagged samples need not keep the uncorrected data (as the diagonal path)
-            out = sub if propagate and all_chans and sub.flags.writeable else np.empty(sub.shape, data.dtype)
-            inv, ok = algebra.compose_inverse_table(len(utimes), len(names), len(freqs), diag, sky, par)
-            nsol = int(algebra.correct_full_inv(sub, inv, ok, tix, a1, a2, out, bad))
-        else:
-            out = sub.copy()
+        out = None
+        # P (n_t, n_ant, 2, 2), composed with the other terms per channel by the kernels below: of the
+        # whole chunk (small), sliced per block (the parallactic angle's measures anchors depend on the
+        # span of the times asked, jones/parang.py: a block's own P would differ in the last bits)
+        par_all = chain.parang_table(meta, fld, utimes, spw.feed_basis) if cfg.apply_parang else None
+        # the chain's (time, antenna, channel) tables a block of times at a time (applyblocks.py): each
+        # term is evaluated once per block; its flags serve the counts below
+        for r0, r1, t0, t1 in _blocks.time_blocks(tix):
+            bt = slice(t0, t1)
+            btix = tix[r0:r1] - t0 if t0 else tix[r0:r1]
+            bad_by_key = {}
+            diag, sky = chain.compose(terms, spw.spw_id, utimes[bt], freqs, names, fld.name,
+                                      (fld.ra, fld.dec), time_scan=tscan[bt], bad_out=bad_by_key)
+            if per_term is not None:
+                for k, n in _am.term_flag_counts(terms, spw.spw_id, utimes[bt], freqs, names, fld, btix,
+                                                 a1[r0:r1], a2[r0:r1], flag[r0:r1], chans, tscan[bt],
+                                                 bad_by_key).items():
+                    per_term[(k, fld.name)] = per_term.get((k, fld.name), 0) + n
+            par = None if par_all is None else par_all[bt]
+            if sky is None and par is None and diag is not None:
+                # a product with the precomputed inverse instead of a division per sample (same flags);
+                # in place in the chunk just read (it is not used afterwards): no second chunk-sized array
+                if out is None:
+                    out = sub if all_chans and sub.flags.writeable else np.empty(sub.shape, data.dtype)
+                kept = not propagate
+                nsol = (nsol or 0) + int(algebra.correct_diag_inv(
+                    sub[r0:r1], algebra.diag_inverse_table(diag), btix, a1[r0:r1], a2[r0:r1], out[r0:r1],
+                    bad[r0:r1], not kept))     # = bad.sum() (bad starts False)
+            elif sky is not None or par is not None:
+                # J = diag D P composed and inverted once per (time, antenna, channel), not per visibility;
+                # in place in the chunk just read (as the diagonal path: samples without a valid
+                # solution keep the uncorrected data unless they are flagged)
+                if out is None:
+                    out = sub if all_chans and sub.flags.writeable else np.empty(sub.shape, data.dtype)
+                kept = not propagate
+                inv, ok = algebra.compose_inverse_table(t1 - t0, len(names), len(freqs), diag, sky, par)
+                del diag, sky
+                nsol = (nsol or 0) + int(algebra.correct_full_inv(
+                    sub[r0:r1], inv, ok, btix, a1[r0:r1], a2[r0:r1], out[r0:r1], bad[r0:r1], not kept))
+                del inv, ok
+            else:
+                if out is None:
+                    out = np.empty(sub.shape, data.dtype)
+                out[r0:r1] = sub[r0:r1]
+            bad_by_key = diag = sky = par = None
         counts["rows"] += ch.n_row
         counts["samples"] += int(sub.size)
         if nsol is None:
@@ -335,4 +355,6 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
             _calwt.write(cfg.ms, ch.rownr, fac, chans, len(freqs_all), propagate, cmask,
                          put=lambda col, rows, values: write(cfg, col, rows, values, None))
         pbar.advance(ch.n_row)
+        # nothing of this chunk outlives it: the next read does not add to it (issue 16 peak memory)
+        ch = data = flag = sub = out = full = bad = newflag = par_all = None
 

@@ -11,9 +11,8 @@ weighted average, whose inverse variance is ``w_sum``.
 
 import numba
 import numpy as np
-from numba import prange
 
-from .._numba import njit, pjit, threaded
+from .._numba import njit, threaded
 from ..jones.algebra import sandwich
 
 
@@ -24,11 +23,12 @@ from ..jones.algebra import sandwich
 _SWAP = np.array([0, 2, 1, 3], np.int64)
 
 
-@pjit
-def _accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, order, part_lo,
-                          tidx, t_off, ant1, ant2, acc_bin, row_bl, fsamp_of_chan, corr_src,
+@njit
+def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, order,
+                          part_lo, tidx, t_off, ant1, ant2, acc_bin, row_bl, fsamp_of_chan, corr_src,
                           ginv, gbad, sky, skybad):
-    # prange over partitions of baselines: order[part_lo[p]:part_lo[p + 1]] are the rows of the
+    # partitions start, start + stride, ... on this thread (_numba.threaded) of the baselines:
+    # order[part_lo[p]:part_lo[p + 1]] are the rows of the
     # baselines of partition p (a baseline is in one partition only) -> each thread owns the output
     # slices [:, b] of its baselines and w_row of its rows: race-free.  Within a partition rows keep
     # their relative order, so every output element sums its samples in row order (then channel order),
@@ -38,7 +38,7 @@ def _accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, w
     has_diag = ginv.shape[0] > 0
     has_sky = sky.shape[0] > 0
     sky_per_chan = sky.shape[2] > 1         # else one channel serves all (P alone)
-    for p in prange(n_part):
+    for p in range(start, n_part, stride):
         for k in range(part_lo[p], part_lo[p + 1]):
             row = order[k]
             s = acc_bin[row]
@@ -266,7 +266,7 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
         sky = np.ascontiguousarray(np.where(fin, sky, 0))
     else:
         sky, skybad = _NO_SKY
-    _accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, order, part_lo,
-                          np.ascontiguousarray(tidx, np.int64), int(t_off),
-                          np.ascontiguousarray(ant1, np.int64), np.ascontiguousarray(ant2, np.int64),
-                          acc_bin, row_bl, fsamp, corr_src, ginv, gbad, sky, skybad)
+    threaded(_accumulate_corrected, len(part_lo) - 1, vis_sum, model_sum, w_sum, w_row, data, model, flag,
+             weight, order, part_lo, np.ascontiguousarray(tidx, np.int64), int(t_off),
+             np.ascontiguousarray(ant1, np.int64), np.ascontiguousarray(ant2, np.int64),
+             acc_bin, row_bl, fsamp, corr_src, ginv, gbad, sky, skybad)

@@ -54,9 +54,8 @@ the extension again (:func:`extend`).
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from .._numba import njit, pjit, threaded
+from .._numba import njit, threaded
 from .rfi import MAD_TO_SIGMA, MIN_CHANNELS, _median
 
 #: minimum rows of a group (and usable samples of a channel) for statistics
@@ -83,11 +82,12 @@ MAX_STAT_SAMPLES = 256
 BLOCK_INTEGRATIONS = 8
 
 
-@pjit
-def _bad_values(data, model, weight, flag, out, use_model):
+@njit
+def _bad_values(start, stride, data, model, weight, flag, out, use_model):
+    # rows start, start + stride, ... (_numba.threaded; each row writes only out[row])
     n_row, n_chan, n_corr = data.shape
-    n_bad = np.zeros(n_row, np.int64)
-    for row in prange(n_row):
+    n_bad = 0
+    for row in range(start, n_row, stride):
         nb = 0
         for chan in range(n_chan):
             mbad = False
@@ -111,8 +111,8 @@ def _bad_values(data, model, weight, flag, out, use_model):
                     nb += 1
                 else:
                     out[row, chan, c] = False       # every element written: ``out`` may be np.empty
-        n_bad[row] = nb
-    return n_bad.sum()
+        n_bad += nb
+    return n_bad
 
 
 def flag_bad_values(data, model, weight, flag):
@@ -125,7 +125,7 @@ def flag_bad_values(data, model, weight, flag):
     use_model = model is not None
     m = model if use_model else np.zeros((1, 1, 1), np.complex64)
     w = np.broadcast_to(weight, data.shape)
-    n = _bad_values(data, m, w, np.asarray(flag, bool), out, use_model)
+    n = sum(threaded(_bad_values, data.shape[0], data, m, w, np.asarray(flag, bool), out, use_model))
     return out, int(n)
 
 
@@ -141,20 +141,21 @@ def _ratio(data, model, row, chan, c, use_model):
     return np.sqrt(v2)
 
 
-@pjit
-def _levels_and_ratios(data, model, out, rows, lo, hi, use_corr, use_model, level, buf, stride):
+@njit
+def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, use_model, level, buf, stride):
     # one row-parallel pass over the rows[lo:hi] of a group (each row writes its own level and its own
     # column of buf: race-free): level[row, k] = median of x over the row's unflagged channels, every
     # stride-th (NaN when too few), buf[k, chan, i] = x / level (NaN: flagged or unusable), so the
     # per-channel statistics then read contiguous memory
+    # (rows i = start, start + step, ... of the group on this thread: _numba.threaded)
     n_chan = data.shape[1]
-    for i in prange(hi - lo):
+    x = np.empty(n_chan)
+    xs = np.empty(n_chan)
+    for i in range(start, hi - lo, step):
         row = rows[lo + i]
-        x = np.empty(n_chan)
-        xs = np.empty(n_chan)
         for k in range(len(use_corr)):
             c = use_corr[k]
-            cnt = 0
+            cnt = np.int64(0)     # not a literal 0: _median compiles once (int64), not twice
             for chan in range(n_chan):
                 x[chan] = np.nan
                 if out[row, chan, c]:
@@ -185,7 +186,7 @@ def _bursts(out, level, seg_rows, seg_bounds, threshold, burst):
             continue
         buf = np.empty(n)
         for k in range(n_k):
-            cnt = 0
+            cnt = np.int64(0)
             for i in range(lo, hi):
                 v = level[seg_rows[i], k]
                 if np.isfinite(v):
@@ -194,7 +195,7 @@ def _bursts(out, level, seg_rows, seg_bounds, threshold, burst):
             if cnt < 3:
                 continue
             m = _median(buf, cnt)
-            cnt2 = 0
+            cnt2 = np.int64(0)
             for i in range(lo, hi):
                 v = level[seg_rows[i], k]
                 if np.isfinite(v):
@@ -213,17 +214,18 @@ def _bursts(out, level, seg_rows, seg_bounds, threshold, burst):
     return n_new
 
 
-@pjit
-def _time_direction(buf, out, rows, lo, threshold, med, sig, nuse, burst, step):
+@njit
+def _time_direction(start, stride, buf, out, rows, lo, threshold, med, sig, nuse, burst, step):
     # per channel (parallel): median and MAD across the group's rows of x / level(row), per parallel
     # hand; per-sample outliers flagged in every correlation (each channel writes only its own
     # column of ``out``: race-free)
     n_k, n_chan, n = buf.shape
     n_corr = out.shape[2]
-    for chan in prange(n_chan):
-        xs = np.empty(n)
+    # (channels start, start + stride, ... on this thread: _numba.threaded)
+    xs = np.empty(n)
+    for chan in range(start, n_chan, stride):
         for k in range(n_k):
-            cnt = 0
+            cnt = np.int64(0)
             for i in range(0, n, step):             # the statistics from every step-th row
                 v = buf[k, chan, i]
                 if np.isfinite(v) and not burst[rows[lo + i]]:
@@ -249,7 +251,7 @@ def _time_direction(buf, out, rows, lo, threshold, med, sig, nuse, burst, step):
 
 @njit
 def _running_median(v, ok, chan, buf):
-    nb = 0
+    nb = np.int64(0)
     for j in range(max(0, chan - HALF_WINDOW), min(len(v), chan + HALF_WINDOW + 1)):
         if ok[j]:
             buf[nb] = v[j]
@@ -291,7 +293,7 @@ def _channel_and_extend(out, prior, rows, lo, hi, use_corr, threshold, med, sig,
             n_ok += ok[chan]
         if n_ok < MIN_CHANNELS:
             continue
-        nd = 0
+        nd = np.int64(0)
         for chan in range(n_chan):
             d[chan] = np.nan
             if not ok[chan]:
@@ -418,7 +420,8 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
     for i in range(len(bounds) - 1):
         lo, hi = int(bounds[i]), int(bounds[i + 1])
         buf = np.empty((n_k, n_chan, hi - lo))
-        _levels_and_ratios(data, m, out, order, lo, hi, use_corr, use_model, level, buf, stride)
+        threaded(_levels_and_ratios, hi - lo, data, m, out, order, lo, hi, use_corr, use_model, level, buf,
+                 stride)
         sb = seg_bounds[(seg_bounds >= lo) & (seg_bounds <= hi)]
         _bursts(out, level, seg_rows, sb, thr, burst)
         if hi - lo < MIN_ROWS:
@@ -427,7 +430,7 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         sig = np.full((n_chan, n_k), np.nan)
         nuse = np.zeros((n_chan, n_k), np.int64)
         step = max(1, -(-(hi - lo) // MAX_STAT_SAMPLES))
-        _time_direction(buf, out, order, lo, thr, med, sig, nuse, burst, step)
+        threaded(_time_direction, buf.shape[1], buf, out, order, lo, thr, med, sig, nuse, burst, step)
         _channel_and_extend(out, prior, order, lo, hi, use_corr, thr, med, sig, nuse, cross)
     return int(np.count_nonzero(out) - np.count_nonzero(prior))
 

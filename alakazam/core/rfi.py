@@ -12,9 +12,8 @@ the two middle values for an even count).
 """
 
 import numpy as np
-from numba import prange
 
-from .._numba import njit, pjit
+from .._numba import njit, threaded
 from ..errors import AlakazamError
 
 #: Gaussian-consistent scale of the median absolute deviation
@@ -89,16 +88,16 @@ def _median(a, n):
     return (lo + hi) / 2
 
 
-@pjit
-def _mad_flag(data, model, flag, threshold, out, use_model):
-    # prange over rows: each row writes only out[row] -> race-free.  Medians by in-place quickselect
-    # on a per-row scratch buffer (no allocation per median).
+@njit
+def _mad_flag(start, stride, data, model, flag, threshold, out, use_model):
+    # rows start, start + stride, ... on this thread (_numba.threaded): each row writes only out[row]
+    # -> race-free.  Medians by in-place quickselect on a scratch buffer (no allocation per median).
     n_row, n_chan, n_corr = data.shape
-    for row in prange(n_row):
-        x = np.empty(n_chan)
-        xs = np.empty(n_chan)
+    x = np.empty(n_chan)
+    xs = np.empty(n_chan)
+    for row in range(start, n_row, stride):
         for corr in range(n_corr):
-            n = 0
+            n = np.int64(0)     # not a literal 0: _median compiles once (int64), not twice
             for chan in range(n_chan):
                 x[chan] = np.nan
                 if flag[row, chan, corr]:
@@ -171,5 +170,5 @@ def mad_flag(data, model, flag, threshold, out=None):
         model = np.zeros((1, 1, 1), np.complex64)           # not read (use_model False)
     elif np.shape(model) != data.shape:
         raise AlakazamError(f"model: expected shape {data.shape}, got {np.shape(model)}")
-    _mad_flag(data, np.asarray(model), flag, float(threshold), out, use_model)
+    threaded(_mad_flag, data.shape[0], data, np.asarray(model), flag, float(threshold), out, use_model)
     return out

@@ -17,7 +17,7 @@ row loop is parallel (prange) and race-free.
 import numpy as np
 from numba import prange
 
-from .._numba import njit, pjit
+from .._numba import njit, pjit, threaded
 
 
 @njit(inline="always")
@@ -43,13 +43,13 @@ def diag_inverse_table(jd):
     contiguous complex128 table of the same shape (one parallel pass)."""
     jd = np.ascontiguousarray(jd, np.complex128)
     inv = np.empty(jd.shape, np.complex128)
-    _inverse_or_nan(jd.reshape(-1), inv.reshape(-1))
+    threaded(_inverse_or_nan, jd.size, jd.reshape(-1), inv.reshape(-1))
     return inv
 
 
-@pjit
-def _inverse_or_nan(z, out):
-    for i in prange(z.shape[0]):
+@njit
+def _inverse_or_nan(start, stride, z, out):
+    for i in range(start, z.shape[0], stride):
         v = z[i]
         if v == 0 or not np.isfinite(v.real) or not np.isfinite(v.imag):
             out[i] = np.nan
@@ -61,7 +61,6 @@ def _inverse_or_nan(z, out):
                 out[i] = w
 
 
-@pjit
 def correct_diag_inv(data, jinv, tidx, ant1, ant2, out, out_flag, zero_bad=True):  # -> n flagged
     r"""Correct data with diagonal Jones, :math:`V' = J_p^{-1} V J_q^{-H}`, with a precomputed inverse
     table (:func:`diag_inverse_table`): per correlation c = (i, j),
@@ -74,11 +73,18 @@ def correct_diag_inv(data, jinv, tidx, ant1, ant2, out, out_flag, zero_bad=True)
     overflows, is flagged here).  ``out_flag`` is
     set True there (never cleared) and ``out`` is 0 (``zero_bad``, as correct_diag) or the uncorrected
     ``data`` (``zero_bad=False``).  ``out`` may be ``data`` itself (in place).  Returns the number of
-    samples flagged here (with a zero ``out_flag`` on input: ``out_flag.sum()``).
+    samples flagged here (with a zero ``out_flag`` on input: ``out_flag.sum()``).  Rows on numba's
+    threads (:func:`alakazam._numba.threaded`: each row writes only its own output).
     """
+    return int(sum(threaded(_correct_diag_inv_rows, data.shape[0], data, jinv, tidx, ant1, ant2, out,
+                            out_flag, bool(zero_bad))))
+
+
+@njit
+def _correct_diag_inv_rows(start, stride, data, jinv, tidx, ant1, ant2, out, out_flag, zero_bad):
     n_row, n_chan, n_corr = data.shape
     n_bad = 0
-    for row in prange(n_row):
+    for row in range(start, n_row, stride):
         t = tidx[row]
         a = ant1[row]
         b = ant2[row]
@@ -190,25 +196,32 @@ def _inverse2x2_or_nan(j, out, ok):
             ok[i] = False
 
 
-@pjit
-def correct_full_inv(data, jinv, jok, tidx, ant1, ant2, out, out_flag):  # -> n flagged
+def correct_full_inv(data, jinv, jok, tidx, ant1, ant2, out, out_flag, zero_bad=True):  # -> n flagged
     r""":func:`correct_full` with a precomputed inverse table ``(jinv, jok)`` of
     :func:`full_inverse_table`: ``V' = Jinv_p V Jinv_q^H``, the same products as correct_full (equal
     to the last bit), without the per-visibility determinant and eight divisions.
 
     Flags what correct_full flags: all four correlations where either matrix is singular or
-    non-finite (``jok`` False); ``out`` is 0 there and ``out_flag`` True (never cleared).  ``out`` may
-    be ``data`` itself.  Returns the number of samples flagged here."""
+    non-finite (``jok`` False); ``out`` is 0 there (``zero_bad``) or the uncorrected ``data``
+    (``zero_bad=False``, as :func:`correct_diag_inv`) and ``out_flag`` True (never cleared).  ``out``
+    may be ``data`` itself.  Returns the number of samples flagged here.  Rows on numba's threads
+    (:func:`alakazam._numba.threaded`: each row writes only its own output)."""
+    return int(sum(threaded(_correct_full_inv_rows, data.shape[0], data, jinv, jok, tidx, ant1, ant2, out,
+                            out_flag, bool(zero_bad))))
+
+
+@njit
+def _correct_full_inv_rows(start, stride, data, jinv, jok, tidx, ant1, ant2, out, out_flag, zero_bad):
     n_row, n_chan, n_corr = data.shape
     n_bad = 0
-    for row in prange(n_row):
+    for row in range(start, n_row, stride):
         t = tidx[row]
         a = ant1[row]
         b = ant2[row]
         for chan in range(n_chan):
             if not (jok[t, a, chan] and jok[t, b, chan]):
                 for c in range(4):
-                    out[row, chan, c] = 0
+                    out[row, chan, c] = 0 if zero_bad else data[row, chan, c]
                     out_flag[row, chan, c] = True
                 n_bad += 4
                 continue
@@ -240,14 +253,15 @@ def compose_inverse_table(n_t, n_ant, n_chan, diag=None, sky=None, parang=None):
     p = eye[:, :, 0] if parang is None else np.ascontiguousarray(parang, np.complex128)
     inv = np.empty((n_t, n_ant, n_chan, 2, 2), np.complex128)
     ok = np.empty((n_t, n_ant, n_chan), np.bool_)
-    _compose_inverse(d, diag is not None, s, sky is not None, p, parang is not None, inv, ok)
+    threaded(_compose_inverse, n_t * n_ant, d, diag is not None, s, sky is not None, p, parang is not None,
+             inv, ok)
     return inv, ok
 
 
-@pjit
-def _compose_inverse(d, has_d, s, has_s, p, has_p, out, ok):
+@njit
+def _compose_inverse(start, stride, d, has_d, s, has_s, p, has_p, out, ok):
     n_t, n_ant, n_chan = ok.shape
-    for k in prange(n_t * n_ant):
+    for k in range(start, n_t * n_ant, stride):
         t = k // n_ant
         a = k % n_ant
         for c in range(n_chan):
@@ -293,13 +307,17 @@ def _compose_inverse(d, has_d, s, has_s, p, has_p, out, ok):
                 ok[t, a, c] = False
 
 
-@pjit
 def merge_flags(flag, bad):  # -> number of samples newly flagged
     """``flag |= bad`` in place (both (row, chan, corr) bool); returns how many samples were not
     flagged in ``flag`` and are in ``bad`` (the samples apply flags because of their solutions)."""
+    return int(sum(threaded(_merge_flags_rows, flag.shape[0], flag, bad)))
+
+
+@njit
+def _merge_flags_rows(start, stride, flag, bad):
     n_row, n_chan, n_corr = flag.shape
     n_new = 0
-    for row in prange(n_row):
+    for row in range(start, n_row, stride):
         for chan in range(n_chan):
             for c in range(n_corr):
                 if bad[row, chan, c] and not flag[row, chan, c]:

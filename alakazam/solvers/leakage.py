@@ -118,7 +118,7 @@ def _lm_cell(vis, model, weight, ant1, ant2, d, ref, max_iter, tol):
     step = np.zeros(n_par)
     first = True
     conv = False
-    it = 0
+    it = np.int64(0)      # not a literal 0: damped_step compiles once (int64), not twice
     while True:
         jtj_n, jtr_n, cost_n = _normal_eq(vis, model, weight, ant1, ant2, dc, index)
         if first or cost_n <= cost:

@@ -333,7 +333,7 @@ def _lm(z, kap, uniform, ant1, ant2, tau, phi, ref, c0, lam0, max_iter, tol):
     step = np.zeros(n_par)
     first = True
     conv = False
-    it = 0
+    it = np.int64(0)      # not a literal 0: damped_step compiles once (int64), not twice
     while True:
         jtj_n, jtr_n, sre_n = _normal_eq(z, kap, uniform, ant1, ant2, tau_c, phi_c, index)
         if first or sre_n >= sre - 1e-13 * abs(sre):      # chi2 = c0 - 2 sre did not increase
