@@ -2,7 +2,8 @@
 simulate, demo.
 
 Errors a user can cause (bad config, missing file, unknown field ...) print one clean message and exit
-with status 2; ``--debug`` shows the traceback instead.
+with status 2; ``--debug`` shows the traceback instead.  Any other failure (casacore's RuntimeError,
+an internal error) is one line with status 1, also without a traceback unless ``--debug``.
 """
 
 from __future__ import annotations
@@ -231,6 +232,13 @@ def main(argv=None):
             raise
         print("alakazam: interrupted (solution files are only ever replaced whole)", file=sys.stderr)
         return 130
+    except Exception as e:          # noqa: BLE001 -- no traceback without --debug (casacore: RuntimeError)
+        if args.debug:
+            raise
+        what = "casacore" if isinstance(e, RuntimeError) else f"internal error ({type(e).__name__})"
+        msg = " ".join(str(e).split())
+        print(f"alakazam: error: {what}: {msg} (--debug shows the traceback)", file=sys.stderr)
+        return 1
     finally:
         progress.set_quiet(False)       # --quiet is for this command only (main may be called in-process)
         if prev_term is not None:

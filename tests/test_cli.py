@@ -52,3 +52,62 @@ def test_demo_details_go_to_its_log_file(tmp_path, capsys):
     import logging
 
     assert all(h.level <= logging.INFO for h in logging.getLogger().handlers)    # restored afterwards
+
+
+def test_unexpected_failures_are_one_line_without_traceback(tmp_path, capsys, monkeypatch):
+    """A casacore RuntimeError or an internal error: one line naming it, status 1; --debug re-raises."""
+    import pytest
+
+    from alakazam import cli
+
+    for exc, what in ((RuntimeError("Table x.ms does not exist\n  (see log)"), "casacore"),
+                      (ValueError("boom"), "internal error (ValueError)")):
+        def fail(args, exc=exc):
+            raise exc
+        monkeypatch.setattr(cli, "cmd_info", fail)
+        assert cli.main(["info", str(tmp_path / "x.ms")]) == 1
+        err = capsys.readouterr().err
+        assert f"alakazam: error: {what}:" in err and "Traceback" not in err and "--debug" in err
+        assert len(err.strip().splitlines()) == 1
+        with pytest.raises(type(exc)):
+            cli.main(["--debug", "info", str(tmp_path / "x.ms")])
+
+
+def test_flag_writers_wait_for_the_ms_lock(tmp_path, capsys):
+    """akflag and a flag-version restore write FLAG only with the MS writer lock (one writer at a time):
+    while another run holds it they stop with a clear error before writing anything."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    from casacore.tables import table
+
+    from alakazam.cli import main
+    from alakazam.core import flagversions
+    from alakazam.sim import simulate_ms
+
+    ms = str(tmp_path / "l.ms")
+    simulate_ms(ms, n_ant=5, n_ant_extra=0, n_chan=(8,), duration_h=0.2, int_s=60.0, seed=2)
+    with table(ms, ack=False) as t:
+        before = t.getcol("FLAG")
+    flagversions.save(ms, task="test")
+    # another process holds the lock (within one thread the lock is re-entrant)
+    code = ("import sys, time; from alakazam.core import locks\n"
+            "with locks.writer_lock(sys.argv[1], 'ms'):\n    print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, ms], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for argv in (["flag", "--vis", ms, "--mode", "manual", "--antenna", "C01"],
+                     ["flagmanager", "--vis", ms, "--mode", "restore", "--versionname", "test_1"]):
+            assert main(argv) == 2
+            assert "is in use by PID" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    with table(ms, ack=False) as t:
+        assert np.array_equal(t.getcol("FLAG"), before)
+    assert main(["flag", "--vis", ms, "--mode", "manual", "--antenna", "C01"]) == 0
+    with table(ms, ack=False) as t:
+        assert t.getcol("FLAG").sum() > before.sum()
