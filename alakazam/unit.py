@@ -72,7 +72,7 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group, phases=Non
     """Yield ``(chunk, rows)``: ms_io Chunks holding the group's rows and the indices of those rows
     in the chunk (None = all).  Tier 1: the cached (field, SPW) read, never copied; tiers 2/3: reads of
     at most ``max_rows`` rows, flagged here (:func:`alakazam.core.cellflags.flag_chunk`)."""
-    from .core import cellflags, ms_io
+    from .core import cellflags, flagcache, ms_io
 
     cfg = ctx.cfg
     corr_types = ctx.meta.spws[ddid].corr_types
@@ -87,7 +87,7 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group, phases=Non
             t1 = time.perf_counter()
             # bad values, per-row MAD and per-scan channel statistics of the raw data: flagged once
             # here, not again in every step (alakazam.core.cellflags)
-            c.flag = cellflags.flag_chunk(c, corr_types, cfg.rfi_threshold)
+            c.flag = flagcache.flags(cfg, c, corr_types, chans)    # once per process (core/flagcache.py)
             ctx.cache[key] = c
             if phases is not None:
                 phases["read"] += t1 - t0
@@ -107,7 +107,7 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group, phases=Non
         t1 = time.perf_counter()
         if ch.n_row:
             same = len(ch.rownr) == len(rows) and np.array_equal(ch.rownr, rows)
-            ch.flag = cellflags.flag_chunk(ch, corr_types, cfg.rfi_threshold, groups=gid if same else None)
+            ch.flag = flagcache.flags(cfg, ch, corr_types, chans, groups=gid if same else None)
         if phases is not None:
             phases["read"] += t1 - t0
             phases["flags"] += time.perf_counter() - t1

@@ -1,0 +1,70 @@
+"""core/flagcache: the solve-time flags of the same rows are computed once per process, never reused
+after the MS changed (module docstring)."""
+
+import numpy as np
+from casacore.tables import table
+
+from alakazam.config import solve_config_from_dict
+from alakazam.core import flagcache
+from alakazam.flow import run_solve
+from alakazam.io import hdf5
+from alakazam.sim import simulate_ms
+
+
+def _solve(ms, out, threshold=5.0):
+    return run_solve(solve_config_from_dict(dict(
+        ms=ms, output=out, ref_ant="C00", jones=["K", "G"], field=["3C286"], time_interval=["scan", "inf"],
+        freq_interval=["full", "full"], rfi_threshold=threshold, quiet=True)))
+
+
+def _terms(path):
+    return {k: hdf5.read_term(path, k) for k in hdf5.list_keys(path)}
+
+
+def _same(a, b):
+    def order(sets):
+        return sorted(sets, key=lambda s: (s.spw, s.scan_id))
+
+    assert list(a) == list(b)
+    for k in a:
+        for x, y in zip(order(a[k]), order(b[k])):
+            assert np.array_equal(x.jones, y.jones, equal_nan=True) and np.array_equal(x.flags, y.flags)
+
+
+def test_second_block_reuses_the_flags_and_solves_identically(tmp_path, monkeypatch):
+    ms = str(tmp_path / "c.ms")
+    simulate_ms(ms, n_ant=6, n_ant_extra=0, n_chan=(32,), duration_h=0.5, int_s=60.0, seed=4,
+                rfi_persistent=[9])
+    flagcache.clear()
+    s1 = _solve(ms, str(tmp_path / "a.h5"))
+    h0, m0 = flagcache.STATS["hits"], flagcache.STATS["misses"]
+    s2 = _solve(ms, str(tmp_path / "b.h5"))
+    assert flagcache.STATS["hits"] > h0 and flagcache.STATS["misses"] == m0      # every read a hit
+    assert s1["terms"]["K0"]["phases"]["flags"] > 0
+    monkeypatch.setenv("ALAKAZAM_FLAG_CACHE", "0")
+    _solve(ms, str(tmp_path / "c.h5"))
+    assert flagcache.STATS["misses"] == m0                                       # off: not consulted
+    _same(_terms(str(tmp_path / "b.h5")), _terms(str(tmp_path / "c.h5")))
+    _same(_terms(str(tmp_path / "a.h5")), _terms(str(tmp_path / "b.h5")))
+    assert s2["terms"]["G0"]["flagged"] == s1["terms"]["G0"]["flagged"]
+
+
+def test_flags_are_recomputed_after_the_ms_changed_or_with_other_parameters(tmp_path):
+    ms = str(tmp_path / "d.ms")
+    simulate_ms(ms, n_ant=6, n_ant_extra=0, n_chan=(32,), duration_h=0.5, int_s=60.0, seed=5)
+    flagcache.clear()
+    _solve(ms, str(tmp_path / "a.h5"))
+    m0 = flagcache.STATS["misses"]
+    _solve(ms, str(tmp_path / "b.h5"), threshold=4.0)            # another RFI threshold
+    assert flagcache.STATS["misses"] > m0
+    m1 = flagcache.STATS["misses"]
+    with table(ms, readonly=False, ack=False) as t:               # antenna C01 flagged by someone else
+        f = t.getcol("FLAG")
+        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+        f[(a1 == 1) | (a2 == 1)] = True
+        t.putcol("FLAG", f)
+    s = _solve(ms, str(tmp_path / "c.h5"), threshold=4.0)
+    assert flagcache.STATS["misses"] > m1
+    g = _terms(str(tmp_path / "c.h5"))["G0"]
+    assert all(x.flags[1].all() for x in g) and not any(x.flags[0].all() for x in g)
+    assert s["terms"]["G0"]["flagged"] > 0
