@@ -31,6 +31,16 @@ def pjit(func):
 _POOL = None
 
 
+def _block_interrupts():
+    """Pool threads never take SIGINT/SIGTERM: the kernel delivers a process signal to any thread that
+    does not block it, and Python then runs the handler in the main thread even where the main thread
+    holds the signal (calibration/flagsafety._signals_held: a save and its marker as one step)."""
+    import signal
+
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def threaded(kernel, n_items, *args):
     """Run a ``nogil`` kernel over ``n_items`` independent items on numba's thread count.
 
@@ -56,6 +66,6 @@ def threaded(kernel, n_items, *args):
         from concurrent.futures import ThreadPoolExecutor
 
         _POOL = ThreadPoolExecutor(max_workers=max(n_threads, numba.get_num_threads()),
-                                   thread_name_prefix="alakazam-solver")
+                                   thread_name_prefix="alakazam-solver", initializer=_block_interrupts)
     futures = [_POOL.submit(kernel, t, n_threads, *args) for t in range(n_threads)]
     return [f.result() for f in futures]

@@ -213,6 +213,25 @@ def test_interrupted_apply_leaves_no_unreadable_rows(ms_copy, monkeypatch):
     assert _col(ms, "CORRECTED_DATA").shape == _col(ms, "DATA").shape
 
 
+def test_interrupt_right_after_the_partial_column_is_made_drops_it(ms_copy, monkeypatch):
+    """Ctrl-C landing after the partial column exists but before columns.prepare returned (the run does
+    not know yet that it created it) still removes it."""
+    ms, cal = ms_copy
+    real = ms_io.ensure_column
+
+    def made_then_interrupted(*a, **k):
+        real(*a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ms_io, "ensure_column", made_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _apply(ms, [cal, cal])
+    monkeypatch.setattr(ms_io, "ensure_column", real)
+    cols = _colnames(ms)
+    assert "CORRECTED_DATA" not in cols and columns.partial_name("CORRECTED_DATA") not in cols
+    assert columns.take_made(ms) is None
+
+
 def test_existing_column_with_undefined_rows_is_repaired(ms_copy):
     ms, cal = ms_copy
     ms_io.ensure_column(ms, "CORRECTED_DATA", like="DATA", init=False)   # e.g. an older killed run

@@ -147,11 +147,13 @@ def _run_apply(cfg: ApplyConfig) -> dict:
         res = _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_col, rowsel)
         if write_col is not None:
             columns.commit(cfg.ms, write_col, cfg.output_col)
+        columns.take_made(cfg.ms)
         columns.end_writes(cfg.ms)
         return res
     except BaseException:
-        if created:                     # only the partial column this run created (MS lock held)
-            columns.drop(cfg.ms, write_col)
+        made = columns.take_made(cfg.ms)    # also when the interrupt came before prepare returned
+        if created or made:             # only the partial column this run created (MS lock held)
+            columns.drop(cfg.ms, write_col if created else made)
         columns.end_writes(cfg.ms)
         raise
 

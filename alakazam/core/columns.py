@@ -189,8 +189,18 @@ def prepare(ms, name, like, init):
                         ms, len(bad), name, like)
             _fill_rows(ms, name, like, bad)
         return name, False
+    _MADE[os.path.realpath(str(ms))] = part     # before it exists: an interrupt from here on drops it
     ms_io.ensure_column(ms, part, like=like, init=init)
     return part, True
+
+
+_MADE = {}      # realpath of the MS -> the partial column this process is creating or writing
+
+
+def take_made(ms):
+    """The partial column this run started to create on ``ms`` (None if none), forgotten: an interrupt
+    that lands between the column's creation and :func:`prepare` returning still finds it to drop."""
+    return _MADE.pop(os.path.realpath(str(ms)), None)
 
 
 def commit(ms, written, name):
