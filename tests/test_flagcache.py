@@ -68,3 +68,25 @@ def test_flags_are_recomputed_after_the_ms_changed_or_with_other_parameters(tmp_
     g = _terms(str(tmp_path / "c.h5"))["G0"]
     assert all(x.flags[1].all() for x in g) and not any(x.flags[0].all() for x in g)
     assert s["terms"]["G0"]["flagged"] > 0
+
+
+def test_other_input_flags_of_the_same_rows_are_not_reused(tmp_path):
+    """The same rows read with other flags (a uvrange in wavelengths flags channels in the reader) are
+    flagged anew."""
+    import types
+
+    ms = str(tmp_path / "e.ms")
+    simulate_ms(ms, n_ant=5, n_ant_extra=0, n_chan=(16,), duration_h=0.2, int_s=60.0, seed=6)
+    from alakazam.core import ms_io
+
+    cfg = types.SimpleNamespace(ms=ms, data_col="DATA", model_col="MODEL_DATA", smodel=None,
+                                rfi_threshold=5.0)
+    ch = ms_io.read_rows(ms, 0, [0])
+    corr = ms_io.read_meta(ms).spws[0].corr_types
+    flagcache.clear()
+    a = flagcache.flags(cfg, ch, corr)
+    ch.flag[:, :4] = True                              # the same rows, other flags as read
+    m = flagcache.STATS["misses"]
+    b = flagcache.flags(cfg, ch, corr)
+    assert flagcache.STATS["misses"] == m + 1
+    assert b[:, :4].all() and not np.array_equal(a, b)

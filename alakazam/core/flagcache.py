@@ -11,8 +11,9 @@ Convention (pinned by tests/test_flagcache.py):
   (name, size and modification time of every file directly in the MS directory except the lock files:
   any write of DATA, MODEL_DATA, FLAG, FLAG_ROW or the weights by anyone changes it, so flags are
   never reused after the MS changed), the data and model columns, the point-source model (smodel), the
-  RFI threshold, the correlation types, the MS row numbers of the chunk, its channels and the row
-  groups of the statistics.
+  RFI threshold, the correlation types, the MS row numbers of the chunk, its channels, the row
+  groups of the statistics and the chunk's flags as read (they also carry what the reader adds: a
+  uvrange in wavelengths flags channels, FLAG_ROW).
 * The value is the flag array packed to bits (1/8 of a byte per sample); a hit returns the identical
   array.  At most :data:`MAX_BYTES` of packed flags are kept (least recently used first out).
 * ``ALAKAZAM_FLAG_CACHE=0`` in the environment turns the cache off.
@@ -67,7 +68,8 @@ def key(cfg, chunk, corr_types, chans, groups) -> tuple:
             None if cfg.smodel else cfg.model_col, repr(cfg.smodel), float(cfg.rfi_threshold or 0.0),
             tuple(str(c) for c in corr_types),
             _digest(chunk.rownr, np.asarray(chans if chans is not None else [], np.int64),
-                    np.asarray(groups if groups is not None else [], np.int64)),
+                    np.asarray(groups if groups is not None else [], np.int64),
+                    np.packbits(chunk.flag, axis=None)),
             chunk.flag.shape)
 
 
