@@ -72,7 +72,7 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group, phases=Non
     """Yield ``(chunk, rows)``: ms_io Chunks holding the group's rows and the indices of those rows
     in the chunk (None = all).  Tier 1: the cached (field, SPW) read, never copied; tiers 2/3: reads of
     at most ``max_rows`` rows, flagged here (:func:`alakazam.core.cellflags.flag_chunk`)."""
-    from .core import cellflags, flagcache, ms_io
+    from .core import cellflags, flagcache, memory, ms_io
 
     cfg = ctx.cfg
     corr_types = ctx.meta.spws[ddid].corr_types
@@ -80,9 +80,13 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group, phases=Non
         key = (fid, ddid)
         if key not in ctx.cache:
             t0 = time.perf_counter()
-            c = ms_io.read_rows(cfg.ms, ddid, [fid], scans=ctx.scans, chans=chans,
-                                data_col=cfg.data_col, model_col=None if cfg.smodel else cfg.model_col,
-                                rowsel=ctx.rowsel)
+            # the one large read of the (field, SPW), kept for every step: ordinary pages (no huge-page
+            # compaction stalls on its first touch; core/memory.small_pages).  Repeated chunk reads
+            # (tiers 2/3, apply) keep numpy's default: their freed huge pages are reused at once
+            with memory.small_pages():
+                c = ms_io.read_rows(cfg.ms, ddid, [fid], scans=ctx.scans, chans=chans,
+                                    data_col=cfg.data_col, model_col=None if cfg.smodel else cfg.model_col,
+                                    rowsel=ctx.rowsel)
             _smodel(cfg, ctx.meta, ddid, c)
             t1 = time.perf_counter()
             # bad values, per-row MAD and per-scan channel statistics of the raw data: flagged once

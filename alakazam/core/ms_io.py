@@ -458,10 +458,7 @@ def _getcol_rows(t, q, col, rows, runs):
     if runs is None:
         return q.getcol(col)
     first = np.asarray(t.getcell(col, int(rows[0])))
-    from .memory import small_pages
-
-    with small_pages():                 # no huge-page compaction stalls on the first touch (core/memory)
-        out = np.empty((len(rows),) + first.shape, first.dtype)
+    out = np.empty((len(rows),) + first.shape, first.dtype)
     for r0, n, i0 in runs:
         t.getcolnp(col, out[i0:i0 + n], r0, n)
     return out
