@@ -116,7 +116,13 @@ _TILE = 16
 _THREADED_MIN = 1 << 16
 
 
-@njit
+#: the one signature of :func:`_divide_sums`: any-layout arrays (contiguous ones convert), so the
+#: accumulator slices and the batch views (four layout combinations) share one compile (cold start)
+_DIVIDE_SIG = ("void(int64, int64, complex128[:, :, :], complex128[:, :, :], float64[:, :, :], "
+               "complex128[:, :, :], complex128[:, :, :], float64[:, :, :])")
+
+
+@njit(_DIVIDE_SIG)
 def _divide_sums(start, stride, dst_v, dst_m, dst_w, v, m, w):
     # dst_v = v / w, dst_m = m / w where w > 0, else 0; dst_w = w where w > 0, else 0 (any layouts).
     # Tiles of _TILE x _TILE over the first two axes; the rows of tiles start, start + stride, ... on
