@@ -292,7 +292,6 @@ def _row_available_and_new(fr, pr, chan, use_corr):
 @njit
 def _channel_and_extend(out, prior, rows, lo, hi, use_corr, threshold, med, sig, nuse, cross):
     n_chan = out.shape[1]
-    n = hi - lo
     bad_chan = np.zeros(n_chan, np.bool_)
     # 2. persistent channels, per parallel hand: deviation from the running median of the neighbours
     d = np.empty(n_chan)
@@ -332,44 +331,48 @@ def _channel_and_extend(out, prior, rows, lo, hi, use_corr, threshold, med, sig,
     # Only what the RFI stages flagged counts, over the samples that were unflagged before them
     # (``prior``): antennas flagged in the MS (a dead antenna, a drop-out) never extend to whole
     # channels or rows -- in a small array they are most of a channel's baselines.
-    n_cross = 0
-    for i in range(n):
-        if cross[rows[lo + i]]:
-            n_cross += 1
-    if n_cross == 0:
+    grp = rows[lo:hi]
+    _extend_rows(out, prior, True, grp[cross[grp]], bad_chan, use_corr)
+
+
+@njit
+def _extend_rows(flag, prior, has_prior, rows, bad, use_corr):
+    """Extension over ``rows`` (the cross-correlation rows of one group), in place: ``bad`` (n_chan,)
+    holds the channels already known bad and gains every channel with more than GROW of its available
+    samples newly flagged; those channels are flagged in every row, then each row with more than GROW
+    of its available channels newly flagged is flagged whole (all correlations).  Without a prior
+    (``has_prior`` False) every sample is available.  Row-major loops on row views."""
+    n_chan, n_corr = flag.shape[1], flag.shape[2]
+    if len(rows) == 0:
         return
+    none = np.zeros((n_chan, n_corr), np.bool_)
     na = np.zeros(n_chan, np.int64)
     nf = np.zeros(n_chan, np.int64)
-    for i in range(n):                  # row-major: each row's channels are contiguous in memory
-        row = rows[lo + i]
-        if not cross[row]:
-            continue
-        fr = out[row]
-        pr = prior[row]
+    for row in rows:                    # row-major: each row's channels are contiguous in memory
+        fr = flag[row]
+        pr = prior[row] if has_prior else none
         for chan in range(n_chan):
             a, f = _row_available_and_new(fr, pr, chan, use_corr)
             na[chan] += a
             nf[chan] += f
     for chan in range(n_chan):
-        if not bad_chan[chan] and na[chan] > 0 and nf[chan] > GROW * na[chan]:
-            bad_chan[chan] = True
-    for i in range(n):
-        row = rows[lo + i]
-        if not cross[row]:
-            continue
-        fr = out[row]
-        pr = prior[row]
-        for chan in range(n_chan):
-            if bad_chan[chan]:
-                fr[chan, :] = True
-        rnf = 0
+        if not bad[chan] and na[chan] > 0 and nf[chan] > GROW * na[chan]:
+            bad[chan] = True
+    for row in rows:
+        fr = flag[row]
+        pr = prior[row] if has_prior else none
         rna = 0
+        rnf = 0
         for chan in range(n_chan):
             a, f = _row_available_and_new(fr, pr, chan, use_corr)
             rna += a
-            rnf += f
+            rnf += f or (bad[chan] and a)      # a bad channel is newly flagged where it was available
         if rna > 0 and rnf > GROW * rna:
             fr[:, :] = True
+        else:
+            for chan in range(n_chan):
+                if bad[chan]:
+                    fr[chan, :] = True
 
 
 def parallel_hands(corr_types):
@@ -527,39 +530,11 @@ def flag_chunk(chunk, corr_types, threshold, groups=None):
 @njit
 def _extend_groups(start, stride, flag, prior, has_prior, order, starts, use_corr):
     # row groups start, start + stride, ... on this thread (_numba.threaded; disjoint rows: each group
-    # writes only its own rows); row-major loops on row views.  Without a prior every sample counts as
-    # available (a row of zeros stands for it)
-    n_chan, n_corr = flag.shape[1], flag.shape[2]
-    none = np.zeros((n_chan, n_corr), np.bool_)
+    # writes only its own rows)
+    n_chan = flag.shape[1]
     for gi in range(start, len(starts) - 1, stride):
-        lo, hi = starts[gi], starts[gi + 1]
-        na = np.zeros(n_chan, np.int64)
-        nf = np.zeros(n_chan, np.int64)
-        for i in range(lo, hi):
-            fr = flag[order[i]]
-            pr = prior[order[i]] if has_prior else none
-            for chan in range(n_chan):
-                a, f = _row_available_and_new(fr, pr, chan, use_corr)
-                na[chan] += a
-                nf[chan] += f
-        bad = np.zeros(n_chan, np.bool_)
-        for chan in range(n_chan):
-            bad[chan] = na[chan] > 0 and nf[chan] > GROW * na[chan]
-        for i in range(lo, hi):
-            fr = flag[order[i]]
-            pr = prior[order[i]] if has_prior else none
-            rna = 0
-            rnf = 0
-            for chan in range(n_chan):
-                a, f = _row_available_and_new(fr, pr, chan, use_corr)
-                rna += a
-                rnf += f or (bad[chan] and a)
-            if rna > 0 and rnf > GROW * rna:
-                fr[:, :] = True
-            else:
-                for chan in range(n_chan):
-                    if bad[chan]:
-                        fr[chan, :] = True
+        _extend_rows(flag, prior, has_prior, order[starts[gi]:starts[gi + 1]], np.zeros(n_chan, np.bool_),
+                     use_corr)
 
 
 def extend(flag, groups, cross, use_corr, prior=None):
