@@ -50,19 +50,27 @@ def _reference_snr(jones_type, batch, J, cost, has, phase_only=False):
     return out, rchi2
 
 
+def _cplx(rng, *shape):
+    return rng.normal(size=shape) + 1j * rng.normal(size=shape)
+
+
+def _random_batch(rng, n_cell, n_ant, n_samp):
+    """Random data, model and weights on every baseline of n_ant antennas; ~20% of samples flagged."""
+    a1, a2 = np.triu_indices(n_ant, 1)
+    shape = (n_cell, len(a1), n_samp, 4)
+    w = rng.uniform(0.5, 2.0, shape)
+    w[rng.random(shape) < 0.2] = 0.0                  # flagged samples
+    return CellBatch(vis=_cplx(rng, *shape), model=_cplx(rng, *shape), weight=w, ant1=a1.astype(np.int64),
+                     ant2=a2.astype(np.int64), freq=np.ones((n_cell, n_samp)) * 1.4e9, n_ant=n_ant)
+
+
 @pytest.mark.parametrize("jt", ["K", "G", "T", "D", "KC", "CP"])
 def test_snr_kernel_equals_definition(jt):
     rng = np.random.default_rng(7)
-    n_cell, n_ant, n_samp = 3, 6, 5
-    a1, a2 = np.triu_indices(n_ant, 1)
-    shape = (n_cell, len(a1), n_samp, 4)
-    c = lambda *s: rng.normal(size=s) + 1j * rng.normal(size=s)  # noqa: E731
-    w = rng.uniform(0.5, 2.0, shape)
-    w[rng.random(shape) < 0.2] = 0.0                  # flagged samples
-    w[1, a1 == 2] = 0.0                                # antenna 2 without data in cell 1 (partly)
-    batch = CellBatch(vis=c(*shape), model=c(*shape), weight=w, ant1=a1.astype(np.int32),
-                      ant2=a2.astype(np.int32), freq=np.ones((n_cell, n_samp)) * 1.4e9, n_ant=n_ant)
-    J = c(n_cell, n_ant, 2, 2)
+    n_cell, n_ant = 3, 6
+    batch = _random_batch(rng, n_cell, n_ant, 5)
+    batch.weight[1, batch.ant1 == 2] = 0.0             # antenna 2 without data in cell 1 (partly)
+    J = _cplx(rng, n_cell, n_ant, 2, 2)
     J[0, 3] = np.nan                                   # a flagged solution reads as 0
     has = np.ones((n_cell, n_ant), bool)
     has[2, 4] = False
@@ -80,14 +88,8 @@ def test_chi2_from_jones_equals_model_vis(jt):
     from alakazam.solvers import common
 
     rng = np.random.default_rng(11)
-    n_cell, n_ant, n_samp = 2, 5, 4
-    a1, a2 = np.triu_indices(n_ant, 1)
-    shape = (n_cell, len(a1), n_samp, 4)
-    c = lambda *s: rng.normal(size=s) + 1j * rng.normal(size=s)  # noqa: E731
-    w = rng.uniform(0.5, 2.0, shape)
-    w[rng.random(shape) < 0.2] = 0.0
-    batch = CellBatch(vis=c(*shape), model=c(*shape), weight=w, ant1=a1.astype(np.int64),
-                      ant2=a2.astype(np.int64), freq=np.ones((n_cell, n_samp)) * 1.4e9, n_ant=n_ant)
+    n_cell = 2
+    batch = _random_batch(rng, n_cell, 5, 4)
     params = common.initial_guess(jt, batch, np.zeros(n_cell, np.int32))
     params = params + 0.1 * rng.normal(size=params.shape)          # not a fit: a non-zero residual
     J, _ = common.to_jones(jt, params, batch)

@@ -67,6 +67,7 @@ import numpy as np
 
 from .._numba import njit, threaded
 from ..jones import terms
+from ..jones.algebra import sandwich
 
 log = logging.getLogger("alakazam.solvers")
 
@@ -120,42 +121,30 @@ def _n_par(jones_type, n_ant_data, phase_only):
 _WP = ((0, 0), (3, 3), (1, 3), (2, 3), (2, 0), (1, 0), (1, 1), (2, 2))
 
 
+@njit(inline="always")
+def _finite_or_zero(x):
+    return x if (np.isfinite(x.real) and np.isfinite(x.imag)) else 0j
+
+
 @njit
 def _power_sums(start, stride, J, M, w, a1, a2, sums, n_w):
     # sums[c, b, i] = sum_s w[c, b, s, _WP[i][0]] * |V^[c, b, s, _WP[i][1]]|^2 with
-    # V^ = J[c, a1] M J[c, a2]^H (2x2 per sample; non-finite J entries read as 0), and
+    # V^ = J[c, a1] M J[c, a2]^H (jones.algebra.sandwich; non-finite J entries read as 0), and
     # n_w[c, b, k] = the samples with w[c, b, s, k] > 0.  The (cell, baseline) items start, start +
     # stride, ... on this thread (_numba.threaded): each writes its own sums[c, b] and n_w[c, b].
     n_cell, n_bl, n_samp, _ = M.shape
     for cb in range(start, n_cell * n_bl, stride):
         c = cb // n_bl
         b = cb % n_bl
-        p = a1[b]
-        q = a2[b]
-        ja = np.empty((2, 2), np.complex128)
-        jb = np.empty((2, 2), np.complex128)
-        for i in range(2):
-            for j in range(2):
-                x = J[c, p, i, j]
-                ja[i, j] = x if (np.isfinite(x.real) and np.isfinite(x.imag)) else 0j
-                y = J[c, q, i, j]
-                jb[i, j] = np.conj(y) if (np.isfinite(y.real) and np.isfinite(y.imag)) else 0j
+        p00, p01 = _finite_or_zero(J[c, a1[b], 0, 0]), _finite_or_zero(J[c, a1[b], 0, 1])
+        p10, p11 = _finite_or_zero(J[c, a1[b], 1, 0]), _finite_or_zero(J[c, a1[b], 1, 1])
+        q00, q01 = _finite_or_zero(J[c, a2[b], 0, 0]), _finite_or_zero(J[c, a2[b], 0, 1])
+        q10, q11 = _finite_or_zero(J[c, a2[b], 1, 0]), _finite_or_zero(J[c, a2[b], 1, 1])
         acc = np.zeros(8)
         cnt = np.zeros(4, np.int64)
         for s in range(n_samp):
-            m00 = M[c, b, s, 0]
-            m01 = M[c, b, s, 1]
-            m10 = M[c, b, s, 2]
-            m11 = M[c, b, s, 3]
-            # T = Ja M; V^ = T Jb^H, (Jb^H)_{kl} = conj(Jb_{lk}) = jb[l, k]
-            t00 = ja[0, 0] * m00 + ja[0, 1] * m10
-            t01 = ja[0, 0] * m01 + ja[0, 1] * m11
-            t10 = ja[1, 0] * m00 + ja[1, 1] * m10
-            t11 = ja[1, 0] * m01 + ja[1, 1] * m11
-            v0 = t00 * jb[0, 0] + t01 * jb[0, 1]
-            v1 = t00 * jb[1, 0] + t01 * jb[1, 1]
-            v2 = t10 * jb[0, 0] + t11 * jb[0, 1]
-            v3 = t10 * jb[1, 0] + t11 * jb[1, 1]
+            v0, v1, v2, v3 = sandwich(p00, p01, p10, p11, M[c, b, s, 0], M[c, b, s, 1], M[c, b, s, 2],
+                                      M[c, b, s, 3], q00, q01, q10, q11)
             p0 = v0.real * v0.real + v0.imag * v0.imag
             p1 = v1.real * v1.real + v1.imag * v1.imag
             p2 = v2.real * v2.real + v2.imag * v2.imag
@@ -185,8 +174,8 @@ def _power_sums(start, stride, J, M, w, a1, a2, sums, n_w):
 @njit
 def _chi2_sums(start, stride, J, V, M, w, a1, a2, use, out):
     # out[c, b] = sum_s sum_{k: use[k]} w[c, b, s, k] |V[c, b, s, k] - V^[c, b, s, k]|^2 with
-    # V^ = J[c, a1] M J[c, a2]^H (J constant over the cell's samples); (cell, baseline) items start,
-    # start + stride, ... on this thread (_numba.threaded)
+    # V^ = J[c, a1] M J[c, a2]^H (jones.algebra.sandwich; J constant over the cell's samples);
+    # (cell, baseline) items start, start + stride, ... on this thread (_numba.threaded)
     n_cell, n_bl, n_samp, _ = M.shape
     for cb in range(start, n_cell * n_bl, stride):
         c = cb // n_bl
@@ -195,27 +184,14 @@ def _chi2_sums(start, stride, J, V, M, w, a1, a2, use, out):
         q = a2[b]
         acc = 0.0
         for s in range(n_samp):
-            m00 = M[c, b, s, 0]
-            m01 = M[c, b, s, 1]
-            m10 = M[c, b, s, 2]
-            m11 = M[c, b, s, 3]
-            t00 = J[c, p, 0, 0] * m00 + J[c, p, 0, 1] * m10
-            t01 = J[c, p, 0, 0] * m01 + J[c, p, 0, 1] * m11
-            t10 = J[c, p, 1, 0] * m00 + J[c, p, 1, 1] * m10
-            t11 = J[c, p, 1, 0] * m01 + J[c, p, 1, 1] * m11
+            vh = sandwich(J[c, p, 0, 0], J[c, p, 0, 1], J[c, p, 1, 0], J[c, p, 1, 1],
+                          M[c, b, s, 0], M[c, b, s, 1], M[c, b, s, 2], M[c, b, s, 3],
+                          J[c, q, 0, 0], J[c, q, 0, 1], J[c, q, 1, 0], J[c, q, 1, 1])
             for k in range(4):
-                if not use[k]:
-                    continue
                 wt = w[c, b, s, k]
-                if wt == 0:
-                    continue
-                i = k // 2
-                j = k % 2
-                ti0 = t00 if i == 0 else t10
-                ti1 = t01 if i == 0 else t11
-                vh = ti0 * np.conj(J[c, q, j, 0]) + ti1 * np.conj(J[c, q, j, 1])
-                r = V[c, b, s, k] - vh
-                acc += wt * (r.real * r.real + r.imag * r.imag)
+                if use[k] and wt != 0:
+                    r = V[c, b, s, k] - vh[k]
+                    acc += wt * (r.real * r.real + r.imag * r.imag)
         out[c, b] = acc
 
 
