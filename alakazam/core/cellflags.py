@@ -56,7 +56,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._numba import njit, threaded
-from .rfi import MAD_TO_SIGMA, MIN_CHANNELS, _median
+from .rfi import MAD_TO_SIGMA, MIN_CHANNELS, _median, median_and_sigma
 
 #: minimum rows of a group (and usable samples of a channel) for statistics
 MIN_ROWS = 4
@@ -249,10 +249,7 @@ def _time_direction(start, stride, buf, out, rows, lo, threshold, med, sig, nuse
             nuse[chan, k] = cnt
             if cnt < MIN_ROWS:
                 continue
-            m = _median(xs, cnt)
-            for i in range(cnt):
-                xs[i] = abs(xs[i] - m)
-            s = MAD_TO_SIGMA * _median(xs, cnt)
+            m, s = median_and_sigma(xs, cnt)
             med[chan, k] = m
             sig[chan, k] = s
             lim = max(threshold * s, MIN_REL_DEV * abs(m))

@@ -88,6 +88,15 @@ def _median(a, n):
     return (lo + hi) / 2
 
 
+@njit(inline="always")
+def median_and_sigma(xs, n):
+    """(median, 1.4826 MAD) of xs[:n] (n >= 1); xs[:n] is overwritten (the absolute deviations)."""
+    med = _median(xs, n)
+    for k in range(n):
+        xs[k] = abs(xs[k] - med)
+    return med, MAD_TO_SIGMA * _median(xs, n)
+
+
 @njit
 def _mad_flag(start, stride, data, model, flag, threshold, out, use_model):
     # rows start, start + stride, ... on this thread (_numba.threaded): each row writes only out[row]
@@ -123,10 +132,7 @@ def _mad_flag(start, stride, data, model, flag, threshold, out, use_model):
                     orow[chan, corr] = True
             if n < MIN_CHANNELS:
                 continue
-            med = _median(xs, n)
-            for k in range(n):
-                xs[k] = abs(xs[k] - med)
-            sigma = MAD_TO_SIGMA * _median(xs, n)
+            med, sigma = median_and_sigma(xs, n)
             if not sigma > 0:
                 continue
             lim = threshold * sigma
