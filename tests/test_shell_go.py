@@ -141,6 +141,28 @@ def test_ctrl_c_during_go_akapply_restores_the_ms(session, monkeypatch, existing
     assert sh.ns["applymode"] == "calflag" and sh.ns["jones"] == ["K0", "G0"]
 
 
+def test_ctrl_c_during_go_akflag_restores_flag_and_keeps_nothing(session, monkeypatch):
+    """akflag writes FLAG through one read-write table (not journaled row by row): Ctrl-C in the shell
+    puts FLAG back from the version the task saved, then removes that version."""
+    sh, ms, tmp = session
+    flag0 = _col_by_ddid(ms, "FLAG")
+    fv = ms + ".flagversions"
+    fv0 = sorted(os.listdir(fv)) if os.path.isdir(fv) else []
+    from alakazam.flagging import engine
+    real, calls = engine._put_flags, []
+
+    def put_then_interrupt(t, rows, flag):
+        calls.append(len(rows))
+        real(t, rows, flag)
+        raise KeyboardInterrupt                    # after the first unit's FLAG is written
+    monkeypatch.setattr(engine, "_put_flags", put_then_interrupt)
+    sh.text()
+    sh.handle(f"akflag(vis={ms!r}, mode='manual', field='3C286')")
+    assert "akflag interrupted" in sh.text() and calls
+    _same_cols(_col_by_ddid(ms, "FLAG"), flag0)
+    assert (sorted(os.listdir(fv)) if os.path.isdir(fv) else []) == fv0
+
+
 def _akshell_command():
     """The installed console script, else the module form (never a skip)."""
     import sys

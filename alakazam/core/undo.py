@@ -10,7 +10,8 @@ task is interrupted (Ctrl-C, ``KeyboardInterrupt``), everything it changed is pu
   created columns (a column created by the task is never saved row by row: it is simply dropped).
 - files (solution tables): a copy of each existing output file is taken before the task; rollback
   puts it back, or removes the file when it did not exist before.
-- new files in ``<ms>.flagversions`` (flag backups of the interrupted apply) are removed.
+- FLAG: put back from the flag version(s) the task saved before its first FLAG write (akflag's writes
+  are not journaled row by row), then the new files in ``<ms>.flagversions`` are removed.
 
 A task that fails with an error is *not* rolled back (its own documented behaviour applies: e.g. the
 solve steps written before a failing step stay); only an interrupt is.  The rollback itself ignores
@@ -135,6 +136,31 @@ def _no_sigint():
         signal.signal(signal.SIGINT, old)
 
 
+def _restore_new_versions(ms, new_files) -> bool:
+    """FLAG and FLAG_ROW put back from the flag versions the interrupted task saved (``new_files`` of
+    ``<ms>.flagversions``), the latest first so that the earliest -- the flags before the task's first
+    FLAG write -- is what stays.  Not every FLAG write is journaled row by row (akflag writes through
+    one read-write table), so the saved version is what undoes them.  Returns False (the versions are
+    then kept, with their restore command in the log) when a restore fails."""
+    import logging
+
+    from . import flagversions
+
+    names = {f[len("flags."):-len(".npz")] for f in new_files
+             if f.startswith("flags.") and f.endswith(".npz")}
+    if not names:
+        return True
+    order = [v["name"] for v in flagversions.list_versions(ms) if v["name"] in names]
+    try:
+        for name in reversed(order):
+            flagversions.restore(ms, name)
+    except Exception as e:          # noqa: BLE001 -- keep the versions: the user can still restore
+        logging.getLogger("alakazam").error("undo: FLAG could not be restored from %s (%s); the flag "
+                                            "versions are kept", ", ".join(order), e)
+        return False
+    return True
+
+
 @contextmanager
 def transaction(files=(), ms=None):
     """Run a task body; on KeyboardInterrupt restore ``files`` and every MS change, then re-raise.
@@ -160,10 +186,12 @@ def transaction(files=(), ms=None):
         with _no_sigint():
             j.rollback()
             snap.rollback()
-            for f in _listing(fv) - before:
-                p = os.path.join(fv, f)
-                if os.path.isfile(p):
-                    os.remove(p)
+            new = _listing(fv) - before
+            if _restore_new_versions(ms, new):      # FLAG as before the task, then its backups go
+                for f in new:
+                    p = os.path.join(fv, f)
+                    if os.path.isfile(p):
+                        os.remove(p)
         raise
     finally:
         _ACTIVE = None
