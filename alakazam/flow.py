@@ -173,7 +173,8 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
 
     solve_order.check_terms(ext_terms, cfg.ms, meta, cfg.model_col, "external_preapply",
                             [st.jones_type for st in cfg.steps if terms.get(st.jones_type).cross_only])
-    ctx = _Context(cfg, meta, refs[0], spw_sel, scans, max_rows, tier, rowsel=rowsel, refs=refs)
+    ctx = _Context(cfg, meta, refs[0], spw_sel, scans, max_rows, tier, rowsel=rowsel, refs=refs,
+                   mem_limit=mp.limit, bytes_per_row=mp.bytes_per_row)
     ctx.prior = list(ext_terms)
     summary = {"output": cfg.output, "terms": {}, "tier": tier, "field_major": field_major}
     dask_client = stack.enter_context(distributed.client(cfg.workers, cfg.scheduler)) if use_dask else None

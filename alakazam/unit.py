@@ -47,6 +47,8 @@ class _Context:
     advance: object = None                        # progress callback: one call per solution group
     rowsel: object = None                         # antenna/uvrange/timerange/... selection (core/rowselect)
     refs: list = field(default_factory=list)      # reference antennas in priority order (ref = refs[0])
+    mem_limit: int = 0                            # the block's memory limit (bytes; core/memory.py)
+    bytes_per_row: int = 0                        # the plan's solve bytes per row (core/memory.py)
 
 
 
@@ -72,7 +74,7 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group, phases=Non
     """Yield ``(chunk, rows)``: ms_io Chunks holding the group's rows and the indices of those rows
     in the chunk (None = all).  Tier 1: the cached (field, SPW) read, never copied; tiers 2/3: reads of
     at most ``max_rows`` rows, flagged here (:func:`alakazam.core.cellflags.flag_chunk`)."""
-    from .core import cellflags, flagcache, memory, ms_io
+    from .core import cellflags, flagcache, memory, ms_io, readcache
 
     cfg = ctx.cfg
     corr_types = ctx.meta.spws[ddid].corr_types
@@ -80,13 +82,21 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group, phases=Non
         key = (fid, ddid)
         if key not in ctx.cache:
             t0 = time.perf_counter()
-            # the one large read of the (field, SPW), kept for every step: ordinary pages (no huge-page
-            # compaction stalls on its first touch; core/memory.small_pages).  Repeated chunk reads
-            # (tiers 2/3, apply) keep numpy's default: their freed huge pages are reused at once
-            with memory.small_pages():
-                c = ms_io.read_rows(cfg.ms, ddid, [fid], scans=ctx.scans, chans=chans,
-                                    data_col=cfg.data_col, model_col=None if cfg.smodel else cfg.model_col,
-                                    rowsel=ctx.rowsel)
+            model_col = None if cfg.smodel else cfg.model_col
+            rkey = readcache.key(cfg.ms, ddid, fid, ctx.scans, chans, cfg.data_col, model_col, ctx.rowsel) \
+                if readcache.active() else None
+            c = readcache.get(rkey) if rkey else None       # an earlier block's read of these rows
+            if c is None:
+                if rkey:
+                    readcache.make_room(ctx.max_rows * ctx.bytes_per_row, ctx.mem_limit)
+                # the one large read of the (field, SPW), kept for every step: ordinary pages (no huge-page
+                # compaction stalls on its first touch; core/memory.small_pages).  Repeated chunk reads
+                # (tiers 2/3, apply) keep numpy's default: their freed huge pages are reused at once
+                with memory.small_pages():
+                    c = ms_io.read_rows(cfg.ms, ddid, [fid], scans=ctx.scans, chans=chans,
+                                        data_col=cfg.data_col, model_col=model_col, rowsel=ctx.rowsel)
+                if rkey:
+                    c = readcache.put(rkey, c, ctx.mem_limit)   # kept as read; c: a copy to modify
             _smodel(cfg, ctx.meta, ddid, c)
             t1 = time.perf_counter()
             # bad values, per-row MAD and per-scan channel statistics of the raw data: flagged once

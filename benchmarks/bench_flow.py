@@ -449,16 +449,20 @@ def fullpol_child(spec):
     """Child: (optionally) the recipe on a tiny MS (warm-up), then each stage timed with its VmHWM."""
     import psutil
 
+    from alakazam.core import readcache
+
     quiet_logging()
     t0 = time.perf_counter()
     c0 = time.process_time()
     if spec.get("warm_ms"):
         os.makedirs(spec["warm_out"], exist_ok=True)
         _clean_tables(spec["warm_out"])
-        for name, kind, d in fullpol_recipe(spec["warm_ms"], spec["warm_out"]):
-            r = _run_stage(kind, d)
-            if name == "apply":
-                _restore_apply_flags(spec["warm_ms"], r)
+        with readcache.Blocks() as kept:         # as `alakazam run` (caltasks/yamlrun.py)
+            for name, kind, d in fullpol_recipe(spec["warm_ms"], spec["warm_out"]):
+                kept.before(kind)
+                r = _run_stage(kind, d)
+                if name == "apply":
+                    _restore_apply_flags(spec["warm_ms"], r)
     warm = time.perf_counter() - t0
     # CPU seconds of the warm-up (all threads): the compile work, less sensitive than the wall time to
     # the other jobs of a shared machine
@@ -472,39 +476,45 @@ def fullpol_child(spec):
 
         orig_read = ms_io._read_rows_by_number
         floors = {}
-        for name, kind, d in fullpol_recipe(spec["ms"], spec["out"], spec.get("workers", 0)):
-            if only and name not in only:
-                continue
-            # the stage's floor measured just before it (the same page-cache state as the stage finds)
-            if name in FP_FIELDS:
-                floors[name] = field_rows_floor(spec["ms"], FP_FIELDS[name])
-            elif name == "apply":
-                import bench_apply
+        kept = readcache.Blocks()      # as `alakazam run`: solve blocks share reads; dropped before apply
+        try:
+            for name, kind, d in fullpol_recipe(spec["ms"], spec["out"], spec.get("workers", 0)):
+                kept.before(kind)
+                if only and name not in only:
+                    continue
+                # the stage's floor measured just before it (the same page-cache state as the stage finds)
+                if name in FP_FIELDS:
+                    floors[name] = field_rows_floor(spec["ms"], FP_FIELDS[name])
+                elif name == "apply":
+                    import bench_apply
 
-                bench_apply._settle()
-                floors[name] = bench_apply.io_floor(spec["ms"], repeat=1)
-                from casacore.tables import table
+                    bench_apply._settle()
+                    floors[name] = bench_apply.io_floor(spec["ms"], repeat=1)
+                    from casacore.tables import table
 
-                with table(spec["ms"], readonly=False, ack=False) as t:     # 4 GB less to cache
-                    t.removecols([bench_apply.SCRATCH])
-                bench_apply._settle()
-            res["floors"] = floors
-            base = psutil.Process().memory_info().rss
-            can = _reset_hwm()
-            stats = _instrument_reads()
-            t1, c1 = time.perf_counter(), time.process_time()
-            r = _measured(_run_stage, kind, d)
-            wall, cpu = time.perf_counter() - t1, time.process_time() - c1
-            ms_io._read_rows_by_number = orig_read          # one wrapper per stage
-            res["stages"][name] = dict(wall=wall, cpu=cpu, read_s=stats["read_s"], base_rss=base,
-                                       hwm=_vm_hwm() if can else 0,
-                                       largest_chunk_bytes=stats["largest_chunk_bytes"],
-                                       steps={k: round(v["seconds"], 2) for k, v in r["terms"].items()}
-                                       if kind == "solve" else {},
-                                       phases={k: v.get("phases") for k, v in r["terms"].items()}
-                                       if kind == "solve" else {})
-            if name == "apply":
-                _restore_apply_flags(spec["ms"], r)
+                    with table(spec["ms"], readonly=False, ack=False) as t:     # 4 GB less to cache
+                        t.removecols([bench_apply.SCRATCH])
+                    bench_apply._settle()
+                res["floors"] = floors
+                base = psutil.Process().memory_info().rss
+                can = _reset_hwm()
+                stats = _instrument_reads()
+                t1, c1 = time.perf_counter(), time.process_time()
+                r = _measured(_run_stage, kind, d)
+                wall, cpu = time.perf_counter() - t1, time.process_time() - c1
+                ms_io._read_rows_by_number = orig_read          # one wrapper per stage
+                res["stages"][name] = dict(wall=wall, cpu=cpu, read_s=stats["read_s"], base_rss=base,
+                                           hwm=_vm_hwm() if can else 0,
+                                           largest_chunk_bytes=stats["largest_chunk_bytes"],
+                                           steps={k: round(v["seconds"], 2) for k, v in r["terms"].items()}
+                                           if kind == "solve" else {},
+                                           phases={k: v.get("phases") for k, v in r["terms"].items()}
+                                           if kind == "solve" else {})
+                if name == "apply":
+                    _restore_apply_flags(spec["ms"], r)
+        finally:
+            kept.close()
+        res["read_cache"] = dict(on=readcache.enabled(), **readcache.STATS)
     print("BENCH_RESULT " + json.dumps(res))
 
 
@@ -644,11 +654,17 @@ def fullpol_main(args):
         print(f"  {name:10s} {steps:32s} {s['wall']:7.2f} s {ratio}  <= {tgt or '-'} {ok:4s}  {gb(peak)}"
               + (f" (x{peak / chunk:.2f} largest chunk {gb(chunk)})" if chunk and peak else ""))
         if "cpu" in s:
-            print(f"  {'':10s} (in its data reads {s['read_s']:.2f} s; process CPU {s['cpu']:.2f} s)")
+            print(f"  {'':10s} (in its data reads {s['read_s']:.2f} s; process CPU {s['cpu']:.2f} s; "
+                  f"RSS before {gb(s['base_rss'])})")
         for k, ph in (s.get("phases") or {}).items():
             if ph:
                 print(f"  {'':10s} {k}: " + ", ".join(f"{p} {v:.2f}" for p, v in ph.items()) + " s")
     print(f"  {'total':44s}{total:7.2f} s")
+    rc = r.get("read_cache")
+    if rc:
+        print(f"  read cache (solve blocks share reads, as `alakazam run`; ALAKAZAM_READ_CACHE=0: off): "
+              f"{'on' if rc['on'] else 'off'}, {rc['hits']} reads reused, {rc['misses']} made, "
+              f"{rc['dropped']} dropped for memory")
     s3 = st["solve3"]["steps"] if "solve3" in st else None
     if cold is not None:
         print(f"\ncold start (tiny recipe, empty numba cache): {cold:.1f} s vs {hot:.1f} s cached: "

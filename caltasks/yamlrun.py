@@ -248,6 +248,7 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
         ('flag' only when the file has flag blocks).
     """
     from alakazam.config import yaml_blocks
+    from alakazam.core import readcache
 
     blocks, errors = yaml_blocks(load(path))
     blocks = [b for b in blocks if b[0] in sections]     # (alakazam flag CONFIG runs only the flag blocks)
@@ -273,9 +274,13 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
             raise ParameterError({**errors, **e.errors}) from None
         if errors:
             raise ParameterError(errors)
-        for section, where, task, params, cfg, quiet in calls:
-            with progress.quieted(quiet):          # a block's quiet: true turns its progress bars off
-                out[section].append(task.run_prepared(params, cfg))
+        with readcache.Blocks() as kept:
+            for section, where, task, params, cfg, quiet in calls:
+                # consecutive solve/fluxscale blocks share their reads of the same rows
+                # (alakazam/core/readcache.py); dropped before a flag or apply block
+                kept.before(section)
+                with progress.quieted(quiet):          # a block's quiet: true turns its progress bars off
+                    out[section].append(task.run_prepared(params, cfg))
     finally:
         os.chdir(cwd)
     return out

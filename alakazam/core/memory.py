@@ -43,14 +43,16 @@ def memory_limit_bytes(memory_limit_gb: float) -> int:
     Parameters
     ----------
     memory_limit_gb : float
-        Limit in GB (1e9 bytes); 0 (or None) = 40% of the available RAM.
+        Limit in GB (1e9 bytes); 0 (or None) = 40% of the available RAM (with what
+        :mod:`alakazam.core.readcache` keeps counted as available).
 
     Returns
     -------
     int
     """
     if memory_limit_gb is None or memory_limit_gb == 0:
-        return int(DEFAULT_FRACTION * available_bytes())
+        from . import readcache     # reads kept for later blocks can be dropped: they count as available
+        return int(DEFAULT_FRACTION * (available_bytes() + readcache.held_bytes()))
     if not memory_limit_gb > 0:
         raise AlakazamError(f"memory_limit_gb: expected a number >= 0 (0 = auto), got {memory_limit_gb!r}")
     return int(memory_limit_gb * 1e9)
