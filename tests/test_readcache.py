@@ -15,8 +15,8 @@ from alakazam.sim import simulate_ms
 
 
 def _solve(ms, out, **kw):
-    d = dict(ms=ms, output=out, ref_ant="C00", jones=["K", "G"], field=["3C286"], time_interval=["scan", "inf"],
-             freq_interval=["full", "full"], quiet=True)
+    d = dict(ms=ms, output=out, ref_ant="C00", jones=["K", "G"], field=["3C286"],
+             time_interval=["scan", "inf"], freq_interval=["full", "full"], quiet=True)
     d.update(kw)
     return run_solve(solve_config_from_dict(d))
 
@@ -52,7 +52,8 @@ class _Reads:
 @pytest.fixture
 def ms(tmp_path):
     p = str(tmp_path / "c.ms")
-    simulate_ms(p, n_ant=6, n_ant_extra=0, n_chan=(32,), duration_h=0.5, int_s=60.0, seed=4, rfi_persistent=[9])
+    simulate_ms(p, n_ant=6, n_ant_extra=0, n_chan=(32,), duration_h=0.5, int_s=60.0, seed=4,
+                rfi_persistent=[9])
     readcache.clear()
     flagcache.clear()
     return p
