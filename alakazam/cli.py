@@ -111,9 +111,17 @@ def cmd_simulate(args):
     def error(msg):
         raise AlakazamError(msg)
 
-    t = simulate_ms(args.out, n_ant=args.n_ant, n_chan=tuple(args.n_chan), feed=args.feed, seed=args.seed,
-                    duration_h=args.hours, int_s=args.int_s, noise=args.noise, rfi=args.rfi,
-                    overwrite=args.overwrite, **hazard_kwargs(args, error))
+    try:
+        t = simulate_ms(args.out, n_ant=args.n_ant, n_chan=tuple(args.n_chan), feed=args.feed, seed=args.seed,
+                        duration_h=args.hours, int_s=args.int_s, noise=args.noise, rfi=args.rfi,
+                        overwrite=args.overwrite, **hazard_kwargs(args, error))
+    except ValueError as e:         # simulate_ms's parameter checks (before anything is written)
+        msg = str(e)
+        for name, opt in (("dead_antenna_scan", "--dead-antenna"), ("rfi_persistent", "--rfi-persistent"),
+                          ("feed", "--feed")):
+            if msg.startswith(name):
+                msg = opt + msg[len(name):]
+        raise AlakazamError(msg) from None
     print(f"wrote {t.ms} ({len(t.ant_names)} active antennas, SPWs {list(t.spw_freqs)}, "
           f"{len(t.times)} integrations, {t.feed} feeds); truth in {t.ms}.truth.npz")
 

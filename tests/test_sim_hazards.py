@@ -2,6 +2,8 @@
 solve's sample flags on them (alakazam/core/cellflags.py): the truth of the corrupted samples is in
 the Truth, and the flags catch them with few false positives."""
 
+import os
+
 import numpy as np
 import pytest
 from casacore.tables import table
@@ -105,6 +107,18 @@ def test_simulate_cli_hazard_options(tmp_path, capsys):
     capsys.readouterr()
     assert main(["simulate", ms, "--dead-antenna", "x"]) == 2
     assert "--dead-antenna" in capsys.readouterr().err
+    # by name: the same antenna as its active index (C01 is one of the two extra, inactive antennas)
+    ms2 = str(tmp_path / "h2.ms")
+    assert main(["simulate", ms2, "--n-ant", "4", "--n-chan", "8", "--hours", "0.5", "--dead-antenna",
+                 f"{t.noise_ant}:2"]) == 0
+    t2 = load_truth(ms2)
+    assert t2.noise_ant == t.noise_ant == t.ant_names[1] and t2.noise_scan == 2
+    capsys.readouterr()
+    h3 = str(tmp_path / "h3.ms")
+    assert main(["simulate", h3, "--n-ant", "4", "--dead-antenna", "C09:2"]) == 2
+    err = capsys.readouterr().err
+    assert "--dead-antenna: antenna 'C09' is not an active antenna (" + ", ".join(t.ant_names) + ")" in err
+    assert "Traceback" not in err and "internal error" not in err and not os.path.exists(h3)
 
 
 def test_flags_already_in_the_ms_never_extend():

@@ -30,7 +30,7 @@ What is in it
   Stokes I, varying in time, random phase per baseline and correlation), ``rfi_intermittent``
   (one or two channels of an SPW in about 10% of the integrations, 5-20 x Stokes I),
   ``rfi_bursts`` (that many integrations with RFI of 5-20 x Stokes I in every channel) and
-  ``dead_antenna_scan`` = (active antenna index, scan): DATA of that antenna's baselines in that scan
+  ``dead_antenna_scan`` = (active antenna index or name, scan): DATA of that antenna's baselines in that scan
   is noise only.
 
 The parallactic angle here is computed with casacore measures (me.posangle of the zenith seen from
@@ -175,7 +175,7 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     ``(freq / f0) ** alpha`` (Truth.flux_true holds the values at f0; MODEL_DATA is unchanged).
     ``rfi_persistent``: channel indices of SPW 0, or a dict {SPW id: channel indices};
     ``rfi_intermittent``: bool; ``rfi_bursts``: number of integrations; ``dead_antenna_scan``:
-    (active antenna index, scan number) or None (module docstring).
+    (active antenna index or name, scan number) or None (module docstring).
     """
     from casacore.tables import makearrcoldesc, maketabdesc
 
@@ -297,7 +297,14 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     bursts = np.sort(hz.choice(n_time, size=min(int(rfi_bursts), n_time), replace=False)).astype(np.int64) \
         if rfi_bursts else np.zeros(0, np.int64)
     if dead_antenna_scan is not None:
-        na_, ns_ = int(dead_antenna_scan[0]), int(dead_antenna_scan[1])
+        na_, ns_ = dead_antenna_scan[0], int(dead_antenna_scan[1])
+        active_names = [names[i] for i in active_ids]
+        if isinstance(na_, str) and not na_.strip().lstrip("-").isdigit():
+            if na_.strip() not in active_names:
+                raise ValueError(f"dead_antenna_scan: antenna {na_!r} is not an active antenna "
+                                 f"({', '.join(active_names)})")
+            na_ = active_names.index(na_.strip())
+        na_ = int(na_)
         if not 0 <= na_ < n_ant:
             raise ValueError(f"dead_antenna_scan: antenna index {na_} outside 0..{n_ant - 1}")
         dead_antenna_scan = (na_, ns_)
@@ -599,7 +606,8 @@ def add_hazard_arguments(p):
     p.add_argument("--rfi-bursts", metavar="N", type=int, default=0,
                    help="N integrations with broadband RFI in every channel, unflagged")
     p.add_argument("--dead-antenna", metavar="ANT:SCAN", default=None,
-                   help="active antenna index whose DATA is noise only in that scan, unflagged (e.g. 1:4)")
+                   help="antenna (active index or name) whose DATA is noise only in that scan, unflagged "
+                        "(e.g. 1:4 or C03:4)")
 
 
 def hazard_kwargs(a, error):
@@ -620,9 +628,11 @@ def hazard_kwargs(a, error):
     if a.dead_antenna:
         try:
             ant_, scan_ = a.dead_antenna.split(":")
-            dead2 = (int(ant_), int(scan_))
+            if not ant_.strip():
+                raise ValueError
+            dead2 = (int(ant_) if ant_.strip().lstrip("-").isdigit() else ant_.strip(), int(scan_))
         except ValueError:
-            error(f"--dead-antenna: {a.dead_antenna!r} is not ANT:SCAN (e.g. 1:4)")
+            error(f"--dead-antenna: {a.dead_antenna!r} is not ANT:SCAN (e.g. 1:4 or C03:4)")
     if a.rfi_bursts < 0:
         error(f"--rfi-bursts: {a.rfi_bursts} must be >= 0")
     return dict(rfi_persistent=persistent, rfi_intermittent=bool(a.rfi_intermittent),
