@@ -131,7 +131,9 @@ def test_ctrl_c_during_go_akapply_restores_the_ms(session, monkeypatch, existing
     monkeypatch.setattr(ms_io, "write_column", write_then_interrupt)
     sh.text()
     sh.handle("go akapply")
-    assert "akapply interrupted" in sh.text() and len(calls) == 3 and "FLAG" in calls
+    out = sh.text()
+    assert "akapply interrupted" in out and len(calls) == 3 and "FLAG" in calls
+    assert "restore it with" not in out and "undo: FLAG put back as it was before the task" in out
     if existing:
         _same_cols(_col_by_ddid(ms, "CORRECTED_DATA"), corr0)
     else:
@@ -158,7 +160,10 @@ def test_ctrl_c_during_go_akflag_restores_flag_and_keeps_nothing(session, monkey
     monkeypatch.setattr(engine, "_put_flags", put_then_interrupt)
     sh.text()
     sh.handle(f"akflag(vis={ms!r}, mode='manual', field='3C286')")
-    assert "akflag interrupted" in sh.text() and calls
+    out = sh.text()
+    assert "akflag interrupted" in out and calls
+    # no stale restore command for a version the undo has used and removed: the log says what it did
+    assert "restore it with" not in out and "undo: FLAG put back as it was before the task" in out
     _same_cols(_col_by_ddid(ms, "FLAG"), flag0)
     assert (sorted(os.listdir(fv)) if os.path.isdir(fv) else []) == fv0
 

@@ -74,8 +74,16 @@ def flag_writes(ms, version, what="apply"):
         with handle_flag_writes(ms):       # FLAG writes through the MS handle allowed (core/ms.py)
             yield
     except BaseException as e:
-        log.error("%s interrupted (%s) while writing FLAG: FLAG may be partly changed; restore it "
-                  "with: %s", what, type(e).__name__, restore_command(ms, version))
+        from ..core import undo
+
+        if isinstance(e, KeyboardInterrupt) and undo.active() is not None:
+            # akshell's undo (core/undo.py) puts FLAG back from this version and says so (or, if it
+            # cannot, logs the restore command itself)
+            log.warning("%s interrupted (%s) while writing FLAG: the undo restores FLAG from flag "
+                        "version %s", what, type(e).__name__, version)
+        else:
+            log.error("%s interrupted (%s) while writing FLAG: FLAG may be partly changed; restore it "
+                      "with: %s", what, type(e).__name__, restore_command(ms, version))
         columns.end_writes(ms)
         raise
     columns.end_writes(ms)

@@ -155,9 +155,15 @@ def _restore_new_versions(ms, new_files) -> bool:
         for name in reversed(order):
             flagversions.restore(ms, name)
     except Exception as e:          # noqa: BLE001 -- keep the versions: the user can still restore
+        from ..calibration.flagsafety import restore_command
+
         logging.getLogger("alakazam").error("undo: FLAG could not be restored from %s (%s); the flag "
-                                            "versions are kept", ", ".join(order), e)
+                                            "versions are kept; restore FLAG with: %s", ", ".join(order), e,
+                                            restore_command(ms, order[0]) if order else "-")
         return False
+    if order:
+        logging.getLogger("alakazam").warning("undo: FLAG put back as it was before the task (from flag "
+                                              "version %s, then removed)", order[0])
     return True
 
 
