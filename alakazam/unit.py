@@ -101,7 +101,16 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group, phases=Non
             t1 = time.perf_counter()
             # bad values, per-row MAD and per-scan channel statistics of the raw data: flagged once
             # here, not again in every step (alakazam.core.cellflags)
-            c.flag = flagcache.flags(cfg, c, corr_types, chans)    # once per process (core/flagcache.py)
+            # once per process (core/flagcache.py); beside a kept read, unpacked (core/readcache.py)
+            kept = readcache.derived(rkey)
+            fkey = ("solve flags", float(cfg.rfi_threshold or 0.0), repr(cfg.smodel),
+                    tuple(str(x) for x in corr_types))
+            fl = kept.get(fkey) if kept is not None else None
+            if fl is None:
+                fl = flagcache.flags(cfg, c, corr_types, chans)
+                if kept is not None:
+                    kept[fkey] = fl
+            c.flag = fl
             ctx.cache[key] = c
             if phases is not None:
                 phases["read"] += t1 - t0

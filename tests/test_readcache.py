@@ -69,13 +69,18 @@ def test_a_later_block_reuses_the_read_and_solves_identically(ms, tmp_path, monk
         _solve(ms, str(tmp_path / "a.h5"))
         n1 = reads.n
         assert n1 >= 1 and readcache.held_bytes() > 0
-        kept = list(readcache._CACHE.values())
+        kept = [e.chunk for e in readcache._CACHE.values()]
+        f0 = dict(flagcache.STATS)
         before = [_digest(c) for c in kept]
         h0 = readcache.STATS["hits"]
         # another block on the same rows: other terms, a pre-apply, a point-source model
         _solve(ms, str(tmp_path / "b.h5"), jones=["G"], time_interval=["60s"], freq_interval=["full"],
                external_preapply=dict(tables=[str(tmp_path / "a.h5")], jones=["K0"]))
         assert reads.n == n1                                  # no new read of the MS
+        assert flagcache.STATS == f0                          # its solve-time flags kept beside it
+        # another RFI threshold: flagged anew (identical to a fresh solve: below)
+        _solve(ms, str(tmp_path / "r.h5"), rfi_threshold=3.0)
+        assert flagcache.STATS["misses"] == f0["misses"] + 1
         # a point-source model (smodel): a read without MODEL_DATA (another key), then reused
         _solve(ms, str(tmp_path / "s.h5"), jones=["G"], time_interval=["inf"], freq_interval=["full"],
                smodel=[1.0, 0.0, 0.0, 0.0])
@@ -84,8 +89,8 @@ def test_a_later_block_reuses_the_read_and_solves_identically(ms, tmp_path, monk
         assert reads.n == n1 + 1
         assert readcache.STATS["hits"] >= h0 + 2
         assert [_digest(c) for c in kept] == before            # the kept arrays were not written into
-        assert all(c.model is None for c in readcache._CACHE.values() if c is not kept[0])   # smodel: on
-        # the copy, never on the kept read
+        assert all(e.chunk.model is None for e in readcache._CACHE.values() if e.chunk is not kept[0])
+        # (smodel: on the copy, never on the kept read)
     assert readcache.held_bytes() == 0                          # leaving keep() drops everything
     # the same blocks without the cache: identical tables
     monkeypatch.setenv("ALAKAZAM_READ_CACHE", "0")
@@ -93,12 +98,13 @@ def test_a_later_block_reuses_the_read_and_solves_identically(ms, tmp_path, monk
         _solve(ms, str(tmp_path / "a2.h5"))
         _solve(ms, str(tmp_path / "b2.h5"), jones=["G"], time_interval=["60s"], freq_interval=["full"],
                external_preapply=dict(tables=[str(tmp_path / "a2.h5")], jones=["K0"]))
+        _solve(ms, str(tmp_path / "r2.h5"), rfi_threshold=3.0)
         _solve(ms, str(tmp_path / "s2.h5"), jones=["G"], time_interval=["inf"], freq_interval=["full"],
                smodel=[1.0, 0.0, 0.0, 0.0])
         _solve(ms, str(tmp_path / "t2.h5"), jones=["G"], time_interval=["inf"], freq_interval=["full"],
                smodel=[2.0, 0.0, 0.0, 0.0])
-    assert reads.n == n1 + 1 + 4
-    for x in ("a", "b", "s", "t"):
+    assert reads.n == n1 + 1 + 5
+    for x in ("a", "b", "r", "s", "t"):
         _same(_terms(str(tmp_path / f"{x}.h5")), _terms(str(tmp_path / f"{x}2.h5")))
 
 

@@ -16,7 +16,9 @@ Convention (pinned by tests/test_readcache.py):
   or any other column changes it), the DATA_DESC_ID, the field, the scans, the channels, the data and
   model columns and the row selection (its text and whether a uvrange in wavelengths flags channels).
 * **Value.**  The chunk exactly as read: the raw flags, no model from ``smodel``, no solve-time flags
-  (the caller works on a shallow copy: :func:`get` and :func:`put` return one).  The solve never
+  (the caller works on a shallow copy: :func:`get` and :func:`put` return one); beside it, what the
+  solve derives from it alone (:func:`derived`: the solve-time sample flags per RFI threshold, model
+  and correlation types), dropped with it.  The solve never
   writes into a chunk's data, model, weight or flag arrays (the tier-1 read is shared by every step of a
   block on the same terms); a test checks the arrays are unchanged after a solve.
 * **Memory.**  What is kept counts as available to the memory planner
@@ -36,7 +38,18 @@ from collections import OrderedDict
 
 import numpy as np
 
-_CACHE: "OrderedDict[tuple, object]" = OrderedDict()
+class _Entry:
+    __slots__ = ("chunk", "derived")
+
+    def __init__(self, chunk):
+        self.chunk = chunk
+        self.derived = {}
+
+    def nbytes(self) -> int:
+        return chunk_bytes(self.chunk) + sum(getattr(v, "nbytes", 0) for v in self.derived.values())
+
+
+_CACHE: "OrderedDict[tuple, _Entry]" = OrderedDict()
 _LOCK = threading.RLock()
 _DEPTH = [0]
 STATS = {"hits": 0, "misses": 0, "dropped": 0}
@@ -110,7 +123,7 @@ def chunk_bytes(chunk) -> int:
 
 def held_bytes() -> int:
     with _LOCK:
-        return sum(chunk_bytes(c) for c in _CACHE.values())
+        return sum(e.nbytes() for e in _CACHE.values())
 
 
 def key(ms, ddid, fid, scans, chans, data_col, model_col, rowsel) -> tuple:
@@ -132,13 +145,23 @@ def get(k):
     if not active():
         return None
     with _LOCK:
-        c = _CACHE.get(k)
-        if c is None:
+        e = _CACHE.get(k)
+        if e is None:
             STATS["misses"] += 1
             return None
         _CACHE.move_to_end(k)
         STATS["hits"] += 1
-        return _copy(c)
+        return _copy(e.chunk)
+
+
+def derived(k):
+    """The dict of what the solve derived from the kept read ``k`` (the caller's keys; never written
+    into once stored), or None when ``k`` is not kept."""
+    if not active() or k is None:
+        return None
+    with _LOCK:
+        e = _CACHE.get(k)
+        return None if e is None else e.derived
 
 
 def make_room(need: int, limit: int) -> None:
@@ -149,7 +172,7 @@ def make_room(need: int, limit: int) -> None:
         held = held_bytes()
         while _CACHE and held + need > limit:
             _, old = _CACHE.popitem(last=False)
-            held -= chunk_bytes(old)
+            held -= old.nbytes()
             STATS["dropped"] += 1
 
 
@@ -163,7 +186,7 @@ def put(k, chunk, limit: int):
         return chunk
     with _LOCK:
         make_room(nb, limit)
-        _CACHE[k] = chunk
+        _CACHE[k] = _Entry(chunk)
     return _copy(chunk)
 
 
