@@ -252,6 +252,8 @@ for term in ("G", "B"):
     f = np.concatenate([zarr.open_array(os.path.join(p, "gain_flags"), mode="r")[:] for p in sets], 0)
     np.save(os.path.join(out, term + "_gains.npy"), g)
     np.save(os.path.join(out, term + "_flags.npy"), f)
+    it = np.concatenate([np.ravel(zarr.open_array(os.path.join(p, "conv_iter"), mode="r")[:]) for p in sets])
+    np.save(os.path.join(out, term + "_conv_iter.npy"), it)
 """
 
 
@@ -267,6 +269,8 @@ def quartical_product(gain_dir, qc_python, tmp, truth):
         print(f"  (QuartiCal's gains not read: {r.stderr.strip().splitlines()[-1:]})")
         return None
     G, B = (np.load(os.path.join(tmp, f"{k}_gains.npy")) for k in "GB")
+    print("  (QuartiCal's solver iterations per chunk: " + ", ".join(
+        f"{k} {np.load(os.path.join(tmp, f'{k}_conv_iter.npy')).tolist()}" for k in "GB") + ")")
     Gf, Bf = (np.load(os.path.join(tmp, f"{k}_flags.npy")) for k in "GB")
     diag = [0, -1]                       # diag_complex: correlations of the 4-corr gain (XX, YY)
     g = G[:, 0, :, 0][..., diag].transpose(1, 0, 2)          # (a, t, 2)
