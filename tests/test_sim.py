@@ -79,6 +79,9 @@ def test_tables(sim_linear, sim_circular):
     for path, codes, rec in ((ms, [9, 10, 11, 12], ["X", "Y"]), (sim_circular[0], [5, 6, 7, 8], ["R", "L"])):
         with table(path + "::POLARIZATION", ack=False) as t:
             assert list(t.getcell("CORR_TYPE", 0)) == codes
+            # MS column shape [2, NUM_CORR] (Fortran) = numpy (NUM_CORR, 2) as python-casacore and
+            # dask-ms (QuartiCal) read it: the receptor pair of each correlation
+            assert t.getcell("CORR_PRODUCT", 0).tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
         with table(path + "::FEED", ack=False) as t:
             assert list(t.getcell("POLARIZATION_TYPE", 0)) == rec
             assert t.getcell("RECEPTOR_ANGLE", 0)[0] == 0.0

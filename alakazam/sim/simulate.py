@@ -363,7 +363,8 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
         t.addrows(1)
         t.putcell("NUM_CORR", 0, 4)
         t.putcell("CORR_TYPE", 0, np.array(CORR_CODES[feed]))
-        t.putcell("CORR_PRODUCT", 0, np.array([[0, 0, 1, 1], [0, 1, 0, 1]]))
+        # MS shape [2, NUM_CORR] (casacore, Fortran order) = numpy (NUM_CORR, 2): (receptor 1, 2) per corr
+        t.putcell("CORR_PRODUCT", 0, np.array([[0, 0], [0, 1], [1, 0], [1, 1]]))
         t.putcell("FLAG_ROW", 0, False)
     with ms.write_table("DATA_DESCRIPTION") as t:
         t.addrows(n_spw)
