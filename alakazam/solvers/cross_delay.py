@@ -74,6 +74,8 @@ def solve_exact(batch, max_iter=100, tol=1e-10):
     conv = np.zeros(n_cell, bool)
     for c in range(n_cell):
         present = (batch.weight[c][..., 1:3] > 0).any(axis=(0, 2))
+        if not present.any():           # no cross-hand data (flagged by the caller): not solved
+            continue
         dnu = batch.freq[c] - nu_c[c]
         # y ~ exp(+i(2 pi tau dnu + phi)): fringe of exp(+2 pi i tau f)
         tau0, _ = fringe_fft(y[c][None], batch.freq[c], present)

@@ -9,6 +9,8 @@ phi = arg(A) is the exact minimiser (no iteration; the initial guess is the solu
 
 import numpy as np
 
+from .._numba import njit, threaded
+
 CROSS = (1, 2)
 
 
@@ -22,6 +24,65 @@ def _a_sum(batch, extra_phase=None):
 #: smallest fraction of the cross-hand model power that must vary between a cell's samples
 #: (sum w |M - mean M|^2 / sum w |M|^2) for :func:`remove_leakage_offsets` to act on the cell
 MIN_VARYING_FRACTION = 0.05
+
+
+#: the one signature of :func:`_leakage_offsets` (compiled once, on first use)
+_LEAK_SIG = ("void(int64, int64, complex128[:, :, :, ::1], complex128[:, :, :, ::1], "
+             "float64[:, :, :, ::1], float64, boolean[::1])")
+
+
+@njit(_LEAK_SIG)
+def _leakage_offsets(start, stride, v, m, w, min_frac, changed):
+    # cells start, start + stride, ... on this thread (_numba.threaded; each writes only its own cell).
+    # Per (baseline, cross hand): ws = sum_s w (1 where 0), mean = sum_s w x / ws; the cell changes when
+    # sum w |M - mean M|^2 >= min_frac sum w |M|^2 (over w > 0 samples); then x -> x - mean where w > 0
+    # and 0 elsewhere, for V and M (remove_leakage_offsets)
+    n_cell, n_bl, n_samp, _ = v.shape
+    for c in range(start, n_cell, stride):
+        num = 0.0
+        den = 0.0
+        for b in range(n_bl):
+            for k in range(1, 3):
+                ws = 0.0
+                sm = 0j
+                for s in range(n_samp):
+                    wt = w[c, b, s, k]
+                    ws += wt
+                    sm += wt * m[c, b, s, k]
+                if not ws > 0:
+                    ws = 1.0
+                mm = sm / ws
+                for s in range(n_samp):
+                    wt = w[c, b, s, k]
+                    x = m[c, b, s, k]
+                    den += wt * abs(x) ** 2
+                    if wt > 0:
+                        num += wt * abs(x - mm) ** 2
+        ok = num >= min_frac * (den if den > 0 else np.inf)
+        changed[c] = ok
+        if not ok:
+            continue
+        for b in range(n_bl):
+            for k in range(1, 3):
+                ws = 0.0
+                sv = 0j
+                sm = 0j
+                for s in range(n_samp):
+                    wt = w[c, b, s, k]
+                    ws += wt
+                    sv += wt * v[c, b, s, k]
+                    sm += wt * m[c, b, s, k]
+                if not ws > 0:
+                    ws = 1.0
+                vm = sv / ws
+                mm = sm / ws
+                for s in range(n_samp):
+                    if w[c, b, s, k] > 0:
+                        v[c, b, s, k] -= vm
+                        m[c, b, s, k] -= mm
+                    else:
+                        v[c, b, s, k] = 0
+                        m[c, b, s, k] = 0
 
 
 def remove_leakage_offsets(batch):
@@ -41,25 +102,19 @@ def remove_leakage_offsets(batch):
     does, in place, on the cross hands of every cell whose model varies enough between samples
     (fraction >= MIN_VARYING_FRACTION); other cells (one scan, no parallactic-angle change) are left
     as they are.  Returns the per-cell bool array of the cells that were changed.
+
+    One compiled pass per cell (:func:`_leakage_offsets`, cells on the thread pool): the cell's
+    per-(baseline, hand) weighted means, its varying fraction, and the subtraction where it acts --
+    the values of the numpy definition above (``tests/test_flow_fullpol.py`` pins them against it)
+    without its full-size temporaries.
     """
-    v, m, w = batch.vis, batch.model, batch.weight
-    tilde = {}
-    num = np.zeros(batch.n_cell)
-    den = np.zeros(batch.n_cell)
-    for c in CROSS:
-        wc = w[..., c]
-        ws = wc.sum(axis=2, keepdims=True)
-        ws = np.where(ws > 0, ws, 1.0)
-        vt = np.where(wc > 0, v[..., c] - (wc * v[..., c]).sum(axis=2, keepdims=True) / ws, 0)
-        mt = np.where(wc > 0, m[..., c] - (wc * m[..., c]).sum(axis=2, keepdims=True) / ws, 0)
-        tilde[c] = (vt, mt)
-        num += (wc * np.abs(mt) ** 2).sum(axis=(1, 2))
-        den += (wc * np.abs(m[..., c]) ** 2).sum(axis=(1, 2))
-    changed = num >= MIN_VARYING_FRACTION * np.where(den > 0, den, np.inf)
-    for c in CROSS:
-        vt, mt = tilde[c]
-        v[changed, ..., c] = vt[changed]
-        m[changed, ..., c] = mt[changed]
+    batch.vis = np.ascontiguousarray(batch.vis, np.complex128)
+    batch.model = np.ascontiguousarray(batch.model, np.complex128)
+    batch.weight = np.ascontiguousarray(batch.weight, np.float64)
+    changed = np.zeros(batch.n_cell, bool)
+    if batch.n_cell:
+        threaded(_leakage_offsets, batch.n_cell, batch.vis, batch.model, batch.weight,
+                 float(MIN_VARYING_FRACTION), changed)
     return changed
 
 

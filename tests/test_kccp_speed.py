@@ -1,0 +1,142 @@
+"""The faster KC / CP / D solve paths (issue 16) equal their numpy definitions (kept here as the
+references: the code they replaced)."""
+
+import numpy as np
+import pytest
+
+from alakazam.solvers import CellBatch
+
+
+def _cplx(rng, *shape):
+    return rng.normal(size=shape) + 1j * rng.normal(size=shape)
+
+
+def _random_batch(rng, n_cell, n_ant, n_samp, flagged=0.2):
+    """Random data, model and weights on every baseline of n_ant antennas; ~20% of samples flagged."""
+    a1, a2 = np.triu_indices(n_ant, 1)
+    shape = (n_cell, len(a1), n_samp, 4)
+    w = rng.uniform(0.5, 2.0, shape) * (rng.uniform(size=shape) > flagged)
+    return CellBatch(vis=_cplx(rng, *shape), model=_cplx(rng, *shape), weight=w, ant1=a1, ant2=a2,
+                     freq=np.tile(np.linspace(1.0e9, 1.1e9, n_samp), (n_cell, 1)), n_ant=n_ant)
+
+
+def _reference_leakage_offsets(batch, min_frac):
+    """cross_phase.remove_leakage_offsets as numpy passes (the definition; the code before the kernel)."""
+    v, m, w = batch.vis, batch.model, batch.weight
+    tilde = {}
+    num = np.zeros(batch.n_cell)
+    den = np.zeros(batch.n_cell)
+    for c in (1, 2):
+        wc = w[..., c]
+        ws = wc.sum(axis=2, keepdims=True)
+        ws = np.where(ws > 0, ws, 1.0)
+        vt = np.where(wc > 0, v[..., c] - (wc * v[..., c]).sum(axis=2, keepdims=True) / ws, 0)
+        mt = np.where(wc > 0, m[..., c] - (wc * m[..., c]).sum(axis=2, keepdims=True) / ws, 0)
+        tilde[c] = (vt, mt)
+        num += (wc * np.abs(mt) ** 2).sum(axis=(1, 2))
+        den += (wc * np.abs(m[..., c]) ** 2).sum(axis=(1, 2))
+    changed = num >= min_frac * np.where(den > 0, den, np.inf)
+    for c in (1, 2):
+        vt, mt = tilde[c]
+        v[changed, ..., c] = vt[changed]
+        m[changed, ..., c] = mt[changed]
+    return changed
+
+
+def test_leakage_offsets_equal_numpy_definition():
+    from alakazam.solvers import cross_phase
+
+    rng = np.random.default_rng(11)
+    batch = _random_batch(rng, 9, 5, 4)
+    batch.model[2] = batch.model[2, :, :1]                 # a cell whose model does not vary: unchanged
+    batch.weight[3, 2] = 0                                 # a baseline without data
+    batch.weight[4] = 0                                    # a cell without data
+    batch.model[5, :, :, 1:3] *= 1e-3                      # cross hands nearly constant: below the fraction
+    batch.model[5, :, :, 1:3] += _cplx(rng, 10, 1, 2)
+    ref = CellBatch(vis=batch.vis.copy(), model=batch.model.copy(), weight=batch.weight.copy(),
+                    ant1=batch.ant1, ant2=batch.ant2, freq=batch.freq, n_ant=batch.n_ant)
+    want = _reference_leakage_offsets(ref, cross_phase.MIN_VARYING_FRACTION)
+    got = cross_phase.remove_leakage_offsets(batch)
+    assert want.tolist() == got.tolist()
+    assert want.any() and not want.all()                   # both branches exercised
+    np.testing.assert_allclose(batch.vis, ref.vis, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(batch.model, ref.model, rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(batch.weight, ref.weight)
+
+
+@pytest.fixture(scope="module")
+def small_ms(tmp_path_factory):
+    from alakazam.sim import simulate_ms
+
+    ms = str(tmp_path_factory.mktemp("kccp") / "sim.ms")
+    simulate_ms(ms, n_ant=5, n_ant_extra=0, n_chan=(8,), duration_h=1.0, int_s=120.0, scan_len_s=600.0,
+                noise=0.05, seed=5, flag_rows=0.02, dead_ant=False, leakage_scale=0.003)
+    return ms
+
+
+def _kc_solve(ms, out, tint, combine=""):
+    from alakazam.config import solve_config_from_dict
+    from alakazam.flow import run_solve
+    from alakazam.io import hdf5
+
+    d = dict(ms=ms, output=out, ref_ant="C00", apply_parang=True, jones=["KC"], field=["3C286"],
+             time_interval=[tint], freq_interval=["full"])
+    if combine:
+        d["combine"] = [combine]
+    run_solve(solve_config_from_dict(d))
+    return hdf5.read_term(out, "KC0")
+
+
+@pytest.mark.parametrize("tint,combine", [("inf", ""), ("scan", ""), ("3min", ""), ("20min", "scan")])
+def test_kc_sums_in_batch_layout_equal_copied_batch(small_ms, tmp_path, monkeypatch, tint, combine):
+    """KC over the whole band accumulates its sums in the batch layout (unit._sample_slots) and
+    divides them in place: the same solutions as the transposed copy of per-scan sums (_make_batch)."""
+    from alakazam import unit
+
+    got = _kc_solve(small_ms, str(tmp_path / "new.h5"), tint, combine)
+    monkeypatch.setattr(unit, "_sample_slots", lambda g, group: None)
+    want = _kc_solve(small_ms, str(tmp_path / "old.h5"), tint, combine)
+    assert len(got) == len(want) and len(got)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a.flags, b.flags)
+        np.testing.assert_allclose(a.delay, b.delay, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a.jones, b.jones, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a.time, b.time, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(a.extra["snr"] if "snr" in a.extra else 0,
+                                   b.extra["snr"] if "snr" in b.extra else 0, rtol=1e-9)
+
+
+def test_kc_slot_batch_with_an_empty_sample_bin_solves_as_the_copied_batch():
+    """A sample bin without rows is a weight-0 slot in the batch layout (left out by the copy): the
+    same KC solution."""
+    from alakazam import solvers, unit
+
+    rng = np.random.default_rng(2)
+    n_ant, n_chan, n_sbin = 5, 16, 3
+    a1, a2 = np.triu_indices(n_ant, 1)
+    n_bl = len(a1)
+    freqs = np.linspace(1.0e9, 1.2e9, n_chan)
+    shape = (n_sbin, n_bl, n_chan, 4)
+    tau, phi = 1.7, 0.4
+    m = _cplx(rng, *shape)
+    th = 2 * np.pi * 1e-9 * tau * (freqs - freqs.mean()) + phi
+    v = m.copy()
+    v[..., 1] *= np.exp(-1j * th)
+    v[..., 2] *= np.exp(1j * th)
+    v += 0.05 * _cplx(rng, *shape)
+    w = rng.uniform(0.5, 2.0, shape)
+    w[1] = 0                                             # sample bin 1: no rows
+    v[1] = m[1] = 0
+    sums = [v * w, m * w, w]
+    # the copy: tsamples of the one time cell are the bins with rows
+    old, _ = unit._make_batch(*[s.copy() for s in sums], [np.array([0, 2])], np.zeros(n_chan, np.int64), 1,
+                              freqs, True, a1, a2, n_ant, 0)
+    # the batch layout: (cell, baseline, slot * n_chan + channel, corr)
+    lay = [np.ascontiguousarray(s.transpose(1, 0, 2, 3).reshape(1, n_bl, n_sbin * n_chan, 4)) for s in sums]
+    new, _ = unit._slot_batch(*lay, np.array([0]), freqs, n_sbin, a1, a2, n_ant, 0)
+    assert new.vis.shape == (1, n_bl, 3 * n_chan, 4) and old.vis.shape == (1, n_bl, 2 * n_chan, 4)
+    ro, rn = solvers.solve("KC", old), solvers.solve("KC", new)
+    assert abs(ro.params[0, 0] - tau) < 0.05
+    np.testing.assert_allclose(rn.params, ro.params, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(rn.cost, ro.cost, rtol=1e-10)
+    np.testing.assert_allclose(rn.extra["snr"], ro.extra["snr"], rtol=1e-10)
