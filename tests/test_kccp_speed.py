@@ -140,3 +140,65 @@ def test_kc_slot_batch_with_an_empty_sample_bin_solves_as_the_copied_batch():
     np.testing.assert_allclose(rn.params, ro.params, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(rn.cost, ro.cost, rtol=1e-10)
     np.testing.assert_allclose(rn.extra["snr"], ro.extra["snr"], rtol=1e-10)
+
+
+def _reference_antennas_with_data(batch, corr):
+    bl_has = (batch.weight[..., list(corr)] > 0).any(axis=(2, 3))
+    count = np.zeros((batch.n_cell, batch.n_ant), np.int64)
+    np.add.at(count, (slice(None), batch.ant1), bl_has)
+    np.add.at(count, (slice(None), batch.ant2), bl_has)
+    return count > 0
+
+
+def _reference_drop_sparse(batch, corr, min_bl):
+    n_cell, n_ant = batch.n_cell, batch.n_ant
+    dropped = np.zeros((n_cell, n_ant), bool)
+    need = min(int(min_bl), n_ant - 1)
+    bl_has = (batch.weight[..., list(corr)] > 0).any(axis=(2, 3))
+    a1, a2 = np.asarray(batch.ant1), np.asarray(batch.ant2)
+    while True:
+        ok = bl_has & ~dropped[:, a1] & ~dropped[:, a2]
+        count = np.zeros((n_cell, n_ant), np.int64)
+        np.add.at(count, (slice(None), a1), ok)
+        np.add.at(count, (slice(None), a2), ok)
+        new = (count > 0) & (count < need) & ~dropped
+        if not new.any():
+            break
+        dropped |= new
+    if dropped.any():
+        batch.weight[dropped[:, a1] | dropped[:, a2]] = 0.0
+    return dropped
+
+
+@pytest.mark.parametrize("jt", ["G", "D", "KC", "CP"])
+def test_antenna_counts_equal_add_at_definition(jt):
+    """antennas_with_data and minblperant through the incidence product: the np.add.at results."""
+    from alakazam.jones import terms
+    from alakazam.solvers import common, quality
+
+    rng = np.random.default_rng(4)
+    # sparse: antennas fall below minblperant (D reads all four correlations: sparser samples)
+    batch = _random_batch(rng, 12, 7, 3, flagged=0.87 if jt == "D" else 0.7)
+    batch.weight[0] = 0
+    corr = terms.get(jt).corr
+    np.testing.assert_array_equal(common.antennas_with_data(batch, jt),
+                                  _reference_antennas_with_data(batch, corr))
+    ref = CellBatch(vis=batch.vis, model=batch.model, weight=batch.weight.copy(), ant1=batch.ant1,
+                    ant2=batch.ant2, freq=batch.freq, n_ant=batch.n_ant)
+    want = _reference_drop_sparse(ref, corr, 4)
+    got = quality.drop_sparse_antennas(batch, jt, 4)
+    assert want.any() and not want.all()
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(batch.weight, ref.weight)
+
+
+def test_kc_chi2_equals_model_vis_definition():
+    from alakazam.solvers import cross_delay
+
+    rng = np.random.default_rng(8)
+    batch = _random_batch(rng, 3, 6, 40)
+    params = np.array([[1.3, 0.2], [-4.0, 2.9], [0.0, 0.0]])
+    mv = cross_delay.model_vis(params, batch)
+    r = batch.vis[..., [1, 2]] - mv[..., [1, 2]]
+    want = (batch.weight[..., [1, 2]] * (r.real ** 2 + r.imag ** 2)).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(cross_delay.chi2(params, batch), want, rtol=1e-13)

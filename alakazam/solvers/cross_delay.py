@@ -100,6 +100,18 @@ def model_vis(params, batch):
     return out
 
 
+def chi2(params, batch):
+    """(n_cell,) final cost: sum w |V - model_vis(params)|^2 over the cross hands (the definition of
+    :func:`alakazam.solvers.common.chi2`), one cross hand at a time: no 4-correlation model array."""
+    nu_c = band_centre(batch)
+    th = TWO_PI_NS * params[:, 0, None] * (batch.freq - nu_c[:, None]) + params[:, 1, None]  # (cell, samp)
+    out = np.zeros(batch.n_cell)
+    for k, sign in ((1, -1j), (2, 1j)):
+        r = batch.vis[..., k] - np.exp(sign * th)[:, None, :] * batch.model[..., k]
+        out += (batch.weight[..., k] * (r.real ** 2 + r.imag ** 2)).sum(axis=(1, 2))
+    return out
+
+
 def initial_guess(batch, ref):
     """The exact solution (FFT + 1-D refinement is already exact).  Kept on the batch
     (``batch.exact``), so the numba solve that follows does not compute it a second time."""
