@@ -202,3 +202,62 @@ def test_kc_chi2_equals_model_vis_definition():
     r = batch.vis[..., [1, 2]] - mv[..., [1, 2]]
     want = (batch.weight[..., [1, 2]] * (r.real ** 2 + r.imag ** 2)).sum(axis=(1, 2, 3))
     np.testing.assert_allclose(cross_delay.chi2(params, batch), want, rtol=1e-13)
+
+
+def test_spare_arrays_are_zeroed_and_never_kept_while_referenced():
+    from types import SimpleNamespace
+
+    from alakazam import unit
+
+    ctx = SimpleNamespace(spare=[], tier=1)
+    n = unit._SPARE_MIN_BYTES // 16
+    a, b, c = np.full(n, 7 + 1j), np.full(n, 3 + 0j), np.full(n // 2, 1.0)
+    view = b[:10]                                  # b is still referenced (by a view): not kept
+    arrays = [a, b, c]
+    del a, c
+    unit._keep_spare(ctx, arrays)
+    assert len(ctx.spare) == 1 and ctx.spare[0].dtype == np.complex128
+    del arrays
+    z = unit._zeros(ctx, (2, n // 2), np.complex128)     # the spare, reshaped and zeroed
+    assert z.shape == (2, n // 2) and not z.any() and ctx.spare == []
+    assert view[0] == 3
+    ctx.tier = 2                                   # tiers 2/3 keep nothing
+    arrays = [np.ones(n, np.complex128)]
+    unit._keep_spare(ctx, arrays)
+    assert ctx.spare == []
+
+
+def test_kc_cp_d_block_with_spare_arrays_equals_fresh_arrays(small_ms, tmp_path, monkeypatch):
+    """The KC, CP, D block solved with every step's arrays reused by the next (threshold 0) gives the
+    solutions of fresh arrays."""
+    from alakazam import unit
+    from alakazam.config import solve_config_from_dict
+    from alakazam.flow import run_solve
+    from alakazam.io import hdf5
+
+    def solve(out):
+        run_solve(solve_config_from_dict(dict(
+            ms=small_ms, output=out, ref_ant="C00", apply_parang=True, jones=["G", "KC", "CP", "D"],
+            field=["3C286"], time_interval=["inf", "inf", "inf", "inf"],
+            freq_interval=["1MHz", "full", "1MHz", "full"])))
+        return {k: hdf5.read_term(out, k) for k in ("G0", "KC0", "CP0", "D0")}
+
+    reused = []
+    zeros = unit._zeros
+
+    def counting(ctx, shape, dtype):
+        n = len(ctx.spare)
+        out = zeros(ctx, shape, dtype)
+        reused.append(len(ctx.spare) < n)
+        return out
+
+    monkeypatch.setattr(unit, "_SPARE_MIN_BYTES", 0)
+    monkeypatch.setattr(unit, "_zeros", counting)
+    got = solve(str(tmp_path / "spare.h5"))
+    assert sum(reused) >= 3
+    monkeypatch.setattr(unit, "_keep_spare", lambda ctx, arrays: None)
+    want = solve(str(tmp_path / "fresh.h5"))
+    for k in want:
+        for a, b in zip(got[k], want[k]):
+            np.testing.assert_array_equal(a.flags, b.flags)
+            np.testing.assert_array_equal(a.jones, b.jones)
