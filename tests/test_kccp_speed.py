@@ -261,3 +261,19 @@ def test_kc_cp_d_block_with_spare_arrays_equals_fresh_arrays(small_ms, tmp_path,
         for a, b in zip(got[k], want[k]):
             np.testing.assert_array_equal(a.flags, b.flags)
             np.testing.assert_array_equal(a.jones, b.jones)
+
+
+def test_cross_hand_sums_equal_numpy_definition():
+    from alakazam.errors import AlakazamError
+    from alakazam.solvers import cross_phase
+
+    rng = np.random.default_rng(9)
+    b = _random_batch(rng, 4, 5, 6)
+    v, m, w = b.vis, b.model, b.weight
+    want = (w[..., 1] * np.conj(v[..., 1]) * m[..., 1]
+            + w[..., 2] * v[..., 2] * np.conj(m[..., 2])).sum(axis=1)
+    np.testing.assert_allclose(cross_phase._a_sum(b), want, rtol=1e-13)
+    cross_phase.check_polarised(b, "CP")                       # polarised: no error
+    b.model[..., 1:3] = 0
+    with pytest.raises(AlakazamError, match="polarised model"):
+        cross_phase.check_polarised(b, "CP")
