@@ -277,3 +277,17 @@ def test_cross_hand_sums_equal_numpy_definition():
     b.model[..., 1:3] = 0
     with pytest.raises(AlakazamError, match="polarised model"):
         cross_phase.check_polarised(b, "CP")
+
+
+def test_kc_cell_without_cross_hand_data_is_flagged_not_an_error():
+    """A KC cell whose cross hands are all flagged (e.g. every antenna below minblperant) was a
+    ZeroDivisionError in solve_exact; it is flagged like any cell without data."""
+    from alakazam import solvers
+
+    rng = np.random.default_rng(12)
+    batch = _random_batch(rng, 2, 5, 16, flagged=0.0)
+    batch.model[..., 1:3] *= 3                             # polarised enough for check_polarised
+    batch.weight[1, ..., 1:3] = 0                          # cell 1: no cross-hand data
+    res = solvers.solve("KC", batch)
+    assert not res.flags[0].any() and res.flags[1].all()
+    assert np.isfinite(res.delay[0]).all() and np.isnan(res.delay[1]).all()
