@@ -49,6 +49,12 @@ class _Context:
     refs: list = field(default_factory=list)      # reference antennas in priority order (ref = refs[0])
     spare: list = field(default_factory=list)     # large arrays a step no longer uses (_zeros, tier 1)
 
+    def __getstate__(self):
+        # a context sent to dask workers (alakazam.distributed) never carries the spare arrays
+        state = dict(self.__dict__)
+        state["spare"] = []
+        return state
+
 
 
 #: the phases of a step's wall time kept in ``_Context.stats[("phases", step key)]`` (seconds; the
@@ -260,7 +266,7 @@ def _zeros(ctx, shape, dtype):
     is full of page cache: measured at up to 0.3 s for the 0.15 GB of a per-channel CP batch)."""
     dtype = np.dtype(dtype)
     n = int(np.prod(shape))
-    for i, a in enumerate(ctx.spare):
+    for i, a in enumerate(ctx.spare if ctx.tier == 1 else ()):
         if a.dtype == dtype and a.size == n:
             del ctx.spare[i]
             a = a.reshape(shape)
@@ -276,9 +282,9 @@ def _keep_spare(ctx, arrays):
     Kept arrays are only ever handed out again zeroed (:func:`_zeros`)."""
     import sys
 
-    ctx.spare.clear()
     if ctx.tier != 1:
         return
+    ctx.spare.clear()
     for a in arrays:
         # references: the caller's list, this loop's name and getrefcount's argument; a view adds one
         if (isinstance(a, np.ndarray) and a.base is None and a.nbytes >= _SPARE_MIN_BYTES

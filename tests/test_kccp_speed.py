@@ -291,3 +291,14 @@ def test_kc_cell_without_cross_hand_data_is_flagged_not_an_error():
     res = solvers.solve("KC", batch)
     assert not res.flags[0].any() and res.flags[1].all()
     assert np.isfinite(res.delay[0]).all() and np.isnan(res.delay[1]).all()
+
+
+def test_context_sent_to_workers_carries_no_spare_arrays():
+    import pickle
+
+    from alakazam import unit
+
+    ctx = unit._Context(cfg=None, meta=None, ref=0, spw_sel={}, scans=None, max_rows=1, tier=1)
+    ctx.spare.append(np.zeros(1000))
+    back = pickle.loads(pickle.dumps(ctx))
+    assert back.spare == [] and len(ctx.spare) == 1 and back.tier == 1
