@@ -49,6 +49,13 @@ class _Context:
     refs: list = field(default_factory=list)      # reference antennas in priority order (ref = refs[0])
     mem_limit: int = 0                            # the block's memory limit (bytes; core/memory.py)
     bytes_per_row: int = 0                        # the plan's solve bytes per row (core/memory.py)
+    spare: list = field(default_factory=list)     # large arrays a step no longer uses (_zeros, tier 1)
+
+    def __getstate__(self):
+        # a context sent to dask workers (alakazam.distributed) never carries the spare arrays
+        state = dict(self.__dict__)
+        state["spare"] = []
+        return state
 
 
 
@@ -267,6 +274,43 @@ def _solve_group(ctx, step, g: FieldSpw, group: Group):
     return out
 
 
+#: arrays of at least this many bytes are kept for the next allocation of the same size (:func:`_zeros`)
+_SPARE_MIN_BYTES = 16 * 2 ** 20
+
+
+def _zeros(ctx, shape, dtype):
+    """``np.zeros(shape, dtype)``, in memory tier 1 from a spare array of the same size and dtype when
+    the previous step left one (:func:`_keep_spare`): refilled with zeros, it costs a memset, where
+    fresh memory costs a page fault per page on its first touch (with huge-page compaction when RAM
+    is full of page cache: measured at up to 0.3 s for the 0.15 GB of a per-channel CP batch)."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    for i, a in enumerate(ctx.spare if ctx.tier == 1 else ()):
+        if a.dtype == dtype and a.size == n:
+            del ctx.spare[i]
+            a = a.reshape(shape)
+            a.fill(0)
+            return a
+    return np.zeros(shape, dtype)
+
+
+def _keep_spare(ctx, arrays):
+    """Keep the large arrays of a finished step for the next one (tier 1: the in-process solve; the
+    spares of an earlier step are dropped).  ``arrays``: owners (no views), the caller's list holding
+    the only references; an array that anything else still references (a view, a result) is not kept.
+    Kept arrays are only ever handed out again zeroed (:func:`_zeros`)."""
+    import sys
+
+    if ctx.tier != 1:
+        return
+    ctx.spare.clear()
+    for a in arrays:
+        # references: the caller's list, this loop's name and getrefcount's argument; a view adds one
+        if (isinstance(a, np.ndarray) and a.base is None and a.nbytes >= _SPARE_MIN_BYTES
+                and a.flags.c_contiguous and sys.getrefcount(a) <= 3):
+            ctx.spare.append(a)
+
+
 def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     """Read, flag, pre-apply and accumulate one group: a dict of the weighted sums per accumulator bin
     and the row/time sums per sample bin, or None when the group has no rows."""
@@ -278,9 +322,20 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     cell_of_sbin = group.sbin_cell
     # accumulator bins: one per sample bin (one time sample per scan) or per time cell
     n_acc = n_sbin if g.scan_sampled else group.n_tcell
-    shape = (n_acc, len(g.bl_a1), g.n_fsamp, 4)
-    vis_sum, model_sum, w_sum = (np.zeros(shape, np.complex128), np.zeros(shape, np.complex128),
-                                 np.zeros(shape, np.float64))
+    n_bl = len(g.bl_a1)
+    slots = _sample_slots(g, group)
+    if slots is None:
+        shape = (n_acc, n_bl, g.n_fsamp, 4)
+    else:       # KC over the whole band: the sums in the batch layout (_sample_slots)
+        k_of_sbin, n_k = slots
+        shape = (group.n_tcell, n_bl, n_k * g.n_fsamp, 4)
+    vis_sum, model_sum, w_sum = (_zeros(ctx, shape, np.complex128), _zeros(ctx, shape, np.complex128),
+                                 _zeros(ctx, shape, np.float64))
+    # what the accumulation kernel indexes: [bin, baseline, frequency sample, corr]; in the batch layout
+    # [(time cell, baseline, slot), 0, channel, corr] (the same memory)
+    sums = (vis_sum, model_sum, w_sum)
+    if slots is not None:
+        sums = tuple(a.reshape(group.n_tcell * n_bl * n_k, 1, g.n_fsamp, 4) for a in sums)
     row_count = np.zeros(n_sbin, np.int64)
     time_sum = np.zeros(n_sbin)
     time_wsum = np.zeros(n_sbin)
@@ -311,7 +366,12 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
         row_bl = np.full(n, -1, np.int64)
         row_bl[rows] = bl
         acc_bin = np.full(n, -1, np.int64)
-        acc_bin[rows] = sbin if g.scan_sampled else cell_of_sbin[sbin]
+        part_key = None
+        if slots is None:
+            acc_bin[rows] = sbin if g.scan_sampled else cell_of_sbin[sbin]
+        else:                           # (time cell, baseline, slot); threads split by baseline
+            acc_bin[rows] = (cell_of_sbin[sbin] * n_bl + bl) * n_k + k_of_sbin[sbin]
+            part_key, row_bl = row_bl, np.where(row_bl >= 0, 0, -1)
         tidx = np.zeros(n, np.int64)
         tidx[rows] = tix
         w_row = np.zeros(n)
@@ -322,9 +382,10 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
                 diag, sky = chain.preapply_tables(g.prior, meta, m.ddid, m.chans, m.fld, utimes[t0:t1],
                                                   cfg.apply_parang, time_scan=uscan[t0:t1])
             part = rows if (t0 == 0 and t1 == len(utimes)) else rows[(tix >= t0) & (tix < t1)]
-            averaging.accumulate_corrected(vis_sum, model_sum, w_sum, w_row, ch.data, ch.model, ch.flag,
+            averaging.accumulate_corrected(*sums, w_row, ch.data, ch.model, ch.flag,
                                            ch.weight, part, tidx, ch.ant1, ch.ant2, acc_bin, row_bl,
-                                           m.fsamp_of_chan, m.corr_src, diag, sky, t_off=t0)
+                                           m.fsamp_of_chan, m.corr_src, diag, sky, t_off=t0,
+                                           part_key=part_key)
         row_count += np.bincount(sbin, minlength=n_sbin)
         trel = times - t_ref            # relative times: sums of MJD seconds (~5e9) lose microseconds
         time_sum += np.bincount(sbin, weights=trel, minlength=n_sbin)
@@ -335,7 +396,25 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     if not (row_count > 0).any():
         return None
     return dict(vis_sum=vis_sum, model_sum=model_sum, w_sum=w_sum, row_count=row_count, time_sum=time_sum,
-                time_wsum=time_wsum, wsum_t=wsum_t, t_ref=t_ref)
+                time_wsum=time_wsum, wsum_t=wsum_t, t_ref=t_ref, slots=slots)
+
+
+def _sample_slots(g: FieldSpw, group: Group):
+    """KC over the whole band (channel- and scan-sampled, one freq bin): ``(k_of_sbin, n_k)``, the slot
+    of each sample bin among the sample bins of its time cell (in sample-bin order) and the most slots
+    of a cell; None for every other step.  Its sums are accumulated in the batch layout
+    (n_tcell, n_bl, n_k * n_chan, 4) -- sample k * n_chan + channel of a cell is slot k's channel --
+    and :func:`_make_batch` divides them in place (no transposed copy).  A sample bin without rows
+    leaves its slot at weight 0 (where :func:`_make_batch`'s copy would leave it out)."""
+    if not (g.chan_sampled and g.scan_sampled and g.n_fcell == 1):
+        return None
+    cells = np.asarray(group.sbin_cell, np.int64)
+    k_of_sbin = np.zeros(len(cells), np.int64)
+    count = np.zeros(max(group.n_tcell, 1), np.int64)
+    for s, c in enumerate(cells):
+        k_of_sbin[s] = count[c]
+        count[c] += 1
+    return k_of_sbin, int(max(count.max(), 1))
 
 
 def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
@@ -351,9 +430,14 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         tsamples = [np.nonzero((cell_of_sbin == ct) & present)[0] for ct in cells_t]
     else:                # the accumulator bin is the time cell
         tsamples = [np.array([ct]) for ct in cells_t]
-    batch, cell_index = _make_batch(acc.pop("vis_sum"), acc.pop("model_sum"), acc.pop("w_sum"), tsamples,
-                                    g.fbin_of_chan, g.n_fcell, g.freqs, g.chan_sampled, g.bl_a1, g.bl_a2,
-                                    g.n_ant, ctx.ref)
+    sums = [acc.pop("vis_sum"), acc.pop("model_sum"), acc.pop("w_sum")]
+    if acc.get("slots") is not None:     # KC over the whole band: the sums are the batch
+        batch, cell_index = _slot_batch(*sums, cells_t, g.freqs, acc["slots"][1], g.bl_a1, g.bl_a2,
+                                        g.n_ant, ctx.ref)
+    else:
+        batch, cell_index = _make_batch(*sums, tsamples, g.fbin_of_chan, g.n_fcell, g.freqs,
+                                        g.chan_sampled, g.bl_a1, g.bl_a2, g.n_ant, ctx.ref,
+                                        zeros=lambda shape, dtype: _zeros(ctx, shape, dtype))
     batch.ref_ants = tuple(ctx.refs)
     # CP only (its closed form takes the offsets; KC does not): a literal type check, kept
     if jt == "CP" and all(terms.get(t.jones_type).diagonal for t in g.prior):
@@ -367,6 +451,13 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
                                 min_bl_per_ant=cfg.min_bl_per_ant, min_snr=cfg.min_snr,
                                 flag_nonconverged=True)
     res = solvers.solve(jt, batch, backend=cfg.solver_backend, opts=opts)
+    # the memory of the sums and of the batch, each array's owner once (KC's batch is its sums; a
+    # view's owner is its base), for the next step's _zeros
+    spare = list({id(o): o for o in (a if a.base is None else a.base
+                                     for a in sums + [batch.vis, batch.model, batch.weight])}.values())
+    del sums, batch
+    _keep_spare(ctx, spare)
+    del spare
     return _solution_set(ctx, step, g, group, acc, cells_t, res, cell_index)
 
 
@@ -464,8 +555,24 @@ def _bin_centres(freqs, fbin_of_chan, n_fcell):
             / np.maximum(np.bincount(fbin_of_chan, minlength=n_fcell)[:n_fcell], 1))
 
 
+def _slot_batch(vis_sum, model_sum, w_sum, cells_t, freqs, n_k, bl_a1, bl_a2, n_ant, ref):
+    """CellBatch of sums accumulated in the batch layout (:func:`_sample_slots`): the time cells
+    ``cells_t`` (those with rows), divided in place; sample k * n_chan + j has channel j's frequency."""
+    from .core.averaging import divide_sums
+    from .solvers import CellBatch
+
+    if len(cells_t) != vis_sum.shape[0]:        # a time cell without rows: left out (a copy)
+        vis_sum, model_sum, w_sum = vis_sum[cells_t], model_sum[cells_t], w_sum[cells_t]
+    for c in range(vis_sum.shape[0]):
+        divide_sums(vis_sum[c], model_sum[c], w_sum[c], vis_sum[c], model_sum[c], w_sum[c])
+    freq = np.tile(np.asarray(freqs, float), (vis_sum.shape[0], n_k))
+    batch = CellBatch(vis=vis_sum, model=model_sum, weight=w_sum, ant1=bl_a1.astype(np.int32),
+                      ant2=bl_a2.astype(np.int32), freq=freq, n_ant=n_ant, ref_ant=int(ref))
+    return batch, [(it, 0) for it in range(len(cells_t))]
+
+
 def _make_batch(vis_sum, model_sum, w_sum, tsamples, fbin_of_chan, n_fcell, freqs, chan_sampled,
-                bl_a1, bl_a2, n_ant, ref):
+                bl_a1, bl_a2, n_ant, ref, zeros=None):
     """Gather accumulated bins (n_acc, n_bl, n_fsamp, 4) into a CellBatch (K over the whole band: the
     accumulators themselves, divided in place).
 
@@ -473,6 +580,7 @@ def _make_batch(vis_sum, model_sum, w_sum, tsamples, fbin_of_chan, n_fcell, freq
     the time samples of time cell ``it``.  The samples of a cell are (time samples) x (frequency
     samples: the channels of the bin (K, KC) or the bin itself), padded with weight 0 to a common
     length.  Each sample is its weighted sum divided by its sum of weights (0 where that is 0).
+    ``zeros(shape, dtype)`` allocates the batch (default: ``np.zeros`` with ordinary pages, see below).
     """
     from .core.averaging import divide_sums
     from .solvers import CellBatch
@@ -497,9 +605,16 @@ def _make_batch(vis_sum, model_sum, w_sum, tsamples, fbin_of_chan, n_fcell, freq
         fsl = [slice(j, j + 1) for j in range(n_fcell)]
     n_samp = max(len(ts) for ts in tsamples) * max(sl.stop - sl.start for sl in fsl)
     n_cell = n_t * n_fcell
-    vis = np.zeros((n_cell, n_bl, n_samp, 4), np.complex128)
-    model = np.zeros((n_cell, n_bl, n_samp, 4), np.complex128)
-    weight = np.zeros((n_cell, n_bl, n_samp, 4))
+    from .core import memory
+
+    # fresh memory with ordinary pages: a transposed copy written tile by tile touches every huge page
+    # at once, and their compaction on a machine whose RAM is full of page cache cost up to 0.3 s for
+    # the 0.15 GB of a per-channel CP batch (0.04-0.07 s with ordinary pages)
+    with memory.small_pages():
+        zeros = zeros or np.zeros
+        vis = zeros((n_cell, n_bl, n_samp, 4), np.complex128)
+        model = zeros((n_cell, n_bl, n_samp, 4), np.complex128)
+        weight = zeros((n_cell, n_bl, n_samp, 4), np.float64)
     freq = np.zeros((n_cell, n_samp))
     fcent = _bin_centres(freqs, fbin_of_chan, n_fcell)
     cells = [(it, jf) for it in range(n_t) for jf in range(n_fcell)]

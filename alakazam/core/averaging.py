@@ -190,7 +190,7 @@ _NO_SKY = (np.zeros((0, 1, 1, 2, 2), np.complex128), np.zeros((0, 1, 1), bool))
 
 def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, rows, tidx, ant1,
                          ant2, acc_bin, row_bl, fsamp_of_chan, corr_src=None, diag=None, sky=None,
-                         t_off=0):
+                         t_off=0, part_key=None):
     """One fused pass over rows of a chunk: pre-apply, flags -> weights, orientation, accumulation.
 
     Per sample, with the row's time t = tidx - t_off, antennas a = ant1, b = ant2 and correlation (i, j)::
@@ -232,6 +232,11 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
     sky : complex (n_t, n_ant, n_chan or 1, 2, 2), optional
         Sky-side product (D terms, parallactic angle); non-finite = flagged.  A channel axis of 1
         serves every channel (P alone, :func:`alakazam.calibration.chain.preapply_tables`).
+    part_key : int (n_row,), optional
+        The key that spreads the rows over the threads (default ``row_bl``): the rows of one key go to
+        one thread, in their order, so the accumulator elements that rows of one key add to must not
+        be added to by rows of another key (a caller that folds the baseline into ``acc_bin`` passes
+        ``row_bl`` 0 and the baseline here).
     """
     rows = np.asarray(rows, np.int64)
     row_bl = np.ascontiguousarray(row_bl, np.int64)
@@ -249,6 +254,9 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
     keep = (bl >= 0) & (acc_bin[rows] >= 0)
     if not keep.all():
         rows, bl = rows[keep], bl[keep]
+    if part_key is not None:        # the partition key instead of the baseline
+        bl = np.asarray(part_key, np.int64)[rows]
+        n_bl = max(1, len(np.unique(bl)))
     srt = np.argsort(bl, kind="stable")
     order = np.ascontiguousarray(rows[srt])
     bl_sorted = bl[srt]

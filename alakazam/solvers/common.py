@@ -14,12 +14,10 @@ TWO_PI_NS = 2.0 * np.pi * 1e-9
 
 def antennas_with_data(batch, jones_type):
     """(n_cell, n_ant) bool: the antenna has weight > 0 on a correlation the term uses."""
-    corr = list(terms.get(jones_type).corr)
-    bl_has = (batch.weight[..., corr] > 0).any(axis=(2, 3))        # (n_cell, n_bl)
-    count = np.zeros((batch.n_cell, batch.n_ant), np.int64)
-    np.add.at(count, (slice(None), batch.ant1), bl_has)
-    np.add.at(count, (slice(None), batch.ant2), bl_has)
-    return count > 0
+    from .quality import baselines_with_data, count_per_antenna
+
+    bl_has = baselines_with_data(batch.weight, terms.get(jones_type).corr)      # (n_cell, n_bl)
+    return count_per_antenna(bl_has, batch.ant1, batch.ant2, batch.n_ant) > 0
 
 
 def choose_ref(has, requested, amount=None):

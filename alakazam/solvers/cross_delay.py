@@ -74,6 +74,8 @@ def solve_exact(batch, max_iter=100, tol=1e-10):
     conv = np.zeros(n_cell, bool)
     for c in range(n_cell):
         present = (batch.weight[c][..., 1:3] > 0).any(axis=(0, 2))
+        if not present.any():           # no cross-hand data (flagged by the caller): not solved
+            continue
         dnu = batch.freq[c] - nu_c[c]
         # y ~ exp(+i(2 pi tau dnu + phi)): fringe of exp(+2 pi i tau f)
         tau0, _ = fringe_fft(y[c][None], batch.freq[c], present)
@@ -95,6 +97,18 @@ def model_vis(params, batch):
     out = np.zeros_like(batch.model)
     out[..., 1] = np.exp(-1j * th)[:, None, :] * batch.model[..., 1]
     out[..., 2] = np.exp(1j * th)[:, None, :] * batch.model[..., 2]
+    return out
+
+
+def chi2(params, batch):
+    """(n_cell,) final cost: sum w |V - model_vis(params)|^2 over the cross hands (the definition of
+    :func:`alakazam.solvers.common.chi2`), one cross hand at a time: no 4-correlation model array."""
+    nu_c = band_centre(batch)
+    th = TWO_PI_NS * params[:, 0, None] * (batch.freq - nu_c[:, None]) + params[:, 1, None]  # (cell, samp)
+    out = np.zeros(batch.n_cell)
+    for k, sign in ((1, -1j), (2, 1j)):
+        r = batch.vis[..., k] - np.exp(sign * th)[:, None, :] * batch.model[..., k]
+        out += (batch.weight[..., k] * (r.real ** 2 + r.imag ** 2)).sum(axis=(1, 2))
     return out
 
 

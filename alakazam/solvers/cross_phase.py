@@ -9,19 +9,79 @@ phi = arg(A) is the exact minimiser (no iteration; the initial guess is the solu
 
 import numpy as np
 
+from .._numba import njit, threaded
+
 CROSS = (1, 2)
 
 
 def _a_sum(batch, extra_phase=None):
     """A (n_cell, n_samp) = sum over baselines of w conj(V_pq) M_pq + w V_qp conj(M_qp)."""
     v, m, w = batch.vis, batch.model, batch.weight
-    return (w[..., 1] * np.conj(v[..., 1]) * m[..., 1] + w[..., 2] * v[..., 2] * np.conj(m[..., 2])).sum(
-        axis=1)
+    # one einsum per hand: no full-size product temporaries (values equal to rounding)
+    return (np.einsum("cbs,cbs,cbs->cs", w[..., 1], np.conj(v[..., 1]), m[..., 1])
+            + np.einsum("cbs,cbs,cbs->cs", w[..., 2], v[..., 2], np.conj(m[..., 2])))
 
 
 #: smallest fraction of the cross-hand model power that must vary between a cell's samples
 #: (sum w |M - mean M|^2 / sum w |M|^2) for :func:`remove_leakage_offsets` to act on the cell
 MIN_VARYING_FRACTION = 0.05
+
+
+#: the one signature of :func:`_leakage_offsets` (compiled once, on first use)
+_LEAK_SIG = ("void(int64, int64, complex128[:, :, :, ::1], complex128[:, :, :, ::1], "
+             "float64[:, :, :, ::1], float64, boolean[::1])")
+
+
+@njit(_LEAK_SIG)
+def _leakage_offsets(start, stride, v, m, w, min_frac, changed):
+    # cells start, start + stride, ... on this thread (_numba.threaded; each writes only its own cell).
+    # Per (baseline, cross hand): ws = sum_s w (1 where 0), mean = sum_s w x / ws; the cell changes when
+    # sum w |M - mean M|^2 >= min_frac sum w |M|^2 (over w > 0 samples); then x -> x - mean where w > 0
+    # and 0 elsewhere, for V and M (remove_leakage_offsets).  Pass 0 decides, pass 1 subtracts.
+    n_cell, n_bl, n_samp, _ = v.shape
+    for c in range(start, n_cell, stride):
+        num = 0.0
+        den = 0.0
+        for rep in range(2):
+            for b in range(n_bl):
+                for k in range(1, 3):
+                    ws = 0.0
+                    svr = svi = smr = smi = 0.0
+                    for s in range(n_samp):
+                        wt = w[c, b, s, k]
+                        ws += wt
+                        svr += wt * v[c, b, s, k].real
+                        svi += wt * v[c, b, s, k].imag
+                        smr += wt * m[c, b, s, k].real
+                        smi += wt * m[c, b, s, k].imag
+                    if not ws > 0:
+                        ws = 1.0
+                    # the means as numpy's complex / real: each part divided
+                    mr = smr / ws
+                    mi = smi / ws
+                    if rep == 0:
+                        for s in range(n_samp):
+                            wt = w[c, b, s, k]
+                            xr = m[c, b, s, k].real
+                            xi = m[c, b, s, k].imag
+                            den += wt * (xr * xr + xi * xi)
+                            if wt > 0:
+                                num += wt * ((xr - mr) ** 2 + (xi - mi) ** 2)
+                        continue
+                    vr = svr / ws
+                    vi = svi / ws
+                    for s in range(n_samp):
+                        if w[c, b, s, k] > 0:
+                            v[c, b, s, k] = complex(v[c, b, s, k].real - vr, v[c, b, s, k].imag - vi)
+                            m[c, b, s, k] = complex(m[c, b, s, k].real - mr, m[c, b, s, k].imag - mi)
+                        else:
+                            v[c, b, s, k] = 0
+                            m[c, b, s, k] = 0
+            if rep == 0:
+                ok = num >= min_frac * (den if den > 0 else np.inf)
+                changed[c] = ok
+                if not ok:
+                    break
 
 
 def remove_leakage_offsets(batch):
@@ -41,35 +101,29 @@ def remove_leakage_offsets(batch):
     does, in place, on the cross hands of every cell whose model varies enough between samples
     (fraction >= MIN_VARYING_FRACTION); other cells (one scan, no parallactic-angle change) are left
     as they are.  Returns the per-cell bool array of the cells that were changed.
+
+    One compiled pass per cell (:func:`_leakage_offsets`, cells on the thread pool): the cell's
+    per-(baseline, hand) weighted means, its varying fraction, and the subtraction where it acts --
+    the values of the numpy definition above (``tests/test_flow_fullpol.py`` pins them against it)
+    without its full-size temporaries.
     """
-    v, m, w = batch.vis, batch.model, batch.weight
-    tilde = {}
-    num = np.zeros(batch.n_cell)
-    den = np.zeros(batch.n_cell)
-    for c in CROSS:
-        wc = w[..., c]
-        ws = wc.sum(axis=2, keepdims=True)
-        ws = np.where(ws > 0, ws, 1.0)
-        vt = np.where(wc > 0, v[..., c] - (wc * v[..., c]).sum(axis=2, keepdims=True) / ws, 0)
-        mt = np.where(wc > 0, m[..., c] - (wc * m[..., c]).sum(axis=2, keepdims=True) / ws, 0)
-        tilde[c] = (vt, mt)
-        num += (wc * np.abs(mt) ** 2).sum(axis=(1, 2))
-        den += (wc * np.abs(m[..., c]) ** 2).sum(axis=(1, 2))
-    changed = num >= MIN_VARYING_FRACTION * np.where(den > 0, den, np.inf)
-    for c in CROSS:
-        vt, mt = tilde[c]
-        v[changed, ..., c] = vt[changed]
-        m[changed, ..., c] = mt[changed]
+    batch.vis = np.ascontiguousarray(batch.vis, np.complex128)
+    batch.model = np.ascontiguousarray(batch.model, np.complex128)
+    batch.weight = np.ascontiguousarray(batch.weight, np.float64)
+    changed = np.zeros(batch.n_cell, bool)
+    if batch.n_cell:
+        threaded(_leakage_offsets, batch.n_cell, batch.vis, batch.model, batch.weight,
+                 float(MIN_VARYING_FRACTION), changed)
     return changed
 
 
 def check_polarised(batch, term):
     from ..errors import AlakazamError
 
-    p = (batch.weight[..., 1] * np.abs(batch.model[..., 1]) ** 2
-         + batch.weight[..., 2] * np.abs(batch.model[..., 2]) ** 2).sum()
-    tot = (batch.weight[..., 0] * np.abs(batch.model[..., 0]) ** 2
-           + batch.weight[..., 3] * np.abs(batch.model[..., 3]) ** 2).sum()
+    # sum w |M|^2 per correlation, as einsums over the real and imaginary parts (no temporaries)
+    w, m = batch.weight.reshape(-1, 4), batch.model.reshape(-1, 4)
+    s = np.einsum("nc,nc,nc->c", w, m.real, m.real) + np.einsum("nc,nc,nc->c", w, m.imag, m.imag)
+    p, tot = s[1] + s[2], s[0] + s[3]
     if not (p > 1e-12 * max(tot, 1e-300)):
         raise AlakazamError(
             f"{term} needs a polarised model: the model's cross hands (pq, qp) carry no signal in the "

@@ -84,6 +84,25 @@ RCHI2_RATIO = 10.0
 SNR_MAX = 9999999.0
 
 
+def baselines_with_data(weight, corr):
+    """(n_cell, n_bl) bool: weight (n_cell, n_bl, n_samp, 4) > 0 on a sample of one of the correlations
+    ``corr`` (a contiguous run of them read as a view, not a copy)."""
+    corr = list(corr)
+    sel = slice(corr[0], corr[-1] + 1) if corr == list(range(corr[0], corr[-1] + 1)) else corr
+    return (weight[..., sel] > 0).any(axis=(2, 3))
+
+
+def count_per_antenna(bl_true, a1, a2, n_ant):
+    """(n_cell, n_ant) int64: for each antenna the baselines b (as a1[b] or a2[b]) where ``bl_true``
+    (n_cell, n_bl) holds -- ``np.add.at`` on both sides, as one product with the baseline-antenna
+    incidence matrix (integer sums, exact in float64)."""
+    a1, a2 = np.asarray(a1, np.int64), np.asarray(a2, np.int64)
+    inc = np.zeros((len(a1), n_ant))
+    np.add.at(inc, (np.arange(len(a1)), a1), 1.0)
+    np.add.at(inc, (np.arange(len(a2)), a2), 1.0)
+    return np.rint(np.asarray(bl_true, np.float64) @ inc).astype(np.int64)
+
+
 def drop_sparse_antennas(batch, jones_type, min_bl):
     """Apply minblperant in place on ``batch.weight``; returns the (n_cell, n_ant) bool mask of the
     antennas removed (module docstring)."""
@@ -94,14 +113,11 @@ def drop_sparse_antennas(batch, jones_type, min_bl):
     need = min(int(min_bl), n_ant - 1)
     if need < int(min_bl):
         log.debug("minblperant %d > n_ant - 1: %d baselines per antenna required", int(min_bl), need)
-    corr = list(terms.get(jones_type).corr)
-    bl_has = (batch.weight[..., corr] > 0).any(axis=(2, 3))        # (n_cell, n_bl)
+    bl_has = baselines_with_data(batch.weight, terms.get(jones_type).corr)      # (n_cell, n_bl)
     a1, a2 = np.asarray(batch.ant1), np.asarray(batch.ant2)
     while True:
         ok = bl_has & ~dropped[:, a1] & ~dropped[:, a2]
-        count = np.zeros((n_cell, n_ant), np.int64)
-        np.add.at(count, (slice(None), a1), ok)
-        np.add.at(count, (slice(None), a2), ok)
+        count = count_per_antenna(ok, a1, a2, n_ant)
         new = (count > 0) & (count < need) & ~dropped
         if not new.any():
             break

@@ -1,0 +1,329 @@
+"""The faster KC / CP / D solve paths (issue 16) equal their numpy definitions (kept here as the
+references: the code they replaced)."""
+
+import numpy as np
+import pytest
+
+from alakazam.solvers import CellBatch
+
+
+def _cplx(rng, *shape):
+    return rng.normal(size=shape) + 1j * rng.normal(size=shape)
+
+
+def _random_batch(rng, n_cell, n_ant, n_samp, flagged=0.2):
+    """Random data, model and weights on every baseline of n_ant antennas; ~20% of samples flagged."""
+    a1, a2 = np.triu_indices(n_ant, 1)
+    shape = (n_cell, len(a1), n_samp, 4)
+    w = rng.uniform(0.5, 2.0, shape) * (rng.uniform(size=shape) > flagged)
+    return CellBatch(vis=_cplx(rng, *shape), model=_cplx(rng, *shape), weight=w, ant1=a1, ant2=a2,
+                     freq=np.tile(np.linspace(1.0e9, 1.1e9, n_samp), (n_cell, 1)), n_ant=n_ant)
+
+
+def _reference_leakage_offsets(batch, min_frac):
+    """cross_phase.remove_leakage_offsets as numpy passes (the definition; the code before the kernel)."""
+    v, m, w = batch.vis, batch.model, batch.weight
+    tilde = {}
+    num = np.zeros(batch.n_cell)
+    den = np.zeros(batch.n_cell)
+    for c in (1, 2):
+        wc = w[..., c]
+        ws = wc.sum(axis=2, keepdims=True)
+        ws = np.where(ws > 0, ws, 1.0)
+        vt = np.where(wc > 0, v[..., c] - (wc * v[..., c]).sum(axis=2, keepdims=True) / ws, 0)
+        mt = np.where(wc > 0, m[..., c] - (wc * m[..., c]).sum(axis=2, keepdims=True) / ws, 0)
+        tilde[c] = (vt, mt)
+        num += (wc * np.abs(mt) ** 2).sum(axis=(1, 2))
+        den += (wc * np.abs(m[..., c]) ** 2).sum(axis=(1, 2))
+    changed = num >= min_frac * np.where(den > 0, den, np.inf)
+    for c in (1, 2):
+        vt, mt = tilde[c]
+        v[changed, ..., c] = vt[changed]
+        m[changed, ..., c] = mt[changed]
+    return changed
+
+
+def test_leakage_offsets_equal_numpy_definition():
+    from alakazam.solvers import cross_phase
+
+    rng = np.random.default_rng(11)
+    batch = _random_batch(rng, 9, 5, 4)
+    batch.model[2] = batch.model[2, :, :1]                 # a cell whose model does not vary: unchanged
+    batch.weight[3, 2] = 0                                 # a baseline without data
+    batch.weight[4] = 0                                    # a cell without data
+    batch.model[5, :, :, 1:3] *= 1e-3                      # cross hands nearly constant: below the fraction
+    batch.model[5, :, :, 1:3] += _cplx(rng, 10, 1, 2)
+    ref = CellBatch(vis=batch.vis.copy(), model=batch.model.copy(), weight=batch.weight.copy(),
+                    ant1=batch.ant1, ant2=batch.ant2, freq=batch.freq, n_ant=batch.n_ant)
+    want = _reference_leakage_offsets(ref, cross_phase.MIN_VARYING_FRACTION)
+    got = cross_phase.remove_leakage_offsets(batch)
+    assert want.tolist() == got.tolist()
+    assert want.any() and not want.all()                   # both branches exercised
+    np.testing.assert_allclose(batch.vis, ref.vis, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(batch.model, ref.model, rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(batch.weight, ref.weight)
+
+
+@pytest.fixture(scope="module")
+def small_ms(tmp_path_factory):
+    from alakazam.sim import simulate_ms
+
+    ms = str(tmp_path_factory.mktemp("kccp") / "sim.ms")
+    simulate_ms(ms, n_ant=5, n_ant_extra=0, n_chan=(8,), duration_h=1.0, int_s=120.0, scan_len_s=600.0,
+                noise=0.05, seed=5, flag_rows=0.02, dead_ant=False, leakage_scale=0.003)
+    return ms
+
+
+def _kc_solve(ms, out, tint, combine=""):
+    from alakazam.config import solve_config_from_dict
+    from alakazam.flow import run_solve
+    from alakazam.io import hdf5
+
+    d = dict(ms=ms, output=out, ref_ant="C00", apply_parang=True, jones=["KC"], field=["3C286"],
+             time_interval=[tint], freq_interval=["full"])
+    if combine:
+        d["combine"] = [combine]
+    run_solve(solve_config_from_dict(d))
+    return hdf5.read_term(out, "KC0")
+
+
+@pytest.mark.parametrize("tint,combine", [("inf", ""), ("scan", ""), ("3min", ""), ("20min", "scan")])
+def test_kc_sums_in_batch_layout_equal_copied_batch(small_ms, tmp_path, monkeypatch, tint, combine):
+    """KC over the whole band accumulates its sums in the batch layout (unit._sample_slots) and
+    divides them in place: the same solutions as the transposed copy of per-scan sums (_make_batch)."""
+    from alakazam import unit
+
+    got = _kc_solve(small_ms, str(tmp_path / "new.h5"), tint, combine)
+    monkeypatch.setattr(unit, "_sample_slots", lambda g, group: None)
+    want = _kc_solve(small_ms, str(tmp_path / "old.h5"), tint, combine)
+    assert len(got) == len(want) and len(got)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a.flags, b.flags)
+        np.testing.assert_allclose(a.delay, b.delay, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a.jones, b.jones, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a.time, b.time, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(a.extra["snr"] if "snr" in a.extra else 0,
+                                   b.extra["snr"] if "snr" in b.extra else 0, rtol=1e-9)
+
+
+def test_kc_slot_batch_with_an_empty_sample_bin_solves_as_the_copied_batch():
+    """A sample bin without rows is a weight-0 slot in the batch layout (left out by the copy): the
+    same KC solution."""
+    from alakazam import solvers, unit
+
+    rng = np.random.default_rng(2)
+    n_ant, n_chan, n_sbin = 5, 16, 3
+    a1, a2 = np.triu_indices(n_ant, 1)
+    n_bl = len(a1)
+    freqs = np.linspace(1.0e9, 1.2e9, n_chan)
+    shape = (n_sbin, n_bl, n_chan, 4)
+    tau, phi = 1.7, 0.4
+    m = _cplx(rng, *shape)
+    th = 2 * np.pi * 1e-9 * tau * (freqs - freqs.mean()) + phi
+    v = m.copy()
+    v[..., 1] *= np.exp(-1j * th)
+    v[..., 2] *= np.exp(1j * th)
+    v += 0.05 * _cplx(rng, *shape)
+    w = rng.uniform(0.5, 2.0, shape)
+    w[1] = 0                                             # sample bin 1: no rows
+    v[1] = m[1] = 0
+    sums = [v * w, m * w, w]
+    # the copy: tsamples of the one time cell are the bins with rows
+    old, _ = unit._make_batch(*[s.copy() for s in sums], [np.array([0, 2])], np.zeros(n_chan, np.int64), 1,
+                              freqs, True, a1, a2, n_ant, 0)
+    # the batch layout: (cell, baseline, slot * n_chan + channel, corr)
+    lay = [np.ascontiguousarray(s.transpose(1, 0, 2, 3).reshape(1, n_bl, n_sbin * n_chan, 4)) for s in sums]
+    new, _ = unit._slot_batch(*lay, np.array([0]), freqs, n_sbin, a1, a2, n_ant, 0)
+    assert new.vis.shape == (1, n_bl, 3 * n_chan, 4) and old.vis.shape == (1, n_bl, 2 * n_chan, 4)
+    ro, rn = solvers.solve("KC", old), solvers.solve("KC", new)
+    assert abs(ro.params[0, 0] - tau) < 0.05
+    np.testing.assert_allclose(rn.params, ro.params, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(rn.cost, ro.cost, rtol=1e-10)
+    np.testing.assert_allclose(rn.extra["snr"], ro.extra["snr"], rtol=1e-10)
+
+
+def _reference_antennas_with_data(batch, corr):
+    bl_has = (batch.weight[..., list(corr)] > 0).any(axis=(2, 3))
+    count = np.zeros((batch.n_cell, batch.n_ant), np.int64)
+    np.add.at(count, (slice(None), batch.ant1), bl_has)
+    np.add.at(count, (slice(None), batch.ant2), bl_has)
+    return count > 0
+
+
+def _reference_drop_sparse(batch, corr, min_bl):
+    n_cell, n_ant = batch.n_cell, batch.n_ant
+    dropped = np.zeros((n_cell, n_ant), bool)
+    need = min(int(min_bl), n_ant - 1)
+    bl_has = (batch.weight[..., list(corr)] > 0).any(axis=(2, 3))
+    a1, a2 = np.asarray(batch.ant1), np.asarray(batch.ant2)
+    while True:
+        ok = bl_has & ~dropped[:, a1] & ~dropped[:, a2]
+        count = np.zeros((n_cell, n_ant), np.int64)
+        np.add.at(count, (slice(None), a1), ok)
+        np.add.at(count, (slice(None), a2), ok)
+        new = (count > 0) & (count < need) & ~dropped
+        if not new.any():
+            break
+        dropped |= new
+    if dropped.any():
+        batch.weight[dropped[:, a1] | dropped[:, a2]] = 0.0
+    return dropped
+
+
+@pytest.mark.parametrize("jt", ["G", "D", "KC", "CP"])
+def test_antenna_counts_equal_add_at_definition(jt):
+    """antennas_with_data and minblperant through the incidence product: the np.add.at results."""
+    from alakazam.jones import terms
+    from alakazam.solvers import common, quality
+
+    rng = np.random.default_rng(4)
+    # sparse: antennas fall below minblperant (D reads all four correlations: sparser samples)
+    batch = _random_batch(rng, 12, 7, 3, flagged=0.87 if jt == "D" else 0.7)
+    batch.weight[0] = 0
+    corr = terms.get(jt).corr
+    np.testing.assert_array_equal(common.antennas_with_data(batch, jt),
+                                  _reference_antennas_with_data(batch, corr))
+    ref = CellBatch(vis=batch.vis, model=batch.model, weight=batch.weight.copy(), ant1=batch.ant1,
+                    ant2=batch.ant2, freq=batch.freq, n_ant=batch.n_ant)
+    want = _reference_drop_sparse(ref, corr, 4)
+    got = quality.drop_sparse_antennas(batch, jt, 4)
+    assert want.any() and not want.all()
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(batch.weight, ref.weight)
+
+
+def test_kc_chi2_equals_model_vis_definition():
+    from alakazam.solvers import cross_delay
+
+    rng = np.random.default_rng(8)
+    batch = _random_batch(rng, 3, 6, 40)
+    params = np.array([[1.3, 0.2], [-4.0, 2.9], [0.0, 0.0]])
+    mv = cross_delay.model_vis(params, batch)
+    r = batch.vis[..., [1, 2]] - mv[..., [1, 2]]
+    want = (batch.weight[..., [1, 2]] * (r.real ** 2 + r.imag ** 2)).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(cross_delay.chi2(params, batch), want, rtol=1e-13)
+
+
+def test_spare_arrays_are_zeroed_and_never_kept_while_referenced():
+    from types import SimpleNamespace
+
+    from alakazam import unit
+
+    ctx = SimpleNamespace(spare=[], tier=1)
+    n = unit._SPARE_MIN_BYTES // 16
+    a, b, c = np.full(n, 7 + 1j), np.full(n, 3 + 0j), np.full(n // 2, 1.0)
+    view = b[:10]                                  # b is still referenced (by a view): not kept
+    arrays = [a, b, c]
+    del a, c
+    unit._keep_spare(ctx, arrays)
+    assert len(ctx.spare) == 1 and ctx.spare[0].dtype == np.complex128
+    del arrays
+    z = unit._zeros(ctx, (2, n // 2), np.complex128)     # the spare, reshaped and zeroed
+    assert z.shape == (2, n // 2) and not z.any() and ctx.spare == []
+    assert view[0] == 3
+    ctx.tier = 2                                   # tiers 2/3 keep nothing
+    arrays = [np.ones(n, np.complex128)]
+    unit._keep_spare(ctx, arrays)
+    assert ctx.spare == []
+
+
+def test_kc_cp_d_block_with_spare_arrays_equals_fresh_arrays(small_ms, tmp_path, monkeypatch):
+    """The KC, CP, D block solved with every step's arrays reused by the next (threshold 0) gives the
+    solutions of fresh arrays."""
+    from alakazam import unit
+    from alakazam.config import solve_config_from_dict
+    from alakazam.flow import run_solve
+    from alakazam.io import hdf5
+
+    def solve(out):
+        run_solve(solve_config_from_dict(dict(
+            ms=small_ms, output=out, ref_ant="C00", apply_parang=True, jones=["G", "KC", "CP", "D"],
+            field=["3C286"], time_interval=["inf", "inf", "inf", "inf"],
+            freq_interval=["1MHz", "full", "1MHz", "full"])))
+        return {k: hdf5.read_term(out, k) for k in ("G0", "KC0", "CP0", "D0")}
+
+    reused = []
+    zeros = unit._zeros
+
+    def counting(ctx, shape, dtype):
+        n = len(ctx.spare)
+        out = zeros(ctx, shape, dtype)
+        reused.append(len(ctx.spare) < n)
+        return out
+
+    monkeypatch.setattr(unit, "_SPARE_MIN_BYTES", 0)
+    monkeypatch.setattr(unit, "_zeros", counting)
+    got = solve(str(tmp_path / "spare.h5"))
+    assert sum(reused) >= 3
+    monkeypatch.setattr(unit, "_keep_spare", lambda ctx, arrays: None)
+    want = solve(str(tmp_path / "fresh.h5"))
+    for k in want:
+        for a, b in zip(got[k], want[k]):
+            np.testing.assert_array_equal(a.flags, b.flags)
+            np.testing.assert_array_equal(a.jones, b.jones)
+
+
+def test_cross_hand_sums_equal_numpy_definition():
+    from alakazam.errors import AlakazamError
+    from alakazam.solvers import cross_phase
+
+    rng = np.random.default_rng(9)
+    b = _random_batch(rng, 4, 5, 6)
+    v, m, w = b.vis, b.model, b.weight
+    want = (w[..., 1] * np.conj(v[..., 1]) * m[..., 1]
+            + w[..., 2] * v[..., 2] * np.conj(m[..., 2])).sum(axis=1)
+    np.testing.assert_allclose(cross_phase._a_sum(b), want, rtol=1e-13)
+    cross_phase.check_polarised(b, "CP")                       # polarised: no error
+    b.model[..., 1:3] = 0
+    with pytest.raises(AlakazamError, match="polarised model"):
+        cross_phase.check_polarised(b, "CP")
+
+
+def test_kc_cell_without_cross_hand_data_is_flagged_not_an_error():
+    """A KC cell whose cross hands are all flagged (e.g. every antenna below minblperant) was a
+    ZeroDivisionError in solve_exact; it is flagged like any cell without data."""
+    from alakazam import solvers
+
+    rng = np.random.default_rng(12)
+    batch = _random_batch(rng, 2, 5, 16, flagged=0.0)
+    batch.model[..., 1:3] *= 3                             # polarised enough for check_polarised
+    batch.weight[1, ..., 1:3] = 0                          # cell 1: no cross-hand data
+    res = solvers.solve("KC", batch)
+    assert not res.flags[0].any() and res.flags[1].all()
+    assert np.isfinite(res.delay[0]).all() and np.isnan(res.delay[1]).all()
+
+
+def test_context_sent_to_workers_carries_no_spare_arrays():
+    import pickle
+
+    from alakazam import unit
+
+    ctx = unit._Context(cfg=None, meta=None, ref=0, spw_sel={}, scans=None, max_rows=1, tier=1)
+    ctx.spare.append(np.zeros(1000))
+    back = pickle.loads(pickle.dumps(ctx))
+    assert back.spare == [] and len(ctx.spare) == 1 and back.tier == 1
+
+
+def test_kc_slot_layout_in_tier3_equals_copied_batch(small_ms, tmp_path, monkeypatch):
+    """Tier 3 (reads of a few rows: KC's slot-layout sums accumulated chunk by chunk, threads split by
+    baseline through ``part_key``; no spare arrays) gives the KC, CP and D of the copied batch."""
+    from alakazam import unit
+    from alakazam.config import solve_config_from_dict
+    from alakazam.flow import run_solve
+    from alakazam.io import hdf5
+
+    def solve(out):
+        summary = run_solve(solve_config_from_dict(dict(
+            ms=small_ms, output=out, ref_ant="C00", apply_parang=True, jones=["G", "KC", "CP", "D"],
+            field=["3C286"], time_interval=["inf", "inf", "inf", "inf"],
+            freq_interval=["1MHz", "full", "1MHz", "full"], memory_limit_gb=2e-5)))
+        assert summary["tier"] == 3
+        return {k: hdf5.read_term(out, k) for k in ("KC0", "CP0", "D0")}
+
+    got = solve(str(tmp_path / "slots.h5"))
+    monkeypatch.setattr(unit, "_sample_slots", lambda g, group: None)
+    want = solve(str(tmp_path / "copy.h5"))
+    for k in want:
+        for a, b in zip(got[k], want[k]):
+            np.testing.assert_array_equal(a.flags, b.flags)
+            np.testing.assert_allclose(a.jones, b.jones, rtol=1e-12, atol=1e-12)
