@@ -156,6 +156,9 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
     t_start = _time.perf_counter()
     ms = stack.enter_context(MeasurementSet.open(cfg.ms))     # metadata read once, main table opened once
     cfg, meta, rowsel, refs, spw_sel, scans, step_fields, ext_terms = _validate(cfg)
+    # first run on this machine: the solvers compile on the other core while this one reads and flags
+    from . import warmup
+    warmup.start([st.jones_type for st in cfg.steps], cfg.solver_backend)
     # ---- memory plan
     use_dask = distributed.wanted(getattr(cfg, "workers", 0), getattr(cfg, "scheduler", ""))
     from .core import combine

@@ -445,6 +445,14 @@ def _restore_apply_flags(ms, res):
         flagversions.delete(ms, v)
 
 
+def _start_warmup(recipe):
+    """As `alakazam run` does before its first block (caltasks/yamlrun.py): the solvers of every solve
+    block compile in a child process when numba's cache lacks them (alakazam/warmup.py)."""
+    from alakazam import warmup
+
+    warmup.start([jt for _, kind, d in recipe if kind == "solve" for jt in d["jones"]])
+
+
 def fullpol_child(spec):
     """Child: (optionally) the recipe on a tiny MS (warm-up), then each stage timed with its VmHWM."""
     import psutil
@@ -457,6 +465,7 @@ def fullpol_child(spec):
     if spec.get("warm_ms"):
         os.makedirs(spec["warm_out"], exist_ok=True)
         _clean_tables(spec["warm_out"])
+        _start_warmup(fullpol_recipe(spec["warm_ms"], spec["warm_out"]))
         with readcache.Blocks() as kept:         # as `alakazam run` (caltasks/yamlrun.py)
             for name, kind, d in fullpol_recipe(spec["warm_ms"], spec["warm_out"]):
                 kept.before(kind)
@@ -465,8 +474,12 @@ def fullpol_child(spec):
                     _restore_apply_flags(spec["warm_ms"], r)
     warm = time.perf_counter() - t0
     # CPU seconds of the warm-up (all threads): the compile work, less sensitive than the wall time to
-    # the other jobs of a shared machine
-    res = {"warmup": warm, "warmup_cpu": time.process_time() - c0, "stages": {}}
+    # the other jobs of a shared machine; plus the background compile's child (alakazam/warmup.py)
+    from alakazam import warmup
+
+    warmup.wait()
+    res = {"warmup": warm, "warmup_cpu": time.process_time() - c0, "stages": {},
+           "warmup_child_cpu": os.times().children_user + os.times().children_system}
     if spec.get("ms"):
         os.makedirs(spec["out"], exist_ok=True)
         only = spec.get("stages")           # None = every stage (the tables are rebuilt)
@@ -611,11 +624,13 @@ def fullpol_main(args):
             rh = run_fullpol_child({"warm_ms": warm_ms, "warm_out": warm_out}, env)
             cold, hot = rc["warmup"], rh["warmup"]
             cpu = (rc["warmup_cpu"], rh["warmup_cpu"])
+            child_cpu = rc.get("warmup_child_cpu", 0.0)
         load.append(os.getloadavg()[0])
         if args.cold_start_only:
             print(f"\ncold start (tiny recipe, empty numba cache): {cold:.1f} s vs {hot:.1f} s cached: "
                   f"+{cold - hot:.1f} s  (target <= 15 s: {'PASS' if cold - hot <= 15 else 'FAIL'}); "
-                  f"CPU {cpu[0]:.1f} s vs {cpu[1]:.1f} s: +{cpu[0] - cpu[1]:.1f} s")
+                  f"CPU {cpu[0]:.1f} s vs {cpu[1]:.1f} s: +{cpu[0] - cpu[1]:.1f} s, "
+                  f"plus {child_cpu:.1f} s in the background compile (alakazam/warmup.py)")
             print("load average (1 min) at start / after: " + " / ".join(f"{x:.2f}" for x in load)
                   + f" on {os.cpu_count()} cores")
             return {"cold": cold, "hot": hot, "load": load}

@@ -248,6 +248,7 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
         ('flag' only when the file has flag blocks).
     """
     from alakazam.config import yaml_blocks
+    from alakazam import warmup
     from alakazam.core import readcache
 
     blocks, errors = yaml_blocks(load(path))
@@ -274,6 +275,11 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
             raise ParameterError({**errors, **e.errors}) from None
         if errors:
             raise ParameterError(errors)
+        # first run on this machine: every solve block's solvers compile on the other core from the
+        # start (alakazam/warmup.py)
+        warmup.start([jt for section, _, _, _, cfg, _ in calls if section == "solve"
+                      for jt in (st.jones_type for st in cfg.steps)],
+                     next((c.solver_backend for s_, _, _, _, c, _ in calls if s_ == "solve"), "numba"))
         with readcache.Blocks() as kept:
             for section, where, task, params, cfg, quiet in calls:
                 # consecutive solve/fluxscale blocks share their reads of the same rows

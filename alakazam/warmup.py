@@ -1,0 +1,175 @@
+"""The solvers' first compilation on the machine's other core, while the run reads and flags.
+
+The first run after an install compiles every numba kernel it uses (the cold start, issue 16): about
+15 s on the expert recipe, a third of it the Levenberg-Marquardt solvers of K/KC and D and the gain
+solver.  numba compiles one kernel at a time in a process (a global lock), so a run compiles on one
+core while the other waits.  :func:`start` hands the solvers of the run's Jones types to a child
+process (``python -m alakazam.warmup K G KC ...``) that solves tiny synthetic batches of the exact
+types the solve flow builds (:func:`batch`) with the numba backend: the kernels land in numba's
+on-disk cache, and the run, reaching its first solve after reading, flagging and accumulating, loads
+them instead of compiling them.  If the run gets there first it compiles them itself, as before: the
+child changes only when a kernel is compiled, never a value.
+
+Convention (pinned by tests/test_warmup.py):
+
+* Started only when a solver kernel of those types is not in numba's cache yet (so never once the
+  cache is warm), at most once per Jones type per process, and never under
+  ``ALAKAZAM_BACKGROUND_COMPILE=0``, on a backend other than numba, or with numba's cache off.
+* The child writes nothing but numba's cache (atomic file replaces), prints nothing, runs at a lower
+  CPU priority, and is terminated when the run's process exits.
+* The child's batches have the dtypes, shapes and memory layout of the solve flow's
+  (:func:`alakazam.unit._make_batch`, ``_slot_batch``), so its compilations are the run's: after the
+  child, the tiny recipe compiles no solver kernel.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+#: Jones types whose solvers the child compiles, in the order a run needs them
+ORDER = ("K", "G", "KC", "CP", "D")
+
+_STARTED: set = set()
+_CHILDREN: list = []
+
+
+def enabled() -> bool:
+    return os.environ.get("ALAKAZAM_BACKGROUND_COMPILE", "1") != "0" and \
+        os.environ.get("NUMBA_DISABLE_JIT", "0") in ("", "0")
+
+
+def _kernels(jt):
+    """A compiled kernel that the solve of Jones type ``jt`` uses (its cache file tells whether the
+    type's solvers were compiled on this machine)."""
+    from .solvers import cross_phase, gains, leakage, parallel_delay, quality
+
+    return {"K": [parallel_delay._lm_items, quality._power_sums], "KC": [parallel_delay._lm_items],
+            "G": [gains._stefcal_items, quality._power_sums], "D": [leakage._lm_items],
+            "CP": [cross_phase._leakage_offsets]}.get(jt, [])
+
+
+def _cached(disp) -> bool:
+    """The kernel's numba cache index exists (True when that cannot be told: never start on doubt)."""
+    try:
+        return os.path.exists(disp._cache._cache_file._index_path)
+    except Exception:           # noqa: BLE001 -- another numba version or no cache: treat as cached
+        return True
+
+
+def needed(jones_types) -> list:
+    """The Jones types (of ``jones_types``) whose solvers are not yet compiled on this machine."""
+    out = []
+    for jt in ORDER:
+        if jt in jones_types and jt not in _STARTED and any(not _cached(k) for k in _kernels(jt)):
+            out.append(jt)
+    return out
+
+
+def start(jones_types, backend="numba"):
+    """Compile the solvers of ``jones_types`` in a child process when they are not cached (module
+    docstring); returns the types handed to it (empty when nothing was started)."""
+    if backend != "numba" or not enabled():
+        return []
+    types = needed(set(jones_types))
+    if not types:
+        return []
+    _STARTED.update(types)
+    try:
+        p = _spawn([sys.executable, "-m", "alakazam.warmup", *types])
+    except (OSError, ValueError, TypeError):        # no interpreter to start: compile in the run
+        return []
+    _CHILDREN.append(p)
+    if len(_CHILDREN) == 1:
+        atexit.register(stop)
+    return types
+
+
+def _spawn(args):
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=dict(os.environ),
+                            preexec_fn=_child_setup if os.name == "posix" else None)
+
+
+def _child_setup():
+    # lower priority than the run; terminated with the run's process (Linux: parent-death signal)
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))     # PR_SET_PDEATHSIG
+    except Exception:           # noqa: BLE001 -- not Linux: the atexit stop() covers it
+        pass
+
+
+def wait(timeout=120.0):
+    """Wait for the children to finish (benchmarks: their CPU time is then in ``os.times()``)."""
+    for p in _CHILDREN:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def stop():
+    """Terminate the children still compiling (at exit: a kernel half compiled is simply not cached)."""
+    for p in _CHILDREN:
+        if p.poll() is None:
+            p.terminate()
+    for p in _CHILDREN:
+        try:
+            p.wait(timeout=5)
+        except Exception:       # noqa: BLE001
+            p.kill()
+    _CHILDREN.clear()
+
+
+def batch(jt, n_ant=6, n_cell=2, n_samp=3, seed=0):
+    """A tiny CellBatch with the types of the solve flow's (complex128/float64 (n_cell, n_bl, n_samp,
+    4) C-contiguous, int32 baselines, float64 (n_cell, n_samp) frequencies)."""
+    from .solvers import CellBatch
+
+    rng = np.random.default_rng(seed)
+    a1, a2 = np.triu_indices(n_ant, 1)
+    n_bl = len(a1)
+    shape = (n_cell, n_bl, n_samp, 4)
+    model = np.zeros(shape, np.complex128)
+    model[..., 0] = model[..., 3] = 1.0
+    model[..., 1] = model[..., 2] = 0.05 + 0.02j
+    vis = model + 0.01 * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
+    weight = np.ones(shape, np.float64)
+    freq = np.tile(1.4e9 + 1e6 * np.arange(n_samp, dtype=np.float64), (n_cell, 1))
+    b = CellBatch(vis=vis, model=model, weight=weight, ant1=a1.astype(np.int32), ant2=a2.astype(np.int32),
+                  freq=freq, n_ant=n_ant, ref_ant=0)
+    b.ref_ants = (0,)
+    return b
+
+
+def compile_types(types):
+    """Solve a tiny batch of each Jones type with the options the solve flow uses (both gain modes)."""
+    from . import solvers
+    from .solvers import cross_phase
+
+    for jt in types:
+        for phase_only in ((False, True) if jt == "G" else (False,)):
+            b = batch(jt)
+            if jt == "CP":
+                cross_phase.remove_leakage_offsets(b)
+            opts = solvers.SolveOptions(phase_only=phase_only, min_bl_per_ant=4, min_snr=3.0,
+                                        flag_nonconverged=True)
+            try:
+                solvers.solve(jt, b, backend="numba", opts=opts)
+            except Exception:   # noqa: BLE001 -- a warm-up only: the run compiles what failed here
+                pass
+
+
+if __name__ == "__main__":
+    compile_types([a for a in sys.argv[1:] if a in ORDER])

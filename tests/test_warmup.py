@@ -1,0 +1,146 @@
+"""alakazam/warmup.py: the solvers' first compilation in a child process (module docstring)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from alakazam import warmup
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    monkeypatch.setattr(warmup, "_STARTED", set())
+    monkeypatch.setattr(warmup, "_CHILDREN", [])
+    monkeypatch.delenv("ALAKAZAM_BACKGROUND_COMPILE", raising=False)
+    yield
+    warmup.stop()
+
+
+class _Popen:
+    calls = []
+
+    def __init__(self, args):
+        _Popen.calls.append(list(args))
+
+    def poll(self):
+        return 0
+
+    def wait(self, timeout=None):
+        return 0
+
+
+def test_started_once_per_type_only_when_not_cached(fresh, monkeypatch, sim_linear, tmp_path):
+    from alakazam.config import solve_config_from_dict
+    from alakazam.flow import run_solve
+
+    ms, _ = sim_linear
+    _Popen.calls = []
+    monkeypatch.setattr(warmup, "_spawn", _Popen)
+    monkeypatch.setattr(warmup, "_cached", lambda disp: False)
+    d = dict(ms=ms, output=str(tmp_path / "a.h5"), ref_ant="C00", jones=["K", "G"], field=["3C286"],
+             time_interval=["scan", "inf"], freq_interval=["full", "full"], quiet=True)
+    run_solve(solve_config_from_dict(d))
+    assert _Popen.calls == [[sys.executable, "-m", "alakazam.warmup", "K", "G"]]
+    run_solve(solve_config_from_dict(dict(d, output=str(tmp_path / "b.h5"))))
+    assert len(_Popen.calls) == 1                                 # once per Jones type per process
+    assert warmup.start(["K", "G", "D"]) == ["D"]
+    # off, another backend, or everything cached: nothing started
+    assert warmup.start(["CP"], backend="scipy") == []
+    monkeypatch.setenv("ALAKAZAM_BACKGROUND_COMPILE", "0")
+    assert warmup.start(["CP"]) == []
+    monkeypatch.delenv("ALAKAZAM_BACKGROUND_COMPILE")
+    monkeypatch.setattr(warmup, "_cached", lambda disp: True)
+    assert warmup.start(["CP", "KC"]) == []
+    assert len(_Popen.calls) == 2
+
+
+def test_the_yaml_runner_starts_every_solve_blocks_types_first(fresh, monkeypatch, sim_linear, tmp_path):
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    ms, _ = sim_linear
+    seen = []
+    real = warmup.start
+    monkeypatch.setattr(warmup, "start", lambda types, backend="numba": seen.append(list(types)) or
+                        real(types, backend))
+    y = tmp_path / "run.yaml"
+    y.write_text(textwrap.dedent(f"""
+        solve:
+          - ms: {ms}
+            output: {tmp_path / 'a.h5'}
+            ref_ant: C00
+            jones: [K, G]
+            field: [3C286]
+            time_interval: [scan, inf]
+            freq_interval: [full, full]
+            quiet: true
+          - ms: {ms}
+            output: {tmp_path / 'b.h5'}
+            ref_ant: C00
+            jones: [G]
+            field: [3C286]
+            time_interval: [60s]
+            external_preapply:
+              tables: [{tmp_path / 'a.h5'}]
+              jones: [K0]
+            quiet: true
+        """))
+    run_yaml(str(y))
+    assert seen[0] == ["K", "G", "G"]          # all blocks' types, before the first block runs
+
+
+def test_stop_terminates_a_running_child(fresh, monkeypatch):
+    monkeypatch.setattr(warmup, "_cached", lambda disp: False)
+    assert warmup.start(["D"]) == ["D"]
+    p = warmup._CHILDREN[0]
+    warmup.stop()
+    assert p.poll() is not None and warmup._CHILDREN == []
+
+
+def test_the_child_compiles_what_the_solve_flow_uses(tmp_path):
+    """With an empty numba cache: after ``python -m alakazam.warmup K G KC CP D``, a K/G/G block and a
+    KC/CP/D block compile no solver kernel (the child's batches have the flow's types)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "nb"), ALAKAZAM_BACKGROUND_COMPILE="0",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "alakazam.warmup", "K", "G", "KC", "CP", "D"], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    script = textwrap.dedent(f"""
+        import collections
+        from numba.core import event
+        from alakazam.config import solve_config_from_dict
+        from alakazam.flow import run_solve
+        from alakazam.sim import simulate_ms
+        ms = {str(tmp_path / 'fp.ms')!r}
+        simulate_ms(ms, n_ant=5, n_ant_extra=0, n_chan=(16,), duration_h=0.5, int_s=120.0, seed=3)
+        names = collections.Counter()
+        class L(event.Listener):
+            def on_start(self, ev):
+                pass
+            def on_end(self, ev):
+                f = ev.data["dispatcher"].py_func
+                names[f.__module__ + "." + f.__name__] += 1
+        event.register("numba:compile", L())
+        common = dict(ms=ms, ref_ant="C00", apply_parang=True, quiet=True)
+        b1 = {str(tmp_path / 'b1.h5')!r}
+        run_solve(solve_config_from_dict(dict(common, output=b1, jones=["K", "G", "G"], field=["3C286"],
+            time_interval=["scan", "60s", "inf"], freq_interval=["full", "full", "1MHz"],
+            phase_only=[False, True, False])))
+        run_solve(solve_config_from_dict(dict(common, output={str(tmp_path / 'b3.h5')!r},
+            jones=["KC", "CP", "D"], field=["3C286"], time_interval=["inf", "inf", "inf"],
+            freq_interval=["full", "1MHz", "full"],
+            external_preapply=dict(tables=[b1, b1, b1], jones=["K0", "G1", "G0"]))))
+        solver = sorted(n for n in names if n.startswith("alakazam.solvers."))
+        print("SOLVER_COMPILES", solver)
+        print("ALL_COMPILES", sum(names.values()))
+        """)
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    line = next(x for x in r.stdout.splitlines() if x.startswith("SOLVER_COMPILES"))
+    total = int(next(x for x in r.stdout.splitlines() if x.startswith("ALL_COMPILES")).split()[1])
+    assert line == "SOLVER_COMPILES []", line
+    assert total > 0                            # the rest (flags, accumulation, ...) did compile here
