@@ -16,7 +16,8 @@ Convention (pinned by tests/test_warmup.py):
   cache is warm), at most once per Jones type per process, and never under
   ``ALAKAZAM_BACKGROUND_COMPILE=0``, on a backend other than numba, or with numba's cache off.
 * The child writes nothing but numba's cache (atomic file replaces), prints nothing, runs at a lower
-  CPU priority, and is terminated when the run's process exits.
+  CPU priority, and is terminated when the run's process exits (Linux: a parent-death signal it sets
+  itself; elsewhere at the run's exit).
 * The child's batches have the dtypes, shapes and memory layout of the solve flow's
   (:func:`alakazam.unit._make_batch`, ``_slot_batch``), so its compilations are the run's: after the
   child, the tiny recipe compiles no solver kernel.
@@ -90,13 +91,16 @@ def start(jones_types, backend="numba"):
 
 
 def _spawn(args):
+    # no preexec_fn: Python code between fork and exec is unsafe in a threaded process (the child sets
+    # its priority and parent-death signal itself, _child_setup)
+    env = dict(os.environ, ALAKAZAM_WARMUP_PARENT=str(os.getpid()))
     return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=dict(os.environ),
-                            preexec_fn=_child_setup if os.name == "posix" else None)
+                            stderr=subprocess.DEVNULL, env=env)
 
 
-def _child_setup():
-    # lower priority than the run; terminated with the run's process (Linux: parent-death signal)
+def _child_setup(parent: int):
+    """In the child: lower priority than the run; terminated with the run's process (Linux:
+    parent-death signal; the run already gone: exit)."""
     try:
         os.nice(10)
     except OSError:
@@ -106,8 +110,10 @@ def _child_setup():
         import signal
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))     # PR_SET_PDEATHSIG
-    except Exception:           # noqa: BLE001 -- not Linux: the atexit stop() covers it
+    except Exception:           # noqa: BLE001 -- not Linux: the run's atexit stop() covers it
         pass
+    if parent and os.getppid() != parent:
+        sys.exit(0)
 
 
 def wait(timeout=120.0):
@@ -172,4 +178,5 @@ def compile_types(types):
 
 
 if __name__ == "__main__":
+    _child_setup(int(os.environ.get("ALAKAZAM_WARMUP_PARENT", "0") or 0))
     compile_types([a for a in sys.argv[1:] if a in ORDER])
