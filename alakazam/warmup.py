@@ -17,7 +17,8 @@ Convention (pinned by tests/test_warmup.py):
   ``ALAKAZAM_BACKGROUND_COMPILE=0``, on a backend other than numba, or with numba's cache off.
 * The child writes nothing but numba's cache (atomic file replaces), prints nothing, runs at a lower
   CPU priority, and is terminated when the run's process exits (Linux: a parent-death signal it sets
-  itself; elsewhere at the run's exit).
+  itself; elsewhere at the run's exit); a child that has finished is reaped at once (no zombie in a
+  long session).
 * The child's batches have the dtypes, shapes and memory layout of the solve flow's
   (:func:`alakazam.unit._make_batch`, ``_slot_batch``), so its compilations are the run's: after the
   child, the tiny recipe compiles no solver kernel.
@@ -29,6 +30,7 @@ import atexit
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 
@@ -85,9 +87,18 @@ def start(jones_types, backend="numba"):
     except (OSError, ValueError, TypeError):        # no interpreter to start: compile in the run
         return []
     _CHILDREN.append(p)
+    # reaped as soon as it exits: a long session (akshell, Python) keeps no <defunct> child
+    threading.Thread(target=_reap, args=(p,), daemon=True, name="alakazam-warmup-reap").start()
     if len(_CHILDREN) == 1:
         atexit.register(stop)
     return types
+
+
+def _reap(p):
+    try:
+        p.wait()
+    except Exception:           # noqa: BLE001 -- stop() reaps it then
+        pass
 
 
 def _spawn(args):

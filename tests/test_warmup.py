@@ -144,3 +144,18 @@ def test_the_child_compiles_what_the_solve_flow_uses(tmp_path):
     total = int(next(x for x in r.stdout.splitlines() if x.startswith("ALL_COMPILES")).split()[1])
     assert line == "SOLVER_COMPILES []", line
     assert total > 0                            # the rest (flags, accumulation, ...) did compile here
+
+
+def test_a_finished_child_is_reaped_at_once(fresh, monkeypatch):
+    """A long session (akshell) keeps no <defunct> warm-up child until it exits."""
+    import time
+
+    spawn = warmup._spawn
+    monkeypatch.setattr(warmup, "_cached", lambda disp: False)
+    monkeypatch.setattr(warmup, "_spawn", lambda args: spawn([sys.executable, "-c", "pass"]))
+    assert warmup.start(["G"]) == ["G"]
+    pid = warmup._CHILDREN[0].pid
+    deadline = time.time() + 20
+    while time.time() < deadline and os.path.exists(f"/proc/{pid}"):
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}")        # exited and reaped (a zombie keeps its /proc entry)
