@@ -15,7 +15,8 @@ Convention (pinned by tests/test_warmup.py):
 * Started only when a solver kernel of those types is not in numba's cache yet (so never once the
   cache is warm), at most once per Jones type per process, and never under
   ``ALAKAZAM_BACKGROUND_COMPILE=0``, on a backend other than numba, or with numba's cache off.
-* The child writes nothing but numba's cache (atomic file replaces), prints nothing, runs at a lower
+* The child writes nothing but numba's cache (atomic file replaces), imports nothing from the current
+  directory (Python >= 3.11: ``PYTHONSAFEPATH``), prints nothing, runs at a lower
   CPU priority, and is terminated when the run's process exits (Linux: a parent-death signal it sets
   itself; elsewhere at the run's exit); a child that has finished is reaped at once (no zombie in a
   long session).
@@ -104,7 +105,9 @@ def _reap(p):
 def _spawn(args):
     # no preexec_fn: Python code between fork and exec is unsafe in a threaded process (the child sets
     # its priority and parent-death signal itself, _child_setup)
-    env = dict(os.environ, ALAKAZAM_WARMUP_PARENT=str(os.getpid()))
+    # PYTHONSAFEPATH (Python >= 3.11): ``-m`` would put the current directory -- with ``alakazam run``,
+    # the YAML's -- first on sys.path, and a user's inspect.py or textwrap.py there would run in the child
+    env = dict(os.environ, ALAKAZAM_WARMUP_PARENT=str(os.getpid()), PYTHONSAFEPATH="1")
     return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=env)
 

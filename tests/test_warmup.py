@@ -159,3 +159,17 @@ def test_a_finished_child_is_reaped_at_once(fresh, monkeypatch):
     while time.time() < deadline and os.path.exists(f"/proc/{pid}"):
         time.sleep(0.05)
     assert not os.path.exists(f"/proc/{pid}")        # exited and reaped (a zombie keeps its /proc entry)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="PYTHONSAFEPATH: Python >= 3.11")
+def test_the_child_imports_nothing_from_the_current_directory(fresh, monkeypatch, tmp_path):
+    """`alakazam run` changes to the YAML's directory before starting the child: a module there named
+    like one the child imports (textwrap, inspect) must not run in it."""
+    for m in ("textwrap", "inspect", "numbers"):
+        (tmp_path / f"{m}.py").write_text(f"open({str(tmp_path / ('ran_' + m))!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(warmup, "needed", lambda types: ["none"])      # a child that only imports
+    assert warmup.start(["G"]) == ["none"]
+    p = warmup._CHILDREN[0]
+    warmup.wait(60)
+    assert p.returncode == 0 and not list(tmp_path.glob("ran_*"))
