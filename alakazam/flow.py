@@ -179,6 +179,9 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
     ctx = _Context(cfg, meta, refs[0], spw_sel, scans, max_rows, tier, rowsel=rowsel, refs=refs,
                    mem_limit=mp.limit, bytes_per_row=mp.bytes_per_row)
     ctx.prior = list(ext_terms)
+    if tier != 1 or use_dask:   # reads in chunks / on workers: earlier blocks' kept reads fit this limit too
+        from .core import readcache     # (tier 1 makes room before its own reads: unit._iter_group_chunks)
+        readcache.make_room(max_rows * mp.bytes_per_row, mp.limit)
     summary = {"output": cfg.output, "terms": {}, "tier": tier, "field_major": field_major}
     dask_client = stack.enter_context(distributed.client(cfg.workers, cfg.scheduler)) if use_dask else None
     summary["distributed"] = use_dask

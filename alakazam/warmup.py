@@ -15,9 +15,11 @@ Convention (pinned by tests/test_warmup.py):
 * Started only when a solver kernel of those types is not in numba's cache yet (so never once the
   cache is warm), at most once per Jones type per process, and never under
   ``ALAKAZAM_BACKGROUND_COMPILE=0``, on a backend other than numba, or with numba's cache off.
-* The child writes nothing but numba's cache (atomic file replaces), prints nothing, runs at a lower
+* The child writes nothing but numba's cache (atomic file replaces), imports nothing from the current
+  directory (Python >= 3.11: ``PYTHONSAFEPATH``), prints nothing, runs at a lower
   CPU priority, and is terminated when the run's process exits (Linux: a parent-death signal it sets
-  itself; elsewhere at the run's exit).
+  itself; elsewhere at the run's exit); a child that has finished is reaped at once (no zombie in a
+  long session).
 * The child's batches have the dtypes, shapes and memory layout of the solve flow's
   (:func:`alakazam.unit._make_batch`, ``_slot_batch``), so its compilations are the run's: after the
   child, the tiny recipe compiles no solver kernel.
@@ -29,6 +31,7 @@ import atexit
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 
@@ -85,15 +88,26 @@ def start(jones_types, backend="numba"):
     except (OSError, ValueError, TypeError):        # no interpreter to start: compile in the run
         return []
     _CHILDREN.append(p)
+    # reaped as soon as it exits: a long session (akshell, Python) keeps no <defunct> child
+    threading.Thread(target=_reap, args=(p,), daemon=True, name="alakazam-warmup-reap").start()
     if len(_CHILDREN) == 1:
         atexit.register(stop)
     return types
 
 
+def _reap(p):
+    try:
+        p.wait()
+    except Exception:           # noqa: BLE001 -- stop() reaps it then
+        pass
+
+
 def _spawn(args):
     # no preexec_fn: Python code between fork and exec is unsafe in a threaded process (the child sets
     # its priority and parent-death signal itself, _child_setup)
-    env = dict(os.environ, ALAKAZAM_WARMUP_PARENT=str(os.getpid()))
+    # PYTHONSAFEPATH (Python >= 3.11): ``-m`` would put the current directory -- with ``alakazam run``,
+    # the YAML's -- first on sys.path, and a user's inspect.py or textwrap.py there would run in the child
+    env = dict(os.environ, ALAKAZAM_WARMUP_PARENT=str(os.getpid()), PYTHONSAFEPATH="1")
     return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=env)
 

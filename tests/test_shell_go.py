@@ -230,3 +230,36 @@ def test_go_log_and_ctrl_c_in_a_real_terminal(sim_linear, tmp_path):
     assert "Begin Task: akcal" in log
     import re
     assert re.search(r"^solver += 'scipy'$", (tmp_path / "akcal.last").read_text(), re.M)
+
+
+def test_ctrl_c_during_go_akapply_of_several_mss_restores_flag_of_each(session, monkeypatch):
+    """akapply's vis may be a list of MSs (multims): a Ctrl-C puts FLAG of every one back and removes the
+    flag versions the task saved, as it says (the undo used to look for "['a', 'b'].flagversions")."""
+    sh, ms, tmp = session
+    ms2 = str(tmp / "sim2.ms")
+    shutil.copytree(ms, ms2)
+    sh.handle("go akcal")
+    for line in ("gaintable = [caltable, caltable]", "field = ''", "jones = ['K0', 'G0']",
+                 "applymode = 'calflag'", f"vis = [{ms!r}, {ms2!r}]"):
+        sh.handle(line)
+    flag0 = {m: _col_by_ddid(m, "FLAG") for m in (ms, ms2)}
+    fv0 = {m: sorted(os.listdir(m + ".flagversions")) if os.path.isdir(m + ".flagversions") else []
+           for m in (ms, ms2)}
+    from alakazam.core import ms_io
+    real, calls = ms_io.write_column, []
+
+    def write_then_interrupt(ms_, name, rownr, values, chans=None):
+        calls.append((os.path.basename(str(ms_)), name))
+        real(ms_, name, rownr, values, chans)
+        if ("sim2.ms", "FLAG") in calls:            # FLAG of both MSs written
+            raise KeyboardInterrupt
+    monkeypatch.setattr(ms_io, "write_column", write_then_interrupt)
+    sh.text()
+    sh.handle("go akapply")
+    out = sh.text()
+    assert "akapply interrupted" in out and ("sim.ms", "FLAG") in calls
+    assert "restore it with" not in out and out.count("undo: FLAG put back as it was before the task") == 2
+    for m in (ms, ms2):
+        _same_cols(_col_by_ddid(m, "FLAG"), flag0[m])
+        fv = m + ".flagversions"
+        assert (sorted(os.listdir(fv)) if os.path.isdir(fv) else []) == fv0[m]

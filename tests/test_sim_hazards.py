@@ -119,6 +119,12 @@ def test_simulate_cli_hazard_options(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--dead-antenna: antenna 'C09' is not an active antenna (" + ", ".join(t.ant_names) + ")" in err
     assert "Traceback" not in err and "internal error" not in err and not os.path.exists(h3)
+    # a scan the MS does not have: an error, not an MS without the dead antenna
+    for scan in ("999", "0", "-1"):
+        assert main(["simulate", h3, "--n-ant", "4", "--hours", "0.5", "--dead-antenna", f"C00:{scan}"]) == 2
+        err = capsys.readouterr().err
+        assert f"--dead-antenna: scan {scan} is not a scan of the simulated MS (1.." in err
+        assert "Traceback" not in err and not os.path.exists(h3)
 
 
 def test_flags_already_in_the_ms_never_extend():

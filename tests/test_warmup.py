@@ -144,3 +144,32 @@ def test_the_child_compiles_what_the_solve_flow_uses(tmp_path):
     total = int(next(x for x in r.stdout.splitlines() if x.startswith("ALL_COMPILES")).split()[1])
     assert line == "SOLVER_COMPILES []", line
     assert total > 0                            # the rest (flags, accumulation, ...) did compile here
+
+
+def test_a_finished_child_is_reaped_at_once(fresh, monkeypatch):
+    """A long session (akshell) keeps no <defunct> warm-up child until it exits."""
+    import time
+
+    spawn = warmup._spawn
+    monkeypatch.setattr(warmup, "_cached", lambda disp: False)
+    monkeypatch.setattr(warmup, "_spawn", lambda args: spawn([sys.executable, "-c", "pass"]))
+    assert warmup.start(["G"]) == ["G"]
+    pid = warmup._CHILDREN[0].pid
+    deadline = time.time() + 20
+    while time.time() < deadline and os.path.exists(f"/proc/{pid}"):
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}")        # exited and reaped (a zombie keeps its /proc entry)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="PYTHONSAFEPATH: Python >= 3.11")
+def test_the_child_imports_nothing_from_the_current_directory(fresh, monkeypatch, tmp_path):
+    """`alakazam run` changes to the YAML's directory before starting the child: a module there named
+    like one the child imports (textwrap, inspect) must not run in it."""
+    for m in ("textwrap", "inspect", "numbers"):
+        (tmp_path / f"{m}.py").write_text(f"open({str(tmp_path / ('ran_' + m))!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(warmup, "needed", lambda types: ["none"])      # a child that only imports
+    assert warmup.start(["G"]) == ["none"]
+    p = warmup._CHILDREN[0]
+    warmup.wait(60)
+    assert p.returncode == 0 and not list(tmp_path.glob("ran_*"))

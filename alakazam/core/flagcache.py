@@ -8,7 +8,8 @@ as read and of the solve's parameters, so its result is kept here and reused.
 Convention (pinned by tests/test_flagcache.py):
 
 * The key is everything the flags depend on: the MS (real path) and the state of its main-table files
-  (name, size and modification time of every file directly in the MS directory except the lock files:
+  (name, size and modification time of every file directly in the MS directory except the lock files,
+  and of the tables a concatenated MS -- CASA's multi-MS -- or a reference MS reads its rows from:
   any write of DATA, MODEL_DATA, FLAG, FLAG_ROW or the weights by anyone changes it, so flags are
   never reused after the MS changed), the data and model columns, the point-source model (smodel), the
   RFI threshold, the correlation types, the MS row numbers of the chunk, its channels, the row
@@ -43,15 +44,43 @@ def enabled() -> bool:
 
 
 def ms_state(ms) -> tuple:
-    """(name, size, mtime_ns) of every file directly in the MS directory but the lock files."""
+    """(name, size, mtime_ns) of every file directly in the MS directory but the lock files; for an MS
+    whose rows live in other tables (a concatenated MS -- CASA's multi-MS, its parts in SUBMSS/ -- or
+    a reference table), the same of the files of each of those tables (named by their path)."""
     path = os.path.realpath(str(ms))
+    out = _dir_state(path)
+    for part in _parts(path):
+        out += [(os.path.join(part, n), size, mtime) for n, size, mtime in _dir_state(part)]
+    return tuple(sorted(out))
+
+
+def _dir_state(path) -> list:
     out = []
     with os.scandir(path) as it:
         for e in it:
             if e.is_file(follow_symlinks=False) and e.name not in _IGNORED:
                 st = e.stat(follow_symlinks=False)
                 out.append((e.name, st.st_size, st.st_mtime_ns))
-    return tuple(sorted(out))
+    return out
+
+
+def _parts(path) -> list:
+    """The tables a concatenated or reference table reads its rows from ([] for a plain table, read
+    from the table.dat header without opening it)."""
+    try:
+        with open(os.path.join(path, "table.dat"), "rb") as fh:
+            if b"PlainTable" in fh.read(64):
+                return []
+        from casacore.tables import table
+
+        t = table(path, ack=False)
+        try:
+            names = t.partnames(True)
+        finally:
+            t.close()
+    except Exception:           # noqa: BLE001 -- not a table here: the directory's own files only
+        return []
+    return sorted({os.path.realpath(n) for n in names} - {path})
 
 
 def _digest(*arrays) -> str:

@@ -24,7 +24,8 @@ Convention (pinned by tests/test_readcache.py):
 * **Memory.**  What is kept counts as available to the memory planner
   (:func:`alakazam.core.memory.memory_limit_bytes`: it can be dropped), and before a new read
   :func:`make_room` drops the least recently used reads until what is kept plus the new read fits the
-  block's memory limit.  So a block never holds more than its limit.
+  block's memory limit (a block in memory tier 2/3 or on dask workers makes room for its largest read
+  before its first: :func:`alakazam.flow.run_solve`).  So a block never holds more than its limit.
 * ``ALAKAZAM_READ_CACHE=0`` in the environment turns it off.
 """
 

@@ -174,15 +174,16 @@ def transaction(files=(), ms=None):
     Parameters
     ----------
     files : paths of output files (solution tables) to restore.
-    ms : the task's MS (its ``.flagversions`` directory is cleaned of new files on rollback).
+    ms : the task's MS, or its list of MSs (akapply's ``vis``: alakazam/multims.py); each one's FLAG
+        is put back and its ``.flagversions`` directory cleaned of new files on rollback.
     """
     global _ACTIVE
     if _ACTIVE is not None:          # nested: the outer transaction covers it
         yield _ACTIVE
         return
     snap = _FileSnapshot([f for f in files if f])
-    fv = str(ms).rstrip("/") + ".flagversions" if ms else None
-    before = _listing(fv)
+    mss = [m for m in ((ms,) if isinstance(ms, (str, os.PathLike)) else (ms or ())) if m]
+    before = {m: _listing(str(m).rstrip("/") + ".flagversions") for m in mss}
     j = MSJournal()
     _ACTIVE = j
     try:
@@ -192,12 +193,14 @@ def transaction(files=(), ms=None):
         with _no_sigint():
             j.rollback()
             snap.rollback()
-            new = _listing(fv) - before
-            if _restore_new_versions(ms, new):      # FLAG as before the task, then its backups go
-                for f in new:
-                    p = os.path.join(fv, f)
-                    if os.path.isfile(p):
-                        os.remove(p)
+            for m, was in before.items():
+                fv = str(m).rstrip("/") + ".flagversions"
+                new = _listing(fv) - was
+                if _restore_new_versions(m, new):      # FLAG as before the task, then its backups go
+                    for f in new:
+                        p = os.path.join(fv, f)
+                        if os.path.isfile(p):
+                            os.remove(p)
         raise
     finally:
         _ACTIVE = None

@@ -307,6 +307,9 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
         na_ = int(na_)
         if not 0 <= na_ < n_ant:
             raise ValueError(f"dead_antenna_scan: antenna index {na_} outside 0..{n_ant - 1}")
+        if ns_ not in set(scan_of_time.tolist()):     # no such scan: nothing would be dead
+            raise ValueError(f"dead_antenna_scan: scan {ns_} is not a scan of the simulated MS "
+                             f"(1..{int(scan_of_time.max())})")
         dead_antenna_scan = (na_, ns_)
 
     # ---------------- the MS

@@ -94,9 +94,12 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     batch.ant1 = np.ascontiguousarray(batch.ant1, np.int64)
     batch.ant2 = np.ascontiguousarray(batch.ant2, np.int64)
     tt = terms.get(jones_type)
-    if tt.is_global:
+    # a batch without any data (a calibrator scan flagged whole, solved per scan) is not an error: its
+    # solutions come out flagged, as for every other type; the checks are for data that lack the signal
+    some = bool((batch.weight > 0).any())
+    if tt.is_global and some:
         cross_phase.check_polarised(batch, jones_type)
-    if tt.uses_cross and not (batch.weight[..., 1:3] > 0).any():
+    if tt.uses_cross and some and not (batch.weight[..., 1:3] > 0).any():
         raise AlakazamError(f"{jones_type} needs the cross hands (pq, qp): all cross-hand data are flagged "
                             "or absent in the selection")
     from . import quality
