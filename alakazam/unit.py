@@ -299,16 +299,32 @@ def _keep_spare(ctx, arrays):
     spares of an earlier step are dropped).  ``arrays``: owners (no views), the caller's list holding
     the only references; an array that anything else still references (a view, a result) is not kept.
     Kept arrays are only ever handed out again zeroed (:func:`_zeros`)."""
-    import sys
-
     if ctx.tier != 1:
         return
     ctx.spare.clear()
-    for a in arrays:
-        # references: the caller's list, this loop's name and getrefcount's argument; a view adds one
-        if (isinstance(a, np.ndarray) and a.base is None and a.nbytes >= _SPARE_MIN_BYTES
-                and a.flags.c_contiguous and sys.getrefcount(a) <= 3):
+    free = _unreferenced(arrays)
+    for a, ok in zip(arrays, free):
+        if (ok and isinstance(a, np.ndarray) and a.base is None and a.nbytes >= _SPARE_MIN_BYTES
+                and a.flags.c_contiguous):
             ctx.spare.append(a)
+
+
+def _refcounts(items):
+    import sys
+
+    out = []
+    for a in items:
+        out.append(sys.getrefcount(a))
+    return out
+
+
+def _unreferenced(arrays):
+    """For each of ``arrays``: nothing but the list references it (a view adds a reference through its
+    ``base``, a result through its attribute).  Compared with a fresh array's count seen the same way, not
+    a fixed number: what the interpreter counts for a loop name or a call argument varies between Python
+    versions (3.14 borrows references)."""
+    base = _refcounts([np.empty(0)])[0]
+    return [c <= base for c in _refcounts(arrays)]
 
 
 def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
