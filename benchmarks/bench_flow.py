@@ -52,19 +52,26 @@ def sizes(quick, hours):
     return dict(n_ant=27, n_chan=1024, hours=hours or 1.5)
 
 
-def build_ms(workdir, n_ant, n_chan, hours, log=print):
-    """Simulated MS under ``workdir`` (reused when complete: the truth file is written last)."""
+def simulated(path, log=print, **kwargs):
+    """``(path, seconds)``: ``simulate_ms(path, **kwargs)``, or ``(path, None)`` when a complete MS is
+    already there (simulate_ms writes the truth file last; an incomplete one is replaced).  The benchmarks'
+    one way to build and reuse their MSs."""
     from alakazam.sim import simulate_ms
 
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.abspath(os.path.join(workdir, f"sim_{n_ant}a_{n_chan}c_{hours:g}h.ms"))
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     if os.path.isdir(path) and os.path.exists(path + ".truth.npz"):
         return path, None
     t = time.perf_counter()
     log(f"building {path} ...")
-    simulate_ms(path, n_ant=n_ant, n_ant_extra=2, n_chan=(n_chan,), duration_h=hours, int_s=60.0,
-                scan_len_s=600.0, seed=1)
+    simulate_ms(path, overwrite=os.path.exists(path), **kwargs)
     return path, time.perf_counter() - t
+
+
+def build_ms(workdir, n_ant, n_chan, hours, log=print):
+    """Simulated MS under ``workdir`` (reused when complete)."""
+    return simulated(os.path.join(workdir, f"sim_{n_ant}a_{n_chan}c_{hours:g}h.ms"), log, n_ant=n_ant,
+                     n_ant_extra=2, n_chan=(n_chan,), duration_h=hours, int_s=60.0, scan_len_s=600.0, seed=1)
 
 
 def du_bytes(path):
@@ -574,16 +581,9 @@ def field_rows_floor(ms, fields, repeat=1):
 
 
 def build_fullpol_ms(workdir, n_ant, n_chan, hours):
-    from alakazam.sim import simulate_ms
-
-    path = os.path.abspath(os.path.join(workdir, f"fullpol_{n_ant}a_{n_chan}c_{hours:g}h.ms"))
-    if os.path.isdir(path) and os.path.exists(path + ".truth.npz"):
-        return path, None
-    t = time.perf_counter()
-    print(f"building {path} ...")
-    simulate_ms(path, n_ant=n_ant, n_ant_extra=2, n_chan=(n_chan,), duration_h=hours, int_s=60.0,
-                scan_len_s=600.0, seed=1, leakage_scale=0.003, leakage_ref_zero=True)
-    return path, time.perf_counter() - t
+    return simulated(os.path.join(workdir, f"fullpol_{n_ant}a_{n_chan}c_{hours:g}h.ms"), print, n_ant=n_ant,
+                     n_ant_extra=2, n_chan=(n_chan,), duration_h=hours, int_s=60.0, scan_len_s=600.0, seed=1,
+                     leakage_scale=0.003, leakage_ref_zero=True)
 
 
 def fullpol_main(args):

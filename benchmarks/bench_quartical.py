@@ -84,20 +84,14 @@ def sizes(quick):
 def build_ms(workdir, n_ant, n_chan, n_int, seed=16, log=print):
     """The simulated MS under ``workdir`` (reused when complete: simulate_ms writes the truth file last).
     One scan of 3C286 (scan_len = duration), linear feeds, G(t) B(nu) only."""
-    from alakazam.sim import simulate_ms
+    import bench_flow
 
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.abspath(os.path.join(workdir, f"qc_{n_ant}a_{n_chan}c_{n_int}t.ms"))
-    if os.path.isdir(path) and os.path.exists(path + ".truth.npz"):
-        return path, None
-    t0 = time.perf_counter()
-    log(f"building {path} ...")
     dur_s = 60.0 * n_int
-    simulate_ms(path, n_ant=n_ant, n_ant_extra=0, n_chan=(n_chan,), feed="linear", duration_h=dur_s / 3600.0,
-                int_s=60.0, scan_len_s=dur_s, noise=NOISE, seed=seed, delays=False, bandpass=True,
-                time_gains=True, leakage=False, crosshand=False, parang_in_data=False, dead_ant=False,
-                flag_rows=0.005, overwrite=os.path.exists(path))
-    return path, time.perf_counter() - t0
+    return bench_flow.simulated(
+        os.path.join(workdir, f"qc_{n_ant}a_{n_chan}c_{n_int}t.ms"), log, n_ant=n_ant, n_ant_extra=0,
+        n_chan=(n_chan,), feed="linear", duration_h=dur_s / 3600.0, int_s=60.0, scan_len_s=dur_s, noise=NOISE,
+        seed=seed, delays=False, bandpass=True, time_gains=True, leakage=False, crosshand=False,
+        parang_in_data=False, dead_ant=False, flag_rows=0.005)
 
 
 # --------------------------------------------------------------------------------------------------
