@@ -1,34 +1,24 @@
 """core/flagcache: the solve-time flags of the same rows are computed once per process, never reused
 after the MS changed (module docstring)."""
 
+import os
+import sys
+
 import numpy as np
 from casacore.tables import table
 
-from alakazam.config import solve_config_from_dict
 from alakazam.core import flagcache
-from alakazam.flow import run_solve
-from alakazam.io import hdf5
 from alakazam.sim import simulate_ms
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kg_blocks import assert_same_terms, solve_kg, terms  # noqa: E402  (tests/kg_blocks.py)
 
 
 def _solve(ms, out, threshold=5.0):
-    return run_solve(solve_config_from_dict(dict(
-        ms=ms, output=out, ref_ant="C00", jones=["K", "G"], field=["3C286"], time_interval=["scan", "inf"],
-        freq_interval=["full", "full"], rfi_threshold=threshold, quiet=True)))
+    return solve_kg(ms, out, rfi_threshold=threshold)
 
 
-def _terms(path):
-    return {k: hdf5.read_term(path, k) for k in hdf5.list_keys(path)}
-
-
-def _same(a, b):
-    def order(sets):
-        return sorted(sets, key=lambda s: (s.spw, s.scan_id))
-
-    assert list(a) == list(b)
-    for k in a:
-        for x, y in zip(order(a[k]), order(b[k])):
-            assert np.array_equal(x.jones, y.jones, equal_nan=True) and np.array_equal(x.flags, y.flags)
+_terms, _same = terms, assert_same_terms
 
 
 def test_second_block_reuses_the_flags_and_solves_identically(tmp_path, monkeypatch):

@@ -2,37 +2,24 @@
 the unchanged MS; the results are those of a fresh read (module docstring)."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
 from casacore.tables import table
 
-from alakazam.config import solve_config_from_dict
 from alakazam.core import flagcache, ms_io, readcache
-from alakazam.flow import run_solve
-from alakazam.io import hdf5
 from alakazam.sim import simulate_ms
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kg_blocks import assert_same_terms, solve_kg, terms, two_block_yaml  # noqa: E402  (tests/kg_blocks.py)
 
 
 def _solve(ms, out, **kw):
-    d = dict(ms=ms, output=out, ref_ant="C00", jones=["K", "G"], field=["3C286"],
-             time_interval=["scan", "inf"], freq_interval=["full", "full"], quiet=True)
-    d.update(kw)
-    return run_solve(solve_config_from_dict(d))
+    return solve_kg(ms, out, **kw)
 
 
-def _terms(path):
-    return {k: hdf5.read_term(path, k) for k in hdf5.list_keys(path)}
-
-
-def _same(a, b):
-    def order(sets):
-        return sorted(sets, key=lambda s: (s.spw, s.scan_id))
-
-    assert list(a) == list(b)
-    for k in a:
-        for x, y in zip(order(a[k]), order(b[k])):
-            assert np.array_equal(x.jones, y.jones, equal_nan=True) and np.array_equal(x.flags, y.flags)
+_terms, _same = terms, assert_same_terms
 
 
 class _Reads:
@@ -176,33 +163,7 @@ def test_the_yaml_runner_keeps_reads_across_solve_blocks_and_drops_them_before_a
 
     monkeypatch.setattr(readcache.Blocks, "before", spy)
     reads = _Reads(monkeypatch)
-    y = tmp_path / "run.yaml"
-    y.write_text(f"""
-solve:
-  - ms: {ms}
-    output: {tmp_path / 'a.h5'}
-    ref_ant: C00
-    jones: [K, G]
-    field: [3C286]
-    time_interval: [scan, inf]
-    freq_interval: [full, full]
-    quiet: true
-  - ms: {ms}
-    output: {tmp_path / 'b.h5'}
-    ref_ant: C00
-    jones: [G]
-    field: [3C286]
-    time_interval: [60s]
-    external_preapply:
-      tables: [{tmp_path / 'a.h5'}]
-      jones: [K0]
-    quiet: true
-apply:
-  - ms: {ms}
-    tables: [{tmp_path / 'a.h5'}, {tmp_path / 'b.h5'}]
-    jones: [K0, G0]
-    quiet: true
-""")
+    y = two_block_yaml(tmp_path / "run.yaml", ms, tmp_path, apply=True)
     run_yaml(str(y))
     assert [x[0] for x in seen] == ["solve", "solve", "apply"]
     assert seen[0][1] and seen[1][1] and seen[1][2] > 0          # kept during the solve blocks

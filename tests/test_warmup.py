@@ -9,6 +9,9 @@ import pytest
 
 from alakazam import warmup
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kg_blocks import two_block_yaml  # noqa: E402  (tests/kg_blocks.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -67,28 +70,7 @@ def test_the_yaml_runner_starts_every_solve_blocks_types_first(fresh, monkeypatc
     real = warmup.start
     monkeypatch.setattr(warmup, "start", lambda types, backend="numba": seen.append(list(types)) or
                         real(types, backend))
-    y = tmp_path / "run.yaml"
-    y.write_text(textwrap.dedent(f"""
-        solve:
-          - ms: {ms}
-            output: {tmp_path / 'a.h5'}
-            ref_ant: C00
-            jones: [K, G]
-            field: [3C286]
-            time_interval: [scan, inf]
-            freq_interval: [full, full]
-            quiet: true
-          - ms: {ms}
-            output: {tmp_path / 'b.h5'}
-            ref_ant: C00
-            jones: [G]
-            field: [3C286]
-            time_interval: [60s]
-            external_preapply:
-              tables: [{tmp_path / 'a.h5'}]
-              jones: [K0]
-            quiet: true
-        """))
+    y = two_block_yaml(tmp_path / "run.yaml", ms, tmp_path)
     run_yaml(str(y))
     assert seen[0] == ["K", "G", "G"]          # all blocks' types, before the first block runs
 
