@@ -53,10 +53,11 @@ the extension again (:func:`extend`).
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from .._numba import njit, threaded
-from .rfi import MAD_TO_SIGMA, MIN_CHANNELS, _median, median_and_sigma
+from .rfi import MAD_TO_SIGMA, MAX_STAT_SAMPLES, MIN_CHANNELS, _median, median_and_sigma, row_ratios
 
 #: minimum rows of a group (and usable samples of a channel) for statistics
 MIN_ROWS = 4
@@ -74,10 +75,10 @@ SCATTER_RATIO = 2.0
 BURST_REL = 0.5
 #: half width of the running median across channels
 HALF_WINDOW = 3
-#: medians and MADs use at most about this many samples: the row level every (n_chan // this)-th
-#: channel, the per-channel statistics every ceil(n_rows / this)-th row of the block (deterministic,
-#: the same in every tier); every sample is still tested against them
-MAX_STAT_SAMPLES = 256
+# medians and MADs use at most about rfi.MAX_STAT_SAMPLES samples: the row level every
+# (n_chan // MAX_STAT_SAMPLES)-th channel, the per-channel statistics every
+# ceil(n_rows / MAX_STAT_SAMPLES)-th row of the block (deterministic, the same in every tier); every
+# sample is still tested against them
 #: a row group is a block of this many consecutive integrations of one scan (:func:`stat_blocks`)
 BLOCK_INTEGRATIONS = 8
 
@@ -134,55 +135,38 @@ def flag_bad_values(data, model, weight, flag):
     return out, int(n)
 
 
-@njit(inline="always")
-def _row_ratio(dr, mr, chan, c, use_model):
-    # |V| / |M| (|V| where M = 0 or without a model) of one sample of the row views dr, mr
-    v = np.complex128(dr[chan, c])
-    v2 = v.real * v.real + v.imag * v.imag
-    if use_model:
-        m = np.complex128(mr[chan, c])
-        m2 = m.real * m.real + m.imag * m.imag
-        if m2 > 0:
-            return np.sqrt(v2 / m2)
-    return np.sqrt(v2)
-
-
 @njit
 def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, use_model, level, buf, stride):
     # one row-parallel pass over the rows[lo:hi] of a group (each row writes its own level and its own
     # column of buf: race-free): level[row, k] = median of x over the row's unflagged channels, every
-    # stride-th (NaN when too few), buf[k, chan, i] = x / level (NaN: flagged or unusable), so the
-    # per-channel statistics then read contiguous memory
+    # stride-th (NaN when too few), buf[k, chan, i] = x / level (float32; NaN: flagged or unusable), so
+    # the per-channel statistics then read contiguous memory.  x of the whole row first, in float32
+    # (rfi.row_ratios: vectorised)
     # (thread ``start`` of ``step`` (_numba.threaded) takes one contiguous block of the group's rows:
     # interleaved rows would have both threads writing the same cache lines of buf, measured 2x slower)
-    n_chan = data.shape[1]
-    x = np.empty(n_chan)
+    n_chan, n_corr = data.shape[1], data.shape[2]
+    xr = np.empty((n_chan, n_corr), np.float32)
     xs = np.empty(n_chan)
     per = (hi - lo + step - 1) // step
     for i in range(start * per, min((start + 1) * per, hi - lo)):
         row = rows[lo + i]
-        dr = data[row]             # row views (2-d indexing in the inner loops)
-        mr = model[row] if use_model else model[0]
         orow = out[row]
+        row_ratios(data[row], model[row] if use_model else model[0], use_model, xr)
         for k in range(len(use_corr)):
             c = use_corr[k]
             cnt = np.int64(0)     # not a literal 0: _median compiles once (int64), not twice
-            for chan in range(n_chan):
-                x[chan] = np.nan
-                if orow[chan, c]:
-                    continue
-                xv = _row_ratio(dr, mr, chan, c, use_model)
-                if np.isfinite(xv):
-                    x[chan] = xv
-                    if chan % stride == 0:          # the level from every stride-th channel
-                        xs[cnt] = xv
-                        cnt += 1
-            lv = _median(xs, cnt) if cnt >= MIN_CHANNELS else np.nan
+            for chan in range(0, n_chan, stride):          # the level from every stride-th channel
+                xv = xr[chan, c]
+                if not orow[chan, c] and np.isfinite(xv):
+                    xs[cnt] = xv
+                    cnt += 1
+            lv = np.float32(_median(xs, cnt)) if cnt >= MIN_CHANNELS else np.float32(np.nan)
             level[row, k] = lv
             col = buf[k, :, i]         # 1-d view (stride: the group's rows)
             if lv > 0:
                 for chan in range(n_chan):
-                    col[chan] = x[chan] / lv
+                    xv = xr[chan, c]
+                    col[chan] = xv / lv if not orow[chan, c] and np.isfinite(xv) else np.nan
             else:
                 col[:] = np.nan
 
@@ -287,8 +271,8 @@ def _row_available_and_new(fr, pr, chan, use_corr):
 
 
 @njit
-def _channel_and_extend(out, prior, rows, lo, hi, use_corr, threshold, med, sig, nuse, cross):
-    n_chan = out.shape[1]
+def _bad_channels(n_chan, use_corr, threshold, med, sig, nuse):
+    # the persistent channels of one group (n_chan,) bool, from its per-channel statistics
     bad_chan = np.zeros(n_chan, np.bool_)
     # 2. persistent channels, per parallel hand: deviation from the running median of the neighbours
     d = np.empty(n_chan)
@@ -324,42 +308,35 @@ def _channel_and_extend(out, prior, rows, lo, hi, use_corr, threshold, med, sig,
             elif sig[chan, k] > max(SCATTER_RATIO * _running_median(sig[:, k], ok, chan, buf),
                                     CHANNEL_REL_DEV * abs(med[chan, k])):
                 bad_chan[chan] = True
-    # 3. extension: channels, then rows (counted over the parallel hands of the cross-correlations).
-    # Only what the RFI stages flagged counts, over the samples that were unflagged before them
-    # (``prior``): antennas flagged in the MS (a dead antenna, a drop-out) never extend to whole
-    # channels or rows -- in a small array they are most of a channel's baselines.
-    grp = rows[lo:hi]
-    # has_prior as a bool value, not the literal True: one compiled _extend_rows serves both callers
-    # (a literal argument compiles a second specialisation: 0.4 s of cold start)
-    _extend_rows(out, prior, np.bool_(True), grp[cross[grp]], bad_chan, use_corr)
+    return bad_chan
 
 
 @njit
-def _extend_rows(flag, prior, has_prior, rows, bad, use_corr):
-    """Extension over ``rows`` (the cross-correlation rows of one group), in place: ``bad`` (n_chan,)
-    holds the channels already known bad and gains every channel with more than GROW of its available
-    samples newly flagged; those channels are flagged in every row, then each row with more than GROW
-    of its available channels newly flagged is flagged whole (all correlations).  Without a prior
-    (``has_prior`` False) every sample is available.  Row-major loops on row views."""
+def _count_new(start, stride, flag, prior, has_prior, rows, use_corr, counts):
+    # rows[start::stride] (_numba.threaded): counts[start, 0, chan] += available, counts[start, 1, chan]
+    # += newly flagged (:func:`_row_available_and_new`); each thread writes only counts[start]
     n_chan, n_corr = flag.shape[1], flag.shape[2]
-    if len(rows) == 0:
-        return
     none = np.zeros((n_chan, n_corr), np.bool_)
-    na = np.zeros(n_chan, np.int64)
-    nf = np.zeros(n_chan, np.int64)
-    for row in rows:                    # row-major: each row's channels are contiguous in memory
-        fr = flag[row]
-        pr = prior[row] if has_prior else none
+    na = counts[start, 0]
+    nf = counts[start, 1]
+    for i in range(start, len(rows), stride):     # row-major: each row's channels are contiguous
+        fr = flag[rows[i]]
+        pr = prior[rows[i]] if has_prior else none
         for chan in range(n_chan):
             a, f = _row_available_and_new(fr, pr, chan, use_corr)
             na[chan] += a
             nf[chan] += f
-    for chan in range(n_chan):
-        if not bad[chan] and na[chan] > 0 and nf[chan] > GROW * na[chan]:
-            bad[chan] = True
-    for row in rows:
-        fr = flag[row]
-        pr = prior[row] if has_prior else none
+
+
+@njit
+def _flag_extended(start, stride, flag, prior, has_prior, rows, bad, use_corr):
+    # rows[start::stride] (_numba.threaded; each row writes only itself): the channels ``bad`` in every
+    # row, or the whole row when more than GROW of its available channels are newly flagged
+    n_chan, n_corr = flag.shape[1], flag.shape[2]
+    none = np.zeros((n_chan, n_corr), np.bool_)
+    for i in range(start, len(rows), stride):
+        fr = flag[rows[i]]
+        pr = prior[rows[i]] if has_prior else none
         rna = 0
         rnf = 0
         for chan in range(n_chan):
@@ -372,6 +349,51 @@ def _extend_rows(flag, prior, has_prior, rows, bad, use_corr):
             for chan in range(n_chan):
                 if bad[chan]:
                     fr[chan, :] = True
+
+
+@njit(inline="always")
+def _grow_channels(bad, counts):
+    # every channel with more than GROW of its available samples newly flagged joins ``bad``
+    for chan in range(len(bad)):
+        na = 0
+        nf = 0
+        for t in range(counts.shape[0]):
+            na += counts[t, 0, chan]
+            nf += counts[t, 1, chan]
+        if not bad[chan] and na > 0 and nf > GROW * na:
+            bad[chan] = True
+
+
+@njit
+def _extend_rows(flag, prior, has_prior, rows, bad, use_corr):
+    """Extension over ``rows`` (the cross-correlation rows of one group), in place: ``bad`` (n_chan,)
+    holds the channels already known bad and gains every channel with more than GROW of its available
+    samples newly flagged; those channels are flagged in every row, then each row with more than GROW
+    of its available channels newly flagged is flagged whole (all correlations).  Without a prior
+    (``has_prior`` False) every sample is available.  Row-major loops on row views; serial (the
+    kernels of :func:`_extend_rows_threaded` on one thread)."""
+    if len(rows) == 0:
+        return
+    counts = np.zeros((1, 2, flag.shape[1]), np.int64)
+    _count_new(0, 1, flag, prior, has_prior, rows, use_corr, counts)
+    _grow_channels(bad, counts)
+    _flag_extended(0, 1, flag, prior, has_prior, rows, bad, use_corr)
+
+
+@njit
+def _grow(bad, counts):
+    _grow_channels(bad, counts)
+
+
+def _extend_rows_threaded(flag, prior, rows, bad, use_corr):
+    """:func:`_extend_rows` (with a prior) of one large group, its two row passes on the thread pool
+    (the same flags: the counts are sums, each row is written by one thread)."""
+    if len(rows) == 0:
+        return
+    counts = np.zeros((numba.get_num_threads(), 2, flag.shape[1]), np.int64)
+    threaded(_count_new, len(rows), flag, prior, np.bool_(True), rows, use_corr, counts)
+    _grow(bad, counts)
+    threaded(_flag_extended, len(rows), flag, prior, np.bool_(True), rows, bad, use_corr)
 
 
 def parallel_hands(corr_types):
@@ -436,7 +458,7 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
     stride = max(1, n_chan // MAX_STAT_SAMPLES)
     for i in range(len(bounds) - 1):
         lo, hi = int(bounds[i]), int(bounds[i + 1])
-        buf = np.empty((n_k, n_chan, hi - lo))
+        buf = np.empty((n_k, n_chan, hi - lo), np.float32)
         threaded(_levels_and_ratios, hi - lo, data, m, out, order, lo, hi, use_corr, use_model, level, buf,
                  stride)
         sb = seg_bounds[(seg_bounds >= lo) & (seg_bounds <= hi)]
@@ -448,7 +470,13 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         nuse = np.zeros((n_chan, n_k), np.int64)
         step = max(1, -(-(hi - lo) // MAX_STAT_SAMPLES))
         threaded(_time_direction, buf.shape[1], buf, out, order, lo, thr, med, sig, nuse, burst, step)
-        _channel_and_extend(out, prior, order, lo, hi, use_corr, thr, med, sig, nuse, cross)
+        bad = _bad_channels(n_chan, use_corr, thr, med, sig, nuse)
+        # 3. extension: channels, then rows (counted over the parallel hands of the cross-correlations;
+        # ``order`` holds only those rows).  Only what the RFI stages flagged counts, over the samples
+        # that were unflagged before them (``prior``): antennas flagged in the MS (a dead antenna, a
+        # drop-out) never extend to whole channels or rows -- in a small array they are most of a
+        # channel's baselines.
+        _extend_rows_threaded(out, prior, order[lo:hi], bad, use_corr)
     return int(np.count_nonzero(out) - np.count_nonzero(prior))
 
 

@@ -6,9 +6,18 @@ flagged.  Unflagged non-finite samples (NaN/Inf data) are always flagged and lef
 statistics.  Rows (per correlation) with fewer than 4 usable channels, or with MAD = 0, are left
 unchanged.  Statistics are per row, so the result does not depend on how rows are chunked.
 
-x is computed as sqrt(|V|^2 / |M|^2) (one square root per sample; equal to |V| / |M| to rounding)
-and the medians by an in-place quickselect on a per-row scratch buffer (exactly np.median: the mean of
-the two middle values for an even count).
+The median and MAD come from at most about :data:`MAX_STAT_SAMPLES` of the row's usable channels: every
+s-th usable channel in channel order, s = max(1, n_usable // MAX_STAT_SAMPLES) (so 256-511 samples when
+a row has more than 511 usable channels, all of them otherwise); every channel is still tested against
+them.  With 1024 channels this is 4x less selection work, and the sigma of 256 samples is within ~7%
+of the full row's (the robust-sigma estimate's own scatter).  The channel statistics of
+:mod:`alakazam.core.cellflags` subsample the same way.
+
+x is computed in float32 (the precision of DATA) as sqrt(|V|^2 / |M|^2), a whole row at a time in a
+branch-free loop the compiler vectorises (5x faster than float64 with a branch per sample; equal to
+|V| / |M| to float32 rounding; a ratio beyond float32's range counts as non-finite and is flagged), and
+the medians by an in-place quickselect on a per-row scratch buffer (exactly np.median of the samples:
+the mean of the two middle values for an even count).
 """
 
 import numpy as np
@@ -20,6 +29,8 @@ from ..errors import AlakazamError
 MAD_TO_SIGMA = 1.4826
 #: minimum number of usable channels for statistics
 MIN_CHANNELS = 4
+#: medians and MADs use at most about this many samples (every s-th usable one; module docstring)
+MAX_STAT_SAMPLES = 256
 
 
 @njit
@@ -98,46 +109,71 @@ def median_and_sigma(xs, n):
 
 
 @njit
+def row_ratios(dr, mr, use_model, xr):
+    """x = |V| / |M| (|V| where |M| = 0 or without a model) of every (channel, correlation) of one row
+    (the row views ``dr``, ``mr``), in float32 into ``xr`` (n_chan, n_corr): no branch per sample, so
+    the loop is vectorised."""
+    n_chan, n_corr = dr.shape
+    if use_model:
+        for chan in range(n_chan):
+            for corr in range(n_corr):
+                v = dr[chan, corr]
+                m = mr[chan, corr]
+                v2 = np.float32(v.real * v.real + v.imag * v.imag)
+                m2 = np.float32(m.real * m.real + m.imag * m.imag)
+                xr[chan, corr] = np.sqrt(v2 / m2) if m2 > 0 else np.sqrt(v2)
+    else:
+        for chan in range(n_chan):
+            for corr in range(n_corr):
+                v = dr[chan, corr]
+                xr[chan, corr] = np.sqrt(np.float32(v.real * v.real + v.imag * v.imag))
+
+
+@njit(inline="always")
+def thin(xs, n):
+    """Keep every s-th of xs[:n] (s = max(1, n // MAX_STAT_SAMPLES)) at the front; returns their count."""
+    s = max(1, n // MAX_STAT_SAMPLES)
+    if s == 1:
+        return n
+    m = np.int64(0)
+    for i in range(0, n, s):
+        xs[m] = xs[i]
+        m += 1
+    return m
+
+
+@njit
 def _mad_flag(start, stride, data, model, flag, threshold, out, use_model):
     # rows start, start + stride, ... on this thread (_numba.threaded): each row writes only out[row]
     # -> race-free.  Medians by in-place quickselect on a scratch buffer (no allocation per median).
     n_row, n_chan, n_corr = data.shape
-    x = np.empty(n_chan)
+    xr = np.empty((n_chan, n_corr), np.float32)
     xs = np.empty(n_chan)
     for row in range(start, n_row, stride):
         # row views: 2-d indexing in the inner loops (faster than 3-d indexing in a serial kernel)
-        dr = data[row]
-        mr = model[row] if use_model else model[0]
         fr = flag[row]
         orow = out[row]
+        row_ratios(data[row], model[row] if use_model else model[0], use_model, xr)
         for corr in range(n_corr):
             n = np.int64(0)     # not a literal 0: _median compiles once (int64), not twice
             for chan in range(n_chan):
-                x[chan] = np.nan
                 if fr[chan, corr]:
                     continue
-                v = np.complex128(dr[chan, corr])
-                v2 = v.real * v.real + v.imag * v.imag
-                xv = np.sqrt(v2)
-                if use_model:
-                    m = np.complex128(mr[chan, corr])
-                    m2 = m.real * m.real + m.imag * m.imag
-                    if m2 > 0:
-                        xv = np.sqrt(v2 / m2)
+                xv = xr[chan, corr]
                 if np.isfinite(xv):
-                    x[chan] = xv
                     xs[n] = xv
                     n += 1
                 else:
                     orow[chan, corr] = True
             if n < MIN_CHANNELS:
                 continue
-            med, sigma = median_and_sigma(xs, n)
+            med, sigma = median_and_sigma(xs, thin(xs, n))
             if not sigma > 0:
                 continue
             lim = threshold * sigma
             for chan in range(n_chan):
-                if np.isfinite(x[chan]) and abs(x[chan] - med) > lim:
+                xv = xr[chan, corr]
+                if not fr[chan, corr] and np.isfinite(xv) and abs(xv - med) > lim:
                     orow[chan, corr] = True
 
 
