@@ -134,15 +134,16 @@ def _refuse_all_flagged(cfg, pending):
             done = {k: pending[k] for k in keys[:i]}
             if done:
                 hdf5.write_terms(cfg.output, done)
+            n_sol = sum(s.flags.size for s in sets)
             raise AlakazamError(
-                f"{key}: every solution is flagged -- the selected data (fields "
-                f"{sorted({s.field_name for s in sets})}, spw={cfg.spw!r}, scan={cfg.scan!r}) are all "
-                f"flagged or have zero weight; nothing written for {', '.join(keys[i:])}"
+                f"{key}: every solution is flagged (fields {sorted({s.field_name for s in sets})}, "
+                f"spw={cfg.spw!r}, scan={cfg.scan!r}): {_why_all_flagged(cfg, n_sol, _reasons(sets))}; "
+                f"nothing written for {', '.join(keys[i:])}"
                 + (f" ({', '.join(done)} written)" if done else ""))
         for s in sets:
             if s.flags.size and np.all(s.flags):
-                log.warning("%s field %s spw %d scan %d: every solution flagged (all data flagged or of "
-                            "zero weight)", key, s.field_name, s.spw, s.scan_id)
+                log.warning("%s field %s spw %d scan %d: every solution flagged (%s)", key, s.field_name,
+                            s.spw, s.scan_id, _why_all_flagged(cfg, s.flags.size, _reasons([s])))
 
 
 
@@ -240,6 +241,45 @@ def _validate(cfg: SolveConfig):
     return cfg, meta, rowsel, refs, spw_sel, scans, step_fields, ext_terms
 
 
+#: what each quality check of the solve (unit._quality) means for a user, and what to change
+_FLAG_REASONS = {
+    "nonconverged": "the solver did not converge (check the model column, the pre-applied terms and "
+                    "refant; or raise maxiter)",
+    "minsnr": "SNR below minsnr (lower minsnr, or lengthen solint / widen the frequency bins)",
+    "minblperant": "fewer than minblperant unflagged baselines per antenna (lower minblperant, or "
+                   "check which antennas are flagged)",
+    "outlier_chi2": "the chi2 of a frequency bin was an outlier",
+    "outlier_channel": "an outlier bandpass channel",
+}
+
+
+def _reasons(sets):
+    """Solutions flagged per quality check, summed over ``sets`` (their ``quality`` counts)."""
+    reasons = {}
+    for s in sets:
+        for k, v in getattr(s, "quality", {}).items():
+            reasons[k] = reasons.get(k, 0) + v
+    return reasons
+
+
+def _why_all_flagged(cfg, n_sol, reasons):
+    """Why every one of ``n_sol`` solutions is flagged: the data had none to give (flagged, zero
+    weight, NaN/zero model) or the solve's quality checks flagged them, and what to change for each
+    (``reasons``: solutions flagged per check, :func:`alakazam.unit._quality`)."""
+    by_check = sum(v for v in reasons.values() if v)
+    no_data = (f"the selected data are all flagged, have zero weight or NaN/Inf values, or {cfg.model_col} "
+               f"is NaN or zero; check FLAG, WEIGHT and {cfg.model_col}")
+    checks = "; ".join(f"{k} {v}: {_FLAG_REASONS.get(k, k)}" for k, v in reasons.items() if v)
+    if not by_check:
+        why = f"no usable data: {no_data}"
+    elif by_check >= n_sol:
+        why = f"flagged by the solve's checks -- {checks}"
+    else:
+        why = (f"{n_sol - by_check} had no usable data ({no_data}); the others flagged by the solve's "
+               f"checks -- {checks}")
+    return why
+
+
 def _finish(ctx, pending, summary, step, sets, seconds):
     """A step's sets are complete: refuse an empty or all-flagged step, solnorm, append or replace the
     key in ``pending`` (written by run_solve) and the step's summary."""
@@ -250,17 +290,12 @@ def _finish(ctx, pending, summary, step, sets, seconds):
             f"scan={cfg.scan!r}); check the selection with 'alakazam info' / listobs")
     n_sol = sum(s.flags.size for s in sets)
     n_flag = int(sum(s.flags.sum() for s in sets))
-    reasons = {}
-    for s in sets:
-        for k, v in getattr(s, "quality", {}).items():
-            reasons[k] = reasons.get(k, 0) + v
-    why = ", ".join(f"{k} {v}" for k, v in reasons.items() if v)
+    reasons = _reasons(sets)
     if n_flag == n_sol:
-        raise AlakazamError(
-            f"{step.key} ({step.jones_type}): every solution is flagged ({n_sol} solutions, field(s) "
-            f"{step.field}; {why or 'no usable data'}): the selected data are all flagged, have zero "
-            f"weight or NaN/Inf values, or MODEL_DATA is NaN or zero; check FLAG, WEIGHT and "
-            f"{cfg.model_col} (nothing was written for {step.key})")
+        raise AlakazamError(f"{step.key} ({step.jones_type}): every solution is flagged ({n_sol} solutions, "
+                            f"field(s) {step.field}): {_why_all_flagged(cfg, n_sol, reasons)} (nothing was "
+                            f"written for {step.key})")
+    why = ", ".join(f"{k} {v}" for k, v in reasons.items() if v)
     if cfg.solnorm:
         _solnorm(cfg, step, sets)
     from .io import solappend

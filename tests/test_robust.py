@@ -345,9 +345,19 @@ def test_nonconverged_cells_flagged_exactly():
 def test_nonconverged_cells_flagged_and_all_flagged_step_is_an_error(small, tmp_path):
     ms, _ = small
     cal = str(tmp_path / "n.h5")
-    with pytest.raises(AlakazamError, match="every solution is flagged.*nonconverged"):
+    with pytest.raises(AlakazamError, match="every solution is flagged.*nonconverged") as e:
         _g_scan(ms, cal, max_iter=1, tol=1e-15)
     assert not os.path.exists(cal) or "G0" not in hdf5.list_keys(cal)
+    # the message names the cause and what to change, and does not blame the data
+    assert "did not converge" in str(e.value) and "maxiter" in str(e.value)
+    assert "data are all flagged" not in str(e.value)
+
+
+def test_all_flagged_by_minsnr_names_minsnr_not_the_data(small, tmp_path):
+    ms, _ = small
+    with pytest.raises(AlakazamError, match="every solution is flagged.*minsnr [0-9]+: SNR below") as e:
+        _g_scan(ms, str(tmp_path / "s.h5"), min_snr=1e12)
+    assert "data are all flagged" not in str(e.value)
 
 
 def test_all_flagged_zero_weight_nan_model_are_errors(small, tmp_path):
@@ -357,7 +367,8 @@ def test_all_flagged_zero_weight_nan_model_are_errors(small, tmp_path):
                     ("MODEL_DATA", lambda v, t: np.zeros_like(v))):
         ms = _copy(small, tmp_path, f"{col}.ms")
         _set_column(ms, col, fn)
-        with pytest.raises(AlakazamError, match="every solution is flagged"):
+        with pytest.raises(AlakazamError,
+                           match="every solution is flagged.*no usable data: the selected data are all"):
             _g_scan(ms, str(tmp_path / f"{col}.h5"))
         shutil.rmtree(ms)
 
