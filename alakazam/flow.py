@@ -285,9 +285,11 @@ def _finish(ctx, pending, summary, step, sets, seconds):
     key in ``pending`` (written by run_solve) and the step's summary."""
     cfg = ctx.cfg
     if not sets:
+        rs = getattr(ctx.rowsel, "text", None) or {}        # antenna / uvrange / timerange / ...
         raise AlakazamError(
             f"{step.key}: no data selected for field(s) {step.field} (spw={cfg.spw!r}, "
-            f"scan={cfg.scan!r}); check the selection with 'alakazam info' / listobs")
+            f"scan={cfg.scan!r}" + "".join(f", {k}={v!r}" for k, v in rs.items())
+            + "); check the selection with 'alakazam info' / listobs")
     n_sol = sum(s.flags.size for s in sets)
     n_flag = int(sum(s.flags.sum() for s in sets))
     reasons = _reasons(sets)

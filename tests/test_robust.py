@@ -353,6 +353,13 @@ def test_nonconverged_cells_flagged_and_all_flagged_step_is_an_error(small, tmp_
     assert "data are all flagged" not in str(e.value)
 
 
+def test_nothing_selected_for_the_field_names_every_selection_parameter(small, tmp_path):
+    ms, _ = small
+    with pytest.raises(AlakazamError, match=r"G0: no data selected for field\(s\) \['3C286'\] \(spw='', "
+                                            r"scan='2', uvrange='>0m', antenna='!C05'\)"):
+        _g_scan(ms, str(tmp_path / "e.h5"), scan="2", uvrange=">0m", antenna="!C05")
+
+
 def test_all_flagged_by_minsnr_names_minsnr_not_the_data(small, tmp_path):
     ms, _ = small
     with pytest.raises(AlakazamError, match="every solution is flagged.*minsnr [0-9]+: SNR below") as e:
