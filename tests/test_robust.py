@@ -356,7 +356,7 @@ def test_nonconverged_cells_flagged_and_all_flagged_step_is_an_error(small, tmp_
 def test_nothing_selected_for_the_field_names_every_selection_parameter(small, tmp_path):
     ms, _ = small
     with pytest.raises(AlakazamError, match=r"G0: no data selected for field\(s\) \['3C286'\] \(spw='', "
-                                            r"scan='2', uvrange='>0m', antenna='!C05'\)"):
+                                            r"scan='2', antenna='!C05', uvrange='>0m'\)"):
         _g_scan(ms, str(tmp_path / "e.h5"), scan="2", uvrange=">0m", antenna="!C05")
 
 
