@@ -54,6 +54,9 @@ class ExternalPreapply:
     # CASA interp freq part per term ('' = nearest bin)
     freq_interp: List[str] = field(default_factory=list)
     solution_field: List[Optional[List[str]]] = field(default_factory=list)
+    # CASA spwmap per term ([] = none): data SPW i pre-applies the table's SPW spwmap[i]
+    # (calibration/spwmap.py)
+    spwmap: List[List[int]] = field(default_factory=list)
 
 
 @dataclass
@@ -506,9 +509,14 @@ def _external_preapply(ep, where, names, errs):
     tin = list(ep.get("time_interp") or ["nearest"] * len(ej))
     _per_step_allowed(fs, "solve", "external_preapply.field_select", epw, None, errs)
     tin, fin = _time_freq_interp(tin, "time_interp", epw, None, errs)
+    from .calibration.spwmap import parse_spwmap
+
+    smaps = (errs.run(f"{epw}.spwmap", parse_spwmap, ep.get("spwmap"), len(ej), f"{epw}.spwmap")
+             or [[]] * len(ej))
     return ExternalPreapply(tables=[str(t) for t in tables], jones=[str(j) for j in ej],
                             field_select=fs, time_interp=tin, freq_interp=fin,
-                            solution_field=[_field_list(x) for x in (ep.get("solution_field") or [])])
+                            solution_field=[_field_list(x) for x in (ep.get("solution_field") or [])],
+                            spwmap=[list(m) for m in smaps])
 
 
 def fluxscale_config_from_dict(d, where="fluxscale[0]", names=None) -> FluxscaleConfig:

@@ -206,7 +206,7 @@ def _validate(cfg: SolveConfig):
     the fields of each step and the external pre-apply terms."""
     from .core import ms_io
     from . import solvers
-    from .calibration import chain, parang_check, solve_order
+    from .calibration import chain, parang_check, solve_order, spwmap as _spwmap
 
     solvers.check_backend(cfg.solver_backend)
     solvers.check_device(cfg.solver_backend, cfg.gpu)
@@ -238,6 +238,9 @@ def _validate(cfg: SolveConfig):
                 solution_field=(ep.solution_field[i] if i < len(ep.solution_field) else None)))
             fi = getattr(ep, "freq_interp", None) or []          # CASA interp 'time,freq' (core/freqinterp)
             ext_terms[-1].freq_interp = fi[i] if i < len(fi) else ""
+            sm = getattr(ep, "spwmap", None) or []               # CASA spwmap (calibration/spwmap.py)
+            ext_terms[-1].spwmap = _spwmap.as_dict(sm[i]) if i < len(sm) else {}
+        _spwmap.check_solve_terms(ext_terms, meta, spw_sel)
     return cfg, meta, rowsel, refs, spw_sel, scans, step_fields, ext_terms
 
 

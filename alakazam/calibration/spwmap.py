@@ -1,4 +1,8 @@
-"""CASA ``spwmap`` for apply: correct the data of SPW i with a table's solutions of SPW ``spwmap[i]``.
+"""CASA ``spwmap`` for apply and for a solve's gaintable pre-apply (akcal ``spwmap``, YAML
+``external_preapply.spwmap``, CASA gaincal's): correct the data of SPW i with a table's solutions of SPW
+``spwmap[i]``.  In a solve the mapping is made where the pre-apply tables of a DATA_DESC_ID are built
+(:func:`alakazam.calibration.chain.preapply_tables`), so every member of a ``combine='spw'`` solve
+uses its own mapped SPW; :func:`check_solve_terms` refuses a missing SPW before anything is read.
 
 Conventions (pinned by tests/test_apply_params.py):
 
@@ -93,3 +97,23 @@ def for_spw(terms, spw_id, data_freqs):
         t2.sets = sets + [s for s in term.sets if int(s.attrs.get("spw", -1)) not in (tspw, int(spw_id))]
         out.append(t2)
     return out
+
+
+def check_solve_terms(terms, meta, spw_sel):
+    """Before a solve: every gaintable term has solutions for the table SPW (its own, or the one
+    ``spwmap`` maps it to) of every selected DATA_DESC_ID; one error naming every missing pair."""
+    problems = []
+    for term in terms:
+        have = sorted({int(s.attrs.get("spw", -1)) for s in term.sets})
+        for ddid in sorted(spw_sel):
+            spw_id = int(meta.spws[ddid].spw_id)
+            tspw = table_spw(term, spw_id)
+            if tspw in have:
+                continue
+            via = f" (spwmap maps SPW {spw_id} to it)" if tspw != spw_id else ""
+            problems.append(f"{term.key} has no solutions for SPW {tspw}{via}; its table has SPW "
+                            f"{', '.join(map(str, have))}")
+    if problems:
+        hint = ("" if any("spwmap maps" in p for p in problems)
+                else "; give spwmap (e.g. [0, 0]) to pre-apply another SPW's solutions, or select spw")
+        raise AlakazamError("gaintable: " + "; ".join(dict.fromkeys(problems)) + hint)

@@ -1,0 +1,79 @@
+"""akcal's spwmap (CASA gaincal's): a gaintable term of SPW 0 pre-applied to the data of SPW 1
+(calibration/spwmap.py).  Pinned against the same solve on data corrected beforehand by akapply with the
+same spwmap (the apply's spwmap is pinned against CASA's semantics in test_apply_params.py)."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from alakazam.caltasks import akapply, akcal
+from alakazam.errors import AlakazamError, ParameterError
+from alakazam.io import hdf5
+from alakazam.sim import simulate_ms
+
+
+@pytest.fixture(scope="module")
+def bandpass(tmp_path_factory):
+    """A 2-SPW MS and a bandpass (G per channel, inf) + K solved on SPW 0 only."""
+    d = tmp_path_factory.mktemp("solvespwmap")
+    ms = str(d / "p.ms")
+    simulate_ms(ms, feed="circular", n_ant=5, n_ant_extra=0, n_chan=(8, 8), duration_h=0.5, int_s=60,
+                scan_len_s=300, noise=0.05, seed=7, leakage=False, dead_ant=False, flag_rows=0.0)
+    cal = str(d / "bp.h5")
+    akcal(vis=ms, caltable=cal, refant="C00", jones=["K", "G"], spw="0", field="3C286",
+          solint=["inf", "inf"], freqint=["full", "1MHz"], minblperant=0)
+    return ms, cal
+
+
+def _g(cal, key, spw):
+    sets = [s for s in hdf5.read_term(cal, key) if s.spw == spw]
+    assert sets
+    return np.concatenate([s.jones for s in sets], axis=2), np.concatenate([s.flags for s in sets], axis=2)
+
+
+def test_gaintable_spwmap_equals_solving_data_corrected_with_it(bandpass, tmp_path):
+    ms, bp = bandpass
+    # SPW 1's gains with SPW 0's K and bandpass pre-applied through spwmap
+    out = str(tmp_path / "g.h5")
+    akcal(vis=ms, caltable=out, refant="C00", jones=["G"], spw="1", field="3C286", solint="60s",
+          gaintable=[bp, bp], gainjones=["K0", "G0"], spwmap=[0, 0], minblperant=0)
+    got, gflag = _g(out, "G0", 1)
+    # the same G solved from CORRECTED_DATA written by akapply with the same spwmap, nothing pre-applied
+    ms2 = str(tmp_path / "c.ms")
+    shutil.copytree(ms, ms2)
+    akapply(vis=ms2, gaintable=[bp, bp], jones=["K0", "G0"], spw="1", spwmap=[0, 0])
+    ref_out = str(tmp_path / "r.h5")
+    akcal(vis=ms2, caltable=ref_out, refant="C00", jones=["G"], spw="1", field="3C286", solint="60s",
+          datacolumn="CORRECTED_DATA", minblperant=0)
+    want, wflag = _g(ref_out, "G0", 1)
+    assert np.array_equal(gflag, wflag) and not gflag.all()
+    ok = ~gflag
+    # CORRECTED_DATA is stored in complex64: equal to its rounding
+    assert np.abs(got - want)[ok].max() < 1e-6
+    # and the pre-apply did something: without it the gains carry the bandpass
+    plain = str(tmp_path / "p.h5")
+    akcal(vis=ms, caltable=plain, refant="C00", jones=["G"], spw="1", field="3C286", solint="60s",
+          minblperant=0)
+    raw, _ = _g(plain, "G0", 1)
+    assert np.nanmax(np.abs(raw - got)) > 1e-2
+
+
+def test_gaintable_without_the_spw_is_refused_before_the_solve(bandpass, tmp_path):
+    ms, bp = bandpass
+    out = str(tmp_path / "x.h5")
+    with pytest.raises(AlakazamError, match=r"gaintable: K0 has no solutions for SPW 1; its table has SPW 0.*"
+                                            r"give spwmap"):
+        akcal(vis=ms, caltable=out, refant="C00", jones=["G"], spw="1", field="3C286", solint="60s",
+              gaintable=[bp], gainjones=["K0"])
+    with pytest.raises(AlakazamError, match=r"K0 has no solutions for SPW 3 \(spwmap maps SPW 1 to it\)"):
+        akcal(vis=ms, caltable=out, refant="C00", jones=["G"], spw="1", field="3C286", solint="60s",
+              gaintable=[bp], gainjones=["K0"], spwmap=[0, 3])
+    with pytest.raises(ParameterError, match="spwmap"):
+        akcal(vis=ms, caltable=out, refant="C00", jones=["G"], spw="1", field="3C286", solint="60s",
+              gaintable=[bp], gainjones=["K0"], spwmap=[0, "x"])
+    with pytest.raises(ParameterError, match="spwmap.*2 lists but there are 1 terms"):
+        akcal(vis=ms, caltable=out, refant="C00", jones=["G"], spw="1", field="3C286", solint="60s",
+              gaintable=[bp], gainjones=["K0"], spwmap=[[0], [0]])
+    import os
+    assert not os.path.exists(out)
