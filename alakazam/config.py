@@ -106,6 +106,7 @@ class SolveConfig:
     append: bool = False            # add to existing keys (io/solappend.py) instead of replacing them
     solnorm: bool = False           # normalise G amplitudes (calibration/solnorm.py)
     normtype: str = "mean"
+    fill_gaps: int = 0              # CASA bandpass fillgaps (calibration/fillgaps.py)
     iterations: int = 1             # rounds of the block: 2+ re-solve each step with all others applied
     plots: str = ""                 # directory for the solution plots of this block; "" = none
     smodel: List[float] = field(default_factory=list)   # CASA smodel [I, Q, U, V]; [] = model column

@@ -303,6 +303,12 @@ def _finish(ctx, pending, summary, step, sets, seconds):
     why = ", ".join(f"{k} {v}" for k, v in reasons.items() if v)
     if cfg.solnorm:
         _solnorm(cfg, step, sets)
+    if getattr(cfg, "fill_gaps", 0) and terms.get(step.jones_type).gain:
+        from .calibration.fillgaps import fill_sets
+        n_fill = fill_sets(sets, int(cfg.fill_gaps))
+        if n_fill:
+            log.info("%s: fillgaps=%d filled %d flagged solutions by interpolation in frequency", step.key,
+                     cfg.fill_gaps, n_fill)
     from .io import solappend
     if cfg.append:              # the key's existing groups + these (written with the block)
         pending[step.key] = solappend.merged_sets(cfg.output, step.key, sets)
