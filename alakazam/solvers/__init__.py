@@ -126,14 +126,15 @@ class CellBatch:
             raise AlakazamError(f"ref_ant {self.ref_ant} outside 0..{self.n_ant - 1}")
 
 
-#: backends that implement amp_only (CASA calmode='a'); the others refuse it (no fallback)
-AMP_ONLY_BACKENDS = ("numba", "scipy")
+#: backends that implement amp_only (CASA calmode='a'; ceres and jax through solvers/models.py's
+#: AMP_ONLY gain model); any other refuses it (no fallback)
+AMP_ONLY_BACKENDS = ("numba", "scipy", "ceres", "jax")
 
 
 @dataclass
 class SolveOptions:
     phase_only: bool = False
-    amp_only: bool = False          # G: real positive gains (CASA calmode='a'); numba and scipy only
+    amp_only: bool = False          # G: real positive gains (CASA calmode='a'); every backend
     max_iter: int = 100
     tol: float = 1.0e-10
     gpu: bool = False
@@ -195,8 +196,8 @@ def check_backend(name: str):
 
 
 def check_amp_only(name: str, amp_only: bool):
-    """calmode='a' (amplitude-only G) exists in the numba and scipy backends only: a clear error for
-    the others (never a silent switch of backend)."""
+    """calmode='a' (amplitude-only G) exists in the backends of AMP_ONLY_BACKENDS (all four now): a
+    clear error for any other (never a silent switch of backend)."""
     if amp_only and name not in AMP_ONLY_BACKENDS:
         raise AlakazamError(f"calmode: 'a' (amplitude-only G) is implemented by the solver backends "
                             f"{', '.join(AMP_ONLY_BACKENDS)}, not {name!r}; choose one of those")

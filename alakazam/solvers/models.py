@@ -61,11 +61,30 @@ class _Delay:
         return J.reshape(nb, -1, ns, nc)
 
 
+#: the ``phase_only`` argument of the gain models is the calmode: False ('ap'), True ('p') or
+#: AMP_ONLY ('a': real gains, phases held at 0, every antenna with data free; CASA calmode='a')
+AMP_ONLY = "a"
+
+
+def calmode(opts, jones_type):
+    """The gain models' mode for ``opts`` (SolveOptions) and a type: False, True (phase only) or
+    AMP_ONLY; False for non-gain types."""
+    if not terms.get(jones_type).gain:
+        return False
+    if opts.amp_only:
+        return AMP_ONLY
+    return bool(opts.phase_only)
+
+
 class _Gain:
-    """G: x (ant, pol, [re, im]), Im g[ref] = 0; phase_only: x (ant, pol) phases, phase[ref] = 0."""
+    """G: x (ant, pol, [re, im]), Im g[ref] = 0; phase_only: x (ant, pol) phases, phase[ref] = 0;
+    AMP_ONLY: x (ant, pol) real gains (no reference: a phase-free model has no phase gauge)."""
 
     @staticmethod
     def pack(init, ref, has, phase_only, idx):
+        if phase_only == AMP_ONLY:
+            x = np.abs(np.asarray(init, np.complex128))
+            return x, np.broadcast_to(has[:, :, None], x.shape)
         g = np.asarray(init, np.complex128)
         gr = g[idx, ref]
         amp = np.abs(gr)
@@ -85,6 +104,8 @@ class _Gain:
 
     @staticmethod
     def unpack(x, n_cell, n_ant, phase_only):
+        if phase_only == AMP_ONLY:
+            return x.reshape(n_cell, n_ant, 2).astype(np.complex128)
         if phase_only:
             return np.exp(1j * x.reshape(n_cell, n_ant, 2))
         x = x.reshape(n_cell, n_ant, 2, 2)
@@ -92,6 +113,9 @@ class _Gain:
 
     @staticmethod
     def model(x, M, a1, a2, n_ant, dnu, phase_only, xp):
+        if phase_only == AMP_ONLY:
+            g = x.reshape(n_ant, 2)
+            return g[a1][:, None, :] * M[..., ::3] * g[a2][:, None, :]
         if phase_only:
             g = xp.exp(1j * x.reshape(n_ant, 2))
         else:
@@ -107,7 +131,13 @@ class _Gain:
         J = np.zeros((nb, n_ant, 2, k, ns, nc), np.complex128)
         for p in range(2):
             mp = m[..., p]
-            if phase_only:
+            if phase_only == AMP_ONLY:                      # V = a_1 a_2 M
+                aa = x.reshape(n_ant, 2)[:, p]
+                Mp = M[..., 3 * p]
+                # a baseline's two antennas are different rows of J (no autocorrelations in a batch)
+                J[r, a1, p, 0, :, p] = Mp * aa[a2][:, None]
+                J[r, a2, p, 0, :, p] = aa[a1][:, None] * Mp
+            elif phase_only:
                 J[r, a1, p, 0, :, p] = 1j * mp
                 J[r, a2, p, 0, :, p] = -1j * mp
             else:
@@ -255,6 +285,7 @@ def pack(jones_type, init, ref, has, phase_only):
     -------
     x0 : float64 (n_cell, n_par)
         Layout: K (ant, pol, [tau, phi]); G (ant, pol, [re, im]); G phase_only (ant, pol) phases;
+        G AMP_ONLY (ant, pol) real gains;
         D (ant, [pq, qp], [re, im]); KC [tau, phi]; CP [phi].  Referenced (K: ref subtracted;
         G: each pol rotated so g[ref] is real positive).
     free : bool (n_cell, n_par)

@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...jones import terms
 from ..common import antennas_with_data
-from ..models import CellData, model_and_jac, model_vis, pack, unpack
+from ..models import CellData, calmode, model_and_jac, model_vis, pack, unpack
 from ..parallel_delay import band_centre
 
 
@@ -76,7 +75,7 @@ def solve_params(jones_type, batch, init, ref, opts):
     n_cell = batch.n_cell
     ref = np.asarray(ref, np.int64)
     has = antennas_with_data(batch, jones_type)
-    phase_only = bool(opts.phase_only) and terms.get(jones_type).gain
+    phase_only = calmode(opts, jones_type)          # False, True or models.AMP_ONLY
     x0, free = pack(jones_type, init, ref, has, phase_only)
     x_out = x0.copy()
     nu_c = band_centre(batch)

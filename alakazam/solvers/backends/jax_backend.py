@@ -39,9 +39,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...jones import terms
 from ..common import antennas_with_data
-from ..models import CellData, model_vis, pack, unpack
+from ..models import AMP_ONLY, CellData, calmode, model_vis, pack, unpack
 from ..parallel_delay import band_centre
 
 #: cells per compiled call (vmapped)
@@ -154,7 +153,8 @@ def _build(key):
 
 def get_compiled(jones_type, phase_only, n_ant, n_bl, n_samp, precision, chunk=CHUNK):
     """The cached jitted chunk solver for one problem shape (built on first use)."""
-    key = (jones_type, bool(phase_only), int(n_ant), int(n_bl), int(n_samp), precision, int(chunk))
+    key = (jones_type, phase_only if phase_only == AMP_ONLY else bool(phase_only), int(n_ant), int(n_bl),
+           int(n_samp), precision, int(chunk))
     fn = _CACHE.get(key)
     if fn is None:
         fn = _CACHE[key] = _build(key)
@@ -185,7 +185,7 @@ def solve_params(jones_type, batch, init, ref, opts, precision=None):
     n_cell, n_bl, n_samp, _ = batch.vis.shape
     ref = np.asarray(ref, np.int64)
     has = antennas_with_data(batch, jones_type)
-    phase_only = bool(opts.phase_only) and terms.get(jones_type).gain
+    phase_only = calmode(opts, jones_type)          # False, True or models.AMP_ONLY
     x0, free = pack(jones_type, init, ref, has, phase_only)
     nu_c = band_centre(batch)
     cds = [CellData(jones_type, batch, c, nu_c) for c in range(n_cell)]
