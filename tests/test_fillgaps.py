@@ -97,9 +97,12 @@ def rfi_ms(tmp_path_factory):
 
 
 def _bandpass(ms, out, **kw):
-    akcal(vis=ms, caltable=out, refant="C00", jones=["G"], field="3C286", solint="inf", combine="scan",
-          freqint="1MHz", minblperant=0, **kw)
+    res = akcal(vis=ms, caltable=out, refant="C00", jones=["G"], field="3C286", solint="inf", combine="scan",
+                freqint="1MHz", minblperant=0, **kw)
     (s,) = hdf5.read_term(out, "G0")
+    # the summary counts what is stored: flagged after the fill, and the filled
+    t = res["terms"]["G0"]
+    assert t["flagged"] == int(s.flags.sum()) and t["filled"] == (6 * 1 if kw.get("fillgaps") else 0)
     return s
 
 
