@@ -512,8 +512,8 @@ def _external_preapply(ep, where, names, errs):
     tin, fin = _time_freq_interp(tin, "time_interp", epw, None, errs)
     from .calibration.spwmap import parse_spwmap
 
-    smaps = (errs.run(f"{epw}.spwmap", parse_spwmap, ep.get("spwmap"), len(ej), f"{epw}.spwmap")
-             or [[]] * len(ej))
+    smw = _name("external_preapply.spwmap", where, names)        # akcal: 'spwmap'
+    smaps = errs.run(smw, parse_spwmap, ep.get("spwmap"), len(ej), smw) or [[]] * len(ej)
     return ExternalPreapply(tables=[str(t) for t in tables], jones=[str(j) for j in ej],
                             field_select=fs, time_interp=tin, freq_interp=fin,
                             solution_field=[_field_list(x) for x in (ep.get("solution_field") or [])],

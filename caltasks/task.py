@@ -164,4 +164,4 @@ class Task:
 
     def names_for_messages(self) -> dict:
         """yaml_key -> task parameter name, so engine errors name the task's parameters."""
-        return {p.yamlkey: p.name for p in self.spec.params if p.yamlkey and "." not in p.yamlkey}
+        return {p.yamlkey: p.name for p in self.spec.params if p.yamlkey}

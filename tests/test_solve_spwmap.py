@@ -2,6 +2,7 @@
 (calibration/spwmap.py).  Pinned against the same solve on data corrected beforehand by akapply with the
 same spwmap (the apply's spwmap is pinned against CASA's semantics in test_apply_params.py)."""
 
+import logging
 import shutil
 
 import numpy as np
@@ -32,12 +33,17 @@ def _g(cal, key, spw):
     return np.concatenate([s.jones for s in sets], axis=2), np.concatenate([s.flags for s in sets], axis=2)
 
 
-def test_gaintable_spwmap_equals_solving_data_corrected_with_it(bandpass, tmp_path):
+def test_gaintable_spwmap_equals_solving_data_corrected_with_it(bandpass, tmp_path, caplog):
     ms, bp = bandpass
     # SPW 1's gains with SPW 0's K and bandpass pre-applied through spwmap
     out = str(tmp_path / "g.h5")
+    caplog.set_level(logging.INFO)
     akcal(vis=ms, caltable=out, refant="C00", jones=["G"], spw="1", field="3C286", solint="60s",
           gaintable=[bp, bp], gainjones=["K0", "G0"], spwmap=[0, 0], minblperant=0)
+    # the mapping is logged once per term, not in every block of times
+    assert [r.getMessage() for r in caplog.records if "spwmap:" in r.getMessage()] == [
+        "spwmap: K0: SPW 0 solutions pre-applied to SPW 1",
+        "spwmap: G0: SPW 0 solutions pre-applied to SPW 1"]
     got, gflag = _g(out, "G0", 1)
     # the same G solved from CORRECTED_DATA written by akapply with the same spwmap, nothing pre-applied
     ms2 = str(tmp_path / "c.ms")
@@ -69,7 +75,7 @@ def test_gaintable_without_the_spw_is_refused_before_the_solve(bandpass, tmp_pat
     with pytest.raises(AlakazamError, match=r"K0 has no solutions for SPW 3 \(spwmap maps SPW 1 to it\)"):
         akcal(vis=ms, caltable=out, refant="C00", jones=["G"], spw="1", field="3C286", solint="60s",
               gaintable=[bp], gainjones=["K0"], spwmap=[0, 3])
-    with pytest.raises(ParameterError, match="spwmap"):
+    with pytest.raises(ParameterError, match=r"akcal\.spwmap: \[0, 'x'\]: 'x' is not an SPW id"):
         akcal(vis=ms, caltable=out, refant="C00", jones=["G"], spw="1", field="3C286", solint="60s",
               gaintable=[bp], gainjones=["K0"], spwmap=[0, "x"])
     with pytest.raises(ParameterError, match="spwmap.*2 lists but there are 1 terms"):

@@ -485,7 +485,7 @@ def preapply_tables(prior, meta, ddid, chans, field, utimes, apply_parang, time_
     names = [meta.ant_names[a] for a in meta.active_ants]
     if any(getattr(t, "spwmap", None) for t in prior):       # gaintable spwmap (calibration/spwmap.py)
         from .spwmap import for_spw
-        prior = for_spw(prior, spw.spw_id, np.asarray(spw.freqs))
+        prior = for_spw(prior, spw.spw_id, np.asarray(spw.freqs), quiet=True)
     diag, sky = compose(prior, spw.spw_id, utimes, freqs, names, field.name, (field.ra, field.dec),
                         prefer_own=True, time_scan=time_scan) if prior else (None, None)
     if apply_parang:

@@ -63,10 +63,11 @@ def table_spw(term, spw_id):
     return int(m.get(int(spw_id), int(spw_id)))
 
 
-def for_spw(terms, spw_id, data_freqs):
+def for_spw(terms, spw_id, data_freqs, quiet=False):
     """``terms`` with each mapped term's solutions of SPW ``spwmap[spw_id]`` relabelled as SPW
     ``spw_id`` (and shifted in frequency when the bands do not overlap: module doc).  Unmapped terms
-    are returned as they are."""
+    are returned as they are.  Each mapping is logged unless ``quiet`` (a solve maps in every block of
+    times and logs once, :func:`check_solve_terms`)."""
     out = []
     d = np.asarray(data_freqs, float)
     d_lo, d_hi = float(d.min()), float(d.max())
@@ -91,8 +92,9 @@ def for_spw(terms, spw_id, data_freqs):
                 s2.freq = f + (0.5 * (d_lo + d_hi) - 0.5 * (float(f.min()) + float(f.max())))
                 shifted = True
             sets.append(s2)
-        log.info("spwmap: %s: SPW %d solutions applied to SPW %d%s", term.key, tspw, int(spw_id),
-                 " (bins matched by position in the band: the bands do not overlap)" if shifted else "")
+        if not quiet:
+            log.info("spwmap: %s: SPW %d solutions applied to SPW %d%s", term.key, tspw, int(spw_id),
+                     " (bins matched by position in the band: the bands do not overlap)" if shifted else "")
         t2 = copy.copy(term)
         t2.sets = sets + [s for s in term.sets if int(s.attrs.get("spw", -1)) not in (tspw, int(spw_id))]
         out.append(t2)
@@ -109,6 +111,8 @@ def check_solve_terms(terms, meta, spw_sel):
             spw_id = int(meta.spws[ddid].spw_id)
             tspw = table_spw(term, spw_id)
             if tspw in have:
+                if tspw != spw_id:
+                    log.info("spwmap: %s: SPW %d solutions pre-applied to SPW %d", term.key, tspw, spw_id)
                 continue
             via = f" (spwmap maps SPW {spw_id} to it)" if tspw != spw_id else ""
             problems.append(f"{term.key} has no solutions for SPW {tspw}{via}; its table has SPW "
