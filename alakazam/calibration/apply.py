@@ -254,8 +254,9 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
     max_rows = _max_rows(limit, spw, len(terms))
     write = write or _write
     if part is None:
+        # the rows found above; each chunk read into the previous chunk's memory (core/readbuffers.py)
         chunks = ms_io.iter_chunks(cfg.ms, ddid, [fid], scans=scans, data_col=cfg.data_col, model_col=None,
-                                   max_rows=max_rows, meta=meta, rowsel=rowsel)
+                                   max_rows=max_rows, meta=meta, rowsel=rowsel, rows=rows, reuse=True)
     else:                   # the part-th chunk of iter_chunks's
         chunks = [ms_io.read_rows(cfg.ms, ddid, [fid], data_col=cfg.data_col, model_col=None, meta=meta,
                                   rows=rows[part * max_rows:(part + 1) * max_rows], rowsel=rowsel)]
