@@ -33,3 +33,22 @@ def test_name_taql_cannot_take_goes_per_row(monkeypatch, tmp_path):
         with np.testing.assert_raises(RuntimeError):      # no such column: casacore says so, per row
             columns.undefined_rows(ms, "NO SUCH-COLUMN")
         assert t.nrows() > 0
+
+
+def test_row_counts_as_unique_pairs(tmp_path):
+    from alakazam.core.ms import MeasurementSet
+
+    ms = str(tmp_path / "s.ms")
+    simulate_ms(ms, n_ant=3, n_ant_extra=0, n_chan=(2, 2), duration_h=1.0, scan_len_s=600.0)
+    with MeasurementSet.open(ms) as h, table(ms, ack=False) as t:
+        for ddid in (0, 1):
+            for fields in (None, [0], [1, 2]):
+                got = h.row_counts(ddid, fields)
+                q = t.query(f"DATA_DESC_ID == {ddid}" + (f" AND FIELD_ID IN [{','.join(map(str, fields))}]"
+                                                        if fields else ""))
+                fs = np.stack([q.getcol("FIELD_ID"), q.getcol("SCAN_NUMBER")], axis=1)
+                pairs, n = np.unique(fs, axis=0, return_counts=True)
+                q.close()
+                want = {(int(a), int(b)): int(c) for (a, b), c in zip(pairs, n)}
+                assert list(got.items()) == list(want.items())
+                assert fields is not None or len(got) >= 4          # several fields and scans
