@@ -58,7 +58,7 @@ class ReadBuffers:
             buf = np.empty(shape, dtype)
         self.arrays[col] = buf
         self.allocated += 1
-        return buf
+        return buf[:shape[0]]           # a view, as when reused: the chunk's arrays die with the chunk
 
     def _free(self, col):
         """Nothing but this pool references its buffer of ``col``: compared with a fresh array held the
