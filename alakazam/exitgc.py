@@ -2,7 +2,7 @@
 
 When a process ends, CPython runs full garbage collections over every object still alive (while and
 after it clears the modules).  After a run that used numba (its type system
-and kernels: ~110,000 tracked objects) that took 0.13-0.2 s of the QuartiCal-style job's 3-4 s
+and kernels: 110,000-180,000 tracked objects) that took 0.13-0.2 s of the QuartiCal-style job's 3-4 s
 (benchmarks/bench_quartical.py).  Those collections matter only for objects kept alive by reference
 cycles whose destruction does something outside the process: a casacore table open for writing
 flushes its rows when it is destroyed, a Python file its buffer.
@@ -49,7 +49,10 @@ def _streams_closed_by_others():
     for s in streams:
         while s is not None and id(s) not in out:       # a text file, its buffer, its raw file
             out.add(id(s))
-            s = getattr(s, "buffer", None) or getattr(s, "raw", None)
+            try:
+                s = getattr(s, "buffer", None) or getattr(s, "raw", None)
+            except ValueError:          # a detached stream
+                s = None
     return out
 
 

@@ -460,7 +460,7 @@ def _getcol_rows(t, q, col, rows, runs):
     from . import readbuffers
 
     first = np.asarray(t.getcell(col, int(rows[0])))
-    # new memory, or the previous chunk's when a reuse pool is active (iter_chunks buffers=)
+    # new memory, or the previous chunk's when a reuse pool is active (iter_chunks reuse=True)
     out = readbuffers.empty(col, (len(rows),) + first.shape, first.dtype)
     for r0, n, i0 in runs:
         t.getcolnp(col, out[i0:i0 + n], r0, n)
