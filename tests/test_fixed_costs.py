@@ -52,3 +52,38 @@ def test_row_counts_as_unique_pairs(tmp_path):
                 want = {(int(a), int(b)): int(c) for (a, b), c in zip(pairs, n)}
                 assert list(got.items()) == list(want.items())
                 assert fields is not None or len(got) >= 4          # several fields and scans
+
+
+HEAVY = ("scipy.fft", "dask", "distributed", "matplotlib", "jax", "prompt_toolkit", "pyceres", "aoflagger",
+         "scipy.optimize")
+
+
+def test_run_modules_import_no_heavy_optional_module():
+    """The modules a solve + apply run imports (and the warm-up's solver modules) leave the optional
+    heavy modules unimported: each is imported where it is used (0.04-0.5 s each at start-up)."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys\n"
+            "import alakazam.cli, alakazam.flow, alakazam.calibration.apply, alakazam.caltasks.yamlrun\n"
+            "from alakazam import warmup\n"
+            "[warmup._kernels(t) for t in warmup.ORDER]\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n")
+    path = [root] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]"
+
+
+def test_delay_fft_after_the_lazy_import():
+    """fringe_fft (K, KC) still finds a delay once scipy.fft is imported where it is used."""
+    from alakazam.solvers.parallel_delay import fringe_fft
+
+    freq = 1.4e9 + 1e6 * np.arange(64)
+    tau_ns = 37.0
+    y = np.exp(2j * np.pi * tau_ns * 1e-9 * freq)[None, :]
+    tau, amp = fringe_fft(y, freq, np.ones(64, bool))
+    assert abs(tau[0] - tau_ns) < 0.5 and amp[0] > 0
