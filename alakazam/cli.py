@@ -213,6 +213,10 @@ def main(argv=None):
     from . import progress
 
     args = build_parser().parse_args(argv)
+    if argv is None:        # the process's own command (console script, python -m): its exit follows
+        from . import exitgc
+
+        exitgc.register()
     try:
         _setup_logging(args.quiet, args.log)
     except AlakazamError as e:

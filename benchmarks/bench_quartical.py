@@ -19,7 +19,8 @@ FLAG_ROW'ed.  MODEL_DATA is 3C286's (polarised) point-source model.  Then, in ON
     with the first pre-applied (the per-integration phases must come out before a bandpass is
     averaged over the hour), defaults otherwise (solve-time RFI flagging at 5 MAD sigmas, min_snr 3),
     then an apply of both into CORRECTED_DATA (calonly: FLAG not written) -- one fresh process
-    (``--child``), wall time from launch to exit (start-up, solve, apply, exit) and the per-step
+    (``--child``; it ends as ``alakazam run`` does, alakazam/exitgc.py), wall time from launch to exit
+    (start-up, solve, apply, exit) and the per-step
     phases of run_solve's summary (read / flags / accumulate / solve); first the same job with
     rfi_threshold 0 (no solve-time RFI flags: QuartiCal's job flags nothing either; --no-rfi-off skips
     it), then with the defaults (whose CORRECTED_DATA and table are the ones compared);
@@ -301,6 +302,9 @@ def child_main(spec):
     import logging
 
     logging.basicConfig(level=logging.WARNING, force=True)
+    from alakazam import exitgc
+
+    exitgc.register()               # the process's exit as `alakazam run`'s (alakazam/exitgc.py)
     from alakazam.calibration.apply import run_apply
     from alakazam.config import apply_config_from_dict, solve_config_from_dict
     from alakazam.flow import run_solve

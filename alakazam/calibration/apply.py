@@ -105,9 +105,11 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     check_terms(terms, cfg.ms, meta)            # a D solved before KC/CP must be from an unpolarised field
     names = meta.active_names
     plan = []
+    rows_of = {}            # (field, DATA_DESC_ID) -> its row numbers, found once (_apply_field uses them)
     for fid in fields:
         for ddid, chans in spw_sel.items():
-            n = ms_io.row_count(cfg.ms, ddid, [fid], scans, rowsel=rowsel)
+            rows_of[(fid, ddid)] = ms_io.row_numbers(cfg.ms, ddid, [fid], scans, rowsel=rowsel)
+            n = len(rows_of[(fid, ddid)])
             if n:
                 plan.append((fid, ddid, chans, n))
     if not plan:
@@ -144,7 +146,8 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     try:
         if _am.writes_data(mode):       # flagonly / trial write no data column
             write_col, created = columns.prepare(cfg.ms, cfg.output_col, cfg.data_col, init=not covers_all)
-        res = _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_col, rowsel)
+        res = _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_col, rowsel,
+                          rows_of=rows_of)
         if write_col is not None:
             columns.commit(cfg.ms, write_col, cfg.output_col)
         columns.take_made(cfg.ms)
@@ -158,7 +161,8 @@ def _run_apply(cfg: ApplyConfig) -> dict:
         raise
 
 
-def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_col=None, rowsel=None):
+def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_col=None, rowsel=None,
+                rows_of=None):
     from .. import progress
     from ..core import memory
     from . import flagsafety
@@ -185,7 +189,7 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
             spw = meta.spws[ddid]
             with progress.bar(f"apply {fld.name} spw {spw.spw_id}: rows", n_rows, quiet=cfg.quiet) as pbar:
                 _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar,
-                             write_col, rowsel, mode, per_term)
+                             write_col, rowsel, mode, per_term, rows=(rows_of or {}).get((fid, ddid)))
     verb = {"calflag": "flagged", "calflagstrict": "flagged", "flagonly": "flagged",
             "flagonlystrict": "flagged", "calonly": "left uncorrected",
             "trial": "would be flagged (trial: nothing written)"}[mode]
@@ -229,7 +233,8 @@ def _write(cfg, col, rownr, values, cmask):
 
 
 def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar,
-                 write_col=None, rowsel=None, mode="calonly", per_term=None, write=None, part=None):
+                 write_col=None, rowsel=None, mode="calonly", per_term=None, write=None, part=None,
+                 rows=None):
     """Correct the rows of one field and SPW, chunk by chunk: all chunks, or with ``part`` = k only the
     k-th (a distributed unit); each chunk's output goes to ``write(cfg, column, rownr, values, cmask)``
     (default :func:`_write`; a dask worker hands it back to the writing client instead)."""
@@ -243,7 +248,8 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
     from . import calwt as _calwt, spwmap as _spwmap
     terms = _spwmap.for_spw(terms, spw.spw_id, freqs_all)      # spwmap: the mapped SPW's solutions
     wterms = [t for t, a in zip(terms, cfg.terms) if getattr(a, "calwt", False) and t.diagonal]
-    rows = ms_io.row_numbers(cfg.ms, ddid, [fid], scans, rowsel=rowsel)
+    if rows is None:        # (the caller's, found for its plan: the same selection)
+        rows = ms_io.row_numbers(cfg.ms, ddid, [fid], scans, rowsel=rowsel)
     with_times = ms_io.read_times(cfg.ms, rows)
     utimes_all = np.unique(with_times)
     for term in terms:      # SEED's two lines per term and field, once per SPW (named in the line)
@@ -254,8 +260,9 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
     max_rows = _max_rows(limit, spw, len(terms))
     write = write or _write
     if part is None:
+        # the rows found above; each chunk read into the previous chunk's memory (core/readbuffers.py)
         chunks = ms_io.iter_chunks(cfg.ms, ddid, [fid], scans=scans, data_col=cfg.data_col, model_col=None,
-                                   max_rows=max_rows, meta=meta, rowsel=rowsel)
+                                   max_rows=max_rows, meta=meta, rowsel=rowsel, rows=rows, reuse=True)
     else:                   # the part-th chunk of iter_chunks's
         chunks = [ms_io.read_rows(cfg.ms, ddid, [fid], data_col=cfg.data_col, model_col=None, meta=meta,
                                   rows=rows[part * max_rows:(part + 1) * max_rows], rowsel=rowsel)]

@@ -457,8 +457,11 @@ def _getcol_rows(t, q, col, rows, runs):
     concatenation copy); scattered rows go through the selection ``q``."""
     if runs is None:
         return q.getcol(col)
+    from . import readbuffers
+
     first = np.asarray(t.getcell(col, int(rows[0])))
-    out = np.empty((len(rows),) + first.shape, first.dtype)
+    # new memory, or the previous chunk's when a reuse pool is active (iter_chunks reuse=True)
+    out = readbuffers.empty(col, (len(rows),) + first.shape, first.dtype)
     for r0, n, i0 in runs:
         t.getcolnp(col, out[i0:i0 + n], r0, n)
     return out
@@ -520,7 +523,8 @@ def _close_handle_table(ms):
 
 
 def read_rows(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", model_col="MODEL_DATA",
-              start=0, nrow=None, meta=None, rows=None, time_range=None, rowsel=None) -> Chunk:
+              start=0, nrow=None, meta=None, rows=None, time_range=None, rowsel=None,
+              buffers=None) -> Chunk:
     """Read the selected rows (or rows[start:start+nrow] of the selection) as a :class:`Chunk`.
 
     Parameters
@@ -546,6 +550,8 @@ def read_rows(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", mode
     rowsel : RowSelection, optional
         Antenna/uvrange/timerange/intent/observation selection (core/rowselect.py); with a uvrange
         in wavelengths the channels outside it are flagged (when ``rowsel.per_channel``).
+    buffers : :class:`alakazam.core.readbuffers.ReadBuffers`, optional
+        Memory of an earlier read to read into when nothing references it any more (core/readbuffers.py).
     """
     if meta is None:
         meta = read_meta(ms)
@@ -564,8 +570,11 @@ def read_rows(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", mode
                      np.zeros((0, n_c, nc), np.float32), np.zeros(0), np.zeros(0, np.int64),
                      np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
                      np.zeros(0, np.int64))
-    data, model, flag, ws, time, a1, a2, fld, scan = _read_rows_by_number(ms, rows, ddid, chans, data_col,
-                                                                          model_col)
+    from . import readbuffers
+
+    with readbuffers.using(buffers):
+        data, model, flag, ws, time, a1, a2, fld, scan = _read_rows_by_number(ms, rows, ddid, chans, data_col,
+                                                                              model_col)
     amap = meta.ant_map
     i1, i2 = amap[a1], amap[a2]
     inactive = (i1 < 0) | (i2 < 0)
@@ -578,15 +587,23 @@ def read_rows(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", mode
 
 
 def iter_chunks(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", model_col="MODEL_DATA",
-                max_rows=None, meta=None, time_range=None, rowsel=None):
-    """Yield :class:`Chunk` objects of at most ``max_rows`` rows covering the selection (in row order)."""
+                max_rows=None, meta=None, time_range=None, rowsel=None, rows=None, reuse=False):
+    """Yield :class:`Chunk` objects of at most ``max_rows`` rows covering the selection (in row order).
+
+    ``rows``: the selection's row numbers when the caller has them (:func:`row_numbers` of the same
+    arguments).  ``reuse``: each chunk is read into the memory of the previous one when nothing
+    references it any more (core/readbuffers.py: no page faults after the first chunk)."""
     if meta is None:
         meta = read_meta(ms)
-    rows = row_numbers(ms, ddid, field_ids, scans, time_range, rowsel)
+    if rows is None:
+        rows = row_numbers(ms, ddid, field_ids, scans, time_range, rowsel)
     step = len(rows) if not max_rows else int(max_rows)
+    from .readbuffers import ReadBuffers
+
+    buffers = ReadBuffers() if reuse else None
     for s in range(0, len(rows), max(step, 1)):
         yield read_rows(ms, ddid, field_ids, chans=chans, data_col=data_col, model_col=model_col, meta=meta,
-                        rows=rows[s:s + step], rowsel=rowsel)
+                        rows=rows[s:s + step], rowsel=rowsel, buffers=buffers)
 
 
 # --------------------------------------------------------------------------------------------------
