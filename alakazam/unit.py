@@ -98,7 +98,8 @@ def _iter_group_chunks(ctx: _Context, fid, ddid, chans, group: Group, phases=Non
                     readcache.make_room(ctx.max_rows * ctx.bytes_per_row, ctx.mem_limit)
                 # the one large read of the (field, SPW), kept for every step: ordinary pages (no huge-page
                 # compaction stalls on its first touch; core/memory.small_pages).  Repeated chunk reads
-                # (tiers 2/3, apply) keep numpy's default: their freed huge pages are reused at once
+                # of tiers 2/3 keep numpy's default (their freed huge pages are reused at once); the
+                # apply's reuse the previous chunk's memory (core/readbuffers.py)
                 with memory.small_pages():
                     c = ms_io.read_rows(cfg.ms, ddid, [fid], scans=ctx.scans, chans=chans,
                                         data_col=cfg.data_col, model_col=model_col, rowsel=ctx.rowsel)

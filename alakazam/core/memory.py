@@ -107,8 +107,9 @@ def plan_chunks(n_rows_total, bytes_per_row, rows_per_group, limit):
 def small_pages():
     """Arrays allocated inside are not advised as transparent huge pages (numpy advises them for every
     large array).  For the solve's one large read of a (field, SPW) in memory tier 1 (GBs, filled
-    once, kept for every step; repeated chunk reads keep the default, their freed huge pages being
-    reused at once): on a machine whose RAM is full of page cache -- after reading a large MS -- the
+    once, kept for every step; the chunk reads of tiers 2/3 keep the default, their freed huge pages
+    being reused at once; the apply's new chunk buffers use it too, core/readbuffers.py): on a
+    machine whose RAM is full of page cache -- after reading a large MS -- the
     kernel compacts memory to find huge pages on the first touch, measured at 6-7 s of CPU for the
     3.13 GB first read of the 8.9 GB benchmark MS against 1.6-3.2 s with ordinary pages (and 0.95 s
     when free huge pages happened to exist).  Only the allocation policy changes, never a value."""
