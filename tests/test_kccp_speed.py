@@ -327,3 +327,66 @@ def test_kc_slot_layout_in_tier3_equals_copied_batch(small_ms, tmp_path, monkeyp
         for a, b in zip(got[k], want[k]):
             np.testing.assert_array_equal(a.flags, b.flags)
             np.testing.assert_allclose(a.jones, b.jones, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("interp", ["nearest", "linear"])
+def test_preapply_tables_kept_between_steps_equal_per_block_evaluation(small_ms, tmp_path, monkeypatch,
+                                                                      interp):
+    """The pre-apply product of a chunk kept between the steps of a block (calibration/preapply_cache:
+    KC's K+B+G, extended by KC for CP, by CP for D), evaluated in small blocks of times, gives the
+    solutions of chain.preapply_tables evaluated again per block and step -- bit for bit; and it is
+    used (the later steps evaluate only their new term)."""
+    from alakazam import unit
+    from alakazam.calibration import chain, preapply_cache
+    from alakazam.config import solve_config_from_dict
+    from alakazam.flow import run_solve
+    from alakazam.io import hdf5
+
+    first = str(tmp_path / "kbg.h5")
+    run_solve(solve_config_from_dict(dict(
+        ms=small_ms, output=first, ref_ant="C00", apply_parang=True, jones=["K", "G", "G"],
+        field=["3C286"], time_interval=["scan", "4min", "inf"], freq_interval=["full", "full", "1MHz"],
+        phase_only=[False, True, False])))
+
+    def solve(out):
+        run_solve(solve_config_from_dict(dict(
+            ms=small_ms, output=out, ref_ant="C00", apply_parang=True, jones=["KC", "CP", "D"],
+            field=["3C286"], time_interval=["inf", "inf", "inf"], freq_interval=["full", "1MHz", "full"],
+            external_preapply=dict(tables=[first] * 3, jones=["K0", "G1", "G0"],
+                                   time_interp=["nearest", "nearest", interp]))))
+        return {k: hdf5.read_term(out, k) for k in ("KC0", "CP0", "D0")}
+
+    monkeypatch.setattr(unit, "_TABLE_BLOCK_BYTES", 1)        # one time per block: blocks differ per step
+    calls = []
+    compose = chain.compose
+
+    def counted(terms, *a, **k):
+        calls.append(len(terms))
+        return compose(terms, *a, **k)
+
+    monkeypatch.setattr(chain, "compose", counted)
+    got = solve(str(tmp_path / "kept.h5"))
+    assert calls and set(calls[len(calls) // 3:]) == {1}      # after KC's chain: one new term at a time
+    monkeypatch.setattr(preapply_cache, "usable", lambda *a: False)
+    want = solve(str(tmp_path / "per_block.h5"))
+    for k in want:
+        assert len(got[k]) == len(want[k])
+        for a, b in zip(got[k], want[k]):
+            np.testing.assert_array_equal(a.flags, b.flags)
+            np.testing.assert_array_equal(a.jones, b.jones)
+            if a.delay is not None:
+                np.testing.assert_array_equal(a.delay, b.delay)
+
+
+def test_preapply_cache_only_in_tier1_for_diagonal_chains():
+    from types import SimpleNamespace
+
+    from alakazam.calibration import preapply_cache
+
+    diag = SimpleNamespace(diagonal=True)
+    ctx = SimpleNamespace(tier=1)
+    assert preapply_cache.usable(ctx, [diag], 10, 5, 8, 10 ** 6)
+    assert not preapply_cache.usable(SimpleNamespace(tier=2), [diag], 10, 5, 8, 10 ** 6)
+    assert not preapply_cache.usable(ctx, [diag, SimpleNamespace(diagonal=False)], 10, 5, 8, 10 ** 6)
+    assert not preapply_cache.usable(ctx, [], 10, 5, 8, 10 ** 6)
+    assert not preapply_cache.usable(ctx, [diag], 10 ** 4, 25, 1024, 10 ** 9)     # 8 GB > a quarter
