@@ -396,7 +396,7 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
             diag = sky = None
             if need_tables:
                 diag, sky = preapply_cache.block(ctx, g.prior, meta, m.ddid, m.chans, m.fld, utimes, uscan,
-                                                 t0, t1, cfg.apply_parang, t_block, ch.data.nbytes)
+                                                 t0, t1, cfg.apply_parang, ch.data.nbytes)
             part = rows if (t0 == 0 and t1 == len(utimes)) else rows[(tix >= t0) & (tix < t1)]
             averaging.accumulate_corrected(*sums, w_row, ch.data, ch.model, ch.flag,
                                            ch.weight, part, tidx, ch.ant1, ch.ant2, acc_bin, row_bl,

@@ -25,6 +25,9 @@ import numpy as np
 
 #: ``_Context.cache`` key prefix of the kept tables
 _KEY = "preapply_diag"
+#: the kept product is evaluated on blocks of unique times of about this many bytes of working tables
+#: (its own 32 B and up to 96 B of one term's evaluation and product per time, antenna and channel)
+_EVAL_BLOCK_BYTES = 64 * 2 ** 20
 
 
 def _cap(data_bytes):
@@ -38,10 +41,10 @@ def usable(ctx, prior, n_t, n_ant, n_chan, data_bytes) -> bool:
             and n_t * n_ant * max(n_chan, 1) * 32 <= _cap(data_bytes))
 
 
-def block(ctx, prior, meta, ddid, chans, fld, utimes, uscan, t0, t1, apply_parang, t_block, data_bytes):
+def block(ctx, prior, meta, ddid, chans, fld, utimes, uscan, t0, t1, apply_parang, data_bytes):
     """``(diag, sky)`` of :func:`alakazam.calibration.chain.preapply_tables` for the unique times
     ``utimes[t0:t1]`` of a chunk (``uscan``: their scans), the same values; ``diag`` a view into the
-    chunk's kept product when :func:`usable` (built on first use, blocks of ``t_block`` times)."""
+    chunk's kept product when :func:`usable` (built on first use)."""
     from . import chain
 
     chans = np.asarray(chans)
@@ -49,15 +52,27 @@ def block(ctx, prior, meta, ddid, chans, fld, utimes, uscan, t0, t1, apply_paran
     if not usable(ctx, prior, len(utimes), n_ant, len(chans), data_bytes):
         return chain.preapply_tables(prior, meta, ddid, chans, fld, utimes[t0:t1], apply_parang,
                                      time_scan=uscan[t0:t1])
-    diag = _chunk_diag(ctx, prior, meta, ddid, chans, fld, utimes, uscan, t_block)[t0:t1]
+    diag = _chunk_diag(ctx, prior, meta, ddid, chans, fld, utimes, uscan)[t0:t1]
     sky = None
     if apply_parang:        # as preapply_tables with no D term: P on this block's times, one channel
-        p = chain.parang_table(meta, fld, utimes[t0:t1], meta.spws[ddid].feed_basis)
-        sky = np.ascontiguousarray(p[:, :, None])
+        sky = _parang(ctx, meta, ddid, fld, utimes[t0:t1])
     return diag, sky
 
 
-def _chunk_diag(ctx, prior, meta, ddid, chans, fld, utimes, uscan, t_block):
+def _parang(ctx, meta, ddid, fld, times):
+    """P (n_t, n_ant, 1, 2, 2) on exactly these times, kept for a later step with the same block of
+    times (64 B per time and antenna)."""
+    from . import chain
+
+    basis = meta.spws[ddid].feed_basis
+    key = (_KEY + "_parang", str(fld.name), str(basis), np.asarray(times, float).tobytes())
+    p = ctx.cache.get(key)
+    if p is None:
+        p = ctx.cache[key] = np.ascontiguousarray(chain.parang_table(meta, fld, times, basis)[:, :, None])
+    return p
+
+
+def _chunk_diag(ctx, prior, meta, ddid, chans, fld, utimes, uscan):
     """The product of ``prior``'s diagonals on every time of the chunk, (n_t, n_ant, n_chan, 2): kept,
     or the longest kept product of a leading part of ``prior`` times the remaining terms."""
     from . import chain
@@ -77,7 +92,7 @@ def _chunk_diag(ctx, prior, meta, ddid, chans, fld, utimes, uscan, t_block):
     freqs = np.asarray(spw.freqs)[chans]
     names = [meta.ant_names[a] for a in meta.active_ants]
     out = np.empty((len(utimes), len(names), len(freqs), 2), np.complex128)
-    step = max(int(t_block), 1)
+    step = max(1, _EVAL_BLOCK_BYTES // (128 * len(names) * max(len(freqs), 1)))
     for a in range(0, len(utimes), step):
         b = min(a + step, len(utimes))
         if base is None:
