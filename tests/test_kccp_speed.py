@@ -390,3 +390,28 @@ def test_preapply_cache_only_in_tier1_for_diagonal_chains():
     assert not preapply_cache.usable(ctx, [diag, SimpleNamespace(diagonal=False)], 10, 5, 8, 10 ** 6)
     assert not preapply_cache.usable(ctx, [], 10, 5, 8, 10 ** 6)
     assert not preapply_cache.usable(ctx, [diag], 10 ** 4, 25, 1024, 10 ** 9)     # 8 GB > a quarter
+
+
+def test_cross_hand_pass_equals_numpy_definition():
+    """cross_phase.cross_sums / cross_residual (one compiled pass, cells cut into sample blocks) equal
+    the numpy expressions they replaced: the einsums of A and KC's presence and residual per hand."""
+    from alakazam.solvers import cross_phase
+
+    rng = np.random.default_rng(21)
+    for n_cell, n_samp in ((3, 7), (1, 2 * cross_phase._SAMP_BLOCK + 5)):
+        b = _random_batch(rng, n_cell, 5, n_samp)
+        b.weight[0, :, 1, 1:3] = 0                         # a sample without cross-hand data
+        v, m, w = b.vis, b.model, b.weight
+        want = (np.einsum("cbs,cbs,cbs->cs", w[..., 1], np.conj(v[..., 1]), m[..., 1])
+                + np.einsum("cbs,cbs,cbs->cs", w[..., 2], v[..., 2], np.conj(m[..., 2])))
+        a, present = cross_phase.cross_sums(b)
+        np.testing.assert_allclose(a, want, rtol=1e-13, atol=1e-13 * np.abs(want).max())
+        np.testing.assert_array_equal(present, (w[..., 1:3] > 0).any(axis=(1, 3)))
+        assert not present[0, 1]
+        th = rng.uniform(-3, 3, (n_cell, n_samp))
+        want_r = np.zeros((n_cell, n_samp))
+        for k, sign in ((1, -1j), (2, 1j)):
+            r = v[..., k] - np.exp(sign * th)[:, None, :] * m[..., k]
+            want_r += (w[..., k] * (r.real ** 2 + r.imag ** 2)).sum(axis=1)
+        np.testing.assert_allclose(cross_phase.cross_residual(b, np.exp(-1j * th), np.exp(1j * th)), want_r,
+                                   rtol=1e-13)

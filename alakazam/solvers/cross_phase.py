@@ -14,12 +14,90 @@ from .._numba import njit, threaded
 CROSS = (1, 2)
 
 
+#: samples per item of :func:`_cross_pass` (a cell's samples are cut into blocks of this many, so
+#: that a cell with many samples -- KC over the band -- spreads over the threads)
+_SAMP_BLOCK = 512
+
+#: the one signature of :func:`_cross_pass` (compiled once, on first use)
+_CROSS_SIG = ("void(int64, int64, int64, complex128[:, :, :, ::1], complex128[:, :, :, ::1], "
+              "float64[:, :, :, ::1], complex128[:, ::1], complex128[:, ::1], complex128[:, ::1], "
+              "float64[:, ::1], boolean[:, ::1])")
+
+
+@njit(_CROSS_SIG)
+def _cross_pass(start, stride, n_blk, v, m, w, e1, e2, a, r2, present):
+    # One pass over the cross hands of a batch, per (cell, sample), summed over baselines in order:
+    #   e1 empty: a = sum_b w_pq conj(V_pq) M_pq + w_qp V_qp conj(M_qp), present = any w_pq, w_qp > 0
+    #   else:     r2 = sum_b w_pq |V_pq - e1 M_pq|^2 + w_qp |V_qp - e2 M_qp|^2   (e1, e2: (cell, sample))
+    # Items (cell, block of _SAMP_BLOCK samples) start, start + stride, ... on this thread
+    # (_numba.threaded; each writes only its own outputs).
+    n_cell, n_bl, n_samp, _ = v.shape
+    resid = e1.shape[0] > 0
+    for it in range(start, n_cell * n_blk, stride):
+        c = it // n_blk
+        s0 = (it % n_blk) * _SAMP_BLOCK
+        s1 = min(s0 + _SAMP_BLOCK, n_samp)
+        for b in range(n_bl):
+            for s in range(s0, s1):
+                w1 = w[c, b, s, 1]
+                w2 = w[c, b, s, 2]
+                v1 = v[c, b, s, 1]
+                v2 = v[c, b, s, 2]
+                m1 = m[c, b, s, 1]
+                m2 = m[c, b, s, 2]
+                if resid:
+                    x = e1[c, s]
+                    rr = v1.real - (x.real * m1.real - x.imag * m1.imag)
+                    ri = v1.imag - (x.real * m1.imag + x.imag * m1.real)
+                    y = e2[c, s]
+                    qr = v2.real - (y.real * m2.real - y.imag * m2.imag)
+                    qi = v2.imag - (y.real * m2.imag + y.imag * m2.real)
+                    r2[c, s] += w1 * (rr * rr + ri * ri) + w2 * (qr * qr + qi * qi)
+                else:
+                    # w conj(V_pq) M_pq + w V_qp conj(M_qp) in real arithmetic
+                    a[c, s] += complex(w1 * (v1.real * m1.real + v1.imag * m1.imag)
+                                       + w2 * (v2.real * m2.real + v2.imag * m2.imag),
+                                       w1 * (v1.real * m1.imag - v1.imag * m1.real)
+                                       + w2 * (v2.imag * m2.real - v2.real * m2.imag))
+                    if w1 > 0 or w2 > 0:
+                        present[c, s] = True
+
+
+def _cross_run(batch, e1=None, e2=None):
+    v = np.ascontiguousarray(batch.vis, np.complex128)
+    m = np.ascontiguousarray(batch.model, np.complex128)
+    w = np.ascontiguousarray(batch.weight, np.float64)
+    n_cell, _, n_samp, _ = v.shape
+    n_blk = max(1, -(-n_samp // _SAMP_BLOCK))
+    resid = e1 is not None
+    none_c = np.zeros((0, 0), np.complex128)
+    a = none_c if resid else np.zeros((n_cell, n_samp), np.complex128)
+    r2 = np.zeros((n_cell, n_samp) if resid else (0, 0))
+    present = np.zeros((0, 0) if resid else (n_cell, n_samp), np.bool_)
+    if n_cell and n_samp:
+        threaded(_cross_pass, n_cell * n_blk, n_blk, v, m, w,
+                 np.ascontiguousarray(e1, np.complex128) if resid else none_c,
+                 np.ascontiguousarray(e2, np.complex128) if resid else none_c, a, r2, present)
+    return a, r2, present
+
+
+def cross_sums(batch):
+    """``(A, present)``: A (n_cell, n_samp) = sum over baselines of w conj(V_pq) M_pq + w V_qp conj(M_qp),
+    present (n_cell, n_samp) = a cross-hand weight > 0 on some baseline; one compiled pass (the values
+    of the numpy definition to rounding, tests/test_kccp_speed.py)."""
+    a, _, present = _cross_run(batch)
+    return a, present
+
+
+def cross_residual(batch, e1, e2):
+    """(n_cell, n_samp) sum over baselines of w |V_pq - e1 M_pq|^2 + w |V_qp - e2 M_qp|^2 for the
+    per-(cell, sample) factors e1, e2 (n_cell, n_samp); one compiled pass."""
+    return _cross_run(batch, e1, e2)[1]
+
+
 def _a_sum(batch, extra_phase=None):
     """A (n_cell, n_samp) = sum over baselines of w conj(V_pq) M_pq + w V_qp conj(M_qp)."""
-    v, m, w = batch.vis, batch.model, batch.weight
-    # one einsum per hand: no full-size product temporaries (values equal to rounding)
-    return (np.einsum("cbs,cbs,cbs->cs", w[..., 1], np.conj(v[..., 1]), m[..., 1])
-            + np.einsum("cbs,cbs,cbs->cs", w[..., 2], v[..., 2], np.conj(m[..., 2])))
+    return cross_sums(batch)[0]
 
 
 #: smallest fraction of the cross-hand model power that must vary between a cell's samples
