@@ -18,13 +18,10 @@ CROSS = (1, 2)
 #: that a cell with many samples -- KC over the band -- spreads over the threads)
 _SAMP_BLOCK = 512
 
-#: the one signature of :func:`_cross_pass` (compiled once, on first use)
-_CROSS_SIG = ("void(int64, int64, int64, complex128[:, :, :, ::1], complex128[:, :, :, ::1], "
-              "float64[:, :, :, ::1], complex128[:, ::1], complex128[:, ::1], complex128[:, ::1], "
-              "float64[:, ::1], boolean[:, ::1])")
-
-
-@njit(_CROSS_SIG)
+# compiled on first use (no signature given: not at import, so that a run whose background compile
+# (alakazam/warmup.py) has already cached it loads it); every call passes the same C-contiguous
+# types (:func:`_cross_run`): one specialisation for both uses
+@njit
 def _cross_pass(start, stride, n_blk, v, m, w, e1, e2, a, r2, present):
     # One pass over the cross hands of a batch, per (cell, sample), summed over baselines in order:
     #   e1 empty: a = sum_b w_pq conj(V_pq) M_pq + w_qp V_qp conj(M_qp), present = any w_pq, w_qp > 0
