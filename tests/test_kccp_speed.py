@@ -415,3 +415,20 @@ def test_cross_hand_pass_equals_numpy_definition():
             want_r += (w[..., k] * (r.real ** 2 + r.imag ** 2)).sum(axis=1)
         np.testing.assert_allclose(cross_phase.cross_residual(b, np.exp(-1j * th), np.exp(1j * th)), want_r,
                                    rtol=1e-13)
+
+
+@pytest.mark.parametrize("jt", ["D", "KC"])
+def test_no_cross_hand_data_is_the_cross_hand_error(jt):
+    """A batch with parallel-hand data only: D says it needs the cross hands (the check reads the
+    baselines-with-data pass when the term's correlations are the cross hands); KC/CP say first that
+    the model's cross hands carry no signal."""
+    from alakazam import solvers
+    from alakazam.errors import AlakazamError
+
+    rng = np.random.default_rng(13)
+    batch = _random_batch(rng, 2, 5, 4, flagged=0.0)
+    batch.weight[..., 1:3] = 0
+    with pytest.raises(AlakazamError, match="needs the cross hands" if jt == "D" else "polarised model"):
+        solvers.solve(jt, batch)
+    batch.weight[1, 3, 2, 1] = 1.0                         # one cross-hand sample: solved
+    solvers.solve(jt, batch)

@@ -101,12 +101,13 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     some = bool((batch.weight > 0).any())
     if tt.is_global and some:
         cross_phase.check_polarised(batch, jones_type)
-    if tt.uses_cross and some and not (batch.weight[..., 1:3] > 0).any():
-        raise AlakazamError(f"{jones_type} needs the cross hands (pq, qp): all cross-hand data are flagged "
-                            "or absent in the selection")
     from . import quality
 
-    bl_has = quality.baselines_with_data(batch.weight, tt.corr)     # one pass for both (same weights)
+    bl_has = quality.baselines_with_data(batch.weight, tt.corr)     # one pass for the checks and counts
+    if tt.uses_cross and some and not (bl_has.any() if tuple(tt.corr) == (1, 2)
+                                       else (batch.weight[..., 1:3] > 0).any()):
+        raise AlakazamError(f"{jones_type} needs the cross hands (pq, qp): all cross-hand data are flagged "
+                            "or absent in the selection")
     had = antennas_with_data(batch, jones_type, bl_has)
     dropped = quality.drop_sparse_antennas(batch, jones_type, opts.min_bl_per_ant, bl_has)  # minblperant
     has = antennas_with_data(batch, jones_type) if dropped.any() else had
