@@ -393,8 +393,9 @@ def test_preapply_cache_only_in_tier1_for_diagonal_chains():
 
 
 def test_cross_hand_pass_equals_numpy_definition():
-    """cross_phase.cross_sums / cross_residual (one compiled pass, cells cut into sample blocks) equal
-    the numpy expressions they replaced: the einsums of A and KC's presence and residual per hand."""
+    """cross_phase.cross_sums / cross_residual / model_power (one compiled pass, cells cut into sample
+    blocks) equal the numpy expressions they replaced: the einsums of A, KC's presence and residual per
+    hand, check_polarised's powers."""
     from alakazam.solvers import cross_phase
 
     rng = np.random.default_rng(21)
@@ -415,6 +416,10 @@ def test_cross_hand_pass_equals_numpy_definition():
             want_r += (w[..., k] * (r.real ** 2 + r.imag ** 2)).sum(axis=1)
         np.testing.assert_allclose(cross_phase.cross_residual(b, np.exp(-1j * th), np.exp(1j * th)), want_r,
                                    rtol=1e-13)
+        # check_polarised's powers: the einsums it used before
+        s = (np.einsum("nc,nc,nc->c", w.reshape(-1, 4), m.reshape(-1, 4).real, m.reshape(-1, 4).real)
+             + np.einsum("nc,nc,nc->c", w.reshape(-1, 4), m.reshape(-1, 4).imag, m.reshape(-1, 4).imag))
+        np.testing.assert_allclose(cross_phase.model_power(b), (s[0] + s[3], s[1] + s[2]), rtol=1e-13)
 
 
 @pytest.mark.parametrize("jt", ["D", "KC"])
