@@ -331,7 +331,7 @@ def _unreferenced(arrays):
 def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     """Read, flag, pre-apply and accumulate one group: a dict of the weighted sums per accumulator bin
     and the row/time sums per sample bin, or None when the group has no rows."""
-    from .calibration import chain
+    from .calibration import preapply_cache
     from .core import averaging, combine
 
     cfg, meta = ctx.cfg, ctx.meta
@@ -396,8 +396,8 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
             t1 = min(t0 + t_block, len(utimes)) if need_tables else len(utimes)
             diag = sky = None
             if need_tables:
-                diag, sky = chain.preapply_tables(g.prior, meta, m.ddid, m.chans, m.fld, utimes[t0:t1],
-                                                  cfg.apply_parang, time_scan=uscan[t0:t1])
+                diag, sky = preapply_cache.block(ctx, g.prior, meta, m.ddid, m.chans, m.fld, utimes, uscan,
+                                                 t0, t1, cfg.apply_parang, ch.data.nbytes)
             part = rows if (t0 == 0 and t1 == len(utimes)) else rows[(tix >= t0) & (tix < t1)]
             averaging.accumulate_corrected(*sums, w_row, ch.data, ch.model, ch.flag,
                                            ch.weight, part, tidx, ch.ant1, ch.ant2, acc_bin, row_bl,

@@ -327,3 +327,113 @@ def test_kc_slot_layout_in_tier3_equals_copied_batch(small_ms, tmp_path, monkeyp
         for a, b in zip(got[k], want[k]):
             np.testing.assert_array_equal(a.flags, b.flags)
             np.testing.assert_allclose(a.jones, b.jones, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("interp", ["nearest", "linear"])
+def test_preapply_tables_kept_between_steps_equal_per_block_evaluation(small_ms, tmp_path, monkeypatch,
+                                                                      interp):
+    """The pre-apply product of a chunk kept between the steps of a block (calibration/preapply_cache:
+    KC's K+B+G, extended by KC for CP, by CP for D), evaluated in small blocks of times, gives the
+    solutions of chain.preapply_tables evaluated again per block and step -- bit for bit; and it is
+    used (the later steps evaluate only their new term)."""
+    from alakazam import unit
+    from alakazam.calibration import chain, preapply_cache
+    from alakazam.config import solve_config_from_dict
+    from alakazam.flow import run_solve
+    from alakazam.io import hdf5
+
+    first = str(tmp_path / "kbg.h5")
+    run_solve(solve_config_from_dict(dict(
+        ms=small_ms, output=first, ref_ant="C00", apply_parang=True, jones=["K", "G", "G"],
+        field=["3C286"], time_interval=["scan", "4min", "inf"], freq_interval=["full", "full", "1MHz"],
+        phase_only=[False, True, False])))
+
+    def solve(out):
+        run_solve(solve_config_from_dict(dict(
+            ms=small_ms, output=out, ref_ant="C00", apply_parang=True, jones=["KC", "CP", "D"],
+            field=["3C286"], time_interval=["inf", "inf", "inf"], freq_interval=["full", "1MHz", "full"],
+            external_preapply=dict(tables=[first] * 3, jones=["K0", "G1", "G0"],
+                                   time_interp=["nearest", "nearest", interp]))))
+        return {k: hdf5.read_term(out, k) for k in ("KC0", "CP0", "D0")}
+
+    monkeypatch.setattr(unit, "_TABLE_BLOCK_BYTES", 1)        # one time per block: blocks differ per step
+    calls = []
+    compose = chain.compose
+
+    def counted(terms, *a, **k):
+        calls.append(len(terms))
+        return compose(terms, *a, **k)
+
+    monkeypatch.setattr(chain, "compose", counted)
+    got = solve(str(tmp_path / "kept.h5"))
+    assert calls and set(calls[len(calls) // 3:]) == {1}      # after KC's chain: one new term at a time
+    monkeypatch.setattr(preapply_cache, "usable", lambda *a: False)
+    want = solve(str(tmp_path / "per_block.h5"))
+    for k in want:
+        assert len(got[k]) == len(want[k])
+        for a, b in zip(got[k], want[k]):
+            np.testing.assert_array_equal(a.flags, b.flags)
+            np.testing.assert_array_equal(a.jones, b.jones)
+            if a.delay is not None:
+                np.testing.assert_array_equal(a.delay, b.delay)
+
+
+def test_preapply_cache_only_in_tier1_for_diagonal_chains():
+    from types import SimpleNamespace
+
+    from alakazam.calibration import preapply_cache
+
+    diag = SimpleNamespace(diagonal=True)
+    ctx = SimpleNamespace(tier=1)
+    assert preapply_cache.usable(ctx, [diag], 10, 5, 8, 10 ** 6)
+    assert not preapply_cache.usable(SimpleNamespace(tier=2), [diag], 10, 5, 8, 10 ** 6)
+    assert not preapply_cache.usable(ctx, [diag, SimpleNamespace(diagonal=False)], 10, 5, 8, 10 ** 6)
+    assert not preapply_cache.usable(ctx, [], 10, 5, 8, 10 ** 6)
+    assert not preapply_cache.usable(ctx, [diag], 10 ** 4, 25, 1024, 10 ** 9)     # 8 GB > a quarter
+
+
+def test_cross_hand_pass_equals_numpy_definition():
+    """cross_phase.cross_sums / cross_residual / model_power (one compiled pass, cells cut into sample
+    blocks) equal the numpy expressions they replaced: the einsums of A, KC's presence and residual per
+    hand, check_polarised's powers."""
+    from alakazam.solvers import cross_phase
+
+    rng = np.random.default_rng(21)
+    for n_cell, n_samp in ((3, 7), (1, 2 * cross_phase._SAMP_BLOCK + 5)):
+        b = _random_batch(rng, n_cell, 5, n_samp)
+        b.weight[0, :, 1, 1:3] = 0                         # a sample without cross-hand data
+        v, m, w = b.vis, b.model, b.weight
+        want = (np.einsum("cbs,cbs,cbs->cs", w[..., 1], np.conj(v[..., 1]), m[..., 1])
+                + np.einsum("cbs,cbs,cbs->cs", w[..., 2], v[..., 2], np.conj(m[..., 2])))
+        a, present = cross_phase.cross_sums(b)
+        np.testing.assert_allclose(a, want, rtol=1e-13, atol=1e-13 * np.abs(want).max())
+        np.testing.assert_array_equal(present, (w[..., 1:3] > 0).any(axis=(1, 3)))
+        assert not present[0, 1]
+        th = rng.uniform(-3, 3, (n_cell, n_samp))
+        want_r = np.zeros((n_cell, n_samp))
+        for k, sign in ((1, -1j), (2, 1j)):
+            r = v[..., k] - np.exp(sign * th)[:, None, :] * m[..., k]
+            want_r += (w[..., k] * (r.real ** 2 + r.imag ** 2)).sum(axis=1)
+        np.testing.assert_allclose(cross_phase.cross_residual(b, np.exp(-1j * th), np.exp(1j * th)), want_r,
+                                   rtol=1e-13)
+        # check_polarised's powers: the einsums it used before
+        s = (np.einsum("nc,nc,nc->c", w.reshape(-1, 4), m.reshape(-1, 4).real, m.reshape(-1, 4).real)
+             + np.einsum("nc,nc,nc->c", w.reshape(-1, 4), m.reshape(-1, 4).imag, m.reshape(-1, 4).imag))
+        np.testing.assert_allclose(cross_phase.model_power(b), (s[0] + s[3], s[1] + s[2]), rtol=1e-13)
+
+
+@pytest.mark.parametrize("jt", ["D", "KC"])
+def test_no_cross_hand_data_is_the_cross_hand_error(jt):
+    """A batch with parallel-hand data only: D says it needs the cross hands (the check reads the
+    baselines-with-data pass when the term's correlations are the cross hands); KC/CP say first that
+    the model's cross hands carry no signal."""
+    from alakazam import solvers
+    from alakazam.errors import AlakazamError
+
+    rng = np.random.default_rng(13)
+    batch = _random_batch(rng, 2, 5, 4, flagged=0.0)
+    batch.weight[..., 1:3] = 0
+    with pytest.raises(AlakazamError, match="needs the cross hands" if jt == "D" else "polarised model"):
+        solvers.solve(jt, batch)
+    batch.weight[1, 3, 2, 1] = 1.0                         # one cross-hand sample: solved
+    solvers.solve(jt, batch)

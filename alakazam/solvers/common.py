@@ -12,11 +12,13 @@ from . import SolveResult, cross_phase
 TWO_PI_NS = 2.0 * np.pi * 1e-9
 
 
-def antennas_with_data(batch, jones_type):
-    """(n_cell, n_ant) bool: the antenna has weight > 0 on a correlation the term uses."""
+def antennas_with_data(batch, jones_type, bl_has=None):
+    """(n_cell, n_ant) bool: the antenna has weight > 0 on a correlation the term uses (``bl_has``:
+    :func:`alakazam.solvers.quality.baselines_with_data` of the batch's weights, when already known)."""
     from .quality import baselines_with_data, count_per_antenna
 
-    bl_has = baselines_with_data(batch.weight, terms.get(jones_type).corr)      # (n_cell, n_bl)
+    if bl_has is None:
+        bl_has = baselines_with_data(batch.weight, terms.get(jones_type).corr)      # (n_cell, n_bl)
     return count_per_antenna(bl_has, batch.ant1, batch.ant2, batch.n_ant) > 0
 
 
@@ -99,13 +101,15 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     some = bool((batch.weight > 0).any())
     if tt.is_global and some:
         cross_phase.check_polarised(batch, jones_type)
-    if tt.uses_cross and some and not (batch.weight[..., 1:3] > 0).any():
-        raise AlakazamError(f"{jones_type} needs the cross hands (pq, qp): all cross-hand data are flagged "
-                            "or absent in the selection")
     from . import quality
 
-    had = antennas_with_data(batch, jones_type)
-    dropped = quality.drop_sparse_antennas(batch, jones_type, opts.min_bl_per_ant)   # minblperant
+    bl_has = quality.baselines_with_data(batch.weight, tt.corr)     # one pass for the checks and counts
+    if tt.uses_cross and some and not (bl_has.any() if tuple(tt.corr) == (1, 2)
+                                       else (batch.weight[..., 1:3] > 0).any()):
+        raise AlakazamError(f"{jones_type} needs the cross hands (pq, qp): all cross-hand data are flagged "
+                            "or absent in the selection")
+    had = antennas_with_data(batch, jones_type, bl_has)
+    dropped = quality.drop_sparse_antennas(batch, jones_type, opts.min_bl_per_ant, bl_has)  # minblperant
     has = antennas_with_data(batch, jones_type) if dropped.any() else had
     ref = choose_ref(has, batch.ref_ants or batch.ref_ant,
                      antenna_weight(batch, jones_type) if not has[:, batch.ref_ant].all() else None)

@@ -13,7 +13,7 @@ gives the peak (the initial guess, as the design asks: phase slope), then a Newt
 
 import numpy as np
 
-from .cross_phase import _a_sum
+from .cross_phase import cross_residual, cross_sums
 from .parallel_delay import band_centre, fringe_fft
 
 TWO_PI_NS = 2.0 * np.pi * 1e-9
@@ -68,12 +68,12 @@ def solve_exact(batch, max_iter=100, tol=1e-10):
     """params (n_cell, 2) = (tau ns, phi rad), n_iter, converged."""
     nu_c = band_centre(batch)
     n_cell = batch.n_cell
-    y = _a_sum(batch)                          # (n_cell, n_samp)
+    y, present_all = cross_sums(batch)         # (n_cell, n_samp) each
     params = np.zeros((n_cell, 2))
     n_iter = np.zeros(n_cell, np.int32)
     conv = np.zeros(n_cell, bool)
     for c in range(n_cell):
-        present = (batch.weight[c][..., 1:3] > 0).any(axis=(0, 2))
+        present = present_all[c]
         if not present.any():           # no cross-hand data (flagged by the caller): not solved
             continue
         dnu = batch.freq[c] - nu_c[c]
@@ -102,14 +102,11 @@ def model_vis(params, batch):
 
 def chi2(params, batch):
     """(n_cell,) final cost: sum w |V - model_vis(params)|^2 over the cross hands (the definition of
-    :func:`alakazam.solvers.common.chi2`), one cross hand at a time: no 4-correlation model array."""
+    :func:`alakazam.solvers.common.chi2`), both hands summed per (cell, sample) in one compiled pass
+    (:func:`alakazam.solvers.cross_phase.cross_residual`)."""
     nu_c = band_centre(batch)
     th = TWO_PI_NS * params[:, 0, None] * (batch.freq - nu_c[:, None]) + params[:, 1, None]  # (cell, samp)
-    out = np.zeros(batch.n_cell)
-    for k, sign in ((1, -1j), (2, 1j)):
-        r = batch.vis[..., k] - np.exp(sign * th)[:, None, :] * batch.model[..., k]
-        out += (batch.weight[..., k] * (r.real ** 2 + r.imag ** 2)).sum(axis=(1, 2))
-    return out
+    return cross_residual(batch, np.exp(-1j * th), np.exp(1j * th)).sum(axis=1)
 
 
 def initial_guess(batch, ref):

@@ -14,12 +14,102 @@ from .._numba import njit, threaded
 CROSS = (1, 2)
 
 
+#: samples per item of :func:`_cross_pass` (a cell's samples are cut into blocks of this many, so
+#: that a cell with many samples -- KC over the band -- spreads over the threads)
+_SAMP_BLOCK = 512
+
+# compiled on first use (no signature given: not at import, so that a run whose background compile
+# (alakazam/warmup.py) has already cached it loads it); every call passes the same C-contiguous
+# types (:func:`_cross_run`): one specialisation for its three uses
+@njit
+def _cross_pass(start, stride, mode, n_blk, v, m, w, e1, e2, a, r2, present):
+    # One pass over a batch, per (cell, sample), summed over baselines in order:
+    #   mode 0: a = sum_b w_pq conj(V_pq) M_pq + w_qp V_qp conj(M_qp), present = any w_pq, w_qp > 0
+    #   mode 1: r2 = sum_b w_pq |V_pq - e1 M_pq|^2 + w_qp |V_qp - e2 M_qp|^2   (e1, e2: (cell, sample))
+    #   mode 2: r2 = sum_b w_pq |M_pq|^2 + w_qp |M_qp|^2, a = sum_b w_pp |M_pp|^2 + w_qq |M_qq|^2 (real)
+    # Items (cell, block of _SAMP_BLOCK samples) start, start + stride, ... on this thread
+    # (_numba.threaded; each writes only its own outputs).
+    n_cell, n_bl, n_samp, _ = v.shape
+    for it in range(start, n_cell * n_blk, stride):
+        c = it // n_blk
+        s0 = (it % n_blk) * _SAMP_BLOCK
+        s1 = min(s0 + _SAMP_BLOCK, n_samp)
+        for b in range(n_bl):
+            for s in range(s0, s1):
+                w1 = w[c, b, s, 1]
+                w2 = w[c, b, s, 2]
+                m1 = m[c, b, s, 1]
+                m2 = m[c, b, s, 2]
+                if mode == 2:
+                    m0 = m[c, b, s, 0]
+                    m3 = m[c, b, s, 3]
+                    r2[c, s] += (w1 * (m1.real * m1.real + m1.imag * m1.imag)
+                                 + w2 * (m2.real * m2.real + m2.imag * m2.imag))
+                    a[c, s] += (w[c, b, s, 0] * (m0.real * m0.real + m0.imag * m0.imag)
+                                + w[c, b, s, 3] * (m3.real * m3.real + m3.imag * m3.imag))
+                    continue
+                v1 = v[c, b, s, 1]
+                v2 = v[c, b, s, 2]
+                if mode == 1:
+                    x = e1[c, s]
+                    rr = v1.real - (x.real * m1.real - x.imag * m1.imag)
+                    ri = v1.imag - (x.real * m1.imag + x.imag * m1.real)
+                    y = e2[c, s]
+                    qr = v2.real - (y.real * m2.real - y.imag * m2.imag)
+                    qi = v2.imag - (y.real * m2.imag + y.imag * m2.real)
+                    r2[c, s] += w1 * (rr * rr + ri * ri) + w2 * (qr * qr + qi * qi)
+                else:
+                    # w conj(V_pq) M_pq + w V_qp conj(M_qp) in real arithmetic
+                    a[c, s] += complex(w1 * (v1.real * m1.real + v1.imag * m1.imag)
+                                       + w2 * (v2.real * m2.real + v2.imag * m2.imag),
+                                       w1 * (v1.real * m1.imag - v1.imag * m1.real)
+                                       + w2 * (v2.imag * m2.real - v2.real * m2.imag))
+                    if w1 > 0 or w2 > 0:
+                        present[c, s] = True
+
+
+def _cross_run(batch, mode, e1=None, e2=None):
+    v = np.ascontiguousarray(batch.vis, np.complex128)
+    m = np.ascontiguousarray(batch.model, np.complex128)
+    w = np.ascontiguousarray(batch.weight, np.float64)
+    n_cell, _, n_samp, _ = v.shape
+    n_blk = max(1, -(-n_samp // _SAMP_BLOCK))
+    shape = (n_cell, n_samp)
+    none_c = np.zeros((0, 0), np.complex128)
+    a = np.zeros(shape, np.complex128) if mode != 1 else none_c
+    r2 = np.zeros(shape if mode != 0 else (0, 0))
+    present = np.zeros(shape if mode == 0 else (0, 0), np.bool_)
+    if n_cell and n_samp:
+        threaded(_cross_pass, n_cell * n_blk, int(mode), n_blk, v, m, w,
+                 np.ascontiguousarray(e1, np.complex128) if mode == 1 else none_c,
+                 np.ascontiguousarray(e2, np.complex128) if mode == 1 else none_c, a, r2, present)
+    return a, r2, present
+
+
+def cross_sums(batch):
+    """``(A, present)``: A (n_cell, n_samp) = sum over baselines of w conj(V_pq) M_pq + w V_qp conj(M_qp),
+    present (n_cell, n_samp) = a cross-hand weight > 0 on some baseline; one compiled pass (the values
+    of the numpy definition to rounding, tests/test_kccp_speed.py)."""
+    a, _, present = _cross_run(batch, 0)
+    return a, present
+
+
+def cross_residual(batch, e1, e2):
+    """(n_cell, n_samp) sum over baselines of w |V_pq - e1 M_pq|^2 + w |V_qp - e2 M_qp|^2 for the
+    per-(cell, sample) factors e1, e2 (n_cell, n_samp); one compiled pass."""
+    return _cross_run(batch, 1, e1, e2)[1]
+
+
+def model_power(batch):
+    """``(parallel, cross)``: sum of w |M|^2 over the batch's parallel hands (pp, qq) and over its cross
+    hands (pq, qp); one compiled pass."""
+    a, r2, _ = _cross_run(batch, 2)
+    return float(a.real.sum()), float(r2.sum())
+
+
 def _a_sum(batch, extra_phase=None):
     """A (n_cell, n_samp) = sum over baselines of w conj(V_pq) M_pq + w V_qp conj(M_qp)."""
-    v, m, w = batch.vis, batch.model, batch.weight
-    # one einsum per hand: no full-size product temporaries (values equal to rounding)
-    return (np.einsum("cbs,cbs,cbs->cs", w[..., 1], np.conj(v[..., 1]), m[..., 1])
-            + np.einsum("cbs,cbs,cbs->cs", w[..., 2], v[..., 2], np.conj(m[..., 2])))
+    return cross_sums(batch)[0]
 
 
 #: smallest fraction of the cross-hand model power that must vary between a cell's samples
@@ -120,10 +210,8 @@ def remove_leakage_offsets(batch):
 def check_polarised(batch, term):
     from ..errors import AlakazamError
 
-    # sum w |M|^2 per correlation, as einsums over the real and imaginary parts (no temporaries)
-    w, m = batch.weight.reshape(-1, 4), batch.model.reshape(-1, 4)
-    s = np.einsum("nc,nc,nc->c", w, m.real, m.real) + np.einsum("nc,nc,nc->c", w, m.imag, m.imag)
-    p, tot = s[1] + s[2], s[0] + s[3]
+    # sum w |M|^2 over the parallel and the cross hands, one compiled pass (no temporaries)
+    tot, p = model_power(batch)
     if not (p > 1e-12 * max(tot, 1e-300)):
         raise AlakazamError(
             f"{term} needs a polarised model: the model's cross hands (pq, qp) carry no signal in the "

@@ -103,9 +103,10 @@ def count_per_antenna(bl_true, a1, a2, n_ant):
     return np.rint(np.asarray(bl_true, np.float64) @ inc).astype(np.int64)
 
 
-def drop_sparse_antennas(batch, jones_type, min_bl):
+def drop_sparse_antennas(batch, jones_type, min_bl, bl_has=None):
     """Apply minblperant in place on ``batch.weight``; returns the (n_cell, n_ant) bool mask of the
-    antennas removed (module docstring)."""
+    antennas removed (module docstring).  ``bl_has``: :func:`baselines_with_data` of the weights, when
+    the caller already has it."""
     n_cell, n_ant = batch.n_cell, batch.n_ant
     dropped = np.zeros((n_cell, n_ant), bool)
     if not min_bl or min_bl <= 0 or n_cell == 0:
@@ -113,7 +114,8 @@ def drop_sparse_antennas(batch, jones_type, min_bl):
     need = min(int(min_bl), n_ant - 1)
     if need < int(min_bl):
         log.debug("minblperant %d > n_ant - 1: %d baselines per antenna required", int(min_bl), need)
-    bl_has = baselines_with_data(batch.weight, terms.get(jones_type).corr)      # (n_cell, n_bl)
+    if bl_has is None:
+        bl_has = baselines_with_data(batch.weight, terms.get(jones_type).corr)      # (n_cell, n_bl)
     a1, a2 = np.asarray(batch.ant1), np.asarray(batch.ant2)
     while True:
         ok = bl_has & ~dropped[:, a1] & ~dropped[:, a2]
