@@ -65,6 +65,23 @@ def test_gaintable_spwmap_equals_solving_data_corrected_with_it(bandpass, tmp_pa
     assert np.nanmax(np.abs(raw - got)) > 1e-2
 
 
+def test_gaintable_spwmap_same_in_every_memory_tier(bandpass, tmp_path):
+    """Tier 1 evaluates the pre-apply through the kept product (calibration/preapply_cache.py), tiers
+    2/3 through chain.preapply_tables per block: both map the SPW, with the same gains."""
+    ms, bp = bandpass
+    got = {}
+    for label, limit in (("tier1", 0.0), ("tier3", 2e-5)):
+        out = str(tmp_path / f"{label}.h5")
+        res = akcal(vis=ms, caltable=out, refant="C00", jones=["G", "G"], spw="1", field="3C286",
+                    solint=["60s", "inf"], freqint=["full", "1MHz"], gaintable=[bp, bp],
+                    gainjones=["K0", "G0"], spwmap=[0, 0], minblperant=0, memory_limit_gb=limit)
+        assert res["tier"] == int(label[-1]), res["tier"]
+        got[label] = [_g(out, k, 1) for k in ("G0", "G1")]
+    for (a, fa), (b, fb) in zip(got["tier1"], got["tier3"]):
+        assert np.array_equal(fa, fb) and not fa.all()
+        assert np.abs(a - b)[~fa].max() < 1e-9
+
+
 def test_gaintable_without_the_spw_is_refused_before_the_solve(bandpass, tmp_path):
     ms, bp = bandpass
     out = str(tmp_path / "x.h5")

@@ -483,9 +483,8 @@ def preapply_tables(prior, meta, ddid, chans, field, utimes, apply_parang, time_
     spw = meta.spws[ddid]
     freqs = np.asarray(spw.freqs)[chans]
     names = [meta.ant_names[a] for a in meta.active_ants]
-    if any(getattr(t, "spwmap", None) for t in prior):       # gaintable spwmap (calibration/spwmap.py)
-        from .spwmap import for_spw
-        prior = for_spw(prior, spw.spw_id, np.asarray(spw.freqs), quiet=True)
+    from .spwmap import map_prior
+    prior = map_prior(prior, meta, ddid)                      # gaintable spwmap (calibration/spwmap.py)
     diag, sky = compose(prior, spw.spw_id, utimes, freqs, names, field.name, (field.ra, field.dec),
                         prefer_own=True, time_scan=time_scan) if prior else (None, None)
     if apply_parang:

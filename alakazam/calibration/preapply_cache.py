@@ -46,9 +46,11 @@ def block(ctx, prior, meta, ddid, chans, fld, utimes, uscan, t0, t1, apply_paran
     ``utimes[t0:t1]`` of a chunk (``uscan``: their scans), the same values; ``diag`` a view into the
     chunk's kept product when :func:`usable` (built on first use)."""
     from . import chain
+    from .spwmap import map_prior
 
     chans = np.asarray(chans)
     n_ant = len(meta.active_ants)
+    prior = map_prior(prior, meta, ddid)       # gaintable spwmap: the mapped terms (stable objects)
     if not usable(ctx, prior, len(utimes), n_ant, len(chans), data_bytes):
         return chain.preapply_tables(prior, meta, ddid, chans, fld, utimes[t0:t1], apply_parang,
                                      time_scan=uscan[t0:t1])

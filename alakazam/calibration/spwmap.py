@@ -97,6 +97,8 @@ def for_spw(terms, spw_id, data_freqs, quiet=False):
                      " (bins matched by position in the band: the bands do not overlap)" if shifted else "")
         t2 = copy.copy(term)
         t2.sets = sets + [s for s in term.sets if int(s.attrs.get("spw", -1)) not in (tspw, int(spw_id))]
+        t2.spwmap = None                       # mapped: its SPW-``spw_id`` solutions are the mapped ones
+        t2.__dict__.pop("_spw_mapped", None)   # (map_prior's memo belongs to the original term)
         out.append(t2)
     return out
 
@@ -121,3 +123,27 @@ def check_solve_terms(terms, meta, spw_sel):
         hint = ("" if any("spwmap maps" in p for p in problems)
                 else "; give spwmap (e.g. [0, 0]) to pre-apply another SPW's solutions, or select spw")
         raise AlakazamError("gaintable: " + "; ".join(dict.fromkeys(problems)) + hint)
+
+
+def map_prior(prior, meta, ddid):
+    """A solve's pre-apply terms for the data of DATA_DESC_ID ``ddid``: each term with a ``spwmap``
+    relabelled by :func:`for_spw` (quietly), the same objects for the same (term, SPW) every time
+    (memoised on the term), so the tables kept per term identity (calibration/preapply_cache.py) stay
+    valid; ``prior`` itself when no term has a spwmap.  The one place a solve maps SPWs (used by
+    :func:`alakazam.calibration.chain.preapply_tables` and :func:`.preapply_cache.block`; a mapped
+    term has no spwmap, so mapping twice is mapping once)."""
+    if not any(getattr(t, "spwmap", None) for t in prior):
+        return prior
+    spw = meta.spws[ddid]
+    freqs = np.asarray(spw.freqs, float)
+    out = []
+    for t in prior:
+        if not getattr(t, "spwmap", None):
+            out.append(t)
+            continue
+        memo = t.__dict__.setdefault("_spw_mapped", {})
+        k = (int(spw.spw_id), freqs.tobytes())
+        if k not in memo:
+            memo[k] = for_spw([t], spw.spw_id, freqs, quiet=True)[0]
+        out.append(memo[k])
+    return out
