@@ -118,3 +118,27 @@ def test_apply_in_chunks_same_with_and_without_reuse(small_solved, monkeypatch):
     d = (reused - model)[..., [0, 3]][ok]
     rms = np.sqrt(np.mean(d.real ** 2 + d.imag ** 2) / 2)
     assert rms < 0.02, rms          # noise 0.01 per part, gains ~1 +- 10%; an uncorrected residual is > 0.05
+
+
+def test_one_pool_for_all_fields_of_an_apply(small_solved, monkeypatch):
+    """run_apply's fields share one pool (readbuffers.shared): each column's memory is allocated once
+    for the whole apply, not once per field (the simulated MS has three fields); values bit for bit
+    those of a pool per field."""
+    ms, cal, _ = small_solved
+    pools = []
+    real = ReadBuffers.__init__
+
+    def init(self):
+        real(self)
+        pools.append(self)
+
+    monkeypatch.setattr(ReadBuffers, "__init__", init)
+    shared, _, _ = _apply(ms, cal, "CORRECTED_DATA")
+    assert len(pools) == 1, len(pools)
+    assert pools[0].allocated <= 3 and pools[0].reused >= 20
+    # a pool per iter_chunks call (as before readbuffers.shared): the same values
+    pools.clear()
+    monkeypatch.setattr(readbuffers, "pool_for_reuse", lambda: ReadBuffers())
+    per_field, _, _ = _apply(ms, cal, "PER_FIELD")
+    assert len(pools) >= 3
+    np.testing.assert_array_equal(shared, per_field)

@@ -184,12 +184,15 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
             from .. import distributed_apply     # workers correct, this process writes (one writer)
             plan = distributed_apply.apply_plan(cfg, meta, terms, plan, scans, names, limit, lines, counts,
                                                 write_col, rowsel, mode, per_term)
-        for fid, ddid, chans, n_rows in plan:
-            fld = meta.fields[fid]
-            spw = meta.spws[ddid]
-            with progress.bar(f"apply {fld.name} spw {spw.spw_id}: rows", n_rows, quiet=cfg.quiet) as pbar:
-                _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar,
-                             write_col, rowsel, mode, per_term, rows=(rows_of or {}).get((fid, ddid)))
+        from ..core import readbuffers
+        with readbuffers.shared():          # every field's chunks read into the same memory
+            for fid, ddid, chans, n_rows in plan:
+                fld = meta.fields[fid]
+                spw = meta.spws[ddid]
+                label = f"apply {fld.name} spw {spw.spw_id}: rows"
+                with progress.bar(label, n_rows, quiet=cfg.quiet) as pbar:
+                    _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar,
+                                 write_col, rowsel, mode, per_term, rows=(rows_of or {}).get((fid, ddid)))
     verb = {"calflag": "flagged", "calflagstrict": "flagged", "flagonly": "flagged",
             "flagonlystrict": "flagged", "calonly": "left uncorrected",
             "trial": "would be flagged (trial: nothing written)"}[mode]

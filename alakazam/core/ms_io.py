@@ -598,9 +598,9 @@ def iter_chunks(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", mo
     if rows is None:
         rows = row_numbers(ms, ddid, field_ids, scans, time_range, rowsel)
     step = len(rows) if not max_rows else int(max_rows)
-    from .readbuffers import ReadBuffers
+    from .readbuffers import pool_for_reuse
 
-    buffers = ReadBuffers() if reuse else None
+    buffers = pool_for_reuse() if reuse else None       # (shared by an apply's fields: readbuffers.shared)
     for s in range(0, len(rows), max(step, 1)):
         yield read_rows(ms, ddid, field_ids, chans=chans, data_col=data_col, model_col=model_col, meta=meta,
                         rows=rows[s:s + step], rowsel=rowsel, buffers=buffers)
