@@ -309,12 +309,17 @@ def child_main(spec):
     from alakazam.config import apply_config_from_dict, solve_config_from_dict
     from alakazam.flow import run_solve
 
+    from alakazam.core import readcache
+
     res = {"ready": ready}
-    t0 = time.perf_counter()
-    summary = run_solve(solve_config_from_dict(ak_solve_dict(spec["ms"], spec["cal"], spec.get("rfi"))))
-    t1 = time.perf_counter()
-    ar = run_apply(apply_config_from_dict(ak_apply_dict(spec["ms"], spec["cal"])))
-    t2 = time.perf_counter()
+    with readcache.Blocks() as blocks:      # the blocks as `alakazam run` runs them (caltasks/yamlrun.py)
+        blocks.before("solve")
+        t0 = time.perf_counter()
+        summary = run_solve(solve_config_from_dict(ak_solve_dict(spec["ms"], spec["cal"], spec.get("rfi"))))
+        t1 = time.perf_counter()
+        blocks.before("apply")
+        ar = run_apply(apply_config_from_dict(ak_apply_dict(spec["ms"], spec["cal"])))
+        t2 = time.perf_counter()
     res.update(solve=t1 - t0, apply=t2 - t1,
                steps={k: round(v["seconds"], 3) for k, v in summary["terms"].items()},
                phases={k: v.get("phases") for k, v in summary["terms"].items()},
