@@ -303,12 +303,14 @@ def _finish(ctx, pending, summary, step, sets, seconds):
     why = ", ".join(f"{k} {v}" for k, v in reasons.items() if v)
     if cfg.solnorm:
         _solnorm(cfg, step, sets)
+    n_fill = 0
     if getattr(cfg, "fill_gaps", 0) and terms.get(step.jones_type).gain:
         from .calibration.fillgaps import fill_sets
         n_fill = fill_sets(sets, int(cfg.fill_gaps))
         if n_fill:
             log.info("%s: fillgaps=%d filled %d flagged solutions by interpolation in frequency", step.key,
                      cfg.fill_gaps, n_fill)
+            n_flag -= n_fill                # the summary and log line count the flags as written
     from .io import solappend
     if cfg.append:              # the key's existing groups + these (written with the block)
         pending[step.key] = solappend.merged_sets(cfg.output, step.key, sets)
@@ -325,8 +327,12 @@ def _finish(ctx, pending, summary, step, sets, seconds):
         "phases": ctx.stats.get(("phases", step.key)),         # seconds by phase (unit.PHASES; in process)
     }
     summary["terms"][step.key]["flag_reasons"] = reasons
+    if n_fill:
+        summary["terms"][step.key]["filled"] = n_fill
     log.info("%s: %d solution groups, %d/%d flagged%s, %.2f s", step.key, len(sets), n_flag, n_sol,
-             f" (of which {why})" if why else "", seconds)
+             (f" (of which {why})" if why else "")
+             + (f"; {n_fill} more filled by fillgaps (the reasons count them)" if n_fill else ""),
+             seconds)
 
 
 def _run_step_major(ctx, step_fields, finish, dask_client):

@@ -139,3 +139,16 @@ def test_fillgaps_bad_value_is_a_parameter_error(rfi_ms, tmp_path):
     ms, _ = rfi_ms
     with pytest.raises(ParameterError, match="fillgaps"):
         _bandpass(ms, str(tmp_path / "c.h5"), fillgaps=-1)
+
+
+def test_summary_counts_the_flags_as_written(rfi_ms, tmp_path):
+    """The step's summary (and log line) count the solutions flagged as written: the filled ones are
+    not flagged any more; ``filled`` says how many."""
+    ms, _ = rfi_ms
+    out = str(tmp_path / "s.h5")
+    summ = akcal(vis=ms, caltable=out, refant="C00", jones=["G"], field="3C286", solint="inf", combine="scan",
+                 freqint="1MHz", minblperant=0, fillgaps=1)
+    (s,) = hdf5.read_term(out, "G0")
+    t = summ["terms"]["G0"]
+    assert t["flagged"] == int(s.flags.sum()) == 0
+    assert t["filled"] == s.flags.shape[0] * 1 * s.flags.shape[2]      # channel 6 of every antenna
