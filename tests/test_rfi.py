@@ -169,3 +169,23 @@ def test_flags_scale_free_across_float32_range(dtype, v_exp, m_exp):
     assert ref_p[:, 7].all()
     np.testing.assert_array_equal(cellflags.flag_persistent(d2, m2, flag, group, ant1, ant2, [0, 3], 5.0)[0],
                                   ref_p)
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0 ** 66, 2.0 ** -75])
+def test_row_ratios_with_nan_data_or_model_equal_the_float64_definition(scale):
+    """NaN DATA gives NaN, a NaN MODEL sample |V| (not > 0), at every scale (a NaN does not by itself
+    send the row to the float64 recompute, whose values are the same)."""
+    rng = np.random.default_rng(12)
+    d = (_noise(rng, 1, 16)[0] * np.complex64(scale))
+    m = np.full(d.shape, 10.0, np.complex64)
+    d[3, 1] = np.nan
+    m[4, 2] = np.nan
+    m[5, 0] = 0
+    x = np.empty(d.shape, np.float32)
+    rfi.row_ratios(d, m, True, x)
+    d64, m64 = d.astype(np.complex128), m.astype(np.complex128)
+    m2 = np.abs(m64) ** 2
+    want = np.where(m2 > 0, np.abs(d64) / np.where(m2 > 0, np.sqrt(m2), 1), np.abs(d64))
+    np.testing.assert_allclose(x, want.astype(np.float32), rtol=1e-6, equal_nan=True)
+    rfi.row_ratios(d, m, False, x)
+    np.testing.assert_allclose(x, np.abs(d64).astype(np.float32), rtol=1e-6, equal_nan=True)

@@ -150,7 +150,9 @@ def row_ratios(dr, mr, use_model, xr):
                 xr[chan, corr] = np.sqrt(q)
                 vz = (v.real == 0) & (v.imag == 0)
                 mz = (m.real == 0) & (m.imag == 0)
-                ok = ((((v2 >= _TINY32) & (q >= _TINY32)) | vz) & (q <= _HUGE32) & ((m2 >= _TINY32) | mz))
+                # NaN data or model give the same x in float32 and float64 (NaN; |V|): not a reason
+                ok = (((((v2 >= _TINY32) & (q >= _TINY32)) | vz) & (q <= _HUGE32)
+                       & ((m2 >= _TINY32) | mz | (m2 != m2))) | (v2 != v2))
                 n_bad += np.int64(not ok)
     else:
         for chan in range(n_chan):
@@ -159,7 +161,7 @@ def row_ratios(dr, mr, use_model, xr):
                 v2 = np.float32(v.real * v.real + v.imag * v.imag)
                 xr[chan, corr] = np.sqrt(v2)
                 vz = (v.real == 0) & (v.imag == 0)
-                n_bad += np.int64(not (((v2 >= _TINY32) | vz) & (v2 <= _HUGE32)))
+                n_bad += np.int64(not ((((v2 >= _TINY32) | vz) & (v2 <= _HUGE32)) | (v2 != v2)))
     if n_bad:
         _row_ratios64(dr, mr, use_model, xr)
 
