@@ -166,6 +166,7 @@ def memory_plan(cfg, meta, spw_sel, scans, step_fields, row_counts, *, allow_fie
     # field-major (tier 1): every step solves the same fields (module docstring)
     field_major = allow_field_major and all(list(fl) == list(step_fields[0]) for fl in step_fields)
     field_major = field_major and not cfg.solnorm      # solnorm needs a step's fields before the next step
+    field_major = field_major and not getattr(cfg, "fill_gaps", 0)    # fillgaps too (calibration/fillgaps)
     n_rows_total, n_rows_pair, bytes_per_row, rows_per_group = 0, 0, 0, []
     for ddid, chans in spw_sel.items():
         counts = row_counts(ddid, all_fields, scans)     # {(field, scan): rows}

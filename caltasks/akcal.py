@@ -65,7 +65,8 @@ def build_config(params):
     d["ref_ant"] = _refant(params["refant"])
     ep = d.pop("external_preapply")
     if ep.get("tables"):
-        ep = {k: v for k, v in ep.items() if v not in ("", None, [])}
+        ep = {k: v for k, v in ep.items()      # "", None, [] dropped (a numpy array kept: no == test)
+              if not (v is None or (isinstance(v, (str, list)) and len(v) == 0))}
         if isinstance(ep.get("solution_field"), list):
             ep["solution_field"] = [x if x not in ("", None, []) else None for x in ep["solution_field"]]
         d["external_preapply"] = ep

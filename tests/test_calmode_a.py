@@ -106,3 +106,23 @@ def test_akcal_calmode_p_then_a(sim_linear, tmp_path):
     p = solve_params({"ms": ms, "output": cal, "jones": ["G", "G"], "phase_only": [True, False],
                       "amp_only": [False, True]})
     assert p["calmode"] == ["p", "a"]
+
+
+def test_amp_only_gains_positive_for_an_antenna_without_signal():
+    """A dead antenna (its baselines noise only, unflagged): its least-squares real amplitude is ~0 and
+    may be negative; calmode 'a' returns real gains >= 0 in every backend (a negative amplitude would
+    be a phase of pi), and the other antennas' gains agree across backends."""
+    b, a = _amp_batch(noise=0.05, seed=11)
+    dead = (b.ant1 == 3) | (b.ant2 == 3)
+    rng = np.random.default_rng(5)
+    b.vis[:, dead] = 0.05 * (rng.standard_normal(b.vis[:, dead].shape)
+                             + 1j * rng.standard_normal(b.vis[:, dead].shape))
+    res = {}
+    for backend in ("numba", "scipy", "ceres", "jax"):
+        g = solve("G", b, backend=backend, opts=SolveOptions(amp_only=True)).params
+        assert np.all(g.imag == 0) and np.all(g.real >= 0), (backend, g[:, 3])
+        assert np.all(g.real[:, 3] < 0.05), backend                 # no signal: ~0
+        res[backend] = g
+    live = np.arange(7) != 3
+    for backend in ("scipy", "ceres", "jax"):
+        np.testing.assert_allclose(res[backend][:, live], res["numba"][:, live], rtol=1e-3, err_msg=backend)

@@ -142,3 +142,37 @@ def test_fillgaps_bad_value_is_a_parameter_error(rfi_ms, tmp_path):
     ms, _ = rfi_ms
     with pytest.raises(ParameterError, match="fillgaps"):
         _bandpass(ms, str(tmp_path / "c.h5"), fillgaps=-1)
+
+
+def test_summary_counts_the_flags_as_written(rfi_ms, tmp_path):
+    """The step's summary (and log line) count the solutions flagged as written: the filled ones are
+    not flagged any more; ``filled`` says how many."""
+    ms, _ = rfi_ms
+    out = str(tmp_path / "s.h5")
+    summ = akcal(vis=ms, caltable=out, refant="C00", jones=["G"], field="3C286", solint="inf", combine="scan",
+                 freqint="1MHz", minblperant=0, fillgaps=1)
+    (s,) = hdf5.read_term(out, "G0")
+    t = summ["terms"]["G0"]
+    assert t["flagged"] == int(s.flags.sum()) == 0
+    assert t["filled"] == s.flags.shape[0] * 1 * s.flags.shape[2]      # channel 6 of every antenna
+
+
+def test_a_later_step_of_the_block_pre_applies_the_filled_bandpass(rfi_ms, tmp_path):
+    """fillgaps runs when a step's sets are complete, before the next step pre-applies them: so, as
+    with solnorm, the block is solved step by step (not field by field, where every step of a field is
+    solved before any step is finished)."""
+    ms, _ = rfi_ms
+    kw = dict(vis=ms, refant="C00", jones=["G", "G"], field="3C286", solint=["inf", "inf"], combine="scan",
+              freqint=["1MHz", "full"], minblperant=0)
+    plain = akcal(caltable=str(tmp_path / "p.h5"), **kw)
+    assert plain["field_major"]                                    # the small MS: field by field
+    out = str(tmp_path / "f.h5")
+    filled = akcal(caltable=out, fillgaps=1, **kw)
+    assert not filled["field_major"] and filled["terms"]["G0"]["filled"] > 0
+    # G1 equals G solved with the written (filled) G0 pre-applied
+    ref = str(tmp_path / "r.h5")
+    akcal(vis=ms, caltable=ref, refant="C00", jones=["G"], field="3C286", solint="inf", combine="scan",
+          freqint="full", minblperant=0, gaintable=[out], gainjones=["G0"])
+    (a,), (b,) = hdf5.read_term(out, "G1"), hdf5.read_term(ref, "G0")
+    assert np.array_equal(a.flags, b.flags) and not a.flags.all()
+    np.testing.assert_allclose(a.jones[~a.flags], b.jones[~b.flags], rtol=1e-9, atol=1e-12)

@@ -139,3 +139,53 @@ def test_median_select_exact_on_structured_inputs():
         a = x.copy()
         assert rfi._median(a, len(a)) == np.median(x)
         np.testing.assert_array_equal(np.sort(a), np.sort(x))       # a permutation of the input
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("v_exp, m_exp", [(66, 66), (66, 0), (0, -82), (-75, 0), (-75, -75), (0, 64)])
+def test_flags_scale_free_across_float32_range(dtype, v_exp, m_exp):
+    """x = |V| / |M| is scale-free: DATA (MODEL_DATA) times a power of two (exact) flags the same
+    samples, also where |V|^2 or |M|^2 leaves float32's normal range (|V| ~ 7e19, |M| ~ 2e-25, |V| ~
+    3e-23) while x itself stays within it -- the squares must not overflow or underflow."""
+    from alakazam.core import cellflags
+
+    rng = np.random.default_rng(11)
+    data = _noise(rng, 16, 40).astype(dtype)
+    data[:, 7] *= 5.0                                           # a persistent RFI channel
+    data[3, 20, 0] *= 4.0                                       # a spike
+    model = np.full(data.shape, 10.0, dtype)
+    flag = np.zeros(data.shape, bool)
+    ref = rfi.mad_flag(data, model, flag, 5.0)
+    assert ref[:, 7].all() and ref[3, 20, 0]
+    d2, m2 = data * dtype(2.0 ** v_exp), model * dtype(2.0 ** m_exp)
+    np.testing.assert_array_equal(rfi.mad_flag(d2, m2, flag, 5.0), ref)
+    np.testing.assert_array_equal(rfi.mad_flag(d2, None, flag, 5.0), rfi.mad_flag(data, None, flag, 5.0))
+    x = np.empty((40, 4), np.float32)
+    rfi.row_ratios(d2[3], m2[3], True, x)
+    want = np.abs(d2[3].astype(np.complex128)) / np.abs(m2[3].astype(np.complex128))
+    np.testing.assert_allclose(x, want.astype(np.float32), rtol=1e-6)
+    group, ant1, ant2 = np.zeros(16, np.int64), np.zeros(16, np.int64), np.arange(1, 17)
+    ref_p = cellflags.flag_persistent(data, model, flag, group, ant1, ant2, [0, 3], 5.0)[0]
+    assert ref_p[:, 7].all()
+    np.testing.assert_array_equal(cellflags.flag_persistent(d2, m2, flag, group, ant1, ant2, [0, 3], 5.0)[0],
+                                  ref_p)
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0 ** 66, 2.0 ** -75])
+def test_row_ratios_with_nan_data_or_model_equal_the_float64_definition(scale):
+    """NaN DATA gives NaN, a NaN MODEL sample |V| (not > 0), at every scale (a NaN does not by itself
+    send the row to the float64 recompute, whose values are the same)."""
+    rng = np.random.default_rng(12)
+    d = (_noise(rng, 1, 16)[0] * np.complex64(scale))
+    m = np.full(d.shape, 10.0, np.complex64)
+    d[3, 1] = np.nan
+    m[4, 2] = np.nan
+    m[5, 0] = 0
+    x = np.empty(d.shape, np.float32)
+    rfi.row_ratios(d, m, True, x)
+    d64, m64 = d.astype(np.complex128), m.astype(np.complex128)
+    m2 = np.abs(m64) ** 2
+    want = np.where(m2 > 0, np.abs(d64) / np.where(m2 > 0, np.sqrt(m2), 1), np.abs(d64))
+    np.testing.assert_allclose(x, want.astype(np.float32), rtol=1e-6, equal_nan=True)
+    rfi.row_ratios(d, m, False, x)
+    np.testing.assert_allclose(x, np.abs(d64).astype(np.float32), rtol=1e-6, equal_nan=True)

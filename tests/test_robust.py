@@ -496,3 +496,21 @@ def test_memory_tiers_identical_with_rfi(tmp_path):
             np.testing.assert_array_equal(x.flags, y.flags)
             np.testing.assert_allclose(y.jones, x.jones, rtol=1e-9, atol=1e-12)
     assert out["tier1"][1]["G0"][0].flags[:, 2].all()
+
+
+def test_flag_reasons_count_each_flagged_solution_once(small, tmp_path):
+    """The quality checks' counts are disjoint (minblperant, then minsnr, then nonconverged): a
+    solution of low SNR that also did not converge counts once, so the all-flagged message's "N had no
+    usable data" (n_sol minus the checks' counts) is right: here scan 1 is flagged in the MS (no data)
+    and every solution of the others fails both checks."""
+    ms = _copy(small, tmp_path, "mix.ms")
+    t = table(ms, readonly=False, ack=False)
+    sc = t.getcol("SCAN_NUMBER")
+    fl = t.getcol("FLAG")
+    fl[sc == sc.min()] = True
+    t.putcol("FLAG", fl)
+    t.close()
+    with pytest.raises(AlakazamError, match="every solution is flagged") as e:
+        _g_scan(ms, str(tmp_path / "m.h5"), max_iter=1, tol=1e-15, min_snr=1e12)
+    msg = str(e.value)
+    assert "had no usable data" in msg and "minsnr" in msg, msg

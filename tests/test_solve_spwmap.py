@@ -100,3 +100,21 @@ def test_gaintable_without_the_spw_is_refused_before_the_solve(bandpass, tmp_pat
               gaintable=[bp], gainjones=["K0"], spwmap=[[0], [0]])
     import os
     assert not os.path.exists(out)
+
+
+def test_spwmap_as_numpy_array_or_numpy_ints(bandpass, tmp_path):
+    """A Python user's numpy spwmap (np.array([0, 0]), numpy integers) is the same list, not an internal
+    error ('truth value of an array is ambiguous')."""
+    from alakazam.calibration.spwmap import parse_spwmap
+
+    assert parse_spwmap(np.array([0, 0]), 2) == [[0, 0], [0, 0]]
+    assert parse_spwmap([np.int64(0), np.int32(0)], 1) == [[0, 0]]
+    assert parse_spwmap(np.array([[0, 0], [0, 0]]), 2) == [[0, 0], [0, 0]]
+    with pytest.raises(AlakazamError, match="spwmap.*is not an SPW id"):
+        parse_spwmap(np.array([0.5, 0]), 1)
+    ms, bp = bandpass
+    a, b = str(tmp_path / "a.h5"), str(tmp_path / "b.h5")
+    for out, sm in ((a, [0, 0]), (b, np.array([0, 0]))):
+        akcal(vis=ms, caltable=out, refant="C00", jones=["G"], spw="1", field="3C286", solint="60s",
+              gaintable=[bp, bp], gainjones=["K0", "G0"], spwmap=sm, minblperant=0)
+    assert np.array_equal(_g(a, "G0", 1)[0], _g(b, "G0", 1)[0], equal_nan=True)

@@ -32,8 +32,15 @@ log = logging.getLogger("alakazam.apply")
 
 
 def parse_spwmap(value, n_terms, where="spwmap"):
-    """CASA spwmap -> one list of ints per term (``[]`` = none).  Errors name ``where``."""
-    if value in (None, "", [], ()):
+    """CASA spwmap -> one list of ints per term (``[]`` = none).  Errors name ``where``.  numpy arrays
+    and numpy integers are taken as the lists and ints they hold."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        value = [x.tolist() if isinstance(x, (np.ndarray, np.integer)) else x for x in value]
+        value = [[y.tolist() if isinstance(y, np.integer) else y for y in x] if isinstance(x, (list, tuple))
+                 else x for x in value]
+    if value is None or (isinstance(value, (str, list, tuple)) and len(value) == 0):
         return [[] for _ in range(n_terms)]
     if not isinstance(value, (list, tuple)):
         raise AlakazamError(f"{where}: {value!r} is not a list of SPW ids; expected e.g. [0, 0] (one list "

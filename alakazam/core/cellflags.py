@@ -381,6 +381,11 @@ def _extend_rows(flag, prior, has_prior, rows, bad, use_corr):
     _flag_extended(0, 1, flag, prior, has_prior, rows, bad, use_corr)
 
 
+#: a group's extension runs on the thread pool from this many (row, channel) pairs (measured: 2000 groups
+#: of 10 rows x 64 channels, 0.39 s threaded against 0.30 s serial)
+THREADED_MIN_SAMPLES = 32768
+
+
 @njit
 def _grow(bad, counts):
     _grow_channels(bad, counts)
@@ -388,8 +393,12 @@ def _grow(bad, counts):
 
 def _extend_rows_threaded(flag, prior, rows, bad, use_corr):
     """:func:`_extend_rows` (with a prior) of one large group, its two row passes on the thread pool
-    (the same flags: the counts are sums, each row is written by one thread)."""
+    (the same flags: the counts are sums, each row is written by one thread); a small group (fewer than
+    :data:`THREADED_MIN_SAMPLES` row-channels) serially: the pool's hand-over costs more than its work."""
     if len(rows) == 0:
+        return
+    if len(rows) * flag.shape[1] < THREADED_MIN_SAMPLES:
+        _extend_rows(flag, prior, np.bool_(True), rows, bad, use_corr)
         return
     counts = np.zeros((numba.get_num_threads(), 2, flag.shape[1]), np.int64)
     threaded(_count_new, len(rows), flag, prior, np.bool_(True), rows, use_corr, counts)

@@ -133,7 +133,8 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     low = np.zeros_like(flags)
     if opts.min_snr and opts.min_snr > 0:
         low = (snr < float(opts.min_snr)).any(axis=2) & ~flags
-    nonconv = (~conv[:, None] & ~flags) if opts.flag_nonconverged else np.zeros_like(flags)
+    # each flagged solution has one reason (minblperant, minsnr, nonconverged: the first that applies)
+    nonconv = (~conv[:, None] & ~flags & ~low) if opts.flag_nonconverged else np.zeros_like(flags)
     extra = {"snr": snr, "rchi2": rchi2, "minblperant": dropped & had, "minsnr": low, "nonconverged": nonconv}
     flags |= low | nonconv
     J[flags] = np.nan

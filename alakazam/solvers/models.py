@@ -105,7 +105,9 @@ class _Gain:
     @staticmethod
     def unpack(x, n_cell, n_ant, phase_only):
         if phase_only == AMP_ONLY:
-            return x.reshape(n_cell, n_ant, 2).astype(np.complex128)
+            # the amplitudes' sign is free in V = a_1 a_2 M only for all antennas at once; an antenna
+            # without signal can fit a (tiny) negative one: returned as its modulus (real gains >= 0)
+            return np.abs(x.reshape(n_cell, n_ant, 2)).astype(np.complex128)
         if phase_only:
             return np.exp(1j * x.reshape(n_cell, n_ant, 2))
         x = x.reshape(n_cell, n_ant, 2, 2)

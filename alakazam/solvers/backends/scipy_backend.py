@@ -66,7 +66,7 @@ def _solve_G(b, c, init, ref, has, opts):
             gg = model(x)
             return _stack(sw * (V - gg[a1][:, None] * M * np.conj(gg[a2])[:, None]))
         x, it, ok = _lm(fun, x0, opts)
-        g[:, p] = model(x)
+        g[:, p] = np.abs(model(x)) if opts.amp_only and not opts.phase_only else model(x)   # 'a': >= 0
         n_iter, conv = max(n_iter, it), conv and ok
     return g, n_iter, conv
 
