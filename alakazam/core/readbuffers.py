@@ -42,10 +42,7 @@ def donate(arrays):
     solve blocks' kept reads before an apply block (:class:`alakazam.core.readcache.Blocks`), so the
     apply reads its first chunks into pages already faulted in instead of fresh ones (and they are not
     unmapped in between).  Only the memory is reused -- every read overwrites what it hands out -- and
-    only where the pool's reference count finds no other holder, for a buffer of about its own size
-    (:data:`MAX_DONATED_ROWS`); what a pool's first read of a dtype does not take is freed then, the
-    rest by :func:`drop_donated` (the apply's and the run's end).  Measured on issue 16's QuartiCal-style
-    job (the apply reads all of the solve's rows in one chunk): apply 0.75-0.77 -> 0.53-0.59 s."""
+    only where the pool's reference count finds no other holder.  Dropped by :func:`drop_donated`."""
     with _DONATED_LOCK:
         _DONATED.extend(a for a in arrays if isinstance(a, np.ndarray) and a.flags.c_contiguous
                         and a.base is None)
@@ -56,28 +53,17 @@ def drop_donated():
         _DONATED.clear()
 
 
-#: a donated array serves a buffer of n rows only if it has at most this many times n rows: more would
-#: hold memory the apply's plan did not count (its chunks are sized to its memory limit)
-MAX_DONATED_ROWS = 1.25
-
-
 def _take_donated(shape, dtype):
-    """A donated array of ``dtype`` and trailing ``shape[1:]`` with ``shape[0]`` to MAX_DONATED_ROWS x
-    ``shape[0]`` rows that nothing else references, else None.  Every other donated array of ``dtype``
-    is dropped here (freed): this pool will not ask for that dtype's memory again unless its buffer is
-    outgrown, and donated memory must not outlive the apply's first read of it."""
-    taken = None
+    """A donated array of ``dtype`` and trailing ``shape[1:]`` with at least ``shape[0]`` rows that
+    nothing else references (removed from the list), else None."""
     with _DONATED_LOCK:
         for i in range(len(_DONATED)):          # (no enumerate: its reused tuple holds the item)
             a = _DONATED[i]
-            fits = (taken is None and a.dtype == dtype and a.shape[1:] == shape[1:]
-                    and shape[0] <= a.shape[0] <= MAX_DONATED_ROWS * shape[0])
+            fits = a.dtype == dtype and a.shape[1:] == shape[1:] and a.shape[0] >= shape[0]
             a = None
             if fits and sys.getrefcount(_DONATED[i]) <= _LIST_REFS:
-                taken = i
-        out = _DONATED[taken] if taken is not None else None
-        _DONATED[:] = [a for a in _DONATED if a.dtype != dtype]
-    return out
+                return _DONATED.pop(i)
+    return None
 
 
 def _list_refs():
