@@ -142,22 +142,3 @@ def test_one_pool_for_all_fields_of_an_apply(small_solved, monkeypatch):
     per_field, _, _ = _apply(ms, cal, "PER_FIELD")
     assert len(pools) >= 3
     np.testing.assert_array_equal(shared, per_field)
-
-
-def test_donated_memory_taken_only_when_nobody_else_holds_it():
-    readbuffers.drop_donated()
-    held = np.ones((20, 8, 4), np.complex64)
-    readbuffers.donate([held, np.zeros((20, 8, 4), bool)[::2]])     # a view is never taken
-    pool = ReadBuffers()
-    x = pool.empty("DATA", (10, 8, 4), np.complex64)
-    assert not np.shares_memory(x, held) and pool.donated == 0 and pool.allocated == 1
-    assert (held == 1).all()
-    # once its owner lets go, the same memory serves a new buffer (of a fitting shape and dtype only)
-    addr = held.__array_interface__["data"][0]
-    del held
-    pool2 = ReadBuffers()
-    assert pool2.empty("FLAG", (10, 8, 4), bool) is not None and pool2.donated == 0     # dtype differs
-    y = pool2.empty("DATA", (10, 8, 4), np.complex64)
-    assert pool2.donated == 1 and y.__array_interface__["data"][0] == addr
-    readbuffers.drop_donated()
-    assert readbuffers._DONATED == []

@@ -171,32 +171,3 @@ def test_the_yaml_runner_keeps_reads_across_solve_blocks_and_drops_them_before_a
     assert readcache.held_bytes() == 0
     assert seen[2][3] == 1                                      # one read for the two solve blocks
     assert os.path.exists(str(tmp_path / "b.h5"))
-
-
-def test_the_kept_reads_become_the_apply_buffers_and_the_output_is_unchanged(ms, tmp_path, monkeypatch):
-    """Before an apply block the runner hands the kept DATA/FLAG arrays to the apply's read buffers
-    (core/readbuffers.donate): the apply reads into them (memory already faulted in) and writes exactly
-    what it writes without the read cache; nothing donated outlives the run."""
-    from alakazam.caltasks.yamlrun import run_yaml
-    from alakazam.core import readbuffers
-
-    pools = []
-    real = readbuffers.ReadBuffers.__init__
-
-    def init(self):
-        real(self)
-        pools.append(self)
-
-    monkeypatch.setattr(readbuffers.ReadBuffers, "__init__", init)
-    y = two_block_yaml(tmp_path / "run.yaml", ms, tmp_path, apply=True)
-    run_yaml(str(y))
-    assert sum(p.donated for p in pools) >= 2                   # DATA and FLAG of the kept read
-    assert readbuffers._DONATED == []
-    with table(ms, ack=False) as t:
-        donated = t.getcol("CORRECTED_DATA")
-    monkeypatch.setenv("ALAKAZAM_READ_CACHE", "0")
-    pools.clear()
-    run_yaml(str(y))
-    assert sum(p.donated for p in pools) == 0
-    with table(ms, ack=False) as t:
-        np.testing.assert_array_equal(t.getcol("CORRECTED_DATA"), donated)

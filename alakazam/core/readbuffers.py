@@ -31,51 +31,6 @@ import numpy as np
 _ACTIVE = threading.local()
 
 
-#: arrays handed over by the solve blocks' kept reads (:func:`donate`): memory already touched, which a
-#: pool takes instead of new memory when one fits and nothing else references it
-_DONATED: list = []
-_DONATED_LOCK = threading.Lock()
-
-
-def donate(arrays):
-    """Offer ``arrays`` (no longer used by their owner) as memory for the next pool's new buffers: the
-    solve blocks' kept reads before an apply block (:class:`alakazam.core.readcache.Blocks`), so the
-    apply reads its first chunks into pages already faulted in instead of fresh ones (and they are not
-    unmapped in between).  Only the memory is reused -- every read overwrites what it hands out -- and
-    only where the pool's reference count finds no other holder.  Dropped by :func:`drop_donated`."""
-    with _DONATED_LOCK:
-        _DONATED.extend(a for a in arrays if isinstance(a, np.ndarray) and a.flags.c_contiguous
-                        and a.base is None)
-
-
-def drop_donated():
-    with _DONATED_LOCK:
-        _DONATED.clear()
-
-
-def _take_donated(shape, dtype):
-    """A donated array of ``dtype`` and trailing ``shape[1:]`` with at least ``shape[0]`` rows that
-    nothing else references (removed from the list), else None."""
-    with _DONATED_LOCK:
-        for i in range(len(_DONATED)):          # (no enumerate: its reused tuple holds the item)
-            a = _DONATED[i]
-            fits = a.dtype == dtype and a.shape[1:] == shape[1:] and a.shape[0] >= shape[0]
-            a = None
-            if fits and sys.getrefcount(_DONATED[i]) <= _LIST_REFS:
-                return _DONATED.pop(i)
-    return None
-
-
-def _list_refs():
-    held = [np.empty(0)]
-    return sys.getrefcount(held[0])
-
-
-#: what sys.getrefcount reports for an array held only by a list element (the argument's own reference
-#: included), measured once the same way as :func:`_take_donated` counts: Python versions differ
-_LIST_REFS = _list_refs()
-
-
 class ReadBuffers:
     """One reusable array per column name (the largest read so far)."""
 
@@ -83,7 +38,6 @@ class ReadBuffers:
         self.arrays = {}
         self.reused = 0         # reads served from a kept buffer (tests, benchmarks)
         self.allocated = 0      # new buffers
-        self.donated = 0        # buffers taken from donated memory (:func:`donate`)
 
     def empty(self, col, shape, dtype):
         """An uninitialised C-contiguous array of ``shape`` and ``dtype`` for column ``col``: the leading
@@ -98,16 +52,12 @@ class ReadBuffers:
             self.reused += 1
             return self.arrays[col][:shape[0]]
         self.arrays.pop(col, None)      # a still-referenced buffer stays with whoever holds it
-        buf = _take_donated(shape, dtype)
-        if buf is not None:
-            self.donated += 1
-        else:
-            from .memory import small_pages
+        from .memory import small_pages
 
-            with small_pages():
-                buf = np.empty(shape, dtype)
-            self.allocated += 1
+        with small_pages():
+            buf = np.empty(shape, dtype)
         self.arrays[col] = buf
+        self.allocated += 1
         return buf[:shape[0]]           # a view, as when reused: the chunk's arrays die with the chunk
 
     def _free(self, col):
@@ -147,7 +97,6 @@ def shared():
         yield _SHARED.pool
     finally:
         _SHARED.pool = prev
-        drop_donated()                  # what no read took is freed with the block
 
 
 def pool_for_reuse():

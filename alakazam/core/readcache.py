@@ -95,13 +95,6 @@ class Blocks:
                 self._stack.enter_context(keep())
                 self._on = True
         else:
-            if section == "apply" and self._on:
-                # the kept DATA and FLAG arrays become the apply's first read buffers (memory already
-                # faulted in; core/readbuffers.donate): the values are read again from the MS
-                from . import readbuffers
-                with _LOCK:
-                    readbuffers.donate([a for e in _CACHE.values()
-                                        for a in (e.chunk.data, e.chunk.flag)])
             self.close()
 
     def close(self) -> None:
@@ -113,8 +106,6 @@ class Blocks:
 
     def __exit__(self, *exc):
         self.close()
-        from . import readbuffers
-        readbuffers.drop_donated()          # the run is over: nothing is handed over any more
         return False
 
 
