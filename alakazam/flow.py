@@ -240,7 +240,7 @@ def _validate(cfg: SolveConfig):
             ext_terms[-1].freq_interp = fi[i] if i < len(fi) else ""
             sm = getattr(ep, "spwmap", None) or []               # CASA spwmap (calibration/spwmap.py)
             ext_terms[-1].spwmap = _spwmap.as_dict(sm[i]) if i < len(sm) else {}
-        _spwmap.check_solve_terms(ext_terms, meta, spw_sel)
+        _spwmap.check_solve_terms(ext_terms, meta, spw_sel, getattr(ep, "spwmap", None))
     return cfg, meta, rowsel, refs, spw_sel, scans, step_fields, ext_terms
 
 

@@ -89,6 +89,10 @@ def test_gaintable_without_the_spw_is_refused_before_the_solve(bandpass, tmp_pat
                                             r"give spwmap"):
         akcal(vis=ms, caltable=out, refant="C00", jones=["G"], spw="1", field="3C286", solint="60s",
               gaintable=[bp], gainjones=["K0"])
+    with pytest.raises(AlakazamError, match=r"G0 has no solutions for SPW 1 \(its spwmap does not reach SPW 1"
+                                            r".*extend the list\); its table has SPW 0$"):
+        akcal(vis=ms, caltable=out, refant="C00", jones=["G"], spw="1", field="3C286", solint="60s",
+              gaintable=[bp, bp], gainjones=["K0", "G0"], spwmap=[[0, 0], [0]])
     with pytest.raises(AlakazamError, match=r"K0 has no solutions for SPW 3 \(spwmap maps SPW 1 to it\)"):
         akcal(vis=ms, caltable=out, refant="C00", jones=["G"], spw="1", field="3C286", solint="60s",
               gaintable=[bp], gainjones=["K0"], spwmap=[0, 3])

@@ -110,11 +110,13 @@ def for_spw(terms, spw_id, data_freqs, quiet=False):
     return out
 
 
-def check_solve_terms(terms, meta, spw_sel):
+def check_solve_terms(terms, meta, spw_sel, lists=None):
     """Before a solve: every gaintable term has solutions for the table SPW (its own, or the one
-    ``spwmap`` maps it to) of every selected DATA_DESC_ID; one error naming every missing pair."""
+    ``spwmap`` maps it to) of every selected DATA_DESC_ID; one error naming every missing pair.
+    ``lists``: the spwmap list given for each term (to say when an SPW lies beyond its end)."""
     problems = []
-    for term in terms:
+    for i, term in enumerate(terms):
+        given = list(lists[i]) if lists is not None and i < len(lists) else []
         have = sorted({int(s.attrs.get("spw", -1)) for s in term.sets})
         for ddid in sorted(spw_sel):
             spw_id = int(meta.spws[ddid].spw_id)
@@ -123,11 +125,17 @@ def check_solve_terms(terms, meta, spw_sel):
                 if tspw != spw_id:
                     log.info("spwmap: %s: SPW %d solutions pre-applied to SPW %d", term.key, tspw, spw_id)
                 continue
-            via = f" (spwmap maps SPW {spw_id} to it)" if tspw != spw_id else ""
+            if tspw != spw_id:
+                via = f" (spwmap maps SPW {spw_id} to it)"
+            elif given:
+                via = (f" (its spwmap does not reach SPW {spw_id}: an SPW beyond the end of the list keeps "
+                       f"its own id; extend the list)")
+            else:
+                via = ""
             problems.append(f"{term.key} has no solutions for SPW {tspw}{via}; its table has SPW "
                             f"{', '.join(map(str, have))}")
     if problems:
-        hint = ("" if any("spwmap maps" in p for p in problems)
+        hint = ("" if any("spwmap" in p for p in problems)
                 else "; give spwmap (e.g. [0, 0]) to pre-apply another SPW's solutions, or select spw")
         raise AlakazamError("gaintable: " + "; ".join(dict.fromkeys(problems)) + hint)
 
