@@ -1,7 +1,7 @@
 """akcal: solve a chain of Jones terms (parameters: tasks_xml/akcal.xml)."""
 
-from alakazam.config import solve_config_from_dict
-from alakazam.errors import ParameterError
+from alakazam.config import parse_freq_interval, solve_config_from_dict
+from alakazam.errors import AlakazamError, ParameterError
 
 from .task import Task
 
@@ -50,8 +50,49 @@ def _refant(v):
     return items[0] if len(items) == 1 else items
 
 
+def _solint_freq(solint, freqint, n_steps):
+    """CASA's solint 'time,freq' (e.g. 'inf,2MHz', as bandpass/gaincal take it): the freq part moves to
+    that step's freqint.  Returns (solint, freqint) as given when no entry has a comma (or the lists do
+    not match the steps: the config then names that), else per-step lists; a freq part that disagrees
+    with a freqint set for the same step (other than the default 'full') is a ParameterError naming
+    both."""
+    items = list(solint) if isinstance(solint, (list, tuple)) else None
+    if not any(isinstance(x, str) and "," in x for x in (items if items is not None else [solint])):
+        return solint, freqint
+    times = items if items is not None else [solint] * n_steps
+    freqs = list(freqint) if isinstance(freqint, (list, tuple)) else [freqint] * n_steps
+    if len(times) != n_steps or len(freqs) != n_steps:
+        return solint, freqint
+    errs = []
+    for i, t in enumerate(times):
+        if not (isinstance(t, str) and "," in t):
+            continue
+        tp, fp = (x.strip() for x in t.split(",", 1))
+        try:
+            parse_freq_interval(fp, f"solint {t!r}: its frequency part")
+        except AlakazamError as e:
+            errs.append(str(e))
+            continue
+        if str(freqs[i]).strip().lower() not in ("full", "", str(fp).lower()):
+            errs.append(f"{t!r}: its frequency part {fp!r} and freqint {freqs[i]!r} (step {i}) disagree; "
+                        "give the width in one of them")
+            continue
+        times[i], freqs[i] = tp, fp
+    if errs:
+        raise ParameterError({"solint": errs}, task="akcal")
+    return times, freqs
+
+
 def build_config(params):
     """akcal parameters -> SolveConfig through the same builder as the YAML runner."""
+    jones = params.get("jones")
+    n_steps = len(jones) if isinstance(jones, (list, tuple)) else 1
+    try:
+        solint, freqint = _solint_freq(params.get("solint"), params.get("freqint"), n_steps)
+        bad_solint = {}
+    except ParameterError as e:         # reported with the config's errors, all together
+        solint, freqint, bad_solint = params.get("solint"), params.get("freqint"), e.errors
+    params = dict(params, solint=solint, freqint=freqint)
     d = unselect(params, akcal.yaml_dict(params))
     d["field"] = _field(params["field"])
     if d["field"] is None:
@@ -70,6 +111,7 @@ def build_config(params):
         if isinstance(ep.get("solution_field"), list):
             ep["solution_field"] = [x if x not in ("", None, []) else None for x in ep["solution_field"]]
         d["external_preapply"] = ep
+    bad_calmode = {**bad_calmode, **bad_solint}
     try:
         cfg = solve_config_from_dict(d, where="akcal", names=akcal.names_for_messages())
     except ParameterError as e:
