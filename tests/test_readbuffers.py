@@ -90,8 +90,8 @@ def _apply(ms, cal, col):
         return t.getcol(col), t.getcol("MODEL_DATA"), t.getcol("FLAG") | t.getcol("FLAG_ROW")[:, None, None]
 
 
-def test_apply_in_chunks_same_with_and_without_reuse(small_solved, monkeypatch):
-    ms, cal, _ = small_solved
+def _pools(monkeypatch):
+    """The list every ReadBuffers created from now on is appended to."""
     pools = []
     real = ReadBuffers.__init__
 
@@ -100,6 +100,12 @@ def test_apply_in_chunks_same_with_and_without_reuse(small_solved, monkeypatch):
         pools.append(self)
 
     monkeypatch.setattr(ReadBuffers, "__init__", init)
+    return pools
+
+
+def test_apply_in_chunks_same_with_and_without_reuse(small_solved, monkeypatch):
+    ms, cal, _ = small_solved
+    pools = _pools(monkeypatch)
     reused, model, flag = _apply(ms, cal, "CORRECTED_DATA")
     assert pools and sum(p.reused for p in pools) >= 10         # the chunks after the first: no new memory
     assert max(p.allocated for p in pools) <= 3                 # DATA, FLAG (+ the last, shorter chunk: none)
@@ -125,14 +131,7 @@ def test_one_pool_for_all_fields_of_an_apply(small_solved, monkeypatch):
     for the whole apply, not once per field (the simulated MS has three fields); values bit for bit
     those of a pool per field."""
     ms, cal, _ = small_solved
-    pools = []
-    real = ReadBuffers.__init__
-
-    def init(self):
-        real(self)
-        pools.append(self)
-
-    monkeypatch.setattr(ReadBuffers, "__init__", init)
+    pools = _pools(monkeypatch)
     shared, _, _ = _apply(ms, cal, "CORRECTED_DATA")
     assert len(pools) == 1, len(pools)
     assert pools[0].allocated <= 3 and pools[0].reused >= 20
