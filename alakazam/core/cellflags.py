@@ -352,7 +352,7 @@ def _flag_extended(start, stride, flag, prior, has_prior, rows, bad, use_corr):
                     fr[chan, :] = True
 
 
-@njit(inline="always")
+@njit
 def _grow_channels(bad, counts):
     # every channel with more than GROW of its available samples newly flagged joins ``bad``
     for chan in range(len(bad)):
@@ -386,11 +386,6 @@ def _extend_rows(flag, prior, has_prior, rows, bad, use_corr):
 THREADED_MIN_SAMPLES = 32768
 
 
-@njit
-def _grow(bad, counts):
-    _grow_channels(bad, counts)
-
-
 def _extend_rows_threaded(flag, prior, rows, bad, use_corr):
     """:func:`_extend_rows` (with a prior) of one large group, its two row passes on the thread pool
     (the same flags: the counts are sums, each row is written by one thread); a small group (fewer than
@@ -402,7 +397,7 @@ def _extend_rows_threaded(flag, prior, rows, bad, use_corr):
         return
     counts = np.zeros((numba.get_num_threads(), 2, flag.shape[1]), np.int64)
     threaded(_count_new, len(rows), flag, prior, np.bool_(True), rows, use_corr, counts)
-    _grow(bad, counts)
+    _grow_channels(bad, counts)
     threaded(_flag_extended, len(rows), flag, prior, np.bool_(True), rows, bad, use_corr)
 
 
