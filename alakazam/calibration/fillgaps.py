@@ -23,15 +23,21 @@ import numpy as np
 
 def fill_set(sset, max_gap: int) -> int:
     """Fill the gaps of one solution set in place; returns the number of (antenna, bin, time)
-    solutions filled."""
+    solutions filled.  The values are apply's ``'linear'`` frequency interpolation
+    (:func:`alakazam.core.freqinterp.interp_freq`, which bridges flagged bins the same way) on the
+    set's own bins; this function only decides which runs are filled."""
+    from ..core.freqinterp import interp_freq
+
     if max_gap <= 0:
         return 0
     flags = sset.flags                       # (n_ant, n_f, n_t)
     n_ant, n_f, n_t = flags.shape
-    if n_f < 3:
+    if n_f < 3 or not flags.any():
         return 0
     order = np.argsort(np.asarray(sset.freq, float), kind="stable")
-    x = np.asarray(sset.freq, float)[order]
+    ok = ~flags & np.isfinite(sset.jones).all(axis=(-1, -2))
+    bridged = None                           # interp_freq of the whole set, once, when a run qualifies
+    snr = sset.extra.get("snr") if isinstance(sset.extra, dict) else None
     n_filled = 0
     for a in range(n_ant):
         for t in range(n_t):
@@ -46,25 +52,16 @@ def fill_set(sset, max_gap: int) -> int:
                 k = j
                 while k < n_f and fl[k]:
                     k += 1                  # flagged run [j, k)
-                if j > 0 and k < n_f and k - j <= max_gap:
-                    lo, hi = order[j - 1], order[k]
-                    g_lo = np.array([sset.jones[a, lo, t, p, p] for p in (0, 1)])
-                    g_hi = np.array([sset.jones[a, hi, t, p, p] for p in (0, 1)])
-                    if np.all(np.isfinite(g_lo)) and np.all(np.isfinite(g_hi)):
-                        dphi = np.angle(g_hi / g_lo) if np.all(g_lo != 0) else np.angle(g_hi) - np.angle(g_lo)
-                        for m in range(j, k):
-                            w = (x[m] - x[j - 1]) / (x[k] - x[j - 1])
-                            amp = (1 - w) * np.abs(g_lo) + w * np.abs(g_hi)
-                            ph = np.angle(g_lo) + w * dphi
-                            b = order[m]
-                            sset.jones[a, b, t] = 0
-                            for p in (0, 1):
-                                sset.jones[a, b, t, p, p] = amp[p] * np.exp(1j * ph[p])
-                            flags[a, b, t] = False
-                            snr = sset.extra.get("snr") if isinstance(sset.extra, dict) else None
-                            if snr is not None and np.shape(snr)[:3] == flags.shape:
-                                snr[a, b, t] = 0
-                            n_filled += 1
+                if (j > 0 and k < n_f and k - j <= max_gap and ok[a, order[j - 1], t]
+                        and ok[a, order[k], t]):
+                    if bridged is None:
+                        bridged, _, _ = interp_freq(sset.freq, sset.jones, flags, sset.freq, "linear")
+                    b = order[j:k]
+                    sset.jones[a, b, t] = bridged[a, b, t]
+                    flags[a, b, t] = False
+                    if snr is not None and np.shape(snr)[:3] == flags.shape:
+                        snr[a, b, t] = 0
+                    n_filled += k - j
                 j = k
     return n_filled
 
