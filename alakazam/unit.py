@@ -279,20 +279,22 @@ def _solve_group(ctx, step, g: FieldSpw, group: Group):
 _SPARE_MIN_BYTES = 16 * 2 ** 20
 
 
-def _zeros(ctx, shape, dtype):
+def _zeros(ctx, shape, dtype, fill=True):
     """``np.zeros(shape, dtype)``, in memory tier 1 from a spare array of the same size and dtype when
     the previous step left one (:func:`_keep_spare`): refilled with zeros, it costs a memset, where
     fresh memory costs a page fault per page on its first touch (with huge-page compaction when RAM
-    is full of page cache: measured at up to 0.3 s for the 0.15 GB of a per-channel CP batch)."""
+    is full of page cache: measured at up to 0.3 s for the 0.15 GB of a per-channel CP batch).
+    ``fill=False``: ``np.empty`` -- for a caller that writes every element (a spare is not zeroed)."""
     dtype = np.dtype(dtype)
     n = int(np.prod(shape))
     for i, a in enumerate(ctx.spare if ctx.tier == 1 else ()):
         if a.dtype == dtype and a.size == n:
             del ctx.spare[i]
             a = a.reshape(shape)
-            a.fill(0)
+            if fill:
+                a.fill(0)
             return a
-    return np.zeros(shape, dtype)
+    return np.zeros(shape, dtype) if fill else np.empty(shape, dtype)
 
 
 def _keep_spare(ctx, arrays):
@@ -341,7 +343,10 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     n_acc = n_sbin if g.scan_sampled else group.n_tcell
     n_bl = len(g.bl_a1)
     slots = _sample_slots(g, group)
-    if slots is None:
+    bin_major = slots is None and _bin_major(g, group)
+    if bin_major:       # CP / D over one time cell: the sums in the batch layout (_bin_major)
+        shape = (g.n_fsamp, n_bl, n_acc, 4)
+    elif slots is None:
         shape = (n_acc, n_bl, g.n_fsamp, 4)
     else:       # KC over the whole band: the sums in the batch layout (_sample_slots)
         k_of_sbin, n_k = slots
@@ -349,10 +354,12 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     vis_sum, model_sum, w_sum = (_zeros(ctx, shape, np.complex128), _zeros(ctx, shape, np.complex128),
                                  _zeros(ctx, shape, np.float64))
     # what the accumulation kernel indexes: [bin, baseline, frequency sample, corr]; in the batch layout
-    # [(time cell, baseline, slot), 0, channel, corr] (the same memory)
+    # [(time cell, baseline, slot), 0, channel, corr] (the same memory); bin-major: a transposed view
     sums = (vis_sum, model_sum, w_sum)
     if slots is not None:
         sums = tuple(a.reshape(group.n_tcell * n_bl * n_k, 1, g.n_fsamp, 4) for a in sums)
+    elif bin_major:
+        sums = tuple(a.transpose(2, 1, 0, 3) for a in sums)
     row_count = np.zeros(n_sbin, np.int64)
     time_sum = np.zeros(n_sbin)
     time_wsum = np.zeros(n_sbin)
@@ -413,7 +420,7 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     if not (row_count > 0).any():
         return None
     return dict(vis_sum=vis_sum, model_sum=model_sum, w_sum=w_sum, row_count=row_count, time_sum=time_sum,
-                time_wsum=time_wsum, wsum_t=wsum_t, t_ref=t_ref, slots=slots)
+                time_wsum=time_wsum, wsum_t=wsum_t, t_ref=t_ref, slots=slots, bin_major=bin_major)
 
 
 def _sample_slots(g: FieldSpw, group: Group):
@@ -434,6 +441,37 @@ def _sample_slots(g: FieldSpw, group: Group):
     return k_of_sbin, int(max(count.max(), 1))
 
 
+def _bin_major(g: FieldSpw, group: Group) -> bool:
+    """CP and D (one frequency sample per bin, one time sample per sample bin) over a single time cell
+    ('inf'): the sums are accumulated in the batch layout (n_fbin, n_bl, n_sbin, 4) -- the
+    accumulation kernel writes them through a transposed view (its [bin, baseline, frequency sample]
+    indexing) -- and :func:`_bin_batch` divides them in place.  The transposed copy of
+    :func:`_make_batch` (n_sbin x the per-bin data, 0.74 GB for CP per channel over 15 scans of the
+    8.9 GB benchmark MS) and its fresh memory are not needed; every sum is added in the same order,
+    so the values are the copy's (tests/test_kccp_speed.py)."""
+    return (not g.chan_sampled) and g.scan_sampled and group.n_tcell == 1
+
+
+def _bin_batch(vis_sum, model_sum, w_sum, samples, fbin_of_chan, n_fcell, freqs, bl_a1, bl_a2, n_ant, ref):
+    """CellBatch of bin-major sums (:func:`_bin_major`): cell (0, f) of freq bin f, samples the sample
+    bins ``samples`` (those with rows, in order; the others are left out, as :func:`_make_batch`
+    does: a copy of those samples when some bin has no rows), divided in place."""
+    from .core.averaging import divide_sums
+    from .solvers import CellBatch
+
+    samples = np.asarray(samples, np.int64)
+    if len(samples) != vis_sum.shape[2]:
+        vis_sum, model_sum, w_sum = (np.ascontiguousarray(a[:, :, samples])
+                                     for a in (vis_sum, model_sum, w_sum))
+    n_f, n_bl, n_s, _ = vis_sum.shape
+    flat = [a.reshape(n_f, n_bl * n_s, 4) for a in (vis_sum, model_sum, w_sum)]
+    divide_sums(*flat, *flat)
+    freq = np.repeat(_bin_centres(freqs, fbin_of_chan, n_fcell)[:, None], n_s, axis=1)
+    batch = CellBatch(vis=vis_sum, model=model_sum, weight=w_sum, ant1=bl_a1.astype(np.int32),
+                      ant2=bl_a2.astype(np.int32), freq=freq, n_ant=n_ant, ref_ant=int(ref))
+    return batch, [(0, jf) for jf in range(n_f)]
+
+
 def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
     """CellBatch of the group's accumulated sums -> solvers.solve -> a SolutionSet (quality applied)."""
     from . import solvers
@@ -451,10 +489,14 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
     if acc.get("slots") is not None:     # KC over the whole band: the sums are the batch
         batch, cell_index = _slot_batch(*sums, cells_t, g.freqs, acc["slots"][1], g.bl_a1, g.bl_a2,
                                         g.n_ant, ctx.ref)
+    elif acc.get("bin_major"):          # CP / D over one time cell: the sums are the batch
+        batch, cell_index = _bin_batch(*sums, tsamples[0], g.fbin_of_chan, g.n_fcell, g.freqs, g.bl_a1,
+                                       g.bl_a2, g.n_ant, ctx.ref)
     else:
         batch, cell_index = _make_batch(*sums, tsamples, g.fbin_of_chan, g.n_fcell, g.freqs,
                                         g.chan_sampled, g.bl_a1, g.bl_a2, g.n_ant, ctx.ref,
-                                        zeros=lambda shape, dtype: _zeros(ctx, shape, dtype))
+                                        zeros=lambda shape, dtype: _zeros(ctx, shape, dtype),
+                                        empty=lambda shape, dtype: _zeros(ctx, shape, dtype, fill=False))
     batch.ref_ants = tuple(ctx.refs)
     # CP only (its closed form takes the offsets; KC does not): a literal type check, kept
     if jt == "CP" and all(terms.get(t.jones_type).diagonal for t in g.prior):
@@ -589,7 +631,7 @@ def _slot_batch(vis_sum, model_sum, w_sum, cells_t, freqs, n_k, bl_a1, bl_a2, n_
 
 
 def _make_batch(vis_sum, model_sum, w_sum, tsamples, fbin_of_chan, n_fcell, freqs, chan_sampled,
-                bl_a1, bl_a2, n_ant, ref, zeros=None):
+                bl_a1, bl_a2, n_ant, ref, zeros=None, empty=None):
     """Gather accumulated bins (n_acc, n_bl, n_fsamp, 4) into a CellBatch (K over the whole band: the
     accumulators themselves, divided in place).
 
@@ -597,9 +639,11 @@ def _make_batch(vis_sum, model_sum, w_sum, tsamples, fbin_of_chan, n_fcell, freq
     the time samples of time cell ``it``.  The samples of a cell are (time samples) x (frequency
     samples: the channels of the bin (K, KC) or the bin itself), padded with weight 0 to a common
     length.  Each sample is its weighted sum divided by its sum of weights (0 where that is 0).
-    ``zeros(shape, dtype)`` allocates the batch (default: ``np.zeros`` with ordinary pages, see below).
+    ``zeros(shape, dtype)`` allocates the batch (default: ``np.zeros`` with ordinary pages, see below);
+    ``empty(shape, dtype)`` (default ``np.empty``) where every element is written (one frequency sample
+    per cell: :func:`alakazam.core.averaging.gather_divide` writes each sample and padding once).
     """
-    from .core.averaging import divide_sums
+    from .core.averaging import divide_sums, gather_divide
     from .solvers import CellBatch
 
     n_bl = len(bl_a1)
@@ -628,24 +672,21 @@ def _make_batch(vis_sum, model_sum, w_sum, tsamples, fbin_of_chan, n_fcell, freq
     # at once, and their compaction on a machine whose RAM is full of page cache cost up to 0.3 s for
     # the 0.15 GB of a per-channel CP batch (0.04-0.07 s with ordinary pages)
     with memory.small_pages():
-        zeros = zeros or np.zeros
-        vis = zeros((n_cell, n_bl, n_samp, 4), np.complex128)
-        model = zeros((n_cell, n_bl, n_samp, 4), np.complex128)
-        weight = zeros((n_cell, n_bl, n_samp, 4), np.float64)
+        alloc = (zeros or np.zeros) if chan_sampled else (empty or np.empty)
+        vis = alloc((n_cell, n_bl, n_samp, 4), np.complex128)
+        model = alloc((n_cell, n_bl, n_samp, 4), np.complex128)
+        weight = alloc((n_cell, n_bl, n_samp, 4), np.float64)
     freq = np.zeros((n_cell, n_samp))
     fcent = _bin_centres(freqs, fbin_of_chan, n_fcell)
     cells = [(it, jf) for it in range(n_t) for jf in range(n_fcell)]
     if not chan_sampled:
-        # one frequency sample per cell (G, D, CP): the k-th time sample of every freq bin of a time
-        # cell at once; padding samples keep weight 0 and the bin's frequency
+        # one frequency sample per cell (G, D, CP): sample k of cell (it, jf) is accumulator bin
+        # tsamples[it][k] of freq bin jf; padding samples get weight 0 and the bin's frequency
+        samp = np.full((n_t, n_samp), -1, np.int64)
         for it, ts in enumerate(tsamples):
-            c0 = it * n_fcell
-            for k, s in enumerate(ts):
-                s = int(s)
-                divide_sums(vis[c0:c0 + n_fcell, :, k], model[c0:c0 + n_fcell, :, k],
-                            weight[c0:c0 + n_fcell, :, k], vis_sum[s].transpose(1, 0, 2),
-                            model_sum[s].transpose(1, 0, 2), w_sum[s].transpose(1, 0, 2))
-            freq[c0:c0 + n_fcell, :] = fcent[:, None]
+            samp[it, :len(ts)] = ts
+        gather_divide(vis, model, weight, vis_sum, model_sum, w_sum, samp)
+        freq[:] = np.tile(fcent, n_t)[:, None]
     else:
         for c, (it, jf) in enumerate(cells):
             sl = fsl[jf]

@@ -245,9 +245,9 @@ def test_kc_cp_d_block_with_spare_arrays_equals_fresh_arrays(small_ms, tmp_path,
     reused = []
     zeros = unit._zeros
 
-    def counting(ctx, shape, dtype):
+    def counting(ctx, shape, dtype, fill=True):
         n = len(ctx.spare)
-        out = zeros(ctx, shape, dtype)
+        out = zeros(ctx, shape, dtype, fill)
         reused.append(len(ctx.spare) < n)
         return out
 
@@ -437,3 +437,133 @@ def test_no_cross_hand_data_is_the_cross_hand_error(jt):
         solvers.solve(jt, batch)
     batch.weight[1, 3, 2, 1] = 1.0                         # one cross-hand sample: solved
     solvers.solve(jt, batch)
+
+
+def _reference_make_batch_one_sample(sums, tsamples, n_fcell):
+    """unit._make_batch for one frequency sample per cell as it was (the definition): zeroed arrays,
+    then averaging.divide_sums of each accumulator bin's transposed view into sample k of its time
+    cell's cells (it * n_fcell + f); padding samples stay 0."""
+    from alakazam.core.averaging import divide_sums
+
+    v, m, w = sums
+    n_t, n_bl = len(tsamples), v.shape[1]
+    n_samp = max(len(ts) for ts in tsamples)
+    out = [np.zeros((n_t * n_fcell, n_bl, n_samp, 4), a.dtype) for a in (v, m, w)]
+    for it, ts in enumerate(tsamples):
+        c = slice(it * n_fcell, (it + 1) * n_fcell)
+        for k, s in enumerate(ts):
+            divide_sums(out[0][c, :, k], out[1][c, :, k], out[2][c, :, k], v[s].transpose(1, 0, 2),
+                        m[s].transpose(1, 0, 2), w[s].transpose(1, 0, 2))
+    return out
+
+
+@pytest.mark.parametrize("n_fcell,tsamples", [
+    (37, [[0, 3, 4], [1], [2, 5]]),          # per-bin CP / bandpass: uneven samples per time cell (padding)
+    (1, [[0], [1], [2], [3], [4], [5]]),     # G per integration: one sample, one bin
+    (40, [[5, 0, 2, 1, 4, 3]]),              # one cell over every bin, samples out of order
+])
+def test_make_batch_one_frequency_sample_equals_definition(n_fcell, tsamples):
+    """_make_batch's one-sample-per-cell path (averaging.gather_divide writing every sample and the
+    padding into uninitialised memory) equals the numpy definition exactly, bits included."""
+    from alakazam import unit
+
+    rng = np.random.default_rng(7)
+    n_ant, n_acc = 6, 6
+    a1, a2 = np.triu_indices(n_ant, 1)
+    shape = (n_acc, len(a1), n_fcell, 4)
+    w = rng.uniform(0.5, 2.0, shape) * (rng.uniform(size=shape) > 0.3)
+    sums = [_cplx(rng, *shape) * w, _cplx(rng, *shape) * w, w]
+    freqs = np.linspace(1.0e9, 1.1e9, n_fcell)
+    def garbage(shape, dtype):          # memory that is not zeroed
+        return np.full(shape, np.nan, dtype)
+
+    batch, cells = unit._make_batch(*[s.copy() for s in sums], [np.array(t) for t in tsamples],
+                                    np.arange(n_fcell), n_fcell, freqs, False, a1, a2, n_ant, 0,
+                                    empty=garbage)
+    want = _reference_make_batch_one_sample(sums, tsamples, n_fcell)
+    for got, ref in zip((batch.vis, batch.model, batch.weight), want):
+        np.testing.assert_array_equal(got, ref)
+    assert cells == [(it, jf) for it in range(len(tsamples)) for jf in range(n_fcell)]
+    np.testing.assert_array_equal(batch.freq, np.tile(freqs, len(tsamples))[:, None]
+                                  * np.ones((1, batch.vis.shape[2])))
+
+
+def test_gather_divide_threaded_equals_serial(monkeypatch):
+    """Large enough for the thread pool: the same values as one serial call."""
+    from alakazam.core import averaging
+
+    rng = np.random.default_rng(3)
+    shape = (4, 45, 70, 4)
+    w = rng.uniform(0.5, 2.0, shape) * (rng.uniform(size=shape) > 0.2)
+    v, m = _cplx(rng, *shape) * w, _cplx(rng, *shape) * w
+    samp = np.array([[2, 0, 3], [1, -1, -1]])
+    outs = []
+    for thr in (1 << 62, 1):
+        monkeypatch.setattr(averaging, "_THREADED_MIN", thr)
+        dst = [np.full((2 * 70, 45, 3, 4), np.nan, dt) for dt in (complex, complex, float)]
+        averaging.gather_divide(*dst, v, m, w, samp)
+        outs.append(dst)
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+    assert not np.isnan(outs[1][0]).any()
+
+
+def _block_solve(ms, out, tints, fints):
+    from alakazam.config import solve_config_from_dict
+    from alakazam.flow import run_solve
+    from alakazam.io import hdf5
+
+    run_solve(solve_config_from_dict(dict(
+        ms=ms, output=out, ref_ant="C00", apply_parang=True, jones=["G", "KC", "CP", "D"], field=["3C286"],
+        time_interval=["inf"] + tints, freq_interval=["1MHz"] + fints)))
+    return {k: hdf5.read_term(out, k) for k in ("CP0", "D0")}
+
+
+@pytest.mark.parametrize("tints,fints", [(["inf", "inf", "inf"], ["full", "1MHz", "1MHz"]),
+                                         (["inf", "inf", "inf"], ["full", "full", "full"]),
+                                         (["inf", "scan", "inf"], ["full", "1MHz", "full"])])
+def test_cp_d_bin_major_sums_equal_copied_batch(small_ms, tmp_path, monkeypatch, tints, fints):
+    """CP and D over one time cell accumulate their sums bin-major (unit._bin_major: the batch layout)
+    and divide them in place: bit for bit the solutions of the transposed copy (_make_batch), also
+    per scan (a group per scan)."""
+    from alakazam import unit
+
+    used = []
+    bin_major = unit._bin_major
+    monkeypatch.setattr(unit, "_bin_major",
+                        lambda g, group: used.append((g.jt, bin_major(g, group))) or used[-1][1])
+    got = _block_solve(small_ms, str(tmp_path / "new.h5"), tints, fints)
+    assert {jt for jt, b in used if b} == {"CP", "D"}         # per scan: a group per scan, one cell each
+    monkeypatch.setattr(unit, "_bin_major", lambda g, group: False)
+    want = _block_solve(small_ms, str(tmp_path / "old.h5"), tints, fints)
+    for k in want:
+        assert len(got[k]) == len(want[k]) and len(got[k])
+        for a, b in zip(got[k], want[k]):
+            assert a.jones.shape == b.jones.shape
+            np.testing.assert_array_equal(a.flags, b.flags)
+            np.testing.assert_array_equal(a.jones, b.jones)
+            np.testing.assert_array_equal(a.extra["snr"], b.extra["snr"])
+
+
+def test_bin_batch_leaves_out_a_sample_bin_without_rows_as_the_copy():
+    """A sample bin without rows: _bin_batch leaves it out (a copy of the others), exactly as
+    _make_batch's gather of the bins with rows."""
+    from alakazam import unit
+
+    rng = np.random.default_rng(5)
+    n_ant, n_f, n_s = 5, 9, 4
+    a1, a2 = np.triu_indices(n_ant, 1)
+    shape = (n_f, len(a1), n_s, 4)                        # bin-major: (freq bin, baseline, sample bin)
+    w = rng.uniform(0.5, 2.0, shape) * (rng.uniform(size=shape) > 0.2)
+    w[:, :, 2] = 0                                        # sample bin 2: no rows
+    sums = [_cplx(rng, *shape) * w, _cplx(rng, *shape) * w, w]
+    sums[0][:, :, 2] = sums[1][:, :, 2] = 0
+    freqs = np.linspace(1.0e9, 1.1e9, n_f)
+    present = np.array([0, 1, 3])
+    new, cells_new = unit._bin_batch(*[s.copy() for s in sums], present, np.arange(n_f), n_f, freqs, a1, a2,
+                                     n_ant, 0)
+    acc = [np.ascontiguousarray(s.transpose(2, 1, 0, 3)) for s in sums]     # (sample bin, bl, bin, 4)
+    old, cells_old = unit._make_batch(*acc, [present], np.arange(n_f), n_f, freqs, False, a1, a2, n_ant, 0)
+    assert new.vis.shape == (n_f, len(a1), 3, 4) and cells_new == cells_old
+    for x, y in ((new.vis, old.vis), (new.model, old.model), (new.weight, old.weight), (new.freq, old.freq)):
+        np.testing.assert_array_equal(x, y)

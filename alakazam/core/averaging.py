@@ -158,6 +158,67 @@ def divide_sums(dst_v, dst_m, dst_w, v, m, w):
         _divide_sums(0, 1, dst_v, dst_m, dst_w, v, m, w)
 
 
+#: the one signature of :func:`_gather_divide` (compiled once, at import or from the cache)
+_GATHER_SIG = ("void(int64, int64, complex128[:, :, :, ::1], complex128[:, :, :, ::1], "
+               "float64[:, :, :, ::1], complex128[:, :, :, ::1], complex128[:, :, :, ::1], "
+               "float64[:, :, :, ::1], int64[:, ::1], int64)")
+
+
+@njit(_GATHER_SIG)
+def _gather_divide(start, stride, dst_v, dst_m, dst_w, v, m, w, samp, n_ftile):
+    # Items (time cell t, tile of _TILE frequency bins) start, start + stride, ... on this thread
+    # (_numba.threaded; an item writes only its own cells dst[t * n_f + f]: race-free).  Per baseline,
+    # sample k reads the tile's bins of accumulator bin samp[t, k] (contiguous) and writes each cell's
+    # sample k (each cell's (baseline, sample) block fills in order): no transposed stride on either side.
+    n_t, n_samp = samp.shape
+    n_bl = w.shape[1]
+    n_f = w.shape[2]
+    n_c = w.shape[3]
+    for it in range(start, n_t * n_ftile, stride):
+        t = it // n_ftile
+        f0 = (it % n_ftile) * _TILE
+        f1 = min(f0 + _TILE, n_f)
+        for b in range(n_bl):
+            for k in range(n_samp):
+                s = samp[t, k]
+                for f in range(f0, f1):
+                    c = t * n_f + f
+                    for j in range(n_c):
+                        wt = w[s, b, f, j] if s >= 0 else 0.0
+                        if wt > 0:
+                            # real divisions of each part: the values of numpy's complex / real
+                            x = v[s, b, f, j]
+                            y = m[s, b, f, j]
+                            dst_v[c, b, k, j] = complex(x.real / wt, x.imag / wt)
+                            dst_m[c, b, k, j] = complex(y.real / wt, y.imag / wt)
+                            dst_w[c, b, k, j] = wt
+                        else:
+                            dst_v[c, b, k, j] = 0
+                            dst_m[c, b, k, j] = 0
+                            dst_w[c, b, k, j] = 0
+
+
+def gather_divide(dst_v, dst_m, dst_w, v, m, w, samp):
+    """Every sample of a batch of per-bin cells from accumulated sums, written once.
+
+    ``v, m, w``: the accumulator (n_acc, n_bl, n_f, 4); ``samp`` (n_t, n_samp) int: the accumulator
+    bins that are time cell t's samples, in order, -1 = padding; ``dst_*`` (n_t * n_f, n_bl, n_samp, 4),
+    C-contiguous: cell t * n_f + f, sample k is ``v[samp[t, k], :, f] / w`` (as :func:`divide_sums`:
+    each part divided, 0 where w is not > 0) and 0 for padding -- so ``dst`` need not be zeroed first.
+    It is :func:`divide_sums` of ``v[samp[t, k]].transpose(1, 0, 2)`` into ``dst[t*n_f:(t+1)*n_f, :, k]``
+    for every (t, k), without the transposed strides (tests/test_kccp_speed.py pins the equality)."""
+    samp = np.ascontiguousarray(samp, np.int64)
+    n_t, n_samp = samp.shape
+    n_f = w.shape[2]
+    n_ftile = (n_f + _TILE - 1) // _TILE
+    args = (dst_v, dst_m, dst_w, np.ascontiguousarray(v), np.ascontiguousarray(m), np.ascontiguousarray(w),
+            samp, n_ftile)
+    if n_t * n_f * w.shape[1] * n_samp * w.shape[3] >= _THREADED_MIN:
+        threaded(_gather_divide, n_t * n_ftile, *args)
+    else:                       # small: one call on this thread (no pool round trip)
+        _gather_divide(0, 1, *args)
+
+
 def corr_map(corr_types):
     """Stored-correlation index (4,) of pp, pq, qp, qq (-1 = absent): the 4-correlation view of
     :func:`alakazam.core.ms_io.to_four_corr` without expanding the data (4 correlations pass through
