@@ -69,7 +69,7 @@ def _solint_freq(solint, freqint, n_steps):
             continue
         tp, fp = (x.strip() for x in t.split(",", 1))
         try:
-            parse_freq_interval(fp, f"solint {t!r}: its frequency part")
+            parse_freq_interval(fp, f"{t!r}: its frequency part")
         except AlakazamError as e:
             errs.append(str(e))
             continue

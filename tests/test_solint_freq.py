@@ -39,7 +39,7 @@ def test_solint_freq_part_disagreeing_with_freqint_is_named_with_every_other_err
     assert "solint: 'inf,2MHz': its frequency part '2MHz' and freqint '4MHz' (step 0) disagree" in msg
     assert "calmode" in msg
     with pytest.raises(ParameterError,
-                       match=r"solint: solint 'inf,banana': its frequency part: 'banana' is not a frequency"):
+                       match=r"solint: 'inf,banana': its frequency part: 'banana' is not a frequency"):
         akcal(vis=ms, caltable=out, refant="C00", jones=["G"], field="3C286", solint="inf,banana")
     import os
     assert not os.path.exists(out)
