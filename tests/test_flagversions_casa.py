@@ -335,3 +335,21 @@ def test_alakazam_restores_casa_versions_like_casa(ms, tmp_path):
     assert "does not exist" not in logs
     with open(ms + ".flagversions/FLAG_VERSION_LIST") as fh:
         assert [ln.split(" : ")[0] for ln in fh] == ["flagdata_1"]
+
+
+def test_undo_puts_flag_back_and_removes_the_table_version_and_its_line(ms):
+    """akshell's undo (core/undo.py): FLAG back from the version the interrupted task saved, then the
+    version's table and its FLAG_VERSION_LIST line removed (CASA would warn about a listed, missing one)."""
+    from alakazam.core import undo
+
+    before = set_random_flags(ms, 31)
+    flagversions.save(ms, name="kept")
+    with pytest.raises(KeyboardInterrupt), undo.transaction(ms=ms):
+        flagversions.save(ms, task="akflag")
+        set_random_flags(ms, 32)
+        raise KeyboardInterrupt
+    assert_same(flags(ms), before)
+    assert sorted(os.listdir(ms + ".flagversions")) == ["FLAG_VERSION_LIST", "flags.kept"]
+    assert [v["name"] for v in flagversions.list_versions(ms)] == ["kept"]
+    with open(ms + ".flagversions/FLAG_VERSION_LIST") as fh:
+        assert fh.read() == "kept : akflag\n"
