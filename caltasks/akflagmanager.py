@@ -22,10 +22,11 @@ def _print_list(vis, versions):
 
     con = Console() if sys.stdout.isatty() else Console(width=160)
     tb = Table(title=f"flag versions of {vis}", title_justify="left")
-    for c in ("name", "saved (UTC)", "comment"):
+    for c in ("name", "saved (UTC)", "comment", "format"):
         tb.add_column(c)
-    for v in versions:
-        tb.add_row(v["name"], v["time"], v["comment"])
+    for v in versions:           # CASA's flagmanager restores tables, not the older .npz files
+        tb.add_row(v["name"], v["time"], v["comment"],
+                   "table (CASA too)" if v.get("format") == "table" else ".npz (alakazam only)")
     con.print(tb if versions else f"{vis}: no flag versions saved")
 
 

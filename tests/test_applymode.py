@@ -71,7 +71,7 @@ def test_calflag_flags_the_dead_scan_and_does_not_bridge(dead, tmp_path, interp)
     n_dead = int(rows.sum()) * N_CHAN * 4
     assert n_dead == 5 * 10 * N_CHAN * 4
     assert res["applymode"] == "calflag" and res["flag_backup"] == "akapply_1"
-    assert os.path.exists(ms + ".flagversions/flags.akapply_1.npz")
+    assert os.path.exists(ms + ".flagversions/flags.akapply_1/table.dat")
     assert res["flagged_by_solution"] == n_dead
     assert res["flagged_by_term"] == {"G0/3C286": n_dead}
     flag, data, cor = _cols(ms, "FLAG", "DATA", "CORRECTED_DATA")

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from alakazam.core import flagversions
+from alakazam.core import flagtable, flagversions
 from alakazam.core import msselect
 from alakazam.core.selection import parse_correlation
 from alakazam.errors import AlakazamError, ParameterError
@@ -690,19 +690,27 @@ def test_aoflagger_intermittent_and_bursts(tmp_path):
     assert f[~m].mean() <= 0.02
 
 
-def test_casa_flag_version_tables_are_listed_not_restored(ms):
+def test_casa_flag_version_tables_are_listed_and_restored(ms):
+    """A version saved by CASA (a flags.<name> table, listed by CASA) is listed, counted by next_name and
+    restored (tests/test_flagversions_casa.py compares with CASA itself)."""
+    from casacore.tables import table
+
     d = ms + ".flagversions"
-    os.makedirs(os.path.join(d, "flags.applycal_1"))
+    flagversions.save(ms, name="applycal_1")                 # a table of CASA's layout, then listed as CASA
     with open(os.path.join(d, "FLAG_VERSION_LIST"), "w") as fh:
         fh.write("applycal_1 : Flags autosave on 2024-04-01\n")
+    with table(os.path.join(d, "flags.applycal_1"), readonly=False, ack=False) as v:
+        v.removekeyword(flagtable.SAVED_KEY)                  # CASA writes none
     assert flagversions.next_name(ms, "applycal") == "applycal_2"
+    f0, = cols(ms, "FLAG")
     name = flagversions.save(ms, task="akflag", comment="mine")
     v = flagversions.list_versions(ms)
-    assert [x["name"] for x in v] == ["applycal_1", name] and "CASA" in v[0]["comment"]
+    assert [(x["name"], x["time"]) for x in v] == [("applycal_1", ""), (name, v[1]["time"])] and v[1]["time"]
     with open(os.path.join(d, "FLAG_VERSION_LIST")) as fh:
         assert fh.read().splitlines() == ["applycal_1 : Flags autosave on 2024-04-01", f"{name} : mine"]
-    with pytest.raises(AlakazamError, match="written by CASA"):
-        flagversions.restore(ms, "applycal_1")
+    put(ms, "FLAG", np.ones_like(f0))
+    flagversions.restore(ms, "applycal_1")
+    np.testing.assert_array_equal(cols(ms, "FLAG")[0], f0)
 
 
 def test_aoflagger_worker_processes_give_the_same_flags(rfi, tmp_path):

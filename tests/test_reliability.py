@@ -258,7 +258,7 @@ def test_interrupt_with_propagate_flags_is_restorable(ms_copy, monkeypatch, capl
         if name == "FLAG":
             if seen["backup_before_first_flag_write"] is None:
                 seen["backup_before_first_flag_write"] = os.path.exists(
-                    ms + ".flagversions/flags.akapply_1.npz")
+                    ms + ".flagversions/flags.akapply_1/table.dat")
             seen["flag_writes"] += 1
             values = np.ones_like(values)                      # visibly change FLAG
             real(m, name, rows, values, chans)

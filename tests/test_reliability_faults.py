@@ -48,8 +48,8 @@ def _cols(ms, names):
 
 
 def _versions(ms):
-    return sorted(os.path.basename(p)[len("flags."):-len(".npz")]
-                  for p in glob.glob(ms + ".flagversions/flags.*.npz") if not p.endswith(".tmp.npz"))
+    return sorted(os.path.basename(os.path.dirname(p))[len("flags."):]
+                  for p in glob.glob(ms + ".flagversions/flags.*/table.dat"))
 
 
 def _run(tmp, kill_after=None, sig=signal.SIGKILL):

@@ -193,7 +193,7 @@ def test_rfi_corrected_residuals_at_the_noise(rfi_fullpol, tmp_path):
         ms=ms, jones=["K0", "G0", "G1", "KC0", "CP0", "D0"], tables=[cal] * 6, target_field=["3C286"],
         apply_parang=True, applymode="calflag")))
     assert res["applymode"] == "calflag" and res["flag_backup"] == "akapply_1"
-    assert os.path.exists(ms + ".flagversions/flags.akapply_1.npz")
+    assert os.path.exists(ms + ".flagversions/flags.akapply_1/table.dat")
     with table(ms, ack=False) as t:
         q = t.query("FIELD_ID==0")
         cor, flag = q.getcol("CORRECTED_DATA"), q.getcol("FLAG")

@@ -8,7 +8,7 @@ diagonal kernel; D or P use the full 2x2 inverse.
 
 DATA is never modified.  What happens to data with no valid solution (flagged solution, antenna
 missing from the table) is CASA's ``applymode`` (:mod:`alakazam.calibration.applymode`): flagged
-(calflag, flagonly: FLAG is first saved to ``<ms>.flagversions/flags.akapply_N.npz`` -- restore with
+(calflag, flagonly: FLAG is first saved to ``<ms>.flagversions/flags.akapply_N`` -- restore with
 :func:`restore_flags`), written uncorrected (calonly; never multiplied by NaN), or only counted
 (trial: nothing written).  The counts per term and field are logged and returned.
 """

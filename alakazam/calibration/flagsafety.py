@@ -2,7 +2,7 @@
 
 Convention (pinned by tests/test_reliability.py):
 
-* With ``propagate_flags`` the FLAG backup (``<ms>.flagversions/flags.akapply_N.npz``) is complete on
+* With ``propagate_flags`` the FLAG backup (``<ms>.flagversions/flags.akapply_N``) is complete on
   disk before the first FLAG write.
 * While FLAG is being written, the marker ``<ms>.flagversions/flags.akapply_N.in_progress`` exists; it
   holds the restore command.  It is removed when the run completes.

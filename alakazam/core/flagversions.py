@@ -2,20 +2,28 @@
 
 Layout
 ------
-* ``<ms>.flagversions/flags.<name>.npz``: FLAG and FLAG_ROW of every row, bit-packed per DATA_DESC_ID
-  (keys ``rows_<dd>``, ``shape_<dd>`` (row, chan, corr), ``bits_<dd>``; ``flag_row``; ``meta``: a JSON
-  string with name, comment and time).  Files written by the earlier ``backup_flags`` (unpacked
-  ``flag_<dd>``) are read too.
+* ``<ms>.flagversions/flags.<name>``: a casacore table with FLAG and FLAG_ROW of every MS row, in MS
+  row order -- the table CASA's flagmanager and flagdata write (:mod:`alakazam.core.flagtable`), so CASA
+  restores the versions alakazam saves and alakazam restores the versions CASA saved.
+* ``<ms>.flagversions/flags.<name>.npz``: the format of earlier alakazam versions (FLAG bit-packed per
+  DATA_DESC_ID: keys ``rows_<dd>``, ``shape_<dd>``, ``chunks_<dd>``, ``bits_<dd>``; ``flag_row``;
+  ``meta``, a JSON string with name, comment and time; the older unpacked ``flag_<dd>`` too).  Read,
+  restored and deleted; no longer written.  CASA cannot restore these.
 * ``<ms>.flagversions/FLAG_VERSION_LIST``: one line per version, ``<name> : <comment>`` (CASA's format),
   in the order they were saved.
 
 Names are ``<task>_<n>`` (``akflag_1``, ``akapply_2``, ...), n = 1 + the largest n already used by that
-task; a user may also save under any name that is not taken.
+task (alakazam's or CASA's versions alike); a user may also save under any name that is not taken.
 
-Safety: a version is written to a temporary file, fsynced and renamed into place, and only then listed,
-so a process killed at any moment (also during the FLAG write that follows a save) leaves either no
-version or a complete one.  The list is rewritten the same way.  FLAG is read and written in row chunks
-(``CHUNK_ROWS``), so memory stays bounded by a chunk plus the bit-packed flags (1/8 byte per sample).
+Restore (either format): ``merge='replace'`` writes the saved FLAG and FLAG_ROW, ``'or'`` / ``'and'``
+combine them elementwise with the current ones, FLAG and FLAG_ROW alike -- what CASA's flagmanager does
+(tests/test_flagversions_casa.py compares with it when CASA is installed).
+
+Safety: a version is written under a temporary name (``.tmp.<host>.<pid>.flags.<name>``), fsynced and
+renamed into place, and only then listed, so a process killed at any moment (also during the FLAG write
+that follows a save) leaves either no version or a complete one; a later save removes the temporary
+leftovers of processes that no longer run.  The list is rewritten the same way; delete unlists first.
+FLAG is read and written in row chunks (``CHUNK_ROWS``), so memory stays bounded by a chunk.
 """
 
 from __future__ import annotations
@@ -23,18 +31,22 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import socket
 import time as _time
 from typing import Dict, List
 
 import numpy as np
 
 from ..errors import AlakazamError
+from . import flagtable
 
 #: rows per FLAG read / write
 CHUNK_ROWS = 20000
 LIST_NAME = "FLAG_VERSION_LIST"
 MERGES = ("replace", "or", "and")
 _NAME_OK = re.compile(r"^[A-Za-z0-9_.+-]+$")
+_TMP = ".tmp."
 
 
 def versions_dir(ms) -> str:
@@ -42,7 +54,24 @@ def versions_dir(ms) -> str:
 
 
 def _path(ms, name) -> str:
+    """The path of the ``.npz`` version ``name`` (the format alakazam wrote before CASA tables)."""
     return os.path.join(versions_dir(ms), f"flags.{name}.npz")
+
+
+def _table_path(ms, name) -> str:
+    return os.path.join(versions_dir(ms), f"flags.{name}")
+
+
+def version_path(ms, name):
+    """Where version ``name`` is stored: its ``flags.<name>`` table, else its ``flags.<name>.npz``
+    file, else None."""
+    if "/" in str(name) or str(name) in ("", ".", ".."):
+        return None
+    p = _table_path(ms, name)
+    if os.path.isfile(os.path.join(p, "table.dat")):
+        return p
+    p = _path(ms, name)
+    return p if os.path.isfile(p) else None
 
 
 def _read_list(ms) -> List[tuple]:
@@ -69,28 +98,51 @@ def _write_list(ms, entries):
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, p)
+    _fsync_dir(d)
+
+
+def _fsync_dir(d):
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _saved_time(p) -> str:
+    """The save time recorded in a version ('' when unknown: e.g. CASA's tables)."""
+    try:
+        if p.endswith(".npz"):
+            with np.load(p) as z:
+                return json.loads(str(z["meta"])).get("time", "") if "meta" in z.files else ""
+        from casacore.tables import table
+
+        with table(p, ack=False) as v:
+            kw = v.getkeywords()
+        return str(kw.get(flagtable.SAVED_KEY, ""))
+    except Exception:            # unreadable: still listed, the restore reports it
+        return ""
 
 
 def list_versions(ms) -> List[Dict]:
-    """Saved versions in save order: ``[{'name', 'comment', 'time'}, ...]`` (time: 'YYYY-MM-DD hh:mm:ss'
-    UTC, '' when unknown).  Versions saved by CASA (a ``flags.<name>`` table) are listed with a note;
-    versions whose file is missing are left out."""
+    """Saved versions in save order: ``[{'name', 'comment', 'time', 'format'}, ...]`` (time:
+    'YYYY-MM-DD hh:mm:ss' UTC, '' when unknown, e.g. for versions saved by CASA; format: ``'table'``
+    (CASA's, restorable by CASA too) or ``'npz'`` (older alakazam)).  Listed versions whose table or
+    file is missing are left out."""
     out = []
     for name, comment in _read_list(ms):
-        p = _path(ms, name)
-        if not os.path.exists(p):
-            if os.path.isdir(os.path.join(versions_dir(ms), f"flags.{name}")):     # saved by CASA
-                out.append({"name": name, "comment": f"{comment} (CASA flag-version table)", "time": ""})
+        p = version_path(ms, name)
+        if p is None:
             continue
-        when = ""
-        try:
-            with np.load(p) as z:
-                if "meta" in z.files:
-                    meta = json.loads(str(z["meta"]))
-                    when, comment = meta.get("time", ""), meta.get("comment", comment)
-        except Exception:            # unreadable file: still listed, the restore reports it
-            pass
-        out.append({"name": name, "comment": comment, "time": when})
+        fmt = "npz" if p.endswith(".npz") else "table"
+        if fmt == "npz":
+            try:
+                with np.load(p) as z:
+                    if "meta" in z.files:
+                        comment = json.loads(str(z["meta"])).get("comment", comment)
+            except Exception:        # unreadable file: still listed, the restore reports it
+                pass
+        out.append({"name": name, "comment": comment, "time": _saved_time(p), "format": fmt})
     return out
 
 
@@ -99,7 +151,7 @@ def next_name(ms, task) -> str:
     used = [n for n, _ in _read_list(ms)]
     d = versions_dir(ms)
     if os.path.isdir(d):
-        # our flags.<name>.npz files and CASA's flags.<name> tables
+        # CASA's (and our) flags.<name> tables and our older flags.<name>.npz files
         used += [f[len("flags."):].removesuffix(".npz") for f in os.listdir(d) if f.startswith("flags.")]
     k = 0
     for u in used:
@@ -109,40 +161,35 @@ def next_name(ms, task) -> str:
     return f"{task}_{k + 1}"
 
 
-def _ddid_rows(t):
-    """{ddid: MS row numbers} of the main table (DATA_DESC_ID read in chunks)."""
-    n = t.nrows()
-    dd = np.empty(n, np.int64)
-    for s in range(0, n, 10 * CHUNK_ROWS):
-        m = min(10 * CHUNK_ROWS, n - s)
-        dd[s:s + m] = t.getcol("DATA_DESC_ID", s, m)
-    return {int(d): np.flatnonzero(dd == d) for d in np.unique(dd)}
+def _tmp_name(name) -> str:
+    return f"{_TMP}{socket.gethostname()}.{os.getpid()}.flags.{name}"
 
 
-def _get_flag(t, rows):
-    """FLAG of ``rows`` (sorted MS row numbers): contiguous runs read directly, else a selection."""
-    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
-        return t.getcol("FLAG", int(rows[0]), len(rows))
-    q = t.selectrows(rows)
-    try:
-        return q.getcol("FLAG")
-    finally:
-        q.close()
+def _remove(p):
+    if os.path.isdir(p) and not os.path.islink(p):
+        shutil.rmtree(p, ignore_errors=True)
+    elif os.path.lexists(p):
+        os.remove(p)
 
 
-def _put_flag(t, rows, flag):
-    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
-        t.putcol("FLAG", flag, int(rows[0]), len(rows))
-        return
-    q = t.selectrows(rows)
-    try:
-        q.putcol("FLAG", flag)
-    finally:
-        q.close()
+def _clean_stale_tmp(d):
+    """Remove the temporary versions left by killed processes of this host."""
+    host = socket.gethostname()
+    for f in os.listdir(d):
+        m = re.fullmatch(re.escape(_TMP + host) + r"\.(\d+)\..*", f)
+        if not m or int(m.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            _remove(os.path.join(d, f))
+        except OSError:             # running, owned by another user
+            pass
 
 
 def save(ms, task="akflag", comment="", name=None) -> str:
-    """Save FLAG and FLAG_ROW as a new version; returns its name (``<task>_<n>`` unless ``name``)."""
+    """Save FLAG and FLAG_ROW as a new version (a CASA flag-version table); returns its name
+    (``<task>_<n>`` unless ``name``)."""
     from casacore.tables import table
 
     from .ms_io import check_ms
@@ -152,33 +199,24 @@ def save(ms, task="akflag", comment="", name=None) -> str:
         name = next_name(ms, task)
     elif not _NAME_OK.match(str(name)):
         raise AlakazamError(f"versionname: {name!r} is not a valid version name (letters, digits, _ . + -)")
-    elif any(n == name for n, _ in _read_list(ms)) or os.path.exists(_path(ms, name)):
+    elif (any(n == name for n, _ in _read_list(ms)) or os.path.lexists(_path(ms, name))
+          or os.path.lexists(_table_path(ms, name))):
         raise AlakazamError(f"versionname: {name!r} already exists in {versions_dir(ms)}; delete it first "
                             "or choose another name")
     d = versions_dir(ms)
     os.makedirs(d, exist_ok=True)
+    _clean_stale_tmp(d)
     when = _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime())
-    arrays = {"meta": np.array(json.dumps({"name": name, "comment": str(comment), "time": when}))}
-    with table(str(ms), ack=False) as t:
-        arrays["flag_row"] = t.getcol("FLAG_ROW") if t.nrows() else np.zeros(0, bool)
-        for dd, rows in _ddid_rows(t).items():
-            parts, shape = [], None
-            for s in range(0, len(rows), CHUNK_ROWS):
-                f = _get_flag(t, rows[s:s + CHUNK_ROWS])
-                shape = f.shape[1:]
-                parts.append(np.packbits(f.reshape(-1)))
-                # chunks are multiples of 8 samples only if row size is; pack per chunk and record sizes
-            arrays[f"rows_{dd}"] = rows
-            arrays[f"shape_{dd}"] = np.array((len(rows),) + tuple(shape), np.int64)
-            arrays[f"chunks_{dd}"] = np.array([len(p) for p in parts], np.int64)
-            arrays[f"bits_{dd}"] = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
-    path = _path(ms, name)
-    tmp = path + ".tmp.npz"
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp = os.path.join(d, _tmp_name(name))
+    _remove(tmp)
+    try:
+        with table(str(ms), ack=False) as t:
+            flagtable.write(t, tmp, flagtable.ddid_rows(t, 10 * CHUNK_ROWS), CHUNK_ROWS, saved=when)
+        os.rename(tmp, _table_path(ms, name))
+    except BaseException:
+        _remove(tmp)
+        raise
+    _fsync_dir(d)
     entries = [e for e in _read_list(ms) if e[0] != name]
     entries.append((name, str(comment) if comment else task))
     _write_list(ms, entries)
@@ -186,7 +224,7 @@ def save(ms, task="akflag", comment="", name=None) -> str:
 
 
 def _saved_flags(z, dd):
-    """Generator of (rows, flag chunk) of one DATA_DESC_ID from a version file."""
+    """Generator of (rows, flag chunk) of one DATA_DESC_ID from a ``.npz`` version."""
     rows = z[f"rows_{dd}"]
     if f"flag_{dd}" in z.files:                 # old unpacked format (backup_flags before flagversions)
         f = z[f"flag_{dd}"]
@@ -204,11 +242,19 @@ def _saved_flags(z, dd):
         yield r, f.reshape((len(r),) + shape[1:])
 
 
+def _not_found(ms, name):
+    have = [v["name"] for v in list_versions(ms)]
+    return AlakazamError(f"versionname: flag version {name!r} not found in {versions_dir(ms)}; saved: "
+                         f"{', '.join(have) or 'none'}")
+
+
 def restore(ms, name, merge="replace"):
-    """Restore version ``name`` into FLAG and FLAG_ROW.
+    """Restore version ``name`` (a CASA table, saved by alakazam or CASA, or an older ``.npz``) into
+    FLAG and FLAG_ROW.
 
     merge: ``'replace'`` (bit-exact copy of the saved flags), ``'or'`` (flagged in either), ``'and'``
-    (flagged in both).  The rows are written in chunks of ``CHUNK_ROWS``.
+    (flagged in both), on FLAG and FLAG_ROW, as CASA's flagmanager.  The rows are written in chunks of
+    ``CHUNK_ROWS``.
     """
 
     from .ms_io import check_ms
@@ -216,14 +262,9 @@ def restore(ms, name, merge="replace"):
     check_ms(ms)
     if merge not in MERGES:
         raise AlakazamError(f"merge: {merge!r} is not allowed; expected one of {', '.join(MERGES)}")
-    path = _path(ms, name)
-    if not os.path.exists(path):
-        if os.path.isdir(os.path.join(versions_dir(ms), f"flags.{name}")):
-            raise AlakazamError(f"versionname: {name!r} is a flag-version table written by CASA; restore it "
-                                "with CASA's flagmanager (alakazam reads its own flags.<name>.npz versions)")
-        have = [v["name"] for v in list_versions(ms)]
-        raise AlakazamError(f"versionname: flag version {name!r} not found in {versions_dir(ms)}; saved: "
-                            f"{', '.join(have) or 'none'}")
+    path = version_path(ms, name)
+    if path is None:
+        raise _not_found(ms, name)
     from . import columns, locks
 
     with locks.writer_lock(ms, "ms"):       # one FLAG writer; a killed writer's flush undone first
@@ -235,39 +276,76 @@ def restore(ms, name, merge="replace"):
             columns.end_writes(ms)
 
 
+def _merge(cur, new, merge):
+    return new if merge == "replace" else (cur | new) if merge == "or" else (cur & new)
+
+
 def _restore_into(ms, path, name, merge):
     from casacore.tables import table
 
-    with np.load(path) as z, table(str(ms), readonly=False, ack=False) as t:
-        fr = z["flag_row"]
-        if len(fr) != t.nrows():
-            raise AlakazamError(f"versionname: {name!r} holds {len(fr)} rows but {ms} has {t.nrows()}; "
-                                "the version belongs to another MS")
-        dds = sorted(int(k[len("rows_"):]) for k in z.files if k.startswith("rows_"))
-        for dd in dds:
-            for rows, f in _saved_flags(z, dd):
-                if merge != "replace":
-                    cur = _get_flag(t, rows)
-                    f = (cur | f) if merge == "or" else (cur & f)
-                _put_flag(t, rows, f)
-        for s in range(0, len(fr), 10 * CHUNK_ROWS):
-            new = fr[s:s + 10 * CHUNK_ROWS]
-            if merge != "replace":
-                cur = t.getcol("FLAG_ROW", s, len(new))
-                new = (cur | new) if merge == "or" else (cur & new)
-            t.putcol("FLAG_ROW", new, s, len(new))
+    with table(str(ms), readonly=False, ack=False) as t:
+        if path.endswith(".npz"):
+            with np.load(path) as z:
+                fr = z["flag_row"]
+                if len(fr) != t.nrows():
+                    raise AlakazamError(f"versionname: {name!r} holds {len(fr)} rows but {ms} has "
+                                        f"{t.nrows()}; the version belongs to another MS")
+                dds = sorted(int(k[len("rows_"):]) for k in z.files if k.startswith("rows_"))
+                for dd in dds:
+                    for rows, f in _saved_flags(z, dd):
+                        _put_merged(t, rows, f, merge, name)
+                _put_flag_row(t, lambda s, m: fr[s:s + m], merge)
+            return name
+        with table(path, ack=False) as v:
+            flagtable.check_rows(v, t, name)
+            groups = flagtable.ddid_rows(t, 10 * CHUNK_ROWS)
+            for rows, f in flagtable.saved_flags(v, groups, CHUNK_ROWS, name):
+                _put_merged(t, rows, f, merge, name)
+            _put_flag_row(t, lambda s, m: v.getcol("FLAG_ROW", s, m), merge)
     return name
+
+
+def _put_merged(t, rows, f, merge, name):
+    if not len(rows):
+        return
+    cell = t.getcell("FLAG", int(rows[0])).shape
+    if f.shape != (len(rows),) + tuple(cell):
+        raise AlakazamError(f"versionname: {name!r} does not match the MS (FLAG of shape {f.shape[1:]} "
+                            f"saved for cells of shape {tuple(cell)}); the version belongs to another MS")
+    if merge != "replace":
+        f = _merge(flagtable.get_flag(t, rows), f, merge)
+    flagtable.put_flag(t, rows, f)
+
+
+def _put_flag_row(t, saved, merge):
+    n = t.nrows()
+    for s in range(0, n, 10 * CHUNK_ROWS):
+        m = min(10 * CHUNK_ROWS, n - s)
+        new = saved(s, m)
+        if merge != "replace":
+            new = _merge(t.getcol("FLAG_ROW", s, m), new, merge)
+        t.putcol("FLAG_ROW", new, s, m)
 
 
 def delete(ms, name):
-    """Delete version ``name`` (its file and its list entry)."""
-    path = _path(ms, name)
+    """Delete version ``name`` (its table or file, and its list entry; the entry first, so that a kill
+    in between leaves an unlisted leftover, never a listed half version)."""
+    path = version_path(ms, name)
     entries = _read_list(ms)
-    if not os.path.exists(path) and not any(n == name for n, _ in entries):
-        have = [v["name"] for v in list_versions(ms)]
-        raise AlakazamError(f"versionname: flag version {name!r} not found in {versions_dir(ms)}; saved: "
-                            f"{', '.join(have) or 'none'}")
+    if path is None and not any(n == name for n, _ in entries):
+        raise _not_found(ms, name)
     _write_list(ms, [e for e in entries if e[0] != name])
-    if os.path.exists(path):
-        os.remove(path)
+    if path is not None:
+        gone = os.path.join(versions_dir(ms), _tmp_name(name))       # removed by a later save if killed
+        os.rename(path, gone)
+        _remove(gone)
     return name
+
+
+def unlist_missing(ms):
+    """Drop the FLAG_VERSION_LIST lines of versions whose table or file is gone (undo removes the
+    versions of an interrupted task; CASA's flagmanager warns about listed versions without a table)."""
+    entries = _read_list(ms)
+    keep = [e for e in entries if version_path(ms, e[0]) is not None]
+    if len(keep) != len(entries):
+        _write_list(ms, keep)

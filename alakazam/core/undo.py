@@ -146,8 +146,9 @@ def _restore_new_versions(ms, new_files) -> bool:
 
     from . import flagversions
 
-    names = {f[len("flags."):-len(".npz")] for f in new_files
-             if f.startswith("flags.") and f.endswith(".npz")}
+    fv = flagversions.versions_dir(ms)
+    names = {f[len("flags."):].removesuffix(".npz") for f in new_files      # tables, older .npz files
+             if f.startswith("flags.") and (f.endswith(".npz") or os.path.isdir(os.path.join(fv, f)))}
     if not names:
         return True
     order = [v["name"] for v in flagversions.list_versions(ms) if v["name"] in names]
@@ -201,6 +202,11 @@ def transaction(files=(), ms=None):
                         p = os.path.join(fv, f)
                         if os.path.isfile(p):
                             os.remove(p)
+                        elif os.path.isdir(p):          # a flag-version table (or a save's temporary)
+                            shutil.rmtree(p, ignore_errors=True)
+                    from . import flagversions
+
+                    flagversions.unlist_missing(m)     # their FLAG_VERSION_LIST lines (CASA reads it)
         raise
     finally:
         _ACTIVE = None
