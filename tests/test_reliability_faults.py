@@ -75,14 +75,11 @@ def test_random_kills_lose_nothing(tmp_path):
         fh.write(YAML)
     cal = os.path.join(tmp, "cal.h5")
     ref, _ = _cols(ms, ["DATA", "MODEL_DATA", "FLAG", "FLAG_ROW"])
-    # a full run first: its duration sets the kill window; then back to the pristine MS
+    # a full run first: its duration sets the kill window; then back to the pristine MS.  Timed on a
+    # second run: the first may compile kernels numba's cache lacks (a fresh clone, a changed kernel),
+    # and a window set by a compiling run would let the later, cached runs finish before their kill
     pristine = os.path.join(tmp, "pristine.ms")
     shutil.copytree(ms, pristine)
-    t0 = time.perf_counter()
-    rc, err = _run(tmp)
-    t_full = time.perf_counter() - t0
-    assert rc == 0, err
-    assert "SEVERE" not in err              # solve + apply through the CLI (issue 14)
 
     def reset():            # every third kill starts from scratch: no table, no output column yet
         shutil.rmtree(ms)
@@ -90,6 +87,14 @@ def test_random_kills_lose_nothing(tmp_path):
         shutil.copytree(pristine, ms)
         if os.path.exists(cal):
             os.unlink(cal)
+
+    for _ in range(2):
+        reset()
+        t0 = time.perf_counter()
+        rc, err = _run(tmp)
+        t_full = time.perf_counter() - t0
+        assert rc == 0, err
+        assert "SEVERE" not in err              # solve + apply through the CLI (issue 14)
 
     rng = np.random.default_rng(12)
     seen_states = {"no table": 0, "table": 0, "column": 0, "flag backup": 0}
