@@ -76,7 +76,10 @@ def test_iterations_bring_leakage_and_gains_to_the_noise(sim):
           f"{three[0]:.3g} (3 rounds), bound {dbound:.3g}; G product {one[1]:.3g} -> {three[1]:.3g}, "
           f"bound {gbound:.3g}")
     assert three[0] < dbound and three[1] < gbound
-    assert one[0] > dbound and one[1] > gbound          # one pass is not at the noise here
+    # one pass is not at the noise here: G absorbs the first-order leakage of the polarised flux.  D
+    # itself, fitted on the cross hands (leakage.cross_hands_only), is near the bound after one pass
+    # (linear 0.00078, circular 0.0012; with all four correlations it was 0.0022 / 0.0046)
+    assert one[1] > gbound and three[0] < one[0]
     (g,) = [x for x in hdf5.read_term(str(d / "three.h5"), "D0")]
     assert g.attrs["iteration"] == 3 and "CP0" in g.attrs["preapply_chain"]
     (k,) = [x for x in hdf5.read_term(str(d / "three.h5"), "G0")]

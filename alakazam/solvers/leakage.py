@@ -209,6 +209,46 @@ def solve_numba(batch, init, ref, opts):
     return d, n_iter, conv, None
 
 
+#: cells of a batch that :func:`polarised_model` looks at (spread evenly over the batch)
+_CHECK_CELLS = 64
+
+
+def polarised_model(batch) -> bool:
+    """The batch's model is polarised: max(|M_pq|, |M_qp|, |M_pp - M_qq| / 2) > POLARISED_FRACTION x
+    |(M_pp + M_qq) / 2| on some sample with data (the criterion and threshold of
+    :func:`alakazam.calibration.solve_order.polarised_fraction`; the model as the solve fits it, with
+    the parallactic angle applied), from at most ``_CHECK_CELLS`` cells spread over the batch."""
+    from ..calibration.solve_order import POLARISED_FRACTION
+
+    cells = np.unique(np.linspace(0, batch.n_cell - 1, min(batch.n_cell, _CHECK_CELLS)).astype(np.int64))
+    m = np.asarray(batch.model)[cells]
+    w = np.asarray(batch.weight)[cells]
+    i = np.abs(0.5 * (m[..., 0] + m[..., 3]))
+    p = np.maximum(np.maximum(np.abs(m[..., 1]), np.abs(m[..., 2])), 0.5 * np.abs(m[..., 0] - m[..., 3]))
+    ok = (i > 0) & (w > 0).any(axis=-1) & np.isfinite(p)
+    return bool(ok.any() and np.max(p[ok] / i[ok]) > POLARISED_FRACTION)
+
+
+def cross_hands_only(batch) -> bool:
+    """On a polarised calibrator, fit the cross hands only, as CASA's polcal Df does: the parallel-hand
+    weights of the batch are set to 0 (so the fit, its cost, SNR and degrees of freedom use pq, qp).
+
+    Why: the gauge d_pq[ref] = 0 (CASA's too) is a symmetry of the cross hands to first order in d for
+    any calibrator, but of the parallel hands only for an unpolarised one (for a polarised one they
+    carry d_pq M_qp + conj(d_pq) M_pq at first order, whose absolute offset the gauge sets to 0).  A
+    fit of all four correlations spreads that misfit over every antenna: measured with
+    benchmarks/dgauge_casa.py (linear and circular feeds, |d| ~ 0.05 with d_ref = 0.07), up to 0.017
+    off the truth moved into the gauge, where CASA's Df and this fit are 0.002 / 0.0005 off.  An
+    unpolarised model keeps all four correlations (the gauge is exact to first order there).
+    Returns whether the weights were changed."""
+    if batch.n_cell == 0 or not polarised_model(batch):
+        return False
+    batch.weight = np.ascontiguousarray(batch.weight, np.float64)
+    batch.weight[..., 0] = 0
+    batch.weight[..., 3] = 0
+    return True
+
+
 def reference(params, ref):
     """d_pq[ref] = 0 is held by the solvers; checked here."""
     from ..errors import AlakazamError
