@@ -90,14 +90,25 @@ class Blocks:
         self._on = False
 
     def before(self, section: str) -> None:
+        from . import readbuffers
+
         if section in ("solve", "fluxscale"):
+            readbuffers.release()
             if not self._on:
                 self._stack.enter_context(keep())
                 self._on = True
         else:
+            # before an apply the kept reads' memory (not their values) goes to the apply's first read
+            # instead of being freed (core/readbuffers.py, "spare memory")
+            arrays = _arrays() if section == "apply" and self._on else []
             self.close()
+            readbuffers.donate(arrays)
+            del arrays
 
     def close(self) -> None:
+        from . import readbuffers
+
+        readbuffers.release()
         self._stack.close()
         self._on = False
 
@@ -120,6 +131,16 @@ def chunk_bytes(chunk) -> int:
                 base = base.base
             n += base.nbytes
     return n
+
+
+def _arrays() -> list:
+    """The arrays of every kept read and of what was derived from it."""
+    out = []
+    with _LOCK:
+        for e in _CACHE.values():
+            out.extend(getattr(e.chunk, f.name) for f in dataclasses.fields(e.chunk))
+            out.extend(e.derived.values())
+    return [a for a in out if isinstance(a, np.ndarray)]
 
 
 def held_bytes() -> int:
