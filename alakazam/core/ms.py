@@ -144,11 +144,12 @@ class MeasurementSet:
     # ---- metadata
     @property
     def meta(self):
-        """:class:`alakazam.core.ms_io.MSMeta` of the MS, read once per handle."""
+        """:class:`alakazam.core.ms_io.MSMeta` of the MS, read once per handle (or kept from an earlier
+        task of the run when the MS is unchanged: :mod:`alakazam.core.metacache`)."""
         if self._meta is None:
-            from . import ms_io
+            from . import metacache, ms_io
 
-            self._meta = ms_io.read_meta_uncached(self.path)
+            self._meta = metacache.meta(self.path, ms_io.read_meta_uncached)
         return self._meta
 
     # ---- row selection and reads (the ms_io functions, which borrow this handle's table)

@@ -82,12 +82,14 @@ def keep():
 
 class Blocks:
     """The runner's rule, as a context manager: reads are kept across consecutive solve and fluxscale
-    blocks and dropped before any other block (flag, apply) and at the end.  Call :meth:`before` with
+    blocks and dropped before any other block (flag, apply) and at the end; the MS metadata is kept for
+    every block of the ``with`` (core/metacache.py).  Call :meth:`before` with
     each block's section name before running it (caltasks/yamlrun.py, benchmarks/bench_flow.py)."""
 
     def __init__(self):
         self._stack = contextlib.ExitStack()
         self._on = False
+        self._meta = contextlib.ExitStack()     # the MS metadata kept for every block (core/metacache.py)
 
     def before(self, section: str) -> None:
         from . import readbuffers
@@ -113,10 +115,16 @@ class Blocks:
         self._on = False
 
     def __enter__(self):
+        from . import metacache
+
+        self._meta.enter_context(metacache.keep())
         return self
 
     def __exit__(self, *exc):
-        self.close()
+        try:
+            self.close()
+        finally:
+            self._meta.close()
         return False
 
 
