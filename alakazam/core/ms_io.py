@@ -431,6 +431,9 @@ def read_times(ms, rows) -> np.ndarray:
     with _table(str(ms)) as t:
         if len(rows) == 0:
             return np.zeros(0)
+        runs = _long_runs(rows)
+        if runs is not None:            # straight from the table, no row selection (_getcol_runs)
+            return _getcol_runs(t, None, "TIME", runs)
         q = t.selectrows(np.asarray(rows))
         tm = q.getcol("TIME")
         q.close()
@@ -449,6 +452,23 @@ def _row_runs(rows):
     starts = np.concatenate([[0], brk])
     ends = np.concatenate([brk, [len(rows)]])
     return [(int(rows[a]), int(b - a), int(a)) for a, b in zip(starts, ends)]
+
+
+def _long_runs(rows):
+    """:func:`_row_runs` of ``rows`` when they form few runs (at most one per 16 rows), else None (short
+    runs: per-run reads would cost more than one read through a row selection)."""
+    runs = _row_runs(rows)
+    return None if len(runs) > max(1, len(rows) // 16) else runs
+
+
+def _getcol_runs(t, q, col, runs):
+    """Column ``col`` (any shape) of the rows: through the selection ``q`` (``runs`` None), or read run by
+    run straight from the table (``getcol(col, start, n)``: the same values and type, without making a
+    row selection of the table, 0.01-0.03 s for 121k rows)."""
+    if runs is None:
+        return q.getcol(col)
+    parts = [t.getcol(col, r0, n) for r0, n, _ in runs]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _getcol_rows(t, q, col, rows, runs):
@@ -470,22 +490,18 @@ def _getcol_rows(t, q, col, rows, runs):
 def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
     with main_table(str(ms)) as t:
         if len(rows) == 0:
-            q = None
-        else:
-            q = t.selectrows(rows)
-        cols = t.colnames()
-        if q is None:
             empty = np.zeros((0, 0, 0))
             return Chunk(empty.astype(np.complex64), None, empty.astype(bool), empty, np.zeros(0),
                          np.zeros(0, int), np.zeros(0, int), np.zeros(0, int), np.zeros(0, int),
                          np.zeros(0, int))
-        runs = _row_runs(rows)
-        if len(runs) > max(1, len(rows) // 16):       # short runs: per-run reads would cost more
-            runs = None
+        cols = t.colnames()
+        # long runs of consecutive rows: every column read run by run; short runs: one row selection
+        runs = _long_runs(rows)
+        q = t.selectrows(rows) if runs is None else None
         data = _getcol_rows(t, q, data_col, rows, runs)
         model = _getcol_rows(t, q, model_col, rows, runs) if model_col else None
         flag = _getcol_rows(t, q, "FLAG", rows, runs)
-        flag |= q.getcol("FLAG_ROW")[:, None, None]
+        flag |= _getcol_runs(t, q, "FLAG_ROW", runs)[:, None, None]
         ws = None
         if "WEIGHT_SPECTRUM" in cols:
             try:
@@ -494,13 +510,14 @@ def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
                 ws = None
         if ws is None or ws.shape != data.shape:
             # (row, corr) WEIGHT as a read-only broadcast view over channels: no (row, chan, corr) copy
-            ws = np.broadcast_to(q.getcol("WEIGHT")[:, None, :], data.shape)
-        time = q.getcol("TIME")
-        a1 = q.getcol("ANTENNA1")
-        a2 = q.getcol("ANTENNA2")
-        fld = q.getcol("FIELD_ID")
-        scan = q.getcol("SCAN_NUMBER")
-        q.close()
+            ws = np.broadcast_to(_getcol_runs(t, q, "WEIGHT", runs)[:, None, :], data.shape)
+        time = _getcol_runs(t, q, "TIME", runs)
+        a1 = _getcol_runs(t, q, "ANTENNA1", runs)
+        a2 = _getcol_runs(t, q, "ANTENNA2", runs)
+        fld = _getcol_runs(t, q, "FIELD_ID", runs)
+        scan = _getcol_runs(t, q, "SCAN_NUMBER", runs)
+        if q is not None:
+            q.close()
     _close_handle_table(ms)     # the tile caches of a read live until the table closes (module ms.py)
     if chans is not None and len(chans) != data.shape[1]:
         data = data[:, chans]
