@@ -416,14 +416,61 @@ def row_numbers(ms, ddid, field_ids, scans=None, time_range=None, rowsel=None) -
     from casacore.tables import taql
 
     with _table(str(ms)) as t:
-        q = taql(f"SELECT ROWID() AS R FROM $t WHERE {_where(ddid, field_ids, scans, time_range, rowsel)}")
-        r = q.getcol("R") if q.nrows() else np.zeros(0, np.int64)
-        q.close()
+        if rowsel is None or not rowsel.taql():
+            r = _rows_where(t, ddid, field_ids, scans, time_range)
+        else:
+            where = _where(ddid, field_ids, scans, time_range, rowsel)
+            q = taql(f"SELECT ROWID() AS R FROM $t WHERE {where}")
+            r = q.getcol("R") if q.nrows() else np.zeros(0, np.int64)
+            q.close()
         r = np.asarray(r, np.int64)
         if rowsel is not None:
             from .rowselect import select_rows
             r = select_rows(t, r, rowsel)
     return r
+
+
+#: rows of the main table's selection columns read at a time by :func:`_rows_where` (4 B or 8 B each)
+WHERE_BLOCK = 1 << 22
+
+
+def _rows_where(t, ddid, field_ids, scans=None, time_range=None, cols=()):
+    """The rows :func:`where_clause` selects (without a row selection), found from the columns it names
+    read in blocks of :data:`WHERE_BLOCK` rows: the same ascending row numbers as TaQL's
+    ``SELECT ROWID() ... WHERE`` (the same comparisons on the same values), in a third of its time
+    (121k rows: 8-15 ms against 24-48 ms; issue 16).  With ``cols``: ``(rows, {col: its values at
+    rows})`` (scalar columns; as TaQL's ``SELECT col ... WHERE``)."""
+    n = int(t.nrows())
+    out = []
+    vals = {c: [] for c in cols}
+    fids = None if field_ids is None else np.asarray([int(f) for f in field_ids], np.int64)
+    scs = None if scans is None else np.asarray([int(s) for s in scans], np.int64)
+    for r0 in range(0, n, WHERE_BLOCK):
+        nr = min(WHERE_BLOCK, n - r0)
+        got = {}
+
+        def col(name):
+            if name not in got:
+                got[name] = t.getcol(name, r0, nr)
+            return got[name]
+
+        m = col("DATA_DESC_ID") == int(ddid)
+        if time_range is not None:
+            t0, t1 = (float(x) for x in time_range)
+            tm = col("TIME")
+            m &= (tm >= t0) & (tm < t1)
+        if fids is not None:
+            m &= np.isin(col("FIELD_ID"), fids)
+        if scs is not None:
+            m &= np.isin(col("SCAN_NUMBER"), scs)
+        idx = np.flatnonzero(m)
+        out.append(idx + r0)
+        for c in cols:
+            vals[c].append(col(c)[idx])
+    rows = np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
+    if not cols:
+        return rows
+    return rows, {c: (np.concatenate(v) if v else np.zeros(0, np.int64)) for c, v in vals.items()}
 
 
 def read_times(ms, rows) -> np.ndarray:
