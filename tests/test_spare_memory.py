@@ -161,3 +161,11 @@ def test_apply_after_solve_blocks_reads_into_their_memory(solved_ms, monkeypatch
     fresh, pools2, _, spare2, _ = _blocks_run(ms, d, d + "/c.h5", "NEW_B")
     assert spare2 == 0 and pools2[0].from_spare == 0
     np.testing.assert_array_equal(out.view(np.uint8), fresh.view(np.uint8))
+
+
+def test_released_when_no_read_takes_it():
+    """readbuffers.shared() (an apply's reads) frees at its end the spare memory no read took."""
+    readbuffers.donate([np.empty(2 * MB, np.uint8)])
+    with readbuffers.shared():
+        assert readbuffers.spare_bytes() == 2 * MB
+    assert readbuffers.spare_bytes() == 0

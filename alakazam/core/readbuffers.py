@@ -187,6 +187,7 @@ def shared():
         yield _SHARED.pool
     finally:
         _SHARED.pool = prev
+        release()           # spare memory no read took (an apply with nothing to read here)
 
 
 def pool_for_reuse():
