@@ -72,3 +72,22 @@ def test_row_numbers_as_taql(ms2, block, monkeypatch):
         np.testing.assert_array_equal(got, ref)
         n_nonempty += len(ref) > 0
     assert n_nonempty > 10
+
+
+@pytest.mark.parametrize("block", [ms_io.WHERE_BLOCK, 5])
+def test_meta_antennas_as_taql_distinct(tmp_path, block, monkeypatch):
+    """read_meta's active antennas (distinct ANTENNA1 / ANTENNA2 of blocks of rows) are TaQL's DISTINCT
+    of both columns; an antenna of the ANTENNA table without rows is not active."""
+    from casacore.tables import table, taql
+
+    p = str(tmp_path / "a.ms")
+    simulate_ms(p, n_ant=5, n_ant_extra=2, n_chan=(2,), duration_h=0.1, seed=1)
+    monkeypatch.setattr(ms_io, "WHERE_BLOCK", block)
+    meta = ms_io.read_meta_uncached(p)
+    with table(p, ack=False) as t:      # noqa: F841 -- the $t of the queries
+        ref = np.unique(np.concatenate([taql(f"SELECT DISTINCT {c} AS A FROM $t").getcol("A")
+                                        for c in ("ANTENNA1", "ANTENNA2")]))
+        n_ant = table(p + "::ANTENNA", ack=False).nrows()
+    assert meta.active_ants.dtype == np.int64 and len(ref) < n_ant
+    np.testing.assert_array_equal(meta.active_ants, ref)
+    assert list(meta.ant_map[meta.active_ants]) == list(range(len(ref)))

