@@ -27,7 +27,9 @@ Convention (pinned by tests/test_readbuffers.py):
   memory passes over, never a value (the read overwrites every element handed out).  What the first
   read under a pool does not take is freed at its end (:func:`using`); everything at
   :func:`release` (the runner's next block or its end).  Spare bytes count as available to the
-  memory planner (:func:`alakazam.core.memory.memory_limit_bytes`).
+  memory planner (:func:`alakazam.core.memory.memory_limit_bytes`).  A buffer carved from a spare
+  array keeps the whole array until the pool ends: the apply's read buffers hold at most what the solve's read
+  held (which fitted that block's memory limit).
 """
 
 from __future__ import annotations
