@@ -47,14 +47,24 @@ def enabled() -> bool:
         os.environ.get("NUMBA_DISABLE_JIT", "0") in ("", "0")
 
 
+#: per Jones type, the (solver module, kernel) pairs whose numba cache files tell whether the type's
+#: solvers were compiled on this machine; only the modules of the run's types are imported (a G-only
+#: run imported cross_phase, leakage and parallel_delay, and loaded their eagerly compiled kernels,
+#: just to look: 0.05-0.09 s of the QuartiCal-style job's start, issue 16)
+KERNELS = {"K": (("parallel_delay", "_lm_items"), ("quality", "_power_sums")),
+           "KC": (("parallel_delay", "_lm_items"),),
+           "G": (("gains", "_stefcal_items"), ("quality", "_power_sums")),
+           "D": (("leakage", "_lm_items"),),
+           "CP": (("cross_phase", "_leakage_offsets"),)}
+
+
 def _kernels(jt):
     """A compiled kernel that the solve of Jones type ``jt`` uses (its cache file tells whether the
     type's solvers were compiled on this machine)."""
-    from .solvers import cross_phase, gains, leakage, parallel_delay, quality
+    import importlib
 
-    return {"K": [parallel_delay._lm_items, quality._power_sums], "KC": [parallel_delay._lm_items],
-            "G": [gains._stefcal_items, quality._power_sums], "D": [leakage._lm_items],
-            "CP": [cross_phase._leakage_offsets]}.get(jt, [])
+    return [getattr(importlib.import_module(f"{__package__}.solvers.{mod}"), name)
+            for mod, name in KERNELS.get(jt, ())]
 
 
 def _cached(disp) -> bool:

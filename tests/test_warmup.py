@@ -155,3 +155,27 @@ def test_the_child_imports_nothing_from_the_current_directory(fresh, monkeypatch
     p = warmup._CHILDREN[0]
     warmup.wait(60)
     assert p.returncode == 0 and not list(tmp_path.glob("ran_*"))
+
+
+def test_the_cache_check_imports_only_the_run_types_solvers():
+    """warmup.needed({'G'}) imports the gain solver modules only (not cross_phase, leakage,
+    parallel_delay: issue 16 start-up), and each type's kernels are those solvers' dispatchers."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys\n"
+            "from alakazam import warmup\n"
+            "warmup.needed({'G'})\n"
+            "names = [m.rsplit('.', 1)[1] for m in sys.modules if m.startswith('alakazam.solvers.')]\n"
+            "print(sorted(n for n in names if n in ('cross_phase', 'leakage', 'parallel_delay', 'gains')))\n")
+    path = [root] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path), ALAKAZAM_BACKGROUND_COMPILE="1")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "['gains']"
+    from alakazam.solvers import cross_phase, gains, leakage, parallel_delay, quality
+
+    assert warmup._kernels("G") == [gains._stefcal_items, quality._power_sums]
+    assert warmup._kernels("K") == [parallel_delay._lm_items, quality._power_sums]
+    assert warmup._kernels("KC") == [parallel_delay._lm_items]
+    assert warmup._kernels("D") == [leakage._lm_items]
+    assert warmup._kernels("CP") == [cross_phase._leakage_offsets]
+    assert warmup._kernels("B") == []

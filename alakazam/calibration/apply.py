@@ -181,6 +181,8 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
             log.info("FLAG saved as flag version %s; restore with: %s", backup,
                      flagsafety.restore_command(cfg.ms, backup))
         if distributed.wanted(getattr(cfg, "workers", 0), getattr(cfg, "scheduler", "")):
+            from ..core import readbuffers
+            readbuffers.release()       # the workers read: no spare memory held here (core/readbuffers.py)
             from .. import distributed_apply     # workers correct, this process writes (one writer)
             plan = distributed_apply.apply_plan(cfg, meta, terms, plan, scans, names, limit, lines, counts,
                                                 write_col, rowsel, mode, per_term)

@@ -44,15 +44,18 @@ def memory_limit_bytes(memory_limit_gb: float) -> int:
     ----------
     memory_limit_gb : float
         Limit in GB (1e9 bytes); 0 (or None) = 40% of the available RAM (with what
-        :mod:`alakazam.core.readcache` keeps counted as available).
+        :mod:`alakazam.core.readcache` keeps and the spare read memory of
+        :mod:`alakazam.core.readbuffers` counted as available).
 
     Returns
     -------
     int
     """
     if memory_limit_gb is None or memory_limit_gb == 0:
-        from . import readcache     # reads kept for later blocks can be dropped: they count as available
-        return int(DEFAULT_FRACTION * (available_bytes() + readcache.held_bytes()))
+        # reads kept for later blocks and spare read memory can be dropped: they count as available
+        from . import readbuffers, readcache
+        return int(DEFAULT_FRACTION * (available_bytes() + readcache.held_bytes()
+                                       + readbuffers.spare_bytes()))
     if not memory_limit_gb > 0:
         raise AlakazamError(f"memory_limit_gb: expected a number >= 0 (0 = auto), got {memory_limit_gb!r}")
     return int(memory_limit_gb * 1e9)

@@ -144,11 +144,12 @@ class MeasurementSet:
     # ---- metadata
     @property
     def meta(self):
-        """:class:`alakazam.core.ms_io.MSMeta` of the MS, read once per handle."""
+        """:class:`alakazam.core.ms_io.MSMeta` of the MS, read once per handle (or kept from an earlier
+        task of the run when the MS is unchanged: :mod:`alakazam.core.metacache`)."""
         if self._meta is None:
-            from . import ms_io
+            from . import metacache, ms_io
 
-            self._meta = ms_io.read_meta_uncached(self.path)
+            self._meta = metacache.meta(self.path, ms_io.read_meta_uncached)
         return self._meta
 
     # ---- row selection and reads (the ms_io functions, which borrow this handle's table)
@@ -161,17 +162,15 @@ class MeasurementSet:
     def row_counts(self, ddid, field_ids, scans=None) -> dict:
         """Rows per (FIELD_ID, SCAN_NUMBER) of one DATA_DESC_ID: ``{(field, scan): rows}`` (one query)."""
         import numpy as np
-        from casacore.tables import taql
 
-        t = self.table()       # noqa: F841 -- the $t of the query
-        q = taql(f"SELECT FIELD_ID, SCAN_NUMBER FROM $t WHERE {self.where(ddid, field_ids, scans)}")
-        try:
-            if q.nrows() == 0:
-                return {}
-            f = np.asarray(q.getcol("FIELD_ID"), np.int64)
-            sc = np.asarray(q.getcol("SCAN_NUMBER"), np.int64)
-        finally:
-            q.close()
+        from .ms_io import _rows_where
+
+        # the rows of the WHERE found from the columns (as TaQL's SELECT ... WHERE, in a third of its time)
+        rows, v = _rows_where(self.table(), ddid, field_ids, scans, cols=("FIELD_ID", "SCAN_NUMBER"))
+        if len(rows) == 0:
+            return {}
+        f = np.asarray(v["FIELD_ID"], np.int64)
+        sc = np.asarray(v["SCAN_NUMBER"], np.int64)
         # one int64 key per row, ordered as the (field, scan) pairs (np.unique of the pairs with axis=0:
         # 50 ms for 121k rows, this 5 ms); the pairs themselves when the key could overflow
         f0, s0 = (int(f.min()), int(sc.min()))

@@ -141,11 +141,12 @@ def read_meta_uncached(ms) -> MSMeta:
     with _table(ms) as t:
         cols = t.colnames()
         if t.nrows():
-            q = taql("SELECT DISTINCT ANTENNA1 AS ANT FROM $t")
-            q2 = taql("SELECT DISTINCT ANTENNA2 AS ANT FROM $t")
-            ants = np.concatenate([q.getcol("ANT"), q2.getcol("ANT")])
-            q.close()
-            q2.close()
+            # the antennas of the rows: the distinct ANTENNA1 and ANTENNA2 of blocks of rows (two TaQL
+            # DISTINCT queries took 20 ms for 121k rows, this 7 ms; the same set)
+            n = int(t.nrows())
+            ants = np.unique(np.concatenate(
+                [np.unique(t.getcol(c, r0, min(WHERE_BLOCK, n - r0)))
+                 for r0 in range(0, n, WHERE_BLOCK) for c in ("ANTENNA1", "ANTENNA2")]))
             q = taql("SELECT SCAN_NUMBER AS SCN, FIELD_ID AS FLD, DATA_DESC_ID AS DDI, gmin(TIME) AS TMIN, "
                      "gmax(TIME) AS TMAX FROM $t GROUPBY SCAN_NUMBER, FIELD_ID, DATA_DESC_ID")
             scan, fld, ddid = q.getcol("SCN"), q.getcol("FLD"), q.getcol("DDI")
@@ -416,9 +417,13 @@ def row_numbers(ms, ddid, field_ids, scans=None, time_range=None, rowsel=None) -
     from casacore.tables import taql
 
     with _table(str(ms)) as t:
-        q = taql(f"SELECT ROWID() AS R FROM $t WHERE {_where(ddid, field_ids, scans, time_range, rowsel)}")
-        r = q.getcol("R") if q.nrows() else np.zeros(0, np.int64)
-        q.close()
+        if rowsel is None or not rowsel.taql():
+            r = _rows_where(t, ddid, field_ids, scans, time_range)
+        else:
+            where = _where(ddid, field_ids, scans, time_range, rowsel)
+            q = taql(f"SELECT ROWID() AS R FROM $t WHERE {where}")
+            r = q.getcol("R") if q.nrows() else np.zeros(0, np.int64)
+            q.close()
         r = np.asarray(r, np.int64)
         if rowsel is not None:
             from .rowselect import select_rows
@@ -426,11 +431,57 @@ def row_numbers(ms, ddid, field_ids, scans=None, time_range=None, rowsel=None) -
     return r
 
 
+#: rows of the main table's selection columns read at a time by :func:`_rows_where` (4 B or 8 B each)
+WHERE_BLOCK = 1 << 22
+
+
+def _rows_where(t, ddid, field_ids, scans=None, time_range=None, cols=()):
+    """The rows :func:`where_clause` selects (without a row selection), found from the columns it names
+    read in blocks of :data:`WHERE_BLOCK` rows: the same ascending row numbers as TaQL's
+    ``SELECT ROWID() ... WHERE`` (the same comparisons on the same values), in a third of its time
+    (121k rows: 8-15 ms against 24-48 ms; issue 16).  With ``cols``: ``(rows, {col: its values at
+    rows})`` (scalar columns; as TaQL's ``SELECT col ... WHERE``)."""
+    n = int(t.nrows())
+    out = []
+    vals = {c: [] for c in cols}
+    fids = None if field_ids is None else np.asarray([int(f) for f in field_ids], np.int64)
+    scs = None if scans is None else np.asarray([int(s) for s in scans], np.int64)
+    for r0 in range(0, n, WHERE_BLOCK):
+        nr = min(WHERE_BLOCK, n - r0)
+        got = {}
+
+        def col(name):
+            if name not in got:
+                got[name] = t.getcol(name, r0, nr)
+            return got[name]
+
+        m = col("DATA_DESC_ID") == int(ddid)
+        if time_range is not None:
+            t0, t1 = (float(x) for x in time_range)
+            tm = col("TIME")
+            m &= (tm >= t0) & (tm < t1)
+        if fids is not None:
+            m &= np.isin(col("FIELD_ID"), fids)
+        if scs is not None:
+            m &= np.isin(col("SCAN_NUMBER"), scs)
+        idx = np.flatnonzero(m)
+        out.append(idx + r0)
+        for c in cols:
+            vals[c].append(col(c)[idx])
+    rows = np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
+    if not cols:
+        return rows
+    return rows, {c: (np.concatenate(v) if v else np.zeros(0, np.int64)) for c, v in vals.items()}
+
+
 def read_times(ms, rows) -> np.ndarray:
     """TIME of the given row numbers."""
     with _table(str(ms)) as t:
         if len(rows) == 0:
             return np.zeros(0)
+        runs = _long_runs(rows)
+        if runs is not None:            # straight from the table, no row selection (_getcol_runs)
+            return _getcol_runs(t, None, "TIME", runs)
         q = t.selectrows(np.asarray(rows))
         tm = q.getcol("TIME")
         q.close()
@@ -449,6 +500,23 @@ def _row_runs(rows):
     starts = np.concatenate([[0], brk])
     ends = np.concatenate([brk, [len(rows)]])
     return [(int(rows[a]), int(b - a), int(a)) for a, b in zip(starts, ends)]
+
+
+def _long_runs(rows):
+    """:func:`_row_runs` of ``rows`` when they form few runs (at most one per 16 rows), else None (short
+    runs: per-run reads would cost more than one read through a row selection)."""
+    runs = _row_runs(rows)
+    return None if len(runs) > max(1, len(rows) // 16) else runs
+
+
+def _getcol_runs(t, q, col, runs):
+    """Column ``col`` (any shape) of the rows: through the selection ``q`` (``runs`` None), or read run by
+    run straight from the table (``getcol(col, start, n)``: the same values and type, without making a
+    row selection of the table, 0.01-0.03 s for 121k rows)."""
+    if runs is None:
+        return q.getcol(col)
+    parts = [t.getcol(col, r0, n) for r0, n, _ in runs]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _getcol_rows(t, q, col, rows, runs):
@@ -470,22 +538,18 @@ def _getcol_rows(t, q, col, rows, runs):
 def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
     with main_table(str(ms)) as t:
         if len(rows) == 0:
-            q = None
-        else:
-            q = t.selectrows(rows)
-        cols = t.colnames()
-        if q is None:
             empty = np.zeros((0, 0, 0))
             return Chunk(empty.astype(np.complex64), None, empty.astype(bool), empty, np.zeros(0),
                          np.zeros(0, int), np.zeros(0, int), np.zeros(0, int), np.zeros(0, int),
                          np.zeros(0, int))
-        runs = _row_runs(rows)
-        if len(runs) > max(1, len(rows) // 16):       # short runs: per-run reads would cost more
-            runs = None
+        cols = t.colnames()
+        # long runs of consecutive rows: every column read run by run; short runs: one row selection
+        runs = _long_runs(rows)
+        q = t.selectrows(rows) if runs is None else None
         data = _getcol_rows(t, q, data_col, rows, runs)
         model = _getcol_rows(t, q, model_col, rows, runs) if model_col else None
         flag = _getcol_rows(t, q, "FLAG", rows, runs)
-        flag |= q.getcol("FLAG_ROW")[:, None, None]
+        flag |= _getcol_runs(t, q, "FLAG_ROW", runs)[:, None, None]
         ws = None
         if "WEIGHT_SPECTRUM" in cols:
             try:
@@ -494,13 +558,14 @@ def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
                 ws = None
         if ws is None or ws.shape != data.shape:
             # (row, corr) WEIGHT as a read-only broadcast view over channels: no (row, chan, corr) copy
-            ws = np.broadcast_to(q.getcol("WEIGHT")[:, None, :], data.shape)
-        time = q.getcol("TIME")
-        a1 = q.getcol("ANTENNA1")
-        a2 = q.getcol("ANTENNA2")
-        fld = q.getcol("FIELD_ID")
-        scan = q.getcol("SCAN_NUMBER")
-        q.close()
+            ws = np.broadcast_to(_getcol_runs(t, q, "WEIGHT", runs)[:, None, :], data.shape)
+        time = _getcol_runs(t, q, "TIME", runs)
+        a1 = _getcol_runs(t, q, "ANTENNA1", runs)
+        a2 = _getcol_runs(t, q, "ANTENNA2", runs)
+        fld = _getcol_runs(t, q, "FIELD_ID", runs)
+        scan = _getcol_runs(t, q, "SCAN_NUMBER", runs)
+        if q is not None:
+            q.close()
     _close_handle_table(ms)     # the tile caches of a read live until the table closes (module ms.py)
     if chans is not None and len(chans) != data.shape[1]:
         data = data[:, chans]

@@ -82,30 +82,49 @@ def keep():
 
 class Blocks:
     """The runner's rule, as a context manager: reads are kept across consecutive solve and fluxscale
-    blocks and dropped before any other block (flag, apply) and at the end.  Call :meth:`before` with
+    blocks and dropped before any other block (flag, apply) and at the end; the MS metadata is kept for
+    every block of the ``with`` (core/metacache.py).  Call :meth:`before` with
     each block's section name before running it (caltasks/yamlrun.py, benchmarks/bench_flow.py)."""
 
     def __init__(self):
         self._stack = contextlib.ExitStack()
         self._on = False
+        self._meta = contextlib.ExitStack()     # the MS metadata kept for every block (core/metacache.py)
 
     def before(self, section: str) -> None:
+        from . import readbuffers
+
         if section in ("solve", "fluxscale"):
+            readbuffers.release()
             if not self._on:
                 self._stack.enter_context(keep())
                 self._on = True
         else:
+            # before an apply the kept reads' memory (not their values) goes to the apply's first read
+            # instead of being freed (core/readbuffers.py, "spare memory")
+            arrays = _arrays() if section == "apply" and self._on else []
             self.close()
+            readbuffers.donate(arrays)
+            del arrays
 
     def close(self) -> None:
+        from . import readbuffers
+
+        readbuffers.release()
         self._stack.close()
         self._on = False
 
     def __enter__(self):
+        from . import metacache
+
+        self._meta.enter_context(metacache.keep())
         return self
 
     def __exit__(self, *exc):
-        self.close()
+        try:
+            self.close()
+        finally:
+            self._meta.close()
         return False
 
 
@@ -120,6 +139,16 @@ def chunk_bytes(chunk) -> int:
                 base = base.base
             n += base.nbytes
     return n
+
+
+def _arrays() -> list:
+    """The arrays of every kept read and of what was derived from it."""
+    out = []
+    with _LOCK:
+        for e in _CACHE.values():
+            out.extend(getattr(e.chunk, f.name) for f in dataclasses.fields(e.chunk))
+            out.extend(e.derived.values())
+    return [a for a in out if isinstance(a, np.ndarray)]
 
 
 def held_bytes() -> int:
