@@ -124,3 +124,24 @@ def test_extension_of_a_small_group_is_serial_and_equal(monkeypatch):
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(bad_g, bad_w)
         assert bool(calls) == (n_row * n_chan >= cellflags.THREADED_MIN_SAMPLES), (n_row, calls)
+
+
+def test_stat_blocks_equal_the_unique_pairs_definition():
+    """stat_blocks' lexsort equals its definition through np.unique of the (scan, time) pairs (rows in
+    any order, repeated times, scans of a few integrations, one integration, unsorted scan numbers)."""
+    rng = np.random.default_rng(4)
+    scans = np.repeat([3, 1, 7, 2], [40, 5, 1, 23])
+    times = np.concatenate([rng.choice(np.arange(40) * 10.0, 40), np.arange(5) * 10.0 + 1e3, [5e3],
+                            rng.choice(np.arange(9) * 8.0 + 2e3, 23)])
+    rows = rng.permutation(len(scans))
+    scan, time = np.repeat(scans[rows], 3), np.repeat(times[rows], 3)
+    pairs, inv = np.unique(np.column_stack([scan.astype(float), time]), axis=0, return_inverse=True)
+    inv = np.asarray(inv).ravel()
+    ps = pairs[:, 0].astype(np.int64)
+    first = np.searchsorted(ps, ps, side="left")
+    n_int = np.searchsorted(ps, ps, side="right") - first
+    n_blk = np.maximum(1, np.floor(n_int / cellflags.BLOCK_INTEGRATIONS + 0.5).astype(np.int64))
+    want = (ps * 2 ** 20 + np.minimum((np.arange(len(ps)) - first) // cellflags.BLOCK_INTEGRATIONS,
+                                      n_blk - 1))[inv]
+    np.testing.assert_array_equal(cellflags.stat_blocks(scan, time), want)
+    assert len(np.unique(want)) > 5

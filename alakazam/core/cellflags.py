@@ -496,9 +496,15 @@ def stat_blocks(scan, time):
     time = np.asarray(time, float)
     if len(scan) == 0:
         return np.zeros(0, np.int64)
-    pairs, inv = np.unique(np.column_stack([scan.astype(float), time]), axis=0, return_inverse=True)
-    inv = np.asarray(inv).ravel()
-    ps = pairs[:, 0].astype(np.int64)
+    # the distinct (scan, time) pairs in (scan, time) order and each row's pair: a lexsort and its
+    # run boundaries (np.unique(axis=0) of the pairs gives the same, 4-5x slower)
+    order = np.lexsort((time, scan))
+    so, to = scan[order], time[order]
+    new = np.ones(len(order), bool)
+    new[1:] = (so[1:] != so[:-1]) | (to[1:] != to[:-1])
+    inv = np.empty(len(order), np.int64)
+    inv[order] = np.cumsum(new) - 1
+    ps = so[new]
     first = np.searchsorted(ps, ps, side="left")               # pairs sorted by (scan, time)
     n_int = np.searchsorted(ps, ps, side="right") - first      # integrations of the pair's scan
     rank = np.arange(len(ps)) - first
