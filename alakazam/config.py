@@ -485,6 +485,11 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
     check_cluster(cfg, where, names, errs)
     if cfg.tol <= 0 and _name("tol", where, names) not in errs.errors:
         errs.add(_name("tol", where, names), f"{cfg.tol} must be > 0")
+    from .core.solvecheck import ms_errors      # field, spw, ref_ant ... against the MS, all together
+    for key, msgs in ms_errors(d).items():
+        if _name(key, where, names) not in errs.errors:
+            for msg in msgs:
+                errs.add(_name(key, where, names), msg)
     errs.raise_if_any()
     return cfg
 
