@@ -65,3 +65,33 @@ def test_yaml_preflight_checks_solve_selections_before_a_flag_block_runs(tiny, t
         run_yaml(str(y))
     assert "solve[0].field" in e.value.errors and "solve[0].ref_ant" in e.value.errors
     assert not os.path.exists(ms2 + ".flagversions")          # the flag block did not run
+
+
+# ------------------------------------------------------------------ akplot
+def test_akplot_field_of_one_key_plots_that_key(tiny, tmp_path):
+    """akplot(field='3C147') on a table whose K0 has only 3C286 failed ('3C147 has no solutions in this
+    key') although G0 has it; the keys that have the field are plotted."""
+    from alakazam.caltasks import akplot
+
+    _, cal = tiny
+    res = akplot(caltable=cal, field="3C147", outdir=str(tmp_path / "p"), iteraxis="field")
+    names = [os.path.basename(f) for f in res["files"]]
+    assert "G0_overview.png" in names and "K0_overview.png" not in names
+    assert all("3C286" not in f for f in res["files"])
+
+
+def test_akplot_reports_every_bad_parameter_and_no_traceback_for_a_file_outdir(tiny, tmp_path):
+    """outdir naming an existing file raised FileExistsError from os.makedirs (a traceback) after the
+    Begin line; unknown keys, fields and SPWs were reported one at a time, at run time."""
+    from alakazam.caltasks import akplot
+
+    _, cal = tiny
+    f = tmp_path / "afile"
+    f.write_text("mine")
+    with pytest.raises(ParameterError) as e:
+        akplot(caltable=cal, outdir=str(f))
+    assert "outdir" in e.value.errors and f.read_text() == "mine"
+    with pytest.raises(ParameterError) as e:
+        akplot(caltable=cal, jones=["X9"], field="NOPE", spw="7", iteraxis="baseline", outdir=str(f))
+    assert set(e.value.errors) == {"jones", "field", "spw", "iteraxis", "outdir"}, e.value.errors
+    assert "X9" in e.value.errors["jones"][0] and "NOPE" in e.value.errors["field"][0]
