@@ -310,7 +310,7 @@ def _select(series, field, spw):
     return [s for s in series if (not want or s.field in want) and (spws is None or s.spw in spws)]
 
 
-def _outdir_errors(outdir) -> dict:
+def outdir_errors(outdir) -> dict:
     if not outdir:
         return {"outdir": ["is required (directory for the PNG files)"]}
     path = os.path.expanduser(str(outdir))
@@ -367,7 +367,7 @@ def _checked(table, outdir, jones, field, spw, iteraxis):
     errors = {}
     if iteraxis not in ITERAXES:
         errors["iteraxis"] = [f"{iteraxis!r} is not allowed; expected one of {', '.join(ITERAXES)}"]
-    errors.update(_outdir_errors(outdir))
+    errors.update(outdir_errors(outdir))
     plans = _plans(table, jones, errors)
     if plans:
         for k, v in _selection_errors(plans, field, spw).items():

@@ -95,3 +95,16 @@ def test_akplot_reports_every_bad_parameter_and_no_traceback_for_a_file_outdir(t
         akplot(caltable=cal, jones=["X9"], field="NOPE", spw="7", iteraxis="baseline", outdir=str(f))
     assert set(e.value.errors) == {"jones", "field", "spw", "iteraxis", "outdir"}, e.value.errors
     assert "X9" in e.value.errors["jones"][0] and "NOPE" in e.value.errors["field"][0]
+
+
+def test_akcal_plotdir_that_is_a_file_is_refused_before_the_solve(tiny, tmp_path):
+    """akcal(plotdir=<a file>) solved and wrote the table, then failed naming 'outdir'."""
+    from alakazam.caltasks import akcal
+
+    ms, _ = tiny
+    f = tmp_path / "afile"
+    f.write_text("mine")
+    out = tmp_path / "c.h5"
+    with pytest.raises(ParameterError) as e:
+        akcal(vis=ms, caltable=str(out), jones=["G"], field="3C286", refant="C00", plotdir=str(f))
+    assert "plotdir" in _errors(e.value) and not out.exists()

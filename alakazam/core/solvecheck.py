@@ -5,6 +5,7 @@ field, spw, scan, antenna, timerange, uvrange, intent, observation or ref_ant th
 MS is reported with every other bad parameter, before anything runs (as akflag does): the YAML runner's
 preflight sees them before any flag block writes FLAG, and akcal names all of them, not only the first
 one the engine happens to resolve.  The engine resolves them again when it runs (``flow._validate``).
+A ``plots`` directory that cannot be made is reported too (before: after the solve had written the table).
 """
 
 from __future__ import annotations
@@ -36,14 +37,18 @@ def ms_errors(d: dict) -> dict:
     against ``d['ms']``; {} when it is not a Measurement Set here (the engine then says so)."""
     from . import ms_io, rowselect
 
+    out = {}
+    if isinstance(d.get("plots"), str) and d["plots"]:       # (checked here: the plots follow the solve)
+        from ..plots import outdir_errors
+        for msg in outdir_errors(d["plots"]).get("outdir", []):
+            out.setdefault("plots", []).append(msg)
     ms = d.get("ms")
     if not isinstance(ms, str) or not os.path.isdir(os.path.expanduser(ms)):
-        return {}
-    out = {}
+        return out
     try:
         ms_io.check_ms(os.path.expanduser(ms))
     except AlakazamError:                 # not an MS: the engine says so when it opens it
-        return {}
+        return out
     try:
         meta = ms_io.read_meta(os.path.expanduser(ms))
     except (AlakazamError, RuntimeError) as e:
