@@ -1,6 +1,9 @@
 """akfluxscale: bootstrap the flux scale (parameters: tasks_xml/akfluxscale.xml)."""
 
+import os
+
 from alakazam.config import fluxscale_config_from_dict
+from alakazam.errors import ParameterError
 
 from .task import Task
 
@@ -9,7 +12,16 @@ def build_config(params):
     d = akfluxscale.yaml_dict(params)
     if not d.get("transfer_table"):
         d.pop("transfer_table", None)
-    return fluxscale_config_from_dict(d, where="akfluxscale", names=akfluxscale.names_for_messages())
+    names = akfluxscale.names_for_messages()
+    cfg = fluxscale_config_from_dict(d, where="akfluxscale", names=names)
+    if os.path.exists(cfg.reference_table):     # the tables' contents: every bad part together
+        from alakazam.calibration.fluxscale import check_inputs
+
+        errors = check_inputs(cfg)
+        if errors:
+            raise ParameterError({f"akfluxscale.{names.get(k, k)}": v for k, v in errors.items()},
+                                 task="akfluxscale")
+    return cfg
 
 
 def _body(cfg):

@@ -108,3 +108,39 @@ def test_akcal_plotdir_that_is_a_file_is_refused_before_the_solve(tiny, tmp_path
     with pytest.raises(ParameterError) as e:
         akcal(vis=ms, caltable=str(out), jones=["G"], field="3C286", refant="C00", plotdir=str(f))
     assert "plotdir" in _errors(e.value) and not out.exists()
+
+
+# ------------------------------------------------------------------ akfluxscale
+def test_akfluxscale_reports_every_bad_parameter_together(tiny, tmp_path):
+    """A bad reference field, transfer field and spw were reported one at a time, after the Begin line,
+    under YAML names (reference_field, ...); a missing transfertable was named 'caltable'."""
+    from alakazam.caltasks import akfluxscale
+
+    _, cal = tiny
+    out = tmp_path / "fs.h5"
+    with pytest.raises(ParameterError) as e:
+        akfluxscale(caltable=cal, fluxtable=str(out), reference=["NOPE"], transfer=["ALSO"], jones="G0",
+                    spw="7")
+    errs = _errors(e.value)
+    assert set(errs) == {"reference", "transfer", "spw"}, errs
+    with pytest.raises(ParameterError) as e:
+        akfluxscale(caltable=cal, fluxtable=str(out), reference=["3C286"], jones="G0",
+                    transfertable=str(tmp_path / "nope.h5"))
+    assert set(_errors(e.value)) == {"transfertable"}
+    with pytest.raises(ParameterError) as e:                      # K is not a gain
+        akfluxscale(caltable=cal, fluxtable=str(tmp_path), reference=["3C286"], jones="K0")
+    assert set(_errors(e.value)) == {"jones", "fluxtable"}
+    assert not out.exists()
+
+
+def test_fluxscale_block_reports_every_bad_field_at_run_time(tiny, tmp_path):
+    """The YAML path (run_fluxscale on a config): all bad parts together, named by YAML key."""
+    from alakazam.calibration.fluxscale import run_fluxscale
+    from alakazam.config import fluxscale_config_from_dict
+
+    _, cal = tiny
+    cfg = fluxscale_config_from_dict(dict(reference_table=cal, output=str(tmp_path / "f.h5"),
+                                          reference_field=["NOPE"], transfer_field=["ALSO"], jones_type="G0"))
+    with pytest.raises(ParameterError) as e:
+        run_fluxscale(cfg)
+    assert set(e.value.errors) == {"reference_field", "transfer_field"}
