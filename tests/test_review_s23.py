@@ -144,3 +144,38 @@ def test_fluxscale_block_reports_every_bad_field_at_run_time(tiny, tmp_path):
     with pytest.raises(ParameterError) as e:
         run_fluxscale(cfg)
     assert set(e.value.errors) == {"reference_field", "transfer_field"}
+
+
+# ------------------------------------------------------------------ akexport
+def test_akexport_reports_every_bad_parameter_together(tiny, tmp_path):
+    """An existing casatable hid an unknown key, a missing vis and an unknown crossphase key."""
+    from alakazam.caltasks import akexport
+
+    ms, cal = tiny
+    with pytest.raises(ParameterError) as e:
+        akexport(caltable=cal, jones="X3", casatable=ms, vis=str(tmp_path / "nope.ms"), crossphase="CP9")
+    assert set(e.value.errors) == {"casatable", "vis", "jones", "crossphase"}, e.value.errors
+    with pytest.raises(ParameterError) as e:                      # an MS given as the caltable
+        akexport(caltable=ms, jones="G0", casatable=str(tmp_path / "g.tb"))
+    assert "is a directory" in e.value.errors["caltable"][0] and "errno" not in str(e.value)
+
+
+def test_akexport_interrupted_leaves_no_half_written_table(tiny, tmp_path, monkeypatch):
+    """Ctrl-C (or any error) while the subtables were copied left a half-written casatable, which the
+    re-run then refused as existing."""
+    from alakazam.caltasks import akexport
+    from alakazam.io import casatable
+
+    _, cal = tiny
+    out = tmp_path / "g.tb"
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(casatable, "_history", boom)
+        with pytest.raises(KeyboardInterrupt):
+            akexport(caltable=cal, jones="G0", casatable=str(out))
+    assert os.listdir(tmp_path) == []
+    res = akexport(caltable=cal, jones="G0", casatable=str(out))
+    assert res["path"] == str(out) and len(casatable.read_table(str(out))) > 0
