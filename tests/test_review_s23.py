@@ -179,3 +179,40 @@ def test_akexport_interrupted_leaves_no_half_written_table(tiny, tmp_path, monke
     assert os.listdir(tmp_path) == []
     res = akexport(caltable=cal, jones="G0", casatable=str(out))
     assert res["path"] == str(out) and len(casatable.read_table(str(out))) > 0
+
+
+# ------------------------------------------------------------------ akshell
+def _shell(tmp_path):
+    import io
+
+    from alakazam.shell.akshell import ShellSession
+
+    out = io.StringIO()
+    return ShellSession(out=out, color=False, cwd=str(tmp_path)), out
+
+
+def test_akshell_tput_tget_bad_paths_print_one_line_and_change_nothing(tmp_path):
+    """saveinputs / tput into a missing directory or onto a directory, and tget of a directory, printed
+    Python tracebacks; tget of a file that is not a .last file said 'restored'."""
+    sh, out = _shell(tmp_path)
+    sh.handle("vis = 'mine.ms'")
+    for line in ("saveinputs akcal /nonexistent/dir/x.last", f"tput akcal {tmp_path}",
+                 f"tget akcal {tmp_path}"):
+        sh.handle(line)
+    other = tmp_path / "notes.txt"
+    other.write_text("import os\nx = f(1)\n")
+    sh.handle(f"tget akcal {other}")
+    text = out.getvalue()
+    assert "Traceback" not in text and "restored" not in text, text
+    assert text.count("tput:") == 2 and text.count("tget:") == 2, text
+    assert sh.ns["vis"] == "mine.ms"
+
+
+def test_akshell_python_error_is_one_line(tmp_path):
+    """A NameError typed at the prompt printed a traceback of akshell.py's own frame."""
+    sh, out = _shell(tmp_path)
+    sh.handle("inp(akfoo)")
+    assert out.getvalue().strip() == "NameError: name 'akfoo' is not defined"
+    sh.debug = True
+    sh.handle("inp(akfoo)")
+    assert "Traceback" in out.getvalue()
