@@ -8,13 +8,20 @@ from alakazam.errors import ParameterError
 from .task import Task
 
 
+def _is_hdf5(path):
+    """(anything else -- missing, a directory, not HDF5 -- is reported by the engine when it runs)"""
+    import h5py
+
+    return os.path.isfile(path) and h5py.is_hdf5(path)
+
+
 def build_config(params):
     d = akfluxscale.yaml_dict(params)
     if not d.get("transfer_table"):
         d.pop("transfer_table", None)
     names = akfluxscale.names_for_messages()
     cfg = fluxscale_config_from_dict(d, where="akfluxscale", names=names)
-    if os.path.exists(cfg.reference_table):     # the tables' contents: every bad part together
+    if _is_hdf5(cfg.reference_table):            # the tables' contents: every bad part together
         from alakazam.calibration.fluxscale import check_inputs
 
         errors = check_inputs(cfg)
