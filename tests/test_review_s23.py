@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from alakazam.errors import ParameterError
+from alakazam.errors import AlakazamError, ParameterError
 from alakazam.sim import simulate_ms
 
 
@@ -216,3 +216,21 @@ def test_akshell_python_error_is_one_line(tmp_path):
     sh.debug = True
     sh.handle("inp(akfoo)")
     assert "Traceback" in out.getvalue()
+
+
+# ------------------------------------------------------------------ akinfo / akflagmanager
+def test_akinfo_and_akflagmanager_say_what_a_wrong_path_is(tiny, tmp_path):
+    """akinfo(vis='cal.h5') said the existing cal.h5 'does not exist'; akflagmanager(mode='list') of
+    any path (a file, a table) listed 'no flag versions saved' as if it were an MS."""
+    from alakazam.caltasks import akflagmanager, akinfo
+
+    ms, cal = tiny
+    with pytest.raises(AlakazamError, match="is a file, not a Measurement Set"):
+        akinfo(vis=cal)
+    with pytest.raises(ParameterError) as e:
+        akflagmanager(vis=cal)
+    assert "is a file, not a Measurement Set" in e.value.errors["vis"][0]
+    with pytest.raises(ParameterError) as e:             # restore of a version that is not there
+        akflagmanager(vis=ms, mode="restore", versionname="nope")
+    assert "not found" in e.value.errors["versionname"][0]
+    assert not os.path.exists(ms + ".flagversions")

@@ -110,6 +110,9 @@ def release_handle_table(ms):
 
 
 def check_ms(ms):
+    if ms and os.path.isfile(str(ms)):
+        raise AlakazamError(f"vis/ms: {ms!r} is a file, not a Measurement Set (expected a Measurement Set "
+                            "directory)")
     if not ms or not os.path.isdir(str(ms)):
         raise AlakazamError(f"vis/ms: {ms!r} does not exist (expected a Measurement Set directory)")
     if not os.path.exists(os.path.join(str(ms), "table.dat")) or \

@@ -53,7 +53,8 @@ def check_ms_writable(ms, what="ms", flag_backup=False):
     """The MS directory exists and can be written (apply writes a column; FLAG with propagate_flags);
     with ``flag_backup`` also ``<ms>.flagversions`` (or, when missing, the directory holding the MS)."""
     if not os.path.isdir(str(ms)):
-        raise AlakazamError(f"{what}: {str(ms)!r} does not exist (expected a Measurement Set directory)")
+        what_is = "is a file, not a Measurement Set" if os.path.isfile(str(ms)) else "does not exist"
+        raise AlakazamError(f"{what}: {str(ms)!r} {what_is} (expected a Measurement Set directory)")
     if not writable(str(ms)):
         raise AlakazamError(f"{what}: {str(ms)!r} is not writable (apply writes its output column there)")
     if flag_backup:
