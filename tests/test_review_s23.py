@@ -234,3 +234,16 @@ def test_akinfo_and_akflagmanager_say_what_a_wrong_path_is(tiny, tmp_path):
         akflagmanager(vis=ms, mode="restore", versionname="nope")
     assert "not found" in e.value.errors["versionname"][0]
     assert not os.path.exists(ms + ".flagversions")
+
+
+def test_akflag_unknown_gainjones_reported_with_the_other_parameters(tiny, tmp_path):
+    """A gainjones key missing from its gaintable was found at run time, after the Begin line (and hid
+    every other bad parameter)."""
+    from alakazam.caltasks import akflag
+
+    ms, cal = tiny
+    with pytest.raises(ParameterError) as e:
+        akflag(vis=ms, mode="clip", field="NOPE", clipminmax=[0, 100], gaintable=[cal], gainjones=["X0"])
+    assert set(e.value.errors) == {"field", "gainjones"}, e.value.errors
+    assert "X0" in e.value.errors["gainjones"][0]
+    assert not os.path.exists(ms + ".flagversions")
