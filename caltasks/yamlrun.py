@@ -190,7 +190,7 @@ def preflight(blocks, produced_elsewhere=()):
                 for msg in v:
                     add(k, msg)
             cfg = None
-        if cfg is not None:
+        if isinstance(block, dict):                 # (also when the block has other errors)
             for p in task.spec.params:              # the XML's must-exist paths (a path or a list of them)
                 v = block.get(p.yamlkey) if p.mustexist and p.yamlkey else None
                 for x in ([v] if isinstance(v, str) else v if isinstance(v, list) else []):

@@ -247,3 +247,15 @@ def test_akflag_unknown_gainjones_reported_with_the_other_parameters(tiny, tmp_p
     assert set(e.value.errors) == {"field", "gainjones"}, e.value.errors
     assert "X0" in e.value.errors["gainjones"][0]
     assert not os.path.exists(ms + ".flagversions")
+
+
+def test_yaml_block_with_errors_still_reports_its_missing_files(tmp_path):
+    """A fluxscale block without reference_field did not report that its reference_table does not exist
+    (the must-exist paths were checked only on blocks without other errors)."""
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    y = tmp_path / "x.yaml"
+    y.write_text("fluxscale:\n  - reference_table: never.h5\n    output: f.h5\n")
+    with pytest.raises(ParameterError) as e:
+        run_yaml(str(y))
+    assert set(e.value.errors) == {"fluxscale[0].reference_field", "fluxscale[0].reference_table"}
