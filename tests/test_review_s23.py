@@ -259,3 +259,30 @@ def test_yaml_block_with_errors_still_reports_its_missing_files(tmp_path):
     with pytest.raises(ParameterError) as e:
         run_yaml(str(y))
     assert set(e.value.errors) == {"fluxscale[0].reference_field", "fluxscale[0].reference_table"}
+
+
+# ------------------------------------------------------------------ akapply
+def test_akapply_reports_every_bad_parameter_together(tiny, tmp_path):
+    """A bad interp hid a missing gaintable, an unknown key and a field / spw / scan / antenna that the MS
+    does not have (those were found at run time, one at a time, after the Begin line)."""
+    from alakazam.caltasks import akapply
+    from casacore.tables import table
+
+    ms, cal = tiny
+    with pytest.raises(ParameterError) as e:
+        akapply(vis=ms, gaintable=[cal, str(tmp_path / "nope.h5")], jones=["G9", "G0"], field="NOPE",
+                spw="9", scan="77", antenna="ZZ", interp=["zz", "nearest"])
+    errs = _errors(e.value)
+    assert {"interp[0]", "field", "spw", "scan", "antenna", "jones[0]", "gaintable[1]"} <= set(errs), errs
+    with table(ms, ack=False) as t:
+        assert "CORRECTED_DATA" not in t.colnames()
+
+
+def test_akapply_one_gaintable_serves_every_key(tiny):
+    """gaintable='cal.h5' with two keys was refused ('has 1 entries ... or a single value for all'),
+    although the message offered a single value and akflag / YAML accept one table for every key."""
+    from alakazam.caltasks import akapply
+
+    ms, cal = tiny
+    _, cfg = akapply.prepare(akapply.bind(vis=ms, gaintable=cal, jones=["K0", "G0"]))
+    assert [(t.table, t.key) for t in cfg.terms] == [(cal, "K0"), (cal, "G0")]

@@ -1,0 +1,98 @@
+"""The selections of a solve or apply block checked against its Measurement Set, all at once.
+
+``solve_config_from_dict`` and ``apply_config_from_dict`` (akcal's / akapply's parameters and YAML
+``solve`` / ``apply`` blocks) call :func:`ms_errors`, so a field, spw, scan, antenna, timerange, uvrange,
+intent, observation or ref_ant that does not exist in the MS is reported with every other bad parameter,
+before anything runs (as akflag does): the YAML runner's preflight sees them before any flag block writes
+FLAG, and the tasks name all of them, not only the first one the engine happens to resolve.  The engine
+resolves them again when it runs (``flow._validate``, ``calibration/apply.py``).
+A ``plots`` directory that cannot be made is reported too (before: after the solve had written the table).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import AlakazamError, ParameterError
+
+_SELECT = ("antenna", "uvrange", "timerange", "intent", "observation")
+#: YAML key -> what it selects, per block kind
+SOLVE_KEYS = {"field": "field", "spw": "spw", "scan": "scan", "ref_ant": "ref_ant",
+              **{k: k for k in _SELECT}}
+APPLY_KEYS = {"target_field": "field", "spw": "spw", "target_scans": "scan", **{k: k for k in _SELECT}}
+
+
+def _strip(msg: str, *heads) -> str:
+    """The message without a leading 'key: ' that names the parameter again."""
+    head, sep, rest = msg.partition(": ")
+    return rest if sep and (head in heads or head == "ref_ant/refant") else msg
+
+
+def _field_items(f):
+    """Every field selection string of a block's ``field`` (string, list, or list of lists)."""
+    if f is None or f == "":
+        return []
+    if isinstance(f, (list, tuple)):
+        return [x for v in f for x in _field_items(v)]
+    return [s.strip() for s in str(f).split(",") if s.strip()]
+
+
+def ms_errors(d: dict, keys=None) -> dict:
+    """{yaml key: [message]} for the selections of block ``d`` (YAML keys; ``keys``: :data:`SOLVE_KEYS`
+    (default) or :data:`APPLY_KEYS`) that do not resolve against ``d['ms']``; {} when it is not a
+    Measurement Set here (the engine then says so)."""
+    from . import ms_io, rowselect
+
+    out = {}
+    if isinstance(d.get("plots"), str) and d["plots"]:       # (checked here: the plots follow the solve)
+        from ..plots import outdir_errors
+        for msg in outdir_errors(d["plots"]).get("outdir", []):
+            out.setdefault("plots", []).append(msg)
+    ms = d.get("ms")
+    if not isinstance(ms, str) or not os.path.isdir(os.path.expanduser(ms)):
+        return out
+    ms = os.path.expanduser(ms)
+    from .columns import SNAPSHOT
+    if os.path.isdir(os.path.join(ms, SNAPSHOT)):    # a killed write: the engine repairs it first, so
+        return out                                   # the MS is not opened here
+    try:
+        ms_io.check_ms(ms)
+    except AlakazamError:                 # not an MS: the engine says so when it opens it
+        return out
+    try:
+        meta = ms_io.read_meta(ms)
+    except (AlakazamError, RuntimeError):            # (damaged: the engine says so, or repairs it)
+        return out
+
+    def attempt(key, fn, *a):
+        kind = (keys or SOLVE_KEYS)[key]
+        try:
+            fn(*a)
+        except ParameterError as e:
+            for msgs in e.errors.values():
+                for m in msgs:
+                    out.setdefault(key, []).append(_strip(m, key, kind))
+        except AlakazamError as e:
+            m = _strip(str(e), key, kind)
+            if m not in out.get(key, []):
+                out.setdefault(key, []).append(m)
+
+    for key, kind in (keys or SOLVE_KEYS).items():
+        v = d.get(key)
+        if kind == "field":
+            for item in dict.fromkeys(_field_items(v)):
+                attempt(key, ms_io.resolve_fields, meta, item)
+        elif kind == "ref_ant":
+            refs = v if isinstance(v, (list, tuple)) else [0 if v is None else v]
+            if refs and all(isinstance(r, (int, str)) and not isinstance(r, bool) for r in refs):
+                ref = list(refs) if isinstance(v, (list, tuple)) else refs[0]
+                attempt(key, ms_io.resolve_antenna, meta, ref)
+        elif not isinstance(v, (str, int)) or isinstance(v, bool) or not str(v).strip():
+            continue
+        elif kind == "spw":
+            attempt(key, ms_io.resolve_spw, meta, str(v))
+        elif kind == "scan":
+            attempt(key, ms_io.resolve_scans, meta, str(v))
+        else:
+            attempt(key, rowselect.build, meta, {kind: str(v)})
+    return out
