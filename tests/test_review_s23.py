@@ -286,3 +286,35 @@ def test_akapply_one_gaintable_serves_every_key(tiny):
     ms, cal = tiny
     _, cfg = akapply.prepare(akapply.bind(vis=ms, gaintable=cal, jones=["K0", "G0"]))
     assert [(t.table, t.key) for t in cfg.terms] == [(cal, "K0"), (cal, "G0")]
+
+
+def test_fluxscale_one_fully_flagged_spw_does_not_stop_the_others(tiny, tmp_path, caplog):
+    """A transfer field whose solutions in one SPW are all flagged made the whole akfluxscale fail
+    ('no antenna has valid solutions ... in SPW 0'), so the SPWs (and fields) with good solutions got no
+    flux density either; CASA's fluxscale reports the others.  The bad SPW is now a warning, and only
+    'nothing to scale' is an error."""
+    import shutil
+
+    import h5py
+
+    from alakazam.caltasks import akfluxscale
+
+    _, cal = tiny
+    c2 = str(tmp_path / "c2.h5")
+    shutil.copy(cal, c2)
+    with h5py.File(c2, "r+") as f:
+        def flag(name, obj):
+            if name.endswith("flags") and "3C147" in name and "/spw_0/" in name:
+                obj[...] = True
+        f["G0"].visititems(flag)
+    full = akfluxscale(caltable=cal, fluxtable=str(tmp_path / "full.h5"), reference=["3C286"], jones="G0")
+    res = akfluxscale(caltable=c2, fluxtable=str(tmp_path / "fs.h5"), reference=["3C286"], jones="G0")
+    fid = next(k for k, v in res.items() if isinstance(v, dict) and v.get("fieldName") == "3C147")
+    assert "0" not in res[fid] and "1" in res[fid]
+    assert res[fid]["1"]["fluxd"][0] == pytest.approx(full[fid]["1"]["fluxd"][0], rel=1e-9)
+    assert "3C147 SPW 0 is not scaled" in caplog.text
+    with h5py.File(c2, "r+") as f:                                 # every SPW flagged: an error
+        f["G0"].visititems(lambda n, o: o.__setitem__(Ellipsis, True)
+                           if n.endswith("flags") and "3C147" in n else None)
+    with pytest.raises(AlakazamError, match="nothing to scale"):
+        akfluxscale(caltable=c2, fluxtable=str(tmp_path / "fs2.h5"), reference=["3C286"], jones="G0")

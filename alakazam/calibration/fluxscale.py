@@ -419,6 +419,7 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
 
     entries, per_field = [], {}
     factors = {}                                         # (field, spw) -> gain factor
+    unusable = []                                        # (field, SPW)s without a common valid antenna
     for tf in transfer:
         ts_all = [s for s in tr_sets if s.field_name == tf]
         mflux, fid = _model_flux(ts_all[0].attrs.get("ms", ""), tf)
@@ -437,12 +438,15 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
             else:
                 f, w, outside = ratios_interpolate(ref, tr)
             res = combine(f, w)
-            if res["n"] == 0:
-                raise AlakazamError(f"fluxscale: no antenna has valid solutions on both {tf} and "
-                                    f"{', '.join(cfg.reference_field)} in SPW {sp} (reference SPW {rsp})"
-                                    + (f" with gain_threshold {cfg.gain_threshold:g} (amplitudes further "
-                                       "than that fraction from their field's median are dropped; -1 = off)"
-                                       if cfg.gain_threshold >= 0 else ""))
+            if res["n"] == 0:        # (CASA: that field and SPW get no flux density; the others do)
+                unusable.append(f"no antenna has valid solutions on both {tf} and "
+                                f"{', '.join(cfg.reference_field)} in SPW {sp} (reference SPW {rsp})"
+                                + (f" with gain_threshold {cfg.gain_threshold:g} (amplitudes further "
+                                   "than that fraction from their field's median are dropped; -1 = off)"
+                                   if cfg.gain_threshold >= 0 else ""))
+                log.warning("fluxscale: %s; %s SPW %d is not scaled (its gains are written without a factor)",
+                            unusable[-1], tf, sp)
+                continue
             if outside > 0:
                 log.warning("fluxscale: %s SPW %d: method 'interpolate' extrapolates the reference gains "
                             "up to %.1f min beyond the reference's time span (held at the end values); "
@@ -461,6 +465,8 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
             log.info("%s spw %d: flux density %.5f +- %.5f Jy (scale %.5f, p %.5f, q %.5f, %d ratios, %s)",
                      tf, sp, res["fluxd"], res["fluxd_err"], res["scale"], res["scale_p"], res["scale_q"],
                      res["n"], cfg.method)
+    if not per_field and unusable:
+        raise AlakazamError("fluxscale: nothing to scale: " + "; ".join(unusable))
     if not per_field:
         raise AlakazamError(f"spw: {cfg.spw!r} selects no SPW with {key} solutions of the transfer fields")
 
