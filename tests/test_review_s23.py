@@ -318,3 +318,20 @@ def test_fluxscale_one_fully_flagged_spw_does_not_stop_the_others(tiny, tmp_path
                            if n.endswith("flags") and "3C147" in n else None)
     with pytest.raises(AlakazamError, match="nothing to scale"):
         akfluxscale(caltable=c2, fluxtable=str(tmp_path / "fs2.h5"), reference=["3C286"], jones="G0")
+
+
+# ------------------------------------------------------------------ outputs
+def test_an_output_that_is_not_an_hdf5_table_is_never_replaced(tiny, tmp_path):
+    """akfluxscale(fluxtable='p1.py') replaced the user's script by an HDF5 file; akcal(caltable=<a text
+    file>) solved, then failed with h5py's 'file signature not found' (an OSError)."""
+    from alakazam.caltasks import akcal, akfluxscale
+
+    ms, cal = tiny
+    script = tmp_path / "p1.py"
+    script.write_text("print('mine')\n")
+    with pytest.raises(ParameterError) as e:
+        akfluxscale(caltable=cal, fluxtable=str(script), reference=["3C286"], jones="G0")
+    assert "not an HDF5 solution table" in _errors(e.value)["fluxtable"][0]
+    with pytest.raises(AlakazamError, match="not an HDF5 solution table"):
+        akcal(vis=ms, caltable=str(script), jones=["G"], field="3C286", refant="C00")
+    assert script.read_text() == "print('mine')\n"

@@ -4,7 +4,8 @@ after a long solve), and the rule for replacing a simulated MS.
 Conventions (pinned by tests/test_reliability.py):
 
 * A solution-table output must sit in an existing, writable directory; an existing output must be a
-  writable regular file (a read-only table is never replaced).
+  writable regular file (a read-only table is never replaced) and an HDF5 file (or empty): a script, a
+  notes file or an .npz given by mistake is never replaced by a solution table.
 * An MS that apply writes into must be a writable directory.
 * ``alakazam simulate PATH`` / :func:`alakazam.sim.simulate_ms` replace an existing PATH only with
   ``overwrite``, and even then only when PATH is a Measurement Set that ``alakazam simulate`` wrote
@@ -47,6 +48,12 @@ def check_output_file(path, what="output"):
                             "choose another output)")
     if not writable(d):
         raise AlakazamError(f"{what}: directory {d!r} is not writable")
+    if os.path.isfile(real) and os.path.getsize(real) > 0:
+        import h5py
+
+        if not h5py.is_hdf5(real):
+            raise AlakazamError(f"{what}: {str(path)!r} exists and is not an HDF5 solution table; it is not "
+                                "replaced (remove it, or choose another output name)")
 
 
 def check_ms_writable(ms, what="ms", flag_backup=False):
