@@ -331,7 +331,17 @@ def test_an_output_that_is_not_an_hdf5_table_is_never_replaced(tiny, tmp_path):
     script.write_text("print('mine')\n")
     with pytest.raises(ParameterError) as e:
         akfluxscale(caltable=cal, fluxtable=str(script), reference=["3C286"], jones="G0")
-    assert "not an HDF5 solution table" in _errors(e.value)["fluxtable"][0]
-    with pytest.raises(AlakazamError, match="not an HDF5 solution table"):
+    assert "not an alakazam HDF5 solution table" in _errors(e.value)["fluxtable"][0]
+    with pytest.raises(AlakazamError, match="not an alakazam HDF5 solution table"):
         akcal(vis=ms, caltable=str(script), jones=["G"], field="3C286", refant="C00")
     assert script.read_text() == "print('mine')\n"
+    import h5py
+    import numpy as np
+
+    other = tmp_path / "other.h5"                  # another program's HDF5 file
+    with h5py.File(other, "w") as f:
+        f["data"] = np.arange(3)
+    with pytest.raises(ParameterError):
+        akfluxscale(caltable=cal, fluxtable=str(other), reference=["3C286"], jones="G0")
+    with h5py.File(other, "r") as f:
+        assert list(f) == ["data"]

@@ -4,8 +4,8 @@ after a long solve), and the rule for replacing a simulated MS.
 Conventions (pinned by tests/test_reliability.py):
 
 * A solution-table output must sit in an existing, writable directory; an existing output must be a
-  writable regular file (a read-only table is never replaced) and an HDF5 file (or empty): a script, a
-  notes file or an .npz given by mistake is never replaced by a solution table.
+  writable regular file (a read-only table is never replaced) and an alakazam HDF5 table (or empty): a
+  script, a notes file, an .npz or another program's HDF5 file given by mistake is never replaced.
 * An MS that apply writes into must be a writable directory.
 * ``alakazam simulate PATH`` / :func:`alakazam.sim.simulate_ms` replace an existing PATH only with
   ``overwrite``, and even then only when PATH is a Measurement Set that ``alakazam simulate`` wrote
@@ -51,9 +51,16 @@ def check_output_file(path, what="output"):
     if os.path.isfile(real) and os.path.getsize(real) > 0:
         import h5py
 
-        if not h5py.is_hdf5(real):
-            raise AlakazamError(f"{what}: {str(path)!r} exists and is not an HDF5 solution table; it is not "
-                                "replaced (remove it, or choose another output name)")
+        ours = False
+        if h5py.is_hdf5(real):
+            try:
+                with h5py.File(real, "r") as f:
+                    ours = "format_version" in f.attrs      # (io/hdf5.py: every table has it)
+            except OSError:
+                ours = False
+        if not ours:
+            raise AlakazamError(f"{what}: {str(path)!r} exists and is not an alakazam HDF5 solution table; "
+                                "it is not replaced (remove it, or choose another output name)")
 
 
 def check_ms_writable(ms, what="ms", flag_backup=False):
