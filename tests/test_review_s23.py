@@ -345,3 +345,18 @@ def test_an_output_that_is_not_an_hdf5_table_is_never_replaced(tiny, tmp_path):
         akfluxscale(caltable=cal, fluxtable=str(other), reference=["3C286"], jones="G0")
     with h5py.File(other, "r") as f:
         assert list(f) == ["data"]
+
+
+def test_akapply_outputcolumn_differing_only_in_case_is_refused(tiny):
+    """outputcolumn='corrected_data' (a CASA user's lower case) made a second full-size column beside
+    CORRECTED_DATA, which CASA's tools never read."""
+    from casacore.tables import table
+
+    from alakazam.caltasks import akapply
+
+    ms, cal = tiny
+    with pytest.raises(ParameterError) as e:
+        akapply(vis=ms, gaintable=cal, jones=["G0"], outputcolumn="corrected_data")
+    assert "only in case" in _errors(e.value)["outputcolumn"][0]
+    with table(ms, ack=False) as t:
+        assert not {"corrected_data", "CORRECTED_DATA"} & set(t.colnames())
