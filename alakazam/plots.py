@@ -376,7 +376,15 @@ def _checked(table, outdir, jones, field, spw, iteraxis):
 
 
 def _save(fig, path):
-    fig.savefig(path)
+    """Written under a temporary name and renamed: Ctrl-C or an error part-way never leaves a truncated
+    PNG (nor half-replaces an existing one)."""
+    tmp = f"{path}.akpartial.png"
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 

@@ -360,3 +360,23 @@ def test_akapply_outputcolumn_differing_only_in_case_is_refused(tiny):
     assert "only in case" in _errors(e.value)["outputcolumn"][0]
     with table(ms, ack=False) as t:
         assert not {"corrected_data", "CORRECTED_DATA"} & set(t.colnames())
+
+
+def test_akplot_interrupted_page_leaves_no_truncated_png(tiny, tmp_path, monkeypatch):
+    """A Ctrl-C while matplotlib wrote a page left a truncated PNG under the page's name."""
+    from alakazam.caltasks import akplot
+
+    _, cal = tiny
+    out = tmp_path / "p"
+
+    def cut(self, path, *a, **k):
+        with open(path, "wb") as fh:
+            fh.write(b"\x89PNG")                     # the first bytes, then the interrupt
+        raise KeyboardInterrupt
+
+    from matplotlib.figure import Figure
+
+    monkeypatch.setattr(Figure, "savefig", cut)
+    with pytest.raises(KeyboardInterrupt):
+        akplot(caltable=cal, jones=["G0"], outdir=str(out))
+    assert [f for f in out.rglob("*") if f.is_file()] == []
