@@ -332,6 +332,10 @@ class ShellSession:
                 return self.help(s[:-1].strip())
             if cmd in _COMMANDS and \
                     (len(words) == 1 or (words[1][0].isalpha() and "(" not in s and "=" not in s)):
+                most = 3 if cmd in ("tget", "tput", "saveinputs") else 2
+                if len(words) > most:           # (the extra words were ignored: 'go akflag x' ran akflag)
+                    raise AlakazamError(f"{cmd}: too many words in {s!r}; expected '{cmd} <task>"
+                                        + (" [file]'" if most == 3 else "'") + "; nothing was done")
                 fn = self.tput if cmd == "saveinputs" else getattr(self, cmd)
                 return fn(arg, arg2) if cmd in ("tget", "tput", "saveinputs") else fn(arg)
             if cmd in TASKS and len(words) == 1:

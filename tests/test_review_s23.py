@@ -380,3 +380,16 @@ def test_akplot_interrupted_page_leaves_no_truncated_png(tiny, tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         akplot(caltable=cal, jones=["G0"], outdir=str(out))
     assert [f for f in out.rglob("*") if f.is_file()] == []
+
+
+def test_akshell_command_with_extra_words_does_nothing(tmp_path):
+    """'go akflag extra words' ignored the extra words and ran akflag (default mode 'manual': every
+    selected sample flagged); a command line the shell does not understand now does nothing."""
+    sh, out = _shell(tmp_path)
+    ran = []
+    sh.go = lambda name=None: ran.append(name)
+    sh.handle("go akflag extra words")
+    sh.handle("tget akcal a.last more")
+    assert ran == [] and out.getvalue().count("too many words") == 2
+    sh.handle("go akflag")
+    assert ran == ["akflag"]
