@@ -78,8 +78,15 @@ def _run_interruptible(task, params):
     KeyboardInterrupt propagates (core/undo.py)."""
     from alakazam.core import undo
 
-    files = [params.get(n) for n in _OUTPUT_PARAMS.get(task.name, ()) if params.get(n)]
-    with undo.transaction(files=files, ms=params.get("vis") or None):
+    def paths(v):        # (a bad value -- vis=3 -- is the task's ParameterError, not a TypeError here)
+        if isinstance(v, (str, os.PathLike)):
+            return [v] if str(v) else []
+        if isinstance(v, (list, tuple)) and all(isinstance(x, (str, os.PathLike)) for x in v):
+            return [x for x in v if str(x)]
+        return []
+
+    files = [f for n in _OUTPUT_PARAMS.get(task.name, ()) for f in paths(params.get(n))]
+    with undo.transaction(files=files, ms=paths(params.get("vis")) or None):
         return task(**params)
 
 

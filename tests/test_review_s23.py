@@ -393,3 +393,12 @@ def test_akshell_command_with_extra_words_does_nothing(tmp_path):
     assert ran == [] and out.getvalue().count("too many words") == 2
     sh.handle("go akflag")
     assert ran == ["akflag"]
+
+
+def test_akshell_task_call_with_a_non_path_vis_names_the_parameter(tmp_path):
+    """akcal(vis=3) typed at the prompt printed "TypeError: 'int' object is not iterable" (the Ctrl-C
+    undo iterated vis) instead of the task's error naming vis."""
+    sh, out = _shell(tmp_path)
+    sh.handle("akcal(vis=3, caltable=4)")
+    text = out.getvalue()
+    assert "TypeError" not in text and "vis: must be one of the types" in text, text
