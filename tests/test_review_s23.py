@@ -39,9 +39,9 @@ def test_akcal_reports_every_bad_ms_selection_together(tiny, tmp_path):
     out = str(tmp_path / "c.h5")
     with pytest.raises(ParameterError) as e:
         akcal(vis=ms, caltable=out, jones=["G"], field="NOPE", spw="9", scan="77", antenna="ZZ",
-              timerange="xx", refant="C99")
+              timerange="xx", refant="C99", modelcolumn="MODEL")
     errs = _errors(e.value)
-    for k in ("field", "spw", "scan", "antenna", "timerange", "refant"):
+    for k in ("field", "spw", "scan", "antenna", "timerange", "refant", "modelcolumn"):
         assert k in errs, (k, errs)
     assert "NOPE" in errs["field"][0] and "C99" in errs["refant"][0]
     assert not os.path.exists(out)

@@ -2,11 +2,12 @@
 
 ``solve_config_from_dict`` and ``apply_config_from_dict`` (akcal's / akapply's parameters and YAML
 ``solve`` / ``apply`` blocks) call :func:`ms_errors`, so a field, spw, scan, antenna, timerange, uvrange,
-intent, observation or ref_ant that does not exist in the MS is reported with every other bad parameter,
-before anything runs (as akflag does): the YAML runner's preflight sees them before any flag block writes
-FLAG, and the tasks name all of them, not only the first one the engine happens to resolve.  The engine
-resolves them again when it runs (``flow._validate``, ``calibration/apply.py``).
-A ``plots`` directory that cannot be made is reported too (before: after the solve had written the table).
+intent, observation, ref_ant (or a solve's data / model column) that does not exist in the MS is reported
+with every other bad parameter, before anything runs (as akflag does): the YAML runner's preflight sees
+them before any flag block writes FLAG, and the tasks name all of them, not only the first one the
+engine happens to resolve.  The engine resolves them again when it runs (``flow._validate``,
+``calibration/apply.py``).  A ``plots`` directory that cannot be made is reported too (before: after
+the solve had written the table).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from ..errors import AlakazamError, ParameterError
 
 _SELECT = ("antenna", "uvrange", "timerange", "intent", "observation")
 #: YAML key -> what it selects, per block kind
-SOLVE_KEYS = {"field": "field", "spw": "spw", "scan": "scan", "ref_ant": "ref_ant",
-              **{k: k for k in _SELECT}}
-APPLY_KEYS = {"target_field": "field", "spw": "spw", "target_scans": "scan", **{k: k for k in _SELECT}}
+SOLVE_KEYS = {"field": "field", "spw": "spw", "scan": "scan", "ref_ant": "ref_ant", "data_col": "column",
+              "model_col": "column", **{k: k for k in _SELECT}}
+APPLY_KEYS = {"target_field": "field", "spw": "spw", "target_scans": "scan",     # (not data_col: an
+              **{k: k for k in _SELECT}}                # earlier apply block of a YAML file may write it)
 
 
 def _strip(msg: str, *heads) -> str:
@@ -87,6 +89,11 @@ def ms_errors(d: dict, keys=None) -> dict:
             if refs and all(isinstance(r, (int, str)) and not isinstance(r, bool) for r in refs):
                 ref = list(refs) if isinstance(v, (list, tuple)) else refs[0]
                 attempt(key, ms_io.resolve_antenna, meta, ref)
+        elif kind == "column":
+            default = "MODEL_DATA" if key == "model_col" else "DATA"
+            if key == "model_col" and d.get("smodel"):        # (smodel: no model column is read)
+                continue
+            attempt(key, ms_io.check_columns, ms, [v if isinstance(v, str) and v else default])
         elif not isinstance(v, (str, int)) or isinstance(v, bool) or not str(v).strip():
             continue
         elif kind == "spw":
