@@ -62,9 +62,18 @@ def _body(p):
                                   name=name or None)
         return {"saved": saved}
     if mode == "restore":
+        import logging
+
         from alakazam.calibration.flagsafety import clear_marker
 
-        out = {"restored": flagversions.restore(vis, name, merge=p["merge"]), "merge": p["merge"]}
+        # restore writes FLAG: the flags it replaces are saved first, as before every FLAG write
+        backup = flagversions.save(vis, task="flagmanager", comment=f"akflagmanager: FLAG before restoring "
+                                   f"{name} (merge={p['merge']})")
+        logging.getLogger("alakazam.tasks").info(
+            "akflagmanager: saved the current flags as %s before restoring %s (undo: akflagmanager(vis=%r, "
+            "mode='restore', versionname=%r))", backup, name, vis, backup)
+        flagversions.restore(vis, name, merge=p["merge"])
+        out = {"restored": name, "merge": p["merge"], "backup": backup}
         clear_marker(vis, name)        # an interrupted run's "FLAG writes in progress" marker
         return out
     return {"deleted": flagversions.delete(vis, name)}

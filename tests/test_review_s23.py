@@ -402,3 +402,25 @@ def test_akshell_task_call_with_a_non_path_vis_names_the_parameter(tmp_path):
     sh.handle("akcal(vis=3, caltable=4)")
     text = out.getvalue()
     assert "TypeError" not in text and "vis: must be one of the types" in text, text
+
+
+def test_akflagmanager_restore_saves_the_flags_it_replaces(tiny, tmp_path):
+    """restore wrote FLAG without saving the current flags: restoring the wrong version lost every flag
+    set since, with no way back."""
+    import shutil
+
+    import numpy as np
+    from casacore.tables import table
+
+    from alakazam.caltasks import akflag, akflagmanager
+
+    ms = str(tmp_path / "r.ms")
+    shutil.copytree(tiny[0], ms)
+    akflag(vis=ms, mode="manual", antenna="C02")                 # saves akflag_1, then flags C02
+    with table(ms, ack=False) as t:
+        mine = t.getcol("FLAG")
+    res = akflagmanager(vis=ms, mode="restore", versionname="akflag_1")
+    assert res["restored"] == "akflag_1" and res["backup"]
+    akflagmanager(vis=ms, mode="restore", versionname=res["backup"])
+    with table(ms, ack=False) as t:
+        np.testing.assert_array_equal(t.getcol("FLAG"), mine)
