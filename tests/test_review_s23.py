@@ -424,3 +424,21 @@ def test_akflagmanager_restore_saves_the_flags_it_replaces(tiny, tmp_path):
     akflagmanager(vis=ms, mode="restore", versionname=res["backup"])
     with table(ms, ack=False) as t:
         np.testing.assert_array_equal(t.getcol("FLAG"), mine)
+
+
+def test_a_casa_caltable_given_as_vis_is_named_as_such(tiny, tmp_path):
+    """alakazam info <CASA caltable> (told by content: a table directory = an MS) failed with casacore's
+    'RuntimeError: Error in TaQL command' after the Begin line; akcal / akapply vis=<caltable> likewise."""
+    from alakazam.caltasks import akexport, akinfo
+
+    ms, cal = tiny
+    tb = str(tmp_path / "g.tb")
+    akexport(caltable=cal, jones="G0", casatable=tb)
+    with pytest.raises(ParameterError) as e:
+        akinfo(vis=tb)
+    assert "is a CASA calibration table" in e.value.errors["vis"][0]
+    from alakazam.core import ms_io
+
+    with pytest.raises(AlakazamError, match="CASA calibration table"):
+        ms_io.check_ms(tb)
+    ms_io.check_ms(ms)
