@@ -644,7 +644,14 @@ def yaml_blocks(d):
     blocks = []
     for name in sections:
         these = d.get(name) or []
+        if not isinstance(these, (dict, list)):
+            errs.add(name, f"{these!r} is not a block; expected a list of mappings (or one mapping) with "
+                     f"the {name} keys")
+            continue
         for i, b in enumerate([these] if isinstance(these, dict) else these):
+            if not isinstance(b, dict):
+                errs.add(f"{name}[{i}]", f"{b!r} is not a block; expected a mapping with the {name} keys")
+                continue
             blocks.append((name, f"{name}[{i}]", b))
     return blocks, errs.errors
 

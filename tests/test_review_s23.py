@@ -442,3 +442,15 @@ def test_a_casa_caltable_given_as_vis_is_named_as_such(tiny, tmp_path):
     with pytest.raises(AlakazamError, match="CASA calibration table"):
         ms_io.check_ms(tb)
     ms_io.check_ms(ms)
+
+
+def test_yaml_section_that_is_not_a_list_of_blocks_is_named(tmp_path):
+    """'solve: 5' or 'apply: [1, 2]' stopped 'alakazam run' with "internal error (TypeError): 'int' object
+    is not iterable" instead of naming the section."""
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    y = tmp_path / "x.yaml"
+    y.write_text("solve: 5\napply: [1, 2]\nfluxscale:\n  - reference_table: nope.h5\n")
+    with pytest.raises(ParameterError) as e:
+        run_yaml(str(y))
+    assert {"solve", "apply[0]", "apply[1]", "fluxscale[0].reference_field"} <= set(e.value.errors)
