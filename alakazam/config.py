@@ -485,11 +485,6 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
     check_cluster(cfg, where, names, errs)
     if cfg.tol <= 0 and _name("tol", where, names) not in errs.errors:
         errs.add(_name("tol", where, names), f"{cfg.tol} must be > 0")
-    from .core.selcheck import ms_errors        # field, spw, ref_ant ... against the MS, all together
-    for key, msgs in ms_errors(d).items():
-        if _name(key, where, names) not in errs.errors:
-            for msg in msgs:
-                errs.add(_name(key, where, names), msg)
     errs.raise_if_any()
     return cfg
 
@@ -612,11 +607,6 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
 
     for msg in output_column_errors(cfg.output_col, cfg.data_col):
         errs.add(_name("output_col", where, names), msg)
-    from .core.selcheck import APPLY_KEYS, ms_errors      # field, spw ... against the MS, all together
-    for key, msgs in ms_errors(d, APPLY_KEYS).items():
-        if _name(key, where, names) not in errs.errors:
-            for msg in msgs:
-                errs.add(_name(key, where, names), msg)
     writes = ("calflag", "calflagstrict", "flagonly", "flagonlystrict")
     if cfg.applymode:
         if pf is not None and pf != (cfg.applymode in writes):

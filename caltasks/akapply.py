@@ -30,6 +30,9 @@ def build_config(params):
     for k, v in _table_errors(params).items():
         if k not in errors:
             errors[k] = v
+    from alakazam.core import selcheck
+
+    selcheck.merge(errors, d, selcheck.APPLY_KEYS, where="akapply", names=akapply.names_for_messages())
     if cfg is not None:
         from alakazam.calibration.compat import check_output_column, ms_columns
 

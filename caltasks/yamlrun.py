@@ -190,6 +190,9 @@ def preflight(blocks, produced_elsewhere=()):
                 for msg in v:
                     add(k, msg)
             cfg = None
+        if section in ("solve", "apply") and isinstance(block, dict):    # selections against the MS
+            from alakazam.core import selcheck
+            selcheck.merge(errors, block, selcheck.APPLY_KEYS if section == "apply" else None, where)
         if isinstance(block, dict):                 # (also when the block has other errors)
             for p in task.spec.params:              # the XML's must-exist paths (a path or a list of them)
                 v = block.get(p.yamlkey) if p.mustexist and p.yamlkey else None

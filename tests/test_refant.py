@@ -285,7 +285,7 @@ def test_list_order_is_honoured(small):
 def test_unknown_antenna_in_list_is_a_parameter_error(small):
     truth, ms, d = small
     out = d / "bad.h5"
-    with pytest.raises(ParameterError, match=r"ref_ant: 'C99' is not an antenna.*antennas with data"):
+    with pytest.raises(ParameterError, match=r"ref_ant/refant.*'C99' is not an antenna.*antennas with data"):
         _solve(ms, str(out), ref_ant=["C00", "C99"])
     assert not out.exists()
     with pytest.raises(ParameterError, match="more than once"):

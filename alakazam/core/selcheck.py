@@ -1,13 +1,15 @@
 """The selections of a solve or apply block checked against its Measurement Set, all at once.
 
-``solve_config_from_dict`` and ``apply_config_from_dict`` (akcal's / akapply's parameters and YAML
-``solve`` / ``apply`` blocks) call :func:`ms_errors`, so a field, spw, scan, antenna, timerange, uvrange,
-intent, observation, ref_ant (or a solve's data / model column) that does not exist in the MS is reported
-with every other bad parameter, before anything runs (as akflag does): the YAML runner's preflight sees
-them before any flag block writes FLAG, and the tasks name all of them, not only the first one the
-engine happens to resolve.  The engine resolves them again when it runs (``flow._validate``,
-``calibration/apply.py``).  A ``plots`` directory that cannot be made is reported too (before: after
-the solve had written the table).
+akcal's and akapply's parameter check (``build_config``) and the YAML runner's preflight of ``solve``
+and ``apply`` blocks call :func:`ms_errors` (through :func:`merge`), so a field, spw, scan, antenna,
+timerange, uvrange, intent, observation, ref_ant (or a solve's data / model column) that does not exist
+in the MS is reported with every other bad parameter, before anything runs (as akflag does): the YAML
+runner's preflight sees them before any flag block writes FLAG, and the tasks name all of them, not only
+the first one the engine happens to resolve.  The engine resolves them again when it runs
+(``flow._validate``, ``calibration/apply.py``).  (Not in ``solve_config_from_dict`` itself: the engine
+called directly reads the MS's metadata once per solve, tests/test_ms_handle.py; a task call or a YAML
+block reads it once more, here.)  A ``plots`` directory that cannot be made is reported too (before:
+after the solve had written the table).
 """
 
 from __future__ import annotations
@@ -103,3 +105,15 @@ def ms_errors(d: dict, keys=None) -> dict:
         else:
             attempt(key, rowselect.build, meta, {kind: str(v)})
     return out
+
+
+def merge(errors: dict, d: dict, keys=None, where="", names=None) -> dict:
+    """``errors`` ({path: [message]}) with :func:`ms_errors` of block ``d`` added under ``where.<name>``
+    (``names``: YAML key -> task parameter), except for parameters already named there."""
+    have = {k.split("[", 1)[0] for k in errors}
+    for key, msgs in ms_errors(d, keys).items():
+        shown = (names or {}).get(key, key)
+        path = f"{where}.{shown}" if where else shown
+        if path not in have:
+            errors.setdefault(path, []).extend(msgs)
+    return errors
