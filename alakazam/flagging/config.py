@@ -165,14 +165,20 @@ def _gain_params(cfg, d, where, names, errs, check_ms=True):
     for i, tb in enumerate(tables if check_ms else []):     # (relative to a YAML file: checked there)
         if not os.path.exists(tb):
             errs.add(_name("gaintable", where, names), f"[{i}] {tb!r} does not exist")
-        else:                                               # the key in its table, with the rest
-            from ..io import solutions
+        elif os.path.isdir(tb) or _is_hdf5(tb):            # the key in its table, with the rest (a
+            from ..io import solutions                     # file that is not HDF5: said when read)
 
             try:
                 solutions.resolve_key(tb, jones[i])
             except AlakazamError as e:
                 errs.add(_name("gainjones", where, names), f"[{i}] {e}")
     cfg.gaintable, cfg.gainjones, cfg.gainfield, cfg.interp = tables, jones, fsel, tint
+
+
+def _is_hdf5(path) -> bool:
+    import h5py
+
+    return os.path.isfile(path) and h5py.is_hdf5(path)
 
 
 def resolve_errors(cfg, resolve) -> dict:
