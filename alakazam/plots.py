@@ -411,7 +411,10 @@ def plot_table(table, outdir, jones=None, field="", spw="", iteraxis="antenna", 
     if errors:
         raise ParameterError(errors)
     plans = [(key, _select(series, field, spw)) for key, series in plans]
-    os.makedirs(outdir, exist_ok=True)
+    try:
+        os.makedirs(outdir, exist_ok=True)
+    except OSError as e:
+        raise AlakazamError(f"outdir: {outdir!r} cannot be created ({e.strerror})") from None
     jobs = []           # (path, figure builder): the pages, built and saved one at a time
     for key, series in plans:
         if not series:

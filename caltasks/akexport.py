@@ -30,6 +30,14 @@ def _content_errors(params, skip=()) -> dict:
     out, table, vis, cp = (str(params[k]).strip() for k in ("casatable", "caltable", "vis", "crossphase"))
     if out and os.path.exists(out):
         errors["casatable"] = [f"{out!r} exists; remove it or choose another name"]
+    elif out:
+        from alakazam.core.outputs import writable
+
+        parent = os.path.dirname(os.path.abspath(out))
+        if not os.path.isdir(parent):
+            errors["casatable"] = [f"{out!r}: directory {parent!r} does not exist"]
+        elif not writable(parent):
+            errors["casatable"] = [f"{out!r}: directory {parent!r} is not writable"]
     if vis:
         try:
             ms_io.check_ms(vis)

@@ -158,6 +158,9 @@ def test_akexport_reports_every_bad_parameter_together(tiny, tmp_path):
     with pytest.raises(ParameterError) as e:                      # an MS given as the caltable
         akexport(caltable=ms, jones="G0", casatable=str(tmp_path / "g.tb"))
     assert "is a directory" in e.value.errors["caltable"][0] and "errno" not in str(e.value)
+    with pytest.raises(ParameterError) as e:                      # (was casacore's RuntimeError)
+        akexport(caltable=cal, jones="G0", casatable=str(tmp_path / "no" / "dir" / "g.tb"))
+    assert "does not exist" in e.value.errors["casatable"][0]
 
 
 def test_akexport_interrupted_leaves_no_half_written_table(tiny, tmp_path, monkeypatch):
