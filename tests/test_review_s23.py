@@ -457,3 +457,21 @@ def test_yaml_section_that_is_not_a_list_of_blocks_is_named(tmp_path):
     with pytest.raises(ParameterError) as e:
         run_yaml(str(y))
     assert {"solve", "apply[0]", "apply[1]", "fluxscale[0].reference_field"} <= set(e.value.errors)
+
+
+def test_output_paths_expand_the_home_directory_as_input_paths_do(tiny, tmp_path, monkeypatch):
+    """Input paths (vis, caltable) expanded '~'; outputs did not: akplot(outdir='~/pl') made a directory
+    literally named '~' in the working directory, and akcal(caltable='~/c.h5') passed its checks, then
+    failed on the lock file of './~/c.h5'."""
+    from alakazam.caltasks import akcal, akplot
+
+    ms, cal = tiny
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    akplot(caltable=cal, jones=["K0"], outdir="~/pl")
+    akcal(vis=ms, caltable="~/c.h5", jones=["G"], field="3C286", refant="C00", minblperant=2)
+    assert (home / "pl" / "K0_overview.png").exists() and (home / "c.h5").exists()
+    assert list(cwd.iterdir()) == []
