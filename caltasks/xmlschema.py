@@ -206,9 +206,9 @@ def check_value(p: ParamSpec, v, paths=True):
                     return v, f"min value is {p.vmin:g}, got {x!r}"
                 if p.vmax is not None and x > p.vmax:
                     return v, f"max value is {p.vmax:g}, got {x!r}"
-    if paths and p.type == "path" and isinstance(v, str):         # '~' as in the input paths, also for
-        v = os.path.expanduser(v)                                 # outputs ('~/plots' made a './~')
-    if paths and p.type == "pathVec":
+    if p.type == "path" and isinstance(v, str):     # '~' as in the input paths, also for outputs and in
+        v = os.path.expanduser(v)                   # YAML ('~/plots' made a './~'; no file is looked up)
+    if p.type == "pathVec":
         v = [os.path.expanduser(x) for x in v]
     if paths and p.mustexist and p.type == "path":
         v = os.path.expanduser(v)
