@@ -174,6 +174,7 @@ def preflight(blocks, produced_elsewhere=()):
         errors.setdefault(path, []).append(msg)
 
     def have_table(t):
+        t = os.path.expanduser(t)
         return os.path.exists(t) or os.path.realpath(t) in produced
 
     for section, where, block in blocks:
@@ -223,7 +224,7 @@ def preflight(blocks, produced_elsewhere=()):
                 path, _, rest = msg.partition(": ")
                 add(path if path.startswith(where) else where, rest if path.startswith(where) else msg)
         if produced_here:
-            produced.add(os.path.realpath(produced_here))
+            produced.add(os.path.realpath(os.path.expanduser(produced_here)))
         if cfg is not None:
             # the task call this block runs as (its Begin line); the block is already checked
             calls.append((section, where, task, task.bind(**to_params(block, where)), cfg,

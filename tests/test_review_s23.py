@@ -475,9 +475,14 @@ def test_output_paths_expand_the_home_directory_as_input_paths_do(tiny, tmp_path
     akcal(vis=ms, caltable="~/c.h5", jones=["G"], field="3C286", refant="C00", minblperant=2)
     assert (home / "pl" / "K0_overview.png").exists() and (home / "c.h5").exists()
     assert list(cwd.iterdir()) == []
-    from alakazam.caltasks.yamlrun import run_yaml                 # and in a YAML file
+    import shutil
+
+    from alakazam.caltasks.yamlrun import run_yaml                 # and in a YAML file (ms, tables)
+    shutil.copytree(ms, home / "h.ms")
     y = tmp_path / "x.yaml"
-    y.write_text(f"solve:\n  - ms: {ms}\n    output: ~/y.h5\n    jones: [G]\n    field: [3C286]\n"
-                 "    ref_ant: C00\n    min_bl_per_ant: 2\n")
-    run_yaml(str(y))
+    y.write_text("solve:\n  - ms: ~/h.ms\n    output: ~/y.h5\n    jones: [G]\n    field: [3C286]\n"
+                 "    ref_ant: C00\n    min_bl_per_ant: 2\n"
+                 "apply:\n  - ms: ~/h.ms\n    tables: [~/y.h5]\n    jones: [G0]\n    applymode: trial\n")
+    out = run_yaml(str(y))
     assert (home / "y.h5").exists() and list(cwd.iterdir()) == []
+    assert out["apply"][0]["samples"] > 0
