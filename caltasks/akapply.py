@@ -48,34 +48,11 @@ def build_config(params):
 
 
 def _table_errors(params) -> dict:
-    """{'akapply.gaintable[i]' / 'akapply.jones[i]': [message]}: a gaintable that does not exist, a key
-    that is not in its table (before: found by the engine after the Begin line, one at a time)."""
-    import os
+    """A gaintable that does not exist, a key that is not in its table (before: found by the engine after
+    the Begin line, one at a time)."""
+    from alakazam.core.selcheck import table_errors
 
-    import h5py
-
-    from alakazam.errors import AlakazamError
-    from alakazam.io import solutions
-
-    tables, jones = params["gaintable"], params["jones"]
-    tables = [tables] if isinstance(tables, str) else list(tables or [])
-    jones = [jones] if isinstance(jones, str) else list(jones or [])
-    if len(tables) == 1:
-        tables = tables * len(jones)
-    errors = {}
-    for i, (table, key) in enumerate(zip(tables, jones)):
-        table = os.path.expanduser(str(table))
-        if not os.path.exists(table):
-            if not any(str(t) == table for t in tables[:i]):
-                errors[f"akapply.gaintable[{i}]"] = [f"{table!r} does not exist"]
-            continue
-        if os.path.isfile(table) and not h5py.is_hdf5(table):
-            continue                        # (not a solution table: the engine says so when it reads it)
-        try:
-            solutions.resolve_key(table, key)
-        except AlakazamError as e:
-            errors[f"akapply.jones[{i}]"] = [str(e)]
-    return errors
+    return table_errors(params["gaintable"], params["jones"], where="akapply")
 
 
 def _body(cfg):

@@ -119,8 +119,14 @@ def build_config(params):
         cfg = solve_config_from_dict(d, where="akcal", names=names)
     except ParameterError as e:     # with the selections checked against the MS: all together
         errors = selcheck.merge({**bad_calmode, **e.errors}, d, where="akcal", names=names)
+        for k, v in selcheck.table_errors(params["gaintable"], params["gainjones"], "akcal",
+                                          key_name="gainjones").items():
+            errors.setdefault(k, v)
         raise ParameterError(errors, task="akcal") from None
     bad_calmode = selcheck.merge(bad_calmode, d, where="akcal", names=names)
+    for k, v in selcheck.table_errors(params["gaintable"], params["gainjones"], "akcal",
+                                      key_name="gainjones").items():
+        bad_calmode.setdefault(k, v)
     if bad_calmode:
         raise ParameterError(bad_calmode, task="akcal")
     return cfg

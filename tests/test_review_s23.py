@@ -486,3 +486,15 @@ def test_output_paths_expand_the_home_directory_as_input_paths_do(tiny, tmp_path
     out = run_yaml(str(y))
     assert (home / "y.h5").exists() and list(cwd.iterdir()) == []
     assert out["apply"][0]["samples"] > 0
+
+
+def test_akcal_gaintable_and_gainjones_reported_with_the_other_parameters(tiny, tmp_path):
+    """A pre-apply table that does not exist or a key not in it was found only at run time (after the
+    Begin line), one at a time, and hid nothing else only because nothing else was checked with it."""
+    from alakazam.caltasks import akcal
+
+    ms, cal = tiny
+    with pytest.raises(ParameterError) as e:
+        akcal(vis=ms, caltable=str(tmp_path / "c.h5"), jones=["G"], field="NOPE", refant="C00",
+              gaintable=[cal, str(tmp_path / "nope.h5")], gainjones=["X5", "G0"])
+    assert {"field", "gainjones[0]", "gaintable[1]"} <= set(_errors(e.value)), e.value.errors

@@ -117,3 +117,34 @@ def merge(errors: dict, d: dict, keys=None, where="", names=None) -> dict:
         if path not in have:
             errors.setdefault(path, []).extend(msgs)
     return errors
+
+
+def table_errors(tables, keys, where="", table_name="gaintable", key_name="jones") -> dict:
+    """{'<where>.<table_name>[i]' / '<where>.<key_name>[i]': [message]}: a solution table that does not
+    exist, a key that is not in its table (HDF5 or CASA caltable; one table may serve every key).  A file
+    that is not HDF5 is left to the engine, which says so when it reads it."""
+    import h5py
+
+    from ..io import solutions
+
+    tables = [tables] if isinstance(tables, str) else list(tables or [])
+    keys = [keys] if isinstance(keys, str) else list(keys or [])
+    if len(tables) == 1:
+        tables = tables * len(keys)
+    pre = f"{where}." if where else ""
+    errors = {}
+    for i, (table, key) in enumerate(zip(tables, keys)):
+        if not isinstance(table, str) or not isinstance(key, str):
+            continue
+        table = os.path.expanduser(table)
+        if not os.path.exists(table):
+            if table not in tables[:i]:
+                errors[f"{pre}{table_name}[{i}]"] = [f"{table!r} does not exist"]
+            continue
+        if os.path.isfile(table) and not h5py.is_hdf5(table):
+            continue
+        try:
+            solutions.resolve_key(table, key)
+        except AlakazamError as e:
+            errors[f"{pre}{key_name}[{i}]"] = [str(e)]
+    return errors
