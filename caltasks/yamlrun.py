@@ -219,6 +219,7 @@ def preflight(blocks, produced_elsewhere=()):
                     for ms in mss:
                         for msg in output_column_errors(cfg.output_col, cfg.data_col, ms_columns(ms)):
                             add(f"{where}.output_col", msg)
+                _term_table_errors(section, where, cfg, have_table, produced, add)
             except AlakazamError as e:
                 msg = str(e)
                 path, _, rest = msg.partition(": ")
@@ -232,6 +233,29 @@ def preflight(blocks, produced_elsewhere=()):
     if errors:
         raise ParameterError(errors)
     return calls
+
+
+def _term_table_errors(section, where, cfg, have_table, produced, add):
+    """A solve block's external_preapply tables must exist (or be written by an earlier block); the keys
+    of an apply / external_preapply table that exists now and no earlier block rewrites must be in it
+    (before: found at run time, one at a time, the missing table named 'caltable')."""
+    from alakazam.core.selcheck import table_errors
+
+    if section == "solve" and getattr(cfg, "external_preapply", None) is not None:
+        tables, keys, tname, kname = (cfg.external_preapply.tables, cfg.external_preapply.jones,
+                                      "external_preapply.tables", "external_preapply.jones")
+        for k, t in enumerate(tables):
+            if not have_table(t):
+                add(f"{where}.{tname}[{k}]", f"{t!r} does not exist and no earlier block writes it")
+    elif section == "apply":
+        tables, keys = [t.table for t in cfg.terms], [t.key for t in cfg.terms]
+        tname, kname = "tables", "jones"
+    else:
+        return
+    now = [t if os.path.exists(t) and os.path.realpath(t) not in produced else None for t in tables]
+    for path, msgs in table_errors(now, keys, where, tname, kname).items():
+        for msg in msgs:
+            add(path, msg)
 
 
 def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=None, scheduler=None,

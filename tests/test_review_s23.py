@@ -498,3 +498,22 @@ def test_akcal_gaintable_and_gainjones_reported_with_the_other_parameters(tiny, 
         akcal(vis=ms, caltable=str(tmp_path / "c.h5"), jones=["G"], field="NOPE", refant="C00",
               gaintable=[cal, str(tmp_path / "nope.h5")], gainjones=["X5", "G0"])
     assert {"field", "gainjones[0]", "gaintable[1]"} <= set(_errors(e.value)), e.value.errors
+
+
+def test_yaml_preapply_and_apply_tables_checked_in_the_preflight(tiny, tmp_path):
+    """A solve block's external_preapply table that does not exist was found when the block ran (named
+    'caltable'); a key missing from an existing table (apply or pre-apply) likewise, one at a time."""
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    ms, cal = tiny
+    y = tmp_path / "x.yaml"
+    y.write_text(f"solve:\n  - ms: {ms}\n    output: {tmp_path / 'c.h5'}\n    jones: [G]\n"
+                 f"    field: [3C286]\n    ref_ant: C00\n    external_preapply:\n"
+                 f"      tables: [{tmp_path / 'nope.h5'}, {cal}]\n"
+                 f"      jones: [K0, X9]\n"
+                 f"apply:\n  - ms: {ms}\n    tables: [{cal}]\n    jones: [Q7]\n    applymode: trial\n")
+    with pytest.raises(ParameterError) as e:
+        run_yaml(str(y))
+    assert {"solve[0].external_preapply.tables[0]", "solve[0].external_preapply.jones[1]",
+            "apply[0].jones[0]"} <= set(e.value.errors), e.value.errors
+    assert not (tmp_path / "c.h5").exists()
