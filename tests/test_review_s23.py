@@ -517,3 +517,17 @@ def test_yaml_preapply_and_apply_tables_checked_in_the_preflight(tiny, tmp_path)
     assert {"solve[0].external_preapply.tables[0]", "solve[0].external_preapply.jones[1]",
             "apply[0].jones[0]"} <= set(e.value.errors), e.value.errors
     assert not (tmp_path / "c.h5").exists()
+
+
+def test_simulate_bad_sizes_are_named_and_nothing_is_written(tmp_path):
+    """alakazam simulate x.ms --n-ant 1 / --n-chan 0 / --hours -1 / --int-s 0 stopped with an internal
+    ZeroDivisionError or IndexError and left a half-written MS behind."""
+    from alakazam.sim import simulate_ms
+
+    out = tmp_path / "z.ms"
+    with pytest.raises(ParameterError) as e:
+        simulate_ms(str(out), n_ant=1, n_chan=(4, 0), duration_h=-1, int_s=0, noise=-1)
+    assert set(e.value.errors) == {"n_ant", "n_chan", "duration_h", "int_s", "noise"}
+    with pytest.raises(ParameterError, match="shorter than one integration"):
+        simulate_ms(str(out), n_ant=3, n_chan=(2,), duration_h=0.01, int_s=1000.0)
+    assert list(tmp_path.iterdir()) == []
