@@ -531,3 +531,24 @@ def test_simulate_bad_sizes_are_named_and_nothing_is_written(tmp_path):
     with pytest.raises(ParameterError, match="shorter than one integration"):
         simulate_ms(str(out), n_ant=3, n_chan=(2,), duration_h=0.01, int_s=1000.0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_akflag_selection_without_data_says_so(tiny, tmp_path, caplog):
+    """akflag on a selection without rows (a field of the FIELD table that was never observed) returned
+    total 0 without a word."""
+    import shutil
+
+    from casacore.tables import table
+
+    from alakazam.caltasks import akflag
+
+    ms = str(tmp_path / "e.ms")
+    shutil.copytree(tiny[0], ms)
+    with table(ms + "/FIELD", readonly=False, ack=False) as t:
+        t.addrows(1)
+        n = t.nrows() - 1
+        for c in ("PHASE_DIR", "DELAY_DIR", "REFERENCE_DIR"):
+            t.putcell(c, n, t.getcell(c, 0))
+        t.putcell("NAME", n, "EMPTY")
+    r = akflag(vis=ms, mode="manual", field="EMPTY", action="calculate")
+    assert r["total"] == 0 and "has no data" in caplog.text
