@@ -11,8 +11,8 @@ from alakazam.sim import simulate_ms
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A 5-antenna MS (SPWs of 4 and 4 channels, 40 min) and a table whose K0 has 3C286 only and whose
-    G1 has 3C286 and 3C147 -> (ms, cal.h5)."""
+    """A 5-antenna MS (two SPWs of 4 channels, 1 h of 120 s integrations) and a table whose K0 has
+    3C286 only and whose G0 (solint inf) has 3C286 and 3C147 -> (ms, cal.h5)."""
     from alakazam.caltasks import akcal
 
     d = tmp_path_factory.mktemp("review23")
