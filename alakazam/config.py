@@ -17,6 +17,8 @@ Conventions
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field, fields
 from typing import List, Optional, Union
 
@@ -502,7 +504,7 @@ def _external_preapply(ep, where, names, errs):
     for k in ep:
         if k not in subs:
             errs.add(f"{epw}.{k}", f"unknown key (valid: {', '.join(subs)})")
-    tables = list(ep.get("tables") or [])
+    tables = [os.path.expanduser(t) if isinstance(t, str) else t for t in (ep.get("tables") or [])]
     ej = list(ep.get("jones") or [])
     if len(tables) != len(ej):
         errs.add(epw, f"tables has {len(tables)} entries but jones has {len(ej)}")
@@ -562,6 +564,7 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
     jones = jones if isinstance(jones, (list, tuple)) else [jones]
     n = len(jones)
     tables = broadcast_steps(d.get("tables"), n, _name("tables", where, names), errs)
+    tables = [os.path.expanduser(t) if isinstance(t, str) else t for t in tables]   # '~' as for ms
     fsel = broadcast_steps(d.get("field_select"), n, _name("field_select", where, names), errs,
                            "nearest_time")
     tint = broadcast_steps(d.get("time_interp"), n, _name("time_interp", where, names), errs, "nearest")
@@ -634,7 +637,14 @@ def yaml_blocks(d):
     blocks = []
     for name in sections:
         these = d.get(name) or []
+        if not isinstance(these, (dict, list)):
+            errs.add(name, f"{these!r} is not a block; expected a list of mappings (or one mapping) with "
+                     f"the {name} keys")
+            continue
         for i, b in enumerate([these] if isinstance(these, dict) else these):
+            if not isinstance(b, dict):
+                errs.add(f"{name}[{i}]", f"{b!r} is not a block; expected a mapping with the {name} keys")
+                continue
             blocks.append((name, f"{name}[{i}]", b))
     return blocks, errs.errors
 

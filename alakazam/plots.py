@@ -262,21 +262,14 @@ def _safe(name):
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", str(name))
 
 
-def _select_fields(series, field):
-    if not field:
-        return series
-    want = [f.strip() for f in str(field).split(",") if f.strip()]
-    have = sorted({s.field for s in series})
-    missing = [f for f in want if f not in have]
-    if missing:
-        raise ParameterError({"field": [f"{', '.join(missing)} has no solutions in this key; "
-                                        f"fields with solutions: {', '.join(have)}"]})
-    return [s for s in series if s.field in want]
+def _wanted_fields(field) -> List[str]:
+    return [f.strip() for f in str(field or "").split(",") if f.strip()]
 
 
-def _select_spws(series, spw):
+def _wanted_spws(spw) -> Optional[List[int]]:
+    """SPW ids of ``spw`` ('0', '0,1', '0~3'); None = all; ParameterError naming spw when unreadable."""
     if spw in ("", None):
-        return series
+        return None
     want = set()
     try:
         for tok in (x.strip() for x in str(spw).split(",") if x.strip()):
@@ -285,17 +278,113 @@ def _select_spws(series, spw):
     except ValueError:
         raise ParameterError({"spw": [f"{spw!r} is not a list of SPW ids (e.g. '0', '0,1' or '0~3')"]}) \
             from None
-    want = sorted(want)
-    have = sorted({s.spw for s in series})
-    missing = [x for x in want if x not in have]
+    return sorted(want)
+
+
+def _selection_errors(plans, field, spw) -> dict:
+    """{parameter: [message]} when a selected field or SPW has solutions in none of the selected keys
+    (a field that only some keys have is plotted for those keys)."""
+    errors = {}
+    keys = ", ".join(k for k, _ in plans)
+    want = _wanted_fields(field)
+    have = sorted({s.field for _, ss in plans for s in ss})
+    missing = [f for f in want if f not in have]
     if missing:
-        raise ParameterError({"spw": [f"SPW {', '.join(map(str, missing))} has no solutions in this key; "
-                                      f"SPWs with solutions: {', '.join(map(str, have))}"]})
-    return [s for s in series if s.spw in want]
+        errors["field"] = [f"{', '.join(missing)} has no solutions in {keys}; fields with solutions: "
+                           f"{', '.join(have)}"]
+    try:
+        spws = _wanted_spws(spw)
+    except ParameterError as e:
+        return {**errors, **e.errors}
+    have_spw = sorted({s.spw for _, ss in plans for s in ss if not want or s.field in want})
+    missing = [x for x in (spws or []) if x not in have_spw]
+    if missing:
+        errors["spw"] = [f"SPW {', '.join(map(str, missing))} has no solutions in {keys}"
+                         + (f" for field {', '.join(want)}" if want else "")
+                         + f"; SPWs with solutions: {', '.join(map(str, have_spw))}"]
+    return errors
+
+
+def _select(series, field, spw):
+    want, spws = _wanted_fields(field), _wanted_spws(spw)
+    return [s for s in series if (not want or s.field in want) and (spws is None or s.spw in spws)]
+
+
+def outdir_errors(outdir) -> dict:
+    if not outdir:
+        return {"outdir": ["is required (directory for the PNG files)"]}
+    path = os.path.expanduser(str(outdir))
+    probe = path
+    while probe and not os.path.exists(probe):         # the nearest existing ancestor
+        parent = os.path.dirname(probe.rstrip(os.sep))
+        probe = parent if parent != probe else ""
+    if os.path.exists(path) and not os.path.isdir(path):
+        return {"outdir": [f"{outdir!r} exists and is not a directory; expected a directory for the PNG "
+                           "files"]}
+    if probe and not os.path.isdir(probe):
+        return {"outdir": [f"{outdir!r}: {probe!r} is a file, so the directory cannot be created"]}
+    if probe and not os.access(probe, os.W_OK):
+        return {"outdir": [f"{outdir!r}: {probe!r} is not writable"]}
+    return {}
+
+
+def _plans(table, jones, errors) -> list:
+    """[(key, [Series])] of the selected keys; unreadable tables and unknown keys go to ``errors``."""
+    from .io import solutions
+
+    try:
+        keys = solutions.table_keys(table)
+    except (AlakazamError, OSError) as e:
+        errors.setdefault("caltable", []).append(str(e).removeprefix("caltable: "))
+        return []
+    if jones:
+        jl = [jones] if isinstance(jones, str) else list(jones)
+        chosen = []
+        for k in (k for k in jl if str(k).strip()):
+            try:
+                chosen.append(solutions.resolve_key(table, k))
+            except AlakazamError as e:
+                errors.setdefault("jones", []).append(str(e))
+        keys = chosen or keys           # (unknown keys only: field and spw still checked on all)
+    plans = []
+    for key in dict.fromkeys(keys):
+        try:
+            plans.append((key, load_series(solutions.read_term(table, key), key)))
+        except AlakazamError as e:
+            errors.setdefault("caltable", []).append(str(e))
+    return plans
+
+
+def check_params(table, outdir, jones=None, field="", spw="", iteraxis="antenna") -> dict:
+    """{parameter: [message]} for every akplot parameter that cannot work on ``table`` (akplot reports
+    them together, before the Begin line): an unreadable table, unknown keys, a field or SPW with no
+    solutions in any selected key, an ``outdir`` that is a file or cannot be created."""
+    return _checked(table, outdir, jones, field, spw, iteraxis)[0]
+
+
+def _checked(table, outdir, jones, field, spw, iteraxis):
+    """(errors, plans): :func:`check_params`' errors and the keys' series, the table read once."""
+    errors = {}
+    if iteraxis not in ITERAXES:
+        errors["iteraxis"] = [f"{iteraxis!r} is not allowed; expected one of {', '.join(ITERAXES)}"]
+    errors.update(outdir_errors(outdir))
+    plans = _plans(table, jones, errors)
+    if plans:
+        for k, v in _selection_errors(plans, field, spw).items():
+            errors.setdefault(k, []).extend(v)
+    return errors, plans
 
 
 def _save(fig, path):
-    fig.savefig(path)
+    """Written under a temporary name and renamed: Ctrl-C or an error part-way never leaves a truncated
+    PNG (nor half-replaces an existing one)."""
+    tmp = f"{path}.akpartial.png"
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 
@@ -317,23 +406,15 @@ def plot_table(table, outdir, jones=None, field="", spw="", iteraxis="antenna", 
         No progress bar.
     """
     from . import progress
-    from .io import solutions
 
-    if iteraxis not in ITERAXES:
-        raise ParameterError({"iteraxis": [f"{iteraxis!r} is not allowed; expected one of "
-                                           f"{', '.join(ITERAXES)}"]})
-    if not outdir:
-        raise ParameterError({"outdir": ["is required (directory for the PNG files)"]})
-    keys = solutions.table_keys(table)
-    if jones:
-        jl = [jones] if isinstance(jones, str) else list(jones)
-        keys = [solutions.resolve_key(table, k) for k in jl if str(k).strip()] or keys
-    plans = []
-    for key in keys:
-        series = load_series(solutions.read_term(table, key), key)
-        series = _select_spws(_select_fields(series, field), spw)
-        plans.append((key, series))
-    os.makedirs(outdir, exist_ok=True)
+    errors, plans = _checked(table, outdir, jones, field, spw, iteraxis)
+    if errors:
+        raise ParameterError(errors)
+    plans = [(key, _select(series, field, spw)) for key, series in plans]
+    try:
+        os.makedirs(outdir, exist_ok=True)
+    except OSError as e:
+        raise AlakazamError(f"outdir: {outdir!r} cannot be created ({e.strerror})") from None
     jobs = []           # (path, figure builder): the pages, built and saved one at a time
     for key, series in plans:
         if not series:

@@ -1,6 +1,7 @@
 """akapply: apply solved terms (parameters: tasks_xml/akapply.xml)."""
 
 from alakazam.config import apply_config_from_dict
+from alakazam.errors import ParameterError
 
 from .task import Task
 
@@ -20,13 +21,38 @@ def build_config(params):
     d["target_field"] = params["field"] or None
     d.pop("propagate_flags", None)
     d["applymode"] = params["applymode"]
-    cfg = apply_config_from_dict(d, where="akapply", names=akapply.names_for_messages())
-    from alakazam.calibration.compat import check_output_column, ms_columns
+    if isinstance(d.get("tables"), list) and len(d["tables"]) == 1 and n > 1:
+        d["tables"] = d["tables"][0]        # one table for every key (as akflag, and a YAML scalar)
+    try:
+        cfg, errors = apply_config_from_dict(d, where="akapply", names=akapply.names_for_messages()), {}
+    except ParameterError as e:         # reported with the tables' and the output column's, together
+        cfg, errors = None, dict(e.errors)
+    for k, v in _table_errors(params).items():
+        if k not in errors:
+            errors[k] = v
+    from alakazam.core import selcheck
 
-    # CORRECTED_DATA or a new column only (checked against the MS before the task starts)
-    for ms in (cfg.ms if isinstance(cfg.ms, list) else [cfg.ms]):      # vis may list several MSs
-        check_output_column(cfg.output_col, cfg.data_col, ms_columns(ms), param="outputcolumn")
+    selcheck.merge(errors, d, selcheck.APPLY_KEYS, where="akapply", names=akapply.names_for_messages())
+    if cfg is not None:
+        from alakazam.calibration.compat import check_output_column, ms_columns
+
+        # CORRECTED_DATA or a new column only (checked against the MS before the task starts)
+        for ms in (cfg.ms if isinstance(cfg.ms, list) else [cfg.ms]):      # vis may list several MSs
+            try:
+                check_output_column(cfg.output_col, cfg.data_col, ms_columns(ms), param="outputcolumn")
+            except ParameterError as e:
+                errors.update(e.errors)
+    if errors:
+        raise ParameterError(errors, task="akapply")
     return cfg
+
+
+def _table_errors(params) -> dict:
+    """A gaintable that does not exist, a key that is not in its table (before: found by the engine after
+    the Begin line, one at a time)."""
+    from alakazam.core.selcheck import table_errors
+
+    return table_errors(params["gaintable"], params["jones"], where="akapply")
 
 
 def _body(cfg):

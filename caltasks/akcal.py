@@ -112,10 +112,21 @@ def build_config(params):
             ep["solution_field"] = [x if x not in ("", None, []) else None for x in ep["solution_field"]]
         d["external_preapply"] = ep
     bad_calmode = {**bad_calmode, **bad_solint}
+    from alakazam.core import selcheck
+
+    names = akcal.names_for_messages()
     try:
-        cfg = solve_config_from_dict(d, where="akcal", names=akcal.names_for_messages())
-    except ParameterError as e:
-        raise ParameterError({**bad_calmode, **e.errors}, task="akcal") from None
+        cfg = solve_config_from_dict(d, where="akcal", names=names)
+    except ParameterError as e:     # with the selections checked against the MS: all together
+        errors = selcheck.merge({**bad_calmode, **e.errors}, d, where="akcal", names=names)
+        for k, v in selcheck.table_errors(params["gaintable"], params["gainjones"], "akcal",
+                                          key_name="gainjones").items():
+            errors.setdefault(k, v)
+        raise ParameterError(errors, task="akcal") from None
+    bad_calmode = selcheck.merge(bad_calmode, d, where="akcal", names=names)
+    for k, v in selcheck.table_errors(params["gaintable"], params["gainjones"], "akcal",
+                                      key_name="gainjones").items():
+        bad_calmode.setdefault(k, v)
     if bad_calmode:
         raise ParameterError(bad_calmode, task="akcal")
     return cfg

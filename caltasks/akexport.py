@@ -12,9 +12,50 @@ def _prepare(params):
         errors["jones"] = ["is required (the key to export, e.g. G0)"]
     if not str(params["casatable"]).strip():
         errors["casatable"] = ["is required (the output CASA table)"]
+    errors.update(_content_errors(params, skip=set(errors)))
     if errors:
         raise ParameterError(errors, task="akexport")
     return params
+
+
+def _content_errors(params, skip=()) -> dict:
+    """The parameters checked against the files, all together (before: one at a time, at run time)."""
+    import os
+
+    from alakazam.core import ms_io
+    from alakazam.errors import AlakazamError
+    from alakazam.io import hdf5
+
+    errors = {}
+    out, table, vis, cp = (str(params[k]).strip() for k in ("casatable", "caltable", "vis", "crossphase"))
+    if out and os.path.exists(out):
+        errors["casatable"] = [f"{out!r} exists; remove it or choose another name"]
+    elif out:
+        from alakazam.core.outputs import writable
+
+        parent = os.path.dirname(os.path.abspath(out))
+        if not os.path.isdir(parent):
+            errors["casatable"] = [f"{out!r}: directory {parent!r} does not exist"]
+        elif not writable(parent):
+            errors["casatable"] = [f"{out!r}: directory {parent!r} is not writable"]
+    if vis:
+        try:
+            ms_io.check_ms(vis)
+        except AlakazamError as e:
+            errors["vis"] = [f"the Measurement Set {vis!r} cannot be used: {str(e).split(': ', 1)[-1]}; give "
+                             "the MS whose ANTENNA, FIELD and SPECTRAL_WINDOW tables the caltable copies"]
+    if not table or not os.path.exists(table):
+        return errors
+    for name, key in (("jones", str(params["jones"]).strip()), ("crossphase", cp)):
+        if name in skip or not key or (name == "crossphase" and key.lower() == "none"):
+            continue
+        try:
+            hdf5.resolve_key(table, key)
+        except AlakazamError as e:
+            msg = str(e)
+            errors.setdefault("caltable" if msg.startswith("caltable: ") else name, []).append(
+                msg.split(": ", 1)[-1] if msg.startswith("caltable: ") else msg)
+    return errors
 
 
 def _body(params):

@@ -7,10 +7,30 @@ from .task import Task
 
 
 def _prepare(params):
-    mode, name = params["mode"], params["versionname"].strip()
+    """vis must be a Measurement Set (also for mode='list', which said 'no flag versions saved' of any
+    path); versionname is required for restore and delete and must name a saved version (save: a new
+    one) -- all reported together, before the Begin line."""
+    from alakazam.core import flagversions, ms_io
+    from alakazam.errors import AlakazamError
+
+    mode, name, vis = params["mode"], params["versionname"].strip(), params["vis"]
+    errors = {}
+    try:
+        ms_io.check_ms(vis)
+    except AlakazamError as e:
+        errors["vis"] = [str(e).split(": ", 1)[-1]]
     if mode in ("restore", "delete") and not name:
-        raise ParameterError({"versionname": [f"is required for mode={mode!r} (see mode='list')"]},
-                             task="akflagmanager")
+        errors["versionname"] = [f"is required for mode={mode!r} (see mode='list')"]
+    elif name and mode != "list" and "vis" not in errors:
+        saved = [v["name"] for v in flagversions.list_versions(vis)]
+        if mode in ("restore", "delete") and name not in saved:
+            errors["versionname"] = [f"flag version {name!r} not found in {flagversions.versions_dir(vis)}; "
+                                     f"saved: {', '.join(saved) or 'none'}"]
+        elif mode == "save" and name in saved:
+            errors["versionname"] = [f"{name!r} already exists in {flagversions.versions_dir(vis)}; delete "
+                                     "it first or choose another name"]
+    if errors:
+        raise ParameterError(errors, task="akflagmanager")
     return dict(params, versionname=name)
 
 
@@ -43,9 +63,18 @@ def _body(p):
                                   name=name or None)
         return {"saved": saved}
     if mode == "restore":
+        import logging
+
         from alakazam.calibration.flagsafety import clear_marker
 
-        out = {"restored": flagversions.restore(vis, name, merge=p["merge"]), "merge": p["merge"]}
+        # restore writes FLAG: the flags it replaces are saved first, as before every FLAG write
+        backup = flagversions.save(vis, task="flagmanager", comment=f"akflagmanager: FLAG before restoring "
+                                   f"{name} (merge={p['merge']})")
+        logging.getLogger("alakazam.tasks").info(
+            "akflagmanager: saved the current flags as %s before restoring %s (undo: akflagmanager(vis=%r, "
+            "mode='restore', versionname=%r))", backup, name, vis, backup)
+        flagversions.restore(vis, name, merge=p["merge"])
+        out = {"restored": name, "merge": p["merge"], "backup": backup}
         clear_marker(vis, name)        # an interrupted run's "FLAG writes in progress" marker
         return out
     return {"deleted": flagversions.delete(vis, name)}

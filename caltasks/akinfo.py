@@ -28,6 +28,14 @@ def _prepare(params):
         path = os.path.expanduser(path)
         if not os.path.exists(path):
             errors[name] = [f"the {name} parameter must be a path that exists ({path!r} does not exist)"]
+        elif vis:                        # a file, a CASA caltable ...: said before the Begin line
+            from alakazam.core.ms_io import check_ms
+            from alakazam.errors import AlakazamError
+
+            try:
+                check_ms(path)
+            except AlakazamError as e:
+                errors["vis"] = [str(e).split(": ", 1)[-1]]
         params = dict(params, **{name: path})
         if vis and params["fluxscale"]:
             errors["fluxscale"] = ["fluxscale=True needs caltable (a fluxscale table), not vis"]

@@ -206,6 +206,13 @@ def check_value(p: ParamSpec, v, paths=True):
                     return v, f"min value is {p.vmin:g}, got {x!r}"
                 if p.vmax is not None and x > p.vmax:
                     return v, f"max value is {p.vmax:g}, got {x!r}"
+    if p.type == "path" and isinstance(v, str):     # '~' as in the input paths, also for outputs and in
+        v = os.path.expanduser(v)                   # YAML ('~/plots' made a './~'; no file is looked up)
+    if p.type == "pathVec":
+        v = [os.path.expanduser(x) if isinstance(x, str) else x for x in v]
+    if p.type == "any" and p.mustexist:             # vis: a path or a list of paths
+        v = [os.path.expanduser(x) if isinstance(x, str) else x for x in v] \
+            if isinstance(v, (list, tuple)) else os.path.expanduser(v) if isinstance(v, str) else v
     if paths and p.mustexist and p.type == "path":
         v = os.path.expanduser(v)
         if not v or not os.path.exists(v):

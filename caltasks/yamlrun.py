@@ -174,6 +174,7 @@ def preflight(blocks, produced_elsewhere=()):
         errors.setdefault(path, []).append(msg)
 
     def have_table(t):
+        t = os.path.expanduser(t)
         return os.path.exists(t) or os.path.realpath(t) in produced
 
     for section, where, block in blocks:
@@ -190,7 +191,10 @@ def preflight(blocks, produced_elsewhere=()):
                 for msg in v:
                     add(k, msg)
             cfg = None
-        if cfg is not None:
+        if section in ("solve", "apply") and isinstance(block, dict):    # selections against the MS
+            from alakazam.core import selcheck
+            selcheck.merge(errors, block, selcheck.APPLY_KEYS if section == "apply" else None, where)
+        if isinstance(block, dict):                 # (also when the block has other errors)
             for p in task.spec.params:              # the XML's must-exist paths (a path or a list of them)
                 v = block.get(p.yamlkey) if p.mustexist and p.yamlkey else None
                 for x in ([v] if isinstance(v, str) else v if isinstance(v, list) else []):
@@ -215,12 +219,13 @@ def preflight(blocks, produced_elsewhere=()):
                     for ms in mss:
                         for msg in output_column_errors(cfg.output_col, cfg.data_col, ms_columns(ms)):
                             add(f"{where}.output_col", msg)
+                _term_table_errors(section, where, cfg, have_table, produced, add)
             except AlakazamError as e:
                 msg = str(e)
                 path, _, rest = msg.partition(": ")
                 add(path if path.startswith(where) else where, rest if path.startswith(where) else msg)
         if produced_here:
-            produced.add(os.path.realpath(produced_here))
+            produced.add(os.path.realpath(os.path.expanduser(produced_here)))
         if cfg is not None:
             # the task call this block runs as (its Begin line); the block is already checked
             calls.append((section, where, task, task.bind(**to_params(block, where)), cfg,
@@ -228,6 +233,29 @@ def preflight(blocks, produced_elsewhere=()):
     if errors:
         raise ParameterError(errors)
     return calls
+
+
+def _term_table_errors(section, where, cfg, have_table, produced, add):
+    """A solve block's external_preapply tables must exist (or be written by an earlier block); the keys
+    of an apply / external_preapply table that exists now and no earlier block rewrites must be in it
+    (before: found at run time, one at a time, the missing table named 'caltable')."""
+    from alakazam.core.selcheck import table_errors
+
+    if section == "solve" and getattr(cfg, "external_preapply", None) is not None:
+        tables, keys, tname, kname = (cfg.external_preapply.tables, cfg.external_preapply.jones,
+                                      "external_preapply.tables", "external_preapply.jones")
+        for k, t in enumerate(tables):
+            if not have_table(t):
+                add(f"{where}.{tname}[{k}]", f"{t!r} does not exist and no earlier block writes it")
+    elif section == "apply":
+        tables, keys = [t.table for t in cfg.terms], [t.key for t in cfg.terms]
+        tname, kname = "tables", "jones"
+    else:
+        return
+    now = [t if os.path.exists(t) and os.path.realpath(t) not in produced else None for t in tables]
+    for path, msgs in table_errors(now, keys, where, tname, kname).items():
+        for msg in msgs:
+            add(path, msg)
 
 
 def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=None, scheduler=None,

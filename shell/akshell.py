@@ -78,8 +78,15 @@ def _run_interruptible(task, params):
     KeyboardInterrupt propagates (core/undo.py)."""
     from alakazam.core import undo
 
-    files = [params.get(n) for n in _OUTPUT_PARAMS.get(task.name, ()) if params.get(n)]
-    with undo.transaction(files=files, ms=params.get("vis") or None):
+    def paths(v):        # (a bad value -- vis=3 -- is the task's ParameterError, not a TypeError here)
+        if isinstance(v, (str, os.PathLike)):
+            return [v] if str(v) else []
+        if isinstance(v, (list, tuple)) and all(isinstance(x, (str, os.PathLike)) for x in v):
+            return [x for x in v if str(x)]
+        return []
+
+    files = [f for n in _OUTPUT_PARAMS.get(task.name, ()) for f in paths(params.get(n))]
+    with undo.transaction(files=files, ms=paths(params.get("vis")) or None):
         return task(**params)
 
 
@@ -133,6 +140,7 @@ class ShellSession:
             self.ns[cmd] = getattr(self, "_py_" + cmd)
         self.last_task = "akcal"
         self._running = None
+        self.debug = False              # akshell --debug: tracebacks of errors in typed Python
         self.logfile = self._path(logfile) if logfile else None
         self._handlers = setup_logging(self.logfile, None if out is None else self.out) if logfile else []
 
@@ -230,7 +238,13 @@ class ShellSession:
 
     def tput(self, name=None, path=None):
         task = self._task(name)
-        f = task.write_last(self.current(task), self._path(path or f"{task.name}.last"))
+        target = self._path(path or f"{task.name}.last")
+        if os.path.isdir(target):
+            raise AlakazamError(f"tput: {target!r} is a directory; give a file name (e.g. {task.name}.last)")
+        try:
+            f = task.write_last(self.current(task), target)
+        except OSError as e:
+            raise AlakazamError(f"tput: cannot write {target!r} ({e.strerror}); nothing saved") from None
         self._p(f"saved {task.name} inputs to {f}")
 
     def tget(self, name=None, path=None):
@@ -238,19 +252,32 @@ class ShellSession:
         cands = [path] if path else [f"{task.name}.last", f"{task.name}.saved"]
         for c in cands:
             fp = self._path(c)
+            if os.path.isdir(fp):
+                raise AlakazamError(f"tget: {fp!r} is a directory, not a {task.name}.last file; parameters "
+                                    "unchanged")
             if os.path.exists(fp):
                 names = set(task.spec.names)
-                with open(fp) as fh:
-                    for line in fh:
-                        if line.startswith("#") or "=" not in line:
-                            continue
-                        k, v = line.split("=", 1)
-                        k = k.strip()
-                        if k in names:
-                            try:
-                                self.ns[k] = ast.literal_eval(v.strip())
-                            except (ValueError, SyntaxError):
-                                self._p(self._c(RED, f"tget: cannot read {k} in {fp}"))
+                values, bad = {}, []
+                try:
+                    with open(fp) as fh:
+                        for line in fh:
+                            if line.startswith("#") or "=" not in line:
+                                continue
+                            k, v = line.split("=", 1)
+                            k = k.strip()
+                            if k in names:
+                                try:
+                                    values[k] = ast.literal_eval(v.strip())
+                                except (ValueError, SyntaxError):
+                                    bad.append(k)
+                except (OSError, UnicodeDecodeError) as e:
+                    raise AlakazamError(f"tget: cannot read {fp!r} ({e}); parameters unchanged") from None
+                if not values and not bad:     # (a file of another task, or not a .last file at all)
+                    raise AlakazamError(f"tget: {fp!r} holds no {task.name} parameters (expected lines "
+                                        f"'name = value' as tput writes); parameters unchanged")
+                self.ns.update(values)
+                for k in bad:
+                    self._p(self._c(RED, f"tget: cannot read {k} in {fp}"))
                 self._p(f"restored {task.name} inputs from {fp}")
                 return
         # nothing is changed: shared parameters (vis, field ...) belong to other tasks too
@@ -312,6 +339,10 @@ class ShellSession:
                 return self.help(s[:-1].strip())
             if cmd in _COMMANDS and \
                     (len(words) == 1 or (words[1][0].isalpha() and "(" not in s and "=" not in s)):
+                most = 3 if cmd in ("tget", "tput", "saveinputs") else 2
+                if len(words) > most:           # (the extra words were ignored: 'go akflag x' ran akflag)
+                    raise AlakazamError(f"{cmd}: too many words in {s!r}; expected '{cmd} <task>"
+                                        + (" [file]'" if most == 3 else "'") + "; nothing was done")
                 fn = self.tput if cmd == "saveinputs" else getattr(self, cmd)
                 return fn(arg, arg2) if cmd in ("tget", "tput", "saveinputs") else fn(arg)
             if cmd in TASKS and len(words) == 1:
@@ -323,8 +354,9 @@ class ShellSession:
             self._interrupted(self._running or "command")
         except AlakazamError as e:
             self._p(self._c(RED, str(e)))
-        except Exception:
-            self._p(self._c(RED, traceback.format_exc(limit=1)))
+        except Exception as e:           # a Python error in what was typed: Python's one line (akshell
+            text = traceback.format_exc() if self.debug else traceback.format_exception_only(type(e), e)
+            self._p(self._c(RED, "".join(text).rstrip()))          # --debug: the whole traceback)
         finally:
             self._running = None
         return None
@@ -347,6 +379,7 @@ def main(argv=None):
     from prompt_toolkit.history import FileHistory
 
     shell = ShellSession(logfile=os.environ.get("AKSHELL_LOG", "akshell.log"))
+    shell.debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     hist = os.environ.get("AKSHELL_HISTORY", os.path.expanduser("~/.akshell_history"))
     session = PromptSession(history=FileHistory(hist),
                             completer=WordCompleter(shell.completion_words()))

@@ -50,6 +50,11 @@ def output_column_errors(output_col, data_col="DATA", ms_columns=None):
         return [f"{col!r} is not a column name (letters, digits, '_'); {expected}"]
     if col in ALLOWED_EXISTING and col != data_col:
         return []
+    same = [c for c in list(ALLOWED_EXISTING) + list(ms_columns or [])
+            if c.upper() == col.upper() and c != col]
+    if same:                            # column names are case-sensitive: a second, near-identical column
+        return [f"{col!r} differs from the column {same[0]!r} only in case (column names are case-sensitive: "
+                f"it would be a second column); {expected}"]
     if col == data_col:
         return [f"{col!r} would overwrite the data column being corrected; {expected}"]
     if col.upper() in MS_MAIN_COLUMNS or col.endswith("_AKPARTIAL"):

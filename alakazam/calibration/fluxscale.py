@@ -63,7 +63,7 @@ import warnings
 import numpy as np
 
 from ..config import FluxscaleConfig
-from ..errors import AlakazamError
+from ..errors import AlakazamError, ParameterError
 from ..jones import terms as jterms
 
 log = logging.getLogger("alakazam.fluxscale")
@@ -289,12 +289,106 @@ def _resolve_fields(cfg, key, ref_table, tr_table, ref_sets, tr_sets):
     return transfer
 
 
+def _msg(e, *heads):
+    """An error's message without a leading 'key: ' naming the parameter again."""
+    head, sep, rest = str(e).partition(": ")
+    return rest if sep and head in heads else str(e)
+
+
+def check_inputs(cfg: FluxscaleConfig) -> dict:
+    """{YAML key: [message]} for every part of a fluxscale block that does not fit its tables: the
+    output, the tables, jones_type (a gain key in both tables), the reference and transfer fields, spw
+    and refspwmap -- all of them, so that akfluxscale and the YAML runner report them together (before:
+    one at a time, the first :func:`run_fluxscale` met)."""
+    from ..core.outputs import check_output_file
+    from ..io import hdf5
+
+    errors = {}
+
+    def add(k, m):
+        errors.setdefault(k, []).append(m)
+
+    try:
+        check_output_file(cfg.output, "output")
+    except AlakazamError as e:
+        add("output", _msg(e, "output"))
+    ref_table = cfg.reference_table
+    tr_table = cfg.transfer_table or ref_table
+    keys = {}
+    for name, table in (("reference_table", ref_table), ("transfer_table", tr_table)):
+        if name == "transfer_table" and tr_table == ref_table:
+            keys[name] = keys.get("reference_table")
+            continue
+        try:
+            hdf5.list_keys(table)
+        except AlakazamError as e:
+            add(name, _msg(e, "caltable"))
+            continue
+        try:
+            keys[name] = hdf5.resolve_key(table, cfg.jones_type)
+        except AlakazamError as e:
+            if str(e) not in errors.get("jones_type", []):
+                add("jones_type", str(e))
+    key, tr_key = keys.get("reference_table"), keys.get("transfer_table")
+    if key and tr_key and key != tr_key:
+        add("jones_type", f"{cfg.jones_type!r} resolves to different keys in the two tables "
+            f"({key}, {tr_key})")
+    if not key or not tr_key or key != tr_key:
+        return errors
+    ref_sets = hdf5.read_term(ref_table, key)
+    tr_sets = ref_sets if tr_table == ref_table else hdf5.read_term(tr_table, key)
+    jt = ref_sets[0].attrs.get("jones_type") if ref_sets else None
+    if jt and not jterms.get(jt).gain:
+        add("jones_type", f"fluxscale scales G (gain) solutions; {key} is {jt}")
+        return errors
+    have_ref = {s.field_name for s in ref_sets}
+    have_tr = {s.field_name for s in tr_sets}
+    for f in cfg.reference_field:
+        if f not in have_ref:
+            add("reference_field", f"{f!r} has no {key} solutions in {ref_table} (fields: "
+                f"{', '.join(sorted(have_ref))})")
+    for f in cfg.transfer_field:
+        if f not in have_tr:
+            add("transfer_field", f"{f!r} has no {key} solutions in {tr_table} (fields: "
+                f"{', '.join(sorted(have_tr))})")
+    transfer = [f for f in cfg.transfer_field if f in have_tr] or (
+        [] if cfg.transfer_field else sorted(have_tr - set(cfg.reference_field)))
+    if not cfg.transfer_field and not transfer:
+        add("transfer_field", f"empty and {tr_table} has no {key} solutions of a field other than the "
+            f"reference ({', '.join(cfg.reference_field)})")
+    pool = transfer or sorted(have_tr)          # (no valid transfer field: spw checked on every field)
+    ref_spws = sorted({s.spw for s in ref_sets if s.field_name in cfg.reference_field})
+    spws = sorted({s.spw for s in tr_sets if s.field_name in pool})
+    if str(cfg.spw).strip():
+        try:
+            want = {int(x) for x in str(cfg.spw).replace(" ", "").split(",") if x != ""}
+        except ValueError:
+            return errors                  # (the config names an unreadable spw)
+        if not want & set(spws):
+            add("spw", f"{cfg.spw!r} selects no SPW with {key} solutions of the "
+                + (f"transfer field(s) {', '.join(transfer)}" if transfer else f"fields in {tr_table}")
+                + f" (SPWs with solutions: {spws})")
+            return errors
+        spws = [s for s in spws if s in want]
+    if not transfer:
+        return errors
+    bad = sorted({_ref_spw(s, cfg.refspwmap) for s in spws} - set(ref_spws))
+    if bad and not errors.get("reference_field"):
+        add("refspwmap", f"{cfg.refspwmap!r} maps to SPW(s) {bad} without {key} solutions of the reference "
+            f"field(s) {', '.join(cfg.reference_field)} (SPWs with solutions: {ref_spws}); give "
+            "refspwmap=[<ref spw>] or one entry per SPW")
+    return errors
+
+
 def run_fluxscale(cfg: FluxscaleConfig) -> dict:
     from ..io import hdf5
 
     from ..core.outputs import check_output_file
 
     check_output_file(cfg.output, "output")        # before any work (clear error, nothing written)
+    errors = check_inputs(cfg)                      # every bad part together
+    if errors:
+        raise ParameterError(errors)
     ref_table = cfg.reference_table
     tr_table = cfg.transfer_table or ref_table
     key = hdf5.resolve_key(ref_table, cfg.jones_type)
@@ -325,6 +419,7 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
 
     entries, per_field = [], {}
     factors = {}                                         # (field, spw) -> gain factor
+    unusable = []                                        # (field, SPW)s without a common valid antenna
     for tf in transfer:
         ts_all = [s for s in tr_sets if s.field_name == tf]
         mflux, fid = _model_flux(ts_all[0].attrs.get("ms", ""), tf)
@@ -343,9 +438,15 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
             else:
                 f, w, outside = ratios_interpolate(ref, tr)
             res = combine(f, w)
-            if res["n"] == 0:
-                raise AlakazamError(f"fluxscale: no antenna has valid solutions on both {tf} and "
-                                    f"{', '.join(cfg.reference_field)} in SPW {sp} (reference SPW {rsp})")
+            if res["n"] == 0:        # (CASA: that field and SPW get no flux density; the others do)
+                unusable.append(f"no antenna has valid solutions on both {tf} and "
+                                f"{', '.join(cfg.reference_field)} in SPW {sp} (reference SPW {rsp})"
+                                + (f" with gain_threshold {cfg.gain_threshold:g} (amplitudes further "
+                                   "than that fraction from their field's median are dropped; -1 = off)"
+                                   if cfg.gain_threshold >= 0 else ""))
+                log.warning("fluxscale: %s; %s SPW %d is not scaled (its gains are written without a factor)",
+                            unusable[-1], tf, sp)
+                continue
             if outside > 0:
                 log.warning("fluxscale: %s SPW %d: method 'interpolate' extrapolates the reference gains "
                             "up to %.1f min beyond the reference's time span (held at the end values); "
@@ -364,6 +465,8 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
             log.info("%s spw %d: flux density %.5f +- %.5f Jy (scale %.5f, p %.5f, q %.5f, %d ratios, %s)",
                      tf, sp, res["fluxd"], res["fluxd_err"], res["scale"], res["scale_p"], res["scale_q"],
                      res["n"], cfg.method)
+    if not per_field and unusable:
+        raise AlakazamError("fluxscale: nothing to scale: " + "; ".join(unusable))
     if not per_field:
         raise AlakazamError(f"spw: {cfg.spw!r} selects no SPW with {key} solutions of the transfer fields")
 

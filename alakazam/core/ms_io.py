@@ -110,11 +110,33 @@ def release_handle_table(ms):
 
 
 def check_ms(ms):
+    if ms and os.path.isfile(str(ms)):
+        raise AlakazamError(f"vis/ms: {ms!r} is a file, not a Measurement Set (expected a Measurement Set "
+                            "directory)")
     if not ms or not os.path.isdir(str(ms)):
         raise AlakazamError(f"vis/ms: {ms!r} does not exist (expected a Measurement Set directory)")
     if not os.path.exists(os.path.join(str(ms), "table.dat")) or \
             not os.path.isdir(os.path.join(str(ms), "ANTENNA")):
         raise AlakazamError(f"vis/ms: {ms!r} is not a Measurement Set (no table.dat / ANTENNA)")
+    info = _table_info(ms)              # a CASA caltable has table.dat and ANTENNA too
+    if info.get("Type") == "Calibration":
+        kind = info.get("SubType") or "Calibration"
+        raise AlakazamError(f"vis/ms: {ms!r} is a CASA calibration table ({kind}), not a Measurement Set "
+                            "(akplot plots it; akapply / akcal take it as a gaintable)")
+
+
+def _table_info(path) -> dict:
+    """The ``Type`` / ``SubType`` lines of a casacore table's table.info ({} when unreadable)."""
+    out = {}
+    try:
+        with open(os.path.join(str(path), "table.info"), errors="replace") as fh:
+            for line in fh.read(4096).splitlines()[:2]:
+                k, sep, v = line.partition("=")
+                if sep:
+                    out[k.strip()] = v.strip()
+    except OSError:
+        pass
+    return out
 
 
 def read_meta(ms) -> MSMeta:

@@ -4,7 +4,8 @@ after a long solve), and the rule for replacing a simulated MS.
 Conventions (pinned by tests/test_reliability.py):
 
 * A solution-table output must sit in an existing, writable directory; an existing output must be a
-  writable regular file (a read-only table is never replaced).
+  writable regular file (a read-only table is never replaced) and an alakazam HDF5 table (or empty): a
+  script, a notes file, an .npz or another program's HDF5 file given by mistake is never replaced.
 * An MS that apply writes into must be a writable directory.
 * ``alakazam simulate PATH`` / :func:`alakazam.sim.simulate_ms` replace an existing PATH only with
   ``overwrite``, and even then only when PATH is a Measurement Set that ``alakazam simulate`` wrote
@@ -47,13 +48,27 @@ def check_output_file(path, what="output"):
                             "choose another output)")
     if not writable(d):
         raise AlakazamError(f"{what}: directory {d!r} is not writable")
+    if os.path.isfile(real) and os.path.getsize(real) > 0:
+        import h5py
+
+        ours = False
+        if h5py.is_hdf5(real):
+            try:
+                with h5py.File(real, "r") as f:
+                    ours = "format_version" in f.attrs      # (io/hdf5.py: every table has it)
+            except OSError:
+                ours = False
+        if not ours:
+            raise AlakazamError(f"{what}: {str(path)!r} exists and is not an alakazam HDF5 solution table; "
+                                "it is not replaced (remove it, or choose another output name)")
 
 
 def check_ms_writable(ms, what="ms", flag_backup=False):
     """The MS directory exists and can be written (apply writes a column; FLAG with propagate_flags);
     with ``flag_backup`` also ``<ms>.flagversions`` (or, when missing, the directory holding the MS)."""
     if not os.path.isdir(str(ms)):
-        raise AlakazamError(f"{what}: {str(ms)!r} does not exist (expected a Measurement Set directory)")
+        what_is = "is a file, not a Measurement Set" if os.path.isfile(str(ms)) else "does not exist"
+        raise AlakazamError(f"{what}: {str(ms)!r} {what_is} (expected a Measurement Set directory)")
     if not writable(str(ms)):
         raise AlakazamError(f"{what}: {str(ms)!r} is not writable (apply writes its output column there)")
     if flag_backup:

@@ -14,6 +14,7 @@ from dataclasses import field as _dcfield
 from typing import List
 
 from ..config import _check_keys, _Errors, _kwargs, _name, _require, _values
+from ..errors import AlakazamError
 
 #: akflag's modes (tasks_xml/akflag.xml; tests/test_schema.py pins the two lists to it)
 MODES = ("manual", "unflag", "clip", "quack", "extend", "aoflagger", "mad", "summary")
@@ -164,7 +165,20 @@ def _gain_params(cfg, d, where, names, errs, check_ms=True):
     for i, tb in enumerate(tables if check_ms else []):     # (relative to a YAML file: checked there)
         if not os.path.exists(tb):
             errs.add(_name("gaintable", where, names), f"[{i}] {tb!r} does not exist")
+        elif os.path.isdir(tb) or _is_hdf5(tb):            # the key in its table, with the rest (a
+            from ..io import solutions                     # file that is not HDF5: said when read)
+
+            try:
+                solutions.resolve_key(tb, jones[i])
+            except AlakazamError as e:
+                errs.add(_name("gainjones", where, names), f"[{i}] {e}")
     cfg.gaintable, cfg.gainjones, cfg.gainfield, cfg.interp = tables, jones, fsel, tint
+
+
+def _is_hdf5(path) -> bool:
+    import h5py
+
+    return os.path.isfile(path) and h5py.is_hdf5(path)
 
 
 def resolve_errors(cfg, resolve) -> dict:

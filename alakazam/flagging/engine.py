@@ -207,6 +207,10 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
         if out is not None:
             out["seconds"] = secs
             return out
+    if counts["total"] == 0:        # (a silent no-op before: e.g. a field without rows)
+        keys = ("field", "spw", "antenna", "timerange", "scan", "correlation")
+        log.warning("akflag mode=%s: the selection (%s) has no data in %s; nothing was flagged", cfg.mode,
+                    ", ".join(f"{k}={getattr(cfg, k)!r}" for k in keys if getattr(cfg, k)) or "all", cfg.ms)
     frac = lambda n: 100.0 * n / max(counts["total"], 1)   # noqa: E731
     log.info("akflag mode=%s: %d of %d selected samples flagged before (%.2f%%), %d after (%.2f%%): "
              "%d newly flagged, %d unflagged%s (%.1f s)", cfg.mode, counts["flagged_before"], counts["total"],

@@ -482,7 +482,17 @@ def export(table, key, out, ms: str = "", crossphase: str = "") -> dict:
             folded = cp
             logging.getLogger("alakazam.export").info(
                 "%s: %s folded in (CASA applies Xf on the sky side of D): export %s too", real, cp, cp)
-    res = write_table(sets, real, out, ms=ms)
+    # written under a temporary name and renamed when complete: an error or Ctrl-C part-way leaves no
+    # half-written table at ``out`` (which a re-run would then refuse as existing)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f".{os.path.basename(os.path.normpath(out))}"
+                       f".akpartial{os.getpid()}")
+    try:
+        res = write_table(sets, real, tmp, ms=ms, overwrite=True)
+        os.rename(tmp, out)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    res["path"] = out
     res["key"] = real
     res["crossphase"] = folded
     return res

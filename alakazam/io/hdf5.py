@@ -297,6 +297,9 @@ def _clean_stale_tmps(real):
 def _check_file(path):
     if not os.path.exists(path):
         raise AlakazamError(f"caltable: {path!r} does not exist")
+    if os.path.isdir(path):
+        raise AlakazamError(f"caltable: {path!r} is a directory (a Measurement Set or CASA table?); expected "
+                            "an alakazam HDF5 solution table")
     try:
         with h5py.File(path, "r") as f:
             ver = f.attrs.get("format_version")

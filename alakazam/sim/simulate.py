@@ -183,6 +183,10 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
 
     if feed not in ("linear", "circular"):
         raise ValueError(f"feed must be 'linear' or 'circular', got {feed!r}")
+    from .checks import check_args        # every bad size / duration together, before anything is written
+
+    check_args(path, n_ant, n_ant_extra, n_chan, duration_h, int_s, scan_len_s, chan_width, f0, noise,
+               rows_per_write)
     if apply_parang_in_data is not None:
         parang_in_data = bool(apply_parang_in_data)
     rng = np.random.default_rng(seed)

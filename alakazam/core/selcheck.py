@@ -1,0 +1,150 @@
+"""The selections of a solve or apply block checked against its Measurement Set, all at once.
+
+akcal's and akapply's parameter check (``build_config``) and the YAML runner's preflight of ``solve``
+and ``apply`` blocks call :func:`ms_errors` (through :func:`merge`), so a field, spw, scan, antenna,
+timerange, uvrange, intent, observation, ref_ant (or a solve's data / model column) that does not exist
+in the MS is reported with every other bad parameter, before anything runs (as akflag does): the YAML
+runner's preflight sees them before any flag block writes FLAG, and the tasks name all of them, not only
+the first one the engine happens to resolve.  The engine resolves them again when it runs
+(``flow._validate``, ``calibration/apply.py``).  (Not in ``solve_config_from_dict`` itself: the engine
+called directly reads the MS's metadata once per solve, tests/test_ms_handle.py; a task call or a YAML
+block reads it once more, here.)  A ``plots`` directory that cannot be made is reported too (before:
+after the solve had written the table).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import AlakazamError, ParameterError
+
+_SELECT = ("antenna", "uvrange", "timerange", "intent", "observation")
+#: YAML key -> what it selects, per block kind
+SOLVE_KEYS = {"field": "field", "spw": "spw", "scan": "scan", "ref_ant": "ref_ant", "data_col": "column",
+              "model_col": "column", **{k: k for k in _SELECT}}
+APPLY_KEYS = {"target_field": "field", "spw": "spw", "target_scans": "scan",     # (not data_col: an
+              **{k: k for k in _SELECT}}                # earlier apply block of a YAML file may write it)
+
+
+def _strip(msg: str, *heads) -> str:
+    """The message without a leading 'key: ' that names the parameter again."""
+    head, sep, rest = msg.partition(": ")
+    return rest if sep and (head in heads or head == "ref_ant/refant") else msg
+
+
+def _field_items(f):
+    """Every field selection string of a block's ``field`` (string, list, or list of lists)."""
+    if f is None or f == "":
+        return []
+    if isinstance(f, (list, tuple)):
+        return [x for v in f for x in _field_items(v)]
+    return [s.strip() for s in str(f).split(",") if s.strip()]
+
+
+def ms_errors(d: dict, keys=None) -> dict:
+    """{yaml key: [message]} for the selections of block ``d`` (YAML keys; ``keys``: :data:`SOLVE_KEYS`
+    (default) or :data:`APPLY_KEYS`) that do not resolve against ``d['ms']``; {} when it is not a
+    Measurement Set here (the engine then says so)."""
+    from . import ms_io, rowselect
+
+    out = {}
+    if isinstance(d.get("plots"), str) and d["plots"]:       # (checked here: the plots follow the solve)
+        from ..plots import outdir_errors
+        for msg in outdir_errors(d["plots"]).get("outdir", []):
+            out.setdefault("plots", []).append(msg)
+    ms = d.get("ms")
+    if not isinstance(ms, str) or not os.path.isdir(os.path.expanduser(ms)):
+        return out
+    ms = os.path.expanduser(ms)
+    from .columns import SNAPSHOT
+    if os.path.isdir(os.path.join(ms, SNAPSHOT)):    # a killed write: the engine repairs it first, so
+        return out                                   # the MS is not opened here
+    try:
+        ms_io.check_ms(ms)
+    except AlakazamError:                 # not an MS: the engine says so when it opens it
+        return out
+    try:
+        meta = ms_io.read_meta(ms)
+    except (AlakazamError, RuntimeError):            # (damaged: the engine says so, or repairs it)
+        return out
+
+    def attempt(key, fn, *a):
+        kind = (keys or SOLVE_KEYS)[key]
+        try:
+            fn(*a)
+        except ParameterError as e:
+            for msgs in e.errors.values():
+                for m in msgs:
+                    out.setdefault(key, []).append(_strip(m, key, kind))
+        except AlakazamError as e:
+            m = _strip(str(e), key, kind)
+            if m not in out.get(key, []):
+                out.setdefault(key, []).append(m)
+
+    for key, kind in (keys or SOLVE_KEYS).items():
+        v = d.get(key)
+        if kind == "field":
+            for item in dict.fromkeys(_field_items(v)):
+                attempt(key, ms_io.resolve_fields, meta, item)
+        elif kind == "ref_ant":
+            refs = v if isinstance(v, (list, tuple)) else [0 if v is None else v]
+            if refs and all(isinstance(r, (int, str)) and not isinstance(r, bool) for r in refs):
+                ref = list(refs) if isinstance(v, (list, tuple)) else refs[0]
+                attempt(key, ms_io.resolve_antenna, meta, ref)
+        elif kind == "column":
+            default = "MODEL_DATA" if key == "model_col" else "DATA"
+            if key == "model_col" and d.get("smodel"):        # (smodel: no model column is read)
+                continue
+            attempt(key, ms_io.check_columns, ms, [v if isinstance(v, str) and v else default])
+        elif not isinstance(v, (str, int)) or isinstance(v, bool) or not str(v).strip():
+            continue
+        elif kind == "spw":
+            attempt(key, ms_io.resolve_spw, meta, str(v))
+        elif kind == "scan":
+            attempt(key, ms_io.resolve_scans, meta, str(v))
+        else:
+            attempt(key, rowselect.build, meta, {kind: str(v)})
+    return out
+
+
+def merge(errors: dict, d: dict, keys=None, where="", names=None) -> dict:
+    """``errors`` ({path: [message]}) with :func:`ms_errors` of block ``d`` added under ``where.<name>``
+    (``names``: YAML key -> task parameter), except for parameters already named there."""
+    have = {k.split("[", 1)[0] for k in errors}
+    for key, msgs in ms_errors(d, keys).items():
+        shown = (names or {}).get(key, key)
+        path = f"{where}.{shown}" if where else shown
+        if path not in have:
+            errors.setdefault(path, []).extend(msgs)
+    return errors
+
+
+def table_errors(tables, keys, where="", table_name="gaintable", key_name="jones") -> dict:
+    """{'<where>.<table_name>[i]' / '<where>.<key_name>[i]': [message]}: a solution table that does not
+    exist, a key that is not in its table (HDF5 or CASA caltable; one table may serve every key).  A file
+    that is not HDF5 is left to the engine, which says so when it reads it."""
+    import h5py
+
+    from ..io import solutions
+
+    tables = [tables] if isinstance(tables, str) else list(tables or [])
+    keys = [keys] if isinstance(keys, str) else list(keys or [])
+    if len(tables) == 1:
+        tables = tables * len(keys)
+    pre = f"{where}." if where else ""
+    errors = {}
+    for i, (table, key) in enumerate(zip(tables, keys)):
+        if not isinstance(table, str) or not isinstance(key, str):
+            continue
+        table = os.path.expanduser(table)
+        if not os.path.exists(table):
+            if table not in tables[:i]:
+                errors[f"{pre}{table_name}[{i}]"] = [f"{table!r} does not exist"]
+            continue
+        if os.path.isfile(table) and not h5py.is_hdf5(table):
+            continue
+        try:
+            solutions.resolve_key(table, key)
+        except AlakazamError as e:
+            errors[f"{pre}{key_name}[{i}]"] = [str(e)]
+    return errors
