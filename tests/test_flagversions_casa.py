@@ -181,8 +181,13 @@ def test_casa_written_tables_listed_restored_deleted_by_akflagmanager(ms):
     akflagmanager(vis=ms, mode="restore", versionname="flagdata_1")
     assert_same(flags(ms), saved)
     akflagmanager(vis=ms, mode="delete", versionname="flagdata_1")
-    assert os.listdir(ms + ".flagversions") == ["FLAG_VERSION_LIST"]
-    assert akflagmanager(vis=ms, mode="list")["versions"] == []
+    # each restore first saved the flags it replaced (flagmanager_1, _2; CASA's restore saves none)
+    assert sorted(os.listdir(ms + ".flagversions")) == ["FLAG_VERSION_LIST", "flags.flagmanager_1",
+                                                        "flags.flagmanager_2"]
+    assert [v["name"] for v in akflagmanager(vis=ms, mode="list")["versions"]] == ["flagmanager_1",
+                                                                                  "flagmanager_2"]
+    akflagmanager(vis=ms, mode="restore", versionname="flagmanager_1")      # the flags before the first
+    assert_same(flags(ms), cur)
 
 
 def test_version_of_another_ms_refused_before_writing(ms, tmp_path):
