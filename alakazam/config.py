@@ -288,10 +288,13 @@ def _name(key, where, names):
 
 
 def broadcast_steps(value, n_steps, path, errs: _Errors, default=None):
-    """Scalar -> per-step list; a list must have exactly n_steps entries."""
+    """Scalar -> per-step list; a list must have exactly n_steps entries, or one entry, which (as a
+    scalar, and as CASA's one-entry gainfield / interp / spwmap lists) serves every step."""
     if value is None:
         value = default
     if isinstance(value, (list, tuple)):
+        if len(value) == 1 and n_steps != 1:
+            return [value[0]] * n_steps
         if len(value) != n_steps:
             errs.add(path, f"has {len(value)} entries but jones has {n_steps} steps; give one per step "
                            "or a single value for all")

@@ -131,7 +131,8 @@ def test_scalars_broadcast():
 
 def test_names_mapping_and_pinned_ok():
     with pytest.raises(ParameterError) as e:
-        solve_config_from_dict(dict(ms="a.ms", output="c.h5", jones=["K", "G"], time_interval=["inf"]),
+        solve_config_from_dict(dict(ms="a.ms", output="c.h5", jones=["K", "G"],
+                                    time_interval=["inf", "scan", "int"]),
                                where="akcal", names={"time_interval": "solint"})
     msg = " ".join(k + " " + " ".join(v) for k, v in e.value.errors.items())
     assert "solint" in msg and "akcal" in msg
@@ -139,3 +140,20 @@ def test_names_mapping_and_pinned_ok():
     a = apply_config_from_dict(dict(ms="t.ms", jones=["G0"], tables=["cal.h5"], field_select=["pinned"],
                                     time_interp=["linear"], solution_field=["3C286"]))
     assert a.terms[0].field_select == "pinned"
+
+
+def test_one_entry_list_serves_every_step():
+    """A one-entry list is a single value for every step (as a scalar; CASA's one-entry gainfield /
+    interp lists): `tables: [cal.h5]` with six keys, `time_interval: [inf]` with two steps."""
+    d = yaml.safe_load(SEED_YAML)
+    n_apply = len(d["apply"][0]["jones"])
+    d["apply"][0]["tables"] = [d["apply"][0]["tables"][0] if isinstance(d["apply"][0]["tables"], list)
+                               else d["apply"][0]["tables"]]
+    n_solve = len(d["solve"][0]["jones"])
+    d["solve"][0]["time_interval"] = ["inf"]
+    cfg = run_config_from_dict(d)
+    assert [s.time_interval.text for s in cfg.solve[0].steps] == ["inf"] * n_solve
+    assert len({t.table for t in cfg.apply[0].terms}) == 1 and len(cfg.apply[0].terms) == n_apply
+    d["solve"][0]["time_interval"] = ["inf", "scan"] if n_solve != 2 else ["inf", "scan", "int"]
+    with pytest.raises(ParameterError, match="entries but jones has"):
+        run_config_from_dict(d)
