@@ -172,7 +172,7 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
     mode = _am.resolve(getattr(cfg, "applymode", ""), cfg.propagate_flags)
     limit = memory.memory_limit_bytes(cfg.memory_limit_gb)
     lines = []
-    counts = {"rows": 0, "samples": 0, "no_solution": 0, "flagged_by_solution": 0}
+    counts = {"rows": 0, "samples": 0, "unflagged": 0, "no_solution": 0, "flagged_by_solution": 0}
     per_term = {}           # (term key, field name) -> samples whose solution in that term is flagged
     from .. import distributed
     save = (lambda: backup_flags(cfg.ms)) if _am.writes_flags(mode) else (lambda: None)
@@ -205,10 +205,30 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
     if counts["no_solution"] and mode == "calonly":
         log.warning("%d samples had no valid solution and were written uncorrected (applymode calflag / "
                     "propagate_flags flags them instead)", counts["no_solution"])
+    _check_something_corrected(cfg, mode, counts, backup)
     return {"output_col": cfg.output_col if _am.writes_data(mode) else None, "created_column": created,
             "flag_backup": backup, "applymode": mode,
             "flagged_by_term": {f"{k}/{f}": n for (k, f), n in per_term.items()},
             "log": lines, "seconds": _time.perf_counter() - t_start, **counts}
+
+
+def _check_something_corrected(cfg, mode, counts, backup):
+    """An apply that corrected no sample -- every unflagged sample of the selection had a flagged
+    solution -- is an error, not exit 0 (the guide: a step with no usable solution).  Raised after
+    the writes, saying what they left: calonly wrote the data uncorrected; calflag flagged them (FLAG
+    restorable from the backup saved first)."""
+    if mode not in ("calonly", "calflag", "calflagstrict") or not counts["unflagged"]:
+        return
+    if counts["unflagged"] > counts["no_solution"] + counts["flagged_by_solution"]:
+        return
+    from . import flagsafety
+
+    left = (f"{cfg.output_col} holds them uncorrected" if mode == "calonly" else
+            f"they are flagged in FLAG (restore with: {flagsafety.restore_command(cfg.ms, backup)})"
+            if backup else "they are flagged")
+    raise AlakazamError(f"no sample was corrected: every one of the {counts['unflagged']} unflagged samples "
+                        f"of the selection has a flagged (or missing) solution in the applied terms; {left}. "
+                        "Check the terms' flags (akinfo / akplot), gainfield and interp")
 
 
 def _with_spw(line, spw_id):
@@ -333,6 +353,7 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
             bad_by_key = diag = sky = par = None
         counts["rows"] += ch.n_row
         counts["samples"] += int(sub.size)
+        counts["unflagged"] += int(sub.size) - int(np.count_nonzero(flag if all_chans else flag[:, chans]))
         if nsol is None:
             nsol = int(bad.sum())
         n_new = None            # samples flagged here that FLAG did not hold

@@ -1,0 +1,63 @@
+"""An apply that corrects no sample (every solution of the selection flagged) is an error, not exit 0:
+calonly leaves the data uncorrected, calflag flags them (restorable); an apply with some usable
+solutions is not."""
+
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from casacore.tables import table
+
+from alakazam.errors import AlakazamError
+from alakazam.sim import simulate_ms
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    from alakazam.caltasks import akcal
+
+    d = tmp_path_factory.mktemp("nothing")
+    ms, cal = str(d / "t.ms"), str(d / "cal.h5")
+    simulate_ms(ms, feed="linear", n_ant=5, n_chan=(4,), int_s=120.0, scan_len_s=600.0, duration_h=1.0,
+                noise=0.05, seed=7, leakage=False, dead_ant=False, flag_rows=0.0)
+    akcal(vis=ms, caltable=cal, field="3C286", jones=["G"], solint=["inf"], refant="C00", minblperant=2)
+    dead = str(d / "dead.h5")
+    shutil.copy(cal, dead)
+    with h5py.File(dead, "r+") as f:           # every solution flagged
+        def flag(name, obj):
+            if isinstance(obj, h5py.Dataset) and name.endswith("flags"):
+                obj[...] = True
+        f.visititems(flag)
+    return ms, cal, dead
+
+
+@pytest.mark.parametrize("mode", ["calonly", "calflag"])
+def test_all_solutions_flagged_is_an_error(made, tmp_path, mode):
+    from alakazam.caltasks import akapply
+
+    ms0, _, dead = made
+    ms = str(tmp_path / "c.ms")
+    shutil.copytree(ms0, ms)
+    with table(ms, ack=False) as t:
+        f0 = t.getcol("FLAG")
+    with pytest.raises(AlakazamError, match="no sample was corrected") as e:
+        akapply(vis=ms, gaintable=[dead], jones=["G0"], field="3C286", applymode=mode)
+    with table(ms, ack=False) as t:
+        f1 = t.getcol("FLAG")
+        fld = t.getcol("FIELD_ID")
+    if mode == "calonly":
+        assert "uncorrected" in str(e.value)
+        np.testing.assert_array_equal(f1, f0)
+    else:
+        assert "restore with" in str(e.value) and f1[fld == 0].all()
+
+
+def test_some_usable_solutions_is_not_an_error(made, tmp_path):
+    from alakazam.caltasks import akapply
+
+    ms0, cal, _ = made
+    ms = str(tmp_path / "c.ms")
+    shutil.copytree(ms0, ms)
+    r = akapply(vis=ms, gaintable=[cal], jones=["G0"], field="3C286", applymode="calonly")
+    assert r["unflagged"] > 0 and r["no_solution"] < r["unflagged"]
