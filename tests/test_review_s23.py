@@ -552,3 +552,20 @@ def test_akflag_selection_without_data_says_so(tiny, tmp_path, caplog):
         t.putcell("NAME", n, "EMPTY")
     r = akflag(vis=ms, mode="manual", field="EMPTY", action="calculate")
     assert r["total"] == 0 and "has no data" in caplog.text
+
+
+def test_akcal_empty_refant_is_the_default(tiny, tmp_path):
+    """refant='' (CASA's unset) was refused as "'' is not an antenna"; it is the default, index 0."""
+    import numpy as np
+
+    from alakazam.caltasks import akcal
+    from alakazam.io import hdf5
+
+    ms, _ = tiny
+    for i, ref in enumerate(("", [])):
+        out = str(tmp_path / f"r{i}.h5")
+        akcal(vis=ms, caltable=out, field="3C286", jones=["G"], solint=["inf"], refant=ref, minblperant=2)
+        for s in hdf5.read_term(out, "G0"):        # antenna index 0 (C00) is the phase reference
+            assert s.ant_names[0] == "C00"
+            assert np.abs(np.angle(s.jones[0, ..., [0, 1], [0, 1]])).max() < 1e-9
+            assert np.abs(np.angle(s.jones[1:, ..., 0, 0])).max() > 1e-3
