@@ -5,7 +5,7 @@ Parameters are plain variables of the shell's Python namespace, shared by all ta
     inp akcal            # show akcal's parameters (bare `inp` = the last task)
     vis = 'cal.ms'       # any Python statement
     go                   # run the last task with the current values (`go akcal` names it)
-    tput akcal [file]    # save the values to akcal.last (alias: saveinputs)
+    tput akcal [file]    # save the values to akcal.last (saveinputs: to akcal.saved, as CASA)
     tget akcal [file]    # load akcal.last (else akcal.saved) into the namespace
     default akcal        # forget akcal's values
     help akcal / akcal?  # description and parameter table
@@ -236,16 +236,22 @@ class ShellSession:
         self._p(self._c(RED, f"{name} interrupted (Ctrl-C): stopped; the MS and the output table are as "
                              "before the task; parameters kept"))
 
-    def tput(self, name=None, path=None):
+    def tput(self, name=None, path=None, suffix="last", cmd="tput"):
         task = self._task(name)
-        target = self._path(path or f"{task.name}.last")
+        target = self._path(path or f"{task.name}.{suffix}")
         if os.path.isdir(target):
-            raise AlakazamError(f"tput: {target!r} is a directory; give a file name (e.g. {task.name}.last)")
+            raise AlakazamError(f"{cmd}: {target!r} is a directory; give a file name (e.g. "
+                                f"{task.name}.{suffix})")
         try:
             f = task.write_last(self.current(task), target)
         except OSError as e:
-            raise AlakazamError(f"tput: cannot write {target!r} ({e.strerror}); nothing saved") from None
+            raise AlakazamError(f"{cmd}: cannot write {target!r} ({e.strerror}); nothing saved") from None
         self._p(f"saved {task.name} inputs to {f}")
+
+    def saveinputs(self, name=None, path=None):
+        """CASA's saveinputs: the values to ``<task>.saved`` (tput: ``<task>.last``); tget reads
+        ``<task>.last``, else ``<task>.saved``."""
+        self.tput(name, path, suffix="saved", cmd="saveinputs")
 
     def tget(self, name=None, path=None):
         task = self._task(name)
@@ -305,7 +311,8 @@ class ShellSession:
     def _py_tput(self, t=None, f=None):
         self.tput(t, f)
 
-    _py_saveinputs = _py_tput
+    def _py_saveinputs(self, t=None, f=None):
+        self.saveinputs(t, f)
 
     def _py_default(self, t=None):
         self.default(t)
@@ -343,7 +350,7 @@ class ShellSession:
                 if len(words) > most:           # (the extra words were ignored: 'go akflag x' ran akflag)
                     raise AlakazamError(f"{cmd}: too many words in {s!r}; expected '{cmd} <task>"
                                         + (" [file]'" if most == 3 else "'") + "; nothing was done")
-                fn = self.tput if cmd == "saveinputs" else getattr(self, cmd)
+                fn = getattr(self, cmd)
                 return fn(arg, arg2) if cmd in ("tget", "tput", "saveinputs") else fn(arg)
             if cmd in TASKS and len(words) == 1:
                 self.last_task = cmd

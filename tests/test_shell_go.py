@@ -49,7 +49,10 @@ def session(sim_linear, tmp_path, monkeypatch):
 def test_command_forms_and_go_log(session):
     sh, ms, tmp = session
     sh.handle("saveinputs akcal")                    # raised AttributeError before
-    assert "saved akcal inputs" in sh.text() and (tmp / "akcal.last").exists()
+    assert "saved akcal inputs" in sh.text() and (tmp / "akcal.saved").exists()   # CASA's file
+    assert not (tmp / "akcal.last").exists()
+    sh.handle("tput akcal")
+    assert (tmp / "akcal.last").exists()
     sh.handle("default akcal")
     assert "jones" not in sh.ns
     sh.handle("tget akcal")
