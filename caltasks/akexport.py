@@ -46,15 +46,24 @@ def _content_errors(params, skip=()) -> dict:
                              "the MS whose ANTENNA, FIELD and SPECTRAL_WINDOW tables the caltable copies"]
     if not table or not os.path.exists(table):
         return errors
+    real = {}
     for name, key in (("jones", str(params["jones"]).strip()), ("crossphase", cp)):
         if name in skip or not key or (name == "crossphase" and key.lower() == "none"):
             continue
         try:
-            hdf5.resolve_key(table, key)
+            real[name] = hdf5.resolve_key(table, key)
         except AlakazamError as e:
             msg = str(e)
             errors.setdefault("caltable" if msg.startswith("caltable: ") else name, []).append(
                 msg.split(": ", 1)[-1] if msg.startswith("caltable: ") else msg)
+    types = {n: hdf5._KEY_RE.match(k).group(1) for n, k in real.items() if hdf5._KEY_RE.match(k)}
+    if "crossphase" in real and types.get("jones", "D") != "D":      # it was ignored silently
+        errors.setdefault("crossphase", []).append(
+            f"{cp!r}: a cross-hand phase is folded only into an exported D (leakage) term; "
+            f"jones {real['jones']!r} is a {types['jones']}; leave crossphase empty")
+    if types.get("crossphase", "CP") != "CP":
+        errors.setdefault("crossphase", []).append(f"{cp!r} is a {types['crossphase']} term; give a CP key "
+                                                    "(or 'none')")
     return errors
 
 

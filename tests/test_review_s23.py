@@ -569,3 +569,15 @@ def test_akcal_empty_refant_is_the_default(tiny, tmp_path):
             assert s.ant_names[0] == "C00"
             assert np.abs(np.angle(s.jones[0, ..., [0, 1], [0, 1]])).max() < 1e-9
             assert np.abs(np.angle(s.jones[1:, ..., 0, 0])).max() > 1e-3
+
+
+def test_akexport_crossphase_only_for_a_d_term(tiny, tmp_path):
+    """crossphase on a non-D key was ignored silently; a non-CP crossphase key too."""
+    from alakazam.caltasks import akexport
+
+    _, cal = tiny
+    with pytest.raises(ParameterError) as e:
+        akexport(caltable=cal, jones="G0", casatable=str(tmp_path / "g.tb"), crossphase="K0")
+    msgs = " ".join(e.value.errors["crossphase"])
+    assert "only into an exported D" in msgs and "is a K term" in msgs, e.value.errors
+    assert not os.path.exists(tmp_path / "g.tb")
