@@ -164,7 +164,7 @@ def test_linear_drift_cancels_with_interpolate(still, tmp_path):
         assert abs(fm - S) < 4 * em
 
 
-def test_spectral_index_recovered(still, tmp_path):
+def test_spectral_index_recovered(still, tmp_path, caplog):
     ms, truth, cal = still
     rs, ts = CASES["between"]
     t = _subset(cal, str(tmp_path / "t.h5"), rs, ts)
@@ -185,6 +185,9 @@ def test_spectral_index_recovered(still, tmp_path):
     r2 = _run(t, str(tmp_path / "o2.h5"), reffreq=F0, fitorder=2)["1"]
     assert r2["fitRefFreq"] == F0 and len(r2["spidx"]) == 3
     assert abs(r2["fitFluxd"] - 2.5) < 0.01 * 2.5
+    with caplog.at_level("WARNING", logger="alakazam.fluxscale"):    # reduced order: said, not silent
+        r5 = _run(t, str(tmp_path / "o5.h5"), fitorder=9)["1"]
+    assert len(r5["spidx"]) == len(freq) and "fitorder 9 needs 10 SPWs" in caplog.text
     r0 = _run(t, str(tmp_path / "o3.h5"), spw="1")["1"]          # one SPW: no fit (CASA)
     assert r0["fitFluxd"] == r0["1"]["fluxd"][0] and r0["fitRefFreq"] == pytest.approx(freq[1])
     # the results are in the table too

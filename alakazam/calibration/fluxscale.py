@@ -479,6 +479,9 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
         sps = sorted(d["spws"])
         fit = spectral_fit([d["spws"][s]["freq"] for s in sps], [d["spws"][s]["fluxd"] for s in sps],
                            [d["spws"][s]["fluxd_err"] for s in sps], cfg.fitorder, cfg.reffreq)
+        if len(sps) > 1 and fit["fitorder"] < int(cfg.fitorder):
+            log.warning("%s: fitorder %d needs %d SPWs with flux densities, %d have them: fitted order %d",
+                        tf, int(cfg.fitorder), int(cfg.fitorder) + 1, len(sps), fit["fitorder"])
         if len(sps) > 1:
             log.info("%s: fitted flux density %.5f +- %.5f Jy at %.6g Hz, spectral index %s", tf,
                      fit["fitFluxd"], fit["fitFluxdErr"], fit["fitRefFreq"],
