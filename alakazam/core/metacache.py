@@ -22,37 +22,29 @@ Convention (pinned by tests/test_metacache.py):
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
+
+from .scope import Scope
 
 _CACHE: dict = {}
-_LOCK = threading.RLock()
-_DEPTH = [0]
 STATS = {"hits": 0, "misses": 0}
+_SCOPE = Scope("ALAKAZAM_META_CACHE", _CACHE)
+_LOCK = _SCOPE.lock
 
 
 def enabled() -> bool:
-    return os.environ.get("ALAKAZAM_META_CACHE", "1") != "0"
+    return _SCOPE.enabled()
 
 
 def active() -> bool:
-    return _DEPTH[0] > 0 and enabled()
+    """Inside :func:`keep` (and not turned off)."""
+    return _SCOPE.active()
 
 
-@contextlib.contextmanager
 def keep():
     """Keep each MS's metadata for the later tasks inside the ``with`` (re-entrant; the outermost exit
     drops it)."""
-    with _LOCK:
-        _DEPTH[0] += 1
-    try:
-        yield
-    finally:
-        with _LOCK:
-            _DEPTH[0] -= 1
-            if _DEPTH[0] == 0:
-                _CACHE.clear()
+    return _SCOPE.keep()
 
 
 def state(ms) -> tuple:

@@ -34,10 +34,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import threading
 from collections import OrderedDict
 
 import numpy as np
+
+from .scope import Scope
+
 
 class _Entry:
     __slots__ = ("chunk", "derived")
@@ -51,33 +53,24 @@ class _Entry:
 
 
 _CACHE: "OrderedDict[tuple, _Entry]" = OrderedDict()
-_LOCK = threading.RLock()
-_DEPTH = [0]
 STATS = {"hits": 0, "misses": 0, "dropped": 0}
+_SCOPE = Scope("ALAKAZAM_READ_CACHE", _CACHE)
+_LOCK = _SCOPE.lock
 
 
 def enabled() -> bool:
-    return os.environ.get("ALAKAZAM_READ_CACHE", "1") != "0"
+    return _SCOPE.enabled()
 
 
 def active() -> bool:
     """Inside :func:`keep` (and not turned off)."""
-    return _DEPTH[0] > 0 and enabled()
+    return _SCOPE.active()
 
 
-@contextlib.contextmanager
 def keep():
     """Keep the solve blocks' tier-1 reads for the blocks that follow, inside the ``with``; the
     outermost exit drops them all (re-entrant)."""
-    with _LOCK:
-        _DEPTH[0] += 1
-    try:
-        yield
-    finally:
-        with _LOCK:
-            _DEPTH[0] -= 1
-            if _DEPTH[0] == 0:
-                _CACHE.clear()
+    return _SCOPE.keep()
 
 
 class Blocks:
