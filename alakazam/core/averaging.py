@@ -234,15 +234,50 @@ def corr_map(corr_types):
 
 def diag_inverse(diag):
     """``(ginv, gbad)`` of a diagonal Jones table (..., 2): 1 / g, and True where g is zero or
-    non-finite (flagged: the correction flags the samples that use it, as
-    :func:`alakazam.jones.algebra.correct_diag_inv`)."""
-    diag = np.asarray(diag, np.complex128)
-    bad = ~np.isfinite(diag) | (diag == 0)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        ginv = np.where(bad, 0, 1.0 / np.where(bad, 1, diag))
-    bad |= ~np.isfinite(ginv)
-    ginv[bad] = 0
-    return np.ascontiguousarray(ginv), np.ascontiguousarray(bad)
+    non-finite or 1 / g is not finite (flagged: the correction flags the samples that use it, as
+    :func:`alakazam.jones.algebra.correct_diag_inv`); ``ginv`` is 0 there.  One threaded pass writing
+    both outputs once; 1 / g is numpy's complex division of 1 + 0j by g (:func:`_reciprocal`:
+    the same bits as ``1.0 / g``, tests/test_diag_inverse.py)."""
+    diag = np.ascontiguousarray(diag, np.complex128)
+    ginv = np.empty(diag.shape, np.complex128)
+    gbad = np.empty(diag.shape, np.bool_)
+    if diag.size:
+        threaded(_diag_inverse, diag.size, diag.reshape(-1), ginv.reshape(-1), gbad.reshape(-1))
+    return ginv, gbad
+
+
+@njit(inline="always")
+def _reciprocal(re, im):
+    """(1 + 0j) / (re + i im) as numpy's complex divide loop computes it (Smith's method with the
+    reciprocal of the scale multiplied in), for finite non-zero ``re + i im``."""
+    if abs(re) >= abs(im):
+        rat = im / re
+        scl = 1.0 / (re + im * rat)
+        return (1.0 + 0.0 * rat) * scl, (0.0 - 1.0 * rat) * scl
+    rat = re / im
+    scl = 1.0 / (im + re * rat)
+    return (1.0 * rat + 0.0) * scl, (0.0 * rat - 1.0) * scl
+
+
+@njit
+def _diag_inverse(start, stride, g, ginv, gbad):
+    # blocks of elements on this thread (_numba.threaded): contiguous ranges, each element written once
+    n = g.shape[0]
+    per = (n + stride - 1) // stride
+    for i in range(start * per, min((start + 1) * per, n)):
+        re = g[i].real
+        im = g[i].imag
+        if not (np.isfinite(re) and np.isfinite(im)) or (re == 0 and im == 0):
+            ginv[i] = 0j
+            gbad[i] = True
+            continue
+        r, q = _reciprocal(re, im)
+        if np.isfinite(r) and np.isfinite(q):
+            ginv[i] = complex(r, q)
+            gbad[i] = False
+        else:
+            ginv[i] = 0j
+            gbad[i] = True
 
 
 _NO_DIAG = (np.zeros((0, 1, 1, 2), np.complex128), np.zeros((0, 1, 1, 2), bool))
