@@ -547,11 +547,19 @@ def _getcol_rows(t, q, col, rows, runs):
     concatenation copy); scattered rows go through the selection ``q``."""
     if runs is None:
         return q.getcol(col)
+    return _fill_rows(t, col, _alloc_rows(t, col, rows), runs)
+
+
+def _alloc_rows(t, col, rows):
+    """The uninitialised array that :func:`_fill_rows` reads column ``col`` of ``rows`` into: new memory,
+    or the previous chunk's when a reuse pool is active (iter_chunks reuse=True)."""
     from . import readbuffers
 
     first = np.asarray(t.getcell(col, int(rows[0])))
-    # new memory, or the previous chunk's when a reuse pool is active (iter_chunks reuse=True)
-    out = readbuffers.empty(col, (len(rows),) + first.shape, first.dtype)
+    return readbuffers.empty(col, (len(rows),) + first.shape, first.dtype)
+
+
+def _fill_rows(t, col, out, runs):
     for r0, n, i0 in runs:
         t.getcolnp(col, out[i0:i0 + n], r0, n)
     return out
@@ -568,9 +576,26 @@ def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
         # long runs of consecutive rows: every column read run by run; short runs: one row selection
         runs = _long_runs(rows)
         q = t.selectrows(rows) if runs is None else None
-        data = _getcol_rows(t, q, data_col, rows, runs)
-        model = _getcol_rows(t, q, model_col, rows, runs) if model_col else None
-        flag = _getcol_rows(t, q, "FLAG", rows, runs)
+        if runs is None:
+            data = _getcol_rows(t, q, data_col, rows, runs)
+            model = _getcol_rows(t, q, model_col, rows, runs) if model_col else None
+            flag = _getcol_rows(t, q, "FLAG", rows, runs)
+        else:
+            # every buffer first, their pages faulted in on the other cores while casacore reads
+            # (core/prefault.py: never a value, only where the time goes)
+            from . import prefault
+
+            cols = [data_col] + ([model_col] if model_col else []) + ["FLAG"]
+            bufs = [_alloc_rows(t, c, rows) for c in cols]
+            pop = prefault.populate(bufs)
+            try:
+                for c, b in zip(cols, bufs):
+                    _fill_rows(t, c, b, runs)
+            finally:
+                pop.join()
+            data, flag = bufs[0], bufs[-1]
+            model = bufs[1] if model_col else None
+            del bufs
         flag |= _getcol_runs(t, q, "FLAG_ROW", runs)[:, None, None]
         ws = None
         if "WEIGHT_SPECTRUM" in cols:

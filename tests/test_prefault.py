@@ -1,0 +1,84 @@
+"""Page faults taken on background threads while casacore reads (alakazam/core/prefault.py).
+
+* Never a value: bytes written before, during and after the population are kept (the advice maps
+  pages without writing them), and a read with it is the same chunk, bit for bit, as without it.
+* Only a hint: off under ALAKAZAM_PREFAULT=0, for small reads, or where madvise lacks the advice.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+
+from alakazam.core import ms_io, prefault
+
+
+needs_advice = pytest.mark.skipif(not prefault.enabled(), reason="MADV_POPULATE_WRITE not available here")
+
+
+@needs_advice
+def test_population_keeps_every_byte_written_around_it():
+    n = 48 << 20
+    a = np.empty(n, np.uint8)
+    a[: n // 4] = 7                                  # written before
+    pop = prefault.Populate([a], 2)
+    # written while the threads populate (from the end back): a second writer on the same pages
+    writer = threading.Thread(target=lambda: a.__setitem__(slice(n // 4, n), 9))
+    writer.start()
+    writer.join()
+    pop.join()
+    a[-5:] = 3                                       # written after
+    assert pop.failed == 0
+    assert (a[: n // 4] == 7).all() and (a[n // 4:-5] == 9).all() and (a[-5:] == 3).all()
+
+
+@needs_advice
+def test_populated_pages_keep_values_of_reused_memory():
+    a = np.arange(10 << 20, dtype=np.int64)         # already touched: population must not zero it
+    ref = a.copy()
+    prefault.Populate([a[::1], a[5:]], 1).join()
+    assert np.array_equal(a, ref)
+
+
+def test_off_small_and_unavailable(monkeypatch):
+    big = np.empty(prefault.MIN_BYTES, np.uint8)
+    assert isinstance(prefault.populate([np.empty(16)]), prefault._Nothing)     # small: nothing started
+    monkeypatch.setenv("ALAKAZAM_PREFAULT", "0")
+    assert not prefault.enabled()
+    assert isinstance(prefault.populate([big]), prefault._Nothing)
+    monkeypatch.delenv("ALAKAZAM_PREFAULT")
+    monkeypatch.setattr(prefault, "_MADVISE", False)                          # a kernel without it
+    assert isinstance(prefault.populate([big]), prefault._Nothing)
+    prefault.populate([big]).join()                                           # join returns at once
+    assert 1 <= prefault.n_threads() <= prefault.MAX_THREADS
+
+
+@pytest.fixture(scope="module")
+def one_spw_ms(tmp_path_factory):
+    from alakazam.sim import simulate_ms
+
+    ms = str(tmp_path_factory.mktemp("prefault") / "one_spw.ms")
+    simulate_ms(ms, feed="linear", n_ant=6, n_chan=(32,), noise=0.05, seed=5, leakage=False)
+    return ms
+
+
+@needs_advice
+def test_read_with_population_is_the_same_chunk(one_spw_ms, monkeypatch):
+    ms = one_spw_ms
+    meta = ms_io.read_meta(ms)
+    calls = []
+    real = prefault.Populate
+
+    def spy(arrays, n):
+        calls.append(sum(x.nbytes for x in arrays))
+        return real(arrays, n)
+
+    monkeypatch.setattr(prefault, "Populate", spy)
+    monkeypatch.setattr(prefault, "MIN_BYTES", 0)          # engage on the small MS
+    with_it = ms_io.read_rows(ms, 0, None, meta=meta)
+    monkeypatch.setenv("ALAKAZAM_PREFAULT", "0")
+    without = ms_io.read_rows(ms, 0, None, meta=meta)
+    assert len(calls) == 1 and calls[0] == with_it.data.nbytes + with_it.model.nbytes + with_it.flag.nbytes
+    for name in ("data", "model", "flag", "weight", "time", "ant1", "ant2", "field_id", "scan", "rownr"):
+        x, y = getattr(with_it, name), getattr(without, name)
+        assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=x.dtype.kind in "fc"), name
