@@ -322,8 +322,12 @@ def describe(term: LoadedTerm, spw_id, times, freqs, ant_names, target_name, tar
 
 
 def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_name=None,
-            target_radec=None, prefer_own=True, log_lines=None, time_scan=None, bad_out=None):
+            target_radec=None, prefer_own=True, log_lines=None, time_scan=None, bad_out=None, full=True):
     """Evaluate a chain: (diag (n_t, n_ant, n_chan, 2) or None, sky (n_t, n_ant, n_chan, 2, 2) or None).
+
+    ``full=False``: ``diag`` as evaluated, its channel axis possibly 1 (a broadcast, 1-bin term) and not
+    necessarily contiguous or owned -- the same values once broadcast, for a caller that multiplies it
+    into another table (:mod:`.preapply_cache`) and needs no full-size copy of it.
 
     ``bad_out`` (a dict, optional) receives ``{term key: bool (n_t or 1, n_ant, n_chan or 1)}``, where
     each term's solution is flagged -- what :func:`alakazam.calibration.applymode.term_flag_counts`
@@ -368,10 +372,10 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
                 owned = True
         else:
             sky = j if sky is None else np.einsum("...ij,...jk->...ik", j, sky)
-    if diag is not None:
-        full = (len(times), len(ant_names), len(freqs), 2)
-        diag = (np.ascontiguousarray(diag) if diag.shape == full else
-                np.ascontiguousarray(np.broadcast_to(diag, full)))
+    if diag is not None and full:
+        shape = (len(times), len(ant_names), len(freqs), 2)
+        diag = (np.ascontiguousarray(diag) if diag.shape == shape else
+                np.ascontiguousarray(np.broadcast_to(diag, shape)))
     return diag, sky
 
 

@@ -85,15 +85,23 @@ def _chunk_diag(ctx, prior, meta, ddid, chans, fld, utimes, uscan):
     ids = tuple(_term_id(t) for t in prior)
     if kept is not None and kept[0] == ids:
         return kept[2]
-    base = None
+    holder = []
     start = 0
     if kept is not None and len(kept[0]) < len(ids) and ids[:len(kept[0])] == kept[0]:
-        base, start = kept[2], len(kept[0])
+        # extended below; the shorter product is not kept (no later step of the block asks for it)
+        holder, start = [kept[2]], len(kept[0])
+        del ctx.cache[key]
+    kept = None
     rest = prior[start:]
     spw = meta.spws[ddid]
     freqs = np.asarray(spw.freqs)[chans]
     names = [meta.ant_names[a] for a in meta.active_ants]
-    out = np.empty((len(utimes), len(names), len(freqs), 2), np.complex128)
+    shape = (len(utimes), len(names), len(freqs), 2)
+    # the product in place of the kept one when nothing else references it (the steps that used it are
+    # done): no new table, no page faulted again (issue 16)
+    out = holder[0] if holder and _unreferenced(holder) else np.empty(shape, np.complex128)
+    base = holder[0] if holder else None
+    del holder
     step = max(1, _EVAL_BLOCK_BYTES // (128 * len(names) * max(len(freqs), 1)))
     for a in range(0, len(utimes), step):
         b = min(a + step, len(utimes))
@@ -101,16 +109,25 @@ def _chunk_diag(ctx, prior, meta, ddid, chans, fld, utimes, uscan):
             out[a:b], _ = chain.compose(rest, spw.spw_id, utimes[a:b], freqs, names, fld.name,
                                         (fld.ra, fld.dec), prefer_own=True, time_scan=uscan[a:b])
             continue
-        # compose's next products, in chain order: ((kept product) * d_1) * d_2 ...
+        # compose's next products, in chain order: ((kept product) * d_1) * d_2 ...; each term's table
+        # as evaluated (a 1-bin term broadcast by the multiplication, not copied to every channel first)
         prod = base[a:b]
         for t in rest:
             d, _ = chain.compose([t], spw.spw_id, utimes[a:b], freqs, names, fld.name, (fld.ra, fld.dec),
-                                 prefer_own=True, time_scan=uscan[a:b])
+                                 prefer_own=True, time_scan=uscan[a:b], full=False)
             prod = np.multiply(prod, d, out=out[a:b])
     # the terms (and their solution sets) stay referenced with their product: their ids are not reused
     ctx.cache[key] = (ids, list(prior), out)
     return out
 
+
+def _unreferenced(holder):
+    """Whether nothing but the list ``holder`` references its one array (its count compared with a
+    fresh array's seen the same way, as :func:`alakazam.unit._unreferenced`)."""
+    import sys
+
+    probe = [np.empty(0)]
+    return sys.getrefcount(holder[0]) <= sys.getrefcount(probe[0])
 
 
 def _term_id(term):
