@@ -1,0 +1,65 @@
+"""Session 24 review of akflag (CASA flagdata's conventions) and of the README's first-contact commands:
+each test failed before its fix (small simulated MSs)."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from alakazam.sim import simulate_ms
+
+
+@pytest.fixture(scope="module")
+def base_ms(tmp_path_factory):
+    d = tmp_path_factory.mktemp("review_flag")
+    ms = str(d / "small.ms")
+    simulate_ms(ms, n_ant=4, n_ant_extra=1, n_chan=(8,), duration_h=0.5, int_s=60.0, scan_len_s=600.0,
+                noise=0.05, seed=3, leakage=False, dead_ant=False, flag_rows=0.0)
+    return ms
+
+
+@pytest.fixture
+def ms(base_ms, tmp_path):
+    out = str(tmp_path / "work.ms")
+    shutil.copytree(base_ms, out)
+    return out
+
+
+def cols(ms, *names):
+    from casacore.tables import table
+
+    with table(ms, ack=False) as t:
+        return [t.getcol(n) for n in names]
+
+
+def put(ms, name, value):
+    from casacore.tables import table
+
+    with table(ms, readonly=False, ack=False) as t:
+        t.putcol(name, value)
+
+
+def test_extend_growtime_counts_the_whole_scan_of_a_baseline_with_a_missing_integration(ms):
+    """growtime is per baseline and scan (flagdata; alakazam/flagging/extend.py): a baseline missing one
+    integration in the middle of a scan is one plane for growtime/growfreq, not two (before, each side
+    of the gap was its own plane, so 3 flagged of 9 integrations (33%) grew the channel over the 5
+    integrations before the gap (60%))."""
+    from alakazam.caltasks import akflag
+
+    a1, a2, scan = cols(ms, "ANTENNA1", "ANTENNA2", "SCAN_NUMBER")
+    idx = np.flatnonzero((a1 == a1[0]) & (a2 == a2[0]) & (scan == scan[0]))
+    assert len(idx) == 10
+    extra = 1                                      # the antenna without data (n_ant_extra=1)
+    assert extra not in a1 and extra not in a2
+    a2[idx[5]] = extra                             # the baseline misses its 6th integration
+    put(ms, "ANTENNA2", a2)
+    a1, a2, scan, flag = cols(ms, "ANTENNA1", "ANTENNA2", "SCAN_NUMBER", "FLAG")
+    idx = np.flatnonzero((a1 == a1[0]) & (a2 == a2[0]) & (scan == scan[0]))
+    assert len(idx) == 9
+    flag[idx[:3], 4, 0] = True                     # channel 4 XX: 3 of 9 integrations (33% < 50%)
+    put(ms, "FLAG", flag)
+    akflag(vis=ms, mode="extend", growtime=50.0, growfreq=0.0, extendpols=True)
+    out, = cols(ms, "FLAG")
+    expect = flag.copy()
+    expect[idx[:3], 4, :] = True                   # extendpols only
+    np.testing.assert_array_equal(out, expect)
