@@ -38,8 +38,8 @@ def _add_task_options(parser, task_name):
             kw["type"] = int
         elif p.type == "doubleVec":
             kw.update(type=float, nargs="*")
-        elif p.type == "stringVec":
-            kw["nargs"] = "*"                  # --gaintable cal.h5 --gainjones K0 G0
+        elif p.type in ("stringVec", "pathVec"):
+            kw["nargs"] = "*"                  # --gaintable a.h5 b.h5 --gainjones K0 G0
         elif p.allowed:
             kw["choices"] = p.allowed
         parser.add_argument(f"--{p.name}", **kw)

@@ -63,3 +63,14 @@ def test_extend_growtime_counts_the_whole_scan_of_a_baseline_with_a_missing_inte
     expect = flag.copy()
     expect[idx[:3], 4, :] = True                   # extendpols only
     np.testing.assert_array_equal(out, expect)
+
+
+def test_cli_flag_gaintable_takes_several_tables():
+    """`alakazam flag --gaintable a.h5 b.h5 --gainjones K0 G0`: gaintable is a list like gainjones (the
+    second table used to be taken as the YAML-file argument: 'give either a YAML file or --options')."""
+    from alakazam.cli import build_parser
+
+    args = build_parser().parse_args(["flag", "--vis", "x.ms", "--mode", "clip", "--gaintable", "a.h5",
+                                      "b.h5", "--gainjones", "K0", "G0"])
+    assert args.config is None
+    assert args.gaintable == ["a.h5", "b.h5"] and args.gainjones == ["K0", "G0"]
