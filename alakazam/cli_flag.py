@@ -61,7 +61,9 @@ def cmd_flag(args):
                                 f"and --{', --'.join(kw)})")
         from alakazam.caltasks.yamlrun import run_yaml
 
-        run_yaml(args.config, sections=("flag",))
+        if not run_yaml(args.config, sections=("flag",)).get("flag"):
+            raise AlakazamError(f"flag: {args.config!r} has no flag blocks; nothing was flagged (`alakazam "
+                                "run` runs its solve, fluxscale and apply blocks)")
         return
     if "vis" not in kw:
         raise AlakazamError("flag: expected a YAML file or --vis MS (with --mode ...)")

@@ -111,3 +111,15 @@ def test_readme_simulated_ms_is_the_one_the_example_yaml_reads():
     with open(os.path.join(REPO, run)) as fh:
         ms = yaml.safe_load(fh)["solve"][0]["ms"]
     assert os.path.normpath(os.path.join(os.path.dirname(run), ms)) == os.path.normpath(sim)
+
+
+@pytest.mark.parametrize("text", ["solve:\n  - ms: x.ms\n    output: cal.h5\n    jones: [K]\n",
+                                  "flag: []\n", ""])
+def test_cli_flag_yaml_without_flag_blocks_is_an_error(tmp_path, capsys, text):
+    """`alakazam flag CONFIG.yaml` on a file without flag blocks said nothing and exited 0."""
+    from alakazam.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    assert main(["flag", str(cfg)]) == 2
+    assert "has no flag blocks; nothing was flagged" in capsys.readouterr().err
