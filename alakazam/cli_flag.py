@@ -29,7 +29,7 @@ def _add_task_options(parser, task_name):
     from alakazam.caltasks import TASKS
 
     for p in TASKS[task_name].spec.params:
-        kw = {"dest": p.name, "default": argparse.SUPPRESS, "help": p.short.replace("%", "%%")}
+        kw = {"dest": p.name, "default": argparse.SUPPRESS, "help": _help(p)}
         if p.type == "bool":
             kw.update(type=_bool, metavar="true|false")
         elif p.type == "double":
@@ -42,7 +42,19 @@ def _add_task_options(parser, task_name):
             kw["nargs"] = "*"                  # --gaintable a.h5 b.h5 --gainjones K0 G0
         elif p.allowed:
             kw["choices"] = p.allowed
+            if p.ignorecase:                   # (the XML's ignorecase: --datacolumn DATA as the task)
+                kw["type"] = str.lower
         parser.add_argument(f"--{p.name}", **kw)
+
+
+def _help(p):
+    """The XML's one-line description and the task's default (argparse's own stays unset, so only
+    given options reach the task)."""
+    d = p.default
+    if d in ("", [], None):            # (the short description says what empty means)
+        return p.short.replace("%", "%%")
+    shown = ("true" if d else "false") if isinstance(d, bool) else str(d)
+    return f"{p.short} (default: {shown})".replace("%", "%%")
 
 
 def _task_kwargs(args, task_name):

@@ -123,3 +123,19 @@ def test_cli_flag_yaml_without_flag_blocks_is_an_error(tmp_path, capsys, text):
     cfg.write_text(text)
     assert main(["flag", str(cfg)]) == 2
     assert "has no flag blocks; nothing was flagged" in capsys.readouterr().err
+
+
+def test_cli_flag_datacolumn_ignores_case_and_help_shows_defaults(capsys):
+    """akflag.xml's datacolumn ignores case (the task takes 'DATA', as flagdata), but the CLI refused
+    `--datacolumn DATA`; `alakazam flag --help` did not say that mode defaults to manual (flag every
+    selected sample) nor any other default."""
+    from alakazam.cli import build_parser
+
+    args = build_parser().parse_args(["flag", "--vis", "x.ms", "--datacolumn", "CORRECTED"])
+    assert args.datacolumn == "corrected"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["flag", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Flagging mode (default: manual)" in out
+    assert "Flag outside clipminmax (False: inside) (default: true)" in out
+    assert "Seconds at the scan start/end (default: 1.0)" in out
