@@ -139,3 +139,19 @@ def test_cli_flag_datacolumn_ignores_case_and_help_shows_defaults(capsys):
     assert "Flagging mode (default: manual)" in out
     assert "Flag outside clipminmax (False: inside) (default: true)" in out
     assert "Seconds at the scan start/end (default: 1.0)" in out
+
+
+@pytest.mark.parametrize("lua", ["garbage lua(\n", "-- a strategy without its entry point\nlocal x = 1\n"])
+def test_aoflagger_bad_lua_strategy_is_a_parameter_error_before_anything_is_written(ms, tmp_path, lua):
+    """A user .lua strategy that does not parse, or defines no execute() (what AOFlagger calls), was
+    found only inside the run: after the flag version was saved, with an 'interrupted while writing
+    FLAG: restore with ...' marker left behind and the error blamed on casacore."""
+    from alakazam.caltasks import akflag
+    from alakazam.errors import ParameterError
+
+    path = tmp_path / "mine.lua"
+    path.write_text(lua)
+    with pytest.raises(ParameterError) as e:
+        akflag(vis=ms, mode="aoflagger", strategy=str(path))
+    assert "strategy" in e.value.errors and str(path) in str(e.value)
+    assert not os.path.exists(ms + ".flagversions")

@@ -85,6 +85,25 @@ def strategy_path(strategy, telescope=None) -> str:
                         f"{', '.join(shipped_strategies())} or the path of a .lua file")
 
 
+def check_strategy(strategy, telescope=None) -> str:
+    """:func:`strategy_path`, and a user .lua file loaded now and required to define ``execute`` (the
+    function AOFlagger calls): a bad file is a parameter error before anything is saved or written."""
+    import re
+
+    path = strategy_path(strategy, telescope)
+    if os.path.dirname(path) == strategies_dir():
+        return path
+    try:
+        _library().AOFlagger().load_strategy_file(path)
+    except RuntimeError as e:
+        raise AlakazamError(f"strategy: {path!r} is not a valid AOFlagger strategy: {e}") from None
+    with open(path, errors="replace") as fh:
+        if not re.search(r"\bfunction\s+execute\s*\(|\bexecute\s*=\s*function\b", fh.read()):
+            raise AlakazamError(f"strategy: {path!r} defines no function execute(input), the entry point "
+                                "AOFlagger calls")
+    return path
+
+
 def start(cfg, sel):
     ao = _library()
     flagger = ao.AOFlagger()

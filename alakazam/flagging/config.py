@@ -101,9 +101,9 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
 
     check_cluster(cfg, where, names, errs)
     if cfg.mode == "aoflagger" and cfg.strategy:
-        from .aoflagger import strategy_path
+        from .aoflagger import check_strategy
 
-        errs.run(_name("strategy", where, names), strategy_path, cfg.strategy, None)
+        errs.run(_name("strategy", where, names), check_strategy, cfg.strategy, None)
     if check_ms and cfg.ms and os.path.isdir(cfg.ms):
         # (a path that does not exist here may be relative to a YAML file: the YAML runner checks the
         # block again from the file's folder before anything runs; the task's XML requires it to exist)
