@@ -155,3 +155,23 @@ def test_aoflagger_bad_lua_strategy_is_a_parameter_error_before_anything_is_writ
         akflag(vis=ms, mode="aoflagger", strategy=str(path))
     assert "strategy" in e.value.errors and str(path) in str(e.value)
     assert not os.path.exists(ms + ".flagversions")
+
+
+def test_yaml_sexagesimal_looking_selections_stay_strings(tmp_path):
+    """YAML 1.1 (PyYAML) reads 1:3 and 12:30:00 as base-60 numbers (63, 45000): `spw: 1:3` in a flag
+    block became SPW 63 ('63 is not present', or on a 64-SPW VLA MS the whole of SPW 63 flagged) and
+    `timerange: 12:30:00` became '45000'.  alakazam's loader keeps them strings (YAML 1.2 has no
+    base-60 numbers)."""
+    from alakazam.caltasks.yamlrun import run_yaml
+    from alakazam.safeyaml import loads
+
+    assert loads("spw: 1:3\ntimerange: 12:30:00\nt2: 1:00:00.5\nn: 12\nx: 1.5\n") == {
+        "spw": "1:3", "timerange": "12:30:00", "t2": "1:00:00.5", "n": 12, "x": 1.5}
+    ms = str(tmp_path / "two.ms")
+    simulate_ms(ms, n_ant=3, n_ant_extra=0, n_chan=(8, 4), duration_h=0.2, int_s=60.0, noise=0.05, seed=4,
+                leakage=False, dead_ant=False, flag_rows=0.0)
+    cfg = tmp_path / "f.yaml"
+    cfg.write_text("flag:\n  - ms: two.ms\n    mode: manual\n    action: calculate\n    spw: 1:3\n")
+    r = run_yaml(str(cfg), sections=("flag",))["flag"][0]
+    rows = cols(ms, "DATA_DESC_ID")[0].size // 2
+    assert r["total"] == rows * 1 * 4                 # SPW 1, channel 3, four correlations
