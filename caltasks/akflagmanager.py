@@ -26,6 +26,8 @@ def _prepare(params):
         if mode in ("restore", "delete") and name not in saved:
             errors["versionname"] = [f"flag version {name!r} not found in {flagversions.versions_dir(vis)}; "
                                      f"saved: {', '.join(saved) or 'none'}"]
+        elif mode == "save" and flagversions.name_error(name):
+            errors["versionname"] = [flagversions.name_error(name)]
         elif mode == "save" and name in saved:
             errors["versionname"] = [f"{name!r} already exists in {flagversions.versions_dir(vis)}; delete "
                                      "it first or choose another name"]

@@ -175,3 +175,17 @@ def test_yaml_sexagesimal_looking_selections_stay_strings(tmp_path):
     r = run_yaml(str(cfg), sections=("flag",))["flag"][0]
     rows = cols(ms, "DATA_DESC_ID")[0].size // 2
     assert r["total"] == rows * 1 * 4                 # SPW 1, channel 3, four correlations
+
+
+@pytest.mark.parametrize("name", ["akflag_1.in_progress", "../x", "a b"])
+def test_flagmanager_save_refuses_reserved_and_bad_names_as_parameter_errors(ms, name):
+    """akflagmanager(mode='save', versionname='a.in_progress') made a version named like the in-progress
+    marker of version 'a' (restoring 'a' then failed with 'Is a directory', after saving a backup);
+    a malformed name was a run-time error logged SEVERE, not a parameter error before the Begin line."""
+    from alakazam.caltasks import akflagmanager
+    from alakazam.errors import ParameterError
+
+    with pytest.raises(ParameterError) as e:
+        akflagmanager(vis=ms, mode="save", versionname=name)
+    assert list(e.value.errors) == ["versionname"] and name in str(e.value)
+    assert not os.path.exists(ms + ".flagversions")
