@@ -189,3 +189,19 @@ def test_flagmanager_save_refuses_reserved_and_bad_names_as_parameter_errors(ms,
         akflagmanager(vis=ms, mode="save", versionname=name)
     assert list(e.value.errors) == ["versionname"] and name in str(e.value)
     assert not os.path.exists(ms + ".flagversions")
+
+
+@pytest.mark.parametrize("kind", ["file", "dir"])
+def test_akflag_vis_not_an_ms_is_one_parameter_error(tmp_path, kind):
+    """vis naming a file was found only when the run opened it (a SEVERE run-time error, after the
+    Begin line); a directory that is no MS said 'vis: vis/ms: ...'."""
+    from alakazam.caltasks import akflag
+    from alakazam.errors import ParameterError
+
+    p = tmp_path / "x.ms"
+    p.write_text("not an MS") if kind == "file" else p.mkdir()
+    with pytest.raises(ParameterError) as e:
+        akflag(vis=str(p), mode="summary", spw="9")
+    msg = e.value.errors["vis"][0]
+    assert "is not a Measurement Set" in msg or "not a Measurement Set" in msg
+    assert not msg.startswith("vis/ms")

@@ -104,7 +104,7 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
         from .aoflagger import check_strategy
 
         errs.run(_name("strategy", where, names), check_strategy, cfg.strategy, None)
-    if check_ms and cfg.ms and os.path.isdir(cfg.ms):
+    if check_ms and cfg.ms and os.path.exists(cfg.ms):
         # (a path that does not exist here may be relative to a YAML file: the YAML runner checks the
         # block again from the file's folder before anything runs; the task's XML requires it to exist)
         from .select import resolve
@@ -189,5 +189,6 @@ def resolve_errors(cfg, resolve) -> dict:
     try:
         resolve(cfg, keys_errors=out)
     except AlakazamError as e:
-        out.setdefault("ms", str(e))
+        msg = str(e)
+        out.setdefault("ms", msg[len("vis/ms: "):] if msg.startswith("vis/ms: ") else msg)
     return out
