@@ -205,3 +205,19 @@ def test_akflag_vis_not_an_ms_is_one_parameter_error(tmp_path, kind):
     msg = e.value.errors["vis"][0]
     assert "is not a Measurement Set" in msg or "not a Measurement Set" in msg
     assert not msg.startswith("vis/ms")
+
+
+@pytest.mark.parametrize("spw, expect", [("0:0~7^x", "cannot parse channel range"), ("0:0~7^0", "step"),
+                                         ("0:0~7^-1", "step"), ("0:3~1", "first channel 3 is after the last 1"),
+                                         ("0:", "selects no channel"), ("0:;", "selects no channel")])
+def test_bad_channel_selections_are_parameter_errors(ms, spw, expect):
+    """spw channel syntax errors: '^x' / '^0' escaped as ValueError ('internal error' on the command line),
+    '^-1', '0:' and '0:;' selected no channel without an error (akflag: 'nothing was flagged'), and
+    '3~1' was said to be 'outside SPW 0 (0~7)'."""
+    from alakazam.caltasks import akflag
+    from alakazam.errors import ParameterError
+
+    with pytest.raises(ParameterError) as e:
+        akflag(vis=ms, mode="manual", spw=spw)
+    assert list(e.value.errors) == ["spw"] and expect in str(e.value)
+    assert not os.path.exists(ms + ".flagversions")
