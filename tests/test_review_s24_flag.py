@@ -208,7 +208,8 @@ def test_akflag_vis_not_an_ms_is_one_parameter_error(tmp_path, kind):
 
 
 @pytest.mark.parametrize("spw, expect", [("0:0~7^x", "cannot parse channel range"), ("0:0~7^0", "step"),
-                                         ("0:0~7^-1", "step"), ("0:3~1", "first channel 3 is after the last 1"),
+                                         ("0:0~7^-1", "step"),
+                                         ("0:3~1", "first channel 3 is after the last 1"),
                                          ("0:", "selects no channel"), ("0:;", "selects no channel")])
 def test_bad_channel_selections_are_parameter_errors(ms, spw, expect):
     """spw channel syntax errors: '^x' / '^0' escaped as ValueError ('internal error' on the command line),
