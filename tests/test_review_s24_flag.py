@@ -222,3 +222,17 @@ def test_bad_channel_selections_are_parameter_errors(ms, spw, expect):
         akflag(vis=ms, mode="manual", spw=spw)
     assert list(e.value.errors) == ["spw"] and expect in str(e.value)
     assert not os.path.exists(ms + ".flagversions")
+
+
+@pytest.mark.parametrize("kw", [dict(antenna="!"), dict(antenna=";;"), dict(antenna="! ;"),
+                                dict(field=","), dict(field=" , ")])
+def test_selection_of_separators_only_is_an_error_not_all_or_nothing(ms, kw):
+    """antenna '!' (negation of nothing) and ';;' selected every baseline -- with mode='manual' the whole
+    MS was flagged -- and field ',' selected no field ('nothing was flagged'); each is a parameter error."""
+    from alakazam.caltasks import akflag
+    from alakazam.errors import ParameterError
+
+    with pytest.raises(ParameterError) as e:
+        akflag(vis=ms, mode="manual", **kw)
+    assert list(e.value.errors) == list(kw)
+    assert not os.path.exists(ms + ".flagversions")

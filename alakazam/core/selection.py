@@ -105,6 +105,8 @@ def parse_fields(sel, names: List[str]) -> List[int]:
             out.append(int(it))
         else:
             raise AlakazamError(f"field: {it!r} (item {k}) is not a field name or id; available: {avail}")
+    if not out and isinstance(sel, str) and sel.strip():      # ',' : separators only
+        raise AlakazamError(f"field: {sel!r} names no field; available: {avail}")
     return list(dict.fromkeys(out))
 
 
