@@ -236,3 +236,24 @@ def test_selection_of_separators_only_is_an_error_not_all_or_nothing(ms, kw):
         akflag(vis=ms, mode="manual", **kw)
     assert list(e.value.errors) == list(kw)
     assert not os.path.exists(ms + ".flagversions")
+
+
+def test_unguarded_user_script_with_workers_runs_once(ms, tmp_path):
+    """A script calling akflag(..., workers=2) at the top level (no `if __name__ == "__main__":`, as CASA
+    scripts are written): dask's spawned workers ran the script again, each blocked on the MS writer
+    lock, the cluster never started ('Nanny failed to start'), and the run failed after saving its flag
+    version, leaving an 'interrupted while writing FLAG' marker."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "user_script.py"
+    script.write_text("from alakazam.caltasks import akflag\n"
+                      "print('SCRIPT RUN', flush=True)\n"
+                      f"r = akflag(vis={ms!r}, mode='clip', clipminmax=[0.0, 3.0], workers=2)\n"
+                      "print('VERSION', r['version'])\n")
+    env = dict(os.environ, PYTHONPATH=REPO, ALAKAZAM_NO_PROGRESS="1")
+    p = subprocess.run([sys.executable, str(script)], cwd=str(tmp_path), env=env, capture_output=True,
+                       text=True, timeout=180)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.count("SCRIPT RUN") == 1 and "VERSION akflag_1" in p.stdout
+    assert not [f for f in os.listdir(ms + ".flagversions") if f.endswith(".in_progress")]

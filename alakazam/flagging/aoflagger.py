@@ -28,12 +28,11 @@ time-frequency plane of every baseline of each (DATA_DESC_ID, scan) unit.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 
 import numpy as np
 
+from ..core.mainguard import main_hidden as _main_hidden   # (workers skip the user's script)
 from ..errors import AlakazamError
 
 NEEDS_DATA = True
@@ -132,23 +131,6 @@ def start(cfg, sel):
 
 def _ping():
     return True
-
-
-@contextlib.contextmanager
-def _main_hidden():
-    """``__main__`` without ``__file__`` / ``__spec__`` while worker processes start (multiprocessing's
-    spawn then imports nothing of it in the child)."""
-    main = sys.modules.get("__main__")
-    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if main is not None and hasattr(main, k)}
-    try:
-        if "__file__" in saved:
-            del main.__file__
-        if "__spec__" in saved:
-            main.__spec__ = None
-        yield
-    finally:
-        for k, v in saved.items():
-            setattr(main, k, v)
 
 
 def close(cfg, sel, state):
