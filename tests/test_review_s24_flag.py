@@ -257,3 +257,20 @@ def test_unguarded_user_script_with_workers_runs_once(ms, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.count("SCRIPT RUN") == 1 and "VERSION akflag_1" in p.stdout
     assert not [f for f in os.listdir(ms + ".flagversions") if f.endswith(".in_progress")]
+
+
+def test_mode_start_failure_leaves_no_flag_version(ms, monkeypatch):
+    """A mode that fails to start (AOFlagger's strategy or worker processes) did so after the flag
+    version was saved and its in-progress marker written ('FLAG may be partly changed; restore it with
+    ...' although nothing had been written)."""
+    from alakazam.caltasks import akflag
+    from alakazam.errors import AlakazamError
+    from alakazam.flagging import aoflagger
+
+    def boom(cfg, sel):
+        raise AlakazamError("nproc: worker processes could not start")
+
+    monkeypatch.setattr(aoflagger, "start", boom)
+    with pytest.raises(AlakazamError, match="could not start"):
+        akflag(vis=ms, mode="aoflagger")
+    assert not os.path.exists(ms + ".flagversions")
