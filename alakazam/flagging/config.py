@@ -95,6 +95,10 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
     elif len(cfg.clipminmax) == 2 and not cfg.clipminmax[0] <= cfg.clipminmax[1]:
         errs.add(_name("clipminmax", where, names), f"{cfg.clipminmax!r}: min must not exceed max")
         cfg.clipminmax = []
+    if cfg.mode == "quack" and cfg.quackmode in ("end", "tail") and not cfg.quackinterval > 0 \
+            and _name("quackinterval", where, names) not in errs.errors:   # (flagdata refuses <= 0)
+        errs.add(_name("quackinterval", where, names), f"{cfg.quackinterval!r} with quackmode="
+                 f"{cfg.quackmode!r} would flag every integration (all but 0 s of each scan); must be > 0")
     if not cfg.threshold > 0 and _name("threshold", where, names) not in errs.errors:
         errs.add(_name("threshold", where, names), f"{cfg.threshold!r} must be > 0 (robust sigmas)")
     from ..config import check_cluster
