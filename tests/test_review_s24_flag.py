@@ -289,3 +289,13 @@ def test_quackinterval_zero_and_threshold_zero_are_refused_and_help_says_so(ms):
     assert not os.path.exists(ms + ".flagversions")
     spec = {p.name: p for p in TASKS["akflag"].spec.params}
     assert "> 0" in spec["threshold"].short
+
+
+def test_demo_bad_backend_is_refused_before_anything_is_written(tmp_path, capsys):
+    """`alakazam demo --backend bogus` simulated demo.ms first and only then failed on the solve block."""
+    from alakazam.cli import main
+
+    d = tmp_path / "demo"
+    assert main(["demo", "--dir", str(d), "--backend", "bogus"]) == 2
+    assert "bogus" in capsys.readouterr().err
+    assert not d.exists()
