@@ -299,3 +299,28 @@ def test_demo_bad_backend_is_refused_before_anything_is_written(tmp_path, capsys
     assert main(["demo", "--dir", str(d), "--backend", "bogus"]) == 2
     assert "bogus" in capsys.readouterr().err
     assert not d.exists()
+
+
+def test_yaml_run_prints_restore_commands_for_the_users_directory(ms, tmp_path, caplog, monkeypatch):
+    """A YAML file's paths are read from its folder, so `alakazam flag sub/f.yaml` logged the undo as
+    `alakazam flagmanager --vis work.ms ...` -- wrong from the directory the user typed it in (it names
+    no MS there, or another MS with its own akflag_1).  The command now names the MS as seen from there,
+    also in the in-progress marker a kill leaves."""
+    import logging
+
+    from alakazam.caltasks.yamlrun import run_yaml
+    from alakazam.calibration import flagsafety
+
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    cfg = sub / "f.yaml"
+    cfg.write_text(f"flag:\n  - ms: {os.path.relpath(ms, sub)}\n    mode: manual\n    antenna: C00&C02\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(flagsafety, "clear_marker", lambda ms_, version: None)   # keep it to read it
+    with caplog.at_level(logging.INFO, logger="alakazam"):
+        run_yaml(os.path.join("sub", "f.yaml"), sections=("flag",))
+    want = f"alakazam flagmanager --vis {os.path.relpath(ms, tmp_path)} --mode restore --versionname akflag_1"
+    assert want in " ".join(r.getMessage() for r in caplog.records)
+    with open(flagsafety.marker_path(ms, "akflag_1")) as fh:
+        assert want in fh.read()
+    assert flagsafety.restore_command("x.ms", "v").endswith("--vis x.ms --mode restore --versionname v")
