@@ -79,7 +79,11 @@ def _body(p):
         out = {"restored": name, "merge": p["merge"], "backup": backup}
         clear_marker(vis, name)        # an interrupted run's "FLAG writes in progress" marker
         return out
-    return {"deleted": flagversions.delete(vis, name)}
+    from alakazam.calibration.flagsafety import clear_marker
+
+    out = {"deleted": flagversions.delete(vis, name)}
+    clear_marker(vis, name)            # an interrupted run's marker names a version that is gone
+    return out
 
 
 akflagmanager = Task("akflagmanager", _body, prepare=_prepare)

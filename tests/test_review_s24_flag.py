@@ -324,3 +324,22 @@ def test_yaml_run_prints_restore_commands_for_the_users_directory(ms, tmp_path, 
     with open(flagsafety.marker_path(ms, "akflag_1")) as fh:
         assert want in fh.read()
     assert flagsafety.restore_command("x.ms", "v").endswith("--vis x.ms --mode restore --versionname v")
+
+
+def test_flagmanager_delete_removes_the_versions_in_progress_marker(ms, caplog):
+    """Deleting a version that an interrupted run left a marker for kept the marker: every later run
+    warned 'restore ... with: alakazam flagmanager ... --versionname akflag_1', a version that no longer
+    existed (or, once the name was reused, a newer one)."""
+    import logging
+
+    from alakazam.caltasks import akflag, akflagmanager
+    from alakazam.calibration import flagsafety
+
+    akflag(vis=ms, mode="manual", antenna="C00&C02")
+    with open(flagsafety.marker_path(ms, "akflag_1"), "w") as fh:      # as a kill -9 leaves it
+        fh.write("FLAG writes in progress\n")
+    akflagmanager(vis=ms, mode="delete", versionname="akflag_1")
+    assert not os.path.exists(flagsafety.marker_path(ms, "akflag_1"))
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        akflag(vis=ms, mode="manual", antenna="C00&C03")
+    assert "interrupted" not in " ".join(r.getMessage() for r in caplog.records)
