@@ -343,3 +343,20 @@ def test_flagmanager_delete_removes_the_versions_in_progress_marker(ms, caplog):
     with caplog.at_level(logging.WARNING, logger="alakazam"):
         akflag(vis=ms, mode="manual", antenna="C00&C03")
     assert "interrupted" not in " ".join(r.getMessage() for r in caplog.records)
+
+
+def test_simulate_and_demo_help_say_what_the_options_do(capsys):
+    """`alakazam simulate --help` listed --n-ant, --seed, --hours, --int-s and --rfi without a word (and
+    --n-ant 5 gives an ANTENNA table of 7); nor did it give the channel default the README's hazard
+    example had to respect."""
+    from alakazam.cli import build_parser
+
+    for cmd in ("simulate", "demo", "run"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([cmd, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for text in ("the ANTENNA table has 2 more, without data", "channels per SPW (default 16 8)",
+                 "integration time in s (default 60)", "strong spikes in one channel of some rows",
+                 "solver backend: numba (default), ceres, jax, scipy", "relative paths in it are read from "
+                 "its folder"):
+        assert text in out, text
