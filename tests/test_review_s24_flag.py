@@ -360,3 +360,19 @@ def test_simulate_and_demo_help_say_what_the_options_do(capsys):
                  "solver backend: numba (default), ceres, jax, scipy", "relative paths in it are read from "
                  "its folder"):
         assert text in out, text
+
+
+def test_summary_table_does_not_print_thousands_of_channel_rows(capsys):
+    """The summary printed one 'spw:channel' row per channel: 8192 rows on a 2 x 4096-channel MS (CASA's
+    summary leaves channels out unless spwchan=True).  Above 64 channels the table is left out and a
+    line says where they are (the returned dict keeps every channel)."""
+    from alakazam.flagging.summary import print_summary
+
+    chans = {f"{s}:{c}": {"flagged": c % 3, "total": 10} for s in (0, 1) for c in range(4096)}
+    s = {"flagged": 10, "total": 100, "antenna": {"C00": {"flagged": 1, "total": 10}}, "spw:channel": chans}
+    print_summary(s)
+    out = capsys.readouterr().out
+    assert "0:4095" not in out and "8192 channels" in out and "'spw:channel'" in out
+    small = {"flagged": 1, "total": 2, "spw:channel": {"0:0": {"flagged": 1, "total": 2}}}
+    print_summary(small)
+    assert "0:0" in capsys.readouterr().out
