@@ -140,7 +140,8 @@ def build_parser():
     p.add_argument("--log", default=None, metavar="FILE", help="also write the log to FILE")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("run", help="run solve -> fluxscale -> apply blocks of a YAML file")
-    s.add_argument("config")
+    s.add_argument("config", help="YAML file (flag, solve, fluxscale, apply blocks); relative paths in it "
+                   "are read from its folder")
     # also accepted after the subcommand (alakazam run --quiet --log run.log cfg.yaml)
     s.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
                    help="warnings and errors only, no progress bars")
@@ -185,14 +186,16 @@ def build_parser():
     s.set_defaults(func=cmd_fluxscale_info)
     s = sub.add_parser("simulate", help="write a simulated MS with known Jones terms (+ OUT.truth.npz)")
     s.add_argument("out")
-    s.add_argument("--n-ant", type=int, default=6)
-    s.add_argument("--n-chan", type=int, nargs="+", default=[16, 8], help="channels per SPW")
+    s.add_argument("--n-ant", type=int, default=6,
+                   help="antennas with data (default 6; the ANTENNA table has 2 more, without data)")
+    s.add_argument("--n-chan", type=int, nargs="+", default=[16, 8], help="channels per SPW (default 16 8)")
     s.add_argument("--feed", choices=["linear", "circular"], default="linear")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--hours", type=float, default=3.0)
-    s.add_argument("--int-s", type=float, default=60.0)
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--hours", type=float, default=3.0, help="observation length in hours (default 3)")
+    s.add_argument("--int-s", type=float, default=60.0, help="integration time in s (default 60)")
     s.add_argument("--noise", type=float, default=0.01, help="Jy per real/imag part")
-    s.add_argument("--rfi", action="store_true")
+    s.add_argument("--rfi", action="store_true",
+                   help="strong spikes in one channel of some rows, unflagged")
     s.add_argument("--overwrite", action="store_true",
                    help="replace OUT when it is an MS written by alakazam simulate (nothing else is "
                    "replaced)")
@@ -200,9 +203,10 @@ def build_parser():
     add_hazard_arguments(s)
     s.set_defaults(func=cmd_simulate)
     s = sub.add_parser("demo", help="simulate, solve, fluxscale, apply; print recovered vs true")
-    s.add_argument("--dir", default="alakazam_demo")
+    s.add_argument("--dir", default="alakazam_demo", help="folder of demo.ms, cal.h5, cal_scaled.h5 and "
+                   "demo.log (default alakazam_demo)")
     s.add_argument("--feed", choices=["linear", "circular"], default="linear")
-    s.add_argument("--backend", default="numba")
+    s.add_argument("--backend", default="numba", help="solver backend: numba (default), ceres, jax, scipy")
     s.add_argument("--overwrite", action="store_true",
                    help="replace an earlier demo's demo.ms, cal.h5 and cal_scaled.h5 in --dir")
     s.set_defaults(func=cmd_demo)

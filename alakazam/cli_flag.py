@@ -29,7 +29,7 @@ def _add_task_options(parser, task_name):
     from alakazam.caltasks import TASKS
 
     for p in TASKS[task_name].spec.params:
-        kw = {"dest": p.name, "default": argparse.SUPPRESS, "help": p.short.replace("%", "%%")}
+        kw = {"dest": p.name, "default": argparse.SUPPRESS, "help": _help(p)}
         if p.type == "bool":
             kw.update(type=_bool, metavar="true|false")
         elif p.type == "double":
@@ -38,11 +38,23 @@ def _add_task_options(parser, task_name):
             kw["type"] = int
         elif p.type == "doubleVec":
             kw.update(type=float, nargs="*")
-        elif p.type == "stringVec":
-            kw["nargs"] = "*"                  # --gaintable cal.h5 --gainjones K0 G0
+        elif p.type in ("stringVec", "pathVec"):
+            kw["nargs"] = "*"                  # --gaintable a.h5 b.h5 --gainjones K0 G0
         elif p.allowed:
             kw["choices"] = p.allowed
+            if p.ignorecase:                   # (the XML's ignorecase: --datacolumn DATA as the task)
+                kw["type"] = str.lower
         parser.add_argument(f"--{p.name}", **kw)
+
+
+def _help(p):
+    """The XML's one-line description and the task's default (argparse's own stays unset, so only
+    given options reach the task)."""
+    d = p.default
+    if d in ("", [], None):            # (the short description says what empty means)
+        return p.short.replace("%", "%%")
+    shown = ("true" if d else "false") if isinstance(d, bool) else str(d)
+    return f"{p.short} (default: {shown})".replace("%", "%%")
 
 
 def _task_kwargs(args, task_name):
@@ -61,7 +73,9 @@ def cmd_flag(args):
                                 f"and --{', --'.join(kw)})")
         from alakazam.caltasks.yamlrun import run_yaml
 
-        run_yaml(args.config, sections=("flag",))
+        if not run_yaml(args.config, sections=("flag",)).get("flag"):
+            raise AlakazamError(f"flag: {args.config!r} has no flag blocks; nothing was flagged (`alakazam "
+                                "run` runs its solve, fluxscale and apply blocks)")
         return
     if "vis" not in kw:
         raise AlakazamError("flag: expected a YAML file or --vis MS (with --mode ...)")

@@ -50,6 +50,11 @@ def run_demo(directory="alakazam_demo", feed="linear", backend="numba", quiet=Fa
     from .errors import AlakazamError
     from .io import hdf5
 
+    from .solvers import BACKENDS
+
+    if backend not in BACKENDS:         # (before anything is written: it was found by the solve block)
+        raise AlakazamError(f"demo: --backend {backend!r} is not a solver backend; expected one of "
+                            f"{', '.join(BACKENDS)}")
     ms, cal, scaled = (os.path.join(directory, n) for n in ("demo.ms", "cal.h5", "cal_scaled.h5"))
     present = [p for p in (ms, cal, scaled) if os.path.lexists(p)]
     if present and not overwrite:

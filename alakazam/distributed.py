@@ -60,10 +60,13 @@ def client(workers=0, scheduler=""):
             except OSError as e:
                 raise AlakazamError(f"scheduler: cannot connect to {scheduler!r}: {e}") from None
         else:
-            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                                   dashboard_address=":0")
-            c = Client(cluster)
-            c.wait_for_workers(int(workers), timeout=120)     # every worker registered before work starts
+            from .core.mainguard import main_hidden
+
+            with main_hidden():             # (spawned workers must not re-run the user's script)
+                cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                                       dashboard_address=":0")
+                c = Client(cluster)
+                c.wait_for_workers(int(workers), timeout=120)  # every worker registered before work starts
         log.info("dask: %d workers, dashboard %s", len(c.scheduler_info().get("workers", {})),
                  c.dashboard_link)
         try:

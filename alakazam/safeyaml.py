@@ -9,6 +9,8 @@ Conventions (pinned by tests/test_reliability.py):
 * Duplicate keys in a mapping are an error naming the key and its line.
 * Numbers in any YAML form are numbers: ``1e-10``, ``1E5``, ``+2.5e3`` (YAML 1.2 floats without a dot,
   which PyYAML's YAML 1.1 resolver reads as strings), besides ``1.0e-10``, ``.inf``, ``.nan``.
+* YAML 1.1's base-60 numbers are strings, as in YAML 1.2: ``spw: 1:3`` (SPW 1, channel 3) and
+  ``timerange: 12:30:00`` keep their CASA meaning (PyYAML reads them as 63 and 45000).
 * The file must be a readable UTF-8 text file of at most :data:`MAX_BYTES`; a directory, a binary file
   or undecodable bytes are clear errors.
 
@@ -68,6 +70,10 @@ class _Loader(yaml.SafeLoader):
 # a private copy of the resolver table (add_implicit_resolver would append to SafeLoader's lists)
 _Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789"))
+# YAML 1.1's base-60 numbers are strings (YAML 1.2 has none): 1:3 -> '1:3', not 63
+_SEXAGESIMAL = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+for _c in "-+0123456789":
+    _Loader.yaml_implicit_resolvers.setdefault(_c, []).insert(0, ("tag:yaml.org,2002:str", _SEXAGESIMAL))
 
 
 def _expanded_size(node, memo, stack):

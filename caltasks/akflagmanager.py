@@ -26,6 +26,8 @@ def _prepare(params):
         if mode in ("restore", "delete") and name not in saved:
             errors["versionname"] = [f"flag version {name!r} not found in {flagversions.versions_dir(vis)}; "
                                      f"saved: {', '.join(saved) or 'none'}"]
+        elif mode == "save" and flagversions.name_error(name):
+            errors["versionname"] = [flagversions.name_error(name)]
         elif mode == "save" and name in saved:
             errors["versionname"] = [f"{name!r} already exists in {flagversions.versions_dir(vis)}; delete "
                                      "it first or choose another name"]
@@ -77,7 +79,11 @@ def _body(p):
         out = {"restored": name, "merge": p["merge"], "backup": backup}
         clear_marker(vis, name)        # an interrupted run's "FLAG writes in progress" marker
         return out
-    return {"deleted": flagversions.delete(vis, name)}
+    from alakazam.calibration.flagsafety import clear_marker
+
+    out = {"deleted": flagversions.delete(vis, name)}
+    clear_marker(vis, name)            # an interrupted run's marker names a version that is gone
+    return out
 
 
 akflagmanager = Task("akflagmanager", _body, prepare=_prepare)

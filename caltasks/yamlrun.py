@@ -295,6 +295,9 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
     if any(b[0] == "flag" for b in blocks):
         out = {"flag": [], **out}
     cwd = os.getcwd()
+    from alakazam.calibration.flagsafety import user_dir
+    undo_dir = user_dir(cwd)            # restore commands name the MS as seen from the user's directory
+    undo_dir.__enter__()
     os.chdir(os.path.dirname(os.path.abspath(path)))
     try:
         try:
@@ -317,4 +320,5 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
                     out[section].append(task.run_prepared(params, cfg))
     finally:
         os.chdir(cwd)
+        undo_dir.__exit__(None, None, None)
     return out

@@ -41,7 +41,7 @@ def test_spw_strings(text, expected):
     ("0:a~b", "cannot parse channel range"),
     ("x", "cannot parse 'x' at position 0"),
     ("0,1,zz", "at position 4"),
-    ("0:5~2", "outside SPW"),
+    ("0:5~2", "the first channel 5 is after the last 2"),
     ("0:2.0~2.1GHz", "selects no channel"),
 ])
 def test_spw_errors(text, match):

@@ -30,12 +30,30 @@ def marker_path(ms, version) -> str:
     return os.path.join(flagversions_dir(ms), f"flags.{version}.in_progress")
 
 
+#: the directory the user started in, when it is not the current one (the YAML runner reads a file's
+#: paths from the file's folder): a relative MS path in a restore command is given from there
+_USER_DIR = []
+
+
+@contextmanager
+def user_dir(path):
+    """Within: restore commands name a relative MS as seen from ``path`` (the user's directory)."""
+    _USER_DIR.append(os.path.abspath(path))
+    try:
+        yield
+    finally:
+        _USER_DIR.pop()
+
+
 def restore_command(ms, version) -> str:
     """The CLI command that restores flag version ``version`` of ``ms`` (akflagmanager; it also removes
-    the version's in-progress marker)."""
+    the version's in-progress marker), to be typed in the user's directory (:func:`user_dir`)."""
     import shlex
 
-    return f"alakazam flagmanager --vis {shlex.quote(str(ms))} --mode restore --versionname {version}"
+    p = str(ms)
+    if _USER_DIR and not os.path.isabs(p):
+        p = os.path.relpath(os.path.abspath(p), _USER_DIR[-1])
+    return f"alakazam flagmanager --vis {shlex.quote(p)} --mode restore --versionname {version}"
 
 
 def warn_interrupted(ms):

@@ -187,6 +187,18 @@ def _clean_stale_tmp(d):
             pass
 
 
+def name_error(name):
+    """Why ``name`` cannot be a new version's name (None: it can).  ``<version>.in_progress`` is the
+    marker of a run writing FLAG after saving ``<version>`` (calibration/flagsafety.py): a version of
+    that name would be taken for one (and break the restore of ``<version>``)."""
+    if not _NAME_OK.match(str(name)):
+        return f"{name!r} is not a valid version name (letters, digits, _ . + -)"
+    if str(name).endswith(".in_progress"):
+        return (f"{name!r}: names ending in '.in_progress' are reserved (the in-progress marker of a "
+                "FLAG write)")
+    return None
+
+
 def save(ms, task="akflag", comment="", name=None) -> str:
     """Save FLAG and FLAG_ROW as a new version (a CASA flag-version table); returns its name
     (``<task>_<n>`` unless ``name``)."""
@@ -197,8 +209,8 @@ def save(ms, task="akflag", comment="", name=None) -> str:
     check_ms(ms)
     if name is None:
         name = next_name(ms, task)
-    elif not _NAME_OK.match(str(name)):
-        raise AlakazamError(f"versionname: {name!r} is not a valid version name (letters, digits, _ . + -)")
+    elif name_error(name):
+        raise AlakazamError(f"versionname: {name_error(name)}")
     elif (any(n == name for n, _ in _read_list(ms)) or os.path.lexists(_path(ms, name))
           or os.path.lexists(_table_path(ms, name))):
         raise AlakazamError(f"versionname: {name!r} already exists in {versions_dir(ms)}; delete it first "

@@ -300,6 +300,8 @@ def parse_antenna(text, names: List[str]) -> Optional[AntennaSelection]:
         neg = s.startswith("!")
         if neg:
             s = s[1:].strip()
+        if not s:                   # '!' alone would negate nothing, i.e. select every baseline
+            raise AlakazamError(f"antenna: {raw.strip()!r} in {text!r} names no antenna")
         if "&&&" in s:
             left, rest = s.split("&&&", 1)
             if rest.strip():
@@ -317,8 +319,8 @@ def parse_antenna(text, names: List[str]) -> Optional[AntennaSelection]:
             sel.items.append(_BlItem(neg, lids, rids, "cross"))
         else:
             sel.items.append(_BlItem(neg, _antenna_ids(s, names, text), None, "any"))
-    if not sel.items:
-        return None
+    if not sel.items:               # ';;' : separators only (not "all")
+        raise AlakazamError(f"antenna: {text!r} names no antenna")
     return sel
 
 

@@ -105,6 +105,8 @@ def parse_fields(sel, names: List[str]) -> List[int]:
             out.append(int(it))
         else:
             raise AlakazamError(f"field: {it!r} (item {k}) is not a field name or id; available: {avail}")
+    if not out and isinstance(sel, str) and sel.strip():      # ',' : separators only
+        raise AlakazamError(f"field: {sel!r} names no field; available: {avail}")
     return list(dict.fromkeys(out))
 
 
@@ -128,10 +130,10 @@ def _chan_ranges(text, n_chan, freqs, spw):
             chans.extend(sel.tolist())
             continue
         step = 1
-        if "^" in p:
-            p, s = p.split("^")
-            step = int(s)
         try:
+            if "^" in p:
+                p, s = p.split("^")
+                step = int(s)
             if "~" in p:
                 a, b = (int(x) for x in p.split("~"))
             else:
@@ -139,9 +141,15 @@ def _chan_ranges(text, n_chan, freqs, spw):
         except ValueError:
             raise AlakazamError(f"spw: cannot parse channel range {part!r}; expected e.g. 5~61, 0~10^2, "
                                 "1.401~1.404GHz") from None
-        if a < 0 or b >= n_chan or a > b:
+        if step < 1:
+            raise AlakazamError(f"spw: channel step {step} in {part!r} must be a positive integer")
+        if a > b:
+            raise AlakazamError(f"spw: in {part!r} the first channel {a} is after the last {b}")
+        if a < 0 or b >= n_chan:
             raise AlakazamError(f"spw: channels {a}~{b} outside SPW {spw} (0~{n_chan - 1})")
         chans.extend(range(a, b + 1, step))
+    if not chans:
+        raise AlakazamError(f"spw: {text!r} selects no channel of SPW {spw}")
     return sorted(dict.fromkeys(chans))
 
 

@@ -28,12 +28,11 @@ time-frequency plane of every baseline of each (DATA_DESC_ID, scan) unit.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 
 import numpy as np
 
+from ..core.mainguard import main_hidden as _main_hidden   # (workers skip the user's script)
 from ..errors import AlakazamError
 
 NEEDS_DATA = True
@@ -85,6 +84,25 @@ def strategy_path(strategy, telescope=None) -> str:
                         f"{', '.join(shipped_strategies())} or the path of a .lua file")
 
 
+def check_strategy(strategy, telescope=None) -> str:
+    """:func:`strategy_path`, and a user .lua file loaded now and required to define ``execute`` (the
+    function AOFlagger calls): a bad file is a parameter error before anything is saved or written."""
+    import re
+
+    path = strategy_path(strategy, telescope)
+    if os.path.dirname(path) == strategies_dir():
+        return path
+    try:
+        _library().AOFlagger().load_strategy_file(path)
+    except RuntimeError as e:
+        raise AlakazamError(f"strategy: {path!r} is not a valid AOFlagger strategy: {e}") from None
+    with open(path, errors="replace") as fh:
+        if not re.search(r"\bfunction\s+execute\s*\(|\bexecute\s*=\s*function\b", fh.read()):
+            raise AlakazamError(f"strategy: {path!r} defines no function execute(input), the entry point "
+                                "AOFlagger calls")
+    return path
+
+
 def start(cfg, sel):
     ao = _library()
     flagger = ao.AOFlagger()
@@ -113,23 +131,6 @@ def start(cfg, sel):
 
 def _ping():
     return True
-
-
-@contextlib.contextmanager
-def _main_hidden():
-    """``__main__`` without ``__file__`` / ``__spec__`` while worker processes start (multiprocessing's
-    spawn then imports nothing of it in the child)."""
-    main = sys.modules.get("__main__")
-    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if main is not None and hasattr(main, k)}
-    try:
-        if "__file__" in saved:
-            del main.__file__
-        if "__spec__" in saved:
-            main.__spec__ = None
-        yield
-    finally:
-        for k, v in saved.items():
-            setattr(main, k, v)
 
 
 def close(cfg, sel, state):

@@ -95,16 +95,20 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
     elif len(cfg.clipminmax) == 2 and not cfg.clipminmax[0] <= cfg.clipminmax[1]:
         errs.add(_name("clipminmax", where, names), f"{cfg.clipminmax!r}: min must not exceed max")
         cfg.clipminmax = []
+    if cfg.mode == "quack" and cfg.quackmode in ("end", "tail") and not cfg.quackinterval > 0 \
+            and _name("quackinterval", where, names) not in errs.errors:   # (flagdata refuses <= 0)
+        errs.add(_name("quackinterval", where, names), f"{cfg.quackinterval!r} with quackmode="
+                 f"{cfg.quackmode!r} would flag every integration (all but 0 s of each scan); must be > 0")
     if not cfg.threshold > 0 and _name("threshold", where, names) not in errs.errors:
         errs.add(_name("threshold", where, names), f"{cfg.threshold!r} must be > 0 (robust sigmas)")
     from ..config import check_cluster
 
     check_cluster(cfg, where, names, errs)
     if cfg.mode == "aoflagger" and cfg.strategy:
-        from .aoflagger import strategy_path
+        from .aoflagger import check_strategy
 
-        errs.run(_name("strategy", where, names), strategy_path, cfg.strategy, None)
-    if check_ms and cfg.ms and os.path.isdir(cfg.ms):
+        errs.run(_name("strategy", where, names), check_strategy, cfg.strategy, None)
+    if check_ms and cfg.ms and os.path.exists(cfg.ms):
         # (a path that does not exist here may be relative to a YAML file: the YAML runner checks the
         # block again from the file's folder before anything runs; the task's XML requires it to exist)
         from .select import resolve
@@ -189,5 +193,6 @@ def resolve_errors(cfg, resolve) -> dict:
     try:
         resolve(cfg, keys_errors=out)
     except AlakazamError as e:
-        out.setdefault("ms", str(e))
+        msg = str(e)
+        out.setdefault("ms", msg[len("vis/ms: "):] if msg.startswith("vis/ms: ") else msg)
     return out

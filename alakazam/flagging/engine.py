@@ -155,19 +155,20 @@ def _flag_body(cfg, sel, mod, pre, t_start, writes):
     comment = f"akflag mode={cfg.mode}" + "".join(f" {k}={getattr(cfg, k)!r}" for k in keys
                                                   if getattr(cfg, k))
     save = (lambda: flagversions.save(cfg.ms, task="akflag", comment=comment)) if writes else (lambda: None)
-    # from the saved version on, a marker holds the restore command and Ctrl-C logs it
-    # (calibration/flagsafety): no window between the save and the first FLAG write without it
-    with flagsafety.saved_then_marked(cfg.ms, save, what="akflag") as version:
-        if version:
-            log.info("akflag: saved flag version %s in %s (undo: %s)", version,
-                     flagversions.versions_dir(cfg.ms), _restore_cmd(cfg.ms, version))
-        state = None
-        try:
-            state = mod.start(cfg, sel) if hasattr(mod, "start") else None
+    # the mode starts (AOFlagger: strategy loaded, worker processes up) before anything is saved: a
+    # failure there leaves no flag version and no in-progress marker
+    state = mod.start(cfg, sel) if hasattr(mod, "start") else None
+    try:
+        # from the saved version on, a marker holds the restore command and Ctrl-C logs it
+        # (calibration/flagsafety): no window between the save and the first FLAG write without it
+        with flagsafety.saved_then_marked(cfg.ms, save, what="akflag") as version:
+            if version:
+                log.info("akflag: saved flag version %s in %s (undo: %s)", version,
+                         flagversions.versions_dir(cfg.ms), _restore_cmd(cfg.ms, version))
             return _run_units(cfg, sel, mod, state, writes, version, t_start, pre)
-        finally:
-            if hasattr(mod, "close"):
-                mod.close(cfg, sel, state)
+    finally:
+        if hasattr(mod, "close"):
+            mod.close(cfg, sel, state)
 
 
 def _restore_cmd(ms, version):

@@ -12,7 +12,8 @@
 6. ``flagnearfreq`` (default False): the channels either side of a flagged channel are flagged.
 
 Neighbours in time are adjacent integrations of the baseline in the unit (a missing integration is a
-gap: it is neither flagged nor counted).  Existing flags are kept (extend only adds).
+gap: it is neither flagged nor counted); a gap only breaks adjacency (steps 4-6): steps 1-3 see the
+baseline's whole scan.  Existing flags are kept (extend only adds).
 """
 
 import numpy as np
@@ -31,6 +32,11 @@ def _neighbours(f):
 
 def extend_plane(f, cfg):
     """Extension of one baseline's flags ``f`` (time, chan, corr) bool (contiguous integrations)."""
+    return _near(_grow(f, cfg), cfg)
+
+
+def _grow(f, cfg):
+    """Steps 1-3 (extendpols, growtime, growfreq) on a baseline's whole plane (gaps do not matter)."""
     f = f.copy()
     if cfg.extendpols:
         f |= f.any(axis=2, keepdims=True)
@@ -41,9 +47,16 @@ def extend_plane(f, cfg):
     if cfg.growfreq > 0 and nc:
         grow = f.sum(axis=1) * 100.0 > cfg.growfreq * nc          # (time, corr)
         f |= grow[:, None]
+    return f
+
+
+def _near(f, cfg):
+    """Steps 4-6 (growaround, flagneartime, flagnearfreq) on contiguous integrations."""
+    f = f.copy()
     if cfg.growaround:
         for k in range(f.shape[2]):
             f[:, :, k] |= _neighbours(f[:, :, k]) > 4
+    nt, nc, _ = f.shape
     if cfg.flagneartime and nt > 1:
         g = f.copy()
         g[1:] |= f[:-1]
@@ -61,9 +74,9 @@ def flag_piece(piece, cfg, state):
     out = piece.flag.copy()
     groups, times = piece.baseline_groups()
     for rows, tidx in groups:
+        g = _grow(piece.flag[rows], cfg)            # growtime counts the baseline's whole scan
         # split the baseline's integrations at gaps (a missing integration breaks adjacency)
         brk = np.flatnonzero(np.diff(tidx) != 1) + 1
         for seg in np.split(np.arange(len(rows)), brk):
-            r = rows[seg]
-            out[r] = extend_plane(piece.flag[r], cfg)
+            out[rows[seg]] = _near(g[seg], cfg)
     return out

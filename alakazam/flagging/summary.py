@@ -69,6 +69,11 @@ def finish(cfg, sel, state):
     return out
 
 
+#: the per-channel table is printed up to this many channels (CASA's summary leaves channels out
+#: unless spwchan=True); the returned dict always has every channel
+MAX_PRINTED_CHANNELS = 64
+
+
 def print_summary(s):
     """The summary as rich tables on the terminal (stdout)."""
     import sys
@@ -83,6 +88,10 @@ def print_summary(s):
     for cat in ("antenna", "spw", "field", "scan", "correlation", "spw:channel"):
         items = s.get(cat) or {}
         if not items:
+            continue
+        if cat == "spw:channel" and len(items) > MAX_PRINTED_CHANNELS:
+            con.print(f"flagged by spw:channel: {len(items)} channels, not printed (in the returned "
+                      "dict's 'spw:channel')")
             continue
         tb = Table(title=f"flagged by {cat}", title_justify="left")
         tb.add_column(cat)
