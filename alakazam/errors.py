@@ -30,5 +30,10 @@ class ParameterError(AlakazamError):
         super().__init__(head + "\n  " + "\n  ".join(lines))
 
 
+class UnknownParameterError(ParameterError, TypeError):
+    """A task called with keywords it does not have: reported with the call's other bad parameters
+    (a :class:`ParameterError`), and a TypeError as Python's own error for an unexpected keyword is."""
+
+
 class BackendUnavailableError(AlakazamError):
     """The requested solver backend's package is not installed (no silent fallback)."""

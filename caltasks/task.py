@@ -3,7 +3,9 @@
 The Python signature (``inspect.signature(akcal)``), the defaults, the validation, ``help(akcal)``, the
 shell's ``inp`` display and the YAML key mapping all come from ``tasks_xml/<task>.xml``.  Calling a task
 validates every parameter first (all errors reported together in one
-:class:`alakazam.errors.ParameterError`; an unknown keyword is a TypeError), logs
+:class:`alakazam.errors.ParameterError`; an unknown keyword is one of them, with what to use instead
+when it is CASA's name for something -- :mod:`caltasks.casa_hints` -- and the error is then also a
+TypeError, :class:`alakazam.errors.UnknownParameterError`), logs
 ``##### Begin Task: <name>`` with the full call, runs the engine, logs the End line and returns the
 result dict.  Runtime failures are logged as SEVERE and re-raised.
 """
@@ -14,7 +16,7 @@ import inspect
 import logging
 import os
 
-from alakazam.errors import AlakazamError, ParameterError
+from alakazam.errors import AlakazamError, ParameterError, UnknownParameterError
 from alakazam.tasks_xml import xml_path
 
 from .xmlschema import check_value, load_task
@@ -128,8 +130,25 @@ class Task:
 
     # ---- call
     def __call__(self, *args, **kwargs):
+        unknown = [k for k in kwargs if k not in self.spec.names]
+        if unknown:
+            self.raise_unknown(unknown, args, {k: v for k, v in kwargs.items() if k not in unknown})
         params, prepared = self.prepare(self.bind(*args, **kwargs))
         return self.run_prepared(params, prepared)
+
+    def raise_unknown(self, unknown, args, known):
+        """UnknownParameterError: the keywords ``unknown`` (what to use instead) and every bad one of
+        the rest of the call (``args``, ``known``), before anything runs."""
+        from .casa_hints import unknown_message
+
+        errors = {k: [unknown_message(self.name, self.spec.names, k)] for k in unknown}
+        try:
+            self.prepare(self.bind(*args, **known))
+        except ParameterError as e:
+            errors.update(e.errors)
+        except AlakazamError:           # not about a parameter: the unknown keywords are the error
+            pass
+        raise UnknownParameterError(errors, task=self.name)
 
     def run_prepared(self, params: dict, prepared):
         """Run the engine on what :meth:`prepare` returned (the YAML runner checks every block first)."""

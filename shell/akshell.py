@@ -37,6 +37,7 @@ from alakazam.caltasks import TASKS
 from alakazam.errors import AlakazamError
 
 BLUE, RED, GREEN, BOLD, RESET = "\033[34m", "\033[31m", "\033[32m", "\033[1m", "\033[0m"
+YELLOW = "\033[33m"
 _MISSING = object()
 _COMMANDS = ("inp", "go", "tget", "tput", "saveinputs", "default", "help")
 # output files a task writes (restored when it is interrupted); the MS is covered by the undo journal
@@ -368,16 +369,45 @@ class ShellSession:
             self._running = None
         return None
 
+    def _hint_assignment(self, src):
+        """After ``inp``/``default`` of a task, a variable set that is not one of its parameters but CASA's
+        name for one (``gaintype``), or close to one (``refnat``), gets a note saying what the task
+        uses: ``go`` would not see it (caltasks/casa_hints.py).  Other variables are the user's own."""
+        from alakazam.caltasks.casa_hints import HINTS, unknown_message
+
+        task = TASKS.get(self.last_task) if self.last_task else None
+        if task is None:
+            return
+        import difflib
+
+        names = task.spec.names
+        for n in _assigned_names(src):
+            if n in names:
+                continue
+            if n in HINTS.get(task.name, {}) or difflib.get_close_matches(n, names, n=1, cutoff=0.8):
+                self._p(self._c(YELLOW, f"note: {n}: {unknown_message(task.name, names, n)}"))
+
     def _exec(self, src):
         try:
             code = compile(src, "<akshell>", "eval")
         except SyntaxError:
             exec(compile(src, "<akshell>", "exec"), self.ns)
+            self._hint_assignment(src)
             return None
         v = eval(code, self.ns)
         if v is not None:
             self._p(repr(v))
         return v
+
+
+def _assigned_names(src):
+    """The plain names a statement assigns (``gaintype = 'K'``, ``a = b = 1``), else none."""
+    try:
+        tree = ast.parse(src)
+    except SyntaxError:
+        return []
+    return [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+            if isinstance(t, ast.Name)]
 
 
 def main(argv=None):

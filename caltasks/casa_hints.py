@@ -1,0 +1,67 @@
+"""What to say about a keyword that is not a parameter of a task: CASA's name for something the task
+calls otherwise, a CASA parameter the task does not have, or a typo of one of its own.
+
+Used by :meth:`caltasks.task.Task.__call__` (an unknown keyword is reported with the call's other bad
+parameters, :class:`alakazam.errors.UnknownParameterError`) and by akshell when a variable it does not
+know is set after ``inp``/``default`` of a task (a CASA user's ``gaintype = 'K'``).  Convention pinned
+by tests/test_casa_hints.py.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+#: per task: CASA parameter name -> what to use instead (or why there is nothing)
+HINTS = {
+    "akcal": {
+        "gaintype": "CASA gaincal's gaintype is akcal's jones, a list with one Jones type per step "
+                    "(jones=['K', 'G']; 'KCROSS' -> 'KC', 'XYf+QU' / 'XY+QU' -> 'CP', 'T' -> 'T')",
+        "bandtype": "a bandpass is jones='G' with a freqint per channel (or solint 'inf,1MHz'); "
+                    "CASA's 'BPOLY' has no counterpart",
+        "poltype": "CASA polcal's poltype is akcal's jones: 'Df' / 'Dflls' / 'Df+QU' -> 'D', "
+                   "'Xf' -> 'CP', 'Kcross' -> 'KC'",
+        "preavg": "not needed: akcal averages each solution interval exactly (solint, freqint)",
+        "docallib": "not available: pre-apply earlier tables with gaintable / gainjones / interp",
+        "callib": "not available: pre-apply earlier tables with gaintable / gainjones / interp",
+        "msselect": "not available: select with field, spw, scan, intent, antenna, timerange, uvrange, "
+                    "observation",
+        "solmode": "not available: outliers are flagged before the solve (rfi_threshold) and after it "
+                   "(minsnr, minblperant)",
+        "rmsthresh": "not available: see rfi_threshold",
+        "gaincurve": "not available (CASA's own gaincal dropped it too: use gencal)",
+        "opacity": "not available (CASA's own gaincal dropped it too: use gencal)",
+    },
+    "akapply": {
+        "flagbackup": "not needed: akapply always saves a flag version before it writes FLAG "
+                      "(applymode 'calflag'); akflagmanager lists and restores it",
+        "docallib": "not available: give gaintable / jones / gainfield / interp",
+        "callib": "not available: give gaintable / jones / gainfield / interp",
+        "msselect": "not available: select with field, spw, scan, intent, antenna, timerange, uvrange, "
+                    "observation",
+    },
+    "akfluxscale": {
+        "incremental": "not available: akfluxscale writes the scaled gains (fluxtable)",
+        "listfile": "not available: the fitted fluxes are logged and returned",
+        "display": "not available: plot the table with akplot",
+        "vis": "akfluxscale needs no MS: it reads caltable",
+    },
+    "akflag": {
+        "flagbackup": "not needed: akflag always saves a flag version before it writes FLAG; "
+                      "akflagmanager lists and restores it",
+        "savepars": "not available: tput akflag (akshell) saves the parameters",
+        "cmdreason": "not available",
+        "inpfile": "not available: give the selection as parameters, or several flag blocks in a YAML "
+                   "file (alakazam flag FILE.yaml)",
+    },
+}
+
+
+def unknown_message(task: str, names, key: str) -> str:
+    """The message for keyword ``key`` that is not one of ``names`` (the task's parameters)."""
+    hint = HINTS.get(task, {}).get(key)
+    if hint is not None:
+        return f"not a parameter of {task}; {hint}"
+    close = difflib.get_close_matches(key, list(names), n=2, cutoff=0.75)
+    if close:
+        return f"not a parameter of {task}; did you mean {' or '.join(close)}?"
+    return f"not a parameter of {task} (help({task}) lists them)"

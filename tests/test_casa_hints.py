@@ -1,0 +1,52 @@
+"""Keywords a task does not have (caltasks/casa_hints.py).
+
+* A call with CASA's name for a parameter (gaintype) or a typo (refnat) is an UnknownParameterError --
+  a ParameterError and a TypeError -- naming what to use instead, reported with the call's other bad
+  parameters, before anything runs.
+* akshell: after ``default akcal``, setting ``gaintype`` prints a note (``go`` would not see it); a
+  variable of the user's own (``myvis``) prints nothing.
+"""
+
+import io
+import os
+
+import pytest
+
+from alakazam.caltasks import akapply, akcal
+from alakazam.errors import ParameterError, UnknownParameterError
+
+
+def test_unknown_keywords_reported_with_the_other_bad_parameters(sim_linear, tmp_path):
+    ms, _ = sim_linear
+    out = str(tmp_path / "x.h5")
+    with pytest.raises(UnknownParameterError) as e:
+        akcal(vis=ms, caltable=out, gaintype="K", refnat="C00", refant="Z99", bogus=1)
+    err = e.value
+    assert isinstance(err, ParameterError) and isinstance(err, TypeError)
+    text = str(err)
+    assert "gaintype: not a parameter of akcal; CASA gaincal's gaintype is akcal's jones" in text
+    assert "refnat: not a parameter of akcal; did you mean refant?" in text
+    assert "bogus: not a parameter of akcal (help(akcal) lists them)" in text
+    assert "'Z99' is not an antenna" in text                 # the call's other bad parameter, too
+    assert not os.path.exists(out)
+    with pytest.raises(TypeError, match="flagbackup: not a parameter of akapply; not needed"):
+        akapply(vis=ms, gaintable=[out], jones=["G0"], flagbackup=True)
+
+
+def test_akshell_notes_casa_names_and_typos_only(tmp_path):
+    from alakazam.shell.akshell import ShellSession
+
+    buf = io.StringIO()
+    sh = ShellSession(out=buf, color=False, cwd=str(tmp_path))
+    try:
+        sh.handle("default akcal")
+        sh.handle("gaintype = 'K'")
+        sh.handle("refnat = 'C00'")
+        sh.handle("myvis = 'a.ms'")
+        sh.handle("jones = ['K']")
+    finally:
+        sh.close()
+    text = buf.getvalue()
+    assert "note: gaintype: not a parameter of akcal; CASA gaincal's gaintype is akcal's jones" in text
+    assert "note: refnat: not a parameter of akcal; did you mean refant?" in text
+    assert "myvis" not in text and "jones:" not in text
