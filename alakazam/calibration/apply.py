@@ -318,7 +318,8 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
             btix = tix[r0:r1] - t0 if t0 else tix[r0:r1]
             bad_by_key = {}
             diag, sky = chain.compose(terms, spw.spw_id, utimes[bt], freqs, names, fld.name,
-                                      (fld.ra, fld.dec), time_scan=tscan[bt], bad_out=bad_by_key)
+                                      (fld.ra, fld.dec), time_scan=tscan[bt], bad_out=bad_by_key,
+                                      sky_chan_one=True)
             if per_term is not None:
                 for k, n in _am.term_flag_counts(terms, spw.spw_id, utimes[bt], freqs, names, fld, btix,
                                                  a1[r0:r1], a2[r0:r1], flag[r0:r1], chans, tscan[bt],

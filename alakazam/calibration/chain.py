@@ -222,7 +222,7 @@ def _field_parts(term, spw_id, times, ant_names, target_name, target_radec, pref
 
 
 def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_name=None,
-                target_radec=None, prefer_own=True, describe=False, time_scan=None):
+                target_radec=None, prefer_own=True, describe=False, time_scan=None, chan_one=False):
     """Evaluate a term on a data grid.
 
     Parameters
@@ -241,6 +241,11 @@ def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_n
     time_scan : (n_time,) int or None
         MS scan of each time: flagged own-field solutions are not bridged across scans
         (:func:`_same_scan_parts`).
+    chan_one : bool
+        A term whose solutions have one frequency bin in every field it uses (no delay, no freq_interp:
+        the bin is broadcast to every channel) is returned with a channel axis of 1 -- the same values
+        without the copies to every channel (the apply's leakage and linearly interpolated gains,
+        issue 16).  Otherwise, and by default, the channel axis has n_chan.
 
     Returns
     -------
@@ -254,10 +259,16 @@ def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_n
     times = np.asarray(times, float)
     freqs = np.asarray(freqs, float)
     n_t, n_c, n_a = len(times), len(freqs), len(ant_names)
-    jones = np.full((n_t, n_a, n_c, 2, 2), np.nan + 0j)
-    flags = np.ones((n_t, n_a, n_c), bool)
     field_parts, info = _field_parts(term, spw_id, times, ant_names, target_name, target_radec,
                                      prefer_own, time_scan)
+    one = (chan_one and not term.freq_interp and
+           all(fs.delay is None and len(fs.freq) == 1 for _, _, fs, _ in field_parts))
+    all_freqs = freqs
+    if one:                 # every channel maps to the one bin: evaluate it once
+        freqs = freqs[:1]
+        n_c = 1
+    jones = np.full((n_t, n_a, n_c, 2, 2), np.nan + 0j)
+    flags = np.ones((n_t, n_a, n_c), bool)
     for name, sel, fs, amap in field_parts:
         t_target = times[sel]
         if fs.delay is not None:
@@ -279,7 +290,7 @@ def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_n
                 j = jt[:, fidx]
                 jf = jflag[:, fidx]
         info["time"] = f"{term.time_interp} {len(fs.time)}->{n_t}"
-        info["freq"] = fdesc
+        info["freq"] = interp.map_freq(fs.freq, all_freqs)[1] if one else fdesc
         # (n_ant_sol, n_chan, n_tt, ...) -> (n_tt, n_ant, n_chan, ...)
         j = np.moveaxis(j, 2, 0)
         jf = np.moveaxis(jf, 2, 0)
@@ -322,12 +333,18 @@ def describe(term: LoadedTerm, spw_id, times, freqs, ant_names, target_name, tar
 
 
 def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_name=None,
-            target_radec=None, prefer_own=True, log_lines=None, time_scan=None, bad_out=None, full=True):
+            target_radec=None, prefer_own=True, log_lines=None, time_scan=None, bad_out=None, full=True,
+            sky_chan_one=False):
     """Evaluate a chain: (diag (n_t, n_ant, n_chan, 2) or None, sky (n_t, n_ant, n_chan, 2, 2) or None).
 
     ``full=False``: ``diag`` as evaluated, its channel axis possibly 1 (a broadcast, 1-bin term) and not
     necessarily contiguous or owned -- the same values once broadcast, for a caller that multiplies it
     into another table (:mod:`.preapply_cache`) and needs no full-size copy of it.
+    ``sky_chan_one=True``: the 1-bin terms evaluated by :func:`term_tables` (leakage, gains with linear
+    time interpolation) keep a channel axis of 1 (``term_tables(chan_one=True)``), so ``sky`` has a
+    channel axis of 1 when every D term is 1-bin -- the same values once broadcast (the apply's
+    :func:`alakazam.jones.algebra.compose_inverse_table` takes either); a D brought to the final frame
+    of later KC/CP terms is evaluated per channel as before.
 
     ``bad_out`` (a dict, optional) receives ``{term key: bool (n_t or 1, n_ant, n_chan or 1)}``, where
     each term's solution is flagged -- what :func:`alakazam.calibration.applymode.term_flag_counts`
@@ -339,13 +356,13 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
     """
     from .solve_order import cross_terms_after, to_final_frame
 
-    def evaluate(term):
+    def evaluate(term, chan_one=False):
         fast = diag_table(term, spw_id, times, freqs, ant_names, target_name, target_radec, prefer_own,
                           time_scan=time_scan)
         if fast is not None:
             return None, fast[0], fast[1], None   # (n_t, n_ant, n_chan or 1, 2), the same values
         j, f, info = term_tables(term, spw_id, times, freqs, ant_names, target_name, target_radec,
-                                 prefer_own, time_scan=time_scan)
+                                 prefer_own, time_scan=time_scan, chan_one=chan_one)
         return j, (np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1) if term.diagonal else None), info, f
 
     # a D solved before some KC/CP of the chain is brought to the final frame (solve_order)
@@ -355,7 +372,7 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
     sky = None
     owned = False
     for i, term in enumerate(terms):
-        j, d, info, f = cache[i] if i in cache else evaluate(term)
+        j, d, info, f = cache[i] if i in cache else evaluate(term, sky_chan_one and not frames.get(i))
         if frames.get(i):
             j = to_final_frame(j, [cache[k][1] for k in frames[i]])
         if log_lines is not None:

@@ -240,11 +240,11 @@ def compose_inverse_table(n_t, n_ant, n_chan, diag=None, sky=None, parang=None):
     """``(inv, ok)`` of :func:`full_inverse_table` for the apply chain ``J = diag(d) S P`` evaluated per
     (time, antenna, channel) in one pass, without the (n_t, n_ant, n_chan, 2, 2) intermediates of
     ``S @ P`` and ``d * (S P)``: ``diag (n_t, n_ant, n_chan, 2)`` (the diagonal terms' product),
-    ``sky (n_t, n_ant, n_chan, 2, 2)`` (the D terms), ``parang (n_t, n_ant, 2, 2)`` (P, the same for
-    every channel); each optional (None = identity).  The products are those of
-    ``diag[..., :, None] * (sky @ P)`` (numpy's order of the two-term sums), so the result equals the
-    former numpy composition followed by full_inverse_table to rounding (pinned to 1e-12 by
-    tests/test_apply_fullinv.py)."""
+    ``sky (n_t, n_ant, n_chan or 1, 2, 2)`` (the D terms; a channel axis of 1 serves every channel),
+    ``parang (n_t, n_ant, 2, 2)`` (P, the same for every channel); each optional (None = identity).
+    The products are those of ``diag[..., :, None] * (sky @ P)`` (numpy's order of the two-term sums),
+    so the result equals the former numpy composition followed by full_inverse_table to rounding
+    (pinned to 1e-12 by tests/test_apply_fullinv.py)."""
     one = np.ones((1, 1, 1, 2), np.complex128)
     eye = np.zeros((1, 1, 1, 2, 2), np.complex128)
     eye[..., 0, 0] = eye[..., 1, 1] = 1
@@ -261,15 +261,17 @@ def compose_inverse_table(n_t, n_ant, n_chan, diag=None, sky=None, parang=None):
 @njit
 def _compose_inverse(start, stride, d, has_d, s, has_s, p, has_p, out, ok):
     n_t, n_ant, n_chan = ok.shape
+    s_per_chan = s.shape[2] > 1             # else one channel of S serves all (a 1-bin leakage)
     for k in range(start, n_t * n_ant, stride):
         t = k // n_ant
         a = k % n_ant
         for c in range(n_chan):
             if has_s:
-                s00 = s[t, a, c, 0, 0]
-                s01 = s[t, a, c, 0, 1]
-                s10 = s[t, a, c, 1, 0]
-                s11 = s[t, a, c, 1, 1]
+                sc = c if s_per_chan else 0
+                s00 = s[t, a, sc, 0, 0]
+                s01 = s[t, a, sc, 0, 1]
+                s10 = s[t, a, sc, 1, 0]
+                s11 = s[t, a, sc, 1, 1]
             else:
                 s00 = 1.0 + 0j
                 s01 = 0j
