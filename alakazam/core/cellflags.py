@@ -428,9 +428,10 @@ def flag_persistent(data, model, flag, group, ant1, ant2, use_corr, threshold):
     return out, _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, threshold)
 
 
-def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, threshold):
+def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, threshold, count=True):
     """:func:`flag_persistent` in place on ``out`` (which starts as ``prior``, the flags the channel
-    extension counts from); returns the number of newly flagged samples."""
+    extension counts from); returns the number of newly flagged samples (None with ``count=False``:
+    two passes over the flags less)."""
     n_row, n_chan = data.shape[:2]
     if threshold is None or threshold <= 0 or n_row == 0 or n_chan == 0:
         return 0
@@ -482,7 +483,7 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         # drop-out) never extend to whole channels or rows -- in a small array they are most of a
         # channel's baselines.
         _extend_rows_threaded(out, prior, order[lo:hi], bad, use_corr)
-    return int(np.count_nonzero(out) - np.count_nonzero(prior))
+    return int(np.count_nonzero(out) - np.count_nonzero(prior)) if count else None
 
 
 def stat_blocks(scan, time):
@@ -560,7 +561,8 @@ def flag_chunk(chunk, corr_types, threshold, groups=None):
     # median and MAD (destructive RFI makes a legitimate bandpass peak look like an outlier).  Every
     # stage works in place on ``flag`` (the same flags as the copying public functions)
     use = parallel_hands(corr_types)
-    _persistent_into(chunk.data, chunk.model, flag, prior, groups, chunk.ant1, chunk.ant2, use, threshold)
+    _persistent_into(chunk.data, chunk.model, flag, prior, groups, chunk.ant1, chunk.ant2, use, threshold,
+                     count=False)
     rfi.mad_flag(chunk.data, chunk.model, flag, threshold, out=flag)
     return extend(flag, groups, chunk.ant1 != chunk.ant2, use, prior)
 
