@@ -53,6 +53,15 @@ def ms_errors(d: dict, keys=None) -> dict:
         for msg in outdir_errors(d["plots"]).get("outdir", []):
             out.setdefault("plots", []).append(msg)
     ms = d.get("ms")
+    if isinstance(ms, (list, tuple)):           # several MSs (multims.py): each selection in every MS
+        paths = [p for p in dict.fromkeys(ms) if isinstance(p, str)]
+        for p in paths:
+            for key, msgs in ms_errors(dict(d, ms=p, plots=None), keys).items():
+                for m in msgs:
+                    m = f"{m} (in {p})" if len(paths) > 1 and p not in m else m
+                    if m not in out.get(key, []):
+                        out.setdefault(key, []).append(m)
+        return out
     if not isinstance(ms, str) or not os.path.isdir(os.path.expanduser(ms)):
         return out
     ms = os.path.expanduser(ms)
