@@ -85,3 +85,65 @@ def test_yaml_ms_list_with_a_missing_ms_reports_the_selections_too(tiny, tmp_pat
         run_yaml(str(y))
     keys = set(e.value.errors)
     assert {"solve[0].ms", "solve[0].field", "solve[0].ref_ant"} <= keys, keys
+
+
+# ------------------------------------------------------------------ leftover 2: an SPW without rows
+@pytest.fixture(scope="module")
+def empty_spw(tmp_path_factory):
+    """Three SPWs in SPECTRAL_WINDOW / DATA_DESCRIPTION, SPW 2's rows removed from the main table (a
+    MeerKAT/uGMRT split that kept the sub-tables, or an SPW flagged and dropped by mstransform)."""
+    from casacore.tables import table, taql
+
+    d = tmp_path_factory.mktemp("review24_empty_spw")
+    full, ms = str(d / "full.ms"), str(d / "e.ms")
+    simulate_ms(full, feed="linear", n_ant=5, n_chan=(4, 4, 4), int_s=120.0, scan_len_s=600.0,
+                duration_h=1.0, noise=0.05, seed=25, leakage=False, dead_ant=False)
+    with table(full + "::DATA_DESCRIPTION", ack=False) as t:
+        ddid = list(t.getcol("SPECTRAL_WINDOW_ID")).index(2)        # (the simulator's DDIDs are not SPWs)
+    with table(full, ack=False) as t:
+        sel = taql(f"SELECT FROM $t WHERE DATA_DESC_ID != {ddid}")
+        sel.copy(ms, deep=True).close()
+        sel.close()
+    return ms
+
+
+def test_spw_without_rows_is_said_to_have_no_data(empty_spw, tmp_path):
+    """akcal(spw='2') for an SPW that is in SPECTRAL_WINDOW and DATA_DESCRIPTION but has no rows said
+    'spw: 2 is not present (available: 0, 1)': misleading, it is present and has no data."""
+    from alakazam.caltasks import akapply, akcal
+
+    out = str(tmp_path / "c.h5")
+    with pytest.raises(ParameterError) as e:
+        akcal(vis=empty_spw, caltable=out, jones=["G"], field="3C286", spw="2", refant="C00")
+    msg = " ".join(_errors(e.value)["spw"])
+    assert "not present" not in msg and "no data" in msg and "2" in msg, msg
+    with pytest.raises(ParameterError) as e:
+        akapply(vis=empty_spw, gaintable=[out], jones=["G0"], spw="0,2")
+    msg = " ".join(_errors(e.value)["spw"])
+    assert "not present" not in msg and "no data" in msg, msg
+    with pytest.raises(ParameterError) as e:                    # a truly absent SPW still says so
+        akcal(vis=empty_spw, caltable=out, jones=["G"], field="3C286", spw="7", refant="C00")
+    assert "7" in " ".join(_errors(e.value)["spw"])
+
+
+def test_listobs_lists_an_spw_without_rows_marked_no_data(empty_spw):
+    """akinfo(vis=...) / listobs omitted the SPW without rows (it is in the MS's sub-tables)."""
+    import io
+
+    from rich.console import Console
+
+    from alakazam.caltasks import akinfo
+    from alakazam.core import listobs
+
+    s = listobs.summarise_ms(empty_spw)
+    by_id = {sp["id"]: sp for sp in s["spws"]}
+    assert sorted(by_id) == [0, 1, 2]
+    assert by_id[2]["n_rows"] == 0 and not by_id[2]["has_data"]
+    assert by_id[0]["n_rows"] > 0 and by_id[0]["has_data"] and by_id[1]["has_data"]
+    assert by_id[2]["n_chan"] == 4 and by_id[2]["correlations"] == ["XX", "XY", "YX", "YY"]
+    buf = io.StringIO()
+    listobs.render(s, Console(file=buf, width=200))
+    spw_lines = [ln for ln in buf.getvalue().splitlines() if ln.lstrip("│ ").startswith("2 ")]
+    assert spw_lines and "no data" in buf.getvalue(), buf.getvalue()
+    res = akinfo(vis=empty_spw)
+    assert 2 in [sp["id"] for sp in res["spws"]]

@@ -68,6 +68,8 @@ class MSMeta:
     receptor_angle: np.ndarray
     interval: float
     columns: List[str] = field(default_factory=list)
+    #: SPW ids in DATA_DESCRIPTION (hence SPECTRAL_WINDOW) without a row in the main table
+    spws_without_data: List[int] = field(default_factory=list)
 
     @property
     def active_names(self) -> List[str]:
@@ -246,8 +248,10 @@ def read_meta_uncached(ms) -> MSMeta:
             obs = None
     if obs is None:
         obs = positions[active].mean(axis=0) if len(active) else positions.mean(axis=0)
+    with_data = {sp.spw_id for sp in spws.values()}
+    nodata = sorted({int(x) for x in dd_spw if 0 <= int(x) < len(spw_freq)} - with_data)
     return MSMeta(ms, [str(n) for n in names], positions, active, amap, spws, fields, scans, obs, tel,
-                  receptor, interval, cols)
+                  receptor, interval, cols, nodata)
 
 
 def check_columns(ms, names):
@@ -299,6 +303,7 @@ def resolve_spw(meta: MSMeta, sel) -> Dict[int, np.ndarray]:
         by_spw.setdefault(s.spw_id, []).append(d)
     if sel is None or str(sel).strip() in ("", "*"):
         return {d: np.arange(len(s.freqs)) for d, s in sorted(meta.spws.items())}
+    _no_data_spws(meta, sel, sorted(by_spw))
     out = {}
     for spw_id, chans in parse_spw(str(sel), {s: len(meta.spws[ds[0]].freqs) for s, ds in by_spw.items()},
                                    {s: meta.spws[ds[0]].freqs for s, ds in by_spw.items()}):
@@ -307,6 +312,21 @@ def resolve_spw(meta: MSMeta, sel) -> Dict[int, np.ndarray]:
     if not out:
         raise AlakazamError(f"spw: {sel!r} selects no data")
     return dict(sorted(out.items()))
+
+
+def _no_data_spws(meta: MSMeta, sel, have):
+    """An SPW named by id in ``sel`` that is in the MS's DATA_DESCRIPTION but has no rows in the main
+    table: an AlakazamError saying so (the parser would call it 'not present', which it is not)."""
+    named = []
+    for item in str(sel).split(","):
+        s = item.split(":", 1)[0].strip()
+        if s.isdigit() and int(s) in meta.spws_without_data and int(s) not in have:
+            named.append(int(s))
+    if named:
+        which = ", ".join(str(x) for x in dict.fromkeys(named))
+        raise AlakazamError(f"spw: SPW {which} of {sel!r} has no data: it is in the MS's SPECTRAL_WINDOW "
+                            f"and DATA_DESCRIPTION tables but no row of the main table has it; SPWs with "
+                            f"data: {', '.join(str(x) for x in have) or 'none'}")
 
 
 def resolve_antenna(meta: MSMeta, ref):
