@@ -6,16 +6,16 @@ import shutil
 
 import pytest
 
-from alakazam.errors import ParameterError
+from alakazam.errors import AlakazamError, ParameterError
 from alakazam.sim import simulate_ms
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A 5-antenna MS (two SPWs of 4 channels, 1 h of 120 s integrations, no leakage) and its truth."""
+    """A 7-antenna MS (two SPWs of 4 channels, 1 h of 120 s integrations, no leakage) and its truth."""
     d = tmp_path_factory.mktemp("review24")
     ms = str(d / "t.ms")
-    truth = simulate_ms(ms, feed="linear", n_ant=5, n_chan=(4, 4), int_s=120.0, scan_len_s=600.0,
+    truth = simulate_ms(ms, feed="linear", n_ant=7, n_chan=(4, 4), int_s=120.0, scan_len_s=600.0,
                         duration_h=1.0, noise=0.05, seed=24, leakage=False, dead_ant=False)
     return ms, truth
 
@@ -147,3 +147,32 @@ def test_listobs_lists_an_spw_without_rows_marked_no_data(empty_spw):
     assert spw_lines and "no data" in buf.getvalue(), buf.getvalue()
     res = akinfo(vis=empty_spw)
     assert 2 in [sp["id"] for sp in res["spws"]]
+
+
+# ------------------------------------------------------------------ refant / all-flagged explanations
+def _flag_antenna(ms, name):
+    from casacore.tables import table
+
+    with table(ms + "::ANTENNA", ack=False) as t:
+        aid = list(t.getcol("NAME")).index(name)
+    with table(ms, readonly=False, ack=False) as t:
+        a1, a2, f = t.getcol("ANTENNA1"), t.getcol("ANTENNA2"), t.getcol("FLAG")
+        f[(a1 == aid) | (a2 == aid)] = True
+        t.putcol("FLAG", f)
+
+
+def test_strict_refant_without_data_says_so_not_no_usable_data(tiny, tmp_path):
+    """refant C00 flagged in the whole MS with refantmode='strict': every solution is flagged by strict,
+    but the error said 'no usable data: the selected data are all flagged ... check FLAG, WEIGHT and
+    MODEL_DATA' -- the data are fine; the reference antenna is the problem."""
+    from alakazam.caltasks import akcal
+
+    ms = _copy(tiny[0], tmp_path)
+    _flag_antenna(ms, "C00")
+    out = str(tmp_path / "c.h5")
+    with pytest.raises(AlakazamError) as e:
+        akcal(vis=ms, caltable=out, field="3C286", jones=["G"], solint="scan", refant="C00",
+              refantmode="strict")
+    msg = str(e.value)
+    assert "no usable data" not in msg and "strict" in msg and "C00" in msg, msg
+    assert not os.path.exists(out)
