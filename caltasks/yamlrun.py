@@ -256,6 +256,12 @@ def _term_table_errors(section, where, cfg, have_table, produced, add):
     for path, msgs in table_errors(now, keys, where, tname, kname).items():
         for msg in msgs:
             add(path, msg)
+    if section == "apply":      # SPWs / fields missing from those tables, a selection without data
+        from alakazam.calibration import apply_precheck
+        for key, msgs in apply_precheck.errors(cfg, lambda t: os.path.exists(t) and os.path.realpath(t)
+                                               not in produced).items():
+            for msg in msgs:
+                add(f"{where}.{key}", msg)
 
 
 def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=None, scheduler=None,

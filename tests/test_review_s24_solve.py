@@ -176,3 +176,56 @@ def test_strict_refant_without_data_says_so_not_no_usable_data(tiny, tmp_path):
     msg = str(e.value)
     assert "no usable data" not in msg and "strict" in msg and "C00" in msg, msg
     assert not os.path.exists(out)
+
+
+# ------------------------------------------------------------------ akapply: run-time refusals found first
+@pytest.fixture(scope="module")
+def solved(tiny, tmp_path_factory):
+    """tiny's MS copied, with K0 (inf) and G0 (per scan) solved on 3C286 -> (ms, cal.h5)."""
+    from alakazam.caltasks import akcal
+
+    d = tmp_path_factory.mktemp("review24_solved")
+    ms, cal = str(d / "s.ms"), str(d / "cal.h5")
+    shutil.copytree(tiny[0], ms)
+    akcal(vis=ms, caltable=cal, field="3C286", jones=["K", "G"], solint=["inf", "scan"], refant="C00")
+    return ms, cal
+
+
+def test_akapply_reports_table_and_selection_problems_with_the_other_parameters(solved):
+    """spwmap to an SPW the table lacks, a pinned solutionfield without solutions and a field/scan pair
+    without data were found after the Begin line, one at a time (spwmap's said 'no solutions for SPW 3
+    in <the MS>; select spw=[0, 1]', naming the MS instead of the table).  Now all together, each under
+    its parameter, with the bad interp of the same call, and nothing is written."""
+    from casacore.tables import table
+
+    from alakazam.caltasks import akapply
+
+    ms, cal = solved
+    with pytest.raises(ParameterError) as e:
+        akapply(vis=ms, gaintable=[cal, cal], jones=["K0", "G0"], spwmap=[[], [3, 3]],
+                gainfield=["nearest_time", "pinned"], solutionfield=["", "3C147"], interp=["bogus", "linear"])
+    errs = _errors(e.value)
+    assert {"spwmap", "solutionfield", "interp"} <= set(errs), errs
+    assert cal in " ".join(errs["spwmap"]) and "3" in " ".join(errs["spwmap"])
+    assert "3C147" in " ".join(errs["solutionfield"])
+    with pytest.raises(ParameterError) as e:
+        akapply(vis=ms, gaintable=[cal], jones=["G0"], field="3C286", scan="2", interp=["bogus"])
+    errs = _errors(e.value)
+    assert "interp" in errs and any("scan='2'" in m for m in sum(errs.values(), [])), errs
+    with table(ms, ack=False) as t:
+        assert "CORRECTED_DATA" not in t.colnames()
+
+
+def test_yaml_apply_block_spwmap_to_a_missing_table_spw_is_a_preflight_error(solved, tmp_path):
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    ms, cal = solved
+    y = tmp_path / "a.yaml"
+    y.write_text(f"apply:\n  - ms: {ms}\n    tables: [{cal}]\n    jones: [G0]\n    spwmap: [3, 3]\n"
+                 f"  - ms: {ms}\n    tables: [{cal}]\n    jones: [G0]\n"
+                 "    target_field: [3C286]\n    target_scans: '2'\n")
+    with pytest.raises(ParameterError) as e:
+        run_yaml(str(y))
+    keys = set(e.value.errors)
+    assert "apply[0].spwmap" in keys and any(k.startswith("apply[1].") and "target_scans" in k
+                                             for k in keys), keys
