@@ -229,3 +229,30 @@ def test_yaml_apply_block_spwmap_to_a_missing_table_spw_is_a_preflight_error(sol
     keys = set(e.value.errors)
     assert "apply[0].spwmap" in keys and any(k.startswith("apply[1].") and "target_scans" in k
                                              for k in keys), keys
+
+
+# ------------------------------------------------------------------ akcal: selections without data together
+def test_akcal_selection_without_data_is_a_parameter_error_with_the_others(tiny, tmp_path):
+    """A timerange outside the observation, or a field with a scan of another field, each valid alone,
+    were refused after the Begin line ('selection: timerange=... selects no rows', 'G0: no data
+    selected for field(s)'), one at a time and not with the call's other bad parameters."""
+    from alakazam.caltasks import akcal
+
+    ms, _ = tiny
+    out = str(tmp_path / "c.h5")
+    with pytest.raises(ParameterError) as e:
+        akcal(vis=ms, caltable=out, field="NOPE", jones=["G"], timerange="<01:00:00", refant="C99",
+              solint="5parsec")
+    errs = _errors(e.value)
+    assert {"field", "refant", "timerange", "solint"} <= set(errs), errs
+    assert "<01:00:00" in " ".join(errs["timerange"])
+    with pytest.raises(ParameterError) as e:
+        akcal(vis=ms, caltable=out, field="3C286", scan="2", jones=["G"], solint="5parsec")
+    keys = set(e.value.errors)
+    assert "akcal.field/scan" in keys and any("solint" in k for k in keys), keys
+    with pytest.raises(ParameterError) as e:                  # antenna + uvrange together: no row
+        akcal(vis=ms, caltable=out, field="3C286", jones=["G"], antenna="C00&C02", uvrange=">100km")
+    assert any("uvrange" in k for k in e.value.errors), e.value.errors
+    assert not os.path.exists(out)
+    res = akcal(vis=ms, caltable=out, field="3C286,3C147", scan="2", jones=["G"], refant="C00")
+    assert res["terms"]["G0"]["n_solutions"] > 0              # one field of the group has data: runs

@@ -113,6 +113,62 @@ def ms_errors(d: dict, keys=None) -> dict:
             attempt(key, ms_io.resolve_scans, meta, str(v))
         else:
             attempt(key, rowselect.build, meta, {kind: str(v)})
+    if not any(k in out for k in _SELECT):
+        bad = [k for k in (keys or SOLVE_KEYS) if k in out]
+        for key, msgs in _together_errors(meta, d, keys or SOLVE_KEYS, rows_only=bool(bad)).items():
+            out.setdefault(key, []).extend(msgs)
+    return out
+
+
+def _groups(f):
+    """A solve block's field selection per step group: a string -> [it]; a list -> its entries."""
+    if f is None or f == "" or f == []:
+        return [""]
+    return list(f) if isinstance(f, (list, tuple)) else [f]
+
+
+def _together_errors(meta, d, keys, rows_only=False) -> dict:
+    """Selections that resolve one by one but select no data together (a field and a scan of another
+    field, a timerange outside the observation, an antenna / uvrange / timerange combination without
+    rows): {'field/scan/...': [message]}, named by the parameters set (before: found by the engine
+    after the Begin line, one at a time).  The row selections are evaluated on the rows (as the engine
+    does when it starts); field / scan / spw on the metadata's scans (``rows_only``: not, when one of
+    them is bad itself).  Apply blocks get the row check only (their field / scan combination:
+    calibration/apply_precheck.py)."""
+    from . import ms_io, rowselect
+
+    field_key = "field" if "field" in keys else "target_field"
+    scan_key = "scan" if "scan" in keys else "target_scans"
+    rows = {k: str(d[k]) for k in _SELECT if k in keys and isinstance(d.get(k), (str, int))
+            and not isinstance(d.get(k), bool) and str(d[k]).strip()}
+    try:
+        rowsel = rowselect.build(meta, rows, per_channel=keys is SOLVE_KEYS)
+        meta2 = rowselect.restrict_meta(meta, rowsel)
+    except AlakazamError as e:
+        msg = str(e).replace("selection: ", "", 1)
+        return {"/".join(rows) or "antenna": [f"{msg}; expected a selection with data"]}
+    if keys is not SOLVE_KEYS or rows_only:
+        return {}
+    spw, scan = d.get("spw"), d.get(scan_key)
+    out = {}
+    for group in _groups(d.get(field_key)):
+        try:
+            fields = ms_io.resolve_fields(meta2, group if group not in ("", None, []) else None)
+            scans = ms_io.resolve_scans(meta2, scan if isinstance(scan, (str, int)) else None)
+            spws = ms_io.resolve_spw(meta2, spw if isinstance(spw, (str, int)) else None)
+        except (AlakazamError, TypeError, ValueError):
+            continue                # (a field that exists has no row left: named by its own check below)
+        if any(sc.field_id in fields and (scans is None or sc.scan_number in scans) and sc.ddids & set(spws)
+               for sc in meta2.scans):
+            continue
+        given = {k: d.get(k) for k in (field_key, scan_key, "spw") if d.get(k) not in (None, "", [])}
+        given[field_key] = group
+        given.update(rows)
+        key = "/".join(given)
+        out.setdefault(key, []).append(
+            "the selection " + ", ".join(f"{k}={v!r}" for k, v in given.items()) + f" has no data in "
+            f"{meta.path}; expected fields, scans and SPWs observed together (listobs: 'alakazam info "
+            f"{meta.path}')")
     return out
 
 
