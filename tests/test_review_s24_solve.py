@@ -256,3 +256,23 @@ def test_akcal_selection_without_data_is_a_parameter_error_with_the_others(tiny,
     assert not os.path.exists(out)
     res = akcal(vis=ms, caltable=out, field="3C286,3C147", scan="2", jones=["G"], refant="C00")
     assert res["terms"]["G0"]["n_solutions"] > 0              # one field of the group has data: runs
+
+
+def test_yaml_field_list_entry_with_a_comma_is_a_preflight_error_with_a_hint(tiny, tmp_path):
+    """`field: [3C286, 3C286, "3C286,3C147"]` (akcal's per-step form typed in YAML, where a list of
+    strings is one selection for every step) passed the preflight -- which split the entry on its comma
+    -- and failed in the engine after the Begin line; now the preflight names it and says how to write
+    one selection per step."""
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    ms, _ = tiny
+    out = tmp_path / "c.h5"
+    y = tmp_path / "x.yaml"
+    y.write_text(f"solve:\n  - ms: {ms}\n    output: {out}\n    jones: [K, G]\n"
+                 "    field: [3C286, '3C286,3C147']\n    ref_ant: C00\n    time_interval: [inf, 5parsec]\n")
+    with pytest.raises(ParameterError) as e:
+        run_yaml(str(y))
+    errs = e.value.errors
+    assert "solve[0].field" in errs and any("list of lists" in m for m in errs["solve[0].field"]), errs
+    assert any("time_interval" in k for k in errs), errs
+    assert not out.exists()

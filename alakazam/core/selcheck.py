@@ -32,13 +32,19 @@ def _strip(msg: str, *heads) -> str:
     return rest if sep and (head in heads or head == "ref_ant/refant") else msg
 
 
-def _field_items(f):
-    """Every field selection string of a block's ``field`` (string, list, or list of lists)."""
+def _field_items(f, in_list=False):
+    """Every field selection string of a block's ``field`` (string, list, or list of lists), as the
+    engine resolves them (:func:`alakazam.config._field_list`): a string is split on commas, an entry of
+    a list is one field (not split)."""
     if f is None or f == "":
         return []
     if isinstance(f, (list, tuple)):
-        return [x for v in f for x in _field_items(v)]
-    return [s.strip() for s in str(f).split(",") if s.strip()]
+        return [x for v in f for x in _field_items(v, True)]
+    return [str(f).strip()] if in_list else [s.strip() for s in str(f).split(",") if s.strip()]
+
+
+_LIST_HINT = ("; an entry of a field list is one field: give one selection per step as a list of lists, "
+              "e.g. [[3C286], [3C286, 3C147]], or one comma-separated string for every step")
 
 
 def ms_errors(d: dict, keys=None) -> dict:
@@ -94,7 +100,9 @@ def ms_errors(d: dict, keys=None) -> dict:
         v = d.get(key)
         if kind == "field":
             for item in dict.fromkeys(_field_items(v)):
-                attempt(key, ms_io.resolve_fields, meta, item)
+                attempt(key, ms_io.resolve_fields, meta, [item] if "," in item else item)
+                if "," in item and out.get(key) and not out[key][-1].endswith(_LIST_HINT):
+                    out[key][-1] += _LIST_HINT
         elif kind == "ref_ant":
             refs = v if isinstance(v, (list, tuple)) else [0 if v is None else v]
             if refs and all(isinstance(r, (int, str)) and not isinstance(r, bool) for r in refs):
