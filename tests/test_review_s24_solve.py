@@ -276,3 +276,19 @@ def test_yaml_field_list_entry_with_a_comma_is_a_preflight_error_with_a_hint(tin
     assert "solve[0].field" in errs and any("list of lists" in m for m in errs["solve[0].field"]), errs
     assert any("time_interval" in k for k in errs), errs
     assert not out.exists()
+
+
+def test_missing_model_column_lists_data_columns_only_and_names_smodel(tiny, tmp_path):
+    """The error for an MS without MODEL_DATA listed 'columns present: DATA_DESC_ID, DATA' (an index
+    column among the data columns) and did not mention akcal's smodel."""
+    from casacore.tables import table
+
+    from alakazam.caltasks import akcal
+
+    ms = _copy(tiny[0], tmp_path)
+    with table(ms, readonly=False, ack=False) as t:
+        t.removecols("MODEL_DATA")
+    with pytest.raises(ParameterError) as e:
+        akcal(vis=ms, caltable=str(tmp_path / "c.h5"), field="3C286", jones=["G"], refant="C00")
+    msg = " ".join(_errors(e.value)["modelcolumn"])
+    assert "DATA_DESC_ID" not in msg and "smodel" in msg and "DATA" in msg, msg

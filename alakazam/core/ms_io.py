@@ -260,10 +260,11 @@ def check_columns(ms, names):
         have = t.colnames()
     for n in names:
         if n and n not in have:
-            hint = (" -- fill it with a model first (e.g. CASA setjy / ft, or your own predict)"
-                    if n == "MODEL_DATA" else "")
-            raise AlakazamError(f"column {n!r} is not in {ms}{hint}; columns present: "
-                                f"{', '.join(c for c in have if 'DATA' in c)}")
+            hint = (" -- fill it with a model first (e.g. CASA setjy / ft, or your own predict), or give "
+                    "akcal a point-source model (smodel=[I, Q, U, V])" if n == "MODEL_DATA" else "")
+            data = [c for c in have if c == "DATA" or c.endswith("_DATA")]     # (not DATA_DESC_ID)
+            raise AlakazamError(f"column {n!r} is not in {ms}{hint}; data columns present: "
+                                f"{', '.join(data) or 'none'}")
 
 
 # --------------------------------------------------------------------------------------------------
