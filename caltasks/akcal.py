@@ -7,10 +7,14 @@ from .task import Task
 
 
 def _field(v):
+    """'' / [] -> None (all fields); a string -> one selection for every step; a list -> one selection
+    per step, a one-entry list broadcast to every step (as every per-step parameter)."""
     if v in ("", None, []):
         return None
     if isinstance(v, str):
         return v
+    if len(v) == 1:
+        return str(v[0])
     return [[s.strip() for s in str(x).split(",") if s.strip()] for x in v]
 
 

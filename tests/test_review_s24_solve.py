@@ -4,6 +4,7 @@ hazards, by a VLA / uGMRT / MeerKAT user: each defect pinned by the test written
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from alakazam.errors import AlakazamError, ParameterError
@@ -292,3 +293,27 @@ def test_missing_model_column_lists_data_columns_only_and_names_smodel(tiny, tmp
         akcal(vis=ms, caltable=str(tmp_path / "c.h5"), field="3C286", jones=["G"], refant="C00")
     msg = " ".join(_errors(e.value)["modelcolumn"])
     assert "DATA_DESC_ID" not in msg and "smodel" in msg and "DATA" in msg, msg
+
+
+def test_akcal_one_entry_field_list_is_broadcast_like_every_per_step_parameter(tiny, tmp_path):
+    """akcal(field=['3C286'], jones=['K', 'G']) failed 'field: has 1 entries but jones has 2 steps',
+    while a one-entry list of every other per-step parameter (solint=['scan']) is broadcast, as the
+    README says, and YAML `field: [3C286]` is one selection for every step.  Field by name, id, glob and
+    one-entry list give the same table."""
+    import h5py
+
+    from alakazam.caltasks import akcal
+
+    ms, _ = tiny
+    tabs = {}
+    for k, sel in enumerate(["3C286", "0", "3C2*", ["3C286"], ["0,3C286"]]):
+        c = str(tmp_path / f"c{k}.h5")
+        akcal(vis=ms, caltable=c, field=sel, jones=["K", "G"], solint=["inf", "scan"], refant="C00")
+        with h5py.File(c) as f:
+            names = []
+            f.visit(lambda n: names.append(n) if n.endswith("jones") else None)
+            tabs[k] = {n: f[n][()] for n in names}
+    for k in tabs:
+        assert sorted(tabs[k]) == sorted(tabs[0])
+        for n in tabs[0]:
+            np.testing.assert_array_equal(tabs[k][n], tabs[0][n])
