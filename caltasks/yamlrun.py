@@ -287,6 +287,9 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
 
     blocks, errors = yaml_blocks(load(path))
     blocks = [b for b in blocks if b[0] in sections]     # (alakazam flag CONFIG runs only the flag blocks)
+    if not blocks and not errors:       # nothing to run is not a success (exit 0 with nothing done)
+        errors = {"config": [f"{path} has no {', '.join(sections)} block; nothing to run (expected e.g. "
+                             "'solve:' with a list of blocks)"]}
     for k, (section, where, block) in enumerate(blocks):
         if section in ("solve", "apply", "flag") and isinstance(block, dict):
             block = dict(block)

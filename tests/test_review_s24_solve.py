@@ -317,3 +317,21 @@ def test_akcal_one_entry_field_list_is_broadcast_like_every_per_step_parameter(t
         assert sorted(tabs[k]) == sorted(tabs[0])
         for n in tabs[0]:
             np.testing.assert_array_equal(tabs[k][n], tabs[0][n])
+
+
+def test_yaml_without_blocks_is_an_error_not_a_silent_success(tmp_path):
+    """An empty YAML file, `solve: []` or `solve:` ran nothing and `alakazam run` exited 0."""
+    import subprocess
+    import sys
+
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    for text in ("", "# nothing\n", "solve: []\n", "solve:\n"):
+        y = tmp_path / "e.yaml"
+        y.write_text(text)
+        with pytest.raises(ParameterError, match="nothing to run"):
+            run_yaml(str(y))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run([sys.executable, "-m", "alakazam.cli", "run", "--quiet", str(y)], capture_output=True,
+                       text=True, env=dict(os.environ, PYTHONPATH=root))
+    assert p.returncode != 0 and "nothing to run" in p.stderr and "Traceback" not in p.stderr
