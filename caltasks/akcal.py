@@ -123,6 +123,7 @@ def build_config(params):
     from alakazam.core import selcheck
 
     names = akcal.names_for_messages()
+    bad_calmode.update(_start_errors(params, bad_calmode))
     try:
         cfg = solve_config_from_dict(d, where="akcal", names=names)
     except ParameterError as e:     # with the selections checked against the MS: all together
@@ -138,6 +139,17 @@ def build_config(params):
     if bad_calmode:
         raise ParameterError(bad_calmode, task="akcal")
     return cfg
+
+
+def _start_errors(params, have):
+    """What the solve would refuse when it starts (output path, gpu, combine with workers), named by
+    akcal's parameters (alakazam/solve_precheck.py)."""
+    from alakazam import solve_precheck
+
+    names = akcal.names_for_messages()
+    found = solve_precheck.errors(params.get("caltable"), params.get("solver"), params.get("gpu"),
+                                  params.get("combine"), params.get("workers"), params.get("scheduler"))
+    return {names.get(k, k): v for k, v in found.items() if names.get(k, k) not in have}
 
 
 def _body(cfg):

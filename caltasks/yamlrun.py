@@ -191,6 +191,13 @@ def preflight(blocks, produced_elsewhere=()):
                 for msg in v:
                     add(k, msg)
             cfg = None
+        if section == "solve" and isinstance(block, dict):    # gpu / combine with workers (solve_precheck.py)
+            from alakazam import solve_precheck
+            for k, msgs in solve_precheck.errors(None, block.get("solver_backend", "numba"), block.get("gpu"),
+                                                 block.get("combine", ""), block.get("workers", 0),
+                                                 block.get("scheduler", "")).items():
+                for msg in msgs:
+                    add(f"{where}.{k}", msg)
         if section in ("solve", "apply") and isinstance(block, dict):    # selections against the MS
             from alakazam.core import selcheck
             selcheck.merge(errors, block, selcheck.APPLY_KEYS if section == "apply" else None, where)

@@ -335,3 +335,28 @@ def test_yaml_without_blocks_is_an_error_not_a_silent_success(tmp_path):
     p = subprocess.run([sys.executable, "-m", "alakazam.cli", "run", "--quiet", str(y)], capture_output=True,
                        text=True, env=dict(os.environ, PYTHONPATH=root))
     assert p.returncode != 0 and "nothing to run" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_akcal_start_refusals_are_reported_with_the_other_parameters(tiny, tmp_path):
+    """caltable naming a directory (e.g. the MS) or in a missing directory, gpu=True with the ceres
+    backend, and combine='field' with dask workers were refused after the Begin line, one at a time
+    (and not with the call's other bad parameters); the YAML preflight missed gpu and combine."""
+    from alakazam.caltasks import akcal
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    ms, _ = tiny
+    for kw, name in ((dict(caltable=ms), "caltable"), (dict(caltable=str(tmp_path / "no" / "c.h5")),
+                                                       "caltable"),
+                     (dict(solver="ceres", gpu=True), "gpu"), (dict(combine="field", workers=2), "combine")):
+        kw = {"caltable": str(tmp_path / "c.h5"), **kw}
+        with pytest.raises(ParameterError) as e:
+            akcal(vis=ms, field="3C286", jones=["G"], refant="C00", solint="5parsec", **kw)
+        errs = _errors(e.value)
+        assert name in errs and "solint" in errs, (kw, errs)
+    assert os.path.isdir(ms) and not (tmp_path / "c.h5").exists()
+    y = tmp_path / "x.yaml"
+    y.write_text(f"solve:\n  - ms: {ms}\n    output: {tmp_path / 'y.h5'}\n    jones: [G]\n    field: 3C286\n"
+                 "    solver_backend: ceres\n    gpu: true\n    combine: field\n    workers: 2\n")
+    with pytest.raises(ParameterError) as e:
+        run_yaml(str(y))
+    assert {"solve[0].gpu", "solve[0].combine"} <= set(e.value.errors), e.value.errors

@@ -1,0 +1,49 @@
+"""What a solve would refuse when it starts, found before it does and reported with every other bad
+parameter (akcal's parameter check, the YAML runner's preflight of a solve block).
+
+``run_solve`` / ``flow._run_solve`` raise these again when they run (after the Begin line, one at a
+time): the output table's path (a directory, a missing directory, read-only, not an alakazam table),
+``gpu=True`` with a backend other than jax or without a GPU jax can use, and ``combine`` 'field' / 'spw'
+with dask ``workers`` / ``scheduler``.  Keys are the YAML keys (``output``, ``gpu``, ``combine``); the
+callers name them by their own parameter names.
+"""
+
+from __future__ import annotations
+
+from .errors import AlakazamError
+
+
+def _strip(msg: str, head: str) -> str:
+    h, sep, rest = msg.partition(": ")
+    return rest if sep and h == head else msg
+
+
+def errors(output=None, solver="numba", gpu=False, combine="", workers=0, scheduler="") -> dict:
+    """{YAML key: [message]} for these solve parameters (values as given; a bad type is left to the
+    schema check)."""
+    out = {}
+    if isinstance(output, str) and output.strip():
+        from .core import outputs
+        try:
+            outputs.check_output_file(output, "output")
+        except AlakazamError as e:
+            out["output"] = [_strip(str(e), "output")]
+    if gpu is True and isinstance(solver, str):
+        from .solvers import check_device
+        try:
+            check_device(solver, True)
+        except AlakazamError as e:
+            out["gpu"] = [_strip(str(e), "gpu")]
+        except Exception as e:      # noqa: BLE001 -- an unknown backend is named by its own check
+            if solver in ("numba", "ceres", "jax", "scipy"):
+                out["gpu"] = [f"True: {type(e).__name__}: {e}"]
+    items = combine if isinstance(combine, (list, tuple)) else [combine]
+    joint = sorted({p.strip() for c in items if isinstance(c, str) for p in c.split(",")} & {"field", "spw"})
+    distributed = (isinstance(workers, int) and not isinstance(workers, bool) and workers > 0) or \
+        (isinstance(scheduler, str) and bool(scheduler.strip()))
+    if joint and distributed:
+        which = " / ".join(repr(j) for j in joint)
+        out["combine"] = [f"{combine!r}: combine {which} cannot run on dask workers "
+                          "(a distributed unit is one field and SPW); expected no combine 'field'/'spw', or "
+                          "run without workers / scheduler"]
+    return out
