@@ -360,3 +360,29 @@ def test_akcal_start_refusals_are_reported_with_the_other_parameters(tiny, tmp_p
     with pytest.raises(ParameterError) as e:
         run_yaml(str(y))
     assert {"solve[0].gpu", "solve[0].combine"} <= set(e.value.errors), e.value.errors
+
+
+def test_vis_without_rows_is_reported_as_such_with_the_other_parameters(tiny, tmp_path):
+    """An MS without rows (an empty split) said "refant: 'C00' has no data ...; antennas with data: "
+    (nothing), or for akapply "the selection  has no data"; now 'vis: ... has no rows'.  (A vis
+    directory that is not an MS is still said by the engine, after the Begin line: tests/test_tasks.py
+    runs the tasks on an empty directory with the engine stubbed.)"""
+    from casacore.tables import table
+
+    from alakazam.caltasks import akapply, akcal
+
+    empty = str(tmp_path / "empty.ms")
+    with table(tiny[0], ack=False) as t:
+        sel = t.query("FALSE")
+        sel.copy(empty, deep=True).close()
+        sel.close()
+    for vis, want in ((empty, "no rows"),):
+        with pytest.raises(ParameterError) as e:
+            akcal(vis=vis, caltable=str(tmp_path / "c.h5"), jones=["G"], solint="5parsec")
+        errs = _errors(e.value)
+        assert "solint" in errs and want in " ".join(errs.get("vis", [])), errs
+        assert "refant" not in errs, errs
+        with pytest.raises(ParameterError) as e:
+            akapply(vis=vis, gaintable=[str(tmp_path / "none.h5")], jones=["G0"])
+        errs = _errors(e.value)
+        assert "gaintable" in errs and want in " ".join(errs.get("vis", [])), errs

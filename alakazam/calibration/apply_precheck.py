@@ -76,6 +76,8 @@ def errors(cfg, table_ok=None) -> dict:
             spw_sel = ms_io.resolve_spw(meta, cfg.spw)
         except (AlakazamError, RuntimeError, OSError):      # (named by the selection check)
             continue
+        if not meta.scans:                                  # no rows at all: named by the selection check
+            continue
         ddids = set()
         for sc in meta.scans:
             if sc.field_id in fields and (scans is None or sc.scan_number in scans):
