@@ -47,3 +47,32 @@ def errors(output=None, solver="numba", gpu=False, combine="", workers=0, schedu
                           "(a distributed unit is one field and SPW); expected no combine 'field'/'spw', or "
                           "run without workers / scheduler"]
     return out
+
+
+def self_preapply_errors(cfg) -> dict:
+    """{'external_preapply.jones': [message]} when a solve pre-applies a key of its own output table that
+    it also solves (caltable == gaintable, e.g. K0 pre-applied while solving K0): the new key would replace
+    the pre-applied solutions by the residual left after them (the old K0 is lost, the new one is ~0)."""
+    import os
+
+    ep = getattr(cfg, "external_preapply", None)
+    if ep is None or not isinstance(cfg.output, str) or getattr(cfg, "append", False):
+        return {}
+    out_real = os.path.realpath(os.path.expanduser(cfg.output))
+    solved = {st.key.upper() for st in cfg.steps}
+    msgs = []
+    for i, (table, key) in enumerate(zip(ep.tables, ep.jones)):
+        if not isinstance(table, str) or os.path.realpath(os.path.expanduser(table)) != out_real:
+            continue
+        real = str(key).strip().upper()
+        if os.path.exists(out_real):
+            try:
+                from .io import solutions
+                real = solutions.resolve_key(out_real, key)
+            except AlakazamError:
+                continue
+        if real in solved:
+            msgs.append(f"{key!r} (entry {i}) is pre-applied from {table}, the output table, and solved "
+                        f"again as {real}: the new {real} would replace it by the residual left after "
+                        "it; expected another output table (caltable / output) or another key")
+    return {"external_preapply.jones": msgs} if msgs else {}

@@ -133,6 +133,9 @@ def build_config(params):
             errors.setdefault(k, v)
         raise ParameterError(errors, task="akcal") from None
     bad_calmode = selcheck.merge(bad_calmode, d, where="akcal", names=names)
+    from alakazam import solve_precheck
+    for k, v in solve_precheck.self_preapply_errors(cfg).items():
+        bad_calmode.setdefault(names.get(k, k), v)
     for k, v in selcheck.table_errors(params["gaintable"], params["gainjones"], "akcal",
                                       key_name="gainjones").items():
         bad_calmode.setdefault(k, v)

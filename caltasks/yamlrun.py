@@ -227,6 +227,11 @@ def preflight(blocks, produced_elsewhere=()):
                         for msg in output_column_errors(cfg.output_col, cfg.data_col, ms_columns(ms)):
                             add(f"{where}.output_col", msg)
                 _term_table_errors(section, where, cfg, have_table, produced, add)
+                if section == "solve":      # a key of the output pre-applied and solved again
+                    from alakazam import solve_precheck
+                    for k, msgs in solve_precheck.self_preapply_errors(cfg).items():
+                        for msg in msgs:
+                            add(f"{where}.{k}", msg)
             except AlakazamError as e:
                 msg = str(e)
                 path, _, rest = msg.partition(": ")

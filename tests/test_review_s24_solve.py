@@ -386,3 +386,34 @@ def test_vis_without_rows_is_reported_as_such_with_the_other_parameters(tiny, tm
             akapply(vis=vis, gaintable=[str(tmp_path / "none.h5")], jones=["G0"])
         errs = _errors(e.value)
         assert "gaintable" in errs and want in " ".join(errs.get("vis", [])), errs
+
+
+def test_solving_a_key_that_is_preapplied_from_the_same_table_is_refused(solved, tmp_path):
+    """akcal(caltable=cal, jones=['K'], gaintable=[cal], gainjones=['K0']) replaced K0 by the residual
+    delay left after the old K0 (~0), silently: the table's K0 was lost.  Refused before anything runs
+    (task and YAML); solving another key with the same table pre-applied still works."""
+    import h5py
+
+    from alakazam.caltasks import akcal
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    ms, cal0 = solved
+    cal = str(tmp_path / "cal.h5")
+    shutil.copy(cal0, cal)
+    with h5py.File(cal) as f:
+        before = f["K0/field_3C286/scan_0/spw_0/delay"][()]
+    with pytest.raises(ParameterError) as e:
+        akcal(vis=ms, caltable=cal, field="3C286", jones=["K"], refant="C00", gaintable=[cal],
+              gainjones=["k0"])
+    assert "gainjones" in _errors(e.value), e.value.errors
+    y = tmp_path / "x.yaml"
+    y.write_text(f"solve:\n  - ms: {ms}\n    output: {cal}\n    jones: [K]\n    field: 3C286\n"
+                 f"    external_preapply:\n      tables: [{cal}]\n      jones: [K0]\n")
+    with pytest.raises(ParameterError) as e:
+        run_yaml(str(y))
+    assert "solve[0].external_preapply.jones" in e.value.errors, e.value.errors
+    with h5py.File(cal) as f:
+        np.testing.assert_array_equal(f["K0/field_3C286/scan_0/spw_0/delay"][()], before)
+    res = akcal(vis=ms, caltable=str(tmp_path / "g.h5"), field="3C286", jones=["G"], refant="C00",
+                gaintable=[cal], gainjones=["K0"])
+    assert res["terms"]["G0"]["n_solutions"] > 0
