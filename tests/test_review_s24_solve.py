@@ -417,3 +417,18 @@ def test_solving_a_key_that_is_preapplied_from_the_same_table_is_refused(solved,
     res = akcal(vis=ms, caltable=str(tmp_path / "g.h5"), field="3C286", jones=["G"], refant="C00",
                 gaintable=[cal], gainjones=["K0"])
     assert res["terms"]["G0"]["n_solutions"] > 0
+
+
+def test_table_of_another_band_is_refused_once_per_problem(solved, tmp_path):
+    """A table solved at L band applied to a C-band MS is refused (no frequency overlap), but every line
+    of the error was repeated once per field (3x here)."""
+    from alakazam.caltasks import akapply
+
+    _, cal = solved
+    p = str(tmp_path / "c5.ms")
+    simulate_ms(p, feed="linear", n_ant=7, n_chan=(4, 4), int_s=120.0, scan_len_s=600.0, duration_h=1.0,
+                noise=0.05, seed=3, leakage=False, dead_ant=False, f0=5e9)
+    with pytest.raises(AlakazamError, match="no overlap") as e:
+        akapply(vis=p, gaintable=[cal, cal], jones=["K0", "G0"])
+    lines = str(e.value).splitlines()[1:]
+    assert len(lines) == len(set(lines)) == 4, lines          # K0, G0 x SPW 0, 1
