@@ -42,15 +42,32 @@ def build_config(params):
                 check_output_column(cfg.output_col, cfg.data_col, ms_columns(ms), param="outputcolumn")
             except ParameterError as e:
                 errors.update(e.errors)
+            _data_column_errors(ms, cfg.data_col, errors)
     if cfg is None and errors:  # the others checked on a config without the bad parameters
         cfg_rest = _without(d, errors)
         if cfg_rest is not None:
             _precheck(cfg_rest, errors)
+            if "akapply.datacolumn" not in errors:
+                for ms in (cfg_rest.ms if isinstance(cfg_rest.ms, list) else [cfg_rest.ms]):
+                    _data_column_errors(ms, cfg_rest.data_col, errors)
     if cfg is not None:         # what the run would refuse (no data, SPWs / fields missing from a table)
         _precheck(cfg, errors)
     if errors:
         raise ParameterError(errors, task="akapply")
     return cfg
+
+
+def _data_column_errors(ms, col, errors):
+    """The column to correct exists in ``ms`` and holds visibilities (before: found after the Begin line;
+    e.g. datacolumn='data' or 'UVW')."""
+    from alakazam.core import ms_io
+
+    try:
+        ms_io.check_ms(ms)
+        ms_io.check_columns(ms, [col])
+    except AlakazamError as e:
+        if "not a Measurement Set" not in str(e):        # (the engine says that one)
+            errors.setdefault("akapply.datacolumn", []).append(str(e))
 
 
 def _without(d, errors):

@@ -432,3 +432,34 @@ def test_table_of_another_band_is_refused_once_per_problem(solved, tmp_path):
         akapply(vis=p, gaintable=[cal, cal], jones=["K0", "G0"])
     lines = str(e.value).splitlines()[1:]
     assert len(lines) == len(set(lines)) == 4, lines          # K0, G0 x SPW 0, 1
+
+
+def test_a_non_visibility_column_as_data_or_model_is_a_parameter_error(solved, tmp_path):
+    """akcal(datacolumn='UVW') ended in a numpy ValueError traceback deep in the read ('input operand has
+    more dimensions than allowed'); akapply's datacolumn was checked only after the Begin line.  Also a
+    lower-case 'data' (CASA's spelling in other tasks) now gets a hint."""
+    from casacore.tables import table
+
+    from alakazam.caltasks import akapply, akcal
+
+    ms, cal = solved
+    for kw, name in ((dict(datacolumn="UVW"), "datacolumn"), (dict(modelcolumn="WEIGHT"), "modelcolumn"),
+                     (dict(datacolumn="data"), "datacolumn")):
+        with pytest.raises(ParameterError) as e:
+            akcal(vis=ms, caltable=str(tmp_path / "c.h5"), field="3C286", jones=["G"], refant="C00",
+                  solint="5parsec", **kw)
+        errs = _errors(e.value)
+        assert name in errs and "solint" in errs, errs
+    with pytest.raises(ParameterError) as e:
+        akcal(vis=ms, caltable=str(tmp_path / "c.h5"), field="3C286", jones=["G"], datacolumn="UVW")
+    assert "not a visibility column" in " ".join(_errors(e.value)["datacolumn"])
+    with pytest.raises(ParameterError) as e:
+        akcal(vis=ms, caltable=str(tmp_path / "c.h5"), field="3C286", jones=["G"], datacolumn="data")
+    assert "did you mean 'DATA'" in " ".join(_errors(e.value)["datacolumn"])
+    with pytest.raises(ParameterError) as e:
+        akapply(vis=ms, gaintable=[cal], jones=["G0"], datacolumn="UVW", interp=["bogus"])
+    errs = _errors(e.value)
+    assert {"datacolumn", "interp"} <= set(errs), errs
+    with table(ms, ack=False) as t:
+        assert "CORRECTED_DATA" not in t.colnames()
+    assert not (tmp_path / "c.h5").exists()

@@ -255,15 +255,27 @@ def read_meta_uncached(ms) -> MSMeta:
 
 
 def check_columns(ms, names):
-    """Raise AlakazamError naming the first of ``names`` (None/'' skipped) missing from the main table."""
+    """Raise AlakazamError naming the first of ``names`` (None/'' skipped) missing from the main table, or
+    not a visibility column (complex, one (channel, correlation) array per row, as DATA: e.g. UVW or
+    WEIGHT given as the data column raised a numpy error deep in the read)."""
     with _table(str(ms)) as t:
         have = t.colnames()
+        desc = {n: t.getcoldesc(n) for n in names if n and n in have}
+    data = [c for c in have if c == "DATA" or c.endswith("_DATA")]     # (not DATA_DESC_ID)
     for n in names:
         if n and n not in have:
             hint = (" -- fill it with a model first (e.g. CASA setjy / ft, or your own predict), or give "
                     "akcal a point-source model (smodel=[I, Q, U, V])" if n == "MODEL_DATA" else "")
-            data = [c for c in have if c == "DATA" or c.endswith("_DATA")]     # (not DATA_DESC_ID)
+            near = [c for c in data if c.upper() in (str(n).upper(), str(n).upper() + "_DATA")]
+            if near:
+                hint += f" (column names are case-sensitive: did you mean {near[0]!r}?)"
             raise AlakazamError(f"column {n!r} is not in {ms}{hint}; data columns present: "
+                                f"{', '.join(data) or 'none'}")
+        d = desc.get(n)
+        if d is not None and (d.get("valueType") not in ("complex", "dcomplex")
+                              or d.get("ndim", 2) not in (2, -1, 0)):
+            raise AlakazamError(f"column {n!r} of {ms} is not a visibility column ({d.get('valueType')}, "
+                                f"{d.get('ndim')}-d per row); expected a complex data column: "
                                 f"{', '.join(data) or 'none'}")
 
 
