@@ -282,6 +282,11 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
             term, spw.spw_id, utimes_all, freqs, names, fld.name, (fld.ra, fld.dec), len(names)))
     for ln in lines[-2 * len(terms):]:
         log.info(ln)
+    from .bandcover import warnings as _outside      # bandpass channels outside the solved band
+    for w in _outside(terms, spw.spw_id, freqs, chans):
+        if w not in lines:
+            lines.append(w)
+            log.warning(w)
     max_rows = _max_rows(limit, spw, len(terms))
     write = write or _write
     if part is None:
