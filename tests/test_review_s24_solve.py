@@ -491,3 +491,32 @@ def test_bandpass_solved_on_inner_channels_warns_when_applied_to_the_edges(tmp_p
           freqint=["full", "2MHz"], refant="C00")
     res = akapply(vis=ms, gaintable=[full] * 2, jones=["K0", "G0"], spw="0:1~14")
     assert not [ln for ln in res["log"] if "outside the band" in ln], res["log"]
+
+
+def test_interrupted_apply_over_an_existing_column_says_it_is_half_written(solved, tmp_path, monkeypatch,
+                                                                          caplog):
+    """Ctrl-C during an akapply that rewrites an existing CORRECTED_DATA (a second apply, another
+    chain) left the column mixed -- rows of the new chain and rows of the old -- while the CLI said
+    only "interrupted (solution files are only ever replaced whole)".  The apply now says the column is
+    partly rewritten and to re-run it."""
+    import logging
+
+    import alakazam.calibration.apply as apply_mod
+    from alakazam.caltasks import akapply
+
+    ms0, cal = solved
+    ms = _copy(ms0, tmp_path)
+    akapply(vis=ms, gaintable=[cal], jones=["K0"])                 # the column exists now
+    real, calls = apply_mod._write, []
+
+    def write_then_interrupt(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(apply_mod, "_write", write_then_interrupt)
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(KeyboardInterrupt):
+        akapply(vis=ms, gaintable=[cal, cal], jones=["K0", "G0"])
+    msgs = [r.getMessage() for r in caplog.records]
+    assert any("while rewriting CORRECTED_DATA" in m and "re-run the apply" in m for m in msgs), msgs

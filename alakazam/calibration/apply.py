@@ -153,10 +153,13 @@ def _run_apply(cfg: ApplyConfig) -> dict:
         columns.take_made(cfg.ms)
         columns.end_writes(cfg.ms)
         return res
-    except BaseException:
+    except BaseException as e:
         made = columns.take_made(cfg.ms)    # also when the interrupt came before prepare returned
         if created or made:             # only the partial column this run created (MS lock held)
             columns.drop(cfg.ms, write_col if created else made)
+        elif write_col is not None:     # an existing column, rewritten in place: say it is half done
+            from .flagsafety import partial_column_message
+            partial_column_message(cfg.ms, write_col, e)
         columns.end_writes(cfg.ms)
         raise
 
