@@ -520,3 +520,29 @@ def test_interrupted_apply_over_an_existing_column_says_it_is_half_written(solve
         akapply(vis=ms, gaintable=[cal, cal], jones=["K0", "G0"])
     msgs = [r.getMessage() for r in caplog.records]
     assert any("while rewriting CORRECTED_DATA" in m and "re-run the apply" in m for m in msgs), msgs
+
+
+def test_target_is_not_left_uncorrected_by_a_calibrator_whose_solutions_are_all_flagged(tiny, tmp_path):
+    """3C147's MODEL_DATA all zero (setjy forgotten): its solutions are all flagged (a warning, the run
+    goes on with 3C286's).  akapply's nearest_time then chose 3C147 for the TARGET times nearer to it
+    and wrote 2/3 of TARGET uncorrected (calonly; calflag would have flagged them).  A field whose every
+    solution is flagged now serves no other field: TARGET is corrected from 3C286."""
+    from casacore.tables import table
+
+    from alakazam.caltasks import akapply, akcal
+
+    ms, cal = _copy(tiny[0], tmp_path), str(tmp_path / "c.h5")
+    with table(ms, readonly=False, ack=False) as t:
+        for dd in sorted(set(t.getcol("DATA_DESC_ID"))):
+            q = t.query(f"DATA_DESC_ID=={dd} AND FIELD_ID==1")
+            q.putcol("MODEL_DATA", 0 * q.getcol("MODEL_DATA"))
+            q.close()
+    akcal(vis=ms, caltable=cal, field="3C286,3C147", jones=["K", "G"], solint=["inf", "scan"], refant="C00")
+    res = akapply(vis=ms, gaintable=[cal, cal], jones=["K0", "G0"], field="TARGET",
+                  interp=["nearest", "linear"])
+    assert res["no_solution"] == 0, res["log"]
+    assert all("3C147" not in ln for ln in res["log"] if "-> TARGET" in ln), res["log"]
+    with table(ms, ack=False) as t:
+        q = t.query("FIELD_ID==2 AND ANTENNA1!=ANTENNA2")
+        ratio = q.getcol("CORRECTED_DATA")[..., 0] / q.getcol("MODEL_DATA")[..., 0]
+    assert abs(np.median(np.abs(ratio)) - 1) < 0.05 and abs(np.median(np.angle(ratio))) < 0.1
