@@ -16,6 +16,8 @@ def build_config(params):
     sf = params["solutionfield"]
     if sf in ("", None, []):
         d.pop("solution_field")
+    elif isinstance(sf, str):       # one selection for every term (config broadcasts it)
+        d["solution_field"] = sf
     else:
         d["solution_field"] = [x if x not in ("", None) else None for x in sf]
     d["target_field"] = params["field"] or None

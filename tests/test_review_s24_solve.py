@@ -546,3 +546,31 @@ def test_target_is_not_left_uncorrected_by_a_calibrator_whose_solutions_are_all_
         q = t.query("FIELD_ID==2 AND ANTENNA1!=ANTENNA2")
         ratio = q.getcol("CORRECTED_DATA")[..., 0] / q.getcol("MODEL_DATA")[..., 0]
     assert abs(np.median(np.abs(ratio)) - 1) < 0.05 and abs(np.median(np.angle(ratio))) < 0.1
+
+
+def test_solution_field_and_preapply_field_selection_broadcast_like_the_other_parameters(solved, tmp_path):
+    """akapply(gainfield=['pinned'], solutionfield='3C147') (a string for the one term) failed 'must be a
+    list with one entry per term' and 'is required when field_select is pinned' together; akcal's
+    gainsolutionfield='3C147' was split into characters ("solution_field ['3'] has no solutions", at run
+    time); and akcal's gainfield=['pinned'] with two gaintable terms pinned only the first one, silently.
+    A scalar or a one-entry list serves every term, as for every other per-term parameter."""
+    from alakazam.caltasks import akapply, akcal
+
+    ms0, _ = solved
+    ms, cal = _copy(ms0, tmp_path), str(tmp_path / "c.h5")
+    akcal(vis=ms, caltable=cal, field="3C286,3C147", jones=["K", "G"], solint=["inf", "scan"], refant="C00")
+    res = akapply(vis=ms, gaintable=[cal], jones=["G0"], field="TARGET", gainfield=["pinned"],
+                  solutionfield="3C147")
+    assert any("3C147 -> TARGET" in ln and "pinned" in ln for ln in res["log"]), res["log"]
+    cfg = akcal.prepare(akcal.bind(vis=ms, caltable=str(tmp_path / "g.h5"), field="TARGET", jones=["G"],
+                                   gaintable=[cal, cal], gainjones=["K0", "G0"], gainfield=["pinned"],
+                                   gainsolutionfield="3C147"))[1]
+    ep = cfg.external_preapply
+    assert ep.field_select == ["pinned", "pinned"] and ep.solution_field == [["3C147"], ["3C147"]], ep
+    res = akcal(vis=ms, caltable=str(tmp_path / "g.h5"), field="TARGET", jones=["G"], gaintable=[cal, cal],
+                gainjones=["K0", "G0"], gainfield="pinned", gainsolutionfield="3C147", refant="C00")
+    assert res["terms"]["G0"]["n_solutions"] > 0
+    with pytest.raises(ParameterError) as e:
+        akcal(vis=ms, caltable=str(tmp_path / "h.h5"), field="TARGET", jones=["G"], gaintable=[cal, cal],
+              gainjones=["K0", "G0"], interp=["nearest", "linear", "cubic"])
+    assert "interp" in _errors(e.value), e.value.errors
