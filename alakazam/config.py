@@ -531,8 +531,8 @@ def _external_preapply(ep, where, names, errs):
     fs = per_term("field_select", "nearest_time")
     tin = per_term("time_interp", "nearest")
     sfs = per_term("solution_field", None)
-    _per_step_allowed(fs, "solve", "external_preapply.field_select", epw, None, errs)
-    tin, fin = _time_freq_interp(tin, "time_interp", epw, None, errs)
+    _per_step_allowed(fs, "solve", "external_preapply.field_select", where, names, errs)
+    tin, fin = _time_freq_interp(tin, "external_preapply.time_interp", where, names, errs)
     from .calibration.spwmap import parse_spwmap
 
     smw = _name("external_preapply.spwmap", where, names)        # akcal: 'spwmap'

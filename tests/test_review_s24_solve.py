@@ -574,3 +574,23 @@ def test_solution_field_and_preapply_field_selection_broadcast_like_the_other_pa
         akcal(vis=ms, caltable=str(tmp_path / "h.h5"), field="TARGET", jones=["G"], gaintable=[cal, cal],
               gainjones=["K0", "G0"], interp=["nearest", "linear", "cubic"])
     assert "interp" in _errors(e.value), e.value.errors
+
+
+def test_preapply_errors_name_the_parameter_once(tiny, tmp_path):
+    """akcal(interp=['bogus']) with a gaintable was reported as 'akcal.external_preapply.time_interp[0]'
+    (the YAML key, not akcal's interp), and a YAML external_preapply.field_select error as
+    'solve[0].external_preapply.external_preapply.field_select[0]'."""
+    from alakazam.caltasks import akcal
+    from alakazam.config import solve_config_from_dict
+
+    ms, _ = tiny
+    t = tmp_path / "t.h5"
+    with pytest.raises(ParameterError) as e:
+        akcal(vis=ms, caltable=str(tmp_path / "c.h5"), field="3C286", jones=["G"], gaintable=[str(t)],
+              gainjones=["K0"], interp=["bogus"])
+    assert "akcal.interp[0]" in e.value.errors, e.value.errors
+    with pytest.raises(ParameterError) as e:
+        solve_config_from_dict(dict(ms=ms, output=str(tmp_path / "c.h5"), jones=["G"], external_preapply=dict(
+            tables=[str(t)], jones=["K0"], field_select=["x"], time_interp=["bogus"])))
+    assert {"solve[0].external_preapply.field_select[0]", "solve[0].external_preapply.time_interp[0]"} == \
+        set(e.value.errors), e.value.errors
