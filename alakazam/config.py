@@ -509,8 +509,14 @@ def _external_preapply(ep, where, names, errs):
             errs.add(f"{epw}.{k}", f"unknown key (valid: {', '.join(subs)})")
     tables = [os.path.expanduser(t) if isinstance(t, str) else t for t in (ep.get("tables") or [])]
     ej = list(ep.get("jones") or [])
+    if len(tables) == 1 and len(ej) > 1:        # one table for every key (as apply's tables)
+        tables = tables * len(ej)
     if len(tables) != len(ej):
-        errs.add(epw, f"tables has {len(tables)} entries but jones has {len(ej)}")
+        keys_name = _name("external_preapply.jones", "", names)
+        errs.add(_name("external_preapply.tables", where, names),
+                 f"has {len(tables)} entries but {keys_name} has {len(ej)}; give one table per key, or one "
+                 "table for all")
+
     def per_term(key, default):
         """A scalar or a one-entry list serves every term (as apply's, and CASA's gainfield / interp);
         otherwise one entry per term (before: a string was split into characters, a short list left

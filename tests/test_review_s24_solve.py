@@ -465,7 +465,7 @@ def test_a_non_visibility_column_as_data_or_model_is_a_parameter_error(solved, t
     assert not (tmp_path / "c.h5").exists()
 
 
-def test_bandpass_solved_on_inner_channels_warns_when_applied_to_the_edges(tmp_path):
+def test_bandpass_solved_on_inner_channels_warns_when_applied_to_the_edges(tmp_path, caplog):
     """A bandpass solved with the band edges excluded (spw='0:3~12', as VLA / MeerKAT users do) and
     applied to the whole SPW corrected the edge channels with the end bins' bandpass: on the simulated
     roll-off they came out 6-16% low, with no word in the log.  The apply now names those channels (the
@@ -491,6 +491,11 @@ def test_bandpass_solved_on_inner_channels_warns_when_applied_to_the_edges(tmp_p
           freqint=["full", "2MHz"], refant="C00")
     res = akapply(vis=ms, gaintable=[full] * 2, jones=["K0", "G0"], spw="0:1~14")
     assert not [ln for ln in res["log"] if "outside the band" in ln], res["log"]
+    import logging                                  # the same bandpass pre-applied by a solve: warned too
+    caplog.set_level(logging.WARNING)
+    akcal(vis=ms, caltable=str(tmp_path / "g.h5"), field="3C286", jones=["G"], gaintable=[cal],
+          gainjones=["K0", "G0"], refant="C00")
+    assert any("pre-apply" in r.getMessage() and "0~2, 13~15" in r.getMessage() for r in caplog.records)
 
 
 def test_interrupted_apply_over_an_existing_column_says_it_is_half_written(solved, tmp_path, monkeypatch,
@@ -594,3 +599,20 @@ def test_preapply_errors_name_the_parameter_once(tiny, tmp_path):
             tables=[str(t)], jones=["K0"], field_select=["x"], time_interp=["bogus"])))
     assert {"solve[0].external_preapply.field_select[0]", "solve[0].external_preapply.time_interp[0]"} == \
         set(e.value.errors), e.value.errors
+
+
+def test_akcal_one_gaintable_serves_every_gainjones_key(solved, tmp_path):
+    """akcal(gaintable=[cal], gainjones=['K0', 'G0']) failed 'akcal.external_preapply: tables has 1
+    entries but jones has 2' (naming neither gaintable nor gainjones), while akapply takes one table for
+    every key; a real length mismatch names gaintable."""
+    from alakazam.caltasks import akcal
+
+    ms, cal = solved
+    res = akcal(vis=ms, caltable=str(tmp_path / "g.h5"), field="3C286", jones=["G"], gaintable=[cal],
+                gainjones=["K0", "G0"], refant="C00")
+    assert res["terms"]["G0"]["n_solutions"] > 0
+    with pytest.raises(ParameterError) as e:
+        akcal(vis=ms, caltable=str(tmp_path / "h.h5"), field="3C286", jones=["G"], gaintable=[cal, cal, cal],
+              gainjones=["K0", "G0"])
+    assert "akcal.gaintable" in e.value.errors and "gainjones" in e.value.errors["akcal.gaintable"][0], \
+        e.value.errors

@@ -57,3 +57,18 @@ def warnings(terms, spw_id, freqs, chans=None) -> list:
                        f"{hi / 1e9:.6f} GHz; solved with a channel selection?); they are corrected with the "
                        "nearest end solution, held; exclude them with spw, or flag them")
     return out
+
+
+def warn_preapply(ext_terms, meta, spw_sel, log):
+    """The same warning for a solve's gaintable (pre-applied) terms, once per term and SPW of the
+    selection (``spw_sel``: DATA_DESC_ID -> channel indices)."""
+    from . import spwmap as _spwmap
+
+    seen = set()
+    for ddid, chans in spw_sel.items():
+        spw = meta.spws[ddid]
+        terms = _spwmap.for_spw(ext_terms, spw.spw_id, spw.freqs, quiet=True)
+        for w in warnings(terms, spw.spw_id, np.asarray(spw.freqs)[chans], chans):
+            if w not in seen:
+                seen.add(w)
+                log.warning("pre-apply: %s", w)
