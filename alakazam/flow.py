@@ -220,6 +220,7 @@ def _validate(cfg: SolveConfig):
             solappend.check_compatible(cfg.output, step.key, ms=cfg.ms, ant_names=meta.active_names,
                                        jones_type=step.jones_type)
     ms_io.check_columns(cfg.ms, [cfg.data_col] + ([] if cfg.smodel else [cfg.model_col]))   # smodel: no MODEL
+    ms_io.check_antenna_names(meta)      # solutions are matched to antennas by name
     refs = ms_io.resolve_antenna(meta, cfg.ref_ant)
     refs = refs if isinstance(refs, list) else [refs]
     spw_sel = ms_io.resolve_spw(meta, cfg.spw)

@@ -91,6 +91,7 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     from ..core import rowselect    # antenna/uvrange/timerange/intent/observation: whole rows here
     rowsel = rowselect.build(meta, cfg.select, per_channel=False)
     ms_io.check_columns(cfg.ms, [cfg.data_col])
+    ms_io.check_antenna_names(meta)      # solutions are matched to antennas by name
     compat.check_output_column(cfg.output_col, cfg.data_col, meta.columns)
     terms = [chain.load_term(t.table, t.key, t.field_select, t.time_interp, t.solution_field)
              for t in cfg.terms]

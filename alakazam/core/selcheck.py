@@ -82,6 +82,10 @@ def ms_errors(d: dict, keys=None) -> dict:
         meta = ms_io.read_meta(ms)
     except (AlakazamError, RuntimeError):            # (damaged: the engine says so, or repairs it)
         return out
+    try:
+        ms_io.check_antenna_names(meta)
+    except AlakazamError as e:
+        out.setdefault("ms", []).append(_strip(str(e), "vis/ms"))
     if not meta.scans:                    # (before: "refant: 'C00' has no data; antennas with data: ")
         out.setdefault("ms", []).append(f"{ms!r} has no rows in its main table (no data to solve or "
                                         "correct); expected a Measurement Set with data")
