@@ -641,3 +641,22 @@ def test_antennas_sharing_a_name_are_refused_not_silently_swapped(tiny, tmp_path
         assert "by name" in " ".join(_errors(e.value).get("vis", [])), e.value.errors
         with table(ms, ack=False) as t:
             assert "CORRECTED_DATA" not in t.colnames()
+
+
+def test_field_name_selects_every_field_row_of_that_name(tiny, tmp_path):
+    """field='3C286' with two FIELD rows named 3C286 (a calibrator observed under two field ids) selected
+    only the first row: the other's data were silently left out of the solve (CASA selects both)."""
+    from casacore.tables import table
+
+    from alakazam.caltasks import akcal
+    from alakazam.core import ms_io
+
+    ms = _copy(tiny[0], tmp_path)
+    with table(ms + "::FIELD", readonly=False, ack=False) as t:
+        t.putcol("NAME", ["3C286", "3C286", "TARGET"])
+    assert ms_io.resolve_fields(ms_io.read_meta(ms), "3C286") == [0, 1]
+    res = akcal(vis=ms, caltable=str(tmp_path / "c.h5"), field="3C286", jones=["G"], solint="scan",
+                refant="C00")
+    assert res["terms"]["G0"]["n_groups"] == 8             # 4 scans (2 per field row) x 2 SPWs
+    with pytest.raises(AlakazamError, match="same group .*two FIELD rows with one name"):
+        akcal(vis=ms, caltable=str(tmp_path / "d.h5"), field="3C286", jones=["G"], solint="inf", refant="C00")
