@@ -660,3 +660,16 @@ def test_field_name_selects_every_field_row_of_that_name(tiny, tmp_path):
     assert res["terms"]["G0"]["n_groups"] == 8             # 4 scans (2 per field row) x 2 SPWs
     with pytest.raises(AlakazamError, match="same group .*two FIELD rows with one name"):
         akcal(vis=ms, caltable=str(tmp_path / "d.h5"), field="3C286", jones=["G"], solint="inf", refant="C00")
+
+
+def test_engine_missing_table_spw_names_the_table_not_the_ms(solved):
+    """run_apply (a YAML apply whose table an earlier block writes reaches it unchecked) said 'no
+    solutions for SPW 3 ... in <the MS the table was solved on>; select spw=[0, 1]'."""
+    from alakazam.calibration.apply import run_apply
+    from alakazam.config import apply_config_from_dict
+
+    ms, cal = solved
+    cfg = apply_config_from_dict(dict(ms=ms, tables=[cal], jones=["G0"], spwmap=[3, 3]))
+    with pytest.raises(AlakazamError) as e:
+        run_apply(cfg)
+    assert f"in {cal} (it has SPW 0, 1)" in str(e.value) and "spwmap" in str(e.value), str(e.value)

@@ -120,15 +120,15 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     from ..core.corrselect import parse_correlation
     for _, ddid, _, _ in plan:      # correlation checked before anything is written
         parse_correlation(cfg.correlation, meta.spws[ddid].corr_types)
-    for term in terms:       # every SPW to correct must have solutions in every term
+    for term, t in zip(terms, cfg.terms):   # every SPW to correct must have solutions in every term
         have = {int(s.attrs["spw"]) for s in term.sets}
         for _, ddid, _, _ in plan:
             tspw = _spwmap.table_spw(term, meta.spws[ddid].spw_id)
-            if tspw not in have:
+            if tspw not in have:    # (akapply's parameter check says it first: calibration/apply_precheck)
                 via = (f" (spwmap maps SPW {meta.spws[ddid].spw_id} to it)"
                        if tspw != meta.spws[ddid].spw_id else "")
-                raise AlakazamError(f"{term.key}: no solutions for SPW {tspw}{via} in "
-                                    f"{term.sets[0].attrs.get('ms', 'the table')}; select spw={sorted(have)}")
+                raise AlakazamError(f"{term.key}: no solutions for SPW {tspw}{via} in {t.table} (it has SPW "
+                                    f"{', '.join(map(str, sorted(have)))}); select spw, or give spwmap")
     compat.check_tables(cfg, meta, terms, plan, spwmap=getattr(cfg, "spwmap", None))
     # ---- now write.  A new column is initialised with a copy of the data column only when some rows
     # will not be written here (CASA convention: every row holds an array); when the selection covers
