@@ -509,19 +509,43 @@ def _external_preapply(ep, where, names, errs):
             errs.add(f"{epw}.{k}", f"unknown key (valid: {', '.join(subs)})")
     tables = [os.path.expanduser(t) if isinstance(t, str) else t for t in (ep.get("tables") or [])]
     ej = list(ep.get("jones") or [])
+    if len(tables) == 1 and len(ej) > 1:        # one table for every key (as apply's tables)
+        tables = tables * len(ej)
     if len(tables) != len(ej):
-        errs.add(epw, f"tables has {len(tables)} entries but jones has {len(ej)}")
-    fs = list(ep.get("field_select") or ["nearest_time"] * len(ej))
-    tin = list(ep.get("time_interp") or ["nearest"] * len(ej))
-    _per_step_allowed(fs, "solve", "external_preapply.field_select", epw, None, errs)
-    tin, fin = _time_freq_interp(tin, "time_interp", epw, None, errs)
+        keys_name = _name("external_preapply.jones", "", names)
+        errs.add(_name("external_preapply.tables", where, names),
+                 f"has {len(tables)} entries but {keys_name} has {len(ej)}; give one table per key, or one "
+                 "table for all")
+
+    def per_term(key, default):
+        """A scalar or a one-entry list serves every term (as apply's, and CASA's gainfield / interp);
+        otherwise one entry per term (before: a string was split into characters, a short list left
+        the other terms at the default silently)."""
+        v = ep.get(key)
+        if v is None or (isinstance(v, (str, list, tuple)) and len(v) == 0):
+            return [default] * len(ej)
+        if not isinstance(v, (list, tuple)):
+            return [v] * len(ej)
+        if len(v) == 1:
+            return list(v) * len(ej)
+        if len(v) != len(ej):
+            errs.add(_name(f"external_preapply.{key}", where, names), f"has {len(v)} entries but there are "
+                     f"{len(ej)} tables; give one per table or one for all")
+            return [default] * len(ej)
+        return list(v)
+
+    fs = per_term("field_select", "nearest_time")
+    tin = per_term("time_interp", "nearest")
+    sfs = per_term("solution_field", None)
+    _per_step_allowed(fs, "solve", "external_preapply.field_select", where, names, errs)
+    tin, fin = _time_freq_interp(tin, "external_preapply.time_interp", where, names, errs)
     from .calibration.spwmap import parse_spwmap
 
     smw = _name("external_preapply.spwmap", where, names)        # akcal: 'spwmap'
     smaps = errs.run(smw, parse_spwmap, ep.get("spwmap"), len(ej), smw) or [[]] * len(ej)
     return ExternalPreapply(tables=[str(t) for t in tables], jones=[str(j) for j in ej],
                             field_select=fs, time_interp=tin, freq_interp=fin,
-                            solution_field=[_field_list(x) for x in (ep.get("solution_field") or [])],
+                            solution_field=[_field_list(x) for x in sfs],
                             spwmap=[list(m) for m in smaps])
 
 
@@ -574,11 +598,17 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
     _per_step_allowed(fsel, "apply", "field_select", where, names, errs)
     tint, fint = _time_freq_interp(tint, "time_interp", where, names, errs)   # CASA 'time,freq'
     sf = d.get("solution_field")
+    sf_bad = False
+    if isinstance(sf, str) and sf.strip():          # one selection for every term (as every scalar)
+        sf = [sf] * n
+    elif isinstance(sf, (list, tuple)) and len(sf) == 1 and n > 1:     # a one-entry list: the same
+        sf = list(sf) * n
     if sf is None:
         sf = [None] * n
     elif not isinstance(sf, (list, tuple)) or len(sf) != n:
-        errs.add(_name("solution_field", where, names), f"must be a list with one entry per term ({n})")
-        sf = [None] * n
+        errs.add(_name("solution_field", where, names), f"must be a list with one entry per term ({n}), "
+                 f"or one for all; got {sf!r}")
+        sf, sf_bad = [None] * n, True
     from .calibration.calwt import parse_calwt
     from .calibration.spwmap import parse_spwmap
 
@@ -588,7 +618,7 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
                     _name("calwt", where, names)) or [False] * n
     terms = []
     for i in range(n):
-        if fsel[i] == "pinned" and not sf[i]:
+        if fsel[i] == "pinned" and not sf[i] and not sf_bad:
             errs.add(f"{_name('solution_field', where, names)}[{i}]",
                      "is required when field_select is 'pinned' (the calibrator field(s) to use)")
         terms.append(ApplyTerm(key=str(jones[i]), table=str(tables[i]), field_select=fsel[i],

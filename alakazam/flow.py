@@ -220,6 +220,7 @@ def _validate(cfg: SolveConfig):
             solappend.check_compatible(cfg.output, step.key, ms=cfg.ms, ant_names=meta.active_names,
                                        jones_type=step.jones_type)
     ms_io.check_columns(cfg.ms, [cfg.data_col] + ([] if cfg.smodel else [cfg.model_col]))   # smodel: no MODEL
+    ms_io.check_antenna_names(meta)      # solutions are matched to antennas by name
     refs = ms_io.resolve_antenna(meta, cfg.ref_ant)
     refs = refs if isinstance(refs, list) else [refs]
     spw_sel = ms_io.resolve_spw(meta, cfg.spw)
@@ -241,6 +242,8 @@ def _validate(cfg: SolveConfig):
             sm = getattr(ep, "spwmap", None) or []               # CASA spwmap (calibration/spwmap.py)
             ext_terms[-1].spwmap = _spwmap.as_dict(sm[i]) if i < len(sm) else {}
         _spwmap.check_solve_terms(ext_terms, meta, spw_sel, getattr(ep, "spwmap", None))
+        from .calibration.bandcover import warn_preapply     # bandpass channels outside its band
+        warn_preapply(ext_terms, meta, spw_sel, log)
     return cfg, meta, rowsel, refs, spw_sel, scans, step_fields, ext_terms
 
 
@@ -265,14 +268,30 @@ def _reasons(sets):
     return reasons
 
 
-def _why_all_flagged(cfg, n_sol, reasons):
+def _why_all_flagged(cfg, n_sol, reasons, ref=None):
     """Why every one of ``n_sol`` solutions is flagged: the data had none to give (flagged, zero
     weight, NaN/zero model) or the solve's quality checks flagged them, and what to change for each
-    (``reasons``: solutions flagged per check, :func:`alakazam.unit._quality`)."""
+    (``reasons``: solutions flagged per check, :func:`alakazam.unit._quality`; ``ref``: the step's
+    re-referencing counts, whose ``strict`` / ``no_bridge`` cells were flagged for the reference
+    antenna, not for the data)."""
     by_check = sum(v for v in reasons.values() if v)
     no_data = (f"the selected data are all flagged, have zero weight or NaN/Inf values, or {cfg.model_col} "
                f"is NaN or zero; check FLAG, WEIGHT and {cfg.model_col}")
     checks = "; ".join(f"{k} {v}: {_FLAG_REASONS.get(k, k)}" for k, v in reasons.items() if v)
+    ref = ref or {}
+    if not by_check and (ref.get("strict") or ref.get("no_bridge")):
+        parts = []
+        if ref.get("strict"):
+            parts.append(f"refantmode strict flagged {ref['strict']} solution cell(s) in which the first "
+                         f"reference antenna of refant={cfg.ref_ant!r} has no data (put an antenna with "
+                         "data first in refant, or use refantmode 'flex')")
+        if ref.get("no_bridge"):
+            parts.append(f"{ref['no_bridge']} cell(s) solved with a fallback reference antenna could not be "
+                         f"re-referenced to the reference of refant={cfg.ref_ant!r} (no cell in which both "
+                         "have data; choose a refant with data in every scan)")
+        if ref.get("no_data"):
+            parts.append(f"{ref['no_data']} cell(s) had no usable data ({no_data})")
+        return "; ".join(parts)
     if not by_check:
         why = f"no usable data: {no_data}"
     elif by_check >= n_sol:
@@ -297,8 +316,9 @@ def _finish(ctx, pending, summary, step, sets, seconds):
     n_flag = int(sum(s.flags.sum() for s in sets))
     reasons = _reasons(sets)
     if n_flag == n_sol:
+        why = _why_all_flagged(cfg, n_sol, reasons, ctx.stats.get(("reference", step.key)))
         raise AlakazamError(f"{step.key} ({step.jones_type}): every solution is flagged ({n_sol} solutions, "
-                            f"field(s) {step.field}): {_why_all_flagged(cfg, n_sol, reasons)} (nothing was "
+                            f"field(s) {step.field}): {why} (nothing was "
                             f"written for {step.key})")
     why = ", ".join(f"{k} {v}" for k, v in reasons.items() if v)
     if cfg.solnorm:

@@ -7,10 +7,14 @@ from .task import Task
 
 
 def _field(v):
+    """'' / [] -> None (all fields); a string -> one selection for every step; a list -> one selection
+    per step, a one-entry list broadcast to every step (as every per-step parameter)."""
     if v in ("", None, []):
         return None
     if isinstance(v, str):
         return v
+    if len(v) == 1:
+        return str(v[0])
     return [[s.strip() for s in str(x).split(",") if s.strip()] for x in v]
 
 
@@ -119,6 +123,7 @@ def build_config(params):
     from alakazam.core import selcheck
 
     names = akcal.names_for_messages()
+    bad_calmode.update(_start_errors(params, bad_calmode))
     try:
         cfg = solve_config_from_dict(d, where="akcal", names=names)
     except ParameterError as e:     # with the selections checked against the MS: all together
@@ -128,12 +133,26 @@ def build_config(params):
             errors.setdefault(k, v)
         raise ParameterError(errors, task="akcal") from None
     bad_calmode = selcheck.merge(bad_calmode, d, where="akcal", names=names)
+    from alakazam import solve_precheck
+    for k, v in solve_precheck.self_preapply_errors(cfg).items():
+        bad_calmode.setdefault(names.get(k, k), v)
     for k, v in selcheck.table_errors(params["gaintable"], params["gainjones"], "akcal",
                                       key_name="gainjones").items():
         bad_calmode.setdefault(k, v)
     if bad_calmode:
         raise ParameterError(bad_calmode, task="akcal")
     return cfg
+
+
+def _start_errors(params, have):
+    """What the solve would refuse when it starts (output path, gpu, combine with workers), named by
+    akcal's parameters (alakazam/solve_precheck.py)."""
+    from alakazam import solve_precheck
+
+    names = akcal.names_for_messages()
+    found = solve_precheck.errors(params.get("caltable"), params.get("solver"), params.get("gpu"),
+                                  params.get("combine"), params.get("workers"), params.get("scheduler"))
+    return {names.get(k, k): v for k, v in found.items() if names.get(k, k) not in have}
 
 
 def _body(cfg):

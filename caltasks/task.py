@@ -24,6 +24,17 @@ from .xmlschema import check_value, load_task
 log = logging.getLogger("alakazam.tasks")
 
 
+def _kept(p, v):
+    """What ``prepare`` checks the other parameters against when ``p`` is bad: its default, except for a
+    must-exist list of paths (vis=[a.ms, missing.ms]): the paths that exist, so the selections are
+    still checked against those MSs and reported with the missing one."""
+    if p.mustexist and isinstance(v, (list, tuple)):
+        have = [x for x in v if isinstance(x, str) and x and os.path.exists(os.path.expanduser(x))]
+        if have:
+            return [os.path.expanduser(x) for x in have]
+    return p.default
+
+
 class Task:
     def __init__(self, name, body, prepare=None):
         """``prepare(params)`` turns validated parameters into the engine's input (and may raise
@@ -80,7 +91,7 @@ class Task:
             checked, errors = self.validate(params, exists), {}
         except ParameterError as e:
             errors = dict(e.errors)
-            checked = {p.name: (params[p.name] if p.name not in errors else p.default)
+            checked = {p.name: (params[p.name] if p.name not in errors else _kept(p, params[p.name]))
                        for p in self.spec.params}
         if self._prepare is None:
             if errors:

@@ -220,9 +220,11 @@ def check_value(p: ParamSpec, v, paths=True):
     if paths and p.mustexist and p.type == "any":   # a path or a list of paths (e.g. vis: several MSs)
         many = isinstance(v, (list, tuple))
         v = [os.path.expanduser(x) for x in v] if many else os.path.expanduser(v)
-        for x in (v if many else [v]):
-            if not x or not os.path.exists(x):
-                return v, f"the {p.name} parameter must be a path that exists ({x!r} does not exist)"
+        missing = [x for x in (v if many else [v]) if not x or not os.path.exists(x)]
+        if missing:                                 # every missing path of a list, in one message
+            what = ", ".join(repr(x) for x in missing)
+            return v, (f"the {p.name} parameter must be a path that exists ({what} "
+                       f"{'does' if len(missing) == 1 else 'do'} not exist)")
         if many and not v:
             return v, f"the {p.name} parameter must be a path or a non-empty list of paths"
     return v, None

@@ -191,6 +191,13 @@ def preflight(blocks, produced_elsewhere=()):
                 for msg in v:
                     add(k, msg)
             cfg = None
+        if section == "solve" and isinstance(block, dict):    # gpu / combine with workers (solve_precheck.py)
+            from alakazam import solve_precheck
+            for k, msgs in solve_precheck.errors(None, block.get("solver_backend", "numba"), block.get("gpu"),
+                                                 block.get("combine", ""), block.get("workers", 0),
+                                                 block.get("scheduler", "")).items():
+                for msg in msgs:
+                    add(f"{where}.{k}", msg)
         if section in ("solve", "apply") and isinstance(block, dict):    # selections against the MS
             from alakazam.core import selcheck
             selcheck.merge(errors, block, selcheck.APPLY_KEYS if section == "apply" else None, where)
@@ -220,6 +227,11 @@ def preflight(blocks, produced_elsewhere=()):
                         for msg in output_column_errors(cfg.output_col, cfg.data_col, ms_columns(ms)):
                             add(f"{where}.output_col", msg)
                 _term_table_errors(section, where, cfg, have_table, produced, add)
+                if section == "solve":      # a key of the output pre-applied and solved again
+                    from alakazam import solve_precheck
+                    for k, msgs in solve_precheck.self_preapply_errors(cfg).items():
+                        for msg in msgs:
+                            add(f"{where}.{k}", msg)
             except AlakazamError as e:
                 msg = str(e)
                 path, _, rest = msg.partition(": ")
@@ -256,6 +268,12 @@ def _term_table_errors(section, where, cfg, have_table, produced, add):
     for path, msgs in table_errors(now, keys, where, tname, kname).items():
         for msg in msgs:
             add(path, msg)
+    if section == "apply":      # SPWs / fields missing from those tables, a selection without data
+        from alakazam.calibration import apply_precheck
+        for key, msgs in apply_precheck.errors(cfg, lambda t: os.path.exists(t) and os.path.realpath(t)
+                                               not in produced).items():
+            for msg in msgs:
+                add(f"{where}.{key}", msg)
 
 
 def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=None, scheduler=None,
@@ -281,6 +299,9 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
 
     blocks, errors = yaml_blocks(load(path))
     blocks = [b for b in blocks if b[0] in sections]     # (alakazam flag CONFIG runs only the flag blocks)
+    if not blocks and not errors:       # nothing to run is not a success (exit 0 with nothing done)
+        errors = {"config": [f"{path} has no {', '.join(sections)} block; nothing to run (expected e.g. "
+                             "'solve:' with a list of blocks)"]}
     for k, (section, where, block) in enumerate(blocks):
         if section in ("solve", "apply", "flag") and isinstance(block, dict):
             block = dict(block)

@@ -110,7 +110,7 @@ def test_spwmap_errors_name_the_parameter(solved):
         akapply(vis=ms, gaintable=[cal], jones=["G1"], spwmap=[0, "x"])
     with pytest.raises(ParameterError, match="spwmap.*2 lists but there are 1 terms"):
         akapply(vis=ms, gaintable=[cal], jones=["G1"], spwmap=[[0], [0]])
-    with pytest.raises(AlakazamError, match=r"G1: no solutions for SPW 3 \(spwmap maps SPW 1 to it\)"):
+    with pytest.raises(ParameterError, match=r"spwmap: \[0, 3\] maps SPW 1 to SPW 3, which G1 of "):
         akapply(vis=ms, gaintable=[cal], jones=["G1"], spw="1", spwmap=[0, 3])
 
 

@@ -103,6 +103,9 @@ def world(tmp_path, monkeypatch):
                       (flag_pkg, "run_flag")):
         monkeypatch.setattr(mod, name, rec)
     monkeypatch.setattr(flag_cfg, "resolve_errors", lambda cfg, resolve: {})   # (no real MS to parse against)
+    import alakazam.solve_precheck as solve_precheck     # (every key non-default: gpu with scipy, combine
+
+    monkeypatch.setattr(solve_precheck, "errors", lambda *a, **k: {})   # with workers; no GPU here)
     import alakazam.plots as plots_mod
 
     monkeypatch.setattr(plots_mod, "plot_table", lambda *a, **k: [])

@@ -91,6 +91,7 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     from ..core import rowselect    # antenna/uvrange/timerange/intent/observation: whole rows here
     rowsel = rowselect.build(meta, cfg.select, per_channel=False)
     ms_io.check_columns(cfg.ms, [cfg.data_col])
+    ms_io.check_antenna_names(meta)      # solutions are matched to antennas by name
     compat.check_output_column(cfg.output_col, cfg.data_col, meta.columns)
     terms = [chain.load_term(t.table, t.key, t.field_select, t.time_interp, t.solution_field)
              for t in cfg.terms]
@@ -119,15 +120,15 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     from ..core.corrselect import parse_correlation
     for _, ddid, _, _ in plan:      # correlation checked before anything is written
         parse_correlation(cfg.correlation, meta.spws[ddid].corr_types)
-    for term in terms:       # every SPW to correct must have solutions in every term
+    for term, t in zip(terms, cfg.terms):   # every SPW to correct must have solutions in every term
         have = {int(s.attrs["spw"]) for s in term.sets}
         for _, ddid, _, _ in plan:
             tspw = _spwmap.table_spw(term, meta.spws[ddid].spw_id)
-            if tspw not in have:
+            if tspw not in have:    # (akapply's parameter check says it first: calibration/apply_precheck)
                 via = (f" (spwmap maps SPW {meta.spws[ddid].spw_id} to it)"
                        if tspw != meta.spws[ddid].spw_id else "")
-                raise AlakazamError(f"{term.key}: no solutions for SPW {tspw}{via} in "
-                                    f"{term.sets[0].attrs.get('ms', 'the table')}; select spw={sorted(have)}")
+                raise AlakazamError(f"{term.key}: no solutions for SPW {tspw}{via} in {t.table} (it has SPW "
+                                    f"{', '.join(map(str, sorted(have)))}); select spw, or give spwmap")
     compat.check_tables(cfg, meta, terms, plan, spwmap=getattr(cfg, "spwmap", None))
     # ---- now write.  A new column is initialised with a copy of the data column only when some rows
     # will not be written here (CASA convention: every row holds an array); when the selection covers
@@ -153,10 +154,13 @@ def _run_apply(cfg: ApplyConfig) -> dict:
         columns.take_made(cfg.ms)
         columns.end_writes(cfg.ms)
         return res
-    except BaseException:
+    except BaseException as e:
         made = columns.take_made(cfg.ms)    # also when the interrupt came before prepare returned
         if created or made:             # only the partial column this run created (MS lock held)
             columns.drop(cfg.ms, write_col if created else made)
+        elif write_col is not None:     # an existing column, rewritten in place: say it is half done
+            from .flagsafety import partial_column_message
+            partial_column_message(cfg.ms, write_col, e)
         columns.end_writes(cfg.ms)
         raise
 
@@ -282,6 +286,11 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
             term, spw.spw_id, utimes_all, freqs, names, fld.name, (fld.ra, fld.dec), len(names)))
     for ln in lines[-2 * len(terms):]:
         log.info(ln)
+    from .bandcover import warnings as _outside      # bandpass channels outside the solved band
+    for w in _outside(terms, spw.spw_id, freqs, chans):
+        if w not in lines:
+            lines.append(w)
+            log.warning(w)
     max_rows = _max_rows(limit, spw, len(terms))
     write = write or _write
     if part is None:

@@ -160,7 +160,9 @@ def choose_fields(term: LoadedTerm, fields: dict, times, target_name=None, targe
     A field that has its own solutions in the term is calibrated with them (``prefer_own``; label
     'own'), unless the term is pinned; otherwise field_select decides: nearest_time (per time, the
     field with the closest solution time), nearest_sky (smallest angular distance; falls back to
-    nearest_time without RA/Dec) or pinned (solution_field, nearest in time among them).
+    nearest_time without RA/Dec) or pinned (solution_field, nearest in time among them).  For
+    nearest_time / nearest_sky a field whose every solution (in this SPW) is flagged is no candidate
+    while another field has a valid one.
     """
     names = list(fields)
     if term.field_select == "pinned":
@@ -175,6 +177,10 @@ def choose_fields(term: LoadedTerm, fields: dict, times, target_name=None, targe
         return [target_name], np.zeros(len(times), np.int64), "own"
     else:
         mode = term.field_select
+        # a field whose every solution is flagged serves no other field (nearest_time chose it by time
+        # and left the target uncorrected; tests/test_review_s24_solve.py)
+        usable = [n for n in names if not np.all(fields[n].flags)]
+        names = usable or names
     if len(names) == 1:
         return names, np.zeros(len(times), np.int64), mode
     if mode == "nearest_sky":

@@ -140,8 +140,9 @@ def check_tables(cfg, meta, terms, plan, spwmap=None):
             if src and src not in warned_ms and not _same_ms(src, target):
                 warned_ms.add(src)
                 log.warning("%s: solved on %s, applied to %s (another MS)", term.key, src, cfg.ms)
-    if errors:
-        raise AlakazamError("apply: the solution tables do not fit the MS:\n  " + "\n  ".join(errors))
+    if errors:          # (each once: the plan has an entry per field and SPW)
+        raise AlakazamError("apply: the solution tables do not fit the MS:\n  "
+                            + "\n  ".join(dict.fromkeys(errors)))
 
 
 def _half(s):

@@ -134,3 +134,19 @@ def saved_then_marked(ms, save, what="apply"):
             version = save()
             stack.enter_context(flag_writes(ms, version, what))
         yield version
+
+
+def partial_column_message(ms, column, exc):
+    """An apply stopped (``exc``) while rewriting an existing ``column`` in place: the rows written so far
+    hold the new correction, the others what they held before -- said, with what to do (before: the CLI
+    said only "interrupted (solution files are only ever replaced whole)").  In akshell the undo puts
+    the rows back (core/undo.py) and says so."""
+    from ..core import undo
+
+    if isinstance(exc, KeyboardInterrupt) and undo.active() is not None:
+        log.warning("apply interrupted (%s) while rewriting %s of %s: the undo puts its rows back",
+                    type(exc).__name__, column, ms)
+        return
+    log.error("apply stopped (%s) while rewriting %s of %s: the rows written so far hold the new "
+              "correction, the others what they held before; re-run the apply before using %s",
+              type(exc).__name__, column, ms, column)

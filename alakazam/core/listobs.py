@@ -14,7 +14,9 @@ Conventions (pinned by tests/test_listobs.py):
   FLAG elements (rows x channels x correlations);
 - intents are the STATE table's OBS_MODE strings of the STATE_IDs a scan uses (none when STATE_ID
   is -1 or the STATE table is empty);
-- antennas: every ANTENNA row; ``active`` = appears in ANTENNA1 or ANTENNA2.
+- antennas: every ANTENNA row; ``active`` = appears in ANTENNA1 or ANTENNA2;
+- spws: every DATA_DESCRIPTION row, with its main-table ``n_rows``; one without rows is listed with
+  ``has_data`` False ("0 (no data)" in the table), not omitted.
 """
 
 from __future__ import annotations
@@ -198,12 +200,18 @@ def summarise_ms(ms) -> dict:
                "dec_rad": float(pdir[i, 0, 1]), "ra": _rad_to_hms(pdir[i, 0, 0]),
                "dec": _rad_to_dms(pdir[i, 0, 1]), "n_rows": rows_per_field.get(i, 0),
                "intents": sorted(field_intents.get(i, ()))} for i, n in enumerate(fnames)]
-    used_dd = sorted({int(g["DDI"]) for g in groups})
+    rows_per_dd = {}
+    for g in groups:
+        rows_per_dd[int(g["DDI"])] = rows_per_dd.get(int(g["DDI"]), 0) + int(g["N"])
     spws = []
-    for d in used_dd:
+    for d in range(len(dd_spw)):        # every DATA_DESCRIPTION row; one without rows: has_data False
+        if not 0 <= dd_spw[d] < len(spw_rows):
+            continue
         sp = dict(spw_rows[dd_spw[d]])
         sp["ddid"] = d
-        sp["correlations"] = corr[dd_pol[d]]
+        sp["correlations"] = corr[dd_pol[d]] if 0 <= dd_pol[d] < len(corr) else []
+        sp["n_rows"] = rows_per_dd.get(d, 0)
+        sp["has_data"] = sp["n_rows"] > 0
         spws.append(sp)
     spws.sort(key=lambda sp: (sp["id"], sp["ddid"]))
     antennas = [{"id": i, "name": anames[i], "station": stations[i], "diameter_m": float(diam[i]),
@@ -260,13 +268,14 @@ def render(summary, console):
     console.print(t)
     t = Table(title="Spectral windows", title_justify="left")
     for c in ("spw", "ddid", "name", "chans", "ch0 (MHz)", "width (kHz)", "total bw (kHz)", "centre (MHz)",
-              "corrs"):
+              "corrs", "rows"):
         t.add_column(c, justify="left" if c in ("name", "corrs") else "right")
     for sp in s["spws"]:
         t.add_row(str(sp["id"]), str(sp["ddid"]), sp["name"], str(sp["n_chan"]),
                   f"{sp['chan0_freq_hz'] / 1e6:.4f}",
                   f"{sp['chan_width_hz'] / 1e3:.3f}", f"{sp['total_bw_hz'] / 1e3:.1f}",
-                  f"{sp['centre_freq_hz'] / 1e6:.4f}", " ".join(sp["correlations"]))
+                  f"{sp['centre_freq_hz'] / 1e6:.4f}", " ".join(sp["correlations"]),
+                  str(sp["n_rows"]) if sp.get("has_data", True) else "0 (no data)")
     console.print(t)
     t = Table(title="Antennas", title_justify="left")
     for c in ("id", "name", "station", "diam (m)", "x (m)", "y (m)", "z (m)", "data"):

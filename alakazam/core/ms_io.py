@@ -68,6 +68,8 @@ class MSMeta:
     receptor_angle: np.ndarray
     interval: float
     columns: List[str] = field(default_factory=list)
+    #: SPW ids in DATA_DESCRIPTION (hence SPECTRAL_WINDOW) without a row in the main table
+    spws_without_data: List[int] = field(default_factory=list)
 
     @property
     def active_names(self) -> List[str]:
@@ -246,20 +248,51 @@ def read_meta_uncached(ms) -> MSMeta:
             obs = None
     if obs is None:
         obs = positions[active].mean(axis=0) if len(active) else positions.mean(axis=0)
+    with_data = {sp.spw_id for sp in spws.values()}
+    nodata = sorted({int(x) for x in dd_spw if 0 <= int(x) < len(spw_freq)} - with_data)
     return MSMeta(ms, [str(n) for n in names], positions, active, amap, spws, fields, scans, obs, tel,
-                  receptor, interval, cols)
+                  receptor, interval, cols, nodata)
+
+
+def check_antenna_names(meta: MSMeta):
+    """AlakazamError when two antennas with data share an ANTENNA::NAME (or have none): solutions are
+    matched to antennas by name (a table from another MS, apply, append), so one antenna would be
+    corrected with the other's solutions -- silently (measured: 3C286 corrected to 1.08 x its model with
+    one duplicate, 0.41 rad phase errors with every name empty)."""
+    names = list(meta.active_names)
+    dup = sorted({n for n in names if names.count(n) > 1 or not str(n).strip()})
+    if dup:
+        where = {n: ", ".join(str(a) for a in meta.active_ants if meta.ant_names[a] == n) for n in dup}
+        rows = "; ".join(f"{n!r}{' (no name)' if not str(n).strip() else ''} at ANTENNA rows {where[n]}"
+                         for n in dup)
+        raise AlakazamError(f"vis/ms: {meta.path}: antennas with data share a name in the ANTENNA table "
+                            f"({rows}); alakazam matches solutions to antennas by name, so give each antenna "
+                            "its own NAME (e.g. from STATION) first")
 
 
 def check_columns(ms, names):
-    """Raise AlakazamError naming the first of ``names`` (None/'' skipped) missing from the main table."""
+    """Raise AlakazamError naming the first of ``names`` (None/'' skipped) missing from the main table, or
+    not a visibility column (complex, one (channel, correlation) array per row, as DATA: e.g. UVW or
+    WEIGHT given as the data column raised a numpy error deep in the read)."""
     with _table(str(ms)) as t:
         have = t.colnames()
+        desc = {n: t.getcoldesc(n) for n in names if n and n in have}
+    data = [c for c in have if c == "DATA" or c.endswith("_DATA")]     # (not DATA_DESC_ID)
     for n in names:
         if n and n not in have:
-            hint = (" -- fill it with a model first (e.g. CASA setjy / ft, or your own predict)"
-                    if n == "MODEL_DATA" else "")
-            raise AlakazamError(f"column {n!r} is not in {ms}{hint}; columns present: "
-                                f"{', '.join(c for c in have if 'DATA' in c)}")
+            hint = (" -- fill it with a model first (e.g. CASA setjy / ft, or your own predict), or give "
+                    "akcal a point-source model (smodel=[I, Q, U, V])" if n == "MODEL_DATA" else "")
+            near = [c for c in data if c.upper() in (str(n).upper(), str(n).upper() + "_DATA")]
+            if near:
+                hint += f" (column names are case-sensitive: did you mean {near[0]!r}?)"
+            raise AlakazamError(f"column {n!r} is not in {ms}{hint}; data columns present: "
+                                f"{', '.join(data) or 'none'}")
+        d = desc.get(n)
+        if d is not None and (d.get("valueType") not in ("complex", "dcomplex")
+                              or d.get("ndim", 2) not in (2, -1, 0)):
+            raise AlakazamError(f"column {n!r} of {ms} is not a visibility column ({d.get('valueType')}, "
+                                f"{d.get('ndim')}-d per row); expected a complex data column: "
+                                f"{', '.join(data) or 'none'}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -299,6 +332,7 @@ def resolve_spw(meta: MSMeta, sel) -> Dict[int, np.ndarray]:
         by_spw.setdefault(s.spw_id, []).append(d)
     if sel is None or str(sel).strip() in ("", "*"):
         return {d: np.arange(len(s.freqs)) for d, s in sorted(meta.spws.items())}
+    _no_data_spws(meta, sel, sorted(by_spw))
     out = {}
     for spw_id, chans in parse_spw(str(sel), {s: len(meta.spws[ds[0]].freqs) for s, ds in by_spw.items()},
                                    {s: meta.spws[ds[0]].freqs for s, ds in by_spw.items()}):
@@ -307,6 +341,21 @@ def resolve_spw(meta: MSMeta, sel) -> Dict[int, np.ndarray]:
     if not out:
         raise AlakazamError(f"spw: {sel!r} selects no data")
     return dict(sorted(out.items()))
+
+
+def _no_data_spws(meta: MSMeta, sel, have):
+    """An SPW named by id in ``sel`` that is in the MS's DATA_DESCRIPTION but has no rows in the main
+    table: an AlakazamError saying so (the parser would call it 'not present', which it is not)."""
+    named = []
+    for item in str(sel).split(","):
+        s = item.split(":", 1)[0].strip()
+        if s.isdigit() and int(s) in meta.spws_without_data and int(s) not in have:
+            named.append(int(s))
+    if named:
+        which = ", ".join(str(x) for x in dict.fromkeys(named))
+        raise AlakazamError(f"spw: SPW {which} of {sel!r} has no data: it is in the MS's SPECTRAL_WINDOW "
+                            f"and DATA_DESCRIPTION tables but no row of the main table has it; SPWs with "
+                            f"data: {', '.join(str(x) for x in have) or 'none'}")
 
 
 def resolve_antenna(meta: MSMeta, ref):

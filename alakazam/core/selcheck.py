@@ -32,13 +32,19 @@ def _strip(msg: str, *heads) -> str:
     return rest if sep and (head in heads or head == "ref_ant/refant") else msg
 
 
-def _field_items(f):
-    """Every field selection string of a block's ``field`` (string, list, or list of lists)."""
+def _field_items(f, in_list=False):
+    """Every field selection string of a block's ``field`` (string, list, or list of lists), as the
+    engine resolves them (:func:`alakazam.config._field_list`): a string is split on commas, an entry of
+    a list is one field (not split)."""
     if f is None or f == "":
         return []
     if isinstance(f, (list, tuple)):
-        return [x for v in f for x in _field_items(v)]
-    return [s.strip() for s in str(f).split(",") if s.strip()]
+        return [x for v in f for x in _field_items(v, True)]
+    return [str(f).strip()] if in_list else [s.strip() for s in str(f).split(",") if s.strip()]
+
+
+_LIST_HINT = ("; an entry of a field list is one field: give one selection per step as a list of lists, "
+              "e.g. [[3C286], [3C286, 3C147]], or one comma-separated string for every step")
 
 
 def ms_errors(d: dict, keys=None) -> dict:
@@ -53,6 +59,15 @@ def ms_errors(d: dict, keys=None) -> dict:
         for msg in outdir_errors(d["plots"]).get("outdir", []):
             out.setdefault("plots", []).append(msg)
     ms = d.get("ms")
+    if isinstance(ms, (list, tuple)):           # several MSs (multims.py): each selection in every MS
+        paths = [p for p in dict.fromkeys(ms) if isinstance(p, str)]
+        for p in paths:
+            for key, msgs in ms_errors(dict(d, ms=p, plots=None), keys).items():
+                for m in msgs:
+                    m = f"{m} (in {p})" if len(paths) > 1 and p not in m else m
+                    if m not in out.get(key, []):
+                        out.setdefault(key, []).append(m)
+        return out
     if not isinstance(ms, str) or not os.path.isdir(os.path.expanduser(ms)):
         return out
     ms = os.path.expanduser(ms)
@@ -66,6 +81,14 @@ def ms_errors(d: dict, keys=None) -> dict:
     try:
         meta = ms_io.read_meta(ms)
     except (AlakazamError, RuntimeError):            # (damaged: the engine says so, or repairs it)
+        return out
+    try:
+        ms_io.check_antenna_names(meta)
+    except AlakazamError as e:
+        out.setdefault("ms", []).append(_strip(str(e), "vis/ms"))
+    if not meta.scans:                    # (before: "refant: 'C00' has no data; antennas with data: ")
+        out.setdefault("ms", []).append(f"{ms!r} has no rows in its main table (no data to solve or "
+                                        "correct); expected a Measurement Set with data")
         return out
 
     def attempt(key, fn, *a):
@@ -85,7 +108,9 @@ def ms_errors(d: dict, keys=None) -> dict:
         v = d.get(key)
         if kind == "field":
             for item in dict.fromkeys(_field_items(v)):
-                attempt(key, ms_io.resolve_fields, meta, item)
+                attempt(key, ms_io.resolve_fields, meta, [item] if "," in item else item)
+                if "," in item and out.get(key) and not out[key][-1].endswith(_LIST_HINT):
+                    out[key][-1] += _LIST_HINT
         elif kind == "ref_ant":
             refs = v if isinstance(v, (list, tuple)) else [0 if v is None else v]
             if refs and all(isinstance(r, (int, str)) and not isinstance(r, bool) for r in refs):
@@ -104,6 +129,62 @@ def ms_errors(d: dict, keys=None) -> dict:
             attempt(key, ms_io.resolve_scans, meta, str(v))
         else:
             attempt(key, rowselect.build, meta, {kind: str(v)})
+    if not any(k in out for k in _SELECT):
+        bad = [k for k in (keys or SOLVE_KEYS) if k in out]
+        for key, msgs in _together_errors(meta, d, keys or SOLVE_KEYS, rows_only=bool(bad)).items():
+            out.setdefault(key, []).extend(msgs)
+    return out
+
+
+def _groups(f):
+    """A solve block's field selection per step group: a string -> [it]; a list -> its entries."""
+    if f is None or f == "" or f == []:
+        return [""]
+    return list(f) if isinstance(f, (list, tuple)) else [f]
+
+
+def _together_errors(meta, d, keys, rows_only=False) -> dict:
+    """Selections that resolve one by one but select no data together (a field and a scan of another
+    field, a timerange outside the observation, an antenna / uvrange / timerange combination without
+    rows): {'field/scan/...': [message]}, named by the parameters set (before: found by the engine
+    after the Begin line, one at a time).  The row selections are evaluated on the rows (as the engine
+    does when it starts); field / scan / spw on the metadata's scans (``rows_only``: not, when one of
+    them is bad itself).  Apply blocks get the row check only (their field / scan combination:
+    calibration/apply_precheck.py)."""
+    from . import ms_io, rowselect
+
+    field_key = "field" if "field" in keys else "target_field"
+    scan_key = "scan" if "scan" in keys else "target_scans"
+    rows = {k: str(d[k]) for k in _SELECT if k in keys and isinstance(d.get(k), (str, int))
+            and not isinstance(d.get(k), bool) and str(d[k]).strip()}
+    try:
+        rowsel = rowselect.build(meta, rows, per_channel=keys is SOLVE_KEYS)
+        meta2 = rowselect.restrict_meta(meta, rowsel)
+    except AlakazamError as e:
+        msg = str(e).replace("selection: ", "", 1)
+        return {"/".join(rows) or "antenna": [f"{msg}; expected a selection with data"]}
+    if keys is not SOLVE_KEYS or rows_only:
+        return {}
+    spw, scan = d.get("spw"), d.get(scan_key)
+    out = {}
+    for group in _groups(d.get(field_key)):
+        try:
+            fields = ms_io.resolve_fields(meta2, group if group not in ("", None, []) else None)
+            scans = ms_io.resolve_scans(meta2, scan if isinstance(scan, (str, int)) else None)
+            spws = ms_io.resolve_spw(meta2, spw if isinstance(spw, (str, int)) else None)
+        except (AlakazamError, TypeError, ValueError):
+            continue                # (a field that exists has no row left: named by its own check below)
+        if any(sc.field_id in fields and (scans is None or sc.scan_number in scans) and sc.ddids & set(spws)
+               for sc in meta2.scans):
+            continue
+        given = {k: d.get(k) for k in (field_key, scan_key, "spw") if d.get(k) not in (None, "", [])}
+        given[field_key] = group
+        given.update(rows)
+        key = "/".join(given)
+        out.setdefault(key, []).append(
+            "the selection " + ", ".join(f"{k}={v!r}" for k, v in given.items()) + f" has no data in "
+            f"{meta.path}; expected fields, scans and SPWs observed together (listobs: 'alakazam info "
+            f"{meta.path}')")
     return out
 
 

@@ -82,7 +82,7 @@ def parse_fields(sel, names: List[str]) -> List[int]:
         if not it:
             continue
         if it in names:
-            out.append(names.index(it))
+            out.extend(i for i, n in enumerate(names) if n == it)     # every FIELD row of that name (CASA)
         elif any(c in it for c in "*?["):
             m = [i for i, n in enumerate(names) if fnmatch.fnmatchcase(n, it)]
             if not m:

@@ -348,7 +348,10 @@ def _check_sets(key, sets):
         s.validate(f"{key}[{i}]")
     paths = [_group_path(key, s) for s in sets]
     if len(set(paths)) != len(paths):
-        raise AlakazamError(f"{key}: two solution sets map to the same group")
+        dup = next(p for p in paths if paths.count(p) > 1)
+        raise AlakazamError(f"{key}: two solution sets map to the same group {dup} (e.g. two FIELD rows "
+                            "with one name solved with solint 'inf': select one of them by id, or solve "
+                            "per scan)")
 
 
 def _new_write_id():

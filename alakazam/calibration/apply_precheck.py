@@ -1,0 +1,111 @@
+"""What an apply would refuse at run time, found before it starts and reported with every other bad
+parameter (akapply's parameter check, the YAML runner's preflight of an apply block).
+
+``run_apply`` checks these again when it runs (after the Begin line, one at a time, before anything is
+written); here they are collected, each named by its parameter:
+
+* ``field`` / ``scan`` / ``spw`` (YAML ``target_field`` / ``target_scans`` / ``spw``) that resolve in the
+  MS but select together no data (e.g. a field and a scan of another field): named by the
+  parameters set, from the MS's metadata (scans, their field and SPWs).  The row selections
+  (timerange, uvrange, antenna, ...) are left to the run: they need the rows.
+* a term without solutions for an SPW to correct: named ``spwmap`` when the SPW is mapped (the value,
+  the mapped SPW and the table's SPWs), else ``jones[i]`` with the table's SPWs and the hint to select
+  spw or give spwmap (before: "no solutions for SPW 1 in <the MS the table was solved on>; select
+  spw=[0]", at run time);
+* ``solutionfield[i]`` naming a field without solutions in the term's table (before: at run time).
+
+Tables that do not exist (yet) are skipped: :func:`alakazam.core.selcheck.table_errors` names them, and
+in a YAML file an earlier block may write them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import AlakazamError
+
+
+def _table_index(table, key):
+    """(spw ids, field names) of ``key`` in ``table`` without reading the solutions; None when the
+    table or key cannot be read (reported elsewhere)."""
+    from ..io import solutions
+
+    try:
+        real = solutions.resolve_key(table, key)
+        if solutions.is_casa_table(table):
+            sets = solutions.read_term(table, real)
+            return {int(s.attrs["spw"]) for s in sets}, {str(s.field_name) for s in sets}
+        import h5py
+
+        from ..io.hdf5 import _decode_attr, _leaf_groups
+        with h5py.File(table, "r") as f:
+            groups = _leaf_groups(f[real])
+            return ({int(_decode_attr(g.attrs["spw"])) for g in groups},
+                    {str(_decode_attr(g.attrs["field_name"])) for g in groups})
+    except (AlakazamError, OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def errors(cfg, table_ok=None) -> dict:
+    """{YAML key or 'key[i]': [message]} for apply config ``cfg`` (one MS or a list).  ``table_ok(path)``:
+    whether a table may be read now (default: it exists)."""
+    from ..core import ms_io
+    from . import spwmap as _spwmap
+
+    table_ok = table_ok or (lambda p: os.path.exists(p))
+    out = {}
+
+    def add(key, msg):
+        if msg not in out.get(key, []):
+            out.setdefault(key, []).append(msg)
+
+    index = {}
+    for i, t in enumerate(cfg.terms):
+        if isinstance(t.table, str) and table_ok(os.path.expanduser(t.table)):
+            index[i] = _table_index(os.path.expanduser(t.table), t.key)
+        if index.get(i) and t.field_select == "pinned" and t.solution_field:
+            fields = index[i][1]
+            if not any(f in fields for f in t.solution_field):
+                add(f"solution_field[{i}]", f"{t.solution_field!r}: no solutions for these fields in "
+                    f"{t.key} of {t.table}; fields with solutions: {', '.join(sorted(fields))}")
+    for ms in (cfg.ms if isinstance(cfg.ms, (list, tuple)) else [cfg.ms]):
+        try:
+            meta = ms_io.read_meta(ms)
+            fields = ms_io.resolve_fields(meta, cfg.target_field)
+            scans = ms_io.resolve_scans(meta, cfg.target_scans)
+            spw_sel = ms_io.resolve_spw(meta, cfg.spw)
+        except (AlakazamError, RuntimeError, OSError):      # (named by the selection check)
+            continue
+        if not meta.scans:                                  # no rows at all: named by the selection check
+            continue
+        ddids = set()
+        for sc in meta.scans:
+            if sc.field_id in fields and (scans is None or sc.scan_number in scans):
+                ddids |= set(sc.ddids) & set(spw_sel)
+        if not ddids:
+            given = {k: v for k, v in (("target_field", cfg.target_field), ("target_scans", cfg.target_scans),
+                                       ("spw", cfg.spw)) if v not in (None, "", [])}
+            word = {"target_field": "field", "target_scans": "scan", "spw": "spw"}
+            add("/".join(given) or "target_field",
+                "the selection " + ", ".join(f"{word[k]}={v!r}" for k, v in given.items())
+                + f" has no data in {ms}; expected a field, scan and SPW observed together (listobs: "
+                f"'alakazam info {ms}')")
+            continue
+        for i, t in enumerate(cfg.terms):
+            if not index.get(i):
+                continue
+            have = index[i][0]
+            smap = _spwmap.as_dict(getattr(t, "spwmap", []))
+            for spw_id in sorted({meta.spws[d].spw_id for d in ddids}):
+                tspw = smap.get(spw_id, spw_id)
+                if tspw in have:
+                    continue
+                if tspw != spw_id:
+                    add("spwmap", f"{getattr(t, 'spwmap', [])!r} maps SPW {spw_id} to SPW {tspw}, which "
+                        f"{t.key} of {t.table} has no solutions for; expected SPWs of the table: "
+                        f"{', '.join(map(str, sorted(have)))}")
+                else:
+                    add(f"jones[{i}]", f"{t.key} of {t.table} has no solutions for SPW {spw_id} (the table "
+                        f"has SPW {', '.join(map(str, sorted(have)))}); select spw, or give spwmap to "
+                        "correct it with another SPW's solutions")
+    return out

@@ -1,0 +1,78 @@
+"""What a solve would refuse when it starts, found before it does and reported with every other bad
+parameter (akcal's parameter check, the YAML runner's preflight of a solve block).
+
+``run_solve`` / ``flow._run_solve`` raise these again when they run (after the Begin line, one at a
+time): the output table's path (a directory, a missing directory, read-only, not an alakazam table),
+``gpu=True`` with a backend other than jax or without a GPU jax can use, and ``combine`` 'field' / 'spw'
+with dask ``workers`` / ``scheduler``.  Keys are the YAML keys (``output``, ``gpu``, ``combine``); the
+callers name them by their own parameter names.
+"""
+
+from __future__ import annotations
+
+from .errors import AlakazamError
+
+
+def _strip(msg: str, head: str) -> str:
+    h, sep, rest = msg.partition(": ")
+    return rest if sep and h == head else msg
+
+
+def errors(output=None, solver="numba", gpu=False, combine="", workers=0, scheduler="") -> dict:
+    """{YAML key: [message]} for these solve parameters (values as given; a bad type is left to the
+    schema check)."""
+    out = {}
+    if isinstance(output, str) and output.strip():
+        from .core import outputs
+        try:
+            outputs.check_output_file(output, "output")
+        except AlakazamError as e:
+            out["output"] = [_strip(str(e), "output")]
+    if gpu is True and isinstance(solver, str):
+        from .solvers import check_device
+        try:
+            check_device(solver, True)
+        except AlakazamError as e:
+            out["gpu"] = [_strip(str(e), "gpu")]
+        except Exception as e:      # noqa: BLE001 -- an unknown backend is named by its own check
+            if solver in ("numba", "ceres", "jax", "scipy"):
+                out["gpu"] = [f"True: {type(e).__name__}: {e}"]
+    items = combine if isinstance(combine, (list, tuple)) else [combine]
+    joint = sorted({p.strip() for c in items if isinstance(c, str) for p in c.split(",")} & {"field", "spw"})
+    distributed = (isinstance(workers, int) and not isinstance(workers, bool) and workers > 0) or \
+        (isinstance(scheduler, str) and bool(scheduler.strip()))
+    if joint and distributed:
+        which = " / ".join(repr(j) for j in joint)
+        out["combine"] = [f"{combine!r}: combine {which} cannot run on dask workers "
+                          "(a distributed unit is one field and SPW); expected no combine 'field'/'spw', or "
+                          "run without workers / scheduler"]
+    return out
+
+
+def self_preapply_errors(cfg) -> dict:
+    """{'external_preapply.jones': [message]} when a solve pre-applies a key of its own output table that
+    it also solves (caltable == gaintable, e.g. K0 pre-applied while solving K0): the new key would replace
+    the pre-applied solutions by the residual left after them (the old K0 is lost, the new one is ~0)."""
+    import os
+
+    ep = getattr(cfg, "external_preapply", None)
+    if ep is None or not isinstance(cfg.output, str) or getattr(cfg, "append", False):
+        return {}
+    out_real = os.path.realpath(os.path.expanduser(cfg.output))
+    solved = {st.key.upper() for st in cfg.steps}
+    msgs = []
+    for i, (table, key) in enumerate(zip(ep.tables, ep.jones)):
+        if not isinstance(table, str) or os.path.realpath(os.path.expanduser(table)) != out_real:
+            continue
+        real = str(key).strip().upper()
+        if os.path.exists(out_real):
+            try:
+                from .io import solutions
+                real = solutions.resolve_key(out_real, key)
+            except AlakazamError:
+                continue
+        if real in solved:
+            msgs.append(f"{key!r} (entry {i}) is pre-applied from {table}, the output table, and solved "
+                        f"again as {real}: the new {real} would replace it by the residual left after "
+                        "it; expected another output table (caltable / output) or another key")
+    return {"external_preapply.jones": msgs} if msgs else {}
