@@ -58,6 +58,8 @@ import numba
 import numpy as np
 
 from .._numba import njit, threaded
+from . import rfi
+from ..errors import AlakazamError
 from .rfi import MAD_TO_SIGMA, MAX_STAT_SAMPLES, MIN_CHANNELS, _median, median_and_sigma, row_ratios
 
 #: minimum rows of a group (and usable samples of a channel) for statistics
@@ -137,7 +139,8 @@ def flag_bad_values(data, model, weight, flag):
 
 
 @njit
-def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, use_model, level, buf, stride):
+def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, use_model, level, buf, stride,
+                       xkeep, keep_x):
     # one row-parallel pass over the rows[lo:hi] of a group (each row writes its own level and its own
     # column of buf: race-free): level[row, k] = median of x over the row's unflagged channels, every
     # stride-th (NaN when too few), buf[k, chan, i] = x / level (float32; NaN: flagged or unusable), so
@@ -145,13 +148,16 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
     # (rfi.row_ratios: vectorised)
     # (thread ``start`` of ``step`` (_numba.threaded) takes one contiguous block of the group's rows:
     # interleaved rows would have both threads writing the same cache lines of buf, measured 2x slower)
+    # ``keep_x``: the ratios of row rows[lo + i] are written to xkeep[i] (the per-row MAD then reads
+    # them instead of computing them again, :func:`_persistent_into`)
     n_chan, n_corr = data.shape[1], data.shape[2]
-    xr = np.empty((n_chan, n_corr), np.float32)
+    scratch = np.empty((n_chan, n_corr), np.float32)
     xs = np.empty(n_chan)
     per = (hi - lo + step - 1) // step
     for i in range(start * per, min((start + 1) * per, hi - lo)):
         row = rows[lo + i]
         orow = out[row]
+        xr = xkeep[i] if keep_x else scratch
         row_ratios(data[row], model[row] if use_model else model[0], use_model, xr)
         for k in range(len(use_corr)):
             c = use_corr[k]
@@ -428,10 +434,18 @@ def flag_persistent(data, model, flag, group, ant1, ant2, use_corr, threshold):
     return out, _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, threshold)
 
 
-def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, threshold, count=True):
+def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, threshold, count=True,
+                     then_mad=False):
     """:func:`flag_persistent` in place on ``out`` (which starts as ``prior``, the flags the channel
     extension counts from); returns the number of newly flagged samples (None with ``count=False``:
-    two passes over the flags less)."""
+    two passes over the flags less).
+
+    ``then_mad``: each group's rows then get the per-row MAD (:func:`alakazam.core.rfi.mad_flag`, in
+    place) and the final extension (:func:`extend` with ``prior``) right after its channel statistics,
+    the MAD from the ratios the statistics' pass computed (kept per group up to
+    :data:`KEEP_X_BYTES`), and the rows outside the groups (autocorrelations) the MAD after them: the
+    flags of :func:`flag_chunk`'s stages one after the other over the whole chunk, as each stage
+    reads and writes only the rows of one group (or one row)."""
     n_row, n_chan = data.shape[:2]
     if threshold is None or threshold <= 0 or n_row == 0 or n_chan == 0:
         return 0
@@ -462,14 +476,19 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
     seg_rows = order[so]
     thr = float(threshold)
     stride = max(1, n_chan // MAX_STAT_SAMPLES)
+    n_corr = data.shape[2]
     for i in range(len(bounds) - 1):
         lo, hi = int(bounds[i]), int(bounds[i + 1])
         buf = np.empty((n_k, n_chan, hi - lo), np.float32)
+        keep_x = then_mad and (hi - lo) * n_chan * n_corr * 4 <= KEEP_X_BYTES
+        xkeep = np.empty((hi - lo, n_chan, n_corr), np.float32) if keep_x else _NO_X
         threaded(_levels_and_ratios, hi - lo, data, m, out, order, lo, hi, use_corr, use_model, level, buf,
-                 stride)
+                 stride, xkeep, keep_x)
         sb = seg_bounds[(seg_bounds >= lo) & (seg_bounds <= hi)]
         _bursts(out, level, seg_rows, sb, thr, burst)
         if hi - lo < MIN_ROWS:
+            if then_mad:
+                _mad_and_extend(data, m, use_model, out, prior, order[lo:hi], xkeep, keep_x, thr, use_corr)
             continue
         med = np.full((n_chan, n_k), np.nan)
         sig = np.full((n_chan, n_k), np.nan)
@@ -483,7 +502,26 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         # drop-out) never extend to whole channels or rows -- in a small array they are most of a
         # channel's baselines.
         _extend_rows_threaded(out, prior, order[lo:hi], bad, use_corr)
+        if then_mad:
+            _mad_and_extend(data, m, use_model, out, prior, order[lo:hi], xkeep, keep_x, thr, use_corr)
+    if then_mad:
+        others = np.flatnonzero(~cross).astype(np.int64)        # autocorrelations: the MAD only
+        if len(others):
+            threaded(rfi._mad_flag_rows, len(others), others, _NO_X, False, data, m, use_model, out, thr)
     return int(np.count_nonzero(out) - np.count_nonzero(prior)) if count else None
+
+
+#: a group's ratios (float32 per sample) are kept for its per-row MAD up to this many bytes (else the
+#: MAD computes them again)
+KEEP_X_BYTES = 256 << 20
+_NO_X = np.zeros((1, 1, 1), np.float32)
+
+
+def _mad_and_extend(data, m, use_model, out, prior, rows, xkeep, keep_x, thr, use_corr):
+    """The per-row MAD of ``rows`` (one group's, in ``order``; the ratios in ``xkeep`` when kept), then
+    the group's final extension (:func:`extend`'s, with ``prior``)."""
+    threaded(rfi._mad_flag_rows, len(rows), rows, xkeep, keep_x, data, m, use_model, out, thr)
+    _extend_rows_threaded(out, prior, rows, np.zeros(out.shape[1], np.bool_), use_corr)
 
 
 def stat_blocks(scan, time):
@@ -549,7 +587,6 @@ def flag_chunk(chunk, corr_types, threshold, groups=None):
     :func:`flag_persistent` and the per-row MAD of :func:`alakazam.core.rfi.mad_flag` (both with
     ``threshold > 0``) on the row groups ``groups`` (default :func:`stat_blocks` of the chunk).
     Returns the new flag array (``chunk.flag`` is not modified)."""
-    from . import rfi
 
     flag, _ = flag_bad_values(chunk.data, chunk.model, chunk.weight, chunk.flag)
     if threshold is None or threshold <= 0 or chunk.n_row == 0:
@@ -561,10 +598,13 @@ def flag_chunk(chunk, corr_types, threshold, groups=None):
     # median and MAD (destructive RFI makes a legitimate bandpass peak look like an outlier).  Every
     # stage works in place on ``flag`` (the same flags as the copying public functions)
     use = parallel_hands(corr_types)
+    if not np.isfinite(threshold):
+        raise AlakazamError(f"rfi_threshold: expected a finite number (<= 0 disables), got {threshold!r}")
+    # then, group by group, the per-row MAD and the extension again (``then_mad``: the same flags as
+    # rfi.mad_flag over the chunk then extend, from the ratios the channel statistics computed)
     _persistent_into(chunk.data, chunk.model, flag, prior, groups, chunk.ant1, chunk.ant2, use, threshold,
-                     count=False)
-    rfi.mad_flag(chunk.data, chunk.model, flag, threshold, out=flag)
-    return extend(flag, groups, chunk.ant1 != chunk.ant2, use, prior)
+                     count=False, then_mad=True)
+    return flag
 
 
 @njit

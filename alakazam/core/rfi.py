@@ -180,6 +180,34 @@ def thin(xs, n):
     return m
 
 
+@njit(inline="always")
+def _mad_row(xr, fr, orow, threshold, xs):
+    # one row's MAD flags from its ratios xr (n_chan, n_corr): reads fr (its flags), writes orow (may
+    # be fr itself: each correlation reads its flags before it writes them)
+    n_chan, n_corr = xr.shape
+    for corr in range(n_corr):
+        n = np.int64(0)     # not a literal 0: _median compiles once (int64), not twice
+        for chan in range(n_chan):
+            if fr[chan, corr]:
+                continue
+            xv = xr[chan, corr]
+            if np.isfinite(xv):
+                xs[n] = xv
+                n += 1
+            else:
+                orow[chan, corr] = True
+        if n < MIN_CHANNELS:
+            continue
+        med, sigma = median_and_sigma(xs, thin(xs, n))
+        if not sigma > 0:
+            continue
+        lim = threshold * sigma
+        for chan in range(n_chan):
+            xv = xr[chan, corr]
+            if not fr[chan, corr] and np.isfinite(xv) and abs(xv - med) > lim:
+                orow[chan, corr] = True
+
+
 @njit
 def _mad_flag(start, stride, data, model, flag, threshold, out, use_model):
     # rows start, start + stride, ... on this thread (_numba.threaded): each row writes only out[row]
@@ -189,30 +217,24 @@ def _mad_flag(start, stride, data, model, flag, threshold, out, use_model):
     xs = np.empty(n_chan)
     for row in range(start, n_row, stride):
         # row views: 2-d indexing in the inner loops (faster than 3-d indexing in a serial kernel)
-        fr = flag[row]
-        orow = out[row]
         row_ratios(data[row], model[row] if use_model else model[0], use_model, xr)
-        for corr in range(n_corr):
-            n = np.int64(0)     # not a literal 0: _median compiles once (int64), not twice
-            for chan in range(n_chan):
-                if fr[chan, corr]:
-                    continue
-                xv = xr[chan, corr]
-                if np.isfinite(xv):
-                    xs[n] = xv
-                    n += 1
-                else:
-                    orow[chan, corr] = True
-            if n < MIN_CHANNELS:
-                continue
-            med, sigma = median_and_sigma(xs, thin(xs, n))
-            if not sigma > 0:
-                continue
-            lim = threshold * sigma
-            for chan in range(n_chan):
-                xv = xr[chan, corr]
-                if not fr[chan, corr] and np.isfinite(xv) and abs(xv - med) > lim:
-                    orow[chan, corr] = True
+        _mad_row(xr, flag[row], out[row], threshold, xs)
+
+
+@njit
+def _mad_flag_rows(start, stride, rows, xkept, has_x, data, model, use_model, flag, threshold):
+    # _mad_flag in place on ``flag`` for rows[start::stride] (_numba.threaded); with ``has_x`` the
+    # ratios of rows[i] are xkept[i] (kept by the channel statistics' pass, the same values)
+    n_chan, n_corr = data.shape[1], data.shape[2]
+    xr = np.empty((n_chan, n_corr), np.float32)
+    xs = np.empty(n_chan)
+    for i in range(start, len(rows), stride):
+        row = rows[i]
+        if has_x:
+            _mad_row(xkept[i], flag[row], flag[row], threshold, xs)
+        else:
+            row_ratios(data[row], model[row] if use_model else model[0], use_model, xr)
+            _mad_row(xr, flag[row], flag[row], threshold, xs)
 
 
 def mad_flag(data, model, flag, threshold, out=None):
