@@ -673,3 +673,32 @@ def test_engine_missing_table_spw_names_the_table_not_the_ms(solved):
     with pytest.raises(AlakazamError) as e:
         run_apply(cfg)
     assert f"in {cal} (it has SPW 0, 1)" in str(e.value) and "spwmap" in str(e.value), str(e.value)
+
+
+
+def test_chain_uses_one_calibrator_per_target_time(tiny, tmp_path):
+    """K (solint inf) and G (per scan) solved on 3C286 and 3C147, applied to TARGET with the default
+    nearest_time: each term chose its field by itself, K0 from 3C286 and G0 from 3C147 for the same
+    times (and the reverse), and the product was wrong by the delay difference at the absolute frequency:
+    1.6 rad rms phase error in TARGET's first scan (vs 0.26-0.37 with one field for both).  The last term
+    now chooses the field of each time for the whole chain (calibration/chainfield.py)."""
+    from casacore.tables import table
+
+    from alakazam.caltasks import akapply, akcal
+
+    ms, cal = _copy(tiny[0], tmp_path), str(tmp_path / "c.h5")
+    akcal(vis=ms, caltable=cal, field="3C286,3C147", jones=["K", "G"], solint=["inf", "scan"], refant="C00")
+
+    def rms(**kw):
+        akapply(vis=ms, gaintable=[cal, cal], jones=["K0", "G0"], field="TARGET",
+                interp=["nearest", "linear"], **kw)
+        with table(ms, ack=False) as t:
+            q = t.query("FIELD_ID==2 AND DATA_DESC_ID==0 AND ANTENNA1!=ANTENNA2")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ph = np.angle(q.getcol("CORRECTED_DATA") / q.getcol("MODEL_DATA"))[..., 0]
+            tm = q.getcol("TIME")
+        return np.array([np.sqrt(np.mean(ph[tm == x] ** 2)) for x in np.unique(tm)])
+    default = rms()
+    one = [rms(gainfield=["pinned"], solutionfield=f) for f in ("3C147", "3C286")]
+    assert np.all(default <= np.maximum(*one) + 1e-6), (default, one)
+    assert default.max() < 0.8, default                       # (before: 1.65 in the first TARGET scan)

@@ -361,6 +361,11 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
     before a KC/CP of ``terms`` is first brought to the final frame (:mod:`.solve_order`).
     """
     from .solve_order import cross_terms_after, to_final_frame
+    from . import chainfield        # one calibrator field per target time for the whole chain
+    parts = chainfield.groups(terms, spw_id, times, target_name, target_radec, prefer_own)
+    if parts is not None:
+        return chainfield.compose_groups(compose, parts, spw_id, times, freqs, ant_names, target_name,
+                                         target_radec, prefer_own, log_lines, time_scan, bad_out)
 
     def evaluate(term, chan_one=False):
         fast = diag_table(term, spw_id, times, freqs, ant_names, target_name, target_radec, prefer_own,

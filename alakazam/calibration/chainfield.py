@@ -1,0 +1,100 @@
+"""One calibrator field per target time for the whole chain (apply, akflag's pre-apply).
+
+Each term chooses its field by itself (``nearest_time`` / ``nearest_sky``, :func:`.chain.choose_fields`).
+When two terms of a chain both have solutions on two calibrators, the choices can differ for the same
+target time -- e.g. K0 (solint inf, one solution time per field) from 3C286 and G0 (per scan) from
+3C147 -- and the product is wrong: a field's G was solved with *that field's* K pre-applied and absorbs
+its phase, and a delay enters as -2 pi tau nu at the absolute frequency (docs/conventions.md), so
+delays differing by 0.3 ns between the fields are 2.4 rad at 1.3 GHz.  Measured (tests/
+test_review_s24_solve.py): TARGET corrected with K0, G0 solved on 3C286 and 3C147: 1.6 rad rms phase
+error in the scans where the two terms chose differently, 0.26-0.37 rad (the gain drift) with one
+field for both.
+
+Convention: the *last* term of the chain whose field selection is nearest_time / nearest_sky chooses the
+field for each target time (the most time-variable term, solved last with the earlier ones of its own
+field pre-applied); every earlier such term that has solutions on that field uses that field for those
+times (as if pinned to it); a term without solutions on it keeps its own choice (e.g. K and a bandpass
+solved on the bandpass calibrator only: that is what the later G of the other field was solved with).
+Pinned terms and a target's own solutions are unchanged.  When every term already agrees, nothing
+changes (the chain is evaluated as before).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from ..errors import AlakazamError
+
+FREE = ("nearest_time", "nearest_sky")
+
+
+def groups(terms, spw_id, times, target_name, target_radec, prefer_own):
+    """``[(time indices, terms for them), ...]`` when the chain's terms would choose different fields for
+    some times (module doc), else None (evaluate as before)."""
+    from .chain import _by_field, choose_fields
+
+    free = [k for k, t in enumerate(terms) if t.field_select in FREE]
+    if len(free) < 2:
+        return None
+    try:
+        fields = {k: _by_field(terms[k], spw_id) for k in free}
+        choice = {k: choose_fields(terms[k], fields[k], times, target_name, target_radec, prefer_own)
+                  for k in free}
+    except AlakazamError:
+        return None                 # (said by the evaluation itself)
+    lead = free[-1]
+    names, which, mode = choice[lead]
+    if mode not in FREE:            # the target's own solutions ('own'): every term prefers its own
+        return None
+    lead_name = np.asarray(names, object)[which]                        # (n_t,) field per time
+    differs = False
+    for k in free[:-1]:
+        n_k, w_k, m_k = choice[k]
+        if m_k not in FREE:
+            continue
+        own = np.asarray(n_k, object)[w_k]
+        have = np.array([n in fields[k] for n in lead_name])
+        differs |= bool(np.any(have & (own != lead_name)))
+    if not differs:
+        return None
+    out = []
+    for name in dict.fromkeys(lead_name.tolist()):
+        idx = np.nonzero(lead_name == name)[0]
+        ts = []
+        for k, t in enumerate(terms):
+            if k in free and k != lead and name in fields[k] and choice[k][2] in FREE:
+                t = copy.copy(t)
+                t.field_select, t.solution_field = "pinned", [name]
+            ts.append(t)
+        out.append((idx, ts))
+    return out
+
+
+def compose_groups(compose, parts, spw_id, times, freqs, ant_names, target_name, target_radec, prefer_own,
+                   log_lines, time_scan, bad_out):
+    """:func:`.chain.compose` of each group's times with its terms, stitched back in time order."""
+    n_t, n_a, n_c = len(times), len(ant_names), len(freqs)
+    diag = sky = None
+    bad = {}
+    for idx, ts in parts:
+        sub_bad = {} if bad_out is not None else None
+        d, s = compose(ts, spw_id, np.asarray(times)[idx], freqs, ant_names, target_name, target_radec,
+                       prefer_own, log_lines if idx is parts[0][0] else None,
+                       None if time_scan is None else np.asarray(time_scan)[idx], sub_bad)
+        if d is not None:
+            if diag is None:
+                diag = np.full((n_t, n_a, n_c, 2), np.nan + 0j)
+            diag[idx] = d
+        if s is not None:
+            if sky is None:
+                sky = np.full((n_t, n_a, n_c, 2, 2), np.nan + 0j)
+            sky[idx] = np.broadcast_to(s, (len(idx), n_a, n_c, 2, 2))
+        for key, b in (sub_bad or {}).items():
+            if key not in bad:
+                bad[key] = np.ones((n_t, n_a, n_c), bool)
+            bad[key][idx] = np.broadcast_to(b, (len(idx), n_a, n_c))
+    if bad_out is not None:
+        bad_out.update(bad)
+    return diag, sky
