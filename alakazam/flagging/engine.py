@@ -128,6 +128,12 @@ def _run_flag(cfg: FlagConfig) -> dict:
     sel = resolve(cfg)
     mod = _mode_module(cfg.mode)
     writes = cfg.mode in WRITING_MODES and cfg.action == "apply"
+    if cfg.autocorr and cfg.mode != "manual":
+        log.warning("akflag: autocorr=True is a parameter of mode='manual' only (as flagdata) and is ignored "
+                    "by mode=%r; select auto-correlations with antenna='*&&&'", cfg.mode)
+    if writes and not getattr(cfg, "flagbackup", True):
+        log.warning("akflag: flagbackup=False -- a flag version is saved anyway (alakazam writes FLAG only "
+                    "after a saved version); delete it with akflagmanager(mode='delete') if unwanted")
     from . import preapply
     pre = preapply.load(cfg, sel.meta) if getattr(mod, "NEEDS_DATA", False) else None   # before any write
     if writes:
@@ -151,7 +157,8 @@ def _writing(cfg, sel, mod, pre, t_start):
 def _flag_body(cfg, sel, mod, pre, t_start, writes):
     from ..calibration import flagsafety
 
-    keys = ("field", "spw", "antenna", "timerange", "scan", "correlation")
+    keys = ("field", "spw", "antenna", "uvrange", "timerange", "scan", "intent", "observation",
+            "correlation", "autocorr")
     comment = f"akflag mode={cfg.mode}" + "".join(f" {k}={getattr(cfg, k)!r}" for k in keys
                                                   if getattr(cfg, k))
     save = (lambda: flagversions.save(cfg.ms, task="akflag", comment=comment)) if writes else (lambda: None)
@@ -188,7 +195,8 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
     from .. import distributed, progress
 
     if distributed.wanted(getattr(cfg, "workers", 0), getattr(cfg, "scheduler", "")) and \
-            not hasattr(mod, "finish"):         # summary collects in its state: in process
+            not hasattr(mod, "finish") and not getattr(mod, "IN_PROCESS", False):
+        # (summary collects in its state, shadow scans the whole MS once: in process)
         # (gaintable: each worker loads the tables itself, distributed_apply._flag_part)
         from .. import distributed_apply        # workers compute the flags, this process writes
         distributed_apply.flag_units(cfg, sel, writes, counts, limit)
@@ -209,7 +217,8 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
             out["seconds"] = secs
             return out
     if counts["total"] == 0:        # (a silent no-op before: e.g. a field without rows)
-        keys = ("field", "spw", "antenna", "timerange", "scan", "correlation")
+        keys = ("field", "spw", "antenna", "uvrange", "timerange", "scan", "intent", "observation",
+            "correlation", "autocorr")
         log.warning("akflag mode=%s: the selection (%s) has no data in %s; nothing was flagged", cfg.mode,
                     ", ".join(f"{k}={getattr(cfg, k)!r}" for k in keys if getattr(cfg, k)) or "all", cfg.ms)
     frac = lambda n: 100.0 * n / max(counts["total"], 1)   # noqa: E731
@@ -261,6 +270,10 @@ def _flag_unit(t, cfg, sel, mod, state, ddid, unit, limit, counts, write, pre=No
             if nosol is not None:      # no valid solution: flagged, as applymode='calflag'
                 counts["no_solution"] = counts.get("no_solution", 0) + int((nosol & ~sub).sum())
                 mflag = sub | nosol
+        inside = None
+        if sel.rowsel is not None and sel.rowsel.chan_uv:   # uvrange in wavelengths: per channel
+            from .select import uv_inside
+            inside = uv_inside(sel, getcol_rows(t, "UVW", rows), spw.freqs[chans])[:, :, None]
         piece = Piece(data, model, mflag, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
                       unit.field_id[idx], unit.scan, ddid, spw.spw_id, chans, spw.freqs[chans],
                       [spw.corr_types[c] for c in corrs], float(unit.time.min()),
@@ -269,9 +282,15 @@ def _flag_unit(t, cfg, sel, mod, state, ddid, unit, limit, counts, write, pre=No
         if new is None:              # summary: nothing to write
             continue
         new = np.asarray(new, bool) | (mflag & ~sub)
-        counts["total"] += sub.size
-        counts["flagged_before"] += int(sub.sum())
-        counts["flagged_after"] += int(new.sum())
+        if inside is not None:             # samples outside the uv range are not selected: unchanged
+            new = np.where(inside, new, sub)
+            counts["total"] += int(inside.sum()) * sub.shape[2]
+            counts["flagged_before"] += int((sub & inside).sum())
+            counts["flagged_after"] += int((new & inside).sum())
+        else:
+            counts["total"] += sub.size
+            counts["flagged_before"] += int(sub.sum())
+            counts["flagged_after"] += int(new.sum())
         counts["newly_flagged"] += int((new & ~sub).sum())
         counts["unflagged"] += int((sub & ~new).sum())
         if write is not None and not np.array_equal(new, sub):

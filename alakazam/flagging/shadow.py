@@ -1,0 +1,58 @@
+"""mode='shadow' (flagdata's): flag every sample of an antenna while another antenna shadows it.
+
+At each TIME, a cross-correlation row (ANTENNA1 ``i``, ANTENNA2 ``j``) whose projected baseline length
+in the uv plane, ``sqrt(u^2 + v^2)`` from the UVW column, is below ``(D_i + D_j) / 2 - tolerance``
+(DISH_DIAMETER of the ANTENNA table, metres; flagdata's sign: a positive tolerance allows that much
+overlap in projection, a negative one forces the antennas further apart -- measured with CASA 6.7)
+means one antenna is shadowed: ANTENNA2 when ``w > 0``,
+else ANTENNA1 (measured with CASA 6.7 flagdata: it reads the UVW column and flags the antenna that
+convention names; tests/test_flag_parity.py).  Every row with a shadowed antenna at that TIME is
+flagged (all its channels and correlations, auto-correlation included), in the selected data.
+Shadowing is found from every row of the MS (not only the selected ones): an antenna outside the
+selection still shadows.  Antennas not in the MS (flagdata's ``addantenna``) are not supported.
+"""
+
+import numpy as np
+
+#: the whole MS is scanned once for shadowing (start): never split over dask workers
+IN_PROCESS = True
+#: rows of ANTENNA1 / ANTENNA2 / TIME / UVW read at a time while looking for shadowing
+BLOCK_ROWS = 1 << 20
+
+
+def shadowed(a1, a2, uvw, time, dish, tolerance):
+    """(times, antennas) of the shadow events of these rows (pure numpy; see the module doc)."""
+    a1, a2 = np.asarray(a1, np.int64), np.asarray(a2, np.int64)
+    uvw = np.asarray(uvw, float)
+    near = (a1 != a2) & (np.hypot(uvw[:, 0], uvw[:, 1]) < 0.5 * (dish[a1] + dish[a2]) - tolerance)
+    ant = np.where(uvw[near, 2] > 0, a2[near], a1[near])
+    return np.asarray(time, float)[near], ant
+
+
+def start(cfg, sel):
+    from ..core.ms_io import main_table
+
+    with main_table(sel.meta.path + "::ANTENNA") as t:
+        dish = np.asarray(t.getcol("DISH_DIAMETER"), float)
+    ts, ants = [], []
+    with main_table(sel.meta.path) as t:
+        n = t.nrows()
+        for r0 in range(0, n, BLOCK_ROWS):
+            nr = min(BLOCK_ROWS, n - r0)
+            tt, a = shadowed(t.getcol("ANTENNA1", r0, nr), t.getcol("ANTENNA2", r0, nr),
+                             t.getcol("UVW", r0, nr), t.getcol("TIME", r0, nr), dish, cfg.tolerance)
+            ts.append(tt)
+            ants.append(a)
+    t_all = np.concatenate(ts) if ts else np.zeros(0)
+    a_all = np.concatenate(ants) if ants else np.zeros(0, np.int64)
+    return {"events": set(zip(t_all.tolist(), a_all.tolist()))}
+
+
+def flag_piece(piece, cfg, state):
+    ev = state["events"]
+    if not ev:
+        return piece.flag
+    bad = np.fromiter(((t, a) in ev or (t, b) in ev for t, a, b in
+                       zip(piece.time.tolist(), piece.ant1.tolist(), piece.ant2.tolist())), bool,
+                      count=len(piece.time))
+    return piece.flag | bad[:, None, None]
