@@ -75,6 +75,12 @@ class FlagConfig:
     scheduler: str = ""                 # a dask scheduler address; wins over workers
 
 
+def unsupported_mode_message(mode) -> str:
+    """The error for one of flagdata's modes akflag does not have (:data:`UNSUPPORTED_MODES`)."""
+    return (f"{mode!r} (flagdata's) is not supported by akflag; for RFI use mode='aoflagger' (AOFlagger "
+            "strategies) or mode='mad' (robust outliers); modes: " + ", ".join(MODES))
+
+
 def _str(d, key, where, names, errs):
     v = d.get(key, "")
     if v is None:
@@ -95,9 +101,7 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
     _check_keys(d, "flag", where, names, errs)
     d = dict(d)
     if isinstance(d.get("mode"), str) and d["mode"].strip().lower() in UNSUPPORTED_MODES:
-        errs.add(_name("mode", where, names), f"{d['mode']!r} (flagdata's) is not supported by akflag; for "
-                 "RFI use mode='aoflagger' (AOFlagger strategies) or mode='mad' (robust outliers); modes: "
-                 + ", ".join(MODES))
+        errs.add(_name("mode", where, names), unsupported_mode_message(d["mode"]))
         d.pop("mode")
     if isinstance(d.get("datacolumn"), str):
         d["datacolumn"] = d["datacolumn"].lower()       # (flagdata accepts DATA, CORRECTED, ...)

@@ -270,10 +270,6 @@ def _flag_unit(t, cfg, sel, mod, state, ddid, unit, limit, counts, write, pre=No
             if nosol is not None:      # no valid solution: flagged, as applymode='calflag'
                 counts["no_solution"] = counts.get("no_solution", 0) + int((nosol & ~sub).sum())
                 mflag = sub | nosol
-        inside = None
-        if sel.rowsel is not None and sel.rowsel.chan_uv:   # uvrange in wavelengths: per channel
-            from .select import uv_inside
-            inside = uv_inside(sel, getcol_rows(t, "UVW", rows), spw.freqs[chans])[:, :, None]
         piece = Piece(data, model, mflag, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
                       unit.field_id[idx], unit.scan, ddid, spw.spw_id, chans, spw.freqs[chans],
                       [spw.corr_types[c] for c in corrs], float(unit.time.min()),
@@ -282,15 +278,9 @@ def _flag_unit(t, cfg, sel, mod, state, ddid, unit, limit, counts, write, pre=No
         if new is None:              # summary: nothing to write
             continue
         new = np.asarray(new, bool) | (mflag & ~sub)
-        if inside is not None:             # samples outside the uv range are not selected: unchanged
-            new = np.where(inside, new, sub)
-            counts["total"] += int(inside.sum()) * sub.shape[2]
-            counts["flagged_before"] += int((sub & inside).sum())
-            counts["flagged_after"] += int((new & inside).sum())
-        else:
-            counts["total"] += sub.size
-            counts["flagged_before"] += int(sub.sum())
-            counts["flagged_after"] += int(new.sum())
+        counts["total"] += sub.size
+        counts["flagged_before"] += int(sub.sum())
+        counts["flagged_after"] += int(new.sum())
         counts["newly_flagged"] += int((new & ~sub).sum())
         counts["unflagged"] += int((sub & ~new).sum())
         if write is not None and not np.array_equal(new, sub):

@@ -8,10 +8,11 @@ none of the selected correlations is skipped (an error only when no DATA_DESC_ID
 and timerange are parsed by :mod:`alakazam.core.msselect`, the parsers akcal/akapply use, so one CASA
 string selects the same rows in every task; akflag adds one check of its own: an antenna expression
 that selects no baseline of the ANTENNA table is an error (nothing to flag).  uvrange, intent and
-observation are :mod:`alakazam.core.rowselect`'s (as akcal/akapply): a uvrange in metres selects whole
-rows, one in wavelengths selects per channel (|uv| nu / c): a row is processed when one of its channels
-is inside, and only the channels inside are changed (:func:`uv_inside`).  ``autocorr=True`` keeps only
-the auto-correlation rows (ANTENNA1 == ANTENNA2), with every other selection (flagdata's).
+observation are :mod:`alakazam.core.rowselect`'s (the parsers and row masks of akcal/akapply).  A
+uvrange selects whole rows, as CASA 6.7 flagdata does (measured, tests/test_flag_parity.py): a range in
+wavelengths converts |uv| with the SPW's REF_FREQUENCY (|uv| * REF_FREQUENCY / c), not per channel --
+unlike akcal, whose solves drop the channels outside the range.  ``autocorr=True`` (mode='manual')
+keeps only the auto-correlation rows (ANTENNA1 == ANTENNA2), with every other selection.
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def resolve(cfg, keys_errors=None) -> Selection:
 
     text = {k: getattr(cfg, k) for k in ("uvrange", "intent", "observation") if getattr(cfg, k).strip()}
     parsed = [attempt(k, rowselect.build, meta, {k: v}) for k, v in text.items()]   # each error said
-    rowsel = rowselect.build(meta, text, per_channel=True) if text and all(parsed) else None
+    rowsel = rowselect.build(meta, text, per_channel=False) if text and all(parsed) else None
+    if rowsel is not None:         # flagdata converts wavelengths at the SPW's REF_FREQUENCY, per row
+        rowsel.freqs = {d: np.asarray([s.ref_freq], float) for d, s in meta.spws.items()}
     t_first = min((s.t_start for s in meta.scans), default=0.0)
     ranges = None if not cfg.timerange.strip() else attempt("timerange", msselect.parse_timerange,
                                                             cfg.timerange, t_first)
@@ -103,13 +106,6 @@ def resolve(cfg, keys_errors=None) -> Selection:
     # says so)
     autocorr = bool(cfg.autocorr) and cfg.mode == "manual"
     return Selection(meta, field_ids, scans, ddids, antenna, ranges or None, rowsel, autocorr)
-
-
-def uv_inside(sel, uvw, freqs):
-    """(row, chan) True where the samples are inside a uvrange in wavelengths (None: whole rows)."""
-    if sel.rowsel is None or not sel.rowsel.chan_uv:
-        return None
-    return sel.rowsel.chan_mask(uvw, freqs)
 
 
 def _parse_antenna(text, names):

@@ -9,7 +9,10 @@ else ANTENNA1 (measured with CASA 6.7 flagdata: it reads the UVW column and flag
 convention names; tests/test_flag_parity.py).  Every row with a shadowed antenna at that TIME is
 flagged (all its channels and correlations, auto-correlation included), in the selected data.
 Shadowing is found from every row of the MS (not only the selected ones): an antenna outside the
-selection still shadows.  Antennas not in the MS (flagdata's ``addantenna``) are not supported.
+selection still shadows.  This is where akflag differs from CASA 6.7 flagdata, which (measured) derives
+the shadowing from the selected rows only: with an antenna selection its flags differ (without a row
+selection they are the same, sample by sample).  Antennas not in the MS (flagdata's ``addantenna``)
+are not supported.
 """
 
 import numpy as np
