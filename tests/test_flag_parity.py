@@ -229,6 +229,31 @@ def test_unsupported_flagdata_modes_say_what_to_use(ms, mode):
     assert not os.path.exists(ms + ".flagversions")
 
 
+def test_unsupported_mode_in_yaml_block_and_cli(ms, capsys):
+    from alakazam.cli import main
+    from alakazam.flagging.config import flag_config_from_dict
+
+    with pytest.raises(ParameterError) as e:
+        flag_config_from_dict(dict(ms=ms, mode="rflag", antenna="C77"))
+    assert set(e.value.errors) == {"flag[0].mode", "flag[0].antenna"}
+    assert "'rflag'" in str(e.value) and "aoflagger" in str(e.value)
+    with pytest.raises(SystemExit):
+        main(["flag", "--vis", ms, "--mode", "tfcrop"])
+    err = capsys.readouterr().err
+    assert "'tfcrop' (flagdata's) is not supported" in err and "mode='aoflagger'" in err
+    assert not os.path.exists(ms + ".flagversions")
+
+
+def test_cli_new_options(ms):
+    from alakazam.cli import main
+
+    a1, a2 = cols(ms, "ANTENNA1", "ANTENNA2")
+    assert main(["flag", "--vis", ms, "--mode", "manual", "--autocorr", "true", "--flagbackup", "false",
+                 "--quiet"]) in (0, None)
+    f, = cols(ms, "FLAG")
+    np.testing.assert_array_equal(f, rows(a1 == a2, f.shape))
+
+
 def expected_shadow(ms, tolerance):
     a1, a2, uvw, tm = cols(ms, "ANTENNA1", "ANTENNA2", "UVW", "TIME")
     near = (a1 != a2) & (np.hypot(uvw[:, 0], uvw[:, 1]) < DISH - tolerance)
