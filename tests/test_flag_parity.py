@@ -272,6 +272,12 @@ def test_shadow_rule(ms, tolerance):
     assert f[(a1 == 3) & (a2 == 3) & (scan == 3)].all()
 
 
+def test_shadow_with_workers_runs_in_process(ms):
+    """The whole-MS shadow geometry is computed once, in this process, even with workers > 0."""
+    f = ak(ms, mode="shadow", workers=2)
+    np.testing.assert_array_equal(f, rows(expected_shadow(ms, 0.0), f.shape))
+
+
 def test_shadow_with_antenna_selection_sees_every_antenna(ms):
     """C00 is shadowed by C02 (baseline C00-C02, w < 0); selecting C01 flags C00-C01 at those times.
     (CASA 6.7 differs here: with antenna='C01' its shadow geometry comes from the selected rows only
@@ -333,6 +339,19 @@ def test_elevation_limits_checked(ms):
     with pytest.raises(ParameterError) as e:
         akflag(vis=ms, mode="elevation", lowerlimit=-95.0)
     assert set(e.value.errors) == {"lowerlimit"}
+
+
+def test_elevation_without_antenna_positions_refused_before_anything(ms):
+    from alakazam.caltasks import akflag
+    from alakazam.errors import AlakazamError
+
+    with table(ms + "::ANTENNA", readonly=False, ack=False) as t:
+        pos = t.getcol("POSITION")
+        pos[2] = 0.0
+        t.putcol("POSITION", pos)
+    with pytest.raises(AlakazamError, match="C02.*no ITRF position"):
+        akflag(vis=ms, mode="elevation", lowerlimit=30.0)
+    assert not os.path.exists(ms + ".flagversions") and not cols(ms, "FLAG")[0].any()
 
 
 def test_flagbackup_false_still_saves_a_version(ms, caplog):

@@ -14,6 +14,15 @@ import numpy as np
 
 
 def start(cfg, sel):
+    """Checks every antenna with data has an ITRF position (before anything is saved or written)."""
+    from ..errors import AlakazamError
+
+    pos = np.asarray(sel.meta.ant_positions, float)
+    bad = [sel.meta.ant_names[a] for a in sel.meta.active_ants
+           if not (np.all(np.isfinite(pos[a])) and np.linalg.norm(pos[a]) > 1e6)]
+    if bad:
+        raise AlakazamError(f"mode='elevation': antenna(s) {', '.join(bad)} of {sel.meta.path} have no ITRF "
+                            "position in the ANTENNA table (POSITION near 0); elevations cannot be computed")
     return {"meta": sel.meta, "cache": {}}
 
 

@@ -48,14 +48,21 @@ def start(cfg, sel):
             ants.append(a)
     t_all = np.concatenate(ts) if ts else np.zeros(0)
     a_all = np.concatenate(ants) if ants else np.zeros(0, np.int64)
-    return {"events": set(zip(t_all.tolist(), a_all.tolist()))}
+    times = np.unique(t_all)
+    # shadow events as sorted codes (index of the TIME among the event times) * n_ant + antenna
+    codes = np.unique(np.searchsorted(times, t_all) * len(dish) + a_all)
+    return {"times": times, "codes": codes, "n_ant": len(dish)}
+
+
+def _is_shadowed(state, time, ant):
+    times, codes = state["times"], state["codes"]
+    k = np.clip(np.searchsorted(times, time), 0, max(len(times) - 1, 0))
+    hit = times[k] == time if len(times) else np.zeros(len(time), bool)
+    return hit & np.isin(k * state["n_ant"] + np.asarray(ant, np.int64), codes)
 
 
 def flag_piece(piece, cfg, state):
-    ev = state["events"]
-    if not ev:
+    if not len(state["codes"]):
         return piece.flag
-    bad = np.fromiter(((t, a) in ev or (t, b) in ev for t, a, b in
-                       zip(piece.time.tolist(), piece.ant1.tolist(), piece.ant2.tolist())), bool,
-                      count=len(piece.time))
+    bad = _is_shadowed(state, piece.time, piece.ant1) | _is_shadowed(state, piece.time, piece.ant2)
     return piece.flag | bad[:, None, None]
