@@ -372,6 +372,9 @@ def test_flagbackup_false_still_saves_a_version(ms, caplog):
 # --------------------------------------------------------------------------------------------------
 JOBS = [dict(mode="quack", quackinterval=qi, quackmode=m) for qi in (60.0, 90.0, 120.0)
         for m in ("beg", "endb", "end", "tail")] + [
+    dict(mode="quack", quackinterval=120.0, quackmode="beg", antenna="C01&C02", intent="*BANDPASS*"),
+    dict(mode="quack", quackinterval=60.0, quackmode="endb", observation="1", spw="0:1~2"),
+    dict(mode="clip", clipminmax=[0.0, 1.0], uvrange=">2000m"),
     dict(mode="manual", autocorr=True),
     dict(mode="manual", autocorr=True, antenna="C01&&*", spw="0:2~3"),
     dict(mode="manual", uvrange="<1000m"),
