@@ -375,6 +375,8 @@ JOBS = [dict(mode="quack", quackinterval=qi, quackmode=m) for qi in (60.0, 90.0,
     dict(mode="quack", quackinterval=120.0, quackmode="beg", antenna="C01&C02", intent="*BANDPASS*"),
     dict(mode="quack", quackinterval=60.0, quackmode="endb", observation="1", spw="0:1~2"),
     dict(mode="clip", clipminmax=[0.0, 1.0], uvrange=">2000m"),
+    # (the scan start is the first SELECTED integration: 07:48:24.8 in scan 1, as CASA)
+    dict(mode="quack", quackinterval=60.0, quackmode="beg", timerange="07:48:00~08:00:00"),
     dict(mode="manual", autocorr=True),
     dict(mode="manual", autocorr=True, antenna="C01&&*", spw="0:2~3"),
     dict(mode="manual", uvrange="<1000m"),
