@@ -437,3 +437,45 @@ def test_matches_casa_flagdata(ms, casa_flags, i):
     want = casa_flags[i]
     assert want.any()
     np.testing.assert_array_equal(f, want)
+
+
+@pytest.fixture(scope="module")
+def gap_ms(base_ms, tmp_path_factory):
+    """The MS without the first 3 integrations of C00-C01 in scan 1, and C00-C02 flagged there."""
+    out = str(tmp_path_factory.mktemp("gap") / "gap.ms")
+    with table(base_ms, ack=False) as t:
+        tm, s, a1, a2 = (t.getcol(c) for c in ("TIME", "SCAN_NUMBER", "ANTENNA1", "ANTENNA2"))
+        early = (s == 1) & (tm < tm[s == 1].min() + 150)
+        q = t.selectrows(np.flatnonzero(~(early & (a1 == 0) & (a2 == 1))))
+        q.copy(out, deep=True)
+        q.close()
+    with table(out, readonly=False, ack=False) as t:
+        tm, s, a1, a2, f = (t.getcol(c) for c in ("TIME", "SCAN_NUMBER", "ANTENNA1", "ANTENNA2", "FLAG"))
+        f[(s == 1) & (tm < tm[s == 1].min() + 150) & (a1 == 0) & (a2 == 2)] = True
+        t.putcol("FLAG", f)
+        t.putcol("FLAG_ROW", f.all(axis=(1, 2)))
+    return out
+
+
+@pytest.mark.parametrize("quackmode", ["beg", "endb"])
+def test_quack_scan_edges_are_per_scan_not_per_baseline(gap_ms, tmp_path, quackmode):
+    """A baseline that starts late in a scan is quacked from the SCAN's first integration, and earlier
+    flags do not move it (CASA 6.7 flagdata, measured on this MS: C00-C01 gets nothing flagged in scan
+    1 with quackmode='beg'; the same with its quackincrement=True, which akflag does not have)."""
+    ms = str(tmp_path / "g.ms")
+    shutil.copytree(gap_ms, ms)
+    tm, scan, f0 = cols(ms, "TIME", "SCAN_NUMBER", "FLAG")
+    f = ak(ms, mode="quack", quackinterval=60.0, quackmode=quackmode)
+    t0 = {s: tm[scan == s].min() for s in np.unique(scan)}
+    t1 = {s: tm[scan == s].max() for s in np.unique(scan)}
+    edge = np.array([(t - t0[s] if quackmode == "beg" else t1[s] - t) <= 60.0 for t, s in zip(tm, scan)])
+    np.testing.assert_array_equal(f, f0 | rows(edge, f.shape))
+    if os.access(CASA_PY, os.X_OK):
+        casa = str(tmp_path / "c.ms")
+        shutil.copytree(gap_ms, casa)
+        code = (f"from casatasks import flagdata\nflagdata(vis={casa!r}, mode='quack', quackinterval=60.0, "
+                f"quackmode={quackmode!r}, flagbackup=False)\n")
+        r = subprocess.run([CASA_PY, "-c", code], cwd=str(tmp_path), capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        np.testing.assert_array_equal(f, cols(casa, "FLAG")[0])
