@@ -9,10 +9,11 @@ else ANTENNA1 (measured with CASA 6.7 flagdata: it reads the UVW column and flag
 convention names; tests/test_flag_parity.py).  Every row with a shadowed antenna at that TIME is
 flagged (all its channels and correlations, auto-correlation included), in the selected data.
 Shadowing is found from every row of the MS (not only the selected ones): an antenna outside the
-selection still shadows.  This is where akflag differs from CASA 6.7 flagdata, which (measured) derives
-the shadowing from the selected rows only: with an antenna selection its flags differ (without a row
-selection they are the same, sample by sample).  Antennas not in the MS (flagdata's ``addantenna``)
-are not supported.
+selection still shadows -- as in CASA 6.7 flagdata, which computes the baselines it did not select
+from the antenna geometry (measured: equal flags with and without an antenna selection, on an MS whose
+UVW has CASA's sign; CASA's own geometry is X1 - X2, the sign fixvis writes: on an MS with the other
+sign, e.g. alakazam's simulator's, CASA's unselected baselines shadow the other antenna and the two
+differ when rows are selected).  Antennas not in the MS (flagdata's ``addantenna``) are not supported.
 """
 
 import numpy as np
