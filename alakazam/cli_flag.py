@@ -25,6 +25,17 @@ def _bool(v):
     raise argparse.ArgumentTypeError(f"expected true or false, got {v!r}")
 
 
+def _flag_mode(v):
+    """--mode of ``alakazam flag``: flagdata's modes akflag lacks get the task's message (what to use)."""
+    from .flagging.config import MODES, UNSUPPORTED_MODES, unsupported_mode_message
+
+    if str(v).strip().lower() in UNSUPPORTED_MODES:
+        raise argparse.ArgumentTypeError(unsupported_mode_message(v))
+    if v not in MODES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {v!r} (choose from {', '.join(MODES)})")
+    return v
+
+
 def _add_task_options(parser, task_name):
     from alakazam.caltasks import TASKS
 
@@ -40,6 +51,8 @@ def _add_task_options(parser, task_name):
             kw.update(type=float, nargs="*")
         elif p.type in ("stringVec", "pathVec"):
             kw["nargs"] = "*"                  # --gaintable a.h5 b.h5 --gainjones K0 G0
+        elif task_name == "akflag" and p.name == "mode":
+            kw.update(type=_flag_mode, metavar="{" + ",".join(p.allowed) + "}")
         elif p.allowed:
             kw["choices"] = p.allowed
             if p.ignorecase:                   # (the XML's ignorecase: --datacolumn DATA as the task)

@@ -20,4 +20,19 @@ def _body(cfg):
     return run_flag(cfg)
 
 
-akflag = Task("akflag", _body, prepare=build_config)
+class _Akflag(Task):
+    def validate(self, params, exists=None):
+        """The XML checks; flagdata's modes akflag lacks (tfcrop, rflag, ...) say what to use instead."""
+        from alakazam.flagging.config import UNSUPPORTED_MODES, unsupported_mode_message
+
+        try:
+            return super().validate(params, exists)
+        except ParameterError as e:
+            m = params.get("mode")
+            if "mode" in e.errors and isinstance(m, str) and m.strip().lower() in UNSUPPORTED_MODES:
+                errors = dict(e.errors, mode=[unsupported_mode_message(m)])
+                raise ParameterError(errors, task=self.name) from None
+            raise
+
+
+akflag = _Akflag("akflag", _body, prepare=build_config)

@@ -7,8 +7,10 @@ what was expected.  Conventions (pinned by tests/test_msselect.py):
 antenna (:func:`parse_antenna` -> :class:`AntennaSelection`)
     ``;``-separated items, each optionally negated with a leading ``!``:
 
-    - ``A`` (a ``,`` list): every baseline with at least one antenna of the list, autocorrelations
-      included (CASA: ``ANT`` = ``ANT&&*``);
+    - ``A`` (a ``,`` list): every cross-correlation baseline with at least one antenna of the list,
+      autocorrelations excluded (``ANT`` = ``ANT&*``; measured with CASA 6.7 flagdata, which selects no
+      auto-correlation for ``antenna='ea01'``, and for ``'!ea05'`` keeps every auto-correlation,
+      ea05's included: tests/test_flag_parity.py);
     - ``A&B``: baselines between an antenna of A and one of B, cross-correlations only;
       ``A&&B``: also the autocorrelations of antennas in both; ``A&&&``: autocorrelations only;
       ``A&`` = ``A&A``; ``*`` stands for every antenna (``ea01&&*``);
@@ -233,8 +235,8 @@ class AntennaSelection:
 
     def _item_mask(self, it, a1, a2):
         in1, in2 = np.isin(a1, it.left), np.isin(a2, it.left)
-        if it.mode == "any":
-            return in1 | in2
+        if it.mode == "any":                   # (CASA: cross-correlations only)
+            return (in1 | in2) & (a1 != a2)
         if it.mode == "auto":
             return in1 & (a1 == a2)
         r1, r2 = np.isin(a1, it.right), np.isin(a2, it.right)

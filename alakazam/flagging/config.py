@@ -17,10 +17,13 @@ from ..config import _check_keys, _Errors, _kwargs, _name, _require, _values
 from ..errors import AlakazamError
 
 #: akflag's modes (tasks_xml/akflag.xml; tests/test_schema.py pins the two lists to it)
-MODES = ("manual", "unflag", "clip", "quack", "extend", "aoflagger", "mad", "summary")
+MODES = ("manual", "unflag", "clip", "quack", "shadow", "elevation", "extend", "aoflagger", "mad", "summary")
 #: modes that write FLAG (a flag version is saved first)
-WRITING_MODES = ("manual", "unflag", "clip", "quack", "extend", "aoflagger", "mad")
-_SELECTION_KEYS = ("field", "spw", "antenna", "timerange", "scan", "correlation")
+WRITING_MODES = ("manual", "unflag", "clip", "quack", "shadow", "elevation", "extend", "aoflagger", "mad")
+#: flagdata modes akflag does not have (a ParameterError naming the mode and what to use instead)
+UNSUPPORTED_MODES = ("tfcrop", "rflag", "antint", "list")
+_SELECTION_KEYS = ("field", "spw", "antenna", "uvrange", "timerange", "scan", "intent", "observation",
+                   "correlation")
 
 
 @dataclass
@@ -32,9 +35,13 @@ class FlagConfig:
     field: str = ""
     spw: str = ""
     antenna: str = ""
+    uvrange: str = ""                   # CASA uv-distance selection (m, or per channel in wavelengths)
     timerange: str = ""
     scan: str = ""
+    intent: str = ""
+    observation: str = ""
     correlation: str = ""
+    autocorr: bool = False              # select only the auto-correlations (flagdata's autocorr)
     datacolumn: str = "data"            # data | corrected | residual (DATA - MODEL_DATA) | corrected_residual
     strategy: str = ""                  # aoflagger: '' = from the telescope, a shipped name, or a .lua file
     clipminmax: List[float] = _dcfield(default_factory=list)
@@ -49,6 +56,11 @@ class FlagConfig:
     flagneartime: bool = False
     flagnearfreq: bool = False
     threshold: float = 5.0              # mad: robust sigmas
+    tolerance: float = 0.0              # shadow: metres added to (D1+D2)/2
+    addantenna: str = ""                # shadow: not supported (must be '')
+    lowerlimit: float = 0.0             # elevation: degrees
+    upperlimit: float = 90.0            # elevation: degrees
+    flagbackup: bool = True             # accepted; a flag version is always saved (alakazam's safety rule)
     nproc: int = 1                      # aoflagger: worker processes (the binding holds the GIL)
     action: str = "apply"               # apply | calculate (count only, FLAG untouched)
     memory_limit_gb: float = 0.0
@@ -61,6 +73,12 @@ class FlagConfig:
     parang: bool = False
     workers: int = 0                    # > 0: a dask LocalCluster (alakazam/distributed_apply.py)
     scheduler: str = ""                 # a dask scheduler address; wins over workers
+
+
+def unsupported_mode_message(mode) -> str:
+    """The error for one of flagdata's modes akflag does not have (:data:`UNSUPPORTED_MODES`)."""
+    return (f"{mode!r} (flagdata's) is not supported by akflag; for RFI use mode='aoflagger' (AOFlagger "
+            "strategies) or mode='mad' (robust outliers); modes: " + ", ".join(MODES))
 
 
 def _str(d, key, where, names, errs):
@@ -82,6 +100,9 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
     errs = _Errors()
     _check_keys(d, "flag", where, names, errs)
     d = dict(d)
+    if isinstance(d.get("mode"), str) and d["mode"].strip().lower() in UNSUPPORTED_MODES:
+        errs.add(_name("mode", where, names), unsupported_mode_message(d["mode"]))
+        d.pop("mode")
     if isinstance(d.get("datacolumn"), str):
         d["datacolumn"] = d["datacolumn"].lower()       # (flagdata accepts DATA, CORRECTED, ...)
     v = _values(d, "flag", where, names, errs, parsed=_SELECTION_KEYS)
@@ -95,10 +116,17 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
     elif len(cfg.clipminmax) == 2 and not cfg.clipminmax[0] <= cfg.clipminmax[1]:
         errs.add(_name("clipminmax", where, names), f"{cfg.clipminmax!r}: min must not exceed max")
         cfg.clipminmax = []
-    if cfg.mode == "quack" and cfg.quackmode in ("end", "tail") and not cfg.quackinterval > 0 \
+    if cfg.mode == "quack" and not cfg.quackinterval > 0 \
             and _name("quackinterval", where, names) not in errs.errors:   # (flagdata refuses <= 0)
-        errs.add(_name("quackinterval", where, names), f"{cfg.quackinterval!r} with quackmode="
-                 f"{cfg.quackmode!r} would flag every integration (all but 0 s of each scan); must be > 0")
+        errs.add(_name("quackinterval", where, names), f"{cfg.quackinterval!r} must be > 0 seconds "
+                 "(as flagdata: 'quackinterval' must be greater than zero)")
+    if cfg.mode == "shadow" and str(cfg.addantenna).strip():
+        errs.add(_name("addantenna", where, names), f"{cfg.addantenna!r}: extra antennas are not supported "
+                 "by akflag (only the MS's ANTENNA table is used); must be ''")
+    if cfg.mode == "elevation" and not cfg.lowerlimit < cfg.upperlimit \
+            and _name("upperlimit", where, names) not in errs.errors:
+        errs.add(_name("upperlimit", where, names), f"{cfg.upperlimit!r} must exceed lowerlimit "
+                 f"({cfg.lowerlimit!r}) degrees")
     if not cfg.threshold > 0 and _name("threshold", where, names) not in errs.errors:
         errs.add(_name("threshold", where, names), f"{cfg.threshold!r} must be > 0 (robust sigmas)")
     from ..config import check_cluster

@@ -128,6 +128,12 @@ def _run_flag(cfg: FlagConfig) -> dict:
     sel = resolve(cfg)
     mod = _mode_module(cfg.mode)
     writes = cfg.mode in WRITING_MODES and cfg.action == "apply"
+    if cfg.autocorr and cfg.mode != "manual":
+        log.warning("akflag: autocorr=True is a parameter of mode='manual' only (as flagdata) and is ignored "
+                    "by mode=%r; select auto-correlations with antenna='*&&&'", cfg.mode)
+    if writes and not getattr(cfg, "flagbackup", True):
+        log.warning("akflag: flagbackup=False -- a flag version is saved anyway (alakazam writes FLAG only "
+                    "after a saved version); delete it with akflagmanager(mode='delete') if unwanted")
     from . import preapply
     pre = preapply.load(cfg, sel.meta) if getattr(mod, "NEEDS_DATA", False) else None   # before any write
     if writes:
@@ -151,7 +157,8 @@ def _writing(cfg, sel, mod, pre, t_start):
 def _flag_body(cfg, sel, mod, pre, t_start, writes):
     from ..calibration import flagsafety
 
-    keys = ("field", "spw", "antenna", "timerange", "scan", "correlation")
+    keys = ("field", "spw", "antenna", "uvrange", "timerange", "scan", "intent", "observation",
+            "correlation", "autocorr")
     comment = f"akflag mode={cfg.mode}" + "".join(f" {k}={getattr(cfg, k)!r}" for k in keys
                                                   if getattr(cfg, k))
     save = (lambda: flagversions.save(cfg.ms, task="akflag", comment=comment)) if writes else (lambda: None)
@@ -188,7 +195,8 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
     from .. import distributed, progress
 
     if distributed.wanted(getattr(cfg, "workers", 0), getattr(cfg, "scheduler", "")) and \
-            not hasattr(mod, "finish"):         # summary collects in its state: in process
+            not hasattr(mod, "finish") and not getattr(mod, "IN_PROCESS", False):
+        # (summary collects in its state, shadow scans the whole MS once: in process)
         # (gaintable: each worker loads the tables itself, distributed_apply._flag_part)
         from .. import distributed_apply        # workers compute the flags, this process writes
         distributed_apply.flag_units(cfg, sel, writes, counts, limit)
@@ -209,7 +217,8 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
             out["seconds"] = secs
             return out
     if counts["total"] == 0:        # (a silent no-op before: e.g. a field without rows)
-        keys = ("field", "spw", "antenna", "timerange", "scan", "correlation")
+        keys = ("field", "spw", "antenna", "uvrange", "timerange", "scan", "intent", "observation",
+            "correlation", "autocorr")
         log.warning("akflag mode=%s: the selection (%s) has no data in %s; nothing was flagged", cfg.mode,
                     ", ".join(f"{k}={getattr(cfg, k)!r}" for k in keys if getattr(cfg, k)) or "all", cfg.ms)
     frac = lambda n: 100.0 * n / max(counts["total"], 1)   # noqa: E731

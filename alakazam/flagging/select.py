@@ -7,7 +7,12 @@ and antenna (baselines) and its channel / correlation match spw / correlation.  
 none of the selected correlations is skipped (an error only when no DATA_DESC_ID has any).  antenna
 and timerange are parsed by :mod:`alakazam.core.msselect`, the parsers akcal/akapply use, so one CASA
 string selects the same rows in every task; akflag adds one check of its own: an antenna expression
-that selects no baseline of the ANTENNA table is an error (nothing to flag).
+that selects no baseline of the ANTENNA table is an error (nothing to flag).  uvrange, intent and
+observation are :mod:`alakazam.core.rowselect`'s (the parsers and row masks of akcal/akapply).  A
+uvrange selects whole rows, as CASA 6.7 flagdata does (measured, tests/test_flag_parity.py): a range in
+wavelengths converts |uv| with the SPW's REF_FREQUENCY (|uv| * REF_FREQUENCY / c), not per channel --
+unlike akcal, whose solves drop the channels outside the range.  ``autocorr=True`` (mode='manual')
+keeps only the auto-correlation rows (ANTENNA1 == ANTENNA2), with every other selection.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ class Selection:
     ddids: Dict[int, tuple]                      # ddid -> (chans (n,) int, corrs (m,) int)
     antenna: Optional[msselect.AntennaSelection]  # None = all baselines
     time_ranges: Optional[list]                  # msselect.parse_timerange's [(t0, t1, point)]; None = all
+    rowsel: Optional[object] = None              # rowselect.RowSelection of uvrange/intent/observation
+    autocorr: bool = False                       # only ANTENNA1 == ANTENNA2
 
 
 def resolve(cfg, keys_errors=None) -> Selection:
@@ -61,6 +68,13 @@ def resolve(cfg, keys_errors=None) -> Selection:
     spw = attempt("spw", ms_io.resolve_spw, meta, cfg.spw)
     antenna = None if not cfg.antenna.strip() else attempt("antenna", _parse_antenna, cfg.antenna,
                                                            meta.ant_names)
+    from ..core import rowselect
+
+    text = {k: getattr(cfg, k) for k in ("uvrange", "intent", "observation") if getattr(cfg, k).strip()}
+    parsed = [attempt(k, rowselect.build, meta, {k: v}) for k, v in text.items()]   # each error said
+    rowsel = rowselect.build(meta, text, per_channel=False) if text and all(parsed) else None
+    if rowsel is not None:         # flagdata converts wavelengths at the SPW's REF_FREQUENCY, per row
+        rowsel.freqs = {d: np.asarray([s.ref_freq], float) for d, s in meta.spws.items()}
     t_first = min((s.t_start for s in meta.scans), default=0.0)
     ranges = None if not cfg.timerange.strip() else attempt("timerange", msselect.parse_timerange,
                                                             cfg.timerange, t_first)
@@ -88,7 +102,10 @@ def resolve(cfg, keys_errors=None) -> Selection:
         return None
     if errs:
         raise ParameterError(errs, task="akflag")
-    return Selection(meta, field_ids, scans, ddids, antenna, ranges or None)
+    # autocorr is flagdata's mode='manual' sub-parameter: other modes ignore it (as CASA 6.7; the engine
+    # says so)
+    autocorr = bool(cfg.autocorr) and cfg.mode == "manual"
+    return Selection(meta, field_ids, scans, ddids, antenna, ranges or None, rowsel, autocorr)
 
 
 def _parse_antenna(text, names):
@@ -134,7 +151,7 @@ class Unit:
 
 def units(t, sel: Selection, ddid) -> List[Unit]:
     """The (ddid, scan) units of the selection; ``t`` an open casacore table of the MS."""
-    rows = ms_io.row_numbers(sel.meta.path, ddid, sel.field_ids, sel.scans)
+    rows = ms_io.row_numbers(sel.meta.path, ddid, sel.field_ids, sel.scans, rowsel=sel.rowsel)
     if len(rows) == 0:
         return []
     q = t.selectrows(rows)
@@ -152,6 +169,8 @@ def units(t, sel: Selection, ddid) -> List[Unit]:
         keep &= msselect.time_mask(sel.time_ranges, time, interval)
     if sel.antenna is not None:
         keep &= sel.antenna.mask(a1, a2)
+    if sel.autocorr:
+        keep &= a1 == a2
     out = []
     for s in np.unique(scan[keep]):
         m = keep & (scan == s)

@@ -64,6 +64,19 @@ def parallactic_angle(times, ra, dec, obs_pos_itrf):
     -------
     ndarray (...) float64, radians in (-pi, pi].
     """
+    times = np.asarray(times, np.float64)
+    if times.size == 0:
+        zenith_j2000(times, obs_pos_itrf)           # (the position is checked all the same)
+        return np.zeros(times.shape)
+    ra_z, dec_z = zenith_j2000(times, obs_pos_itrf)
+    return _posangle(float(ra), float(dec), ra_z, dec_z)
+
+
+def zenith_j2000(times, obs_pos_itrf):
+    """(ra_z, dec_z) (rad, shaped as ``times``): the zenith (AZEL frame, geodetic vertical) of an ITRF
+    position in J2000 at MJD-second times, from casacore measures at anchor times and interpolated in
+    between as :func:`parallactic_angle` describes (its frame setup; also used by akflag
+    mode='elevation', alakazam/flagging/elevation.py)."""
     from ..measures_data import measures  # casacore measures, current data
 
     times = np.asarray(times, np.float64)
@@ -71,7 +84,7 @@ def parallactic_angle(times, ra, dec, obs_pos_itrf):
     if pos.shape != (3,) or not np.all(np.isfinite(pos)) or np.linalg.norm(pos) < 1e6:
         raise AlakazamError(f"obs_pos_itrf: expected an ITRF position (3,) in metres, got {obs_pos_itrf!r}")
     if times.size == 0:
-        return np.zeros(times.shape)
+        return np.zeros(times.shape), np.zeros(times.shape)
     if not np.all(np.isfinite(times)):
         raise AlakazamError("times: expected finite MJD seconds, got NaN/Inf")
     me = measures()
@@ -94,8 +107,7 @@ def parallactic_angle(times, ra, dec, obs_pos_itrf):
         frac = (uniq - anchors[k]) / (anchors[k + 1] - anchors[k])
         ra_z = rem[k] + frac * (rem[k + 1] - rem[k]) + _SIDEREAL_RATE * (uniq - anchors[0])
         dec_z = zen[k, 1] + frac * (zen[k + 1, 1] - zen[k, 1])
-    out = _posangle(float(ra), float(dec), ra_z, dec_z)
-    return out[inv].reshape(times.shape)
+    return ra_z[inv].reshape(times.shape), dec_z[inv].reshape(times.shape)
 
 
 def feed_angle(parang, receptor_angle):
