@@ -300,8 +300,10 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
     blocks, errors = yaml_blocks(load(path))
     blocks = [b for b in blocks if b[0] in sections]     # (alakazam flag CONFIG runs only the flag blocks)
     if not blocks and not errors:       # nothing to run is not a success (exit 0 with nothing done)
-        errors = {"config": [f"{path} has no {', '.join(sections)} block; nothing to run (expected e.g. "
-                             "'solve:' with a list of blocks)"]}
+        hint = ("expected 'flag:' with a list of blocks; `alakazam run` runs the solve, fluxscale and "
+                "apply blocks" if tuple(sections) == ("flag",) else
+                "expected e.g. 'solve:' with a list of blocks")
+        errors = {"config": [f"{path} has no {', '.join(sections)} block; nothing to run ({hint})"]}
     for k, (section, where, block) in enumerate(blocks):
         if section in ("solve", "apply", "flag") and isinstance(block, dict):
             block = dict(block)

@@ -122,7 +122,8 @@ def test_cli_flag_yaml_without_flag_blocks_is_an_error(tmp_path, capsys, text):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(text)
     assert main(["flag", str(cfg)]) == 2
-    assert "has no flag blocks; nothing was flagged" in capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())
+    assert "has no flag block; nothing to run (expected 'flag:' with a list of blocks" in err
 
 
 def test_cli_flag_datacolumn_ignores_case_and_help_shows_defaults(capsys):
