@@ -8,8 +8,8 @@ of the same MS (one CASA process for every case: :func:`casa_flags`).
 
 The MS: 4 antennas (simulated), 3 scans of 10 x 60 s, 8 channels, plus one auto-correlation row per
 antenna and time, STATE rows (scans 1-2 CALIBRATE_BANDPASS, scan 3 OBSERVE_TARGET), OBSERVATION 1 for
-scan 2, dishes of 1200 m (so the short baselines shadow), UVW negated to CASA's sign (see
-:func:`parity_ms`) and baseline C01-C03 of scan 3 given a 14 m projected length with w > 0 (CASA then
+scan 2, dishes of 1200 m (so the short baselines shadow), UVW in CASA's sign as the simulator writes
+it (see :func:`parity_ms`) and baseline C01-C03 of scan 3 given a 14 m projected length with w > 0 (CASA then
 shadows ANTENNA2).
 """
 
@@ -49,9 +49,8 @@ def parity_ms(path):
         t.putcol("ANTENNA2", ants, n, len(src))
         t.putcol("UVW", np.zeros((len(src), 3)), n, len(src))
         scan, a1, a2, uvw = (t.getcol(c) for c in ("SCAN_NUMBER", "ANTENNA1", "ANTENNA2", "UVW"))
-        # CASA's UVW sign (X1 - X2: CASA's fixvis recomputes the simulator's UVW with the opposite sign),
-        # so that CASA's shadow geometry of unselected baselines agrees with the UVW column
-        uvw = -uvw
+        # the simulator writes CASA's UVW sign (X1 - X2; CASA's fixvis recomputed the simulator's former
+        # X2 - X1 with the opposite sign), so CASA's shadow geometry of unselected baselines agrees
         uvw[(a1 == 1) & (a2 == 3) & (scan == 3)] = [10.0, 10.0, 5.0]
         t.putcol("UVW", uvw)
         t.putcol("STATE_ID", np.where(scan == 3, 1, 0).astype(np.int32))

@@ -103,9 +103,10 @@ def test_tables(sim_linear, sim_circular):
 
 
 def test_uvw_from_geometry(sim_linear):
-    """UVW = baseline (ANTENNA2 - ANTENNA1) projected on the field direction, checked with the
-    casacore ITRF direction of the source (w > 0 towards the source).  The simulator ignores
-    precession/nutation (a few 0.1 deg for J2000 coordinates), hence the 1 % tolerance."""
+    """UVW = baseline (ANTENNA1 - ANTENNA2: CASA's sign, which CASA's fixvis reproduces,
+    tests/test_flag_parity.py) projected on the field direction, checked with the casacore ITRF
+    direction of the source (w = (X1 - X2) . s).  The simulator ignores precession/nutation (a few
+    0.1 deg for J2000 coordinates), hence the 1 % tolerance."""
     ms, truth = sim_linear
     me, centre, _ = _vla()
     with table(ms + "::ANTENNA", ack=False) as t:
@@ -120,7 +121,7 @@ def test_uvw_from_geometry(sim_linear):
         v = me.measure(me.direction("J2000", f"{ra}rad", f"{dec}rad"), "ITRF")
         lon, lat = v["m0"]["value"], v["m1"]["value"]
         s_hat = np.array([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
-        b = pos[a2[r]] - pos[a1[r]]
+        b = pos[a1[r]] - pos[a2[r]]
         bl = np.linalg.norm(b)
         assert abs(uvw[r, 2] - b @ s_hat) < 0.01 * bl
         # v points to the north celestial pole's projection: v = b . (z - sin(dec) s) / cos(dec)

@@ -477,11 +477,15 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
     thr = float(threshold)
     stride = max(1, n_chan // MAX_STAT_SAMPLES)
     n_corr = data.shape[2]
+    # the kept ratios: one buffer for the largest group, its leading rows for each (a new array per
+    # group is a new mapping of tens of MB, its pages faulted again every group)
+    most = int(np.diff(bounds).max())
+    keep_x = then_mad and most * n_chan * n_corr * 4 <= KEEP_X_BYTES
+    x_all = np.empty((most, n_chan, n_corr), np.float32) if keep_x else _NO_X
     for i in range(len(bounds) - 1):
         lo, hi = int(bounds[i]), int(bounds[i + 1])
         buf = np.empty((n_k, n_chan, hi - lo), np.float32)
-        keep_x = then_mad and (hi - lo) * n_chan * n_corr * 4 <= KEEP_X_BYTES
-        xkeep = np.empty((hi - lo, n_chan, n_corr), np.float32) if keep_x else _NO_X
+        xkeep = x_all[:hi - lo] if keep_x else _NO_X
         threaded(_levels_and_ratios, hi - lo, data, m, out, order, lo, hi, use_corr, use_model, level, buf,
                  stride, xkeep, keep_x)
         sb = seg_bounds[(seg_bounds >= lo) & (seg_bounds <= hi)]

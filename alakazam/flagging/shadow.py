@@ -11,8 +11,8 @@ flagged (all its channels and correlations, auto-correlation included), in the s
 Shadowing is found from every row of the MS (not only the selected ones): an antenna outside the
 selection still shadows -- as in CASA 6.7 flagdata, which computes the baselines it did not select
 from the antenna geometry (measured: equal flags with and without an antenna selection, on an MS whose
-UVW has CASA's sign; CASA's own geometry is X1 - X2, the sign fixvis writes: on an MS with the other
-sign, e.g. alakazam's simulator's, CASA's unselected baselines shadow the other antenna and the two
+UVW has CASA's sign; CASA's own geometry is X1 - X2, the sign fixvis writes and alakazam's simulator
+writes: on an MS with the other sign, CASA's unselected baselines shadow the other antenna and the two
 differ when rows are selected).  Antennas not in the MS (flagdata's ``addantenna``) are not supported.
 """
 

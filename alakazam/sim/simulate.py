@@ -410,7 +410,10 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     bl1, bl2 = np.triu_indices(n_ant, 1)
     n_bl = len(bl1)
     gast = _gast(times, lon, centre)
-    bvec = pos[np.array(active_ids)[bl2]] - pos[np.array(active_ids)[bl1]]     # (n_bl, 3) ITRF
+    # (n_bl, 3) ITRF, ANTENNA1's position minus ANTENNA2's: CASA's UVW sign (measured: CASA's fixvis
+    # recomputed the UVW of X2 - X1 with every component negated, tests/test_flag_parity.py; the sign
+    # matters to flagdata's shadow, which antenna a w > 0 row shadows)
+    bvec = pos[np.array(active_ids)[bl1]] - pos[np.array(active_ids)[bl2]]
     P_all = {}
     chi_rec = receptor_angle
     for fname, *_ in FIELDS:
