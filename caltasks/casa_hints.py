@@ -65,3 +65,17 @@ def unknown_message(task: str, names, key: str) -> str:
     if close:
         return f"not a parameter of {task}; did you mean {' or '.join(close)}?"
     return f"not a parameter of {task} (help({task}) lists them)"
+
+
+#: per (task, parameter): what a value CASA takes there means in alakazam, appended to the value's error
+VALUE_HINTS = {
+    ("akapply", "gainfield"): "CASA's gainfield names the table's field to use; here that is "
+                              "gainfield='pinned' with solutionfield set to the field name(s)",
+    ("akcal", "gainfield"): "CASA's gainfield names the table's field to use; here that is "
+                            "gainfield='pinned' with gainsolutionfield set to the field name(s)",
+}
+
+
+def value_hint(task: str, name: str):
+    """The hint for a refused value of parameter ``name`` of ``task`` (None: no hint)."""
+    return VALUE_HINTS.get((task, name))

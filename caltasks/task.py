@@ -70,13 +70,16 @@ class Task:
     def validate(self, params: dict, exists=None) -> dict:
         """Coerced parameters, or ParameterError listing every bad one (the XML checks only).
         ``exists(path)``: also true for a must-exist path (the YAML runner: written by an earlier block)."""
+        from .casa_hints import value_hint
+
         out, errors = {}, {}
         for p in self.spec.params:
             v, err = check_value(p, params[p.name])
             if err and exists is not None and p.mustexist and isinstance(v, str) and exists(v):
                 v, err = params[p.name], None
             if err:
-                errors.setdefault(p.name, []).append(err)
+                hint = value_hint(self.name, p.name)
+                errors.setdefault(p.name, []).append(f"{err}; {hint}" if hint else err)
             out[p.name] = v
         if errors:
             raise ParameterError(errors, task=self.name)

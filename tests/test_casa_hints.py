@@ -50,3 +50,12 @@ def test_akshell_notes_casa_names_and_typos_only(tmp_path):
     assert "note: gaintype: not a parameter of akcal; CASA gaincal's gaintype is akcal's jones" in text
     assert "note: refnat: not a parameter of akcal; did you mean refant?" in text
     assert "myvis" not in text and "jones:" not in text
+
+
+def test_casa_gainfield_value_gets_the_pinned_hint(sim_linear, tmp_path):
+    ms, _ = sim_linear
+    with pytest.raises(ParameterError) as e:
+        akapply(vis=ms, gaintable=[str(tmp_path / "x.h5")], jones=["G0"], gainfield=["3C147"])
+    assert ("gainfield: unallowed value '3C147' (allowed: nearest_time, nearest_sky, pinned); CASA's "
+            "gainfield names the table's field to use; here that is gainfield='pinned' with solutionfield "
+            "set to the field name(s)") in str(e.value)
