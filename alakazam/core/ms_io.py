@@ -360,23 +360,38 @@ def _no_data_spws(meta: MSMeta, sel, have):
 
 def resolve_antenna(meta: MSMeta, ref):
     """Active index of an antenna given by name (first) or ANTENNA-table index; for a list (the
-    reference antennas in priority order) the list of active indices.  Unknown antennas, antennas
-    without data and repeats raise :class:`ParameterError` naming ref_ant/refant, the value and the
-    antennas with data."""
+    reference antennas in priority order) the list of active indices.  Unknown antennas and repeats
+    raise :class:`ParameterError` naming ref_ant/refant, the value and the antennas with data; so does
+    an antenna without data given alone.  In a list, an antenna without data is left out with a warning
+    when another listed antenna has data (CASA's refant list: the first antenna of the list that is
+    present serves; one that never is, never does)."""
+    import logging
+
     from ..errors import ParameterError
 
     many = isinstance(ref, (list, tuple))
-    out, msgs = [], []
+    out, msgs, no_data = [], [], []
     for r in (ref if many else [ref]):
         try:
             out.append(_resolve_one_antenna(meta, r))
+        except _NoData as exc:
+            no_data.append(str(exc))
         except AlakazamError as exc:
             msgs.append(str(exc))
+    if no_data and (not many or not out or msgs):
+        msgs = no_data + msgs
+    elif no_data:
+        logging.getLogger("alakazam.ms").warning(
+            "refant: %s; the list's other antennas serve", "; ".join(no_data))
     if not msgs and len(set(out)) != len(out):
         msgs.append(f"{list(ref)!r} names an antenna more than once")
     if msgs:
         raise ParameterError({"ref_ant/refant": msgs})
     return out if many else out[0]
+
+
+class _NoData(AlakazamError):
+    """An antenna of the ANTENNA table without rows (resolve_antenna)."""
 
 
 def _resolve_one_antenna(meta: MSMeta, ref) -> int:
@@ -390,8 +405,8 @@ def _resolve_one_antenna(meta: MSMeta, ref) -> int:
         raise AlakazamError(f"{ref!r} is not an antenna of {meta.path}; antennas with data: "
                             f"{', '.join(meta.active_names)}")
     if meta.ant_map[aid] < 0:
-        raise AlakazamError(f"antenna {names[aid]!r} has no data in {meta.path}; antennas "
-                            f"with data: {', '.join(meta.active_names)}")
+        raise _NoData(f"antenna {names[aid]!r} has no data in {meta.path}; antennas "
+                      f"with data: {', '.join(meta.active_names)}")
     return int(meta.ant_map[aid])
 
 
