@@ -362,7 +362,8 @@ def test_nothing_selected_for_the_field_names_every_selection_parameter(small, t
 
 def test_all_flagged_by_minsnr_names_minsnr_not_the_data(small, tmp_path):
     ms, _ = small
-    with pytest.raises(AlakazamError, match="every solution is flagged.*minsnr flagged [0-9]+: SNR below") as e:
+    with pytest.raises(AlakazamError,
+                       match="every solution is flagged.*minsnr flagged [0-9]+: SNR below") as e:
         _g_scan(ms, str(tmp_path / "s.h5"), min_snr=1e12)
     assert "data are all flagged" not in str(e.value)
 
