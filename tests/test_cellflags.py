@@ -154,3 +154,16 @@ def test_stat_blocks_equal_the_unique_pairs_definition():
                                       n_blk - 1))[inv]
     np.testing.assert_array_equal(cellflags.stat_blocks(scan, time), want)
     assert len(np.unique(want)) > 5
+
+
+def test_flag_chunk_of_autocorrelations_only_gets_the_per_row_mad():
+    ch = _chunk(7)
+    auto = np.flatnonzero(ch.ant1 == ch.ant2)
+    for k in ("data", "model", "flag", "scan", "time", "ant1", "ant2"):
+        setattr(ch, k, getattr(ch, k)[auto])
+    ch.weight = ch.weight[auto]
+    ch.n_row = len(auto)
+    got = cellflags.flag_chunk(ch, CORR, 5.0)
+    f0, _ = cellflags.flag_bad_values(ch.data, ch.model, ch.weight, ch.flag)
+    want = rfi.mad_flag(ch.data, ch.model, f0, 5.0)
+    assert np.array_equal(got, want) and (want & ~f0).any()

@@ -457,6 +457,11 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
     sel = np.flatnonzero(cross)
     order = sel[np.argsort(group[sel], kind="stable")].astype(np.int64)
     if len(order) == 0:
+        if then_mad:            # autocorrelations only: their per-row MAD all the same
+            others = np.flatnonzero(~cross).astype(np.int64)
+            if len(others):
+                threaded(rfi._mad_flag_rows, len(others), others, _NO_X, False, data, m, use_model, out,
+                         float(threshold))
         return 0
     g = group[order]
     cuts = np.flatnonzero(g[1:] != g[:-1]) + 1

@@ -649,11 +649,11 @@ def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
             # (core/prefault.py: never a value, only where the time goes)
             from . import prefault
 
-            cols = [data_col] + ([model_col] if model_col else []) + ["FLAG"]
-            bufs = [_alloc_rows(t, c, rows) for c in cols]
+            rcols = [data_col] + ([model_col] if model_col else []) + ["FLAG"]   # (cols: the table's)
+            bufs = [_alloc_rows(t, c, rows) for c in rcols]
             pop = prefault.populate(bufs)
             try:
-                for c, b in zip(cols, bufs):
+                for c, b in zip(rcols, bufs):
                     _fill_rows(t, c, b, runs)
             finally:
                 pop.join()
