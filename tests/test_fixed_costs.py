@@ -78,12 +78,24 @@ def test_run_modules_import_no_heavy_optional_module():
     assert r.stdout.strip() == "[]"
 
 
-def test_delay_fft_after_the_lazy_import():
-    """fringe_fft (K, KC) still finds a delay once scipy.fft is imported where it is used."""
-    from alakazam.solvers.parallel_delay import fringe_fft
+def test_delay_fft_without_scipy_fft():
+    """fringe_fft (K, KC) finds a delay with numpy's FFT: a K solve does not import scipy.fft (0.1 s
+    with scipy.special at the first K of a run; tests/test_solvers.py pins its peak against the 8x
+    padded FFT)."""
+    import os
+    import subprocess
+    import sys
 
-    freq = 1.4e9 + 1e6 * np.arange(64)
-    tau_ns = 37.0
-    y = np.exp(2j * np.pi * tau_ns * 1e-9 * freq)[None, :]
-    tau, amp = fringe_fft(y, freq, np.ones(64, bool))
-    assert abs(tau[0] - tau_ns) < 0.5 and amp[0] > 0
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys\nimport numpy as np\n"
+            "from alakazam.solvers.parallel_delay import fringe_fft\n"
+            "freq = 1.4e9 + 1e6 * np.arange(64)\n"
+            "y = np.exp(2j * np.pi * 37.0e-9 * freq)[None, :]\n"
+            "tau, amp = fringe_fft(y, freq, np.ones(64, bool))\n"
+            "print(round(float(tau[0]), 1), float(amp[0]) > 0, 'scipy.fft' in sys.modules)\n")
+    path = [root] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    tau, positive, imported = r.stdout.split()
+    assert abs(float(tau) - 37.0) < 0.5 and positive == "True" and imported == "False"
