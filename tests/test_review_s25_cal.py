@@ -1,11 +1,13 @@
 """Session-25 review of the calibration / apply side: defects left open by earlier reviews, each pinned by
 the test written before its fix."""
 
+import os
 import shutil
 
 import numpy as np
 import pytest
 
+from alakazam.errors import AlakazamError, ParameterError
 from alakazam.sim import simulate_ms
 
 
@@ -112,3 +114,87 @@ def test_apply_with_a_trailing_own_term_uses_one_calibrator_per_time(small, two_
     # scan 3: K0's and G0's nearest fields differ (before: 1.76 rad); scan 6: they agree (0.22 rad: noise,
     # the unsolved bandpass and the gain drift within a scan)
     assert rms[0] < 1.25 * rms[1] and max(rms) < 0.3, rms
+
+
+# ------------------------------------------------------------------ 2. akapply: table/MS misfits before Begin
+def _errors(exc):
+    """{parameter name without a task/block prefix and index: messages} of a ParameterError."""
+    out = {}
+    for k, v in exc.errors.items():
+        out.setdefault(k.split(".")[-1].split("[")[0], []).extend(v)
+    return out
+
+
+@pytest.fixture(scope="module")
+def misfits(small, tmp_path_factory):
+    """MSs a table solved on ``small`` does not fit: another band (f0 1.5 GHz), circular feeds, other
+    antenna names."""
+    from casacore.tables import table
+
+    d = tmp_path_factory.mktemp("review25_misfit")
+    kw = dict(n_ant=5, n_ant_extra=0, n_chan=(4,), int_s=120.0, scan_len_s=600.0, duration_h=1.0, noise=0.05,
+              seed=3, leakage=False, dead_ant=False)
+    band, feed, ants = str(d / "band.ms"), str(d / "feed.ms"), str(d / "ants.ms")
+    simulate_ms(band, feed="linear", f0=1.5e9, **kw)
+    simulate_ms(feed, feed="circular", **kw)
+    shutil.copytree(small[0], ants)
+    with table(ants + "::ANTENNA", readonly=False, ack=False) as t:
+        t.putcol("NAME", ["X%02d" % i for i in range(t.nrows())])
+    return {"band": (band, "no overlap"), "feed": (feed, "solved with linear feeds"),
+            "ants": (ants, "no antenna of the table")}
+
+
+def _flag_state(ms):
+    from casacore.tables import table
+
+    with table(ms, ack=False) as t:
+        return "CORRECTED_DATA" in t.colnames(), t.getcol("FLAG").copy()
+
+
+@pytest.mark.parametrize("which", ["band", "feed", "ants"])
+def test_akapply_table_misfit_is_refused_with_the_other_parameters(misfits, two_cal, which, caplog):
+    """A table whose band does not cover the data's, whose feeds differ, or with no antenna name in common
+    was refused only after akapply's Begin line (compat.check_tables), alone.  Now before it, under
+    gaintable[i], with the call's other bad parameter (interp), and nothing is written."""
+    import logging
+
+    from alakazam.caltasks import akapply
+
+    ms, text = misfits[which]
+    had_corr, flag0 = _flag_state(ms)
+    with caplog.at_level(logging.INFO), pytest.raises(ParameterError) as e:
+        akapply(vis=ms, gaintable=[two_cal, two_cal], jones=["K0", "G0"], interp=["nearest", "bogus"],
+                applymode="calflag")
+    errs = _errors(e.value)
+    assert "interp" in errs and any(text in m for m in errs.get("gaintable", [])), errs
+    assert "Begin Task" not in caplog.text
+    corr, flag = _flag_state(ms)
+    assert corr is had_corr is False and np.array_equal(flag, flag0)
+    assert not os.path.exists(ms + ".flagversions")
+
+
+@pytest.mark.parametrize("which", ["band", "feed", "ants"])
+def test_yaml_apply_block_table_misfit_is_a_preflight_error(misfits, two_cal, which, tmp_path):
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    ms, text = misfits[which]
+    y = tmp_path / "a.yaml"
+    y.write_text(f"apply:\n  - ms: {ms}\n    tables: [{two_cal}, {two_cal}]\n    jones: [K0, G0]\n"
+                 "    time_interp: [nearest, bogus]\n")
+    with pytest.raises(ParameterError) as e:
+        run_yaml(str(y))
+    errs = e.value.errors
+    assert any(k.startswith("apply[0].tables") and any(text in m for m in v) for k, v in errs.items()), errs
+    assert any("time_interp" in k for k in errs), errs
+    assert _flag_state(ms)[0] is False and not os.path.exists(ms + ".flagversions")
+
+
+def test_engine_still_refuses_a_table_misfit(misfits, two_cal):
+    """run_apply (the engine, without the task's check) refuses as before, before writing."""
+    from alakazam.calibration.apply import run_apply
+    from alakazam.config import apply_config_from_dict
+
+    ms, text = misfits["band"]
+    with pytest.raises(AlakazamError, match=text):
+        run_apply(apply_config_from_dict(dict(ms=ms, tables=[two_cal], jones=["G0"])))
+    assert _flag_state(ms)[0] is False
