@@ -198,3 +198,20 @@ def test_engine_still_refuses_a_table_misfit(misfits, two_cal):
     with pytest.raises(AlakazamError, match=text):
         run_apply(apply_config_from_dict(dict(ms=ms, tables=[two_cal], jones=["G0"])))
     assert _flag_state(ms)[0] is False
+
+
+# ------------------------------------------------------------------ 3. combine='spw' with a bad solint
+@pytest.mark.parametrize("jones, freqint, said", [(["K"], "full", "delay is fitted"),
+                                                   (["G"], "1MHz", "needs freqint 'full'")])
+def test_combine_spw_error_is_reported_with_a_bad_solint(small, tmp_path, jones, freqint, said):
+    """A bad solint and an invalid combine='spw' (a delay, or a G per frequency bin) in one call: only the
+    solint error was reported (the step was skipped before its combine check)."""
+    from alakazam.caltasks import akcal
+
+    out = str(tmp_path / "c.h5")
+    with pytest.raises(ParameterError) as e:
+        akcal(vis=small[0], caltable=out, field="3C286", jones=jones, solint="bogus", freqint=freqint,
+              combine="spw", refant="C00")
+    errs = _errors(e.value)
+    assert "solint" in errs and any(said in m for m in errs.get("combine", [])), errs
+    assert not os.path.exists(out)
