@@ -215,3 +215,47 @@ def test_combine_spw_error_is_reported_with_a_bad_solint(small, tmp_path, jones,
     errs = _errors(e.value)
     assert "solint" in errs and any(said in m for m in errs.get("combine", [])), errs
     assert not os.path.exists(out)
+
+
+# ------------------------------------------------------------------ 4. a refant list naming an antenna twice
+@pytest.fixture(scope="module")
+def with_idle(tmp_path_factory):
+    """4 antennas with data and C01 without any row (ANTENNA id 1)."""
+    ms = str(tmp_path_factory.mktemp("review25_idle") / "i.ms")
+    simulate_ms(ms, n_ant=4, n_ant_extra=1, n_chan=(4,), int_s=120.0, scan_len_s=600.0, duration_h=0.5,
+                noise=0.05, seed=1, leakage=False, dead_ant=False)
+    return ms
+
+
+@pytest.mark.parametrize("refant, twice", [(["C00", "C01", "C01"], "C01"),     # C01: no data
+                                           (["C00", "C02", "C02"], "C02"),     # C02: data
+                                           (["C02", "0", "C00"], "C00")])      # the same by index and name
+def test_refant_list_naming_an_antenna_twice_is_a_parameter_error(with_idle, tmp_path, caplog, refant, twice):
+    """refant=['C00', 'C01', 'C01'] with C01 without data warned 'skipped, no data' twice and was not
+    reported as a repeat (a repeat of an antenna with data was).  Now every repeat is a ParameterError
+    naming the antenna, and nothing is logged as skipped for a call that is refused."""
+    import logging
+
+    from alakazam.caltasks import akcal
+
+    out = str(tmp_path / "c.h5")
+    with caplog.at_level(logging.WARNING), pytest.raises(ParameterError) as e:
+        akcal(vis=with_idle, caltable=out, field="3C286", jones=["G"], solint="scan", refant=refant)
+    msgs = _errors(e.value).get("refant", [])
+    assert any("more than once" in m and repr(twice) in m for m in msgs), e.value.errors
+    assert "has no data" not in caplog.text
+    assert not os.path.exists(out)
+
+
+def test_refant_list_with_an_antenna_without_data_still_solves(with_idle, tmp_path, caplog):
+    """Once in the list, an antenna without data is left out with one warning (it was said twice: by the
+    parameter check and by the run)."""
+    import logging
+
+    from alakazam.caltasks import akcal
+
+    out = str(tmp_path / "c.h5")
+    with caplog.at_level(logging.WARNING):
+        akcal(vis=with_idle, caltable=out, field="3C286", jones=["G"], solint="scan", refant=["C01", "C02"])
+    assert os.path.exists(out)
+    assert caplog.text.count("antenna 'C01' has no data") == 1
