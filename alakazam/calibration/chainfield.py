@@ -12,14 +12,14 @@ field for both.
 
 Convention: the *last* term of the chain whose field selection is nearest_time / nearest_sky and that
 does not use the target's own solutions chooses the field for each target time (the most time-variable
-term, solved last with the earlier ones of its own field pre-applied); a later term with the target's own
-solutions (e.g. G solved on the target itself, with K and G of two calibrators pre-applied) keeps them and
-does not decide for the others (it was solved with their one-field product pre-applied); every earlier such
-term that has solutions on that field uses that field for those
-times (as if pinned to it); a term without solutions on it keeps its own choice (e.g. K and a bandpass
-solved on the bandpass calibrator only: that is what the later G of the other field was solved with).
-Pinned terms and a target's own solutions are unchanged.  When every term already agrees, nothing
-changes (the chain is evaluated as before).
+term, solved last with the earlier ones of its own field pre-applied); a later term with the target's
+own solutions (e.g. G solved on the target itself with K and G of two calibrators pre-applied) keeps
+them and does not decide for the others (it was solved with their one-field product pre-applied); every
+earlier such term that has solutions on that field uses that field for those times (as if pinned to
+it); a term without solutions on it keeps its own choice (e.g. K and a bandpass solved on the bandpass
+calibrator only: that is what the later G of the other field was solved with).  Pinned terms and a
+target's own solutions are unchanged.  When every term already agrees, nothing changes (the chain is
+evaluated as before).  A solve's pre-apply follows the same rule (:mod:`.preapply_cache`).
 """
 
 from __future__ import annotations
