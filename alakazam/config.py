@@ -464,15 +464,18 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
             errs.add(f"{_name('amp_only', where, names)}[{i}]", f"{ao[i]!r} must be true or false")
         elif ao[i] and po[i] is True:
             errs.add(f"{_name('amp_only', where, names)}[{i}]", "amp_only and phase_only exclude each other")
-        if t is None or fw is None or i >= len(keys):
+        if i >= len(keys):
             continue
-        steps.append(SolveStep(jones_type=keys[i].rstrip("0123456789"), key=keys[i], field=fields_[i],
-                               time_interval=t, freq_interval_hz=fw[0], freq_interval_text=fw[1],
-                               phase_only=po[i] is True, preapply_time_interp=step["preapply_time_interp"][i],
-                               amp_only=ao[i] is True, combine=cb[i]))
-        # combine 'spw' needs a frequency-independent term (core/combine.py)
-        errs.run(f"{_name('combine', where, names)}[{i}]", check_step, steps[-1],
+        st = SolveStep(jones_type=keys[i].rstrip("0123456789"), key=keys[i], field=fields_[i],
+                       time_interval=t, freq_interval_hz=fw[0] if fw else None,
+                       freq_interval_text=fw[1] if fw else "full",
+                       phase_only=po[i] is True, preapply_time_interp=step["preapply_time_interp"][i],
+                       amp_only=ao[i] is True, combine=cb[i])
+        # combine 'spw' needs a frequency-independent term (core/combine.py); also with a bad solint
+        errs.run(f"{_name('combine', where, names)}[{i}]", check_step, st,
                  f"{_name('combine', where, names)}[{i}]")
+        if t is not None and fw is not None:
+            steps.append(st)
     ext = _external_preapply(d.get("external_preapply"), where, names, errs)
     ref = d.get("ref_ant", 0)
     refs = ref if isinstance(ref, (list, tuple)) else [ref]

@@ -236,6 +236,13 @@ def preflight(blocks, produced_elsewhere=()):
                 msg = str(e)
                 path, _, rest = msg.partition(": ")
                 add(path if path.startswith(where) else where, rest if path.startswith(where) else msg)
+        if section == "apply" and cfg is None and isinstance(block, dict):     # the tables too (precheck)
+            from alakazam.calibration import apply_precheck
+            bad = {k[len(where) + 1:].split("[", 1)[0] for k in errors if k.startswith(where + ".")}
+            for k, msgs in apply_precheck.errors_without(block, bad, lambda t: os.path.exists(t) and
+                                                         os.path.realpath(t) not in produced).items():
+                for msg in msgs:
+                    add(f"{where}.{k}", msg)
         if produced_here:
             produced.add(os.path.realpath(os.path.expanduser(produced_here)))
         if cfg is not None:

@@ -12,7 +12,10 @@ written); here they are collected, each named by its parameter:
   the mapped SPW and the table's SPWs), else ``jones[i]`` with the table's SPWs and the hint to select
   spw or give spwmap (before: "no solutions for SPW 1 in <the MS the table was solved on>; select
   spw=[0]", at run time);
-* ``solutionfield[i]`` naming a field without solutions in the term's table (before: at run time).
+* ``solutionfield[i]`` naming a field without solutions in the term's table (before: at run time);
+* ``gaintable[i]`` (YAML ``tables[i]``) whose solutions do not fit the MS (:func:`.compat.fit_errors`):
+  no frequency overlap with an SPW to correct, another feed basis, no antenna name in common (before:
+  after the Begin line).
 
 Tables that do not exist (yet) are skipped: :func:`alakazam.core.selcheck.table_errors` names them, and
 in a YAML file an earlier block may write them.
@@ -26,22 +29,29 @@ from ..errors import AlakazamError
 
 
 def _table_index(table, key):
-    """(spw ids, field names) of ``key`` in ``table`` without reading the solutions; None when the
-    table or key cannot be read (reported elsewhere)."""
+    """(spw ids, field names, sets) of ``key`` in ``table`` without reading the solutions (each set's
+    ``attrs``, ``freq`` and ``ant_names``: what :func:`.compat.fit_errors` reads); None when the table
+    or key cannot be read (reported elsewhere)."""
+    from types import SimpleNamespace
+
     from ..io import solutions
 
     try:
         real = solutions.resolve_key(table, key)
         if solutions.is_casa_table(table):
             sets = solutions.read_term(table, real)
-            return {int(s.attrs["spw"]) for s in sets}, {str(s.field_name) for s in sets}
+            return {int(s.attrs["spw"]) for s in sets}, {str(s.field_name) for s in sets}, sets
         import h5py
 
         from ..io.hdf5 import _decode_attr, _leaf_groups
         with h5py.File(table, "r") as f:
             groups = _leaf_groups(f[real])
-            return ({int(_decode_attr(g.attrs["spw"])) for g in groups},
-                    {str(_decode_attr(g.attrs["field_name"])) for g in groups})
+            sets = []
+            for g in groups:
+                attrs = {k: _decode_attr(v) for k, v in g.attrs.items()}
+                sets.append(SimpleNamespace(attrs=attrs, freq=g["freq"][()],
+                                            ant_names=[str(a) for a in attrs.get("ant_names", [])]))
+            return ({int(s.attrs["spw"]) for s in sets}, {str(s.attrs["field_name"]) for s in sets}, sets)
     except (AlakazamError, OSError, KeyError, ValueError, TypeError):
         return None
 
@@ -49,8 +59,10 @@ def _table_index(table, key):
 def errors(cfg, table_ok=None) -> dict:
     """{YAML key or 'key[i]': [message]} for apply config ``cfg`` (one MS or a list).  ``table_ok(path)``:
     whether a table may be read now (default: it exists)."""
+    from types import SimpleNamespace
+
     from ..core import ms_io
-    from . import spwmap as _spwmap
+    from . import compat, spwmap as _spwmap
 
     table_ok = table_ok or (lambda p: os.path.exists(p))
     out = {}
@@ -96,6 +108,10 @@ def errors(cfg, table_ok=None) -> dict:
                 continue
             have = index[i][0]
             smap = _spwmap.as_dict(getattr(t, "spwmap", []))
+            # the table's band, feeds and antennas against the MS's (compat.fit_errors; before: at run time)
+            term = SimpleNamespace(key=t.key, sets=index[i][2], spwmap=smap)
+            for msg in compat.fit_errors(ms, meta, term, sorted(ddids), getattr(cfg, "spwmap", None))[0]:
+                add(f"tables[{i}]", msg)
             for spw_id in sorted({meta.spws[d].spw_id for d in ddids}):
                 tspw = smap.get(spw_id, spw_id)
                 if tspw in have:
@@ -109,3 +125,19 @@ def errors(cfg, table_ok=None) -> dict:
                         f"has SPW {', '.join(map(str, sorted(have)))}); select spw, or give spwmap to "
                         "correct it with another SPW's solutions")
     return out
+
+
+def errors_without(d, bad, table_ok=None) -> dict:
+    """:func:`errors` of the apply block ``d`` (YAML keys) built without the keys ``bad`` (left at their
+    defaults): a block with a bad parameter has its tables checked against the MS too, all reported
+    together (the YAML preflight; akapply does the same).  {} when it cannot be built without them."""
+    from ..config import apply_config_from_dict
+
+    rest = {k: v for k, v in d.items() if k not in bad}
+    if not {"ms", "tables", "jones"} <= set(rest):
+        return {}
+    try:
+        cfg = apply_config_from_dict(rest)
+    except (AlakazamError, TypeError, ValueError):
+        return {}
+    return {k: v for k, v in errors(cfg, table_ok).items() if k.split("[", 1)[0] not in bad}

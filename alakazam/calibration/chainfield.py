@@ -10,13 +10,16 @@ test_review_s24_solve.py): TARGET corrected with K0, G0 solved on 3C286 and 3C14
 error in the scans where the two terms chose differently, 0.26-0.37 rad (the gain drift) with one
 field for both.
 
-Convention: the *last* term of the chain whose field selection is nearest_time / nearest_sky chooses the
-field for each target time (the most time-variable term, solved last with the earlier ones of its own
-field pre-applied); every earlier such term that has solutions on that field uses that field for those
-times (as if pinned to it); a term without solutions on it keeps its own choice (e.g. K and a bandpass
-solved on the bandpass calibrator only: that is what the later G of the other field was solved with).
-Pinned terms and a target's own solutions are unchanged.  When every term already agrees, nothing
-changes (the chain is evaluated as before).
+Convention: the *last* term of the chain whose field selection is nearest_time / nearest_sky and that
+does not use the target's own solutions chooses the field for each target time (the most time-variable
+term, solved last with the earlier ones of its own field pre-applied); a later term with the target's
+own solutions (e.g. G solved on the target itself with K and G of two calibrators pre-applied) keeps
+them and does not decide for the others (it was solved with their one-field product pre-applied); every
+earlier such term that has solutions on that field uses that field for those times (as if pinned to
+it); a term without solutions on it keeps its own choice (e.g. K and a bandpass solved on the bandpass
+calibrator only: that is what the later G of the other field was solved with).  Pinned terms and a
+target's own solutions are unchanged.  When every term already agrees, nothing changes (the chain is
+evaluated as before).  A solve's pre-apply follows the same rule (:mod:`.preapply_cache`).
 """
 
 from __future__ import annotations
@@ -44,13 +47,17 @@ def groups(terms, spw_id, times, target_name, target_radec, prefer_own):
                   for k in free}
     except AlakazamError:
         return None                 # (said by the evaluation itself)
-    lead = free[-1]
-    names, which, mode = choice[lead]
-    if mode not in FREE:            # the target's own solutions ('own'): every term prefers its own
+    # the last term that chooses among other fields; later terms with the target's own solutions
+    # ('own', e.g. a self-calibration) keep them and do not decide for the earlier ones
+    lead = next((k for k in reversed(free) if choice[k][2] in FREE), None)
+    if lead is None:                # every term uses the target's own solutions
         return None
+    names, which, mode = choice[lead]
     lead_name = np.asarray(names, object)[which]                        # (n_t,) field per time
     differs = False
-    for k in free[:-1]:
+    for k in free:
+        if k == lead:
+            continue
         n_k, w_k, m_k = choice[k]
         if m_k not in FREE:
             continue

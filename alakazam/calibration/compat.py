@@ -91,51 +91,19 @@ def check_tables(cfg, meta, terms, plan, spwmap=None):
     """Errors (AlakazamError) and warnings for applying ``terms`` to ``cfg.ms`` (module doc).
 
     ``plan``: (field id, DATA_DESC_ID, channels, n_rows) of the apply; ``spwmap``: optional
-    {data SPW id: table SPW id}.
+    {data SPW id: table SPW id}.  akapply's parameter check and the YAML preflight report the same
+    errors first (:func:`fit_errors`, :mod:`.apply_precheck`).
     """
     errors = []
-    names = list(meta.active_names)
     target = os.path.realpath(str(cfg.ms))
     warned_ms = set()
     for term in terms:
-        sets = term.sets
-        for _, ddid, _, _ in plan:
-            spw = meta.spws[ddid]
-            tmap = getattr(term, "spwmap", None) or spwmap      # apply's spwmap (calibration/spwmap.py)
-            tspw = tmap.get(spw.spw_id, spw.spw_id) if tmap else spw.spw_id
-            ss = [s for s in sets if int(s.attrs.get("spw", -1)) == tspw]
-            if not ss:
-                continue        # reported by run_apply (no solutions for SPW)
-            width = float(np.max(np.abs(spw.chan_width))) if len(spw.chan_width) else 0.0
-            d_lo, d_hi = _band(spw.freqs, width / 2)
-            # a delay imported from a CASA table referenced at 0 Hz carries no band of its own (its
-            # "frequency" is the reference): nothing to compare for it
-            banded = [s for s in ss if np.size(s.freq) and float(np.min(s.freq)) > 0]
-            t_lo = min((_band(s.freq, _half(s))[0] for s in banded), default=d_lo)
-            t_hi = max((_band(s.freq, _half(s))[1] for s in banded), default=d_hi)
-            tol = 1e-6 * max(abs(d_hi), 1.0)
-            # a mapped SPW's band may differ on purpose (calibration/spwmap.py matches bins by position)
-            if banded and tspw == spw.spw_id and (t_hi < d_lo - tol or t_lo > d_hi + tol):
-                errors.append(f"{term.key}: the table's SPW {tspw} covers {t_lo / 1e9:.6f}-"
-                              f"{t_hi / 1e9:.6f} GHz but the data's SPW {spw.spw_id} covers "
-                              f"{d_lo / 1e9:.6f}-{d_hi / 1e9:.6f} GHz: no overlap (wrong table or MS?)")
-            bases = {str(s.attrs.get("feed_basis")) for s in ss if s.attrs.get("feed_basis")}
-            if bases and bases != {spw.feed_basis}:
-                errors.append(f"{term.key}: solved with {', '.join(sorted(bases))} feeds but SPW "
-                              f"{spw.spw_id} of {cfg.ms} has {spw.feed_basis} feeds")
-        tnames = set()
-        for s in sets:
-            tnames.update(s.ant_names)
-        common = [a for a in names if a in tnames]
-        if tnames and not common:
-            errors.append(f"{term.key}: no antenna of the table ({', '.join(sorted(tnames)[:8])}...) is in "
-                          f"{cfg.ms} ({', '.join(names[:8])}...): wrong table or MS?")
-        elif tnames:
-            missing = [a for a in names if a not in tnames]
-            if missing:
-                log.warning("%s: antennas %s of %s have no solutions in the table (their data get no "
-                            "valid solution)", term.key, ", ".join(missing), cfg.ms)
-        for s in sets[:1]:
+        errs, missing = fit_errors(cfg.ms, meta, term, [ddid for _, ddid, _, _ in plan], spwmap)
+        errors.extend(errs)
+        if missing:
+            log.warning("%s: antennas %s of %s have no solutions in the table (their data get no "
+                        "valid solution)", term.key, ", ".join(missing), cfg.ms)
+        for s in term.sets[:1]:
             src = str(s.attrs.get("ms", "") or "")
             if src and src not in warned_ms and not _same_ms(src, target):
                 warned_ms.add(src)
@@ -143,6 +111,50 @@ def check_tables(cfg, meta, terms, plan, spwmap=None):
     if errors:          # (each once: the plan has an entry per field and SPW)
         raise AlakazamError("apply: the solution tables do not fit the MS:\n  "
                             + "\n  ".join(dict.fromkeys(errors)))
+
+
+def fit_errors(ms, meta, term, ddids, spwmap=None):
+    """``(errors, missing)`` for applying ``term`` (its ``key``, ``sets``, ``spwmap``; a set needs only
+    ``attrs``, ``freq`` and ``ant_names``) to the DATA_DESC_IDs ``ddids`` of ``ms``: the messages of the
+    module doc's frequency, feed-basis and antenna rules, and the data antennas without solutions."""
+    errors = []
+    names = list(meta.active_names)
+    sets = term.sets
+    for ddid in dict.fromkeys(ddids):
+        spw = meta.spws[ddid]
+        tmap = getattr(term, "spwmap", None) or spwmap      # apply's spwmap (calibration/spwmap.py)
+        tspw = tmap.get(spw.spw_id, spw.spw_id) if tmap else spw.spw_id
+        ss = [s for s in sets if int(s.attrs.get("spw", -1)) == tspw]
+        if not ss:
+            continue        # reported by run_apply (no solutions for SPW)
+        width = float(np.max(np.abs(spw.chan_width))) if len(spw.chan_width) else 0.0
+        d_lo, d_hi = _band(spw.freqs, width / 2)
+        # a delay imported from a CASA table referenced at 0 Hz carries no band of its own (its
+        # "frequency" is the reference): nothing to compare for it
+        banded = [s for s in ss if np.size(s.freq) and float(np.min(s.freq)) > 0]
+        t_lo = min((_band(s.freq, _half(s))[0] for s in banded), default=d_lo)
+        t_hi = max((_band(s.freq, _half(s))[1] for s in banded), default=d_hi)
+        tol = 1e-6 * max(abs(d_hi), 1.0)
+        # a mapped SPW's band may differ on purpose (calibration/spwmap.py matches bins by position)
+        if banded and tspw == spw.spw_id and (t_hi < d_lo - tol or t_lo > d_hi + tol):
+            errors.append(f"{term.key}: the table's SPW {tspw} covers {t_lo / 1e9:.6f}-"
+                          f"{t_hi / 1e9:.6f} GHz but the data's SPW {spw.spw_id} covers "
+                          f"{d_lo / 1e9:.6f}-{d_hi / 1e9:.6f} GHz: no overlap (wrong table or MS?)")
+        bases = {str(s.attrs.get("feed_basis")) for s in ss if s.attrs.get("feed_basis")}
+        if bases and bases != {spw.feed_basis}:
+            errors.append(f"{term.key}: solved with {', '.join(sorted(bases))} feeds but SPW "
+                          f"{spw.spw_id} of {ms} has {spw.feed_basis} feeds")
+    tnames = set()
+    for s in sets:
+        tnames.update(s.ant_names)
+    common = [a for a in names if a in tnames]
+    missing = []
+    if tnames and not common:
+        errors.append(f"{term.key}: no antenna of the table ({', '.join(sorted(tnames)[:8])}...) is in "
+                      f"{ms} ({', '.join(names[:8])}...): wrong table or MS?")
+    elif tnames:
+        missing = [a for a in names if a not in tnames]
+    return errors, missing
 
 
 def _half(s):

@@ -51,7 +51,8 @@ def block(ctx, prior, meta, ddid, chans, fld, utimes, uscan, t0, t1, apply_paran
     chans = np.asarray(chans)
     n_ant = len(meta.active_ants)
     prior = map_prior(prior, meta, ddid)       # gaintable spwmap: the mapped terms (stable objects)
-    if not usable(ctx, prior, len(utimes), n_ant, len(chans), data_bytes):
+    if (not usable(ctx, prior, len(utimes), n_ant, len(chans), data_bytes)
+            or _regrouped(ctx, prior, meta, ddid, fld, utimes)):
         return chain.preapply_tables(prior, meta, ddid, chans, fld, utimes[t0:t1], apply_parang,
                                      time_scan=uscan[t0:t1])
     diag = _chunk_diag(ctx, prior, meta, ddid, chans, fld, utimes, uscan)[t0:t1]
@@ -59,6 +60,28 @@ def block(ctx, prior, meta, ddid, chans, fld, utimes, uscan, t0, t1, apply_paran
     if apply_parang:        # as preapply_tables with no D term: P on this block's times, one channel
         sky = _parang(ctx, meta, ddid, fld, utimes[t0:t1])
     return diag, sky
+
+
+def _regrouped(ctx, prior, meta, ddid, fld, utimes):
+    """Whether the chain's terms would choose different calibrator fields for some of the chunk's times
+    (:func:`.chainfield.groups`: then :func:`.chain.compose` evaluates it with one field per time, which
+    a kept product extended term by term would not; such a chain takes the per-block path).  When it
+    does not, a kept product (built only for such chains) times the further terms is that of compose.
+    Evaluated once per chunk and chain (kept in the context's cache); without evaluating the terms when
+    fewer than two of them choose among other fields (the usual case: terms solved on the field itself,
+    which use its own solutions)."""
+    from . import chainfield
+
+    key = (_KEY + "_groups", int(ddid), str(fld.name), np.asarray(utimes, float).tobytes(),
+           tuple(_term_id(t) for t in prior))
+    got = ctx.cache.get(key)
+    if got is None:
+        spw_id = int(meta.spws[ddid].spw_id)
+        others = [t for t in prior if t.field_select in chainfield.FREE and str(fld.name) not in
+                  {str(s.attrs.get("field_name")) for s in t.sets if int(s.attrs.get("spw", -1)) == spw_id}]
+        got = ctx.cache[key] = len(others) >= 2 and chainfield.groups(
+            prior, spw_id, np.asarray(utimes, float), fld.name, (fld.ra, fld.dec), True) is not None
+    return got
 
 
 def _parang(ctx, meta, ddid, fld, times):

@@ -358,33 +358,43 @@ def _no_data_spws(meta: MSMeta, sel, have):
                             f"data: {', '.join(str(x) for x in have) or 'none'}")
 
 
-def resolve_antenna(meta: MSMeta, ref):
+def resolve_antenna(meta: MSMeta, ref, warn=True):
     """Active index of an antenna given by name (first) or ANTENNA-table index; for a list (the
     reference antennas in priority order) the list of active indices.  Unknown antennas and repeats
     raise :class:`ParameterError` naming ref_ant/refant, the value and the antennas with data; so does
-    an antenna without data given alone.  In a list, an antenna without data is left out with a warning
+    an antenna without data given alone.  A repeat is one ANTENNA id listed twice (by name or index,
+    with or without data).  In a list, an antenna without data is left out with a warning
     when another listed antenna has data (CASA's refant list: the first antenna of the list that is
-    present serves; one that never is, never does)."""
+    present serves; one that never is, never does); ``warn=False``: without the warning (the parameter
+    check: the run says it)."""
     import logging
 
     from ..errors import ParameterError
 
     many = isinstance(ref, (list, tuple))
-    out, msgs, no_data = [], [], []
+    out, msgs, no_data, seen, twice = [], [], [], set(), []
     for r in (ref if many else [ref]):
+        try:
+            aid = _antenna_id(meta, r)
+        except AlakazamError as exc:
+            msgs.append(str(exc))
+            continue
+        if aid in seen:         # by ANTENNA id: with or without data, by name or by index
+            twice += [meta.ant_names[aid]] if meta.ant_names[aid] not in twice else []
+            continue
+        seen.add(aid)
         try:
             out.append(_resolve_one_antenna(meta, r))
         except _NoData as exc:
             no_data.append(str(exc))
-        except AlakazamError as exc:
-            msgs.append(str(exc))
     if no_data and (not many or not out or msgs):
         msgs = no_data + msgs
-    elif no_data:
+    elif no_data and not twice and warn:         # (a refused list skips nothing)
         logging.getLogger("alakazam.ms").warning(
             "refant: %s; the list's other antennas serve", "; ".join(no_data))
-    if not msgs and len(set(out)) != len(out):
-        msgs.append(f"{list(ref)!r} names an antenna more than once")
+    if twice:
+        msgs.append(f"{list(ref)!r} names {', '.join(map(repr, twice))} more than once; expected each "
+                    "antenna once, in priority order")
     if msgs:
         raise ParameterError({"ref_ant/refant": msgs})
     return out if many else out[0]
@@ -394,16 +404,21 @@ class _NoData(AlakazamError):
     """An antenna of the ANTENNA table without rows (resolve_antenna)."""
 
 
-def _resolve_one_antenna(meta: MSMeta, ref) -> int:
+def _antenna_id(meta: MSMeta, ref) -> int:
+    """ANTENNA-table id of an antenna given by name (first) or index."""
     names = meta.ant_names
     r = str(ref).strip()
     if r in names:
-        aid = names.index(r)
-    elif r.lstrip("-").isdigit() and 0 <= int(r) < len(names):
-        aid = int(r)
-    else:
-        raise AlakazamError(f"{ref!r} is not an antenna of {meta.path}; antennas with data: "
-                            f"{', '.join(meta.active_names)}")
+        return names.index(r)
+    if r.lstrip("-").isdigit() and 0 <= int(r) < len(names):
+        return int(r)
+    raise AlakazamError(f"{ref!r} is not an antenna of {meta.path}; antennas with data: "
+                        f"{', '.join(meta.active_names)}")
+
+
+def _resolve_one_antenna(meta: MSMeta, ref) -> int:
+    names = meta.ant_names
+    aid = _antenna_id(meta, ref)
     if meta.ant_map[aid] < 0:
         raise _NoData(f"antenna {names[aid]!r} has no data in {meta.path}; antennas "
                       f"with data: {', '.join(meta.active_names)}")

@@ -115,7 +115,7 @@ def ms_errors(d: dict, keys=None) -> dict:
             refs = v if isinstance(v, (list, tuple)) else [0 if v is None else v]
             if refs and all(isinstance(r, (int, str)) and not isinstance(r, bool) for r in refs):
                 ref = list(refs) if isinstance(v, (list, tuple)) else refs[0]
-                attempt(key, ms_io.resolve_antenna, meta, ref)
+                attempt(key, lambda m, r: ms_io.resolve_antenna(m, r, warn=False), meta, ref)  # run warns
         elif kind == "column":
             default = "MODEL_DATA" if key == "model_col" else "DATA"
             if key == "model_col" and d.get("smodel"):        # (smodel: no model column is read)
