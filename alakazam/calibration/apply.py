@@ -141,8 +141,22 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     if mode not in _am.APPLY_MODES:
         raise AlakazamError(f"applymode: {mode!r} is not allowed; expected one of "
                             f"{', '.join(_am.APPLY_MODES)}")
+    # the disk space the writes need, before any (core/diskspace.py): a new column, a flag version
+    from ..core import diskspace
+    need = diskspace.column_bytes(cfg.ms, cfg.data_col) if (
+        _am.writes_data(mode) and cfg.output_col not in meta.columns) else 0
+    need += diskspace.flag_bytes(cfg.ms) if _am.writes_flags(mode) else 0
+    diskspace.require(cfg.ms, need, f"{cfg.output_col}" + (" and a flag version" if _am.writes_flags(mode)
+                                                           else "") + f" of {cfg.ms}")
     # a new column is written under a temporary name and renamed once complete (core/columns.py)
-    columns.begin_writes(cfg.ms)    # what the next apply needs to undo a kill -9 from here on
+    try:
+        columns.begin_writes(cfg.ms)    # what the next apply needs to undo a kill -9 from here on
+    except BaseException as e:
+        full = diskspace.translate(e, cfg.ms, f"the apply's recovery snapshot in {cfg.ms} (nothing else "
+                                   "was written)")
+        if full is not None:
+            raise full from e
+        raise
     write_col, created = None, False
     try:
         if _am.writes_data(mode):       # flagonly / trial write no data column
@@ -162,6 +176,9 @@ def _run_apply(cfg: ApplyConfig) -> dict:
             from .flagsafety import partial_column_message
             partial_column_message(cfg.ms, write_col, e)
         columns.end_writes(cfg.ms)
+        full = diskspace.translate(e, cfg.ms, f"{cfg.output_col} of {cfg.ms}")
+        if full is not None:            # a full disk said as such, after the undo above
+            raise full from e
         raise
 
 

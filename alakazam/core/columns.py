@@ -92,14 +92,18 @@ def _snapshot(ms):
     tmp = snap + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    names = sorted(os.listdir(str(ms)))
-    small = [n for n in names if n.startswith("table.f") and "_TSM" not in n
-             and os.path.getsize(os.path.join(str(ms), n)) <= _MAX_SAVED]
-    for f in list(_SAVED) + small:
-        if os.path.exists(os.path.join(str(ms), f)):
-            shutil.copy2(os.path.join(str(ms), f), os.path.join(tmp, f))
-    with open(os.path.join(tmp, "files.txt"), "w") as fh:
-        fh.write("\n".join(names))
+    try:
+        names = sorted(os.listdir(str(ms)))
+        small = [n for n in names if n.startswith("table.f") and "_TSM" not in n
+                 and os.path.getsize(os.path.join(str(ms), n)) <= _MAX_SAVED]
+        for f in list(_SAVED) + small:
+            if os.path.exists(os.path.join(str(ms), f)):
+                shutil.copy2(os.path.join(str(ms), f), os.path.join(tmp, f))
+        with open(os.path.join(tmp, "files.txt"), "w") as fh:
+            fh.write("\n".join(names))
+    except BaseException:           # e.g. a full disk: no half snapshot left in the MS
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     os.replace(tmp, snap)
 
 

@@ -216,6 +216,8 @@ def save(ms, task="akflag", comment="", name=None) -> str:
         raise AlakazamError(f"versionname: {name!r} already exists in {versions_dir(ms)}; delete it first "
                             "or choose another name")
     d = versions_dir(ms)
+    from . import diskspace         # FLAG as bits, checked before writing (core/diskspace.py)
+    diskspace.require(d, diskspace.flag_bytes(ms), f"flag version {name!r} in {d}")
     os.makedirs(d, exist_ok=True)
     _clean_stale_tmp(d)
     when = _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime())
@@ -225,8 +227,11 @@ def save(ms, task="akflag", comment="", name=None) -> str:
         with table(str(ms), ack=False) as t:
             flagtable.write(t, tmp, flagtable.ddid_rows(t, 10 * CHUNK_ROWS), CHUNK_ROWS, saved=when)
         os.rename(tmp, _table_path(ms, name))
-    except BaseException:
+    except BaseException as e:
         _remove(tmp)
+        full = diskspace.translate(e, d, f"flag version {name!r}")
+        if full is not None:
+            raise full from e
         raise
     _fsync_dir(d)
     entries = [e for e in _read_list(ms) if e[0] != name]

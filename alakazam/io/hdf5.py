@@ -205,8 +205,11 @@ class _AtomicFile:
             else:
                 self.f.attrs["format_version"] = FORMAT_VERSION
                 self.f.attrs["creator"] = f"alakazam {__version__}"
-        except BaseException:
+        except BaseException as e:
             self._cleanup()
+            full = self._full(e)
+            if full is not None:
+                raise full from e
             raise
         return self.f
 
@@ -225,9 +228,17 @@ class _AtomicFile:
                     lk, self._lock = self._lock, None
                     lk.__exit__(None, None, None)
 
+    def _full(self, exc):
+        """A full disk said as such (core/diskspace.py), or None."""
+        from ..core import diskspace
+        return diskspace.translate(exc, self.real, f"the solution table {self.real} (it is unchanged)")
+
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
             self._cleanup()
+            full = self._full(exc)
+            if full is not None:
+                raise full from exc
             return False
         try:
             self.f.flush()
@@ -245,8 +256,11 @@ class _AtomicFile:
                     os.close(dfd)
             except OSError:
                 pass
-        except BaseException:
+        except BaseException as e:
             self._cleanup()
+            full = self._full(e)
+            if full is not None:
+                raise full from e
             raise
         self._cleanup()
         return False
