@@ -78,7 +78,7 @@ class Task:
             if err and exists is not None and p.mustexist and isinstance(v, str) and exists(v):
                 v, err = params[p.name], None
             if err:
-                hint = value_hint(self.name, p.name)
+                hint = value_hint(self.name, p.name, params[p.name], p.allowed)
                 errors.setdefault(p.name, []).append(f"{err}; {hint}" if hint else err)
             out[p.name] = v
         if errors:
@@ -145,17 +145,34 @@ class Task:
     # ---- call
     def __call__(self, *args, **kwargs):
         unknown = [k for k in kwargs if k not in self.spec.names]
-        if unknown:
+        if unknown or self._call_errors(args, kwargs)[2]:
             self.raise_unknown(unknown, args, {k: v for k, v in kwargs.items() if k not in unknown})
         params, prepared = self.prepare(self.bind(*args, **kwargs))
         return self.run_prepared(params, prepared)
 
+    def _call_errors(self, args, known):
+        """(args, known, errors): what Python's binding would refuse -- more positional arguments than
+        parameters, a parameter given both positionally and as a keyword -- as ParameterError entries,
+        and the call without them (the positional value kept), so the rest is still checked."""
+        names, errors = self.spec.names, {}
+        if len(args) > len(names):
+            errors["positional arguments"] = [f"{len(args)} given, but {self.name} has {len(names)} "
+                                              f"parameters (help({self.name}) lists them in order)"]
+            args = args[:len(names)]
+        for i, n in enumerate(names[:len(args)]):
+            if n in known:
+                errors[n] = [f"given twice: positionally (argument {i + 1}) and as a keyword"]
+        return args, {k: v for k, v in known.items() if k not in errors}, errors
+
     def raise_unknown(self, unknown, args, known):
-        """UnknownParameterError: the keywords ``unknown`` (what to use instead) and every bad one of
-        the rest of the call (``args``, ``known``), before anything runs."""
+        """UnknownParameterError (also a TypeError): the keywords ``unknown`` (what to use instead), the
+        call's binding errors (too many positional arguments, a parameter given twice) and every bad
+        one of the rest of the call (``args``, ``known``), together, before anything runs."""
         from .casa_hints import unknown_message
 
         errors = {k: [unknown_message(self.name, self.spec.names, k)] for k in unknown}
+        args, known, bind_errors = self._call_errors(args, known)
+        errors.update(bind_errors)
         try:
             self.prepare(self.bind(*args, **known))
         except ParameterError as e:
