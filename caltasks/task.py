@@ -24,12 +24,32 @@ from .xmlschema import check_value, load_task
 log = logging.getLogger("alakazam.tasks")
 
 
+def ms_error(p, v):
+    """Why the must-exist ``vis`` parameter ``p`` (a path or a list of paths) is not a Measurement Set
+    (None: it is, or a path does not exist -- the XML check says that): a directory without table.dat,
+    a file, a CASA caltable.  Checked with the other parameters, before the Begin line (it was found by
+    the engine after it); the YAML runner's preflight asks the same for a block's ``ms``."""
+    if p.name != "vis" or not p.mustexist:
+        return None
+    from alakazam.core.ms_io import check_ms
+
+    bad = []
+    for x in (v if isinstance(v, (list, tuple)) else [v]):
+        if isinstance(x, str) and x and os.path.exists(os.path.expanduser(x)):
+            try:
+                check_ms(os.path.expanduser(x))
+            except AlakazamError as e:
+                bad.append(str(e).split(": ", 1)[-1])
+    return "; ".join(bad) or None
+
+
 def _kept(p, v):
     """What ``prepare`` checks the other parameters against when ``p`` is bad: its default, except for a
-    must-exist list of paths (vis=[a.ms, missing.ms]): the paths that exist, so the selections are
-    still checked against those MSs and reported with the missing one."""
+    must-exist list of paths (vis=[a.ms, missing.ms]): the paths that exist (and are MSs), so the
+    selections are still checked against those MSs and reported with the missing one."""
     if p.mustexist and isinstance(v, (list, tuple)):
-        have = [x for x in v if isinstance(x, str) and x and os.path.exists(os.path.expanduser(x))]
+        have = [x for x in v if isinstance(x, str) and x and os.path.exists(os.path.expanduser(x))
+                and not ms_error(p, x)]
         if have:
             return [os.path.expanduser(x) for x in have]
     return p.default
@@ -77,6 +97,8 @@ class Task:
             v, err = check_value(p, params[p.name])
             if err and exists is not None and p.mustexist and isinstance(v, str) and exists(v):
                 v, err = params[p.name], None
+            if not err:
+                err = ms_error(p, v)
             if err:
                 hint = value_hint(self.name, p.name, params[p.name], p.allowed)
                 errors.setdefault(p.name, []).append(f"{err}; {hint}" if hint else err)

@@ -105,6 +105,11 @@ def world(tmp_path, monkeypatch):
                       (flag_pkg, "run_flag")):
         monkeypatch.setattr(mod, name, rec)
     monkeypatch.setattr(flag_cfg, "resolve_errors", lambda cfg, resolve: {})   # (no real MS to parse against)
+    import alakazam.caltasks.task as task_mod
+    import alakazam.caltasks.yamlrun as yamlrun_mod
+
+    for mod in (task_mod, yamlrun_mod):         # (nor to be told an MS: x.ms is a plain directory)
+        monkeypatch.setattr(mod, "ms_error", lambda p, v: None)
     import alakazam.solve_precheck as solve_precheck     # (every key non-default: gpu with scipy, combine
 
     monkeypatch.setattr(solve_precheck, "errors", lambda *a, **k: {})   # with workers; no GPU here)
@@ -273,10 +278,10 @@ def test_one_call_reports_every_bad_parameter(tmp_path):
     assert set(e.value.errors) == {"vis", "caltable", "akcal.jones[0]"}
     assert "'Q' is not a Jones type" in e.value.errors["akcal.jones[0]"][0]
     os.mkdir(tmp_path / "x.ms")
-    with pytest.raises(ParameterError) as e:
+    with pytest.raises(ParameterError) as e:        # (x.ms is no MS: said with the others)
         akcal(vis=str(tmp_path / "x.ms"), caltable="c.h5", jones=["K", "G"], solint=["scan", "5parsecs"],
               maxiter=0, calmode="x")
-    assert set(e.value.errors) == {"akcal.solint[1]", "maxiter", "calmode"}
+    assert set(e.value.errors) == {"vis", "akcal.solint[1]", "maxiter", "calmode"}
 
 
 def test_whole_yaml_file_one_report(world):
