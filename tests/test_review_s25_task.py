@@ -322,8 +322,8 @@ def _killed_restore(ms):
     return want
 
 
-def test_killed_restore_is_detected_and_finished(ms, caplog):
-    from alakazam.caltasks import akflag, akflagmanager
+def test_killed_restore_is_detected_and_finished(ms, caplog, monkeypatch):
+    from alakazam.caltasks import akcal, akflag, akflagmanager
     from alakazam.core import flagversions
 
     before = _killed_restore(ms)
@@ -339,6 +339,12 @@ def test_killed_restore_is_detected_and_finished(ms, caplog):
     assert "versionname='akflag_1'" in text and backup in text, text
     caplog.clear()
     akflag(vis=ms, mode="summary")                         # (also akflag)
+    assert any("restore of flag version akflag_1" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    import alakazam.flow as flow_mod
+
+    monkeypatch.setattr(flow_mod, "run_solve", lambda cfg: {})         # (and akcal, before it solves)
+    akcal(vis=ms, caltable=ms + "_c.h5", jones=["G"])
     assert any("restore of flag version akflag_1" in r.getMessage() for r in caplog.records)
     akflagmanager(vis=ms, mode="restore", versionname="akflag_1")      # finish it
     done, = _cols(ms, "FLAG")

@@ -139,6 +139,9 @@ def _run_flag(cfg: FlagConfig) -> dict:
     if writes:
         ms_io.release_handle_table(cfg.ms)      # no read-only table of ours beside the writes
         return _writing(cfg, sel, mod, pre, t_start)
+    from ..calibration import flagsafety
+
+    flagsafety.warn_interrupted(cfg.ms)     # summary / calculate read the FLAG an interrupted run left
     return _flag_body(cfg, sel, mod, pre, t_start, writes)
 
 
