@@ -443,3 +443,123 @@ def test_akflag_flagbackup_is_a_parameter_not_a_hint(ms):
 
     r = akflag(vis=ms, mode="summary", flagbackup=False)
     assert isinstance(r, dict)
+
+
+# --------------------------------------------------------------------------------------------------
+# 6. quackincrement (flagdata's), measured with CASA 6.7 on quack_ms
+# --------------------------------------------------------------------------------------------------
+def quack_ms(base_ms, out):
+    """The MS with scan 1's first two integrations flagged, scan 2's last one flagged and its first one
+    flagged except baseline C01-C02, and scan 3's first one flagged except channel 3 of the 4th
+    correlation."""
+    shutil.copytree(base_ms, out)
+    with table(out, readonly=False, ack=False) as t:
+        tm, sc, a1, a2, f = (t.getcol(c) for c in ("TIME", "SCAN_NUMBER", "ANTENNA1", "ANTENNA2", "FLAG"))
+        u = {s: np.unique(tm[sc == s]) for s in (1, 2, 3)}
+        f[(sc == 1) & np.isin(tm, u[1][:2])] = True
+        f[(sc == 2) & (tm == u[2][-1])] = True
+        f[(sc == 2) & (tm == u[2][0]) & ~((a1 == 1) & (a2 == 2))] = True
+        m3 = (sc == 3) & (tm == u[3][0])
+        f[m3] = True
+        f[np.ix_(np.flatnonzero(m3), [3], [3])] = False
+        t.putcol("FLAG", f)
+        t.putcol("FLAG_ROW", f.all(axis=(1, 2)))
+    return out
+
+
+#: (job, integrations of scans 1, 2, 3 with newly flagged samples) as CASA 6.7 flagdata flagged them
+QUACK_CASA = [
+    (dict(quackmode="beg"), ["..........", "XX........", "XX........"]),
+    (dict(quackmode="endb"), ["........XX", "........X.", "........XX"]),
+    (dict(quackmode="end"), ["..XXXXXX..", "XXXXXXXX..", "XXXXXXXX.."]),
+    (dict(quackmode="tail"), ["..XXXXXXXX", "..XXXXXXX.", "..XXXXXXXX"]),
+    (dict(quackmode="beg", quackincrement=True), ["..XX......", "XX........", "XX........"]),
+    (dict(quackmode="endb", quackincrement=True), ["........XX", ".......XX.", "........XX"]),
+    (dict(quackmode="end", quackincrement=True), ["..XXXXXX..", "XXXXXXX...", "XXXXXXXX.."]),
+    (dict(quackmode="tail", quackincrement=True), ["....XXXXXX", "..XXXXXXX.", "..XXXXXXXX"]),
+    (dict(quackmode="beg", quackincrement=True, spw="0:0~2"), ["..XX......", "XX........", ".X........"]),
+    (dict(quackmode="beg", quackincrement=True, correlation="XX"),
+     ["..XX......", "XX........", ".X........"]),
+    (dict(quackmode="beg", quackincrement=True, antenna="C00&C01"),
+     ["..XX......", ".XX.......", "XX........"]),
+    (dict(quackmode="beg", quackincrement=True, timerange="07:57:00~09:00:00"),
+     ["..........", ".XX.......", "XX........"]),
+]
+
+
+def _new_by_integration(before, after, tm, sc):
+    new = (after & ~before).any(axis=(1, 2))
+    return ["".join("X" if new[(sc == s) & (tm == x)].any() else "." for x in np.unique(tm[sc == s]))
+            for s in (1, 2, 3)]
+
+
+@pytest.fixture(scope="module")
+def q_ms(base_ms, tmp_path_factory):
+    return quack_ms(base_ms, str(tmp_path_factory.mktemp("quack") / "q.ms"))
+
+
+@pytest.mark.parametrize("i", range(len(QUACK_CASA)), ids=[",".join(f"{k}={v}" for k, v in j.items())
+                                                          for j, _ in QUACK_CASA])
+def test_quackincrement_as_casa_measured(q_ms, tmp_path, i):
+    from alakazam.caltasks import akflag
+
+    job, want = QUACK_CASA[i]
+    ms = str(tmp_path / "q.ms")
+    shutil.copytree(q_ms, ms)
+    before, tm, sc = _cols(ms, "FLAG", "TIME", "SCAN_NUMBER")
+    akflag(vis=ms, mode="quack", quackinterval=60.0, **job)
+    assert _new_by_integration(before, _cols(ms, "FLAG")[0], tm, sc) == want
+
+
+def test_quackincrement_moves_on_each_run(ms):
+    from alakazam.caltasks import akflag
+
+    tm, sc = _cols(ms, "TIME", "SCAN_NUMBER")
+    for k in range(1, 4):
+        akflag(vis=ms, mode="quack", quackinterval=60.0, quackincrement=True)
+        rows = _cols(ms, "FLAG")[0].all(axis=(1, 2))
+        for s in (1, 2, 3):
+            u = np.unique(tm[sc == s])
+            np.testing.assert_array_equal([rows[(sc == s) & (tm == x)].all() for x in u],
+                                          np.arange(len(u)) < 2 * k)
+    akflag(vis=ms, mode="quack", quackinterval=60.0, quackincrement=False)     # (plain: nothing new)
+    assert _cols(ms, "FLAG")[0].all(axis=(1, 2)).sum() == 6 * 6 * 3
+
+
+def test_quackincrement_with_workers_runs_in_process(q_ms, tmp_path):
+    from alakazam.caltasks import akflag
+
+    ms = str(tmp_path / "q.ms")
+    shutil.copytree(q_ms, ms)
+    before, tm, sc = _cols(ms, "FLAG", "TIME", "SCAN_NUMBER")
+    akflag(vis=ms, mode="quack", quackinterval=60.0, quackincrement=True, workers=1)
+    assert _new_by_integration(before, _cols(ms, "FLAG")[0], tm, sc) == QUACK_CASA[4][1]
+
+
+@needs_casa
+def test_quackincrement_matches_casa_flagdata(q_ms, tmp_path):
+    from alakazam.caltasks import akflag
+
+    jobs = [dict(quackinterval=60.0, **j) for j, _ in QUACK_CASA]
+    code = textwrap.dedent(f"""
+        import json, shutil
+        import numpy as np
+        from casatasks import flagdata
+        from casatools import table
+        tb = table()
+        for i, kw in enumerate(json.loads({json.dumps(json.dumps(jobs))})):
+            ms = "c%d.ms" % i
+            shutil.copytree({q_ms!r}, ms)
+            flagdata(vis=ms, mode="quack", flagbackup=False, **kw)
+            tb.open(ms)
+            np.save(ms + ".npy", np.transpose(tb.getcol("FLAG"), (2, 1, 0)))
+            tb.close()
+    """)
+    r = subprocess.run([CASA_PY, "-c", code], cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-1000:] + r.stderr[-3000:]
+    for i, kw in enumerate(jobs):
+        ms = str(tmp_path / f"a{i}.ms")
+        shutil.copytree(q_ms, ms)
+        akflag(vis=ms, mode="quack", **kw)
+        np.testing.assert_array_equal(_cols(ms, "FLAG")[0], np.load(tmp_path / f"c{i}.ms.npy"),
+                                      err_msg=str(kw))

@@ -198,7 +198,8 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
     from .. import distributed, progress
 
     if distributed.wanted(getattr(cfg, "workers", 0), getattr(cfg, "scheduler", "")) and \
-            not hasattr(mod, "finish") and not getattr(mod, "IN_PROCESS", False):
+            not hasattr(mod, "finish") and not getattr(mod, "IN_PROCESS", False) and \
+            not getattr(mod, "in_process", lambda c: False)(cfg):
         # (summary collects in its state, shadow scans the whole MS once: in process)
         # (gaintable: each worker loads the tables itself, distributed_apply._flag_part)
         from .. import distributed_apply        # workers compute the flags, this process writes
