@@ -156,10 +156,15 @@ def _flag_rows(ms, **kw):
     return f.all(axis=(1, 2))
 
 
-def test_date_alone_is_the_first_integrations_time_of_day(ms):
+def test_date_alone_is_the_first_integrations_time_of_day(ms, caplog):
+    from alakazam.core import msselect
+
+    msselect._warn_date_alone.cache_clear()
     tm, = _cols(ms, "TIME")
     rows = _flag_rows(ms, timerange="2024/04/01")
     np.testing.assert_array_equal(rows, tm == tm.min())       # CASA: 6 rows, the first integration
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("2024/04/01/07:46:24.8" in m and "'2024/04/01~2024/04/02'" in m for m in said), said
 
 
 def test_date_range_bounds_are_midnight(ms):
@@ -367,6 +372,65 @@ def test_killed_restore_undone_with_the_saved_version(ms):
     akflagmanager(vis=ms, mode="restore", versionname=backup)
     np.testing.assert_array_equal(_cols(ms, "FLAG")[0], before)
     assert not glob.glob(ms + ".flagversions/*.in_progress")
+
+
+def test_ctrl_c_during_restore_says_how_to_finish_or_undo(ms, monkeypatch, caplog):
+    from alakazam.caltasks import akflag, akflagmanager
+    from alakazam.core import flagversions
+
+    akflag(vis=ms, mode="manual")
+    put, calls = flagversions._put_merged, []
+
+    def put_then_interrupt(t, *a):
+        put(t, *a)
+        calls.append(1)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(flagversions, "CHUNK_ROWS", 30)
+    monkeypatch.setattr(flagversions, "_put_merged", put_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        akflagmanager(vis=ms, mode="restore", versionname="akflag_1")
+    said = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+    assert "restore of flag version akflag_1 was interrupted (KeyboardInterrupt)" in said, said
+    assert "versionname='akflag_1'" in said and "--versionname flagmanager_1" in said, said
+    assert glob.glob(ms + ".flagversions/flags.flagmanager_1.in_progress")
+    monkeypatch.setattr(flagversions, "_put_merged", put)
+    akflagmanager(vis=ms, mode="restore", versionname="akflag_1")
+    assert not _cols(ms, "FLAG")[0].any() and not glob.glob(ms + ".flagversions/*.in_progress")
+
+
+def test_ctrl_c_during_restore_in_akshell_is_undone(ms, tmp_path, monkeypatch):
+    import io
+
+    from alakazam.caltasks import akflag
+    from alakazam.core import flagversions
+    from alakazam.shell.akshell import ShellSession
+
+    akflag(vis=ms, mode="manual")
+    flag0 = _cols(ms, "FLAG")[0]
+    fv0 = sorted(os.listdir(ms + ".flagversions"))
+    put, calls = flagversions._put_merged, []
+
+    def put_then_interrupt(t, *a):          # the first FLAG chunk written, then Ctrl-C (the undo's own
+        put(t, *a)                          # restore then runs through)
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(flagversions, "CHUNK_ROWS", 30)
+    monkeypatch.setattr(flagversions, "_put_merged", put_then_interrupt)
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    sh = ShellSession(out=out, color=False, cwd=str(tmp_path), logfile="akshell.log")
+    try:
+        sh.handle(f"akflagmanager(vis={ms!r}, mode='restore', versionname='akflag_1')")
+    finally:
+        sh.close()
+    text = out.getvalue() + (tmp_path / "akshell.log").read_text()
+    assert "the undo puts FLAG back from flag version flagmanager_1" in text, text
+    assert "partly restored" not in text and "undo: FLAG put back as it was before the task" in text
+    np.testing.assert_array_equal(_cols(ms, "FLAG")[0], flag0)
+    assert sorted(os.listdir(ms + ".flagversions")) == fv0          # no backup, no marker left
 
 
 def test_completed_restore_leaves_no_marker(ms):

@@ -123,9 +123,15 @@ def restore_marked(ms, name, merge, save):
     try:
         yield backup
     except BaseException as e:
-        log.error("the restore of flag version %s was interrupted (%s) while writing FLAG: FLAG is partly "
-                  "restored; re-run %s to finish it, or undo it with: %s", name, type(e).__name__,
-                  _finish_command(ms, name, merge), restore_command(ms, backup))
+        from ..core import undo
+
+        if isinstance(e, KeyboardInterrupt) and undo.active() is not None:     # akshell: its undo does it
+            log.warning("the restore of flag version %s was interrupted (%s) while writing FLAG: the undo "
+                        "puts FLAG back from flag version %s", name, type(e).__name__, backup)
+        else:
+            log.error("the restore of flag version %s was interrupted (%s) while writing FLAG: FLAG is "
+                      "partly restored; re-run %s to finish it, or undo it with: %s", name,
+                      type(e).__name__, _finish_command(ms, name, merge), restore_command(ms, backup))
         raise
     clear_marker(ms, backup)
 
