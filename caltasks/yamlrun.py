@@ -209,9 +209,9 @@ def preflight(blocks, produced_elsewhere=()):
                     if isinstance(x, str) and not have_table(os.path.expanduser(x)):
                         add(f"{where}.{p.yamlkey}", f"{x!r} does not exist"
                             + (" and no earlier block writes it" if section == "fluxscale" else ""))
-                    elif isinstance(x, str) and ms_error(p, x) and \
-                            ms_error(p, x) not in errors.get(f"{where}.{p.yamlkey}", []):
-                        add(f"{where}.{p.yamlkey}", ms_error(p, x))     # a directory, not an MS
+                    elif isinstance(x, str) and (bad := ms_error(p, x)) and \
+                            bad not in errors.get(f"{where}.{p.yamlkey}", []):
+                        add(f"{where}.{p.yamlkey}", bad)        # a directory, not an MS (said once)
         if cfg is not None and f"{where}.ms" not in errors and f"{where}.reference_table" not in errors:
             try:
                 if section in ("solve", "fluxscale"):
