@@ -59,7 +59,8 @@ def _body(p):
 
     vis, mode, name = p["vis"], p["mode"], p["versionname"]
     # an interrupted restore / akflag / apply is said (a restore that ends it says so below instead)
-    ends = (lambda m: flagsafety.restore_resolves(m, name, p["merge"])) if mode == "restore" else None
+    ends = (lambda m: flagsafety.restore_resolves(m, name, p["merge"])) if mode == "restore" else \
+        (lambda m: m[0] == name) if mode == "delete" else None      # (delete: its marker goes with it)
     flagsafety.warn_interrupted(vis, skip=ends)
     if mode == "list":
         versions = flagversions.list_versions(vis)
@@ -97,6 +98,14 @@ def _body(p):
     from alakazam.calibration.flagsafety import clear_marker
 
     out = {"deleted": flagversions.delete(vis, name)}
+    for version, restoring, merge in flagsafety.interrupted(vis):
+        if version == name and restoring:       # the undo of an interrupted restore is gone: say so once
+            import logging
+
+            logging.getLogger("alakazam.tasks").warning(
+                "akflagmanager: deleted %s, the flags saved before the interrupted restore of %s; FLAG stays "
+                "partly restored until akflagmanager(vis=%r, mode='restore', versionname=%r, merge=%r) is "
+                "run again", name, restoring, vis, restoring, merge)
     clear_marker(vis, name)            # an interrupted run's marker names a version that is gone
     return out
 

@@ -374,6 +374,17 @@ def test_killed_restore_undone_with_the_saved_version(ms):
     assert not glob.glob(ms + ".flagversions/*.in_progress")
 
 
+def test_deleting_the_backup_of_a_killed_restore_says_flag_stays_partly_restored(ms, caplog):
+    from alakazam.caltasks import akflagmanager
+
+    _killed_restore(ms)
+    caplog.set_level(logging.INFO)
+    akflagmanager(vis=ms, mode="delete", versionname="flagmanager_1")
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(said) == 1 and "FLAG stays partly restored" in said[0] and "'akflag_1'" in said[0], said
+    assert not glob.glob(ms + ".flagversions/*.in_progress")
+
+
 def test_ctrl_c_during_restore_says_how_to_finish_or_undo(ms, monkeypatch, caplog):
     from alakazam.caltasks import akflag, akflagmanager
     from alakazam.core import flagversions
