@@ -156,8 +156,11 @@ def _start_errors(params, have):
 
 
 def _body(cfg):
+    from alakazam.calibration import flagsafety
     from alakazam.flow import run_solve
 
+    for ms in (cfg.ms if isinstance(cfg.ms, list) else [cfg.ms]):
+        flagsafety.warn_interrupted(ms)     # the solve reads the FLAG an interrupted akflag / restore left
     summary = run_solve(cfg)
     if cfg.plots:
         from alakazam.plots import plot_table

@@ -55,7 +55,13 @@ def _print_list(vis, versions):
 def _body(p):
     from alakazam.core import flagversions
 
+    from alakazam.calibration import flagsafety
+
     vis, mode, name = p["vis"], p["mode"], p["versionname"]
+    # an interrupted restore / akflag / apply is said (a restore that ends it says so below instead)
+    ends = (lambda m: flagsafety.restore_resolves(m, name, p["merge"])) if mode == "restore" else \
+        (lambda m: m[0] == name) if mode == "delete" else None      # (delete: its marker goes with it)
+    flagsafety.warn_interrupted(vis, skip=ends)
     if mode == "list":
         versions = flagversions.list_versions(vis)
         _print_list(vis, versions)
@@ -69,19 +75,37 @@ def _body(p):
 
         from alakazam.calibration.flagsafety import clear_marker
 
-        # restore writes FLAG: the flags it replaces are saved first, as before every FLAG write
-        backup = flagversions.save(vis, task="flagmanager", comment=f"akflagmanager: FLAG before restoring "
-                                   f"{name} (merge={p['merge']})")
-        logging.getLogger("alakazam.tasks").info(
-            "akflagmanager: saved the current flags as %s before restoring %s (undo: akflagmanager(vis=%r, "
-            "mode='restore', versionname=%r))", backup, name, vis, backup)
-        flagversions.restore(vis, name, merge=p["merge"])
+        # restore writes FLAG: the flags it replaces are saved first, as before every FLAG write, and a
+        # marker names both versions until FLAG is written (a kill -9 is told by the next task)
+        def save():
+            return flagversions.save(vis, task="flagmanager", comment=f"akflagmanager: FLAG before restoring "
+                                     f"{name} (merge={p['merge']})")
+
+        ended = [m for m in flagsafety.interrupted(vis) if ends(m)]
+        with flagsafety.restore_marked(vis, name, p["merge"], save) as backup:
+            logging.getLogger("alakazam.tasks").info(
+                "akflagmanager: saved the current flags as %s before restoring %s (undo: "
+                "akflagmanager(vis=%r, mode='restore', versionname=%r))", backup, name, vis, backup)
+            flagversions.restore(vis, name, merge=p["merge"])
         out = {"restored": name, "merge": p["merge"], "backup": backup}
+        for version, restoring, _ in ended:     # the interrupted runs this restore ends (their markers)
+            clear_marker(vis, version)
+            logging.getLogger("alakazam.tasks").info(
+                "akflagmanager: %s the interrupted %s", "finished" if restoring == name and version != name
+                else "undid", f"restore of {restoring}" if restoring else version.split("_")[0])
         clear_marker(vis, name)        # an interrupted run's "FLAG writes in progress" marker
         return out
     from alakazam.calibration.flagsafety import clear_marker
 
     out = {"deleted": flagversions.delete(vis, name)}
+    for version, restoring, merge in flagsafety.interrupted(vis):
+        if version == name and restoring:       # the undo of an interrupted restore is gone: say so once
+            import logging
+
+            logging.getLogger("alakazam.tasks").warning(
+                "akflagmanager: deleted %s, the flags saved before the interrupted restore of %s; FLAG stays "
+                "partly restored until akflagmanager(vis=%r, mode='restore', versionname=%r, merge=%r) is "
+                "run again", name, restoring, vis, restoring, merge)
     clear_marker(vis, name)            # an interrupted run's marker names a version that is gone
     return out
 

@@ -46,8 +46,6 @@ HINTS = {
         "vis": "akfluxscale needs no MS: it reads caltable",
     },
     "akflag": {
-        "flagbackup": "not needed: akflag always saves a flag version before it writes FLAG; "
-                      "akflagmanager lists and restores it",
         "savepars": "not available: tput akflag (akshell) saves the parameters",
         "cmdreason": "not available",
         "inpfile": "not available: give the selection as parameters, or several flag blocks in a YAML "
@@ -76,6 +74,17 @@ VALUE_HINTS = {
 }
 
 
-def value_hint(task: str, name: str):
-    """The hint for a refused value of parameter ``name`` of ``task`` (None: no hint)."""
-    return VALUE_HINTS.get((task, name))
+def value_hint(task: str, name: str, value=None, allowed=None):
+    """The hint for a refused ``value`` of parameter ``name`` of ``task`` (None: no hint).  A string
+    close to one of the ``allowed`` values (a typo: gainfield='nearest_tme') gets "did you mean ...?";
+    the CASA hint of :data:`VALUE_HINTS` is for the values that are not (gainfield=['3C147'])."""
+    hint = VALUE_HINTS.get((task, name))
+    if not allowed:
+        return hint
+    vals = value if isinstance(value, (list, tuple)) else [value]
+    bad = [v for v in vals if isinstance(v, str) and v not in allowed]
+    close = [m for v in bad for m in difflib.get_close_matches(v, allowed, n=1, cutoff=0.75)]
+    if not close:
+        return hint
+    mean = "did you mean " + " / ".join(repr(m) for m in dict.fromkeys(close)) + "?"
+    return mean if len(close) == len(bad) or hint is None else f"{mean} {hint}"

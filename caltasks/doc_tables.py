@@ -65,9 +65,10 @@ def table(section) -> str:
         meaning = _MEANING.get((section, key)) or p.short.replace("|", "/")
         if p.allowed and (section, key) not in _MEANING:
             meaning += f" (one of: {', '.join(p.allowed)})"
-        if p.vmin is not None or p.vmax is not None:
+        if p.vmin is not None or p.vmax is not None or p.vmaxpercpu is not None:
             lo = "" if p.vmin is None else f"{p.vmin:g} <= "
             hi = "" if p.vmax is None else f" <= {p.vmax:g}"
+            hi = hi if p.vmaxpercpu is None else f" <= {p.vmaxpercpu:g} x CPU cores"
             meaning += f" ({lo}value{hi})"
         rows.append(f"| `{key}` | {param} | {default} | {meaning} |")
     return "\n".join(rows)

@@ -24,12 +24,32 @@ from .xmlschema import check_value, load_task
 log = logging.getLogger("alakazam.tasks")
 
 
+def ms_error(p, v):
+    """Why the must-exist ``vis`` parameter ``p`` (a path or a list of paths) is not a Measurement Set
+    (None: it is, or a path does not exist -- the XML check says that): a directory without table.dat,
+    a file, a CASA caltable.  Checked with the other parameters, before the Begin line (it was found by
+    the engine after it); the YAML runner's preflight asks the same for a block's ``ms``."""
+    if p.name != "vis" or not p.mustexist:
+        return None
+    from alakazam.core.ms_io import check_ms
+
+    bad = []
+    for x in (v if isinstance(v, (list, tuple)) else [v]):
+        if isinstance(x, str) and x and os.path.exists(os.path.expanduser(x)):
+            try:
+                check_ms(os.path.expanduser(x))
+            except AlakazamError as e:
+                bad.append(str(e).split(": ", 1)[-1])
+    return "; ".join(bad) or None
+
+
 def _kept(p, v):
     """What ``prepare`` checks the other parameters against when ``p`` is bad: its default, except for a
-    must-exist list of paths (vis=[a.ms, missing.ms]): the paths that exist, so the selections are
-    still checked against those MSs and reported with the missing one."""
+    must-exist list of paths (vis=[a.ms, missing.ms]): the paths that exist (and are MSs), so the
+    selections are still checked against those MSs and reported with the missing one."""
     if p.mustexist and isinstance(v, (list, tuple)):
-        have = [x for x in v if isinstance(x, str) and x and os.path.exists(os.path.expanduser(x))]
+        have = [x for x in v if isinstance(x, str) and x and os.path.exists(os.path.expanduser(x))
+                and not ms_error(p, x)]
         if have:
             return [os.path.expanduser(x) for x in have]
     return p.default
@@ -77,8 +97,10 @@ class Task:
             v, err = check_value(p, params[p.name])
             if err and exists is not None and p.mustexist and isinstance(v, str) and exists(v):
                 v, err = params[p.name], None
+            if not err:
+                err = ms_error(p, v)
             if err:
-                hint = value_hint(self.name, p.name)
+                hint = value_hint(self.name, p.name, params[p.name], p.allowed)
                 errors.setdefault(p.name, []).append(f"{err}; {hint}" if hint else err)
             out[p.name] = v
         if errors:
@@ -145,17 +167,34 @@ class Task:
     # ---- call
     def __call__(self, *args, **kwargs):
         unknown = [k for k in kwargs if k not in self.spec.names]
-        if unknown:
+        if unknown or self._call_errors(args, kwargs)[2]:
             self.raise_unknown(unknown, args, {k: v for k, v in kwargs.items() if k not in unknown})
         params, prepared = self.prepare(self.bind(*args, **kwargs))
         return self.run_prepared(params, prepared)
 
+    def _call_errors(self, args, known):
+        """(args, known, errors): what Python's binding would refuse -- more positional arguments than
+        parameters, a parameter given both positionally and as a keyword -- as ParameterError entries,
+        and the call without them (the positional value kept), so the rest is still checked."""
+        names, errors = self.spec.names, {}
+        if len(args) > len(names):
+            errors["positional arguments"] = [f"{len(args)} given, but {self.name} has {len(names)} "
+                                              f"parameters (help({self.name}) lists them in order)"]
+            args = args[:len(names)]
+        for i, n in enumerate(names[:len(args)]):
+            if n in known:
+                errors[n] = [f"given twice: positionally (argument {i + 1}) and as a keyword"]
+        return args, {k: v for k, v in known.items() if k not in errors}, errors
+
     def raise_unknown(self, unknown, args, known):
-        """UnknownParameterError: the keywords ``unknown`` (what to use instead) and every bad one of
-        the rest of the call (``args``, ``known``), before anything runs."""
+        """UnknownParameterError (also a TypeError): the keywords ``unknown`` (what to use instead), the
+        call's binding errors (too many positional arguments, a parameter given twice) and every bad
+        one of the rest of the call (``args``, ``known``), together, before anything runs."""
         from .casa_hints import unknown_message
 
         errors = {k: [unknown_message(self.name, self.spec.names, k)] for k in unknown}
+        args, known, bind_errors = self._call_errors(args, known)
+        errors.update(bind_errors)
         try:
             self.prepare(self.bind(*args, **known))
         except ParameterError as e:

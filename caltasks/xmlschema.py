@@ -25,6 +25,7 @@ class ParamSpec:
     ignorecase: bool = False
     vmin: Optional[float] = None
     vmax: Optional[float] = None
+    vmaxpercpu: Optional[float] = None      # <value range="max" percpu="true">k</value>: k x usable_cpus()
     subparam: bool = False
     mustexist: bool = False
     yamlkey: Optional[str] = None
@@ -117,6 +118,8 @@ def load_task(path) -> TaskSpec:
                 for x in al.findall("c:value", NS):
                     if x.get("range") == "min":
                         ps.vmin = float(x.text)
+                    elif x.get("range") == "max" and x.get("percpu", "false").lower() == "true":
+                        ps.vmaxpercpu = float(x.text)
                     elif x.get("range") == "max":
                         ps.vmax = float(x.text)
         params.append(ps)
@@ -136,6 +139,26 @@ def load_task(path) -> TaskSpec:
     return TaskSpec(task.get("name"), _text(task, "shortdescription"),
                     (task.find("c:description", NS).text or "").strip(),
                     params, constraints, (_text(task, "example")))
+
+
+def usable_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask; else os.cpu_count())."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _cpu_cap_error(p: ParamSpec, vals):
+    """A process count above ``vmaxpercpu`` per usable core (nproc, workers): refused, naming the
+    machine's cores -- nproc=10000 started 10000 processes; more than a few per core only compete."""
+    n = usable_cpus()
+    cap = int(p.vmaxpercpu * n)
+    for x in vals:
+        if isinstance(x, (int, float)) and not isinstance(x, bool) and x > cap:
+            return (f"max value is {cap} ({p.vmaxpercpu:g} per CPU core; this machine has {n} usable CPU "
+                    f"core{'s' if n != 1 else ''}), got {x!r}")
+    return None
 
 
 _PY = {"string": str, "path": str, "bool": bool, "int": int, "double": float}
@@ -206,6 +229,10 @@ def check_value(p: ParamSpec, v, paths=True):
                     return v, f"min value is {p.vmin:g}, got {x!r}"
                 if p.vmax is not None and x > p.vmax:
                     return v, f"max value is {p.vmax:g}, got {x!r}"
+    if p.vmaxpercpu is not None:
+        err = _cpu_cap_error(p, v if isinstance(v, list) else [v])
+        if err:
+            return v, err
     if p.type == "path" and isinstance(v, str):     # '~' as in the input paths, also for outputs and in
         v = os.path.expanduser(v)                   # YAML ('~/plots' made a './~'; no file is looked up)
     if p.type == "pathVec":

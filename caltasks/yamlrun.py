@@ -35,6 +35,7 @@ from .akapply import akapply
 from .akcal import akcal
 from .akflag import akflag
 from .akfluxscale import akfluxscale
+from .task import ms_error
 
 log = logging.getLogger("alakazam.run")
 
@@ -208,6 +209,9 @@ def preflight(blocks, produced_elsewhere=()):
                     if isinstance(x, str) and not have_table(os.path.expanduser(x)):
                         add(f"{where}.{p.yamlkey}", f"{x!r} does not exist"
                             + (" and no earlier block writes it" if section == "fluxscale" else ""))
+                    elif isinstance(x, str) and (bad := ms_error(p, x)) and \
+                            bad not in errors.get(f"{where}.{p.yamlkey}", []):
+                        add(f"{where}.{p.yamlkey}", bad)        # a directory, not an MS (said once)
         if cfg is not None and f"{where}.ms" not in errors and f"{where}.reference_table" not in errors:
             try:
                 if section in ("solve", "fluxscale"):

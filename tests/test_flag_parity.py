@@ -465,7 +465,7 @@ def gap_ms(base_ms, tmp_path_factory):
 def test_quack_scan_edges_are_per_scan_not_per_baseline(gap_ms, tmp_path, quackmode):
     """A baseline that starts late in a scan is quacked from the SCAN's first integration, and earlier
     flags do not move it (CASA 6.7 flagdata, measured on this MS: C00-C01 gets nothing flagged in scan
-    1 with quackmode='beg'; the same with its quackincrement=True, which akflag does not have)."""
+    1 with quackmode='beg'; the same with quackincrement=True: tests/test_review_s25_task.py)."""
     ms = str(tmp_path / "g.ms")
     shutil.copytree(gap_ms, ms)
     tm, scan, f0 = cols(ms, "TIME", "SCAN_NUMBER", "FLAG")

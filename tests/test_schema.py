@@ -35,7 +35,8 @@ def full_blocks(ms):
                      gaintable=["cal.h5"], gainjones=["G0"], gainfield=["nearest_sky"], interp=["linear"],
                      parang=True,
                      clipminmax=[0.0, 5.0], clipoutside=False, clipzeros=True, quackinterval=5.0,
-                     quackmode="end", growtime=60.0, growfreq=70.0, extendpols=False, growaround=True,
+                     quackmode="end", quackincrement=True, growtime=60.0, growfreq=70.0, extendpols=False,
+                     growaround=True,
                      flagneartime=True, flagnearfreq=True, threshold=6.0, action="calculate",
                      memory_limit_gb=1.0, workers=2, scheduler="tcp://127.0.0.1:8786", quiet=True,
                      uvrange=">10m", intent="*CAL*", observation="0", autocorr=True, tolerance=2.0,
@@ -105,6 +106,11 @@ def world(tmp_path, monkeypatch):
                       (flag_pkg, "run_flag")):
         monkeypatch.setattr(mod, name, rec)
     monkeypatch.setattr(flag_cfg, "resolve_errors", lambda cfg, resolve: {})   # (no real MS to parse against)
+    import alakazam.caltasks.task as task_mod
+    import alakazam.caltasks.yamlrun as yamlrun_mod
+
+    for mod in (task_mod, yamlrun_mod):         # (nor to be told an MS: x.ms is a plain directory)
+        monkeypatch.setattr(mod, "ms_error", lambda p, v: None)
     import alakazam.solve_precheck as solve_precheck     # (every key non-default: gpu with scipy, combine
 
     monkeypatch.setattr(solve_precheck, "errors", lambda *a, **k: {})   # with workers; no GPU here)
@@ -273,10 +279,10 @@ def test_one_call_reports_every_bad_parameter(tmp_path):
     assert set(e.value.errors) == {"vis", "caltable", "akcal.jones[0]"}
     assert "'Q' is not a Jones type" in e.value.errors["akcal.jones[0]"][0]
     os.mkdir(tmp_path / "x.ms")
-    with pytest.raises(ParameterError) as e:
+    with pytest.raises(ParameterError) as e:        # (x.ms is no MS: said with the others)
         akcal(vis=str(tmp_path / "x.ms"), caltable="c.h5", jones=["K", "G"], solint=["scan", "5parsecs"],
               maxiter=0, calmode="x")
-    assert set(e.value.errors) == {"akcal.solint[1]", "maxiter", "calmode"}
+    assert set(e.value.errors) == {"vis", "akcal.solint[1]", "maxiter", "calmode"}
 
 
 def test_whole_yaml_file_one_report(world):

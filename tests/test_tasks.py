@@ -14,11 +14,16 @@ from alakazam.config import ApplyConfig, FluxscaleConfig, SolveConfig
 from alakazam.errors import ParameterError
 
 
-@pytest.fixture
-def fake_ms(tmp_path):
-    ms = tmp_path / "fake.ms"
-    ms.mkdir()
-    return str(ms)
+@pytest.fixture(scope="module")
+def fake_ms(tmp_path_factory):
+    """A tiny simulated MS (vis must be a Measurement Set: ms_io.check_ms; scans of 3C286, 3C147,
+    TARGET); the engines are recorders, nothing writes it."""
+    from alakazam.sim import simulate_ms
+
+    ms = str(tmp_path_factory.mktemp("tasks") / "fake.ms")
+    simulate_ms(ms, n_ant=4, n_ant_extra=0, n_chan=(4,), duration_h=0.5, leakage=False, dead_ant=False,
+                flag_rows=0.0)
+    return ms
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def test_signature_matches_xml(name):
     assert TASKS[name].spec.short in TASKS[name].__doc__
 
 
-def test_validation_reports_every_bad_parameter(tmp_path):
+def test_validation_reports_every_bad_parameter(tmp_path, sim_linear):
     with pytest.raises(ParameterError) as e:
         akcal(vis=str(tmp_path / "nope.ms"), caltable="c.h5", maxiter=1.5, solver="fortran", parang=1,
               tol=-1.0)
@@ -43,7 +43,7 @@ def test_validation_reports_every_bad_parameter(tmp_path):
     with pytest.raises(TypeError, match="bogus"):
         akcal(vis="x", bogus=1)
     # a scalar for a *Vec parameter becomes a one-element list; double accepts int
-    params = akcal.validate(akcal.bind(vis=str(tmp_path), jones="K", rfi_threshold=4))
+    params = akcal.validate(akcal.bind(vis=sim_linear[0], jones="K", rfi_threshold=4))   # (vis: an MS)
     assert params["jones"] == ["K"] and params["rfi_threshold"] == 4.0
 
 

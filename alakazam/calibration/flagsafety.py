@@ -56,13 +56,84 @@ def restore_command(ms, version) -> str:
     return f"alakazam flagmanager --vis {shlex.quote(p)} --mode restore --versionname {version}"
 
 
-def warn_interrupted(ms):
-    """Warn about earlier runs interrupted while writing FLAG (their markers are still present)."""
+#: the line of a marker that says the FLAG writes are a restore: ``restoring: <version> <merge>``
+_RESTORING = "restoring: "
+
+
+def interrupted(ms):
+    """Markers left by runs interrupted while writing FLAG: ``[(version saved before, restored version or
+    None, merge or None)]`` -- the restored version for an akflagmanager restore (:func:`restore_marked`)."""
+    out = []
     for m in sorted(glob.glob(os.path.join(flagversions_dir(ms), "flags.*.in_progress"))):
         version = os.path.basename(m)[len("flags."):-len(".in_progress")]
+        name = merge = None
+        try:
+            with open(m) as fh:
+                for line in fh.read(4096).splitlines():
+                    if line.startswith(_RESTORING) and len(line[len(_RESTORING):].split()) == 2:
+                        name, merge = line[len(_RESTORING):].split()
+        except OSError:
+            pass
+        out.append((version, name, merge))
+    return out
+
+
+def restore_resolves(marker, name, merge) -> bool:
+    """Whether restoring ``name`` with ``merge`` ends the interrupted run of ``marker`` (an
+    :func:`interrupted` entry): it restores the flags saved before it (undo), or it is the same restore
+    (finishing it: replace, or and and are idempotent)."""
+    version, restoring, was = marker
+    return name == version or (restoring == name and was == merge)
+
+
+def _finish_command(ms, name, merge) -> str:
+    return f"akflagmanager(vis={str(ms)!r}, mode='restore', versionname={name!r}, merge={merge!r})"
+
+
+def warn_interrupted(ms, skip=None):
+    """Warn about earlier runs interrupted while writing FLAG (their markers are still present);
+    ``skip(marker)``: true for the markers not to warn about (the run at hand resolves them)."""
+    for marker in interrupted(ms):
+        if skip is not None and skip(marker):
+            continue
+        version, name, merge = marker
+        if name is not None:
+            log.warning("a restore of flag version %s (merge=%r) on %s was interrupted while writing FLAG: "
+                        "FLAG is partly restored; re-run %s to finish it, or restore %r, the flags saved "
+                        "before it, to undo it: %s", name, merge, ms, _finish_command(ms, name, merge),
+                        version, restore_command(ms, version))
+            continue
         log.warning("an earlier %s on %s was interrupted while writing FLAG: FLAG may be partly changed; "
                     "restore the flags saved before it with: %s", version.split("_")[0], ms,
                     restore_command(ms, version))
+
+
+@contextmanager
+def restore_marked(ms, name, merge, save):
+    """An akflagmanager restore of ``name`` (``merge``): save the current flags (``save()`` returns the
+    version's name) and write the in-progress marker as one step (SIGINT / SIGTERM held in between),
+    yield the saved version, and remove the marker when FLAG is written.  A kill -9 leaves the marker
+    (``restoring: <name> <merge>``): the next task on the MS says which restore was interrupted, how to
+    finish it and how to undo it (:func:`warn_interrupted`); either restore removes it."""
+    with _signals_held():
+        backup = save()
+        with open(marker_path(ms, backup), "w") as fh:
+            fh.write(f"FLAG writes in progress; restore with: {restore_command(ms, backup)}\n"
+                     f"{_RESTORING}{name} {merge}\n")
+    try:
+        yield backup
+    except BaseException as e:
+        from ..core import undo
+
+        if isinstance(e, KeyboardInterrupt) and undo.active() is not None:     # akshell: its undo does it
+            log.warning("the restore of flag version %s was interrupted (%s) while writing FLAG: the undo "
+                        "puts FLAG back from flag version %s", name, type(e).__name__, backup)
+        else:
+            log.error("the restore of flag version %s was interrupted (%s) while writing FLAG: FLAG is "
+                      "partly restored; re-run %s to finish it, or undo it with: %s", name,
+                      type(e).__name__, _finish_command(ms, name, merge), restore_command(ms, backup))
+        raise
+    clear_marker(ms, backup)
 
 
 def clear_marker(ms, version):

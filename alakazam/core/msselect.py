@@ -30,7 +30,12 @@ timerange (:func:`parse_timerange`)
     ``YYYY/MM/DD/hh:mm:ss[.s]`` (also ``YYYY/MM/DD/hh:mm``, ``YYYY/MM/DD``) or ``hh:mm[:ss.s]`` on the
     date of the data's first integration (for the upper bound: on the lower bound's date).  Times are
     UTC and are compared with the integration mid-time (TIME): ``T0 <= TIME <= T1``; a single ``T``
-    selects the integrations whose interval contains it.
+    selects the integrations whose interval contains it.  A date without a time (measured with CASA
+    6.7's msselect and flagdata, tests/test_review_s25_task.py): as a bound (``D1~D2``, ``>D``, ``<D``)
+    it is 00:00 of that day, so ``D~D`` is empty and refused (flagdata: "zero rows"; the whole day is
+    ``D~D+1``); alone (``'2024/04/01'``) it is that day at the time of day of the data's first
+    integration, to the millisecond (casacore fills a time's missing fields from the first row): one
+    integration, with a warning saying so.
 intent (:func:`parse_intent`)
     ``,``-separated patterns (``*BANDPASS*``) matched with fnmatch against each STATE row's OBS_MODE,
     or STATE ids / id ranges.
@@ -42,6 +47,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import fnmatch
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
@@ -113,9 +119,20 @@ def _parse_duration(text, where):
                             "seconds") from None
 
 
+def _date_only(text) -> bool:
+    m = _T_FULL.match(str(text).strip())
+    return bool(m) and m.group(4) is None
+
+
+def _next_day(text) -> str:
+    d = _dt.date(*(int(x) for x in str(text).strip().split("/"))) + _dt.timedelta(days=1)
+    return d.strftime("%Y/%m/%d")
+
+
 def parse_timerange(text, t_first) -> List[Tuple[float, float, bool]]:
     """``[(t0, t1, point), ...]`` in MJD seconds (module docstring); ``t_first`` = the data's first
-    TIME (its date is used when a time has none).  ``point`` marks a single time ``T`` (t0 == t1)."""
+    TIME (its date is used when a time has none; its time of day for a date alone).  ``point`` marks a
+    single time ``T`` (t0 == t1)."""
     day0 = _day_start(t_first)
     out = []
     for part in str(text).split(","):
@@ -130,6 +147,12 @@ def parse_timerange(text, t_first) -> List[Tuple[float, float, bool]]:
             a, b = p.split("~", 1)
             t0 = parse_time(a, day0)
             t1 = parse_time(b, _day_start(t0))
+            if t1 == t0 and _date_only(a) and _date_only(b):
+                raise AlakazamError(
+                    f"timerange: {p!r} is empty: in a range a date without a time is 00:00 of that day (as "
+                    f"in CASA, whose flagdata finds zero rows); for the whole day give "
+                    f"'{a.strip()}~{_next_day(a)}'; accepted forms: T0~T1, T0+dT, >T, <T, T with T = "
+                    "YYYY/MM/DD/hh:mm:ss, YYYY/MM/DD or hh:mm:ss")
             if t1 < t0:
                 raise AlakazamError(f"timerange: {p!r} ends before it starts")
             out.append((t0, t1, False))
@@ -137,10 +160,25 @@ def parse_timerange(text, t_first) -> List[Tuple[float, float, bool]]:
             a, b = p.split("+", 1)
             t0 = parse_time(a, day0)
             out.append((t0, t0 + _parse_duration(b, "timerange"), False))
+        elif _date_only(p):         # CASA: the missing hh:mm:ss.sss from the first row's TIME
+            tod = np.floor((float(t_first) - day0) * 1000.0) / 1000.0
+            t = parse_time(p, day0) + tod
+            _warn_date_alone(p, mjds_to_str(t))
+            out.append((t, t, True))
         else:
             t = parse_time(p, day0)
             out.append((t, t, True))
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _warn_date_alone(p, when):
+    import logging
+
+    logging.getLogger("alakazam").warning(
+        "timerange: %r (a date without a time) selects, as in CASA, the integration at %s (the data's "
+        "first time of day on that date), not the whole day; for the whole day give '%s~%s'", p, when,
+        p, _next_day(p))
 
 
 def time_mask(ranges, time, interval=None) -> np.ndarray:

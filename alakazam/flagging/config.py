@@ -49,6 +49,7 @@ class FlagConfig:
     clipzeros: bool = False
     quackinterval: float = 1.0
     quackmode: str = "beg"
+    quackincrement: bool = False        # quack from the first / last unflagged integration (flagdata's)
     growtime: float = 50.0
     growfreq: float = 50.0
     extendpols: bool = True

@@ -139,6 +139,9 @@ def _run_flag(cfg: FlagConfig) -> dict:
     if writes:
         ms_io.release_handle_table(cfg.ms)      # no read-only table of ours beside the writes
         return _writing(cfg, sel, mod, pre, t_start)
+    from ..calibration import flagsafety
+
+    flagsafety.warn_interrupted(cfg.ms)     # summary / calculate read the FLAG an interrupted run left
     return _flag_body(cfg, sel, mod, pre, t_start, writes)
 
 
@@ -195,7 +198,8 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
     from .. import distributed, progress
 
     if distributed.wanted(getattr(cfg, "workers", 0), getattr(cfg, "scheduler", "")) and \
-            not hasattr(mod, "finish") and not getattr(mod, "IN_PROCESS", False):
+            not hasattr(mod, "finish") and not getattr(mod, "IN_PROCESS", False) and \
+            not getattr(mod, "in_process", lambda c: False)(cfg):
         # (summary collects in its state, shadow scans the whole MS once: in process)
         # (gaintable: each worker loads the tables itself, distributed_apply._flag_part)
         from .. import distributed_apply        # workers compute the flags, this process writes
