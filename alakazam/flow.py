@@ -228,6 +228,7 @@ def _validate(cfg: SolveConfig):
     step_fields = [ms_io.resolve_fields(meta, step.field) for step in cfg.steps]
     solve_order.check_block(cfg, meta, step_fields)     # D before KC/CP needs an unpolarised calibrator
     parang_check.check_parang_correlations(meta, spw_sel, cfg.apply_parang)   # linear feeds need XY, YX
+    parang_check.check_cross_hand_steps(meta, spw_sel, cfg.steps)             # D, KC, CP need 4 correlations
     ext_terms = []
     if cfg.external_preapply is not None:
         ep = cfg.external_preapply

@@ -30,7 +30,9 @@ log = logging.getLogger("alakazam.apply")
 
 
 def _native(out4, corr_types, n_corr):
-    if n_corr == 4:
+    from ..core.ms_io import canonical_corr
+
+    if n_corr == 4 and canonical_corr(corr_types):
         return out4
     order = {"XX": 0, "XY": 1, "YX": 2, "YY": 3, "RR": 0, "RL": 1, "LR": 2, "LL": 3}
     return np.stack([out4[..., order[c]] for c in corr_types], axis=-1)

@@ -33,3 +33,27 @@ def check_parang_correlations(meta, ddids, apply_parang, where="apply_parang"):
                 f"parallactic angle would be wrong. Set {where} false (exact for an unpolarised "
                 f"calibrator, whose model the rotation leaves unchanged) or use an MS with all four "
                 f"correlations")
+
+
+def check_cross_hand_steps(meta, ddids, steps):
+    """Raise, before anything is read or written, when a step solved from the cross hands (D, KC, CP:
+    the registry's non-diagonal and cross-only types) would run on a selected SPW without all four
+    correlations (an MS of XX, YY or RR, LL only; or one SPW of a mixed MS): its solutions would all be
+    flagged (D) or the model look unpolarised (KC, CP), an error that does not say why."""
+    from ..jones import terms as jterms
+
+    short = [d for d in ddids if meta.spws[d].n_corr != 4]
+    if not short:
+        return
+    for i, st in enumerate(steps):
+        t = jterms.get(st.jones_type)
+        if t.diagonal and not t.cross_only:
+            continue
+        sp = meta.spws[short[0]]
+        four = "XX, XY, YX, YY" if sp.feed_basis == "linear" else "RR, RL, LR, LL"
+        raise AlakazamError(
+            f"jones: {st.key} ({st.jones_type}, step {i}) is solved from the cross hands, but "
+            f"SPW {sp.spw_id} (DATA_DESC_ID {sp.ddid}) of {meta.path} has only the "
+            f"correlations {', '.join(sp.corr_types)}: "
+            f"{st.jones_type} needs all four ({four}). "
+            f"Leave {st.jones_type} out, or select only SPWs with four correlations (spw)")

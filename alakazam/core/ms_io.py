@@ -474,12 +474,24 @@ class Chunk:
         return d, m, f, w
 
 
+#: position of each correlation in the 4-correlation view pp, pq, qp, qq
+CORR_ORDER = {"XX": 0, "XY": 1, "YX": 2, "YY": 3, "RR": 0, "RL": 1, "LR": 2, "LL": 3}
+
+
+def canonical_corr(corr_types) -> bool:
+    """True when ``corr_types`` are the four correlations in the order pp, pq, qp, qq (XX XY YX YY or
+    RR RL LR LL): the stored layout is then the 4-correlation view itself.  Other orders (an MS
+    written XX YY XY YX, RR LL RL LR ...) are mapped by name, never by position."""
+    return len(corr_types) == 4 and [CORR_ORDER.get(str(c), -1) for c in corr_types] == [0, 1, 2, 3]
+
+
 def to_four_corr(data, flag, weight, corr_types):
-    """Expand 1/2-correlation data (pp, qq) to 4 (pq, qp zero and flagged); 4 pass through."""
+    """Expand 1/2-correlation data (pp, qq) to 4 (pq, qp zero and flagged); 4 correlations in the
+    order pp, pq, qp, qq pass through, 4 in another order are reordered by name."""
     n = data.shape[-1]
-    if n == 4:
+    if n == 4 and canonical_corr(corr_types):
         return data, flag, weight
-    order = {"XX": 0, "XY": 1, "YX": 2, "YY": 3, "RR": 0, "RL": 1, "LR": 2, "LL": 3}
+    order = CORR_ORDER
     shape = data.shape[:-1] + (4,)
     d = np.zeros(shape, data.dtype)
     f = np.ones(shape, bool)
