@@ -272,10 +272,18 @@ def _reasons(sets):
 def _weight_column(ms):
     """The weights a solve reads: WEIGHT_SPECTRUM when the MS has it (an all-zero one, as some MeerKAT
     products carry, weights every sample 0), else WEIGHT (core/ms_io.py)."""
-    from .core import ms_io
+    from .core import ms as _ms
 
-    try:
-        has = "WEIGHT_SPECTRUM" in ms_io.read_meta(ms).columns
+    try:            # the open handle's metadata, or the column names alone (never a metadata read)
+        h = _ms.active(ms)
+        if h is not None:
+            cols = h.meta.columns
+        else:
+            from casacore.tables import table
+
+            with table(str(ms), ack=False) as t:
+                cols = t.colnames()
+        has = "WEIGHT_SPECTRUM" in cols
     except Exception:
         return "WEIGHT"
     return "WEIGHT_SPECTRUM (read instead of WEIGHT when present)" if has else "WEIGHT"

@@ -427,3 +427,16 @@ def test_all_zero_weight_spectrum_is_named(base, tmp_path):
     with pytest.raises(AlakazamError, match=r"no usable data.*FLAG, WEIGHT_SPECTRUM \(read instead of W"):
         _solve(ms, cal, jones=["K"], solint=["scan"])
     assert not os.path.exists(cal)
+
+
+# ------------------------------------------------------------------ 6. INTERVAL 0 and solint in integrations
+def test_interval_zero_integration_solints(base, tmp_path):
+    """INTERVAL (and EXPOSURE) 0 on every row: solint 'int' and '2ints' were refused ('needs the MS
+    integration time, which is unknown'); the integration time is now the spacing of the TIMEs, so they
+    give the plain MS's solutions."""
+    ms = _variant(base[0], tmp_path, "interval-zero")
+    from alakazam.core import ms_io
+
+    assert ms_io.read_meta_uncached(ms).interval == pytest.approx(120.0)
+    kw = dict(jones=["K", "G"], solint=["int", "2ints"])
+    _assert_same(_solve(base[0], str(tmp_path / "a.h5"), **kw), _solve(ms, str(tmp_path / "b.h5"), **kw))

@@ -179,6 +179,14 @@ def read_meta_uncached(ms) -> MSMeta:
             q = taql("SELECT gmedian(INTERVAL) AS IV FROM $t")
             interval = float(q.getcol("IV")[0])
             q.close()
+            if not interval > 0:
+                # INTERVAL 0 (some converters write it): the integration time is the median spacing of
+                # the distinct TIMEs, so solint 'int' / 'Nints' still mean integrations, as in CASA
+                q = taql("SELECT DISTINCT TIME FROM $t")
+                step = np.diff(np.sort(q.getcol("TIME")))
+                q.close()
+                step = step[step > 0]
+                interval = float(np.median(step)) if len(step) else 0.0
         else:
             ants = np.zeros(0, np.int64)
             scan = fld = ddid = np.zeros(0, np.int64)
