@@ -319,6 +319,31 @@ def _variant(ms, tmp_path, kind):
         with table(out, readonly=False, ack=False) as t:
             t.copyrows(t, startrowin=0, startrowout=-1, nrow=t.nrows())
         return out
+    if kind == "autocorrelations":             # VLA, MeerKAT, uGMRT write them: |g|^2 T_sys-like, ignored
+        _rewrite(ms, out)
+        with table(out, readonly=False, ack=False) as t:
+            a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+            last = a2.max()
+            on_last = a2 == last
+            src = np.concatenate([np.nonzero(on_last)[0], np.nonzero((a1 == a1[on_last].max()) & on_last)[0]])
+            n0 = t.nrows()
+            for r in src:
+                t.copyrows(t, startrowin=int(r), startrowout=-1, nrow=1)
+            new = np.arange(n0, t.nrows())
+            b1, b2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+            k = int((a2 == last).sum())
+            b2[new[:k]] = b1[new[:k]]              # (a, last) -> (a, a); one more copy -> (last, last)
+            b1[new[k:]] = last
+            b2[new[k:]] = last
+            t.putcol("ANTENNA1", b1)
+            t.putcol("ANTENNA2", b2)
+            rng = np.random.default_rng(0)
+            for r in new:
+                d = t.getcell("DATA", int(r))
+                d[:] = 3 + 2j
+                d[:, 0] = d[:, 3] = 100 + rng.normal(0, 1, d.shape[0])
+                t.putcell("DATA", int(r), d)
+        return out
     out = _copy(ms, tmp_path, f"{kind}.ms")
     with table(out, readonly=False, ack=False) as t:
         if kind == "interval-zero":
@@ -342,11 +367,12 @@ def _variant(ms, tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind", ["interleaved-ddid", "time-descending", "shuffled", "duplicated-rows",
-                                  "interval-zero", "time-centroid-offset", "no-flag-category",
-                                  "antenna-and-spw-flag-row", "weight-spectrum-equal-to-weight",
-                                  "sigma-spectrum-only"])
+                                  "autocorrelations", "interval-zero", "time-centroid-offset",
+                                  "no-flag-category", "antenna-and-spw-flag-row",
+                                  "weight-spectrum-equal-to-weight", "sigma-spectrum-only"])
 def test_layouts_holding_the_same_data_solve_the_same(base, tmp_path, kind):
-    """Rows interleaved by DATA_DESC_ID, out of time order or shuffled, every row duplicated, INTERVAL and
+    """Rows interleaved by DATA_DESC_ID, out of time order or shuffled, every row duplicated, autocorrelation
+    rows added (100 Jy in the parallel hands: the solve uses cross-correlations only), INTERVAL and
     EXPOSURE 0, TIME_CENTROID != TIME, no FLAG_CATEGORY, ANTENNA / SPECTRAL_WINDOW FLAG_ROW set on an
     antenna / SPW with data (ignored, as CASA 6.7 gaincal does), WEIGHT_SPECTRUM equal to WEIGHT, or only
     a SIGMA_SPECTRUM (not used: the weights are WEIGHT_SPECTRUM or WEIGHT): K, G, G equal the plain MS's."""
