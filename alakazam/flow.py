@@ -207,6 +207,7 @@ def _validate(cfg: SolveConfig):
     from .core import ms_io
     from . import solvers
     from .calibration import chain, parang_check, solve_order, spwmap as _spwmap
+    from .core import scanobs
 
     solvers.check_backend(cfg.solver_backend)
     solvers.check_device(cfg.solver_backend, cfg.gpu)
@@ -229,6 +230,7 @@ def _validate(cfg: SolveConfig):
     solve_order.check_block(cfg, meta, step_fields)     # D before KC/CP needs an unpolarised calibrator
     parang_check.check_parang_correlations(meta, spw_sel, cfg.apply_parang)   # linear feeds need XY, YX
     parang_check.check_cross_hand_steps(meta, spw_sel, cfg.steps)             # D, KC, CP need 4 correlations
+    scanobs.check_scan_solints(meta, cfg.steps, step_fields, scans)          # scan numbers reused per obs
     ext_terms = []
     if cfg.external_preapply is not None:
         ep = cfg.external_preapply

@@ -466,3 +466,41 @@ def test_interval_zero_integration_solints(base, tmp_path):
     assert ms_io.read_meta_uncached(ms).interval == pytest.approx(120.0)
     kw = dict(jones=["K", "G"], solint=["int", "2ints"])
     _assert_same(_solve(base[0], str(tmp_path / "a.h5"), **kw), _solve(ms, str(tmp_path / "b.h5"), **kw))
+
+
+# ------------------------------------------------------------------ 6. scan numbers restarting per obs
+def _restart_scan(ms, new_obs):
+    """3C286's scan 4 relabelled scan 1 (1800 s after the first scan 1), in a new OBSERVATION row or not."""
+    from casacore.tables import table
+
+    if new_obs:
+        with table(ms + "::OBSERVATION", readonly=False, ack=False) as t:
+            t.copyrows(t, startrowin=0, startrowout=-1, nrow=1)
+    with table(ms, readonly=False, ack=False) as t:
+        s, o = t.getcol("SCAN_NUMBER"), t.getcol("OBSERVATION_ID")
+        if new_obs:
+            o[s == 4] = 1
+        s[s == 4] = 1
+        t.putcol("SCAN_NUMBER", s)
+        t.putcol("OBSERVATION_ID", o)
+
+
+def test_scan_number_restarting_per_observation(base, tmp_path):
+    """A concatenated MS whose scan numbers restart: 3C286's two scans are both scan 1, of OBSERVATION_IDs
+    0 and 1.  CASA 6.7 gaincal (solint 'inf' = per scan) gives two solutions there, one when both rows are
+    of observation 0.  A per-scan solint silently gave one solution over both observations; now it is
+    refused before anything is written, naming the scan and the observations; with observation='0'
+    selected, or in one observation (as CASA: one scan), it solves."""
+    ms = _copy(base[0], tmp_path, "restart.ms")
+    _restart_scan(ms, new_obs=True)
+    cal = str(tmp_path / "k.h5")
+    with pytest.raises(AlakazamError, match=r"scan 1 of field '3C286' has rows of OBSERVATION_IDs \[0, 1\]"):
+        _solve(ms, cal, jones=["K"], solint=["scan"])
+    assert not os.path.exists(cal)
+    sol = _solve(ms, cal, jones=["K"], solint=["scan"], observation="0")
+    k_base = [s for s in base[3]["K0"] if s.scan_id == 1]
+    _assert_same({"K0": k_base}, sol)
+    one = _copy(base[0], tmp_path, "one_obs.ms")
+    _restart_scan(one, new_obs=False)
+    sol = _solve(one, str(tmp_path / "one.h5"), jones=["K"], solint=["scan"])
+    assert sorted((s.scan_id, s.spw) for s in sol["K0"]) == [(1, 0), (1, 1)]

@@ -51,6 +51,8 @@ class ScanInfo:
     t_start: float
     t_end: float
     ddids: set
+    #: OBSERVATION_IDs of the scan's rows: more than one when a concatenated MS restarts its scan numbers
+    observations: set = field(default_factory=set)
 
 
 @dataclass
@@ -171,9 +173,10 @@ def read_meta_uncached(ms) -> MSMeta:
             ants = np.unique(np.concatenate(
                 [np.unique(t.getcol(c, r0, min(WHERE_BLOCK, n - r0)))
                  for r0 in range(0, n, WHERE_BLOCK) for c in ("ANTENNA1", "ANTENNA2")]))
-            q = taql("SELECT SCAN_NUMBER AS SCN, FIELD_ID AS FLD, DATA_DESC_ID AS DDI, gmin(TIME) AS TMIN, "
-                     "gmax(TIME) AS TMAX FROM $t GROUPBY SCAN_NUMBER, FIELD_ID, DATA_DESC_ID")
-            scan, fld, ddid = q.getcol("SCN"), q.getcol("FLD"), q.getcol("DDI")
+            q = taql("SELECT SCAN_NUMBER AS SCN, FIELD_ID AS FLD, DATA_DESC_ID AS DDI, "
+                     "OBSERVATION_ID AS OBS, gmin(TIME) AS TMIN, gmax(TIME) AS TMAX FROM $t "
+                     "GROUPBY SCAN_NUMBER, FIELD_ID, DATA_DESC_ID, OBSERVATION_ID")
+            scan, fld, ddid, obs_id = q.getcol("SCN"), q.getcol("FLD"), q.getcol("DDI"), q.getcol("OBS")
             tmin, tmax = q.getcol("TMIN"), q.getcol("TMAX")
             q.close()
             q = taql("SELECT gmedian(INTERVAL) AS IV FROM $t")
@@ -189,7 +192,7 @@ def read_meta_uncached(ms) -> MSMeta:
                 interval = float(np.median(step)) if len(step) else 0.0
         else:
             ants = np.zeros(0, np.int64)
-            scan = fld = ddid = np.zeros(0, np.int64)
+            scan = fld = ddid = obs_id = np.zeros(0, np.int64)
             tmin = tmax = np.zeros(0)
             interval = 0.0
     with _table(ms + "::ANTENNA") as t:
@@ -241,7 +244,8 @@ def read_meta_uncached(ms) -> MSMeta:
     for k in np.unique(key):
         m = key == k
         scans.append(ScanInfo(int(k // 100000), int(k % 100000), float(tmin[m].min()), float(tmax[m].max()),
-                              set(int(x) for x in np.unique(ddid[m]))))
+                              set(int(x) for x in np.unique(ddid[m])),
+                              set(int(x) for x in np.unique(obs_id[m]))))
     scans.sort(key=lambda s: (s.t_start, s.scan_number))
     obs = None
     if tel:
