@@ -101,7 +101,7 @@ def recorrelate(ms, perms):
     from casacore.tables import makearrcoldesc, maketabdesc, table
 
     with table(ms, readonly=False, ack=False) as t:
-        three = [c for c in ("DATA", "MODEL_DATA", "FLAG") if c in t.colnames()]
+        three = [c for c in ("DATA", "MODEL_DATA", "CORRECTED_DATA", "FLAG") if c in t.colnames()]
         cols = three + ["WEIGHT", "SIGMA"]
         vals = {}
         for d, p in perms.items():
@@ -504,3 +504,32 @@ def test_scan_number_restarting_per_observation(base, tmp_path):
     _restart_scan(one, new_obs=False)
     sol = _solve(one, str(tmp_path / "one.h5"), jones=["K"], solint=["scan"])
     assert sorted((s.scan_id, s.spw) for s in sol["K0"]) == [(1, 0), (1, 1)]
+
+
+def test_leakage_on_two_correlations_is_refused_in_apply_and_preapply(base, tmp_path):
+    """A D table applied to (or pre-applied in a solve on) an XX, YY MS: its inverse needs the cross hands.
+    akapply corrected the parallel hands as if XY, YX were 0 (first order in d x the polarised flux);
+    CASA 6.7 applycal refuses it ('JonesGenLin matrix apply (J::aR) incompatible with VisVector',
+    measured).  Now both refuse before anything is written, naming the term and the SPW; K, G, KC and CP
+    (diagonal) apply."""
+    from casacore.tables import table
+
+    from alakazam.caltasks import akapply
+
+    ms = _copy(base[0], tmp_path, "xxyy.ms")
+    recorrelate(ms, {0: [0, 3], 1: [0, 3]})
+    chain_h5 = str(os.path.join(os.path.dirname(base[0]), "chain.h5"))
+
+    def corrected():
+        with table(ms, ack=False) as t:
+            return [t.query(f"DATA_DESC_ID=={d}").getcol("CORRECTED_DATA") for d in (0, 1)]
+    before = corrected()            # (the copy carries the fixture's CORRECTED_DATA)
+    with pytest.raises(AlakazamError, match=r"D0 \(D\) mixes the cross hands.*only the correlations XX, YY"):
+        akapply(vis=ms, gaintable=[chain_h5], jones=["K0", "G0", "G1", "KC0", "CP0", "D0"])
+    for x, y in zip(before, corrected()):
+        np.testing.assert_array_equal(x, y)
+    cal = str(tmp_path / "g.h5")
+    with pytest.raises(AlakazamError, match=r"external_preapply: D0 \(D\)"):
+        _solve(ms, cal, jones=["G"], solint=["inf"], gaintable=[chain_h5], gainjones=["D0"])
+    assert not os.path.exists(cal)
+    akapply(vis=ms, gaintable=[chain_h5], jones=["K0", "G0", "G1", "KC0", "CP0"])

@@ -57,3 +57,19 @@ def check_cross_hand_steps(meta, ddids, steps):
             f"correlations {', '.join(sp.corr_types)}: "
             f"{st.jones_type} needs all four ({four}). "
             f"Leave {st.jones_type} out, or select only SPWs with four correlations (spw)")
+
+
+def check_full_terms(meta, ddids, terms, where="jones"):
+    """Raise, before anything is written, when a full (non-diagonal) term (D) would correct a selected SPW
+    without all four correlations: its inverse mixes the cross hands into the parallel ones, and they are
+    absent.  CASA 6.7 applycal refuses the same (measured: 'JonesGenLin matrix apply (J::aR) incompatible
+    with VisVector' for a Df table on an XX, YY MS); diagonal terms (K, G, KC, CP) are fine."""
+    full = [t for t in terms if not t.diagonal]
+    short = [d for d in ddids if meta.spws[d].n_corr != 4]
+    if full and short:
+        sp = meta.spws[short[0]]
+        raise AlakazamError(
+            f"{where}: {full[0].key} ({full[0].jones_type}) mixes the cross hands into the parallel "
+            f"hands, but SPW {sp.spw_id} (DATA_DESC_ID {sp.ddid}) of {meta.path} has only the correlations "
+            f"{', '.join(sp.corr_types)}. Leave {full[0].key} out, or select only SPWs with four "
+            f"correlations (spw)")
