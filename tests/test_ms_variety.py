@@ -444,9 +444,11 @@ def test_all_zero_weight_spectrum_is_named(base, tmp_path):
     """A WEIGHT_SPECTRUM of zeros beside a valid WEIGHT: alakazam reads WEIGHT_SPECTRUM when present, so
     every sample has weight 0 and the solve stops before writing; the error names WEIGHT_SPECTRUM (it said
     'check FLAG, WEIGHT', which the user finds valid).  CASA 6.7 gaincal, measured on this MS, gives the
-    same gains (to 0.0) with WEIGHT_SPECTRUM absent, all zero, random or zero on half the rows, and with
-    WEIGHT zero on every row of an antenna (that antenna still solved): its solve does not weight by
-    them here, so there is no CASA fallback to copy."""
+    same gains (to 0.0) with WEIGHT_SPECTRUM absent, all zero, random or zero on half the rows, with WEIGHT
+    zero on every row of an antenna (that antenna still solved) and with a lone SIGMA_SPECTRUM of 1e6 on
+    that antenna; SIGMA = 1e6 on its rows changes the gains and flags it: solving DATA, CASA weights by
+    1/SIGMA^2 (SIGMA describes DATA, WEIGHT the corrected data) -- a convention alakazam does not follow
+    (reported; WEIGHT = 1/SIGMA^2 in most MSs)."""
     ms = _copy(base[0], tmp_path, "wszero.ms")
     _add_spectrum(ms, "WEIGHT_SPECTRUM", lambda q, s: np.zeros(s))
     cal = str(tmp_path / "k.h5")
