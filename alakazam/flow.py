@@ -228,6 +228,7 @@ def _validate(cfg: SolveConfig):
     scans = ms_io.resolve_scans(meta, cfg.scan) if cfg.scan else None
     step_fields = [ms_io.resolve_fields(meta, step.field) for step in cfg.steps]
     solve_order.check_block(cfg, meta, step_fields)     # D before KC/CP needs an unpolarised calibrator
+    parang_check.check_known_correlations(meta, spw_sel)                      # feed correlations only
     parang_check.check_parang_correlations(meta, spw_sel, cfg.apply_parang)   # linear feeds need XY, YX
     parang_check.check_cross_hand_steps(meta, spw_sel, cfg.steps)             # D, KC, CP need 4 correlations
     scanobs.check_scan_solints(meta, cfg.steps, step_fields, scans)          # scan numbers reused per obs

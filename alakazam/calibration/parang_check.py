@@ -73,3 +73,20 @@ def check_full_terms(meta, ddids, terms, where="jones"):
             f"hands, but SPW {sp.spw_id} (DATA_DESC_ID {sp.ddid}) of {meta.path} has only the correlations "
             f"{', '.join(sp.corr_types)}. Leave {full[0].key} out, or select only SPWs with four "
             f"correlations (spw)")
+
+
+def check_known_correlations(meta, ddids, where="spw"):
+    """Raise, before anything is read or written, when a selected SPW has a correlation that is not one of
+    XX, XY, YX, YY, RR, RL, LR, LL (e.g. Stokes I, code 1, of some converted continuum MSs): the Jones
+    terms act on feed correlations (it was a KeyError traceback)."""
+    from ..core.ms_io import CORR_ORDER
+
+    for d in ddids:
+        sp = meta.spws[d]
+        bad = [c for c in sp.corr_types if c not in CORR_ORDER]
+        if bad:
+            raise AlakazamError(
+                f"{where}: SPW {sp.spw_id} (DATA_DESC_ID {d}) of {meta.path} has the correlation(s) "
+                f"{', '.join(sp.corr_types)} (POLARIZATION CORR_TYPE; {', '.join(bad)}: not a feed "
+                f"correlation): calibration needs XX, XY, YX, YY or RR, RL, LR, LL (any subset). Deselect "
+                f"that SPW (spw)")

@@ -20,7 +20,8 @@ import numpy as np
 
 from ..errors import AlakazamError
 
-STOKES_NAMES = {5: "RR", 6: "RL", 7: "LR", 8: "LL", 9: "XX", 10: "XY", 11: "YX", 12: "YY"}
+STOKES_NAMES = {1: "I", 2: "Q", 3: "U", 4: "V", 5: "RR", 6: "RL", 7: "LR", 8: "LL",
+                9: "XX", 10: "XY", 11: "YX", 12: "YY"}
 
 
 @dataclass
