@@ -592,3 +592,23 @@ def test_resolve_after_calwt_apply_is_unchanged(base, tmp_path):
     first = _solve(ms, str(tmp_path / "a.h5"), **KGG)
     akapply(vis=ms, gaintable=[str(tmp_path / "a.h5")], jones=list(first), calwt=True)
     _assert_same(first, _solve(ms, str(tmp_path / "b.h5"), **KGG), atol=1e-6)
+
+
+# ------------------------------------------------------------------ 5. no MODEL_DATA, CASA virtual model
+def test_virtual_model_named_when_model_data_is_missing(base, tmp_path):
+    """No MODEL_DATA column but CASA's virtual model (setjy usescratch=False writes the main-table keywords
+    definedmodel_field_0 -> model_0, measured with CASA 6.7): the error says so and how to fill MODEL_DATA
+    (it said 'fill it with a model first (e.g. CASA setjy ...)', which the user had just run)."""
+    from casacore.tables import table
+
+    ms = _copy(base[0], tmp_path, "virtual.ms")
+    with table(ms, readonly=False, ack=False) as t:
+        t.removecols(["MODEL_DATA"])
+        t.putkeyword("definedmodel_field_0", "model_0")
+        t.putkeyword("model_0", {"numcl": 0})
+    cal = str(tmp_path / "g.h5")
+    with pytest.raises(AlakazamError, match=r"MODEL_DATA.*CASA virtual model.*usescratch=True.*smodel"):
+        _solve(ms, cal, jones=["G"], solint=["inf"])
+    assert not os.path.exists(cal)
+    # a point-source model instead of MODEL_DATA solves (3C286's I; parallel hands)
+    assert list(_solve(ms, cal, jones=["G"], solint=["inf"], smodel=[14.9, 0.0, 0.0, 0.0])) == ["G0"]

@@ -290,11 +290,18 @@ def check_columns(ms, names):
     with _table(str(ms)) as t:
         have = t.colnames()
         desc = {n: t.getcoldesc(n) for n in names if n and n in have}
+        # CASA's virtual model (setjy / ft with usescratch=False): main-table keywords definedmodel_field_N
+        # (or, with a SOURCE table, its SOURCE_MODEL column), no MODEL_DATA
+        virtual = any(str(k).startswith("definedmodel_field_") for k in t.getkeywords())
     data = [c for c in have if c == "DATA" or c.endswith("_DATA")]     # (not DATA_DESC_ID)
     for n in names:
         if n and n not in have:
             hint = (" -- fill it with a model first (e.g. CASA setjy / ft, or your own predict), or give "
                     "akcal a point-source model (smodel=[I, Q, U, V])" if n == "MODEL_DATA" else "")
+            if n == "MODEL_DATA" and virtual:
+                hint = (" -- the MS holds a CASA virtual model (setjy / ft with usescratch=False), which "
+                        "alakazam does not evaluate: re-run setjy with usescratch=True to fill MODEL_DATA, "
+                        "or give akcal a point-source model (smodel=[I, Q, U, V])")
             near = [c for c in data if c.upper() in (str(n).upper(), str(n).upper() + "_DATA")]
             if near:
                 hint += f" (column names are case-sensitive: did you mean {near[0]!r}?)"
