@@ -363,19 +363,30 @@ def _variant(ms, tmp_path, kind):
         _add_spectrum(out, "WEIGHT_SPECTRUM", lambda q, s: np.broadcast_to(q.getcol("WEIGHT")[:, None, :], s))
     elif kind == "sigma-spectrum-only":
         _add_spectrum(out, "SIGMA_SPECTRUM", lambda q, s: np.full(s, NOISE))
+    elif kind == "weight-spectrum-cells-undefined":   # column added, cells written for one SPW only
+        from casacore.tables import makearrcoldesc, maketabdesc
+
+        with table(out, readonly=False, ack=False) as t:
+            t.addcols(maketabdesc(makearrcoldesc("WEIGHT_SPECTRUM", 0.0, ndim=2, valuetype="float")), {})
+            q = t.query("DATA_DESC_ID==1")
+            q.putcol("WEIGHT_SPECTRUM", np.broadcast_to(q.getcol("WEIGHT")[:, None, :],
+                                                        q.getcol("DATA").shape).astype(np.float32))
+            q.close()
     return out
 
 
 @pytest.mark.parametrize("kind", ["interleaved-ddid", "time-descending", "shuffled", "duplicated-rows",
                                   "autocorrelations", "interval-zero", "time-centroid-offset",
                                   "no-flag-category", "antenna-and-spw-flag-row",
-                                  "weight-spectrum-equal-to-weight", "sigma-spectrum-only"])
+                                  "weight-spectrum-equal-to-weight", "sigma-spectrum-only",
+                                  "weight-spectrum-cells-undefined"])
 def test_layouts_holding_the_same_data_solve_the_same(base, tmp_path, kind):
     """Rows interleaved by DATA_DESC_ID, out of time order or shuffled, every row duplicated, autocorrelation
     rows added (100 Jy in the parallel hands: the solve uses cross-correlations only), INTERVAL and
     EXPOSURE 0, TIME_CENTROID != TIME, no FLAG_CATEGORY, ANTENNA / SPECTRAL_WINDOW FLAG_ROW set on an
-    antenna / SPW with data (ignored, as CASA 6.7 gaincal does), WEIGHT_SPECTRUM equal to WEIGHT, or only
-    a SIGMA_SPECTRUM (not used: the weights are WEIGHT_SPECTRUM or WEIGHT): K, G, G equal the plain MS's."""
+    antenna / SPW with data (ignored, as CASA 6.7 gaincal does), WEIGHT_SPECTRUM equal to WEIGHT or with
+    undefined cells (WEIGHT read there), or only a SIGMA_SPECTRUM (not used: the weights are
+    WEIGHT_SPECTRUM or WEIGHT): K, G, G equal the plain MS's."""
     ms = _variant(base[0], tmp_path, kind)
     _assert_same(base[3], _solve(ms, str(tmp_path / "kgg.h5"), **KGG))
 
