@@ -273,35 +273,17 @@ def _reasons(sets):
     return reasons
 
 
-def _weight_column(ms):
-    """The weights a solve reads: WEIGHT_SPECTRUM when the MS has it (an all-zero one, as some MeerKAT
-    products carry, weights every sample 0), else WEIGHT (core/ms_io.py)."""
-    from .core import ms as _ms
-
-    try:            # the open handle's metadata, or the column names alone (never a metadata read)
-        h = _ms.active(ms)
-        if h is not None:
-            cols = h.meta.columns
-        else:
-            from casacore.tables import table
-
-            with table(str(ms), ack=False) as t:
-                cols = t.colnames()
-        has = "WEIGHT_SPECTRUM" in cols
-    except Exception:
-        return "WEIGHT"
-    return "WEIGHT_SPECTRUM (read instead of WEIGHT when present)" if has else "WEIGHT"
-
-
 def _why_all_flagged(cfg, n_sol, reasons, ref=None):
     """Why every one of ``n_sol`` solutions is flagged: the data had none to give (flagged, zero
     weight, NaN/zero model) or the solve's quality checks flagged them, and what to change for each
     (``reasons``: solutions flagged per check, :func:`alakazam.unit._quality`; ``ref``: the step's
     re-referencing counts, whose ``strict`` / ``no_bridge`` cells were flagged for the reference
     antenna, not for the data)."""
+    from .core import ms_io
+
     by_check = sum(v for v in reasons.values() if v)
     no_data = (f"the selected data are all flagged, have zero weight or NaN/Inf values, or {cfg.model_col} "
-               f"is NaN or zero; check FLAG, {_weight_column(cfg.ms)} and {cfg.model_col}")
+               f"is NaN or zero; check FLAG, {ms_io.weight_column(cfg.ms)} and {cfg.model_col}")
     checks = "; ".join(f"{k} flagged {v}: {_FLAG_REASONS.get(k, k)}" for k, v in reasons.items() if v)
     ref = ref or {}
     if not by_check and (ref.get("strict") or ref.get("no_bridge")):

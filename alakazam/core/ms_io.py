@@ -283,6 +283,24 @@ def check_antenna_names(meta: MSMeta):
                             "its own NAME (e.g. from STATION) first")
 
 
+def weight_column(ms) -> str:
+    """For messages: the weights a solve reads -- WEIGHT_SPECTRUM when the MS has it (an all-zero one, as
+    some MeerKAT products carry, weights every sample 0), else WEIGHT.  From the open handle's metadata
+    or the column names alone (never a metadata read)."""
+    from . import ms as _ms
+
+    try:
+        h = _ms.active(ms)
+        if h is not None:
+            cols = h.meta.columns
+        else:
+            with _table(str(ms)) as t:
+                cols = t.colnames()
+    except Exception:
+        return "WEIGHT"
+    return "WEIGHT_SPECTRUM (read instead of WEIGHT when present)" if "WEIGHT_SPECTRUM" in cols else "WEIGHT"
+
+
 def check_columns(ms, names):
     """Raise AlakazamError naming the first of ``names`` (None/'' skipped) missing from the main table, or
     not a visibility column (complex, one (channel, correlation) array per row, as DATA: e.g. UVW or
