@@ -207,6 +207,7 @@ def _validate(cfg: SolveConfig):
     from .core import ms_io
     from . import solvers
     from .calibration import chain, parang_check, solve_order, spwmap as _spwmap
+    from .core import scanobs
 
     solvers.check_backend(cfg.solver_backend)
     solvers.check_device(cfg.solver_backend, cfg.gpu)
@@ -227,7 +228,10 @@ def _validate(cfg: SolveConfig):
     scans = ms_io.resolve_scans(meta, cfg.scan) if cfg.scan else None
     step_fields = [ms_io.resolve_fields(meta, step.field) for step in cfg.steps]
     solve_order.check_block(cfg, meta, step_fields)     # D before KC/CP needs an unpolarised calibrator
+    parang_check.check_known_correlations(meta, spw_sel)                      # feed correlations only
     parang_check.check_parang_correlations(meta, spw_sel, cfg.apply_parang)   # linear feeds need XY, YX
+    parang_check.check_cross_hand_steps(meta, spw_sel, cfg.steps)             # D, KC, CP need 4 correlations
+    scanobs.check_scan_solints(meta, cfg.steps, step_fields, scans)          # scan numbers reused per obs
     ext_terms = []
     if cfg.external_preapply is not None:
         ep = cfg.external_preapply
@@ -242,6 +246,7 @@ def _validate(cfg: SolveConfig):
             sm = getattr(ep, "spwmap", None) or []               # CASA spwmap (calibration/spwmap.py)
             ext_terms[-1].spwmap = _spwmap.as_dict(sm[i]) if i < len(sm) else {}
         _spwmap.check_solve_terms(ext_terms, meta, spw_sel, getattr(ep, "spwmap", None))
+        parang_check.check_full_terms(meta, spw_sel, ext_terms, "external_preapply")   # D: 4 correlations
         from .calibration.bandcover import warn_preapply     # bandpass channels outside its band
         warn_preapply(ext_terms, meta, spw_sel, log)
     return cfg, meta, rowsel, refs, spw_sel, scans, step_fields, ext_terms
@@ -274,9 +279,11 @@ def _why_all_flagged(cfg, n_sol, reasons, ref=None):
     (``reasons``: solutions flagged per check, :func:`alakazam.unit._quality`; ``ref``: the step's
     re-referencing counts, whose ``strict`` / ``no_bridge`` cells were flagged for the reference
     antenna, not for the data)."""
+    from .core import ms_io
+
     by_check = sum(v for v in reasons.values() if v)
     no_data = (f"the selected data are all flagged, have zero weight or NaN/Inf values, or {cfg.model_col} "
-               f"is NaN or zero; check FLAG, WEIGHT and {cfg.model_col}")
+               f"is NaN or zero; check FLAG, {ms_io.weight_column(cfg.ms)} and {cfg.model_col}")
     checks = "; ".join(f"{k} flagged {v}: {_FLAG_REASONS.get(k, k)}" for k, v in reasons.items() if v)
     ref = ref or {}
     if not by_check and (ref.get("strict") or ref.get("no_bridge")):

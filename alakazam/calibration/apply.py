@@ -30,7 +30,9 @@ log = logging.getLogger("alakazam.apply")
 
 
 def _native(out4, corr_types, n_corr):
-    if n_corr == 4:
+    from ..core.ms_io import canonical_corr
+
+    if n_corr == 4 and canonical_corr(corr_types):
         return out4
     order = {"XX": 0, "XY": 1, "YX": 2, "YY": 3, "RR": 0, "RL": 1, "LR": 2, "LL": 3}
     return np.stack([out4[..., order[c]] for c in corr_types], axis=-1)
@@ -81,7 +83,7 @@ def run_apply(cfg: ApplyConfig) -> dict:
 def _run_apply(cfg: ApplyConfig) -> dict:
     from ..core import columns, ms_io
     from . import compat
-    from .parang_check import check_parang_correlations
+    from .parang_check import check_full_terms, check_known_correlations, check_parang_correlations
     from .solve_order import check_terms
 
     t_start = _time.perf_counter()
@@ -102,7 +104,9 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     fields = ms_io.resolve_fields(meta, cfg.target_field)
     scans = ms_io.resolve_scans(meta, cfg.target_scans)
     spw_sel = ms_io.resolve_spw(meta, cfg.spw)
+    check_known_correlations(meta, spw_sel)                        # feed correlations only
     check_parang_correlations(meta, spw_sel, cfg.apply_parang)     # linear feeds need XY, YX
+    check_full_terms(meta, spw_sel, terms)                         # D needs 4 correlations
     check_terms(terms, cfg.ms, meta)            # a D solved before KC/CP must be from an unpolarised field
     names = meta.active_names
     plan = []

@@ -33,3 +33,60 @@ def check_parang_correlations(meta, ddids, apply_parang, where="apply_parang"):
                 f"parallactic angle would be wrong. Set {where} false (exact for an unpolarised "
                 f"calibrator, whose model the rotation leaves unchanged) or use an MS with all four "
                 f"correlations")
+
+
+def check_cross_hand_steps(meta, ddids, steps):
+    """Raise, before anything is read or written, when a step solved from the cross hands (D, KC, CP:
+    the registry's non-diagonal and cross-only types) would run on a selected SPW without all four
+    correlations (an MS of XX, YY or RR, LL only; or one SPW of a mixed MS): its solutions would all be
+    flagged (D) or the model look unpolarised (KC, CP), an error that does not say why."""
+    from ..jones import terms as jterms
+
+    short = [d for d in ddids if meta.spws[d].n_corr != 4]
+    if not short:
+        return
+    for i, st in enumerate(steps):
+        t = jterms.get(st.jones_type)
+        if t.diagonal and not t.cross_only:
+            continue
+        sp = meta.spws[short[0]]
+        four = "XX, XY, YX, YY" if sp.feed_basis == "linear" else "RR, RL, LR, LL"
+        raise AlakazamError(
+            f"jones: {st.key} ({st.jones_type}, step {i}) is solved from the cross hands, but "
+            f"SPW {sp.spw_id} (DATA_DESC_ID {sp.ddid}) of {meta.path} has only the "
+            f"correlations {', '.join(sp.corr_types)}: "
+            f"{st.jones_type} needs all four ({four}). "
+            f"Leave {st.jones_type} out, or select only SPWs with four correlations (spw)")
+
+
+def check_full_terms(meta, ddids, terms, where="jones"):
+    """Raise, before anything is written, when a full (non-diagonal) term (D) would correct a selected SPW
+    without all four correlations: its inverse mixes the cross hands into the parallel ones, and they are
+    absent.  CASA 6.7 applycal refuses the same (measured: 'JonesGenLin matrix apply (J::aR) incompatible
+    with VisVector' for a Df table on an XX, YY MS); diagonal terms (K, G, KC, CP) are fine."""
+    full = [t for t in terms if not t.diagonal]
+    short = [d for d in ddids if meta.spws[d].n_corr != 4]
+    if full and short:
+        sp = meta.spws[short[0]]
+        raise AlakazamError(
+            f"{where}: {full[0].key} ({full[0].jones_type}) mixes the cross hands into the parallel "
+            f"hands, but SPW {sp.spw_id} (DATA_DESC_ID {sp.ddid}) of {meta.path} has only the correlations "
+            f"{', '.join(sp.corr_types)}. Leave {full[0].key} out, or select only SPWs with four "
+            f"correlations (spw)")
+
+
+def check_known_correlations(meta, ddids, where="spw"):
+    """Raise, before anything is read or written, when a selected SPW has a correlation that is not one of
+    XX, XY, YX, YY, RR, RL, LR, LL (e.g. Stokes I, code 1, of some converted continuum MSs): the Jones
+    terms act on feed correlations (it was a KeyError traceback)."""
+    from ..core.ms_io import CORR_ORDER
+
+    for d in ddids:
+        sp = meta.spws[d]
+        bad = [c for c in sp.corr_types if c not in CORR_ORDER]
+        if bad:
+            raise AlakazamError(
+                f"{where}: SPW {sp.spw_id} (DATA_DESC_ID {d}) of {meta.path} has the correlation(s) "
+                f"{', '.join(sp.corr_types)} (POLARIZATION CORR_TYPE; {', '.join(bad)}: not a feed "
+                f"correlation): calibration needs XX, XY, YX, YY or RR, RL, LR, LL (any subset). Deselect "
+                f"that SPW (spw)")

@@ -20,7 +20,8 @@ import numpy as np
 
 from ..errors import AlakazamError
 
-STOKES_NAMES = {5: "RR", 6: "RL", 7: "LR", 8: "LL", 9: "XX", 10: "XY", 11: "YX", 12: "YY"}
+STOKES_NAMES = {1: "I", 2: "Q", 3: "U", 4: "V", 5: "RR", 6: "RL", 7: "LR", 8: "LL",
+                9: "XX", 10: "XY", 11: "YX", 12: "YY"}
 
 
 @dataclass
@@ -51,6 +52,8 @@ class ScanInfo:
     t_start: float
     t_end: float
     ddids: set
+    #: OBSERVATION_IDs of the scan's rows: more than one when a concatenated MS restarts its scan numbers
+    observations: set = field(default_factory=set)
 
 
 @dataclass
@@ -171,17 +174,26 @@ def read_meta_uncached(ms) -> MSMeta:
             ants = np.unique(np.concatenate(
                 [np.unique(t.getcol(c, r0, min(WHERE_BLOCK, n - r0)))
                  for r0 in range(0, n, WHERE_BLOCK) for c in ("ANTENNA1", "ANTENNA2")]))
-            q = taql("SELECT SCAN_NUMBER AS SCN, FIELD_ID AS FLD, DATA_DESC_ID AS DDI, gmin(TIME) AS TMIN, "
-                     "gmax(TIME) AS TMAX FROM $t GROUPBY SCAN_NUMBER, FIELD_ID, DATA_DESC_ID")
-            scan, fld, ddid = q.getcol("SCN"), q.getcol("FLD"), q.getcol("DDI")
+            q = taql("SELECT SCAN_NUMBER AS SCN, FIELD_ID AS FLD, DATA_DESC_ID AS DDI, "
+                     "OBSERVATION_ID AS OBS, gmin(TIME) AS TMIN, gmax(TIME) AS TMAX FROM $t "
+                     "GROUPBY SCAN_NUMBER, FIELD_ID, DATA_DESC_ID, OBSERVATION_ID")
+            scan, fld, ddid, obs_id = q.getcol("SCN"), q.getcol("FLD"), q.getcol("DDI"), q.getcol("OBS")
             tmin, tmax = q.getcol("TMIN"), q.getcol("TMAX")
             q.close()
             q = taql("SELECT gmedian(INTERVAL) AS IV FROM $t")
             interval = float(q.getcol("IV")[0])
             q.close()
+            if not interval > 0:
+                # INTERVAL 0 (some converters write it): the integration time is the median spacing of
+                # the distinct TIMEs, so solint 'int' / 'Nints' still mean integrations, as in CASA
+                q = taql("SELECT DISTINCT TIME FROM $t")
+                step = np.diff(np.sort(q.getcol("TIME")))
+                q.close()
+                step = step[step > 0]
+                interval = float(np.median(step)) if len(step) else 0.0
         else:
             ants = np.zeros(0, np.int64)
-            scan = fld = ddid = np.zeros(0, np.int64)
+            scan = fld = ddid = obs_id = np.zeros(0, np.int64)
             tmin = tmax = np.zeros(0)
             interval = 0.0
     with _table(ms + "::ANTENNA") as t:
@@ -233,7 +245,8 @@ def read_meta_uncached(ms) -> MSMeta:
     for k in np.unique(key):
         m = key == k
         scans.append(ScanInfo(int(k // 100000), int(k % 100000), float(tmin[m].min()), float(tmax[m].max()),
-                              set(int(x) for x in np.unique(ddid[m]))))
+                              set(int(x) for x in np.unique(ddid[m])),
+                              set(int(x) for x in np.unique(obs_id[m]))))
     scans.sort(key=lambda s: (s.t_start, s.scan_number))
     obs = None
     if tel:
@@ -270,6 +283,24 @@ def check_antenna_names(meta: MSMeta):
                             "its own NAME (e.g. from STATION) first")
 
 
+def weight_column(ms) -> str:
+    """For messages: the weights a solve reads -- WEIGHT_SPECTRUM when the MS has it (an all-zero one, as
+    some MeerKAT products carry, weights every sample 0), else WEIGHT.  From the open handle's metadata
+    or the column names alone (never a metadata read)."""
+    from . import ms as _ms
+
+    try:
+        h = _ms.active(ms)
+        if h is not None:
+            cols = h.meta.columns
+        else:
+            with _table(str(ms)) as t:
+                cols = t.colnames()
+    except Exception:
+        return "WEIGHT"
+    return "WEIGHT_SPECTRUM (read instead of WEIGHT when present)" if "WEIGHT_SPECTRUM" in cols else "WEIGHT"
+
+
 def check_columns(ms, names):
     """Raise AlakazamError naming the first of ``names`` (None/'' skipped) missing from the main table, or
     not a visibility column (complex, one (channel, correlation) array per row, as DATA: e.g. UVW or
@@ -277,11 +308,18 @@ def check_columns(ms, names):
     with _table(str(ms)) as t:
         have = t.colnames()
         desc = {n: t.getcoldesc(n) for n in names if n and n in have}
+        # CASA's virtual model (setjy / ft with usescratch=False): main-table keywords definedmodel_field_N
+        # (or, with a SOURCE table, its SOURCE_MODEL column), no MODEL_DATA
+        virtual = any(str(k).startswith("definedmodel_field_") for k in t.getkeywords())
     data = [c for c in have if c == "DATA" or c.endswith("_DATA")]     # (not DATA_DESC_ID)
     for n in names:
         if n and n not in have:
             hint = (" -- fill it with a model first (e.g. CASA setjy / ft, or your own predict), or give "
                     "akcal a point-source model (smodel=[I, Q, U, V])" if n == "MODEL_DATA" else "")
+            if n == "MODEL_DATA" and virtual:
+                hint = (" -- the MS holds a CASA virtual model (setjy / ft with usescratch=False), which "
+                        "alakazam does not evaluate: re-run setjy with usescratch=True to fill MODEL_DATA, "
+                        "or give akcal a point-source model (smodel=[I, Q, U, V])")
             near = [c for c in data if c.upper() in (str(n).upper(), str(n).upper() + "_DATA")]
             if near:
                 hint += f" (column names are case-sensitive: did you mean {near[0]!r}?)"
@@ -474,12 +512,24 @@ class Chunk:
         return d, m, f, w
 
 
+#: position of each correlation in the 4-correlation view pp, pq, qp, qq
+CORR_ORDER = {"XX": 0, "XY": 1, "YX": 2, "YY": 3, "RR": 0, "RL": 1, "LR": 2, "LL": 3}
+
+
+def canonical_corr(corr_types) -> bool:
+    """True when ``corr_types`` are the four correlations in the order pp, pq, qp, qq (XX XY YX YY or
+    RR RL LR LL): the stored layout is then the 4-correlation view itself.  Other orders (an MS
+    written XX YY XY YX, RR LL RL LR ...) are mapped by name, never by position."""
+    return len(corr_types) == 4 and [CORR_ORDER.get(str(c), -1) for c in corr_types] == [0, 1, 2, 3]
+
+
 def to_four_corr(data, flag, weight, corr_types):
-    """Expand 1/2-correlation data (pp, qq) to 4 (pq, qp zero and flagged); 4 pass through."""
+    """Expand 1/2-correlation data (pp, qq) to 4 (pq, qp zero and flagged); 4 correlations in the
+    order pp, pq, qp, qq pass through, 4 in another order are reordered by name."""
     n = data.shape[-1]
-    if n == 4:
+    if n == 4 and canonical_corr(corr_types):
         return data, flag, weight
-    order = {"XX": 0, "XY": 1, "YX": 2, "YY": 3, "RR": 0, "RL": 1, "LR": 2, "LL": 3}
+    order = CORR_ORDER
     shape = data.shape[:-1] + (4,)
     d = np.zeros(shape, data.dtype)
     f = np.ones(shape, bool)

@@ -178,13 +178,14 @@ def restrict_meta(meta, rowsel: Optional[RowSelection]):
                 "selection: " + ", ".join(f"{k}={v!r}" for k, v in rowsel.text.items()) +
                 f" selects no rows of {meta.path}; check it with 'alakazam info {meta.path}' (listobs)")
         q = t.selectrows(rows)
-        scan, fld, dd, tm = (q.getcol(c) for c in ("SCAN_NUMBER", "FIELD_ID", "DATA_DESC_ID", "TIME"))
+        scan, fld, dd, tm, ob = (q.getcol(c) for c in ("SCAN_NUMBER", "FIELD_ID", "DATA_DESC_ID", "TIME",
+                                                       "OBSERVATION_ID"))
         q.close()
     key = scan.astype(np.int64) * 100000 + fld
     scans = []
     for k in np.unique(key):
         m = key == k
         scans.append(ScanInfo(int(k // 100000), int(k % 100000), float(tm[m].min()), float(tm[m].max()),
-                              set(int(x) for x in np.unique(dd[m]))))
+                              set(int(x) for x in np.unique(dd[m])), set(int(x) for x in np.unique(ob[m]))))
     scans.sort(key=lambda s: (s.t_start, s.scan_number))
     return replace(meta, scans=scans)
