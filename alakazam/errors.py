@@ -24,8 +24,10 @@ class ParameterError(AlakazamError):
         self.task = task
         lines = []
         for name, msgs in self.errors.items():
+            # the task's own prefix (the engine's checks name 'akcal.solint[1]') is said once, in the head
+            shown = name[len(task) + 1:] if task and str(name).startswith(f"{task}.") else name
             for msg in msgs:
-                lines.append(f"{name}: {msg}")
+                lines.append(f"{shown}: {msg}")
         head = f"{task}: invalid parameters" if task else "invalid parameters"
         super().__init__(head + "\n  " + "\n  ".join(lines))
 

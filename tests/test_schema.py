@@ -283,6 +283,11 @@ def test_one_call_reports_every_bad_parameter(tmp_path):
         akcal(vis=str(tmp_path / "x.ms"), caltable="c.h5", jones=["K", "G"], solint=["scan", "5parsecs"],
               maxiter=0, calmode="x")
     assert set(e.value.errors) == {"vis", "akcal.solint[1]", "maxiter", "calmode"}
+    # the message names every parameter alike, the task once in its head (the keys keep the prefix)
+    lines = str(e.value).splitlines()
+    assert lines[0] == "akcal: invalid parameters"
+    assert any(ln.startswith("  solint[1]: ") for ln in lines) and "akcal.solint" not in str(e.value)
+    assert any(ln.startswith("  maxiter: ") for ln in lines)
 
 
 def test_whole_yaml_file_one_report(world):
