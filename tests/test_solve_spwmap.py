@@ -96,7 +96,7 @@ def test_gaintable_without_the_spw_is_refused_before_the_solve(bandpass, tmp_pat
     with pytest.raises(AlakazamError, match=r"K0 has no solutions for SPW 3 \(spwmap maps SPW 1 to it\)"):
         akcal(vis=ms, caltable=out, refant="C00", jones=["G"], spw="1", field="3C286", solint="60s",
               gaintable=[bp], gainjones=["K0"], spwmap=[0, 3])
-    with pytest.raises(ParameterError, match=r"akcal\.spwmap: \[0, 'x'\]: 'x' is not an SPW id"):
+    with pytest.raises(ParameterError, match=r"\n  spwmap: \[0, 'x'\]: 'x' is not an SPW id"):
         akcal(vis=ms, caltable=out, refant="C00", jones=["G"], spw="1", field="3C286", solint="60s",
               gaintable=[bp], gainjones=["K0"], spwmap=[0, "x"])
     with pytest.raises(ParameterError, match="spwmap.*2 lists but there are 1 terms"):
