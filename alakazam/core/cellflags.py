@@ -3,8 +3,10 @@ that a statistic across channels of one row cannot see.
 
 Run on the raw data of a chunk as read (before pre-apply and accumulation), from
 :func:`alakazam.unit._iter_group_chunks`, by :func:`flag_chunk` in this order: bad values, channel
-statistics (:func:`flag_persistent`), the per-row MAD (:func:`alakazam.core.rfi.mad_flag`; after the
-channel statistics, so that a persistent RFI channel does not bias the row's median and MAD), and
+statistics (:func:`flag_persistent`), the per-row MAD (:func:`alakazam.core.rfi.mad_flag`, on rows
+with at least :data:`~alakazam.core.rfi.MIN_SOLVE_MAD_CHANNELS` usable channels: over fewer, a median and
+MAD flag clean samples; after the channel statistics, so that a persistent RFI channel does not bias
+the row's median and MAD), and
 the extension again (:func:`extend`).
 
 :func:`flag_bad_values` (always on)
