@@ -201,3 +201,25 @@ def test_few_channels_clean_data_not_flagged_by_the_row_mad(n_chan):
     chunk.data = data + (10 * hit).astype(np.complex64)
     got = cellflags.flag_chunk(chunk, [9, 10, 11, 12], 5.0)
     assert got[hit].mean() > 0.95, got[hit].mean()
+
+
+def test_akflag_mad_warns_on_narrow_spws(tmp_path, caplog):
+    """akflag mode='mad' still runs on an SPW of fewer than MIN_SOLVE_MAD_CHANNELS channels (the user
+    asked for it) but warns, naming the SPW and its channel count, and not for a wide SPW."""
+    import logging
+
+    from alakazam.flagging import run_flag
+    from alakazam.flagging.config import flag_config_from_dict
+    from alakazam.sim import simulate_ms
+
+    ms = str(tmp_path / "n.ms")
+    simulate_ms(ms, n_ant=4, n_ant_extra=0, n_chan=(40, 8), duration_h=0.1, int_s=60.0, scan_len_s=600.0,
+                noise=0.01, seed=1, leakage=False, crosshand=False, dead_ant=False)
+    with caplog.at_level(logging.WARNING, logger="alakazam.flag"):
+        run_flag(flag_config_from_dict(dict(ms=ms, mode="mad", threshold=5.0, quiet=True)))
+    msgs = [r.getMessage() for r in caplog.records if "mode='mad'" in r.getMessage()]
+    assert len(msgs) == 1 and "SPW 1 has only 8 selected channel(s)" in msgs[0], msgs
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="alakazam.flag"):
+        run_flag(flag_config_from_dict(dict(ms=ms, mode="mad", threshold=5.0, quiet=True, spw="0")))
+    assert not [r for r in caplog.records if "mode='mad'" in r.getMessage()]
