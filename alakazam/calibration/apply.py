@@ -30,12 +30,11 @@ log = logging.getLogger("alakazam.apply")
 
 
 def _native(out4, corr_types, n_corr):
-    from ..core.ms_io import canonical_corr
+    from ..core.ms_io import CORR_ORDER, canonical_corr
 
     if n_corr == 4 and canonical_corr(corr_types):
         return out4
-    order = {"XX": 0, "XY": 1, "YX": 2, "YY": 3, "RR": 0, "RL": 1, "LR": 2, "LL": 3}
-    return np.stack([out4[..., order[c]] for c in corr_types], axis=-1)
+    return np.stack([out4[..., CORR_ORDER[c]] for c in corr_types], axis=-1)
 
 
 def backup_flags(ms):

@@ -223,14 +223,13 @@ def corr_map(corr_types):
     """Stored-correlation index (4,) of pp, pq, qp, qq (-1 = absent): the 4-correlation view of
     :func:`alakazam.core.ms_io.to_four_corr` without expanding the data (4 correlations pass through
     in the order pp, pq, qp, qq; any other order is mapped by name)."""
-    from .ms_io import canonical_corr
+    from .ms_io import CORR_ORDER, canonical_corr
 
     if canonical_corr(corr_types):
         return np.arange(4, dtype=np.int64)
-    order = {"XX": 0, "XY": 1, "YX": 2, "YY": 3, "RR": 0, "RL": 1, "LR": 2, "LL": 3}
     out = -np.ones(4, np.int64)
     for i, c in enumerate(corr_types):
-        out[order[c]] = i
+        out[CORR_ORDER[c]] = i
     return out
 
 

@@ -23,13 +23,13 @@ import logging
 
 import numpy as np
 
+from ..core.ms_io import CORR_ORDER as _ORDER     # position in the 4-correlation view pp, pq, qp, qq
+
 log = logging.getLogger("alakazam.flag")
 
 #: extra bytes per selected sample while a piece is corrected (4-correlation complex128 copies of the
 #: data, the corrected block and per-field working copies, masks; counted by the engine's piece size)
 BYTES_PER_SAMPLE = 80
-
-_ORDER = {"XX": 0, "XY": 1, "YX": 2, "YY": 3, "RR": 0, "RL": 1, "LR": 2, "LL": 3}
 
 
 class PreApply:
