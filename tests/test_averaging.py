@@ -202,3 +202,49 @@ def test_fused_accumulation_two_correlations_as_stored():
     for x, y in zip(*out):
         np.testing.assert_array_equal(x, y)
     assert (out[0][2][..., [0, 3]] > 0).any() and (out[0][2][..., [1, 2]] == 0).all()
+
+
+@pytest.mark.parametrize("use", [(True, False, False, True), (False, True, True, False)])
+def test_fused_accumulation_sums_only_the_correlations_used(use):
+    """corr_use (a solve passes its term's correlations: G, K the parallel hands; KC, CP the cross
+    hands): the used correlations' sums equal the all-correlation pass exactly, the others stay 0, and
+    w_row counts only the used correlations' weights (rows of both orientations, flags, flagged Jones)."""
+    rng = np.random.default_rng(31)
+    n_row, n_t = 120, 4
+    a1 = rng.integers(0, N_ANT, n_row)
+    a2 = (a1 + 1 + rng.integers(0, N_ANT - 1, n_row)) % N_ANT
+    assert (a1 > a2).any() and (a1 < a2).any()
+    tidx = rng.integers(0, n_t, n_row)
+    data = (rng.standard_normal((n_row, N_CHAN, 4)) + 1j * rng.standard_normal((n_row, N_CHAN, 4))
+            ).astype(np.complex64)
+    model = (rng.standard_normal((n_row, N_CHAN, 4)) + 1j * rng.standard_normal((n_row, N_CHAN, 4))
+             ).astype(np.complex64)
+    weight = rng.uniform(0.5, 2.0, (n_row, N_CHAN, 4)).astype(np.float32)
+    flag = rng.random((n_row, N_CHAN, 4)) < 0.1
+    dshape = (n_t, N_ANT, N_CHAN, 2)
+    diag = rng.uniform(0.5, 2, dshape) * np.exp(1j * rng.uniform(-3, 3, dshape))
+    diag[rng.random(diag.shape) < 0.03] = np.nan
+    sshape = (n_t, N_ANT, 1, 2, 2)
+    sky = np.eye(2) + 0.1 * (rng.standard_normal(sshape) + 1j * rng.standard_normal(sshape))
+    sbin = rng.integers(0, 2, n_row)
+    row_bl, _, _ = rk.baseline_index(a1, a2, N_ANT)
+    fsamp = np.arange(N_CHAN) // 3
+    out = []
+    for cu in (None, np.array(use)):
+        shape = (2, N_BL, int(fsamp.max()) + 1, 4)
+        acc = (np.zeros(shape, complex), np.zeros(shape, complex), np.zeros(shape), np.zeros(n_row))
+        averaging.accumulate_corrected(*acc, data, model, flag, weight, np.arange(n_row), tidx, a1, a2, sbin,
+                                       row_bl, fsamp, diag=diag, sky=sky, corr_use=cu)
+        out.append(acc)
+    u = np.array(use)
+    for x, y in zip(out[0][:3], out[1][:3]):
+        np.testing.assert_array_equal(y[..., u], x[..., u])
+        assert (y[..., ~u] == 0).all() and (x[..., ~u] != 0).any()
+    # w_row: the used correlations' weights of each row (in its own orientation: pq <-> qp swap both
+    # cross hands, so the used set is the same in either orientation)
+    ok = (~flag & np.isfinite(diag[tidx, a1][..., [0, 0, 1, 1]])
+          & np.isfinite(diag[tidx, a2][..., [0, 1, 0, 1]]))
+    np.testing.assert_allclose(out[1][3], np.where(ok, weight, 0)[..., u].sum(axis=(1, 2)), rtol=1e-6)
+    with pytest.raises(ValueError, match="corr_use"):
+        averaging.accumulate_corrected(*out[0], data, model, flag, weight, np.arange(n_row), tidx, a1, a2,
+                                       sbin, row_bl, fsamp, corr_use=np.ones(2, bool))

@@ -567,3 +567,30 @@ def test_bin_batch_leaves_out_a_sample_bin_without_rows_as_the_copy():
     assert new.vis.shape == (n_f, len(a1), 3, 4) and cells_new == cells_old
     for x, y in ((new.vis, old.vis), (new.model, old.model), (new.weight, old.weight), (new.freq, old.freq)):
         np.testing.assert_array_equal(x, y)
+
+
+def test_check_polarised_on_a_cross_hand_only_batch():
+    """A KC / CP solve sums only the cross hands (unit._accumulate_group: corr_use), so its batch has no
+    parallel-hand weight: check_polarised then takes the data's cross-hand power as the scale -- an
+    unpolarised model (cross hands 0) is still refused, a polarised one accepted; powers() equals the
+    numpy sums."""
+    from alakazam.errors import AlakazamError
+    from alakazam.solvers import cross_phase
+
+    rng = np.random.default_rng(41)
+    b = _random_batch(rng, 2, 5, 2 * cross_phase._SAMP_BLOCK + 3)
+    b.weight[..., [0, 3]] = 0
+    v, m, w = b.vis, b.model, b.weight
+    par, cross, dcross = cross_phase.powers(b)
+    assert par == 0
+    np.testing.assert_allclose(cross, (w[..., 1:3] * np.abs(m[..., 1:3]) ** 2).sum(), rtol=1e-12)
+    np.testing.assert_allclose(dcross, (w[..., 1:3] * np.abs(v[..., 1:3]) ** 2).sum(), rtol=1e-12)
+    cross_phase.check_polarised(b, "KC")                        # polarised: no error
+    # cross hands at rounding level (1e-9 of the data's amplitude): refused as the parallel-hand scale
+    # refuses them (power ratio 1e-18 < 1e-12); without a scale any non-zero value would pass
+    b.model[..., 1:3] *= 1e-9 / np.abs(b.model[..., 1:3]).max()
+    with pytest.raises(AlakazamError, match="polarised model"):
+        cross_phase.check_polarised(b, "KC")
+    b.model[..., 1:3] = 0
+    with pytest.raises(AlakazamError, match="polarised model"):
+        cross_phase.check_polarised(b, "KC")

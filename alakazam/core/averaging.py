@@ -26,7 +26,7 @@ _SWAP = np.array([0, 2, 1, 3], np.int64)
 @njit
 def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, order,
                           part_lo, tidx, t_off, ant1, ant2, acc_bin, row_bl, fsamp_of_chan, corr_src,
-                          ginv, gbad, sky, skybad):
+                          ginv, gbad, sky, skybad, use):
     # partitions start, start + stride, ... on this thread (_numba.threaded) of the baselines:
     # order[part_lo[p]:part_lo[p + 1]] are the rows of the
     # baselines of partition p (a baseline is in one partition only) -> each thread owns the output
@@ -70,6 +70,8 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
                             sky[t, a1, sc, 1, 1], n0, n1, n2, n3, sky[t, a2, sc, 0, 0],
                             sky[t, a2, sc, 0, 1], sky[t, a2, sc, 1, 0], sky[t, a2, sc, 1, 1])
                 for c in range(4):
+                    if not use[c]:                       # a correlation the term does not use
+                        continue
                     src = _SWAP[c] if swap else c        # 4-corr index in the row's own orientation
                     ks = corr_src[src]                   # index in the stored correlations
                     if ks < 0 or flag[row, chan, ks]:
@@ -287,7 +289,7 @@ _NO_SKY = (np.zeros((0, 1, 1, 2, 2), np.complex128), np.zeros((0, 1, 1), bool))
 
 def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, rows, tidx, ant1,
                          ant2, acc_bin, row_bl, fsamp_of_chan, corr_src=None, diag=None, sky=None,
-                         t_off=0, part_key=None):
+                         t_off=0, part_key=None, corr_use=None):
     """One fused pass over rows of a chunk: pre-apply, flags -> weights, orientation, accumulation.
 
     Per sample, with the row's time t = tidx - t_off, antennas a = ant1, b = ant2 and correlation (i, j)::
@@ -334,6 +336,11 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
         one thread, in their order, so the accumulator elements that rows of one key add to must not
         be added to by rows of another key (a caller that folds the baseline into ``acc_bin`` passes
         ``row_bl`` 0 and the baseline here).
+    corr_use : bool (4,), optional
+        The 4-correlation indices (pp, pq, qp, qq, in the a < b orientation) to accumulate (default all):
+        a solve passes the correlations its term uses (:attr:`alakazam.jones.terms.JonesType.corr`),
+        so G and K sum only the parallel hands and KC, CP only the cross hands; the others stay 0 (no
+        weight) and add nothing to ``w_row``.
     """
     rows = np.asarray(rows, np.int64)
     row_bl = np.ascontiguousarray(row_bl, np.int64)
@@ -377,7 +384,10 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
         sky = np.ascontiguousarray(np.where(fin, sky, 0))
     else:
         sky, skybad = _NO_SKY
+    use = np.ones(4, np.bool_) if corr_use is None else np.ascontiguousarray(corr_use, np.bool_)
+    if use.shape != (4,):
+        raise ValueError("corr_use: 4 bools (pp, pq, qp, qq) expected")
     threaded(_accumulate_corrected, len(part_lo) - 1, vis_sum, model_sum, w_sum, w_row, data, model, flag,
              weight, order, part_lo, np.ascontiguousarray(tidx, np.int64), int(t_off),
              np.ascontiguousarray(ant1, np.int64), np.ascontiguousarray(ant2, np.int64),
-             acc_bin, row_bl, fsamp, corr_src, ginv, gbad, sky, skybad)
+             acc_bin, row_bl, fsamp, corr_src, ginv, gbad, sky, skybad, use)

@@ -26,7 +26,8 @@ def _cross_pass(start, stride, mode, n_blk, v, m, w, e1, e2, a, r2, present):
     # One pass over a batch, per (cell, sample), summed over baselines in order:
     #   mode 0: a = sum_b w_pq conj(V_pq) M_pq + w_qp V_qp conj(M_qp), present = any w_pq, w_qp > 0
     #   mode 1: r2 = sum_b w_pq |V_pq - e1 M_pq|^2 + w_qp |V_qp - e2 M_qp|^2   (e1, e2: (cell, sample))
-    #   mode 2: r2 = sum_b w_pq |M_pq|^2 + w_qp |M_qp|^2, a = sum_b w_pp |M_pp|^2 + w_qq |M_qq|^2 (real)
+    #   mode 2: r2 = sum_b w_pq |M_pq|^2 + w_qp |M_qp|^2, a = sum_b w_pp |M_pp|^2 + w_qq |M_qq|^2
+    #           + i sum_b (w_pq |V_pq|^2 + w_qp |V_qp|^2)   (two real sums in one complex array)
     # Items (cell, block of _SAMP_BLOCK samples) start, start + stride, ... on this thread
     # (_numba.threaded; each writes only its own outputs).
     n_cell, n_bl, n_samp, _ = v.shape
@@ -40,16 +41,18 @@ def _cross_pass(start, stride, mode, n_blk, v, m, w, e1, e2, a, r2, present):
                 w2 = w[c, b, s, 2]
                 m1 = m[c, b, s, 1]
                 m2 = m[c, b, s, 2]
+                v1 = v[c, b, s, 1]
+                v2 = v[c, b, s, 2]
                 if mode == 2:
                     m0 = m[c, b, s, 0]
                     m3 = m[c, b, s, 3]
                     r2[c, s] += (w1 * (m1.real * m1.real + m1.imag * m1.imag)
                                  + w2 * (m2.real * m2.real + m2.imag * m2.imag))
-                    a[c, s] += (w[c, b, s, 0] * (m0.real * m0.real + m0.imag * m0.imag)
-                                + w[c, b, s, 3] * (m3.real * m3.real + m3.imag * m3.imag))
+                    a[c, s] += complex(w[c, b, s, 0] * (m0.real * m0.real + m0.imag * m0.imag)
+                                       + w[c, b, s, 3] * (m3.real * m3.real + m3.imag * m3.imag),
+                                       w1 * (v1.real * v1.real + v1.imag * v1.imag)
+                                       + w2 * (v2.real * v2.real + v2.imag * v2.imag))
                     continue
-                v1 = v[c, b, s, 1]
-                v2 = v[c, b, s, 2]
                 if mode == 1:
                     x = e1[c, s]
                     rr = v1.real - (x.real * m1.real - x.imag * m1.imag)
@@ -100,11 +103,17 @@ def cross_residual(batch, e1, e2):
     return _cross_run(batch, 1, e1, e2)[1]
 
 
+def powers(batch):
+    """``(parallel, cross, data_cross)``: sum of w |M|^2 over the batch's parallel hands (pp, qq) and over
+    its cross hands (pq, qp), and sum of w |V|^2 over its cross hands; one compiled pass."""
+    a, r2, _ = _cross_run(batch, 2)
+    return float(a.real.sum()), float(r2.sum()), float(a.imag.sum())
+
+
 def model_power(batch):
     """``(parallel, cross)``: sum of w |M|^2 over the batch's parallel hands (pp, qq) and over its cross
     hands (pq, qp); one compiled pass."""
-    a, r2, _ = _cross_run(batch, 2)
-    return float(a.real.sum()), float(r2.sum())
+    return powers(batch)[:2]
 
 
 def _a_sum(batch, extra_phase=None):
@@ -211,7 +220,12 @@ def check_polarised(batch, term):
     from ..errors import AlakazamError
 
     # sum w |M|^2 over the parallel and the cross hands, one compiled pass (no temporaries)
-    tot, p = model_power(batch)
+    tot, p, data_cross = powers(batch)
+    if not tot > 0:
+        # a solve sums only the cross hands for KC / CP (unit._accumulate_group): the scale is then the
+        # data's cross-hand power (leakage and noise at least), against which an unpolarised model's
+        # cross hands are 0
+        tot = data_cross
     if not (p > 1e-12 * max(tot, 1e-300)):
         raise AlakazamError(
             f"{term} needs a polarised model: the model's cross hands (pq, qp) carry no signal in the "
