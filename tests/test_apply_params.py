@@ -225,7 +225,7 @@ def test_calwt_scales_weights_by_gain_amplitudes(solved, tmp_path):
         hand = {0: (0, 0), 1: (0, 1), 2: (1, 0), 3: (1, 1)}
         gp = np.stack([np.abs(g0[names[a]]) ** 2 for a in r["ANTENNA1"]])      # (n_row, n_chan, 2)
         gq = np.stack([np.abs(g0[names[a]]) ** 2 for a in r["ANTENNA2"]])
-        fac = np.stack([1 / (gp[..., hand[c][0]] * gq[..., hand[c][1]]) for c in range(4)], -1)
+        fac = np.stack([gp[..., hand[c][0]] * gq[..., hand[c][1]] for c in range(4)], -1)
         w0 = 1 / r["SIGMA"].astype(float) ** 2
         assert np.allclose(r["WEIGHT_SPECTRUM"], w0[:, None, :] * fac, rtol=1e-5)
         assert np.allclose(r["WEIGHT"], w0 * fac.mean(axis=1), rtol=1e-5)
@@ -236,6 +236,80 @@ def test_calwt_scales_weights_by_gain_amplitudes(solved, tmp_path):
     r1, _ = _rows(ms, 1)
     b1, _ = _rows(solved[0], 1)
     assert np.array_equal(r1["WEIGHT"], b1["WEIGHT"])
+
+
+def test_calwt_weights_are_the_inverse_variance_of_the_corrected_data(solved, tmp_path):
+    """The weights calwt writes describe CORRECTED_DATA: WEIGHT_SPECTRUM x |CORRECTED - MODEL|^2 / 2 has
+    mean 1 on every baseline (the simulator's noise is SIGMA in DATA; the corrected noise is SIGMA /
+    |g_a g_b|) -- on the unpolarised 3C147 with constant gains, a bandpass solved on it and applied.
+    A gain of amplitude 10 on C01 (the others' gains 1) gives C01's baselines 100 / SIGMA^2,
+    as CASA 6.7 applycal(calwt=True) writes (measured: WEIGHT / (1/SIGMA^2) = 100.0 on C01's baselines,
+    1.0 elsewhere); the former weights 1 / (SIGMA^2 |g_a g_b|^2) gave 0.01 there."""
+    import h5py
+
+    ms = str(tmp_path / "w.ms")
+    simulate_ms(ms, feed="linear", n_ant=5, n_ant_extra=0, n_chan=(N_CHAN,), duration_h=0.5, int_s=60,
+                scan_len_s=300, noise=0.05, seed=15, leakage=False, crosshand=False, time_gains=False,
+                dead_ant=False, flag_rows=0.0, weight_spectrum=True)
+    bp = str(tmp_path / "bp.h5")
+    run_solve(solve_config_from_dict(dict(ms=ms, output=bp, ref_ant="C00", jones=["G"], field=["3C147"],
+                                          time_interval="inf", freq_interval=["1MHz"], min_bl_per_ant=0)))
+    akapply(vis=ms, gaintable=[bp], jones=["G0"], field="3C147", calwt=True)
+    r, names = _rows(ms, 0)
+    with table(ms, ack=False) as t:
+        model = t.getcol("MODEL_DATA")
+        fld = t.getcol("FIELD_ID")
+    with table(ms + "::FIELD", ack=False) as t:
+        use = (fld == list(t.getcol("NAME")).index("3C147")) & (r["ANTENNA1"] != r["ANTENNA2"])
+    z = r["WEIGHT_SPECTRUM"] * np.abs(r["CORRECTED_DATA"] - model) ** 2 / 2
+    ok = ~r["FLAG"] & (r["WEIGHT_SPECTRUM"] > 0)
+    bl = r["ANTENNA1"] * 100 + r["ANTENNA2"]
+    means, ns = [], []
+    for b in np.unique(bl[use]):
+        rows = use & (bl == b)
+        zz = z[rows][..., [0, 3]][ok[rows][..., [0, 3]]]
+        means.append(zz.mean())
+        ns.append(zz.size)
+    means, ns = np.array(means), np.array(ns)
+    # mean of n chi^2(2)/2 samples: standard error 1/sqrt(n); the bandpass's own error adds ~1/n_int
+    assert np.all(np.abs(means - 1) < 5 / np.sqrt(ns) + 0.15), means
+    # the gains differ between baselines by more than that: the former convention (|g_a g_b|^-4 off)
+    # fails the test
+    g = np.stack([np.abs(v) for v in _gains(bp, "G0")[0].values()])       # (n_ant, n_chan, 2)
+    g4 = (g[:, None] * g[None, :]) ** 4
+    assert g4.max() / g4.min() > 1.5
+    # a gain of amplitude 10 on C01, 1 elsewhere (CASA's measured case)
+    ms = _copy(solved[0], tmp_path)
+    cal = solved[1]
+    # a gain of amplitude 10 on C01, 1 elsewhere (CASA's measured case)
+    ten = str(tmp_path / "ten.h5")
+    shutil.copyfile(cal, ten)
+    with h5py.File(ten, "r+") as f:
+        def put(name, obj):
+            if name.endswith("/jones") and "G1" in name:
+                j = np.zeros(obj.shape, obj.dtype)
+                j[..., 0, 0] = j[..., 1, 1] = 1.0
+                j[names.index("C01") if obj.shape[0] == len(names) else 1, ..., 0, 0] = 10.0
+                j[names.index("C01") if obj.shape[0] == len(names) else 1, ..., 1, 1] = 10.0
+                obj[...] = j
+        f.visititems(put)
+    with h5py.File(ten, "r") as f:
+        ants = [a.decode() if isinstance(a, bytes) else str(a) for a in
+                f[next(k for k in _leaf_paths(f) if "G1" in k)].attrs["ant_names"]]
+    assert ants.index("C01") == 1
+    akapply(vis=ms, gaintable=[ten], jones=["G1"], spw="0", calwt=True)
+    r, names = _rows(ms, 0)
+    ratio = r["WEIGHT"] * r["SIGMA"].astype(float) ** 2
+    c01 = names.index("C01")
+    on = (r["ANTENNA1"] == c01) ^ (r["ANTENNA2"] == c01)
+    np.testing.assert_allclose(ratio[on], 100.0, rtol=1e-6)
+    np.testing.assert_allclose(ratio[~on & (r["ANTENNA1"] != r["ANTENNA2"])], 1.0, rtol=1e-6)
+
+
+def _leaf_paths(f):
+    out = []
+    f.visit(lambda name: out.append(name) if name.endswith("/jones") else None)
+    return [p.rsplit("/", 1)[0] for p in out]
 
 
 def test_calwt_bad_value(solved):

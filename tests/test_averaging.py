@@ -94,6 +94,11 @@ def _two_step(data, model, flag, weight, tidx, a1, a2, sbin, row_bl, fsamp, diag
     if diag is not None:
         d = np.empty(data.shape, np.complex128)
         rk.correct_diag(data, diag, tidx, a1, a2, d, out_flag)
+        # the corrected data's weights: w |g_a,i g_b,j|^2 (c = (i, j) in the row's own orientation)
+        ga = np.abs(diag[tidx, a1][..., [0, 0, 1, 1]]) ** 2
+        gb = np.abs(diag[tidx, a2][..., [0, 1, 0, 1]]) ** 2
+        with np.errstate(invalid="ignore"):
+            weight = np.where(out_flag, 0.0, weight * ga * gb)
     m = model
     if sky is not None:
         m = np.empty(model.shape, np.complex128)
@@ -163,7 +168,9 @@ def test_fused_accumulation_equals_preapply_then_accumulate(with_sky, per_chan):
     for g, r in zip(got, (ref.vis_sum, ref.model_sum, ref.w_sum)):
         np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)
     used = sbin >= 0
-    assert 0 < ws.sum() < 0.9 * weight[used].sum()     # flags and flagged Jones removed samples
+    # flags and flagged Jones removed samples: less than 90% of the weights (as scaled by the pre-apply)
+    wg = weight * np.abs(diag[tidx, a1][..., [0, 0, 1, 1]] * diag[tidx, a2][..., [0, 1, 0, 1]]) ** 2
+    assert 0 < ws.sum() < 0.9 * np.nansum(wg[used])
     np.testing.assert_allclose(w_row[used], ref_wrow[used], rtol=1e-6)
     assert (w_row[~used] == 0).all()
 
@@ -244,7 +251,8 @@ def test_fused_accumulation_sums_only_the_correlations_used(use):
     # cross hands, so the used set is the same in either orientation)
     ok = (~flag & np.isfinite(diag[tidx, a1][..., [0, 0, 1, 1]])
           & np.isfinite(diag[tidx, a2][..., [0, 1, 0, 1]]))
-    np.testing.assert_allclose(out[1][3], np.where(ok, weight, 0)[..., u].sum(axis=(1, 2)), rtol=1e-6)
+    wg = weight * np.abs(diag[tidx, a1][..., [0, 0, 1, 1]] * diag[tidx, a2][..., [0, 1, 0, 1]]) ** 2
+    np.testing.assert_allclose(out[1][3], np.where(ok, wg, 0)[..., u].sum(axis=(1, 2)), rtol=1e-6)
     with pytest.raises(ValueError, match="corr_use"):
         averaging.accumulate_corrected(*out[0], data, model, flag, weight, np.arange(n_row), tidx, a1, a2,
                                        sbin, row_bl, fsamp, corr_use=np.ones(2, bool))

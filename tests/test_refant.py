@@ -140,15 +140,27 @@ def _ref_phase(x):
     return x * np.conj(x[:1]) / np.abs(x[:1])
 
 
+def _expected_fallback(key, g0, scan):
+    """The antenna with the most weight when C00 has none: K0 and G0 see equal weights (nothing or a
+    phase-only K pre-applied), so the lowest index (C02); G1 sees the weights scaled by the pre-applied
+    bandpass, w |b_a b_b|^2 (CASA's pre-apply), so the antenna whose baselines sum the most of it."""
+    if key != "G1":
+        return 1
+    b2 = np.abs(_diag(g0[scan])[1:, :, 0]) ** 2                   # (n_ant - 1, n_chan, hand)
+    return 1 + int(np.argmax((b2 * (b2.sum(axis=0) - b2)).sum(axis=(1, 2))))
+
+
 def test_fallback_cells_are_recorded_and_bridged(kgg):
     truth, ms, cal = kgg
     n_fallback = 0
+    g0 = {(b.field_name, b.scan_id): b for b in hdf5.read_term(cal, "G0")}
     for key in ("K0", "G0", "G1"):
         for s in hdf5.read_term(cal, key):
             used = s.extra["ref_ant"]
             assert s.attrs["ref_ant_name"] == "C00"
             if s.scan_id in FLAGGED:
-                assert np.all(used == 1), (key, s.scan_id, used)   # all equal: the lowest index (C02)
+                want = _expected_fallback(key, g0, (s.field_name, s.scan_id))
+                assert np.all(used == want), (key, s.scan_id, used, want)
                 assert np.all(s.flags[0]) and not s.flags[1:].any()   # C00 has no solution there
                 n_fallback += used.size
             else:
@@ -303,6 +315,10 @@ def test_choose_ref_priority_and_fallback():
     amount = np.array([[1, 1, 1, 1], [0, 1, 5, 2], [0, 0, 1, 9], [0, 0, 0, 0]], float)
     assert list(choose_ref(has, [0, 1], amount)) == [0, 1, 3, 0]       # list, then most data, empty: first
     assert list(choose_ref(has, 0, amount)) == [0, 2, 3, 0]
+    # ties to rounding (weights scaled by a phase-only pre-apply: |g|^2 = 1 +- 1 ulp): the lowest index
+    tied = np.array([[0, 7.0 * (1 - 2e-16), 7.0, 7.0 * (1 + 4e-16)]])
+    assert list(choose_ref(np.array([[0, 1, 1, 1]], bool), 0, tied)) == [1]
+    assert list(choose_ref(np.array([[0, 1, 1, 1]], bool), 0, np.array([[0, 7.0, 7.1, 7.0]]))) == [2]
 
 
 # --------------------------------------------------------------------------------------------------

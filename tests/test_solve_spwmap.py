@@ -20,7 +20,8 @@ def bandpass(tmp_path_factory):
     d = tmp_path_factory.mktemp("solvespwmap")
     ms = str(d / "p.ms")
     simulate_ms(ms, feed="circular", n_ant=5, n_ant_extra=0, n_chan=(8, 8), duration_h=0.5, int_s=60,
-                scan_len_s=300, noise=0.05, seed=7, leakage=False, dead_ant=False, flag_rows=0.0)
+                scan_len_s=300, noise=0.05, seed=7, leakage=False, dead_ant=False, flag_rows=0.0,
+                weight_spectrum=True)
     cal = str(d / "bp.h5")
     akcal(vis=ms, caltable=cal, refant="C00", jones=["K", "G"], spw="0", field="3C286",
           solint=["inf", "inf"], freqint=["full", "1MHz"], minblperant=0)
@@ -45,10 +46,12 @@ def test_gaintable_spwmap_equals_solving_data_corrected_with_it(bandpass, tmp_pa
         "spwmap: K0: SPW 0 solutions pre-applied to SPW 1",
         "spwmap: G0: SPW 0 solutions pre-applied to SPW 1"]
     got, gflag = _g(out, "G0", 1)
-    # the same G solved from CORRECTED_DATA written by akapply with the same spwmap, nothing pre-applied
+    # the same G solved from CORRECTED_DATA written by akapply with the same spwmap, nothing pre-applied,
+    # with the weights of the corrected data (calwt; per channel: WEIGHT_SPECTRUM), which a solve's
+    # pre-apply gives its corrected samples (w |g_a g_b|^2)
     ms2 = str(tmp_path / "c.ms")
     shutil.copytree(ms, ms2)
-    akapply(vis=ms2, gaintable=[bp, bp], jones=["K0", "G0"], spw="1", spwmap=[0, 0])
+    akapply(vis=ms2, gaintable=[bp, bp], jones=["K0", "G0"], spw="1", spwmap=[0, 0], calwt=True)
     ref_out = str(tmp_path / "r.h5")
     akcal(vis=ms2, caltable=ref_out, refant="C00", jones=["G"], spw="1", field="3C286", solint="60s",
           datacolumn="CORRECTED_DATA", minblperant=0)

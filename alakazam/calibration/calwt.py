@@ -6,10 +6,12 @@ Conventions (pinned by tests/test_apply_params.py):
   WEIGHT, WEIGHT_SPECTRUM or SIGMA unless asked (CASA's applycal defaults to True; alakazam keeps the
   MS's weights untouched unless calwt is given, as every other column apply does not own).
 * Corrected data ``V' = g_p^-1 V g_q^-*`` have noise variance ``sigma^2 / |g_p|^2 |g_q|^2``, so for
-  correlation (a, b) of baseline (p, q) the weight is
-  ``w = 1 / (SIGMA^2 |g_p,a|^2 |g_q,b|^2)``, with g the product of the *diagonal* terms (K, G, KC, CP;
+  correlation (a, b) of baseline (p, q) the weight is its inverse,
+  ``w = |g_p,a|^2 |g_q,b|^2 / SIGMA^2``, with g the product of the *diagonal* terms (K, G, KC, CP;
   only G changes amplitudes) of the entries with calwt True; D and the parallactic angle are not used
-  (CASA does not calwt polarisation terms).
+  (CASA does not calwt polarisation terms).  Measured with CASA 6.7 applycal(calwt=True): a G of
+  amplitude 10 on one antenna (1 elsewhere) gives its baselines WEIGHT = 100 / SIGMA^2, the others
+  1 / SIGMA^2 (this module divided by the gains until 2026-12: 0.01 / SIGMA^2 there).
 * CASA (>= 4.2) convention: SIGMA (and SIGMA_SPECTRUM) describe DATA and are never changed; WEIGHT
   (and WEIGHT_SPECTRUM) describe the corrected data and are *derived from SIGMA* -- so applying
   twice gives the same weights, never compounded scalings.  A SIGMA <= 0 gives weight 0.
@@ -49,15 +51,15 @@ def parse_calwt(value, n_terms, where="calwt"):
 
 
 def factors(diag, tidx, a1, a2, corr_types):
-    """``1 / |g_p,a|^2 |g_q,b|^2`` (n_row, n_chan, n_corr native order); NaN where no valid solution.
+    """``|g_p,a|^2 |g_q,b|^2`` (n_row, n_chan, n_corr native order); NaN where no valid solution.
     ``diag`` (n_t, n_ant, n_chan or 1, 2)."""
     gp = np.abs(diag[tidx, a1]) ** 2           # (n_row, n_chan, 2)
     gq = np.abs(diag[tidx, a2]) ** 2
     out = np.empty(gp.shape[:2] + (len(corr_types),))
     for k, c in enumerate(corr_types):
         a, b = _HAND[c]
-        out[..., k] = 1.0 / (gp[..., a] * gq[..., b])
-    out[~np.isfinite(out)] = np.nan
+        out[..., k] = gp[..., a] * gq[..., b]
+    out[~np.isfinite(out) | (out == 0)] = np.nan          # a zero gain is no valid solution
     return out
 
 

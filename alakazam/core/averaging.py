@@ -83,10 +83,15 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
                     j = 0 if (src == 0 or src == 2) else 1
                     v = np.complex128(data[row, chan, ks])
                     if has_diag:
-                        # V' = V / (g_a,i conj(g_b,j)), as the product of the inverses
+                        # V' = V / (g_a,i conj(g_b,j)), as the product of the inverses; its noise is
+                        # sigma / |g_a,i g_b,j|, so its weight is w |g_a,i g_b,j|^2 (CASA's pre-apply)
                         if gbad[t, a1, chan, i] or gbad[t, a2, chan, j]:
                             continue
-                        v = v * (ginv[t, a1, chan, i] * np.conj(ginv[t, a2, chan, j]))
+                        gi = ginv[t, a1, chan, i]
+                        gj = ginv[t, a2, chan, j]
+                        v = v * (gi * np.conj(gj))
+                        wt = wt / ((gi.real * gi.real + gi.imag * gi.imag)
+                                   * (gj.real * gj.real + gj.imag * gj.imag))
                     if has_sky:
                         if not sky_ok:
                             continue
@@ -295,11 +300,13 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
     Per sample, with the row's time t = tidx - t_off, antennas a = ant1, b = ant2 and correlation (i, j)::
 
         V' = V / (g_a,i conj(g_b,j))         (diag: earlier diagonal terms)
+        w' = w |g_a,i g_b,j|^2               (V' has noise sigma / |g_a,i g_b,j|; CASA 6.7 gaincal
+                                              scales the weights of its pre-apply so, measured)
         M' = S_a M S_b^H                     (sky: D and P terms)
         rows with a > b:  V'_ab = conj(V'_ba[pq <-> qp]), the same for M', FLAG and weight
 
     and a sample flagged (FLAG, a zero or non-finite g, a non-finite S) or with weight <= 0 adds
-    nothing; otherwise ``vis_sum[s, bl, fs, c] += w V'``, ``model_sum += w M'``, ``w_sum += w`` with
+    nothing; otherwise ``vis_sum[s, bl, fs, c] += w' V'``, ``model_sum += w' M'``, ``w_sum += w'`` with
     s = acc_bin[row], bl = row_bl[row], fs = fsamp_of_chan[chan].  The result equals (to rounding:
     V / g is computed as V * (1/g)) correcting V by correct_diag and M by corrupt_full (the references
     in tests/reference_kernels.py), the

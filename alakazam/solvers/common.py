@@ -22,10 +22,16 @@ def antennas_with_data(batch, jones_type, bl_has=None):
     return count_per_antenna(bl_has, batch.ant1, batch.ant2, batch.n_ant) > 0
 
 
+#: :func:`choose_ref`: antennas whose amounts of data differ by less than this fraction are tied
+TIE_REL = 1e-9
+
+
 def choose_ref(has, requested, amount=None):
     """Reference per cell (n_cell,): the first antenna of ``requested`` (an index or a list in priority
     order) that has data in the cell; if none has, the antenna with the most data (largest ``amount``,
-    (n_cell, n_ant), e.g. its summed weight; lowest index on ties, or without ``amount``).  A cell without
+    (n_cell, n_ant), e.g. its summed weight; lowest index on ties -- amounts within a relative
+    :data:`TIE_REL` of the largest, so that rounding (e.g. of weights scaled by a phase-only pre-apply,
+    |g|^2 = 1 +- 1 ulp) never decides -- or without ``amount``).  A cell without
     any data keeps the first choice (it is flagged anyway).  :mod:`alakazam.solvers.rereference` then
     brings the cells that did not use the first choice to one phase reference."""
     req = [int(r) for r in np.atleast_1d(requested)]
@@ -37,7 +43,8 @@ def choose_ref(has, requested, amount=None):
         if avail:
             ref[c] = avail[0]
         elif amount is not None:
-            ref[c] = int(np.argmax(np.where(has[c], amount[c], -np.inf)))
+            a = np.where(has[c], amount[c], -np.inf)
+            ref[c] = int(np.argmax(a >= a.max() - TIE_REL * abs(a.max())))
         else:
             ref[c] = int(np.argmax(has[c]))
     return ref
