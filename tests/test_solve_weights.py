@@ -395,3 +395,32 @@ def test_preapplied_gain_amplitude_scales_the_weights(plain, tmp_path):
     for x, y in zip(first, again):
         np.testing.assert_allclose(y.jones[1] * 10, x.jones[1], rtol=1e-6, atol=0)
         np.testing.assert_allclose(y.jones[others], x.jones[others], rtol=0, atol=1e-6)
+
+
+def test_missing_weight_columns(plain, tmp_path):
+    """An MS without WEIGHT (some converters write SIGMA only): CORRECTED_DATA (any column) is weighted
+    1/SIGMA^2; without SIGMA, DATA is weighted by WEIGHT; with neither, a read is an AlakazamError naming
+    both, before any solve."""
+    from alakazam.errors import AlakazamError
+
+    ms = str(tmp_path / "cols.ms")
+    shutil.copytree(plain[0], ms)
+    with table(ms, readonly=False, ack=False) as t:
+        t.addcols(maketabdesc(makearrcoldesc("CORRECTED_DATA", 0j, ndim=2, valuetype="complex")), {})
+        t.putcol("CORRECTED_DATA", t.getcol("DATA"))
+        sig = t.getcol("SIGMA")
+        t.removecols(["WEIGHT"])
+    ch = ms_io.read_rows(ms, 0, [0], data_col="CORRECTED_DATA", meta=ms_io.read_meta(ms))
+    np.testing.assert_allclose(ch.weight[:, 0], 1 / sig[ch.rownr].astype(np.float64) ** 2, rtol=1e-6)
+    assert ms_io.weight_column(ms, "CORRECTED_DATA").startswith("SIGMA (")
+    with table(ms, readonly=False, ack=False) as t:
+        t.addcols(maketabdesc(makearrcoldesc("WEIGHT", 0.0, ndim=1, valuetype="float")), {})
+        t.putcol("WEIGHT", np.full(sig.shape, 3.0, np.float32))
+        t.removecols(["SIGMA"])
+    ch = ms_io.read_rows(ms, 0, [0], meta=ms_io.read_meta(ms))
+    np.testing.assert_array_equal(ch.weight, 3.0)
+    assert ms_io.weight_column(ms) == "WEIGHT"
+    with table(ms, readonly=False, ack=False) as t:
+        t.removecols(["WEIGHT"])
+    with pytest.raises(AlakazamError, match=r"no usable weights for DATA: neither a SIGMA nor a WEIGHT"):
+        ms_io.read_rows(ms, 0, [0], meta=ms_io.read_meta(ms))

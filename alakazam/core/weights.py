@@ -8,16 +8,18 @@ simulated MS, noise 0.05 Jy; figures in that test module's docstring):
   ``1 / SIGMA_SPECTRUM^2``; otherwise the per-row ``1 / SIGMA^2``, broadcast over channels.  A
   SIGMA_SPECTRUM without a WEIGHT_SPECTRUM is not read (CASA gaincal ignores it: measured).  A SIGMA
   that is 0, negative or not finite gives weight 0 (the sample has no data; CASA flags the antenna's
-  solution the same way).  (An MS without the -- required -- SIGMA column is weighted as CORRECTED_DATA
-  below.)  WEIGHT and WEIGHT_SPECTRUM are **not read** for DATA: they describe the
+  solution the same way).  WEIGHT and WEIGHT_SPECTRUM are **not read** for DATA: they describe the
   corrected data (``akapply(calwt=True)`` rewrites them, :mod:`alakazam.calibration.calwt`), so a
-  WEIGHT of 0 does not mark a DATA sample unusable -- FLAG (or SIGMA <= 0) does.  CASA 6.7 gaincal,
-  bandpass and gaincal K give solutions equal to 0.0 with WEIGHT of one antenna's rows 0, divided by
-  100, or all WEIGHT 0, and with an all-zero WEIGHT_SPECTRUM.
+  WEIGHT of 0 does not mark a DATA sample unusable -- FLAG (or SIGMA <= 0) does.  CASA 6.7 gaincal
+  gives solutions equal to 0.0 with WEIGHT of one antenna's rows 0 or divided by 100, all WEIGHT 0, or
+  an all-zero WEIGHT_SPECTRUM; bandpass and gaincal K with WEIGHT 0 on one antenna's rows.
 * **Any other column** (CORRECTED_DATA, or another data column a user solves from) is weighted by
   WEIGHT_SPECTRUM when the MS has it (cells defined), else WEIGHT broadcast over channels: WEIGHT is
   what describes corrected data (CASA's split datacolumn='corrected' writes the new SIGMA as
   ``1 / sqrt(WEIGHT)``, measured; datacolumn='data' keeps SIGMA and resets WEIGHT to ``1 / SIGMA^2``).
+* Missing columns (SIGMA and WEIGHT are required in an MS; some converters omit one): without SIGMA,
+  DATA is weighted as any other column; without WEIGHT and WEIGHT_SPECTRUM, any column by 1/SIGMA^2;
+  with neither SIGMA nor WEIGHT (nor a WEIGHT_SPECTRUM) the read is an AlakazamError naming them.
 * A weight read per row stays a (row, corr) array broadcast over channels (a read-only view): no
   (row, chan, corr) copy is made (issue 16).
 
@@ -29,6 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import AlakazamError
+
 #: the data columns whose noise SIGMA (SIGMA_SPECTRUM) describes; every other column is described by WEIGHT
 SIGMA_DESCRIBES = ("DATA",)
 
@@ -38,11 +42,19 @@ def uses_sigma(data_col) -> bool:
     return str(data_col).upper() in SIGMA_DESCRIBES
 
 
+def _from_sigma_col(data_col, cols) -> bool:
+    """Whether a read of ``data_col`` takes its weights from SIGMA: DATA when the MS has SIGMA; any
+    column when the MS has SIGMA but neither WEIGHT nor WEIGHT_SPECTRUM (module docstring)."""
+    if "SIGMA" not in cols:
+        return False
+    return uses_sigma(data_col) or not ({"WEIGHT", "WEIGHT_SPECTRUM"} & cols)
+
+
 def describe(data_col, cols) -> str:
     """For messages: the column(s) a solve from ``data_col`` reads its weights from, given the main
     table's column names ``cols`` (per-row cells are not checked: the column names alone)."""
     cols = set(cols)
-    if uses_sigma(data_col) and "SIGMA" in cols:
+    if _from_sigma_col(data_col, cols):
         if "WEIGHT_SPECTRUM" in cols and "SIGMA_SPECTRUM" in cols:
             return (f"SIGMA_SPECTRUM (weights 1/SIGMA_SPECTRUM^2 for {data_col}; WEIGHT describes "
                     "CORRECTED_DATA)")
@@ -90,7 +102,7 @@ def read(data_col, cols, shape, spectrum, per_row, defined):
     are defined for the rows read (cheap: one cell).
     """
     cols = set(cols)
-    if uses_sigma(data_col) and "SIGMA" in cols:
+    if _from_sigma_col(data_col, cols):
         if "WEIGHT_SPECTRUM" in cols and "SIGMA_SPECTRUM" in cols and defined("WEIGHT_SPECTRUM"):
             s = spectrum("SIGMA_SPECTRUM")
             if s is not None:
@@ -100,6 +112,11 @@ def read(data_col, cols, shape, spectrum, per_row, defined):
         w = spectrum("WEIGHT_SPECTRUM")
         if w is not None:
             return w
+    if "WEIGHT" not in cols:
+        raise AlakazamError(f"vis: the MS has no usable weights for {data_col}: neither a SIGMA nor a "
+                            "WEIGHT column (WEIGHT_SPECTRUM: "
+                            + ("cells undefined)" if "WEIGHT_SPECTRUM" in cols else "absent)")
+                            + "; a Measurement Set needs SIGMA and WEIGHT")
     return _broadcast(per_row("WEIGHT"), shape)
 
 
