@@ -64,6 +64,18 @@ def describe(data_col, cols) -> str:
     return "WEIGHT"
 
 
+def inv_sigma_sq(sigma):
+    """float64 ``1 / sigma^2``, 0 where sigma is 0, negative, not finite or so small that 1/sigma^2
+    exceeds float32 (the weight columns' type).  The rule of :func:`from_sigma`, also used by
+    :mod:`alakazam.calibration.calwt` to derive WEIGHT from SIGMA."""
+    x = np.array(sigma, np.float64, ndmin=1)
+    good = np.isfinite(x) & (x > 0)
+    with np.errstate(over="ignore", divide="ignore"):
+        w = np.where(good, 1.0 / np.where(good, x, 1.0) ** 2, 0.0)
+    w[~(w <= _MAX32)] = 0.0             # 1/sigma^2 beyond float32 (sigma < 1.1e-19): no usable weight
+    return w.reshape(np.shape(sigma))
+
+
 def from_sigma(sigma, out=None):
     """``1 / sigma^2`` (computed in float64, stored as float32), 0 where sigma is 0, negative, not
     finite or so small that 1/sigma^2 exceeds float32.  ``out``: a float32 array of sigma's shape to
@@ -75,11 +87,7 @@ def from_sigma(sigma, out=None):
     step = max(1, _BLOCK // max(1, int(np.prod(s.shape[1:], dtype=np.int64))))
     for i in range(0, max(len(s), 1) if s.ndim else 1, step):
         blk = s[i:i + step] if s.ndim else s
-        x = blk.astype(np.float64)
-        good = np.isfinite(x) & (x > 0)
-        with np.errstate(over="ignore", divide="ignore"):
-            w = np.where(good, 1.0 / np.where(good, x, 1.0) ** 2, 0.0)
-        w[~(w <= _MAX32)] = 0.0             # 1/sigma^2 beyond float32 (sigma < 1.1e-19): no usable weight
+        w = inv_sigma_sq(blk)
         if s.ndim:
             out[i:i + step] = w
         else:
