@@ -238,11 +238,21 @@ def test_data_weights_read_from_sigma_as_a_broadcast_view(plain, tmp_path):
 
 
 def test_bad_sigma_is_weight_zero():
-    """SIGMA 0, negative, NaN, Inf (and so small that 1/SIGMA^2 overflows float32): weight 0."""
+    """SIGMA 0, negative, NaN, Inf (and so small that 1/SIGMA^2 overflows float32): weight 0; the read's
+    numba pass equals the numpy definition calwt uses."""
     s = np.array([[0.5, 0.0, -1.0, np.nan], [np.inf, 1e-30, 2.0, 0.25]], np.float32)
     want = np.array([[4, 0, 0, 0], [0, 0, 0.25, 16]], np.float32)
     np.testing.assert_array_equal(weights.from_sigma(s), want)
     assert weights.from_sigma(s).dtype == np.float32
+    # the numba pass (reads) equals the float64 numpy definition (calwt) rounded to float32, in place too
+    rng = np.random.default_rng(0)
+    for dt in (np.float32, np.float64):
+        x = np.concatenate([rng.uniform(-1, 2, 5000), 10 ** rng.uniform(-25, 25, 5000),
+                            [0, -0.0, np.nan, np.inf, -np.inf, 1e-19, 1.1e-19, 1e-20]]).astype(dt)
+        want = weights.inv_sigma_sq(x).astype(np.float32)
+        np.testing.assert_array_equal(weights.from_sigma(x), want)
+        if dt is np.float32:
+            np.testing.assert_array_equal(weights.from_sigma(x, out=x), want)
 
 
 def test_sigma_zero_negative_or_nan_flags_that_antenna_only(plain, tmp_path):
