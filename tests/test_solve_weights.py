@@ -117,10 +117,14 @@ def _put(ms, col, values, spectrum=False):
 
 
 def _solve(ms, cal, **kw):
-    """akcal G (per integration by default) on 3C286; the solution sets in time order."""
+    """akcal G (per integration by default) on 3C286; the solution sets in time order.  Without the
+    solve-time RFI flags (rfi_threshold 0): they use no weights, and flag 0.9% / 12% / 60% of the
+    Gaussian samples of an antenna with 3x / 5x / 10x the noise (measured with cellflags.flag_chunk on
+    this MS; reported) -- this module tests the weighting alone."""
     from alakazam.caltasks import akcal
 
-    kw = dict(dict(jones=["G"], solint=["int"], freqint=["full"], field="3C286", refant="C00"), **kw)
+    kw = dict(dict(jones=["G"], solint=["int"], freqint=["full"], field="3C286", refant="C00",
+                   rfi_threshold=0.0), **kw)
     akcal(vis=ms, caltable=cal, **kw)
     return sorted(hdf5.read_term(cal, "G0"), key=lambda s: s.time[0])
 
@@ -159,13 +163,12 @@ def test_noise_predicted_errors_with_the_column_describing_the_data(plain, tmp_p
     WEIGHT (CORRECTED_DATA) or WEIGHT_SPECTRUM (CORRECTED_DATA) -- while the other column is uniform
     (wrong).  The solved amplitudes of every antenna, noisy or not, scatter about the truth as the
     noise predicts (Cramer-Rao; 200 values: rms of z within 0.75-1.3, |z| < 4.5).  Measured: rms z
-    0.93 / 0.94 / 0.93 / 0.94, max |z| 2.7.  Weighting by the uniform column instead (measured by
+    0.91 / 0.94 / 0.91 / 0.94, max |z| 2.7.  Weighting by the uniform column instead (measured by
     making weights.SIGMA_DESCRIBES name the wrong column; for 'sigma' that is the code before
-    core/weights.py, which read WEIGHT for DATA) fails every case: rms z 2.17 / 1.88 / 2.17 / 1.88,
-    the good antennas' 2.36 (the noisy antenna's 25x variance enters their estimates with equal
-    weight), max |z| 6.3.  (At 10x the noise, per-sample SNR 5 against 50, the solve-time RFI flags,
-    which use no weights, flag most of the noisy antenna's samples and minblperant then 80 of the 100
-    solutions: reported, core/rfi.py; 5x keeps them.)"""
+    core/weights.py, which read WEIGHT for DATA) fails every case: rms z 2.16 / 2.12 / 2.16 / 2.12,
+    the good antennas' 2.35 (the noisy antenna's 25x variance enters their estimates with equal
+    weight), max |z| 6.5.  (With the solve-time RFI flags on, at 10x the noise they flag 60% of the
+    noisy antenna's samples and minblperant then 80 of the 100 solutions: see _solve.)"""
     column = "CORRECTED_DATA" if case.startswith("corrected") else "DATA"
     fn = _per_channel if case.endswith("spectrum") else _per_baseline
     ms, sig = _noisy_copy(plain, tmp_path, f"{case}.ms", fn, column=column)
@@ -334,11 +337,11 @@ def _casa_python():
 
 
 def test_gains_match_casa_gaincal_on_sigma_weighted_data(plain, tmp_path):
-    """CASA 6.7 gaincal (G, 'ap', solint 'int') and akcal on the MS of a 5x-noisier antenna whose SIGMA
-    says so (WEIGHT uniform): the four other antennas' gains agree to 0.0015 in log-amplitude and
-    6e-4 rad in phase (measured; their Cramer-Rao sd is ~0.004), where akcal weighting by the uniform
-    column differs from CASA by 0.02-0.03 / 0.03 rad.  (The noisy antenna's own gains differ by up
-    to 0.046 ~ 2.5 of its sd: not compared.)  Skipped without CASA."""
+    """CASA 6.7 gaincal (G, 'ap', solint 'int') and akcal (no solve-time RFI flags, which CASA's gaincal
+    does not have) on the MS of a 5x-noisier antenna whose SIGMA says so (WEIGHT uniform): every
+    antenna's gains agree to 9e-5 in log-amplitude and 1e-6 rad in phase (measured), where akcal
+    weighting by the uniform column differs from CASA by 0.02-0.026 / 0.029 rad.  Skipped without
+    CASA."""
     py = _casa_python()
     if py is None:
         pytest.skip("CASA (casatools/casatasks) not available")
@@ -371,9 +374,8 @@ def test_gains_match_casa_gaincal_on_sigma_weighted_data(plain, tmp_path):
     assert len(ut) == ours.shape[1]
     casa = np.zeros(ours.shape, complex)
     casa[c["a"], np.searchsorted(ut, c["t"])] = c["g"][:, 0].T
-    good = np.delete(np.arange(5), NOISY)
-    assert np.abs(np.log(np.abs(casa[good]) / np.abs(ours[good]))).max() < 0.005
-    assert np.abs(np.angle(casa[good] * np.conj(ours[good]))).max() < 0.005
+    assert np.abs(np.log(np.abs(casa) / np.abs(ours))).max() < 1e-3
+    assert np.abs(np.angle(casa * np.conj(ours))).max() < 1e-3
 
 
 @pytest.mark.xfail(strict=True, reason="the solve's pre-apply corrects the data but not their weights "
