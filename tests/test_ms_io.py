@@ -81,14 +81,17 @@ def test_read_rows_matches_casacore(sim_linear):
     t0, t1 = sc.t_start, sc.t_end + 1.0
     ch = ms_io.read_rows(ms, ddid, [0, 1, 2], time_range=(t0, t1), chans=chans, meta=meta)
     ref = _direct(ms, f"DATA_DESC_ID=={ddid} AND TIME>={t0!r} AND TIME<{t1!r}",
-                  ["DATA", "MODEL_DATA", "FLAG", "FLAG_ROW", "WEIGHT", "TIME", "ANTENNA1", "ANTENNA2",
+                  ["DATA", "MODEL_DATA", "FLAG", "FLAG_ROW", "SIGMA", "TIME", "ANTENNA1", "ANTENNA2",
                    "SCAN_NUMBER", "FIELD_ID"])
     assert ch.n_row == len(ref["R"]) > 0
     np.testing.assert_array_equal(ch.rownr, ref["R"])
     np.testing.assert_array_equal(ch.data, ref["DATA"][:, chans])
     np.testing.assert_array_equal(ch.model, ref["MODEL_DATA"][:, chans])
     np.testing.assert_array_equal(ch.flag, ref["FLAG"][:, chans] | ref["FLAG_ROW"][:, None, None])
-    np.testing.assert_array_equal(ch.weight, np.broadcast_to(ref["WEIGHT"][:, None, :], ch.data.shape))
+    # DATA is weighted 1/SIGMA^2 (core/weights.py), a (row, corr) view broadcast over channels
+    w_row = (1 / ref["SIGMA"].astype(np.float64) ** 2).astype(np.float32)
+    np.testing.assert_array_equal(ch.weight, np.broadcast_to(w_row[:, None, :], ch.data.shape))
+    assert ch.weight.strides[1] == 0 and not ch.weight.flags.writeable
     np.testing.assert_array_equal(ch.time, ref["TIME"])
     np.testing.assert_array_equal(meta.active_ants[ch.ant1], ref["ANTENNA1"])
     np.testing.assert_array_equal(meta.active_ants[ch.ant2], ref["ANTENNA2"])
@@ -145,14 +148,19 @@ def small_ws(tmp_path_factory):
 
 
 def test_weight_spectrum_used_when_present(small_ws):
+    """A column other than DATA (here MODEL_DATA read as the data) is weighted by WEIGHT_SPECTRUM when
+    present; DATA by 1/SIGMA^2 (no SIGMA_SPECTRUM here), WEIGHT_SPECTRUM not read (core/weights.py)."""
     ms = small_ws
     with table(ms, ack=False, readonly=False) as t:
         ws = t.getcol("WEIGHT_SPECTRUM")
         ws = ws * np.arange(1, 5, dtype=np.float32)[None, :, None]        # channel-dependent
         t.putcol("WEIGHT_SPECTRUM", ws)
-    ch = ms_io.read_rows(ms, 0, [0])
+    ch = ms_io.read_rows(ms, 0, [0], data_col="MODEL_DATA", model_col=None)
     np.testing.assert_array_equal(ch.weight, ws[ch.rownr])
     np.testing.assert_allclose(ch.weight[:, 0], 1 / 0.1 ** 2, rtol=1e-6)
+    ch = ms_io.read_rows(ms, 0, [0])
+    np.testing.assert_allclose(ch.weight, 1 / 0.1 ** 2, rtol=1e-6)
+    assert ch.weight.strides[1] == 0
 
 
 def test_write_column_roundtrip(small_ws, tmp_path):

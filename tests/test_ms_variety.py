@@ -359,7 +359,8 @@ def _variant(ms, tmp_path, kind):
     elif kind == "weight-spectrum-equal-to-weight":
         _add_spectrum(out, "WEIGHT_SPECTRUM", lambda q, s: np.broadcast_to(q.getcol("WEIGHT")[:, None, :], s))
     elif kind == "sigma-spectrum-only":
-        _add_spectrum(out, "SIGMA_SPECTRUM", lambda q, s: np.full(s, NOISE))
+        # random: a SIGMA_SPECTRUM without a WEIGHT_SPECTRUM is not read (CASA 6.7 gaincal: measured)
+        _add_spectrum(out, "SIGMA_SPECTRUM", lambda q, s: np.random.default_rng(5).uniform(0.01, 1.0, s))
     elif kind == "weight-spectrum-cells-undefined":   # column added, cells written for one SPW only
         from casacore.tables import makearrcoldesc, maketabdesc
 
@@ -382,8 +383,9 @@ def test_layouts_holding_the_same_data_solve_the_same(base, tmp_path, kind):
     rows added (100 Jy in the parallel hands: the solve uses cross-correlations only), INTERVAL and
     EXPOSURE 0, TIME_CENTROID != TIME, no FLAG_CATEGORY, ANTENNA / SPECTRAL_WINDOW FLAG_ROW set on an
     antenna / SPW with data (ignored, as CASA 6.7 gaincal does), WEIGHT_SPECTRUM equal to WEIGHT or with
-    undefined cells (WEIGHT read there), or only a SIGMA_SPECTRUM (not used: the weights are
-    WEIGHT_SPECTRUM or WEIGHT): K, G, G equal the plain MS's."""
+    undefined cells, or only a (random) SIGMA_SPECTRUM (DATA is weighted 1/SIGMA^2: WEIGHT_SPECTRUM is not
+    read for DATA, and SIGMA_SPECTRUM only beside a WEIGHT_SPECTRUM, as CASA 6.7 gaincal: measured,
+    core/weights.py): K, G, G equal the plain MS's."""
     ms = _variant(base[0], tmp_path, kind)
     _assert_same(base[3], _solve(ms, str(tmp_path / "kgg.h5"), **KGG))
 
@@ -449,18 +451,25 @@ def test_antenna_absent_from_a_scan(tmp_path):
 
 # ------------------------------------------------------------------ 5. WEIGHT_SPECTRUM all zero
 def test_all_zero_weight_spectrum_is_named(base, tmp_path):
-    """A WEIGHT_SPECTRUM of zeros beside a valid WEIGHT: alakazam reads WEIGHT_SPECTRUM when present, so
-    every sample has weight 0 and the solve stops before writing; the error names WEIGHT_SPECTRUM (it said
-    'check FLAG, WEIGHT', which the user finds valid).  CASA 6.7 gaincal, measured on this MS, gives the
-    same gains (to 0.0) with WEIGHT_SPECTRUM absent, all zero, random or zero on half the rows, with WEIGHT
-    zero on every row of an antenna (that antenna still solved) and with a lone SIGMA_SPECTRUM of 1e6 on
-    that antenna; SIGMA = 1e6 on its rows changes the gains and flags it: solving DATA, CASA weights by
-    1/SIGMA^2 (SIGMA describes DATA, WEIGHT the corrected data) -- a convention alakazam does not follow
-    (reported; WEIGHT = 1/SIGMA^2 in most MSs)."""
+    """A WEIGHT_SPECTRUM of zeros beside a valid WEIGHT (some MeerKAT products carry one).  Solving DATA,
+    it is not read (DATA is weighted 1/SIGMA^2, core/weights.py): K, G, G equal the plain MS's, as CASA
+    6.7 gaincal gives the same gains (to 0.0) with WEIGHT_SPECTRUM absent, all zero, random or zero on
+    half the rows (measured on this MS; tests/test_solve_weights.py has the rest).  Solving
+    CORRECTED_DATA, WEIGHT_SPECTRUM is read instead of WEIGHT, so every sample has weight 0 and the solve
+    stops before writing; the error names WEIGHT_SPECTRUM (it said 'check FLAG, WEIGHT', which the user
+    finds valid).  With SIGMA 0 on every row a DATA solve stops too, naming SIGMA."""
+    from casacore.tables import table
+
     ms = _copy(base[0], tmp_path, "wszero.ms")
     _add_spectrum(ms, "WEIGHT_SPECTRUM", lambda q, s: np.zeros(s))
+    _assert_same(base[3], _solve(ms, str(tmp_path / "kgg.h5"), **KGG))
     cal = str(tmp_path / "k.h5")
     with pytest.raises(AlakazamError, match=r"no usable data.*FLAG, WEIGHT_SPECTRUM \(read instead of W"):
+        _solve(ms, cal, jones=["K"], solint=["scan"], datacolumn="CORRECTED_DATA")
+    assert not os.path.exists(cal)
+    with table(ms, readonly=False, ack=False) as t:
+        t.putcol("SIGMA", np.zeros_like(t.getcol("SIGMA")))
+    with pytest.raises(AlakazamError, match=r"no usable data.*FLAG, SIGMA \(weights 1/SIGMA\^2 for DATA"):
         _solve(ms, cal, jones=["K"], solint=["scan"])
     assert not os.path.exists(cal)
 
@@ -587,13 +596,11 @@ def test_single_polarisation_ms_solves_its_hand(base, tmp_path):
 
 
 # ------------------------------------------------------------------ 5. which weights describe DATA
-@pytest.mark.xfail(strict=True, reason="a solve weights DATA by WEIGHT_SPECTRUM / WEIGHT (core/ms_io.py), "
-                   "which akapply(calwt=True) rescales to describe CORRECTED_DATA; CASA 6.7 gaincal weights "
-                   "DATA by 1/SIGMA^2 (measured): a convention for the lead to decide (tests use WEIGHT = 0)")
 def test_resolve_after_calwt_apply_is_unchanged(base, tmp_path):
-    """akcal on DATA, akapply(calwt=True), akcal on DATA again: the second solve should equal the first
-    (DATA did not change).  Measured: K0 moved by 0.36, G0 by 0.23, G1 by 1.7 (Jones elements), as the
-    re-solve used the calwt-scaled WEIGHT."""
+    """akcal on DATA, akapply(calwt=True), akcal on DATA again: the second solve equals the first (DATA
+    did not change).  Before core/weights.py the re-solve read the calwt-scaled WEIGHT: K0 moved by
+    0.36, G0 by 0.23, G1 by 1.7 (Jones elements); now DATA is weighted 1/SIGMA^2 as CASA 6.7 gaincal
+    does (measured, tests/test_solve_weights.py), and calwt never writes SIGMA."""
     from alakazam.caltasks import akapply
 
     ms = _copy(base[0], tmp_path, "calwt.ms")

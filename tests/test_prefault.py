@@ -86,8 +86,10 @@ def test_read_with_population_is_the_same_chunk(one_spw_ms, monkeypatch):
 
 def test_run_wise_read_keeps_weight_spectrum(tmp_path):
     """A read by runs of rows returns WEIGHT_SPECTRUM, not WEIGHT broadcast (a regression of the
-    prefault change: the table's column list was overwritten)."""
-    from casacore.tables import table
+    prefault change: the table's column list was overwritten) -- for a column other than DATA (here
+    MODEL_DATA read as the data); for DATA, 1/SIGMA_SPECTRUM^2 beside a WEIGHT_SPECTRUM, not SIGMA's
+    (core/weights.py)."""
+    from casacore.tables import makearrcoldesc, maketabdesc, table
 
     from alakazam.sim import simulate_ms
 
@@ -98,5 +100,12 @@ def test_run_wise_read_keeps_weight_spectrum(tmp_path):
     with table(ms, readonly=False, ack=False) as t:
         ws = rng.uniform(0.5, 2.0, t.getcol("WEIGHT_SPECTRUM").shape).astype(np.float32)
         t.putcol("WEIGHT_SPECTRUM", ws)
-    ch = ms_io.read_rows(ms, 0, None, meta=ms_io.read_meta(ms))
+    ch = ms_io.read_rows(ms, 0, None, data_col="MODEL_DATA", model_col=None, meta=ms_io.read_meta(ms))
     assert np.array_equal(np.asarray(ch.weight), ws[ch.rownr])
+    with table(ms, readonly=False, ack=False) as t:
+        t.addcols(maketabdesc(makearrcoldesc("SIGMA_SPECTRUM", 0.0, ndim=2, valuetype="float")), {})
+        ss = rng.uniform(0.5, 2.0, ws.shape).astype(np.float32)
+        t.putcol("SIGMA_SPECTRUM", ss)
+    ch = ms_io.read_rows(ms, 0, None, meta=ms_io.read_meta(ms))
+    want = (1 / ss.astype(np.float64) ** 2).astype(np.float32)
+    assert np.array_equal(np.asarray(ch.weight), want[ch.rownr])

@@ -660,16 +660,17 @@ def test_kill_while_adding_the_column_is_undone(ms_copy, tmp_path, column):
 
 
 def test_all_flagged_or_zero_weight_is_an_error(ms_copy, tmp_path):
-    """100% flagged next to 100% converged was a silent success; now an error, nothing written."""
+    """100% flagged next to 100% converged was a silent success; now an error, nothing written.  (Zero
+    weight for DATA: SIGMA 0, as DATA is weighted 1/SIGMA^2, core/weights.py.)"""
     ms, cal = ms_copy
     with table(ms, readonly=False, ack=False) as t:
-        t.putcol("WEIGHT", np.zeros_like(t.getcol("WEIGHT")))
+        t.putcol("SIGMA", np.zeros_like(t.getcol("SIGMA")))
     out = str(tmp_path / "zero.h5")
     with pytest.raises(AlakazamError, match=r"K0 \(K\): every solution is flagged.*zero weight"):
         _solve(ms, out)
     assert not os.path.exists(out)
     with table(ms, readonly=False, ack=False) as t:
-        t.putcol("WEIGHT", np.ones_like(t.getcol("WEIGHT")))
+        t.putcol("SIGMA", np.ones_like(t.getcol("SIGMA")))
         t.putcol("FLAG", np.ones_like(t.getcol("FLAG")))
     with pytest.raises(AlakazamError, match="every solution is flagged"):
         _solve(ms, out, jones=("G",))

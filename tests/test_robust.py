@@ -370,7 +370,7 @@ def test_all_flagged_by_minsnr_names_minsnr_not_the_data(small, tmp_path):
 
 def test_all_flagged_zero_weight_nan_model_are_errors(small, tmp_path):
     for col, fn in (("FLAG", lambda v, t: np.ones_like(v)),
-                    ("WEIGHT", lambda v, t: np.zeros_like(v)),
+                    ("SIGMA", lambda v, t: np.zeros_like(v)),      # DATA's weight 1/SIGMA^2 (core/weights.py)
                     ("MODEL_DATA", lambda v, t: np.full_like(v, np.nan)),
                     ("MODEL_DATA", lambda v, t: np.zeros_like(v))):
         ms = _copy(small, tmp_path, f"{col}.ms")
@@ -397,8 +397,9 @@ def test_all_flagged_exit_status(small, tmp_path):
 
 
 def test_nan_values_flag_samples_never_solutions(small, tmp_path):
-    """NaN/Inf in DATA, WEIGHT or MODEL_DATA act exactly as FLAG on those samples: the solutions equal
-    those of the same MS with the samples flagged instead (and never carry NaN unflagged)."""
+    """NaN/Inf in DATA, SIGMA (DATA's weight 1/SIGMA^2, core/weights.py) or MODEL_DATA act exactly as
+    FLAG on those samples: the solutions equal those of the same MS with the samples flagged instead (and
+    never carry NaN unflagged)."""
     def nan_model_scan1(v, t):
         v[t.getcol("SCAN_NUMBER") == 1] = np.nan
         return v
@@ -414,12 +415,12 @@ def test_nan_values_flag_samples_never_solutions(small, tmp_path):
     def flag_same(v, t):
         v[t.getcol("SCAN_NUMBER") == 1] = True
         v[::7, 2, 0] = True       # bad DATA: that sample (bad MODEL: every correlation of the channel)
-        v[3::11, :, 3] = True     # bad WEIGHT: that correlation in every channel
+        v[3::11, :, 3] = True     # bad SIGMA: that correlation in every channel
         return v
     ms = _copy(small, tmp_path, "nan.ms")
     _set_column(ms, "MODEL_DATA", nan_model_scan1)
     _set_column(ms, "DATA", nan_data_some)
-    _set_column(ms, "WEIGHT", nan_weight_some)
+    _set_column(ms, "SIGMA", nan_weight_some)
     ref_ms = _copy(small, tmp_path, "flagged.ms")
     _set_column(ref_ms, "FLAG", flag_same)
     cal, ref = str(tmp_path / "nan.h5"), str(tmp_path / "flagged.h5")

@@ -116,6 +116,7 @@ def _write_equal_gain_data(ms, g, noise, seed):
         t.putcol("FLAG_ROW", np.zeros(len(a1), bool))
         w = np.full(t.getcol("WEIGHT").shape, 1.0 / (2 * noise ** 2), np.float32)
         t.putcol("WEIGHT", w)
+        t.putcol("SIGMA", 1 / np.sqrt(w))         # DATA's weights are 1/SIGMA^2 (core/weights.py)
         if "WEIGHT_SPECTRUM" in t.colnames():
             t.removecols(["WEIGHT_SPECTRUM"])
 

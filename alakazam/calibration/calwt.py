@@ -64,9 +64,11 @@ def factors(diag, tidx, a1, a2, corr_types):
 
 
 def _inv_sq(sig):
-    sig = np.asarray(sig, float)
-    with np.errstate(divide="ignore"):
-        return np.where(sig > 0, 1.0 / np.maximum(sig, 1e-300) ** 2, 0.0)
+    """1 / SIGMA^2, 0 for SIGMA <= 0 or not finite: the rule a solve reads DATA's weights by
+    (core/weights.py)."""
+    from ..core import weights
+
+    return weights.inv_sigma_sq(sig)
 
 
 def write(ms, rownr, fac, chans, n_chan, flagged_no_sol, cmask, put=None):

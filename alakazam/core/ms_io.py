@@ -283,11 +283,13 @@ def check_antenna_names(meta: MSMeta):
                             "its own NAME (e.g. from STATION) first")
 
 
-def weight_column(ms) -> str:
-    """For messages: the weights a solve reads -- WEIGHT_SPECTRUM when the MS has it (an all-zero one, as
-    some MeerKAT products carry, weights every sample 0), else WEIGHT.  From the open handle's metadata
-    or the column names alone (never a metadata read)."""
+def weight_column(ms, data_col="DATA") -> str:
+    """For messages: the weights a solve of ``data_col`` reads (core/weights.py: 1/SIGMA^2 for DATA,
+    WEIGHT_SPECTRUM or WEIGHT for CORRECTED_DATA; an all-zero WEIGHT_SPECTRUM, as some MeerKAT products
+    carry, weights every sample 0 there).  From the open handle's metadata or the column names alone
+    (never a metadata read)."""
     from . import ms as _ms
+    from . import weights
 
     try:
         h = _ms.active(ms)
@@ -297,8 +299,8 @@ def weight_column(ms) -> str:
             with _table(str(ms)) as t:
                 cols = t.colnames()
     except Exception:
-        return "WEIGHT"
-    return "WEIGHT_SPECTRUM (read instead of WEIGHT when present)" if "WEIGHT_SPECTRUM" in cols else "WEIGHT"
+        cols = ()
+    return weights.describe(data_col, cols)
 
 
 def check_columns(ms, names):
@@ -471,9 +473,10 @@ class Chunk:
     """Rows of one DATA_DESC_ID in native layout.
 
     data, model : (row, chan, corr) as stored (model None when not read); flag (row, chan, corr) =
-    FLAG | FLAG_ROW; weight (row, chan, corr): WEIGHT_SPECTRUM, or WEIGHT as a read-only view broadcast
-    over channels (copy it before writing into it); time, ant1, ant2 (active indices), field_id, scan,
-    rownr (MS row numbers) : (row,).
+    FLAG | FLAG_ROW; weight (row, chan, corr): for DATA 1/SIGMA^2 (1/SIGMA_SPECTRUM^2 when the MS has it
+    and WEIGHT_SPECTRUM), for other columns WEIGHT_SPECTRUM or WEIGHT (core/weights.py); a per-row one is
+    a read-only view broadcast over channels (copy it before writing into it); time, ant1, ant2 (active
+    indices), field_id, scan, rownr (MS row numbers) : (row,).
     """
 
     data: np.ndarray
@@ -726,15 +729,7 @@ def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
             model = bufs[1] if model_col else None
             del bufs
         flag |= _getcol_runs(t, q, "FLAG_ROW", runs)[:, None, None]
-        ws = None
-        if "WEIGHT_SPECTRUM" in cols:
-            try:
-                ws = _getcol_rows(t, q, "WEIGHT_SPECTRUM", rows, runs)
-            except RuntimeError:
-                ws = None
-        if ws is None or ws.shape != data.shape:
-            # (row, corr) WEIGHT as a read-only broadcast view over channels: no (row, chan, corr) copy
-            ws = np.broadcast_to(_getcol_runs(t, q, "WEIGHT", runs)[:, None, :], data.shape)
+        ws = _read_weights(t, q, rows, runs, cols, data_col, data.shape)
         time = _getcol_runs(t, q, "TIME", runs)
         a1 = _getcol_runs(t, q, "ANTENNA1", runs)
         a2 = _getcol_runs(t, q, "ANTENNA2", runs)
@@ -750,6 +745,27 @@ def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
         if model is not None:
             model = model[:, chans]
     return data, model, flag, ws, time, a1, a2, fld, scan
+
+
+def _read_weights(t, q, rows, runs, cols, data_col, shape):
+    """The weights of a read of ``data_col``: 1/SIGMA^2 for DATA, WEIGHT(_SPECTRUM) for other columns
+    (core/weights.py); a per-row column stays a (row, corr) view broadcast over channels."""
+    from . import weights
+
+    def spectrum(name):
+        try:
+            v = _getcol_rows(t, q, name, rows, runs)
+        except RuntimeError:            # cells undefined for these rows
+            return None
+        return v if v.shape == shape else None
+
+    def defined(name):
+        try:
+            return bool(t.iscelldefined(name, int(rows[0])))
+        except RuntimeError:
+            return False
+
+    return weights.read(data_col, cols, shape, spectrum, lambda name: _getcol_runs(t, q, name, runs), defined)
 
 
 def _close_handle_table(ms):
