@@ -11,14 +11,15 @@ the exact best phase), alternating with the average of the last two iterates; it
 least-squares solution, but slowly where gains differ widely in amplitude (one antenna 70x the
 others: ~1 - 1/70^2 per iteration).  Where its step shrinks by less than CRAWL over two iterations
 (or after STEFCAL_MAX iterations) Gauss-Newton on the whole normal matrix finishes the (cell, pol)
-(:mod:`alakazam.solvers.gains_newton`).  Initial guess: gain ratios on baselines to the reference
-antenna.
+(:mod:`alakazam.solvers.gains_newton`); where Gauss-Newton does not converge StEFCal resumes
+from where it handed over, so its result is then the previous one.  Initial guess: gain ratios on
+baselines to the reference antenna.
 """
 
 import numpy as np
 
 from .._numba import njit, threaded
-from . import gains_newton
+from .gains_newton import gauss_newton
 
 POL_CORR = (0, 3)
 #: StEFCal hands over to Gauss-Newton (:mod:`alakazam.solvers.gains_newton`) when its relative step
@@ -27,6 +28,8 @@ POL_CORR = (0, 3)
 #: sim.cells batches of 3-27 antennas), or after STEFCAL_MAX iterations without converging
 CRAWL = 0.6
 STEFCAL_MAX = 40
+#: at most this many Gauss-Newton iterations (it converges in 2-6 on the wide-gain cases measured)
+GN_MAX = 50
 
 
 def initial_guess(batch, ref):
@@ -63,8 +66,10 @@ def initial_guess(batch, ref):
 
 
 @njit(inline="always")
-def _stefcal_cell(vis, model, weight, ant1, ant2, g, pol, corr, mode, max_iter, tol):
-    # mode: 0 amplitude and phase, 1 phase only (|g| = 1), 2 amplitude only (g real > 0)
+def _stefcal_cell(vis, model, weight, ant1, ant2, g, pol, corr, mode, max_iter, tol, it0, detect):
+    # mode: 0 amplitude and phase, 1 phase only (|g| = 1), 2 amplitude only (g real > 0); iterations
+    # it0 + 1 .. max_iter (it0 > 0: StEFCal resumed where it handed over); detect: hand over (status 2)
+    # where it crawls
     n_bl, n_samp = vis.shape[0], vis.shape[1]
     n_ant = g.shape[0]
     gold = g.copy()
@@ -73,7 +78,7 @@ def _stefcal_cell(vis, model, weight, ant1, ant2, g, pol, corr, mode, max_iter, 
     it = 0
     conv = False
     dprev = 0.0
-    for it in range(1, max_iter + 1):
+    for it in range(it0 + 1, max_iter + 1):
         for a in range(n_ant):
             num[a] = 0.0
             den[a] = 0.0
@@ -121,7 +126,7 @@ def _stefcal_cell(vis, model, weight, ant1, ant2, g, pol, corr, mode, max_iter, 
         if it > 1 and dnorm <= tol * tol * gnorm:
             conv = True
             break
-        if it % 2 == 0:
+        if detect and it % 2 == 0:
             # crawling (gains of very different amplitudes: gains_newton's docstring): the step
             # shrank by less than CRAWL over the last two iterations, or STEFCAL_MAX iterations
             # passed; the caller finishes the item by Gauss-Newton
@@ -145,7 +150,7 @@ def _stefcal_items(start, stride, vis, model, weight, ant1, ant2, g, mode, max_i
         for a in range(n_ant):
             gp[a] = g[c, a, p]
         it, st = _stefcal_cell(vis[c], model[c], weight[c], ant1, ant2, gp, p, corr, mode,
-                               max_iter, tol)
+                               max_iter, tol, 0, True)
         for a in range(n_ant):
             g[c, a, p] = gp[a]
         n_iter[c, p] = it
@@ -157,15 +162,52 @@ def stefcal_batch(vis, model, weight, ant1, ant2, g, phase_only, max_iter, tol, 
                   amp_only=False):
     """In place: g (n_cell, n_ant, 2); n_iter (n_cell, 2), conv (n_cell, 2).  (cell, pol) items
     spread over numba's threads (:func:`alakazam._numba.threaded`); the items where StEFCal crawls
-    are finished by Gauss-Newton (:mod:`alakazam.solvers.gains_newton`, a kernel compiled only when
-    first needed), their iterations counted on."""
+    are finished by :func:`_finish_items` (a kernel compiled only when first needed), their
+    iterations counted on."""
     mode = 1 if phase_only else (2 if amp_only else 0)
     crawl = np.zeros(conv.shape, bool)
     threaded(_stefcal_items, 2 * vis.shape[0], vis, model, weight, ant1, ant2, g, np.int64(mode),
              max_iter, tol, n_iter, conv, crawl)
     if crawl.any():
-        gains_newton.finish(crawl, vis, model, weight, ant1, ant2, g, mode, max_iter, tol, n_iter,
-                            conv)
+        _gauss_newton_finish(crawl, vis, model, weight, ant1, ant2, g, mode, max_iter, tol, n_iter,
+                             conv)
+
+
+@njit
+def _finish_items(start, stride, cells, pols, vis, model, weight, ant1, ant2, g, mode, max_iter,
+                  tol, n_iter, conv):
+    """The crawling items k in range(start, len(cells), stride): Gauss-Newton (at most GN_MAX
+    iterations) from StEFCal's iterate; where it does not converge, StEFCal resumes from that iterate
+    as if it had never handed over (the previous behaviour), to max_iter."""
+    n_ant = g.shape[1]
+    for k in range(start, len(cells), stride):
+        c = cells[k]
+        p = pols[k]
+        corr = 0 if p == 0 else 3
+        gp = np.empty(n_ant, np.complex128)
+        for a in range(n_ant):
+            gp[a] = g[c, a, p]
+        it0 = n_iter[c, p]
+        gi, ok = gauss_newton(vis[c], model[c], weight[c], ant1, ant2, gp, corr, mode,
+                              min(GN_MAX, max_iter - it0), tol)
+        if ok:
+            n_iter[c, p] = it0 + gi
+        else:
+            it, st = _stefcal_cell(vis[c], model[c], weight[c], ant1, ant2, gp, p, corr, mode,
+                                   max_iter, tol, it0, False)
+            ok = st == 1
+            n_iter[c, p] = it + gi
+        for a in range(n_ant):
+            g[c, a, p] = gp[a]
+        conv[c, p] = ok
+
+
+def _gauss_newton_finish(crawl, vis, model, weight, ant1, ant2, g, mode, max_iter, tol, n_iter,
+                         conv):
+    """In place: :func:`_finish_items` on the (cell, pol) items where crawl (n_cell, 2) is True."""
+    cells, pols = np.nonzero(crawl)
+    threaded(_finish_items, len(cells), cells.astype(np.int64), pols.astype(np.int64), vis, model,
+             weight, ant1, ant2, g, np.int64(mode), max_iter, tol, n_iter, conv)
 
 
 def model_vis(params, batch):

@@ -17,12 +17,23 @@ s 1 1^T over the antennas with data, which leaves the common phase of the step a
 right-hand side sums to zero).  Each step is two n_ant x n_ant Cholesky solves
 (:func:`alakazam.solvers.lm.chol_solve`) and one pass over the data; a step that raises chi2 is halved.
 phase_only solves the phase block only, amp_only (real positive g) the amplitude block only.
+
+Safeguards (for data whose least-squares minimum is not finite, e.g. 3 antennas at SNR 1 per
+visibility, or amp_only on data with phases: there a gain runs towards 0 or infinity): a step is
+scaled to move no log-amplitude or phase by more than MAX_STEP (1 e-fold, 1 rad), and an item whose
+amplitude leaves [1/MAX_EXCURSION, MAX_EXCURSION] x the amplitude StEFCal handed over gives up: it keeps
+StEFCal's iterate, not converged.
 """
 
 import numpy as np
 
-from .._numba import njit, threaded
+from .._numba import njit
 from .lm import chol_solve
+
+#: largest change of any log-amplitude or phase (rad) in one step
+MAX_STEP = 1.0
+#: largest factor by which Gauss-Newton may move an amplitude away from StEFCal's iterate
+MAX_EXCURSION = 100.0
 
 
 @njit
@@ -65,12 +76,16 @@ def _normal(vis, model, weight, ant1, ant2, g, corr, A, B, bx, by):
 
 
 @njit
-def gauss_newton(vis, model, weight, ant1, ant2, g, corr, mode, max_iter, tol):
+def _gn(vis, model, weight, ant1, ant2, g, corr, mode, max_iter, tol):
     """Gauss-Newton from g (in place) for one (cell, pol); mode as in StEFCal (0 amplitude and
     phase, 1 phase only, 2 amplitude only).  Stops when the relative gain step is below tol (the
     StEFCal test) or when no step along the Gauss-Newton direction lowers chi2 and the predicted
-    decrease is at rounding level.  Returns (iterations, converged)."""
+    decrease is at rounding level; gives up when an amplitude leaves MAX_EXCURSION.  Returns
+    (iterations, converged)."""
     n_ant = g.shape[0]
+    g0 = g.copy()
+    lo = np.log(1.0 / MAX_EXCURSION)
+    hi = np.log(MAX_EXCURSION)
     A = np.empty((n_ant, n_ant))
     B = np.empty((n_ant, n_ant))
     bx = np.empty(n_ant)
@@ -108,7 +123,10 @@ def gauss_newton(vis, model, weight, ant1, ant2, g, corr, mode, max_iter, tol):
         pred = 0.0                       # predicted chi2 decrease of the full step, ~ b . d
         for a in range(n_ant):
             pred += (dx[a] * bx[a] if mode != 1 else 0.0) + (dy[a] * by[a] if mode != 2 else 0.0)
-        t = 1.0
+        big = 0.0
+        for a in range(n_ant):
+            big = max(big, abs(dx[a]) if mode != 1 else 0.0, abs(dy[a]) if mode != 2 else 0.0)
+        t = 1.0 if big <= MAX_STEP else MAX_STEP / big
         accepted = False
         for _half in range(30):
             dnorm = 0.0
@@ -130,6 +148,10 @@ def gauss_newton(vis, model, weight, ant1, ant2, g, corr, mode, max_iter, tol):
             return it, pred <= 1e-12 * chi2
         for a in range(n_ant):
             g[a] = gn[a]
+            if g0[a] != 0:
+                e = np.log(abs(g[a]) / abs(g0[a]))
+                if not lo <= e <= hi:
+                    return it, False
         A, A2 = A2, A
         B, B2 = B2, B
         bx, bx2 = bx2, bx
@@ -140,29 +162,15 @@ def gauss_newton(vis, model, weight, ant1, ant2, g, corr, mode, max_iter, tol):
     return max_iter, False
 
 
+
 @njit
-def _items(start, stride, cells, pols, vis, model, weight, ant1, ant2, g, mode, max_iter, tol,
-           n_iter, conv):
-    """Gauss-Newton on the listed (cell, pol) items k in range(start, len(cells), stride), each from
-    its StEFCal iterate, with the iterations StEFCal left (max_iter - n_iter)."""
-    n_ant = g.shape[1]
-    for k in range(start, len(cells), stride):
-        c = cells[k]
-        p = pols[k]
-        corr = 0 if p == 0 else 3
-        gp = np.empty(n_ant, np.complex128)
-        for a in range(n_ant):
-            gp[a] = g[c, a, p]
-        it, ok = gauss_newton(vis[c], model[c], weight[c], ant1, ant2, gp, corr, mode,
-                              max_iter - n_iter[c, p], tol)
-        for a in range(n_ant):
-            g[c, a, p] = gp[a]
-        n_iter[c, p] += it
-        conv[c, p] = ok
-
-
-def finish(crawl, vis, model, weight, ant1, ant2, g, mode, max_iter, tol, n_iter, conv):
-    """In place: Gauss-Newton on the (cell, pol) items where crawl (n_cell, 2) is True."""
-    cells, pols = np.nonzero(crawl)
-    threaded(_items, len(cells), cells.astype(np.int64), pols.astype(np.int64), vis, model, weight,
-             ant1, ant2, g, np.int64(mode), max_iter, tol, n_iter, conv)
+def gauss_newton(vis, model, weight, ant1, ant2, g, corr, mode, max_iter, tol):
+    """Gauss-Newton from g (in place) for one (cell, pol), at most max_iter iterations; mode as in
+    StEFCal (0 amplitude and phase, 1 phase only, 2 amplitude only).  Returns (iterations,
+    converged); g is back at its start when not converged."""
+    g0 = g.copy()
+    it, ok = _gn(vis, model, weight, ant1, ant2, g, corr, mode, max_iter, tol)
+    if not ok:
+        for a in range(g.shape[0]):
+            g[a] = g0[a]
+    return it, ok
