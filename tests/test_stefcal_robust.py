@@ -241,3 +241,71 @@ def test_no_runaway_where_the_minimum_is_not_finite(n_ant, noise, amp_only, n_ce
     r = solve("G", b, backend="numba", opts=SolveOptions(amp_only=amp_only))
     assert np.isfinite(r.params).all()
     assert np.abs(r.params).max() < 1e3 and np.abs(r.params).min() > 1e-9
+
+
+def test_ms_one_antenna_70x_and_one_missing(tmp_path):
+    """End to end on a simulated 5-antenna MS whose antenna C04 has 70x the gain (its baselines'
+    DATA scaled, as a mis-set attenuator does) and C02 is dead in scan 2: every G solution per
+    integration is flagged nonconverged by the previous code (the step stopped with 'every solution
+    is flagged'); now numba flags only the dead antenna, equals scipy, and matches the truth
+    (the simulator's time gains, x70 on C04) within 6 sigma."""
+    from casacore.tables import table
+
+    from alakazam.config import solve_config_from_dict
+    from alakazam.flow import run_solve
+    from alakazam.io import hdf5
+    from alakazam.sim import simulate_ms
+
+    ms = str(tmp_path / "w.ms")
+    noise = 0.05
+    truth = simulate_ms(ms, n_ant=5, n_ant_extra=0, n_chan=(4,), duration_h=1.0, noise=noise, seed=41,
+                        delays=False, bandpass=False, leakage=False, flag_rows=0.0)
+    with table(ms + "/ANTENNA", ack=False) as t:
+        X = list(t.getcol("NAME")).index("C04")
+    with table(ms, readonly=False, ack=False) as t:            # the test's own simulated MS
+        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+        data = t.getcol("DATA")
+        data[(a1 == X) | (a2 == X)] *= 70.0
+        t.putcol("DATA", data)
+    sets = {}
+    for be in ("numba", "scipy"):
+        cal = str(tmp_path / f"{be}.h5")
+        run_solve(solve_config_from_dict(dict(
+            ms=ms, output=cal, ref_ant="C00", jones="G", field=["3C286", "3C147"], time_interval="int",
+            freq_interval="full", solver_backend=be, quiet=True, apply_parang=True,
+            min_bl_per_ant=3)))       # 4 antennas left in scan 2: 3 baselines each (CASA's default 4)
+        sets[be] = sorted(hdf5.read_term(cal, "G0"), key=lambda s: (s.field_name, s.scan_id))
+    dead = truth.ant_names.index(truth.dead_ant)
+    S = truth.flux_true["3C286"][0]
+    # WEIGHT is not rescaled with C04's DATA, so a 1x antenna's gain comes from its baseline to C04
+    # (70^2 the weight of the others): one baseline x 4 channels of one integration, relative sigma
+    # per real/imaginary part noise / (S sqrt(4)), x sqrt(2) with the reference antenna's; 6 sigma
+    # (~400 values) + 1e-3 for the gain's drift within the 60 s integration
+    sigma = np.sqrt(2) * noise / (S * np.sqrt(4))
+    scale = np.ones((5, 1, 2))
+    scale[truth.ant_names.index("C04")] = 70.0
+    n_checked = 0
+    for sn, ss in zip(sets["numba"], sets["scipy"]):
+        assert (sn.field_name, sn.scan_id) == (ss.field_name, ss.scan_id)
+        expect = np.zeros_like(sn.flags)
+        if sn.scan_id == truth.dead_scan:
+            expect[dead] = True
+        assert np.array_equal(sn.flags, expect) and np.array_equal(ss.flags, expect)
+        ok = ~sn.flags
+        gn = np.stack([sn.jones[..., 0, 0], sn.jones[..., 1, 1]], -1)[:, 0]      # (ant, t, 2)
+        gs = np.stack([ss.jones[..., 0, 0], ss.jones[..., 1, 1]], -1)[:, 0]
+        assert np.abs(gn - gs)[ok[:, 0]].max() < 1e-6 * 70
+        if sn.field_name != "3C286":              # 3C147's MODEL_DATA is 1 Jy of a true 2.5 Jy
+            continue
+        amp = np.abs(truth.time_gain)
+        ph = np.unwrap(np.angle(truth.time_gain), axis=1)
+        tg = np.empty(gn.shape, complex)
+        for a in range(5):
+            for p in range(2):
+                tg[a, :, p] = np.interp(sn.time, truth.times, amp[a, :, p]) * np.exp(
+                    1j * np.interp(sn.time, truth.times, ph[a, :, p]))
+        tg = tg * scale
+        rel = np.abs(_ref(gn.transpose(1, 0, 2)) / _ref(tg.transpose(1, 0, 2)) - 1)
+        assert rel.max() < 6 * sigma + 1e-3, (rel.max(), sigma)
+        n_checked += rel.size
+    assert n_checked > 0
