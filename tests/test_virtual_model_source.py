@@ -72,3 +72,27 @@ def test_source_table_without_virtual_model_keeps_the_plain_hint(tmp_path):
     with pytest.raises(AlakazamError, match=r"MODEL_DATA.*fill it with a model first") as e:
         ms_io.check_columns(ms, ["DATA", "MODEL_DATA"])
     assert "virtual" not in str(e.value)
+
+
+CASA_PY = os.environ.get("ALAKAZAM_CASA_PYTHON", "/work/casavenv/bin/python")
+
+
+@pytest.mark.skipif(not os.access(CASA_PY, os.X_OK), reason=f"no CASA Python at {CASA_PY}")
+def test_casa_setjy_virtual_model_with_source_table(tmp_path):
+    """CASA's own setjy usescratch=False on the MS with a SOURCE table: the layout above, and the hint."""
+    import subprocess
+
+    ms = _ms_with_source(tmp_path, virtual=False)
+    code = ("from casatasks import setjy\n"
+            f"setjy(vis={ms!r}, field='0', standard='Perley-Butler 2017', usescratch=False)\n")
+    r = subprocess.run([CASA_PY, "-c", code], cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-1000:] + r.stderr[-3000:]
+    from casacore.tables import table
+
+    with table(ms, ack=False) as t:
+        assert not any(str(k).startswith("definedmodel_field_") for k in t.getkeywords())
+        assert "MODEL_DATA" not in t.colnames()
+    with table(ms + "/SOURCE", ack=False) as s:
+        assert s.getkeyword("definedmodel_field_0") == "model_0" and "SOURCE_MODEL" in s.colnames()
+    with pytest.raises(AlakazamError, match=r"CASA virtual model.*usescratch=True"):
+        ms_io.check_columns(ms, ["DATA", "MODEL_DATA"])
