@@ -310,3 +310,25 @@ def test_ms_one_antenna_70x_and_one_missing(tmp_path):
         assert rel.max() < 6 * sigma + 1e-3, (rel.max(), sigma)
         n_checked += rel.size
     assert n_checked > 0
+
+
+@pytest.mark.parametrize("max_iter", [1, 2, 8])
+def test_small_max_iter_counts_every_iteration(max_iter):
+    """maxiter small (budget 5 x max_iter): Gauss-Newton gets what is left of it (none after a hand-over
+    at the last iteration); where it does not converge StEFCal resumes to the budget, its Gauss-Newton
+    iterations counted on top (at most GN_MAX).  The count is never 0 (it was, with no iterations
+    left), and a converged cell stayed within the budget."""
+    b, g = _batch(WIDE["one_at_70x"], snr=10, seed=11)
+    r = solve("G", b, backend="numba", opts=SolveOptions(max_iter=max_iter))
+    assert (r.n_iter >= min(5 * max_iter, 8)).all(), r.n_iter
+    assert (r.n_iter <= 5 * max_iter + gains.GN_MAX).all(), r.n_iter
+    assert (r.n_iter[r.converged] <= 5 * max_iter).all()
+
+
+def test_hand_over_at_the_last_iteration_counts_it():
+    """3 antennas (StEFCal slow but not crawling: hand-over at STEFCAL_MAX = 40) with a budget of
+    exactly 40 (max_iter 8): no Gauss-Newton iteration is left; n_iter is 40 (it was 0)."""
+    b, _ = make_batch("G", n_cell=50, n_ant=3, noise=0.3, seed=3)
+    r = solve("G", b, backend="numba", opts=SolveOptions(max_iter=8))
+    assert (r.n_iter > 0).all() and (r.n_iter <= 40).all()
+    assert (r.n_iter == 40).any()                   # some cells used the whole budget

@@ -79,7 +79,7 @@ def _stefcal_cell(vis, model, weight, ant1, ant2, g, pol, corr, mode, max_iter, 
     gold = g.copy()
     num = np.zeros(n_ant, np.complex128)
     den = np.zeros(n_ant)
-    it = 0
+    it = it0
     conv = False
     dprev = 0.0
     for it in range(it0 + 1, max_iter + 1):
