@@ -162,7 +162,6 @@ def _gn(vis, model, weight, ant1, ant2, g, corr, mode, max_iter, tol):
     return max_iter, False
 
 
-
 @njit
 def gauss_newton(vis, model, weight, ant1, ant2, g, corr, mode, max_iter, tol):
     """Gauss-Newton from g (in place) for one (cell, pol), at most max_iter iterations; mode as in
