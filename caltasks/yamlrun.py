@@ -247,6 +247,11 @@ def preflight(blocks, produced_elsewhere=()):
                                                          os.path.realpath(t) not in produced).items():
                 for msg in msgs:
                     add(f"{where}.{k}", msg)
+            from alakazam.calibration import apply_blockcheck      # what needs no config (its docstring)
+            for k, msgs in apply_blockcheck.errors(block, where, have_table, produced).items():
+                for msg in msgs:
+                    if msg not in errors.get(k, []):
+                        add(k, msg)
         if produced_here:
             produced.add(os.path.realpath(os.path.expanduser(produced_here)))
         if cfg is not None:

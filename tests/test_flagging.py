@@ -126,7 +126,7 @@ def test_parse_timerange_and_correlation():
     day = 60401 * 86400.0
     tr = msselect.parse_timerange
     assert tr("2024/04/01/10:00:00~10:30:00", day) == [(day + 36000, day + 37800, False)]
-    assert tr("10:00~10:30:30", day + 5) == [(day + 36000, day + 37830, False)]
+    assert tr("10:00:00~10:30:30", day + 5) == [(day + 36000, day + 37830, False)]
     assert tr(">10:00:00", day) == [(day + 36000, np.inf, False)]
     assert tr("<2024/04/01/01:00:00", day) == [(-np.inf, day + 3600, False)]
     assert tr("10:00:00+00:05:00", day) == [(day + 36000, day + 36300, False)]
@@ -136,11 +136,11 @@ def test_parse_timerange_and_correlation():
     assert msselect.time_mask(tr("10:00:00", day), t, np.full(4, 10.0)).tolist() == [False, True, True, False]
     # ranges: ends included
     t = day + np.array([35999.0, 36000.0, 37800.0, 37801.0])
-    assert msselect.time_mask(tr("10:00~10:30", day), t).tolist() == [False, True, True, False]
+    assert msselect.time_mask(tr("10:00:00~10:30:00", day), t).tolist() == [False, True, True, False]
     with pytest.raises(AlakazamError, match="timerange: cannot parse time 'ab:cd'"):
-        tr("ab:cd~10:00", day)
+        tr("ab:cd~10:00:00", day)
     with pytest.raises(AlakazamError, match="ends before it starts"):
-        tr("11:00~10:00", day)
+        tr("11:00:00~10:00:00", day)
     lin = ["XX", "XY", "YX", "YY"]
     assert parse_correlation("xx,YY", lin) == [0, 3]
     assert parse_correlation("", lin) == [0, 1, 2, 3]

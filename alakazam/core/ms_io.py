@@ -303,6 +303,27 @@ def weight_column(ms, data_col="DATA") -> str:
     return weights.describe(data_col, cols)
 
 
+def virtual_model(ms, keywords) -> bool:
+    """The MS holds a CASA virtual model (setjy / ft with usescratch=False; no MODEL_DATA).  Measured
+    with CASA 6.7 setjy: without a SOURCE subtable it writes the main-table keywords
+    ``definedmodel_field_<field id>`` -> 'model_<n>' and ``model_<n>`` (a componentlist record); with a
+    SOURCE subtable, none of those, but SOURCE keywords ``definedmodel_field_<field id>`` -> 'model_<n>'
+    and ``model_<n>`` -> the SOURCE row whose new record column SOURCE_MODEL holds the model.
+    ``keywords``: the main table's."""
+    if any(str(k).startswith("definedmodel_field_") for k in keywords):
+        return True
+    src = os.path.join(str(ms), "SOURCE")
+    if "SOURCE" not in keywords or not os.path.exists(os.path.join(src, "table.dat")):
+        return False
+    from casacore.tables import table
+
+    try:
+        with table(src, ack=False) as s:
+            return any(str(k).startswith("definedmodel_field_") for k in s.getkeywords())
+    except Exception:           # noqa: BLE001 -- an unreadable SOURCE table only loses the hint
+        return False
+
+
 def check_columns(ms, names):
     """Raise AlakazamError naming the first of ``names`` (None/'' skipped) missing from the main table, or
     not a visibility column (complex, one (channel, correlation) array per row, as DATA: e.g. UVW or
@@ -310,15 +331,13 @@ def check_columns(ms, names):
     with _table(str(ms)) as t:
         have = t.colnames()
         desc = {n: t.getcoldesc(n) for n in names if n and n in have}
-        # CASA's virtual model (setjy / ft with usescratch=False): main-table keywords definedmodel_field_N
-        # (or, with a SOURCE table, its SOURCE_MODEL column), no MODEL_DATA
-        virtual = any(str(k).startswith("definedmodel_field_") for k in t.getkeywords())
+        keywords = t.getkeywords()
     data = [c for c in have if c == "DATA" or c.endswith("_DATA")]     # (not DATA_DESC_ID)
     for n in names:
         if n and n not in have:
             hint = (" -- fill it with a model first (e.g. CASA setjy / ft, or your own predict), or give "
                     "akcal a point-source model (smodel=[I, Q, U, V])" if n == "MODEL_DATA" else "")
-            if n == "MODEL_DATA" and virtual:
+            if n == "MODEL_DATA" and virtual_model(ms, keywords):
                 hint = (" -- the MS holds a CASA virtual model (setjy / ft with usescratch=False), which "
                         "alakazam does not evaluate: re-run setjy with usescratch=True to fill MODEL_DATA, "
                         "or give akcal a point-source model (smodel=[I, Q, U, V])")

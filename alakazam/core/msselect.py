@@ -27,8 +27,11 @@ uvrange (:func:`parse_uvrange`)
     others, which gives them zero weight).
 timerange (:func:`parse_timerange`)
     ``,``-separated ``T0~T1``, ``T0+dT``, ``>T``, ``<T`` or a single ``T``.  ``T`` is
-    ``YYYY/MM/DD/hh:mm:ss[.s]`` (also ``YYYY/MM/DD/hh:mm``, ``YYYY/MM/DD``) or ``hh:mm[:ss.s]`` on the
-    date of the data's first integration (for the upper bound: on the lower bound's date).  Times are
+    ``YYYY/MM/DD/hh:mm:ss[.s]`` (also ``YYYY/MM/DD``) or ``hh:mm:ss[.s]`` on the date of the data's
+    first integration (for the upper bound: on the lower bound's date); ``dT`` is ``hh:mm:ss`` or
+    seconds.  A time or duration ``hh:mm`` without seconds is refused: CASA 6.7 reads it as
+    minutes:seconds (measured with msselect: ``'2024/04/01/07:50'`` selects nothing,
+    ``'>2024/04/01/23:59'`` everything), an accident that neither reading could follow safely.  Times are
     UTC and are compared with the integration mid-time (TIME): ``T0 <= TIME <= T1``; a single ``T``
     selects the integrations whose interval contains it.  A date without a time (measured with CASA
     6.7's msselect and flagdata, tests/test_review_s25_task.py): as a bound (``D1~D2``, ``>D``, ``<D``)
@@ -81,11 +84,30 @@ _T_FULL = re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})(?:/(\d{1,2}):(\d{1,2})(?::(\d
 _T_CLOCK = re.compile(r"(\d{1,2}):(\d{1,2})(?::(\d{1,2}(?:\.\d*)?))?$")
 
 
+_FORMS = "YYYY/MM/DD/hh:mm:ss[.s], YYYY/MM/DD or hh:mm:ss[.s]"
+
+
+def _no_seconds(text, where, kind="time"):
+    """A time or duration 'a:b' (no seconds) is refused: CASA 6.7's msselect reads it as minutes:seconds
+    (measured on an MS of 60 s integrations from 07:46:24.8: '2024/04/01/07:50' and '07:48~07:52' select
+    nothing, '>2024/04/01/23:59' everything, 'T+01:00' is 60 s), an accident of its parser that
+    following would silently select other data than meant, while reading it as hh:mm would select other
+    data than CASA does for the same string."""
+    fix = str(text).strip() + ":00"
+    return AlakazamError(
+        f"{where}: {str(text).strip()!r} has no seconds: CASA reads a {kind} 'a:b' as minutes:seconds (so "
+        f"'07:50' is 00:07:50 there), hence it is refused; give hh:mm:ss, e.g. {fix!r}; accepted forms: "
+        + (_FORMS if kind == "time" else "hh:mm:ss or seconds"))
+
+
 def parse_time(text, day0, where="timerange") -> float:
-    """One CASA time (``YYYY/MM/DD/hh:mm:ss.s``, ``YYYY/MM/DD``, ``hh:mm[:ss]``) -> MJD seconds;
-    ``day0`` (MJD seconds of 0 h UTC) is used when the date is omitted."""
+    """One CASA time (``YYYY/MM/DD/hh:mm:ss.s``, ``YYYY/MM/DD``, ``hh:mm:ss``) -> MJD seconds;
+    ``day0`` (MJD seconds of 0 h UTC) is used when the date is omitted.  ``hh:mm`` without seconds is
+    refused (:func:`_no_seconds`)."""
     s = str(text).strip()
     m = _T_FULL.match(s)
+    if m and m.group(4) is not None and m.group(6) is None:
+        raise _no_seconds(text, where)
     if m:
         y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
         h, mi = int(m.group(4) or 0), int(m.group(5) or 0)
@@ -98,18 +120,21 @@ def parse_time(text, day0, where="timerange") -> float:
             raise AlakazamError(f"{where}: {text!r} is not a valid time of day")
         return base + 3600 * h + 60 * mi + sec
     m = _T_CLOCK.match(s)
+    if m and m.group(3) is None:
+        raise _no_seconds(text, where)
     if m:
         h, mi, sec = int(m.group(1)), int(m.group(2)), float(m.group(3) or 0.0)
         if h > 24 or mi > 59 or sec >= 60:
             raise AlakazamError(f"{where}: {text!r} is not a valid time of day")
         return float(day0) + 3600 * h + 60 * mi + sec
-    raise AlakazamError(f"{where}: cannot parse time {text!r}; expected YYYY/MM/DD/hh:mm:ss, "
-                        "YYYY/MM/DD or hh:mm:ss")
+    raise AlakazamError(f"{where}: cannot parse time {text!r}; expected {_FORMS}")
 
 
 def _parse_duration(text, where):
     s = str(text).strip()
     m = _T_CLOCK.match(s)
+    if m and m.group(3) is None:
+        raise _no_seconds(text, where, "duration")
     if m:
         return 3600 * int(m.group(1)) + 60 * int(m.group(2)) + float(m.group(3) or 0.0)
     try:
