@@ -6,7 +6,9 @@ Layout::
     ├── K0/field_3C286/scan_0/spw_0/
     │   ├── jones   (n_ant, n_freq, n_time, 2, 2) complex128
     │   ├── delay   (n_ant, n_freq, n_time, 2) float64 ns   [K/KC only]
-    │   ├── flags   (n_ant, n_freq, n_time) bool
+    │   ├── flags   (n_ant, n_freq, n_time) bool   (the antenna's solution is not whole)
+    │   ├── pol_flags (n_ant, n_freq, n_time, 2) bool  [optional: K, G -- flags per hand,
+    │   │             flags = pol_flags[..., hands].any(-1); alakazam.core.handflags]
     │   ├── time    (n_time,) MJD seconds
     │   ├── freq    (n_freq,) Hz
     │   └── solver_stats/ converged (n_freq, n_time) bool, n_iter int32, cost float64
@@ -46,7 +48,7 @@ from .. import __version__
 from ..errors import AlakazamError
 from ..jones import terms as jterms
 
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"      # 1.1: the optional pol_flags dataset (readers check the major)
 #: key listing order: the registry's order
 TYPE_ORDER = jterms.names()
 _KEY_RE = re.compile(rf"^({jterms.key_pattern()})(\d+)$")
@@ -67,6 +69,13 @@ class SolutionSet:
     attrs: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)   # extra solver_stats arrays (ref_ant, rchi2: (n_freq, n_time);
     #                                             snr: (n_ant, n_freq, n_time, 2))
+    pol_flags: Optional[np.ndarray] = None  # (n_ant, n_freq, n_time, 2) per hand (K, G); None = flags on both
+
+    def hand_flags(self) -> np.ndarray:
+        """(n_ant, n_freq, n_time, 2) bool flags per hand: ``pol_flags``, or ``flags`` on both hands
+        (:func:`alakazam.core.handflags.hand_flags`; the one accessor every reader uses)."""
+        from ..core.handflags import hand_flags
+        return hand_flags(self)
 
     @property
     def field_name(self) -> str:
@@ -93,6 +102,8 @@ class SolutionSet:
                   ("freq", self.freq, (n_f,))]
         if self.delay is not None:
             checks.append(("delay", self.delay, (n_ant, n_f, n_t, 2)))
+        if self.pol_flags is not None:
+            checks.append(("pol_flags", self.pol_flags, (n_ant, n_f, n_t, 2)))
         for name in ("converged", "n_iter", "cost"):
             if getattr(self, name) is not None:
                 checks.append((name, getattr(self, name), (n_f, n_t)))
@@ -337,6 +348,8 @@ def _write_sets(f, key, sets):
         if s.delay is not None:
             g.create_dataset("delay", data=np.asarray(s.delay, np.float64))
         g.create_dataset("flags", data=np.asarray(s.flags, bool))
+        if s.pol_flags is not None:
+            g.create_dataset("pol_flags", data=s.hand_flags())
         g.create_dataset("time", data=np.asarray(s.time, np.float64))
         g.create_dataset("freq", data=np.asarray(s.freq, np.float64))
         st = g.create_group("solver_stats")
@@ -410,7 +423,8 @@ def _read_group(g) -> SolutionSet:
         jones=g["jones"][()], flags=g["flags"][()], time=g["time"][()], freq=g["freq"][()],
         delay=g["delay"][()] if "delay" in g else None, converged=st["converged"][()],
         n_iter=st["n_iter"][()], cost=st["cost"][()],
-        attrs={k: _decode_attr(v) for k, v in g.attrs.items()}, extra=extra)
+        attrs={k: _decode_attr(v) for k, v in g.attrs.items()}, extra=extra,
+        pol_flags=g["pol_flags"][()].astype(bool) if "pol_flags" in g else None)
 
 
 def _leaf_groups(g):
