@@ -355,6 +355,9 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
                                                  bad_by_key).items():
                     per_term[(k, fld.name)] = per_term.get((k, fld.name), 0) + n
             par = None if par_all is None else par_all[bt]
+            if sky is None and par is not None:     # circular P with a flagged hand: per correlation
+                from ..core.handflags import fold_diagonal_parang
+                diag, par = fold_diagonal_parang(diag, par)
             if sky is None and par is None and diag is not None:
                 # a product with the precomputed inverse instead of a division per sample (same flags);
                 # in place in the chunk just read (it is not used afterwards): no second chunk-sized array

@@ -397,8 +397,9 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
             j = to_final_frame(j, [cache[k][1] for k in frames[i]])
         if log_lines is not None:
             log_lines.append((term, info))
-        if bad_out is not None:
-            bad_out[term.key] = ~np.isfinite(d).all(axis=-1) if f is None else f
+        if bad_out is not None:     # a per-hand term: per hand (applymode counts per correlation)
+            bad_out[term.key] = (~np.isfinite(d) if term.diagonal and hand_views(term) is not None else
+                                 ~np.isfinite(d).all(axis=-1) if f is None else f)
         if term.diagonal:               # same products in the same order as before (in place when possible)
             if diag is None:
                 diag = d

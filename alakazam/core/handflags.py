@@ -105,3 +105,29 @@ def recorded_hands(corr_types):
     have = {CORR_ORDER.get(str(c), -1) for c in corr_types}
     out = [h for h, c in zip(HANDS, HAND_CORR) if c in have]
     return out or list(HANDS)
+
+
+def fold_diagonal_parang(diag, par):
+    """``(diag, par)`` for the apply of one block: when the parallactic-angle matrices are diagonal
+    (circular feeds: P = diag(e^-i chi, e^i chi)) and ``diag`` (n_t, n_ant, n_chan, 2) has a hand
+    flagged (NaN) where the other is valid, P is multiplied into ``diag`` and None returned for it, so
+    the diagonal kernel corrects (and flags) per correlation (module docstring: a chain of diagonal
+    matrices keeps the good hand).  Otherwise both unchanged (the full kernel; the same values as
+    before to the last bit)."""
+    if diag is None or par is None:
+        return diag, par
+    if np.any(par[..., 0, 1] != 0) or np.any(par[..., 1, 0] != 0):
+        return diag, par                # linear feeds: P rotates the hands into each other
+    fin = np.isfinite(diag)
+    if not np.any(fin[..., 0] != fin[..., 1]):
+        return diag, par
+    pd = np.stack([par[..., 0, 0], par[..., 1, 1]], axis=-1)[:, :, None, :]     # (n_t, n_ant, 1, 2)
+    return np.ascontiguousarray(diag * pd), None
+
+
+def unusable(sset) -> np.ndarray:
+    """(n_ant, n_freq, n_time) bool: no hand of the antenna's solution is usable (every recorded hand
+    flagged) -- what "every solution is flagged" means for a step; ``flags`` for a per-antenna set."""
+    if getattr(sset, "pol_flags", None) is None:
+        return np.asarray(sset.flags, bool)
+    return hand_flags(sset)[..., set_hands(sset)].all(-1)

@@ -126,15 +126,20 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
             return tt.module.solve_with(backend_module, b, init, r, opts)
         return backend_module.solve_params(jones_type, b, init, r, opts)
 
+    if hands:       # a hand the cell's reference has no data in: out of the first solve, solved below
+        todo, saved = handsolve.hands_to_redo(batch, has_h, ref)
     init = initial_guess(jones_type, batch, ref)
     params, n_iter, conv, cost = solve_cells(batch, init, ref)
     params = reference(jones_type, params, ref)
+    if hands and todo:
+        handsolve.restore(batch, todo, saved)
+        cost = None
     ref_hand = None
     if hands:       # a hand the cell's reference has no data in: solved again with the hand's own
         ref_hand, redo = handsolve.solve_hands(jones_type, batch, backend_module, opts, has_h, ref,
                                                solve_cells)
         if redo:
-            n_iter, conv, cost = np.array(n_iter), np.array(conv, bool), None
+            n_iter, conv = np.array(n_iter), np.array(conv, bool)
             for h, cells, p2, it2, cv2 in redo:
                 params[cells, :, h] = p2[:, :, h]
                 n_iter[cells] = np.maximum(n_iter[cells], it2)

@@ -70,6 +70,28 @@ def _sub_batch(batch, cells, hand):
                      ref_ant=batch.ref_ant, ref_ants=batch.ref_ants)
 
 
+def hands_to_redo(batch, has, ref):
+    """``[(hand, cells)]``: the cells whose reference ``ref`` (n_cell,) has no data in ``hand`` while some
+    antenna has (solved again by :func:`solve_hands`).  Hand ``hand`` of those cells is taken out of
+    ``batch.weight`` for the first solve (its gauge would be free there: a singular system); the saved
+    weights are put back by :func:`restore`."""
+    idx = np.arange(batch.n_cell)
+    out, saved = [], []
+    for h in HANDS:
+        cells = np.flatnonzero(~has[idx, ref, h] & has[..., h].any(axis=1))
+        if len(cells):
+            out.append((h, cells))
+            saved.append(batch.weight[cells, :, :, HAND_CORR[h]].copy())
+            batch.weight[cells, :, :, HAND_CORR[h]] = 0.0
+    return out, saved
+
+
+def restore(batch, redo, saved):
+    """Put back the weights :func:`hands_to_redo` took out."""
+    for (h, cells), w in zip(redo, saved):
+        batch.weight[cells, :, :, HAND_CORR[h]] = w
+
+
 def solve_hands(jones_type, batch, backend_module, opts, has, ref, solve_fn):
     """Re-solve the hands whose cell reference has no data in them (module docstring).
 
