@@ -567,20 +567,22 @@ def write_file(path, terms: Dict[str, List[SolutionSet]], fluxscale: Optional[Li
         _write_fluxscale_entries(f, fluxscale)
 
 
-def remap_antennas(sset: SolutionSet, target_ant_names):
+def remap_antennas(sset: SolutionSet, target_ant_names, hands=False):
     """Jones (n_target_ant, n_freq, n_time, 2, 2) and flags remapped by antenna name.
 
-    Antennas absent from the table get NaN Jones and flags True.
+    Antennas absent from the table get NaN Jones and flags True.  ``hands=True``: the flags per hand
+    (n_target_ant, n_freq, n_time, 2) of :meth:`SolutionSet.hand_flags` instead of ``flags``.
     """
     names = sset.ant_names
     n_f, n_t = sset.jones.shape[1:3]
+    src = sset.hand_flags() if hands else sset.flags
     jones = np.full((len(target_ant_names), n_f, n_t, 2, 2), np.nan + 0j)
-    flags = np.ones((len(target_ant_names), n_f, n_t), bool)
+    flags = np.ones((len(target_ant_names),) + src.shape[1:], bool)
     for i, a in enumerate(target_ant_names):
         if a in names:
             j = names.index(a)
             jones[i] = sset.jones[j]
-            flags[i] = sset.flags[j]
+            flags[i] = src[j]
     return jones, flags
 
 

@@ -17,6 +17,11 @@ chain, written to the HDF5) this module brings them to ONE reference R per SPW:
   every antenna of the cell.  R has no data in that cell (otherwise the cell would have used it), so
   this is the only information about R there -- what CASA's re-referencing does.  Cells without a
   bridge (no cell has both R and r') are flagged.
+* Flags per hand (K, G; :mod:`alakazam.core.handflags`): a cell counts as empty only when no antenna has
+  a usable hand; the bridge needs both hands of r' (and R) in the bridge cells, so a cell bridged from
+  an antenna with one hand flagged there is flagged whole.  A hand whose reference differed from the
+  cell's within the solve (the cell's reference had no data in it: ``solver_stats/ref_ant_hand``,
+  :mod:`alakazam.solvers.handsolve`) keeps that hand's reference -- this module works with the cell's.
 
 Algebra (docs/conventions.md, "Re-referencing"), per feed p, cell solved with r', bridge value at the
 cell's time marked ``^``:
@@ -50,6 +55,7 @@ import logging
 
 import numpy as np
 
+from ..core.handflags import unusable
 from ..jones import terms
 
 log = logging.getLogger("alakazam.rereference")
@@ -100,7 +106,7 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
         tables = {}                                       # (freq bin, fallback antenna) -> bridge cells
         for s in new_s:
             used = np.asarray(s.extra["ref_ant"])
-            empty = s.flags.all(axis=0)                   # (n_freq, n_time): no antenna has data
+            empty = unusable(s).all(axis=0)               # (n_freq, n_time): no antenna has data
             counts["no_data"] += int(empty.sum())
             for jf, it in zip(*np.nonzero((used != R) & ~empty)):
                 if mode == "strict":
@@ -137,7 +143,7 @@ def _step_reference(sets, refs, mode):
     else the antenna most cells used (lowest index on ties)."""
     if mode == "strict":
         return refs[0]
-    used = np.concatenate([np.asarray(s.extra["ref_ant"])[~s.flags.all(axis=0)] for s in sets])
+    used = np.concatenate([np.asarray(s.extra["ref_ant"])[~unusable(s).all(axis=0)] for s in sets])
     for r in refs:
         if np.any(used == r):
             return r
@@ -273,6 +279,8 @@ def _rotate_cell(jones_type, s, jf, it, val):
 
 def _flag_cell(s, jf, it):
     s.flags[:, jf, it] = True
+    if getattr(s, "pol_flags", None) is not None:
+        s.pol_flags[:, jf, it] = True
     s.jones[:, jf, it] = np.nan
     if s.delay is not None:
         s.delay[:, jf, it] = np.nan
