@@ -262,3 +262,56 @@ def test_apply_flags_only_the_dead_hand_in_a_diagonal_chain(feeds, tmp_path, cha
         use = on[:, None, None] & ~want
         np.testing.assert_allclose(cd[use], cd_clean[use], rtol=0, atol=0.05)
     np.testing.assert_allclose(cd[~on], cd_clean[~on], rtol=0, atol=0.05)
+
+
+def test_fluxscale_keeps_the_good_hand(feeds, tmp_path):
+    """fluxscale with antenna DEAD's q hand dead: the same scale as the clean MS's within its error, from
+    one ratio fewer (DEAD's p ratio kept: 2 n_ant - 1 ratios, not 2 n_ant - 2)."""
+    from alakazam.calibration.fluxscale import run_fluxscale
+    from alakazam.caltasks import akcal
+    from alakazam.config import fluxscale_config_from_dict
+
+    ms, dead, truth, _, _ = feeds
+    res = {}
+    for name, vis in (("clean", ms), ("dead", dead)):
+        cal = str(tmp_path / f"{name}.h5")
+        akcal(vis=vis, caltable=cal, field="3C286,3C147", refant="C00", jones=["G"], solint=["scan"])
+        res[name] = run_fluxscale(fluxscale_config_from_dict(dict(
+            reference_table=cal, reference_field=["3C286"], transfer_field=["3C147"],
+            output=str(tmp_path / f"{name}_fs.h5"))))
+    fid = next(k for k, v in res["clean"].items() if isinstance(v, dict) and "fieldName" in v)
+    c, d = res["clean"][fid]["0"], res["dead"][fid]["0"]
+    # DEAD's p ratio is used (6 p ratios), its q ratio is not (the sigma clip may drop another of either)
+    dp = [e for e in hdf5.read_fluxscale(str(tmp_path / "dead_fs.h5")) if e["field"] == "3C147"][0]
+    assert int(dp["n_ant_p"]) == 6 and int(dp["n_ant_q"]) <= 5
+    assert int(d["numSol"][0]) >= int(c["numSol"][0]) - 2
+    assert abs(d["fluxd"][0] - c["fluxd"][0]) < 3 * max(c["fluxdErr"][0], d["fluxdErr"][0]), (c, d)
+
+
+def test_casa_caltable_keeps_flags_per_pol(feeds, tmp_path):
+    """Export of the dead-q K and G to CASA caltables writes FLAG per pol (DEAD's p False, q True); their
+    import keeps them in pol_flags (the p value as solved, the q hand NaN)."""
+    from casacore.tables import table
+
+    from alakazam.io import casatable
+
+    ms, dead, truth, _, sol = feeds
+    cal = os.path.join(os.path.dirname(dead), "dead.h5")
+    for key in ("K0", "G0"):
+        out = str(tmp_path / f"{key}.tb")
+        casatable.export(cal, key, out, ms=dead)
+        with table(out, ack=False) as t:
+            a1, fl = t.getcol("ANTENNA1"), t.getcol("FLAG")       # (row, chan, pol)
+        assert not fl[a1 == DEAD][..., 0].any() and fl[a1 == DEAD][..., 1].all()
+        assert not fl[a1 != DEAD].any()
+        back = sorted(casatable.read_table(out), key=lambda s: (s.scan_id, s.spw))
+        for s, b in zip(sol[key], back):
+            hb = b.hand_flags()
+            assert b.pol_flags is not None
+            assert hb[DEAD, ..., 1].all() and not hb[DEAD, ..., 0].any() and not np.delete(hb, DEAD, 0).any()
+            if key == "K0":
+                np.testing.assert_allclose(b.delay[DEAD, ..., 0], s.delay[DEAD, ..., 0], rtol=0, atol=1e-6)
+            else:
+                np.testing.assert_allclose(b.jones[DEAD, ..., 0, 0], s.jones[DEAD, ..., 0, 0], rtol=0,
+                                           atol=1e-6)
+            assert np.isnan(b.jones[DEAD, ..., 1, 1]).all()
