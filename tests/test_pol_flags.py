@@ -315,3 +315,34 @@ def test_casa_caltable_keeps_flags_per_pol(feeds, tmp_path):
                 np.testing.assert_allclose(b.jones[DEAD, ..., 0, 0], s.jones[DEAD, ..., 0, 0], rtol=0,
                                            atol=1e-6)
             assert np.isnan(b.jones[DEAD, ..., 1, 1]).all()
+
+
+def test_plots_and_akinfo_per_hand(feeds, tmp_path):
+    """akinfo shows the flagged fraction per hand; the plot series carry the flags per hand (a flagged
+    hand is drawn as flagged, the other as a solution)."""
+    from alakazam import plots
+
+    dead = feeds[1]
+    cal = os.path.join(os.path.dirname(dead), "dead.h5")
+    rows = [r for r in hdf5.summary(cal) if r["key"] == "G0"]
+    for r in rows:
+        assert r["flagged_hands"] == [0.0, pytest.approx(1 / 6)]
+        assert r["flagged"] == pytest.approx(1 / 6)
+    from rich.console import Console
+
+    con = Console(width=250, record=True)
+    con.print(hdf5.summary_table(cal))
+    text = con.export_text()
+    assert "flagged p/q" in text and "0.0% / 16.7%" in text
+    series = plots.load_series(hdf5.read_term(cal, "G0"), "G0")
+    assert series
+    for s in series:
+        assert s.flags.shape[-1] == 2
+        assert s.flags[DEAD, ..., 1].all() and not s.flags[DEAD, ..., 0].any()
+        fig = plots.antenna_figure(s, DEAD, float(s.time[0]))
+        lines = [ln for ax in fig.axes for ln in ax.get_lines()]
+        # the p hand drawn with its values, the q hand only as flagged crosses
+        p_lines = [ln for ln in lines if ln.get_label().startswith(plots._pol_labels(s)[0])]
+        assert p_lines and all(np.isfinite(ln.get_ydata()).any() for ln in p_lines)
+        q_lines = [ln for ln in lines if ln.get_label().startswith(plots._pol_labels(s)[1])]
+        assert all(not np.isfinite(ln.get_ydata()).any() for ln in q_lines)

@@ -597,6 +597,9 @@ def summary(path) -> List[dict]:
                 spw=s.spw, shape=tuple(s.jones.shape), n_ant=s.jones.shape[0],
                 n_freq=s.jones.shape[1], n_time=s.jones.shape[2],
                 flagged=float(np.mean(s.flags)) if s.flags.size else 0.0,
+                # per hand (p, q) when the set has pol_flags (K, G: alakazam.core.handflags), else None
+                flagged_hands=([float(np.mean(s.hand_flags()[..., h])) for h in (0, 1)]
+                               if s.pol_flags is not None and s.flags.size else None),
                 backend=a.get("solver_backend"), ref_ant=a.get("ref_ant_name"),
                 time_interval=a.get("time_interval", a.get("solint_s")),
                 freq_interval=a.get("freq_interval", a.get("freqint_hz")),
@@ -611,11 +614,19 @@ def summary_table(path):
     t = Table(title=f"{path}")
     cols = ["key", "field", "scan", "spw", "n_ant", "n_freq", "n_time", "flagged", "converged",
             "time_interval", "freq_interval", "ref_ant", "backend"]
+    rows = summary(path)
+    hands = any(r["flagged_hands"] is not None for r in rows)
+    if hands:       # flags per hand in some group: the flagged fraction of each hand (p / q) too
+        cols.insert(cols.index("flagged") + 1, "flagged p/q")
     for c in cols:
         t.add_column(c)
-    for r in summary(path):
+    for r in rows:
         vals = []
         for c in cols:
+            if c == "flagged p/q":
+                fh = r["flagged_hands"]
+                vals.append("-" if fh is None else f"{100 * fh[0]:.1f}% / {100 * fh[1]:.1f}%")
+                continue
             v = r[c]
             if c in ("flagged", "converged"):
                 v = f"{100 * v:.1f}%"
