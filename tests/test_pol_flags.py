@@ -346,3 +346,29 @@ def test_plots_and_akinfo_per_hand(feeds, tmp_path):
         assert p_lines and all(np.isfinite(ln.get_ydata()).any() for ln in p_lines)
         q_lines = [ln for ln in lines if ln.get_label().startswith(plots._pol_labels(s)[1])]
         assert all(not np.isfinite(ln.get_ydata()).any() for ln in q_lines)
+
+
+def test_calwt_zeroes_only_the_dead_hand(feeds, tmp_path):
+    """akapply(calwt=True, applymode='calflag') of the dead-q tables: WEIGHT 0 exactly for the correlations
+    that use DEAD's q hand; its p-hand correlations keep the weight of the clean apply's (same p gains)."""
+    from alakazam.caltasks import akapply
+    from casacore.tables import table
+
+    ms, dead, _, _, _ = feeds
+    out = {}
+    for name, src in (("dead", dead), ("clean", ms)):
+        a = str(tmp_path / f"{name}.ms")
+        shutil.copytree(src, a)
+        cal = os.path.join(os.path.dirname(src), f"{name}.h5")
+        akapply(vis=a, gaintable=[cal, cal], jones=["K0", "G0"], calwt=True, applymode="calflag")
+        with table(a, ack=False) as t:
+            out[name] = (t.getcol("ANTENNA1"), t.getcol("ANTENNA2"), t.getcol("WEIGHT"))
+    a1, a2, w = out["dead"]
+    wc = out["clean"][2]
+    zero = np.zeros(w.shape, bool)
+    for c in range(4):
+        zero[(a1 == DEAD) & (c // 2 == 1), c] = True
+        zero[(a2 == DEAD) & (c % 2 == 1), c] = True
+    assert (w[zero] == 0).all() and (w[~zero] > 0).all()
+    on = (a1 == DEAD) | (a2 == DEAD)
+    np.testing.assert_allclose(w[on, 0], wc[on, 0], rtol=1e-4)

@@ -119,7 +119,7 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
                 val = _interp(*tables[key], s.time[it], jones_type)
                 if val is not None and kind == "phase" and prior_phasor is not None:
                     val = val - _prior_angles(prior, s, int(used[jf, it]), jf, it)[0]
-                    val = val if np.all(np.isfinite(val)) else None
+                    val = val if np.all(np.isfinite(_recorded(s, val))) else None
                 if val is None:
                     _flag_cell(s, jf, it)
                     counts["no_bridge"] += 1
@@ -178,7 +178,7 @@ def _bridge_table(jones_type, sources, R, r2, jf, prior=None):
         v = _bridge_values(jones_type, s, r2, jf, its)
         if prior is not None and prior.fn is not None:
             v = v + _prior_angles(prior, s, r2, jf, its)
-        ok = np.isfinite(v).all(axis=1)
+        ok = np.isfinite(_recorded(s, v)).all(axis=-1)
         ts.append(np.asarray(s.time, float)[its][ok])
         vals.append(v[ok])
     if not ts or not sum(len(t) for t in ts):
@@ -186,6 +186,16 @@ def _bridge_table(jones_type, sources, R, r2, jf, prior=None):
     ts, vals = np.concatenate(ts), np.concatenate(vals)
     order = np.argsort(ts, kind="stable")
     return ts[order], vals[order]
+
+
+def _recorded(s, v):
+    """The columns (feeds) of bridge values ``v`` (..., n_val) the set's data record: a single-hand MS's
+    other hand is NaN and not part of the solution (core/handflags.py)."""
+    from ..core.handflags import set_hands
+
+    if v.shape[-1] != 2 or getattr(s, "pol_flags", None) is None:
+        return v
+    return v[..., set_hands(s)]
 
 
 def _interp(ts, vals, t, jones_type):
