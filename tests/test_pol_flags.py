@@ -134,7 +134,7 @@ def test_pol_flags_round_trip_and_old_files(feeds, tmp_path):
         bad.validate("x")
 
 
-@pytest.mark.parametrize("backend", ["numba", "scipy"])
+@pytest.mark.parametrize("backend", ["numba", "scipy", "ceres", "jax"])
 def test_single_polarisation_ms_solves_its_hand(feeds, tmp_path, backend):
     """Only the p hand in the MS (XX only, RR only): K and G of that hand equal the 4-correlation solve's;
     no solution is flagged (the q hand is not part of the data: attr hands = [0], pol_flags q True, NaN)."""
