@@ -17,11 +17,10 @@ chain, written to the HDF5) this module brings them to ONE reference R per SPW:
   every antenna of the cell.  R has no data in that cell (otherwise the cell would have used it), so
   this is the only information about R there -- what CASA's re-referencing does.  Cells without a
   bridge (no cell has both R and r') are flagged.
-* Flags per hand (K, G; :mod:`alakazam.core.handflags`): a cell counts as empty only when no antenna has
-  a usable hand; the bridge needs both hands of r' (and R) in the bridge cells, so a cell bridged from
-  an antenna with one hand flagged there is flagged whole.  A hand whose reference differed from the
-  cell's within the solve (the cell's reference had no data in it: ``solver_stats/ref_ant_hand``,
-  :mod:`alakazam.solvers.handsolve`) keeps that hand's reference -- this module works with the cell's.
+* Flags per hand (K, G; :mod:`alakazam.core.handflags`): each hand is brought to its own reference
+  R_h with its own per-cell references (``solver_stats/ref_ant_hand``, :mod:`alakazam.solvers.handsolve`),
+  bridges and flags (:mod:`alakazam.solvers.rereference_hands`); a hand without a bridge is flagged in
+  the cell, the other kept.
 
 Algebra (docs/conventions.md, "Re-referencing"), per feed p, cell solved with r', bridge value at the
 cell's time marked ``^``:
@@ -102,9 +101,19 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
         new_s = [s for s in new if s.spw == spw]
         done = [s for s in same if getattr(s, "_rereferenced", False)]
         prior = _PriorCache(prior_phasor if kind == "phase" else None)
-        R = int(done[0].attrs["ref_ant"]) if done else _step_reference(new_s, refs, mode)
+        from . import rereference_hands
+        per_hand = rereference_hands.applies(new_s)       # K, G: each hand to its own reference
+        if per_hand:
+            from ..core.handflags import set_hands
+            Rs = rereference_hands.rereference(jones_type, new_s, same, done, refs, mode, prior, prior_phasor,
+                                               counts)
+            R = Rs[set_hands(new_s[0])[0]]
+            for s in new_s:
+                s.attrs["ref_ant_hands"] = [int(r) for r in Rs]
+        else:
+            R = int(done[0].attrs["ref_ant"]) if done else _step_reference(new_s, refs, mode)
         tables = {}                                       # (freq bin, fallback antenna) -> bridge cells
-        for s in new_s:
+        for s in ([] if per_hand else new_s):
             used = np.asarray(s.extra["ref_ant"])
             empty = unusable(s).all(axis=0)               # (n_freq, n_time): no antenna has data
             counts["no_data"] += int(empty.sum())
