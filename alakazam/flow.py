@@ -323,9 +323,10 @@ def _finish(ctx, pending, summary, step, sets, seconds):
             f"scan={cfg.scan!r}" + "".join(f", {k}={v!r}" for k, v in rs.items())
             + "); check the selection with 'alakazam info' / listobs")
     n_sol = sum(s.flags.size for s in sets)
-    n_flag = int(sum(unusable(s).sum() for s in sets))     # no usable hand (core/handflags.py)
+    n_flag = int(sum(s.flags.sum() for s in sets))          # not whole (SEED flags)
+    n_none = int(sum(unusable(s).sum() for s in sets))      # no usable hand (core/handflags.py)
     reasons = _reasons(sets)
-    if n_flag == n_sol:
+    if n_none == n_sol:
         why = _why_all_flagged(cfg, n_sol, reasons, ctx.stats.get(("reference", step.key)))
         raise AlakazamError(f"{step.key} ({step.jones_type}): every solution is flagged ({n_sol} solutions, "
                             f"field(s) {step.field}): {why} (nothing was "
@@ -361,7 +362,7 @@ def _finish(ctx, pending, summary, step, sets, seconds):
     summary["terms"][step.key]["one_hand_flagged"] = n_hand
     log.info("%s: %d solution groups, %d/%d flagged%s%s%s, %.2f s", step.key, len(sets), n_flag, n_sol,
              f" (of which {why})" if why else "", filled,
-             f"; {n_hand} more with one hand flagged (pol_flags; the other hand is used)" if n_hand else "",
+             f"; {n_hand} of them keep one hand (pol_flags: the other hand is flagged)" if n_hand else "",
              seconds)
 
 

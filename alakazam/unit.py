@@ -637,15 +637,16 @@ def _quality_hands(sset, rchi2, snr, counts):
 
     pol = sset.pol_flags
     n_f = pol.shape[1]
+    hands = list(sset.attrs.get("hands", (0, 1)))
     new = quality.chi2_outlier_bins(rchi2)[None, :, :, None] & ~pol
-    if new.any():
+    if new.any():       # counted per solution (antenna, bin, time) newly not whole, as the other checks
+        counts["outlier_chi2"] = int((new[..., hands].any(-1) & ~pol[..., hands].any(-1)).sum())
         pol |= new
-        counts["outlier_chi2"] = int(new.any(-1).sum())
     if terms.get(sset.attrs.get("jones_type")).gain and n_f >= 4:
         new = quality.outlier_channels(sset.jones, pol, snr) & ~pol
         if new.any():
+            counts["outlier_channel"] = int((new[..., hands].any(-1) & ~pol[..., hands].any(-1)).sum())
             pol |= new
-            counts["outlier_channel"] = int(new.sum())
     sset.flags[:] = antenna_flags(pol, sset.attrs.get("hands", (0, 1)))
     nan_flagged(sset.jones, sset.delay, pol)
 

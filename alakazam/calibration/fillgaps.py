@@ -73,14 +73,14 @@ def fill_set(sset, max_gap: int) -> int:
 def _fill_hands(sset, max_gap):
     """:func:`fill_set` per hand: each hand as a per-antenna set of its own (its value on both diagonal
     elements, its flags), filled, and taken back; ``flags`` follows the hands (core/handflags.py).
-    Returns the number of solutions that had no usable hand and have one now."""
+    Returns the number of solutions flagged before (not whole) and whole now."""
     import copy
 
     from ..core.handflags import antenna_flags, hand_flags
 
     pol = hand_flags(sset)
     rec = sset.attrs.get("hands", (0, 1))
-    was = pol[..., list(rec)].all(-1)          # no usable hand before
+    was = pol[..., list(rec)].any(-1)          # flags before (not whole)
     snr = sset.extra.get("snr") if isinstance(sset.extra, dict) else None
     n = 0
     for h in (0, 1):
@@ -105,8 +105,8 @@ def _fill_hands(sset, max_gap):
         sset.jones[..., 1, 0][off] = 0
         sset.pol_flags = pol
         sset.flags[:] = antenna_flags(pol, rec)
-        # counted as the solutions that had no usable hand and now have one (the step's flagged count)
-        n = int((was & ~pol[..., list(rec)].all(-1)).sum())
+        # counted as the solutions flagged before and whole now (the step's flagged count)
+        n = int((was & ~pol[..., list(rec)].any(-1)).sum())
     return n
 
 

@@ -171,8 +171,8 @@ class SolveResult:
         (n_cell, n_ant) masks of the solutions flagged by ``minblperant``, ``minsnr`` and
         ``nonconverged`` (each counted where the antenna was not already flagged for lack of data).
         K and G also: ``pol_flags`` (n_cell, n_ant, 2) the flags per hand (a flagged hand's diagonal
-        element NaN, the other kept), ``ref_ant_hand`` (n_cell, 2) each hand's reference, and the reason
-        masks per hand (n_cell, n_ant, 2).
+        element NaN, the other kept) and ``ref_ant_hand`` (n_cell, 2) each hand's reference; their
+        reason masks count a solution (not whole) flagged by the check in some hand.
     """
 
     jones: np.ndarray

@@ -156,12 +156,11 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     conv = np.asarray(conv, bool)
     snr, rchi2 = quality.snr(jones_type, batch, J, cost, has, opts.phase_only)
     if hands:
-        pol, ex = handsolve.flags(J, has_h, snr, conv, opts)
+        pol, ex = handsolve.flags(J, has_h, snr, conv, opts, dropped_h & had_h)
         flags = pol.any(-1)
         from ..core.handflags import nan_flagged
         nan_flagged(J, delay, pol)
-        extra = {"snr": snr, "rchi2": rchi2, "minblperant": dropped_h & had_h, **ex, "pol_flags": pol,
-                 "ref_ant_hand": ref_hand}
+        extra = {"snr": snr, "rchi2": rchi2, **ex, "pol_flags": pol, "ref_ant_hand": ref_hand}
         return SolveResult(jones=J, flags=flags, delay=delay, params=params, converged=conv,
                            n_iter=np.asarray(n_iter, np.int32), cost=np.asarray(cost, float),
                            ref_ant=ref.astype(np.int32), extra=extra)

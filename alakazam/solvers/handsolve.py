@@ -19,8 +19,8 @@ Reference antenna per hand
 Flags per hand
     A hand is flagged where the antenna has no data in it (after minblperant), its solution is
     non-finite or zero, or its SNR is below minsnr; a non-converged cell flags both hands of every
-    antenna.  The reason masks in ``extra`` (minblperant, minsnr, nonconverged) are per antenna and
-    hand, (n_cell, n_ant, 2).
+    antenna.  The reason masks in ``extra`` (minblperant, minsnr, nonconverged) stay per antenna
+    (n_cell, n_ant): the solutions (not whole) a check flagged in some hand, each once.
 """
 
 from __future__ import annotations
@@ -124,8 +124,11 @@ def solve_hands(jones_type, batch, backend_module, opts, has, ref, solve_fn):
     return ref_hand, redo
 
 
-def flags(J, has, snr, conv, opts):
-    """``(pol (n_cell, n_ant, 2), extra masks)``: the flags per hand (module docstring)."""
+def flags(J, has, snr, conv, opts, sparse):
+    """``(pol (n_cell, n_ant, 2), extra masks)``: the flags per hand (module docstring).  The masks
+    (minblperant, minsnr, nonconverged) are per antenna (n_cell, n_ant), as for the other terms: the
+    solutions a check flagged in some hand, each counted for the first check that applies (``sparse``
+    (n_cell, n_ant, 2): the hands minblperant removed)."""
     d = np.stack([J[..., 0, 0], J[..., 1, 1]], axis=-1)
     pol = ~has | ~np.isfinite(d) | (d == 0)
     low = np.zeros_like(pol)
@@ -133,4 +136,7 @@ def flags(J, has, snr, conv, opts):
         low = (snr < float(opts.min_snr)) & ~pol
     nonconv = ((~np.asarray(conv, bool))[:, None, None] & ~pol & ~low) if opts.flag_nonconverged \
         else np.zeros_like(pol)
-    return pol | low | nonconv, {"minsnr": low, "nonconverged": nonconv}
+    m_bl = sparse.any(-1)
+    m_snr = low.any(-1) & ~m_bl
+    m_nc = nonconv.any(-1) & ~m_bl & ~m_snr
+    return pol | low | nonconv, {"minblperant": m_bl, "minsnr": m_snr, "nonconverged": m_nc}
