@@ -402,3 +402,32 @@ def test_calwt_zeroes_only_the_dead_hand(feeds, tmp_path):
     assert (w[zero] == 0).all() and (w[~zero] > 0).all()
     on = (a1 == DEAD) | (a2 == DEAD)
     np.testing.assert_allclose(w[on, 0], wc[on, 0], rtol=1e-4)
+
+
+@pytest.mark.parametrize("parang", [False, True])
+def test_akflag_preapply_flags_per_hand(feeds, tmp_path, parang):
+    """akflag's pre-apply of the dead-q tables on the clean MS (a clip that flags nothing else): only the
+    correlations that use DEAD's q hand get flagged for lack of a solution -- all of DEAD's with linear
+    feeds' parallactic angle (a rotation mixing the hands), as akapply."""
+    from alakazam.caltasks import akflag
+    from casacore.tables import table
+
+    ms, dead, truth, _, _ = feeds
+    cal = os.path.join(os.path.dirname(dead), "dead.h5")
+    c = str(tmp_path / "c.ms")
+    shutil.copytree(ms, c)
+    akflag(vis=c, mode="clip", datacolumn="data", clipminmax=[0.0, 1e9], field="3C286", gaintable=[cal],
+           gainjones=["K0", "G0"], parang=parang)
+    with table(c, ack=False) as t:
+        a1, a2, fl, fid = t.getcol("ANTENNA1"), t.getcol("ANTENNA2"), t.getcol("FLAG"), t.getcol("FIELD_ID")
+    with table(c + "::FIELD", ack=False) as t:
+        cal_rows = fid == list(t.getcol("NAME")).index("3C286")
+    on = (a1 == DEAD) | (a2 == DEAD)
+    want = np.zeros(fl.shape, bool)
+    if parang and truth.feed == "linear":
+        want[cal_rows & on] = True
+    else:
+        for k in range(4):
+            want[cal_rows & (a1 == DEAD) & (k // 2 == 1), :, k] = True
+            want[cal_rows & (a2 == DEAD) & (k % 2 == 1), :, k] = True
+    np.testing.assert_array_equal(fl, want)
