@@ -435,3 +435,43 @@ def test_akflag_preapply_flags_per_hand(feeds, tmp_path, parang):
             want[cal_rows & (a1 == DEAD) & (k // 2 == 1), :, k] = True
             want[cal_rows & (a2 == DEAD) & (k % 2 == 1), :, k] = True
     np.testing.assert_array_equal(fl, want)
+
+
+@pytest.mark.parametrize("parang", [False, True])
+def test_casa_applycal_flags_as_akapply(feeds, tmp_path, parang):
+    """CASA's applycal (calflag) of the exported dead-q K and G (FLAG per pol) flags the same samples as
+    akapply of the HDF5 tables on the clean MS: per correlation, all of DEAD's with linear feeds'
+    parallactic angle (circular feeds' stays per correlation in CASA too).  Needs CASA (casatools/casatasks or /work/casavenv); skipped otherwise."""
+    from test_casatable import _casa_python, _run_casa
+    from casacore.tables import table
+
+    from alakazam.caltasks import akapply
+    from alakazam.io import casatable
+
+    _casa_python() or pytest.skip("CASA (casatools/casatasks) not available")
+    ms, dead, truth, _, _ = feeds
+    cal = os.path.join(os.path.dirname(dead), "dead.h5")
+    tabs = []
+    for key in ("K0", "G0"):
+        tabs.append(str(tmp_path / f"{key}.tb"))
+        casatable.export(cal, key, tabs[-1], ms=dead)
+    flags = {}
+    for who in ("ours", "casa"):
+        m = str(tmp_path / f"{who}.ms")
+        shutil.copytree(ms, m)
+        if who == "ours":
+            akapply(vis=m, field=["3C286"], gaintable=[cal, cal], jones=["K0", "G0"], applymode="calflag",
+                    parang=parang)
+        else:
+            _run_casa(f"""
+                from casatasks import applycal
+                applycal(vis={m!r}, field='3C286', gaintable={tabs!r}, parang={parang!r}, calwt=False,
+                         applymode='calflag')
+                """, str(tmp_path))
+        with table(m, ack=False) as t:
+            flags[who] = t.getcol("FLAG")
+            a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+    on = (a1 == DEAD) | (a2 == DEAD)
+    mine = flags["ours"][on]
+    assert mine.all() if (parang and truth.feed == "linear") else (mine.any() and not mine.all())
+    np.testing.assert_array_equal(flags["ours"], flags["casa"])
