@@ -441,7 +441,8 @@ def test_akflag_preapply_flags_per_hand(feeds, tmp_path, parang):
 def test_casa_applycal_flags_as_akapply(feeds, tmp_path, parang):
     """CASA's applycal (calflag) of the exported dead-q K and G (FLAG per pol) flags the same samples as
     akapply of the HDF5 tables on the clean MS: per correlation, all of DEAD's with linear feeds'
-    parallactic angle (circular feeds' stays per correlation in CASA too).  Needs CASA (casatools/casatasks or /work/casavenv); skipped otherwise."""
+    parallactic angle (circular feeds' stays per correlation in CASA too).  Needs CASA
+    (casatools/casatasks or /work/casavenv); skipped otherwise."""
     from test_casatable import _casa_python, _run_casa
     from casacore.tables import table
 
