@@ -479,3 +479,23 @@ def test_casa_applycal_flags_as_akapply(feeds, tmp_path, parang):
     mine = flags["ours"][on]
     assert mine.all() if (parang and truth.feed == "linear") else (mine.any() and not mine.all())
     np.testing.assert_array_equal(flags["ours"], flags["casa"])
+
+
+def test_minblperant_per_hand(feeds, tmp_path):
+    """DEAD's q hand on only 3 baselines (qq flagged to two antennas): minblperant 4 removes its q hand
+    only -- its p hand is solved, the others keep both hands."""
+    from casacore.tables import table
+
+    ms, _, truth, clean, _ = feeds
+    m = str(tmp_path / "sparse.ms")
+    shutil.copytree(ms, m)
+    with table(m, readonly=False, ack=False) as t:
+        a1, a2, fl = t.getcol("ANTENNA1"), t.getcol("ANTENNA2"), t.getcol("FLAG")
+        rows = ((a1 == DEAD) & np.isin(a2, [4, 5])) | ((a2 == DEAD) & np.isin(a1, [4, 5]))
+        fl[rows, :, 3] = True
+        t.putcol("FLAG", fl)
+    sol = _solve(m, str(tmp_path / "sparse.h5"), jones=["G"], solint=["scan"], minblperant=4)
+    for c, s in zip(clean["G0"], sol["G0"]):
+        pf = s.hand_flags()
+        assert pf[DEAD, ..., 1].all() and not pf[DEAD, ..., 0].any() and not np.delete(pf, DEAD, 0).any()
+        assert np.isfinite(s.jones[DEAD, ..., 0, 0]).all() and np.isnan(s.jones[DEAD, ..., 1, 1]).all()
