@@ -125,12 +125,13 @@ def _refuse_all_flagged(cfg, pending):
     """A step whose every solution is flagged (all selected data flagged or of zero weight) is an
     error, not a success: the steps before it are written (one replace), it and the later ones are
     not.  A solution group (field, scan group, SPW) entirely flagged inside a usable step is a warning."""
+    from .core.handflags import unusable
     from .io import hdf5
 
     keys = list(pending)
     for i, key in enumerate(keys):
         sets = pending[key]
-        if sets and all(bool(np.all(s.flags)) for s in sets):
+        if sets and all(bool(np.all(unusable(s))) for s in sets):
             done = {k: pending[k] for k in keys[:i]}
             if done:
                 hdf5.write_terms(cfg.output, done)
@@ -141,7 +142,7 @@ def _refuse_all_flagged(cfg, pending):
                 f"nothing written for {', '.join(keys[i:])}"
                 + (f" ({', '.join(done)} written)" if done else ""))
         for s in sets:
-            if s.flags.size and np.all(s.flags):
+            if s.flags.size and np.all(unusable(s)):
                 log.warning("%s field %s spw %d scan %d: every solution flagged (%s)", key, s.field_name,
                             s.spw, s.scan_id, _why_all_flagged(cfg, s.flags.size, _reasons([s])))
 
@@ -312,6 +313,8 @@ def _why_all_flagged(cfg, n_sol, reasons, ref=None):
 def _finish(ctx, pending, summary, step, sets, seconds):
     """A step's sets are complete: refuse an empty or all-flagged step, solnorm, append or replace the
     key in ``pending`` (written by run_solve) and the step's summary."""
+    from .core.handflags import unusable
+
     cfg = ctx.cfg
     if not sets:
         rs = getattr(ctx.rowsel, "text", None) or {}        # antenna / uvrange / timerange / ...
@@ -320,9 +323,10 @@ def _finish(ctx, pending, summary, step, sets, seconds):
             f"scan={cfg.scan!r}" + "".join(f", {k}={v!r}" for k, v in rs.items())
             + "); check the selection with 'alakazam info' / listobs")
     n_sol = sum(s.flags.size for s in sets)
-    n_flag = int(sum(s.flags.sum() for s in sets))
+    n_flag = int(sum(s.flags.sum() for s in sets))          # not whole (SEED flags)
+    n_none = int(sum(unusable(s).sum() for s in sets))      # no usable hand (core/handflags.py)
     reasons = _reasons(sets)
-    if n_flag == n_sol:
+    if n_none == n_sol:
         why = _why_all_flagged(cfg, n_sol, reasons, ctx.stats.get(("reference", step.key)))
         raise AlakazamError(f"{step.key} ({step.jones_type}): every solution is flagged ({n_sol} solutions, "
                             f"field(s) {step.field}): {why} (nothing was "
@@ -354,8 +358,12 @@ def _finish(ctx, pending, summary, step, sets, seconds):
     summary["terms"][step.key]["filled"] = n_fill
     filled = (f"; {n_fill} more were flagged and filled by fillgaps={cfg.fill_gaps} (interpolated in "
               f"frequency)" if n_fill else "")
-    log.info("%s: %d solution groups, %d/%d flagged%s%s, %.2f s", step.key, len(sets), n_flag, n_sol,
-             f" (of which {why})" if why else "", filled, seconds)
+    n_hand = int(sum((s.flags & ~unusable(s)).sum() for s in sets))     # one hand flagged, the other kept
+    summary["terms"][step.key]["one_hand_flagged"] = n_hand
+    log.info("%s: %d solution groups, %d/%d flagged%s%s%s, %.2f s", step.key, len(sets), n_flag, n_sol,
+             f" (of which {why})" if why else "", filled,
+             f"; {n_hand} of them keep one hand (pol_flags: the other hand is flagged)" if n_hand else "",
+             seconds)
 
 
 def _run_step_major(ctx, step_fields, finish, dask_client):

@@ -64,7 +64,7 @@ class Series:
     time: np.ndarray           # (n_t,) MJD seconds
     freq: np.ndarray           # (n_f,) Hz
     jones: np.ndarray          # (n_ant, n_f, n_t, 2, 2)
-    flags: np.ndarray          # (n_ant, n_f, n_t)
+    flags: np.ndarray          # (n_ant, n_f, n_t, 2): per hand (SolutionSet.hand_flags; core/handflags.py)
     delay: Optional[np.ndarray]   # (n_ant, n_f, n_t, 2) ns
     scan: np.ndarray           # (n_t,) scan group of each time
     ant_names: List[str]
@@ -101,7 +101,7 @@ def load_series(sets, key) -> List[Series]:
             key=key, jones_type=str(a.get("jones_type", re.sub(r"\d+$", "", key))), field=fname, spw=spw,
             time=t[order], freq=np.asarray(ss[0].freq, float),
             jones=np.concatenate([s.jones for s in ss], axis=2)[:, :, order],
-            flags=np.concatenate([s.flags for s in ss], axis=2)[:, :, order],
+            flags=np.concatenate([s.hand_flags() for s in ss], axis=2)[:, :, order],
             delay=(np.concatenate([s.delay for s in ss], axis=2)[:, :, order]
                    if ss[0].delay is not None else None),
             scan=np.concatenate([np.full(len(s.time), s.scan_id) for s in ss])[order],
@@ -151,17 +151,19 @@ def _draw(ax, s: Series, ia: int, what: str, kind: str, t0_day: float, marker_sc
     """Draw antenna ``ia`` of ``s`` on ``ax``: per feed one line per (frequency bin) for time/delay
     plots, one line per time bin for frequency plots; flagged cells as grey crosses."""
     vals = _quantity(s, what)[ia]               # (n_f, n_t, 2)
-    flags = np.asarray(s.flags[ia], bool)       # (n_f, n_t)
+    flags = np.asarray(s.flags[ia], bool)       # (n_f, n_t, 2): a flagged hand is not drawn, the other is
+    if flags.ndim == 2:
+        flags = np.repeat(flags[..., None], 2, axis=-1)
     labels = _pol_labels(s)
     ms = 4 * marker_scale
     fx, fy = [], []
     for ip in range(2):
         if kind == "freq":
             x_all = s.freq / 1e9
-            curves = [(vals[:, it, ip], flags[:, it]) for it in range(vals.shape[1])]
+            curves = [(vals[:, it, ip], flags[:, it, ip]) for it in range(vals.shape[1])]
         else:
             x_all = _hours(s.time, t0_day)
-            curves = [(vals[ifr, :, ip], flags[ifr, :]) for ifr in range(vals.shape[0])]
+            curves = [(vals[ifr, :, ip], flags[ifr, :, ip]) for ifr in range(vals.shape[0])]
         for ic, (y, f) in enumerate(curves):
             good = ~f & np.isfinite(y)
             yy = np.where(good, y, np.nan)

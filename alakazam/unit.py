@@ -576,6 +576,17 @@ def _solution_set(ctx, step, g: FieldSpw, group: Group, acc, cells_t, res, cell_
     sset = SolutionSet(jones=jones, flags=flags, time=times, freq=fcent, delay=delay,
                        converged=conv, n_iter=niter, cost=cost, attrs=attrs)
     sset.extra = {"ref_ant": refused}
+    if "pol_flags" in res.extra:        # a per-hand term (K, G): flags per hand (core/handflags.py)
+        from .core.handflags import antenna_flags, recorded_hands
+        pol = np.empty((n_ant, n_fcell, n_t, 2), bool)
+        ref_hand = np.empty((n_fcell, n_t, 2), np.int32)
+        for c, (it, jf) in enumerate(cell_index):
+            pol[:, jf, it] = res.extra["pol_flags"][c]
+            ref_hand[jf, it] = res.extra["ref_ant_hand"][c]
+        sset.attrs["hands"] = recorded_hands(g.spw.corr_types)
+        sset.pol_flags = pol
+        sset.flags[:] = antenna_flags(pol, sset.attrs["hands"])
+        sset.extra["ref_ant_hand"] = ref_hand
     _quality(sset, res, cell_index)
     return sset
 
@@ -597,6 +608,12 @@ def _quality(sset, res, cell_index):
         snr[:, jf, it] = res.extra["snr"][c]
         rchi2[jf, it] = res.extra["rchi2"][c]
     counts["outlier_chi2"] = counts["outlier_channel"] = 0
+    if sset.pol_flags is not None:      # per hand (core/handflags.py): the same checks on each hand
+        _quality_hands(sset, rchi2, snr, counts)
+        sset.extra["snr"] = snr
+        sset.extra["rchi2"] = rchi2
+        sset.quality = counts
+        return
     new = np.broadcast_to(quality.chi2_outlier_bins(rchi2)[None], sset.flags.shape) & ~sset.flags
     if new.any():
         sset.flags |= new
@@ -612,6 +629,28 @@ def _quality(sset, res, cell_index):
     sset.extra["snr"] = snr
     sset.extra["rchi2"] = rchi2
     sset.quality = counts
+
+
+def _quality_hands(sset, rchi2, snr, counts):
+    """:func:`_quality`'s outlier checks on a per-hand set: an outlier chi2 bin flags both hands of
+    every antenna, an outlier bandpass channel its own hand; ``flags`` follows (core/handflags.py)."""
+    from .core.handflags import antenna_flags, nan_flagged
+    from .solvers import quality
+
+    pol = sset.pol_flags
+    n_f = pol.shape[1]
+    hands = list(sset.attrs.get("hands", (0, 1)))
+    new = quality.chi2_outlier_bins(rchi2)[None, :, :, None] & ~pol
+    if new.any():       # counted per solution (antenna, bin, time) newly not whole, as the other checks
+        counts["outlier_chi2"] = int((new[..., hands].any(-1) & ~pol[..., hands].any(-1)).sum())
+        pol |= new
+    if terms.get(sset.attrs.get("jones_type")).gain and n_f >= 4:
+        new = quality.outlier_channels(sset.jones, pol, snr) & ~pol
+        if new.any():
+            counts["outlier_channel"] = int((new[..., hands].any(-1) & ~pol[..., hands].any(-1)).sum())
+            pol |= new
+    sset.flags[:] = antenna_flags(pol, sset.attrs.get("hands", (0, 1)))
+    nan_flagged(sset.jones, sset.delay, pol)
 
 
 def _bin_centres(freqs, fbin_of_chan, n_fcell):

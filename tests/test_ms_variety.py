@@ -582,12 +582,10 @@ def test_stokes_correlation_is_refused_naming_it(base, tmp_path):
         akapply(vis=ms, gaintable=[os.path.join(os.path.dirname(base[0]), "kgg.h5")], jones=["K0", "G0"])
 
 
-@pytest.mark.xfail(strict=True, reason="solution flags are per antenna, not per polarisation: minsnr "
-                   "(solvers/common.py: (snr < minsnr).any(axis=2)) flags an antenna whose other hand has no "
-                   "data -- a single-pol MS, or one dead feed, loses the good hand too (CASA flags per pol)")
 def test_single_polarisation_ms_solves_its_hand(base, tmp_path):
     """Only XX (a single-polarisation MS; the same as a dead Y feed): K and G of the X hand equal those of
-    the 4-correlation MS.  Every solution came out flagged by minsnr (the Y hand's SNR is 0)."""
+    the 4-correlation MS.  Every solution came out flagged by minsnr (the Y hand's SNR is 0) while flags
+    were per antenna; they are per hand now (core/handflags.py, tests/test_pol_flags.py)."""
     ms = _one_corr(base, tmp_path, "xx_only")
     sol = _solve(ms, str(tmp_path / "k.h5"), jones=["K", "G"], solint=["scan", "scan"])
     for x, y in zip(base[3]["K0"], sol["K0"]):

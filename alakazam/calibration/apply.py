@@ -4,7 +4,10 @@ For every target field, SPW and memory-bounded row chunk the chain is evaluated 
 :mod:`alakazam.calibration.chain` (field selection, time interpolation, delay->jones / broadcast /
 pass-through / nearest frequency mapping, antenna remap by name) and composed in the RIME order of
 docs/conventions.md: ``J = Diag D P`` (P only with ``apply_parang``).  Diagonal-only chains use the
-diagonal kernel; D or P use the full 2x2 inverse.
+diagonal kernel; D or P use the full 2x2 inverse.  Flags per hand (K, G; :mod:`alakazam.core.handflags`):
+the diagonal kernel flags a correlation whose hand is flagged on either side and keeps the others;
+the full kernel flags all four correlations of an antenna with a flagged hand (D and linear-feed P
+mix the hands); circular-feed P, diagonal, is folded into the diagonal kernel when a hand is flagged.
 
 DATA is never modified.  What happens to data with no valid solution (flagged solution, antenna
 missing from the table) is CASA's ``applymode`` (:mod:`alakazam.calibration.applymode`): flagged
@@ -355,6 +358,9 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
                                                  bad_by_key).items():
                     per_term[(k, fld.name)] = per_term.get((k, fld.name), 0) + n
             par = None if par_all is None else par_all[bt]
+            if sky is None and par is not None:     # circular P with a flagged hand: per correlation
+                from ..core.handflags import fold_diagonal_parang
+                diag, par = fold_diagonal_parang(diag, par)
             if sky is None and par is None and diag is not None:
                 # a product with the precomputed inverse instead of a division per sample (same flags);
                 # in place in the chunk just read (it is not used afterwards): no second chunk-sized array

@@ -79,6 +79,15 @@ def term_flag_counts(terms, spw_id, utimes, freqs, names, fld, tix, a1, a2, flag
         if not bad.any():
             out[term.key] = 0
             continue
+        if bad.ndim == 4:       # per hand (core/handflags.py): correlation (i, j) from hand i of a1, j of a2
+            already = flag[:, chans] if chans is not None else flag
+            t = tix if bad.shape[0] > 1 else np.zeros_like(tix)
+            n = 0
+            for c in range(already.shape[2]):
+                rb = bad[t, a1, :, c // 2] | bad[t, a2, :, c % 2]               # (n_row, n_c or 1)
+                n += int((rb & ~already[..., c]).sum())
+            out[term.key] = n
+            continue
         if nunf is None:
             already = flag[:, chans] if chans is not None else flag
             nunf = (~already).sum(axis=2, dtype=np.int64)

@@ -262,6 +262,15 @@ def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_n
     """
     from ..core import interpolation as interp
 
+    views = hand_views(term)
+    if views is not None:       # flags per hand (core/handflags.py): each hand evaluated on its own flags
+        (j0, f0, info), (j1, f1, _) = [term_tables(v, spw_id, times, freqs, ant_names, target_name,
+                                                   target_radec, prefer_own, describe, time_scan, chan_one)
+                                       for v in views]
+        j0, j1 = np.broadcast_arrays(j0, j1)
+        j = np.array(j0)
+        j[..., 1, 1] = j1[..., 1, 1]
+        return j, f0 | f1, info
     times = np.asarray(times, float)
     freqs = np.asarray(freqs, float)
     n_t, n_c, n_a = len(times), len(freqs), len(ant_names)
@@ -388,8 +397,9 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
             j = to_final_frame(j, [cache[k][1] for k in frames[i]])
         if log_lines is not None:
             log_lines.append((term, info))
-        if bad_out is not None:
-            bad_out[term.key] = ~np.isfinite(d).all(axis=-1) if f is None else f
+        if bad_out is not None:     # a per-hand term: per hand (applymode counts per correlation)
+            bad_out[term.key] = (~np.isfinite(d) if term.diagonal and hand_views(term) is not None else
+                                 ~np.isfinite(d).all(axis=-1) if f is None else f)
         if term.diagonal:               # same products in the same order as before (in place when possible)
             if diag is None:
                 diag = d
@@ -421,6 +431,14 @@ def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_na
 
     if not term.diagonal or term.time_interp not in ("exact", "nearest") or term.freq_interp:
         return None
+    views = hand_views(term)
+    if views is not None:       # flags per hand (core/handflags.py): each hand evaluated on its own flags
+        (d0, info), (d1, _) = [diag_table(v, spw_id, times, freqs, ant_names, target_name, target_radec,
+                                          prefer_own, time_scan) for v in views]
+        d0, d1 = np.broadcast_arrays(d0, d1)
+        d = np.array(d0)
+        d[..., 1] = d1[..., 1]
+        return d, info
     times = np.asarray(times, float)
     freqs = np.asarray(freqs, float)
     n_t, n_c, n_a = len(times), len(freqs), len(ant_names)
@@ -494,6 +512,46 @@ def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_na
     for sel, p in parts:
         out[sel] = p
     return out, info
+
+
+def hand_views(term: LoadedTerm):
+    """Two views of a term whose sets have flags per hand that differ between the hands somewhere
+    (:mod:`alakazam.core.handflags`), else None: view h has hand h's flags as ``flags`` and hand h's
+    values on both diagonal elements (and delays), so the per-antenna evaluation of
+    :func:`term_tables` / :func:`diag_table` (nearest valid solution in time, scans not bridged,
+    field choice, frequency interpolation) is that of hand h alone; the caller takes hand h of view h.
+    A flagged hand is thus interpolated from its own hand's solutions only.  Built once per term."""
+    memo = term.__dict__.get("_hand_views")
+    if memo is not None and memo[0] == tuple(id(s) for s in term.sets):
+        return memo[1]
+    import copy
+
+    views = None
+    hf = [s.hand_flags() if getattr(s, "pol_flags", None) is not None else None for s in term.sets]
+    if any(h is not None and (h[..., 0] != h[..., 1]).any() for h in hf):
+        views = []
+        for h in (0, 1):
+            sets = []
+            for s, f in zip(term.sets, hf):
+                if f is None:
+                    sets.append(s)
+                    continue
+                v = copy.copy(s)
+                v.flags = f[..., h]
+                v.pol_flags = None
+                v.jones = np.array(s.jones)
+                v.jones[..., 1 - h, 1 - h] = s.jones[..., h, h]
+                if s.delay is not None:
+                    v.delay = np.array(s.delay)
+                    v.delay[..., 1 - h] = s.delay[..., h]
+                sets.append(v)
+            t2 = copy.copy(term)
+            t2.__dict__.pop("_hand_views", None)
+            t2.sets = sets
+            views.append(t2)
+        views = tuple(views)
+    term.__dict__["_hand_views"] = (tuple(id(s) for s in term.sets), views)
+    return views
 
 
 def parang_table(meta, field, times, feed_basis):

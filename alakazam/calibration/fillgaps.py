@@ -8,8 +8,10 @@ Convention (pinned by tests/test_fillgaps.py):
   *both* sides is filled; runs at the band edges and longer runs stay flagged (no extrapolation).
 * Amplitude and phase are each interpolated linearly in frequency between the two neighbours; the
   phase difference is taken in (-pi, pi] (the shorter way round).
-* A solution is flagged per antenna and cell (both polarisations together), so a bin is filled only
-  where both polarisations of both neighbours are finite; a filled bin is unflagged.
+* A solution flagged per antenna and cell (both polarisations together) is filled only where both
+  polarisations of both neighbours are finite; a filled bin is unflagged.  A set with flags per hand
+  (``pol_flags``: K, G; :mod:`alakazam.core.handflags`) is filled per hand, each hand from its own
+  unflagged neighbours only (a hand flagged where the other is valid is filled from its own hand).
 * The fill runs after ``solnorm`` (so the normalisation is over the solved bins only), before later
   steps pre-apply the step and before it is written; the counts are logged.  ``fillgaps = 0`` (the
   default, as CASA) leaves the solutions as solved.  Steps other than G, and G over one bin, are not
@@ -30,6 +32,8 @@ def fill_set(sset, max_gap: int) -> int:
 
     if max_gap <= 0:
         return 0
+    if getattr(sset, "pol_flags", None) is not None:
+        return _fill_hands(sset, max_gap)
     flags = sset.flags                       # (n_ant, n_f, n_t)
     n_ant, n_f, n_t = flags.shape
     if n_f < 3 or not flags.any():
@@ -64,6 +68,46 @@ def fill_set(sset, max_gap: int) -> int:
                     n_filled += k - j
                 j = k
     return n_filled
+
+
+def _fill_hands(sset, max_gap):
+    """:func:`fill_set` per hand: each hand as a per-antenna set of its own (its value on both diagonal
+    elements, its flags), filled, and taken back; ``flags`` follows the hands (core/handflags.py).
+    Returns the number of solutions flagged before (not whole) and whole now."""
+    import copy
+
+    from ..core.handflags import antenna_flags, hand_flags
+
+    pol = hand_flags(sset)
+    rec = sset.attrs.get("hands", (0, 1))
+    was = pol[..., list(rec)].any(-1)          # flags before (not whole)
+    snr = sset.extra.get("snr") if isinstance(sset.extra, dict) else None
+    n = 0
+    for h in (0, 1):
+        v = copy.copy(sset)
+        v.pol_flags = None
+        v.flags = pol[..., h].copy()
+        v.jones = np.array(sset.jones)
+        v.jones[..., 1 - h, 1 - h] = sset.jones[..., h, h]
+        v.extra = {}
+        k = fill_set(v, max_gap)
+        if k:
+            filled = pol[..., h] & ~v.flags
+            sset.jones[..., h, h][filled] = v.jones[..., h, h][filled]
+            pol[..., h] = v.flags
+            if snr is not None and np.shape(snr) == pol.shape:
+                snr[..., h][filled] = 0
+            n += k
+    if n:
+        both = ~pol.all(-1)          # a matrix no longer all-NaN: its off-diagonal (0 for K, G) back to 0
+        off = both & ~np.isfinite(sset.jones[..., 0, 1])
+        sset.jones[..., 0, 1][off] = 0
+        sset.jones[..., 1, 0][off] = 0
+        sset.pol_flags = pol
+        sset.flags[:] = antenna_flags(pol, rec)
+        # counted as the solutions flagged before and whole now (the step's flagged count)
+        n = int((was & ~pol[..., list(rec)].any(-1)).sum())
+    return n
 
 
 def fill_sets(sets, max_gap: int) -> int:

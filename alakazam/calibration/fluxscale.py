@@ -104,9 +104,9 @@ def _amp_series(sets, ant_names, gain_threshold=-1.0):
 
     times, amps, wts = [], [], []
     for s in sets:
-        j, f = remap_antennas(s, ant_names)                 # (n_ant, n_f, n_t, 2, 2)
+        j, f = remap_antennas(s, ant_names, hands=True)     # (n_ant, n_f, n_t, 2, 2), flags per hand
         a = np.stack([np.abs(j[..., 0, 0]), np.abs(j[..., 1, 1])], axis=-1)   # (n_ant, n_f, n_t, 2)
-        amps.append(np.where(f[..., None] | ~np.isfinite(a), np.nan, a))
+        amps.append(np.where(f | ~np.isfinite(a), np.nan, a))     # a flagged hand drops that hand only
         times.append(np.asarray(s.time, float))
     if gain_threshold >= 0:
         allv = np.concatenate([a.ravel() for a in amps])

@@ -25,7 +25,8 @@ def normalise_sets(sets, normtype="mean"):
         mine = [s for s in sets if s.spw == spw]
         f = []
         for p in (0, 1):
-            amps = np.concatenate([np.abs(s.jones[..., p, p])[~s.flags].ravel() for s in mine])
+            # the unflagged solutions of hand p (flags per hand: alakazam/core/handflags.py)
+            amps = np.concatenate([np.abs(s.jones[..., p, p])[~s.hand_flags()[..., p]].ravel() for s in mine])
             amps = amps[np.isfinite(amps) & (amps > 0)]
             f.append(float(stat(amps)) if len(amps) else 1.0)
         for s in mine:

@@ -76,8 +76,11 @@ class PreApply:
             tscan = np.full(len(utimes), int(scan), np.int64)
             diag, sky = chain.compose(self.terms, spw.spw_id, utimes, spw.freqs, self.names, fld.name,
                                       (fld.ra, fld.dec), time_scan=tscan)
-            if self.parang:
-                p = chain.parang_table(meta, fld, utimes, spw.feed_basis)
+            p = chain.parang_table(meta, fld, utimes, spw.feed_basis) if self.parang else None
+            if sky is None and p is not None:   # circular P with a flagged hand: per correlation (handflags)
+                from ..core.handflags import fold_diagonal_parang
+                diag, p = fold_diagonal_parang(diag, p)
+            if p is not None:
                 p = np.broadcast_to(p[:, :, None], (len(utimes), len(self.names), nchan, 2, 2))
                 sky = p if sky is None else np.einsum("...ij,...jk->...ik", sky, p)
             sub = np.ascontiguousarray(d4[r])

@@ -80,6 +80,8 @@ def _params(s: SolutionSet, jt: str):
     fl = np.asarray(s.flags, bool)                         # (n_ant, n_f, n_t)
     j = np.asarray(s.jones)
     tt = jterms.get(jt)
+    from ..core.handflags import per_hand
+    hf = s.hand_flags() if per_hand(jt) else None          # (n_ant, n_f, n_t, 2): CASA's FLAG per pol
     if tt.freq == "delay":
         if s.delay is None or s.delay.shape[1] != 1:
             raise AlakazamError(f"{jt}: only delays with one frequency bin can be exported to a CASA "
@@ -88,7 +90,8 @@ def _params(s: SolutionSet, jt: str):
         if tt.delay_pols == 1:                              # KC: (tau, 0)
             d = np.stack([d[..., 0], np.zeros_like(d[..., 0])], axis=-1)
         vals = d[:, :, None, :]
-        flags = np.broadcast_to(fl[:, 0][:, :, None, None], vals.shape)
+        flags = (np.broadcast_to(fl[:, 0][:, :, None, None], vals.shape) if hf is None
+                 else hf[:, 0][:, :, None, :])
         return vals, flags, "Float"
     if not tt.casa_elements:
         raise AlakazamError(f"cannot export jones type {jt!r}")
@@ -97,6 +100,8 @@ def _params(s: SolutionSet, jt: str):
     if tt.casa_conj:
         v = np.conj(v)
     vals = np.moveaxis(v, 2, 1)                                        # (n_ant, n_t, n_f, n_par)
+    if hf is not None and vals.shape[-1] == 2:                         # K, G: FLAG per pol
+        return vals, np.moveaxis(hf, 2, 1), "Complex"
     flags = np.broadcast_to(np.moveaxis(fl, 2, 1)[..., None], vals.shape)
     return vals, flags, "Complex"
 
@@ -408,6 +413,7 @@ def read_table(path) -> List[SolutionSet]:
         jones = np.zeros((len(names), n_f, len(ut), 2, 2), np.complex128)
         jones[..., 0, 0] = jones[..., 1, 1] = 1.0
         flags = np.ones((len(names), n_f, len(ut)), bool)
+        pol = np.ones((len(names), n_f, len(ut), 2), bool)    # CASA's FLAG per pol (K, G: pol_flags)
         delay = np.zeros((len(names), n_f, len(ut), 2)) if is_delay else None
         for r in rows:
             if a1[r] not in used:
@@ -422,6 +428,7 @@ def read_table(path) -> List[SolutionSet]:
                     d = np.array([d[0], 0.0])
                 delay[ia, 0, it] = d
                 flags[ia, 0, it] = bool(fl[0, 0]) if tt.delay_pols == 1 else bool(fl[0].any())
+                pol[ia, 0, it] = fl[0, :2] if fl.shape[1] >= 2 else fl[0, 0]
             else:
                 pc = np.asarray(p, np.complex128)
                 # the registry's casa_elements; a one-parameter table (CASA T) fills both of G's
@@ -429,6 +436,7 @@ def read_table(path) -> List[SolutionSet]:
                     col = pc[:, min(k, pc.shape[1] - 1)]
                     jones[ia, :, it, ea, eb] = np.conj(col) if tt.casa_conj else col
                 flags[ia, :, it] = fl.any(axis=1)
+                pol[ia, :, it] = fl[:, :2] if fl.shape[1] >= 2 else fl[:, :1]
         if delay is not None:
             nu = freqs[None, :, None] - freqs[0]          # the matrix at nu_ref (phase 0 there)
             jones[..., 0, 0] = np.exp(-1j * TWO_PI_NS * delay[..., 0] * nu)
@@ -444,8 +452,13 @@ def read_table(path) -> List[SolutionSet]:
                      scans=[int(sc)])
         if delay is not None:
             attrs["delay_ref_hz"] = float(freqs[0])
+        from ..core.handflags import nan_flagged, per_hand
+        pf = None
+        if per_hand(jt) and (pol[..., 0] != pol[..., 1]).any():   # a hand flagged where the other is not
+            pf = pol
+            nan_flagged(jones, delay, np.where(pol.all(-1, keepdims=True), False, pol))
         out.append(SolutionSet(jones=jones, flags=flags, time=ut, freq=np.asarray(freqs, float),
-                               delay=delay, attrs=attrs))
+                               delay=delay, attrs=attrs, pol_flags=pf))
     return out
 
 

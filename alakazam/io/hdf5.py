@@ -6,16 +6,20 @@ Layout::
     ├── K0/field_3C286/scan_0/spw_0/
     │   ├── jones   (n_ant, n_freq, n_time, 2, 2) complex128
     │   ├── delay   (n_ant, n_freq, n_time, 2) float64 ns   [K/KC only]
-    │   ├── flags   (n_ant, n_freq, n_time) bool
+    │   ├── flags   (n_ant, n_freq, n_time) bool   (the antenna's solution is not whole)
+    │   ├── pol_flags (n_ant, n_freq, n_time, 2) bool  [optional: K, G -- flags per hand,
+    │   │             flags = pol_flags[..., hands].any(-1); alakazam.core.handflags]
     │   ├── time    (n_time,) MJD seconds
     │   ├── freq    (n_freq,) Hz
     │   └── solver_stats/ converged (n_freq, n_time) bool, n_iter int32, cost float64
     │                     (+ ref_ant int32: the reference antenna actually used per cell;
     │                      snr (n_ant, n_freq, n_time, 2) per pol and rchi2 (n_freq, n_time) = chi2/nDOF:
-    │                      alakazam.solvers.quality)
+    │                      alakazam.solvers.quality; K, G: ref_ant_hand (n_freq, n_time, 2) each hand's
+    │                      reference, alakazam.solvers.handsolve)
     │   attrs: jones_type, field_name, scan_id, spw, n_ant, field_ra, field_dec, matrix_form,
     │          ref_ant, ref_ant_name, ant_names, solint_s, freqint_hz, phase_only, feed_basis,
-    │          solver_backend, apply_parang, ms, preapply_chain (+ scans, time_interval, ...)
+    │          solver_backend, apply_parang, ms, preapply_chain (+ scans, time_interval, ...;
+    │          K, G: hands = the hands the data record, ref_ant_hands = each hand's step reference)
     └── fluxscale/field_<name>/spw_<id>/   attrs: scale_p, scale_q, scatter_p, scatter_q, ...
 
 Naming decisions
@@ -46,7 +50,7 @@ from .. import __version__
 from ..errors import AlakazamError
 from ..jones import terms as jterms
 
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"      # 1.1: the optional pol_flags dataset (readers check the major)
 #: key listing order: the registry's order
 TYPE_ORDER = jterms.names()
 _KEY_RE = re.compile(rf"^({jterms.key_pattern()})(\d+)$")
@@ -67,6 +71,13 @@ class SolutionSet:
     attrs: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)   # extra solver_stats arrays (ref_ant, rchi2: (n_freq, n_time);
     #                                             snr: (n_ant, n_freq, n_time, 2))
+    pol_flags: Optional[np.ndarray] = None  # (n_ant, n_freq, n_time, 2) per hand (K, G); None = flags on both
+
+    def hand_flags(self) -> np.ndarray:
+        """(n_ant, n_freq, n_time, 2) bool flags per hand: ``pol_flags``, or ``flags`` on both hands
+        (:func:`alakazam.core.handflags.hand_flags`; the one accessor every reader uses)."""
+        from ..core.handflags import hand_flags
+        return hand_flags(self)
 
     @property
     def field_name(self) -> str:
@@ -93,6 +104,8 @@ class SolutionSet:
                   ("freq", self.freq, (n_f,))]
         if self.delay is not None:
             checks.append(("delay", self.delay, (n_ant, n_f, n_t, 2)))
+        if self.pol_flags is not None:
+            checks.append(("pol_flags", self.pol_flags, (n_ant, n_f, n_t, 2)))
         for name in ("converged", "n_iter", "cost"):
             if getattr(self, name) is not None:
                 checks.append((name, getattr(self, name), (n_f, n_t)))
@@ -337,6 +350,8 @@ def _write_sets(f, key, sets):
         if s.delay is not None:
             g.create_dataset("delay", data=np.asarray(s.delay, np.float64))
         g.create_dataset("flags", data=np.asarray(s.flags, bool))
+        if s.pol_flags is not None:
+            g.create_dataset("pol_flags", data=s.hand_flags())
         g.create_dataset("time", data=np.asarray(s.time, np.float64))
         g.create_dataset("freq", data=np.asarray(s.freq, np.float64))
         st = g.create_group("solver_stats")
@@ -410,7 +425,8 @@ def _read_group(g) -> SolutionSet:
         jones=g["jones"][()], flags=g["flags"][()], time=g["time"][()], freq=g["freq"][()],
         delay=g["delay"][()] if "delay" in g else None, converged=st["converged"][()],
         n_iter=st["n_iter"][()], cost=st["cost"][()],
-        attrs={k: _decode_attr(v) for k, v in g.attrs.items()}, extra=extra)
+        attrs={k: _decode_attr(v) for k, v in g.attrs.items()}, extra=extra,
+        pol_flags=g["pol_flags"][()].astype(bool) if "pol_flags" in g else None)
 
 
 def _leaf_groups(g):
@@ -553,20 +569,22 @@ def write_file(path, terms: Dict[str, List[SolutionSet]], fluxscale: Optional[Li
         _write_fluxscale_entries(f, fluxscale)
 
 
-def remap_antennas(sset: SolutionSet, target_ant_names):
+def remap_antennas(sset: SolutionSet, target_ant_names, hands=False):
     """Jones (n_target_ant, n_freq, n_time, 2, 2) and flags remapped by antenna name.
 
-    Antennas absent from the table get NaN Jones and flags True.
+    Antennas absent from the table get NaN Jones and flags True.  ``hands=True``: the flags per hand
+    (n_target_ant, n_freq, n_time, 2) of :meth:`SolutionSet.hand_flags` instead of ``flags``.
     """
     names = sset.ant_names
     n_f, n_t = sset.jones.shape[1:3]
+    src = sset.hand_flags() if hands else sset.flags
     jones = np.full((len(target_ant_names), n_f, n_t, 2, 2), np.nan + 0j)
-    flags = np.ones((len(target_ant_names), n_f, n_t), bool)
+    flags = np.ones((len(target_ant_names),) + src.shape[1:], bool)
     for i, a in enumerate(target_ant_names):
         if a in names:
             j = names.index(a)
             jones[i] = sset.jones[j]
-            flags[i] = sset.flags[j]
+            flags[i] = src[j]
     return jones, flags
 
 
@@ -581,6 +599,9 @@ def summary(path) -> List[dict]:
                 spw=s.spw, shape=tuple(s.jones.shape), n_ant=s.jones.shape[0],
                 n_freq=s.jones.shape[1], n_time=s.jones.shape[2],
                 flagged=float(np.mean(s.flags)) if s.flags.size else 0.0,
+                # per hand (p, q) when the set has pol_flags (K, G: alakazam.core.handflags), else None
+                flagged_hands=([float(np.mean(s.hand_flags()[..., h])) for h in (0, 1)]
+                               if s.pol_flags is not None and s.flags.size else None),
                 backend=a.get("solver_backend"), ref_ant=a.get("ref_ant_name"),
                 time_interval=a.get("time_interval", a.get("solint_s")),
                 freq_interval=a.get("freq_interval", a.get("freqint_hz")),
@@ -595,11 +616,19 @@ def summary_table(path):
     t = Table(title=f"{path}")
     cols = ["key", "field", "scan", "spw", "n_ant", "n_freq", "n_time", "flagged", "converged",
             "time_interval", "freq_interval", "ref_ant", "backend"]
+    rows = summary(path)
+    hands = any(r["flagged_hands"] is not None for r in rows)
+    if hands:       # flags per hand in some group: the flagged fraction of each hand (p / q) too
+        cols.insert(cols.index("flagged") + 1, "flagged p/q")
     for c in cols:
         t.add_column(c)
-    for r in summary(path):
+    for r in rows:
         vals = []
         for c in cols:
+            if c == "flagged p/q":
+                fh = r["flagged_hands"]
+                vals.append("-" if fh is None else f"{100 * fh[0]:.1f}% / {100 * fh[1]:.1f}%")
+                continue
             v = r[c]
             if c in ("flagged", "converged"):
                 v = f"{100 * v:.1f}%"

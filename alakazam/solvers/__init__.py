@@ -154,7 +154,8 @@ class SolveResult:
     jones : complex128 (n_cell, n_ant, 2, 2)
         NaN where flagged.
     flags : bool (n_cell, n_ant)
-        True = no valid solution (no unflagged data, NaN/Inf, zero determinant).
+        True = no valid solution (no unflagged data, NaN/Inf, zero determinant); for K and G (flags per
+        hand, :mod:`alakazam.solvers.handsolve`): the solution is not whole, ``extra['pol_flags'].any(-1)``.
     delay : float64 (n_cell, n_ant, 2) or None
         K: per-pol delay in ns; KC: (tau, 0) for every antenna.  None for G, D, CP.
     params : ndarray
@@ -169,6 +170,9 @@ class SolveResult:
         ``snr`` (n_cell, n_ant, 2) per pol (:func:`alakazam.solvers.quality.snr`); bool
         (n_cell, n_ant) masks of the solutions flagged by ``minblperant``, ``minsnr`` and
         ``nonconverged`` (each counted where the antenna was not already flagged for lack of data).
+        K and G also: ``pol_flags`` (n_cell, n_ant, 2) the flags per hand (a flagged hand's diagonal
+        element NaN, the other kept) and ``ref_ant_hand`` (n_cell, 2) each hand's reference; their
+        reason masks count a solution (not whole) flagged by the check in some hand.
     """
 
     jones: np.ndarray

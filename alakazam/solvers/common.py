@@ -115,17 +115,42 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
                                        else (batch.weight[..., 1:3] > 0).any()):
         raise AlakazamError(f"{jones_type} needs the cross hands (pq, qp): all cross-hand data are flagged "
                             "or absent in the selection")
-    had = antennas_with_data(batch, jones_type, bl_has)
-    dropped = quality.drop_sparse_antennas(batch, jones_type, opts.min_bl_per_ant, bl_has)  # minblperant
-    has = antennas_with_data(batch, jones_type) if dropped.any() else had
+    from ..core.handflags import per_hand as _per_hand
+    hands = _per_hand(jones_type)     # K, G: presence, minblperant, reference, flags per hand (handsolve.py)
+    if hands:
+        from . import handsolve
+        had_h, dropped_h, has_h = handsolve.presence(batch, jones_type, opts.min_bl_per_ant)
+        had, dropped, has = had_h.any(-1), dropped_h.any(-1), has_h.any(-1)
+    else:
+        had = antennas_with_data(batch, jones_type, bl_has)
+        dropped = quality.drop_sparse_antennas(batch, jones_type, opts.min_bl_per_ant, bl_has)  # minblperant
+        has = antennas_with_data(batch, jones_type) if dropped.any() else had
     ref = choose_ref(has, batch.ref_ants or batch.ref_ant,
                      antenna_weight(batch, jones_type) if not has[:, batch.ref_ant].all() else None)
+
+    def solve_cells(b, init, r):
+        if hasattr(tt.module, "solve_with"):      # a type solved through another type's backend code (T)
+            return tt.module.solve_with(backend_module, b, init, r, opts)
+        return backend_module.solve_params(jones_type, b, init, r, opts)
+
+    if hands:       # a hand the cell's reference has no data in: out of the first solve, solved below
+        todo, saved = handsolve.hands_to_redo(batch, has_h, ref)
     init = initial_guess(jones_type, batch, ref)
-    if hasattr(tt.module, "solve_with"):      # a type solved through another type's backend code (T)
-        params, n_iter, conv, cost = tt.module.solve_with(backend_module, batch, init, ref, opts)
-    else:
-        params, n_iter, conv, cost = backend_module.solve_params(jones_type, batch, init, ref, opts)
+    params, n_iter, conv, cost = solve_cells(batch, init, ref)
     params = reference(jones_type, params, ref)
+    if hands and todo:
+        handsolve.restore(batch, todo, saved)
+        cost = None
+    ref_hand = None
+    if hands:       # a hand the cell's reference has no data in: solved again with the hand's own
+        ref_hand, redo = handsolve.solve_hands(jones_type, batch, backend_module, opts, has_h, ref,
+                                               solve_cells)
+        if redo:
+            n_iter, conv = np.array(n_iter), np.array(conv, bool)
+            for h, cells, p2, it2, cv2 in redo:
+                params[cells, :, h] = p2[:, :, h]
+                n_iter[cells] = np.maximum(n_iter[cells], it2)
+                conv[cells] &= cv2
     J, delay = to_jones(jones_type, params, batch)
     if tt.is_global:
         flags = np.repeat(~has.any(axis=1)[:, None], batch.n_ant, axis=1)
@@ -137,6 +162,15 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
         cost = chi2(jones_type, params, batch, J)
     conv = np.asarray(conv, bool)
     snr, rchi2 = quality.snr(jones_type, batch, J, cost, has, opts.phase_only)
+    if hands:
+        pol, ex = handsolve.flags(J, has_h, snr, conv, opts, dropped_h & had_h)
+        flags = pol.any(-1)
+        from ..core.handflags import nan_flagged
+        nan_flagged(J, delay, pol)
+        extra = {"snr": snr, "rchi2": rchi2, **ex, "pol_flags": pol, "ref_ant_hand": ref_hand}
+        return SolveResult(jones=J, flags=flags, delay=delay, params=params, converged=conv,
+                           n_iter=np.asarray(n_iter, np.int32), cost=np.asarray(cost, float),
+                           ref_ant=ref.astype(np.int32), extra=extra)
     low = np.zeros_like(flags)
     if opts.min_snr and opts.min_snr > 0:
         low = (snr < float(opts.min_snr)).any(axis=2) & ~flags

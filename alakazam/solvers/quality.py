@@ -38,9 +38,11 @@ SNR (:func:`snr`, after the solve; stored as ``solver_stats/snr`` (n_ant, n_freq
     V^ ~ 0 and SNR ~ 1.
 
 minsnr, non-converged (:func:`alakazam.solvers.common.run`)
-    Solutions with SNR < ``min_snr`` (0 disables) are flagged per antenna (either pol below it: the
-    Jones matrix is one solution); every solution of a cell whose solver did not converge is flagged
-    (``SolveOptions.flag_nonconverged``; the solve flow sets it).
+    Solutions with SNR < ``min_snr`` (0 disables) are flagged: per hand for the terms whose hands are
+    solved independently (K, G: :mod:`alakazam.core.handflags`; the other hand keeps its solution),
+    per antenna for the others (either pol below it); minblperant and the data presence are likewise
+    counted per hand (on that hand's parallel correlation) for K and G.  Every solution of a cell
+    whose solver did not converge is flagged (``SolveOptions.flag_nonconverged``; the solve flow sets it).
 
 Outlier chi2 (:func:`chi2_outlier_bins`, any term with >= 4 freq bins)
     Per time cell, a freq bin whose chi2 / nDOF exceeds ``RCHI2_RATIO`` (10) times the running median
@@ -103,10 +105,11 @@ def count_per_antenna(bl_true, a1, a2, n_ant):
     return np.rint(np.asarray(bl_true, np.float64) @ inc).astype(np.int64)
 
 
-def drop_sparse_antennas(batch, jones_type, min_bl, bl_has=None):
+def drop_sparse_antennas(batch, jones_type, min_bl, bl_has=None, corr=None):
     """Apply minblperant in place on ``batch.weight``; returns the (n_cell, n_ant) bool mask of the
     antennas removed (module docstring).  ``bl_has``: :func:`baselines_with_data` of the weights, when
-    the caller already has it."""
+    the caller already has it.  ``corr``: count and remove on these correlations only (one hand of a
+    per-hand term, :mod:`alakazam.core.handflags`); default the term's."""
     n_cell, n_ant = batch.n_cell, batch.n_ant
     dropped = np.zeros((n_cell, n_ant), bool)
     if not min_bl or min_bl <= 0 or n_cell == 0:
@@ -115,7 +118,7 @@ def drop_sparse_antennas(batch, jones_type, min_bl, bl_has=None):
     if need < int(min_bl):
         log.debug("minblperant %d > n_ant - 1: %d baselines per antenna required", int(min_bl), need)
     if bl_has is None:
-        bl_has = baselines_with_data(batch.weight, terms.get(jones_type).corr)      # (n_cell, n_bl)
+        bl_has = baselines_with_data(batch.weight, corr if corr is not None else terms.get(jones_type).corr)
     a1, a2 = np.asarray(batch.ant1), np.asarray(batch.ant2)
     while True:
         ok = bl_has & ~dropped[:, a1] & ~dropped[:, a2]
@@ -126,7 +129,12 @@ def drop_sparse_antennas(batch, jones_type, min_bl, bl_has=None):
         dropped |= new
     if dropped.any():
         cut = dropped[:, a1] | dropped[:, a2]                        # (n_cell, n_bl)
-        batch.weight[cut] = 0.0
+        if corr is None:
+            batch.weight[cut] = 0.0
+        else:
+            ci, bi = np.nonzero(cut)
+            for k in corr:
+                batch.weight[ci, bi, :, k] = 0.0
     return dropped
 
 
@@ -321,23 +329,28 @@ def outlier_channels(jones, flags, snr_vals, threshold=OUTLIER_SIGMA):
 
     Parameters
     ----------
-    jones : (n_ant, n_f, n_t, 2, 2) complex; flags : (n_ant, n_f, n_t) bool
+    jones : (n_ant, n_f, n_t, 2, 2) complex; flags : (n_ant, n_f, n_t) bool, or (n_ant, n_f, n_t, 2)
+        per hand (:mod:`alakazam.core.handflags`): then each hand is tested on its own unflagged bins
+        and the result is per hand
     snr_vals : (n_ant, n_f, n_t, 2) SNR per pol (0 = unknown)
     threshold : float (robust sigmas, default OUTLIER_SIGMA; <= 0 disables)
 
     Returns
     -------
-    (n_ant, n_f, n_t) bool: the newly flagged solutions.
+    (n_ant, n_f, n_t) bool (or (n_ant, n_f, n_t, 2) with per-hand flags): the newly flagged solutions.
     """
     import warnings
 
-    n_ant, n_f, n_t = flags.shape
+    flags = np.asarray(flags, bool)
+    per_hand = flags.ndim == 4
+    n_ant, n_f, n_t = flags.shape[:3]
     new = np.zeros(flags.shape, bool)
     if not threshold or threshold <= 0 or n_f < 4:
         return new
     # (n_ant, n_t, 2, n_f): the frequency axis last
     g = np.stack([jones[..., 0, 0], jones[..., 1, 1]], axis=-1).transpose(0, 2, 3, 1)
-    ok = (~flags.transpose(0, 2, 1))[:, :, None, :] & np.isfinite(g) & (g != 0)
+    unflagged = (~flags.transpose(0, 2, 3, 1) if per_hand else (~flags.transpose(0, 2, 1))[:, :, None, :])
+    ok = unflagged & np.isfinite(g) & (g != 0)
     gr = np.where(ok, g.real, np.nan)
     gi = np.where(ok, g.imag, np.nan)
     ref = _running_nanmedian(gr) + 1j * _running_nanmedian(gi)
@@ -350,4 +363,6 @@ def outlier_channels(jones, flags, snr_vals, threshold=OUTLIER_SIGMA):
         rel = np.where(sv > 0, 1.0 / sv, 0.0)
         lim = np.maximum(threshold * np.maximum(sig, rel), OUTLIER_REL)
         bad = good & (good.sum(axis=-1, keepdims=True) >= 4) & (e > lim)
+    if per_hand:
+        return bad.transpose(0, 3, 1, 2)
     return bad.any(axis=2).transpose(0, 2, 1)

@@ -17,6 +17,10 @@ chain, written to the HDF5) this module brings them to ONE reference R per SPW:
   every antenna of the cell.  R has no data in that cell (otherwise the cell would have used it), so
   this is the only information about R there -- what CASA's re-referencing does.  Cells without a
   bridge (no cell has both R and r') are flagged.
+* Flags per hand (K, G; :mod:`alakazam.core.handflags`): each hand is brought to its own reference
+  R_h with its own per-cell references (``solver_stats/ref_ant_hand``, :mod:`alakazam.solvers.handsolve`),
+  bridges and flags (:mod:`alakazam.solvers.rereference_hands`); a hand without a bridge is flagged in
+  the cell, the other kept.
 
 Algebra (docs/conventions.md, "Re-referencing"), per feed p, cell solved with r', bridge value at the
 cell's time marked ``^``:
@@ -50,6 +54,7 @@ import logging
 
 import numpy as np
 
+from ..core.handflags import unusable
 from ..jones import terms
 
 log = logging.getLogger("alakazam.rereference")
@@ -96,11 +101,21 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
         new_s = [s for s in new if s.spw == spw]
         done = [s for s in same if getattr(s, "_rereferenced", False)]
         prior = _PriorCache(prior_phasor if kind == "phase" else None)
-        R = int(done[0].attrs["ref_ant"]) if done else _step_reference(new_s, refs, mode)
+        from . import rereference_hands
+        per_hand = rereference_hands.applies(new_s)       # K, G: each hand to its own reference
+        if per_hand:
+            from ..core.handflags import set_hands
+            Rs = rereference_hands.rereference(jones_type, new_s, same, done, refs, mode, prior, prior_phasor,
+                                               counts)
+            R = Rs[set_hands(new_s[0])[0]]
+            for s in new_s:
+                s.attrs["ref_ant_hands"] = [int(r) for r in Rs]
+        else:
+            R = int(done[0].attrs["ref_ant"]) if done else _step_reference(new_s, refs, mode)
         tables = {}                                       # (freq bin, fallback antenna) -> bridge cells
-        for s in new_s:
+        for s in ([] if per_hand else new_s):
             used = np.asarray(s.extra["ref_ant"])
-            empty = s.flags.all(axis=0)                   # (n_freq, n_time): no antenna has data
+            empty = unusable(s).all(axis=0)               # (n_freq, n_time): no antenna has data
             counts["no_data"] += int(empty.sum())
             for jf, it in zip(*np.nonzero((used != R) & ~empty)):
                 if mode == "strict":
@@ -113,7 +128,7 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
                 val = _interp(*tables[key], s.time[it], jones_type)
                 if val is not None and kind == "phase" and prior_phasor is not None:
                     val = val - _prior_angles(prior, s, int(used[jf, it]), jf, it)[0]
-                    val = val if np.all(np.isfinite(val)) else None
+                    val = val if np.all(np.isfinite(_recorded(s, val))) else None
                 if val is None:
                     _flag_cell(s, jf, it)
                     counts["no_bridge"] += 1
@@ -137,7 +152,7 @@ def _step_reference(sets, refs, mode):
     else the antenna most cells used (lowest index on ties)."""
     if mode == "strict":
         return refs[0]
-    used = np.concatenate([np.asarray(s.extra["ref_ant"])[~s.flags.all(axis=0)] for s in sets])
+    used = np.concatenate([np.asarray(s.extra["ref_ant"])[~unusable(s).all(axis=0)] for s in sets])
     for r in refs:
         if np.any(used == r):
             return r
@@ -172,7 +187,7 @@ def _bridge_table(jones_type, sources, R, r2, jf, prior=None):
         v = _bridge_values(jones_type, s, r2, jf, its)
         if prior is not None and prior.fn is not None:
             v = v + _prior_angles(prior, s, r2, jf, its)
-        ok = np.isfinite(v).all(axis=1)
+        ok = np.isfinite(_recorded(s, v)).all(axis=-1)
         ts.append(np.asarray(s.time, float)[its][ok])
         vals.append(v[ok])
     if not ts or not sum(len(t) for t in ts):
@@ -180,6 +195,16 @@ def _bridge_table(jones_type, sources, R, r2, jf, prior=None):
     ts, vals = np.concatenate(ts), np.concatenate(vals)
     order = np.argsort(ts, kind="stable")
     return ts[order], vals[order]
+
+
+def _recorded(s, v):
+    """The columns (feeds) of bridge values ``v`` (..., n_val) the set's data record: a single-hand MS's
+    other hand is NaN and not part of the solution (core/handflags.py)."""
+    from ..core.handflags import set_hands
+
+    if v.shape[-1] != 2 or getattr(s, "pol_flags", None) is None:
+        return v
+    return v[..., set_hands(s)]
 
 
 def _interp(ts, vals, t, jones_type):
@@ -273,6 +298,8 @@ def _rotate_cell(jones_type, s, jf, it, val):
 
 def _flag_cell(s, jf, it):
     s.flags[:, jf, it] = True
+    if getattr(s, "pol_flags", None) is not None:
+        s.pol_flags[:, jf, it] = True
     s.jones[:, jf, it] = np.nan
     if s.delay is not None:
         s.delay[:, jf, it] = np.nan
