@@ -619,7 +619,8 @@ def _quality(sset, res, cell_index):
         sset.flags |= new
         counts["outlier_chi2"] = int(new.sum())
     if terms.get(sset.attrs.get("jones_type")).gain and n_f >= 4:
-        new = quality.outlier_channels(sset.jones, sset.flags, snr) & ~sset.flags
+        new = quality.outlier_channels(sset.jones, sset.flags, snr,
+                                       cell_ref=sset.extra.get("ref_ant")) & ~sset.flags
         if new.any():
             sset.flags |= new
             counts["outlier_channel"] = int(new.sum())
@@ -645,7 +646,8 @@ def _quality_hands(sset, rchi2, snr, counts):
         counts["outlier_chi2"] = int((new[..., hands].any(-1) & ~pol[..., hands].any(-1)).sum())
         pol |= new
     if terms.get(sset.attrs.get("jones_type")).gain and n_f >= 4:
-        new = quality.outlier_channels(sset.jones, pol, snr) & ~pol
+        refs = sset.extra.get("ref_ant_hand", sset.extra.get("ref_ant"))
+        new = quality.outlier_channels(sset.jones, pol, snr, cell_ref=refs) & ~pol
         if new.any():
             counts["outlier_channel"] = int((new[..., hands].any(-1) & ~pol[..., hands].any(-1)).sum())
             pol |= new

@@ -630,3 +630,34 @@ def test_task_and_yaml_forms(small, monkeypatch):
     run_yaml(str(cfg))
     sets = {s.scan_id: s for s in hdf5.read_term(str(d / "y.h5"), "G0")}
     assert np.all(sets[4].extra["ref_ant"] == 3) and sets[4].attrs["ref_ant_name"] == "C00"
+
+
+def test_refant_flagged_in_some_channels_is_no_bandpass_outlier(tmp_path):
+    """C00 flagged in channels 3-4 of 3C147's scan 5 only (RFI on the reference antenna): those two bins
+    of that scan are solved with a fallback reference, whose phases are all in its gauge until they are
+    re-referenced.  The bandpass-outlier check (quality.outlier_channels) ran on them first and flagged
+    the antennas whose phase jumped against the running median over channels; such bins are now tested
+    on their amplitude only.  No solution but C00's is flagged, and the bridged bins agree with the other
+    scans' bandpass (constant gains) as well as the bins solved with C00 do."""
+    ms, cal = str(tmp_path / "sim.ms"), str(tmp_path / "bp.h5")
+    truth = simulate_ms(ms, feed="linear", n_ant=6, n_ant_extra=1, n_chan=(8,), duration_h=2.0, int_s=60.0,
+                        noise=NOISE, seed=41, leakage=False, crosshand=False, time_gains=False,
+                        dead_ant=False, flag_rows=0.0)
+    true_models(ms, truth)
+    flag_antenna(ms, "C00", [5], chans=[3, 4])
+    run_solve(solve_config_from_dict(dict(ms=ms, output=cal, ref_ant="C00", apply_parang=True, jones=["G"],
+                                          field=["3C147"], time_interval=["scan"], freq_interval=["1MHz"],
+                                          quiet=True)))
+    sets = {s.scan_id: s for s in hdf5.read_term(cal, "G0")}
+    fb = [3, 4]
+    rest = [0, 1, 2, 5, 6, 7]
+    for sc, s in sets.items():
+        if sc == 5:
+            assert (s.extra["ref_ant"][fb] != 0).all() and (s.extra["ref_ant"][rest] == 0).all()
+            assert s.flags[0, fb].all() and not s.flags[0, rest].any()
+            assert not s.flags[1:].any(), np.argwhere(s.flags[1:])
+        else:
+            assert not s.flags.any(), (sc, np.argwhere(s.flags))
+    others = np.mean([_diag(sets[sc])[:, :, 0] for sc in sets if sc != 5], axis=0)    # (n_ant, n_chan, 2)
+    d = np.abs(_diag(sets[5])[1:, :, 0] - others[1:])
+    assert d[:, fb].max() < 6 * np.sqrt((d[:, rest] ** 2).mean()), (d[:, fb].max(), d[:, rest].max())

@@ -324,7 +324,7 @@ def chi2_outlier_bins(rchi2):
     return bad.T
 
 
-def outlier_channels(jones, flags, snr_vals, threshold=OUTLIER_SIGMA):
+def outlier_channels(jones, flags, snr_vals, threshold=OUTLIER_SIGMA, cell_ref=None):
     """Bandpass channel outliers (module docstring).
 
     Parameters
@@ -334,6 +334,13 @@ def outlier_channels(jones, flags, snr_vals, threshold=OUTLIER_SIGMA):
         and the result is per hand
     snr_vals : (n_ant, n_f, n_t, 2) SNR per pol (0 = unknown)
     threshold : float (robust sigmas, default OUTLIER_SIGMA; <= 0 disables)
+    cell_ref : (n_f, n_t) or (n_f, n_t, 2) int, optional
+        The reference antenna each cell (and hand) was solved with (``solver_stats/ref_ant``,
+        ``ref_ant_hand``).  The check runs before the cells are brought to one reference
+        (:mod:`alakazam.solvers.rereference`): a bin solved with another antenna than most bins of its
+        time (the reference antenna flagged in that channel) has every phase in that antenna's gauge, a
+        jump that is no outlier.  Such bins are left out of the running median and tested on their
+        amplitude alone (``| |g| - |ref| | / |ref|``, gauge-free).
 
     Returns
     -------
@@ -351,14 +358,16 @@ def outlier_channels(jones, flags, snr_vals, threshold=OUTLIER_SIGMA):
     g = np.stack([jones[..., 0, 0], jones[..., 1, 1]], axis=-1).transpose(0, 2, 3, 1)
     unflagged = (~flags.transpose(0, 2, 3, 1) if per_hand else (~flags.transpose(0, 2, 1))[:, :, None, :])
     ok = unflagged & np.isfinite(g) & (g != 0)
-    gr = np.where(ok, g.real, np.nan)
-    gi = np.where(ok, g.imag, np.nan)
+    other = _other_gauge(cell_ref, ok, n_t, n_f)          # (n_t, 2, n_f): bins in another gauge
+    ok_ph = ok & ~other
+    gr = np.where(ok_ph, g.real, np.nan)
+    gi = np.where(ok_ph, g.imag, np.nan)
     ref = _running_nanmedian(gr) + 1j * _running_nanmedian(gi)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        e = np.abs(g - ref) / np.abs(ref)
+        e = np.where(other, np.abs(np.abs(g) - np.abs(ref)), np.abs(g - ref)) / np.abs(ref)
         good = ok & np.isfinite(e)
-        sig = MAD_TO_SIGMA * np.nanmedian(np.where(good, e, np.nan), axis=-1, keepdims=True)
+        sig = MAD_TO_SIGMA * np.nanmedian(np.where(good & ~other, e, np.nan), axis=-1, keepdims=True)
         sv = snr_vals.transpose(0, 2, 3, 1)
         rel = np.where(sv > 0, 1.0 / sv, 0.0)
         lim = np.maximum(threshold * np.maximum(sig, rel), OUTLIER_REL)
@@ -366,3 +375,22 @@ def outlier_channels(jones, flags, snr_vals, threshold=OUTLIER_SIGMA):
     if per_hand:
         return bad.transpose(0, 3, 1, 2)
     return bad.any(axis=2).transpose(0, 2, 1)
+
+
+def _other_gauge(cell_ref, ok, n_t, n_f):
+    """(n_t, 2, n_f) bool: the bins whose reference differs from the one most of the time's bins with a
+    solution used, per hand (:func:`outlier_channels`); all False without ``cell_ref``."""
+    out = np.zeros((n_t, 2, n_f), bool)
+    if cell_ref is None:
+        return out
+    r = np.asarray(cell_ref)
+    r = np.broadcast_to(r[..., None], r.shape + (2,)) if r.ndim == 2 else r     # (n_f, n_t, 2)
+    r = r.transpose(1, 2, 0)                                                      # (n_t, 2, n_f)
+    has = ok.any(axis=0)                                                          # (n_t, 2, n_f)
+    for t in range(n_t):
+        for h in range(2):
+            used = r[t, h][has[t, h]]
+            if used.size:
+                vals, n = np.unique(used, return_counts=True)
+                out[t, h] = r[t, h] != vals[np.argmax(n)]
+    return out
