@@ -97,3 +97,39 @@ def test_chi2_from_jones_equals_model_vis(jt):
     got = common.chi2(jt, params, batch, J)
     assert (want > 0).all()
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_outlier_channels_flags_a_jump_and_honours_the_cells_gauge():
+    """quality.outlier_channels: a bandpass bin 2x its neighbours is flagged, the others not; a bin
+    solved with another reference (cell_ref: every antenna's phase rotated by that antenna's phase) is no
+    outlier for its phases, but still one for its amplitude."""
+    from alakazam.solvers import quality
+
+    rng = np.random.default_rng(3)
+    n_ant, n_f, n_t = 6, 16, 2
+    f = np.linspace(-1, 1, n_f)
+    amp = (1 + 0.2 * f[None, :, None, None] ** 2) * rng.uniform(0.8, 1.2, (n_ant, 1, 1, 2))
+    ph = (rng.uniform(-np.pi, np.pi, (n_ant, 1, 1, 2))
+          + 0.3 * f[None, :, None, None] * rng.uniform(-1, 1, (n_ant, 1, 1, 2)))
+    g = amp * np.exp(1j * ph) * (1 + 1e-3 * rng.standard_normal((n_ant, n_f, n_t, 2)))
+    g = np.broadcast_to(g, (n_ant, n_f, n_t, 2)).copy()
+    g[:, :, :, :] *= np.exp(-1j * np.angle(g[:1]))                       # referenced to antenna 0
+    jones = np.zeros((n_ant, n_f, n_t, 2, 2), complex)
+    jones[..., 0, 0], jones[..., 1, 1] = g[..., 0], g[..., 1]
+    flags = np.zeros((n_ant, n_f, n_t), bool)
+    snr = np.full((n_ant, n_f, n_t, 2), 1e4)
+    jones[3, 7, 1, 0, 0] *= 2.0
+    bad = quality.outlier_channels(jones, flags, snr)
+    assert bad[3, 7, 1] and bad.sum() == 1
+    # bin 9 of time 0 solved with antenna 2 as reference: every antenna's phase minus antenna 2's
+    ref = np.zeros((n_f, n_t), int)
+    ref[9, 0] = 2
+    j2 = jones.copy()
+    for h in range(2):
+        j2[:, 9, 0, h, h] *= np.exp(-1j * np.angle(jones[2, 9, 0, h, h]))
+    assert quality.outlier_channels(j2, flags, snr).sum() > 1               # the phase jump, without cell_ref
+    bad = quality.outlier_channels(j2, flags, snr, cell_ref=ref)
+    assert bad[3, 7, 1] and bad.sum() == 1
+    j2[4, 9, 0, 1, 1] *= 2.0                                                # an amplitude outlier there
+    bad = quality.outlier_channels(j2, flags, snr, cell_ref=ref)
+    assert bad[4, 9, 0] and bad[3, 7, 1] and bad.sum() == 2
