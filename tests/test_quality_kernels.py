@@ -64,13 +64,18 @@ def _random_batch(rng, n_cell, n_ant, n_samp):
                      ant2=a2.astype(np.int64), freq=np.ones((n_cell, n_samp)) * 1.4e9, n_ant=n_ant)
 
 
+@pytest.mark.parametrize("diagonal", [False, True])
 @pytest.mark.parametrize("jt", ["K", "G", "T", "D", "KC", "CP"])
-def test_snr_kernel_equals_definition(jt):
+def test_snr_kernel_equals_definition(jt, diagonal):
+    """Also with diagonal Jones (off-diagonals exactly 0, as K, G, KC, CP solutions): the kernel's
+    shortcut for them gives the definition's values."""
     rng = np.random.default_rng(7)
     n_cell, n_ant = 3, 6
     batch = _random_batch(rng, n_cell, n_ant, 5)
     batch.weight[1, batch.ant1 == 2] = 0.0             # antenna 2 without data in cell 1 (partly)
     J = _cplx(rng, n_cell, n_ant, 2, 2)
+    if diagonal:
+        J[..., 0, 1] = J[..., 1, 0] = 0
     J[0, 3] = np.nan                                   # a flagged solution reads as 0
     has = np.ones((n_cell, n_ant), bool)
     has[2, 4] = False
