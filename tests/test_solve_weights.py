@@ -436,3 +436,27 @@ def test_missing_weight_columns(plain, tmp_path):
         t.removecols(["WEIGHT"])
     with pytest.raises(AlakazamError, match=r"no usable weights for DATA: neither a SIGMA nor a WEIGHT"):
         ms_io.read_rows(ms, 0, [0], meta=ms_io.read_meta(ms))
+
+
+def test_apply_and_model_reads_do_not_read_weights(plain, tmp_path, monkeypatch):
+    """akapply uses no weights (calwt reads SIGMA itself): its reads skip the weight columns
+    (read_rows(weights=False): a WEIGHT_SPECTRUM / SIGMA_SPECTRUM is half of DATA's bytes), and the
+    chunk's weight is then a read-only view of ones.  Pinned by making any weight read fail."""
+    from alakazam.caltasks import akapply
+    from alakazam.core import ms_io, weights
+
+    ms = str(tmp_path / "apply.ms")
+    shutil.copytree(plain[0], ms)
+    cal = str(tmp_path / "g.h5")
+    _solve(ms, cal, solint=["inf"])
+    ch = ms_io.read_rows(ms, 0, [0], model_col=None, weights=False)
+    assert ch.weight.shape == ch.data.shape and ch.weight.strides == (0, 0, 0) and (ch.weight == 1).all()
+
+    def no_read(*a, **k):
+        raise AssertionError("a weight column was read")
+
+    monkeypatch.setattr(weights, "read", no_read)
+    with pytest.raises(AssertionError, match="weight column was read"):
+        ms_io.read_rows(ms, 0, [0], model_col=None)
+    akapply(vis=ms, gaintable=[cal], jones=["G0"])
+    akapply(vis=ms, gaintable=[cal], jones=["G0"], calwt=True)        # calwt reads SIGMA on its own

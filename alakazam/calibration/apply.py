@@ -319,10 +319,12 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
     if part is None:
         # the rows found above; each chunk read into the previous chunk's memory (core/readbuffers.py)
         chunks = ms_io.iter_chunks(cfg.ms, ddid, [fid], scans=scans, data_col=cfg.data_col, model_col=None,
-                                   max_rows=max_rows, meta=meta, rowsel=rowsel, rows=rows, reuse=True)
+                                   max_rows=max_rows, meta=meta, rowsel=rowsel, rows=rows, reuse=True,
+                                   weights=False)
     else:                   # the part-th chunk of iter_chunks's
         chunks = [ms_io.read_rows(cfg.ms, ddid, [fid], data_col=cfg.data_col, model_col=None, meta=meta,
-                                  rows=rows[part * max_rows:(part + 1) * max_rows], rowsel=rowsel)]
+                                  rows=rows[part * max_rows:(part + 1) * max_rows], rowsel=rowsel,
+                                  weights=False)]
     for ch in chunks:
         data, _, flag, _ = ch.four_corr(spw.corr_types)
         utimes, tidx = np.unique(ch.time, return_inverse=True)

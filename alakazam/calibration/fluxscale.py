@@ -238,7 +238,8 @@ def _model_flux(ms, field):
             rows = ms_io.row_numbers(ms, ddid, [fid])[:200]
             if not len(rows):
                 continue
-            ch = ms_io.read_rows(ms, ddid, [fid], data_col="MODEL_DATA", model_col=None, meta=meta, rows=rows)
+            ch = ms_io.read_rows(ms, ddid, [fid], data_col="MODEL_DATA", model_col=None, meta=meta, rows=rows,
+                                 weights=False)
             if ch.n_row:
                 d = ch.data
                 out[int(sp.spw_id)] = float(0.5 * (d[..., 0] + d[..., -1]).real.mean())

@@ -114,7 +114,8 @@ def polarised_fraction(ms, meta, fid, model_col="MODEL_DATA", n_rows=200):
         rows = ms_io.row_numbers(ms, ddid, [fid])[:n_rows]
         if not len(rows):
             continue
-        ch = ms_io.read_rows(ms, ddid, [fid], data_col=model_col, model_col=None, meta=meta, rows=rows)
+        ch = ms_io.read_rows(ms, ddid, [fid], data_col=model_col, model_col=None, meta=meta, rows=rows,
+                             weights=False)
         m = ms_io.to_four_corr(ch.data, ch.flag, ch.weight, sp.corr_types)[0]     # pp, pq, qp, qq by name
         i = np.abs(0.5 * (m[..., 0] + m[..., 3]))
         p = np.maximum(np.maximum(np.abs(m[..., 1]), np.abs(m[..., 2])), 0.5 * np.abs(m[..., 0] - m[..., 3]))

@@ -716,7 +716,7 @@ def _fill_rows(t, col, out, runs):
     return out
 
 
-def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
+def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None, weights=True):
     with main_table(str(ms)) as t:
         if len(rows) == 0:
             empty = np.zeros((0, 0, 0))
@@ -748,7 +748,9 @@ def _read_rows_by_number(ms, rows, ddid, chans, data_col, model_col, meta=None):
             model = bufs[1] if model_col else None
             del bufs
         flag |= _getcol_runs(t, q, "FLAG_ROW", runs)[:, None, None]
-        ws = _read_weights(t, q, rows, runs, cols, data_col, data.shape)
+        # weights=False (the apply, model reads): not read -- a read-only view of ones, no memory
+        ws = (_read_weights(t, q, rows, runs, cols, data_col, data.shape) if weights
+              else np.broadcast_to(np.ones((1, 1, 1), np.float32), data.shape))
         time = _getcol_runs(t, q, "TIME", runs)
         a1 = _getcol_runs(t, q, "ANTENNA1", runs)
         a2 = _getcol_runs(t, q, "ANTENNA2", runs)
@@ -800,7 +802,7 @@ def _close_handle_table(ms):
 
 def read_rows(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", model_col="MODEL_DATA",
               start=0, nrow=None, meta=None, rows=None, time_range=None, rowsel=None,
-              buffers=None) -> Chunk:
+              buffers=None, weights=True) -> Chunk:
     """Read the selected rows (or rows[start:start+nrow] of the selection) as a :class:`Chunk`.
 
     Parameters
@@ -828,6 +830,10 @@ def read_rows(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", mode
         in wavelengths the channels outside it are flagged (when ``rowsel.per_channel``).
     buffers : :class:`alakazam.core.readbuffers.ReadBuffers`, optional
         Memory of an earlier read to read into when nothing references it any more (core/readbuffers.py).
+    weights : bool
+        Read the weights (:mod:`alakazam.core.weights`; default).  False for a caller that does not use
+        them (the apply, reads of MODEL_DATA): the chunk's ``weight`` is then a read-only view of ones
+        and no weight column is read (a WEIGHT_SPECTRUM / SIGMA_SPECTRUM is half the size of DATA).
     """
     if meta is None:
         meta = read_meta(ms)
@@ -850,7 +856,7 @@ def read_rows(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", mode
 
     with readbuffers.using(buffers):
         data, model, flag, ws, time, a1, a2, fld, scan = _read_rows_by_number(ms, rows, ddid, chans, data_col,
-                                                                              model_col)
+                                                                              model_col, weights=weights)
     amap = meta.ant_map
     i1, i2 = amap[a1], amap[a2]
     inactive = (i1 < 0) | (i2 < 0)
@@ -863,7 +869,7 @@ def read_rows(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", mode
 
 
 def iter_chunks(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", model_col="MODEL_DATA",
-                max_rows=None, meta=None, time_range=None, rowsel=None, rows=None, reuse=False):
+                max_rows=None, meta=None, time_range=None, rowsel=None, rows=None, reuse=False, weights=True):
     """Yield :class:`Chunk` objects of at most ``max_rows`` rows covering the selection (in row order).
 
     ``rows``: the selection's row numbers when the caller has them (:func:`row_numbers` of the same
@@ -879,7 +885,7 @@ def iter_chunks(ms, ddid, field_ids, scans=None, chans=None, data_col="DATA", mo
     buffers = pool_for_reuse() if reuse else None       # (shared by an apply's fields: readbuffers.shared)
     for s in range(0, len(rows), max(step, 1)):
         yield read_rows(ms, ddid, field_ids, chans=chans, data_col=data_col, model_col=model_col, meta=meta,
-                        rows=rows[s:s + step], rowsel=rowsel, buffers=buffers)
+                        rows=rows[s:s + step], rowsel=rowsel, buffers=buffers, weights=weights)
 
 
 # --------------------------------------------------------------------------------------------------
