@@ -210,3 +210,22 @@ def test_compose_rime_order():
     # D and P do not commute with the diagonal terms: order matters
     assert not np.allclose(J, np.einsum("nij,njk,nkl->nil", D, _full_from_diag(K) @ G, P))
     np.testing.assert_array_equal(rk.compose(), np.eye(2))
+
+
+def test_nonfinite_any_equals_numpy_definition():
+    """jones.algebra.nonfinite_any(a) == ~np.isfinite(a).all(axis=-1) for complex tables of any leading
+    shape (empty, one block, several threaded blocks), NaN / Inf in either part, broadcast views."""
+    from alakazam.jones.algebra import nonfinite_any
+
+    rng = np.random.default_rng(5)
+    for shape in [(3, 4, 5, 2), (7, 1, 2), (0, 3, 2), (40000, 2), (2, 2), (6, 4)]:
+        a = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+        if a.size:
+            a[rng.random(shape) < 0.05] = np.nan
+            a[rng.random(shape) < 0.02] = 1 + 1j * np.inf
+            a[rng.random(shape) < 0.02] = -np.inf
+        got = nonfinite_any(a)
+        assert got.shape == shape[:-1]
+        np.testing.assert_array_equal(got, ~np.isfinite(a).all(axis=-1))
+    b = np.broadcast_to(a[:1], (5,) + a.shape[1:])
+    np.testing.assert_array_equal(nonfinite_any(b), ~np.isfinite(b).all(axis=-1))

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import AlakazamError
 from ..jones import terms as jterms
+from ..jones.algebra import nonfinite_any
 
 log = logging.getLogger("alakazam.chain")
 
@@ -399,7 +400,7 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
             log_lines.append((term, info))
         if bad_out is not None:     # a per-hand term: per hand (applymode counts per correlation)
             bad_out[term.key] = (~np.isfinite(d) if term.diagonal and hand_views(term) is not None else
-                                 ~np.isfinite(d).all(axis=-1) if f is None else f)
+                                 nonfinite_any(d) if f is None else f)
         if term.diagonal:               # same products in the same order as before (in place when possible)
             if diag is None:
                 diag = d
@@ -458,7 +459,7 @@ def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_na
             fdesc = f"delay->jones {n_c}ch"
         else:
             sol = fs.jones[:, :, order].astype(np.complex128, copy=False)   # (n_s, n_f, n_ts, 2, 2)
-            ok = ~fl & np.isfinite(sol).all(axis=(-1, -2))
+            ok = ~fl & ~nonfinite_any(sol.reshape(sol.shape[:-2] + (4,)))
         info["freq"] = fdesc
         n_s, n_f, n_ts = ok.shape
         if n_ts == 0:
@@ -489,7 +490,7 @@ def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_na
             vals = np.stack([sol[:, :, uk, 0, 0], sol[:, :, uk, 1, 1]], axis=-1)   # (n_s, n_f, n_u, 2)
             vals[~valid] = np.nan
             xmap = np.zeros(1, np.int64) if n_f == 1 else np.asarray(fidx, np.int64)
-        vals[~np.isfinite(vals).all(axis=-1)] = np.nan      # term_tables flags the whole matrix
+        vals[nonfinite_any(vals)] = np.nan                  # term_tables flags the whole matrix
         # a NaN antenna for the antennas without solutions
         vals = np.concatenate([vals, np.full((1,) + vals.shape[1:], np.nan + 0j)], axis=0)
         n_x, n_u = vals.shape[1], vals.shape[2]
