@@ -11,11 +11,17 @@ from casacore.tables import table
 
 from alakazam.sim import simulate_ms
 
-#: quackmode -> SPW -> new flags per integration of scans 1, 2, 3 (CASA 6.7 flagdata, quackinterval 60 s,
-#: quackincrement=True)
+#: (quackmode, spw) -> DATA_DESC_ID -> new flags per integration of scans 1, 2, 3 (CASA 6.7 flagdata,
+#: quackinterval 60 s, quackincrement=True; the simulator writes DATA_DESC_ID 1 for SPECTRAL_WINDOW 0).
+#: With spw='0' only that SPW's rows decide and are flagged.
+_B = ["..........", "XX........", "XX........"]
+_E = ["........XX", "........XX", "........XX"]
+_N = [".........."] * 3
 CASA = {
-    "beg": {0: ["..........", "XX........", "XX........"], 1: ["XX........", ".X........", "XX........"]},
-    "endb": {0: ["........XX", "........XX", "........XX"], 1: ["........XX", "........XX", "........XX"]},
+    ("beg", ""): {0: _B, 1: ["XX........", ".X........", "XX........"]},
+    ("endb", ""): {0: _E, 1: _E},
+    ("beg", "0"): {0: _N, 1: ["XX........", ".XX.......", "XX........"]},
+    ("endb", "0"): {0: _N, 1: _E},
 }
 
 
@@ -41,17 +47,17 @@ def _cols(ms):
         return {c: t.getcol(c) for c in ("TIME", "SCAN_NUMBER", "DATA_DESC_ID", "FLAG")}
 
 
-@pytest.mark.parametrize("mode", sorted(CASA))
-def test_quackincrement_over_two_spws_as_casa(two_spw, tmp_path, mode):
+@pytest.mark.parametrize("mode,spw", sorted(CASA))
+def test_quackincrement_over_two_spws_as_casa(two_spw, tmp_path, mode, spw):
     from alakazam.caltasks import akflag
 
     ms = str(tmp_path / "q.ms")
     shutil.copytree(two_spw, ms)
     b = _cols(ms)
-    akflag(vis=ms, mode="quack", quackinterval=60.0, quackmode=mode, quackincrement=True)
+    akflag(vis=ms, mode="quack", quackinterval=60.0, quackmode=mode, quackincrement=True, spw=spw)
     a = _cols(ms)
     tm, sc, dd = b["TIME"], b["SCAN_NUMBER"], b["DATA_DESC_ID"]
     new = (a["FLAG"] & ~b["FLAG"]).any(axis=(1, 2))
     got = {d: ["".join("X" if new[(sc == s) & (tm == x) & (dd == d)].any() else "."
                        for x in np.unique(tm[sc == s])) for s in (1, 2, 3)] for d in (0, 1)}
-    assert got == CASA[mode]
+    assert got == CASA[(mode, spw)]
