@@ -130,6 +130,17 @@ def test_ntime_forms():
             ntime_seconds(bad)
 
 
+def test_ntime_chunks_start_at_the_first_integration_past_ntime():
+    """CASA 6.7 (measured, test_matches_casa_flagdata[ntime200]): with 30 s integrations and ntime=200 s
+    the chunks are 0-180, 210-390, 420-600, ... (not bins of 200 s from the scan start)."""
+    from alakazam.flagging.tfcrop import _chunks
+
+    t = np.arange(0.0, 900.0, 30.0)
+    assert list(_chunks(t, 200.0)) == [0] * 7 + [1] * 7 + [2] * 7 + [3] * 7 + [4] * 2
+    assert list(_chunks(t, 0.0)) == [0] * 30
+    assert list(_chunks(t, 60.0)[:5]) == [0, 0, 1, 1, 2]
+
+
 def test_yaml_flag_block_takes_the_same_keys(rfi):
     from alakazam.flagging.config import flag_config_from_dict
 
@@ -172,6 +183,7 @@ CASES = {
     "window": {"usewindowstats": "both", "halfwin": 2},
     "cutoffs": {"timecutoff": 3.0, "freqcutoff": 2.5, "extendflags": False},
     "ntime": {"ntime": 300.0},
+    "ntime200": {"ntime": "200s"},          # chunks start at the first integration >= 200 s on
 }
 
 _CASA_SCRIPT = """
@@ -186,7 +198,8 @@ for ms, kw in json.loads(sys.argv[1]):
 def test_matches_casa_flagdata(rfi, tmp_path):
     """CASA 6.7 flagdata(mode='tfcrop') and akflag on copies of the same MS, per case: the fraction of
     CASA's new flags akflag also has and of akflag's CASA also has (measured: identical flags in every
-    case but 'ntime': 1.0 / 0.9996, 4 samples of 11080 -- one (time, channel) in 4 correlations)."""
+    case but 'ntime': 1.0 / 0.9996, 4 samples of 11080 -- one (time, channel) in 4 correlations, whose
+    deviation is 1.000002 x the cutoff: float32 rounding)."""
     from alakazam.caltasks import akflag
 
     src, _, _ = rfi

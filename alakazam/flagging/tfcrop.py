@@ -1,8 +1,8 @@
 """mode='tfcrop': CASA flagdata's TFCrop (U. Rau's time-frequency crop), per baseline and correlation.
 
 On each baseline's time-frequency plane of |V| (one correlation at a time; ``ntime`` chunks of a scan,
-'scan' = the whole scan of the (DATA_DESC_ID, scan) unit), flagged samples (FLAG | FLAG_ROW and the
-flags of earlier steps) left out of every statistic:
+'scan' = the whole scan of the (DATA_DESC_ID, scan) unit; :func:`_chunks`), flagged samples (FLAG |
+FLAG_ROW and the flags of earlier steps) left out of every statistic:
 
 1. direction 'freq' (``freqfit``, ``freqcutoff``): the mean over time of each channel is a bandpass;
    a piecewise polynomial is fitted to it (:func:`_piecewise`, below); each integration's spectrum is
@@ -343,12 +343,21 @@ def extend_chunk(f, growtime=EXTEND_GROWTIME, growfreq=EXTEND_GROWFREQ):
     return g | g.any(axis=2, keepdims=True)
 
 
-def _chunks(t, t0, seconds):
-    """Chunk index of each time ``t``: 0 for ntime='scan' (``seconds`` 0), else bins of ``seconds`` from
-    the unit's first time ``t0``."""
-    if seconds <= 0:
-        return np.zeros(len(t), np.int64)
-    return np.floor((t - t0) / seconds + 1e-9).astype(np.int64)
+def _chunks(t, seconds):
+    """Chunk index of each sorted unique time ``t`` of a unit: 0 for ntime='scan' (``seconds`` 0), else
+    a new chunk starts at the first integration >= ``seconds`` after the current chunk's first (CASA
+    6.7 flagdata measured: ntime 100, 200, 300, 420 s on 30 s integrations give identical flags; bins
+    of ntime from the scan start do not at 100 and 200 s)."""
+    out = np.zeros(len(t), np.int64)
+    if seconds <= 0 or not len(t):
+        return out
+    start, k = t[0], 0
+    for i, x in enumerate(t):
+        if x - start >= seconds:
+            k += 1
+            start = x
+        out[i] = k
+    return out
 
 
 def flag_piece(piece, cfg, state):
@@ -358,7 +367,7 @@ def flag_piece(piece, cfg, state):
     amp = np.abs(piece.data).astype(np.float32, copy=False)
     out = piece.flag.copy()
     groups, times = piece.baseline_groups()
-    chunk_of_time = _chunks(times, piece.scan_t0, seconds)
+    chunk_of_time = _chunks(times, seconds)
     for rows, tidx in groups:
         ch = chunk_of_time[tidx]
         for c in np.unique(ch):
