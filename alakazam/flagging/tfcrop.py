@@ -361,6 +361,8 @@ def _chunks(t, seconds):
 
 
 def flag_piece(piece, cfg, state):
+    """New flags of a piece (whole baselines of one (DATA_DESC_ID, scan) unit): TFCrop per baseline,
+    ``ntime`` chunk and correlation (:func:`_plane`), then the extension per chunk."""
     seconds = ntime_seconds(cfg.ntime)
     dims = DIMENSIONS.index(cfg.flagdimension)
     win = WINDOW_STATS.index(cfg.usewindowstats)
