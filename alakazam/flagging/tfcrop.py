@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from numba import njit
+from .._numba import njit
 
 NEEDS_DATA = True
 #: flagdata's extension after tfcrop/rflag (extendflags=True; flagdata's documentation)
