@@ -17,11 +17,13 @@ from ..config import _check_keys, _Errors, _kwargs, _name, _require, _values
 from ..errors import AlakazamError
 
 #: akflag's modes (tasks_xml/akflag.xml; tests/test_schema.py pins the two lists to it)
-MODES = ("manual", "unflag", "clip", "quack", "shadow", "elevation", "extend", "aoflagger", "mad", "summary")
+MODES = ("manual", "unflag", "clip", "quack", "shadow", "elevation", "extend", "aoflagger", "mad", "tfcrop",
+         "summary")
 #: modes that write FLAG (a flag version is saved first)
-WRITING_MODES = ("manual", "unflag", "clip", "quack", "shadow", "elevation", "extend", "aoflagger", "mad")
+WRITING_MODES = ("manual", "unflag", "clip", "quack", "shadow", "elevation", "extend", "aoflagger", "mad",
+                 "tfcrop")
 #: flagdata modes akflag does not have (a ParameterError naming the mode and what to use instead)
-UNSUPPORTED_MODES = ("tfcrop", "rflag", "antint", "list")
+UNSUPPORTED_MODES = ("rflag", "antint", "list")
 _SELECTION_KEYS = ("field", "spw", "antenna", "uvrange", "timerange", "scan", "intent", "observation",
                    "correlation")
 
@@ -57,6 +59,18 @@ class FlagConfig:
     flagneartime: bool = False
     flagnearfreq: bool = False
     threshold: float = 5.0              # mad: robust sigmas
+    # tfcrop (flagdata's parameters and defaults; flagging/tfcrop.py)
+    ntime: object = "scan"              # 'scan' or seconds (a number or '60s', '2min')
+    combinescans: bool = False
+    timecutoff: float = 4.0
+    freqcutoff: float = 3.0
+    timefit: str = "line"
+    freqfit: str = "poly"
+    maxnpieces: int = 7
+    flagdimension: str = "freqtime"
+    usewindowstats: str = "none"
+    halfwin: int = 1
+    extendflags: bool = True
     tolerance: float = 0.0              # shadow: metres added to (D1+D2)/2
     addantenna: str = ""                # shadow: not supported (must be '')
     lowerlimit: float = 0.0             # elevation: degrees
@@ -78,8 +92,9 @@ class FlagConfig:
 
 def unsupported_mode_message(mode) -> str:
     """The error for one of flagdata's modes akflag does not have (:data:`UNSUPPORTED_MODES`)."""
-    return (f"{mode!r} (flagdata's) is not supported by akflag; for RFI use mode='aoflagger' (AOFlagger "
-            "strategies) or mode='mad' (robust outliers); modes: " + ", ".join(MODES))
+    return (f"{mode!r} (flagdata's) is not supported by akflag; for RFI use mode='tfcrop' (flagdata's "
+            "tfcrop), mode='aoflagger' (AOFlagger strategies) or mode='mad' (robust outliers); modes: "
+            + ", ".join(MODES))
 
 
 def _str(d, key, where, names, errs):
@@ -130,6 +145,8 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
                  f"({cfg.lowerlimit!r}) degrees")
     if not cfg.threshold > 0 and _name("threshold", where, names) not in errs.errors:
         errs.add(_name("threshold", where, names), f"{cfg.threshold!r} must be > 0 (robust sigmas)")
+    if cfg.mode == "tfcrop":
+        _tfcrop_params(cfg, where, names, errs)
     from ..config import check_cluster
 
     check_cluster(cfg, where, names, errs)
@@ -146,6 +163,24 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
             errs.add(_name(key, where, names), msg)
     errs.raise_if_any()
     return cfg
+
+
+def _tfcrop_params(cfg, where, names, errs):
+    """tfcrop's checks beyond the XML's (ntime's forms, cutoffs > 0, combinescans with ntime='scan')."""
+    from .tfcrop import ntime_seconds
+
+    try:
+        seconds = ntime_seconds(cfg.ntime)
+    except ValueError as e:
+        errs.add(_name("ntime", where, names), str(e))
+        seconds = 0.0
+    for key in ("timecutoff", "freqcutoff"):
+        v = getattr(cfg, key)
+        if not v > 0 and _name(key, where, names) not in errs.errors:
+            errs.add(_name(key, where, names), f"{v!r} must be > 0 (a multiple of the rms deviation)")
+    if cfg.combinescans and seconds > 0:
+        errs.add(_name("combinescans", where, names), "True with a numeric ntime (chunks spanning scans) is "
+                 "not supported by akflag: each scan is flagged on its own; use combinescans=False")
 
 
 def _strlist(v):
@@ -192,8 +227,9 @@ def _gain_params(cfg, d, where, names, errs, check_ms=True):
     if cfg.datacolumn in ("corrected", "corrected_residual"):
         errs.add(_name("datacolumn", where, names), f"{cfg.datacolumn!r} with gaintable would correct the "
                  "data twice; use 'data' or 'residual' (DATA corrected on the fly)")
-    if cfg.mode not in ("aoflagger", "mad", "clip"):
-        errs.add(_name("gaintable", where, names), f"is used only by the data modes aoflagger, mad and clip "
+    if cfg.mode not in ("aoflagger", "mad", "clip", "tfcrop"):
+        errs.add(_name("gaintable", where, names), f"is used only by the data modes aoflagger, mad, clip and "
+                 "tfcrop "
                  f"(mode is {cfg.mode!r})")
     for i, tb in enumerate(tables if check_ms else []):     # (relative to a YAML file: checked there)
         if not os.path.exists(tb):
