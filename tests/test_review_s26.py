@@ -1,0 +1,71 @@
+"""Review of session 26's user-visible changes (per-hand solution flags, solve weights, calwt), tried as a
+user would; each test pins a defect found (docs/README "Solution flags per polarisation", "Which weights
+a solve uses", "CASA parameters" calwt)."""
+
+import os
+import sys
+
+import pytest
+
+from alakazam.io import hdf5
+from alakazam.sim import simulate_ms
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_ms_variety import recorrelate  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def rr_only(tmp_path_factory):
+    """A circular-feed MS whose SPW 0 records RR only (uGMRT-like single-pol SPW beside a 4-correlation
+    one), G solved per scan: (MS, table)."""
+    from alakazam.caltasks import akcal
+
+    d = tmp_path_factory.mktemp("rr_only")
+    ms = str(d / "rr.ms")
+    simulate_ms(ms, feed="circular", n_ant=5, n_ant_extra=0, n_chan=(4, 4), int_s=120.0, scan_len_s=600.0,
+                duration_h=0.5, noise=0.05, seed=3, leakage=False, crosshand=False, parang_in_data=False,
+                dead_ant=False, flag_rows=0.0, time_gains=False, bandpass=False)
+    from casacore.tables import table
+
+    with table(ms + "::DATA_DESCRIPTION", ack=False) as t:
+        spw_of = list(t.getcol("SPECTRAL_WINDOW_ID"))
+    dd_rr = spw_of.index(0)
+    recorrelate(ms, {dd: ([0] if dd == dd_rr else [0, 1, 2, 3]) for dd in range(len(spw_of))})
+    cal = str(d / "rr.h5")
+    akcal(vis=ms, caltable=cal, field="3C286", refant="C00", jones=["G"], solint=["scan"])
+    return ms, cal
+
+
+def test_akinfo_does_not_call_an_unrecorded_hand_flagged(rr_only):
+    """akinfo's 'flagged p/q' of an RR-only SPW: the L hand is not recorded (attr hands [0]; pol_flags
+    stores it flagged), so it is shown as '-', not as '100.0%' (which reads as a dead L feed); the
+    4-correlation SPW shows both hands.  The 'flagged' column already counts recorded hands only."""
+    from rich.console import Console
+
+    _, cal = rr_only
+    rows = {r["spw"]: r for r in hdf5.summary(cal) if r["key"] == "G0"}
+    assert rows[0]["flagged_hands"] == [0.0, None] and rows[0]["flagged"] == 0.0
+    assert rows[1]["flagged_hands"] == [0.0, 0.0]
+    con = Console(width=250, record=True)
+    con.print(hdf5.summary_table(cal))
+    text = con.export_text()
+    assert "0.0% / -" in text and "/ 100.0%" not in text
+
+
+def test_plot_does_not_draw_an_unrecorded_hand(rr_only):
+    """akplot of the RR-only SPW: no L curve and no 'flagged' crosses (the L hand is not recorded; it was
+    drawn as a row of grey crosses at 0 on every antenna, as if the L feeds were all dead); the
+    4-correlation SPW draws both hands."""
+    from alakazam import plots
+
+    _, cal = rr_only
+    series = {s.spw: s for s in plots.load_series(hdf5.read_term(cal, "G0"), "G0")}
+    for spw, want in ((0, {"R"}), (1, {"R", "L"})):
+        s = series[spw]
+        fig = plots.antenna_figure(s, 1, float(s.time[0]))
+        labels = {ln.get_label() for ax in fig.axes for ln in ax.get_lines()}
+        drawn = {lab for lab in labels if lab in ("R", "L")}
+        assert drawn == want, (spw, labels)
+        assert plots.FLAG_LABEL not in labels, (spw, labels)
