@@ -69,3 +69,15 @@ def test_plot_does_not_draw_an_unrecorded_hand(rr_only):
         drawn = {lab for lab in labels if lab in ("R", "L")}
         assert drawn == want, (spw, labels)
         assert plots.FLAG_LABEL not in labels, (spw, labels)
+
+
+def test_calwt_help_states_the_weights_written():
+    """akapply's calwt help (XML, hence README's YAML table and the shell's inp) said the weights are
+    scaled by 1/(amp_p amp_q)^2 -- the inverted rule fixed this session (calibration/calwt.py writes
+    |g_a g_b|^2 / SIGMA^2, CASA 6.7 applycal); README's 'CASA parameters' line said 1 / (SIGMA^2 |g|^2)."""
+    from alakazam import schema
+
+    short = schema.spec("apply", "calwt").short
+    assert "1/(amp" not in short and "(amp_p amp_q)^2 / SIGMA^2" in short, short
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    assert "1 / (SIGMA^2 |g_p,a|^2 |g_q,b|^2)" not in readme and "1/(amp_p amp_q)^2" not in readme
