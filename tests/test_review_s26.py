@@ -5,6 +5,7 @@ a solve uses", "CASA parameters" calwt)."""
 import os
 import sys
 
+import numpy as np
 import pytest
 
 from alakazam.io import hdf5
@@ -16,14 +17,9 @@ from test_ms_variety import recorrelate  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def rr_only(tmp_path_factory):
-    """A circular-feed MS whose SPW 0 records RR only (uGMRT-like single-pol SPW beside a 4-correlation
-    one), G solved per scan: (MS, table)."""
-    from alakazam.caltasks import akcal
-
-    d = tmp_path_factory.mktemp("rr_only")
-    ms = str(d / "rr.ms")
+def _rr_only_ms(ms, rr_spw):
+    """A circular-feed MS whose SPW ``rr_spw`` records RR only (uGMRT-like single-pol SPW beside a
+    4-correlation one; the simulator's DATA_DESC_ID 0 is SPW 1)."""
     simulate_ms(ms, feed="circular", n_ant=5, n_ant_extra=0, n_chan=(4, 4), int_s=120.0, scan_len_s=600.0,
                 duration_h=0.5, noise=0.05, seed=3, leakage=False, crosshand=False, parang_in_data=False,
                 dead_ant=False, flag_rows=0.0, time_gains=False, bandpass=False)
@@ -31,8 +27,18 @@ def rr_only(tmp_path_factory):
 
     with table(ms + "::DATA_DESCRIPTION", ack=False) as t:
         spw_of = list(t.getcol("SPECTRAL_WINDOW_ID"))
-    dd_rr = spw_of.index(0)
+    dd_rr = spw_of.index(rr_spw)
     recorrelate(ms, {dd: ([0] if dd == dd_rr else [0, 1, 2, 3]) for dd in range(len(spw_of))})
+    return ms
+
+
+@pytest.fixture(scope="module")
+def rr_only(tmp_path_factory):
+    """SPW 0 RR only, G solved per scan: (MS, table)."""
+    from alakazam.caltasks import akcal
+
+    d = tmp_path_factory.mktemp("rr_only")
+    ms = _rr_only_ms(str(d / "rr.ms"), 0)
     cal = str(d / "rr.h5")
     akcal(vis=ms, caltable=cal, field="3C286", refant="C00", jones=["G"], solint=["scan"])
     return ms, cal
@@ -81,3 +87,21 @@ def test_calwt_help_states_the_weights_written():
     assert "1/(amp" not in short and "(amp_p amp_q)^2 / SIGMA^2" in short, short
     readme = open(os.path.join(ROOT, "README.md")).read()
     assert "1 / (SIGMA^2 |g_p,a|^2 |g_q,b|^2)" not in readme and "1/(amp_p amp_q)^2" not in readme
+
+
+@pytest.mark.parametrize("rr_spw", [0, 1])
+def test_combine_spw_records_the_hands_of_every_combined_spw(tmp_path, rr_spw):
+    """combine='spw' over an RR-only SPW and a 4-correlation one solves both hands (L from the
+    4-correlation SPW), so every stored copy records hands [0, 1].  The attribute was taken from the
+    unit's first SPW alone: [0] when that was the RR-only one (DATA_DESC_ID 0, SPW 1 here), so ``flags``
+    ignored the L hand's flags and akinfo / akplot hid a solved hand; which SPW came first decided it."""
+    from alakazam.caltasks import akcal
+
+    ms = _rr_only_ms(str(tmp_path / "rr.ms"), rr_spw)
+    cal = str(tmp_path / "c.h5")
+    akcal(vis=ms, caltable=cal, field="3C286", refant="C00", jones=["G"], solint=["scan"], combine="spw")
+    sets = hdf5.read_term(cal, "G0")
+    assert sorted({s.spw for s in sets}) == [0, 1]
+    for s in sets:
+        assert [int(h) for h in s.attrs["hands"]] == [0, 1], (s.spw, s.attrs["hands"])
+        assert not s.hand_flags().any() and np.isfinite(s.jones[..., 1, 1]).all()
