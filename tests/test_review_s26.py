@@ -105,3 +105,22 @@ def test_combine_spw_records_the_hands_of_every_combined_spw(tmp_path, rr_spw):
     for s in sets:
         assert [int(h) for h in s.attrs["hands"]] == [0, 1], (s.spw, s.attrs["hands"])
         assert not s.hand_flags().any() and np.isfinite(s.jones[..., 1, 1]).all()
+
+
+def test_casa_caltable_of_a_single_pol_spw_reads_back_its_hands(rr_only, tmp_path):
+    """Export of the RR-only SPW's G to a CASA caltable writes FLAG True for the unrecorded pol (as CASA
+    6.7 gaincal does on a single-pol MS); reading it back (akapply/akcal gaintable) gave flags True for
+    every antenna (the 'not whole' rule over both pols) -- every solution of the SPW looked flagged.  It
+    now reads back as written: hands [0], flags as solved, the recorded hand's values kept."""
+    from alakazam.io import casatable
+
+    ms, cal = rr_only
+    out = str(tmp_path / "g.tb")
+    casatable.export(cal, "G0", out, ms=ms)
+    back = {b.spw: b for b in casatable.read_table(out)}
+    for s in hdf5.read_term(cal, "G0"):
+        b = back[s.spw]
+        assert [int(h) for h in b.attrs.get("hands", (0, 1))] == [int(h) for h in s.attrs["hands"]], s.spw
+        np.testing.assert_array_equal(b.flags, s.flags)
+        np.testing.assert_array_equal(b.hand_flags(), s.hand_flags())
+        np.testing.assert_allclose(b.jones[..., 0, 0], s.jones[..., 0, 0], rtol=0, atol=1e-6)
