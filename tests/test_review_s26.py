@@ -124,3 +124,38 @@ def test_casa_caltable_of_a_single_pol_spw_reads_back_its_hands(rr_only, tmp_pat
         np.testing.assert_array_equal(b.flags, s.flags)
         np.testing.assert_array_equal(b.hand_flags(), s.hand_flags())
         np.testing.assert_allclose(b.jones[..., 0, 0], s.jones[..., 0, 0], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("hours", [1.0, 0.5])
+def test_log_names_a_hand_solved_with_a_fallback_reference(tmp_path, caplog, hours):
+    """The refant's p feed dead in 3C286's first scan of a 4-correlation MS: that scan's p hand is solved
+    with the next refant (the cell's reference stays C00, whose q hand has data).  With a second 3C286
+    scan (1 h) it is bridged to C00 there; without one (0.5 h) C01 is the p hand's reference for the step
+    (attr ref_ant_hands [C01, C00]).  README ("Reference antenna"): the log counts the cells
+    re-referenced and says when the first refant is not used; it said nothing (1 h), or that C00 was the
+    reference of no cell (0.5 h; it is q's), since it looked at the cells' references only."""
+    import logging
+
+    from alakazam.caltasks import akcal
+    from test_pol_flags import _kill_hand
+
+    ms = str(tmp_path / "k.ms")       # 6 antennas: 4 baselines per antenna left in p (minblperant 4)
+    simulate_ms(ms, feed="linear", n_ant=6, n_ant_extra=0, n_chan=(8,), int_s=120.0, scan_len_s=600.0,
+                duration_h=hours, noise=0.05, seed=3, leakage=False, crosshand=False, parang_in_data=False,
+                dead_ant=False, flag_rows=0.0, time_gains=False, bandpass=False)
+    _kill_hand(ms, 0, 0, scan=1)
+    with caplog.at_level(logging.INFO, logger="alakazam"):
+        akcal(vis=ms, caltable=str(tmp_path / "k.h5"), field="3C286", refant="C00,C01", jones=["K"],
+              solint=["scan"])
+    k = {s.scan_id: s for s in hdf5.read_term(str(tmp_path / "k.h5"), "K0")}
+    assert (np.asarray(k[1].extra["ref_ant"]) == 0).all()
+    pf = k[1].hand_flags()
+    assert pf[0, ..., 0].all() and not np.delete(pf, 0, 0).any() and not pf[..., 1].any()
+    msgs = [r.getMessage() for r in caplog.records if "K0 (K) spw 0" in r.getMessage()]
+    if hours == 1.0:
+        assert [list(x.attrs["ref_ant_hands"]) for x in k.values()] == [[0, 0], [0, 0]]
+        assert len(msgs) == 1 and "solved with C01: 1 re-referenced to C00 (bridged)" in msgs[0], msgs
+    else:
+        assert list(k[1].attrs["ref_ant_hands"]) == [1, 0]
+        assert len(msgs) == 1 and "hand p: the first reference antenna C00" in msgs[0] and \
+            "C01 is its reference" in msgs[0], msgs
