@@ -159,3 +159,18 @@ def test_log_names_a_hand_solved_with_a_fallback_reference(tmp_path, caplog, hou
         assert list(k[1].attrs["ref_ant_hands"]) == [1, 0]
         assert len(msgs) == 1 and "hand p: the first reference antenna C00" in msgs[0] and \
             "C01 is its reference" in msgs[0], msgs
+
+
+def test_yaml_apply_block_with_missing_ms_reports_its_missing_table(tmp_path):
+    """README ('Safety'): the preflight reports the tables to read that do not exist 'also in an apply
+    block whose own ms ... bad'.  With the MS missing (the block parses; its MS check fails first) the
+    missing table went unreported until the MS was fixed."""
+    from alakazam.errors import ParameterError
+    from caltasks.yamlrun import run_yaml
+
+    y = tmp_path / "a.yaml"
+    y.write_text("apply:\n  - ms: nothere.ms\n    jones: [K0]\n    tables: [missing.h5]\n")
+    with pytest.raises(ParameterError) as e:
+        run_yaml(str(y))
+    assert "apply[0].ms" in e.value.errors
+    assert any("missing.h5" in m for m in e.value.errors.get("apply[0].tables[0]", [])), e.value.errors
