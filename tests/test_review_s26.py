@@ -166,7 +166,7 @@ def test_yaml_apply_block_with_missing_ms_reports_its_missing_table(tmp_path):
     block whose own ms ... bad'.  With the MS missing (the block parses; its MS check fails first) the
     missing table went unreported until the MS was fixed."""
     from alakazam.errors import ParameterError
-    from caltasks.yamlrun import run_yaml
+    from alakazam.caltasks.yamlrun import run_yaml
 
     y = tmp_path / "a.yaml"
     y.write_text("apply:\n  - ms: nothere.ms\n    jones: [K0]\n    tables: [missing.h5]\n")
