@@ -174,3 +174,36 @@ def test_yaml_apply_block_with_missing_ms_reports_its_missing_table(tmp_path):
         run_yaml(str(y))
     assert "apply[0].ms" in e.value.errors
     assert any("missing.h5" in m for m in e.value.errors.get("apply[0].tables[0]", [])), e.value.errors
+
+
+def test_single_pol_dof_counts_the_recorded_hand_only(tmp_path):
+    """rchi2 (and the SNR derived from it) counted the parameters of both hands against the samples of
+    the one an RR-only MS records: with 4 antennas (minblperant 3) a G cell had 2 x 6 samples and 14
+    'parameters', so DOF < 0, rchi2 NaN, SNR 0 and minsnr flagged every solution of the single-pol
+    SPW (the 4-correlation SPW beside it solved fine); with 5 antennas rchi2 came out ~5x too large.
+    Now each hand's parameters count only where it has data: the RR-only SPW's solutions are unflagged,
+    equal to the 4-correlation MS's p hand, with rchi2 near 1 (noise-only data)."""
+    from casacore.tables import table
+
+    from alakazam.caltasks import akcal
+
+    out = {}
+    for kind in ("four", "rr"):
+        ms = str(tmp_path / f"{kind}.ms")
+        simulate_ms(ms, feed="circular", n_ant=4, n_ant_extra=0, n_chan=(4, 4), int_s=120.0, scan_len_s=600.0,
+                    duration_h=0.5, noise=0.05, seed=3, leakage=False, crosshand=False, parang_in_data=False,
+                    dead_ant=False, flag_rows=0.0, time_gains=False, bandpass=False, delays=False)
+        if kind == "rr":
+            with table(ms + "::DATA_DESCRIPTION", ack=False) as t:
+                spw_of = list(t.getcol("SPECTRAL_WINDOW_ID"))
+            recorrelate(ms, {dd: ([0] if spw_of[dd] == 0 else [0, 1, 2, 3]) for dd in range(len(spw_of))})
+        cal = str(tmp_path / f"{kind}.h5")
+        akcal(vis=ms, caltable=cal, field="3C286,3C147", refant="C00", jones=["G"], solint=["scan"],
+              minblperant=3)
+        out[kind] = {(s.spw, s.scan_id): s for s in hdf5.read_term(cal, "G0")}
+    for key, s in out["rr"].items():
+        f = out["four"][key]
+        assert not s.hand_flags()[..., 0].any(), key
+        np.testing.assert_allclose(s.jones[..., 0, 0], f.jones[..., 0, 0], rtol=0, atol=1e-9)
+        r = float(np.asarray(s.extra["rchi2"]).ravel()[0])
+        assert 0.2 < r < 3.0, (key, r)
