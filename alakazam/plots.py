@@ -39,6 +39,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from .core import handflags
 from .errors import AlakazamError, ParameterError
 from .jones import terms as jterms
 
@@ -70,6 +71,7 @@ class Series:
     ant_names: List[str]
     ref_ant: str
     feed_basis: str
+    hands: tuple = (0, 1)      # hands the MS records (attr hands: (0,) for RR / XX only); others not drawn
 
 
 def plot_kind(jones_type: str, n_freq: int, n_time: int, has_delay: bool) -> str:
@@ -106,7 +108,8 @@ def load_series(sets, key) -> List[Series]:
                    if ss[0].delay is not None else None),
             scan=np.concatenate([np.full(len(s.time), s.scan_id) for s in ss])[order],
             ant_names=list(names), ref_ant=str(a.get("ref_ant_name", "")),
-            feed_basis=str(a.get("feed_basis", "linear"))))
+            feed_basis=str(a.get("feed_basis", "linear")),
+            hands=tuple(sorted({h for x in ss for h in handflags.set_hands(x)}))))
     return sorted(out, key=lambda s: (s.field, s.spw))
 
 
@@ -158,6 +161,8 @@ def _draw(ax, s: Series, ia: int, what: str, kind: str, t0_day: float, marker_sc
     ms = 4 * marker_scale
     fx, fy = [], []
     for ip in range(2):
+        if ip not in s.hands:                   # a hand the MS does not record: nothing to draw
+            continue
         if kind == "freq":
             x_all = s.freq / 1e9
             curves = [(vals[:, it, ip], flags[:, it, ip]) for it in range(vals.shape[1])]

@@ -583,7 +583,9 @@ def _solution_set(ctx, step, g: FieldSpw, group: Group, acc, cells_t, res, cell_
         for c, (it, jf) in enumerate(cell_index):
             pol[:, jf, it] = res.extra["pol_flags"][c]
             ref_hand[jf, it] = res.extra["ref_ant_hand"][c]
-        sset.attrs["hands"] = recorded_hands(g.spw.corr_types)
+        # every SPW the unit solved together (combine='spw': an RR-only SPW beside a 4-correlation one)
+        sset.attrs["hands"] = sorted({h for m in g.members for h in recorded_hands(
+            ctx.meta.spws[m.ddid].corr_types)})
         sset.pol_flags = pol
         sset.flags[:] = antenna_flags(pol, sset.attrs["hands"])
         sset.extra["ref_ant_hand"] = ref_hand

@@ -252,6 +252,12 @@ def preflight(blocks, produced_elsewhere=()):
                 for msg in msgs:
                     if msg not in errors.get(k, []):
                         add(k, msg)
+        elif section == "apply" and isinstance(block, dict) and f"{where}.ms" in errors:   # tables unchecked
+            from alakazam.calibration import apply_blockcheck
+            for k, msgs in apply_blockcheck.errors(block, where, have_table, produced).items():
+                for msg in msgs:
+                    if msg not in errors.get(k, []):
+                        add(k, msg)
         if produced_here:
             produced.add(os.path.realpath(os.path.expanduser(produced_here)))
         if cfg is not None:

@@ -17,7 +17,7 @@ Conventions (pinned by tests/test_apply_params.py):
   twice gives the same weights, never compounded scalings.  A SIGMA <= 0 gives weight 0.
 * WEIGHT_SPECTRUM (when the MS has it): per channel as above, from SIGMA_SPECTRUM when present, else
   from SIGMA; the channels not selected keep their values.  WEIGHT: the row's SIGMA-based weight times
-  the mean factor ``1 / |g_p,a g_q,b|^2`` over the selected channels with a valid solution.
+  the mean factor ``|g_p,a g_q,b|^2`` over the selected channels with a valid solution.
 * A sample without a valid solution: weight 0 when it is flagged (calflag), otherwise (calonly: the
   data are written uncorrected) its weight is ``1/SIGMA^2`` unscaled.
 * Only modes that write data write weights (not trial / flagonly); ``correlation`` restricts which

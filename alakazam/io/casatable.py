@@ -457,6 +457,13 @@ def read_table(path) -> List[SolutionSet]:
         if per_hand(jt) and (pol[..., 0] != pol[..., 1]).any():   # a hand flagged where the other is not
             pf = pol
             nan_flagged(jones, delay, np.where(pol.all(-1, keepdims=True), False, pol))
+            # a pol flagged in every solution while the other is not: the MS did not record it (CASA
+            # flags the second pol of an XX- or RR-only MS, measured): attr hands as a solve writes it,
+            # so ``flags`` ("not whole") counts the recorded hand only (core/handflags.py)
+            rec = [h for h in (0, 1) if not pol[..., h].all()]
+            if len(rec) == 1:
+                attrs["hands"] = rec
+                flags = pol[..., rec[0]].copy()
         out.append(SolutionSet(jones=jones, flags=flags, time=ut, freq=np.asarray(freqs, float),
                                delay=delay, attrs=attrs, pol_flags=pf))
     return out

@@ -599,14 +599,26 @@ def summary(path) -> List[dict]:
                 spw=s.spw, shape=tuple(s.jones.shape), n_ant=s.jones.shape[0],
                 n_freq=s.jones.shape[1], n_time=s.jones.shape[2],
                 flagged=float(np.mean(s.flags)) if s.flags.size else 0.0,
-                # per hand (p, q) when the set has pol_flags (K, G: alakazam.core.handflags), else None
-                flagged_hands=([float(np.mean(s.hand_flags()[..., h])) for h in (0, 1)]
-                               if s.pol_flags is not None and s.flags.size else None),
+                # per hand (p, q) when the set has pol_flags (K, G: alakazam.core.handflags), else None;
+                # a hand the MS does not record (attr hands, e.g. RR only) is None, not "all flagged"
+                flagged_hands=_flagged_hands(s),
                 backend=a.get("solver_backend"), ref_ant=a.get("ref_ant_name"),
                 time_interval=a.get("time_interval", a.get("solint_s")),
                 freq_interval=a.get("freq_interval", a.get("freqint_hz")),
                 converged=float(np.mean(s.converged)) if s.converged.size else 0.0))
     return rows
+
+
+def _flagged_hands(s):
+    """Flagged fraction of each hand (p, q) of a set with pol_flags, None for a hand it does not record;
+    None without pol_flags."""
+    if s.pol_flags is None or not s.flags.size:
+        return None
+    from ..core.handflags import set_hands
+
+    rec = set_hands(s)
+    hf = s.hand_flags()
+    return [float(np.mean(hf[..., h])) if h in rec else None for h in (0, 1)]
 
 
 def summary_table(path):
@@ -627,7 +639,8 @@ def summary_table(path):
         for c in cols:
             if c == "flagged p/q":
                 fh = r["flagged_hands"]
-                vals.append("-" if fh is None else f"{100 * fh[0]:.1f}% / {100 * fh[1]:.1f}%")
+                vals.append("-" if fh is None else
+                            " / ".join("-" if x is None else f"{100 * x:.1f}%" for x in fh))
                 continue
             v = r[c]
             if c in ("flagged", "converged"):

@@ -161,7 +161,8 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     if cost is None or not getattr(backend_module, "COST_IS_CHI2", False):
         cost = chi2(jones_type, params, batch, J)
     conv = np.asarray(conv, bool)
-    snr, rchi2 = quality.snr(jones_type, batch, J, cost, has, opts.phase_only)
+    snr, rchi2 = quality.snr(jones_type, batch, J, cost, has, opts.phase_only,
+                             has_hands=has_h if hands else None)   # DOF: each hand where it has data
     if hands:
         pol, ex = handsolve.flags(J, has_h, snr, conv, opts, dropped_h & had_h)
         flags = pol.any(-1)

@@ -271,10 +271,13 @@ def _add_to_ants(sens_p, a1, a2, s1, s2):
                                                                                    minlength=n_ant)
 
 
-def snr(jones_type, batch, J, cost, has, phase_only=False):
+def snr(jones_type, batch, J, cost, has, phase_only=False, has_hands=None):
     """``(snr (n_cell, n_ant, 2), rchi2 (n_cell,))`` of the solutions ``J`` (n_cell, n_ant, 2, 2)
     (module docstring).  The model visibilities V^ = J_a M J_b^H and their weighted powers are
-    summed per (cell, baseline) in one compiled pass (:func:`_power_sums`)."""
+    summed per (cell, baseline) in one compiled pass (:func:`_power_sums`).  ``has_hands`` (n_cell,
+    n_ant, 2), a per-hand term's presence (solvers/handsolve.py): the DOF counts each hand's parameters
+    (half the antenna's, the reference's fixed ones too) only where that hand has data -- an RR-only MS
+    has one hand's samples and parameters (both hands' parameters gave it DOF <= 0 on 4 antennas)."""
     n_cell, n_ant = batch.n_cell, batch.n_ant
     a1 = np.ascontiguousarray(batch.ant1, np.int64)
     a2 = np.ascontiguousarray(batch.ant2, np.int64)
@@ -287,7 +290,11 @@ def snr(jones_type, batch, J, cost, has, phase_only=False):
                  np.ascontiguousarray(batch.weight, np.float64), a1, a2, sums, n_wb)
     corr = list(terms.get(jones_type).corr)
     n_w = n_wb[..., corr].sum(axis=(1, 2))
-    n_par = _n_par(jones_type, has.sum(axis=1), phase_only)
+    if has_hands is None:
+        n_par = _n_par(jones_type, has.sum(axis=1), phase_only)
+    else:               # per hand: half of an antenna's parameters, counted where the hand has data
+        n_h = np.asarray(has_hands).sum(axis=1)                      # (n_cell, 2)
+        n_par = np.where(n_h > 0, _n_par(jones_type, n_h, phase_only) / 2.0, 0.0).sum(axis=-1)
     dof = 2 * n_w - n_par
     with np.errstate(divide="ignore", invalid="ignore"):
         k2 = np.where(dof > 0, np.asarray(cost, float) / np.maximum(dof, 1), np.nan)

@@ -305,18 +305,46 @@ def _flag_cell(s, jf, it):
         s.delay[:, jf, it] = np.nan
 
 
+def _hand_refs(sets):
+    """Per-hand sets (rereference_hands): the antennas that referenced a recorded hand h in some cell
+    other than that hand's step reference R_h, and {h: R_h}; (None, None) for other sets."""
+    from ..core.handflags import set_hands
+
+    if not all("ref_ant_hand" in s.extra and s.attrs.get("ref_ant_hands") is not None for s in sets):
+        return None, None
+    others, hand_R = set(), {}
+    for s in sets:
+        rh = np.asarray(s.extra["ref_ant_hand"])
+        for h in set_hands(s):
+            hand_R[h] = int(s.attrs["ref_ant_hands"][h])
+            others |= {int(u) for u in np.unique(rh[..., h])} - {hand_R[h]}
+    return others, hand_R
+
+
 def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
-    used = np.concatenate([np.asarray(s.extra["ref_ant"]).ravel() for s in sets])
-    others = sorted(set(int(u) for u in np.unique(used)) - {R})
-    if not others and not counts["no_data"]:
+    others, hand_R = _hand_refs(sets)     # a hand solved with a fallback (the cell's reference unchanged)
+    if others is None:
+        used = np.concatenate([np.asarray(s.extra["ref_ant"]).ravel() for s in sets])
+        others = set(int(u) for u in np.unique(used)) - {R}
+    others = sorted(others)
+    moved = {h: r for h, r in (hand_R or {}).items() if r != refs[0]}
+    if not others and not counts["no_data"] and not moved and R == refs[0]:
         return
+    if hand_R and len(set(hand_R.values())) > 1:   # the hands' references differ: name both
+        R_text = " / ".join(f"{names[r]} ({'pq'[h]})" for h, r in sorted(hand_R.items()))
+    else:
+        R_text = names[R]
     where = f"{step_key} ({jones_type}) spw {spw}"
+    if mode == "flex":
+        for h, r in moved.items():
+            log.warning("%s: hand %s: the first reference antenna %s has data in this hand in no cell; %s is "
+                        "its reference (attr ref_ant_hands)", where, "pq"[h], names[refs[0]], names[r])
     if others:
         log.warning("%s: reference %s; cells solved with %s: %d re-referenced to %s (bridged), %d flagged "
                     "without a bridge, %d flagged by refantmode strict (solver_stats/ref_ant keeps each "
-                    "cell's antenna)", where, names[R], ", ".join(names[o] for o in others),
-                    counts["rereferenced"], names[R], counts["no_bridge"], counts["strict"])
-    if R != refs[0] and mode == "flex":
+                    "cell's antenna)", where, R_text, ", ".join(names[o] for o in others),
+                    counts["rereferenced"], R_text, counts["no_bridge"], counts["strict"])
+    if R != refs[0] and mode == "flex" and not hand_R:
         log.warning("%s: the first reference antenna %s is the reference of no cell; %s is used", where,
                     names[refs[0]], names[R])
     if counts["no_data"]:
