@@ -10,7 +10,8 @@ the row's median and MAD), and
 the extension again (:func:`extend`).
 
 :func:`flag_bad_values` (always on)
-    A sample is flagged when its DATA or WEIGHT is NaN/Inf, or WEIGHT < 0; a (row, channel) is flagged
+    A sample is flagged when its DATA or weight (the solve's: 1/SIGMA^2 for DATA, WEIGHT for
+    CORRECTED_DATA, :mod:`alakazam.core.weights`) is NaN/Inf, or the weight < 0; a (row, channel) is flagged
     in every correlation when MODEL_DATA is NaN/Inf in any correlation (the model-side pre-apply
     mixes the four correlations) or zero in all of them (a zero model carries no gain information and
     would bias the weighted averages ``sum w V / sum w`` against ``sum w M / sum w``).
@@ -26,10 +27,25 @@ the extension again (:func:`extend`).
     1. *bursts* (per baseline, across the group's integrations): a row whose L_r exceeds the
        baseline's median level by more than ``max(threshold * sigma, BURST_REL * median)`` is flagged
        in every channel (broadband RFI: the per-row MAD cannot see it, all channels rise together);
+    1a. *baseline noise scale* (per baseline and parallel hand, from the group's data, not from the
+       weights): n_b = the median of ``|y_t - y_t'|`` over the pairs of consecutive unflagged
+       integrations t, t' of the baseline (bursts left out) in every ``n_chan // SCALE_CHANNELS``-th
+       channel, y = x / L_r.  A difference in time of one baseline and channel cancels its bandpass
+       (which differs between baselines by more than the noise at high SNR) and its gains (L_r), so
+       n_b measures its noise alone; ñ = the median of n_b over the group's baselines (the typical
+       baseline).  The baseline's relative scale r_b = n_b / ñ (log r_b shrunk towards 0 by its own
+       estimation variance v = 2 / n_pairs, ``log r (1 - v / log^2 r)``, 0 where ``log^2 r < v``, so
+       that few samples' scatter does not make clean baselines look quieter or noisier than they are;
+       r_b = 1 with fewer than :data:`MIN_SCALE_PAIRS` pairs or n_b = 0).  An antenna with a warm
+       receiver, a bad LNA or a higher Tsys has a larger r_b on all its baselines, whether or not
+       SIGMA/WEIGHT describe it (measured on a 5-antenna, 8-channel MS with one antenna at 3x / 5x /
+       10x the noise: 1b. flagged 1.2% / 12% / 58% of its clean samples without this scale, and the
+       extension then whole rows; tests/test_noisy_antenna_flags.py);
     1b. *time direction* (per channel, across the rows of the group) on the normalised ratio
-       ``x / L_r`` (the gains and the source flux cancel, the bandpass shape remains): median m_c and
-       sigma_c = 1.4826 MAD; a sample with ``|x/L - m_c| > max(threshold * sigma_c, MIN_REL_DEV m_c)``
-       is flagged (intermittent narrow-band RFI);
+       y = ``x / L_r`` (the gains and the source flux cancel, the bandpass shape remains): median m_c
+       and sigma_c = 1.4826 MAD of ``|y - m_c| / r_b`` (the typical baseline's scatter); a sample with
+       ``|y - m_c| / r_b > threshold * sigma_c`` and ``|y - m_c| > MIN_REL_DEV m_c`` is flagged
+       (intermittent narrow-band RFI, judged against the noise of its own baseline);
     2. *persistent channels* (across channels, on the m_c of 1b): d_c = m_c - r_c, r_c the running
        median of m over the 7 channels centred on c (a smooth bandpass cancels); with
        sigma_d = 1.4826 MAD(d) over the channels, channel c is flagged in every row of the group
@@ -62,7 +78,7 @@ import numpy as np
 from .._numba import njit, threaded
 from . import rfi
 from ..errors import AlakazamError
-from .rfi import MAD_TO_SIGMA, MAX_STAT_SAMPLES, MIN_CHANNELS, _median, median_and_sigma, row_ratios
+from .rfi import MAD_TO_SIGMA, MAX_STAT_SAMPLES, MIN_CHANNELS, _median, row_ratios
 
 #: minimum rows of a group (and usable samples of a channel) for statistics
 MIN_ROWS = 4
@@ -86,6 +102,11 @@ HALF_WINDOW = 3
 # sample is still tested against them
 #: a row group is a block of this many consecutive integrations of one scan (:func:`stat_blocks`)
 BLOCK_INTEGRATIONS = 8
+#: the baseline noise scale (1a.) from every (n_chan // SCALE_CHANNELS)-th channel: 64 channels of 7
+#: pairs of integrations are ~450 differences, a scale within ~7%
+SCALE_CHANNELS = 64
+#: a baseline's noise scale needs this many differences (fewer: r_b = 1, the typical baseline's)
+MIN_SCALE_PAIRS = 16
 
 
 @njit
@@ -223,16 +244,100 @@ def _bursts(out, level, seg_rows, seg_bounds, threshold, burst):
 
 
 @njit
-def _time_direction(start, stride, buf, out, rows, lo, threshold, med, sig, nuse, burst, step):
-    # per channel (parallel): median and MAD across the group's rows of x / level(row), per parallel
-    # hand; per-sample outliers flagged in every correlation (each channel writes only its own
-    # column of ``out``: race-free)
+def _pair_diffs(start, stride, buf, cols, sbl, chans, isburst, diffs):
+    # 1a. (channels chans[start::stride], _numba.threaded; each (segment, channel) writes only its own
+    # slots): the |y_t - y_t'| of consecutive unflagged, non-burst integrations of each baseline
+    # segment (group positions cols[sbl[s]:sbl[s + 1]], in row order) in channel chans[ci], into
+    # diffs[k, (sbl[s] - s) * n_sc + ci * (len_s - 1) + j]; unused slots NaN
+    n_k = buf.shape[0]
+    n_sc = len(chans)
+    for ci in range(start, n_sc, stride):
+        chan = chans[ci]
+        for k in range(n_k):
+            col = buf[k, chan]
+            dk = diffs[k]
+            for sg in range(len(sbl) - 1):
+                a, b = sbl[sg], sbl[sg + 1]
+                base = (a - sg) * n_sc + ci * (b - a - 1)
+                j = 0
+                prev = np.float32(np.nan)
+                for p in range(a, b):
+                    c = cols[p]
+                    v = col[c]
+                    if isburst[c] or not np.isfinite(v):
+                        continue
+                    if np.isfinite(prev):
+                        dk[base + j] = abs(v - prev)
+                        j += 1
+                    prev = v
+                for jj in range(j, b - a - 1):
+                    dk[base + jj] = np.nan
+
+
+@njit
+def _segment_scales(start, stride, diffs, sbl, n_sc, scale, npairs):
+    # 1a. (segments start, start + stride, ...: _numba.threaded): scale[k, s] = median of the finite
+    # differences of segment s (NaN with fewer than MIN_SCALE_PAIRS), npairs[k, s] their count
+    n_k = diffs.shape[0]
+    most = 0
+    for sg in range(len(sbl) - 1):
+        most = max(most, sbl[sg + 1] - sbl[sg] - 1)
+    xs = np.empty(max(1, most * n_sc))
+    for sg in range(start, len(sbl) - 1, stride):
+        a, b = sbl[sg], sbl[sg + 1]
+        lo = (a - sg) * n_sc
+        hi = lo + (b - a - 1) * n_sc
+        for k in range(n_k):
+            cnt = np.int64(0)
+            for q in range(lo, hi):
+                v = diffs[k, q]
+                if np.isfinite(v):
+                    xs[cnt] = v
+                    cnt += 1
+            npairs[k, sg] = cnt
+            scale[k, sg] = _median(xs, cnt) if cnt >= MIN_SCALE_PAIRS else np.nan
+
+
+def _relative_scales(buf, cols, sbl, isburst, n_chan):
+    """1a. of the module docstring: (n_k, n) float32, 1 / r_b of the baseline of each group position
+    (the columns of ``buf``; 1 where r_b is not measured), from the group's baseline segments (positions
+    ``cols[sbl[s]:sbl[s + 1]]``)."""
+    n_k, _, n = buf.shape
+    rel = np.ones((n_k, n), np.float32)
+    n_seg = len(sbl) - 1
+    if n_seg < 2 or n < 2 * n_seg:
+        return rel
+    chans = np.arange(0, n_chan, max(1, n_chan // SCALE_CHANNELS), dtype=np.int64)
+    diffs = np.empty((n_k, (n - n_seg) * len(chans)), np.float32)
+    threaded(_pair_diffs, len(chans), buf, cols, sbl, chans, isburst, diffs)
+    scale = np.full((n_k, n_seg), np.nan)
+    npairs = np.zeros((n_k, n_seg), np.int64)
+    threaded(_segment_scales, n_seg, diffs, sbl, np.int64(len(chans)), scale, npairs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = np.isfinite(scale) & (scale > 0)
+        for k in range(n_k):
+            if not ok[k].any():
+                continue
+            typical = np.median(scale[k, ok[k]])
+            lr = np.where(ok[k], np.log(scale[k] / typical), 0.0)
+            v = 2.0 / np.maximum(npairs[k], 1)
+            lr = np.where(lr * lr > v, lr - v / np.where(lr == 0, 1.0, lr), 0.0)   # shrunk (docstring)
+            rel[k, cols] = np.repeat(np.exp(-lr).astype(np.float32), np.diff(sbl))
+    return rel
+
+
+@njit
+def _time_direction(start, stride, buf, out, rows, lo, threshold, med, sig, nuse, burst, step, rel):
+    # per channel (parallel): median of x / level(row) across the group's rows and the MAD of its
+    # deviations times ``rel`` = 1 / r_b of the row's baseline (1a.), per parallel hand; per-sample outliers
+    # flagged in every correlation (each channel writes only its own column of ``out``: race-free)
     n_k, n_chan, n = buf.shape
     # (channels start, start + stride, ... on this thread: _numba.threaded)
     xs = np.empty(n)
     for chan in range(start, n_chan, stride):
         for k in range(n_k):
             bkc = buf[k, chan]                      # contiguous over the group's rows
+            rk = rel[k]
             cnt = np.int64(0)
             for i in range(0, n, step):             # the statistics from every step-th row
                 v = bkc[i]
@@ -242,14 +347,24 @@ def _time_direction(start, stride, buf, out, rows, lo, threshold, med, sig, nuse
             nuse[chan, k] = cnt
             if cnt < MIN_ROWS:
                 continue
-            m, s = median_and_sigma(xs, cnt)
+            m = _median(xs, cnt)
+            cnt = np.int64(0)
+            for i in range(0, n, step):
+                v = bkc[i]
+                if np.isfinite(v) and not burst[rows[lo + i]]:
+                    xs[cnt] = abs(v - m) * rk[i]
+                    cnt += 1
+            s = MAD_TO_SIGMA * _median(xs, cnt)
             med[chan, k] = m
             sig[chan, k] = s
-            lim = max(threshold * s, MIN_REL_DEV * abs(m))
+            lim = threshold * s
+            floor = MIN_REL_DEV * abs(m)
             for i in range(n):
                 v = bkc[i]
-                if np.isfinite(v) and abs(v - m) > lim and not burst[rows[lo + i]]:
-                    out[rows[lo + i], chan, :] = True
+                if np.isfinite(v):
+                    d = abs(v - m)
+                    if d > floor and d * rk[i] > lim and not burst[rows[lo + i]]:
+                        out[rows[lo + i], chan, :] = True
 
 
 @njit
@@ -505,7 +620,10 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         sig = np.full((n_chan, n_k), np.nan)
         nuse = np.zeros((n_chan, n_k), np.int64)
         step = max(1, -(-(hi - lo) // MAX_STAT_SAMPLES))
-        threaded(_time_direction, buf.shape[1], buf, out, order, lo, thr, med, sig, nuse, burst, step)
+        # 1a. the baseline segments of the group: buf columns so[sb] - lo (``so`` indexes ``order``)
+        rel = _relative_scales(buf, (so[sb[0]:sb[-1]] - lo).astype(np.int64), (sb - sb[0]).astype(np.int64),
+                               burst[order[lo:hi]], n_chan)
+        threaded(_time_direction, buf.shape[1], buf, out, order, lo, thr, med, sig, nuse, burst, step, rel)
         bad = _bad_channels(n_chan, use_corr, thr, med, sig, nuse)
         # 3. extension: channels, then rows (counted over the parallel hands of the cross-correlations;
         # ``order`` holds only those rows).  Only what the RFI stages flagged counts, over the samples
