@@ -27,25 +27,26 @@ the extension again (:func:`extend`).
     1. *bursts* (per baseline, across the group's integrations): a row whose L_r exceeds the
        baseline's median level by more than ``max(threshold * sigma, BURST_REL * median)`` is flagged
        in every channel (broadband RFI: the per-row MAD cannot see it, all channels rise together);
-    1a. *baseline noise scale* (per baseline and parallel hand, from the group's data, not from the
-       weights): n_b = the median of ``|y_t - y_t'|`` over the pairs of consecutive unflagged
-       integrations t, t' of the baseline (bursts left out) in every ``n_chan // SCALE_CHANNELS``-th
-       channel, y = x / L_r.  A difference in time of one baseline and channel cancels its bandpass
-       (which differs between baselines by more than the noise at high SNR) and its gains (L_r), so
-       n_b measures its noise alone; ñ = the median of n_b over the group's baselines (the typical
-       baseline).  The baseline's relative scale r_b = n_b / ñ (log r_b shrunk towards 0 by its own
-       estimation variance v = 2 / n_pairs, ``log r (1 - v / log^2 r)``, 0 where ``log^2 r < v``, so
-       that few samples' scatter does not make clean baselines look quieter or noisier than they are;
-       r_b = 1 with fewer than :data:`MIN_SCALE_PAIRS` pairs or n_b = 0).  An antenna with a warm
-       receiver, a bad LNA or a higher Tsys has a larger r_b on all its baselines, whether or not
-       SIGMA/WEIGHT describe it (measured on a 5-antenna, 8-channel MS with one antenna at 3x / 5x /
-       10x the noise: 1b. flagged 1.2% / 12% / 58% of its clean samples without this scale, and the
-       extension then whole rows; tests/test_noisy_antenna_flags.py);
     1b. *time direction* (per channel, across the rows of the group) on the normalised ratio
        y = ``x / L_r`` (the gains and the source flux cancel, the bandpass shape remains): median m_c
-       and sigma_c = 1.4826 MAD of ``|y - m_c| / r_b`` (the typical baseline's scatter); a sample with
+       over the rows; then, per baseline b, its scale r_b (1c.); then sigma_c = 1.4826 MAD over the
+       rows of ``|y - m_c| / r_b`` (the typical baseline's scatter); a sample with
        ``|y - m_c| / r_b > threshold * sigma_c`` and ``|y - m_c| > MIN_REL_DEV m_c`` is flagged
-       (intermittent narrow-band RFI, judged against the noise of its own baseline);
+       (intermittent narrow-band RFI, judged against the scatter of its own baseline);
+    1c. *baseline scale* (per baseline and parallel hand, from the group's data): s_b = the median of
+       ``|y - m_c|`` over the baseline's non-burst rows of the group in every
+       ``n_chan // SCALE_CHANNELS``-th channel; ñ = the median of s_b over the group's baselines (the
+       typical baseline); r_b = s_b / ñ, its log shrunk towards 0 by its own estimation variance
+       v = 2 / n_samples (``log r (1 - v / log^2 r)``, 0 where ``log^2 r < v``: a few samples' scatter
+       does not make a clean baseline look quieter or noisier than it is); r_b = 1 with fewer than
+       :data:`MIN_SCALE_SAMPLES` samples or s_b = 0.  An antenna with a warm receiver, a bad LNA or a
+       higher Tsys has a larger r_b on all its baselines, whether or not SIGMA/WEIGHT describe it; a
+       baseline whose bandpass differs from the others' (m_c) by more than its noise keeps that
+       difference in s_b, so its samples are not judged by its noise alone (the deviation from m_c is
+       what 1b. tests).  Without 1c. (one sigma_c for all rows: the MAD of a mixture of baselines of
+       different noise) an antenna at 3x / 5x / 10x the noise of the others lost 1.2% / 12% / 58% of
+       its clean samples on a 5-antenna, 8-channel MS, and the row extension then whole rows
+       (tests/test_noisy_antenna_flags.py);
     2. *persistent channels* (across channels, on the m_c of 1b): d_c = m_c - r_c, r_c the running
        median of m over the 7 channels centred on c (a smooth bandpass cancels); with
        sigma_d = 1.4826 MAD(d) over the channels, channel c is flagged in every row of the group
@@ -102,11 +103,11 @@ HALF_WINDOW = 3
 # sample is still tested against them
 #: a row group is a block of this many consecutive integrations of one scan (:func:`stat_blocks`)
 BLOCK_INTEGRATIONS = 8
-#: the baseline noise scale (1a.) from every (n_chan // SCALE_CHANNELS)-th channel: 64 channels of 7
-#: pairs of integrations are ~450 differences, a scale within ~7%
+#: the baseline scale (1c.) from every (n_chan // SCALE_CHANNELS)-th channel: 64 channels of 8
+#: integrations are 512 deviations, a scale within ~6%
 SCALE_CHANNELS = 64
-#: a baseline's noise scale needs this many differences (fewer: r_b = 1, the typical baseline's)
-MIN_SCALE_PAIRS = 16
+#: a baseline's scale needs this many deviations (fewer: r_b = 1, the typical baseline's)
+MIN_SCALE_SAMPLES = 16
 
 
 @njit
@@ -244,100 +245,15 @@ def _bursts(out, level, seg_rows, seg_bounds, threshold, burst):
 
 
 @njit
-def _pair_diffs(start, stride, buf, cols, sbl, chans, isburst, diffs):
-    # 1a. (channels chans[start::stride], _numba.threaded; each (segment, channel) writes only its own
-    # slots): the |y_t - y_t'| of consecutive unflagged, non-burst integrations of each baseline
-    # segment (group positions cols[sbl[s]:sbl[s + 1]], in row order) in channel chans[ci], into
-    # diffs[k, (sbl[s] - s) * n_sc + ci * (len_s - 1) + j]; unused slots NaN
-    n_k = buf.shape[0]
-    n_sc = len(chans)
-    for ci in range(start, n_sc, stride):
-        chan = chans[ci]
-        for k in range(n_k):
-            col = buf[k, chan]
-            dk = diffs[k]
-            for sg in range(len(sbl) - 1):
-                a, b = sbl[sg], sbl[sg + 1]
-                base = (a - sg) * n_sc + ci * (b - a - 1)
-                j = 0
-                prev = np.float32(np.nan)
-                for p in range(a, b):
-                    c = cols[p]
-                    v = col[c]
-                    if isburst[c] or not np.isfinite(v):
-                        continue
-                    if np.isfinite(prev):
-                        dk[base + j] = abs(v - prev)
-                        j += 1
-                    prev = v
-                for jj in range(j, b - a - 1):
-                    dk[base + jj] = np.nan
-
-
-@njit
-def _segment_scales(start, stride, diffs, sbl, n_sc, scale, npairs):
-    # 1a. (segments start, start + stride, ...: _numba.threaded): scale[k, s] = median of the finite
-    # differences of segment s (NaN with fewer than MIN_SCALE_PAIRS), npairs[k, s] their count
-    n_k = diffs.shape[0]
-    most = 0
-    for sg in range(len(sbl) - 1):
-        most = max(most, sbl[sg + 1] - sbl[sg] - 1)
-    xs = np.empty(max(1, most * n_sc))
-    for sg in range(start, len(sbl) - 1, stride):
-        a, b = sbl[sg], sbl[sg + 1]
-        lo = (a - sg) * n_sc
-        hi = lo + (b - a - 1) * n_sc
-        for k in range(n_k):
-            cnt = np.int64(0)
-            for q in range(lo, hi):
-                v = diffs[k, q]
-                if np.isfinite(v):
-                    xs[cnt] = v
-                    cnt += 1
-            npairs[k, sg] = cnt
-            scale[k, sg] = _median(xs, cnt) if cnt >= MIN_SCALE_PAIRS else np.nan
-
-
-def _relative_scales(buf, cols, sbl, isburst, n_chan):
-    """1a. of the module docstring: (n_k, n) float32, 1 / r_b of the baseline of each group position
-    (the columns of ``buf``; 1 where r_b is not measured), from the group's baseline segments (positions
-    ``cols[sbl[s]:sbl[s + 1]]``)."""
-    n_k, _, n = buf.shape
-    rel = np.ones((n_k, n), np.float32)
-    n_seg = len(sbl) - 1
-    if n_seg < 2 or n < 2 * n_seg:
-        return rel
-    chans = np.arange(0, n_chan, max(1, n_chan // SCALE_CHANNELS), dtype=np.int64)
-    diffs = np.empty((n_k, (n - n_seg) * len(chans)), np.float32)
-    threaded(_pair_diffs, len(chans), buf, cols, sbl, chans, isburst, diffs)
-    scale = np.full((n_k, n_seg), np.nan)
-    npairs = np.zeros((n_k, n_seg), np.int64)
-    threaded(_segment_scales, n_seg, diffs, sbl, np.int64(len(chans)), scale, npairs)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ok = np.isfinite(scale) & (scale > 0)
-        for k in range(n_k):
-            if not ok[k].any():
-                continue
-            typical = np.median(scale[k, ok[k]])
-            lr = np.where(ok[k], np.log(scale[k] / typical), 0.0)
-            v = 2.0 / np.maximum(npairs[k], 1)
-            lr = np.where(lr * lr > v, lr - v / np.where(lr == 0, 1.0, lr), 0.0)   # shrunk (docstring)
-            rel[k, cols] = np.repeat(np.exp(-lr).astype(np.float32), np.diff(sbl))
-    return rel
-
-
-@njit
-def _time_direction(start, stride, buf, out, rows, lo, threshold, med, sig, nuse, burst, step, rel):
-    # per channel (parallel): median of x / level(row) across the group's rows and the MAD of its
-    # deviations times ``rel`` = 1 / r_b of the row's baseline (1a.), per parallel hand; per-sample outliers
-    # flagged in every correlation (each channel writes only its own column of ``out``: race-free)
+def _channel_medians(start, stride, buf, rows, lo, med, nuse, burst, step):
+    # 1b., first half (channels start, start + stride, ...: _numba.threaded; each writes only its own
+    # med[chan], nuse[chan]): m_c = the median of y over the group's non-burst rows (every step-th),
+    # NaN with fewer than MIN_ROWS
     n_k, n_chan, n = buf.shape
-    # (channels start, start + stride, ... on this thread: _numba.threaded)
     xs = np.empty(n)
     for chan in range(start, n_chan, stride):
         for k in range(n_k):
             bkc = buf[k, chan]                      # contiguous over the group's rows
-            rk = rel[k]
             cnt = np.int64(0)
             for i in range(0, n, step):             # the statistics from every step-th row
                 v = bkc[i]
@@ -345,17 +261,105 @@ def _time_direction(start, stride, buf, out, rows, lo, threshold, med, sig, nuse
                     xs[cnt] = v
                     cnt += 1
             nuse[chan, k] = cnt
-            if cnt < MIN_ROWS:
-                continue
-            m = _median(xs, cnt)
+            if cnt >= MIN_ROWS:
+                med[chan, k] = _median(xs, cnt)
+
+
+@njit
+def _baseline_devs(start, stride, buf, cols, sbl, chans, isburst, med, devs):
+    # 1c. (channels chans[start::stride], _numba.threaded; each (segment, channel) writes only its own
+    # slots): |y - m_c| of every non-burst row of each baseline segment (group positions
+    # cols[sbl[s]:sbl[s + 1]]) in channel chans[ci], into devs[k, sbl[s] * n_sc + ci * len_s + j];
+    # NaN where y or m_c is not finite or the row is a burst
+    n_k = buf.shape[0]
+    n_sc = len(chans)
+    for ci in range(start, n_sc, stride):
+        chan = chans[ci]
+        for k in range(n_k):
+            col = buf[k, chan]
+            dk = devs[k]
+            m = med[chan, k]
+            for sg in range(len(sbl) - 1):
+                a, b = sbl[sg], sbl[sg + 1]
+                base = a * n_sc + ci * (b - a)
+                for p in range(a, b):
+                    c = cols[p]
+                    dk[base + p - a] = np.nan if isburst[c] else abs(col[c] - m)
+
+
+@njit
+def _segment_scales(start, stride, devs, sbl, n_sc, scale, nsamp):
+    # 1c. (segments start, start + stride, ...: _numba.threaded): scale[k, s] = median of the finite
+    # deviations of segment s (NaN with fewer than MIN_SCALE_SAMPLES), nsamp[k, s] their count
+    n_k = devs.shape[0]
+    most = 0
+    for sg in range(len(sbl) - 1):
+        most = max(most, sbl[sg + 1] - sbl[sg])
+    xs = np.empty(max(1, most * n_sc))
+    for sg in range(start, len(sbl) - 1, stride):
+        lo = sbl[sg] * n_sc
+        hi = sbl[sg + 1] * n_sc
+        for k in range(n_k):
             cnt = np.int64(0)
-            for i in range(0, n, step):
+            for q in range(lo, hi):
+                v = devs[k, q]
+                if np.isfinite(v):
+                    xs[cnt] = v
+                    cnt += 1
+            nsamp[k, sg] = cnt
+            scale[k, sg] = _median(xs, cnt) if cnt >= MIN_SCALE_SAMPLES else np.nan
+
+
+def _relative_scales(buf, cols, sbl, isburst, med):
+    """1c. of the module docstring: (n_k, n) float32, 1 / r_b of the baseline of each group position
+    (the columns of ``buf``; 1 where r_b is not measured), from the group's baseline segments (positions
+    ``cols[sbl[s]:sbl[s + 1]]``) and the channel medians ``med`` (n_chan, n_k) of 1b."""
+    n_k, n_chan, n = buf.shape
+    rel = np.ones((n_k, n), np.float32)
+    n_seg = len(sbl) - 1
+    if n_seg < 2:
+        return rel
+    chans = np.arange(0, n_chan, max(1, n_chan // SCALE_CHANNELS), dtype=np.int64)
+    devs = np.empty((n_k, n * len(chans)), np.float32)
+    threaded(_baseline_devs, len(chans), buf, cols, sbl, chans, isburst, med, devs)
+    scale = np.full((n_k, n_seg), np.nan)
+    nsamp = np.zeros((n_k, n_seg), np.int64)
+    threaded(_segment_scales, n_seg, devs, sbl, np.int64(len(chans)), scale, nsamp)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = np.isfinite(scale) & (scale > 0)
+        for k in range(n_k):
+            if not ok[k].any():
+                continue
+            typical = np.median(scale[k, ok[k]])
+            lr = np.where(ok[k], np.log(scale[k] / typical), 0.0)
+            v = 2.0 / np.maximum(nsamp[k], 1)
+            lr = np.where(lr * lr > v, lr - v / np.where(lr == 0, 1.0, lr), 0.0)   # shrunk (docstring)
+            rel[k, cols] = np.repeat(np.exp(-lr).astype(np.float32), np.diff(sbl))
+    return rel
+
+
+@njit
+def _time_direction(start, stride, buf, out, rows, lo, threshold, med, sig, burst, step, rel):
+    # 1b., second half, per channel (parallel): sigma_c = 1.4826 MAD of |y - m_c| times ``rel`` = 1 / r_b
+    # of the row's baseline (1c.), per parallel hand; per-sample outliers flagged in every correlation
+    # (each channel writes only its own column of ``out``: race-free)
+    n_k, n_chan, n = buf.shape
+    # (channels start, start + stride, ... on this thread: _numba.threaded)
+    xs = np.empty(n)
+    for chan in range(start, n_chan, stride):
+        for k in range(n_k):
+            m = med[chan, k]
+            if not np.isfinite(m):
+                continue
+            bkc = buf[k, chan]                      # contiguous over the group's rows
+            rk = rel[k]
+            cnt = np.int64(0)
+            for i in range(0, n, step):             # the statistics from every step-th row
                 v = bkc[i]
                 if np.isfinite(v) and not burst[rows[lo + i]]:
                     xs[cnt] = abs(v - m) * rk[i]
                     cnt += 1
             s = MAD_TO_SIGMA * _median(xs, cnt)
-            med[chan, k] = m
             sig[chan, k] = s
             lim = threshold * s
             floor = MIN_REL_DEV * abs(m)
@@ -620,10 +624,11 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         sig = np.full((n_chan, n_k), np.nan)
         nuse = np.zeros((n_chan, n_k), np.int64)
         step = max(1, -(-(hi - lo) // MAX_STAT_SAMPLES))
-        # 1a. the baseline segments of the group: buf columns so[sb] - lo (``so`` indexes ``order``)
+        threaded(_channel_medians, n_chan, buf, order, lo, med, nuse, burst, step)
+        # 1c. the baseline segments of the group: buf columns so[sb] - lo (``so`` indexes ``order``)
         rel = _relative_scales(buf, (so[sb[0]:sb[-1]] - lo).astype(np.int64), (sb - sb[0]).astype(np.int64),
-                               burst[order[lo:hi]], n_chan)
-        threaded(_time_direction, buf.shape[1], buf, out, order, lo, thr, med, sig, nuse, burst, step, rel)
+                               burst[order[lo:hi]], med)
+        threaded(_time_direction, n_chan, buf, out, order, lo, thr, med, sig, burst, step, rel)
         bad = _bad_channels(n_chan, use_corr, thr, med, sig, nuse)
         # 3. extension: channels, then rows (counted over the parallel hands of the cross-correlations;
         # ``order`` holds only those rows).  Only what the RFI stages flagged counts, over the samples
