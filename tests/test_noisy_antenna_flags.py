@@ -97,9 +97,8 @@ def _scales(ch, n_chan, hand=0):
     so = np.lexsort((ch.ant2, ch.ant1))
     seg = np.concatenate([[0], np.flatnonzero(np.diff(ch.ant1[so] * 100 + ch.ant2[so])) + 1, [len(so)]])
     buf = np.ascontiguousarray(y.T[None].astype(np.float32))          # (k=1, chan, rows)
-    med = np.median(y, axis=0)[:, None]
-    inv = cellflags._relative_scales(buf, so.astype(np.int64), seg.astype(np.int64),
-                                     np.zeros(ch.n_row, bool), med)[0]
+    inv = cellflags._relative_scales(buf, so.astype(np.int64), seg.astype(np.int64), np.zeros(ch.n_row, bool),
+                                     np.arange(ch.n_row, dtype=np.int64), 0, 1)[0]
     return inv, y
 
 

@@ -46,7 +46,11 @@ the extension again (:func:`extend`).
        what 1b. tests).  Without 1c. (one sigma_c for all rows: the MAD of a mixture of baselines of
        different noise) an antenna at 3x / 5x / 10x the noise of the others lost 1.2% / 12% / 58% of
        its clean samples on a 5-antenna, 8-channel MS, and the row extension then whole rows
-       (tests/test_noisy_antenna_flags.py);
+       (tests/test_noisy_antenna_flags.py).  s_b is a median: RFI in fewer than about half of a
+       baseline's samples barely moves it (in half or more it makes that baseline's threshold looser;
+       the per-row MAD and the persistent-channel test still see it).  Not from the weights: the flags
+       are then the same whatever SIGMA/WEIGHT say (:func:`flag_persistent` has none), and a
+       baseline's bandpass offset, which no weight describes, is part of what is compared;
     2. *persistent channels* (across channels, on the m_c of 1b): d_c = m_c - r_c, r_c the running
        median of m over the 7 channels centred on c (a smooth bandpass cancels); with
        sigma_d = 1.4826 MAD(d) over the channels, channel c is flagged in every row of the group
@@ -66,7 +70,10 @@ the extension again (:func:`extend`).
     The cost is one row-parallel pass (x of the whole row in float32, :func:`alakazam.core.rfi.row_ratios`;
     a median per row and parallel hand over at most MAX_STAT_SAMPLES channels; the normalised ratios,
     float32) and two quickselects per (channel, parallel hand) over at most MAX_STAT_SAMPLES rows of a
-    block, then the extension's two row passes on the thread pool: measured on 45000 rows x 1024
+    block (and 1c.: a median per (channel, hand) and one pass over every n_chan // SCALE_CHANNELS-th
+    channel, a quickselect per baseline and hand: 3 ms per block of 6240 rows x 1024 channels, while
+    1b.'s test with NaN left to the comparison saves 1.4 ms of its 15 ms: the channel statistics'
+    time unchanged), then the extension's two row passes on the thread pool: measured on 45000 rows x 1024
     channels x 4 correlations (1.5 GB of DATA), 0.5 s for the channel statistics, 0.37 s for the
     per-row MAD, 0.23 s for the bad values, 0.12 s for the final extension (2 cores).
 """
@@ -103,9 +110,9 @@ HALF_WINDOW = 3
 # sample is still tested against them
 #: a row group is a block of this many consecutive integrations of one scan (:func:`stat_blocks`)
 BLOCK_INTEGRATIONS = 8
-#: the baseline scale (1c.) from every (n_chan // SCALE_CHANNELS)-th channel: 64 channels of 8
-#: integrations are 512 deviations, a scale within ~6%
-SCALE_CHANNELS = 64
+#: the baseline scale (1c.) from every (n_chan // SCALE_CHANNELS)-th channel: 32 channels of 8
+#: integrations are 256 deviations (MAX_STAT_SAMPLES), a scale within ~7%
+SCALE_CHANNELS = 32
 #: a baseline's scale needs this many deviations (fewer: r_b = 1, the typical baseline's)
 MIN_SCALE_SAMPLES = 16
 
@@ -245,24 +252,23 @@ def _bursts(out, level, seg_rows, seg_bounds, threshold, burst):
 
 
 @njit
-def _channel_medians(start, stride, buf, rows, lo, med, nuse, burst, step):
-    # 1b., first half (channels start, start + stride, ...: _numba.threaded; each writes only its own
-    # med[chan], nuse[chan]): m_c = the median of y over the group's non-burst rows (every step-th),
-    # NaN with fewer than MIN_ROWS
+def _channel_medians(start, stride, buf, rows, lo, chans, med, burst, step):
+    # m_c of 1b. for the channels chans[start::stride] (_numba.threaded; each writes only its own
+    # med[ci]): the median of y over the group's non-burst rows (every step-th, as 1b.), NaN with fewer
+    # than MIN_ROWS -- the same values 1b. computes for those channels
     n_k, n_chan, n = buf.shape
     xs = np.empty(n)
-    for chan in range(start, n_chan, stride):
+    for ci in range(start, len(chans), stride):
+        chan = chans[ci]
         for k in range(n_k):
-            bkc = buf[k, chan]                      # contiguous over the group's rows
+            bkc = buf[k, chan]
             cnt = np.int64(0)
-            for i in range(0, n, step):             # the statistics from every step-th row
+            for i in range(0, n, step):
                 v = bkc[i]
                 if np.isfinite(v) and not burst[rows[lo + i]]:
                     xs[cnt] = v
                     cnt += 1
-            nuse[chan, k] = cnt
-            if cnt >= MIN_ROWS:
-                med[chan, k] = _median(xs, cnt)
+            med[ci, k] = _median(xs, cnt) if cnt >= MIN_ROWS else np.nan
 
 
 @njit
@@ -278,7 +284,7 @@ def _baseline_devs(start, stride, buf, cols, sbl, chans, isburst, med, devs):
         for k in range(n_k):
             col = buf[k, chan]
             dk = devs[k]
-            m = med[chan, k]
+            m = med[ci, k]
             for sg in range(len(sbl) - 1):
                 a, b = sbl[sg], sbl[sg + 1]
                 base = a * n_sc + ci * (b - a)
@@ -310,16 +316,21 @@ def _segment_scales(start, stride, devs, sbl, n_sc, scale, nsamp):
             scale[k, sg] = _median(xs, cnt) if cnt >= MIN_SCALE_SAMPLES else np.nan
 
 
-def _relative_scales(buf, cols, sbl, isburst, med):
+def _relative_scales(buf, cols, sbl, burst, rows, lo, step):
     """1c. of the module docstring: (n_k, n) float32, 1 / r_b of the baseline of each group position
     (the columns of ``buf``; 1 where r_b is not measured), from the group's baseline segments (positions
-    ``cols[sbl[s]:sbl[s + 1]]``) and the channel medians ``med`` (n_chan, n_k) of 1b."""
+    ``cols[sbl[s]:sbl[s + 1]]``; ``rows[lo:]`` the chunk rows of the columns, ``burst`` per chunk row), on
+    every n_chan // SCALE_CHANNELS-th channel (their m_c computed here as 1b. does: 1b. then reads
+    ``buf`` once)."""
     n_k, n_chan, n = buf.shape
     rel = np.ones((n_k, n), np.float32)
     n_seg = len(sbl) - 1
     if n_seg < 2:
         return rel
     chans = np.arange(0, n_chan, max(1, n_chan // SCALE_CHANNELS), dtype=np.int64)
+    med = np.empty((len(chans), n_k))
+    threaded(_channel_medians, len(chans), buf, rows, lo, chans, med, burst, step)
+    isburst = burst[rows[lo:lo + n]]
     devs = np.empty((n_k, n * len(chans)), np.float32)
     threaded(_baseline_devs, len(chans), buf, cols, sbl, chans, isburst, med, devs)
     scale = np.full((n_k, n_seg), np.nan)
@@ -339,36 +350,44 @@ def _relative_scales(buf, cols, sbl, isburst, med):
 
 
 @njit
-def _time_direction(start, stride, buf, out, rows, lo, threshold, med, sig, burst, step, rel):
-    # 1b., second half, per channel (parallel): sigma_c = 1.4826 MAD of |y - m_c| times ``rel`` = 1 / r_b
-    # of the row's baseline (1c.), per parallel hand; per-sample outliers flagged in every correlation
-    # (each channel writes only its own column of ``out``: race-free)
+def _time_direction(start, stride, buf, out, rows, lo, threshold, med, sig, nuse, burst, step, rel):
+    # 1b. per channel (parallel): median m_c of y across the group's rows and sigma_c = 1.4826 MAD of
+    # |y - m_c| times ``rel`` = 1 / r_b of the row's baseline (1c.), per parallel hand; per-sample
+    # outliers flagged in every correlation (each channel writes only its own column of ``out``:
+    # race-free)
     n_k, n_chan, n = buf.shape
     # (channels start, start + stride, ... on this thread: _numba.threaded)
     xs = np.empty(n)
+    ys = np.empty(n)
+    ws = np.empty(n, np.float32)
     for chan in range(start, n_chan, stride):
         for k in range(n_k):
-            m = med[chan, k]
-            if not np.isfinite(m):
-                continue
             bkc = buf[k, chan]                      # contiguous over the group's rows
             rk = rel[k]
             cnt = np.int64(0)
             for i in range(0, n, step):             # the statistics from every step-th row
                 v = bkc[i]
                 if np.isfinite(v) and not burst[rows[lo + i]]:
-                    xs[cnt] = abs(v - m) * rk[i]
+                    xs[cnt] = v
+                    ys[cnt] = v
+                    ws[cnt] = rk[i]
                     cnt += 1
+            nuse[chan, k] = cnt
+            if cnt < MIN_ROWS:
+                continue
+            m = _median(xs, cnt)                    # (reorders xs; ys, ws keep the row order)
+            for q in range(cnt):
+                xs[q] = abs(ys[q] - m) * ws[q]
             s = MAD_TO_SIGMA * _median(xs, cnt)
+            med[chan, k] = m
             sig[chan, k] = s
             lim = threshold * s
             floor = MIN_REL_DEV * abs(m)
             for i in range(n):
                 v = bkc[i]
-                if np.isfinite(v):
-                    d = abs(v - m)
-                    if d > floor and d * rk[i] > lim and not burst[rows[lo + i]]:
-                        out[rows[lo + i], chan, :] = True
+                d = abs(v - m)                      # NaN (flagged) compares False
+                if d > floor and d * rk[i] > lim and np.isfinite(v) and not burst[rows[lo + i]]:
+                    out[rows[lo + i], chan, :] = True
 
 
 @njit
@@ -624,11 +643,10 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         sig = np.full((n_chan, n_k), np.nan)
         nuse = np.zeros((n_chan, n_k), np.int64)
         step = max(1, -(-(hi - lo) // MAX_STAT_SAMPLES))
-        threaded(_channel_medians, n_chan, buf, order, lo, med, nuse, burst, step)
         # 1c. the baseline segments of the group: buf columns so[sb] - lo (``so`` indexes ``order``)
         rel = _relative_scales(buf, (so[sb[0]:sb[-1]] - lo).astype(np.int64), (sb - sb[0]).astype(np.int64),
-                               burst[order[lo:hi]], med)
-        threaded(_time_direction, n_chan, buf, out, order, lo, thr, med, sig, burst, step, rel)
+                               burst, order, lo, step)
+        threaded(_time_direction, n_chan, buf, out, order, lo, thr, med, sig, nuse, burst, step, rel)
         bad = _bad_channels(n_chan, use_corr, thr, med, sig, nuse)
         # 3. extension: channels, then rows (counted over the parallel hands of the cross-correlations;
         # ``order`` holds only those rows).  Only what the RFI stages flagged counts, over the samples
