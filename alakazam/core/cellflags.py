@@ -35,22 +35,26 @@ the extension again (:func:`extend`).
        (intermittent narrow-band RFI, judged against the scatter of its own baseline);
     1c. *baseline scale* (per baseline and parallel hand, from the group's data): s_b = the median of
        ``|y - m_c|`` over the baseline's non-burst rows of the group in every
-       ``n_chan // SCALE_CHANNELS``-th channel; ñ = the median of s_b over the group's baselines (the
-       typical baseline); r_b = s_b / ñ, its log shrunk towards 0 by its own estimation variance
-       v = 2 / n_samples (``log r (1 - v / log^2 r)``, 0 where ``log^2 r < v``: a few samples' scatter
-       does not make a clean baseline look quieter or noisier than it is); r_b = 1 with fewer than
-       :data:`MIN_SCALE_SAMPLES` samples or s_b = 0.  An antenna with a warm receiver, a bad LNA or a
-       higher Tsys has a larger r_b on all its baselines, whether or not SIGMA/WEIGHT describe it; a
-       baseline whose bandpass differs from the others' (m_c) by more than its noise keeps that
-       difference in s_b, so its samples are not judged by its noise alone (the deviation from m_c is
-       what 1b. tests).  Without 1c. (one sigma_c for all rows: the MAD of a mixture of baselines of
-       different noise) an antenna at 3x / 5x / 10x the noise of the others lost 1.2% / 12% / 58% of
-       its clean samples on a 5-antenna, 8-channel MS, and the row extension then whole rows
-       (tests/test_noisy_antenna_flags.py).  s_b is a median: RFI in fewer than about half of a
-       baseline's samples barely moves it (in half or more it makes that baseline's threshold looser;
-       the per-row MAD and the persistent-channel test still see it).  Not from the weights: the flags
-       are then the same whatever SIGMA/WEIGHT say (:func:`flag_persistent` has none), and a
-       baseline's bandpass offset, which no weight describes, is part of what is compared;
+       ``n_chan // SCALE_CHANNELS``-th channel (its noise and its bandpass's offset from m_c); an
+       antenna model ``log s_ab ~ u_a + u_b`` fitted by least squares, then again without the
+       baselines whose residual exceeds FIT_CLIP robust sigmas (:func:`_antenna_fit`); the baseline's
+       own s_b counts up to EXCESS_MAX times its antennas' ``exp(u_a + u_b)`` (more is RFI in much of
+       that baseline's samples, which its antennas' other baselines do not share); r_b = that over its
+       median over the group's baselines (the typical baseline), its log shrunk towards 0 by its own
+       estimation variance v = 2 / n_samples (``log r (1 - v / log^2 r)``, 0 where ``log^2 r < v``: a
+       few samples' scatter does not make a clean baseline look quieter or noisier than it is);
+       r_b = 1 with fewer than :data:`MIN_SCALE_SAMPLES` samples or s_b = 0.  An antenna with a warm
+       receiver, a bad LNA or a higher Tsys has a larger r_b on all its baselines, whether or not
+       SIGMA/WEIGHT describe it.  Without 1c. (one sigma_c for all rows: the MAD of a mixture of
+       baselines of different noise) an antenna at 3x / 5x / 10x the noise of the others lost 1.2% /
+       12% / 58% of its clean samples on a 5-antenna, 8-channel MS, and the row extension then whole
+       rows (tests/test_noisy_antenna_flags.py).  Not from the weights: the flags are the same
+       whatever SIGMA/WEIGHT say (:func:`flag_persistent` has none), and a baseline's bandpass offset,
+       which no weight describes, is part of what 1b. compares.  Limit: a baseline with RFI in half or
+       more of its samples of a block keeps up to EXCESS_MAX of scale and its antennas' clean scale
+       no longer tells (measured, random-phase RFI of 3x the source on one baseline of 21: 98% / 96%
+       / 60% / 20% of it found at 10% / 30% / 50% / 70% of its samples, against 98% / 98% / 100% / 80%
+       with one sigma_c);
     2. *persistent channels* (across channels, on the m_c of 1b): d_c = m_c - r_c, r_c the running
        median of m over the 7 channels centred on c (a smooth bandpass cancels); with
        sigma_d = 1.4826 MAD(d) over the channels, channel c is flagged in every row of the group
@@ -71,9 +75,11 @@ the extension again (:func:`extend`).
     a median per row and parallel hand over at most MAX_STAT_SAMPLES channels; the normalised ratios,
     float32) and two quickselects per (channel, parallel hand) over at most MAX_STAT_SAMPLES rows of a
     block (and 1c.: a median per (channel, hand) and one pass over every n_chan // SCALE_CHANNELS-th
-    channel, a quickselect per baseline and hand: 3 ms per block of 6240 rows x 1024 channels, while
-    1b.'s test with NaN left to the comparison saves 1.4 ms of its 15 ms: the channel statistics'
-    time unchanged), then the extension's two row passes on the thread pool: measured on 45000 rows x 1024
+    channel, a quickselect per baseline and hand, an n_ant x n_ant least squares per hand: 1.9 ms per
+    block of 6240 rows x 1024 channels, while 1b.'s test with NaN left to the comparison saves ~0.5 ms
+    of its ~7 ms; the whole of :func:`flag_chunk` on 19680 rows x 1024 channels 0.516 -> 0.520 s,
+    medians of 9 alternating runs in one process), then the extension's two row passes on the thread
+    pool: measured on 45000 rows x 1024
     channels x 4 correlations (1.5 GB of DATA), 0.5 s for the channel statistics, 0.37 s for the
     per-row MAD, 0.23 s for the bad values, 0.12 s for the final extension (2 cores).
 """
@@ -316,12 +322,13 @@ def _segment_scales(start, stride, devs, sbl, n_sc, scale, nsamp):
             scale[k, sg] = _median(xs, cnt) if cnt >= MIN_SCALE_SAMPLES else np.nan
 
 
-def _relative_scales(buf, cols, sbl, burst, rows, lo, step):
+def _relative_scales(buf, cols, sbl, burst, rows, lo, step, seg_ants=None):
     """1c. of the module docstring: (n_k, n) float32, 1 / r_b of the baseline of each group position
     (the columns of ``buf``; 1 where r_b is not measured), from the group's baseline segments (positions
-    ``cols[sbl[s]:sbl[s + 1]]``; ``rows[lo:]`` the chunk rows of the columns, ``burst`` per chunk row), on
-    every n_chan // SCALE_CHANNELS-th channel (their m_c computed here as 1b. does: 1b. then reads
-    ``buf`` once)."""
+    ``cols[sbl[s]:sbl[s + 1]]``; ``rows[lo:]`` the chunk rows of the columns, ``burst`` per chunk row;
+    ``seg_ants`` (n_seg, 2) their antennas, default one antenna pair per segment), on every
+    n_chan // SCALE_CHANNELS-th channel (their m_c computed here as 1b. does: 1b. then reads ``buf``
+    once)."""
     n_k, n_chan, n = buf.shape
     rel = np.ones((n_k, n), np.float32)
     n_seg = len(sbl) - 1
@@ -336,17 +343,56 @@ def _relative_scales(buf, cols, sbl, burst, rows, lo, step):
     scale = np.full((n_k, n_seg), np.nan)
     nsamp = np.zeros((n_k, n_seg), np.int64)
     threaded(_segment_scales, n_seg, devs, sbl, np.int64(len(chans)), scale, nsamp)
+    if seg_ants is None:
+        seg_ants = np.column_stack([np.zeros(n_seg, np.int64), np.arange(1, n_seg + 1)])
+    _, pq = np.unique(np.asarray(seg_ants), return_inverse=True)
+    pq = pq.reshape(n_seg, 2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ok = np.isfinite(scale) & (scale > 0)
         for k in range(n_k):
-            if not ok[k].any():
+            ok = np.isfinite(scale[k]) & (scale[k] > 0)
+            if not ok.any():
                 continue
-            typical = np.median(scale[k, ok[k]])
-            lr = np.where(ok[k], np.log(scale[k] / typical), 0.0)
+            ls = np.where(ok, np.log(scale[k]), 0.0)
+            fit, fitted = _antenna_fit(ls, ok, pq[:, 0], pq[:, 1])
+            # the baseline's own scale, at most EXCESS_MAX times its antennas' (docstring)
+            ls = np.where(fitted, np.minimum(ls, fit + np.log(EXCESS_MAX)), ls)
+            lr = np.where(ok, ls - np.median(ls[ok]), 0.0)
             v = 2.0 / np.maximum(nsamp[k], 1)
             lr = np.where(lr * lr > v, lr - v / np.where(lr == 0, 1.0, lr), 0.0)   # shrunk (docstring)
             rel[k, cols] = np.repeat(np.exp(-lr).astype(np.float32), np.diff(sbl))
     return rel
+
+
+#: 1c.'s antenna model: the baselines left out of the second fit (residual beyond this many robust
+#: sigmas: RFI in much of the baseline's samples)
+FIT_CLIP = 3.0
+#: a baseline's own scale counts up to this many times its antennas' model (more: RFI in much of it)
+EXCESS_MAX = 1.5
+
+
+def _antenna_fit(ls, ok, p, q):
+    """1c.: least squares ``ls[s] ~ u[p[s]] + u[q[s]]`` over the segments ``ok`` (p != q; the normal
+    equations, n_ant x n_ant, by np.linalg.lstsq: minimum norm where the array leaves a combination
+    free, which changes no u_p + u_q of a fitted baseline), then again without the baselines whose
+    residual exceeds FIT_CLIP robust sigmas.  Returns (u[p] + u[q] per segment, where both antennas
+    had baselines in the fit)."""
+    n_a = int(max(p.max(), q.max())) + 1
+    w = ok.astype(float)
+    pair = p * n_a + q
+    for rnd in range(2):
+        b = np.bincount(pair, w, n_a * n_a).reshape(n_a, n_a)
+        m = b + b.T
+        cnt = m.sum(axis=1)
+        m[np.diag_indices(n_a)] += cnt
+        rhs = np.bincount(p, w * ls, n_a) + np.bincount(q, w * ls, n_a)
+        u = np.linalg.lstsq(m, rhs, rcond=None)[0]
+        if rnd == 0:
+            e = np.abs(ls - u[p] - u[q])
+            mad = MAD_TO_SIGMA * np.median(e[ok])
+            if mad > 0:
+                w = (ok & (e <= FIT_CLIP * mad)).astype(float)
+    has = cnt > 0
+    return u[p] + u[q], has[p] & has[q]
 
 
 @njit
@@ -645,7 +691,7 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         step = max(1, -(-(hi - lo) // MAX_STAT_SAMPLES))
         # 1c. the baseline segments of the group: buf columns so[sb] - lo (``so`` indexes ``order``)
         rel = _relative_scales(buf, (so[sb[0]:sb[-1]] - lo).astype(np.int64), (sb - sb[0]).astype(np.int64),
-                               burst, order, lo, step)
+                               burst, order, lo, step, sk[sb[:-1], 1:])
         threaded(_time_direction, n_chan, buf, out, order, lo, thr, med, sig, nuse, burst, step, rel)
         bad = _bad_channels(n_chan, use_corr, thr, med, sig, nuse)
         # 3. extension: channels, then rows (counted over the parallel hands of the cross-correlations;
