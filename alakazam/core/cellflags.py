@@ -162,8 +162,8 @@ def _bad_values(start, stride, data, model, weight, flag, out, use_model):
 
 
 def flag_bad_values(data, model, weight, flag):
-    """``(flags, n_new)``: ``flag`` (not modified) plus the samples with non-finite DATA/WEIGHT,
-    negative WEIGHT, or a non-finite or all-zero MODEL (module docstring); n_new counts the newly
+    """``(flags, n_new)``: ``flag`` (not modified) plus the samples with non-finite DATA or weight,
+    negative weight, or a non-finite or all-zero MODEL (module docstring); n_new counts the newly
     flagged samples."""
     if data.shape[0] == 0:
         return np.array(flag, bool, copy=True), 0
