@@ -106,7 +106,7 @@ def _scales(ch, n_chan, hand=0):
     buf = np.ascontiguousarray(y.T[None].astype(np.float32))          # (k=1, chan, rows)
     ants = np.column_stack([ch.ant1[so][seg[:-1]], ch.ant2[so][seg[:-1]]])
     inv = cellflags._relative_scales(buf, so.astype(np.int64), seg.astype(np.int64), np.zeros(ch.n_row, bool),
-                                     np.arange(ch.n_row, dtype=np.int64), 0, 1, ants)[0]
+                                     1, ants)[0]
     return inv, y, so, seg, ants
 
 

@@ -75,10 +75,11 @@ the extension again (:func:`extend`).
     a median per row and parallel hand over at most MAX_STAT_SAMPLES channels; the normalised ratios,
     float32) and two quickselects per (channel, parallel hand) over at most MAX_STAT_SAMPLES rows of a
     block (and 1c.: a median per (channel, hand) and one pass over every n_chan // SCALE_CHANNELS-th
-    channel, a quickselect per baseline and hand, an n_ant x n_ant least squares per hand: 1.9 ms per
-    block of 6240 rows x 1024 channels, while 1b.'s test with NaN left to the comparison saves ~0.5 ms
-    of its ~7 ms; the whole of :func:`flag_chunk` on 19680 rows x 1024 channels 0.516 -> 0.520 s,
-    medians of 9 alternating runs in one process), then the extension's two row passes on the thread
+    channel, a quickselect per baseline and hand, an n_ant x n_ant least squares per hand: 7.9 ms per
+    chunk of 19680 rows x 1024 channels (3 blocks), while 1b.'s test, ordered so that its branch is
+    predictable and with NaN left to the comparison, takes 24.9 ms as before; the whole of
+    :func:`flag_chunk` 0.502 / 0.506 s before, 0.500 / 0.517 s after, medians of 9 alternating runs in
+    one process, two sessions, load ~1.2), then the extension's two row passes on the thread
     pool: measured on 45000 rows x 1024
     channels x 4 correlations (1.5 GB of DATA), 0.5 s for the channel statistics, 0.37 s for the
     per-row MAD, 0.23 s for the bad values, 0.12 s for the final extension (2 cores).
@@ -258,10 +259,10 @@ def _bursts(out, level, seg_rows, seg_bounds, threshold, burst):
 
 
 @njit
-def _channel_medians(start, stride, buf, rows, lo, chans, med, burst, step):
+def _channel_medians(start, stride, buf, chans, med, isb, step):
     # m_c of 1b. for the channels chans[start::stride] (_numba.threaded; each writes only its own
-    # med[ci]): the median of y over the group's non-burst rows (every step-th, as 1b.), NaN with fewer
-    # than MIN_ROWS -- the same values 1b. computes for those channels
+    # med[ci]): the median of y over the group's non-burst rows (every step-th, as 1b.; ``isb`` per
+    # column of ``buf``), NaN with fewer than MIN_ROWS -- the same values 1b. computes for those channels
     n_k, n_chan, n = buf.shape
     xs = np.empty(n)
     for ci in range(start, len(chans), stride):
@@ -271,7 +272,7 @@ def _channel_medians(start, stride, buf, rows, lo, chans, med, burst, step):
             cnt = np.int64(0)
             for i in range(0, n, step):
                 v = bkc[i]
-                if np.isfinite(v) and not burst[rows[lo + i]]:
+                if np.isfinite(v) and not isb[i]:
                     xs[cnt] = v
                     cnt += 1
             med[ci, k] = _median(xs, cnt) if cnt >= MIN_ROWS else np.nan
@@ -322,13 +323,12 @@ def _segment_scales(start, stride, devs, sbl, n_sc, scale, nsamp):
             scale[k, sg] = _median(xs, cnt) if cnt >= MIN_SCALE_SAMPLES else np.nan
 
 
-def _relative_scales(buf, cols, sbl, burst, rows, lo, step, seg_ants=None):
+def _relative_scales(buf, cols, sbl, isb, step, seg_ants=None):
     """1c. of the module docstring: (n_k, n) float32, 1 / r_b of the baseline of each group position
     (the columns of ``buf``; 1 where r_b is not measured), from the group's baseline segments (positions
-    ``cols[sbl[s]:sbl[s + 1]]``; ``rows[lo:]`` the chunk rows of the columns, ``burst`` per chunk row;
-    ``seg_ants`` (n_seg, 2) their antennas, default one antenna pair per segment), on every
-    n_chan // SCALE_CHANNELS-th channel (their m_c computed here as 1b. does: 1b. then reads ``buf``
-    once)."""
+    ``cols[sbl[s]:sbl[s + 1]]``; ``isb`` the bursts (1.) per column; ``seg_ants`` (n_seg, 2) their
+    antennas, default one antenna pair per segment), on every n_chan // SCALE_CHANNELS-th channel (their
+    m_c computed here as 1b. does: 1b. then reads ``buf`` once)."""
     n_k, n_chan, n = buf.shape
     rel = np.ones((n_k, n), np.float32)
     n_seg = len(sbl) - 1
@@ -336,10 +336,9 @@ def _relative_scales(buf, cols, sbl, burst, rows, lo, step, seg_ants=None):
         return rel
     chans = np.arange(0, n_chan, max(1, n_chan // SCALE_CHANNELS), dtype=np.int64)
     med = np.empty((len(chans), n_k))
-    threaded(_channel_medians, len(chans), buf, rows, lo, chans, med, burst, step)
-    isburst = burst[rows[lo:lo + n]]
+    threaded(_channel_medians, len(chans), buf, chans, med, isb, step)
     devs = np.empty((n_k, n * len(chans)), np.float32)
-    threaded(_baseline_devs, len(chans), buf, cols, sbl, chans, isburst, med, devs)
+    threaded(_baseline_devs, len(chans), buf, cols, sbl, chans, isb, med, devs)
     scale = np.full((n_k, n_seg), np.nan)
     nsamp = np.zeros((n_k, n_seg), np.int64)
     threaded(_segment_scales, n_seg, devs, sbl, np.int64(len(chans)), scale, nsamp)
@@ -372,8 +371,10 @@ EXCESS_MAX = 1.5
 
 def _antenna_fit(ls, ok, p, q):
     """1c.: least squares ``ls[s] ~ u[p[s]] + u[q[s]]`` over the segments ``ok`` (p != q; the normal
-    equations, n_ant x n_ant, by np.linalg.lstsq: minimum norm where the array leaves a combination
-    free, which changes no u_p + u_q of a fitted baseline), then again without the baselines whose
+    equations, n_ant x n_ant, with a ridge of 1e-9 of their largest diagonal: u = 0 for an antenna
+    without baselines, and where the array leaves a combination free (two groups of antennas with
+    baselines only between them) the least-norm one, which changes no u_p + u_q of a fitted
+    baseline), then again without the baselines whose
     residual exceeds FIT_CLIP robust sigmas.  Returns (u[p] + u[q] per segment, where both antennas
     had baselines in the fit)."""
     n_a = int(max(p.max(), q.max())) + 1
@@ -385,7 +386,8 @@ def _antenna_fit(ls, ok, p, q):
         cnt = m.sum(axis=1)
         m[np.diag_indices(n_a)] += cnt
         rhs = np.bincount(p, w * ls, n_a) + np.bincount(q, w * ls, n_a)
-        u = np.linalg.lstsq(m, rhs, rcond=None)[0]
+        m[np.diag_indices(n_a)] += 1e-9 * max(cnt.max(), 1.0)      # (a tiny ridge: see the docstring)
+        u = np.linalg.solve(m, rhs)
         if rnd == 0:
             e = np.abs(ls - u[p] - u[q])
             mad = MAD_TO_SIGMA * np.median(e[ok])
@@ -396,7 +398,7 @@ def _antenna_fit(ls, ok, p, q):
 
 
 @njit
-def _time_direction(start, stride, buf, out, rows, lo, threshold, med, sig, nuse, burst, step, rel):
+def _time_direction(start, stride, buf, out, rows, lo, threshold, med, sig, nuse, isb, step, rel):
     # 1b. per channel (parallel): median m_c of y across the group's rows and sigma_c = 1.4826 MAD of
     # |y - m_c| times ``rel`` = 1 / r_b of the row's baseline (1c.), per parallel hand; per-sample
     # outliers flagged in every correlation (each channel writes only its own column of ``out``:
@@ -413,7 +415,7 @@ def _time_direction(start, stride, buf, out, rows, lo, threshold, med, sig, nuse
             cnt = np.int64(0)
             for i in range(0, n, step):             # the statistics from every step-th row
                 v = bkc[i]
-                if np.isfinite(v) and not burst[rows[lo + i]]:
+                if np.isfinite(v) and not isb[i]:
                     xs[cnt] = v
                     ys[cnt] = v
                     ws[cnt] = rk[i]
@@ -432,7 +434,9 @@ def _time_direction(start, stride, buf, out, rows, lo, threshold, med, sig, nuse
             for i in range(n):
                 v = bkc[i]
                 d = abs(v - m)                      # NaN (flagged) compares False
-                if d > floor and d * rk[i] > lim and np.isfinite(v) and not burst[rows[lo + i]]:
+                # the rarely true test first (a branch the predictor gets right; d > floor holds for a
+                # few % of the samples where the 20% floor is ~2 sigma)
+                if d * rk[i] > lim and d > floor and np.isfinite(v) and not isb[i]:
                     out[rows[lo + i], chan, :] = True
 
 
@@ -689,10 +693,11 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         sig = np.full((n_chan, n_k), np.nan)
         nuse = np.zeros((n_chan, n_k), np.int64)
         step = max(1, -(-(hi - lo) // MAX_STAT_SAMPLES))
+        isb = burst[order[lo:hi]]                   # the bursts per column of ``buf``
         # 1c. the baseline segments of the group: buf columns so[sb] - lo (``so`` indexes ``order``)
         rel = _relative_scales(buf, (so[sb[0]:sb[-1]] - lo).astype(np.int64), (sb - sb[0]).astype(np.int64),
-                               burst, order, lo, step, sk[sb[:-1], 1:])
-        threaded(_time_direction, n_chan, buf, out, order, lo, thr, med, sig, nuse, burst, step, rel)
+                               isb, step, sk[sb[:-1], 1:])
+        threaded(_time_direction, n_chan, buf, out, order, lo, thr, med, sig, nuse, isb, step, rel)
         bad = _bad_channels(n_chan, use_corr, thr, med, sig, nuse)
         # 3. extension: channels, then rows (counted over the parallel hands of the cross-correlations;
         # ``order`` holds only those rows).  Only what the RFI stages flagged counts, over the samples
