@@ -295,3 +295,13 @@ def test_akflag_mad_on_a_noisy_antenna(plain, tmp_path):
     noisy = ((a1 == NOISY) | (a2 == NOISY)) & cross
     got, other = fl[noisy].mean(), fl[~noisy & cross].mean()
     assert got <= 2 * other + 1e-3, (got, other)
+
+
+def test_flags_do_not_depend_on_the_weights():
+    """1c. measures each baseline's scatter from the data: the flags are the same whether SIGMA describes
+    the noisy antenna or says every baseline is equal (the solve then weights it wrongly, but its
+    samples are not taken for RFI either way)."""
+    ch, noisy, _ = _chunk(10, 1, rfi=True)
+    right = cellflags.flag_chunk(ch, CORR, 5.0)
+    ch.weight = np.ones_like(ch.weight)
+    np.testing.assert_array_equal(cellflags.flag_chunk(ch, CORR, 5.0), right)
