@@ -374,9 +374,8 @@ def _antenna_fit(ls, ok, p, q):
     equations, n_ant x n_ant, with a ridge of 1e-9 of their largest diagonal: u = 0 for an antenna
     without baselines, and where the array leaves a combination free (two groups of antennas with
     baselines only between them) the least-norm one, which changes no u_p + u_q of a fitted
-    baseline), then again without the baselines whose
-    residual exceeds FIT_CLIP robust sigmas.  Returns (u[p] + u[q] per segment, where both antennas
-    had baselines in the fit)."""
+    baseline), then again without the baselines whose residual exceeds FIT_CLIP robust sigmas.
+    Returns (u[p] + u[q] per segment, where both antennas had baselines in the fit)."""
     n_a = int(max(p.max(), q.max())) + 1
     w = ok.astype(float)
     pair = p * n_a + q
