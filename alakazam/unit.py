@@ -369,6 +369,8 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     ph = _phases(ctx, step)
     # only the correlations the term uses are summed (G, K: parallel hands; KC, CP: cross hands)
     corr_use = np.isin(np.arange(4), terms.get(step.jones_type).corr)
+    # a model that mixes the correlations (D) is fitted on samples with all four (averaging.all_corr)
+    all_corr = not terms.get(step.jones_type).diagonal
     for m, (ch, rows) in combine.member_chunks(g.members, lambda m: _iter_group_chunks(
             ctx, m.fid, m.ddid, m.chans, group, ph)):      # combine 'field'/'spw': every member's rows
         if rows is None:
@@ -411,7 +413,7 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
             averaging.accumulate_corrected(*sums, w_row, ch.data, ch.model, ch.flag,
                                            ch.weight, part, tidx, ch.ant1, ch.ant2, acc_bin, row_bl,
                                            m.fsamp_of_chan, m.corr_src, diag, sky, t_off=t0,
-                                           part_key=part_key, corr_use=corr_use)
+                                           part_key=part_key, corr_use=corr_use, all_corr=all_corr)
         row_count += np.bincount(sbin, minlength=n_sbin)
         trel = times - t_ref            # relative times: sums of MJD seconds (~5e9) lose microseconds
         time_sum += np.bincount(sbin, weights=trel, minlength=n_sbin)

@@ -256,3 +256,39 @@ def test_fused_accumulation_sums_only_the_correlations_used(use):
     with pytest.raises(ValueError, match="corr_use"):
         averaging.accumulate_corrected(*out[0], data, model, flag, weight, np.arange(n_row), tidx, a1, a2,
                                        sbin, row_bl, fsamp, corr_use=np.ones(2, bool))
+
+
+def test_fused_accumulation_all_corr_takes_whole_samples_only():
+    """all_corr (a D solve): a (row, channel) is summed only when its four correlations are all usable;
+    one flagged correlation, a zero weight or a flagged pre-applied hand drops the sample from all four
+    sums, and the result equals the default pass on data where such samples are flagged whole."""
+    rng = np.random.default_rng(41)
+    n_row, n_t = 90, 3
+    a1 = rng.integers(0, N_ANT, n_row)
+    a2 = (a1 + 1 + rng.integers(0, N_ANT - 1, n_row)) % N_ANT
+    tidx = rng.integers(0, n_t, n_row)
+    shape = (n_row, N_CHAN, 4)
+    data = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    model = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    weight = rng.uniform(0.5, 2.0, shape).astype(np.float32)
+    flag = rng.random(shape) < 0.05
+    weight[rng.random(shape) < 0.03] = 0
+    diag = np.exp(1j * rng.uniform(-3, 3, (n_t, N_ANT, N_CHAN, 2)))
+    diag[rng.random(diag.shape) < 0.03] = np.nan
+    sbin = np.zeros(n_row, np.int64)
+    row_bl, _, _ = rk.baseline_index(a1, a2, N_ANT)
+    fsamp = np.arange(N_CHAN) // 2
+    # the samples the rule drops, flagged whole by hand
+    bad_g = ~np.isfinite(diag[tidx, a1][..., [0, 0, 1, 1]]) | ~np.isfinite(diag[tidx, a2][..., [0, 1, 0, 1]])
+    partial = (flag | (weight <= 0) | bad_g).any(axis=-1)
+    assert partial.any() and not partial.all()
+    flag_whole = flag | partial[..., None]
+    out = []
+    for f, all_corr in ((flag, True), (flag_whole, False)):
+        acc = tuple(np.zeros((1, N_BL, int(fsamp.max()) + 1, 4), dt) for dt in (complex, complex, float))
+        averaging.accumulate_corrected(*acc, np.zeros(n_row), data, model, f, weight, np.arange(n_row), tidx,
+                                       a1, a2, sbin, row_bl, fsamp, diag=diag, all_corr=all_corr)
+        out.append(acc)
+    for x, y in zip(*out):
+        np.testing.assert_array_equal(x, y)
+    assert (out[0][2] > 0).any()

@@ -26,7 +26,7 @@ _SWAP = np.array([0, 2, 1, 3], np.int64)
 @njit
 def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, order,
                           part_lo, tidx, t_off, ant1, ant2, acc_bin, row_bl, fsamp_of_chan, corr_src,
-                          ginv, gbad, sky, skybad, use):
+                          ginv, gbad, sky, skybad, use, all4):
     # partitions start, start + stride, ... on this thread (_numba.threaded) of the baselines:
     # order[part_lo[p]:part_lo[p + 1]] are the rows of the
     # baselines of partition p (a baseline is in one partition only) -> each thread owns the output
@@ -54,6 +54,19 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
                 fs = fsamp_of_chan[chan]
                 if fs < 0:
                     continue
+                if all4:        # a term whose model mixes the correlations (D): all four or none
+                    whole = True
+                    for src in range(4):
+                        ks = corr_src[src]
+                        if ks < 0 or flag[row, chan, ks] or not np.float64(weight[row, chan, ks]) > 0:
+                            whole = False
+                            break
+                        if has_diag and (gbad[t, a1, chan, 0 if src < 2 else 1]
+                                         or gbad[t, a2, chan, 0 if (src == 0 or src == 2) else 1]):
+                            whole = False
+                            break
+                    if not whole:
+                        continue
                 sky_ok = True
                 m0 = m1 = m2 = m3 = 0j
                 if has_sky:
@@ -294,7 +307,7 @@ _NO_SKY = (np.zeros((0, 1, 1, 2, 2), np.complex128), np.zeros((0, 1, 1), bool))
 
 def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, rows, tidx, ant1,
                          ant2, acc_bin, row_bl, fsamp_of_chan, corr_src=None, diag=None, sky=None,
-                         t_off=0, part_key=None, corr_use=None):
+                         t_off=0, part_key=None, corr_use=None, all_corr=False):
     """One fused pass over rows of a chunk: pre-apply, flags -> weights, orientation, accumulation.
 
     Per sample, with the row's time t = tidx - t_off, antennas a = ant1, b = ant2 and correlation (i, j)::
@@ -348,6 +361,15 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
         a solve passes the correlations its term uses (:attr:`alakazam.jones.terms.JonesType.corr`),
         so G and K sum only the parallel hands and KC, CP only the cross hands; the others stay 0 (no
         weight) and add nothing to ``w_row``.
+    all_corr : bool
+        Only samples whose four correlations are all usable (stored, unflagged, weight > 0, every
+        pre-applied hand valid) are summed (default False: each correlation on its own).  A solve
+        passes True for a term whose model mixes the correlations (D: V_pq = M_pq + d_pq,a M_qq + ...,
+        from the averaged model of the other correlations): a correlation flagged alone (a dead feed's)
+        would otherwise average its model to 0 in a (bin, baseline) where the others still have data,
+        and the fit would put the missing d_pq,a M_qq into the other antennas' leakage (measured: a dead
+        Y feed moved every other antenna's d_pq by a common 0.01-0.02 where removing the antenna whole
+        moved them by 2e-4).
     """
     rows = np.asarray(rows, np.int64)
     row_bl = np.ascontiguousarray(row_bl, np.int64)
@@ -397,4 +419,4 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
     threaded(_accumulate_corrected, len(part_lo) - 1, vis_sum, model_sum, w_sum, w_row, data, model, flag,
              weight, order, part_lo, np.ascontiguousarray(tidx, np.int64), int(t_off),
              np.ascontiguousarray(ant1, np.int64), np.ascontiguousarray(ant2, np.int64),
-             acc_bin, row_bl, fsamp, corr_src, ginv, gbad, sky, skybad, use)
+             acc_bin, row_bl, fsamp, corr_src, ginv, gbad, sky, skybad, use, bool(all_corr))
