@@ -22,6 +22,8 @@ b the true bandpass amplitude (the corrected data's noise is sigma / |b_a,p b_b,
 of that per real component, 1 for pure noise.
 """
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -661,3 +663,46 @@ def test_refant_flagged_in_some_channels_is_no_bandpass_outlier(tmp_path):
     others = np.mean([_diag(sets[sc])[:, :, 0] for sc in sets if sc != 5], axis=0)    # (n_ant, n_chan, 2)
     d = np.abs(_diag(sets[5])[1:, :, 0] - others[1:])
     assert d[:, fb].max() < 6 * np.sqrt((d[:, rest] ** 2).mean()), (d[:, fb].max(), d[:, rest].max())
+
+
+def test_bandpass_over_one_time_cell_bridges_refant_channels_in_frequency(tmp_path):
+    """A bandpass over all scans ('inf': one time cell) with C00 flagged in channels 3-4 everywhere (RFI on
+    the reference antenna): no cell of another time can bridge those bins, and they were flagged on every
+    antenna.  CASA 6.7 bandpass keeps the other antennas there with continuous phases (measured by the
+    session's review).  The bins are now bridged in frequency (the fallback antenna's phase relative to
+    C00 in the neighbouring bins of the same time cell, interpolated): only C00 is flagged, and the
+    bridged bins' gains agree with a solve where C00 is not flagged within their noise (the bridge's own
+    error is a phase common to every antenna of the bin, which no corrected baseline sees)."""
+    ms, cal = str(tmp_path / "sim.ms"), str(tmp_path / "bp.h5")
+    truth = simulate_ms(ms, feed="linear", n_ant=6, n_ant_extra=1, n_chan=(8,), duration_h=2.0, int_s=60.0,
+                        noise=NOISE, seed=43, leakage=False, crosshand=False, time_gains=False,
+                        dead_ant=False, flag_rows=0.0)
+    true_models(ms, truth)
+    clean = str(tmp_path / "clean.ms")
+    shutil.copytree(ms, clean)
+    flag_antenna(ms, "C00", [2, 5, 8, 11], chans=[3, 4])
+    sol = {}
+    for m, out in ((ms, cal), (clean, str(tmp_path / "clean.h5"))):
+        run_solve(solve_config_from_dict(dict(ms=m, output=out, ref_ant="C00", apply_parang=True, jones=["G"],
+                                              field=["3C147"], time_interval=["inf"], freq_interval=["1MHz"],
+                                              quiet=True)))
+        sol[m] = hdf5.read_term(out, "G0")
+    (s,), (c,) = sol[ms], sol[clean]
+    fb, rest = [3, 4], [0, 1, 2, 5, 6, 7]
+    assert (s.extra["ref_ant"][fb] != 0).all() and (s.extra["ref_ant"][rest] == 0).all()
+    assert s.flags[0, fb].all() and not s.flags[0, rest].any() and not s.flags[1:].any()
+    # the gains' standard error per bin (3C147's integrations, n_ant - 1 baselines per antenna): both
+    # solves carry it (the flagged one without C00's baselines there), the bridge adds its own (x sqrt 2)
+    from casacore.tables import table
+    with table(ms, ack=False) as t:
+        n_int = len(np.unique(t.query(f"FIELD_ID=={truth.field_names.index('3C147')}").getcol("TIME")))
+    a2 = (np.abs(truth.bandpass[0]) ** 2).mean(axis=0).min()
+    sB = NOISE / (truth.flux_true["3C147"][0] * np.sqrt(a2 * (len(truth.ant_names) - 2) * n_int))
+    # compared in C02's gauge: a phase common to every antenna of a bin (what a bridge's error is) cancels
+    # in every corrected baseline g_a conj(g_b); the gains themselves, not that gauge, must agree
+    def in_c02(x):
+        g = _diag(x)[1:, :, 0]                                          # (n_ant - 1, n_chan, 2)
+        return g * np.exp(-1j * np.angle(g[:1]))
+    d = np.abs(in_c02(s) - in_c02(c))
+    assert d[:, rest].max() < 1e-9                  # the other bins: the same data, the same solutions
+    assert d[:, fb].max() < K_SIGMA * 2 * np.abs(truth.bandpass[0]).max() * sB, (d[:, fb].max(), sB)

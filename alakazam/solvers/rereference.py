@@ -15,8 +15,11 @@ chain, written to the HDF5) this module brings them to ONE reference R per SPW:
   quantity that converts r''s gauge to R's (below); it is interpolated to the cell's time (linearly
   between the nearest such cells before and after, nearest when there is only one side) and applied to
   every antenna of the cell.  R has no data in that cell (otherwise the cell would have used it), so
-  this is the only information about R there -- what CASA's re-referencing does.  Cells without a
-  bridge (no cell has both R and r') are flagged.
+  this is the only information about R there -- what CASA's re-referencing does.  K and G (per hand):
+  a cell without such a cell of another time is bridged in frequency, from the bins of its own time
+  cell solved with R in which r' has a solution (:func:`alakazam.solvers.rereference_hands._freq_bridge`:
+  a bandpass over one time cell whose reference is flagged in some channels).  Cells without a
+  bridge are flagged.
 * Flags per hand (K, G; :mod:`alakazam.core.handflags`): each hand is brought to its own reference
   R_h with its own per-cell references (``solver_stats/ref_ant_hand``, :mod:`alakazam.solvers.handsolve`),
   bridges and flags (:mod:`alakazam.solvers.rereference_hands`); a hand without a bridge is flagged in

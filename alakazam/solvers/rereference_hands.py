@@ -84,6 +84,32 @@ def _bridge_table(kind, sources, R, r2, jf, h, prior):
     return ts[order], vals[order]
 
 
+def _freq_bridge(kind, s, R, r2, jf, it, h, prior):
+    """(freqs, values) sorted by frequency: the bridge in frequency for cell (jf, it) of set ``s`` when
+    no cell of another time has both R and r2 (a bandpass over one time cell, 'inf', whose reference
+    antenna is flagged in some channels, e.g. by RFI): the other freq bins of the same time cell solved
+    with R in which r2 and R have a solution; ``_interp`` takes the value at the cell's frequency
+    (linear between the nearest bins below and above, the phase the shorter way; nearest on one side).
+    Exact for r2's phase relative to R varying linearly across the band (a delay difference; with
+    ``prior`` the chain's K, G included, as the time bridge).  (None, None) without such bins."""
+    from .rereference import _prior_angles
+
+    hf = hand_flags(s)[..., h]
+    jfs = np.flatnonzero((_used(s, h)[:, it] == R) & ~hf[r2, :, it] & ~hf[R, :, it])
+    jfs = jfs[jfs != jf]
+    if not len(jfs):
+        return None, None
+    v = np.array([_value(kind, s, r2, j, np.array([it]), h)[0] for j in jfs], float)
+    if prior is not None and prior.fn is not None:
+        v = v + np.array([_prior_angles(prior, s, r2, j, it)[0, h] for j in jfs])
+    ok = np.isfinite(v)
+    if not ok.any():
+        return None, None
+    f = np.asarray(s.freq, float)[jfs][ok]
+    order = np.argsort(f, kind="stable")
+    return f[order], v[ok][order][:, None]
+
+
 def _rotate(kind, s, jf, it, h, val):
     if kind == "phase":
         s.jones[:, jf, it, h, h] *= np.exp(1j * val)
@@ -138,6 +164,8 @@ def rereference(jones_type, new_s, same, done, refs, mode, prior, prior_phasor, 
                 if key not in tables:
                     tables[key] = _bridge_table(kind, same, R, r2, key[0], h, prior)
                 val = _interp(*tables[key], s.time[it], jones_type)
+                if val is None:         # no cell of another time: the neighbouring bins of this one
+                    val = _interp(*_freq_bridge(kind, s, R, r2, jf, it, h, prior), s.freq[jf], jones_type)
                 if val is not None and kind == "phase" and prior_phasor is not None:
                     val = val - _prior_angles(prior, s, r2, jf, it)[0, h]
                 val = None if val is None or not np.all(np.isfinite(val)) else float(np.ravel(val)[0])
