@@ -131,9 +131,9 @@ def _instrument_reads():
     stats = {"largest_chunk_bytes": 0, "read_bytes": 0, "n_reads": 0, "read_s": 0.0}
     orig = ms_io._read_rows_by_number
 
-    def wrapped(ms, rows, ddid, chans, data_col, model_col, meta=None):
+    def wrapped(ms, rows, ddid, chans, data_col, model_col, meta=None, **kw):
         t0 = time.perf_counter()
-        out = orig(ms, rows, ddid, chans, data_col, model_col, meta)
+        out = orig(ms, rows, ddid, chans, data_col, model_col, meta, **kw)
         stats["read_s"] += time.perf_counter() - t0
         if isinstance(out, tuple):
             data = out[0]
