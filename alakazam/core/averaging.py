@@ -38,6 +38,11 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
     has_diag = ginv.shape[0] > 0
     has_sky = sky.shape[0] > 0
     sky_per_chan = sky.shape[2] > 1         # else one channel serves all (P alone)
+    # all4 (a term whose model mixes the correlations, D): a sample's four terms are kept here and
+    # added only when all four are usable (the same values, added in the same order)
+    tv = np.zeros(4, np.complex128)
+    tm = np.zeros(4, np.complex128)
+    tw = np.zeros(4)
     for p in range(start, n_part, stride):
         for k in range(part_lo[p], part_lo[p + 1]):
             row = order[k]
@@ -54,19 +59,6 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
                 fs = fsamp_of_chan[chan]
                 if fs < 0:
                     continue
-                if all4:        # a term whose model mixes the correlations (D): all four or none
-                    whole = True
-                    for src in range(4):
-                        ks = corr_src[src]
-                        if ks < 0 or flag[row, chan, ks] or not np.float64(weight[row, chan, ks]) > 0:
-                            whole = False
-                            break
-                        if has_diag and (gbad[t, a1, chan, 0 if src < 2 else 1]
-                                         or gbad[t, a2, chan, 0 if (src == 0 or src == 2) else 1]):
-                            whole = False
-                            break
-                    if not whole:
-                        continue
                 sky_ok = True
                 m0 = m1 = m2 = m3 = 0j
                 if has_sky:
@@ -82,32 +74,31 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
                             sky[t, a1, sc, 0, 0], sky[t, a1, sc, 0, 1], sky[t, a1, sc, 1, 0],
                             sky[t, a1, sc, 1, 1], n0, n1, n2, n3, sky[t, a2, sc, 0, 0],
                             sky[t, a2, sc, 0, 1], sky[t, a2, sc, 1, 0], sky[t, a2, sc, 1, 1])
+                whole = True                             # all4: every correlation usable so far
                 for c in range(4):
                     if not use[c]:                       # a correlation the term does not use
                         continue
                     src = _SWAP[c] if swap else c        # 4-corr index in the row's own orientation
                     ks = corr_src[src]                   # index in the stored correlations
-                    if ks < 0 or flag[row, chan, ks]:
-                        continue
-                    wt = np.float64(weight[row, chan, ks])
-                    if not wt > 0:
-                        continue
+                    wt = np.float64(weight[row, chan, ks]) if ks >= 0 else 0.0
                     i = 0 if src < 2 else 1
                     j = 0 if (src == 0 or src == 2) else 1
+                    if (ks < 0 or flag[row, chan, ks] or not wt > 0 or (has_sky and not sky_ok)
+                            or (has_diag and (gbad[t, a1, chan, i] or gbad[t, a2, chan, j]))):
+                        if all4:
+                            whole = False
+                            break
+                        continue
                     v = np.complex128(data[row, chan, ks])
                     if has_diag:
                         # V' = V / (g_a,i conj(g_b,j)), as the product of the inverses; its noise is
                         # sigma / |g_a,i g_b,j|, so its weight is w |g_a,i g_b,j|^2 (CASA's pre-apply)
-                        if gbad[t, a1, chan, i] or gbad[t, a2, chan, j]:
-                            continue
                         gi = ginv[t, a1, chan, i]
                         gj = ginv[t, a2, chan, j]
                         v = v * (gi * np.conj(gj))
                         wt = wt / ((gi.real * gi.real + gi.imag * gi.imag)
                                    * (gj.real * gj.real + gj.imag * gj.imag))
                     if has_sky:
-                        if not sky_ok:
-                            continue
                         if src == 0:
                             m = m0
                         elif src == 1:
@@ -121,10 +112,22 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
                     if swap:                             # V_ab = V_ba^H
                         v = np.conj(v)
                         m = np.conj(m)
+                    if all4:
+                        tv[c] = wt * v
+                        tm[c] = wt * m
+                        tw[c] = wt
+                        continue
                     vis_sum[s, b, fs, c] += wt * v
                     model_sum[s, b, fs, c] += wt * m
                     w_sum[s, b, fs, c] += wt
                     wr += wt
+                if all4 and whole:
+                    for c in range(4):
+                        if use[c]:
+                            vis_sum[s, b, fs, c] += tv[c]
+                            model_sum[s, b, fs, c] += tm[c]
+                            w_sum[s, b, fs, c] += tw[c]
+                            wr += tw[c]
             w_row[row] = wr
 
 
