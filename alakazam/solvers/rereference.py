@@ -155,7 +155,13 @@ def _step_reference(sets, refs, mode):
     else the antenna most cells used (lowest index on ties)."""
     if mode == "strict":
         return refs[0]
-    used = np.concatenate([np.asarray(s.extra["ref_ant"])[~unusable(s).all(axis=0)] for s in sets])
+    return pick_reference(np.concatenate([np.asarray(s.extra["ref_ant"])[~unusable(s).all(axis=0)]
+                                          for s in sets]), refs)
+
+
+def pick_reference(used, refs):
+    """flex's R from the references ``used`` by the cells with data: the first of ``refs`` among them,
+    else the antenna most cells used (lowest index on ties), else ``refs[0]`` (no cell with data)."""
     for r in refs:
         if np.any(used == r):
             return r

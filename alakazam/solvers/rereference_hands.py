@@ -41,16 +41,12 @@ def _used(s, h):
 
 
 def _step_reference(sets, refs, mode, h):
+    from .rereference import pick_reference
+
     if mode == "strict":
         return refs[0]
-    used = np.concatenate([_used(s, h)[~hand_flags(s)[..., h].all(axis=0)] for s in sets])
-    for r in refs:
-        if np.any(used == r):
-            return r
-    if used.size == 0:
-        return refs[0]
-    vals, n = np.unique(used, return_counts=True)
-    return int(vals[np.argmax(n)])
+    used = [_used(s, h)[~hand_flags(s)[..., h].all(axis=0)] for s in sets]
+    return pick_reference(np.concatenate(used), refs)
 
 
 def _value(kind, s, ant, jf, its, h):
