@@ -22,7 +22,9 @@ so is weak intermittent RFI's detection (tests/test_cellflags.py's chunk, 64 cha
 100% of +0.4 / +0.7 / +1.0 before and after).
 """
 
+import os
 import shutil
+import sys
 import types
 
 import numpy as np
@@ -30,7 +32,9 @@ import pytest
 from casacore.tables import table
 
 from alakazam.core import cellflags
-from alakazam.sim import simulate_ms
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from point_source_ms import point_source_ms  # noqa: E402  (tests/point_source_ms.py)
 
 CORR = ["XX", "XY", "YX", "YY"]
 PAR = [0, 3]
@@ -191,23 +195,8 @@ N_CHAN = 32
 def plain(tmp_path_factory):
     """A 5-antenna, 32-channel MS (20 integrations of 3C286), MODEL_DATA an S-Jy point source, DATA the
     true gains' noise-free visibilities; returns (ms, gains (n_ant, 2))."""
-    d = tmp_path_factory.mktemp("noisy_ant")
-    ms = str(d / "plain.ms")
-    simulate_ms(ms, feed="linear", n_ant=5, n_ant_extra=0, n_chan=(N_CHAN,), duration_h=1.0, int_s=60.0,
-                scan_len_s=600.0, noise=NOISE, seed=7, leakage=False, dead_ant=False, flag_rows=0.0)
-    rng = np.random.default_rng(11)
-    g = rng.uniform(0.8, 1.2, (5, 2)) * np.exp(1j * rng.uniform(-np.pi, np.pi, (5, 2)))
-    with table(ms, readonly=False, ack=False) as t:
-        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
-        m = np.zeros(t.getcol("MODEL_DATA").shape, np.complex64)
-        m[..., 0] = m[..., 3] = S
-        t.putcol("MODEL_DATA", m)
-        dat = np.zeros_like(m)
-        dat[..., 0] = g[a1, 0][:, None] * S * np.conj(g[a2, 0])[:, None]
-        dat[..., 3] = g[a1, 1][:, None] * S * np.conj(g[a2, 1])[:, None]
-        t.putcol("DATA", dat)
-        t.putcol("FLAG", np.zeros(m.shape, bool))
-    return ms, g
+    ms = str(tmp_path_factory.mktemp("noisy_ant") / "plain.ms")
+    return ms, point_source_ms(ms, N_CHAN, S, NOISE)
 
 
 def _loud_copy(plain, path, loud, seed=3):

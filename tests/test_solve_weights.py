@@ -46,7 +46,9 @@ from casacore.tables import makearrcoldesc, maketabdesc, table
 
 from alakazam.core import ms_io, weights
 from alakazam.io import hdf5
-from alakazam.sim import simulate_ms
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from point_source_ms import point_source_ms  # noqa: E402  (tests/point_source_ms.py)
 
 S = 10.0            # Jy, unpolarised point source (MODEL_DATA: pp = qq = S, pq = qp = 0)
 NOISE = 0.2         # Jy per real / imaginary part on the good samples
@@ -59,23 +61,8 @@ N_CHAN = 8
 def plain(tmp_path_factory):
     """A 5-antenna, 8-channel MS (20 integrations of 3C286 in scans 1 and 4) and its true gains
     (n_ant, 2) complex, with MODEL_DATA an unpolarised S-Jy point source and DATA noise-free."""
-    d = tmp_path_factory.mktemp("solve_weights")
-    ms = str(d / "plain.ms")
-    simulate_ms(ms, feed="linear", n_ant=5, n_ant_extra=0, n_chan=(N_CHAN,), duration_h=1.0, int_s=60.0,
-                scan_len_s=600.0, noise=NOISE, seed=7, leakage=False, dead_ant=False, flag_rows=0.0)
-    rng = np.random.default_rng(11)
-    g = rng.uniform(0.8, 1.2, (5, 2)) * np.exp(1j * rng.uniform(-np.pi, np.pi, (5, 2)))
-    with table(ms, readonly=False, ack=False) as t:
-        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
-        m = np.zeros(t.getcol("MODEL_DATA").shape, np.complex64)
-        m[..., 0] = m[..., 3] = S
-        t.putcol("MODEL_DATA", m)
-        dat = np.zeros_like(m)
-        dat[..., 0] = g[a1, 0][:, None] * S * np.conj(g[a2, 0])[:, None]
-        dat[..., 3] = g[a1, 1][:, None] * S * np.conj(g[a2, 1])[:, None]
-        t.putcol("DATA", dat)
-        t.putcol("FLAG", np.zeros(m.shape, bool))
-    return ms, g
+    ms = str(tmp_path_factory.mktemp("solve_weights") / "plain.ms")
+    return ms, point_source_ms(ms, N_CHAN, S, NOISE)
 
 
 def _noisy_copy(plain, tmp_path, name, sigma_fn, seed=3, column="DATA"):
