@@ -516,3 +516,23 @@ def test_flag_reasons_count_each_flagged_solution_once(small, tmp_path):
         _g_scan(ms, str(tmp_path / "m.h5"), max_iter=1, tol=1e-15, min_snr=1e12)
     msg = str(e.value)
     assert "had no usable data" in msg and "minsnr" in msg, msg
+
+
+def test_dead_antenna_with_rfi_keeps_the_scans_other_antennas(tmp_path):
+    """The user trial of session 26 (`alakazam simulate --n-ant 14 --n-chan 128 --feed circular
+    --rfi-persistent 50 --rfi-intermittent --rfi-bursts 2 --dead-antenna C03:4`): K per scan flags C03 in
+    scan 4 only.  A change to the solve-time flags (each sample judged by its own baseline's scatter,
+    reverted) left the dead antenna's noise-only samples in, and K of that scan did not converge: every
+    antenna of scan 4 flagged, and propagate_flags then flagged the whole scan's data."""
+    ms = str(tmp_path / "haz.ms")
+    simulate_ms(ms, n_ant=14, n_chan=(128,), feed="circular", rfi_persistent=[50], rfi_intermittent=True,
+                rfi_bursts=2, dead_antenna_scan=("C03", 4))
+    from alakazam.caltasks import akcal
+
+    cal = str(tmp_path / "k.h5")
+    akcal(vis=ms, caltable=cal, field="3C286", refant="C00", jones=["K"], solint=["scan"], parang=True)
+    sets = {s.scan_id: s for s in hdf5.read_term(cal, "K0")}
+    names = list(sets[4].attrs["ant_names"])
+    assert sets[4].converged.all()
+    assert list(np.flatnonzero(sets[4].flags[:, 0, 0])) == [names.index("C03")]
+    assert not any(s.flags.any() for sc, s in sets.items() if sc != 4)
