@@ -700,3 +700,41 @@ def test_flag_backup_location_checked_first(ms_copy, tmp_path):
     finally:
         os.chmod(d, 0o755)
     assert "CORRECTED_DATA" not in _colnames(ms2)
+
+
+@pytest.mark.parametrize("when", ["during the snapshot's removal", "inside the writes"])
+def test_interrupt_of_flag_writes_leaves_no_snapshot(ms_copy, monkeypatch, when):
+    """A Ctrl-C / SIGTERM arriving while akflag writes FLAG, or while the recovery snapshot is being
+    removed once the writes are done, interrupts the run (KeyboardInterrupt, restore command
+    logged) but leaves no snapshot in the MS: the next writer has nothing to recover (seen in CI: a
+    SIGTERM 0.08 s after the flag version appeared left part of the snapshot, and the next run reported
+    a recovery)."""
+    import signal
+
+    from alakazam.calibration import flagsafety
+
+    ms, _ = ms_copy
+    snap = os.path.join(ms, columns.SNAPSHOT)
+    os.makedirs(flagsafety.flagversions_dir(ms), exist_ok=True)
+    real_rmtree = shutil.rmtree
+    sent, written = [], []
+
+    def rmtree_interrupted(path, *a, **kw):
+        if written and not sent and str(path) in (snap, snap + ".done"):
+            sent.append(path)
+            os.kill(os.getpid(), signal.SIGINT)     # delivered while the removal is under way
+            time.sleep(0.05)
+        return real_rmtree(path, *a, **kw)
+
+    if when == "during the snapshot's removal":
+        monkeypatch.setattr(columns.shutil, "rmtree", rmtree_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with flagsafety.flag_writes(ms, "v1", what="akflag"):
+            assert os.path.isdir(snap)
+            written.append(True)
+            if when == "inside the writes":
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)        # the handler runs at the next bytecode: inside the block
+    assert not os.path.exists(snap) and not os.path.exists(snap + ".done")
+    assert columns.recover(ms) is None
+    assert when != "during the snapshot's removal" or sent

@@ -173,9 +173,11 @@ def flag_writes(ms, version, what="apply"):
         else:
             log.error("%s interrupted (%s) while writing FLAG: FLAG may be partly changed; restore it "
                       "with: %s", what, type(e).__name__, restore_command(ms, version))
-        columns.end_writes(ms)
         raise
-    columns.end_writes(ms)
+    finally:
+        # also when the interrupt comes after the writes, before the snapshot's removal (before: a
+        # SIGTERM there left the snapshot behind)
+        columns.end_writes(ms)
     clear_marker(ms, version)
 
 

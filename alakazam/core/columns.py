@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -108,7 +109,37 @@ def _snapshot(ms):
 
 
 def _clear_snapshot(ms):
-    shutil.rmtree(os.path.join(str(ms), SNAPSHOT), ignore_errors=True)
+    """Remove the snapshot: renamed first (one atomic step, after which :func:`recover` sees none), then
+    deleted, so an interrupt in the middle of the deletion never leaves a snapshot behind."""
+    snap = os.path.join(str(ms), SNAPSHOT)
+    try:
+        os.replace(snap, snap + ".done")
+    except FileNotFoundError:
+        pass
+    shutil.rmtree(snap + ".done", ignore_errors=True)
+
+
+@contextmanager
+def _interrupts_deferred():
+    """SIGINT / SIGTERM arriving inside are recorded and delivered again, through the handlers in place
+    before, on exit (main thread only; elsewhere a no-op).  Unlike a blocked signal mask this also holds
+    a signal the kernel hands to another thread: Python runs every handler in the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got = []
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in sigs}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if got:
+            signal.raise_signal(got[0])
 
 
 _DEPTH = {}                     # realpath of the MS -> nesting depth of begin_writes in this process
@@ -126,14 +157,16 @@ def begin_writes(ms):
 
 def end_writes(ms):
     """The run ended in an orderly way (success, error or Ctrl-C): the snapshot is not needed (removed
-    when the outermost :func:`begin_writes` ends)."""
-    k = os.path.realpath(str(ms))
-    d = _DEPTH.get(k, 0) - 1      # < 0: begin_writes was interrupted before it counted (cleared too)
-    if d > 0:
-        _DEPTH[k] = d
-        return
-    _DEPTH.pop(k, None)
-    _clear_snapshot(ms)
+    when the outermost :func:`begin_writes` ends).  A Ctrl-C or SIGTERM arriving meanwhile is delivered
+    once the snapshot is gone (before: one arriving during the removal left part of it behind)."""
+    with _interrupts_deferred():
+        k = os.path.realpath(str(ms))
+        d = _DEPTH.get(k, 0) - 1      # < 0: begin_writes was interrupted before it counted (cleared too)
+        if d > 0:
+            _DEPTH[k] = d
+            return
+        _DEPTH.pop(k, None)
+        _clear_snapshot(ms)
 
 
 def _opens(ms) -> bool:
@@ -154,6 +187,7 @@ def recover(ms):
     (the table did not open; its description before the column was added was put back)."""
     snap = os.path.join(str(ms), SNAPSHOT)
     shutil.rmtree(snap + ".tmp", ignore_errors=True)
+    shutil.rmtree(snap + ".done", ignore_errors=True)       # a removal cut short (_clear_snapshot)
     if not os.path.isdir(snap):
         return
     if _opens(ms):
