@@ -96,6 +96,20 @@ def to_jones(jones_type, params, batch):
 
 
 def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
+    """Solve every cell of ``batch``; in the solve flow (``opts.flag_nonconverged``) a cell that did not
+    converge is solved again without the antennas whose data carry no signal
+    (:mod:`alakazam.solvers.nosignal`)."""
+    res = _run_once(jones_type, batch, backend_module, opts, backend_name)
+    if opts.flag_nonconverged and not np.asarray(res.converged, bool).all():
+        from ..core.handflags import per_hand
+        from . import nosignal
+        res = nosignal.resolve(jones_type, batch, res,
+                               lambda sub: _run_once(jones_type, sub, backend_module, opts, backend_name),
+                               bool(per_hand(jones_type)))
+    return res
+
+
+def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     batch.vis = np.ascontiguousarray(batch.vis, np.complex128)
     batch.model = np.ascontiguousarray(batch.model, np.complex128)
     batch.weight = np.ascontiguousarray(batch.weight, np.float64)
@@ -163,6 +177,9 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     conv = np.asarray(conv, bool)
     snr, rchi2 = quality.snr(jones_type, batch, J, cost, has, opts.phase_only,
                              has_hands=has_h if hands else None)   # DOF: each hand where it has data
+    if quality.data_snr_applies(jones_type, opts.phase_only) and some:
+        s = quality.matched_snr(jones_type, batch, params, bool(hands))
+        snr = quality.bound_by_data(snr, s, rchi2, has_h if hands else has)
     if hands:
         pol, ex = handsolve.flags(J, has_h, snr, conv, opts, dropped_h & had_h)
         flags = pol.any(-1)

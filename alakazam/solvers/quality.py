@@ -35,7 +35,12 @@ SNR (:func:`snr`, after the solve; stored as ``solver_stats/snr`` (n_ant, n_freq
     the cross hands pq (a = ant1) and qp (a = ant2) weighted by |V^_qq|^2, d_qp likewise by
     |V^_pp|^2; KC and CP: all cross-hand samples of the cell (one value for every antenna).  An
     undetermined cell (nDOF <= 0) has SNR 0, an exact fit (chi2 = 0) SNR_MAX.  A dead antenna has
-    V^ ~ 0 and SNR ~ 1.
+    V^ ~ 0 and SNR ~ 1 -- for a term that fits amplitudes.  For K and phase-only G / T the model's
+    amplitude does not follow the data, so a fit to a dead antenna's noise would get a live antenna's
+    sensitivity (seen: a K delay fitted to pure noise stored unflagged); their SNR is bounded by the
+    data's own, ``min(SNR, S / sqrt(2 k2))`` with S the matched-filter SNR of the antenna's (hand's)
+    data at the solution (:func:`matched_snr`; = sqrt(2) SNR + N(0, 1) on live data, a few units on
+    noise).
 
 minsnr, non-converged (:func:`alakazam.solvers.common.run`)
     Solutions with SNR < ``min_snr`` (0 disables) are flagged: per hand for the terms whose hands are
@@ -324,6 +329,66 @@ def snr(jones_type, batch, J, cost, has, phase_only=False, has_hands=None):
     else:
         out = np.where(has[..., None], out, 0.0)
     return out, rchi2
+
+
+def matched_snr(jones_type, batch, params, per_hand, chunk_bytes=64 * 2**20):
+    """S (n_cell, n_ant, 2): the matched-filter SNR of each antenna's (hand's) data at the solution
+    ``params``, ``S = sum_b Re(w conj(V^) V) / sqrt(sum_b w |V^|^2)`` over its baselines and the term's
+    correlations (V^ the term module's ``model_vis``; per parallel hand with ``per_hand``, else both
+    hands hold the antenna's value; NaN without data).  With weights 1/sigma^2 and signal, S =
+    sqrt(sum w |V^|^2) + N(0, 1); for noise-only data a fit finds S of a few units (:func:`snr`,
+    :mod:`alakazam.solvers.nosignal`).  The model is formed ``chunk_bytes`` at a time."""
+    from ..core.handflags import HAND_CORR
+
+    tt = terms.get(jones_type)
+    groups = [[HAND_CORR[0]], [HAND_CORR[1]]] if per_hand else [list(tt.corr)]
+    out = np.full((batch.n_cell, batch.n_ant, 2), np.nan)
+    per_cell = max(1, int(batch.vis[0].nbytes) if batch.n_cell else 1)
+    step = max(1, chunk_bytes // per_cell)
+    from . import CellBatch
+
+    for c0 in range(0, batch.n_cell, step):
+        sl = slice(c0, min(batch.n_cell, c0 + step))
+        sub = CellBatch(vis=batch.vis[sl], model=batch.model[sl], weight=batch.weight[sl], ant1=batch.ant1,
+                        ant2=batch.ant2, freq=batch.freq[sl], n_ant=batch.n_ant, ref_ant=batch.ref_ant,
+                        ref_ants=batch.ref_ants)
+        mv = tt.module.model_vis(np.asarray(params)[sl], sub)
+        n_c = sub.n_cell
+        for h, corr in enumerate(groups):
+            w = sub.weight[..., corr]
+            m = mv[..., corr]
+            num = (w * (np.conj(m) * sub.vis[..., corr]).real).sum(axis=(2, 3))      # (n_c, n_bl)
+            den = (w * (m.real ** 2 + m.imag ** 2)).sum(axis=(2, 3))
+            n = np.zeros((n_c, batch.n_ant))
+            d = np.zeros((n_c, batch.n_ant))
+            for a in (batch.ant1, batch.ant2):
+                np.add.at(n, (slice(None), a), num)
+                np.add.at(d, (slice(None), a), den)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                s = np.where(d > 0, n / np.sqrt(d), np.nan)
+            if per_hand:
+                out[sl, :, h] = s
+            else:
+                out[sl] = s[..., None]
+    return out
+
+
+def data_snr_applies(jones_type, phase_only) -> bool:
+    """Whether :func:`snr` is bounded by the data's own SNR (:func:`matched_snr`): the terms whose model
+    amplitude does not follow the data -- K, and G / T phase-only -- so that a fit to a dead antenna's
+    noise is not given the sensitivity of a live one."""
+    tt = terms.get(jones_type)
+    return not tt.is_global and (tt.name == "K" or (tt.gain and phase_only))
+
+
+def bound_by_data(snr_sens, s, rchi2, has):
+    """``min(SNR, S / sqrt(2 k2))`` where the antenna (hand) has data and S is finite (k2 = min(chi2 /
+    nDOF, 1), as in :func:`snr`); S < 0 (data opposite to the model) gives 0."""
+    k2 = np.minimum(np.asarray(rchi2, float), 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sd = np.maximum(s, 0.0) / np.sqrt(2.0 * k2[:, None, None])
+    use = np.isfinite(sd) & (has[..., None] if has.ndim == 2 else has)
+    return np.where(use, np.minimum(snr_sens, sd), snr_sens)
 
 
 def _running_nanmedian(x):

@@ -1,0 +1,124 @@
+"""Antennas whose data carry no signal, taken out of a cell that did not converge.
+
+Convention (pinned by tests/test_nosignal.py):
+
+* An antenna (for K and G: an antenna's hand) whose samples hold noise only -- a dead antenna or feed
+  the flags do not mark -- leaves its parameters undetermined: the joint fit of the cell can wander in
+  them and not converge, and the solve flow then flags every antenna of the cell (before: one dead
+  antenna, with ``rfi_threshold=0``, flagged a whole K scan).
+* Only in such a cell (``SolveOptions.flag_nonconverged``, i.e. the solve flow), each antenna's (hand's)
+  *signal* is measured at the non-converged solution: the matched-filter SNR of its data,
+  ``S = sum_b Re(w conj(V^) V) / sqrt(sum_b w |V^|^2)`` over its baselines (V^ the model of the
+  solution, w the weights, the term's correlations; per hand for K and G).  For an antenna with signal
+  S is its SNR (thousands on a calibrator); a fit to pure noise finds S of a few units.
+* The antenna (hand) with the smallest S is taken out when ``S < NOISE_S`` or ``S < NOISE_REL`` times
+  the median S of the cell's antennas with data (weights that do not describe the dead antenna's noise)
+  -- its baselines' weights in that hand (every correlation for the other terms) set to 0 -- and the
+  cell is solved again; up to :data:`MAX_ROUNDS` antennas per cell, one per round, while the cell does
+  not converge.  An antenna taken out is flagged with reason ``minsnr`` (its data carry no signal);
+  ``extra['snr']`` holds its S.  A cell that still does not converge is flagged as before.
+* Converged cells, and every cell of a direct solver call (``flag_nonconverged`` False), are left as
+  solved: the rule can never change a solution that converged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.handflags import HAND_CORR
+from .quality import matched_snr
+
+#: S below this: the antenna's data hold no signal a fit to noise would not find (a delay + phase fit
+#: to pure noise measured S = 3.3 on 128 channels)
+NOISE_S = 6.0
+#: ... or below this fraction of the cell's median S (a dead antenna whose weights understate its noise)
+NOISE_REL = 0.01
+#: at most this many antennas (hands) taken out of one cell
+MAX_ROUNDS = 3
+
+
+def _sub_batch(batch, cells, weight):
+    from . import CellBatch
+
+    return CellBatch(vis=np.ascontiguousarray(batch.vis[cells]),
+                     model=np.ascontiguousarray(batch.model[cells]), weight=weight, ant1=batch.ant1,
+                     ant2=batch.ant2,
+                     freq=np.ascontiguousarray(batch.freq[cells]), n_ant=batch.n_ant, ref_ant=batch.ref_ant,
+                     ref_ants=batch.ref_ants)
+
+
+def _pick(s):
+    """(antenna, hand) with the smallest S of one cell when it is below the thresholds, else None."""
+    ok = np.isfinite(s)
+    if ok.sum() < 3:
+        return None
+    med = float(np.median(s[ok]))
+    low = np.where(ok, s, np.inf)
+    a, h = np.unravel_index(int(np.argmin(low)), s.shape)
+    v = low[a, h]
+    if v < NOISE_S or v < NOISE_REL * med:
+        return int(a), int(h)
+    return None
+
+
+def _splice(res, sub, cells):
+    """Cells ``cells`` of ``res`` replaced by the result ``sub`` of their solve again."""
+    for name in ("jones", "flags", "delay", "params", "converged", "cost", "ref_ant"):
+        full = getattr(res, name)
+        if full is not None:
+            full = np.array(full)
+            full[cells] = getattr(sub, name)
+            setattr(res, name, full)
+    n_iter = np.array(res.n_iter)
+    n_iter[cells] = n_iter[cells] + np.asarray(sub.n_iter)
+    res.n_iter = n_iter
+    for k, v in sub.extra.items():
+        if isinstance(v, np.ndarray) and isinstance(res.extra.get(k), np.ndarray):
+            res.extra[k] = np.array(res.extra[k])
+            res.extra[k][cells] = v
+
+
+def resolve(jones_type, batch, res, solve, per_hand):
+    """``res`` with the no-signal antennas of its non-converged cells taken out and those cells solved
+    again by ``solve(sub_batch) -> SolveResult`` (module doc)."""
+    taken = np.zeros((batch.n_cell, batch.n_ant, 2), bool)
+    s_taken = np.full((batch.n_cell, batch.n_ant, 2), np.nan)
+    weight = {}
+    for _ in range(MAX_ROUNDS):
+        bad = np.flatnonzero(~np.asarray(res.converged, bool))
+        if not len(bad):
+            break
+        w = np.stack([weight.get(int(c), batch.weight[c]) for c in bad])
+        s = matched_snr(jones_type, _sub_batch(batch, bad, w), np.asarray(res.params)[bad], per_hand)
+        redo = []
+        for i, c in enumerate(bad):
+            p = _pick(s[i])
+            if p is None:
+                continue
+            a, h = p
+            wc = w[i].copy()
+            on = (batch.ant1 == a) | (batch.ant2 == a)
+            if per_hand:
+                wc[on, :, HAND_CORR[h]] = 0.0
+            else:
+                wc[on] = 0.0
+            weight[int(c)] = wc
+            hands = [h] if per_hand else [0, 1]
+            taken[c, a, hands] = True
+            s_taken[c, a, hands] = s[i, a, h]
+            redo.append(int(c))
+        if not redo:
+            break
+        redo = np.asarray(redo)
+        sub = solve(_sub_batch(batch, redo, np.stack([weight[int(c)] for c in redo])))
+        _splice(res, sub, redo)
+    if taken.any():
+        t = taken.any(-1) & np.asarray(res.converged, bool)[:, None]
+        res.extra["minsnr"] = np.asarray(res.extra.get("minsnr", np.zeros_like(t))) | t
+        for k in ("minblperant", "nonconverged"):
+            if isinstance(res.extra.get(k), np.ndarray):
+                res.extra[k] = res.extra[k] & ~t
+        snr = res.extra.get("snr")
+        if isinstance(snr, np.ndarray):
+            res.extra["snr"] = np.where(taken, s_taken, snr)
+    return res

@@ -1,0 +1,106 @@
+"""A dead antenna the flags do not mark (``rfi_threshold=0``) must not flag a whole cell
+(alakazam/solvers/nosignal.py): its noise-only data left K's fit undetermined in its parameters, the cell
+did not converge and every antenna of the scan was flagged, on every backend.  The antenna is now taken
+out of the non-converged cell and the cell solved again: the other antennas' solutions equal those of a
+solve with the dead antenna's data flagged, and the dead antenna is flagged with reason minsnr."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from casacore.tables import table
+
+from alakazam.caltasks import akcal
+from alakazam.io import hdf5
+from alakazam.sim import simulate_ms
+from alakazam.solvers import nosignal
+
+BACKENDS = ["numba", "scipy", "ceres", "jax"]
+
+
+#: (feed, channels): with 64 channels K's joint fit does not converge with the dead antenna in (every
+#: backend): the rule takes it out; with 32 it converges and the data-bounded SNR flags it
+CASES = [("linear", 64), ("circular", 64), ("linear", 32)]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[f"{f}-{n}ch" for f, n in CASES])
+def dead_ms(request, tmp_path_factory):
+    """(MS with C03's DATA pure noise in scan 4, the same MS with C03's scan-4 rows flagged, n_chan)."""
+    d = tmp_path_factory.mktemp("nosig")
+    ms = str(d / "dead.ms")
+    feed, n_chan = request.param
+    simulate_ms(ms, n_ant=8, n_chan=(n_chan,), feed=feed, duration_h=1.0, dead_antenna_scan=("C03", 4))
+    flagged = str(d / "flagged.ms")
+    shutil.copytree(ms, flagged)
+    with table(flagged, readonly=False, ack=False) as t:
+        names = table(os.path.join(flagged, "ANTENNA"), ack=False).getcol("NAME")
+        c03 = list(names).index("C03")
+        a1, a2, scan = t.getcol("ANTENNA1"), t.getcol("ANTENNA2"), t.getcol("SCAN_NUMBER")
+        rows = np.flatnonzero(((a1 == c03) | (a2 == c03)) & (scan == 4))
+        f = t.getcol("FLAG")
+        f[rows] = True
+        t.putcol("FLAG", f)
+    return ms, flagged, n_chan
+
+
+def _k(ms, cal, backend):
+    if os.path.exists(cal):
+        os.remove(cal)
+    akcal(vis=ms, caltable=cal, field="3C286", refant="C00", jones=["K"], solint=["scan"], parang=True,
+          rfi_threshold=0.0, solver=backend)
+    return {s.scan_id: s for s in hdf5.read_term(cal, "K0")}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dead_antenna_is_taken_out_of_its_cell(dead_ms, backend, tmp_path):
+    pytest.importorskip({"numba": "numba", "scipy": "scipy", "ceres": "pyceres", "jax": "jax"}[backend])
+    ms, flagged, n_chan = dead_ms
+    got = _k(ms, str(tmp_path / "k.h5"), backend)
+    ref = _k(flagged, str(tmp_path / "kf.h5"), backend)
+    names = list(got[4].attrs["ant_names"])
+    c03 = names.index("C03")
+    assert got[4].converged.all()
+    assert list(np.flatnonzero(got[4].flags[:, 0, 0])) == [c03]
+    assert not got[1].flags.any()
+    np.testing.assert_array_equal(got[1].delay, ref[1].delay)
+    # the other antennas: within their thermal error of a solve with C03's data flagged (equal where the
+    # rule took C03 out: the same samples; C03 left in and flagged by its data-bounded SNR adds its
+    # noise baselines), sigma_tau = 1 / (2 pi sigma_nu SNR), SNR = 1 / rms phase error
+    with table(os.path.join(ms, "SPECTRAL_WINDOW"), ack=False) as t:
+        nu = t.getcol("CHAN_FREQ")[0]
+    ok = np.arange(len(names)) != c03
+    sig_ns = np.full(ref[4].delay.shape, np.inf)
+    sig_ns[ok] = 1e9 / (2 * np.pi * nu.std() * ref[4].extra["snr"][ok])
+    assert (np.abs(got[4].delay - ref[4].delay)[ok] <= 5 * sig_ns[ok]).all()
+
+
+def test_without_the_rules_the_dead_antenna_is_kept_or_its_cell_lost(dead_ms, tmp_path, monkeypatch):
+    """The cases are real ones (so the test above can fail): without the rule, with 64 channels the
+    scan's K does not converge and every antenna of it is flagged; without the data-bounded SNR, with
+    32 channels the delay fitted to C03's noise is stored unflagged."""
+    from alakazam.solvers import quality
+
+    ms, _, n_chan = dead_ms
+    if n_chan == 64:
+        monkeypatch.setattr(nosignal, "MAX_ROUNDS", 0)
+        got = _k(ms, str(tmp_path / "k.h5"), "numba")
+        assert not got[4].converged.all() and got[4].flags[:, 0, 0].all()
+    else:
+        monkeypatch.setattr(quality, "data_snr_applies", lambda *a: False)
+        got = _k(ms, str(tmp_path / "k.h5"), "numba")
+        assert got[4].converged.all() and not got[4].flags.any()
+
+
+def test_pick_takes_only_antennas_without_signal():
+    s = np.full((6, 2), 3000.0)
+    assert nosignal._pick(s) is None                          # every antenna with signal: none taken
+    s[2, 1] = 3.3                                             # a noise-only hand (absolute threshold)
+    assert nosignal._pick(s) == (2, 1)
+    s[2, 1] = 20.0                                            # below 1% of the median: no signal
+    assert nosignal._pick(s) == (2, 1)
+    s[2, 1] = 100.0                                           # weak but real: kept
+    assert nosignal._pick(s) is None
+    s[:] = np.nan
+    s[0, :] = 1.0
+    assert nosignal._pick(s) is None                          # fewer than 3 with data: nothing to compare
