@@ -51,7 +51,8 @@ def enabled() -> bool:
 #: solvers were compiled on this machine; only the modules of the run's types are imported (a G-only
 #: run imported cross_phase, leakage and parallel_delay, and loaded their eagerly compiled kernels,
 #: just to look: 0.05-0.09 s of the QuartiCal-style job's start, issue 16)
-KERNELS = {"K": (("parallel_delay", "_lm_items"), ("quality", "_power_sums")),
+KERNELS = {"K": (("parallel_delay", "_lm_items"), ("quality", "_power_sums"),
+                 ("parallel_delay", "_matched_items")),
            "KC": (("parallel_delay", "_lm_items"),),
            "G": (("gains", "_stefcal_items"), ("quality", "_power_sums")),
            "D": (("leakage", "_lm_items"),),

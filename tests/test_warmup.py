@@ -174,7 +174,8 @@ def test_the_cache_check_imports_only_the_run_types_solvers():
     from alakazam.solvers import cross_phase, gains, leakage, parallel_delay, quality
 
     assert warmup._kernels("G") == [gains._stefcal_items, quality._power_sums]
-    assert warmup._kernels("K") == [parallel_delay._lm_items, quality._power_sums]
+    assert warmup._kernels("K") == [parallel_delay._lm_items, quality._power_sums,
+                                    parallel_delay._matched_items]
     assert warmup._kernels("KC") == [parallel_delay._lm_items]
     assert warmup._kernels("D") == [leakage._lm_items]
     assert warmup._kernels("CP") == [cross_phase._leakage_offsets]

@@ -347,6 +347,17 @@ def matched_snr(jones_type, batch, params, per_hand, chunk_bytes=64 * 2**20):
     step = max(1, chunk_bytes // per_cell)
     from . import CellBatch
 
+    if per_hand and hasattr(tt.module, "matched_sums"):        # K: one compiled pass
+        num, den = tt.module.matched_sums(params, batch)
+        for h in range(2):
+            n = np.zeros((batch.n_cell, batch.n_ant))
+            d = np.zeros((batch.n_cell, batch.n_ant))
+            for a in (batch.ant1, batch.ant2):
+                np.add.at(n, (slice(None), a), num[..., h])
+                np.add.at(d, (slice(None), a), den[..., h])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[..., h] = np.where(d > 0, n / np.sqrt(d), np.nan)
+        return out
     for c0 in range(0, batch.n_cell, step):
         sl = slice(c0, min(batch.n_cell, c0 + step))
         sub = CellBatch(vis=batch.vis[sl], model=batch.model[sl], weight=batch.weight[sl], ant1=batch.ant1,
