@@ -133,3 +133,33 @@ def test_k_matched_snr_compiled_pass_equals_the_model_array_path():
             np.add.at(n, (slice(None), a), num)
             np.add.at(d, (slice(None), a), den)
         np.testing.assert_allclose(got[..., h], n / np.sqrt(d), rtol=1e-10, atol=1e-10)
+
+
+@pytest.fixture(scope="module")
+def dead_ms_32(tmp_path_factory):
+    ms = str(tmp_path_factory.mktemp("nosig_g") / "dead.ms")
+    simulate_ms(ms, n_ant=8, n_chan=(32,), feed="linear", duration_h=1.0, dead_antenna_scan=("C03", 4))
+    return ms
+
+
+@pytest.mark.parametrize("jones", ["G", "T"])
+@pytest.mark.parametrize("bounded", [True, False])
+def test_phase_only_gain_of_a_dead_antenna_is_flagged(dead_ms_32, tmp_path, monkeypatch, jones, bounded):
+    """Phase-only G and T per integration on a dead antenna (rfi_threshold=0): its phases fitted to noise
+    are flagged (data-bounded SNR) in every integration of the dead scan, and only there; without the
+    bound they were stored unflagged (the case is a real one)."""
+    from alakazam.solvers import quality
+
+    if not bounded:
+        monkeypatch.setattr(quality, "data_snr_applies", lambda *a: False)
+    cal = str(tmp_path / "g.h5")
+    akcal(vis=dead_ms_32, caltable=cal, field="3C286", refant="C00", jones=[jones], solint=["int"],
+          calmode=["p"], parang=True, rfi_threshold=0.0)
+    sets = {s.scan_id: s for s in hdf5.read_term(cal, jones + "0")}
+    names = list(sets[4].attrs["ant_names"])
+    per_ant = sets[4].flags.reshape(len(names), -1).mean(axis=1)
+    assert not sets[1].flags.any()
+    if bounded:
+        assert list(np.flatnonzero(per_ant)) == [names.index("C03")] and per_ant.max() == 1.0
+    else:
+        assert not per_ant.any()
