@@ -321,13 +321,15 @@ def test_extend_plane_rules():
     assert extend_plane(g, _Cfg(growtime=50.0))[:, 3].all()
     assert extend_plane(g, _Cfg(growtime=70.0)).sum() == 4
     g3 = np.zeros((6, 5, 1), bool)
-    g3[:3, 3] = True                        # exactly 50%: not MORE than 50%
-    assert extend_plane(g3, _Cfg(growtime=50.0)).sum() == 3
+    g3[:3, 3] = True                        # exactly 50%: grown (flagdata, measured: ">= growtime %")
+    assert extend_plane(g3, _Cfg(growtime=50.0))[:, 3].all()
+    assert extend_plane(g3, _Cfg(growtime=51.0)).sum() == 3
     # growfreq: integration 2 has 3 of 5 channels (60%)
     h = np.zeros((6, 5, 1), bool)
     h[2, :3] = True
     assert extend_plane(h, _Cfg(growfreq=50.0))[2].all() and extend_plane(h, _Cfg(growfreq=50.0)).sum() == 5
-    assert extend_plane(h, _Cfg(growfreq=60.0)).sum() == 3
+    assert extend_plane(h, _Cfg(growfreq=60.0))[2].all()       # exactly 60%: grown
+    assert extend_plane(h, _Cfg(growfreq=61.0)).sum() == 3
     # growaround: centre (2, 2) has 5 flagged neighbours -> flagged; (0, 0) corner with 2 -> not
     a = np.zeros((5, 5, 1), bool)
     for t_, c in [(1, 1), (1, 2), (1, 3), (2, 1), (3, 1)]:

@@ -327,20 +327,11 @@ def _plane(amp, flag, dims, timepoly, freqpoly, maxnpieces, timecut, freqcut, wi
 
 def extend_chunk(f, growtime=EXTEND_GROWTIME, growfreq=EXTEND_GROWFREQ):
     """flagdata's extension after tfcrop (extendflags=True) on one baseline's chunk ``f`` (time, chan,
-    corr) bool, in CASA's order (its extension agent): per correlation, the flagged counts of each
-    integration and of each channel are taken once; an integration with >= growfreq % of its channels
-    flagged gets all of them, a channel with >= growtime % of its integrations flagged gets all of
-    them; then a sample flagged in any correlation is flagged in all (extendpols).  (akflag's
-    mode='extend' differs: extendpols first, growfreq counted after growtime, '>'.)"""
-    nt, nc, _ = f.shape
-    per_time = f.sum(axis=1)                            # (time, corr)
-    per_chan = f.sum(axis=0)                            # (chan, corr)
-    g = f.copy()
-    if nc:
-        g |= (100.0 * per_time / nc >= growfreq)[:, None, :]
-    if nt:
-        g |= (100.0 * per_chan / nt >= growtime)[None, :, :]
-    return g | g.any(axis=2, keepdims=True)
+    corr) bool: growtime / growfreq (">= %", per correlation, from the same flags), then extendpols --
+    akflag mode='extend''s code (:mod:`alakazam.flagging.extend`, CASA's extension agent)."""
+    from .extend import Rules, extend_plane
+
+    return extend_plane(f, Rules(extendpols=True, growtime=growtime, growfreq=growfreq))
 
 
 def _chunks(t, seconds):
