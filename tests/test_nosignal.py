@@ -94,16 +94,34 @@ def test_without_the_rules_the_dead_antenna_is_kept_or_its_cell_lost(dead_ms, tm
 
 def test_pick_takes_only_antennas_without_signal():
     s = np.full((6, 2), 3000.0)
-    assert nosignal._pick(s) is None                          # every antenna with signal: none taken
+    assert nosignal._pick(s) == []                            # every antenna with signal: none taken
     s[2, 1] = 3.3                                             # a noise-only hand (absolute threshold)
-    assert nosignal._pick(s) == (2, 1)
+    assert nosignal._pick(s) == [(2, 1)]
     s[2, 1] = 20.0                                            # below 1% of the median: no signal
-    assert nosignal._pick(s) == (2, 1)
+    assert nosignal._pick(s) == [(2, 1)]
+    s[4, :] = 1.0                                             # a second dead antenna: all taken, lowest first
+    assert nosignal._pick(s) == [(4, 0), (4, 1), (2, 1)]
     s[2, 1] = 100.0                                           # weak but real: kept
-    assert nosignal._pick(s) is None
+    assert nosignal._pick(s) == [(4, 0), (4, 1)]
     s[:] = np.nan
     s[0, :] = 1.0
-    assert nosignal._pick(s) is None                          # fewer than 3 with data: nothing to compare
+    assert nosignal._pick(s) == []                            # fewer than 3 with data: nothing to compare
+    s = np.full((3, 2), 1.0)
+    s[0, 0] = 3000.0
+    assert nosignal._pick(s) == []                            # fewer than 2 with signal would remain
+
+
+def test_data_snr_replaces_the_model_snr_only_when_clearly_lower():
+    """The data's SNR (S / sqrt(2 k2)) replaces the model's only when lower by more than 3 of its
+    standard deviations (1/sqrt(2)): a live antenna near minsnr keeps CASA's SNR, a dead one gets its
+    data's."""
+    from alakazam.solvers import quality
+
+    sens = np.array([[[3.7, 3.7], [4000.0, 4000.0], [3.7, 3.7]]])          # (cell, ant, hand)
+    s = np.sqrt(2.0) * np.array([[[3.0, 1.0], [1.5, 3800.0], [np.nan, 3.7]]])
+    has = np.ones((1, 3), bool)
+    out = quality.bound_by_data(sens, s, np.array([1.0]), has)
+    np.testing.assert_allclose(out, [[[3.7, 1.0], [1.5, 3800.0], [3.7, 3.7]]])
 
 
 def test_k_matched_snr_compiled_pass_equals_the_model_array_path():

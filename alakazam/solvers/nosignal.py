@@ -11,12 +11,14 @@ Convention (pinned by tests/test_nosignal.py):
   ``S = sum_b Re(w conj(V^) V) / sqrt(sum_b w |V^|^2)`` over its baselines (V^ the model of the
   solution, w the weights, the term's correlations; per hand for K and G).  For an antenna with signal
   S is its SNR (thousands on a calibrator); a fit to pure noise finds S of a few units.
-* The antenna (hand) with the smallest S is taken out when ``S < NOISE_S`` or ``S < NOISE_REL`` times
-  the median S of the cell's antennas with data (weights that do not describe the dead antenna's noise)
-  -- its baselines' weights in that hand (every correlation for the other terms) set to 0 -- and the
-  cell is solved again; up to :data:`MAX_ROUNDS` antennas per cell, one per round, while the cell does
-  not converge.  An antenna taken out is flagged with reason ``minsnr`` (its data carry no signal);
-  ``extra['snr']`` holds its S.  A cell that still does not converge is flagged as before.
+* Every antenna (hand) with ``S < NOISE_S`` or ``S < NOISE_REL`` times the median S of the cell's
+  antennas with data (weights that do not describe the dead antenna's noise) is taken out -- its
+  baselines' weights in that hand (every correlation for the other terms) set to 0 -- and the cell is
+  solved again; up to :data:`MAX_ROUNDS` rounds while the cell does not converge (before: one antenna
+  hand per round, so two dead antennas, four hands, kept one in and lost the cell -- the session's
+  review).  Nothing is taken out when fewer than two antennas (hands) with signal would remain.  An
+  antenna taken out is flagged with reason ``minsnr`` (its data carry no signal); ``extra['snr']``
+  holds its S (0 when negative).  A cell that still does not converge is flagged as before.
 * Converged cells, and every cell of a direct solver call (``flag_nonconverged`` False), are left as
   solved: the rule can never change a solution that converged.
 """
@@ -33,7 +35,7 @@ from .quality import matched_snr
 NOISE_S = 6.0
 #: ... or below this fraction of the cell's median S (a dead antenna whose weights understate its noise)
 NOISE_REL = 0.01
-#: at most this many antennas (hands) taken out of one cell
+#: at most this many rounds of taking antennas out of one cell
 MAX_ROUNDS = 3
 
 
@@ -48,17 +50,16 @@ def _sub_batch(batch, cells, weight):
 
 
 def _pick(s):
-    """(antenna, hand) with the smallest S of one cell when it is below the thresholds, else None."""
+    """[(antenna, hand)] of one cell whose S is below the thresholds (module doc), lowest first."""
     ok = np.isfinite(s)
     if ok.sum() < 3:
-        return None
+        return []
     med = float(np.median(s[ok]))
-    low = np.where(ok, s, np.inf)
-    a, h = np.unravel_index(int(np.argmin(low)), s.shape)
-    v = low[a, h]
-    if v < NOISE_S or v < NOISE_REL * med:
-        return int(a), int(h)
-    return None
+    low = ok & ((s < NOISE_S) | (s < NOISE_REL * med))
+    if low.sum() >= ok.sum() - 1:           # no antenna with signal left to solve: nothing to take out
+        return []
+    idx = np.argwhere(low)
+    return [(int(a), int(h)) for a, h in idx[np.argsort(s[low])]]
 
 
 def _splice(res, sub, cells):
@@ -92,20 +93,20 @@ def resolve(jones_type, batch, res, solve, per_hand):
         s = matched_snr(jones_type, _sub_batch(batch, bad, w), np.asarray(res.params)[bad], per_hand)
         redo = []
         for i, c in enumerate(bad):
-            p = _pick(s[i])
-            if p is None:
+            picked = _pick(s[i])
+            if not picked:
                 continue
-            a, h = p
             wc = w[i].copy()
-            on = (batch.ant1 == a) | (batch.ant2 == a)
-            if per_hand:
-                wc[on, :, HAND_CORR[h]] = 0.0
-            else:
-                wc[on] = 0.0
+            for a, h in picked:             # every antenna (hand) without signal at once
+                on = (batch.ant1 == a) | (batch.ant2 == a)
+                if per_hand:
+                    wc[on, :, HAND_CORR[h]] = 0.0
+                else:
+                    wc[on] = 0.0
+                hands = [h] if per_hand else [0, 1]
+                taken[c, a, hands] = True
+                s_taken[c, a, hands] = max(float(s[i, a, h]), 0.0)
             weight[int(c)] = wc
-            hands = [h] if per_hand else [0, 1]
-            taken[c, a, hands] = True
-            s_taken[c, a, hands] = s[i, a, h]
             redo.append(int(c))
         if not redo:
             break
