@@ -52,7 +52,7 @@ def enabled() -> bool:
 #: run imported cross_phase, leakage and parallel_delay, and loaded their eagerly compiled kernels,
 #: just to look: 0.05-0.09 s of the QuartiCal-style job's start, issue 16)
 KERNELS = {"K": (("parallel_delay", "_lm_items"), ("quality", "_power_sums"),
-                 ("parallel_delay", "_matched_items")),
+                 ("parallel_delay", "_sums_items")),
            "KC": (("parallel_delay", "_lm_items"),),
            "G": (("gains", "_stefcal_items"), ("quality", "_power_sums")),
            "D": (("leakage", "_lm_items"),),

@@ -125,7 +125,7 @@ def test_data_snr_replaces_the_model_snr_only_when_clearly_lower():
 
 
 def test_k_matched_snr_compiled_pass_equals_the_model_array_path():
-    """K's S from the compiled pass (parallel_delay._matched_items) equals the definition evaluated on
+    """K's S from the compiled pass (parallel_delay._sums_items) equals the definition evaluated on
     model_vis (uniform and non-uniform channel grids, partial weights)."""
     from alakazam.solvers import CellBatch, parallel_delay, quality
 

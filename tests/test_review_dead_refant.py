@@ -6,38 +6,21 @@ K per scan then takes the dead C00 as a hand's reference in scan 1 and converges
 antenna's delay is right."""
 
 import os
-import shutil
+import sys
 
 import numpy as np
 import pytest
-from casacore.tables import table
 
 from alakazam.caltasks import akcal
 from alakazam.io import hdf5
-from alakazam.sim import simulate_ms
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dead_antenna_ms import dead_antenna_ms  # noqa: E402  (tests/dead_antenna_ms.py)
 
 
 @pytest.fixture(scope="module", params=["linear", "circular"])
 def dead_ref_ms(request, tmp_path_factory):
-    d = tmp_path_factory.mktemp("deadref")
-    ms, fl = str(d / "dead.ms"), str(d / "flagged.ms")
-    tr = simulate_ms(ms, n_ant=8, n_chan=(32,), duration_h=1.0, feed=request.param)
-    with table(os.path.join(ms, "ANTENNA"), ack=False) as t:
-        c00 = list(t.getcol("NAME")).index("C00")
-    rng = np.random.default_rng(7)
-    with table(ms, readonly=False, ack=False) as t:
-        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
-        rows = (a1 == c00) | (a2 == c00)
-        data = t.getcol("DATA")
-        shape = data[rows].shape
-        data[rows] = tr.noise * (rng.normal(size=shape) + 1j * rng.normal(size=shape))
-        t.putcol("DATA", data)
-    shutil.copytree(ms, fl)
-    with table(fl, readonly=False, ack=False) as t:
-        f = t.getcol("FLAG")
-        f[rows] = True
-        t.putcol("FLAG", f)
-    return ms, fl
+    return dead_antenna_ms(tmp_path_factory.mktemp("deadref"), ["C00"], feed=request.param, n_chan=32, seed=7)
 
 
 def _k(ms, cal):

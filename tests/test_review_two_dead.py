@@ -6,41 +6,23 @@ through the pre-apply).  At 792ca32 (dead samples flagged by the solve-time stat
 dead antennas' rows flagged, no live antenna is lost."""
 
 import os
-import shutil
+import sys
 
 import numpy as np
 import pytest
-from casacore.tables import table
 
 from alakazam.caltasks import akcal
 from alakazam.io import hdf5
-from alakazam.sim import simulate_ms
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dead_antenna_ms import dead_antenna_ms  # noqa: E402  (tests/dead_antenna_ms.py)
 
 DEAD = ["C03", "C05"]
 
 
 @pytest.fixture(scope="module", params=["linear", "circular"])
 def two_dead_ms(request, tmp_path_factory):
-    d = tmp_path_factory.mktemp("twodead")
-    ms, fl = str(d / "dead.ms"), str(d / "flagged.ms")
-    tr = simulate_ms(ms, n_ant=8, n_chan=(64,), duration_h=1.0, feed=request.param)
-    with table(os.path.join(ms, "ANTENNA"), ack=False) as t:
-        names = list(t.getcol("NAME"))
-    ids = [names.index(x) for x in DEAD]
-    rng = np.random.default_rng(11)
-    with table(ms, readonly=False, ack=False) as t:
-        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
-        rows = np.isin(a1, ids) | np.isin(a2, ids)
-        data = t.getcol("DATA")
-        shape = data[rows].shape
-        data[rows] = tr.noise * (rng.normal(size=shape) + 1j * rng.normal(size=shape))
-        t.putcol("DATA", data)
-    shutil.copytree(ms, fl)
-    with table(fl, readonly=False, ack=False) as t:
-        f = t.getcol("FLAG")
-        f[rows] = True
-        t.putcol("FLAG", f)
-    return ms, fl
+    return dead_antenna_ms(tmp_path_factory.mktemp("twodead"), DEAD, feed=request.param, n_chan=64, seed=11)
 
 
 @pytest.mark.parametrize("rfi_threshold", [None, 0.0])

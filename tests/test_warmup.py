@@ -175,7 +175,7 @@ def test_the_cache_check_imports_only_the_run_types_solvers():
 
     assert warmup._kernels("G") == [gains._stefcal_items, quality._power_sums]
     assert warmup._kernels("K") == [parallel_delay._lm_items, quality._power_sums,
-                                    parallel_delay._matched_items]
+                                    parallel_delay._sums_items]
     assert warmup._kernels("KC") == [parallel_delay._lm_items]
     assert warmup._kernels("D") == [leakage._lm_items]
     assert warmup._kernels("CP") == [cross_phase._leakage_offsets]

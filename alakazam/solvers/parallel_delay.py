@@ -534,9 +534,11 @@ def uniform_grid(freq):
 
 
 @njit
-def _chi2_items(start, stride, vis, model, weight, freq, nu_c, uniform, ant1, ant2, params, out):
-    """out (n_cell, 2): sum w |V - model|^2 on pp and qq for K params (n_cell, n_ant, 2, 2); items
-    j = 2 c + p in range(start, 2 n_cell, stride)."""
+def _sums_items(start, stride, vis, model, weight, freq, nu_c, uniform, ant1, ant2, params, out, num, den):
+    """For K params (n_cell, n_ant, 2, 2) and V^ the model of :func:`model_vis`: out (n_cell, 2) =
+    sum w |V - V^|^2, and num, den (n_cell, n_bl, 2) = sum w Re(conj(V^) V), sum w |V^|^2, on pp and
+    qq; items j = 2 c + p in range(start, 2 n_cell, stride).  One kernel for :func:`chi2` and
+    :func:`matched_sums` (one compilation)."""
     n_cell = vis.shape[0]
     n_x = vis.shape[2]
     for j in range(start, 2 * n_cell, stride):
@@ -544,46 +546,6 @@ def _chi2_items(start, stride, vis, model, weight, freq, nu_c, uniform, ant1, an
         p = j % 2
         corr = 0 if p == 0 else 3
         acc = 0.0
-        for b in range(vis.shape[1]):
-            a1 = ant1[b]
-            a2 = ant2[b]
-            dt = params[c, a1, p, 0] - params[c, a2, p, 0]
-            dp = params[c, a1, p, 1] - params[c, a2, p, 1]
-            e = 0j
-            st = 0j
-            if uniform[c]:
-                st = np.exp(-1j * 2.0 * np.pi * 1e-9 * (freq[c, 1] - freq[c, 0]) * dt)
-            for s in range(n_x):
-                if (not uniform[c]) or s % RESYNC == 0:
-                    e = np.exp(1j * (dp - 2.0 * np.pi * 1e-9 * (freq[c, s] - nu_c[c]) * dt))
-                w = weight[c, b, s, corr]
-                if w > 0:
-                    r = vis[c, b, s, corr] - e * model[c, b, s, corr]
-                    acc += w * (r.real * r.real + r.imag * r.imag)
-                if uniform[c]:
-                    e = e * st
-        out[c, p] = acc
-
-
-def chi2(params, batch):
-    """(n_cell,) final cost sum w |V - model|^2 over pp and qq (numba; same maths as model_vis)."""
-    out = np.zeros((batch.n_cell, 2))
-    threaded(_chi2_items, 2 * batch.n_cell, batch.vis, batch.model, batch.weight, batch.freq,
-             band_centre(batch), uniform_grid(batch.freq), batch.ant1, batch.ant2,
-             np.ascontiguousarray(params, np.float64), out)
-    return out.sum(axis=1)
-
-
-@njit
-def _matched_items(start, stride, vis, model, weight, freq, nu_c, uniform, ant1, ant2, params, num, den):
-    """num, den (n_cell, n_bl, 2): sum w Re(conj(V^) V) and sum w |V^|^2 on pp and qq for K params, V^
-    the model of :func:`model_vis` (its phases as in :func:`_chi2_items`); items j = 2 c + p."""
-    n_cell = vis.shape[0]
-    n_x = vis.shape[2]
-    for j in range(start, 2 * n_cell, stride):
-        c = j // 2
-        p = j % 2
-        corr = 0 if p == 0 else 3
         for b in range(vis.shape[1]):
             a1 = ant1[b]
             a2 = ant2[b]
@@ -602,23 +564,37 @@ def _matched_items(start, stride, vis, model, weight, freq, nu_c, uniform, ant1,
                 if w > 0:
                     m = e * model[c, b, s, corr]
                     v = vis[c, b, s, corr]
+                    r = v - m
+                    acc += w * (r.real * r.real + r.imag * r.imag)
                     sn += w * (m.real * v.real + m.imag * v.imag)
                     sd += w * (m.real * m.real + m.imag * m.imag)
                 if uniform[c]:
                     e = e * st
             num[c, b, p] = sn
             den[c, b, p] = sd
+        out[c, p] = acc
+
+
+def _sums(params, batch):
+    out = np.zeros((batch.n_cell, 2))
+    num = np.zeros((batch.n_cell, len(batch.ant1), 2))
+    den = np.zeros_like(num)
+    if batch.n_cell:
+        threaded(_sums_items, 2 * batch.n_cell, batch.vis, batch.model, batch.weight, batch.freq,
+                 band_centre(batch), uniform_grid(batch.freq), batch.ant1, batch.ant2,
+                 np.ascontiguousarray(params, np.float64), out, num, den)
+    return out, num, den
+
+
+def chi2(params, batch):
+    """(n_cell,) final cost sum w |V - model|^2 over pp and qq (numba; same maths as model_vis)."""
+    return _sums(params, batch)[0].sum(axis=1)
 
 
 def matched_sums(params, batch):
     """(num, den) (n_cell, n_bl, 2) per parallel hand: sum w Re(conj(V^) V), sum w |V^|^2 at K params
     (:func:`alakazam.solvers.quality.matched_snr`; one compiled pass, no model array)."""
-    num = np.zeros((batch.n_cell, len(batch.ant1), 2))
-    den = np.zeros_like(num)
-    if batch.n_cell:
-        threaded(_matched_items, 2 * batch.n_cell, batch.vis, batch.model, batch.weight, batch.freq,
-                 band_centre(batch), uniform_grid(batch.freq), batch.ant1, batch.ant2,
-                 np.ascontiguousarray(params, np.float64), num, den)
+    _, num, den = _sums(params, batch)
     return num, den
 
 

@@ -1,0 +1,37 @@
+"""Test helper: an MS whose antennas ``dead`` carry noise-only DATA (FLAG False) for the whole observation,
+and a copy with those antennas' rows flagged (the reference a solve over the dead data must match)."""
+
+import os
+import shutil
+
+import numpy as np
+from casacore.tables import table
+
+from alakazam.sim import simulate_ms
+
+
+def dead_antenna_ms(d, dead, feed="linear", n_chan=32, seed=7, **sim):
+    """(dead MS, flagged MS) under directory ``d``: ``simulate_ms`` (8 antennas, 1 h, ``n_chan``
+    channels, ``feed``; ``sim`` overrides), then DATA of every baseline of the antennas named in
+    ``dead`` replaced by complex Gaussian noise of the simulation's noise level."""
+    ms, fl = os.path.join(str(d), "dead.ms"), os.path.join(str(d), "flagged.ms")
+    kw = dict(n_ant=8, n_chan=(n_chan,), duration_h=1.0, feed=feed)
+    kw.update(sim)
+    tr = simulate_ms(ms, **kw)
+    with table(os.path.join(ms, "ANTENNA"), ack=False) as t:
+        names = list(t.getcol("NAME"))
+    ids = [names.index(x) for x in dead]
+    rng = np.random.default_rng(seed)
+    with table(ms, readonly=False, ack=False) as t:
+        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+        rows = np.isin(a1, ids) | np.isin(a2, ids)
+        data = t.getcol("DATA")
+        shape = data[rows].shape
+        data[rows] = tr.noise * (rng.normal(size=shape) + 1j * rng.normal(size=shape))
+        t.putcol("DATA", data)
+    shutil.copytree(ms, fl)
+    with table(fl, readonly=False, ack=False) as t:
+        f = t.getcol("FLAG")
+        f[rows] = True
+        t.putcol("FLAG", f)
+    return ms, fl
