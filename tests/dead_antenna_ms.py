@@ -10,10 +10,12 @@ from casacore.tables import table
 from alakazam.sim import simulate_ms
 
 
-def dead_antenna_ms(d, dead, feed="linear", n_chan=32, seed=7, **sim):
+def dead_antenna_ms(d, dead, feed="linear", n_chan=32, seed=7, per_corr=False, **sim):
     """(dead MS, flagged MS) under directory ``d``: ``simulate_ms`` (8 antennas, 1 h, ``n_chan``
     channels, ``feed``; ``sim`` overrides), then DATA of every baseline of the antennas named in
-    ``dead`` replaced by complex Gaussian noise of the simulation's noise level."""
+    ``dead`` replaced by complex Gaussian noise of the simulation's noise level (drawn for all
+    correlations at once, or with ``per_corr`` one correlation after the other: another realisation,
+    the one the session-27 review used)."""
     ms, fl = os.path.join(str(d), "dead.ms"), os.path.join(str(d), "flagged.ms")
     kw = dict(n_ant=8, n_chan=(n_chan,), duration_h=1.0, feed=feed)
     kw.update(sim)
@@ -27,7 +29,13 @@ def dead_antenna_ms(d, dead, feed="linear", n_chan=32, seed=7, **sim):
         rows = np.isin(a1, ids) | np.isin(a2, ids)
         data = t.getcol("DATA")
         shape = data[rows].shape
-        data[rows] = tr.noise * (rng.normal(size=shape) + 1j * rng.normal(size=shape))
+        if per_corr:
+            sub = data[rows]
+            for c in range(shape[-1]):
+                sub[..., c] = tr.noise * (rng.normal(size=shape[:-1]) + 1j * rng.normal(size=shape[:-1]))
+            data[rows] = sub
+        else:
+            data[rows] = tr.noise * (rng.normal(size=shape) + 1j * rng.normal(size=shape))
         t.putcol("DATA", data)
     shutil.copytree(ms, fl)
     with table(fl, readonly=False, ack=False) as t:

@@ -18,20 +18,28 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dead_antenna_ms import dead_antenna_ms  # noqa: E402  (tests/dead_antenna_ms.py)
 
 
-@pytest.fixture(scope="module", params=["linear", "circular"])
+@pytest.fixture(scope="module", params=[("linear", False), ("circular", False), ("linear", True)],
+                ids=["linear", "circular", "linear-percorr"])
 def dead_ref_ms(request, tmp_path_factory):
-    return dead_antenna_ms(tmp_path_factory.mktemp("deadref"), ["C00"], feed=request.param, n_chan=32, seed=7)
+    feed, per_corr = request.param
+    return dead_antenna_ms(tmp_path_factory.mktemp("deadref"), ["C00"], feed=feed, n_chan=32, seed=7,
+                           per_corr=per_corr)
 
 
-def _k(ms, cal):
-    akcal(vis=ms, caltable=cal, field="3C286", refant="C00", parang=True, jones=["K"], solint=["scan"])
+def _k(ms, cal, **kw):
+    akcal(vis=ms, caltable=cal, field="3C286", refant="C00", parang=True, jones=["K"], solint=["scan"], **kw)
     return {s.scan_id: s for s in hdf5.read_term(cal, "K0")}
 
 
-def test_dead_refant_does_not_corrupt_or_lose_the_others(dead_ref_ms, tmp_path):
+@pytest.mark.parametrize("rfi_threshold", [None, 0.0])
+def test_dead_refant_does_not_corrupt_or_lose_the_others(dead_ref_ms, tmp_path, rfi_threshold):
+    """Also with rfi_threshold=0: the dead reference's samples reach the solver, its SNR is below minsnr,
+    and the cell is solved again with the next reference (solvers/nosignal.py; before, the live
+    antennas' delays were relative to its noise: up to 4e5 ns off, stored unflagged)."""
     ms, fl = dead_ref_ms
-    got = _k(ms, str(tmp_path / "dead.h5"))
-    ref = _k(fl, str(tmp_path / "flagged.h5"))
+    kw = {} if rfi_threshold is None else {"rfi_threshold": rfi_threshold}
+    got = _k(ms, str(tmp_path / "dead.h5"), **kw)
+    ref = _k(fl, str(tmp_path / "flagged.h5"), **kw)
     for scan, g in got.items():
         r = ref[scan]
         names = list(g.attrs["ant_names"])

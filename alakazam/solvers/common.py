@@ -97,15 +97,16 @@ def to_jones(jones_type, params, batch):
 
 def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     """Solve every cell of ``batch``; in the solve flow (``opts.flag_nonconverged``) a cell that did not
-    converge is solved again without the antennas whose data carry no signal
-    (:mod:`alakazam.solvers.nosignal`)."""
+    converge, or whose reference has no signal, is solved again without the antennas whose data carry
+    no signal (:mod:`alakazam.solvers.nosignal`)."""
     res = _run_once(jones_type, batch, backend_module, opts, backend_name)
-    if opts.flag_nonconverged and not np.asarray(res.converged, bool).all():
-        from ..core.handflags import per_hand
+    if opts.flag_nonconverged:
         from . import nosignal
-        res = nosignal.resolve(jones_type, batch, res,
-                               lambda sub: _run_once(jones_type, sub, backend_module, opts, backend_name),
-                               bool(per_hand(jones_type)))
+        if nosignal.cells_to_check(res, opts.min_snr).any():
+            from ..core.handflags import per_hand
+            res = nosignal.resolve(jones_type, batch, res,
+                                   lambda sub: _run_once(jones_type, sub, backend_module, opts, backend_name),
+                                   bool(per_hand(jones_type)), opts.min_snr)
     return res
 
 

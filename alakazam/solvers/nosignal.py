@@ -19,8 +19,12 @@ Convention (pinned by tests/test_nosignal.py):
   review).  Nothing is taken out when fewer than two antennas (hands) with signal would remain.  An
   antenna taken out is flagged with reason ``minsnr`` (its data carry no signal); ``extra['snr']``
   holds its S (0 when negative).  A cell that still does not converge is flagged as before.
-* Converged cells, and every cell of a direct solver call (``flag_nonconverged`` False), are left as
-  solved: the rule can never change a solution that converged.
+* The same is done for a converged cell whose reference antenna (hand) has data but an SNR below
+  minsnr (:func:`cells_to_check`): a dead reference that the sample flags did not mark
+  (``rfi_threshold=0``) made the other antennas' delays relative to its noise -- tens to 4e5 ns off,
+  stored unflagged (the session's second review); taken out, the cell takes the next reference.
+* Other converged cells, and every cell of a direct solver call (``flag_nonconverged`` False), are
+  left as solved.
 """
 
 from __future__ import annotations
@@ -79,14 +83,32 @@ def _splice(res, sub, cells):
             res.extra[k][cells] = v
 
 
-def resolve(jones_type, batch, res, solve, per_hand):
-    """``res`` with the no-signal antennas of its non-converged cells taken out and those cells solved
-    again by ``solve(sub_batch) -> SolveResult`` (module doc)."""
+def cells_to_check(res, min_snr):
+    """(n_cell,) bool: the cells :func:`resolve` looks at -- not converged, or whose reference antenna
+    (for K and G: a hand's reference, ``extra['ref_ant_hand']``) has data but an SNR below ``min_snr``
+    (a dead reference: the others' solutions are relative to its noise)."""
+    bad = ~np.asarray(res.converged, bool)
+    snr = res.extra.get("snr")
+    if min_snr and min_snr > 0 and isinstance(snr, np.ndarray) and snr.ndim == 3 and len(bad):
+        ref_h = res.extra.get("ref_ant_hand")
+        ref_h = np.asarray(ref_h) if isinstance(ref_h, np.ndarray) else \
+            np.repeat(np.asarray(res.ref_ant)[:, None], 2, axis=1)
+        idx = np.arange(len(bad))
+        for h in range(2):
+            r = snr[idx, ref_h[:, h], h]
+            bad |= (r > 0) & (r < float(min_snr))
+    return bad
+
+
+def resolve(jones_type, batch, res, solve, per_hand, min_snr=0.0):
+    """``res`` with the no-signal antennas of its cells that did not converge or whose reference has no
+    signal (:func:`cells_to_check`) taken out and those cells solved again by ``solve(sub_batch) ->
+    SolveResult`` (module doc)."""
     taken = np.zeros((batch.n_cell, batch.n_ant, 2), bool)
     s_taken = np.full((batch.n_cell, batch.n_ant, 2), np.nan)
     weight = {}
     for _ in range(MAX_ROUNDS):
-        bad = np.flatnonzero(~np.asarray(res.converged, bool))
+        bad = np.flatnonzero(cells_to_check(res, min_snr))
         if not len(bad):
             break
         w = np.stack([weight.get(int(c), batch.weight[c]) for c in bad])
