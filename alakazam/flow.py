@@ -283,8 +283,9 @@ def _why_all_flagged(cfg, n_sol, reasons, ref=None):
     from .core import ms_io
 
     by_check = sum(v for v in reasons.values() if v)
-    no_data = (f"the selected data are all flagged, have zero weight or NaN/Inf values, or {cfg.model_col} "
-               f"is NaN or zero; check FLAG, {ms_io.weight_column(cfg.ms, cfg.data_col)} and {cfg.model_col}")
+    no_data = (f"the selected data are all flagged, have zero weight, NaN/Inf values or are exactly 0, or "
+               f"{cfg.model_col} is NaN or zero; check FLAG, {ms_io.weight_column(cfg.ms, cfg.data_col)} "
+               f"and {cfg.model_col}")
     checks = "; ".join(f"{k} flagged {v}: {_FLAG_REASONS.get(k, k)}" for k, v in reasons.items() if v)
     ref = ref or {}
     if not by_check and (ref.get("strict") or ref.get("no_bridge")):

@@ -10,12 +10,14 @@ from casacore.tables import table
 from alakazam.sim import simulate_ms
 
 
-def dead_antenna_ms(d, dead, feed="linear", n_chan=32, seed=7, per_corr=False, **sim):
+def dead_antenna_ms(d, dead, feed="linear", n_chan=32, seed=7, per_corr=False, zeros=False, scans=None,
+                    **sim):
     """(dead MS, flagged MS) under directory ``d``: ``simulate_ms`` (8 antennas, 1 h, ``n_chan``
     channels, ``feed``; ``sim`` overrides), then DATA of every baseline of the antennas named in
     ``dead`` replaced by complex Gaussian noise of the simulation's noise level (drawn for all
     correlations at once, or with ``per_corr`` one correlation after the other: another realisation,
-    the one the session-27 review used)."""
+    the one the session-27 review used); with ``zeros`` DATA is set to exactly 0 instead (a correlator
+    dropout); ``scans``: only in these scans (default all)."""
     ms, fl = os.path.join(str(d), "dead.ms"), os.path.join(str(d), "flagged.ms")
     kw = dict(n_ant=8, n_chan=(n_chan,), duration_h=1.0, feed=feed)
     kw.update(sim)
@@ -27,9 +29,13 @@ def dead_antenna_ms(d, dead, feed="linear", n_chan=32, seed=7, per_corr=False, *
     with table(ms, readonly=False, ack=False) as t:
         a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
         rows = np.isin(a1, ids) | np.isin(a2, ids)
+        if scans is not None:
+            rows &= np.isin(t.getcol("SCAN_NUMBER"), scans)
         data = t.getcol("DATA")
         shape = data[rows].shape
-        if per_corr:
+        if zeros:
+            data[rows] = 0
+        elif per_corr:
             sub = data[rows]
             for c in range(shape[-1]):
                 sub[..., c] = tr.noise * (rng.normal(size=shape[:-1]) + 1j * rng.normal(size=shape[:-1]))

@@ -13,7 +13,9 @@ the extension again (:func:`extend`).
     A sample is flagged when its DATA or WEIGHT is NaN/Inf, or WEIGHT < 0; a (row, channel) is flagged
     in every correlation when MODEL_DATA is NaN/Inf in any correlation (the model-side pre-apply
     mixes the four correlations) or zero in all of them (a zero model carries no gain information and
-    would bias the weighted averages ``sum w V / sum w`` against ``sum w M / sum w``).
+    would bias the weighted averages ``sum w V / sum w`` against ``sum w M / sum w``), or when DATA is
+    exactly zero in all of them (a correlator dropout left unflagged: no signal, and the solvers took
+    it for a dead antenna's data -- CASA's solvers use it unless flagdata clipzeros ran first).
 
 :func:`flag_persistent` (with ``rfi_threshold > 0``)
     Statistics per *row group* -- the rows of a block of about :data:`BLOCK_INTEGRATIONS` consecutive
@@ -101,8 +103,13 @@ def _bad_values(start, stride, data, model, weight, flag, out, use_model):
         fr = flag[row]
         orow = out[row]
         for chan in range(n_chan):
-            mbad = False
-            if use_model:
+            mbad = True                     # DATA exactly 0 in every correlation: a correlator dropout
+            for c in range(n_corr):
+                v = np.complex128(dr[chan, c])
+                if v.real != 0 or v.imag != 0:
+                    mbad = False
+                    break
+            if use_model and not mbad:
                 allzero = True
                 for c in range(n_corr):
                     m = np.complex128(mr[chan, c])
