@@ -12,17 +12,11 @@ import numpy as np
 import pytest
 from casacore.tables import table
 
+from alakazam.flagging.extend import Rules as _Cfg
 from alakazam.flagging.extend import extend_plane
 from alakazam.sim import simulate_ms
 
 CASA_PY = os.environ.get("ALAKAZAM_CASA_PYTHON", "/work/casavenv/bin/python")
-
-
-class _Cfg:
-    def __init__(self, **kw):
-        self.extendpols, self.growtime, self.growfreq = True, 0.0, 0.0
-        self.growaround = self.flagneartime = self.flagnearfreq = False
-        self.__dict__.update(kw)
 
 
 def test_growth_per_correlation_before_extendpols():
