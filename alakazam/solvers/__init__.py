@@ -110,6 +110,15 @@ class CellBatch:
     def n_cell(self) -> int:
         return self.vis.shape[0]
 
+    def take(self, cells, weight=None) -> "CellBatch":
+        """The cells ``cells`` (indices or a slice) as a batch of their own, with ``weight`` in place of
+        theirs when given (the per-hand, no-signal and matched-SNR sub-solves share this)."""
+        w = self.weight[cells].copy() if weight is None else weight
+        return CellBatch(vis=np.ascontiguousarray(self.vis[cells]),
+                         model=np.ascontiguousarray(self.model[cells]), weight=w, ant1=self.ant1,
+                         ant2=self.ant2, freq=np.ascontiguousarray(self.freq[cells]), n_ant=self.n_ant,
+                         ref_ant=self.ref_ant, ref_ants=self.ref_ants)
+
     def validate(self) -> None:
         nc, nb, ns, ncorr = self.vis.shape
         if ncorr != 4:

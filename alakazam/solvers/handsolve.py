@@ -60,14 +60,9 @@ def hand_weight(batch):
 
 def _sub_batch(batch, cells, hand):
     """The cells ``cells`` of ``batch`` with only hand ``hand``'s correlation weighted."""
-    from . import CellBatch
-
     w = batch.weight[cells].copy()
     w[..., HAND_CORR[1 - hand]] = 0.0
-    return CellBatch(vis=np.ascontiguousarray(batch.vis[cells]),
-                     model=np.ascontiguousarray(batch.model[cells]), weight=w, ant1=batch.ant1,
-                     ant2=batch.ant2, freq=np.ascontiguousarray(batch.freq[cells]), n_ant=batch.n_ant,
-                     ref_ant=batch.ref_ant, ref_ants=batch.ref_ants)
+    return batch.take(cells, w)
 
 
 def hands_to_redo(batch, has, ref):

@@ -43,16 +43,6 @@ NOISE_REL = 0.01
 MAX_ROUNDS = 3
 
 
-def _sub_batch(batch, cells, weight):
-    from . import CellBatch
-
-    return CellBatch(vis=np.ascontiguousarray(batch.vis[cells]),
-                     model=np.ascontiguousarray(batch.model[cells]), weight=weight, ant1=batch.ant1,
-                     ant2=batch.ant2,
-                     freq=np.ascontiguousarray(batch.freq[cells]), n_ant=batch.n_ant, ref_ant=batch.ref_ant,
-                     ref_ants=batch.ref_ants)
-
-
 def _pick(s):
     """[(antenna, hand)] of one cell whose S is below the thresholds (module doc), lowest first."""
     ok = np.isfinite(s)
@@ -112,7 +102,7 @@ def resolve(jones_type, batch, res, solve, per_hand, min_snr=0.0):
         if not len(bad):
             break
         w = np.stack([weight.get(int(c), batch.weight[c]) for c in bad])
-        s = matched_snr(jones_type, _sub_batch(batch, bad, w), np.asarray(res.params)[bad], per_hand)
+        s = matched_snr(jones_type, batch.take(bad, w), np.asarray(res.params)[bad], per_hand)
         redo = []
         for i, c in enumerate(bad):
             picked = _pick(s[i])
@@ -133,7 +123,7 @@ def resolve(jones_type, batch, res, solve, per_hand, min_snr=0.0):
         if not redo:
             break
         redo = np.asarray(redo)
-        sub = solve(_sub_batch(batch, redo, np.stack([weight[int(c)] for c in redo])))
+        sub = solve(batch.take(redo, np.stack([weight[int(c)] for c in redo])))
         _splice(res, sub, redo)
     if taken.any():
         t = taken.any(-1) & np.asarray(res.converged, bool)[:, None]

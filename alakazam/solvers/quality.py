@@ -331,52 +331,47 @@ def snr(jones_type, batch, J, cost, has, phase_only=False, has_hands=None):
     return out, rchi2
 
 
+def _per_antenna_snr(num, den, ant1, ant2, n_ant):
+    """sum_b num / sqrt(sum_b den) over each antenna's baselines; num, den (n_cell, n_bl); NaN where the
+    antenna has no weight."""
+    n = np.zeros((num.shape[0], n_ant))
+    d = np.zeros((num.shape[0], n_ant))
+    for a in (ant1, ant2):
+        np.add.at(n, (slice(None), a), num)
+        np.add.at(d, (slice(None), a), den)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(d > 0, n / np.sqrt(d), np.nan)
+
+
 def matched_snr(jones_type, batch, params, per_hand, chunk_bytes=64 * 2**20):
     """S (n_cell, n_ant, 2): the matched-filter SNR of each antenna's (hand's) data at the solution
     ``params``, ``S = sum_b Re(w conj(V^) V) / sqrt(sum_b w |V^|^2)`` over its baselines and the term's
     correlations (V^ the term module's ``model_vis``; per parallel hand with ``per_hand``, else both
     hands hold the antenna's value; NaN without data).  With weights 1/sigma^2 and signal, S =
     sqrt(sum w |V^|^2) + N(0, 1); for noise-only data a fit finds S of a few units (:func:`snr`,
-    :mod:`alakazam.solvers.nosignal`).  The model is formed ``chunk_bytes`` at a time."""
+    :mod:`alakazam.solvers.nosignal`).  K's sums come from one compiled pass (``matched_sums``); other
+    terms form the model ``chunk_bytes`` at a time."""
     from ..core.handflags import HAND_CORR
 
     tt = terms.get(jones_type)
-    groups = [[HAND_CORR[0]], [HAND_CORR[1]]] if per_hand else [list(tt.corr)]
     out = np.full((batch.n_cell, batch.n_ant, 2), np.nan)
-    per_cell = max(1, int(batch.vis[0].nbytes) if batch.n_cell else 1)
-    step = max(1, chunk_bytes // per_cell)
-    from . import CellBatch
-
-    if per_hand and hasattr(tt.module, "matched_sums"):        # K: one compiled pass
+    if per_hand and hasattr(tt.module, "matched_sums"):
         num, den = tt.module.matched_sums(params, batch)
         for h in range(2):
-            n = np.zeros((batch.n_cell, batch.n_ant))
-            d = np.zeros((batch.n_cell, batch.n_ant))
-            for a in (batch.ant1, batch.ant2):
-                np.add.at(n, (slice(None), a), num[..., h])
-                np.add.at(d, (slice(None), a), den[..., h])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out[..., h] = np.where(d > 0, n / np.sqrt(d), np.nan)
+            out[..., h] = _per_antenna_snr(num[..., h], den[..., h], batch.ant1, batch.ant2, batch.n_ant)
         return out
+    groups = [[HAND_CORR[0]], [HAND_CORR[1]]] if per_hand else [list(tt.corr)]
+    step = max(1, chunk_bytes // max(1, int(batch.vis[0].nbytes) if batch.n_cell else 1))
     for c0 in range(0, batch.n_cell, step):
         sl = slice(c0, min(batch.n_cell, c0 + step))
-        sub = CellBatch(vis=batch.vis[sl], model=batch.model[sl], weight=batch.weight[sl], ant1=batch.ant1,
-                        ant2=batch.ant2, freq=batch.freq[sl], n_ant=batch.n_ant, ref_ant=batch.ref_ant,
-                        ref_ants=batch.ref_ants)
+        sub = batch.take(sl, batch.weight[sl])
         mv = tt.module.model_vis(np.asarray(params)[sl], sub)
-        n_c = sub.n_cell
         for h, corr in enumerate(groups):
             w = sub.weight[..., corr]
             m = mv[..., corr]
             num = (w * (np.conj(m) * sub.vis[..., corr]).real).sum(axis=(2, 3))      # (n_c, n_bl)
             den = (w * (m.real ** 2 + m.imag ** 2)).sum(axis=(2, 3))
-            n = np.zeros((n_c, batch.n_ant))
-            d = np.zeros((n_c, batch.n_ant))
-            for a in (batch.ant1, batch.ant2):
-                np.add.at(n, (slice(None), a), num)
-                np.add.at(d, (slice(None), a), den)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                s = np.where(d > 0, n / np.sqrt(d), np.nan)
+            s = _per_antenna_snr(num, den, batch.ant1, batch.ant2, batch.n_ant)
             if per_hand:
                 out[sl, :, h] = s
             else:
