@@ -15,7 +15,6 @@ Skipped when no CASA python is found (this interpreter with casatools, $ALAKAZAM
 /work/casavenv/bin/python).  Target (issue 18): alakazam's rms error <= CASA's.
 """
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -26,19 +25,13 @@ import pytest
 
 from alakazam.sim import simulate_ms
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from casa_python import casa_python  # noqa: E402  (tests/casa_python.py)
+
 pytestmark = pytest.mark.casa
 
 TWO_PI_NS = 2 * np.pi * 1e-9
 N_ANT, N_CHAN, INT_S, SCAN_S, NOISE, LEAK = 8, 8, 120.0, 600.0, 0.05, 0.05
-
-
-def _casa_python():
-    if importlib.util.find_spec("casatools") is not None:
-        return sys.executable
-    for p in (os.environ.get("ALAKAZAM_CASA_PYTHON", ""), "/work/casavenv/bin/python"):
-        if p and os.access(p, os.X_OK):
-            return p
-    return None
 
 
 CASA_RECIPE = """
@@ -86,7 +79,7 @@ def _cross_hand_error(truth, kc_table, kc_key, cp_table, cp_key):
 @pytest.mark.slow
 @pytest.mark.parametrize("feed", ["linear", "circular"])
 def test_cross_hand_phase_against_casa(tmp_path, feed):
-    py = _casa_python()
+    py = casa_python()
     if py is None:
         pytest.skip("CASA (casatools/casatasks) not available")
     from alakazam.config import solve_config_from_dict

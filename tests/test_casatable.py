@@ -7,12 +7,9 @@ is importable, else $ALAKAZAM_CASA_PYTHON or /work/casavenv/bin/python when it e
 are skipped.
 """
 
-import importlib.util
 import os
 import shutil
-import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -21,6 +18,9 @@ from casacore.tables import table
 
 from alakazam.errors import AlakazamError, ParameterError
 from alakazam.io import casatable, hdf5, solutions
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from casa_python import casa_python, run_casa  # noqa: E402  (tests/casa_python.py)
 
 KEYS = ["K0", "G0", "G1", "KC0", "CP0", "D0"]
 VISCAL = {"K0": "K Jones", "G0": "B Jones", "G1": "G Jones", "KC0": "Kcross Jones", "CP0": "Xf Jones",
@@ -204,26 +204,6 @@ def test_bad_input(exported, tmp_path):
 
 
 # ---------------------------------------------------------------- CASA itself (optional)
-def _casa_python():
-    if importlib.util.find_spec("casatools") is not None:
-        return sys.executable
-    for p in (os.environ.get("ALAKAZAM_CASA_PYTHON", ""), "/work/casavenv/bin/python"):
-        if p and os.access(p, os.X_OK):
-            return p
-    return None
-
-
-def _run_casa(script, cwd):
-    py = _casa_python()
-    if py is None:
-        pytest.skip("CASA (casatools/casatasks) not available")
-    r = subprocess.run([py, "-c", textwrap.dedent(script)], cwd=cwd, capture_output=True, text=True,
-                       timeout=600)
-    if r.returncode != 0 and "No module named 'casatasks'" in r.stderr:
-        pytest.skip("casatasks not installed next to casatools")
-    assert r.returncode == 0, r.stderr[-3000:]
-
-
 def _corrected(m):
     with table(m, ack=False) as t:
         return [t.query(f"FIELD_ID==0 && DATA_DESC_ID=={d}").getcol("CORRECTED_DATA") for d in (0, 1)]
@@ -231,7 +211,7 @@ def _corrected(m):
 
 def _casa_applycal(ms_copy, tables, keys, cwd):
     interp = ["nearest" if k.startswith("K") else "nearest,nearest" for k in keys]
-    _run_casa(f"""
+    run_casa(f"""
         from casatasks import applycal
         applycal(vis={ms_copy!r}, field='3C286', gaintable={tables!r}, interp={interp!r}, parang=False,
                  calwt=False, applymode='calonly')
@@ -244,7 +224,7 @@ def test_casa_applycal_reproduces_ours(exported, tmp_path):
     leaves the parallel hands alone, so CASA's parallel hands equal ours without D, and its cross
     hands ours with D to second order in d."""
     ms, cal, out = exported
-    _casa_python() or pytest.skip("CASA (casatools/casatasks) not available")
+    casa_python() or pytest.skip("CASA (casatools/casatasks) not available")
     diag = KEYS[:-1]
     res = {}
     for name, keys in (("diag", diag), ("full", KEYS)):
@@ -280,10 +260,10 @@ def test_casa_made_tables_applied_by_akapply(small_chain_table, tmp_path):
     leaves some integrations without a solution, and 'nearest' then meets a tie of two solutions
     120 s away that CASA and alakazam break differently.)"""
     ms, cal, truth = small_chain_table
-    _casa_python() or pytest.skip("CASA (casatools/casatasks) not available")
+    casa_python() or pytest.skip("CASA (casatools/casatasks) not available")
     src = str(tmp_path / "src.ms")
     shutil.copytree(ms, src)
-    _run_casa(f"""
+    run_casa(f"""
         from casatasks import gaincal, bandpass
         gaincal(vis={src!r}, caltable='K.tb', field='3C286', gaintype='K', solint='inf', refant='C00')
         bandpass(vis={src!r}, caltable='B.tb', field='3C286', solint='inf', combine='scan', refant='C00',

@@ -5,6 +5,7 @@ on planes here; the parity test runs flagdata itself (skipped without CASA at /w
 $ALAKAZAM_CASA_PYTHON)."""
 
 import os
+import sys
 import shutil
 import subprocess
 
@@ -16,7 +17,10 @@ from alakazam.flagging.extend import Rules as _Cfg
 from alakazam.flagging.extend import extend_plane
 from alakazam.sim import simulate_ms
 
-CASA_PY = os.environ.get("ALAKAZAM_CASA_PYTHON", "/work/casavenv/bin/python")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from casa_python import casa_python  # noqa: E402  (tests/casa_python.py)
+
+CASA_PY = casa_python() or ""
 
 
 def test_growth_per_correlation_before_extendpols():

@@ -16,6 +16,7 @@ shadows ANTENNA2).
 import json
 import logging
 import os
+import sys
 import shutil
 import subprocess
 import textwrap
@@ -27,7 +28,10 @@ from casacore.tables import table
 from alakazam.errors import ParameterError
 from alakazam.sim import simulate_ms
 
-CASA_PY = os.environ.get("ALAKAZAM_CASA_PYTHON", "/work/casavenv/bin/python")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from casa_python import casa_python  # noqa: E402  (tests/casa_python.py)
+
+CASA_PY = casa_python() or ""
 needs_casa = pytest.mark.skipif(not os.access(CASA_PY, os.X_OK), reason=f"no CASA Python at {CASA_PY}")
 C = 299792458.0
 DISH = 1200.0

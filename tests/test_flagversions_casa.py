@@ -24,8 +24,11 @@ from alakazam.core import flagtable, flagversions
 from alakazam.errors import AlakazamError
 from alakazam.sim import simulate_ms
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from casa_python import casa_python  # noqa: E402  (tests/casa_python.py)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CASA_PY = os.environ.get("ALAKAZAM_CASA_PYTHON", "/work/casavenv/bin/python")
+CASA_PY = casa_python() or ""
 MERGE = {"replace": lambda cur, saved: saved, "or": np.logical_or, "and": np.logical_and}
 
 

@@ -20,6 +20,7 @@ from alakazam.io import hdf5
 from alakazam.sim import simulate_ms
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from casa_python import casa_python, run_casa  # noqa: E402  (tests/casa_python.py)
 from test_ms_variety import recorrelate  # noqa: E402
 
 NOISE = 0.05
@@ -443,13 +444,12 @@ def test_casa_applycal_flags_as_akapply(feeds, tmp_path, parang):
     akapply of the HDF5 tables on the clean MS: per correlation, all of DEAD's with linear feeds'
     parallactic angle (circular feeds' stays per correlation in CASA too).  Needs CASA
     (casatools/casatasks or /work/casavenv); skipped otherwise."""
-    from test_casatable import _casa_python, _run_casa
     from casacore.tables import table
 
     from alakazam.caltasks import akapply
     from alakazam.io import casatable
 
-    _casa_python() or pytest.skip("CASA (casatools/casatasks) not available")
+    casa_python() or pytest.skip("CASA (casatools/casatasks) not available")
     ms, dead, truth, _, _ = feeds
     cal = os.path.join(os.path.dirname(dead), "dead.h5")
     tabs = []
@@ -464,7 +464,7 @@ def test_casa_applycal_flags_as_akapply(feeds, tmp_path, parang):
             akapply(vis=m, field=["3C286"], gaintable=[cal, cal], jones=["K0", "G0"], applymode="calflag",
                     parang=parang)
         else:
-            _run_casa(f"""
+            run_casa(f"""
                 from casatasks import applycal
                 applycal(vis={m!r}, field='3C286', gaintable={tabs!r}, parang={parang!r}, calwt=False,
                          applymode='calflag')

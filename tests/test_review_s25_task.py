@@ -32,8 +32,11 @@ from casacore.tables import table
 from alakazam.errors import ParameterError, UnknownParameterError
 from alakazam.sim import simulate_ms
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from casa_python import casa_python  # noqa: E402  (tests/casa_python.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CASA_PY = os.environ.get("ALAKAZAM_CASA_PYTHON", "/work/casavenv/bin/python")
+CASA_PY = casa_python() or ""
 needs_casa = pytest.mark.skipif(not os.access(CASA_PY, os.X_OK), reason=f"no CASA Python at {CASA_PY}")
 
 

@@ -33,7 +33,6 @@ known per-sample noise, solved, the solved amplitudes compared with the Cramer-R
 that the true noise predicts.
 """
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -48,6 +47,7 @@ from alakazam.core import ms_io, weights
 from alakazam.io import hdf5
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from casa_python import casa_python  # noqa: E402  (tests/casa_python.py)
 from point_source_ms import point_source_ms  # noqa: E402  (tests/point_source_ms.py)
 
 S = 10.0            # Jy, unpolarised point source (MODEL_DATA: pp = qq = S, pq = qp = 0)
@@ -314,22 +314,13 @@ def test_messages_name_the_column_used(plain, tmp_path):
     assert weights.describe("CORRECTED_DATA", cols).startswith("WEIGHT_SPECTRUM (read instead of WEIGHT")
 
 
-def _casa_python():
-    if importlib.util.find_spec("casatools") is not None:
-        return sys.executable
-    for p in (os.environ.get("ALAKAZAM_CASA_PYTHON", ""), "/work/casavenv/bin/python"):
-        if p and os.access(p, os.X_OK):
-            return p
-    return None
-
-
 def test_gains_match_casa_gaincal_on_sigma_weighted_data(plain, tmp_path):
     """CASA 6.7 gaincal (G, 'ap', solint 'int') and akcal (no solve-time RFI flags, which CASA's gaincal
     does not have) on the MS of a 5x-noisier antenna whose SIGMA says so (WEIGHT uniform): every
     antenna's gains agree to 9e-5 in log-amplitude and 1e-6 rad in phase (measured), where akcal
     weighting by the uniform column differs from CASA by 0.02-0.026 / 0.029 rad.  Skipped without
     CASA."""
-    py = _casa_python()
+    py = casa_python()
     if py is None:
         pytest.skip("CASA (casatools/casatasks) not available")
     ms, sig = _noisy_copy(plain, tmp_path, "casa.ms", _per_baseline)
