@@ -509,10 +509,11 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         from .solvers import cross_phase
         n_off = int(cross_phase.remove_leakage_offsets(batch).sum())
         log.debug("%s: leakage offsets removed in %d/%d cells", step.key, n_off, batch.n_cell)
-    if jt == "D":        # a polarised calibrator: the cross hands only (CASA's Df; leakage.cross_hands_only)
-        from .solvers import leakage
-        if leakage.cross_hands_only(batch):
-            log.debug("%s: polarised model: D fitted on the cross hands (pq, qp) only", step.key)
+    if jt == "D":        # the cross hands only, as CASA's Df (leakage.cross_hands_only), once the parallel
+        from .solvers import leakage         # hands are seen to match the model (or D comes out scaled)
+        fields = sorted({m.fld.name for m in g.members})
+        leakage.check_parallel_hands(batch, f"{step.key} (D) on field(s) {fields}", log)
+        leakage.cross_hands_only(batch)
     opts = solvers.SolveOptions(phase_only=step.phase_only, amp_only=step.amp_only,
                                 max_iter=cfg.max_iter, tol=cfg.tol, gpu=cfg.gpu,
                                 min_bl_per_ant=cfg.min_bl_per_ant, min_snr=cfg.min_snr,

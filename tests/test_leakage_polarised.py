@@ -47,15 +47,16 @@ def test_d_on_polarised_calibrator_is_the_gauged_truth(tmp_path, monkeypatch, fe
     real = leakage.cross_hands_only
     monkeypatch.setattr(leakage, "cross_hands_only", lambda b: called.append(real(b)) or called[-1])
     cross = np.abs(_solve_d(ms, str(tmp_path / "cross.h5")) - want).max()
-    assert called == [True]                               # the model is polarised
+    assert called == [True]
     monkeypatch.setattr(leakage, "cross_hands_only", lambda b: False)
     four = np.abs(_solve_d(ms, str(tmp_path / "four.h5")) - want).max()
     print(f"{feed}: |D - gauged truth| max: cross hands {cross:.4f}, all four {four:.4f}")
     assert cross < bound < four
 
 
-def test_unpolarised_model_keeps_all_four_correlations():
-    """An unpolarised model (Stokes I only): the weights are untouched."""
+def test_every_model_fits_the_cross_hands_only():
+    """Unpolarised or polarised model: the parallel-hand weights are 0, the cross hands' untouched (an
+    unpolarised calibrator's parallel hands carry d only at second order: tests/test_leakage_mismatch.py)."""
     from alakazam.solvers import CellBatch, leakage
 
     rng = np.random.default_rng(1)
@@ -63,10 +64,12 @@ def test_unpolarised_model_keeps_all_four_correlations():
     shape = (3, len(a1), 5, 4)
     m = np.zeros(shape, complex)
     m[..., 0] = m[..., 3] = 2.0 + 0.1j
-    w = rng.uniform(0.5, 1.0, shape)
-    b = CellBatch(vis=m.copy(), model=m, weight=w.copy(), ant1=a1, ant2=a2, freq=np.ones((3, 5)), n_ant=4)
-    assert not leakage.cross_hands_only(b)
-    np.testing.assert_array_equal(b.weight, w)
-    m[..., 1] = 0.01                                      # 0.5% in a cross hand: polarised
-    assert leakage.cross_hands_only(b)
-    assert not b.weight[..., [0, 3]].any() and np.array_equal(b.weight[..., 1:3], w[..., 1:3])
+    for pol in (0.0, 0.01):
+        m[..., 1] = pol
+        w = rng.uniform(0.5, 1.0, shape)
+        b = CellBatch(vis=m.copy(), model=m, weight=w.copy(), ant1=a1, ant2=a2, freq=np.ones((3, 5)), n_ant=4)
+        assert leakage.cross_hands_only(b)
+        assert not b.weight[..., [0, 3]].any() and np.array_equal(b.weight[..., 1:3], w[..., 1:3])
+    w[..., 1:3] = 0
+    assert not leakage.cross_hands_only(CellBatch(vis=m, model=m, weight=w, ant1=a1, ant2=a2,
+                                                  freq=np.ones((3, 5)), n_ant=4))

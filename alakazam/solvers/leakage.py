@@ -209,44 +209,96 @@ def solve_numba(batch, init, ref, opts):
     return d, n_iter, conv, None
 
 
-#: cells of a batch that :func:`polarised_model` looks at (spread evenly over the batch)
-_CHECK_CELLS = 64
-
-
-def polarised_model(batch) -> bool:
-    """The batch's model is polarised: max(|M_pq|, |M_qp|, |M_pp - M_qq| / 2) > POLARISED_FRACTION x
-    |(M_pp + M_qq) / 2| on some sample with data (the criterion and threshold of
-    :func:`alakazam.calibration.solve_order.polarised_fraction`; the model as the solve fits it, with
-    the parallactic angle applied), from at most ``_CHECK_CELLS`` cells spread over the batch."""
-    from ..calibration.solve_order import POLARISED_FRACTION
-
-    cells = np.unique(np.linspace(0, batch.n_cell - 1, min(batch.n_cell, _CHECK_CELLS)).astype(np.int64))
-    m = np.asarray(batch.model)[cells]
-    w = np.asarray(batch.weight)[cells]
-    i = np.abs(0.5 * (m[..., 0] + m[..., 3]))
-    p = np.maximum(np.maximum(np.abs(m[..., 1]), np.abs(m[..., 2])), 0.5 * np.abs(m[..., 0] - m[..., 3]))
-    ok = (i > 0) & (w > 0).any(axis=-1) & np.isfinite(p)
-    return bool(ok.any() and np.max(p[ok] / i[ok]) > POLARISED_FRACTION)
-
-
 def cross_hands_only(batch) -> bool:
-    """On a polarised calibrator, fit the cross hands only, as CASA's polcal Df does: the parallel-hand
-    weights of the batch are set to 0 (so the fit, its cost, SNR and degrees of freedom use pq, qp).
+    """D is fitted on the cross hands (pq, qp) only, on every calibrator, as CASA's polcal Df ("Using
+    only cross-hand data for instrumental polarization solution"): the parallel-hand weights of the
+    batch are set to 0, so the fit, its cost, SNR and degrees of freedom use pq, qp.
 
-    Why: the gauge d_pq[ref] = 0 (CASA's too) is a symmetry of the cross hands to first order in d for
-    any calibrator, but of the parallel hands only for an unpolarised one (for a polarised one they
-    carry d_pq M_qp + conj(d_pq) M_pq at first order, whose absolute offset the gauge sets to 0).  A
-    fit of all four correlations spreads that misfit over every antenna: measured with
-    benchmarks/dgauge_casa.py (linear and circular feeds, |d| ~ 0.05 with d_ref = 0.07), up to 0.017
-    off the truth moved into the gauge, where CASA's Df and this fit are 0.002 / 0.0005 off.  An
-    unpolarised model keeps all four correlations (the gauge is exact to first order there).
-    Returns whether the weights were changed."""
-    if batch.n_cell == 0 or not polarised_model(batch):
+    Why, for a polarised calibrator: the gauge d_pq[ref] = 0 (CASA's too) is a symmetry of the cross
+    hands to first order in d for any calibrator, but of the parallel hands only for an unpolarised one
+    (for a polarised one they carry d_pq M_qp + conj(d_pq) M_pq at first order, whose absolute offset
+    the gauge sets to 0).  A fit of all four correlations spreads that misfit over every antenna:
+    measured with benchmarks/dgauge_casa.py (linear and circular feeds, |d| ~ 0.05 with d_ref = 0.07),
+    up to 0.017 off the truth moved into the gauge, where CASA's Df and this fit are 0.002 / 0.0005 off.
+
+    Why, for an unpolarised one: its parallel hands carry d only at second order (d_a conj(d_b) I), so
+    they add nothing to the leakage but a way to absorb a parallel-hand misfit.  When the corrected
+    parallel hands are r x the model (the pre-applied gains fitted to another field, a flux model a few
+    per cent off), the fit of all four correlations moves every d towards |d_a d_b| ~ |r - 1|: measured
+    (benchmarks/dmismatch_casa.py, 8 antennas, |d| <= 0.1, both feeds), max |D - truth| 0.044 at
+    r = 1.05 and no convergence at r = 1.1, against 0.005 / 0.010 for the cross hands only and
+    0.006 / 0.010 for CASA's Df; at r = 1 both fits are 0.0022 off (CASA 0.0045).
+    Returns whether the batch has cross-hand data left."""
+    if batch.n_cell == 0:
         return False
     batch.weight = np.ascontiguousarray(batch.weight, np.float64)
     batch.weight[..., 0] = 0
     batch.weight[..., 3] = 0
-    return True
+    return bool((batch.weight[..., 1:3] > 0).any())
+
+
+#: |R - 1| of :func:`parallel_hand_scale` above which the D solve warns (the leakage comes out
+#: scaled by about R: |d| ~ 0.05 -> ~0.005 off at 10%) ...
+PARALLEL_MISFIT_WARN = 0.1
+#: ... and above which it stops with an error (the leakage would be more than 1.5x or less than half
+#: its value: not a usable solution)
+PARALLEL_MISFIT_ERROR = 0.5
+#: a misfit counts only beyond this many standard errors of R
+PARALLEL_MISFIT_SIGMA = 5.0
+#: samples per block of :func:`parallel_hand_scale` (bounds its temporaries)
+_SCALE_BLOCK = 1 << 20
+
+
+def parallel_hand_scale(batch):
+    """(R, sigma_R): the least-squares complex scale of the batch's parallel hands against its model:
+    R = sum w conj(M) V / sum w |M|^2 over pp and qq of every cell, baseline and sample with weight,
+    and its standard error per real component from the scatter of V - R M (the weights taken as
+    relative: their absolute scale is not trusted).  R = 1 when the pre-applied terms calibrate the
+    field against its model; the cross hands a D fits are then V_pq ~ R (d_pq,a M_qq + conj(d_qp,b)
+    M_pp), so the leakage comes out scaled by R.  (nan, nan) without parallel-hand data."""
+    vis, model, weight = np.asarray(batch.vis), np.asarray(batch.model), np.asarray(batch.weight)
+    step = max(1, _SCALE_BLOCK // max(1, vis[0].size))
+    num, den, n, r = 0j, 0.0, 0, 0j
+    for first in (True, False):      # pass 1: R; pass 2: the scatter about R M
+        s2 = 0.0
+        for c0 in range(0, batch.n_cell, step):
+            for h in (0, 3):         # strided views of one hand: no copy of the batch
+                v, m, w = (a[c0:c0 + step, ..., h] for a in (vis, model, weight))
+                ok = (w > 0) & np.isfinite(v) & np.isfinite(m)
+                v, m, w = v[ok], m[ok], w[ok]
+                if first:
+                    num += complex(np.sum(w * np.conj(m) * v))
+                    den += float(np.sum(w * (m.real ** 2 + m.imag ** 2)))
+                    n += int(ok.sum())
+                else:
+                    res = v - r * m
+                    s2 += float(np.sum(w * (res.real ** 2 + res.imag ** 2)))
+        if first:
+            if den <= 0 or n < 2:
+                return complex("nan"), float("nan")
+            r = num / den
+    s2 /= n - 1
+    return r, float(np.sqrt(s2 / (2 * den)))
+
+
+def check_parallel_hands(batch, where: str, log) -> None:
+    """Before a D solve: the parallel hands must match the model (:func:`parallel_hand_scale`); a
+    misfit |R - 1| beyond PARALLEL_MISFIT_SIGMA standard errors and PARALLEL_MISFIT_ERROR is an
+    error, beyond PARALLEL_MISFIT_WARN a warning (the leakage is scaled by about R either way)."""
+    from ..errors import AlakazamError
+
+    r, sig = parallel_hand_scale(batch)
+    if not np.isfinite(r) or abs(r - 1) <= PARALLEL_MISFIT_SIGMA * sig:
+        return
+    mis = abs(r - 1)
+    text = (f"{where}: after the pre-applied terms the parallel hands are {abs(r):.3g} x the model "
+            f"(phase {np.degrees(np.angle(r)):+.1f} deg; |R - 1| = {mis:.2f}), and a leakage comes out "
+            f"scaled by about that factor: the pre-applied gains do not calibrate this field against its "
+            f"model. Solve G on this field in an earlier step, or give it its true flux model")
+    if mis > PARALLEL_MISFIT_ERROR:
+        raise AlakazamError(text + f" (|R - 1| > {PARALLEL_MISFIT_ERROR}: nothing was solved)")
+    if mis > PARALLEL_MISFIT_WARN:
+        log.warning("%s", text)
 
 
 def reference(params, ref):
