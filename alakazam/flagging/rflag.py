@@ -99,34 +99,58 @@ def _median_sorted(v, n, shift):
 
 
 @njit(cache=True, error_model="numpy")
-def _spectrum_centre(vis, flag, t, k, bre, bim):
-    """CASA's simpleMedian of integration t, correlation k: (median Re, median Im, spread Re, spread Im,
-    number of unflagged channels)."""
-    n = 0
-    for c in range(vis.shape[1]):
-        if flag[t, c, k]:
-            continue
-        bre[n] = vis[t, c, k].real
-        bim[n] = vis[t, c, k].imag
-        n += 1
-    if n == 0:
-        return 0.0, 0.0, EMPTY_SPREAD, EMPTY_SPREAD, 0
-    r = np.sort(bre[:n])
-    i = np.sort(bim[:n])
-    mr = _median_sorted(r, n, 0.0)
-    mi = _median_sorted(i, n, 0.0)
-    # CASA: 1.4826 * median(x - median(x)) of the sorted values (no absolute value: 0)
-    return mr, mi, MAD_SCALE * _median_sorted(r, n, mr), MAD_SCALE * _median_sorted(i, n, mi), n
+def _median_spread(x):
+    """(CASA's median of x, its 'spread' 1.4826 * median(sorted(x) - median)) from the middle order
+    statistics only (a partition, not a sort: the same values)."""
+    n = x.size
+    k = n // 2
+    p = np.partition(x, k)
+    hi = p[k]
+    if n % 2 == 1:
+        return hi, MAD_SCALE * (hi - hi)
+    lo = p[0]
+    for j in range(1, k):
+        if p[j] > lo:
+            lo = p[j]
+    m = 0.5 * (hi + lo)
+    return m, MAD_SCALE * (0.5 * ((hi - m) + (lo - m)))
 
 
 @njit(cache=True, error_model="numpy")
-def _accumulate(vis, flag, winsize, do_time, do_freq, tsum, tcnt, fsum, fcnt):
-    """The first pass (automatic thresholds): per channel, the sums and counts of the time analysis'
-    rms values and of the spectral deviations, added to tsum / tcnt / fsum / fcnt in CASA's order."""
+def _centres(vis, flag, centre):
+    """CASA's simpleMedian of each integration and correlation of one baseline chunk, from the
+    unflagged channels: ``centre`` (time, corr, 5) = median Re, median Im, spread Re, spread Im, number
+    of unflagged channels (none: 0, 0, 1000, 1000, 0)."""
     nt, nc, npol = vis.shape
-    d = _half_window(nt, winsize)
     bre = np.empty(nc)
     bim = np.empty(nc)
+    for t in range(nt):
+        for k in range(npol):
+            n = 0
+            for c in range(nc):
+                if flag[t, c, k]:
+                    continue
+                bre[n] = vis[t, c, k].real
+                bim[n] = vis[t, c, k].imag
+                n += 1
+            if n == 0:
+                centre[t, k, 0] = 0.0
+                centre[t, k, 1] = 0.0
+                centre[t, k, 2] = EMPTY_SPREAD
+                centre[t, k, 3] = EMPTY_SPREAD
+            else:
+                centre[t, k, 0], centre[t, k, 2] = _median_spread(bre[:n])
+                centre[t, k, 1], centre[t, k, 3] = _median_spread(bim[:n])
+            centre[t, k, 4] = n
+
+
+@njit(cache=True, error_model="numpy")
+def _accumulate(vis, flag, centre, winsize, do_time, do_freq, tsum, tcnt, fsum, fcnt):
+    """The first pass (automatic thresholds): per channel, the sums and counts of the time analysis'
+    window rms values and of the spectral deviations from the medians ``centre``, added to tsum / tcnt
+    / fsum / fcnt in CASA's order (integration, then channel and correlation)."""
+    nt, nc, npol = vis.shape
+    d = _half_window(nt, winsize)
     for t in range(nt):
         if do_time and d <= t < nt - d:
             for c in range(nc):
@@ -137,9 +161,10 @@ def _accumulate(vis, flag, winsize, do_time, do_freq, tsum, tcnt, fsum, fcnt):
                         tcnt[c] += 1.0
         if do_freq:
             for k in range(npol):
-                mr, mi, _, _, n = _spectrum_centre(vis, flag, t, k, bre, bim)
-                if n == 0:
+                if centre[t, k, 4] == 0:
                     continue
+                mr = centre[t, k, 0]
+                mi = centre[t, k, 1]
                 for c in range(nc):
                     if flag[t, c, k]:
                         continue
@@ -150,9 +175,9 @@ def _accumulate(vis, flag, winsize, do_time, do_freq, tsum, tcnt, fsum, fcnt):
 
 
 @njit(cache=True, error_model="numpy")
-def _flag(vis, flag, out, winsize, noise, scutoff, smax, smin):
-    """The flagging pass: ``out`` (a copy of ``flag``) gets the time analysis' flags (noise > 0) and the
-    spectral analysis' (scutoff > 0); statistics from ``flag`` only."""
+def _flag(vis, flag, centre, out, winsize, noise, scutoff, smax, smin):
+    """The flagging pass into ``out`` (a copy of ``flag``): the time analysis' windows (noise > 0) and
+    the spectral analysis' samples and spectra (scutoff > 0); statistics from ``flag`` only."""
     nt, nc, npol = vis.shape
     d = _half_window(nt, winsize)
     if noise > 0:
@@ -164,11 +189,12 @@ def _flag(vis, flag, out, winsize, noise, scutoff, smax, smin):
                         for tt in range(t - d, t + d + 1):
                             out[tt, c, k] = True
     if scutoff > 0:
-        bre = np.empty(nc)
-        bim = np.empty(nc)
         for t in range(nt):
             for k in range(npol):
-                mr, mi, sr, si, _ = _spectrum_centre(vis, flag, t, k, bre, bim)
+                mr = centre[t, k, 0]
+                mi = centre[t, k, 1]
+                sr = centre[t, k, 2]
+                si = centre[t, k, 3]
                 if sr > smax or si > smax or sr < smin or si < smin:
                     for c in range(nc):
                         out[t, c, k] = True
@@ -287,8 +313,17 @@ def _accumulate_piece(piece, p, acc, times_by_field=None):
             continue
         a = acc.setdefault(key, [np.zeros(nc) for _ in range(4)])
         for r in blocks:
-            _accumulate(np.ascontiguousarray(piece.data[r]), np.ascontiguousarray(piece.flag[r]), p.winsize,
-                        do_time, do_freq, *a)
+            _accumulate(*_stats(piece, r), p.winsize, do_time, do_freq, *a)
+
+
+def _stats(piece, r):
+    """(vis, flag, the spectral medians :func:`_centres`) of the rows ``r`` (one baseline in time order,
+    one chunk) of a piece."""
+    v = np.ascontiguousarray(piece.data[r])
+    f = np.ascontiguousarray(piece.flag[r])
+    centre = np.empty((v.shape[0], v.shape[2], 5))
+    _centres(v, f, centre)
+    return v, f, centre
 
 
 def _thresholds(p, acc, field, spw, key):
@@ -324,16 +359,26 @@ def flag_piece(piece, cfg, state):
     if unit is not None and unit[0] == (piece.ddid, piece.scan):
         _, acc, times = unit
     else:                                       # the piece is the whole unit
-        acc, times = {}, None
-        _accumulate_piece(piece, p, acc)
+        acc, times = None, None
+    blocks = _chunk_blocks(piece, p.seconds, times)
+    kept = {}
+    if acc is None:                             # the first pass on this piece (blocks and medians kept:
+        acc = {}                                # one more copy of the piece's data)
+        for key, rs in blocks.items():
+            do_time = _user(p.time_scalar, p.time_table, key[0], piece.spw_id) <= 0
+            do_freq = _user(p.freq_scalar, p.freq_table, key[0], piece.spw_id) <= 0
+            for i, r in enumerate(rs):
+                kept[key, i] = st = _stats(piece, r)
+                if do_time or do_freq:
+                    a = acc.setdefault(key, [np.zeros(piece.flag.shape[1]) for _ in range(4)])
+                    _accumulate(*st, p.winsize, do_time, do_freq, *a)
     out = piece.flag.copy()
-    for key, blocks in _chunk_blocks(piece, p.seconds, times).items():
+    for key, rs in blocks.items():
         noise, scutoff = _thresholds(p, acc, key[0], piece.spw_id, key)
-        for r in blocks:
-            v = np.ascontiguousarray(piece.data[r])
-            f0 = np.ascontiguousarray(piece.flag[r])
+        for i, r in enumerate(rs):
+            v, f0, centre = kept.pop((key, i), None) or _stats(piece, r)
             f = f0.copy()
-            _flag(v, f0, f, p.winsize, noise, scutoff, p.smax, p.smin)
+            _flag(v, f0, centre, f, p.winsize, noise, scutoff, p.smax, p.smin)
             if p.extend:
                 f = extend_chunk(f)
             out[r] = f
