@@ -210,6 +210,10 @@ def _rflag_params(cfg, where, names, errs):
         if not v > 0 and _name(key, where, names) not in errs.errors:
             errs.add(_name(key, where, names), f"{v!r} must be > 0 (the threshold is {key} x "
                      f"{key[:-5]})")
+    if cfg.combinescans and _name("combinescans", where, names) not in errs.errors:
+        errs.add(_name("combinescans", where, names), "True is not supported by akflag for rflag: flagdata "
+                 "then makes one chunk of all scans of a field (with ntime='scan' too, measured) and "
+                 "computes its thresholds over them; akflag flags each scan on its own; use False")
     if str(cfg.display).strip().lower() not in ("", "none"):
         errs.add(_name("display", where, names), f"{cfg.display!r}: flagdata's interactive display / plot "
                  "reports are not supported by akflag; use '' (the flag counts are logged)")
