@@ -261,6 +261,20 @@ def test_bad_parameters_reported_together_before_anything_runs(rfi, tmp_path):
     assert not os.path.exists(ms + ".flagversions") and not _cols(ms, "FLAG")[0].any()
 
 
+def test_dev_forms():
+    """timedev / freqdev: flagdata's forms, also as the strings the command line gives."""
+    from alakazam.flagging.rflag import parse_dev
+
+    assert parse_dev([], "timedev") == parse_dev("", "timedev") == (0.0, {})
+    assert parse_dev(0.5, "timedev") == parse_dev("0.5", "timedev") == (0.5, {})
+    assert parse_dev([[0, 1, 0.2], [2, 0, 0.4]], "freqdev") == (0.0, {(0, 1): 0.2, (2, 0): 0.4})
+    assert parse_dev("[[0, 1, 0.2]]", "freqdev") == parse_dev([0, 1, 0.2], "freqdev") == (0.0, {(0, 1): 0.2})
+    for bad in ("tdev.txt", 0, -1.0, True, [[0, 0, 0.0]], [[0.5, 0, 1.0]], [[0, 0]], [[0, -1, 1.0]],
+                float("inf")):
+        with pytest.raises(ValueError):
+            parse_dev(bad, "timedev")
+
+
 def test_yaml_flag_block_takes_the_same_keys(rfi):
     from alakazam.flagging.config import flag_config_from_dict
 

@@ -224,14 +224,22 @@ def _threshold(s, cnt):
 def parse_dev(v, name):
     """timedev / freqdev -> (scalar, {(field, spw): dev}); [] -> (0.0, {}) = computed from the data.
     ValueError naming ``name`` and what was expected otherwise (flagdata's forms: a number, or rows
-    [field, spw, dev]; a file name is not supported)."""
+    [field, spw, dev], also written as a string; a file name is not supported)."""
     form = (f"must be [] (computed from the data), a number > 0, or rows [field, spw, dev] (dev > 0), e.g. "
             f"[[0, 0, 0.5]]; got {v!r}")
     if v is None or (isinstance(v, (list, tuple)) and len(v) == 0) or v == "":
         return 0.0, {}
-    if isinstance(v, str):
-        raise ValueError(f"{v!r}: a file of thresholds (flagdata's timedev/freqdev file) is not supported by "
-                         f"akflag; {name} {form.split('; got')[0]}")
+    if isinstance(v, str):                      # (the command line gives strings: '0.5', '[[0, 0, 0.5]]')
+        import ast
+
+        try:
+            lit = ast.literal_eval(v.strip())
+        except (ValueError, SyntaxError):
+            lit = None
+        if not isinstance(lit, (int, float, list, tuple)) or isinstance(lit, bool):
+            raise ValueError(f"{v!r}: a file of thresholds (flagdata's timedev/freqdev file) is not "
+                             f"supported by akflag; {name} {form.split('; got')[0]}")
+        return parse_dev(lit, name)
     if isinstance(v, bool):
         raise ValueError(form)
     if isinstance(v, (int, float, np.integer, np.floating)):
