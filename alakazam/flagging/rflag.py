@@ -89,29 +89,67 @@ def _window_rms(vis, flag, t0, t1, c, k):
 
 
 @njit(cache=True, error_model="numpy")
-def _median_sorted(v, n, shift):
-    """CASA's median of the sorted v[:n] - shift (0 when n == 0)."""
-    if n == 0:
+def _lt(a, b):
+    """a < b with NaN above every number (np.sort's order)."""
+    return a < b or (b != b and a == a)
+
+
+@njit(cache=True, error_model="numpy")
+def _kth(a, k):
+    """The k-th smallest of ``a`` (float64, NaN last, reordered in place: a[:k] <= a[k] <= a[k+1:]
+    after); Wirth's selection, a few lines for numba to compile where np.partition takes seconds."""
+    lo, hi = 0, a.size - 1
+    while lo < hi:
+        x = a[k]
+        i, j = lo, hi
+        while True:
+            while _lt(a[i], x):
+                i += 1
+            while _lt(x, a[j]):
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+            if i > j:
+                break
+        if j < k:
+            lo = i
+        if k < i:
+            hi = j
+    return a[k]
+
+
+@njit(cache=True, error_model="numpy")
+def _middle(a):
+    """(lower, upper) middle order statistics of ``a`` (equal for an odd size; ``a`` reordered)."""
+    k = a.size // 2
+    hi = _kth(a, k)
+    if a.size % 2 == 1:
+        return hi, hi
+    lo = a[0]
+    for j in range(1, k):
+        if _lt(lo, a[j]):
+            lo = a[j]
+    return lo, hi
+
+
+@njit(cache=True, error_model="numpy")
+def _median(a):
+    """CASA's median (0 for no value; the mean of the two middle values for an even size)."""
+    if a.size == 0:
         return 0.0
-    if n % 2 == 1:
-        return v[(n - 1) // 2] - shift
-    return 0.5 * ((v[n // 2] - shift) + (v[n // 2 - 1] - shift))
+    lo, hi = _middle(a)
+    return hi if a.size % 2 == 1 else 0.5 * (hi + lo)
 
 
 @njit(cache=True, error_model="numpy")
 def _median_spread(x):
     """(CASA's median of x, its 'spread' 1.4826 * median(sorted(x) - median)) from the middle order
-    statistics only (a partition, not a sort: the same values)."""
-    n = x.size
-    k = n // 2
-    p = np.partition(x, k)
-    hi = p[k]
-    if n % 2 == 1:
+    statistics only (the same values as a sort; ``x`` reordered)."""
+    lo, hi = _middle(x)
+    if x.size % 2 == 1:
         return hi, MAD_SCALE * (hi - hi)
-    lo = p[0]
-    for j in range(1, k):
-        if p[j] > lo:
-            lo = p[j]
     m = 0.5 * (hi + lo)
     return m, MAD_SCALE * (0.5 * ((hi - m) + (lo - m)))
 
@@ -212,10 +250,11 @@ def _threshold(s, cnt):
     for c in range(n):
         if cnt[c] > 0:
             m[c] = s[c] / cnt[c]
-    m = np.sort(m)
-    med = _median_sorted(m, n, 0.0)
-    dev = np.sort(np.abs(m - med))
-    return med + MAD_SCALE * _median_sorted(dev, n, 0.0)
+    med = _median(m.copy())
+    dev = np.empty(n)
+    for c in range(n):
+        dev[c] = abs(m[c] - med)
+    return med + MAD_SCALE * _median(dev)
 
 
 # ------------------------------------------------------------------------------------------------
