@@ -29,6 +29,10 @@ earlier steps) left out of every statistic:
 4. ``extendflags`` (default True): flagdata's extension after rflag (growtime 50 %, growfreq 80 %,
    extendpols; :func:`alakazam.flagging.tfcrop.extend_chunk`) per baseline and chunk.
 
+Read in CASA's code/flagging/Flagging/FlagAgentRFlag.cc and FlagAgentBase.cc (runCore: the first
+pass, passIntermediate, the flagging pass and passFinal per visibility buffer, i.e. per chunk), then
+measured: auto-correlation rows are baselines like the others (in the thresholds too); a NaN makes
+CASA's std::sort order-dependent (akflag sorts NaN last: medians of a spectrum with a NaN may differ).
 Arithmetic follows CASA's (float32 visibilities, float64 sums; the squares float32 products).  When a
 (DATA_DESC_ID, scan) unit does not fit in memory at once, the engine first reads all of its pieces
 to accumulate the automatic thresholds (:func:`prepare_unit`), so the flags do not depend on the
