@@ -199,8 +199,9 @@ def flag_units(cfg, sel, writes, counts, limit):
             units = [u for ddid in sel.ddids for u in flag_units_of(t, sel, ddid)]
         c = stack.enter_context(client(cfg.workers, cfg.scheduler))
         n_workers, window = _window(c)
-        # pieces are whole baselines (every mode's statistics are per baseline), so their size does
-        # not change the flags; the workers of one machine share its memory
+        # pieces are whole baselines (every mode's statistics are per baseline, or per unit with a first
+        # pass over its pieces: rflag), so their size does not change the flags; the workers of one
+        # machine share its memory
         part_limit = max(1, int(limit // n_workers))
         shared = share(c, (wcfg, sel, part_limit, writes))
 

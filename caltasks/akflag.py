@@ -22,7 +22,7 @@ def _body(cfg):
 
 class _Akflag(Task):
     def validate(self, params, exists=None):
-        """The XML checks; flagdata's modes akflag lacks (tfcrop, rflag, ...) say what to use instead."""
+        """The XML checks; flagdata's modes akflag lacks (antint, list) say what to use instead."""
         from alakazam.flagging.config import UNSUPPORTED_MODES, unsupported_mode_message
 
         try:

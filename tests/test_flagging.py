@@ -493,8 +493,8 @@ def test_bad_parameters_all_reported(ms):
         akflag(vis=ms, mode="aoflagger", strategy="nope", datacolumn="corrected")
     assert set(e.value.errors) == {"strategy", "datacolumn"}
     assert "jvla" in " ".join(e.value.errors["strategy"])
-    with pytest.raises(ParameterError, match=r"mode: 'rflag' \(flagdata's\) is not supported.*tfcrop.*aof"):
-        akflag(vis=ms, mode="rflag")
+    with pytest.raises(ParameterError, match=r"mode: 'antint' \(flagdata's\) is not supported.*tfcrop.*aof"):
+        akflag(vis=ms, mode="antint")
 
 
 def test_yaml_flag_blocks_validated_first_then_run_before_solve(ms, tmp_path):

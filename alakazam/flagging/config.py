@@ -18,12 +18,12 @@ from ..errors import AlakazamError
 
 #: akflag's modes (tasks_xml/akflag.xml; tests/test_schema.py pins the two lists to it)
 MODES = ("manual", "unflag", "clip", "quack", "shadow", "elevation", "extend", "aoflagger", "mad", "tfcrop",
-         "summary")
+         "rflag", "summary")
 #: modes that write FLAG (a flag version is saved first)
 WRITING_MODES = ("manual", "unflag", "clip", "quack", "shadow", "elevation", "extend", "aoflagger", "mad",
-                 "tfcrop")
+                 "tfcrop", "rflag")
 #: flagdata modes akflag does not have (a ParameterError naming the mode and what to use instead)
-UNSUPPORTED_MODES = ("rflag", "antint", "list")
+UNSUPPORTED_MODES = ("antint", "list")
 _SELECTION_KEYS = ("field", "spw", "antenna", "uvrange", "timerange", "scan", "intent", "observation",
                    "correlation")
 
@@ -70,7 +70,16 @@ class FlagConfig:
     flagdimension: str = "freqtime"
     usewindowstats: str = "none"
     halfwin: int = 1
-    extendflags: bool = True
+    extendflags: bool = True            # tfcrop and rflag
+    # rflag (flagdata's parameters and defaults; flagging/rflag.py; ntime, combinescans, extendflags above)
+    winsize: int = 3
+    timedev: object = _dcfield(default_factory=list)    # [] (computed), a number, or [[field, spw, dev]]
+    freqdev: object = _dcfield(default_factory=list)
+    timedevscale: float = 5.0
+    freqdevscale: float = 5.0
+    spectralmax: float = 1.0e6
+    spectralmin: float = 0.0
+    display: str = ""                   # flagdata's interactive display: only '' / 'none'
     tolerance: float = 0.0              # shadow: metres added to (D1+D2)/2
     addantenna: str = ""                # shadow: not supported (must be '')
     lowerlimit: float = 0.0             # elevation: degrees
@@ -93,7 +102,8 @@ class FlagConfig:
 def unsupported_mode_message(mode) -> str:
     """The error for one of flagdata's modes akflag does not have (:data:`UNSUPPORTED_MODES`)."""
     return (f"{mode!r} (flagdata's) is not supported by akflag; for RFI use mode='tfcrop' (flagdata's "
-            "tfcrop), mode='aoflagger' (AOFlagger strategies) or mode='mad' (robust outliers); modes: "
+            "tfcrop), mode='rflag' (flagdata's rflag), mode='aoflagger' (AOFlagger strategies) or mode='mad' "
+            "(robust outliers); modes: "
             + ", ".join(MODES))
 
 
@@ -145,8 +155,10 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
                  f"({cfg.lowerlimit!r}) degrees")
     if not cfg.threshold > 0 and _name("threshold", where, names) not in errs.errors:
         errs.add(_name("threshold", where, names), f"{cfg.threshold!r} must be > 0 (robust sigmas)")
-    if cfg.mode == "tfcrop":
+    if cfg.mode in ("tfcrop", "rflag"):
         _tfcrop_params(cfg, where, names, errs)
+    if cfg.mode == "rflag":
+        _rflag_params(cfg, where, names, errs)
     from ..config import check_cluster
 
     check_cluster(cfg, where, names, errs)
@@ -181,6 +193,35 @@ def _tfcrop_params(cfg, where, names, errs):
     if cfg.combinescans and seconds > 0:
         errs.add(_name("combinescans", where, names), "True with a numeric ntime (chunks spanning scans) is "
                  "not supported by akflag: each scan is flagged on its own; use combinescans=False")
+
+
+def _rflag_params(cfg, where, names, errs):
+    """rflag's checks beyond the XML's (timedev / freqdev forms, scales > 0, no interactive display, no
+    threshold-only run); ntime and combinescans as tfcrop's (:func:`_tfcrop_params`)."""
+    from .rflag import parse_dev
+
+    for key in ("timedev", "freqdev"):
+        try:
+            parse_dev(getattr(cfg, key), key)
+        except ValueError as e:
+            errs.add(_name(key, where, names), str(e))
+    for key in ("timedevscale", "freqdevscale"):
+        v = getattr(cfg, key)
+        if not v > 0 and _name(key, where, names) not in errs.errors:
+            errs.add(_name(key, where, names), f"{v!r} must be > 0 (the threshold is {key} x "
+                     f"{key[:-5]})")
+    if cfg.combinescans and _name("combinescans", where, names) not in errs.errors:
+        errs.add(_name("combinescans", where, names), "True is not supported by akflag for rflag: flagdata "
+                 "then makes one chunk of all scans of a field (with ntime='scan' too, measured) and "
+                 "computes its thresholds over them; akflag flags each scan on its own; use False")
+    if str(cfg.display).strip().lower() not in ("", "none"):
+        errs.add(_name("display", where, names), f"{cfg.display!r}: flagdata's interactive display / plot "
+                 "reports are not supported by akflag; use '' (the flag counts are logged)")
+    if cfg.action == "calculate":
+        errs.add(_name("action", where, names), "'calculate' with mode='rflag' (flagdata: compute and return "
+                 "the timedev / freqdev thresholds without flagging) is not supported by akflag; use "
+                 "action='apply' (thresholds computed from the data of each chunk, as flagdata's "
+                 "default) and undo with akflagmanager(mode='restore') if needed")
 
 
 def _strlist(v):
@@ -227,9 +268,9 @@ def _gain_params(cfg, d, where, names, errs, check_ms=True):
     if cfg.datacolumn in ("corrected", "corrected_residual"):
         errs.add(_name("datacolumn", where, names), f"{cfg.datacolumn!r} with gaintable would correct the "
                  "data twice; use 'data' or 'residual' (DATA corrected on the fly)")
-    if cfg.mode not in ("aoflagger", "mad", "clip", "tfcrop"):
-        errs.add(_name("gaintable", where, names), f"is used only by the data modes aoflagger, mad, clip and "
-                 "tfcrop "
+    if cfg.mode not in ("aoflagger", "mad", "clip", "tfcrop", "rflag"):
+        errs.add(_name("gaintable", where, names), f"is used only by the data modes aoflagger, mad, clip, "
+                 "tfcrop and rflag "
                  f"(mode is {cfg.mode!r})")
     for i, tb in enumerate(tables if check_ms else []):     # (relative to a YAML file: checked there)
         if not os.path.exists(tb):

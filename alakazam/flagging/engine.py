@@ -246,38 +246,24 @@ def _flag_unit(t, cfg, sel, mod, state, ddid, unit, limit, counts, write, pre=No
     """Flag one (DATA_DESC_ID, scan) unit piece by piece (``t``: the MS open); adds to ``counts``; the
     new FLAG of every changed piece goes to ``write(rows, flag)`` (None: nothing written).  ``pre``: the
     tables applied to DATA on the fly (flagging/preapply.py; samples without a valid solution are
-    flagged, as applymode='calflag'); ``pbar``: a progress bar advanced by rows."""
+    flagged, as applymode='calflag'); ``pbar``: a progress bar advanced by rows.  A mode with
+    statistics over the whole unit (``prepare_unit``: rflag's automatic thresholds) gets a first pass
+    over every piece when the unit does not fit in one."""
     from . import preapply
 
-    need_data = getattr(mod, "NEEDS_DATA", False)
-    chans, corrs = sel.ddids[ddid]
     spw = sel.meta.spws[ddid]
     per_sample = BYTES_PER_SAMPLE + (0 if pre is None else preapply.BYTES_PER_SAMPLE)
     per_row = len(spw.freqs) * spw.n_corr * per_sample + BYTES_PER_ROW
     max_rows = max(1, int(limit // per_row))
-    full_chans = len(chans) == len(spw.freqs)
-    all_corrs = len(corrs) == spw.n_corr          # (parse_correlation: sorted, unique)
-    for idx in unit.pieces(max_rows):
+    pieces = list(unit.pieces(max_rows))
+    if len(pieces) > 1 and hasattr(mod, "prepare_unit"):
+        mod.prepare_unit(unit, (_read_piece(t, cfg, sel, mod, ddid, unit, idx, pre)[3] for idx in pieces),
+                         cfg, state)
+    for idx in pieces:
         if pbar is not None:
             pbar.advance(len(idx))
-        rows = unit.rows[idx]
-        flag = getcol_rows(t, "FLAG", rows)
-        flag |= getcol_rows(t, "FLAG_ROW", rows)[:, None, None]
-        sub = _block(flag, chans, corrs, full_chans, all_corrs, copy=True)
-        data = model = None
-        mflag = sub
-        if need_data:
-            calib = None if pre is None else (pre, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
-                                              unit.field_id[idx], unit.scan, ddid)
-            data, model, nosol = _read_data(t, cfg, rows, chans, corrs, full_chans, all_corrs,
-                                            getattr(mod, "WANTS_MODEL", False), sel.meta.columns, calib)
-            if nosol is not None:      # no valid solution: flagged, as applymode='calflag'
-                counts["no_solution"] = counts.get("no_solution", 0) + int((nosol & ~sub).sum())
-                mflag = sub | nosol
-        piece = Piece(data, model, mflag, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
-                      unit.field_id[idx], unit.scan, ddid, spw.spw_id, chans, spw.freqs[chans],
-                      [spw.corr_types[c] for c in corrs], float(unit.time.min()),
-                      float(unit.time.max()), sel.meta.interval)
+        rows, flag, sub, piece = _read_piece(t, cfg, sel, mod, ddid, unit, idx, pre, counts)
+        mflag = piece.flag
         new = mod.flag_piece(piece, cfg, state)
         if new is None:              # summary: nothing to write
             continue
@@ -288,13 +274,44 @@ def _flag_unit(t, cfg, sel, mod, state, ddid, unit, limit, counts, write, pre=No
         counts["newly_flagged"] += int((new & ~sub).sum())
         counts["unflagged"] += int((sub & ~new).sum())
         if write is not None and not np.array_equal(new, sub):
-            if full_chans and all_corrs:
+            chans, corrs = sel.ddids[ddid]
+            if len(chans) == len(spw.freqs) and len(corrs) == spw.n_corr:
                 flag = new
-            elif full_chans:
+            elif len(chans) == len(spw.freqs):
                 flag[:, :, corrs] = new
             else:
                 flag[np.ix_(np.arange(len(rows)), chans, corrs)] = new
             write(rows, flag)
+
+
+def _read_piece(t, cfg, sel, mod, ddid, unit, idx, pre=None, counts=None):
+    """(rows, FLAG | FLAG_ROW of the rows, the selected block of it, :class:`Piece`) of the rows ``idx``
+    of ``unit``; the piece's flags include the samples without a valid pre-applied solution (counted in
+    ``counts['no_solution']`` when ``counts`` is given)."""
+    chans, corrs = sel.ddids[ddid]
+    spw = sel.meta.spws[ddid]
+    full_chans = len(chans) == len(spw.freqs)
+    all_corrs = len(corrs) == spw.n_corr          # (parse_correlation: sorted, unique)
+    rows = unit.rows[idx]
+    flag = getcol_rows(t, "FLAG", rows)
+    flag |= getcol_rows(t, "FLAG_ROW", rows)[:, None, None]
+    sub = _block(flag, chans, corrs, full_chans, all_corrs, copy=True)
+    data = model = None
+    mflag = sub
+    if getattr(mod, "NEEDS_DATA", False):
+        calib = None if pre is None else (pre, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
+                                          unit.field_id[idx], unit.scan, ddid)
+        data, model, nosol = _read_data(t, cfg, rows, chans, corrs, full_chans, all_corrs,
+                                        getattr(mod, "WANTS_MODEL", False), sel.meta.columns, calib)
+        if nosol is not None:      # no valid solution: flagged, as applymode='calflag'
+            if counts is not None:
+                counts["no_solution"] = counts.get("no_solution", 0) + int((nosol & ~sub).sum())
+            mflag = sub | nosol
+    piece = Piece(data, model, mflag, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
+                  unit.field_id[idx], unit.scan, ddid, spw.spw_id, chans, spw.freqs[chans],
+                  [spw.corr_types[c] for c in corrs], float(unit.time.min()),
+                  float(unit.time.max()), sel.meta.interval)
+    return rows, flag, sub, piece
 
 
 def _block(a, chans, corrs, full_chans, all_corrs, copy=False):
