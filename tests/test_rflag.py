@@ -23,11 +23,12 @@ import pytest
 from casacore.tables import table
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from casa_python import casa_python  # noqa: E402  (tests/casa_python.py)
 from hazards import rfi_ms  # noqa: E402
 
 from alakazam.errors import ParameterError  # noqa: E402
 
-CASA_PY = os.environ.get("ALAKAZAM_CASA_PYTHON", "/work/casavenv/bin/python")
+CASA_PY = casa_python() or ""
 needs_casa = pytest.mark.skipif(not os.access(CASA_PY, os.X_OK), reason=f"no CASA Python at {CASA_PY}")
 
 

@@ -178,21 +178,21 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
 
 
 def _tfcrop_params(cfg, where, names, errs):
-    """tfcrop's checks beyond the XML's (ntime's forms, cutoffs > 0, combinescans with ntime='scan')."""
+    """tfcrop's checks beyond the XML's (ntime's forms, cutoffs > 0, combinescans False); rflag's too."""
     from .tfcrop import ntime_seconds
 
     try:
-        seconds = ntime_seconds(cfg.ntime)
+        ntime_seconds(cfg.ntime)
     except ValueError as e:
         errs.add(_name("ntime", where, names), str(e))
-        seconds = 0.0
     for key in ("timecutoff", "freqcutoff"):
         v = getattr(cfg, key)
         if not v > 0 and _name(key, where, names) not in errs.errors:
             errs.add(_name(key, where, names), f"{v!r} must be > 0 (a multiple of the rms deviation)")
-    if cfg.combinescans and seconds > 0:
-        errs.add(_name("combinescans", where, names), "True with a numeric ntime (chunks spanning scans) is "
-                 "not supported by akflag: each scan is flagged on its own; use combinescans=False")
+    if cfg.combinescans:
+        errs.add(_name("combinescans", where, names), "True is not supported by akflag: flagdata then makes "
+                 "chunks of all scans of a field (with ntime='scan' too: measured, tfcrop and rflag flag "
+                 "differently) and akflag flags each scan on its own; use combinescans=False")
 
 
 def _rflag_params(cfg, where, names, errs):
@@ -210,10 +210,6 @@ def _rflag_params(cfg, where, names, errs):
         if not v > 0 and _name(key, where, names) not in errs.errors:
             errs.add(_name(key, where, names), f"{v!r} must be > 0 (the threshold is {key} x "
                      f"{key[:-5]})")
-    if cfg.combinescans and _name("combinescans", where, names) not in errs.errors:
-        errs.add(_name("combinescans", where, names), "True is not supported by akflag for rflag: flagdata "
-                 "then makes one chunk of all scans of a field (with ntime='scan' too, measured) and "
-                 "computes its thresholds over them; akflag flags each scan on its own; use False")
     if str(cfg.display).strip().lower() not in ("", "none"):
         errs.add(_name("display", where, names), f"{cfg.display!r}: flagdata's interactive display / plot "
                  "reports are not supported by akflag; use '' (the flag counts are logged)")
