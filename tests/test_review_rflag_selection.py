@@ -147,3 +147,22 @@ def test_the_pinned_behaviour_is_flagdata(src, tmp_path):
         if not np.array_equal(fc, fe):
             bad.append(os.path.basename(c))
     assert not bad
+
+
+@pytest.mark.parametrize("mode", ["rflag", "tfcrop"])
+def test_missing_data_column_is_a_parameter_error(src, tmp_path, mode):
+    """datacolumn='corrected' on an MS without CORRECTED_DATA: flagdata stops before anything ("Data
+    column CORRECTED_DATA does not exist"), akflag's clip / aoflagger / mad name the parameter
+    (flagging/select.py); rflag and tfcrop saved a flag version, left 'flags.akflag_1.in_progress' and
+    raised casacore's RuntimeError 'TableProxy::getColumn: column CORRECTED_DATA does not exist' with
+    "interrupted while writing FLAG: FLAG may be partly changed"."""
+    from alakazam.caltasks import akflag
+    from alakazam.errors import ParameterError
+
+    ms = _copy(src, str(tmp_path / "nc.ms"))
+    with table(ms, ack=False) as t:
+        assert "CORRECTED_DATA" not in t.colnames()
+    with pytest.raises(ParameterError) as e:
+        akflag(vis=ms, mode=mode, datacolumn="corrected", winsize=0 if mode == "rflag" else 3)
+    assert "datacolumn" in e.value.errors
+    assert not os.path.exists(ms + ".flagversions")
