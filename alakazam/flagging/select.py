@@ -92,7 +92,7 @@ def resolve(cfg, keys_errors=None) -> Selection:
     if not ddids and meta.spws:
         msg = first_err or f"correlation: {cfg.correlation!r} selects no correlation"
         errs["correlation"] = msg[len("correlation: "):] if msg.startswith("correlation: ") else msg
-    if cfg.mode in ("clip", "aoflagger", "mad"):
+    if cfg.mode in ("clip", "aoflagger", "mad", "tfcrop", "rflag"):
         need = COLUMNS.get(cfg.datacolumn, ())
         missing = [c for c in need if c not in meta.columns]
         if missing:
