@@ -189,6 +189,7 @@ def flag_units(cfg, sel, writes, counts, limit):
     from .core import locks
     from .core.ms import writer as ms_writer
     from .flagging import engine
+    from .flagging.select import BY_OBSERVATION
     from .flagging.select import units as flag_units_of
 
     wcfg = dataclasses.replace(cfg, nproc=1)        # a worker is one process (aoflagger: no pool)
@@ -196,7 +197,7 @@ def flag_units(cfg, sel, writes, counts, limit):
         if writes:
             stack.enter_context(locks.writer_lock(cfg.ms, "ms"))
         with table(cfg.ms, ack=False) as t:
-            units = [u for ddid in sel.ddids for u in flag_units_of(t, sel, ddid)]
+            units = [u for ddid in sel.ddids for u in flag_units_of(t, sel, ddid, cfg.mode in BY_OBSERVATION)]
         c = stack.enter_context(client(cfg.workers, cfg.scheduler))
         n_workers, window = _window(c)
         # pieces are whole baselines (every mode's statistics are per baseline, or per unit with a first
@@ -207,7 +208,7 @@ def flag_units(cfg, sel, writes, counts, limit):
 
         def submit(u):
             return c.submit(_flag_part, shared, u, retries=RETRIES, pure=False,
-                            key=f"flag-ddid{u.ddid}-scan{u.scan}-{id(units)}")
+                            key=f"flag-ddid{u.ddid}-scan{u.scan}-{u.obs_array}-{id(units)}")
 
         def describe(u):
             return f"akflag: the unit DATA_DESC_ID {u.ddid} / scan {u.scan} ({len(u.rows)} rows)"

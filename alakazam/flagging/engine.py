@@ -23,7 +23,7 @@ import numpy as np
 from ..core import flagversions, memory, ms_io
 from ..core.ms_io import _row_runs
 from .config import WRITING_MODES, FlagConfig
-from .select import BYTES_PER_ROW, BYTES_PER_SAMPLE, resolve, units
+from .select import BY_OBSERVATION, BYTES_PER_ROW, BYTES_PER_SAMPLE, resolve, units
 
 log = logging.getLogger("alakazam.flag")
 
@@ -207,7 +207,7 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
     else:
         with (ms_writer(cfg.ms).flag_table() if writes else ms_io.main_table(cfg.ms)) as t, \
                 ExitStack() as stack:
-            todo = [(ddid, units(t, sel, ddid)) for ddid in sel.ddids]
+            todo = [(ddid, units(t, sel, ddid, cfg.mode in BY_OBSERVATION)) for ddid in sel.ddids]
             pbar = stack.enter_context(progress.bar(
                 f"akflag {cfg.mode}: rows", sum(len(u.rows) for _, us in todo for u in us), quiet=cfg.quiet))
             for ddid, unit_list in todo:
@@ -256,6 +256,8 @@ def _flag_unit(t, cfg, sel, mod, state, ddid, unit, limit, counts, write, pre=No
     per_row = len(spw.freqs) * spw.n_corr * per_sample + BYTES_PER_ROW
     max_rows = max(1, int(limit // per_row))
     pieces = list(unit.pieces(max_rows))
+    if isinstance(state, dict):
+        state.pop("unit", None)      # (a first pass of an earlier unit with the same DATA_DESC_ID and scan)
     if len(pieces) > 1 and hasattr(mod, "prepare_unit"):
         mod.prepare_unit(unit, (_read_piece(t, cfg, sel, mod, ddid, unit, idx, pre)[3] for idx in pieces),
                          cfg, state)

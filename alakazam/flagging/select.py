@@ -128,6 +128,8 @@ class Unit:
     ant1: np.ndarray          # ANTENNA ids
     ant2: np.ndarray
     field_id: np.ndarray
+    #: (OBSERVATION_ID, ARRAY_ID) of the rows when the unit is split by them (:data:`BY_OBSERVATION`)
+    obs_array: tuple = ()
 
     def pieces(self, max_rows):
         """Row-index arrays (into this unit) of whole baselines, each at most ``max_rows`` rows (a
@@ -149,8 +151,14 @@ class Unit:
             yield np.sort(np.concatenate(cur))
 
 
-def units(t, sel: Selection, ddid) -> List[Unit]:
-    """The (ddid, scan) units of the selection; ``t`` an open casacore table of the MS."""
+#: modes whose flagdata chunks are per OBSERVATION_ID and ARRAY_ID too (measured, CASA 6.7: a scan
+#: number repeated in another observation gives the flags of distinct scans); quack's are not
+BY_OBSERVATION = ("rflag", "tfcrop", "extend")
+
+
+def units(t, sel: Selection, ddid, by_observation=False) -> List[Unit]:
+    """The (ddid, scan) units of the selection -- (ddid, OBSERVATION_ID, ARRAY_ID, scan) with
+    ``by_observation`` (:data:`BY_OBSERVATION`); ``t`` an open casacore table of the MS."""
     rows = ms_io.row_numbers(sel.meta.path, ddid, sel.field_ids, sel.scans, rowsel=sel.rowsel)
     if len(rows) == 0:
         return []
@@ -162,6 +170,10 @@ def units(t, sel: Selection, ddid) -> List[Unit]:
         interval = q.getcol("INTERVAL") if sel.time_ranges is not None else None
         scan = q.getcol("SCAN_NUMBER")
         fld = q.getcol("FIELD_ID")
+        if by_observation:
+            oa = q.getcol("OBSERVATION_ID").astype(np.int64) * 100000 + q.getcol("ARRAY_ID")
+        else:
+            oa = np.zeros(len(rows), np.int64)
     finally:
         q.close()
     keep = np.ones(len(rows), bool)
@@ -172,7 +184,9 @@ def units(t, sel: Selection, ddid) -> List[Unit]:
     if sel.autocorr:
         keep &= a1 == a2
     out = []
-    for s in np.unique(scan[keep]):
-        m = keep & (scan == s)
-        out.append(Unit(int(ddid), int(s), rows[m], time[m], a1[m], a2[m], fld[m]))
+    for o in np.unique(oa[keep]):
+        for s in np.unique(scan[keep & (oa == o)]):
+            m = keep & (scan == s) & (oa == o)
+            out.append(Unit(int(ddid), int(s), rows[m], time[m], a1[m], a2[m], fld[m],
+                            (int(o // 100000), int(o % 100000)) if by_observation else ()))
     return out
