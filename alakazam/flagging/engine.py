@@ -55,6 +55,10 @@ class Piece:
     scan_t0: float
     scan_t1: float
     interval: float
+    #: with a partial channel / correlation selection: (the rows' incoming FLAG | FLAG_ROW of every
+    #: channel and correlation, selected channel indices, selected correlation indices); a mode may then
+    #: return new flags of that whole plane (tfcrop / rflag's extension, as flagdata's)
+    full: Optional[tuple] = None
 
     def baseline_groups(self):
         """[(row indices of one baseline sorted by time, time index of each into ``self.times``)] and the
@@ -269,14 +273,25 @@ def _flag_unit(t, cfg, sel, mod, state, ddid, unit, limit, counts, write, pre=No
         new = mod.flag_piece(piece, cfg, state)
         if new is None:              # summary: nothing to write
             continue
-        new = np.asarray(new, bool) | (mflag & ~sub)
+        new = np.asarray(new, bool)
+        chans, corrs = sel.ddids[ddid]
+        whole = None
+        if new.shape != sub.shape:           # the mode's new flags of every channel and correlation
+            whole = new
+            new = new[:, chans][:, :, corrs] | (mflag & ~sub)
+            whole[np.ix_(np.arange(len(rows)), chans, corrs)] = new
+        else:
+            new = new | (mflag & ~sub)
         counts["total"] += sub.size
         counts["flagged_before"] += int(sub.sum())
         counts["flagged_after"] += int(new.sum())
         counts["newly_flagged"] += int((new & ~sub).sum())
         counts["unflagged"] += int((sub & ~new).sum())
+        if whole is not None:
+            if write is not None and not np.array_equal(whole, flag):
+                write(rows, whole)
+            continue
         if write is not None and not np.array_equal(new, sub):
-            chans, corrs = sel.ddids[ddid]
             if len(chans) == len(spw.freqs) and len(corrs) == spw.n_corr:
                 flag = new
             elif len(chans) == len(spw.freqs):
@@ -312,7 +327,8 @@ def _read_piece(t, cfg, sel, mod, ddid, unit, idx, pre=None, counts=None):
     piece = Piece(data, model, mflag, unit.time[idx], unit.ant1[idx], unit.ant2[idx],
                   unit.field_id[idx], unit.scan, ddid, spw.spw_id, chans, spw.freqs[chans],
                   [spw.corr_types[c] for c in corrs], float(unit.time.min()),
-                  float(unit.time.max()), sel.meta.interval)
+                  float(unit.time.max()), sel.meta.interval,
+                  None if (full_chans and all_corrs) else (flag, chans, corrs))
     return rows, flag, sub, piece
 
 

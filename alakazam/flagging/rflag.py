@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._numba import njit
-from .tfcrop import _chunks, extend_chunk, ntime_seconds
+from .tfcrop import FullPlane, _chunks, extend_chunk, ntime_seconds
 
 NEEDS_DATA = True
 #: CASA's normal-consistency factor of the MAD
@@ -424,13 +424,17 @@ def flag_piece(piece, cfg, state):
                     a = acc.setdefault(key, [np.zeros(piece.flag.shape[1]) for _ in range(4)])
                     _accumulate(*st, p.winsize, do_time, do_freq, *a)
     out = piece.flag.copy()
+    full = FullPlane(piece) if p.extend and getattr(piece, "full", None) is not None else None
     for key, rs in blocks.items():
         noise, scutoff = _thresholds(p, acc, key[0], piece.spw_id, key)
         for i, r in enumerate(rs):
             v, f0, centre = kept.pop((key, i), None) or _stats(piece, r)
             f = f0.copy()
             _flag(v, f0, centre, f, p.winsize, noise, scutoff, p.smax, p.smin)
+            if full is not None:
+                full.put(r, f)
+                continue
             if p.extend:
                 f = extend_chunk(f)
             out[r] = f
-    return out
+    return out if full is None else full.out

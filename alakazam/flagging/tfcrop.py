@@ -325,6 +325,25 @@ def _plane(amp, flag, dims, timepoly, freqpoly, maxnpieces, timecut, freqcut, wi
         flag[:, :, k] = Fk
 
 
+class FullPlane:
+    """flagdata's extension after tfcrop / rflag covers every correlation and channel of the selected
+    rows, not only the selected ones (measured, CASA 6.7: rflag with correlation='XX,YY' or
+    spw='0:4~27' gives the flags of rflag with extendflags=False, then mode='extend' on the whole
+    plane).  With a partial selection (``piece.full``: the rows' incoming flags of every channel and
+    correlation, the selected channel and correlation indices), :meth:`put` extends a chunk's flags on
+    the whole plane, and :attr:`out` is the piece's new full-plane FLAG."""
+
+    def __init__(self, piece):
+        full, chans, corrs = piece.full
+        self.out = full.copy()
+        self.idx = (chans, corrs)
+
+    def put(self, r, f):
+        plane = self.out[r]
+        plane[np.ix_(np.arange(len(r)), *self.idx)] = f
+        self.out[r] = extend_chunk(plane)
+
+
 def extend_chunk(f, growtime=EXTEND_GROWTIME, growfreq=EXTEND_GROWFREQ):
     """flagdata's extension after tfcrop (extendflags=True) on one baseline's chunk ``f`` (time, chan,
     corr) bool: growtime / growfreq (">= %", per correlation, from the same flags), then extendpols --
@@ -359,6 +378,7 @@ def flag_piece(piece, cfg, state):
     win = WINDOW_STATS.index(cfg.usewindowstats)
     amp = np.abs(piece.data).astype(np.float32, copy=False)
     out = piece.flag.copy()
+    full = FullPlane(piece) if cfg.extendflags and getattr(piece, "full", None) is not None else None
     groups, times = piece.baseline_groups()
     chunk_of_time = _chunks(times, seconds)
     for rows, tidx in groups:
@@ -369,7 +389,9 @@ def flag_piece(piece, cfg, state):
             f = np.ascontiguousarray(out[r])
             _plane(a, f, dims, cfg.timefit == "poly", cfg.freqfit == "poly", int(cfg.maxnpieces),
                    float(cfg.timecutoff), float(cfg.freqcutoff), win, int(cfg.halfwin))
-            if cfg.extendflags:
+            if full is not None:
+                full.put(r, f)
+            elif cfg.extendflags:
                 f = extend_chunk(f)
             out[r] = f
-    return out
+    return out if full is None else full.out
