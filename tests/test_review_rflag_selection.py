@@ -14,7 +14,13 @@ Two differences from CASA 6.7's flagdata, measured on MSs the rflag work did not
    automatic thresholds, the time windows and the extension span the two epochs (measured: CASA
    145276 flags, akflag 151176, 22032 not in CASA's, 16132 of CASA's missing; tfcrop 81696 vs 109028).
 
-The tests pin flagdata's behaviour through those equivalences, so they need no CASA.
+3. datacolumn='corrected' without CORRECTED_DATA: not a ParameterError for rflag / tfcrop (clip, aoflagger
+   and mad check it), a flag version and an 'in_progress' marker were left.
+
+The tests pin flagdata's behaviour through those equivalences, so they need no CASA (the last test
+checks the equivalences against CASA 6.7 when it is there).  All fail on c4680c6 (run them outside the
+worktree with PYTHONPATH=/work/main); the branch's fixes (flagging/select.py, engine.py, rflag.py,
+tfcrop.py) make them pass.
 """
 
 import os
