@@ -112,6 +112,10 @@ def run_solve(cfg: SolveConfig) -> dict:
             # the MS handle and the dask cluster, if any, live in here
             with contextlib.ExitStack() as stack:
                 summary = _run_solve(cfg, pending, stack)
+        except AlakazamError as e:
+            if pending:
+                hdf5.write_terms(cfg.output, pending)
+            raise AlakazamError(str(e) + _stale_note(cfg, pending)) from e
         except Exception:
             if pending:
                 hdf5.write_terms(cfg.output, pending)
@@ -119,6 +123,33 @@ def run_solve(cfg: SolveConfig) -> dict:
         _refuse_all_flagged(cfg, pending)
         hdf5.write_terms(cfg.output, pending)
     return summary
+
+
+def _stale_note(cfg, written) -> str:
+    """When a block stops at a step after writing the ones before it (``written``), the keys of its
+    later steps that the table already holds are an earlier run's, solved against the earlier versions
+    of ``written``: '' when there are none, else a sentence naming them (logged as a warning too), so
+    that nobody applies them with the new keys unawares.  They are kept (nothing the user did not ask
+    to change is deleted; the block asked to replace them and could not)."""
+    import os
+
+    from .io import hdf5
+
+    if not written or not os.path.exists(cfg.output):
+        return ""
+    try:
+        have = set(hdf5.list_keys(cfg.output))
+    except Exception:              # (an unreadable table was refused before anything ran)
+        return ""
+    stale = [st.key for st in cfg.steps if st.key not in written and st.key in have]
+    if not stale:
+        return ""
+    note = (f" -- written: {', '.join(written)}; {cfg.output} still holds {', '.join(stale)} from an "
+            f"earlier run, solved against the earlier {', '.join(written)}: do not apply "
+            f"{'it' if len(stale) == 1 else 'them'} with the new keys (re-run the block, or remove "
+            f"{'it' if len(stale) == 1 else 'them'})")
+    log.warning("%s", note[4:])
+    return note
 
 
 def _refuse_all_flagged(cfg, pending):
@@ -140,7 +171,7 @@ def _refuse_all_flagged(cfg, pending):
                 f"{key}: every solution is flagged (fields {sorted({s.field_name for s in sets})}, "
                 f"spw={cfg.spw!r}, scan={cfg.scan!r}): {_why_all_flagged(cfg, n_sol, _reasons(sets))}; "
                 f"nothing written for {', '.join(keys[i:])}"
-                + (f" ({', '.join(done)} written)" if done else ""))
+                + (f" ({', '.join(done)} written)" if done else "") + _stale_note(cfg, done))
         for s in sets:
             if s.flags.size and np.all(unusable(s)):
                 log.warning("%s field %s spw %d scan %d: every solution flagged (%s)", key, s.field_name,

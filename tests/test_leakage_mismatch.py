@@ -89,7 +89,7 @@ def test_misfit_warns_then_stops(tmp_path, caplog):
     ms, truth, n_vis = _ms(tmp_path, "circular", 1.3)
     with caplog.at_level(logging.WARNING, logger="alakazam"):
         d = _solve(ms, str(tmp_path / "d13.h5"))
-    msgs = [r.getMessage() for r in caplog.records if "parallel hands are" in r.getMessage()]
+    msgs = [r.getMessage() for r in caplog.records if "the parallel hands (with" in r.getMessage()]
     assert len(msgs) == 1 and "D0 (D) on field(s) ['3C147']" in msgs[0] and "1.3 x the model" in msgs[0]
     assert np.abs(d - 1.3 * truth.leakage).max() < 0.01
     with table(ms, readonly=False, ack=False) as t:                 # now R = 2.5
@@ -100,7 +100,7 @@ def test_misfit_warns_then_stops(tmp_path, caplog):
         t.putcol("MODEL_DATA", m)
     cal = tmp_path / "d25.h5"
     with pytest.raises(AlakazamError, match=r"D0 \(D\) on field\(s\) \['3C147'\].* 2\.5 x the model.*"
-                                            r"Solve G on this field"):
+                                            r"Solve an amplitude-and-phase G on this field"):
         _solve(ms, str(cal))
     assert not cal.exists() or "D0" not in hdf5.list_keys(str(cal))
 

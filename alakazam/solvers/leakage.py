@@ -291,12 +291,13 @@ def check_parallel_hands(batch, where: str, log) -> None:
     if not np.isfinite(r) or abs(r - 1) <= PARALLEL_MISFIT_SIGMA * sig:
         return
     mis = abs(r - 1)
-    text = (f"{where}: after the pre-applied terms the parallel hands are {abs(r):.3g} x the model "
-            f"(phase {np.degrees(np.angle(r)):+.1f} deg; |R - 1| = {mis:.2f}), and a leakage comes out "
-            f"scaled by about that factor: the pre-applied gains do not calibrate this field against its "
-            f"model. Solve G on this field in an earlier step, or give it its true flux model")
+    text = (f"{where}: the parallel hands (with the earlier steps' terms applied, if any) are "
+            f"{abs(r):.3g} x the model (phase {np.degrees(np.angle(r)):+.1f} deg; |R - 1| = {mis:.2f}), "
+            f"and a leakage comes out scaled by about that factor: the data are not calibrated against "
+            f"this field's model. Solve an amplitude-and-phase G on this field in an earlier step, or "
+            f"give it its true flux model")
     if mis > PARALLEL_MISFIT_ERROR:
-        raise AlakazamError(text + f" (|R - 1| > {PARALLEL_MISFIT_ERROR}: nothing was solved)")
+        raise AlakazamError(text + f" (|R - 1| > {PARALLEL_MISFIT_ERROR}: the D step was not solved)")
     if mis > PARALLEL_MISFIT_WARN:
         log.warning("%s", text)
 
