@@ -118,8 +118,18 @@ def _solve_unit(ctx, unit):
     from .core.ms import MeasurementSet
 
     _fault_injection(unit.step.key)
-    with MeasurementSet.open(ctx.cfg.ms):
-        return unit_mod.solve_unit(ctx, unit)
+    try:
+        with MeasurementSet.open(ctx.cfg.ms):
+            return unit_mod.solve_unit(ctx, unit)
+    except AlakazamError as e:       # the data's answer, not a lost worker: returned, so that dask
+        return _UserError(str(e))    # neither retries the unit nor prints its traceback
+
+
+@dataclasses.dataclass
+class _UserError:
+    """A unit's AlakazamError, carried back as a result (raised again on the client, as in process)."""
+
+    message: str
 
 
 def solve_step(c, ctx, step, fids, advance=None, step_index=0) -> list:
@@ -142,7 +152,7 @@ def solve_step(c, ctx, step, fids, advance=None, step_index=0) -> list:
             for u in units]
     try:
         for fut in as_completed(futs):
-            if fut.status == "error":
+            if fut.status == "error" or isinstance(fut.result(), _UserError):
                 break
             if advance is not None:
                 advance()
@@ -157,6 +167,8 @@ def solve_step(c, ctx, step, fids, advance=None, step_index=0) -> list:
                 raise AlakazamError(f"{step.key}: the unit field {name} / DATA_DESC_ID {u.ddid} / scan group "
                                     f"{u.group.scan_id} failed on the cluster: "
                                     f"{type(e).__name__}: {e}") from e
+            if isinstance(sset, _UserError):
+                raise AlakazamError(sset.message)
             if sset is not None:
                 out[(u.fid, u.ddid)].append(sset)
         return list(out.values())

@@ -162,3 +162,15 @@ def test_casa_df_is_scaled_too(tmp_path, feed):
         assert abs(s - r) < 0.02, s
     print(f"{feed}: max |casa - ours| {np.abs(casa - ours).max():.4f}")
     assert np.abs(casa - ours).max() < 0.006
+
+
+def test_misfit_error_on_the_cluster(tmp_path):
+    """The same error with workers=1 (dask.distributed): raised as in process, with its message -- the
+    unit returns it instead of failing (no retry, no worker traceback)."""
+    pytest.importorskip("distributed")
+    ms, _, _ = _ms(tmp_path, "circular", 2.5)
+    cfg = solve_config_from_dict(dict(ms=ms, output=str(tmp_path / "d.h5"), ref_ant="C00", apply_parang=True,
+                                      jones=["D"], field=["3C147"], time_interval=["inf"],
+                                      freq_interval=["full"], quiet=True, workers=1))
+    with pytest.raises(AlakazamError, match=r"D0 \(D\) on field\(s\) \['3C147'\].* 2\.5 x the model"):
+        run_solve(cfg)
