@@ -292,6 +292,21 @@ def test_bad_parameters_reported_together_before_anything_runs(rfi, tmp_path):
     assert not os.path.exists(ms + ".flagversions") and not _cols(ms, "FLAG")[0].any()
 
 
+def test_dev_rows_the_ms_lacks_are_named(rfi, tmp_path, caplog):
+    """[[field, spw, dev]] rows naming a FIELD_ID / SPW the MS lacks: used for nothing, as flagdata
+    (its scripts run on split MSs), and said in a warning."""
+    import logging
+
+    from alakazam.caltasks import akflag
+
+    src, _, _ = rfi
+    ms = _copy(src, str(tmp_path / "w.ms"))
+    with caplog.at_level(logging.WARNING, logger="alakazam.flag"):
+        akflag(vis=ms, mode="rflag", timedev=[[0, 5, 0.1]], freqdev=[[7, 0, 0.1], [0, 0, 0.2]])
+    msgs = " ".join(r.getMessage() for r in caplog.records)
+    assert "timedev: rows [[0, 5, 0.1]] name no FIELD_ID" in msgs and "freqdev: rows [[7, 0, 0.1]]" in msgs
+
+
 def test_dev_forms():
     """timedev / freqdev: flagdata's forms, also as the strings the command line gives."""
     from alakazam.flagging.rflag import parse_dev

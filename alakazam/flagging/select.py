@@ -98,6 +98,23 @@ def resolve(cfg, keys_errors=None) -> Selection:
         if missing:
             errs["datacolumn"] = (f"{cfg.datacolumn!r} needs column(s) {', '.join(missing)}, not in "
                                   f"{cfg.ms}")
+    if cfg.mode == "rflag" and keys_errors is None:     # [[field, spw, dev], ...] rows the MS lacks:
+        import logging                                   # used for nothing (flagdata too), said
+
+        from .rflag import parse_dev
+
+        spw_ids = sorted({s.spw_id for s in meta.spws.values()})
+        for key in ("timedev", "freqdev"):
+            try:
+                _, table_ = parse_dev(getattr(cfg, key), key)
+            except ValueError:
+                continue                     # (the form is reported by the configuration's checks)
+            n_fld = len(meta.fields)
+            bad = [[*k, v] for k, v in table_.items() if not 0 <= k[0] < n_fld or k[1] not in spw_ids]
+            if bad:
+                logging.getLogger("alakazam.flag").warning(
+                    "%s: rows %s name no FIELD_ID (0-%d) / SPECTRAL_WINDOW id (%s) of %s: not used", key,
+                    bad, n_fld - 1, spw_ids, cfg.ms)
     if keys_errors is not None:
         return None
     if errs:
