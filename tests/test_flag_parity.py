@@ -488,3 +488,25 @@ def test_quack_scan_edges_are_per_scan_not_per_baseline(gap_ms, tmp_path, quackm
                            timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
         np.testing.assert_array_equal(f, cols(casa, "FLAG")[0])
+
+
+def test_selection_without_rows_saves_no_flag_version(tmp_path, caplog):
+    """An antenna of the ANTENNA table without rows (a pad listed, the antenna absent): nothing to flag,
+    so no flag version either (one was saved for nothing), and a warning says so."""
+    import logging
+
+    from alakazam.caltasks import akflag
+
+    ms = str(tmp_path / "x.ms")
+    simulate_ms(ms, n_ant=4, n_ant_extra=1, n_chan=(4,), duration_h=0.5, dead_ant=False)
+    with table(ms, ack=False) as t:
+        present = set(t.getcol("ANTENNA1")) | set(t.getcol("ANTENNA2"))
+    with table(ms + "/ANTENNA", ack=False) as t:
+        absent = [n for i, n in enumerate(t.getcol("NAME")) if i not in present]
+    assert absent
+    f0 = cols(ms, "FLAG")[0]
+    with caplog.at_level(logging.WARNING, logger="alakazam.flag"):
+        out = akflag(vis=ms, mode="manual", antenna=absent[0])
+    assert out["version"] is None and out["total"] == 0
+    assert not os.path.exists(ms + ".flagversions") and np.array_equal(cols(ms, "FLAG")[0], f0)
+    assert any("no flag version saved" in r.getMessage() for r in caplog.records)

@@ -169,6 +169,13 @@ def _flag_body(cfg, sel, mod, pre, t_start, writes):
     comment = f"akflag mode={cfg.mode}" + "".join(f" {k}={getattr(cfg, k)!r}" for k in keys
                                                   if getattr(cfg, k))
     save = (lambda: flagversions.save(cfg.ms, task="akflag", comment=comment)) if writes else (lambda: None)
+    if writes and not _selects_rows(cfg, sel):     # nothing to flag: no flag version either
+        log.warning("akflag mode=%s: the selection (%s) has no data in %s; nothing was flagged and no flag "
+                    "version saved", cfg.mode, ", ".join(f"{k}={getattr(cfg, k)!r}" for k in keys
+                                                         if getattr(cfg, k)) or "all", cfg.ms)
+        return {"mode": cfg.mode, "action": cfg.action, "version": None, "total": 0, "flagged_before": 0,
+                "flagged_after": 0, "newly_flagged": 0, "unflagged": 0, "no_solution": 0,
+                "seconds": _time.perf_counter() - t_start}
     # the mode starts (AOFlagger: strategy loaded, worker processes up) before anything is saved: a
     # failure there leaves no flag version and no in-progress marker
     state = mod.start(cfg, sel) if hasattr(mod, "start") else None
@@ -183,6 +190,14 @@ def _flag_body(cfg, sel, mod, pre, t_start, writes):
     finally:
         if hasattr(mod, "close"):
             mod.close(cfg, sel, state)
+
+
+def _selects_rows(cfg, sel) -> bool:
+    """The selection has rows to flag (a mode that scans the whole MS itself, shadow, always has)."""
+    if cfg.mode in ("shadow",):
+        return True
+    with ms_io.main_table(cfg.ms) as t:
+        return any(len(units(t, sel, d)) for d in sel.ddids)
 
 
 def _restore_cmd(ms, version):
