@@ -115,7 +115,10 @@ def run_solve(cfg: SolveConfig) -> dict:
         except AlakazamError as e:
             if pending:
                 hdf5.write_terms(cfg.output, pending)
-            raise AlakazamError(str(e) + _stale_note(cfg, pending)) from e
+            note = _stale_note(cfg, pending)
+            if not note:
+                raise                        # (its own class: ParameterError, ...)
+            raise AlakazamError(str(e) + note) from e
         except Exception:
             if pending:
                 hdf5.write_terms(cfg.output, pending)
