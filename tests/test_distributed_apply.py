@@ -149,7 +149,7 @@ def test_run_workers_reaches_apply_and_flag_blocks(solved, tmp_path, monkeypatch
         return plan                         # the in-process loop then runs the plan
 
     monkeypatch.setattr(distributed_apply, "apply_plan", apply_plan)
-    doc = {"flag": [dict(ms=m, mode="manual", antenna="C01", quiet=True)],
+    doc = {"flag": [dict(ms=m, mode="manual", antenna="C02", quiet=True)],
            "apply": [dict(ms=m, jones=["G0"], tables=[cal], quiet=True),
                      dict(ms=m, jones=["G0"], tables=[cal], output_col="SELF_DATA", workers=0, quiet=True)]}
     cfg = tmp_path / "run.yaml"
