@@ -63,3 +63,24 @@ def rfi_ms(path, persistent=(5,), intermittent=(), bursts=0, seed=7, **kw):
             masks[int(d)] = mask
             masks[("rows", int(d))] = rows
     return truth, masks
+
+
+def rfi_dead_baseline_ms(path):
+    """The flagging tests' MS (tfcrop, rflag): :func:`rfi_ms` with a persistent channel (5), intermittent
+    channels (20, 40), 2 bursts, 64 channels, noise 1 Jy, and one dead baseline in scan 2 -- DATA all
+    zero, FLAG left False (C02 - C03, ids 2 and 3: id 1 is the simulator's antenna without data).
+    Returns (path, RFI mask (row, chan, corr) without the dead baseline, dead rows (row,) bool)."""
+    from casacore.tables import table
+
+    _, masks = rfi_ms(path, persistent=(5,), intermittent=(20, 40), bursts=2, n_chan=(64,), noise=1.0)
+    mask = np.zeros(masks[0].shape, bool)
+    mask[masks[("rows", 0)]] = masks[0]
+    with table(path, readonly=False, ack=False) as t:
+        a1, a2, sc = t.getcol("ANTENNA1"), t.getcol("ANTENNA2"), t.getcol("SCAN_NUMBER")
+        dead = (a1 == 2) & (a2 == 3) & (sc == 2)
+        assert dead.sum() == 30
+        data = t.getcol("DATA")
+        data[dead] = 0
+        t.putcol("DATA", data)
+    mask[dead] = False
+    return path, mask, dead

@@ -24,7 +24,7 @@ from casacore.tables import table
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from casa_python import casa_python  # noqa: E402  (tests/casa_python.py)
-from hazards import rfi_ms  # noqa: E402
+from hazards import rfi_dead_baseline_ms, rfi_ms  # noqa: E402
 
 from alakazam.errors import ParameterError  # noqa: E402
 
@@ -34,22 +34,7 @@ needs_casa = pytest.mark.skipif(not os.access(CASA_PY, os.X_OK), reason=f"no CAS
 
 @pytest.fixture(scope="module")
 def rfi(tmp_path_factory):
-    d = tmp_path_factory.mktemp("rflag")
-    ms = str(d / "rfi.ms")
-    truth, masks = rfi_ms(ms, persistent=(5,), intermittent=(20, 40), bursts=2, n_chan=(64,), noise=1.0)
-    mask = np.zeros(masks[0].shape, bool)
-    mask[masks[("rows", 0)]] = masks[0]
-    # a dead baseline: DATA all zero, FLAG left False, in scan 2 (ANTENNA 1 is the simulator's antenna
-    # without data: C02 - C03 are ids 2 and 3)
-    with table(ms, readonly=False, ack=False) as t:
-        a1, a2, sc = t.getcol("ANTENNA1"), t.getcol("ANTENNA2"), t.getcol("SCAN_NUMBER")
-        dead = (a1 == 2) & (a2 == 3) & (sc == 2)
-        assert dead.sum() == 30
-        data = t.getcol("DATA")
-        data[dead] = 0
-        t.putcol("DATA", data)
-    mask[dead] = False
-    return ms, mask, dead
+    return rfi_dead_baseline_ms(str(tmp_path_factory.mktemp("rflag") / "rfi.ms"))
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 from casacore.tables import table
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hazards import rfi_ms  # noqa: E402
+from hazards import rfi_dead_baseline_ms  # noqa: E402
 
 from alakazam.errors import ParameterError  # noqa: E402
 from casa_python import casa_python  # noqa: E402  (tests/casa_python.py)
@@ -31,22 +31,7 @@ needs_casa = pytest.mark.skipif(not os.access(CASA_PY, os.X_OK), reason=f"no CAS
 
 @pytest.fixture(scope="module")
 def rfi(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tfcrop")
-    ms = str(d / "rfi.ms")
-    truth, masks = rfi_ms(ms, persistent=(5,), intermittent=(20, 40), bursts=2, n_chan=(64,), noise=1.0)
-    mask = np.zeros(masks[0].shape, bool)
-    mask[masks[("rows", 0)]] = masks[0]
-    # a dead baseline: DATA all zero, FLAG left False, in scan 2
-    with table(ms, readonly=False, ack=False) as t:
-        a1, a2, sc = t.getcol("ANTENNA1"), t.getcol("ANTENNA2"), t.getcol("SCAN_NUMBER")
-        i = np.flatnonzero((a1 != a2) & (sc == 2))[0]          # a baseline with rows in scan 2
-        dead = (a1 == a1[i]) & (a2 == a2[i]) & (sc == 2)
-        assert dead.sum() >= 10
-        data = t.getcol("DATA")
-        data[dead] = 0
-        t.putcol("DATA", data)
-    mask[dead] = False
-    return ms, mask, dead
+    return rfi_dead_baseline_ms(str(tmp_path_factory.mktemp("tfcrop") / "rfi.ms"))
 
 
 def _copy(src, dst):
