@@ -164,15 +164,11 @@ def _writing(cfg, sel, mod, pre, t_start):
 def _flag_body(cfg, sel, mod, pre, t_start, writes):
     from ..calibration import flagsafety
 
-    keys = ("field", "spw", "antenna", "uvrange", "timerange", "scan", "intent", "observation",
-            "correlation", "autocorr")
-    comment = f"akflag mode={cfg.mode}" + "".join(f" {k}={getattr(cfg, k)!r}" for k in keys
-                                                  if getattr(cfg, k))
+    comment = " ".join(x for x in (f"akflag mode={cfg.mode}", _selection_text(cfg, " ")) if x)
     save = (lambda: flagversions.save(cfg.ms, task="akflag", comment=comment)) if writes else (lambda: None)
     if writes and not _selects_rows(cfg, sel):     # nothing to flag: no flag version either
         log.warning("akflag mode=%s: the selection (%s) has no data in %s; nothing was flagged and no flag "
-                    "version saved", cfg.mode, ", ".join(f"{k}={getattr(cfg, k)!r}" for k in keys
-                                                         if getattr(cfg, k)) or "all", cfg.ms)
+                    "version saved", cfg.mode, _selection_text(cfg) or "all", cfg.ms)
         return {"mode": cfg.mode, "action": cfg.action, "version": None, "total": 0, "flagged_before": 0,
                 "flagged_after": 0, "newly_flagged": 0, "unflagged": 0, "no_solution": 0,
                 "seconds": _time.perf_counter() - t_start}
@@ -190,6 +186,16 @@ def _flag_body(cfg, sel, mod, pre, t_start, writes):
     finally:
         if hasattr(mod, "close"):
             mod.close(cfg, sel, state)
+
+
+#: the selection parameters a flag version's comment and the no-data warnings name
+_SELECTION_KEYS = ("field", "spw", "antenna", "uvrange", "timerange", "scan", "intent", "observation",
+                   "correlation", "autocorr")
+
+
+def _selection_text(cfg, sep=", ") -> str:
+    """The selection parameters that are set, as k='v' joined by ``sep`` ('' when none is)."""
+    return sep.join(f"{k}={getattr(cfg, k)!r}" for k in _SELECTION_KEYS if getattr(cfg, k))
 
 
 def _selects_rows(cfg, sel) -> bool:
@@ -240,10 +246,8 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
             out["seconds"] = secs
             return out
     if counts["total"] == 0:        # (a silent no-op before: e.g. a field without rows)
-        keys = ("field", "spw", "antenna", "uvrange", "timerange", "scan", "intent", "observation",
-            "correlation", "autocorr")
         log.warning("akflag mode=%s: the selection (%s) has no data in %s; nothing was flagged", cfg.mode,
-                    ", ".join(f"{k}={getattr(cfg, k)!r}" for k in keys if getattr(cfg, k)) or "all", cfg.ms)
+                    _selection_text(cfg) or "all", cfg.ms)
     frac = lambda n: 100.0 * n / max(counts["total"], 1)   # noqa: E731
     log.info("akflag mode=%s: %d of %d selected samples flagged before (%.2f%%), %d after (%.2f%%): "
              "%d newly flagged, %d unflagged%s (%.1f s)", cfg.mode, counts["flagged_before"], counts["total"],
