@@ -258,26 +258,20 @@ def parallel_hand_scale(batch):
     M_pp), so the leakage comes out scaled by R.  (nan, nan) without parallel-hand data."""
     vis, model, weight = np.asarray(batch.vis), np.asarray(batch.model), np.asarray(batch.weight)
     step = max(1, _SCALE_BLOCK // max(1, vis[0].size))
-    num, den, n, r = 0j, 0.0, 0, 0j
-    for first in (True, False):      # pass 1: R; pass 2: the scatter about R M
-        s2 = 0.0
-        for c0 in range(0, batch.n_cell, step):
-            for h in (0, 3):         # strided views of one hand: no copy of the batch
-                v, m, w = (a[c0:c0 + step, ..., h] for a in (vis, model, weight))
-                ok = (w > 0) & np.isfinite(v) & np.isfinite(m)
-                v, m, w = v[ok], m[ok], w[ok]
-                if first:
-                    num += complex(np.sum(w * np.conj(m) * v))
-                    den += float(np.sum(w * (m.real ** 2 + m.imag ** 2)))
-                    n += int(ok.sum())
-                else:
-                    res = v - r * m
-                    s2 += float(np.sum(w * (res.real ** 2 + res.imag ** 2)))
-        if first:
-            if den <= 0 or n < 2:
-                return complex("nan"), float("nan")
-            r = num / den
-    s2 /= n - 1
+    num, den, vv, n = 0j, 0.0, 0.0, 0
+    for c0 in range(0, batch.n_cell, step):
+        for h in (0, 3):                 # strided views of one hand: no copy of the batch
+            v, m, w = (a[c0:c0 + step, ..., h] for a in (vis, model, weight))
+            ok = (w > 0) & np.isfinite(v) & np.isfinite(m)
+            v, m, w = v[ok], m[ok], w[ok]
+            num += complex(np.sum(w * np.conj(m) * v))
+            den += float(np.sum(w * (m.real ** 2 + m.imag ** 2)))
+            vv += float(np.sum(w * (v.real ** 2 + v.imag ** 2)))
+            n += int(ok.sum())
+    if den <= 0 or n < 2:
+        return complex("nan"), float("nan")
+    r = num / den
+    s2 = max(vv - abs(num) ** 2 / den, 0.0) / (n - 1)       # sum w |V - R M|^2, in one pass
     return r, float(np.sqrt(s2 / (2 * den)))
 
 
