@@ -45,11 +45,12 @@ from __future__ import annotations
 import numpy as np
 
 from .._numba import njit
+from ..core.rfi import MAD_TO_SIGMA
 from .tfcrop import FullPlane, _chunks, extend_chunk, ntime_seconds
 
 NEEDS_DATA = True
-#: CASA's normal-consistency factor of the MAD
-MAD_SCALE = 1.4826
+#: CASA's normal-consistency factor of the MAD (the solve-time statistics' constant)
+MAD_SCALE = MAD_TO_SIGMA
 #: CASA's spread of a spectrum with no unflagged channel (simpleMedian's start value)
 EMPTY_SPREAD = 1000.0
 
