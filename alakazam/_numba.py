@@ -34,7 +34,7 @@ _POOL = None
 def _block_interrupts():
     """Pool threads never take SIGINT/SIGTERM: the kernel delivers a process signal to any thread that
     does not block it, and Python then runs the handler in the main thread even where the main thread
-    holds the signal (calibration/flagsafety._signals_held: a save and its marker as one step)."""
+    holds the signal (core/signals.held: a save and its marker as one step)."""
     import signal
 
     if hasattr(signal, "pthread_sigmask"):

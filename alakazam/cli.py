@@ -244,6 +244,9 @@ def main(argv=None):
         print(f"alakazam: error: {e.strerror or e}{what}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        from .io import hdf5
+
+        hdf5.remove_interrupted()       # a temporary the interrupt left where no handler ran
         if args.debug:
             raise
         print("alakazam: interrupted (solution files are only ever replaced whole)", file=sys.stderr)

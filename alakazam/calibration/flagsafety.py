@@ -19,6 +19,8 @@ import logging
 import os
 from contextlib import ExitStack, contextmanager
 
+from ..core import signals
+
 log = logging.getLogger("alakazam.apply")
 
 
@@ -115,7 +117,7 @@ def restore_marked(ms, name, merge, save):
     yield the saved version, and remove the marker when FLAG is written.  A kill -9 leaves the marker
     (``restoring: <name> <merge>``): the next task on the MS says which restore was interrupted, how to
     finish it and how to undo it (:func:`warn_interrupted`); either restore removes it."""
-    with _signals_held():
+    with signals.held():
         backup = save()
         with open(marker_path(ms, backup), "w") as fh:
             fh.write(f"FLAG writes in progress; restore with: {restore_command(ms, backup)}\n"
@@ -182,28 +184,12 @@ def flag_writes(ms, version, what="apply"):
 
 
 @contextmanager
-def _signals_held():
-    """SIGINT and SIGTERM held (delivered on exit) -- main thread on POSIX; elsewhere a no-op."""
-    import signal
-    import threading
-
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-@contextmanager
 def saved_then_marked(ms, save, what="apply"):
     """Save a flag version (``save()`` returns its name, or None for no FLAG writes) and enter
     :func:`flag_writes` for it as one step: a Ctrl-C or SIGTERM arriving in between is held until the
     marker exists, so an interrupt once the version is on disk always says how to restore it."""
     with ExitStack() as stack:
-        with _signals_held():
+        with signals.held():
             version = save()
             stack.enter_context(flag_writes(ms, version, what))
         yield version

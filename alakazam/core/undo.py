@@ -192,6 +192,9 @@ def transaction(files=(), ms=None):
     except KeyboardInterrupt:
         _ACTIVE = None
         with _no_sigint():
+            from ..io import hdf5
+
+            hdf5.remove_interrupted()   # a solution table's temporary left where no handler ran
             j.rollback()
             snap.rollback()
             for m, was in before.items():

@@ -47,6 +47,7 @@ import h5py
 import numpy as np
 
 from .. import __version__
+from ..core import signals
 from ..errors import AlakazamError
 from ..jones import terms as jterms
 
@@ -165,7 +166,12 @@ class _AtomicFile:
     * an existing read-only table is refused (AlakazamError), never silently replaced;
     * the new file gets the old file's permission bits, or ``0666 & ~umask`` when it is new;
     * on any exception (Ctrl-C included) the temporary is removed; temporaries left by killed writers
-      (their PID no longer exists) are removed by the next writer;
+      (their PID no longer exists) are removed by the next writer.  An interrupt can also land where no
+      handler of this class runs (inside ``mkstemp``, or between ``__enter__`` returning and the
+      ``with`` body starting): the temporary is created and its writer recorded in ``_LIVE`` as one step
+      (signals held), and :func:`remove_interrupted` -- called by the CLI and by an akshell task's
+      rollback once the interrupt has ended the task -- cleans up the writers still recorded (file
+      closed, temporary removed, table lock released);
     * the file is fsynced before ``os.replace`` and the directory after it.
     """
 
@@ -208,7 +214,10 @@ class _AtomicFile:
                 um = os.umask(0)
                 os.umask(um)
                 mode = 0o666 & ~um
-            fd, self.tmp = tempfile.mkstemp(prefix=f".tmp-{os.path.basename(real)}-{os.getpid()}-", dir=d)
+            with signals.held():        # created and recorded as one step (an interrupt can remove it)
+                fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.path.basename(real)}-{os.getpid()}-", dir=d)
+                self.tmp = tmp
+                _LIVE.add(self)
             os.close(fd)
             os.chmod(self.tmp, mode)
             self.f = h5py.File(self.tmp, "w")
@@ -236,6 +245,7 @@ class _AtomicFile:
                 if self.tmp and os.path.exists(self.tmp):
                     os.unlink(self.tmp)
             finally:
+                _LIVE.discard(self)
                 self.tmp = None
                 if self._lock is not None:
                     lk, self._lock = self._lock, None
@@ -294,8 +304,23 @@ def _copy_except(src, dst, drop, prefix):
             src.copy(src[name], dst, name=name)
 
 
+_LIVE = set()          # _AtomicFile writers of this process with a temporary on disk
+
+
+def remove_interrupted():
+    """Clean up this process's writers still recorded (h5 file closed, temporary removed, table lock
+    released): called once an interrupt has ended the task, when none of them can be in progress."""
+    for w in list(_LIVE):
+        try:
+            w._cleanup()
+        except Exception:       # noqa: BLE001 -- best effort after an interrupt; the next writer retries
+            pass
+        _LIVE.discard(w)
+
+
 def _clean_stale_tmps(real):
-    """Remove ``.tmp-<name>-<pid>-*`` temporaries of ``real`` whose writer process no longer exists."""
+    """Remove ``.tmp-<name>-<pid>-*`` temporaries of ``real`` whose writer process no longer exists,
+    and this process's own that no writer of it holds (an interrupted akshell task's)."""
     d, b = os.path.split(real)
     pre = f".tmp-{b}-"
     try:
@@ -306,7 +331,14 @@ def _clean_stale_tmps(real):
         if not n.startswith(pre):
             continue
         pid = n[len(pre):].split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
+        if not pid.isdigit():
+            continue
+        if int(pid) == os.getpid():
+            if os.path.join(d, n) not in {w.tmp for w in _LIVE}:
+                try:
+                    os.unlink(os.path.join(d, n))
+                except OSError:
+                    pass
             continue
         try:
             os.kill(int(pid), 0)
