@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import threading
 
 from .errors import AlakazamError
 
@@ -118,18 +119,98 @@ def _solve_unit(ctx, unit):
     from .core.ms import MeasurementSet
 
     _fault_injection(unit.step.key)
-    try:
-        with MeasurementSet.open(ctx.cfg.ms):
-            return unit_mod.solve_unit(ctx, unit)
-    except AlakazamError as e:       # the data's answer, not a lost worker: returned, so that dask
-        return _UserError(str(e))    # neither retries the unit nor prints its traceback
+    with _captured_warnings() as records:
+        try:
+            with MeasurementSet.open(ctx.cfg.ms):
+                return _Done(unit_mod.solve_unit(ctx, unit), records)
+        except AlakazamError as e:       # the data's answer, not a lost worker: returned, so that dask
+            return _UserError(str(e), records)    # neither retries the unit nor prints its traceback
+
+
+@dataclasses.dataclass
+class _Done:
+    """A unit's result (a SolutionSet or None; an apply or flag part's tuple) and the warnings it
+    logged: (logger name, level, message)."""
+
+    sset: object
+    records: list
 
 
 @dataclasses.dataclass
 class _UserError:
-    """A unit's AlakazamError, carried back as a result (raised again on the client, as in process)."""
+    """A unit's AlakazamError, carried back as a result (raised again on the client, as in process),
+    with the warnings logged before it."""
 
     message: str
+    records: list = dataclasses.field(default_factory=list)
+
+
+class _Collect(logging.Handler):
+    """The one capture handler of a worker process: a record of a thread running a unit is kept for
+    that unit; any other record goes on as propagation would have taken it (alakazam's logger does
+    not propagate while the handler is installed)."""
+
+    def emit(self, record):
+        out = _CAPTURE.get(record.thread)
+        if out is not None:
+            out.append((record.name, record.levelno, record.getMessage()))
+        else:
+            logging.getLogger("alakazam").parent.handle(record)
+
+
+_CAPTURE = {}                   # thread id -> the records of the unit it runs
+_CAPTURE_LOCK = threading.Lock()
+_HANDLER = []                   # [(handler, the logger's propagate and level before)] while installed
+
+
+@contextlib.contextmanager
+def _captured_warnings():
+    """The warnings alakazam logs while a unit runs on a worker, collected for the client to log
+    (:func:`unwrap`) as an in-process run does -- in the run's log and its format -- instead of on the
+    worker's stderr, where the user of ``workers: N`` saw them out of place (or, with a remote
+    scheduler, not at all).  Units running at once in threads of one worker each get their own."""
+    out = []
+    lg = logging.getLogger("alakazam")
+    me = threading.get_ident()
+    with _CAPTURE_LOCK:
+        if not _CAPTURE:
+            h = _Collect(logging.WARNING)
+            _HANDLER.append((h, lg.propagate, lg.level))
+            lg.addHandler(h)
+            lg.propagate = False
+            if lg.getEffectiveLevel() > logging.WARNING:
+                lg.setLevel(logging.WARNING)
+        _CAPTURE[me] = out
+    try:
+        yield out
+    finally:
+        with _CAPTURE_LOCK:
+            del _CAPTURE[me]
+            if not _CAPTURE:
+                h, prop, level = _HANDLER.pop()
+                lg.removeHandler(h)
+                lg.propagate, lg.level = prop, level
+
+
+def captured(fn, *args):
+    """Worker side: ``fn(*args)`` with its warnings collected (:func:`_captured_warnings`), as
+    ``_Done(result, records)``; the client's :func:`unwrap` logs them and returns the result."""
+    with _captured_warnings() as records:
+        return _Done(fn(*args), records)
+
+
+def unwrap(res):
+    """Client side of :func:`captured`: log the unit's warnings, return its result."""
+    if isinstance(res, _Done):
+        _relay(res.records)
+        return res.sset
+    return res
+
+
+def _relay(records):
+    """Log a unit's warnings on the client, under the loggers that emitted them."""
+    for name, level, msg in records:
+        logging.getLogger(name).log(level, "%s", msg)
 
 
 def solve_step(c, ctx, step, fids, advance=None, step_index=0) -> list:
@@ -152,14 +233,15 @@ def solve_step(c, ctx, step, fids, advance=None, step_index=0) -> list:
             for u in units]
     try:
         for fut in as_completed(futs):
-            if fut.status == "error" or isinstance(fut.result(), _UserError):
+            res = fut.result() if fut.status != "error" else None
+            if res is None or isinstance(res, _UserError):
                 break
             if advance is not None:
                 advance()
         out = {(fid, ddid): [] for fid in fids for ddid in ctx.spw_sel}
         for fut, u in zip(futs, units):
             try:
-                sset = fut.result()
+                res = fut.result()
             except AlakazamError:
                 raise
             except Exception as e:                          # noqa: BLE001 -- named and re-raised
@@ -167,10 +249,11 @@ def solve_step(c, ctx, step, fids, advance=None, step_index=0) -> list:
                 raise AlakazamError(f"{step.key}: the unit field {name} / DATA_DESC_ID {u.ddid} / scan group "
                                     f"{u.group.scan_id} failed on the cluster: "
                                     f"{type(e).__name__}: {e}") from e
-            if isinstance(sset, _UserError):
-                raise AlakazamError(sset.message)
-            if sset is not None:
-                out[(u.fid, u.ddid)].append(sset)
+            _relay(res.records)
+            if isinstance(res, _UserError):
+                raise AlakazamError(res.message)
+            if res.sset is not None:
+                out[(u.fid, u.ddid)].append(res.sset)
         return list(out.values())
     finally:
         c.cancel(futs)

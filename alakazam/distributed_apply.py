@@ -30,7 +30,7 @@ import contextlib
 import logging
 import math
 
-from .distributed import RETRIES, _fault_injection, client, share
+from .distributed import RETRIES, _fault_injection, captured, client, share, unwrap
 from .errors import AlakazamError
 
 log = logging.getLogger("alakazam.distributed")
@@ -58,7 +58,7 @@ def _stream(c, units, submit, on_result, describe, window):
         for fut in ac:
             _, u = live.pop(fut.key)
             try:
-                res = fut.result()
+                res = unwrap(fut.result())          # the unit's warnings logged here, as in process
             except AlakazamError:
                 raise
             except Exception as e:          # named and re-raised
@@ -119,7 +119,7 @@ def apply_plan(cfg, meta, terms, plan, scans, names, limit, lines, counts, write
 
         def submit(u):
             _, fid, ddid, chans, k, _ = u
-            return c.submit(_apply_part, shared, fid, ddid, chans, k, retries=RETRIES, pure=False,
+            return c.submit(captured, _apply_part, shared, fid, ddid, chans, k, retries=RETRIES, pure=False,
                             key=f"apply-field{fid}-ddid{ddid}-part{k}-{id(units)}")
 
         def describe(u):
@@ -207,7 +207,7 @@ def flag_units(cfg, sel, writes, counts, limit):
         shared = share(c, (wcfg, sel, part_limit, writes))
 
         def submit(u):
-            return c.submit(_flag_part, shared, u, retries=RETRIES, pure=False,
+            return c.submit(captured, _flag_part, shared, u, retries=RETRIES, pure=False,
                             key=f"flag-ddid{u.ddid}-scan{u.scan}-{u.obs_array}-{id(units)}")
 
         def describe(u):

@@ -104,3 +104,39 @@ def test_cli_run_workers(small_ms, tmp_path):
     cfg.write_text(yaml.safe_dump({"solve": [dict(BLOCK, ms=small_ms, output=str(tmp_path / "cli.h5"))]}))
     assert main(["--quiet", "run", "--workers", "2", str(cfg)]) == 0
     _same_tables(ref, str(tmp_path / "cli.h5"))
+
+
+def test_worker_warnings_are_captured_for_the_client():
+    """distributed._captured_warnings (worker side of a unit): alakazam's warnings of this thread are
+    collected -- not passed on to the worker's own handlers -- and distributed.unwrap logs them on the
+    client under the same logger; another thread's warnings (a worker running two units) are not taken."""
+    import logging
+    import threading
+
+    from alakazam import distributed
+
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    root = logging.getLogger()
+    h = Keep(logging.DEBUG)
+    root.addHandler(h)
+    try:
+        def unit():
+            logging.getLogger("alakazam.solve").warning("unit says %d", 1)
+            other = threading.Thread(target=lambda: logging.getLogger("alakazam.solve").warning("other"))
+            other.start()
+            other.join()
+            logging.getLogger("alakazam.solve").info("not a warning")
+            return 42
+
+        res = distributed.captured(unit)
+        assert seen == ["other"]                        # the unit's own warning held back
+        assert res.records == [("alakazam.solve", logging.WARNING, "unit says 1")]
+        assert distributed.unwrap(res) == 42 and seen == ["other", "unit says 1"]
+        assert logging.getLogger("alakazam").propagate     # restored
+    finally:
+        root.removeHandler(h)

@@ -174,3 +174,21 @@ def test_misfit_error_on_the_cluster(tmp_path):
                                       freq_interval=["full"], quiet=True, workers=1))
     with pytest.raises(AlakazamError, match=r"D0 \(D\) on field\(s\) \['3C147'\].* 2\.5 x the model"):
         run_solve(cfg)
+
+
+def test_misfit_warning_on_the_cluster_reaches_the_client(tmp_path, caplog):
+    """With workers=1 the R = 1.3 warning is logged by the client (the run's log and format), once, and
+    not printed by the worker process (it was, on the worker's stderr, outside the run's log)."""
+    pytest.importorskip("distributed")
+    ms, truth, _ = _ms(tmp_path, "circular", 1.3)
+    cfg = solve_config_from_dict(dict(ms=ms, output=str(tmp_path / "d.h5"), ref_ant="C00", apply_parang=True,
+                                      jones=["D"], field=["3C147"], time_interval=["inf"],
+                                      freq_interval=["full"], quiet=True, workers=1))
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        run_solve(cfg)
+    msgs = [r for r in caplog.records if "the parallel hands (with" in r.getMessage()]
+    assert len(msgs) == 1 and "1.3 x the model" in msgs[0].getMessage()
+    assert msgs[0].name.startswith("alakazam.") and msgs[0].process == os.getpid()     # the client's
+    (s,) = hdf5.read_term(str(tmp_path / "d.h5"), "D0")
+    j = s.jones[:, 0, 0]
+    assert np.abs(np.stack([j[:, 0, 1], j[:, 1, 0]], -1) - 1.3 * truth.leakage).max() < 0.01
