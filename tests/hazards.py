@@ -84,3 +84,32 @@ def rfi_dead_baseline_ms(path):
         t.putcol("DATA", data)
     mask[dead] = False
     return path, mask, dead
+
+
+def parallel_hands_only(src, path):
+    """A copy of the MS ``src`` at ``path`` with only its parallel-hand correlations (XX, YY of a linear
+    4-correlation MS): DATA, MODEL_DATA, FLAG, WEIGHT, SIGMA (and the other correlation columns there)
+    rewritten, POLARIZATION row 0 set to 2 correlations.  Returns ``path``."""
+    import shutil
+
+    from casacore.tables import makearrcoldesc, maketabdesc, table
+
+    shutil.copytree(src, path)
+    with table(path + "::POLARIZATION", readonly=False, ack=False) as p:
+        types = list(p.getcell("CORR_TYPE", 0))
+        keep = [i for i, c in enumerate(types) if c in (5, 8, 9, 12)]          # RR, LL, XX, YY
+        p.putcell("NUM_CORR", 0, len(keep))
+        p.putcell("CORR_TYPE", 0, np.array([types[i] for i in keep]))
+        p.putcell("CORR_PRODUCT", 0, np.array([[0, 0], [1, 1]]))         # (receptor, receptor) per corr.
+    with table(path, readonly=False, ack=False) as t:
+        for c in ("DATA", "MODEL_DATA", "CORRECTED_DATA", "FLAG", "WEIGHT", "SIGMA", "WEIGHT_SPECTRUM",
+                  "SIGMA_SPECTRUM"):
+            if c not in t.colnames():
+                continue
+            v = np.ascontiguousarray(t.getcol(c)[..., keep])
+            vt = t.getcoldesc(c)["valueType"]
+            t.removecols(c)
+            t.addcols(maketabdesc(makearrcoldesc(c, v.flat[0], ndim=v.ndim - 1, shape=list(v.shape[1:]),
+                                                 valuetype=vt)), {})
+            t.putcol(c, v)
+    return path

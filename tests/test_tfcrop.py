@@ -6,7 +6,11 @@ are flagged at TFCrop's own rate (measured with CASA 6.7 on the same MS: 1.72 % 
 extendflags, which spreads each flag to the 4 correlations; 0.35 % without), all-zero (dead, unflagged)
 data are left as CASA leaves them, FLAG is written only after a saved flag version, DATA and MODEL_DATA
 never.  With a CASA install (/work/casavenv or $ALAKAZAM_CASA_PYTHON; skipped without), the flags are
-compared with flagdata(mode='tfcrop') run on a copy of the same MS, one CASA process for every case.
+compared with flagdata(mode='tfcrop') run on a copy of the same MS, one CASA process for every case
+(also correlation selections, and the MS rewritten to its parallel hands).  A correlation list
+('XX,YY') is flagged per selected correlation, which CASA's TFCrop does not do (it examines the list's
+first product only): test_correlation_list_flags_each_selected_correlation_on_its_own pins akflag's
+convention without CASA, the CASA comparison pins CASA's.
 """
 
 import json
@@ -20,7 +24,7 @@ import pytest
 from casacore.tables import table
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hazards import rfi_dead_baseline_ms  # noqa: E402
+from hazards import parallel_hands_only, rfi_dead_baseline_ms  # noqa: E402
 
 from alakazam.errors import ParameterError  # noqa: E402
 from casa_python import casa_python  # noqa: E402  (tests/casa_python.py)
@@ -32,6 +36,12 @@ needs_casa = pytest.mark.skipif(not os.access(CASA_PY, os.X_OK), reason=f"no CAS
 @pytest.fixture(scope="module")
 def rfi(tmp_path_factory):
     return rfi_dead_baseline_ms(str(tmp_path_factory.mktemp("tfcrop") / "rfi.ms"))
+
+
+@pytest.fixture(scope="module")
+def two(rfi, tmp_path_factory):
+    """The same MS with only its parallel hands (XX, YY)."""
+    return parallel_hands_only(rfi[0], str(tmp_path_factory.mktemp("tfcrop2") / "two.ms"))
 
 
 def _copy(src, dst):
@@ -165,6 +175,61 @@ def test_extension_in_casas_order():
     assert g[:, 3].all() and g.sum() == 8
 
 
+def test_correlation_list_flags_each_selected_correlation_on_its_own(rfi, tmp_path, caplog):
+    """akflag's convention (alakazam/flagging/tfcrop.py's docstring): with a correlation selection every
+    selected correlation is flagged on its own -- from its own |V| and its own incoming flags; nothing
+    spreads to another correlation before the extension, and the unselected correlations' flags are
+    neither read nor, with extendflags=False, changed.  So correlation='XX,YY' gives exactly the XX and
+    YY flags of correlation='' (whose flags are CASA 6.7 flagdata's: test_matches_casa_flagdata),
+    whatever the other correlations' incoming flags; with extendflags the extension then runs on the
+    whole plane of the rows (every correlation and channel, as flagdata's).
+    CASA's flagdata differs for a list and that is not copied: it runs one TFCrop agent whose fit and
+    flags use the list's first product only, in CASA's order XX, YY, XY, YX, RR, LL, LR, RL, not the
+    user's (casa_tfcrop_correlation; read in CASA's source, measured in test_matches_casa_flagdata's
+    'corr_*' cases: CASA's flags are akflag's with correlation= that one correlation); akflag says so
+    in its log."""
+    from alakazam.caltasks import akflag
+    from alakazam.flagging.tfcrop import casa_tfcrop_correlation
+
+    types = ["XX", "XY", "YX", "YY"]
+    assert [casa_tfcrop_correlation(c, types) for c in ("XX,YY", "YY,XX", "ABS_XX,YY", "XY,YY", "YX,XY",
+                                                        "XY", "", "ABS_ALL")] == \
+        ["XX", "XX", "XX", "YY", "XY", "XY", None, None]
+    assert casa_tfcrop_correlation("LL,RR", ["RR", "RL", "LR", "LL"]) == "RR"
+
+    src, _, _ = rfi
+    plain = _copy(src, str(tmp_path / "plain.ms"))
+    akflag(vis=plain, mode="tfcrop", extendflags=False)
+    f_all, = _cols(plain, "FLAG")
+    # incoming flags on XY, YX (unselected) and YY (selected): random samples and a block
+    pre = _copy(src, str(tmp_path / "pre.ms"))
+    rng = np.random.default_rng(3)
+    with table(pre, readonly=False, ack=False) as t:
+        f0 = t.getcol("FLAG")
+        f0[..., 1:] |= rng.random(f0[..., 1:].shape) < 0.1
+        f0[:600, 10:30, 1:] = True
+        t.putcol("FLAG", f0)
+    a, b, c, d = (_copy(pre, str(tmp_path / f"{x}.ms")) for x in "abcd")
+    akflag(vis=a, mode="tfcrop", extendflags=False)
+    with caplog.at_level("INFO", logger="alakazam.flag"):
+        akflag(vis=b, mode="tfcrop", correlation="XX,YY", extendflags=False)
+    fa, = _cols(a, "FLAG")
+    fb, = _cols(b, "FLAG")
+    assert np.array_equal(fa[..., 0], f_all[..., 0])        # XX: the other correlations' flags not read
+    assert np.array_equal(fb[..., [0, 3]], fa[..., [0, 3]])  # each selected correlation as with all
+    assert np.array_equal(fb[..., 1:3], f0[..., 1:3])        # the unselected ones untouched
+    assert (fb[..., 3] & ~f0[..., 3]).sum() > 0 and (fb[..., 0] & ~f0[..., 0]).sum() > 0
+    assert any("CASA flagdata's TFCrop would examine and flag XX only" in r.getMessage()
+               for r in caplog.records)
+    # extendflags: the same flags, then flagdata's extension over every correlation and channel
+    akflag(vis=c, mode="tfcrop", correlation="XX,YY")
+    akflag(vis=d, mode="tfcrop", correlation="XX,YY", extendflags=False)
+    akflag(vis=d, mode="extend", extendpols=True, growtime=50.0, growfreq=80.0)
+    fc, = _cols(c, "FLAG")
+    fd, = _cols(d, "FLAG")
+    assert np.array_equal(fc, fd) and (fc[..., 1:3] & ~f0[..., 1:3]).sum() > 0
+
+
 CASES = {
     "default": {},
     "timefreq": {"flagdimension": "timefreq"},
@@ -174,6 +239,26 @@ CASES = {
     "cutoffs": {"timecutoff": 3.0, "freqcutoff": 2.5, "extendflags": False},
     "ntime": {"ntime": 300.0},
     "ntime200": {"ntime": "200s"},          # chunks start at the first integration >= 200 s on
+    # correlation selections: for a list CASA's TFCrop examines and flags one correlation only
+    # (casa_tfcrop_correlation), so akflag is compared with correlation= that one, and its own flags of
+    # the list must hold CASA's
+    "corr_xxyy": {"correlation": "XX,YY", "extendflags": False},
+    "corr_xxyy_ext": {"correlation": "XX,YY"},
+    "corr_yyxx": {"correlation": "YY,XX", "extendflags": False},
+    "corr_xyyy_ext": {"correlation": "XY,YY"},
+    "corr_absxxyy": {"correlation": "ABS_XX,YY", "extendflags": False},
+    "corr_xy": {"correlation": "XY", "extendflags": False},
+    "corr_xy_ext": {"correlation": "XY"},
+    "corr_absxx": {"correlation": "ABS_XX", "extendflags": False},
+    "corr_absall": {"correlation": "ABS_ALL", "extendflags": False},
+}
+#: on the MS rewritten to its parallel hands (XX, YY)
+CASES_TWO = {
+    "two_default": {},
+    "two_noext": {"extendflags": False},
+    "two_xxyy": {"correlation": "XX,YY", "extendflags": False},
+    "two_xxyy_ext": {"correlation": "XX,YY"},
+    "two_yy": {"correlation": "YY", "extendflags": False},
 }
 
 _CASA_SCRIPT = """
@@ -185,27 +270,39 @@ for ms, kw in json.loads(sys.argv[1]):
 
 
 @needs_casa
-def test_matches_casa_flagdata(rfi, tmp_path):
+def test_matches_casa_flagdata(rfi, two, tmp_path):
     """CASA 6.7 flagdata(mode='tfcrop') and akflag on copies of the same MS, per case: the fraction of
     CASA's new flags akflag also has and of akflag's CASA also has (measured: identical flags in every
     case but 'ntime': 1.0 / 0.9996, 4 samples of 11080 -- one (time, channel) in 4 correlations, whose
-    deviation is 1.000002 x the cutoff: float32 rounding)."""
+    deviation is 1.000002 x the cutoff: float32 rounding).  For a correlation list CASA's flags are
+    akflag's with correlation = the one correlation CASA's TFCrop examines (casa_tfcrop_correlation;
+    measured identical, e.g. 'XX,YY' without extension: CASA 2292 flags, all XX, = akflag's XX; akflag's
+    own 4712 = those + YY's 2420), and akflag's flags of the list hold CASA's."""
     from alakazam.caltasks import akflag
+    from alakazam.flagging.tfcrop import casa_tfcrop_correlation
 
     src, _, _ = rfi
-    jobs = []
-    for name, kw in CASES.items():
-        jobs.append((_copy(src, str(tmp_path / f"casa_{name}.ms")), kw))
+    runs = [(name, src, ["XX", "XY", "YX", "YY"], kw) for name, kw in CASES.items()] + \
+        [(name, two, ["XX", "YY"], kw) for name, kw in CASES_TWO.items()]
+    jobs = [(_copy(ms, str(tmp_path / f"casa_{name}.ms")), kw) for name, ms, _, kw in runs]
     subprocess.run([CASA_PY, "-c", _CASA_SCRIPT, json.dumps(jobs)], check=True, capture_output=True,
                    cwd=str(tmp_path), timeout=300)
-    for name, kw in CASES.items():
-        ms = _copy(src, str(tmp_path / f"ak_{name}.ms"))
-        akflag(vis=ms, mode="tfcrop", **kw)
-        fa, = _cols(ms, "FLAG")
+    for name, ms0, types, kw in runs:
         fc, = _cols(str(tmp_path / f"casa_{name}.ms"), "FLAG")
+        first = casa_tfcrop_correlation(kw.get("correlation", ""), types)
+        ms = _copy(ms0, str(tmp_path / f"ak_{name}.ms"))
+        akflag(vis=ms, mode="tfcrop", **(dict(kw, correlation=first) if first else kw))
+        fa, = _cols(ms, "FLAG")
         both = (fa & fc).sum()
         in_ak, in_casa = both / max(fc.sum(), 1), both / max(fa.sum(), 1)
-        print(f"{name}: CASA {fc.sum()} akflag {fa.sum()} -> CASA's in ours {in_ak:.4f}, ours in CASA's "
-              f"{in_casa:.4f}")
+        extra = ""
+        if first and len(kw["correlation"].split(",")) > 1:       # akflag's own flags of the list
+            own = _copy(ms0, str(tmp_path / f"own_{name}.ms"))
+            akflag(vis=own, mode="tfcrop", **kw)
+            fo, = _cols(own, "FLAG")
+            extra = f"; akflag with {kw['correlation']!r} {fo.sum()}"
+            assert (fo & fc).sum() / max(fc.sum(), 1) >= 0.99 and fo.sum() > fc.sum(), name
+        print(f"{name}: CASA {fc.sum()} akflag{f' (correlation={first!r})' if first else ''} {fa.sum()} -> "
+              f"CASA's in ours {in_ak:.4f}, ours in CASA's {in_casa:.4f}{extra}")
         assert fc.sum() > 0
         assert in_ak >= 0.99 and in_casa >= 0.99, name

@@ -27,6 +27,15 @@ its degree gets a line), smooths the fit with a running 5-point mean, and flags 
 mean of 0 (no unflagged sample) is filled from its neighbours first.  Arithmetic is float32 as
 CASA's (its visibilities are Float).  Measured against CASA 6.7's flagdata on the same MSs:
 tests/test_tfcrop.py and the README's akflag section.
+
+Correlation selection: every selected correlation is flagged on its own (its |V|, its incoming flags;
+nothing spreads between correlations before the extension, and the unselected correlations' flags are
+neither read nor, without the extension, changed): ``correlation='XX,YY'`` gives the XX and YY flags of
+``correlation=''``.  flagdata does this for '' and 'ABS_ALL' only (one TFCrop agent per correlation); a
+list ('XX,YY', 'ABS_XX,YY', 'YY,XX') is one agent whose TFCrop reads, fits and flags only the first
+product in CASA's order, not the user's (:func:`casa_tfcrop_correlation`; CASA 6.7 read and measured:
+its flags are akflag's with ``correlation`` = that one correlation, with and without extendflags).
+That is not copied: the other correlations the user selected would be silently left unexamined.
 """
 
 from __future__ import annotations
@@ -323,6 +332,45 @@ def _plane(amp, flag, dims, timepoly, freqpoly, maxnpieces, timecut, freqcut, wi
         if dims == 1:                                   # timefreq: freq second
             _fit_and_flag(A, Fk, freqpoly, maxnpieces, freqcut, winstats, halfwin)
         flag[:, :, k] = Fk
+
+
+#: the order in which CASA's VisMapper collects the products of a correlation expression (a substring
+#: test per product, CASA 6.7 FlagDataHandler.cc); TFCrop's (channel, row) accessors use the first only
+_CASA_PRODUCT_ORDER = ("XX", "YY", "XY", "YX", "RR", "LL", "LR", "RL")
+
+
+def casa_tfcrop_correlation(text, corr_types):
+    """The one correlation CASA 6.7 flagdata's TFCrop examines and flags for ``correlation=text`` on data
+    of ``corr_types``, or None when it examines each correlation on its own ('' or an expression with
+    ALL: flagdata's AgentFlagger then makes one TFCrop agent per correlation, 'ABS_XX', 'ABS_XY', ...).
+    Any other text ('XX,YY', 'ABS_XX,YY') is one agent with the expression 'ABS XX,YY', and its TFCrop
+    reads |V|, the incoming flags and writes new flags through the mappers' (channel, row) accessors,
+    which use the expression's first product only: the first of XX, YY, XY, YX, RR, LL, LR, RL that the
+    text contains and the data have ('YY,XX' -> 'XX', 'XY,YY' -> 'YY').  akflag flags every selected
+    correlation (module docstring); :func:`start` says so when the two differ."""
+    t = "" if text is None else str(text).upper()
+    if t.strip() in ("", "*") or "ALL" in t:
+        return None
+    have = {str(c).upper() for c in corr_types}
+    return next((p for p in _CASA_PRODUCT_ORDER if p in t and p in have), None)
+
+
+def start(cfg, sel):
+    """Logs (info, once, before anything is saved) when a correlation list makes akflag's flags differ
+    from flagdata's: CASA's TFCrop would examine and flag one of the selected correlations only
+    (:func:`casa_tfcrop_correlation`), akflag flags each."""
+    import logging
+
+    for ddid, (_, corrs) in sel.ddids.items():
+        first = casa_tfcrop_correlation(cfg.correlation, sel.meta.spws[ddid].corr_types)
+        if first is not None and len(corrs) > 1:
+            names = ", ".join(sel.meta.spws[ddid].corr_types[c] for c in corrs)
+            logging.getLogger("alakazam.flag").info(
+                "akflag tfcrop: correlation=%r -- each selected correlation (%s) is flagged on its own; CASA "
+                "flagdata's TFCrop would examine and flag %s only (it uses the first product of a "
+                "correlation list; correlation=%r gives its flags)", cfg.correlation, names, first, first)
+            break
+    return None
 
 
 class FullPlane:
