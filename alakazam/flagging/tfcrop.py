@@ -271,10 +271,8 @@ def _fit_and_flag(V, F, poly, maxnpieces, tol, winstats, halfwin):
             aflag[i0] = True
     if not anyvalid:
         return
-    if poly:
-        fit = _piecewise(avg, aflag, maxnpieces, 4)
-    else:
-        fit = _piecewise(avg, aflag, 1, 1)
+    npieces, maxdeg = (maxnpieces, 4) if poly else (1, 1)     # one call site: one compile of _piecewise
+    fit = _piecewise(avg, aflag, npieces, maxdeg)
     tol = np.float32(tol)
     d = np.zeros(n0, np.float32)
     fl = np.zeros(n0, np.bool_)
@@ -322,13 +320,17 @@ def _fit_and_flag(V, F, poly, maxnpieces, tol, winstats, halfwin):
 def _plane(amp, flag, dims, timepoly, freqpoly, maxnpieces, timecut, freqcut, winstats, halfwin):
     """TFCrop on one baseline's (time, chan, corr) ``amp`` / ``flag`` (in place), each correlation
     alone; ``dims`` indexes :data:`DIMENSIONS`."""
+    # every call of _fit_and_flag on C-contiguous arrays: one compiled specialisation (the transposed
+    # views were a second one, with _piecewise and the fits inlined again: seconds of cold compile)
     for k in range(amp.shape[2]):
-        A = amp[:, :, k]
+        A = np.ascontiguousarray(amp[:, :, k])
         Fk = flag[:, :, k].copy()
         if dims == 0 or dims == 2:                      # freq first (freqtime) or alone
             _fit_and_flag(A, Fk, freqpoly, maxnpieces, freqcut, winstats, halfwin)
         if dims != 2:                                   # time (freqtime, timefreq, time)
-            _fit_and_flag(A.T, Fk.T, timepoly, maxnpieces, timecut, winstats, halfwin)
+            Ft = np.ascontiguousarray(Fk.T)
+            _fit_and_flag(np.ascontiguousarray(A.T), Ft, timepoly, maxnpieces, timecut, winstats, halfwin)
+            Fk[:, :] = Ft.T
         if dims == 1:                                   # timefreq: freq second
             _fit_and_flag(A, Fk, freqpoly, maxnpieces, freqcut, winstats, halfwin)
         flag[:, :, k] = Fk
