@@ -189,3 +189,23 @@ def test_row_ratios_with_nan_data_or_model_equal_the_float64_definition(scale):
     np.testing.assert_allclose(x, want.astype(np.float32), rtol=1e-6, equal_nan=True)
     rfi.row_ratios(d, m, False, x)
     np.testing.assert_allclose(x, np.abs(d64).astype(np.float32), rtol=1e-6, equal_nan=True)
+
+
+def test_one_sided_row_mad_keeps_a_rolled_off_edge():
+    """mad_flag(upper=True) -- the solve-time per-row MAD (rfi._mad_flag_rows) -- flags only samples
+    above the row's median: a band edge rolled off to 0.5 (far below the row's median in MAD sigmas at
+    this SNR) is kept, RFI above it still flagged; the two-sided test (akflag mode='mad') flags both."""
+    rng = np.random.default_rng(3)
+    n_row, n_chan = 20, 64
+    shape = np.ones(n_chan)
+    shape[:6] = shape[-6:] = 0.5
+    noise = 0.01 * (rng.normal(size=(n_row, n_chan, 2)) + 1j * rng.normal(size=(n_row, n_chan, 2)))
+    data = (shape[None, :, None] * (1 + noise)).astype(np.complex64)
+    data[:, 30] *= 3.0                                          # RFI-like power in one channel
+    flag = np.zeros(data.shape, bool)
+    one = rfi.mad_flag(data, None, flag, 5.0, upper=True)
+    two = rfi.mad_flag(data, None, flag, 5.0)
+    edge = np.r_[0:6, 58:64]
+    assert one[:, 30].all() and two[:, 30].all()
+    assert not one[:, edge].any() and two[:, edge].all()
+    assert one.sum() == n_row * 2                               # nothing else

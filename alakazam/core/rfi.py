@@ -187,9 +187,10 @@ def thin(xs, n):
 
 
 @njit(inline="always")
-def _mad_row(xr, fr, orow, threshold, xs, min_n=MIN_CHANNELS):
+def _mad_row(xr, fr, orow, threshold, xs, min_n=MIN_CHANNELS, upper=False):
     # one row's MAD flags from its ratios xr (n_chan, n_corr): reads fr (its flags), writes orow (may
-    # be fr itself: each correlation reads its flags before it writes them)
+    # be fr itself: each correlation reads its flags before it writes them); ``upper``: only x above
+    # the median by more than the limit (the solve-time flags: _mad_flag_rows)
     n_chan, n_corr = xr.shape
     for corr in range(n_corr):
         n = np.int64(0)     # not a literal 0: _median compiles once (int64), not twice
@@ -210,12 +211,13 @@ def _mad_row(xr, fr, orow, threshold, xs, min_n=MIN_CHANNELS):
         lim = threshold * sigma
         for chan in range(n_chan):
             xv = xr[chan, corr]
-            if not fr[chan, corr] and np.isfinite(xv) and abs(xv - med) > lim:
+            dev = xv - med if upper else abs(xv - med)
+            if not fr[chan, corr] and np.isfinite(xv) and dev > lim:
                 orow[chan, corr] = True
 
 
 @njit
-def _mad_flag(start, stride, data, model, flag, threshold, out, use_model):
+def _mad_flag(start, stride, data, model, flag, threshold, out, use_model, upper):
     # rows start, start + stride, ... on this thread (_numba.threaded): each row writes only out[row]
     # -> race-free.  Medians by in-place quickselect on a scratch buffer (no allocation per median).
     n_row, n_chan, n_corr = data.shape
@@ -224,26 +226,31 @@ def _mad_flag(start, stride, data, model, flag, threshold, out, use_model):
     for row in range(start, n_row, stride):
         # row views: 2-d indexing in the inner loops (faster than 3-d indexing in a serial kernel)
         row_ratios(data[row], model[row] if use_model else model[0], use_model, xr)
-        _mad_row(xr, flag[row], out[row], threshold, xs)
+        _mad_row(xr, flag[row], out[row], threshold, xs, MIN_CHANNELS, upper)
 
 
 @njit
 def _mad_flag_rows(start, stride, rows, xkept, has_x, data, model, use_model, flag, threshold):
     # _mad_flag in place on ``flag`` for rows[start::stride] (_numba.threaded); with ``has_x`` the
-    # ratios of rows[i] are xkept[i] (kept by the channel statistics' pass, the same values)
+    # ratios of rows[i] are xkept[i] (kept by the channel statistics' pass, the same values).
+    # ONE-SIDED (the solve-time flags): x = |V| / |M| across a row's channels carries the instrument's
+    # bandpass, so a rolled-off band edge sits below the row's median by many of its MAD sigmas at high
+    # SNR (the two-sided test flagged every edge channel at gain 0.5, and channels at 0.95 of the peak
+    # at SNR 135; CASA's bandpass solves them); RFI adds power.  A sample low in its own channel is the
+    # channel statistics' (core/cellflags.py 1b, two-sided against the channel's own level).
     n_chan, n_corr = data.shape[1], data.shape[2]
     xr = np.empty((n_chan, n_corr), np.float32)
     xs = np.empty(n_chan)
     for i in range(start, len(rows), stride):
         row = rows[i]
         if has_x:
-            _mad_row(xkept[i], flag[row], flag[row], threshold, xs, MIN_SOLVE_MAD_CHANNELS)
+            _mad_row(xkept[i], flag[row], flag[row], threshold, xs, MIN_SOLVE_MAD_CHANNELS, True)
         else:
             row_ratios(data[row], model[row] if use_model else model[0], use_model, xr)
-            _mad_row(xr, flag[row], flag[row], threshold, xs, MIN_SOLVE_MAD_CHANNELS)
+            _mad_row(xr, flag[row], flag[row], threshold, xs, MIN_SOLVE_MAD_CHANNELS, True)
 
 
-def mad_flag(data, model, flag, threshold, out=None):
+def mad_flag(data, model, flag, threshold, out=None, upper=False):
     """MAD outlier flags, per row and correlation over channels.
 
     Parameters
@@ -260,6 +267,9 @@ def mad_flag(data, model, flag, threshold, out=None):
     out : ndarray (row, chan, corr) bool, optional
         Where to write the result (may be ``flag`` itself: each (row, correlation) reads its flags
         before it writes them); default a new array.
+    upper : bool
+        Flag only x above the median by more than the limit (the solve-time flags' one-sided test,
+        :func:`_mad_flag_rows`); default both sides (akflag mode='mad').
 
     Returns
     -------
@@ -283,5 +293,6 @@ def mad_flag(data, model, flag, threshold, out=None):
         model = np.zeros((1, 1, 1), np.complex64)           # not read (use_model False)
     elif np.shape(model) != data.shape:
         raise AlakazamError(f"model: expected shape {data.shape}, got {np.shape(model)}")
-    threaded(_mad_flag, data.shape[0], data, np.asarray(model), flag, float(threshold), out, use_model)
+    threaded(_mad_flag, data.shape[0], data, np.asarray(model), flag, float(threshold), out, use_model,
+             bool(upper))
     return out
