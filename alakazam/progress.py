@@ -17,6 +17,8 @@ import os
 import sys
 from contextlib import contextmanager
 
+from .core import signals
+
 _CONSOLE = None
 _QUIET = False
 
@@ -61,7 +63,7 @@ def enabled(quiet=False) -> bool:
 
 class _NoBar:
     def advance(self, n=1):
-        pass
+        signals.checkpoint()        # a Ctrl-C swallowed by a finalizer stops the task here (akshell)
 
     def describe(self, text):
         pass
@@ -72,6 +74,7 @@ class _Bar:
         self._prog, self._task = prog, task
 
     def advance(self, n=1):
+        signals.checkpoint()
         self._prog.advance(self._task, n)
 
     def describe(self, text):

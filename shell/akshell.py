@@ -86,9 +86,13 @@ def _run_interruptible(task, params):
             return [x for x in v if str(x)]
         return []
 
+    from alakazam.core import signals
+
     files = [f for n in _OUTPUT_PARAMS.get(task.name, ()) for f in paths(params.get(n))]
-    with undo.transaction(files=files, ms=paths(params.get("vis")) or None):
-        return task(**params)
+    with signals.sticky_interrupts(), undo.transaction(files=files, ms=paths(params.get("vis")) or None):
+        res = task(**params)
+        signals.checkpoint()        # a Ctrl-C a finalizer swallowed: the task is undone all the same
+        return res
 
 
 class _ShellTask:

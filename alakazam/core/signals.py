@@ -25,3 +25,46 @@ def held():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+# ------------------------------------------------------------------------- a Ctrl-C that is not lost
+_PENDING = [False]
+
+
+def _sigint(signum, frame):
+    _PENDING[0] = True
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sticky_interrupts():
+    """While held (main thread), a Ctrl-C raises KeyboardInterrupt as Python's own handler does AND is
+    recorded, so that one Python swallows is not lost: a KeyboardInterrupt raised while a finalizer
+    runs (``__del__`` -- asyncio's event loop of an earlier akshell prompt, collected mid-task -- or a
+    weakref callback) is printed as "Exception ignored" and the code carries on.  :func:`checkpoint`
+    (called as progress advances and when the task returns) raises it again; :func:`delivered` clears
+    it once the interrupt has been handled (core/undo.transaction's rollback)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _PENDING[0] = False
+    prev = signal.signal(signal.SIGINT, _sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, prev)
+        _PENDING[0] = False
+
+
+def checkpoint():
+    """Raise KeyboardInterrupt when a Ctrl-C was recorded (:func:`sticky_interrupts`) but not handled."""
+    if _PENDING[0]:
+        raise KeyboardInterrupt
+
+
+def delivered():
+    """The recorded Ctrl-C has been handled."""
+    _PENDING[0] = False

@@ -191,6 +191,9 @@ def transaction(files=(), ms=None):
         yield j
     except KeyboardInterrupt:
         _ACTIVE = None
+        from . import signals
+
+        signals.delivered()
         with _no_sigint():
             from ..io import hdf5
 
