@@ -18,7 +18,10 @@ chain, written to the HDF5) this module brings them to ONE reference R per SPW:
   this is the only information about R there -- what CASA's re-referencing does.  K and G (per hand):
   a cell without such a cell of another time is bridged in frequency, from the bins of its own time
   cell solved with R in which r' has a solution (:func:`alakazam.solvers.rereference_hands._freq_bridge`:
-  a bandpass over one time cell whose reference is flagged in some channels).  Cells without a
+  a bandpass over one time cell whose reference is flagged in some channels).  K and G: a cell after
+  the last (before the first) cell solved with R is bridged from the nearest cell already in R's
+  gauge when that is nearer than R's end cell, so that a reference dying half-way leaves one phase
+  continuous in time (:class:`alakazam.solvers.rereference_hands._Chained`).  Cells without a
   bridge are flagged.
 * Flags per hand (K, G; :mod:`alakazam.core.handflags`): each hand is brought to its own reference
   R_h with its own per-cell references (``solver_stats/ref_ant_hand``, :mod:`alakazam.solvers.handsolve`),

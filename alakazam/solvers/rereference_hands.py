@@ -12,7 +12,9 @@ Each hand h is brought to its own step reference R_h the way the module docstrin
 * a cell whose hand-h reference r' differs from R_h is bridged from the cells solved with R_h for h in
   which r' has an unflagged hand h (r''s hand-h phase (G, on the whole chain's phase) or delay (K),
   interpolated in time), applied to hand h of every antenna of the cell; without a bridge (or in
-  strict mode) hand h of the cell is flagged, the other hand is kept;
+  strict mode) hand h of the cell is flagged, the other hand is kept; a cell after the last (before
+  the first) cell solved with R_h takes the nearest cell already in R_h's gauge as its bridge when
+  that is nearer in time (:class:`_Chained`; cells are processed in that time order);
 * a cell without any usable hand h is left alone (``no_data``).
 
 So a reference antenna whose q feed is dead in some scans only gives q solutions referenced to it in
@@ -126,6 +128,61 @@ def _flag(s, jf, it, h):
     s.flags[:] = antenna_flags(pol, set_hands(s))
 
 
+class _Chained:
+    """Cells already in R's gauge without having been solved with R (re-referenced before, in this
+    call or in ``done``), per freq bin and sorted by time: a bridge source for a cell beyond the last
+    (or before the first) cell solved with R.  Bridging such a cell from R's end cell holds r''s phase
+    from that time -- an hour earlier when R died half-way -- and with a fallback antenna that changes
+    from cell to cell the re-referenced cells then differ by a common phase of radians, which apply's
+    interpolation (each antenna's phase the short way round) turns into decorrelation.  Bridged from
+    the nearest cell already in R's gauge, consecutive cells stay continuous."""
+
+    def __init__(self, kind, same, done, R, h, prior):
+        import bisect
+
+        self._bisect = bisect
+        self.kind, self.h, self.prior = kind, h, prior
+        self.by_bin = {}            # jf -> ([times], [(set, it)])
+        in_spw = {id(x) for x in same}
+        for s in done:
+            if id(s) not in in_spw:
+                continue
+            used = _used(s, h)
+            hf = hand_flags(s)[..., h]
+            for jf, it in zip(*np.nonzero((used != R) & ~hf.all(axis=0))):
+                self.add(s, int(jf), int(it))
+
+    def add(self, s, jf, it):
+        ts, cs = self.by_bin.setdefault(jf, ([], []))
+        k = self._bisect.bisect_right(ts, float(s.time[it]))
+        ts.insert(k, float(s.time[it]))
+        cs.insert(k, (s, it))
+
+    def nearest(self, jf, r2, t):
+        """(time, r2's value in R's gauge) of the cell nearest ``t`` in which r2 has hand h, or None."""
+        if jf not in self.by_bin:
+            return None
+        ts, cs = self.by_bin[jf]
+        k = self._bisect.bisect_left(ts, t)
+        lo, hi = k - 1, k
+        while lo >= 0 or hi < len(ts):
+            if hi >= len(ts) or (lo >= 0 and t - ts[lo] <= ts[hi] - t):
+                i, lo = lo, lo - 1
+            else:
+                i, hi = hi, hi + 1
+            s, it = cs[i]
+            if hand_flags(s)[r2, jf, it, self.h]:
+                continue
+            v = float(_value(self.kind, s, r2, jf, np.array([it]), self.h)[0])
+            if self.prior is not None and self.prior.fn is not None:
+                from .rereference import _prior_angles
+
+                v += float(_prior_angles(self.prior, s, r2, jf, it)[0, self.h])
+            if np.isfinite(v):
+                return ts[i], v
+        return None
+
+
 def rereference(jones_type, new_s, same, done, refs, mode, prior, prior_phasor, counts):
     """Bring ``new_s`` (the new sets of one SPW) to one reference per hand, in place (module docstring);
     ``same``: every set of the step in the SPW (bridge sources), ``done``: those processed before;
@@ -146,31 +203,55 @@ def rereference(jones_type, new_s, same, done, refs, mode, prior, prior_phasor, 
         if h not in hands:
             continue
         tables = {}
+        todo = []                           # (order class, sort key, set, jf, it, r2)
         for s in new_s:
             used = _used(s, h)
             empty = hand_flags(s)[..., h].all(axis=0)
             for jf, it in zip(*np.nonzero((used != R) & ~empty)):
-                cell = (id(s), int(jf), int(it))
                 if mode == "strict":
                     _flag(s, jf, it, h)
-                    cells["strict"].add(cell)
+                    cells["strict"].add((id(s), int(jf), int(it)))
                     continue
                 r2 = int(used[jf, it])
                 key = (int(jf), r2)
                 if key not in tables:
                     tables[key] = _bridge_table(kind, same, R, r2, key[0], h, prior)
-                val = _interp(*tables[key], s.time[it], jones_type)
-                if val is None:         # no cell of another time: the neighbouring bins of this one
-                    val = _interp(*_freq_bridge(kind, s, R, r2, jf, it, h, prior), s.freq[jf], jones_type)
-                if val is not None and kind == "phase" and prior_phasor is not None:
-                    val = val - _prior_angles(prior, s, r2, jf, it)[0, h]
-                val = None if val is None or not np.all(np.isfinite(val)) else float(np.ravel(val)[0])
-                if val is None:
-                    _flag(s, jf, it, h)
-                    cells["no_bridge"].add(cell)
-                    continue
-                _rotate(kind, s, jf, it, h, val)
-                cells["rereferenced"].add(cell)
+                ts, t = tables[key][0], float(s.time[it])
+                # bracketed by cells solved with R first; then the cells after the last one in time
+                # order, those before the first in reverse time order (each bridged from its already
+                # re-referenced neighbour: _chained); then those without any
+                cls, sk = ((0, t) if ts is not None and ts[0] <= t <= ts[-1] else
+                           (1, t) if ts is not None and t > ts[-1] else
+                           (2, -t) if ts is not None else (3, t))
+                todo.append((cls, sk, len(todo), s, int(jf), int(it), r2))
+        chain = _Chained(kind, same, done, R, h, prior)
+        for cls, _, _, s, jf, it, r2 in sorted(todo, key=lambda x: x[:3]):
+            cell = (id(s), jf, it)
+            t = float(s.time[it])
+            ts, vals = tables[(jf, r2)]
+            val = None
+            if cls in (1, 2):       # beyond R's cells: the nearer of R's end cell and a chained one
+                near = chain.nearest(jf, r2, t)
+                end_t = ts[-1] if cls == 1 else ts[0]
+                if near is not None and abs(near[0] - t) < abs(end_t - t):
+                    val = near[1]
+            if val is None:
+                val = _interp(ts, vals, s.time[it], jones_type)
+            if val is None:         # no cell of another time: the neighbouring bins of this one
+                val = _interp(*_freq_bridge(kind, s, R, r2, jf, it, h, prior), s.freq[jf], jones_type)
+            if val is None:
+                near = chain.nearest(jf, r2, t)
+                val = None if near is None else near[1]
+            if val is not None and kind == "phase" and prior_phasor is not None:
+                val = val - _prior_angles(prior, s, r2, jf, it)[0, h]
+            val = None if val is None or not np.all(np.isfinite(val)) else float(np.ravel(val)[0])
+            if val is None:
+                _flag(s, jf, it, h)
+                cells["no_bridge"].add(cell)
+                continue
+            _rotate(kind, s, jf, it, h, val)
+            cells["rereferenced"].add(cell)
+            chain.add(s, jf, it)
     for k, v in cells.items():
         counts[k] += len(v)
     return Rs
