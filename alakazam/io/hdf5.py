@@ -624,7 +624,8 @@ def summary(path) -> List[dict]:
     """One dict per solution group (for ``alakazam info`` / akinfo)."""
     rows = []
     for key in list_keys(path):
-        for s in read_term(path, key):
+        # in time order (then SPW): the file's groups iterate by name, scan '10' before '4'
+        for s in sorted(read_term(path, key), key=_set_order):
             a = s.attrs
             rows.append(dict(
                 key=key, jones_type=a.get("jones_type"), field=s.field_name, scan=s.scan_id,
@@ -639,6 +640,12 @@ def summary(path) -> List[dict]:
                 freq_interval=a.get("freq_interval", a.get("freqint_hz")),
                 converged=float(np.mean(s.converged)) if s.converged.size else 0.0))
     return rows
+
+
+def _set_order(s):
+    t = np.asarray(s.time, float)
+    t0 = float(np.nanmin(t)) if t.size and np.isfinite(t).any() else float("inf")
+    return (t0, int(s.spw), int(s.scan_id), str(s.field_name))
 
 
 def _flagged_hands(s):
