@@ -303,6 +303,20 @@ def broadcast_steps(value, n_steps, path, errs: _Errors, default=None):
     return [value] * n_steps
 
 
+#: CASA calibration types a CASA user may write, and what they are here
+_CASA_JONES = {
+    "B": "CASA's bandpass B is jones 'G' with a per-channel frequency interval: akcal freqint, "
+         "YAML freq_interval (e.g. solint 'inf' with freqint '1MHz' or the channel width)",
+    "BPOLY": "a polynomial bandpass is not supported; a bandpass is jones 'G' with a per-channel freqint",
+    "DF": "CASA's Df (leakage per channel) is jones 'D' with a per-channel freqint",
+    "DF+QU": "jones 'D' (the source's Q, U are not solved)",
+    "KCROSS": "CASA's KCROSS is jones 'KC'",
+    "XF": "CASA's Xf (cross-hand phase per channel) is jones 'CP' with a per-channel freqint",
+    "X": "CASA's X (cross-hand phase) is jones 'CP'",
+    "GSPLINE": "a spline gain is not supported; use jones 'G' per integration or scan",
+}
+
+
 def assign_keys(jones_list, existing_keys=(), where="jones"):
     """['K','G','D','G','G'] -> ['K0','G0','D0','G1','G2'], continuing after keys already present."""
     from .io.hdf5 import _KEY_RE
@@ -316,8 +330,9 @@ def assign_keys(jones_list, existing_keys=(), where="jones"):
     for i, j in enumerate(jones_list):
         t = str(j).strip().upper()
         if t not in JONES_TYPES:
+            hint = _CASA_JONES.get(t)
             raise AlakazamError(f"{where}[{i}]: {j!r} is not a Jones type; expected one of "
-                                f"{', '.join(JONES_TYPES)}")
+                                f"{', '.join(JONES_TYPES)}" + (f" ({hint})" if hint else ""))
         n = counters.get(t, 0)
         out.append(f"{t}{n}")
         counters[t] = n + 1

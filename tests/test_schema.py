@@ -308,3 +308,13 @@ def test_whole_yaml_file_one_report(world):
     assert {"flag[0].growtime", "solve[0].jones[1]", "solve[0].tol", "fluxscale[0].fitorder",
             "apply[0].time_interp[0]", "apply[0].quiet"} <= set(e.value.errors), e.value.errors
     assert seen == []
+
+
+def test_casa_calibration_types_get_their_jones_here(tmp_path):
+    """A CASA user's gaintype ('B', 'Df', 'Xf', 'KCROSS') is answered with the Jones type it is here."""
+    for t, said in (("B", "jones 'G' with a per-channel"), ("Df", "jones 'D'"), ("Xf", "jones 'CP'"),
+                    ("KCROSS", "jones 'KC'")):
+        with pytest.raises(ParameterError) as e:
+            akcal(vis=str(tmp_path / "nope.ms"), caltable="c.h5", jones=[t])
+        msg = e.value.errors["akcal.jones[0]"][0]
+        assert f"{t!r} is not a Jones type" in msg and said in msg, msg
