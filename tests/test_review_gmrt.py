@@ -99,7 +99,9 @@ def test_calflag_does_not_bridge_flagged_calibrator_solutions_into_the_target(tm
     9 and 12 flagged 0.093 / 0.100 (only the tfcrop flags) with calflag and with calflagstrict; CASA
     6.7 applycal (interp 'linear', calflag) of the same G0 exported with akexport flags them 1.000 /
     1.000.  Consequence: TARGET scan 9 Re(corrected) mean 0.641 Jy instead of 0.697 (true 0.7; the
-    baselines without C08 give 0.997 x true)."""
+    baselines without C08 give 0.997 x true).  On this test's MS: akapply calflag leaves C04's TARGET
+    rows of scans 9 / 12 flagged 0.0 / 0.029; CASA 6.7 applycal of the akexport'ed G0 (interp
+    'linear', calflag) flags them 1.000 / 1.000 (and scan 6, next to the first flagged scan, too)."""
     ms, tr = _rr_ll_ms(tmp_path, "dead", duration_h=2.0, n_chan=(16,), bandpass=False)
     dead = "C04"
     with table(ms + "::ANTENNA", ack=False) as a:
