@@ -96,7 +96,30 @@ def test_apply_corrects_calibrators_and_target(solved, caplog):
             ms=ms, jones=["K0", "G0", "G1"], tables=[scaled] * 3,
             time_interp=["nearest", "nearest", "linear"], apply_parang=True)))
     assert _checksum(ms, "DATA") == before          # DATA never modified
-    assert res["no_solution"] == 0
+    # the only samples without a solution: the dead antenna's (simulator: FLAG set, garbage, in scan 2,
+    # 3C147) TARGET samples next to its flagged scan-2 G1 solutions -- linear interpolation does not
+    # bridge a flagged solution (core/interpolation.py; CASA flags them too); calonly leaves them as DATA
+    assert res["no_solution"] > 0
+    assert {k: n for k, n in res["flagged_by_term"].items() if n} == {"G1/TARGET": res["no_solution"]}
+    from casacore.tables import table
+
+    with table(ms + "::ANTENNA", ack=False) as t:
+        dead = list(t.getcol("NAME")).index(truth.dead_ant)
+    with table(ms + "::FIELD", ack=False) as t:
+        tid = list(t.getcol("NAME")).index("TARGET")
+    n_left, target = 0, []
+    with table(ms, ack=False) as t:
+        for dd in sorted(set(t.getcol("DATA_DESC_ID"))):
+            q = t.query(f"DATA_DESC_ID=={dd} && FIELD_ID=={tid}")
+            cor, flag = q.getcol("CORRECTED_DATA"), q.getcol("FLAG")
+            left = (cor == q.getcol("DATA")).all(axis=(1, 2))
+            on = (q.getcol("ANTENNA1") == dead) | (q.getcol("ANTENNA2") == dead)
+            assert (on[left]).all() and set(q.getcol("SCAN_NUMBER")[left]) == {3}
+            n_left += int(left.sum()) * cor.shape[1] * cor.shape[2]
+            ok = ~flag[..., 0] & ~flag[..., 3] & ~left[:, None]
+            target.append((0.5 * (cor[..., 0] + cor[..., 3]))[ok])
+            q.close()
+    assert n_left == res["no_solution"]
     n = truth.noise
     for field in ("3C286", "3C147"):
         v = _stokes_i(ms, field)
@@ -105,7 +128,7 @@ def test_apply_corrects_calibrators_and_target(solved, caplog):
         assert abs(v.real.mean() - S) < 5 * n / np.sqrt(2 * v.size) + 0.005 * S, (field, v.real.mean())
         assert abs(v.imag.mean()) < 5 * n / np.sqrt(2 * v.size) + 0.005 * S
     # the target is calibrated by interpolating the calibrators' gains (linear in time)
-    v = _stokes_i(ms, "TARGET")
+    v = np.concatenate(target)                      # the corrected samples
     assert abs(v.real.mean() - 0.7) < 0.03 * 0.7
     # two log lines per term per target field, in the SEED.md format, once per SPW (named in the line)
     msgs = [r.getMessage() for r in caplog.records]

@@ -246,3 +246,49 @@ def test_matches_casa_applycal(tmp_path):
         cd, fl, _ = run("bA", ["TARGET"], "nearest," + fm)
         mine = [None if fl[10, c, 0] else float(1 / abs(cd[10, c, 0])) for c in range(8)]
         assert _same(mine, casa["bA:" + fm]), (fm, mine, casa["bA:" + fm])
+
+
+# ---------------------------------------------------------------------------------------------------
+# K (delays) with 'nearest' and 'linear': the diagonal fast path of apply, end to end
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+def test_k_solutions_flagged_after_an_antenna_died_flag_its_target_data(tmp_path, mode):
+    """K solved per scan on 3C286 + 3C147, exported to a CASA table whose C02 rows are flagged from
+    scan 7 on (the antenna died): akapply calflag flags C02's TARGET rows of scans 9 and 12 (no valid
+    K on either side / after the last valid one) instead of correcting them with its scan-5 delay,
+    and leaves scan 3 (valid on both sides) and the other antennas alone."""
+    from casacore.tables import table
+
+    from alakazam.caltasks import akapply, akcal, akexport
+    from alakazam.sim.simulate import simulate_ms
+
+    ms = str(tmp_path / "k.ms")
+    simulate_ms(ms, n_ant=5, n_ant_extra=0, n_chan=(16,), duration_h=2.0, noise=0.01, seed=2,
+                leakage=False, crosshand=False, dead_ant=False, bandpass=False, flag_rows=0)
+    cal = str(tmp_path / "k.h5")
+    akcal(vis=ms, caltable=cal, field="3C286,3C147", refant="C00", jones=["K"], solint=["scan"])
+    ktab = str(tmp_path / "k.K")
+    akexport(caltable=cal, jones="K0", casatable=ktab)
+    with table(ms + "::ANTENNA", ack=False) as a:
+        di = list(a.getcol("NAME")).index("C02")
+    with table(ms, ack=False) as t:
+        t7 = t.getcol("TIME")[t.getcol("SCAN_NUMBER") == 7].min()
+    with table(ktab, readonly=False, ack=False) as t:
+        f = t.getcol("FLAG")
+        bad = (t.getcol("ANTENNA1") == di) & (t.getcol("TIME") >= t7)
+        assert bad.any()
+        f[bad] = True
+        t.putcol("FLAG", f)
+    akapply(vis=ms, field=["TARGET"], gaintable=[ktab], jones=["K0"], interp=[mode], applymode="calflag")
+    with table(ms, ack=False) as t:
+        fl = t.getcol("FLAG").all(axis=(1, 2))
+        sc, fld = t.getcol("SCAN_NUMBER"), t.getcol("FIELD_ID")
+        on = (t.getcol("ANTENNA1") == di) | (t.getcol("ANTENNA2") == di)
+    with table(ms + "::FIELD", ack=False) as f_:
+        tid = list(f_.getcol("NAME")).index("TARGET")
+    for scan, want in ((3, 0.0), (9, 1.0), (12, 1.0)):
+        rows = (sc == scan) & (fld == tid)
+        assert rows.any()
+        assert fl[rows & on].mean() == want, (scan, fl[rows & on].mean())
+        assert not fl[rows & ~on].any()

@@ -28,13 +28,21 @@ def test_nearest_and_linear_amp_phase_with_wrap():
     np.testing.assert_allclose(j[0, 0, :, 0, 0], g)
 
 
-def test_flagged_samples_are_skipped():
-    t = np.array([0.0, 10.0, 20.0])
-    g = np.array([1.0, 100.0, 3.0], complex)
-    flags = np.array([[[False, True, False]]])
-    j, f = interp_time(t, _jones(g), flags, np.array([10.0]), "linear")
-    np.testing.assert_allclose(j[0, 0, 0, 0, 0], 2.0)
-    j, f = interp_time(t, _jones(g), np.ones((1, 1, 3), bool), np.array([10.0]), "linear")
+def test_flagged_samples_are_not_bridged():
+    """A flagged solution flags the target times that use it (CASA 6.7; tests/test_interp_flags.py):
+    linear between a valid and a flagged one, and at its own time, is flagged -- not interpolated
+    between the valid ones around it; values between two valid solutions are unchanged."""
+    t = np.array([0.0, 10.0, 20.0, 30.0])
+    g = np.array([1.0, 100.0, 3.0, 4.0], complex)
+    flags = np.array([[[False, True, False, False]]])
+    j, f = interp_time(t, _jones(g), flags, np.array([5.0, 10.0, 15.0, 25.0]), "linear")
+    assert f[0, 0].tolist() == [True, True, True, False]
+    assert np.isnan(j[0, 0, :3]).all()
+    np.testing.assert_allclose(j[0, 0, 3, 0, 0], 3.5)
+    j, f = interp_time(t, _jones(g), flags, np.array([4.0, 6.0, 14.0, 16.0]), "nearest")
+    assert f[0, 0].tolist() == [False, True, True, False]
+    np.testing.assert_allclose(j[0, 0, [0, 3], 0, 0], [1.0, 3.0])
+    j, f = interp_time(t, _jones(g), np.ones((1, 1, 4), bool), np.array([10.0]), "linear")
     assert f.all() and np.isnan(j).all()
 
 

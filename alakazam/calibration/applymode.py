@@ -2,10 +2,12 @@
 
 A sample's solution is *flagged* when any term of the chain has no valid solution for it: the
 solution cell is flagged (no data, minblperant, minsnr, not converged, outlier channel), the antenna
-is missing from the table, or interpolation found no valid solution.  Interpolation never bridges a
-flagged cell of the data's own scan from a valid cell of another scan
-(:func:`alakazam.calibration.chain._same_scan_parts`); within the scan nearest/linear use the valid
-neighbours, as CASA does.
+is missing from the table, or a solution that the time interpolation uses is flagged: ``nearest``
+the nearest solution, ``linear`` / ``cubic`` the two bracketing ones (outside the solution range the
+held end one) -- a flagged solution is never bridged by a valid one further away, as CASA 6.7's
+applycal (:mod:`alakazam.core.interpolation`; tests/test_interp_flags.py).  Data of a scan with
+own-field solutions, some flagged, use only that scan's solutions
+(:func:`alakazam.calibration.chain._same_scan_parts`).
 
 =================  ==================  ==============================  ==================================
 applymode          output column       samples with a flagged solution  FLAG

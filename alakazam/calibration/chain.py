@@ -120,33 +120,53 @@ def _set_scan(s):
 
 
 def _same_scan_parts(parts, time_scan, target_name):
-    """Solution flags are not bridged across scans (applymode calflag, and every pre-apply): target
-    times of scan s of the field's own solutions use only the solution bins of scan s when any of
-    them is flagged (a flagged antenna/channel there then stays flagged; within the scan, nearest and
-    linear use its valid neighbours); scans whose bins are all valid, and other fields' solutions,
-    are interpolated over all bins as before."""
+    """Own-field solutions and flags, scan by scan (applymode calflag, and every pre-apply): target
+    times of scan s of a field with its own solution bins in scan s
+
+    * use only the bins of scan s when any of them is flagged (a flagged antenna/channel there then
+      stays flagged: no valid bin of another scan replaces it);
+    * otherwise are interpolated over all the field's bins, and where that uses a flagged bin of
+      another scan (the linear bracket from scan s to a neighbouring scan whose solution is flagged),
+      take scan s's own bins instead: the data are not flagged for a flag of another scan while their
+      own scan has valid solutions (CASA, whose timeline ignores scans, flags them).
+
+    Within the bins used the flags follow core/interpolation.py (the nearest bin's, either bracketing
+    bin's for linear / cubic, outside the bins the held end bin's).  Other fields' solutions are
+    interpolated over all bins, and no flag is bridged there either.  Returns parts
+    ``(name, sel, fs, amap, fallback)``: ``fallback`` None, or the scan's own solutions for the
+    target times where ``fs`` gives a flagged solution."""
     out = []
     for name, sel, fs, amap in parts:
         if name != target_name or fs.scan is None or len(sel) == 0:
-            out.append((name, sel, fs, amap))
+            out.append((name, sel, fs, amap, None))
             continue
         vals = fs.delay if fs.delay is not None else fs.jones
         ok = ~fs.flags & np.isfinite(vals).reshape(vals.shape[:3] + (-1,)).all(axis=-1)
+        all_ok = bool(ok.all())
         ts = np.asarray(time_scan)[sel]
         keep = np.ones(len(sel), bool)
         for sc in np.unique(ts):
             m = fs.scan == sc
-            if sc < 0 or not m.any() or ok[:, :, m].all():
+            if sc < 0 or not m.any() or all_ok:
                 continue
             sub = ts == sc
             keep &= ~sub
             fsub = _FieldSolutions(fs.name, fs.ra, fs.dec, fs.time[m], fs.jones[:, :, m], fs.flags[:, :, m],
                                    None if fs.delay is None else fs.delay[:, :, m], fs.freq, fs.ant_names,
                                    delay_ref=fs.delay_ref, scan=fs.scan[m])
-            out.append((name, sel[sub], fsub, amap))
+            if ok[:, :, m].all():
+                out.append((name, sel[sub], fs, amap, fsub))
+            else:
+                out.append((name, sel[sub], fsub, amap, None))
         if keep.any():
-            out.append((name, sel[keep], fs, amap))
+            out.append((name, sel[keep], fs, amap, None))
     return out
+
+
+def _fallback_mode(mode, fs):
+    """The time mode for a scan's own solutions (:func:`_same_scan_parts`): ``cubic`` needs 4 of them,
+    with fewer ``linear``."""
+    return "linear" if mode == "cubic" and len(fs.time) < 4 else mode
 
 
 def _angular_sep(ra1, dec1, ra2, dec2):
@@ -205,11 +225,11 @@ def choose_fields(term: LoadedTerm, fields: dict, times, target_name=None, targe
 def _field_parts(term, spw_id, times, ant_names, target_name, target_radec, prefer_own, time_scan=None):
     """Which solution field serves which target times (shared by :func:`term_tables` and
     :func:`diag_table`): returns ``(parts, info)`` with parts a list of
-    ``(name, sel, fs, amap)`` -- the target-time indices ``sel`` served by field ``name``, its
-    solutions ``fs`` and the map target antenna -> solution antenna (-1: missing) -- and the info
-    dict of the apply log lines (fields and selection mode filled in).  With ``time_scan`` (the MS
-    scan of each target time) flagged solutions are not bridged across scans
-    (:func:`_same_scan_parts`)."""
+    ``(name, sel, fs, amap, fallback)`` -- the target-time indices ``sel`` served by field ``name``,
+    its solutions ``fs``, the map target antenna -> solution antenna (-1: missing) and None or the
+    solutions to use where ``fs`` gives a flagged one -- and the info dict of the apply log lines
+    (fields and selection mode filled in).  With ``time_scan`` (the MS scan of each target time) the
+    own-field solutions are taken scan by scan (:func:`_same_scan_parts`)."""
     fields = _by_field(term, spw_id)
     names, which, mode = choose_fields(term, fields, times, target_name, target_radec, prefer_own)
     info = {"fields": [], "mode": mode, "time": "", "freq": ""}
@@ -224,8 +244,8 @@ def _field_parts(term, spw_id, times, ant_names, target_name, target_radec, pref
                         np.int64)
         parts.append((name, sel, fs, amap))
     if time_scan is not None:
-        parts = _same_scan_parts(parts, time_scan, target_name)
-    return parts, info
+        return _same_scan_parts(parts, time_scan, target_name), info
+    return [p + (None,) for p in parts], info
 
 
 def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_name=None,
@@ -278,33 +298,39 @@ def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_n
     field_parts, info = _field_parts(term, spw_id, times, ant_names, target_name, target_radec,
                                      prefer_own, time_scan)
     one = (chan_one and not term.freq_interp and
-           all(fs.delay is None and len(fs.freq) == 1 for _, _, fs, _ in field_parts))
+           all(fs.delay is None and len(fs.freq) == 1 for _, _, fs, _, _ in field_parts))
     all_freqs = freqs
     if one:                 # every channel maps to the one bin: evaluate it once
         freqs = freqs[:1]
         n_c = 1
     jones = np.full((n_t, n_a, n_c, 2, 2), np.nan + 0j)
     flags = np.ones((n_t, n_a, n_c), bool)
-    for name, sel, fs, amap in field_parts:
-        t_target = times[sel]
+    def evaluate(fs, t_target, mode):
+        """(jones (n_ant_sol, n_chan, n_tt, 2, 2), flags (n_ant_sol, n_chan, n_tt), freq description)"""
         if fs.delay is not None:
-            d, dflag = interp.interp_delay_time(fs.time, fs.delay, fs.flags, t_target, term.time_interp)
+            d, dflag = interp.interp_delay_time(fs.time, fs.delay, fs.flags, t_target, mode)
             # delay (n_ant, n_f, n_tt, 2): the delay of the nearest solution freq bin per channel
             fidx, _ = interp.map_freq(fs.freq, freqs)
             d = d[:, fidx]                      # (n_ant, n_chan, n_tt, 2)
             dflag = dflag[:, fidx]
             j = interp.delay_to_jones(d, freqs - fs.delay_ref, term.jones_type)   # (n_ant, n_chan, n_tt, 2,2)
-            fdesc = f"delay->jones {n_c}ch"
-            jf = dflag
-        else:
-            jt, jflag = interp.interp_time(fs.time, fs.jones, fs.flags, t_target, term.time_interp)
-            if term.freq_interp and len(fs.freq) > 1:     # CASA interp 'time,freq' (core/freqinterp.py)
-                from ..core.freqinterp import interp_freq
-                j, jf, fdesc = interp_freq(fs.freq, jt, jflag, freqs, term.freq_interp)
-            else:
-                fidx, fdesc = interp.map_freq(fs.freq, freqs)
-                j = jt[:, fidx]
-                jf = jflag[:, fidx]
+            return j, dflag, f"delay->jones {n_c}ch"
+        jt, jflag = interp.interp_time(fs.time, fs.jones, fs.flags, t_target, mode)
+        if term.freq_interp and len(fs.freq) > 1:     # CASA interp 'time,freq' (core/freqinterp.py)
+            from ..core.freqinterp import interp_freq
+            return interp_freq(fs.freq, jt, jflag, freqs, term.freq_interp)
+        fidx, fdesc = interp.map_freq(fs.freq, freqs)
+        return jt[:, fidx], jflag[:, fidx], fdesc
+
+    for name, sel, fs, amap, fallback in field_parts:
+        t_target = times[sel]
+        j, jf, fdesc = evaluate(fs, t_target, term.time_interp)
+        if fallback is not None and jf.any():     # the scan's own solutions where fs gives a flagged one
+            j2, jf2, _ = evaluate(fallback, t_target, _fallback_mode(term.time_interp, fallback))
+            use = jf & ~jf2
+            j = np.array(j)
+            j[use] = j2[use]
+            jf = jf & jf2
         info["time"] = f"{term.time_interp} {len(fs.time)}->{n_t}"
         info["freq"] = interp.map_freq(fs.freq, all_freqs)[1] if one else fdesc
         # (n_ant_sol, n_chan, n_tt, ...) -> (n_tt, n_ant, n_chan, ...)
@@ -424,9 +450,11 @@ def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_na
     values, NaN where flagged; the channel axis is 1 for a broadcast (1-bin) term) for a diagonal term
     with ``exact``/``nearest`` time interpolation, or None for other terms (use term_tables).
 
-    The nearest-valid choice is made on the solution grid and the values are gathered once into the
-    output order: no full-size (n_time, n_ant, n_chan, 2, 2) intermediate, no antenna/frequency copy,
-    and the delays of K/KC are turned into phases only for the solution times used.
+    The nearest solution (flagged ones included: a flagged nearest solution gives NaN, as in
+    :func:`alakazam.core.interpolation.interp_time`) is chosen on the solution grid and the values
+    are gathered once into the output order: no full-size (n_time, n_ant, n_chan, 2, 2)
+    intermediate, no antenna/frequency copy, and the delays of K/KC are turned into phases only for
+    the solution times used.
     """
     from ..core import interpolation as interp
 
@@ -446,8 +474,9 @@ def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_na
     parts = []
     field_parts, info = _field_parts(term, spw_id, times, ant_names, target_name, target_radec,
                                      prefer_own, time_scan)
-    for name, sel, fs, amap in field_parts:
-        info["time"] = f"{term.time_interp} {len(fs.time)}->{n_t}"
+
+    def gather(fs, sel, amap):
+        """(n_tt or 1, n_a, n_x, 2) of the nearest solutions of ``fs`` at times[sel], NaN where flagged."""
         t_target = times[sel]
         order = np.argsort(np.asarray(fs.time, float), kind="stable")      # as interp_time does
         st = np.asarray(fs.time, float)[order]
@@ -463,20 +492,16 @@ def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_na
         info["freq"] = fdesc
         n_s, n_f, n_ts = ok.shape
         if n_ts == 0:
-            parts.append((sel, np.full((len(sel), n_a, 1, 2), np.nan + 0j)))
-            continue
-        uniform = ok.size > 0 and bool(ok.all())    # no flag: the same choice for every ant and freq
-        if uniform:
-            idx, _ = interp.nearest_valid_index(st, ok[:1, :1], t_target)
-            idx = idx[0, 0]                                                 # (n_tt,)
-            valid = np.ones((n_s, n_f), bool)
-        else:
-            idx, valid = interp.nearest_valid_index(st, ok, t_target)      # (n_s, n_f, n_tt), (n_s, n_f)
+            return np.full((len(sel), n_a, 1, 2), np.nan + 0j)
+        # the nearest solution time, the same for every antenna and freq; a flagged one gives NaN
+        # (flags are not bridged: core/interpolation.py)
+        idx, _ = interp.nearest_solution_index(st, ok[:1, :1], t_target)   # (n_tt,)
         uk, kk = np.unique(idx, return_inverse=True)                        # solution times used
         kk = kk.reshape(idx.shape)
+        ok_u = ok[:, :, uk]                                                 # (n_s, n_f, n_u)
         if fs.delay is not None:        # phases per channel at the used solution times (delay_to_jones)
             dsel = sol[:, :, uk][:, fidx]                                   # (n_s, n_chan, n_u, 2)
-            dsel[~valid[:, fidx]] = np.nan
+            dsel[~ok_u[:, fidx]] = np.nan
             nu = freqs[None, :, None] - fs.delay_ref
             vals = np.empty(dsel.shape, np.complex128)
             vals[..., 0] = np.exp(-1j * interp.TWO_PI_NS * dsel[..., 0] * nu)
@@ -484,11 +509,10 @@ def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_na
                 vals[..., 1] = np.where(np.isfinite(dsel[..., 0]), 1.0, np.nan)
             else:
                 vals[..., 1] = np.exp(-1j * interp.TWO_PI_NS * dsel[..., 1] * nu)
-            kk = kk if uniform else kk[:, fidx]
             xmap = np.arange(n_c)
         else:
             vals = np.stack([sol[:, :, uk, 0, 0], sol[:, :, uk, 1, 1]], axis=-1)   # (n_s, n_f, n_u, 2)
-            vals[~valid] = np.nan
+            vals[~ok_u] = np.nan
             xmap = np.zeros(1, np.int64) if n_f == 1 else np.asarray(fidx, np.int64)
         vals[nonfinite_any(vals)] = np.nan                  # term_tables flags the whole matrix
         # a NaN antenna for the antennas without solutions
@@ -498,14 +522,19 @@ def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_na
         x_ix = xmap[None, None, :]
         if len(uk) == 1:                # one solution time for all: constant in time (broadcast)
             k_ix = np.zeros((1, 1, 1), np.int64)
-        elif uniform:
-            k_ix = kk[:, None, None]
         else:
-            kk = np.concatenate([kk, np.zeros((1,) + kk.shape[1:], kk.dtype)], axis=0)
-            k_ix = kk[s_ix, x_ix, np.arange(len(sel))[:, None, None]]
+            k_ix = kk[:, None, None]
         # one gather into (n_tt or 1, n_a, n_x, 2) by flat index (np.take: ~10x faster than 3 index arrays)
         flat = (s_ix * n_x + x_ix) * n_u + k_ix
-        parts.append((sel, np.take(vals.reshape(-1, 2), flat, axis=0)))
+        return np.take(vals.reshape(-1, 2), flat, axis=0)
+
+    for name, sel, fs, amap, fallback in field_parts:
+        info["time"] = f"{term.time_interp} {len(fs.time)}->{n_t}"
+        g = gather(fs, sel, amap)
+        if fallback is not None and np.isnan(g).any():   # the scan's own solutions where fs's are flagged
+            g, g2 = np.broadcast_arrays(g, gather(fallback, sel, amap))
+            g = np.where(np.isnan(g), g2, g)
+        parts.append((sel, g))
     if len(parts) == 1 and len(parts[0][0]) == n_t:
         return parts[0][1], info         # (n_t or 1, n_a, n_chan or 1, 2)
     n_x = max([p.shape[2] for _, p in parts] + [1])
@@ -519,7 +548,7 @@ def hand_views(term: LoadedTerm):
     """Two views of a term whose sets have flags per hand that differ between the hands somewhere
     (:mod:`alakazam.core.handflags`), else None: view h has hand h's flags as ``flags`` and hand h's
     values on both diagonal elements (and delays), so the per-antenna evaluation of
-    :func:`term_tables` / :func:`diag_table` (nearest valid solution in time, scans not bridged,
+    :func:`term_tables` / :func:`diag_table` (nearest / bracketing solutions in time, flags not bridged,
     field choice, frequency interpolation) is that of hand h alone; the caller takes hand h of view h.
     A flagged hand is thus interpolated from its own hand's solutions only.  Built once per term."""
     memo = term.__dict__.get("_hand_views")

@@ -1,13 +1,26 @@
 """Time interpolation and frequency mapping of solutions (field selection lives in
 :mod:`alakazam.calibration.chain`).
 
-Time modes (per antenna and frequency bin, over unflagged solutions only):
+Time modes, per antenna and frequency bin (and hand, :func:`alakazam.calibration.chain.hand_views`).
+Flagged solutions are *not bridged*: the flag of a target time is that of the solution(s) the mode
+uses on the full solution timeline, flagged ones included -- CASA 6.7 applycal's rule, measured
+(tests/test_interp_flags.py; a solution is flagged when its flag is set or a value is not finite):
 
-* ``exact`` / ``nearest``: the nearest valid solution in time.
+* ``exact`` / ``nearest``: the nearest solution in time (a tie takes the earlier one); the target time
+  is flagged when that solution is flagged.  A flagged nearest solution is not replaced by the
+  nearest valid one further away.
 * ``linear``: amplitude and (unwrapped) phase of every Jones element interpolated linearly between the
-  nearest valid neighbours; outside the solution range the end value is held.
-* ``cubic``: cubic spline (scipy) on amplitude and unwrapped phase; needs >= 4 valid samples, otherwise
-  an error naming ``time_interp`` (no silent fallback).
+  two solutions bracketing the target time (t_lo < t <= t_hi); flagged when either of them is flagged
+  (at a solution's own time only that solution counts).  Outside the solution range the end solution
+  is held, flagged when it is flagged.
+* ``cubic``: cubic spline (scipy) on amplitude and unwrapped phase of the valid solutions; needs >= 4
+  valid samples, otherwise an error naming ``time_interp`` (no silent fallback).  Flags as ``linear``.
+
+So an antenna whose solutions are flagged from some time on (it died) is flagged from the last valid
+solution on for ``linear`` / ``cubic`` (from half-way to the first flagged one for ``nearest``), and is
+not corrected with a solution from before it died.  CASA's ``nearestflag`` / ``linearflag`` time
+parts behave the same (they differ from ``nearest`` / ``linear`` in frequency only,
+:mod:`alakazam.core.freqinterp`).
 
 Frequency mapping (:func:`map_freq`): one solution bin -> broadcast; identical grids -> pass-through;
 otherwise the nearest solution frequency.  Delays (K, KC) are rebuilt as Jones matrices at every target
@@ -31,32 +44,40 @@ def _nearest_index(src, dst):
     return np.where(np.abs(dst - src[lo]) <= np.abs(src[hi] - dst), lo, hi)
 
 
-def _nearest_valid(t, values, ok, tt):
-    """``nearest`` for every (antenna, freq) at once: values (n_ant, n_f, n_t, ...) at the nearest valid
-    solution (ok (n_ant, n_f, n_t)) to each of tt, t sorted -> (out (n_ant, n_f, n_tt, ...), valid
-    (n_ant, n_f)).  Same choice as :func:`_nearest_index` over the valid samples (a tie takes the
-    earlier solution); rows without a valid solution are NaN."""
-    idx, valid = nearest_valid_index(t, ok, tt)
-    extra = values.ndim - 3
-    out = np.take_along_axis(values, idx.reshape(idx.shape + (1,) * extra), axis=2)
+def _nearest_flagged(t, values, ok, tt):
+    """``nearest`` for every (antenna, freq) at once: values (n_ant, n_f, n_t, ...) at the nearest
+    solution to each of tt (t sorted) -> (out (n_ant, n_f, n_tt, ...), valid (n_ant, n_f, n_tt)); a
+    target time whose nearest solution is not valid (ok (n_ant, n_f, n_t) False) is NaN and not valid."""
+    idx, valid = nearest_solution_index(t, ok, tt)
+    out = values[:, :, idx].copy()
     out[~valid] = np.nan
     return out, valid
 
 
-def nearest_valid_index(t, ok, tt):
-    """The choice of :func:`_nearest_valid` without the values: (idx (n_ant, n_f, n_tt) into the
-    solution time axis, valid (n_ant, n_f)); idx is clipped into range where nothing is valid."""
-    n_t = ok.shape[2]
-    k = np.arange(n_t)
-    prev = np.maximum.accumulate(np.where(ok, k, -1), axis=2)                      # last valid <= k
-    nxt = np.minimum.accumulate(np.where(ok, k, n_t)[..., ::-1], axis=2)[..., ::-1]  # first valid >= k
-    j = np.searchsorted(t, tt)                                                      # t[j-1] < tt <= t[j]
-    lo = np.where(j >= 1, prev[..., np.maximum(j - 1, 0)], -1)
-    hi = np.where(j < n_t, nxt[..., np.minimum(j, n_t - 1)], n_t)
-    d_lo = np.where(lo >= 0, np.abs(tt - t[np.clip(lo, 0, n_t - 1)]), np.inf)
-    d_hi = np.where(hi < n_t, np.abs(t[np.clip(hi, 0, n_t - 1)] - tt), np.inf)
-    idx = np.clip(np.where(d_lo <= d_hi, lo, hi), 0, n_t - 1)
-    return idx, ok.any(axis=2)
+def nearest_solution_index(t, ok, tt):
+    """The choice of :func:`_nearest_flagged` without the values: (idx (n_tt,) into the sorted solution
+    time axis t, the same for every antenna and freq; valid (n_ant, n_f, n_tt) = ok at idx).  A tie
+    takes the earlier solution.  A flagged nearest solution gives an invalid target time: the valid
+    one further away is not used (flags are not bridged; module docstring)."""
+    if len(t) == 0:
+        return np.zeros(len(tt), np.int64), np.zeros(ok.shape[:2] + (len(tt),), bool)
+    idx = _nearest_index(np.asarray(t, float), np.asarray(tt, float))
+    return idx, ok[:, :, idx]
+
+
+def bracket_valid(t, ok, tt):
+    """Validity of ``linear`` / ``cubic`` at target times tt: (n_ant, n_f, n_tt), True where the
+    solutions bracketing tt (t sorted; t_lo < tt <= t_hi; tt equal to a solution time: that solution
+    only; outside the range: the end solution) are all valid (ok (n_ant, n_f, n_t))."""
+    t = np.asarray(t, float)
+    tt = np.asarray(tt, float)
+    n_t = len(t)
+    if n_t == 0:
+        return np.zeros(ok.shape[:2] + (len(tt),), bool)
+    j = np.searchsorted(t, tt)                         # t[j-1] < tt <= t[j]
+    hi = np.minimum(j, n_t - 1)
+    lo = np.where((j < n_t) & (t[hi] == tt), hi, np.maximum(j - 1, 0))
+    return ok[:, :, lo] & ok[:, :, hi]
 
 
 def _interp_series(t, y, ok, tt, mode, what="time_interp"):
@@ -87,7 +108,8 @@ def _interp_series(t, y, ok, tt, mode, what="time_interp"):
 def interp_time(sol_time, jones, flags, target_time, mode):
     """Jones (n_ant, n_f, n_t, 2, 2) at target times -> (n_ant, n_f, n_tt, 2, 2), flags (n_ant, n_f, n_tt).
 
-    Flagged solutions are skipped; an antenna/freq with no valid solution stays flagged (NaN).
+    Flags as the module docstring says (a target time is flagged when a solution its mode uses is
+    flagged; no bridging to a valid solution further away); flagged target times are NaN.
     """
     sol_time = np.asarray(sol_time, float)
     tt = np.asarray(target_time, float)
@@ -102,8 +124,11 @@ def interp_time(sol_time, jones, flags, target_time, mode):
         raise AlakazamError(f"time_interp: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     if mode in ("exact", "nearest") and n_t and len(tt):     # vectorised: no loop over (ant, freq)
         ok = ~flags & np.isfinite(jones).all(axis=(-1, -2))
-        out, valid = _nearest_valid(sol_time, jones.astype(np.complex128, copy=False), ok, tt)
-        return out, np.broadcast_to(~valid[:, :, None], oflag.shape).copy()
+        out, valid = _nearest_flagged(sol_time, jones.astype(np.complex128, copy=False), ok, tt)
+        return out, ~valid
+    if n_t == 0 or not len(tt):
+        return out, oflag
+    valid = bracket_valid(sol_time, ~flags & np.isfinite(jones).all(axis=(-1, -2)), tt)
     for a in range(n_ant):
         for f in range(n_f):
             ok = ~flags[a, f] & np.isfinite(jones[a, f]).all(axis=(-1, -2))
@@ -123,11 +148,14 @@ def interp_time(sol_time, jones, flags, target_time, mode):
                 val, _ = _interp_series(sol_time, y, ok, tt, mode)
             out[a, f] = val.reshape(len(tt), 2, 2)
             oflag[a, f] = False
+    oflag |= ~valid
+    out[oflag] = np.nan
     return out, oflag
 
 
 def interp_delay_time(sol_time, delay, flags, target_time, mode):
-    """Delays (n_ant, n_f, n_t, 2) ns -> (n_ant, n_f, n_tt, 2), flags; linear/cubic in delay value."""
+    """Delays (n_ant, n_f, n_t, 2) ns -> (n_ant, n_f, n_tt, 2), flags; linear/cubic in delay value.
+    Flags as :func:`interp_time` (module docstring)."""
     sol_time = np.asarray(sol_time, float)
     tt = np.asarray(target_time, float)
     n_ant, n_f, n_t = delay.shape[:3]
@@ -137,8 +165,11 @@ def interp_delay_time(sol_time, delay, flags, target_time, mode):
     oflag = np.ones((n_ant, n_f, len(tt)), bool)
     if mode in ("exact", "nearest") and n_t and len(tt):     # vectorised: no loop over (ant, freq)
         ok = ~flags & np.isfinite(delay).all(axis=-1)
-        out, valid = _nearest_valid(sol_time, delay.astype(float, copy=False), ok, tt)
-        return out, np.broadcast_to(~valid[:, :, None], oflag.shape).copy()
+        out, valid = _nearest_flagged(sol_time, delay.astype(float, copy=False), ok, tt)
+        return out, ~valid
+    if n_t == 0 or not len(tt):
+        return out, oflag
+    valid = bracket_valid(sol_time, ~flags & np.isfinite(delay).all(axis=-1), tt)
     for a in range(n_ant):
         for f in range(n_f):
             ok = ~flags[a, f] & np.isfinite(delay[a, f]).all(axis=-1)
@@ -146,6 +177,8 @@ def interp_delay_time(sol_time, delay, flags, target_time, mode):
                 continue
             out[a, f], _ = _interp_series(sol_time, delay[a, f], ok, tt, mode)
             oflag[a, f] = False
+    oflag |= ~valid
+    out[oflag] = np.nan
     return out, oflag
 
 
