@@ -99,6 +99,22 @@ def test_a_flagged_nearest_solution_is_not_replaced_by_a_valid_one_further_away(
         assert f[1, 0].tolist() == ([False, True, True, True] if mode == "nearest" else [True] * 4)
 
 
+@pytest.mark.parametrize("flagged", [(), (0,), (1,)])
+def test_nearest_tie_takes_the_earlier_solution_and_its_flag(flagged):
+    """Solutions at 2 and 6, a target at 4: CASA 6.7 takes the earlier one (gain 1.1 at k=4), flagged
+    when it is flagged, also when the later one is valid (measured: k=0..8 -> 1.1 x5, 1.2 x4; earlier
+    flagged: F x5, 1.2 x4; later flagged: 1.1 x5, F x4)."""
+    j = np.zeros((1, 1, 2, 2, 2), complex)
+    j[0, 0, :, 0, 0] = j[0, 0, :, 1, 1] = [1.1, 1.2]
+    flags = np.zeros((1, 1, 2), bool)
+    flags[0, 0, list(flagged)] = True
+    out, f = interp_time(np.array([2.0, 6.0]), j, flags, np.arange(9.0), "nearest")
+    want = [1.1] * 5 + [1.2] * 4
+    got = [None if f[0, 0, k] else round(float(out[0, 0, k, 0, 0].real), 6) for k in range(9)]
+    assert got == [None if (k < 5 and 0 in flagged) or (k >= 5 and 1 in flagged) else w
+                   for k, w in enumerate(want)]
+
+
 @pytest.mark.parametrize("fmode", sorted(CASA67_BP))
 def test_freq_interp_of_a_flagged_bandpass_channel_follows_casa(fmode):
     nu = 1.3e9 + 1e6 * np.arange(8)
@@ -187,6 +203,27 @@ for fm in ('nearest', 'linear', 'nearestflag', 'linearflag'):
     cd, fl = read01()
     res['bA:' + fm] = [None if fl[0, c, 10] else float(1 / abs(cd[0, c, 10])) for c in range(8)]
     unflag()
+# own-field solutions, one per 3C286 scan (1, 4, 7, 10; centres k = 2, 17, 32, 47), scan 4's flagged
+KS = [2, 17, 32, 47]
+tb.open('g0')
+sub = tb.query('TIME IN [%s]' % ','.join(repr(float(T[k])) for k in KS))
+sub.copy('gs', deep=True); sub.close(); tb.close()
+tb.open('gs', nomodify=False)
+tm, an = tb.getcol('TIME'), tb.getcol('ANTENNA1')
+kk = [int(np.argmin(abs(T - x))) for x in tm]
+tb.putcol('FIELD_ID', np.zeros(tb.nrows(), np.int32))
+tb.putcol('SCAN_NUMBER', np.array([[1, 4, 7, 10][KS.index(k)] for k in kk], np.int32))
+cp, fl = tb.getcol('CPARAM'), tb.getcol('FLAG')
+cp[:] = 1; fl[:] = False
+for r in range(tb.nrows()):
+    if an[r] == 1:
+        cp[:, :, r] = 1.1 + 0.1 * KS.index(kk[r]); fl[:, :, r] = kk[r] == 17
+tb.putcol('CPARAM', cp); tb.putcol('FLAG', fl); tb.close()
+applycal(vis='c.ms', field='3C286', gaintable=['gs'], interp=['linear'], applymode='calflag',
+         flagbackup=False, calwt=False)
+cd, fl = read01()
+res['ownscan'] = [None if fl[0, 0, k] else float(1 / abs(cd[0, 0, k])) for k in range(60)]
+unflag()
 json.dump(res, open('casa_res.json', 'w'))
 """
 
@@ -246,6 +283,15 @@ def test_matches_casa_applycal(tmp_path):
         cd, fl, _ = run("bA", ["TARGET"], "nearest," + fm)
         mine = [None if fl[10, c, 0] else float(1 / abs(cd[10, c, 0])) for c in range(8)]
         assert _same(mine, casa["bA:" + fm]), (fm, mine, casa["bA:" + fm])
+    # a calibrator's own per-scan solutions, scan 4's flagged, linear: CASA (scan-blind) also flags
+    # the halves of scans 1 and 7 that face scan 4; akapply keeps them (their own scan's solution is
+    # valid: calibration/chain._same_scan_parts) -- the one deliberate difference
+    k286 = [0, 1, 2, 3, 4, 15, 16, 17, 18, 19, 30, 31, 32, 33, 34]
+    assert "".join("F" if casa["ownscan"][k] is None else "." for k in k286) == "...FFFFFFFFF..."
+    cd, fl, fid = run("gs", ["3C286"], "linear")
+    assert "".join("F" if fl[k, 0, 0] else "." for k in k286) == ".....FFFFF....."
+    for k in (3, 4, 30, 31):            # kept, with their own scan's gain (1.1 in scan 1, 1.3 in scan 7)
+        assert abs(1 / abs(cd[k, 0, 0]) - (1.1 if k < 10 else 1.3)) < 2e-3
 
 
 # ---------------------------------------------------------------------------------------------------
