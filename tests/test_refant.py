@@ -104,8 +104,11 @@ def residual_ratio(ms, truth, field, feed_frame=False):
 
 
 def _apply(ms, cal, keys, interp, parang):
+    # calflag: C00's data between a calibrator scan where it is flagged and the next (TARGET, the other
+    # calibrator) have a flagged solution -- linear in time does not bridge a flagged solution (CASA's
+    # rule, core/interpolation.py) -- and are flagged rather than left uncorrected (calonly)
     run_apply(apply_config_from_dict(dict(ms=ms, jones=keys, tables=[cal] * len(keys), time_interp=interp,
-                                          apply_parang=parang, quiet=True)))
+                                          apply_parang=parang, quiet=True, applymode="calflag")))
 
 
 # --------------------------------------------------------------------------------------------------
