@@ -13,18 +13,42 @@ from contextlib import contextmanager
 
 @contextmanager
 def held():
-    """SIGINT and SIGTERM held (delivered on exit) -- main thread on POSIX; elsewhere a no-op."""
+    """SIGINT and SIGTERM held (acted on when the block ends) -- main thread; elsewhere a no-op.
+
+    Done at the Python level: the two handlers are replaced by one that records the signal, and the
+    handler that was in place is called with it after the block.  Blocking the signals with
+    ``pthread_sigmask`` held them only for the main thread: with any other thread that does not block
+    them (rich's refresh thread, a dask or h5py thread) the kernel delivers the signal there and Python
+    runs its handler in the main thread inside the block all the same -- the temporary of a solution
+    table made but not yet recorded, the exact race this is for (tests/test_signals.py).  Nested blocks
+    record into the outermost one."""
+    import os
     import signal
     import threading
 
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    pending = []
+
+    def defer(signum, frame):
+        pending.append(signum)
+
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    prev = {sg: signal.signal(sg, defer) for sg in sigs}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sg in sigs:
+            signal.signal(sg, prev[sg])
+        if pending:
+            sg = pending[0]
+            h = prev[sg]
+            if callable(h):
+                h(sg, None)             # Python's default_int_handler, the CLI's SIGTERM one: raise here
+            elif h == signal.SIG_DFL:
+                os.kill(os.getpid(), sg)    # the default action (SIGTERM: end the process), now
+            # SIG_IGN: ignored, as it would have been
 
 
 # ------------------------------------------------------------------------- a Ctrl-C that is not lost
