@@ -297,7 +297,7 @@ def test_alakazam_run_interrupted_by_a_signal_puts_weight_back(base, tmp_path, s
     assert not weightbackup.pending(ms)
 
 
-@pytest.mark.parametrize("how", ["next apply", "akflag"])
+@pytest.mark.parametrize("how", ["next apply", "alakazam recover", "akflag"])
 def test_sigkill_during_calwt_apply_next_writer_puts_weight_back(base, tmp_path, caplog, how):
     """kill -9 after the second calwt write (no handler runs): WEIGHT is left rewritten in part of the
     rows and the backup stays in the MS; the next apply (without calwt), `alakazam recover` or akflag
@@ -329,6 +329,21 @@ def test_sigkill_during_calwt_apply_next_writer_puts_weight_back(base, tmp_path,
     for c in WCOLS:
         assert np.array_equal(after[c], before[c]), c
     assert not weightbackup.pending(ms)
+
+
+def test_solve_from_corrected_warns_while_weight_is_partly_rewritten(base, tmp_path, caplog):
+    """After a kill -9, before any writer put WEIGHT back: a solve from CORRECTED_DATA (weighted by
+    WEIGHT) warns, naming the command."""
+    ms = _copy(base, tmp_path)
+    akapply(vis=ms, gaintable=[base[1]], jones=["G0"], interp=["linear"])      # a CORRECTED_DATA
+    r = _run_cli(tmp_path, ["run", _yaml(tmp_path, ms, base[1])], "SIGKILL", after=2)
+    assert r.returncode == -signal.SIGKILL
+    caplog.set_level(logging.INFO)
+    akcal(vis=ms, caltable=str(tmp_path / "c2.h5"), field="3C286", refant="C00", jones=["G"],
+          solint=["inf"], datacolumn="CORRECTED_DATA", minblperant=0)
+    said = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING and
+            "WEIGHT" in rec.getMessage()]
+    assert any(f"alakazam recover --vis {ms}" in m for m in said), said
 
 
 def test_akshell_undo_and_the_backup_agree(base, tmp_path, monkeypatch):
