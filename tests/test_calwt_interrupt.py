@@ -392,3 +392,24 @@ def test_distributed_calwt_apply_writes_and_interrupts_like_one_process(base, tm
     for c in WCOLS:
         assert np.array_equal(_cols(ms2)[c], before[c]), c
     assert not weightbackup.pending(ms2)
+
+
+def test_a_save_cut_short_leaves_no_backup_and_its_temporary_goes(base, tmp_path):
+    """A kill -9 while the copy is being saved leaves only its temporary (``.tmp.<host>.<pid>``), never a
+    backup (nothing was written to WEIGHT yet): the next writer's recover removes it and puts nothing
+    back."""
+    import socket
+
+    from alakazam.core import columns
+
+    ms = _copy(base, tmp_path)
+    before = _cols(ms)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    tmp = os.path.join(ms, f"{weightbackup.BACKUP}.tmp.{socket.gethostname()}.{dead}")
+    os.makedirs(tmp)
+    np.save(os.path.join(tmp, "WEIGHT_0.npy"), np.zeros((3, 4), np.float32))
+    assert not weightbackup.pending(ms)
+    assert columns.recover(ms) is None
+    assert not os.path.exists(tmp)
+    assert np.array_equal(_cols(ms)["WEIGHT"], before["WEIGHT"])
