@@ -67,6 +67,25 @@ def cmd_info(args):
         akinfo(caltable=args.caltable, fluxscale=False)
 
 
+def cmd_recover(args):
+    """Finish the clean-up of an apply that did not (a kill -9): the recovery of core/columns.py (a
+    partial column dropped, a table that no longer opens put back) and WEIGHT put back from the copy
+    an unfinished calwt apply saved (core/weightbackup.py).  What the next apply does first anyway."""
+    from .core import columns, locks, ms_io, weightbackup
+
+    ms = args.vis
+    ms_io.check_ms(ms)
+    if not os.path.isdir(str(ms)):
+        raise AlakazamError(f"vis: {ms} is not a Measurement Set (no such directory)")
+    was = weightbackup.pending(ms) or os.path.isdir(os.path.join(str(ms), columns.SNAPSHOT))
+    with locks.writer_lock(ms, "ms"):
+        columns.recover(ms)
+    print(f"{ms}: " + ("recovered (see the log above)" if was else "nothing to recover"))
+    from .calibration import flagsafety
+
+    flagsafety.warn_interrupted(ms)     # FLAG writes cut short are restored with flagmanager (told)
+
+
 def cmd_fluxscale_info(args):
     from alakazam.caltasks import akinfo
 
@@ -157,6 +176,10 @@ def build_parser():
     from .cli_flag import add_parsers as _add_flag_parsers
 
     _add_flag_parsers(sub)
+    s = sub.add_parser("recover", help="finish the clean-up of an apply that was killed (partial column, "
+                       "WEIGHT of calwt put back); the next apply does it first anyway")
+    s.add_argument("--vis", required=True, help="Measurement Set")
+    s.set_defaults(func=cmd_recover)
     s = sub.add_parser("info", help="summarise a solution table, or a Measurement Set (listobs)")
     s.add_argument("caltable", metavar="PATH",
                    help="HDF5 solution table or Measurement Set (told by content)")

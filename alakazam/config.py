@@ -353,8 +353,7 @@ def _check_keys(d, section, where, names, errs):
     allowed = schema.top_keys(section)
     for k in d:
         if k not in allowed:
-            close = difflib.get_close_matches(str(k), sorted(allowed), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = schema.unknown_key_hint(section, k)
             errs.add(_name(k, where, names), f"unknown key{hint} (valid: {', '.join(sorted(allowed))})")
 
 
@@ -524,7 +523,8 @@ def _external_preapply(ep, where, names, errs):
     subs = sorted(k.split(".", 1)[1] for k in schema.keys("solve") if k.startswith("external_preapply."))
     for k in ep:
         if k not in subs:
-            errs.add(f"{epw}.{k}", f"unknown key (valid: {', '.join(subs)})")
+            hint = schema.unknown_key_hint("solve", k, under="external_preapply")
+            errs.add(f"{epw}.{k}", f"unknown key{hint} (valid: {', '.join(subs)})")
     tables = [os.path.expanduser(t) if isinstance(t, str) else t for t in (ep.get("tables") or [])]
     ej = list(ep.get("jones") or [])
     if len(tables) == 1 and len(ej) > 1:        # one table for every key (as apply's tables)

@@ -192,6 +192,11 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
     t_start = _time.perf_counter()
     ms = stack.enter_context(MeasurementSet.open(cfg.ms))     # metadata read once, main table opened once
     cfg, meta, rowsel, refs, spw_sel, scans, step_fields, ext_terms = _validate(cfg)
+    from .core import weightbackup, weights
+    if not weights.uses_sigma(cfg.data_col) and weightbackup.pending(cfg.ms):   # a killed calwt apply
+        log.warning("%s: an apply with calwt did not finish and WEIGHT, which weights a solve from %s, "
+                    "may be partly rewritten; put it back first with: %s (the next apply or akflag on this "
+                    "MS does it too)", cfg.ms, cfg.data_col, weightbackup.recover_command(cfg.ms))
     # first run on this machine: the solvers compile on the other core while this one reads and flags
     from . import warmup
     warmup.start([st.jones_type for st in cfg.steps], cfg.solver_backend)

@@ -98,3 +98,56 @@ def check(section, key, value):
             and not isinstance(value, bool)):
         value = str(value)
     return check_value(p, value, paths=False)
+
+
+def _yaml_form(key, under) -> str:
+    """How a YAML key is written: ``'time_interval'``, or ``'tables' under 'external_preapply'``."""
+    if "." in key:
+        parent, sub = key.split(".", 1)
+        return repr(sub) if under == parent else f"{sub!r} under {parent!r}"
+    return f"{key!r} (a key of the block itself)" if under else repr(key)
+
+
+def unknown_key_hint(section, key, under="") -> str:
+    """What to say about ``key``, unknown in a ``section`` block (``under``: in its ``under`` mapping,
+    e.g. ``external_preapply``): '' or a text starting with '; '.
+
+    A task (CASA) parameter name is answered with the YAML key the task XML maps it to (``solint`` ->
+    ``time_interval``, ``gainfield`` -> apply's ``field_select``, ``field`` -> apply's
+    ``target_field``), plus the YAML-only keys whose meaning names it (``calmode`` -> ``phase_only``
+    and ``amp_only``); other keys get the closest YAML key by spelling, or the YAML key of the closest
+    task parameter name.  (Spelling alone suggested ``solnorm`` for ``solint`` and ``solution_field``
+    -- CASA's gainsolutionfield -- for ``gainfield``.)"""
+    import difflib
+    import re
+
+    task = SECTIONS[section]
+    sp = specs(section)
+    prefix = f"{under}." if under else ""
+    valid = sorted({k[len(prefix):].split(".", 1)[0] for k in sp if k.startswith(prefix)})
+    by_name = {}                                    # task parameter name -> its YAML keys
+    for yk, p in sp.items():
+        if p.name != yk:
+            by_name.setdefault(p.name, []).append(yk)
+    for yk, how in YAML_ONLY[section].items():      # e.g. amp_only: "... akcal calmode 'a'"
+        if not isinstance(how, str):
+            for name in re.findall(r"[a-z_]+", how[2]):
+                if name in by_name and yk not in by_name[name]:
+                    by_name[name].append(yk)
+    k = str(key)
+    tnames = set(_task_spec(task).names)
+    if k in by_name:
+        forms = " or ".join(_yaml_form(yk, under) for yk in by_name[k])
+        return f"; {k!r} is the {task} parameter name: in YAML write {forms}"
+    if k in tnames:                                 # a parameter without a YAML key (selectdata)
+        return f"; {k!r} is an {task} parameter without a YAML key"
+    nested = [yk for yk in sp if "." in yk and yk.split(".", 1)[1] == k and not under]
+    if nested:                                      # tables at the top of a solve block
+        return f"; {k!r} belongs under {nested[0].split('.', 1)[0]!r}"
+    close = difflib.get_close_matches(k, valid + sorted(by_name), n=1)
+    if not close:
+        return ""
+    if close[0] in valid:
+        return f"; did you mean {close[0]!r}?"
+    yks = by_name[close[0]]
+    return f"; did you mean {' or '.join(_yaml_form(yk, under) for yk in yks)} ({task}'s {close[0]})?"

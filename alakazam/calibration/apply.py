@@ -83,7 +83,9 @@ def run_apply(cfg: ApplyConfig) -> dict:
 
 
 def _run_apply(cfg: ApplyConfig) -> dict:
-    from ..core import columns, ms_io
+    from contextlib import nullcontext
+
+    from ..core import columns, ms_io, signals, weightbackup
     from . import compat
     from .parang_check import check_full_terms, check_known_correlations, check_parang_correlations
     from .solve_order import check_terms
@@ -152,6 +154,13 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     need = diskspace.column_bytes(cfg.ms, cfg.data_col) if (
         _am.writes_data(mode) and cfg.output_col not in meta.columns) else 0
     need += diskspace.flag_bytes(cfg.ms) if _am.writes_flags(mode) else 0
+    # calwt: WEIGHT (WEIGHT_SPECTRUM) of the rows to write saved before the first write, put back if
+    # the run stops, removed once it completes (core/weightbackup.py)
+    wrows = None
+    if _am.writes_data(mode) and any(getattr(a, "calwt", False) and t.diagonal
+                                     for t, a in zip(terms, cfg.terms)):
+        wrows = np.concatenate([rows_of[(fid, ddid)] for fid, ddid, _, _ in plan])
+    need += weightbackup.bytes_needed(cfg.ms, wrows) if wrows is not None else 0
     diskspace.require(cfg.ms, need, f"{cfg.output_col}" + (" and a flag version" if _am.writes_flags(mode)
                                                            else "") + f" of {cfg.ms}")
     # a new column is written under a temporary name and renamed once complete (core/columns.py)
@@ -167,10 +176,14 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     try:
         if _am.writes_data(mode):       # flagonly / trial write no data column
             write_col, created = columns.prepare(cfg.ms, cfg.output_col, cfg.data_col, init=not covers_all)
-        res = _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_col, rowsel,
-                          rows_of=rows_of)
-        if write_col is not None:
-            columns.commit(cfg.ms, write_col, cfg.output_col)
+        with (weightbackup.weight_writes(cfg.ms, wrows) if wrows is not None else nullcontext()):
+            res = _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_col, rowsel,
+                              rows_of=rows_of)
+        with signals.held():            # the column and its weights complete together
+            if write_col is not None:
+                columns.commit(cfg.ms, write_col, cfg.output_col)
+            if wrows is not None:
+                weightbackup.finish(cfg.ms)
         columns.take_made(cfg.ms)
         columns.end_writes(cfg.ms)
         return res
@@ -181,6 +194,8 @@ def _run_apply(cfg: ApplyConfig) -> dict:
         elif write_col is not None:     # an existing column, rewritten in place: say it is half done
             from .flagsafety import partial_column_message
             partial_column_message(cfg.ms, write_col, e)
+        if wrows is not None:           # WEIGHT as before the run, said (core/weightbackup.py)
+            weightbackup.put_back(cfg.ms, e)
         columns.end_writes(cfg.ms)
         full = diskspace.translate(e, cfg.ms, f"{cfg.output_col} of {cfg.ms}")
         if full is not None:            # a full disk said as such, after the undo above

@@ -25,7 +25,8 @@ Convention (pinned by tests/test_reliability.py):
   table as it was before the run; apply writes only tiled array columns, whose data are not in the
   saved files) are put back and the files the run added are removed.  Data the killed run wrote into
   existing columns stay as written (FLAG is restorable from its flag version; re-running the apply
-  rewrites the output column).
+  rewrites the output column), except WEIGHT and WEIGHT_SPECTRUM of a calwt apply, which
+  :func:`recover` puts back from the copy saved before their first write (core/weightbackup.py).
 * Every FLAG write (akflag, apply's propagate_flags, a flag-version restore) is inside the same
   snapshot (:func:`alakazam.calibration.flagsafety.flag_writes`, :func:`alakazam.core.flagversions.restore`)
   and every run that writes FLAG first calls :func:`recover` under the MS writer lock: a kill -9 of
@@ -184,7 +185,17 @@ def recover(ms):
     """Undo what an apply killed while its partial column existed left behind (module doc).
 
     Returns None (nothing to do), 'dropped' (the table opened; partial column removed) or 'restored'
-    (the table did not open; its description before the column was added was put back)."""
+    (the table did not open; its description before the column was added was put back).  Then WEIGHT
+    and WEIGHT_SPECTRUM are put back from the backup an unfinished calwt apply left
+    (:func:`alakazam.core.weightbackup.recover`; it says so)."""
+    from . import weightbackup
+
+    r = _recover_table(ms)
+    weightbackup.recover(ms)
+    return r
+
+
+def _recover_table(ms):
     snap = os.path.join(str(ms), SNAPSHOT)
     shutil.rmtree(snap + ".tmp", ignore_errors=True)
     shutil.rmtree(snap + ".done", ignore_errors=True)       # a removal cut short (_clear_snapshot)

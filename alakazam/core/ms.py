@@ -34,7 +34,9 @@ transient one when none is open -- :func:`writer`):
   open beside the writes (column adds/renames, the kill -9 recovery of core/columns.py).
   DATA and MODEL_DATA are never written (AlakazamError); FLAG and FLAG_ROW only inside
   :func:`flag_writes` of that MS, which :func:`alakazam.calibration.flagsafety.flag_writes` enters once
-  the flag version is saved and its in-progress marker exists.
+  the flag version is saved and its in-progress marker exists; WEIGHT and WEIGHT_SPECTRUM (calwt) only
+  inside :func:`weight_writes`, which :func:`alakazam.core.weightbackup.weight_writes` enters once their
+  backup is saved.
 * a new MS (the simulator): :meth:`MeasurementSet.create` makes it and returns its handle, the only
   kind whose :meth:`~MeasurementSet.write_table` hands out read-write main and sub-tables (and which
   may write DATA and MODEL_DATA: they are being made).
@@ -42,8 +44,9 @@ transient one when none is open -- :func:`writer`):
 * akflag (:mod:`alakazam.flagging.engine`, and its one writer under dask): :meth:`~MeasurementSet.flag_table`,
   the main table read-write for the run's FLAG / FLAG_ROW writes, only inside :func:`flag_writes`.
 
-Not through the handle: restoring saved state (:mod:`alakazam.core.flagversions` restore and
-:mod:`alakazam.core.undo` rollback write back what was saved).
+Not through the handle: restoring saved state (:mod:`alakazam.core.flagversions` restore,
+:mod:`alakazam.core.weightbackup` restore and :mod:`alakazam.core.undo` rollback write back what was
+saved).
 
 Outside a handle every ``ms_io`` function behaves as it always did (one open per call), so callers that
 do not open a handle -- dask workers, scripts, other engineers' code -- are unchanged.  The counters
@@ -75,10 +78,13 @@ STATS = {"main_opens": 0, "meta_reads": 0, "write_opens": 0}
 NEVER_WRITTEN = ("DATA", "MODEL_DATA")
 #: columns written only inside :func:`flag_writes` (a saved flag version)
 FLAG_COLUMNS = ("FLAG", "FLAG_ROW")
+#: written (calwt) only inside :func:`weight_writes`, once their backup is saved (core/weightbackup.py)
+WEIGHT_COLUMNS = ("WEIGHT", "WEIGHT_SPECTRUM")
 
 _ACTIVE = {}                    # normalised path -> MeasurementSet
 _LOCK = threading.Lock()
 _FLAG_WRITES = {}               # normalised path -> depth of flag_writes
+_WEIGHT_WRITES = {}             # normalised path -> depth of weight_writes
 
 
 def _key(path) -> str:
@@ -256,6 +262,9 @@ class MeasurementSet:
         if name in FLAG_COLUMNS and not _FLAG_WRITES.get(_key(self.path)):
             raise AlakazamError(f"{name} of {self.path} is written only after its flag version is saved "
                                 "(inside core.ms.flag_writes; calibration/flagsafety.py)")
+        if name in WEIGHT_COLUMNS and not _WEIGHT_WRITES.get(_key(self.path)):
+            raise AlakazamError(f"{name} of {self.path} is written only after its backup is saved "
+                                "(inside core.ms.weight_writes; core/weightbackup.py)")
 
     def write_column(self, name, rownr, values, chans=None):
         """Write ``values`` (row, chan, corr) to rows ``rownr`` of column ``name`` (channel subset
@@ -368,6 +377,22 @@ def flag_writes(path):
             _FLAG_WRITES[k] -= 1
             if not _FLAG_WRITES[k]:
                 del _FLAG_WRITES[k]
+
+
+@contextlib.contextmanager
+def weight_writes(path):
+    """``with weight_writes(ms):`` WEIGHT / WEIGHT_SPECTRUM of ``ms`` may be written through the handle
+    (entered by :func:`alakazam.core.weightbackup.weight_writes` once their backup is saved)."""
+    k = _key(path)
+    with _LOCK:
+        _WEIGHT_WRITES[k] = _WEIGHT_WRITES.get(k, 0) + 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _WEIGHT_WRITES[k] -= 1
+            if not _WEIGHT_WRITES[k]:
+                del _WEIGHT_WRITES[k]
 
 
 def active(path):
