@@ -112,6 +112,8 @@ the extension again (:func:`extend`).
 
 from __future__ import annotations
 
+import warnings
+
 import numba
 import numpy as np
 
@@ -466,14 +468,58 @@ def _no_signal(coh, cols, sbl):
         fin = np.isfinite(tr)
         dead[cols, k] = dead_seg[seg_of] & fin
         low = fin & (tr < DEAD_T) & ~dead_seg[seg_of]
-        # a row without signal in a baseline whose other rows see the source: only the (rare) segments
-        # with such a row need their median
+        qr = coh[cols, k, 2]
+        # PROTOTYPE (review): a live segment whose rows are not alike (a row's t / Q below a fifth of the
+        # segment's median: an antenna dying within the block) keeps the common scatter (1c. would judge
+        # the dead rows against the scatter they inflate); the row test's threshold scales with the
+        # rows' channel pairs (a row's t is at most its Q: STRONG_ROW_T = 100 needs 101 channels)
+        for sg in range(n_seg):
+            if not live[k, sg]:
+                continue
+            a, b = sbl[sg], sbl[sg + 1]
+            rq, f = tr[a:b] / np.maximum(qr[a:b], 1), fin[a:b]       # t / Q: rows partly flagged alike
+            if f.sum() >= 2 and (rq[f] < 0.2 * np.median(rq[f])).any():
+                live[k, sg] = False
         for sg in np.unique(seg_of[low]):
             a, b = sbl[sg], sbl[sg + 1]
             r, f = tr[a:b], fin[a:b]
-            if f.sum() >= MIN_ROWS and np.median(r[f]) >= STRONG_ROW_T:
-                dead[cols[a:b], k] = low[a:b]
+            if f.sum() < MIN_ROWS:
+                continue
+            # a row's t is at most its Q: the reference is the baseline's second best row (an antenna
+            # dying early in the block leaves a minority of live rows; noise reaches t >= 8 with P e^-8
+            # per row), against min(STRONG_ROW_T, 0.6 Q), at least DEAD_T; a row below DEAD_T whose t / Q
+            # is below a fifth of the reference's
+            rq = np.where(f, r / np.maximum(qr[a:b], 1), -np.inf)
+            o = np.argsort(r[f])[-2]
+            ref, ref_q = r[f][o], qr[a:b][f][o]
+            if ref >= min(STRONG_ROW_T, max(DEAD_T, 0.6 * ref_q)):
+                dead[cols[a:b], k] = low[a:b] & (rq < 0.2 * ref / ref_q)
     return dead, live
+
+
+#: PROTOTYPE (review): a row counts as without signal only when its level (median |V|/|M|) is below this
+#: many times the thermal noise of the live baselines (a dead antenna: ~1.18; an antenna 10x noisier
+#: than the others, whose signal the coherence cannot see at a low SNR: ~12)
+DEAD_LEVEL = 2.0
+
+
+def _gate_dead_by_level(buf, level, rows, cols, sbl, dead, live):
+    """PROTOTYPE (review): clears ``dead`` (in place) where the row's level is above DEAD_LEVEL times the
+    thermal noise of the live rows (in |V|/|M| units: the median |x_{c+1} - x_c| / (0.6745 sqrt 2))."""
+    n_seg = len(sbl) - 1
+    seg_of = np.repeat(np.arange(n_seg), np.diff(sbl))
+    for k in range(dead.shape[1]):
+        lp = cols[live[k][seg_of]]
+        if len(lp) == 0:
+            continue
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)         # all-NaN columns
+            d = np.nanmedian(np.abs(np.diff(buf[k][:, lp], axis=0)), axis=0) * level[rows[lp], k]
+            noise = np.nanmedian(d) * MAD_TO_SIGMA / np.sqrt(2)
+        if not (np.isfinite(noise) and noise > 0):
+            continue
+        lvl = level[rows, k]
+        dead[:, k] &= ~(np.isfinite(lvl) & (lvl > DEAD_LEVEL * noise))
 
 
 def _flag_no_signal(out, prior, buf, rows, dead, use_corr, n_corr):
@@ -814,6 +860,8 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         cols = (so[sb[0]:sb[-1]] - lo).astype(np.int64)      # buf columns of the segments, in order
         sbl = (sb - sb[0]).astype(np.int64)
         dead, live = _no_signal(coh, cols, sbl)
+        if dead.any():
+            _gate_dead_by_level(buf, level, order[lo:hi], cols, sbl, dead, live)
         if dead.any():
             _flag_no_signal(out, prior, buf, order[lo:hi], dead, use_corr, n_corr)
         _bursts(out, level, seg_rows, sb, thr, burst)
