@@ -26,29 +26,53 @@ the extension again (:func:`extend`).
     hands, per channel:
 
     0. *row level*: L_r = the median of x over the row's unflagged channels;
-    1a. *no signal* (per row and parallel hand, in the same pass): the lag-one channel coherence of
-       z = V conj(M), S = the sum of the unit phasors of z_{c+1} conj(z_c) over the Q unflagged
-       channel pairs (c, c + 1), c every (n_chan // 256)-th channel (as the row level), summed over
-       a baseline's rows of the group for the baseline; t = |S|^2 / Q is ~Exp(1) for noise
-       (P(t > 16) = 1e-7) and ~Q rho^2 with signal (rho -> 1 at high per-sample SNR s, ~s^2 at low;
-       a delay or a bandpass slope does not lower it: the phase step between adjacent channels is
-       the same across the band; unit phasors, so an RFI channel of any strength weighs one pair --
-       with |z_{c+1} conj(z_c)| instead, one channel of 20x the source on 130 made live rows look
-       signal-free).  A baseline of the group with t < DEAD_T while some baseline of the
-       group has t >= STRONG_SEG_T (the source seen at 10 sigma), or a row with t < DEAD_T while its
-       baseline's other rows of the group have a median t >= STRONG_ROW_T (an antenna dying within a
-       block), carries no signal: that hand's correlation and the cross hands are flagged in every
-       channel (the other hand is kept: a dead feed) and leave the statistics.  Only a baseline with
-       t >= LIVE_T (6 sigma: the source seen) is judged against its own scatter in 1b.; the others keep
-       the group's common scatter, which flags a noise-only baseline among live ones as before 1c.
-       Without 1a., 1c. let a dead antenna's noise through (each of its baselines judged against its
-       own noise): a dead scan inside a bandpass solution interval halved that antenna's bandpass, a
-       dead reference put K 83 ns off, two dead antennas lost a K scan, an amplitude-only gain of a
-       dead scan was kept (tests/test_review_dead_scan_bandpass.py, test_review_dead_refant.py,
-       test_review_two_dead.py).  Limit: a second-order statistic, so a live baseline with s^4 n < ~16
-       (s < 0.3 per sample over 8 integrations x 256 channel pairs) counts as signal-free when another
-       baseline of the block sees the source at 10 sigma -- an antenna ~10x noisier than the others at
-       an SNR of 3 per sample;
+    1a. *no signal* (per row and parallel hand, in the same pass; decided per block and hand, as
+       every statistic here: a scan may span several reads of tiers 2/3, :func:`block_reads`): the
+       lag-one channel coherence of z = V conj(M), S = the sum of the unit phasors of
+       z_{c+1} conj(z_c) over the Q unflagged channel pairs (c, c + 1), c every (n_chan // 256)-th
+       channel (as the row level), summed over a baseline's rows of the group for the baseline;
+       t = |S|^2 / Q is ~Exp(1) for noise (P(t > 16) = 1e-7) and ~Q rho^2 with signal (rho -> 1 at
+       high per-sample SNR s, ~0.785 s^2 at low; a delay or a bandpass slope does not lower it: the
+       phase step between adjacent channels is the same across the band; unit phasors, so an RFI
+       channel of any strength weighs one pair -- with |z_{c+1} conj(z_c)| instead, one channel of
+       20x the source on 130 made live rows look signal-free).  Carry no signal:
+
+       - *a row* with t < DEAD_T and t / Q below ROW_REL (1/5) of the t / Q of its baseline's best
+         row of the block, when that row sees the source (t >= min(STRONG_ROW_T,
+         max(DEAD_T, ROW_REF_FRAC Q))): an antenna or feed dying (or coming back) within the block.
+         Relative to t / Q, so a row with most channels flagged keeps its clean ones; the best row,
+         so an antenna alive in a single integration of the block still gives the reference (noise
+         never does: t >= DEAD_T);
+       - *a baseline* with t < DEAD_T while some baseline of the group has t >= STRONG_SEG_T (the
+         source seen at 10 sigma), unless the first-order test (:func:`_first_order_p`: the delay
+         spectrum of the unit phasors of z, summed over the rows; p-value at FIRST_ORDER_P) finds
+         signal in it, or it belongs to a *weak* antenna (no baseline with t >= LIVE_T) whose
+         baselines' first-order p-values combined (Fisher) show signal while its other antenna is
+         not a weak antenna without signal (:func:`_weak_antennas`).  The first-order test sees
+         an SNR s per sample over n channels and R rows as F ~ R (1 + 0.785 n s^2) where the
+         coherence has ~R n s^4, and is scale-free: a dead antenna noisier than the array is as
+         dead as one at its noise (a level test would take it for a live noisy one), a live antenna
+         10x noisier than the others at an SNR of 3 per sample is seen (the coherence alone took it
+         for dead, all its solutions flagged).
+
+       That hand's correlation and the cross hands of such rows are flagged in every channel (the
+       other hand is kept: a dead feed) and leave the statistics (ratios and levels: the live rows of
+       an antenna dying within the block are no bursts).  Only a baseline with t >= LIVE_T (6 sigma:
+       the source seen) whose rows are alike (no row's t / Q below ROW_REL of the median row's) is
+       judged against its own scatter in 1b.; the others keep the group's common scatter, which
+       flags a noise-only baseline among live ones as before 1c.  Without 1a., 1c. let a dead
+       antenna's noise through (each of its baselines judged against its own noise): a dead scan
+       inside a bandpass solution interval halved that antenna's bandpass, a dead reference put K
+       83 ns off, two dead antennas lost a K scan, an amplitude-only gain of a dead scan was kept
+       (tests/test_review_dead_scan_bandpass.py, test_review_dead_refant.py,
+       test_review_two_dead.py); with the row test relative to the baseline's median row, an antenna
+       dying within a block at <= 100 channels was let through, G 0.41 off
+       (tests/test_review_noisy_merge.py).  Limits: a row of fewer than 17 channels never reaches
+       DEAD_T, so an antenna dying within a block at 16 channels or fewer is left to the common
+       scatter of 1b. (its baseline is not 'live'; ~8-16% of the dead samples kept, as before 1a.);
+       a live antenna too noisy for the first-order test over a block (~R n s^2 < ~40) is flagged
+       as dead, and a dead correlator baseline of a live antenna much noisier than the others is
+       kept (both antennas vouched for; common scatter);
     1. *bursts* (per baseline, across the group's integrations): a row whose L_r exceeds the
        baseline's median level by more than ``max(threshold * sigma, BURST_REL * median)`` is flagged
        in every channel (broadband RFI: the per-row MAD cannot see it, all channels rise together);
@@ -112,7 +136,7 @@ the extension again (:func:`extend`).
 
 from __future__ import annotations
 
-import warnings
+from functools import partial
 
 import numba
 import numpy as np
@@ -432,108 +456,202 @@ DEAD_T = 16.0
 #: array with two dead antennas are dead; a fully coherent baseline has t = its number of channel
 #: pairs, so a block of 4 integrations x 64 channels still reaches it) ...
 STRONG_SEG_T = 100.0
-#: ... or, for one row, its baseline's other rows of the block have a median t of at least this
+#: ... or, for one row, the best row of its baseline in the block has t of at least
+#: min(STRONG_ROW_T, max(DEAD_T, ROW_REF_FRAC Q)) (a row's t is at most its Q channel pairs: 100 alone
+#: needs 101 channels) and the row's t / Q is below ROW_REL times the best row's
 STRONG_ROW_T = 100.0
-#: a baseline is judged against its own scatter (1c.) only when its t is at least this (6 sigma):
-#: one that barely shows the source keeps the group's common scatter
+ROW_REF_FRAC = 0.6
+ROW_REL = 0.2
+#: a baseline is judged against its own scatter (1c.) only when its t is at least this (6 sigma) and
+#: no row's t / Q is below ROW_REL times the median row's: one that barely shows the source, or whose
+#: rows differ (an antenna dying within the block), keeps the group's common scatter
 LIVE_T = 36.0
+#: a baseline of an antenna without a live baseline in the block (a weak antenna: noisier, or dead) is
+#: signal-free only when that antenna's first-order test finds no signal at this false-alarm
+#: probability (:func:`_first_order_p`; a false alarm lets a dead antenna's block through to 1b.)
+FIRST_ORDER_P = 1e-7
 
 
-def _no_signal(coh, cols, sbl):
+@njit
+def _no_signal_rows(coh, cols, sbl, dead, live, t_seg):
+    # 1a. per hand k and baseline segment s (group positions cols[sbl[s]:sbl[s + 1]]): t_seg[k, s] (NaN
+    # without pairs), live[k, s], and dead[pos, k] for the rows without signal in a baseline whose best
+    # row sees the source (module docstring)
+    n_k = coh.shape[1]
+    most = 1
+    for s in range(len(sbl) - 1):
+        most = max(most, sbl[s + 1] - sbl[s])
+    rq = np.empty(most)
+    for k in range(n_k):
+        for s in range(len(sbl) - 1):
+            a, b = sbl[s], sbl[s + 1]
+            sr = 0.0
+            si = 0.0
+            sq = 0.0
+            n_fin = np.int64(0)
+            best_t = -1.0
+            best_q = 1.0
+            for p in range(a, b):
+                c = cols[p]
+                q = coh[c, k, 2]
+                if q > 0:
+                    sr += coh[c, k, 0]
+                    si += coh[c, k, 1]
+                    sq += q
+                    t = (coh[c, k, 0] ** 2 + coh[c, k, 1] ** 2) / q
+                    rq[n_fin] = t / q
+                    n_fin += 1
+                    if t > best_t:
+                        best_t = t
+                        best_q = q
+            if sq == 0:
+                t_seg[k, s] = np.nan
+                continue
+            ts = (sr * sr + si * si) / sq
+            t_seg[k, s] = ts
+            if ts >= LIVE_T:
+                lim = ROW_REL * _median(rq, n_fin)
+                alike = True
+                for p in range(a, b):
+                    c = cols[p]
+                    q = coh[c, k, 2]
+                    if q > 0 and (coh[c, k, 0] ** 2 + coh[c, k, 1] ** 2) / (q * q) < lim:
+                        alike = False
+                live[k, s] = alike
+            if n_fin >= MIN_ROWS and best_t >= min(STRONG_ROW_T, max(DEAD_T, ROW_REF_FRAC * best_q)):
+                lim = ROW_REL * best_t / best_q
+                for p in range(a, b):
+                    c = cols[p]
+                    q = coh[c, k, 2]
+                    if q > 0:
+                        t = (coh[c, k, 0] ** 2 + coh[c, k, 1] ** 2) / q
+                        if t < DEAD_T and t / q < lim:
+                            dead[c, k] = True
+
+
+def _no_signal(coh, cols, sbl, seg_ants=None, first_order=None):
     """1a. of the module docstring: ((n, n_k) bool dead per group position and hand, (n_k, n_seg) bool
     live per baseline segment and hand) from the rows' coherence sums ``coh`` (n, n_k, 3: Re S, Im S,
-    Q; t = |S|^2 / Q)
-    and the segments (positions ``cols[sbl[s]:sbl[s + 1]]``)."""
+    Q; t = |S|^2 / Q) and the segments (positions ``cols[sbl[s]:sbl[s + 1]]``).  With ``seg_ants``
+    (n_seg, 2) and ``first_order(k, segs)`` (the p-values of those segments' first-order test in hand
+    k, :func:`_first_order_p`), a signal-free baseline of a weak antenna is dead only when that
+    antenna's first-order test finds nothing; without them the coherence alone decides."""
     n, n_k = coh.shape[:2]
     n_seg = len(sbl) - 1
-    dead = np.zeros((n, n_k), bool)
-    live = np.zeros((n_k, max(n_seg, 0)), bool)
+    dead = np.zeros((n, n_k), np.bool_)
+    live = np.zeros((n_k, max(n_seg, 0)), np.bool_)
     if n_seg < 1:
         return dead, live
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t_row = (coh[..., 0] ** 2 + coh[..., 1] ** 2) / coh[..., 2]          # (n, n_k); NaN: no pairs
-        c = coh[cols]
-        seg_of = np.repeat(np.arange(n_seg), np.diff(sbl))
-        sums = np.zeros((n_seg, n_k, 3))
-        np.add.at(sums, seg_of, c)
-        t_seg = (sums[..., 0] ** 2 + sums[..., 1] ** 2) / sums[..., 2]        # (n_seg, n_k)
-    for k in range(n_k):
-        ts = t_seg[:, k]
-        ok = np.isfinite(ts)
-        if not ok.any():
-            continue
-        live[k] = ok & (ts >= LIVE_T)
-        dead_seg = ok & (ts < DEAD_T) & (ts[ok].max() >= STRONG_SEG_T)
-        tr = t_row[cols, k]                      # in segment order
-        fin = np.isfinite(tr)
-        dead[cols, k] = dead_seg[seg_of] & fin
-        low = fin & (tr < DEAD_T) & ~dead_seg[seg_of]
-        qr = coh[cols, k, 2]
-        # PROTOTYPE (review): a live segment whose rows are not alike (a row's t / Q below a fifth of the
-        # segment's median: an antenna dying within the block) keeps the common scatter (1c. would judge
-        # the dead rows against the scatter they inflate); the row test's threshold scales with the
-        # rows' channel pairs (a row's t is at most its Q: STRONG_ROW_T = 100 needs 101 channels)
-        for sg in range(n_seg):
-            if not live[k, sg]:
-                continue
-            a, b = sbl[sg], sbl[sg + 1]
-            rq, f = tr[a:b] / np.maximum(qr[a:b], 1), fin[a:b]       # t / Q: rows partly flagged alike
-            if f.sum() >= 2 and (rq[f] < 0.2 * np.median(rq[f])).any():
-                live[k, sg] = False
-        for sg in np.unique(seg_of[low]):
-            a, b = sbl[sg], sbl[sg + 1]
-            r, f = tr[a:b], fin[a:b]
-            if f.sum() < MIN_ROWS:
-                continue
-            # a row's t is at most its Q: the reference is the baseline's second best row (an antenna
-            # dying early in the block leaves a minority of live rows; noise reaches t >= 8 with P e^-8
-            # per row), against min(STRONG_ROW_T, 0.6 Q), at least DEAD_T; a row below DEAD_T whose t / Q
-            # is below a fifth of the reference's
-            rq = np.where(f, r / np.maximum(qr[a:b], 1), -np.inf)
-            o = np.argsort(r[f])[-2]
-            ref, ref_q = r[f][o], qr[a:b][f][o]
-            if ref >= min(STRONG_ROW_T, max(DEAD_T, 0.6 * ref_q)):
-                dead[cols[a:b], k] = low[a:b] & (rq < 0.2 * ref / ref_q)
+    t_seg = np.empty((n_k, n_seg))
+    _no_signal_rows(coh, cols, sbl, dead, live, t_seg)
+    seg_of = np.repeat(np.arange(n_seg), np.diff(sbl))
+    fin = coh[cols, :, 2] > 0                           # (positions in segment order, n_k)
+    ok = np.isfinite(t_seg)
+    with np.errstate(invalid="ignore"):
+        strong = np.where(ok, t_seg, -1.0).max(axis=1) >= STRONG_SEG_T
+        cand = ok & (t_seg < DEAD_T) & strong[:, None]      # (n_k, n_seg): no signal by the coherence
+        tlive = ok & (t_seg >= LIVE_T)
+    for k in np.flatnonzero(cand.any(axis=1)):
+        dead_seg = cand[k]
+        if seg_ants is not None and first_order is not None:
+            dead_seg = _weak_antennas(cand[k], ok[k], tlive[k], np.asarray(seg_ants), partial(first_order, k))
+        dead[cols, k] |= dead_seg[seg_of] & fin[:, k]
     return dead, live
 
 
-#: PROTOTYPE (review): a row counts as without signal only when its level (median |V|/|M|) is below this
-#: many times the thermal noise of the live baselines (a dead antenna: ~1.18; an antenna 10x noisier
-#: than the others, whose signal the coherence cannot see at a low SNR: ~12)
-DEAD_LEVEL = 2.0
+def _weak_antennas(cand, ok, tlive, seg_ants, first_order):
+    """1a.: of the signal-free baselines ``cand`` (n_seg,) of one hand (by the coherence), those still
+    dead after the first-order test (p-values from ``first_order(segs)``, :func:`_first_order_p`): a
+    baseline is kept when its own test finds signal at FIRST_ORDER_P, or when no antenna of it is a
+    quiet weak antenna and one is a weak antenna with signal.  A weak antenna has no baseline with
+    t >= LIVE_T in the block; it shows signal when Fisher's combination -2 sum ln p over all its
+    baselines (chi^2 with 2 m degrees of freedom) exceeds the FIRST_ORDER_P level, else it is quiet.  So
+    a dead correlator baseline between two live antennas stays dead, and so does every baseline of a
+    dead antenna (any noise level: the test is scale-free) or of a dead feed; a live antenna much
+    noisier than the others keeps the baselines that its combined first-order signal vouches for."""
+    from scipy.special import gammaincc
+
+    n_a = int(seg_ants.max()) + 1
+    p, q = seg_ants[:, 0], seg_ants[:, 1]
+    weak = np.ones(n_a, bool)
+    weak[p[tlive]] = False
+    weak[q[tlive]] = False
+    wa = np.union1d(p[cand][weak[p[cand]]], q[cand][weak[q[cand]]])      # the weak antennas to test
+    segs = np.flatnonzero(ok & (cand | np.isin(p, wa) | np.isin(q, wa)))
+    lp = np.zeros(len(p))
+    lp[segs] = np.log(np.maximum(first_order(segs), 1e-300))
+    m = np.bincount(p[segs], minlength=n_a) + np.bincount(q[segs], minlength=n_a)
+    x = -(np.bincount(p, lp, n_a) + np.bincount(q, lp, n_a))            # (-2 sum ln p) / 2
+    signal = np.zeros(n_a, bool)
+    signal[wa] = gammaincc(np.maximum(m[wa], 1), x[wa]) < FIRST_ORDER_P
+    quiet, vouched = weak & ~signal, weak & signal
+    kept = (lp < np.log(FIRST_ORDER_P)) | (~quiet[p] & ~quiet[q] & (vouched[p] | vouched[q]))
+    return cand & ~kept
 
 
-def _gate_dead_by_level(buf, level, rows, cols, sbl, dead, live):
-    """PROTOTYPE (review): clears ``dead`` (in place) where the row's level is above DEAD_LEVEL times the
-    thermal noise of the live rows (in |V|/|M| units: the median |x_{c+1} - x_c| / (0.6745 sqrt 2))."""
-    n_seg = len(sbl) - 1
-    seg_of = np.repeat(np.arange(n_seg), np.diff(sbl))
-    for k in range(dead.shape[1]):
-        lp = cols[live[k][seg_of]]
-        if len(lp) == 0:
-            continue
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)         # all-NaN columns
-            d = np.nanmedian(np.abs(np.diff(buf[k][:, lp], axis=0)), axis=0) * level[rows[lp], k]
-            noise = np.nanmedian(d) * MAD_TO_SIGMA / np.sqrt(2)
-        if not (np.isfinite(noise) and noise > 0):
-            continue
-        lvl = level[rows, k]
-        dead[:, k] &= ~(np.isfinite(lvl) & (lvl > DEAD_LEVEL * noise))
+#: first-order test: rows with fewer usable channels count for nothing; at most this many complex
+#: elements of the delay spectra at a time
+FIRST_ORDER_MIN_CHANNELS = 4
+FIRST_ORDER_BATCH = 1 << 22
 
 
-def _flag_no_signal(out, prior, buf, rows, dead, use_corr, n_corr):
+def _first_order_p(data, model, use_model, flag, rows, cols, sbl, segs, c):
+    """1a.: per baseline segment ``segs`` (rows ``rows[cols[sbl[s]:sbl[s + 1]]]``) of correlation ``c``,
+    the p-value of its first-order signal: the delay spectrum of the unit phasors u of z = V conj(M)
+    over the row's unflagged channels (zero-padded FFT to L >= 2 n_chan), P_r(tau) = |FFT u|^2 / n_r
+    (noise: Exp(1) in each delay), F(tau) = sum over the segment's R rows (Gamma(R, 1) for noise),
+    p = min(1, L Q(R, max F)) (Bonferroni over the delays: conservative; Q the regularised upper
+    incomplete gamma).  Scale-free (a dead antenna noisier than the array looks the same) and coherent
+    across channels (a per-sample SNR s over n channels: F ~ R (1 + 0.785 n s^2) against the lag-one
+    coherence's ~ R n s^4)."""
+    from scipy.special import gammaincc
+
+    n_chan = data.shape[1]
+    L = 1 << int(np.ceil(np.log2(max(2 * n_chan, 2))))
+    lens = sbl[segs + 1] - sbl[segs]
+    out = np.ones(len(segs))
+    i = 0
+    while i < len(segs):
+        j = i + 1
+        while j < len(segs) and lens[i:j + 1].sum() * L <= FIRST_ORDER_BATCH:
+            j += 1
+        pos = np.concatenate([cols[sbl[s]:sbl[s + 1]] for s in segs[i:j]])
+        r = rows[pos]
+        z = data[r, :, c].astype(np.complex128)
+        if use_model:
+            z *= np.conj(model[r, :, c])
+        az = np.abs(z)
+        use = ~flag[r, :, c] & np.isfinite(az) & (az > 0)
+        u = np.where(use, z / np.where(use, az, 1.0), 0.0)
+        n_r = use.sum(axis=1)
+        good = n_r >= FIRST_ORDER_MIN_CHANNELS
+        pw = np.abs(np.fft.fft(u, n=L, axis=1)) ** 2 / np.maximum(n_r, 1)[:, None]
+        pw[~good] = 0.0
+        starts = np.concatenate([[0], np.cumsum(lens[i:j])[:-1]])
+        f = np.add.reduceat(pw, starts, axis=0).max(axis=1)
+        nr = np.add.reduceat(good.astype(float), starts)
+        with np.errstate(invalid="ignore"):
+            out[i:j] = np.where(nr > 0, np.minimum(1.0, L * gammaincc(np.maximum(nr, 1), f)), 1.0)
+        i = j
+    return out
+
+
+def _flag_no_signal(out, prior, buf, rows, dead, use_corr, n_corr, level=None):
     """1a.: a row (group position i) without signal in a parallel hand: that hand's correlation and the
     cross hands are flagged in every channel, in ``out`` and in ``prior`` (the other hand is kept: a
-    dead feed of one antenna; the extension treats them as flags of the MS), and the hand's ratios
-    leave the statistics (``buf`` NaN)."""
-    for i, k in zip(*np.nonzero(dead)):
-        row = rows[i]
+    dead feed of one antenna; the extension treats them as flags of the MS), and the hand's ratios and
+    level leave the statistics (``buf``, ``level`` NaN: the live rows of an antenna dying within the
+    block are not bursts over the dead rows' level)."""
+    for k in np.flatnonzero(dead.any(axis=0)):
+        pos = np.flatnonzero(dead[:, k])
+        r = rows[pos]
         for a in (out, prior):
-            a[row, :, use_corr[k]] = True
+            a[r, :, use_corr[k]] = True
             if n_corr == 4:
-                a[row, :, 1:3] = True
-        buf[k, :, i] = np.nan
+                a[r, :, 1:3] = True
+        buf[k][:, pos] = np.nan
+        if level is not None:
+            level[r, k] = np.nan
 
 
 #: 1c.'s antenna model: the baselines left out of the second fit (residual beyond this many robust
@@ -859,11 +977,11 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         sb = seg_bounds[(seg_bounds >= lo) & (seg_bounds <= hi)]
         cols = (so[sb[0]:sb[-1]] - lo).astype(np.int64)      # buf columns of the segments, in order
         sbl = (sb - sb[0]).astype(np.int64)
-        dead, live = _no_signal(coh, cols, sbl)
+        rows_g = order[lo:hi]
+        dead, live = _no_signal(coh, cols, sbl, sk[sb[:-1], 1:], lambda k, segs: _first_order_p(
+            data, m, use_model, out, rows_g, cols, sbl, segs, use_corr[k]))
         if dead.any():
-            _gate_dead_by_level(buf, level, order[lo:hi], cols, sbl, dead, live)
-        if dead.any():
-            _flag_no_signal(out, prior, buf, order[lo:hi], dead, use_corr, n_corr)
+            _flag_no_signal(out, prior, buf, rows_g, dead, use_corr, n_corr, level)
         _bursts(out, level, seg_rows, sb, thr, burst)
         if hi - lo < MIN_ROWS:
             if then_mad:
