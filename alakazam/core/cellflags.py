@@ -37,12 +37,14 @@ the extension again (:func:`extend`).
        channel of any strength weighs one pair -- with |z_{c+1} conj(z_c)| instead, one channel of
        20x the source on 130 made live rows look signal-free).  Carry no signal:
 
-       - *a row* with t < DEAD_T and t / Q below ROW_REL (1/5) of the t / Q of its baseline's best
-         row of the block, when that row sees the source (t >= min(STRONG_ROW_T,
-         max(DEAD_T, ROW_REF_FRAC Q))): an antenna or feed dying (or coming back) within the block.
-         Relative to t / Q, so a row with most channels flagged keeps its clean ones; the best row,
-         so an antenna alive in a single integration of the block still gives the reference (noise
-         never does: t >= DEAD_T);
+       - *a row* with t < DEAD_T and t / Q below ROW_REL (1/5) of a reference t / Q of its
+         baseline's rows of the block that see the source: the median row's, when the baseline has
+         t >= LIVE_T and that median is >= ROW_REF_FRAC, or the best row's, when its
+         t >= min(STRONG_ROW_T, max(DEAD_T, ROW_REF_BEST Q)) -- an antenna or feed dying (or coming
+         back) within the block.  Relative to t / Q, so a row with most channels flagged keeps its
+         clean ones; the median, so that rows of <= 16 channels (t <= 15 < DEAD_T) have one; the best
+         row, so that an antenna alive in a single integration of the block still gives one (noise
+         never does: t >= DEAD_T; a weak baseline's best row rarely reaches ROW_REF_BEST Q);
        - *a baseline* with t < DEAD_T while some baseline of the group has t >= STRONG_SEG_T (the
          source seen at 10 sigma), unless the first-order test (:func:`_first_order_p`: the delay
          spectrum of the unit phasors of z, summed over the rows; p-value at FIRST_ORDER_P) finds
@@ -67,9 +69,11 @@ the extension again (:func:`extend`).
        (tests/test_review_dead_scan_bandpass.py, test_review_dead_refant.py,
        test_review_two_dead.py); with the row test relative to the baseline's median row, an antenna
        dying within a block at <= 100 channels was let through, G 0.41 off
-       (tests/test_review_noisy_merge.py).  Limits: a row of fewer than 17 channels never reaches
-       DEAD_T, so an antenna dying within a block at 16 channels or fewer is left to the common
-       scatter of 1b. (its baseline is not 'live'; ~8-16% of the dead samples kept, as before 1a.);
+       (tests/test_review_noisy_merge.py).  Limits: at 16 channels or fewer a row's t / Q is a poor
+       statistic (P(t / Q > 0.12) = 16% for a noise row of 16 channels): an antenna dying within a
+       block there keeps ~4% of its dead samples (main 8%), the rest judged against the common scatter
+       (its baseline is not 'live'), and an antenna alive in fewer than half of the block's rows has
+       no reference row at all;
        a live antenna too noisy for the first-order test over a block (~R n s^2 < ~40) is flagged
        as dead, and a dead correlator baseline of a live antenna much noisier than the others is
        kept (both antennas vouched for; common scatter);
@@ -280,11 +284,10 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
                 if use_model:
                     z0 = z0 * np.conj(np.complex128(mr[chan, c]))
                     z1 = z1 * np.conj(np.complex128(mr[chan + 1, c]))
-                n0 = z0.real * z0.real + z0.imag * z0.imag      # <= ~1e154: float64 holds them
-                n1 = z1.real * z1.real + z1.imag * z1.imag
-                if n0 > 0 and n1 > 0 and n0 < np.inf and n1 < np.inf:
-                    p = z1 * np.conj(z0)
-                    inv = 1.0 / (np.sqrt(n0) * np.sqrt(n1))
+                p = z1 * np.conj(z0)
+                pn = p.real * p.real + p.imag * p.imag      # |z0|^2 |z1|^2: one square root per pair
+                if pn > 0 and pn < np.inf:                  # (float64 holds it up to |V||M| ~ 1e77)
+                    inv = 1.0 / np.sqrt(pn)
                     sr += p.real * inv
                     si += p.imag * inv
                     sq += 1.0
@@ -456,11 +459,14 @@ DEAD_T = 16.0
 #: array with two dead antennas are dead; a fully coherent baseline has t = its number of channel
 #: pairs, so a block of 4 integrations x 64 channels still reaches it) ...
 STRONG_SEG_T = 100.0
-#: ... or, for one row, the best row of its baseline in the block has t of at least
-#: min(STRONG_ROW_T, max(DEAD_T, ROW_REF_FRAC Q)) (a row's t is at most its Q channel pairs: 100 alone
-#: needs 101 channels) and the row's t / Q is below ROW_REL times the best row's
+#: ... or, for one row, its t / Q is below ROW_REL times a reference: the median row's t / Q of its
+#: baseline in the block when that is >= ROW_REF_FRAC and the baseline's t >= LIVE_T, or the best row's
+#: when its t >= min(STRONG_ROW_T, max(DEAD_T, ROW_REF_BEST Q)) (a row's t is at most its Q channel
+#: pairs: 100 alone needs 101 channels; the best of the rows of a weak baseline at a moderate SNR
+#: reaches 0.6 Q at 32 channels, and then flagged 0.15% of clean rows)
 STRONG_ROW_T = 100.0
 ROW_REF_FRAC = 0.6
+ROW_REF_BEST = 0.8
 ROW_REL = 0.2
 #: a baseline is judged against its own scatter (1c.) only when its t is at least this (6 sigma) and
 #: no row's t / Q is below ROW_REL times the median row's: one that barely shows the source, or whose
@@ -509,8 +515,10 @@ def _no_signal_rows(coh, cols, sbl, dead, live, t_seg):
                 continue
             ts = (sr * sr + si * si) / sq
             t_seg[k, s] = ts
+            ref = 0.0                   # the t / Q of a row that sees the source (0: none)
             if ts >= LIVE_T:
-                lim = ROW_REL * _median(rq, n_fin)
+                med = _median(rq, n_fin)
+                lim = ROW_REL * med
                 alike = True
                 for p in range(a, b):
                     c = cols[p]
@@ -518,8 +526,12 @@ def _no_signal_rows(coh, cols, sbl, dead, live, t_seg):
                     if q > 0 and (coh[c, k, 0] ** 2 + coh[c, k, 1] ** 2) / (q * q) < lim:
                         alike = False
                 live[k, s] = alike
-            if n_fin >= MIN_ROWS and best_t >= min(STRONG_ROW_T, max(DEAD_T, ROW_REF_FRAC * best_q)):
-                lim = ROW_REL * best_t / best_q
+                if med >= ROW_REF_FRAC:         # most rows coherent (rows of <= 16 channels: t <= 15)
+                    ref = med
+            if best_t >= min(STRONG_ROW_T, max(DEAD_T, ROW_REF_BEST * best_q)):
+                ref = max(ref, best_t / best_q)
+            if n_fin >= MIN_ROWS and ref > 0:
+                lim = ROW_REL * ref
                 for p in range(a, b):
                     c = cols[p]
                     q = coh[c, k, 2]
