@@ -105,9 +105,9 @@ def _put(ms, col, values, spectrum=False):
 
 def _solve(ms, cal, **kw):
     """akcal G (per integration by default) on 3C286; the solution sets in time order.  Without the
-    solve-time RFI flags (rfi_threshold 0): they use no weights, and flag 0.9% / 12% / 60% of the
-    Gaussian samples of an antenna with 3x / 5x / 10x the noise (measured with cellflags.flag_chunk on
-    this MS; reported) -- this module tests the weighting alone."""
+    solve-time RFI flags (rfi_threshold 0): this module tests the weighting alone.  (They use no
+    weights; they flagged 0.9% / 12% / 60% of the Gaussian samples of an antenna with 3x / 5x / 10x the
+    noise on this MS before their per-baseline scale, 0.1-0.2% after: tests/test_noisy_antenna_flags.py.)"""
     from alakazam.caltasks import akcal
 
     kw = dict(dict(jones=["G"], solint=["int"], freqint=["full"], field="3C286", refant="C00",
@@ -154,8 +154,9 @@ def test_noise_predicted_errors_with_the_column_describing_the_data(plain, tmp_p
     making weights.SIGMA_DESCRIBES name the wrong column; for 'sigma' that is the code before
     core/weights.py, which read WEIGHT for DATA) fails every case: rms z 2.16 / 2.12 / 2.16 / 2.12,
     the good antennas' 2.35 (the noisy antenna's 25x variance enters their estimates with equal
-    weight), max |z| 6.5.  (With the solve-time RFI flags on, at 10x the noise they flag 60% of the
-    noisy antenna's samples and minblperant then 80 of the 100 solutions: see _solve.)"""
+    weight), max |z| 6.5.  (With the solve-time RFI flags on, at 10x the noise they flagged 60% of the
+    noisy antenna's samples and minblperant then 80 of the 100 solutions, before their per-baseline
+    scale: see _solve.)"""
     column = "CORRECTED_DATA" if case.startswith("corrected") else "DATA"
     fn = _per_channel if case.endswith("spectrum") else _per_baseline
     ms, sig = _noisy_copy(plain, tmp_path, f"{case}.ms", fn, column=column)

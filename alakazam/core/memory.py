@@ -19,8 +19,9 @@ from ..errors import AlakazamError
 BYTES_PER_SAMPLE = 8 + 8 + 16 + 16 + 12 + 2
 
 #: bytes per visibility sample resident in the solve flow (tier 1 cache or a tier 2/3 read):
-#: DATA and MODEL_DATA as read (complex64, 8 B each), WEIGHT_SPECTRUM (float32, 4 B; WEIGHT is a
-#: broadcast view) and FLAG with its RFI-flagged copy (2 x 1 B): 22 B.  The solve's fused pass
+#: DATA and MODEL_DATA as read (complex64, 8 B each), the weight (float32, 4 B: 1/SIGMA_SPECTRUM^2 or
+#: WEIGHT_SPECTRUM, :mod:`alakazam.core.weights`; from SIGMA or WEIGHT a broadcast view) and FLAG with
+#: its RFI-flagged copy (2 x 1 B): 22 B.  The solve's fused pass
 #: (:func:`alakazam.core.averaging.accumulate_corrected`) makes no (row, chan, corr) working copy;
 #: the accumulators and Jones tables are per baseline / antenna, not per row.
 SOLVE_BYTES_PER_SAMPLE = 8 + 8 + 4 + 2
