@@ -933,7 +933,8 @@ def flag_persistent(data, model, flag, group, ant1, ant2, use_corr, threshold):
     return out, int(np.count_nonzero(out) - np.count_nonzero(flag))
 
 
-def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, threshold, then_mad=False):
+def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, threshold, then_mad=False,
+                     time=None):
     """:func:`flag_persistent` in place on ``out`` (which starts as ``prior``, the flags the channel
     extension counts from: a copy the caller owns, as 1a.'s flags are added to it -- a hand without
     signal is treated like one flagged in the MS, and never extends to the other hand's samples).
@@ -953,7 +954,15 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
     cross = ant1 != ant2
     group = np.asarray(group)
     sel = np.flatnonzero(cross)
-    order = sel[np.argsort(group[sel], kind="stable")].astype(np.int64)
+    if time is None:
+        order = sel[np.argsort(group[sel], kind="stable")].astype(np.int64)
+    else:       # a group's rows by (time, baseline), whatever the MS's row order: the statistics thin
+        # rows by position (every k-th row of a block), so the flags -- and the solutions -- of a
+        # re-ordered copy of an MS (split, concat, conversion) were not those of the original
+        t = np.asarray(time, float)[sel]
+        lo = np.minimum(ant1[sel], ant2[sel])
+        hi = np.maximum(ant1[sel], ant2[sel])
+        order = sel[np.lexsort((hi, lo, t, group[sel]))].astype(np.int64)
     if len(order) == 0:
         if then_mad:            # autocorrelations only: their per-row MAD all the same
             others = np.flatnonzero(~cross).astype(np.int64)
@@ -1120,7 +1129,7 @@ def flag_chunk(chunk, corr_types, threshold, groups=None):
     # then, group by group, the per-row MAD and the extension again (``then_mad``: the same flags as
     # rfi.mad_flag over the chunk then extend, from the ratios the channel statistics computed)
     _persistent_into(chunk.data, chunk.model, flag, prior, groups, chunk.ant1, chunk.ant2, use, threshold,
-                     then_mad=True)
+                     then_mad=True, time=chunk.time)
     return flag
 
 
