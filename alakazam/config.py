@@ -10,9 +10,10 @@ Conventions
   field, n_time=1), ``"scan"`` (one per scan), or a duration ``"120s"``, ``"5min"``, ``"2m"`` (minutes,
   as SEED.md allows in YAML), ``"1h"``, or a plain number of seconds.  Parsed by
   :func:`parse_time_interval` into :class:`TimeInterval`.
-* ``freq_interval`` per step: ``"full"``/``"inf"`` (n_freq=1 per SPW) or a width ``"4MHz"``,
-  ``"128kHz"``, ``"1GHz"``, ``"500Hz"``.  Parsed by :func:`parse_freq_interval` (width in Hz, or None
-  for full).
+* ``freq_interval`` per step: ``"full"``/``"inf"`` (n_freq=1 per SPW), a width ``"4MHz"``,
+  ``"128kHz"``, ``"1GHz"``, ``"500Hz"``, or a number of channels ``"4ch"`` (CASA's solint
+  ``'inf,4ch'``; measured: CASA 6.7 bandpass accepts it).  Parsed by :func:`parse_freq_interval`
+  (width in Hz, :class:`Channels`, or None for full).
 """
 
 from __future__ import annotations
@@ -237,9 +238,18 @@ def resolve_integrations(tint: TimeInterval, interval_s: float) -> TimeInterval:
     return TimeInterval("seconds", tint.seconds * float(interval_s), tint.text)
 
 
+class Channels(int):
+    """A frequency interval of this many channels per solution bin ('4ch'), whatever their width:
+    :func:`alakazam.plan.freq_bins` takes it as the channel count; the solution's ``freqint_hz`` attr
+    is the count times the SPW's channel width."""
+
+    channels = property(int)
+
+
 def parse_freq_interval(value, where="freq_interval"):
-    """(width_hz or None for full, text): 'full'/'inf', '4MHz', '128kHz', '1GHz', '500Hz', number = Hz."""
-    expected = "expected full, inf, or a width like 4MHz, 128kHz (or Hz as a number)"
+    """(width_hz, :class:`Channels` or None for full, text): 'full'/'inf', '4MHz', '128kHz', '1GHz',
+    '500Hz', a number = Hz, '4ch' = 4 channels."""
+    expected = "expected full, inf, a width like 4MHz, 128kHz (or Hz as a number), or channels like 4ch"
     if isinstance(value, bool):
         raise AlakazamError(f"{where}: {value!r} is not a frequency interval; {expected}")
     if isinstance(value, (int, float)):
@@ -251,6 +261,9 @@ def parse_freq_interval(value, where="freq_interval"):
     text = str(value).strip().lower()
     if text in ("full", "inf", "infinity"):
         return None, "full"
+    m = re.fullmatch(r"(\d+)\s*(ch|chan|chans|channel|channels)", text)
+    if m and int(m.group(1)) > 0:
+        return Channels(int(m.group(1))), f"{int(m.group(1))}ch"
     m = re.fullmatch(_NUM + r"\s*(hz|khz|mhz|ghz)?", text)
     if m and float(m.group(1)) > 0:
         return float(m.group(1)) * _FREQ_UNITS[m.group(2) or "hz"], str(value).strip()

@@ -90,13 +90,14 @@ def sample_bin_of_rows(group: Group, tint, scan_t0: dict[int, float], row_scan, 
 def freq_bins(freqs: np.ndarray, chan_width: float, width_hz: float | None) -> np.ndarray:
     """Solution freq-bin index (n_chan,) of each selected channel; contiguous runs of channels.
 
-    ``width_hz`` None = one bin for the whole selection; otherwise
-    n_per_bin = max(1, round(width_hz / |chan_width|)) channels per bin.
+    ``width_hz`` None = one bin for the whole selection; a :class:`alakazam.config.Channels` = that many
+    channels per bin; otherwise n_per_bin = max(1, round(width_hz / |chan_width|)) channels per bin.
     """
     n = len(freqs)
     if width_hz is None:
         return np.zeros(n, np.int64)
-    per = max(1, int(round(width_hz / abs(chan_width))))
+    chans = getattr(width_hz, "channels", None)
+    per = int(chans) if chans is not None else max(1, int(round(width_hz / abs(chan_width))))
     return np.arange(n, dtype=np.int64) // per
 
 

@@ -568,7 +568,7 @@ def _solution_set(ctx, step, g: FieldSpw, group: Group, acc, cells_t, res, cell_
         matrix_form=terms.get(jt).matrix_form, ref_ant=int(ctx.ref),
         ref_ant_name=g.active_names[ctx.ref], ant_names=g.active_names,
         solint_s=step.time_interval.solint_s, time_interval=step.time_interval.text,
-        freqint_hz=float(step.freq_interval_hz) if step.freq_interval_hz else float("inf"),
+        freqint_hz=_freqint_hz(step.freq_interval_hz, g),
         freq_interval=step.freq_interval_text, phase_only=bool(step.phase_only),
         amp_only=bool(step.amp_only),
         feed_basis=spw.feed_basis, solver_backend=cfg.solver_backend,
@@ -754,3 +754,15 @@ def _make_batch(vis_sum, model_sum, w_sum, tsamples, fbin_of_chan, n_fcell, freq
     batch = CellBatch(vis=vis, model=model, weight=weight, ant1=bl_a1.astype(np.int32),
                       ant2=bl_a2.astype(np.int32), freq=freq, n_ant=n_ant, ref_ant=int(ref))
     return batch, cells
+
+
+def _freqint_hz(width, g):
+    """The solution bin width in Hz for the HDF5 attr: inf for full, a Channels count times the SPW's
+    (selected) channel width."""
+    if not width:
+        return float("inf")
+    chans = getattr(width, "channels", None)
+    if chans is None:
+        return float(width)
+    cw = np.abs(np.asarray(g.spw.chan_width, float)[g.chans])
+    return float(chans) * (float(np.median(cw)) if cw.size else float("nan"))
