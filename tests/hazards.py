@@ -113,3 +113,19 @@ def parallel_hands_only(src, path):
                                                  valuetype=vt)), {})
             t.putcol(c, v)
     return path
+
+
+def rr_ll_ms(tmp, name, **kw):
+    """A small simulated circular-feed MS (8 antennas, 64 channels, 1 h, noise 0.1, no delays, leakage
+    or cross-hand terms, no dead antenna; ``kw`` overrides) rewritten to RR, LL only
+    (:func:`parallel_hands_only`, uGMRT's usual); returns (path, truth)."""
+    import os
+
+    from alakazam.sim.simulate import load_truth, simulate_ms
+
+    raw = os.path.join(str(tmp), name + ".raw.ms")
+    args = dict(n_ant=8, n_chan=(64,), feed="circular", duration_h=1.0, noise=0.1, seed=5, delays=False,
+                leakage=False, crosshand=False, dead_ant=False)
+    args.update(kw)
+    simulate_ms(raw, **args)
+    return parallel_hands_only(raw, os.path.join(str(tmp), name + ".ms")), load_truth(raw)

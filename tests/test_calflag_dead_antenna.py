@@ -18,23 +18,13 @@ from casacore.tables import table
 
 from alakazam.caltasks import akapply, akcal
 from alakazam.io import hdf5
-from alakazam.sim.simulate import load_truth, simulate_ms
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hazards import parallel_hands_only  # noqa: E402  (tests/hazards.py)
+from hazards import rr_ll_ms as _rr_ll_ms  # noqa: E402  (tests/hazards.py)
 
 NOISE = 0.1
 
 
-def _rr_ll_ms(tmp, name, **kw):
-    """A small simulated circular-feed MS rewritten to RR, LL only; returns (path, truth)."""
-    raw = os.path.join(str(tmp), name + ".raw.ms")
-    args = dict(n_ant=8, n_chan=(64,), feed="circular", duration_h=1.0, noise=NOISE, seed=5, delays=False,
-                leakage=False, crosshand=False, dead_ant=False)
-    args.update(kw)
-    simulate_ms(raw, **args)
-    tr = load_truth(raw)
-    return parallel_hands_only(raw, os.path.join(str(tmp), name + ".ms")), tr
 
 
 # ---------------------------------------------------------------------------------------------------

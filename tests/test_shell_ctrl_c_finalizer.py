@@ -8,17 +8,9 @@ import pytest
 from casacore.tables import table
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hazards import parallel_hands_only  # noqa: E402  (tests/hazards.py)
-from alakazam.sim.simulate import simulate_ms  # noqa: E402
+from hazards import rr_ll_ms as _rr_ll_ms  # noqa: E402  (tests/hazards.py)
 
 
-def _rr_ll_ms(tmp, name, **kw):
-    raw = os.path.join(str(tmp), name + ".raw.ms")
-    args = dict(n_ant=8, n_chan=(64,), feed="circular", duration_h=1.0, noise=0.1, seed=5, delays=False,
-                leakage=False, crosshand=False, dead_ant=False)
-    args.update(kw)
-    simulate_ms(raw, **args)
-    return parallel_hands_only(raw, os.path.join(str(tmp), name + ".ms")), None
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")     # the swallowed one
