@@ -364,35 +364,30 @@ def writer(path) -> MeasurementSet:
 
 
 @contextlib.contextmanager
+def _permitted(counts, path):
+    """Count ``path`` in ``counts`` (a permission: writes of some columns allowed) while the block runs."""
+    k = _key(path)
+    with _LOCK:
+        counts[k] = counts.get(k, 0) + 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            counts[k] -= 1
+            if not counts[k]:
+                del counts[k]
+
+
 def flag_writes(path):
     """``with flag_writes(ms):`` FLAG / FLAG_ROW of ``ms`` may be written through the handle (entered by
     :func:`alakazam.calibration.flagsafety.flag_writes` once the flag version is saved)."""
-    k = _key(path)
-    with _LOCK:
-        _FLAG_WRITES[k] = _FLAG_WRITES.get(k, 0) + 1
-    try:
-        yield
-    finally:
-        with _LOCK:
-            _FLAG_WRITES[k] -= 1
-            if not _FLAG_WRITES[k]:
-                del _FLAG_WRITES[k]
+    return _permitted(_FLAG_WRITES, path)
 
 
-@contextlib.contextmanager
 def weight_writes(path):
     """``with weight_writes(ms):`` WEIGHT / WEIGHT_SPECTRUM of ``ms`` may be written through the handle
     (entered by :func:`alakazam.core.weightbackup.weight_writes` once their backup is saved)."""
-    k = _key(path)
-    with _LOCK:
-        _WEIGHT_WRITES[k] = _WEIGHT_WRITES.get(k, 0) + 1
-    try:
-        yield
-    finally:
-        with _LOCK:
-            _WEIGHT_WRITES[k] -= 1
-            if not _WEIGHT_WRITES[k]:
-                del _WEIGHT_WRITES[k]
+    return _permitted(_WEIGHT_WRITES, path)
 
 
 def active(path):
