@@ -185,47 +185,60 @@ SCALE_CHANNELS = 32
 MIN_SCALE_SAMPLES = 16
 
 
+@njit(inline="always")
+def _bad_row(dr, mr, use_model, wr, fr, orow):
+    # one row of _bad_values (row views): orow = fr plus the row's bad values; their number
+    n_chan, n_corr = dr.shape
+    nb = 0
+    for chan in range(n_chan):
+        mbad = True                     # DATA exactly 0 in every correlation: a correlator dropout
+        for c in range(n_corr):
+            v = np.complex128(dr[chan, c])
+            if v.real != 0 or v.imag != 0:
+                mbad = False
+                break
+        if use_model and not mbad:
+            allzero = True
+            for c in range(n_corr):
+                m = np.complex128(mr[chan, c])
+                if not (np.isfinite(m.real) and np.isfinite(m.imag)):
+                    mbad = True
+                if m.real != 0 or m.imag != 0:
+                    allzero = False
+            mbad = mbad or allzero
+        for c in range(n_corr):
+            if fr[chan, c]:
+                orow[chan, c] = True
+                continue
+            v = np.complex128(dr[chan, c])
+            w = np.float64(wr[chan, c])
+            if mbad or not (np.isfinite(v.real) and np.isfinite(v.imag)) or not np.isfinite(w) or w < 0:
+                orow[chan, c] = True
+                nb += 1
+            else:
+                orow[chan, c] = False       # every element written: ``out`` may be np.empty
+    return nb
+
+
 @njit
 def _bad_values(start, stride, data, model, weight, flag, out, use_model):
     # rows start, start + stride, ... (_numba.threaded; each row writes only out[row])
-    n_row, n_chan, n_corr = data.shape
     n_bad = 0
-    for row in range(start, n_row, stride):
-        nb = 0
-        dr = data[row]             # row views (2-d indexing in the inner loops)
-        mr = model[row] if use_model else model[0]
-        wr = weight[row]
-        fr = flag[row]
-        orow = out[row]
-        for chan in range(n_chan):
-            mbad = True                     # DATA exactly 0 in every correlation: a correlator dropout
-            for c in range(n_corr):
-                v = np.complex128(dr[chan, c])
-                if v.real != 0 or v.imag != 0:
-                    mbad = False
-                    break
-            if use_model and not mbad:
-                allzero = True
-                for c in range(n_corr):
-                    m = np.complex128(mr[chan, c])
-                    if not (np.isfinite(m.real) and np.isfinite(m.imag)):
-                        mbad = True
-                    if m.real != 0 or m.imag != 0:
-                        allzero = False
-                mbad = mbad or allzero
-            for c in range(n_corr):
-                if fr[chan, c]:
-                    orow[chan, c] = True
-                    continue
-                v = np.complex128(dr[chan, c])
-                w = np.float64(wr[chan, c])
-                if mbad or not (np.isfinite(v.real) and np.isfinite(v.imag)) or not np.isfinite(w) or w < 0:
-                    orow[chan, c] = True
-                    nb += 1
-                else:
-                    orow[chan, c] = False       # every element written: ``out`` may be np.empty
-        n_bad += nb
+    for row in range(start, data.shape[0], stride):
+        # row views (2-d indexing in the inner loops)
+        n_bad += _bad_row(data[row], model[row] if use_model else model[0], use_model, weight[row], flag[row],
+                          out[row])
     return n_bad
+
+
+@njit
+def _bad_values_rows(start, stride, rows, data, model, weight, flag, out, prior, use_model):
+    # _bad_values of rows[start::stride] (_numba.threaded), each also copied to prior[row]
+    for i in range(start, len(rows), stride):
+        row = rows[i]
+        _bad_row(data[row], model[row] if use_model else model[0], use_model, weight[row], flag[row],
+                 out[row])
+        prior[row, :, :] = out[row]
 
 
 def flag_bad_values(data, model, weight, flag):
@@ -244,7 +257,7 @@ def flag_bad_values(data, model, weight, flag):
 
 @njit
 def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, use_model, level, buf, stride,
-                       xkeep, keep_x, coh):
+                       xkeep, keep_x, coh, fuse_bad, flag_in, weight, prior):
     # one row-parallel pass over the rows[lo:hi] of a group (each row writes its own level and its own
     # column of buf: race-free): level[row, k] = median of x over the row's unflagged channels, every
     # stride-th (NaN when too few), buf[k, chan, i] = x / level (float32; NaN: flagged or unusable), so
@@ -254,6 +267,9 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
     # interleaved rows would have both threads writing the same cache lines of buf, measured 2x slower)
     # ``keep_x``: the ratios of row rows[lo + i] are written to xkeep[i] (the per-row MAD then reads
     # them instead of computing them again, :func:`_persistent_into`)
+    # ``fuse_bad``: out[row] is first made flag_in[row] plus the row's bad values (:func:`_bad_row`) and
+    # copied to prior[row] -- flag_chunk's first stage in the same pass over the row (the row's data
+    # is read once; the same flags)
     n_chan, n_corr = data.shape[1], data.shape[2]
     scratch = np.empty((n_chan, n_corr), np.float32)
     xs = np.empty(n_chan)
@@ -261,6 +277,10 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
     for i in range(start * per, min((start + 1) * per, hi - lo)):
         row = rows[lo + i]
         orow = out[row]
+        if fuse_bad:
+            _bad_row(data[row], model[row] if use_model else model[0], use_model, weight[row], flag_in[row],
+                     orow)
+            prior[row, :, :] = orow
         xr = xkeep[i] if keep_x else scratch
         row_ratios(data[row], model[row] if use_model else model[0], use_model, xr)
         for k in range(len(use_corr)):
@@ -640,7 +660,8 @@ def _first_order_p(data, model, use_model, flag, rows, cols, sbl, segs, c):
             z *= np.conj(model[r, :, c])
         az = np.abs(z)
         use = ~flag[r, :, c] & np.isfinite(az) & (az > 0)
-        u = np.where(use, z / np.where(use, az, 1.0), 0.0)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):   # non-finite z: not used
+            u = np.where(use, z / np.where(use, az, 1.0), 0.0)
         n_r = use.sum(axis=1)
         good = n_r >= FIRST_ORDER_MIN_CHANNELS
         pw = np.abs(np.fft.fft(u, n=L, axis=1)) ** 2 / np.maximum(n_r, 1)[:, None]
@@ -894,16 +915,88 @@ THREADED_MIN_SAMPLES = 32768
 def _extend_rows_threaded(flag, prior, rows, bad, use_corr):
     """:func:`_extend_rows` (with a prior) of one large group, its two row passes on the thread pool
     (the same flags: the counts are sums, each row is written by one thread); a small group (fewer than
-    :data:`THREADED_MIN_SAMPLES` row-channels) serially: the pool's hand-over costs more than its work."""
+    :data:`THREADED_MIN_SAMPLES` row-channels) serially: the pool's hand-over costs more than its work.
+    On C-contiguous flags of 1, 2 or 4 correlations the passes read each channel's flags as one word
+    (:func:`_words`: the same counts and flags, branch-free and vectorised, ~5x faster)."""
     if len(rows) == 0:
         return
     if len(rows) * flag.shape[1] < THREADED_MIN_SAMPLES:
         _extend_rows(flag, prior, np.bool_(True), rows, bad, use_corr)
         return
     counts = np.zeros((numba.get_num_threads(), 2, flag.shape[1]), np.int64)
-    threaded(_count_new, len(rows), flag, prior, np.bool_(True), rows, use_corr, counts)
+    w = _words(flag, prior, use_corr)
+    if w is None:
+        threaded(_count_new, len(rows), flag, prior, np.bool_(True), rows, use_corr, counts)
+        _grow_channels(bad, counts)
+        threaded(_flag_extended, len(rows), flag, prior, np.bool_(True), rows, bad, use_corr)
+        return
+    fw, pw, mask, ones = w
+    threaded(_count_new_words, len(rows), fw, pw, rows, mask, counts)
     _grow_channels(bad, counts)
-    threaded(_flag_extended, len(rows), flag, prior, np.bool_(True), rows, bad, use_corr)
+    threaded(_flag_extended_words, len(rows), fw, pw, rows, bad, mask, ones)
+
+
+_WORD = {1: np.uint8, 2: np.uint16, 4: np.uint32}
+
+
+def _words(flag, prior, use_corr):
+    """``(fw, pw, mask, ones)``: ``flag`` and ``prior`` (n_row, n_chan, n_corr) bool viewed as
+    (n_row, n_chan) unsigned words, one per channel (byte c of a word = correlation c: little-endian),
+    ``mask`` the word with bit 0 of each byte of ``use_corr`` set and ``ones`` the word of every
+    correlation True; None when the layout does not allow it (other n_corr, non-contiguous, big-endian).
+    A numpy bool is the byte 0 or 1, so for a word p of prior flags ``(p ^ mask) & mask`` has a bit set
+    exactly for the correlations of ``use_corr`` not flagged before (available), and ``& f`` with the
+    flags now for those newly flagged (:func:`_row_available_and_new`)."""
+    import sys
+
+    n_corr = flag.shape[2]
+    dt = _WORD.get(n_corr)
+    if (dt is None or sys.byteorder != "little" or flag.dtype != np.bool_ or prior.dtype != np.bool_
+            or not flag.flags.c_contiguous or not prior.flags.c_contiguous or flag.shape != prior.shape):
+        return None
+    mask = 0
+    for c in np.asarray(use_corr, np.int64):
+        mask |= 1 << (8 * int(c))
+    ones = sum(1 << (8 * c) for c in range(n_corr))
+    shape = flag.shape[:2]
+    return (flag.view(dt).reshape(shape), prior.view(dt).reshape(shape), dt(mask), dt(ones))
+
+
+@njit
+def _count_new_words(start, stride, fw, pw, rows, mask, counts):
+    # _count_new on the word views (_words): the same counts
+    n_chan = fw.shape[1]
+    na = counts[start, 0]
+    nf = counts[start, 1]
+    for i in range(start, len(rows), stride):
+        f = fw[rows[i]]
+        p = pw[rows[i]]
+        for chan in range(n_chan):
+            av = (p[chan] ^ mask) & mask
+            na[chan] += av != 0
+            nf[chan] += (av & f[chan]) != 0
+
+
+@njit
+def _flag_extended_words(start, stride, fw, pw, rows, bad, mask, ones):
+    # _flag_extended on the word views (_words): the same flags
+    n_chan = fw.shape[1]
+    for i in range(start, len(rows), stride):
+        f = fw[rows[i]]
+        p = pw[rows[i]]
+        rna = 0
+        rnf = 0
+        for chan in range(n_chan):
+            av = (p[chan] ^ mask) & mask
+            a = av != 0
+            rna += a
+            rnf += ((av & f[chan]) != 0) | (bad[chan] & a)
+        if rna > 0 and rnf > GROW * rna:
+            f[:] = ones
+        else:
+            for chan in range(n_chan):
+                if bad[chan]:
+                    f[chan] = ones
 
 
 def parallel_hands(corr_types):
@@ -934,7 +1027,7 @@ def flag_persistent(data, model, flag, group, ant1, ant2, use_corr, threshold):
 
 
 def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, threshold, then_mad=False,
-                     time=None):
+                     time=None, bad_in=None):
     """:func:`flag_persistent` in place on ``out`` (which starts as ``prior``, the flags the channel
     extension counts from: a copy the caller owns, as 1a.'s flags are added to it -- a hand without
     signal is treated like one flagged in the MS, and never extends to the other hand's samples).
@@ -944,9 +1037,16 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
     the MAD from the ratios the statistics' pass computed (kept per group up to
     :data:`KEEP_X_BYTES`), and the rows outside the groups (autocorrelations) the MAD after them: the
     flags of :func:`flag_chunk`'s stages one after the other over the whole chunk, as each stage
-    reads and writes only the rows of one group (or one row)."""
+    reads and writes only the rows of one group (or one row).
+
+    ``bad_in`` = (flag, weight): ``out`` and ``prior`` are not filled yet; every row first gets
+    :func:`flag_bad_values`' flags from them (into ``out``, copied to ``prior``) -- the cross-correlation
+    rows in the channel statistics' pass (one read of each row's data), the others before the groups.
+    Needs threshold > 0 and channels (flag_chunk's path)."""
     n_row, n_chan = data.shape[:2]
     if threshold is None or threshold <= 0 or n_row == 0 or n_chan == 0:
+        if bad_in is not None:
+            raise ValueError("bad_in needs threshold > 0, rows and channels")
         return
     use_model = model is not None
     m = model if use_model else np.zeros((1, 1, 1), np.complex64)
@@ -963,6 +1063,16 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         lo = np.minimum(ant1[sel], ant2[sel])
         hi = np.maximum(ant1[sel], ant2[sel])
         order = sel[np.lexsort((hi, lo, t, group[sel]))].astype(np.int64)
+    if bad_in is not None:
+        fuse = True
+        flag_in = np.asarray(bad_in[0], np.bool_)
+        w_in = np.broadcast_to(bad_in[1], data.shape)
+        rest = np.flatnonzero(~cross).astype(np.int64)       # the rows no group's pass reads
+        if len(rest):
+            threaded(_bad_values_rows, len(rest), rest, data, m, w_in, flag_in, out, prior, use_model)
+    else:
+        fuse = False
+        flag_in, w_in = out, _NO_WEIGHT
     if len(order) == 0:
         if then_mad:            # autocorrelations only: their per-row MAD all the same
             others = np.flatnonzero(~cross).astype(np.int64)
@@ -1000,7 +1110,7 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         xkeep = x_all[:hi - lo] if keep_x else _NO_X
         coh = np.zeros((hi - lo, n_k, 3))
         threaded(_levels_and_ratios, hi - lo, data, m, out, order, lo, hi, use_corr, use_model, level, buf,
-                 stride, xkeep, keep_x, coh)
+                 stride, xkeep, keep_x, coh, fuse, flag_in, w_in, prior)
         sb = seg_bounds[(seg_bounds >= lo) & (seg_bounds <= hi)]
         cols = (so[sb[0]:sb[-1]] - lo).astype(np.int64)      # buf columns of the segments, in order
         sbl = (sb - sb[0]).astype(np.int64)
@@ -1041,6 +1151,9 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
 #: MAD computes them again)
 KEEP_X_BYTES = 256 << 20
 _NO_X = np.zeros((1, 1, 1), np.float32)
+#: the weights :func:`_levels_and_ratios` does not read (not fusing the bad values): a broadcast
+#: float32 view, the type of the weights read from SIGMA / WEIGHT (one compile for both uses)
+_NO_WEIGHT = np.broadcast_to(np.float32(0), (1, 1, 1))
 
 
 def _mad_and_extend(data, m, use_model, out, prior, rows, xkeep, keep_x, thr, use_corr):
@@ -1114,10 +1227,12 @@ def flag_chunk(chunk, corr_types, threshold, groups=None):
     ``threshold > 0``) on the row groups ``groups`` (default :func:`stat_blocks` of the chunk).
     Returns the new flag array (``chunk.flag`` is not modified)."""
 
-    flag, _ = flag_bad_values(chunk.data, chunk.model, chunk.weight, chunk.flag)
-    if threshold is None or threshold <= 0 or chunk.n_row == 0:
-        return flag
-    prior = flag.copy()                 # what the RFI stages below start from (extension counts theirs)
+    if threshold is None or threshold <= 0 or chunk.n_row == 0 or chunk.data.shape[1] == 0:
+        return flag_bad_values(chunk.data, chunk.model, chunk.weight, chunk.flag)[0]
+    # the bad values first: computed row by row in the channel statistics' pass (``bad_in``), into
+    # ``flag`` and ``prior`` (what the RFI stages below start from: extension counts only theirs)
+    flag = np.empty(chunk.data.shape, np.bool_)
+    prior = np.empty(chunk.data.shape, np.bool_)
     if groups is None:
         groups = stat_blocks(chunk.scan, chunk.time)
     # the channel statistics first: a persistent RFI channel left in the rows would bias the per-row
@@ -1129,7 +1244,7 @@ def flag_chunk(chunk, corr_types, threshold, groups=None):
     # then, group by group, the per-row MAD and the extension again (``then_mad``: the same flags as
     # rfi.mad_flag over the chunk then extend, from the ratios the channel statistics computed)
     _persistent_into(chunk.data, chunk.model, flag, prior, groups, chunk.ant1, chunk.ant2, use, threshold,
-                     then_mad=True, time=chunk.time)
+                     then_mad=True, time=chunk.time, bad_in=(chunk.flag, chunk.weight))
     return flag
 
 
