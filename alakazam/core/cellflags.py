@@ -150,6 +150,7 @@ from functools import partial
 
 import numba
 import numpy as np
+from numba.extending import overload
 
 from .._numba import njit, threaded
 from . import rfi
@@ -186,8 +187,64 @@ MIN_SCALE_SAMPLES = 16
 
 
 @njit(inline="always")
+def _bad_row_flat(dr, mr, use_model, wr, fr, orow):
+    # _bad_row_2d on C-contiguous data and model rows: a flat (vectorised) pass over the samples first
+    # (one code byte each: bit 0 DATA non-finite, 1 DATA non-zero, 2 MODEL non-finite, 3 MODEL
+    # non-zero), then the per-channel decisions from the codes -- the same flags and count
+    n_chan, n_corr = dr.shape
+    n = n_chan * n_corr
+    d1 = dr.reshape(n)
+    code = np.empty(n, np.uint8)
+    if use_model:
+        m1 = mr.reshape(n)
+        for i in range(n):
+            v = d1[i]
+            m = m1[i]
+            code[i] = (np.uint8(not (np.isfinite(v.real) and np.isfinite(v.imag)))
+                       | (np.uint8((v.real != 0) | (v.imag != 0)) << 1)
+                       | (np.uint8(not (np.isfinite(m.real) and np.isfinite(m.imag))) << 2)
+                       | (np.uint8((m.real != 0) | (m.imag != 0)) << 3))
+    else:
+        for i in range(n):
+            v = d1[i]
+            code[i] = (np.uint8(not (np.isfinite(v.real) and np.isfinite(v.imag)))
+                       | (np.uint8((v.real != 0) | (v.imag != 0)) << 1))
+    nb = 0
+    for chan in range(n_chan):
+        acc = np.uint8(0)
+        for c in range(n_corr):
+            acc |= code[chan * n_corr + c]
+        # all DATA exactly 0 (a correlator dropout), or a MODEL non-finite or all 0 in the channel
+        mbad = (acc & 2) == 0 or (use_model and ((acc & 4) != 0 or (acc & 8) == 0))
+        for c in range(n_corr):
+            if fr[chan, c]:
+                orow[chan, c] = True
+                continue
+            w = np.float64(wr[chan, c])
+            if mbad or (code[chan * n_corr + c] & 1) != 0 or not np.isfinite(w) or w < 0:
+                orow[chan, c] = True
+                nb += 1
+            else:
+                orow[chan, c] = False
+    return nb
+
+
 def _bad_row(dr, mr, use_model, wr, fr, orow):
-    # one row of _bad_values (row views): orow = fr plus the row's bad values; their number
+    """Typing stub: :func:`_bad_row_flat` for C-contiguous data and model rows, else
+    :func:`_bad_row_2d` -- orow = fr plus the row's bad values; their number."""
+    raise NotImplementedError("compiled only")
+
+
+@overload(_bad_row, inline="always")
+def _bad_row_impl(dr, mr, use_model, wr, fr, orow):
+    if dr.layout == "C" and mr.layout == "C":
+        return lambda dr, mr, use_model, wr, fr, orow: _bad_row_flat(dr, mr, use_model, wr, fr, orow)
+    return lambda dr, mr, use_model, wr, fr, orow: _bad_row_2d(dr, mr, use_model, wr, fr, orow)
+
+
+@njit(inline="always")
+def _bad_row_2d(dr, mr, use_model, wr, fr, orow):
+    # one row of _bad_values (row views of any layout): orow = fr plus the row's bad values; their number
     n_chan, n_corr = dr.shape
     nb = 0
     for chan in range(n_chan):

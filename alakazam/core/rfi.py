@@ -24,6 +24,7 @@ the mean of the two middle values for an even count).
 """
 
 import numpy as np
+from numba.extending import overload
 
 from .._numba import njit, threaded
 from ..errors import AlakazamError
@@ -137,13 +138,9 @@ def _row_ratios64(dr, mr, use_model, xr):
             xr[chan, corr] = np.float32(np.sqrt(v2 / m2) if m2 > 0 else np.sqrt(v2))
 
 
-@njit
-def row_ratios(dr, mr, use_model, xr):
-    """x = |V| / |M| (|V| where |M| = 0 or without a model) of every (channel, correlation) of one row
-    (the row views ``dr``, ``mr``), in float32 into ``xr`` (n_chan, n_corr): no branch per sample, so
-    the loop is vectorised.  A row where a float32 square or quotient left float32's normal range
-    (|V| or |M| beyond ~1e19 or below ~1e-19, or x beyond that) is recomputed in float64: x is |V| / |M|
-    to float32 rounding at every scale, non-finite only where x itself is beyond float32's range."""
+@njit(inline="always")
+def _ratios_2d(dr, mr, use_model, xr):
+    # row_ratios' float32 pass on row views of any layout; the number of samples to redo in float64
     n_chan, n_corr = dr.shape
     n_bad = np.int64(0)
     if use_model:
@@ -169,7 +166,63 @@ def row_ratios(dr, mr, use_model, xr):
                 xr[chan, corr] = np.sqrt(v2)
                 vz = (v.real == 0) & (v.imag == 0)
                 n_bad += np.int64(not ((((v2 >= _TINY32) | vz) & (v2 <= _HUGE32)) | (v2 != v2)))
-    if n_bad:
+    return n_bad
+
+
+@njit(inline="always")
+def _ratios_flat(dr, mr, use_model, xr):
+    # _ratios_2d on C-contiguous row views, as one loop over (channel, correlation) in memory order:
+    # the same operations per sample, and the loop vectorises (measured 2.8x faster than the nested
+    # loops, whose 4-long inner loop over the correlations did not)
+    n = dr.size
+    d1 = dr.reshape(n)
+    x1 = xr.reshape(n)
+    n_bad = np.int64(0)
+    if use_model:
+        m1 = mr.reshape(n)
+        for i in range(n):
+            v = d1[i]
+            m = m1[i]
+            v2 = np.float32(v.real * v.real + v.imag * v.imag)
+            m2 = np.float32(m.real * m.real + m.imag * m.imag)
+            q = v2 / m2 if m2 > 0 else v2
+            x1[i] = np.sqrt(q)
+            vz = (v.real == 0) & (v.imag == 0)
+            mz = (m.real == 0) & (m.imag == 0)
+            ok = (((((v2 >= _TINY32) & (q >= _TINY32)) | vz) & (q <= _HUGE32)
+                   & ((m2 >= _TINY32) | mz | (m2 != m2))) | (v2 != v2))
+            n_bad += np.int64(not ok)
+    else:
+        for i in range(n):
+            v = d1[i]
+            v2 = np.float32(v.real * v.real + v.imag * v.imag)
+            x1[i] = np.sqrt(v2)
+            vz = (v.real == 0) & (v.imag == 0)
+            n_bad += np.int64(not ((((v2 >= _TINY32) | vz) & (v2 <= _HUGE32)) | (v2 != v2)))
+    return n_bad
+
+
+def _ratios(dr, mr, use_model, xr):
+    """Typing stub: :func:`_ratios_flat` for C-contiguous row views, else :func:`_ratios_2d`."""
+    raise NotImplementedError("compiled only")
+
+
+@overload(_ratios, inline="always")
+def _ratios_impl(dr, mr, use_model, xr):
+    if dr.layout == "C" and mr.layout == "C" and xr.layout == "C":
+        return lambda dr, mr, use_model, xr: _ratios_flat(dr, mr, use_model, xr)
+    return lambda dr, mr, use_model, xr: _ratios_2d(dr, mr, use_model, xr)
+
+
+@njit
+def row_ratios(dr, mr, use_model, xr):
+    """x = |V| / |M| (|V| where |M| = 0 or without a model) of every (channel, correlation) of one row
+    (the row views ``dr``, ``mr``), in float32 into ``xr`` (n_chan, n_corr): no branch per sample, so
+    the loop is vectorised (one flat loop on C-contiguous rows, :func:`_ratios_flat`).  A row where a
+    float32 square or quotient left float32's normal range (|V| or |M| beyond ~1e19 or below ~1e-19,
+    or x beyond that) is recomputed in float64: x is |V| / |M| to float32 rounding at every scale,
+    non-finite only where x itself is beyond float32's range."""
+    if _ratios(dr, mr, use_model, xr):
         _row_ratios64(dr, mr, use_model, xr)
 
 

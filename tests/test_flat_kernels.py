@@ -1,0 +1,75 @@
+"""The per-row kernels of the solve-time flags take a flat (vectorised) path on C-contiguous rows and a
+nested-loop path on other layouts (a channel selection's views): both give exactly the same values
+(rfi.row_ratios: the ratios x; cellflags.flag_bad_values: the flags and their count), hazards included
+(NaN, zeros, infinities, values beyond float32's normal range)."""
+
+import numpy as np
+import pytest
+
+from alakazam.core import cellflags, rfi
+
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+
+
+def _rows(seed, n_row=40, n_chan=64, n_corr=4):
+    rng = np.random.default_rng(seed)
+    shape = (n_row, n_chan, n_corr)
+    d = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    m = (1 + 0.1 * rng.standard_normal(shape) + 0j).astype(np.complex64)
+    d[rng.random(shape) < 0.02] = np.nan
+    d[rng.random(shape) < 0.02] = 0
+    d[3, :, :] = 0                                        # a dropout row
+    d[4, 10:14, :] = 0                                    # dropout channels
+    m[rng.random(shape) < 0.02] = np.inf
+    m[5, 20:22, :] = 0                                    # model all zero in two channels
+    d[6] *= np.float32(1e25)                              # beyond float32's normal squares
+    m[7] *= np.float32(1e-25)                            # (inf * 1e-25: inf + nan j, still bad)
+    w = rng.uniform(0.5, 2, (n_row, n_corr)).astype(np.float32)
+    w[8, 1] = -1
+    w[9, 2] = np.nan
+    f = rng.random(shape) < 0.05
+    return d, m, w, f
+
+
+def _strided(a):
+    """The same values as a view whose rows are not C-contiguous (every other channel of a bigger array)."""
+    big = np.zeros((a.shape[0], 2 * a.shape[1], a.shape[2]), a.dtype)
+    big[:, ::2] = a
+    return big[:, ::2]
+
+
+@pytest.mark.parametrize("use_model", [True, False])
+def test_row_ratios_flat_equals_nested(use_model):
+    d, m, _, _ = _rows(1)
+    dc, mc = d, m
+    ds, ms = _strided(d), _strided(m)
+    assert dc[0].flags.c_contiguous and not ds[0].flags.c_contiguous
+    for r in range(len(d)):
+        xa = np.empty(dc[r].shape, np.float32)
+        xb = np.empty(dc[r].shape, np.float32)
+        rfi.row_ratios(dc[r], mc[r], use_model, xa)
+        rfi.row_ratios(ds[r], ms[r], use_model, xb)
+        np.testing.assert_array_equal(xa, xb)
+        # the float64 definition (within float32 rounding) where it is finite
+        v = np.abs(dc[r].astype(np.complex128))
+        mm = np.abs(mc[r].astype(np.complex128))
+        with np.errstate(all="ignore"):
+            ref = np.where(mm > 0, v / mm, v) if use_model else v
+        ok = np.isfinite(ref) & (ref < 1e38) & np.isfinite(mc[r])     # (a NaN model part: x = |V|)
+        np.testing.assert_allclose(xa[ok], ref[ok], rtol=1e-6, err_msg=f"row {r}")
+
+
+def test_bad_values_flat_equals_nested():
+    d, m, w, f = _rows(2)
+    wb = np.broadcast_to(w[:, None, :], d.shape)
+    a, na = cellflags.flag_bad_values(d, m, wb, f)
+    b, nb = cellflags.flag_bad_values(_strided(d), _strided(m), wb, _strided(f))
+    np.testing.assert_array_equal(a, b)
+    assert na == nb > 0
+    assert a[3].all() and a[4, 10:14].all() and a[5, 20:22].all() and a[8, :, 1].all() and a[9, :, 2].all()
+    # without a model
+    a, na = cellflags.flag_bad_values(d, None, wb, f)
+    b, nb = cellflags.flag_bad_values(_strided(d), None, wb, _strided(f))
+    np.testing.assert_array_equal(a, b)
+    assert na == nb
+    assert not a[5, 20:22].all()          # the all-zero model is not a reason without a model
