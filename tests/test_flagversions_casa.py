@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -211,8 +212,9 @@ def test_version_of_another_ms_refused_before_writing(ms, tmp_path):
 
 
 def test_save_killed_midway_leaves_no_version(ms, tmp_path):
-    """SIGKILL while the table is being written: no flags.<name>, nothing listed; the next save removes
-    the leftover and takes the same name."""
+    """SIGKILL while the first version is being written: no <ms>.flagversions (it is made beside the MS
+    under a temporary name and renamed into place whole), nothing listed; the next save removes the
+    leftover and takes the same name."""
     saved = flags(ms)
     script = tmp_path / "killme.py"
     script.write_text(textwrap.dedent(f"""
@@ -237,11 +239,15 @@ def test_save_killed_midway_leaves_no_version(ms, tmp_path):
         if p.poll() is None:
             p.kill()
     d = ms + ".flagversions"
-    left = os.listdir(d)
+    assert not os.path.exists(d)
+    stage = [f for f in os.listdir(tmp_path) if f.startswith(".tmp-v.ms.flagversions.")]
+    assert stage == [f".tmp-v.ms.flagversions.{socket.gethostname()}.{p.pid}"], os.listdir(tmp_path)
+    left = os.listdir(tmp_path / stage[0])
     assert len(left) == 1 and left[0].startswith(".tmp.") and left[0].endswith(".flags.akflag_1"), left
     assert flagversions.list_versions(ms) == [] and flagversions.version_path(ms, "akflag_1") is None
     assert flagversions.save(ms, task="akflag") == "akflag_1"
-    assert sorted(os.listdir(d)) == ["FLAG_VERSION_LIST", "flags.akflag_1"]       # leftover removed
+    assert sorted(os.listdir(d)) == ["FLAG_VERSION_LIST", "flags.akflag_1"]
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]     # leftover removed
     assert_same(flags(d + "/flags.akflag_1"), saved)
 
 
@@ -255,7 +261,9 @@ def test_save_failing_midway_leaves_nothing(ms, monkeypatch):
     # said as a full disk (core/diskspace.py), with the system's own words, after the cleanup
     with pytest.raises(AlakazamError, match=r"disk is full .*No space left on device"):
         flagversions.save(ms, task="akapply")
-    assert os.listdir(ms + ".flagversions") == []
+    # not even the directory (it stayed, empty, before), nor its temporary beside the MS
+    assert not os.path.exists(ms + ".flagversions")
+    assert not [f for f in os.listdir(os.path.dirname(ms)) if f.startswith(".tmp")]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -20,9 +20,15 @@ combine them elementwise with the current ones, FLAG and FLAG_ROW alike -- what 
 (tests/test_flagversions_casa.py compares with it when CASA is installed).
 
 Safety: a version is written under a temporary name (``.tmp.<host>.<pid>.flags.<name>``), fsynced and
-renamed into place, and only then listed, so a process killed at any moment (also during the FLAG write
-that follows a save) leaves either no version or a complete one; a later save removes the temporary
-leftovers of processes that no longer run.  The list is rewritten the same way; delete unlists first.
+renamed into place, and listed as one step (SIGINT / SIGTERM held in between; a failure to list it
+removes it), so a process killed at any moment (also during the FLAG write that follows a save) leaves
+either no version or a complete one, and a half-written table is never listed.  The first version of
+an MS is made with its directory: ``<ms>.flagversions`` is built beside the MS as
+``.tmp-<ms>.flagversions.<host>.<pid>`` (the version table and FLAG_VERSION_LIST) and renamed into
+place whole, so an interrupt or error before that leaves no ``<ms>.flagversions`` (an empty one stayed
+behind before) and never touches a directory that already existed.  A later save removes the temporary
+leftovers of processes that no longer run (a kill -9).  The list is rewritten the same way; delete
+unlists first.
 FLAG is read and written in row chunks (``CHUNK_ROWS``), so memory stays bounded by a chunk.
 """
 
@@ -89,7 +95,11 @@ def _read_list(ms) -> List[tuple]:
 
 
 def _write_list(ms, entries):
-    d = versions_dir(ms)
+    _write_list_in(versions_dir(ms), entries)
+
+
+def _write_list_in(d, entries):
+    """Write FLAG_VERSION_LIST in the directory ``d`` (a temporary file fsynced and renamed into place)."""
     p = os.path.join(d, LIST_NAME)
     tmp = p + ".tmp"
     with open(tmp, "w") as fh:
@@ -207,7 +217,8 @@ def save(ms, task="akflag", comment="", name=None) -> str:
     from .ms_io import check_ms
 
     check_ms(ms)
-    if name is None:
+    auto = name is None
+    if auto:
         name = next_name(ms, task)
     elif name_error(name):
         raise AlakazamError(f"versionname: {name_error(name)}")
@@ -216,28 +227,125 @@ def save(ms, task="akflag", comment="", name=None) -> str:
         raise AlakazamError(f"versionname: {name!r} already exists in {versions_dir(ms)}; delete it first "
                             "or choose another name")
     d = versions_dir(ms)
+    if os.path.lexists(d) and not os.path.isdir(d):
+        raise AlakazamError(f"{d} exists and is not a directory (a file, or a symlink to a missing "
+                            "directory); flag versions of the MS are saved there: move it away first")
     from . import diskspace         # FLAG as bits, checked before writing (core/diskspace.py)
     diskspace.require(d, diskspace.flag_bytes(ms), f"flag version {name!r} in {d}")
-    os.makedirs(d, exist_ok=True)
-    _clean_stale_tmp(d)
+    _clean_stale_stages(ms)
+    if os.path.isdir(d):
+        _clean_stale_tmp(d)
     when = _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime())
-    tmp = os.path.join(d, _tmp_name(name))
-    _remove(tmp)
+    text = str(comment) if comment else task        # its FLAG_VERSION_LIST comment
+    stage = tmp = None
     try:
+        if not os.path.isdir(d):
+            # the first version: the directory is made beside the MS under a temporary name, with the
+            # version and its list, and renamed into place whole (_publish) -- an interrupt or an error
+            # before that leaves nothing new (before: an empty <ms>.flagversions stayed behind)
+            stage = _stage_path(ms)
+            _remove(stage)              # this process's own, from an earlier interrupted save
+            os.mkdir(stage)
+        tmp = os.path.join(stage or d, _tmp_name(name))
+        _remove(tmp)
         with table(str(ms), ack=False) as t:
             flagtable.write(t, tmp, flagtable.ddid_rows(t, 10 * CHUNK_ROWS), CHUNK_ROWS, saved=when)
-        os.rename(tmp, _table_path(ms, name))
+        if stage is not None:
+            os.rename(tmp, os.path.join(stage, f"flags.{name}"))
+            tmp = os.path.join(stage, f"flags.{name}")
+            _write_list_in(stage, [(name, text)])
+            if _publish(stage, d):
+                stage = tmp = None
+                return name
+            # another process made the directory meanwhile: the version joins it as below
+            if auto:
+                name = next_name(ms, task)
+        _install(ms, tmp, name, text)
+        tmp = None
     except BaseException as e:
-        _remove(tmp)
+        if tmp is not None:
+            _remove(tmp)
         full = diskspace.translate(e, d, f"flag version {name!r}")
         if full is not None:
             raise full from e
         raise
-    _fsync_dir(d)
-    entries = [e for e in _read_list(ms) if e[0] != name]
-    entries.append((name, str(comment) if comment else task))
-    _write_list(ms, entries)
+    finally:
+        if stage is not None:       # what is left of this save's directory (none once published)
+            _remove(stage)
     return name
+
+
+def _stage_prefix(ms) -> str:
+    """The name (in the MS's directory) of a ``<ms>.flagversions`` being made by a process of this host,
+    without the process id (:func:`_stage_path`)."""
+    return f".tmp-{os.path.basename(versions_dir(ms))}.{socket.gethostname()}."
+
+
+def _stage_path(ms) -> str:
+    """Where this process makes ``<ms>.flagversions`` with its first version before renaming it into
+    place: ``.tmp-<ms>.flagversions.<host>.<pid>`` beside the MS."""
+    parent = os.path.dirname(os.path.abspath(versions_dir(ms)))
+    return os.path.join(parent, f"{_stage_prefix(ms)}{os.getpid()}")
+
+
+def _clean_stale_stages(ms):
+    """Remove the ``<ms>.flagversions`` being made (:func:`_stage_path`) by processes of this host that no
+    longer run (a kill -9 during the first save)."""
+    parent = os.path.dirname(os.path.abspath(versions_dir(ms)))
+    pre = _stage_prefix(ms)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for f in names:
+        if not f.startswith(pre) or not f[len(pre):].isdigit() or int(f[len(pre):]) == os.getpid():
+            continue
+        try:
+            os.kill(int(f[len(pre):]), 0)
+        except ProcessLookupError:
+            _remove(os.path.join(parent, f))
+        except OSError:             # running, owned by another user
+            pass
+
+
+def _publish(stage, d) -> bool:
+    """Rename the directory ``stage`` (a complete version and its list) to ``d`` in one step; False when
+    ``d`` was made meanwhile (another process's first save) and holds something."""
+    import errno
+
+    if os.path.lexists(d):          # made meanwhile (or a symlink, a file: never replaced)
+        return False
+    try:
+        os.rename(stage, d)         # (an empty ``d`` made just now is replaced: nothing in it is lost)
+    except OSError as e:
+        if e.errno in (errno.EEXIST, errno.ENOTEMPTY) or os.path.isdir(d):
+            return False
+        raise
+    _fsync_dir(os.path.dirname(os.path.abspath(d)))
+    return True
+
+
+def _install(ms, tmp, name, text):
+    """Move the complete version table ``tmp`` into ``<ms>.flagversions`` as ``flags.<name>`` and list it,
+    as one step: SIGINT / SIGTERM are held in between, and a failure to list it removes it, so that a
+    version is listed once it is whole and a table is whole once it is there."""
+    from . import signals
+
+    d = versions_dir(ms)
+    final = _table_path(ms, name)
+    if os.path.lexists(final) or any(n == name for n, _ in _read_list(ms)):
+        raise AlakazamError(f"versionname: {name!r} already exists in {d} (saved meanwhile by another "
+                            "process); save again")
+    with signals.held():
+        os.rename(tmp, final)
+        try:
+            _fsync_dir(d)
+            entries = [e for e in _read_list(ms) if e[0] != name]
+            _write_list(ms, entries + [(name, text)])
+        except BaseException:
+            if all(n != name for n, _ in _read_list(ms)):      # unlisted: not left as a stray table
+                _remove(final)
+            raise
 
 
 def _saved_flags(z, dd):

@@ -11,7 +11,8 @@ task is interrupted (Ctrl-C, ``KeyboardInterrupt``), everything it changed is pu
 - files (solution tables): a copy of each existing output file is taken before the task; rollback
   puts it back, or removes the file when it did not exist before.
 - FLAG: put back from the flag version(s) the task saved before its first FLAG write (akflag's writes
-  are not journaled row by row), then the new files in ``<ms>.flagversions`` are removed.
+  are not journaled row by row), then the new files in ``<ms>.flagversions`` are removed (and the
+  directory too when the task made it and nothing else is in it).
 
 A task that fails with an error is *not* rolled back (its own documented behaviour applies: e.g. the
 solve steps written before a failing step stay); only an interrupt is.  The rollback itself ignores
@@ -185,6 +186,7 @@ def transaction(files=(), ms=None):
     snap = _FileSnapshot([f for f in files if f])
     mss = [m for m in ((ms,) if isinstance(ms, (str, os.PathLike)) else (ms or ())) if m]
     before = {m: _listing(str(m).rstrip("/") + ".flagversions") for m in mss}
+    had_fv = {m for m in mss if os.path.isdir(str(m).rstrip("/") + ".flagversions")}
     j = MSJournal()
     _ACTIVE = j
     try:
@@ -213,6 +215,11 @@ def transaction(files=(), ms=None):
                     from . import flagversions
 
                     flagversions.unlist_missing(m)     # their FLAG_VERSION_LIST lines (CASA reads it)
+                    if m not in had_fv:         # the task made <ms>.flagversions: gone if now empty
+                        try:
+                            os.rmdir(fv)
+                        except OSError:         # not empty (or already gone): kept
+                            pass
         raise
     finally:
         _ACTIVE = None
