@@ -43,6 +43,12 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
     tv = np.zeros(4, np.complex128)
     tm = np.zeros(4, np.complex128)
     tw = np.zeros(4)
+    # P alone (one sky channel): M'_ij = sum_kl S_a[i, k] conj(S_b[j, l]) M_kl, its 16 coefficients
+    # evaluated once per row (coef[2 i + j, 2 k + l]) and each output only where a used correlation
+    # needs it (G, K, KC, CP: two of the four) -- the 2x2 sandwich per channel cost as much as the rest
+    # of the pass (same values to rounding: a sum in another order)
+    coef = np.zeros((4, 4), np.complex128)
+    p_row = has_sky and not sky_per_chan
     for p in range(start, n_part, stride):
         for k in range(part_lo[p], part_lo[p + 1]):
             row = order[k]
@@ -55,13 +61,30 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
             a2 = ant2[row]
             swap = a1 > a2
             wr = 0.0
+            row_sky_ok = True
+            if p_row:
+                row_sky_ok = not (skybad[t, a1, 0] or skybad[t, a2, 0])
+                if row_sky_ok:
+                    for i in range(2):
+                        for j in range(2):
+                            for kk in range(2):
+                                for ll in range(2):
+                                    coef[2 * i + j, 2 * kk + ll] = (sky[t, a1, 0, i, kk]
+                                                                    * np.conj(sky[t, a2, 0, j, ll]))
             for chan in range(n_chan):
                 fs = fsamp_of_chan[chan]
                 if fs < 0:
                     continue
                 sky_ok = True
                 m0 = m1 = m2 = m3 = 0j
-                if has_sky:
+                if p_row:
+                    sky_ok = row_sky_ok
+                    if sky_ok:
+                        m0 = np.complex128(model[row, chan, corr_src[0]]) if corr_src[0] >= 0 else 0j
+                        m1 = np.complex128(model[row, chan, corr_src[1]]) if corr_src[1] >= 0 else 0j
+                        m2 = np.complex128(model[row, chan, corr_src[2]]) if corr_src[2] >= 0 else 0j
+                        m3 = np.complex128(model[row, chan, corr_src[3]]) if corr_src[3] >= 0 else 0j
+                elif has_sky:
                     sc = chan if sky_per_chan else 0
                     # M' = S_a M S_b^H (model in the data's orientation a, b), zero where non-finite
                     sky_ok = not (skybad[t, a1, sc] or skybad[t, a2, sc])
@@ -98,7 +121,9 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
                         v = v * (gi * np.conj(gj))
                         wt = wt / ((gi.real * gi.real + gi.imag * gi.imag)
                                    * (gj.real * gj.real + gj.imag * gj.imag))
-                    if has_sky:
+                    if p_row:                            # (m0..m3: the stored model here)
+                        m = coef[src, 0] * m0 + coef[src, 1] * m1 + coef[src, 2] * m2 + coef[src, 3] * m3
+                    elif has_sky:
                         if src == 0:
                             m = m0
                         elif src == 1:
