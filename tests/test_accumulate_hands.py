@@ -1,0 +1,105 @@
+"""averaging._accumulate_hands (the accumulation of K, G, KC, CP: each correlation on its own, no sky
+table or the parallactic angle alone) against the general kernel (_accumulate_corrected, forced with
+averaging._HANDS = False): the same samples, values and weights.  Per-channel or grouped frequency
+samples: every sum bit for bit (each element sums its samples in the same order); one frequency sample
+for the whole band (full-band K/G): sums of each (row, correlation) made locally, equal to rounding; the
+per-row weight totals (summed correlation by correlation) equal to rounding.  With flags, zero and
+negative weights, NaN data, flagged (NaN, 0) solutions, flagged P, rows of both orientations, unused
+channels, 2 stored correlations and every correlation subset a solve uses."""
+
+import os
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+from alakazam.core import averaging
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_kernels import baseline_index  # noqa: E402  (tests/reference_kernels.py)
+
+N_ANT, N_CHAN = 6, 12
+
+
+def _case(seed, n_corr=4):
+    rng = np.random.default_rng(seed)
+    n_row, n_t = 240, 5
+    a1 = rng.integers(0, N_ANT, n_row)
+    a2 = rng.integers(0, N_ANT, n_row)
+    a2[a1 == a2] = (a1[a1 == a2] + 1) % N_ANT
+    tidx = rng.integers(0, n_t, n_row)
+
+    def cplx(*s):
+        return rng.standard_normal(s) + 1j * rng.standard_normal(s)
+
+    data = cplx(n_row, N_CHAN, n_corr).astype(np.complex64)
+    model = cplx(n_row, N_CHAN, n_corr).astype(np.complex64)
+    weight = rng.uniform(0.5, 2.0, (n_row, N_CHAN, n_corr)).astype(np.float32)
+    weight[rng.random(weight.shape) < 0.05] = 0
+    weight[rng.random(weight.shape) < 0.02] = -1
+    flag = rng.random((n_row, N_CHAN, n_corr)) < 0.15
+    data[flag & (rng.random(flag.shape) < 0.5)] = np.nan           # flagged NaN: never summed
+    shape_t = (n_t, N_ANT, N_CHAN, 2)
+    diag = rng.uniform(0.5, 2, shape_t) * np.exp(1j * rng.uniform(-3, 3, shape_t))
+    diag[rng.random(diag.shape) < 0.03] = np.nan
+    diag[rng.random(diag.shape) < 0.01] = 0
+    p = cplx(n_t, N_ANT, 1, 2, 2)
+    p[1, 2] = np.nan
+    row_bl, _, _ = baseline_index(a1, a2, N_ANT)
+    sbin = rng.integers(-1, 3, n_row)
+    return dict(data=data, model=model, weight=weight, flag=flag, tidx=tidx, a1=a1, a2=a2, diag=diag, p=p,
+                row_bl=row_bl, sbin=sbin)
+
+
+def _acc(monkeypatch, hands, c, fsamp, use, with_diag, with_p, corr_src=None):
+    monkeypatch.setattr(averaging, "_HANDS", hands)
+    n_fs = int(fsamp.max()) + 1
+    shape = (3, N_ANT * (N_ANT - 1) // 2, n_fs, 4)
+    out = (np.zeros(shape, complex), np.zeros(shape, complex), np.zeros(shape), np.zeros(len(c["a1"])))
+    averaging.accumulate_corrected(*out, c["data"], c["model"], c["flag"], c["weight"],
+                                   np.arange(len(c["a1"])), c["tidx"], c["a1"], c["a2"], c["sbin"],
+                                   c["row_bl"], fsamp, corr_src=corr_src,
+                                   diag=c["diag"] if with_diag else None, sky=c["p"] if with_p else None,
+                                   corr_use=use)
+    return out
+
+
+USES = {"parallel": [1, 0, 0, 1], "cross": [0, 1, 1, 0], "all": [1, 1, 1, 1], "pp": [1, 0, 0, 0]}
+
+
+@pytest.mark.parametrize("use", list(USES))
+@pytest.mark.parametrize("with_diag", [False, True])
+@pytest.mark.parametrize("with_p", [False, True])
+@pytest.mark.parametrize("freq", ["per_chan", "grouped", "full"])
+def test_hands_kernel_equals_the_general_kernel(monkeypatch, use, with_diag, with_p, freq):
+    c = _case(zlib.crc32(repr((use, with_diag, with_p, freq)).encode()) % 1000)
+    fsamp = {"per_chan": np.arange(N_CHAN), "grouped": np.arange(N_CHAN) // 5,
+             "full": np.zeros(N_CHAN, np.int64)}[freq].copy()
+    fsamp[3] = -1                                                  # a channel not used
+    u = np.asarray(USES[use], bool)
+    new = _acc(monkeypatch, True, c, fsamp, u, with_diag, with_p)
+    old = _acc(monkeypatch, False, c, fsamp, u, with_diag, with_p)
+    assert (new[2] > 0).any()
+    for x, y in zip(new[:3], old[:3]):
+        if freq == "full":
+            np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12 * np.abs(y).max())
+        else:
+            np.testing.assert_array_equal(x, y)
+    np.testing.assert_allclose(new[3], old[3], rtol=1e-13)
+    assert ((new[3] == 0) == (old[3] == 0)).all()                 # the same rows without a sample
+    assert (new[0][..., ~u] == 0).all() and (new[2][..., ~u] == 0).all()
+
+
+@pytest.mark.parametrize("with_p", [False, True])
+def test_hands_kernel_with_two_stored_correlations(monkeypatch, with_p):
+    c = _case(5, n_corr=2)
+    src = averaging.corr_map(["XX", "YY"])
+    fsamp = np.arange(N_CHAN) // 4
+    u = np.asarray(USES["parallel"], bool)
+    new = _acc(monkeypatch, True, c, fsamp, u, True, with_p, corr_src=src)
+    old = _acc(monkeypatch, False, c, fsamp, u, True, with_p, corr_src=src)
+    assert (new[2][..., [0, 3]] > 0).any()
+    for x, y in zip(new[:3], old[:3]):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_allclose(new[3], old[3], rtol=1e-13)
