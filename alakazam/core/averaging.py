@@ -26,13 +26,16 @@ _SWAP = np.array([0, 2, 1, 3], np.int64)
 @njit
 def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, order,
                           part_lo, tidx, t_off, ant1, ant2, acc_bin, row_bl, fsamp_of_chan, corr_src,
-                          ginv, gbad, sky, skybad, use, all4):
+                          ginv, gbad, sky, skybad, use, all4, bin_major):
     # partitions start, start + stride, ... on this thread (_numba.threaded) of the baselines:
     # order[part_lo[p]:part_lo[p + 1]] are the rows of the
     # baselines of partition p (a baseline is in one partition only) -> each thread owns the output
     # slices [:, b] of its baselines and w_row of its rows: race-free.  Within a partition rows keep
     # their relative order, so every output element sums its samples in row order (then channel order),
     # the order of a serial loop whatever the number of threads.
+    # bin_major: the sums are given in their (frequency sample, baseline, bin, corr) memory order (the
+    # C-contiguous base of the caller's transposed view) and indexed [fs, b, s, c]: the same elements,
+    # and one compiled specialisation (C-contiguous sums) for both layouts (cold start)
     n_part = part_lo.shape[0] - 1
     n_chan = data.shape[1]
     has_diag = ginv.shape[0] > 0
@@ -75,6 +78,8 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
                 fs = fsamp_of_chan[chan]
                 if fs < 0:
                     continue
+                i0 = fs if bin_major else s         # the sums' element [s, b, fs, c]: [i0, b, i2, c]
+                i2 = s if bin_major else fs
                 sky_ok = True
                 m0 = m1 = m2 = m3 = 0j
                 if p_row:
@@ -142,16 +147,16 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
                         tm[c] = wt * m
                         tw[c] = wt
                         continue
-                    vis_sum[s, b, fs, c] += wt * v
-                    model_sum[s, b, fs, c] += wt * m
-                    w_sum[s, b, fs, c] += wt
+                    vis_sum[i0, b, i2, c] += wt * v
+                    model_sum[i0, b, i2, c] += wt * m
+                    w_sum[i0, b, i2, c] += wt
                     wr += wt
                 if all4 and whole:
                     for c in range(4):
                         if use[c]:
-                            vis_sum[s, b, fs, c] += tv[c]
-                            model_sum[s, b, fs, c] += tm[c]
-                            w_sum[s, b, fs, c] += tw[c]
+                            vis_sum[i0, b, i2, c] += tv[c]
+                            model_sum[i0, b, i2, c] += tm[c]
+                            w_sum[i0, b, i2, c] += tw[c]
                             wr += tw[c]
             w_row[row] = wr
 
@@ -159,14 +164,15 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
 @njit
 def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, order,
                       part_lo, tidx, t_off, ant1, ant2, acc_bin, row_bl, fsamp_of_chan, corr_src, ginv, gbad,
-                      sky, skybad, ucorr, one_fs):
+                      sky, skybad, ucorr, one_fs, bin_major):
     # _accumulate_corrected for a term that takes each correlation on its own (not all4) with no sky
     # table or P alone (one sky channel): K, G, KC, CP.  The same samples, values and weights; the loop
     # order is (row, used correlation, channel) with the row's P coefficients and the correlation's
     # indices hoisted out of the channel loop.  ``one_fs`` >= 0: every channel used goes to that one
     # frequency sample (a full-band solve) and each (row, correlation) is summed locally, then added
     # (the same sums to rounding); -1: per-channel samples, added sample by sample as the general kernel
-    # does (each element sums in the same order: bit for bit)
+    # does (each element sums in the same order: bit for bit).  ``bin_major``: the sums indexed
+    # [fs, b, s, c] (as in _accumulate_corrected)
     n_part = part_lo.shape[0] - 1
     n_chan = data.shape[1]
     has_diag = ginv.shape[0] > 0
@@ -249,14 +255,18 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
                         ms += wt * m
                         ws += wt
                     else:
-                        vis_sum[s, b, fs, c] += wt * v
-                        model_sum[s, b, fs, c] += wt * m
-                        w_sum[s, b, fs, c] += wt
+                        i0 = fs if bin_major else s     # the sums' element [s, b, fs, c]: [i0, b, i2, c]
+                        i2 = s if bin_major else fs
+                        vis_sum[i0, b, i2, c] += wt * v
+                        model_sum[i0, b, i2, c] += wt * m
+                        w_sum[i0, b, i2, c] += wt
                         wr += wt
                 if one_fs >= 0:
-                    vis_sum[s, b, one_fs, c] += vs
-                    model_sum[s, b, one_fs, c] += ms
-                    w_sum[s, b, one_fs, c] += ws
+                    i0 = one_fs if bin_major else s
+                    i2 = s if bin_major else one_fs
+                    vis_sum[i0, b, i2, c] += vs
+                    model_sum[i0, b, i2, c] += ms
+                    w_sum[i0, b, i2, c] += ws
                     wr += ws
             w_row[row] = wr
 
@@ -553,17 +563,26 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
     use = np.ones(4, np.bool_) if corr_use is None else np.ascontiguousarray(corr_use, np.bool_)
     if use.shape != (4,):
         raise ValueError("corr_use: 4 bools (pp, pq, qp, qq) expected")
+    # sums that are a (2, 1, 0, 3) transpose of C-contiguous arrays (the solve's bin-major batch layout)
+    # go to the kernels as those arrays (bin_major): each kernel then has one specialisation for the
+    # solve's two layouts instead of a C-contiguous and an any-layout one (~2.5 s of compile, issue 16)
+    sums = (vis_sum, model_sum, w_sum)
+    bin_major = False
+    if not all(a.flags.c_contiguous for a in sums):
+        base = tuple(a.transpose(2, 1, 0, 3) for a in sums)
+        if all(a.flags.c_contiguous for a in base):
+            sums, bin_major = base, True
     if _HANDS and not all_corr and (sky.shape[0] == 0 or sky.shape[2] == 1):
         # each correlation on its own, no sky table or P alone: the hands kernel (K, G, KC, CP)
         fs_used = fsamp[fsamp >= 0]
         one_fs = int(fs_used[0]) if len(fs_used) and (fs_used == fs_used[0]).all() else -1
-        threaded(_accumulate_hands, len(part_lo) - 1, vis_sum, model_sum, w_sum, w_row, data, model, flag,
+        threaded(_accumulate_hands, len(part_lo) - 1, *sums, w_row, data, model, flag,
                  weight, order, part_lo, np.ascontiguousarray(tidx, np.int64), int(t_off),
                  np.ascontiguousarray(ant1, np.int64), np.ascontiguousarray(ant2, np.int64),
                  acc_bin, row_bl, fsamp, corr_src, ginv, gbad, sky, skybad,
-                 np.flatnonzero(use).astype(np.int64), one_fs)
+                 np.flatnonzero(use).astype(np.int64), one_fs, bin_major)
         return
-    threaded(_accumulate_corrected, len(part_lo) - 1, vis_sum, model_sum, w_sum, w_row, data, model, flag,
+    threaded(_accumulate_corrected, len(part_lo) - 1, *sums, w_row, data, model, flag,
              weight, order, part_lo, np.ascontiguousarray(tidx, np.int64), int(t_off),
              np.ascontiguousarray(ant1, np.int64), np.ascontiguousarray(ant2, np.int64),
-             acc_bin, row_bl, fsamp, corr_src, ginv, gbad, sky, skybad, use, bool(all_corr))
+             acc_bin, row_bl, fsamp, corr_src, ginv, gbad, sky, skybad, use, bool(all_corr), bin_major)

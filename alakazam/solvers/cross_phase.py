@@ -126,12 +126,12 @@ def _a_sum(batch, extra_phase=None):
 MIN_VARYING_FRACTION = 0.05
 
 
-#: the one signature of :func:`_leakage_offsets` (compiled once, on first use)
-_LEAK_SIG = ("void(int64, int64, complex128[:, :, :, ::1], complex128[:, :, :, ::1], "
-             "float64[:, :, :, ::1], float64, boolean[::1])")
-
-
-@njit(_LEAK_SIG)
+# compiled on first use, like _cross_pass (no signature given: a signature compiled it at the import of
+# this module -- which the run's warmup.needed() does at its start to look at the cache -- on the
+# run's own core while the background compile (alakazam/warmup.py) compiled it too, ~0.9 s of the cold
+# start); remove_leakage_offsets passes the same C-contiguous types every time: one specialisation,
+# (int64, int64, complex128[:, :, :, ::1] x 2, float64[:, :, :, ::1], float64, boolean[::1])
+@njit
 def _leakage_offsets(start, stride, v, m, w, min_frac, changed):
     # cells start, start + stride, ... on this thread (_numba.threaded; each writes only its own cell).
     # Per (baseline, cross hand): ws = sum_s w (1 where 0), mean = sum_s w x / ws; the cell changes when
