@@ -502,6 +502,9 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
                                         zeros=lambda shape, dtype: _zeros(ctx, shape, dtype),
                                         empty=lambda shape, dtype: _zeros(ctx, shape, dtype, fill=False))
     batch.ref_ants = tuple(ctx.refs)
+    if cfg.solver_backend == "numba":
+        from . import warmup            # the background compile busy with this type's solvers: wait for
+        warmup.wait_for(jt)             # it rather than compile them again here (cold start, issue 16)
     # CP only (its closed form takes the offsets; KC does not): a literal type check, kept
     if jt == "CP" and all(terms.get(t.jones_type).diagonal for t in g.prior):
         # the not-yet-solved leakage: a per-baseline offset (cross_phase.remove_leakage_offsets);

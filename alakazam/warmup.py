@@ -16,10 +16,17 @@ Convention (pinned by tests/test_warmup.py):
   cache is warm), at most once per Jones type per process, and never under
   ``ALAKAZAM_BACKGROUND_COMPILE=0``, on a backend other than numba, or with numba's cache off.
 * The child writes nothing but numba's cache (atomic file replaces), imports nothing from the current
-  directory (Python >= 3.11: ``PYTHONSAFEPATH``), prints nothing, runs at a lower
-  CPU priority, and is terminated when the run's process exits (Linux: a parent-death signal it sets
-  itself; elsewhere at the run's exit); a child that has finished is reaped at once (no zombie in a
-  long session).
+  directory (Python >= 3.11: ``PYTHONSAFEPATH``), prints nothing but its progress ("start K", "done
+  K") on a pipe to the run, and is terminated when the run's process exits (Linux: a parent-death
+  signal it sets itself; elsewhere at the run's exit); a child that has finished is reaped at once (no
+  zombie in a long session).
+* It runs at the run's CPU priority: its kernels are ones the run needs (else the run compiles them
+  itself), and at a lower priority (nice 10) it got almost no CPU on a machine busy with other jobs,
+  so the run compiled everything itself (the tiny recipe at load 4-6: every solver kernel compiled in
+  the run, none loaded).
+* The run's first solve of a type whose solvers the child is compiling at that moment waits for the
+  child to finish them (:func:`wait_for`) instead of compiling the same kernels again beside it; a type
+  the child has not started yet is compiled by the run (the child then loads it from the cache).
 * The child's batches have the dtypes, shapes and memory layout of the solve flow's
   (:func:`alakazam.unit._make_batch`, ``_slot_batch``), so its compilations are the run's: after the
   child, the tiny recipe compiles no solver kernel.
@@ -40,6 +47,11 @@ ORDER = ("K", "G", "KC", "CP", "D")
 
 _STARTED: set = set()
 _CHILDREN: list = []
+#: Jones type -> "start" / "done", as the child reports it (read by the reaper thread)
+_PROGRESS: dict = {}
+_COND = threading.Condition()
+#: longest wait of :func:`wait_for` (a child that stops reporting: the run compiles the kernels itself)
+WAIT_MAX_S = 120.0
 
 
 def enabled() -> bool:
@@ -108,9 +120,43 @@ def start(jones_types, backend="numba"):
 
 def _reap(p):
     try:
+        out = getattr(p, "stdout", None)
+        if out is not None:         # the child's progress lines: "start K", "done K"
+            for line in out:
+                word, _, jt = line.decode("ascii", "replace").strip().partition(" ")
+                if word in ("start", "done") and jt in ORDER:
+                    with _COND:
+                        _PROGRESS[jt] = word
+                        _COND.notify_all()
+            out.close()
         p.wait()
     except Exception:           # noqa: BLE001 -- stop() reaps it then
         pass
+    finally:
+        with _COND:
+            _COND.notify_all()
+
+
+def wait_for(jt, timeout=None) -> bool:
+    """Before the run solves Jones type ``jt``: when this process's child is compiling ``jt``'s solvers
+    right now, wait until it has finished them (the run then loads them from numba's cache instead of
+    compiling them beside the child), at most ``timeout`` seconds (default :data:`WAIT_MAX_S`).  A type
+    the child has finished or not started yet, or no child running: returns at once.  Returns True when
+    it waited."""
+    if jt not in _STARTED:
+        return False
+    import time
+
+    deadline = time.monotonic() + (WAIT_MAX_S if timeout is None else timeout)
+    waited = False
+    with _COND:
+        while _PROGRESS.get(jt) == "start" and any(p.poll() is None for p in _CHILDREN):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            waited = True
+            _COND.wait(min(left, 0.5))
+    return waited
 
 
 def _spawn(args):
@@ -119,17 +165,13 @@ def _spawn(args):
     # PYTHONSAFEPATH (Python >= 3.11): ``-m`` would put the current directory -- with ``alakazam run``,
     # the YAML's -- first on sys.path, and a user's inspect.py or textwrap.py there would run in the child
     env = dict(os.environ, ALAKAZAM_WARMUP_PARENT=str(os.getpid()), PYTHONSAFEPATH="1")
-    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, env=env)
 
 
 def _child_setup(parent: int):
-    """In the child: lower priority than the run; terminated with the run's process (Linux:
-    parent-death signal; the run already gone: exit)."""
-    try:
-        os.nice(10)
-    except OSError:
-        pass
+    """In the child: terminated with the run's process (Linux: parent-death signal; the run already
+    gone: exit).  The run's priority (module docstring)."""
     try:
         import ctypes
         import signal
@@ -190,6 +232,7 @@ def compile_types(types):
     from .solvers import cross_phase
 
     for jt in types:
+        _report("start", jt)
         for phase_only in ((False, True) if jt == "G" else (False,)):
             b = batch(jt)
             if jt == "CP":
@@ -200,6 +243,16 @@ def compile_types(types):
                 solvers.solve(jt, b, backend="numba", opts=opts)
             except Exception:   # noqa: BLE001 -- a warm-up only: the run compiles what failed here
                 pass
+        _report("done", jt)
+
+
+def _report(word, jt):
+    """The child's progress to the run (its stdout is a pipe the run's reaper thread reads)."""
+    try:
+        sys.stdout.write(f"{word} {jt}\n")
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

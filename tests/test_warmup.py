@@ -19,6 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def fresh(monkeypatch):
     monkeypatch.setattr(warmup, "_STARTED", set())
     monkeypatch.setattr(warmup, "_CHILDREN", [])
+    monkeypatch.setattr(warmup, "_PROGRESS", {})
     monkeypatch.delenv("ALAKAZAM_BACKGROUND_COMPILE", raising=False)
     yield
     warmup.stop()
@@ -180,3 +181,45 @@ def test_the_cache_check_imports_only_the_run_types_solvers():
     assert warmup._kernels("D") == [leakage._lm_items]
     assert warmup._kernels("CP") == [cross_phase._leakage_offsets]
     assert warmup._kernels("B") == []
+
+
+def test_the_run_waits_only_for_the_type_the_child_is_compiling(fresh, monkeypatch):
+    """wait_for: a type the child reports as started is waited for until it reports it done; a type it
+    has not started, one it has finished, or one no child was started for: no wait."""
+    import time
+
+    spawn = warmup._spawn
+    code = ("import sys, time\n"
+            "print('start G', flush=True)\n"
+            "time.sleep(1.5)\n"
+            "print('done G', flush=True)\n"
+            "time.sleep(30)\n")
+    monkeypatch.setattr(warmup, "_cached", lambda disp: False)
+    monkeypatch.setattr(warmup, "_spawn", lambda args: spawn([sys.executable, "-c", code]))
+    assert warmup.start(["G", "D"]) == ["G", "D"]
+    deadline = time.time() + 20
+    while warmup._PROGRESS.get("G") is None and time.time() < deadline:
+        assert not warmup.wait_for("D")         # started for D, but the child is not on D
+        time.sleep(0.01)
+    assert not warmup.wait_for("K")             # never handed to the child
+    t0 = time.monotonic()
+    assert warmup.wait_for("G")                 # the child is on G: wait until "done G"
+    assert warmup._PROGRESS["G"] == "done" and time.monotonic() - t0 < 15
+    t0 = time.monotonic()
+    assert not warmup.wait_for("G") and time.monotonic() - t0 < 0.5
+    assert warmup._CHILDREN[0].poll() is None   # still running (sleeping): the wait did not need its exit
+
+
+def test_the_wait_ends_when_the_child_dies(fresh, monkeypatch):
+    spawn = warmup._spawn
+    code = "import os, time\nprint('start D', flush=True)\ntime.sleep(1)\nos._exit(1)\n"
+    monkeypatch.setattr(warmup, "_cached", lambda disp: False)
+    monkeypatch.setattr(warmup, "_spawn", lambda args: spawn([sys.executable, "-c", code]))
+    assert warmup.start(["D"]) == ["D"]
+    import time
+
+    t0 = time.monotonic()
+    while warmup._PROGRESS.get("D") is None and time.monotonic() - t0 < 20:
+        time.sleep(0.01)
+    warmup.wait_for("D")
+    assert warmup._CHILDREN[0].poll() is not None and time.monotonic() - t0 < 15
