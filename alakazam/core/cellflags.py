@@ -298,9 +298,12 @@ def _bad_values_rows(start, stride, rows, data, model, weight, flag, out, prior,
     # _bad_values of rows[start::stride] (_numba.threaded), each also copied to prior[row]
     for i in range(start, len(rows), stride):
         row = rows[i]
-        _bad_row(data[row], model[row] if use_model else model[0], use_model, weight[row], flag[row],
-                 out[row])
-        prior[row, :, :] = out[row]
+        orow = out[row]
+        _bad_row(data[row], model[row] if use_model else model[0], use_model, weight[row], flag[row], orow)
+        prow = prior[row]           # element loops, not prior[row, :, :] = orow (_levels_and_ratios)
+        for chan in range(orow.shape[0]):
+            for c in range(orow.shape[1]):
+                prow[chan, c] = orow[chan, c]
 
 
 def flag_bad_values(data, model, weight, flag):
@@ -342,7 +345,10 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
         if fuse_bad:
             _bad_row(data[row], model[row] if use_model else model[0], use_model, weight[row], flag_in[row],
                      orow)
-            prior[row, :, :] = orow
+            prow = prior[row]       # element loops: an array-to-slice assignment compiles numba's
+            for chan in range(n_chan):      # shape-mismatch error message (str/join: ~4.8 s of the
+                for c in range(n_corr):     # cold start's CPU, issue 16); the same values
+                    prow[chan, c] = orow[chan, c]
         xr = xkeep[i] if keep_x else scratch
         row_ratios(data[row], model[row] if use_model else model[0], use_model, xr)
         for k in range(len(use_corr)):
