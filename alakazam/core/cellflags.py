@@ -1314,7 +1314,11 @@ def flag_chunk(chunk, corr_types, threshold, groups=None):
     ``threshold > 0``) on the row groups ``groups`` (default :func:`stat_blocks` of the chunk).
     Returns the new flag array (``chunk.flag`` is not modified)."""
 
-    if threshold is None or threshold <= 0 or chunk.n_row == 0 or chunk.data.shape[1] == 0:
+    if threshold is None or threshold <= 0 or chunk.n_row == 0:
+        return flag_bad_values(chunk.data, chunk.model, chunk.weight, chunk.flag)[0]
+    if not np.isfinite(threshold):      # (before the no-channel return: a chunk of 0 channels raised too)
+        raise AlakazamError(f"rfi_threshold: expected a finite number (<= 0 disables), got {threshold!r}")
+    if chunk.data.shape[1] == 0:
         return flag_bad_values(chunk.data, chunk.model, chunk.weight, chunk.flag)[0]
     # the bad values first: computed row by row in the channel statistics' pass (``bad_in``), into
     # ``flag`` and ``prior`` (what the RFI stages below start from: extension counts only theirs)
@@ -1326,8 +1330,6 @@ def flag_chunk(chunk, corr_types, threshold, groups=None):
     # median and MAD (destructive RFI makes a legitimate bandpass peak look like an outlier).  Every
     # stage works in place on ``flag`` (the same flags as the copying public functions)
     use = parallel_hands(corr_types)
-    if not np.isfinite(threshold):
-        raise AlakazamError(f"rfi_threshold: expected a finite number (<= 0 disables), got {threshold!r}")
     # then, group by group, the per-row MAD and the extension again (``then_mad``: the same flags as
     # rfi.mad_flag over the chunk then extend, from the ratios the channel statistics computed)
     _persistent_into(chunk.data, chunk.model, flag, prior, groups, chunk.ant1, chunk.ant2, use, threshold,
