@@ -223,3 +223,18 @@ def test_akflag_mad_warns_on_narrow_spws(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="alakazam.flag"):
         run_flag(flag_config_from_dict(dict(ms=ms, mode="mad", threshold=5.0, quiet=True, spw="0")))
     assert not [r for r in caplog.records if "mode='mad'" in r.getMessage()]
+
+
+@pytest.mark.parametrize("n_chan", [0, 3])
+def test_flag_chunk_refuses_a_non_finite_threshold_whatever_the_channels(n_chan):
+    """flag_chunk raises on rfi_threshold NaN / inf as before e2a3d18, also for a chunk of no channels
+    (e2a3d18 returned the bad-value flags there without the error)."""
+    from alakazam.errors import AlakazamError
+
+    ch = _chunk(1, n_ant=3, n_int=2, n_chan=8, scans=1)
+    ch.data, ch.model, ch.flag = ch.data[:, :n_chan], ch.model[:, :n_chan], ch.flag[:, :n_chan]
+    ch.weight = ch.weight[:, :n_chan]
+    for thr in (float("nan"), float("inf")):
+        with pytest.raises(AlakazamError, match="rfi_threshold"):
+            cellflags.flag_chunk(ch, CORR, thr)
+    assert cellflags.flag_chunk(ch, CORR, 0.0).shape == ch.data.shape

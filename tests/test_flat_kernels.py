@@ -73,3 +73,4 @@ def test_bad_values_flat_equals_nested():
     np.testing.assert_array_equal(a, b)
     assert na == nb
     assert not a[5, 20:22].all()          # the all-zero model is not a reason without a model
+

@@ -192,14 +192,15 @@ MIN_SCALE_SAMPLES = 16
 
 
 @njit(inline="always")
-def _bad_row_flat(dr, mr, use_model, wr, fr, orow):
+def _bad_row_flat(dr, mr, use_model, wr, fr, orow, code):
     # _bad_row_2d on C-contiguous data and model rows: a flat (vectorised) pass over the samples first
     # (one code byte each: bit 0 DATA non-finite, 1 DATA non-zero, 2 MODEL non-finite, 3 MODEL
-    # non-zero), then the per-channel decisions from the codes -- the same flags and count
+    # non-zero), then the per-channel decisions from the codes -- the same flags and count.  ``code``:
+    # the caller's scratch of at least n_chan * n_corr bytes, allocated once per kernel call (one
+    # allocation per row made narrow rows -- 1-8 channels -- 2.5-6x slower than the nested loops)
     n_chan, n_corr = dr.shape
     n = n_chan * n_corr
     d1 = dr.reshape(n)
-    code = np.empty(n, np.uint8)
     if use_model:
         m1 = mr.reshape(n)
         for i in range(n):
@@ -234,17 +235,44 @@ def _bad_row_flat(dr, mr, use_model, wr, fr, orow):
     return nb
 
 
-def _bad_row(dr, mr, use_model, wr, fr, orow):
+def _bad_row(dr, mr, use_model, wr, fr, orow, code):
     """Typing stub: :func:`_bad_row_flat` for C-contiguous data and model rows, else
-    :func:`_bad_row_2d` -- orow = fr plus the row's bad values; their number."""
+    :func:`_bad_row_2d` -- orow = fr plus the row's bad values; their number.  ``code``: uint8 scratch
+    of at least n_chan * n_corr (:func:`_bad_codes`; not read by the nested loops)."""
     raise NotImplementedError("compiled only")
 
 
+#: rows of fewer samples (n_chan * n_corr) take :func:`_bad_row_2d` even when C-contiguous: the flat
+#: pass's fixed cost per row (its reshaped views) made rows of 1-8 channels x 4 correlations 2-8x slower
+#: than the nested loops (measured per row: 280 ns against 36 ns at 1 channel; even at 64 samples)
+BAD_ROW_FLAT_MIN = 64
+
+
 @overload(_bad_row, inline="always")
-def _bad_row_impl(dr, mr, use_model, wr, fr, orow):
+def _bad_row_impl(dr, mr, use_model, wr, fr, orow, code):
     if dr.layout == "C" and mr.layout == "C":
-        return lambda dr, mr, use_model, wr, fr, orow: _bad_row_flat(dr, mr, use_model, wr, fr, orow)
-    return lambda dr, mr, use_model, wr, fr, orow: _bad_row_2d(dr, mr, use_model, wr, fr, orow)
+        def impl(dr, mr, use_model, wr, fr, orow, code):
+            if dr.size >= BAD_ROW_FLAT_MIN:
+                return _bad_row_flat(dr, mr, use_model, wr, fr, orow, code)
+            return _bad_row_2d(dr, mr, use_model, wr, fr, orow)
+        return impl
+    return lambda dr, mr, use_model, wr, fr, orow, code: _bad_row_2d(dr, mr, use_model, wr, fr, orow)
+
+
+@njit(inline="always")
+def _copy_row(src, dst):
+    # dst[:, :] = src by element (a slice assignment per row cost ~55 ns of fixed overhead: as much as
+    # the row's bad values at 1 channel; and an array-to-slice assignment compiles numba's
+    # shape-mismatch error message -- str/join: ~4.8 s of the cold start's CPU, issue 16)
+    for chan in range(src.shape[0]):
+        for c in range(src.shape[1]):
+            dst[chan, c] = src[chan, c]
+
+
+@njit(inline="always")
+def _bad_codes(data):
+    # the scratch of _bad_row_flat for rows of ``data`` (one per kernel call, not one per row)
+    return np.empty(data.shape[1] * data.shape[2], np.uint8)
 
 
 @njit(inline="always")
@@ -286,24 +314,23 @@ def _bad_row_2d(dr, mr, use_model, wr, fr, orow):
 def _bad_values(start, stride, data, model, weight, flag, out, use_model):
     # rows start, start + stride, ... (_numba.threaded; each row writes only out[row])
     n_bad = 0
+    code = _bad_codes(data)
     for row in range(start, data.shape[0], stride):
         # row views (2-d indexing in the inner loops)
         n_bad += _bad_row(data[row], model[row] if use_model else model[0], use_model, weight[row], flag[row],
-                          out[row])
+                          out[row], code)
     return n_bad
 
 
 @njit
 def _bad_values_rows(start, stride, rows, data, model, weight, flag, out, prior, use_model):
     # _bad_values of rows[start::stride] (_numba.threaded), each also copied to prior[row]
+    code = _bad_codes(data)
     for i in range(start, len(rows), stride):
         row = rows[i]
-        orow = out[row]
-        _bad_row(data[row], model[row] if use_model else model[0], use_model, weight[row], flag[row], orow)
-        prow = prior[row]           # element loops, not prior[row, :, :] = orow (_levels_and_ratios)
-        for chan in range(orow.shape[0]):
-            for c in range(orow.shape[1]):
-                prow[chan, c] = orow[chan, c]
+        _bad_row(data[row], model[row] if use_model else model[0], use_model, weight[row], flag[row],
+                 out[row], code)
+        _copy_row(out[row], prior[row])
 
 
 def flag_bad_values(data, model, weight, flag):
@@ -338,17 +365,15 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
     n_chan, n_corr = data.shape[1], data.shape[2]
     scratch = np.empty((n_chan, n_corr), np.float32)
     xs = np.empty(n_chan)
+    code = _bad_codes(data)
     per = (hi - lo + step - 1) // step
     for i in range(start * per, min((start + 1) * per, hi - lo)):
         row = rows[lo + i]
         orow = out[row]
         if fuse_bad:
             _bad_row(data[row], model[row] if use_model else model[0], use_model, weight[row], flag_in[row],
-                     orow)
-            prow = prior[row]       # element loops: an array-to-slice assignment compiles numba's
-            for chan in range(n_chan):      # shape-mismatch error message (str/join: ~4.8 s of the
-                for c in range(n_corr):     # cold start's CPU, issue 16); the same values
-                    prow[chan, c] = orow[chan, c]
+                     orow, code)
+            _copy_row(orow, prior[row])
         xr = xkeep[i] if keep_x else scratch
         row_ratios(data[row], model[row] if use_model else model[0], use_model, xr)
         for k in range(len(use_corr)):
@@ -1295,7 +1320,11 @@ def flag_chunk(chunk, corr_types, threshold, groups=None):
     ``threshold > 0``) on the row groups ``groups`` (default :func:`stat_blocks` of the chunk).
     Returns the new flag array (``chunk.flag`` is not modified)."""
 
-    if threshold is None or threshold <= 0 or chunk.n_row == 0 or chunk.data.shape[1] == 0:
+    if threshold is None or threshold <= 0 or chunk.n_row == 0:
+        return flag_bad_values(chunk.data, chunk.model, chunk.weight, chunk.flag)[0]
+    if not np.isfinite(threshold):      # (before the no-channel return: a chunk of 0 channels raised too)
+        raise AlakazamError(f"rfi_threshold: expected a finite number (<= 0 disables), got {threshold!r}")
+    if chunk.data.shape[1] == 0:
         return flag_bad_values(chunk.data, chunk.model, chunk.weight, chunk.flag)[0]
     # the bad values first: computed row by row in the channel statistics' pass (``bad_in``), into
     # ``flag`` and ``prior`` (what the RFI stages below start from: extension counts only theirs)
@@ -1307,8 +1336,6 @@ def flag_chunk(chunk, corr_types, threshold, groups=None):
     # median and MAD (destructive RFI makes a legitimate bandpass peak look like an outlier).  Every
     # stage works in place on ``flag`` (the same flags as the copying public functions)
     use = parallel_hands(corr_types)
-    if not np.isfinite(threshold):
-        raise AlakazamError(f"rfi_threshold: expected a finite number (<= 0 disables), got {threshold!r}")
     # then, group by group, the per-row MAD and the extension again (``then_mad``: the same flags as
     # rfi.mad_flag over the chunk then extend, from the ratios the channel statistics computed)
     _persistent_into(chunk.data, chunk.model, flag, prior, groups, chunk.ant1, chunk.ant2, use, threshold,

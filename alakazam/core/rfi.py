@@ -207,10 +207,20 @@ def _ratios(dr, mr, use_model, xr):
     raise NotImplementedError("compiled only")
 
 
+#: rows of fewer samples (n_chan * n_corr) take :func:`_ratios_2d` even when C-contiguous: the flat
+#: loop's fixed cost per row (its three reshaped views, ~250 ns) made rows of 1-4 channels 2-9x slower
+#: than the nested loops (measured: 1 channel x 4 correlations 107 ms against 11.5 ms for 400000 rows)
+RATIOS_FLAT_MIN = 32
+
+
 @overload(_ratios, inline="always")
 def _ratios_impl(dr, mr, use_model, xr):
     if dr.layout == "C" and mr.layout == "C" and xr.layout == "C":
-        return lambda dr, mr, use_model, xr: _ratios_flat(dr, mr, use_model, xr)
+        def impl(dr, mr, use_model, xr):
+            if dr.size >= RATIOS_FLAT_MIN:
+                return _ratios_flat(dr, mr, use_model, xr)
+            return _ratios_2d(dr, mr, use_model, xr)
+        return impl
     return lambda dr, mr, use_model, xr: _ratios_2d(dr, mr, use_model, xr)
 
 
