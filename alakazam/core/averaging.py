@@ -23,6 +23,17 @@ from ..jones.algebra import sandwich
 _SWAP = np.array([0, 2, 1, 3], np.int64)
 
 
+@njit(inline="always")
+def _p_coefficients(sky, t, a1, a2, coef):
+    # P alone (one sky channel): M'_ij = sum_kl S_a[i, k] conj(S_b[j, l]) M_kl, coef[2 i + j, 2 k + l]
+    # for the row's antennas a1, a2 at time t (both accumulation kernels)
+    for i in range(2):
+        for j in range(2):
+            for kk in range(2):
+                for ll in range(2):
+                    coef[2 * i + j, 2 * kk + ll] = sky[t, a1, 0, i, kk] * np.conj(sky[t, a2, 0, j, ll])
+
+
 @njit
 def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, order,
                           part_lo, tidx, t_off, ant1, ant2, acc_bin, row_bl, fsamp_of_chan, corr_src,
@@ -68,12 +79,7 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
             if p_row:
                 row_sky_ok = not (skybad[t, a1, 0] or skybad[t, a2, 0])
                 if row_sky_ok:
-                    for i in range(2):
-                        for j in range(2):
-                            for kk in range(2):
-                                for ll in range(2):
-                                    coef[2 * i + j, 2 * kk + ll] = (sky[t, a1, 0, i, kk]
-                                                                    * np.conj(sky[t, a2, 0, j, ll]))
+                    _p_coefficients(sky, t, a1, a2, coef)
             for chan in range(n_chan):
                 fs = fsamp_of_chan[chan]
                 if fs < 0:
@@ -194,12 +200,7 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
                 if skybad[t, a1, 0] or skybad[t, a2, 0]:
                     w_row[row] = 0.0
                     continue
-                for i in range(2):
-                    for j in range(2):
-                        for kk in range(2):
-                            for ll in range(2):
-                                coef[2 * i + j, 2 * kk + ll] = (sky[t, a1, 0, i, kk]
-                                                                * np.conj(sky[t, a2, 0, j, ll]))
+                _p_coefficients(sky, t, a1, a2, coef)
             for ci in range(len(ucorr)):
                 c = ucorr[ci]
                 src = _SWAP[c] if swap else c            # 4-corr index in the row's own orientation
