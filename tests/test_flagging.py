@@ -427,12 +427,31 @@ def test_apply_backup_flags_delegates(ms):
         assert fh.readline().startswith("akapply_1 : ")
 
 
-def test_kill_during_flag_write_leaves_version_restorable(ms, tmp_path):
-    """akflag is killed (SIGKILL) while it writes FLAG: the version it saved first restores bit-exactly."""
+def _tiles(ms, header):
+    """The bytes of a tiled storage manager's data files (``<header>_TSM*``), read without casacore."""
+    return [open(os.path.join(ms, n), "rb").read() for n in sorted(os.listdir(ms))
+            if n.startswith(header + "_TSM")]
+
+
+@pytest.mark.parametrize("header", ["intact", "cut"])
+def test_kill_during_flag_write_leaves_version_restorable(ms, tmp_path, header):
+    """akflag is killed (SIGKILL) while it writes FLAG: the version it saved first restores bit-exactly
+    through akflagmanager.  'cut': the kill also landed inside casacore's flush of FLAG's storage-manager
+    header (seen about once in a few hundred kills under load: the header file short, the MS does not
+    open -- "FilebufIO::readBlock ... table.f2"); the restore's recovery (core/columns.recover) puts back
+    the header saved before the first FLAG write.  Nothing here opens the MS in this process before the
+    restore, as a user's next command would not: a failed open stays in casacore's per-process cache."""
+    from alakazam.caltasks import akflagmanager
+    from alakazam.core import columns
+    from casacore.tables import table
+
     rng = np.random.default_rng(9)
     f0 = rng.uniform(size=cols(ms, "FLAG")[0].shape) < 0.25
     put(ms, "FLAG", f0)
     fr0, = cols(ms, "FLAG_ROW")
+    with table(ms, ack=False) as t:
+        flag_header = "table.f%d" % t.getdminfo("FLAG")["SEQNR"]
+    tiles0 = _tiles(ms, flag_header)
     script = tmp_path / "killme.py"
     script.write_text(textwrap.dedent(f"""
         import sys, time
@@ -467,11 +486,24 @@ def test_kill_during_flag_write_leaves_version_restorable(ms, tmp_path):
         if p.poll() is None:
             p.kill()
     assert p.returncode == -signal.SIGKILL
-    assert not np.array_equal(cols(ms, "FLAG")[0], f0)          # the write was under way
+    assert os.path.isdir(os.path.join(ms, columns.SNAPSHOT))      # taken before the first FLAG write
+    if header == "cut":
+        with open(os.path.join(ms, flag_header), "r+b") as fh:
+            fh.truncate(10)
+        probe = f"from casacore.tables import table; table({ms!r}, ack=False)"
+        assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True).returncode != 0
     assert [v["name"] for v in flagversions.list_versions(ms)] == ["akflag_1"]
-    flagversions.restore(ms, "akflag_1")
+    assert _tiles(ms, flag_header) != tiles0                        # the write was under way
+    if header == "intact":
+        # what the killed run left, seen after the recovery any next writer does first (a kill inside
+        # the header flush, rare, is undone by it too)
+        assert columns.recover(ms) in ("dropped", "restored")
+        assert not np.array_equal(cols(ms, "FLAG")[0], f0)
+    # 'cut': akflagmanager itself undoes the cut header before restoring
+    akflagmanager(vis=ms, mode="restore", versionname="akflag_1")
     np.testing.assert_array_equal(cols(ms, "FLAG")[0], f0)
     np.testing.assert_array_equal(cols(ms, "FLAG_ROW")[0], fr0)
+    assert not os.path.exists(os.path.join(ms, columns.SNAPSHOT))
 
 
 # --------------------------------------------------------------------------------------------------

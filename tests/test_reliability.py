@@ -696,6 +696,64 @@ def test_kill_while_adding_the_column_is_undone(ms_copy, tmp_path, column):
     assert columns.recover(ms) == "dropped" and part not in _colnames(ms)
 
 
+@pytest.mark.parametrize("task", ["solve", "akinfo", "live writer"])
+def test_cut_flag_header_undone_before_a_reading_task(ms_copy, tmp_path, task, caplog):
+    """A writer of FLAG (akflag, apply with propagate_flags, a flag restore) killed inside casacore's flush
+    of FLAG's storage-manager header leaves an MS that does not open.  A task that only reads the MS (a
+    solve, akinfo) undoes it first (core/columns.recover_killed) instead of stopping on casacore's
+    "FilebufIO::readBlock" error -- unless another run holds the MS writer lock ('live writer': its
+    snapshot is its own, left alone).  Separate processes for the cut, as after a real kill."""
+    ms, cal = ms_copy
+    flag0 = _col(ms, "FLAG")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    cut = textwrap.dedent(f"""
+        import os
+        from casacore.tables import table
+        from alakazam.core import columns
+        with table({ms!r}, ack=False) as t:
+            header = "table.f%d" % t.getdminfo("FLAG")["SEQNR"]
+        columns.begin_writes({ms!r})
+        with open(os.path.join({ms!r}, header), "r+b") as fh:     # the header write cut short
+            fh.truncate(10)
+    """)
+    subprocess.run([sys.executable, "-c", cut], env=env, check=True)
+    probe = f"from casacore.tables import table; table({ms!r}, ack=False)"
+    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True).returncode != 0
+    if task == "live writer":
+        holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from alakazam.core import locks
+            with locks.writer_lock({ms!r}, "ms"):
+                print("held", flush=True)
+                time.sleep(60)
+        """)], env=env, stdout=subprocess.PIPE)
+        try:
+            assert holder.stdout.readline().strip() == b"held"
+            assert columns.recover_killed(ms) is None
+            assert os.path.isdir(os.path.join(ms, columns.SNAPSHOT))
+            with pytest.raises(locks.LockedError):
+                with locks.writer_lock(ms, "ms"):
+                    pass
+        finally:
+            holder.kill()
+            holder.wait()
+        assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True).returncode != 0
+        assert columns.recover_killed(ms) == "restored"
+    elif task == "solve":
+        import logging
+
+        with caplog.at_level(logging.WARNING):
+            _solve(ms, str(tmp_path / "again.h5"))
+        assert "restoring the table" in " ".join(caplog.text.split())
+    else:
+        r = subprocess.run([sys.executable, "-m", "alakazam.cli", "info", ms], env=env, capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stderr
+        assert "restoring the table" in " ".join(r.stderr.split())
+    assert not os.path.exists(os.path.join(ms, columns.SNAPSHOT))
+    np.testing.assert_array_equal(_col(ms, "FLAG"), flag0)
+
+
 def test_all_flagged_or_zero_weight_is_an_error(ms_copy, tmp_path):
     """100% flagged next to 100% converged was a silent success; now an error, nothing written.  (Zero
     weight for DATA: SIGMA 0, as DATA is weighted 1/SIGMA^2, core/weights.py.)"""

@@ -195,6 +195,26 @@ def recover(ms):
     return r
 
 
+def recover_killed(ms):
+    """Undo what a killed writer left (:func:`recover`) before a task opens ``ms`` -- also a task that only
+    reads it (akcal, akinfo, akflagmanager list/save): a kill -9 inside casacore's header flush leaves
+    an MS that does not open, and reading tasks would stop on casacore's "FilebufIO::readBlock" error.
+    Nothing is done when no snapshot is left (the usual case: one ``isdir``), when this process is
+    writing the MS (its own snapshot), or when another run holds the MS writer lock (a live writer's
+    snapshot).  Returns what :func:`recover` returned, or None."""
+    if not os.path.isdir(os.path.join(str(ms), SNAPSHOT)) or _DEPTH.get(os.path.realpath(str(ms)), 0) > 0:
+        return None
+    from . import locks
+
+    try:
+        with locks.writer_lock(ms, "ms"):
+            if _DEPTH.get(os.path.realpath(str(ms)), 0) > 0:
+                return None
+            return recover(ms)
+    except AlakazamError:           # held by another run (LockedError), or an MS we cannot lock
+        return None
+
+
 def _recover_table(ms):
     snap = os.path.join(str(ms), SNAPSHOT)
     shutil.rmtree(snap + ".tmp", ignore_errors=True)
@@ -210,8 +230,8 @@ def _recover_table(ms):
                 drop(ms, c)
         _clear_snapshot(ms)
         return "dropped"
-    log.warning("%s: an apply was killed while writing and the table no longer opens; restoring the table "
-                "description saved before it started", ms)
+    log.warning("%s: a run (apply, akflag or a flag restore) was killed while writing and the table no "
+                "longer opens; restoring the table description saved before it started", ms)
     for f in sorted(os.listdir(snap)):
         if f == "files.txt":
             continue

@@ -128,6 +128,9 @@ def check_ms(ms):
         kind = info.get("SubType") or "Calibration"
         raise AlakazamError(f"vis/ms: {ms!r} is a CASA calibration table ({kind}), not a Measurement Set "
                             "(akplot plots it; akapply / akcal take it as a gaintable)")
+    from . import columns
+
+    columns.recover_killed(ms)          # a kill -9 mid-flush left an MS that does not open: undone first
 
 
 def _table_info(path) -> dict:
