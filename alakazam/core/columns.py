@@ -196,22 +196,29 @@ def recover(ms):
 
 
 def recover_killed(ms):
-    """Undo what a killed writer left (:func:`recover`) before a task opens ``ms`` -- also a task that only
-    reads it (akcal, akinfo, akflagmanager list/save): a kill -9 inside casacore's header flush leaves
-    an MS that does not open, and reading tasks would stop on casacore's "FilebufIO::readBlock" error.
-    Nothing is done when no snapshot is left (the usual case: one ``isdir``), when this process is
-    writing the MS (its own snapshot), or when another run holds the MS writer lock (a live writer's
-    snapshot).  Returns what :func:`recover` returned, or None."""
-    if not os.path.isdir(os.path.join(str(ms), SNAPSHOT)) or _DEPTH.get(os.path.realpath(str(ms)), 0) > 0:
+    """Before a task opens ``ms`` -- also a task that only reads it (akcal, akinfo, akflagmanager list /
+    save): a writer killed inside casacore's header flush leaves an MS that does not open, and the task
+    would stop on casacore's "FilebufIO::readBlock" error.  When a killed writer's snapshot is left and
+    the MS does not open, the table files saved before that run are put back (:func:`_recover_table`).
+    Only that: when the MS opens, what the killed run left (a partial column, WEIGHT partly rewritten)
+    stays for the next writer's :func:`recover`, so a reading task writes nothing the MS can do without
+    (the warnings of an interrupted run still say what to do).  Nothing is done when no snapshot is left
+    (the usual case: one ``isdir``), when this process is writing the MS (its own snapshot), or when
+    another run holds the MS writer lock (a live writer's snapshot).  Returns what
+    :func:`_recover_table` returned ('restored'), or None."""
+    def mine():
+        return _DEPTH.get(os.path.realpath(str(ms)), 0) > 0
+
+    if not os.path.isdir(os.path.join(str(ms), SNAPSHOT)) or mine() or _opens(ms):
         return None
     from . import locks
 
     try:
         with locks.writer_lock(ms, "ms"):
-            if _DEPTH.get(os.path.realpath(str(ms)), 0) > 0:
+            if mine() or not os.path.isdir(os.path.join(str(ms), SNAPSHOT)):
                 return None
-            return recover(ms)
-    except AlakazamError:           # held by another run (LockedError), or an MS we cannot lock
+            return _recover_table(ms)
+    except locks.LockedError:       # held by another run: its snapshot, its header flush under way
         return None
 
 
