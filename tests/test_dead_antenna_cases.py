@@ -15,6 +15,7 @@ review of merge 34ecbd4 left open or did not pin:
 
 import os
 import shutil
+import sys
 import types
 
 import numpy as np
@@ -22,6 +23,9 @@ import pytest
 from casacore.tables import table
 
 from alakazam.core import cellflags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from one_antenna_ms import antenna_ms, solve_g  # noqa: E402  (tests/one_antenna_ms.py)
 
 CORR = ["XX", "XY", "YX", "YY"]
 PAR = [0, 3]
@@ -148,61 +152,13 @@ def test_first_order_p_values():
 
 # ----- solves on simulated MSs -----
 
-def _ms(path, snr, n_chan, n_ant=7, a=2, dead_fac=None, die_at=None):
-    """A 30-min point-source MS (3 scans of 10 integrations) of known gains g (returned); antenna ``a``
-    noise only (``dead_fac`` x the array's noise) for the whole observation, or from integration ``die_at``
-    of each scan (the array's noise)."""
-    from alakazam.sim import simulate_ms
-
-    simulate_ms(path, feed="linear", n_ant=n_ant, n_ant_extra=0, n_chan=(n_chan,), duration_h=0.5, int_s=60.0,
-                scan_len_s=600.0, noise=0.01, seed=7, leakage=False, dead_ant=False, flag_rows=0.0)
-    rng = np.random.default_rng(11)
-    g = rng.uniform(0.8, 1.2, (n_ant, 2)) * np.exp(1j * rng.uniform(-np.pi, np.pi, (n_ant, 2)))
-    sig0 = 1 / (snr * np.sqrt(2))
-    with table(path, readonly=False, ack=False) as t:
-        a1, a2, tm, sc = (t.getcol(c) for c in ("ANTENNA1", "ANTENNA2", "TIME", "SCAN_NUMBER"))
-        m = np.zeros(t.getcol("MODEL_DATA").shape, np.complex64)
-        m[..., 0] = m[..., 3] = 1
-        t.putcol("MODEL_DATA", m)
-        d = np.zeros_like(m)
-        d[..., 0] = (g[a1, 0] * np.conj(g[a2, 0]))[:, None]
-        d[..., 3] = (g[a1, 1] * np.conj(g[a2, 1]))[:, None]
-        d = d + sig0 * (rng.standard_normal(d.shape) + 1j * rng.standard_normal(d.shape))
-        on = (a1 == a) | (a2 == a)
-        dead = on.copy() if die_at is None else np.zeros(len(a1), bool)
-        if die_at is not None:
-            for s in np.unique(sc):
-                dead |= (sc == s) & on & (tm >= np.unique(tm[sc == s])[die_at])
-        fac = 1.0 if dead_fac is None else dead_fac
-        d[dead] = fac * sig0 * (rng.standard_normal(d[dead].shape) + 1j * rng.standard_normal(d[dead].shape))
-        t.putcol("DATA", d.astype(np.complex64))
-        t.putcol("FLAG", np.zeros(m.shape, bool))
-        t.putcol("SIGMA", np.full((len(a1), 4), sig0, np.float32))
-        t.putcol("WEIGHT", np.full((len(a1), 4), 1 / sig0 ** 2, np.float32))
-    with table(os.path.join(path, "FIELD"), ack=False) as t:
-        field = t.getcol("NAME")[0]
-    return g, field
-
-
-def _g(ms, cal, field, solint):
-    from alakazam.caltasks import akcal
-    from alakazam.io import hdf5
-
-    akcal(vis=ms, caltable=cal, jones=["G"], solint=[solint], freqint=["full"], field=field, refant="C00",
-          calmode=["ap"])
-    sets = hdf5.read_term(cal, "G0")
-    jones = np.concatenate([np.stack([s.jones[:, 0, :, 0, 0], s.jones[:, 0, :, 1, 1]], -1) for s in sets], 1)
-    flags = np.concatenate([s.hand_flags().reshape(len(s.jones), -1, 2) for s in sets], 1)
-    return jones, flags
-
-
 def test_gains_beside_a_dead_antenna_noisier_than_the_array(tmp_path):
     """G(scan, 'ap'), SNR 10 per sample, 64 channels, C02 noise only at 3x the array's noise: its
     solutions flagged (its samples never reach the solver) and every other antenna's amplitude within
     2% of the truth."""
     ms = str(tmp_path / "deadloud.ms")
-    g, field = _ms(ms, 10.0, 64, dead_fac=3.0)
-    jones, flags = _g(ms, str(tmp_path / "deadloud.h5"), field, "scan")
+    g, field = antenna_ms(ms, 10.0, 64, dead=True, dead_fac=3.0)
+    jones, flags = solve_g(ms, str(tmp_path / "deadloud.h5"), field, "scan")
     assert flags[2].all(), flags[2].mean()
     others = np.arange(len(g)) != 2
     amp = np.abs(jones[others]) / np.abs(g[others])[:, None]
@@ -215,8 +171,8 @@ def test_gain_of_an_antenna_dying_early_or_late_in_a_scan(tmp_path, die_at):
     only from the 2nd / 9th of each scan's 10 integrations (one block): its amplitude within 2% of the
     truth or flagged."""
     ms = str(tmp_path / "die.ms")
-    g, field = _ms(ms, 10.0, 64, die_at=die_at)
-    jones, flags = _g(ms, str(tmp_path / "die.h5"), field, "scan")
+    g, field = antenna_ms(ms, 10.0, 64, dead=True, die_at=die_at)
+    jones, flags = solve_g(ms, str(tmp_path / "die.h5"), field, "scan")
     amp = np.abs(jones[2]) / np.abs(g[2])[None]
     assert (flags[2] | (np.abs(amp - 1) < 0.02)).all(), amp
 

@@ -6,73 +6,16 @@ t >= STRONG_SEG_T = 100, which a block of few channels (8), one integration (<= 
 calibrator (per-sample SNR <~ 0.7 at 64 channels) never reaches; 1a. then does nothing."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
 from casacore.tables import table
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from one_antenna_ms import antenna_ms, solve_g  # noqa: E402  (tests/one_antenna_ms.py)
+
 CORR = ["XX", "XY", "YX", "YY"]
-
-
-def _ms(path, snr, n_chan, n_ant=7, a=2, int_s=60.0, scan_len_s=600.0, duration_h=0.5, dead_kind="noise",
-        dead_amp=0.0, dead_scans=None, loud=1.0, dead_ant=True):
-    """Point-source MS of known gains g (returned) at a per-sample SNR ``snr``; antenna ``a`` dead in every
-    scan: noise only (``dead_kind`` 'noise'), or noise plus a constant complex offset ``dead_amp`` on each
-    of its baselines ('const': a correlator/sampler offset of a dead input), or correlated RFI of
-    ``dead_amp`` in channels 10-22 of its baselines ('rfi'); ``dead_scans``: only in
-    these scans (default all); ``dead_ant`` False: antenna ``a`` live, ``loud`` x noisier (SIGMA
-    saying so)."""
-    from alakazam.sim import simulate_ms
-
-    simulate_ms(path, feed="linear", n_ant=n_ant, n_ant_extra=0, n_chan=(n_chan,), duration_h=duration_h,
-                int_s=int_s, scan_len_s=scan_len_s, noise=0.01, seed=7, leakage=False, dead_ant=False,
-                flag_rows=0.0)
-    rng = np.random.default_rng(11)
-    g = rng.uniform(0.8, 1.2, (n_ant, 2)) * np.exp(1j * rng.uniform(-np.pi, np.pi, (n_ant, 2)))
-    sig0 = 1 / (snr * np.sqrt(2))
-    with table(path, readonly=False, ack=False) as t:
-        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
-        m = np.zeros(t.getcol("MODEL_DATA").shape, np.complex64)
-        m[..., 0] = m[..., 3] = 1
-        t.putcol("MODEL_DATA", m)
-        d = np.zeros_like(m)
-        d[..., 0] = (g[a1, 0] * np.conj(g[a2, 0]))[:, None]
-        d[..., 3] = (g[a1, 1] * np.conj(g[a2, 1]))[:, None]
-        on = ((a1 == a) | (a2 == a)) & (a1 != a2)
-        sig = np.where(on, loud * sig0, sig0)
-        d = d + sig[:, None, None] * (rng.standard_normal(d.shape) + 1j * rng.standard_normal(d.shape))
-        dead = on & dead_ant
-        if dead_scans is not None:
-            dead &= np.isin(t.getcol("SCAN_NUMBER"), dead_scans)
-        d[dead] = sig0 * (rng.standard_normal(d[dead].shape) + 1j * rng.standard_normal(d[dead].shape))
-        if dead_kind == "const":
-            d[dead] += dead_amp * np.exp(0.6j * np.pi)
-        elif dead_kind == "rfi":      # correlated RFI in channels 10-22 (one emitter: a delay's phase)
-            band = np.zeros(n_chan, complex)
-            band[10:23] = np.exp(2j * np.pi * 0.05 * np.arange(13))
-            ph = np.exp(2j * np.pi * rng.random(dead.sum()))
-            d[dead] += dead_amp * (ph[:, None] * band[None])[..., None] * np.array([1, 0, 0, 1])
-        t.putcol("DATA", d.astype(np.complex64))
-        t.putcol("FLAG", np.zeros(m.shape, bool))
-        if dead_ant:
-            sig = np.full(len(a1), sig0)
-        t.putcol("SIGMA", np.repeat(sig[:, None], 4, 1).astype(np.float32))
-        t.putcol("WEIGHT", np.repeat(1 / sig[:, None] ** 2, 4, 1).astype(np.float32))
-    with table(os.path.join(path, "FIELD"), ack=False) as t:
-        field = t.getcol("NAME")[0]
-    return g, field
-
-
-def _g(ms, cal, field, solint, rfi_threshold=5.0):
-    from alakazam.caltasks import akcal
-    from alakazam.io import hdf5
-
-    akcal(vis=ms, caltable=cal, jones=["G"], solint=[solint], freqint=["full"], field=field, refant="C00",
-          calmode=["ap"], rfi_threshold=rfi_threshold)
-    sets = hdf5.read_term(cal, "G0")
-    jones = np.concatenate([np.stack([s.jones[:, 0, :, 0, 0], s.jones[:, 0, :, 1, 1]], -1) for s in sets], 1)
-    flags = np.concatenate([s.hand_flags().reshape(len(s.jones), -1, 2) for s in sets], 1)
-    return jones, flags
 
 
 def _report(jones, flags, g, a=2):
@@ -144,9 +87,9 @@ def test_dead_antenna_in_single_integration_scans(tmp_path):
     0.939 / 0.937, and another antenna 5.9% off.  Chunk level (flag_chunk, 1 integration, 64 channels,
     SNR 10): 72-85% of the dead samples kept for 4-12 antennas (66% at SNR 50); 0 at 256 channels or 2
     integrations."""
-    g, field = _ms(str(tmp_path / "a.ms"), 5.0, 64, int_s=60.0, scan_len_s=60.0, duration_h=0.2,
-                   dead_scans=[1, 2, 3, 4, 5, 6])
-    jones, flags = _g(str(tmp_path / "a.ms"), str(tmp_path / "a.h5"), field, "inf")
+    g, field = antenna_ms(str(tmp_path / "a.ms"), 5.0, 64, dead=True, int_s=60.0, scan_len_s=60.0,
+                          duration_h=0.2, dead_scans=[1, 2, 3, 4, 5, 6])
+    jones, flags = solve_g(str(tmp_path / "a.ms"), str(tmp_path / "a.h5"), field, "inf")
     amp = np.abs(jones[2]) / np.abs(g[2])[None]
     assert (flags[2] | (np.abs(amp - 1) < 0.03)).all(), amp
 
@@ -163,8 +106,8 @@ def test_dead_antenna_with_a_correlator_offset(tmp_path):
     offset is the same on every baseline, which no antenna-based gain reproduces: a closure /
     per-antenna consistency test of the model fit would see it, the per-baseline statistics cannot).
     0880738: 0.069 / 0.010."""
-    g, field = _ms(str(tmp_path / "a.ms"), 10.0, 64, dead_kind="const", dead_amp=0.2)
-    jones, flags = _g(str(tmp_path / "a.ms"), str(tmp_path / "a.h5"), field, "scan")
+    g, field = antenna_ms(str(tmp_path / "a.ms"), 10.0, 64, dead=True, dead_kind="const", dead_amp=0.2)
+    jones, flags = solve_g(str(tmp_path / "a.ms"), str(tmp_path / "a.h5"), field, "scan")
     amp = np.abs(jones[2]) / np.abs(g[2])[None]
     assert (flags[2] | (np.abs(amp - 1) < 0.03)).all(), amp
 
@@ -180,9 +123,9 @@ def test_dead_scans_on_a_weak_calibrator(tmp_path):
     0 at 1.0).  C02's gain comes out at |g / g_true| = 0.539 / 0.504 (X / Y), UNFLAGGED (the other
     antennas within 0.037: the thermal scale); SNR 0.7: 0.528 / 0.503.  0880738: the same (not a
     regression: a hole 1a. leaves open below ~0.8 per sample)."""
-    g, field = _ms(str(tmp_path / "a.ms"), 0.5, 64, int_s=60.0, scan_len_s=480.0, duration_h=0.8,
-                   dead_scans=[1, 2, 3])
-    jones, flags = _g(str(tmp_path / "a.ms"), str(tmp_path / "a.h5"), field, "inf")
+    g, field = antenna_ms(str(tmp_path / "a.ms"), 0.5, 64, dead=True, int_s=60.0, scan_len_s=480.0,
+                          duration_h=0.8, dead_scans=[1, 2, 3])
+    jones, flags = solve_g(str(tmp_path / "a.ms"), str(tmp_path / "a.h5"), field, "inf")
     amp = np.abs(jones[2]) / np.abs(g[2])[None]
     assert (flags[2] | (np.abs(amp - 1) < 0.15)).all(), amp
 
@@ -197,8 +140,8 @@ def test_noisy_live_antenna_keeps_its_gains(tmp_path):
     gain SNR ~12).  Same at SNR 1 x 5 (unflagged solve 0.997 / 0.923).  Chunk level (7 antennas x 64
     channels x 8 integrations, 3 seeds): 67% of that antenna's samples flagged at SNR 2 x 10 and at SNR 1 x 5
     (0.5% / 0.1% at 1024 channels; 3.9% at SNR 3 x 10).  REGRESSION: 0880738 keeps both solutions."""
-    g, field = _ms(str(tmp_path / "a.ms"), 2.0, 64, dead_ant=False, loud=10.0)
-    _, flags = _g(str(tmp_path / "a.ms"), str(tmp_path / "a.h5"), field, "scan")
+    g, field = antenna_ms(str(tmp_path / "a.ms"), 2.0, 64, loud=10.0)
+    _, flags = solve_g(str(tmp_path / "a.ms"), str(tmp_path / "a.h5"), field, "scan")
     assert flags[2].mean() < 0.1, flags[2]
 
 
@@ -213,8 +156,8 @@ def test_dead_scans_with_correlated_rfi(tmp_path):
     RFI in 20% of the band; 100% at 50%, 0 at 5%).  C02's gain 0.943 / 0.934, UNFLAGGED (noise-only dead
     scans, same MS: 1.003 / 1.000; the other antennas 0.0145 off against 0.002).  0880738: 0.986 / 0.977
     (worse after the merge: 1c. now judges the dead baselines against their own scatter)."""
-    g, field = _ms(str(tmp_path / "a.ms"), 10.0, 64, int_s=60.0, scan_len_s=480.0, duration_h=0.8,
-                   dead_scans=[1, 2, 3], dead_kind="rfi", dead_amp=2.0)
-    jones, flags = _g(str(tmp_path / "a.ms"), str(tmp_path / "a.h5"), field, "inf")
+    g, field = antenna_ms(str(tmp_path / "a.ms"), 10.0, 64, dead=True, int_s=60.0, scan_len_s=480.0,
+                          duration_h=0.8, dead_scans=[1, 2, 3], dead_kind="rfi", dead_amp=2.0)
+    jones, flags = solve_g(str(tmp_path / "a.ms"), str(tmp_path / "a.h5"), field, "inf")
     amp = np.abs(jones[2]) / np.abs(g[2])[None]
     assert (flags[2] | (np.abs(amp - 1) < 0.02)).all(), amp

@@ -14,13 +14,16 @@ coherence for baselines/rows without signal).  Three regressions against 89081ec
    unflagged solve's error 0.16, i.e. solvable)."""
 
 import os
+import sys
 import types
 
 import numpy as np
 import pytest
-from casacore.tables import table
 
 from alakazam.core import cellflags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from one_antenna_ms import antenna_ms, solve_g  # noqa: E402  (tests/one_antenna_ms.py)
 
 CORR = ["XX", "XY", "YX", "YY"]
 PAR = [0, 3]
@@ -84,60 +87,13 @@ def test_noisy_antenna_at_low_snr_is_not_taken_for_dead(snr, loud):
     assert np.mean(got) <= 0.05, np.mean(got)
 
 
-def _ms(path, snr, n_chan, loud=1.0, die_at=None, n_ant=7, a=2):
-    """A 30-min point-source MS (3 scans of 10 integrations) of known gains g (returned); antenna ``a``
-    ``loud`` x noisier (SIGMA/WEIGHT saying so) or noise only from integration ``die_at`` of each scan."""
-    from alakazam.sim import simulate_ms
-
-    simulate_ms(path, feed="linear", n_ant=n_ant, n_ant_extra=0, n_chan=(n_chan,), duration_h=0.5, int_s=60.0,
-                scan_len_s=600.0, noise=0.01, seed=7, leakage=False, dead_ant=False, flag_rows=0.0)
-    rng = np.random.default_rng(11)
-    g = rng.uniform(0.8, 1.2, (n_ant, 2)) * np.exp(1j * rng.uniform(-np.pi, np.pi, (n_ant, 2)))
-    sig0 = 1 / (snr * np.sqrt(2))
-    with table(path, readonly=False, ack=False) as t:
-        a1, a2, tm, sc = (t.getcol(c) for c in ("ANTENNA1", "ANTENNA2", "TIME", "SCAN_NUMBER"))
-        m = np.zeros(t.getcol("MODEL_DATA").shape, np.complex64)
-        m[..., 0] = m[..., 3] = 1
-        t.putcol("MODEL_DATA", m)
-        d = np.zeros_like(m)
-        d[..., 0] = (g[a1, 0] * np.conj(g[a2, 0]))[:, None]
-        d[..., 3] = (g[a1, 1] * np.conj(g[a2, 1]))[:, None]
-        on = (a1 == a) | (a2 == a)
-        sig = np.where(on, loud * sig0, sig0)
-        d = d + sig[:, None, None] * (rng.standard_normal(d.shape) + 1j * rng.standard_normal(d.shape))
-        if die_at is not None:
-            dead = np.zeros(len(a1), bool)
-            for s in np.unique(sc):
-                dead |= (sc == s) & on & (tm >= np.unique(tm[sc == s])[die_at])
-            d[dead] = sig0 * (rng.standard_normal(d[dead].shape) + 1j * rng.standard_normal(d[dead].shape))
-        t.putcol("DATA", d.astype(np.complex64))
-        t.putcol("FLAG", np.zeros(m.shape, bool))
-        t.putcol("SIGMA", np.repeat(sig[:, None], 4, 1).astype(np.float32))
-        t.putcol("WEIGHT", np.repeat(1 / sig[:, None] ** 2, 4, 1).astype(np.float32))
-    with table(os.path.join(path, "FIELD"), ack=False) as t:
-        field = t.getcol("NAME")[0]
-    return g, field
-
-
-def _g(ms, cal, field, solint):
-    from alakazam.caltasks import akcal
-    from alakazam.io import hdf5
-
-    akcal(vis=ms, caltable=cal, jones=["G"], solint=[solint], freqint=["full"], field=field, refant="C00",
-          calmode=["ap"])
-    sets = hdf5.read_term(cal, "G0")
-    jones = np.concatenate([np.stack([s.jones[:, 0, :, 0, 0], s.jones[:, 0, :, 1, 1]], -1) for s in sets], 1)
-    flags = np.concatenate([s.hand_flags().reshape(len(s.jones), -1, 2) for s in sets], 1)
-    return jones, flags
-
-
 def test_gain_of_an_antenna_dying_within_a_scan(tmp_path):
     """G(scan, 'ap'), SNR 10 per sample, 64 channels, C02 noise-only from the 6th of each scan's 10
     integrations: its amplitude |g / g_true| within 2% (89081ec: 0.25%; after the merge: 41% off,
     unflagged -- the four dead-antenna regressions' failure, in a block)."""
     ms = str(tmp_path / "die.ms")
-    g, field = _ms(ms, 10.0, 64, die_at=5)
-    jones, flags = _g(ms, str(tmp_path / "die.h5"), field, "scan")
+    g, field = antenna_ms(ms, 10.0, 64, dead=True, die_at=5)
+    jones, flags = solve_g(ms, str(tmp_path / "die.h5"), field, "scan")
     amp = np.abs(jones[2]) / np.abs(g[2])[None]
     assert (flags[2] | (np.abs(amp - 1) < 0.02)).all(), amp
 
@@ -146,8 +102,8 @@ def test_noisy_antenna_at_low_snr_keeps_its_gains(tmp_path):
     """G per integration, SNR 3 per sample, C02 at 10x the noise (SIGMA saying so): its solutions are
     solvable (the solve without flags: median error 0.16) -- 89081ec flags none, the merge all."""
     ms = str(tmp_path / "loud.ms")
-    _, field = _ms(ms, 3.0, 64, loud=10.0)
-    _, flags = _g(ms, str(tmp_path / "loud.h5"), field, "int")
+    _, field = antenna_ms(ms, 3.0, 64, loud=10.0)
+    _, flags = solve_g(ms, str(tmp_path / "loud.h5"), field, "int")
     assert flags[2].mean() < 0.1, flags[2].mean()
 
 
