@@ -21,6 +21,8 @@ from alakazam.sim import simulate_ms
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from hazards import rfi_ms  # noqa: E402
+import small_flag_ms  # noqa: E402  (tests/small_flag_ms.py)
+from small_flag_ms import cols, put  # noqa: E402
 
 REPO = os.path.dirname(HERE)
 
@@ -30,32 +32,12 @@ REPO = os.path.dirname(HERE)
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def base_ms(tmp_path_factory):
-    d = tmp_path_factory.mktemp("flag_base")
-    ms = str(d / "small.ms")
-    simulate_ms(ms, n_ant=4, n_ant_extra=1, n_chan=(8,), duration_h=0.5, int_s=60.0, scan_len_s=600.0,
-                noise=0.05, seed=3, leakage=False, dead_ant=False, flag_rows=0.0)
-    return ms
+    return small_flag_ms.build(tmp_path_factory)
 
 
 @pytest.fixture
 def ms(base_ms, tmp_path):
-    out = str(tmp_path / "work.ms")
-    shutil.copytree(base_ms, out)
-    return out
-
-
-def cols(ms, *names):
-    from casacore.tables import table
-
-    with table(ms, ack=False) as t:
-        return [t.getcol(n) for n in names]
-
-
-def put(ms, name, value):
-    from casacore.tables import table
-
-    with table(ms, readonly=False, ack=False) as t:
-        t.putcol(name, value)
+    return small_flag_ms.copy(base_ms, tmp_path)
 
 
 def ant_names(ms):

@@ -2,42 +2,26 @@
 each test failed before its fix (small simulated MSs)."""
 
 import os
-import shutil
+import sys
 
 import numpy as np
 import pytest
 
 from alakazam.sim import simulate_ms
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import small_flag_ms  # noqa: E402  (tests/small_flag_ms.py)
+from small_flag_ms import cols, put  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def base_ms(tmp_path_factory):
-    d = tmp_path_factory.mktemp("review_flag")
-    ms = str(d / "small.ms")
-    simulate_ms(ms, n_ant=4, n_ant_extra=1, n_chan=(8,), duration_h=0.5, int_s=60.0, scan_len_s=600.0,
-                noise=0.05, seed=3, leakage=False, dead_ant=False, flag_rows=0.0)
-    return ms
+    return small_flag_ms.build(tmp_path_factory)
 
 
 @pytest.fixture
 def ms(base_ms, tmp_path):
-    out = str(tmp_path / "work.ms")
-    shutil.copytree(base_ms, out)
-    return out
-
-
-def cols(ms, *names):
-    from casacore.tables import table
-
-    with table(ms, ack=False) as t:
-        return [t.getcol(n) for n in names]
-
-
-def put(ms, name, value):
-    from casacore.tables import table
-
-    with table(ms, readonly=False, ack=False) as t:
-        t.putcol(name, value)
+    return small_flag_ms.copy(base_ms, tmp_path)
 
 
 def test_extend_growtime_counts_the_whole_scan_of_a_baseline_with_a_missing_integration(ms):
