@@ -83,6 +83,17 @@ def _fill_rows(ms, name, like, rows, block_rows=20000):
 
 
 SNAPSHOT = "alakazam.apply.bak"
+#: in the snapshot: touched every HEARTBEAT_S seconds while the run that took it writes (:class:`_Heartbeat`)
+ALIVE = "alive"
+#: in the snapshot: the table files the run added (its partial column's storage manager, :func:`prepare`)
+ADDED = "added.txt"
+#: in the snapshot: written before a recovery starts putting files back (a recovery cut short is redone)
+RESTORING = "restoring"
+HEARTBEAT_S = 5.0
+#: a table file changed more than this after the killed run's last heartbeat was changed by someone else
+STALE_GRACE_S = 60.0
+#: how long a task waits for the run that holds the MS writer lock while the MS does not open
+LOCK_WAIT_S = 120.0
 _MAX_SAVED = 8 * 2**20
 # table.lock too: casacore keeps sync data there (rows, columns, storage-manager counters) that must
 # match table.dat (a missing or newer one makes the restored table fail to open)
@@ -103,6 +114,7 @@ def _snapshot(ms):
                 shutil.copy2(os.path.join(str(ms), f), os.path.join(tmp, f))
         with open(os.path.join(tmp, "files.txt"), "w") as fh:
             fh.write("\n".join(names))
+        open(os.path.join(tmp, ALIVE), "w").close()
     except BaseException:           # e.g. a full disk: no half snapshot left in the MS
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -144,6 +156,31 @@ def _interrupts_deferred():
 
 
 _DEPTH = {}                     # realpath of the MS -> nesting depth of begin_writes in this process
+_BEATS = {}                     # realpath of the MS -> its _Heartbeat
+
+
+class _Heartbeat:
+    """Touches ``<snapshot>/alive`` every :data:`HEARTBEAT_S` seconds (a daemon thread) while the run
+    writes: after a kill -9 its time is the run's last sign of life, and a table file changed more
+    than :data:`STALE_GRACE_S` later was changed by another program (:func:`_stale`)."""
+
+    def __init__(self, ms):
+        import threading
+
+        self.path = os.path.join(str(ms), SNAPSHOT, ALIVE)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="alakazam-snapshot-heartbeat", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(self.path)
+            except OSError:         # the snapshot is gone (cleared): nothing to keep alive
+                return
+
+    def end(self):
+        self.stop.set()
 
 
 def begin_writes(ms):
@@ -153,6 +190,7 @@ def begin_writes(ms):
     k = os.path.realpath(str(ms))
     if _DEPTH.get(k, 0) == 0:
         _snapshot(ms)
+        _BEATS[k] = _Heartbeat(ms)
     _DEPTH[k] = _DEPTH.get(k, 0) + 1
 
 
@@ -167,6 +205,9 @@ def end_writes(ms):
             _DEPTH[k] = d
             return
         _DEPTH.pop(k, None)
+        beat = _BEATS.pop(k, None)
+        if beat is not None:
+            beat.end()
         _clear_snapshot(ms)
 
 
@@ -176,8 +217,14 @@ def _opens(ms) -> bool:
     import subprocess
     import sys
 
-    code = "import sys; from casacore.tables import table; table(sys.argv[1], ack=False).close()"
-    r = subprocess.run([sys.executable, "-c", code, str(ms)], capture_output=True)
+    # lockoptions 'usernoread': the probe does not wait for a lock another program holds (a CASA session
+    # with the MS open for writing: the probe then hung in silence); the task's own open says it waits
+    code = ("import sys; from casacore.tables import table; "
+            "table(sys.argv[1], ack=False, lockoptions='usernoread').close()")
+    try:
+        r = subprocess.run([sys.executable, "-c", code, str(ms)], capture_output=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return True                 # not known to be broken: nothing is put back; the task's open says
     return r.returncode == 0
 
 
@@ -199,27 +246,82 @@ def recover_killed(ms):
     """Before a task opens ``ms`` -- also a task that only reads it (akcal, akinfo, akflagmanager list /
     save): a writer killed inside casacore's header flush leaves an MS that does not open, and the task
     would stop on casacore's "FilebufIO::readBlock" error.  When a killed writer's snapshot is left and
-    the MS does not open, the table files saved before that run are put back (:func:`_recover_table`).
-    Only that: when the MS opens, what the killed run left (a partial column, WEIGHT partly rewritten)
-    stays for the next writer's :func:`recover`, so a reading task writes nothing the MS can do without
-    (the warnings of an interrupted run still say what to do).  Nothing is done when no snapshot is left
-    (the usual case: one ``isdir``), when this process is writing the MS (its own snapshot), or when
-    another run holds the MS writer lock (a live writer's snapshot).  Returns what
-    :func:`_recover_table` returned ('restored'), or None."""
+    the MS does not open, the table files saved before that run are put back (:func:`_recover_table`,
+    which refuses a snapshot that later changes made stale).  Only that: when the MS opens, what the
+    killed run left (a partial column, WEIGHT partly rewritten) stays for the next writer's
+    :func:`recover`, so a reading task writes nothing the MS can do without (the warnings of an
+    interrupted run still say what to do).  Nothing is done when no snapshot is left (the usual case:
+    one ``isdir``) or when this process is writing the MS (its own snapshot).  When another run holds
+    the MS writer lock (a repair under way, or a live writer mid-flush) the task waits for it, up to
+    :data:`LOCK_WAIT_S`, then says who holds it.  Returns what :func:`_recover_table` returned, or None."""
+    import time
+
+    from . import locks
+
+    snap = os.path.join(str(ms), SNAPSHOT)
+
     def mine():
         return _DEPTH.get(os.path.realpath(str(ms)), 0) > 0
 
-    if not os.path.isdir(os.path.join(str(ms), SNAPSHOT)) or mine() or _opens(ms):
+    if not os.path.isdir(snap) or mine():
         return None
-    from . import locks
+    if not os.path.exists(os.path.join(snap, RESTORING)) and _opens(ms):
+        return None
+    t_end = time.monotonic() + LOCK_WAIT_S
+    said = False
+    while True:
+        try:
+            with locks.writer_lock(ms, "ms"):
+                if mine() or not os.path.isdir(snap):
+                    return None
+                return _recover_table(ms)
+        except locks.LockedError as e:
+            if not os.path.isdir(snap) and _opens(ms):     # the other run repaired it meanwhile
+                return None
+            if time.monotonic() > t_end:
+                raise AlakazamError(f"ms: {ms} does not open (a run was killed while writing it) and another "
+                                    f"run holds its writer lock, for more than {LOCK_WAIT_S:.0f} s: {e}. "
+                                    "Run the task again once that run has finished (it or the next run "
+                                    "puts the table back)") from None
+            if not said:
+                log.warning("%s does not open (a run was killed while writing it); waiting for the run "
+                            "that holds its writer lock: %s", ms, e)
+                said = True
+            time.sleep(0.5)
+
+
+def _stale(ms, snap):
+    """Why the snapshot ``snap`` is not the killed run's view of the table any more (None: it is): a
+    table file of the MS changed more than :data:`STALE_GRACE_S` after the run's last heartbeat, or
+    table files the run did not add exist (another program added a column after the kill)."""
+    import time
 
     try:
-        with locks.writer_lock(ms, "ms"):
-            if mine() or not os.path.isdir(os.path.join(str(ms), SNAPSHOT)):
-                return None
-            return _recover_table(ms)
-    except locks.LockedError:       # held by another run: its snapshot, its header flush under way
-        return None
+        last = os.path.getmtime(os.path.join(snap, ALIVE))
+    except OSError:
+        last = os.path.getmtime(snap)
+    with open(os.path.join(snap, "files.txt")) as fh:
+        before = set(fh.read().split("\n"))
+    added = set()
+    if os.path.exists(os.path.join(snap, ADDED)):
+        with open(os.path.join(snap, ADDED)) as fh:
+            added = set(fh.read().split())
+    later, unknown = [], []
+    for n in sorted(os.listdir(str(ms))):
+        path = os.path.join(str(ms), n)
+        if not (n.startswith("table.") and os.path.isfile(path)) or n == "table.lock":
+            continue
+        if os.path.getmtime(path) > last + STALE_GRACE_S:
+            later.append(n)
+        if n.startswith("table.f") and n not in before and n not in added:
+            unknown.append(n)
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last))
+    if later:
+        return (f"{', '.join(later)} changed after the killed run's last sign of life ({when}), by another "
+                "program")
+    if unknown:
+        return f"{', '.join(unknown)} were added after it was taken ({when}), by another program"
+    return None
 
 
 def _recover_table(ms):
@@ -228,7 +330,8 @@ def _recover_table(ms):
     shutil.rmtree(snap + ".done", ignore_errors=True)       # a removal cut short (_clear_snapshot)
     if not os.path.isdir(snap):
         return
-    if _opens(ms):
+    redo = os.path.exists(os.path.join(snap, RESTORING))     # a recovery cut short: finish it
+    if not redo and _opens(ms):
         with _table(ms) as t:
             cols = t.colnames()
         for c in cols:
@@ -237,20 +340,29 @@ def _recover_table(ms):
                 drop(ms, c)
         _clear_snapshot(ms)
         return "dropped"
+    why = None if redo else _stale(ms, snap)
+    if why:
+        raise AlakazamError(
+            f"ms: {ms} does not open (a table file is damaged: a program was killed while writing it). The "
+            f"table files alakazam saved in {snap} before a run of its own that was killed earlier are not "
+            f"put back, because the table changed since ({why}): putting them back would undo those changes. "
+            "Restore the MS from a backup (or remove that directory once the MS is repaired)")
     log.warning("%s: a run (apply, akflag or a flag restore) was killed while writing and the table no "
                 "longer opens; restoring the table description saved before it started", ms)
-    for f in sorted(os.listdir(snap)):
-        if f == "files.txt":
-            continue
-        shutil.copy2(os.path.join(snap, f), os.path.join(str(ms), f + ".restore"))
-        os.replace(os.path.join(str(ms), f + ".restore"), os.path.join(str(ms), f))
-    with open(os.path.join(snap, "files.txt")) as fh:
-        before = set(fh.read().split("\n"))
-    for n in os.listdir(str(ms)):
-        if n.startswith("table.f") and n not in before:
-            os.unlink(os.path.join(str(ms), n))
-
-    _clear_snapshot(ms)
+    with _interrupts_deferred():        # Ctrl-C / SIGTERM wait for the files; a kill -9 is redone (RESTORING)
+        if not redo:
+            open(os.path.join(snap, RESTORING), "w").close()
+        for f in sorted(os.listdir(snap)):
+            if f in ("files.txt", ALIVE, ADDED, RESTORING):
+                continue
+            shutil.copy2(os.path.join(snap, f), os.path.join(str(ms), f + ".restore"))
+            os.replace(os.path.join(str(ms), f + ".restore"), os.path.join(str(ms), f))
+        with open(os.path.join(snap, "files.txt")) as fh:
+            before = set(fh.read().split("\n"))
+        for n in os.listdir(str(ms)):
+            if n.startswith("table.f") and n not in before:
+                os.unlink(os.path.join(str(ms), n))
+        _clear_snapshot(ms)
     if not _opens(ms):
         raise AlakazamError(f"ms: {ms} cannot be opened even after undoing the interrupted apply; restore it "
                             "from a backup")
@@ -276,8 +388,26 @@ def prepare(ms, name, like, init):
             _fill_rows(ms, name, like, bad)
         return name, False
     _MADE[os.path.realpath(str(ms))] = part     # before it exists: an interrupt from here on drops it
+    before = set(os.listdir(str(ms)))
     ms_io.ensure_column(ms, part, like=like, init=init)
+    _record_added(ms, set(os.listdir(str(ms))) - before)
     return part, True
+
+
+def _record_added(ms, names):
+    """The table files this run added, listed in its snapshot (if it took one): :func:`_stale` does not
+    take them for another program's."""
+    snap = os.path.join(str(ms), SNAPSHOT)
+    if not names or _DEPTH.get(os.path.realpath(str(ms)), 0) == 0 or not os.path.isdir(snap):
+        return
+    path = os.path.join(snap, ADDED)
+    have = set()
+    if os.path.exists(path):
+        with open(path) as fh:
+            have = set(fh.read().split())
+    with open(path + ".tmp", "w") as fh:
+        fh.write("\n".join(sorted(have | set(names))))
+    os.replace(path + ".tmp", path)
 
 
 _MADE = {}      # realpath of the MS -> the partial column this process is creating or writing
