@@ -74,10 +74,11 @@ def cmd_recover(args):
     from .core import columns, locks, ms_io, weightbackup
 
     ms = args.vis
+    # looked at before check_ms, whose recover_killed may already put a cut table back (then: recovered)
+    was = bool(ms) and (weightbackup.pending(ms) or os.path.isdir(os.path.join(str(ms), columns.SNAPSHOT)))
     ms_io.check_ms(ms)
     if not os.path.isdir(str(ms)):
         raise AlakazamError(f"vis: {ms} is not a Measurement Set (no such directory)")
-    was = weightbackup.pending(ms) or os.path.isdir(os.path.join(str(ms), columns.SNAPSHOT))
     with locks.writer_lock(ms, "ms"):
         columns.recover(ms)
     print(f"{ms}: " + ("recovered (see the log above)" if was else "nothing to recover"))

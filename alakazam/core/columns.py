@@ -313,7 +313,7 @@ def _stale(ms, snap):
             continue
         if os.path.getmtime(path) > last + STALE_GRACE_S:
             later.append(n)
-        if n.startswith("table.f") and n not in before and n not in added:
+        if n.startswith("table.f") and n not in before and not _of_added(n, added):
             unknown.append(n)
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last))
     if later:
@@ -322,6 +322,12 @@ def _stale(ms, snap):
     if unknown:
         return f"{', '.join(unknown)} were added after it was taken ({when}), by another program"
     return None
+
+
+def _of_added(name, added) -> bool:
+    """Whether table file ``name`` belongs to a storage manager the run added (``table.fN`` listed: also
+    its data files ``table.fN_TSM*`` / ``table.fNi``, which casacore creates at the first write)."""
+    return any(name == a or name.startswith(a + "_") or name == a + "i" for a in added)
 
 
 def _recover_table(ms):

@@ -270,7 +270,7 @@ class MeasurementSet:
         """Write ``values`` (row, chan, corr) to rows ``rownr`` of column ``name`` (channel subset
         ``chans`` optional): runs of consecutive rows straight into the table (``putcol(start, n)``,
         faster than putcol on a row selection), else through a row selection."""
-        from . import undo
+        from . import undo, weightbackup
         from .ms_io import _row_runs
 
         self._check_write(name)
@@ -283,6 +283,7 @@ class MeasurementSet:
             runs = _row_runs(rownr)
             if chans is None and len(runs) <= max(1, len(rownr) // 16):
                 values = np.asarray(values)
+                weightbackup.intend(self.path, name, rownr, values)     # WEIGHT: what a kill would leave
                 for r0, n, i0 in runs:
                     t.putcol(name, values[i0:i0 + n], r0, n)
                 return
@@ -291,6 +292,7 @@ class MeasurementSet:
                 full = q.getcol(name)
                 full[:, chans] = values
                 values = full
+            weightbackup.intend(self.path, name, rownr, values)
             q.putcol(name, values)
             q.close()
 

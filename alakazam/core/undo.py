@@ -68,9 +68,38 @@ class MSJournal:
         self.records.append(("write", key[0], name, np.asarray(rownr, np.int64).copy(), path))
 
     def rollback(self):
+        """Put the saved rows back and remove the created columns, each MS under its writer lock and
+        inside a kill -9 snapshot (core/columns.py), as every other write of the MS: another run cannot
+        write it meanwhile, and a kill of the shell inside casacore's header flush is undone by the next
+        task.  An MS whose lock another run took since is left as it is, and said (its saved rows are
+        kept in the journal's directory)."""
+        import logging
+
+        from . import columns, locks
         from .ms_io import _table
 
+        kept = False
+        for ms in dict.fromkeys(rec[1] for rec in reversed(self.records)):
+            try:
+                with locks.writer_lock(ms, "ms"):
+                    columns.recover(ms)
+                    columns.begin_writes(ms)
+                    try:
+                        self._rollback_ms(ms, _table)
+                    finally:
+                        columns.end_writes(ms)
+            except locks.LockedError as e:
+                kept = True
+                logging.getLogger("alakazam.tasks").error(
+                    "undo: the rows the interrupted task overwrote in %s were NOT put back: %s; they are "
+                    "kept in %s (one .npy per write)", ms, e, self.dir)
+        if not kept:
+            self.discard()
+
+    def _rollback_ms(self, ms, _table):
         for rec in reversed(self.records):
+            if rec[1] != ms:
+                continue
             if rec[0] == "write":
                 _, ms, name, rownr, path = rec
                 with _table(ms, readonly=False) as t:
@@ -82,7 +111,6 @@ class MSJournal:
                 with _table(ms, readonly=False) as t:
                     if name in t.colnames():
                         t.removecols([name])
-        self.discard()
 
     def discard(self):
         if self.dir is not None:

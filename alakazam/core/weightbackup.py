@@ -25,7 +25,10 @@ Convention (pinned by tests/test_calwt_interrupt.py):
 * A kill -9 (no handler) leaves the backup: the next apply, akflag or flag-version restore on that MS
   (:func:`alakazam.core.columns.recover`, under the MS writer lock, before anything is written), or
   ``alakazam recover --vis MS``, puts WEIGHT back and says so; a solve from a column other than DATA
-  (which reads WEIGHT) warns until then.
+  (which reads WEIGHT) warns until then.  Before each write the apply records the rows and a CRC of
+  the values (:func:`intend`): a backup whose rows hold neither the saved values nor the killed
+  apply's (another program -- CASA initweights, statwt -- wrote WEIGHT since) is not put back but
+  moved aside (``<backup>.stale-<time>``), and the log says so.
 * A completed apply removes the backup (after its output column is committed).
 * A re-run of the apply with calwt gives the weights of an uninterrupted run either way: calwt derives
   WEIGHT from SIGMA and never scales what WEIGHT holds (no compounding).
@@ -241,6 +244,75 @@ def _clean_leftovers(ms):
                 pass
 
 
+def intend(ms, col, rownr, values):
+    """Recorded in the backup before the apply writes ``values`` into rows ``rownr`` of WEIGHT /
+    WEIGHT_SPECTRUM (called by the MS handle's :meth:`~alakazam.core.ms.MeasurementSet.write_column`):
+    the rows and a CRC of the values as the column stores them (float32).  After a kill -9,
+    :func:`recover` then tells the killed apply's writes (each row holds the saved value or the value
+    recorded here) from another program's later writes of WEIGHT (CASA initweights / statwt), which a
+    stale backup must not undo."""
+    import zlib
+
+    path = backup_path(ms)
+    if col not in COLUMNS or not pending(ms):
+        return
+    rownr = np.asarray(rownr, np.int64)
+    order = np.argsort(rownr, kind="stable")
+    vals = np.ascontiguousarray(np.asarray(values, np.float32)[order])
+    k = len([f for f in os.listdir(path) if f.startswith("w_")])
+    crc = zlib.crc32(vals.tobytes())
+    np.save(os.path.join(path, f"w_{k:06d}_{col}_{crc}.npy"), rownr[order])
+
+
+def _written_elsewhere(ms):
+    """Rows of the saved columns that hold neither the saved value nor the value the killed apply
+    recorded before writing it (:func:`intend`): {column: number of rows} (empty: every row is the
+    killed apply's or untouched)."""
+    import zlib
+
+    from casacore.tables import table
+
+    path = backup_path(ms)
+    names = sorted(os.listdir(path))
+    out = {}
+    with table(str(ms), ack=False) as t:
+        recorded = {}
+        for f in names:
+            if not f.startswith("w_"):
+                continue
+            _, _, rest = f.split("_", 2)
+            c, crc = rest[:-len(".npy")].rsplit("_", 1)
+            recorded.setdefault(c, []).append((np.load(os.path.join(path, f)), int(crc)))
+        for f in names:
+            if not f.startswith("rows_") or not f.endswith(".npy"):
+                continue
+            c, dd = f[len("rows_"):-len(".npy")].rsplit("_", 1)
+            rows = np.load(os.path.join(path, f))
+            saved = np.load(os.path.join(path, f"{c}_{dd}.npy"), mmap_mode="r")
+            ok = np.zeros(len(rows), bool)
+            for rr, crc in recorded.get(c, ()):       # a chunk the killed apply wrote (or was to write)
+                if not len(rr):
+                    continue
+                now = np.ascontiguousarray(np.asarray(_rows(t, c, rr), np.float32))
+                if zlib.crc32(now.tobytes()) == crc:
+                    ok |= np.isin(rows, rr)
+            for s in range(0, len(rows), CHUNK_ROWS):
+                now = _rows(t, c, rows[s:s + CHUNK_ROWS])
+                same = np.all((now == saved[s:s + CHUNK_ROWS]).reshape(len(now), -1), axis=1)
+                ok[s:s + CHUNK_ROWS] |= same
+            if not ok.all():
+                out[c] = out.get(c, 0) + int((~ok).sum())
+    return out
+
+
+def _rows(t, col, rows):
+    q = t.selectrows(np.asarray(rows))
+    try:
+        return q.getcol(col)
+    finally:
+        q.close()
+
+
 def _what(done) -> str:
     cols = " and ".join(c for c in COLUMNS if c in done)
     return f"{cols} ({max(done.values()) if done else 0} rows)"
@@ -256,6 +328,16 @@ def recover(ms):
     if not pending(ms):
         return None
     info = _info(backup_path(ms))
+    elsewhere = _written_elsewhere(ms)
+    if elsewhere:
+        stale = f"{backup_path(ms)}.stale-{_time.strftime('%Y%m%dT%H%M%S')}"
+        os.replace(backup_path(ms), stale)
+        log.warning("%s: the WEIGHT copy an apply with calwt saved (%s UTC, pid %s) before it was killed is "
+                    "NOT put back: %s were written since by another program (neither the saved values nor "
+                    "the killed apply's); the copy is kept in %s (delete it when not needed)", ms,
+                    info.get("saved", "?"), info.get("pid", "?"),
+                    " and ".join(f"{n} rows of {c}" for c, n in elsewhere.items()), stale)
+        return None
     with signals.held():
         done = restore(ms)
         discard(ms)
