@@ -1,5 +1,6 @@
-"""The per-row kernels of the solve-time flags take a flat (vectorised) path on C-contiguous rows and a
-nested-loop path on other layouts (a channel selection's views): both give exactly the same values
+"""The per-row kernels of the solve-time flags take one flat (vectorised) loop over a row's samples
+(C-contiguous DATA and MODEL; the public functions copy a strided input, such as a channel selection's
+views, to C order first): strided and C-contiguous inputs give exactly the same values
 (rfi.row_ratios: the ratios x; cellflags.flag_bad_values: the flags and their count), hazards included
 (NaN, zeros, infinities, values beyond float32's normal range)."""
 

@@ -124,8 +124,8 @@ the extension again (:func:`extend`).
 
     Groups with fewer than :data:`MIN_ROWS` rows and channels with fewer than :data:`MIN_ROWS` usable
     samples are left alone; channel statistics need :data:`~alakazam.core.rfi.MIN_CHANNELS` channels.
-    The cost is one row-parallel pass (x of the whole row in float32, :func:`alakazam.core.rfi.row_ratios`;
-    a median per row and parallel hand over at most MAX_STAT_SAMPLES channels; the normalised ratios,
+    The cost is one row-parallel pass (x of the whole row in float32,
+    :func:`alakazam.core.rfi.flat_row_ratios`; a median per row and parallel hand over at most MAX_STAT_SAMPLES channels; the normalised ratios,
     float32) and two quickselects per (channel, parallel hand) over at most MAX_STAT_SAMPLES rows of a
     block (and 1c.: a median per (channel, hand) and one pass over every n_chan // SCALE_CHANNELS-th
     channel, a quickselect per baseline and hand, an n_ant x n_ant least squares per hand: 7.9 ms per
@@ -155,12 +155,11 @@ from functools import partial
 
 import numba
 import numpy as np
-from numba.extending import overload
 
 from .._numba import njit, threaded
 from . import rfi
 from ..errors import AlakazamError
-from .rfi import MAD_TO_SIGMA, MAX_STAT_SAMPLES, MIN_CHANNELS, _median, row_ratios
+from .rfi import MAD_TO_SIGMA, MAX_STAT_SAMPLES, MIN_CHANNELS, _median, flat_row_ratios, flat_rows
 
 #: minimum rows of a group (and usable samples of a channel) for statistics
 MIN_ROWS = 4
@@ -192,17 +191,18 @@ MIN_SCALE_SAMPLES = 16
 
 
 @njit(inline="always")
-def _bad_row_flat(dr, mr, use_model, wr, fr, orow, code):
-    # _bad_row_2d on C-contiguous data and model rows: a flat (vectorised) pass over the samples first
-    # (one code byte each: bit 0 DATA non-finite, 1 DATA non-zero, 2 MODEL non-finite, 3 MODEL
-    # non-zero), then the per-channel decisions from the codes -- the same flags and count.  ``code``:
-    # the caller's scratch of at least n_chan * n_corr bytes, allocated once per kernel call (one
-    # allocation per row made narrow rows -- 1-8 channels -- 2.5-6x slower than the nested loops)
-    n_chan, n_corr = dr.shape
-    n = n_chan * n_corr
-    d1 = dr.reshape(n)
+def _bad_row(d1, m1, use_model, wr, fr, orow, code):
+    # one row of _bad_values: orow = fr plus the row's bad values; their number.  ``d1``, ``m1``: the
+    # row's flat DATA and MODEL views (rfi.flat_rows; ``m1`` not read without a model), ``wr``, ``fr``,
+    # ``orow`` its (n_chan, n_corr) weight, flag and output views.  A flat (vectorised) pass over the
+    # samples first (one code byte each: bit 0 DATA non-finite, 1 DATA non-zero, 2 MODEL non-finite,
+    # 3 MODEL non-zero), then the per-channel decisions from the codes.  ``code``: the caller's scratch
+    # of at least n_chan * n_corr bytes, allocated once per kernel call (one allocation per row made
+    # narrow rows -- 1-8 channels -- 2.5-6x slower than nested loops).  One loop for every row width
+    # and layout (the callers pass C-contiguous DATA and MODEL): the solve compiles one (issue 16)
+    n_chan, n_corr = orow.shape
+    n = len(d1)
     if use_model:
-        m1 = mr.reshape(n)
         for i in range(n):
             v = d1[i]
             m = m1[i]
@@ -231,32 +231,8 @@ def _bad_row_flat(dr, mr, use_model, wr, fr, orow, code):
                 orow[chan, c] = True
                 nb += 1
             else:
-                orow[chan, c] = False
+                orow[chan, c] = False       # every element written: ``out`` may be np.empty
     return nb
-
-
-def _bad_row(dr, mr, use_model, wr, fr, orow, code):
-    """Typing stub: :func:`_bad_row_flat` for C-contiguous data and model rows, else
-    :func:`_bad_row_2d` -- orow = fr plus the row's bad values; their number.  ``code``: uint8 scratch
-    of at least n_chan * n_corr (:func:`_bad_codes`; not read by the nested loops)."""
-    raise NotImplementedError("compiled only")
-
-
-#: rows of fewer samples (n_chan * n_corr) take :func:`_bad_row_2d` even when C-contiguous: the flat
-#: pass's fixed cost per row (its reshaped views) made rows of 1-8 channels x 4 correlations 2-8x slower
-#: than the nested loops (measured per row: 280 ns against 36 ns at 1 channel; even at 64 samples)
-BAD_ROW_FLAT_MIN = 64
-
-
-@overload(_bad_row, inline="always")
-def _bad_row_impl(dr, mr, use_model, wr, fr, orow, code):
-    if dr.layout == "C" and mr.layout == "C":
-        def impl(dr, mr, use_model, wr, fr, orow, code):
-            if dr.size >= BAD_ROW_FLAT_MIN:
-                return _bad_row_flat(dr, mr, use_model, wr, fr, orow, code)
-            return _bad_row_2d(dr, mr, use_model, wr, fr, orow)
-        return impl
-    return lambda dr, mr, use_model, wr, fr, orow, code: _bad_row_2d(dr, mr, use_model, wr, fr, orow)
 
 
 @njit(inline="always")
@@ -275,49 +251,17 @@ def _bad_codes(data):
     return np.empty(data.shape[1] * data.shape[2], np.uint8)
 
 
-@njit(inline="always")
-def _bad_row_2d(dr, mr, use_model, wr, fr, orow):
-    # one row of _bad_values (row views of any layout): orow = fr plus the row's bad values; their number
-    n_chan, n_corr = dr.shape
-    nb = 0
-    for chan in range(n_chan):
-        mbad = True                     # DATA exactly 0 in every correlation: a correlator dropout
-        for c in range(n_corr):
-            v = np.complex128(dr[chan, c])
-            if v.real != 0 or v.imag != 0:
-                mbad = False
-                break
-        if use_model and not mbad:
-            allzero = True
-            for c in range(n_corr):
-                m = np.complex128(mr[chan, c])
-                if not (np.isfinite(m.real) and np.isfinite(m.imag)):
-                    mbad = True
-                if m.real != 0 or m.imag != 0:
-                    allzero = False
-            mbad = mbad or allzero
-        for c in range(n_corr):
-            if fr[chan, c]:
-                orow[chan, c] = True
-                continue
-            v = np.complex128(dr[chan, c])
-            w = np.float64(wr[chan, c])
-            if mbad or not (np.isfinite(v.real) and np.isfinite(v.imag)) or not np.isfinite(w) or w < 0:
-                orow[chan, c] = True
-                nb += 1
-            else:
-                orow[chan, c] = False       # every element written: ``out`` may be np.empty
-    return nb
-
-
 @njit
 def _bad_values(start, stride, data, model, weight, flag, out, use_model):
     # rows start, start + stride, ... (_numba.threaded; each row writes only out[row])
+    # ``data``, ``model`` C-contiguous (flat row views)
     n_bad = 0
     code = _bad_codes(data)
+    d2 = flat_rows(data)
+    m2 = flat_rows(model)
     for row in range(start, data.shape[0], stride):
         # row views (2-d indexing in the inner loops)
-        n_bad += _bad_row(data[row], model[row] if use_model else model[0], use_model, weight[row], flag[row],
+        n_bad += _bad_row(d2[row], m2[row] if use_model else m2[0], use_model, weight[row], flag[row],
                           out[row], code)
     return n_bad
 
@@ -326,10 +270,11 @@ def _bad_values(start, stride, data, model, weight, flag, out, use_model):
 def _bad_values_rows(start, stride, rows, data, model, weight, flag, out, prior, use_model):
     # _bad_values of rows[start::stride] (_numba.threaded), each also copied to prior[row]
     code = _bad_codes(data)
+    d2 = flat_rows(data)
+    m2 = flat_rows(model)
     for i in range(start, len(rows), stride):
         row = rows[i]
-        _bad_row(data[row], model[row] if use_model else model[0], use_model, weight[row], flag[row],
-                 out[row], code)
+        _bad_row(d2[row], m2[row] if use_model else m2[0], use_model, weight[row], flag[row], out[row], code)
         _copy_row(out[row], prior[row])
 
 
@@ -341,7 +286,8 @@ def flag_bad_values(data, model, weight, flag):
         return np.array(flag, bool, copy=True), 0
     out = np.empty(data.shape, np.bool_)       # written whole by the kernel (no copy of ``flag`` first)
     use_model = model is not None
-    m = model if use_model else np.zeros((1, 1, 1), np.complex64)
+    data = np.ascontiguousarray(data)           # (the kernels' flat row views; a copy only when strided)
+    m = np.ascontiguousarray(model) if use_model else np.zeros((1, 1, 1), np.complex64)
     w = np.broadcast_to(weight, data.shape)
     n = sum(threaded(_bad_values, data.shape[0], data, m, w, np.asarray(flag, bool), out, use_model))
     return out, int(n)
@@ -354,7 +300,7 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
     # column of buf: race-free): level[row, k] = median of x over the row's unflagged channels, every
     # stride-th (NaN when too few), buf[k, chan, i] = x / level (float32; NaN: flagged or unusable), so
     # the per-channel statistics then read contiguous memory.  x of the whole row first, in float32
-    # (rfi.row_ratios: vectorised)
+    # (rfi.flat_row_ratios: vectorised)
     # (thread ``start`` of ``step`` (_numba.threaded) takes one contiguous block of the group's rows:
     # interleaved rows would have both threads writing the same cache lines of buf, measured 2x slower)
     # ``keep_x``: the ratios of row rows[lo + i] are written to xkeep[i] (the per-row MAD then reads
@@ -362,20 +308,31 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
     # ``fuse_bad``: out[row] is first made flag_in[row] plus the row's bad values (:func:`_bad_row`) and
     # copied to prior[row] -- flag_chunk's first stage in the same pass over the row (the row's data
     # is read once; the same flags)
+    # ``data``, ``model`` C-contiguous: their flat row views (rfi.flat_rows) for the bad values and ratios
     n_chan, n_corr = data.shape[1], data.shape[2]
-    scratch = np.empty((n_chan, n_corr), np.float32)
+    d2 = flat_rows(data)
+    m2 = flat_rows(model)
+    x2 = flat_rows(xkeep)
+    scratch1 = np.empty(n_chan * n_corr, np.float32)
+    scratch = scratch1.reshape(n_chan, n_corr)
     xs = np.empty(n_chan)
     code = _bad_codes(data)
     per = (hi - lo + step - 1) // step
     for i in range(start * per, min((start + 1) * per, hi - lo)):
         row = rows[lo + i]
         orow = out[row]
+        d1 = d2[row]
+        m1 = m2[row] if use_model else m2[0]
         if fuse_bad:
-            _bad_row(data[row], model[row] if use_model else model[0], use_model, weight[row], flag_in[row],
-                     orow, code)
+            _bad_row(d1, m1, use_model, weight[row], flag_in[row], orow, code)
             _copy_row(orow, prior[row])
-        xr = xkeep[i] if keep_x else scratch
-        row_ratios(data[row], model[row] if use_model else model[0], use_model, xr)
+        if keep_x:
+            xr = xkeep[i]
+            x1 = x2[i]
+        else:
+            xr = scratch
+            x1 = scratch1
+        flat_row_ratios(d1, m1, use_model, x1)
         for k in range(len(use_corr)):
             c = use_corr[k]
             cnt = np.int64(0)     # not a literal 0: _median compiles once (int64), not twice
@@ -1142,7 +1099,8 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
             raise ValueError("bad_in needs threshold > 0, rows and channels")
         return
     use_model = model is not None
-    m = model if use_model else np.zeros((1, 1, 1), np.complex64)
+    data = np.ascontiguousarray(data)           # (the kernels' flat row views; a copy only when strided)
+    m = np.ascontiguousarray(model) if use_model else np.zeros((1, 1, 1), np.complex64)
     ant1, ant2 = np.asarray(ant1), np.asarray(ant2)
     cross = ant1 != ant2
     group = np.asarray(group)
