@@ -125,11 +125,12 @@ the extension again (:func:`extend`).
     Groups with fewer than :data:`MIN_ROWS` rows and channels with fewer than :data:`MIN_ROWS` usable
     samples are left alone; channel statistics need :data:`~alakazam.core.rfi.MIN_CHANNELS` channels.
     The cost is one row-parallel pass (x of the whole row in float32,
-    :func:`alakazam.core.rfi.flat_row_ratios`; a median per row and parallel hand over at most MAX_STAT_SAMPLES channels; the normalised ratios,
-    float32) and two quickselects per (channel, parallel hand) over at most MAX_STAT_SAMPLES rows of a
-    block (and 1c.: a median per (channel, hand) and one pass over every n_chan // SCALE_CHANNELS-th
-    channel, a quickselect per baseline and hand, an n_ant x n_ant least squares per hand: 7.9 ms per
-    chunk of 19680 rows x 1024 channels (3 blocks), while 1b.'s test, ordered so that its branch is
+    :func:`alakazam.core.rfi.flat_row_ratios`; a median per row and parallel hand over at most
+    MAX_STAT_SAMPLES channels; the normalised ratios, float32) and two quickselects per (channel,
+    parallel hand) over at most MAX_STAT_SAMPLES rows of a block (and 1c.: a median per (channel,
+    hand) and one pass over every n_chan // SCALE_CHANNELS-th channel, a quickselect per baseline and
+    hand, an n_ant x n_ant least squares per hand: 7.9 ms per chunk of 19680 rows x 1024 channels (3
+    blocks), while 1b.'s test, ordered so that its branch is
     predictable and with NaN left to the comparison, takes 24.9 ms as before; the whole of
     :func:`flag_chunk` 0.502 / 0.506 s before, 0.500 / 0.517 s after, medians of 9 alternating runs in
     one process, two sessions, load ~1.2; 1a.: the coherence in the row pass, one unit phasor per
