@@ -963,25 +963,38 @@ def _extend_rows(flag, prior, has_prior, rows, bad, use_corr):
 THREADED_MIN_SAMPLES = 32768
 
 
-def _extend_rows_threaded(flag, prior, rows, bad, use_corr):
-    """:func:`_extend_rows` (with a prior) of one large group, its two row passes on the thread pool
-    (the same flags: the counts are sums, each row is written by one thread); a small group (fewer than
-    :data:`THREADED_MIN_SAMPLES` row-channels) serially: the pool's hand-over costs more than its work.
-    On C-contiguous flags of 1, 2 or 4 correlations the passes read each channel's flags as one word
-    (:func:`_words`: the same counts and flags, branch-free and vectorised, ~5x faster)."""
+#: ``_extend_rows_threaded(..., words=_FROM_FLAGS)``: the word views are made from the flags given
+_FROM_FLAGS = object()
+
+
+def _extend_rows_threaded(flag, prior, rows, bad, use_corr, words=_FROM_FLAGS):
+    """:func:`_extend_rows` (with a prior) of one group: on C-contiguous flags of 1, 2 or 4 correlations
+    the passes read each channel's flags as one word (:func:`_words`: the same counts and flags,
+    branch-free and vectorised, ~5x faster; ``words``: :func:`_words` of ``flag`` and ``prior`` made
+    once by the caller, or made here); a large group's two row passes on the thread pool (the same
+    flags: the counts are sums, each row is written by one thread), a small group (fewer than
+    :data:`THREADED_MIN_SAMPLES` row-channels) serially (:func:`_extend_words`): the pool's hand-over
+    costs more than its work.  Without a word view, :func:`_extend_rows`' per-correlation passes.  The
+    solve compiles only the word passes (issue 16, cold start: the per-correlation ones were another
+    ~1.5-2 s of compile for the small groups)."""
     if len(rows) == 0:
         return
-    if len(rows) * flag.shape[1] < THREADED_MIN_SAMPLES:
-        _extend_rows(flag, prior, np.bool_(True), rows, bad, use_corr)
-        return
-    counts = np.zeros((numba.get_num_threads(), 2, flag.shape[1]), np.int64)
-    w = _words(flag, prior, use_corr)
+    w = _words(flag, prior, use_corr) if words is _FROM_FLAGS else words
+    small = len(rows) * flag.shape[1] < THREADED_MIN_SAMPLES
     if w is None:
+        if small:
+            _extend_rows(flag, prior, np.bool_(True), rows, bad, use_corr)
+            return
+        counts = np.zeros((numba.get_num_threads(), 2, flag.shape[1]), np.int64)
         threaded(_count_new, len(rows), flag, prior, np.bool_(True), rows, use_corr, counts)
         _grow_channels(bad, counts)
         threaded(_flag_extended, len(rows), flag, prior, np.bool_(True), rows, bad, use_corr)
         return
     fw, pw, mask, ones = w
+    if small:
+        _extend_words(fw, pw, rows, bad, mask, ones)
+        return
+    counts = np.zeros((numba.get_num_threads(), 2, flag.shape[1]), np.int64)
     threaded(_count_new_words, len(rows), fw, pw, rows, mask, counts)
     _grow_channels(bad, counts)
     threaded(_flag_extended_words, len(rows), fw, pw, rows, bad, mask, ones)
@@ -1026,6 +1039,15 @@ def _count_new_words(start, stride, fw, pw, rows, mask, counts):
             av = (p[chan] ^ mask) & mask
             na[chan] += av != 0
             nf[chan] += (av & f[chan]) != 0
+
+
+@njit
+def _extend_words(fw, pw, rows, bad, mask, ones):
+    # _extend_rows on the word views (_words), serially (a small group): the same flags
+    counts = np.zeros((1, 2, fw.shape[1]), np.int64)
+    _count_new_words(0, 1, fw, pw, rows, mask, counts)
+    _grow_channels(bad, counts)
+    _flag_extended_words(0, 1, fw, pw, rows, bad, mask, ones)
 
 
 @njit
@@ -1149,6 +1171,7 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
     seg_bounds = np.concatenate([[0], seg_cuts, [len(so)]]).astype(np.int64)
     seg_rows = order[so]
     thr = float(threshold)
+    words = _words(out, prior, use_corr)        # the extension's word views (None: no such layout)
     stride = max(1, n_chan // MAX_STAT_SAMPLES)
     n_corr = data.shape[2]
     # the kept ratios: one buffer for the largest group, its leading rows for each (a new array per
@@ -1174,7 +1197,8 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         _bursts(out, level, seg_rows, sb, thr, burst)
         if hi - lo < MIN_ROWS:
             if then_mad:
-                _mad_and_extend(data, m, use_model, out, prior, order[lo:hi], xkeep, keep_x, thr, use_corr)
+                _mad_and_extend(data, m, use_model, out, prior, order[lo:hi], xkeep, keep_x, thr, use_corr,
+                                words)
             continue
         med = np.full((n_chan, n_k), np.nan)
         sig = np.full((n_chan, n_k), np.nan)
@@ -1190,9 +1214,9 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         # that were unflagged before them (``prior``): antennas flagged in the MS (a dead antenna, a
         # drop-out) never extend to whole channels or rows -- in a small array they are most of a
         # channel's baselines.
-        _extend_rows_threaded(out, prior, order[lo:hi], bad, use_corr)
+        _extend_rows_threaded(out, prior, order[lo:hi], bad, use_corr, words)
         if then_mad:
-            _mad_and_extend(data, m, use_model, out, prior, order[lo:hi], xkeep, keep_x, thr, use_corr)
+            _mad_and_extend(data, m, use_model, out, prior, order[lo:hi], xkeep, keep_x, thr, use_corr, words)
     if then_mad:
         others = np.flatnonzero(~cross).astype(np.int64)        # autocorrelations: the MAD only
         if len(others):
@@ -1208,11 +1232,12 @@ _NO_X = np.zeros((1, 1, 1), np.float32)
 _NO_WEIGHT = np.broadcast_to(np.float32(0), (1, 1, 1))
 
 
-def _mad_and_extend(data, m, use_model, out, prior, rows, xkeep, keep_x, thr, use_corr):
+def _mad_and_extend(data, m, use_model, out, prior, rows, xkeep, keep_x, thr, use_corr, words):
     """The per-row MAD of ``rows`` (one group's, in ``order``; the ratios in ``xkeep`` when kept), then
-    the group's final extension (:func:`extend`'s, with ``prior``)."""
+    the group's final extension (:func:`extend`'s, with ``prior``; ``words``: :func:`_words` of ``out``
+    and ``prior``)."""
     threaded(rfi._mad_flag_rows, len(rows), rows, xkeep, keep_x, data, m, use_model, out, thr)
-    _extend_rows_threaded(out, prior, rows, np.zeros(out.shape[1], np.bool_), use_corr)
+    _extend_rows_threaded(out, prior, rows, np.zeros(out.shape[1], np.bool_), use_corr, words)
 
 
 def stat_blocks(scan, time):
