@@ -252,11 +252,59 @@ def _bad_codes(data):
     return np.empty(data.shape[1] * data.shape[2], np.uint8)
 
 
+#: flag_bad_values' kernel takes the nested loops (:func:`_bad_row_2d`) on rows of fewer samples
+#: (n_chan * n_corr): the flat pass's fixed cost per row made rows of 1-4 channels x 4 correlations
+#: 1.5-4x slower (measured: 1 channel, 17664 rows, 0.44 ms nested against 1.87 ms flat).  Only there:
+#: the solve's fused pass (:func:`_levels_and_ratios`) compiles the flat one alone (issue 16, cold
+#: start), its narrow rows no slower overall (the flat ratios gain more than the bad values lose)
+BAD_ROW_FLAT_MIN = 64
+
+
+@njit(inline="always")
+def _bad_row_2d(dr, mr, use_model, wr, fr, orow):
+    # _bad_row with nested loops on (n_chan, n_corr) row views: the same flags and count
+    n_chan, n_corr = dr.shape
+    nb = 0
+    for chan in range(n_chan):
+        mbad = True                     # DATA exactly 0 in every correlation: a correlator dropout
+        for c in range(n_corr):
+            v = np.complex128(dr[chan, c])
+            if v.real != 0 or v.imag != 0:
+                mbad = False
+                break
+        if use_model and not mbad:
+            allzero = True
+            for c in range(n_corr):
+                m = np.complex128(mr[chan, c])
+                if not (np.isfinite(m.real) and np.isfinite(m.imag)):
+                    mbad = True
+                if m.real != 0 or m.imag != 0:
+                    allzero = False
+            mbad = mbad or allzero
+        for c in range(n_corr):
+            if fr[chan, c]:
+                orow[chan, c] = True
+                continue
+            v = np.complex128(dr[chan, c])
+            w = np.float64(wr[chan, c])
+            if mbad or not (np.isfinite(v.real) and np.isfinite(v.imag)) or not np.isfinite(w) or w < 0:
+                orow[chan, c] = True
+                nb += 1
+            else:
+                orow[chan, c] = False       # every element written: ``out`` may be np.empty
+    return nb
+
+
 @njit
 def _bad_values(start, stride, data, model, weight, flag, out, use_model):
-    # rows start, start + stride, ... (_numba.threaded; each row writes only out[row])
-    # ``data``, ``model`` C-contiguous (flat row views)
+    # rows start, start + stride, ... (_numba.threaded; each row writes only out[row]); ``data``,
+    # ``model`` C-contiguous (flat row views; narrow rows: the nested loops, BAD_ROW_FLAT_MIN)
     n_bad = 0
+    if data.shape[1] * data.shape[2] < BAD_ROW_FLAT_MIN:
+        for row in range(start, data.shape[0], stride):
+            n_bad += _bad_row_2d(data[row], model[row] if use_model else model[0], use_model, weight[row],
+                                 flag[row], out[row])
+        return n_bad
     code = _bad_codes(data)
     d2 = flat_rows(data)
     m2 = flat_rows(model)
