@@ -248,7 +248,7 @@ def _copy_row(src, dst):
 
 @njit(inline="always")
 def _bad_codes(data):
-    # the scratch of _bad_row_flat for rows of ``data`` (one per kernel call, not one per row)
+    # the scratch of _bad_row for rows of ``data`` (one per kernel call, not one per row)
     return np.empty(data.shape[1] * data.shape[2], np.uint8)
 
 
