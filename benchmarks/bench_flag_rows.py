@@ -2,10 +2,10 @@
 
     python benchmarks/bench_flag_rows.py
 
-The row kernels take a flat, vectorised loop on C-contiguous rows of at least a few tens of samples and
-the nested loops on narrower ones (core/cellflags._bad_row, core/rfi.row_ratios): the flat loop's fixed
-cost per row (reshaped views) made rows of 1 channel x 4 correlations 6x slower per sample than rows
-of 64 channels (review of session 30).  Prints ns per sample of flag_bad_values and of row_ratios at
+The row kernels take one flat, vectorised loop over a row's samples at every row width
+(core/cellflags._bad_row, core/rfi.flat_row_ratios, on the rows of a (row, chan * corr) view): a reshape
+per row made the flat loop's fixed cost per row large at 1 channel x 4 correlations (review of session
+30), the rows of a 2-d view cost nothing.  Prints ns per sample of flag_bad_values and of row_ratios at
 1, 4, 8, 64 and 1024 channels (400000 samples per case x 4 correlations; best of 5, one thread).
 """
 import time
@@ -19,8 +19,9 @@ from alakazam.core import cellflags, rfi
 
 @njit
 def _ratios(d, m, x):
+    d2, m2, x2 = rfi.flat_rows(d), rfi.flat_rows(m), rfi.flat_rows(x)
     for r in range(d.shape[0]):
-        rfi.row_ratios(d[r], m[r], True, x[r])
+        rfi.flat_row_ratios(d2[r], m2[r], True, x2[r])
 
 
 def _best(fn, *a):

@@ -61,3 +61,24 @@ def test_layouts_without_a_word_view_fall_back():
     assert cellflags._words(f[:, ::2], f[:, ::2], use) is None      # not contiguous
     assert cellflags._words(np.zeros((10, 8, 3), bool), np.zeros((10, 8, 3), bool), use) is None
     assert cellflags._words(f, f.astype(np.uint8), use) is None
+
+
+@pytest.mark.parametrize("n_corr,use", [(4, [0, 3]), (4, [1]), (2, [0, 1]), (1, [0])])
+def test_small_group_word_pass_equals_the_per_correlation_passes(n_corr, use):
+    """A group below THREADED_MIN_SAMPLES takes the serial word pass (_extend_words): the same flags and
+    channels as the serial per-correlation reference (_extend_rows)."""
+    rng = np.random.default_rng(n_corr * 7 + len(use))
+    flag0, prior = _case(rng, 40, 256, n_corr)
+    rows = np.flatnonzero(rng.random(40) < 0.9).astype(np.int64)
+    assert len(rows) * 256 < cellflags.THREADED_MIN_SAMPLES
+    use = np.asarray(use, np.int64)
+    got, bad_g = flag0.copy(), np.zeros(256, bool)
+    bad_g[3] = True
+    cellflags._extend_rows_threaded(got, prior, rows, bad_g, use)
+    want, bad_w = flag0.copy(), bad_g.copy()
+    bad_w[:] = False
+    bad_w[3] = True
+    cellflags._extend_rows(want, prior, np.bool_(True), rows, bad_w, use)
+    np.testing.assert_array_equal(bad_g, bad_w)
+    np.testing.assert_array_equal(got, want)
+    assert (got != flag0).any() and bad_g.sum() >= 2

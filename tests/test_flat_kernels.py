@@ -1,5 +1,6 @@
-"""The per-row kernels of the solve-time flags take a flat (vectorised) path on C-contiguous rows and a
-nested-loop path on other layouts (a channel selection's views): both give exactly the same values
+"""The per-row kernels of the solve-time flags take one flat (vectorised) loop over a row's samples
+(C-contiguous DATA and MODEL; the public functions copy a strided input, such as a channel selection's
+views, to C order first): strided and C-contiguous inputs give exactly the same values
 (rfi.row_ratios: the ratios x; cellflags.flag_bad_values: the flags and their count), hazards included
 (NaN, zeros, infinities, values beyond float32's normal range)."""
 
@@ -74,3 +75,20 @@ def test_bad_values_flat_equals_nested():
     assert na == nb
     assert not a[5, 20:22].all()          # the all-zero model is not a reason without a model
 
+
+
+@pytest.mark.parametrize("n_chan", [1, 4, 8])
+def test_bad_values_of_narrow_rows_equal_the_flat_pass(n_chan):
+    """flag_bad_values takes nested loops on rows of fewer than BAD_ROW_FLAT_MIN samples: a sample's bad
+    value depends only on its own channel, so rows of 64 channels cut into rows of ``n_chan`` give
+    exactly the flags and the count of the flat pass."""
+    d, m, w, f = _rows(3)
+    wb = np.ascontiguousarray(np.broadcast_to(w[:, None, :], d.shape))
+    assert d.shape[1] * d.shape[2] >= cellflags.BAD_ROW_FLAT_MIN > n_chan * d.shape[2]
+    cut = (-1, n_chan, d.shape[2])
+    for mm in (m, None):
+        a, na = cellflags.flag_bad_values(d, mm, wb, f)
+        b, nb = cellflags.flag_bad_values(d.reshape(cut), None if mm is None else mm.reshape(cut),
+                                          wb.reshape(cut), f.reshape(cut))
+        np.testing.assert_array_equal(b.reshape(a.shape), a)
+        assert na == nb > 0

@@ -124,12 +124,13 @@ the extension again (:func:`extend`).
 
     Groups with fewer than :data:`MIN_ROWS` rows and channels with fewer than :data:`MIN_ROWS` usable
     samples are left alone; channel statistics need :data:`~alakazam.core.rfi.MIN_CHANNELS` channels.
-    The cost is one row-parallel pass (x of the whole row in float32, :func:`alakazam.core.rfi.row_ratios`;
-    a median per row and parallel hand over at most MAX_STAT_SAMPLES channels; the normalised ratios,
-    float32) and two quickselects per (channel, parallel hand) over at most MAX_STAT_SAMPLES rows of a
-    block (and 1c.: a median per (channel, hand) and one pass over every n_chan // SCALE_CHANNELS-th
-    channel, a quickselect per baseline and hand, an n_ant x n_ant least squares per hand: 7.9 ms per
-    chunk of 19680 rows x 1024 channels (3 blocks), while 1b.'s test, ordered so that its branch is
+    The cost is one row-parallel pass (x of the whole row in float32,
+    :func:`alakazam.core.rfi.flat_row_ratios`; a median per row and parallel hand over at most
+    MAX_STAT_SAMPLES channels; the normalised ratios, float32) and two quickselects per (channel,
+    parallel hand) over at most MAX_STAT_SAMPLES rows of a block (and 1c.: a median per (channel,
+    hand) and one pass over every n_chan // SCALE_CHANNELS-th channel, a quickselect per baseline and
+    hand, an n_ant x n_ant least squares per hand: 7.9 ms per chunk of 19680 rows x 1024 channels (3
+    blocks), while 1b.'s test, ordered so that its branch is
     predictable and with NaN left to the comparison, takes 24.9 ms as before; the whole of
     :func:`flag_chunk` 0.502 / 0.506 s before, 0.500 / 0.517 s after, medians of 9 alternating runs in
     one process, two sessions, load ~1.2; 1a.: the coherence in the row pass, one unit phasor per
@@ -155,12 +156,11 @@ from functools import partial
 
 import numba
 import numpy as np
-from numba.extending import overload
 
 from .._numba import njit, threaded
 from . import rfi
 from ..errors import AlakazamError
-from .rfi import MAD_TO_SIGMA, MAX_STAT_SAMPLES, MIN_CHANNELS, _median, row_ratios
+from .rfi import MAD_TO_SIGMA, MAX_STAT_SAMPLES, MIN_CHANNELS, _median, flat_row_ratios, flat_rows
 
 #: minimum rows of a group (and usable samples of a channel) for statistics
 MIN_ROWS = 4
@@ -192,17 +192,18 @@ MIN_SCALE_SAMPLES = 16
 
 
 @njit(inline="always")
-def _bad_row_flat(dr, mr, use_model, wr, fr, orow, code):
-    # _bad_row_2d on C-contiguous data and model rows: a flat (vectorised) pass over the samples first
-    # (one code byte each: bit 0 DATA non-finite, 1 DATA non-zero, 2 MODEL non-finite, 3 MODEL
-    # non-zero), then the per-channel decisions from the codes -- the same flags and count.  ``code``:
-    # the caller's scratch of at least n_chan * n_corr bytes, allocated once per kernel call (one
-    # allocation per row made narrow rows -- 1-8 channels -- 2.5-6x slower than the nested loops)
-    n_chan, n_corr = dr.shape
-    n = n_chan * n_corr
-    d1 = dr.reshape(n)
+def _bad_row(d1, m1, use_model, wr, fr, orow, code):
+    # one row of _bad_values: orow = fr plus the row's bad values; their number.  ``d1``, ``m1``: the
+    # row's flat DATA and MODEL views (rfi.flat_rows; ``m1`` not read without a model), ``wr``, ``fr``,
+    # ``orow`` its (n_chan, n_corr) weight, flag and output views.  A flat (vectorised) pass over the
+    # samples first (one code byte each: bit 0 DATA non-finite, 1 DATA non-zero, 2 MODEL non-finite,
+    # 3 MODEL non-zero), then the per-channel decisions from the codes.  ``code``: the caller's scratch
+    # of at least n_chan * n_corr bytes, allocated once per kernel call (one allocation per row made
+    # narrow rows -- 1-8 channels -- 2.5-6x slower than nested loops).  One loop for every row width
+    # and layout (the callers pass C-contiguous DATA and MODEL): the solve compiles one (issue 16)
+    n_chan, n_corr = orow.shape
+    n = len(d1)
     if use_model:
-        m1 = mr.reshape(n)
         for i in range(n):
             v = d1[i]
             m = m1[i]
@@ -231,32 +232,8 @@ def _bad_row_flat(dr, mr, use_model, wr, fr, orow, code):
                 orow[chan, c] = True
                 nb += 1
             else:
-                orow[chan, c] = False
+                orow[chan, c] = False       # every element written: ``out`` may be np.empty
     return nb
-
-
-def _bad_row(dr, mr, use_model, wr, fr, orow, code):
-    """Typing stub: :func:`_bad_row_flat` for C-contiguous data and model rows, else
-    :func:`_bad_row_2d` -- orow = fr plus the row's bad values; their number.  ``code``: uint8 scratch
-    of at least n_chan * n_corr (:func:`_bad_codes`; not read by the nested loops)."""
-    raise NotImplementedError("compiled only")
-
-
-#: rows of fewer samples (n_chan * n_corr) take :func:`_bad_row_2d` even when C-contiguous: the flat
-#: pass's fixed cost per row (its reshaped views) made rows of 1-8 channels x 4 correlations 2-8x slower
-#: than the nested loops (measured per row: 280 ns against 36 ns at 1 channel; even at 64 samples)
-BAD_ROW_FLAT_MIN = 64
-
-
-@overload(_bad_row, inline="always")
-def _bad_row_impl(dr, mr, use_model, wr, fr, orow, code):
-    if dr.layout == "C" and mr.layout == "C":
-        def impl(dr, mr, use_model, wr, fr, orow, code):
-            if dr.size >= BAD_ROW_FLAT_MIN:
-                return _bad_row_flat(dr, mr, use_model, wr, fr, orow, code)
-            return _bad_row_2d(dr, mr, use_model, wr, fr, orow)
-        return impl
-    return lambda dr, mr, use_model, wr, fr, orow, code: _bad_row_2d(dr, mr, use_model, wr, fr, orow)
 
 
 @njit(inline="always")
@@ -271,13 +248,21 @@ def _copy_row(src, dst):
 
 @njit(inline="always")
 def _bad_codes(data):
-    # the scratch of _bad_row_flat for rows of ``data`` (one per kernel call, not one per row)
+    # the scratch of _bad_row for rows of ``data`` (one per kernel call, not one per row)
     return np.empty(data.shape[1] * data.shape[2], np.uint8)
+
+
+#: flag_bad_values' kernel takes the nested loops (:func:`_bad_row_2d`) on rows of fewer samples
+#: (n_chan * n_corr): the flat pass's fixed cost per row made rows of 1-4 channels x 4 correlations
+#: 1.5-4x slower (measured: 1 channel, 17664 rows, 0.44 ms nested against 1.87 ms flat).  Only there:
+#: the solve's fused pass (:func:`_levels_and_ratios`) compiles the flat one alone (issue 16, cold
+#: start), its narrow rows no slower overall (the flat ratios gain more than the bad values lose)
+BAD_ROW_FLAT_MIN = 64
 
 
 @njit(inline="always")
 def _bad_row_2d(dr, mr, use_model, wr, fr, orow):
-    # one row of _bad_values (row views of any layout): orow = fr plus the row's bad values; their number
+    # _bad_row with nested loops on (n_chan, n_corr) row views: the same flags and count
     n_chan, n_corr = dr.shape
     nb = 0
     for chan in range(n_chan):
@@ -312,12 +297,20 @@ def _bad_row_2d(dr, mr, use_model, wr, fr, orow):
 
 @njit
 def _bad_values(start, stride, data, model, weight, flag, out, use_model):
-    # rows start, start + stride, ... (_numba.threaded; each row writes only out[row])
+    # rows start, start + stride, ... (_numba.threaded; each row writes only out[row]); ``data``,
+    # ``model`` C-contiguous (flat row views; narrow rows: the nested loops, BAD_ROW_FLAT_MIN)
     n_bad = 0
+    if data.shape[1] * data.shape[2] < BAD_ROW_FLAT_MIN:
+        for row in range(start, data.shape[0], stride):
+            n_bad += _bad_row_2d(data[row], model[row] if use_model else model[0], use_model, weight[row],
+                                 flag[row], out[row])
+        return n_bad
     code = _bad_codes(data)
+    d2 = flat_rows(data)
+    m2 = flat_rows(model)
     for row in range(start, data.shape[0], stride):
         # row views (2-d indexing in the inner loops)
-        n_bad += _bad_row(data[row], model[row] if use_model else model[0], use_model, weight[row], flag[row],
+        n_bad += _bad_row(d2[row], m2[row] if use_model else m2[0], use_model, weight[row], flag[row],
                           out[row], code)
     return n_bad
 
@@ -326,10 +319,11 @@ def _bad_values(start, stride, data, model, weight, flag, out, use_model):
 def _bad_values_rows(start, stride, rows, data, model, weight, flag, out, prior, use_model):
     # _bad_values of rows[start::stride] (_numba.threaded), each also copied to prior[row]
     code = _bad_codes(data)
+    d2 = flat_rows(data)
+    m2 = flat_rows(model)
     for i in range(start, len(rows), stride):
         row = rows[i]
-        _bad_row(data[row], model[row] if use_model else model[0], use_model, weight[row], flag[row],
-                 out[row], code)
+        _bad_row(d2[row], m2[row] if use_model else m2[0], use_model, weight[row], flag[row], out[row], code)
         _copy_row(out[row], prior[row])
 
 
@@ -341,7 +335,8 @@ def flag_bad_values(data, model, weight, flag):
         return np.array(flag, bool, copy=True), 0
     out = np.empty(data.shape, np.bool_)       # written whole by the kernel (no copy of ``flag`` first)
     use_model = model is not None
-    m = model if use_model else np.zeros((1, 1, 1), np.complex64)
+    data = np.ascontiguousarray(data)           # (the kernels' flat row views; a copy only when strided)
+    m = np.ascontiguousarray(model) if use_model else np.zeros((1, 1, 1), np.complex64)
     w = np.broadcast_to(weight, data.shape)
     n = sum(threaded(_bad_values, data.shape[0], data, m, w, np.asarray(flag, bool), out, use_model))
     return out, int(n)
@@ -354,7 +349,7 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
     # column of buf: race-free): level[row, k] = median of x over the row's unflagged channels, every
     # stride-th (NaN when too few), buf[k, chan, i] = x / level (float32; NaN: flagged or unusable), so
     # the per-channel statistics then read contiguous memory.  x of the whole row first, in float32
-    # (rfi.row_ratios: vectorised)
+    # (rfi.flat_row_ratios: vectorised)
     # (thread ``start`` of ``step`` (_numba.threaded) takes one contiguous block of the group's rows:
     # interleaved rows would have both threads writing the same cache lines of buf, measured 2x slower)
     # ``keep_x``: the ratios of row rows[lo + i] are written to xkeep[i] (the per-row MAD then reads
@@ -362,20 +357,31 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
     # ``fuse_bad``: out[row] is first made flag_in[row] plus the row's bad values (:func:`_bad_row`) and
     # copied to prior[row] -- flag_chunk's first stage in the same pass over the row (the row's data
     # is read once; the same flags)
+    # ``data``, ``model`` C-contiguous: their flat row views (rfi.flat_rows) for the bad values and ratios
     n_chan, n_corr = data.shape[1], data.shape[2]
-    scratch = np.empty((n_chan, n_corr), np.float32)
+    d2 = flat_rows(data)
+    m2 = flat_rows(model)
+    x2 = flat_rows(xkeep)
+    scratch1 = np.empty(n_chan * n_corr, np.float32)
+    scratch = scratch1.reshape(n_chan, n_corr)
     xs = np.empty(n_chan)
     code = _bad_codes(data)
     per = (hi - lo + step - 1) // step
     for i in range(start * per, min((start + 1) * per, hi - lo)):
         row = rows[lo + i]
         orow = out[row]
+        d1 = d2[row]
+        m1 = m2[row] if use_model else m2[0]
         if fuse_bad:
-            _bad_row(data[row], model[row] if use_model else model[0], use_model, weight[row], flag_in[row],
-                     orow, code)
+            _bad_row(d1, m1, use_model, weight[row], flag_in[row], orow, code)
             _copy_row(orow, prior[row])
-        xr = xkeep[i] if keep_x else scratch
-        row_ratios(data[row], model[row] if use_model else model[0], use_model, xr)
+        if keep_x:
+            xr = xkeep[i]
+            x1 = x2[i]
+        else:
+            xr = scratch
+            x1 = scratch1
+        flat_row_ratios(d1, m1, use_model, x1)
         for k in range(len(use_corr)):
             c = use_corr[k]
             cnt = np.int64(0)     # not a literal 0: _median compiles once (int64), not twice
@@ -1005,25 +1011,38 @@ def _extend_rows(flag, prior, has_prior, rows, bad, use_corr):
 THREADED_MIN_SAMPLES = 32768
 
 
-def _extend_rows_threaded(flag, prior, rows, bad, use_corr):
-    """:func:`_extend_rows` (with a prior) of one large group, its two row passes on the thread pool
-    (the same flags: the counts are sums, each row is written by one thread); a small group (fewer than
-    :data:`THREADED_MIN_SAMPLES` row-channels) serially: the pool's hand-over costs more than its work.
-    On C-contiguous flags of 1, 2 or 4 correlations the passes read each channel's flags as one word
-    (:func:`_words`: the same counts and flags, branch-free and vectorised, ~5x faster)."""
+#: ``_extend_rows_threaded(..., words=_FROM_FLAGS)``: the word views are made from the flags given
+_FROM_FLAGS = object()
+
+
+def _extend_rows_threaded(flag, prior, rows, bad, use_corr, words=_FROM_FLAGS):
+    """:func:`_extend_rows` (with a prior) of one group: on C-contiguous flags of 1, 2 or 4 correlations
+    the passes read each channel's flags as one word (:func:`_words`: the same counts and flags,
+    branch-free and vectorised, ~5x faster; ``words``: :func:`_words` of ``flag`` and ``prior`` made
+    once by the caller, or made here); a large group's two row passes on the thread pool (the same
+    flags: the counts are sums, each row is written by one thread), a small group (fewer than
+    :data:`THREADED_MIN_SAMPLES` row-channels) serially (:func:`_extend_words`): the pool's hand-over
+    costs more than its work.  Without a word view, :func:`_extend_rows`' per-correlation passes.  The
+    solve compiles only the word passes (issue 16, cold start: the per-correlation ones were another
+    ~1.5-2 s of compile for the small groups)."""
     if len(rows) == 0:
         return
-    if len(rows) * flag.shape[1] < THREADED_MIN_SAMPLES:
-        _extend_rows(flag, prior, np.bool_(True), rows, bad, use_corr)
-        return
-    counts = np.zeros((numba.get_num_threads(), 2, flag.shape[1]), np.int64)
-    w = _words(flag, prior, use_corr)
+    w = _words(flag, prior, use_corr) if words is _FROM_FLAGS else words
+    small = len(rows) * flag.shape[1] < THREADED_MIN_SAMPLES
     if w is None:
+        if small:
+            _extend_rows(flag, prior, np.bool_(True), rows, bad, use_corr)
+            return
+        counts = np.zeros((numba.get_num_threads(), 2, flag.shape[1]), np.int64)
         threaded(_count_new, len(rows), flag, prior, np.bool_(True), rows, use_corr, counts)
         _grow_channels(bad, counts)
         threaded(_flag_extended, len(rows), flag, prior, np.bool_(True), rows, bad, use_corr)
         return
     fw, pw, mask, ones = w
+    if small:
+        _extend_words(fw, pw, rows, bad, mask, ones)
+        return
+    counts = np.zeros((numba.get_num_threads(), 2, flag.shape[1]), np.int64)
     threaded(_count_new_words, len(rows), fw, pw, rows, mask, counts)
     _grow_channels(bad, counts)
     threaded(_flag_extended_words, len(rows), fw, pw, rows, bad, mask, ones)
@@ -1068,6 +1087,15 @@ def _count_new_words(start, stride, fw, pw, rows, mask, counts):
             av = (p[chan] ^ mask) & mask
             na[chan] += av != 0
             nf[chan] += (av & f[chan]) != 0
+
+
+@njit
+def _extend_words(fw, pw, rows, bad, mask, ones):
+    # _extend_rows on the word views (_words), serially (a small group): the same flags
+    counts = np.zeros((1, 2, fw.shape[1]), np.int64)
+    _count_new_words(0, 1, fw, pw, rows, mask, counts)
+    _grow_channels(bad, counts)
+    _flag_extended_words(0, 1, fw, pw, rows, bad, mask, ones)
 
 
 @njit
@@ -1142,7 +1170,8 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
             raise ValueError("bad_in needs threshold > 0, rows and channels")
         return
     use_model = model is not None
-    m = model if use_model else np.zeros((1, 1, 1), np.complex64)
+    data = np.ascontiguousarray(data)           # (the kernels' flat row views; a copy only when strided)
+    m = np.ascontiguousarray(model) if use_model else np.zeros((1, 1, 1), np.complex64)
     ant1, ant2 = np.asarray(ant1), np.asarray(ant2)
     cross = ant1 != ant2
     group = np.asarray(group)
@@ -1190,6 +1219,7 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
     seg_bounds = np.concatenate([[0], seg_cuts, [len(so)]]).astype(np.int64)
     seg_rows = order[so]
     thr = float(threshold)
+    words = _words(out, prior, use_corr)        # the extension's word views (None: no such layout)
     stride = max(1, n_chan // MAX_STAT_SAMPLES)
     n_corr = data.shape[2]
     # the kept ratios: one buffer for the largest group, its leading rows for each (a new array per
@@ -1215,7 +1245,8 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         _bursts(out, level, seg_rows, sb, thr, burst)
         if hi - lo < MIN_ROWS:
             if then_mad:
-                _mad_and_extend(data, m, use_model, out, prior, order[lo:hi], xkeep, keep_x, thr, use_corr)
+                _mad_and_extend(data, m, use_model, out, prior, order[lo:hi], xkeep, keep_x, thr, use_corr,
+                                words)
             continue
         med = np.full((n_chan, n_k), np.nan)
         sig = np.full((n_chan, n_k), np.nan)
@@ -1231,9 +1262,9 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         # that were unflagged before them (``prior``): antennas flagged in the MS (a dead antenna, a
         # drop-out) never extend to whole channels or rows -- in a small array they are most of a
         # channel's baselines.
-        _extend_rows_threaded(out, prior, order[lo:hi], bad, use_corr)
+        _extend_rows_threaded(out, prior, order[lo:hi], bad, use_corr, words)
         if then_mad:
-            _mad_and_extend(data, m, use_model, out, prior, order[lo:hi], xkeep, keep_x, thr, use_corr)
+            _mad_and_extend(data, m, use_model, out, prior, order[lo:hi], xkeep, keep_x, thr, use_corr, words)
     if then_mad:
         others = np.flatnonzero(~cross).astype(np.int64)        # autocorrelations: the MAD only
         if len(others):
@@ -1249,11 +1280,12 @@ _NO_X = np.zeros((1, 1, 1), np.float32)
 _NO_WEIGHT = np.broadcast_to(np.float32(0), (1, 1, 1))
 
 
-def _mad_and_extend(data, m, use_model, out, prior, rows, xkeep, keep_x, thr, use_corr):
+def _mad_and_extend(data, m, use_model, out, prior, rows, xkeep, keep_x, thr, use_corr, words):
     """The per-row MAD of ``rows`` (one group's, in ``order``; the ratios in ``xkeep`` when kept), then
-    the group's final extension (:func:`extend`'s, with ``prior``)."""
+    the group's final extension (:func:`extend`'s, with ``prior``; ``words``: :func:`_words` of ``out``
+    and ``prior``)."""
     threaded(rfi._mad_flag_rows, len(rows), rows, xkeep, keep_x, data, m, use_model, out, thr)
-    _extend_rows_threaded(out, prior, rows, np.zeros(out.shape[1], np.bool_), use_corr)
+    _extend_rows_threaded(out, prior, rows, np.zeros(out.shape[1], np.bool_), use_corr, words)
 
 
 def stat_blocks(scan, time):

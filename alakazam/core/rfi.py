@@ -24,7 +24,6 @@ the mean of the two middle values for an even count).
 """
 
 import numpy as np
-from numba.extending import overload
 
 from .._numba import njit, threaded
 from ..errors import AlakazamError
@@ -124,62 +123,26 @@ _HUGE32 = np.float32(np.finfo(np.float32).max)
 
 
 @njit
-def _row_ratios64(dr, mr, use_model, xr):
-    # row_ratios in float64 (a row whose float32 squares or quotient left float32's normal range)
-    n_chan, n_corr = dr.shape
-    for chan in range(n_chan):
-        for corr in range(n_corr):
-            v = np.complex128(dr[chan, corr])
-            v2 = v.real * v.real + v.imag * v.imag
-            m2 = 0.0
-            if use_model:
-                m = np.complex128(mr[chan, corr])
-                m2 = m.real * m.real + m.imag * m.imag
-            xr[chan, corr] = np.float32(np.sqrt(v2 / m2) if m2 > 0 else np.sqrt(v2))
+def _row_ratios64(d1, m1, use_model, x1):
+    # flat_row_ratios in float64 (a row whose float32 squares or quotient left float32's normal range)
+    for i in range(len(d1)):
+        v = np.complex128(d1[i])
+        v2 = v.real * v.real + v.imag * v.imag
+        m2 = 0.0
+        if use_model:
+            m = np.complex128(m1[i])
+            m2 = m.real * m.real + m.imag * m.imag
+        x1[i] = np.float32(np.sqrt(v2 / m2) if m2 > 0 else np.sqrt(v2))
 
 
 @njit(inline="always")
-def _ratios_2d(dr, mr, use_model, xr):
-    # row_ratios' float32 pass on row views of any layout; the number of samples to redo in float64
-    n_chan, n_corr = dr.shape
+def _ratios_flat(d1, m1, use_model, x1):
+    # flat_row_ratios' float32 pass: one loop over the row's (channel, correlation) samples in memory
+    # order, which the compiler vectorises (measured 2.8x faster than nested loops over channels and
+    # correlations, whose 4-long inner loop did not); the number of samples to redo in float64
+    n = len(d1)
     n_bad = np.int64(0)
     if use_model:
-        for chan in range(n_chan):
-            for corr in range(n_corr):
-                v = dr[chan, corr]
-                m = mr[chan, corr]
-                v2 = np.float32(v.real * v.real + v.imag * v.imag)
-                m2 = np.float32(m.real * m.real + m.imag * m.imag)
-                q = v2 / m2 if m2 > 0 else v2
-                xr[chan, corr] = np.sqrt(q)
-                vz = (v.real == 0) & (v.imag == 0)
-                mz = (m.real == 0) & (m.imag == 0)
-                # NaN data or model give the same x in float32 and float64 (NaN; |V|): not a reason
-                ok = (((((v2 >= _TINY32) & (q >= _TINY32)) | vz) & (q <= _HUGE32)
-                       & ((m2 >= _TINY32) | mz | (m2 != m2))) | (v2 != v2))
-                n_bad += np.int64(not ok)
-    else:
-        for chan in range(n_chan):
-            for corr in range(n_corr):
-                v = dr[chan, corr]
-                v2 = np.float32(v.real * v.real + v.imag * v.imag)
-                xr[chan, corr] = np.sqrt(v2)
-                vz = (v.real == 0) & (v.imag == 0)
-                n_bad += np.int64(not ((((v2 >= _TINY32) | vz) & (v2 <= _HUGE32)) | (v2 != v2)))
-    return n_bad
-
-
-@njit(inline="always")
-def _ratios_flat(dr, mr, use_model, xr):
-    # _ratios_2d on C-contiguous row views, as one loop over (channel, correlation) in memory order:
-    # the same operations per sample, and the loop vectorises (measured 2.8x faster than the nested
-    # loops, whose 4-long inner loop over the correlations did not)
-    n = dr.size
-    d1 = dr.reshape(n)
-    x1 = xr.reshape(n)
-    n_bad = np.int64(0)
-    if use_model:
-        m1 = mr.reshape(n)
         for i in range(n):
             v = d1[i]
             m = m1[i]
@@ -189,6 +152,7 @@ def _ratios_flat(dr, mr, use_model, xr):
             x1[i] = np.sqrt(q)
             vz = (v.real == 0) & (v.imag == 0)
             mz = (m.real == 0) & (m.imag == 0)
+            # NaN data or model give the same x in float32 and float64 (NaN; |V|): not a reason
             ok = (((((v2 >= _TINY32) & (q >= _TINY32)) | vz) & (q <= _HUGE32)
                    & ((m2 >= _TINY32) | mz | (m2 != m2))) | (v2 != v2))
             n_bad += np.int64(not ok)
@@ -202,38 +166,36 @@ def _ratios_flat(dr, mr, use_model, xr):
     return n_bad
 
 
-def _ratios(dr, mr, use_model, xr):
-    """Typing stub: :func:`_ratios_flat` for C-contiguous row views, else :func:`_ratios_2d`."""
-    raise NotImplementedError("compiled only")
+@njit
+def flat_row_ratios(d1, m1, use_model, x1):
+    """x = |V| / |M| (|V| where |M| = 0 or without a model) of every (channel, correlation) sample of
+    one row, from its flat views ``d1``, ``m1`` (n_chan * n_corr,: a row of a C-contiguous
+    (row, chan, corr) array viewed as (row, chan * corr), :func:`flat_rows`; ``m1`` not read without a
+    model), in float32 into ``x1``: no branch per sample, so the loop is vectorised.  A row where a
+    float32 square or quotient left float32's normal range (|V| or |M| beyond ~1e19 or below ~1e-19,
+    or x beyond that) is recomputed in float64: x is |V| / |M| to float32 rounding at every scale,
+    non-finite only where x itself is beyond float32's range.
+
+    One loop for every row width: the flat row views cost nothing per row (a row of a 2-d array), so
+    narrow rows need no nested-loop variant (a reshape per row made the flat loop 2-9x slower than
+    nested loops at 1-4 channels), and the solve compiles one ratio loop (issue 16, cold start)."""
+    if _ratios_flat(d1, m1, use_model, x1):
+        _row_ratios64(d1, m1, use_model, x1)
 
 
-#: rows of fewer samples (n_chan * n_corr) take :func:`_ratios_2d` even when C-contiguous: the flat
-#: loop's fixed cost per row (its three reshaped views, ~250 ns) made rows of 1-4 channels 2-9x slower
-#: than the nested loops (measured: 1 channel x 4 correlations 107 ms against 11.5 ms for 400000 rows)
-RATIOS_FLAT_MIN = 32
-
-
-@overload(_ratios, inline="always")
-def _ratios_impl(dr, mr, use_model, xr):
-    if dr.layout == "C" and mr.layout == "C" and xr.layout == "C":
-        def impl(dr, mr, use_model, xr):
-            if dr.size >= RATIOS_FLAT_MIN:
-                return _ratios_flat(dr, mr, use_model, xr)
-            return _ratios_2d(dr, mr, use_model, xr)
-        return impl
-    return lambda dr, mr, use_model, xr: _ratios_2d(dr, mr, use_model, xr)
+@njit(inline="always")
+def flat_rows(a):
+    """A C-contiguous (row, chan, corr) array viewed as (row, chan * corr): its rows are the flat
+    row views of :func:`flat_row_ratios` (one reshape per kernel call, none per row)."""
+    return a.reshape(a.shape[0], a.shape[1] * a.shape[2])
 
 
 @njit
 def row_ratios(dr, mr, use_model, xr):
-    """x = |V| / |M| (|V| where |M| = 0 or without a model) of every (channel, correlation) of one row
-    (the row views ``dr``, ``mr``), in float32 into ``xr`` (n_chan, n_corr): no branch per sample, so
-    the loop is vectorised (one flat loop on C-contiguous rows, :func:`_ratios_flat`).  A row where a
-    float32 square or quotient left float32's normal range (|V| or |M| beyond ~1e19 or below ~1e-19,
-    or x beyond that) is recomputed in float64: x is |V| / |M| to float32 rounding at every scale,
-    non-finite only where x itself is beyond float32's range."""
-    if _ratios(dr, mr, use_model, xr):
-        _row_ratios64(dr, mr, use_model, xr)
+    """:func:`flat_row_ratios` of one row given as (n_chan, n_corr) views ``dr``, ``mr`` of any layout
+    (copied when not C-contiguous), into ``xr`` (n_chan, n_corr) C-contiguous."""
+    flat_row_ratios(np.ascontiguousarray(dr).reshape(dr.size), np.ascontiguousarray(mr).reshape(mr.size),
+                    use_model, xr.reshape(xr.size))
 
 
 @njit(inline="always")
@@ -283,12 +245,16 @@ def _mad_row(xr, fr, orow, threshold, xs, min_n=MIN_CHANNELS, upper=False):
 def _mad_flag(start, stride, data, model, flag, threshold, out, use_model, upper):
     # rows start, start + stride, ... on this thread (_numba.threaded): each row writes only out[row]
     # -> race-free.  Medians by in-place quickselect on a scratch buffer (no allocation per median).
+    # ``data``, ``model`` C-contiguous (flat row views, flat_rows)
     n_row, n_chan, n_corr = data.shape
-    xr = np.empty((n_chan, n_corr), np.float32)
+    d2 = flat_rows(data)
+    m2 = flat_rows(model)
+    x1 = np.empty(n_chan * n_corr, np.float32)
+    xr = x1.reshape(n_chan, n_corr)
     xs = np.empty(n_chan)
     for row in range(start, n_row, stride):
         # row views: 2-d indexing in the inner loops (faster than 3-d indexing in a serial kernel)
-        row_ratios(data[row], model[row] if use_model else model[0], use_model, xr)
+        flat_row_ratios(d2[row], m2[row] if use_model else m2[0], use_model, x1)
         _mad_row(xr, flag[row], out[row], threshold, xs, MIN_CHANNELS, upper)
 
 
@@ -301,16 +267,22 @@ def _mad_flag_rows(start, stride, rows, xkept, has_x, data, model, use_model, fl
     # SNR (the two-sided test flagged every edge channel at gain 0.5, and channels at 0.95 of the peak
     # at SNR 135; CASA's bandpass solves them); RFI adds power.  A sample low in its own channel is the
     # channel statistics' (core/cellflags.py 1b, two-sided against the channel's own level).
+    # ``data``, ``model`` C-contiguous (flat row views, flat_rows); one _mad_row in the kernel (not one
+    # per source of the ratios: half the code to compile, issue 16)
     n_chan, n_corr = data.shape[1], data.shape[2]
-    xr = np.empty((n_chan, n_corr), np.float32)
+    d2 = flat_rows(data)
+    m2 = flat_rows(model)
+    x1 = np.empty(n_chan * n_corr, np.float32)
+    scratch = x1.reshape(n_chan, n_corr)
     xs = np.empty(n_chan)
     for i in range(start, len(rows), stride):
         row = rows[i]
         if has_x:
-            _mad_row(xkept[i], flag[row], flag[row], threshold, xs, MIN_SOLVE_MAD_CHANNELS, True)
+            xr = xkept[i]
         else:
-            row_ratios(data[row], model[row] if use_model else model[0], use_model, xr)
-            _mad_row(xr, flag[row], flag[row], threshold, xs, MIN_SOLVE_MAD_CHANNELS, True)
+            flat_row_ratios(d2[row], m2[row] if use_model else m2[0], use_model, x1)
+            xr = scratch
+        _mad_row(xr, flag[row], flag[row], threshold, xs, MIN_SOLVE_MAD_CHANNELS, True)
 
 
 def mad_flag(data, model, flag, threshold, out=None, upper=False):
@@ -339,7 +311,7 @@ def mad_flag(data, model, flag, threshold, out=None, upper=False):
     ndarray (row, chan, corr) bool
         ``flag`` plus the new outliers (``out``, or a new array).
     """
-    data = np.asarray(data)
+    data = np.ascontiguousarray(data)       # (the kernels' flat row views; a copy only when strided)
     flag = np.asarray(flag, bool)
     if flag.shape != data.shape or data.ndim != 3:
         raise AlakazamError(f"flag: expected the data shape (row, chan, corr) {data.shape}, got {flag.shape}")
@@ -356,6 +328,6 @@ def mad_flag(data, model, flag, threshold, out=None, upper=False):
         model = np.zeros((1, 1, 1), np.complex64)           # not read (use_model False)
     elif np.shape(model) != data.shape:
         raise AlakazamError(f"model: expected shape {data.shape}, got {np.shape(model)}")
-    threaded(_mad_flag, data.shape[0], data, np.asarray(model), flag, float(threshold), out, use_model,
-             bool(upper))
+    threaded(_mad_flag, data.shape[0], data, np.ascontiguousarray(model), flag, float(threshold), out,
+             use_model, bool(upper))
     return out
