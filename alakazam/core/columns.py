@@ -387,6 +387,7 @@ def prepare(ms, name, like, init):
         log.warning("%s: removing the partial column %s left by an interrupted apply; redoing it", ms, part)
         drop(ms, part)
     if name in cols:
+        _record_rewrite(ms, name)
         bad = undefined_rows(ms, name)
         if len(bad):
             log.warning("%s: %d rows of %s held no data (interrupted earlier run?); initialised from %s",
@@ -398,6 +399,31 @@ def prepare(ms, name, like, init):
     ms_io.ensure_column(ms, part, like=like, init=init)
     _record_added(ms, set(os.listdir(str(ms))) - before)
     return part, True
+
+
+#: in the snapshot: the existing columns the run rewrites in place (:func:`rewritten_by_killed`)
+REWRITES = "rewrites.txt"
+
+
+def _record_rewrite(ms, name):
+    """Column ``name`` is rewritten in place by this run: listed in its snapshot, so that a kill -9
+    leaves a trace a solve from that column can warn about (:func:`rewritten_by_killed`)."""
+    snap = os.path.join(str(ms), SNAPSHOT)
+    if _DEPTH.get(os.path.realpath(str(ms)), 0) == 0 or not os.path.isdir(snap):
+        return
+    with open(os.path.join(snap, REWRITES), "a") as fh:
+        fh.write(f"{name}\n")
+
+
+def rewritten_by_killed(ms, name) -> bool:
+    """Whether a run writing ``ms`` left its snapshot (killed, or still running in another process)
+    while it rewrote column ``name`` in place: some rows may hold its new values, the others the old
+    ones."""
+    path = os.path.join(str(ms), SNAPSHOT, REWRITES)
+    if _DEPTH.get(os.path.realpath(str(ms)), 0) > 0 or not os.path.exists(path):
+        return False
+    with open(path) as fh:
+        return name in fh.read().split()
 
 
 def _record_added(ms, names):

@@ -71,12 +71,13 @@ def ms_errors(d: dict, keys=None) -> dict:
     if not isinstance(ms, str) or not os.path.isdir(os.path.expanduser(ms)):
         return out
     ms = os.path.expanduser(ms)
-    from .columns import SNAPSHOT
-    if os.path.isdir(os.path.join(ms, SNAPSHOT)):    # a killed write: the engine repairs it first, so
-        return out                                   # the MS is not opened here
     try:
+        # (check_ms first puts back the table files a killed writer's snapshot holds when the MS does not
+        # open -- core/columns.recover_killed -- so the MS is opened here only once it opens; before,
+        # every check against the MS was skipped while a snapshot was left, and a YAML with a typo in
+        # its last block wrote FLAG and a solution table before it stopped)
         ms_io.check_ms(ms)
-    except AlakazamError:                 # not an MS: the engine says so when it opens it
+    except AlakazamError:                 # not an MS (or one that stays damaged): the engine says so
         return out
     try:
         meta = ms_io.read_meta(ms)
