@@ -103,3 +103,52 @@ def test_hands_kernel_with_two_stored_correlations(monkeypatch, with_p):
     for x, y in zip(new[:3], old[:3]):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_allclose(new[3], old[3], rtol=1e-13)
+
+
+def _acc_bin_major(monkeypatch, hands, c, fsamp, use, sbin, splits):
+    # the sums in the solve's bin-major layout (unit._bin_major: a (2, 1, 0, 3) transposed view of
+    # C-contiguous (n_fs, n_bl, n_bin, 4) arrays), the rows given in ``splits`` successive calls (chunks)
+    monkeypatch.setattr(averaging, "_HANDS", hands)
+    n_fs = int(fsamp.max()) + 1
+    base = (n_fs, N_ANT * (N_ANT - 1) // 2, 3, 4)
+    owners = (np.zeros(base, complex), np.zeros(base, complex), np.zeros(base))
+    sums = tuple(a.transpose(2, 1, 0, 3) for a in owners)
+    w_row = np.zeros(len(c["a1"]))
+    for part in np.array_split(np.arange(len(c["a1"])), splits):
+        averaging.accumulate_corrected(*sums, w_row, c["data"], c["model"], c["flag"], c["weight"], part,
+                                       c["tidx"], c["a1"], c["a2"], sbin, c["row_bl"], fsamp, diag=c["diag"],
+                                       sky=c["p"], corr_use=use)
+    return owners + (w_row,)
+
+
+@pytest.mark.parametrize("use", ["cross", "all", "pp"])
+@pytest.mark.parametrize("freq", ["per_chan", "grouped"])
+@pytest.mark.parametrize("order", ["random", "scans"])
+@pytest.mark.parametrize("splits", [1, 3])
+def test_bin_major_runs_equal_adding_in_place(monkeypatch, use, freq, order, splits):
+    """Per-channel samples in the bin-major layout (CP over one time cell): the hands kernel sums each
+    run of rows with the same (bin, baseline) in a contiguous copy of that slot, loaded at the run's
+    start and stored at its end.  Bit for bit the sums of adding every sample in place -- the general
+    kernel on the same bin-major sums, and the hands kernel's row-major sums transposed -- with runs of
+    one row that come back to a slot (random bins), long runs (bins in scans), several calls on the
+    same sums (chunks) and the per-row weight totals."""
+    c = _case(zlib.crc32(repr((use, freq, order, splits)).encode()) % 1000)
+    fsamp = {"per_chan": np.arange(N_CHAN), "grouped": np.arange(N_CHAN) // 5}[freq].copy()
+    fsamp[3] = -1                                                  # a channel not used
+    sbin = c["sbin"] if order == "random" else np.minimum(np.arange(len(c["a1"])) * 3 // len(c["a1"]), 2)
+    sbin = sbin.copy()
+    sbin[::17] = -1                                                # rows skipped inside runs
+    u = np.asarray(USES[use], bool)
+    new = _acc_bin_major(monkeypatch, True, c, fsamp, u, sbin, splits)
+    old = _acc_bin_major(monkeypatch, False, c, fsamp, u, sbin, splits)
+    c_rm = dict(c, sbin=sbin)
+    rm = _acc(monkeypatch, True, c_rm, fsamp, u, True, True)     # row-major (bin, bl, fs, 4), one call
+    assert (new[2] > 0).any()
+    for x, y in zip(new[:3], old[:3]):
+        np.testing.assert_array_equal(x, y)
+    if splits == 1:
+        for x, y in zip(new[:3], rm[:3]):
+            np.testing.assert_array_equal(x, np.ascontiguousarray(y.transpose(2, 1, 0, 3)))
+    np.testing.assert_allclose(new[3], old[3], rtol=1e-13)
+    assert ((new[3] == 0) == (old[3] == 0)).all()
+    assert (new[0][..., ~u] == 0).all() and (new[2][..., ~u] == 0).all()

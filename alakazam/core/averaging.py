@@ -178,12 +178,28 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
     # frequency sample (a full-band solve) and each (row, correlation) is summed locally, then added
     # (the same sums to rounding); -1: per-channel samples, added sample by sample as the general kernel
     # does (each element sums in the same order: bit for bit).  ``bin_major``: the sums indexed
-    # [fs, b, s, c] (as in _accumulate_corrected)
+    # [fs, b, s, c] (as in _accumulate_corrected).
+    # Per-channel samples bin-major (CP over one time cell, unit._bin_major): the frequency samples of
+    # one (bin, baseline) are n_bl * n_bin * 64 B apart (288 kB: CP per channel over 15 scans), a page
+    # (and a TLB miss) per channel and per array for every row.  A run of rows with the same (bin,
+    # baseline) -- a baseline's integrations in a scan, consecutive in a partition -- sums into a
+    # contiguous copy of that slot's elements instead (loaded when the run starts, stored back when it
+    # ends): every element adds the same terms in the same order to the same starting value, so the
+    # sums are bit for bit those of adding in place (tests/test_accumulate_hands.py), with two strided
+    # passes per run instead of one per row
     n_part = part_lo.shape[0] - 1
     n_chan = data.shape[1]
     has_diag = ginv.shape[0] > 0
     has_sky = sky.shape[0] > 0
     coef = np.zeros((4, 4), np.complex128)
+    runs = bin_major and one_fs < 0
+    n_fs = vis_sum.shape[0] if runs else 0
+    n_uc = len(ucorr)
+    rv = np.zeros((n_fs, n_uc), np.complex128)     # the run's slot: [fs, used correlation]
+    rm = np.zeros((n_fs, n_uc), np.complex128)
+    rw = np.zeros((n_fs, n_uc))
+    cur_s = -1
+    cur_b = -1
     for p in range(start, n_part, stride):
         for k in range(part_lo[p], part_lo[p + 1]):
             row = order[k]
@@ -191,6 +207,12 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
             b = row_bl[row]
             if s < 0 or b < 0:
                 continue
+            if runs and (s != cur_s or b != cur_b):
+                if cur_b >= 0:
+                    _store_run(vis_sum, model_sum, w_sum, rv, rm, rw, cur_b, cur_s, ucorr)
+                _load_run(vis_sum, model_sum, w_sum, rv, rm, rw, b, s, ucorr)
+                cur_s = s
+                cur_b = b
             t = tidx[row] - t_off
             a1 = ant1[row]
             a2 = ant2[row]
@@ -255,6 +277,11 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
                         vs += wt * v
                         ms += wt * m
                         ws += wt
+                    elif runs:                          # the run's copy of [fs, b, s, c]
+                        rv[fs, ci] += wt * v
+                        rm[fs, ci] += wt * m
+                        rw[fs, ci] += wt
+                        wr += wt
                     else:
                         i0 = fs if bin_major else s     # the sums' element [s, b, fs, c]: [i0, b, i2, c]
                         i2 = s if bin_major else fs
@@ -270,6 +297,30 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
                     w_sum[i0, b, i2, c] += ws
                     wr += ws
             w_row[row] = wr
+    if runs and cur_b >= 0:
+        _store_run(vis_sum, model_sum, w_sum, rv, rm, rw, cur_b, cur_s, ucorr)
+
+
+@njit(inline="always")
+def _load_run(vis_sum, model_sum, w_sum, rv, rm, rw, b, s, ucorr):
+    # the bin-major sums' elements [:, b, s, ucorr] into the run's contiguous copy (_accumulate_hands)
+    for fs in range(rv.shape[0]):
+        for ci in range(len(ucorr)):
+            c = ucorr[ci]
+            rv[fs, ci] = vis_sum[fs, b, s, c]
+            rm[fs, ci] = model_sum[fs, b, s, c]
+            rw[fs, ci] = w_sum[fs, b, s, c]
+
+
+@njit(inline="always")
+def _store_run(vis_sum, model_sum, w_sum, rv, rm, rw, b, s, ucorr):
+    # the run's copy back into the bin-major sums' elements [:, b, s, ucorr] (_accumulate_hands)
+    for fs in range(rv.shape[0]):
+        for ci in range(len(ucorr)):
+            c = ucorr[ci]
+            vis_sum[fs, b, s, c] = rv[fs, ci]
+            model_sum[fs, b, s, c] = rm[fs, ci]
+            w_sum[fs, b, s, c] = rw[fs, ci]
 
 
 #: tile edge of :func:`_divide_sums` over its first two axes (a transposed view -- baseline before
