@@ -170,7 +170,7 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
 @njit
 def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, order,
                       part_lo, tidx, t_off, ant1, ant2, acc_bin, row_bl, fsamp_of_chan, corr_src, ginv, gbad,
-                      sky, skybad, ucorr, one_fs, bin_major, rv, rm, rw, cur, flush):
+                      sky, skybad, ucorr, one_fs, bin_major, rv, rm, rw, cur):
     # _accumulate_corrected for a term that takes each correlation on its own (not all4) with no sky
     # table or P alone (one sky channel): K, G, KC, CP.  The same samples, values and weights; the loop
     # order is (row, used correlation, channel) with the row's P coefficients and the correlation's
@@ -184,9 +184,9 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
     # over 15 scans), a page (and a TLB miss) per channel and per array for every row.  Each baseline's
     # rows of one bin sum instead into a contiguous copy of that slot, ``rv[b], rm[b], rw[b]``
     # ([fs, used correlation]; ``cur[b]``: the bin it holds, -1 none), loaded from the sums when the
-    # baseline's rows move to another bin and the slot held before stored back then (and at the end of
-    # the call when ``flush``; else by flush_runs after the caller's last call, so a slot is loaded and
-    # stored once per scan rather than once per call).  Every element adds the same terms in the same
+    # baseline's rows move to another bin and the slot held before stored back then (the slots still
+    # held at the end by flush_runs, after the caller's last call: a slot is loaded and stored once per
+    # scan rather than once per call).  Every element adds the same terms in the same
     # order to the same starting value: bit for bit the sums of adding in place
     # (tests/test_accumulate_hands.py)
     n_part = part_lo.shape[0] - 1
@@ -202,10 +202,8 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
             b = row_bl[row]
             if s < 0 or b < 0:
                 continue
-            if runs and cur[b] != s:
-                if cur[b] >= 0:
-                    _store_run(vis_sum, model_sum, w_sum, rv, rm, rw, b, cur[b], ucorr)
-                _load_run(vis_sum, model_sum, w_sum, rv, rm, rw, b, s, ucorr)
+            if runs and cur[b] != s:        # the slot held (if any) stored, this row's loaded
+                _move_slot(vis_sum, model_sum, w_sum, rv, rm, rw, b, cur[b], s, ucorr)
                 cur[b] = s
             t = tidx[row] - t_off
             a1 = ant1[row]
@@ -291,43 +289,23 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
                     w_sum[i0, b, i2, c] += ws
                     wr += ws
             w_row[row] = wr
-        if runs and flush:              # this partition's baselines (its own): their slots stored back
-            for k in range(part_lo[p], part_lo[p + 1]):
-                b = row_bl[order[k]]
-                if b >= 0 and cur[b] >= 0:
-                    _store_run(vis_sum, model_sum, w_sum, rv, rm, rw, b, cur[b], ucorr)
-                    cur[b] = -1
 
 
 @njit(inline="always")
-def _load_run(vis_sum, model_sum, w_sum, rv, rm, rw, b, s, ucorr):
-    # the bin-major sums' elements [:, b, s, ucorr] into baseline b's contiguous copy (_accumulate_hands)
+def _move_slot(vis_sum, model_sum, w_sum, rv, rm, rw, b, s_store, s_load, ucorr):
+    # baseline b's contiguous copy (_accumulate_hands) stored into the bin-major sums' elements
+    # [:, b, s_store, ucorr] (s_store >= 0), then loaded from [:, b, s_load, ucorr] (s_load >= 0)
     for fs in range(rv.shape[1]):
         for ci in range(len(ucorr)):
             c = ucorr[ci]
-            rv[b, fs, ci] = vis_sum[fs, b, s, c]
-            rm[b, fs, ci] = model_sum[fs, b, s, c]
-            rw[b, fs, ci] = w_sum[fs, b, s, c]
-
-
-@njit(inline="always")
-def _store_run(vis_sum, model_sum, w_sum, rv, rm, rw, b, s, ucorr):
-    # baseline b's copy back into the bin-major sums' elements [:, b, s, ucorr] (_accumulate_hands)
-    for fs in range(rv.shape[1]):
-        for ci in range(len(ucorr)):
-            c = ucorr[ci]
-            vis_sum[fs, b, s, c] = rv[b, fs, ci]
-            model_sum[fs, b, s, c] = rm[b, fs, ci]
-            w_sum[fs, b, s, c] = rw[b, fs, ci]
-
-
-@njit
-def _flush_runs(start, stride, vis_sum, model_sum, w_sum, rv, rm, rw, cur, ucorr):
-    # baselines start, start + stride, ... on this thread (_numba.threaded): each held slot stored back
-    for b in range(start, cur.shape[0], stride):
-        if cur[b] >= 0:
-            _store_run(vis_sum, model_sum, w_sum, rv, rm, rw, b, cur[b], ucorr)
-            cur[b] = -1
+            if s_store >= 0:
+                vis_sum[fs, b, s_store, c] = rv[b, fs, ci]
+                model_sum[fs, b, s_store, c] = rm[b, fs, ci]
+                w_sum[fs, b, s_store, c] = rw[b, fs, ci]
+            if s_load >= 0:
+                rv[b, fs, ci] = vis_sum[fs, b, s_load, c]
+                rm[b, fs, ci] = model_sum[fs, b, s_load, c]
+                rw[b, fs, ci] = w_sum[fs, b, s_load, c]
 
 
 #: tile edge of :func:`_divide_sums` over its first two axes (a transposed view -- baseline before
@@ -543,11 +521,16 @@ def flush_runs(vis_sum, model_sum, w_sum, runs):
     (it may serve further calls)."""
     rv, rm, rw, cur, ucorr = runs
     sums, bin_major = _bin_major_base((vis_sum, model_sum, w_sum))
-    if not (cur >= 0).any():
+    held = np.flatnonzero(cur >= 0)
+    if not len(held):
         return
     if not bin_major:
         raise ValueError("flush_runs: bin-major sums expected (the layout the slots were filled from)")
-    threaded(_flush_runs, len(cur), *sums, rv, rm, rw, cur, ucorr)
+    # a copy (no arithmetic: the same bits); [:, held, cur[held], ucorr] is (n_fs, n_held, n_uc)
+    ib, ic = held[:, None], ucorr[None, :]
+    for dst, src in zip(sums, (rv, rm, rw)):
+        dst[:, ib, cur[held][:, None], ic] = src[held].transpose(1, 0, 2)
+    cur[held] = -1
 
 
 def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, rows, tidx, ant1,
@@ -678,7 +661,7 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
         # contiguous copy (bin_runs), the caller's (kept across calls) or this call's (stored at its end)
         flush = False
         if bin_major and one_fs < 0 and part_key is None:
-            if runs is None:
+            if runs is None:        # this call's slots, stored at its end
                 runs, flush = bin_runs(sums[0].shape[1], sums[0].shape[0], use), True
             elif (runs[0].shape != (sums[0].shape[1], sums[0].shape[0], len(ucorr))
                   or not np.array_equal(runs[4], ucorr)):
@@ -690,7 +673,9 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
                  weight, order, part_lo, np.ascontiguousarray(tidx, np.int64), int(t_off),
                  np.ascontiguousarray(ant1, np.int64), np.ascontiguousarray(ant2, np.int64),
                  acc_bin, row_bl, fsamp, corr_src, ginv, gbad, sky, skybad, ucorr, one_fs, bin_major,
-                 rv, rm, rw, cur, flush)
+                 rv, rm, rw, cur)
+        if flush:
+            flush_runs(vis_sum, model_sum, w_sum, runs)
         return
     if runs is not None:        # slots held from a hands-kernel call: stored before adding in place
         flush_runs(vis_sum, model_sum, w_sum, runs)
