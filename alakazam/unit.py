@@ -371,6 +371,9 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     corr_use = np.isin(np.arange(4), terms.get(step.jones_type).corr)
     # a model that mixes the correlations (D) is fitted on samples with all four (averaging.all_corr)
     all_corr = not terms.get(step.jones_type).diagonal
+    # bin-major sums (CP per channel): each baseline's slot summed in a contiguous copy kept across the
+    # calls (blocks of times, chunks) and stored once per scan (averaging.bin_runs; the same sums)
+    runs = averaging.bin_runs(n_bl, g.n_fsamp, corr_use) if bin_major and not all_corr else None
     for m, (ch, rows) in combine.member_chunks(g.members, lambda m: _iter_group_chunks(
             ctx, m.fid, m.ddid, m.chans, group, ph)):      # combine 'field'/'spw': every member's rows
         if rows is None:
@@ -413,7 +416,8 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
             averaging.accumulate_corrected(*sums, w_row, ch.data, ch.model, ch.flag,
                                            ch.weight, part, tidx, ch.ant1, ch.ant2, acc_bin, row_bl,
                                            m.fsamp_of_chan, m.corr_src, diag, sky, t_off=t0,
-                                           part_key=part_key, corr_use=corr_use, all_corr=all_corr)
+                                           part_key=part_key, corr_use=corr_use, all_corr=all_corr,
+                                           runs=runs)
         row_count += np.bincount(sbin, minlength=n_sbin)
         trel = times - t_ref            # relative times: sums of MJD seconds (~5e9) lose microseconds
         time_sum += np.bincount(sbin, weights=trel, minlength=n_sbin)
@@ -421,6 +425,9 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
         time_wsum += np.bincount(sbin, weights=wrow * trel, minlength=n_sbin)
         wsum_t += np.bincount(sbin, weights=wrow, minlength=n_sbin)
         del ch, rows            # tiers 2/3: the chunk is freed before the next one is read
+    if runs is not None:
+        averaging.flush_runs(*sums, runs)
+        del runs
     if not (row_count > 0).any():
         return None
     return dict(vis_sum=vis_sum, model_sum=model_sum, w_sum=w_sum, row_count=row_count, time_sum=time_sum,

@@ -103,3 +103,92 @@ def test_hands_kernel_with_two_stored_correlations(monkeypatch, with_p):
     for x, y in zip(new[:3], old[:3]):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_allclose(new[3], old[3], rtol=1e-13)
+
+
+def _acc_bin_major(monkeypatch, hands, c, fsamp, use, sbin, splits, keep=False):
+    # the sums in the solve's bin-major layout (unit._bin_major: a (2, 1, 0, 3) transposed view of
+    # C-contiguous (n_fs, n_bl, n_bin, 4) arrays), the rows given in ``splits`` successive calls (chunks);
+    # keep: the slots kept across the calls (averaging.bin_runs) and stored after the last (flush_runs),
+    # as unit._accumulate_group does
+    monkeypatch.setattr(averaging, "_HANDS", hands)
+    n_fs = int(fsamp.max()) + 1
+    n_bl = N_ANT * (N_ANT - 1) // 2
+    base = (n_fs, n_bl, 3, 4)
+    owners = (np.zeros(base, complex), np.zeros(base, complex), np.zeros(base))
+    sums = tuple(a.transpose(2, 1, 0, 3) for a in owners)
+    w_row = np.zeros(len(c["a1"]))
+    runs = averaging.bin_runs(n_bl, n_fs, use) if keep else None
+    for part in np.array_split(np.arange(len(c["a1"])), splits):
+        averaging.accumulate_corrected(*sums, w_row, c["data"], c["model"], c["flag"], c["weight"], part,
+                                       c["tidx"], c["a1"], c["a2"], sbin, c["row_bl"], fsamp, diag=c["diag"],
+                                       sky=c["p"], corr_use=use, runs=runs)
+    if keep:
+        if hands:
+            assert (runs[3] >= 0).any()                            # slots still held before the flush
+        averaging.flush_runs(*sums, runs)
+        assert (runs[3] < 0).all()
+    return owners + (w_row,)
+
+
+@pytest.mark.parametrize("use", ["cross", "all", "pp"])
+@pytest.mark.parametrize("freq", ["per_chan", "grouped"])
+@pytest.mark.parametrize("order", ["random", "scans"])
+@pytest.mark.parametrize("splits", [1, 3])
+@pytest.mark.parametrize("keep", [False, True])
+def test_bin_major_runs_equal_adding_in_place(monkeypatch, use, freq, order, splits, keep):
+    """Per-channel samples in the bin-major layout (CP over one time cell): the hands kernel sums each
+    baseline's rows of one bin in a contiguous copy of that (bin, baseline) slot, loaded when the
+    baseline's rows come to the bin and stored when they leave it (at the end of the call, or with the
+    slots kept across calls by the caller, at flush_runs).  Bit for bit the sums of adding every
+    sample in place -- the general kernel on the same bin-major sums, and the hands kernel's
+    row-major sums transposed -- with runs of one row that come back to a slot (random bins), long
+    runs (bins in scans), several calls on the same sums (chunks) and the per-row weight totals."""
+    c = _case(zlib.crc32(repr((use, freq, order, splits)).encode()) % 1000)
+    fsamp = {"per_chan": np.arange(N_CHAN), "grouped": np.arange(N_CHAN) // 5}[freq].copy()
+    fsamp[3] = -1                                                  # a channel not used
+    sbin = c["sbin"] if order == "random" else np.minimum(np.arange(len(c["a1"])) * 3 // len(c["a1"]), 2)
+    sbin = sbin.copy()
+    sbin[::17] = -1                                                # rows skipped inside runs
+    u = np.asarray(USES[use], bool)
+    new = _acc_bin_major(monkeypatch, True, c, fsamp, u, sbin, splits, keep)
+    old = _acc_bin_major(monkeypatch, False, c, fsamp, u, sbin, splits, keep)
+    c_rm = dict(c, sbin=sbin)
+    rm = _acc(monkeypatch, True, c_rm, fsamp, u, True, True)     # row-major (bin, bl, fs, 4), one call
+    assert (new[2] > 0).any()
+    for x, y in zip(new[:3], old[:3]):
+        np.testing.assert_array_equal(x, y)
+    if splits == 1:
+        for x, y in zip(new[:3], rm[:3]):
+            np.testing.assert_array_equal(x, np.ascontiguousarray(y.transpose(2, 1, 0, 3)))
+    np.testing.assert_allclose(new[3], old[3], rtol=1e-13)
+    assert ((new[3] == 0) == (old[3] == 0)).all()
+    assert (new[0][..., ~u] == 0).all() and (new[2][..., ~u] == 0).all()
+
+
+def test_bin_major_kept_slots_stored_before_the_general_kernel(monkeypatch):
+    """Slots kept from a hands-kernel call are stored before a call that takes the general kernel
+    (a sky table per channel: a D in CP's model) adds to the same sums in place: the sums equal
+    adding every sample in place."""
+    c = _case(77)
+    fsamp = np.arange(N_CHAN)
+    u = np.asarray(USES["cross"], bool)
+    n_bl = N_ANT * (N_ANT - 1) // 2
+    sky_chan = np.repeat(c["p"], N_CHAN, axis=2)                  # P per channel: the general kernel
+    halves = np.array_split(np.arange(len(c["a1"])), 2)
+    out = []
+    for kept in (True, False):
+        owners = tuple(np.zeros((N_CHAN, n_bl, 3, 4), dt) for dt in (complex, complex, float))
+        sums = tuple(a.transpose(2, 1, 0, 3) for a in owners)
+        runs = averaging.bin_runs(n_bl, N_CHAN, u) if kept else None
+        w_row = np.zeros(len(c["a1"]))
+        for part, sky in zip(halves, (c["p"], sky_chan)):
+            averaging.accumulate_corrected(*sums, w_row, c["data"], c["model"], c["flag"], c["weight"], part,
+                                           c["tidx"], c["a1"], c["a2"], c["sbin"], c["row_bl"], fsamp,
+                                           diag=c["diag"], sky=sky, corr_use=u, runs=runs)
+        if kept:
+            assert (runs[3] < 0).all()
+            averaging.flush_runs(*sums, runs)
+        out.append(owners)
+    assert (out[0][2] > 0).any()
+    for x, y in zip(*out):
+        np.testing.assert_array_equal(x, y)

@@ -545,6 +545,32 @@ def test_cp_d_bin_major_sums_equal_copied_batch(small_ms, tmp_path, monkeypatch,
             np.testing.assert_array_equal(a.extra["snr"], b.extra["snr"])
 
 
+@pytest.mark.parametrize("block_bytes", [1, 1 << 40])
+def test_cp_slots_kept_across_calls_equal_copied_batch(small_ms, tmp_path, monkeypatch, block_bytes):
+    """CP per channel over one time cell: each baseline's (scan, baseline) slot is summed in a contiguous
+    copy kept across the accumulation calls (averaging.bin_runs, stored by flush_runs after the last
+    call): with one call per integration (blocks of one time) and with one call for all, the solutions
+    are bit for bit those of the transposed copy of per-scan sums (no bin-major layout, no slots)."""
+    from alakazam import unit
+    from alakazam.core import averaging
+
+    monkeypatch.setattr(unit, "_TABLE_BLOCK_BYTES", block_bytes)
+    held = []
+    flush = averaging.flush_runs
+    monkeypatch.setattr(averaging, "flush_runs",
+                        lambda *a: held.append(int((a[3][3] >= 0).sum())) or flush(*a))
+    got = _block_solve(small_ms, str(tmp_path / "new.h5"), ["inf", "inf", "inf"], ["full", "1MHz", "full"])
+    assert held and max(held) > 0                       # CP's slots were still held after its last call
+    monkeypatch.setattr(unit, "_bin_major", lambda g, group: False)
+    want = _block_solve(small_ms, str(tmp_path / "old.h5"), ["inf", "inf", "inf"], ["full", "1MHz", "full"])
+    for k in want:
+        assert len(got[k]) == len(want[k]) and len(got[k])
+        for a, b in zip(got[k], want[k]):
+            np.testing.assert_array_equal(a.flags, b.flags)
+            np.testing.assert_array_equal(a.jones, b.jones)
+            np.testing.assert_array_equal(a.extra["snr"], b.extra["snr"])
+
+
 def test_bin_batch_leaves_out_a_sample_bin_without_rows_as_the_copy():
     """A sample bin without rows: _bin_batch leaves it out (a copy of the others), exactly as
     _make_batch's gather of the bins with rows."""

@@ -170,7 +170,7 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
 @njit
 def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, order,
                       part_lo, tidx, t_off, ant1, ant2, acc_bin, row_bl, fsamp_of_chan, corr_src, ginv, gbad,
-                      sky, skybad, ucorr, one_fs, bin_major):
+                      sky, skybad, ucorr, one_fs, bin_major, rv, rm, rw, cur):
     # _accumulate_corrected for a term that takes each correlation on its own (not all4) with no sky
     # table or P alone (one sky channel): K, G, KC, CP.  The same samples, values and weights; the loop
     # order is (row, used correlation, channel) with the row's P coefficients and the correlation's
@@ -178,12 +178,23 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
     # frequency sample (a full-band solve) and each (row, correlation) is summed locally, then added
     # (the same sums to rounding); -1: per-channel samples, added sample by sample as the general kernel
     # does (each element sums in the same order: bit for bit).  ``bin_major``: the sums indexed
-    # [fs, b, s, c] (as in _accumulate_corrected)
+    # [fs, b, s, c] (as in _accumulate_corrected).
+    # Per-channel samples bin-major (CP over one time cell, unit._bin_major; ``rv`` non-empty): the
+    # frequency samples of one (bin, baseline) are n_bl * n_bin * 64 B apart (288 kB: CP per channel
+    # over 15 scans), a page (and a TLB miss) per channel and per array for every row.  Each baseline's
+    # rows of one bin sum instead into a contiguous copy of that slot, ``rv[b], rm[b], rw[b]``
+    # ([fs, used correlation]; ``cur[b]``: the bin it holds, -1 none), loaded from the sums when the
+    # baseline's rows move to another bin and the slot held before stored back then (the slots still
+    # held at the end by flush_runs, after the caller's last call: a slot is loaded and stored once per
+    # scan rather than once per call).  Every element adds the same terms in the same
+    # order to the same starting value: bit for bit the sums of adding in place
+    # (tests/test_accumulate_hands.py)
     n_part = part_lo.shape[0] - 1
     n_chan = data.shape[1]
     has_diag = ginv.shape[0] > 0
     has_sky = sky.shape[0] > 0
     coef = np.zeros((4, 4), np.complex128)
+    runs = rv.shape[0] > 0
     for p in range(start, n_part, stride):
         for k in range(part_lo[p], part_lo[p + 1]):
             row = order[k]
@@ -191,6 +202,9 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
             b = row_bl[row]
             if s < 0 or b < 0:
                 continue
+            if runs and cur[b] != s:        # the slot held (if any) stored, this row's loaded
+                _move_slot(vis_sum, model_sum, w_sum, rv, rm, rw, b, cur[b], s, ucorr)
+                cur[b] = s
             t = tidx[row] - t_off
             a1 = ant1[row]
             a2 = ant2[row]
@@ -255,6 +269,11 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
                         vs += wt * v
                         ms += wt * m
                         ws += wt
+                    elif runs:                          # the slot's copy of [fs, b, s, c]
+                        rv[b, fs, ci] += wt * v
+                        rm[b, fs, ci] += wt * m
+                        rw[b, fs, ci] += wt
+                        wr += wt
                     else:
                         i0 = fs if bin_major else s     # the sums' element [s, b, fs, c]: [i0, b, i2, c]
                         i2 = s if bin_major else fs
@@ -270,6 +289,23 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
                     w_sum[i0, b, i2, c] += ws
                     wr += ws
             w_row[row] = wr
+
+
+@njit(inline="always")
+def _move_slot(vis_sum, model_sum, w_sum, rv, rm, rw, b, s_store, s_load, ucorr):
+    # baseline b's contiguous copy (_accumulate_hands) stored into the bin-major sums' elements
+    # [:, b, s_store, ucorr] (s_store >= 0), then loaded from [:, b, s_load, ucorr] (s_load >= 0)
+    for fs in range(rv.shape[1]):
+        for ci in range(len(ucorr)):
+            c = ucorr[ci]
+            if s_store >= 0:
+                vis_sum[fs, b, s_store, c] = rv[b, fs, ci]
+                model_sum[fs, b, s_store, c] = rm[b, fs, ci]
+                w_sum[fs, b, s_store, c] = rw[b, fs, ci]
+            if s_load >= 0:
+                rv[b, fs, ci] = vis_sum[fs, b, s_load, c]
+                rm[b, fs, ci] = model_sum[fs, b, s_load, c]
+                rw[b, fs, ci] = w_sum[fs, b, s_load, c]
 
 
 #: tile edge of :func:`_divide_sums` over its first two axes (a transposed view -- baseline before
@@ -451,11 +487,55 @@ _NO_DIAG = (np.zeros((0, 1, 1, 2), np.complex128), np.zeros((0, 1, 1, 2), bool))
 #: compares the two)
 _HANDS = True
 _NO_SKY = (np.zeros((0, 1, 1, 2, 2), np.complex128), np.zeros((0, 1, 1), bool))
+_NO_RUNS = (np.zeros((0, 1, 1), np.complex128), np.zeros((0, 1, 1), np.complex128), np.zeros((0, 1, 1)),
+            np.zeros(0, np.int64))
+
+
+def _bin_major_base(sums):
+    """``(sums, bin_major)``: sums that are a (2, 1, 0, 3) transpose of C-contiguous arrays (the solve's
+    bin-major batch layout) as those arrays, indexed [fs, b, s, c], and True; others as given, False."""
+    if not all(a.flags.c_contiguous for a in sums):
+        base = tuple(a.transpose(2, 1, 0, 3) for a in sums)
+        if all(a.flags.c_contiguous for a in base):
+            return base, True
+    return tuple(sums), False
+
+
+def bin_runs(n_bl, n_fsamp, corr_use=None):
+    """The slots a caller keeps across its :func:`accumulate_corrected` calls on bin-major per-channel
+    sums (``runs=``; CP over one time cell, ``unit._bin_major``) and hands to :func:`flush_runs` after
+    the last: per baseline a contiguous copy of the (bin, baseline) slot its rows are summing into
+    (``_accumulate_hands``), so that a slot is loaded and stored once per run of the baseline's rows in
+    a bin (a scan) instead of once per call (a block of times).  Its size is n_bl x n_fsamp x the
+    correlations used x 40 B (CP per channel, 300 baselines, 1024 channels: 25 MB)."""
+    use = np.ones(4, np.bool_) if corr_use is None else np.asarray(corr_use, np.bool_)
+    ucorr = np.flatnonzero(use).astype(np.int64)
+    shape = (int(n_bl), int(n_fsamp), len(ucorr))
+    return (np.zeros(shape, np.complex128), np.zeros(shape, np.complex128), np.zeros(shape),
+            np.full(int(n_bl), -1, np.int64), ucorr)
+
+
+def flush_runs(vis_sum, model_sum, w_sum, runs):
+    """Store the slots that ``runs`` (:func:`bin_runs`) still holds into the sums (the layout given to
+    :func:`accumulate_corrected`); the sums are complete only after this.  ``runs`` then holds nothing
+    (it may serve further calls)."""
+    rv, rm, rw, cur, ucorr = runs
+    sums, bin_major = _bin_major_base((vis_sum, model_sum, w_sum))
+    held = np.flatnonzero(cur >= 0)
+    if not len(held):
+        return
+    if not bin_major:
+        raise ValueError("flush_runs: bin-major sums expected (the layout the slots were filled from)")
+    # a copy (no arithmetic: the same bits); [:, held, cur[held], ucorr] is (n_fs, n_held, n_uc)
+    ib, ic = held[:, None], ucorr[None, :]
+    for dst, src in zip(sums, (rv, rm, rw)):
+        dst[:, ib, cur[held][:, None], ic] = src[held].transpose(1, 0, 2)
+    cur[held] = -1
 
 
 def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, rows, tidx, ant1,
                          ant2, acc_bin, row_bl, fsamp_of_chan, corr_src=None, diag=None, sky=None,
-                         t_off=0, part_key=None, corr_use=None, all_corr=False):
+                         t_off=0, part_key=None, corr_use=None, all_corr=False, runs=None):
     """One fused pass over rows of a chunk: pre-apply, flags -> weights, orientation, accumulation.
 
     Per sample, with the row's time t = tidx - t_off, antennas a = ant1, b = ant2 and correlation (i, j)::
@@ -518,6 +598,10 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
         and the fit would put the missing d_pq,a M_qq into the other antennas' leakage (measured: a dead
         Y feed moved every other antenna's d_pq by a common 0.01-0.02 where removing the antenna whole
         moved them by 2e-4).
+    runs : optional
+        :func:`bin_runs` of these sums, kept by a caller across its calls on bin-major per-channel sums
+        (then :func:`flush_runs` after the last call completes the sums; every sum bit for bit the same).
+        Without it such a call stores its slots before it returns.  Unused by other layouts.
     """
     rows = np.asarray(rows, np.int64)
     row_bl = np.ascontiguousarray(row_bl, np.int64)
@@ -567,22 +651,34 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
     # sums that are a (2, 1, 0, 3) transpose of C-contiguous arrays (the solve's bin-major batch layout)
     # go to the kernels as those arrays (bin_major): each kernel then has one specialisation for the
     # solve's two layouts instead of a C-contiguous and an any-layout one (~2.5 s of compile, issue 16)
-    sums = (vis_sum, model_sum, w_sum)
-    bin_major = False
-    if not all(a.flags.c_contiguous for a in sums):
-        base = tuple(a.transpose(2, 1, 0, 3) for a in sums)
-        if all(a.flags.c_contiguous for a in base):
-            sums, bin_major = base, True
+    sums, bin_major = _bin_major_base((vis_sum, model_sum, w_sum))
     if _HANDS and not all_corr and (sky.shape[0] == 0 or sky.shape[2] == 1):
         # each correlation on its own, no sky table or P alone: the hands kernel (K, G, KC, CP)
         fs_used = fsamp[fsamp >= 0]
         one_fs = int(fs_used[0]) if len(fs_used) and (fs_used == fs_used[0]).all() else -1
+        ucorr = np.flatnonzero(use).astype(np.int64)
+        # per-channel bin-major sums partitioned by baseline: summed per (bin, baseline) slot in a
+        # contiguous copy (bin_runs), the caller's (kept across calls) or this call's (stored at its end)
+        flush = False
+        if bin_major and one_fs < 0 and part_key is None:
+            if runs is None:        # this call's slots, stored at its end
+                runs, flush = bin_runs(sums[0].shape[1], sums[0].shape[0], use), True
+            elif (runs[0].shape != (sums[0].shape[1], sums[0].shape[0], len(ucorr))
+                  or not np.array_equal(runs[4], ucorr)):
+                raise ValueError("runs: bin_runs(n_bl, n_fsamp, corr_use) of these sums expected")
+            rv, rm, rw, cur = runs[:4]
+        else:
+            rv, rm, rw, cur = _NO_RUNS
         threaded(_accumulate_hands, len(part_lo) - 1, *sums, w_row, data, model, flag,
                  weight, order, part_lo, np.ascontiguousarray(tidx, np.int64), int(t_off),
                  np.ascontiguousarray(ant1, np.int64), np.ascontiguousarray(ant2, np.int64),
-                 acc_bin, row_bl, fsamp, corr_src, ginv, gbad, sky, skybad,
-                 np.flatnonzero(use).astype(np.int64), one_fs, bin_major)
+                 acc_bin, row_bl, fsamp, corr_src, ginv, gbad, sky, skybad, ucorr, one_fs, bin_major,
+                 rv, rm, rw, cur)
+        if flush:
+            flush_runs(vis_sum, model_sum, w_sum, runs)
         return
+    if runs is not None:        # slots held from a hands-kernel call: stored before adding in place
+        flush_runs(vis_sum, model_sum, w_sum, runs)
     threaded(_accumulate_corrected, len(part_lo) - 1, *sums, w_row, data, model, flag,
              weight, order, part_lo, np.ascontiguousarray(tidx, np.int64), int(t_off),
              np.ascontiguousarray(ant1, np.int64), np.ascontiguousarray(ant2, np.int64),
