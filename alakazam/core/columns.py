@@ -370,7 +370,7 @@ def _recover_table(ms):
                 os.unlink(os.path.join(str(ms), n))
         _clear_snapshot(ms)
     if not _opens(ms):
-        raise AlakazamError(f"ms: {ms} cannot be opened even after undoing the interrupted apply; restore it "
+        raise AlakazamError(f"ms: {ms} cannot be opened even after undoing the interrupted run; restore it "
                             "from a backup")
     return "restored"
 
