@@ -198,10 +198,7 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
                     "may be partly rewritten; put it back first with: %s (the next apply or akflag on this "
                     "MS does it too)", cfg.ms, cfg.data_col, weightbackup.recover_command(cfg.ms))
     from .core import columns
-    if columns.rewritten_by_killed(cfg.ms, cfg.data_col):      # a killed in-place apply into that column
-        log.warning("%s: an apply rewriting %s in place was interrupted (killed) or is still running: some "
-                    "rows may hold its new correction and the others the old one; re-run that apply before "
-                    "solving from %s", cfg.ms, cfg.data_col, cfg.data_col)
+    columns.warn_rewritten(cfg.ms, cfg.data_col)        # a killed in-place apply into that column
     # first run on this machine: the solvers compile on the other core while this one reads and flags
     from . import warmup
     warmup.start([st.jones_type for st in cfg.steps], cfg.solver_backend)

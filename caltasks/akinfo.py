@@ -52,9 +52,20 @@ def _body(params):
     con = Console() if sys.stdout.isatty() else Console(width=200)
     caltable, fluxscale, vis = params["caltable"], params["fluxscale"], params["vis"]
     if vis:
-        from alakazam.core import listobs
+        import logging
+
+        from alakazam.calibration import flagsafety
+        from alakazam.core import columns, listobs, weightbackup
         from alakazam.core.ms import MeasurementSet
 
+        # what an interrupted run left, said as the other tasks on the MS say it
+        flagsafety.warn_interrupted(vis)
+        if weightbackup.pending(vis):
+            logging.getLogger("alakazam.tasks").warning(
+                "%s: an apply with calwt did not finish and WEIGHT may be partly rewritten; put it back "
+                "with: %s (the next apply or akflag on this MS does it too)", vis,
+                weightbackup.recover_command(vis))
+        columns.warn_rewritten(vis, "CORRECTED_DATA")
         with MeasurementSet.open(vis):          # the main table opened once
             summary = listobs.summarise_ms(vis)
         listobs.render(summary, con)

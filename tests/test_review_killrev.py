@@ -459,3 +459,21 @@ def test_yaml_is_not_validated_up_front_while_a_snapshot_is_left(ms, tmp_path):
     assert "invalid parameters" in r.stderr, r.stderr[-1500:]
     assert not os.path.exists(cal), "the solve ran and wrote its table before the typo was reported"
     assert not os.path.isdir(ms + ".flagversions"), "the flag block wrote FLAG before the typo was reported"
+
+
+def test_akinfo_says_what_a_killed_run_left(ms):
+    """akinfo (listobs of the MS) says, as the other tasks on the MS do, that a killed calwt apply left
+    WEIGHT partly rewritten and that a killed in-place apply left CORRECTED_DATA half rewritten (the
+    review: akinfo said neither)."""
+    _py(f"""
+        import numpy as np
+        from alakazam.core import columns, ms_io, weightbackup
+        columns.begin_writes({ms!r})
+        columns._record_rewrite({ms!r}, "CORRECTED_DATA")
+        weightbackup.save({ms!r}, np.arange(ms_io.n_rows({ms!r})))
+    """)                                # = an apply with calwt into an existing column, killed -9
+    r = _cli("info", ms)
+    assert r.returncode == 0, r.stderr[-2000:]
+    said = " ".join(r.stderr.split())
+    assert "WEIGHT may be partly rewritten" in said and "alakazam recover --vis" in said, said[-2000:]
+    assert "rewriting CORRECTED_DATA in place was interrupted" in said, said[-2000:]

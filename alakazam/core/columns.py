@@ -426,6 +426,15 @@ def rewritten_by_killed(ms, name) -> bool:
         return name in fh.read().split()
 
 
+def warn_rewritten(ms, name):
+    """Log a WARNING when a killed (or running) in-place apply was rewriting column ``name`` of ``ms``
+    (:func:`rewritten_by_killed`); said by a solve from that column and by akinfo."""
+    if rewritten_by_killed(ms, name):
+        log.warning("%s: an apply rewriting %s in place was interrupted (killed) or is still running: some "
+                    "rows may hold its new correction and the others the old one; re-run that apply before "
+                    "solving from %s", ms, name, name)
+
+
 def _record_added(ms, names):
     """The table files this run added, listed in its snapshot (if it took one): :func:`_stale` does not
     take them for another program's."""
