@@ -477,3 +477,29 @@ def test_akinfo_says_what_a_killed_run_left(ms):
     said = " ".join(r.stderr.split())
     assert "WEIGHT may be partly rewritten" in said and "alakazam recover --vis" in said, said[-2000:]
     assert "rewriting CORRECTED_DATA in place was interrupted" in said, said[-2000:]
+
+
+def test_unlockable_broken_ms_says_why(ms, monkeypatch):
+    """An MS a killed writer left unopenable that cannot be locked (a read-only file system: no lock file
+    can be made -- the review saw only "cannot create the lock file ... must be writable", not why the
+    task needed to write): the error says the MS does not open and that the saved table files cannot
+    be put back, then the lock's reason.  Once the MS can be locked, the next task puts them back."""
+    from contextlib import contextmanager
+
+    from alakazam.core import locks
+    from alakazam.errors import AlakazamError
+
+    _killed_writer_left_snapshot(ms)
+    _cut_flag_header(ms)
+    real = locks.writer_lock
+
+    @contextmanager
+    def read_only(path, kind="table"):
+        raise AlakazamError(f"{path}: cannot create the lock file {path}/alakazam.lock (Read-only file "
+                            "system); the Measurement Set's directory must be writable")
+        yield
+    monkeypatch.setattr(locks, "writer_lock", read_only)
+    with pytest.raises(AlakazamError, match=r"does not open .* cannot be put back: .*Read-only file system"):
+        columns.recover_killed(ms)
+    monkeypatch.setattr(locks, "writer_lock", real)
+    assert columns.recover_killed(ms) == "restored"

@@ -36,6 +36,7 @@ Convention (pinned by tests/test_reliability.py):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -270,24 +271,30 @@ def recover_killed(ms):
     t_end = time.monotonic() + LOCK_WAIT_S
     said = False
     while True:
-        try:
-            with locks.writer_lock(ms, "ms"):
-                if mine() or not os.path.isdir(snap):
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(locks.writer_lock(ms, "ms"))
+            except locks.LockedError as e:
+                if not os.path.isdir(snap) and _opens(ms):     # the other run repaired it meanwhile
                     return None
-                return _recover_table(ms)
-        except locks.LockedError as e:
-            if not os.path.isdir(snap) and _opens(ms):     # the other run repaired it meanwhile
+                if time.monotonic() > t_end:
+                    raise AlakazamError(f"ms: {ms} does not open (a run was killed while writing it) and "
+                                        f"another run holds its writer lock, for more than {LOCK_WAIT_S:.0f} "
+                                        f"s: {e}. Run the task again once that run has finished (it or the "
+                                        "next run puts the table back)") from None
+                if not said:
+                    log.warning("%s does not open (a run was killed while writing it); waiting for the run "
+                                "that holds its writer lock: %s", ms, e)
+                    said = True
+                time.sleep(0.5)
+                continue
+            except AlakazamError as e:      # e.g. a read-only MS: no lock file can be made
+                raise AlakazamError(f"ms: {ms} does not open (a run was killed while writing it) and the "
+                                    f"table files saved before that run ({snap}) cannot be put back: {e}") \
+                    from None
+            if mine() or not os.path.isdir(snap):
                 return None
-            if time.monotonic() > t_end:
-                raise AlakazamError(f"ms: {ms} does not open (a run was killed while writing it) and another "
-                                    f"run holds its writer lock, for more than {LOCK_WAIT_S:.0f} s: {e}. "
-                                    "Run the task again once that run has finished (it or the next run "
-                                    "puts the table back)") from None
-            if not said:
-                log.warning("%s does not open (a run was killed while writing it); waiting for the run "
-                            "that holds its writer lock: %s", ms, e)
-                said = True
-            time.sleep(0.5)
+            return _recover_table(ms)
 
 
 def _stale(ms, snap):
