@@ -243,6 +243,13 @@ def recover(ms):
     return r
 
 
+#: (MS, snapshot inode) -> when recover_killed last saw the MS open with that snapshot: the probe (a
+#: child process) is not repeated for _OPENED_FOR_S, e.g. for every metadata read of a run while
+#: another run writes the MS
+_OPENED = {}
+_OPENED_FOR_S = 30.0
+
+
 def recover_killed(ms):
     """Before a task opens ``ms`` -- also a task that only reads it (akcal, akinfo, akflagmanager list /
     save): a writer killed inside casacore's header flush leaves an MS that does not open, and the task
@@ -266,7 +273,14 @@ def recover_killed(ms):
 
     if not os.path.isdir(snap) or mine():
         return None
+    try:
+        key = (os.path.realpath(str(ms)), os.stat(snap).st_ino)
+    except OSError:                 # removed meanwhile
+        return None
+    if time.monotonic() - _OPENED.get(key, -1e9) < _OPENED_FOR_S:
+        return None                 # (this snapshot, seen opening a moment ago: no probe per call)
     if not os.path.exists(os.path.join(snap, RESTORING)) and _opens(ms):
+        _OPENED[key] = time.monotonic()
         return None
     t_end = time.monotonic() + LOCK_WAIT_S
     said = False
