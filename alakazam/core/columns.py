@@ -92,7 +92,10 @@ ADDED = "added.txt"
 RESTORING = "restoring"
 HEARTBEAT_S = 5.0
 #: a table file changed more than this after the killed run's last heartbeat was changed by someone else
-STALE_GRACE_S = 60.0
+#: (generous: python-casacore holds the GIL inside a putcol, so one long write -- a large chunk on a slow
+#: disk -- delays the heartbeat thread; a refusal of the killed run's own snapshot would leave the user
+#: to repair the MS by hand)
+STALE_GRACE_S = 300.0
 #: how long a task waits for the run that holds the MS writer lock while the MS does not open
 LOCK_WAIT_S = 120.0
 _MAX_SAVED = 8 * 2**20
