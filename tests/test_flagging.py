@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ from alakazam.sim import simulate_ms
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from signal_child import signal_when_writing  # noqa: E402  (tests/signal_child.py)
 from hazards import rfi_ms  # noqa: E402
 import small_flag_ms  # noqa: E402  (tests/small_flag_ms.py)
 from small_flag_ms import cols, put  # noqa: E402
@@ -458,15 +458,7 @@ def test_kill_during_flag_write_leaves_version_restorable(ms, tmp_path, header):
     """))
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, env=env)
-    try:
-        line = p.stdout.readline()
-        assert line.strip() == b"writing", line
-        time.sleep(0.5)
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait(timeout=30)
-    finally:
-        if p.poll() is None:
-            p.kill()
+    signal_when_writing(p, signal.SIGKILL, after=0.5)
     assert p.returncode == -signal.SIGKILL
     assert os.path.isdir(os.path.join(ms, columns.SNAPSHOT))      # taken before the first FLAG write
     if header == "cut":

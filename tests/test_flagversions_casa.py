@@ -26,6 +26,7 @@ from alakazam.errors import AlakazamError
 from alakazam.sim import simulate_ms
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from signal_child import signal_when_writing  # noqa: E402  (tests/signal_child.py)
 from casa_python import casa_python  # noqa: E402  (tests/casa_python.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -231,13 +232,7 @@ def test_save_killed_midway_leaves_no_version(ms, tmp_path):
     """))
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, env=env)
-    try:
-        assert p.stdout.readline().strip() == b"writing"
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait(timeout=30)
-    finally:
-        if p.poll() is None:
-            p.kill()
+    signal_when_writing(p, signal.SIGKILL)
     d = ms + ".flagversions"
     assert not os.path.exists(d)
     stage = [f for f in os.listdir(tmp_path) if f.startswith(".tmp-v.ms.flagversions.")]

@@ -29,6 +29,9 @@ from alakazam.core import flagtable, flagversions, undo
 from alakazam.errors import AlakazamError
 from alakazam.sim import simulate_ms
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from signal_child import signal_when_writing  # noqa: E402  (tests/signal_child.py)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -260,13 +263,7 @@ def test_cli_sigterm_during_the_first_save_leaves_nothing(ms, tmp_path):
     args = ["flagmanager", "--vis", "v.ms", "--mode", "save"]
     p = subprocess.Popen([sys.executable, str(script), *args], cwd=str(tmp_path), env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert p.stdout.readline().strip() == b"writing"
-        p.send_signal(signal.SIGTERM)
-        rc = p.wait(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
+    rc = signal_when_writing(p, signal.SIGTERM, timeout=60)
     assert rc == 130, p.stderr.read().decode()[-2000:]
     assert not os.path.exists(flagversions.versions_dir(ms))
     assert _temporaries(ms) == []

@@ -23,6 +23,7 @@ from alakazam.sim import simulate_ms
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+from signal_child import signal_when_writing  # noqa: E402  (tests/signal_child.py)
 from casa_python import run_casa  # noqa: E402
 
 SMALL = dict(n_ant=4, n_ant_extra=1, n_chan=(8,), duration_h=0.5, int_s=120.0, noise=0.05, seed=5,
@@ -412,13 +413,7 @@ def test_solve_from_a_column_a_killed_apply_was_rewriting_does_not_warn(ms, tmp_
         MeasurementSet.write_column = write_then_hang
         akapply(vis={ms!r}, gaintable=[{cal2!r}], jones=["G0"], interp=["linear"], memory_limit_gb=0.0001)
     """)], env=ENV, stdout=subprocess.PIPE)
-    try:
-        assert p.stdout.readline().strip() == b"writing"
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait(timeout=30)
-    finally:
-        if p.poll() is None:
-            p.kill()
+    signal_when_writing(p, signal.SIGKILL)
     assert os.path.isdir(os.path.join(ms, columns.SNAPSHOT))       # the kill landed mid-rewrite
     with table(ms, ack=False) as t:
         now = t.getcol("CORRECTED_DATA")
