@@ -484,6 +484,10 @@ def main(argv=None):
     env = dict(os.environ, NUMBA_NUM_THREADS=str(args.threads), OMP_NUM_THREADS="1",
                ALAKAZAM_NO_PROGRESS="1", PYTHONPATH=os.pathsep.join(
                    [os.path.dirname(HERE)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    # an installed package has its bytecode (pip compiles it): a shell with PYTHONDONTWRITEBYTECODE set
+    # made every alakazam process compile ~100 modules from source (0.2 s of the QuartiCal-style job);
+    # without it the warm-up run writes the .pyc files, as it fills numba's cache
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     qc_env = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     qc_threads = (args.qc_dask_threads, args.qc_solver_threads or args.threads)
     out = ms + ".bench_out"

@@ -271,3 +271,64 @@ def test_cli_sigterm_during_the_first_save_leaves_nothing(ms, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert [v["name"] for v in flagversions.list_versions(ms)] == ["flagmanager_1"]
+
+
+def _kill_between_rename_and_listing(ms):
+    """A save in a child process killed -9 right after its version table was moved into place, before it
+    was listed (signals.held cannot hold a SIGKILL)."""
+    code = ("import os, signal, sys\n"
+            "from alakazam.core import flagversions as fv\n"
+            "fv._write_list = lambda ms, entries: os.kill(os.getpid(), signal.SIGKILL)\n"
+            "fv.save(sys.argv[1], task='akflag')\n")
+    p = subprocess.run([sys.executable, "-c", code, ms], env=dict(os.environ, PYTHONPATH=REPO),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == -9, p.stderr
+
+
+def test_kill_between_rename_and_listing_leaves_a_table_the_next_save_removes(ms):
+    """Before: the unlisted table stayed for good (disk space; the next name skipped it).  Now its
+    marker tells a later save that it was never listed, and the table goes; FLAG is as it was."""
+    flag0 = _flag(ms)
+    assert flagversions.save(ms, task="akflag") == "akflag_1"
+    _kill_between_rename_and_listing(ms)
+    d = flagversions.versions_dir(ms)
+    assert os.path.isdir(os.path.join(d, "flags.akflag_2"))            # moved into place ...
+    assert [v["name"] for v in flagversions.list_versions(ms)] == ["akflag_1"]      # ... not listed
+    assert any(".installing.akflag_2" in f for f in os.listdir(d))
+    for a, b in zip(_flag(ms), flag0):
+        np.testing.assert_array_equal(a, b)
+    # the next save removes the leftover first: the name is free again and nothing else is left
+    assert flagversions.save(ms, task="akflag") == "akflag_2"
+    assert [v["name"] for v in flagversions.list_versions(ms)] == ["akflag_1", "akflag_2"]
+    assert not [f for f in os.listdir(d) if f.startswith(".tmp")]
+    flagversions.restore(ms, "akflag_2")
+    for a, b in zip(_flag(ms), flag0):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_installing_marker_never_removes_a_listed_or_foreign_table(ms):
+    """A marker of a dead process whose version was listed (a kill after the listing, before the marker
+    went) loses only the marker; an unlisted table without a marker (CASA's, a user's) is never
+    touched; a running process's marker and table stay."""
+    import socket
+
+    assert flagversions.save(ms, task="akflag") == "akflag_1"
+    d = flagversions.versions_dir(ms)
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        shutil.copytree(os.path.join(d, "flags.akflag_1"), os.path.join(d, "flags.casa_made"))
+        shutil.copytree(os.path.join(d, "flags.akflag_1"), os.path.join(d, "flags.inflight"))
+        open(os.path.join(d, f".tmp.{host}.{dead.pid}.installing.akflag_1"), "w").close()
+        live_marker = f".tmp.{host}.{live.pid}.installing.inflight"
+        open(os.path.join(d, live_marker), "w").close()
+        assert flagversions.save(ms, task="akflag") == "akflag_2"
+        assert sorted(f for f in os.listdir(d) if f.startswith("flags.")) == \
+            ["flags.akflag_1", "flags.akflag_2", "flags.casa_made", "flags.inflight"]
+        assert [f for f in os.listdir(d) if f.startswith(".tmp")] == [live_marker]
+        assert [v["name"] for v in flagversions.list_versions(ms)] == ["akflag_1", "akflag_2"]
+    finally:
+        live.kill()
+        live.wait()

@@ -22,7 +22,13 @@ combine them elementwise with the current ones, FLAG and FLAG_ROW alike -- what 
 Safety: a version is written under a temporary name (``.tmp.<host>.<pid>.flags.<name>``), fsynced and
 renamed into place, and listed as one step (SIGINT / SIGTERM held in between; a failure to list it
 removes it), so a process killed at any moment (also during the FLAG write that follows a save) leaves
-either no version or a complete one, and a half-written table is never listed.  The first version of
+either no version or a complete one, and a half-written table is never listed.  A kill -9 between the
+rename and the listing (signals cannot be held against it) left the table in ``<ms>.flagversions``
+unlisted, its disk space lost for good: an empty marker ``.tmp.<host>.<pid>.installing.<name>`` now
+exists from just before the rename until the version is listed, and a later save removes such a table
+when its process no longer runs and the version is not listed (FLAG is written only after the listing,
+so nothing was ever saved in it) -- the same table saved by CASA, or listed meanwhile, has no marker
+and is never touched.  The first version of
 an MS is made with its directory: ``<ms>.flagversions`` is built beside the MS as
 ``.tmp-<ms>.flagversions.<host>.<pid>`` (the version table and FLAG_VERSION_LIST) and renamed into
 place whole, so an interrupt or error before that leaves no ``<ms>.flagversions`` (an empty one stayed
@@ -53,6 +59,8 @@ LIST_NAME = "FLAG_VERSION_LIST"
 MERGES = ("replace", "or", "and")
 _NAME_OK = re.compile(r"^[A-Za-z0-9_.+-]+$")
 _TMP = ".tmp."
+#: the marker of a version moved into place but not listed yet: ``.tmp.<host>.<pid>.installing.<name>``
+_INSTALLING = "installing."
 
 
 def versions_dir(ms) -> str:
@@ -81,7 +89,11 @@ def version_path(ms, name):
 
 
 def _read_list(ms) -> List[tuple]:
-    p = os.path.join(versions_dir(ms), LIST_NAME)
+    return _read_list_in(versions_dir(ms))
+
+
+def _read_list_in(d) -> List[tuple]:
+    p = os.path.join(d, LIST_NAME)
     out = []
     if os.path.exists(p):
         with open(p) as fh:
@@ -182,16 +194,28 @@ def _remove(p):
         os.remove(p)
 
 
+def _installing_marker(d, name) -> str:
+    """The marker of this process's :func:`_install` of version ``name`` in ``d`` (module doc)."""
+    return os.path.join(d, f"{_TMP}{socket.gethostname()}.{os.getpid()}.{_INSTALLING}{name}")
+
+
 def _clean_stale_tmp(d):
-    """Remove the temporary versions left by killed processes of this host."""
+    """Remove the temporary versions left by killed processes of this host, and the version tables they
+    had moved into place but not listed yet (their ``installing`` marker is left: module doc)."""
     host = socket.gethostname()
     for f in os.listdir(d):
-        m = re.fullmatch(re.escape(_TMP + host) + r"\.(\d+)\..*", f)
+        m = re.fullmatch(re.escape(_TMP + host) + r"\.(\d+)\.(.*)", f)
         if not m or int(m.group(1)) == os.getpid():
             continue
         try:
             os.kill(int(m.group(1)), 0)
         except ProcessLookupError:
+            rest = m.group(2)
+            if rest.startswith(_INSTALLING):
+                name = rest[len(_INSTALLING):]
+                listed = {n for n, _ in _read_list_in(d)}
+                if name and name not in listed:
+                    _remove(os.path.join(d, f"flags.{name}"))
             _remove(os.path.join(d, f))
         except OSError:             # running, owned by another user
             pass
@@ -217,6 +241,9 @@ def save(ms, task="akflag", comment="", name=None) -> str:
     from .ms_io import check_ms
 
     check_ms(ms)
+    d = versions_dir(ms)
+    if os.path.isdir(d):            # (first: an unlisted leftover's table no longer takes its name)
+        _clean_stale_tmp(d)
     auto = name is None
     if auto:
         name = next_name(ms, task)
@@ -233,8 +260,6 @@ def save(ms, task="akflag", comment="", name=None) -> str:
     from . import diskspace         # FLAG as bits, checked before writing (core/diskspace.py)
     diskspace.require(d, diskspace.flag_bytes(ms), f"flag version {name!r} in {d}")
     _clean_stale_stages(ms)
-    if os.path.isdir(d):
-        _clean_stale_tmp(d)
     when = _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime())
     text = str(comment) if comment else task        # its FLAG_VERSION_LIST comment
     stage = tmp = None
@@ -336,7 +361,10 @@ def _install(ms, tmp, name, text):
     if os.path.lexists(final) or any(n == name for n, _ in _read_list(ms)):
         raise AlakazamError(f"versionname: {name!r} already exists in {d} (saved meanwhile by another "
                             "process); save again")
+    marker = _installing_marker(d, name)
     with signals.held():
+        with open(marker, "w"):     # (a kill -9 before the listing: a later save removes ``final``)
+            pass
         os.rename(tmp, final)
         try:
             _fsync_dir(d)
@@ -346,6 +374,8 @@ def _install(ms, tmp, name, text):
             if all(n != name for n, _ in _read_list(ms)):      # unlisted: not left as a stray table
                 _remove(final)
             raise
+        finally:
+            _remove(marker)
 
 
 def _saved_flags(z, dd):
