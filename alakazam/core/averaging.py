@@ -34,6 +34,18 @@ def _p_coefficients(sky, t, a1, a2, coef):
                     coef[2 * i + j, 2 * kk + ll] = sky[t, a1, 0, i, kk] * np.conj(sky[t, a2, 0, j, ll])
 
 
+# Real P coefficients (the hands kernel, "creal"): a linear feed's P is real, so the imaginary parts of the
+# row's coefficients coef[2 i + j, 2 k + l] are zeros, and M' = ((c0 M0 + c1 M1) + c2 M2) + c3 M3 is
+# evaluated from the real products alone: (r0 M0r + r1 M1r ..., r0 M0i + r1 M1i ...) in the same order,
+# half the arithmetic (the model's share of K0 / G0 / G1 and of KC / CP).  With finite model values
+# each complex product c M = (r Mr - (+-0) Mi, r Mi + (+-0) Mr) equals (r Mr, r Mi) up to the sign of a
+# zero part, and so does every partial sum; w' M' then adds +-0 where the two differ, to a sum that
+# starts at +0 and so is never -0: the same bits in every sum.  A non-finite model value makes a part
+# non-finite here too (r * inf, 0 * inf, NaN), and the sample then takes the complex products (with their
+# NaN): the same bits there too (tests/test_accumulate_hands.py).  (Inline in the loops: a helper taking
+# the model array costs a reference count per call.)
+
+
 @njit
 def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, order,
                           part_lo, tidx, t_off, ant1, ant2, acc_bin, row_bl, fsamp_of_chan, corr_src,
@@ -231,6 +243,8 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
                 c1 = coef[src, 1]
                 c2 = coef[src, 2]
                 c3 = coef[src, 3]
+                # real coefficients (a linear feed's P): M' from their real parts (the same sums)
+                creal = c0.imag == 0 and c1.imag == 0 and c2.imag == 0 and c3.imag == 0
                 vs = 0j
                 ms = 0j
                 ws = 0.0
@@ -251,15 +265,38 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
                         wt = wt / ((gi.real * gi.real + gi.imag * gi.imag)
                                    * (gj.real * gj.real + gj.imag * gj.imag))
                     if has_sky:
-                        m = 0j
-                        if k0 >= 0:
-                            m += c0 * np.complex128(model[row, chan, k0])
-                        if k1 >= 0:
-                            m += c1 * np.complex128(model[row, chan, k1])
-                        if k2 >= 0:
-                            m += c2 * np.complex128(model[row, chan, k2])
-                        if k3 >= 0:
-                            m += c3 * np.complex128(model[row, chan, k3])
+                        fast = False
+                        if creal:
+                            mr = mi = 0.0
+                            if k0 >= 0:
+                                x = model[row, chan, k0]
+                                mr = c0.real * np.float64(x.real)
+                                mi = c0.real * np.float64(x.imag)
+                            if k1 >= 0:
+                                x = model[row, chan, k1]
+                                mr += c1.real * np.float64(x.real)
+                                mi += c1.real * np.float64(x.imag)
+                            if k2 >= 0:
+                                x = model[row, chan, k2]
+                                mr += c2.real * np.float64(x.real)
+                                mi += c2.real * np.float64(x.imag)
+                            if k3 >= 0:
+                                x = model[row, chan, k3]
+                                mr += c3.real * np.float64(x.real)
+                                mi += c3.real * np.float64(x.imag)
+                            fast = mr - mr == 0 and mi - mi == 0     # both finite
+                        if fast:
+                            m = complex(mr, mi)
+                        else:
+                            m = 0j
+                            if k0 >= 0:
+                                m += c0 * np.complex128(model[row, chan, k0])
+                            if k1 >= 0:
+                                m += c1 * np.complex128(model[row, chan, k1])
+                            if k2 >= 0:
+                                m += c2 * np.complex128(model[row, chan, k2])
+                            if k3 >= 0:
+                                m += c3 * np.complex128(model[row, chan, k3])
                     else:
                         m = np.complex128(model[row, chan, ks])
                     if swap:                             # V_ab = V_ba^H
