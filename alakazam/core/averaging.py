@@ -34,10 +34,10 @@ def _p_coefficients(sky, t, a1, a2, coef):
                     coef[2 * i + j, 2 * kk + ll] = sky[t, a1, 0, i, kk] * np.conj(sky[t, a2, 0, j, ll])
 
 
-# Real P coefficients (the hands kernel, "creal"): a linear feed's P is real, so the imaginary parts of the
+# Real P coefficients (both kernels, "creal"): a linear feed's P is real, so the imaginary parts of the
 # row's coefficients coef[2 i + j, 2 k + l] are zeros, and M' = ((c0 M0 + c1 M1) + c2 M2) + c3 M3 is
 # evaluated from the real products alone: (r0 M0r + r1 M1r ..., r0 M0i + r1 M1i ...) in the same order,
-# half the arithmetic (the model's share of K0 / G0 / G1 and of KC / CP).  With finite model values
+# half the arithmetic (the model's share of K0 / G0 / G1 and of KC / CP / D).  With finite model values
 # each complex product c M = (r Mr - (+-0) Mi, r Mi + (+-0) Mr) equals (r Mr, r Mi) up to the sign of a
 # zero part, and so does every partial sum; w' M' then adds +-0 where the two differ, to a sum that
 # starts at +0 and so is never -0: the same bits in every sum.  A non-finite model value makes a part
@@ -75,6 +75,7 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
     # of the pass (same values to rounding: a sum in another order)
     coef = np.zeros((4, 4), np.complex128)
     p_row = has_sky and not sky_per_chan
+    creal = False
     for p in range(start, n_part, stride):
         for k in range(part_lo[p], part_lo[p + 1]):
             row = order[k]
@@ -92,6 +93,12 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
                 row_sky_ok = not (skybad[t, a1, 0] or skybad[t, a2, 0])
                 if row_sky_ok:
                     _p_coefficients(sky, t, a1, a2, coef)
+                    # real coefficients (a linear feed's P): M' from their real parts (the same sums)
+                    creal = True
+                    for x in range(4):
+                        for y in range(4):
+                            if coef[x, y].imag != 0:
+                                creal = False
             for chan in range(n_chan):
                 fs = fsamp_of_chan[chan]
                 if fs < 0:
@@ -145,7 +152,17 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
                         wt = wt / ((gi.real * gi.real + gi.imag * gi.imag)
                                    * (gj.real * gj.real + gj.imag * gj.imag))
                     if p_row:                            # (m0..m3: the stored model here)
-                        m = coef[src, 0] * m0 + coef[src, 1] * m1 + coef[src, 2] * m2 + coef[src, 3] * m3
+                        fast = False
+                        if creal:
+                            mr = (((coef[src, 0].real * m0.real + coef[src, 1].real * m1.real)
+                                   + coef[src, 2].real * m2.real) + coef[src, 3].real * m3.real)
+                            mi = (((coef[src, 0].real * m0.imag + coef[src, 1].real * m1.imag)
+                                   + coef[src, 2].real * m2.imag) + coef[src, 3].real * m3.imag)
+                            fast = mr - mr == 0 and mi - mi == 0     # both finite
+                        if fast:
+                            m = complex(mr, mi)
+                        else:
+                            m = coef[src, 0] * m0 + coef[src, 1] * m1 + coef[src, 2] * m2 + coef[src, 3] * m3
                     elif has_sky:
                         if src == 0:
                             m = m0
