@@ -7,6 +7,21 @@ three memory tiers of the solve flow give the same solutions.  (Its straightforw
 
 Sums are kept per (sample bin, frequency sample, baseline, corr); dividing by ``w_sum`` gives the
 weighted average, whose inverse variance is ``w_sum``.
+
+Cost (issue 16, measured on the 9000 3C286 rows x 1024 channels of the full-polarisation benchmark,
+process CPU of the steps' captured calls replayed on one thread, old and new kernels alternating, best
+of 7-15): the passes are compute-bound scalar loops, ~15-30 ns per (row, channel, used correlation)
+against ~0.05 s to stream DATA + MODEL once.  With P the model's share is more than half of K0's pass
+(an ablation without it: -54% K0, -34% G0, -32% G1); a linear feed's P is real and the model is then
+formed from the real products (comment "Real P coefficients" below: the same bits in every sum):
+over four A/B runs on a loaded 2-core machine K0 +1..-19% (median ~-10%), G0 -9..-18%, D0 -4..-16%,
+KC0 / CP0 +4..-10%, G1 -5..+5% (G1's extra cost over G0 is its per-channel read-modify-write of the
+sums, not the model).  The first-use compile of _accumulate_hands grew by ~0.2-0.4 s CPU, of
+_accumulate_corrected by ~0.8-1.5 s.  Tried and not kept (same bits, measured): both correlations
+of a pair in one channel pass (G1 ~-7% on the real calls, but twice the kernel's code: compile),
+1-d views of the row hoisted out of the channel loop (no gain), channel blocks in the per-channel
+case (+30%: numba's code for the nested loop), per-sample helpers taking arrays (a reference count
+per call: 2-5x slower).
 """
 
 import numba
