@@ -7,6 +7,21 @@ three memory tiers of the solve flow give the same solutions.  (Its straightforw
 
 Sums are kept per (sample bin, frequency sample, baseline, corr); dividing by ``w_sum`` gives the
 weighted average, whose inverse variance is ``w_sum``.
+
+Cost (issue 16, measured on the 9000 3C286 rows x 1024 channels of the full-polarisation benchmark,
+process CPU of the steps' captured calls replayed on one thread, old and new kernels alternating, best
+of 7-15): the passes are compute-bound scalar loops, ~15-30 ns per (row, channel, used correlation)
+against ~0.05 s to stream DATA + MODEL once.  With P the model's share is more than half of K0's pass
+(an ablation without it: -54% K0, -34% G0, -32% G1); a linear feed's P is real and the model is then
+formed from the real products (comment "Real P coefficients" below: the same bits in every sum):
+over four A/B runs on a loaded 2-core machine K0 +1..-19% (median ~-10%), G0 -9..-18%, D0 -4..-16%,
+KC0 / CP0 +4..-10%, G1 -5..+5% (G1's extra cost over G0 is its per-channel read-modify-write of the
+sums, not the model).  The first-use compile of _accumulate_hands grew by ~0.2-0.4 s CPU, of
+_accumulate_corrected by ~0.8-1.5 s.  Tried and not kept (same bits, measured): both correlations
+of a pair in one channel pass (G1 ~-7% on the real calls, but twice the kernel's code: compile),
+1-d views of the row hoisted out of the channel loop (no gain), channel blocks in the per-channel
+case (+30%: numba's code for the nested loop), per-sample helpers taking arrays (a reference count
+per call: 2-5x slower).
 """
 
 import numba
@@ -32,6 +47,18 @@ def _p_coefficients(sky, t, a1, a2, coef):
             for kk in range(2):
                 for ll in range(2):
                     coef[2 * i + j, 2 * kk + ll] = sky[t, a1, 0, i, kk] * np.conj(sky[t, a2, 0, j, ll])
+
+
+# Real P coefficients (both kernels, "creal"): a linear feed's P is real, so the imaginary parts of the
+# row's coefficients coef[2 i + j, 2 k + l] are zeros, and M' = ((c0 M0 + c1 M1) + c2 M2) + c3 M3 is
+# evaluated from the real products alone: (r0 M0r + r1 M1r ..., r0 M0i + r1 M1i ...) in the same order,
+# half the arithmetic (the model's share of K0 / G0 / G1 and of KC / CP / D).  With finite model values
+# each complex product c M = (r Mr - (+-0) Mi, r Mi + (+-0) Mr) equals (r Mr, r Mi) up to the sign of a
+# zero part, and so does every partial sum; w' M' then adds +-0 where the two differ, to a sum that
+# starts at +0 and so is never -0: the same bits in every sum.  A non-finite model value makes a part
+# non-finite here too (r * inf, 0 * inf, NaN), and the sample then takes the complex products (with their
+# NaN): the same bits there too (tests/test_accumulate_hands.py).  (Inline in the loops: a helper taking
+# the model array costs a reference count per call.)
 
 
 @njit
@@ -63,6 +90,7 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
     # of the pass (same values to rounding: a sum in another order)
     coef = np.zeros((4, 4), np.complex128)
     p_row = has_sky and not sky_per_chan
+    creal = False
     for p in range(start, n_part, stride):
         for k in range(part_lo[p], part_lo[p + 1]):
             row = order[k]
@@ -80,6 +108,12 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
                 row_sky_ok = not (skybad[t, a1, 0] or skybad[t, a2, 0])
                 if row_sky_ok:
                     _p_coefficients(sky, t, a1, a2, coef)
+                    # real coefficients (a linear feed's P): M' from their real parts (the same sums)
+                    creal = True
+                    for x in range(4):
+                        for y in range(4):
+                            if coef[x, y].imag != 0:
+                                creal = False
             for chan in range(n_chan):
                 fs = fsamp_of_chan[chan]
                 if fs < 0:
@@ -133,7 +167,17 @@ def _accumulate_corrected(start, stride, vis_sum, model_sum, w_sum, w_row, data,
                         wt = wt / ((gi.real * gi.real + gi.imag * gi.imag)
                                    * (gj.real * gj.real + gj.imag * gj.imag))
                     if p_row:                            # (m0..m3: the stored model here)
-                        m = coef[src, 0] * m0 + coef[src, 1] * m1 + coef[src, 2] * m2 + coef[src, 3] * m3
+                        fast = False
+                        if creal:
+                            mr = (((coef[src, 0].real * m0.real + coef[src, 1].real * m1.real)
+                                   + coef[src, 2].real * m2.real) + coef[src, 3].real * m3.real)
+                            mi = (((coef[src, 0].real * m0.imag + coef[src, 1].real * m1.imag)
+                                   + coef[src, 2].real * m2.imag) + coef[src, 3].real * m3.imag)
+                            fast = mr - mr == 0 and mi - mi == 0     # both finite
+                        if fast:
+                            m = complex(mr, mi)
+                        else:
+                            m = coef[src, 0] * m0 + coef[src, 1] * m1 + coef[src, 2] * m2 + coef[src, 3] * m3
                     elif has_sky:
                         if src == 0:
                             m = m0
@@ -231,6 +275,8 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
                 c1 = coef[src, 1]
                 c2 = coef[src, 2]
                 c3 = coef[src, 3]
+                # real coefficients (a linear feed's P): M' from their real parts (the same sums)
+                creal = c0.imag == 0 and c1.imag == 0 and c2.imag == 0 and c3.imag == 0
                 vs = 0j
                 ms = 0j
                 ws = 0.0
@@ -251,15 +297,38 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
                         wt = wt / ((gi.real * gi.real + gi.imag * gi.imag)
                                    * (gj.real * gj.real + gj.imag * gj.imag))
                     if has_sky:
-                        m = 0j
-                        if k0 >= 0:
-                            m += c0 * np.complex128(model[row, chan, k0])
-                        if k1 >= 0:
-                            m += c1 * np.complex128(model[row, chan, k1])
-                        if k2 >= 0:
-                            m += c2 * np.complex128(model[row, chan, k2])
-                        if k3 >= 0:
-                            m += c3 * np.complex128(model[row, chan, k3])
+                        fast = False
+                        if creal:
+                            mr = mi = 0.0
+                            if k0 >= 0:
+                                x = model[row, chan, k0]
+                                mr = c0.real * np.float64(x.real)
+                                mi = c0.real * np.float64(x.imag)
+                            if k1 >= 0:
+                                x = model[row, chan, k1]
+                                mr += c1.real * np.float64(x.real)
+                                mi += c1.real * np.float64(x.imag)
+                            if k2 >= 0:
+                                x = model[row, chan, k2]
+                                mr += c2.real * np.float64(x.real)
+                                mi += c2.real * np.float64(x.imag)
+                            if k3 >= 0:
+                                x = model[row, chan, k3]
+                                mr += c3.real * np.float64(x.real)
+                                mi += c3.real * np.float64(x.imag)
+                            fast = mr - mr == 0 and mi - mi == 0     # both finite
+                        if fast:
+                            m = complex(mr, mi)
+                        else:
+                            m = 0j
+                            if k0 >= 0:
+                                m += c0 * np.complex128(model[row, chan, k0])
+                            if k1 >= 0:
+                                m += c1 * np.complex128(model[row, chan, k1])
+                            if k2 >= 0:
+                                m += c2 * np.complex128(model[row, chan, k2])
+                            if k3 >= 0:
+                                m += c3 * np.complex128(model[row, chan, k3])
                     else:
                         m = np.complex128(model[row, chan, ks])
                     if swap:                             # V_ab = V_ba^H
