@@ -53,8 +53,8 @@ def report(d, top=60, verbose=False, out=print):
         for e in comp:
             byfn[e["fn"]].append(e)
         out(f"{'excl s':>7} {'top s':>7} {'top CPU':>7} {'typing':>7} {'lower':>7} {'llvm':>7} {'n':>3}  "
-            "function  (top-level: wall, CPU and numba's typing / lowering / LLVM seconds, each with the "
-            "helpers compiled on the way)")
+            "function  (top-level compiles: wall and CPU s; numba's typing / lowering / LLVM wall s, "
+            "each with the helpers compiled on the way)")
         for fn, es in sorted(byfn.items(), key=lambda kv: -sum(e["excl"] for e in kv[1]))[:top]:
             t = [e for e in es if e["depth"] == 0]
             out(f"{sum(e['excl'] for e in es):7.2f} {sum(e['dur'] for e in t):7.2f} "

@@ -32,23 +32,23 @@ if _DIR:
             def on_start(self, event):
                 if not hasattr(local, "stack"):
                     local.stack = []
-                local.stack.append([time.perf_counter(), time.process_time(), 0.0])
+                local.stack.append([time.perf_counter(), time.process_time(), 0.0, 0.0])
 
             def on_end(self, event):
                 stack = local.stack
-                t0, c0, inner = stack.pop()
+                t0, c0, inner, llvm = stack.pop()
                 dur = time.perf_counter() - t0
                 if stack:
                     stack[-1][2] += dur
+                    stack[-1][3] += llvm
                 disp = event.data["dispatcher"]
                 py = getattr(disp, "py_func", None)
                 name = f"{py.__module__}.{py.__qualname__}" if py is not None else repr(disp)
                 rec = {"kind": "compile", "fn": name, "sig": str(tuple(event.data["args"])), "dur": dur,
                        "excl": dur - inner, "cpu": time.process_time() - c0, "depth": len(stack),
-                       "t": t0 - _T0}
-                try:        # numba's own breakdown (each includes the helpers compiled on the way)
+                       "t": t0 - _T0, "llvm": llvm}
+                try:        # numba's own breakdown (wall seconds, with the helpers compiled on the way)
                     md = disp.overloads[tuple(event.data["args"])].metadata or {}
-                    rec["llvm"] = md.get("timers", {}).get("llvm_lock", 0.0)
                     passes = {}
                     for times in md.get("pipeline_times", {}).values():
                         for k, v in times.items():
@@ -61,7 +61,20 @@ if _DIR:
                     pass
                 _write(rec)
 
+        class _Llvm(ev.Listener):
+            """wall seconds in LLVM (numba:llvm_lock), added to the compile that runs it"""
+
+            def on_start(self, event):
+                local.llvm_t0 = time.perf_counter()
+
+            def on_end(self, event):
+                stack = getattr(local, "stack", None)
+                if stack and getattr(local, "llvm_t0", None) is not None:
+                    stack[-1][3] += time.perf_counter() - local.llvm_t0
+                local.llvm_t0 = None
+
         ev.register("numba:compile", _Compiles())
+        ev.register("numba:llvm_lock", _Llvm())
         orig = caching.Cache.load_overload
 
         def load_overload(self, sig, target_context):
