@@ -5,11 +5,20 @@ nogil=True lets threads overlap; fastmath stays off because flagged data carries
 ``parallel=True`` is used only through :data:`pjit`, for kernels proven race-free (each thread owns
 its output slice); the kernels that a run compiles on its first use prefer :func:`threaded` (a serial
 kernel over interleaved items on a thread pool: the same values, less to compile).
+
+``no_cfunc_wrapper=True``: numba otherwise lowers, optimises and emits, for every compiled function
+(each kernel and each helper it calls), a C-ABI wrapper that only first-class function values
+(``numba.cfunc`` / function-typed arguments) use; alakazam calls its kernels from Python (the
+CPython wrapper, kept) and from other kernels (direct calls), never through that wrapper.  Dropping it
+leaves the kernels' code and values unchanged (the tiny recipe's solution tables, CORRECTED_DATA and
+FLAG bit-identical) and saves ~0.01 s of compile CPU per compiled function (30 small kernels: 0.072-0.088
+vs 0.084-0.093 s each), about 1 s over the ~100 functions of the cold start (issue 16; the run's and
+the background compile's, listed by benchmarks/compile_events.py).  Small, but free.
 """
 
 import numba
 
-JIT_OPTS = dict(cache=True, nogil=True, fastmath=False)
+JIT_OPTS = dict(cache=True, nogil=True, fastmath=False, no_cfunc_wrapper=True)
 
 jit = numba.njit(**JIT_OPTS)
 
