@@ -212,6 +212,27 @@ def thin(xs, n):
 
 
 @njit(inline="always")
+def _mad_clears(xs, n, med, dmax, threshold):
+    """True when no deviation of at most ``dmax`` can exceed ``threshold * (MAD_TO_SIGMA * mad)``, mad the
+    median of ``|xs[:n] - med|`` (n >= 1) -- decided without that median: with D0 such that the limit
+    computed from D0 is >= dmax (checked in floating point), mad >= D0 as soon as fewer than the
+    median's rank of the deviations lie below D0 (one counting pass instead of a quickselect; the
+    limit is monotone in mad, so the flags are those of the exact MAD).  False: undecided (the caller
+    computes the MAD)."""
+    if dmax <= 0:
+        return True                     # (the limit is >= 0: a MAD is never negative)
+    d0 = dmax / (threshold * MAD_TO_SIGMA) * (1.0 + 1e-12)
+    if not threshold * (MAD_TO_SIGMA * d0) >= dmax:
+        return False
+    below = np.int64(0)
+    for q in range(n):
+        below += abs(xs[q] - med) < d0
+    # odd n: mad = the (n // 2)-th smallest deviation; even: the mean of the (n // 2 - 1)-th and
+    # (n // 2)-th, >= D0 when both are
+    return below <= (n // 2 if n % 2 == 1 else n // 2 - 1)
+
+
+@njit(inline="always")
 def _mad_row(xr, fr, orow, threshold, xs, min_n=MIN_CHANNELS, upper=False):
     # one row's MAD flags from its ratios xr (n_chan, n_corr): reads fr (its flags), writes orow (may
     # be fr itself: each correlation reads its flags before it writes them); ``upper``: only x above
@@ -230,7 +251,18 @@ def _mad_row(xr, fr, orow, threshold, xs, min_n=MIN_CHANNELS, upper=False):
                 orow[chan, corr] = True
         if n < min_n:
             continue
-        med, sigma = median_and_sigma(xs, thin(xs, n))
+        hi = xs[0]
+        lo = xs[0]
+        for q in range(1, n):          # the extremes of every tested value (before the thinning)
+            hi = max(hi, xs[q])
+            lo = min(lo, xs[q])
+        nt = thin(xs, n)
+        med = _median(xs, nt)
+        if _mad_clears(xs, nt, med, hi - med if upper else max(hi - med, med - lo), threshold):
+            continue                    # no value beyond the limit, whatever the MAD's exact value
+        for q in range(nt):
+            xs[q] = abs(xs[q] - med)
+        sigma = MAD_TO_SIGMA * _median(xs, nt)
         if not sigma > 0:
             continue
         lim = threshold * sigma
