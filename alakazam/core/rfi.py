@@ -211,7 +211,7 @@ def thin(xs, n):
     return m
 
 
-@njit(inline="always")
+@njit
 def _mad_clears(xs, n, med, dmax, threshold):
     """True when no deviation of at most ``dmax`` can exceed ``threshold * (MAD_TO_SIGMA * mad)``, mad the
     median of ``|xs[:n] - med|`` (n >= 1) -- decided without that median: with D0 such that the limit
