@@ -348,7 +348,8 @@ BUF_TILE = 16
 
 @njit
 def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, use_model, level, buf, stride,
-                       xkeep, keep_x, coh, fuse_bad, flag_in, weight, prior):
+                       xkeep, keep_x, coh, fuse_bad, flag_in, weight, prior,
+                       known):
     # one row-parallel pass over the rows[lo:hi] of a group (each row writes its own level and its own
     # column of buf: race-free): level[row, k] = median of x over the row's unflagged channels, every
     # stride-th (NaN when too few), buf[k, chan, i] = x / level (float32; NaN: flagged or unusable), so
@@ -400,7 +401,11 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
                 if not orow[chan, c] and np.isfinite(xv):
                     xs[cnt] = xv
                     cnt += 1
-            lv = np.float32(_median(xs, cnt)) if cnt >= MIN_CHANNELS else np.float32(np.nan)
+            med = _median(xs, cnt) if cnt >= MIN_CHANNELS else np.nan
+            lv = np.float32(med)
+            # the median of all the row's values (stride 1), for its per-row MAD (rfi._mad_flag_rows)
+            known[i, k, 0] = med
+            known[i, k, 1] = cnt if stride == 1 and cnt >= MIN_CHANNELS else -1
             level[row, k] = lv
             # 1a. the row's lag-one channel coherence of z = V conj(M): S = the sum of the unit phasors
             # of z_{c+1} conj(z_c), Q = their number, over the unflagged pairs (c, c + 1), c every
@@ -410,15 +415,21 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
             sq = 0.0
             dr = data[row]
             mr = model[row] if use_model else model[0]
+            z1 = 0j
             for chan in range(0, n_chan - 1, stride):
+                # z = V conj(M) in float64 (at stride 1 each channel's once: z1 of a pair is z0 of the next)
+                if stride == 1 and chan > 0:
+                    z0 = z1
+                else:
+                    z0 = np.complex128(dr[chan, c])
+                    if use_model:
+                        z0 = z0 * np.conj(np.complex128(mr[chan, c]))
+                z1 = np.complex128(dr[chan + 1, c])
+                if use_model:
+                    z1 = z1 * np.conj(np.complex128(mr[chan + 1, c]))
                 if orow[chan, c] or orow[chan + 1, c]:
                     continue
                 # the unit phasor of z1 conj(z0) in float64: scale-free over float32's whole range
-                z0 = np.complex128(dr[chan, c])
-                z1 = np.complex128(dr[chan + 1, c])
-                if use_model:
-                    z0 = z0 * np.conj(np.complex128(mr[chan, c]))
-                    z1 = z1 * np.conj(np.complex128(mr[chan + 1, c]))
                 p = z1 * np.conj(z0)
                 pn = p.real * p.real + p.imag * p.imag      # |z0|^2 |z1|^2: one square root per pair
                 if pn > 0 and pn < np.inf:                  # (float64 holds it up to |V||M| ~ 1e77)
@@ -1216,7 +1227,7 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
             others = np.flatnonzero(~cross).astype(np.int64)
             if len(others):
                 threaded(rfi._mad_flag_rows, len(others), others, _NO_X, False, data, m, use_model, out,
-                         float(threshold))
+                         float(threshold), rfi.NO_KNOWN, rfi.NO_KNOWN_CORR)
         return
     g = group[order]
     cuts = np.flatnonzero(g[1:] != g[:-1]) + 1
@@ -1251,8 +1262,9 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         buf = buf_all[:n_k * n_chan * (hi - lo)].reshape(n_k, n_chan, hi - lo)
         xkeep = x_all[:hi - lo] if keep_x else _NO_X
         coh = np.zeros((hi - lo, n_k, 3))
+        known = np.empty((hi - lo, n_k, 2))
         threaded(_levels_and_ratios, hi - lo, data, m, out, order, lo, hi, use_corr, use_model, level, buf,
-                 stride, xkeep, keep_x, coh, fuse, flag_in, w_in, prior)
+                 stride, xkeep, keep_x, coh, fuse, flag_in, w_in, prior, known)
         sb = seg_bounds[(seg_bounds >= lo) & (seg_bounds <= hi)]
         cols = (so[sb[0]:sb[-1]] - lo).astype(np.int64)      # buf columns of the segments, in order
         sbl = (sb - sb[0]).astype(np.int64)
@@ -1265,7 +1277,7 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         if hi - lo < MIN_ROWS:
             if then_mad:
                 _mad_and_extend(data, m, use_model, out, prior, order[lo:hi], xkeep, keep_x, thr, use_corr,
-                                words)
+                                words, known)
             continue
         med = np.full((n_chan, n_k), np.nan)
         sig = np.full((n_chan, n_k), np.nan)
@@ -1283,11 +1295,13 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         # channel's baselines.
         _extend_rows_threaded(out, prior, order[lo:hi], bad, use_corr, words)
         if then_mad:
-            _mad_and_extend(data, m, use_model, out, prior, order[lo:hi], xkeep, keep_x, thr, use_corr, words)
+            _mad_and_extend(data, m, use_model, out, prior, order[lo:hi], xkeep, keep_x, thr, use_corr, words,
+                            known)
     if then_mad:
         others = np.flatnonzero(~cross).astype(np.int64)        # autocorrelations: the MAD only
         if len(others):
-            threaded(rfi._mad_flag_rows, len(others), others, _NO_X, False, data, m, use_model, out, thr)
+            threaded(rfi._mad_flag_rows, len(others), others, _NO_X, False, data, m, use_model, out, thr,
+                     rfi.NO_KNOWN, rfi.NO_KNOWN_CORR)
 
 
 #: a group's ratios (float32 per sample) are kept for its per-row MAD up to this many bytes (else the
@@ -1299,11 +1313,13 @@ _NO_X = np.zeros((1, 1, 1), np.float32)
 _NO_WEIGHT = np.broadcast_to(np.float32(0), (1, 1, 1))
 
 
-def _mad_and_extend(data, m, use_model, out, prior, rows, xkeep, keep_x, thr, use_corr, words):
-    """The per-row MAD of ``rows`` (one group's, in ``order``; the ratios in ``xkeep`` when kept), then
+def _mad_and_extend(data, m, use_model, out, prior, rows, xkeep, keep_x, thr, use_corr, words, known):
+    """The per-row MAD of ``rows`` (one group's, in ``order``; the ratios in ``xkeep`` when kept; ``known``
+    the row medians of :func:`_levels_and_ratios`, per group position and hand of ``use_corr``), then
     the group's final extension (:func:`extend`'s, with ``prior``; ``words``: :func:`_words` of ``out``
     and ``prior``)."""
-    threaded(rfi._mad_flag_rows, len(rows), rows, xkeep, keep_x, data, m, use_model, out, thr)
+    threaded(rfi._mad_flag_rows, len(rows), rows, xkeep, keep_x, data, m, use_model, out, thr, known,
+             use_corr)
     _extend_rows_threaded(out, prior, rows, np.zeros(out.shape[1], np.bool_), use_corr, words)
 
 
