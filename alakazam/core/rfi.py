@@ -296,7 +296,9 @@ def _mad_flag(start, stride, data, model, flag, threshold, out, use_model, upper
     xr = x1.reshape(n_chan, n_corr)
     xs = np.empty(n_chan)
     kmed = np.zeros(n_corr)
-    kcnt = np.full(n_corr, -1, np.int64)        # (no known medians)
+    kcnt = np.empty(n_corr, np.int64)
+    for q in range(n_corr):
+        kcnt[q] = -1                            # no known medians (a loop: np.full is one more compile)
     for row in range(start, n_row, stride):
         # row views: 2-d indexing in the inner loops (faster than 3-d indexing in a serial kernel)
         flat_row_ratios(d2[row], m2[row] if use_model else m2[0], use_model, x1)
@@ -326,7 +328,9 @@ def _mad_flag_rows(start, stride, rows, xkept, has_x, data, model, use_model, fl
     scratch = x1.reshape(n_chan, n_corr)
     xs = np.empty(n_chan)
     kmed = np.zeros(n_corr)
-    kcnt = np.full(n_corr, -1, np.int64)
+    kcnt = np.empty(n_corr, np.int64)
+    for q in range(n_corr):
+        kcnt[q] = -1
     for i in range(start, len(rows), stride):
         row = rows[i]
         if has_x:
