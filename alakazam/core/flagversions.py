@@ -365,15 +365,18 @@ def _install(ms, tmp, name, text):
     with signals.held():
         with open(marker, "w"):     # (a kill -9 before the listing: a later save removes ``final``)
             pass
-        os.rename(tmp, final)
         try:
-            _fsync_dir(d)
-            entries = [e for e in _read_list(ms) if e[0] != name]
-            _write_list(ms, entries + [(name, text)])
-        except BaseException:
-            if all(n != name for n, _ in _read_list(ms)):      # unlisted: not left as a stray table
-                _remove(final)
-            raise
+            # (the marker goes also when the move fails -- ``final`` made meanwhile by another party:
+            # left behind, a later save took it for this process's and removed that party's table)
+            os.rename(tmp, final)
+            try:
+                _fsync_dir(d)
+                entries = [e for e in _read_list(ms) if e[0] != name]
+                _write_list(ms, entries + [(name, text)])
+            except BaseException:
+                if all(n != name for n, _ in _read_list(ms)):      # unlisted: not left as a stray table
+                    _remove(final)
+                raise
         finally:
             _remove(marker)
 
