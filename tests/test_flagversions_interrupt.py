@@ -362,3 +362,21 @@ def test_a_failed_move_leaves_no_marker_that_removes_another_partys_table(ms):
     assert not [f for f in os.listdir(d) if f.startswith(".tmp")]
     flagversions.save(ms, task="akflag")
     assert os.path.exists(os.path.join(d, "flags.akflag_2", "THEIRS"))
+
+
+def test_a_temporary_named_beyond_a_process_id_does_not_stop_saves(ms):
+    """A ``.tmp.<host>.<number>.<...>`` entry whose number is no process id (beyond a C int: another
+    tool's temporary named by a timestamp) made every save fail (OverflowError from os.kill); likewise
+    beside the MS for the first save's directory.  Now such entries are not ours: left alone."""
+    import socket
+
+    host = socket.gethostname()
+    parent = os.path.dirname(os.path.abspath(ms))
+    stage = f".tmp-{os.path.basename(flagversions.versions_dir(ms))}.{host}.99999999999999999999"
+    os.mkdir(os.path.join(parent, stage))
+    assert flagversions.save(ms, task="akflag") == "akflag_1"
+    d = flagversions.versions_dir(ms)
+    other = f".tmp.{host}.1764644000123456789.x"
+    open(os.path.join(d, other), "w").close()
+    assert flagversions.save(ms, task="akflag") == "akflag_2"
+    assert os.path.exists(os.path.join(d, other)) and os.path.isdir(os.path.join(parent, stage))

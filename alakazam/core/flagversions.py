@@ -209,6 +209,8 @@ def _clean_stale_tmp(d):
             continue
         try:
             os.kill(int(m.group(1)), 0)
+        except (OverflowError, ValueError):     # no process id (another tool's temporary): not ours
+            continue
         except ProcessLookupError:
             rest = m.group(2)
             if rest.startswith(_INSTALLING):
@@ -327,6 +329,8 @@ def _clean_stale_stages(ms):
             continue
         try:
             os.kill(int(f[len(pre):]), 0)
+        except (OverflowError, ValueError):     # no process id: not ours
+            continue
         except ProcessLookupError:
             _remove(os.path.join(parent, f))
         except OSError:             # running, owned by another user
