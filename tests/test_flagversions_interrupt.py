@@ -332,3 +332,51 @@ def test_installing_marker_never_removes_a_listed_or_foreign_table(ms):
     finally:
         live.kill()
         live.wait()
+
+
+def test_a_failed_move_leaves_no_marker_that_removes_another_partys_table(ms):
+    """The move of the version table into place fails when ``flags.<name>`` appears between the check
+    and the rename (another party's table, here a non-empty directory: ENOTEMPTY).  Before: the save's
+    installing marker stayed, and once its process was gone the next save took it for a kill after the
+    move and removed that party's table (this save never made it).  Now the marker goes with the
+    failure and the table stays."""
+    assert flagversions.save(ms, task="akflag") == "akflag_1"
+    d = flagversions.versions_dir(ms)
+    code = ("import os, shutil, sys\n"
+            "from alakazam.core import flagversions as fv\n"
+            "d = fv.versions_dir(sys.argv[1])\n"
+            "real = os.rename\n"
+            "def rename(src, dst):\n"
+            "    if os.path.basename(dst) == 'flags.akflag_2':\n"
+            "        shutil.copytree(os.path.join(d, 'flags.akflag_1'), dst)\n"
+            "        open(os.path.join(dst, 'THEIRS'), 'w').close()\n"
+            "    return real(src, dst)\n"
+            "os.rename = rename\n"
+            "try:\n"
+            "    fv.save(sys.argv[1], task='akflag')\n"
+            "except OSError:\n"
+            "    sys.exit(3)\n")
+    p = subprocess.run([sys.executable, "-c", code, ms], env=dict(os.environ, PYTHONPATH=REPO),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 3, p.stderr
+    assert not [f for f in os.listdir(d) if f.startswith(".tmp")]
+    flagversions.save(ms, task="akflag")
+    assert os.path.exists(os.path.join(d, "flags.akflag_2", "THEIRS"))
+
+
+def test_a_temporary_named_beyond_a_process_id_does_not_stop_saves(ms):
+    """A ``.tmp.<host>.<number>.<...>`` entry whose number is no process id (beyond a C int: another
+    tool's temporary named by a timestamp) made every save fail (OverflowError from os.kill); likewise
+    beside the MS for the first save's directory.  Now such entries are not ours: left alone."""
+    import socket
+
+    host = socket.gethostname()
+    parent = os.path.dirname(os.path.abspath(ms))
+    stage = f".tmp-{os.path.basename(flagversions.versions_dir(ms))}.{host}.99999999999999999999"
+    os.mkdir(os.path.join(parent, stage))
+    assert flagversions.save(ms, task="akflag") == "akflag_1"
+    d = flagversions.versions_dir(ms)
+    other = f".tmp.{host}.1764644000123456789.x"
+    open(os.path.join(d, other), "w").close()
+    assert flagversions.save(ms, task="akflag") == "akflag_2"
+    assert os.path.exists(os.path.join(d, other)) and os.path.isdir(os.path.join(parent, stage))

@@ -209,6 +209,8 @@ def _clean_stale_tmp(d):
             continue
         try:
             os.kill(int(m.group(1)), 0)
+        except (OverflowError, ValueError):     # no process id (another tool's temporary): not ours
+            continue
         except ProcessLookupError:
             rest = m.group(2)
             if rest.startswith(_INSTALLING):
@@ -327,6 +329,8 @@ def _clean_stale_stages(ms):
             continue
         try:
             os.kill(int(f[len(pre):]), 0)
+        except (OverflowError, ValueError):     # no process id: not ours
+            continue
         except ProcessLookupError:
             _remove(os.path.join(parent, f))
         except OSError:             # running, owned by another user
@@ -365,15 +369,18 @@ def _install(ms, tmp, name, text):
     with signals.held():
         with open(marker, "w"):     # (a kill -9 before the listing: a later save removes ``final``)
             pass
-        os.rename(tmp, final)
         try:
-            _fsync_dir(d)
-            entries = [e for e in _read_list(ms) if e[0] != name]
-            _write_list(ms, entries + [(name, text)])
-        except BaseException:
-            if all(n != name for n, _ in _read_list(ms)):      # unlisted: not left as a stray table
-                _remove(final)
-            raise
+            # (the marker goes also when the move fails -- ``final`` made meanwhile by another party:
+            # left behind, a later save took it for this process's and removed that party's table)
+            os.rename(tmp, final)
+            try:
+                _fsync_dir(d)
+                entries = [e for e in _read_list(ms) if e[0] != name]
+                _write_list(ms, entries + [(name, text)])
+            except BaseException:
+                if all(n != name for n, _ in _read_list(ms)):      # unlisted: not left as a stray table
+                    _remove(final)
+                raise
         finally:
             _remove(marker)
 
