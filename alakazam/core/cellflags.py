@@ -236,15 +236,12 @@ def _bad_row(d1, m1, use_model, wr, fr, orow, code):
         # all DATA exactly 0 (a correlator dropout), or a MODEL non-finite or all 0 in the channel
         mbad = (acc & 2) == 0 or (use_model and ((acc & 4) != 0 or (acc & 8) == 0))
         for c in range(n_corr):
-            if fr[chan, c]:
-                orow[chan, c] = True
-                continue
-            w = np.float64(wr[chan, c])
-            if mbad or (code[chan * n_corr + c] & 1) != 0 or not np.isfinite(w) or w < 0:
-                orow[chan, c] = True
-                nb += 1
-            else:
-                orow[chan, c] = False       # every element written: ``out`` may be np.empty
+            # branch-free: bad = mbad, DATA non-finite, or the weight not in [0, inf) (NaN, inf, < 0)
+            w = wr[chan, c]
+            bad = mbad | ((code[chan * n_corr + c] & 1) != 0) | (not ((w >= 0) & (w < np.inf)))
+            f = fr[chan, c]
+            orow[chan, c] = f | bad         # every element written: ``out`` may be np.empty
+            nb += (not f) & bad
     return nb
 
 
