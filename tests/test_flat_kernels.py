@@ -92,3 +92,28 @@ def test_bad_values_of_narrow_rows_equal_the_flat_pass(n_chan):
                                           wb.reshape(cut), f.reshape(cut))
         np.testing.assert_array_equal(b.reshape(a.shape), a)
         assert na == nb > 0
+
+
+@pytest.mark.parametrize("use_model", [True, False])
+def test_fused_ratios_and_codes_equal_the_separate_passes(use_model):
+    """The row pass's fused loop (cellflags._ratios_codes, then the float64 redo where it says so) gives
+    exactly rfi.flat_row_ratios' x and _bad_row's sample codes, hazards included."""
+    d, m, w, f = _rows(11)
+    d[10, 5] = np.complex64(3e-25)                        # below float32's normal squares
+    m[11, 7] = np.complex64(complex(np.nan, 1))
+    n_row, n_chan, n_corr = d.shape
+    wb = np.broadcast_to(w[:, None, :], d.shape)
+    mm = m if use_model else np.zeros((1, n_chan, n_corr), np.complex64)
+    for row in range(n_row):
+        d1 = d[row].reshape(-1)
+        m1 = mm[row if use_model else 0].reshape(-1)
+        x_ref = np.empty(d1.size, np.float32)
+        rfi.flat_row_ratios(d1, m1, use_model, x_ref)
+        code_ref = np.empty(d1.size, np.uint8)
+        cellflags._bad_row(d1, m1, use_model, wb[row], f[row], np.empty((n_chan, n_corr), bool), code_ref)
+        x = np.empty(d1.size, np.float32)
+        code = np.empty(d1.size, np.uint8)
+        if cellflags._ratios_codes(d1, m1, use_model, x, code):
+            rfi._row_ratios64(d1, m1, use_model, x)
+        np.testing.assert_array_equal(x.view(np.uint32), x_ref.view(np.uint32))
+        np.testing.assert_array_equal(code, code_ref)

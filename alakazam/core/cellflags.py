@@ -159,7 +159,17 @@ the extension again (:func:`extend`).
     0.47 s and 2.35 -> 1.95 s; the same flags bit for bit (both MSs as read and with injected RFI, a
     dead antenna and feed, NaN, zero model and data, 1 to 600 channels).  The row coherence in three
     passes with its pair loop vectorised was another 1.6-1.9x there (~0.2 s on the 120960 rows) but
-    ~1 s more of cold-start compile: not taken.
+    ~1 s more of cold-start compile: not taken.  Since session 32 the row pass computes the ratios and
+    the bad values' sample codes in one flat loop (:func:`_ratios_codes`: each row's DATA and MODEL read
+    once) and copies a row's flags to ``prior`` by a flat loop: one thread, thread CPU, best of 8 / 5
+    alternating in one process (load ~3 on the 2 cores), 9000 rows x 1024 channels: 0.626 -> 0.563 s
+    (row pass 0.387 -> 0.332); 120960 rows x 128 channels: 1.918 -> 1.675 s (row pass 1.263 ->
+    1.061); the same flags bit for bit (as above); cold start ~0.2 s more compile CPU (the row pass
+    kernel recompiled without cache, min of 10 alternating: 2.55 -> 2.75 s; the first flag_chunk's
+    10-15 s scatter by +-2 s with the load).  Measured and not taken: the per-sample decisions
+    branch-free (1.8x faster alone, slower in the row pass), the coherence's unit phasors in a
+    vectorised second loop (no faster here), a quickselect partitioning into a second buffer (no
+    faster than the in-place one).
 """
 
 from __future__ import annotations
@@ -172,7 +182,8 @@ import numpy as np
 from .._numba import njit, threaded
 from . import rfi
 from ..errors import AlakazamError
-from .rfi import MAD_TO_SIGMA, MAX_STAT_SAMPLES, MIN_CHANNELS, _median, flat_row_ratios, flat_rows
+from .rfi import (MAD_TO_SIGMA, MAX_STAT_SAMPLES, MIN_CHANNELS, _HUGE32, _TINY32, _median, _row_ratios64,
+                  flat_row_ratios, flat_rows)
 
 #: minimum rows of a group (and usable samples of a channel) for statistics
 MIN_ROWS = 4
@@ -213,7 +224,6 @@ def _bad_row(d1, m1, use_model, wr, fr, orow, code):
     # of at least n_chan * n_corr bytes, allocated once per kernel call (one allocation per row made
     # narrow rows -- 1-8 channels -- 2.5-6x slower than nested loops).  One loop for every row width
     # and layout (the callers pass C-contiguous DATA and MODEL): the solve compiles one (issue 16)
-    n_chan, n_corr = orow.shape
     n = len(d1)
     if use_model:
         for i in range(n):
@@ -228,6 +238,13 @@ def _bad_row(d1, m1, use_model, wr, fr, orow, code):
             v = d1[i]
             code[i] = (np.uint8(not (np.isfinite(v.real) and np.isfinite(v.imag)))
                        | (np.uint8((v.real != 0) | (v.imag != 0)) << 1))
+    return _bad_decide(use_model, wr, fr, orow, code)
+
+
+@njit(inline="always")
+def _bad_decide(use_model, wr, fr, orow, code):
+    # _bad_row's per-sample decisions from the row's sample codes; the number of new bad values
+    n_chan, n_corr = orow.shape
     nb = 0
     for chan in range(n_chan):
         acc = np.uint8(0)
@@ -246,6 +263,41 @@ def _bad_row(d1, m1, use_model, wr, fr, orow, code):
             else:
                 orow[chan, c] = False       # every element written: ``out`` may be np.empty
     return nb
+
+
+@njit(inline="always")
+def _ratios_codes(d1, m1, use_model, x1, code):
+    # rfi._ratios_flat (x of the row in float32; the number of samples to redo in float64) and
+    # _bad_row's sample codes in one flat loop: the row's DATA and MODEL read once (the same x and codes)
+    n = len(d1)
+    n_bad = np.int64(0)
+    if use_model:
+        for i in range(n):
+            v = d1[i]
+            m = m1[i]
+            v2 = np.float32(v.real * v.real + v.imag * v.imag)
+            m2 = np.float32(m.real * m.real + m.imag * m.imag)
+            q = v2 / m2 if m2 > 0 else v2
+            x1[i] = np.sqrt(q)
+            vz = (v.real == 0) & (v.imag == 0)
+            mz = (m.real == 0) & (m.imag == 0)
+            ok = (((((v2 >= _TINY32) & (q >= _TINY32)) | vz) & (q <= _HUGE32)
+                   & ((m2 >= _TINY32) | mz | (m2 != m2))) | (v2 != v2))
+            n_bad += np.int64(not ok)
+            code[i] = (np.uint8(not (np.isfinite(v.real) & np.isfinite(v.imag)))
+                       | (np.uint8(not vz) << 1)
+                       | (np.uint8(not (np.isfinite(m.real) & np.isfinite(m.imag))) << 2)
+                       | (np.uint8(not mz) << 3))
+    else:
+        for i in range(n):
+            v = d1[i]
+            v2 = np.float32(v.real * v.real + v.imag * v.imag)
+            x1[i] = np.sqrt(v2)
+            vz = (v.real == 0) & (v.imag == 0)
+            n_bad += np.int64(not ((((v2 >= _TINY32) | vz) & (v2 <= _HUGE32)) | (v2 != v2)))
+            code[i] = (np.uint8(not (np.isfinite(v.real) & np.isfinite(v.imag)))
+                       | (np.uint8(not vz) << 1))
+    return n_bad
 
 
 @njit(inline="always")
@@ -379,6 +431,8 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
     d2 = flat_rows(data)
     m2 = flat_rows(model)
     x2 = flat_rows(xkeep)
+    o2 = flat_rows(out)         # (``out``, ``prior``: C-contiguous, _persistent_into's)
+    p2 = flat_rows(prior)
     scratch1 = np.empty(n_chan * n_corr, np.float32)
     scratch = scratch1.reshape(n_chan, n_corr)
     xs = np.empty(n_chan)
@@ -395,16 +449,23 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
         orow = out[row]
         d1 = d2[row]
         m1 = m2[row] if use_model else m2[0]
-        if fuse_bad:
-            _bad_row(d1, m1, use_model, weight[row], flag_in[row], orow, code)
-            _copy_row(orow, prior[row])
         if keep_x:
             xr = xkeep[i]
             x1 = x2[i]
         else:
             xr = scratch
             x1 = scratch1
-        flat_row_ratios(d1, m1, use_model, x1)
+        if fuse_bad:
+            # the ratios and the bad values' sample codes in one loop over the row's data
+            if _ratios_codes(d1, m1, use_model, x1, code):
+                _row_ratios64(d1, m1, use_model, x1)
+            _bad_decide(use_model, weight[row], flag_in[row], orow, code)
+            o1 = o2[row]
+            p1 = p2[row]
+            for j in range(len(o1)):        # (flat: vectorised)
+                p1[j] = o1[j]
+        else:
+            flat_row_ratios(d1, m1, use_model, x1)
         for k in range(len(use_corr)):
             c = use_corr[k]
             cnt = np.int64(0)     # not a literal 0: _median compiles once (int64), not twice
