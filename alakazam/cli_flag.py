@@ -36,6 +36,27 @@ def _flag_mode(v):
     return v
 
 
+class _Numbers(argparse.Action):
+    """A list of numbers (the XML's doubleVec) as a shell user types it: ``--clipminmax 0 5``, and also
+    CASA's list as typed in casapy, ``0,5`` or ``[0,5]`` / ``[0, 5]`` (one list; ``[]`` = none)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        out, bad = [], []
+        for v in values:
+            for part in str(v).split(","):
+                part = part.strip().strip("[]()").strip()
+                if not part:
+                    continue
+                try:
+                    out.append(float(part))
+                except ValueError:
+                    bad.append(part)
+        if bad:
+            parser.error(f"argument {option_string}: {', '.join(repr(b) for b in bad)} is not a number; "
+                         f"expected numbers, e.g. {option_string} 0 5 (or 0,5)")
+        setattr(namespace, self.dest, out)
+
+
 def _add_task_options(parser, task_name):
     from alakazam.caltasks import TASKS
 
@@ -48,7 +69,7 @@ def _add_task_options(parser, task_name):
         elif p.type == "int":
             kw["type"] = int
         elif p.type == "doubleVec":
-            kw.update(type=float, nargs="*")
+            kw.update(action=_Numbers, nargs="*", metavar="NUMBER")
         elif p.type in ("stringVec", "pathVec"):
             kw["nargs"] = "*"                  # --gaintable a.h5 b.h5 --gainjones K0 G0
         elif task_name == "akflag" and p.name == "mode":

@@ -111,3 +111,26 @@ def test_flag_writers_wait_for_the_ms_lock(tmp_path, capsys):
     assert main(["flag", "--vis", ms, "--mode", "manual", "--antenna", "C01"]) == 0
     with table(ms, ack=False) as t:
         assert t.getcol("FLAG").sum() > before.sum()
+
+
+def test_flag_number_lists_as_typed(capsys):
+    """--clipminmax (a doubleVec) takes the numbers as separate words, or CASA's list as typed in casapy
+    (0,5 / [0,5] / [0, 5]); a word that is no number is refused naming the option and the word."""
+    import argparse
+
+    import pytest
+
+    from alakazam import cli_flag
+
+    parser = argparse.ArgumentParser()
+    cli_flag._add_task_options(parser, "akflag")
+    for words in (["0", "5"], ["0,5"], ["[0,5]"], ["[0,", "5]"], ["0,", "5"]):
+        assert parser.parse_args(["--clipminmax", *words]).clipminmax == [0.0, 5.0], words
+    assert parser.parse_args(["--clipminmax", "[]"]).clipminmax == []
+    assert parser.parse_args(["--clipminmax"]).clipminmax == []
+    assert parser.parse_args(["--clipminmax=-1e3,2.5"]).clipminmax == [-1000.0, 2.5]
+    assert parser.parse_args(["--clipminmax", "-1", "2.5"]).clipminmax == [-1.0, 2.5]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--clipminmax", "0,five"])
+    err = capsys.readouterr().err
+    assert "--clipminmax" in err and "'five' is not a number" in err
