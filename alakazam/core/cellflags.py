@@ -182,7 +182,7 @@ import numpy as np
 from .._numba import njit, threaded
 from . import rfi
 from ..errors import AlakazamError
-from .rfi import (MAD_TO_SIGMA, MAX_STAT_SAMPLES, MIN_CHANNELS, _HUGE32, _TINY32, _median, _row_ratios64,
+from .rfi import (MAD_TO_SIGMA, MAX_STAT_SAMPLES, MIN_CHANNELS, _median, _row_ratios64,
                   flat_row_ratios, flat_rows)
 
 #: minimum rows of a group (and usable samples of a channel) for statistics
@@ -267,22 +267,17 @@ def _bad_decide(use_model, wr, fr, orow, code):
 
 @njit(inline="always")
 def _ratios_codes(d1, m1, use_model, x1, code):
-    # rfi._ratios_flat (x of the row in float32; the number of samples to redo in float64) and
-    # _bad_row's sample codes in one flat loop: the row's DATA and MODEL read once (the same x and codes)
+    # rfi._ratios_flat (x of the row in float32; the number of samples to redo in float64: the same
+    # per-sample rfi._ratio_sample) and _bad_row's sample codes in one flat loop: the row's DATA and
+    # MODEL read once (the same x and codes)
     n = len(d1)
     n_bad = np.int64(0)
     if use_model:
         for i in range(n):
             v = d1[i]
             m = m1[i]
-            v2 = np.float32(v.real * v.real + v.imag * v.imag)
-            m2 = np.float32(m.real * m.real + m.imag * m.imag)
-            q = v2 / m2 if m2 > 0 else v2
-            x1[i] = np.sqrt(q)
-            vz = (v.real == 0) & (v.imag == 0)
-            mz = (m.real == 0) & (m.imag == 0)
-            ok = (((((v2 >= _TINY32) & (q >= _TINY32)) | vz) & (q <= _HUGE32)
-                   & ((m2 >= _TINY32) | mz | (m2 != m2))) | (v2 != v2))
+            x, ok, vz, mz = rfi._ratio_sample(v, m)
+            x1[i] = x
             n_bad += np.int64(not ok)
             code[i] = (np.uint8(not (np.isfinite(v.real) & np.isfinite(v.imag)))
                        | (np.uint8(not vz) << 1)
@@ -291,10 +286,9 @@ def _ratios_codes(d1, m1, use_model, x1, code):
     else:
         for i in range(n):
             v = d1[i]
-            v2 = np.float32(v.real * v.real + v.imag * v.imag)
-            x1[i] = np.sqrt(v2)
-            vz = (v.real == 0) & (v.imag == 0)
-            n_bad += np.int64(not ((((v2 >= _TINY32) | vz) & (v2 <= _HUGE32)) | (v2 != v2)))
+            x, ok, vz = rfi._ratio_sample_nomodel(v)
+            x1[i] = x
+            n_bad += np.int64(not ok)
             code[i] = (np.uint8(not (np.isfinite(v.real) & np.isfinite(v.imag)))
                        | (np.uint8(not vz) << 1))
     return n_bad
