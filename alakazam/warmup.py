@@ -8,7 +8,10 @@ process (``python -m alakazam.warmup K G KC ...``) that solves tiny synthetic ba
 types the solve flow builds (:func:`batch`) with the numba backend: the kernels land in numba's
 on-disk cache, and the run, reaching its first solve after reading, flagging and accumulating, loads
 them instead of compiling them.  If the run gets there first it compiles them itself, as before: the
-child changes only when a kernel is compiled, never a value.
+child changes only when a kernel is compiled, never a value.  When an apply follows the solves
+(``alakazam run`` with an apply block), the child then compiles the apply's row kernels too (the
+pseudo-type ``"apply"``, :func:`compile_apply`): the run compiled them last, on one core, after the child
+had finished (1.8 s of the expert recipe's cold start).
 
 Convention (pinned by tests/test_warmup.py):
 
@@ -42,8 +45,9 @@ import threading
 
 import numpy as np
 
-#: Jones types whose solvers the child compiles, in the order a run needs them
-ORDER = ("K", "G", "KC", "CP", "D")
+#: Jones types whose solvers the child compiles, in the order a run needs them, then ``"apply"``: the
+#: apply's row kernels (:func:`compile_apply`), for a run whose apply comes after its solves
+ORDER = ("K", "G", "KC", "CP", "D", "apply")
 
 _STARTED: set = set()
 _CHILDREN: list = []
@@ -63,20 +67,22 @@ def enabled() -> bool:
 #: solvers were compiled on this machine; only the modules of the run's types are imported (a G-only
 #: run imported cross_phase, leakage and parallel_delay, and loaded their eagerly compiled kernels,
 #: just to look: 0.05-0.09 s of the QuartiCal-style job's start, issue 16)
-KERNELS = {"K": (("parallel_delay", "_lm_items"), ("quality", "_power_sums"),
-                 ("parallel_delay", "_sums_items")),
-           "KC": (("parallel_delay", "_lm_items"),),
-           "G": (("gains", "_stefcal_items"), ("quality", "_power_sums")),
-           "D": (("leakage", "_lm_items"),),
-           "CP": (("cross_phase", "_leakage_offsets"),)}
+KERNELS = {"K": (("solvers.parallel_delay", "_lm_items"), ("solvers.quality", "_power_sums"),
+                 ("solvers.parallel_delay", "_sums_items")),
+           "KC": (("solvers.parallel_delay", "_lm_items"),),
+           "G": (("solvers.gains", "_stefcal_items"), ("solvers.quality", "_power_sums")),
+           "D": (("solvers.leakage", "_lm_items"),),
+           "CP": (("solvers.cross_phase", "_leakage_offsets"),),
+           "apply": (("jones.algebra", "_correct_diag_inv_rows"), ("jones.algebra", "_correct_full_inv_rows"),
+                     ("jones.algebra", "_compose_inverse"))}
 
 
 def _kernels(jt):
-    """A compiled kernel that the solve of Jones type ``jt`` uses (its cache file tells whether the
-    type's solvers were compiled on this machine)."""
+    """A compiled kernel that the solve of Jones type ``jt`` (or the apply) uses (its cache file tells
+    whether the type's kernels were compiled on this machine)."""
     import importlib
 
-    return [getattr(importlib.import_module(f"{__package__}.solvers.{mod}"), name)
+    return [getattr(importlib.import_module(f"{__package__}.{mod}"), name)
             for mod, name in KERNELS.get(jt, ())]
 
 
@@ -226,13 +232,49 @@ def batch(jt, n_ant=6, n_cell=2, n_samp=3, seed=0):
     return b
 
 
+def compile_apply():
+    """Run the apply's row kernels (:mod:`alakazam.jones.algebra`) on tiny arrays of the types
+    :func:`alakazam.calibration.apply._apply_field` passes: a complex64 DATA chunk (rows, channels, 4)
+    corrected in place, int64 time / antenna indices, a bool flag chunk; the diagonal path (a
+    complex128 (time, antenna, channel, 2) table inverted, then applied) and the full path (the
+    diagonal terms, a D table and a parallactic-angle matrix composed and inverted, then applied), and
+    the flags merged.  A chain whose DATA is not complex64 compiles its own in the run."""
+    from .jones import algebra
+
+    n_t, n_ant, n_chan, n_row = 2, 3, 4, 6
+    t = np.array([0, 0, 0, 1, 1, 1], np.int64)
+    a1 = np.array([0, 0, 1, 0, 0, 1], np.int64)
+    a2 = np.array([1, 2, 2, 1, 2, 2], np.int64)
+    diag = np.ones((n_t, n_ant, n_chan, 2), np.complex128)
+    sky = np.zeros((n_t, n_ant, n_chan, 2, 2), np.complex128)
+    sky[..., 0, 0] = sky[..., 1, 1] = 1.0
+    par = np.ascontiguousarray(sky[:, :, 0])
+    for path in ("diag", "full"):
+        data = np.ones((n_row, n_chan, 4), np.complex64)
+        bad = np.zeros(data.shape, np.bool_)
+        if path == "diag":
+            algebra.correct_diag_inv(data, algebra.diag_inverse_table(diag), t, a1, a2, data, bad, True)
+        else:
+            inv, ok = algebra.compose_inverse_table(n_t, n_ant, n_chan, diag, sky, par)
+            algebra.correct_full_inv(data, inv, ok, t, a1, a2, data, bad, True)
+        algebra.merge_flags(np.zeros(data.shape, np.bool_), bad)
+
+
 def compile_types(types):
-    """Solve a tiny batch of each Jones type with the options the solve flow uses (both gain modes)."""
+    """Solve a tiny batch of each Jones type with the options the solve flow uses (both gain modes);
+    ``"apply"``: :func:`compile_apply`."""
     from . import solvers
     from .solvers import cross_phase
 
     for jt in types:
         _report("start", jt)
+        if jt == "apply":
+            try:
+                compile_apply()
+            except Exception:   # noqa: BLE001 -- a warm-up only: the run compiles what failed here
+                pass
+            _report("done", jt)
+            continue
         for phase_only in ((False, True) if jt == "G" else (False,)):
             b = batch(jt)
             if jt == "CP":

@@ -457,7 +457,8 @@ def _start_warmup(recipe):
     block compile in a child process when numba's cache lacks them (alakazam/warmup.py)."""
     from alakazam import warmup
 
-    warmup.start([jt for _, kind, d in recipe if kind == "solve" for jt in d["jones"]])
+    solved = [jt for _, kind, d in recipe if kind == "solve" for jt in d["jones"]]
+    warmup.start(solved + (["apply"] if any(kind == "apply" for _, kind, _ in recipe) else []))
 
 
 def fullpol_child(spec):

@@ -351,10 +351,12 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
             raise ParameterError({**errors, **e.errors}) from None
         if errors:
             raise ParameterError(errors)
-        # first run on this machine: every solve block's solvers compile on the other core from the
-        # start (alakazam/warmup.py)
-        warmup.start([jt for section, _, _, _, cfg, _ in calls if section == "solve"
-                      for jt in (st.jones_type for st in cfg.steps)],
+        # first run on this machine: every solve block's solvers, then the apply's kernels when an apply
+        # block follows the solves, compile on the other core from the start (alakazam/warmup.py)
+        solved = [jt for section, _, _, _, cfg, _ in calls if section == "solve"
+                  for jt in (st.jones_type for st in cfg.steps)]
+        applies = solved and any(section == "apply" for section, *_ in calls)
+        warmup.start(solved + (["apply"] if applies else []),
                      next((c.solver_backend for s_, _, _, _, c, _ in calls if s_ == "solve"), "numba"))
         with readcache.Blocks() as kept:
             for section, where, task, params, cfg, quiet in calls:

@@ -74,6 +74,11 @@ def test_the_yaml_runner_starts_every_solve_blocks_types_first(fresh, monkeypatc
     y = two_block_yaml(tmp_path / "run.yaml", ms, tmp_path)
     run_yaml(str(y))
     assert seen[0] == ["K", "G", "G"]          # all blocks' types, before the first block runs
+    (tmp_path / "ap").mkdir()
+    y = two_block_yaml(tmp_path / "ap" / "run.yaml", ms, tmp_path / "ap", apply=True)
+    n = len(seen)                               # (each solve block's run_solve calls start too)
+    run_yaml(str(y))
+    assert seen[n] == ["K", "G", "G", "apply"]  # an apply block after the solves: its kernels last
 
 
 def test_stop_terminates_a_running_child(fresh, monkeypatch):
@@ -85,11 +90,14 @@ def test_stop_terminates_a_running_child(fresh, monkeypatch):
 
 
 def test_the_child_compiles_what_the_solve_flow_uses(tmp_path):
-    """With an empty numba cache: after ``python -m alakazam.warmup K G KC CP D``, a K/G/G block and a
-    KC/CP/D block compile no solver kernel (the child's batches have the flow's types)."""
+    """With an empty numba cache: after ``python -m alakazam.warmup K G KC CP D apply``, a K/G/G block and
+    a KC/CP/D block compile no solver kernel (the child's batches have the flow's types), and applies of
+    their tables -- K + G without parallactic angle (the diagonal path) and K, B, G, KC, CP, D with it (the
+    composed full inverse) -- compile no kernel of alakazam.jones.algebra (the child's arrays have the
+    apply's types)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "nb"), ALAKAZAM_BACKGROUND_COMPILE="0",
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, "-m", "alakazam.warmup", "K", "G", "KC", "CP", "D"], env=env,
+    r = subprocess.run([sys.executable, "-m", "alakazam.warmup", "K", "G", "KC", "CP", "D", "apply"], env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     script = textwrap.dedent(f"""
@@ -120,6 +128,13 @@ def test_the_child_compiles_what_the_solve_flow_uses(tmp_path):
         solver = sorted(n for n in names if n.startswith("alakazam.solvers."))
         print("SOLVER_COMPILES", solver)
         print("ALL_COMPILES", sum(names.values()))
+        from alakazam.caltasks import akapply
+        names.clear()
+        akapply(vis=ms, gaintable=[b1, b1], jones=["K0", "G0"], parang=False)
+        b3 = {str(tmp_path / 'b3.h5')!r}
+        akapply(vis=ms, gaintable=[b1, b1, b1, b3, b3, b3], jones=["K0", "G1", "G0", "KC0", "CP0", "D0"],
+                parang=True, applymode="calflag")
+        print("APPLY_COMPILES", sorted(n for n in names if n.startswith("alakazam.jones.algebra.")))
         """)
     r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -127,6 +142,8 @@ def test_the_child_compiles_what_the_solve_flow_uses(tmp_path):
     total = int(next(x for x in r.stdout.splitlines() if x.startswith("ALL_COMPILES")).split()[1])
     assert line == "SOLVER_COMPILES []", line
     assert total > 0                            # the rest (flags, accumulation, ...) did compile here
+    line = next(x for x in r.stdout.splitlines() if x.startswith("APPLY_COMPILES"))
+    assert line == "APPLY_COMPILES []", line
 
 
 def test_a_finished_child_is_reaped_at_once(fresh, monkeypatch):
@@ -181,6 +198,10 @@ def test_the_cache_check_imports_only_the_run_types_solvers():
     assert warmup._kernels("D") == [leakage._lm_items]
     assert warmup._kernels("CP") == [cross_phase._leakage_offsets]
     assert warmup._kernels("B") == []
+    from alakazam.jones import algebra
+
+    assert warmup._kernels("apply") == [algebra._correct_diag_inv_rows, algebra._correct_full_inv_rows,
+                                        algebra._compose_inverse]
 
 
 def test_the_run_waits_only_for_the_type_the_child_is_compiling(fresh, monkeypatch):

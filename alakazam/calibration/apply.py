@@ -340,6 +340,8 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         chunks = [ms_io.read_rows(cfg.ms, ddid, [fid], data_col=cfg.data_col, model_col=None, meta=meta,
                                   rows=rows[part * max_rows:(part + 1) * max_rows], rowsel=rowsel,
                                   weights=False)]
+    from .. import warmup           # the background compile busy with the apply's kernels: wait for them
+    warmup.wait_for("apply")        # rather than compile them again here (cold start, issue 16)
     for ch in chunks:
         data, _, flag, _ = ch.four_corr(spw.corr_types)
         utimes, tidx = np.unique(ch.time, return_inverse=True)
