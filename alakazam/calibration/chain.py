@@ -418,8 +418,15 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
     diag = None
     sky = None
     owned = False
+    from . import delayframe        # a G solved after a per-scan K: interpolated with that K
     for i, term in enumerate(terms):
-        j, d, info, f = cache[i] if i in cache else evaluate(term, sky_chan_one and not frames.get(i))
+        ks = delayframe.k_terms_for(term, terms, spw_id)
+        if ks:
+            j, d, info, f = evaluate(delayframe.to_frame(term, ks, spw_id))
+            d = delayframe.from_frame(d, term, ks, spw_id, times, freqs, ant_names, target_name,
+                                      target_radec, time_scan)
+        else:
+            j, d, info, f = cache[i] if i in cache else evaluate(term, sky_chan_one and not frames.get(i))
         if frames.get(i):
             j = to_final_frame(j, [cache[k][1] for k in frames[i]])
         if log_lines is not None:

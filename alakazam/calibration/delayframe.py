@@ -1,0 +1,133 @@
+"""A gain solved after a per-scan delay is interpolated in time together with that delay.
+
+Convention (docs/conventions.md, "Delay reference frequency"): our K applies
+``exp(-2 pi i tau nu)`` at the absolute frequency, so the G solved with K pre-applied absorbs the phase
+K leaves at G's frequencies: with a K per scan, G's solutions in scan s carry ``2 pi (tau_true - tau_s) nu``
+-- the scan's delay error times the frequency, 0.3-0.7 rad at 1.3 GHz for 0.04-0.08 ns of delay noise.
+The product K G is right at every solution time.  Between G solutions of different scans (a target
+between two calibrator scans, G interpolated linearly; or nearest G and nearest K from different scans)
+the apply combined the K of one scan with a G partly of another, and the target's phases were off by
+that phase difference (several times the noise on the README's own K(scan) + G(2 min) chain, found by
+a review against simulated truth).  CASA's K is referenced to the band centre and its G does not move
+with the delay.
+
+So a G is interpolated in the frame of the K it was solved after: with ``K(t, f)`` the K term evaluated
+for the G solutions' field at time t and frequency f,
+
+    G'(t_s, b) = G(t_s, b) K(t_s, f_b)          at each G solution time t_s and frequency bin b,
+    G(t, c)    = G'(t, b(c)) conj(K(t, f_b(c)))  at each target time t and channel c (bin b(c)),
+
+where ``G'(t, b)`` is G' evaluated as G would be (the same time interpolation, flags, field choice).
+K is unit-modulus, so where K is the same at t and at the G solutions used (the same scan) nothing
+changes, to rounding; between scans the product K G is the one CASA's band-centre convention gives at
+G's frequency bins.
+
+Applies to a G (jones_type G, nearest frequency bin -- not ``freq_interp``) whose ``preapply_chain``
+names a K of the same chain with more than one solution time, and whose solution sets of the SPW each
+lie in one scan (a G with a set spanning several scans, e.g. a bandpass over all scans, absorbed
+several Ks' phases: it is left as it is); where K is flagged at a G solution or target time, that
+factor is 1 (the product is flagged by K itself).  Used by
+:func:`alakazam.calibration.chain.compose`, so the apply and every solve's pre-apply alike
+(tests/test_delay_frame.py).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from ..errors import AlakazamError
+
+
+def k_terms_for(term, terms, spw_id=None):
+    """The K terms of ``terms`` that the gain ``term`` was solved after and that vary in time (empty when
+    the frame does not apply to ``term``: not a G, a G with ``freq_interp``, or -- for SPW ``spw_id`` --
+    a G with a solution set spanning several scans there, which absorbed several Ks' phases)."""
+    from .solve_order import preapply_chain
+
+    if term.jones_type != "G" or term.freq_interp:
+        return []
+    if spw_id is not None and any(int(s.attrs["spw"]) == int(spw_id) and not s.scan_id for s in term.sets):
+        return []
+    chain = preapply_chain(term) or []
+    out = []
+    for t in terms:
+        if t is term or t.jones_type != "K" or t.key not in chain:
+            continue
+        if any(len(s.time) > 1 for s in t.sets) or len({float(s.time[0]) for s in t.sets}) > 1:
+            out.append(t)
+    return out
+
+
+def _diag_factor(k_terms, spw_id, times, freqs, ant_names, target_name, target_radec, time_scan):
+    """Product over ``k_terms`` of K's diagonal (n_t, n_ant, n_f, 2) on (times, freqs); 1 where a K is
+    flagged or has no solution for the target."""
+    from .chain import term_tables
+
+    fac = np.ones((len(times), len(ant_names), len(freqs), 2), np.complex128)
+    for k in k_terms:
+        try:
+            j, _, _ = term_tables(k, spw_id, times, freqs, ant_names, target_name, target_radec, True,
+                                  time_scan=time_scan)
+        except AlakazamError:           # no K solutions for this field / SPW: no factor
+            continue
+        d = np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1)
+        fac *= np.where(np.isfinite(d), d, 1.0)
+    return fac
+
+
+def to_frame(term, k_terms, spw_id):
+    """A copy of ``term`` whose solution sets of SPW ``spw_id`` (one scan each) are multiplied by the K
+    of their own field at their times and frequency bins (G' of the module docstring); cached on the
+    term per SPW."""
+    memo = term.__dict__.setdefault("_delay_frame", {})
+    key = (spw_id, tuple(id(k) for k in k_terms))
+    if key in memo:
+        return memo[key]
+    sets = []
+    for s in term.sets:
+        if int(s.attrs["spw"]) != int(spw_id):
+            sets.append(s)
+            continue
+        own = []
+        for k in k_terms:               # K of the G solutions' own field, as the solve pre-applied it
+            k2 = copy.copy(k)
+            k2.field_select, k2.solution_field = "nearest_time", None
+            own.append(k2)
+        a = s.attrs
+        fac = _diag_factor(own, spw_id, np.asarray(s.time, float), np.asarray(s.freq, float),
+                           [str(x) for x in a["ant_names"]], str(a.get("field_name", "")),
+                           (float(a.get("field_ra", np.nan)), float(a.get("field_dec", np.nan))),
+                           np.full(len(s.time), s.scan_id, np.int64))
+        v = copy.copy(s)
+        v.jones = np.array(s.jones)
+        f = np.moveaxis(fac, 0, 2)                  # (n_ant, n_f, n_ts, 2)
+        v.jones[..., 0, 0] *= f[..., 0]
+        v.jones[..., 1, 1] *= f[..., 1]
+        sets.append(v)
+    t2 = copy.copy(term)
+    for name in ("_delay_frame", "_hand_views"):
+        t2.__dict__.pop(name, None)
+    t2.sets = sets
+    memo[key] = t2
+    return t2
+
+
+def from_frame(d, term, k_terms, spw_id, times, freqs, ant_names, target_name, target_radec, time_scan):
+    """G's diagonal ``d`` (n_t, n_ant, n_chan or 1, 2), evaluated from :func:`to_frame`'s copy, brought
+    back: times conj(K(t, f_b(c))) at the G bin ``b(c)`` of each channel."""
+    from ..core.interpolation import map_freq
+    from .chain import _by_field
+
+    try:
+        gf = [np.asarray(fs.freq, float) for fs in _by_field(term, spw_id).values()]
+    except AlakazamError:
+        return d
+    if any(len(f) != len(gf[0]) or not np.allclose(f, gf[0], rtol=0, atol=1e-3) for f in gf):
+        return d                        # fields with different bins: left as evaluated
+    fb = gf[0][map_freq(gf[0], np.asarray(freqs, float)[:d.shape[2]] if d.shape[2] > 1 else
+                        np.asarray(freqs, float)[:1])[0]]
+    fac = _diag_factor(k_terms, spw_id, np.asarray(times, float), fb, ant_names, target_name, target_radec,
+                       time_scan)
+    return d * np.conj(fac)
