@@ -38,13 +38,15 @@ def details_to(path):
 
 
 def run_demo(directory="alakazam_demo", feed="linear", backend="numba", quiet=False, overwrite=False):
-    """Simulate ``directory``/demo.ms, solve into cal.h5, fluxscale into cal_scaled.h5, apply; print the
-    recovered-vs-true summary.  The engine's log lines go to ``<directory>/demo.log`` (the console
-    shows the summary, warnings and errors).
+    """Simulate ``directory``/demo.ms, solve the delays and the bandpass into cal.h5 and the gains into
+    gains.h5 (CASA's recipe: the bandpass with a phase-only G per integration pre-applied, the gains
+    with K and the bandpass but not that phase-only G; calibration/driftcheck.py), fluxscale the gains
+    into cal_scaled.h5, apply; print the recovered-vs-true summary.  The engine's log lines go to
+    ``<directory>/demo.log`` (the console shows the summary, warnings and errors).
 
-    An existing demo.ms, cal.h5 or cal_scaled.h5 is replaced only with ``overwrite`` (and demo.ms only
-    when alakazam simulate wrote it, cal*.h5 only when they are alakazam solution files); otherwise
-    nothing is written and an AlakazamError lists them.
+    An existing demo.ms, cal.h5, gains.h5 or cal_scaled.h5 is replaced only with ``overwrite`` (and
+    demo.ms only when alakazam simulate wrote it, the .h5 only when they are alakazam solution files);
+    otherwise nothing is written and an AlakazamError lists them.
     """
     from .core.outputs import check_replace_simulated
     from .errors import AlakazamError
@@ -55,16 +57,17 @@ def run_demo(directory="alakazam_demo", feed="linear", backend="numba", quiet=Fa
     if backend not in BACKENDS:         # (before anything is written: it was found by the solve block)
         raise AlakazamError(f"demo: --backend {backend!r} is not a solver backend; expected one of "
                             f"{', '.join(BACKENDS)}")
-    ms, cal, scaled = (os.path.join(directory, n) for n in ("demo.ms", "cal.h5", "cal_scaled.h5"))
-    present = [p for p in (ms, cal, scaled) if os.path.lexists(p)]
+    ms, cal, gains, scaled = (os.path.join(directory, n)
+                              for n in ("demo.ms", "cal.h5", "gains.h5", "cal_scaled.h5"))
+    present = [p for p in (ms, cal, gains, scaled) if os.path.lexists(p)]
     if present and not overwrite:
         raise AlakazamError(f"demo: {', '.join(present)} already exist(s); pass --overwrite "
                             "(overwrite=True) to replace them, or choose another --dir")
     check_replace_simulated(ms, overwrite)
-    for p in (cal, scaled):
+    for p in (cal, gains, scaled):
         if os.path.lexists(p):
             hdf5._check_file(p)         # only an alakazam solution file is ever removed
-    for p in (cal, scaled):
+    for p in (cal, gains, scaled):
         if os.path.lexists(p):
             os.remove(p)
     os.makedirs(directory, exist_ok=True)
@@ -88,22 +91,29 @@ def _run_demo(directory, feed, backend, quiet, logfile, overwrite):
     con = Console(quiet=quiet)
     ms = os.path.join(directory, "demo.ms")
     cal = os.path.join(directory, "cal.h5")
+    gains = os.path.join(directory, "gains.h5")
     scaled = os.path.join(directory, "cal_scaled.h5")
     t0 = time.perf_counter()
     truth = simulate_ms(ms, feed=feed, noise=0.05, seed=1, leakage=False, n_chan=(32, 16),
                         overwrite=overwrite)
     con.print(f"[bold]simulated[/] {ms}: {len(truth.ant_names)} antennas, {feed} feeds, "
               f"fields {', '.join(truth.field_names)}")
+    # CASA's recipe: K per scan, a phase-only G per integration pre-applied to the bandpass (the gains
+    # drift during its hour: calibration/driftcheck.py), then the gains with K0 and the bandpass G1
     run_solve(solve_config_from_dict(dict(
-        ms=ms, output=cal, ref_ant=truth.ant_names[0], jones=["K", "G", "G"],
-        field=[["3C286"], ["3C286"], ["3C286", "3C147"]],
-        time_interval=["scan", "inf", "2min"], freq_interval=["full", "1MHz", "full"],
-        apply_parang=True, solver_backend=backend)))
+        ms=ms, output=cal, ref_ant=truth.ant_names[0], jones=["K", "G", "G"], field=["3C286"],
+        time_interval=["scan", "int", "inf"], freq_interval=["full", "full", "1MHz"],
+        phase_only=[False, True, False], apply_parang=True, solver_backend=backend)))
+    run_solve(solve_config_from_dict(dict(
+        ms=ms, output=gains, ref_ant=truth.ant_names[0], jones=["G"], field=["3C286", "3C147"],
+        time_interval=["2min"], freq_interval=["full"], apply_parang=True, solver_backend=backend,
+        external_preapply=dict(tables=[cal, cal], jones=["K0", "G1"]))))
     fs = run_fluxscale(fluxscale_config_from_dict(dict(
-        reference_table=cal, reference_field=["3C286"], transfer_field=["3C147"], output=scaled,
-        jones_type="G1")))
+        reference_table=gains, reference_field=["3C286"], transfer_field=["3C147"], output=scaled,
+        jones_type="G0")))
     res = run_apply(apply_config_from_dict(dict(
-        ms=ms, jones=["K0", "G0", "G1"], tables=[scaled] * 3, time_interp=["nearest", "nearest", "linear"],
+        ms=ms, jones=["K0", "G1", "G0"], tables=[cal, cal, scaled],
+        time_interp=["nearest", "nearest", "linear"],
         # calflag (CASA applycal's default; the demo's own MS): the target samples next to the dead
         # antenna's flagged solutions are flagged, not left uncorrected in CORRECTED_DATA
         apply_parang=True, propagate_flags=True)))
@@ -141,7 +151,7 @@ def _run_demo(directory, feed, backend, quiet, logfile, overwrite):
             tab.add_row(f"fluxscale {rec['fieldName']} flux, SPW {spw} (Jy)", f"{f:.4f}", f"{S:.4f}",
                         f"{100 * (f / S - 1):+.2f}%")
     con.print(tab)
-    con.print(f"solutions: {cal} (fluxscaled: {scaled}); corrected data in {ms}:CORRECTED_DATA; "
+    con.print(f"solutions: {cal}, {gains} (fluxscaled: {scaled}); corrected data in {ms}:CORRECTED_DATA; "
               f"{res['flagged_by_solution']} samples flagged for a flagged solution (calflag; "
               f"the simulated dead antenna's scan); log: {logfile}")
     return tab

@@ -124,6 +124,8 @@ def run_solve(cfg: SolveConfig) -> dict:
                 hdf5.write_terms(cfg.output, pending)
             raise
         _refuse_all_flagged(cfg, pending)
+        from .calibration import driftcheck       # a bandpass averaged over drifting gains: a warning
+        driftcheck.warn(cfg, pending)
         hdf5.write_terms(cfg.output, pending)
     return summary
 

@@ -1,0 +1,95 @@
+"""A bandpass averaged over drifting gains: the warning (notes/REAL_DATA_HAZARDS.md, "Time and frequency").
+
+A G with frequency bins (a bandpass) whose cells span many integrations averages each bin's data over
+the cell's time with the gains as they were.  Where the gains vary within that time, a bin whose flags
+change with time (intermittent RFI, solve-time flags) is averaged over other times than its neighbours
+and comes out off by the difference of the two time averages of the gains, which the later gain solve
+(one value for the band) cannot take out: 1.7-5.2% on the worst baselines of the RFI channels with the
+simulator's intermittent RFI (0.1% without), 33% for one channel flagged on one antenna for half of
+1.5 h -- none of it flagged (a review against simulated truth, drifting gains).  CASA has the same
+limit; its recipe pre-applies a phase-only G per integration to ``bandpass`` (and not to the gain
+solve after it), and so does the remedy here: a block ``jones [K, G, G]``, ``phase_only [false, true,
+false]``, ``time_interval [scan, int, inf]``, then the gains in a block with K0 and the bandpass G1
+pre-applied (the phase-only G pre-applied to a bandpass over the same data: the worst baseline came to
+0.45%).
+
+The solutions do not show the drift, the fit does: the bandpass cells' chi2/nDOF (``solver_stats/
+rchi2``) far above that of a gain of a shorter interval solved in the same block (model errors raise
+both alike, drift only the long one) -- 5e4-1e5 against 0.9-1.3 in the review's cases, 6 after the
+phase-only pre-solve.  :func:`warn` logs a warning for a bandpass spanning ``LONG_S`` or more (or a scan,
+or inf) with no phase-only G of a shorter interval solved before it in the block, when its median
+chi2/nDOF exceeds ``RATIO`` times that of the block's shorter full-band G (or ``RATIO`` when the block
+has none).  A warning only: no solution changes (tests/test_driftcheck.py).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+log = logging.getLogger("alakazam")
+
+RATIO = 30.0
+LONG_S = 600.0
+
+
+def _solint(sets):
+    return float(sets[0].attrs.get("solint_s", np.nan)) if sets else np.nan
+
+
+def _long(solint_s):
+    return solint_s == -1.0 or not np.isfinite(solint_s) or solint_s >= LONG_S
+
+
+def _median_rchi2(sets):
+    v = [np.asarray(s.extra.get("rchi2"), float).ravel() for s in sets if s.extra.get("rchi2") is not None]
+    v = np.concatenate(v) if v else np.zeros(0)
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if len(v) else np.nan
+
+
+def notes(cfg, pending):
+    """The warnings for the block's steps (``pending``: key -> solution sets, in step order)."""
+    if cfg.external_preapply is not None and any(str(k).upper().startswith(("G", "T"))
+                                                  for k in cfg.external_preapply.jones):
+        return []               # a phase-only G may come from outside: not told here
+    steps = [(st, pending.get(st.key) or []) for st in cfg.steps]
+    out = []
+    for i, (st, sets) in enumerate(steps):
+        if st.jones_type != "G" or not sets or max(len(s.freq) for s in sets) < 2:
+            continue
+        span = _solint(sets)
+        if not _long(span) or st.phase_only:
+            continue
+        if any(p.jones_type in ("G", "T") and p.phase_only and not _long(_solint(ps))
+               for p, ps in steps[:i]):
+            continue            # the drift was taken out before (CASA's recipe)
+        rb = _median_rchi2(sets)
+        short = [ps for p, ps in steps if p.jones_type in ("G", "T") and ps and
+                 max(len(s.freq) for s in ps) == 1 and not _long(_solint(ps))]
+        rg = min([_median_rchi2(ps) for ps in short] or [1.0])
+        ref = max(rg, 1.0) if np.isfinite(rg) else 1.0
+        if not rb > RATIO * ref:
+            continue
+        what = (f"{rb / ref:.0f}x that of the shorter gain solved in this block" if short else
+                "the weights predict 1")
+        out.append(
+            f"{st.key} (bandpass, time_interval {st.time_interval.text or 'inf'}): chi2/nDOF {rb:.3g}, "
+            f"{what}: "
+            "the gains vary within its interval, so a channel whose flags change with time (intermittent "
+            "RFI, solve-time flags) is averaged over other gains than its neighbours and can be off by "
+            "percents, unflagged. CASA's recipe: a phase-only G per integration pre-applied to the "
+            "bandpass only, the gains solved after with K and the bandpass but not that phase-only G -- "
+            "here a block jones [K, G, G], phase_only [false, true, false], time_interval [scan, int, inf] "
+            "(akcal calmode ['ap', 'p', 'ap'], solint ['scan', 'int', 'inf']), then a block solving G with "
+            "its K0 and G1 pre-applied (external_preapply; akcal gaintable / gainjones)")
+    return out
+
+
+def warn(cfg, pending):
+    """Log :func:`notes`; returns them."""
+    out = notes(cfg, pending)
+    for n in out:
+        log.warning("%s", n)
+    return out
