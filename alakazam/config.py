@@ -465,7 +465,10 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
     f = d.get("field")
     if isinstance(f, (list, tuple)) and f and all(isinstance(x, (list, tuple)) for x in f):
         if len(f) != n:
-            errs.add(_name("field", where, names), f"has {len(f)} entries but jones has {n} steps")
+            flat = ",".join(str(x) for v in f for x in v)
+            errs.add(_name("field", where, names), f"has {len(f)} entries but jones has {n} steps; give one "
+                     f"selection per step, or one for every step (akcal: field='{flat}'; YAML: a flat "
+                     "list)")
             fields_ = [[]] * n
         else:
             fields_ = [_field_list(x) for x in f]
