@@ -23,10 +23,13 @@ changes, to rounding; between scans the product K G is the one CASA's band-centr
 G's frequency bins.
 
 Applies to a G (jones_type G, nearest frequency bin -- not ``freq_interp``) whose ``preapply_chain``
-names a K of the same chain with more than one solution time, and whose solution sets of the SPW each
-lie in one scan (a G with a set spanning several scans, e.g. a bandpass over all scans, absorbed
-several Ks' phases: it is left as it is); where K is flagged at a G solution or target time, that
-factor is 1 (the product is flagged by K itself).  Used by
+names a K of the same chain with more than one solution time, with no gain of per-scan solutions
+solved in between (that one took K's per-scan error: K per scan, a bandpass per scan, then G -- the
+bandpass is framed, the G not; a term in between that the chain does not apply: not framed, as it
+cannot be told), and whose solution sets of the SPW each lie in one scan (a G with a set spanning
+several scans, e.g. a bandpass over all scans, absorbed several Ks' phases: it is left as it is);
+where K is flagged at a G solution or target time, that factor is 1 (the product is flagged by K
+itself).  Used by
 :func:`alakazam.calibration.chain.compose`, so the apply and every solve's pre-apply alike
 (tests/test_delay_frame.py).
 """
@@ -51,13 +54,27 @@ def k_terms_for(term, terms, spw_id=None):
     if spw_id is not None and any(int(s.attrs["spw"]) == int(spw_id) and not s.scan_id for s in term.sets):
         return []
     chain = preapply_chain(term) or []
+    by_key = {t.key: t for t in terms}
     out = []
     for t in terms:
         if t is term or t.jones_type != "K" or t.key not in chain:
             continue
-        if any(len(s.time) > 1 for s in t.sets) or len({float(s.time[0]) for s in t.sets}) > 1:
-            out.append(t)
+        if not (any(len(s.time) > 1 for s in t.sets) or len({float(s.time[0]) for s in t.sets}) > 1):
+            continue                    # one K for all times: nothing moves
+        between = chain[chain.index(t.key) + 1:]
+        if any(k not in by_key or _per_scan(by_key[k], spw_id) for k in between):
+            continue                    # a term solved in between took K's per-scan error (or unknown)
+        out.append(t)
     return out
+
+
+def _per_scan(term, spw_id):
+    """A gain whose solutions follow the scans (every set of one scan, several times in all): solved
+    after a per-scan K, it took that K's per-scan error, and the terms solved after it did not."""
+    if term.jones_type not in ("G", "T"):
+        return False
+    sets = [s for s in term.sets if spw_id is None or int(s.attrs["spw"]) == int(spw_id)]
+    return bool(sets) and all(s.scan_id for s in sets) and sum(len(s.time) for s in sets) > 1
 
 
 def _diag_factor(k_terms, spw_id, times, freqs, ant_names, target_name, target_radec, time_scan):
