@@ -2,14 +2,14 @@
 
 akcal's and akapply's parameter check (``build_config``) and the YAML runner's preflight of ``solve``
 and ``apply`` blocks call :func:`ms_errors` (through :func:`merge`), so a field, spw, scan, antenna,
-timerange, uvrange, intent, observation, ref_ant (or a solve's data / model column) that does not exist
-in the MS is reported with every other bad parameter, before anything runs (as akflag does): the YAML
-runner's preflight sees them before any flag block writes FLAG, and the tasks name all of them, not only
-the first one the engine happens to resolve.  The engine resolves them again when it runs
-(``flow._validate``, ``calibration/apply.py``).  (Not in ``solve_config_from_dict`` itself: the engine
-called directly reads the MS's metadata once per solve, tests/test_ms_handle.py; a task call or a YAML
-block reads it once more, here.)  A ``plots`` directory that cannot be made is reported too (before:
-after the solve had written the table).
+timerange, uvrange, intent, observation, ref_ant (or a solve's data / model column, an apply's
+correlation) that does not exist in the MS is reported with every other bad parameter, before anything
+runs (as akflag does): the YAML runner's preflight sees them before any flag block writes FLAG, and the
+tasks name all of them, not only the first one the engine happens to resolve.  The engine resolves them
+again when it runs (``flow._validate``, ``calibration/apply.py``).  (Not in ``solve_config_from_dict``
+itself: the engine called directly reads the MS's metadata once per solve, tests/test_ms_handle.py; a
+task call or a YAML block reads it once more, here.)  A ``plots`` directory that cannot be made is
+reported too (before: after the solve had written the table).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ _SELECT = ("antenna", "uvrange", "timerange", "intent", "observation")
 SOLVE_KEYS = {"field": "field", "spw": "spw", "scan": "scan", "ref_ant": "ref_ant", "data_col": "column",
               "model_col": "column", **{k: k for k in _SELECT}}
 APPLY_KEYS = {"target_field": "field", "spw": "spw", "target_scans": "scan",     # (not data_col: an
-              **{k: k for k in _SELECT}}                # earlier apply block of a YAML file may write it)
+              "correlation": "correlation",             # earlier apply block of a YAML file may write it)
+              **{k: k for k in _SELECT}}
 
 
 def _strip(msg: str, *heads) -> str:
@@ -124,6 +125,8 @@ def ms_errors(d: dict, keys=None) -> dict:
             attempt(key, ms_io.check_columns, ms, [v if isinstance(v, str) and v else default])
         elif not isinstance(v, (str, int)) or isinstance(v, bool) or not str(v).strip():
             continue
+        elif kind == "correlation":
+            attempt(key, _correlations, meta, str(v), d.get("spw"))
         elif kind == "spw":
             attempt(key, ms_io.resolve_spw, meta, str(v))
         elif kind == "scan":
@@ -135,6 +138,20 @@ def ms_errors(d: dict, keys=None) -> dict:
         for key, msgs in _together_errors(meta, d, keys or SOLVE_KEYS, rows_only=bool(bad)).items():
             out.setdefault(key, []).extend(msgs)
     return out
+
+
+def _correlations(meta, text, spw):
+    """An apply's ``correlation`` against the correlations of the SPWs it corrects (all SPWs when its
+    spw does not resolve; before: found by the apply after the Begin line, e.g. 'RR' on linear feeds)."""
+    from . import ms_io
+    from .corrselect import parse_correlation
+
+    try:
+        ddids = ms_io.resolve_spw(meta, spw if isinstance(spw, (str, int)) else None)
+    except (AlakazamError, TypeError, ValueError):
+        ddids = meta.spws
+    for corr_types in dict.fromkeys(tuple(meta.spws[d].corr_types) for d in ddids):
+        parse_correlation(text, list(corr_types))
 
 
 def _groups(f):
