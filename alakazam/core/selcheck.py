@@ -218,13 +218,16 @@ def merge(errors: dict, d: dict, keys=None, where="", names=None) -> dict:
     return errors
 
 
-def table_errors(tables, keys, where="", table_name="gaintable", key_name="jones") -> dict:
+def table_errors(tables, keys, where="", table_name="gaintable", key_name="jones", planned=None) -> dict:
     """{'<where>.<table_name>[i]' / '<where>.<key_name>[i]': [message]}: a solution table that does not
     exist, a key that is not in its table (HDF5 or CASA caltable; one table may serve every key).  A file
-    that is not HDF5 is left to the engine, which says so when it reads it."""
+    that is not HDF5 is left to the engine, which says so when it reads it.  ``planned``: {real path:
+    (block, {key: fields})} of the tables earlier blocks of a YAML file write (caltasks/yamlrun.py): a
+    key of such a table is looked up among the keys it will hold (the block's ``(block, None)``: not
+    checked)."""
     import h5py
 
-    from ..io import solutions
+    from ..io import hdf5, solutions
 
     tables = [tables] if isinstance(tables, str) else list(tables or [])
     keys = [keys] if isinstance(keys, str) else list(keys or [])
@@ -236,6 +239,14 @@ def table_errors(tables, keys, where="", table_name="gaintable", key_name="jones
         if not isinstance(table, str) or not isinstance(key, str):
             continue
         table = os.path.expanduser(table)
+        if planned and os.path.realpath(table) in planned:
+            block, index = planned[os.path.realpath(table)]
+            try:
+                if index is not None:
+                    hdf5.pick_key(index, key, f"{table} as {block} writes it")
+            except AlakazamError as e:
+                errors[f"{pre}{key_name}[{i}]"] = [str(e)]
+            continue
         if not os.path.exists(table):
             if table not in tables[:i]:
                 errors[f"{pre}{table_name}[{i}]"] = [f"{table!r} does not exist"]
