@@ -162,7 +162,10 @@ def preflight(blocks, produced_elsewhere=()):
     per-step lists, selections -- a flag block's against its MS); then the paths the XML says must
     exist (an earlier block may write them), and the destinations: solution outputs writable, tables to
     read existing or written by an earlier block, MSs to apply to writable with a permitted output
-    column.  Returns ``(section, where, task, params, config, quiet)`` per block (``params``: the task
+    column.  The keys (and a fluxscale's fields) read from a table are checked against the table as it
+    is when the block runs: for one an earlier block writes, the keys that block writes (a solve: its
+    steps' K0, G0, G1, ... and the keys it keeps; a fluxscale: its reference table's) -- :func:`_planned`.
+    Returns ``(section, where, task, params, config, quiet)`` per block (``params``: the task
     call it runs as); every error of the file is raised together, named by YAML path."""
     from alakazam.calibration.compat import ms_columns, output_column_errors
     from alakazam.core import outputs
@@ -170,6 +173,11 @@ def preflight(blocks, produced_elsewhere=()):
     sections = _sections()
     errors, calls = {}, []
     produced = {os.path.realpath(p) for p in produced_elsewhere}
+    planned = {}        # real path -> (block, {key: field names or None} or None): what earlier blocks write
+    # the tables a fluxscale block reads: their fields are worked out too (one more read of the MS's metadata)
+    fluxscale_reads = {os.path.realpath(os.path.expanduser(b[k])) for s_, _, b in blocks if s_ == "fluxscale"
+                       and isinstance(b, dict) for k in ("reference_table", "transfer_table")
+                       if isinstance(b.get(k), str)}
 
     def add(path, msg):
         errors.setdefault(path, []).append(msg)
@@ -230,7 +238,12 @@ def preflight(blocks, produced_elsewhere=()):
                     for ms in mss:
                         for msg in output_column_errors(cfg.output_col, cfg.data_col, ms_columns(ms)):
                             add(f"{where}.output_col", msg)
-                _term_table_errors(section, where, cfg, have_table, produced, add)
+                _term_table_errors(section, where, cfg, have_table, produced, add, planned)
+                if section == "fluxscale":      # its key and fields in its tables (as they will be)
+                    for k, msgs in _fluxscale_errors(cfg, planned, produced).items():
+                        if f"{where}.{k}" not in errors:
+                            for msg in msgs:
+                                add(f"{where}.{k}", msg)
                 if section == "solve":      # a key of the output pre-applied and solved again
                     from alakazam import solve_precheck
                     for k, msgs in solve_precheck.self_preapply_errors(cfg).items():
@@ -248,18 +261,20 @@ def preflight(blocks, produced_elsewhere=()):
                 for msg in msgs:
                     add(f"{where}.{k}", msg)
             from alakazam.calibration import apply_blockcheck      # what needs no config (its docstring)
-            for k, msgs in apply_blockcheck.errors(block, where, have_table, produced).items():
+            for k, msgs in apply_blockcheck.errors(block, where, have_table, produced, planned).items():
                 for msg in msgs:
                     if msg not in errors.get(k, []):
                         add(k, msg)
         elif section == "apply" and isinstance(block, dict) and f"{where}.ms" in errors:   # tables unchecked
             from alakazam.calibration import apply_blockcheck
-            for k, msgs in apply_blockcheck.errors(block, where, have_table, produced).items():
+            for k, msgs in apply_blockcheck.errors(block, where, have_table, produced, planned).items():
                 for msg in msgs:
                     if msg not in errors.get(k, []):
                         add(k, msg)
         if produced_here:
-            produced.add(os.path.realpath(os.path.expanduser(produced_here)))
+            real = os.path.realpath(os.path.expanduser(produced_here))
+            planned[real] = (where, _planned(section, cfg, real, planned, produced, real in fluxscale_reads))
+            produced.add(real)
         if cfg is not None:
             # the task call this block runs as (its Begin line); the block is already checked
             calls.append((section, where, task, task.bind(**to_params(block, where)), cfg,
@@ -269,10 +284,10 @@ def preflight(blocks, produced_elsewhere=()):
     return calls
 
 
-def _term_table_errors(section, where, cfg, have_table, produced, add):
+def _term_table_errors(section, where, cfg, have_table, produced, add, planned):
     """A solve block's external_preapply tables must exist (or be written by an earlier block); the keys
-    of an apply / external_preapply table that exists now and no earlier block rewrites must be in it
-    (before: found at run time, one at a time, the missing table named 'caltable')."""
+    of an apply / external_preapply table must be in it: as it is now, or as an earlier block writes it
+    (``planned``; before: found at run time, one at a time, the missing table named 'caltable')."""
     from alakazam.core.selcheck import table_errors
 
     if section == "solve" and getattr(cfg, "external_preapply", None) is not None:
@@ -286,8 +301,9 @@ def _term_table_errors(section, where, cfg, have_table, produced, add):
         tname, kname = "tables", "jones"
     else:
         return
-    now = [t if os.path.exists(t) and os.path.realpath(t) not in produced else None for t in tables]
-    for path, msgs in table_errors(now, keys, where, tname, kname).items():
+    now = [t if os.path.realpath(t) in planned or (os.path.exists(t) and os.path.realpath(t) not in produced)
+           else None for t in tables]
+    for path, msgs in table_errors(now, keys, where, tname, kname, planned).items():
         for msg in msgs:
             add(path, msg)
     if section == "apply":      # SPWs / fields missing from those tables, a selection without data
@@ -296,6 +312,91 @@ def _term_table_errors(section, where, cfg, have_table, produced, add):
                                                not in produced).items():
             for msg in msgs:
                 add(f"{where}.{key}", msg)
+
+
+def _table_keys(t, planned, produced, fields=True):
+    """{key: field names (None: not known)} of table ``t`` when a block reads it: as an earlier block
+    writes it (``planned``), else as it is now (an HDF5 file); None when not known."""
+    from alakazam.calibration.apply_precheck import _table_index
+    from alakazam.io import hdf5
+
+    t = os.path.expanduser(t)
+    real = os.path.realpath(t)
+    if real in planned:
+        return planned[real][1]
+    if real in produced or not os.path.isfile(t):
+        return None
+    try:
+        return {k: ((_table_index(t, k) or (None, None))[1] if fields else None) for k in hdf5.list_keys(t)}
+    except (AlakazamError, OSError):
+        return None
+
+
+def _planned(section, cfg, real, planned, produced, fields):
+    """What a solve / fluxscale block leaves in its output ``real``: {key: field names or None} (None:
+    not known, e.g. the block is bad).  A solve writes its steps' keys (config.SolveStep.key; append
+    adds to a key's fields) and keeps the table's other keys (io/hdf5.write_terms); a fluxscale writes a
+    copy of its reference table with the key rescaled.  ``fields``: work the steps' fields out (from the
+    MS's metadata; only for a table a fluxscale reads)."""
+    if cfg is None:
+        return None
+    if section == "fluxscale":
+        keys = _table_keys(cfg.reference_table, planned, produced, fields)
+        if keys is None or not cfg.transfer_table:
+            return keys
+        return {k: None for k in keys}          # (the key's fields come from both tables)
+    keys = {} if real not in planned and real not in produced and not os.path.exists(real) else \
+        _table_keys(real, planned, produced, fields)
+    if keys is None:
+        return None
+    keys = dict(keys)
+    for st in cfg.steps:
+        have = _step_fields(cfg, st) if fields else None
+        if cfg.append and st.key in keys:
+            have = None if have is None or keys[st.key] is None else set(keys[st.key]) | have
+        keys[st.key] = have
+    return keys
+
+
+def _step_fields(cfg, step):
+    """The names of the fields solve step ``step`` solves (None: not known, e.g. combine='field' stores
+    them as one 'a+b')."""
+    from alakazam.core import ms_io
+
+    if "field" in (step.combine or ""):
+        return None
+    names = set()
+    try:
+        for ms in (cfg.ms if isinstance(cfg.ms, list) else [cfg.ms]):
+            meta = ms_io.read_meta(ms)
+            names |= {meta.fields[i].name for i in ms_io.resolve_fields(meta, step.field or None)}
+    except (AlakazamError, RuntimeError, OSError, IndexError):
+        return None
+    return names
+
+
+def _fluxscale_errors(cfg, planned, produced):
+    """{YAML key: [message]} of a fluxscale block against its tables: as they are now
+    (calibration/fluxscale.check_inputs, as akfluxscale checks them), or -- one written by an earlier
+    block -- as they will be (fluxscale.planned_errors)."""
+    from alakazam.calibration import fluxscale
+
+    tables = {"reference_table": cfg.reference_table,
+              "transfer_table": cfg.transfer_table or cfg.reference_table}
+    known = {}
+    for name, t in tables.items():
+        keys = _table_keys(t, planned, produced)
+        real = os.path.realpath(os.path.expanduser(t))
+        known[name] = None if keys is None else (f"{t} as {planned[real][0]} writes it" if real in planned
+                                                  else t, keys)
+    errors = fluxscale.planned_errors(cfg, known)       # (also the fields when jones_type is bad)
+    if not {os.path.realpath(os.path.expanduser(t)) for t in tables.values()} & produced:
+        import h5py
+
+        ref = os.path.expanduser(cfg.reference_table)
+        if os.path.isfile(ref) and h5py.is_hdf5(ref):
+            errors.update(fluxscale.check_inputs(cfg))
+    return errors
 
 
 def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=None, scheduler=None,

@@ -7,8 +7,9 @@ every bad parameter of the block is still reported with the file's other errors 
 this checks what does not need the config:
 
 * each entry of ``tables``: it exists or an earlier block writes it;
-* each key of ``jones`` in a table that exists now (and no earlier block rewrites), when tables and jones
-  pair up (equal lengths, or one table for all);
+* each key of ``jones`` in a table that exists now (and no earlier block rewrites) or among the keys an
+  earlier block writes to it (``planned``), when tables and jones pair up (equal lengths, or one table
+  for all);
 * the values of the per-term lists ``time_interp`` and ``field_select`` whose length does not match
   jones (the parse reported only the length then, and checked no value).
 """
@@ -20,10 +21,11 @@ def _as_list(v):
     return [v] if isinstance(v, str) else list(v) if isinstance(v, (list, tuple)) else []
 
 
-def errors(block, where, have_table, produced) -> dict:
+def errors(block, where, have_table, produced, planned=None) -> dict:
     """{YAML path: [messages]} of the apply ``block`` (YAML keys) at ``where`` ('apply[0]');
     ``have_table(path)``: it exists or an earlier block writes it; ``produced``: real paths that earlier
-    blocks write."""
+    blocks write; ``planned``: {real path: (block, {key: ...} or None)}, the keys they write
+    (core/selcheck.table_errors)."""
     from ..config import _Errors, _per_step_allowed, _time_freq_interp
     from ..core.selcheck import table_errors
 
@@ -34,9 +36,14 @@ def errors(block, where, have_table, produced) -> dict:
         if isinstance(t, str) and t and not have_table(os.path.expanduser(t)):
             errs.add(f"{where}.tables[{k}]", f"{t!r} does not exist and no earlier block writes it")
     if jones and (len(tables) == len(jones) or len(tables) == 1):
-        now = [os.path.expanduser(t) if isinstance(t, str) and os.path.exists(os.path.expanduser(t))
-               and os.path.realpath(os.path.expanduser(t)) not in produced else None for t in tables]
-        for path, msgs in table_errors(now, jones, where, "tables", "jones").items():
+        planned = planned or {}
+
+        def readable(t):        # as it is now, or as an earlier block writes it
+            real = os.path.realpath(os.path.expanduser(t))
+            return real in planned or (os.path.exists(os.path.expanduser(t)) and real not in produced)
+
+        now = [os.path.expanduser(t) if isinstance(t, str) and readable(t) else None for t in tables]
+        for path, msgs in table_errors(now, jones, where, "tables", "jones", planned).items():
             for msg in msgs:
                 errs.add(path, msg)
     n = len(jones)

@@ -381,6 +381,55 @@ def check_inputs(cfg: FluxscaleConfig) -> dict:
     return errors
 
 
+def planned_errors(cfg: FluxscaleConfig, tables: dict) -> dict:
+    """{YAML key: [message]}: the part of :func:`check_inputs` that needs no solutions -- jones_type a
+    gain key of both tables, the reference and transfer fields among the fields of that key (any key's,
+    when jones_type is bad) -- for tables that an earlier block of a YAML file writes (the runner's
+    preflight, caltasks/yamlrun.py: before, a bad key or field was found when this block ran, after the
+    solve had written the table).  ``tables``: {'reference_table' / 'transfer_table': (the table's name
+    for messages, {key: field names, or None when not known})}, or None for a table not known."""
+    from ..io import hdf5
+
+    errors = {}
+
+    def add(k, m):
+        if m not in errors.get(k, []):
+            errors.setdefault(k, []).append(m)
+
+    keys = {}
+    for name, known in tables.items():
+        if known is None:
+            continue
+        try:
+            keys[name] = hdf5.pick_key(known[1], cfg.jones_type, known[0])
+        except AlakazamError as e:
+            add("jones_type", str(e))
+    key = keys.get("reference_table") or keys.get("transfer_table")
+    if len(set(keys.values())) > 1:
+        add("jones_type", f"{cfg.jones_type!r} resolves to different keys in the two tables "
+            f"({', '.join(keys.values())})")
+        return errors
+    jt = key.rstrip("0123456789") if key else None
+    if jt and not jterms.get(jt).gain:
+        add("jones_type", f"fluxscale scales G (gain) solutions; {key} is {jt}")
+        return errors
+    for name, what, want in (("reference_table", "reference_field", cfg.reference_field),
+                             ("transfer_table", "transfer_field", cfg.transfer_field)):
+        known = tables.get(name)
+        if known is None:
+            continue
+        label, index = known
+        have = [index.get(key)] if key in index else list(index.values()) if "jones_type" in errors else []
+        if not have or any(h is None for h in have):
+            continue
+        have = set().union(*have)
+        for f in want:
+            if f not in have:
+                add(what, f"{f!r} has no {key + ' ' if key in index else ''}solutions in {label} (fields: "
+                    f"{', '.join(sorted(have))})")
+    return errors
+
+
 def run_fluxscale(cfg: FluxscaleConfig) -> dict:
     from ..io import hdf5
 

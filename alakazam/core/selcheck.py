@@ -2,14 +2,14 @@
 
 akcal's and akapply's parameter check (``build_config``) and the YAML runner's preflight of ``solve``
 and ``apply`` blocks call :func:`ms_errors` (through :func:`merge`), so a field, spw, scan, antenna,
-timerange, uvrange, intent, observation, ref_ant (or a solve's data / model column) that does not exist
-in the MS is reported with every other bad parameter, before anything runs (as akflag does): the YAML
-runner's preflight sees them before any flag block writes FLAG, and the tasks name all of them, not only
-the first one the engine happens to resolve.  The engine resolves them again when it runs
-(``flow._validate``, ``calibration/apply.py``).  (Not in ``solve_config_from_dict`` itself: the engine
-called directly reads the MS's metadata once per solve, tests/test_ms_handle.py; a task call or a YAML
-block reads it once more, here.)  A ``plots`` directory that cannot be made is reported too (before:
-after the solve had written the table).
+timerange, uvrange, intent, observation, ref_ant (or a solve's data / model column, an apply's
+correlation) that does not exist in the MS is reported with every other bad parameter, before anything
+runs (as akflag does): the YAML runner's preflight sees them before any flag block writes FLAG, and the
+tasks name all of them, not only the first one the engine happens to resolve.  The engine resolves them
+again when it runs (``flow._validate``, ``calibration/apply.py``).  (Not in ``solve_config_from_dict``
+itself: the engine called directly reads the MS's metadata once per solve, tests/test_ms_handle.py; a
+task call or a YAML block reads it once more, here.)  A ``plots`` directory that cannot be made is
+reported too (before: after the solve had written the table).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ _SELECT = ("antenna", "uvrange", "timerange", "intent", "observation")
 SOLVE_KEYS = {"field": "field", "spw": "spw", "scan": "scan", "ref_ant": "ref_ant", "data_col": "column",
               "model_col": "column", **{k: k for k in _SELECT}}
 APPLY_KEYS = {"target_field": "field", "spw": "spw", "target_scans": "scan",     # (not data_col: an
-              **{k: k for k in _SELECT}}                # earlier apply block of a YAML file may write it)
+              "correlation": "correlation",             # earlier apply block of a YAML file may write it)
+              **{k: k for k in _SELECT}}
 
 
 def _strip(msg: str, *heads) -> str:
@@ -124,6 +125,8 @@ def ms_errors(d: dict, keys=None) -> dict:
             attempt(key, ms_io.check_columns, ms, [v if isinstance(v, str) and v else default])
         elif not isinstance(v, (str, int)) or isinstance(v, bool) or not str(v).strip():
             continue
+        elif kind == "correlation":
+            attempt(key, _correlations, meta, str(v), d.get("spw"))
         elif kind == "spw":
             attempt(key, ms_io.resolve_spw, meta, str(v))
         elif kind == "scan":
@@ -135,6 +138,20 @@ def ms_errors(d: dict, keys=None) -> dict:
         for key, msgs in _together_errors(meta, d, keys or SOLVE_KEYS, rows_only=bool(bad)).items():
             out.setdefault(key, []).extend(msgs)
     return out
+
+
+def _correlations(meta, text, spw):
+    """An apply's ``correlation`` against the correlations of the SPWs it corrects (all SPWs when its
+    spw does not resolve; before: found by the apply after the Begin line, e.g. 'RR' on linear feeds)."""
+    from . import ms_io
+    from .corrselect import parse_correlation
+
+    try:
+        ddids = ms_io.resolve_spw(meta, spw if isinstance(spw, (str, int)) else None)
+    except (AlakazamError, TypeError, ValueError):
+        ddids = meta.spws
+    for corr_types in dict.fromkeys(tuple(meta.spws[d].corr_types) for d in ddids):
+        parse_correlation(text, list(corr_types))
 
 
 def _groups(f):
@@ -201,13 +218,16 @@ def merge(errors: dict, d: dict, keys=None, where="", names=None) -> dict:
     return errors
 
 
-def table_errors(tables, keys, where="", table_name="gaintable", key_name="jones") -> dict:
+def table_errors(tables, keys, where="", table_name="gaintable", key_name="jones", planned=None) -> dict:
     """{'<where>.<table_name>[i]' / '<where>.<key_name>[i]': [message]}: a solution table that does not
     exist, a key that is not in its table (HDF5 or CASA caltable; one table may serve every key).  A file
-    that is not HDF5 is left to the engine, which says so when it reads it."""
+    that is not HDF5 is left to the engine, which says so when it reads it.  ``planned``: {real path:
+    (block, {key: fields})} of the tables earlier blocks of a YAML file write (caltasks/yamlrun.py): a
+    key of such a table is looked up among the keys it will hold (the block's ``(block, None)``: not
+    checked)."""
     import h5py
 
-    from ..io import solutions
+    from ..io import hdf5, solutions
 
     tables = [tables] if isinstance(tables, str) else list(tables or [])
     keys = [keys] if isinstance(keys, str) else list(keys or [])
@@ -219,6 +239,14 @@ def table_errors(tables, keys, where="", table_name="gaintable", key_name="jones
         if not isinstance(table, str) or not isinstance(key, str):
             continue
         table = os.path.expanduser(table)
+        if planned and os.path.realpath(table) in planned:
+            block, index = planned[os.path.realpath(table)]
+            try:
+                if index is not None:
+                    hdf5.pick_key(index, key, f"{table} as {block} writes it")
+            except AlakazamError as e:
+                errors[f"{pre}{key_name}[{i}]"] = [str(e)]
+            continue
         if not os.path.exists(table):
             if table not in tables[:i]:
                 errors[f"{pre}{table_name}[{i}]"] = [f"{table!r} does not exist"]

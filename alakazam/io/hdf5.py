@@ -475,17 +475,26 @@ def list_keys(path) -> List[str]:
     """Term keys in the file, ordered K, G, D, KC, CP then by index."""
     _check_file(path)
     with h5py.File(path, "r") as f:
-        keys = [k for k in f.keys() if _KEY_RE.match(k)]
+        return sort_keys(k for k in f.keys() if _KEY_RE.match(k))
 
+
+def sort_keys(keys) -> List[str]:
+    """Term keys ordered K, G, D, KC, CP then by index (as :func:`list_keys`)."""
     def order(k):
         m = _KEY_RE.match(k)
         return TYPE_ORDER.index(m.group(1)), int(m.group(2))
-    return sorted(keys, key=order)
+    return sorted(set(keys), key=order)
 
 
 def resolve_key(path, key) -> str:
     """Fuzzy key match: case-insensitive; a bare type ('G') picks the only key of that type."""
-    keys = list_keys(path)
+    return pick_key(list_keys(path), key, path)
+
+
+def pick_key(keys, key, path) -> str:
+    """:func:`resolve_key` among ``keys`` (e.g. the keys a YAML block will write to ``path``; ``path``
+    only names the table in the message)."""
+    keys = sort_keys(keys)
     k = str(key).strip().upper()
     if k in keys:
         return k
