@@ -41,7 +41,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import h5py
 import numpy as np
@@ -687,3 +687,31 @@ def summary_table(path):
             vals.append(str(v))
         t.add_row(*vals)
     return t
+
+
+def resolve_ms(stored, table) -> Tuple[Optional[str], List[str]]:
+    """``(path, tried)``: the Measurement Set recorded in a solution set of ``table`` (attr ``ms``).
+
+    A solve records the absolute path; tables written before (and CASA caltables' MSName) hold it as
+    typed, relative to the directory the solve ran in.  A relative path is looked for next to the table
+    first (the usual layout: MS and table in one directory), then in the current directory, so that the
+    answer does not depend on where a task runs.  ``path`` is None when none of ``tried`` (absolute
+    paths) is a directory; a warning names the one used when both exist and differ.
+    """
+    stored = str(stored or "").strip()
+    if not stored:
+        return None, []
+    stored = os.path.expanduser(stored)
+    if os.path.isabs(stored):
+        tried = [stored]
+    else:
+        tried = list(dict.fromkeys([os.path.join(os.path.dirname(os.path.abspath(str(table))), stored),
+                                    os.path.abspath(stored)]))
+    found = [p for p in tried if os.path.isdir(p)]
+    if len({os.path.realpath(p) for p in found}) > 1:
+        import logging
+
+        logging.getLogger("alakazam.hdf5").warning(
+            "%s records the MS %r; both %s and %s exist: using the one next to the table", table, stored,
+            found[0], found[1])
+    return (found[0] if found else None), tried
