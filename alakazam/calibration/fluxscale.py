@@ -51,6 +51,9 @@ in which every solution of each transfer field and SPW in the scaled key is mult
 ``1 / sqrt(scale)`` (one factor for both pols, as CASA), recorded in the set's attr
 ``fluxscale_gain_factor``.  A transfer field's earlier factor is divided out before anything is
 computed, so re-running (also in place, fluxtable == caltable) gives the same results and table.
+An existing output that is not the reference table keeps its other keys: only the keys written (those of
+the reference table, the scaled one among them) are replaced, with a warning, as a solve replaces its
+keys (:func:`alakazam.io.hdf5.write_file`; it lost them all).
 Results are also stored in ``fluxscale/field_<name>/spw_<id>`` attrs (:func:`alakazam.io.hdf5.
 write_fluxscale`).  :func:`run_fluxscale` returns CASA's fluxscale dict: ``{field_id_str:
 {spw_id_str: {'fluxd': [I, Q, U, V], 'fluxdErr', 'numSol'}, 'fieldName', 'fitFluxd', 'fitFluxdErr',
@@ -574,6 +577,12 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
         new_sets.append(s)
     if tr_table != ref_table:
         new_sets = [s for s in ref_sets if s.field_name not in transfer] + new_sets
+    replaced, kept = hdf5.keys_replaced_by_copy(cfg.output, ref_table, [key])
+    if replaced or kept:            # an existing table that is not the caltable: only the keys written go
+        written = [k for k in hdf5.list_keys(ref_table) if k != key] + [key]
+        log.warning("fluxscale: %s exists: writing %s (copied from %s, %s scaled) into it, replacing its "
+                    "%s%s", cfg.output, ", ".join(written), ref_table, key, ", ".join(replaced) or "nothing",
+                    f"; its other keys are kept: {', '.join(kept)}" if kept else "")
     hdf5.write_file(cfg.output, {key: new_sets}, fluxscale=entries, base=ref_table)
     out.update(output=cfg.output, key=key, method=cfg.method)
     return out
