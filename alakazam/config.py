@@ -131,6 +131,7 @@ class FluxscaleConfig:
     fitorder: int = 1               # spectral fit order across SPWs
     reffreq: float = 0.0            # Hz; 0 = 10**mean(log10 freq) as CASA
     gain_threshold: float = -1.0    # fractional deviation from the median; < 0 = off
+    ms: str = ""                    # the MS whose MODEL_DATA gives the model flux ('' = the tables' attr ms)
 
 
 @dataclass

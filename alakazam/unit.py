@@ -15,6 +15,7 @@ and pre-apply conventions are in the :mod:`alakazam.flow` module docstring.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -582,7 +583,7 @@ def _solution_set(ctx, step, g: FieldSpw, group: Group, acc, cells_t, res, cell_
         freq_interval=step.freq_interval_text, phase_only=bool(step.phase_only),
         amp_only=bool(step.amp_only),
         feed_basis=spw.feed_basis, solver_backend=cfg.solver_backend,
-        apply_parang=bool(cfg.apply_parang), ms=str(cfg.ms),
+        apply_parang=bool(cfg.apply_parang), ms=os.path.abspath(str(cfg.ms)),     # (hdf5.resolve_ms)
         preapply_chain=[t.key for t in g.prior], alakazam_version=__version__,
         channels=np.asarray(g.chans, dtype=np.int64),
     )

@@ -43,7 +43,6 @@ HINTS = {
         "incremental": "not available: akfluxscale writes the scaled gains (fluxtable)",
         "listfile": "not available: the fitted fluxes are logged and returned",
         "display": "not available: plot the table with akplot",
-        "vis": "akfluxscale needs no MS: it reads caltable",
     },
     "akflag": {
         "savepars": "not available: tput akflag (akshell) saves the parameters",

@@ -62,7 +62,7 @@ def full_blocks(ms):
         "fluxscale": dict(reference_table="cal.h5", reference_field=["3C286"], transfer_table="t.h5",
                           transfer_field=["3C147"], output="s.h5", jones_type="G1", spw="0,1",
                           fluxscale_method="interpolate", refspwmap=[0, 0], fitorder=2, reffreq=1.4e9,
-                          gain_threshold=0.5),
+                          gain_threshold=0.5, ms=ms),
         "apply": dict(ms=ms, jones=["K0", "G0"], tables=["cal.h5", "t.h5"],
                       field_select=["nearest_sky", "pinned"],
                       time_interp=["linear,linear", "cubic"], solution_field=[None, ["3C286", "3C147"]],

@@ -31,9 +31,13 @@ robust sigmas, 3 iterations, median/MAD: :func:`sigma_clip`, ``CLIP_NSIGMA``), t
 
 i.e. CASA's "scatter of the ratios over antennas and polarisations divided by the square root of
 their number".  ``fluxd = model flux x scale`` (the model flux is the mean of Re((pp + qq) / 2) of
-MODEL_DATA of that field and SPW in the MS named by the table's ``ms`` attr; 1 Jy, with a warning,
-when the MS cannot be read -- CASA's assumption).  Per pol, scale_p/scale_q and their scatter are
-reported too (diagnostics: for an unpolarised transfer source they agree within the noise).
+MODEL_DATA of that field and SPW in the MS of ``cfg.ms`` (akfluxscale ``vis``, YAML ``ms``), by default
+the one the solutions record in their attr ``ms``: :func:`transfer_ms`, relative paths of older tables
+looked for next to the table, then in the current directory).  An MS that cannot be found or read, or
+a missing or zero model, is an error naming the MS (it assumed 1 Jy with a warning: a wrong flux
+density, and a result keyed by position instead of the FIELD id, depending on the current directory).
+Per pol, scale_p/scale_q and their scatter are reported too (diagnostics: for an unpolarised transfer
+source they agree within the noise).
 
 Spectral index (per transfer field, over its SPWs): weighted least squares of
 ``log10(S) = a0 + a1 x + a2 x^2 + ...``, ``x = log10(freq / reffreq)`` with ``sigma(log10 S) =
@@ -47,6 +51,9 @@ in which every solution of each transfer field and SPW in the scaled key is mult
 ``1 / sqrt(scale)`` (one factor for both pols, as CASA), recorded in the set's attr
 ``fluxscale_gain_factor``.  A transfer field's earlier factor is divided out before anything is
 computed, so re-running (also in place, fluxtable == caltable) gives the same results and table.
+An existing output that is not the reference table keeps its other keys: only the keys written (those of
+the reference table, the scaled one among them) are replaced, with a warning, as a solve replaces its
+keys (:func:`alakazam.io.hdf5.write_file`; it lost them all).
 Results are also stored in ``fluxscale/field_<name>/spw_<id>`` attrs (:func:`alakazam.io.hdf5.
 write_fluxscale`).  :func:`run_fluxscale` returns CASA's fluxscale dict: ``{field_id_str:
 {spw_id_str: {'fluxd': [I, Q, U, V], 'fluxdErr', 'numSol'}, 'fieldName', 'fitFluxd', 'fitFluxdErr',
@@ -58,6 +65,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import warnings
 
 import numpy as np
@@ -225,27 +233,69 @@ def spectral_fit(freqs, flux, err, fitorder=1, reffreq=0.0):
                 fitFluxd=fit, fitFluxdErr=float(fit * np.log(10) * aerr[0]), fitRefFreq=nu0, fitorder=order)
 
 
+#: how to give the MS when the recorded one is not found (the parameter is named by the error's key)
+_GIVE_MS = ("give the Measurement Set the solutions were solved on (its MODEL_DATA holds the transfer "
+            "fields' model, whose flux density is scaled)")
+
+
+def transfer_ms(cfg, table, sets):
+    """``(path, None)``: the MS whose MODEL_DATA gives the model flux of the transfer ``sets`` (one
+    field's solutions in ``table``): ``cfg.ms`` when given, else the MS the sets record (attr ``ms``,
+    resolved by :func:`alakazam.io.hdf5.resolve_ms`: absolute, or relative to the table's directory,
+    then to the current one); ``(None, why)`` when it is not found."""
+    from ..io import hdf5
+
+    if cfg.ms:
+        ms = os.path.abspath(os.path.expanduser(str(cfg.ms)))
+        return (ms, None) if os.path.isdir(ms) else (None, f"{str(cfg.ms)!r} does not exist")
+    stored = next((str(s.attrs.get("ms")) for s in sets if s.attrs.get("ms")), "")
+    path, tried = hdf5.resolve_ms(stored, table)
+    if path:
+        return path, None
+    field = sets[0].field_name if sets else "?"
+    if not stored:
+        return None, f"{table} records no Measurement Set with the solutions of {field}; {_GIVE_MS}"
+    return None, (f"the Measurement Set {stored!r} of {field}'s solutions (recorded in {table}) is not found "
+                  f"(looked for {' and '.join(tried)}); {_GIVE_MS}")
+
+
+def _ms_errors(ms, field):
+    """Why the model flux of ``field`` cannot be read from ``ms`` (not an MS, no such field, no
+    MODEL_DATA: :func:`alakazam.core.ms_io.check_columns`' message), or None."""
+    from ..core import ms_io
+
+    try:
+        ms_io.check_ms(ms)
+        meta = ms_io.read_meta(ms)
+        ms_io.resolve_fields(meta, [field])
+        ms_io.check_columns(ms, ["MODEL_DATA"])
+    except AlakazamError as e:
+        return _msg(e, "vis/ms")
+    return None
+
+
 def _model_flux(ms, field):
     """{spw_id: mean Re((pp + qq) / 2) of MODEL_DATA} of ``field`` (first 200 rows per SPW), and the
-    field id; ({}, None) when the MS cannot be read."""
-    try:
-        from ..core import ms_io
+    field id.  AlakazamError naming the MS when it cannot be read (the flux density would be wrong:
+    it is model flux x scale)."""
+    from ..core import ms_io
 
-        meta = ms_io.read_meta(ms)
-        fid = ms_io.resolve_fields(meta, [field])[0]
-        out = {}
-        for ddid, sp in meta.spws.items():
-            rows = ms_io.row_numbers(ms, ddid, [fid])[:200]
-            if not len(rows):
-                continue
-            ch = ms_io.read_rows(ms, ddid, [fid], data_col="MODEL_DATA", model_col=None, meta=meta, rows=rows,
-                                 weights=False)
-            if ch.n_row:
-                d = ch.data
-                out[int(sp.spw_id)] = float(0.5 * (d[..., 0] + d[..., -1]).real.mean())
-        return out, int(fid)
-    except Exception:  # the MS may have moved or have no MODEL_DATA
-        return {}, None
+    why = _ms_errors(ms, field)
+    if why:
+        raise AlakazamError(f"fluxscale: the model flux of {field} is not readable ({why}); {_GIVE_MS}")
+    meta = ms_io.read_meta(ms)
+    fid = ms_io.resolve_fields(meta, [field])[0]
+    out = {}
+    for ddid, sp in meta.spws.items():
+        rows = ms_io.row_numbers(ms, ddid, [fid])[:200]
+        if not len(rows):
+            continue
+        ch = ms_io.read_rows(ms, ddid, [fid], data_col="MODEL_DATA", model_col=None, meta=meta, rows=rows,
+                             weights=False)
+        if ch.n_row:
+            d = ch.data
+            out[int(sp.spw_id)] = float(0.5 * (d[..., 0] + d[..., -1]).real.mean())
+    return out, int(fid)
 
 
 def _ref_spw(spw, refspwmap):
@@ -357,6 +407,11 @@ def check_inputs(cfg: FluxscaleConfig) -> dict:
     if not cfg.transfer_field and not transfer:
         add("transfer_field", f"empty and {tr_table} has no {key} solutions of a field other than the "
             f"reference ({', '.join(cfg.reference_field)})")
+    for tf in transfer:                 # the MS whose MODEL_DATA gives the model flux
+        ms, why = transfer_ms(cfg, tr_table, [s for s in tr_sets if s.field_name == tf])
+        why = why or _ms_errors(ms, tf)
+        if why and why not in errors.get("ms", []):
+            add("ms", why)
     pool = transfer or sorted(have_tr)          # (no valid transfer field: spw checked on every field)
     ref_spws = sorted({s.spw for s in ref_sets if s.field_name in cfg.reference_field})
     spws = sorted({s.spw for s in tr_sets if s.field_name in pool})
@@ -472,7 +527,10 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
     unusable = []                                        # (field, SPW)s without a common valid antenna
     for tf in transfer:
         ts_all = [s for s in tr_sets if s.field_name == tf]
-        mflux, fid = _model_flux(ts_all[0].attrs.get("ms", ""), tf)
+        ms, why = transfer_ms(cfg, tr_table, ts_all)
+        if why:
+            raise ParameterError({"ms": [why]})
+        mflux, fid = _model_flux(ms, tf)
         for sp in spws:
             ts = [s for s in ts_all if s.spw == sp]
             if not ts:
@@ -502,10 +560,13 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
                             "up to %.1f min beyond the reference's time span (held at the end values); "
                             "fluxscale_method 'mean' does not depend on the scan order", tf, sp, outside / 60)
             mf = mflux.get(sp)
-            if mf is None:
-                log.warning("fluxscale: %s SPW %d: model flux not readable from the MS (%s); assuming 1 Jy",
-                            tf, sp, ts[0].attrs.get("ms", ""))
-            model = 1.0 if mf is None else mf
+            if mf is None or not np.isfinite(mf) or mf <= 0:     # (it assumed 1 Jy: a wrong flux density)
+                raise AlakazamError(
+                    f"fluxscale: {tf} SPW {sp}: "
+                    + (f"{ms} has no MODEL_DATA rows of {tf} in SPW {sp}" if mf is None else
+                       f"the model flux in MODEL_DATA of {ms} is {mf!r} (fill MODEL_DATA with {tf}'s model)")
+                    + f"; the flux density (model flux x scale) is unknown -- {_GIVE_MS}")
+            model = mf
             freq = float(np.mean(np.concatenate([np.atleast_1d(s.freq) for s in ts])))
             res.update(model_flux=mf, fluxd=model * res["scale"], fluxd_err=abs(model) * res["scale_err"],
                        flux_p=model * res["scale_p"], flux_q=model * res["scale_q"], freq=freq,
@@ -522,9 +583,8 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
 
     out = {}
     all_spws = sorted({sp for d in per_field.values() for sp in d["spws"]})
-    fields_sorted = sorted(per_field, key=lambda n: (per_field[n]["fid"] is None, per_field[n]["fid"] or 0,
-                                                     n))
-    for i, tf in enumerate(fields_sorted):
+    fields_sorted = sorted(per_field, key=lambda n: (per_field[n]["fid"], n))
+    for tf in fields_sorted:
         d = per_field[tf]
         sps = sorted(d["spws"])
         fit = spectral_fit([d["spws"][s]["freq"] for s in sps], [d["spws"][s]["fluxd"] for s in sps],
@@ -536,7 +596,7 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
             log.info("%s: fitted flux density %.5f +- %.5f Jy at %.6g Hz, spectral index %s", tf,
                      fit["fitFluxd"], fit["fitFluxdErr"], fit["fitRefFreq"],
                      " ".join(f"{a:.4f} +- {e:.4f}" for a, e in zip(fit["spidx"][1:], fit["spidxerr"][1:])))
-        fkey = str(d["fid"] if d["fid"] is not None else i)
+        fkey = str(d["fid"])            # (the MS's FIELD id, as CASA; the MS is always read now)
         rec = {"fieldName": tf}
         for s in sps:
             r = d["spws"][s]
@@ -566,6 +626,12 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
         new_sets.append(s)
     if tr_table != ref_table:
         new_sets = [s for s in ref_sets if s.field_name not in transfer] + new_sets
+    replaced, kept = hdf5.keys_replaced_by_copy(cfg.output, ref_table, [key])
+    if replaced or kept:            # an existing table that is not the caltable: only the keys written go
+        written = [k for k in hdf5.list_keys(ref_table) if k != key] + [key]
+        log.warning("fluxscale: %s exists: writing %s (copied from %s, %s scaled) into it, replacing its "
+                    "%s%s", cfg.output, ", ".join(written), ref_table, key, ", ".join(replaced) or "nothing",
+                    f"; its other keys are kept: {', '.join(kept)}" if kept else "")
     hdf5.write_file(cfg.output, {key: new_sets}, fluxscale=entries, base=ref_table)
     out.update(output=cfg.output, key=key, method=cfg.method)
     return out

@@ -502,6 +502,8 @@ def export(table, key, out, ms: str = "", crossphase: str = "") -> dict:
             folded = cp
             logging.getLogger("alakazam.export").info(
                 "%s: %s folded in (CASA applies Xf on the sky side of D): export %s too", real, cp, cp)
+    if not ms and sets:     # the recorded MS; a relative one (older tables) also next to the table
+        ms = hdf5.resolve_ms(sets[0].attrs.get("ms", ""), table)[0] or ""
     # written under a temporary name and renamed when complete: an error or Ctrl-C part-way leaves no
     # half-written table at ``out`` (which a re-run would then refuse as existing)
     tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f".{os.path.basename(os.path.normpath(out))}"

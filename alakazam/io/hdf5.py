@@ -41,7 +41,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import h5py
 import numpy as np
@@ -592,7 +592,12 @@ def read_fluxscale(path) -> List[dict]:
 def write_file(path, terms: Dict[str, List[SolutionSet]], fluxscale: Optional[List[dict]] = None,
                base: Optional[str] = None):
     """Atomically write several terms (and fluxscale entries) to ``path`` in one replace, starting from
-    a copy of ``base`` (another table) when given, else of the current ``path``."""
+    a copy of ``base`` (another table) when given, else of the current ``path``.
+
+    When ``base`` is another table and ``path`` exists, the keys of ``path`` that neither ``base`` nor
+    ``terms`` hold are kept (with the fluxscale results of those keys): only the keys written are
+    replaced, as a solve does (:func:`write_terms`); :func:`keys_replaced_by_copy` lists both sets.
+    """
     for key, sets in terms.items():
         _check_sets(key, sets)
     fluxscale = list(fluxscale or [])
@@ -603,11 +608,40 @@ def write_file(path, terms: Dict[str, List[SolutionSet]], fluxscale: Optional[Li
     wid = _new_write_id()
     drop = list(terms) + [_fluxscale_group(e) for e in fluxscale]
     with _AtomicFile(path, drop=drop, source=source) as f:
+        if source is not None and os.path.isfile(os.path.realpath(path)):
+            _keep_other_keys(os.path.realpath(path), f, skip=set(terms))
         for key, sets in terms.items():
             _write_sets(f, key, sets)
             # every key written by one replace (one solve block, one fluxscale) carries the same write_id
             f[key].attrs["write_id"] = wid
         _write_fluxscale_entries(f, fluxscale)
+
+
+def keys_replaced_by_copy(path, base, terms=()) -> Tuple[List[str], List[str]]:
+    """``(replaced, kept)``: the keys of the existing table ``path`` that :func:`write_file` with
+    ``base`` and ``terms`` replaces (those of ``base`` and ``terms``) and those it keeps."""
+    if not os.path.isfile(path) or os.path.realpath(base) == os.path.realpath(path):
+        return [], []
+    have = list_keys(path)
+    written = set(list_keys(base)) | set(terms)
+    return [k for k in have if k in written], [k for k in have if k not in written]
+
+
+def _keep_other_keys(old_path, f, skip):
+    """Copy into ``f`` (a copy of another table) the term keys of ``old_path`` that ``f`` and ``skip``
+    lack, and the fluxscale results of those keys whose group ``f`` lacks."""
+    with h5py.File(old_path, "r") as old:
+        kept = [k for k in old.keys() if _KEY_RE.match(k) and k not in f and k not in skip]
+        for k in kept:
+            old.copy(old[k], f, name=k)
+        if "fluxscale" not in old:
+            return
+        for fname, fg in old["fluxscale"].items():
+            for sname, sg in fg.items():
+                gp = f"fluxscale/{fname}/{sname}"
+                if gp not in f and _decode_attr(sg.attrs.get("jones_key", "")) in kept:
+                    f.require_group(f"fluxscale/{fname}")
+                    old.copy(sg, f[f"fluxscale/{fname}"], name=sname)
 
 
 def remap_antennas(sset: SolutionSet, target_ant_names, hands=False):
@@ -696,3 +730,31 @@ def summary_table(path):
             vals.append(str(v))
         t.add_row(*vals)
     return t
+
+
+def resolve_ms(stored, table) -> Tuple[Optional[str], List[str]]:
+    """``(path, tried)``: the Measurement Set recorded in a solution set of ``table`` (attr ``ms``).
+
+    A solve records the absolute path; tables written before (and CASA caltables' MSName) hold it as
+    typed, relative to the directory the solve ran in.  A relative path is looked for next to the table
+    first (the usual layout: MS and table in one directory), then in the current directory, so that the
+    answer does not depend on where a task runs.  ``path`` is None when none of ``tried`` (absolute
+    paths) is a directory; a warning names the one used when both exist and differ.
+    """
+    stored = str(stored or "").strip()
+    if not stored:
+        return None, []
+    stored = os.path.expanduser(stored)
+    if os.path.isabs(stored):
+        tried = [stored]
+    else:
+        tried = list(dict.fromkeys([os.path.join(os.path.dirname(os.path.abspath(str(table))), stored),
+                                    os.path.abspath(stored)]))
+    found = [p for p in tried if os.path.isdir(p)]
+    if len({os.path.realpath(p) for p in found}) > 1:
+        import logging
+
+        logging.getLogger("alakazam.hdf5").warning(
+            "%s records the MS %r; both %s and %s exist: using the one next to the table", table, stored,
+            found[0], found[1])
+    return (found[0] if found else None), tried
