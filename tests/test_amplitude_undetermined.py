@@ -100,6 +100,27 @@ def test_three_antennas_minblperant_1_amplitude_solve_at_the_noise(three, tmp_pa
     assert n > 0
 
 
+def test_three_antennas_one_baseline_flagged_flags_those_cells_as_undetermined(three, tmp_path):
+    """Baseline C01-C02 flagged in the first 5 minutes: in those cells the two remaining baselines form
+    a star (no triangle), so the amplitudes there are flagged as undetermined (they were 'minsnr'), and
+    the rest of the scan solves."""
+    import shutil
+
+    from casacore.tables import table
+
+    ms = str(tmp_path / "star.ms")
+    shutil.copytree(three[0], ms)
+    with table(ms, readonly=False, ack=False) as t:
+        a1, a2, tm, fl = t.getcol("ANTENNA1"), t.getcol("ANTENNA2"), t.getcol("TIME"), t.getcol("FLAG")
+        fl[(a1 == 1) & (a2 == 2) & (tm < tm.min() + 300.0)] = True
+        t.putcol("FLAG", fl)
+    summ = _akcal(ms, str(tmp_path / "star.h5"), calmode=["ap"])
+    g0 = summ["terms"]["G0"]
+    reasons = g0["flag_reasons"]
+    assert reasons["amplitude_undetermined"] == g0["flagged"] == 6       # 2 cells x 3 antennas
+    assert reasons["minsnr"] == 0 and g0["flagged"] < g0["n_solutions"]
+
+
 def _graph(n_ant, baselines):
     bls = list(itertools.combinations(range(n_ant), 2))
     a1 = np.array([b[0] for b in bls])
