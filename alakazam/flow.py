@@ -303,6 +303,11 @@ _FLAG_REASONS = {
     "minsnr": "SNR below minsnr (lower minsnr, or lengthen solint / widen the frequency bins)",
     "minblperant": "fewer than minblperant unflagged baselines per antenna (lower minblperant, or "
                    "check which antennas are flagged)",
+    "amplitude_undetermined": "antenna amplitudes are not determined by the baselines with data -- one "
+                              "baseline (an array of two antennas), or a chain or star of baselines that "
+                              "closes no triangle, gives only the products |g_a| |g_b| (use calmode='p' "
+                              "(phase-only), or solve amplitudes with at least three antennas whose "
+                              "baselines form a triangle)",
     "outlier_chi2": "the chi2 of a frequency bin was an outlier",
     "outlier_channel": "an outlier bandpass channel",
 }

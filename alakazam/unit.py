@@ -618,7 +618,7 @@ def _quality(sset, res, cell_index):
     snr = np.zeros((n_ant, n_f, n_t, 2))
     rchi2 = np.full((n_f, n_t), np.nan)
     counts = {}
-    for name in ("minblperant", "minsnr", "nonconverged"):
+    for name in ("minblperant", "amplitude_undetermined", "minsnr", "nonconverged"):
         counts[name] = int(sum(res.extra[name][c].sum() for c in range(len(cell_index))))
     for c, (it, jf) in enumerate(cell_index):
         snr[:, jf, it] = res.extra["snr"][c]

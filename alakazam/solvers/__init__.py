@@ -177,7 +177,8 @@ class SolveResult:
         Reference antenna actually used (differs from the requested one when it had no data).
     extra : dict
         ``snr`` (n_cell, n_ant, 2) per pol (:func:`alakazam.solvers.quality.snr`); bool
-        (n_cell, n_ant) masks of the solutions flagged by ``minblperant``, ``minsnr`` and
+        (n_cell, n_ant) masks of the solutions flagged by ``minblperant``, ``amplitude_undetermined``
+        (G / T amplitudes the baselines do not determine, flagged whatever ``min_snr`` is), ``minsnr`` and
         ``nonconverged`` (each counted where the antenna was not already flagged for lack of data).
         K and G also: ``pol_flags`` (n_cell, n_ant, 2) the flags per hand (a flagged hand's diagonal
         element NaN, the other kept) and ``ref_ant_hand`` (n_cell, 2) each hand's reference; their

@@ -130,6 +130,7 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
                                        else (batch.weight[..., 1:3] > 0).any()):
         raise AlakazamError(f"{jones_type} needs the cross hands (pq, qp): all cross-hand data are flagged "
                             "or absent in the selection")
+    from ..core.handflags import HAND_CORR
     from ..core.handflags import per_hand as _per_hand
     hands = _per_hand(jones_type)     # K, G: presence, minblperant, reference, flags per hand (handsolve.py)
     if hands:
@@ -142,6 +143,17 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
         has = antennas_with_data(batch, jones_type) if dropped.any() else had
     ref = choose_ref(has, batch.ref_ants or batch.ref_ant,
                      antenna_weight(batch, jones_type) if not has[:, batch.ref_ant].all() else None)
+    # G / T amplitudes (calmode 'ap' / 'a'): an antenna whose baselines close no odd cycle (an array of
+    # two antennas) has |g| undetermined; flagged below whatever minsnr is (quality module docstring)
+    undet = None
+    if tt.gain and not opts.phase_only and some:
+        if hands:
+            undet = np.stack([quality.amplitude_undetermined(quality.baselines_with_data(batch.weight, (c,)),
+                                                             batch.ant1, batch.ant2, batch.n_ant)
+                              for c in HAND_CORR], axis=-1) & has_h
+        else:
+            undet = quality.amplitude_undetermined(quality.baselines_with_data(batch.weight, tt.corr),
+                                                   batch.ant1, batch.ant2, batch.n_ant) & has
 
     def solve_cells(b, init, r):
         if hasattr(tt.module, "solve_with"):      # a type solved through another type's backend code (T)
@@ -182,7 +194,7 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
         s = quality.matched_snr(jones_type, batch, params, bool(hands))
         snr = quality.bound_by_data(snr, s, rchi2, has_h if hands else has)
     if hands:
-        pol, ex = handsolve.flags(J, has_h, snr, conv, opts, dropped_h & had_h)
+        pol, ex = handsolve.flags(J, has_h, snr, conv, opts, dropped_h & had_h, undet)
         flags = pol.any(-1)
         from ..core.handflags import nan_flagged
         nan_flagged(J, delay, pol)
@@ -190,12 +202,16 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
         return SolveResult(jones=J, flags=flags, delay=delay, params=params, converged=conv,
                            n_iter=np.asarray(n_iter, np.int32), cost=np.asarray(cost, float),
                            ref_ant=ref.astype(np.int32), extra=extra)
+    # each flagged solution has one reason (minblperant, amplitude_undetermined, minsnr, nonconverged: the
+    # first that applies)
+    undet = np.zeros_like(flags) if undet is None else undet & ~flags
+    flags |= undet
     low = np.zeros_like(flags)
     if opts.min_snr and opts.min_snr > 0:
         low = (snr < float(opts.min_snr)).any(axis=2) & ~flags
-    # each flagged solution has one reason (minblperant, minsnr, nonconverged: the first that applies)
     nonconv = (~conv[:, None] & ~flags & ~low) if opts.flag_nonconverged else np.zeros_like(flags)
-    extra = {"snr": snr, "rchi2": rchi2, "minblperant": dropped & had, "minsnr": low, "nonconverged": nonconv}
+    extra = {"snr": snr, "rchi2": rchi2, "minblperant": dropped & had, "amplitude_undetermined": undet,
+             "minsnr": low, "nonconverged": nonconv}
     flags |= low | nonconv
     J[flags] = np.nan
     if delay is not None:

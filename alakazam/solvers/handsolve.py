@@ -18,9 +18,11 @@ Reference antenna per hand
 
 Flags per hand
     A hand is flagged where the antenna has no data in it (after minblperant), its solution is
-    non-finite or zero, or its SNR is below minsnr; a non-converged cell flags both hands of every
-    antenna.  The reason masks in ``extra`` (minblperant, minsnr, nonconverged) stay per antenna
-    (n_cell, n_ant): the solutions (not whole) a check flagged in some hand, each once.
+    non-finite or zero, its amplitude is not determined by the hand's baselines (G amplitude solves:
+    :func:`alakazam.solvers.quality.amplitude_undetermined`), or its SNR is below minsnr; a
+    non-converged cell flags both hands of every antenna.  The reason masks in ``extra`` (minblperant,
+    amplitude_undetermined, minsnr, nonconverged) stay per antenna (n_cell, n_ant): the solutions (not
+    whole) a check flagged in some hand, each once.
 """
 
 from __future__ import annotations
@@ -119,19 +121,25 @@ def solve_hands(jones_type, batch, backend_module, opts, has, ref, solve_fn):
     return ref_hand, redo
 
 
-def flags(J, has, snr, conv, opts, sparse):
+def flags(J, has, snr, conv, opts, sparse, undetermined=None):
     """``(pol (n_cell, n_ant, 2), extra masks)``: the flags per hand (module docstring).  The masks
-    (minblperant, minsnr, nonconverged) are per antenna (n_cell, n_ant), as for the other terms: the
-    solutions a check flagged in some hand, each counted for the first check that applies (``sparse``
-    (n_cell, n_ant, 2): the hands minblperant removed)."""
+    (minblperant, amplitude_undetermined, minsnr, nonconverged) are per antenna (n_cell, n_ant), as for
+    the other terms: the solutions a check flagged in some hand, each counted for the first check that
+    applies (``sparse`` (n_cell, n_ant, 2): the hands minblperant removed; ``undetermined`` (n_cell,
+    n_ant, 2) or None: the hands whose amplitude the baselines do not determine,
+    :func:`alakazam.solvers.quality.amplitude_undetermined`, flagged whatever minsnr is)."""
     d = np.stack([J[..., 0, 0], J[..., 1, 1]], axis=-1)
     pol = ~has | ~np.isfinite(d) | (d == 0)
+    und = np.zeros_like(pol) if undetermined is None else undetermined & ~pol
+    pol |= und
     low = np.zeros_like(pol)
     if opts.min_snr and opts.min_snr > 0:
         low = (snr < float(opts.min_snr)) & ~pol
     nonconv = ((~np.asarray(conv, bool))[:, None, None] & ~pol & ~low) if opts.flag_nonconverged \
         else np.zeros_like(pol)
     m_bl = sparse.any(-1)
-    m_snr = low.any(-1) & ~m_bl
-    m_nc = nonconv.any(-1) & ~m_bl & ~m_snr
-    return pol | low | nonconv, {"minblperant": m_bl, "minsnr": m_snr, "nonconverged": m_nc}
+    m_und = und.any(-1) & ~m_bl
+    m_snr = low.any(-1) & ~m_bl & ~m_und
+    m_nc = nonconv.any(-1) & ~m_bl & ~m_und & ~m_snr
+    return pol | low | nonconv, {"minblperant": m_bl, "amplitude_undetermined": m_und, "minsnr": m_snr,
+                                 "nonconverged": m_nc}

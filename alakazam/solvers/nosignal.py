@@ -128,7 +128,7 @@ def resolve(jones_type, batch, res, solve, per_hand, min_snr=0.0):
     if taken.any():
         t = taken.any(-1) & np.asarray(res.converged, bool)[:, None]
         res.extra["minsnr"] = np.asarray(res.extra.get("minsnr", np.zeros_like(t))) | t
-        for k in ("minblperant", "nonconverged"):
+        for k in ("minblperant", "amplitude_undetermined", "nonconverged"):
             if isinstance(res.extra.get(k), np.ndarray):
                 res.extra[k] = res.extra[k] & ~t
         snr = res.extra.get("snr")

@@ -42,6 +42,15 @@ SNR (:func:`snr`, after the solve; stored as ``solver_stats/snr`` (n_ant, n_freq
     solution (:func:`matched_snr`; = sqrt(2) SNR + N(0, 1) on live data, a few units on noise), where
     that is lower by more than 3 of its standard deviations (:func:`bound_by_data`).
 
+Undetermined amplitudes (:func:`amplitude_undetermined`, G and T with amplitudes: calmode 'ap' / 'a')
+    A baseline measures only the product |g_a| |g_b| of its antennas' amplitudes, so an antenna's
+    amplitude is determined only when its connected set of baselines with data (per hand for G, after
+    minblperant) closes an odd cycle, e.g. a triangle.  With one baseline (an array of two antennas), a
+    chain or a star, |g| can be multiplied by c on one side and 1/c on the other without changing the
+    model: the solve returns one arbitrary split (|g_ref| = 1), SNR 0 where nDOF <= 0.  Those solutions
+    are flagged with reason ``amplitude_undetermined`` whatever minsnr is (not ``minsnr``: no SNR is
+    too low, the amplitudes are not measured); phase-only solves of the same data are determined.
+
 minsnr, non-converged (:func:`alakazam.solvers.common.run`)
     Solutions with SNR < ``min_snr`` (0 disables) are flagged: per hand for the terms whose hands are
     solved independently (K, G: :mod:`alakazam.core.handflags`; the other hand keeps its solution),
@@ -141,6 +150,49 @@ def drop_sparse_antennas(batch, jones_type, min_bl, bl_has=None, corr=None):
             for k in corr:
                 batch.weight[ci, bi, :, k] = 0.0
     return dropped
+
+
+def amplitude_undetermined(bl_has, a1, a2, n_ant):
+    """(n_cell, n_ant) bool: the antennas with data whose gain amplitude the baselines with data
+    (``bl_has`` (n_cell, n_bl)) do not determine (module docstring): |V_ab| fixes only the product
+    |g_a| |g_b|, so in a connected set of baselines without an odd cycle (one baseline -- an array of
+    two antennas --, a chain, a star) |g| can be scaled by c on one side and 1/c on the other without
+    changing the model.
+
+    Determined for certain: a baseline whose two antennas each have data on more than n / 2 baselines
+    (n: the cell's antennas with data) -- they share a neighbour, a triangle -- and the antennas joined
+    to those by baselines (every antenna of a full array).  The cells with an antenna left are decided
+    exactly: antenna a is undetermined when its two copies (a, 0) and (a, 1) are not connected in the
+    graph with edges (a, i) - (b, 1 - i) for every baseline (a, b) (its set of baselines has no odd
+    cycle)."""
+    a1, a2 = np.asarray(a1, np.int64), np.asarray(a2, np.int64)
+    bl_has = np.asarray(bl_has, bool)
+    count = count_per_antenna(bl_has, a1, a2, n_ant)
+    has = count > 0
+    high = has & (2 * count > has.sum(axis=1, keepdims=True))
+    out = np.zeros(has.shape, bool)
+    if (high == has).all():
+        return out
+    det = count_per_antenna(bl_has & high[:, a1] & high[:, a2], a1, a2, n_ant) > 0
+    for _ in range(2):
+        if (det == has).all():
+            break
+        det = count_per_antenna(bl_has & (det[:, a1] | det[:, a2]), a1, a2, n_ant) > 0
+    cells = np.flatnonzero((has & ~det).any(axis=1))
+    if not len(cells):
+        return out
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    ci, bi = np.nonzero(bl_has[cells])
+    u = 2 * (ci * n_ant + a1[bi])
+    v = 2 * (ci * n_ant + a2[bi])
+    n = 2 * len(cells) * n_ant
+    rows, cols = np.concatenate([u, u + 1]), np.concatenate([v + 1, v])
+    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n, n))
+    lab = connected_components(graph, directed=False)[1].reshape(len(cells), n_ant, 2)
+    out[cells] = has[cells] & (lab[..., 0] != lab[..., 1])
+    return out
 
 
 def _n_par(jones_type, n_ant_data, phase_only):
