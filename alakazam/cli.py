@@ -299,5 +299,22 @@ def threading_main():
     return threading.current_thread() is threading.main_thread()
 
 
+def entry():
+    """The console script ``alakazam``: :func:`main`'s exit status.  Under ``--debug`` main re-raises
+    (the traceback is shown); the status is then the one without ``--debug``: 2 for a parameter, input
+    or file error, 130 for Ctrl-C, 1 for anything else (it was 1 for all of them)."""
+    import traceback
+
+    try:
+        code = main()
+    except (AlakazamError, OSError):
+        traceback.print_exc()
+        code = 2
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        code = 130
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -16,3 +16,23 @@ def test_a_field_list_of_another_length_than_jones_says_how_to_give_several_fiel
     msg = str(e.value)
     assert "field: has 2 entries but jones has 1 steps" in msg and "field='3C286,3C147'" in msg
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_debug_keeps_the_exit_status(tmp_path):
+    """`alakazam --debug` shows the traceback of a parameter error and still exits 2 (it exited 1, the
+    status of an uncaught exception, where the same error exits 2 without --debug)."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"solve:\n  - ms: {tmp_path / 'none.ms'}\n    output: {tmp_path / 'c.h5'}\n"
+                   "    jones: [G]\n")
+    code = "import sys; sys.argv = ['alakazam'] + sys.argv[1:]; from alakazam.cli import entry; entry()"
+    for debug, traced in ((["--debug"], True), ([], False)):
+        r = subprocess.run([sys.executable, "-c", code, *debug, "run", str(cfg)], capture_output=True,
+                           text=True, env=env, timeout=300)
+        assert r.returncode == 2, (debug, r.returncode, r.stderr[-500:])
+        assert ("Traceback" in r.stderr) == traced and "none.ms" in r.stderr
