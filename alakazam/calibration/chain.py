@@ -376,7 +376,7 @@ def describe(term: LoadedTerm, spw_id, times, freqs, ant_names, target_name, tar
 
 def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_name=None,
             target_radec=None, prefer_own=True, log_lines=None, time_scan=None, bad_out=None, full=True,
-            sky_chan_one=False):
+            sky_chan_one=False, frame_terms=None):
     """Evaluate a chain: (diag (n_t, n_ant, n_chan, 2) or None, sky (n_t, n_ant, n_chan, 2, 2) or None).
 
     ``full=False``: ``diag`` as evaluated, its channel axis possibly 1 (a broadcast, 1-bin term) and not
@@ -387,6 +387,10 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
     channel axis of 1 when every D term is 1-bin -- the same values once broadcast (the apply's
     :func:`alakazam.jones.algebra.compose_inverse_table` takes either); a D brought to the final frame
     of later KC/CP terms is evaluated per channel as before.
+
+    ``frame_terms``: the whole chain when ``terms`` is a part of it evaluated on its own (the solve's kept
+    pre-apply product extended term by term, :mod:`.preapply_cache`): a G solved after a per-scan K of
+    the whole chain is evaluated in that K's frame (:mod:`.delayframe`) as in the chain's own compose.
 
     ``bad_out`` (a dict, optional) receives ``{term key: bool (n_t or 1, n_ant, n_chan or 1)}``, where
     each term's solution is flagged -- what :func:`alakazam.calibration.applymode.term_flag_counts`
@@ -420,7 +424,7 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
     owned = False
     from . import delayframe        # a G solved after a per-scan K: interpolated with that K
     for i, term in enumerate(terms):
-        ks = delayframe.k_terms_for(term, terms, spw_id)
+        ks = delayframe.k_terms_for(term, terms if frame_terms is None else frame_terms, spw_id)
         if ks:
             j, d, info, f = evaluate(delayframe.to_frame(term, ks, spw_id))
             d = delayframe.from_frame(d, term, ks, spw_id, times, freqs, ant_names, target_name,

@@ -59,13 +59,23 @@ def k_terms_for(term, terms, spw_id=None):
     for t in terms:
         if t is term or t.jones_type != "K" or t.key not in chain:
             continue
-        if not (any(len(s.time) > 1 for s in t.sets) or len({float(s.time[0]) for s in t.sets}) > 1):
-            continue                    # one K for all times: nothing moves
+        if not _varies(t):
+            continue                    # one K per field: nothing moves within a field
         between = chain[chain.index(t.key) + 1:]
         if any(k not in by_key or _per_scan(by_key[k], spw_id) for k in between):
             continue                    # a term solved in between took K's per-scan error (or unknown)
         out.append(t)
     return out
+
+
+def _varies(k):
+    """Some field of K has more than one solution time in an SPW (a K per scan; a K per field solved
+    over all its scans is one value per field, and the chain takes one field per target time)."""
+    n = {}
+    for s in k.sets:
+        key = (str(s.attrs.get("field_name", "")), int(s.attrs.get("spw", 0)))
+        n[key] = n.get(key, 0) + len(s.time)
+    return any(v > 1 for v in n.values())
 
 
 def _per_scan(term, spw_id):

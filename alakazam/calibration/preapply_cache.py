@@ -130,14 +130,15 @@ def _chunk_diag(ctx, prior, meta, ddid, chans, fld, utimes, uscan):
         b = min(a + step, len(utimes))
         if base is None:
             out[a:b], _ = chain.compose(rest, spw.spw_id, utimes[a:b], freqs, names, fld.name,
-                                        (fld.ra, fld.dec), prefer_own=True, time_scan=uscan[a:b])
+                                        (fld.ra, fld.dec), prefer_own=True, time_scan=uscan[a:b],
+                                        frame_terms=prior)
             continue
         # compose's next products, in chain order: ((kept product) * d_1) * d_2 ...; each term's table
         # as evaluated (a 1-bin term broadcast by the multiplication, not copied to every channel first)
         prod = base[a:b]
         for t in rest:
             d, _ = chain.compose([t], spw.spw_id, utimes[a:b], freqs, names, fld.name, (fld.ra, fld.dec),
-                                 prefer_own=True, time_scan=uscan[a:b], full=False)
+                                 prefer_own=True, time_scan=uscan[a:b], full=False, frame_terms=prior)
             prod = np.multiply(prod, d, out=out[a:b])
     # the terms (and their solution sets) stay referenced with their product: their ids are not reused
     ctx.cache[key] = (ids, list(prior), out)
