@@ -565,6 +565,16 @@ def _external_preapply(ep, where, names, errs):
             return [default] * len(ej)
         return list(v)
 
+    if not tables and not ej:       # per-term values without any term: refused (akcal dropped them and
+        # solved without a pre-apply, without a word)
+        for key in ("field_select", "time_interp", "solution_field", "spwmap"):
+            v = ep.get(key)
+            items = v if isinstance(v, (list, tuple)) else [v]
+            if any(x not in (None, "", []) for x in items):
+                tn, jn = (_name(f"external_preapply.{k}", "", names) for k in ("tables", "jones"))
+                errs.add(_name(f"external_preapply.{key}", where, names),
+                         f"is {v!r} but there is no term to pre-apply ({tn} and {jn} are empty); give the "
+                         "tables and their keys, or leave it out")
     fs = per_term("field_select", "nearest_time")
     tin = per_term("time_interp", "nearest")
     sfs = per_term("solution_field", None)

@@ -238,6 +238,10 @@ def _gain_params(cfg, d, where, names, errs, check_ms=True):
         if cfg.parang:
             errs.add(_name("parang", where, names), "True needs gaintable and gainjones (the calibration "
                      "to apply before flagging)")
+        for key, v in (("gainfield", fsel), ("interp", tint)):     # (before: ignored without a word)
+            if any(v):
+                errs.add(_name(key, where, names), f"is {v!r} but there is no term to apply (gaintable and "
+                         "gainjones are empty); give the tables and their keys, or leave it out")
         return
     if not jones:
         errs.add(_name("gainjones", where, names), "is required with gaintable (one key per table, e.g. "
