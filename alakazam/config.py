@@ -425,6 +425,15 @@ def check_cluster(cfg, where, names, errs):
                  f"{cfg.scheduler!r} is not a dask scheduler address; expected e.g. tcp://host:8786")
 
 
+def _duplicate_terms(tables, keys, path, errs):
+    """A (table, key) listed twice (resolved as the apply does: core/selcheck.duplicate_terms) is refused
+    at ``path`` (the keys' parameter): it was applied twice, without a word."""
+    from .core.selcheck import duplicate_message, duplicate_terms
+
+    for i, j, real in duplicate_terms(tables, keys):
+        errs.add(path, duplicate_message(tables, keys, i, j, real))
+
+
 def _time_freq_interp(values, key, where, names, errs):
     """(time parts, freq parts) of per-term interp values, CASA 'time[,freq]' (core/freqinterp.py; freq
     '' = the nearest solution bin; time one of core.interpolation.MODES -- the XML's interp has no enum,
@@ -547,6 +556,8 @@ def _external_preapply(ep, where, names, errs):
         errs.add(_name("external_preapply.tables", where, names),
                  f"has {len(tables)} entries but {keys_name} has {len(ej)}; give one table per key, or one "
                  "table for all")
+    else:
+        _duplicate_terms(tables, ej, _name("external_preapply.jones", where, names), errs)
 
     def per_term(key, default):
         """A scalar or a one-entry list serves every term (as apply's, and CASA's gainfield / interp);
@@ -665,6 +676,7 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
         terms.append(ApplyTerm(key=str(jones[i]), table=str(tables[i]), field_select=fsel[i],
                                time_interp=tint[i], solution_field=_field_list(sf[i]),
                                freq_interp=fint[i], spwmap=list(smaps[i]), calwt=bool(cwts[i])))
+    _duplicate_terms(tables, jones, _name("jones", where, names), errs)
     pf = d.get("propagate_flags")
     if pf is not None and not isinstance(pf, bool):
         errs.add(_name("propagate_flags", where, names), f"{pf!r} must be true or false")

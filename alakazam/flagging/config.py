@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from dataclasses import field as _dcfield
 from typing import List
 
-from ..config import _check_keys, _Errors, _kwargs, _name, _require, _values
+from ..config import _check_keys, _duplicate_terms, _Errors, _kwargs, _name, _require, _values
 from ..errors import AlakazamError
 
 #: akflag's modes (tasks_xml/akflag.xml; tests/test_schema.py pins the two lists to it)
@@ -262,6 +262,7 @@ def _gain_params(cfg, d, where, names, errs, check_ms=True):
             if x and x not in allowed:
                 errs.add(_name(key, where, names), f"[{i}] {x!r} is not allowed; expected one of "
                          f"{', '.join(allowed)}")
+    _duplicate_terms(tables, jones, _name("gainjones", where, names), errs)
     if "pinned" in fsel:
         errs.add(_name("gainfield", where, names), "'pinned' is not supported by akflag (use nearest_time "
                  "or nearest_sky)")
