@@ -85,6 +85,7 @@ _ACTIVE = {}                    # normalised path -> MeasurementSet
 _LOCK = threading.Lock()
 _FLAG_WRITES = {}               # normalised path -> depth of flag_writes
 _WEIGHT_WRITES = {}             # normalised path -> depth of weight_writes
+_FLAG_OPENS = {}                # normalised path -> FLAG / FLAG_ROW writes begun (flag_written)
 
 
 def _key(path) -> str:
@@ -249,7 +250,8 @@ class MeasurementSet:
     def flag_table(self):
         """``with ms.flag_table() as t``: the main table read-write for a run of FLAG / FLAG_ROW writes
         (akflag writes its units' flags through ``t``; it reads through it too) -- only inside
-        :func:`flag_writes` of this MS (a saved flag version)."""
+        :func:`flag_writes` of this MS (a saved flag version).  Each write through ``t`` calls
+        :func:`note_flag_write` first (flagging/engine._put_flags)."""
         self._check_write("FLAG")
         return self._open_rw()
 
@@ -274,6 +276,8 @@ class MeasurementSet:
         from .ms_io import _row_runs
 
         self._check_write(name)
+        if name in FLAG_COLUMNS:
+            note_flag_write(self.path)
         if undo.active() is not None:       # an interruptible task: keep the old rows (core/undo.py)
             undo.active().before_write(self.path, name, rownr)
         with self._open_rw() as t:
@@ -384,6 +388,21 @@ def flag_writes(path):
     """``with flag_writes(ms):`` FLAG / FLAG_ROW of ``ms`` may be written through the handle (entered by
     :func:`alakazam.calibration.flagsafety.flag_writes` once the flag version is saved)."""
     return _permitted(_FLAG_WRITES, path)
+
+
+def note_flag_write(path):
+    """A FLAG / FLAG_ROW write of ``path`` begins (:func:`flag_written`)."""
+    k = _key(path)
+    with _LOCK:
+        _FLAG_OPENS[k] = _FLAG_OPENS.get(k, 0) + 1
+
+
+def flag_written(path) -> int:
+    """How many FLAG / FLAG_ROW writes of ``path`` this process began (:meth:`~MeasurementSet.write_column`
+    of FLAG, akflag's writes through :meth:`~MeasurementSet.flag_table`): compared before and after a
+    run, whether it may have changed FLAG (calibration/flagsafety.flag_writes: a run that failed before
+    its first FLAG write leaves no in-progress marker)."""
+    return _FLAG_OPENS.get(_key(path), 0)
 
 
 def weight_writes(path):
