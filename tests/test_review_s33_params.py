@@ -294,3 +294,23 @@ def test_akflag_failing_after_flag_writes_began_keeps_the_marker(work, monkeypat
         akflag(vis=ms, mode="clip", clipminmax=[0, 1e-3])
     assert _markers(ms) == ["flags.akflag_1.in_progress"]
     assert "FLAG may be partly changed" in caplog.text
+
+
+def test_akapply_failing_before_writing_does_not_say_rows_were_rewritten(work, monkeypatch, caplog):
+    """memory_limit_gb=1e308 made akapply fail before its first write and log 'the rows written so far
+    hold the new correction' though no row changed: said only once a write began."""
+    from alakazam.caltasks import akapply
+    from alakazam.core import memory
+
+    ms, _ = work
+    akapply(vis=ms, gaintable=["cal.h5"], jones=["G0"])            # CORRECTED_DATA exists now
+    before = _corrected(ms)
+
+    def boom(*a, **k):
+        raise RuntimeError("injected")
+    monkeypatch.setattr(memory, "memory_limit_bytes", boom)     # (where memory_limit_gb=1e308 failed)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="alakazam"), pytest.raises(RuntimeError, match="injected"):
+        akapply(vis=ms, gaintable=["cal.h5"], jones=["K0", "G0"])
+    assert "rows written so far" not in caplog.text and "before writing CORRECTED_DATA" in caplog.text
+    assert np.array_equal(_corrected(ms), before, equal_nan=True)

@@ -85,7 +85,7 @@ _ACTIVE = {}                    # normalised path -> MeasurementSet
 _LOCK = threading.Lock()
 _FLAG_WRITES = {}               # normalised path -> depth of flag_writes
 _WEIGHT_WRITES = {}             # normalised path -> depth of weight_writes
-_FLAG_OPENS = {}                # normalised path -> FLAG / FLAG_ROW writes begun (flag_written)
+_WRITES = {}                    # (normalised path, column) -> writes begun (writes_begun, flag_written)
 
 
 def _key(path) -> str:
@@ -276,8 +276,7 @@ class MeasurementSet:
         from .ms_io import _row_runs
 
         self._check_write(name)
-        if name in FLAG_COLUMNS:
-            note_flag_write(self.path)
+        note_write(self.path, name)
         if undo.active() is not None:       # an interruptible task: keep the old rows (core/undo.py)
             undo.active().before_write(self.path, name, rownr)
         with self._open_rw() as t:
@@ -390,11 +389,24 @@ def flag_writes(path):
     return _permitted(_FLAG_WRITES, path)
 
 
+def note_write(path, name):
+    """A write of column ``name`` of ``path`` begins (:func:`writes_begun`)."""
+    k = (_key(path), str(name))
+    with _LOCK:
+        _WRITES[k] = _WRITES.get(k, 0) + 1
+
+
 def note_flag_write(path):
     """A FLAG / FLAG_ROW write of ``path`` begins (:func:`flag_written`)."""
-    k = _key(path)
-    with _LOCK:
-        _FLAG_OPENS[k] = _FLAG_OPENS.get(k, 0) + 1
+    note_write(path, "FLAG")
+
+
+def writes_begun(path, name) -> int:
+    """How many writes of column ``name`` of ``path`` this process began
+    (:meth:`~MeasurementSet.write_column`): compared before and after a run, whether it may have changed
+    the column (apply: an apply that failed before its first write does not say the column is half
+    rewritten)."""
+    return _WRITES.get((_key(path), str(name)), 0)
 
 
 def flag_written(path) -> int:
@@ -402,7 +414,7 @@ def flag_written(path) -> int:
     of FLAG, akflag's writes through :meth:`~MeasurementSet.flag_table`): compared before and after a
     run, whether it may have changed FLAG (calibration/flagsafety.flag_writes: a run that failed before
     its first FLAG write leaves no in-progress marker)."""
-    return _FLAG_OPENS.get(_key(path), 0)
+    return sum(writes_begun(path, c) for c in FLAG_COLUMNS)
 
 
 def weight_writes(path):
