@@ -426,6 +426,15 @@ def check_cluster(cfg, where, names, errs):
                  f"{cfg.scheduler!r} is not a dask scheduler address; expected e.g. tcp://host:8786")
 
 
+def _duplicate_terms(tables, keys, path, errs):
+    """A (table, key) listed twice (resolved as the apply does: core/selcheck.duplicate_terms) is refused
+    at ``path`` (the keys' parameter): it was applied twice, without a word."""
+    from .core.selcheck import duplicate_message, duplicate_terms
+
+    for i, j, real in duplicate_terms(tables, keys):
+        errs.add(path, duplicate_message(tables, keys, i, j, real))
+
+
 def _time_freq_interp(values, key, where, names, errs):
     """(time parts, freq parts) of per-term interp values, CASA 'time[,freq]' (core/freqinterp.py; freq
     '' = the nearest solution bin; time one of core.interpolation.MODES -- the XML's interp has no enum,
@@ -551,6 +560,8 @@ def _external_preapply(ep, where, names, errs):
         errs.add(_name("external_preapply.tables", where, names),
                  f"has {len(tables)} entries but {keys_name} has {len(ej)}; give one table per key, or one "
                  "table for all")
+    else:
+        _duplicate_terms(tables, ej, _name("external_preapply.jones", where, names), errs)
 
     def per_term(key, default):
         """A scalar or a one-entry list serves every term (as apply's, and CASA's gainfield / interp);
@@ -569,6 +580,16 @@ def _external_preapply(ep, where, names, errs):
             return [default] * len(ej)
         return list(v)
 
+    if not tables and not ej:       # per-term values without any term: refused (akcal dropped them and
+        # solved without a pre-apply, without a word)
+        for key in ("field_select", "time_interp", "solution_field", "spwmap"):
+            v = ep.get(key)
+            items = v if isinstance(v, (list, tuple)) else [v]
+            if any(x not in (None, "", []) for x in items):
+                tn, jn = (_name(f"external_preapply.{k}", "", names) for k in ("tables", "jones"))
+                errs.add(_name(f"external_preapply.{key}", where, names),
+                         f"is {v!r} but there is no term to pre-apply ({tn} and {jn} are empty); give the "
+                         "tables and their keys, or leave it out")
     fs = per_term("field_select", "nearest_time")
     tin = per_term("time_interp", "nearest")
     sfs = per_term("solution_field", None)
@@ -659,6 +680,7 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
         terms.append(ApplyTerm(key=str(jones[i]), table=str(tables[i]), field_select=fsel[i],
                                time_interp=tint[i], solution_field=_field_list(sf[i]),
                                freq_interp=fint[i], spwmap=list(smaps[i]), calwt=bool(cwts[i])))
+    _duplicate_terms(tables, jones, _name("jones", where, names), errs)
     pf = d.get("propagate_flags")
     if pf is not None and not isinstance(pf, bool):
         errs.add(_name("propagate_flags", where, names), f"{pf!r} must be true or false")

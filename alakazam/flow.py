@@ -279,6 +279,8 @@ def _validate(cfg: SolveConfig):
     ext_terms = []
     if cfg.external_preapply is not None:
         ep = cfg.external_preapply
+        from .core.selcheck import check_no_duplicates      # a term listed twice (pre-applied twice)
+        check_no_duplicates(ep.tables, ep.jones, "external_preapply.jones")
         for i, (table, key) in enumerate(zip(ep.tables, ep.jones)):
             ext_terms.append(chain.load_term(
                 table, key,

@@ -113,9 +113,10 @@ def build_config(params):
         bad_calmode = e.errors
     d["ref_ant"] = _refant(params["refant"])
     ep = d.pop("external_preapply")
-    if ep.get("tables"):
-        ep = {k: v for k, v in ep.items()      # "", None, [] dropped (a numpy array kept: no == test)
-              if not (v is None or (isinstance(v, (str, list)) and len(v) == 0))}
+    ep = {k: v for k, v in ep.items()          # "", None, [] dropped (a numpy array kept: no == test)
+          if not (v is None or (isinstance(v, (str, list)) and len(v) == 0))}
+    if ep:      # (also without gaintable: gainjones, interp, gainfield given alone are refused by the
+        # config, as in YAML; before, they were dropped with gaintable=[] and the solve ran without them)
         if isinstance(ep.get("solution_field"), list):
             ep["solution_field"] = [x if x not in ("", None, []) else None for x in ep["solution_field"]]
         d["external_preapply"] = ep

@@ -161,6 +161,30 @@ def _cpu_cap_error(p: ParamSpec, vals):
     return None
 
 
+#: the largest value of an integer parameter without a smaller XML maximum
+INT64_MAX = 2 ** 63 - 1
+
+
+def fmt_bound(x) -> str:
+    """A range bound as written in messages and the README tables: 1000000, not 1e+06."""
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e16:
+        return str(int(x))
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def range_text(lo, hi) -> str:
+    """' (allowed range: lo to hi)' for a parameter's error message ('' with one bound: the message
+    says it)."""
+    if lo is None or hi is None:
+        return ""
+    return f" (allowed range: {fmt_bound(lo)} to {fmt_bound(hi)})"
+
+
+def _int64(bound, p) -> str:
+    """' (a 64-bit integer)' when ``bound`` is the implicit int64 bound, not the XML's."""
+    return " (a 64-bit integer)" if bound not in (p.vmin, p.vmax) else ""
+
+
 _PY = {"string": str, "path": str, "bool": bool, "int": int, "double": float}
 
 
@@ -220,15 +244,20 @@ def check_value(p: ParamSpec, v, paths=True):
             cand = [a.lower() for a in p.allowed] if p.ignorecase else p.allowed
             if (x.lower() if p.ignorecase and isinstance(x, str) else x) not in cand:
                 return v, f"unallowed value {x!r} (allowed: {', '.join(p.allowed)})"
-    if p.vmin is not None or p.vmax is not None:
+    lo, hi = p.vmin, p.vmax
+    if p.type in ("int", "intVec"):     # an integer parameter is a 64-bit integer (numba, casacore):
+        lo = -INT64_MAX - 1 if lo is None else lo       # 10**30 passed this check and crashed in the
+        hi = INT64_MAX if hi is None else hi            # solver (numba TypingError)
+    if lo is not None or hi is not None:
+        rng = range_text(p.vmin, p.vmax)            # (the XML's range; an int64 bound says so itself)
         for x in (v if isinstance(v, list) else [v]):
-            if isinstance(x, (int, float)):
+            if isinstance(x, (int, float)) and not isinstance(x, bool):
                 if x in (float("inf"), float("-inf")):      # a bounded parameter is finite
-                    return v, f"must be finite, got {x!r}"
-                if p.vmin is not None and x < p.vmin:
-                    return v, f"min value is {p.vmin:g}, got {x!r}"
-                if p.vmax is not None and x > p.vmax:
-                    return v, f"max value is {p.vmax:g}, got {x!r}"
+                    return v, f"must be finite, got {x!r}{rng}"
+                if lo is not None and x < lo:
+                    return v, f"min value is {fmt_bound(lo)}, got {x!r}{rng or _int64(lo, p)}"
+                if hi is not None and x > hi:
+                    return v, f"max value is {fmt_bound(hi)}, got {x!r}{rng or _int64(hi, p)}"
     if p.vmaxpercpu is not None:
         err = _cpu_cap_error(p, v if isinstance(v, list) else [v])
         if err:

@@ -99,6 +99,8 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     ms_io.check_columns(cfg.ms, [cfg.data_col])
     ms_io.check_antenna_names(meta)      # solutions are matched to antennas by name
     compat.check_output_column(cfg.output_col, cfg.data_col, meta.columns)
+    from ..core.selcheck import check_no_duplicates     # a term listed twice (also applied twice)
+    check_no_duplicates([t.table for t in cfg.terms], [t.key for t in cfg.terms], "jones")
     terms = [chain.load_term(t.table, t.key, t.field_select, t.time_interp, t.solution_field)
              for t in cfg.terms]
     from . import spwmap as _spwmap
@@ -173,9 +175,11 @@ def _run_apply(cfg: ApplyConfig) -> dict:
             raise full from e
         raise
     write_col, created = None, False
+    from ..core.ms import writes_begun
     try:
         if _am.writes_data(mode):       # flagonly / trial write no data column
             write_col, created = columns.prepare(cfg.ms, cfg.output_col, cfg.data_col, init=not covers_all)
+            begun = writes_begun(cfg.ms, write_col)
         with (weightbackup.weight_writes(cfg.ms, wrows) if wrows is not None else nullcontext()):
             res = _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_col, rowsel,
                               rows_of=rows_of)
@@ -191,9 +195,12 @@ def _run_apply(cfg: ApplyConfig) -> dict:
         made = columns.take_made(cfg.ms)    # also when the interrupt came before prepare returned
         if created or made:             # only the partial column this run created (MS lock held)
             columns.drop(cfg.ms, write_col if created else made)
-        elif write_col is not None:     # an existing column, rewritten in place: say it is half done
-            from .flagsafety import partial_column_message
-            partial_column_message(cfg.ms, write_col, e)
+        elif write_col is not None and writes_begun(cfg.ms, write_col) != begun:
+            from .flagsafety import partial_column_message     # an existing column, rewritten in place:
+            partial_column_message(cfg.ms, write_col, e)        # say it is half done
+        elif write_col is not None:     # (before: said "the rows written so far hold the new correction")
+            log.info("apply stopped (%s) before writing %s of %s: the column is unchanged",
+                     type(e).__name__, write_col, cfg.ms)
         if wrows is not None:           # WEIGHT as before the run, said (core/weightbackup.py)
             weightbackup.put_back(cfg.ms, e)
         columns.end_writes(cfg.ms)

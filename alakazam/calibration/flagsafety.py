@@ -6,6 +6,8 @@ Convention (pinned by tests/test_reliability.py):
   disk before the first FLAG write.
 * While FLAG is being written, the marker ``<ms>.flagversions/flags.akapply_N.in_progress`` exists; it
   holds the restore command.  It is removed when the run completes.
+* A run that fails with an error (not an interrupt) before its first FLAG write removes the marker
+  (FLAG is unchanged; the saved version stays).
 * Ctrl-C (or SIGTERM through the CLI) logs "FLAG may be partly changed; restore with: ..." and keeps
   the marker; after a kill -9 the marker stays, and the next apply on that MS warns with the same
   command.  :func:`alakazam.calibration.apply.restore_flags` removes the marker of the version it
@@ -157,7 +159,10 @@ def flag_writes(ms, version, what="apply"):
         fh.write(f"FLAG writes in progress; restore with: {restore_command(ms, version)}\n")
     from ..core import columns
     from ..core.ms import flag_writes as handle_flag_writes
+    from ..core.ms import flag_written
 
+    before = flag_written(ms)
+    unchanged = False
     try:
         # inside the try: a signal delivered through another thread (pthread_sigmask holds it for the
         # main thread only) may interrupt the snapshot, which is then removed like any other
@@ -167,7 +172,13 @@ def flag_writes(ms, version, what="apply"):
     except BaseException as e:
         from ..core import undo
 
-        if isinstance(e, KeyboardInterrupt) and undo.active() is not None:
+        if isinstance(e, Exception) and flag_written(ms) == before:
+            # an error (not an interrupt) before the run's first FLAG write: FLAG is as saved, so no
+            # marker is left (before: every later task warned that FLAG "may be partly changed")
+            unchanged = True
+            log.info("%s stopped (%s) before writing FLAG: FLAG is unchanged (flag version %s keeps the "
+                     "flags of before)", what, type(e).__name__, version)
+        elif isinstance(e, KeyboardInterrupt) and undo.active() is not None:
             # akshell's undo (core/undo.py) puts FLAG back from this version and says so (or, if it
             # cannot, logs the restore command itself)
             log.warning("%s interrupted (%s) while writing FLAG: the undo restores FLAG from flag "
@@ -180,6 +191,8 @@ def flag_writes(ms, version, what="apply"):
         # also when the interrupt comes after the writes, before the snapshot's removal (before: a
         # SIGTERM there left the snapshot behind)
         columns.end_writes(ms)
+        if unchanged:
+            clear_marker(ms, version)
     clear_marker(ms, version)
 
 

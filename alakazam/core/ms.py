@@ -85,6 +85,7 @@ _ACTIVE = {}                    # normalised path -> MeasurementSet
 _LOCK = threading.Lock()
 _FLAG_WRITES = {}               # normalised path -> depth of flag_writes
 _WEIGHT_WRITES = {}             # normalised path -> depth of weight_writes
+_WRITES = {}                    # (normalised path, column) -> writes begun (writes_begun, flag_written)
 
 
 def _key(path) -> str:
@@ -249,7 +250,8 @@ class MeasurementSet:
     def flag_table(self):
         """``with ms.flag_table() as t``: the main table read-write for a run of FLAG / FLAG_ROW writes
         (akflag writes its units' flags through ``t``; it reads through it too) -- only inside
-        :func:`flag_writes` of this MS (a saved flag version)."""
+        :func:`flag_writes` of this MS (a saved flag version).  Each write through ``t`` calls
+        :func:`note_flag_write` first (flagging/engine._put_flags)."""
         self._check_write("FLAG")
         return self._open_rw()
 
@@ -274,6 +276,7 @@ class MeasurementSet:
         from .ms_io import _row_runs
 
         self._check_write(name)
+        note_write(self.path, name)
         if undo.active() is not None:       # an interruptible task: keep the old rows (core/undo.py)
             undo.active().before_write(self.path, name, rownr)
         with self._open_rw() as t:
@@ -384,6 +387,34 @@ def flag_writes(path):
     """``with flag_writes(ms):`` FLAG / FLAG_ROW of ``ms`` may be written through the handle (entered by
     :func:`alakazam.calibration.flagsafety.flag_writes` once the flag version is saved)."""
     return _permitted(_FLAG_WRITES, path)
+
+
+def note_write(path, name):
+    """A write of column ``name`` of ``path`` begins (:func:`writes_begun`)."""
+    k = (_key(path), str(name))
+    with _LOCK:
+        _WRITES[k] = _WRITES.get(k, 0) + 1
+
+
+def note_flag_write(path):
+    """A FLAG / FLAG_ROW write of ``path`` begins (:func:`flag_written`)."""
+    note_write(path, "FLAG")
+
+
+def writes_begun(path, name) -> int:
+    """How many writes of column ``name`` of ``path`` this process began
+    (:meth:`~MeasurementSet.write_column`): compared before and after a run, whether it may have changed
+    the column (apply: an apply that failed before its first write does not say the column is half
+    rewritten)."""
+    return _WRITES.get((_key(path), str(name)), 0)
+
+
+def flag_written(path) -> int:
+    """How many FLAG / FLAG_ROW writes of ``path`` this process began (:meth:`~MeasurementSet.write_column`
+    of FLAG, akflag's writes through :meth:`~MeasurementSet.flag_table`): compared before and after a
+    run, whether it may have changed FLAG (calibration/flagsafety.flag_writes: a run that failed before
+    its first FLAG write leaves no in-progress marker)."""
+    return sum(writes_begun(path, c) for c in FLAG_COLUMNS)
 
 
 def weight_writes(path):

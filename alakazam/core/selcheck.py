@@ -258,3 +258,62 @@ def table_errors(tables, keys, where="", table_name="gaintable", key_name="jones
         except AlakazamError as e:
             errors[f"{pre}{key_name}[{i}]"] = [str(e)]
     return errors
+
+
+def _term_identity(table, key):
+    """(real path of ``table``, the table's key for ``key``) as the apply resolves it
+    (:func:`alakazam.io.solutions.resolve_key`: 'g0' is G0, a bare 'G' the only G key, any key of a CASA
+    caltable its one term); a table that cannot be read (yet: a YAML block's earlier block writes it)
+    compares by the key as given, upper-cased."""
+    path = os.path.realpath(os.path.expanduser(str(table)))
+    real = str(key).strip().upper()
+    if os.path.exists(path):
+        from ..io import solutions
+
+        try:
+            real = solutions.resolve_key(path, key)
+        except Exception:       # (not found / ambiguous / not a table: said by the other checks)
+            pass
+    return path, real
+
+
+def duplicate_terms(tables, keys) -> list:
+    """``[(i, j, real key)]``: entry ``j`` is the same term as the earlier entry ``i`` -- the same table
+    file (after '~', relative paths and links) and the same key once resolved as the apply resolves it.
+    A term listed twice was applied twice without a word (G0 twice: amplitudes corrected by G0^2).  One
+    table for every key (``tables`` of length 1) is broadcast; lists of other lengths are compared
+    pairwise as far as they go (their lengths are refused elsewhere).  Different tables with the same
+    key are different terms."""
+    tables = [tables] if isinstance(tables, str) else list(tables or [])
+    keys = [keys] if isinstance(keys, str) else list(keys or [])
+    if len(tables) == 1:
+        tables = tables * len(keys)
+    seen, out = {}, []
+    for j, (table, key) in enumerate(zip(tables, keys)):
+        if not isinstance(table, str) or not isinstance(key, str) or not table or not key.strip():
+            continue
+        ident = _term_identity(table, key)
+        if ident in seen:
+            out.append((seen[ident], j, ident[1]))
+        else:
+            seen[ident] = j
+    return out
+
+
+def duplicate_message(tables, keys, i, j, real) -> str:
+    """The error for :func:`duplicate_terms`' entry ``(i, j, real)``."""
+    tables = [tables] if isinstance(tables, str) else list(tables)
+    ti, tj = (tables[k] if len(tables) > k else tables[0] for k in (i, j))
+    given = f"{keys[i]!r}" if keys[i] == keys[j] else f"{keys[i]!r} and {keys[j]!r}"
+    where = f"{ti!r}" if ti == tj else f"{ti!r} (= {tj!r})"
+    return (f"entries {i} and {j} ({given}) are the same term, {real} of {where}: it would be applied "
+            "twice; list each (table, key) once")
+
+
+def check_no_duplicates(tables, keys, param):
+    """ParameterError naming ``param`` when a (table, key) is listed twice: the engine's own check
+    (``run_apply``, a solve's external pre-apply), for a config built without the config builders, or a
+    YAML table an earlier block wrote, whose keys could not be resolved at the preflight."""
+    errors = [duplicate_message(tables, keys, i, j, real) for i, j, real in duplicate_terms(tables, keys)]
+    if errors:
+        raise ParameterError({param: errors})

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from dataclasses import field as _dcfield
 from typing import List
 
-from ..config import _check_keys, _Errors, _kwargs, _name, _require, _values
+from ..config import _check_keys, _duplicate_terms, _Errors, _kwargs, _name, _require, _values
 from ..errors import AlakazamError
 
 #: akflag's modes (tasks_xml/akflag.xml; tests/test_schema.py pins the two lists to it)
@@ -238,6 +238,10 @@ def _gain_params(cfg, d, where, names, errs, check_ms=True):
         if cfg.parang:
             errs.add(_name("parang", where, names), "True needs gaintable and gainjones (the calibration "
                      "to apply before flagging)")
+        for key, v in (("gainfield", fsel), ("interp", tint)):     # (before: ignored without a word)
+            if any(v):
+                errs.add(_name(key, where, names), f"is {v!r} but there is no term to apply (gaintable and "
+                         "gainjones are empty); give the tables and their keys, or leave it out")
         return
     if not jones:
         errs.add(_name("gainjones", where, names), "is required with gaintable (one key per table, e.g. "
@@ -258,6 +262,7 @@ def _gain_params(cfg, d, where, names, errs, check_ms=True):
             if x and x not in allowed:
                 errs.add(_name(key, where, names), f"[{i}] {x!r} is not allowed; expected one of "
                          f"{', '.join(allowed)}")
+    _duplicate_terms(tables, jones, _name("gainjones", where, names), errs)
     if "pinned" in fsel:
         errs.add(_name("gainfield", where, names), "'pinned' is not supported by akflag (use nearest_time "
                  "or nearest_sky)")

@@ -261,6 +261,9 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
 
 
 def _put_flags(t, rows, flag):
+    from ..core.ms import note_flag_write
+
+    note_flag_write(t.name())   # FLAG may change from here on (calibration/flagsafety.flag_writes)
     putcol_rows(t, "FLAG", rows, flag)
     putcol_rows(t, "FLAG_ROW", rows, flag.all(axis=(1, 2)))
 
