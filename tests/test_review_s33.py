@@ -36,3 +36,26 @@ def test_debug_keeps_the_exit_status(tmp_path):
                            text=True, env=env, timeout=300)
         assert r.returncode == 2, (debug, r.returncode, r.stderr[-500:])
         assert ("Traceback" in r.stderr) == traced and "none.ms" in r.stderr
+
+
+def test_fluxscale_takes_the_model_the_transfer_solutions_were_solved_against(tmp_path):
+    """A transfer field solved with CASA's smodel (a 2 Jy point source) instead of its MODEL_DATA (the
+    simulator's 1 Jy): akfluxscale read MODEL_DATA and gave half the flux density; the solutions now
+    record their model (attrs ``smodel`` / ``model_column``) and the true 2.5 Jy comes out."""
+    from alakazam.caltasks import akcal, akfluxscale
+    from alakazam.io import hdf5
+    from alakazam.sim import simulate_ms
+
+    ms, cal = str(tmp_path / "s.ms"), str(tmp_path / "c.h5")
+    simulate_ms(ms, n_ant=5, n_chan=(4,), duration_h=1.0, noise=0.05, seed=7, time_gains=False,
+                leakage=False, crosshand=False, dead_ant=False, flag_rows=0.0)
+    akcal(vis=ms, caltable=cal, field="3C286", jones=["G"], solint="scan", refant="C00", minblperant=3)
+    akcal(vis=ms, caltable=cal, field="3C147", jones=["G"], solint="scan", refant="C00", minblperant=3,
+          smodel=[2.0, 0.0, 0.0, 0.0], append=True)
+    s147 = [s for s in hdf5.read_term(cal, "G0") if s.field_name == "3C147"]
+    assert list(s147[0].attrs["smodel"]) == [2.0, 0.0, 0.0, 0.0]
+    res = akfluxscale(caltable=cal, fluxtable=str(tmp_path / "f.h5"), reference=["3C286"],
+                      transfer=["3C147"], jones="G0")
+    rec = next(v for v in res.values() if isinstance(v, dict) and v.get("fieldName") == "3C147")
+    flux = float(rec["0"]["fluxd"][0])
+    assert abs(flux / 2.5 - 1) < 0.02, flux

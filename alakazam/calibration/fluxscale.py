@@ -31,7 +31,9 @@ robust sigmas, 3 iterations, median/MAD: :func:`sigma_clip`, ``CLIP_NSIGMA``), t
 
 i.e. CASA's "scatter of the ratios over antennas and polarisations divided by the square root of
 their number".  ``fluxd = model flux x scale`` (the model flux is the mean of Re((pp + qq) / 2) of
-MODEL_DATA of that field and SPW in the MS of ``cfg.ms`` (akfluxscale ``vis``, YAML ``ms``), by default
+the model the transfer solutions were solved against -- MODEL_DATA, the solve's model column, or CASA's
+smodel I, as their attrs ``model_column`` / ``smodel`` record it (:func:`model_source`; older tables:
+MODEL_DATA) -- of that field and SPW in the MS of ``cfg.ms`` (akfluxscale ``vis``, YAML ``ms``), by default
 the one the solutions record in their attr ``ms``: :func:`transfer_ms`, relative paths of older tables
 looked for next to the table, then in the current directory).  An MS that cannot be found or read, or
 a missing or zero model, is an error naming the MS (it assumed 1 Jy with a warning: a wrong flux
@@ -259,38 +261,57 @@ def transfer_ms(cfg, table, sets):
                   f"(looked for {' and '.join(tried)}); {_GIVE_MS}")
 
 
-def _ms_errors(ms, field):
+def model_source(sets):
+    """The model the transfer field's solutions were solved against, as their attrs record it:
+    ``("smodel", [I, Q, U, V])`` (CASA smodel: a point source), or ``("column", name)`` (MODEL_DATA, or
+    the solve's model column); tables written before the attrs existed: MODEL_DATA."""
+    for s in sets:
+        sm = s.attrs.get("smodel")
+        if sm is not None and len(np.atleast_1d(sm)):
+            return "smodel", [float(x) for x in np.atleast_1d(sm)]
+        col = s.attrs.get("model_column")
+        if col:
+            return "column", str(col)
+    return "column", "MODEL_DATA"
+
+
+def _ms_errors(ms, field, column="MODEL_DATA"):
     """Why the model flux of ``field`` cannot be read from ``ms`` (not an MS, no such field, no
-    MODEL_DATA: :func:`alakazam.core.ms_io.check_columns`' message), or None."""
+    model column: :func:`alakazam.core.ms_io.check_columns`' message), or None."""
     from ..core import ms_io
 
     try:
         ms_io.check_ms(ms)
         meta = ms_io.read_meta(ms)
         ms_io.resolve_fields(meta, [field])
-        ms_io.check_columns(ms, ["MODEL_DATA"])
+        if column:
+            ms_io.check_columns(ms, [column])
     except AlakazamError as e:
         return _msg(e, "vis/ms")
     return None
 
 
-def _model_flux(ms, field):
-    """{spw_id: mean Re((pp + qq) / 2) of MODEL_DATA} of ``field`` (first 200 rows per SPW), and the
-    field id.  AlakazamError naming the MS when it cannot be read (the flux density would be wrong:
-    it is model flux x scale)."""
+def _model_flux(ms, field, source=("column", "MODEL_DATA")):
+    """{spw_id: mean Re((pp + qq) / 2) of the model column} of ``field`` (first 200 rows per SPW), or
+    the smodel's I in every SPW (``source``: :func:`model_source`), and the field id.  AlakazamError
+    naming the MS when it cannot be read (the flux density would be wrong: it is model flux x scale)."""
     from ..core import ms_io
 
-    why = _ms_errors(ms, field)
+    kind, what = source
+    column = what if kind == "column" else ""
+    why = _ms_errors(ms, field, column)
     if why:
         raise AlakazamError(f"fluxscale: the model flux of {field} is not readable ({why}); {_GIVE_MS}")
     meta = ms_io.read_meta(ms)
     fid = ms_io.resolve_fields(meta, [field])[0]
+    if kind == "smodel":                # the solve's model: a point source of Stokes I = smodel[0]
+        return {int(sp.spw_id): float(what[0]) for sp in meta.spws.values()}, int(fid)
     out = {}
     for ddid, sp in meta.spws.items():
         rows = ms_io.row_numbers(ms, ddid, [fid])[:200]
         if not len(rows):
             continue
-        ch = ms_io.read_rows(ms, ddid, [fid], data_col="MODEL_DATA", model_col=None, meta=meta, rows=rows,
+        ch = ms_io.read_rows(ms, ddid, [fid], data_col=column, model_col=None, meta=meta, rows=rows,
                              weights=False)
         if ch.n_row:
             d = ch.data
@@ -409,7 +430,8 @@ def check_inputs(cfg: FluxscaleConfig) -> dict:
             f"reference ({', '.join(cfg.reference_field)})")
     for tf in transfer:                 # the MS whose MODEL_DATA gives the model flux
         ms, why = transfer_ms(cfg, tr_table, [s for s in tr_sets if s.field_name == tf])
-        why = why or _ms_errors(ms, tf)
+        src = model_source([s for s in tr_sets if s.field_name == tf])
+        why = why or _ms_errors(ms, tf, src[1] if src[0] == "column" else "")
         if why and why not in errors.get("ms", []):
             add("ms", why)
     pool = transfer or sorted(have_tr)          # (no valid transfer field: spw checked on every field)
@@ -530,7 +552,7 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
         ms, why = transfer_ms(cfg, tr_table, ts_all)
         if why:
             raise ParameterError({"ms": [why]})
-        mflux, fid = _model_flux(ms, tf)
+        mflux, fid = _model_flux(ms, tf, model_source(ts_all))
         for sp in spws:
             ts = [s for s in ts_all if s.spw == sp]
             if not ts:
