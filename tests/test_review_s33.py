@@ -59,3 +59,15 @@ def test_fluxscale_takes_the_model_the_transfer_solutions_were_solved_against(tm
     rec = next(v for v in res.values() if isinstance(v, dict) and v.get("fieldName") == "3C147")
     flux = float(rec["0"]["fluxd"][0])
     assert abs(flux / 2.5 - 1) < 0.02, flux
+
+
+@pytest.mark.parametrize("word", ["corrected", "Corrected", "model"])
+def test_casa_datacolumn_words_are_not_taken_as_new_output_columns(word):
+    """akapply(outputcolumn='corrected') created a column named 'corrected' (akflag's datacolumn word for
+    CORRECTED_DATA): refused, naming CORRECTED_DATA."""
+    from alakazam.calibration.compat import output_column_errors
+
+    errs = output_column_errors(word, "DATA", ["DATA", "MODEL_DATA", "FLAG"])
+    assert errs and "datacolumn word" in errs[0] and "CORRECTED_DATA" in errs[0]
+    assert output_column_errors("CORRECTED_DATA", "DATA", ["DATA"]) == []
+    assert output_column_errors("corrected_2", "DATA", ["DATA"]) == []

@@ -50,6 +50,10 @@ def output_column_errors(output_col, data_col="DATA", ms_columns=None):
         return [f"{col!r} is not a column name (letters, digits, '_'); {expected}"]
     if col in ALLOWED_EXISTING and col != data_col:
         return []
+    alias = {"CORRECTED": "CORRECTED_DATA", "DATA": "DATA", "MODEL": "MODEL_DATA"}.get(col.upper())
+    if alias and col != alias:          # CASA's datacolumn words (flagdata; akflag): not new column names
+        return [f"{col!r} is CASA's datacolumn word for {alias}; as an output column it would create a new "
+                f"column named {col!r}; {expected} (e.g. outputcolumn='CORRECTED_DATA')"]
     same = [c for c in list(ALLOWED_EXISTING) + list(ms_columns or [])
             if c.upper() == col.upper() and c != col]
     if same:                            # column names are case-sensitive: a second, near-identical column
