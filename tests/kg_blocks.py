@@ -66,3 +66,25 @@ solve:
 """
     path.write_text(text)
     return path
+
+
+def tiny_g_table(d):
+    """(ms, cal) under directory ``d``: a 4-antenna, 4-channel, 0.5 h simulated MS and a G(scan) table
+    on 3C286 (the YAML preflight tests' inputs)."""
+    from alakazam.sim import simulate_ms
+
+    ms, cal = str(d / "sim.ms"), str(d / "cal.h5")
+    simulate_ms(ms, n_ant=4, n_ant_extra=0, n_chan=(4,), duration_h=0.5, noise=0.05, seed=1, leakage=False,
+                dead_ant=False)
+    run_solve(solve_config_from_dict(dict(ms=ms, output=cal, ref_ant="C00", jones=["G"], field=["3C286"],
+                                          time_interval=["scan"], quiet=True)))
+    return ms, cal
+
+
+def write_yaml(tmp_path, doc):
+    """``doc`` written as ``tmp_path``/cal.yaml; its path (str)."""
+    import yaml
+
+    y = tmp_path / "cal.yaml"
+    y.write_text(yaml.safe_dump(doc))
+    return str(y)

@@ -7,34 +7,26 @@ list's length was wrong too) were not reported; the user met them one run at a t
 """
 
 import os
+import sys
 
 import pytest
-import yaml
 from casacore.tables import table
 
 from alakazam.caltasks.yamlrun import run_yaml
-from alakazam.config import solve_config_from_dict
 from alakazam.errors import ParameterError
-from alakazam.flow import run_solve
-from alakazam.sim import simulate_ms
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kg_blocks import tiny_g_table, write_yaml  # noqa: E402  (tests/kg_blocks.py)
 
 
 @pytest.fixture(scope="module")
 def solved(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ybc")
-    ms, cal = str(d / "sim.ms"), str(d / "cal.h5")
-    simulate_ms(ms, n_ant=4, n_ant_extra=0, n_chan=(4,), duration_h=0.5, noise=0.05, seed=1, leakage=False,
-                dead_ant=False)
-    run_solve(solve_config_from_dict(dict(ms=ms, output=cal, ref_ant="C00", jones=["G"], field=["3C286"],
-                                          time_interval=["scan"], quiet=True)))
-    return ms, cal
+    return tiny_g_table(tmp_path_factory.mktemp("ybc"))
 
 
 def _run(tmp_path, doc):
-    y = tmp_path / "cal.yaml"
-    y.write_text(yaml.safe_dump(doc))
     with pytest.raises(ParameterError) as e:
-        run_yaml(str(y))
+        run_yaml(write_yaml(tmp_path, doc))
     return e.value.errors
 
 

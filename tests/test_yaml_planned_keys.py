@@ -9,33 +9,24 @@ bad key never named.  An apply's correlation ('RR' on linear feeds) was found wh
 """
 
 import os
+import sys
 
 import pytest
-import yaml
 from casacore.tables import table
 
 from alakazam.caltasks.yamlrun import run_yaml
-from alakazam.config import solve_config_from_dict
 from alakazam.errors import ParameterError
-from alakazam.flow import run_solve
-from alakazam.sim import simulate_ms
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kg_blocks import tiny_g_table, write_yaml  # noqa: E402  (tests/kg_blocks.py)
 
 
 @pytest.fixture(scope="module")
 def ms_cal(tmp_path_factory):
-    d = tmp_path_factory.mktemp("planned")
-    ms, cal = str(d / "sim.ms"), str(d / "cal.h5")
-    simulate_ms(ms, n_ant=4, n_ant_extra=0, n_chan=(4,), duration_h=0.5, noise=0.05, seed=1, leakage=False,
-                dead_ant=False)
-    run_solve(solve_config_from_dict(dict(ms=ms, output=cal, ref_ant="C00", jones=["G"], field=["3C286"],
-                                          time_interval=["scan"], quiet=True)))
-    return ms, cal
+    return tiny_g_table(tmp_path_factory.mktemp("planned"))
 
 
-def _yaml(tmp_path, doc):
-    y = tmp_path / "cal.yaml"
-    y.write_text(yaml.safe_dump(doc))
-    return str(y)
+_yaml = write_yaml
 
 
 def _untouched(ms):
