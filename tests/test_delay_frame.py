@@ -33,11 +33,18 @@ def constant_gains(tmp_path_factory):
     cals["kbg"] = str(d / "kbg.h5")       # K per scan, a bandpass over all scans, G per 2 min
     akcal(vis=ms, caltable=cals["kbg"], field="3C147", jones=["K", "G", "G"], solint=["scan", "inf", "2min"],
           freqint=["full", "1MHz", "full"], refant="C00")
+    for ksol in ("scan", "inf"):          # a T, and a G of 4-channel bins (for 'time,freq' interp)
+        cals[ksol + "T"] = str(d / f"{ksol}T.h5")
+        akcal(vis=ms, caltable=cals[ksol + "T"], field="3C147", jones=["K", "T"], solint=[ksol, "2min"],
+              refant="C00")
+        cals[ksol + "F"] = str(d / f"{ksol}F.h5")
+        akcal(vis=ms, caltable=cals[ksol + "F"], field="3C147", jones=["K", "G"], solint=[ksol, "2min"],
+              freqint=["full", "4MHz"], refant="C00")
     return ms, cals
 
 
-def _target_phase_rms(ms, cal, interp):
-    akapply(vis=ms, gaintable=[cal, cal], jones=["K0", "G0"], interp=interp, field="TARGET")
+def _target_phase_rms(ms, cal, interp, gain="G0"):
+    akapply(vis=ms, gaintable=[cal, cal], jones=["K0", gain], interp=interp, field="TARGET")
     with table(ms, ack=False) as t:
         q = t.query("FIELD_ID==2")
         c = q.getcol("CORRECTED_DATA")[..., [0, 3]]
@@ -145,3 +152,61 @@ def test_the_kept_preapply_product_frames_as_the_per_block_path(constant_gains, 
     for a, b in zip(kept, per_block):
         np.testing.assert_array_equal(a.flags, b.flags)
         np.testing.assert_array_equal(a.jones, b.jones)
+
+
+@pytest.mark.parametrize("case", [("T", "T0", "linear"), ("F", "G0", "linear,linear"),
+                                  ("F", "G0", "linear,nearest"), ("F", "G0", "linear,linearflag")])
+def test_t_and_frequency_interpolation_between_scans(constant_gains, monkeypatch, case):
+    """A T after K(scan), and a G of 4-channel bins after K(scan) applied with a frequency
+    interpolation: the TARGET's row phases as with one K for the whole run (0.0665 rad against 0.0126
+    before, session 34).  For 'time,freq' the frame comes off at G's bins, before the interpolation
+    across them: taken at the channels, a 'nearest' bin would keep the whole delay times the channel's
+    offset from its bin."""
+    ms, cals = constant_gains
+    suffix, gain, interp = case
+    control = _target_phase_rms(ms, cals["inf" + suffix], ["nearest", interp], gain)
+    after = _target_phase_rms(ms, cals["scan" + suffix], ["nearest", interp], gain)
+    monkeypatch.setattr(delayframe, "k_terms_for", lambda *a: [])
+    before = _target_phase_rms(ms, cals["scan" + suffix], ["nearest", interp], gain)
+    print(f"{case}: control {control:.4f}, per-scan K {after:.4f} (without the frame {before:.4f})")
+    assert before > 3 * control
+    assert after < 1.15 * control
+
+
+@pytest.mark.parametrize("fmode", ["linear", "nearest", "linearflag", "nearestflag"])
+def test_frequency_interpolation_unchanged_at_the_solution_times(constant_gains, fmode):
+    """At G's own solution times the framed 'time,freq' evaluation is the plain one to rounding, flagged
+    bins (one antenna's bin in one hand, one bin of every antenna) bridged or flagged alike."""
+    ms, cals = constant_gains
+    k = chain.load_term(cals["scanF"], "K0")
+
+    def g_term(framed):
+        g = chain.load_term(cals["scanF"], "G0", time_interp="linear")
+        g.freq_interp = fmode
+        for x in g.sets:
+            x.jones = np.array(x.jones)
+            x.flags = np.array(x.flags)
+            x.jones[1, 1, :, 0, 0] = np.nan          # C01, bin 1, hand p
+            x.jones[:, 2] = np.nan                   # bin 2 of every antenna
+            x.flags[:, 2] = True
+            if x.pol_flags is not None:
+                x.pol_flags = np.array(x.pol_flags)
+                x.pol_flags[1, 1, :, 0] = True
+                x.pol_flags[:, 2] = True
+            if not framed:
+                x.attrs = dict(x.attrs, preapply_chain=[])
+        return g
+
+    g, g_plain = g_term(True), g_term(False)
+    assert delayframe.k_terms_for(g, [k, g], 0) == [k] and delayframe.k_terms_for(g_plain, [k, g_plain]) == []
+    s = g.sets[0]
+    freqs = np.arange(1.300e9, 1.316e9, 1e6)
+    times = np.concatenate([x.time for x in g.sets])
+    args = (0, times, freqs, [str(x) for x in s.attrs["ant_names"]], "3C147",
+            (float(s.attrs["field_ra"]), float(s.attrs["field_dec"])))
+    framed, _ = chain.compose([k, g], *args)
+    plain, _ = chain.compose([k, g_plain], *args)
+    ok = np.isfinite(plain)
+    assert np.array_equal(ok, np.isfinite(framed)) and ok.mean() > 0.3      # linearflag: 0.46
+    assert (ok.mean() < 1) == fmode.endswith("flag")          # bridged, or flagged
+    assert np.allclose(framed[ok], plain[ok], rtol=1e-12, atol=1e-12)

@@ -407,12 +407,15 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
         return chainfield.compose_groups(compose, parts, spw_id, times, freqs, ant_names, target_name,
                                          target_radec, prefer_own, log_lines, time_scan, bad_out)
 
-    def evaluate(term, chan_one=False):
-        fast = diag_table(term, spw_id, times, freqs, ant_names, target_name, target_radec, prefer_own,
+    def evaluate(term, chan_one=False, at=None):
+        """(jones or None, diag or None, info, flags or None) of ``term`` on the data's channels (or on
+        the frequencies ``at``)."""
+        at = freqs if at is None else at
+        fast = diag_table(term, spw_id, times, at, ant_names, target_name, target_radec, prefer_own,
                           time_scan=time_scan)
         if fast is not None:
             return None, fast[0], fast[1], None   # (n_t, n_ant, n_chan or 1, 2), the same values
-        j, f, info = term_tables(term, spw_id, times, freqs, ant_names, target_name, target_radec,
+        j, f, info = term_tables(term, spw_id, times, at, ant_names, target_name, target_radec,
                                  prefer_own, time_scan=time_scan, chan_one=chan_one)
         return j, (np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1) if term.diagonal else None), info, f
 
@@ -426,9 +429,8 @@ def compose(terms: List[LoadedTerm], spw_id, times, freqs, ant_names, target_nam
     for i, term in enumerate(terms):
         ks = delayframe.k_terms_for(term, terms if frame_terms is None else frame_terms, spw_id)
         if ks:
-            j, d, info, f = evaluate(delayframe.to_frame(term, ks, spw_id))
-            d = delayframe.from_frame(d, term, ks, spw_id, times, freqs, ant_names, target_name,
-                                      target_radec, time_scan)
+            j, d, info, f = delayframe.evaluate_in_frame(evaluate, term, ks, spw_id, times, freqs, ant_names,
+                                                         target_name, target_radec, time_scan)
         else:
             j, d, info, f = cache[i] if i in cache else evaluate(term, sky_chan_one and not frames.get(i))
         if frames.get(i):

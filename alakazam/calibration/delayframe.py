@@ -22,7 +22,11 @@ K is unit-modulus, so where K is the same at t and at the G solutions used (the 
 changes, to rounding; between scans the product K G is the one CASA's band-centre convention gives at
 G's frequency bins.
 
-Applies to a G (jones_type G, nearest frequency bin -- not ``freq_interp``) whose ``preapply_chain``
+With a frequency interpolation (CASA's 'time,freq'), ``conj K`` is taken at the bins before G is
+interpolated across them (:func:`evaluate_in_frame`).
+
+Applies to a G or T (one gain for both hands: framed per hand, as K differs between them; any
+frequency interpolation) whose ``preapply_chain``
 names a K of the same chain with more than one solution time, with no gain of per-scan solutions
 solved in between (that one took K's per-scan error: K per scan, a bandpass per scan, then G -- the
 bandpass is framed, the G not; a term in between that the chain does not apply: not framed, as it
@@ -45,11 +49,11 @@ from ..errors import AlakazamError
 
 def k_terms_for(term, terms, spw_id=None):
     """The K terms of ``terms`` that the gain ``term`` was solved after and that vary in time (empty when
-    the frame does not apply to ``term``: not a G, a G with ``freq_interp``, or -- for SPW ``spw_id`` --
-    a G with a solution set spanning several scans there, which absorbed several Ks' phases)."""
+    the frame does not apply to ``term``: not a G or T, or -- for SPW ``spw_id`` -- a gain with a
+    solution set spanning several scans there, which absorbed several Ks' phases)."""
     from .solve_order import preapply_chain
 
-    if term.jones_type != "G" or term.freq_interp:
+    if term.jones_type not in ("G", "T"):
         return []
     if spw_id is not None and any(int(s.attrs["spw"]) == int(spw_id) and not s.scan_id for s in term.sets):
         return []
@@ -141,20 +145,66 @@ def to_frame(term, k_terms, spw_id):
     return t2
 
 
-def from_frame(d, term, k_terms, spw_id, times, freqs, ant_names, target_name, target_radec, time_scan):
-    """G's diagonal ``d`` (n_t, n_ant, n_chan or 1, 2), evaluated from :func:`to_frame`'s copy, brought
-    back: times conj(K(t, f_b(c))) at the G bin ``b(c)`` of each channel."""
-    from ..core.interpolation import map_freq
+def evaluate_in_frame(evaluate, term, k_terms, spw_id, times, freqs, ant_names, target_name, target_radec,
+                      time_scan):
+    """``evaluate(term)`` of :func:`alakazam.calibration.chain.compose` (``(jones, diag, info, flags)``)
+    with ``term`` interpolated in the frame of ``k_terms``: the framed copy evaluated, then brought back.
+
+    With a frequency interpolation (``freq_interp``, CASA's 'time,freq') the frame is taken off at G's
+    own frequency bins, before the interpolation across them: the framed copy is evaluated in time on
+    the bins, brought back there with ``conj K(t, f_b)``, and only then interpolated to the channels
+    (:func:`alakazam.core.freqinterp.interp_freq`, per hand: each hand's flagged bins bridged on its
+    own).  Bringing it back at the channel frequency instead would leave ``K(t, f_b) conj K(t, f_c)``,
+    the whole delay times the channel's distance from the bin it took (``nearest``)."""
+    framed = to_frame(term, k_terms, spw_id)
+    bins = _common_bins(term, spw_id)
+    if not term.freq_interp or bins is None or len(bins) < 2:      # nearest bin (one bin: the same)
+        j, d, info, f = evaluate(framed)
+        return j, from_frame(d, term, k_terms, spw_id, times, freqs, ant_names, target_name, target_radec,
+                             time_scan), info, f
+    flat = copy.copy(framed)
+    flat.__dict__.pop("_hand_views", None)
+    flat.freq_interp = ""
+    _, d, info, _ = evaluate(flat, at=bins)                      # (n_t, n_ant, n_bins or 1, 2)
+    d = np.broadcast_to(d, (len(times), len(ant_names), len(bins), 2))
+    d = d * np.conj(_diag_factor(k_terms, spw_id, np.asarray(times, float), bins, ant_names, target_name,
+                                 target_radec, time_scan))
+    from ..core.freqinterp import interp_freq
+
+    out = np.empty((len(times), len(ant_names), len(freqs), 2), np.complex128)
+    for h in range(2):
+        jb = np.zeros((len(ant_names), len(bins), len(times), 2, 2), np.complex128)
+        v = np.moveaxis(d[..., h], 0, 2)                        # (n_ant, n_bins, n_t)
+        jb[..., 0, 0] = jb[..., 1, 1] = v
+        jc, fc, fdesc = interp_freq(bins, jb, ~np.isfinite(v), np.asarray(freqs, float), term.freq_interp)
+        out[..., h] = np.where(np.moveaxis(fc, 2, 0), np.nan, np.moveaxis(jc[..., 0, 0], 2, 0))
+    info = dict(info, freq=fdesc)
+    return None, out, info, None
+
+
+def _common_bins(term, spw_id):
+    """G's frequency bins in SPW ``spw_id``, when every field has the same ones (else None)."""
     from .chain import _by_field
 
     try:
         gf = [np.asarray(fs.freq, float) for fs in _by_field(term, spw_id).values()]
     except AlakazamError:
-        return d
+        return None
     if any(len(f) != len(gf[0]) or not np.allclose(f, gf[0], rtol=0, atol=1e-3) for f in gf):
+        return None
+    return gf[0]
+
+
+def from_frame(d, term, k_terms, spw_id, times, freqs, ant_names, target_name, target_radec, time_scan):
+    """G's diagonal ``d`` (n_t, n_ant, n_chan or 1, 2), evaluated from :func:`to_frame`'s copy, brought
+    back: times conj(K(t, f_b(c))) at the G bin ``b(c)`` of each channel."""
+    from ..core.interpolation import map_freq
+
+    bins = _common_bins(term, spw_id)
+    if bins is None:
         return d                        # fields with different bins: left as evaluated
-    fb = gf[0][map_freq(gf[0], np.asarray(freqs, float)[:d.shape[2]] if d.shape[2] > 1 else
-                        np.asarray(freqs, float)[:1])[0]]
+    fb = bins[map_freq(bins, np.asarray(freqs, float)[:d.shape[2]] if d.shape[2] > 1 else
+                       np.asarray(freqs, float)[:1])[0]]
     fac = _diag_factor(k_terms, spw_id, np.asarray(times, float), fb, ant_names, target_name, target_radec,
                        time_scan)
     return d * np.conj(fac)
