@@ -333,6 +333,23 @@ def _hand_refs(sets):
     return others, hand_R
 
 
+def _first_unused(sets, first):
+    """True when antenna ``first`` is the reference of no cell of ``sets`` in any hand (per-hand sets:
+    ``solver_stats/ref_ant_hand``; else ``ref_ant``): a cell takes the first antenna of the list with
+    data in it, so ``first`` then has no usable sample in any cell of the selection."""
+    for s in sets:
+        rh = s.extra.get("ref_ant_hand")
+        if rh is not None:
+            from ..core.handflags import set_hands
+
+            rh = np.asarray(rh)
+            if any((rh[..., h] == first).any() for h in set_hands(s)):
+                return False
+        elif (np.asarray(s.extra["ref_ant"]) == first).any():
+            return False
+    return True
+
+
 def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
     others, hand_R = _hand_refs(sets)     # a hand solved with a fallback (the cell's reference unchanged)
     if others is None:
@@ -347,6 +364,19 @@ def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
     else:
         R_text = names[R]
     where = f"{step_key} ({jones_type}) spw {spw}"
+    if mode == "flex" and _first_unused(sets, refs[0]) and (moved if hand_R else R != refs[0]) \
+            and (not hand_R or set(moved) == set(hand_R)):
+        # the first refant is the reference of no cell of any hand: it has no usable sample in the
+        # selection (e.g. every row of it flagged); one message naming it and the antenna used instead
+        fields = ", ".join(dict.fromkeys(s.field_name for s in sets))
+        log.warning("%s: refant %s has no unflagged data in the selection (field(s) %s, spw %s: in no "
+                    "solution cell has it a sample that is unflagged, with weight > 0 and finite); %s is "
+                    "the reference instead (solver_stats/ref_ant%s)", where, names[refs[0]], fields, spw,
+                    R_text, ", attr ref_ant_hands" if hand_R else "")
+        moved = {}
+        R_named = True
+    else:
+        R_named = False
     if mode == "flex":
         for h, r in moved.items():
             log.warning("%s: hand %s: the first reference antenna %s has data in this hand in no cell; %s is "
@@ -356,7 +386,7 @@ def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
                     "without a bridge, %d flagged by refantmode strict (solver_stats/ref_ant keeps each "
                     "cell's antenna)", where, R_text, ", ".join(names[o] for o in others),
                     counts["rereferenced"], R_text, counts["no_bridge"], counts["strict"])
-    if R != refs[0] and mode == "flex" and not hand_R:
+    if R != refs[0] and mode == "flex" and not hand_R and not R_named:
         log.warning("%s: the first reference antenna %s is the reference of no cell; %s is used", where,
                     names[refs[0]], names[R])
     if counts["no_data"]:

@@ -1,0 +1,80 @@
+"""Session 34 review leftovers (each test failed on the tree before its fix):
+
+1. a refant whose every row is flagged: the solve falls back to another antenna (as CASA), and now says
+   that the refant has no unflagged data in the selection and which antenna it used instead; the
+   refant messages' "antennas with data" (rows in the MS) say that flags were not read;
+2. akflag quackinterval's range says '> 0' as the check does (it said 'min 0' and refused 0); a scan /
+   spw / observation string that does not parse names the offending token and its position;
+3. apply's '(another MS)' warning and append's same-MS check resolve an older table's relative MS path
+   next to the table (hdf5.same_ms, one function), not in the current directory;
+4. ``alakazam run`` preflight: an apply or external_preapply reading a table an earlier block writes is
+   checked against what that block will write -- its SPWs (spw / spwmap) and, for a pinned
+   solution_field, its fields -- before anything runs (caltasks/yamlrun.py).
+"""
+
+import logging
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from casacore.tables import table
+
+from alakazam.errors import ParameterError
+from alakazam.io import hdf5
+from alakazam.sim import simulate_ms
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kg_blocks import write_yaml  # noqa: E402  (tests/kg_blocks.py)
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. fully flagged reference antenna
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def flagged_c00(tmp_path_factory):
+    """A 6-antenna, 4-channel MS with every row of C00 flagged (FLAG and FLAG_ROW)."""
+    ms = str(tmp_path_factory.mktemp("refant_flagged") / "f.ms")
+    simulate_ms(ms, n_ant=6, n_ant_extra=0, n_chan=(4,), duration_h=0.5, noise=0.05, seed=1, leakage=False,
+                dead_ant=False)
+    with table(ms, readonly=False, ack=False) as t:
+        rows = (t.getcol("ANTENNA1") == 0) | (t.getcol("ANTENNA2") == 0)
+        f = t.getcol("FLAG")
+        f[rows] = True
+        t.putcol("FLAG", f)
+        fr = t.getcol("FLAG_ROW")
+        fr[rows] = True
+        t.putcol("FLAG_ROW", fr)
+    return ms
+
+
+@pytest.mark.parametrize("refant", ["C00", ["C00", "C03"]])
+def test_fully_flagged_refant_is_named_with_the_antenna_used(flagged_c00, tmp_path, caplog, refant):
+    from alakazam.caltasks import akcal
+
+    cal = str(tmp_path / "c.h5")
+    with caplog.at_level(logging.WARNING):
+        akcal(vis=flagged_c00, caltable=cal, field="3C286", jones=["G"], solint=["scan"], refant=refant)
+    used = {str(s.attrs["ref_ant_name"]) for s in hdf5.read_term(cal, "G0")}
+    assert len(used) == 1 and "C00" not in used
+    used = used.pop()
+    if isinstance(refant, list):
+        assert used == "C03"
+    text = " ".join(caplog.text.split())
+    assert "refant C00 has no unflagged data in the selection (field(s) 3C286, spw 0" in text, text
+    assert f"{used} is the reference instead" in text, text
+    # (before: per hand, 'the first reference antenna C00 has data in this hand in no cell')
+    assert "has data in this hand in no cell" not in text
+
+
+def test_refant_messages_say_antennas_with_data_are_rows(flagged_c00):
+    """'antennas with data' lists the antennas with rows (C00 among them, all flagged): the message says
+    that flags were not read, instead of claiming C00 has data."""
+    from alakazam.core import ms_io
+
+    meta = ms_io.read_meta(flagged_c00)
+    with pytest.raises(ParameterError) as e:
+        ms_io.resolve_antenna(meta, "C99")
+    msg = str(e.value)
+    assert "antennas with data: C00, C01" in msg and "(rows in the MS; flags not read)" in msg, msg
