@@ -78,3 +78,46 @@ def test_refant_messages_say_antennas_with_data_are_rows(flagged_c00):
         ms_io.resolve_antenna(meta, "C99")
     msg = str(e.value)
     assert "antennas with data: C00, C01" in msg and "(rows in the MS; flags not read)" in msg, msg
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. cosmetic messages
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_ms(tmp_path_factory):
+    ms = str(tmp_path_factory.mktemp("small") / "s.ms")
+    simulate_ms(ms, n_ant=4, n_ant_extra=0, n_chan=(4, 4), duration_h=0.5, noise=0.05, seed=1, leakage=False,
+                dead_ant=False)
+    return ms
+
+
+def test_quackinterval_range_and_check_agree(small_ms):
+    """The range is '> 0' in the XML, the error and the README's table (it said 'min 0' / '0 <= value'
+    and then refused 0 as flagdata does)."""
+    from alakazam.caltasks import akflag
+    from alakazam.caltasks.doc_tables import render
+
+    for q in (0, 0.0, -5.0):
+        with pytest.raises(ParameterError) as e:
+            akflag(vis=small_ms, mode="quack", quackinterval=q)
+        assert e.value.errors == {"quackinterval": [f"must be > 0, got {float(q)!r}"]}, e.value.errors
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    assert "Seconds at the scan start/end (0 < value)" in render(readme)
+    assert "Seconds at the scan start/end (0 < value)" in readme
+
+
+@pytest.mark.parametrize("key, value, expect", [
+    ("scan", "1~3;5", "';' at position 3 is not allowed there (items are separated by ',')"),
+    ("scan", "1,2~a", "'a' at position 4 is not allowed there"),
+    ("scan", "1~3~5", "'~' at position 3 is not allowed there"),
+    ("scan", "2~", "a number is expected after '2~'"),
+    ("spw", "0;1", "';' at position 1 is not allowed there"),
+    ("observation", "0;1", "';' at position 1 is not allowed there")])
+def test_selection_parse_error_names_the_offending_token(small_ms, key, value, expect):
+    from alakazam.caltasks import akflag
+
+    with pytest.raises(ParameterError) as e:
+        akflag(vis=small_ms, mode="manual", action="calculate", **{key: value})
+    msg = " ".join(e.value.errors[key])
+    assert expect in msg, msg
+    assert not os.path.exists(small_ms + ".flagversions")
