@@ -121,3 +121,64 @@ def test_selection_parse_error_names_the_offending_token(small_ms, key, value, e
     msg = " ".join(e.value.errors[key])
     assert expect in msg, msg
     assert not os.path.exists(small_ms + ".flagversions")
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. an older table's relative MS path
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture()
+def old_table(small_ms, tmp_path):
+    """tmp/d/s.ms with an older-style table tmp/d/old.h5 (attr ms 's.ms', relative) and another MS of
+    the same name, tmp/other/s.ms."""
+    from alakazam.caltasks import akcal
+
+    d, other = tmp_path / "d", tmp_path / "other"
+    d.mkdir()
+    other.mkdir()
+    ms = str(d / "s.ms")
+    shutil.copytree(small_ms, ms)
+    shutil.copytree(small_ms, str(other / "s.ms"))
+    akcal(vis=ms, caltable=str(d / "new.h5"), field="3C286", jones=["G"], solint=["scan"], refant="C00")
+    sets = hdf5.read_term(str(d / "new.h5"), "G0")
+    for s in sets:
+        s.attrs["ms"] = "s.ms"
+    hdf5.write_term(str(d / "old.h5"), "G0", sets)
+    return d, other
+
+
+def test_apply_another_ms_warning_resolves_relative_path_next_to_table(old_table, monkeypatch, caplog):
+    from alakazam.caltasks import akapply
+
+    d, other = old_table
+    monkeypatch.chdir(other)            # a different s.ms here: before, 'another MS' was said wrongly
+    with caplog.at_level(logging.WARNING):
+        akapply(vis=str(d / "s.ms"), gaintable=[str(d / "old.h5")], jones=["G0"])
+    assert "(another MS)" not in caplog.text
+    caplog.clear()
+    monkeypatch.chdir(d.parent)         # no s.ms here: before, the same name passed for the same MS
+    with caplog.at_level(logging.WARNING):
+        akapply(vis=str(other / "s.ms"), gaintable=[str(d / "old.h5")], jones=["G0"])
+    assert "(another MS)" in caplog.text
+
+
+def test_append_same_ms_resolves_relative_path_next_to_table(old_table, monkeypatch):
+    from alakazam.caltasks import akcal
+    from alakazam.errors import AlakazamError
+    from alakazam.io import solappend
+
+    d, other = old_table
+    monkeypatch.chdir(other)
+    solappend.check_compatible(str(d / "old.h5"), "G0", ms=str(d / "s.ms"))       # before: refused
+    with pytest.raises(AlakazamError, match="append needs the same MS"):
+        solappend.check_compatible(str(d / "old.h5"), "G0", ms=str(other / "s.ms"))
+    akcal(vis=str(d / "s.ms"), caltable=str(d / "old.h5"), field="3C147", jones=["G"], solint=["scan"],
+          refant="C00", append=True)
+    assert {s.field_name for s in hdf5.read_term(str(d / "old.h5"), "G0")} == {"3C286", "3C147"}
+
+
+def test_same_ms_is_one_function():
+    from alakazam.calibration import compat
+    from alakazam.io import solappend
+
+    assert not hasattr(compat, "_same_ms") and not hasattr(solappend, "_same_ms")
+    assert callable(hdf5.same_ms)
