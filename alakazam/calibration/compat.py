@@ -21,7 +21,6 @@ Conventions (pinned by tests/test_reliability.py):
 from __future__ import annotations
 
 import logging
-import os
 import re
 
 import numpy as np
