@@ -182,3 +182,127 @@ def test_same_ms_is_one_function():
 
     assert not hasattr(compat, "_same_ms") and not hasattr(solappend, "_same_ms")
     assert callable(hdf5.same_ms)
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. alakazam run preflight: SPWs and pinned fields of tables an earlier block writes
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def two_spw(tmp_path_factory):
+    """(ms, cal0): the 2-SPW MS and a G table solved on SPW 0 of 3C286 only."""
+    from alakazam.caltasks import akcal
+
+    d = tmp_path_factory.mktemp("planned_spw")
+    ms, cal = str(d / "s.ms"), str(d / "cal0.h5")
+    simulate_ms(ms, n_ant=4, n_ant_extra=0, n_chan=(4, 4), duration_h=0.5, noise=0.05, seed=1, leakage=False,
+                dead_ant=False)
+    akcal(vis=ms, caltable=cal, field="3C286", spw="0", jones=["G"], solint=["scan"], refant="C00")
+    return ms, cal
+
+
+def _solve(ms, out, **kw):
+    d = dict(ms=ms, output=out, ref_ant="C00", jones=["G"], field=["3C286"], spw="0", time_interval=["scan"],
+             quiet=True)
+    d.update(kw)
+    return d
+
+
+def _apply(ms, tables, **kw):
+    d = dict(ms=ms, tables=tables, jones=["G0"], quiet=True)
+    d.update(kw)
+    return d
+
+
+# (later block, its YAML path, the message's parts); the earlier block solves G0 on SPW 0 of 3C286
+CASES = {
+    "apply_spw": (lambda ms, t: {"apply": [_apply(ms, [t])]}, "apply[0].jones[0]",
+                  ["has no solutions for SPW 1", "(the table has SPW 0)"]),
+    "apply_spwmap": (lambda ms, t: {"apply": [_apply(ms, [t], spwmap=[0, 2])]}, "apply[0].spwmap",
+                     ["[0, 2] maps SPW 1 to SPW 2", "expected SPWs of the table: 0"]),
+    "apply_pinned": (lambda ms, t: {"apply": [_apply(ms, [t], spw="0", field_select="pinned",
+                                                     solution_field="3C147")]},
+                     "apply[0].solution_field[0]", ["['3C147']: no solutions for these fields",
+                                                    "fields with solutions: 3C286"]),
+    "preapply_spw": (lambda ms, t: {"solve": [_solve(ms, "two.h5", spw="1", external_preapply=dict(
+        tables=[t], jones=["G0"]))]}, "external_preapply.jones[0]",
+        ["has no solutions for SPW 1 (the solve reads SPW 1; the table has SPW 0)", "give spwmap"]),
+    "preapply_spwmap": (lambda ms, t: {"solve": [_solve(ms, "two.h5", spw="1", external_preapply=dict(
+        tables=[t], jones=["G0"], spwmap=[0, 2]))]}, "external_preapply.spwmap",
+        ["[0, 2] (entry 0) maps SPW 1 to SPW 2", "expected SPWs of the table: 0"]),
+    "preapply_pinned": (lambda ms, t: {"solve": [_solve(ms, "two.h5", external_preapply=dict(
+        tables=[t], jones=["G0"], field_select="pinned", solution_field="3C147"))]},
+        "external_preapply.solution_field[0]", ["['3C147']: no solutions for these fields",
+                                                "fields with solutions: 3C286"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_planned_table_spw_and_pinned_field_refused_in_preflight(two_spw, tmp_path, caplog, case):
+    """Before: these ran solve[0] (writing new.h5) and failed in the next block."""
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    ms, _ = two_spw
+    later, path, parts = CASES[case]
+    new = str(tmp_path / "new.h5")
+    doc = later(ms, new)
+    doc["solve"] = [_solve(ms, new)] + doc.get("solve", [])
+    y = write_yaml(tmp_path, doc)
+    with pytest.raises(ParameterError) as e:
+        run_yaml(y)
+    errors = e.value.errors
+    where = path if path.startswith("apply") else f"solve[1].{path}"
+    assert list(errors) == [where], errors
+    msg = errors[where][0]
+    assert f"G0 of {new} as solve[0] writes it" in msg, msg
+    for p in parts:
+        assert p in msg, msg
+    assert not os.path.exists(new) and "Begin Task" not in caplog.text
+    with table(ms, ack=False) as t:
+        assert "CORRECTED_DATA" not in t.colnames()
+
+
+@pytest.mark.parametrize("case", ["preapply_spw", "preapply_spwmap", "preapply_pinned"])
+def test_existing_table_preapply_spw_and_pinned_field_refused_in_preflight(two_spw, tmp_path, caplog, case):
+    """The same checks for a solve block's pre-apply of a table that exists (they were found when the
+    block ran, after the blocks before it)."""
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    ms, cal = two_spw
+    later, path, parts = CASES[case]
+    doc = later(ms, cal)
+    doc["solve"] = [_solve(ms, str(tmp_path / "first.h5"))] + doc["solve"]
+    y = write_yaml(tmp_path, doc)
+    with pytest.raises(ParameterError) as e:
+        run_yaml(y)
+    assert list(e.value.errors) == [f"solve[1].{path}"], e.value.errors
+    msg = e.value.errors[f"solve[1].{path}"][0]
+    assert f"G0 of {cal}" in msg and "writes it" not in msg, msg
+    for p in parts:
+        assert p in msg, msg
+    assert not (tmp_path / "first.h5").exists() and "Begin Task" not in caplog.text
+
+
+def test_valid_yaml_with_planned_spws_and_pinned_fields_still_runs(two_spw, tmp_path):
+    """What the plan covers passes: a pre-apply mapped to the SPW the earlier block solves, a pinned
+    field it solves, an append adding SPW 1 to G0 (the apply then corrects both SPWs), and a fluxscale
+    output (its scaled key's SPWs not known: not checked)."""
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    ms = str(tmp_path / "c.ms")
+    shutil.copytree(two_spw[0], ms)
+    a, b, s = str(tmp_path / "a.h5"), str(tmp_path / "b.h5"), str(tmp_path / "s.h5")
+    pin = dict(field_select="pinned", solution_field="3C286")
+    doc = {"solve": [_solve(ms, a, field=["3C286", "3C147"]),
+                     _solve(ms, b, spw="1", external_preapply=dict(tables=[a], jones=["G0"], spwmap=[0, 0],
+                                                                   **pin)),
+                     _solve(ms, a, spw="1", field=["3C286", "3C147"], append=True)],
+           "fluxscale": [dict(reference_table=a, output=s, reference_field=["3C286"],
+                              transfer_field=["3C147"], jones_type="G0")],
+           "apply": [_apply(ms, [a], **pin), _apply(ms, [s], target_field="TARGET")]}
+    res = run_yaml(write_yaml(tmp_path, doc))
+    assert len(res["solve"]) == 3 and len(res["apply"]) == 2
+    assert {s_.spw for s_ in hdf5.read_term(a, "G0")} == {0, 1}
+    assert {s_.spw for s_ in hdf5.read_term(b, "G0")} == {1}
+    with table(ms, ack=False) as t:
+        assert "CORRECTED_DATA" in t.colnames()
+        assert np.isfinite(t.getcol("CORRECTED_DATA")).all()
