@@ -68,6 +68,31 @@ def test_fully_flagged_refant_is_named_with_the_antenna_used(flagged_c00, tmp_pa
     assert "has data in this hand in no cell" not in text
 
 
+def test_refant_flagged_in_the_first_field_only(flagged_c00, tmp_path, caplog):
+    """C00 flagged on 3C286 only, solved before 3C147: the 3C286 call names C00 as without unflagged data
+    there; the 3C147 call (where C00 has data) no longer says C00 'has data in this hand in no cell'."""
+    from alakazam.caltasks import akcal
+
+    ms = str(tmp_path / "g.ms")
+    shutil.copytree(flagged_c00, ms)
+    with table(ms, readonly=False, ack=False) as t:     # C00's rows of 3C147 and TARGET unflagged again
+        rows = ((t.getcol("ANTENNA1") == 0) | (t.getcol("ANTENNA2") == 0)) & (t.getcol("FIELD_ID") != 0)
+        f = t.getcol("FLAG")
+        f[rows] = False
+        t.putcol("FLAG", f)
+        fr = t.getcol("FLAG_ROW")
+        fr[rows] = False
+        t.putcol("FLAG_ROW", fr)
+    with caplog.at_level(logging.WARNING):
+        akcal(vis=ms, caltable=str(tmp_path / "g.h5"), field="3C286,3C147", jones=["G"], solint=["scan"],
+              refant="C00")
+    text = " ".join(caplog.text.split())
+    assert "refant C00 has no unflagged data in the selection (field(s) 3C286, spw 0" in text, text
+    assert "hand p: C01 is the step's reference (the first reference antenna C00 had no data in this hand " \
+        "in the field solved first" in text, text
+    assert "has data in this hand in no cell" not in text, text
+
+
 def test_refant_messages_say_antennas_with_data_are_rows(flagged_c00):
     """'antennas with data' lists the antennas with rows (C00 among them, all flagged): the message says
     that flags were not read, instead of claiming C00 has data."""

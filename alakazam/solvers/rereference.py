@@ -333,17 +333,18 @@ def _hand_refs(sets):
     return others, hand_R
 
 
-def _first_unused(sets, first):
-    """True when antenna ``first`` is the reference of no cell of ``sets`` in any hand (per-hand sets:
-    ``solver_stats/ref_ant_hand``; else ``ref_ant``): a cell takes the first antenna of the list with
-    data in it, so ``first`` then has no usable sample in any cell of the selection."""
+def _first_unused(sets, first, hand=None):
+    """True when antenna ``first`` is the reference of no cell of ``sets`` in any hand (``hand``: in that
+    hand; per-hand sets: ``solver_stats/ref_ant_hand``; else ``ref_ant``): a cell takes the first
+    antenna of the list with data in it, so ``first`` then has no usable sample in any cell of the
+    selection."""
     for s in sets:
         rh = s.extra.get("ref_ant_hand")
         if rh is not None:
             from ..core.handflags import set_hands
 
             rh = np.asarray(rh)
-            if any((rh[..., h] == first).any() for h in set_hands(s)):
+            if any((rh[..., h] == first).any() for h in set_hands(s) if hand is None or h == hand):
                 return False
         elif (np.asarray(s.extra["ref_ant"]) == first).any():
             return False
@@ -379,8 +380,14 @@ def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
         R_named = False
     if mode == "flex":
         for h, r in moved.items():
-            log.warning("%s: hand %s: the first reference antenna %s has data in this hand in no cell; %s is "
-                        "its reference (attr ref_ant_hands)", where, "pq"[h], names[refs[0]], names[r])
+            if _first_unused(sets, refs[0], hand=h):
+                log.warning("%s: hand %s: the first reference antenna %s has data in this hand in no "
+                            "cell; %s is its reference (attr ref_ant_hands)", where, "pq"[h], names[refs[0]],
+                            names[r])
+            else:       # it has data here; the step's reference was fixed by a field solved before
+                log.warning("%s: hand %s: %s is the step's reference (the first reference antenna %s had no "
+                            "data in this hand in the field solved first; attr ref_ant_hands)", where,
+                            "pq"[h], names[r], names[refs[0]])
     if others:
         log.warning("%s: reference %s; cells solved with %s: %d re-referenced to %s (bridged), %d flagged "
                     "without a bridge, %d flagged by refantmode strict (solver_stats/ref_ant keeps each "
