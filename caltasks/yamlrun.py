@@ -164,7 +164,9 @@ def preflight(blocks, produced_elsewhere=()):
     read existing or written by an earlier block, MSs to apply to writable with a permitted output
     column.  The keys (and a fluxscale's fields) read from a table are checked against the table as it
     is when the block runs: for one an earlier block writes, the keys that block writes (a solve: its
-    steps' K0, G0, G1, ... and the keys it keeps; a fluxscale: its reference table's) -- :func:`_planned`.
+    steps' K0, G0, G1, ... and the keys it keeps; a fluxscale: its reference table's) -- :func:`_planned`;
+    so are the SPWs an apply corrects or a solve pre-applies and a pinned solution_field (the SPWs and
+    fields that block writes, :func:`_planned_spws`; skipped when not known).
     Returns ``(section, where, task, params, config, quiet)`` per block (``params``: the task
     call it runs as); every error of the file is raised together, named by YAML path."""
     from alakazam.calibration.compat import ms_columns, output_column_errors
@@ -176,7 +178,7 @@ def preflight(blocks, produced_elsewhere=()):
     planned = {}        # real path -> (block, {key: field names or None} or None): what earlier blocks write
     planned_spws = {}   # real path -> {key: SPW ids or None} or None: the SPWs of those keys (_planned_spws)
     # the tables a later block reads: their fields are worked out too (one more read of the MS's metadata)
-    fluxscale_reads = {os.path.realpath(os.path.expanduser(t)) for t in _tables_read(blocks)}
+    tables_read = {os.path.realpath(os.path.expanduser(t)) for t in _tables_read(blocks)}
 
     def add(path, msg):
         errors.setdefault(path, []).append(msg)
@@ -273,7 +275,7 @@ def preflight(blocks, produced_elsewhere=()):
         if produced_here:
             real = os.path.realpath(os.path.expanduser(produced_here))
             planned_spws[real] = _planned_spws(section, cfg, real, planned, planned_spws, produced)
-            planned[real] = (where, _planned(section, cfg, real, planned, produced, real in fluxscale_reads))
+            planned[real] = (where, _planned(section, cfg, real, planned, produced, real in tables_read))
             produced.add(real)
         if cfg is not None:
             # the task call this block runs as (its Begin line); the block is already checked
