@@ -93,6 +93,38 @@ def test_refant_flagged_in_the_first_field_only(flagged_c00, tmp_path, caplog):
     assert "has data in this hand in no cell" not in text, text
 
 
+def test_refant_flagged_in_the_first_field_keeps_the_later_fields_solutions(flagged_c00, tmp_path):
+    """C00 flagged on 3C286 only and refant='C00': solving '3C286,3C147' fixed the step's reference at
+    C01 (3C286 solved first), and 3C147's cells, solved with C00, had no bridge to C01 (the bridge
+    assumed the reference has no data in such a cell): every 3C147 K and G solution was flagged, while
+    '3C147,3C286' solved them all.  A cell in which the reference has a solution is now brought to it
+    by that solution (exact): both orders give the same 3C147 solutions up to the reference's phase."""
+    from alakazam.caltasks import akcal
+
+    ms = str(tmp_path / "g.ms")
+    shutil.copytree(flagged_c00, ms)
+    with table(ms, readonly=False, ack=False) as t:     # C00's rows of 3C147 and TARGET unflagged again
+        rows = ((t.getcol("ANTENNA1") == 0) | (t.getcol("ANTENNA2") == 0)) & (t.getcol("FIELD_ID") != 0)
+        for col in ("FLAG", "FLAG_ROW"):
+            f = t.getcol(col)
+            f[rows] = False
+            t.putcol(col, f)
+    out = {}
+    for order in ("3C286,3C147", "3C147,3C286"):
+        cal = str(tmp_path / f"{order[:5]}.h5")
+        akcal(vis=ms, caltable=cal, field=order, jones=["K", "G"], solint=["scan", "scan"], refant="C00")
+        out[order] = {k: {s.field_name: s for s in hdf5.read_term(cal, k)} for k in ("K0", "G0")}
+    a, b = out["3C286,3C147"], out["3C147,3C286"]
+    for k in ("K0", "G0"):
+        assert not a[k]["3C147"].flags.any() and not b[k]["3C147"].flags.any()
+    ka, kb = a["K0"]["3C147"].delay, b["K0"]["3C147"].delay
+    np.testing.assert_allclose(ka - ka[1:2], kb - kb[1:2], rtol=0, atol=1e-9)       # relative to C01
+    for h in (0, 1):
+        ga, gb = a["G0"]["3C147"].jones[..., h, h], b["G0"]["3C147"].jones[..., h, h]
+        np.testing.assert_allclose(ga * np.exp(-1j * np.angle(ga[1:2])), gb * np.exp(-1j * np.angle(gb[1:2])),
+                                   rtol=0, atol=1e-9)
+
+
 def test_refant_messages_say_antennas_with_data_are_rows(flagged_c00):
     """'antennas with data' lists the antennas with rows (C00 among them, all flagged): the message says
     that flags were not read, instead of claiming C00 has data."""

@@ -15,10 +15,13 @@ chain, written to the HDF5) this module brings them to ONE reference R per SPW:
   quantity that converts r''s gauge to R's (below); it is interpolated to the cell's time (linearly
   between the nearest such cells before and after, nearest when there is only one side) and applied to
   every antenna of the cell.  R has no data in that cell (otherwise the cell would have used it), so
-  this is the only information about R there -- what CASA's re-referencing does.  K and G (per hand):
-  a cell without such a cell of another time is bridged in frequency, from the bins of its own time
-  cell solved with R in which r' has a solution (:func:`alakazam.solvers.rereference_hands._freq_bridge`:
-  a bandpass over one time cell whose reference is flagged in some channels).  K and G: a cell after
+  this is the only information about R there -- what CASA's re-referencing does.  Except when R is
+  not the first of the list with data in the cell (R was fixed by a field solved before, in which the
+  first had none): a cell in which R has a solution is brought to R by that solution itself (exact).
+  K and G (per hand): a cell without such a cell of another time is bridged in frequency, from the
+  bins of its own time cell solved with R in which r' has a solution
+  (:func:`alakazam.solvers.rereference_hands._freq_bridge`: a bandpass over one time cell whose
+  reference is flagged in some channels).  K and G: a cell after
   the last (before the first) cell solved with R is bridged from the nearest cell already in R's
   gauge when that is nearer than R's end cell, so that a reference dying half-way leaves one phase
   continuous in time (:class:`alakazam.solvers.rereference_hands._Chained`).  Cells without a
@@ -128,6 +131,12 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
                     _flag_cell(s, jf, it)
                     counts["strict"] += 1
                     continue
+                if not s.flags[R, jf, it]:      # R has a solution in the cell itself (R fixed by a field
+                    val = -_bridge_values(jones_type, s, R, jf, np.array([it]))[0]   # solved before): exact
+                    if np.all(np.isfinite(_recorded(s, val))):
+                        _rotate_cell(jones_type, s, jf, it, val)
+                        counts["rereferenced"] += 1
+                        continue
                 key = (int(jf), int(used[jf, it]))
                 if key not in tables:
                     tables[key] = _bridge_table(jones_type, same, R, key[1], key[0], prior)
