@@ -2,7 +2,9 @@
 
 1. a refant whose every row is flagged: the solve falls back to another antenna (as CASA), and now says
    that the refant has no unflagged data in the selection and which antenna it used instead; the
-   refant messages' "antennas with data" (rows in the MS) say that flags were not read;
+   refant messages' "antennas with data" (rows in the MS) say that flags were not read; a refant
+   flagged on the field solved first only no longer costs the later fields their solutions (a cell in
+   which the step's reference has a solution is converted by it, not flagged "without a bridge");
 2. akflag quackinterval's range says '> 0' as the check does (it said 'min 0' and refused 0); a scan /
    spw / observation string that does not parse names the offending token and its position;
 3. apply's '(another MS)' warning and append's same-MS check resolve an older table's relative MS path
