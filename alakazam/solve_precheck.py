@@ -76,3 +76,75 @@ def self_preapply_errors(cfg) -> dict:
                         f"again as {real}: the new {real} would replace it by the residual left after "
                         "it; expected another output table (caltable / output) or another key")
     return {"external_preapply.jones": msgs} if msgs else {}
+
+
+def solve_spws(cfg):
+    """The SPW ids a solve block reads data of (its fields' scans, scan and spw selections, in every
+    MS; the row selections are left out, so this may be more than the solve finds), or None when the
+    MS cannot be read."""
+    from .core import ms_io
+
+    out = set()
+    try:
+        for ms in (cfg.ms if isinstance(cfg.ms, (list, tuple)) else [cfg.ms]):
+            meta = ms_io.read_meta(ms)
+            fields = set()
+            for st in cfg.steps:
+                fields |= set(ms_io.resolve_fields(meta, st.field or None))
+            scans = ms_io.resolve_scans(meta, cfg.scan) if cfg.scan else None
+            spw_sel = ms_io.resolve_spw(meta, cfg.spw)
+            for sc in meta.scans:
+                if sc.field_id in fields and (scans is None or sc.scan_number in scans):
+                    out |= {int(meta.spws[d].spw_id) for d in sc.ddids if d in spw_sel}
+    except (AlakazamError, RuntimeError, OSError, IndexError, KeyError):
+        return None
+    return out
+
+
+def preapply_errors(cfg, known) -> dict:
+    """{'external_preapply.<key>[i]' / 'external_preapply.spwmap': [message]} for a solve block's
+    pre-applied terms whose table's contents are ``known``: {entry i: (name, SPW ids, field names)}
+    (None: not known, that check skipped; the YAML preflight passes the tables as they are now or as
+    an earlier block will write them).  The SPWs the block reads (:func:`solve_spws`, a subset of
+    those the solve checks when it starts) must have solutions in each term, directly or through its
+    spwmap (flow: calibration/spwmap.check_solve_terms), and a pinned solution_field must name a field
+    with solutions (calibration/chain: 'solution_field ... has no solutions in this table')."""
+    from .calibration.spwmap import as_dict
+
+    ep = getattr(cfg, "external_preapply", None)
+    if ep is None or not known:
+        return {}
+    out = {}
+
+    def add(key, msg):
+        if msg not in out.get(key, []):
+            out.setdefault(key, []).append(msg)
+
+    spws = None
+    for i, (name, have_spws, fields) in sorted(known.items()):
+        fs = ep.field_select[i] if i < len(ep.field_select) else "nearest_time"
+        want = ep.solution_field[i] if i < len(ep.solution_field) else None
+        if fields is not None and fs == "pinned" and want and not any(f in fields for f in want):
+            add(f"external_preapply.solution_field[{i}]",
+                f"{list(want)!r}: no solutions for these fields in {name}; fields with solutions: "
+                f"{', '.join(sorted(fields)) or '(none)'}")
+        if have_spws is None:
+            continue
+        spws = solve_spws(cfg) if spws is None else spws
+        if not spws:
+            continue
+        given = list(ep.spwmap[i]) if i < len(ep.spwmap) else []
+        smap = as_dict(given)
+        for spw_id in sorted(spws):
+            tspw = smap.get(spw_id, spw_id)
+            if tspw in have_spws:
+                continue
+            have = ", ".join(map(str, sorted(have_spws))) or "none"
+            if tspw != spw_id:
+                add("external_preapply.spwmap", f"{given!r} (entry {i}) maps SPW {spw_id} to SPW {tspw}, "
+                    f"which {name} has no solutions for; expected SPWs of the table: {have}")
+            else:
+                add(f"external_preapply.jones[{i}]", f"{name} has no solutions for SPW {spw_id} (the solve "
+                    f"reads SPW {', '.join(map(str, sorted(spws)))}; the table has SPW {have}); select spw, "
+                    "or give spwmap (e.g. [0, 0]) to pre-apply another SPW's solutions")
+    return out

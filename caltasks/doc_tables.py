@@ -68,7 +68,7 @@ def table(section) -> str:
         if p.allowed and (section, key) not in _MEANING:
             meaning += f" (one of: {', '.join(p.allowed)})"
         if p.vmin is not None or p.vmax is not None or p.vmaxpercpu is not None:
-            lo = "" if p.vmin is None else f"{fmt_bound(p.vmin)} <= "
+            lo = "" if p.vmin is None else f"{fmt_bound(p.vmin)} {'<' if p.vmin_exclusive else '<='} "
             hi = "" if p.vmax is None else f" <= {fmt_bound(p.vmax)}"
             hi = hi if p.vmaxpercpu is None else f" <= {p.vmaxpercpu:g} x CPU cores"
             meaning += f" ({lo}value{hi})"

@@ -24,6 +24,7 @@ class ParamSpec:
     allowed: Optional[List[str]] = None
     ignorecase: bool = False
     vmin: Optional[float] = None
+    vmin_exclusive: bool = False            # <value range="min" exclusive="true">0</value>: value > vmin
     vmax: Optional[float] = None
     vmaxpercpu: Optional[float] = None      # <value range="max" percpu="true">k</value>: k x usable_cpus()
     subparam: bool = False
@@ -118,6 +119,7 @@ def load_task(path) -> TaskSpec:
                 for x in al.findall("c:value", NS):
                     if x.get("range") == "min":
                         ps.vmin = float(x.text)
+                        ps.vmin_exclusive = x.get("exclusive", "false").lower() == "true"
                     elif x.get("range") == "max" and x.get("percpu", "false").lower() == "true":
                         ps.vmaxpercpu = float(x.text)
                     elif x.get("range") == "max":
@@ -254,6 +256,8 @@ def check_value(p: ParamSpec, v, paths=True):
             if isinstance(x, (int, float)) and not isinstance(x, bool):
                 if x in (float("inf"), float("-inf")):      # a bounded parameter is finite
                     return v, f"must be finite, got {x!r}{rng}"
+                if lo is not None and p.vmin_exclusive and x <= lo:     # (the XML's min only)
+                    return v, f"must be > {fmt_bound(lo)}, got {x!r}{rng}"
                 if lo is not None and x < lo:
                     return v, f"min value is {fmt_bound(lo)}, got {x!r}{rng or _int64(lo, p)}"
                 if hi is not None and x > hi:

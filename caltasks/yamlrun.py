@@ -164,7 +164,9 @@ def preflight(blocks, produced_elsewhere=()):
     read existing or written by an earlier block, MSs to apply to writable with a permitted output
     column.  The keys (and a fluxscale's fields) read from a table are checked against the table as it
     is when the block runs: for one an earlier block writes, the keys that block writes (a solve: its
-    steps' K0, G0, G1, ... and the keys it keeps; a fluxscale: its reference table's) -- :func:`_planned`.
+    steps' K0, G0, G1, ... and the keys it keeps; a fluxscale: its reference table's) -- :func:`_planned`;
+    so are the SPWs an apply corrects or a solve pre-applies and a pinned solution_field (the SPWs and
+    fields that block writes, :func:`_planned_spws`; skipped when not known).
     Returns ``(section, where, task, params, config, quiet)`` per block (``params``: the task
     call it runs as); every error of the file is raised together, named by YAML path."""
     from alakazam.calibration.compat import ms_columns, output_column_errors
@@ -174,10 +176,9 @@ def preflight(blocks, produced_elsewhere=()):
     errors, calls = {}, []
     produced = {os.path.realpath(p) for p in produced_elsewhere}
     planned = {}        # real path -> (block, {key: field names or None} or None): what earlier blocks write
-    # the tables a fluxscale block reads: their fields are worked out too (one more read of the MS's metadata)
-    fluxscale_reads = {os.path.realpath(os.path.expanduser(b[k])) for s_, _, b in blocks if s_ == "fluxscale"
-                       and isinstance(b, dict) for k in ("reference_table", "transfer_table")
-                       if isinstance(b.get(k), str)}
+    planned_spws = {}   # real path -> {key: SPW ids or None} or None: the SPWs of those keys (_planned_spws)
+    # the tables a later block reads: their fields are worked out too (one more read of the MS's metadata)
+    tables_read = {os.path.realpath(os.path.expanduser(t)) for t in _tables_read(blocks)}
 
     def add(path, msg):
         errors.setdefault(path, []).append(msg)
@@ -238,7 +239,7 @@ def preflight(blocks, produced_elsewhere=()):
                     for ms in mss:
                         for msg in output_column_errors(cfg.output_col, cfg.data_col, ms_columns(ms)):
                             add(f"{where}.output_col", msg)
-                _term_table_errors(section, where, cfg, have_table, produced, add, planned)
+                _term_table_errors(section, where, cfg, have_table, produced, add, planned, planned_spws)
                 if section == "fluxscale":      # its key and fields in its tables (as they will be)
                     for k, msgs in _fluxscale_errors(cfg, planned, produced).items():
                         if f"{where}.{k}" not in errors:
@@ -273,7 +274,8 @@ def preflight(blocks, produced_elsewhere=()):
                         add(k, msg)
         if produced_here:
             real = os.path.realpath(os.path.expanduser(produced_here))
-            planned[real] = (where, _planned(section, cfg, real, planned, produced, real in fluxscale_reads))
+            planned_spws[real] = _planned_spws(section, cfg, real, planned, planned_spws, produced)
+            planned[real] = (where, _planned(section, cfg, real, planned, produced, real in tables_read))
             produced.add(real)
         if cfg is not None:
             # the task call this block runs as (its Begin line); the block is already checked
@@ -284,11 +286,70 @@ def preflight(blocks, produced_elsewhere=()):
     return calls
 
 
-def _term_table_errors(section, where, cfg, have_table, produced, add, planned):
+def _tables_read(blocks):
+    """The table paths (as given) that fluxscale, apply and solve (external_preapply) blocks read."""
+    out = []
+    for section, _, b in blocks:
+        if not isinstance(b, dict):
+            continue
+        if section == "fluxscale":
+            vals = [b.get("reference_table"), b.get("transfer_table")]
+        elif section == "apply":
+            vals = b.get("tables")
+        elif section == "solve" and isinstance(b.get("external_preapply"), dict):
+            vals = b["external_preapply"].get("tables")
+        else:
+            continue
+        out += [v for v in ([vals] if isinstance(vals, str) else vals if isinstance(vals, list) else [])
+                if isinstance(v, str)]
+    return out
+
+
+def _known_terms(tables, keys, planned, planned_spws, produced, planned_only=False):
+    """{entry i: (name, SPW ids or None, field names or None)} of the terms (``tables[i]``, ``keys[i]``;
+    one table for every key) whose table an earlier block writes (``planned``: as it will be) or that
+    exists now and no earlier block rewrites (as it is; not with ``planned_only``): what the SPW and
+    pinned-field checks compare with.  Entries not known (a key not found, a table not readable) are
+    left out."""
+    from alakazam.calibration.apply_precheck import _table_index
+    from alakazam.io import hdf5
+
+    tables = [tables] if isinstance(tables, str) else list(tables or [])
+    if len(tables) == 1:
+        tables = tables * len(keys)
+    out = {}
+    for i, (t, key) in enumerate(zip(tables, keys)):
+        if not isinstance(t, str) or not isinstance(key, str):
+            continue
+        path = os.path.expanduser(t)
+        real = os.path.realpath(path)
+        if real in planned:
+            block, index = planned[real]
+            if index is None:
+                continue
+            try:
+                k = hdf5.pick_key(index, key, t)
+            except AlakazamError:
+                continue                    # (named by the key check)
+            spws = (planned_spws.get(real) or {}).get(k)
+            out[i] = (f"{k} of {t} as {block} writes it", spws, index.get(k))
+        elif not planned_only and os.path.exists(path) and real not in produced:
+            idx = _table_index(path, key)
+            if idx:
+                out[i] = (f"{key} of {t}", idx[0], idx[1])
+    return out
+
+
+def _term_table_errors(section, where, cfg, have_table, produced, add, planned, planned_spws=None):
     """A solve block's external_preapply tables must exist (or be written by an earlier block); the keys
     of an apply / external_preapply table must be in it: as it is now, or as an earlier block writes it
-    (``planned``; before: found at run time, one at a time, the missing table named 'caltable')."""
+    (``planned``; before: found at run time, one at a time, the missing table named 'caltable').  The
+    SPWs the block corrects or pre-applies (spw, spwmap) and a pinned solution_field are checked
+    against the table as well -- for a table an earlier block writes, against the SPWs and fields that
+    block will write (``planned_spws``, ``planned``), when known (before: found after that block ran)."""
     from alakazam.core.selcheck import table_errors
+
+    planned_spws = planned_spws or {}
 
     if section == "solve" and getattr(cfg, "external_preapply", None) is not None:
         tables, keys, tname, kname = (cfg.external_preapply.tables, cfg.external_preapply.jones,
@@ -308,8 +369,15 @@ def _term_table_errors(section, where, cfg, have_table, produced, add, planned):
             add(path, msg)
     if section == "apply":      # SPWs / fields missing from those tables, a selection without data
         from alakazam.calibration import apply_precheck
+        ahead = _known_terms(tables, keys, planned, planned_spws, produced, planned_only=True)
         for key, msgs in apply_precheck.errors(cfg, lambda t: os.path.exists(t) and os.path.realpath(t)
-                                               not in produced).items():
+                                               not in produced, planned=ahead).items():
+            for msg in msgs:
+                add(f"{where}.{key}", msg)
+    else:                       # a solve's pre-applied terms: their SPWs and pinned fields
+        from alakazam import solve_precheck
+        known = _known_terms(tables, keys, planned, planned_spws, produced)
+        for key, msgs in solve_precheck.preapply_errors(cfg, known).items():
             for msg in msgs:
                 add(f"{where}.{key}", msg)
 
@@ -356,6 +424,53 @@ def _planned(section, cfg, real, planned, produced, fields):
             have = None if have is None or keys[st.key] is None else set(keys[st.key]) | have
         keys[st.key] = have
     return keys
+
+
+def _planned_spws(section, cfg, real, planned, planned_spws, produced):
+    """{key: SPW ids or None} that a solve / fluxscale block leaves in its output ``real`` (None: not
+    known).  A solve step writes at most the SPWs its block reads (:func:`alakazam.solve_precheck.
+    solve_spws`: its fields' scans in the spw and scan selections -- a superset, so a check against
+    it never refuses what the run would do); append adds the key's SPWs already there; the table's
+    other keys are kept as they are.  A fluxscale's output is its reference table's keys (the scaled
+    key's SPWs not known)."""
+    from alakazam import solve_precheck
+    from alakazam.io import hdf5
+
+    if cfg is None:
+        return None
+
+    def table_spws(t):
+        t = os.path.expanduser(t)
+        r = os.path.realpath(t)
+        if r in planned_spws:
+            return planned_spws[r]
+        keys = _table_keys(t, planned, produced, fields=False)
+        if keys is None:
+            return None
+        from alakazam.calibration.apply_precheck import _table_index
+        return {k: ((_table_index(t, k) or (None,))[0]) for k in keys}
+
+    if section == "fluxscale":
+        have = table_spws(cfg.reference_table)
+        if have is None:
+            return None
+        try:
+            scaled = hdf5.pick_key(have, cfg.jones_type, cfg.reference_table)
+        except AlakazamError:
+            return {k: None for k in have}
+        return {k: (None if k == scaled or cfg.transfer_table else v) for k, v in have.items()}
+    have = {} if real not in planned and real not in produced and not os.path.exists(real) else \
+        table_spws(real)
+    if have is None:
+        return None
+    have = dict(have)
+    spws = solve_precheck.solve_spws(cfg)
+    for st in cfg.steps:
+        new = None if spws is None else set(spws)
+        if cfg.append and st.key in have:
+            new = None if new is None or have[st.key] is None else set(have[st.key]) | new
+        have[st.key] = new
+    return have
 
 
 def _step_fields(cfg, step):

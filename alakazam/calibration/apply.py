@@ -139,7 +139,8 @@ def _run_apply(cfg: ApplyConfig) -> dict:
                        if tspw != meta.spws[ddid].spw_id else "")
                 raise AlakazamError(f"{term.key}: no solutions for SPW {tspw}{via} in {t.table} (it has SPW "
                                     f"{', '.join(map(str, sorted(have)))}); select spw, or give spwmap")
-    compat.check_tables(cfg, meta, terms, plan, spwmap=getattr(cfg, "spwmap", None))
+    compat.check_tables(cfg, meta, terms, plan, spwmap=getattr(cfg, "spwmap", None),
+                        tables=[t.table for t in cfg.terms])
     # ---- now write.  A new column is initialised with a copy of the data column only when some rows
     # will not be written here (CASA convention: every row holds an array); when the selection covers
     # every row and channel that copy would be overwritten at once, so it is skipped.

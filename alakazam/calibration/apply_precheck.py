@@ -56,30 +56,39 @@ def _table_index(table, key):
         return None
 
 
-def errors(cfg, table_ok=None) -> dict:
+def errors(cfg, table_ok=None, planned=None) -> dict:
     """{YAML key or 'key[i]': [message]} for apply config ``cfg`` (one MS or a list).  ``table_ok(path)``:
-    whether a table may be read now (default: it exists)."""
+    whether a table may be read now (default: it exists).  ``planned``: {term index: (name, SPW ids,
+    field names)} of terms whose table an earlier block of a YAML file writes (caltasks/yamlrun.py):
+    ``name`` names the term in messages ('G0 of cal.h5 as solve[0] writes it'), SPWs and fields are
+    those that block will write (None: not known, that check is skipped); nothing else is checked
+    for them (no solutions to compare yet)."""
     from types import SimpleNamespace
 
     from ..core import ms_io
     from . import compat, spwmap as _spwmap
 
     table_ok = table_ok or (lambda p: os.path.exists(p))
+    planned = planned or {}
     out = {}
 
     def add(key, msg):
         if msg not in out.get(key, []):
             out.setdefault(key, []).append(msg)
 
-    index = {}
+    index, names = {}, {}
     for i, t in enumerate(cfg.terms):
-        if isinstance(t.table, str) and table_ok(os.path.expanduser(t.table)):
+        names[i] = f"{t.key} of {t.table}"
+        if i in planned:
+            names[i], spws, fields = planned[i]
+            index[i] = (None if spws is None else set(spws), None if fields is None else set(fields), None)
+        elif isinstance(t.table, str) and table_ok(os.path.expanduser(t.table)):
             index[i] = _table_index(os.path.expanduser(t.table), t.key)
-        if index.get(i) and t.field_select == "pinned" and t.solution_field:
+        if index.get(i) and index[i][1] is not None and t.field_select == "pinned" and t.solution_field:
             fields = index[i][1]
             if not any(f in fields for f in t.solution_field):
                 add(f"solution_field[{i}]", f"{t.solution_field!r}: no solutions for these fields in "
-                    f"{t.key} of {t.table}; fields with solutions: {', '.join(sorted(fields))}")
+                    f"{names[i]}; fields with solutions: {', '.join(sorted(fields))}")
     for ms in (cfg.ms if isinstance(cfg.ms, (list, tuple)) else [cfg.ms]):
         try:
             meta = ms_io.read_meta(ms)
@@ -109,19 +118,22 @@ def errors(cfg, table_ok=None) -> dict:
             have = index[i][0]
             smap = _spwmap.as_dict(getattr(t, "spwmap", []))
             # the table's band, feeds and antennas against the MS's (compat.fit_errors; before: at run time)
-            term = SimpleNamespace(key=t.key, sets=index[i][2], spwmap=smap)
-            for msg in compat.fit_errors(ms, meta, term, sorted(ddids), getattr(cfg, "spwmap", None))[0]:
-                add(f"tables[{i}]", msg)
+            if index[i][2] is not None:
+                term = SimpleNamespace(key=t.key, sets=index[i][2], spwmap=smap)
+                for msg in compat.fit_errors(ms, meta, term, sorted(ddids), getattr(cfg, "spwmap", None))[0]:
+                    add(f"tables[{i}]", msg)
+            if have is None:
+                continue
             for spw_id in sorted({meta.spws[d].spw_id for d in ddids}):
                 tspw = smap.get(spw_id, spw_id)
                 if tspw in have:
                     continue
                 if tspw != spw_id:
                     add("spwmap", f"{getattr(t, 'spwmap', [])!r} maps SPW {spw_id} to SPW {tspw}, which "
-                        f"{t.key} of {t.table} has no solutions for; expected SPWs of the table: "
+                        f"{names[i]} has no solutions for; expected SPWs of the table: "
                         f"{', '.join(map(str, sorted(have)))}")
                 else:
-                    add(f"jones[{i}]", f"{t.key} of {t.table} has no solutions for SPW {spw_id} (the table "
+                    add(f"jones[{i}]", f"{names[i]} has no solutions for SPW {spw_id} (the table "
                         f"has SPW {', '.join(map(str, sorted(have)))}); select spw, or give spwmap to "
                         "correct it with another SPW's solutions")
     return out

@@ -21,7 +21,6 @@ Conventions (pinned by tests/test_reliability.py):
 from __future__ import annotations
 
 import logging
-import os
 import re
 
 import numpy as np
@@ -91,17 +90,21 @@ def _band(freqs, half):
     return float(np.min(f) - half), float(np.max(f) + half)
 
 
-def check_tables(cfg, meta, terms, plan, spwmap=None):
+def check_tables(cfg, meta, terms, plan, spwmap=None, tables=None):
     """Errors (AlakazamError) and warnings for applying ``terms`` to ``cfg.ms`` (module doc).
 
     ``plan``: (field id, DATA_DESC_ID, channels, n_rows) of the apply; ``spwmap``: optional
-    {data SPW id: table SPW id}.  akapply's parameter check and the YAML preflight report the same
-    errors first (:func:`fit_errors`, :mod:`.apply_precheck`).
+    {data SPW id: table SPW id}; ``tables``: the table file of each term (a relative MS path recorded
+    in an older table is found next to the table, :func:`alakazam.io.hdf5.same_ms`).  akapply's
+    parameter check and the YAML preflight report the same errors first (:func:`fit_errors`,
+    :mod:`.apply_precheck`).
     """
+    from ..io.hdf5 import same_ms
+
     errors = []
-    target = os.path.realpath(str(cfg.ms))
     warned_ms = set()
-    for term in terms:
+    tables = list(tables) if tables is not None else [None] * len(terms)
+    for term, table in zip(terms, tables):
         errs, missing = fit_errors(cfg.ms, meta, term, [ddid for _, ddid, _, _ in plan], spwmap)
         errors.extend(errs)
         if missing:
@@ -109,7 +112,7 @@ def check_tables(cfg, meta, terms, plan, spwmap=None):
                         "valid solution)", term.key, ", ".join(missing), cfg.ms)
         for s in term.sets[:1]:
             src = str(s.attrs.get("ms", "") or "")
-            if src and src not in warned_ms and not _same_ms(src, target):
+            if src and src not in warned_ms and not same_ms(src, table, cfg.ms):
                 warned_ms.add(src)
                 log.warning("%s: solved on %s, applied to %s (another MS)", term.key, src, cfg.ms)
     if errors:          # (each once: the plan has an entry per field and SPW)
@@ -168,9 +171,3 @@ def _half(s):
     except (TypeError, ValueError):
         return 0.0
     return w / 2 if np.isfinite(w) and w > 0 else 0.0
-
-
-def _same_ms(src, target_real):
-    if os.path.exists(src):
-        return os.path.realpath(src) == target_real
-    return os.path.basename(src.rstrip("/")) == os.path.basename(target_real.rstrip("/"))

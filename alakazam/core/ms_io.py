@@ -462,6 +462,11 @@ def resolve_antenna(meta: MSMeta, ref, warn=True):
     return out if many else out[0]
 
 
+#: what "antennas with data" means in the refant messages: rows in the main table (FLAG is not read
+#: there; a refant whose rows are all flagged is said so by the solve, solvers/rereference.py)
+_ROWS_NOTE = " (rows in the MS; flags not read)"
+
+
 class _NoData(AlakazamError):
     """An antenna of the ANTENNA table without rows (resolve_antenna)."""
 
@@ -475,7 +480,7 @@ def _antenna_id(meta: MSMeta, ref) -> int:
     if r.lstrip("-").isdigit() and 0 <= int(r) < len(names):
         return int(r)
     raise AlakazamError(f"{ref!r} is not an antenna of {meta.path}; antennas with data: "
-                        f"{', '.join(meta.active_names)}")
+                        f"{', '.join(meta.active_names)}{_ROWS_NOTE}")
 
 
 def _resolve_one_antenna(meta: MSMeta, ref) -> int:
@@ -483,7 +488,7 @@ def _resolve_one_antenna(meta: MSMeta, ref) -> int:
     aid = _antenna_id(meta, ref)
     if meta.ant_map[aid] < 0:
         raise _NoData(f"antenna {names[aid]!r} has no data in {meta.path}; antennas "
-                      f"with data: {', '.join(meta.active_names)}")
+                      f"with data: {', '.join(meta.active_names)}{_ROWS_NOTE}")
     return int(meta.ant_map[aid])
 
 

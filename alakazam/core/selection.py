@@ -51,9 +51,41 @@ def _int_ranges(text, have, what, offset=0, full=None):
         except AlakazamError:
             raise
         except ValueError:
-            raise AlakazamError(f"{what}: cannot parse {p!r} at position {at} of {full!r}; expected e.g. "
-                                "'1~5,7', '<5', '>3'") from None
+            start = at + len(part) - len(part.lstrip())           # where ``p`` starts in ``full``
+            raise AlakazamError(f"{what}: cannot parse {p!r} at position {at} of {full!r}"
+                                f"{_bad_token(p, start)}; expected e.g. '1~5,7', '<5', '>3'") from None
     return sorted(dict.fromkeys(out))
+
+
+def _bad_token(p, start):
+    """': <token> at position N ...' naming the first token of the range item ``p`` (at ``start`` of the
+    whole string) that breaks '*', '<n', '>n', 'n' or 'a~b'; '' when that token is ``p`` itself (the
+    message names it already)."""
+    toks = [(m.group(), m.start()) for m in re.finditer(r"\d+|\S", p)]
+    i = 0
+
+    def take(want):
+        nonlocal i
+        if i < len(toks) and (toks[i][0].isdigit() if want == "n" else toks[i][0] in want):
+            i += 1
+            return True
+        return False
+
+    if not take("*"):
+        if take("<>"):
+            ok = take("n")
+        else:
+            ok = take("n") and (not take("~") or take("n"))
+        if not ok:
+            if i >= len(toks):
+                return f": a number is expected after {p!r}"
+    if i >= len(toks):
+        return ""
+    tok, off = toks[i]
+    if tok == p:
+        return ""
+    hint = " (items are separated by ',')" if tok in ";|" else ""
+    return f": {tok!r} at position {start + off} is not allowed there{hint}"
 
 
 def parse_scans(text, have) -> List[int]:

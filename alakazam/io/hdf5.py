@@ -758,3 +758,20 @@ def resolve_ms(stored, table) -> Tuple[Optional[str], List[str]]:
             "%s records the MS %r; both %s and %s exist: using the one next to the table", table, stored,
             found[0], found[1])
     return (found[0] if found else None), tried
+
+
+def same_ms(stored, table, ms) -> bool:
+    """Whether the MS recorded in a solution set of ``table`` (attr ``ms``; ``table`` None: ``stored``
+    as it is) is the Measurement Set ``ms``: the recorded path found as :func:`resolve_ms` finds it (a
+    relative one next to the table first, then in the current directory) and compared by real path;
+    a recorded MS found nowhere (moved or deleted since) by its directory name.  The one test of "the
+    same MS" (apply's '(another MS)' warning, calibration/compat.py; append, io/solappend.py)."""
+    target = os.path.realpath(os.path.expanduser(str(ms)))
+    stored = str(stored or "").strip()
+    if table is None:
+        path = os.path.expanduser(stored) if os.path.isdir(os.path.expanduser(stored)) else None
+    else:
+        path = resolve_ms(stored, table)[0]
+    if path is not None:
+        return os.path.realpath(path) == target
+    return os.path.basename(stored.rstrip("/")) == os.path.basename(target.rstrip("/"))

@@ -43,10 +43,6 @@ def _groups(path, key):
     return out
 
 
-def _same_ms(a, b):
-    return os.path.realpath(str(a)) == os.path.realpath(str(b))
-
-
 def check_compatible(path, key, ms=None, ant_names=None, jones_type=None, sets=()):
     """Raise AlakazamError naming what differs when the new solutions cannot be appended to ``key``."""
     have = _groups(path, key)
@@ -56,7 +52,7 @@ def check_compatible(path, key, ms=None, ant_names=None, jones_type=None, sets=(
     where = f"append: {key} in {path}"
     if jones_type is not None and str(first.get("jones_type")) != str(jones_type):
         raise AlakazamError(f"{where} holds Jones type {first.get('jones_type')!r}, not {jones_type!r}")
-    if ms is not None and first.get("ms") is not None and not _same_ms(first["ms"], ms):
+    if ms is not None and first.get("ms") is not None and not hdf5.same_ms(first["ms"], path, ms):
         raise AlakazamError(f"{where} was solved on {first['ms']!r}, not {ms!r}; append needs the same MS "
                             "(use another key or caltable)")
     if ant_names is not None and [str(a) for a in first.get("ant_names", [])] != [str(a) for a in ant_names]:

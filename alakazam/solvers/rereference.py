@@ -15,10 +15,13 @@ chain, written to the HDF5) this module brings them to ONE reference R per SPW:
   quantity that converts r''s gauge to R's (below); it is interpolated to the cell's time (linearly
   between the nearest such cells before and after, nearest when there is only one side) and applied to
   every antenna of the cell.  R has no data in that cell (otherwise the cell would have used it), so
-  this is the only information about R there -- what CASA's re-referencing does.  K and G (per hand):
-  a cell without such a cell of another time is bridged in frequency, from the bins of its own time
-  cell solved with R in which r' has a solution (:func:`alakazam.solvers.rereference_hands._freq_bridge`:
-  a bandpass over one time cell whose reference is flagged in some channels).  K and G: a cell after
+  this is the only information about R there -- what CASA's re-referencing does.  Except when R is
+  not the first of the list with data in the cell (R was fixed by a field solved before, in which the
+  first had none): a cell in which R has a solution is brought to R by that solution itself (exact).
+  K and G (per hand): a cell without such a cell of another time is bridged in frequency, from the
+  bins of its own time cell solved with R in which r' has a solution
+  (:func:`alakazam.solvers.rereference_hands._freq_bridge`: a bandpass over one time cell whose
+  reference is flagged in some channels).  K and G: a cell after
   the last (before the first) cell solved with R is bridged from the nearest cell already in R's
   gauge when that is nearer than R's end cell, so that a reference dying half-way leaves one phase
   continuous in time (:class:`alakazam.solvers.rereference_hands._Chained`).  Cells without a
@@ -128,6 +131,12 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
                     _flag_cell(s, jf, it)
                     counts["strict"] += 1
                     continue
+                if not s.flags[R, jf, it]:      # R has a solution in the cell itself (R fixed by a field
+                    val = -_bridge_values(jones_type, s, R, jf, np.array([it]))[0]   # solved before): exact
+                    if np.all(np.isfinite(_recorded(s, val))):
+                        _rotate_cell(jones_type, s, jf, it, val)
+                        counts["rereferenced"] += 1
+                        continue
                 key = (int(jf), int(used[jf, it]))
                 if key not in tables:
                     tables[key] = _bridge_table(jones_type, same, R, key[1], key[0], prior)
@@ -333,6 +342,24 @@ def _hand_refs(sets):
     return others, hand_R
 
 
+def _first_unused(sets, first, hand=None):
+    """True when antenna ``first`` is the reference of no cell of ``sets`` in any hand (``hand``: in that
+    hand; per-hand sets: ``solver_stats/ref_ant_hand``; else ``ref_ant``): a cell takes the first
+    antenna of the list with data in it, so ``first`` then has no usable sample in any cell of the
+    selection."""
+    for s in sets:
+        rh = s.extra.get("ref_ant_hand")
+        if rh is not None:
+            from ..core.handflags import set_hands
+
+            rh = np.asarray(rh)
+            if any((rh[..., h] == first).any() for h in set_hands(s) if hand is None or h == hand):
+                return False
+        elif (np.asarray(s.extra["ref_ant"]) == first).any():
+            return False
+    return True
+
+
 def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
     others, hand_R = _hand_refs(sets)     # a hand solved with a fallback (the cell's reference unchanged)
     if others is None:
@@ -347,16 +374,35 @@ def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
     else:
         R_text = names[R]
     where = f"{step_key} ({jones_type}) spw {spw}"
+    if mode == "flex" and _first_unused(sets, refs[0]) and (moved if hand_R else R != refs[0]) \
+            and (not hand_R or set(moved) == set(hand_R)):
+        # the first refant is the reference of no cell of any hand: it has no usable sample in the
+        # selection (e.g. every row of it flagged); one message naming it and the antenna used instead
+        fields = ", ".join(dict.fromkeys(s.field_name for s in sets))
+        log.warning("%s: refant %s has no unflagged data in the selection (field(s) %s, spw %s: in no "
+                    "solution cell has it a sample that is unflagged, with weight > 0 and finite); %s is "
+                    "the reference instead (solver_stats/ref_ant%s)", where, names[refs[0]], fields, spw,
+                    R_text, ", attr ref_ant_hands" if hand_R else "")
+        moved = {}
+        R_named = True
+    else:
+        R_named = False
     if mode == "flex":
         for h, r in moved.items():
-            log.warning("%s: hand %s: the first reference antenna %s has data in this hand in no cell; %s is "
-                        "its reference (attr ref_ant_hands)", where, "pq"[h], names[refs[0]], names[r])
+            if _first_unused(sets, refs[0], hand=h):
+                log.warning("%s: hand %s: the first reference antenna %s has data in this hand in no "
+                            "cell; %s is its reference (attr ref_ant_hands)", where, "pq"[h], names[refs[0]],
+                            names[r])
+            else:       # it has data here; the step's reference was fixed by a field solved before
+                log.warning("%s: hand %s: %s is the step's reference (the first reference antenna %s had no "
+                            "data in this hand in the field solved first; attr ref_ant_hands)", where,
+                            "pq"[h], names[r], names[refs[0]])
     if others:
         log.warning("%s: reference %s; cells solved with %s: %d re-referenced to %s (bridged), %d flagged "
                     "without a bridge, %d flagged by refantmode strict (solver_stats/ref_ant keeps each "
                     "cell's antenna)", where, R_text, ", ".join(names[o] for o in others),
                     counts["rereferenced"], R_text, counts["no_bridge"], counts["strict"])
-    if R != refs[0] and mode == "flex" and not hand_R:
+    if R != refs[0] and mode == "flex" and not hand_R and not R_named:
         log.warning("%s: the first reference antenna %s is the reference of no cell; %s is used", where,
                     names[refs[0]], names[R])
     if counts["no_data"]:

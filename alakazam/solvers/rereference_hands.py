@@ -204,13 +204,22 @@ def rereference(jones_type, new_s, same, done, refs, mode, prior, prior_phasor, 
             continue
         tables = {}
         todo = []                           # (order class, sort key, set, jf, it, r2)
+        direct = []                         # (set, jf, it, value): R has a solution in the cell itself
         for s in new_s:
             used = _used(s, h)
-            empty = hand_flags(s)[..., h].all(axis=0)
+            hf = hand_flags(s)[..., h]
+            empty = hf.all(axis=0)
             for jf, it in zip(*np.nonzero((used != R) & ~empty)):
                 if mode == "strict":
                     _flag(s, jf, it, h)
                     cells["strict"].add((id(s), int(jf), int(it)))
+                    continue
+                # R has data in the cell but the cell took another antenna: R is not the first of the
+                # list with data here (R was fixed by a field solved before, in which the first had
+                # none).  The cell is then brought to R exactly by R's own solution in it.
+                v = _value(kind, s, R, jf, np.array([it]), h)[0] if not hf[R, jf, it] else np.nan
+                if np.isfinite(v):
+                    direct.append((s, int(jf), int(it), -float(v)))
                     continue
                 r2 = int(used[jf, it])
                 key = (int(jf), r2)
@@ -225,6 +234,10 @@ def rereference(jones_type, new_s, same, done, refs, mode, prior, prior_phasor, 
                            (2, -t) if ts is not None else (3, t))
                 todo.append((cls, sk, len(todo), s, int(jf), int(it), r2))
         chain = _Chained(kind, same, done, R, h, prior)
+        for s, jf, it, val in direct:
+            _rotate(kind, s, jf, it, h, val)
+            cells["rereferenced"].add((id(s), jf, it))
+            chain.add(s, jf, it)
         for cls, _, _, s, jf, it, r2 in sorted(todo, key=lambda x: x[:3]):
             cell = (id(s), jf, it)
             t = float(s.time[it])
