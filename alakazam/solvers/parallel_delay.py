@@ -110,6 +110,48 @@ def _refine_peak(start, stride, y, k, nfft, kc, factor, tau_out, amp_out):
         amp_out[i] = best
 
 
+#: a band with an empty stretch wider than this fraction of its channel grid is "gapped" (fringe_fft):
+#: two groups of widths w around a gap g have lobes of relative height ~ sinc(w / (w + g)), near 1
+#: (where the coarse FFT can rank a side lobe first) only for g of several w; scattered flags do not
+#: make such lobes (their side lobes are ~ 1 / sqrt(n))
+GAP_FRACTION = 0.25
+#: lobes whose tops are compared on a gapped band (fringe_fft)
+N_PEAKS = 4
+
+
+def _gapped_peak(yy, k, nfft):
+    """(fine peak index, fractional; amplitude) per row of a band with gaps (the samples ``yy`` on
+    grid channels ``k``).
+
+    Two groups of channels with a gap between them (channels 0-3 and 28-31: a selection around RFI)
+    make fringe lobes of nearly equal height, one per 1 / (span of a group and the gap) of delay (97%
+    of the true one there), several of them under the envelope of one group.  The 2x padded coarse
+    FFT samples each lobe off its top by up to half a coarse bin, which ranks the lobes at random: a
+    noiseless -4.7 ns fringe came out at +31.25 ns, and the fit then kept that alias, unflagged (a
+    review).  So on a gapped band the whole fine (``nfft``-point) spectrum is computed, the
+    :data:`N_PEAKS` highest lobes have their tops interpolated (a parabola through each fine maximum
+    and its two neighbours) and the highest top wins."""
+    grid = np.zeros((yy.shape[0], nfft), np.complex128)
+    if np.all(np.diff(k) > 0):
+        grid[:, k] = yy
+    else:                                   # several samples on one grid channel: sum them
+        np.add.at(grid, (slice(None), k), yy)
+    a = np.abs(np.fft.fft(grid, axis=-1))
+    am, ap = np.roll(a, 1, axis=-1), np.roll(a, -1, axis=-1)
+    p = np.where((a >= am) & (a >= ap), a, -1.0)
+    m = min(N_PEAKS, nfft)
+    top = np.argpartition(-p, m - 1, axis=-1)[:, :m]
+    a0 = np.take_along_axis(a, top, -1)
+    left, right = np.take_along_axis(am, top, -1), np.take_along_axis(ap, top, -1)
+    den = left - 2.0 * a0 + right
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.clip(np.where(den < 0, 0.5 * (left - right) / den, 0.0), -0.5, 0.5)
+    h = np.where(np.take_along_axis(p, top, -1) >= 0, a0 - 0.25 * (left - right) * d, -1.0)
+    j = np.argmax(h, axis=-1)[:, None]
+    kf = (np.take_along_axis(top, j, -1) + np.take_along_axis(d, j, -1))[:, 0]
+    return kf, np.take_along_axis(h, j, -1)[:, 0]
+
+
 def fringe_fft(y, freq, weight_present, pad=8):
     """Delay (ns) and peak amplitude of y(freq) ~ A exp(2 pi i tau 1e-9 freq) per leading index.
 
@@ -140,11 +182,15 @@ def fringe_fft(y, freq, weight_present, pad=8):
     # numpy's pocketfft: importing scipy.fft costs 0.1 s (scipy.special, docstrings) in a K/KC run;
     # the peak is located again by the DFT below, and the spectra are numpy's and scipy's alike (issue 16)
     spec = np.fft.fft(grid, axis=-1)
-    kc = np.argmax(spec.real ** 2 + spec.imag ** 2, axis=-1).astype(np.int64)
-    kf = np.empty(yy.shape[0])
-    amp = np.empty(yy.shape[0])
-    threaded(_refine_peak, yy.shape[0], yy, k, nfft_c * factor, kc, factor, kf, amp)
+    power = spec.real ** 2 + spec.imag ** 2
     nfft = nfft_c * factor
+    if n < 3 or int(np.max(np.diff(k))) - 1 <= GAP_FRACTION * n:   # no wide gap: the highest coarse peak
+        kc = np.argmax(power, axis=-1).astype(np.int64)
+        kf = np.empty(yy.shape[0])
+        amp = np.empty(yy.shape[0])
+        threaded(_refine_peak, yy.shape[0], yy, k, nfft, kc, factor, kf, amp)
+    else:
+        kf, amp = _gapped_peak(yy, k, nfft)
     # peak at k = tau df nfft for exp(+2 pi i tau f)
     kf = np.where(kf > nfft // 2, kf - nfft, kf)
     tau = kf / (nfft * df) * 1e9
