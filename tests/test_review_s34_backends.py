@@ -13,6 +13,7 @@
    the later step that pre-applies the flagged one names it.
 """
 
+import logging
 import sys
 from pathlib import Path
 
@@ -129,3 +130,89 @@ def test_ceres_chain_keeps_every_cp_bin(tmp_path):
     cp = hdf5.read_term(out, "CP0")[0]
     assert cp.converged.all(), np.flatnonzero(~cp.converged.ravel())
     assert not cp.flags.any()
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. refantmode strict: the per-scan warning names the reference antenna
+# ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def strict_ms(tmp_path_factory):
+    """6 antennas (+1 without data), 4 channels, C00's baselines flagged in scan 4 only."""
+    from alakazam.sim import simulate_ms
+    from test_refant import flag_antenna
+
+    d = tmp_path_factory.mktemp("s34_strict")
+    ms = str(d / "s.ms")
+    simulate_ms(ms, feed="linear", n_ant=6, n_ant_extra=1, n_chan=(4,), duration_h=1.0, int_s=120.0,
+                scan_len_s=600.0, noise=0.05, seed=5, leakage=False, dead_ant=False, flag_rows=0.0)
+    flag_antenna(ms, "C00", [4])
+    return ms, d
+
+
+def _warnings(caplog, key, scan):
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and r.getMessage().startswith(f"{key} field")
+            and f"scan {scan}:" in r.getMessage()]
+
+
+def test_strict_scan_warning_names_the_reference(strict_ms, caplog):
+    from alakazam.config import solve_config_from_dict
+    from alakazam.flow import run_solve
+    from alakazam.io import hdf5
+
+    ms, d = strict_ms
+    out = str(d / "strict.h5")
+    with caplog.at_level(logging.WARNING, logger="alakazam.flow"):
+        run_solve(solve_config_from_dict(dict(
+            ms=ms, output=out, ref_ant="C00", ref_ant_mode="strict", jones=["K", "G"], field=["3C286"],
+            time_interval=["scan", "2min"], quiet=True)))
+    k = {s.scan_id: s for s in hdf5.read_term(out, "K0")}
+    assert k[4].flags.all() and not k[1].flags.any()
+    (msg,) = _warnings(caplog, "K0", 4)
+    assert "no usable data" not in msg, msg
+    assert "refantmode strict flagged 1 solution cell(s)" in msg and "reference antenna C00" in msg, msg
+    # G0 pre-applies K0, flagged in scan 4: no usable data there, and the message says why
+    (msg,) = _warnings(caplog, "G0", 4)
+    assert "the pre-applied K0 of this block has every solution flagged in this scan" in msg, msg
+    assert not _warnings(caplog, "K0", 1) and not _warnings(caplog, "G0", 1)
+
+
+def test_strict_scan_warning_without_preapply(strict_ms, caplog):
+    """G alone (its own cells flagged by strict, 5 x 2 min in scan 4)."""
+    from alakazam.config import solve_config_from_dict
+    from alakazam.flow import run_solve
+
+    ms, d = strict_ms
+    with caplog.at_level(logging.WARNING, logger="alakazam.flow"):
+        run_solve(solve_config_from_dict(dict(
+            ms=ms, output=str(d / "g.h5"), ref_ant="C00", ref_ant_mode="strict", jones=["G"],
+            field=["3C286"], time_interval=["2min"], quiet=True)))
+    (msg,) = _warnings(caplog, "G0", 4)
+    assert "no usable data" not in msg and "pre-applied" not in msg, msg
+    assert "refantmode strict flagged 5 solution cell(s)" in msg and "reference antenna C00" in msg, msg
+
+
+def test_rereference_counts_per_set():
+    """rereference_step keeps each set's own counts on it (the non-per-hand path: D; and K, G through
+    rereference_hands are covered by the MS tests above)."""
+    from alakazam.io.hdf5 import SolutionSet
+    from alakazam.solvers.rereference import rereference_step
+
+    n_ant, times = 4, [0.0, 10.0, 20.0]
+
+    def dset(used):
+        d = np.zeros((n_ant, 1, 3, 2, 2), complex)
+        d[..., 0, 0] = d[..., 1, 1] = 1
+        d[1:, ..., 0, 1] = 0.01
+        s = SolutionSet(jones=d, flags=np.zeros((n_ant, 1, 3), bool), time=np.asarray(times),
+                        freq=np.full(1, 1.4e9), delay=None, attrs=dict(jones_type="D", spw=0, ref_ant=0))
+        s.extra = {"ref_ant": np.asarray(used, np.int32).reshape(1, 3)}
+        return s
+
+    a, b = dset([0, 0, 0]), dset([2, 2, 0])
+    total = rereference_step("D", [a, b], [0], "strict")
+    assert total == dict(rereferenced=0, no_bridge=0, strict=2, no_data=0)
+    assert a.reference_counts == dict(rereferenced=0, no_bridge=0, strict=0, no_data=0)
+    assert b.reference_counts == dict(rereferenced=0, no_bridge=0, strict=2, no_data=0)
+    assert b.flags[:, 0, :2].all() and not b.flags[:, 0, 2].any()
