@@ -174,13 +174,51 @@ def _refuse_all_flagged(cfg, pending):
             n_sol = sum(s.flags.size for s in sets)
             raise AlakazamError(
                 f"{key}: every solution is flagged (fields {sorted({s.field_name for s in sets})}, "
-                f"spw={cfg.spw!r}, scan={cfg.scan!r}): {_why_all_flagged(cfg, n_sol, _reasons(sets))}; "
+                f"spw={cfg.spw!r}, scan={cfg.scan!r}): "
+                f"{_why_all_flagged(cfg, n_sol, _reasons(sets), _ref_counts(sets), _ref_name(sets))}; "
                 f"nothing written for {', '.join(keys[i:])}"
                 + (f" ({', '.join(done)} written)" if done else "") + _stale_note(cfg, done))
         for s in sets:
             if s.flags.size and np.all(unusable(s)):
+                # this group's own re-referencing counts (solvers/rereference.py): a scan whose
+                # reference antenna is flagged is flagged by refantmode strict, not for want of data
+                why = _why_all_flagged(cfg, s.flags.size, _reasons([s]), getattr(s, "reference_counts", None),
+                                       s.attrs.get("ref_ant_name"))
+                if why.startswith("no usable data"):
+                    why += _flagged_before(pending, keys[:i], s)
                 log.warning("%s field %s spw %d scan %d: every solution flagged (%s)", key, s.field_name,
-                            s.spw, s.scan_id, _why_all_flagged(cfg, s.flags.size, _reasons([s])))
+                            s.spw, s.scan_id, why)
+
+
+def _ref_counts(sets):
+    """The re-referencing counts of ``sets`` summed (``s.reference_counts``, solvers/rereference.py), or
+    None when no set has them (KC, CP; sets read back from a table)."""
+    have = [s.reference_counts for s in sets if getattr(s, "reference_counts", None)]
+    if not have:
+        return None
+    return {k: sum(c.get(k, 0) for c in have) for k in have[0]}
+
+
+def _ref_name(sets):
+    """The reference antenna's name when ``sets`` share one (attr ``ref_ant_name``), else None."""
+    names = {s.attrs.get("ref_ant_name") for s in sets}
+    return names.pop() if len(names) == 1 else None
+
+
+def _flagged_before(pending, earlier, s):
+    """A note naming the earlier steps of the block (pre-applied to this one) that have every solution
+    flagged in the same field, SPW and scan as ``s``: their flags flag the data this step solves on,
+    which is then "no usable data" although FLAG and the weights are fine."""
+    from .core.handflags import unusable
+
+    keys = [k for k in earlier for e in pending[k]
+            if (e.field_name, e.spw, e.scan_id) == (s.field_name, s.spw, s.scan_id)
+            and e.flags.size and np.all(unusable(e))]
+    if not keys:
+        return ""
+    keys = list(dict.fromkeys(keys))
+    return (f"; the pre-applied {', '.join(keys)} of this block {'has' if len(keys) == 1 else 'have'} every "
+            "solution flagged in this scan (see above), which flags the data solved here")
 
 
 
@@ -324,12 +362,13 @@ def _reasons(sets):
     return reasons
 
 
-def _why_all_flagged(cfg, n_sol, reasons, ref=None):
+def _why_all_flagged(cfg, n_sol, reasons, ref=None, ref_name=None):
     """Why every one of ``n_sol`` solutions is flagged: the data had none to give (flagged, zero
     weight, NaN/zero model) or the solve's quality checks flagged them, and what to change for each
-    (``reasons``: solutions flagged per check, :func:`alakazam.unit._quality`; ``ref``: the step's
-    re-referencing counts, whose ``strict`` / ``no_bridge`` cells were flagged for the reference
-    antenna, not for the data)."""
+    (``reasons``: solutions flagged per check, :func:`alakazam.unit._quality`; ``ref``: the step's or
+    the group's re-referencing counts, whose ``strict`` / ``no_bridge`` cells were flagged for the
+    reference antenna, not for the data; ``ref_name``: the step's reference antenna, named in the
+    message)."""
     from .core import ms_io
 
     by_check = sum(v for v in reasons.values() if v)
@@ -338,18 +377,21 @@ def _why_all_flagged(cfg, n_sol, reasons, ref=None):
                f"and {cfg.model_col}")
     checks = "; ".join(f"{k} flagged {v}: {_FLAG_REASONS.get(k, k)}" for k, v in reasons.items() if v)
     ref = ref or {}
-    if not by_check and (ref.get("strict") or ref.get("no_bridge")):
+    named = f"{ref_name} " if ref_name else ""
+    if ref.get("strict") or ref.get("no_bridge"):
         parts = []
         if ref.get("strict"):
             parts.append(f"refantmode strict flagged {ref['strict']} solution cell(s) in which the first "
-                         f"reference antenna of refant={cfg.ref_ant!r} has no data (put an antenna with "
-                         "data first in refant, or use refantmode 'flex')")
+                         f"reference antenna {named}(refant={cfg.ref_ant!r}) has no data (put an antenna "
+                         "with data first in refant, or use refantmode 'flex')")
         if ref.get("no_bridge"):
             parts.append(f"{ref['no_bridge']} cell(s) solved with a fallback reference antenna could not be "
-                         f"re-referenced to the reference of refant={cfg.ref_ant!r} (no cell in which both "
-                         "have data; choose a refant with data in every scan)")
+                         f"re-referenced to the reference {named}(refant={cfg.ref_ant!r}) (no cell in which "
+                         "both have data; choose a refant with data in every scan)")
         if ref.get("no_data"):
             parts.append(f"{ref['no_data']} cell(s) had no usable data ({no_data})")
+        if by_check:
+            parts.append(f"the solve's checks had flagged -- {checks}")
         return "; ".join(parts)
     if not by_check:
         why = f"no usable data: {no_data}"
@@ -378,7 +420,7 @@ def _finish(ctx, pending, summary, step, sets, seconds):
     n_none = int(sum(unusable(s).sum() for s in sets))      # no usable hand (core/handflags.py)
     reasons = _reasons(sets)
     if n_none == n_sol:
-        why = _why_all_flagged(cfg, n_sol, reasons, ctx.stats.get(("reference", step.key)))
+        why = _why_all_flagged(cfg, n_sol, reasons, ctx.stats.get(("reference", step.key)), _ref_name(sets))
         raise AlakazamError(f"{step.key} ({step.jones_type}): every solution is flagged ({n_sol} solutions, "
                             f"field(s) {step.field}): {why} (nothing was "
                             f"written for {step.key})")

@@ -95,6 +95,9 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
     -------
     dict of counts: ``rereferenced`` (cells bridged), ``no_bridge`` (flagged: no cell with both),
     ``strict`` (flagged: first choice missing), ``no_data`` (cells without any data, already flagged).
+    The same counts of each set's own cells are kept on the set as ``s.reference_counts`` (K, G, D; a
+    Python attribute, not written to the HDF5), so the solve can say why a (field, SPW, scan) group is
+    flagged whole (``flow._refuse_all_flagged``: the reference antenna had no data there, not the data).
     """
     total = dict(rereferenced=0, no_bridge=0, strict=0, no_data=0)
     new = [s for s in sets if not getattr(s, "_rereferenced", False)]
@@ -125,17 +128,17 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
         for s in ([] if per_hand else new_s):
             used = np.asarray(s.extra["ref_ant"])
             empty = unusable(s).all(axis=0)               # (n_freq, n_time): no antenna has data
-            counts["no_data"] += int(empty.sum())
+            own = s.reference_counts = dict(rereferenced=0, no_bridge=0, strict=0, no_data=int(empty.sum()))
             for jf, it in zip(*np.nonzero((used != R) & ~empty)):
                 if mode == "strict":
                     _flag_cell(s, jf, it)
-                    counts["strict"] += 1
+                    own["strict"] += 1
                     continue
                 if not s.flags[R, jf, it]:      # R has a solution in the cell itself (R fixed by a field
                     val = -_bridge_values(jones_type, s, R, jf, np.array([it]))[0]   # solved before): exact
                     if np.all(np.isfinite(_recorded(s, val))):
                         _rotate_cell(jones_type, s, jf, it, val)
-                        counts["rereferenced"] += 1
+                        own["rereferenced"] += 1
                         continue
                 key = (int(jf), int(used[jf, it]))
                 if key not in tables:
@@ -146,10 +149,12 @@ def rereference_step(jones_type, sets, refs, mode="flex", ant_names=None, step_k
                     val = val if np.all(np.isfinite(_recorded(s, val))) else None
                 if val is None:
                     _flag_cell(s, jf, it)
-                    counts["no_bridge"] += 1
+                    own["no_bridge"] += 1
                     continue
                 _rotate_cell(jones_type, s, jf, it, val)
-                counts["rereferenced"] += 1
+                own["rereferenced"] += 1
+            for k in counts:
+                counts[k] += own[k]
         for s in new_s:
             s.attrs["ref_ant"] = R
             if ant_names is not None:

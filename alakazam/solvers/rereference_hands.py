@@ -187,14 +187,18 @@ def rereference(jones_type, new_s, same, done, refs, mode, prior, prior_phasor, 
     """Bring ``new_s`` (the new sets of one SPW) to one reference per hand, in place (module docstring);
     ``same``: every set of the step in the SPW (bridge sources), ``done``: those processed before;
     ``counts`` (rereferenced, no_bridge, strict, no_data) added to per cell (a cell with a hand bridged,
-    flagged without a bridge, flagged by strict; no_data: no usable hand).  Returns R per hand."""
+    flagged without a bridge, flagged by strict; no_data: no usable hand); each set's own counts on
+    ``s.reference_counts`` (as :func:`alakazam.solvers.rereference.rereference_step`).  Returns R per
+    hand."""
     from .rereference import _interp, _prior_angles
 
     kind = terms.get(jones_type).phase_ref
     hands = set_hands(new_s[0])
     cells = {k: set() for k in ("rereferenced", "no_bridge", "strict")}    # counted per cell, as the caller's
     for s in new_s:
-        counts["no_data"] += int(hand_flags(s)[..., hands].all(-1).all(axis=0).sum())
+        s.reference_counts = dict(rereferenced=0, no_bridge=0, strict=0,
+                                  no_data=int(hand_flags(s)[..., hands].all(-1).all(axis=0).sum()))
+        counts["no_data"] += s.reference_counts["no_data"]
     Rs = []
     for h in (0, 1):
         prev = done[0].attrs.get("ref_ant_hands") if done else None
@@ -265,6 +269,9 @@ def rereference(jones_type, new_s, same, done, refs, mode, prior, prior_phasor, 
             _rotate(kind, s, jf, it, h, val)
             cells["rereferenced"].add(cell)
             chain.add(s, jf, it)
+    by_id = {id(s): s for s in new_s}
     for k, v in cells.items():
         counts[k] += len(v)
+        for cell in v:
+            by_id[cell[0]].reference_counts[k] += 1
     return Rs
