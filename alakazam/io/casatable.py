@@ -169,7 +169,8 @@ def fold_crossphase(d_sets: List[SolutionSet], cp_sets: List[SolutionSet]) -> Li
     return out
 
 
-def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overwrite: bool = False) -> dict:
+def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overwrite: bool = False,
+                delay_ref=None) -> dict:
     """Write the solution sets of one key as a CASA caltable at ``out``.
 
     Parameters
@@ -183,6 +184,10 @@ def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overw
     ms : str
         The Measurement Set the solutions belong to (its ANTENNA/FIELD/SPECTRAL_WINDOW/OBSERVATION
         subtables are copied); default the ``ms`` attribute recorded in the solutions.
+    delay_ref : dict or None
+        K, KC: ``{spw: nu_ref (Hz)}``, the SPW row's one CHAN_FREQ (CASA's delay reference); the
+        tau written is still -tau, so the caller must have framed the later terms to match
+        (:func:`export`).  Default (and SPWs not in it): the sets' ``delay_ref_hz`` (0 Hz in ours).
 
     Returns
     -------
@@ -224,7 +229,11 @@ def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overw
         interval = solint if np.isfinite(solint) and solint > 0 else 0.0
         vals, flags, par_type = _params(s, jt)
         spw = int(s.spw)
-        spw_chan[spw] = np.array([0.0]) if tt.freq == "delay" else np.asarray(s.freq, float)
+        if tt.freq == "delay":        # CASA's nu_ref; with the sets' own reference the matrix is ours
+            nu_ref = (delay_ref or {}).get(spw, float(s.attrs.get("delay_ref_hz", 0.0) or 0.0))
+            spw_chan[spw] = np.array([float(nu_ref)])
+        else:
+            spw_chan[spw] = np.asarray(s.freq, float)
         for it, t in enumerate(np.asarray(s.time, float)):
             for ia_ms, a in enumerate(ants):
                 if a in names:
@@ -502,6 +511,7 @@ def export(table, key, out, ms: str = "", crossphase: str = "") -> dict:
             folded = cp
             logging.getLogger("alakazam.export").info(
                 "%s: %s folded in (CASA applies Xf on the sky side of D): export %s too", real, cp, cp)
+    sets, delay_ref = delay_frame(table, real, sets)
     if not ms and sets:     # the recorded MS; a relative one (older tables) also next to the table
         ms = hdf5.resolve_ms(sets[0].attrs.get("ms", ""), table)[0] or ""
     # written under a temporary name and renamed when complete: an error or Ctrl-C part-way leaves no
@@ -509,7 +519,7 @@ def export(table, key, out, ms: str = "", crossphase: str = "") -> dict:
     tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f".{os.path.basename(os.path.normpath(out))}"
                        f".akpartial{os.getpid()}")
     try:
-        res = write_table(sets, real, tmp, ms=ms, overwrite=True)
+        res = write_table(sets, real, tmp, ms=ms, overwrite=True, delay_ref=delay_ref)
         os.rename(tmp, out)
     finally:
         if os.path.isdir(tmp):
@@ -518,3 +528,95 @@ def export(table, key, out, ms: str = "", crossphase: str = "") -> dict:
     res["key"] = real
     res["crossphase"] = folded
     return res
+
+
+# ---------------------------------------------------------------- the delay frame of an export
+def k_reference(k_sets, spw) -> float:
+    """CASA's delay reference nu_ref (Hz) a K exported framed gets in SPW ``spw``: the K's own
+    ``delay_ref_hz`` when it has one (a CASA K read into a table), else the centre frequency of its
+    solution bin there (the median over its sets), or None without K solutions in ``spw``."""
+    sets = [s for s in k_sets if int(s.spw) == int(spw)]
+    if not sets:
+        return None
+    own = [float(s.attrs.get("delay_ref_hz", 0.0) or 0.0) for s in sets]
+    if any(own):
+        return float(np.median([f for f in own if f]))
+    return float(np.median([float(np.asarray(s.freq, float)[0]) for s in sets]))
+
+
+def _table_terms(table):
+    from ..calibration import chain
+    from . import hdf5
+
+    out = []
+    for k in hdf5.list_keys(table):
+        try:
+            out.append(chain.load_term(table, k))
+        except AlakazamError:
+            continue
+    return out
+
+
+def gain_frames(g, terms):
+    """``{spw: [(K term, nu_ref)]}``: per SPW of the G/T term ``g``, the time-variable K terms it is
+    framed by (:func:`alakazam.calibration.delayframe.k_terms_for`) with their export reference."""
+    from ..calibration import delayframe
+
+    out = {}
+    for sp in sorted({int(s.spw) for s in g.sets}):
+        ks = [(k, k_reference(k.sets, sp)) for k in delayframe.k_terms_for(g, terms, sp)]
+        ks = [(k, f) for k, f in ks if f is not None]
+        if ks:
+            out[sp] = ks
+    return out
+
+
+def delay_frame(table, key, sets):
+    """The sets of key ``key`` of HDF5 table ``table`` as exported, and the K's ``delay_ref``
+    (``{spw: nu_ref}``, None when not a K; see the module docstring, "Delay frame").
+
+    * A K framing a gain of the table in an SPW (a K with more than one solution time per field and
+      SPW, and a G or T solved after it that :func:`~alakazam.calibration.delayframe.k_terms_for`
+      frames): that SPW's row gets CHAN_FREQ = nu_ref (:func:`k_reference`), so CASA's K is
+      ``K(t, f) conj K(t, nu_ref)`` of ours.  Other SPWs, and other Ks: the sets' own reference (0 Hz).
+    * A G or T framed by such a K in an SPW: each solution times ``K(t_s, nu_ref)`` of its own field
+      and time, per hand (a T then differs between hands: exported as G).  So CASA's product
+      ``K_casa(t, f) G_exp(t_s)`` is ours ``K(t, f) G(t_s)`` where K(t) = K(t_s), and CASA's time
+      interpolation of G_exp is our frame's (delayframe.py) at nu_ref.
+    """
+    if not sets or not os.path.isfile(str(table)):
+        return sets, None
+    jt = str(sets[0].attrs.get("jones_type"))
+    if jt not in ("K", "G", "T"):
+        return sets, None
+    terms = _table_terms(table)
+    by_key = {t.key: t for t in terms}
+    me = by_key.get(key)
+    if me is None:
+        return sets, None
+    if jt == "K":
+        ref = {}
+        for g in terms:
+            if g.jones_type in ("G", "T"):
+                for sp, ks in gain_frames(g, terms).items():
+                    ref.update({sp: f for k, f in ks if k is me})
+        return sets, ref or None
+    frames = gain_frames(me, terms)
+    if not frames:
+        return sets, None
+    import copy
+
+    from ..calibration import delayframe
+
+    out = []
+    for s in sets:
+        v = copy.copy(s)
+        v.attrs = dict(s.attrs, jones_type="G") if jt == "T" else dict(s.attrs)
+        v.jones = np.array(s.jones)
+        for k, nu_ref in frames.get(int(s.spw), []):
+            fac = delayframe.own_factor(s, [k], int(s.spw), [nu_ref])[:, :, 0]   # (n_t, n_ant, 2)
+            f = np.moveaxis(fac, 0, 1)[:, None]                                   # (n_ant, 1, n_t, 2)
+            v.jones[..., 0, 0] *= f[..., 0]
+            v.jones[..., 1, 1] *= f[..., 1]
+        out.append(v)
+    return out, None
