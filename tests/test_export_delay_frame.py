@@ -207,3 +207,26 @@ def test_a_k_with_its_own_reference_keeps_it(exported, tmp_path):
     assert [list(f) for f in _chan_freq(tb)] == [[1.29e9]]
     back = casatable.read_table(tb)
     assert {s.attrs["delay_ref_hz"] for s in back} == {1.29e9}
+
+
+def test_two_framed_gains_carry_the_k_once(constant_gains):
+    """K(scan), G0 with a single solution (framed by K, and not a per-scan gain, so a G1 solved after it
+    is framed too): the export frames G0 only -- CASA's chain of gains takes K(t_s, nu_ref) once."""
+    import copy
+
+    from alakazam.calibration import chain, delayframe
+
+    ms, cals = constant_gains
+    k = chain.load_term(cals["scan"], "K0")
+    g = chain.load_term(cals["scan"], "G0")
+    one = copy.copy(g.sets[0])
+    one.time, one.jones, one.flags = one.time[:1], one.jones[:, :, :1], one.flags[:, :, :1]
+    one.pol_flags = None if one.pol_flags is None else one.pol_flags[:, :, :1]
+    g0 = chain.term_from_sets("G0", "G", [one])
+    g1 = chain.term_from_sets("G1", "G", [copy.copy(s) for s in g.sets])
+    for s in g1.sets:
+        s.attrs = dict(s.attrs, preapply_chain=["K0", "G0"])
+    terms = [k, g0, g1]
+    assert delayframe.k_terms_for(g0, terms, 0) == [k] and delayframe.k_terms_for(g1, terms, 0) == [k]
+    assert [x for x, _ in casatable.gain_frames(g0, terms)[0]] == [k]
+    assert casatable.gain_frames(g1, terms) == {}

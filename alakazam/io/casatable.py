@@ -559,12 +559,22 @@ def _table_terms(table):
 
 def gain_frames(g, terms):
     """``{spw: [(K term, nu_ref)]}``: per SPW of the G/T term ``g``, the time-variable K terms it is
-    framed by (:func:`alakazam.calibration.delayframe.k_terms_for`) with their export reference."""
+    framed by (:func:`alakazam.calibration.delayframe.k_terms_for`) with their export reference --
+    unless a gain solved in between is framed by that K too (it carries the K's phase in the export:
+    the product of the chain's gains takes ``K(t_s, nu_ref)`` once)."""
     from ..calibration import delayframe
+    from ..calibration.solve_order import preapply_chain
 
+    by_key = {t.key: t for t in terms}
+    chain = preapply_chain(g) or []
     out = {}
     for sp in sorted({int(s.spw) for s in g.sets}):
-        ks = [(k, k_reference(k.sets, sp)) for k in delayframe.k_terms_for(g, terms, sp)]
+        ks = []
+        for k in delayframe.k_terms_for(g, terms, sp):
+            between = [by_key[x] for x in chain[chain.index(k.key) + 1:] if x in by_key]
+            if not any(b.jones_type in ("G", "T") and
+                       any(x is k for x in delayframe.k_terms_for(b, terms, sp)) for b in between):
+                ks.append((k, k_reference(k.sets, sp)))
         ks = [(k, f) for k, f in ks if f is not None]
         if ks:
             out[sp] = ks
