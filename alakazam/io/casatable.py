@@ -22,10 +22,12 @@ sky side), so the Jones matrices are copied, except where CASA parametrises a te
 ============  ==============  ============  ===================================================
 alakazam      VisCal          param         conversion
 ============  ==============  ============  ===================================================
-G (1 bin)     G Jones         CPARAM (1,2)  g_p, g_q
+G (1 bin)     G Jones         CPARAM (1,2)  g_p, g_q (framed: times K(t_s, nu_ref), below)
 G (n bins)    B Jones         CPARAM (n,2)  per solution channel; SPECTRAL_WINDOW CHAN_FREQ = bin freqs
-K             K Jones         FPARAM (1,2)  tau_CASA = -tau (ns); CHAN_FREQ = [0 Hz] (see below)
-KC            Kcross Jones    FPARAM (1,2)  [-tau, 0]; CHAN_FREQ = [0 Hz]
+T             T Jones         CPARAM (1,1)  g (framed: G Jones (1,2), g K_p(t_s, nu_ref), g K_q(..))
+K             K Jones         FPARAM (1,2)  tau_CASA = -tau (ns); CHAN_FREQ = [0 Hz], or [nu_ref] for a
+                                            K framing a gain (below), or the K's own delay_ref_hz
+KC            Kcross Jones    FPARAM (1,2)  [-tau, 0]; CHAN_FREQ = [0 Hz] (or its own delay_ref_hz)
 CP            Xf Jones        CPARAM (n,1)  exp(-i phi)
 D             Df Jones        CPARAM (n,2)  [d_pq, d_qp]
 ============  ==============  ============  ===================================================
@@ -34,7 +36,35 @@ D             Df Jones        CPARAM (n,2)  [d_pq, d_qp]
   the caltable's SPW row (CASA >= 5.3); ours is ``exp(-2 pi i tau nu)`` at absolute frequency.  So
   tau_C = -tau, and the exported SPW row has one channel at 0 Hz, which makes CASA's matrix equal
   ours exactly (with the band centre as nu_ref, CASA's would lack the phase ``-2 pi tau nu_c`` that
-  our later terms absorbed).  On import nu_ref is kept (attr ``delay_ref_hz``) and applied.
+  our later terms absorbed).  On import nu_ref is kept (attr ``delay_ref_hz``) and applied; a K that
+  has one (a CASA K read into a table) is exported with it.
+* Delay frame (:func:`delay_frame`; calibration/delayframe.py; tests/test_export_delay_frame.py): a K
+  with more than one solution time per field and SPW (a K per scan), and a G or T of the same table
+  solved after it that :func:`alakazam.calibration.delayframe.k_terms_for` frames in that SPW (akapply
+  interpolates it in the K's frame: no per-scan gain in between, no solution set spanning scans):
+
+  ==========  ==============================================================================
+  term        exported
+  ==========  ==============================================================================
+  that K      CHAN_FREQ = [nu_ref] in the framed SPWs; nu_ref = the K solution bin's centre
+              frequency (median over the SPW's sets; from the K table alone, :func:`k_reference`)
+  that G / T  each solution times ``K(t_s, nu_ref)`` of its own field and time, per hand (1 where
+              K is flagged); every bin of a B Jones by the same nu_ref; a T becomes G Jones
+  other gains unchanged (a gain spanning scans, one solved after a per-scan gain; of two gains
+              framed by the same K, the second: the chain's gains carry ``K(t_s, nu_ref)`` once)
+  ==========  ==============================================================================
+
+  CASA's K is then ``K(t, f) conj K(t, nu_ref)`` of ours, so ``K_casa(t, f) G_exp(t_s) = K(t, f)
+  G(t_s)`` where K(t) = K(t_s) (the G's own scan: equal to ours at the solution times), and CASA's
+  linear time interpolation of G_exp is our frame's ``G'(t_s) = G(t_s) K(t_s, f_b)`` with f_b =
+  nu_ref: for a one-bin G exactly akapply's result between scans too (CASA applycal of K(scan) +
+  G(2 min), interp ['nearest', 'linear'], a TARGET between calibrator scans: 2.9e-7 of max |V| from
+  akapply, row phases 0.0126 rad rms; 0.0665 with the 0-Hz export).  A G of several bins: exact at
+  its solution times; between scans CASA's result differs from akapply's by ``2 pi (f_b - nu_ref)``
+  times the difference between the delay interpolated between the scans and the one applied (a TARGET
+  between scans: 0.0126 rad rms as with one K for the run, 4-MHz bins of a 16-MHz band).
+  Export the K and the gains it frames together (a framed G with a 0-Hz K, or the other way round,
+  is off by ``2 pi tau nu_ref``).
 * CP: ours is ``diag(1, exp(i phi))`` for every antenna, CASA's Xf is ``diag(x, 1)``; they differ by
   the scalar ``exp(i phi)`` common to all antennas, which cancels in ``J_p M J_q^H``: x = exp(-i phi).
 * D: the same matrix ``[[1, d_pq], [d_qp, 1]]`` in the feed frame (after P), par 0 = d_pq.
