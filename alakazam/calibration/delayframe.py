@@ -35,7 +35,9 @@ several scans, e.g. a bandpass over all scans, absorbed several Ks' phases: it i
 where K is flagged at a G solution or target time, that factor is 1 (the product is flagged by K
 itself).  Used by
 :func:`alakazam.calibration.chain.compose`, so the apply and every solve's pre-apply alike
-(tests/test_delay_frame.py).
+(tests/test_delay_frame.py).  CASA's applycal does not frame: akexport writes such a K at the centre
+of its solution bin and the G times ``K(t_s, nu_ref)``, which CASA's interpolation then frames
+(io/casatable.py, "Delay frame"; :func:`own_factor`).
 """
 
 from __future__ import annotations
