@@ -39,3 +39,38 @@ def small_chain_table(tmp_path_factory):
         # minblperant (4) flags whole; these tables are for shapes and conventions
         min_bl_per_ant=3)))
     return ms, cal, truth
+
+
+@pytest.fixture(scope="session")
+def constant_gains(tmp_path_factory):
+    """6 antennas, 16 channels, 1.5 h; gains constant in time, no bandpass / leakage; 3C147's model set
+    to its true 2.5 Jy.  K(scan) + G(2 min) and K(inf) + G(2 min) on 3C147 (tests/test_delay_frame.py,
+    tests/test_export_delay_frame.py; the tests apply to the MS's CORRECTED_DATA)."""
+    from casacore.tables import table
+
+    from alakazam.caltasks import akcal
+
+    d = tmp_path_factory.mktemp("dframe")
+    ms = str(d / "c.ms")
+    simulate_ms(ms, n_ant=6, n_chan=(16,), duration_h=1.5, noise=0.05, seed=11, time_gains=False,
+                bandpass=False, leakage=False, crosshand=False, dead_ant=False, flag_rows=0.0)
+    with table(ms, readonly=False, ack=False) as t:
+        q = t.query("FIELD_ID==1")
+        q.putcol("MODEL_DATA", q.getcol("MODEL_DATA") * 2.5)
+        q.close()
+    cals = {}
+    for ksol in ("scan", "inf"):
+        cals[ksol] = str(d / f"{ksol}.h5")
+        akcal(vis=ms, caltable=cals[ksol], field="3C147", jones=["K", "G"], solint=[ksol, "2min"],
+              refant="C00")
+    cals["kbg"] = str(d / "kbg.h5")       # K per scan, a bandpass over all scans, G per 2 min
+    akcal(vis=ms, caltable=cals["kbg"], field="3C147", jones=["K", "G", "G"], solint=["scan", "inf", "2min"],
+          freqint=["full", "1MHz", "full"], refant="C00")
+    for ksol in ("scan", "inf"):          # a T, and a G of 4-channel bins (for 'time,freq' interp)
+        cals[ksol + "T"] = str(d / f"{ksol}T.h5")
+        akcal(vis=ms, caltable=cals[ksol + "T"], field="3C147", jones=["K", "T"], solint=[ksol, "2min"],
+              refant="C00")
+        cals[ksol + "F"] = str(d / f"{ksol}F.h5")
+        akcal(vis=ms, caltable=cals[ksol + "F"], field="3C147", jones=["K", "G"], solint=[ksol, "2min"],
+              freqint=["full", "4MHz"], refant="C00")
+    return ms, cals

@@ -77,10 +77,23 @@ def test_layout_keywords_and_subtables(exported):
 
 
 def test_parameter_conversions(exported):
-    """tau_CASA = -tau with CHAN_FREQ [0 Hz]; KC = [-tau, 0]; G/B copied; Xf = exp(-i phi);
-    Df = [d_pq, d_qp] (and with CP folded in: [d_pq exp(-i phi), d_qp exp(i phi)])."""
+    """tau_CASA = -tau; KC = [-tau, 0] with CHAN_FREQ [0 Hz]; G/B copied; Xf = exp(-i phi);
+    Df = [d_pq, d_qp] (and with CP folded in: [d_pq exp(-i phi), d_qp exp(i phi)]).  K0 is per scan and
+    frames G1 (2 min; G0, a bandpass over all scans, is not framed): K0's SPW rows at nu_ref, its bin
+    centre, and G1 times K0(t_s, nu_ref) per hand (casatable.py, "Delay frame";
+    tests/test_export_delay_frame.py)."""
     ms, cal, out = exported
     ants = [str(a) for a in table(os.path.join(ms, "ANTENNA"), ack=False).getcol("NAME")]
+    k_sets = hdf5.read_term(cal, "K0")
+    nu_ref = {sp: float(np.median([s.freq[0] for s in k_sets if s.spw == sp])) for sp in (0, 1)}
+    assert 1.2e9 < nu_ref[0] < nu_ref[1] < 1.4e9
+
+    def k_at(s, a, it, name):          # K0 of G1's scan at nu_ref, per hand (1 where K0 is flagged)
+        (k,) = [x for x in k_sets if (x.scan_id, x.spw, x.field_name) == (s.scan_id, s.spw, s.field_name)]
+        ka = k.ant_names.index(name)
+        tau = k.delay[ka, 0, 0]
+        return np.where(k.hand_flags()[ka, 0, 0] | ~np.isfinite(tau), 1.0,
+                        np.exp(-2j * np.pi * 1e-9 * tau * nu_ref[s.spw]))
     for k in KEYS + ["D0_nofold"]:
         key = k.split("_")[0]
         sets = {(round(float(t), 3), s.spw): (s, i) for s in hdf5.read_term(cal, key)
@@ -97,11 +110,14 @@ def test_parameter_conversions(exported):
             a = s.ant_names.index(name)
             if key == "K0":
                 np.testing.assert_allclose(p[0], -s.delay[a, 0, it], rtol=F32, atol=1e-9)
-                assert list(chan[s.spw]) == [0.0]
+                assert list(chan[s.spw]) == [nu_ref[s.spw]]
             elif key == "KC0":
                 np.testing.assert_allclose(p[0], [-s.delay[a, 0, it, 0], 0.0], rtol=F32, atol=1e-9)
+                assert list(chan[s.spw]) == [0.0]
             elif key == "G0" or key == "G1":
                 want = np.stack([s.jones[a, :, it, 0, 0], s.jones[a, :, it, 1, 1]], -1)
+                if key == "G1":
+                    want = want * k_at(s, a, it, name)[None]
                 np.testing.assert_allclose(p, want, rtol=3 * F32, atol=1e-7)
                 np.testing.assert_allclose(chan[s.spw], s.freq)
             elif key == "CP0":
@@ -131,7 +147,7 @@ def test_round_trip(exported, key):
     ms, cal, out = exported
     path = out["D0_nofold"] if key == "D0" else out[key]
     assert solutions.is_casa_table(path) and solutions.table_keys(path) == [key[:-1] + "0"]
-    a = _joined(hdf5.read_term(cal, key))
+    a = _joined(casatable.delay_frame(cal, key, hdf5.read_term(cal, key))[0])   # G1: framed (above)
     b = _joined(solutions.read_term(path, key))
     assert a.keys() == b.keys()
     for k in a:

@@ -325,7 +325,7 @@ def test_fluxscale_keeps_the_good_hand(feeds, tmp_path):
 
 def test_casa_caltable_keeps_flags_per_pol(feeds, tmp_path):
     """Export of the dead-q K and G to CASA caltables writes FLAG per pol (DEAD's p False, q True); their
-    import keeps them in pol_flags (the p value as solved, the q hand NaN)."""
+    import keeps them in pol_flags (the p value as exported, the q hand NaN)."""
     from casacore.tables import table
 
     from alakazam.io import casatable
@@ -346,8 +346,10 @@ def test_casa_caltable_keeps_flags_per_pol(feeds, tmp_path):
             assert hb[DEAD, ..., 1].all() and not hb[DEAD, ..., 0].any() and not np.delete(hb, DEAD, 0).any()
             if key == "K0":
                 np.testing.assert_allclose(b.delay[DEAD, ..., 0], s.delay[DEAD, ..., 0], rtol=0, atol=1e-6)
-            else:
-                np.testing.assert_allclose(b.jones[DEAD, ..., 0, 0], s.jones[DEAD, ..., 0, 0], rtol=0,
+            else:      # G per scan after K per scan: exported times K(t_s, nu_ref) (casatable.py)
+                (k,) = [x for x in sol["K0"] if (x.scan_id, x.spw) == (s.scan_id, s.spw)]
+                kf = np.exp(-2j * np.pi * 1e-9 * k.delay[DEAD, 0, 0, 0] * k.freq[0])
+                np.testing.assert_allclose(b.jones[DEAD, ..., 0, 0], s.jones[DEAD, ..., 0, 0] * kf, rtol=0,
                                            atol=1e-6)
             assert np.isnan(b.jones[DEAD, ..., 1, 1]).all()
 

@@ -35,7 +35,9 @@ several scans, e.g. a bandpass over all scans, absorbed several Ks' phases: it i
 where K is flagged at a G solution or target time, that factor is 1 (the product is flagged by K
 itself).  Used by
 :func:`alakazam.calibration.chain.compose`, so the apply and every solve's pre-apply alike
-(tests/test_delay_frame.py).
+(tests/test_delay_frame.py).  CASA's applycal does not frame: akexport writes such a K at the centre
+of its solution bin and the G times ``K(t_s, nu_ref)``, which CASA's interpolation then frames
+(io/casatable.py, "Delay frame"; :func:`own_factor`).
 """
 
 from __future__ import annotations
@@ -108,6 +110,22 @@ def _diag_factor(k_terms, spw_id, times, freqs, ant_names, target_name, target_r
     return fac
 
 
+def own_factor(s, k_terms, spw_id, freqs):
+    """The product of ``k_terms``' diagonals (n_t, n_ant, n_f, 2) for the gain solution set ``s``: the
+    K of the set's own field at its solution times, on ``freqs`` (as the solve pre-applied it); 1 where
+    a K is flagged or has no solution there."""
+    own = []
+    for k in k_terms:
+        k2 = copy.copy(k)
+        k2.field_select, k2.solution_field = "nearest_time", None
+        own.append(k2)
+    a = s.attrs
+    return _diag_factor(own, spw_id, np.asarray(s.time, float), np.asarray(freqs, float),
+                        [str(x) for x in a["ant_names"]], str(a.get("field_name", "")),
+                        (float(a.get("field_ra", np.nan)), float(a.get("field_dec", np.nan))),
+                        np.full(len(s.time), s.scan_id, np.int64))
+
+
 def to_frame(term, k_terms, spw_id):
     """A copy of ``term`` whose solution sets of SPW ``spw_id`` (one scan each) are multiplied by the K
     of their own field at their times and frequency bins (G' of the module docstring); cached on the
@@ -121,16 +139,7 @@ def to_frame(term, k_terms, spw_id):
         if int(s.attrs["spw"]) != int(spw_id):
             sets.append(s)
             continue
-        own = []
-        for k in k_terms:               # K of the G solutions' own field, as the solve pre-applied it
-            k2 = copy.copy(k)
-            k2.field_select, k2.solution_field = "nearest_time", None
-            own.append(k2)
-        a = s.attrs
-        fac = _diag_factor(own, spw_id, np.asarray(s.time, float), np.asarray(s.freq, float),
-                           [str(x) for x in a["ant_names"]], str(a.get("field_name", "")),
-                           (float(a.get("field_ra", np.nan)), float(a.get("field_dec", np.nan))),
-                           np.full(len(s.time), s.scan_id, np.int64))
+        fac = own_factor(s, k_terms, spw_id, np.asarray(s.freq, float))
         v = copy.copy(s)
         v.jones = np.array(s.jones)
         f = np.moveaxis(fac, 0, 2)                  # (n_ant, n_f, n_ts, 2)

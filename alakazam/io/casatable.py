@@ -22,10 +22,12 @@ sky side), so the Jones matrices are copied, except where CASA parametrises a te
 ============  ==============  ============  ===================================================
 alakazam      VisCal          param         conversion
 ============  ==============  ============  ===================================================
-G (1 bin)     G Jones         CPARAM (1,2)  g_p, g_q
+G (1 bin)     G Jones         CPARAM (1,2)  g_p, g_q (framed: times K(t_s, nu_ref), below)
 G (n bins)    B Jones         CPARAM (n,2)  per solution channel; SPECTRAL_WINDOW CHAN_FREQ = bin freqs
-K             K Jones         FPARAM (1,2)  tau_CASA = -tau (ns); CHAN_FREQ = [0 Hz] (see below)
-KC            Kcross Jones    FPARAM (1,2)  [-tau, 0]; CHAN_FREQ = [0 Hz]
+T             T Jones         CPARAM (1,1)  g (framed: G Jones (1,2), g K_p(t_s, nu_ref), g K_q(..))
+K             K Jones         FPARAM (1,2)  tau_CASA = -tau (ns); CHAN_FREQ = [0 Hz], or [nu_ref] for a
+                                            K framing a gain (below), or the K's own delay_ref_hz
+KC            Kcross Jones    FPARAM (1,2)  [-tau, 0]; CHAN_FREQ = [0 Hz] (or its own delay_ref_hz)
 CP            Xf Jones        CPARAM (n,1)  exp(-i phi)
 D             Df Jones        CPARAM (n,2)  [d_pq, d_qp]
 ============  ==============  ============  ===================================================
@@ -34,7 +36,36 @@ D             Df Jones        CPARAM (n,2)  [d_pq, d_qp]
   the caltable's SPW row (CASA >= 5.3); ours is ``exp(-2 pi i tau nu)`` at absolute frequency.  So
   tau_C = -tau, and the exported SPW row has one channel at 0 Hz, which makes CASA's matrix equal
   ours exactly (with the band centre as nu_ref, CASA's would lack the phase ``-2 pi tau nu_c`` that
-  our later terms absorbed).  On import nu_ref is kept (attr ``delay_ref_hz``) and applied.
+  our later terms absorbed).  On import nu_ref is kept (attr ``delay_ref_hz``) and applied; a K that
+  has one (a CASA K read into a table) is exported with it.
+* Delay frame (:func:`delay_frame`; calibration/delayframe.py; tests/test_export_delay_frame.py): a K
+  with more than one solution time per field and SPW (a K per scan), and a G or T of the same table
+  solved after it that :func:`alakazam.calibration.delayframe.k_terms_for` frames in that SPW (akapply
+  interpolates it in the K's frame: no per-scan gain in between, no solution set spanning scans):
+
+  ==========  ==============================================================================
+  term        exported
+  ==========  ==============================================================================
+  that K      CHAN_FREQ = [nu_ref] in the framed SPWs; nu_ref = the K solution bin's centre
+              frequency (median over the SPW's sets; from the K table alone, :func:`k_reference`)
+  that G / T  each solution times ``K(t_s, nu_ref)`` of its own field and time, per hand (1 where
+              K is flagged); every bin of a B Jones by the same nu_ref; a T becomes G Jones
+  other gains unchanged (a gain spanning scans, one solved after a per-scan gain; of two gains
+              framed by the same K, the second: the chain's gains carry ``K(t_s, nu_ref)`` once)
+  ==========  ==============================================================================
+
+  CASA's K is then ``K(t, f) conj K(t, nu_ref)`` of ours, so ``K_casa(t, f) G_exp(t_s) = K(t, f)
+  G(t_s)`` where K(t) = K(t_s) (the G's own scan: equal to ours at the solution times), and CASA's
+  linear time interpolation of G_exp is our frame's ``G'(t_s) = G(t_s) K(t_s, f_b)`` with f_b =
+  nu_ref: for a one-bin G exactly akapply's result between scans too (CASA applycal of K(scan) +
+  G(2 min), interp ['nearest', 'linear'], a TARGET between calibrator scans: 2.9e-7 of max |V| from
+  akapply, row phases 0.0126 rad rms; 0.0665 with the 0-Hz export).  A G of several bins: exact at
+  its solution times; between scans CASA's result differs from akapply's by ``2 pi (f_b - nu_ref)``
+  times the difference between the delay interpolated between the scans and the one applied (a TARGET
+  between scans, 4-MHz bins of a 16-MHz band, CASA interp ['nearest', 'linear,linear']: 1.8e-3 of max
+  |V| from akapply, row phases 0.0126 rad rms as with one K for the run).
+  Export the K and the gains it frames together (a framed G with a 0-Hz K, or the other way round,
+  is off by ``2 pi tau nu_ref``).
 * CP: ours is ``diag(1, exp(i phi))`` for every antenna, CASA's Xf is ``diag(x, 1)``; they differ by
   the scalar ``exp(i phi)`` common to all antennas, which cancels in ``J_p M J_q^H``: x = exp(-i phi).
 * D: the same matrix ``[[1, d_pq], [d_qp, 1]]`` in the feed frame (after P), par 0 = d_pq.
@@ -169,7 +200,8 @@ def fold_crossphase(d_sets: List[SolutionSet], cp_sets: List[SolutionSet]) -> Li
     return out
 
 
-def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overwrite: bool = False) -> dict:
+def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overwrite: bool = False,
+                delay_ref=None) -> dict:
     """Write the solution sets of one key as a CASA caltable at ``out``.
 
     Parameters
@@ -183,6 +215,10 @@ def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overw
     ms : str
         The Measurement Set the solutions belong to (its ANTENNA/FIELD/SPECTRAL_WINDOW/OBSERVATION
         subtables are copied); default the ``ms`` attribute recorded in the solutions.
+    delay_ref : dict or None
+        K, KC: ``{spw: nu_ref (Hz)}``, the SPW row's one CHAN_FREQ (CASA's delay reference); the
+        tau written is still -tau, so the caller must have framed the later terms to match
+        (:func:`export`).  Default (and SPWs not in it): the sets' ``delay_ref_hz`` (0 Hz in ours).
 
     Returns
     -------
@@ -224,7 +260,11 @@ def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overw
         interval = solint if np.isfinite(solint) and solint > 0 else 0.0
         vals, flags, par_type = _params(s, jt)
         spw = int(s.spw)
-        spw_chan[spw] = np.array([0.0]) if tt.freq == "delay" else np.asarray(s.freq, float)
+        if tt.freq == "delay":        # CASA's nu_ref; with the sets' own reference the matrix is ours
+            nu_ref = (delay_ref or {}).get(spw, float(s.attrs.get("delay_ref_hz", 0.0) or 0.0))
+            spw_chan[spw] = np.array([float(nu_ref)])
+        else:
+            spw_chan[spw] = np.asarray(s.freq, float)
         for it, t in enumerate(np.asarray(s.time, float)):
             for ia_ms, a in enumerate(ants):
                 if a in names:
@@ -502,6 +542,7 @@ def export(table, key, out, ms: str = "", crossphase: str = "") -> dict:
             folded = cp
             logging.getLogger("alakazam.export").info(
                 "%s: %s folded in (CASA applies Xf on the sky side of D): export %s too", real, cp, cp)
+    sets, delay_ref = delay_frame(table, real, sets)
     if not ms and sets:     # the recorded MS; a relative one (older tables) also next to the table
         ms = hdf5.resolve_ms(sets[0].attrs.get("ms", ""), table)[0] or ""
     # written under a temporary name and renamed when complete: an error or Ctrl-C part-way leaves no
@@ -509,7 +550,7 @@ def export(table, key, out, ms: str = "", crossphase: str = "") -> dict:
     tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f".{os.path.basename(os.path.normpath(out))}"
                        f".akpartial{os.getpid()}")
     try:
-        res = write_table(sets, real, tmp, ms=ms, overwrite=True)
+        res = write_table(sets, real, tmp, ms=ms, overwrite=True, delay_ref=delay_ref)
         os.rename(tmp, out)
     finally:
         if os.path.isdir(tmp):
@@ -518,3 +559,105 @@ def export(table, key, out, ms: str = "", crossphase: str = "") -> dict:
     res["key"] = real
     res["crossphase"] = folded
     return res
+
+
+# ---------------------------------------------------------------- the delay frame of an export
+def k_reference(k_sets, spw) -> float:
+    """CASA's delay reference nu_ref (Hz) a K exported framed gets in SPW ``spw``: the K's own
+    ``delay_ref_hz`` when it has one (a CASA K read into a table), else the centre frequency of its
+    solution bin there (the median over its sets), or None without K solutions in ``spw``."""
+    sets = [s for s in k_sets if int(s.spw) == int(spw)]
+    if not sets:
+        return None
+    own = [float(s.attrs.get("delay_ref_hz", 0.0) or 0.0) for s in sets]
+    if any(own):
+        return float(np.median([f for f in own if f]))
+    return float(np.median([float(np.asarray(s.freq, float)[0]) for s in sets]))
+
+
+def _table_terms(table):
+    from ..calibration import chain
+    from . import hdf5
+
+    out = []
+    for k in hdf5.list_keys(table):
+        try:
+            out.append(chain.load_term(table, k))
+        except AlakazamError:
+            continue
+    return out
+
+
+def gain_frames(g, terms):
+    """``{spw: [(K term, nu_ref)]}``: per SPW of the G/T term ``g``, the time-variable K terms it is
+    framed by (:func:`alakazam.calibration.delayframe.k_terms_for`) with their export reference --
+    unless a gain solved in between is framed by that K too (it carries the K's phase in the export:
+    the product of the chain's gains takes ``K(t_s, nu_ref)`` once)."""
+    from ..calibration import delayframe
+    from ..calibration.solve_order import preapply_chain
+
+    by_key = {t.key: t for t in terms}
+    chain = preapply_chain(g) or []
+    out = {}
+    for sp in sorted({int(s.spw) for s in g.sets}):
+        ks = []
+        for k in delayframe.k_terms_for(g, terms, sp):
+            between = [by_key[x] for x in chain[chain.index(k.key) + 1:] if x in by_key]
+            if not any(b.jones_type in ("G", "T") and
+                       any(x is k for x in delayframe.k_terms_for(b, terms, sp)) for b in between):
+                ks.append((k, k_reference(k.sets, sp)))
+        ks = [(k, f) for k, f in ks if f is not None]
+        if ks:
+            out[sp] = ks
+    return out
+
+
+def delay_frame(table, key, sets):
+    """The sets of key ``key`` of HDF5 table ``table`` as exported, and the K's ``delay_ref``
+    (``{spw: nu_ref}``, None when not a K; see the module docstring, "Delay frame").
+
+    * A K framing a gain of the table in an SPW (a K with more than one solution time per field and
+      SPW, and a G or T solved after it that :func:`~alakazam.calibration.delayframe.k_terms_for`
+      frames): that SPW's row gets CHAN_FREQ = nu_ref (:func:`k_reference`), so CASA's K is
+      ``K(t, f) conj K(t, nu_ref)`` of ours.  Other SPWs, and other Ks: the sets' own reference (0 Hz).
+    * A G or T framed by such a K in an SPW: each solution times ``K(t_s, nu_ref)`` of its own field
+      and time, per hand (a T then differs between hands: exported as G).  So CASA's product
+      ``K_casa(t, f) G_exp(t_s)`` is ours ``K(t, f) G(t_s)`` where K(t) = K(t_s), and CASA's time
+      interpolation of G_exp is our frame's (delayframe.py) at nu_ref.
+    """
+    if not sets or not os.path.isfile(str(table)):
+        return sets, None
+    jt = str(sets[0].attrs.get("jones_type"))
+    if jt not in ("K", "G", "T"):
+        return sets, None
+    terms = _table_terms(table)
+    by_key = {t.key: t for t in terms}
+    me = by_key.get(key)
+    if me is None:
+        return sets, None
+    if jt == "K":
+        ref = {}
+        for g in terms:
+            if g.jones_type in ("G", "T"):
+                for sp, ks in gain_frames(g, terms).items():
+                    ref.update({sp: f for k, f in ks if k is me})
+        return sets, ref or None
+    frames = gain_frames(me, terms)
+    if not frames:
+        return sets, None
+    import copy
+
+    from ..calibration import delayframe
+
+    out = []
+    for s in sets:
+        v = copy.copy(s)
+        v.attrs = dict(s.attrs, jones_type="G") if jt == "T" else dict(s.attrs)
+        v.jones = np.array(s.jones)
+        for k, nu_ref in frames.get(int(s.spw), []):
+            fac = delayframe.own_factor(s, [k], int(s.spw), [nu_ref])[:, :, 0]   # (n_t, n_ant, 2)
+            f = np.moveaxis(fac, 0, 1)[:, None]                                   # (n_ant, 1, n_t, 2)
+            v.jones[..., 0, 0] *= f[..., 0]
+            v.jones[..., 1, 1] *= f[..., 1]
+        out.append(v)
+    return out, None
