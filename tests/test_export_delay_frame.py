@@ -230,3 +230,20 @@ def test_two_framed_gains_carry_the_k_once(constant_gains):
     assert delayframe.k_terms_for(g0, terms, 0) == [k] and delayframe.k_terms_for(g1, terms, 0) == [k]
     assert [x for x, _ in casatable.gain_frames(g0, terms)[0]] == [k]
     assert casatable.gain_frames(g1, terms) == {}
+
+
+def test_the_export_says_what_goes_together(constant_gains, tmp_path, caplog):
+    """Exporting a per-scan K, or a G framed by it, says to export and apply the two together (a framed G
+    with a 0-Hz K, or the K alone with an unframed G, is off by 2 pi tau nu_ref)."""
+    import logging
+
+    _, cals = constant_gains
+    with caplog.at_level(logging.INFO, logger="alakazam.export"):
+        akexport(caltable=cals["scan"], jones="K0", casatable=str(tmp_path / "k.tb"))
+        akexport(caltable=cals["scan"], jones="G0", casatable=str(tmp_path / "g.tb"))
+        akexport(caltable=cals["inf"], jones="K0", casatable=str(tmp_path / "kinf.tb"))
+    msgs = [r.getMessage() for r in caplog.records if r.name == "alakazam.export"]
+    assert any(m.startswith("K0: a per-scan K written with CASA's delay reference")
+               and "export G0 with it" in m for m in msgs), msgs
+    assert any(m.startswith("G0: written in the frame of the per-scan K0") for m in msgs), msgs
+    assert len(msgs) == 2                       # the K per field: nothing to say

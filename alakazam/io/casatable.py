@@ -635,16 +635,31 @@ def delay_frame(table, key, sets):
     me = by_key.get(key)
     if me is None:
         return sets, None
+    import logging
+
+    log = logging.getLogger("alakazam.export")
     if jt == "K":
         ref = {}
+        gains = []
         for g in terms:
             if g.jones_type in ("G", "T"):
                 for sp, ks in gain_frames(g, terms).items():
-                    ref.update({sp: f for k, f in ks if k is me})
+                    mine = {sp: f for k, f in ks if k is me}
+                    ref.update(mine)
+                    if mine and g.key not in gains:
+                        gains.append(g.key)
+        if ref:
+            log.info("%s: a per-scan K written with CASA's delay reference at %s (the gains solved after it "
+                     "carry its phase there): export %s with it and apply them together", key,
+                     ", ".join(f"{f / 1e6:.3f} MHz (spw {sp})" for sp, f in sorted(ref.items())),
+                     ", ".join(gains))
         return sets, ref or None
     frames = gain_frames(me, terms)
     if not frames:
         return sets, None
+    ks = sorted({k.key for v in frames.values() for k, _ in v})
+    log.info("%s: written in the frame of the per-scan %s (each solution times K at CASA's delay "
+             "reference): export %s with it and apply them together", key, ", ".join(ks), ", ".join(ks))
     import copy
 
     from ..calibration import delayframe
