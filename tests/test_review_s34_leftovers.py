@@ -40,15 +40,20 @@ def flagged_c00(tmp_path_factory):
     ms = str(tmp_path_factory.mktemp("refant_flagged") / "f.ms")
     simulate_ms(ms, n_ant=6, n_ant_extra=0, n_chan=(4,), duration_h=0.5, noise=0.05, seed=1, leakage=False,
                 dead_ant=False)
+    _flag_c00(ms, True)
+    return ms
+
+
+def _flag_c00(ms, value, other_fields_only=False):
+    """FLAG and FLAG_ROW of every row of C00 (of fields other than 3C286 only) set to ``value``."""
     with table(ms, readonly=False, ack=False) as t:
         rows = (t.getcol("ANTENNA1") == 0) | (t.getcol("ANTENNA2") == 0)
-        f = t.getcol("FLAG")
-        f[rows] = True
-        t.putcol("FLAG", f)
-        fr = t.getcol("FLAG_ROW")
-        fr[rows] = True
-        t.putcol("FLAG_ROW", fr)
-    return ms
+        if other_fields_only:
+            rows &= t.getcol("FIELD_ID") != 0
+        for col in ("FLAG", "FLAG_ROW"):
+            v = t.getcol(col)
+            v[rows] = value
+            t.putcol(col, v)
 
 
 @pytest.mark.parametrize("refant", ["C00", ["C00", "C03"]])
@@ -77,14 +82,7 @@ def test_refant_flagged_in_the_first_field_only(flagged_c00, tmp_path, caplog):
 
     ms = str(tmp_path / "g.ms")
     shutil.copytree(flagged_c00, ms)
-    with table(ms, readonly=False, ack=False) as t:     # C00's rows of 3C147 and TARGET unflagged again
-        rows = ((t.getcol("ANTENNA1") == 0) | (t.getcol("ANTENNA2") == 0)) & (t.getcol("FIELD_ID") != 0)
-        f = t.getcol("FLAG")
-        f[rows] = False
-        t.putcol("FLAG", f)
-        fr = t.getcol("FLAG_ROW")
-        fr[rows] = False
-        t.putcol("FLAG_ROW", fr)
+    _flag_c00(ms, False, other_fields_only=True)        # C00's rows of 3C147 and TARGET unflagged again
     with caplog.at_level(logging.WARNING):
         akcal(vis=ms, caltable=str(tmp_path / "g.h5"), field="3C286,3C147", jones=["G"], solint=["scan"],
               refant="C00")
@@ -105,12 +103,7 @@ def test_refant_flagged_in_the_first_field_keeps_the_later_fields_solutions(flag
 
     ms = str(tmp_path / "g.ms")
     shutil.copytree(flagged_c00, ms)
-    with table(ms, readonly=False, ack=False) as t:     # C00's rows of 3C147 and TARGET unflagged again
-        rows = ((t.getcol("ANTENNA1") == 0) | (t.getcol("ANTENNA2") == 0)) & (t.getcol("FIELD_ID") != 0)
-        for col in ("FLAG", "FLAG_ROW"):
-            f = t.getcol(col)
-            f[rows] = False
-            t.putcol(col, f)
+    _flag_c00(ms, False, other_fields_only=True)        # C00's rows of 3C147 and TARGET unflagged again
     out = {}
     for order in ("3C286,3C147", "3C147,3C286"):
         cal = str(tmp_path / f"{order[:5]}.h5")

@@ -169,7 +169,7 @@ def evaluate_in_frame(evaluate, term, k_terms, spw_id, times, freqs, ant_names, 
     bins = _common_bins(term, spw_id)
     if not term.freq_interp or bins is None or len(bins) < 2:      # nearest bin (one bin: the same)
         j, d, info, f = evaluate(framed)
-        return j, from_frame(d, term, k_terms, spw_id, times, freqs, ant_names, target_name, target_radec,
+        return j, from_frame(d, bins, k_terms, spw_id, times, freqs, ant_names, target_name, target_radec,
                              time_scan), info, f
     flat = copy.copy(framed)
     flat.__dict__.pop("_hand_views", None)
@@ -204,12 +204,12 @@ def _common_bins(term, spw_id):
     return gf[0]
 
 
-def from_frame(d, term, k_terms, spw_id, times, freqs, ant_names, target_name, target_radec, time_scan):
+def from_frame(d, bins, k_terms, spw_id, times, freqs, ant_names, target_name, target_radec, time_scan):
     """G's diagonal ``d`` (n_t, n_ant, n_chan or 1, 2), evaluated from :func:`to_frame`'s copy, brought
-    back: times conj(K(t, f_b(c))) at the G bin ``b(c)`` of each channel."""
+    back: times conj(K(t, f_b(c))) at the G bin ``b(c)`` of each channel (``bins``: G's bins,
+    :func:`_common_bins`)."""
     from ..core.interpolation import map_freq
 
-    bins = _common_bins(term, spw_id)
     if bins is None:
         return d                        # fields with different bins: left as evaluated
     fb = bins[map_freq(bins, np.asarray(freqs, float)[:d.shape[2]] if d.shape[2] > 1 else
