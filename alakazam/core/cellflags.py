@@ -55,7 +55,11 @@ the extension again (:func:`extend`).
          coherence has ~R n s^4, and is scale-free: a dead antenna noisier than the array is as
          dead as one at its noise (a level test would take it for a live noisy one), a live antenna
          10x noisier than the others at an SNR of 3 per sample is seen (the coherence alone took it
-         for dead, all its solutions flagged).
+         for dead, all its solutions flagged);
+       - *an antenna's baselines together* in a block where their summed t is at the noise level
+         and far below the antenna's own level in another block of the chunk that shows it at 10
+         sigma (:class:`_AntennaLevels`; decided after the chunk's blocks: where no single baseline
+         of a block reaches STRONG_SEG_T -- 8 channels, one integration at <= 100 channels).
 
        That hand's correlation and the cross hands of such rows are flagged in every channel (the
        other hand is kept: a dead feed) and leave the statistics (ratios and levels: the live rows of
@@ -760,13 +764,15 @@ def _no_signal_rows(coh, cols, sbl, dead, live, t_seg):
                             dead[c, k] = True
 
 
-def _no_signal(coh, cols, sbl, seg_ants=None, first_order=None):
+def _no_signal(coh, cols, sbl, seg_ants=None, first_order=None, levels=None):
     """1a. of the module docstring: ((n, n_k) bool dead per group position and hand, (n_k, n_seg) bool
     live per baseline segment and hand) from the rows' coherence sums ``coh`` (n, n_k, 3: Re S, Im S,
     Q; t = |S|^2 / Q) and the segments (positions ``cols[sbl[s]:sbl[s + 1]]``).  With ``seg_ants``
     (n_seg, 2) and ``first_order(k, segs)`` (the p-values of those segments' first-order test in hand
     k, :func:`_first_order_p`), a signal-free baseline of a weak antenna is dead only when that
-    antenna's first-order test finds nothing; without them the coherence alone decides."""
+    antenna's first-order test finds nothing; without them the coherence alone decides.  ``levels``
+    (an :class:`_AntennaLevels` of the chunk, given its block): the block's antenna sums are added to
+    it (the rows dead here excluded)."""
     n, n_k = coh.shape[:2]
     n_seg = len(sbl) - 1
     dead = np.zeros((n, n_k), np.bool_)
@@ -787,7 +793,116 @@ def _no_signal(coh, cols, sbl, seg_ants=None, first_order=None):
         if seg_ants is not None and first_order is not None:
             dead_seg = _weak_antennas(cand[k], ok[k], tlive[k], np.asarray(seg_ants), partial(first_order, k))
         dead[cols, k] |= dead_seg[seg_of] & fin[:, k]
+    if levels is not None:              # 1a. pooled per antenna, across the blocks (_AntennaLevels)
+        levels.add(t_seg, ok, coh, dead)
     return dead, live
+
+
+#: 1a. pooled per antenna across the blocks (:class:`_AntennaLevels`): an antenna's baselines of a
+#: block, their coherence summed, carry no signal below the level noise exceeds with this probability
+#: (one baseline: DEAD_T) ...
+DEAD_P = float(np.exp(-DEAD_T))
+#: ... in a block of the chunk where another block shows the same antenna (hand) at 10 sigma (one
+#: baseline: STRONG_SEG_T; the sum at least STRONG_SEG_T and beyond what noise reaches with STRONG_P;
+#: at ~8 sigma, LIVE_T and 1e-15, a live antenna at 0.6 of its SNR in half the scans at a per-sample
+#: SNR of 0.5 lost 1-3% of its samples)
+STRONG_P = float(np.exp(-STRONG_SEG_T))
+#: ... and its excess coherence per channel pair is below 1 / QUIET_REL of that block's (at a low SNR
+#: the excess goes as SNR^4: 1/16 is half the SNR; a live antenna's SNR does not halve between scans of
+#: one source) ...
+QUIET_REL = 16.0
+#: ... and the sum is below the antenna's live level scaled to the block by this many of its standard
+#: deviations (P ~ 1e-7 that a live antenna at that level falls there)
+QUIET_SIGMAS = 5.3
+
+
+class _AntennaLevels:
+    """1a. pooled per antenna across the blocks of one chunk.  Where no single baseline reaches
+    STRONG_SEG_T -- a block of one integration at <= 100 channels, of 8 channels -- the per-baseline
+    test never fires, and a dead antenna's samples reached the solve (a solution interval over scans
+    of one integration with an antenna dead in half of them: its gain 0.54 of the truth, unflagged;
+    tests/test_known_solve_flag_holes.py).  Its baselines together still tell: per block and hand,
+    T_a = the sum of t over antenna a's m_a baselines with channel pairs (noise: Gamma(m_a, 1)), Q_a
+    their pairs (rows x pairs) and e_a = (T_a - m_a) / Q_a the excess per pair (~rho^2 of the lag-one
+    coherence; measured, 7 antennas, 1 integration x 64 channels at SNR 5: T ~ 290 for a live antenna,
+    ~6 for a dead one).  The antenna's *live level* is the largest e_a of the blocks where
+    ``T_a >= STRONG_SEG_T`` and ``P(Gamma(m_a) > T_a) < STRONG_P``.  In a block where
+    ``P(Gamma(m_a) > T_a) > DEAD_P`` (noise-like), ``e_a < level / QUIET_REL`` and
+    ``T_a < m_a + L - QUIET_SIGMAS sqrt(m_a + 2 L)`` with L = level x Q_a (what the live antenna
+    would show there), the antenna carries no signal unless Fisher's combination of its baselines'
+    first-order tests finds some (:func:`_weak_antennas`' test); its baselines' rows are then flagged
+    as 1a.'s (that hand and the cross hands) at the end of the chunk.
+
+    Relative to the antenna's own level in the same data (field, SPW and its source), never to other
+    antennas: an antenna weaker than the rest (a lower gain, a warmer receiver: 3x the noise) is weak
+    in every block and never has a level its blocks fall below; across antennas, gain amplitudes of
+    0.6-1.4 alone made live antennas look dead (measured: 5-25% of live samples flagged on clean
+    chunks of 12-27 antennas at an SNR of 0.5-1).  Limits: the decision needs the live block in the
+    same chunk -- tier 1 reads a (field, SPW) whole, tiers 2/3 a group's blocks in reads of at most
+    ``max_rows`` rows, so a dead block read without a live one is left to the per-block tests (as
+    before); and a weak calibrator (per-sample SNR ~0.5 at 64 channels x 8 integrations, T ~ 60 for
+    a live antenna) gives no antenna a live level at 10 sigma: its dead blocks stay a known hole."""
+
+    def __init__(self):
+        self.level = {}             # (antenna, hand) -> live level (excess per pair)
+        self.pending = []           # (block, hand, T, m, Q, e, segments) of noise-like antenna sums
+        self.block = None
+
+    def begin(self, rows, cols, sbl, seg_ants, first_order):
+        """The next block: its rows (group positions -> chunk rows), segments and ``first_order(k,
+        segs)`` (:func:`_first_order_p` of its segments in hand k)."""
+        self.block = (rows, cols, sbl, np.asarray(seg_ants), first_order)
+
+    def add(self, t_seg, ok, coh, dead):
+        """The block's antenna sums per hand from its segments' t (n_k, n_seg), ``ok`` and the rows'
+        ``coh``; segments with a row 1a. found dead are left out."""
+        from scipy.special import gammaincc
+
+        rows, cols, sbl, seg_ants, _ = self.block
+        n_k, n_seg = t_seg.shape
+        if n_seg == 0:
+            return
+        p, q = seg_ants[:, 0], seg_ants[:, 1]
+        n_a = int(seg_ants.max()) + 1
+        starts = sbl[:-1]
+        for k in range(n_k):
+            q_seg = np.add.reduceat(coh[cols, k, 2], starts)
+            seg_dead = np.add.reduceat(dead[cols, k].astype(np.int64), starts) > 0
+            use = ok[k] & ~seg_dead & (q_seg > 0)
+            t = np.where(use, t_seg[k], 0.0)
+            qq = np.where(use, q_seg, 0.0)
+            tot = np.bincount(p, t, n_a) + np.bincount(q, t, n_a)
+            m = np.bincount(p, use, n_a) + np.bincount(q, use, n_a)
+            pairs = np.bincount(p, qq, n_a) + np.bincount(q, qq, n_a)
+            has = m >= 1
+            if not has.any():
+                continue
+            sf = np.ones(n_a)
+            sf[has] = gammaincc(m[has], tot[has])
+            e = np.where(has, (tot - m) / np.maximum(pairs, 1.0), 0.0)
+            for a in np.flatnonzero(has & (tot >= STRONG_SEG_T) & (sf < STRONG_P)):
+                self.level[(a, k)] = max(self.level.get((a, k), 0.0), e[a])
+            for a in np.flatnonzero(has & (sf > DEAD_P)):
+                segs = np.flatnonzero(use & ((p == a) | (q == a)))
+                self.pending.append((self.block, k, a, tot[a], m[a], pairs[a], e[a], segs))
+
+    def dead_rows(self):
+        """[(hand, chunk rows)] of the antennas without signal in a block (class docstring)."""
+        from scipy.special import gammaincc
+
+        out = []
+        for (rows, cols, sbl, _, first_order), k, a, tot, m, pairs, e, segs in self.pending:
+            lev = self.level.get((a, k), 0.0)
+            if lev <= 0 or e >= lev / QUIET_REL:
+                continue
+            live = lev * pairs
+            if tot >= m + live - QUIET_SIGMAS * np.sqrt(m + 2 * live):
+                continue
+            x = -np.log(np.maximum(first_order(k, segs), 1e-300)).sum()      # (-2 sum ln p) / 2
+            if gammaincc(len(segs), x) < FIRST_ORDER_P:
+                continue                                # its first-order test vouches for it
+            out.append((k, rows[np.concatenate([cols[sbl[s]:sbl[s + 1]] for s in segs])]))
+        return out
 
 
 def _weak_antennas(cand, ok, tlive, seg_ants, first_order):
@@ -866,6 +981,11 @@ def _first_order_p(data, model, use_model, flag, rows, cols, sbl, segs, c):
             out[i:j] = np.where(nr > 0, np.minimum(1.0, L * gammaincc(np.maximum(nr, 1), f)), 1.0)
         i = j
     return out
+
+
+def _first_order_block(data, model, use_model, flag, rows, cols, sbl, use_corr, k, segs):
+    """:func:`_first_order_p` of one block's segments ``segs`` in hand k (bound per block)."""
+    return _first_order_p(data, model, use_model, flag, rows, cols, sbl, segs, use_corr[k])
 
 
 def _flag_no_signal(out, prior, buf, rows, dead, use_corr, n_corr, level=None):
@@ -1324,6 +1444,7 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
     # the normalised ratios likewise: one buffer for the largest group (every element of a group's
     # leading part is written by :func:`_levels_and_ratios`)
     buf_all = np.empty(n_k * n_chan * most, np.float32)
+    levels = _AntennaLevels()           # 1a. pooled per antenna across the chunk's blocks
     for i in range(len(bounds) - 1):
         lo, hi = int(bounds[i]), int(bounds[i + 1])
         buf = buf_all[:n_k * n_chan * (hi - lo)].reshape(n_k, n_chan, hi - lo)
@@ -1336,8 +1457,9 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         cols = (so[sb[0]:sb[-1]] - lo).astype(np.int64)      # buf columns of the segments, in order
         sbl = (sb - sb[0]).astype(np.int64)
         rows_g = order[lo:hi]
-        dead, live = _no_signal(coh, cols, sbl, sk[sb[:-1], 1:], lambda k, segs: _first_order_p(
-            data, m, use_model, out, rows_g, cols, sbl, segs, use_corr[k]))
+        first_order = partial(_first_order_block, data, m, use_model, out, rows_g, cols, sbl, use_corr)
+        levels.begin(rows_g, cols, sbl, sk[sb[:-1], 1:], first_order)
+        dead, live = _no_signal(coh, cols, sbl, sk[sb[:-1], 1:], first_order, levels)
         if dead.any():
             _flag_no_signal(out, prior, buf, rows_g, dead, use_corr, n_corr, level)
         _bursts(out, level, seg_rows, sb, thr, burst)
@@ -1364,6 +1486,11 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         if then_mad:
             _mad_and_extend(data, m, use_model, out, prior, order[lo:hi], xkeep, keep_x, thr, use_corr, words,
                             known)
+    for k, r in levels.dead_rows():     # 1a. pooled: antennas without signal in a block (_AntennaLevels)
+        for a in (out, prior):
+            a[r, :, use_corr[k]] = True
+            if n_corr == 4:
+                a[r, :, 1:3] = True
     if then_mad:
         others = np.flatnonzero(~cross).astype(np.int64)        # autocorrelations: the MAD only
         if len(others):
