@@ -4,8 +4,8 @@ goes.  Found by the review of merge 075b87a: dead antennas whose samples still r
 live one flagged.  Two of the first six are closed (session 35: 1a. pooled per antenna across the
 blocks, ``cellflags._AntennaLevels``; their tests are in tests/test_antenna_levels.py): a dead scan in an
 8-channel bandpass and an antenna dead in half of a solution interval's one-integration scans.  The weak
-calibrator stays open: no block shows its antennas at 10 sigma, so none has a live level (at 8 sigma a
-live antenna at 0.6 of its SNR in half the scans lost 1-3% of its samples)."""
+calibrator stays open: its antennas' typical level is too close to a dead block's noise for the test
+to tell a dead block from a live one at half the SNR."""
 
 import os
 import sys

@@ -798,22 +798,14 @@ def _no_signal(coh, cols, sbl, seg_ants=None, first_order=None, levels=None):
     return dead, live
 
 
-#: 1a. pooled per antenna across the blocks (:class:`_AntennaLevels`): an antenna's baselines of a
-#: block, their coherence summed, carry no signal below the level noise exceeds with this probability
-#: (one baseline: DEAD_T) ...
-DEAD_P = float(np.exp(-DEAD_T))
-#: ... in a block of the chunk where another block shows the same antenna (hand) at 10 sigma (one
-#: baseline: STRONG_SEG_T; the sum at least STRONG_SEG_T and beyond what noise reaches with STRONG_P;
-#: at ~8 sigma, LIVE_T and 1e-15, a live antenna at 0.6 of its SNR in half the scans at a per-sample
-#: SNR of 0.5 lost 1-3% of its samples)
-STRONG_P = float(np.exp(-STRONG_SEG_T))
-#: ... and its excess coherence per channel pair is below 1 / QUIET_REL of that block's (at a low SNR
-#: the excess goes as SNR^4: 1/16 is half the SNR; a live antenna's SNR does not halve between scans of
-#: one source) ...
+#: 1a. pooled per antenna across the blocks (:class:`_AntennaLevels`): an antenna's excess coherence per
+#: channel pair in a block carries no signal when it is within this many of its noise sigmas of 0 ...
+QUIET_NOISE_SIGMAS = 3.0
+#: ... and at least QUIET_SIGMAS noise sigmas below 1 / QUIET_REL of the antenna's typical level (at a
+#: low SNR the excess goes as SNR^4: 1/16 is half the SNR, so a block of a live antenna at half its
+#: typical SNR is kept at 4 sigma)
 QUIET_REL = 16.0
-#: ... and the sum is below the antenna's live level scaled to the block by this many of its standard
-#: deviations (P ~ 1e-7 that a live antenna at that level falls there)
-QUIET_SIGMAS = 5.3
+QUIET_SIGMAS = 4.0
 
 
 class _AntennaLevels:
@@ -821,31 +813,41 @@ class _AntennaLevels:
     STRONG_SEG_T -- a block of one integration at <= 100 channels, of 8 channels -- the per-baseline
     test never fires, and a dead antenna's samples reached the solve (a solution interval over scans
     of one integration with an antenna dead in half of them: its gain 0.54 of the truth, unflagged;
-    tests/test_known_solve_flag_holes.py).  Its baselines together still tell: per block and hand,
-    T_a = the sum of t over antenna a's m_a baselines with channel pairs (noise: Gamma(m_a, 1)), Q_a
-    their pairs (rows x pairs) and e_a = (T_a - m_a) / Q_a the excess per pair (~rho^2 of the lag-one
-    coherence; measured, 7 antennas, 1 integration x 64 channels at SNR 5: T ~ 290 for a live antenna,
-    ~6 for a dead one).  The antenna's *live level* is the largest e_a of the blocks where
-    ``T_a >= STRONG_SEG_T`` and ``P(Gamma(m_a) > T_a) < STRONG_P``.  In a block where
-    ``P(Gamma(m_a) > T_a) > DEAD_P`` (noise-like), ``e_a < level / QUIET_REL`` and
-    ``T_a < m_a + L - QUIET_SIGMAS sqrt(m_a + 2 L)`` with L = level x Q_a (what the live antenna
-    would show there), the antenna carries no signal unless Fisher's combination of its baselines'
-    first-order tests finds some (:func:`_weak_antennas`' test); its baselines' rows are then flagged
-    as 1a.'s (that hand and the cross hands) at the end of the chunk.
+    tests/test_antenna_levels.py).  Its baselines together still tell: per block and hand, T_a = the
+    sum of t over antenna a's m_a baselines with channel pairs (noise: Gamma(m_a, 1)), Q_a their pairs
+    (rows x pairs), e_a = (T_a - m_a) / Q_a its excess per pair (~rho^2 of the lag-one coherence) and
+    s_a = sqrt(m_a) / Q_a the noise sigma of e_a (measured, 7 antennas, 1 integration x 64 channels at
+    SNR 5: e ~ 0.75 = 115 s for a live antenna, 0 +- s for a dead one).  The antenna's *typical level*
+    E is the higher median of its e_a over the chunk's blocks (robust: RFI or a correlator offset in a
+    minority of the blocks, which raise e, do not set it; an antenna dead in up to half of them still
+    has its live value).  In a block with
 
-    Relative to the antenna's own level in the same data (field, SPW and its source), never to other
-    antennas: an antenna weaker than the rest (a lower gain, a warmer receiver: 3x the noise) is weak
-    in every block and never has a level its blocks fall below; across antennas, gain amplitudes of
-    0.6-1.4 alone made live antennas look dead (measured: 5-25% of live samples flagged on clean
-    chunks of 12-27 antennas at an SNR of 0.5-1).  Limits: the decision needs the live block in the
-    same chunk -- tier 1 reads a (field, SPW) whole, tiers 2/3 a group's blocks in reads of at most
-    ``max_rows`` rows, so a dead block read without a live one is left to the per-block tests (as
-    before); and a weak calibrator (per-sample SNR ~0.5 at 64 channels x 8 integrations, T ~ 60 for
-    a live antenna) gives no antenna a live level at 10 sigma: its dead blocks stay a known hole."""
+        e_a <= QUIET_NOISE_SIGMAS s_a   and   e_a <= E / QUIET_REL - QUIET_SIGMAS s_a
+
+    (no signal, and a live antenna at half its typical SNR would show 4 sigma more), the antenna
+    carries no signal unless Fisher's combination of its baselines' first-order tests finds some
+    (:func:`_weak_antennas`' test); its baselines' rows are then flagged as 1a.'s (that hand and the
+    cross hands) at the end of the chunk.  Both need E >= QUIET_REL (QUIET_NOISE_SIGMAS ...): the
+    typical block shows the antenna at ~80 s of the quiet block's noise -- ~200 channel pairs over its
+    baselines at a high SNR (6 baselines x 63 pairs of one 64-channel integration; not 6 x 15 of a
+    16-channel one, whose dead blocks stay unflagged).
+
+    Relative to the antenna's own typical level, never to other antennas: an antenna weaker than the
+    rest (a lower gain, a warmer receiver: 3x the noise) is weak in every block; across antennas, gain
+    amplitudes of 0.6-1.4 made live antennas look dead (5-25% of live samples flagged on clean chunks
+    of 12-27 antennas at SNR 0.5-1), and with the level the best block's (the maximum) instead of the
+    median, one block of broadband RFI on a weak calibrator flagged 25-68% of the clean scans, and
+    an antenna at 0.6 of its SNR in half of 24 scans lost a block in 4 of 40 chunks (session 35's
+    review).  Limits: a live block at under half the antenna's typical SNR can be flagged (at 0.45 of
+    it, ~1% of such blocks at the worst level); the decision needs the typical blocks in the same
+    chunk -- tier 1 reads a (field, SPW) whole, tiers 2/3 a group's blocks in reads of at most
+    ``max_rows`` rows, so there a dead block read without live ones is left to the per-block tests and
+    the flags can depend on the memory tier; an antenna dead in more than half of the chunk's blocks,
+    or a weak calibrator (per-sample SNR ~0.5 at 64 channels x 8 integrations), is not seen."""
 
     def __init__(self):
-        self.level = {}             # (antenna, hand) -> live level (excess per pair)
-        self.pending = []           # (block, hand, T, m, Q, e, segments) of noise-like antenna sums
+        self.values = {}            # (antenna, hand) -> [e of each block]
+        self.pending = []           # (block, hand, antenna, e, s, segments) of blocks without signal
         self.block = None
 
     def begin(self, rows, cols, sbl, seg_ants, first_order):
@@ -856,8 +858,6 @@ class _AntennaLevels:
     def add(self, t_seg, ok, coh, dead):
         """The block's antenna sums per hand from its segments' t (n_k, n_seg), ``ok`` and the rows'
         ``coh``; segments with a row 1a. found dead are left out."""
-        from scipy.special import gammaincc
-
         rows, cols, sbl, seg_ants, _ = self.block
         n_k, n_seg = t_seg.shape
         if n_seg == 0:
@@ -873,30 +873,27 @@ class _AntennaLevels:
             qq = np.where(use, q_seg, 0.0)
             tot = np.bincount(p, t, n_a) + np.bincount(q, t, n_a)
             m = np.bincount(p, use, n_a) + np.bincount(q, use, n_a)
-            pairs = np.bincount(p, qq, n_a) + np.bincount(q, qq, n_a)
-            has = m >= 1
-            if not has.any():
-                continue
-            sf = np.ones(n_a)
-            sf[has] = gammaincc(m[has], tot[has])
-            e = np.where(has, (tot - m) / np.maximum(pairs, 1.0), 0.0)
-            for a in np.flatnonzero(has & (tot >= STRONG_SEG_T) & (sf < STRONG_P)):
-                self.level[(a, k)] = max(self.level.get((a, k), 0.0), e[a])
-            for a in np.flatnonzero(has & (sf > DEAD_P)):
-                segs = np.flatnonzero(use & ((p == a) | (q == a)))
-                self.pending.append((self.block, k, a, tot[a], m[a], pairs[a], e[a], segs))
+            pairs = np.maximum(np.bincount(p, qq, n_a) + np.bincount(q, qq, n_a), 1.0)
+            e = (tot - m) / pairs
+            sig = np.sqrt(m) / pairs
+            for a in np.flatnonzero(m >= 1):
+                self.values.setdefault((a, k), []).append(e[a])
+                if e[a] <= QUIET_NOISE_SIGMAS * sig[a]:
+                    segs = np.flatnonzero(use & ((p == a) | (q == a)))
+                    self.pending.append((self.block, k, a, e[a], sig[a], segs))
+
+    def level(self, a, k):
+        """The antenna's typical level E in hand k: the higher median of its blocks' e."""
+        v = np.sort(self.values.get((a, k), [0.0]))
+        return float(v[len(v) // 2])
 
     def dead_rows(self):
         """[(hand, chunk rows)] of the antennas without signal in a block (class docstring)."""
         from scipy.special import gammaincc
 
         out = []
-        for (rows, cols, sbl, _, first_order), k, a, tot, m, pairs, e, segs in self.pending:
-            lev = self.level.get((a, k), 0.0)
-            if lev <= 0 or e >= lev / QUIET_REL:
-                continue
-            live = lev * pairs
-            if tot >= m + live - QUIET_SIGMAS * np.sqrt(m + 2 * live):
+        for (rows, cols, sbl, _, first_order), k, a, e, sig, segs in self.pending:
+            if e > self.level(a, k) / QUIET_REL - QUIET_SIGMAS * sig:
                 continue
             x = -np.log(np.maximum(first_order(k, segs), 1e-300)).sum()      # (-2 sum ln p) / 2
             if gammaincc(len(segs), x) < FIRST_ORDER_P:
