@@ -806,6 +806,14 @@ QUIET_NOISE_SIGMAS = 3.0
 #: typical SNR is kept at 4 sigma)
 QUIET_REL = 16.0
 QUIET_SIGMAS = 4.0
+#: ... while the block's other antennas show, in the median, at least this fraction of their typical
+#: excess (~0.85 of their SNR; a live antenna next to a dead one loses 1 baseline of its n - 1: 5/6 at 7
+#: antennas; at 0.25, a weak antenna on a calibrator with RFI in half the blocks was still flagged: its
+#: neighbours sat at ~0.3 of their RFI-set levels): a block where every antenna is weaker than
+#: typical -- interference or an offset that raised the median level in half the blocks or more, a
+#: big dish whose baselines carried the others' coherence flagged in some scans, weather -- is not one
+#: dead antenna
+BLOCK_TYPICAL = 0.5
 
 
 class _AntennaLevels:
@@ -824,8 +832,13 @@ class _AntennaLevels:
 
         e_a <= QUIET_NOISE_SIGMAS s_a   and   e_a <= E / QUIET_REL - QUIET_SIGMAS s_a
 
-    (no signal, and a live antenna at half its typical SNR would show 4 sigma more), the antenna
-    carries no signal unless Fisher's combination of its baselines' first-order tests finds some
+    (no signal, and a live antenna at half its typical SNR would show 4 sigma more) and the other
+    antennas of the block near their own typical levels (the median of their e / E at least
+    BLOCK_TYPICAL: a dead antenna is one antenna; with the median level alone, interference in half the
+    blocks or more -- a 2-scan calibrator with one scan of broadband RFI -- set every antenna's level and
+    flagged the clean scans, 20-61% of their samples, and a heterogeneous array's small dishes lost the
+    scans where the big dish was flagged: session 35's second review), the antenna carries no signal
+    unless Fisher's combination of its baselines' first-order tests finds some
     (:func:`_weak_antennas`' test); its baselines' rows are then flagged as 1a.'s (that hand and the
     cross hands) at the end of the chunk.  Both need E >= QUIET_REL (QUIET_NOISE_SIGMAS ...): the
     typical block shows the antenna at ~80 s of the quiet block's noise -- ~200 channel pairs over its
@@ -838,8 +851,10 @@ class _AntennaLevels:
     of 12-27 antennas at SNR 0.5-1), and with the level the best block's (the maximum) instead of the
     median, one block of broadband RFI on a weak calibrator flagged 25-68% of the clean scans, and
     an antenna at 0.6 of its SNR in half of 24 scans lost a block in 4 of 40 chunks (session 35's
-    review).  Limits: a live block at under half the antenna's typical SNR can be flagged (at 0.45 of
-    it, ~1% of such blocks at the worst level); the decision needs the typical blocks in the same
+    review).  Limits: a live block of one antenna at well under half its typical SNR can be flagged
+    (measured: at 0.35-0.40 of it, 1-6 of 30 chunks lost some samples where the typical level sits
+    near the detection limit, E ~ 80 s; at 0.3, 19 of 140); dead blocks fail the 3 sigma cut by
+    chance (~1% of dead block-hands: Gamma's tail); the decision needs the typical blocks in the same
     chunk -- tier 1 reads a (field, SPW) whole, tiers 2/3 a group's blocks in reads of at most
     ``max_rows`` rows, so there a dead block read without live ones is left to the per-block tests and
     the flags can depend on the memory tier; an antenna dead in more than half of the chunk's blocks,
@@ -876,25 +891,35 @@ class _AntennaLevels:
             pairs = np.maximum(np.bincount(p, qq, n_a) + np.bincount(q, qq, n_a), 1.0)
             e = (tot - m) / pairs
             sig = np.sqrt(m) / pairs
-            for a in np.flatnonzero(m >= 1):
+            ants = np.flatnonzero(m >= 1)
+            others = (ants, e[ants])            # every antenna's e in this block and hand
+            for a in ants:
                 self.values.setdefault((a, k), []).append(e[a])
                 if e[a] <= QUIET_NOISE_SIGMAS * sig[a]:
                     segs = np.flatnonzero(use & ((p == a) | (q == a)))
-                    self.pending.append((self.block, k, a, e[a], sig[a], segs))
+                    self.pending.append((self.block, k, a, e[a], sig[a], segs, others))
 
     def level(self, a, k):
         """The antenna's typical level E in hand k: the higher median of its blocks' e."""
         v = np.sort(self.values.get((a, k), [0.0]))
         return float(v[len(v) // 2])
 
+    def _others_typical(self, a, k, ants, e_all):
+        """The block's other antennas (hand k) are near their typical levels: the median of their
+        e / E is at least BLOCK_TYPICAL (with no other antenna with a level: False)."""
+        r = [e_b / lev for b, e_b in zip(ants, e_all) if b != a for lev in (self.level(b, k),) if lev > 0]
+        return len(r) > 0 and float(np.median(r)) >= BLOCK_TYPICAL
+
     def dead_rows(self):
         """[(hand, chunk rows)] of the antennas without signal in a block (class docstring)."""
         from scipy.special import gammaincc
 
         out = []
-        for (rows, cols, sbl, _, first_order), k, a, e, sig, segs in self.pending:
+        for (rows, cols, sbl, _, first_order), k, a, e, sig, segs, (ants, e_all) in self.pending:
             if e > self.level(a, k) / QUIET_REL - QUIET_SIGMAS * sig:
                 continue
+            if not self._others_typical(a, k, ants, e_all):
+                continue                                # the whole block is weaker: not one dead antenna
             x = -np.log(np.maximum(first_order(k, segs), 1e-300)).sum()      # (-2 sum ln p) / 2
             if gammaincc(len(segs), x) < FIRST_ORDER_P:
                 continue                                # its first-order test vouches for it
