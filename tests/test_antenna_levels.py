@@ -3,14 +3,14 @@
 
 Convention: per block and parallel hand, an antenna's baselines' lag-one coherence t summed (T_a over
 m_a baselines; noise Gamma(m_a, 1)), its excess per channel pair e_a = (T_a - m_a) / Q_a and that
-excess's noise sigma s_a = sqrt(m_a) / Q_a.  Its *typical level* E is the higher median of e_a over the
-chunk's blocks.  In a block where e_a <= QUIET_NOISE_SIGMAS s_a (no signal) and
-e_a <= E / QUIET_REL - QUIET_SIGMAS s_a (a live antenna at half its typical SNR would show more), the
-block's other antennas are near their own typical levels (median e / E >= BLOCK_TYPICAL: one antenna is
-dead, not the whole block weaker), and its first-order test (Fisher over its baselines) finds nothing,
-its baselines' rows are flagged in that hand and the cross hands.  Relative to the antenna's own median level, never to the other antennas nor
-to its best block: a live antenna weaker than the others (a lower gain, 10x the noise), weaker in some
-scans (0.4-0.6 of its SNR), or a block of RFI loses nothing to it."""
+excess's noise sigma s_a = sqrt(m_a) / Q_a. Its *typical level* E is the higher median of e_a over the
+chunk's blocks. In a block where e_a <= QUIET_NOISE_SIGMAS s_a (no signal) and e_a <= E / QUIET_REL -
+QUIET_SIGMAS s_a (a live antenna at half its typical SNR would show more), the block's other antennas
+are near their own typical levels (median e / E >= BLOCK_TYPICAL: one antenna is dead, not the whole
+block weaker), and its first-order test (Fisher over its baselines) finds nothing, its baselines' rows
+are flagged in that hand and the cross hands. Relative to the antenna's own median level, never to the
+other antennas nor to its best block: a live antenna weaker than the others (a lower gain, 10x the
+noise), weaker in some scans (0.4-0.6 of its SNR), or a block of RFI loses nothing to it."""
 
 import os
 import sys
