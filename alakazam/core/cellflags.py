@@ -56,10 +56,11 @@ the extension again (:func:`extend`).
          dead as one at its noise (a level test would take it for a live noisy one), a live antenna
          10x noisier than the others at an SNR of 3 per sample is seen (the coherence alone took it
          for dead, all its solutions flagged);
-       - *an antenna's baselines together* in a block where their summed t is at the noise level
-         and far below the antenna's own level in another block of the chunk that shows it at 10
-         sigma (:class:`_AntennaLevels`; decided after the chunk's blocks: where no single baseline
-         of a block reaches STRONG_SEG_T -- 8 channels, one integration at <= 100 channels).
+       - *an antenna's baselines together* in a block where their summed t is at the noise level,
+         far below the antenna's own typical (median) level over the chunk's blocks, while the
+         block's other antennas are near theirs (:class:`_AntennaLevels`; decided after the chunk's
+         blocks: where no single baseline of a block reaches STRONG_SEG_T -- 8 channels, one
+         integration at <= 100 channels).
 
        That hand's correlation and the cross hands of such rows are flagged in every channel (the
        other hand is kept: a dead feed) and leave the statistics (ratios and levels: the live rows of
