@@ -49,3 +49,20 @@ def dead_antenna_ms(d, dead, feed="linear", n_chan=32, seed=7, per_corr=False, z
         f[rows] = True
         t.putcol("FLAG", f)
     return ms, fl
+
+
+def dead_scan_ms(d, n_chan, feed="linear"):
+    """(dead MS, flagged MS) under directory ``d``: ``simulate_ms`` (8 antennas, 1 h, ``n_chan`` channels,
+    ``feed``) with C03 noise-only in scan 4 (the simulator's ``dead_antenna_scan``), and a copy with
+    C03's scan-4 rows flagged."""
+    ms, fl = os.path.join(str(d), "dead.ms"), os.path.join(str(d), "flagged.ms")
+    simulate_ms(ms, n_ant=8, n_chan=(n_chan,), duration_h=1.0, feed=feed, dead_antenna_scan=("C03", 4))
+    shutil.copytree(ms, fl)
+    with table(os.path.join(fl, "ANTENNA"), ack=False) as t:
+        c03 = list(t.getcol("NAME")).index("C03")
+    with table(fl, readonly=False, ack=False) as t:
+        a1, a2, sc = t.getcol("ANTENNA1"), t.getcol("ANTENNA2"), t.getcol("SCAN_NUMBER")
+        f = t.getcol("FLAG")
+        f[((a1 == c03) | (a2 == c03)) & (sc == 4)] = True
+        t.putcol("FLAG", f)
+    return ms, fl

@@ -18,11 +18,11 @@ import types
 
 import numpy as np
 import pytest
-from casacore.tables import table
 
 from alakazam.core import cellflags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dead_antenna_ms import dead_scan_ms  # noqa: E402  (tests/dead_antenna_ms.py)
 from one_antenna_ms import antenna_ms, solve_g  # noqa: E402  (tests/one_antenna_ms.py)
 
 CORR = ["XX", "XY", "YX", "YY"]
@@ -165,22 +165,10 @@ def _dead_scan_bandpass(tmp_path, n_chan):
     """K(inf) + bandpass G(inf, 1 MHz) over 3C286's scans with C03 noise-only in scan 4 (the simulator's
     dead_antenna_scan), on the MS and on a copy with C03's scan-4 rows flagged: (G dead, G flagged, index
     of C03 in the table)."""
-    import shutil
-
     from alakazam.caltasks import akcal
     from alakazam.io import hdf5
-    from alakazam.sim import simulate_ms
 
-    ms, fl = str(tmp_path / "dead.ms"), str(tmp_path / "flagged.ms")
-    simulate_ms(ms, n_ant=8, n_chan=(n_chan,), duration_h=1.0, feed="linear", dead_antenna_scan=("C03", 4))
-    shutil.copytree(ms, fl)
-    with table(os.path.join(fl, "ANTENNA"), ack=False) as t:
-        c03 = list(t.getcol("NAME")).index("C03")
-    with table(fl, readonly=False, ack=False) as t:
-        a1, a2, sc = t.getcol("ANTENNA1"), t.getcol("ANTENNA2"), t.getcol("SCAN_NUMBER")
-        f = t.getcol("FLAG")
-        f[((a1 == c03) | (a2 == c03)) & (sc == 4)] = True
-        t.putcol("FLAG", f)
+    ms, fl = dead_scan_ms(tmp_path, n_chan)
     out = []
     for m in (ms, fl):
         cal = m[:-3] + ".h5"

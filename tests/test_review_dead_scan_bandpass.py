@@ -6,31 +6,21 @@ bandpass G(inf) over 3C286's two scans, after K(inf), mixes C03's live scan with
 its amplitude, unflagged, and the other antennas' bandpasses move by ~1% / 0.05 rad (thermal ~6e-5)."""
 
 import os
-import shutil
+import sys
 
 import numpy as np
 import pytest
-from casacore.tables import table
 
 from alakazam.caltasks import akcal
 from alakazam.io import hdf5
-from alakazam.sim import simulate_ms
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dead_antenna_ms  # noqa: E402  (tests/dead_antenna_ms.py)
 
 
 @pytest.fixture(scope="module", params=["linear", "circular"])
 def dead_scan_ms(request, tmp_path_factory):
-    d = tmp_path_factory.mktemp("deadscan")
-    ms, fl = str(d / "dead.ms"), str(d / "flagged.ms")
-    simulate_ms(ms, n_ant=8, n_chan=(32,), duration_h=1.0, feed=request.param, dead_antenna_scan=("C03", 4))
-    shutil.copytree(ms, fl)
-    with table(os.path.join(fl, "ANTENNA"), ack=False) as t:
-        c03 = list(t.getcol("NAME")).index("C03")
-    with table(fl, readonly=False, ack=False) as t:
-        a1, a2, sc = t.getcol("ANTENNA1"), t.getcol("ANTENNA2"), t.getcol("SCAN_NUMBER")
-        f = t.getcol("FLAG")
-        f[((a1 == c03) | (a2 == c03)) & (sc == 4)] = True
-        t.putcol("FLAG", f)
-    return ms, fl
+    return dead_antenna_ms.dead_scan_ms(tmp_path_factory.mktemp("deadscan"), 32, feed=request.param)
 
 
 def _bandpass(ms, cal):
