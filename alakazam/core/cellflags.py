@@ -905,10 +905,12 @@ class _AntennaLevels:
         v = np.sort(self.values.get((a, k), [0.0]))
         return float(v[len(v) // 2])
 
-    def _others_typical(self, a, k, ants, e_all):
-        """The block's other antennas (hand k) are near their typical levels: the median of their
-        e / E is at least BLOCK_TYPICAL (with no other antenna with a level: False)."""
-        r = [e_b / lev for b, e_b in zip(ants, e_all) if b != a for lev in (self.level(b, k),) if lev > 0]
+    @staticmethod
+    def _others_typical(a, k, ants, e_all, levels):
+        """The block's other antennas (hand k) are near their typical levels (``levels``: (antenna,
+        hand) -> E): the median of their e / E is at least BLOCK_TYPICAL (with no other antenna with a
+        level: False)."""
+        r = [e_b / lev for b, e_b in zip(ants, e_all) if b != a for lev in (levels[(b, k)],) if lev > 0]
         return len(r) > 0 and float(np.median(r)) >= BLOCK_TYPICAL
 
     def dead_rows(self):
@@ -916,10 +918,11 @@ class _AntennaLevels:
         from scipy.special import gammaincc
 
         out = []
+        levels = {key: self.level(*key) for key in self.values} if self.pending else {}   # each once
         for (rows, cols, sbl, _, first_order), k, a, e, sig, segs, (ants, e_all) in self.pending:
-            if e > self.level(a, k) / QUIET_REL - QUIET_SIGMAS * sig:
+            if e > levels[(a, k)] / QUIET_REL - QUIET_SIGMAS * sig:
                 continue
-            if not self._others_typical(a, k, ants, e_all):
+            if not self._others_typical(a, k, ants, e_all, levels):
                 continue                                # the whole block is weaker: not one dead antenna
             x = -np.log(np.maximum(first_order(k, segs), 1e-300)).sum()      # (-2 sum ln p) / 2
             if gammaincc(len(segs), x) < FIRST_ORDER_P:
