@@ -165,6 +165,8 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
     init = initial_guess(jones_type, batch, ref)
     params, n_iter, conv, cost = solve_cells(batch, init, ref)
     params = reference(jones_type, params, ref)
+    if getattr(tt.module, "REFERENCE_MOVES_SOLUTION", False):
+        cost = None                   # the solver's cost is the free fit's (D), not the re-referenced one's
     if hands and todo:
         handsolve.restore(batch, todo, saved)
         cost = None

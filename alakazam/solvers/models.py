@@ -156,7 +156,8 @@ class _Gain:
 
 
 class _Leakage:
-    """D: x (ant, [pq, qp], [re, im]); d_pq[ref] = 0."""
+    """D: x (ant, [pq, qp], [re, im]); fitted free from d_pq[ref] = 0, with the gauge prior on
+    d_pq[ref] (:func:`prior`; :mod:`alakazam.solvers.leakage`)."""
 
     @staticmethod
     def pack(init, ref, has, phase_only, idx):
@@ -164,8 +165,15 @@ class _Leakage:
         d[idx, ref, 0] = 0
         x = np.stack([d.real, d.imag], axis=-1)
         free = np.broadcast_to(has[:, :, None, None], x.shape).copy()
-        free[idx, ref, 0, :] = False
         return x, free
+
+    @staticmethod
+    def prior(batch, ref, n_par):
+        from .leakage import gauge_prior
+
+        p = np.zeros((batch.n_cell, batch.n_ant, 2, 2))
+        p[np.arange(batch.n_cell), np.asarray(ref, np.int64), 0, :] = gauge_prior(batch, ref)[:, None]
+        return p.reshape(batch.n_cell, n_par)
 
     @staticmethod
     def unpack(x, n_cell, n_ant, phase_only):
@@ -294,6 +302,16 @@ def pack(jones_type, init, ref, has, phase_only):
     """
     idx = np.arange(init.shape[0])
     return _flat(*model_for(jones_type).pack(init, ref, has, phase_only, idx))
+
+
+def prior(jones_type, batch, ref, n_par):
+    """(n_cell, n_par) float64: the weights p of a prior term sum p x^2 on the packed parameters that
+    the ceres and jax backends add to each cell's cost (as residuals sqrt(p) x); 0 except D's gauge
+    prior on the reference's d_pq (:func:`alakazam.solvers.leakage.gauge_prior`)."""
+    mdl = model_for(jones_type)
+    if hasattr(mdl, "prior"):
+        return np.ascontiguousarray(mdl.prior(batch, ref, n_par), np.float64)
+    return np.zeros((batch.n_cell, n_par))
 
 
 def unpack(jones_type, x, n_ant, phase_only):

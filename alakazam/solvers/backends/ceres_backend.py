@@ -3,8 +3,10 @@
 One vectorised residual block per cell (all baselines, samples and used correlations of the cell in one
 ``pyceres.CostFunction``) whose single parameter block holds only the *free* parameters of the cell: the
 reference constraints (K: tau[ref] = phi[ref] = 0; G: Im g[ref] = 0, or phase[ref] = 0 for
-phase_only; D: d_pq[ref] = 0) and the parameters of antennas without data are left out of the
-vector and held at their initial values.  Linear solver DENSE_NORMAL_CHOLESKY, ``num_threads = 1``
+phase_only) and the parameters of antennas without data are left out of the
+vector and held at their initial values.  D is fitted free with its gauge prior (a second residual
+block, :func:`alakazam.solvers.models.prior`) and re-referenced afterwards
+(:mod:`alakazam.solvers.leakage`).  Linear solver DENSE_NORMAL_CHOLESKY, ``num_threads = 1``
 (pyceres retakes the GIL per Evaluate, see notes/SOLVER_BENCHMARKS.md).  Per-baseline blocks with
 SPARSE_NORMAL_CHOLESKY (faster for large arrays) are not implemented: ceres is the cross-check
 backend, numba is the fast path.
@@ -34,7 +36,7 @@ import numpy as np
 
 from ..common import antennas_with_data
 from ..lm import converged_test
-from ..models import CellData, calmode, model_and_jac, model_vis, pack, unpack
+from ..models import CellData, calmode, model_and_jac, model_vis, pack, prior, unpack
 from ..parallel_delay import band_centre
 
 
@@ -69,7 +71,30 @@ def _make_cost(pyceres, jones_type, cd, x_full, free_idx, phase_only):
     return _Cost()
 
 
-def _at_minimum(jones_type, cd, x_full, free_idx, phase_only, tol):
+def _make_prior(pyceres, p_free):
+    """Residuals sqrt(p) x on the free parameters with p > 0 (:func:`alakazam.solvers.models.prior`)."""
+    sel = np.nonzero(p_free > 0)[0]
+    sq = np.sqrt(p_free[sel])
+    n_free = len(p_free)
+
+    class _Prior(pyceres.CostFunction):
+        def __init__(self):
+            super().__init__()
+            self.set_num_residuals(len(sel))
+            self.set_parameter_block_sizes([n_free])
+
+        def Evaluate(self, parameters, residuals, jacobians):
+            residuals[:] = sq * parameters[0][sel]
+            if jacobians is not None:
+                jac = np.zeros((len(sel), n_free))
+                jac[np.arange(len(sel)), sel] = sq
+                jacobians[0][:] = jac.ravel()
+            return True
+
+    return _Prior()
+
+
+def _at_minimum(jones_type, cd, x_full, free_idx, phase_only, tol, p_free=None):
     """Whether the cell's point ``x_full`` is a minimum by the numba LM's convergence test
     (:func:`alakazam.solvers.lm.converged_test`), with the step and cost change of the Gauss-Newton step
     from that point (least-squares solve of J dx = -r on the free parameters: the minimum-norm step,
@@ -80,6 +105,12 @@ def _at_minimum(jones_type, cd, x_full, free_idx, phase_only, tol):
     Jf = -cd.sw[..., None] * J[..., free_idx]
     r = np.concatenate([res.real.ravel(), res.imag.ravel()])
     A = np.concatenate([Jf.real.reshape(-1, len(free_idx)), Jf.imag.reshape(-1, len(free_idx))])
+    if p_free is not None and (p_free > 0).any():          # the prior's residuals sqrt(p) x
+        sel = np.nonzero(p_free > 0)[0]
+        r = np.concatenate([r, np.sqrt(p_free[sel]) * x_full[free_idx][sel]])
+        rows = np.zeros((len(sel), len(free_idx)))
+        rows[np.arange(len(sel)), sel] = np.sqrt(p_free[sel])
+        A = np.concatenate([A, rows])
     if not (np.isfinite(r).all() and np.isfinite(A).all()):
         return False
     dx = np.linalg.lstsq(A, -r, rcond=None)[0]
@@ -107,6 +138,7 @@ def solve_params(jones_type, batch, init, ref, opts):
     has = antennas_with_data(batch, jones_type)
     phase_only = calmode(opts, jones_type)          # False, True or models.AMP_ONLY
     x0, free = pack(jones_type, init, ref, has, phase_only)
+    pw = prior(jones_type, batch, ref, x0.shape[1])
     x_out = x0.copy()
     nu_c = band_centre(batch)
     n_iter = np.zeros(n_cell, np.int32)
@@ -122,6 +154,8 @@ def solve_params(jones_type, batch, init, ref, opts):
             cf = _make_cost(pyceres, jones_type, cd, x0[c], free_idx, phase_only)
             problem = pyceres.Problem()
             problem.add_residual_block(cf, None, [xf])
+            if (pw[c, free_idx] > 0).any():
+                problem.add_residual_block(_make_prior(pyceres, pw[c, free_idx]), None, [xf])
             options = pyceres.SolverOptions()
             options.linear_solver_type = pyceres.LinearSolverType.DENSE_NORMAL_CHOLESKY
             options.minimizer_progress_to_stdout = False
@@ -144,7 +178,7 @@ def solve_params(jones_type, batch, init, ref, opts):
                 # ceres gives up at a minimum its linear model cannot improve (see the module docstring)
                 xc = x0[c].copy()
                 xc[free_idx] = xf
-                conv[c] = _at_minimum(jones_type, cd, xc, free_idx, phase_only, opts.tol)
+                conv[c] = _at_minimum(jones_type, cd, xc, free_idx, phase_only, opts.tol, pw[c, free_idx])
         m = model_vis(jones_type, x_out[c], cd.M, cd.a1, cd.a2, cd.n_ant, cd.dnu, phase_only)
         r = cd.V - m
         cost[c] = float(((cd.sw ** 2) * (r.real ** 2 + r.imag ** 2)).sum())

@@ -5,7 +5,8 @@ Algorithm
 Plain Levenberg-Marquardt on the structured normal equations ``(J^T J + lam diag(J^T J)) dx = -J^T r``
 with the Jacobian of the (real, weighted) residual vector from ``jax.jacfwd`` -- the parameter counts
 (4 n_ant at most) are small, so forward-mode autodiff is cheap.  Same parametrisation and reference
-constraints as the ceres backend (:func:`alakazam.solvers.models.pack`): fixed
+constraints and D's gauge prior (residuals sqrt(p) x, :func:`alakazam.solvers.models.prior`) as
+the ceres backend (:func:`alakazam.solvers.models.pack`): fixed
 parameters (reference, antennas without data) are masked out of the Jacobian and get a unit diagonal,
 so their step is exactly 0 and every cell of a shape uses the same compiled code.  The design's
 "jaxopt LM / BFGS" is not used: jaxopt is unmaintained, and its dense-Jacobian LM was measured
@@ -40,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..common import antennas_with_data
-from ..models import AMP_ONLY, CellData, calmode, model_vis, pack, unpack
+from ..models import AMP_ONLY, CellData, calmode, model_vis, pack, prior, unpack
 from ..parallel_delay import band_centre
 
 #: cells per compiled call (vmapped)
@@ -99,12 +100,13 @@ def _build(key):
     xtol = max(1e-12, 10 * eps)
     gtol = 1e-15 if dtype == "float64" else 10 * eps
 
-    def lm_one(x0, free, V, M, sw, dnu, a1, a2, max_iter, tol):
+    def lm_one(x0, free, pw, V, M, sw, dnu, a1, a2, max_iter, tol):
         f = free.astype(fdt)
+        sp = jnp.sqrt(pw)
 
-        def resid(x):
+        def resid(x):                 # the data's residuals, then the prior's sqrt(p) x (0 but for D)
             r = sw * (V - model_vis(term, x, M, a1, a2, n_ant, dnu, phase_only, xp=jnp))
-            return jnp.concatenate([r.real.ravel(), r.imag.ravel()])
+            return jnp.concatenate([r.real.ravel(), r.imag.ravel(), sp * x])
 
         jac = jax.jacfwd(resid)
         tol_eff = jnp.maximum(jnp.minimum(tol, 1e-14), 10 * eps)
@@ -143,10 +145,10 @@ def _build(key):
         x, cost, lam, it, n_ok, done, conv = jax.lax.while_loop(cond, body, s0)
         return x, n_ok, conv, cost
 
-    def chunk_fn(x0, free, V, M, sw, dnu, a1, a2, max_iter, tol):
+    def chunk_fn(x0, free, pw, V, M, sw, dnu, a1, a2, max_iter, tol):
         TRACE_COUNT[key] = TRACE_COUNT.get(key, 0) + 1
-        return jax.vmap(lm_one, in_axes=(0, 0, 0, 0, 0, 0, None, None, None, None))(
-            x0, free, V, M, sw, dnu, a1, a2, max_iter, tol)
+        return jax.vmap(lm_one, in_axes=(0, 0, 0, 0, 0, 0, 0, None, None, None, None))(
+            x0, free, pw, V, M, sw, dnu, a1, a2, max_iter, tol)
 
     return jax.jit(chunk_fn)
 
@@ -187,6 +189,7 @@ def solve_params(jones_type, batch, init, ref, opts, precision=None):
     has = antennas_with_data(batch, jones_type)
     phase_only = calmode(opts, jones_type)          # False, True or models.AMP_ONLY
     x0, free = pack(jones_type, init, ref, has, phase_only)
+    pw = prior(jones_type, batch, ref, x0.shape[1])
     nu_c = band_centre(batch)
     cds = [CellData(jones_type, batch, c, nu_c) for c in range(n_cell)]
     V = np.stack([cd.V for cd in cds])
@@ -199,7 +202,7 @@ def solve_params(jones_type, batch, init, ref, opts, precision=None):
     n_pad = (-n_cell) % chunk
     if n_pad:
         pad = lambda a: np.concatenate([a, np.repeat(a[-1:], n_pad, axis=0)])  # noqa: E731
-        x0, free, V, M, sw, dnu = map(pad, (x0, free, V, M, sw, dnu))
+        x0, free, pw, V, M, sw, dnu = map(pad, (x0, free, pw, V, M, sw, dnu))
     fdt = np.float32 if precision == "float32" else np.float64
     cdt = np.complex64 if precision == "float32" else np.complex128
     x_out = np.empty(x0.shape)
@@ -214,7 +217,7 @@ def solve_params(jones_type, batch, init, ref, opts, precision=None):
         tol = jnp.asarray(float(opts.tol), fdt)
         for s in range(0, x0.shape[0], chunk):
             sl = slice(s, s + chunk)
-            xs, its, cs, cos = fn(jnp.asarray(x0[sl], fdt), jnp.asarray(free[sl]),
+            xs, its, cs, cos = fn(jnp.asarray(x0[sl], fdt), jnp.asarray(free[sl]), jnp.asarray(pw[sl], fdt),
                                   jnp.asarray(V[sl], cdt), jnp.asarray(M[sl], cdt),
                                   jnp.asarray(sw[sl], fdt), jnp.asarray(dnu[sl], fdt),
                                   a1, a2, mi, tol)

@@ -104,18 +104,23 @@ def _solve_K(b, c, init, ref, has, opts, nu_c):
 
 
 def _solve_D(b, c, init, ref, has, opts):
+    """Free fit with the gauge prior on d_pq[ref], started from d_pq[ref] = 0 (re-referenced after the
+    solve: :mod:`alakazam.solvers.leakage`)."""
+    from ..leakage import gauge_prior_cell
+
     free = np.nonzero(has[c])[0]
-    fx = free[free != ref]
     V = b.vis[c].reshape(b.vis.shape[1], b.vis.shape[2], 2, 2)
     M = b.model[c].reshape(V.shape)
     sw = np.sqrt(b.weight[c])
+    sp = np.sqrt(gauge_prior_cell(b, c, ref))
+    d0 = init[c].copy()
+    d0[ref, 0] = 0
 
     def unpack(x):
-        d = init[c].copy()
-        n1, n2 = len(fx), len(free)
-        d[fx, 0] = x[:n1] + 1j * x[n1:2 * n1]
-        d[free, 1] = x[2 * n1:2 * n1 + n2] + 1j * x[2 * n1 + n2:]
-        d[ref, 0] = 0
+        d = d0.copy()
+        n = len(free)
+        d[free, 0] = x[:n] + 1j * x[n:2 * n]
+        d[free, 1] = x[2 * n:3 * n] + 1j * x[3 * n:]
         return d
 
     def fun(x):
@@ -125,9 +130,9 @@ def _solve_D(b, c, init, ref, has, opts):
         D[:, 0, 1] = d[:, 0]
         D[:, 1, 0] = d[:, 1]
         Vm = D[b.ant1][:, None] @ M @ np.conj(np.swapaxes(D[b.ant2], -1, -2))[:, None]
-        return _stack(sw * (V - Vm).reshape(sw.shape))
-    d0 = init[c]
-    x0 = np.concatenate([d0[fx, 0].real, d0[fx, 0].imag, d0[free, 1].real, d0[free, 1].imag])
+        return np.concatenate([_stack(sw * (V - Vm).reshape(sw.shape)), sp * np.array([d[ref, 0].real,
+                                                                                      d[ref, 0].imag])])
+    x0 = np.concatenate([d0[free, 0].real, d0[free, 0].imag, d0[free, 1].real, d0[free, 1].imag])
     x, it, ok = _lm(fun, x0, opts)
     return unpack(x), it, ok
 
