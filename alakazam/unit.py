@@ -525,6 +525,7 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         fields = sorted({m.fld.name for m in g.members})
         leakage.check_parallel_hands(batch, f"{step.key} (D) on field(s) {fields}", log)
         leakage.cross_hands_only(batch)
+        batch.feed_basis = g.spw.feed_basis          # the gauge: free fit for linear feeds only
     opts = solvers.SolveOptions(phase_only=step.phase_only, amp_only=step.amp_only,
                                 max_iter=cfg.max_iter, tol=cfg.tol, gpu=cfg.gpu,
                                 min_bl_per_ant=cfg.min_bl_per_ant, min_snr=cfg.min_snr,

@@ -26,7 +26,7 @@ CASA Dflls             0.0708         0.0021               0.0701              0
 CASA Df+QU             0.0772         0.0286               0.0701              0.0005
 alakazam D, 4 corr.    0.0699         0.0165               0.0699              0.0170
 alakazam D, held       0.0699         0.0105               0.0702              0.0005
-alakazam D (now)       0.0702         0.0004               0.0702              0.0004
+alakazam D (now)       0.0702         0.0004               0.0702              0.0005
 free fit, 4 corr.      0.0004         0.0699               0.0003              0.0700
 free fit, cross hands  0.0004         0.0699               0.0105              0.0772
 free G (per int) + D   0.0007         0.0185               0.0056              0.0238
@@ -35,9 +35,9 @@ free G (per int) + D   0.0007         0.0185               0.0056              0
 (the last row from ``--gains``, whose truth differs: d_pq[C00] = 0.015+0.010i.  "alakazam D, 4 corr."
 is the fit of all four correlations before session 23; "held": on a polarised model D fitted on the
 cross hands only, solvers/leakage.cross_hands_only, with d_pq[ref] = 0 held inside the fit (sessions
-23-35) -- residual 1.84 / 2.27 linear, 2.94 / 1.01 circular; "now" (session 36): the same cross hands
-fitted free, then re-referenced as CASA's DJones::applyRefAnt, solvers/leakage.reference -- residual
-2.05 / 2.45 linear (CASA's, the gauged truth's), 2.94 / 1.01 circular.)  So CASA's polcal
+23-35) -- residual 1.84 / 2.27 linear, 2.94 / 1.01 circular; "now" (session 36): for linear feeds the
+same cross hands fitted free, then re-referenced as CASA's DJones::applyRefAnt, solvers/leakage.reference --
+residual 2.05 / 2.45 (CASA's, the gauged truth's); circular feeds as "held".)  So CASA's polcal
 holds d_pq[refant] = 0 in every poltype, for both feeds (its solved d_pq[C00] is exactly 0) and returns
 the truth moved into that gauge; every antenna is then off the absolute truth by |d_pq,ref|.  Its
 residual is 2.06 / 2.47 x the noise (parallel / cross hands, linear) and 2.94 / 1.01 (circular);

@@ -45,13 +45,14 @@ def _sim(tmp_path, feed):
 
 @pytest.mark.parametrize("feed", ["circular", "linear"])
 def test_d_on_polarised_calibrator_is_the_gauged_truth(tmp_path, monkeypatch, feed):
-    """The free fit re-referenced (CASA's polcal: solve, then DJones::applyRefAnt) is the truth moved
-    into the gauge d_pq[ref] = 0, for both feeds (measured 0.0004 both; CASA Df 0.0020 linear, 0.0005
-    circular, benchmarks/dgauge_casa.py).  The contrast shows what the test catches: the gauge held
-    IN the fit (GAUGE_PRIOR 1e12 pins d_pq[ref] at 0, alakazam before session 36) is 0.0105 off for
-    linear feeds, whose cross hands change by -2 c Q_rot under the gauge, so the pinned fit spreads
-    that misfit over every antenna; for circular feeds the cross hands are gauge-symmetric to first
-    order and the pinned fit is off only when the parallel hands are fitted too (0.017)."""
+    """Linear feeds: the free fit re-referenced (CASA's polcal: solve, then DJones::applyRefAnt) is the
+    truth moved into the gauge d_pq[ref] = 0 (measured 0.0004; CASA Df 0.0020,
+    benchmarks/dgauge_casa.py); the gauge held IN the fit (GAUGE_PRIOR 1e12 pins d_pq[ref] at 0,
+    alakazam before session 36) is 0.0105 off, because the cross hands of a linear feed change by
+    -2 c Q_rot under the gauge and the pinned fit spreads that misfit over every antenna.  Circular
+    feeds: the gauge is held in the fit (leakage.GAUGE_PIN; the cross hands are gauge-symmetric to
+    first order), 0.0005 off (CASA 0.0005); the contrast there is the fit of all four correlations
+    (0.017), whose parallel hands the gauge cannot fit."""
     from alakazam.solvers import leakage
 
     ms, truth, want = _sim(tmp_path, feed)
@@ -142,17 +143,23 @@ def test_reference_is_casas_applyrefant():
 
 
 def test_gauge_prior_is_relative_to_the_references_information():
-    """lam = GAUGE_PRIOR x sum w |M_qq|^2 over the reference's pq (as ant1) and qp (as ant2) samples:
-    it scales with the weights (their absolute scale is not trusted) and is 1.0 where the reference has
-    no cross-hand data."""
+    """lam = GAUGE_PRIOR x sum w |M_qq|^2 over the reference's pq (as ant1) and qp (as ant2) samples
+    for linear feeds, GAUGE_PIN x the same for circular or unknown feeds: it scales with the weights
+    (their absolute scale is not trusted) and is 1.0 where the reference has no cross-hand data."""
     from alakazam.solvers import CellBatch, leakage
 
     a1, a2 = np.triu_indices(4, 1)
     m = np.zeros((2, len(a1), 3, 4), complex)
     m[..., 0] = m[..., 3] = 2.0
     w = np.ones(m.shape)
-    b = CellBatch(vis=m.copy(), model=m, weight=w, ant1=a1, ant2=a2, freq=np.ones((2, 3)), n_ant=4)
+    b = CellBatch(vis=m.copy(), model=m, weight=w, ant1=a1, ant2=a2, freq=np.ones((2, 3)), n_ant=4,
+                  feed_basis="linear")
     lam = leakage.gauge_prior(b, np.array([0, 2]))
+    for basis in ("circular", ""):       # the gauge held in the fit: GAUGE_PIN
+        b.feed_basis = basis
+        np.testing.assert_allclose(leakage.gauge_prior(b, np.array([0, 2])),
+                                   lam * leakage.GAUGE_PIN / leakage.GAUGE_PRIOR)
+    b.feed_basis = "linear"
     # ref 0: 3 baselines as ant1 x 3 samples x |2|^2; ref 2: 1 as ant1 + 2 as ant2
     np.testing.assert_allclose(lam, leakage.GAUGE_PRIOR * np.array([36.0, 36.0]))
     b.weight = 7 * w

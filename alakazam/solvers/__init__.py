@@ -105,6 +105,7 @@ class CellBatch:
     n_ant: int
     ref_ant: int = 0
     ref_ants: tuple = ()
+    feed_basis: str = ""        # "linear" / "circular" when known (D's gauge, solvers/leakage.py)
 
     @property
     def n_cell(self) -> int:
@@ -117,7 +118,7 @@ class CellBatch:
         return CellBatch(vis=np.ascontiguousarray(self.vis[cells]),
                          model=np.ascontiguousarray(self.model[cells]), weight=w, ant1=self.ant1,
                          ant2=self.ant2, freq=np.ascontiguousarray(self.freq[cells]), n_ant=self.n_ant,
-                         ref_ant=self.ref_ant, ref_ants=self.ref_ants)
+                         ref_ant=self.ref_ant, ref_ants=self.ref_ants, feed_basis=self.feed_basis)
 
     def validate(self) -> None:
         nc, nb, ns, ncorr = self.vis.shape

@@ -10,10 +10,19 @@ feeds (they change by -2 c V), so there the data do not fix c; for LINEAR feeds 
 -2 c Q_rot (Q in the feed frame, rotating with the parallactic angle), so a polarised calibrator fixes
 c, and a fit that holds d_pq[ref] = 0 instead spreads that misfit over every antenna (measured,
 benchmarks/dgauge_casa.py: 0.0105 off the gauged truth, where CASA's Df and the free fit re-referenced
-are 0.002 / 0.0004 off).  Where the data do not fix c, a weak prior holds it: the cost gets
-GAUGE_PRIOR x (the information on d_pq[ref] of its own data) x |d_pq[ref]|^2 (:func:`gauge_prior`),
-which moves c only where the data's own information on it is below ~GAUGE_PRIOR of a leakage's, and
-there the re-referencing removes it again; every backend fits the same prior.
+are 0.002 / 0.0004 off).  A weak prior holds c where the data do not fix it: the cost gets
+GAUGE_PRIOR x (the information on d_pq[ref] of its own data) x |d_pq[ref]|^2 (:func:`gauge_prior`);
+every backend fits the same prior.  Only for linear feeds (``CellBatch.feed_basis``): for circular
+feeds (and a batch whose feeds are not known) the weight is GAUGE_PIN instead, which holds
+d_pq[ref] at 0 inside the fit, as before session 36.  Why: with circular feeds the data fix c only at
+second order, and a weak prior let a model error pull it far (a review: 3C286's model polarisation
+angle 30 deg off put the free d_pq[ref] at 0.6 where the truth is 0.1, and the first-order
+re-referencing could not undo that: D 10-15% worse than the pinned fit and CASA's); the pinned fit
+was already at CASA's accuracy there (0.0005).  Limits (linear feeds): at one parallactic angle (D per
+scan) the cross hands have another exact degeneracy, d_pq + t / (I - Q), conj(d_qp) - t / (I + Q),
+which the prior pins at d_pq[ref] = 0, so a per-scan D is the pinned fit (up to ~2 |d_ref| q off the
+gauged truth; CASA's Df is closer there); and the gauge, exact only for an unpolarised source, leaves
+the stored D fitting a polarised calibrator worse than the free fit did (what CASA returns, too).
 Parameters per antenna are (Re x, Im x, Re y, Im y) with x = d_pq, y = d_qp; the model is
 holomorphic in (x_a, y_a) and anti-holomorphic in (x_b, y_b), which gives the analytic Jacobian.
 Solved by Levenberg-Marquardt on the normal equations (numba, cells spread over threads),
@@ -27,8 +36,10 @@ from .lm import converged_test, damped_step, norm
 
 
 #: weight of the gauge prior on d_pq[ref], relative to the information on it of the reference's own
-#: cross-hand data (:func:`gauge_prior`)
+#: cross-hand data (:func:`gauge_prior`): linear feeds
 GAUGE_PRIOR = 1e-4
+#: the same weight where the gauge is held inside the fit (circular or unknown feeds)
+GAUGE_PIN = 1e12
 
 
 def initial_guess(batch, ref):
@@ -37,23 +48,43 @@ def initial_guess(batch, ref):
 
 def gauge_prior(batch, ref):
     """(n_cell,) float64: the weight lam of the prior term lam |d_pq[ref]|^2 every backend adds to the
-    cell's cost (module docstring).  lam = GAUGE_PRIOR x the reference antenna's information on its
+    cell's cost (module docstring).  lam = GAUGE_PRIOR (linear feeds; else GAUGE_PIN) x the reference
+    antenna's information on its
     d_pq: sum w_pq |M_qq|^2 over the samples of its baselines as the first antenna, plus w_qp |M_qq|^2
     as the second (d_pq enters the cross hands as d_pq,a M_qq and conj(d_pq,b) M_qq at first order);
     1.0 where that is 0 or not finite (a cell without the reference's data: nothing to hold)."""
     ref = np.asarray(ref, np.int64)
-    return np.array([gauge_prior_cell(batch, c, int(ref[c])) for c in range(batch.n_cell)], np.float64)
+    out = np.empty(batch.n_cell)
+    for r in np.unique(ref):                  # the cells of one reference together (normally all)
+        cells = np.nonzero(ref == r)[0]
+        out[cells] = _prior_of(batch, slice(None), int(r))[cells]      # (all cells: no copy of them)
+    return out
+
+
+def _prior_of(batch, cells, r):
+    """(len(cells),): :func:`gauge_prior_cell` of the cells ``cells`` (indices or a slice), reference r."""
+    s1 = np.nonzero(np.asarray(batch.ant1) == r)[0]
+    s2 = np.nonzero(np.asarray(batch.ant2) == r)[0]
+    w, m = batch.weight[cells], batch.model[cells]
+    with np.errstate(invalid="ignore", over="ignore"):
+        w1, w2 = w[:, s1][..., 1], w[:, s2][..., 2]          # (cells, baselines, samples)
+        m1, m2 = m[:, s1][..., 3], m[:, s2][..., 3]
+        info = (np.where(w1 > 0, w1 * (m1.real ** 2 + m1.imag ** 2), 0.0).sum(axis=(1, 2))
+                + np.where(w2 > 0, w2 * (m2.real ** 2 + m2.imag ** 2), 0.0).sum(axis=(1, 2)))
+    rel = GAUGE_PRIOR if free_gauge(batch) else GAUGE_PIN
+    ok = np.isfinite(info) & (info > 0)
+    return np.where(ok, rel * np.where(ok, info, 0.0), 1.0)
+
+
+def free_gauge(batch) -> bool:
+    """Whether D's gauge is fitted (weak prior, then re-referenced): linear feeds only (module
+    docstring); otherwise d_pq[ref] is held at 0 inside the fit (GAUGE_PIN)."""
+    return getattr(batch, "feed_basis", "") == "linear"
 
 
 def gauge_prior_cell(batch, c, r):
     """:func:`gauge_prior` of cell ``c`` with reference ``r``."""
-    s1 = np.asarray(batch.ant1) == r
-    s2 = np.asarray(batch.ant2) == r
-    w, m = batch.weight[c], batch.model[c]
-    with np.errstate(invalid="ignore", over="ignore"):
-        info = (np.where(w[s1, :, 1] > 0, w[s1, :, 1] * np.abs(m[s1, :, 3]) ** 2, 0.0).sum()
-                + np.where(w[s2, :, 2] > 0, w[s2, :, 2] * np.abs(m[s2, :, 3]) ** 2, 0.0).sum())
-    return float(GAUGE_PRIOR * info) if np.isfinite(info) and info > 0 else 1.0
+    return float(_prior_of(batch, [c], int(r))[0])
 
 
 @njit(inline="always")

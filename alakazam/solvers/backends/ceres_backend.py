@@ -71,6 +71,23 @@ def _make_cost(pyceres, jones_type, cd, x_full, free_idx, phase_only):
     return _Cost()
 
 
+def _BestPoint(pyceres, xf):
+    """An iteration callback keeping a copy of the parameter block ``xf`` after each successful step
+    (with ``update_state_every_iteration`` ceres writes it there first)."""
+
+    class _Best(pyceres.IterationCallback):
+        def __init__(self):
+            super().__init__()
+            self.x = None
+
+        def __call__(self, summary):
+            if summary.step_is_successful:
+                self.x = xf.copy()
+            return pyceres.CallbackReturnType.SOLVER_CONTINUE
+
+    return _Best()
+
+
 def _make_prior(pyceres, p_free):
     """Residuals sqrt(p) x on the free parameters with p > 0 (:func:`alakazam.solvers.models.prior`)."""
     sel = np.nonzero(p_free > 0)[0]
@@ -161,6 +178,13 @@ def solve_params(jones_type, batch, init, ref, opts):
             options.minimizer_progress_to_stdout = False
             options.logging_type = pyceres.LoggingType.SILENT
             options.num_threads = 1
+            # the parameter block follows every accepted step, and a callback keeps the last one: after
+            # a FAILURE (5 invalid steps in a row, e.g. at the minimum, below) ceres puts the starting
+            # point back, and the cell kept it (D's free fit: cost 23213 -> 33 reported, then all
+            # d = 0 returned and flagged)
+            options.update_state_every_iteration = True
+            best = _BestPoint(pyceres, xf)
+            options.callbacks = [best]
             options.max_num_iterations = int(opts.max_iter)
             # relative cost test as the other backends, capped at 1e-14: with a non-zero cost floor a
             # 1e-10 relative cost change still leaves ~1e-4 sigma in the parameters (agreement between
@@ -170,6 +194,8 @@ def solve_params(jones_type, batch, init, ref, opts):
             options.gradient_tolerance = 1e-15
             summary = pyceres.SolverSummary()
             pyceres.solve(options, problem, summary)
+            if summary.termination_type == pyceres.TerminationType.FAILURE and best.x is not None:
+                xf[:] = best.x                  # the last accepted point, not the restored start
             x_out[c, free_idx] = xf
             n_iter[c] = summary.num_successful_steps
             conv[c] = summary.termination_type == pyceres.TerminationType.CONVERGENCE
