@@ -92,7 +92,7 @@ the extension again (:func:`extend`).
        sqrt(m R) < ~7, s the per-sample SNR of its baselines; it needs a partner with live
        baselines to the others) is flagged as dead in that block (measured, 7 antennas x 64
        channels x 8 integrations, gains 0.6-1.4: at s = 0.2 / 0.15 / 0.1 for a unit gain 17% / 65%
-       / 98% of its samples flagged, 46% / 81% / 100% before; at 256 channels 1% / 1% / 21%, was 1%
+       / 98% of its samples flagged, 46% / 81% / 100% before; at 256 channels 1% / 1% / 23%, was 1%
        / 9% / 50%), and a dead correlator baseline of a live antenna much noisier than
        the others is kept (both antennas vouched for; common scatter);
     1. *bursts* (per baseline, across the group's integrations): a row whose L_r exceeds the
@@ -156,10 +156,11 @@ the extension again (:func:`extend`).
     chunk) and the first-order FFTs of the candidate baselines only (~13 ms for a dead antenna of 27
     at 256 channels x 16 integrations; the aligned test of a weak antenna that Fisher's combination
     does not vouch for adds one FFT per partner, b0's baselines, and the alignment, ~0.6 ms per
-    antenna and hand at 26 baselines x 512 delay bins: 77-98 ms of flag_chunk's 0.77-1.2 s, +8-12%, for
-    a dead antenna of 27 in 12 blocks x 8 integrations x 256 channels; nothing where no antenna is weak
-    or Fisher's combination vouches for it -- that chunk clean, or with its 10x-noisier antenna --
-    session 36, load ~3); with 1a. and 1c.
+    antenna and hand at 26 baselines x 512 delay bins: run in every block of a dead antenna of 27 in
+    12 blocks x 8 integrations x 256 channels, 77-98 ms of flag_chunk's 0.77-1.2 s, +8-12%; run only
+    where Fisher's combination hints at signal (ALIGNED_FISHER_P), in none of them; nothing where no
+    antenna is weak or Fisher's combination vouches for it -- that chunk clean, or with its
+    10x-noisier antenna -- session 36, load ~3); with 1a. and 1c.
     :func:`flag_chunk` of 19680 rows x 1024 channels 1.238 s against 1.146 s without them (+8%; the
     prototype's Python loop over baselines +14%), of 5616 rows x 256 channels +13% (+16% with a dead
     antenna; the prototype +58% / +103%):
@@ -962,8 +963,8 @@ def _weak_antennas(cand, ok, tlive, seg_ants, first_order, aligned=False):
     dead antenna (any noise level: the test is scale-free) or of a dead feed; a live antenna much
     noisier than the others keeps the baselines that its combined first-order signal vouches for.
     With ``aligned`` (``first_order(segs, spectra=...)`` then also gives the segments' delay spectra), a
-    weak antenna without signal by Fisher's combination is tested once more with its baselines' delays
-    aligned (:func:`_aligned_signal`)."""
+    weak antenna without signal by Fisher's combination (but below ALIGNED_FISHER_P) is tested once more
+    with its baselines' delays aligned (:func:`_aligned_signal`)."""
     from scipy.special import gammaincc
 
     n_a = int(seg_ants.max()) + 1
@@ -981,13 +982,21 @@ def _weak_antennas(cand, ok, tlive, seg_ants, first_order, aligned=False):
     x = -(np.bincount(p, lp, n_a) + np.bincount(q, lp, n_a))            # (-2 sum ln p) / 2
     signal = np.zeros(n_a, bool)
     signal[wa] = gammaincc(np.maximum(m[wa], 1), x[wa]) < FIRST_ORDER_P
-    if aligned:
-        for a in wa[~signal[wa]]:       # the delays aligned across its baselines (_aligned_signal)
+    if aligned:     # the delays aligned across its baselines (_aligned_signal), where Fisher hints
+        hint = np.zeros(n_a, bool)
+        hint[wa] = gammaincc(np.maximum(m[wa], 1), x[wa]) < ALIGNED_FISHER_P
+        for a in wa[~signal[wa] & hint[wa]]:
             sa = segs[(p[segs] == a) | (q[segs] == a)]
             signal[a] = _aligned_signal(a, sa, p, q, tlive, first_order, spectra)
     quiet, vouched = weak & ~signal, weak & signal
     kept = (lp < np.log(FIRST_ORDER_P)) | (~quiet[p] & ~quiet[q] & (vouched[p] | vouched[q]))
     return cand & ~kept
+
+
+#: the aligned test (:func:`_aligned_signal`) runs for a weak antenna whose Fisher combination is below
+#: this (a hint of signal; a cost bound: a dead antenna's blocks run it ~1 in 10 times, each one FFT
+#: per partner; the live antennas it kept in the measured chunks, 49 blocks, all had Fisher p < 0.05)
+ALIGNED_FISHER_P = 0.1
 
 
 def _aligned_signal(a, sa, p, q, tlive, first_order, spectra):
