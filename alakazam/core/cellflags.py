@@ -49,13 +49,22 @@ the extension again (:func:`extend`).
          source seen at 10 sigma), unless the first-order test (:func:`_first_order_p`: the delay
          spectrum of the unit phasors of z, summed over the rows; p-value at FIRST_ORDER_P) finds
          signal in it, or it belongs to a *weak* antenna (no baseline with t >= LIVE_T) whose
-         baselines' first-order p-values combined (Fisher) show signal while its other antenna is
-         not a weak antenna without signal (:func:`_weak_antennas`).  The first-order test sees
+         baselines' first-order p-values combined (Fisher) show signal -- or, failing that, whose
+         baselines' delay spectra aligned on the delays of the live baselines between its partners
+         do (:func:`_aligned_signal`) -- while its other antenna is not a weak antenna without
+         signal (:func:`_weak_antennas`).  The first-order test sees
          an SNR s per sample over n channels and R rows as F ~ R (1 + 0.785 n s^2) where the
          coherence has ~R n s^4, and is scale-free: a dead antenna noisier than the array is as
          dead as one at its noise (a level test would take it for a live noisy one), a live antenna
          10x noisier than the others at an SNR of 3 per sample is seen (the coherence alone took it
-         for dead, all its solutions flagged);
+         for dead, all its solutions flagged).  Per baseline the search over L delays costs as much
+         as one baseline's signal brings: at an SNR of 2 (0.2 on its baselines, 64 channels x 8-10
+         integrations) Fisher's combination found that antenna in about half of the blocks (a G
+         solution flagged; 41% of its samples over 8 chunks); aligned -- a baseline's delay is its
+         antennas' difference, so with the partners' delays one unknown delay is left and the m
+         baselines add up, Gamma(m R, 1) for noise -- 16% (the hands of gain 0.6); decided in each
+         block alone, as before, so a dead block of that antenna among its live ones is flagged
+         (tests/test_weak_antenna_aligned.py);
        - *an antenna's baselines together* in a block where their summed t is at the noise level,
          far below the antenna's own typical (median) level over the chunk's blocks, while the
          block's other antennas are near theirs (:class:`_AntennaLevels`; decided after the chunk's
@@ -79,9 +88,13 @@ the extension again (:func:`extend`).
        block there keeps ~4% of its dead samples (main 8%), the rest judged against the common scatter
        (its baseline is not 'live'), and an antenna alive in fewer than half of the block's rows has
        no reference row at all;
-       a live antenna too noisy for the first-order test over a block (~R n s^2 < ~40) is flagged
-       as dead, and a dead correlator baseline of a live antenna much noisier than the others is
-       kept (both antennas vouched for; common scatter);
+       a live antenna too noisy for the aligned first-order test over a block (~0.785 n s^2
+       sqrt(m R) < ~7, s the per-sample SNR of its baselines; it needs a partner with live
+       baselines to the others) is flagged as dead in that block (measured, 7 antennas x 64
+       channels x 8 integrations, gains 0.6-1.4: at s = 0.2 / 0.15 / 0.1 for a unit gain 17% / 65%
+       / 98% of its samples flagged, 46% / 81% / 100% before; at 256 channels 1% / 1% / 23%, was 1%
+       / 9% / 50%), and a dead correlator baseline of a live antenna much noisier than
+       the others is kept (both antennas vouched for; common scatter);
     1. *bursts* (per baseline, across the group's integrations): a row whose L_r exceeds the
        baseline's median level by more than ``max(threshold * sigma, BURST_REL * median)`` is flagged
        in every channel (broadband RFI: the per-row MAD cannot see it, all channels rise together);
@@ -141,9 +154,16 @@ the extension again (:func:`extend`).
     one process, two sessions, load ~1.2; 1a.: the coherence in the row pass, one unit phasor per
     channel pair, then per block a numba pass over the rows (:func:`_no_signal_rows`, < 1 ms per
     chunk) and the first-order FFTs of the candidate baselines only (~13 ms for a dead antenna of 27
-    at 256 channels x 16 integrations); with 1a. and 1c. :func:`flag_chunk` of 19680 rows x 1024
-    channels 1.238 s against 1.146 s without them (+8%; the prototype's Python loop over baselines
-    +14%), of 5616 rows x 256 channels +13% (+16% with a dead antenna; the prototype +58% / +103%):
+    at 256 channels x 16 integrations; the aligned test of a weak antenna that Fisher's combination
+    does not vouch for adds one FFT per partner, b0's baselines, and the alignment, ~0.6 ms per
+    antenna and hand at 26 baselines x 512 delay bins: run in every block of a dead antenna of 27 in
+    12 blocks x 8 integrations x 256 channels, 77-98 ms of flag_chunk's 0.77-1.2 s, +8-12%; run only
+    where Fisher's combination hints at signal (ALIGNED_FISHER_P), in none of them; nothing where no
+    antenna is weak or Fisher's combination vouches for it -- that chunk clean, or with its
+    10x-noisier antenna -- session 36, load ~3); with 1a. and 1c.
+    :func:`flag_chunk` of 19680 rows x 1024 channels 1.238 s against 1.146 s without them (+8%; the
+    prototype's Python loop over baselines +14%), of 5616 rows x 256 channels +13% (+16% with a dead
+    antenna; the prototype +58% / +103%):
     best of 5 alternating in one process, load ~4), then the extension's two row passes on the thread
     pool: measured on 45000 rows x 1024
     channels x 4 correlations (1.5 GB of DATA), 0.5 s for the channel statistics, 0.37 s for the
@@ -792,7 +812,8 @@ def _no_signal(coh, cols, sbl, seg_ants=None, first_order=None, levels=None):
     for k in np.flatnonzero(cand.any(axis=1)):
         dead_seg = cand[k]
         if seg_ants is not None and first_order is not None:
-            dead_seg = _weak_antennas(cand[k], ok[k], tlive[k], np.asarray(seg_ants), partial(first_order, k))
+            dead_seg = _weak_antennas(cand[k], ok[k], tlive[k], np.asarray(seg_ants), partial(first_order, k),
+                                      aligned=True)
         dead[cols, k] |= dead_seg[seg_of] & fin[:, k]
     if levels is not None:              # 1a. pooled per antenna, across the blocks (_AntennaLevels)
         levels.add(t_seg, ok, coh, dead)
@@ -931,7 +952,7 @@ class _AntennaLevels:
         return out
 
 
-def _weak_antennas(cand, ok, tlive, seg_ants, first_order):
+def _weak_antennas(cand, ok, tlive, seg_ants, first_order, aligned=False):
     """1a.: of the signal-free baselines ``cand`` (n_seg,) of one hand (by the coherence), those still
     dead after the first-order test (p-values from ``first_order(segs)``, :func:`_first_order_p`): a
     baseline is kept when its own test finds signal at FIRST_ORDER_P, or when no antenna of it is a
@@ -940,7 +961,10 @@ def _weak_antennas(cand, ok, tlive, seg_ants, first_order):
     baselines (chi^2 with 2 m degrees of freedom) exceeds the FIRST_ORDER_P level, else it is quiet.  So
     a dead correlator baseline between two live antennas stays dead, and so does every baseline of a
     dead antenna (any noise level: the test is scale-free) or of a dead feed; a live antenna much
-    noisier than the others keeps the baselines that its combined first-order signal vouches for."""
+    noisier than the others keeps the baselines that its combined first-order signal vouches for.
+    With ``aligned`` (``first_order(segs, spectra=...)`` then also gives the segments' delay spectra), a
+    weak antenna without signal by Fisher's combination (but below ALIGNED_FISHER_P) is tested once more
+    with its baselines' delays aligned (:func:`_aligned_signal`)."""
     from scipy.special import gammaincc
 
     n_a = int(seg_ants.max()) + 1
@@ -951,14 +975,113 @@ def _weak_antennas(cand, ok, tlive, seg_ants, first_order):
     wa = np.union1d(p[cand][weak[p[cand]]], q[cand][weak[q[cand]]])      # the weak antennas to test
     segs = np.flatnonzero(ok & (cand | np.isin(p, wa) | np.isin(q, wa)))
     lp = np.zeros(len(p))
-    lp[segs] = np.log(np.maximum(first_order(segs), 1e-300))
+    spectra = {} if aligned else None
+    lp[segs] = np.log(np.maximum(first_order(segs) if spectra is None else first_order(segs, spectra=spectra),
+                                 1e-300))
     m = np.bincount(p[segs], minlength=n_a) + np.bincount(q[segs], minlength=n_a)
     x = -(np.bincount(p, lp, n_a) + np.bincount(q, lp, n_a))            # (-2 sum ln p) / 2
     signal = np.zeros(n_a, bool)
     signal[wa] = gammaincc(np.maximum(m[wa], 1), x[wa]) < FIRST_ORDER_P
+    if aligned:     # the delays aligned across its baselines (_aligned_signal), where Fisher hints
+        hint = np.zeros(n_a, bool)
+        hint[wa] = gammaincc(np.maximum(m[wa], 1), x[wa]) < ALIGNED_FISHER_P
+        for a in wa[~signal[wa] & hint[wa]]:
+            sa = segs[(p[segs] == a) | (q[segs] == a)]
+            signal[a] = _aligned_signal(a, sa, p, q, tlive, first_order, spectra)
     quiet, vouched = weak & ~signal, weak & signal
     kept = (lp < np.log(FIRST_ORDER_P)) | (~quiet[p] & ~quiet[q] & (vouched[p] | vouched[q]))
     return cand & ~kept
+
+
+#: the aligned test (:func:`_aligned_signal`) runs for a weak antenna whose Fisher combination is below
+#: this (a hint of signal; a cost bound: a dead antenna's blocks run it ~1 in 10 times, each one FFT
+#: per partner; the live antennas it kept in the measured chunks, 49 blocks, all had Fisher p < 0.05)
+ALIGNED_FISHER_P = 0.1
+
+
+def _aligned_signal(a, sa, p, q, tlive, first_order, spectra):
+    """1a.: antenna a's first-order signal with its baselines' delays aligned.  A baseline's delay is
+    its antennas' difference, tau_ab = tau_a - tau_b = tau_a,b0 + tau_b0,b: with the delays tau_b0,b of
+    the live baselines (``tlive``) between a reference partner b0 and the others, one delay x =
+    tau_a,b0 is left, and G(x) = sum_b F_ab(x + tau_b0,b) over a's baselines ``sa`` (the delay spectra
+    F of :func:`_first_order_p`, in ``spectra``: segment -> (F, R)) is Gamma(sum R, 1) for noise at
+    every x; signal when min(1, N Q(sum R, max G)) < FIRST_ORDER_P (N alignments tried, below).
+    tau_b0,b from the peak of the live baseline's delay spectrum (``first_order(segs, spectra=...)``,
+    :func:`_first_order_p`: one FFT per partner), interpolated between bins by the parabola through
+    the peak and its neighbours (the lag-one phase step of its coherence sum S, which costs no FFT, is
+    too coarse at many channels: at 256 channels x 4 integrations and SNR 1, ~4 bins off, and the
+    noisy antenna lost blocks it kept with the peaks).  Per baseline the search over L
+    delays costs as much as the signal of one baseline brings (Bonferroni over each baseline's delays,
+    then Fisher); aligned, the antenna's baselines add up: a live antenna 10x noisier than the others
+    at a per-sample SNR of 2 (0.2 on its baselines) over 64 channels x 8-10 integrations, seen per
+    baseline in about half of the blocks, is seen in all of them but where a hand's gain is low
+    (module docstring, limits).  b0 is the partner
+    with the most live baselines to the others (the lowest antenna of those); partners without one to
+    b0 are left out (their delay is not known); no live pair of partners: False.  x is searched over
+    every distinct alignment of the baselines' delay bins (each baseline's delay x + tau_b0,b rounded
+    to a bin of the zero-padded spectrum: at most m L alignments, the Bonferroni factor; searching
+    whole bins of x only, the rounding lost a block whose true alignment gave p = 1e-9): noise is
+    Gamma at every alignment, the test's false-alarm rate at most FIRST_ORDER_P."""
+    from scipy.special import gammaincc
+
+    partners = np.where(p[sa] == a, q[sa], p[sa])
+    n_a = int(max(p.max(), q.max())) + 1
+    seg = np.full((n_a, n_a), -1, np.int64)         # the live segment of each antenna pair
+    lv = np.flatnonzero(tlive)
+    seg[p[lv], q[lv]] = lv
+    seg[q[lv], p[lv]] = lv
+    n_live = (seg[np.ix_(partners, partners)] >= 0).sum(axis=1)
+    j = int(np.argmax(n_live))
+    if n_live[j] == 0:
+        return False
+    b0 = partners[j]
+    L = len(spectra[sa[0]][0])
+    need = [int(seg[b0, b]) for b in partners if b != b0 and seg[b0, b] >= 0 and seg[b0, b] not in spectra]
+    if need:
+        first_order(np.array(need, np.int64), spectra=spectra)
+    use, offs = [], []
+    for s, b in zip(sa, partners):
+        if spectra[s][1] <= 0:
+            continue
+        if b == b0:
+            off = 0.0
+        elif seg[b0, b] < 0:
+            continue
+        else:       # V_b0,b's delay (the segment holds V_lo,hi; V_hi,lo's is the negative)
+            fb = spectra[seg[b0, b]][0]
+            i = int(np.argmax(fb))
+            lo, mid, hi = fb[i - 1], fb[i], fb[(i + 1) % L]
+            den = lo - 2 * mid + hi
+            d = 0.5 * (lo - hi) / den if den < 0 else 0.0          # the parabola's vertex, |d| <= 1/2
+            off = (i + d) if b0 < b else -(i + d)
+        use.append(s)
+        offs.append(off)
+    if not use:
+        return False
+    k = np.arange(L)
+    # F[b, j]: the power of V_ab at delay bin j (a segment V_ba's spectrum reversed)
+    f = np.array([spectra[s][0] if p[s] == a else spectra[s][0][-k % L] for s in use])
+    n = float(sum(spectra[s][1] for s in use))
+    offs = np.array(offs)
+    # every distinct alignment: baseline b's bin rint(x + off_b) steps up by one where x crosses
+    # 1/2 - off_b (mod 1); from x between the first two such points, G(x + whole bins) for each
+    # interval in turn, one baseline's term changed at each crossing
+    cut = np.mod(0.5 - offs, 1.0)
+    order = np.argsort(cut, kind="stable")
+    cuts = np.unique(cut)                   # sorted
+    # bin of b at x in (cuts[0], cuts[1]): floor(x + off_b + 1/2) = 1 - floor(1/2 - off_b) + floor(x -
+    # cut_b), from the cuts themselves (no rounding of x + off_b at a tie)
+    r = (1 - np.floor(0.5 - offs)).astype(np.int64) - (cut != cuts[0])
+    rows = np.arange(len(use))[:, None]
+    at = f[rows, (k[None, :] + r[:, None]) % L]
+    g = at.sum(axis=0)
+    best = g.max()
+    rest = order[cut[order] != cuts[0]]     # (the first point is crossed last: the start, one bin on)
+    if len(rest):               # each baseline's change at its point, summed in the points' order
+        step = np.cumsum(f[rows, (k[None, :] + r[:, None] + 1) % L][rest] - at[rest], axis=0)
+        ends = np.searchsorted(cut[rest], cuts[1:], side="right") - 1      # after each point
+        best = max(best, (g[None, :] + step[ends]).max())
+    return bool(min(1.0, len(cuts) * L * gammaincc(n, best)) < FIRST_ORDER_P)
 
 
 #: first-order test: rows with fewer usable channels count for nothing; at most this many complex
@@ -967,7 +1090,7 @@ FIRST_ORDER_MIN_CHANNELS = 4
 FIRST_ORDER_BATCH = 1 << 22
 
 
-def _first_order_p(data, model, use_model, flag, rows, cols, sbl, segs, c):
+def _first_order_p(data, model, use_model, flag, rows, cols, sbl, segs, c, spectra=None):
     """1a.: per baseline segment ``segs`` (rows ``rows[cols[sbl[s]:sbl[s + 1]]]``) of correlation ``c``,
     the p-value of its first-order signal: the delay spectrum of the unit phasors u of z = V conj(M)
     over the row's unflagged channels (zero-padded FFT to L >= 2 n_chan), P_r(tau) = |FFT u|^2 / n_r
@@ -975,20 +1098,34 @@ def _first_order_p(data, model, use_model, flag, rows, cols, sbl, segs, c):
     p = min(1, L Q(R, max F)) (Bonferroni over the delays: conservative; Q the regularised upper
     incomplete gamma).  Scale-free (a dead antenna noisier than the array looks the same) and coherent
     across channels (a per-sample SNR s over n channels: F ~ R (1 + 0.785 n s^2) against the lag-one
-    coherence's ~ R n s^4)."""
+    coherence's ~ R n s^4).  ``spectra``: a dict that receives each segment's (F, R) by segment."""
     from scipy.special import gammaincc
 
+    sets = [rows[cols[sbl[s]:sbl[s + 1]]] for s in segs]
+    f, nr = _delay_spectra(data, model, use_model, flag, sets, c)
+    if spectra is not None:
+        for i, s in enumerate(segs):
+            spectra[s] = (f[i], nr[i])
+    L = f.shape[1]
+    with np.errstate(invalid="ignore"):
+        return np.where(nr > 0, np.minimum(1.0, L * gammaincc(np.maximum(nr, 1), f.max(axis=1))), 1.0)
+
+
+def _delay_spectra(data, model, use_model, flag, sets, c):
+    """(F (n_set, L), R (n_set,)): :func:`_first_order_p`'s delay spectra of correlation ``c`` summed
+    over each row set of ``sets`` (chunk rows) and the number of rows with a spectrum, in batches of at
+    most FIRST_ORDER_BATCH elements (whole sets)."""
     n_chan = data.shape[1]
     L = 1 << int(np.ceil(np.log2(max(2 * n_chan, 2))))
-    lens = sbl[segs + 1] - sbl[segs]
-    out = np.ones(len(segs))
+    lens = np.array([len(r) for r in sets], np.int64)
+    f_all = np.zeros((len(sets), L))
+    nr_all = np.zeros(len(sets))
     i = 0
-    while i < len(segs):
+    while i < len(sets):
         j = i + 1
-        while j < len(segs) and lens[i:j + 1].sum() * L <= FIRST_ORDER_BATCH:
+        while j < len(sets) and lens[i:j + 1].sum() * L <= FIRST_ORDER_BATCH:
             j += 1
-        pos = np.concatenate([cols[sbl[s]:sbl[s + 1]] for s in segs[i:j]])
-        r = rows[pos]
+        r = np.concatenate(sets[i:j])
         z = data[r, :, c].astype(np.complex128)
         if use_model:
             z *= np.conj(model[r, :, c])
@@ -1001,17 +1138,15 @@ def _first_order_p(data, model, use_model, flag, rows, cols, sbl, segs, c):
         pw = np.abs(np.fft.fft(u, n=L, axis=1)) ** 2 / np.maximum(n_r, 1)[:, None]
         pw[~good] = 0.0
         starts = np.concatenate([[0], np.cumsum(lens[i:j])[:-1]])
-        f = np.add.reduceat(pw, starts, axis=0).max(axis=1)
-        nr = np.add.reduceat(good.astype(float), starts)
-        with np.errstate(invalid="ignore"):
-            out[i:j] = np.where(nr > 0, np.minimum(1.0, L * gammaincc(np.maximum(nr, 1), f)), 1.0)
+        f_all[i:j] = np.add.reduceat(pw, starts, axis=0)
+        nr_all[i:j] = np.add.reduceat(good.astype(float), starts)
         i = j
-    return out
+    return f_all, nr_all
 
 
-def _first_order_block(data, model, use_model, flag, rows, cols, sbl, use_corr, k, segs):
+def _first_order_block(data, model, use_model, flag, rows, cols, sbl, use_corr, k, segs, spectra=None):
     """:func:`_first_order_p` of one block's segments ``segs`` in hand k (bound per block)."""
-    return _first_order_p(data, model, use_model, flag, rows, cols, sbl, segs, use_corr[k])
+    return _first_order_p(data, model, use_model, flag, rows, cols, sbl, segs, use_corr[k], spectra)
 
 
 def _flag_no_signal(out, prior, buf, rows, dead, use_corr, n_corr, level=None):
