@@ -51,6 +51,9 @@ class _Context:
     mem_limit: int = 0                            # the block's memory limit (bytes; core/memory.py)
     bytes_per_row: int = 0                        # the plan's solve bytes per row (core/memory.py)
     spare: list = field(default_factory=list)     # large arrays a step no longer uses (_zeros, tier 1)
+    # a CP step fits the leakage offsets although a D is pre-applied (solve_rounds.iterate_round: the
+    # rounds before the last, whose D is still on its way to the fit)
+    cp_offsets: bool = False
 
     def __getstate__(self):
         # a context sent to dask workers (alakazam.distributed) never carries the spare arrays
@@ -514,9 +517,10 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         from . import warmup            # the background compile busy with this type's solvers: wait for
         warmup.wait_for(jt)             # it rather than compile them again here (cold start, issue 16)
     # CP only (its closed form takes the offsets; KC does not): a literal type check, kept
-    if jt == "CP" and all(terms.get(t.jones_type).diagonal for t in g.prior):
+    if jt == "CP" and (ctx.cp_offsets or all(terms.get(t.jones_type).diagonal for t in g.prior)):
         # the not-yet-solved leakage: a per-baseline offset (cross_phase.remove_leakage_offsets);
-        # once a D is in the model, the model's cross hands carry the leakage themselves
+        # once a D is in the model, the model's cross hands carry the leakage themselves -- unless that
+        # D is an earlier round's (ctx.cp_offsets): then the offsets absorb its error
         from .solvers import cross_phase
         n_off = int(cross_phase.remove_leakage_offsets(batch).sum())
         log.debug("%s: leakage offsets removed in %d/%d cells", step.key, n_off, batch.n_cell)
