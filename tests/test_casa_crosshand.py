@@ -12,7 +12,15 @@ reference antenna's feed phase differences being absorbed), every table evaluate
 against CASA's applycal in tests/test_casatable.py).
 
 Skipped when no CASA python is found (this interpreter with casatools, $ALAKAZAM_CASA_PYTHON, or
-/work/casavenv/bin/python).  Target (issue 18): alakazam's rms error <= CASA's.
+/work/casavenv/bin/python).  Target (issue 18): alakazam's rms error <= CASA's, the rms taken over
+the channels of SEEDS realisations.  Not one: the one-pass error of either tool is dominated by the
+leakage of the polarised flux that G absorbs before D is known, a bias of the realisation's leakages
+and gains rather than of its noise (alakazam's one pass, noise-free, 11 realisations: 0.00-0.29 deg,
+rms 0.19; with noise 0.05 Jy, 41 realisations: rms 0.29).  A small change of the model -- e.g. each
+antenna's own parallactic angle instead of the array centre's, CASA's model -- moves a realisation's
+bias by ~0.02 deg either way (41 realisations: mean change +0.001 +- 0.003 deg), enough to decide a
+comparison of one realisation (seed 31: 0.230 against CASA's 0.213, where the centre's angle gave
+0.208).
 """
 
 import os
@@ -32,6 +40,7 @@ pytestmark = pytest.mark.casa
 
 TWO_PI_NS = 2 * np.pi * 1e-9
 N_ANT, N_CHAN, INT_S, SCAN_S, NOISE, LEAK = 8, 8, 120.0, 600.0, 0.05, 0.05
+SEEDS = (31, 32, 33)        # the realisations (module docstring); fixed before they were first run
 
 
 CASA_RECIPE = """
@@ -85,20 +94,8 @@ def test_cross_hand_phase_against_casa(tmp_path, feed):
     from alakazam.config import solve_config_from_dict
     from alakazam.flow import run_solve
 
-    ms = str(tmp_path / "sim.ms")
-    truth = simulate_ms(ms, feed=feed, n_ant=N_ANT, n_chan=(N_CHAN,), int_s=INT_S, scan_len_s=SCAN_S,
-                        noise=NOISE, seed=31, flag_rows=0.0, dead_ant=False, leakage_scale=LEAK,
-                        leakage_ref_zero=True)
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
-    r = subprocess.run([py, "-c", textwrap.dedent(CASA_RECIPE)], cwd=str(tmp_path), capture_output=True,
-                       text=True, timeout=1200, env=env)
-    if r.returncode != 0 and "No module named 'casatasks'" in r.stderr:
-        pytest.skip("casatasks not installed next to casatools")
-    assert r.returncode == 0, r.stderr[-3000:]
-    errs = {"CASA (K, B, G, Kcross, Df 3C147, Xf)":
-            _cross_hand_error(truth, str(tmp_path / "c.Kcross"), "KC", str(tmp_path / "c.Xf"), "CP")}
-    base = dict(ms=ms, ref_ant="C00", apply_parang=True, quiet=True, min_bl_per_ant=3)
+    casa_label = "CASA (K, B, G, Kcross, Df 3C147, Xf)"
+    base = dict(ref_ant="C00", apply_parang=True, quiet=True, min_bl_per_ant=3)
     runs = {
         "alakazam K, G, G, KC, CP, D (3C286)": dict(
             jones=["K", "G", "G", "KC", "CP", "D"], field=["3C286"],
@@ -114,15 +111,32 @@ def test_cross_hand_phase_against_casa(tmp_path, feed):
             time_interval=["scan", "inf", "int", "inf", "inf", "inf"],
             freq_interval=["full", "1MHz", "full", "full", "full", "1MHz"]),
     }
-    for label, kw in runs.items():
-        cal = str(tmp_path / f"{len(errs)}.h5")
-        run_solve(solve_config_from_dict(dict(base, output=cal, **kw)))
-        errs[label] = _cross_hand_error(truth, cal, "KC0", cal, "CP0")
-    rms = {k: float(np.sqrt(np.mean(v ** 2))) for k, v in errs.items()}
+    errs = {k: [] for k in [casa_label, *runs]}
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    for seed in SEEDS:
+        d = tmp_path / f"s{seed}"
+        d.mkdir()
+        ms = str(d / "sim.ms")
+        truth = simulate_ms(ms, feed=feed, n_ant=N_ANT, n_chan=(N_CHAN,), int_s=INT_S, scan_len_s=SCAN_S,
+                            noise=NOISE, seed=seed, flag_rows=0.0, dead_ant=False, leakage_scale=LEAK,
+                            leakage_ref_zero=True)
+        r = subprocess.run([py, "-c", textwrap.dedent(CASA_RECIPE)], cwd=str(d), capture_output=True,
+                           text=True, timeout=1200, env=env)
+        if r.returncode != 0 and "No module named 'casatasks'" in r.stderr:
+            pytest.skip("casatasks not installed next to casatools")
+        assert r.returncode == 0, r.stderr[-3000:]
+        errs[casa_label].append(_cross_hand_error(truth, str(d / "c.Kcross"), "KC", str(d / "c.Xf"), "CP"))
+        for n, (label, kw) in enumerate(runs.items()):
+            cal = str(d / f"{n}.h5")
+            run_solve(solve_config_from_dict(dict(base, ms=ms, output=cal, **kw)))
+            errs[label].append(_cross_hand_error(truth, cal, "KC0", cal, "CP0"))
+    rms = {k: float(np.sqrt(np.mean(np.square(v)))) for k, v in errs.items()}
     for k, v in errs.items():
-        print(f"{feed:8s} {k:45s} cross-hand phase error: rms {np.degrees(rms[k]):.4f} deg, "
-              f"max {np.degrees(v.max()):.4f} deg")
-    casa = rms["CASA (K, B, G, Kcross, Df 3C147, Xf)"]
+        per_seed = ", ".join(f"{np.degrees(np.sqrt(np.mean(e ** 2))):.3f}" for e in v)
+        print(f"{feed:8s} {k:45s} cross-hand phase error: rms {np.degrees(rms[k]):.4f} deg "
+              f"(seeds {SEEDS}: {per_seed}), max {np.degrees(np.max(v)):.4f} deg")
+    casa = rms[casa_label]
     assert casa < np.radians(2.0)               # CASA's recipe worked (a sanity bound, not the target)
     # issue 18's target, for the default order (one pass) and for every other alakazam run
     for k, v in rms.items():

@@ -178,8 +178,12 @@ def test_noiseless_data_is_the_rime(tmp_path, feed, parang_in_data):
     i2 = np.array([act[names[a]] for a in a2])
     it = np.searchsorted(tr.times, tim)
     fnames = np.array(tr.field_names)[fld]
-    chi = np.array([tr.parang[n][k] for n, k in zip(fnames, it)]) + 0.2
-    P = _rot(chi if parang_in_data else np.zeros_like(chi), feed)                     # (row, 2, 2)
+    # each antenna's own parallactic angle (Truth.parang_ant; tests/test_parang.py checks it against
+    # casacore's me.posangle at that antenna's position) plus the receptor angle 0.2
+
+    def rot(i):
+        chi = np.array([tr.parang_ant[n][k, a] for n, k, a in zip(fnames, it, i)]) + 0.2
+        return _rot(chi if parang_in_data else np.zeros_like(chi), feed)             # (row, 2, 2)
     B = np.array([_brightness(tr.flux_true[n], feed) for n in fnames])               # (row, 2, 2)
     D = np.zeros((len(tr.ant_names), 2, 2), complex)
     D[:, 0, 0] = D[:, 1, 1] = 1
@@ -192,7 +196,7 @@ def test_noiseless_data_is_the_rime(tmp_path, feed, parang_in_data):
         cp = np.array([1, np.exp(1j * tr.cp_phase)])
         d = k * g * kc[None] * cp
         diag = np.einsum("rcp,pq->rcpq", d, np.eye(2))
-        return np.einsum("rcij,rjk,rkl->rcil", diag, D[i], P)
+        return np.einsum("rcij,rjk,rkl->rcil", diag, D[i], rot(i))
 
     Jp, Jq = jones(i1), jones(i2)
     expect = np.einsum("rcij,rjk,rclk->rcil", Jp, B, Jq.conj()).reshape(data.shape)

@@ -44,10 +44,8 @@ def test_noiseless_data_equals_independent_rime(tmp_path):
     ch = ms_io.read_rows(ms, 0, [0], meta=meta)
     f = tr.spw_freqs[0]
     i_t = np.searchsorted(tr.times, ch.time)
-    chi = tr.parang["3C286"][i_t]
     stokes_i, Q, U, V = tr.flux_true["3C286"]
     B = np.array([[stokes_i + Q, U + 1j * V], [U - 1j * V, stokes_i - Q]])
-    P = parang_matrices(chi, "linear")                                      # (row, 2, 2)
     d = np.zeros((len(tr.ant_names), 2, 2), complex)
     d[:, 0, 0] = d[:, 1, 1] = 1
     d[:, 0, 1], d[:, 1, 0] = tr.leakage[:, 0], tr.leakage[:, 1]
@@ -60,6 +58,7 @@ def test_noiseless_data_equals_independent_rime(tmp_path):
         diag[..., 1] *= np.exp(1j * tr.cp_phase)
         Jd = np.zeros(diag.shape + (2,), complex)
         Jd[..., 0, 0], Jd[..., 1, 1] = diag[..., 0], diag[..., 1]
+        P = parang_matrices(tr.parang_ant["3C286"][i_t, ant], "linear")     # (row, 2, 2): the antenna's own
         J[:, side] = np.einsum("rcij,rjk,rkl->rcil", Jd, d[ant], P)
     expect = np.einsum("rcij,jk,rclk->rcil", J[:, 0], B, np.conj(J[:, 1])).reshape(len(ch.time), len(f), 4)
     np.testing.assert_allclose(ch.data, expect, rtol=2e-6, atol=2e-5)

@@ -598,12 +598,14 @@ def hand_views(term: LoadedTerm):
 
 
 def parang_table(meta, field, times, feed_basis):
-    """P matrices (n_time, n_ant, 2, 2) for the active antennas (docs/conventions.md)."""
+    """P matrices (n_time, n_ant, 2, 2) for the active antennas, each with its own parallactic angle
+    (its ANTENNA position, as CASA; docs/conventions.md)."""
     from ..jones import parang
 
-    recept = np.asarray(meta.receptor_angle)[np.asarray(meta.active_ants)]
+    act = np.asarray(meta.active_ants)
+    recept = np.asarray(meta.receptor_angle)[act]
     return parang.parang_tables(np.asarray(times, float), field.ra, field.dec, meta.observatory,
-                                recept, feed_basis)
+                                recept, feed_basis, ant_pos_itrf=np.asarray(meta.ant_positions)[act])
 
 
 def preapply_tables(prior, meta, ddid, chans, field, utimes, apply_parang, time_scan=None):

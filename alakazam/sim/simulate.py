@@ -33,8 +33,12 @@ What is in it
   ``dead_antenna_scan`` = (active antenna index or name, scan): DATA of that antenna's baselines in that scan
   is noise only.
 
-The parallactic angle here is computed with casacore measures (me.posangle of the zenith seen from
-the source), independently of :mod:`alakazam.jones`.
+The parallactic angle of the array centre (``Truth.parang``) is computed with casacore measures
+(me.posangle of the zenith seen from the source), independently of :mod:`alakazam.jones`.  DATA carry
+each antenna's own parallactic angle (``Truth.parang_ant``, as the sky and CASA's applycal see it; the
+antennas are up to ~2.8 km from the centre), computed with
+:func:`alakazam.jones.parang.antenna_parallactic_angles`, which tests/test_parang.py checks against
+me.posangle at each antenna's position.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ class Truth:
     leakage: np.ndarray                  # (n_ant, 2) complex (d_pq, d_qp)
     kc_tau: float                        # ns
     cp_phase: float                      # rad
-    parang: Dict[str, np.ndarray]        # field -> parallactic angle at ``times`` (rad)
+    parang: Dict[str, np.ndarray]        # field -> the array centre's parallactic angle at ``times`` (rad)
     noise: float
     flux_true: Dict[str, tuple]          # field -> Stokes (I, Q, U, V)
     flux_model: Dict[str, tuple]
@@ -90,6 +94,8 @@ class Truth:
     rfi_bursts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # time indices
     noise_ant: Optional[str] = None      # the antenna whose DATA is noise only (unflagged) ...
     noise_scan: Optional[int] = None     # ... in this scan
+    # field -> each antenna's own parallactic angle (n_time, n_ant) (rad): the one in DATA
+    parang_ant: Dict[str, np.ndarray] = field(default_factory=dict)
 
     def gain(self, spw_id, t_index):
         """Total G (bandpass x time gain) (n_ant, n_chan, 2) at time index t_index."""
@@ -275,6 +281,9 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     kc_tau = 0.8 if crosshand else 0.0
     cp_phase = 0.6 if crosshand else 0.0
     parang = {f[0]: _posangle(times, f[1], f[2], centre) for f in FIELDS}
+    from ..jones.parang import antenna_parallactic_angles
+    parang_ant = {f[0]: antenna_parallactic_angles(times, f[1], f[2], pos[active_ids], centre)
+                  for f in FIELDS}
     dead = (a_idx[2], 2) if (dead_ant and n_ant > 3) else None
     # unflagged hazards: their own random stream (the values above do not depend on them)
     hz = np.random.default_rng([seed, 7919])
@@ -417,8 +426,8 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     P_all = {}
     chi_rec = receptor_angle
     for fname, *_ in FIELDS:
-        P_all[fname] = _rotation(parang[fname] + chi_rec, feed) if parang_in_data \
-            else _rotation(np.zeros(n_time), feed)
+        P_all[fname] = _rotation(parang_ant[fname] + chi_rec, feed) if parang_in_data \
+            else _rotation(np.zeros((n_time, n_ant)), feed)          # (time, ant, 2, 2)
     D = np.zeros((n_ant, 2, 2), complex)
     D[:, 0, 0] = D[:, 1, 1] = 1
     D[:, 0, 1] = dleak[:, 0]
@@ -497,7 +506,7 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
                     J[..., 0, 0] = diag[..., 0]
                     J[..., 1, 1] = diag[..., 1]
                     J = np.einsum("acij,ajk->acik", J, D)
-                    J = np.einsum("acij,jk->acik", J, P)
+                    J = np.einsum("acij,ajk->acik", J, P)                  # each antenna's own P
                     if spix and fname in spix:
                         Bc = B[None] * ((fr / f0) ** float(spix[fname]))[:, None, None]
                         V = np.einsum("bcij,cjk,bclk->bcil", J[bl1], Bc, np.conj(J[bl2]))
@@ -540,7 +549,8 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     truth = Truth(
         ms=path, feed=feed, ant_names=[names[i] for i in active_ids],
         field_names=[f[0] for f in FIELDS], spw_freqs=spw_freqs, times=times, tau=tau, bandpass=bp,
-        time_gain=tg, leakage=dleak, kc_tau=kc_tau, cp_phase=cp_phase, parang=parang, noise=noise,
+        time_gain=tg, leakage=dleak, kc_tau=kc_tau, cp_phase=cp_phase, parang=parang, parang_ant=parang_ant,
+        noise=noise,
         flux_true={f[0]: tuple(f[3]) for f in FIELDS},
         flux_model={f[0]: tuple(f[4] if f[4] is not None else f[3]) for f in FIELDS},
         dead_ant=names[active_ids[dead[0]]] if dead is not None else None,
@@ -563,7 +573,8 @@ def save_truth(truth: Truth, path):
     (k, 3) (time index, SPW, channel), ``rfi_bursts`` (k,) time indices.  Dict fields are stored as
     ``'<name>/<key>'`` entries plus
     ``'<name>/__keys__'``: ``spw_freqs/<spw>`` (chan,) Hz, ``bandpass/<spw>`` (ant, chan, 2),
-    ``parang/<field>`` (time,) rad, ``flux_true/<field>`` and ``flux_model/<field>`` Stokes (I, Q, U, V)
+    ``parang/<field>`` (time,) rad (the array centre's), ``parang_ant/<field>`` (time, ant) rad (each
+    antenna's own), ``flux_true/<field>`` and ``flux_model/<field>`` Stokes (I, Q, U, V)
     Jy, ``scans/<scan>`` field name, ``rfi_persistent/<spw>`` channels.  Read back with :func:`load_truth`.
     """
     out = {}
