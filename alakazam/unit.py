@@ -528,6 +528,7 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         from .solvers import leakage         # hands are seen to match the model (or D comes out scaled)
         fields = sorted({m.fld.name for m in g.members})
         leakage.check_parallel_hands(batch, f"{step.key} (D) on field(s) {fields}", log)
+        pol_fraction = leakage.model_pol_fraction(batch)       # (calibration/leakcheck.py)
         leakage.cross_hands_only(batch)
         batch.feed_basis = g.spw.feed_basis          # the gauge: free fit for linear feeds only
     opts = solvers.SolveOptions(phase_only=step.phase_only, amp_only=step.amp_only,
@@ -542,7 +543,10 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
     del sums, batch
     _keep_spare(ctx, spare)
     del spare
-    return _solution_set(ctx, step, g, group, acc, cells_t, res, cell_index)
+    sset = _solution_set(ctx, step, g, group, acc, cells_t, res, cell_index)
+    if jt == "D":
+        sset.model_pol_fraction = pol_fraction
+    return sset
 
 
 def _solution_set(ctx, step, g: FieldSpw, group: Group, acc, cells_t, res, cell_index):

@@ -73,6 +73,9 @@ class SolutionSet:
     extra: dict = field(default_factory=dict)   # extra solver_stats arrays (ref_ant, rchi2: (n_freq, n_time);
     #                                             snr: (n_ant, n_freq, n_time, 2))
     pol_flags: Optional[np.ndarray] = None  # (n_ant, n_freq, n_time, 2) per hand (K, G); None = flags on both
+    # D only, not written: sqrt(model power in the cross hands / in the parallel hands) of the data the
+    # D was solved on (the polarised flux a gain solved there before D absorbed; leakcheck.py)
+    model_pol_fraction: Optional[float] = None
 
     def hand_flags(self) -> np.ndarray:
         """(n_ant, n_freq, n_time, 2) bool flags per hand: ``pol_flags``, or ``flags`` on both hands

@@ -373,6 +373,18 @@ def check_parallel_hands(batch, where: str, log) -> None:
         log.warning("%s", text)
 
 
+def model_pol_fraction(batch) -> float:
+    """sqrt(sum w |M|^2 over the cross hands / over the parallel hands) of the batch's model: about
+    rms(U_feed) / I for linear feeds, the linear polarisation fraction for circular ones -- the
+    polarised flux that a leakage d puts into the parallel hands at first order (d x that fraction),
+    which a gain solved on these data before D absorbed (calibration/leakcheck.py).  0 for an
+    unpolarised model, nan without parallel-hand weight."""
+    from .cross_phase import model_power
+
+    par, cross = model_power(batch)
+    return float(np.sqrt(cross / par)) if par > 0 else float("nan")
+
+
 #: the solution moves in :func:`reference`: the solver's cost is not the re-referenced one's
 #: (alakazam.solvers.common recomputes it)
 REFERENCE_MOVES_SOLUTION = True
