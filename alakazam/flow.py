@@ -127,7 +127,7 @@ def run_solve(cfg: SolveConfig) -> dict:
         from .calibration import driftcheck       # a bandpass averaged over drifting gains: a warning
         driftcheck.warn(cfg, pending)
         from .calibration import leakcheck        # gains solved before D on a polarised calibrator
-        leakcheck.warn(cfg, pending)
+        leakcheck.warn(cfg, pending, summary.get("external_gains", ()))
         hdf5.write_terms(cfg.output, pending)
     return summary
 
@@ -268,6 +268,9 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
         from .core import readcache     # (tier 1 makes room before its own reads: unit._iter_group_chunks)
         readcache.make_room(max_rows * mp.bytes_per_row, mp.limit)
     summary = {"output": cfg.output, "terms": {}, "tier": tier, "field_major": field_major}
+    # the pre-applied gains from other tables and the fields they were solved on (calibration/leakcheck.py)
+    summary["external_gains"] = [(t.key, sorted({s.field_name for s in t.sets})) for t in ext_terms
+                                 if t.jones_type in ("K", "G", "T")]
     dask_client = stack.enter_context(distributed.client(cfg.workers, cfg.scheduler)) if use_dask else None
     summary["distributed"] = use_dask
     finish = functools.partial(_finish, ctx, pending, summary)

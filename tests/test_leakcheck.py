@@ -71,3 +71,22 @@ def test_no_warning_for_d_on_an_unpolarised_calibrator(sims, caplog):
               time_interval=["scan", "inf", "int", "inf", "inf", "inf"],
               freq_interval=["full", "1MHz", "full", "full", "full", "1MHz"])
     assert _solve(s[0.05][1], str(d / "casa.h5"), caplog, **kw) == []
+
+
+def test_pre_applied_gains_are_warned_with_the_one_block_remedy(sims, caplog):
+    """The CASA-style sequence of calls: the gains and cross-hand terms in one run, D in another with
+    them pre-applied (akcal gaintable).  No round of the D's block re-solves them, so iterations do
+    not silence it, and the remedy is one block for all the terms."""
+    d, s = sims
+    ms = s[0.05][1]
+    first = str(d / "first.h5")
+    _solve(ms, first, caplog, jones=["K", "G", "G", "KC", "CP"], field=["3C286"],
+           time_interval=["scan", "inf", "int", "inf", "inf"],
+           freq_interval=["full", "1MHz", "full", "full", "1MHz"])
+    ext = dict(external_preapply=dict(tables=[first] * 5, jones=["K0", "G0", "G1", "KC0", "CP0"]))
+    for n in (1, 3):
+        notes = _solve(ms, str(d / f"second{n}.h5"), caplog, jones=["D"], field=["3C286"],
+                       time_interval=["inf"], freq_interval=["full"], iterations=n, **ext)
+        assert len(notes) == 1, notes
+        assert notes[0].startswith("K0, G0, G1 solved on 3C286 before D0 (D) was known, in another run")
+        assert "in one block with iterations: 3" in notes[0]

@@ -9,11 +9,13 @@ parallactic angle.  The steps after it inherit it: the cross-hand phase through 
 test_casa_crosshand.py).  CASA's recipe has the same bias.  ``iterations: N`` re-solves every step with
 the D applied and removes it (3 rounds: 0.04 deg).
 
-:func:`notes` estimates the size after the block's D is solved, when the block ran one round: the
-largest unflagged |d| times :attr:`SolutionSet.model_pol_fraction` (the model's cross-hand / parallel-
-hand power ratio, sqrt, of the data D was solved on) for each D step with an earlier gain step solved
-on one of its fields, and warns when it exceeds ``THRESHOLD`` (1e-3: 0.1% in the gains' amplitude, 0.06
-deg in phase).  A warning only: no solution changes (tests/test_leakcheck.py).  Not seen: a D solved on
+:func:`notes` estimates the size after the block's D is solved -- for the block's gains when it ran
+one round, and for gains pre-applied from another table (the CASA-style sequence of calls: gaincal,
+then polcal with gaintable), which no round re-solves: the largest unflagged |d| times
+:attr:`SolutionSet.model_pol_fraction` (the model's cross-hand / parallel-hand power ratio, sqrt, of
+the data D was solved on), for each D step with such a gain solved on one of its fields; it warns when
+that exceeds ``THRESHOLD`` (1e-3: 0.1% in the gains' amplitude, 0.06 deg in phase).
+A warning only: no solution changes (tests/test_leakcheck.py).  Not seen: a D solved on
 an unpolarised calibrator (CASA's order, Df on 3C147) while the gains were solved on the polarised one
 too -- the D step's data carry no polarised flux to size it by.
 """
@@ -39,10 +41,10 @@ def _leakage_max(sets):
     return out
 
 
-def notes(cfg, pending):
-    """The warnings for the block's D steps (``pending``: key -> solution sets, in step order)."""
-    if cfg.iterations > 1:
-        return []
+def notes(cfg, pending, external_gains=()):
+    """The warnings for the block's D steps (``pending``: key -> solution sets, in step order;
+    ``external_gains``: (key, fields) of the gains pre-applied from other tables, which no round of
+    this block re-solves)."""
     steps = [(st, pending.get(st.key) or []) for st in cfg.steps]
     out = []
     for i, (st, sets) in enumerate(steps):
@@ -51,30 +53,37 @@ def notes(cfg, pending):
         frac = [s.model_pol_fraction for s in sets if s.model_pol_fraction is not None]
         frac = max([f for f in frac if np.isfinite(f)], default=0.0)
         d_fields = {s.field_name for s in sets}
-        gains = [p.key for p, ps in steps[:i] if ps and p.jones_type in ("K", "G", "T")
-                 and d_fields & {s.field_name for s in ps}]
-        if not gains or not frac > 0:
+        gains = [] if cfg.iterations > 1 else [
+            p.key for p, ps in steps[:i] if ps and p.jones_type in ("K", "G", "T")
+            and d_fields & {s.field_name for s in ps}]
+        ext = [k for k, f in external_gains if d_fields & set(f)]
+        if not (gains or ext) or not frac > 0:
             continue
         dmax = _leakage_max(sets)
         eps = dmax * frac
         if not eps > THRESHOLD:
             continue
         fields = ", ".join(sorted(d_fields))
+        if gains:
+            when, remedy = ("in one round", "iterations: 3 (akcal iterations=3) re-solves every step with "
+                            "the D applied and removes it")
+        else:
+            when, remedy = ("in another run (pre-applied)", "solving them and the D in one block with "
+                            "iterations: 3 (akcal: one call with all the terms, iterations=3) removes it")
         out.append(
-            f"{', '.join(gains)} solved on {fields} before {st.key} (D) was known, in one round: the "
+            f"{', '.join(gains + ext)} solved on {fields} before {st.key} (D) was known, {when}: the "
             f"leakage (|d| up to {dmax:.3f}) of its polarised flux (the model's cross hands {frac:.3f} of "
             f"its parallel hands) put about {eps:.1e} into the parallel hands "
             f"({100 * eps:.2f}% in amplitude, {np.degrees(eps):.2f} deg in phase, turning with the "
             f"parallactic angle), which those gains "
             f"absorbed and the later steps (a cross-hand phase through the reference antenna) inherit. "
-            f"CASA's recipe has the same bias. iterations: 3 (akcal iterations=3) re-solves every step "
-            f"with the D applied and removes it")
+            f"CASA's recipe has the same bias. {remedy}")
     return out
 
 
-def warn(cfg, pending):
+def warn(cfg, pending, external_gains=()):
     """Log :func:`notes`; returns them."""
-    out = notes(cfg, pending)
+    out = notes(cfg, pending, external_gains)
     for n in out:
         log.warning("%s", n)
     return out
