@@ -111,6 +111,7 @@ class SolveConfig:
     normtype: str = "mean"
     fill_gaps: int = 0              # CASA bandpass fillgaps (calibration/fillgaps.py)
     iterations: int = 1             # rounds of the block: 2+ re-solve each step with all others applied
+    leakage_gauge: str = "reference"   # D: reference (CASA, d_pq[ref] = 0) | absolute (linear feeds)
     plots: str = ""                 # directory for the solution plots of this block; "" = none
     smodel: List[float] = field(default_factory=list)   # CASA smodel [I, Q, U, V]; [] = model column
 

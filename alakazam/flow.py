@@ -318,6 +318,7 @@ def _validate(cfg: SolveConfig):
     parang_check.check_known_correlations(meta, spw_sel)                      # feed correlations only
     parang_check.check_parang_correlations(meta, spw_sel, cfg.apply_parang)   # linear feeds need XY, YX
     parang_check.check_cross_hand_steps(meta, spw_sel, cfg.steps)             # D, KC, CP need 4 correlations
+    parang_check.check_leakage_gauge(meta, spw_sel, cfg.steps, cfg.leakage_gauge)   # absolute: linear feeds
     scanobs.check_scan_solints(meta, cfg.steps, step_fields, scans)          # scan numbers reused per obs
     ext_terms = []
     if cfg.external_preapply is not None:
@@ -579,6 +580,8 @@ def _rereference(ctx: _Context, step: SolveStep, sets) -> None:
     they are pre-applied by later steps or written."""
     from .solvers.rereference import prior_phasor_from_chain, rereference_step
 
+    if step.jones_type == "D" and ctx.cfg.leakage_gauge == "absolute":
+        return                      # the absolute leakage has no gauge (solvers/leakage.py)
     names = [ctx.meta.ant_names[a] for a in ctx.meta.active_ants]
     counts = rereference_step(step.jones_type, sets, ctx.refs, ctx.cfg.ref_ant_mode, names, step.key,
                               prior_phasor_from_chain(ctx.prior, ctx.meta))

@@ -529,6 +529,9 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         fields = sorted({m.fld.name for m in g.members})
         leakage.check_parallel_hands(batch, f"{step.key} (D) on field(s) {fields}", log)
         pol_fraction = leakage.model_pol_fraction(batch)       # (calibration/leakcheck.py)
+        if cfg.leakage_gauge == "absolute":        # the data must fix the common offset (leakage.py)
+            _check_absolute_gauge(batch, step, fields)
+            batch.leakage_gauge = "absolute"
         leakage.cross_hands_only(batch)
         batch.feed_basis = g.spw.feed_basis          # the gauge: free fit for linear feeds only
     opts = solvers.SolveOptions(phase_only=step.phase_only, amp_only=step.amp_only,
@@ -546,7 +549,30 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
     sset = _solution_set(ctx, step, g, group, acc, cells_t, res, cell_index)
     if jt == "D":
         sset.model_pol_fraction = pol_fraction
+        sset.attrs["leakage_gauge"] = cfg.leakage_gauge      # (reference: d_pq[ref_ant] = 0)
     return sset
+
+
+def _check_absolute_gauge(batch, step, fields):
+    """leakage_gauge 'absolute': every cell with data must carry at least ABSOLUTE_MIN_INFO of one
+    antenna's information on the gauge mode (solvers/leakage.absolute_gauge_info), or the step stops
+    with an error naming the parameter (the data do not fix the absolute leakage there)."""
+    from .errors import ParameterError
+    from .solvers import leakage
+
+    r = leakage.absolute_gauge_info(batch)
+    bad = np.isfinite(r) & (r < leakage.ABSOLUTE_MIN_INFO)
+    if bad.any():
+        worst = float(np.nanmin(r))
+        worst = 0.0 if worst < 1e-12 else worst
+        raise ParameterError({"leakage_gauge": [
+            f"'absolute': in {int(bad.sum())} of {int(np.isfinite(r).sum())} solution cells of "
+            f"{step.key} (D) on {', '.join(fields)} the data do not fix the absolute leakage: the "
+            f"calibrator's polarised flux in the feed frame varies too little over the cell (information "
+            f"on the common leakage "
+            f"{worst:.2g} of one antenna's, at least {leakage.ABSOLUTE_MIN_INFO} needed). Solve D on a "
+            f"polarised calibrator over a wide range of parallactic angle (time_interval 'inf'), or use "
+            f"leakage_gauge 'reference' (CASA's)"]})
 
 
 def _solution_set(ctx, step, g: FieldSpw, group: Group, acc, cells_t, res, cell_index):

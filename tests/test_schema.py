@@ -56,6 +56,7 @@ def full_blocks(ms):
                                              time_interp=["linear,linearflag"], solution_field=[["3C286"]],
                                              spwmap=[[0, 0]]),
                       data_col="CORRECTED_DATA", model_col="MODEL2", rfi_threshold=4.0, iterations=2,
+                      leakage_gauge="absolute",
                       min_snr=2.0, min_bl_per_ant=2, max_iter=50, tol=1e-8, memory_limit_gb=1.5, workers=2,
                       scheduler="tcp://host:8786", append=True, plots="plotdir", quiet=True,
                       combine=["", "scan,field", "scan"], smodel=[2.0, 0.1, 0.0, 0.0]),

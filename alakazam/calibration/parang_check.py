@@ -59,6 +59,23 @@ def check_cross_hand_steps(meta, ddids, steps):
             f"Leave {st.jones_type} out, or select only SPWs with four correlations (spw)")
 
 
+def check_leakage_gauge(meta, ddids, steps, gauge):
+    """leakage_gauge 'absolute' with a D step needs LINEAR feeds on every selected SPW: for circular
+    feeds the gauge mode of the leakage changes the cross hands by 2 c V only, which the data do not fix
+    (solvers/leakage.py).  Raised before anything is read or written."""
+    from ..errors import ParameterError
+
+    if gauge != "absolute" or not any(st.jones_type == "D" for st in steps):
+        return
+    circ = [meta.spws[d] for d in ddids if meta.spws[d].feed_basis != "linear"]
+    if circ:
+        sp = circ[0]
+        raise ParameterError({"leakage_gauge": [
+            f"'absolute' needs linear feeds (XX, XY, YX, YY): SPW {sp.spw_id} (DATA_DESC_ID {sp.ddid}) of "
+            f"{meta.path} has {', '.join(sp.corr_types)}. With circular feeds the data do not fix the "
+            f"absolute leakage (only relative to one antenna); use leakage_gauge 'reference'"]})
+
+
 def check_full_terms(meta, ddids, terms, where="jones"):
     """Raise, before anything is written, when a full (non-diagonal) term (D) would correct a selected SPW
     without all four correlations: its inverse mixes the cross hands into the parallel ones, and they are

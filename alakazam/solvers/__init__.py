@@ -106,6 +106,7 @@ class CellBatch:
     ref_ant: int = 0
     ref_ants: tuple = ()
     feed_basis: str = ""        # "linear" / "circular" when known (D's gauge, solvers/leakage.py)
+    leakage_gauge: str = "reference"   # D: "absolute" keeps the free fit (linear feeds; solvers/leakage.py)
 
     @property
     def n_cell(self) -> int:

@@ -84,10 +84,15 @@ def chi2(jones_type, params, batch, J=None):
     return (batch.weight[..., corr] * (r.real ** 2 + r.imag ** 2)).sum(axis=(1, 2, 3))
 
 
-def reference(jones_type, params, ref):
-    """The term module's ``reference(params, ref)`` (its gauge; global types have none)."""
+def reference(jones_type, params, ref, batch=None):
+    """The term module's ``reference(params, ref)`` (its gauge; global types have none); a module whose
+    gauge depends on the batch (D: ``leakage_gauge``) declares REFERENCE_USES_BATCH and gets it."""
     mod = terms.get(jones_type).module
-    return mod.reference(params, ref) if hasattr(mod, "reference") else params.copy()
+    if not hasattr(mod, "reference"):
+        return params.copy()
+    if getattr(mod, "REFERENCE_USES_BATCH", False):
+        return mod.reference(params, ref, batch)
+    return mod.reference(params, ref)
 
 
 def to_jones(jones_type, params, batch):
@@ -164,7 +169,7 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
         todo, saved = handsolve.hands_to_redo(batch, has_h, ref)
     init = initial_guess(jones_type, batch, ref)
     params, n_iter, conv, cost = solve_cells(batch, init, ref)
-    params = reference(jones_type, params, ref)
+    params = reference(jones_type, params, ref, batch)
     if getattr(tt.module, "REFERENCE_MOVES_SOLUTION", False):
         cost = None                   # the solver's cost is the free fit's (D), not the re-referenced one's
     if hands and todo:

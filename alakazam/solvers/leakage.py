@@ -40,6 +40,10 @@ from .lm import converged_test, damped_step, norm
 GAUGE_PRIOR = 1e-4
 #: the same weight where the gauge is held inside the fit (circular or unknown feeds)
 GAUGE_PIN = 1e12
+#: the same weight with leakage_gauge 'absolute', whose cells carry at least ABSOLUTE_MIN_INFO of that
+#: information on the gauge mode (checked before the solve): only a floor for the normal equations,
+#: pulling the absolute d_pq[ref] towards 0 by at most 1e-6 of itself
+GAUGE_ABSOLUTE = 1e-8
 
 
 def initial_guess(batch, ref):
@@ -71,7 +75,7 @@ def _prior_of(batch, cells, r):
         m1, m2 = m[:, s1][..., 3], m[:, s2][..., 3]
         info = (np.where(w1 > 0, w1 * (m1.real ** 2 + m1.imag ** 2), 0.0).sum(axis=(1, 2))
                 + np.where(w2 > 0, w2 * (m2.real ** 2 + m2.imag ** 2), 0.0).sum(axis=(1, 2)))
-    rel = GAUGE_PRIOR if free_gauge(batch) else GAUGE_PIN
+    rel = (GAUGE_ABSOLUTE if absolute_gauge(batch) else GAUGE_PRIOR) if free_gauge(batch) else GAUGE_PIN
     ok = np.isfinite(info) & (info > 0)
     return np.where(ok, rel * np.where(ok, info, 0.0), 1.0)
 
@@ -388,12 +392,56 @@ def model_pol_fraction(batch) -> float:
 #: the solution moves in :func:`reference`: the solver's cost is not the re-referenced one's
 #: (alakazam.solvers.common recomputes it)
 REFERENCE_MOVES_SOLUTION = True
+#: :func:`reference` needs the batch (its ``leakage_gauge``)
+REFERENCE_USES_BATCH = True
+#: leakage_gauge 'absolute': the smallest information on the gauge mode (every d_pq + c, d_qp - conj(c))
+#: that a cell's data must carry, relative to one antenna's on its d_pq (:func:`absolute_gauge_info`):
+#: 0.01 = the common offset c at most 10x as uncertain as one leakage
+ABSOLUTE_MIN_INFO = 0.01
 
 
-def reference(params, ref):
+def absolute_gauge(batch) -> bool:
+    """Whether the batch's D is kept as the free fit (``leakage_gauge`` 'absolute'; linear feeds)."""
+    return getattr(batch, "leakage_gauge", "reference") == "absolute"
+
+
+def absolute_gauge_info(batch):
+    """(n_cell,) float64: the information the cell's cross hands carry on the gauge mode d_pq + c,
+    d_qp - conj(c) of every antenna, relative to one antenna's on its own d_pq; nan without data.
+
+    The mode changes V_pq by -c (M_pp - M_qq) and V_qp by -conj(c) (M_pp - M_qq) at first order
+    (M_pp - M_qq = 2 Q in the feed frame for linear feeds; 2 V for circular ones), so the data fix c
+    through the polarised flux, and only through its change between the cell's samples: a constant
+    part per baseline is taken as absorbed by the other leakages (at one parallactic angle a linear
+    feed's D has another degeneracy; module docstring).  Information = sum w |x - mean_w x|^2 over
+    each baseline's samples of x = M_pp - M_qq, both cross hands; one antenna's = 2 / n_ant x sum w
+    |M_qq|^2 over every baseline's pq and qp (as :func:`gauge_prior`'s reference information; an
+    antenna is on 2 / n_ant of the baselines).  Computed on the model before the solve (the check of
+    ``leakage_gauge`` 'absolute')."""
+    m, w = batch.model, batch.weight
+    x = m[..., 0] - m[..., 3]                                     # (cells, bl, samp)
+    info = np.zeros(batch.n_cell)
+    own = np.zeros(batch.n_cell)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for h in (1, 2):
+            wh = np.where(w[..., h] > 0, w[..., h], 0.0)
+            ws = wh.sum(axis=2, keepdims=True)
+            mean = np.where(ws > 0, (wh * x).sum(axis=2, keepdims=True) / np.where(ws > 0, ws, 1.0), 0)
+            d = x - mean
+            info += (wh * (d.real ** 2 + d.imag ** 2)).sum(axis=(1, 2))
+            mp = m[..., 3]                  # d_pq enters V_pq as d_pq,a M_qq and V_qp as conj(d_pq,b) M_qq
+            own += (wh * (mp.real ** 2 + mp.imag ** 2)).sum(axis=(1, 2))
+    own *= 2.0 / max(batch.n_ant, 1)
+    return np.where(own > 0, info / np.where(own > 0, own, 1.0), np.nan)
+
+
+def reference(params, ref, batch=None):
     """The free fit brought to the gauge d_pq[ref] = 0, as CASA's DJones::applyRefAnt: every antenna's
     d_pq -= d_pq[ref] and d_qp += conj(d_pq[ref]) (module docstring); a cell whose d_pq[ref] is not
-    finite is left as it is (its solutions are flagged)."""
+    finite is left as it is (its solutions are flagged).  With ``leakage_gauge`` 'absolute' on the
+    batch (:func:`absolute_gauge`) the free fit itself."""
+    if batch is not None and absolute_gauge(batch):
+        return np.array(params, np.complex128, copy=True)
     p = np.array(params, np.complex128, copy=True)
     c = p[np.arange(p.shape[0]), np.asarray(ref, np.int64), 0]          # (n_cell,)
     c = np.where(np.isfinite(c), c, 0)
