@@ -529,8 +529,9 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         fields = sorted({m.fld.name for m in g.members})
         leakage.check_parallel_hands(batch, f"{step.key} (D) on field(s) {fields}", log)
         pol_fraction = leakage.model_pol_fraction(batch)       # (calibration/leakcheck.py)
+        gauge_info = leakage.absolute_gauge_info(batch) if g.spw.feed_basis == "linear" else None
         if cfg.leakage_gauge == "absolute":        # the data must fix the common offset (leakage.py)
-            _check_absolute_gauge(batch, step, fields)
+            _check_absolute_gauge(batch, step, fields, gauge_info)
             batch.leakage_gauge = "absolute"
         leakage.cross_hands_only(batch)
         batch.feed_basis = g.spw.feed_basis          # the gauge: free fit for linear feeds only
@@ -539,6 +540,7 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
                                 min_bl_per_ant=cfg.min_bl_per_ant, min_snr=cfg.min_snr,
                                 flag_nonconverged=True)
     res = solvers.solve(jt, batch, backend=cfg.solver_backend, opts=opts)
+    moved = getattr(batch, "free_reference_leakage", None)       # D: what CASA's gauge moved
     # the memory of the sums and of the batch, each array's owner once (KC's batch is its sums; a
     # view's owner is its base), for the next step's _zeros
     spare = list({id(o): o for o in (a if a.base is None else a.base
@@ -550,17 +552,21 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
     if jt == "D":
         sset.model_pol_fraction = pol_fraction
         sset.attrs["leakage_gauge"] = cfg.leakage_gauge      # (reference: d_pq[ref_ant] = 0)
+        if moved is not None and gauge_info is not None and np.isfinite(gauge_info).any():
+            ok = np.isfinite(moved)
+            sset.free_reference_leakage = float(moved[ok].max()) if ok.any() else None
+            sset.absolute_gauge_info = float(np.nanmin(gauge_info))
     return sset
 
 
-def _check_absolute_gauge(batch, step, fields):
+def _check_absolute_gauge(batch, step, fields, r):
     """leakage_gauge 'absolute': every cell with data must carry at least ABSOLUTE_MIN_INFO of one
-    antenna's information on the gauge mode (solvers/leakage.absolute_gauge_info), or the step stops
-    with an error naming the parameter (the data do not fix the absolute leakage there)."""
+    antenna's information on the gauge mode (``r``: solvers/leakage.absolute_gauge_info), or the step
+    stops with an error naming the parameter (the data do not fix the absolute leakage there)."""
     from .errors import ParameterError
     from .solvers import leakage
 
-    r = leakage.absolute_gauge_info(batch)
+    r = leakage.absolute_gauge_info(batch) if r is None else r
     bad = np.isfinite(r) & (r < leakage.ABSOLUTE_MIN_INFO)
     if bad.any():
         worst = float(np.nanmin(r))

@@ -114,3 +114,32 @@ def test_absolute_refused_where_the_data_do_not_fix_it(d_only, tmp_path):
 def test_leakage_gauge_validated():
     with pytest.raises(ParameterError, match="leakage_gauge"):
         solve_config_from_dict(dict(ms="x.ms", output="c.h5", jones=["D"], leakage_gauge="free"))
+
+
+def test_casa_gauge_note_when_the_data_fix_the_absolute_leakage(d_only, tmp_path, caplog):
+    """CASA's gauge (the default) on linear feeds, where the data fix the absolute leakage and the
+    reference leaks 0.07: a warning says what the gauge moved, how badly the stored D fits, and names
+    leakage_gauge; none with leakage_gauge 'absolute', none for circular feeds (no absolute leakage)."""
+    import logging
+
+    ms, truth = d_only
+    one = dict(jones=["D"], field=["3C286"], time_interval=["inf"], freq_interval=["full"])
+    got = {}
+    for gauge in ("reference", "absolute"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="alakazam"):
+            _solve(ms, str(tmp_path / f"n_{gauge}.h5"), leakage_gauge=gauge, **one)
+        got[gauge] = [r.getMessage() for r in caplog.records if "CASA's gauge" in r.getMessage()]
+    assert got["absolute"] == []
+    assert len(got["reference"]) == 1, got
+    note = got["reference"][0]
+    assert note.startswith("D0 (D) on 3C286: CASA's gauge (d_pq of C00 = 0) moved C00's own leakage")
+    assert f"|d_pq| {abs(truth.leakage[0, 0]):.2f}" in note and "leakage_gauge='absolute'" in note
+    circ = str(tmp_path / "circ.ms")
+    simulate_ms(circ, feed="circular", n_ant=8, n_chan=(4,), int_s=120.0, scan_len_s=600.0, noise=0.05,
+                seed=31, flag_rows=0.0, dead_ant=False, delays=False, bandpass=False, time_gains=False,
+                crosshand=False, leakage_scale=0.05, leakage_ref_zero=False)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        _solve(circ, str(tmp_path / "circ.h5"), **one)
+    assert not [r for r in caplog.records if "CASA's gauge" in r.getMessage()]

@@ -81,9 +81,56 @@ def notes(cfg, pending, external_gains=()):
     return out
 
 
+#: the gauge note: the stored D's median chi2/nDOF above which CASA's gauge is said not to fit
+GAUGE_RCHI2 = 2.0
+
+
+def gauge_notes(cfg, pending):
+    """Linear feeds, ``leakage_gauge`` 'reference' (CASA's): a D step whose data fix the absolute
+    leakage (every cell's information on the common leakage >= leakage.ABSOLUTE_MIN_INFO of one
+    antenna's) and where the re-referencing moved a reference leakage |c| with 2 |c| x the model's
+    cross/parallel ratio above ``THRESHOLD`` into every antenna, while the stored D fits its calibrator
+    with a median chi2/nDOF above ``GAUGE_RCHI2``: a note that the gauge, a symmetry of unpolarised
+    sources only, does not fit this calibrator, and that ``leakage_gauge: absolute`` keeps the true
+    leakages (solvers/leakage.py)."""
+    from ..solvers import leakage
+
+    if cfg.leakage_gauge != "reference":
+        return []
+    out = []
+    for st in cfg.steps:
+        sets = pending.get(st.key) or []
+        if st.jones_type != "D" or not sets:
+            continue
+        info = [s.absolute_gauge_info for s in sets]
+        moved = [s.free_reference_leakage for s in sets]
+        if any(x is None or not np.isfinite(x) for x in info + moved):
+            continue                # not linear feeds, or no free fit to compare with
+        if min(info) < leakage.ABSOLUTE_MIN_INFO:
+            continue                # the data do not fix the absolute leakage: nothing better to offer
+        frac = max([s.model_pol_fraction or 0.0 for s in sets])
+        c = max(moved)
+        rchi2 = [np.asarray(s.extra.get("rchi2"), float).ravel() for s in sets
+                 if s.extra.get("rchi2") is not None]
+        rchi2 = np.concatenate(rchi2) if rchi2 else np.zeros(0)
+        rchi2 = float(np.median(rchi2[np.isfinite(rchi2)])) if np.isfinite(rchi2).any() else np.nan
+        if not (2 * c * frac > THRESHOLD and rchi2 > GAUGE_RCHI2):
+            continue
+        name = str(sets[0].attrs.get("ref_ant_name", sets[0].attrs.get("ref_ant", "")))
+        fields = ", ".join(sorted({s.field_name for s in sets}))
+        out.append(
+            f"{st.key} (D) on {fields}: CASA's gauge (d_pq of {name} = 0) moved {name}'s own leakage "
+            f"(|d_pq| {c:.3f}, which these data fix: linear feeds, a polarised calibrator over a range of "
+            f"parallactic angle) into every antenna; with linear feeds that is a symmetry of unpolarised "
+            f"sources only, so the stored D fits {fields} with chi2/nDOF {rchi2:.3g}, and a target as "
+            f"polarised as {fields} is off by about 2 |d_pq| Q ({2 * c * frac:.1e} of I). leakage_gauge: "
+            f"absolute (akcal leakage_gauge='absolute') keeps the true leakages")
+    return out
+
+
 def warn(cfg, pending, external_gains=()):
-    """Log :func:`notes`; returns them."""
-    out = notes(cfg, pending, external_gains)
+    """Log :func:`notes` and :func:`gauge_notes`; returns them."""
+    out = notes(cfg, pending, external_gains) + gauge_notes(cfg, pending)
     for n in out:
         log.warning("%s", n)
     return out

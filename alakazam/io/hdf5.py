@@ -76,6 +76,11 @@ class SolutionSet:
     # D only, not written: sqrt(model power in the cross hands / in the parallel hands) of the data the
     # D was solved on (the polarised flux a gain solved there before D absorbed; leakcheck.py)
     model_pol_fraction: Optional[float] = None
+    # D only, not written: the largest |d_pq[ref]| of the free fit before CASA's re-referencing moved it
+    # into every antenna, and the smallest information on that common leakage over the cells, relative
+    # to one antenna's (solvers/leakage.absolute_gauge_info; leakcheck.py's leakage_gauge note)
+    free_reference_leakage: Optional[float] = None
+    absolute_gauge_info: Optional[float] = None
 
     def hand_flags(self) -> np.ndarray:
         """(n_ant, n_freq, n_time, 2) bool flags per hand: ``pol_flags``, or ``flags`` on both hands

@@ -445,6 +445,8 @@ def reference(params, ref, batch=None):
     p = np.array(params, np.complex128, copy=True)
     c = p[np.arange(p.shape[0]), np.asarray(ref, np.int64), 0]          # (n_cell,)
     c = np.where(np.isfinite(c), c, 0)
+    if batch is not None:               # what the re-referencing moved (calibration/leakcheck.py)
+        batch.free_reference_leakage = np.abs(c)
     p[..., 0] -= c[:, None]
     p[..., 1] += np.conj(c)[:, None]
     p[np.arange(p.shape[0]), np.asarray(ref, np.int64), 0] = 0
