@@ -135,6 +135,12 @@ def test_casa_gauge_note_when_the_data_fix_the_absolute_leakage(d_only, tmp_path
     note = got["reference"][0]
     assert note.startswith("D0 (D) on 3C286: CASA's gauge (d_pq of C00 = 0) moved C00's own leakage")
     assert f"|d_pq| {abs(truth.leakage[0, 0]):.2f}" in note and "leakage_gauge='absolute'" in note
+    # the one-round note of the same MS names the absolute gauge with its remedy (calibration/leakcheck)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        _solve(ms, str(tmp_path / "chain.h5"), **CHAIN)
+    rnd = [r.getMessage() for r in caplog.records if "before D0 (D) was known" in r.getMessage()]
+    assert len(rnd) == 1 and "iterations=3) with leakage_gauge: absolute (see the next warning)" in rnd[0]
     circ = str(tmp_path / "circ.ms")
     simulate_ms(circ, feed="circular", n_ant=8, n_chan=(4,), int_s=120.0, scan_len_s=600.0, noise=0.05,
                 seed=31, flag_rows=0.0, dead_ant=False, delays=False, bandpass=False, time_gains=False,

@@ -64,12 +64,17 @@ def notes(cfg, pending, external_gains=()):
         if not eps > THRESHOLD:
             continue
         fields = ", ".join(sorted(d_fields))
+        # CASA's gauge not fitting this calibrator (gauge_notes): the rounds converge only with the
+        # absolute D (tests/test_leakage_absolute.py)
+        also = (" with leakage_gauge: absolute (see the next warning)" if _gauge_misfit(cfg, st, sets)
+                else "")
         if gains:
-            when, remedy = ("in one round", "iterations: 3 (akcal iterations=3) re-solves every step with "
-                            "the D applied and removes it")
+            when, remedy = ("in one round", f"iterations: 3 (akcal iterations=3){also} re-solves every "
+                            "step with the D applied and removes it")
         else:
             when, remedy = ("in another run (pre-applied)", "solving them and the D in one block with "
-                            "iterations: 3 (akcal: one call with all the terms, iterations=3) removes it")
+                            f"iterations: 3 (akcal: one call with all the terms, iterations=3){also} "
+                            "removes it")
         out.append(
             f"{', '.join(gains + ext)} solved on {fields} before {st.key} (D) was known, {when}: the "
             f"leakage (|d| up to {dmax:.3f}) of its polarised flux (the model's cross hands {frac:.3f} of "
@@ -85,6 +90,30 @@ def notes(cfg, pending, external_gains=()):
 GAUGE_RCHI2 = 2.0
 
 
+def _gauge_misfit(cfg, st, sets):
+    """(|c|, the model's cross/parallel ratio, the stored D's median chi2/nDOF) of a D step whose CASA
+    gauge does not fit its calibrator (:func:`gauge_notes`), else None."""
+    from ..solvers import leakage
+
+    if cfg.leakage_gauge != "reference" or st.jones_type != "D" or not sets:
+        return None
+    info = [s.absolute_gauge_info for s in sets]
+    moved = [s.free_reference_leakage for s in sets]
+    if any(x is None or not np.isfinite(x) for x in info + moved):
+        return None                 # not linear feeds, or no free fit to compare with
+    if min(info) < leakage.ABSOLUTE_MIN_INFO:
+        return None                 # the data do not fix the absolute leakage: nothing better to offer
+    frac = max([s.model_pol_fraction or 0.0 for s in sets])
+    c = max(moved)
+    rchi2 = [np.asarray(s.extra.get("rchi2"), float).ravel() for s in sets
+             if s.extra.get("rchi2") is not None]
+    rchi2 = np.concatenate(rchi2) if rchi2 else np.zeros(0)
+    rchi2 = float(np.median(rchi2[np.isfinite(rchi2)])) if np.isfinite(rchi2).any() else np.nan
+    if not (2 * c * frac > THRESHOLD and rchi2 > GAUGE_RCHI2):
+        return None
+    return c, frac, rchi2
+
+
 def gauge_notes(cfg, pending):
     """Linear feeds, ``leakage_gauge`` 'reference' (CASA's): a D step whose data fix the absolute
     leakage (every cell's information on the common leakage >= leakage.ABSOLUTE_MIN_INFO of one
@@ -93,29 +122,13 @@ def gauge_notes(cfg, pending):
     with a median chi2/nDOF above ``GAUGE_RCHI2``: a note that the gauge, a symmetry of unpolarised
     sources only, does not fit this calibrator, and that ``leakage_gauge: absolute`` keeps the true
     leakages (solvers/leakage.py)."""
-    from ..solvers import leakage
-
-    if cfg.leakage_gauge != "reference":
-        return []
     out = []
     for st in cfg.steps:
         sets = pending.get(st.key) or []
-        if st.jones_type != "D" or not sets:
+        m = _gauge_misfit(cfg, st, sets)
+        if m is None:
             continue
-        info = [s.absolute_gauge_info for s in sets]
-        moved = [s.free_reference_leakage for s in sets]
-        if any(x is None or not np.isfinite(x) for x in info + moved):
-            continue                # not linear feeds, or no free fit to compare with
-        if min(info) < leakage.ABSOLUTE_MIN_INFO:
-            continue                # the data do not fix the absolute leakage: nothing better to offer
-        frac = max([s.model_pol_fraction or 0.0 for s in sets])
-        c = max(moved)
-        rchi2 = [np.asarray(s.extra.get("rchi2"), float).ravel() for s in sets
-                 if s.extra.get("rchi2") is not None]
-        rchi2 = np.concatenate(rchi2) if rchi2 else np.zeros(0)
-        rchi2 = float(np.median(rchi2[np.isfinite(rchi2)])) if np.isfinite(rchi2).any() else np.nan
-        if not (2 * c * frac > THRESHOLD and rchi2 > GAUGE_RCHI2):
-            continue
+        c, frac, rchi2 = m
         name = str(sets[0].attrs.get("ref_ant_name", sets[0].attrs.get("ref_ant", "")))
         fields = ", ".join(sorted({s.field_name for s in sets}))
         out.append(
