@@ -529,8 +529,9 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         fields = sorted({m.fld.name for m in g.members})
         leakage.check_parallel_hands(batch, f"{step.key} (D) on field(s) {fields}", log)
         pol_fraction = leakage.model_pol_fraction(batch)       # (calibration/leakcheck.py)
-        gauge_info = leakage.absolute_gauge_info(batch) if g.spw.feed_basis == "linear" else None
+        gauge_info = None
         if cfg.leakage_gauge == "absolute":        # the data must fix the common offset (leakage.py)
+            gauge_info = leakage.absolute_gauge_info(batch)
             _check_absolute_gauge(batch, step, fields, gauge_info)
             batch.leakage_gauge = "absolute"
         leakage.cross_hands_only(batch)
@@ -541,6 +542,12 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
                                 flag_nonconverged=True)
     res = solvers.solve(jt, batch, backend=cfg.solver_backend, opts=opts)
     moved = getattr(batch, "free_reference_leakage", None)       # D: what CASA's gauge moved
+    if moved is not None and g.spw.feed_basis == "linear":
+        from .calibration import leakcheck      # only where it may matter (the gauge note's test)
+        if np.nanmax(moved, initial=0.0) * 2 * (pol_fraction if np.isfinite(pol_fraction) else 0.0) \
+                > leakcheck.THRESHOLD:
+            from .solvers import leakage
+            gauge_info = leakage.absolute_gauge_info(batch)
     # the memory of the sums and of the batch, each array's owner once (KC's batch is its sums; a
     # view's owner is its base), for the next step's _zeros
     spare = list({id(o): o for o in (a if a.base is None else a.base
