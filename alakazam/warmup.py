@@ -279,6 +279,9 @@ def compile_types(types):
             b = batch(jt)
             if jt == "CP":
                 cross_phase.remove_leakage_offsets(b)
+            if jt == "D":               # the gauge's information (leakage_gauge, the gauge note)
+                from .solvers import leakage
+                leakage.absolute_gauge_info(b)
             opts = solvers.SolveOptions(phase_only=phase_only, min_bl_per_ant=4, min_snr=3.0,
                                         flag_nonconverged=True)
             try:

@@ -418,21 +418,44 @@ def absolute_gauge_info(batch):
     |M_qq|^2 over every baseline's pq and qp (as :func:`gauge_prior`'s reference information; an
     antenna is on 2 / n_ant of the baselines).  Computed on the model before the solve (the check of
     ``leakage_gauge`` 'absolute')."""
-    m, w = batch.model, batch.weight
-    x = m[..., 0] - m[..., 3]                                     # (cells, bl, samp)
     info = np.zeros(batch.n_cell)
     own = np.zeros(batch.n_cell)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        for h in (1, 2):
-            wh = np.where(w[..., h] > 0, w[..., h], 0.0)
-            ws = wh.sum(axis=2, keepdims=True)
-            mean = np.where(ws > 0, (wh * x).sum(axis=2, keepdims=True) / np.where(ws > 0, ws, 1.0), 0)
-            d = x - mean
-            info += (wh * (d.real ** 2 + d.imag ** 2)).sum(axis=(1, 2))
-            mp = m[..., 3]                  # d_pq enters V_pq as d_pq,a M_qq and V_qp as conj(d_pq,b) M_qq
-            own += (wh * (mp.real ** 2 + mp.imag ** 2)).sum(axis=(1, 2))
+    if batch.n_cell:
+        _gauge_info_cells(np.ascontiguousarray(batch.model, np.complex128),
+                          np.ascontiguousarray(batch.weight, np.float64), info, own)
     own *= 2.0 / max(batch.n_ant, 1)
     return np.where(own > 0, info / np.where(own > 0, own, 1.0), np.nan)
+
+
+@njit
+def _gauge_info_cells(m, w, info, own):
+    # :func:`absolute_gauge_info`'s sums, one pass per (cell, baseline, cross hand): no temporaries
+    n_cell, n_bl, n_samp, _ = m.shape
+    for c in range(n_cell):
+        for b in range(n_bl):
+            for h in range(1, 3):
+                ws = 0.0
+                sr = 0.0
+                si = 0.0
+                for s in range(n_samp):
+                    wt = w[c, b, s, h]
+                    if wt > 0:
+                        x = m[c, b, s, 0] - m[c, b, s, 3]
+                        ws += wt
+                        sr += wt * x.real
+                        si += wt * x.imag
+                        q = m[c, b, s, 3]
+                        own[c] += wt * (q.real * q.real + q.imag * q.imag)
+                if ws > 0:
+                    mr = sr / ws
+                    mi = si / ws
+                    for s in range(n_samp):
+                        wt = w[c, b, s, h]
+                        if wt > 0:
+                            x = m[c, b, s, 0] - m[c, b, s, 3]
+                            dr = x.real - mr
+                            di = x.imag - mi
+                            info[c] += wt * (dr * dr + di * di)
 
 
 def reference(params, ref, batch=None):
