@@ -149,3 +149,32 @@ def test_casa_gauge_note_when_the_data_fix_the_absolute_leakage(d_only, tmp_path
     with caplog.at_level(logging.WARNING, logger="alakazam"):
         _solve(circ, str(tmp_path / "circ.h5"), **one)
     assert not [r for r in caplog.records if "CASA's gauge" in r.getMessage()]
+
+
+def test_absolute_gauge_info_is_its_numpy_definition():
+    """leakage.absolute_gauge_info (one compiled pass) against its docstring's definition in numpy, with
+    flagged samples and a cell without weight (nan)."""
+    import types
+
+    from alakazam.solvers import leakage
+
+    rng = np.random.default_rng(5)
+    nc, nb, ns, n_ant = 5, 28, 9, 8
+    w = rng.uniform(size=(nc, nb, ns, 4))
+    w[w < 0.2] = 0
+    w[3] = 0
+    m = rng.normal(size=(nc, nb, ns, 4)) + 1j * rng.normal(size=(nc, nb, ns, 4))
+    x = m[..., 0] - m[..., 3]
+    info, own = np.zeros(nc), np.zeros(nc)
+    for h in (1, 2):
+        wh = w[..., h]
+        ws = wh.sum(axis=2, keepdims=True)
+        mean = (wh * x).sum(axis=2, keepdims=True) / np.where(ws > 0, ws, 1.0)
+        info += (wh * np.abs(x - mean) ** 2).sum(axis=(1, 2))
+        own += (wh * np.abs(m[..., 3]) ** 2).sum(axis=(1, 2))
+    own *= 2.0 / n_ant
+    want = np.where(own > 0, info / np.where(own > 0, own, 1.0), np.nan)
+    got = leakage.absolute_gauge_info(types.SimpleNamespace(model=m, weight=w, n_cell=nc, n_ant=n_ant))
+    assert np.isnan(got[3]) and np.isnan(want[3])
+    ok = ~np.isnan(want)
+    assert np.allclose(got[ok], want[ok], rtol=1e-12, atol=0)
