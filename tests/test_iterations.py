@@ -210,3 +210,22 @@ def test_corrected_polarised_calibrator_at_the_noise(sim):
           f"3 rounds {np.round(out[3], 3)}")
     assert max(out[3]) < 1.05
     assert min(out[1][:2]) > 1.3
+
+
+def test_noise_free_rounds_flag_nothing(tmp_path):
+    """Noise-free, no leakage: a later round re-solves K on data the other terms already fit exactly, and
+    numba's K cost c0 - 2 Re(...) came out -6e-11 by rounding; chi2/nDOF < 0 gave SNR 0 and the whole
+    scan's K, then its G1, was flagged 'minsnr' (a review's sweep, 4 of 4 runs).  A cost below 0 is an
+    exact fit (solvers/quality.snr, parallel_delay)."""
+    ms = str(tmp_path / "sim.ms")
+    simulate_ms(ms, feed="linear", n_ant=6, n_chan=(8,), int_s=120.0, scan_len_s=600.0, noise=0.0, seed=31,
+                flag_rows=0.0, dead_ant=False, leakage_scale=0.0)
+    cal = str(tmp_path / "c.h5")
+    s = run_solve(solve_config_from_dict(dict(
+        ms=ms, output=cal, ref_ant="C00", apply_parang=True, iterations=2, quiet=True,
+        jones=["K", "G", "G", "KC", "CP", "D"], field=["3C286"],
+        time_interval=["scan", "inf", "int", "inf", "inf", "inf"],
+        freq_interval=["full", "1MHz", "full", "full", "1MHz", "full"])))
+    for key in ("K0", "G1"):
+        assert sum(int(x.flags.sum()) for x in hdf5.read_term(cal, key)) == 0, key
+    assert s["terms"]["K0"]["flag_reasons"]["minsnr"] == 0

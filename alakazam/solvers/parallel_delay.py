@@ -560,7 +560,7 @@ def _lm_items(start, stride, vis_all, model_all, weight_all, freq_all, nu_c_all,
             params[c, a, p, 1] = phi[a]
         n_iter[c, p] = n_it
         conv_out[c, p] = conv
-        cost[c, p] = c0 - 2.0 * sre
+        cost[c, p] = max(c0 - 2.0 * sre, 0.0)      # (an exact fit: rounding could make it < 0)
 
 
 def lm_batch(vis, model, weight, freq, nu_c, uniform, ant1, ant2, params, ref, max_iter, tol,

@@ -354,7 +354,8 @@ def snr(jones_type, batch, J, cost, has, phase_only=False, has_hands=None):
         n_par = np.where(n_h > 0, _n_par(jones_type, n_h, phase_only) / 2.0, 0.0).sum(axis=-1)
     dof = 2 * n_w - n_par
     with np.errstate(divide="ignore", invalid="ignore"):
-        k2 = np.where(dof > 0, np.asarray(cost, float) / np.maximum(dof, 1), np.nan)
+        # a cost below 0 is the rounding of an exact fit (c0 - 2 Re sum ... of a noise-free cell): 0
+        k2 = np.where(dof > 0, np.maximum(np.asarray(cost, float), 0.0) / np.maximum(dof, 1), np.nan)
     rchi2 = k2.copy()
     k2 = np.minimum(k2, 1.0)            # a misfit above the weights' prediction is not noise (docstring)
     sens = np.zeros((n_cell, n_ant, 2))
