@@ -54,6 +54,9 @@ class _Context:
     # a CP step fits the leakage offsets although a D is pre-applied (solve_rounds.iterate_round: the
     # rounds before the last, whose D is still on its way to the fit)
     cp_offsets: bool = False
+    # (CP key, field, DATA_DESC_ID, scan group) -> the cells whose leakage offsets the first round removed
+    # (cross_phase.remove_leakage_offsets); a later round with cp_offsets repeats that decision
+    cp_offset_cells: dict = field(default_factory=dict)
 
     def __getstate__(self):
         # a context sent to dask workers (alakazam.distributed) never carries the spare arrays
@@ -522,8 +525,15 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         # once a D is in the model, the model's cross hands carry the leakage themselves -- unless that
         # D is an earlier round's (ctx.cp_offsets): then the offsets absorb its error
         from .solvers import cross_phase
-        n_off = int(cross_phase.remove_leakage_offsets(batch).sum())
-        log.debug("%s: leakage offsets removed in %d/%d cells", step.key, n_off, batch.n_cell)
+        key = (step.key, g.fid, g.ddid, int(group.scan_id), tuple(group.scans))
+        first = ctx.cp_offset_cells.get(key)
+        if ctx.cp_offsets and first is not None and len(first) == batch.n_cell:
+            changed = cross_phase.remove_leakage_offsets(batch, cells=first)    # the first round's cells
+        else:
+            changed = cross_phase.remove_leakage_offsets(batch)
+            if not ctx.cp_offsets:
+                ctx.cp_offset_cells[key] = changed
+        log.debug("%s: leakage offsets removed in %d/%d cells", step.key, int(changed.sum()), batch.n_cell)
     if jt == "D":        # the cross hands only, as CASA's Df (leakage.cross_hands_only), once the parallel
         from .solvers import leakage         # hands are seen to match the model (or D comes out scaled)
         fields = sorted({m.fld.name for m in g.members})

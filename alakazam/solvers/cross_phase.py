@@ -130,12 +130,13 @@ MIN_VARYING_FRACTION = 0.05
 # this module -- which the run's warmup.needed() does at its start to look at the cache -- on the
 # run's own core while the background compile (alakazam/warmup.py) compiled it too, ~0.9 s of the cold
 # start); remove_leakage_offsets passes the same C-contiguous types every time: one specialisation,
-# (int64, int64, complex128[:, :, :, ::1] x 2, float64[:, :, :, ::1], float64, boolean[::1])
+# (int64, int64, complex128[:, :, :, ::1] x 2, float64[:, :, :, ::1], float64[::1], boolean[::1])
 @njit
 def _leakage_offsets(start, stride, v, m, w, min_frac, changed):
     # cells start, start + stride, ... on this thread (_numba.threaded; each writes only its own cell).
     # Per (baseline, cross hand): ws = sum_s w (1 where 0), mean = sum_s w x / ws; the cell changes when
-    # sum w |M - mean M|^2 >= min_frac sum w |M|^2 (over w > 0 samples); then x -> x - mean where w > 0
+    # sum w |M - mean M|^2 >= min_frac[c] sum w |M|^2 (over w > 0 samples; min_frac[c] = 0: always,
+    # inf: never); then x -> x - mean where w > 0
     # and 0 elsewhere, for V and M (remove_leakage_offsets).  Pass 0 decides, pass 1 subtracts.
     n_cell, n_bl, n_samp, _ = v.shape
     for c in range(start, n_cell, stride):
@@ -177,13 +178,15 @@ def _leakage_offsets(start, stride, v, m, w, min_frac, changed):
                             v[c, b, s, k] = 0
                             m[c, b, s, k] = 0
             if rep == 0:
-                ok = num >= min_frac * (den if den > 0 else np.inf)
+                # a forced cell (min_frac[c] = 0) changes whatever its power; an excluded one (inf) never
+                mf = min_frac[c]
+                ok = num >= mf * (den if den > 0 else np.inf) if mf > 0 else mf == 0
                 changed[c] = ok
                 if not ok:
                     break
 
 
-def remove_leakage_offsets(batch):
+def remove_leakage_offsets(batch, cells=None):
     """Absorb the not-yet-calibrated leakage in a CP solve: a constant per baseline and cross hand.
 
     Before D is known, the cross hands carry the leakage of the unpolarised flux,
@@ -199,7 +202,10 @@ def remove_leakage_offsets(batch):
     mean over the samples removed from both (C_b = mean V - e^{-i phi} mean M), which is what this
     does, in place, on the cross hands of every cell whose model varies enough between samples
     (fraction >= MIN_VARYING_FRACTION); other cells (one scan, no parallactic-angle change) are left
-    as they are.  Returns the per-cell bool array of the cells that were changed.
+    as they are.  Returns the per-cell bool array of the cells that were changed.  ``cells`` (bool per
+    cell) decides instead which cells change (a later round of ``iterations`` repeats the first round's
+    decision: with the previous round's D applied, that D's constant leakage term makes the model's
+    varying fraction small -- 0.03 at |d| ~ 0.15 -- and the test above would skip every cell).
 
     One compiled pass per cell (:func:`_leakage_offsets`, cells on the thread pool): the cell's
     per-(baseline, hand) weighted means, its varying fraction, and the subtraction where it acts --
@@ -212,8 +218,15 @@ def remove_leakage_offsets(batch):
     changed = np.zeros(batch.n_cell, bool)
     if batch.n_cell:
         threaded(_leakage_offsets, batch.n_cell, batch.vis, batch.model, batch.weight,
-                 float(MIN_VARYING_FRACTION), changed)
+                 _min_fractions(batch.n_cell, cells), changed)
     return changed
+
+
+def _min_fractions(n_cell, cells):
+    """(n_cell,) float64 for :func:`_leakage_offsets`: MIN_VARYING_FRACTION, or 0 / inf per ``cells``."""
+    if cells is None:
+        return np.full(n_cell, float(MIN_VARYING_FRACTION))
+    return np.where(np.asarray(cells, bool), 0.0, np.inf)
 
 
 def check_polarised(batch, term):
