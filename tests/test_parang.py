@@ -1,5 +1,6 @@
 """Parallactic angle against casacore me.posangle, its sign convention, and the P rotation."""
 
+import os
 import time
 
 import numpy as np
@@ -188,3 +189,85 @@ def test_parang_table_is_per_antenna(tmp_path):
     np.testing.assert_allclose(P, parang.parang_matrices(q + 0.1, "linear"), atol=1e-15)
     np.testing.assert_allclose(q, truth.parang_ant["3C286"], atol=1e-12)
     assert np.ptp(q - q[:, :1], axis=1).max() > 1e-5           # the antennas' angles differ
+
+
+def _pos_ring(n, dist=2e3):
+    xyz = _vla()
+    return xyz, np.array([_offset(xyz, dist * (1 + a), 0.7 * a) for a in range(n)])
+
+
+def test_offset_anchors_only_where_there_are_times():
+    """Two epochs a year apart and a stray row at TIME 0: the anchors are each data hour's two ends
+    (8 here), not one per hour in between (~8760 x 0.7 ms x antennas: a review measured akapply 0.5 ->
+    53 s for a year's gap, and a flagged TIME-0 row never finished); the angles equal those of each
+    epoch computed alone."""
+    xyz, pos = _pos_ring(4)
+    a = T0 + np.arange(0.0, 5400.0, 300.0)            # 1.5 h: 2 or 3 hours of the grid
+    b = a + 365 * 86400.0
+    times = np.concatenate([[0.0], a, b])
+    anchors = parang.offset_anchors(times)
+    assert len(anchors) <= 2 + 2 * 6 and anchors[0] == 0.0
+    parang._OFFSETS.clear()
+    q = parang.antenna_parallactic_angles(times, RA_3C286, DEC_3C286, pos, xyz)
+    parang._OFFSETS.clear()
+    qa = parang.antenna_parallactic_angles(a, RA_3C286, DEC_3C286, pos, xyz)
+    qb = parang.antenna_parallactic_angles(b, RA_3C286, DEC_3C286, pos, xyz)
+    np.testing.assert_allclose(q[1:1 + len(a)], qa, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(q[1 + len(a):], qb, rtol=0, atol=1e-12)
+
+
+def test_offsets_cache_eviction_and_repeats(monkeypatch):
+    """The cache (parang._OFFSETS) never changes a result: emptied when a call would pass OFFSETS_MAX,
+    it is emptied BEFORE that call computes what it reads (a review's KeyError: entries the call was
+    about to read were dropped, and akapply stopped halfway through CORRECTED_DATA); and an anchor's
+    offsets are computed once for the whole set of positions, each anchor after a full computation of
+    casacore's nutation, so a call that finds part of its anchors cached equals a fresh one to 1e-12
+    rad (casacore's conversions keep ~6e-14 of their history; the review saw 1e-11, float32 flips)."""
+    xyz, pos = _pos_ring(5)
+    t1 = T0 + np.arange(0.0, 3 * 3600.0, 600.0)
+    t2 = T0 + np.arange(2 * 3600.0, 6 * 3600.0, 600.0)            # overlaps t1's last hour
+    parang._OFFSETS.clear()
+    fresh = parang.antenna_parallactic_angles(t2, RA_3C286, DEC_3C286, pos, xyz)
+    parang._OFFSETS.clear()
+    parang.antenna_parallactic_angles(t1, RA_3C286, DEC_3C286, pos, xyz)      # part of t2's anchors
+    np.testing.assert_allclose(parang.antenna_parallactic_angles(t2, RA_3C286, DEC_3C286, pos, xyz),
+                               fresh, rtol=0, atol=1e-12)
+    monkeypatch.setattr(parang, "OFFSETS_MAX", 30)        # t1 holds 4 anchors x 5 positions = 20
+    parang._OFFSETS.clear()
+    parang.antenna_parallactic_angles(t1, RA_3C286, DEC_3C286, pos, xyz)
+    got = parang.antenna_parallactic_angles(t2, RA_3C286, DEC_3C286, pos, xyz)   # 20 + 3 x 5 > 30
+    np.testing.assert_allclose(got, fresh, rtol=0, atol=1e-12)
+    assert sum(len(v) for v in parang._OFFSETS.values()) == len(parang.offset_anchors(t2))
+
+
+def test_bad_antenna_position_is_named(tmp_path):
+    """parang with an antenna whose ANTENNA POSITION is NaN, zero or in a local frame: an error before
+    anything runs that names the ANTENNA row, the antenna, the MS and the way out (parang off)."""
+    from casacore.tables import table
+
+    from alakazam.config import solve_config_from_dict
+    from alakazam.flow import run_solve
+    from alakazam.sim import simulate_ms
+
+    ms = str(tmp_path / "p.ms")
+    simulate_ms(ms, n_ant=5, n_chan=(4,), duration_h=1.0, int_s=120, scan_len_s=600, noise=0.05, seed=3,
+                dead_ant=False)
+    for bad in ([np.nan] * 3, [0.0, 0.0, 0.0], [120.0, -35.0, 2.0]):
+        with table(ms + "/ANTENNA", readonly=False, ack=False) as t:
+            pos = t.getcol("POSITION")
+            row = 2 if np.linalg.norm(pos[2]) > 0 else 3
+            keep = pos[row].copy()
+            pos[row] = bad
+            t.putcol("POSITION", pos)
+            name = t.getcol("NAME")[row]
+        out = str(tmp_path / "c.h5")
+        with pytest.raises(AlakazamError) as e:
+            run_solve(solve_config_from_dict(dict(ms=ms, output=out, ref_ant="C00", apply_parang=True,
+                                                  jones=["G"], field=["3C286"], quiet=True)))
+        msg = str(e.value)
+        assert f"ANTENNA row {row} ({name})" in msg and "POSITION" in msg and "apply_parang false" in msg
+        assert not os.path.exists(out)
+        with table(ms + "/ANTENNA", readonly=False, ack=False) as t:
+            pos = t.getcol("POSITION")
+            pos[row] = keep
+            t.putcol("POSITION", pos)

@@ -601,7 +601,9 @@ def parang_table(meta, field, times, feed_basis):
     """P matrices (n_time, n_ant, 2, 2) for the active antennas, each with its own parallactic angle
     (its ANTENNA position, as CASA; docs/conventions.md)."""
     from ..jones import parang
+    from .parang_check import check_antenna_positions
 
+    check_antenna_positions(meta, "parang")          # a clear error, whichever task got here
     act = np.asarray(meta.active_ants)
     recept = np.asarray(meta.receptor_angle)[act]
     return parang.parang_tables(np.asarray(times, float), field.ra, field.dec, meta.observatory,

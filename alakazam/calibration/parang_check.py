@@ -11,15 +11,37 @@ the cross hands (RL, LR): their parallel hands are unaffected and pass.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import AlakazamError
 
 CROSS = {"linear": ("XY", "YX"), "circular": ("RL", "LR")}
 
 
+def check_antenna_positions(meta, where="apply_parang"):
+    """Raise, naming the ANTENNA row, its name and the MS, when an antenna with data has no usable ITRF
+    POSITION: each antenna's parallactic angle is computed from its own position (jones/parang.py), so
+    a NaN, a zero or a local-frame position (|POSITION| not within 6.0e6-6.6e6 m of the geocentre)
+    would give a wrong angle or stop the run halfway."""
+    pos = np.asarray(meta.ant_positions, float)
+    for row in np.asarray(meta.active_ants, int):
+        p = pos[row]
+        r = float(np.linalg.norm(p)) if np.all(np.isfinite(p)) else float("nan")
+        if not 6.0e6 < r < 6.6e6:
+            what = "not finite" if not np.isfinite(r) else f"{r:.4g} m from the geocentre"
+            raise AlakazamError(
+                f"{where}: true, but ANTENNA row {row} ({meta.ant_names[row]}) of {meta.path} has "
+                f"POSITION {[float(v) for v in p]} ({what}): each antenna's parallactic angle needs its "
+                f"ITRF position in metres (about 6.37e6 m from the geocentre). Fix the ANTENNA table's "
+                f"POSITION, or set {where} false")
+
+
 def check_parang_correlations(meta, ddids, apply_parang, where="apply_parang"):
-    """Raise when ``apply_parang`` is on and a selected linear-feed SPW lacks XY or YX."""
+    """Raise when ``apply_parang`` is on and a selected linear-feed SPW lacks XY or YX, or an antenna
+    with data has no ITRF position (:func:`check_antenna_positions`)."""
     if not apply_parang:
         return
+    check_antenna_positions(meta, where)
     for ddid in ddids:
         sp = meta.spws[ddid]
         if sp.feed_basis != "linear":

@@ -94,6 +94,10 @@ def zenith_j2000(times, obs_pos_itrf):
     n_anchor = int(np.ceil((uniq[-1] - uniq[0]) / ANCHOR_SPACING_S)) + 1
     anchors = uniq if n_anchor >= len(uniq) else np.linspace(uniq[0], uniq[-1], n_anchor)
     zen = np.empty((len(anchors), 2))
+    # a full computation of casacore's nutation / precession first (see _zeniths_at): the anchors'
+    # values then do not depend on the conversions made before this call
+    me.doframe(me.epoch("UTC", f"{float(anchors[0]) - 86400.0!r}s"))
+    me.measure(zenith, "J2000")
     for i, t in enumerate(anchors):
         me.doframe(me.epoch("UTC", f"{float(t)!r}s"))
         z = me.measure(zenith, "J2000")
@@ -123,8 +127,12 @@ def feed_angle(parang, receptor_angle):
 #: of the anchors at which each antenna's zenith offset from the array centre's is evaluated
 #: exactly (:func:`antenna_zeniths`)
 OFFSET_ANCHOR_S = 3600.0
-#: (antenna position, centre, anchor time) -> (d ra_z, d dec_z) at that anchor
+#: (antenna positions, centre) -> {anchor time: (n_pos, 2) (d ra_z, d dec_z)}: each anchor's offsets
+#: computed once for the whole set of positions (so a value never depends on which call computed it)
 _OFFSETS: dict = {}
+#: at most this many (anchor, position) offsets are kept (a long session over many MSs); the cache is
+#: emptied before a call that would pass it, and that call then computes all it reads
+OFFSETS_MAX = 200000
 
 
 def _zeniths_at(anchors, positions):
@@ -136,6 +144,13 @@ def _zeniths_at(anchors, positions):
     zenith = me.direction("AZEL", "0deg", "90deg")
     out = np.empty((len(anchors), len(positions), 2))
     for i, t in enumerate(anchors):
+        # casacore keeps its nutation / precession of the last epoch it computed in full and, within a
+        # short interval of it, moves them on linearly: ~1e-11 rad that depends on which epochs came
+        # before.  A conversion at an epoch a day away first makes the anchor's own a full computation,
+        # so an anchor's value never depends on the call that computed it (tests/test_parang.py).
+        me.doframe(me.epoch("UTC", f"{float(t) - 86400.0!r}s"))
+        me.doframe(me.position("ITRF", *[f"{float(v)!r}m" for v in positions[-1]]))
+        me.measure(zenith, "J2000")
         me.doframe(me.epoch("UTC", f"{float(t)!r}s"))
         for j, p in enumerate(positions):
             me.doframe(me.position("ITRF", *[f"{float(v)!r}m" for v in p]))
@@ -146,22 +161,36 @@ def _zeniths_at(anchors, positions):
 
 def _zenith_offsets(anchors, positions, centre):
     """(n_anchor, n_pos, 2): the zenith of each position minus the centre's (J2000 ra wrapped, dec) at
-    the anchor times (cached per position, centre and anchor)."""
-    c0 = tuple(np.round(centre, 6))
-    keys = [(tuple(np.round(p, 6)), c0) for p in positions]
-    todo_t = sorted({float(t) for t in anchors for k in keys if (k, float(t)) not in _OFFSETS})
-    if todo_t:
-        todo_p = [p for p, k in zip(positions, keys) if any((k, t) not in _OFFSETS for t in todo_t)]
-        z = _zeniths_at(todo_t, list(todo_p) + [centre])            # the centre last
-        if len(_OFFSETS) > 200000:            # bounded (a long session over many MSs)
-            _OFFSETS.clear()
-        for j, p in enumerate(todo_p):
-            k = (tuple(np.round(p, 6)), c0)
-            for i, t in enumerate(todo_t):
-                _OFFSETS[(k, t)] = (float(np.angle(np.exp(1j * (z[i, j, 0] - z[i, -1, 0])))),
-                                    float(z[i, j, 1] - z[i, -1, 1]))
-    return np.array([[_OFFSETS[(k, float(t))] for k in keys] for t in anchors]).reshape(len(anchors),
-                                                                                        len(keys), 2)
+    the anchor times; cached per (positions, centre) and anchor (:data:`_OFFSETS`)."""
+    block = (tuple(tuple(np.round(p, 6)) for p in positions), tuple(np.round(centre, 6)))
+    anchors = [float(t) for t in anchors]
+    n_pos = len(positions)
+    known = _OFFSETS.get(block, {})
+    todo = sorted({t for t in anchors if t not in known})
+    held = sum(len(v) * len(b[0]) for b, v in _OFFSETS.items())
+    if todo and held + len(todo) * n_pos > OFFSETS_MAX:
+        _OFFSETS.clear()                       # (before anything this call reads is computed)
+        known = {}
+        todo = sorted(set(anchors))
+    if todo:
+        z = _zeniths_at(todo, list(positions) + [centre])            # the centre last
+        d_ra = np.angle(np.exp(1j * (z[:, :n_pos, 0] - z[:, -1:, 0])))
+        d_dec = z[:, :n_pos, 1] - z[:, -1:, 1]
+        known = dict(known)
+        for i, t in enumerate(todo):
+            known[t] = np.stack([d_ra[i], d_dec[i]], -1)
+        _OFFSETS[block] = known
+    return np.stack([known[t] for t in anchors]).reshape(len(anchors), n_pos, 2)
+
+
+def offset_anchors(times):
+    """The anchor times (s) :func:`antenna_zeniths` needs for ``times``: for each hour of the fixed
+    grid (:data:`OFFSET_ANCHOR_S`) that holds a finite time, its start and its end -- only the hours
+    with data, so a gap between two epochs or a stray row (TIME 0) costs two anchors, not one per hour
+    in between."""
+    t = np.asarray(times, np.float64).ravel()
+    k = np.unique(np.floor(t[np.isfinite(t)] / OFFSET_ANCHOR_S))
+    return np.union1d(k, k + 1) * OFFSET_ANCHOR_S
 
 
 def antenna_zeniths(times, ant_pos_itrf, centre_itrf):
@@ -181,10 +210,7 @@ def antenna_zeniths(times, ant_pos_itrf, centre_itrf):
     ra, dec = np.empty(shape), np.empty(shape)
     if times.size == 0:
         return ra, dec
-    t_min, t_max = float(times.min()), float(times.max())
-    # at least two anchors, on the fixed grid, around [t_min, t_max]
-    anchors = np.arange(np.floor(t_min / OFFSET_ANCHOR_S), np.floor(t_max / OFFSET_ANCHOR_S) + 2) \
-        * OFFSET_ANCHOR_S
+    anchors = offset_anchors(times)        # the hours with data, each with its two ends
     for a, p in enumerate(pos):
         if not np.all(np.isfinite(p)) or np.linalg.norm(p) < 1e6:
             raise AlakazamError(f"antenna position {a}: expected an ITRF position (3,) in metres, got {p!r}")
