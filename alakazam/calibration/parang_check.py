@@ -30,10 +30,11 @@ def check_antenna_positions(meta, where="apply_parang"):
         if not 6.0e6 < r < 6.6e6:
             what = "not finite" if not np.isfinite(r) else f"{r:.4g} m from the geocentre"
             raise AlakazamError(
-                f"{where}: true, but ANTENNA row {row} ({meta.ant_names[row]}) of {meta.path} has "
+                f"{where} (task parameter parang): true, but ANTENNA row {row} ({meta.ant_names[row]}) "
+                f"of {meta.path} has "
                 f"POSITION {[float(v) for v in p]} ({what}): each antenna's parallactic angle needs its "
                 f"ITRF position in metres (about 6.37e6 m from the geocentre). Fix the ANTENNA table's "
-                f"POSITION, or set {where} false")
+                f"POSITION, or set {where} (parang) false")
 
 
 def check_parang_correlations(meta, ddids, apply_parang, where="apply_parang"):
