@@ -94,10 +94,6 @@ def zenith_j2000(times, obs_pos_itrf):
     n_anchor = int(np.ceil((uniq[-1] - uniq[0]) / ANCHOR_SPACING_S)) + 1
     anchors = uniq if n_anchor >= len(uniq) else np.linspace(uniq[0], uniq[-1], n_anchor)
     zen = np.empty((len(anchors), 2))
-    # a full computation of casacore's nutation / precession first (see _zeniths_at): the anchors'
-    # values then do not depend on the conversions made before this call
-    me.doframe(me.epoch("UTC", f"{float(anchors[0]) - 86400.0!r}s"))
-    me.measure(zenith, "J2000")
     for i, t in enumerate(anchors):
         me.doframe(me.epoch("UTC", f"{float(t)!r}s"))
         z = me.measure(zenith, "J2000")
