@@ -520,6 +520,13 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         from . import warmup            # the background compile busy with this type's solvers: wait for
         warmup.wait_for(jt)             # it rather than compile them again here (cold start, issue 16)
     # CP only (its closed form takes the offsets; KC does not): a literal type check, kept
+    pol_fraction = None
+    model_power = None
+    if jt in ("K", "G", "T", "CP") and _sizes_leakage(cfg):
+        # the calibrator's model power per hand (CP: before the offsets change its model), which sizes
+        # the leakage a gain solved on it absorbed before D (calibration/leakcheck.py)
+        from .solvers import leakage
+        model_power = leakage.model_hand_powers(batch)
     if jt == "CP" and (ctx.cp_offsets or all(terms.get(t.jones_type).diagonal for t in g.prior)):
         # the not-yet-solved leakage: a per-baseline offset (cross_phase.remove_leakage_offsets);
         # once a D is in the model, the model's cross hands carry the leakage themselves -- unless that
@@ -566,14 +573,23 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
     _keep_spare(ctx, spare)
     del spare
     sset = _solution_set(ctx, step, g, group, acc, cells_t, res, cell_index)
+    if model_power is not None:
+        sset.diagnostics["model_power"] = model_power
     if jt == "D":
-        sset.model_pol_fraction = pol_fraction
+        sset.diagnostics["model_pol_fraction"] = pol_fraction
         sset.attrs["leakage_gauge"] = cfg.leakage_gauge      # (reference: d_pq[ref_ant] = 0)
         if moved is not None and gauge_info is not None and np.isfinite(gauge_info).any():
             ok = np.isfinite(moved)
-            sset.free_reference_leakage = float(moved[ok].max()) if ok.any() else None
-            sset.absolute_gauge_info = float(np.nanmin(gauge_info))
+            sset.diagnostics["free_reference_leakage"] = float(moved[ok].max()) if ok.any() else None
+            sset.diagnostics["absolute_gauge_info"] = float(np.nanmin(gauge_info))
     return sset
+
+
+def _sizes_leakage(cfg):
+    """One round with a D and a CP step: calibration/leakcheck.py sizes the leakage that the gains
+    absorbed on a polarised calibrator from the model powers of the gain and CP steps."""
+    kinds = {st.jones_type for st in cfg.steps}
+    return cfg.iterations == 1 and "D" in kinds and "CP" in kinds
 
 
 def _check_absolute_gauge(batch, step, fields, r):

@@ -74,3 +74,21 @@ def constant_gains(tmp_path_factory):
         akcal(vis=ms, caltable=cals[ksol + "F"], field="3C147", jones=["K", "G"], solint=[ksol, "2min"],
               freqint=["full", "4MHz"], refant="C00")
     return ms, cals
+
+
+@pytest.fixture
+def solve_warnings(caplog):
+    """``solve_warnings(match, **config)``: run_solve with the solve block ``config`` (quiet), and the
+    alakazam warnings it logged whose text contains ``match``."""
+    import logging
+
+    from alakazam.config import solve_config_from_dict
+    from alakazam.flow import run_solve
+
+    def run(match, **config):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="alakazam"):
+            run_solve(solve_config_from_dict(dict(quiet=True, **config)))
+        return [r.getMessage() for r in caplog.records if match in r.getMessage()]
+
+    return run

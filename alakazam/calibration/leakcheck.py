@@ -11,13 +11,14 @@ the D applied and removes it (3 rounds: 0.04 deg).
 
 :func:`notes` estimates the size after the block's D is solved -- for the block's gains when it ran
 one round, and for gains pre-applied from another table (the CASA-style sequence of calls: gaincal,
-then polcal with gaintable), which no round re-solves: the largest unflagged |d| times
-:attr:`SolutionSet.model_pol_fraction` (the model's cross-hand / parallel-hand power ratio, sqrt, of
-the data D was solved on), for each D step with such a gain solved on one of its fields; it warns when
-that exceeds ``THRESHOLD`` (1e-3: 0.1% in the gains' amplitude, 0.06 deg in phase).
-A warning only: no solution changes (tests/test_leakcheck.py).  Not seen: a D solved on
-an unpolarised calibrator (CASA's order, Df on 3C147) while the gains were solved on the polarised one
-too -- the D step's data carry no polarised flux to size it by.
+then polcal with gaintable), which no round re-solves: the largest unflagged |d| times the model's
+cross-hand / parallel-hand power ratio (sqrt) of the polarised calibrators such a gain was solved on
+(``SolutionSet.diagnostics``: measured by a D step on that field, or by its CP step and gain steps
+together, so the D may be solved on another field: CASA's order, Df on the unpolarised 3C147 and the
+gains and CP on 3C286); it warns when that exceeds ``THRESHOLD`` (1e-3: 0.1% in the gains' amplitude,
+0.06 deg in phase).  A warning only: no solution changes (tests/test_leakcheck.py).  Not seen: a field
+whose polarisation no D or CP step of the block measured (a D block on 3C147 alone, with gains from
+3C286 pre-applied from another run).
 """
 
 from __future__ import annotations
@@ -41,29 +42,64 @@ def _leakage_max(sets):
     return out
 
 
+def _polarised_fields(steps):
+    """field name -> its model's cross/parallel ratio: the largest ``model_pol_fraction`` of a D step
+    solved on it, or sqrt(cross / parallel) of the mean model powers of a CP step and a gain step solved
+    on it (``SolutionSet.diagnostics``; the same field's model whichever step measured it)."""
+    out = {}
+    par, cross = {}, {}
+    for st, sets in steps:
+        for s in sets:
+            f = s.diagnostics.get("model_pol_fraction")
+            if f is not None and np.isfinite(f) and f > 0:
+                out[s.field_name] = max(out.get(s.field_name, 0.0), float(f))
+            p = s.diagnostics.get("model_power")
+            if p is None:
+                continue
+            side, v = (cross, p[1]) if st.jones_type == "CP" else (par, p[0])
+            if np.isfinite(v):
+                side.setdefault(s.field_name, []).append(float(v))
+    for name in set(par) & set(cross):
+        p, c = float(np.mean(par[name])), float(np.mean(cross[name]))
+        if p > 0 and c > 0:
+            out[name] = max(out.get(name, 0.0), float(np.sqrt(c / p)))
+    return out
+
+
 def notes(cfg, pending, external_gains=()):
     """The warnings for the block's D steps (``pending``: key -> solution sets, in step order;
     ``external_gains``: (key, fields) of the gains pre-applied from other tables, which no round of
-    this block re-solves)."""
+    this block re-solves).  A gain is sized on every polarised calibrator it was solved on, whether the
+    D was solved there or on another field (CASA's order: Df on the unpolarised 3C147, the gains and
+    the cross-hand phase on 3C286, whose fraction the CP step measured)."""
     steps = [(st, pending.get(st.key) or []) for st in cfg.steps]
+    pol = _polarised_fields(steps)
     out = []
     for i, (st, sets) in enumerate(steps):
-        if st.jones_type != "D" or not sets:
+        if st.jones_type != "D" or not sets or not pol:
             continue
-        frac = [s.model_pol_fraction for s in sets if s.model_pol_fraction is not None]
-        frac = max([f for f in frac if np.isfinite(f)], default=0.0)
         d_fields = {s.field_name for s in sets}
-        gains = [] if cfg.iterations > 1 else [
-            p.key for p, ps in steps[:i] if ps and p.jones_type in ("K", "G", "T")
-            and d_fields & {s.field_name for s in ps}]
-        ext = [k for k, f in external_gains if d_fields & set(f)]
-        if not (gains or ext) or not frac > 0:
-            continue
         dmax = _leakage_max(sets)
-        eps = dmax * frac
-        if not eps > THRESHOLD:
+        big = {f for f, x in pol.items() if dmax * x > THRESHOLD}     # the fields where it matters
+        hit = set()
+        gains = []
+        if cfg.iterations == 1:
+            for p, ps in steps[:i]:
+                f = {s.field_name for s in ps} & big
+                if ps and p.jones_type in ("K", "G", "T") and f:
+                    gains.append(p.key)
+                    hit |= f
+        ext = []
+        for k, f in external_gains:
+            if set(f) & big:
+                ext.append(k)
+                hit |= set(f) & big
+        if not (gains or ext):
             continue
-        fields = ", ".join(sorted(d_fields))
+        frac = max(pol[f] for f in hit)
+        eps = dmax * frac
+        fields = ", ".join(sorted(hit))
+        on = "" if hit <= d_fields else f" on {', '.join(sorted(d_fields))}"
         # CASA's gauge not fitting this calibrator (gauge_notes): the rounds converge only with the
         # absolute D (tests/test_leakage_absolute.py)
         also = (" with leakage_gauge: absolute (see the next warning)" if _gauge_misfit(cfg, st, sets)
@@ -76,7 +112,7 @@ def notes(cfg, pending, external_gains=()):
                             f"iterations: 3 (akcal: one call with all the terms, iterations=3){also} "
                             "removes it")
         out.append(
-            f"{', '.join(gains + ext)} solved on {fields} before {st.key} (D) was known, {when}: the "
+            f"{', '.join(gains + ext)} solved on {fields} before {st.key} (D{on}) was known, {when}: the "
             f"leakage (|d| up to {dmax:.3f}) of its polarised flux (the model's cross hands {frac:.3f} of "
             f"its parallel hands) put about {eps:.1e} into the parallel hands "
             f"({100 * eps:.2f}% in amplitude, {np.degrees(eps):.2f} deg in phase, turning with the "
@@ -97,13 +133,13 @@ def _gauge_misfit(cfg, st, sets):
 
     if cfg.leakage_gauge != "reference" or st.jones_type != "D" or not sets:
         return None
-    info = [s.absolute_gauge_info for s in sets]
-    moved = [s.free_reference_leakage for s in sets]
+    info = [s.diagnostics.get("absolute_gauge_info") for s in sets]
+    moved = [s.diagnostics.get("free_reference_leakage") for s in sets]
     if any(x is None or not np.isfinite(x) for x in info + moved):
         return None                 # not linear feeds, or no free fit to compare with
     if min(info) < leakage.ABSOLUTE_MIN_INFO:
         return None                 # the data do not fix the absolute leakage: nothing better to offer
-    frac = max([s.model_pol_fraction or 0.0 for s in sets])
+    frac = max([s.diagnostics.get("model_pol_fraction") or 0.0 for s in sets])
     c = max(moved)
     rchi2 = [np.asarray(s.extra.get("rchi2"), float).ravel() for s in sets
              if s.extra.get("rchi2") is not None]

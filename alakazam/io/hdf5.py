@@ -73,14 +73,15 @@ class SolutionSet:
     extra: dict = field(default_factory=dict)   # extra solver_stats arrays (ref_ant, rchi2: (n_freq, n_time);
     #                                             snr: (n_ant, n_freq, n_time, 2))
     pol_flags: Optional[np.ndarray] = None  # (n_ant, n_freq, n_time, 2) per hand (K, G); None = flags on both
-    # D only, not written: sqrt(model power in the cross hands / in the parallel hands) of the data the
-    # D was solved on (the polarised flux a gain solved there before D absorbed; leakcheck.py)
-    model_pol_fraction: Optional[float] = None
-    # D only, not written: the largest |d_pq[ref]| of the free fit before CASA's re-referencing moved it
-    # into every antenna, and the smallest information on that common leakage over the cells, relative
-    # to one antenna's (solvers/leakage.absolute_gauge_info; leakcheck.py's leakage_gauge note)
-    free_reference_leakage: Optional[float] = None
-    absolute_gauge_info: Optional[float] = None
+    # not written: in-memory diagnostics of the solve for calibration/leakcheck.py's warnings --
+    #   "model_pol_fraction" (D): sqrt(model power in the cross hands / in the parallel hands) of the
+    #     data the D was solved on (the polarised flux a gain solved there before D absorbed);
+    #   "model_power" (K, G, T and CP, in a one-round block with D and CP): (parallel, cross) mean model
+    #     power per unit weight, nan for a hand without weight (leakage.model_hand_powers);
+    #   "free_reference_leakage", "absolute_gauge_info" (D): the largest |d_pq[ref]| of the free fit
+    #     before CASA's re-referencing moved it into every antenna, and the smallest information on that
+    #     common leakage over the cells, relative to one antenna's (solvers/leakage.absolute_gauge_info)
+    diagnostics: dict = field(default_factory=dict)
 
     def hand_flags(self) -> np.ndarray:
         """(n_ant, n_freq, n_time, 2) bool flags per hand: ``pol_flags``, or ``flags`` on both hands
