@@ -119,10 +119,15 @@ def _solve_unit(ctx, unit):
     from .core.ms import MeasurementSet
 
     _fault_injection(unit.step.key)
+    # the CP offsets' cells this unit decides (a first round) go back to the client, which sends them
+    # with the later rounds' context (unit._Context.cp_offset_cells), as an in-process run keeps them
+    uctx = dataclasses.replace(ctx, cp_offset_cells=dict(ctx.cp_offset_cells))
     with _captured_warnings() as records:
         try:
             with MeasurementSet.open(ctx.cfg.ms):
-                return _Done(unit_mod.solve_unit(ctx, unit), records)
+                sset = unit_mod.solve_unit(uctx, unit)
+            cells = {k: v for k, v in uctx.cp_offset_cells.items() if k not in ctx.cp_offset_cells}
+            return _Done(sset, records, cells)
         except AlakazamError as e:       # the data's answer, not a lost worker: returned, so that dask
             return _UserError(str(e), records)    # neither retries the unit nor prints its traceback
 
@@ -134,6 +139,7 @@ class _Done:
 
     sset: object
     records: list
+    cp_offset_cells: dict = dataclasses.field(default_factory=dict)   # a solve unit's (_solve_unit)
 
 
 @dataclasses.dataclass
@@ -252,6 +258,7 @@ def solve_step(c, ctx, step, fids, advance=None, step_index=0) -> list:
             _relay(res.records)
             if isinstance(res, _UserError):
                 raise AlakazamError(res.message)
+            ctx.cp_offset_cells.update(res.cp_offset_cells)
             if res.sset is not None:
                 out[(u.fid, u.ddid)].append(res.sset)
         return list(out.values())
