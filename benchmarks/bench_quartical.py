@@ -499,6 +499,8 @@ def main(argv=None):
     if not args.no_warmup:                      # fill both numba caches (untimed)
         t0 = time.perf_counter()
         run_alakazam(tiny, tiny + ".bench_out.h5", env)
+        if not args.no_rfi_off:     # its bad-value flag kernel, which the default run does not use
+            run_alakazam(tiny, tiny + ".bench_out.h5", env, rfi_threshold=0)
         print(f"warm-up: alakazam on the tiny MS {time.perf_counter() - t0:.1f} s", end="")
         if have_qc:
             w, rc, log = run_quartical(exe, tiny, tiny + ".bench_out", *qc_threads, qc_env)
