@@ -39,8 +39,8 @@ def parallactic_angle(times, ra, dec, obs_pos_itrf):
     the model's Q and U are defined.  Positive east of north: negative before transit and positive
     after for a source south of the zenith; 0 at upper transit for dec < latitude, pi for dec > latitude.
 
-    For speed, the measures convert the zenith to J2000 (ra_z, dec_z) only at anchor times (every
-    :data:`ANCHOR_SPACING_S` s of the span, plus its ends); between anchors ra_z advances at the
+    For speed, the measures convert the zenith to J2000 (ra_z, dec_z) only at anchor times (a fixed
+    grid every :data:`ANCHOR_SPACING_S` s, :func:`zenith_j2000`); between anchors ra_z advances at the
     sidereal rate plus a linearly interpolated remainder, dec_z is interpolated linearly, and
 
     .. math:: q = \\arctan2\\big(\\sin(\\alpha_z-\\alpha)\\cos\\delta_z,\\;
@@ -72,13 +72,54 @@ def parallactic_angle(times, ra, dec, obs_pos_itrf):
     return _posangle(float(ra), float(dec), ra_z, dec_z)
 
 
+def zenith_anchors(times):
+    """The anchor times (s) :func:`zenith_j2000` evaluates exactly for ``times``: for each
+    :data:`ANCHOR_SPACING_S` interval of the fixed grid of MJD seconds that holds a finite time, its
+    start and its end.  A time's value then depends only on its own interval's two anchors, never on
+    which other times came in the same call (a row chunk's, a dask worker's), and a gap costs two
+    anchors, not one per interval in between."""
+    t = np.asarray(times, np.float64).ravel()
+    k = np.unique(np.floor(t[np.isfinite(t)] / ANCHOR_SPACING_S))
+    return np.union1d(k, k + 1) * ANCHOR_SPACING_S
+
+
+#: ITRF position (rounded to the micrometre) -> {anchor time: (ra_z, dec_z)}: each anchor converted
+#: once per process (:func:`zenith_j2000`)
+_ZENITHS: dict = {}
+#: at most this many anchors are kept over all positions; emptied before a call that would pass it
+ZENITHS_MAX = 200000
+
+
+def _zenith_table(anchors, pos):
+    """(n_anchor, 2): the J2000 zenith of ``pos`` at ``anchors`` (:func:`_zeniths_at`: each after a
+    full computation of casacore's nutation), cached per position and anchor (:data:`_ZENITHS`)."""
+    key = tuple(np.round(pos, 6))
+    anchors = [float(t) for t in anchors]
+    known = _ZENITHS.get(key, {})
+    todo = sorted({t for t in anchors if t not in known})
+    if todo and sum(len(v) for v in _ZENITHS.values()) + len(todo) > ZENITHS_MAX:
+        _ZENITHS.clear()                       # (before anything this call reads is computed)
+        known = {}
+        todo = sorted(set(anchors))
+    if todo:
+        z = _zeniths_at(todo, [pos])[:, 0]
+        known = dict(known)
+        for i, t in enumerate(todo):
+            known[t] = z[i]
+        _ZENITHS[key] = known
+    return np.array([known[t] for t in anchors]).reshape(len(anchors), 2)
+
+
 def zenith_j2000(times, obs_pos_itrf):
     """(ra_z, dec_z) (rad, shaped as ``times``): the zenith (AZEL frame, geodetic vertical) of an ITRF
-    position in J2000 at MJD-second times, from casacore measures at anchor times and interpolated in
-    between as :func:`parallactic_angle` describes (its frame setup; also used by akflag
-    mode='elevation', alakazam/flagging/elevation.py)."""
-    from ..measures_data import measures  # casacore measures, current data
-
+    position in J2000 at MJD-second times (also used by akflag mode='elevation',
+    alakazam/flagging/elevation.py).  Evaluated with casacore measures at the anchors of
+    :func:`zenith_anchors` (a fixed grid every :data:`ANCHOR_SPACING_S` s) and interpolated in
+    between: ra_z advances at the sidereal rate from the interval's first anchor plus a linearly
+    interpolated remainder, dec_z linearly.  A time's value depends only on its interval's two
+    anchors, each converted once per process after a full computation of casacore's nutation: the
+    same in every call, whichever times come with it (row chunks, repeats, dask workers; casacore's
+    conversion history is left at ~4e-15 rad between processes, measured)."""
     times = np.asarray(times, np.float64)
     pos = np.asarray(obs_pos_itrf, np.float64).ravel()
     if pos.shape != (3,) or not np.all(np.isfinite(pos)) or np.linalg.norm(pos) < 1e6:
@@ -87,26 +128,16 @@ def zenith_j2000(times, obs_pos_itrf):
         return np.zeros(times.shape), np.zeros(times.shape)
     if not np.all(np.isfinite(times)):
         raise AlakazamError("times: expected finite MJD seconds, got NaN/Inf")
-    me = measures()
-    me.doframe(me.position("ITRF", *[f"{float(v)!r}m" for v in pos]))
-    zenith = me.direction("AZEL", "0deg", "90deg")
     uniq, inv = np.unique(times.ravel(), return_inverse=True)
-    n_anchor = int(np.ceil((uniq[-1] - uniq[0]) / ANCHOR_SPACING_S)) + 1
-    anchors = uniq if n_anchor >= len(uniq) else np.linspace(uniq[0], uniq[-1], n_anchor)
-    zen = np.empty((len(anchors), 2))
-    for i, t in enumerate(anchors):
-        me.doframe(me.epoch("UTC", f"{float(t)!r}s"))
-        z = me.measure(zenith, "J2000")
-        zen[i] = z["m0"]["value"], z["m1"]["value"]
-    if anchors is uniq:
-        ra_z, dec_z = zen[:, 0], zen[:, 1]
-    else:
-        # remainder of ra_z after the sidereal rotation: slowly varying, interpolated linearly
-        rem = np.unwrap(zen[:, 0] - _SIDEREAL_RATE * (anchors - anchors[0]))
-        k = np.clip(np.searchsorted(anchors, uniq, side="right") - 1, 0, len(anchors) - 2)
-        frac = (uniq - anchors[k]) / (anchors[k + 1] - anchors[k])
-        ra_z = rem[k] + frac * (rem[k + 1] - rem[k]) + _SIDEREAL_RATE * (uniq - anchors[0])
-        dec_z = zen[k, 1] + frac * (zen[k + 1, 1] - zen[k, 1])
+    anchors = zenith_anchors(uniq)
+    zen = _zenith_table(anchors, pos)
+    k = np.clip(np.searchsorted(anchors, uniq, side="right") - 1, 0, len(anchors) - 2)
+    t0, t1 = anchors[k], anchors[k + 1]
+    frac = (uniq - t0) / (t1 - t0)
+    # the remainder of ra_z after the sidereal rotation changes slowly: interpolated linearly
+    d_rem = np.angle(np.exp(1j * (zen[k + 1, 0] - zen[k, 0] - _SIDEREAL_RATE * (t1 - t0))))
+    ra_z = zen[k, 0] + frac * d_rem + _SIDEREAL_RATE * (uniq - t0)
+    dec_z = zen[k, 1] + frac * (zen[k + 1, 1] - zen[k, 1])
     return ra_z[inv].reshape(times.shape), dec_z[inv].reshape(times.shape)
 
 
