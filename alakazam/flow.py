@@ -127,7 +127,8 @@ def run_solve(cfg: SolveConfig) -> dict:
         from .calibration import driftcheck       # a bandpass averaged over drifting gains: a warning
         driftcheck.warn(cfg, pending)
         from .calibration import leakcheck        # gains solved before D on a polarised calibrator
-        leakcheck.warn(cfg, pending, summary.get("external_gains", ()))
+        leakcheck.warn(cfg, pending, summary.get("external_gains", ()),
+                       summary.get("external_leakage", False))
         hdf5.write_terms(cfg.output, pending)
     return summary
 
@@ -271,6 +272,7 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
     # the pre-applied gains from other tables and the fields they were solved on (calibration/leakcheck.py)
     summary["external_gains"] = [(t.key, sorted({s.field_name for s in t.sets})) for t in ext_terms
                                  if t.jones_type in ("K", "G", "T")]
+    summary["external_leakage"] = any(t.jones_type == "D" for t in ext_terms)
     dask_client = stack.enter_context(distributed.client(cfg.workers, cfg.scheduler)) if use_dask else None
     summary["distributed"] = use_dask
     finish = functools.partial(_finish, ctx, pending, summary)

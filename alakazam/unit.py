@@ -381,6 +381,9 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     # bin-major sums (CP per channel): each baseline's slot summed in a contiguous copy kept across the
     # calls (blocks of times, chunks) and stored once per scan (averaging.bin_runs; the same sums)
     runs = averaging.bin_runs(n_bl, g.n_fsamp, corr_use) if bin_major and not all_corr else None
+    # CP, where calibration/leakcheck.py may size a leakage: the model's parallel-hand power, which CP's
+    # own sums (cross hands only) do not hold, from a sample of the rows (_measures_model_power)
+    parallel = [0.0, 0.0] if _measures_model_power(ctx, step, g) else None
     for m, (ch, rows) in combine.member_chunks(g.members, lambda m: _iter_group_chunks(
             ctx, m.fid, m.ddid, m.chans, group, ph)):      # combine 'field'/'spw': every member's rows
         if rows is None:
@@ -394,6 +397,13 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
             rows, a1, a2, bl = rows[cross], a1[cross], a2[cross], bl[cross]
         if len(rows) == 0:
             continue
+        if parallel is not None:
+            from .solvers import leakage
+            sub = rows[::max(1, len(rows) // MODEL_POWER_ROWS)]
+            _, m4, f4, w4 = ch.take(sub).four_corr(meta.spws[m.ddid].corr_types)
+            num, den = leakage.model_power_sums(m4, np.where(f4, 0.0, w4), (0, 3))
+            parallel[0] += num
+            parallel[1] += den
         times = ch.time[rows]
         sbin = sample_bin_of_rows(group, step.time_interval, g.scan_t0, ch.scan[rows], times)
         utimes, tix = np.unique(times, return_inverse=True)
@@ -438,7 +448,8 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     if not (row_count > 0).any():
         return None
     return dict(vis_sum=vis_sum, model_sum=model_sum, w_sum=w_sum, row_count=row_count, time_sum=time_sum,
-                time_wsum=time_wsum, wsum_t=wsum_t, t_ref=t_ref, slots=slots, bin_major=bin_major)
+                time_wsum=time_wsum, wsum_t=wsum_t, t_ref=t_ref, slots=slots, bin_major=bin_major,
+                parallel_power=parallel)
 
 
 def _sample_slots(g: FieldSpw, group: Group):
@@ -522,11 +533,14 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
     # CP only (its closed form takes the offsets; KC does not): a literal type check, kept
     pol_fraction = None
     model_power = None
-    if jt in ("K", "G", "T", "CP") and _sizes_leakage(cfg):
-        # the calibrator's model power per hand (CP: before the offsets change its model), which sizes
-        # the leakage a gain solved on it absorbed before D (calibration/leakcheck.py)
+    parallel = acc.get("parallel_power")
+    if parallel is not None and parallel[1] > 0:
+        # the calibrator's mean model power per weight in the parallel hands (a sample of the rows as
+        # read) and in the cross hands (CP's batch, in the feed frame, before the offsets change its
+        # model): what sizes the leakage a gain solved on it absorbed before D (calibration/leakcheck.py)
         from .solvers import leakage
-        model_power = leakage.model_hand_powers(batch)
+        num, den = leakage.model_power_sums(batch.model, batch.weight, (1, 2))
+        model_power = (parallel[0] / parallel[1], num / den if den > 0 else float("nan"))
     if jt == "CP" and (ctx.cp_offsets or all(terms.get(t.jones_type).diagonal for t in g.prior)):
         # the not-yet-solved leakage: a per-baseline offset (cross_phase.remove_leakage_offsets);
         # once a D is in the model, the model's cross hands carry the leakage themselves -- unless that
@@ -545,7 +559,8 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         from .solvers import leakage         # hands are seen to match the model (or D comes out scaled)
         fields = sorted({m.fld.name for m in g.members})
         leakage.check_parallel_hands(batch, f"{step.key} (D) on field(s) {fields}", log)
-        pol_fraction = leakage.model_pol_fraction(batch)       # (calibration/leakcheck.py)
+        # (calibration/leakcheck.py; not with a D pre-applied: its leakage would be in the model)
+        pol_fraction = None if _d_preapplied(g) else leakage.model_pol_fraction(batch)
         gauge_info = None
         if cfg.leakage_gauge == "absolute":        # the data must fix the common offset (leakage.py)
             gauge_info = leakage.absolute_gauge_info(batch)
@@ -561,7 +576,8 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
     moved = getattr(batch, "free_reference_leakage", None)       # D: what CASA's gauge moved
     if moved is not None and g.spw.feed_basis == "linear":
         from .calibration import leakcheck      # only where it may matter (the gauge note's test)
-        if np.nanmax(moved, initial=0.0) * 2 * (pol_fraction if np.isfinite(pol_fraction) else 0.0) \
+        frac = pol_fraction if pol_fraction is not None and np.isfinite(pol_fraction) else 0.0
+        if np.nanmax(moved, initial=0.0) * 2 * frac \
                 > leakcheck.THRESHOLD:
             from .solvers import leakage
             gauge_info = leakage.absolute_gauge_info(batch)
@@ -585,11 +601,24 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
     return sset
 
 
-def _sizes_leakage(cfg):
-    """One round with a D and a CP step: calibration/leakcheck.py sizes the leakage that the gains
-    absorbed on a polarised calibrator from the model powers of the gain and CP steps."""
+#: rows per chunk whose parallel-hand model power a CP step samples (_measures_model_power)
+MODEL_POWER_ROWS = 256
+
+
+def _d_preapplied(g):
+    """A D among the terms pre-applied to this step (its leakage is then in the step's model)."""
+    return any(t.jones_type == "D" for t in g.prior)
+
+
+def _measures_model_power(ctx, step, g):
+    """A CP step of a block with a D step, without a D pre-applied to it, where calibration/leakcheck.py
+    may warn (one round, or gains pre-applied from another run): it records its calibrator's model
+    power per hand, which sizes the leakage the gains absorbed before D on that field."""
+    cfg = ctx.cfg
+    if step.jones_type != "CP" or _d_preapplied(g):
+        return False
     kinds = {st.jones_type for st in cfg.steps}
-    return cfg.iterations == 1 and "D" in kinds and "CP" in kinds
+    return "D" in kinds and (cfg.iterations == 1 or cfg.external_preapply is not None)
 
 
 def _check_absolute_gauge(batch, step, fields, r):

@@ -108,3 +108,45 @@ def test_pre_applied_gains_are_warned_with_the_one_block_remedy(sims, solve_warn
         assert len(notes) == 1, notes
         assert notes[0].startswith("K0, G0, G1 solved on 3C286 before D0 (D) was known, in another run")
         assert "in one block with iterations: 3" in notes[0]
+
+
+def test_casa_sequence_of_calls_is_warned(sims, solve_warnings):
+    """CASA's sequence of calls: gaincal (K, G on both calibrators) in one run, then polcal Df on the
+    unpolarised 3C147 and Xf on 3C286 in another with the gains pre-applied.  No gain step of the
+    second block measures 3C286's parallel hands: its CP step does, from a sample of its rows as read
+    (unit._measures_model_power)."""
+    d, s = sims
+    ms = s[0.05][1]
+    first = str(d / "seq_first.h5")
+    _solve(ms, first, solve_warnings, jones=["K", "G", "G"], field=CASA_ORDER["field"][:3],
+           time_interval=["scan", "inf", "int"], freq_interval=["full", "1MHz", "full"])
+    ext = dict(external_preapply=dict(tables=[first] * 3, jones=["K0", "G0", "G1"]))
+    notes = _solve(ms, str(d / "seq_second.h5"), solve_warnings, jones=["KC", "D", "CP"],
+                   field=[["3C286"], ["3C147"], ["3C286"]], time_interval=["inf", "inf", "inf"],
+                   freq_interval=["full", "full", "1MHz"], **ext)
+    assert len(notes) == 1, notes
+    assert notes[0].startswith("K0, G0, G1 solved on 3C286 before D0 (D on 3C147) was known, in another "
+                               "run (pre-applied)"), notes[0]
+    frac = float(notes[0].split("the model's cross hands ")[1].split(" ")[0])
+    assert 0.05 < frac < 0.112
+
+
+def test_no_warning_with_a_d_pre_applied(sims, solve_warnings):
+    """A D pre-applied to every step of the block (external_preapply): the gains were solved with the
+    leakage removed, and the D and CP steps' models carry that D's leakage (d x I), which must not be
+    read as the calibrators' polarisation (3C147 was named 'polarised' by the D's own ratio before)."""
+    d, s = sims
+    ms = s[0.05][1]
+    first = str(d / "d_first.h5")
+    _solve(ms, first, solve_warnings, **CHAIN)
+    ext = dict(external_preapply=dict(tables=[first], jones=["D0"]))
+    assert _solve(ms, str(d / "d_second.h5"), solve_warnings, **CASA_ORDER, **ext) == []
+
+
+def test_gains_combined_over_fields_are_named(sims, solve_warnings):
+    """A gain solved with combine='field' is one set named '3C286+3C147': it was solved on 3C286 too."""
+    d, s = sims
+    notes = _solve(s[0.05][1], str(d / "comb.h5"), solve_warnings,
+                   combine=["field", "", "", "", "", ""], **CASA_ORDER)
+    assert len(notes) == 1 and notes[0].startswith("K0, G0, G1 solved on 3C286 before D0 (D on 3C147)"), \
+        notes

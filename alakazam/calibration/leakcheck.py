@@ -13,12 +13,14 @@ the D applied and removes it (3 rounds: 0.04 deg).
 one round, and for gains pre-applied from another table (the CASA-style sequence of calls: gaincal,
 then polcal with gaintable), which no round re-solves: the largest unflagged |d| times the model's
 cross-hand / parallel-hand power ratio (sqrt) of the polarised calibrators such a gain was solved on
-(``SolutionSet.diagnostics``: measured by a D step on that field, or by its CP step and gain steps
-together, so the D may be solved on another field: CASA's order, Df on the unpolarised 3C147 and the
-gains and CP on 3C286); it warns when that exceeds ``THRESHOLD`` (1e-3: 0.1% in the gains' amplitude,
-0.06 deg in phase).  A warning only: no solution changes (tests/test_leakcheck.py).  Not seen: a field
-whose polarisation no D or CP step of the block measured (a D block on 3C147 alone, with gains from
-3C286 pre-applied from another run).
+(``SolutionSet.diagnostics``: measured by a D step on that field, or by a CP step on it -- the
+cross hands from its batch, the parallel hands from a sample of its rows as read -- so the D may be
+solved on another field: CASA's order, Df on the unpolarised 3C147 and the gains and CP on 3C286); it
+warns when that exceeds ``THRESHOLD`` (1e-3: 0.1% in the gains' amplitude, 0.06 deg in phase).  A
+warning only: no solution changes (tests/test_leakcheck.py).  No warning when a D is pre-applied to the
+block (the gains were solved with it), and no ratio is measured on a step with a D pre-applied (its
+model carries that leakage).  Not seen: a calibrator whose polarisation no D or CP step of the block
+measured (a D block on 3C147 alone, with gains from 3C286 pre-applied from another run).
 """
 
 from __future__ import annotations
@@ -42,36 +44,38 @@ def _leakage_max(sets):
     return out
 
 
+def _names(field_name):
+    """The fields of a solution set's name (a combine='field' set is named 'A+B')."""
+    return set(str(field_name).split("+"))
+
+
 def _polarised_fields(steps):
     """field name -> its model's cross/parallel ratio: the largest ``model_pol_fraction`` of a D step
-    solved on it, or sqrt(cross / parallel) of the mean model powers of a CP step and a gain step solved
-    on it (``SolutionSet.diagnostics``; the same field's model whichever step measured it)."""
+    solved on it, or sqrt(cross / parallel) of a CP step's mean model powers on it
+    (``SolutionSet.diagnostics``; neither is recorded when a D was pre-applied to the step, whose
+    leakage would be in the model, unit._d_preapplied)."""
     out = {}
-    par, cross = {}, {}
     for st, sets in steps:
         for s in sets:
             f = s.diagnostics.get("model_pol_fraction")
             if f is not None and np.isfinite(f) and f > 0:
-                out[s.field_name] = max(out.get(s.field_name, 0.0), float(f))
+                for name in _names(s.field_name):
+                    out[name] = max(out.get(name, 0.0), float(f))
             p = s.diagnostics.get("model_power")
-            if p is None:
-                continue
-            side, v = (cross, p[1]) if st.jones_type == "CP" else (par, p[0])
-            if np.isfinite(v):
-                side.setdefault(s.field_name, []).append(float(v))
-    for name in set(par) & set(cross):
-        p, c = float(np.mean(par[name])), float(np.mean(cross[name]))
-        if p > 0 and c > 0:
-            out[name] = max(out.get(name, 0.0), float(np.sqrt(c / p)))
+            if p is not None and p[0] > 0 and p[1] > 0:
+                for name in _names(s.field_name):
+                    out[name] = max(out.get(name, 0.0), float(np.sqrt(p[1] / p[0])))
     return out
 
 
-def notes(cfg, pending, external_gains=()):
+def notes(cfg, pending, external_gains=(), external_leakage=False):
     """The warnings for the block's D steps (``pending``: key -> solution sets, in step order;
     ``external_gains``: (key, fields) of the gains pre-applied from other tables, which no round of
     this block re-solves).  A gain is sized on every polarised calibrator it was solved on, whether the
     D was solved there or on another field (CASA's order: Df on the unpolarised 3C147, the gains and
     the cross-hand phase on 3C286, whose fraction the CP step measured)."""
+    if external_leakage:        # a D pre-applied to every step: the gains did not absorb the leakage
+        return []
     steps = [(st, pending.get(st.key) or []) for st in cfg.steps]
     pol = _polarised_fields(steps)
     out = []
@@ -85,15 +89,16 @@ def notes(cfg, pending, external_gains=()):
         gains = []
         if cfg.iterations == 1:
             for p, ps in steps[:i]:
-                f = {s.field_name for s in ps} & big
+                f = set().union(*(_names(s.field_name) for s in ps)) & big
                 if ps and p.jones_type in ("K", "G", "T") and f:
                     gains.append(p.key)
                     hit |= f
         ext = []
         for k, f in external_gains:
-            if set(f) & big:
+            f = set().union(*(_names(x) for x in f)) & big
+            if f:
                 ext.append(k)
-                hit |= set(f) & big
+                hit |= f
         if not (gains or ext):
             continue
         frac = max(pol[f] for f in hit)
@@ -177,9 +182,9 @@ def gauge_notes(cfg, pending):
     return out
 
 
-def warn(cfg, pending, external_gains=()):
+def warn(cfg, pending, external_gains=(), external_leakage=False):
     """Log :func:`notes` and :func:`gauge_notes`; returns them."""
-    out = notes(cfg, pending, external_gains) + gauge_notes(cfg, pending)
+    out = notes(cfg, pending, external_gains, external_leakage) + gauge_notes(cfg, pending)
     for n in out:
         log.warning("%s", n)
     return out

@@ -74,10 +74,11 @@ class SolutionSet:
     #                                             snr: (n_ant, n_freq, n_time, 2))
     pol_flags: Optional[np.ndarray] = None  # (n_ant, n_freq, n_time, 2) per hand (K, G); None = flags on both
     # not written: in-memory diagnostics of the solve for calibration/leakcheck.py's warnings --
-    #   "model_pol_fraction" (D): sqrt(model power in the cross hands / in the parallel hands) of the
-    #     data the D was solved on (the polarised flux a gain solved there before D absorbed);
-    #   "model_power" (K, G, T and CP, in a one-round block with D and CP): (parallel, cross) mean model
-    #     power per unit weight, nan for a hand without weight (leakage.model_hand_powers);
+    #   "model_pol_fraction" (D, without a D pre-applied): sqrt(model power in the cross hands / in the
+    #     parallel hands) of the data the D was solved on (the polarised flux a gain solved there
+    #     before D absorbed);
+    #   "model_power" (CP, where leakcheck may warn; unit._measures_model_power): (parallel, cross) mean
+    #     model power per unit weight, from a sample of the rows as read and from CP's batch;
     #   "free_reference_leakage", "absolute_gauge_info" (D): the largest |d_pq[ref]| of the free fit
     #     before CASA's re-referencing moved it into every antenna, and the smallest information on that
     #     common leakage over the cells, relative to one antenna's (solvers/leakage.absolute_gauge_info)

@@ -389,18 +389,17 @@ def model_pol_fraction(batch) -> float:
     return float(np.sqrt(cross / par)) if par > 0 else float("nan")
 
 
-def model_hand_powers(batch):
-    """(parallel, cross): the mean model power per unit weight, sum w |M|^2 / sum w, over the batch's
-    parallel hands (pp, qq) and over its cross hands (pq, qp); nan for hands without weight.  A gain
-    batch carries the parallel hands and a CP batch the cross hands of the same field's model: the
-    ratio of the two is that field's :func:`model_pol_fraction` squared (calibration/leakcheck.py)."""
-    m, w = batch.model, batch.weight       # numpy, not a compiled pass: a gain step may come before
-    out = []                                # CP's kernels are compiled (cold start, issue 16)
-    for hands in ((0, 3), (1, 2)):
-        num = sum(float(np.sum(w[..., k] * (m[..., k].real ** 2 + m[..., k].imag ** 2))) for k in hands)
-        den = sum(float(np.sum(w[..., k])) for k in hands)
-        out.append(num / den if den > 0 else float("nan"))
-    return tuple(out)
+def model_power_sums(model, weight, hands):
+    """(sum w |M|^2, sum w) over the correlations ``hands`` of 4-correlation arrays (pp, pq, qp, qq
+    last): a CP step's parallel hands from a sample of its rows as read and cross hands from its batch
+    give its calibrator's mean model power per weight in each (calibration/leakcheck.py)."""
+    num = den = 0.0
+    for k in hands:
+        m = model[..., k]
+        w = weight[..., k]
+        num += float(np.sum(w * (m.real ** 2 + m.imag ** 2)))
+        den += float(np.sum(w))
+    return num, den
 
 
 #: the solution moves in :func:`reference`: the solver's cost is not the re-referenced one's
