@@ -295,3 +295,4 @@ def test_zenith_depends_only_on_its_own_interval():
     r3, d3 = parang.zenith_j2000(times, xyz)
     np.testing.assert_allclose(r3, ra, rtol=0, atol=1e-13)
     np.testing.assert_allclose(d3, dec, rtol=0, atol=1e-13)
+

@@ -4,8 +4,10 @@ or above ``upperlimit`` degrees of elevation at either of its antennas.
 Elevation of antenna ``a`` at TIME ``t``: the angle between the field's J2000 direction (FIELD
 PHASE_DIR) and the J2000 direction of the antenna's zenith (geodetic vertical of its ANTENNA POSITION),
 ``el = 90 deg - arccos(sin dec sin dec_z + cos dec cos dec_z cos(ra - ra_z))``; the zenith comes from
-casacore measures with the frame setup of the parallactic angle
-(:func:`alakazam.jones.parang.zenith_j2000`).  No refraction, as flagdata.  A row is flagged when
+casacore measures with the frame setup of the parallactic angle, as the array centre's plus the
+antenna's offset from it (:func:`alakazam.jones.parang.antenna_zeniths`: ~3e-7 rad at 40 km; the
+centre's anchors every 300 s and the offsets' every hour, shared by all antennas, instead of every
+antenna's own anchors every 300 s).  No refraction, as flagdata.  A row is flagged when
 ``el < lowerlimit`` or ``el > upperlimit`` for ANTENNA1 or ANTENNA2 (tests/test_flag_parity.py checks
 it against CASA 6.7 flagdata sample by sample).
 """
@@ -29,7 +31,7 @@ def start(cfg, sel):
 def antenna_elevation(state, ant, field_id, times):
     """Elevation (deg) of field ``field_id`` at antenna ``ant`` (ANTENNA id) at ``times`` (cached per
     antenna, field and time)."""
-    from ..jones.parang import zenith_j2000
+    from ..jones.parang import antenna_zeniths
 
     meta = state["meta"]
     ut, inv = np.unique(np.asarray(times, float), return_inverse=True)
@@ -37,11 +39,19 @@ def antenna_elevation(state, ant, field_id, times):
     todo = np.asarray([t for t in ut.tolist() if t not in cache])
     if len(todo):
         f = next(f for f in meta.fields if f.id == int(field_id))
-        ra_z, dec_z = zenith_j2000(todo, meta.ant_positions[int(ant)])
+        pos = np.asarray(meta.ant_positions[int(ant)], float)
+        ra_z, dec_z = (x[:, 0] for x in antenna_zeniths(todo, pos[None], _centre(meta, pos)))
         c = np.sin(f.dec) * np.sin(dec_z) + np.cos(f.dec) * np.cos(dec_z) * np.cos(f.ra - ra_z)
         el = 90.0 - np.degrees(np.arccos(np.clip(c, -1.0, 1.0)))
         cache.update(zip(todo.tolist(), el.tolist()))
     return np.asarray([cache[t] for t in ut.tolist()])[inv]
+
+
+def _centre(meta, pos):
+    """The array centre (the observatory's ITRF position, or the antennas' mean), or the antenna's own
+    position where that is not an ITRF position."""
+    c = np.asarray(meta.observatory, float).ravel()
+    return c if c.shape == (3,) and np.all(np.isfinite(c)) and np.linalg.norm(c) > 1e6 else pos
 
 
 def flag_piece(piece, cfg, state):

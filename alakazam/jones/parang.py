@@ -14,9 +14,18 @@ The feed angle is chi = q + receptor_angle[feed 0] and the sky-to-feed rotation 
 both of which turn Q + iU into (Q + iU) exp(-2 i chi).
 """
 
+import threading
+
 import numpy as np
 
 from ..errors import AlakazamError
+
+#: one thread at a time converts with casacore measures and fills the anchor caches: casacore's
+#: conversions share state between threads (concurrent ones differed by up to 8e-14 rad, a review
+#: measured).  The order of the conversions still reaches the values at ~1e-14 rad (casacore keeps
+#: state that a conversion a day away does not reset): bit-identity holds within a process, not
+#: between processes that converted different epochs first
+_LOCK = threading.RLock()
 
 #: spacing (s) of the anchor times at which casacore measures are evaluated exactly
 ANCHOR_SPACING_S = 300.0
@@ -87,6 +96,7 @@ def zenith_anchors(times):
 #: once per process (:func:`zenith_j2000`)
 _ZENITHS: dict = {}
 #: at most this many anchors are kept over all positions; emptied before a call that would pass it
+#: (a single call needing more keeps them all: ~190 bytes each)
 ZENITHS_MAX = 200000
 
 
@@ -95,19 +105,19 @@ def _zenith_table(anchors, pos):
     full computation of casacore's nutation), cached per position and anchor (:data:`_ZENITHS`)."""
     key = tuple(np.round(pos, 6))
     anchors = [float(t) for t in anchors]
-    known = _ZENITHS.get(key, {})
-    todo = sorted({t for t in anchors if t not in known})
-    if todo and sum(len(v) for v in _ZENITHS.values()) + len(todo) > ZENITHS_MAX:
-        _ZENITHS.clear()                       # (before anything this call reads is computed)
-        known = {}
-        todo = sorted(set(anchors))
-    if todo:
-        z = _zeniths_at(todo, [pos])[:, 0]
-        known = dict(known)
-        for i, t in enumerate(todo):
-            known[t] = z[i]
-        _ZENITHS[key] = known
-    return np.array([known[t] for t in anchors]).reshape(len(anchors), 2)
+    with _LOCK:
+        known = _ZENITHS.get(key, {})
+        todo = sorted({t for t in anchors if t not in known})
+        if todo and sum(len(v) for v in _ZENITHS.values()) + len(todo) > ZENITHS_MAX:
+            _ZENITHS.clear()                   # (before anything this call reads is computed)
+            known = {}
+            todo = sorted(set(anchors))
+        if todo:
+            z = _zeniths_at(todo, [pos])[:, 0]
+            for i, t in enumerate(todo):
+                known[t] = z[i]
+            _ZENITHS[key] = known
+        return np.array([known[t] for t in anchors]).reshape(len(anchors), 2)
 
 
 def zenith_j2000(times, obs_pos_itrf):
@@ -118,8 +128,8 @@ def zenith_j2000(times, obs_pos_itrf):
     between: ra_z advances at the sidereal rate from the interval's first anchor plus a linearly
     interpolated remainder, dec_z linearly.  A time's value depends only on its interval's two
     anchors, each converted once per process after a full computation of casacore's nutation: the
-    same in every call, whichever times come with it (row chunks, repeats, dask workers; casacore's
-    conversion history is left at ~4e-15 rad between processes, measured)."""
+    same in every call of a process, whichever times come with it (row chunks, repeats; between
+    processes casacore's conversion history is left at ~1e-14 rad, measured: see :data:`_LOCK`)."""
     times = np.asarray(times, np.float64)
     pos = np.asarray(obs_pos_itrf, np.float64).ravel()
     if pos.shape != (3,) or not np.all(np.isfinite(pos)) or np.linalg.norm(pos) < 1e6:
@@ -189,6 +199,11 @@ def _zeniths_at(anchors, positions):
 def _zenith_offsets(anchors, positions, centre):
     """(n_anchor, n_pos, 2): the zenith of each position minus the centre's (J2000 ra wrapped, dec) at
     the anchor times; cached per (positions, centre) and anchor (:data:`_OFFSETS`)."""
+    with _LOCK:
+        return _zenith_offsets_locked(anchors, positions, centre)
+
+
+def _zenith_offsets_locked(anchors, positions, centre):
     block = (tuple(tuple(np.round(p, 6)) for p in positions), tuple(np.round(centre, 6)))
     anchors = [float(t) for t in anchors]
     n_pos = len(positions)
