@@ -120,7 +120,7 @@ def _solve_unit(ctx, unit):
 
     _fault_injection(unit.step.key)
     # the CP offsets' cells this unit decides (a first round) go back to the client, which sends them
-    # with the later rounds' context (unit._Context.cp_offset_cells), as an in-process run keeps them
+    # for the later rounds, which run in the client's process (unit._Context.cp_offset_cells)
     uctx = dataclasses.replace(ctx, cp_offset_cells=dict(ctx.cp_offset_cells))
     with _captured_warnings() as records:
         try:

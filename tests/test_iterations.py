@@ -268,7 +268,8 @@ def test_later_rounds_repeat_the_first_rounds_offset_cells(strong_leakage, tmp_p
 
 def test_offset_cells_travel_with_dask_workers(strong_leakage, tmp_path):
     """On dask workers (``workers``) the first round's CP offsets' cells come back to the client with
-    each unit's solution and go out with the later rounds' context (distributed._solve_unit): 4 rounds
+    each unit's solution and are kept for the later rounds, which run in the client's process
+    (distributed._solve_unit): 4 rounds
     on 2 workers give the in-process tables (before, the workers' decisions stayed on the workers and
     the later rounds decided again: the failure of the test above)."""
     pytest.importorskip("distributed")
