@@ -119,8 +119,8 @@ def _solve_unit(ctx, unit):
     from .core.ms import MeasurementSet
 
     _fault_injection(unit.step.key)
-    # the CP offsets' cells this unit decides (a first round) go back to the client, which sends them
-    # for the later rounds, which run in the client's process (unit._Context.cp_offset_cells)
+    # the CP offsets' cells this unit decides (a first round) go back to the client, which keeps them
+    # for the later rounds, run in its own process (unit._Context.cp_offset_cells)
     uctx = dataclasses.replace(ctx, cp_offset_cells=dict(ctx.cp_offset_cells))
     with _captured_warnings() as records:
         try:
