@@ -111,6 +111,10 @@ def share(c, obj):
     return c.submit(_identity, obj, pure=False, retries=RETRIES)
 
 
+#: the unit._Context dicts a solve unit fills for the later rounds of ``iterations``
+ROUND_CARRY = ("cp_offset_cells", "cp_model_power")
+
+
 def _solve_unit(ctx, unit):
     """Worker side of one unit (:class:`alakazam.plan.Unit`: step x field x SPW x scan group): the
     client's context without its cache (tier >= 2: per-group reads) and the in-process solve of that
@@ -119,15 +123,16 @@ def _solve_unit(ctx, unit):
     from .core.ms import MeasurementSet
 
     _fault_injection(unit.step.key)
-    # the CP offsets' cells this unit decides (a first round) go back to the client, which keeps them
-    # for the later rounds, run in its own process (unit._Context.cp_offset_cells)
-    uctx = dataclasses.replace(ctx, cp_offset_cells=dict(ctx.cp_offset_cells))
+    # what this unit decides or measures for the later rounds (a first round: the CP offsets' cells, the
+    # CP model power) goes back to the client, which keeps it for them: they run in its own process
+    uctx = dataclasses.replace(ctx, **{a: dict(getattr(ctx, a)) for a in ROUND_CARRY})
     with _captured_warnings() as records:
         try:
             with MeasurementSet.open(ctx.cfg.ms):
                 sset = unit_mod.solve_unit(uctx, unit)
-            cells = {k: v for k, v in uctx.cp_offset_cells.items() if k not in ctx.cp_offset_cells}
-            return _Done(sset, records, cells)
+            carry = {a: {k: v for k, v in getattr(uctx, a).items() if k not in getattr(ctx, a)}
+                     for a in ROUND_CARRY}
+            return _Done(sset, records, carry)
         except AlakazamError as e:       # the data's answer, not a lost worker: returned, so that dask
             return _UserError(str(e), records)    # neither retries the unit nor prints its traceback
 
@@ -139,7 +144,7 @@ class _Done:
 
     sset: object
     records: list
-    cp_offset_cells: dict = dataclasses.field(default_factory=dict)   # a solve unit's (_solve_unit)
+    carry: dict = dataclasses.field(default_factory=dict)   # a solve unit's ROUND_CARRY entries
 
 
 @dataclasses.dataclass
@@ -258,7 +263,8 @@ def solve_step(c, ctx, step, fids, advance=None, step_index=0) -> list:
             _relay(res.records)
             if isinstance(res, _UserError):
                 raise AlakazamError(res.message)
-            ctx.cp_offset_cells.update(res.cp_offset_cells)
+            for a, new in res.carry.items():
+                getattr(ctx, a).update(new)
             if res.sset is not None:
                 out[(u.fid, u.ddid)].append(res.sset)
         return list(out.values())

@@ -270,8 +270,9 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
         readcache.make_room(max_rows * mp.bytes_per_row, mp.limit)
     summary = {"output": cfg.output, "terms": {}, "tier": tier, "field_major": field_major}
     # the pre-applied gains from other tables and the fields they were solved on (calibration/leakcheck.py)
-    summary["external_gains"] = [(t.key, sorted({s.field_name for s in t.sets})) for t in ext_terms
-                                 if t.jones_type in ("K", "G", "T")]
+    from .calibration.leakcheck import set_fields
+    summary["external_gains"] = [(t.key, sorted(set().union(*(set_fields(s) for s in t.sets))))
+                                 for t in ext_terms if t.jones_type in ("K", "G", "T")]
     summary["external_leakage"] = any(t.jones_type == "D" for t in ext_terms)
     dask_client = stack.enter_context(distributed.client(cfg.workers, cfg.scheduler)) if use_dask else None
     summary["distributed"] = use_dask

@@ -57,6 +57,9 @@ class _Context:
     # (CP key, field, DATA_DESC_ID, scan group) -> the cells whose leakage offsets the first round removed
     # (cross_phase.remove_leakage_offsets); a later round with cp_offsets repeats that decision
     cp_offset_cells: dict = field(default_factory=dict)
+    # the same keys -> the CP step's model power measured in the first round (_measures_model_power);
+    # later rounds, whose CP model carries the block's D, keep it (calibration/leakcheck.py)
+    cp_model_power: dict = field(default_factory=dict)
 
     def __getstate__(self):
         # a context sent to dask workers (alakazam.distributed) never carries the spare arrays
@@ -399,7 +402,10 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
             continue
         if parallel is not None:
             from .solvers import leakage
-            sub = rows[::max(1, len(rows) // MODEL_POWER_ROWS)]
+            # a fixed pseudo-random sample: a stride would alias with the baselines (rows come in time,
+            # then baseline order) and keep the same few baselines at every time
+            sub = rows if len(rows) <= MODEL_POWER_ROWS else np.sort(np.random.default_rng(
+                len(rows)).choice(rows, MODEL_POWER_ROWS, replace=False))
             _, m4, f4, w4 = ch.take(sub).four_corr(meta.spws[m.ddid].corr_types)
             num, den = leakage.model_power_sums(m4, np.where(f4, 0.0, w4), (0, 3))
             parallel[0] += num
@@ -533,6 +539,7 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
     # CP only (its closed form takes the offsets; KC does not): a literal type check, kept
     pol_fraction = None
     model_power = None
+    cp_key = (step.key, g.fid, g.ddid, int(group.scan_id), tuple(group.scans))     # (a CP unit's)
     parallel = acc.get("parallel_power")
     if parallel is not None and parallel[1] > 0:
         # the calibrator's mean model power per weight in the parallel hands (a sample of the rows as
@@ -541,19 +548,21 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         from .solvers import leakage
         num, den = leakage.model_power_sums(batch.model, batch.weight, (1, 2))
         model_power = (parallel[0] / parallel[1], num / den if den > 0 else float("nan"))
+        ctx.cp_model_power[cp_key] = model_power
+    elif jt == "CP":                    # a later round: the first round's (its model held no D)
+        model_power = ctx.cp_model_power.get(cp_key)
     if jt == "CP" and (ctx.cp_offsets or all(terms.get(t.jones_type).diagonal for t in g.prior)):
         # the not-yet-solved leakage: a per-baseline offset (cross_phase.remove_leakage_offsets);
         # once a D is in the model, the model's cross hands carry the leakage themselves -- unless that
         # D is an earlier round's (ctx.cp_offsets): then the offsets absorb its error
         from .solvers import cross_phase
-        key = (step.key, g.fid, g.ddid, int(group.scan_id), tuple(group.scans))
-        first = ctx.cp_offset_cells.get(key)
+        first = ctx.cp_offset_cells.get(cp_key)
         if ctx.cp_offsets and first is not None and len(first) == batch.n_cell:
             changed = cross_phase.remove_leakage_offsets(batch, cells=first)    # the first round's cells
         else:
             changed = cross_phase.remove_leakage_offsets(batch)
             if not ctx.cp_offsets:
-                ctx.cp_offset_cells[key] = changed
+                ctx.cp_offset_cells[cp_key] = changed
         log.debug("%s: leakage offsets removed in %d/%d cells", step.key, int(changed.sum()), batch.n_cell)
     if jt == "D":        # the cross hands only, as CASA's Df (leakage.cross_hands_only), once the parallel
         from .solvers import leakage         # hands are seen to match the model (or D comes out scaled)

@@ -110,20 +110,26 @@ def test_pre_applied_gains_are_warned_with_the_one_block_remedy(sims, solve_warn
         assert "in one block with iterations: 3" in notes[0]
 
 
+def _casa_sequence(sims, name, solve_warnings, **second):
+    """CASA's sequence of calls on the |d| 0.05 MS: K, G, G on both calibrators in one run, then KC, D
+    on 3C147 and CP on 3C286 in another with those gains pre-applied; the second run's warnings."""
+    d, s = sims
+    ms = s[0.05][1]
+    first = str(d / f"{name}_first.h5")
+    _solve(ms, first, solve_warnings, jones=["K", "G", "G"], field=CASA_ORDER["field"][:3],
+           time_interval=["scan", "inf", "int"], freq_interval=["full", "1MHz", "full"])
+    ext = dict(external_preapply=dict(tables=[first] * 3, jones=["K0", "G0", "G1"]))
+    return _solve(ms, str(d / f"{name}_second.h5"), solve_warnings, jones=["KC", "D", "CP"],
+                  field=[["3C286"], ["3C147"], ["3C286"]], time_interval=["inf", "inf", "inf"],
+                  freq_interval=["full", "full", "1MHz"], **second, **ext)
+
+
 def test_casa_sequence_of_calls_is_warned(sims, solve_warnings):
     """CASA's sequence of calls: gaincal (K, G on both calibrators) in one run, then polcal Df on the
     unpolarised 3C147 and Xf on 3C286 in another with the gains pre-applied.  No gain step of the
     second block measures 3C286's parallel hands: its CP step does, from a sample of its rows as read
     (unit._measures_model_power)."""
-    d, s = sims
-    ms = s[0.05][1]
-    first = str(d / "seq_first.h5")
-    _solve(ms, first, solve_warnings, jones=["K", "G", "G"], field=CASA_ORDER["field"][:3],
-           time_interval=["scan", "inf", "int"], freq_interval=["full", "1MHz", "full"])
-    ext = dict(external_preapply=dict(tables=[first] * 3, jones=["K0", "G0", "G1"]))
-    notes = _solve(ms, str(d / "seq_second.h5"), solve_warnings, jones=["KC", "D", "CP"],
-                   field=[["3C286"], ["3C147"], ["3C286"]], time_interval=["inf", "inf", "inf"],
-                   freq_interval=["full", "full", "1MHz"], **ext)
+    notes = _casa_sequence(sims, "seq", solve_warnings)
     assert len(notes) == 1, notes
     assert notes[0].startswith("K0, G0, G1 solved on 3C286 before D0 (D on 3C147) was known, in another "
                                "run (pre-applied)"), notes[0]
@@ -150,3 +156,36 @@ def test_gains_combined_over_fields_are_named(sims, solve_warnings):
                    combine=["field", "", "", "", "", ""], **CASA_ORDER)
     assert len(notes) == 1 and notes[0].startswith("K0, G0, G1 solved on 3C286 before D0 (D on 3C147)"), \
         notes
+
+
+def test_casa_sequence_with_iterations_is_warned(sims, solve_warnings):
+    """The second call of CASA's sequence with iterations: no round re-solves the pre-applied gains, so
+    the warning stays; from round 2 on CP's model carries the block's D, and the first round's
+    measurement is kept (unit._Context.cp_model_power)."""
+    notes = _casa_sequence(sims, "seqi", solve_warnings, iterations=2)
+    assert len(notes) == 1 and "in another run (pre-applied)" in notes[0], notes
+
+
+def test_field_names_with_a_plus_are_not_split(tmp_path, solve_warnings):
+    """Calibrator names hold '+' (J1331+3030, 1331+305=3C286): only a combine='field' set's
+    ``combined_fields`` name several fields.  The unpolarised calibrator renamed J0542+4951 with
+    every gain and the D on it, KC and CP on the polarised J1331+3030: nothing absorbed 3C286's
+    leakage (a review: 'solved on 3030' with 3C286's ratio)."""
+    from casacore.tables import table
+
+    ms = str(tmp_path / "plus.ms")
+    simulate_ms(ms, feed="linear", n_ant=8, n_chan=(8,), int_s=120.0, scan_len_s=600.0, noise=0.05,
+                seed=31, flag_rows=0.0, dead_ant=False, leakage_scale=0.05, leakage_ref_zero=True)
+    with table(ms + "/FIELD", readonly=False, ack=False) as t:
+        names = list(t.getcol("NAME"))
+        t.putcol("NAME", [{"3C286": "J1331+3030", "3C147": "J0542+4951"}.get(n, n) for n in names])
+    kw = dict(jones=["K", "G", "G", "KC", "D", "CP"],
+              field=[["J0542+4951"], ["J0542+4951"], ["J0542+4951"], ["J1331+3030"], ["J0542+4951"],
+                     ["J1331+3030"]],
+              time_interval=["scan", "inf", "int", "inf", "inf", "inf"],
+              freq_interval=["full", "1MHz", "full", "full", "full", "1MHz"])
+    assert _solve(ms, str(tmp_path / "a.h5"), solve_warnings, **kw) == []
+    kw["field"] = [["J1331+3030", "J0542+4951"], ["J1331+3030"]] + kw["field"][2:]
+    notes = _solve(ms, str(tmp_path / "b.h5"), solve_warnings, **kw)
+    assert len(notes) == 1 and notes[0].startswith("K0, G0 solved on J1331+3030 before D0 (D on "
+                                                   "J0542+4951)"), notes

@@ -44,9 +44,11 @@ def _leakage_max(sets):
     return out
 
 
-def _names(field_name):
-    """The fields of a solution set's name (a combine='field' set is named 'A+B')."""
-    return set(str(field_name).split("+"))
+def set_fields(s):
+    """The fields a solution set was solved on: its field, or a combine='field' set's members
+    (attr ``combined_fields``; its name 'A+B' is not split: field names hold '+', 'J1331+3030')."""
+    names = s.attrs.get("combined_fields")
+    return {str(x) for x in names} if names else {s.field_name}
 
 
 def _polarised_fields(steps):
@@ -59,11 +61,11 @@ def _polarised_fields(steps):
         for s in sets:
             f = s.diagnostics.get("model_pol_fraction")
             if f is not None and np.isfinite(f) and f > 0:
-                for name in _names(s.field_name):
+                for name in set_fields(s):
                     out[name] = max(out.get(name, 0.0), float(f))
             p = s.diagnostics.get("model_power")
             if p is not None and p[0] > 0 and p[1] > 0:
-                for name in _names(s.field_name):
+                for name in set_fields(s):
                     out[name] = max(out.get(name, 0.0), float(np.sqrt(p[1] / p[0])))
     return out
 
@@ -82,20 +84,20 @@ def notes(cfg, pending, external_gains=(), external_leakage=False):
     for i, (st, sets) in enumerate(steps):
         if st.jones_type != "D" or not sets or not pol:
             continue
-        d_fields = {s.field_name for s in sets}
+        d_fields = set().union(*(set_fields(s) for s in sets))
         dmax = _leakage_max(sets)
         big = {f for f, x in pol.items() if dmax * x > THRESHOLD}     # the fields where it matters
         hit = set()
         gains = []
         if cfg.iterations == 1:
             for p, ps in steps[:i]:
-                f = set().union(*(_names(s.field_name) for s in ps)) & big
+                f = set().union(*(set_fields(s) for s in ps)) & big
                 if ps and p.jones_type in ("K", "G", "T") and f:
                     gains.append(p.key)
                     hit |= f
         ext = []
         for k, f in external_gains:
-            f = set().union(*(_names(x) for x in f)) & big
+            f = set(f) & big
             if f:
                 ext.append(k)
                 hit |= f
