@@ -39,6 +39,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from typing import List, Optional, Tuple
 
 log = logging.getLogger("alakazam.measures")
@@ -159,6 +160,12 @@ def status() -> dict:
     return {"directory": d, "source": why, "tai_utc_date": date, "age_days": age,
             "stale": age is not None and age > STALE_DAYS, "candidates": candidates(),
             "private_dir": private_dir()}
+
+
+#: one thread at a time converts with casacore measures: its conversions share state between threads
+#: (concurrent ones differed by up to 8e-14 rad, a review measured); held by jones/parang.py around
+#: its anchors and by core/ms_io.read_meta around the observatory's position
+LOCK = threading.RLock()
 
 
 def measures():

@@ -254,10 +254,11 @@ def read_meta_uncached(ms) -> MSMeta:
     obs = None
     if tel:
         try:
-            from ..measures_data import measures  # casacore measures, current data
+            from ..measures_data import LOCK, measures  # casacore measures, current data
 
-            me = measures()
-            v = me.measure(me.observatory(tel), "ITRF")
+            with LOCK:
+                me = measures()
+                v = me.measure(me.observatory(tel), "ITRF")
             r, lat, lon = v["m2"]["value"], v["m1"]["value"], v["m0"]["value"]
             obs = np.array([r * np.cos(lat) * np.cos(lon), r * np.cos(lat) * np.sin(lon), r * np.sin(lat)])
         except Exception:

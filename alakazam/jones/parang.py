@@ -14,18 +14,15 @@ The feed angle is chi = q + receptor_angle[feed 0] and the sky-to-feed rotation 
 both of which turn Q + iU into (Q + iU) exp(-2 i chi).
 """
 
-import threading
-
 import numpy as np
 
 from ..errors import AlakazamError
+from ..measures_data import LOCK as _LOCK
 
-#: one thread at a time converts with casacore measures and fills the anchor caches: casacore's
-#: conversions share state between threads (concurrent ones differed by up to 8e-14 rad, a review
-#: measured).  The order of the conversions still reaches the values at ~1e-14 rad (casacore keeps
-#: state that a conversion a day away does not reset): bit-identity holds within a process, not
-#: between processes that converted different epochs first
-_LOCK = threading.RLock()
+# _LOCK: one thread at a time converts with casacore measures and fills the anchor caches (casacore's
+# conversions share state between threads).  The order of the conversions still reaches the values at
+# ~1e-14 rad (casacore keeps state that a conversion a day away does not reset): bit-identity holds
+# within a process, not between processes that converted different epochs first
 
 #: spacing (s) of the anchor times at which casacore measures are evaluated exactly
 ANCHOR_SPACING_S = 300.0
