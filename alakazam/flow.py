@@ -340,6 +340,7 @@ def _validate(cfg: SolveConfig):
             ext_terms[-1].spwmap = _spwmap.as_dict(sm[i]) if i < len(sm) else {}
         _spwmap.check_solve_terms(ext_terms, meta, spw_sel, getattr(ep, "spwmap", None))
         parang_check.check_full_terms(meta, spw_sel, ext_terms, "external_preapply")   # D: 4 correlations
+        solve_order.check_external_leakage(cfg.steps, ext_terms)     # no D pre-applied to CASA's order
         from .calibration.bandcover import warn_preapply     # bandpass channels outside its band
         warn_preapply(ext_terms, meta, spw_sel, log)
     return cfg, meta, rowsel, refs, spw_sel, scans, step_fields, ext_terms

@@ -180,3 +180,31 @@ def test_d_from_polarised_calibrator_used_with_later_cp_refused(sim):
     _solve(ms, a, ["G", "KC", "D"], [["3C286", "3C147"], ["3C286"], ["3C147"]])
     run_apply(apply_config_from_dict(dict(ms=ms, jones=["G0", "KC0", "CP0", "D0"], tables=[b, b, b, a],
                                           apply_parang=True, output_col="CORR_X", target_field=["3C147"])))
+
+
+def test_d_pre_applied_to_casa_order_refused(sim):
+    """A D pre-applied (external_preapply) to a block that solves D before its own KC/CP: that D step
+    sees the leakage in the frame of cross-hand terms not solved yet, where the pre-applied D cannot be
+    placed (a review: the new D came out -1.86 x the pre-applied one).  Refused before anything runs;
+    refining a pre-applied D after KC and CP is accepted, and the new D is then what is left of it."""
+    ms, truth, d = sim
+    first = d / "ext_first.h5"
+    _solve(ms, str(first), ["G", "KC", "CP", "D"], [["3C286", "3C147"], ["3C286"], ["3C286"], ["3C286"]])
+    ext = dict(external_preapply=dict(tables=[str(first)], jones=["D0"]))
+    out = d / "ext_casa.h5"
+    jones, fields = ORDERS["casa"]
+    with pytest.raises(AlakazamError, match=r"external_preapply .*D0 \(D\) is pre-applied to a block that "
+                                            r"solves D0 \(D, step \d\) before CP0"):
+        run_solve(solve_config_from_dict(dict(
+            ms=ms, output=str(out), ref_ant="C00", apply_parang=True, jones=jones, field=fields,
+            time_interval=["scan"] + ["inf"] * (len(jones) - 1), quiet=True, **ext)))
+    assert not out.exists()
+    ok = d / "ext_ours.h5"
+    run_solve(solve_config_from_dict(dict(
+        ms=ms, output=str(ok), ref_ant="C00", apply_parang=True, jones=["G", "KC", "CP", "D"],
+        field=[["3C286", "3C147"], ["3C286"], ["3C286"], ["3C286"]],
+        time_interval=["scan", "inf", "inf", "inf"], quiet=True, **ext)))
+    (d_new,), (d_ext,) = hdf5.read_term(str(ok), "D0"), hdf5.read_term(str(first), "D0")
+    off = lambda s: np.abs(np.stack([s.jones[..., 0, 1], s.jones[..., 1, 0]], -1)).max()   # noqa: E731
+    print(f"refined D on top of the pre-applied one: max |d| {off(d_new):.2e} (pre-applied {off(d_ext):.2e})")
+    assert off(d_new) < 0.1 * off(d_ext)

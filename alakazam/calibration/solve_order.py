@@ -154,6 +154,26 @@ def check_block(cfg, meta, step_fields):
                     f"after KC and CP (e.g. jones: [K, G, G, KC, CP, D]) on the polarised calibrator")
 
 
+def check_external_leakage(steps, ext_terms):
+    """Refuse, before anything runs, a D pre-applied from another table (external_preapply) to a block
+    that solves a D before its own KC/CP (CASA's order).  That D step sees the data in the frame where
+    the block's cross-hand terms X, not solved yet, sit on the sky side of the leakage, ``X D X^H``; the
+    pre-applied D would have to be brought into it with an X the block has not solved.  Pre-applied as
+    it is, the new D came out about -1.86 x the pre-applied one on a simulated MS (a review: |X_q/X_p -
+    1| at a cross-hand phase of 137 deg), and the chain of the two is wrong by about that much."""
+    ds = [t.key for t in ext_terms if not jterms.get(t.jones_type).diagonal]
+    pairs = d_before_cross(steps)
+    if ds and pairs:
+        i, j = pairs[0]
+        st, nx = steps[i], steps[j]
+        raise AlakazamError(
+            f"external_preapply (akcal gaintable/gainjones): {', '.join(ds)} (D) is pre-applied to a block "
+            f"that solves {st.key} (D, step {i}) before {nx.key} ({nx.jones_type}, step {j}), CASA's order: "
+            f"that step sees the leakage in a frame set by the cross-hand terms this block has not solved "
+            f"yet, so a pre-applied D cannot be placed in it. Solve D after KC and CP (e.g. jones: [KC, CP, "
+            f"D]) to refine a pre-applied D, or leave the D out of external_preapply")
+
+
 def check_terms(terms, ms, meta, model_col="MODEL_DATA", where="jones", cross_types=None):
     """Refuse a loaded D that was solved before a KC/CP of ``terms`` (or, for a solve block, of the
     types in ``cross_types``) on a field whose model in ``ms`` is polarised (fields not in the MS, or
