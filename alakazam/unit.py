@@ -536,7 +536,6 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
     if cfg.solver_backend == "numba":
         from . import warmup            # the background compile busy with this type's solvers: wait for
         warmup.wait_for(jt)             # it rather than compile them again here (cold start, issue 16)
-    # CP only (its closed form takes the offsets; KC does not): a literal type check, kept
     pol_fraction = None
     model_power = None
     cp_key = (step.key, g.fid, g.ddid, int(group.scan_id), tuple(group.scans))     # (a CP unit's)
@@ -551,6 +550,7 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         ctx.cp_model_power[cp_key] = model_power
     elif jt == "CP":                    # a later round: the first round's (its model held no D)
         model_power = ctx.cp_model_power.get(cp_key)
+    # CP only (its closed form takes the offsets; KC does not): a literal type check, kept
     if jt == "CP" and (ctx.cp_offsets or all(terms.get(t.jones_type).diagonal for t in g.prior)):
         # the not-yet-solved leakage: a per-baseline offset (cross_phase.remove_leakage_offsets);
         # once a D is in the model, the model's cross hands carry the leakage themselves -- unless that
