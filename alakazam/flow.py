@@ -127,8 +127,7 @@ def run_solve(cfg: SolveConfig) -> dict:
         from .calibration import driftcheck       # a bandpass averaged over drifting gains: a warning
         driftcheck.warn(cfg, pending)
         from .calibration import leakcheck        # gains solved before D on a polarised calibrator
-        leakcheck.warn(cfg, pending, summary.get("external_gains", ()),
-                       summary.get("external_leakage", False))
+        leakcheck.warn(cfg, pending, summary.get("external_gains", ()))
         hdf5.write_terms(cfg.output, pending)
     return summary
 
@@ -273,7 +272,6 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
     from .calibration.leakcheck import set_fields
     summary["external_gains"] = [(t.key, sorted(set().union(*(set_fields(s) for s in t.sets))))
                                  for t in ext_terms if t.jones_type in ("K", "G", "T")]
-    summary["external_leakage"] = any(t.jones_type == "D" for t in ext_terms)
     dask_client = stack.enter_context(distributed.client(cfg.workers, cfg.scheduler)) if use_dask else None
     summary["distributed"] = use_dask
     finish = functools.partial(_finish, ctx, pending, summary)

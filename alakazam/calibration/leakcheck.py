@@ -17,10 +17,11 @@ cross-hand / parallel-hand power ratio (sqrt) of the polarised calibrators such 
 cross hands from its batch, the parallel hands from a sample of its rows as read -- so the D may be
 solved on another field: CASA's order, Df on the unpolarised 3C147 and the gains and CP on 3C286); it
 warns when that exceeds ``THRESHOLD`` (1e-3: 0.1% in the gains' amplitude, 0.06 deg in phase).  A
-warning only: no solution changes (tests/test_leakcheck.py).  No warning when a D is pre-applied to the
-block (the gains were solved with it), and no ratio is measured on a step with a D pre-applied (its
-model carries that leakage).  Not seen: a calibrator whose polarisation no D or CP step of the block
-measured (a D block on 3C147 alone, with gains from 3C286 pre-applied from another run).
+warning only: no solution changes (tests/test_leakcheck.py).  No ratio is measured on a step with a D
+pre-applied (its model carries that D's leakage, d x I), so a block with a D pre-applied to every step
+is not warned about: its gains were solved with that D (taken to be right).  Not seen: a calibrator
+whose polarisation no D or CP step of the block measured (a D block on 3C147 alone, with gains from
+3C286 pre-applied from another run).
 """
 
 from __future__ import annotations
@@ -70,14 +71,12 @@ def _polarised_fields(steps):
     return out
 
 
-def notes(cfg, pending, external_gains=(), external_leakage=False):
+def notes(cfg, pending, external_gains=()):
     """The warnings for the block's D steps (``pending``: key -> solution sets, in step order;
     ``external_gains``: (key, fields) of the gains pre-applied from other tables, which no round of
     this block re-solves).  A gain is sized on every polarised calibrator it was solved on, whether the
     D was solved there or on another field (CASA's order: Df on the unpolarised 3C147, the gains and
     the cross-hand phase on 3C286, whose fraction the CP step measured)."""
-    if external_leakage:        # a D pre-applied to every step: the gains did not absorb the leakage
-        return []
     steps = [(st, pending.get(st.key) or []) for st in cfg.steps]
     pol = _polarised_fields(steps)
     out = []
@@ -184,9 +183,9 @@ def gauge_notes(cfg, pending):
     return out
 
 
-def warn(cfg, pending, external_gains=(), external_leakage=False):
+def warn(cfg, pending, external_gains=()):
     """Log :func:`notes` and :func:`gauge_notes`; returns them."""
-    out = notes(cfg, pending, external_gains, external_leakage) + gauge_notes(cfg, pending)
+    out = notes(cfg, pending, external_gains) + gauge_notes(cfg, pending)
     for n in out:
         log.warning("%s", n)
     return out
