@@ -84,9 +84,38 @@ def zenith_anchors(times):
     start and its end.  A time's value then depends only on its own interval's two anchors, never on
     which other times came in the same call (a row chunk's, a dask worker's), and a gap costs two
     anchors, not one per interval in between."""
+    return _grid_anchors(times, ANCHOR_SPACING_S)
+
+
+def _grid_anchors(times, spacing):
+    """The start and end of every ``spacing``-s interval of the fixed grid of MJD seconds that holds a
+    finite time (sorted): the anchors of :func:`zenith_anchors` and :func:`offset_anchors`."""
     t = np.asarray(times, np.float64).ravel()
-    k = np.unique(np.floor(t[np.isfinite(t)] / ANCHOR_SPACING_S))
-    return np.union1d(k, k + 1) * ANCHOR_SPACING_S
+    k = np.unique(np.floor(t[np.isfinite(t)] / spacing))
+    return np.union1d(k, k + 1) * spacing
+
+
+def _cached_anchors(cache, key, anchors, size, limit, compute):
+    """``[cache[key][t] for t in anchors]``, computing the missing anchors with ``compute(todo)`` (one
+    value per anchor); ``cache`` holds at most ``limit`` positions x anchors (``size(key)`` positions
+    per anchor of ``key``) over its keys, emptied
+    before a call that would pass that (that call then computes all it reads).  Under :data:`_LOCK`:
+    the one cache rule of the zenith and offset tables (a value never depends on which call computed
+    it)."""
+    anchors = [float(t) for t in anchors]
+    with _LOCK:
+        known = cache.get(key, {})
+        todo = sorted({t for t in anchors if t not in known})
+        held = sum(len(v) * size(k) for k, v in cache.items())
+        if todo and held + len(todo) * size(key) > limit:
+            cache.clear()
+            known = {}
+            todo = sorted(set(anchors))
+        if todo:
+            for t, v in zip(todo, compute(todo)):
+                known[t] = v
+            cache[key] = known
+        return [known[t] for t in anchors]
 
 
 #: ITRF position (rounded to the micrometre) -> {anchor time: (ra_z, dec_z)}: each anchor converted
@@ -100,21 +129,9 @@ ZENITHS_MAX = 200000
 def _zenith_table(anchors, pos):
     """(n_anchor, 2): the J2000 zenith of ``pos`` at ``anchors`` (:func:`_zeniths_at`: each after a
     full computation of casacore's nutation), cached per position and anchor (:data:`_ZENITHS`)."""
-    key = tuple(np.round(pos, 6))
-    anchors = [float(t) for t in anchors]
-    with _LOCK:
-        known = _ZENITHS.get(key, {})
-        todo = sorted({t for t in anchors if t not in known})
-        if todo and sum(len(v) for v in _ZENITHS.values()) + len(todo) > ZENITHS_MAX:
-            _ZENITHS.clear()                   # (before anything this call reads is computed)
-            known = {}
-            todo = sorted(set(anchors))
-        if todo:
-            z = _zeniths_at(todo, [pos])[:, 0]
-            for i, t in enumerate(todo):
-                known[t] = z[i]
-            _ZENITHS[key] = known
-        return np.array([known[t] for t in anchors]).reshape(len(anchors), 2)
+    vals = _cached_anchors(_ZENITHS, tuple(np.round(pos, 6)), anchors, lambda k: 1, ZENITHS_MAX,
+                           lambda todo: _zeniths_at(todo, [pos])[:, 0])
+    return np.array(vals).reshape(len(vals), 2)
 
 
 def zenith_j2000(times, obs_pos_itrf):
@@ -196,30 +213,16 @@ def _zeniths_at(anchors, positions):
 def _zenith_offsets(anchors, positions, centre):
     """(n_anchor, n_pos, 2): the zenith of each position minus the centre's (J2000 ra wrapped, dec) at
     the anchor times; cached per (positions, centre) and anchor (:data:`_OFFSETS`)."""
-    with _LOCK:
-        return _zenith_offsets_locked(anchors, positions, centre)
-
-
-def _zenith_offsets_locked(anchors, positions, centre):
     block = (tuple(tuple(np.round(p, 6)) for p in positions), tuple(np.round(centre, 6)))
-    anchors = [float(t) for t in anchors]
     n_pos = len(positions)
-    known = _OFFSETS.get(block, {})
-    todo = sorted({t for t in anchors if t not in known})
-    held = sum(len(v) * len(b[0]) for b, v in _OFFSETS.items())
-    if todo and held + len(todo) * n_pos > OFFSETS_MAX:
-        _OFFSETS.clear()                       # (before anything this call reads is computed)
-        known = {}
-        todo = sorted(set(anchors))
-    if todo:
+
+    def compute(todo):
         z = _zeniths_at(todo, list(positions) + [centre])            # the centre last
         d_ra = np.angle(np.exp(1j * (z[:, :n_pos, 0] - z[:, -1:, 0])))
-        d_dec = z[:, :n_pos, 1] - z[:, -1:, 1]
-        known = dict(known)
-        for i, t in enumerate(todo):
-            known[t] = np.stack([d_ra[i], d_dec[i]], -1)
-        _OFFSETS[block] = known
-    return np.stack([known[t] for t in anchors]).reshape(len(anchors), n_pos, 2)
+        return np.stack([d_ra, z[:, :n_pos, 1] - z[:, -1:, 1]], -1)
+
+    vals = _cached_anchors(_OFFSETS, block, anchors, lambda b: len(b[0]), OFFSETS_MAX, compute)
+    return np.stack(vals).reshape(len(vals), n_pos, 2)
 
 
 def offset_anchors(times):
@@ -227,9 +230,7 @@ def offset_anchors(times):
     grid (:data:`OFFSET_ANCHOR_S`) that holds a finite time, its start and its end -- only the hours
     with data, so a gap between two epochs or a stray row (TIME 0) costs two anchors, not one per hour
     in between."""
-    t = np.asarray(times, np.float64).ravel()
-    k = np.unique(np.floor(t[np.isfinite(t)] / OFFSET_ANCHOR_S))
-    return np.union1d(k, k + 1) * OFFSET_ANCHOR_S
+    return _grid_anchors(times, OFFSET_ANCHOR_S)
 
 
 def antenna_zeniths(times, ant_pos_itrf, centre_itrf):
