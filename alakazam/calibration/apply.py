@@ -300,6 +300,26 @@ def _max_rows(limit, spw, n_terms):
     return max(1, int(limit // max(bpr, 1)))
 
 
+def _keep_unselected_channels(ms, column, rownr, values, chans):
+    """``values`` (row, chan, corr; native order) with the channels outside ``chans`` replaced by the
+    output column's current contents in rows ``rownr``, as CASA's applycal leaves them: a channel
+    selection (``spw='0:0~3'``) corrects those channels and changes no other channel of an existing
+    column (a new column holds DATA there, from its creation).  A column not in the MS yet: unchanged."""
+    from ..core.ms_io import _table
+
+    with _table(str(ms)) as t:
+        if column not in t.colnames():
+            return values
+        q = t.selectrows(np.asarray(rownr))
+        old = q.getcol(column)
+        q.close()
+    keep = np.ones(values.shape[1], bool)
+    keep[np.asarray(chans)] = False
+    out = np.array(values, copy=True)
+    out[:, keep] = old[:, keep]
+    return out
+
+
 def _write(cfg, col, rownr, values, cmask):
     """The output of one chunk into ``col`` (the unselected correlations keep the column's contents)."""
     from ..core import corrselect, ms_io
@@ -441,8 +461,11 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
             full[:, chans] = out
         cmask = corrselect.parse_correlation(cfg.correlation, spw.corr_types)   # None = all (core/corrselect)
         if _am.writes_data(mode):
-            write(cfg, write_col or cfg.output_col, ch.rownr,
-                  _native(full, spw.corr_types, spw.n_corr).astype(ch.data.dtype, copy=False), cmask)
+            col = write_col or cfg.output_col
+            vals = _native(full, spw.corr_types, spw.n_corr).astype(ch.data.dtype, copy=False)
+            if not all_chans:
+                vals = _keep_unselected_channels(cfg.ms, col, ch.rownr, vals, chans)
+            write(cfg, col, ch.rownr, vals, cmask)
         if propagate:
             write(cfg, "FLAG", ch.rownr, _native(newflag, spw.corr_types, spw.n_corr), cmask)
         if wterms and _am.writes_data(mode):         # calwt (calibration/calwt.py)
