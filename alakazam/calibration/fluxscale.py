@@ -413,6 +413,12 @@ def check_inputs(cfg: FluxscaleConfig) -> dict:
     if jt and not jterms.get(jt).gain:
         add("jones_type", f"fluxscale scales G (gain) solutions; {key} is {jt}")
         return errors
+    phase_only = sorted({t for t, sets in ((ref_table, ref_sets), (tr_table, tr_sets))
+                         if any(bool(s.attrs.get("phase_only", False)) for s in sets)})
+    if phase_only:      # every amplitude is 1: every ratio 1, the model's flux returned as 'derived'
+        add("jones_type", f"{key} in {', '.join(phase_only)} was solved phase-only (calmode 'p'): its "
+            "amplitudes are all 1 and carry no flux scale; give the key of an amplitude-and-phase G")
+        return errors
     have_ref = {s.field_name for s in ref_sets}
     have_tr = {s.field_name for s in tr_sets}
     for f in cfg.reference_field:
