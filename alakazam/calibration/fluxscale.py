@@ -227,8 +227,8 @@ def spectral_fit(freqs, flux, err, fitorder=1, reffreq=0.0):
     cov = np.linalg.pinv(N)
     a = cov @ (A.T @ (wts * y))
     if not good_sig.all():                 # scale by the residual variance when errors are unknown
-        dof = max(len(y) - order - 1, 1)
-        cov = cov * float(((y - A @ a) ** 2).sum() / dof)
+        dof = len(y) - order - 1           # none left (2 SPWs, order 1): the errors are undetermined,
+        cov = cov * (float(((y - A @ a) ** 2).sum() / dof) if dof > 0 else np.nan)   # not 0
     aerr = np.sqrt(np.clip(np.diag(cov), 0, None))
     fit = float(10 ** a[0])
     return dict(spidx=[float(v) for v in a], spidxerr=[float(v) for v in aerr], covarMat=cov.tolist(),
