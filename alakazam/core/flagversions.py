@@ -115,8 +115,8 @@ def _write_list_in(d, entries):
     p = os.path.join(d, LIST_NAME)
     tmp = p + ".tmp"
     with open(tmp, "w") as fh:
-        for name, comment in entries:
-            fh.write(f"{name} : {comment}\n")
+        for name, comment in entries:     # one line per version: a comment's line breaks as spaces
+            fh.write(f"{name} : {' '.join(str(comment).splitlines())}\n")
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, p)
