@@ -552,8 +552,11 @@ def _external_preapply(ep, where, names, errs):
         if k not in subs:
             hint = schema.unknown_key_hint("solve", k, under="external_preapply")
             errs.add(f"{epw}.{k}", f"unknown key{hint} (valid: {', '.join(subs)})")
-    tables = [os.path.expanduser(t) if isinstance(t, str) else t for t in (ep.get("tables") or [])]
-    ej = list(ep.get("jones") or [])
+    def as_list(v):         # a scalar is one entry (as apply's tables; not split into characters)
+        return [v] if isinstance(v, str) else list(v or [])
+
+    tables = [os.path.expanduser(t) if isinstance(t, str) else t for t in as_list(ep.get("tables"))]
+    ej = as_list(ep.get("jones"))
     if len(tables) == 1 and len(ej) > 1:        # one table for every key (as apply's tables)
         tables = tables * len(ej)
     if len(tables) != len(ej):
