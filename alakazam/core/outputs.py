@@ -96,9 +96,17 @@ def is_simulated_ms(path) -> bool:
 
 
 def check_replace_simulated(path, overwrite):
-    """Raise unless ``path`` is free, or (``overwrite``) a simulated MS that may be deleted."""
+    """Raise unless ``path`` is free, or (``overwrite``) a simulated MS that may be deleted.
+
+    ``<path>.flagversions`` holds the flag versions of the MS at ``path``; it goes with it
+    (:func:`remove_simulated`).  One without its MS (the MS was removed by hand) is refused: its
+    versions are another MS's flags, which a restore would write into the new MS."""
     path = os.path.abspath(str(path))
+    fv = path.rstrip("/") + ".flagversions"
     if not os.path.lexists(path):
+        if os.path.lexists(fv):
+            raise AlakazamError(f"simulate: {fv!r} exists without its Measurement Set (the flag versions "
+                                f"of a removed MS); remove it, or choose another name than {path!r}")
         return
     if not overwrite:
         raise AlakazamError(f"simulate: {path!r} exists; pass overwrite (--overwrite) to replace it "
@@ -113,3 +121,17 @@ def check_replace_simulated(path, overwrite):
     if not is_simulated_ms(path):
         raise AlakazamError(f"simulate: refusing to replace {path!r}: it is not a Measurement Set written "
                             "by alakazam simulate (remove it yourself if it is really meant to go)")
+    if os.path.lexists(fv) and (os.path.islink(fv) or not os.path.isdir(fv)):
+        raise AlakazamError(f"simulate: refusing to replace {path!r}: {fv!r} is a symlink or a file, not "
+                            "the MS's flag-version directory")
+
+
+def remove_simulated(path):
+    """Delete the simulated MS at ``path`` (checked by :func:`check_replace_simulated`) and its
+    ``<path>.flagversions``: the versions are that MS's flags, not the new one's."""
+    import shutil
+
+    path = os.path.abspath(str(path))
+    for p in (path, path.rstrip("/") + ".flagversions"):
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p)

@@ -197,14 +197,12 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
         parang_in_data = bool(apply_parang_in_data)
     rng = np.random.default_rng(seed)
     path = os.path.abspath(str(path))
-    from ..core.outputs import check_replace_simulated
+    from ..core.outputs import check_replace_simulated, remove_simulated
 
     # an existing PATH is replaced only with overwrite, and only when it is an MS this function wrote
+    # (its flag versions go with it)
     check_replace_simulated(path, overwrite)
-    if os.path.exists(path):
-        import shutil
-
-        shutil.rmtree(path)
+    remove_simulated(path)
     n_chan = [int(n) for n in np.atleast_1d(n_chan)]
     n_spw = len(n_chan)
     n_all = n_ant + n_ant_extra
