@@ -11,11 +11,32 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 
 from . import __version__
 from .errors import AlakazamError
+
+
+_LOG_LINE = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
+
+
+def _check_appendable_log(logfile):
+    """``--log FILE`` appends to FILE, so an existing FILE must be empty or a log (its first line in
+    the log's format, ``2026-12-03 05:00:15,123 INFO name: ...``): appending to any other file (the
+    YAML being run, a script, a table) would change what the user owns."""
+    if not os.path.isfile(logfile):
+        return
+    try:
+        with open(logfile, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise AlakazamError(f"--log: cannot read {logfile!r} ({e.strerror})") from None
+    if head and not _LOG_LINE.match(head):
+        raise AlakazamError(f"--log: {logfile!r} exists and is not an alakazam log (its first line is not "
+                            "a time-stamped log line); the log is appended to FILE, so choose a new file "
+                            "name or an earlier log")
 
 
 def _setup_logging(quiet=False, logfile=None):
@@ -38,6 +59,7 @@ def _setup_logging(quiet=False, logfile=None):
             raise AlakazamError(f"--log: directory {d!r} of {logfile!r} does not exist")
         if os.path.isdir(logfile):
             raise AlakazamError(f"--log: {logfile!r} is a directory, expected a file name")
+        _check_appendable_log(logfile)
         try:
             fh = logging.FileHandler(logfile)
         except OSError as e:
@@ -259,13 +281,13 @@ def main(argv=None):
     except AlakazamError as e:
         if args.debug:
             raise
-        print(f"alakazam: error: {e}", file=sys.stderr)
+        _error(f"alakazam: error: {e}")
         return 2
     except OSError as e:
         if args.debug:
             raise
         what = f": {e.filename!r}" if getattr(e, "filename", None) else ""
-        print(f"alakazam: error: {e.strerror or e}{what}", file=sys.stderr)
+        _error(f"alakazam: error: {e.strerror or e}{what}")
         return 2
     except KeyboardInterrupt:
         from .io import hdf5
@@ -273,20 +295,30 @@ def main(argv=None):
         hdf5.remove_interrupted()       # a temporary the interrupt left where no handler ran
         if args.debug:
             raise
-        print("alakazam: interrupted (solution files are only ever replaced whole)", file=sys.stderr)
+        _error("alakazam: interrupted (solution files are only ever replaced whole)")
         return 130
     except Exception as e:          # noqa: BLE001 -- no traceback without --debug (casacore: RuntimeError)
         if args.debug:
             raise
         what = "casacore" if isinstance(e, RuntimeError) else f"internal error ({type(e).__name__})"
         msg = " ".join(str(e).split())
-        print(f"alakazam: error: {what}: {msg} (--debug shows the traceback)", file=sys.stderr)
+        _error(f"alakazam: error: {what}: {msg} (--debug shows the traceback)")
         return 1
     finally:
         progress.set_quiet(False)       # --quiet is for this command only (main may be called in-process)
         if prev_term is not None:
             signal.signal(signal.SIGTERM, prev_term)
     return 0
+
+
+def _error(msg):
+    """``msg`` on stderr and, with ``--log FILE``, in FILE too (a run's log tells how it ended)."""
+    print(msg, file=sys.stderr)
+    text = msg.removeprefix("alakazam: ")
+    rec = logging.LogRecord("alakazam", logging.ERROR, __file__, 0, text, None, None)
+    for h in logging.getLogger().handlers:
+        if isinstance(h, logging.FileHandler):
+            h.handle(rec)
 
 
 def _term_to_interrupt(signum, frame):
