@@ -36,12 +36,12 @@ def build_config(params):
 
     selcheck.merge(errors, d, selcheck.APPLY_KEYS, where="akapply", names=akapply.names_for_messages())
     if cfg is not None:
-        from alakazam.calibration.compat import check_output_column, ms_columns
+        from alakazam.calibration.compat import check_output_column
 
         # CORRECTED_DATA or a new column only (checked against the MS before the task starts)
         for ms in (cfg.ms if isinstance(cfg.ms, list) else [cfg.ms]):      # vis may list several MSs
             try:
-                check_output_column(cfg.output_col, cfg.data_col, ms_columns(ms), param="outputcolumn")
+                check_output_column(cfg.output_col, cfg.data_col, ms, param="outputcolumn")
             except ParameterError as e:
                 errors.update(e.errors)
             _data_column_errors(ms, cfg.data_col, errors)

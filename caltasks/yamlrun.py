@@ -169,7 +169,7 @@ def preflight(blocks, produced_elsewhere=()):
     fields that block writes, :func:`_planned_spws`; skipped when not known).
     Returns ``(section, where, task, params, config, quiet)`` per block (``params``: the task
     call it runs as); every error of the file is raised together, named by YAML path."""
-    from alakazam.calibration.compat import ms_columns, output_column_errors
+    from alakazam.calibration.compat import ms_output_column_errors
     from alakazam.core import outputs
 
     sections = _sections()
@@ -237,7 +237,7 @@ def preflight(blocks, produced_elsewhere=()):
                             add(f"{where}.tables[{k}]", f"{term.table!r} does not exist and no earlier block "
                                 "writes it")
                     for ms in mss:
-                        for msg in output_column_errors(cfg.output_col, cfg.data_col, ms_columns(ms)):
+                        for msg in ms_output_column_errors(cfg.output_col, cfg.data_col, ms):
                             add(f"{where}.output_col", msg)
                 _term_table_errors(section, where, cfg, have_table, produced, add, planned, planned_spws)
                 if section == "fluxscale":      # its key and fields in its tables (as they will be)

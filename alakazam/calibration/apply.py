@@ -98,7 +98,7 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     rowsel = rowselect.build(meta, cfg.select, per_channel=False)
     ms_io.check_columns(cfg.ms, [cfg.data_col])
     ms_io.check_antenna_names(meta)      # solutions are matched to antennas by name
-    compat.check_output_column(cfg.output_col, cfg.data_col, meta.columns)
+    compat.check_output_column(cfg.output_col, cfg.data_col, cfg.ms, meta.columns)
     from ..core.selcheck import check_no_duplicates     # a term listed twice (also applied twice)
     check_no_duplicates([t.table for t in cfg.terms], [t.key for t in cfg.terms], "jones")
     terms = [chain.load_term(t.table, t.key, t.field_select, t.time_interp, t.solution_field)

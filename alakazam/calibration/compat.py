@@ -3,10 +3,11 @@ target Measurement Set.
 
 Conventions (pinned by tests/test_reliability.py):
 
-* Output column: ``CORRECTED_DATA`` or a column name the MS does not have yet.  Any other existing
-  column (DATA, MODEL_DATA, FLAG, WEIGHT, UVW, SIGMA, WEIGHT_SPECTRUM, FLAG_ROW, TIME, ...) and every
-  standard MS main-table column name (even when absent) are refused with a ParameterError naming
-  ``output_col``.  The name must look like a column name (letters, digits, '_').
+* Output column: ``CORRECTED_DATA``, a column name the MS does not have yet, or a column an earlier
+  apply created (its keyword ``ALAKAZAM_APPLY_OUTPUT``, core/columns.py: a re-run writes it again).
+  Any other existing column (DATA, MODEL_DATA, FLAG, WEIGHT, UVW, SIGMA, WEIGHT_SPECTRUM, FLAG_ROW,
+  TIME, ...) and every standard MS main-table column name (even when absent) are refused with a
+  ParameterError naming ``output_col``.  The name must look like a column name (letters, digits, '_').
 * Frequencies: for every SPW to correct, the table's solutions for the SPW it maps to (the same SPW
   id, or ``spwmap[spw]`` with apply's ``spwmap``) must overlap the data's band (not checked for a
   mapped SPW: spwmap maps another band on purpose, :mod:`.spwmap`): the table's extent is its bin
@@ -41,8 +42,9 @@ ALLOWED_EXISTING = ("CORRECTED_DATA",)
 _COL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
-def output_column_errors(output_col, data_col="DATA", ms_columns=None):
-    """Messages (empty when fine) for ``output_col`` under the module's rule."""
+def output_column_errors(output_col, data_col="DATA", ms_columns=None, apply_outputs=()):
+    """Messages (empty when fine) for ``output_col`` under the module's rule; ``apply_outputs``: the
+    existing columns an earlier apply created (core/columns.apply_outputs), which may be written again."""
     col = str(output_col)
     expected = "expected CORRECTED_DATA or a new column name"
     if not _COL_RE.match(col):
@@ -62,7 +64,7 @@ def output_column_errors(output_col, data_col="DATA", ms_columns=None):
         return [f"{col!r} would overwrite the data column being corrected; {expected}"]
     if col.upper() in MS_MAIN_COLUMNS or col.endswith("_AKPARTIAL"):
         return [f"{col!r} is a Measurement Set column that apply never overwrites; {expected}"]
-    if ms_columns is not None and col in ms_columns:
+    if ms_columns is not None and col in ms_columns and col not in apply_outputs:
         return [f"{col!r} already exists in the MS and is not CORRECTED_DATA; {expected} "
                 "(apply never overwrites another column)"]
     return []
@@ -79,8 +81,19 @@ def ms_columns(ms):
         return None
 
 
-def check_output_column(output_col, data_col="DATA", ms_columns=None, param="output_col"):
-    errs = output_column_errors(output_col, data_col, ms_columns)
+def ms_output_column_errors(output_col, data_col, ms, columns=None):
+    """:func:`output_column_errors` against the MS at ``ms`` (its columns, default read from it, and
+    the ones an earlier apply created, which may be written again)."""
+    from ..core.columns import apply_outputs
+
+    columns = ms_columns(ms) if columns is None else columns
+    ours = apply_outputs(ms, [str(output_col)]) if columns else ()
+    return output_column_errors(output_col, data_col, columns, ours)
+
+
+def check_output_column(output_col, data_col, ms, columns=None, param="output_col"):
+    """Raise a ParameterError on ``param`` for a bad ``output_col`` of the MS at ``ms``."""
+    errs = ms_output_column_errors(output_col, data_col, ms, columns)
     if errs:
         raise ParameterError({param: errs})
 

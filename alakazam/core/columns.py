@@ -8,6 +8,9 @@ Convention (pinned by tests/test_reliability.py):
   only when every row has been written.  A kill -9 therefore leaves no ``<name>`` column at all (only
   the partial one, which the next apply on that MS removes and redoes); Ctrl-C removes it at once.
   Renaming costs nothing, unlike initialising every row before writing.
+* A column apply creates carries the column keyword ``ALAKAZAM_APPLY_OUTPUT`` (:data:`APPLY_OUTPUT`):
+  it holds corrected data apply wrote, so a later apply (a re-run) may write it again, as it may
+  CORRECTED_DATA (calibration/compat.py); any other existing column is never written.
 * An EXISTING output column is written in place; rows it holds no array for (a column created by
   another tool, or by an older alakazam killed mid-run) are first initialised from the data column,
   so every row is readable afterwards even when this run writes only some fields.
@@ -49,6 +52,8 @@ from ..errors import AlakazamError
 log = logging.getLogger("alakazam.apply")
 
 PARTIAL_SUFFIX = "_AKPARTIAL"
+#: column keyword of a column apply created (module doc)
+APPLY_OUTPUT = "ALAKAZAM_APPLY_OUTPUT"
 
 
 def partial_name(name) -> str:
@@ -422,6 +427,9 @@ def prepare(ms, name, like, init):
     before = set(os.listdir(str(ms)))
     ms_io.ensure_column(ms, part, like=like, init=init)
     _record_added(ms, set(os.listdir(str(ms))) - before)
+    from .ms import writer
+
+    writer(ms).mark_column(part, APPLY_OUTPUT, True)     # survives the rename (commit)
     return part, True
 
 
@@ -476,6 +484,16 @@ def _record_added(ms, names):
 
 
 _MADE = {}      # realpath of the MS -> the partial column this process is creating or writing
+
+
+def apply_outputs(ms, names=None) -> list:
+    """The columns of ``ms`` (among ``names``, default all) that apply created (:data:`APPLY_OUTPUT`)."""
+    try:
+        with _table(ms) as t:
+            cols = t.colnames() if names is None else [c for c in names if c in t.colnames()]
+            return [c for c in cols if t.getcolkeywords(c).get(APPLY_OUTPUT) is True]
+    except RuntimeError:        # unreadable: none (reported where the MS is read)
+        return []
 
 
 def take_made(ms):

@@ -349,6 +349,12 @@ class MeasurementSet:
                 q.putcol(name, q.getcol(like))
                 q.close()
 
+    def mark_column(self, name, keyword, value):
+        """Set column keyword ``keyword`` of column ``name`` (e.g. core/columns.APPLY_OUTPUT)."""
+        self._check_write(name)
+        with self._open_rw() as t:
+            t.putcolkeyword(name, keyword, value)
+
     def rename_column(self, old, new):
         self._check_write(old)
         with self._open_rw() as t:
