@@ -241,7 +241,7 @@ def preflight(blocks, produced_elsewhere=()):
                             add(f"{where}.output_col", msg)
                 _term_table_errors(section, where, cfg, have_table, produced, add, planned, planned_spws)
                 if section == "fluxscale":      # its key and fields in its tables (as they will be)
-                    for k, msgs in _fluxscale_errors(cfg, planned, produced).items():
+                    for k, msgs in _fluxscale_errors(cfg, planned, produced, planned_spws).items():
                         if f"{where}.{k}" not in errors:
                             for msg in msgs:
                                 add(f"{where}.{k}", msg)
@@ -490,11 +490,15 @@ def _step_fields(cfg, step):
     return names
 
 
-def _fluxscale_errors(cfg, planned, produced):
+def _fluxscale_errors(cfg, planned, produced, planned_spws=None):
     """{YAML key: [message]} of a fluxscale block against its tables: as they are now
     (calibration/fluxscale.check_inputs, as akfluxscale checks them), or -- one written by an earlier
-    block -- as they will be (fluxscale.planned_errors)."""
+    block -- as they will be (fluxscale.planned_errors, and its ms and spw:
+    fluxscale.planned_ms_spw_errors)."""
+    import h5py
+
     from alakazam.calibration import fluxscale
+    from alakazam.io import hdf5
 
     tables = {"reference_table": cfg.reference_table,
               "transfer_table": cfg.transfer_table or cfg.reference_table}
@@ -505,9 +509,19 @@ def _fluxscale_errors(cfg, planned, produced):
         known[name] = None if keys is None else (f"{t} as {planned[real][0]} writes it" if real in planned
                                                   else t, keys)
     errors = fluxscale.planned_errors(cfg, known)       # (also the fields when jones_type is bad)
-    if not {os.path.realpath(os.path.expanduser(t)) for t in tables.values()} & produced:
-        import h5py
-
+    reals = {os.path.realpath(os.path.expanduser(t)) for t in tables.values()}
+    if reals & produced:
+        tr = os.path.realpath(os.path.expanduser(tables["transfer_table"]))
+        index = (planned_spws or {}).get(tr) or {}
+        key = None
+        if index:
+            try:
+                key = hdf5.pick_key(index, cfg.jones_type, tables["transfer_table"])
+            except AlakazamError:
+                key = None
+        for k, msgs in fluxscale.planned_ms_spw_errors(cfg, index.get(key) if key else None).items():
+            errors.setdefault(k, []).extend(m for m in msgs if m not in errors.get(k, []))
+    else:
         ref = os.path.expanduser(cfg.reference_table)
         if os.path.isfile(ref) and h5py.is_hdf5(ref):
             errors.update(fluxscale.check_inputs(cfg))

@@ -275,15 +275,16 @@ def model_source(sets):
     return "column", "MODEL_DATA"
 
 
-def _ms_errors(ms, field, column="MODEL_DATA"):
+def _ms_errors(ms, field=None, column="MODEL_DATA"):
     """Why the model flux of ``field`` cannot be read from ``ms`` (not an MS, no such field, no
-    model column: :func:`alakazam.core.ms_io.check_columns`' message), or None."""
+    model column: :func:`alakazam.core.ms_io.check_columns`' message), or None (``field`` None: any)."""
     from ..core import ms_io
 
     try:
         ms_io.check_ms(ms)
         meta = ms_io.read_meta(ms)
-        ms_io.resolve_fields(meta, [field])
+        if field is not None:
+            ms_io.resolve_fields(meta, [field])
         if column:
             ms_io.check_columns(ms, [column])
     except AlakazamError as e:
@@ -510,6 +511,30 @@ def planned_errors(cfg: FluxscaleConfig, tables: dict) -> dict:
             if f not in have:
                 add(what, f"{f!r} has no {key + ' ' if key in index else ''}solutions in {label} (fields: "
                     f"{', '.join(sorted(have))})")
+    return errors
+
+
+def planned_ms_spw_errors(cfg: FluxscaleConfig, spws=None) -> dict:
+    """{YAML key: [message]}: the part of :func:`check_inputs` about ``ms`` and ``spw`` that needs no
+    solutions, for a transfer table an earlier block of a YAML file writes: a given ``ms`` must be a
+    Measurement Set holding the transfer fields; a given ``spw`` must select one of ``spws`` (the
+    SPW ids the transfer table will hold for the key, None when not known).  Before, both were found
+    only when the block ran, after the solve had run and written its table."""
+    errors = {}
+    if cfg.ms:
+        ms, why = transfer_ms(cfg, "", [])
+        whys = [why] if why else [_ms_errors(ms, tf, "") for tf in cfg.transfer_field] or [_ms_errors(ms)]
+        for why in whys:
+            if why and why not in errors.get("ms", []):
+                errors.setdefault("ms", []).append(why)
+    if str(cfg.spw).strip() and spws:
+        try:
+            want = {int(x) for x in str(cfg.spw).replace(" ", "").split(",") if x != ""}
+        except ValueError:
+            return errors
+        if not want & set(spws):
+            errors["spw"] = [f"{cfg.spw!r} selects no SPW the transfer table will hold (SPWs its block "
+                             f"solves: {sorted(spws)})"]
     return errors
 
 
