@@ -159,8 +159,7 @@ def _flag_part(shared, unit):
     cfg, sel, limit, writes = shared
     _fault_injection("flag")
     mod = engine._mode_module(cfg.mode)
-    counts = {"total": 0, "flagged_before": 0, "flagged_after": 0, "newly_flagged": 0, "unflagged": 0,
-              "no_solution": 0}
+    counts = engine.new_counts()
     out = []
     from .flagging import preapply
 

@@ -125,7 +125,8 @@ def _run_flag(cfg: FlagConfig) -> dict:
     -------
     dict
         ``mode``, ``version`` (saved flag version or None), ``total`` (selected samples), ``flagged_before``,
-        ``flagged_after``, ``newly_flagged``, ``unflagged``, ``seconds``; mode 'summary' returns
+        ``flagged_after``, ``newly_flagged``, ``unflagged``, ``extended``, ``no_solution``, ``seconds``
+        (:func:`new_counts`); mode 'summary' returns
         flagdata's summary dict (see :mod:`alakazam.flagging.summary`).
     """
     t_start = _time.perf_counter()
@@ -169,8 +170,7 @@ def _flag_body(cfg, sel, mod, pre, t_start, writes):
     if writes and not _selects_rows(cfg, sel):     # nothing to flag: no flag version either
         log.warning("akflag mode=%s: the selection (%s) has no data in %s; nothing was flagged and no flag "
                     "version saved", cfg.mode, _selection_text(cfg) or "all", cfg.ms)
-        return {"mode": cfg.mode, "action": cfg.action, "version": None, "total": 0, "flagged_before": 0,
-                "flagged_after": 0, "newly_flagged": 0, "unflagged": 0, "no_solution": 0,
+        return {"mode": cfg.mode, "action": cfg.action, "version": None, **new_counts(),
                 "seconds": _time.perf_counter() - t_start}
     # the mode starts (AOFlagger: strategy loaded, worker processes up) before anything is saved: a
     # failure there leaves no flag version and no in-progress marker
@@ -212,12 +212,21 @@ def _restore_cmd(ms, version):
     return restore_command(ms, version)
 
 
+def new_counts() -> dict:
+    """The counts of a run, all 0.  ``total``, ``flagged_before``, ``flagged_after``, ``unflagged``: of
+    the selected samples; ``newly_flagged``: every sample the run flags, also those outside the
+    selection that a mode's extension flags (tfcrop / rflag ``extendflags`` with a channel or
+    correlation selection), which are ``extended`` too; ``no_solution``: samples without a valid
+    pre-applied solution (gaintable)."""
+    return {"total": 0, "flagged_before": 0, "flagged_after": 0, "newly_flagged": 0, "unflagged": 0,
+            "no_solution": 0, "extended": 0}
+
+
 def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
     from ..core.ms import writer as ms_writer
 
     limit = memory.memory_limit_bytes(cfg.memory_limit_gb)
-    counts = {"total": 0, "flagged_before": 0, "flagged_after": 0, "newly_flagged": 0, "unflagged": 0,
-              "no_solution": 0}
+    counts = new_counts()
     from contextlib import ExitStack
 
     from .. import distributed, progress
@@ -253,7 +262,8 @@ def _run_units(cfg, sel, mod, state, writes, version, t_start, pre=None):
              "%d newly flagged, %d unflagged%s (%.1f s)", cfg.mode, counts["flagged_before"], counts["total"],
              frac(counts["flagged_before"]), counts["flagged_after"], frac(counts["flagged_after"]),
              counts["newly_flagged"], counts["unflagged"],
-             "" if writes else " -- action='calculate': FLAG not written", secs)
+             (f" ({counts['extended']} of them outside the selection: the extension)" if counts["extended"]
+              else "") + ("" if writes else " -- action='calculate': FLAG not written"), secs)
     if counts["no_solution"]:
         log.info("akflag: %d samples had no valid solution in the pre-applied tables (gaintable) and were "
                  "flagged (as akapply's applymode='calflag')", counts["no_solution"])
@@ -309,7 +319,12 @@ def _flag_unit(t, cfg, sel, mod, state, ddid, unit, limit, counts, write, pre=No
         counts["flagged_after"] += int(new.sum())
         counts["newly_flagged"] += int((new & ~sub).sum())
         counts["unflagged"] += int((sub & ~new).sum())
-        if whole is not None:
+        if whole is not None:        # the extension's flags outside the selection: counted too
+            outside = np.ones(flag.shape, bool)
+            outside[np.ix_(np.arange(len(rows)), chans, corrs)] = False
+            ext = int((whole & ~flag & outside).sum())
+            counts["newly_flagged"] += ext
+            counts["extended"] += ext
             if write is not None and not np.array_equal(whole, flag):
                 write(rows, whole)
             continue
