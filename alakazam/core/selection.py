@@ -1,7 +1,8 @@
 """CASA selection syntax parsers (pure: no MS access).
 
 spw: ``'0'``, ``'0~2,4'``, ``'<2'``, ``'0:5~61'``, ``'*:5~61'``, ``'0:0~10;15~60'``, ``'0:0~10^2'``
-(step), ``'0:1.401~1.404GHz'`` (frequency range), ``'0:10~500,1,2'``.
+(step), ``'0:1.401~1.404GHz'`` (frequency range), ``'0:10~500,1,2'``, ``'SPW1:0~3'`` (names),
+``'*:1.401~1.404GHz'``, ``'1.40~1.41GHz'``: see :func:`parse_spw`.
 scan: ``'1~5,7'``, ``'<5'``, ``'>3'``.
 field, correlation: see :func:`parse_fields`, :func:`parse_correlation`.  antenna, timerange, uvrange,
 intent and observation are parsed by :mod:`alakazam.core.msselect` (one parser per concept).
@@ -185,18 +186,56 @@ def _chan_ranges(text, n_chan, freqs, spw):
     return sorted(dict.fromkeys(chans))
 
 
-def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray]) -> List[Tuple[int, List[int]]]:
+_FREQ_RANGE = re.compile(r"([0-9.eE+-]+)\s*~\s*([0-9.eE+-]+)\s*(hz|khz|mhz|ghz)", re.I)
+
+
+def _spws_by_name(s, names):
+    """SPW ids whose NAME is ``s`` (case-sensitive) or matches it as a wildcard pattern (CASA's
+    MSSelection: ``'SPW1'``, ``'EVLA_L*'``); [] when none does."""
+    if not names:
+        return []
+    if any(c in s for c in "*?["):
+        return [i for i, n in sorted(names.items()) if n and fnmatch.fnmatchcase(n, s)]
+    return [i for i, n in sorted(names.items()) if n == s]
+
+
+def _spws_in_band(item, have, freqs, text):
+    """The SPWs of ``have`` whose band (channel centres +- half a channel) overlaps the frequency range
+    ``item`` ('1.3~1.4GHz', CASA: every channel of each)."""
+    m = _FREQ_RANGE.fullmatch(item)
+    lo, hi = sorted(float(m.group(i)) * _FUNITS[m.group(3).lower()] for i in (1, 2))
+    out = []
+    for sp in have:
+        f = np.asarray((freqs or {}).get(sp, []), float)
+        if not len(f):
+            continue
+        half = 0.5 * float(np.min(np.abs(np.diff(f)))) if len(f) > 1 else 0.0
+        if f.min() - half <= hi and f.max() + half >= lo:
+            out.append(sp)
+    if not out:
+        raise AlakazamError(f"spw: {item!r} of {text!r} overlaps no SPW's band")
+    return out
+
+
+def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray],
+              names: Dict[int, str] = None) -> List[Tuple[int, List[int]]]:
     """[(spw_id, channel list), ...] for a CASA SPW selection string.
 
     Parameters
     ----------
     text : str
         e.g. '0', '0~2,4', '<2', '0:5~61', '*:5~61', '0:0~10;15~60', '0:0~10^2', '0:10~500,1,2',
-        '0:1.401~1.404GHz'.
+        '0:1.401~1.404GHz', 'SPW1:0~3' / 'EVLA_L*' (SPW names, as CASA: exact and case-sensitive, or a
+        wildcard pattern), '1.40~1.41GHz' (every channel of the SPWs whose band overlaps the range).
+        Where an item names several SPWs (``'*'``, a range, a pattern) a frequency range selects the
+        channels of the SPWs that hold it and leaves out the others (CASA's ``'*:1.40~1.41GHz'``); an
+        error only when none of them does.
     n_chan : dict
         SPW id -> number of channels.
     freqs : dict
         SPW id -> (chan,) channel frequencies in Hz (for frequency ranges).
+    names : dict, optional
+        SPW id -> SPECTRAL_WINDOW NAME (for selection by name).
     """
     if not str(text).strip() or str(text).strip() == "*":
         return [(s, list(range(n_chan[s]))) for s in sorted(n_chan)]
@@ -213,11 +252,35 @@ def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray]) -> Lis
             s, c = item.split(":", 1)
         else:
             s, c = item, None
-        spws = _int_ranges(s.strip(), have, "spw", at, text) if s.strip() else have
+        s = s.strip()
+        if not s:
+            spws = have
+        elif c is None and _FREQ_RANGE.fullmatch(s):
+            spws = _spws_in_band(s, have, freqs, text)
+        else:
+            spws = _spws_by_name(s, names) if s != "*" else []
+            if not spws:
+                try:
+                    spws = _int_ranges(s, have, "spw", at, text)
+                except AlakazamError as e:
+                    if names and not re.fullmatch(r"[\d\s~<>*]+", s):
+                        known = ", ".join(n for _, n in sorted(names.items()) if n)
+                        raise AlakazamError(f"{e} (nor is {s!r} an SPW name: {known})") from None
+                    raise
+        several = len(spws) > 1
         for sp in spws:
-            ch = (list(range(n_chan[sp])) if c is None
-                  else _chan_ranges(c, n_chan[sp], (freqs or {}).get(sp), sp))
+            if c is None:
+                ch = list(range(n_chan[sp]))
+            else:
+                try:
+                    ch = _chan_ranges(c, n_chan[sp], (freqs or {}).get(sp), sp)
+                except AlakazamError as e:
+                    if several and "selects no channel" in str(e) and _FREQ_RANGE.search(c):
+                        continue        # (a frequency range: the SPWs that hold it)
+                    raise
             out[sp] = sorted(set(out.get(sp, [])) | set(ch))
+        if several and c is not None and not any(sp in out for sp in spws):
+            raise AlakazamError(f"spw: {item!r} selects no channel of SPWs {', '.join(map(str, spws))}")
     return sorted(out.items())
 
 

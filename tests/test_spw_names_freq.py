@@ -1,0 +1,110 @@
+"""SPW selection by name, by a frequency range over several SPWs, and by a bare frequency range
+(core/selection.parse_spw), as CASA's MSSelection does (pinned against casatools' msseltoindex on a
+2-SPW MS: SPW 0 1.300-1.315 GHz, 16 channels; SPW 1 1.320-1.327 GHz, 8 channels; names SPW0, SPW1):
+
+* ``'SPW1'``: every channel of SPW 1; ``'SPW*'`` / ``'*PW1'``: wildcard patterns; ``'spw1'``: no
+  match (names are case-sensitive), an error;
+* ``'SPW1:0~3'``: channels 0-3 of SPW 1;
+* ``'*:1.3205~1.3245GHz'`` and ``'0~1:1.3205~1.3245GHz'``: channels 1-4 of SPW 1 only (SPW 0 does
+  not hold the range: left out, not an error);
+* ``'0:1.3205~1.3245GHz'``: an error (the one SPW named does not hold it);
+* ``'1.3205~1.3245GHz'``: every channel of SPW 1 (the SPWs whose band overlaps the range).
+
+A review: ``'*:1.3205~1.3245GHz'`` was refused ("selects no channel of SPW 0") and names were not
+accepted; akflag on the review's MS now writes the same FLAG | FLAG_ROW as CASA 6.7 flagdata.
+"""
+
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from alakazam.core.selection import parse_spw
+from alakazam.errors import AlakazamError
+
+N = {0: 16, 1: 8}
+F = {0: 1.300e9 + 1e6 * np.arange(16), 1: 1.320e9 + 1e6 * np.arange(8)}
+NAMES = {0: "SPW0", 1: "SPW1"}
+
+
+def sel(text):
+    return parse_spw(text, N, F, NAMES)
+
+
+ALL0, ALL1 = list(range(16)), list(range(8))
+
+
+@pytest.mark.parametrize("text,want", [
+    ("SPW1", [(1, ALL1)]),
+    ("SPW*", [(0, ALL0), (1, ALL1)]),
+    ("*PW1", [(1, ALL1)]),
+    ("SPW1:0~3", [(1, [0, 1, 2, 3])]),
+    ("SPW0,1", [(0, ALL0), (1, ALL1)]),
+    ("*:1.3205~1.3245GHz", [(1, [1, 2, 3, 4])]),
+    ("0~1:1.3205~1.3245GHz", [(1, [1, 2, 3, 4])]),
+    ("1.3205~1.3245GHz", [(1, ALL1)]),
+    ("1320.5~1324.5MHz", [(1, ALL1)]),
+    ("*:1.3035~1.3245GHz", [(0, list(range(4, 16))), (1, [0, 1, 2, 3, 4])]),
+    ("0:2~3", [(0, [2, 3])]),                                   # ids as before
+])
+def test_as_casa_selects(text, want):
+    assert sel(text) == want
+
+
+@pytest.mark.parametrize("text,match", [
+    ("0:1.3205~1.3245GHz", "selects no channel of SPW 0"),
+    ("spw1", "nor is 'spw1' an SPW name: SPW0, SPW1"),
+    ("*:2.0~2.1GHz", "selects no channel of SPWs 0, 1"),
+    ("2.0~2.1GHz", "overlaps no SPW"),
+])
+def test_errors(text, match):
+    with pytest.raises(AlakazamError, match=match):
+        sel(text)
+
+
+def _casa_python():
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from casa_python import casa_python     # tests/casa_python.py (the test is skipped when absent)
+
+    return casa_python() or ""
+
+
+def test_akflag_star_frequency_range_matches_casa(tmp_path):
+    casa = _casa_python()
+    if not os.access(casa, os.X_OK):
+        pytest.skip("no CASA Python")
+    import shutil
+
+    from casacore.tables import table
+
+    from alakazam.caltasks import akflag
+    from alakazam.sim import simulate_ms
+
+    base = str(tmp_path / "b.ms")
+    simulate_ms(base, n_ant=5, n_ant_extra=0, n_chan=(16, 8), duration_h=0.2, int_s=60.0, seed=2,
+                dead_ant=False, leakage=False)
+    with table(base + "/SPECTRAL_WINDOW", ack=False) as t:
+        names = list(t.getcol("NAME"))
+        f1 = t.getcell("CHAN_FREQ", 1)
+    lo, hi = f1[1] - 1e3, f1[4] + 1e3                            # channels 1-4 of SPW 1
+    spw = f"*:{lo / 1e9:.9f}~{hi / 1e9:.9f}GHz"
+    ak, cs = str(tmp_path / "ak.ms"), str(tmp_path / "cs.ms")
+    shutil.copytree(base, ak)
+    shutil.copytree(base, cs)
+    akflag(vis=ak, mode="manual", spw=spw)
+    akflag(vis=ak, mode="manual", spw=f"{names[0]}:0~1")
+    code = (f"from casatasks import flagdata\n"
+            f"flagdata(vis={cs!r}, mode='manual', spw={spw!r}, flagbackup=False)\n"
+            f"flagdata(vis={cs!r}, mode='manual', spw='{names[0]}:0~1', flagbackup=False)\n")
+    r = subprocess.run([casa, "-c", code], cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for d in (0, 1):
+        got = []
+        for ms in (ak, cs):
+            with table(ms, ack=False) as t:
+                q = t.query(f"DATA_DESC_ID=={d}")
+                got.append(q.getcol("FLAG") | q.getcol("FLAG_ROW")[:, None, None])
+        np.testing.assert_array_equal(got[0], got[1])
