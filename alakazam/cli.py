@@ -213,7 +213,8 @@ def build_parser():
     s.add_argument("--field", default="", help="comma-separated fields (default all)")
     s.add_argument("--spw", default="", help="comma-separated SPW ids (default all)")
     s.add_argument("--iteraxis", choices=["antenna", "spw", "field"], default="antenna")
-    s.add_argument("--outdir", required=True, metavar="DIR")
+    s.add_argument("--outdir", default=_xml_default("akplot", "outdir"), metavar="DIR",
+                   help="directory for the PNG files (default %(default)s, akplot's)")
     s.set_defaults(func=cmd_plot)
     s = sub.add_parser("export", help="export one key as a CASA calibration table (the akexport task)")
     s.add_argument("caltable")
@@ -256,7 +257,25 @@ def build_parser():
     s.add_argument("--overwrite", action="store_true",
                    help="replace an earlier demo's demo.ms, cal.h5 and cal_scaled.h5 in --dir")
     s.set_defaults(func=cmd_demo)
+    for s in sub.choices.values():      # the global options also after the subcommand
+        have = {a.dest for a in s._actions}
+        if "debug" not in have:
+            s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+        if "quiet" not in have:
+            s.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                           help="warnings and errors only, no progress bars")
+        if "log" not in have:
+            s.add_argument("--log", default=argparse.SUPPRESS, metavar="FILE",
+                           help="also write the log to FILE")
     return p
+
+
+def _xml_default(task, name):
+    """The default of parameter ``name`` of ``task`` in tasks_xml (one place for it)."""
+    import importlib
+
+    mod = importlib.import_module(f"alakazam.caltasks.{task}")
+    return next(p.default for p in getattr(mod, task).spec.params if p.name == name)
 
 
 def main(argv=None):

@@ -1,0 +1,42 @@
+"""The global options --debug, --quiet and --log are accepted after any subcommand too, and
+``alakazam plot`` takes its --outdir default from akplot's XML (alakazam/cli.py).
+
+A review: ``alakazam run --debug x.yaml`` was "unrecognized arguments" (only ``alakazam --debug run``
+worked), and ``alakazam plot cal.h5`` required --outdir although akplot's outdir has a default.
+"""
+
+import pytest
+
+from alakazam.cli import build_parser, main
+from alakazam.errors import AlakazamError
+
+
+@pytest.mark.parametrize("argv", [["run", "--debug", "x.yaml"], ["info", "--debug", "--quiet", "c.h5"],
+                                  ["plot", "c.h5", "--debug", "--log", "r.log"],
+                                  ["flag", "--vis", "m.ms", "--debug"]])
+def test_global_options_after_the_subcommand(argv):
+    a = build_parser().parse_args(argv)
+    assert a.debug is True
+    assert a.quiet is ("--quiet" in argv)
+    assert a.log == ("r.log" if "--log" in argv else None)
+
+
+def test_before_the_subcommand_still_works():
+    a = build_parser().parse_args(["--debug", "--quiet", "run", "x.yaml"])
+    assert a.debug and a.quiet
+    a = build_parser().parse_args(["run", "x.yaml"])
+    assert not a.debug and not a.quiet and a.log is None
+
+
+def test_debug_after_run_shows_the_error_raised(tmp_path):
+    with pytest.raises(AlakazamError, match="does not exist"):
+        main(["run", "--debug", str(tmp_path / "missing.yaml")])
+    assert main(["run", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_plot_outdir_default_is_akplots():
+    from alakazam.caltasks import akplot
+
+    want = next(p.default for p in akplot.spec.params if p.name == "outdir")
+    assert want == "plots"
+    assert build_parser().parse_args(["plot", "c.h5"]).outdir == want
