@@ -66,8 +66,11 @@ write_fluxscale`).  :func:`run_fluxscale` returns CASA's fluxscale dict: ``{fiel
 from __future__ import annotations
 
 import copy
+import dataclasses
+import fnmatch
 import logging
 import os
+import re
 import warnings
 
 import numpy as np
@@ -341,6 +344,70 @@ def _unscaled(s):
     return s2
 
 
+_FIELD_ID = re.compile(r"\d+(\s*~\s*\d+)?")
+
+
+def _is_pattern(f) -> bool:
+    return any(c in str(f) for c in "*?[")
+
+
+def named_fields(cfg: FluxscaleConfig) -> FluxscaleConfig:
+    """``cfg`` with its reference and transfer fields given as CASA fluxscale takes them -- a field
+    name, a pattern (``'1331+305*'``, matched against the fields with solutions of the key), a field
+    id or id range (``'0'``, ``'0~2'``, FIELD-table rows of the transfer MS: ``cfg.ms`` or the one the
+    table records) -- replaced by the field names of the table.  An item that resolves to nothing is
+    kept as given (the checks then report it with the fields available)."""
+    items = [*cfg.reference_field, *cfg.transfer_field]
+    if not any(_is_pattern(f) or _FIELD_ID.fullmatch(str(f).strip()) for f in items):
+        return cfg
+    from ..io import hdf5
+
+    ref_table = cfg.reference_table
+    tr_table = cfg.transfer_table or ref_table
+    try:
+        key = hdf5.resolve_key(ref_table, cfg.jones_type)
+        ref_sets = hdf5.read_term(ref_table, key)
+        tr_sets = ref_sets if tr_table == ref_table else hdf5.read_term(tr_table, key)
+    except AlakazamError:
+        return cfg
+    ms_names = []
+
+    def field_names():
+        if not ms_names:
+            ms, _ = transfer_ms(cfg, tr_table, tr_sets)
+            try:
+                from casacore.tables import table
+
+                with table(os.path.join(ms, "FIELD"), ack=False) as t:
+                    ms_names.extend(str(n) for n in t.getcol("NAME"))
+            except (TypeError, RuntimeError):      # no MS found / not readable: ids stay as given
+                pass
+        return ms_names
+
+    def names(fields, sets):
+        from ..core.selection import parse_fields
+
+        have = sorted({s.field_name for s in sets})
+        out = []
+        for f in fields:
+            f = str(f).strip()
+            if f in have:
+                out.append(f)
+            elif _is_pattern(f):
+                out.extend([h for h in have if fnmatch.fnmatchcase(h, f)] or [f])
+            elif _FIELD_ID.fullmatch(f) and field_names():
+                try:
+                    out.extend(field_names()[i] for i in parse_fields(f, field_names()))
+                except AlakazamError:
+                    out.append(f)
+            else:
+                out.append(f)
+        return list(dict.fromkeys(out))
+
+    return dataclasses.replace(cfg, reference_field=names(cfg.reference_field, ref_sets),
+                               transfer_field=names(cfg.transfer_field, tr_sets))
+
+
 def _resolve_fields(cfg, key, ref_table, tr_table, ref_sets, tr_sets):
     have_ref = {s.field_name for s in ref_sets}
     have_tr = {s.field_name for s in tr_sets}
@@ -377,6 +444,7 @@ def check_inputs(cfg: FluxscaleConfig) -> dict:
     from ..io import hdf5
 
     errors = {}
+    cfg = named_fields(cfg)
 
     def add(k, m):
         errors.setdefault(k, []).append(m)
@@ -507,8 +575,9 @@ def planned_errors(cfg: FluxscaleConfig, tables: dict) -> dict:
         if not have or any(h is None for h in have):
             continue
         have = set().union(*have)
-        for f in want:
-            if f not in have:
+        for f in want:      # (a field id needs the MS: checked when the block runs)
+            if f not in have and not (_is_pattern(f) and fnmatch.filter(have, f)) and \
+                    not _FIELD_ID.fullmatch(str(f).strip()):
                 add(what, f"{f!r} has no {key + ' ' if key in index else ''}solutions in {label} (fields: "
                     f"{', '.join(sorted(have))})")
     return errors
@@ -544,6 +613,7 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
     from ..core.outputs import check_output_file
 
     check_output_file(cfg.output, "output")        # before any work (clear error, nothing written)
+    cfg = named_fields(cfg)                         # patterns and field ids -> the table's names
     errors = check_inputs(cfg)                      # every bad part together
     if errors:
         raise ParameterError(errors)

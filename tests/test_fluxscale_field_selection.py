@@ -1,0 +1,74 @@
+"""akfluxscale's reference / transfer take field names, patterns and field ids, as CASA fluxscale's
+(calibration/fluxscale.named_fields).
+
+Patterns (``'3C2*'``) are matched against the fields with solutions of the key; ids (``'0'``,
+``'0~1'``) are rows of the transfer MS's FIELD table.  Before, only names were accepted ("'0' has no
+G0 solutions").  Every spelling gives the same fluxes as the names; an id or pattern that matches
+nothing is still an error naming the parameter.
+"""
+
+import textwrap
+
+import pytest
+from casacore.tables import table
+
+from alakazam.caltasks import akfluxscale
+from alakazam.cli import main
+from alakazam.config import solve_config_from_dict
+from alakazam.errors import ParameterError
+from alakazam.flow import run_solve
+from alakazam.sim import simulate_ms
+
+
+@pytest.fixture(scope="module")
+def solved(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fsfields")
+    ms, cal = str(d / "s.ms"), str(d / "cal.h5")
+    simulate_ms(ms, n_ant=5, n_ant_extra=0, n_chan=(8,), duration_h=0.5, int_s=120.0, noise=0.02, seed=4,
+                leakage=False, dead_ant=False)
+    run_solve(solve_config_from_dict(dict(ms=ms, output=cal, ref_ant="C00", jones=["G"],
+                                          field=[["3C286", "3C147"]], time_interval=["inf"], quiet=True)))
+    with table(ms + "/FIELD", ack=False) as t:
+        names = list(t.getcol("NAME"))
+    return ms, cal, names
+
+
+def _flux(r):
+    return [r[k]["0"]["fluxd"][0] for k in sorted(k for k in r if k.isdigit())]
+
+
+def test_patterns_and_ids_as_names(solved, tmp_path):
+    ms, cal, names = solved
+    i286, i147 = names.index("3C286"), names.index("3C147")
+    by_name = akfluxscale(caltable=cal, fluxtable=str(tmp_path / "a.h5"), reference=["3C286"],
+                          transfer=["3C147"], jones="G0")
+    for ref, tr in ((["3C2*"], ["3C1*"]), ([str(i286)], [str(i147)]), ([str(i286)], [])):
+        r = akfluxscale(caltable=cal, fluxtable=str(tmp_path / "b.h5"), reference=ref, transfer=tr,
+                        jones="G0")
+        assert sorted(k for k in r if k.isdigit()) == sorted(k for k in by_name if k.isdigit())
+        assert _flux(r) == _flux(by_name)
+
+
+def test_unmatched_id_or_pattern_is_an_error(solved, tmp_path):
+    ms, cal, names = solved
+    for ref in (["9"], ["NGC*"]):
+        with pytest.raises(ParameterError, match="reference"):
+            akfluxscale(caltable=cal, fluxtable=str(tmp_path / "c.h5"), reference=ref, transfer=["3C147"],
+                        jones="G0")
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_yaml_pattern_with_a_planned_table(solved, tmp_path):
+    ms, _, _ = solved
+    y = tmp_path / "p.yaml"
+    y.write_text(textwrap.dedent(f"""
+        solve:
+          - {{ms: {ms}, output: {tmp_path}/cal.h5, ref_ant: C00, jones: [G], field: [[3C286, 3C147]],
+              time_interval: [inf]}}
+        fluxscale:
+          - {{reference_table: {tmp_path}/cal.h5, reference_field: ['3C2*'], transfer_field: ['3C1*'],
+              output: {tmp_path}/s.h5, jones_type: G0}}
+    """))
+    assert main(["--quiet", "run", str(y)]) == 0
+    y.write_text(y.read_text().replace("'3C2*'", "'NGC*'"))
+    assert main(["--quiet", "run", str(y)]) == 2         # a pattern that matches nothing: the preflight
