@@ -1,6 +1,10 @@
-"""An apply that corrects no sample (every solution of the selection flagged) is an error, not exit 0:
-calonly leaves the data uncorrected, calflag flags them (restorable); an apply with some usable
-solutions is not."""
+"""An apply that corrects no sample is an error, not exit 0.
+
+* Every solution of a term flagged: refused before anything is written (no column, FLAG unchanged, no
+  flag version; apply._check_some_valid_solution).  Before, the error came after the writes.
+* Valid solutions that serve no sample (here: one antenna's only, so no baseline has two): found
+  after the writes; calonly leaves the data uncorrected, calflag flags them (restorable).
+* An apply with some usable solutions is not an error."""
 
 import shutil
 
@@ -22,21 +26,43 @@ def made(tmp_path_factory):
     simulate_ms(ms, feed="linear", n_ant=5, n_chan=(4,), int_s=120.0, scan_len_s=600.0, duration_h=1.0,
                 noise=0.05, seed=7, leakage=False, dead_ant=False, flag_rows=0.0)
     akcal(vis=ms, caltable=cal, field="3C286", jones=["G"], solint=["inf"], refant="C00", minblperant=2)
-    dead = str(d / "dead.h5")
-    shutil.copy(cal, dead)
-    with h5py.File(dead, "r+") as f:           # every solution flagged
-        def flag(name, obj):
-            if isinstance(obj, h5py.Dataset) and name.endswith("flags"):
-                obj[...] = True
-        f.visititems(flag)
-    return ms, cal, dead
+    dead, lone = str(d / "dead.h5"), str(d / "lone.h5")
+    for path, keep in ((dead, None), (lone, 0)):
+        shutil.copy(cal, path)
+        with h5py.File(path, "r+") as f:       # every solution flagged (but antenna ``keep``'s)
+            def flag(name, obj):
+                if isinstance(obj, h5py.Dataset) and name.endswith("flags"):
+                    v = np.ones(obj.shape, bool)
+                    if keep is not None:
+                        v[keep] = False
+                    obj[...] = v
+            f.visititems(flag)
+    return ms, cal, dead, lone
 
 
 @pytest.mark.parametrize("mode", ["calonly", "calflag"])
-def test_all_solutions_flagged_is_an_error(made, tmp_path, mode):
+def test_every_solution_flagged_refused_before_writing(made, tmp_path, mode):
     from alakazam.caltasks import akapply
 
-    ms0, _, dead = made
+    ms0, _, dead, _ = made
+    ms = str(tmp_path / "c.ms")
+    shutil.copytree(ms0, ms)
+    with table(ms, ack=False) as t:
+        f0, cols = t.getcol("FLAG"), t.colnames()
+    with pytest.raises(AlakazamError, match="every solution of G0 .* is flagged.*nothing was written"):
+        akapply(vis=ms, gaintable=[dead], jones=["G0"], field="3C286", applymode=mode)
+    with table(ms, ack=False) as t:
+        np.testing.assert_array_equal(t.getcol("FLAG"), f0)
+        assert t.colnames() == cols                              # no CORRECTED_DATA made
+    import os
+    assert not os.path.exists(ms + ".flagversions")              # no flag version either
+
+
+@pytest.mark.parametrize("mode", ["calonly", "calflag"])
+def test_no_sample_corrected_is_an_error(made, tmp_path, mode):
+    from alakazam.caltasks import akapply
+
+    ms0, _, _, dead = made
     ms = str(tmp_path / "c.ms")
     shutil.copytree(ms0, ms)
     with table(ms, ack=False) as t:
@@ -56,7 +82,7 @@ def test_all_solutions_flagged_is_an_error(made, tmp_path, mode):
 def test_some_usable_solutions_is_not_an_error(made, tmp_path):
     from alakazam.caltasks import akapply
 
-    ms0, cal, _ = made
+    ms0, cal, _, _ = made
     ms = str(tmp_path / "c.ms")
     shutil.copytree(ms0, ms)
     r = akapply(vis=ms, gaintable=[cal], jones=["G0"], field="3C286", applymode="calonly")

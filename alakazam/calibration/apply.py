@@ -141,6 +141,7 @@ def _run_apply(cfg: ApplyConfig) -> dict:
                                     f"{', '.join(map(str, sorted(have)))}); select spw, or give spwmap")
     compat.check_tables(cfg, meta, terms, plan, spwmap=getattr(cfg, "spwmap", None),
                         tables=[t.table for t in cfg.terms])
+    _check_some_valid_solution(cfg, meta, terms, plan)
     # ---- now write.  A new column is initialised with a copy of the data column only when some rows
     # will not be written here (CASA convention: every row holds an array); when the selection covers
     # every row and channel that copy would be overwritten at once, so it is skipped.
@@ -260,6 +261,26 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
             "flag_backup": backup, "applymode": mode,
             "flagged_by_term": {f"{k}/{f}": n for (k, f), n in per_term.items()},
             "log": lines, "seconds": _time.perf_counter() - t_start, **counts}
+
+
+def _check_some_valid_solution(cfg, meta, terms, plan):
+    """A term whose every solution for the SPWs to correct (the pinned fields' only, with
+    ``solution_field``) is flagged corrects no sample: an error before anything is written (what
+    :func:`_check_something_corrected` finds after the writes otherwise).  Checked only for the
+    modes that correct (calonly, calflag, calflagstrict), which would fail anyway."""
+    mode = _am.resolve(getattr(cfg, "applymode", ""), cfg.propagate_flags)
+    if mode not in ("calonly", "calflag", "calflagstrict"):
+        return
+    from . import spwmap as _spwmap
+
+    for term, t in zip(terms, cfg.terms):
+        spws = {_spwmap.table_spw(term, meta.spws[ddid].spw_id) for _, ddid, _, _ in plan}
+        sets = [s for s in term.sets if int(s.attrs["spw"]) in spws and
+                (not term.solution_field or s.field_name in term.solution_field)]
+        if sets and all(bool(np.all(s.hand_flags())) for s in sets):
+            raise AlakazamError(f"jones: every solution of {term.key} in {t.table} for SPW "
+                                f"{', '.join(map(str, sorted(spws)))} is flagged, so no sample can be "
+                                "corrected; nothing was written (re-solve, or leave the term out)")
 
 
 def _check_something_corrected(cfg, mode, counts, backup):
