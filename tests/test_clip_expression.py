@@ -1,8 +1,10 @@
 """akflag mode='clip' clips the part the CASA prefix of ``correlation`` names (REAL_, IMAG_, ARG_, NORM_;
 ABS_ or none: |V|).  Every prefix was an amplitude clip (review of session 39: CASA 6.7 flagdata on the
 same MS flagged 3849 XX samples for REAL_XX [0, 5], alakazam 2368, the |V| clip's count).  REAL, ARG
-and NORM matched CASA's counts exactly there after the change; IMAG (Im V) did not (CASA flagged 331
-more, with |Im V| < 1; not understood)."""
+and NORM matched CASA's counts exactly there after the change.  IMAG (Im V) did not, and the cause was
+found sample by sample (session 40): for ``IMAG_XX`` CASA 6.7 flags XX where |Im XX| is outside the
+range OR |Im (XX+YY)/2| is, and YY exactly where |Im (XX+YY)/2| is -- a Stokes-I clip besides the XX
+one (the 'I' of 'IMAG' taken as Stokes I).  That is not copied: ``IMAG_XX`` clips Im XX only."""
 
 import shutil
 
