@@ -121,35 +121,38 @@ def _rotation(chi, feed):
 
 
 def _vla_itrf():
-    from ..measures_data import measures  # casacore measures, current data
+    from ..measures_data import LOCK, measures  # casacore measures, current data (one thread at a time)
 
-    me = measures()
-    v = me.measure(me.observatory("VLA"), "ITRF")
+    with LOCK:
+        me = measures()
+        v = me.measure(me.observatory("VLA"), "ITRF")
     r, lat, lon = v["m2"]["value"], v["m1"]["value"], v["m0"]["value"]
     return np.array([r * np.cos(lat) * np.cos(lon), r * np.cos(lat) * np.sin(lon), r * np.sin(lat)]), lat, lon
 
 
 def _posangle(times, ra, dec, xyz):
-    from ..measures_data import measures  # casacore measures, current data
+    from ..measures_data import LOCK, measures  # casacore measures, current data (one thread at a time)
 
-    me = measures()
-    me.doframe(me.position("ITRF", *[f"{c}m" for c in xyz]))
-    src = me.direction("J2000", f"{ra}rad", f"{dec}rad")
     out = np.empty(len(times))
-    for i, t in enumerate(times):
-        me.doframe(me.epoch("UTC", f"{t}s"))
-        out[i] = me.posangle(src, me.direction("AZEL", "0deg", "90deg")).get_value("rad")
+    with LOCK:
+        me = measures()
+        me.doframe(me.position("ITRF", *[f"{c}m" for c in xyz]))
+        src = me.direction("J2000", f"{ra}rad", f"{dec}rad")
+        for i, t in enumerate(times):
+            me.doframe(me.epoch("UTC", f"{t}s"))
+            out[i] = me.posangle(src, me.direction("AZEL", "0deg", "90deg")).get_value("rad")
     return out
 
 
 def _gast(times, lon, xyz):
     """Greenwich apparent sidereal time (rad): LAST from measures at the first time, sidereal rate after."""
-    from ..measures_data import measures  # casacore measures, current data
+    from ..measures_data import LOCK, measures  # casacore measures, current data (one thread at a time)
 
-    me = measures()
-    me.doframe(me.position("ITRF", *[f"{c}m" for c in xyz]))
     t0 = float(times[0])
-    lst = me.measure(me.epoch("UTC", f"{t0}s"), "LAST")
+    with LOCK:
+        me = measures()
+        me.doframe(me.position("ITRF", *[f"{c}m" for c in xyz]))
+        lst = me.measure(me.epoch("UTC", f"{t0}s"), "LAST")
     last0 = (float(lst["m0"]["value"]) % 1.0) * 2 * np.pi
     return last0 - lon + 1.002737909350795 * 2 * np.pi / 86400.0 * (np.asarray(times) - t0)
 
