@@ -87,3 +87,34 @@ def test_some_usable_solutions_is_not_an_error(made, tmp_path):
     shutil.copytree(ms0, ms)
     r = akapply(vis=ms, gaintable=[cal], jones=["G0"], field="3C286", applymode="calonly")
     assert r["unflagged"] > 0 and r["no_solution"] < r["unflagged"]
+
+
+def test_refused_when_the_selected_fields_solutions_are_all_flagged(made, tmp_path):
+    """The check follows which solutions serve a field (chain.choose_fields): a field with its own
+    solutions is corrected with them, so 3C147's flagged solutions leave 3C147 uncorrectable although
+    3C286's are fine (a review: the first check looked at every field's solutions and let this apply
+    write FLAG and a flag version before failing); the same table corrects 3C286."""
+    import os
+
+    from alakazam.caltasks import akapply, akcal
+
+    ms0 = made[0]
+    ms = str(tmp_path / "c.ms")
+    shutil.copytree(ms0, ms)
+    cal = str(tmp_path / "two.h5")
+    akcal(vis=ms, caltable=cal, field="3C286,3C147", jones=["G"], solint=["inf"], refant="C00", minblperant=2)
+    with h5py.File(cal, "r+") as f:
+        def flag(name, obj):
+            if isinstance(obj, h5py.Dataset) and "3C147" in name and name.endswith("flags"):
+                obj[...] = True
+        f.visititems(flag)
+    with table(ms, ack=False) as t:
+        f0, cols = t.getcol("FLAG"), t.colnames()
+    with pytest.raises(AlakazamError, match="no sample can be corrected.*3C147.*nothing was written"):
+        akapply(vis=ms, gaintable=[cal], jones=["G0"], field="3C147", applymode="calflag")
+    with table(ms, ack=False) as t:
+        np.testing.assert_array_equal(t.getcol("FLAG"), f0)
+        assert t.colnames() == cols
+    assert not os.path.exists(ms + ".flagversions")
+    r = akapply(vis=ms, gaintable=[cal], jones=["G0"], field="3C286", applymode="calflag")
+    assert r["unflagged"] > r["no_solution"]

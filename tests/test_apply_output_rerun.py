@@ -82,3 +82,22 @@ def test_yaml_rerun_with_custom_column(solved, tmp_path, capsys):
     cfg.write_text(cfg.read_text().replace("CAL_A", "USERCOL"))
     assert main(["--quiet", "run", str(cfg)]) == 2
     assert "apply[0].output_col" in capsys.readouterr().err
+
+
+def test_a_copy_of_an_apply_column_is_not_ours(solved, tmp_path):
+    """A user's backup of an apply-made column, made with python-casacore's usual idiom (the column
+    description copied, keywords and all), is not written: the keyword names the column apply made."""
+    from casacore.tables import makecoldesc
+
+    ms = str(tmp_path / "c.ms")
+    shutil.copytree(solved[0], ms)
+    _apply(ms, solved[1], "CAL_A")
+    with table(ms, ack=False, readonly=False) as t:
+        t.addcols(makecoldesc("CAL_A_SAVED", t.getcoldesc("CAL_A")))
+        t.putcol("CAL_A_SAVED", t.getcol("CAL_A"))
+        assert t.getcolkeywords("CAL_A_SAVED")[columns.APPLY_OUTPUT] == "CAL_A"     # copied along
+    saved = _get(ms, "CAL_A_SAVED")
+    assert columns.apply_outputs(ms) == ["CAL_A"]
+    with pytest.raises(ParameterError, match="output_col"):
+        _apply(ms, solved[1], "CAL_A_SAVED")
+    np.testing.assert_array_equal(_get(ms, "CAL_A_SAVED"), saved)

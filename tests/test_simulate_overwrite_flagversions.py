@@ -37,3 +37,29 @@ def test_flagversions_without_their_ms_refused(tmp_path):
         with pytest.raises(AlakazamError, match="flagversions.*without its Measurement Set"):
             simulate_ms(ms, seed=0, overwrite=ow, **SMALL)
     assert not os.path.exists(ms) and os.path.isfile(marker)   # nothing written, nothing removed
+
+
+def test_interrupted_replacement_can_be_rerun(tmp_path, monkeypatch):
+    """Ctrl-C between the two removals leaves the MS (its flag versions go first), so the same
+    command runs again (a review: the MS went first, and the re-run was refused for a
+    .flagversions without its MS)."""
+    import shutil
+
+    ms = str(tmp_path / "o.ms")
+    simulate_ms(ms, seed=0, **SMALL)
+    flagversions.save(ms, "akflag", "", name="v1")
+    real = shutil.rmtree
+    calls = []
+
+    def rmtree_then_interrupt(path, *a, **k):
+        real(path, *a, **k)
+        calls.append(path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", rmtree_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        simulate_ms(ms, seed=5, overwrite=True, **SMALL)
+    monkeypatch.setattr(shutil, "rmtree", real)
+    assert calls == [ms + ".flagversions"] and os.path.isdir(ms)
+    simulate_ms(ms, seed=5, overwrite=True, **SMALL)             # the re-run finishes the job
+    assert os.path.isdir(ms) and not os.path.exists(ms + ".flagversions")

@@ -264,23 +264,37 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
 
 
 def _check_some_valid_solution(cfg, meta, terms, plan):
-    """A term whose every solution for the SPWs to correct (the pinned fields' only, with
-    ``solution_field``) is flagged corrects no sample: an error before anything is written (what
-    :func:`_check_something_corrected` finds after the writes otherwise).  Checked only for the
-    modes that correct (calonly, calflag, calflagstrict), which would fail anyway."""
+    """An apply none of whose (field, SPW) parts can be corrected -- in each, some term's every
+    solution that could serve it is flagged -- is an error before anything is written (what
+    :func:`_check_something_corrected` finds after the writes otherwise).  The solutions that could
+    serve a field are chain.choose_fields' candidates: the pinned fields' (``solution_field``), else
+    the field's own when the term has some in that SPW, else every field's.  Checked only for the modes
+    that correct (calonly, calflag, calflagstrict), which would fail anyway."""
     mode = _am.resolve(getattr(cfg, "applymode", ""), cfg.propagate_flags)
     if mode not in ("calonly", "calflag", "calflagstrict"):
         return
     from . import spwmap as _spwmap
 
-    for term, t in zip(terms, cfg.terms):
-        spws = {_spwmap.table_spw(term, meta.spws[ddid].spw_id) for _, ddid, _, _ in plan}
-        sets = [s for s in term.sets if int(s.attrs["spw"]) in spws and
-                (not term.solution_field or s.field_name in term.solution_field)]
-        if sets and all(bool(np.all(s.hand_flags())) for s in sets):
-            raise AlakazamError(f"jones: every solution of {term.key} in {t.table} for SPW "
-                                f"{', '.join(map(str, sorted(spws)))} is flagged, so no sample can be "
-                                "corrected; nothing was written (re-solve, or leave the term out)")
+    dead = []
+    for fid, ddid, _, _ in plan:
+        fname, spw_id = meta.fields[fid].name, meta.spws[ddid].spw_id
+        why = None
+        for term, t in zip(terms, cfg.terms):
+            tspw = _spwmap.table_spw(term, spw_id)
+            sets = [x for x in term.sets if int(x.attrs["spw"]) == tspw]
+            if term.field_select == "pinned":
+                sets = [x for x in sets if x.field_name in (term.solution_field or [])]
+            elif any(x.field_name == fname for x in sets):
+                sets = [x for x in sets if x.field_name == fname]
+            if sets and all(bool(np.all(x.hand_flags())) for x in sets):
+                why = (f"{fname} SPW {spw_id}: every solution of {term.key} in {t.table} that could "
+                       f"serve it ({', '.join(sorted({x.field_name for x in sets}))}, SPW {tspw}) is flagged")
+                break
+        if why is None:
+            return
+        dead.append(why)
+    raise AlakazamError("jones: no sample can be corrected (" + "; ".join(dead) + "); nothing was written "
+                        "(re-solve, select other fields, or leave the term out)")
 
 
 def _check_something_corrected(cfg, mode, counts, backup):

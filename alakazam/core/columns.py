@@ -8,9 +8,12 @@ Convention (pinned by tests/test_reliability.py):
   only when every row has been written.  A kill -9 therefore leaves no ``<name>`` column at all (only
   the partial one, which the next apply on that MS removes and redoes); Ctrl-C removes it at once.
   Renaming costs nothing, unlike initialising every row before writing.
-* A column apply creates carries the column keyword ``ALAKAZAM_APPLY_OUTPUT`` (:data:`APPLY_OUTPUT`):
-  it holds corrected data apply wrote, so a later apply (a re-run) may write it again, as it may
-  CORRECTED_DATA (calibration/compat.py); any other existing column is never written.
+* A column apply creates carries the column keyword ``ALAKAZAM_APPLY_OUTPUT`` (:data:`APPLY_OUTPUT`)
+  holding its name: it holds corrected data apply wrote, so a later apply (a re-run) may write it
+  again, as it may CORRECTED_DATA (calibration/compat.py); any other existing column is never
+  written -- also a copy of such a column under another name (a column description copied with its
+  keywords, python-casacore's ``makecoldesc(new, t.getcoldesc(old))``), whose keyword names the
+  original.
 * An EXISTING output column is written in place; rows it holds no array for (a column created by
   another tool, or by an older alakazam killed mid-run) are first initialised from the data column,
   so every row is readable afterwards even when this run writes only some fields.
@@ -429,7 +432,7 @@ def prepare(ms, name, like, init):
     _record_added(ms, set(os.listdir(str(ms))) - before)
     from .ms import writer
 
-    writer(ms).mark_column(part, APPLY_OUTPUT, True)     # survives the rename (commit)
+    writer(ms).mark_column(part, APPLY_OUTPUT, str(name))     # survives the rename (commit)
     return part, True
 
 
@@ -491,7 +494,7 @@ def apply_outputs(ms, names=None) -> list:
     try:
         with _table(ms) as t:
             cols = t.colnames() if names is None else [c for c in names if c in t.colnames()]
-            return [c for c in cols if t.getcolkeywords(c).get(APPLY_OUTPUT) is True]
+            return [c for c in cols if t.getcolkeywords(c).get(APPLY_OUTPUT) == c]
     except RuntimeError:        # unreadable: none (reported where the MS is read)
         return []
 

@@ -132,6 +132,6 @@ def remove_simulated(path):
     import shutil
 
     path = os.path.abspath(str(path))
-    for p in (path, path.rstrip("/") + ".flagversions"):
+    for p in (path.rstrip("/") + ".flagversions", path):    # (interrupted between: the MS is left)
         if os.path.isdir(p) and not os.path.islink(p):
             shutil.rmtree(p)
