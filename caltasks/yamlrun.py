@@ -177,6 +177,7 @@ def preflight(blocks, produced_elsewhere=()):
     produced = {os.path.realpath(p) for p in produced_elsewhere}
     planned = {}        # real path -> (block, {key: field names or None} or None): what earlier blocks write
     planned_spws = {}   # real path -> {key: SPW ids or None} or None: the SPWs of those keys (_planned_spws)
+    planned_ms = {}     # real path -> the MS of the solve block that writes it (a fluxscale's field ids)
     # the tables a later block reads: their fields are worked out too (one more read of the MS's metadata)
     tables_read = {os.path.realpath(os.path.expanduser(t)) for t in _tables_read(blocks)}
 
@@ -241,7 +242,8 @@ def preflight(blocks, produced_elsewhere=()):
                             add(f"{where}.output_col", msg)
                 _term_table_errors(section, where, cfg, have_table, produced, add, planned, planned_spws)
                 if section == "fluxscale":      # its key and fields in its tables (as they will be)
-                    for k, msgs in _fluxscale_errors(cfg, planned, produced, planned_spws).items():
+                    for k, msgs in _fluxscale_errors(cfg, planned, produced, planned_spws,
+                                                     planned_ms).items():
                         if f"{where}.{k}" not in errors:
                             for msg in msgs:
                                 add(f"{where}.{k}", msg)
@@ -275,6 +277,10 @@ def preflight(blocks, produced_elsewhere=()):
         if produced_here:
             real = os.path.realpath(os.path.expanduser(produced_here))
             planned_spws[real] = _planned_spws(section, cfg, real, planned, planned_spws, produced)
+            if cfg is not None and section == "solve" and isinstance(cfg.ms, str):
+                planned_ms[real] = cfg.ms
+            elif cfg is not None and section == "fluxscale":
+                planned_ms[real] = planned_ms.get(os.path.realpath(os.path.expanduser(cfg.reference_table)))
             planned[real] = (where, _planned(section, cfg, real, planned, produced, real in tables_read))
             produced.add(real)
         if cfg is not None:
@@ -490,7 +496,7 @@ def _step_fields(cfg, step):
     return names
 
 
-def _fluxscale_errors(cfg, planned, produced, planned_spws=None):
+def _fluxscale_errors(cfg, planned, produced, planned_spws=None, planned_ms=None):
     """{YAML key: [message]} of a fluxscale block against its tables: as they are now
     (calibration/fluxscale.check_inputs, as akfluxscale checks them), or -- one written by an earlier
     block -- as they will be (fluxscale.planned_errors, and its ms and spw:
@@ -502,6 +508,11 @@ def _fluxscale_errors(cfg, planned, produced, planned_spws=None):
 
     tables = {"reference_table": cfg.reference_table,
               "transfer_table": cfg.transfer_table or cfg.reference_table}
+    reals = {os.path.realpath(os.path.expanduser(t)) for t in tables.values()}
+    id_errors = {}
+    if reals & produced:        # field ids through the MS (fluxscale.fields_by_id)
+        tr_real = os.path.realpath(os.path.expanduser(tables["transfer_table"]))
+        cfg, id_errors = fluxscale.fields_by_id(cfg, (planned_ms or {}).get(tr_real))
     known = {}
     for name, t in tables.items():
         keys = _table_keys(t, planned, produced)
@@ -509,7 +520,8 @@ def _fluxscale_errors(cfg, planned, produced, planned_spws=None):
         known[name] = None if keys is None else (f"{t} as {planned[real][0]} writes it" if real in planned
                                                   else t, keys)
     errors = fluxscale.planned_errors(cfg, known)       # (also the fields when jones_type is bad)
-    reals = {os.path.realpath(os.path.expanduser(t)) for t in tables.values()}
+    for k, msgs in id_errors.items():
+        errors.setdefault(k, []).extend(msgs)
     if reals & produced:
         tr = os.path.realpath(os.path.expanduser(tables["transfer_table"]))
         index = (planned_spws or {}).get(tr) or {}

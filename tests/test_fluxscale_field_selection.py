@@ -72,3 +72,45 @@ def test_yaml_pattern_with_a_planned_table(solved, tmp_path):
     assert main(["--quiet", "run", str(y)]) == 0
     y.write_text(y.read_text().replace("'3C2*'", "'NGC*'"))
     assert main(["--quiet", "run", str(y)]) == 2         # a pattern that matches nothing: the preflight
+
+
+def test_casa_field_strings(solved, tmp_path):
+    """CASA fluxscale's strings (a second review, measured with CASA 6.7): ``transfer='1,2'`` (ids),
+    ``reference='>0'`` style id syntax and ``'3C147,TARGET'`` (names) select those fields; a field
+    whose name looks like an id is ``'"2"'``; an id that is no FIELD row is an error saying so."""
+    ms, cal, names = solved
+    i286, i147 = names.index("3C286"), names.index("3C147")
+    by_name = akfluxscale(caltable=cal, fluxtable=str(tmp_path / "a.h5"), reference=["3C286"],
+                          transfer=["3C147"], jones="G0")
+    r = akfluxscale(caltable=cal, fluxtable=str(tmp_path / "b.h5"), reference=f"{i286}",
+                    transfer=f"3C147,{i147}", jones="G0")
+    assert _flux(r) == _flux(by_name)
+    r = akfluxscale(caltable=cal, fluxtable=str(tmp_path / "c.h5"), reference=['"3C286"'],
+                    transfer=[f"{i147}~{i147}"], jones="G0")
+    assert _flux(r) == _flux(by_name)
+    with pytest.raises(ParameterError, match="'9' is CASA id syntax and selects no row of the FIELD table"):
+        akfluxscale(caltable=cal, fluxtable=str(tmp_path / "d.h5"), reference=["9"], transfer=["3C147"],
+                    jones="G0")
+
+
+def test_yaml_field_ids_with_a_planned_table(solved, tmp_path, capsys):
+    """Field ids of a fluxscale block whose table the solve block writes are checked in the preflight,
+    through the solve block's MS (a second review: '7' passed, the solve ran, then the block failed)."""
+    ms, _, names = solved
+    y = tmp_path / "i.yaml"
+    y.write_text(textwrap.dedent(f"""
+        solve:
+          - {{ms: {ms}, output: {tmp_path}/cal.h5, ref_ant: C00, jones: [G], field: [[3C286, 3C147]],
+              time_interval: [inf]}}
+        fluxscale:
+          - {{reference_table: {tmp_path}/cal.h5, reference_field: ['7'],
+              transfer_field: ['{names.index("TARGET")}'], output: {tmp_path}/s.h5, jones_type: G0}}
+    """))
+    assert main(["--quiet", "run", str(y)]) == 2
+    err = capsys.readouterr().err
+    assert "fluxscale[0].reference_field" in err and "'7' is CASA id syntax" in err
+    assert "fluxscale[0].transfer_field" in err and "'TARGET' has no G0 solutions" in err
+    assert not (tmp_path / "cal.h5").exists()              # nothing ran
+    y.write_text(y.read_text().replace("['7']", f"['{names.index('3C286')}']").replace(
+        f"['{names.index('TARGET')}']", f"['{names.index('3C147')}']"))
+    assert main(["--quiet", "run", str(y)]) == 0, capsys.readouterr().err

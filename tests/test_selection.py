@@ -24,7 +24,6 @@ SPW_CASES = [
     ("0:10~50,1,2", {0: list(range(10, 51)), 1: ALL[1], 2: ALL[2]}),
     ("1:3", {1: [3]}),
     ("0:1.401~1.404GHz", {0: [1, 2, 3, 4]}),
-    ("0:1404~1401MHz", {0: [1, 2, 3, 4]}),
     ("0:2~3,0:7~8", {0: [2, 3, 7, 8]}),
 ]
 
@@ -43,6 +42,7 @@ def test_spw_strings(text, expected):
     ("0,1,zz", "at position 4"),
     ("0:5~2", "the first channel 5 is after the last 2"),
     ("0:2.0~2.1GHz", "selects no channel"),
+    ("0:1404~1401MHz", "first frequency is above the last"),     # CASA: "Start of range greater than end"
 ])
 def test_spw_errors(text, match):
     with pytest.raises(AlakazamError, match=match):

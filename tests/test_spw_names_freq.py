@@ -8,7 +8,10 @@
 * ``'*:1.3205~1.3245GHz'`` and ``'0~1:1.3205~1.3245GHz'``: channels 1-4 of SPW 1 only (SPW 0 does
   not hold the range: left out, not an error);
 * ``'0:1.3205~1.3245GHz'``: an error (the one SPW named does not hold it);
-* ``'1.3205~1.3245GHz'``: every channel of SPW 1 (the SPWs whose band overlaps the range).
+* ``'1.3205~1.3245GHz'``: every channel of SPW 1 (the SPWs whose centre frequency lies in the range;
+  ``'1.3~1.32GHz'``: SPW 0 only; ``'1.3205~1.3206GHz'`` and a range in the gap between the SPWs: an
+  error -- a second review, against msseltoindex);
+* id syntax is always ids (``'0'`` is SPW 0 also when SPW 1 is named "0"); ``'"0"'`` is the name.
 
 A review: ``'*:1.3205~1.3245GHz'`` was refused ("selects no channel of SPW 0") and names were not
 accepted; akflag on the review's MS now writes the same FLAG | FLAG_ROW as CASA 6.7 flagdata.
@@ -45,6 +48,8 @@ ALL0, ALL1 = list(range(16)), list(range(8))
     ("0~1:1.3205~1.3245GHz", [(1, [1, 2, 3, 4])]),
     ("1.3205~1.3245GHz", [(1, ALL1)]),
     ("1320.5~1324.5MHz", [(1, ALL1)]),
+    ("1.3~1.32GHz", [(0, ALL0)]),                               # SPW 1 only overlapped: not selected
+    ("*:1.3205~1.3206GHz", [(1, [1])]),     # inside one channel: that channel (CASA 6.7: 0~1, not copied)
     ("*:1.3035~1.3245GHz", [(0, list(range(4, 16))), (1, [0, 1, 2, 3, 4])]),
     ("0:2~3", [(0, [2, 3])]),                                   # ids as before
 ])
@@ -56,7 +61,12 @@ def test_as_casa_selects(text, want):
     ("0:1.3205~1.3245GHz", "selects no channel of SPW 0"),
     ("spw1", "nor is 'spw1' an SPW name: SPW0, SPW1"),
     ("*:2.0~2.1GHz", "selects no channel of SPWs 0, 1"),
-    ("2.0~2.1GHz", "overlaps no SPW"),
+    ("2.0~2.1GHz", "holds no SPW's centre"),
+    ("1.3205~1.3206GHz", "holds no SPW's centre"),
+    ("1.3155~1.3195GHz", "holds no SPW's centre"),               # the gap between the SPWs
+    ('"SPW2"', "not an SPW name"),
+    ("*:1.3245~1.3205GHz", "first frequency is above the last"),    # CASA: an error too
+    ("1.3245~1.3205GHz", "first frequency is above the last"),
 ])
 def test_errors(text, match):
     with pytest.raises(AlakazamError, match=match):
@@ -108,3 +118,24 @@ def test_akflag_star_frequency_range_matches_casa(tmp_path):
                 q = t.query(f"DATA_DESC_ID=={d}")
                 got.append(q.getcol("FLAG") | q.getcol("FLAG_ROW")[:, None, None])
         np.testing.assert_array_equal(got[0], got[1])
+
+
+def test_id_syntax_is_always_ids():
+    """SPW 0 named "1" and SPW 1 named "0" (a split of SPWs named by their old ids): ``'0'`` is SPW 0,
+    ``'"0"'`` the SPW named "0" (CASA's msseltoindex, measured by the review)."""
+    swapped = {0: "1", 1: "0"}
+    assert parse_spw("0", N, F, swapped) == [(0, ALL0)]
+    assert parse_spw("1:0~3", N, F, swapped) == [(1, [0, 1, 2, 3])]
+    assert parse_spw('"0"', N, F, swapped) == [(1, ALL1)]
+    assert parse_spw('"1":0~1', N, F, swapped) == [(0, [0, 1])]
+
+
+def test_field_id_syntax_is_always_ids():
+    from alakazam.core.selection import parse_fields
+
+    names = ["2", "3C286", "0"]
+    assert parse_fields("2", names) == [2]                      # the id, not the field named "2"
+    assert parse_fields('"2"', names) == [0]
+    assert parse_fields("3C286,0", names) == [1, 0]
+    with pytest.raises(AlakazamError, match="id syntax and no field id"):
+        parse_fields("5", ["A", "5"])

@@ -344,22 +344,28 @@ def _unscaled(s):
     return s2
 
 
-_FIELD_ID = re.compile(r"\d+(\s*~\s*\d+)?")
+_FIELD_ID = re.compile(r"[\d\s~<>]+")       # CASA's id syntax: '0', '0~2', '<2', '>0'
 
 
 def _is_pattern(f) -> bool:
     return any(c in str(f) for c in "*?[")
 
 
-def named_fields(cfg: FluxscaleConfig) -> FluxscaleConfig:
-    """``cfg`` with its reference and transfer fields given as CASA fluxscale takes them -- a field
-    name, a pattern (``'1331+305*'``, matched against the fields with solutions of the key), a field
-    id or id range (``'0'``, ``'0~2'``, FIELD-table rows of the transfer MS: ``cfg.ms`` or the one the
-    table records) -- replaced by the field names of the table.  An item that resolves to nothing is
-    kept as given (the checks then report it with the fields available)."""
-    items = [*cfg.reference_field, *cfg.transfer_field]
-    if not any(_is_pattern(f) or _FIELD_ID.fullmatch(str(f).strip()) for f in items):
-        return cfg
+def named_fields(cfg: FluxscaleConfig):
+    """``(cfg, errors)``: ``cfg`` with its reference and transfer fields given as CASA fluxscale takes
+    them -- names, a comma-separated string of them (``'3C147,TARGET'``), patterns (``'1331+305*'``,
+    matched against the fields with solutions of the key), field ids in CASA's id syntax (``'0'``,
+    ``'0~2'``, ``'>0'``: rows of the transfer MS's FIELD table, ``cfg.ms`` or the one the table
+    records; a field named like an id is ``'"2"'``) -- replaced by field names; ``errors``: {YAML key:
+    [message]} for an id that is no row of that FIELD table.  Apply it once: a resolved name may
+    itself look like an id.  An item that resolves to nothing else is kept as given (the checks then
+    report it with the fields available)."""
+    split = {k: [x.strip() for f in getattr(cfg, k) for x in str(f).split(",") if x.strip()]
+             for k in ("reference_field", "transfer_field")}
+    errors = {}
+    if not any(_is_pattern(f) or _FIELD_ID.fullmatch(f) or f.startswith('"') for v in split.values()
+               for f in v):
+        return dataclasses.replace(cfg, **split), errors
     from ..io import hdf5
 
     ref_table = cfg.reference_table
@@ -369,43 +375,73 @@ def named_fields(cfg: FluxscaleConfig) -> FluxscaleConfig:
         ref_sets = hdf5.read_term(ref_table, key)
         tr_sets = ref_sets if tr_table == ref_table else hdf5.read_term(tr_table, key)
     except AlakazamError:
-        return cfg
+        return dataclasses.replace(cfg, **split), errors
     ms_names = []
 
     def field_names():
         if not ms_names:
-            ms, _ = transfer_ms(cfg, tr_table, tr_sets)
-            try:
-                from casacore.tables import table
+            ms_names.append(_ms_field_names(transfer_ms(cfg, tr_table, tr_sets)[0]))
+        return ms_names[0]
 
-                with table(os.path.join(ms, "FIELD"), ack=False) as t:
-                    ms_names.extend(str(n) for n in t.getcol("NAME"))
-            except (TypeError, RuntimeError):      # no MS found / not readable: ids stay as given
-                pass
-        return ms_names
-
-    def names(fields, sets):
-        from ..core.selection import parse_fields
-
+    def names(key, sets):
         have = sorted({s.field_name for s in sets})
         out = []
-        for f in fields:
-            f = str(f).strip()
-            if f in have:
-                out.append(f)
-            elif _is_pattern(f):
+        for f in split[key]:
+            if _is_pattern(f) and not f.startswith('"'):
                 out.extend([h for h in have if fnmatch.fnmatchcase(h, f)] or [f])
-            elif _FIELD_ID.fullmatch(f) and field_names():
-                try:
-                    out.extend(field_names()[i] for i in parse_fields(f, field_names()))
-                except AlakazamError:
-                    out.append(f)
-            else:
+            elif f in have and not _FIELD_ID.fullmatch(f):
                 out.append(f)
+            else:
+                out.extend(_id_item(f, key, field_names(), errors))
         return list(dict.fromkeys(out))
 
-    return dataclasses.replace(cfg, reference_field=names(cfg.reference_field, ref_sets),
-                               transfer_field=names(cfg.transfer_field, tr_sets))
+    return dataclasses.replace(cfg, reference_field=names("reference_field", ref_sets),
+                               transfer_field=names("transfer_field", tr_sets)), errors
+
+
+def _ms_field_names(ms):
+    """(ms, [FIELD names]) of the MS at ``ms``; the list None when it cannot be read."""
+    try:
+        from casacore.tables import table
+
+        with table(os.path.join(ms, "FIELD"), ack=False) as t:
+            return ms, [str(n) for n in t.getcol("NAME")]
+    except (TypeError, RuntimeError):       # no MS / not readable: ids stay as given
+        return ms, None
+
+
+def _id_item(f, key, ms_fields, errors):
+    """The field names of one reference / transfer item that is not a table name or pattern: a quoted
+    name (``'"2"'``) unquoted; CASA id syntax through the MS's FIELD table (``ms_fields`` = (ms,
+    names or None)), an id that is no row of it added to ``errors[key]``; anything else as given."""
+    from ..core.selection import parse_fields
+
+    if f.startswith('"') and f.endswith('"') and len(f) >= 2:
+        return [f[1:-1]]                            # a name, also one that looks like an id
+    ms, names = ms_fields
+    if not _FIELD_ID.fullmatch(f) or not names:
+        return [f]
+    try:
+        return [names[i] for i in parse_fields(f, names)]
+    except AlakazamError as e:
+        errors.setdefault(key, []).append(f"{f!r} is CASA id syntax and selects no row of the FIELD table "
+                                          f"of {ms} ({e})")
+        return []
+
+
+def fields_by_id(cfg: FluxscaleConfig, ms):
+    """``(cfg, errors)`` for a fluxscale block whose tables an earlier YAML block writes (so their
+    fields are not readable yet): comma-separated items split, quoted names unquoted, CASA id syntax
+    turned into the names of the FIELD table of ``cfg.ms`` or else ``ms`` (the MS of the block that
+    writes the table), errors for ids that are no row of it; patterns are left to
+    :func:`planned_errors`."""
+    out, errors = {}, {}
+    ms_fields = _ms_field_names(cfg.ms or ms) if (cfg.ms or ms) else (None, None)
+    for key in ("reference_field", "transfer_field"):
+        items = [x.strip() for f in getattr(cfg, key) for x in str(f).split(",") if x.strip()]
+        out[key] = list(dict.fromkeys(n for f in items for n in (
+            [f] if _is_pattern(f) and not f.startswith('"') else _id_item(f, key, ms_fields, errors))))
+    return dataclasses.replace(cfg, **out), errors
 
 
 def _resolve_fields(cfg, key, ref_table, tr_table, ref_sets, tr_sets):
@@ -435,16 +471,18 @@ def _msg(e, *heads):
     return rest if sep and head in heads else str(e)
 
 
-def check_inputs(cfg: FluxscaleConfig) -> dict:
+def check_inputs(cfg: FluxscaleConfig, named=False) -> dict:
     """{YAML key: [message]} for every part of a fluxscale block that does not fit its tables: the
     output, the tables, jones_type (a gain key in both tables), the reference and transfer fields, spw
     and refspwmap -- all of them, so that akfluxscale and the YAML runner report them together (before:
-    one at a time, the first :func:`run_fluxscale` met)."""
+    one at a time, the first :func:`run_fluxscale` met).  ``named``: the fields are already
+    :func:`named_fields`' (else they are named here)."""
     from ..core.outputs import check_output_file
     from ..io import hdf5
 
     errors = {}
-    cfg = named_fields(cfg)
+    if not named:
+        cfg, errors = named_fields(cfg)
 
     def add(k, m):
         errors.setdefault(k, []).append(m)
@@ -613,8 +651,9 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
     from ..core.outputs import check_output_file
 
     check_output_file(cfg.output, "output")        # before any work (clear error, nothing written)
-    cfg = named_fields(cfg)                         # patterns and field ids -> the table's names
-    errors = check_inputs(cfg)                      # every bad part together
+    cfg, errors = named_fields(cfg)                 # patterns and field ids -> the table's names (once)
+    for k, v in check_inputs(cfg, named=True).items():      # every bad part together
+        errors.setdefault(k, []).extend(v)
     if errors:
         raise ParameterError(errors)
     ref_table = cfg.reference_table

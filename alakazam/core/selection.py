@@ -96,7 +96,7 @@ def parse_scans(text, have) -> List[int]:
 
 def parse_fields(sel, names: List[str]) -> List[int]:
     """Field ids (in selection order, no duplicates) from names, ids, 'a~b' id ranges, '<n' / '>n' or
-    wildcards.
+    wildcards.  Id syntax is always ids, as CASA's MSSelection: a field named '2' is '"2"'.
 
     Parameters
     ----------
@@ -114,8 +114,13 @@ def parse_fields(sel, names: List[str]) -> List[int]:
         it = str(raw).strip()
         if not it:
             continue
-        if it in names:
+        quoted = len(it) >= 2 and it[0] == it[-1] == '"'       # a name forced by double quotes (CASA)
+        if quoted:
+            it = it[1:-1]
+        if it in names and (quoted or not re.fullmatch(r"[\d\s~<>]+", it)):
             out.extend(i for i, n in enumerate(names) if n == it)     # every FIELD row of that name (CASA)
+        elif quoted:
+            raise AlakazamError(f"field: {raw!r} (item {k}) is not a field name; available: {avail}")
         elif any(c in it for c in "*?["):
             m = [i for i, n in enumerate(names) if fnmatch.fnmatchcase(n, it)]
             if not m:
@@ -136,6 +141,10 @@ def parse_fields(sel, names: List[str]) -> List[int]:
             out.extend(m)
         elif it.isdigit() and int(it) < len(names):
             out.append(int(it))
+        elif it in names:       # a name in id syntax that is no valid id
+            raise AlakazamError(f"field: {it!r} (item {k}) is id syntax and no field id (ids "
+                                f"0~{len(names) - 1}); the field named {it!r} is selected as "
+                                f"'\"{it}\"' (as CASA)")
         else:
             raise AlakazamError(f"field: {it!r} (item {k}) is not a field name or id; available: {avail}")
     if not out and isinstance(sel, str) and sel.strip():      # ',' : separators only
@@ -156,8 +165,14 @@ def _chan_ranges(text, n_chan, freqs, spw):
                 raise AlakazamError(f"spw: frequency range {part!r} needs the channel frequencies of "
                                     f"SPW {spw}")
             freqs = np.asarray(freqs, float)
-            lo, hi = sorted(float(m.group(i)) * _FUNITS[m.group(3)] for i in (1, 2))
+            lo, hi = (float(m.group(i)) * _FUNITS[m.group(3)] for i in (1, 2))
+            if lo > hi:
+                raise AlakazamError(f"spw: in {part!r} the first frequency is above the last (as CASA, "
+                                    "a range goes from low to high)")
             sel = np.nonzero((freqs >= lo) & (freqs <= hi))[0]
+            if len(sel) == 0 and len(freqs):     # a range inside one channel: the channel(s) it lies in
+                half = 0.5 * (float(np.min(np.abs(np.diff(freqs)))) if len(freqs) > 1 else 0.0)
+                sel = np.nonzero((freqs - half < hi) & (freqs + half > lo))[0]
             if len(sel) == 0:
                 raise AlakazamError(f"spw: {part!r} selects no channel of SPW {spw}")
             chans.extend(sel.tolist())
@@ -189,10 +204,19 @@ def _chan_ranges(text, n_chan, freqs, spw):
 _FREQ_RANGE = re.compile(r"([0-9.eE+-]+)\s*~\s*([0-9.eE+-]+)\s*(hz|khz|mhz|ghz)", re.I)
 
 
+_ID_SYNTAX = re.compile(r"[\d\s~<>]+")
+
+
 def _spws_by_name(s, names):
     """SPW ids whose NAME is ``s`` (case-sensitive) or matches it as a wildcard pattern (CASA's
-    MSSelection: ``'SPW1'``, ``'EVLA_L*'``); [] when none does."""
+    MSSelection: ``'SPW1'``, ``'EVLA_L*'``); [] when none does.  Id syntax (``'0'``, ``'0~2'``,
+    ``'<2'``) is always ids, as CASA's: a name that looks like one is given in double quotes
+    (``'"0"'``)."""
     if not names:
+        return []
+    if len(s) >= 2 and s[0] == s[-1] == '"':
+        s = s[1:-1]
+    elif _ID_SYNTAX.fullmatch(s):
         return []
     if any(c in s for c in "*?["):
         return [i for i, n in sorted(names.items()) if n and fnmatch.fnmatchcase(n, s)]
@@ -200,20 +224,22 @@ def _spws_by_name(s, names):
 
 
 def _spws_in_band(item, have, freqs, text):
-    """The SPWs of ``have`` whose band (channel centres +- half a channel) overlaps the frequency range
-    ``item`` ('1.3~1.4GHz', CASA: every channel of each)."""
+    """The SPWs of ``have`` whose centre frequency (the middle of its first and last channel) lies in
+    the frequency range ``item`` ('1.3~1.4GHz'), every channel of each -- CASA's MSSelection, measured
+    with msseltoindex: an SPW the range only overlaps is not selected, and no SPW is an error."""
     m = _FREQ_RANGE.fullmatch(item)
-    lo, hi = sorted(float(m.group(i)) * _FUNITS[m.group(3).lower()] for i in (1, 2))
+    lo, hi = (float(m.group(i)) * _FUNITS[m.group(3).lower()] for i in (1, 2))
+    if lo > hi:
+        raise AlakazamError(f"spw: in {item!r} the first frequency is above the last (as CASA, a range "
+                            "goes from low to high)")
     out = []
     for sp in have:
         f = np.asarray((freqs or {}).get(sp, []), float)
-        if not len(f):
-            continue
-        half = 0.5 * float(np.min(np.abs(np.diff(f)))) if len(f) > 1 else 0.0
-        if f.min() - half <= hi and f.max() + half >= lo:
+        if len(f) and lo <= 0.5 * (f.min() + f.max()) <= hi:
             out.append(sp)
     if not out:
-        raise AlakazamError(f"spw: {item!r} of {text!r} overlaps no SPW's band")
+        raise AlakazamError(f"spw: {item!r} of {text!r} holds no SPW's centre frequency (an SPW is selected "
+                            "by a bare frequency range when its centre lies in it, as CASA)")
     return out
 
 
@@ -226,7 +252,8 @@ def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray],
     text : str
         e.g. '0', '0~2,4', '<2', '0:5~61', '*:5~61', '0:0~10;15~60', '0:0~10^2', '0:10~500,1,2',
         '0:1.401~1.404GHz', 'SPW1:0~3' / 'EVLA_L*' (SPW names, as CASA: exact and case-sensitive, or a
-        wildcard pattern), '1.40~1.41GHz' (every channel of the SPWs whose band overlaps the range).
+        wildcard pattern; id syntax is always ids, a name that looks like one in double quotes:
+        '"0"'), '1.40~1.41GHz' (every channel of the SPWs whose centre frequency is in the range).
         Where an item names several SPWs (``'*'``, a range, a pattern) a frequency range selects the
         channels of the SPWs that hold it and leaves out the others (CASA's ``'*:1.40~1.41GHz'``); an
         error only when none of them does.
@@ -259,6 +286,9 @@ def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray],
             spws = _spws_in_band(s, have, freqs, text)
         else:
             spws = _spws_by_name(s, names) if s != "*" else []
+            if not spws and s.startswith('"'):
+                raise AlakazamError(f"spw: {s} is not an SPW name (names: "
+                                    f"{', '.join(n for _, n in sorted((names or {}).items()) if n)})")
             if not spws:
                 try:
                     spws = _int_ranges(s, have, "spw", at, text)
