@@ -101,3 +101,16 @@ def test_a_copy_of_an_apply_column_is_not_ours(solved, tmp_path):
     with pytest.raises(ParameterError, match="output_col"):
         _apply(ms, solved[1], "CAL_A_SAVED")
     np.testing.assert_array_equal(_get(ms, "CAL_A_SAVED"), saved)
+
+
+def test_missing_data_column_lists_apply_columns(solved, tmp_path):
+    """The "data columns present" of a missing data column's error are the MS's visibility columns,
+    an apply's CAL_A among them (it listed only DATA and *_DATA names)."""
+    from alakazam.core.ms_io import check_columns
+    from alakazam.errors import AlakazamError
+
+    ms = str(tmp_path / "d.ms")
+    shutil.copytree(solved[0], ms)
+    _apply(ms, solved[1], "CAL_A")
+    with pytest.raises(AlakazamError, match="data columns present: .*CAL_A"):
+        check_columns(ms, ["NOPE"])

@@ -336,7 +336,9 @@ def check_columns(ms, names):
         have = t.colnames()
         desc = {n: t.getcoldesc(n) for n in names if n and n in have}
         keywords = t.getkeywords()
-    data = [c for c in have if c == "DATA" or c.endswith("_DATA")]     # (not DATA_DESC_ID)
+        # the visibility columns: complex ones (DATA, MODEL_DATA, an apply's CAL_A), not a partial one
+        data = [c for c in have if t.getcoldesc(c).get("valueType") in ("complex", "dcomplex")
+                and not c.endswith("_AKPARTIAL")]
     for n in names:
         if n and n not in have:
             hint = (" -- fill it with a model first (e.g. CASA setjy / ft, or your own predict), or give "
