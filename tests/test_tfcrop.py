@@ -175,6 +175,75 @@ def test_extension_in_casas_order():
     assert g[:, 3].all() and g.sum() == 8
 
 
+def test_amplitude_rounds_as_casas_cabsf():
+    """CASA's TFCrop reads |V| through its VisMapper: std::abs of the Complex, glibc's cabsf / hypotf,
+    i.e. sqrt(re^2 + im^2) in double (the squares of floats are exact) rounded to float.  numpy's
+    complex64 np.abs is 1 ulp away from that in ~20 % of samples (measured: 39936 of 200000), which
+    was the whole of the per-correlation pre-flag differences (test below)."""
+    from alakazam.flagging.tfcrop import amplitude
+
+    rng = np.random.default_rng(7)
+    d = (rng.standard_normal((50, 33, 4)) * 10.0 ** rng.uniform(-20, 20, (50, 33, 4))
+         + 1j * rng.standard_normal((50, 33, 4))).astype(np.complex64)
+    d[0, 0] = [complex(np.inf, np.nan), complex(np.nan, 1.0), complex(0.0, -np.inf), 0]
+    view = d[:, ::2, :]                                         # not contiguous
+    want = np.sqrt(view.real.astype(np.float64) ** 2 + view.imag.astype(np.float64) ** 2).astype(np.float32)
+    want[0, 0, 0] = np.inf                                      # hypotf(inf, nan) = inf (C99)
+    got = amplitude(view)
+    assert got.dtype == np.float32 and got.shape == view.shape
+    assert np.array_equal(got.view(np.int32), want.view(np.int32))
+
+
+#: XX of one baseline of a simulated MS (10 integrations x 16 channels, complex64, base64), whose
+#: channel 5 holds RFI at integrations 2 and 9, pre-flagged there in XX only (a clip)
+_DEGENERATE_XX = (
+    "lVijPLOIGL9ilQy7/ZIiv603Lb2t2Sm/lKCpvSifK79tn+W9mRgtv+ClJ75nfTS/X4E8vtkNOr92UGK+Scg6v1sdbb7/Aji/"
+    "6xKKvjimMb/nOpS+o6IsvwXcfr5BFCa/sxCPvvzIH7/geoe+ZtEYv58teL5LEhu/8Lx3vg3mBL/nez09mVYUv7sgmzzeSiG/"
+    "8Q8DvTFUJr8VHZK9C6Aqv8e6yr1WLTa/mJEAvotFOL8Mwiq+oSg3v8KsSL4+7jq/PVZIvhLnPb9PTmO+j/0yv2upgL6jfy+/"
+    "td9rvjQrL7/d2HO+ixQfvwpwZr5e/Bq/Vch0vleqEb9oTma+26MLv8K7oT0zrRe/haRcPd5IH7/4sAq7LIwnv/E3CL3tiy6/"
+    "bGe0vTKqNL+p8vlDra88vwevA74YYDi/SPIYvrtzPr8QWj++eXw9v8Y4T76uqTe/TwpevpthNb/jPlW+jPouv1CmXb7/jym/"
+    "OjddvgycHr/E7Ty+Y7oev1xLP758Vg2/lpfAPdUZHL+G3F09Pt4jv6uy3zyLUyy//kwevDRNMr8IlTy9p000v4uGyL2xMD2/"
+    "vWD7vbwyPb8J7u295nxEv44ONb60wkK/8k5JvpjmO79e0US+aLA1v+u5Ob4Tmi2/bR8wvj6mKr/Tiz++m2Mevx7pO77quxa/"
+    "H+NAvvfuEb9hubg90C0TvwB61z1PCiO/YMWHPdMSJb9q8Zw8f7Axv9lPy7wg6zi/U4RsvbLePL8Lq7W9UjRCvwEJ773yhD6/"
+    "chMKvgKEP79SfQy+F6o/vyIGG74DLz6/jv0qvm8qMb/soji+E9covy6dMr4KPCS/+SkYvlhFHb+VOCy+rW0XvzrBFz7SOxe/"
+    "I5bGPYKbIL+OCpY9yu0pv0E2ED27ADC/uNURPPU0O79uQBm9UiA8v8SwkL33dD+/+ma2vSq6Rr+qDt+9Y6xEv6aF6b3NhkG/"
+    "xYoOvkr7Pb9Zwwq+/scyv13vIb5ifSq/kRsevsmjJ7/6cR++b7cfv1YqCr61eRe/NBAqPszPFL951eo9vP4gv6DJyT1VRym/"
+    "iRApPcHwL796N98878o6v7TqhLw2b0C/pBTivDreQ7/B2nK9eSZAv3mQ473tLD+/4jrBvZ7mQr+fBP294qU6v+2qB75w8zK/"
+    "qqEIvinyLb+ysva9e5kivzBrC77Eoh2/Pmfbvag+GL9XqyA+wJkVv8h3FT7p2yC/cA3qPZDbKr9pyoo9LuIxvw3tOD0tIzy/"
+    "Oin9Oi5VQr/2owW8lVtDv0JC37wBcEO/HGCvvQPqRb9Nv6C96LpCv9+Ky73eFDq/OA/lvRCRNb/i0AO+PHAuvzzz7L1K8iu/"
+    "SfvsvT4yHb85nLK93UIWvySISj4pKhO/ZOkWPruZF78C5/M9HHQnv3/SzD3dWDa/BsCvPWsQOb+7qk49dms9v68BEbshmEK/"
+    "l4T4vFEiRL+l3Ea9prxFv5t/XL19fUK/rLOfvc+PQL+iHbi9Ghszv5/uvb3lTS+/nRbQvfsjJ7/wDau9sWkdv/PMrb2DVhS/"
+    "EdRIPgM7Dr/QzTA+5Zwev6J5Fz6SISS/SSf2PW/oML9C44s92Lo1v5IF+kPckEC//QS+PJtiRL/1Gqw8hLdGv1Xhwbya8UO/"
+    "wWYdvexIR79mW5K9RexDv9G4fb3XSja/h2+mvX4VMr+nIYC9un8ovw1lgL0CwiW/GauRvTnqG78="
+)
+
+
+def test_one_ulp_of_amplitude_decides_a_degenerate_piece_like_casa():
+    """CASA 6.7 flagdata(mode='tfcrop', extendflags=False) on this baseline (measured; gdb in its
+    lineFit) flags channel 8 at every integration: the bandpass's 5th pass fits 7 pieces of 3 channels,
+    and pieces 7-9 and 9-11 keep one unflagged channel each (8-10 were clipped in pass 4), so their
+    'line' has S*Sxx - Sx*Sx = rounding noise.  With CASA's |V| (cabsf) the mean bandpass gives
+    denominators 0.5 and 1.0 and a finite, wrong fit (0.125, 0, -0.125 over 7-9), and channel 8 is cut
+    from each spectrum; with numpy's |V| (1-2 ulp off in 4 of the 16 channel means) both denominators
+    were exactly 0, the fit NaN, and nothing was flagged."""
+    import base64
+    from types import SimpleNamespace
+
+    from alakazam.flagging.tfcrop import flag_piece
+
+    d = np.frombuffer(base64.b64decode("".join(_DEGENERATE_XX)), np.complex64).reshape(10, 16, 1)
+    pre = np.zeros((10, 16, 1), bool)
+    pre[[2, 9], 5, 0] = True
+    times = np.arange(10) * 30.0
+    piece = SimpleNamespace(data=d, flag=pre, full=None,
+                            baseline_groups=lambda: ([(np.arange(10), np.arange(10))], times))
+    cfg = SimpleNamespace(ntime="scan", flagdimension="freqtime", usewindowstats="none", extendflags=False,
+                          timefit="line", freqfit="poly", maxnpieces=7, timecutoff=4.0, freqcutoff=3.0,
+                          halfwin=1)
+    new = flag_piece(piece, cfg, None) & ~pre
+    assert new[:, 8, 0].all() and new.sum() == 10             # CASA's flags exactly
+
+
 def test_correlation_list_flags_each_selected_correlation_on_its_own(rfi, tmp_path, caplog):
     """akflag's convention (alakazam/flagging/tfcrop.py's docstring): with a correlation selection every
     selected correlation is flagged on its own -- from its own |V| and its own incoming flags; nothing
@@ -273,9 +342,9 @@ for ms, kw in json.loads(sys.argv[1]):
 def test_matches_casa_flagdata(rfi, two, tmp_path):
     """CASA 6.7 flagdata(mode='tfcrop') and akflag on copies of the same MS, per case: the fraction of
     CASA's new flags akflag also has and of akflag's CASA also has (measured: identical flags in every
-    case but 'ntime': 1.0 / 0.9996, 4 samples of 11080 -- one (time, channel) in 4 correlations, whose
-    deviation is 1.000002 x the cutoff: float32 rounding).  For a correlation list CASA's flags are
-    akflag's with correlation = the one correlation CASA's TFCrop examines (casa_tfcrop_correlation;
+    case, 'ntime' included -- its 4 samples at 1.000002 x the cutoff, once different, no longer are).
+    For a correlation list CASA's flags are akflag's with correlation = the one correlation CASA's
+    TFCrop examines (casa_tfcrop_correlation;
     measured identical, e.g. 'XX,YY' without extension: CASA 2292 flags, all XX, = akflag's XX; akflag's
     own 4712 = those + YY's 2420), and akflag's flags of the list hold CASA's."""
     from alakazam.caltasks import akflag
