@@ -38,6 +38,10 @@ def _value(d, expr):
         return np.angle(d)
     if expr == "NORM":
         return d.real * d.real + d.imag * d.imag
+    if d.dtype == np.complex64:         # |V| rounded as CASA's VisMapper (tfcrop.amplitude)
+        from .tfcrop import amplitude
+
+        return amplitude(d)
     return np.abs(d)
 
 
