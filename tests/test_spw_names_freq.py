@@ -49,6 +49,7 @@ ALL0, ALL1 = list(range(16)), list(range(8))
     ("1.3205~1.3245GHz", [(1, ALL1)]),
     ("1320.5~1324.5MHz", [(1, ALL1)]),
     ("1.3~1.32GHz", [(0, ALL0)]),                               # SPW 1 only overlapped: not selected
+    ("1.32~1.33GHz:0~2", [(1, [0, 1, 2])]),                     # CASA: the SPWs by frequency, then channels
     ("*:1.3205~1.3206GHz", [(1, [1])]),     # inside one channel: that channel (CASA 6.7: 0~1, not copied)
     ("*:1.3035~1.3245GHz", [(0, list(range(4, 16))), (1, [0, 1, 2, 3, 4])]),
     ("0:2~3", [(0, [2, 3])]),                                   # ids as before

@@ -282,7 +282,7 @@ def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray],
         s = s.strip()
         if not s:
             spws = have
-        elif c is None and _FREQ_RANGE.fullmatch(s):
+        elif _FREQ_RANGE.fullmatch(s):       # '1.3~1.4GHz' (and '1.3~1.4GHz:0~2', as CASA)
             spws = _spws_in_band(s, have, freqs, text)
         else:
             spws = _spws_by_name(s, names) if s != "*" else []
