@@ -9,6 +9,8 @@ nothing is still an error naming the parameter.
 
 import textwrap
 
+import numpy as np
+
 import pytest
 from casacore.tables import table
 
@@ -114,3 +116,27 @@ def test_yaml_field_ids_with_a_planned_table(solved, tmp_path, capsys):
     y.write_text(y.read_text().replace("['7']", f"['{names.index('3C286')}']").replace(
         f"['{names.index('TARGET')}']", f"['{names.index('3C147')}']"))
     assert main(["--quiet", "run", str(y)]) == 0, capsys.readouterr().err
+
+
+def test_fields_named_like_ids(solved, tmp_path):
+    """Fields named "1" (3C286's row) and "0" (3C147's): the model flux is read from the field of that
+    name, not from the row whose id the name looks like (a second review: since id syntax became ids,
+    fluxscale read 3C286's model for "0" and returned 37 Jy where CASA 6.7 gives 2.46)."""
+    import shutil
+
+    ms0, cal0, names = solved
+    ms, cal = str(tmp_path / "n.ms"), str(tmp_path / "n.h5")
+    shutil.copytree(ms0, ms)
+    i286, i147 = names.index("3C286"), names.index("3C147")
+    with table(ms + "/FIELD", ack=False, readonly=False) as t:
+        t.putcell("NAME", i286, str(i147))           # 3C286 now named like 3C147's id, and vice versa
+        t.putcell("NAME", i147, str(i286))
+    run_solve(solve_config_from_dict(dict(ms=ms, output=cal, ref_ant="C00", jones=["G"],
+                                          field=[[f'"{i147}"', f'"{i286}"']], time_interval=["inf"],
+                                          quiet=True)))
+    by_name = akfluxscale(caltable=cal0, fluxtable=str(tmp_path / "a.h5"), reference=["3C286"],
+                          transfer=["3C147"], jones="G0")
+    r = akfluxscale(caltable=cal, fluxtable=str(tmp_path / "b.h5"), reference=[f'"{i147}"'],
+                    transfer=[f'"{i286}"'], jones="G0")
+    assert [k for k in r if k.isdigit()] == [str(i147)]        # 3C147's row
+    np.testing.assert_allclose(_flux(r), _flux(by_name), rtol=1e-6)

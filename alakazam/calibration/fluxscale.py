@@ -287,7 +287,7 @@ def _ms_errors(ms, field=None, column="MODEL_DATA"):
         ms_io.check_ms(ms)
         meta = ms_io.read_meta(ms)
         if field is not None:
-            ms_io.resolve_fields(meta, [field])
+            ms_io.field_ids_named(meta, field)        # a table's field name (not selection syntax)
         if column:
             ms_io.check_columns(ms, [column])
     except AlakazamError as e:
@@ -307,7 +307,7 @@ def _model_flux(ms, field, source=("column", "MODEL_DATA")):
     if why:
         raise AlakazamError(f"fluxscale: the model flux of {field} is not readable ({why}); {_GIVE_MS}")
     meta = ms_io.read_meta(ms)
-    fid = ms_io.resolve_fields(meta, [field])[0]
+    fid = ms_io.field_ids_named(meta, field)[0]
     if kind == "smodel":                # the solve's model: a point source of Stokes I = smodel[0]
         return {int(sp.spw_id): float(what[0]) for sp in meta.spws.values()}, int(fid)
     out = {}

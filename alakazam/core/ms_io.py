@@ -363,8 +363,20 @@ def check_columns(ms, names):
 # --------------------------------------------------------------------------------------------------
 # selections
 # --------------------------------------------------------------------------------------------------
+def field_ids_named(meta: MSMeta, name) -> List[int]:
+    """The FIELD rows named ``name`` exactly -- for a name read from a table (a solution set's field),
+    never the user selection syntax of :func:`resolve_fields`, where '0' is an id even when a field is
+    named '0'.  AlakazamError when there is none."""
+    ids = [f.id for f in meta.fields if f.name == str(name)]
+    if not ids:
+        raise AlakazamError(f"field: no field named {str(name)!r} in {meta.path} (fields: "
+                            f"{', '.join(f.name for f in meta.fields)})")
+    return ids
+
+
 def resolve_fields(meta: MSMeta, sel) -> List[int]:
-    """Field ids from names, ids, 'a~b' ranges or wildcards (list or comma string); '' = all with data."""
+    """Field ids from user selection syntax: names, ids, 'a~b' ranges or wildcards (list or comma
+    string); '' = all with data.  A name taken from a table: :func:`field_ids_named`."""
     from .selection import parse_fields
 
     if sel is None or sel == "" or (isinstance(sel, (list, tuple)) and len(sel) == 0):
