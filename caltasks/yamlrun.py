@@ -277,8 +277,8 @@ def preflight(blocks, produced_elsewhere=()):
         if produced_here:
             real = os.path.realpath(os.path.expanduser(produced_here))
             planned_spws[real] = _planned_spws(section, cfg, real, planned, planned_spws, produced)
-            if cfg is not None and section == "solve" and isinstance(cfg.ms, str):
-                planned_ms[real] = cfg.ms
+            if cfg is not None and section == "solve" and cfg.ms:     # (several MSs: the first's FIELD)
+                planned_ms[real] = cfg.ms if isinstance(cfg.ms, str) else cfg.ms[0]
             elif cfg is not None and section == "fluxscale":
                 planned_ms[real] = planned_ms.get(os.path.realpath(os.path.expanduser(cfg.reference_table)))
             planned[real] = (where, _planned(section, cfg, real, planned, produced, real in tables_read))

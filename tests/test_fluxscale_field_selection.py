@@ -140,3 +140,49 @@ def test_fields_named_like_ids(solved, tmp_path):
                     transfer=[f'"{i286}"'], jones="G0")
     assert [k for k in r if k.isdigit()] == [str(i147)]        # 3C147's row
     np.testing.assert_allclose(_flux(r), _flux(by_name), rtol=1e-6)
+
+
+def test_quoted_pattern_and_unreadable_ms(solved, tmp_path):
+    """A quoted pattern is a pattern (CASA 6.7's fluxscale and msseltoindex: '"3C2*"'); field ids
+    when the transfer MS cannot be found say so (a second review: "'0' has no G0 solutions")."""
+    import shutil
+
+    from alakazam.core.selection import parse_fields
+
+    ms, cal, names = solved
+    assert parse_fields('"3C2*"', names) == [names.index("3C286")]
+    by_name = akfluxscale(caltable=cal, fluxtable=str(tmp_path / "a.h5"), reference=["3C286"],
+                          transfer=["3C147"], jones="G0")
+    r = akfluxscale(caltable=cal, fluxtable=str(tmp_path / "b.h5"), reference=['"3C2*"'],
+                    transfer=["3C147"], jones="G0")
+    assert _flux(r) == _flux(by_name)
+    lone = str(tmp_path / "lone.h5")                     # the table alone: its recorded MS elsewhere
+    shutil.copy(cal, lone)
+    import h5py
+
+    with h5py.File(lone, "r+") as f:                      # record an MS that does not exist
+        def re_ms(name, obj):
+            if "ms" in obj.attrs:
+                obj.attrs["ms"] = str(tmp_path / "gone.ms")
+        f.visititems(re_ms)
+    with pytest.raises(ParameterError, match="'0' is CASA id syntax.*not readable"):
+        akfluxscale(caltable=lone, fluxtable=str(tmp_path / "c.h5"), reference=["0"], transfer=["3C147"],
+                    jones="G0")
+
+
+def test_yaml_field_ids_with_a_multi_ms_solve(solved, tmp_path, capsys):
+    """A solve block over a list of MSs: the fluxscale block's ids are checked against the first MS's
+    FIELD table in the preflight (a second review: only a single-MS block's were)."""
+    ms, _, names = solved
+    y = tmp_path / "m.yaml"
+    y.write_text(textwrap.dedent(f"""
+        solve:
+          - {{ms: [{ms}], output: {tmp_path}/cal.h5, ref_ant: C00, jones: [G], field: [[3C286, 3C147]],
+              time_interval: [inf]}}
+        fluxscale:
+          - {{reference_table: {tmp_path}/cal.h5, reference_field: ['9'], transfer_field: [3C147],
+              output: {tmp_path}/s.h5, jones_type: G0}}
+    """))
+    assert main(["--quiet", "run", str(y)]) == 2
+    assert "'9' is CASA id syntax" in capsys.readouterr().err
+    assert not (tmp_path / "cal.h5").exists()

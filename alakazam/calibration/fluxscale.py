@@ -380,15 +380,17 @@ def named_fields(cfg: FluxscaleConfig):
 
     def field_names():
         if not ms_names:
-            ms_names.append(_ms_field_names(transfer_ms(cfg, tr_table, tr_sets)[0]))
+            ms, why = transfer_ms(cfg, tr_table, tr_sets)
+            ms_names.append(_ms_field_names(ms) if ms else (why, None))
         return ms_names[0]
 
     def names(key, sets):
         have = sorted({s.field_name for s in sets})
         out = []
         for f in split[key]:
-            if _is_pattern(f) and not f.startswith('"'):
-                out.extend([h for h in have if fnmatch.fnmatchcase(h, f)] or [f])
+            if _is_pattern(f):                  # (quoted or not, as CASA)
+                p = f[1:-1] if len(f) >= 2 and f[0] == f[-1] == '"' else f
+                out.extend([h for h in have if fnmatch.fnmatchcase(h, p)] or [p])
             elif f in have and not _FIELD_ID.fullmatch(f):
                 out.append(f)
             else:
@@ -419,8 +421,12 @@ def _id_item(f, key, ms_fields, errors):
     if f.startswith('"') and f.endswith('"') and len(f) >= 2:
         return [f[1:-1]]                            # a name, also one that looks like an id
     ms, names = ms_fields
-    if not _FIELD_ID.fullmatch(f) or not names:
+    if not _FIELD_ID.fullmatch(f) or (not names and not ms):
         return [f]
+    if not names:
+        errors.setdefault(key, []).append(f"{f!r} is CASA id syntax, a row of the transfer MS's FIELD "
+                                          f"table, which is not readable: {ms}")
+        return []
     try:
         return [names[i] for i in parse_fields(f, names)]
     except AlakazamError as e:
@@ -440,7 +446,7 @@ def fields_by_id(cfg: FluxscaleConfig, ms):
     for key in ("reference_field", "transfer_field"):
         items = [x.strip() for f in getattr(cfg, key) for x in str(f).split(",") if x.strip()]
         out[key] = list(dict.fromkeys(n for f in items for n in (
-            [f] if _is_pattern(f) and not f.startswith('"') else _id_item(f, key, ms_fields, errors))))
+            [f.strip('"')] if _is_pattern(f) else _id_item(f, key, ms_fields, errors))))
     return dataclasses.replace(cfg, **out), errors
 
 

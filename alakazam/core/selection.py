@@ -119,7 +119,7 @@ def parse_fields(sel, names: List[str]) -> List[int]:
             it = it[1:-1]
         if it in names and (quoted or not re.fullmatch(r"[\d\s~<>]+", it)):
             out.extend(i for i, n in enumerate(names) if n == it)     # every FIELD row of that name (CASA)
-        elif quoted:
+        elif quoted and not any(c in it for c in "*?["):      # (a quoted pattern is a pattern, as CASA)
             raise AlakazamError(f"field: {raw!r} (item {k}) is not a field name; available: {avail}")
         elif any(c in it for c in "*?["):
             m = [i for i, n in enumerate(names) if fnmatch.fnmatchcase(n, it)]
