@@ -547,12 +547,14 @@ def check_inputs(cfg: FluxscaleConfig, named=False) -> dict:
     if not cfg.transfer_field and not transfer:
         add("transfer_field", f"empty and {tr_table} has no {key} solutions of a field other than the "
             f"reference ({', '.join(cfg.reference_field)})")
-    for tf in transfer:                 # the MS whose MODEL_DATA gives the model flux
-        ms, why = transfer_ms(cfg, tr_table, [s for s in tr_sets if s.field_name == tf])
-        src = model_source([s for s in tr_sets if s.field_name == tf])
-        why = why or _ms_errors(ms, tf, src[1] if src[0] == "column" else "")
-        if why and why not in errors.get("ms", []):
-            add("ms", why)
+    for tf in transfer:                 # the MS(s) whose MODEL_DATA gives the model flux (per SPW's sets)
+        sets_tf = [s for s in tr_sets if s.field_name == tf]
+        src = model_source(sets_tf)
+        for sp in sorted({s.spw for s in sets_tf}):
+            ms, why = transfer_ms(cfg, tr_table, [s for s in sets_tf if s.spw == sp])
+            why = why or _ms_errors(ms, tf, src[1] if src[0] == "column" else "")
+            if why and why not in errors.get("ms", []):
+                add("ms", why)
     pool = transfer or sorted(have_tr)          # (no valid transfer field: spw checked on every field)
     ref_spws = sorted({s.spw for s in ref_sets if s.field_name in cfg.reference_field})
     spws = sorted({s.spw for s in tr_sets if s.field_name in pool})
@@ -693,16 +695,22 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
     entries, per_field = [], {}
     factors = {}                                         # (field, spw) -> gain factor
     unusable = []                                        # (field, SPW)s without a common valid antenna
+    model_of = {}                                        # (MS, field) -> ({spw: model flux}, field id)
     for tf in transfer:
         ts_all = [s for s in tr_sets if s.field_name == tf]
-        ms, why = transfer_ms(cfg, tr_table, ts_all)
-        if why:
-            raise ParameterError({"ms": [why]})
-        mflux, fid = _model_flux(ms, tf, model_source(ts_all))
+        fid = None
         for sp in spws:
             ts = [s for s in ts_all if s.spw == sp]
             if not ts:
                 continue
+            # the MS of this SPW's solutions (a solve over several MSs records each set's own)
+            ms, why = transfer_ms(cfg, tr_table, ts)
+            if why:
+                raise ParameterError({"ms": [why]})
+            if (ms, tf) not in model_of:
+                model_of[(ms, tf)] = _model_flux(ms, tf, model_source(ts_all))
+            mflux, fid_ms = model_of[(ms, tf)]
+            fid = fid_ms if fid is None else fid
             rsp = _ref_spw(sp, cfg.refspwmap)
             rs = [s for s in ref_sets if s.spw == rsp and s.field_name in cfg.reference_field]
             ant_names = rs[0].ant_names
