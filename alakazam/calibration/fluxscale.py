@@ -70,12 +70,12 @@ import dataclasses
 import fnmatch
 import logging
 import os
-import re
 import warnings
 
 import numpy as np
 
 from ..config import FluxscaleConfig
+from ..core.selection import ID_SYNTAX as _FIELD_ID     # CASA's id syntax: '0', '0~2', '<2', '>0'
 from ..errors import AlakazamError, ParameterError
 from ..jones import terms as jterms
 
@@ -344,7 +344,6 @@ def _unscaled(s):
     return s2
 
 
-_FIELD_ID = re.compile(r"[\d\s~<>]+")       # CASA's id syntax: '0', '0~2', '<2', '>0'
 
 
 def _is_pattern(f) -> bool:

@@ -19,6 +19,8 @@ import numpy as np
 from ..errors import AlakazamError
 
 _FUNITS = {"hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
+#: CASA's id syntax ('0', '0~2', '<2', '>0'): always ids in a field or spw selection, never names
+ID_SYNTAX = re.compile(r"[\d\s~<>]+")
 
 
 def _int_ranges(text, have, what, offset=0, full=None):
@@ -117,7 +119,7 @@ def parse_fields(sel, names: List[str]) -> List[int]:
         quoted = len(it) >= 2 and it[0] == it[-1] == '"'       # a name forced by double quotes (CASA)
         if quoted:
             it = it[1:-1]
-        if it in names and (quoted or not re.fullmatch(r"[\d\s~<>]+", it)):
+        if it in names and (quoted or not ID_SYNTAX.fullmatch(it)):
             out.extend(i for i, n in enumerate(names) if n == it)     # every FIELD row of that name (CASA)
         elif quoted and not any(c in it for c in "*?["):      # (a quoted pattern is a pattern, as CASA)
             raise AlakazamError(f"field: {raw!r} (item {k}) is not a field name; available: {avail}")
@@ -204,9 +206,6 @@ def _chan_ranges(text, n_chan, freqs, spw):
 _FREQ_RANGE = re.compile(r"([0-9.eE+-]+)\s*~\s*([0-9.eE+-]+)\s*(hz|khz|mhz|ghz)", re.I)
 
 
-_ID_SYNTAX = re.compile(r"[\d\s~<>]+")
-
-
 def _spws_by_name(s, names):
     """SPW ids whose NAME is ``s`` (case-sensitive) or matches it as a wildcard pattern (CASA's
     MSSelection: ``'SPW1'``, ``'EVLA_L*'``); [] when none does.  Id syntax (``'0'``, ``'0~2'``,
@@ -216,7 +215,7 @@ def _spws_by_name(s, names):
         return []
     if len(s) >= 2 and s[0] == s[-1] == '"':
         s = s[1:-1]
-    elif _ID_SYNTAX.fullmatch(s):
+    elif ID_SYNTAX.fullmatch(s):
         return []
     if any(c in s for c in "*?["):
         return [i for i, n in sorted(names.items()) if n and fnmatch.fnmatchcase(n, s)]
