@@ -509,10 +509,10 @@ def _fluxscale_errors(cfg, planned, produced, planned_spws=None, planned_ms=None
     tables = {"reference_table": cfg.reference_table,
               "transfer_table": cfg.transfer_table or cfg.reference_table}
     reals = {os.path.realpath(os.path.expanduser(t)) for t in tables.values()}
+    tr = os.path.realpath(os.path.expanduser(tables["transfer_table"]))
     id_errors = {}
     if reals & produced:        # field ids through the MS (fluxscale.fields_by_id)
-        tr_real = os.path.realpath(os.path.expanduser(tables["transfer_table"]))
-        cfg, id_errors = fluxscale.fields_by_id(cfg, (planned_ms or {}).get(tr_real))
+        cfg, id_errors = fluxscale.fields_by_id(cfg, (planned_ms or {}).get(tr))
     known = {}
     for name, t in tables.items():
         keys = _table_keys(t, planned, produced)
@@ -523,7 +523,6 @@ def _fluxscale_errors(cfg, planned, produced, planned_spws=None, planned_ms=None
     for k, msgs in id_errors.items():
         errors.setdefault(k, []).extend(msgs)
     if reals & produced:
-        tr = os.path.realpath(os.path.expanduser(tables["transfer_table"]))
         index = (planned_spws or {}).get(tr) or {}
         key = None
         if index:

@@ -60,17 +60,23 @@ def test_unmatched_id_or_pattern_is_an_error(solved, tmp_path):
     assert not (tmp_path / "c.h5").exists()
 
 
-def test_yaml_pattern_with_a_planned_table(solved, tmp_path):
-    ms, _, _ = solved
-    y = tmp_path / "p.yaml"
+def _solve_then_fluxscale(y, ms, tmp_path, reference, transfer):
+    """Write YAML ``y``: a G solve of 3C286 + 3C147 on ``ms`` into cal.h5, then a fluxscale block with
+    the given reference_field / transfer_field (YAML flow lists) reading it."""
     y.write_text(textwrap.dedent(f"""
         solve:
           - {{ms: {ms}, output: {tmp_path}/cal.h5, ref_ant: C00, jones: [G], field: [[3C286, 3C147]],
               time_interval: [inf]}}
         fluxscale:
-          - {{reference_table: {tmp_path}/cal.h5, reference_field: ['3C2*'], transfer_field: ['3C1*'],
-              output: {tmp_path}/s.h5, jones_type: G0}}
+          - {{reference_table: {tmp_path}/cal.h5, reference_field: {reference},
+              transfer_field: {transfer}, output: {tmp_path}/s.h5, jones_type: G0}}
     """))
+
+
+def test_yaml_pattern_with_a_planned_table(solved, tmp_path):
+    ms, _, _ = solved
+    y = tmp_path / "p.yaml"
+    _solve_then_fluxscale(y, ms, tmp_path, "['3C2*']", "['3C1*']")
     assert main(["--quiet", "run", str(y)]) == 0
     y.write_text(y.read_text().replace("'3C2*'", "'NGC*'"))
     assert main(["--quiet", "run", str(y)]) == 2         # a pattern that matches nothing: the preflight
@@ -100,14 +106,7 @@ def test_yaml_field_ids_with_a_planned_table(solved, tmp_path, capsys):
     through the solve block's MS (a second review: '7' passed, the solve ran, then the block failed)."""
     ms, _, names = solved
     y = tmp_path / "i.yaml"
-    y.write_text(textwrap.dedent(f"""
-        solve:
-          - {{ms: {ms}, output: {tmp_path}/cal.h5, ref_ant: C00, jones: [G], field: [[3C286, 3C147]],
-              time_interval: [inf]}}
-        fluxscale:
-          - {{reference_table: {tmp_path}/cal.h5, reference_field: ['7'],
-              transfer_field: ['{names.index("TARGET")}'], output: {tmp_path}/s.h5, jones_type: G0}}
-    """))
+    _solve_then_fluxscale(y, ms, tmp_path, "['7']", f"['{names.index('TARGET')}']")
     assert main(["--quiet", "run", str(y)]) == 2
     err = capsys.readouterr().err
     assert "fluxscale[0].reference_field" in err and "'7' is CASA id syntax" in err
@@ -175,14 +174,7 @@ def test_yaml_field_ids_with_a_multi_ms_solve(solved, tmp_path, capsys):
     FIELD table in the preflight (a second review: only a single-MS block's were)."""
     ms, _, names = solved
     y = tmp_path / "m.yaml"
-    y.write_text(textwrap.dedent(f"""
-        solve:
-          - {{ms: [{ms}], output: {tmp_path}/cal.h5, ref_ant: C00, jones: [G], field: [[3C286, 3C147]],
-              time_interval: [inf]}}
-        fluxscale:
-          - {{reference_table: {tmp_path}/cal.h5, reference_field: ['9'], transfer_field: [3C147],
-              output: {tmp_path}/s.h5, jones_type: G0}}
-    """))
+    _solve_then_fluxscale(y, f"[{ms}]", tmp_path, "['9']", "[3C147]")
     assert main(["--quiet", "run", str(y)]) == 2
     assert "'9' is CASA id syntax" in capsys.readouterr().err
     assert not (tmp_path / "cal.h5").exists()

@@ -350,6 +350,12 @@ def _is_pattern(f) -> bool:
     return any(c in str(f) for c in "*?[")
 
 
+def _items(cfg, key):
+    """The items of ``cfg.<key>`` (reference_field / transfer_field), comma-separated strings split
+    (CASA's ``'3C147,TARGET'``)."""
+    return [x.strip() for f in getattr(cfg, key) for x in str(f).split(",") if x.strip()]
+
+
 def named_fields(cfg: FluxscaleConfig):
     """``(cfg, errors)``: ``cfg`` with its reference and transfer fields given as CASA fluxscale takes
     them -- names, a comma-separated string of them (``'3C147,TARGET'``), patterns (``'1331+305*'``,
@@ -359,8 +365,7 @@ def named_fields(cfg: FluxscaleConfig):
     [message]} for an id that is no row of that FIELD table.  Apply it once: a resolved name may
     itself look like an id.  An item that resolves to nothing else is kept as given (the checks then
     report it with the fields available)."""
-    split = {k: [x.strip() for f in getattr(cfg, k) for x in str(f).split(",") if x.strip()]
-             for k in ("reference_field", "transfer_field")}
+    split = {k: _items(cfg, k) for k in ("reference_field", "transfer_field")}
     errors = {}
     if not any(_is_pattern(f) or _FIELD_ID.fullmatch(f) or f.startswith('"') for v in split.values()
                for f in v):
@@ -443,8 +448,7 @@ def fields_by_id(cfg: FluxscaleConfig, ms):
     out, errors = {}, {}
     ms_fields = _ms_field_names(cfg.ms or ms) if (cfg.ms or ms) else (None, None)
     for key in ("reference_field", "transfer_field"):
-        items = [x.strip() for f in getattr(cfg, key) for x in str(f).split(",") if x.strip()]
-        out[key] = list(dict.fromkeys(n for f in items for n in (
+        out[key] = list(dict.fromkeys(n for f in _items(cfg, key) for n in (
             [f.strip('"')] if _is_pattern(f) else _id_item(f, key, ms_fields, errors))))
     return dataclasses.replace(cfg, **out), errors
 

@@ -320,9 +320,7 @@ def _flag_unit(t, cfg, sel, mod, state, ddid, unit, limit, counts, write, pre=No
         counts["newly_flagged"] += int((new & ~sub).sum())
         counts["unflagged"] += int((sub & ~new).sum())
         if whole is not None:        # the extension's flags outside the selection: counted too
-            outside = np.ones(flag.shape, bool)
-            outside[np.ix_(np.arange(len(rows)), chans, corrs)] = False
-            ext = int((whole & ~flag & outside).sum())
+            ext = int((whole & ~flag).sum()) - int((new & ~sub).sum())     # (inside it: new vs sub)
             counts["newly_flagged"] += ext
             counts["extended"] += ext
             if write is not None and not np.array_equal(whole, flag):
