@@ -127,6 +127,20 @@ def test_spw_without_rows_is_said_to_have_no_data(empty_spw, tmp_path):
     assert "7" in " ".join(_errors(e.value)["spw"])
 
 
+def test_spw_id_range_over_an_spw_without_rows(empty_spw):
+    """An id range selects the SPWs with data that it covers, an SPW without rows left out (it is in
+    the table: CASA selects it, and it has nothing); a range past SPECTRAL_WINDOW is an error naming the
+    last id, as CASA's msseltoindex ("No match found for 3,4,5") -- it was clipped to the SPWs present."""
+    from alakazam.core.ms_io import read_meta, resolve_spw
+
+    meta = read_meta(empty_spw)
+    assert meta.spws_without_data == [2]
+    got = resolve_spw(meta, "0~2")
+    assert sorted(meta.spws[d].spw_id for d in got) == [0, 1]
+    with pytest.raises(AlakazamError, match="'0~5' goes past the last spw id of the MS, 2"):
+        resolve_spw(meta, "0~5")
+
+
 def test_listobs_lists_an_spw_without_rows_marked_no_data(empty_spw):
     """akinfo(vis=...) / listobs omitted the SPW without rows (it is in the MS's sub-tables)."""
     import io

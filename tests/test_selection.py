@@ -94,9 +94,24 @@ def test_field_selections(sel, expected):
 @pytest.mark.parametrize("sel,match", [
     ("NOPE", "'NOPE' \\(item 0\\) is not a field name or id; available: 3C286, 3C147, TARGET"),
     ("3C286,X*", "pattern 'X\\*' \\(item 1\\) matches no field"),
-    ("2~9", "outside field ids 0~3"),
+    ("4~9", "range '4~9' \\(item 0\\) selects no field id \\(ids 0~3\\)"),      # CASA: an error too
+    ("2~1", "range '2~1' \\(item 0\\) selects no field id"),
     ("7", "'7' \\(item 0\\)"),
 ])
 def test_field_errors(sel, match):
     with pytest.raises(AlakazamError, match=match):
         parse_fields(sel, NAMES)
+
+
+def test_field_range_past_the_table_is_clipped_with_a_warning(caplog):
+    """CASA 6.7's MSSelection (msseltoindex on 3 fields: '0~5' -> 0, 1, 2 and '1~5' -> 1, 2, each with
+    a warning; '5~7' an error): a range that goes past the last field id is clipped, and said."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        assert parse_fields("2~9", NAMES) == [2, 3]
+    assert "range '2~9' goes past the last field id, 3: ids 2~3 selected" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        assert parse_fields("0~3", NAMES) == [0, 1, 2, 3]
+    assert caplog.text == ""

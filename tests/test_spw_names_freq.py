@@ -53,6 +53,24 @@ ALL0, ALL1 = list(range(16)), list(range(8))
     ("*:1.3205~1.3206GHz", [(1, [1])]),     # inside one channel: that channel (CASA 6.7: 0~1, not copied)
     ("*:1.3035~1.3245GHz", [(0, list(range(4, 16))), (1, [0, 1, 2, 3, 4])]),
     ("0:2~3", [(0, [2, 3])]),                                   # ids as before
+    # one frequency: the channel whose extent holds it (CASA 6.7: the two channels whose centres
+    # bracket it, '0:1.305GHz' -> 4~5; not copied); each end of a range its own unit (as CASA)
+    ("0:1.305GHz", [(0, [5])]),
+    ("0:1305.4MHz", [(0, [5])]),
+    ("0:1.3056GHz", [(0, [6])]),
+    ("0:1.3GHz", [(0, [0])]),                                   # CASA: 0 too
+    ("0:1.3153GHz", [(0, [15])]),                               # within half a channel of the last
+    ("*:1.3232GHz", [(1, [3])]),
+    ("*:1.3235GHz", [(1, [4])]),                   # on the edge of two channels: the upper one
+    ("0:1.305GHz;1.31GHz", [(0, [5, 10])]),
+    ("0:1.303GHz~1.306GHz", [(0, [3, 4, 5, 6])]),               # CASA: 3~6
+    ("0:1303MHz~1.306GHz", [(0, [3, 4, 5, 6])]),
+    ("0:1.303 GHz ~ 1.306 GHz", [(0, [3, 4, 5, 6])]),
+    ("0:1.303e9~1.306e9Hz", [(0, [3, 4, 5, 6])]),
+    # one bare frequency: the SPWs whose channels span it (CASA 6.7: only an SPW whose centre it is)
+    ("1.3235GHz", [(1, ALL1)]),                                 # SPW 1's centre: CASA the same
+    ("1.301GHz", [(0, ALL0)]),
+    ("1.3075GHz:2~3", [(0, [2, 3])]),
 ])
 def test_as_casa_selects(text, want):
     assert sel(text) == want
@@ -68,6 +86,14 @@ def test_as_casa_selects(text, want):
     ('"SPW2"', "not an SPW name"),
     ("*:1.3245~1.3205GHz", "first frequency is above the last"),    # CASA: an error too
     ("1.3245~1.3205GHz", "first frequency is above the last"),
+    ("0:1.2GHz", "'1.2GHz' selects no channel of SPW 0"),
+    ("0:1.3156GHz", "selects no channel of SPW 0"),             # past the last channel's upper edge
+    ("*:1.317GHz", "selects no channel of SPWs 0, 1"),          # the gap between the SPWs
+    ("1.317GHz", "'1.317GHz' of '1.317GHz': no SPW's channels span it"),
+    ("0:1.3GHzMHz", "cannot parse channel range"),
+    # an id range past the SPECTRAL_WINDOW table: an error, as CASA's ("No match found for 2,3,4,5")
+    ("0~5", "'0~5' goes past the last spw id of the MS, 1 \\(CASA refuses such a range too\\)"),
+    ("1~5:0~1", "goes past the last spw id"),
 ])
 def test_errors(text, match):
     with pytest.raises(AlakazamError, match=match):
@@ -119,6 +145,15 @@ def test_akflag_star_frequency_range_matches_casa(tmp_path):
                 q = t.query(f"DATA_DESC_ID=={d}")
                 got.append(q.getcol("FLAG") | q.getcol("FLAG_ROW")[:, None, None])
         np.testing.assert_array_equal(got[0], got[1])
+
+
+def test_id_range_leaves_out_spws_without_data():
+    """SPW 2 is in SPECTRAL_WINDOW but has no rows: '0~2' selects 0 and 1 (no error: CASA selects it,
+    and it has nothing to select); '0~3' goes past the table."""
+    assert parse_spw("0~2", N, F, NAMES, table={0, 1, 2}) == [(0, ALL0), (1, ALL1)]
+    assert parse_spw("<5", N, F, NAMES, table={0, 1, 2}) == [(0, ALL0), (1, ALL1)]     # CASA: the same
+    with pytest.raises(AlakazamError, match="'0~3' goes past the last spw id of the MS, 2"):
+        parse_spw("0~3", N, F, NAMES, table={0, 1, 2})
 
 
 def test_id_syntax_is_always_ids():

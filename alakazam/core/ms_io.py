@@ -71,7 +71,7 @@ class MSMeta:
     receptor_angle: np.ndarray
     interval: float
     columns: List[str] = field(default_factory=list)
-    #: SPW ids in DATA_DESCRIPTION (hence SPECTRAL_WINDOW) without a row in the main table
+    #: SPW ids (SPECTRAL_WINDOW rows) without a row in the main table
     spws_without_data: List[int] = field(default_factory=list)
 
     @property
@@ -266,7 +266,7 @@ def read_meta_uncached(ms) -> MSMeta:
     if obs is None:
         obs = positions[active].mean(axis=0) if len(active) else positions.mean(axis=0)
     with_data = {sp.spw_id for sp in spws.values()}
-    nodata = sorted({int(x) for x in dd_spw if 0 <= int(x) < len(spw_freq)} - with_data)
+    nodata = sorted(set(range(len(spw_freq))) - with_data)
     return MSMeta(ms, [str(n) for n in names], positions, active, amap, spws, fields, scans, obs, tel,
                   receptor, interval, cols, nodata)
 
@@ -413,7 +413,8 @@ def resolve_spw(meta: MSMeta, sel) -> Dict[int, np.ndarray]:
     out = {}
     for spw_id, chans in parse_spw(str(sel), {s: len(meta.spws[ds[0]].freqs) for s, ds in by_spw.items()},
                                    {s: meta.spws[ds[0]].freqs for s, ds in by_spw.items()},
-                                   {s: meta.spws[ds[0]].name for s, ds in by_spw.items()}):
+                                   {s: meta.spws[ds[0]].name for s, ds in by_spw.items()},
+                                   set(by_spw) | set(meta.spws_without_data)):
         for d in by_spw[spw_id]:
             out[d] = np.asarray(chans, np.int64)
     if not out:
@@ -432,7 +433,7 @@ def _no_data_spws(meta: MSMeta, sel, have):
     if named:
         which = ", ".join(str(x) for x in dict.fromkeys(named))
         raise AlakazamError(f"spw: SPW {which} of {sel!r} has no data: it is in the MS's SPECTRAL_WINDOW "
-                            f"and DATA_DESCRIPTION tables but no row of the main table has it; SPWs with "
+                            f"table but no row of the main table has it; SPWs with "
                             f"data: {', '.join(str(x) for x in have) or 'none'}")
 
 

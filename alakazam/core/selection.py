@@ -11,6 +11,7 @@ intent and observation are parsed by :mod:`alakazam.core.msselect` (one parser p
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from typing import Dict, List, Tuple
 
@@ -23,9 +24,11 @@ _FUNITS = {"hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
 ID_SYNTAX = re.compile(r"[\d\s~<>]+")
 
 
-def _int_ranges(text, have, what, offset=0, full=None):
+def _int_ranges(text, have, what, offset=0, full=None, table=None):
     """'1~5,7', '<5', '>3', '*' over the available integers ``have`` (positions reported from ``offset``
-    in ``full``, the whole user string)."""
+    in ``full``, the whole user string).  ``table``: every id the table holds (with data or not, its
+    row numbers); a range 'a~b' past its last id is an error, as CASA's MSSelection refuses an SPW
+    range past the SPECTRAL_WINDOW table (None: a range selects what it covers of ``have``)."""
     full = text if full is None else full
     out = []
     pos = offset
@@ -44,6 +47,9 @@ def _int_ranges(text, have, what, offset=0, full=None):
                 out.extend(h for h in have if h > int(p[1:]))
             elif "~" in p:
                 a, b = (int(x) for x in p.split("~"))
+                if table is not None and b > max(table, default=-1):
+                    raise AlakazamError(f"{what}: {p!r} goes past the last {what} id of the MS, "
+                                        f"{max(table, default='none')} (CASA refuses such a range too)")
                 out.extend(h for h in have if a <= h <= b)
             else:
                 v = int(p)
@@ -98,7 +104,10 @@ def parse_scans(text, have) -> List[int]:
 
 def parse_fields(sel, names: List[str]) -> List[int]:
     """Field ids (in selection order, no duplicates) from names, ids, 'a~b' id ranges, '<n' / '>n' or
-    wildcards.  Id syntax is always ids, as CASA's MSSelection: a field named '2' is '"2"'.
+    wildcards.  Id syntax is always ids, as CASA's MSSelection: a field named '2' is '"2"'.  A range
+    past the last id is clipped with a warning, as CASA's ('0~5' on three fields: 0, 1, 2); one that
+    starts past it, and a single id that is no FIELD row, are errors (CASA drops such an id with a
+    warning when another item selects something: '0,7' is field 0 there, an error here).
 
     Parameters
     ----------
@@ -130,10 +139,14 @@ def parse_fields(sel, names: List[str]) -> List[int]:
             out.extend(m)
         elif re.fullmatch(r"\d+\s*~\s*\d+", it):
             a, b = (int(x) for x in it.split("~"))
-            if a > b or b >= len(names):
-                raise AlakazamError(f"field: range {it!r} (item {k}) outside field ids 0~{len(names) - 1}; "
-                                    f"available: {avail}")
-            out.extend(range(a, b + 1))
+            if a > b or a >= len(names):
+                raise AlakazamError(f"field: range {it!r} (item {k}) selects no field id (ids "
+                                    f"0~{len(names) - 1}); available: {avail}")
+            if b >= len(names):     # CASA's MSSelection clips a range past the table, and warns
+                logging.getLogger("alakazam").warning(
+                    "field: range %r goes past the last field id, %d: ids %d~%d selected (as CASA)",
+                    it, len(names) - 1, a, len(names) - 1)
+            out.extend(range(a, min(b, len(names) - 1) + 1))
         elif re.fullmatch(r"[<>]\s*\d+", it):          # CASA '<2' (ids 0, 1), '>0'
             v = int(it[1:])
             m = [i for i in range(len(names)) if (i < v if it[0] == "<" else i > v)]
@@ -155,26 +168,32 @@ def parse_fields(sel, names: List[str]) -> List[int]:
 
 
 def _chan_ranges(text, n_chan, freqs, spw):
-    """Sorted channel indices of one SPW from '5~61', '0~10;15~60', '0~10^2', '1.401~1.404GHz'."""
+    """Sorted channel indices of one SPW from '5~61', '0~10;15~60', '0~10^2', '1.401~1.404GHz',
+    '1.401GHz~1.404GHz' or one frequency '1.4025GHz' (the channel that holds it)."""
     chans = []
     for part in text.split(";"):
         p = part.strip().lower()
         if not p:
             continue
-        m = re.fullmatch(r"([0-9.eE+-]+)\s*~\s*([0-9.eE+-]+)\s*(hz|khz|mhz|ghz)", p)
-        if m:
+        band = _freq_bounds(p)
+        if band is not None:
             if freqs is None:
-                raise AlakazamError(f"spw: frequency range {part!r} needs the channel frequencies of "
+                raise AlakazamError(f"spw: frequency selection {part!r} needs the channel frequencies of "
                                     f"SPW {spw}")
             freqs = np.asarray(freqs, float)
-            lo, hi = (float(m.group(i)) * _FUNITS[m.group(3)] for i in (1, 2))
+            lo, hi = band
             if lo > hi:
                 raise AlakazamError(f"spw: in {part!r} the first frequency is above the last (as CASA, "
                                     "a range goes from low to high)")
-            sel = np.nonzero((freqs >= lo) & (freqs <= hi))[0]
-            if len(sel) == 0 and len(freqs):     # a range inside one channel: the channel(s) it lies in
-                half = 0.5 * (float(np.min(np.abs(np.diff(freqs)))) if len(freqs) > 1 else 0.0)
-                sel = np.nonzero((freqs - half < hi) & (freqs + half > lo))[0]
+            half = 0.5 * (float(np.min(np.abs(np.diff(freqs)))) if len(freqs) > 1 else 0.0)
+            if lo == hi and "~" not in p:       # one frequency: the channel whose extent holds it
+                sel = np.nonzero((freqs - half <= lo) & (lo < freqs + half))[0]
+                if len(sel) == 0:
+                    sel = np.nonzero(freqs == lo)[0]         # (a one-channel SPW: its centre)
+            else:
+                sel = np.nonzero((freqs >= lo) & (freqs <= hi))[0]
+                if len(sel) == 0 and len(freqs):     # a range inside one channel: the channel(s) it lies in
+                    sel = np.nonzero((freqs - half < hi) & (freqs + half > lo))[0]
             if len(sel) == 0:
                 raise AlakazamError(f"spw: {part!r} selects no channel of SPW {spw}")
             chans.extend(sel.tolist())
@@ -203,7 +222,23 @@ def _chan_ranges(text, n_chan, freqs, spw):
     return sorted(dict.fromkeys(chans))
 
 
-_FREQ_RANGE = re.compile(r"([0-9.eE+-]+)\s*~\s*([0-9.eE+-]+)\s*(hz|khz|mhz|ghz)", re.I)
+_NUM = r"(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?"
+_UNIT = r"(?:hz|khz|mhz|ghz)"
+#: a frequency range, the unit on the last end (or on both: '1.401GHz~1.404GHz'), or one frequency
+_FREQ = re.compile(rf"\s*({_NUM})\s*(?:({_UNIT})\s*)?(?:~\s*({_NUM})\s*)?({_UNIT})\s*", re.I)
+
+
+def _freq_bounds(text):
+    """(lo, hi) in Hz of a frequency item -- '1.401~1.404GHz', '1401MHz~1.404GHz' (each end its own
+    unit, as CASA; the first takes the last's when it has none) or one frequency '1.4025GHz' (lo = hi)
+    -- or None when ``text`` is no frequency item (a channel range, an SPW id or name)."""
+    m = _FREQ.fullmatch(str(text))
+    if m is None or (m.group(2) and not m.group(3)):      # ('1GHzMHz' is no frequency)
+        return None
+    last = _FUNITS[m.group(4).lower()]
+    first = _FUNITS[m.group(2).lower()] if m.group(2) else last
+    lo = float(m.group(1)) * first
+    return (lo, float(m.group(3)) * last) if m.group(3) else (lo, lo)
 
 
 def _spws_by_name(s, names):
@@ -223,27 +258,37 @@ def _spws_by_name(s, names):
 
 
 def _spws_in_band(item, have, freqs, text):
-    """The SPWs of ``have`` whose centre frequency (the middle of its first and last channel) lies in
-    the frequency range ``item`` ('1.3~1.4GHz'), every channel of each -- CASA's MSSelection, measured
-    with msseltoindex: an SPW the range only overlaps is not selected, and no SPW is an error."""
-    m = _FREQ_RANGE.fullmatch(item)
-    lo, hi = (float(m.group(i)) * _FUNITS[m.group(3).lower()] for i in (1, 2))
+    """The SPWs of ``have`` that a bare frequency item selects, every channel of each.  A range
+    ('1.3~1.4GHz'): the SPWs whose centre frequency (the middle of its first and last channel) lies in
+    it -- CASA's MSSelection, measured with msseltoindex: an SPW the range only overlaps is not
+    selected.  One frequency ('1.42GHz'): the SPWs whose channels span it (first to last channel, half
+    a channel beyond each; CASA 6.7 selects only an SPW whose centre is that frequency, to the last
+    digit, which no user means).  No SPW is an error."""
+    lo, hi = _freq_bounds(item)
     if lo > hi:
         raise AlakazamError(f"spw: in {item!r} the first frequency is above the last (as CASA, a range "
                             "goes from low to high)")
+    one = "~" not in item
     out = []
     for sp in have:
         f = np.asarray((freqs or {}).get(sp, []), float)
-        if len(f) and lo <= 0.5 * (f.min() + f.max()) <= hi:
+        if not len(f):
+            continue
+        if one:
+            half = 0.5 * (float(np.min(np.abs(np.diff(f)))) if len(f) > 1 else 0.0)
+            if f.min() - half <= lo < f.max() + half or lo in f:
+                out.append(sp)
+        elif lo <= 0.5 * (f.min() + f.max()) <= hi:
             out.append(sp)
     if not out:
-        raise AlakazamError(f"spw: {item!r} of {text!r} holds no SPW's centre frequency (an SPW is selected "
-                            "by a bare frequency range when its centre lies in it, as CASA)")
+        what = ("no SPW's channels span it" if one else "holds no SPW's centre frequency (an SPW is selected "
+                "by a bare frequency range when its centre lies in it, as CASA)")
+        raise AlakazamError(f"spw: {item!r} of {text!r}: {what}")
     return out
 
 
 def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray],
-              names: Dict[int, str] = None) -> List[Tuple[int, List[int]]]:
+              names: Dict[int, str] = None, table=None) -> List[Tuple[int, List[int]]]:
     """[(spw_id, channel list), ...] for a CASA SPW selection string.
 
     Parameters
@@ -262,6 +307,10 @@ def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray],
         SPW id -> (chan,) channel frequencies in Hz (for frequency ranges).
     names : dict, optional
         SPW id -> SPECTRAL_WINDOW NAME (for selection by name).
+    table : collection of int, optional
+        Every SPW id of the SPECTRAL_WINDOW table, with data or not: an id range past it (``'0~5'`` on
+        two SPWs) is an error, as CASA's; an id in it without data is left out of a range.  None: the
+        ids of ``n_chan``.
     """
     if not str(text).strip() or str(text).strip() == "*":
         return [(s, list(range(n_chan[s]))) for s in sorted(n_chan)]
@@ -281,7 +330,7 @@ def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray],
         s = s.strip()
         if not s:
             spws = have
-        elif _FREQ_RANGE.fullmatch(s):       # '1.3~1.4GHz' (and '1.3~1.4GHz:0~2', as CASA)
+        elif _freq_bounds(s) is not None:    # '1.3~1.4GHz', '1.42GHz' (and '1.3~1.4GHz:0~2', as CASA)
             spws = _spws_in_band(s, have, freqs, text)
         else:
             spws = _spws_by_name(s, names) if s != "*" else []
@@ -290,7 +339,7 @@ def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray],
                                     f"{', '.join(n for _, n in sorted((names or {}).items()) if n)})")
             if not spws:
                 try:
-                    spws = _int_ranges(s, have, "spw", at, text)
+                    spws = _int_ranges(s, have, "spw", at, text, set(have if table is None else table))
                 except AlakazamError as e:
                     if names and not re.fullmatch(r"[\d\s~<>*]+", s):
                         known = ", ".join(n for _, n in sorted(names.items()) if n)
@@ -304,8 +353,9 @@ def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray],
                 try:
                     ch = _chan_ranges(c, n_chan[sp], (freqs or {}).get(sp), sp)
                 except AlakazamError as e:
-                    if several and "selects no channel" in str(e) and _FREQ_RANGE.search(c):
-                        continue        # (a frequency range: the SPWs that hold it)
+                    by_freq = any(_freq_bounds(x) for x in c.split(";"))
+                    if several and by_freq and "selects no channel" in str(e):
+                        continue        # (a frequency selection: the SPWs that hold it)
                     raise
             out[sp] = sorted(set(out.get(sp, [])) | set(ch))
         if several and c is not None and not any(sp in out for sp in spws):
