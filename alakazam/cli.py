@@ -174,12 +174,27 @@ def cmd_demo(args):
     run_demo(args.dir, feed=args.feed, backend=args.backend, overwrite=args.overwrite)
 
 
+class LogOnce(argparse.Action):
+    """``--log FILE`` (before or after the subcommand) given once: a second ``--log`` naming another file
+    is an error naming both (argparse would keep the last one without a word, and the log the user
+    looks for would not be written).  The files seen by the parser built last: :attr:`seen`."""
+
+    seen: list = []
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if LogOnce.seen and values not in LogOnce.seen:
+            parser.error(f"--log given twice ({LogOnce.seen[0]!r} and {values!r}): one log file per run")
+        LogOnce.seen.append(values)
+        setattr(namespace, self.dest, values)
+
+
 def build_parser():
+    LogOnce.seen = []
     p = argparse.ArgumentParser(prog="alakazam", description="Radio-interferometric calibration")
     p.add_argument("--version", action="version", version=f"alakazam {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--quiet", action="store_true", help="warnings and errors only, no progress bars")
-    p.add_argument("--log", default=None, metavar="FILE", help="also write the log to FILE")
+    p.add_argument("--log", default=None, metavar="FILE", action=LogOnce, help="also write the log to FILE")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("run", help="run solve -> fluxscale -> apply blocks of a YAML file")
     s.add_argument("config", help="YAML file (flag, solve, fluxscale, apply blocks); relative paths in it "
@@ -187,7 +202,8 @@ def build_parser():
     # also accepted after the subcommand (alakazam run --quiet --log run.log cfg.yaml)
     s.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
                    help="warnings and errors only, no progress bars")
-    s.add_argument("--log", default=argparse.SUPPRESS, metavar="FILE", help="also write the log to FILE")
+    s.add_argument("--log", default=argparse.SUPPRESS, metavar="FILE", action=LogOnce,
+                   help="also write the log to FILE")
     s.add_argument("--workers", type=int, default=None, metavar="N",
                    help="solve, apply and flag on a dask LocalCluster of N worker processes "
                         "(blocks may set their own)")
@@ -265,7 +281,7 @@ def build_parser():
             s.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
                            help="warnings and errors only, no progress bars")
         if "log" not in have:
-            s.add_argument("--log", default=argparse.SUPPRESS, metavar="FILE",
+            s.add_argument("--log", default=argparse.SUPPRESS, metavar="FILE", action=LogOnce,
                            help="also write the log to FILE")
     return p
 

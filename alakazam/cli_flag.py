@@ -126,7 +126,10 @@ def _common(s):
     # also accepted after the subcommand, as for `alakazam run`
     s.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
                    help="warnings and errors only, no progress bars")
-    s.add_argument("--log", default=argparse.SUPPRESS, metavar="FILE", help="also write the log to FILE")
+    from .cli import LogOnce
+
+    s.add_argument("--log", default=argparse.SUPPRESS, metavar="FILE", action=LogOnce,
+                   help="also write the log to FILE")
 
 
 def add_parsers(sub):

@@ -40,3 +40,21 @@ def test_plot_outdir_default_is_akplots():
     want = next(p.default for p in akplot.spec.params if p.name == "outdir")
     assert want == "plots"
     assert build_parser().parse_args(["plot", "c.h5"]).outdir == want
+
+
+@pytest.mark.parametrize("argv", [["--log", "a.log", "run", "--log", "b.log", "x.yaml"],
+                                  ["run", "--log", "a.log", "--log", "b.log", "x.yaml"],
+                                  ["--log", "a.log", "flag", "--vis", "m.ms", "--log", "b.log"]])
+def test_log_given_twice_is_an_error(argv, capsys):
+    """``--log a --log b`` kept the last file without a word (argparse): the log looked for in a.log
+    was never written.  Two different files are an error naming both; the same file twice is one."""
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(argv)
+    assert e.value.code == 2
+    assert "--log given twice ('a.log' and 'b.log')" in capsys.readouterr().err
+
+
+def test_the_same_log_twice_is_one_log():
+    a = build_parser().parse_args(["--log", "a.log", "run", "--log", "a.log", "x.yaml"])
+    assert a.log == "a.log"
+    assert build_parser().parse_args(["--log", "b.log", "run", "x.yaml"]).log == "b.log"   # (fresh)
