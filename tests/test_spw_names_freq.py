@@ -67,10 +67,13 @@ ALL0, ALL1 = list(range(16)), list(range(8))
     ("0:1303MHz~1.306GHz", [(0, [3, 4, 5, 6])]),
     ("0:1.303 GHz ~ 1.306 GHz", [(0, [3, 4, 5, 6])]),
     ("0:1.303e9~1.306e9Hz", [(0, [3, 4, 5, 6])]),
-    # one bare frequency: the SPWs whose channels span it (CASA 6.7: only an SPW whose centre it is)
+    # one bare frequency: the SPWs whose channels span it (CASA 6.7: an SPW whose centre is within
+    # about a channel width of it)
     ("1.3235GHz", [(1, ALL1)]),                                 # SPW 1's centre: CASA the same
     ("1.301GHz", [(0, ALL0)]),
     ("1.3075GHz:2~3", [(0, [2, 3])]),
+    ("0:+1.303~1.306GHz", [(0, [3, 4, 5, 6])]),                 # a sign (CASA: 3~6)
+    ("0:1.3035GHz~1.3035GHz", [(0, [3, 4])]),       # zero width on the edge of two channels: both (CASA)
 ])
 def test_as_casa_selects(text, want):
     assert sel(text) == want
@@ -91,6 +94,7 @@ def test_as_casa_selects(text, want):
     ("*:1.317GHz", "selects no channel of SPWs 0, 1"),          # the gap between the SPWs
     ("1.317GHz", "'1.317GHz' of '1.317GHz': no SPW's channels span it"),
     ("0:1.3GHzMHz", "cannot parse channel range"),
+    ("0:1.303~-1.306GHz", "first frequency is above the last"),     # CASA: start > end
     # an id range past the SPECTRAL_WINDOW table: an error, as CASA's ("No match found for 2,3,4,5")
     ("0~5", "'0~5' goes past the last spw id of the MS, 1 \\(CASA refuses such a range too\\)"),
     ("1~5:0~1", "goes past the last spw id"),
@@ -147,6 +151,37 @@ def test_akflag_star_frequency_range_matches_casa(tmp_path):
         np.testing.assert_array_equal(got[0], got[1])
 
 
+def test_a_name_that_reads_as_a_frequency():
+    """SPW 0 named '1420MHz', SPW 1 named '1.3GHz' (a review): CASA reads both as frequencies (and
+    finds no SPW there); alakazam read them as frequencies after the single-frequency change and took
+    SPW 0 for '1.3GHz' without a word.  Where the name and the frequency select different SPWs it is an
+    error asking for the quoted name; where they agree, those SPWs."""
+    odd = {0: "1420MHz", 1: "1.3GHz"}
+    with pytest.raises(AlakazamError, match="'1.3GHz' is the name of SPW 1 and, read as a frequency .*"
+                                            "selects SPW 0: give '\"1.3GHz\"'"):
+        parse_spw("1.3GHz:0~3", N, F, odd)
+    with pytest.raises(AlakazamError, match="'1420MHz' is the name of SPW 0 and, read as a frequency .*"
+                                            "selects no SPW"):
+        parse_spw("1420MHz", N, F, odd)
+    assert parse_spw('"1.3GHz":0~3', N, F, odd) == [(1, [0, 1, 2, 3])]
+    assert parse_spw('"1420MHz"', N, F, odd) == [(0, ALL0)]
+    assert parse_spw("1.3235GHz", N, F, {0: "a", 1: "1.3235GHz"}) == [(1, ALL1)]     # both agree
+
+
+def test_one_channel_spw_by_its_width():
+    """A one-channel SPW (continuum, averaged data) at 1.320 GHz, CHAN_WIDTH 1 MHz: its channel holds
+    1.3196-1.3204 GHz; without the width only its exact centre was found (a review)."""
+    n, f, w = {0: 16, 1: 1}, {0: F[0], 1: np.array([1.320e9])}, {0: np.full(16, 1e6), 1: np.array([1e6])}
+    assert parse_spw("1:1.3202GHz", n, f, widths=w) == [(1, [0])]
+    assert parse_spw("*:1.3198GHz", n, f, widths=w) == [(1, [0])]
+    assert parse_spw("1.3202GHz", n, f, widths=w) == [(1, [0])]
+    assert parse_spw("1:1.32015~1.32018GHz", n, f, widths=w) == [(1, [0])]   # a range inside it
+    with pytest.raises(AlakazamError, match="selects no channel of SPW 1"):
+        parse_spw("1:1.3206GHz", n, f, widths=w)
+    with pytest.raises(AlakazamError, match="selects no channel of SPW 1"):      # no width: the centre only
+        parse_spw("1:1.3202GHz", n, f)
+
+
 def test_id_range_leaves_out_spws_without_data():
     """SPW 2 is in SPECTRAL_WINDOW but has no rows: '0~2' selects 0 and 1 (no error: CASA selects it,
     and it has nothing to select); '0~3' goes past the table."""
@@ -175,3 +210,21 @@ def test_field_id_syntax_is_always_ids():
     assert parse_fields("3C286,0", names) == [1, 0]
     with pytest.raises(AlakazamError, match="id syntax and no field id"):
         parse_fields("5", ["A", "5"])
+
+
+def test_one_channel_spw_of_an_ms(tmp_path):
+    """resolve_spw hands each SPW's CHAN_WIDTH to the parser: one frequency off the centre of a
+    one-channel SPW selects it (it was 'selects no channel')."""
+    from alakazam.core.ms_io import read_meta, resolve_spw
+    from alakazam.sim import simulate_ms
+
+    ms = str(tmp_path / "one.ms")
+    simulate_ms(ms, n_ant=4, n_ant_extra=0, n_chan=(4, 1), duration_h=0.05, int_s=60.0, seed=3,
+                dead_ant=False, leakage=False)
+    meta = read_meta(ms)
+    sp = next(s for s in meta.spws.values() if len(s.freqs) == 1)
+    f = float(sp.freqs[0]) + 0.3 * abs(float(sp.chan_width[0]))
+    got = resolve_spw(meta, f"{sp.spw_id}:{f / 1e6:.6f}MHz")
+    assert {d: list(c) for d, c in got.items()} == {sp.ddid: [0]}
+    got = resolve_spw(meta, f"{f / 1e6:.6f}MHz")
+    assert list(got) == [sp.ddid]

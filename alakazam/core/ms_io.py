@@ -414,7 +414,8 @@ def resolve_spw(meta: MSMeta, sel) -> Dict[int, np.ndarray]:
     for spw_id, chans in parse_spw(str(sel), {s: len(meta.spws[ds[0]].freqs) for s, ds in by_spw.items()},
                                    {s: meta.spws[ds[0]].freqs for s, ds in by_spw.items()},
                                    {s: meta.spws[ds[0]].name for s, ds in by_spw.items()},
-                                   set(by_spw) | set(meta.spws_without_data)):
+                                   set(by_spw) | set(meta.spws_without_data),
+                                   {s: meta.spws[ds[0]].chan_width for s, ds in by_spw.items()}):
         for d in by_spw[spw_id]:
             out[d] = np.asarray(chans, np.int64)
     if not out:

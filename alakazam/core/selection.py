@@ -167,9 +167,22 @@ def parse_fields(sel, names: List[str]) -> List[int]:
     return list(dict.fromkeys(out))
 
 
-def _chan_ranges(text, n_chan, freqs, spw):
+def _half_widths(freqs, widths=None):
+    """Half of each channel's width in Hz: CHAN_WIDTH's where it is given (finite and non-zero, one per
+    channel), else half the smallest spacing of the channel frequencies (0 for one channel without a
+    width).  A channel's extent is its frequency -/+ this."""
+    f = np.asarray(freqs, float)
+    if widths is not None:
+        w = np.abs(np.asarray(widths, float))
+        if w.shape == f.shape and np.all(np.isfinite(w)) and np.all(w > 0):
+            return 0.5 * w
+    return np.full(f.shape, 0.5 * float(np.min(np.abs(np.diff(f)))) if len(f) > 1 else 0.0)
+
+
+def _chan_ranges(text, n_chan, freqs, spw, widths=None):
     """Sorted channel indices of one SPW from '5~61', '0~10;15~60', '0~10^2', '1.401~1.404GHz',
-    '1.401GHz~1.404GHz' or one frequency '1.4025GHz' (the channel that holds it)."""
+    '1.401GHz~1.404GHz' or one frequency '1.4025GHz' (the channel whose extent holds it; ``widths``:
+    the SPW's CHAN_WIDTH, :func:`_half_widths`)."""
     chans = []
     for part in text.split(";"):
         p = part.strip().lower()
@@ -185,15 +198,17 @@ def _chan_ranges(text, n_chan, freqs, spw):
             if lo > hi:
                 raise AlakazamError(f"spw: in {part!r} the first frequency is above the last (as CASA, "
                                     "a range goes from low to high)")
-            half = 0.5 * (float(np.min(np.abs(np.diff(freqs)))) if len(freqs) > 1 else 0.0)
+            half = _half_widths(freqs, widths)
             if lo == hi and "~" not in p:       # one frequency: the channel whose extent holds it
                 sel = np.nonzero((freqs - half <= lo) & (lo < freqs + half))[0]
                 if len(sel) == 0:
-                    sel = np.nonzero(freqs == lo)[0]         # (a one-channel SPW: its centre)
+                    sel = np.nonzero(freqs == lo)[0]         # (a one-channel SPW without a width)
             else:
                 sel = np.nonzero((freqs >= lo) & (freqs <= hi))[0]
                 if len(sel) == 0 and len(freqs):     # a range inside one channel: the channel(s) it lies in
                     sel = np.nonzero((freqs - half < hi) & (freqs + half > lo))[0]
+                    if len(sel) == 0:                # (no width, on the edge of two: both, as CASA)
+                        sel = np.nonzero((freqs - half <= hi) & (freqs + half >= lo))[0]
             if len(sel) == 0:
                 raise AlakazamError(f"spw: {part!r} selects no channel of SPW {spw}")
             chans.extend(sel.tolist())
@@ -222,7 +237,7 @@ def _chan_ranges(text, n_chan, freqs, spw):
     return sorted(dict.fromkeys(chans))
 
 
-_NUM = r"(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?"
+_NUM = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?"
 _UNIT = r"(?:hz|khz|mhz|ghz)"
 #: a frequency range, the unit on the last end (or on both: '1.401GHz~1.404GHz'), or one frequency
 _FREQ = re.compile(rf"\s*({_NUM})\s*(?:({_UNIT})\s*)?(?:~\s*({_NUM})\s*)?({_UNIT})\s*", re.I)
@@ -257,13 +272,13 @@ def _spws_by_name(s, names):
     return [i for i, n in sorted(names.items()) if n == s]
 
 
-def _spws_in_band(item, have, freqs, text):
+def _spws_in_band(item, have, freqs, text, widths=None):
     """The SPWs of ``have`` that a bare frequency item selects, every channel of each.  A range
     ('1.3~1.4GHz'): the SPWs whose centre frequency (the middle of its first and last channel) lies in
     it -- CASA's MSSelection, measured with msseltoindex: an SPW the range only overlaps is not
-    selected.  One frequency ('1.42GHz'): the SPWs whose channels span it (first to last channel, half
-    a channel beyond each; CASA 6.7 selects only an SPW whose centre is that frequency, to the last
-    digit, which no user means).  No SPW is an error."""
+    selected.  One frequency ('1.42GHz'): the SPWs whose channels' extents span it (``widths``: each
+    SPW's CHAN_WIDTH, :func:`_half_widths`; CASA 6.7 selects only an SPW whose centre is within about
+    a channel width of it, measured).  No SPW is an error."""
     lo, hi = _freq_bounds(item)
     if lo > hi:
         raise AlakazamError(f"spw: in {item!r} the first frequency is above the last (as CASA, a range "
@@ -275,8 +290,8 @@ def _spws_in_band(item, have, freqs, text):
         if not len(f):
             continue
         if one:
-            half = 0.5 * (float(np.min(np.abs(np.diff(f)))) if len(f) > 1 else 0.0)
-            if f.min() - half <= lo < f.max() + half or lo in f:
+            half = _half_widths(f, (widths or {}).get(sp))
+            if np.min(f - half) <= lo < np.max(f + half) or lo in f:
                 out.append(sp)
         elif lo <= 0.5 * (f.min() + f.max()) <= hi:
             out.append(sp)
@@ -287,8 +302,28 @@ def _spws_in_band(item, have, freqs, text):
     return out
 
 
+def _spws_named_or_in_band(s, have, freqs, widths, names, text):
+    """The SPWs of a bare frequency item ``s`` (:func:`_spws_in_band`), where ``s`` may also be an SPW's
+    NAME ('1.3GHz'): the same SPWs either way, or an error asking for the quoted name (CASA reads the
+    item as a frequency; a name that looks like one is given in double quotes, '"1.3GHz"')."""
+    named = _spws_by_name(s, names)
+    try:
+        by_freq, err = _spws_in_band(s, have, freqs, text, widths), None
+    except AlakazamError as e:
+        by_freq, err = None, e
+    if named and named != by_freq:
+        ids = ", ".join(map(str, named))
+        read = f"selects SPW {', '.join(map(str, by_freq))}" if by_freq else "selects no SPW"
+        raise AlakazamError(f"spw: {s!r} is the name of SPW {ids} and, read as a frequency (as CASA reads "
+                            f"it), {read}: give '\"{s}\"' for the SPW of that name")
+    if err is not None:
+        raise err
+    return by_freq
+
+
 def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray],
-              names: Dict[int, str] = None, table=None) -> List[Tuple[int, List[int]]]:
+              names: Dict[int, str] = None, table=None,
+              widths: Dict[int, np.ndarray] = None) -> List[Tuple[int, List[int]]]:
     """[(spw_id, channel list), ...] for a CASA SPW selection string.
 
     Parameters
@@ -311,6 +346,9 @@ def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray],
         Every SPW id of the SPECTRAL_WINDOW table, with data or not: an id range past it (``'0~5'`` on
         two SPWs) is an error, as CASA's; an id in it without data is left out of a range.  None: the
         ids of ``n_chan``.
+    widths : dict, optional
+        SPW id -> (chan,) CHAN_WIDTH in Hz: a channel's extent for one frequency ('0:1.4025GHz') and a
+        range inside a channel (else half the channel spacing; a one-channel SPW needs it).
     """
     if not str(text).strip() or str(text).strip() == "*":
         return [(s, list(range(n_chan[s]))) for s in sorted(n_chan)]
@@ -331,7 +369,7 @@ def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray],
         if not s:
             spws = have
         elif _freq_bounds(s) is not None:    # '1.3~1.4GHz', '1.42GHz' (and '1.3~1.4GHz:0~2', as CASA)
-            spws = _spws_in_band(s, have, freqs, text)
+            spws = _spws_named_or_in_band(s, have, freqs, widths, names, text)
         else:
             spws = _spws_by_name(s, names) if s != "*" else []
             if not spws and s.startswith('"'):
@@ -351,7 +389,7 @@ def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray],
                 ch = list(range(n_chan[sp]))
             else:
                 try:
-                    ch = _chan_ranges(c, n_chan[sp], (freqs or {}).get(sp), sp)
+                    ch = _chan_ranges(c, n_chan[sp], (freqs or {}).get(sp), sp, (widths or {}).get(sp))
                 except AlakazamError as e:
                     by_freq = any(_freq_bounds(x) for x in c.split(";"))
                     if several and by_freq and "selects no channel" in str(e):
