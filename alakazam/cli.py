@@ -177,20 +177,48 @@ def cmd_demo(args):
 class LogOnce(argparse.Action):
     """``--log FILE`` (before or after the subcommand) given once: a second ``--log`` naming another file
     is an error naming both (argparse would keep the last one without a word, and the log the user
-    looks for would not be written).  The files seen by the parser built last: :attr:`seen`."""
+    looks for would not be written).  The same file twice (``a.log``, ``./a.log``) is one.  ``seen``:
+    the files of the current parse, shared by the parser's ``--log`` options and emptied when the
+    top-level parser starts a parse (:class:`_Parser`)."""
 
-    seen: list = []
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen = []
 
     def __call__(self, parser, namespace, values, option_string=None):
-        if LogOnce.seen and values not in LogOnce.seen:
-            parser.error(f"--log given twice ({LogOnce.seen[0]!r} and {values!r}): one log file per run")
-        LogOnce.seen.append(values)
+        if self.seen and os.path.abspath(values) not in {os.path.abspath(v) for v in self.seen}:
+            parser.error(f"--log given twice ({self.seen[0]!r} and {values!r}): one log file per run")
+        self.seen.append(values)
         setattr(namespace, self.dest, values)
 
 
+class _Parser(argparse.ArgumentParser):
+    """The top-level parser: each parse starts with no ``--log`` seen (:class:`LogOnce`), so one parser
+    parses several command lines."""
+
+    log_seen = None
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self.log_seen is not None:
+            self.log_seen.clear()
+        return super().parse_known_args(args, namespace)
+
+
+def _share_log_seen(parser):
+    """Every ``--log`` of ``parser`` and its subcommands records into one list, the parser's."""
+    parser.log_seen = []
+    todo = [parser]
+    while todo:
+        p = todo.pop()
+        for a in p._actions:
+            if isinstance(a, LogOnce):
+                a.seen = parser.log_seen
+            elif isinstance(a, argparse._SubParsersAction):
+                todo.extend(a.choices.values())
+
+
 def build_parser():
-    LogOnce.seen = []
-    p = argparse.ArgumentParser(prog="alakazam", description="Radio-interferometric calibration")
+    p = _Parser(prog="alakazam", description="Radio-interferometric calibration")
     p.add_argument("--version", action="version", version=f"alakazam {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--quiet", action="store_true", help="warnings and errors only, no progress bars")
@@ -283,6 +311,7 @@ def build_parser():
         if "log" not in have:
             s.add_argument("--log", default=argparse.SUPPRESS, metavar="FILE", action=LogOnce,
                            help="also write the log to FILE")
+    _share_log_seen(p)
     return p
 
 

@@ -17,6 +17,7 @@ import logging
 import os
 
 from alakazam.errors import AlakazamError, ParameterError, UnknownParameterError
+from alakazam.core import warnonce
 from alakazam.tasks_xml import xml_path
 
 from .xmlschema import check_value, load_task
@@ -165,6 +166,7 @@ class Task:
         return path
 
     # ---- call
+    @warnonce.scoped          # a warning the call's checks would repeat is said once (core/warnonce.py)
     def __call__(self, *args, **kwargs):
         unknown = [k for k in kwargs if k not in self.spec.names]
         if unknown or self._call_errors(args, kwargs)[2]:

@@ -29,6 +29,7 @@ import os
 
 from alakazam import progress
 from alakazam.safeyaml import load
+from alakazam.core import warnonce
 from alakazam.errors import AlakazamError, ParameterError
 
 from .akapply import akapply
@@ -539,6 +540,7 @@ def _fluxscale_errors(cfg, planned, produced, planned_spws=None, planned_ms=None
     return errors
 
 
+@warnonce.scoped              # a warning the blocks' checks would repeat is said once (core/warnonce.py)
 def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=None, scheduler=None,
              plots=None) -> dict:
     """Run a YAML file: every flag block (akflag), then solve (akcal), fluxscale (akfluxscale), apply

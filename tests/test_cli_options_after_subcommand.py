@@ -58,3 +58,14 @@ def test_the_same_log_twice_is_one_log():
     a = build_parser().parse_args(["--log", "a.log", "run", "--log", "a.log", "x.yaml"])
     assert a.log == "a.log"
     assert build_parser().parse_args(["--log", "b.log", "run", "x.yaml"]).log == "b.log"   # (fresh)
+
+
+def test_one_parser_parses_several_command_lines():
+    """The files seen were kept on the class (a review): a second parse with the same parser, or with
+    another parser built after it, was refused as '--log given twice'; 'a.log' and './a.log' too."""
+    p1 = build_parser()
+    p2 = build_parser()
+    assert p1.parse_args(["--log", "a.log", "run", "x.yaml"]).log == "a.log"
+    assert p1.parse_args(["--log", "b.log", "run", "x.yaml"]).log == "b.log"
+    assert p2.parse_args(["run", "--log", "c.log", "x.yaml"]).log == "c.log"
+    assert p1.parse_args(["--log", "a.log", "run", "--log", "./a.log", "x.yaml"]).log == "./a.log"

@@ -115,3 +115,40 @@ def test_field_range_past_the_table_is_clipped_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="alakazam"):
         assert parse_fields("0~3", NAMES) == [0, 1, 2, 3]
     assert caplog.text == ""
+
+
+def test_field_range_warning_once_per_task_call_or_run(caplog, tmp_path):
+    """The precheck, the plan and the flow each parse the selection: the warning came 3-8 times per
+    run (a review).  Once per task call / YAML run (core/warnonce.py); outside one, every parse."""
+    import logging
+
+    from alakazam.core import warnonce
+
+    def said():
+        return caplog.text.count("goes past the last field id")
+
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        parse_fields("2~9", NAMES)
+        parse_fields("2~9", NAMES)
+        assert said() == 2
+        caplog.clear()
+        with warnonce.SCOPE.keep():
+            parse_fields("2~9", NAMES)
+            parse_fields("2~9", NAMES)
+            parse_fields("1~9", NAMES)
+        assert said() == 2                      # '2~9' once, '1~9' once
+        caplog.clear()
+        with warnonce.SCOPE.keep():             # a new call says it again
+            parse_fields("2~9", NAMES)
+        assert said() == 1
+
+    from alakazam.caltasks import akflag
+    from alakazam.sim import simulate_ms
+
+    ms = str(tmp_path / "f.ms")
+    simulate_ms(ms, n_ant=4, n_ant_extra=0, n_chan=(4,), duration_h=0.1, int_s=60.0, seed=1,
+                dead_ant=False, leakage=False)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        akflag(vis=ms, mode="manual", field="0~5", action="calculate")
+    assert said() == 1, caplog.text

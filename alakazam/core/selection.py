@@ -11,13 +11,13 @@ intent and observation are parsed by :mod:`alakazam.core.msselect` (one parser p
 from __future__ import annotations
 
 import fnmatch
-import logging
 import re
 from typing import Dict, List, Tuple
 
 import numpy as np
 
 from ..errors import AlakazamError
+from . import warnonce
 
 _FUNITS = {"hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
 #: CASA's id syntax ('0', '0~2', '<2', '>0'): always ids in a field or spw selection, never names
@@ -143,9 +143,8 @@ def parse_fields(sel, names: List[str]) -> List[int]:
                 raise AlakazamError(f"field: range {it!r} (item {k}) selects no field id (ids "
                                     f"0~{len(names) - 1}); available: {avail}")
             if b >= len(names):     # CASA's MSSelection clips a range past the table, and warns
-                logging.getLogger("alakazam").warning(
-                    "field: range %r goes past the last field id, %d: ids %d~%d selected (as CASA)",
-                    it, len(names) - 1, a, len(names) - 1)
+                warnonce.warning("alakazam", "field: range %r goes past the last field id, %d: ids %d~%d "
+                                 "selected (as CASA)", it, len(names) - 1, a, len(names) - 1)
             out.extend(range(a, min(b, len(names) - 1) + 1))
         elif re.fullmatch(r"[<>]\s*\d+", it):          # CASA '<2' (ids 0, 1), '>0'
             v = int(it[1:])

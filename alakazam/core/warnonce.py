@@ -1,0 +1,40 @@
+"""A warning said once per task call or YAML run, where the run's checks would repeat it.
+
+A selection is parsed by the precheck, the plan and the flow of each block (a field range past the
+table: the same warning 3-8 times in one ``alakazam run``).  Inside ``with SCOPE.keep():`` -- entered
+by every task call (caltasks/task.py) and by the YAML runner for the whole run -- :func:`warning`
+logs a message the first time only; outside, every time.  ``ALAKAZAM_WARN_ONCE=0`` turns the
+de-duplication off.  Pinned by tests/test_selection.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from .scope import Scope
+
+_SAID: dict = {}
+SCOPE = Scope("ALAKAZAM_WARN_ONCE", _SAID)
+
+
+def warning(logger: str, msg: str, *args) -> None:
+    """``logging.getLogger(logger).warning(msg, *args)``, once per message inside :data:`SCOPE`."""
+    text = msg % args if args else msg
+    if SCOPE.active():
+        with SCOPE.lock:
+            if text in _SAID:
+                return
+            _SAID[text] = True
+    logging.getLogger(logger).warning(text)
+
+
+def scoped(func):
+    """Run ``func`` inside :data:`SCOPE` (a task call, a YAML run)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with SCOPE.keep():
+            return func(*args, **kwargs)
+
+    return wrapper
