@@ -697,6 +697,9 @@ def _solution_set(ctx, step, g: FieldSpw, group: Group, acc, cells_t, res, cell_
         feed_basis=spw.feed_basis, solver_backend=cfg.solver_backend,
         apply_parang=bool(cfg.apply_parang), ms=os.path.abspath(str(cfg.ms)),     # (hdf5.resolve_ms)
         preapply_chain=[t.key for t in g.prior], alakazam_version=__version__,
+        # where each pre-applied term came from ('' = solved in this run: this table); akexport frames
+        # a gain by a per-scan K of another table through it (io/casatable.delay_frame)
+        preapply_tables=[str(getattr(t, "source", "")) for t in g.prior],
         # the model the solutions are relative to (akfluxscale's model flux): a column, or CASA's smodel
         model_column="" if cfg.smodel else str(cfg.model_col),
         smodel=[float(x) for x in (cfg.smodel or [])],

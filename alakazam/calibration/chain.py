@@ -16,6 +16,7 @@ and :func:`preapply_tables` builds them for a solve step (applied by
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -43,6 +44,7 @@ class LoadedTerm:
     solution_field: Optional[List[str]] = None
     freq_interp: str = ""               # '' (nearest bin) or a core/freqinterp.FREQ_MODES entry
     spwmap: Optional[dict] = None       # {data SPW: table SPW} (apply's spwmap; calibration/spwmap.py)
+    source: str = ""                    # the table it was read from (absolute path; '' = solved in this run)
 
     @property
     def diagonal(self) -> bool:
@@ -62,7 +64,7 @@ def load_term(table, key, field_select="nearest_time", time_interp="nearest", so
         raise AlakazamError(f"{key}: field_select 'pinned' needs solution_field (the calibrator "
                             "field(s) whose solutions to use)")
     return LoadedTerm(real, jt, sets, field_select, time_interp,
-                      list(solution_field) if solution_field else None)
+                      list(solution_field) if solution_field else None, source=os.path.abspath(str(table)))
 
 
 def term_from_sets(key, jones_type, sets, time_interp="nearest"):

@@ -65,7 +65,9 @@ D             Df Jones        CPARAM (n,2)  [d_pq, d_qp]
   between scans, 4-MHz bins of a 16-MHz band, CASA interp ['nearest', 'linear,linear']: 1.8e-3 of max
   |V| from akapply, row phases 0.0126 rad rms as with one K for the run).
   Export the K and the gains it frames together (a framed G with a 0-Hz K, or the other way round,
-  is off by ``2 pi tau nu_ref``).
+  is off by ``2 pi tau nu_ref``).  A G or T of another table than its K (the solve's attr
+  ``preapply_tables`` names the K's table) is framed by that K where the K's export from its own
+  table is framed (:func:`_chain_from_sources`).
 * CP: ours is ``diag(1, exp(i phi))`` for every antenna, CASA's Xf is ``diag(x, 1)``; they differ by
   the scalar ``exp(i phi)`` common to all antennas, which cancels in ``J_p M J_q^H``: x = exp(-i phi).
 * D: the same matrix ``[[1, d_pq], [d_qp, 1]]`` in the feed frame (after P), par 0 = d_pq.
@@ -612,6 +614,54 @@ def gain_frames(g, terms):
     return out
 
 
+def _k_export_reference(k, terms):
+    """({spw: nu_ref}, [gain keys]) of the K term ``k`` as exported from the table holding ``terms``:
+    the SPWs where a G or T of that table is framed by it (:func:`gain_frames`), and those gains."""
+    ref, gains = {}, []
+    for g in terms:
+        if g.jones_type in ("G", "T"):
+            for sp, ks in gain_frames(g, terms).items():
+                mine = {sp: f for kk, f in ks if kk is k}
+                ref.update(mine)
+                if mine and g.key not in gains:
+                    gains.append(g.key)
+    return ref, gains
+
+
+def _chain_from_sources(me, terms, table):
+    """(terms, {K key: {spw: nu_ref}}, missing keys): the keys of ``me``'s pre-apply chain that
+    ``table`` (its ``terms``) does not hold, each read from the table its solve recorded (attr
+    ``preapply_tables``, e.g. a fluxscaled G solved with K and bandpass of another table pre-applied);
+    for each such K, its export reference from its own table (:func:`_k_export_reference`).  A key
+    found nowhere (no table recorded: written before session 41; or moved) is in ``missing``."""
+    from ..calibration import chain as chain_mod
+    from ..calibration.solve_order import preapply_chain
+
+    chain = preapply_chain(me) or []
+    srcs = [str(x) for x in np.atleast_1d(me.sets[0].attrs.get("preapply_tables", []))]
+    if len(srcs) != len(chain):
+        srcs = [""] * len(chain)
+    have = {t.key for t in terms}
+    ext, kref, missing = [], {}, []
+    for k, src in zip(chain, srcs):
+        if k in have:
+            continue
+        if not src or not os.path.exists(src) or os.path.abspath(src) == os.path.abspath(str(table)):
+            missing.append(k)
+            continue
+        try:
+            t = chain_mod.load_term(src, k)
+        except AlakazamError:
+            missing.append(k)
+            continue
+        ext.append(t)
+        if t.jones_type == "K":
+            own = _table_terms(src) if os.path.isfile(src) else []
+            kk = next((x for x in own if x.key == t.key), None)
+            kref[t.key] = _k_export_reference(kk, own)[0] if kk is not None else {}
+    return ext, kref, missing
+
+
 def delay_frame(table, key, sets):
     """The sets of key ``key`` of HDF5 table ``table`` as exported, and the K's ``delay_ref``
     (``{spw: nu_ref}``, None when not a K; see the module docstring, "Delay frame").
@@ -639,22 +689,25 @@ def delay_frame(table, key, sets):
 
     log = logging.getLogger("alakazam.export")
     if jt == "K":
-        ref = {}
-        gains = []
-        for g in terms:
-            if g.jones_type in ("G", "T"):
-                for sp, ks in gain_frames(g, terms).items():
-                    mine = {sp: f for k, f in ks if k is me}
-                    ref.update(mine)
-                    if mine and g.key not in gains:
-                        gains.append(g.key)
+        ref, gains = _k_export_reference(me, terms)
         if ref:
             log.info("%s: a per-scan K written with CASA's delay reference at %s (the gains solved after it "
                      "carry its phase there): export %s with it and apply them together", key,
                      ", ".join(f"{f / 1e6:.3f} MHz (spw {sp})" for sp, f in sorted(ref.items())),
                      ", ".join(gains))
         return sets, ref or None
-    frames = gain_frames(me, terms)
+    ext, kref, missing = _chain_from_sources(me, terms, table)
+    if missing and any(s.scan_id for s in me.sets):
+        log.warning("%s: solved with %s pre-applied, which %s does not hold and whose table the solve did "
+                    "not record or is not found: written without a per-scan K's delay frame, which matches "
+                    "that K exported at 0 Hz but not at CASA's delay reference (akexport says which it "
+                    "writes)", key, ", ".join(missing), table)
+    frames = gain_frames(me, terms + ext)
+    # a K of another table frames this gain only where its own export is framed (where its table
+    # frames a gain): the exported pair then agrees whichever of the two tables each came from
+    frames = {sp: [(k, f) for k, f in v if not any(k is e for e in ext) or sp in kref.get(k.key, {})]
+              for sp, v in frames.items()}
+    frames = {sp: v for sp, v in frames.items() if v}
     if not frames:
         return sets, None
     ks = sorted({k.key for v in frames.values() for k, _ in v})
