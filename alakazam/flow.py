@@ -556,9 +556,14 @@ def _solnorm(cfg, step, sets):
     if not terms.get(step.jones_type).gain:
         log.info("%s: solnorm applies to gains only; %s left as solved", step.key, step.jones_type)
         return
-    for spw, (fp, fq) in normalise_sets(sets, cfg.normtype).items():
-        log.info("%s: solnorm (%s) SPW %d: amplitudes divided by %.6g (p), %.6g (q)", step.key, cfg.normtype,
-                 spw, fp, fq)
+    for spw, f in normalise_sets(sets, cfg.normtype).items():
+        if f is None:
+            log.info("%s: solnorm (%s) SPW %d: each antenna's bandpass per polarisation and time divided by "
+                     "its %s amplitude and mean phase (CASA bandpass)", step.key, cfg.normtype, spw,
+                     "rms" if cfg.normtype == "mean" else "median")
+        else:
+            log.info("%s: solnorm (%s) SPW %d: amplitudes of both polarisations divided by %.6g (CASA "
+                     "gaincal)", step.key, cfg.normtype, spw, f)
 
 
 def _apply_selection(cfg, meta):

@@ -186,12 +186,12 @@ def test_T_on_a_simulated_ms_and_casa_export(tmp_path):
     ga = np.abs(g)
     print(f"T applied: rms(CORRECTED - MODEL) = {rms:.4f}, sqrt(2) noise = {np.sqrt(2) * noise:.4f}")
     assert np.sqrt(2) * noise / ga.max() ** 2 < rms < 1.1 * np.sqrt(2) * noise / ga.min() ** 2
-    # solnorm treats T as a gain: mean amplitude 1, p = q kept
+    # solnorm treats T as a gain (CASA gaincal: mean |g|^2 = 1 per SPW), p = q kept
     cal2 = str(tmp_path / "tn.h5")
     akcal(vis=ms, caltable=cal2, jones=["T"], field=field, solint="inf", refant="C00", solnorm=True)
     for s in hdf5.read_term(cal2, "T0"):
         j = s.jones[..., 0, 0][~s.flags]
-        np.testing.assert_allclose(np.abs(j).mean(), 1.0, rtol=1e-12)
+        np.testing.assert_allclose(np.mean(np.abs(j) ** 2), 1.0, rtol=1e-12)
         np.testing.assert_array_equal(s.jones[..., 0, 0], s.jones[..., 1, 1])
     # CASA export: 'T Jones', one parameter; read back as a G with p = q
     out = str(tmp_path / "T.tb")
