@@ -26,6 +26,11 @@ def _prepare(params):
         if mode in ("restore", "delete") and name not in saved:
             errors["versionname"] = [f"flag version {name!r} not found in {flagversions.versions_dir(vis)}; "
                                      f"saved: {', '.join(saved) or 'none'}"]
+        elif mode == "restore":
+            try:                # a version of another MS: before the current flags are saved
+                flagversions.check_matches(vis, name)
+            except AlakazamError as e:
+                errors["versionname"] = [str(e).split(": ", 1)[-1]]
         elif mode == "save" and flagversions.name_error(name):
             errors["versionname"] = [flagversions.name_error(name)]
         elif mode == "save" and name in saved:
@@ -66,6 +71,20 @@ def _body(p):
         versions = flagversions.list_versions(vis)
         _print_list(vis, versions)
         return {"versions": versions}
+    from alakazam.core import locks
+
+    # one writer of the MS at a time: a version is not saved, restored or deleted while another run
+    # writes FLAG (a delete took a running akflag's backup and its in-progress marker: a review)
+    with locks.writer_lock(vis, "ms"):
+        return _write_body(p, ends)
+
+
+def _write_body(p, ends):
+    from alakazam.core import flagversions
+
+    from alakazam.calibration import flagsafety
+
+    vis, mode, name = p["vis"], p["mode"], p["versionname"]
     if mode == "save":
         saved = flagversions.save(vis, task="flagmanager", comment=p["comment"] or "akflagmanager save",
                                   name=name or None)

@@ -62,6 +62,9 @@ def restore_command(ms, version) -> str:
 
 #: the line of a marker that says the FLAG writes are a restore: ``restoring: <version> <merge>``
 _RESTORING = "restoring: "
+#: how every marker starts (a file of that name without it is not alakazam's: CASA's flagmanager saves a
+#: version named 'x.in_progress' as the directory ``flags.x.in_progress``)
+_MARKER = "FLAG writes in progress"
 
 
 def interrupted(ms):
@@ -73,11 +76,14 @@ def interrupted(ms):
         name = merge = None
         try:
             with open(m) as fh:
-                for line in fh.read(4096).splitlines():
-                    if line.startswith(_RESTORING) and len(line[len(_RESTORING):].split()) == 2:
-                        name, merge = line[len(_RESTORING):].split()
-        except OSError:
-            pass
+                text = fh.read(4096)
+        except OSError:         # (a directory: CASA's version named '<x>.in_progress', not a marker)
+            continue
+        if text and not text.startswith(_MARKER):
+            continue            # a file alakazam did not write as a marker (empty: killed while writing it)
+        for line in text.splitlines():
+            if line.startswith(_RESTORING) and len(line[len(_RESTORING):].split()) == 2:
+                name, merge = line[len(_RESTORING):].split()
         out.append((version, name, merge))
     return out
 
@@ -122,7 +128,7 @@ def restore_marked(ms, name, merge, save):
     with signals.held():
         backup = save()
         with open(marker_path(ms, backup), "w") as fh:
-            fh.write(f"FLAG writes in progress; restore with: {restore_command(ms, backup)}\n"
+            fh.write(f"{_MARKER}; restore with: {restore_command(ms, backup)}\n"
                      f"{_RESTORING}{name} {merge}\n")
     try:
         yield backup
@@ -141,10 +147,14 @@ def restore_marked(ms, name, merge, save):
 
 
 def clear_marker(ms, version):
-    try:
-        os.unlink(marker_path(ms, version))
-    except FileNotFoundError:
-        pass
+    """Remove the in-progress marker of ``version`` (a regular file; a directory of that name is CASA's
+    version '<version>.in_progress', left alone)."""
+    m = marker_path(ms, version)
+    if os.path.isfile(m) and not os.path.islink(m):
+        try:
+            os.unlink(m)
+        except FileNotFoundError:
+            pass
 
 
 @contextmanager
@@ -156,7 +166,7 @@ def flag_writes(ms, version, what="apply"):
         return
     m = marker_path(ms, version)
     with open(m, "w") as fh:
-        fh.write(f"FLAG writes in progress; restore with: {restore_command(ms, version)}\n")
+        fh.write(f"{_MARKER}; restore with: {restore_command(ms, version)}\n")
     from ..core import columns
     from ..core.ms import flag_writes as handle_flag_writes
     from ..core.ms import flag_written

@@ -442,6 +442,42 @@ def _merge(cur, new, merge):
     return new if merge == "replace" else (cur | new) if merge == "or" else (cur & new)
 
 
+def check_matches(ms, name):
+    """An AlakazamError when flag version ``name`` cannot be restored into ``ms``: another number of rows,
+    or FLAG cells of another shape in the first row of a DATA_DESC_ID (a version of another MS).  Cheap
+    (a few cells): akflagmanager checks it before saving the current flags (a version of another MS was
+    found only after that save, and its marker then said FLAG was "partly restored")."""
+    from casacore.tables import table
+
+    path = version_path(ms, name)
+    if path is None:
+        raise _not_found(ms, name)
+    with table(str(ms), ack=False) as t:
+        firsts = {d: int(r[0]) for d, r in flagtable.ddid_rows(t, 10 * CHUNK_ROWS).items() if len(r)}
+        if path.endswith(".npz"):
+            with np.load(path) as z:
+                if len(z["flag_row"]) != t.nrows():
+                    raise AlakazamError(f"versionname: {name!r} holds {len(z['flag_row'])} rows but {ms} has "
+                                        f"{t.nrows()}; the version belongs to another MS")
+                for dd in sorted(int(k[len("rows_"):]) for k in z.files if k.startswith("rows_")):
+                    for rows, f in _saved_flags(z, dd):
+                        if len(rows) and f.shape[1:] != t.getcell("FLAG", int(rows[0])).shape:
+                            raise AlakazamError(f"versionname: {name!r} does not match {ms} (FLAG of shape "
+                                                f"{f.shape[1:]} saved for cells of shape "
+                                                f"{t.getcell('FLAG', int(rows[0])).shape}); the version "
+                                                "belongs to another MS")
+                        break
+            return
+        with table(path, ack=False) as v:
+            flagtable.check_rows(v, t, name)
+            for d, r in firsts.items():
+                have, want = v.getcell("FLAG", r).shape, t.getcell("FLAG", r).shape
+                if have != want:
+                    raise AlakazamError(f"versionname: {name!r} does not match {ms} (row {r}: FLAG of shape "
+                                        f"{have} saved for cells of shape {want}); the version belongs to "
+                                        "another MS")
+
+
 def _restore_into(ms, path, name, merge):
     from casacore.tables import table
 
