@@ -105,8 +105,22 @@ def _kind(t, table_cls):
 
 
 def freeze_if_safe() -> bool:
-    """``gc.freeze()`` when :func:`open_resources` finds nothing; True when frozen."""
+    """``gc.freeze()`` when :func:`open_resources` finds nothing; True when frozen.  Ctrl-C is ignored
+    from here on: the command has ended (its exit status is set), and a KeyboardInterrupt inside this
+    exit handler printed "Exception ignored in atexit callback" with a traceback (a review)."""
+    _ignore_interrupts()
     if open_resources():
         return False
     gc.freeze()
     return True
+
+
+def _ignore_interrupts():
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except (ValueError, OSError):
+            pass
