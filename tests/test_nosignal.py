@@ -111,6 +111,40 @@ def test_pick_takes_only_antennas_without_signal():
     assert nosignal._pick(s) == []                            # fewer than 2 with signal would remain
 
 
+def test_pick_in_a_cell_where_every_signal_is_weak():
+    """A faint field per integration (session 41's review, S measured on a simulated 1.5 Jy-noise MS):
+    every hand's S is 3.7-7.4, and 12 of 16 were taken out by the absolute threshold alone -- the cell
+    lost where CASA keeps 13 of 16.  Below NOISE_S a hand is taken out only when it is also below half
+    the cell's median; a dead hand beside weak live ones still is."""
+    s = np.array([[3.93, 7.0], [3.66, 6.27], [5.43, 3.75], [5.01, 6.25], [5.84, 7.42], [5.41, 4.95],
+                  [5.56, 5.16], [5.62, 4.72]])
+    assert nosignal._pick(s) == []
+    s = np.full((8, 2), 10.0)
+    s[3, 0] = 3.3                                             # dead beside a weak calibrator's hands
+    assert nosignal._pick(s) == [(3, 0)]
+
+
+def test_a_faint_field_per_integration_keeps_its_solutions(tmp_path):
+    """End to end on that MS's faint field: no integration loses every solution; a hand is flagged only
+    for its own SNR below minsnr (CASA gaincal flagged the same 3 of 16 hands in the review's cell)."""
+    ms = str(tmp_path / "n.ms")
+    simulate_ms(ms, n_ant=8, n_chan=(16, 8), duration_h=1.0, int_s=30.0, noise=1.5, seed=2, leakage=False,
+                crosshand=False, parang_in_data=False)
+    out = str(tmp_path / "g.h5")
+    akcal(vis=ms, caltable=out, field="TARGET", spw="0", jones=["G"], solint=["int"], refant="C00",
+          minsnr=3.0, rfi_threshold=0)
+    n_cells = n_hands = 0
+    for st in hdf5.read_term(out, "G0"):
+        hf = st.hand_flags()[:, 0]                            # (n_ant, n_t, 2)
+        snr = st.extra["snr"][:, 0]                           # (n_ant, n_t, 2)
+        for t in range(hf.shape[1]):
+            assert not hf[:, t].all(), (st.scan_id, t)
+            n_cells += 1
+            n_hands += (~hf[:, t]).sum()
+        assert (snr[hf] < 3.0).all()
+    assert n_cells >= 40 and n_hands > 0.7 * 16 * n_cells
+
+
 def test_data_snr_replaces_the_model_snr_only_when_clearly_lower():
     """The data's SNR (S / sqrt(2 k2)) replaces the model's only when lower by more than 3 of its
     standard deviations (1/sqrt(2)): a live antenna near minsnr keeps CASA's SNR, a dead one gets its
