@@ -28,13 +28,18 @@ def _content_errors(params, skip=()) -> dict:
 
     errors = {}
     out, table, vis, cp = (str(params[k]).strip() for k in ("casatable", "caltable", "vis", "crossphase"))
-    if out and os.path.exists(out):
+    if out and os.path.islink(out) and not os.path.exists(out):
+        errors["casatable"] = [f"{out!r} is a symbolic link to {os.readlink(out)!r}, which does not exist; "
+                               "remove the link or choose another name"]
+    elif out and os.path.exists(out):
         errors["casatable"] = [f"{out!r} exists; remove it or choose another name"]
     elif out:
         from alakazam.core.outputs import writable
 
-        parent = os.path.dirname(os.path.abspath(out))
-        if not os.path.isdir(parent):
+        parent = os.path.dirname(out.rstrip("/")) or "."      # as the path is resolved ('d/../x.tb': d too)
+        if os.path.exists(parent) and not os.path.isdir(parent):
+            errors["casatable"] = [f"{out!r}: {parent!r} is not a directory"]
+        elif not os.path.isdir(parent):
             errors["casatable"] = [f"{out!r}: directory {parent!r} does not exist"]
         elif not writable(parent):
             errors["casatable"] = [f"{out!r}: directory {parent!r} is not writable"]
@@ -46,6 +51,12 @@ def _content_errors(params, skip=()) -> dict:
                              "the MS whose ANTENNA, FIELD and SPECTRAL_WINDOW tables the caltable copies"]
     if not table or not os.path.exists(table):
         return errors
+    if not vis and "jones" not in skip:
+        recorded = _recorded_ms(table, str(params["jones"]).strip())
+        if recorded is not None and not recorded[1]:
+            errors["vis"] = [f"is required: the Measurement Set the solutions record, {recorded[0]!r}, is "
+                             "not found (moved or deleted); give the MS whose ANTENNA, FIELD and "
+                             "SPECTRAL_WINDOW tables the caltable copies"]
     real = {}
     for name, key in (("jones", str(params["jones"]).strip()), ("crossphase", cp)):
         if name in skip or not key or (name == "crossphase" and key.lower() == "none"):
@@ -65,6 +76,23 @@ def _content_errors(params, skip=()) -> dict:
         errors.setdefault("crossphase", []).append(f"{cp!r} is a {types['crossphase']} term; give a CP key "
                                                     "(or 'none')")
     return errors
+
+
+def _recorded_ms(table, key):
+    """(the MS recorded by ``key``'s solutions, its path found or None), or None when the key or the
+    table cannot be read (other checks say why)."""
+    from alakazam.errors import AlakazamError
+    from alakazam.io import hdf5
+
+    try:
+        real = hdf5.resolve_key(table, key)
+        sets = hdf5.read_term(table, real)
+    except (AlakazamError, OSError, KeyError):
+        return None
+    if not sets:
+        return None
+    stored = str(sets[0].attrs.get("ms", ""))
+    return stored, hdf5.resolve_ms(stored, table)[0]
 
 
 def _body(params):

@@ -523,7 +523,7 @@ def export(table, key, out, ms: str = "", crossphase: str = "") -> dict:
 
     if not out:
         raise AlakazamError("casatable: an output table name is required")
-    if os.path.exists(out):
+    if os.path.lexists(out):
         raise AlakazamError(f"casatable: {out!r} exists; remove it or choose another name")
     real = hdf5.resolve_key(table, key)
     sets = hdf5.read_term(table, real)
@@ -545,12 +545,19 @@ def export(table, key, out, ms: str = "", crossphase: str = "") -> dict:
             logging.getLogger("alakazam.export").info(
                 "%s: %s folded in (CASA applies Xf on the sky side of D): export %s too", real, cp, cp)
     sets, delay_ref = delay_frame(table, real, sets)
+    if ms and sets and sets[0].attrs.get("ms") and not hdf5.same_ms(sets[0].attrs["ms"], table, ms):
+        logging.getLogger("alakazam.export").warning(
+            "%s: solved on %s; the caltable takes the ANTENNA, FIELD and SPECTRAL_WINDOW tables of %s "
+            "(another MS; antennas matched by name)", real, sets[0].attrs["ms"], ms)
     if not ms and sets:     # the recorded MS; a relative one (older tables) also next to the table
         ms = hdf5.resolve_ms(sets[0].attrs.get("ms", ""), table)[0] or ""
     # written under a temporary name and renamed when complete: an error or Ctrl-C part-way leaves no
-    # half-written table at ``out`` (which a re-run would then refuse as existing)
-    tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f".{os.path.basename(os.path.normpath(out))}"
-                       f".akpartial{os.getpid()}")
+    # half-written table at ``out`` (which a re-run would then refuse as existing); a kill -9's leftover
+    # (a process that is gone) is removed by the next export to the same name
+    stem = os.path.join(os.path.dirname(os.path.abspath(out)), f".{os.path.basename(os.path.normpath(out))}"
+                        ".akpartial")
+    _remove_stale_partials(stem)
+    tmp = f"{stem}{os.getpid()}"
     try:
         res = write_table(sets, real, tmp, ms=ms, overwrite=True, delay_ref=delay_ref)
         os.rename(tmp, out)
@@ -561,6 +568,24 @@ def export(table, key, out, ms: str = "", crossphase: str = "") -> dict:
     res["key"] = real
     res["crossphase"] = folded
     return res
+
+
+def _remove_stale_partials(stem):
+    """Remove ``<stem><pid>`` directories whose process no longer runs (an export killed with -9)."""
+    import glob
+
+    for p in glob.glob(glob.escape(stem) + "*"):
+        pid = p[len(stem):]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue                        # still running: another export's
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue                        # alive, someone else's
+        shutil.rmtree(p, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- the delay frame of an export
