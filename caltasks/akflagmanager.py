@@ -36,6 +36,15 @@ def _prepare(params):
         elif mode == "save" and name in saved:
             errors["versionname"] = [f"{name!r} already exists in {flagversions.versions_dir(vis)}; delete "
                                      "it first or choose another name"]
+    # a value the mode does not use is refused, not dropped: akflagmanager(vis, versionname='x') without
+    # mode='restore' listed the versions and restored nothing (a review)
+    uses = {"versionname": ("save", "restore", "delete"), "comment": ("save",), "merge": ("restore",)}
+    given = {"versionname": name, "comment": str(params["comment"] or "").strip(),
+             "merge": "" if params["merge"] == "replace" else params["merge"]}
+    for key, modes in uses.items():
+        if given[key] and mode not in modes and key not in errors:
+            errors[key] = [f"{given[key]!r} is not used by mode={mode!r} (only by mode "
+                           f"{' / '.join(repr(m) for m in modes)})"]
     if errors:
         raise ParameterError(errors, task="akflagmanager")
     return dict(params, versionname=name)

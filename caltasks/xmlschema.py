@@ -273,6 +273,9 @@ def check_value(p: ParamSpec, v, paths=True):
     if p.type == "any" and p.mustexist:             # vis: a path or a list of paths
         v = [os.path.expanduser(x) if isinstance(x, str) else x for x in v] \
             if isinstance(v, (list, tuple)) else os.path.expanduser(v) if isinstance(v, str) else v
+    empty = v is None or (isinstance(v, str) and not v.strip())
+    if paths and p.mustexist and p.type in ("path", "any") and empty:
+        return v, f"the {p.name} parameter is required (a path that exists; none was given)"
     if paths and p.mustexist and p.type == "path":
         v = os.path.expanduser(v)
         if not v or not os.path.exists(v):

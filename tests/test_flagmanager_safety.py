@@ -90,3 +90,43 @@ def test_a_casa_version_named_in_progress_is_not_a_marker(tmp_path, caplog):
     assert "interrupted" not in caplog.text
     akflagmanager(vis=ms, mode="delete", versionname="x")       # its 'marker' is CASA's table: kept
     assert os.path.isdir(os.path.join(flagversions.versions_dir(ms), "flags.x.in_progress"))
+
+
+def test_ctrl_c_between_the_save_and_the_restore(tmp_path, caplog):
+    """A Ctrl-C held while the current flags are saved is delivered when the hold ends, before FLAG is
+    written: it printed only "interrupted" and left the marker (every later task then said FLAG was
+    "partly restored").  Now the marker goes and the log says FLAG is unchanged, naming the save."""
+    import logging
+    import signal
+
+    ms = _ms(str(tmp_path / "a.ms"))
+    flagversions.save(ms, task="flagmanager", comment="x", name="x")
+
+    def save():
+        v = flagversions.save(ms, task="flagmanager", comment="before restoring x")
+        os.kill(os.getpid(), signal.SIGINT)          # held: delivered as the hold ends
+        return v
+
+    with caplog.at_level(logging.WARNING, logger="alakazam.apply"):
+        with pytest.raises(KeyboardInterrupt):
+            with flagsafety.restore_marked(ms, "x", "replace", save):
+                raise AssertionError("not reached: FLAG is not written")
+    assert flagsafety.interrupted(ms) == []
+    assert "interrupted (KeyboardInterrupt) before writing FLAG: FLAG is unchanged" in caplog.text
+
+
+def test_messages_of_a_call_that_does_nothing(tmp_path):
+    """mode='list' without vis said "must be a path that exists ('' does not exist)"; a versionname,
+    comment or merge the mode does not use was dropped (akflagmanager(vis, versionname='x') listed the
+    versions and restored nothing): both refused, naming the parameter."""
+    ms = _ms(str(tmp_path / "a.ms"))
+    with pytest.raises(ParameterError) as e:
+        akflagmanager(mode="list")
+    assert e.value.errors["vis"] == ["the vis parameter is required (a path that exists; none was given)"]
+    with pytest.raises(ParameterError) as e:
+        akflagmanager(vis=ms, versionname="x", comment="hi", merge="or")
+    assert set(e.value.errors) == {"versionname", "comment", "merge"}
+    assert "'x' is not used by mode='list'" in e.value.errors["versionname"][0]
+    with pytest.raises(ParameterError) as e:
+        akflagmanager(vis=ms, mode="save", versionname="y", merge="and")
+    assert set(e.value.errors) == {"merge"}

@@ -125,14 +125,26 @@ def restore_marked(ms, name, merge, save):
     yield the saved version, and remove the marker when FLAG is written.  A kill -9 leaves the marker
     (``restoring: <name> <merge>``): the next task on the MS says which restore was interrupted, how to
     finish it and how to undo it (:func:`warn_interrupted`); either restore removes it."""
-    with signals.held():
-        backup = save()
-        with open(marker_path(ms, backup), "w") as fh:
-            fh.write(f"{_MARKER}; restore with: {restore_command(ms, backup)}\n"
-                     f"{_RESTORING}{name} {merge}\n")
+    backup = None
+    writing = False
     try:
+        # (inside the try: a Ctrl-C held during the save is delivered as the hold ends, and the
+        # message below names the saved version -- it said only "interrupted" there: a review)
+        with signals.held():
+            backup = save()
+            with open(marker_path(ms, backup), "w") as fh:
+                fh.write(f"{_MARKER}; restore with: {restore_command(ms, backup)}\n"
+                         f"{_RESTORING}{name} {merge}\n")
+        writing = True
         yield backup
     except BaseException as e:
+        if backup is None:
+            raise
+        if not writing:             # stopped between the save and the first FLAG write
+            clear_marker(ms, backup)
+            log.warning("the restore of flag version %s was interrupted (%s) before writing FLAG: FLAG is "
+                        "unchanged (its flags were saved as %s)", name, type(e).__name__, backup)
+            raise
         from ..core import undo
 
         if isinstance(e, KeyboardInterrupt) and undo.active() is not None:     # akshell: its undo does it
