@@ -303,11 +303,12 @@ def _selection_errors(plans, field, spw) -> dict:
         spws = _wanted_spws(spw)
     except ParameterError as e:
         return {**errors, **e.errors}
-    have_spw = sorted({s.spw for _, ss in plans for s in ss if not want or s.field in want})
+    known = [f for f in want if f in have]           # (a field without solutions is said above)
+    have_spw = sorted({s.spw for _, ss in plans for s in ss if not known or s.field in known})
     missing = [x for x in (spws or []) if x not in have_spw]
     if missing:
         errors["spw"] = [f"SPW {', '.join(map(str, missing))} has no solutions in {keys}"
-                         + (f" for field {', '.join(want)}" if want else "")
+                         + (f" for field {', '.join(known)}" if known else "")
                          + f"; SPWs with solutions: {', '.join(map(str, have_spw))}"]
     return errors
 
@@ -379,6 +380,14 @@ def _checked(table, outdir, jones, field, spw, iteraxis):
     if plans:
         for k, v in _selection_errors(plans, field, spw).items():
             errors.setdefault(k, []).extend(v)
+        if "outdir" not in errors and os.path.isdir(os.path.expanduser(str(outdir))):
+            # each key's pages go to outdir/<key>/: a file of that name was a FileExistsError after Begin
+            taken = [k for k, _ in plans if os.path.lexists(os.path.join(os.path.expanduser(str(outdir)), k))
+                     and not os.path.isdir(os.path.join(os.path.expanduser(str(outdir)), k))]
+            if taken:
+                errors["outdir"] = [f"{outdir!r} holds a file named {', '.join(taken)}, where the pages of "
+                                    f"{'that key' if len(taken) == 1 else 'those keys'} go (a directory of "
+                                    "that name); move it or choose another outdir"]
     return errors, plans
 
 

@@ -134,3 +134,20 @@ def test_yaml_plots_key_and_run_option(small_chain_table, tmp_path):
                                                   field=["3C286"], ref_ant="C00", quiet=True)]}))
     assert main(["--quiet", "run", "--plots", str(tmp_path / "cli"), str(cfg)]) == 0
     assert os.path.isfile(tmp_path / "cli" / "G0" / "G0_3C286_spw0_C00.png")
+
+
+def test_selection_and_outdir_messages(small_chain_table, tmp_path):
+    """A bad field with a bad SPW listed no SPWs ("SPWs with solutions: "), and a file in outdir named
+    like a key failed after Begin with a FileExistsError (a review): the table's SPWs are listed, and
+    the file is a parameter error up front."""
+    _, cal, _ = small_chain_table
+    with pytest.raises(ParameterError) as e:
+        akplot(caltable=cal, outdir=str(tmp_path / "p"), field="NOPE", spw="7")
+    assert e.value.errors["spw"][0].endswith("SPWs with solutions: 0, 1")
+    out = tmp_path / "q"
+    out.mkdir()
+    (out / "K0").write_text("mine")
+    with pytest.raises(ParameterError) as e:
+        akplot(caltable=cal, outdir=str(out), jones="K0")
+    assert "holds a file named K0" in e.value.errors["outdir"][0]
+    assert (out / "K0").read_text() == "mine" and sorted(os.listdir(out)) == ["K0"]
