@@ -113,3 +113,18 @@ def test_solnorm_of_a_bandpass(sim_linear, tmp_path):
                     np.testing.assert_allclose(fac, fac[0], rtol=1e-9)
                     n += 1
     assert n >= 20
+
+
+def test_solnorm_of_a_gain_whose_freqint_is_the_whole_spw(sim_linear, tmp_path):
+    """freqint as wide as an SPW gives one bin there: a gain over the band (gaincal's rule).  The
+    bandpass rule, chosen by a finite freqint, set every such gain to exactly 1 (a review)."""
+    ms, _ = sim_linear
+    kw = dict(vis=ms, field="3C286", jones=["G"], solint=["120s"], refant="C00", solnorm=True)
+    akcal(caltable=str(tmp_path / "full.h5"), **kw)
+    akcal(caltable=str(tmp_path / "wide.h5"), freqint=["64MHz"], **kw)     # wider than both SPWs
+    full = {(s.scan_id, s.spw): s for s in hdf5.read_term(str(tmp_path / "full.h5"), "G0")}
+    for s in hdf5.read_term(str(tmp_path / "wide.h5"), "G0"):
+        assert s.jones.shape[1] == 1
+        g = s.jones[..., 0, 0][~s.flags]
+        assert np.std(np.abs(g)) > 1e-3 and np.std(np.angle(g)) > 1e-3          # not all 1 + 0j
+        np.testing.assert_allclose(s.jones, full[(s.scan_id, s.spw)].jones, rtol=1e-6, atol=1e-9)

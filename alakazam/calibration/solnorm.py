@@ -10,7 +10,8 @@
   instead of CASA's and the truth's 1.19 on a simulated MS).  CASA gaincal on a 2-SPW MS: factors
   1.26320 / 1.27222 (mean), 1.14575 / 1.16743 (median), equal to these to 1e-5; on 40 solutions,
   1.23255 where the median of |g| is 1.23135 (tests/test_solnorm_casa.py).
-* **A gain per frequency bin** (a bandpass; CASA bandpass's ``solnorm``): every (solution set,
+* **A gain per frequency bin** (a bandpass: more than one bin in the SPW; CASA bandpass's
+  ``solnorm``; one bin -- a freqint as wide as the SPW -- is a gain over the band): every (solution set,
   antenna, polarisation, time) is divided by the complex factor ``A exp(i phi)`` with
   ``A = sqrt(mean |b|^2)`` over its unflagged bins (``sqrt(median |b|^2)`` with ``normtype='median'``;
   CASA's bandpass has no normtype) and ``phi = arg sum b / |b|``: the bandpass's rms amplitude becomes 1 and
@@ -32,8 +33,10 @@ from ..errors import AlakazamError
 
 
 def is_bandpass(sets) -> bool:
-    """The step solves a gain per frequency bin (its freqint is not the whole band)."""
-    return any(np.isfinite(float(s.attrs.get("freqint_hz", np.inf))) for s in sets)
+    """The solution sets (of one SPW) hold more than one frequency bin: a bandpass.  Decided by the bins,
+    not by freqint: a freqint as wide as the SPW ('16MHz' on 16 MHz) is one bin, a gain over the band
+    (the bandpass rule set such a gain to exactly 1: a review)."""
+    return any(np.asarray(s.jones).shape[1] > 1 for s in sets)
 
 
 def normalise_sets(sets, normtype="mean"):
@@ -43,13 +46,14 @@ def normalise_sets(sets, normtype="mean"):
     a bandpass (a factor per antenna, polarisation and time)."""
     if normtype not in ("mean", "median"):
         raise AlakazamError(f"normtype: {normtype!r}; expected 'mean' or 'median'")
-    if is_bandpass(sets):
-        for s in sets:
-            _normalise_bandpass(s, normtype)
-        return {spw: None for spw in sorted({s.spw for s in sets})}
     factors = {}
     for spw in sorted({s.spw for s in sets}):
         mine = [s for s in sets if s.spw == spw]
+        if is_bandpass(mine):
+            for s in mine:
+                _normalise_bandpass(s, normtype)
+            factors[spw] = None
+            continue
         # the unflagged solutions of both hands (flags per hand: alakazam/core/handflags.py)
         amps = np.concatenate([np.abs(s.jones[..., p, p])[~s.hand_flags()[..., p]].ravel()
                                for s in mine for p in (0, 1)])
