@@ -286,3 +286,49 @@ def test_a_gain_of_another_table_framed_by_its_k(constant_gains, tmp_path, caplo
                for m in warned), warned
     c = _rows(str(tmp_path / "gone.tb"))
     assert np.abs(np.angle(np.array(c[3]) / np.array(b[3]))).max() > 0.5     # unframed: radians off
+
+
+def test_a_chain_key_named_like_the_exported_key(constant_gains, tmp_path, caplog):
+    """K per scan (+ G0) in a.h5, a bandpass G0 in b.h5 with a.h5's K0 pre-applied, a G0 in c.h5 with
+    both pre-applied: c's chain names 'G0' (b.h5's), which was taken for c's own G0 -- 'a per-scan gain
+    solved in between' -- and c's G0 was exported unframed (CASA applycal 1.97 rad rms off akapply on
+    the TARGET; the review of the diff).  Chain keys resolve by (table, key) now: c's G0 is framed as
+    by a.h5's K0 (a bandpass over all scans in between does not take K's per-scan phase)."""
+    import logging
+
+    from alakazam.caltasks import akcal
+
+    ms, cals = constant_gains
+    a = str(tmp_path / "a.h5")
+    shutil.copy(cals["scan"], a)
+    b, c = (str(tmp_path / f"{x}.h5") for x in ("b", "c"))
+    akcal(vis=ms, caltable=b, field="3C147", jones=["G"], solint=["inf"], freqint=["1ch"], refant="C00",
+          gaintable=[a], gainjones=["K0"])
+    akcal(vis=ms, caltable=c, field="3C147", jones=["G"], solint=["2min"], refant="C00",
+          gaintable=[a, b], gainjones=["K0", "G0"])
+    with caplog.at_level(logging.INFO, logger="alakazam.export"):
+        akexport(caltable=c, jones="G0", casatable=str(tmp_path / "c.tb"))
+    msgs = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("G0: written in the frame of the per-scan K0") for m in msgs), msgs
+    # c's G0 exported = its solutions times K(t_s, nu_ref) of a.h5's K0, per hand (as in its own table)
+    with table(os.path.join(ms, "ANTENNA"), ack=False) as t:
+        ants = [str(x) for x in t.getcol("NAME")]
+    k_sets = hdf5.read_term(a, "K0")
+    nu_ref = casatable.k_reference(k_sets, 0)
+    t, a1, spw, par, flg = _rows(str(tmp_path / "c.tb"))
+    sets = {(round(float(x), 3), st.spw): (st, i)
+            for st in hdf5.read_term(c, "G0") for i, x in enumerate(st.time)}
+    n, off = 0, []
+    for r in range(len(t)):
+        st, it = sets[round(float(t[r]), 3), int(spw[r])]
+        ant = ants[a1[r]]
+        if ant not in st.ant_names or flg[r].all():
+            continue
+        i = st.ant_names.index(ant)
+        g = np.stack([st.jones[i, :, it, 0, 0], st.jones[i, :, it, 1, 1]], -1)
+        want = g * _k_at(k_sets, st.field_name, st.scan_id, st.spw, ant, nu_ref)[None]
+        ok = ~flg[r] & np.isfinite(want)
+        np.testing.assert_allclose(par[r][ok], want[ok], rtol=1e-6, atol=1e-6)
+        off.append(np.abs(np.angle(par[r][ok] / g[ok])).max())
+        n += 1
+    assert n >= 20 and max(off) > 0.5                       # the frame moves the phases by radians

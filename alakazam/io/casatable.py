@@ -654,11 +654,14 @@ def _k_export_reference(k, terms):
 
 
 def _chain_from_sources(me, terms, table):
-    """(terms, {K key: {spw: nu_ref}}, missing keys): the keys of ``me``'s pre-apply chain that
-    ``table`` (its ``terms``) does not hold, each read from the table its solve recorded (attr
-    ``preapply_tables``, e.g. a fluxscaled G solved with K and bandpass of another table pre-applied);
-    for each such K, its export reference from its own table (:func:`_k_export_reference`).  A key
-    found nowhere (no table recorded: written before session 41; or moved) is in ``missing``."""
+    """(chain terms, external ones, {K key: {spw: nu_ref}}, missing keys) of ``me``'s pre-apply chain,
+    each key resolved by (table, key): from the table its solve recorded (attr ``preapply_tables``,
+    e.g. a fluxscaled G solved with K and bandpass of other tables pre-applied), else from ``table``
+    (``terms``: recorded '' or this table, or written before session 41).  A key of another table is
+    read from that table even when ``table`` holds a key of the same name (each akcal names its first
+    G 'G0': taken for the exported gain itself, that left it unframed -- the review of the diff).  For
+    each external K, its export reference from its own table (:func:`_k_export_reference`).  A key found
+    nowhere (no table recorded, or moved) is in ``missing``."""
     from ..calibration import chain as chain_mod
     from ..calibration.solve_order import preapply_chain
 
@@ -666,25 +669,30 @@ def _chain_from_sources(me, terms, table):
     srcs = [str(x) for x in np.atleast_1d(me.sets[0].attrs.get("preapply_tables", []))]
     if len(srcs) != len(chain):
         srcs = [""] * len(chain)
-    have = {t.key for t in terms}
-    ext, kref, missing = [], {}, []
+    here = os.path.realpath(str(table))
+    own = {t.key: t for t in terms if t is not me}
+    resolved, ext, kref, missing = [], [], {}, []
     for k, src in zip(chain, srcs):
-        if k in have:
-            continue
-        if not src or not os.path.exists(src) or os.path.abspath(src) == os.path.abspath(str(table)):
-            missing.append(k)
+        if not src or os.path.realpath(src) == here:
+            if k in own:
+                resolved.append(own[k])
+            else:
+                missing.append(k)
             continue
         try:
-            t = chain_mod.load_term(src, k)
+            t = chain_mod.load_term(src, k) if os.path.exists(src) else None
         except AlakazamError:
+            t = None
+        if t is None:
             missing.append(k)
             continue
+        resolved.append(t)
         ext.append(t)
         if t.jones_type == "K":
-            own = _table_terms(src) if os.path.isfile(src) else []
-            kk = next((x for x in own if x.key == t.key), None)
-            kref[t.key] = _k_export_reference(kk, own)[0] if kk is not None else {}
-    return ext, kref, missing
+            src_terms = _table_terms(src) if os.path.isfile(src) else []
+            kk = next((x for x in src_terms if x.key == t.key), None)
+            kref[t.key] = _k_export_reference(kk, src_terms)[0] if kk is not None else {}
+    return resolved, ext, kref, missing
 
 
 def delay_frame(table, key, sets):
@@ -721,13 +729,15 @@ def delay_frame(table, key, sets):
                      ", ".join(f"{f / 1e6:.3f} MHz (spw {sp})" for sp, f in sorted(ref.items())),
                      ", ".join(gains))
         return sets, ref or None
-    ext, kref, missing = _chain_from_sources(me, terms, table)
+    resolved, ext, kref, missing = _chain_from_sources(me, terms, table)
     if missing and any(s.scan_id for s in me.sets):
         log.warning("%s: solved with %s pre-applied, which %s does not hold and whose table the solve did "
                     "not record or is not found: written without a per-scan K's delay frame, which matches "
                     "that K exported at 0 Hz but not at CASA's delay reference (akexport says which it "
                     "writes)", key, ", ".join(missing), table)
-    frames = gain_frames(me, terms + ext)
+    # the gain, then its chain (chain keys win in the by-key look-ups: a chain 'G0' of another table
+    # is not the exported 'G0')
+    frames = gain_frames(me, [me] + resolved)
     # a K of another table frames this gain only where its own export is framed (where its table
     # frames a gain): the exported pair then agrees whichever of the two tables each came from
     frames = {sp: [(k, f) for k, f in v if not any(k is e for e in ext) or sp in kref.get(k.key, {})]
