@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -107,6 +108,9 @@ class CellBatch:
     ref_ants: tuple = ()
     feed_basis: str = ""        # "linear" / "circular" when known (D's gauge, solvers/leakage.py)
     leakage_gauge: str = "reference"   # D: "absolute" keeps the free fit (linear feeds; solvers/leakage.py)
+    #: K: the initial guess adds the per-antenna stacked fringe search (solvers/parallel_delay.py); set for
+    #: the cells solved again (solvers/weak_cells.py, solvers/nosignal.py)
+    init_search: bool = False
 
     @property
     def n_cell(self) -> int:
@@ -116,10 +120,9 @@ class CellBatch:
         """The cells ``cells`` (indices or a slice) as a batch of their own, with ``weight`` in place of
         theirs when given (the per-hand, no-signal and matched-SNR sub-solves share this)."""
         w = self.weight[cells].copy() if weight is None else weight
-        return CellBatch(vis=np.ascontiguousarray(self.vis[cells]),
-                         model=np.ascontiguousarray(self.model[cells]), weight=w, ant1=self.ant1,
-                         ant2=self.ant2, freq=np.ascontiguousarray(self.freq[cells]), n_ant=self.n_ant,
-                         ref_ant=self.ref_ant, ref_ants=self.ref_ants, feed_basis=self.feed_basis)
+        return dataclasses.replace(self, vis=np.ascontiguousarray(self.vis[cells]),
+                                   model=np.ascontiguousarray(self.model[cells]), weight=w,
+                                   freq=np.ascontiguousarray(self.freq[cells]))
 
     def validate(self) -> None:
         nc, nb, ns, ncorr = self.vis.shape

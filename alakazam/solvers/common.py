@@ -101,17 +101,23 @@ def to_jones(jones_type, params, batch):
 
 
 def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
-    """Solve every cell of ``batch``; in the solve flow (``opts.flag_nonconverged``) a cell that did not
-    converge, or whose reference has no signal, is solved again without the antennas whose data carry
-    no signal (:mod:`alakazam.solvers.nosignal`)."""
+    """Solve every cell of ``batch``; in the solve flow (``opts.flag_nonconverged``) a weak cell is solved
+    again from a more thorough initial guess (:mod:`alakazam.solvers.weak_cells`), and a cell that did
+    not converge, or whose reference has no signal, is solved again without the antennas whose data
+    carry no signal (:mod:`alakazam.solvers.nosignal`)."""
     res = _run_once(jones_type, batch, backend_module, opts, backend_name)
     if opts.flag_nonconverged:
-        from . import nosignal
+        from ..core.handflags import per_hand
+        from . import nosignal, weak_cells
+
+        def again(sub):
+            return _run_once(jones_type, weak_cells.searching(jones_type, sub), backend_module, opts,
+                             backend_name)
+
+        hands = bool(per_hand(jones_type))
+        res = weak_cells.solve_again(jones_type, batch, res, again, hands)
         if nosignal.cells_to_check(res, opts.min_snr).any():
-            from ..core.handflags import per_hand
-            res = nosignal.resolve(jones_type, batch, res,
-                                   lambda sub: _run_once(jones_type, sub, backend_module, opts, backend_name),
-                                   bool(per_hand(jones_type)), opts.min_snr)
+            res = nosignal.resolve(jones_type, batch, res, again, hands, opts.min_snr)
     return res
 
 

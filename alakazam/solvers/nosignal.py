@@ -25,11 +25,19 @@ Convention (pinned by tests/test_nosignal.py):
   minsnr (:func:`cells_to_check`): a dead reference that the sample flags did not mark
   (``rfi_threshold=0``) made the other antennas' delays relative to its noise -- tens to 4e5 ns off,
   stored unflagged (the session's second review); taken out, the cell takes the next reference.
+* A cell whose reference hand has data but an SNR below minsnr -- at the first solve, or still after
+  the rounds above -- is also solved with that hand taken out first (the cell takes the next reference;
+  the rounds run on that solve too, and one such trial more inside it), and the trial is kept where it
+  leaves more hands with an unflagged solution.  At a solution referenced to a dead reference every
+  hand's S is low, so the S rule took live hands out with it: K per integration at noise 20 with the
+  reference dead kept 11 of 140 live hands (tests/test_weak_cells.py: 139 now).
 * Other converged cells, and every cell of a direct solver call (``flag_nonconverged`` False), are
   left as solved.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
@@ -111,12 +119,117 @@ def cells_to_check(res, min_snr):
     return bad
 
 
-def resolve(jones_type, batch, res, solve, per_hand, min_snr=0.0):
+def _ref_hands(res):
+    """(n_cell, 2) int: each hand's reference antenna of each cell."""
+    ref_h = res.extra.get("ref_ant_hand")
+    if isinstance(ref_h, np.ndarray):
+        return np.asarray(ref_h)
+    return np.repeat(np.asarray(res.ref_ant)[:, None], 2, axis=1)
+
+
+def _good_hands(res, per_hand):
+    """(n_cell, n_ant, 2) bool: the hands with an unflagged solution."""
+    pol = res.extra.get("pol_flags")
+    if per_hand and isinstance(pol, np.ndarray):
+        return ~np.asarray(pol, bool)
+    return np.repeat(~np.asarray(res.flags, bool)[:, :, None], 2, axis=2)
+
+
+def _take_result(res, idx):
+    """A copy of ``res`` holding only its cells ``idx``."""
+    out = copy.copy(res)
+    for name in ("jones", "flags", "delay", "params", "converged", "cost", "ref_ant", "n_iter"):
+        v = getattr(res, name)
+        if v is not None:
+            setattr(out, name, np.asarray(v)[idx])
+    out.extra = {k: (v[idx] if isinstance(v, np.ndarray) and v.ndim and len(v) == len(res.converged) else v)
+                 for k, v in res.extra.items()}
+    return out
+
+
+def _reference_suspects(res, batch, min_snr, per_hand, skip=()):
+    """[(cell, [(antenna, hand), ...])]: the cells (not in ``skip``) whose reference hand has data in
+    ``batch`` but an SNR below ``min_snr``, and those hands."""
+    snr = res.extra.get("snr")
+    if not (min_snr and min_snr > 0 and isinstance(snr, np.ndarray) and snr.ndim == 3):
+        return []
+    ref_h = _ref_hands(res)
+    out = []
+    for c in range(len(res.converged)):
+        if c in skip:
+            continue
+        hands = []
+        for h in range(2):
+            a = int(ref_h[c, h])
+            on = (batch.ant1 == a) | (batch.ant2 == a)
+            w = batch.weight[c][on][..., HAND_CORR[h]] if per_hand else batch.weight[c][on]
+            if (w > 0).any() and snr[c, a, h] < float(min_snr):
+                hands.append((a, h))
+        if hands:
+            out.append((c, hands))
+    return out
+
+
+def _without(batch, weight, hands, per_hand):
+    """``weight`` (one cell's) with the baselines of ``hands`` [(antenna, hand)] given weight 0 in that
+    hand (every correlation when the term is not solved per hand)."""
+    wc = weight.copy()
+    for a, h in hands:
+        on = (batch.ant1 == a) | (batch.ant2 == a)
+        if per_hand:
+            wc[on, :, HAND_CORR[h]] = 0.0
+        else:
+            wc[on] = 0.0
+    return wc
+
+
+def resolve(jones_type, batch, res, solve, per_hand, min_snr=0.0, taken=None, s_taken=None, depth=2):
     """``res`` with the no-signal antennas of its cells that did not converge or whose reference has no
     signal (:func:`cells_to_check`) taken out and those cells solved again by ``solve(sub_batch) ->
-    SolveResult`` (module doc)."""
-    taken = np.zeros((batch.n_cell, batch.n_ant, 2), bool)
-    s_taken = np.full((batch.n_cell, batch.n_ant, 2), np.nan)
+    SolveResult`` (module doc).
+
+    A cell whose reference hand is still below ``min_snr`` after that is also solved the same way with
+    the reference hand taken out first (the cell takes the next reference), and that trial is kept where
+    it leaves more hands with an unflagged solution.  At a solution referenced to a dead reference every
+    hand's S is low -- the others' delays and phases are relative to noise; K per integration at noise 20
+    with C00 dead: S 1.5-8 for every hand, the reference's 1.9 -- so the S rule alone cannot tell the
+    reference from the rest: 7 of 10 cells lost every live hand that a solve with C00's rows flagged
+    keeps (session 41's review).  A live reference that is only weak is kept: taking it out does not
+    give more hands a solution."""
+    first = _reference_suspects(res, batch, min_snr, per_hand) if depth > 0 else []
+    res = _rounds(jones_type, batch, res, solve, per_hand, min_snr,
+                  None if taken is None else taken.copy(), None if s_taken is None else s_taken.copy())
+    if depth <= 0:
+        return res
+    suspects = first + _reference_suspects(res, batch, min_snr, per_hand, skip={c for c, _ in first})
+    if not suspects:
+        return res
+    cells = np.asarray([c for c, _ in suspects])
+    snr0 = np.asarray(res.extra["snr"])
+    ws = np.stack([_without(batch, batch.weight[c], hands, per_hand) for c, hands in suspects])
+    sub_batch = batch.take(cells, ws)
+    t_sub = np.zeros((len(cells), batch.n_ant, 2), bool) if taken is None else taken[cells].copy()
+    s_sub = np.full(t_sub.shape, np.nan) if s_taken is None else s_taken[cells].copy()
+    for i, (c, hands) in enumerate(suspects):
+        for a, h in hands:
+            hh = [h] if per_hand else [0, 1]
+            t_sub[i, a, hh] = True
+            s_sub[i, a, hh] = max(float(snr0[c, a, h]), 0.0)
+    sub = resolve(jones_type, sub_batch, solve(sub_batch), solve, per_hand, min_snr, t_sub, s_sub, depth - 1)
+    n_before = _good_hands(res, per_hand)[cells].sum(axis=(1, 2))
+    n_after = _good_hands(sub, per_hand).sum(axis=(1, 2))
+    keep = np.flatnonzero(n_after > n_before)
+    if len(keep):
+        _splice(res, _take_result(sub, keep), cells[keep])
+    return res
+
+
+def _rounds(jones_type, batch, res, solve, per_hand, min_snr, taken=None, s_taken=None):
+    """The S rule's rounds of :func:`resolve` (``taken`` / ``s_taken``: hands already taken out of
+    ``batch``'s weights, and their S, to flag as such)."""
+    if taken is None:
+        taken = np.zeros((batch.n_cell, batch.n_ant, 2), bool)
+        s_taken = np.full((batch.n_cell, batch.n_ant, 2), np.nan)
     weight = {}
     for _ in range(MAX_ROUNDS):
         bad = np.flatnonzero(cells_to_check(res, min_snr))
@@ -129,13 +242,8 @@ def resolve(jones_type, batch, res, solve, per_hand, min_snr=0.0):
             picked = _pick(s[i])
             if not picked:
                 continue
-            wc = w[i].copy()
-            for a, h in picked:             # every antenna (hand) without signal at once
-                on = (batch.ant1 == a) | (batch.ant2 == a)
-                if per_hand:
-                    wc[on, :, HAND_CORR[h]] = 0.0
-                else:
-                    wc[on] = 0.0
+            wc = _without(batch, w[i], picked, per_hand)   # every antenna (hand) without signal at once
+            for a, h in picked:
                 hands = [h] if per_hand else [0, 1]
                 taken[c, a, hands] = True
                 s_taken[c, a, hands] = max(float(s[i, a, h]), 0.0)

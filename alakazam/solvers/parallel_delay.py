@@ -20,6 +20,18 @@ touches one of two hub antennas (the reference and the antenna with the most wei
 per-antenna delays by weighted least squares over those baselines (weights = fringe peak amplitude),
 so each antenna's delay rests on two independent baselines and no single edge decides it.
 
+For the cells solved again (``CellBatch.init_search``: a cell with a hand flagged by minsnr or not
+converged, :mod:`alakazam.solvers.weak_cells`; the no-signal re-solves) the hub fit is followed by
+up to :data:`STACK_PASSES` passes of a per-antenna stacked fringe search: each antenna's baselines,
+with the other end's current delay and phase taken off, are summed into one spectrum (the antenna's
+SNR, sqrt(n_ant - 1) times a baseline's) and FFT'd; an antenna moves to that peak where its amplitude
+is :data:`STACK_GAIN` times the coherent amplitude at its current delay.  A weak cell's baselines
+have SNR ~4 (K per integration at noise 20, 8 antennas): hub fringes landed on noise peaks, the fit
+stayed in a local minimum with the reference's hand inconsistent with the others, and whole hands of
+a cell were flagged (24 of 140 live hands; with the search 1, every solution within 2.4 sigma of the
+scan's; tests/test_weak_cells.py).  Not in every cell's first guess: it costs 3x a 27-antenna cell's
+solve (bench_solvers.py, 5.5 -> 18 ms at 64 samples).
+
 Fit (numba, one thread per cell and pol):
 
 1. coarse passes: rotate z by the current delays and sum it into <= 64 frequency bins (with the
@@ -46,6 +58,13 @@ TWO_PI_NS = 2.0 * np.pi * 1e-9
 N_BINS = 64          # coarse frequency bins of the first passes
 MIN_SAMP_BINNED = 4 * N_BINS   # fewer samples than this: fit the full resolution directly
 N_HUB = 2
+#: the initial guess has a more thorough search for the cells solved again (solvers/weak_cells.py)
+INIT_SEARCH = True
+#: passes of the per-antenna stacked fringe search after the hub fit (module doc)
+STACK_PASSES = 3
+#: an antenna moves to its stacked fringe's peak only where that peak's amplitude is this many times the
+#: coherent amplitude at its current delay (the fine peak of a right guess is within a few % of it)
+STACK_GAIN = 1.2
 RESYNC = 64
 
 
@@ -262,7 +281,46 @@ def initial_guess(batch, ref):
                     out[c, a2[b], p, 1] = -np.angle(sb)
                 else:
                     out[c, a1[b], p, 1] = np.angle(sb)
+        if batch.init_search:
+            _stacked_search(batch, c, r, -TWO_PI_NS * dnu, out[c])
     return out
+
+
+def _stacked_search(batch, c, r, kappa, out_c):
+    """Cell ``c``'s initial delays and phases ``out_c`` (n_ant, 2, 2), in place: up to
+    :data:`STACK_PASSES` passes of a per-antenna stacked fringe search (module doc), then referenced
+    to ``r`` (tau = phi = 0)."""
+    a1, a2 = batch.ant1, batch.ant2
+    n_ant = batch.n_ant
+    w = np.moveaxis(batch.weight[c][:, :, POL_CORR], 2, 0)                       # (2, n_bl, n_samp)
+    y = w * np.moveaxis(batch.vis[c][:, :, POL_CORR], 2, 0) * np.conj(
+        np.moveaxis(batch.model[c][:, :, POL_CORR], 2, 0))
+    present = (w > 0).any(axis=(0, 1))
+    on = (w > 0).any(axis=2)                                                     # (2, n_bl)
+    has = np.zeros((2, n_ant), bool)
+    for p in range(2):
+        np.logical_or.at(has[p], a1, on[p])
+        np.logical_or.at(has[p], a2, on[p])
+    inc1 = np.zeros((n_ant, len(a1)))
+    inc1[a1, np.arange(len(a1))] = 1.0
+    inc2 = np.zeros((n_ant, len(a2)))
+    inc2[a2, np.arange(len(a2))] = 1.0
+    tau = out_c[:, :, 0].T.copy()                                                # (2, n_ant)
+    phi = out_c[:, :, 1].T.copy()
+    for _ in range(STACK_PASSES):
+        e = np.exp(1j * (phi[:, :, None] + kappa[None, None, :] * tau[:, :, None]))   # (2, n_ant, n_samp)
+        # each antenna's baselines with the other end's current term taken off: ~ its own term e_a
+        z = inc1 @ (y * e[:, a2]) + inc2 @ (np.conj(y) * e[:, a1])
+        cur = np.abs((z * np.conj(e)).sum(axis=2))
+        t_new, amp = fringe_fft(np.conj(z), batch.freq[c], present)              # conj: exp(+2 pi i tau nu)
+        move = has & (amp > STACK_GAIN * cur)
+        if not move.any():
+            break
+        tau[move] = t_new[move]
+        rot = np.exp(-1j * kappa[None, None, :] * tau[:, :, None])
+        phi[move] = np.angle((z * rot).sum(axis=2))[move]
+    out_c[:, :, 0] = (tau - tau[:, r:r + 1]).T
+    out_c[:, :, 1] = np.angle(np.exp(1j * (phi - phi[:, r:r + 1]))).T
 
 
 # ---------------------------------------------------------------------------------------------
