@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import time
 import threading
 
 from .errors import AlakazamError
@@ -36,6 +37,8 @@ log = logging.getLogger("alakazam.distributed")
 
 #: how often dask re-runs a unit whose worker died before giving up
 RETRIES = 1
+#: the test hook's stall (:func:`_fault_injection`)
+STALL_S = 90.0
 
 
 def wanted(workers, scheduler) -> bool:
@@ -79,15 +82,24 @@ def client(workers=0, scheduler=""):
             cluster.close()
 
 
-def _fault_injection(step_key):
+def _fault_injection(step_key, unit=None):
     """Test hook (tests/test_distributed.py): ``ALAKAZAM_FAULT_INJECT=KEY:once:MARKER`` kills the worker
     process running the first unit of step KEY (MARKER records that it happened);
-    ``KEY:always:`` kills every attempt.  Unset in normal use."""
+    ``KEY:always:`` kills every attempt; ``KEY:stall:FID/DDID/SCAN/MARKER`` makes that unit of step KEY
+    wait STALL_S seconds (then create MARKER and solve) and every other unit of KEY fail with an
+    AlakazamError.  Unset in normal use."""
     spec = os.environ.get("ALAKAZAM_FAULT_INJECT", "")
     if not spec:
         return
     key, mode, marker = (spec.split(":", 2) + ["", ""])[:3]
     if key != step_key:
+        return
+    if mode == "stall" and unit is not None:
+        fid, ddid, scan, marker = marker.split("/", 3)
+        if (unit.fid, unit.ddid, unit.group.scan_id) != (int(fid), int(ddid), int(scan)):
+            raise AlakazamError(f"{key}: injected failure")
+        time.sleep(STALL_S)
+        open(marker, "w").close()
         return
     if mode == "always":
         os._exit(17)
@@ -122,7 +134,7 @@ def _solve_unit(ctx, unit):
     from . import unit as unit_mod
     from .core.ms import MeasurementSet
 
-    _fault_injection(unit.step.key)
+    _fault_injection(unit.step.key, unit)
     # what this unit decides or measures for the later rounds (a first round: the CP offsets' cells, the
     # CP model power) goes back to the client, which keeps it for them: they run in its own process
     uctx = dataclasses.replace(ctx, **{a: dict(getattr(ctx, a)) for a in ROUND_CARRY})
@@ -243,14 +255,21 @@ def solve_step(c, ctx, step, fids, advance=None, step_index=0) -> list:
                      retries=RETRIES, pure=False)
             for u in units]
     try:
+        failed = None
         for fut in as_completed(futs):
             res = fut.result() if fut.status != "error" else None
             if res is None or isinstance(res, _UserError):
+                failed = fut
                 break
             if advance is not None:
                 advance()
+        order = list(zip(futs, units))
+        if failed is not None:
+            # the first failure is raised now; the other units are cancelled (below), not waited for: a unit
+            # still running or queued (a stalled one, or one that can find no live worker) held the error back
+            order = [(f, u) for f, u in order if f is failed]
         out = {(fid, ddid): [] for fid in fids for ddid in ctx.spw_sel}
-        for fut, u in zip(futs, units):
+        for fut, u in order:
             try:
                 res = fut.result()
             except AlakazamError:

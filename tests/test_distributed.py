@@ -140,3 +140,21 @@ def test_worker_warnings_are_captured_for_the_client():
         assert logging.getLogger("alakazam").propagate     # restored
     finally:
         root.removeHandler(h)
+
+
+def test_first_failure_is_not_held_back_by_a_stalled_unit(small_ms, tmp_path, monkeypatch):
+    """The client raises the first unit that fails and cancels the rest: before, it then took each unit's
+    result in order and waited for a unit ahead of the failed one, still running or queued (a local run
+    once hung there, session 41).  Here G1's first unit (3C286, DATA_DESC_ID 0, its first scan) stalls for
+    STALL_S seconds and then marks that it finished; every other G1 unit fails.  The error must come while
+    the first unit still stalls."""
+    from casacore.tables import table
+
+    with table(small_ms, ack=False) as t:
+        fid = list(table(os.path.join(small_ms, "FIELD"), ack=False).getcol("NAME")).index("3C286")
+        scan = int(t.query(f"FIELD_ID=={fid} && DATA_DESC_ID==0").getcol("SCAN_NUMBER").min())
+    marker = tmp_path / "stall-ended"
+    monkeypatch.setenv("ALAKAZAM_FAULT_INJECT", f"G1:stall:{fid}/0/{scan}/{marker}")
+    with pytest.raises(AlakazamError, match="G1: injected failure"):
+        _solve(small_ms, str(tmp_path / "dask.h5"), workers=2)
+    assert not marker.exists()
