@@ -111,6 +111,9 @@ class CellBatch:
     #: K: the initial guess adds the per-antenna stacked fringe search (solvers/parallel_delay.py); set for
     #: the cells solved again (solvers/weak_cells.py, solvers/nosignal.py)
     init_search: bool = False
+    #: K with ``init_search``: the solution the search starts from, (n_cell, n_ant, 2, 2) params (the
+    #: cells' first solve), else the hub fit's
+    init_params: Optional[np.ndarray] = None
 
     @property
     def n_cell(self) -> int:
@@ -122,7 +125,8 @@ class CellBatch:
         w = self.weight[cells].copy() if weight is None else weight
         return dataclasses.replace(self, vis=np.ascontiguousarray(self.vis[cells]),
                                    model=np.ascontiguousarray(self.model[cells]), weight=w,
-                                   freq=np.ascontiguousarray(self.freq[cells]))
+                                   freq=np.ascontiguousarray(self.freq[cells]),
+                                   init_params=None if self.init_params is None else self.init_params[cells])
 
     def validate(self) -> None:
         nc, nb, ns, ncorr = self.vis.shape

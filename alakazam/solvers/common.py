@@ -110,14 +110,19 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
         from ..core.handflags import per_hand
         from . import nosignal, weak_cells
 
-        def again(sub):
+        hands = bool(per_hand(jones_type))
+
+        def searched(sub):
             return _run_once(jones_type, weak_cells.searching(jones_type, sub), backend_module, opts,
                              backend_name)
 
-        hands = bool(per_hand(jones_type))
-        res = weak_cells.solve_again(jones_type, batch, res, again, hands)
+        def solved(sub):        # the no-signal re-solves: as the first solve, with the weak-cell search
+            r = _run_once(jones_type, sub, backend_module, opts, backend_name)
+            return weak_cells.solve_again(jones_type, sub, r, searched, hands, opts.min_snr)
+
+        res = weak_cells.solve_again(jones_type, batch, res, searched, hands, opts.min_snr)
         if nosignal.cells_to_check(res, opts.min_snr).any():
-            res = nosignal.resolve(jones_type, batch, res, again, hands, opts.min_snr)
+            res = nosignal.resolve(jones_type, batch, res, solved, hands, opts.min_snr)
     return res
 
 

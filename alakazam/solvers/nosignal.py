@@ -25,12 +25,15 @@ Convention (pinned by tests/test_nosignal.py):
   minsnr (:func:`cells_to_check`): a dead reference that the sample flags did not mark
   (``rfi_threshold=0``) made the other antennas' delays relative to its noise -- tens to 4e5 ns off,
   stored unflagged (the session's second review); taken out, the cell takes the next reference.
-* A cell whose reference hand has data but an SNR below minsnr -- at the first solve, or still after
+* A cell whose reference hand has data but an SNR below minsnr (or below NOISE_S and NOISE_SHARE times
+  the cell's typical SNR: a dead feed's noise fit reached 3.3) -- at the first solve, or still after
   the rounds above -- is also solved with that hand taken out first (the cell takes the next reference;
   the rounds run on that solve too, and one such trial more inside it), and the trial is kept where it
-  leaves more hands with an unflagged solution.  At a solution referenced to a dead reference every
+  gives more hands of clear signal (unflagged, SNR >= max(minsnr, NOISE_S); as many suffice where the
+  reference was below minsnr) -- :func:`keep_second`, which also keeps flagged a hand the trial
+  unflags below NOISE_S.  At a solution referenced to a dead reference every
   hand's S is low, so the S rule took live hands out with it: K per integration at noise 20 with the
-  reference dead kept 11 of 140 live hands (tests/test_weak_cells.py: 139 now).
+  reference dead kept 11 of 140 live hands (tests/test_weak_cells.py: 138 now).
 * Other converged cells, and every cell of a direct solver call (``flag_nonconverged`` False), are
   left as solved.
 """
@@ -127,12 +130,82 @@ def _ref_hands(res):
     return np.repeat(np.asarray(res.ref_ant)[:, None], 2, axis=1)
 
 
-def _good_hands(res, per_hand):
-    """(n_cell, n_ant, 2) bool: the hands with an unflagged solution."""
+def _good_hands(res, per_hand, min_snr=0.0):
+    """(n_cell, n_ant, 2) bool: the hands with an unflagged solution whose SNR is at least
+    max(``min_snr``, :data:`NOISE_S`) -- what a second solve of a cell must give more of to be kept: a
+    hand just above minsnr may be a fit to noise (a dead antenna's highest noise peak: S 3.2-3.3), and
+    counting those kept second solves that stored dead hands and noise-fitted delays unflagged (a
+    review: up to 813 ns off at noise 45, where the first solve had flagged them)."""
+    good = _unflagged(res, per_hand)
+    snr = res.extra.get("snr")
+    if isinstance(snr, np.ndarray) and snr.shape == good.shape:
+        good = good & (snr >= max(float(min_snr or 0.0), NOISE_S))
+    return good
+
+
+def _unflagged(res, per_hand):
+    """(n_cell, n_ant, 2) bool: the hands with an unflagged solution (whatever their SNR)."""
     pol = res.extra.get("pol_flags")
     if per_hand and isinstance(pol, np.ndarray):
         return ~np.asarray(pol, bool)
     return np.repeat(~np.asarray(res.flags, bool)[:, :, None], 2, axis=2)
+
+
+def keep_second(first, second, cells, per_hand, min_snr, tie=False):
+    """Splice into ``first`` the cells of ``second`` (the solve again of ``first``'s cells ``cells``) that
+    give more hands of clear signal (:func:`_good_hands`), or as many and a lower chi2 (the same data:
+    scipy's K per integration kept two hands 8.5 sigma off at SNR > 6 where the search's solve found the
+    right ones); ``tie`` (n_cell,) bool (a solve on other data, the reference taken out): where True, as
+    many (and some) is enough.  A kept
+    cell's hands that the second solve unflags without clear signal (SNR below NOISE_S) but the first
+    had flagged stay flagged (reason minsnr): a marginal hand of a re-solve may be a fit to noise or to
+    RFI the flags do not mark (a review: 36 ns off, SNR 3.5, where the first solve had flagged it).
+    Returns the kept cells (indices into ``cells``)."""
+    cells = np.asarray(cells)
+    n_before = _good_hands(first, per_hand, min_snr)[cells].sum(axis=(1, 2))
+    n_after = _good_hands(second, per_hand, min_snr).sum(axis=(1, 2))
+    if tie is not False:
+        better = (n_after > n_before) | (np.asarray(tie, bool) & (n_after == n_before) & (n_after > 0))
+    else:           # the same data: as many hands of clear signal and a lower chi2 is the better fit too
+        c0 = np.asarray(first.cost, float)[cells]
+        c1 = np.asarray(second.cost, float)
+        better = (n_after > n_before) | ((n_after == n_before) & (n_after > 0) & (c1 < c0 * (1 - 1e-9)))
+    keep = np.flatnonzero(better)
+    if not len(keep):
+        return keep
+    sub = _take_result(second, keep)
+    marginal = (_unflagged(sub, per_hand) & ~_good_hands(sub, per_hand, min_snr)
+                & ~_unflagged(first, per_hand)[cells[keep]])
+    if marginal.any():          # flagged as the first solve had them, with its SNR
+        _flag_hands(sub, marginal, per_hand)
+        snr0 = first.extra.get("snr")
+        if isinstance(snr0, np.ndarray) and isinstance(sub.extra.get("snr"), np.ndarray):
+            sub.extra["snr"] = np.where(marginal, np.asarray(snr0)[cells[keep]], sub.extra["snr"])
+    _splice(first, sub, cells[keep])
+    return keep
+
+
+def _flag_hands(res, mask, per_hand):
+    """In place: the hands ``mask`` (n_cell, n_ant, 2) of ``res`` flagged with reason minsnr."""
+    from ..core.handflags import nan_flagged
+
+    ant = mask.any(-1)
+    if per_hand and isinstance(res.extra.get("pol_flags"), np.ndarray):
+        pol = np.asarray(res.extra["pol_flags"], bool) | mask
+        res.extra["pol_flags"] = pol
+        res.flags = pol.any(-1)
+        res.jones = np.array(res.jones)
+        res.delay = None if res.delay is None else np.array(res.delay)
+        nan_flagged(res.jones, res.delay, pol)
+    else:
+        res.flags = np.asarray(res.flags, bool) | ant
+        res.jones = np.array(res.jones)
+        res.jones[ant] = np.nan
+        if res.delay is not None:
+            res.delay = np.array(res.delay)
+            res.delay[ant] = np.nan
+    if isinstance(res.extra.get("minsnr"), np.ndarray):
+        res.extra["minsnr"] = np.asarray(res.extra["minsnr"], bool) | ant
 
 
 def _take_result(res, idx):
@@ -148,8 +221,11 @@ def _take_result(res, idx):
 
 
 def _reference_suspects(res, batch, min_snr, per_hand, skip=()):
-    """[(cell, [(antenna, hand), ...])]: the cells (not in ``skip``) whose reference hand has data in
-    ``batch`` but an SNR below ``min_snr``, and those hands."""
+    """[(cell, [(antenna, hand, its SNR), ...])]: the cells (not in ``skip``) whose reference hand has data
+    in ``batch`` but an SNR below ``min_snr`` -- or below :data:`NOISE_S` and :data:`NOISE_SHARE` times
+    the cell's typical SNR (the :data:`TYPICAL_PCT`-th percentile of its hands with data): a dead
+    reference feed's noise fit reached S 3.3, over minsnr, with the cell's other hands at ~10 (a
+    review) -- and those hands."""
     snr = res.extra.get("snr")
     if not (min_snr and min_snr > 0 and isinstance(snr, np.ndarray) and snr.ndim == 3):
         return []
@@ -158,13 +234,16 @@ def _reference_suspects(res, batch, min_snr, per_hand, skip=()):
     for c in range(len(res.converged)):
         if c in skip:
             continue
+        with_data = snr[c][snr[c] > 0]
+        typ = float(np.percentile(with_data, TYPICAL_PCT)) if with_data.size >= 3 else 0.0
         hands = []
         for h in range(2):
             a = int(ref_h[c, h])
             on = (batch.ant1 == a) | (batch.ant2 == a)
             w = batch.weight[c][on][..., HAND_CORR[h]] if per_hand else batch.weight[c][on]
-            if (w > 0).any() and snr[c, a, h] < float(min_snr):
-                hands.append((a, h))
+            s = float(snr[c, a, h])
+            if (w > 0).any() and (s < float(min_snr) or (s < NOISE_S and s < NOISE_SHARE * typ)):
+                hands.append((a, h, max(s, 0.0)))
         if hands:
             out.append((c, hands))
     return out
@@ -205,23 +284,48 @@ def resolve(jones_type, batch, res, solve, per_hand, min_snr=0.0, taken=None, s_
     if not suspects:
         return res
     cells = np.asarray([c for c, _ in suspects])
-    snr0 = np.asarray(res.extra["snr"])
-    ws = np.stack([_without(batch, batch.weight[c], hands, per_hand) for c, hands in suspects])
+    ws = np.stack([_without(batch, batch.weight[c], [(a, h) for a, h, _ in hands], per_hand)
+                   for c, hands in suspects])
     sub_batch = batch.take(cells, ws)
     t_sub = np.zeros((len(cells), batch.n_ant, 2), bool) if taken is None else taken[cells].copy()
     s_sub = np.full(t_sub.shape, np.nan) if s_taken is None else s_taken[cells].copy()
     for i, (c, hands) in enumerate(suspects):
-        for a, h in hands:
+        for a, h, s_ref in hands:
             hh = [h] if per_hand else [0, 1]
             t_sub[i, a, hh] = True
-            s_sub[i, a, hh] = max(float(snr0[c, a, h]), 0.0)
+            s_sub[i, a, hh] = s_ref
     sub = resolve(jones_type, sub_batch, solve(sub_batch), solve, per_hand, min_snr, t_sub, s_sub, depth - 1)
-    n_before = _good_hands(res, per_hand)[cells].sum(axis=(1, 2))
-    n_after = _good_hands(sub, per_hand).sum(axis=(1, 2))
-    keep = np.flatnonzero(n_after > n_before)
-    if len(keep):
-        _splice(res, _take_result(sub, keep), cells[keep])
+    # kept where it gives more hands of clear signal than the first (:func:`_good_hands`) -- or as many, and
+    # some, where the reference hand it took out was below minsnr (flagged either way: a tie goes to the
+    # cell referenced to a live antenna); a reference over minsnr but far below the cell's other hands is
+    # taken out only for more (a faint field's weak but live reference keeps its solution)
+    kept = keep_second(res, sub, cells, per_hand, min_snr,
+                       tie=np.array([any(s_ref < float(min_snr) for _, _, s_ref in hands)
+                                     for _, hands in suspects]))
+    if len(kept):
+        _reason_for_orphans(res, batch, cells[kept], per_hand)
     return res
+
+
+def _reason_for_orphans(res, batch, cells, per_hand):
+    """In place: in ``cells``, an antenna with a hand that has data in ``batch`` but is flagged with no
+    reason -- its baselines were all to hands the trial took out, so the trial saw no data of it -- gets
+    reason minsnr (its SNR is recorded as 0).  A review: 12/16 flagged, 11 with a reason."""
+    if not isinstance(res.extra.get("minsnr"), np.ndarray):
+        return
+    why = np.zeros(np.shape(res.flags), bool)
+    for k in ("minblperant", "amplitude_undetermined", "minsnr", "nonconverged"):
+        if isinstance(res.extra.get(k), np.ndarray):
+            why |= np.asarray(res.extra[k], bool)
+    for c in cells:
+        for a in np.flatnonzero(np.asarray(res.flags)[c] & ~why[c]):
+            on = (batch.ant1 == a) | (batch.ant2 == a)
+            w = batch.weight[c][on]
+            hands = [h for h in range(2) if (w[..., HAND_CORR[h]] > 0).any()] if per_hand else \
+                ([0] if (w > 0).any() else [])
+            if hands:
+                res.extra["minsnr"] = np.array(res.extra["minsnr"], bool)
+                res.extra["minsnr"][c, a] = True
 
 
 def _rounds(jones_type, batch, res, solve, per_hand, min_snr, taken=None, s_taken=None):

@@ -21,16 +21,18 @@ per-antenna delays by weighted least squares over those baselines (weights = fri
 so each antenna's delay rests on two independent baselines and no single edge decides it.
 
 For the cells solved again (``CellBatch.init_search``: a cell with a hand flagged by minsnr or not
-converged, :mod:`alakazam.solvers.weak_cells`; the no-signal re-solves) the hub fit is followed by
-up to :data:`STACK_PASSES` passes of a per-antenna stacked fringe search: each antenna's baselines,
-with the other end's current delay and phase taken off, are summed into one spectrum (the antenna's
-SNR, sqrt(n_ant - 1) times a baseline's) and FFT'd; an antenna moves to that peak where its amplitude
-is :data:`STACK_GAIN` times the coherent amplitude at its current delay.  A weak cell's baselines
-have SNR ~4 (K per integration at noise 20, 8 antennas): hub fringes landed on noise peaks, the fit
-stayed in a local minimum with the reference's hand inconsistent with the others, and whole hands of
-a cell were flagged (24 of 140 live hands; with the search 1, every solution within 2.4 sigma of the
-scan's; tests/test_weak_cells.py).  Not in every cell's first guess: it costs 3x a 27-antenna cell's
-solve (bench_solvers.py, 5.5 -> 18 ms at 64 samples).
+converged, :mod:`alakazam.solvers.weak_cells`; also after the no-signal re-solves) the cell's first
+solution (``CellBatch.init_params``) is followed by up to :data:`STACK_PASSES` passes of a per-antenna
+stacked fringe search: each antenna's baselines, with the other end's current delay and phase taken off,
+are summed into one spectrum (the antenna's SNR, sqrt(n_ant - 1) times a baseline's) and FFT'd; an
+antenna moves to that peak where its amplitude is :data:`STACK_GAIN` times the coherent amplitude at its
+current delay and its S (the peak over its noise, sqrt(sum w |M|^2)) is at least ``nosignal.NOISE_S``:
+the highest noise peak of a dead antenna passed minsnr 3 (S 3.2-3.3) and was stored unflagged hundreds
+of ns off (a review). A weak cell's baselines have SNR ~4 (K per integration at noise 20, 8 antennas):
+hub fringes landed on noise peaks, the fit stayed in a local minimum with the reference's hand
+inconsistent with the others, and whole hands of a cell were flagged (104 of 140 live hands kept; now
+138, each within 5 sigma of the scan's; tests/test_weak_cells.py). Not in every cell's first guess: it
+costs 3x a 27-antenna cell's solve (bench_solvers.py, 5.5 -> 18 ms at 64 samples).
 
 Fit (numba, one thread per cell and pol):
 
@@ -282,14 +284,29 @@ def initial_guess(batch, ref):
                 else:
                     out[c, a1[b], p, 1] = np.angle(sb)
         if batch.init_search:
+            if batch.init_params is not None:          # from the cell's first solution (weak_cells)
+                p0 = np.asarray(batch.init_params[c], float)
+                out[c] = np.where(np.isfinite(p0), p0, out[c])
             _stacked_search(batch, c, r, -TWO_PI_NS * dnu, out[c])
     return out
 
 
-def _stacked_search(batch, c, r, kappa, out_c):
+def search_would_move(batch, params):
+    """(n_cell,) bool: the cells in which one pass of the stacked fringe search (module doc) from the
+    solved ``params`` (n_cell, n_ant, 2, 2) would move some antenna -- the weak cells worth solving
+    again (:mod:`alakazam.solvers.weak_cells`): in a cell weak only because an antenna is dead, nothing
+    moves (its noise peaks are below NOISE_S) and the second solve would repeat the first."""
+    nu_c = band_centre(batch)
+    p = np.where(np.isfinite(params), params, 0.0)
+    return np.array([_stacked_search(batch, c, 0, -TWO_PI_NS * (batch.freq[c] - nu_c[c]), p[c].copy(),
+                                     check=True) for c in range(batch.n_cell)], bool)
+
+
+def _stacked_search(batch, c, r, kappa, out_c, check=False):
     """Cell ``c``'s initial delays and phases ``out_c`` (n_ant, 2, 2), in place: up to
     :data:`STACK_PASSES` passes of a per-antenna stacked fringe search (module doc), then referenced
-    to ``r`` (tau = phi = 0)."""
+    to ``r`` (tau = phi = 0).  ``check``: only whether the first pass moves an antenna (``out_c`` not
+    changed)."""
     a1, a2 = batch.ant1, batch.ant2
     n_ant = batch.n_ant
     w = np.moveaxis(batch.weight[c][:, :, POL_CORR], 2, 0)                       # (2, n_bl, n_samp)
@@ -307,13 +324,21 @@ def _stacked_search(batch, c, r, kappa, out_c):
     inc2[a2, np.arange(len(a2))] = 1.0
     tau = out_c[:, :, 0].T.copy()                                                # (2, n_ant)
     phi = out_c[:, :, 1].T.copy()
+    # the noise of an antenna's stacked fringe: sqrt(sum w |M|^2) over its baselines
+    h = (w * np.abs(np.moveaxis(batch.model[c][:, :, POL_CORR], 2, 0)) ** 2).sum(axis=2)   # (2, n_bl)
+    noise = np.sqrt(h @ inc1.T + h @ inc2.T)                                     # (2, n_ant)
+    from .nosignal import NOISE_S
     for _ in range(STACK_PASSES):
         e = np.exp(1j * (phi[:, :, None] + kappa[None, None, :] * tau[:, :, None]))   # (2, n_ant, n_samp)
         # each antenna's baselines with the other end's current term taken off: ~ its own term e_a
         z = inc1 @ (y * e[:, a2]) + inc2 @ (np.conj(y) * e[:, a1])
         cur = np.abs((z * np.conj(e)).sum(axis=2))
         t_new, amp = fringe_fft(np.conj(z), batch.freq[c], present)              # conj: exp(+2 pi i tau nu)
-        move = has & (amp > STACK_GAIN * cur)
+        # a peak that noise would give (S < NOISE_S: a fit to a dead antenna's noise finds ~3.3 at the
+        # highest of its delays) is not followed: the search would store a dead hand at its noise peak
+        move = has & (amp > STACK_GAIN * cur) & (amp >= NOISE_S * noise)
+        if check:
+            return bool(move.any())
         if not move.any():
             break
         tau[move] = t_new[move]
