@@ -5,9 +5,10 @@ Convention (pinned by tests/test_weak_cells.py):
 * In the solve flow (``SolveOptions.flag_nonconverged``), a cell of a term that has a more thorough
   initial guess (the term module's ``INIT_SEARCH``: K's per-antenna stacked fringe search,
   :mod:`alakazam.solvers.parallel_delay`) that did not converge, or in which some antenna (hand) with
-  data was flagged by minsnr or as not converged, is solved once more with ``CellBatch.init_search``,
-  starting from its first solution (``CellBatch.init_params``; from the hub fit, the search left
-  scipy's two hands 8.5 sigma off where they were).
+  data was flagged by minsnr or as not converged, or a hand's SNR is below :data:`OUTLIER_SHARE` of
+  the cell's typical SNR (a local minimum that minsnr does not flag), is solved once more with
+  ``CellBatch.init_search``, starting from its first solution (``CellBatch.init_params``; from the
+  hub fit, the search left scipy's two hands 8.5 sigma off where they were).
 * The second solve is kept for a cell where it leaves more hands of clear signal -- unflagged, with SNR
   at least max(minsnr, ``nosignal.NOISE_S``) -- otherwise the first is kept.  Hands just above minsnr
   are not counted: a fit to noise reaches them (a dead antenna's highest noise peak: S 3.2-3.3), and
@@ -37,13 +38,28 @@ def searching(jones_type, batch):
     return batch
 
 
+#: a hand whose SNR is below this fraction of its cell's typical SNR (the nosignal.TYPICAL_PCT-th
+#: percentile) makes the cell weak too: numba's K on noise-0.01 data stored one antenna 915 ns off at
+#: SNR 1298 beside the others' 20000-26000 (a local minimum; scipy: -0.1 ns), unflagged (a review)
+OUTLIER_SHARE = 0.25
+
+
 def weak(res):
-    """(n_cell,) bool: cells that did not converge or have a solution flagged by minsnr / nonconverged."""
+    """(n_cell,) bool: cells that did not converge, have a solution flagged by minsnr / nonconverged, or
+    a hand whose SNR is below :data:`OUTLIER_SHARE` of the cell's typical SNR."""
+    from .nosignal import TYPICAL_PCT
+
     bad = ~np.asarray(res.converged, bool)
     for k in ("minsnr", "nonconverged"):
         m = res.extra.get(k)
         if isinstance(m, np.ndarray) and m.ndim == 2:
             bad = bad | m.any(axis=1)
+    snr = res.extra.get("snr")
+    if isinstance(snr, np.ndarray) and snr.ndim == 3:
+        for c in np.flatnonzero(~bad):
+            s = snr[c][snr[c] > 0]
+            if s.size >= 3 and (s < OUTLIER_SHARE * np.percentile(s, TYPICAL_PCT)).any():
+                bad[c] = True
     return bad
 
 
