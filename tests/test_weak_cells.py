@@ -221,3 +221,23 @@ def test_a_local_minimum_over_minsnr_is_solved_again(tmp_path, monkeypatch, shar
         assert dev < 0.05, dev                               # 0.001 ns
     else:
         assert dev > 100, dev                                # 915 ns
+
+
+def test_weak_cells_rule():
+    """weak(): not converged, a hand flagged by minsnr / nonconverged, or a hand with data below
+    OUTLIER_SHARE of the cell's typical SNR (60th percentile of its hands with data; >= 3 of them)."""
+    from types import SimpleNamespace
+
+    from alakazam.solvers import weak_cells
+
+    snr = np.full((6, 5, 2), 100.0)
+    snr[1, 2, 0] = 10.0                                       # a hand at 0.1 of the typical SNR: weak
+    snr[2] = 0.0
+    snr[2, :2, 0] = 5.0                                       # two hands with data only: not judged
+    snr[3, 0, 1] = 30.0                                       # 0.3 of typical: not weak
+    minsnr = np.zeros((6, 5), bool)
+    minsnr[4, 1] = True                                       # a hand flagged by minsnr: weak
+    conv = np.ones(6, bool)
+    conv[5] = False                                           # not converged: weak
+    res = SimpleNamespace(converged=conv, extra={"snr": snr, "minsnr": minsnr})
+    assert weak_cells.weak(res).tolist() == [False, True, False, False, True, True]

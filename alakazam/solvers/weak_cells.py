@@ -55,11 +55,14 @@ def weak(res):
         if isinstance(m, np.ndarray) and m.ndim == 2:
             bad = bad | m.any(axis=1)
     snr = res.extra.get("snr")
-    if isinstance(snr, np.ndarray) and snr.ndim == 3:
-        for c in np.flatnonzero(~bad):
-            s = snr[c][snr[c] > 0]
-            if s.size >= 3 and (s < OUTLIER_SHARE * np.percentile(s, TYPICAL_PCT)).any():
-                bad[c] = True
+    if isinstance(snr, np.ndarray) and snr.ndim == 3 and len(bad):
+        s = np.where(snr > 0, snr, np.nan).reshape(len(bad), -1)        # the hands with data
+        enough = (snr > 0).reshape(len(bad), -1).sum(axis=1) >= 3
+        if enough.any():
+            typ = np.full(len(bad), np.nan)
+            typ[enough] = np.nanpercentile(s[enough], TYPICAL_PCT, axis=1)
+            with np.errstate(invalid="ignore"):
+                bad |= enough & (s < OUTLIER_SHARE * typ[:, None]).any(axis=1)
     return bad
 
 
