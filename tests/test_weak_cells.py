@@ -241,3 +241,18 @@ def test_weak_cells_rule():
     conv[5] = False                                           # not converged: weak
     res = SimpleNamespace(converged=conv, extra={"snr": snr, "minsnr": minsnr})
     assert weak_cells.weak(res).tolist() == [False, True, False, False, True, True]
+
+
+def test_the_log_tells_a_dead_refant_from_one_without_data(weak_ms, tmp_path, caplog):
+    """The refant message said "has no unflagged data" for a refant whose noise-only data reached the solve
+    and were taken out for no signal (tried in akshell; a second review saw it under refantmode strict)."""
+    import logging
+
+    ms, fl, _ = weak_ms
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        _k_int(ms, str(tmp_path / "dead.h5"))
+    assert "refant C00 has data but no signal in the selection" in caplog.text, caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        _k_int(fl, str(tmp_path / "flagged.h5"))
+    assert "refant C00 has no unflagged data in the selection" in caplog.text, caplog.text

@@ -365,6 +365,16 @@ def _first_unused(sets, first, hand=None):
     return True
 
 
+def _had_data(sets, ant):
+    """Whether antenna ``ant`` had data in some cell of ``sets``: an SNR > 0 recorded for it (a hand without
+    data has 0; one taken out for no signal keeps its S, solvers/nosignal.py)."""
+    for s in sets:
+        snr = s.extra.get("snr") if isinstance(getattr(s, "extra", None), dict) else None
+        if snr is not None and np.any(np.nan_to_num(np.asarray(snr)[ant]) > 0):
+            return True
+    return False
+
+
 def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
     others, hand_R = _hand_refs(sets)     # a hand solved with a fallback (the cell's reference unchanged)
     if others is None:
@@ -384,10 +394,17 @@ def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
         # the first refant is the reference of no cell of any hand: it has no usable sample in the
         # selection (e.g. every row of it flagged); one message naming it and the antenna used instead
         fields = ", ".join(dict.fromkeys(s.field_name for s in sets))
-        log.warning("%s: refant %s has no unflagged data in the selection (field(s) %s, spw %s: in no "
-                    "solution cell has it a sample that is unflagged, with weight > 0 and finite); %s is "
-                    "the reference instead (solver_stats/ref_ant%s)", where, names[refs[0]], fields, spw,
-                    R_text, ", attr ref_ant_hands" if hand_R else "")
+        if _had_data(sets, refs[0]):
+            # its samples reached the solve but carried no signal (taken out: solvers/nosignal.py)
+            log.warning("%s: refant %s has data but no signal in the selection (field(s) %s, spw %s: its "
+                        "solutions are flagged in every cell, SNR below minsnr -- a dead antenna or feed "
+                        "the flags do not mark); %s is the reference instead (solver_stats/ref_ant%s)",
+                        where, names[refs[0]], fields, spw, R_text, ", attr ref_ant_hands" if hand_R else "")
+        else:
+            log.warning("%s: refant %s has no unflagged data in the selection (field(s) %s, spw %s: in no "
+                        "solution cell has it a sample that is unflagged, with weight > 0 and finite); %s is "
+                        "the reference instead (solver_stats/ref_ant%s)", where, names[refs[0]], fields, spw,
+                        R_text, ", attr ref_ant_hands" if hand_R else "")
         moved = {}
         R_named = True
     else:
