@@ -122,6 +122,17 @@ def cells_to_check(res, min_snr):
     return bad
 
 
+def typical_snr(snr):
+    """(n_cell,) the cell's typical SNR: the :data:`TYPICAL_PCT`-th percentile of its hands with data (SNR
+    > 0) of ``snr`` (n_cell, n_ant, 2); NaN where fewer than 3 hands have data."""
+    s = np.where(snr > 0, snr, np.nan).reshape(len(snr), -1)
+    enough = (snr > 0).reshape(len(snr), -1).sum(axis=1) >= 3
+    typ = np.full(len(snr), np.nan)
+    if enough.any():
+        typ[enough] = np.nanpercentile(s[enough], TYPICAL_PCT, axis=1)
+    return typ
+
+
 def _ref_hands(res):
     """(n_cell, 2) int: each hand's reference antenna of each cell."""
     ref_h = res.extra.get("ref_ant_hand")
@@ -230,12 +241,12 @@ def _reference_suspects(res, batch, min_snr, per_hand, skip=()):
     if not (min_snr and min_snr > 0 and isinstance(snr, np.ndarray) and snr.ndim == 3):
         return []
     ref_h = _ref_hands(res)
+    typs = np.nan_to_num(typical_snr(snr))
     out = []
     for c in range(len(res.converged)):
         if c in skip:
             continue
-        with_data = snr[c][snr[c] > 0]
-        typ = float(np.percentile(with_data, TYPICAL_PCT)) if with_data.size >= 3 else 0.0
+        typ = float(typs[c])
         hands = []
         for h in range(2):
             a = int(ref_h[c, h])

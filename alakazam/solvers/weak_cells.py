@@ -38,16 +38,16 @@ def searching(jones_type, batch):
     return batch
 
 
-#: a hand whose SNR is below this fraction of its cell's typical SNR (the nosignal.TYPICAL_PCT-th
-#: percentile) makes the cell weak too: numba's K on noise-0.01 data stored one antenna 915 ns off at
-#: SNR 1298 beside the others' 20000-26000 (a local minimum; scipy: -0.1 ns), unflagged (a review)
+#: a hand whose SNR is below this fraction of its cell's typical SNR (``nosignal.typical_snr``) makes
+#: the cell weak too: numba's K on noise-0.01 data stored one antenna 915 ns off at SNR 1298 beside the
+#: others' 20000-26000 (a local minimum; scipy: -0.1 ns), unflagged (a review)
 OUTLIER_SHARE = 0.25
 
 
 def weak(res):
     """(n_cell,) bool: cells that did not converge, have a solution flagged by minsnr / nonconverged, or
     a hand whose SNR is below :data:`OUTLIER_SHARE` of the cell's typical SNR."""
-    from .nosignal import TYPICAL_PCT
+    from .nosignal import typical_snr
 
     bad = ~np.asarray(res.converged, bool)
     for k in ("minsnr", "nonconverged"):
@@ -56,13 +56,9 @@ def weak(res):
             bad = bad | m.any(axis=1)
     snr = res.extra.get("snr")
     if isinstance(snr, np.ndarray) and snr.ndim == 3 and len(bad):
-        s = np.where(snr > 0, snr, np.nan).reshape(len(bad), -1)        # the hands with data
-        enough = (snr > 0).reshape(len(bad), -1).sum(axis=1) >= 3
-        if enough.any():
-            typ = np.full(len(bad), np.nan)
-            typ[enough] = np.nanpercentile(s[enough], TYPICAL_PCT, axis=1)
-            with np.errstate(invalid="ignore"):
-                bad |= enough & (s < OUTLIER_SHARE * typ[:, None]).any(axis=1)
+        typ = typical_snr(snr)                                          # NaN: < 3 hands with data
+        with np.errstate(invalid="ignore"):
+            bad |= ((snr > 0) & (snr < OUTLIER_SHARE * typ[:, None, None])).any(axis=(1, 2))
     return bad
 
 
