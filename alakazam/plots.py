@@ -329,6 +329,10 @@ def outdir_errors(outdir) -> dict:
     if os.path.exists(path) and not os.path.isdir(path):
         return {"outdir": [f"{outdir!r} exists and is not a directory; expected a directory for the PNG "
                            "files"]}
+    from .core.outputs import inside_table_message, table_around
+
+    if table_around(path):
+        return {"outdir": [inside_table_message(outdir, table_around(path))]}
     if probe and not os.path.isdir(probe):
         return {"outdir": [f"{outdir!r}: {probe!r} is a file, so the directory cannot be created"]}
     if probe and not os.access(probe, os.W_OK):

@@ -34,10 +34,12 @@ def _content_errors(params, skip=()) -> dict:
     elif out and os.path.exists(out):
         errors["casatable"] = [f"{out!r} exists; remove it or choose another name"]
     elif out:
-        from alakazam.core.outputs import writable
+        from alakazam.core.outputs import inside_table_message, table_around, writable
 
         parent = os.path.dirname(out.rstrip("/")) or "."      # as the path is resolved ('d/../x.tb': d too)
-        if os.path.exists(parent) and not os.path.isdir(parent):
+        if os.path.isdir(parent) and table_around(parent):
+            errors["casatable"] = [inside_table_message(out, table_around(parent))]
+        elif os.path.exists(parent) and not os.path.isdir(parent):
             errors["casatable"] = [f"{out!r}: {parent!r} is not a directory"]
         elif not os.path.isdir(parent):
             errors["casatable"] = [f"{out!r}: directory {parent!r} does not exist"]

@@ -125,15 +125,24 @@ def _write_body(p, ends):
         return out
     from alakazam.calibration.flagsafety import clear_marker
 
-    out = {"deleted": flagversions.delete(vis, name)}
-    for version, restoring, merge in flagsafety.interrupted(vis):
-        if version == name and restoring:       # the undo of an interrupted restore is gone: say so once
-            import logging
+    import logging
 
-            logging.getLogger("alakazam.tasks").warning(
+    tlog = logging.getLogger("alakazam.tasks")
+    out = {"deleted": flagversions.delete(vis, name)}
+    tlog.info("akflagmanager: deleted flag version %s of %s", name, vis)
+    for version, restoring, merge in flagsafety.interrupted(vis):
+        if version != name:
+            continue
+        if restoring:           # the undo of an interrupted restore is gone: say so once
+            tlog.warning(
                 "akflagmanager: deleted %s, the flags saved before the interrupted restore of %s; FLAG stays "
                 "partly restored until akflagmanager(vis=%r, mode='restore', versionname=%r, merge=%r) is "
                 "run again", name, restoring, vis, restoring, merge)
+        else:                   # the only undo of an interrupted akflag / apply is gone (a review)
+            tlog.warning(
+                "akflagmanager: deleted %s, the flags saved before an interrupted %s that left FLAG partly "
+                "changed: FLAG stays as that run left it, and no saved version holds it as it was before "
+                "(the warning about the interrupted run ends here)", name, version.split("_")[0])
     clear_marker(vis, name)            # an interrupted run's marker names a version that is gone
     return out
 

@@ -144,6 +144,7 @@ class ShellSession:
         for cmd in _COMMANDS:
             self.ns[cmd] = getattr(self, "_py_" + cmd)
         self.last_task = "akcal"
+        self._chosen = False            # a command named or used a task (inp, go, default ...): notes on
         self._running = None
         self.debug = False              # akshell --debug: tracebacks of errors in typed Python
         self.logfile = self._path(logfile) if logfile else None
@@ -172,18 +173,25 @@ class ShellSession:
         if name not in TASKS:
             raise AlakazamError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
         self.last_task = name
+        self._chosen = True
         return TASKS[name]
 
     def _path(self, f):
         return os.path.join(self.cwd, f) if self.cwd and not os.path.isabs(f) else f
 
     def current(self, task, shown_only=False) -> dict:
-        """Parameter values for ``go``: shell variable, else constraint default, else XML default."""
+        """Parameter values for ``go``: shell variable, else constraint default, else XML default.  A
+        subparameter its parent's value does not enable -- hidden by ``inp`` -- takes its XML default,
+        as in CASA's shell: ``mode='save'; versionname='x'; go``, then ``mode='list'; go`` lists (it
+        failed on the hidden versionname 'x', a review).  The variable itself is kept: it is used again
+        when its parent enables it."""
         spec = task.spec
         vals = {p.name: self.ns.get(p.name, p.default) for p in spec.params}
         sub_defaults = spec.active_subparams(vals)
         for p in spec.params:
-            if p.subparam and p.name not in self.ns and p.name in sub_defaults:
+            if p.subparam and p.name not in sub_defaults:
+                vals[p.name] = p.default
+            elif p.subparam and p.name not in self.ns:
                 vals[p.name] = sub_defaults[p.name]
         return vals
 
@@ -379,14 +387,15 @@ class ShellSession:
         uses: ``go`` would not see it (caltasks/casa_hints.py).  Other variables are the user's own."""
         from alakazam.caltasks.casa_hints import HINTS, unknown_message
 
-        task = TASKS.get(self.last_task) if self.last_task else None
-        if task is None:
+        task = TASKS.get(self.last_task) if self.last_task and self._chosen else None
+        if task is None:        # (before any inp / default / go: no task is the current one yet)
             return
         import difflib
 
         names = task.spec.names
+        others = {x for t in TASKS.values() for x in t.spec.names}
         for n in _assigned_names(src):
-            if n in names:
+            if n in names or n in others:       # another task's parameter (mode: akflag's), set for it
                 continue
             if n in HINTS.get(task.name, {}) or difflib.get_close_matches(n, names, n=1, cutoff=0.8):
                 self._p(self._c(YELLOW, f"note: {n}: {unknown_message(task.name, names, n)}"))

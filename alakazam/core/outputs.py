@@ -7,6 +7,8 @@ Conventions (pinned by tests/test_reliability.py):
   writable regular file (a read-only table is never replaced) and an alakazam HDF5 table (or empty): a
   script, a notes file, an .npz or another program's HDF5 file given by mistake is never replaced.
 * An MS that apply writes into must be a writable directory.
+* No output file or directory (solution table, plots, exported caltable) is written into a CASA table
+  directory -- an MS, a caltable, ``<ms>.flagversions`` -- or below one (:func:`table_around`).
 * ``alakazam simulate PATH`` / :func:`alakazam.sim.simulate_ms` replace an existing PATH only with
   ``overwrite``, and even then only when PATH is a Measurement Set that ``alakazam simulate`` wrote
   (OBSERVATION::OBSERVER == 'alakazam simulate'); never '.', a parent of the working directory, the
@@ -32,6 +34,26 @@ def writable(path) -> bool:
     return os.access(path, os.W_OK) and bool(st.st_mode & 0o222)
 
 
+def table_around(path):
+    """The CASA table directory that ``path`` is or lies inside -- a directory holding ``table.dat`` (a
+    Measurement Set, a caltable, a flag version) or an MS's ``<ms>.flagversions`` -- or None.  An output
+    written there becomes part of a table the user owns (``outdir=vis`` is an easy slip: a review)."""
+    p = os.path.realpath(os.path.abspath(os.path.expanduser(str(path))))
+    while True:
+        if os.path.isfile(os.path.join(p, "table.dat")) or (p.endswith(".flagversions") and os.path.isdir(p)):
+            return p
+        parent = os.path.dirname(p)
+        if parent == p:
+            return None
+        p = parent
+
+
+def inside_table_message(path, table) -> str:
+    """Why ``path`` (inside ``table``, :func:`table_around`) is refused as an output."""
+    return (f"{str(path)!r} is or lies inside the CASA table {table!r} (a Measurement Set, a calibration "
+            "table or flag versions); nothing is written into a table directory: choose a path outside it")
+
+
 def check_output_file(path, what="output"):
     """``path`` can be written as a new or replaced file (see the module doc)."""
     p = os.path.abspath(os.path.expanduser(str(path)))
@@ -41,6 +63,8 @@ def check_output_file(path, what="output"):
         raise AlakazamError(f"{what}: an output file name is required")
     if not os.path.isdir(d):
         raise AlakazamError(f"{what}: directory {d!r} of {str(path)!r} does not exist")
+    if table_around(d):
+        raise AlakazamError(f"{what}: {inside_table_message(path, table_around(d))}")
     if os.path.isdir(real):
         raise AlakazamError(f"{what}: {str(path)!r} is a directory, expected a file name")
     if os.path.exists(real) and not writable(real):

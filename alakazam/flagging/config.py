@@ -252,17 +252,21 @@ def _gain_params(cfg, d, where, names, errs, check_ms=True):
         return
     if len(tables) == 1:
         tables = tables * len(jones)
+    # every bad entry is said, a count mismatch with the others (it hid them: a review); only the
+    # per-table checks below need one table per key
+    tables_ok = True
     for key, v, allowed in (("gaintable", tables, None), ("gainfield", fsel, FIELD_SELECT_MODES),
                             ("interp", tint, TIME_INTERP_MODES)):
         if v and len(v) != len(jones):
             errs.add(_name(key, where, names), f"has {len(v)} entries but gainjones has {len(jones)}; give "
                      "one per key" + ("" if key == "gaintable" else " or none"))
-            return
+            tables_ok = tables_ok and key != "gaintable"
         for i, x in enumerate(v if allowed else []):
             if x and x not in allowed:
                 errs.add(_name(key, where, names), f"[{i}] {x!r} is not allowed; expected one of "
                          f"{', '.join(allowed)}")
-    _duplicate_terms(tables, jones, _name("gainjones", where, names), errs)
+    if tables_ok:
+        _duplicate_terms(tables, jones, _name("gainjones", where, names), errs)
     if "pinned" in fsel:
         errs.add(_name("gainfield", where, names), "'pinned' is not supported by akflag (use nearest_time "
                  "or nearest_sky)")
@@ -273,7 +277,7 @@ def _gain_params(cfg, d, where, names, errs, check_ms=True):
         errs.add(_name("gaintable", where, names), f"is used only by the data modes aoflagger, mad, clip, "
                  "tfcrop and rflag "
                  f"(mode is {cfg.mode!r})")
-    for i, tb in enumerate(tables if check_ms else []):     # (relative to a YAML file: checked there)
+    for i, tb in enumerate(tables if check_ms and tables_ok else []):  # (a YAML file's: checked there)
         if not os.path.exists(tb):
             errs.add(_name("gaintable", where, names), f"[{i}] {tb!r} does not exist")
         elif os.path.isdir(tb) or _is_hdf5(tb):            # the key in its table, with the rest (a
