@@ -129,7 +129,7 @@ def test_take_keeps_every_setting_of_the_batch():
     assert not s.weight.any()
 
 
-def test_dead_reference_feed_is_not_kept_at_its_noise_peak(tmp_path):
+def test_dead_reference_feed_is_not_kept_at_its_noise_peak(tmp_path, caplog):
     """A review's case: C00's Y feed noise-only in scan 4 (unflagged), K per integration at noise 20.  A
     second solve counted every unflagged hand: it kept a cell referenced to the dead feed, the feed at
     SNR 3.3 (over minsnr) and C06 Y 318 ns off (z 370), unflagged.  Now the dead feed's hands are flagged
@@ -150,7 +150,12 @@ def test_dead_reference_feed_is_not_kept_at_its_noise_peak(tmp_path):
     sk = str(tmp_path / "scan.h5")
     akcal(vis=clean, caltable=sk, field="3C286", scan="4", jones=["K"], solint=["inf"], refant="C02",
           rfi_threshold=0)
-    k = _k_int(ms, str(tmp_path / "k.h5"))
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        k = _k_int(ms, str(tmp_path / "k.h5"))
+    # (a review: it said "has data in this hand in no cell" of the dead feed, whose noise reached the solve)
+    assert "hand q: the first reference antenna C00 has data but no signal in this hand" in caplog.text
     kept, lost = _check(ms, k, hdf5.read_term(sk, "K0")[0])
     assert k.hand_flags()[0, 0, :, 1].all()                  # the dead feed: flagged in every cell
     assert kept >= 135 and lost == 0, (kept, lost)           # of 140 live hands of the others (138)

@@ -365,12 +365,18 @@ def _first_unused(sets, first, hand=None):
     return True
 
 
-def _had_data(sets, ant):
-    """Whether antenna ``ant`` had data in some cell of ``sets``: an SNR > 0 recorded for it (a hand without
-    data has 0; one taken out for no signal keeps its S, solvers/nosignal.py)."""
+def _had_data(sets, ant, hand=None):
+    """Whether antenna ``ant`` had data (in hand ``hand``; None: either) in some cell of ``sets``: an SNR
+    > 0 recorded for it (a hand without data has 0; one taken out for no signal keeps its S,
+    solvers/nosignal.py)."""
     for s in sets:
         snr = s.extra.get("snr") if isinstance(getattr(s, "extra", None), dict) else None
-        if snr is not None and np.any(np.nan_to_num(np.asarray(snr)[ant]) > 0):
+        if snr is None:
+            continue
+        v = np.asarray(snr)[ant]
+        if hand is not None:
+            v = v[..., hand]
+        if np.any(np.nan_to_num(v) > 0):
             return True
     return False
 
@@ -411,7 +417,12 @@ def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
         R_named = False
     if mode == "flex":
         for h, r in moved.items():
-            if _first_unused(sets, refs[0], hand=h):
+            if _first_unused(sets, refs[0], hand=h) and _had_data(sets, refs[0], hand=h):
+                # its samples in this hand reached the solve but carried no signal (solvers/nosignal.py)
+                log.warning("%s: hand %s: the first reference antenna %s has data but no signal in this hand "
+                            "(flagged in every cell, SNR below minsnr); %s is its reference (attr "
+                            "ref_ant_hands)", where, "pq"[h], names[refs[0]], names[r])
+            elif _first_unused(sets, refs[0], hand=h):
                 log.warning("%s: hand %s: the first reference antenna %s has data in this hand in no "
                             "cell; %s is its reference (attr ref_ant_hands)", where, "pq"[h], names[refs[0]],
                             names[r])
