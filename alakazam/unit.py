@@ -721,11 +721,11 @@ def _solution_set(ctx, step, g: FieldSpw, group: Group, acc, cells_t, res, cell_
         sset.pol_flags = pol
         sset.flags[:] = antenna_flags(pol, sset.attrs["hands"])
         sset.extra["ref_ant_hand"] = ref_hand
-    _quality(sset, res, cell_index)
+    _quality(sset, res, cell_index, cfg.min_snr)
     return sset
 
 
-def _quality(sset, res, cell_index):
+def _quality(sset, res, cell_index, min_snr=0.0):
     """SNR grid into ``solver_stats/snr`` (n_ant, n_freq, n_time, 2) and chi2 / nDOF into
     ``solver_stats/rchi2`` (n_freq, n_time), freq bins with an outlier chi2 and bandpass outlier
     channels (G with >= 4 freq bins) flagged (:mod:`alakazam.solvers.quality`), and the counts of
@@ -742,8 +742,17 @@ def _quality(sset, res, cell_index):
         snr[:, jf, it] = res.extra["snr"][c]
         rchi2[jf, it] = res.extra["rchi2"][c]
     counts["outlier_chi2"] = counts["outlier_channel"] = 0
+    # misfit local to a bin counts as noise (quality.local_excess): its SNR divided, minsnr again below
+    with np.errstate(divide="ignore", invalid="ignore"):      # nDOF = chi2 / (chi2 / nDOF) (quality.snr)
+        dof = np.where(rchi2 > 0, np.maximum(sset.cost, 0.0) / rchi2, np.nan)
+    excess = quality.local_excess(rchi2, dof)
+    low = np.zeros(snr.shape, bool)
+    if (excess > 1).any():
+        snr /= np.sqrt(excess)[None, :, :, None]
+        if min_snr and min_snr > 0:
+            low = (snr < float(min_snr)) & (excess > 1)[None, :, :, None]
     if sset.pol_flags is not None:      # per hand (core/handflags.py): the same checks on each hand
-        _quality_hands(sset, rchi2, snr, counts)
+        _quality_hands(sset, rchi2, snr, counts, low)
         sset.extra["snr"] = snr
         sset.extra["rchi2"] = rchi2
         sset.quality = counts
@@ -752,6 +761,10 @@ def _quality(sset, res, cell_index):
     if new.any():
         sset.flags |= new
         counts["outlier_chi2"] = int(new.sum())
+    new = low.any(-1) & ~sset.flags
+    if new.any():
+        sset.flags |= new
+        counts["minsnr"] += int(new.sum())
     if terms.get(sset.attrs.get("jones_type")).gain and n_f >= 4:
         new = quality.outlier_channels(sset.jones, sset.flags, snr,
                                        cell_ref=sset.extra.get("ref_ant")) & ~sset.flags
@@ -766,9 +779,10 @@ def _quality(sset, res, cell_index):
     sset.quality = counts
 
 
-def _quality_hands(sset, rchi2, snr, counts):
+def _quality_hands(sset, rchi2, snr, counts, low):
     """:func:`_quality`'s outlier checks on a per-hand set: an outlier chi2 bin flags both hands of
-    every antenna, an outlier bandpass channel its own hand; ``flags`` follows (core/handflags.py)."""
+    every antenna, an SNR below minsnr after the local excess (``low``) or an outlier bandpass
+    channel its own hand; ``flags`` follows (core/handflags.py)."""
     from .core.handflags import antenna_flags, nan_flagged
     from .solvers import quality
 
@@ -778,6 +792,11 @@ def _quality_hands(sset, rchi2, snr, counts):
     new = quality.chi2_outlier_bins(rchi2)[None, :, :, None] & ~pol
     if new.any():       # counted per solution (antenna, bin, time) newly not whole, as the other checks
         counts["outlier_chi2"] = int((new[..., hands].any(-1) & ~pol[..., hands].any(-1)).sum())
+        pol |= new
+    new = low & ~pol
+    new[..., [h for h in (0, 1) if h not in hands]] = False
+    if new.any():
+        counts["minsnr"] += int((new[..., hands].any(-1) & ~pol[..., hands].any(-1)).sum())
         pol |= new
     if terms.get(sset.attrs.get("jones_type")).gain and n_f >= 4:
         refs = sset.extra.get("ref_ant_hand", sset.extra.get("ref_ant"))

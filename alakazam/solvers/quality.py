@@ -65,6 +65,19 @@ Outlier chi2 (:func:`chi2_outlier_bins`, any term with >= 4 freq bins)
     sample flags off), whatever the solution's value.  A systematic misfit (drifting gains, bandpass
     shape) varies smoothly across channels and stays well below the ratio.
 
+Local excess chi2 (:func:`local_excess`, any term with >= 4 freq bins; before the test above)
+    k2's cap at 1 keeps a misfit common to a time's bins (drifting gains) from lowering their SNR; a
+    misfit local to one bin -- RFI left in it, with the sample flags off or below their reach, at
+    chi2 / nDOF 3-9 against ~1 in the neighbours on a weak calibrator -- is the noise CASA's k2
+    counts: where e, a bin's chi2 / nDOF over the running median of its 7 neighbours', exceeds
+    ``RCHI2_EXCESS`` (2) and its noise (5 sigma), the bin's k2 becomes its neighbours' (capped) times
+    e, its SNR is lowered to match and minsnr applied again (reason minsnr).  Before, such bins kept
+    their thermal SNR and solutions 5-9 sigma from the truth stayed unflagged (a review: bandpass
+    with intermittent RFI, rfi_threshold=0; CASA flagged them by their SNR).  Limits (a review of
+    the rule): K and G solve each hand on its own but a cell has one chi2, so RFI in one hand lowers
+    the other hand's SNR too; a rippled bandpass solved before drifting gains has 2-2.5x the misfit
+    at its peaks (SNR lowered 30%, solutions right).
+
 Outlier bandpass channels (:func:`outlier_channels`, G with >= 4 freq bins)
     Per antenna, pol and time cell, g_f is compared with r_f, the complex running median (median of
     the real and imaginary parts) of the 7 unflagged freq bins centred on f:
@@ -96,6 +109,11 @@ OUTLIER_REL = 0.5
 OUTLIER_SIGMA = 5.0
 #: a freq bin whose chi2 / nDOF exceeds this many times its neighbours' running median is flagged
 RCHI2_RATIO = 10.0
+#: above this many times its neighbours' running median, a freq bin's chi2 / nDOF divides its SNR
+#: (:func:`local_excess`), and above ``1 + RCHI2_SIGMAS`` of its noise sigmas, sqrt(2 / nDOF): the
+#: noise gate decides below nDOF 50
+RCHI2_EXCESS = 2.0
+RCHI2_SIGMAS = 5.0
 #: the SNR of an exact fit (chi2 = 0), as CASA's 9999999
 SNR_MAX = 9999999.0
 
@@ -474,6 +492,38 @@ def _running_nanmedian(x):
             warnings.simplefilter("ignore", RuntimeWarning)
             med = np.nanmedian(win, axis=-1)
     return np.where(n_ok >= 3, med, np.nan)
+
+
+def local_excess(rchi2, dof=None):
+    """(n_f, n_t) float >= 1: the factor a freq bin's SNR is divided by the square root of (module
+    docstring: misfit local to a bin counts as noise, as CASA's k2 counts all misfit); 1 where the bin
+    has none (also with < 4 bins, or no data).
+
+    e = r / ref, r the bin's chi2 / nDOF and ref the running median of its 7 neighbours' (the bin
+    included, :func:`_running_nanmedian`), counts where it exceeds :data:`RCHI2_EXCESS` and, with the
+    bins' ``dof`` (nDOF, (n_f, n_t)) given, ``1 + RCHI2_SIGMAS sqrt(2 / nDOF)`` (chi2 / nDOF's noise:
+    a cell of few antennas fluctuates past 2 by chance, a review).  The bin's k2 then is its
+    neighbours' as :func:`snr` caps it, times e: ``min(ref, 1) e``; :func:`snr` used ``min(r, 1)``, so
+    the factor is their ratio (>= 1).  With ref >= 1 that is e (a misfit shared by the neighbours
+    stays capped); with ref < 1 (a WEIGHT scale that overstates the noise) it is CASA's k2, r, over
+    min(r, 1) -- not e again on top of the neighbours' k2 (a review: 54 good hands flagged at WEIGHT
+    x 0.1 otherwise)."""
+    rchi2 = np.asarray(rchi2, float)
+    out = np.ones(rchi2.shape)
+    if rchi2.shape[0] < 4:
+        return out
+    r = np.where(np.isfinite(rchi2), rchi2, np.nan)
+    ref = _running_nanmedian(r.T).T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        e = r / ref
+        gate = np.full(r.shape, RCHI2_EXCESS)
+        if dof is not None:
+            d = np.asarray(dof, float)
+            gate = np.maximum(gate, np.where(d > 0, 1.0 + RCHI2_SIGMAS * np.sqrt(2.0 / d), np.inf))
+        fac = np.minimum(ref, 1.0) * e / np.minimum(r, 1.0)
+    ok = np.isfinite(e) & (e > gate) & np.isfinite(fac) & (fac > 1.0)
+    out[ok] = fac[ok]
+    return out
 
 
 def chi2_outlier_bins(rchi2):
