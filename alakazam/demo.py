@@ -96,8 +96,10 @@ def _run_demo(directory, feed, backend, quiet, logfile, overwrite):
     t0 = time.perf_counter()
     truth = simulate_ms(ms, feed=feed, noise=0.05, seed=1, leakage=False, n_chan=(32, 16),
                         overwrite=overwrite)
+    # soft_wrap: rich breaks a line at the console width, also inside a path ("de\nmo.log"), which then
+    # cannot be copied; the terminal wraps it instead
     con.print(f"[bold]simulated[/] {ms}: {len(truth.ant_names)} antennas, {feed} feeds, "
-              f"fields {', '.join(truth.field_names)}")
+              f"fields {', '.join(truth.field_names)}", soft_wrap=True)
     # CASA's recipe: K per scan, a phase-only G per integration pre-applied to the bandpass (the gains
     # drift during its hour: calibration/driftcheck.py), then the gains with K0 and the bandpass G1
     run_solve(solve_config_from_dict(dict(
@@ -153,5 +155,5 @@ def _run_demo(directory, feed, backend, quiet, logfile, overwrite):
     con.print(tab)
     con.print(f"solutions: {cal}, {gains} (fluxscaled: {scaled}); corrected data in {ms}:CORRECTED_DATA; "
               f"{res['flagged_by_solution']} samples flagged for a flagged solution (calflag; "
-              f"the simulated dead antenna's scan); log: {logfile}")
+              f"the simulated dead antenna's scan); log: {logfile}", soft_wrap=True)
     return tab
