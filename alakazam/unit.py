@@ -745,7 +745,8 @@ def _quality(sset, res, cell_index, min_snr=0.0):
     # misfit local to a bin counts as noise (quality.local_excess): its SNR divided, minsnr again below
     with np.errstate(divide="ignore", invalid="ignore"):      # nDOF = chi2 / (chi2 / nDOF) (quality.snr)
         dof = np.where(rchi2 > 0, np.maximum(sset.cost, 0.0) / rchi2, np.nan)
-    excess = quality.local_excess(rchi2, dof)
+    gain = terms.get(sset.attrs.get("jones_type")).gain
+    excess = quality.local_excess(rchi2, dof, quality.gain_power(sset.jones, sset.flags) if gain else None)
     low = np.zeros(snr.shape, bool)
     if (excess > 1).any():
         snr /= np.sqrt(excess)[None, :, :, None]

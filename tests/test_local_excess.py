@@ -114,3 +114,65 @@ def test_local_excess_is_casas_k2_where_the_weights_overstate_the_noise():
     r[8, 0] = 3.0                       # 30 x: CASA's k2 is 3, the SNR used the cap 1
     e = quality.local_excess(r)
     assert e[5, 0] == 1.0 and e[8, 0] == pytest.approx(3.0)
+
+
+def test_local_excess_is_additive_over_a_shared_misfit():
+    """Neighbours at chi2 / nDOF 9 (drifting gains a bandpass solve shares: 1 thermal + 8 shared) and an
+    RFI bin at 56: its k2 is 56 - 8 = 48, what the RFI adds counted in full (the first rule, the
+    neighbours' capped k2 times the ratio, gave 6.2 and kept two hands 5.2-5.4 sigma off)."""
+    r = np.full((12, 1), 9.0)
+    r[5, 0] = 56.0
+    e = quality.local_excess(r)
+    assert e[5, 0] == pytest.approx(48.0)
+    assert np.count_nonzero(e != 1.0) == 1
+
+
+def test_local_excess_scales_the_shared_misfit_with_the_signal_power():
+    """A bandpass ripple solved before drifting gains: the shared misfit (3 thermal units) grows with a
+    bin's signal power, 3x at the ripple's peak, so chi2 / nDOF there is 10 against ~4 around (ratio
+    2.5).  With the gains' power the peak expects it: no excess; without, it would count 7."""
+    p = np.ones((16, 1))
+    p[7, 0] = 3.0
+    r = 1.0 + 3.0 * p
+    assert quality.local_excess(r)[7, 0] == pytest.approx(7.0)
+    assert np.all(quality.local_excess(r, power=p) == 1.0)
+    # an RFI bin at the peak still counts what it adds beyond its expected 10
+    r2 = r.copy()
+    r2[7, 0] = 40.0
+    assert quality.local_excess(r2, power=p)[7, 0] == pytest.approx(40.0 - 9.0)
+
+
+def test_gain_power_is_the_antennas_median_gain_power_squared():
+    """|g|^2 (mean of the hands), median over unflagged antennas, squared; NaN without any."""
+    g = np.zeros((3, 2, 1, 2, 2), complex)
+    g[..., 0, 0] = 2.0
+    g[..., 1, 1] = 2.0
+    g[1, 0, 0, 0, 0] = 0.0                          # antenna 1, bin 0: |g|^2 mean 2
+    fl = np.zeros((3, 2, 1), bool)
+    fl[2, 0, 0] = True                              # antenna 2 flagged in bin 0
+    fl[:, 1, 0] = True                              # bin 1: no antenna
+    pw = quality.gain_power(g, fl)
+    assert pw[0, 0] == pytest.approx(((4.0 + 2.0) / 2) ** 2) and np.isnan(pw[1, 0])
+
+
+def test_rfi_channel_of_a_bandpass_over_drifting_gains(tmp_path):
+    """A bandpass solved without pre-applied gains over 3 h of drifting gains (every channel's chi2 /
+    nDOF ~9) with a persistent RFI channel and the sample flags off (rfi_threshold=0): no unflagged
+    hand beyond 5 sigma of its stored error (before: the RFI channel's C02 and C07 Y hands at 5.2 and
+    5.4 sigma; the session-43 user try, ``alakazam simulate --n-ant 8 --n-chan 32 --noise 8
+    --rfi-persistent 0:9 --dead-antenna C03:4``)."""
+    ms = str(tmp_path / "drift_rfi.ms")
+    tr = simulate_ms(ms, n_ant=8, n_chan=(32,), noise=8.0, seed=0, rfi_persistent={0: [9]},
+                     dead_antenna_scan=("C03", 4))
+    s = _bandpass(ms, str(tmp_path / "bp.h5"), 0)
+    assert np.nanmedian(s.extra["rchi2"]) > 5                   # the drifting gains' shared misfit
+    idx = [tr.ant_names.index(n) for n in s.ant_names]
+    truth = tr.bandpass[0][idx]
+    g = np.abs(np.stack([s.jones[:, :, 0, 0, 0], s.jones[:, :, 0, 1, 1]], -1))
+    ok = ~s.hand_flags()[:, :, 0]
+    # each antenna-hand's mean amplitude (the time gains' mean) taken out before the comparison
+    ratio = np.where(ok, g / np.abs(truth), np.nan)
+    g = g / np.nanmedian(ratio, axis=1, keepdims=True)
+    z = np.abs(g - np.abs(truth)) / (g / (np.sqrt(2) * s.extra["snr"][:, :, 0]))
+    assert z[ok].max() < 5, np.sort(z[ok])[-4:]
+    assert ok[:, 9].sum() < 10 and ok.sum() >= 8 * 2 * 31 - 6      # the RFI channel's hands mostly go

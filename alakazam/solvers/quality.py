@@ -69,14 +69,18 @@ Local excess chi2 (:func:`local_excess`, any term with >= 4 freq bins; before th
     k2's cap at 1 keeps a misfit common to a time's bins (drifting gains) from lowering their SNR; a
     misfit local to one bin -- RFI left in it, with the sample flags off or below their reach, at
     chi2 / nDOF 3-9 against ~1 in the neighbours on a weak calibrator -- is the noise CASA's k2
-    counts: where e, a bin's chi2 / nDOF over the running median of its 7 neighbours', exceeds
-    ``RCHI2_EXCESS`` (2) and its noise (5 sigma), the bin's k2 becomes its neighbours' (capped) times
-    e, its SNR is lowered to match and minsnr applied again (reason minsnr).  Before, such bins kept
-    their thermal SNR and solutions 5-9 sigma from the truth stayed unflagged (a review: bandpass
-    with intermittent RFI, rfi_threshold=0; CASA flagged them by their SNR).  Limits (a review of
-    the rule): K and G solve each hand on its own but a cell has one chi2, so RFI in one hand lowers
-    the other hand's SNR too; a rippled bandpass solved before drifting gains has 2-2.5x the misfit
-    at its peaks (SNR lowered 30%, solutions right).
+    counts.  The neighbours' running median (7 bins) of chi2 / nDOF, ref, splits into thermal noise
+    (1) and a shared misfit ``max(ref - 1, 0)``; the shared misfit scales with the signal, so for a
+    gain term it is scaled by the bin's signal power (the antennas' median |g|^2, squared) over its
+    neighbours'.  What the bin has beyond 1 + that, where its chi2 / nDOF is more than ``RCHI2_EXCESS``
+    (2) times it and beyond its noise (5 sigma), counts as noise: the bin's k2 is its chi2 / nDOF less
+    the shared misfit (CASA's k2 where ref <= 1), its SNR is lowered to match and minsnr applied again
+    (reason minsnr).  Before, such bins kept their thermal SNR and solutions 5-9 sigma from the truth
+    stayed unflagged (a review: bandpass with intermittent RFI, rfi_threshold=0; CASA flagged them by
+    their SNR); a first rule, k2 = the neighbours' capped k2 times the ratio, undercounted an RFI
+    channel of a bandpass solved over drifting gains (ref 9, chi2 / nDOF 56: k2 6.2, not 48) and
+    kept two hands 5.2-5.4 sigma off.  Limit (a review of the rule): K and G solve each hand on its
+    own but a cell has one chi2, so RFI in one hand lowers the other hand's SNR too.
 
 Outlier bandpass channels (:func:`outlier_channels`, G with >= 4 freq bins)
     Per antenna, pol and time cell, g_f is compared with r_f, the complex running median (median of
@@ -494,36 +498,62 @@ def _running_nanmedian(x):
     return np.where(n_ok >= 3, med, np.nan)
 
 
-def local_excess(rchi2, dof=None):
+def local_excess(rchi2, dof=None, power=None):
     """(n_f, n_t) float >= 1: the factor a freq bin's SNR is divided by the square root of (module
     docstring: misfit local to a bin counts as noise, as CASA's k2 counts all misfit); 1 where the bin
     has none (also with < 4 bins, or no data).
 
-    e = r / ref, r the bin's chi2 / nDOF and ref the running median of its 7 neighbours' (the bin
-    included, :func:`_running_nanmedian`), counts where it exceeds :data:`RCHI2_EXCESS` and, with the
-    bins' ``dof`` (nDOF, (n_f, n_t)) given, ``1 + RCHI2_SIGMAS sqrt(2 / nDOF)`` (chi2 / nDOF's noise:
-    a cell of few antennas fluctuates past 2 by chance, a review).  The bin's k2 then is its
-    neighbours' as :func:`snr` caps it, times e: ``min(ref, 1) e``; :func:`snr` used ``min(r, 1)``, so
-    the factor is their ratio (>= 1).  With ref >= 1 that is e (a misfit shared by the neighbours
-    stays capped); with ref < 1 (a WEIGHT scale that overstates the noise) it is CASA's k2, r, over
-    min(r, 1) -- not e again on top of the neighbours' k2 (a review: 54 good hands flagged at WEIGHT
-    x 0.1 otherwise)."""
+    r is the bin's chi2 / nDOF and ref the running median of its 7 neighbours' (the bin included,
+    :func:`_running_nanmedian`).  Where ref >= 1 the neighbours hold thermal noise (1) and a shared
+    misfit ``ref - 1``, which a bin expects in proportion to its signal power ``power`` (n_f, n_t; a
+    gain's, :func:`gain_power`) over the neighbours' running median of it (1 without ``power``):
+    expected ``x = 1 + (ref - 1) p``.  Where ref < 1 (a WEIGHT scale that overstates the noise) the
+    bin expects ref.  e = r / x counts where it exceeds :data:`RCHI2_EXCESS` and, with the bins'
+    ``dof`` (nDOF, (n_f, n_t)) given, ``1 + RCHI2_SIGMAS sqrt(2 / nDOF)`` (chi2 / nDOF's noise: a cell
+    of few antennas fluctuates past 2 by chance, a review).  The bin's k2 then is r less the shared
+    misfit, ``r - (ref - 1) p`` (ref >= 1), or CASA's k2, r (ref < 1); :func:`snr` used ``min(r, 1)``,
+    so the factor is their ratio (>= 1).  The excess is additive: RFI adds its power to a bin whatever
+    the neighbours' misfit (a bandpass over drifting gains, ref 9 and r 56: k2 48, where the
+    neighbours' k2 times e gave 6.2 and kept hands 5.2-5.4 sigma off); the shared misfit is
+    multiplicative, so a bandpass ripple's peaks, with more signal, expect more of it."""
     rchi2 = np.asarray(rchi2, float)
     out = np.ones(rchi2.shape)
     if rchi2.shape[0] < 4:
         return out
     r = np.where(np.isfinite(rchi2), rchi2, np.nan)
     ref = _running_nanmedian(r.T).T
+    p = np.ones(r.shape)
+    if power is not None:
+        pw = np.where(np.isfinite(r) & (np.asarray(power, float) > 0), np.asarray(power, float), np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = pw / _running_nanmedian(pw.T).T
+        p = np.where(np.isfinite(p), p, 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        e = r / ref
+        shared = np.maximum(ref - 1.0, 0.0) * p
+        x = np.where(ref >= 1.0, 1.0 + shared, ref)
+        e = r / x
         gate = np.full(r.shape, RCHI2_EXCESS)
         if dof is not None:
             d = np.asarray(dof, float)
             gate = np.maximum(gate, np.where(d > 0, 1.0 + RCHI2_SIGMAS * np.sqrt(2.0 / d), np.inf))
-        fac = np.minimum(ref, 1.0) * e / np.minimum(r, 1.0)
+        fac = (r - shared) / np.minimum(r, 1.0)
     ok = np.isfinite(e) & (e > gate) & np.isfinite(fac) & (fac > 1.0)
     out[ok] = fac[ok]
     return out
+
+
+def gain_power(jones, flags):
+    """(n_f, n_t): a gain term's signal power per freq bin and time, relative (for
+    :func:`local_excess`): the median over antennas of |g|^2 (the mean of the two hands), squared (a
+    baseline's power is |g_p|^2 |g_q|^2); NaN where no antenna has a finite unflagged gain.
+    jones (n_ant, n_f, n_t, 2, 2), flags (n_ant, n_f, n_t) bool."""
+    g2 = 0.5 * (np.abs(jones[..., 0, 0]) ** 2 + np.abs(jones[..., 1, 1]) ** 2)
+    g2 = np.where(np.isfinite(g2) & ~flags, g2, np.nan)
+    with np.errstate(all="ignore"):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmedian(g2, axis=0) ** 2
 
 
 def chi2_outlier_bins(rchi2):
