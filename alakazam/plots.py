@@ -331,8 +331,9 @@ def outdir_errors(outdir) -> dict:
                            "files"]}
     from .core.outputs import inside_table_message, table_around
 
-    if table_around(path):
-        return {"outdir": [inside_table_message(outdir, table_around(path))]}
+    tab = table_around(path)
+    if tab:
+        return {"outdir": [inside_table_message(outdir, tab)]}
     if probe and not os.path.isdir(probe):
         return {"outdir": [f"{outdir!r}: {probe!r} is a file, so the directory cannot be created"]}
     if probe and not os.access(probe, os.W_OK):

@@ -1,14 +1,17 @@
 """Test helper: the small simulated MS of the akflag tests (4 + 1 antennas, 8 channels, 30 min) -- built
-once per module by its ``base_ms`` fixture (:func:`build`), copied per test by its ``ms`` fixture
-(:func:`copy`) -- and column getters / setters.  Shared by tests/test_flagging.py and
-test_review_s24_flag.py (each had a copy)."""
+once per module by the ``base_ms`` fixture, copied per test by the ``ms`` fixture -- and column getters /
+setters.  Shared by tests/test_flagging.py, test_review_s24_flag.py and test_review_s43_tasks.py, which
+import the two fixtures (each had a copy of them)."""
 
 import shutil
+
+import pytest
 
 from alakazam.sim import simulate_ms
 
 
-def build(tmp_path_factory):
+@pytest.fixture(scope="module")
+def base_ms(tmp_path_factory):
     d = tmp_path_factory.mktemp("flag_base")
     ms = str(d / "small.ms")
     simulate_ms(ms, n_ant=4, n_ant_extra=1, n_chan=(8,), duration_h=0.5, int_s=60.0, scan_len_s=600.0,
@@ -16,7 +19,8 @@ def build(tmp_path_factory):
     return ms
 
 
-def copy(base_ms, tmp_path):
+@pytest.fixture
+def ms(base_ms, tmp_path):
     out = str(tmp_path / "work.ms")
     shutil.copytree(base_ms, out)
     return out

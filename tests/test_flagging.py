@@ -24,22 +24,14 @@ from hazards import rfi_ms  # noqa: E402
 import small_flag_ms  # noqa: E402  (tests/small_flag_ms.py)
 from small_flag_ms import cols, put  # noqa: E402
 
+base_ms, ms = small_flag_ms.base_ms, small_flag_ms.ms      # its two fixtures (module MS, a copy per test)
+
 REPO = os.path.dirname(HERE)
 
 
 # --------------------------------------------------------------------------------------------------
 # fixtures and helpers
 # --------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def base_ms(tmp_path_factory):
-    return small_flag_ms.build(tmp_path_factory)
-
-
-@pytest.fixture
-def ms(base_ms, tmp_path):
-    return small_flag_ms.copy(base_ms, tmp_path)
-
-
 def ant_names(ms):
     from casacore.tables import table
 

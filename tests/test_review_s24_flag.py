@@ -13,15 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import small_flag_ms  # noqa: E402  (tests/small_flag_ms.py)
 from small_flag_ms import cols, put  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def base_ms(tmp_path_factory):
-    return small_flag_ms.build(tmp_path_factory)
-
-
-@pytest.fixture
-def ms(base_ms, tmp_path):
-    return small_flag_ms.copy(base_ms, tmp_path)
+base_ms, ms = small_flag_ms.base_ms, small_flag_ms.ms      # its two fixtures (module MS, a copy per test)
 
 
 def test_extend_growtime_counts_the_whole_scan_of_a_baseline_with_a_missing_integration(ms):

@@ -12,15 +12,7 @@ from alakazam.errors import AlakazamError, ParameterError
 sys.path.insert(0, os.path.dirname(__file__))
 import small_flag_ms  # noqa: E402  (tests/small_flag_ms.py)
 
-
-@pytest.fixture(scope="module")
-def base_ms(tmp_path_factory):
-    return small_flag_ms.build(tmp_path_factory)
-
-
-@pytest.fixture
-def ms(base_ms, tmp_path):
-    return small_flag_ms.copy(base_ms, tmp_path)
+base_ms, ms = small_flag_ms.base_ms, small_flag_ms.ms      # its two fixtures (module MS, a copy per test)
 
 
 def test_deleting_the_undo_of_an_interrupted_akflag_says_what_is_lost(ms, caplog):

@@ -63,8 +63,9 @@ def check_output_file(path, what="output"):
         raise AlakazamError(f"{what}: an output file name is required")
     if not os.path.isdir(d):
         raise AlakazamError(f"{what}: directory {d!r} of {str(path)!r} does not exist")
-    if table_around(d):
-        raise AlakazamError(f"{what}: {inside_table_message(path, table_around(d))}")
+    tab = table_around(d)
+    if tab:
+        raise AlakazamError(f"{what}: {inside_table_message(path, tab)}")
     if os.path.isdir(real):
         raise AlakazamError(f"{what}: {str(path)!r} is a directory, expected a file name")
     if os.path.exists(real) and not writable(real):

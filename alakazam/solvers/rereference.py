@@ -417,12 +417,13 @@ def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
         R_named = False
     if mode == "flex":
         for h, r in moved.items():
-            if _first_unused(sets, refs[0], hand=h) and _had_data(sets, refs[0], hand=h):
+            unused = _first_unused(sets, refs[0], hand=h)
+            if unused and _had_data(sets, refs[0], hand=h):
                 # its samples in this hand reached the solve but carried no signal (solvers/nosignal.py)
                 log.warning("%s: hand %s: the first reference antenna %s has data but no signal in this hand "
                             "(flagged in every cell, SNR below minsnr); %s is its reference (attr "
                             "ref_ant_hands)", where, "pq"[h], names[refs[0]], names[r])
-            elif _first_unused(sets, refs[0], hand=h):
+            elif unused:
                 log.warning("%s: hand %s: the first reference antenna %s has data in this hand in no "
                             "cell; %s is its reference (attr ref_ant_hands)", where, "pq"[h], names[refs[0]],
                             names[r])
