@@ -544,8 +544,8 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         # the calibrator's mean model power per weight in the parallel hands (a sample of the rows as
         # read) and in the cross hands (CP's batch, in the feed frame, before the offsets change its
         # model): what sizes the leakage a gain solved on it absorbed before D (calibration/leakcheck.py)
-        from .solvers import leakage
-        num, den = leakage.model_power_sums(batch.model, batch.weight, (1, 2))
+        from .solvers import cross_phase
+        num, den = cross_phase.cross_model_power(batch)
         model_power = (parallel[0] / parallel[1], num / den if den > 0 else float("nan"))
         ctx.cp_model_power[cp_key] = model_power
     elif jt == "CP":                    # a later round: the first round's (its model held no D)

@@ -620,3 +620,35 @@ def test_check_polarised_on_a_cross_hand_only_batch():
     b.model[..., 1:3] = 0
     with pytest.raises(AlakazamError, match="polarised model"):
         cross_phase.check_polarised(b, "KC")
+
+
+def test_cp_chi2_and_cross_power_pass_equal_their_definitions():
+    """CP's chi2 (cross_residual, one pass) equals model_vis's cost; cross_model_power equals
+    leakage.model_power_sums on the cross hands; the KC / CP SNR through cross_power_counts equals the
+    general pass (J M J^H per sample, _power_sums) it replaces for unit-modulus diagonal Jones."""
+    from alakazam.solvers import cross_delay, cross_phase, leakage, quality
+
+    rng = np.random.default_rng(44)
+    for n_cell, n_samp in ((3, 7), (2, 2 * cross_phase._SAMP_BLOCK + 5)):
+        b = _random_batch(rng, n_cell, 5, n_samp)
+        b.weight[0, :, 1, 1:3] = 0
+        params = rng.uniform(-3, 3, (n_cell, 1))
+        mv = cross_phase.model_vis(params, b)
+        r = b.vis[..., [1, 2]] - mv[..., [1, 2]]
+        want = (b.weight[..., [1, 2]] * (r.real ** 2 + r.imag ** 2)).sum(axis=(1, 2, 3))
+        np.testing.assert_allclose(cross_phase.chi2(params, b), want, rtol=1e-12)
+        np.testing.assert_allclose(cross_phase.cross_model_power(b),
+                                   leakage.model_power_sums(b.model, b.weight, (1, 2)), rtol=1e-12)
+        has = np.ones((n_cell, b.n_ant), bool)
+        has[1, 2] = False
+        for jt, mod, p in (("CP", cross_phase, params), ("KC", cross_delay, rng.uniform(-5, 5, (n_cell, 1)))):
+            J, _ = mod.to_jones(p, b)
+            cost = rng.uniform(1.0, 9.0, n_cell) * b.weight.sum(axis=(1, 2, 3))
+            assert quality._unit_cross_global(quality.terms.get(jt), J)
+            got = quality.snr(jt, b, J, cost, has)
+            J2 = J.copy()
+            J2[..., 0, 1] = 1e-300          # not diagonal: the general pass (the same values)
+            assert not quality._unit_cross_global(quality.terms.get(jt), J2)
+            ref = quality.snr(jt, b, J2, cost, has)
+            np.testing.assert_allclose(got[0], ref[0], rtol=1e-12)
+            np.testing.assert_allclose(got[1], ref[1], rtol=1e-12)

@@ -22,12 +22,13 @@ _SAMP_BLOCK = 512
 # (alakazam/warmup.py) has already cached it loads it); every call passes the same C-contiguous
 # types (:func:`_cross_run`): one specialisation for its three uses
 @njit
-def _cross_pass(start, stride, mode, n_blk, v, m, w, e1, e2, a, r2, present):
+def _cross_pass(start, stride, mode, n_blk, v, m, w, e1, e2, a, r2, present, ws, nw):
     # One pass over a batch, per (cell, sample), summed over baselines in order:
     #   mode 0: a = sum_b w_pq conj(V_pq) M_pq + w_qp V_qp conj(M_qp), present = any w_pq, w_qp > 0
     #   mode 1: r2 = sum_b w_pq |V_pq - e1 M_pq|^2 + w_qp |V_qp - e2 M_qp|^2   (e1, e2: (cell, sample))
     #   mode 2: r2 = sum_b w_pq |M_pq|^2 + w_qp |M_qp|^2, a = sum_b w_pp |M_pp|^2 + w_qq |M_qq|^2
-    #           + i sum_b (w_pq |V_pq|^2 + w_qp |V_qp|^2)   (two real sums in one complex array)
+    #           + i sum_b (w_pq |V_pq|^2 + w_qp |V_qp|^2)   (two real sums in one complex array),
+    #           ws = sum_b w_pq + w_qp, nw = the samples (baseline, hand) with w > 0
     # Items (cell, block of _SAMP_BLOCK samples) start, start + stride, ... on this thread
     # (_numba.threaded; each writes only its own outputs).
     n_cell, n_bl, n_samp, _ = v.shape
@@ -48,6 +49,8 @@ def _cross_pass(start, stride, mode, n_blk, v, m, w, e1, e2, a, r2, present):
                     m3 = m[c, b, s, 3]
                     r2[c, s] += (w1 * (m1.real * m1.real + m1.imag * m1.imag)
                                  + w2 * (m2.real * m2.real + m2.imag * m2.imag))
+                    ws[c, s] += w1 + w2
+                    nw[c, s] += (w1 > 0) + (w2 > 0)
                     a[c, s] += complex(w[c, b, s, 0] * (m0.real * m0.real + m0.imag * m0.imag)
                                        + w[c, b, s, 3] * (m3.real * m3.real + m3.imag * m3.imag),
                                        w1 * (v1.real * v1.real + v1.imag * v1.imag)
@@ -82,18 +85,20 @@ def _cross_run(batch, mode, e1=None, e2=None):
     a = np.zeros(shape, np.complex128) if mode != 1 else none_c
     r2 = np.zeros(shape if mode != 0 else (0, 0))
     present = np.zeros(shape if mode == 0 else (0, 0), np.bool_)
+    ws = np.zeros(shape if mode == 2 else (0, 0))
+    nw = np.zeros(shape if mode == 2 else (0, 0), np.int64)
     if n_cell and n_samp:
         threaded(_cross_pass, n_cell * n_blk, int(mode), n_blk, v, m, w,
                  np.ascontiguousarray(e1, np.complex128) if mode == 1 else none_c,
-                 np.ascontiguousarray(e2, np.complex128) if mode == 1 else none_c, a, r2, present)
-    return a, r2, present
+                 np.ascontiguousarray(e2, np.complex128) if mode == 1 else none_c, a, r2, present, ws, nw)
+    return a, r2, present, ws, nw
 
 
 def cross_sums(batch):
     """``(A, present)``: A (n_cell, n_samp) = sum over baselines of w conj(V_pq) M_pq + w V_qp conj(M_qp),
     present (n_cell, n_samp) = a cross-hand weight > 0 on some baseline; one compiled pass (the values
     of the numpy definition to rounding, tests/test_kccp_speed.py)."""
-    a, _, present = _cross_run(batch, 0)
+    a, _, present, _, _ = _cross_run(batch, 0)
     return a, present
 
 
@@ -106,8 +111,33 @@ def cross_residual(batch, e1, e2):
 def powers(batch):
     """``(parallel, cross, data_cross)``: sum of w |M|^2 over the batch's parallel hands (pp, qq) and over
     its cross hands (pq, qp), and sum of w |V|^2 over its cross hands; one compiled pass."""
-    a, r2, _ = _cross_run(batch, 2)
+    a, r2, _, _, _ = _cross_run(batch, 2)
     return float(a.real.sum()), float(r2.sum()), float(a.imag.sum())
+
+
+def cross_model_power(batch):
+    """``(sum w |M|^2, sum w)`` over the batch's cross hands (pq, qp): what
+    ``leakage.model_power_sums(batch.model, batch.weight, (1, 2))`` gives, in one compiled pass without
+    its full-size temporaries (0.3 s of a CP step on the 8.9 GB MS of issue 16)."""
+    _, r2, _, ws, _ = _cross_run(batch, 2)
+    return float(r2.sum()), float(ws.sum())
+
+
+def cross_power_counts(batch):
+    """``(power, n_w)``, each (n_cell,): sum w |M|^2 over the cross hands and the cross-hand samples with
+    w > 0 -- what :func:`alakazam.solvers.quality.snr` needs of a global term whose Jones matrices are
+    diagonal with entries of modulus 1 (KC, CP: |V^| = |M|), in one pass (its general pass forms
+    J M J^H for every sample: 0.18 s of a CP step on the 8.9 GB MS of issue 16, this 0.05 s)."""
+    _, r2, _, _, nw = _cross_run(batch, 2)
+    return r2.sum(axis=1), nw.sum(axis=1)
+
+
+def chi2(params, batch):
+    """(n_cell,) sum w |V_pq - e^{-i phi} M_pq|^2 + w |V_qp - e^{i phi} M_qp|^2 (:func:`model_vis`'s cost)
+    in one compiled pass (:func:`cross_residual`)."""
+    n_samp = batch.vis.shape[2]
+    e1 = np.repeat(np.exp(-1j * np.asarray(params, float)[:, 0])[:, None], n_samp, axis=1)
+    return cross_residual(batch, e1, np.conj(e1)).sum(axis=1)
 
 
 def model_power(batch):

@@ -350,6 +350,17 @@ def _add_to_ants(sens_p, a1, a2, s1, s2):
                                                                                    minlength=n_ant)
 
 
+def _unit_cross_global(tt, J) -> bool:
+    """A global term on the cross hands whose Jones matrices are finite and diagonal with entries of
+    modulus 1 -- KC, CP: then w |V^|^2 = w |M|^2 and :func:`snr`'s sums are the model's cross-hand
+    power (:func:`alakazam.solvers.cross_phase.cross_power_counts`)."""
+    if not (tt.is_global and tt.diagonal and tuple(tt.corr) == terms.CROSS):
+        return False
+    J = np.asarray(J)
+    return bool(np.isfinite(J).all() and not J[..., 0, 1].any() and not J[..., 1, 0].any()
+                and (np.abs(np.abs(J[..., [0, 1], [0, 1]]) - 1.0) < 1e-12).all())
+
+
 def snr(jones_type, batch, J, cost, has, phase_only=False, has_hands=None):
     """``(snr (n_cell, n_ant, 2), rchi2 (n_cell,))`` of the solutions ``J`` (n_cell, n_ant, 2, 2)
     (module docstring).  The model visibilities V^ = J_a M J_b^H and their weighted powers are
@@ -361,14 +372,19 @@ def snr(jones_type, batch, J, cost, has, phase_only=False, has_hands=None):
     a1 = np.ascontiguousarray(batch.ant1, np.int64)
     a2 = np.ascontiguousarray(batch.ant2, np.int64)
     n_bl = len(a1)
-    sums = np.zeros((n_cell, n_bl, len(_WP)))
-    n_wb = np.zeros((n_cell, n_bl, 4), np.int64)
-    if n_cell and n_bl:
-        threaded(_power_sums, n_cell * n_bl, np.ascontiguousarray(J, np.complex128),
-                 np.ascontiguousarray(batch.model, np.complex128),
-                 np.ascontiguousarray(batch.weight, np.float64), a1, a2, sums, n_wb)
-    corr = list(terms.get(jones_type).corr)
-    n_w = n_wb[..., corr].sum(axis=(1, 2))
+    tt = terms.get(jones_type)
+    if _unit_cross_global(tt, J):          # KC, CP: |V^| = |M|, one pass over the cross hands
+        from .cross_phase import cross_power_counts
+        s_cross, n_w = cross_power_counts(batch)
+    else:
+        sums = np.zeros((n_cell, n_bl, len(_WP)))
+        n_wb = np.zeros((n_cell, n_bl, 4), np.int64)
+        if n_cell and n_bl:
+            threaded(_power_sums, n_cell * n_bl, np.ascontiguousarray(J, np.complex128),
+                     np.ascontiguousarray(batch.model, np.complex128),
+                     np.ascontiguousarray(batch.weight, np.float64), a1, a2, sums, n_wb)
+        n_w = n_wb[..., list(tt.corr)].sum(axis=(1, 2))
+        s_cross = None
     if has_hands is None:
         n_par = _n_par(jones_type, has.sum(axis=1), phase_only)
     else:               # per hand: half of an antenna's parameters, counted where the hand has data
@@ -381,8 +397,9 @@ def snr(jones_type, batch, J, cost, has, phase_only=False, has_hands=None):
     rchi2 = k2.copy()
     k2 = np.minimum(k2, 1.0)            # a misfit above the weights' prediction is not noise (docstring)
     sens = np.zeros((n_cell, n_ant, 2))
-    tt = terms.get(jones_type)
-    if tt.corr == terms.PARALLEL:          # a per-pol term on the parallel hands (K, G, T)
+    if s_cross is not None:
+        sens[:] = s_cross[:, None, None]
+    elif tt.corr == terms.PARALLEL:          # a per-pol term on the parallel hands (K, G, T)
         for p, i in ((0, 0), (1, 1)):                                  # w_pp |V^_pp|^2, w_qq |V^_qq|^2
             _add_to_ants(sens[..., p], a1, a2, sums[..., i], sums[..., i])
         if tt.pol_shared:                   # one gain for both hands: both hands' sensitivity
