@@ -393,20 +393,130 @@ def _checked(table, outdir, jones, field, spw, iteraxis):
                 errors["outdir"] = [f"{outdir!r} holds a file named {', '.join(taken)}, where the pages of "
                                     f"{'that key' if len(taken) == 1 else 'those keys'} go (a directory of "
                                     "that name); move it or choose another outdir"]
+        if not errors:
+            paths = [p for p, _ in _jobs(table, outdir, [(k, _select(v, field, spw)) for k, v in plans],
+                                         iteraxis)]
+            found = foreign_pages(paths, table)
+            if found:
+                errors["outdir"] = [foreign_message(outdir, table, found)]
     return errors, plans
 
 
-def _save(fig, path):
+#: the PNG text key that names the solution table a page was drawn from (:func:`_save`): akplot
+#: replaces a page only when it was drawn from the same table (a page of another table, or a PNG that
+#: akplot did not write, is refused: never overwritten unasked)
+SOURCE_KEY = "alakazam source table"
+
+
+def _source_id(table) -> str:
+    return os.path.realpath(os.path.expanduser(str(table)))
+
+
+def page_source(path) -> Optional[str]:
+    """The table the PNG at ``path`` names as its source (:data:`SOURCE_KEY`), or None (no such text:
+    not written by akplot, or not a PNG)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            v = im.info.get(SOURCE_KEY)
+    except Exception:       # noqa: BLE001 -- anything unreadable is not akplot's page
+        return None
+    return None if v is None else str(v)
+
+
+def foreign_pages(paths, table) -> list:
+    """[(path, source or None)] of the existing files among ``paths`` that were not drawn from
+    ``table`` (:func:`page_source`)."""
+    src = _source_id(table)
+    out = []
+    for p in paths:
+        if os.path.lexists(p):
+            s = page_source(p)
+            if s != src:
+                out.append((p, s))
+    return out
+
+
+def pages_in(outdir, types=None) -> list:
+    """The PNG files where akplot puts the pages of keys of the Jones ``types`` (default all) in
+    ``outdir``: ``<key>_overview.png`` and the PNGs of ``<outdir>/<key>/`` (a key like K0, G1, KC0)."""
+    d = os.path.expanduser(str(outdir))
+    out = []
+    if not os.path.isdir(d):
+        return out
+    for name in sorted(os.listdir(d)):
+        p = os.path.join(d, name)
+        m = _KEY_DIR.match(name.removesuffix("_overview.png"))
+        if m is None or (types is not None and m.group(1) not in types):
+            continue
+        if name.endswith("_overview.png"):
+            out.append(p)
+        elif os.path.isdir(p):
+            out.extend(os.path.join(p, f) for f in sorted(os.listdir(p)) if f.endswith(".png"))
+    return out
+
+
+_KEY_DIR = re.compile(r"^(K|G|T|D|KC|CP)\d+$")
+
+
+def foreign_message(outdir, table, found) -> str:
+    """The outdir error for pages a run would replace that were not drawn from ``table``."""
+    shown = "; ".join(f"{os.path.relpath(p, os.path.expanduser(str(outdir)))}: "
+                      + (f"drawn from {s}" if s else "not written by akplot") for p, s in found[:3])
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return (f"{outdir!r} holds {len(found)} page{'s' if len(found) != 1 else ''} this would replace that "
+            f"{'were' if len(found) != 1 else 'was'} not drawn from {str(table)!r} ({shown}{more}); "
+            "choose another directory, or move or delete them (akplot replaces only its own pages of "
+            "the same table)")
+
+
+def _save(fig, path, table):
     """Written under a temporary name and renamed: Ctrl-C or an error part-way never leaves a truncated
-    PNG (nor half-replaces an existing one)."""
+    PNG (nor half-replaces an existing one).  The PNG names the table it was drawn from
+    (:data:`SOURCE_KEY`)."""
     tmp = f"{path}.akpartial.png"
     try:
-        fig.savefig(tmp)
+        fig.savefig(tmp, metadata={"Software": "alakazam akplot", SOURCE_KEY: _source_id(table)})
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _jobs(table, outdir, plans, iteraxis) -> list:
+    """[(path, figure builder)]: the pages of the selected series ``plans`` ([(key, [Series])]), built
+    and saved one at a time by :func:`plot_table` (nothing is created here)."""
+    jobs = []
+    for key, series in plans:
+        if not series:
+            continue
+        t0 = min(float(s.time.min()) for s in series if len(s.time))
+        t0_day = np.floor(t0 / 86400.0) * 86400.0
+        jobs.append((os.path.join(outdir, f"{key}_overview.png"),
+                     lambda series=series, key=key, t0_day=t0_day:
+                     grid_figure(series, None, t0_day, f"{key}: {os.path.basename(str(table))}")))
+        kdir = os.path.join(outdir, key)
+        kind = plot_kind(series[0].jones_type, len(series[0].freq), len(series[0].time),
+                         series[0].delay is not None)
+        if iteraxis == "antenna":
+            for s in series:
+                for ia, name in enumerate(s.ant_names):
+                    jobs.append((os.path.join(kdir, f"{key}_{_safe(s.field)}_spw{s.spw}_{_safe(name)}.png"),
+                                 lambda s=s, ia=ia, t0_day=t0_day: antenna_figure(s, ia, t0_day)))
+        else:
+            groups: Dict[str, List[Series]] = {}
+            for s in series:
+                g = f"{_safe(s.field)}_spw{s.spw}" if iteraxis == "spw" else _safe(s.field)
+                groups.setdefault(g, []).append(s)
+            for g, ss in groups.items():
+                for what in _panels(kind, ss[0].jones_type):
+                    suffix = "" if what == "delay" else f"_{what}"
+                    jobs.append((os.path.join(kdir, f"{key}_{g}{suffix}.png"),
+                                 lambda ss=ss, what=what, t0_day=t0_day, g=g, key=key:
+                                 grid_figure(ss, what, t0_day, f"{key}  {g}  {what}")))
+    return jobs
 
 
 def plot_table(table, outdir, jones=None, field="", spw="", iteraxis="antenna", quiet=False) -> List[str]:
@@ -436,39 +546,13 @@ def plot_table(table, outdir, jones=None, field="", spw="", iteraxis="antenna", 
         os.makedirs(outdir, exist_ok=True)
     except OSError as e:
         raise AlakazamError(f"outdir: {outdir!r} cannot be created ({e.strerror})") from None
-    jobs = []           # (path, figure builder): the pages, built and saved one at a time
-    for key, series in plans:
-        if not series:
-            continue
-        t0 = min(float(s.time.min()) for s in series if len(s.time))
-        t0_day = np.floor(t0 / 86400.0) * 86400.0
-        jobs.append((os.path.join(outdir, f"{key}_overview.png"),
-                     lambda series=series, key=key, t0_day=t0_day:
-                     grid_figure(series, None, t0_day, f"{key}: {os.path.basename(str(table))}")))
-        kdir = os.path.join(outdir, key)
-        os.makedirs(kdir, exist_ok=True)
-        kind = plot_kind(series[0].jones_type, len(series[0].freq), len(series[0].time),
-                         series[0].delay is not None)
-        if iteraxis == "antenna":
-            for s in series:
-                for ia, name in enumerate(s.ant_names):
-                    jobs.append((os.path.join(kdir, f"{key}_{_safe(s.field)}_spw{s.spw}_{_safe(name)}.png"),
-                                 lambda s=s, ia=ia, t0_day=t0_day: antenna_figure(s, ia, t0_day)))
-        else:
-            groups: Dict[str, List[Series]] = {}
-            for s in series:
-                g = f"{_safe(s.field)}_spw{s.spw}" if iteraxis == "spw" else _safe(s.field)
-                groups.setdefault(g, []).append(s)
-            for g, ss in groups.items():
-                for what in _panels(kind, ss[0].jones_type):
-                    suffix = "" if what == "delay" else f"_{what}"
-                    jobs.append((os.path.join(kdir, f"{key}_{g}{suffix}.png"),
-                                 lambda ss=ss, what=what, t0_day=t0_day, g=g, key=key:
-                                 grid_figure(ss, what, t0_day, f"{key}  {g}  {what}")))
+    jobs = _jobs(table, outdir, plans, iteraxis)
+    for d in sorted({os.path.dirname(p) for p, _ in jobs}):
+        os.makedirs(d, exist_ok=True)
     written = []
     with progress.bar("akplot: pages", len(jobs), quiet=quiet) as pbar:
         for path, build in jobs:
-            written.append(_save(build(), path))
+            written.append(_save(build(), path, table))
             pbar.advance()
     log.info("akplot: wrote %d PNG files to %s", len(written), outdir)
     return written

@@ -151,3 +151,42 @@ def test_selection_and_outdir_messages(small_chain_table, tmp_path):
         akplot(caltable=cal, outdir=str(out), jones="K0")
     assert "holds a file named K0" in e.value.errors["outdir"][0]
     assert (out / "K0").read_text() == "mine" and sorted(os.listdir(out)) == ["K0"]
+
+
+def test_pages_of_another_table_or_not_by_akplot_are_never_overwritten(small_chain_table, tmp_path):
+    """akplot wrote its pages over whatever was there: a second table's K0 into the same outdir replaced
+    the first table's K0 pages, and a user's PNG named like a page was replaced too.  Each page now
+    names its table (PNG text); akplot replaces only pages of the same table, and refuses the rest
+    before writing anything (akcal's plotdir too, before the solve)."""
+    import shutil
+
+    from alakazam.caltasks import akcal
+
+    ms, cal, _ = small_chain_table
+    other = str(tmp_path / "other.h5")
+    shutil.copy(cal, other)
+    out = tmp_path / "p"
+    files = akplot(caltable=cal, outdir=str(out), jones="K0")["files"]
+    assert plots.page_source(files[0]) == os.path.realpath(cal)
+    before = {f: open(f, "rb").read() for f in files}
+    with pytest.raises(ParameterError) as e:
+        akplot(caltable=other, outdir=str(out), jones="K0")
+    msg = e.value.errors["outdir"][0]
+    assert f"holds {len(files)} pages" in msg and f"drawn from {os.path.realpath(cal)}" in msg
+    assert {f: open(f, "rb").read() for f in files} == before          # nothing written
+    assert len(akplot(caltable=cal, outdir=str(out), jones="K0")["files"]) == len(files)   # same table
+    mine = out / "G1_overview.png"
+    mine.write_bytes(b"\x89PNG my own figure")
+    with pytest.raises(ParameterError, match="G1_overview.png: not written by akplot"):
+        akplot(caltable=cal, outdir=str(out), jones="G1")
+    assert mine.read_bytes() == b"\x89PNG my own figure" and not (out / "G1").exists()
+    # akcal's plotdir: refused before the solve (no table written), the pages left as they were
+    new = str(tmp_path / "new.h5")
+    with pytest.raises(ParameterError, match="not drawn from") as e:
+        akcal(vis=ms, caltable=new, field="3C286", jones=["K"], solint=["inf"], refant="C00",
+              plotdir=str(out))
+    assert not os.path.exists(new) and {f: open(f, "rb").read() for f in files} == before
+    # keys of other types than the block's are not in its way
+    akcal(vis=ms, caltable=new, field="3C286", jones=["KC"], solint=["inf"], refant="C00", parang=True,
+          plotdir=str(out), minblperant=3)
+    assert plots.page_source(str(out / "KC0_overview.png")) == os.path.realpath(new)

@@ -59,6 +59,14 @@ def ms_errors(d: dict, keys=None) -> dict:
         from ..plots import outdir_errors
         for msg in outdir_errors(d["plots"]).get("outdir", []):
             out.setdefault("plots", []).append(msg)
+        if "plots" not in out and isinstance(d.get("output"), str) and d["output"]:
+            # pages this block's keys would replace that another table drew (akplot replaces only its
+            # own pages of the same table): refused before the solve, not after it
+            from ..plots import foreign_message, foreign_pages, pages_in
+            types = {str(j).strip().upper() for j in (d.get("jones") or []) if isinstance(j, str)}
+            found = foreign_pages(pages_in(d["plots"], types or None), d["output"])
+            if found:
+                out["plots"] = [foreign_message(d["plots"], d["output"], found)]
     ms = d.get("ms")
     if isinstance(ms, (list, tuple)):           # several MSs (multims.py): each selection in every MS
         paths = [p for p in dict.fromkeys(ms) if isinstance(p, str)]
