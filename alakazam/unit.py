@@ -738,15 +738,19 @@ def _quality(sset, res, cell_index, min_snr=0.0):
     counts = {}
     for name in ("minblperant", "amplitude_undetermined", "minsnr", "nonconverged"):
         counts[name] = int(sum(res.extra[name][c].sum() for c in range(len(cell_index))))
+    wmean = np.full((n_f, n_t), np.nan) if "wmean" in res.extra else None
     for c, (it, jf) in enumerate(cell_index):
         snr[:, jf, it] = res.extra["snr"][c]
         rchi2[jf, it] = res.extra["rchi2"][c]
+        if wmean is not None:
+            wmean[jf, it] = res.extra["wmean"][c]
     counts["outlier_chi2"] = counts["outlier_channel"] = 0
     # misfit local to a bin counts as noise (quality.local_excess): its SNR divided, minsnr again below
     with np.errstate(divide="ignore", invalid="ignore"):      # nDOF = chi2 / (chi2 / nDOF) (quality.snr)
         dof = np.where(rchi2 > 0, np.maximum(sset.cost, 0.0) / rchi2, np.nan)
     gain = terms.get(sset.attrs.get("jones_type")).gain
-    excess = quality.local_excess(rchi2, dof, quality.gain_power(sset.jones, sset.flags) if gain else None)
+    excess = quality.local_excess(rchi2, dof, quality.gain_power(sset.jones, sset.flags) if gain else None,
+                                  wmean if gain else None)
     low = np.zeros(snr.shape, bool)
     if (excess > 1).any():
         snr /= np.sqrt(excess)[None, :, :, None]

@@ -129,30 +129,76 @@ def test_local_excess_is_additive_over_a_shared_misfit():
 
 def test_local_excess_scales_the_shared_misfit_with_the_signal_power():
     """A bandpass ripple solved before drifting gains: the shared misfit (3 thermal units) grows with a
-    bin's signal power, 3x at the ripple's peak, so chi2 / nDOF there is 10 against ~4 around (ratio
-    2.5).  With the gains' power the peak expects it: no excess; without, it would count 7."""
+    bin's signal power, up to 3x at the ripple's peak (2.2x in the bins beside it), so chi2 / nDOF
+    there is 10 against ~4 around (ratio 2.5).  With the gains' power the additive reading expects it
+    (its power bounded by the adjacent bins': 2.2) and the peak keeps the ratio reading's 2.5 (as the
+    first rule); without the power, the additive reading would count 7."""
     p = np.ones((16, 1))
-    p[7, 0] = 3.0
+    p[6:9, 0] = (2.2, 3.0, 2.2)
     r = 1.0 + 3.0 * p
     assert quality.local_excess(r)[7, 0] == pytest.approx(7.0)
-    assert np.all(quality.local_excess(r, power=p) == 1.0)
-    # an RFI bin at the peak still counts what it adds beyond its expected 10
+    # with the power the additive reading expects it; the ratio reading (never less than the first
+    # rule) still counts the peak's ratio to its neighbours, 2.5
+    e = quality.local_excess(r, power=p)
+    assert e[7, 0] == pytest.approx(10.0 / 4.0) and np.count_nonzero(e != 1.0) == 1
+    # an RFI bin at the peak still counts what it adds beyond its expected 1 + 3 x 2.2
     r2 = r.copy()
     r2[7, 0] = 40.0
-    assert quality.local_excess(r2, power=p)[7, 0] == pytest.approx(40.0 - 9.0)
+    assert quality.local_excess(r2, power=p)[7, 0] == pytest.approx(40.0 - 3.0 * 2.2)
 
 
-def test_gain_power_is_the_antennas_median_gain_power_squared():
-    """|g|^2 (mean of the hands), median over unflagged antennas, squared; NaN without any."""
+def test_local_excess_power_is_bounded_by_the_adjacent_bins():
+    """A review: (1) coherent RFI raised one channel's gain power 1.9x, so the channel expected its own
+    excess (factor 1.00; a hand stayed unflagged 25 sigma off) -- bounded by its neighbours' power it
+    counts 29.5 - 9; (2) one channel's power dipping to 0.36 among noisy gains made a plain channel
+    (ratio 1.08) an excess and flagged good hands -- bounded, it is not one."""
+    r = np.full((12, 1), 10.0)
+    r[5, 0] = 29.5
+    pw = np.ones((12, 1))
+    pw[5, 0] = 1.9
+    assert quality.local_excess(r, power=pw)[5, 0] == pytest.approx(29.5 - 9.0)
+    r = np.full((12, 1), 10.0)
+    r[9, 0] = 10.8
+    pw = np.ones((12, 1))
+    pw[9, 0] = 0.36
+    assert np.all(quality.local_excess(r, power=pw) == 1.0)
+
+
+def test_local_excess_scales_the_shared_misfit_with_the_weight():
+    """A review: a channel honestly weighted 4x (4x lower noise) has 4x the shared misfit in chi2 /
+    nDOF (1 + 4 x 9 = 37 against 10): with the mean sample weights it expects it; without, factor 28."""
+    r = np.full((12, 1), 10.0)
+    r[4, 0] = 37.0
+    w = np.ones((12, 1))
+    w[4, 0] = 4.0
+    assert quality.local_excess(r)[4, 0] == pytest.approx(28.0)
+    assert np.all(quality.local_excess(r, power=np.ones((12, 1)), weight=w) == 1.0)
+    assert np.all(quality.local_excess(r, weight=w) == 1.0)
+
+
+def test_contiguous_rfi_that_raises_the_gains_is_no_less_than_the_ratio_rule():
+    """A review of the additive reading alone: coherent RFI in adjacent channels 9-10 raises both
+    channels' gain power (2x), so each one's power, bounded by its neighbour's, stays 2x: the additive
+    reading expects the excess and counts nothing, where the ratio reading counts r / ref."""
+    r = np.full((12, 1), 10.0)
+    r[9:11, 0] = 30.0
+    pw = np.ones((12, 1))
+    pw[9:11, 0] = 2.0
+    e = quality.local_excess(r, power=pw)
+    assert e[9, 0] == pytest.approx(3.0) and e[10, 0] == pytest.approx(3.0)
+
+
+def test_gain_power_is_the_mean_baseline_power_of_the_unflagged_antennas():
+    """|g|^2 (mean of the hands) of the unflagged antennas a, b: the mean of |g_a|^2 |g_b|^2 over pairs
+    a < b; NaN with fewer than two."""
     g = np.zeros((3, 2, 1, 2, 2), complex)
     g[..., 0, 0] = 2.0
     g[..., 1, 1] = 2.0
     g[1, 0, 0, 0, 0] = 0.0                          # antenna 1, bin 0: |g|^2 mean 2
     fl = np.zeros((3, 2, 1), bool)
-    fl[2, 0, 0] = True                              # antenna 2 flagged in bin 0
-    fl[:, 1, 0] = True                              # bin 1: no antenna
+    fl[1:, 1, 0] = True                             # bin 1: one antenna
     pw = quality.gain_power(g, fl)
-    assert pw[0, 0] == pytest.approx(((4.0 + 2.0) / 2) ** 2) and np.isnan(pw[1, 0])
+    assert pw[0, 0] == pytest.approx((4.0 * 2.0 + 4.0 * 4.0 + 2.0 * 4.0) / 3) and np.isnan(pw[1, 0])
 
 
 def test_rfi_channel_of_a_bandpass_over_drifting_gains(tmp_path):

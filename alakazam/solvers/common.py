@@ -211,12 +211,19 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
     if quality.data_snr_applies(jones_type, opts.phase_only) and some:
         s = quality.matched_snr(jones_type, batch, params, bool(hands))
         snr = quality.bound_by_data(snr, s, rchi2, has_h if hands else has)
+    if tt.gain:         # the mean sample weight per cell (quality.local_excess: the shared misfit's scale)
+        wc = batch.weight[..., list(tt.corr)]
+        n_pos = (wc > 0).sum(axis=(1, 2, 3))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            wmean = np.where(n_pos > 0, np.where(wc > 0, wc, 0.0).sum(axis=(1, 2, 3)) / n_pos, np.nan)
     if hands:
         pol, ex = handsolve.flags(J, has_h, snr, conv, opts, dropped_h & had_h, undet)
         flags = pol.any(-1)
         from ..core.handflags import nan_flagged
         nan_flagged(J, delay, pol)
         extra = {"snr": snr, "rchi2": rchi2, **ex, "pol_flags": pol, "ref_ant_hand": ref_hand}
+        if tt.gain:
+            extra["wmean"] = wmean
         return SolveResult(jones=J, flags=flags, delay=delay, params=params, converged=conv,
                            n_iter=np.asarray(n_iter, np.int32), cost=np.asarray(cost, float),
                            ref_ant=ref.astype(np.int32), extra=extra)
@@ -230,6 +237,8 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
     nonconv = (~conv[:, None] & ~flags & ~low) if opts.flag_nonconverged else np.zeros_like(flags)
     extra = {"snr": snr, "rchi2": rchi2, "minblperant": dropped & had, "amplitude_undetermined": undet,
              "minsnr": low, "nonconverged": nonconv}
+    if tt.gain:
+        extra["wmean"] = wmean
     flags |= low | nonconv
     J[flags] = np.nan
     if delay is not None:

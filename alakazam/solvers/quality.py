@@ -70,17 +70,21 @@ Local excess chi2 (:func:`local_excess`, any term with >= 4 freq bins; before th
     misfit local to one bin -- RFI left in it, with the sample flags off or below their reach, at
     chi2 / nDOF 3-9 against ~1 in the neighbours on a weak calibrator -- is the noise CASA's k2
     counts.  The neighbours' running median (7 bins) of chi2 / nDOF, ref, splits into thermal noise
-    (1) and a shared misfit ``max(ref - 1, 0)``; the shared misfit scales with the signal, so for a
-    gain term it is scaled by the bin's signal power (the antennas' median |g|^2, squared) over its
-    neighbours'.  What the bin has beyond 1 + that, where its chi2 / nDOF is more than ``RCHI2_EXCESS``
-    (2) times it and beyond its noise (5 sigma), counts as noise: the bin's k2 is its chi2 / nDOF less
-    the shared misfit (CASA's k2 where ref <= 1), its SNR is lowered to match and minsnr applied again
+    (1) and a shared misfit ``max(ref - 1, 0)`` that a bin expects in proportion to its signal per
+    degree of freedom.  Two readings, the larger kept: the bin's ratio to what it expects from its
+    mean sample weight (k2 = the neighbours' capped k2 times that ratio: CASA's k2 where ref <= 1),
+    and the additive excess over what it expects from its weight and its gain power (bounded by the
+    adjacent bins'): k2 = chi2 / nDOF less the shared misfit.  Where either exceeds ``RCHI2_EXCESS``
+    (2) and chi2 / nDOF's noise (5 sigma), the bin's SNR is lowered to match and minsnr applied again
     (reason minsnr).  Before, such bins kept their thermal SNR and solutions 5-9 sigma from the truth
     stayed unflagged (a review: bandpass with intermittent RFI, rfi_threshold=0; CASA flagged them by
-    their SNR); a first rule, k2 = the neighbours' capped k2 times the ratio, undercounted an RFI
-    channel of a bandpass solved over drifting gains (ref 9, chi2 / nDOF 56: k2 6.2, not 48) and
-    kept two hands 5.2-5.4 sigma off.  Limit (a review of the rule): K and G solve each hand on its
-    own but a cell has one chi2, so RFI in one hand lowers the other hand's SNR too.
+    their SNR); the ratio alone undercounted an RFI channel of a bandpass solved over drifting gains
+    (ref 9, chi2 / nDOF 56: k2 6.2, not 48) and kept two hands 5.2-5.4 sigma off; the additive
+    reading alone let coherent RFI that raised a channel's gains (or 2-3 adjacent channels' together)
+    hide its own excess (reviews).  Limits: K and G solve each hand on its own but a cell has one
+    chi2, so RFI in one hand lowers the other hand's SNR too; RFI that adds less than the neighbours'
+    shared misfit is not seen (a bandpass over strongly drifting gains at high SNR, ref ~550: hands
+    6-60 sigma off stay unflagged, as before the rule -- pre-apply the gains).
 
 Outlier bandpass channels (:func:`outlier_channels`, G with >= 4 freq bins)
     Per antenna, pol and time cell, g_f is compared with r_f, the complex running median (median of
@@ -515,62 +519,104 @@ def _running_nanmedian(x):
     return np.where(n_ok >= 3, med, np.nan)
 
 
-def local_excess(rchi2, dof=None, power=None):
+def local_excess(rchi2, dof=None, power=None, weight=None):
     """(n_f, n_t) float >= 1: the factor a freq bin's SNR is divided by the square root of (module
     docstring: misfit local to a bin counts as noise, as CASA's k2 counts all misfit); 1 where the bin
     has none (also with < 4 bins, or no data).
 
     r is the bin's chi2 / nDOF and ref the running median of its 7 neighbours' (the bin included,
     :func:`_running_nanmedian`).  Where ref >= 1 the neighbours hold thermal noise (1) and a shared
-    misfit ``ref - 1``, which a bin expects in proportion to its signal power ``power`` (n_f, n_t; a
-    gain's, :func:`gain_power`) over the neighbours' running median of it (1 without ``power``):
-    expected ``x = 1 + (ref - 1) p``.  Where ref < 1 (a WEIGHT scale that overstates the noise) the
-    bin expects ref.  e = r / x counts where it exceeds :data:`RCHI2_EXCESS` and, with the bins'
-    ``dof`` (nDOF, (n_f, n_t)) given, ``1 + RCHI2_SIGMAS sqrt(2 / nDOF)`` (chi2 / nDOF's noise: a cell
-    of few antennas fluctuates past 2 by chance, a review).  The bin's k2 then is r less the shared
-    misfit, ``r - (ref - 1) p`` (ref >= 1), or CASA's k2, r (ref < 1); :func:`snr` used ``min(r, 1)``,
-    so the factor is their ratio (>= 1).  The excess is additive: RFI adds its power to a bin whatever
-    the neighbours' misfit (a bandpass over drifting gains, ref 9 and r 56: k2 48, where the
-    neighbours' k2 times e gave 6.2 and kept hands 5.2-5.4 sigma off); the shared misfit is
-    multiplicative, so a bandpass ripple's peaks, with more signal, expect more of it."""
+    misfit ``ref - 1``, which a bin expects in proportion to its signal per degree of freedom relative
+    to its neighbours'.  Where ref < 1 (a WEIGHT scale that overstates the noise) the bin expects ref.
+    Two readings, the larger factor kept (each only where r over what it expects exceeds
+    :data:`RCHI2_EXCESS` and, with the bins' ``dof`` (nDOF, (n_f, n_t)) given,
+    ``1 + RCHI2_SIGMAS sqrt(2 / nDOF)``: chi2 / nDOF's noise, a cell of few antennas fluctuates past 2
+    by chance, a review):
+
+    (A) ratio: the bin expects ``x_w = 1 + (ref - 1) w`` (w: its mean sample weight ``weight`` over
+        its neighbours' running median, exact: an honestly weighted channel with 4x the weight has
+        4x the shared misfit, a review; 1 without ``weight``); its k2 is its neighbours' capped k2
+        times ``r / x_w`` -- CASA's k2 where ref <= 1 -- over ``min(r, 1)``, what :func:`snr` used.
+        Never less than the first version of this rule (session 43).
+    (B) additive: the bin expects ``x = 1 + (ref - 1) w q`` (q: the gains' power ``power``,
+        :func:`gain_power`, over its running median, bounded by the two adjacent bins' -- a gain
+        solved from one bin's RFI is no measure of its signal; a ripple's peaks expect more); its k2
+        is r less the shared misfit, ``r - (ref - 1) w q``, over ``min(r, 1)``: RFI adds its power to
+        a bin whatever the neighbours' misfit (a bandpass over drifting gains, ref 9 and r 56: k2 48,
+        where (A) gives 6.2 and kept hands 5.2-5.4 sigma off).
+
+    (B) alone let coherent RFI in 2-3 adjacent channels, which raises their gains' power together, hide
+    its excess (a review: up to 4 more hands beyond 5 sigma than the first rule); (A) alone is the
+    first rule.  Their maximum is never below either."""
     rchi2 = np.asarray(rchi2, float)
     out = np.ones(rchi2.shape)
     if rchi2.shape[0] < 4:
         return out
     r = np.where(np.isfinite(rchi2), rchi2, np.nan)
     ref = _running_nanmedian(r.T).T
-    p = np.ones(r.shape)
-    if power is not None:
-        pw = np.where(np.isfinite(r) & (np.asarray(power, float) > 0), np.asarray(power, float), np.nan)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            p = pw / _running_nanmedian(pw.T).T
-        p = np.where(np.isfinite(p), p, 1.0)
+    w = np.ones(r.shape) if weight is None else _relative(weight, r)
+    w = np.where(np.isfinite(w), w, 1.0)
+    p = w if power is None else w * _bounded_by_adjacent(_relative(power, r))
+    gate = np.full(r.shape, RCHI2_EXCESS)
+    if dof is not None:
+        d = np.asarray(dof, float)
+        gate = np.maximum(gate, np.where(d > 0, 1.0 + RCHI2_SIGMAS * np.sqrt(2.0 / d), np.inf))
     with np.errstate(invalid="ignore", divide="ignore"):
+        # (A) the ratio to what the bin expects from the weights alone, as CASA's k2 relative to the
+        # neighbours' capped k2 (never less than the first rule)
+        x_w = np.where(ref >= 1.0, 1.0 + np.maximum(ref - 1.0, 0.0) * w, ref)
+        e_w = r / x_w
+        fac_a = np.minimum(ref, 1.0) * e_w / np.minimum(r, 1.0)
+        ok_a = np.isfinite(e_w) & (e_w > gate) & np.isfinite(fac_a)
+        # (B) additive: what the bin has beyond the shared misfit it expects from its signal
         shared = np.maximum(ref - 1.0, 0.0) * p
         x = np.where(ref >= 1.0, 1.0 + shared, ref)
         e = r / x
-        gate = np.full(r.shape, RCHI2_EXCESS)
-        if dof is not None:
-            d = np.asarray(dof, float)
-            gate = np.maximum(gate, np.where(d > 0, 1.0 + RCHI2_SIGMAS * np.sqrt(2.0 / d), np.inf))
-        fac = (r - shared) / np.minimum(r, 1.0)
-    ok = np.isfinite(e) & (e > gate) & np.isfinite(fac) & (fac > 1.0)
+        fac_b = (r - shared) / np.minimum(r, 1.0)
+        ok_b = np.isfinite(e) & (e > gate) & np.isfinite(fac_b)
+    fac = np.maximum(np.where(ok_a, fac_a, 1.0), np.where(ok_b, fac_b, 1.0))
+    ok = fac > 1.0
     out[ok] = fac[ok]
     return out
 
 
-def gain_power(jones, flags):
-    """(n_f, n_t): a gain term's signal power per freq bin and time, relative (for
-    :func:`local_excess`): the median over antennas of |g|^2 (the mean of the two hands), squared (a
-    baseline's power is |g_p|^2 |g_q|^2); NaN where no antenna has a finite unflagged gain.
-    jones (n_ant, n_f, n_t, 2, 2), flags (n_ant, n_f, n_t) bool."""
-    g2 = 0.5 * (np.abs(jones[..., 0, 0]) ** 2 + np.abs(jones[..., 1, 1]) ** 2)
-    g2 = np.where(np.isfinite(g2) & ~flags, g2, np.nan)
-    with np.errstate(all="ignore"):
+def _relative(v, r):
+    """(n_f, n_t): ``v`` over its running median along frequency (bins with a finite r and v > 0); 1
+    elsewhere."""
+    v = np.asarray(v, float)
+    v = np.where(np.isfinite(r) & (v > 0), v, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = v / _running_nanmedian(v.T).T
+    return np.where(np.isfinite(rel), rel, np.nan)
+
+
+def _bounded_by_adjacent(p):
+    """(n_f, n_t): each bin's ``p`` (NaN = unknown) kept within the range of its two adjacent bins'
+    (one when the other is unknown; 1 where neither is, or the bin's own is unknown)."""
+    pad = np.pad(p, ((1, 1), (0, 0)), constant_values=np.nan)
+    lo_n, hi_n = pad[:-2], pad[2:]
+    with np.errstate(invalid="ignore"):
         import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmedian(g2, axis=0) ** 2
+            lo = np.nanmin(np.stack([lo_n, hi_n]), axis=0)
+            hi = np.nanmax(np.stack([lo_n, hi_n]), axis=0)
+    out = np.where(np.isfinite(lo), np.clip(p, lo, hi), p)
+    return np.where(np.isfinite(out), out, 1.0)
+
+
+def gain_power(jones, flags):
+    """(n_f, n_t): a gain term's signal power per freq bin and time, relative (for
+    :func:`local_excess`): the mean over pairs of unflagged antennas of |g_a|^2 |g_b|^2 (|g|^2 the mean
+    of the two hands: a baseline's power); NaN where fewer than two antennas have a finite unflagged
+    gain.  jones (n_ant, n_f, n_t, 2, 2), flags (n_ant, n_f, n_t) bool."""
+    g2 = 0.5 * (np.abs(jones[..., 0, 0]) ** 2 + np.abs(jones[..., 1, 1]) ** 2)
+    ok = np.isfinite(g2) & ~flags
+    g2 = np.where(ok, g2, 0.0)
+    n = ok.sum(axis=0)
+    s1, s2 = g2.sum(axis=0), (g2 ** 2).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n >= 2, (s1 * s1 - s2) / (n * (n - 1.0)), np.nan)
 
 
 def chi2_outlier_bins(rchi2):
