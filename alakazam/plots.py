@@ -447,7 +447,9 @@ def pages_in(outdir, types=None) -> list:
         return out
     for name in sorted(os.listdir(d)):
         p = os.path.join(d, name)
-        m = _KEY_DIR.match(name.removesuffix("_overview.png"))
+        from .io.hdf5 import _KEY_RE         # a solution key (the Jones registry's types)
+
+        m = _KEY_RE.match(name.removesuffix("_overview.png"))
         if m is None or (types is not None and m.group(1) not in types):
             continue
         if name.endswith("_overview.png"):
@@ -455,9 +457,6 @@ def pages_in(outdir, types=None) -> list:
         elif os.path.isdir(p):
             out.extend(os.path.join(p, f) for f in sorted(os.listdir(p)) if f.endswith(".png"))
     return out
-
-
-_KEY_DIR = re.compile(r"^(K|G|T|D|KC|CP)\d+$")
 
 
 def foreign_message(outdir, table, found) -> str:

@@ -537,7 +537,7 @@ def local_excess(rchi2, dof=None, power=None, weight=None):
         its neighbours' running median, exact: an honestly weighted channel with 4x the weight has
         4x the shared misfit, a review; 1 without ``weight``); its k2 is its neighbours' capped k2
         times ``r / x_w`` -- CASA's k2 where ref <= 1 -- over ``min(r, 1)``, what :func:`snr` used.
-        Never less than the first version of this rule (session 43).
+        Without ``weight`` this is the first version of this rule (session 43).
     (B) additive: the bin expects ``x = 1 + (ref - 1) w q`` (q: the gains' power ``power``,
         :func:`gain_power`, over its running median, bounded by the two adjacent bins' -- a gain
         solved from one bin's RFI is no measure of its signal; a ripple's peaks expect more); its k2
@@ -547,7 +547,7 @@ def local_excess(rchi2, dof=None, power=None, weight=None):
 
     (B) alone let coherent RFI in 2-3 adjacent channels, which raises their gains' power together, hide
     its excess (a review: up to 4 more hands beyond 5 sigma than the first rule); (A) alone is the
-    first rule.  Their maximum is never below either."""
+    first rule with the weights.  Their maximum is never below either."""
     rchi2 = np.asarray(rchi2, float)
     out = np.ones(rchi2.shape)
     if rchi2.shape[0] < 4:
