@@ -294,7 +294,8 @@ def _zeros(ctx, shape, dtype, fill=True):
     the previous step left one (:func:`_keep_spare`): refilled with zeros, it costs a memset, where
     fresh memory costs a page fault per page on its first touch (with huge-page compaction when RAM
     is full of page cache: measured at up to 0.3 s for the 0.15 GB of a per-channel CP batch).
-    ``fill=False``: ``np.empty`` -- for a caller that writes every element (a spare is not zeroed)."""
+    ``fill=False``: ``np.empty`` -- for a caller that writes every element (a spare is not zeroed).
+    Fresh memory has its pages faulted in at once (:func:`alakazam.core.prefault.populate_now`)."""
     dtype = np.dtype(dtype)
     n = int(np.prod(shape))
     for i, a in enumerate(ctx.spare if ctx.tier == 1 else ()):
@@ -304,7 +305,10 @@ def _zeros(ctx, shape, dtype, fill=True):
             if fill:
                 a.fill(0)
             return a
-    return np.zeros(shape, dtype) if fill else np.empty(shape, dtype)
+    # fresh memory: its pages faulted in by one call (core/prefault.populate_now), not one fault per
+    # page where the kernel first writes it
+    from .core import prefault
+    return prefault.populate_now(np.zeros(shape, dtype) if fill else np.empty(shape, dtype))
 
 
 def _keep_spare(ctx, arrays):
@@ -736,14 +740,16 @@ def _quality(sset, res, cell_index, min_snr=0.0):
     snr = np.zeros((n_ant, n_f, n_t, 2))
     rchi2 = np.full((n_f, n_t), np.nan)
     counts = {}
+    n = len(cell_index)
     for name in ("minblperant", "amplitude_undetermined", "minsnr", "nonconverged"):
-        counts[name] = int(sum(res.extra[name][c].sum() for c in range(len(cell_index))))
+        counts[name] = int(np.asarray(res.extra[name])[:n].sum())
     wmean = np.full((n_f, n_t), np.nan) if "wmean" in res.extra else None
-    for c, (it, jf) in enumerate(cell_index):
-        snr[:, jf, it] = res.extra["snr"][c]
-        rchi2[jf, it] = res.extra["rchi2"][c]
-        if wmean is not None:
-            wmean[jf, it] = res.extra["wmean"][c]
+    # each cell's values into its (time, freq) place, all cells at once (a cell per channel: 1024 here)
+    it, jf = (np.array([x[k] for x in cell_index], np.int64).reshape(n) for k in (0, 1))
+    snr[:, jf, it] = np.asarray(res.extra["snr"])[:n].transpose(1, 0, 2)
+    rchi2[jf, it] = np.asarray(res.extra["rchi2"])[:n]
+    if wmean is not None:
+        wmean[jf, it] = np.asarray(res.extra["wmean"])[:n]
     counts["outlier_chi2"] = counts["outlier_channel"] = 0
     # misfit local to a bin counts as noise (quality.local_excess): its SNR divided, minsnr again below
     with np.errstate(divide="ignore", invalid="ignore"):      # nDOF = chi2 / (chi2 / nDOF) (quality.snr)

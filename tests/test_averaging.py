@@ -258,10 +258,13 @@ def test_fused_accumulation_sums_only_the_correlations_used(use):
                                        sbin, row_bl, fsamp, corr_use=np.ones(2, bool))
 
 
-def test_fused_accumulation_all_corr_takes_whole_samples_only():
+@pytest.mark.parametrize("full_band", [False, True])
+def test_fused_accumulation_all_corr_takes_whole_samples_only(full_band):
     """all_corr (a D solve): a (row, channel) is summed only when its four correlations are all usable;
     one flagged correlation, a zero weight or a flagged pre-applied hand drops the sample from all four
-    sums, and the result equals the default pass on data where such samples are flagged whole."""
+    sums, and the result equals the default pass on data where such samples are flagged whole (over
+    the full band: the whole-sample kernel against the hands kernel, both summing a row's channels
+    before adding them)."""
     rng = np.random.default_rng(41)
     n_row, n_t = 90, 3
     a1 = rng.integers(0, N_ANT, n_row)
@@ -277,7 +280,7 @@ def test_fused_accumulation_all_corr_takes_whole_samples_only():
     diag[rng.random(diag.shape) < 0.03] = np.nan
     sbin = np.zeros(n_row, np.int64)
     row_bl, _, _ = rk.baseline_index(a1, a2, N_ANT)
-    fsamp = np.arange(N_CHAN) // 2
+    fsamp = np.zeros(N_CHAN, np.int64) if full_band else np.arange(N_CHAN) // 2
     # the samples the rule drops, flagged whole by hand
     bad_g = ~np.isfinite(diag[tidx, a1][..., [0, 0, 1, 1]]) | ~np.isfinite(diag[tidx, a2][..., [0, 1, 0, 1]])
     partial = (flag | (weight <= 0) | bad_g).any(axis=-1)
@@ -292,3 +295,71 @@ def test_fused_accumulation_all_corr_takes_whole_samples_only():
     for x, y in zip(*out):
         np.testing.assert_array_equal(x, y)
     assert (out[0][2] > 0).any()
+
+
+@pytest.mark.parametrize("feed", ["linear", "circular", None])
+def test_whole_sample_kernel_equals_general_kernel(feed, monkeypatch):
+    """all_corr over the full band (D) goes to averaging._accumulate_whole, which sums each row's channels
+    before adding them: its sums equal the general kernel's (channel by channel into the sums) to
+    rounding, with both orientations, a permuted correlation order, flags, zero weights, flagged
+    pre-applied hands, P (real: linear feeds; complex: circular) or none, an offset into the tables and
+    the bin-major layout; the same bits on 1 and 2 threads; a correlation missing from the MS sums
+    nothing."""
+    import numba
+
+    from alakazam.jones.parang import parang_matrices
+
+    rng = np.random.default_rng(47)
+    n_row, n_t, n_bin = 200, 4, 3
+    a1 = rng.integers(0, N_ANT, n_row)
+    a2 = (a1 + 1 + rng.integers(0, N_ANT - 1, n_row)) % N_ANT
+    tidx = rng.integers(1, n_t, n_row)                # t_off 1: tables from the second time
+    shape = (n_row, N_CHAN, 4)
+    data = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    model = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    weight = rng.uniform(0.5, 2.0, shape).astype(np.float32)
+    flag = rng.random(shape) < 0.05
+    weight[rng.random(shape) < 0.03] = 0
+    tshape = (n_t - 1, N_ANT, N_CHAN, 2)
+    diag = rng.uniform(0.5, 2, tshape) * np.exp(1j * rng.uniform(-3, 3, tshape))
+    diag[rng.random(diag.shape) < 0.03] = np.nan
+    sky = None
+    if feed:
+        sky = np.ascontiguousarray(parang_matrices(rng.uniform(-3, 3, (n_t - 1, N_ANT)), feed)[:, :, None])
+        sky[0, 2] = np.nan                            # a flagged P: its rows add nothing
+    corr_src = np.array([2, 0, 3, 1])                 # stored order differs from pp, pq, qp, qq
+    sbin = rng.integers(0, n_bin, n_row)
+    row_bl, _, _ = rk.baseline_index(a1, a2, N_ANT)
+    flag[(row_bl == 0) & (sbin == 0)] = True         # an element without data
+    fsamp = np.zeros(N_CHAN, np.int64)
+    fsamp[2] = -1                                     # a channel not used
+
+    def run(whole, threads, src=corr_src):
+        monkeypatch.setattr(averaging, "_WHOLE", whole)
+        base = tuple(np.zeros((1, N_BL, n_bin, 4), dt) for dt in (complex, complex, float))
+        acc = tuple(a.transpose(2, 1, 0, 3) for a in base)          # bin-major: (n_bin, n_bl, 1, 4) view
+        w_row = np.zeros(n_row)
+        old = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            averaging.accumulate_corrected(*acc, w_row, data, model, flag, weight, np.arange(n_row), tidx,
+                                           a1, a2, sbin, row_bl, fsamp, src, diag=diag, sky=sky, t_off=1,
+                                           all_corr=True)
+        finally:
+            numba.set_num_threads(old)
+        return acc, w_row
+
+    (gen, wr_gen), (new, wr_new) = run(False, 1), run(True, 1)
+    assert (gen[2] > 0).sum() > 10 and (gen[2] == 0).any()
+    np.testing.assert_array_equal(new[2] > 0, gen[2] > 0)
+    for x, y in zip(new, gen):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(wr_new, wr_gen, rtol=1e-12, atol=0)
+    if numba.config.NUMBA_NUM_THREADS >= 2:
+        two, wr_two = run(True, 2)
+        for x, y in zip(two, new):
+            np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(wr_two, wr_new)
+    missing = np.array([2, 0, -1, 1])                 # qp not in the MS: no whole sample anywhere
+    none, wr_none = run(True, 1, missing)
+    assert not any(a.any() for a in none) and not wr_none.any()

@@ -652,3 +652,65 @@ def test_cp_chi2_and_cross_power_pass_equal_their_definitions():
             ref = quality.snr(jt, b, J2, cost, has)
             np.testing.assert_allclose(got[0], ref[0], rtol=1e-12)
             np.testing.assert_allclose(got[1], ref[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("corr", [(0, 3), (1, 2), (0,), (3,), (0, 1, 2, 3)])
+def test_baselines_with_data_equals_numpy_definition(corr):
+    """The compiled early-exit scan of baselines_with_data (C-contiguous float64 weights) gives numpy's
+    ``(w[..., corr] > 0).any(axis=(2, 3))``, with NaN, negative and zero weights, a baseline whose only
+    positive weight is its last sample, and whole cells and baselines without data; other layouts go
+    through numpy and give the same."""
+    from alakazam.solvers import quality
+
+    rng = np.random.default_rng(45)
+    w = rng.uniform(-1.0, 1.0, (4, 10, 6, 4)) * (rng.uniform(size=(4, 10, 6, 4)) > 0.8)
+    w[rng.uniform(size=w.shape) > 0.95] = np.nan
+    w[1] = 0
+    w[2, 3] = -1.0
+    w[2, 4] = 0
+    w[2, 4, -1, corr[-1]] = 0.5                      # positive only in the last sample
+    want = (w[..., list(corr)] > 0).any(axis=(2, 3))
+    assert want.any() and not want.all() and want[2, 4] and not want[2, 3]
+    got = quality.baselines_with_data(w, corr)
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(quality.baselines_with_data(np.asfortranarray(w), corr), want)
+    np.testing.assert_array_equal(quality.baselines_with_data(w.astype(np.float32), corr), want)
+
+
+@pytest.mark.parametrize("jt", ["CP", "KC"])
+def test_kc_cp_snr_shares_the_power_pass_unless_minblperant_drops(jt, monkeypatch):
+    """A KC / CP solve makes the model's cross-hand power pass once for the polarised check and the SNR,
+    and again when minblperant removes an antenna in between: its SNR is then that of the same batch
+    with the antenna's baselines removed beforehand (the stale sums would count the removed
+    baselines' power)."""
+    from alakazam.solvers import SolveOptions, cross_phase, solve
+
+    calls = []
+    real = cross_phase.power_pass
+    monkeypatch.setattr(cross_phase, "power_pass", lambda b: calls.append(1) or real(b))
+    rng = np.random.default_rng(46)
+    base = _random_batch(rng, 2, 6, 40, flagged=0.0)
+    phi = np.array([0.4, -1.1])
+    base.vis[..., 1] = np.exp(-1j * phi)[:, None, None] * base.model[..., 1] + 0.3 * base.vis[..., 1]
+    base.vis[..., 2] = np.exp(1j * phi)[:, None, None] * base.model[..., 2] + 0.3 * base.vis[..., 2]
+    sparse = (base.ant1 == 5) | (base.ant2 == 5)
+    keep = np.flatnonzero(sparse)[:2]                # antenna 5 keeps 2 baselines: minblperant 4 drops it
+    cut = sparse.copy()
+    cut[keep] = False
+
+    def batch(w):
+        return CellBatch(vis=base.vis.copy(), model=base.model.copy(), weight=w, ant1=base.ant1,
+                         ant2=base.ant2, freq=base.freq, n_ant=base.n_ant)
+
+    w = base.weight.copy()
+    w[:, cut] = 0
+    dropped = solve(jt, batch(w.copy()), "numba", SolveOptions(min_bl_per_ant=4))
+    assert len(calls) == 2 and dropped.extra["minblperant"][:, 5].all()
+    calls.clear()
+    w[:, sparse] = 0                                 # antenna 5 removed beforehand: nothing to drop
+    ref = solve(jt, batch(w), "numba", SolveOptions(min_bl_per_ant=4))
+    assert len(calls) == 1 and not ref.extra["minblperant"].any()
+    np.testing.assert_allclose(dropped.extra["snr"], ref.extra["snr"], rtol=1e-12)
+    np.testing.assert_allclose(dropped.extra["rchi2"], ref.extra["rchi2"], rtol=1e-12)
+    assert (ref.extra["snr"] > 0).all()

@@ -40,6 +40,35 @@ def test_populated_pages_keep_values_of_reused_memory():
     assert np.array_equal(a, ref)
 
 
+@needs_advice
+def test_populate_now_keeps_values_and_returns_the_array():
+    """populate_now (the solve's fresh accumulators, unit._zeros) faults the pages in on the caller's
+    thread and keeps every value: zeros of fresh memory stay zeros, values written before stay."""
+    z = np.zeros(3 << 20)                            # fresh: calloc'd, not touched yet
+    assert prefault.populate_now(z) is z and not z.any()
+    for n in (3 << 20, 10 << 20):                    # 24 MB: one call; 80 MB: on the threads
+        a = np.arange(n, dtype=np.float64)
+        ref = a.copy()
+        assert prefault.populate_now(a) is a
+        np.testing.assert_array_equal(a, ref)
+    view = a[1::2]                                   # not C-contiguous: left alone
+    assert prefault.populate_now(view) is view
+
+
+def test_unit_zeros_are_zeros_in_any_state(monkeypatch):
+    """unit._zeros hands out zeros (or an empty array of the shape) with the advice on or off."""
+    from types import SimpleNamespace
+
+    from alakazam import unit
+
+    ctx = SimpleNamespace(tier=2, spare=[])
+    for env in ("1", "0"):
+        monkeypatch.setenv("ALAKAZAM_PREFAULT", env)
+        a = unit._zeros(ctx, (300, 1024, 4), np.complex128)
+        assert a.shape == (300, 1024, 4) and a.dtype == np.complex128 and not a.any()
+        assert unit._zeros(ctx, (5, 7), np.float64, fill=False).shape == (5, 7)
+
+
 def test_off_small_and_unavailable(monkeypatch):
     big = np.empty(prefault.MIN_BYTES, np.uint8)
     assert isinstance(prefault.populate([np.empty(16)]), prefault._Nothing)     # small: nothing started
@@ -50,6 +79,7 @@ def test_off_small_and_unavailable(monkeypatch):
     monkeypatch.setattr(prefault, "_MADVISE", False)                          # a kernel without it
     assert isinstance(prefault.populate([big]), prefault._Nothing)
     prefault.populate([big]).join()                                           # join returns at once
+    assert prefault.populate_now(big) is big                                  # a hint: nothing done
     assert 1 <= prefault.n_threads() <= prefault.MAX_THREADS
 
 

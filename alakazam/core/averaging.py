@@ -361,6 +361,159 @@ def _accumulate_hands(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
 
 
 @njit(inline="always")
+def _real_comb(c0, c1, c2, c3, m0, m1, m2, m3):
+    # ((c0 m0 + c1 m1) + c2 m2) + c3 m3 for real c: (real part, imaginary part), the order of the
+    # general kernel's real-P path ("Real P coefficients" above)
+    return ((((c0 * m0.real + c1 * m1.real) + c2 * m2.real) + c3 * m3.real),
+            (((c0 * m0.imag + c1 * m1.imag) + c2 * m2.imag) + c3 * m3.imag))
+
+
+@njit
+def _accumulate_whole(start, stride, vis_sum, model_sum, w_sum, w_row, data, model, flag, weight, order,
+                      part_lo, tidx, t_off, ant1, ant2, acc_bin, row_bl, fsamp_of_chan, corr_src,
+                      ginv, gbad, sky, skybad, one_fs, bin_major):
+    # _accumulate_corrected for whole samples (all4: D) over the full band (every channel used goes to
+    # the one frequency sample ``one_fs``) with no sky table or P alone.  The same samples, values and
+    # weights; per row, its four correlations are read, corrected and weighted together, once per
+    # channel, and summed over the channels in 12 locals (4 correlations x V, M, w) that are added to
+    # the sums at the row's end -- the general kernel adds every channel to the sums themselves, so
+    # the sums equal its to rounding (another order; the hands kernel's full-band path sums the same
+    # way: the same bits as it, tests/test_averaging.py).  Measured on the D step of the issue-16
+    # MS (45000 rows x 1024 channels, captured calls replayed): 2.27-2.52 s on one thread against the
+    # general kernel's 2.55-2.63 s.  Partitions and threads as _accumulate_corrected (race-free).
+    n_part = part_lo.shape[0] - 1
+    n_chan = data.shape[1]
+    has_diag = ginv.shape[0] > 0
+    has_sky = sky.shape[0] > 0
+    coef = np.zeros((4, 4), np.complex128)
+    k0 = corr_src[0]
+    k1 = corr_src[1]
+    k2 = corr_src[2]
+    k3 = corr_src[3]
+    stored = k0 >= 0 and k1 >= 0 and k2 >= 0 and k3 >= 0      # else no sample is whole
+    for p in range(start, n_part, stride):
+        for k in range(part_lo[p], part_lo[p + 1]):
+            row = order[k]
+            s = acc_bin[row]
+            b = row_bl[row]
+            if s < 0 or b < 0:
+                continue
+            w_row[row] = 0.0
+            if not stored:
+                continue
+            t = tidx[row] - t_off
+            a1 = ant1[row]
+            a2 = ant2[row]
+            swap = a1 > a2
+            creal = False
+            if has_sky:
+                if skybad[t, a1, 0] or skybad[t, a2, 0]:
+                    continue
+                _p_coefficients(sky, t, a1, a2, coef)
+                creal = True
+                for x in range(4):
+                    for y in range(4):
+                        if coef[x, y].imag != 0:
+                            creal = False
+            # the row's own correlations pp, pq, qp, qq (the outputs swap pq and qp for a > b rows)
+            v0 = v1 = v2 = v3 = 0j
+            n0 = n1 = n2 = n3 = 0j
+            w0 = w1 = w2 = w3 = 0.0
+            for chan in range(n_chan):
+                if fsamp_of_chan[chan] < 0:
+                    continue
+                if flag[row, chan, k0] or flag[row, chan, k1] or flag[row, chan, k2] or flag[row, chan, k3]:
+                    continue
+                x0 = np.float64(weight[row, chan, k0])
+                x1 = np.float64(weight[row, chan, k1])
+                x2 = np.float64(weight[row, chan, k2])
+                x3 = np.float64(weight[row, chan, k3])
+                if not (x0 > 0 and x1 > 0 and x2 > 0 and x3 > 0):
+                    continue
+                d0 = np.complex128(data[row, chan, k0])
+                d1 = np.complex128(data[row, chan, k1])
+                d2 = np.complex128(data[row, chan, k2])
+                d3 = np.complex128(data[row, chan, k3])
+                if has_diag:
+                    if (gbad[t, a1, chan, 0] or gbad[t, a1, chan, 1] or gbad[t, a2, chan, 0]
+                            or gbad[t, a2, chan, 1]):
+                        continue
+                    # V' = V / (g_a,i conj(g_b,j)), w' = w |g_a,i g_b,j|^2 (as the general kernel)
+                    gp = ginv[t, a1, chan, 0]
+                    gq = ginv[t, a1, chan, 1]
+                    hp = ginv[t, a2, chan, 0]
+                    hq = ginv[t, a2, chan, 1]
+                    d0 = d0 * (gp * np.conj(hp))
+                    d1 = d1 * (gp * np.conj(hq))
+                    d2 = d2 * (gq * np.conj(hp))
+                    d3 = d3 * (gq * np.conj(hq))
+                    ap = gp.real * gp.real + gp.imag * gp.imag
+                    aq = gq.real * gq.real + gq.imag * gq.imag
+                    bp = hp.real * hp.real + hp.imag * hp.imag
+                    bq = hq.real * hq.real + hq.imag * hq.imag
+                    x0 = x0 / (ap * bp)
+                    x1 = x1 / (ap * bq)
+                    x2 = x2 / (aq * bp)
+                    x3 = x3 / (aq * bq)
+                m0 = np.complex128(model[row, chan, k0])
+                m1 = np.complex128(model[row, chan, k1])
+                m2 = np.complex128(model[row, chan, k2])
+                m3 = np.complex128(model[row, chan, k3])
+                if has_sky:         # M' = P_a M P_b^H
+                    fast = False
+                    if creal:
+                        r0, i0 = _real_comb(coef[0, 0].real, coef[0, 1].real, coef[0, 2].real,
+                                            coef[0, 3].real, m0, m1, m2, m3)
+                        r1, i1 = _real_comb(coef[1, 0].real, coef[1, 1].real, coef[1, 2].real,
+                                            coef[1, 3].real, m0, m1, m2, m3)
+                        r2, i2 = _real_comb(coef[2, 0].real, coef[2, 1].real, coef[2, 2].real,
+                                            coef[2, 3].real, m0, m1, m2, m3)
+                        r3, i3 = _real_comb(coef[3, 0].real, coef[3, 1].real, coef[3, 2].real,
+                                            coef[3, 3].real, m0, m1, m2, m3)
+                        z = ((((((r0 + i0) + r1) + i1) + r2) + i2) + r3) + i3
+                        fast = z - z == 0           # all eight finite (else the complex products)
+                    if fast:
+                        m0, m1, m2, m3 = complex(r0, i0), complex(r1, i1), complex(r2, i2), complex(r3, i3)
+                    else:
+                        e0 = coef[0, 0] * m0 + coef[0, 1] * m1 + coef[0, 2] * m2 + coef[0, 3] * m3
+                        e1 = coef[1, 0] * m0 + coef[1, 1] * m1 + coef[1, 2] * m2 + coef[1, 3] * m3
+                        e2 = coef[2, 0] * m0 + coef[2, 1] * m1 + coef[2, 2] * m2 + coef[2, 3] * m3
+                        e3 = coef[3, 0] * m0 + coef[3, 1] * m1 + coef[3, 2] * m2 + coef[3, 3] * m3
+                        m0, m1, m2, m3 = e0, e1, e2, e3
+                v0 += x0 * d0
+                v1 += x1 * d1
+                v2 += x2 * d2
+                v3 += x3 * d3
+                n0 += x0 * m0
+                n1 += x1 * m1
+                n2 += x2 * m2
+                n3 += x3 * m3
+                w0 += x0
+                w1 += x1
+                w2 += x2
+                w3 += x3
+            if swap:            # V_ab = V_ba^H: output pq is the row's qp conjugated, and so on
+                v0, v1, v2, v3 = np.conj(v0), np.conj(v2), np.conj(v1), np.conj(v3)
+                n0, n1, n2, n3 = np.conj(n0), np.conj(n2), np.conj(n1), np.conj(n3)
+                w1, w2 = w2, w1
+            i0 = one_fs if bin_major else s         # the sums' element [s, b, fs, c]: [i0, b, i2, c]
+            i2 = s if bin_major else one_fs
+            vis_sum[i0, b, i2, 0] += v0
+            vis_sum[i0, b, i2, 1] += v1
+            vis_sum[i0, b, i2, 2] += v2
+            vis_sum[i0, b, i2, 3] += v3
+            model_sum[i0, b, i2, 0] += n0
+            model_sum[i0, b, i2, 1] += n1
+            model_sum[i0, b, i2, 2] += n2
+            model_sum[i0, b, i2, 3] += n3
+            w_sum[i0, b, i2, 0] += w0
+            w_sum[i0, b, i2, 1] += w1
+            w_sum[i0, b, i2, 2] += w2
+            w_sum[i0, b, i2, 3] += w3
+            w_row[row] = ((w0 + w1) + w2) + w3
+
+
+@njit(inline="always")
 def _move_slot(vis_sum, model_sum, w_sum, rv, rm, rw, b, s_store, s_load, ucorr):
     # baseline b's contiguous copy (_accumulate_hands) stored into the bin-major sums' elements
     # [:, b, s_store, ucorr] (s_store >= 0), then loaded from [:, b, s_load, ucorr] (s_load >= 0)
@@ -555,6 +708,8 @@ _NO_DIAG = (np.zeros((0, 1, 1, 2), np.complex128), np.zeros((0, 1, 1, 2), bool))
 #: (measured ~1.9x faster on 9000 rows x 1024 channels than the general kernel; tests/test_accumulate_hands.py
 #: compares the two)
 _HANDS = True
+#: whole samples (all_corr: D) over the full band use :func:`_accumulate_whole`
+_WHOLE = True
 _NO_SKY = (np.zeros((0, 1, 1, 2, 2), np.complex128), np.zeros((0, 1, 1), bool))
 _NO_RUNS = (np.zeros((0, 1, 1), np.complex128), np.zeros((0, 1, 1), np.complex128), np.zeros((0, 1, 1)),
             np.zeros(0, np.int64))
@@ -748,6 +903,15 @@ def accumulate_corrected(vis_sum, model_sum, w_sum, w_row, data, model, flag, we
         return
     if runs is not None:        # slots held from a hands-kernel call: stored before adding in place
         flush_runs(vis_sum, model_sum, w_sum, runs)
+    fs_used = fsamp[fsamp >= 0]
+    if (_WHOLE and all_corr and use.all() and (sky.shape[0] == 0 or sky.shape[2] == 1) and len(fs_used)
+            and (fs_used == fs_used[0]).all()):
+        # whole samples (D) over the full band, no sky table or P alone: the whole-sample kernel
+        threaded(_accumulate_whole, len(part_lo) - 1, *sums, w_row, data, model, flag,
+                 weight, order, part_lo, np.ascontiguousarray(tidx, np.int64), int(t_off),
+                 np.ascontiguousarray(ant1, np.int64), np.ascontiguousarray(ant2, np.int64),
+                 acc_bin, row_bl, fsamp, corr_src, ginv, gbad, sky, skybad, int(fs_used[0]), bin_major)
+        return
     threaded(_accumulate_corrected, len(part_lo) - 1, *sums, w_row, data, model, flag,
              weight, order, part_lo, np.ascontiguousarray(tidx, np.int64), int(t_off),
              np.ascontiguousarray(ant1, np.int64), np.ascontiguousarray(ant2, np.int64),

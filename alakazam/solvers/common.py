@@ -134,16 +134,19 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
     batch.ant1 = np.ascontiguousarray(batch.ant1, np.int64)
     batch.ant2 = np.ascontiguousarray(batch.ant2, np.int64)
     tt = terms.get(jones_type)
-    # a batch without any data (a calibrator scan flagged whole, solved per scan) is not an error: its
-    # solutions come out flagged, as for every other type; the checks are for data that lack the signal
-    some = bool((batch.weight > 0).any())
-    if tt.is_global and some:
-        cross_phase.check_polarised(batch, jones_type)
     from . import quality
 
+    # a batch without any data (a calibrator scan flagged whole, solved per scan) is not an error: its
+    # solutions come out flagged, as for every other type; the checks are for data that lack the signal
+    some = bool(quality.baselines_with_data(batch.weight, range(4)).any())
+    # KC, CP: the model's cross-hand power sums, for the polarised-model check and again for the SNR
+    # (quality.snr) unless minblperant changes the weights in between (one pass instead of two)
+    cross_sums = cross_phase.power_pass(batch) if tt.is_global and some else None
+    if cross_sums is not None:
+        cross_phase.check_polarised(batch, jones_type, cross_sums)
     bl_has = quality.baselines_with_data(batch.weight, tt.corr)     # one pass for the checks and counts
     if tt.uses_cross and some and not (bl_has.any() if tuple(tt.corr) == (1, 2)
-                                       else (batch.weight[..., 1:3] > 0).any()):
+                                       else quality.baselines_with_data(batch.weight, (1, 2)).any()):
         raise AlakazamError(f"{jones_type} needs the cross hands (pq, qp): all cross-hand data are flagged "
                             "or absent in the selection")
     from ..core.handflags import HAND_CORR
@@ -206,8 +209,11 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
     if cost is None or not getattr(backend_module, "COST_IS_CHI2", False):
         cost = chi2(jones_type, params, batch, J)
     conv = np.asarray(conv, bool)
+    if dropped.any():               # minblperant zeroed weights since the power pass
+        cross_sums = None
     snr, rchi2 = quality.snr(jones_type, batch, J, cost, has, opts.phase_only,
-                             has_hands=has_h if hands else None)   # DOF: each hand where it has data
+                             has_hands=has_h if hands else None,   # DOF: each hand where it has data
+                             cross_sums=cross_sums)
     if quality.data_snr_applies(jones_type, opts.phase_only) and some:
         s = quality.matched_snr(jones_type, batch, params, bool(hands))
         snr = quality.bound_by_data(snr, s, rchi2, has_h if hands else has)

@@ -108,10 +108,19 @@ def cross_residual(batch, e1, e2):
     return _cross_run(batch, 1, e1, e2)[1]
 
 
-def powers(batch):
+def power_pass(batch):
+    """The per-(cell, sample) sums of :func:`_cross_pass`'s mode 2 ``(a, r2, present, ws, nw)``: what
+    :func:`powers` and :func:`cross_power_counts` read.  A solve of KC / CP computes it once and hands
+    it to both (``sums=``) as long as the batch's weights and model are unchanged between them
+    (solvers/common.py: again after minblperant removed an antenna)."""
+    return _cross_run(batch, 2)
+
+
+def powers(batch, sums=None):
     """``(parallel, cross, data_cross)``: sum of w |M|^2 over the batch's parallel hands (pp, qq) and over
-    its cross hands (pq, qp), and sum of w |V|^2 over its cross hands; one compiled pass."""
-    a, r2, _, _, _ = _cross_run(batch, 2)
+    its cross hands (pq, qp), and sum of w |V|^2 over its cross hands; one compiled pass (or ``sums``,
+    :func:`power_pass` of this batch)."""
+    a, r2, _, _, _ = power_pass(batch) if sums is None else sums
     return float(a.real.sum()), float(r2.sum()), float(a.imag.sum())
 
 
@@ -123,12 +132,13 @@ def cross_model_power(batch):
     return float(r2.sum()), float(ws.sum())
 
 
-def cross_power_counts(batch):
+def cross_power_counts(batch, sums=None):
     """``(power, n_w)``, each (n_cell,): sum w |M|^2 over the cross hands and the cross-hand samples with
     w > 0 -- what :func:`alakazam.solvers.quality.snr` needs of a global term whose Jones matrices are
     diagonal with entries of modulus 1 (KC, CP: |V^| = |M|), in one pass (its general pass forms
-    J M J^H for every sample: 0.18 s of a CP step on the 8.9 GB MS of issue 16, this 0.05 s)."""
-    _, r2, _, _, nw = _cross_run(batch, 2)
+    J M J^H for every sample: 0.18 s of a CP step on the 8.9 GB MS of issue 16, this 0.05 s).
+    ``sums``: :func:`power_pass` of this batch, when the caller has it."""
+    _, r2, _, _, nw = power_pass(batch) if sums is None else sums
     return r2.sum(axis=1), nw.sum(axis=1)
 
 
@@ -259,11 +269,13 @@ def _min_fractions(n_cell, cells):
     return np.where(np.asarray(cells, bool), 0.0, np.inf)
 
 
-def check_polarised(batch, term):
+def check_polarised(batch, term, sums=None):
+    """Refuse a KC / CP solve whose model has no cross-hand power (``sums``: :func:`power_pass` of the
+    batch, when the caller has it)."""
     from ..errors import AlakazamError
 
     # sum w |M|^2 over the parallel and the cross hands, one compiled pass (no temporaries)
-    tot, p, data_cross = powers(batch)
+    tot, p, data_cross = powers(batch, sums)
     if not tot > 0:
         # a solve sums only the cross hands for KC / CP (unit._accumulate_group): the scale is then the
         # data's cross-hand power (leakage and noise at least), against which an unpolarised model's
