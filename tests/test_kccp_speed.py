@@ -656,10 +656,10 @@ def test_cp_chi2_and_cross_power_pass_equal_their_definitions():
 
 @pytest.mark.parametrize("corr", [(0, 3), (1, 2), (0,), (3,), (0, 1, 2, 3)])
 def test_baselines_with_data_equals_numpy_definition(corr):
-    """The compiled early-exit scan of baselines_with_data (C-contiguous float64 weights) gives numpy's
-    ``(w[..., corr] > 0).any(axis=(2, 3))``, with NaN, negative and zero weights, a baseline whose only
-    positive weight is its last sample, and whole cells and baselines without data; other layouts go
-    through numpy and give the same."""
+    """baselines_with_data, reading growing blocks of samples for the baselines not decided yet, gives
+    numpy's ``(w[..., corr] > 0).any(axis=(2, 3))`` over the whole array, with NaN, negative and zero
+    weights, a baseline whose only positive weight is its last sample, whole cells and baselines
+    without data, any layout and dtype, one sample and none."""
     from alakazam.solvers import quality
 
     rng = np.random.default_rng(45)
@@ -676,6 +676,9 @@ def test_baselines_with_data_equals_numpy_definition(corr):
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(quality.baselines_with_data(np.asfortranarray(w), corr), want)
     np.testing.assert_array_equal(quality.baselines_with_data(w.astype(np.float32), corr), want)
+    for n in (1, 0):
+        np.testing.assert_array_equal(quality.baselines_with_data(w[:, :, :n], corr),
+                                      (w[:, :, :n, list(corr)] > 0).any(axis=(2, 3)))
 
 
 @pytest.mark.parametrize("jt", ["CP", "KC"])
