@@ -136,15 +136,16 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
     tt = terms.get(jones_type)
     from . import quality
 
+    bl_has = quality.baselines_with_data(batch.weight, tt.corr)     # one pass for the checks and counts
     # a batch without any data (a calibrator scan flagged whole, solved per scan) is not an error: its
     # solutions come out flagged, as for every other type; the checks are for data that lack the signal
-    some = bool(quality.baselines_with_data(batch.weight, range(4)).any())
+    others = [c for c in range(4) if c not in tt.corr]
+    some = bool(bl_has.any() or (others and quality.baselines_with_data(batch.weight, others).any()))
     # KC, CP: the model's cross-hand power sums, for the polarised-model check and again for the SNR
     # (quality.snr) unless minblperant changes the weights in between (one pass instead of two)
     cross_sums = cross_phase.power_pass(batch) if tt.is_global and some else None
     if cross_sums is not None:
         cross_phase.check_polarised(batch, jones_type, cross_sums)
-    bl_has = quality.baselines_with_data(batch.weight, tt.corr)     # one pass for the checks and counts
     if tt.uses_cross and some and not (bl_has.any() if tuple(tt.corr) == (1, 2)
                                        else quality.baselines_with_data(batch.weight, (1, 2)).any()):
         raise AlakazamError(f"{jones_type} needs the cross hands (pq, qp): all cross-hand data are flagged "
