@@ -95,19 +95,33 @@ def _per_scan(term, spw_id):
 
 def _diag_factor(k_terms, spw_id, times, freqs, ant_names, target_name, target_radec, time_scan):
     """Product over ``k_terms`` of K's diagonal (n_t, n_ant, n_f, 2) on (times, freqs); 1 where a K is
-    flagged or has no solution for the target."""
-    from .chain import term_tables
+    flagged or has no solution for the target.
 
-    fac = np.ones((len(times), len(ant_names), len(freqs), 2), np.complex128)
+    Each K is evaluated once per distinct frequency (a G of one bin asks for its bin's frequency at
+    every channel) by :func:`alakazam.calibration.chain.diag_table` where it applies (nearest / exact
+    in time: the delays turned into phases for the solution times used only), else by ``term_tables``
+    -- the same values (a K's phase at a frequency depends on that frequency alone; diag_table gives
+    term_tables' diagonal, tests/test_apply_fastpath.py), without evaluating a (time, antenna,
+    channel, 2, 2) table per channel of the data (issue 16: 3.3 s of the full-polarisation apply)."""
+    from .chain import diag_table, term_tables
+
+    freqs = np.asarray(freqs, float)
+    uf, inv = np.unique(freqs, return_inverse=True)
+    fac = np.ones((len(times), len(ant_names), len(uf), 2), np.complex128)
     for k in k_terms:
         try:
-            j, _, _ = term_tables(k, spw_id, times, freqs, ant_names, target_name, target_radec, True,
-                                  time_scan=time_scan)
+            fast = diag_table(k, spw_id, times, uf, ant_names, target_name, target_radec, True,
+                              time_scan=time_scan)
+            if fast is not None:
+                d = fast[0]
+            else:
+                j, _, _ = term_tables(k, spw_id, times, uf, ant_names, target_name, target_radec, True,
+                                      time_scan=time_scan)
+                d = np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1)
         except AlakazamError:           # no K solutions for this field / SPW: no factor
             continue
-        d = np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1)
         fac *= np.where(np.isfinite(d), d, 1.0)
-    return fac
+    return fac if len(uf) == len(freqs) and (uf == freqs).all() else fac[:, :, inv.reshape(-1)]
 
 
 def own_factor(s, k_terms, spw_id, freqs):
@@ -168,7 +182,9 @@ def evaluate_in_frame(evaluate, term, k_terms, spw_id, times, freqs, ant_names, 
     framed = to_frame(term, k_terms, spw_id)
     bins = _common_bins(term, spw_id)
     if not term.freq_interp or bins is None or len(bins) < 2:      # nearest bin (one bin: the same)
-        j, d, info, f = evaluate(framed)
+        # a gain of one bin keeps a channel axis of 1 (chain.term_tables chan_one): its value and K's
+        # frame at its bin are the same at every channel
+        j, d, info, f = evaluate(framed, True)
         return j, from_frame(d, bins, k_terms, spw_id, times, freqs, ant_names, target_name, target_radec,
                              time_scan), info, f
     flat = copy.copy(framed)
