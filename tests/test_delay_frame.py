@@ -179,3 +179,34 @@ def test_frequency_interpolation_unchanged_at_the_solution_times(constant_gains,
     assert np.array_equal(ok, np.isfinite(framed)) and ok.mean() > 0.3      # linearflag: 0.46
     assert (ok.mean() < 1) == fmode.endswith("flag")          # bridged, or flagged
     assert np.allclose(framed[ok], plain[ok], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("k_interp", ["nearest", "linear"])
+def test_frame_factor_per_distinct_frequency_equals_term_tables_per_channel(constant_gains, k_interp):
+    """The K frame factor is evaluated once per distinct frequency (diag_table for a nearest K,
+    term_tables for a linear one): bit for bit the diagonal of term_tables on every frequency asked,
+    repeated frequencies (a one-bin G asks for its bin at every channel) and unsorted ones included,
+    with 1 where K is flagged; the framed one-bin G keeps a channel axis of 1 (the same values as the
+    full-size evaluation)."""
+    ms, cals = constant_gains
+    k = chain.load_term(cals["scan"], "K0", time_interp=k_interp)
+    s = chain.load_term(cals["scan"], "G0").sets[0]
+    names = [str(x) for x in s.attrs["ant_names"]]
+    times = np.concatenate([x.time for x in k.sets])
+    times = np.sort(np.concatenate([times, times[:-1] + 0.4 * np.diff(times)]))
+    radec = (float(s.attrs["field_ra"]), float(s.attrs["field_dec"]))
+    freqs = np.array([1.05e9, 1.0e9, 1.05e9, 1.05e9, 1.1e9, 1.0e9])
+    got = delayframe._diag_factor([k], 0, times, freqs, names, "3C147", radec, None)
+    j, _, _ = chain.term_tables(k, 0, times, freqs, names, "3C147", radec, True)
+    d = np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1)
+    want = np.where(np.isfinite(d), d, 1.0)
+    assert got.shape == want.shape and (np.abs(np.angle(want)) > 1e-3).any()
+    np.testing.assert_array_equal(got.view(np.float64), want.view(np.float64))
+    # the framed one-bin G in compose: channel axis 1 inside, the full-size evaluation's values outside
+    g = chain.load_term(cals["scan"], "G0", time_interp="linear")
+    assert delayframe.k_terms_for(g, [k, g]) == [k]
+    ch = np.linspace(1.0e9, 1.1e9, 16)
+    diag, _ = chain.compose([g], 0, times, ch, names, "3C147", radec, frame_terms=[k, g], full=False)
+    assert diag.shape[2] == 1
+    full, _ = chain.compose([g], 0, times, ch, names, "3C147", radec, frame_terms=[k, g])
+    np.testing.assert_array_equal(np.broadcast_to(diag, full.shape), full)
