@@ -342,3 +342,73 @@ def test_gain_after_a_delay_absorbs_its_phase_at_the_band(small, k_then_g, tmp_p
         assert np.abs(np.delete(d, a, axis=0)).max() < 1e-4
     for d in moved(g_phases(dtau, nu_c), g_phases(0.0, nu_c)):        # CASA's reference
         assert np.abs(d).max() < 1e-4, d[a]
+
+
+def test_apply_one_field_per_time_with_a_gain_flagged_in_one_hand(small, two_cal, tmp_path):
+    """akapply to TARGET through chainfield's one calibrator field per time (K0's and G0's nearest fields
+    differ in scan 3) of a G0 whose X hand is flagged for C02 in every solution (flags per hand,
+    core/handflags.py): the groups' per-hand flag masks are stitched per hand -- before, a
+    ValueError from np.broadcast_to in chainfield.compose_groups (found by session 45's review on an
+    MS with a permuted correlation order).  C02's X-hand correlations are flagged, its YY corrected."""
+    import h5py
+    from casacore.tables import table
+
+    from alakazam.caltasks import akapply
+
+    ms, cal = _copy(small[0], tmp_path), str(tmp_path / "kg.h5")
+    shutil.copy(two_cal, cal)
+    with h5py.File(cal, "r+") as f:
+        for name in [n for n in _datasets(f) if n.startswith("G0/") and n.endswith("/pol_flags")]:
+            pf = f[name][()]
+            pf[2, ..., 0] = True                     # C02's X hand
+            f[name][...] = pf
+            f[name.replace("pol_flags", "flags")][...] = pf.any(-1)
+    akapply(vis=ms, gaintable=[cal, cal], jones=["K0", "G0"], field="TARGET", applymode="calflag")
+    with table(ms, ack=False) as t:
+        q = t.query("FIELD_ID==2 AND ANTENNA1!=ANTENNA2")
+        flag, a1, a2 = q.getcol("FLAG"), q.getcol("ANTENNA1"), q.getcol("ANTENNA2")
+        corr = q.getcol("CORRECTED_DATA")
+    c02 = (a1 == 2) | (a2 == 2)
+    assert c02.any() and (~c02).any()
+    x_hand = np.where((a1 == 2)[:, None], [True, True, False, False], [True, False, True, False])
+    assert flag[c02][x_hand[c02][:, None, :].repeat(flag.shape[1], 1)].all()
+    assert not flag[c02][..., 3].any() and np.isfinite(corr[c02][..., 3]).all()
+    assert not flag[~c02].any()
+
+
+def _datasets(f):
+    out = []
+    f.visititems(lambda n, o: out.append(n) if hasattr(o, "shape") else None)
+    return out
+
+
+def test_compose_groups_stitches_flag_masks_per_hand_and_per_sample():
+    """chainfield.compose_groups with one group's flags per hand (n_t, n_ant, n_chan or 1, 2) and
+    another's per sample (n_t, n_ant, n_chan or 1): the stitched mask is per hand, the per-sample
+    group's on both hands, each group's at its own times."""
+    from alakazam.calibration import chainfield
+
+    n_a, n_c = 3, 4
+    per_hand = np.zeros((1, n_a, 1, 2), bool)
+    per_hand[:, 1, 0, 0] = True                       # antenna 1, hand X
+    per_sample = np.zeros((1, n_a, n_c), bool)
+    per_sample[0, 2, 3] = True                        # antenna 2, channel 3
+
+    def compose(ts, spw, times, freqs, names, *rest):
+        bad_out = rest[-1]
+        bad_out["G0"] = per_hand if ts == "hands" else per_sample
+        return np.ones((len(times), n_a, n_c, 2), complex), None
+
+    for order in (("hands", "sample"), ("sample", "hands")):
+        parts = [(np.array([0, 2]), order[0]), (np.array([1, 3, 4]), order[1])]
+        bad = {}
+        chainfield.compose_groups(compose, parts, 0, np.arange(5.0), np.arange(n_c), ["a", "b", "c"],
+                                  "T", (0, 0), True, None, None, bad)
+        got = bad["G0"]
+        assert got.shape == (5, n_a, n_c, 2)
+        hands_t = parts[0][0] if order[0] == "hands" else parts[1][0]
+        sample_t = parts[1][0] if order[0] == "hands" else parts[0][0]
+        want = np.zeros((5, n_a, n_c, 2), bool)
+        want[hands_t, 1, :, 0] = True
+        want[sample_t, 2, 3, :] = True
+        np.testing.assert_array_equal(got, want)

@@ -99,9 +99,18 @@ def compose_groups(compose, parts, spw_id, times, freqs, ant_names, target_name,
                 sky = np.full((n_t, n_a, n_c, 2, 2), np.nan + 0j)
             sky[idx] = np.broadcast_to(s, (len(idx), n_a, n_c, 2, 2))
         for key, b in (sub_bad or {}).items():
+            # a term with flags per hand gives them per hand (n_t, n_ant, n_chan or 1, 2: chain.compose's
+            # bad_out); a group where its hands agree gives one per sample: then per hand for both
+            b = np.asarray(b)
+            have = bad.get(key)
+            if have is not None and have.ndim != b.ndim:
+                if have.ndim == 3:
+                    bad[key] = np.repeat(have[..., None], 2, axis=-1)
+                else:
+                    b = b[..., None]
             if key not in bad:
-                bad[key] = np.ones((n_t, n_a, n_c), bool)
-            bad[key][idx] = np.broadcast_to(b, (len(idx), n_a, n_c))
+                bad[key] = np.ones((n_t, n_a, n_c) + b.shape[3:], bool)
+            bad[key][idx] = np.broadcast_to(b, (len(idx), n_a, n_c) + bad[key].shape[3:])
     if bad_out is not None:
         bad_out.update(bad)
     return diag, sky
