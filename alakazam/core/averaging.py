@@ -381,11 +381,18 @@ def _accumulate_whole(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
     # way: the same bits as it, tests/test_averaging.py).  Measured on the D step of the issue-16
     # MS (45000 rows x 1024 channels, captured calls replayed): 2.27-2.52 s on one thread against the
     # general kernel's 2.55-2.63 s.  Partitions and threads as _accumulate_corrected (race-free).
+    # Two passes over a row's channels: the first decides each sample (flags, weights, pre-applied
+    # gains), sums V' and w' and keeps the sample's four weights in ``xb`` (x0 = -1: skipped; a kept
+    # weight is >= 0); the second sums w' M' from them.  Each sum adds the same terms in the same
+    # order as one pass would (the same bits), but one pass holds 20 sums, the 16 P coefficients and the
+    # gains at once, more than the registers (its loop spilled to the stack): on 12000 rows x 1024
+    # channels, one thread, the kernel took 15-21% less time (session 46; benchmarks/bench_steps.py).
     n_part = part_lo.shape[0] - 1
     n_chan = data.shape[1]
     has_diag = ginv.shape[0] > 0
     has_sky = sky.shape[0] > 0
     coef = np.zeros((4, 4), np.complex128)
+    xb = np.empty((n_chan, 4), np.float64)
     k0 = corr_src[0]
     k1 = corr_src[1]
     k2 = corr_src[2]
@@ -421,14 +428,17 @@ def _accumulate_whole(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
             w0 = w1 = w2 = w3 = 0.0
             for chan in range(n_chan):
                 if fsamp_of_chan[chan] < 0:
+                    xb[chan, 0] = -1.0
                     continue
                 if flag[row, chan, k0] or flag[row, chan, k1] or flag[row, chan, k2] or flag[row, chan, k3]:
+                    xb[chan, 0] = -1.0
                     continue
                 x0 = np.float64(weight[row, chan, k0])
                 x1 = np.float64(weight[row, chan, k1])
                 x2 = np.float64(weight[row, chan, k2])
                 x3 = np.float64(weight[row, chan, k3])
                 if not (x0 > 0 and x1 > 0 and x2 > 0 and x3 > 0):
+                    xb[chan, 0] = -1.0
                     continue
                 d0 = np.complex128(data[row, chan, k0])
                 d1 = np.complex128(data[row, chan, k1])
@@ -437,6 +447,7 @@ def _accumulate_whole(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
                 if has_diag:
                     if (gbad[t, a1, chan, 0] or gbad[t, a1, chan, 1] or gbad[t, a2, chan, 0]
                             or gbad[t, a2, chan, 1]):
+                        xb[chan, 0] = -1.0
                         continue
                     # V' = V / (g_a,i conj(g_b,j)), w' = w |g_a,i g_b,j|^2 (as the general kernel)
                     gp = ginv[t, a1, chan, 0]
@@ -455,6 +466,25 @@ def _accumulate_whole(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
                     x1 = x1 / (ap * bq)
                     x2 = x2 / (aq * bp)
                     x3 = x3 / (aq * bq)
+                xb[chan, 0] = x0
+                xb[chan, 1] = x1
+                xb[chan, 2] = x2
+                xb[chan, 3] = x3
+                v0 += x0 * d0
+                v1 += x1 * d1
+                v2 += x2 * d2
+                v3 += x3 * d3
+                w0 += x0
+                w1 += x1
+                w2 += x2
+                w3 += x3
+            for chan in range(n_chan):
+                x0 = xb[chan, 0]
+                if x0 < 0:
+                    continue
+                x1 = xb[chan, 1]
+                x2 = xb[chan, 2]
+                x3 = xb[chan, 3]
                 m0 = np.complex128(model[row, chan, k0])
                 m1 = np.complex128(model[row, chan, k1])
                 m2 = np.complex128(model[row, chan, k2])
@@ -480,18 +510,10 @@ def _accumulate_whole(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
                         e2 = coef[2, 0] * m0 + coef[2, 1] * m1 + coef[2, 2] * m2 + coef[2, 3] * m3
                         e3 = coef[3, 0] * m0 + coef[3, 1] * m1 + coef[3, 2] * m2 + coef[3, 3] * m3
                         m0, m1, m2, m3 = e0, e1, e2, e3
-                v0 += x0 * d0
-                v1 += x1 * d1
-                v2 += x2 * d2
-                v3 += x3 * d3
                 n0 += x0 * m0
                 n1 += x1 * m1
                 n2 += x2 * m2
                 n3 += x3 * m3
-                w0 += x0
-                w1 += x1
-                w2 += x2
-                w3 += x3
             if swap:            # V_ab = V_ba^H: output pq is the row's qp conjugated, and so on
                 v0, v1, v2, v3 = np.conj(v0), np.conj(v2), np.conj(v1), np.conj(v3)
                 n0, n1, n2, n3 = np.conj(n0), np.conj(n2), np.conj(n1), np.conj(n3)
