@@ -139,3 +139,31 @@ def test_run_wise_read_keeps_weight_spectrum(tmp_path):
     ch = ms_io.read_rows(ms, 0, None, meta=ms_io.read_meta(ms))
     want = (1 / ss.astype(np.float64) ** 2).astype(np.float32)
     assert np.array_equal(np.asarray(ch.weight), want[ch.rownr])
+
+
+@needs_advice
+@pytest.mark.parametrize("threshold", [5.0, 0.0])
+def test_solve_flags_populate_their_fresh_arrays_and_keep_their_values(one_spw_ms, monkeypatch, threshold):
+    """flag_chunk (and flag_bad_values without RFI statistics) fault in the pages of the fresh flag arrays
+    it fills (``flag`` and ``prior``; the bad values' ``out``) with populate_now: the same flags as with
+    population off."""
+    from alakazam.core import cellflags
+
+    chunk = ms_io.read_rows(one_spw_ms, 0, None, meta=ms_io.read_meta(one_spw_ms))
+    chunk.data[3, 5, 0] = np.nan                  # a bad value, and an RFI spike
+    chunk.data[7, 9, :] *= 50
+    real = prefault.populate_now
+    calls = []
+
+    def spy(a):
+        calls.append((a.shape, a.dtype))
+        return real(a)
+
+    monkeypatch.setattr(prefault, "populate_now", spy)
+    monkeypatch.setattr(prefault, "NOW_MIN_BYTES", 0)      # engage on the small MS
+    corr = ["XX", "XY", "YX", "YY"]
+    with_it = cellflags.flag_chunk(chunk, corr, threshold)
+    assert calls.count((chunk.data.shape, np.dtype(bool))) == (2 if threshold > 0 else 1)
+    monkeypatch.setenv("ALAKAZAM_PREFAULT", "0")
+    without = cellflags.flag_chunk(chunk, corr, threshold)
+    assert with_it[3, 5, 0] and np.array_equal(with_it, without)
