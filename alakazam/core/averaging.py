@@ -384,8 +384,9 @@ def _accumulate_whole(start, stride, vis_sum, model_sum, w_sum, w_row, data, mod
     # Two passes over a row's channels: the first decides each sample (flags, weights, pre-applied
     # gains), sums V' and w' and keeps the sample's four weights in ``xb`` (x0 = -1: skipped; a kept
     # weight is >= 0); the second sums w' M' from them.  Each sum adds the same terms in the same
-    # order as one pass would (the same bits), but one pass holds 20 sums, the 16 P coefficients and the
-    # gains at once, more than the registers (its loop spilled to the stack): on 12000 rows x 1024
+    # order as one pass would (the same bits, but for the sign bit of a sum that is NaN: a fuzz of
+    # 1200 cases against the one-pass kernel), where one pass held 20 sums, the 16 P coefficients and
+    # the gains at once, more than the registers (its loop spilled to the stack): on 12000 rows x 1024
     # channels, one thread, the kernel took 15-21% less time (session 46; benchmarks/bench_steps.py).
     n_part = part_lo.shape[0] - 1
     n_chan = data.shape[1]
