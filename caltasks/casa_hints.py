@@ -53,11 +53,16 @@ HINTS = {
 }
 
 
-def unknown_message(task: str, names, key: str) -> str:
-    """The message for keyword ``key`` that is not one of ``names`` (the task's parameters)."""
+def unknown_message(task: str, names, key: str, yaml=None) -> str:
+    """The message for keyword ``key`` that is not one of ``names`` (the task's parameters).  ``yaml``:
+    the task's YAML key -> parameter name (``Task.names_for_messages``): a YAML runner's name
+    (``apply_parang``) gets the task's own (``parang``)."""
     hint = HINTS.get(task, {}).get(key)
     if hint is not None:
         return f"not a parameter of {task}; {hint}"
+    if yaml and key in yaml and yaml[key] != key:
+        return (f"not a parameter of {task}; {key} is the name in a YAML file (alakazam run): "
+                f"the task's is {yaml[key]}")
     close = difflib.get_close_matches(key, list(names), n=2, cutoff=0.75)
     if close:
         return f"not a parameter of {task}; did you mean {' or '.join(close)}?"

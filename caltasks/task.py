@@ -194,7 +194,8 @@ class Task:
         one of the rest of the call (``args``, ``known``), together, before anything runs."""
         from .casa_hints import unknown_message
 
-        errors = {k: [unknown_message(self.name, self.spec.names, k)] for k in unknown}
+        yaml = self.names_for_messages()
+        errors = {k: [unknown_message(self.name, self.spec.names, k, yaml)] for k in unknown}
         args, known, bind_errors = self._call_errors(args, known)
         errors.update(bind_errors)
         try:

@@ -383,8 +383,9 @@ class ShellSession:
 
     def _hint_assignment(self, src):
         """After ``inp``/``default`` of a task, a variable set that is not one of its parameters but CASA's
-        name for one (``gaintype``), or close to one (``refnat``), gets a note saying what the task
-        uses: ``go`` would not see it (caltasks/casa_hints.py).  Other variables are the user's own."""
+        name for one (``gaintype``), a YAML file's name for one (``apply_parang``), or close to one
+        (``refnat``), gets a note saying what the task uses: ``go`` would not see it
+        (caltasks/casa_hints.py).  Other variables are the user's own."""
         from alakazam.caltasks.casa_hints import HINTS, unknown_message
 
         task = TASKS.get(self.last_task) if self.last_task and self._chosen else None
@@ -393,12 +394,14 @@ class ShellSession:
         import difflib
 
         names = task.spec.names
+        yaml = task.names_for_messages()        # a YAML file's names (apply_parang -> parang)
         others = {x for t in TASKS.values() for x in t.spec.names}
         for n in _assigned_names(src):
             if n in names or n in others:       # another task's parameter (mode: akflag's), set for it
                 continue
-            if n in HINTS.get(task.name, {}) or difflib.get_close_matches(n, names, n=1, cutoff=0.8):
-                self._p(self._c(YELLOW, f"note: {n}: {unknown_message(task.name, names, n)}"))
+            if (n in HINTS.get(task.name, {}) or n in yaml
+                    or difflib.get_close_matches(n, names, n=1, cutoff=0.8)):
+                self._p(self._c(YELLOW, f"note: {n}: {unknown_message(task.name, names, n, yaml)}"))
 
     def _exec(self, src):
         try:

@@ -59,3 +59,31 @@ def test_casa_gainfield_value_gets_the_pinned_hint(sim_linear, tmp_path):
     assert ("gainfield: unallowed value '3C147' (allowed: nearest_time, nearest_sky, pinned); CASA's "
             "gainfield names the table's field to use; here that is gainfield='pinned' with solutionfield "
             "set to the field name(s)") in str(e.value)
+
+
+def test_yaml_names_get_the_task_name(sim_linear, tmp_path):
+    """A YAML file's name for a parameter (apply_parang, ref_ant, time_interval) given to the task, in a
+    call or in akshell, names the task's own (parang, refant, solint): a CASA user who read the YAML
+    examples would otherwise set a variable ``go`` never sees (apply_parang was silently ignored)."""
+    from alakazam.shell.akshell import ShellSession
+
+    ms, _ = sim_linear
+    with pytest.raises(UnknownParameterError) as e:
+        akcal(vis=ms, caltable=str(tmp_path / "x.h5"), jones=["G"], apply_parang=True, time_interval="inf")
+    text = str(e.value)
+    assert ("apply_parang: not a parameter of akcal; apply_parang is the name in a YAML file "
+            "(alakazam run): the task's is parang") in text
+    assert "time_interval: not a parameter of akcal; time_interval is the name in a YAML file" in text
+    assert "the task's is solint" in text
+    buf = io.StringIO()
+    sh = ShellSession(out=buf, color=False, cwd=str(tmp_path))
+    try:
+        sh.handle("default akcal")
+        sh.handle("apply_parang = True")
+        sh.handle("ref_ant = 'C00'")
+    finally:
+        sh.close()
+    out = buf.getvalue()
+    assert "note: apply_parang: not a parameter of akcal; apply_parang is the name in a YAML file" in out
+    assert "the task's is parang" in out
+    assert "note: ref_ant: not a parameter of akcal; ref_ant is the name in a YAML file" in out
