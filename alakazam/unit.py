@@ -196,6 +196,22 @@ class FieldSpw:
     members: list                   # combine.Member: the (field, SPW)s solved together (this one first)
 
 
+def _narrow_bin_note(ctx, step, ddid, chan_width):
+    """A frequency interval in Hz under half a channel (a bare number is Hz: ``freqint=4`` is 4 Hz, one
+    bin per channel) is said once per step and SPW: a user who meant 4 channels ('4ch', CASA's 'inf,4ch')
+    would otherwise get a per-channel bandpass without a word (review, session 46)."""
+    hz = step.freq_interval_hz
+    if hz is None or getattr(hz, "channels", None) is not None or not chan_width or hz >= 0.5 * chan_width:
+        return
+    said = ctx.cache.setdefault("narrow freq bins said", set())
+    if (step.key, ddid) in said:
+        return
+    said.add((step.key, ddid))
+    log.warning("%s: freq_interval (akcal freqint) %s is %.6g Hz, narrower than a channel of SPW %d "
+                "(%.6g Hz): one solution per channel. A number is Hz; '4ch' is 4 channels, '4MHz' 4 MHz",
+                step.key, step.freq_interval_text, float(hz), ctx.meta.spws[ddid].spw_id, chan_width)
+
+
 def setup(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans, members=None) -> FieldSpw | None:
     """The shared part of the units of one (step, field, SPW); None when no selected scan has it.
     ``members``: the (field, DATA_DESC_ID, channels) solved together with combine='field'/'spw'
@@ -210,6 +226,7 @@ def setup(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans, members=No
     chan_width = float(np.median(np.abs(np.asarray(spw.chan_width)[chans]))) if len(chans) else 1.0
     fbin_of_chan = freq_bins(freqs, chan_width, step.freq_interval_hz)
     n_fcell = int(fbin_of_chan.max()) + 1 if len(chans) else 0
+    _narrow_bin_note(ctx, step, ddid, chan_width)
     jt = step.jones_type
     prior = solve_order.step_prior(jt, ctx.prior)   # a KC/CP step leaves out a D solved before it
     chan_sampled = terms.get(jt).channel_sampled    # a slope over frequency (delay types)

@@ -30,6 +30,12 @@ HINTS = {
         "rmsthresh": "not available: see rfi_threshold",
         "gaincurve": "not available (CASA's own gaincal dropped it too: use gencal)",
         "opacity": "not available (CASA's own gaincal dropped it too: use gencal)",
+        "corrcomb": "one gain for both polarisations is jones='T' (CASA gaintype 'T'); CASA's corrcomb "
+                    "has no other counterpart",
+        "splinetime": "not available: GSPLINE has no counterpart (solve G with a solint and interpolate "
+                      "it with akapply's interp)",
+        "npointaver": "not available (GSPLINE's phase unwrapping)",
+        "phasewrap": "not available (GSPLINE's phase unwrapping)",
     },
     "akapply": {
         "flagbackup": "not needed: akapply always saves a flag version before it writes FLAG "
@@ -43,12 +49,30 @@ HINTS = {
         "incremental": "not available: akfluxscale writes the scaled gains (fluxtable)",
         "listfile": "not available: the fitted fluxes are logged and returned",
         "display": "not available: plot the table with akplot",
+        "append": "not available: akfluxscale writes a new fluxtable (the caltable is never changed)",
+        "antenna": "not available: akfluxscale uses every antenna's solutions of the reference and transfer "
+                   "fields (flag antennas in the caltable's solve, akcal antenna='!C02', to leave them out)",
+        "timerange": "not available: akfluxscale uses every solution of the reference and transfer fields "
+                     "(select times when solving, akcal timerange)",
+        "scan": "not available: akfluxscale uses every solution of the reference and transfer fields "
+                "(select scans when solving, akcal scan)",
     },
     "akflag": {
         "savepars": "not available: tput akflag (akshell) saves the parameters",
         "cmdreason": "not available",
         "inpfile": "not available: give the selection as parameters, or several flag blocks in a YAML "
                    "file (alakazam flag FILE.yaml)",
+        "inpmode": "not available: give the selection as parameters, or several flag blocks in a YAML "
+                   "file (alakazam flag FILE.yaml)",
+        "reason": "not available: a saved flag version's comment says why (akflagmanager mode='save', "
+                  "comment)",
+        "tbuff": "not available: widen the timerange by hand",
+        "channelavg": "not available: tfcrop and rflag work on the unaveraged channels",
+        "chanbin": "not available: tfcrop and rflag work on the unaveraged channels",
+        "timeavg": "not available: tfcrop and rflag work on the unaveraged integrations",
+        "timebin": "not available: tfcrop and rflag work on the unaveraged integrations",
+        "writeflags": "not available: action='calculate' reports without writing FLAG",
+        "feed": "not available: select correlations with correlation",
     },
 }
 

@@ -397,8 +397,11 @@ class ShellSession:
         yaml = task.names_for_messages()        # a YAML file's names (apply_parang -> parang)
         others = {x for t in TASKS.values() for x in t.spec.names}
         for n in _assigned_names(src):
-            if n in names or n in others:       # another task's parameter (mode: akflag's), set for it
+            if n in names:
                 continue
+            if n in others and n not in HINTS.get(task.name, {}):
+                continue        # another task's parameter (mode: akflag's), set for it -- unless CASA's
+                # version of the current task takes it and this one does not (akfluxscale antenna)
             if (n in HINTS.get(task.name, {}) or n in yaml
                     or difflib.get_close_matches(n, names, n=1, cutoff=0.8)):
                 self._p(self._c(YELLOW, f"note: {n}: {unknown_message(task.name, names, n, yaml)}"))

@@ -87,3 +87,35 @@ def test_yaml_names_get_the_task_name(sim_linear, tmp_path):
     assert "note: apply_parang: not a parameter of akcal; apply_parang is the name in a YAML file" in out
     assert "the task's is parang" in out
     assert "note: ref_ant: not a parameter of akcal; ref_ant is the name in a YAML file" in out
+
+
+def test_akshell_notes_casa_parameters_the_task_lacks_even_when_another_task_has_them(tmp_path):
+    """CASA fluxscale's antenna / timerange / scan / append, flagdata's tbuff / channelavg and gaincal's
+    corrcomb / splinetime set after ``default`` of the task that lacks them get a note (they are other
+    tasks' parameters, so the rule that lets a user set akflag's mode while akcal is current skipped
+    them: the fluxscale ran on every antenna and time without a word; review, session 46)."""
+    from alakazam.shell.akshell import ShellSession
+
+    buf = io.StringIO()
+    sh = ShellSession(out=buf, color=False, cwd=str(tmp_path))
+    try:
+        sh.handle("default akfluxscale")
+        for line in ("antenna = '!C02'", "timerange = '07:41:00~07:51:00'", "scan = '2'", "append = True"):
+            sh.handle(line)
+        sh.handle("default akflag")
+        sh.handle("tbuff = 0.5")
+        sh.handle("channelavg = True")
+        sh.handle("default akcal")
+        sh.handle("corrcomb = 'all'")
+        sh.handle("splinetime = 3600")
+        sh.handle("mode = 'list'")           # akflag's parameter, no CASA gaincal meaning: the user's own
+    finally:
+        sh.close()
+    text = buf.getvalue()
+    for name in ("antenna", "timerange", "scan", "append"):
+        assert f"note: {name}: not a parameter of akfluxscale; " in text, name
+    assert "note: tbuff: not a parameter of akflag; " in text
+    assert "note: channelavg: not a parameter of akflag; " in text
+    assert "note: corrcomb: not a parameter of akcal; one gain for both polarisations is jones='T'" in text
+    assert "note: splinetime: not a parameter of akcal; " in text
+    assert "note: mode" not in text

@@ -212,7 +212,9 @@ def test_apply_writes_only_selected_rows(ms, tmp_path):
     np.testing.assert_array_equal(written, want)
 
 
-def test_apply_correlation_writes_only_those(ms, tmp_path):
+def test_apply_correlation_writes_only_those(ms, tmp_path, caplog):
+    """akapply's correlation (CASA applycal has none; in akshell one set for akflag carries over) writes
+    only those correlations, and says so once, naming the ones that keep their values."""
     cal = str(tmp_path / "c.h5")
     akcal(vis=ms, caltable=cal, jones=["G"], solint="scan", refant="C00", field="3C286")
     akapply(vis=ms, gaintable=[cal], jones=["G0"], field="3C286")
@@ -223,7 +225,10 @@ def test_apply_correlation_writes_only_those(ms, tmp_path):
             q = taql(f"SELECT CORRECTED_DATA FROM $t WHERE DATA_DESC_ID=={d}")
             q.putcol("CORRECTED_DATA", np.zeros_like(q.getcol("CORRECTED_DATA")))
             q.close()
-    akapply(vis=ms, gaintable=[cal], jones=["G0"], field="3C286", correlation="XX,YY")
+    with caplog.at_level("WARNING", logger="alakazam"):
+        akapply(vis=ms, gaintable=[cal], jones=["G0"], field="3C286", correlation="XX,YY")
+    said = [r.getMessage() for r in caplog.records if "correlation='XX,YY'" in r.getMessage()]
+    assert len(said) == 1 and "XY, YX keep their values" in said[0] and "CORRECTED_DATA" in said[0], said
     for d in (0, 1):
         got = taql(f"SELECT CORRECTED_DATA FROM {ms} WHERE DATA_DESC_ID=={d} AND FIELD_ID==0").getcol(
             "CORRECTED_DATA")
@@ -233,3 +238,7 @@ def test_apply_correlation_writes_only_those(ms, tmp_path):
         akapply(vis=ms, gaintable=[cal], jones=["G0"], field="3C286", correlation="RR")
     with pytest.raises(AlakazamError, match="correlation: 'QQ'"):
         akapply(vis=ms, gaintable=[cal], jones=["G0"], field="3C286", correlation="QQ")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="alakazam"):
+        akapply(vis=ms, gaintable=[cal], jones=["G0"], field="3C286", correlation="XX,XY,YX,YY")
+    assert not [r for r in caplog.records if "keep their values" in r.getMessage()]

@@ -128,8 +128,18 @@ def _run_apply(cfg: ApplyConfig) -> dict:
                             f"spw={cfg.spw!r}{''.join(f', {k}={v!r}' for k, v in cfg.select.items())}) "
                             "has no data")
     from ..core.corrselect import parse_correlation
+    left = set()
     for _, ddid, _, _ in plan:      # correlation checked before anything is written
-        parse_correlation(cfg.correlation, meta.spws[ddid].corr_types)
+        ct = meta.spws[ddid].corr_types
+        m = parse_correlation(cfg.correlation, ct)
+        if m is not None:
+            left.update(c for c, keep in zip(ct, m) if not keep)
+    if left:        # said once, before writing: akapply's correlation is not CASA applycal's (it has none),
+        # and in akshell a correlation set for akflag carries over to akapply (review, session 46)
+        new_col = "" if cfg.output_col in meta.columns else f" (a new column: {cfg.data_col}'s, uncorrected)"
+        log.warning("correlation=%r: only those correlations of %s (and of FLAG, where the apply flags) are "
+                    "written; %s keep their values%s (correlation='' writes all)", cfg.correlation,
+                    cfg.output_col, ", ".join(sorted(left)), new_col)
     for term, t in zip(terms, cfg.terms):   # every SPW to correct must have solutions in every term
         have = {int(s.attrs["spw"]) for s in term.sets}
         for _, ddid, _, _ in plan:
