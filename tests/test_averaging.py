@@ -56,6 +56,21 @@ def _reference(data, model, weight, flag, tbin, row_bl, times, chan_fbin=CHAN_FB
     return vs, ms, ws, ts
 
 
+def _random_rows(rng, n_row, n_corr, t_range, flag_frac):
+    """a1, a2 (a1 != a2, both orientations), tidx in range(*t_range), DATA and MODEL (complex64), weights
+    (0.5-2, float32) and flags (fraction ``flag_frac``) of ``n_row`` rows x N_CHAN x ``n_corr``, drawn
+    from ``rng`` in that order."""
+    a1 = rng.integers(0, N_ANT, n_row)
+    a2 = (a1 + 1 + rng.integers(0, N_ANT - 1, n_row)) % N_ANT
+    tidx = rng.integers(*t_range, n_row)
+    shape = (n_row, N_CHAN, n_corr)
+    data = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    model = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    weight = rng.uniform(0.5, 2.0, shape).astype(np.float32)
+    flag = rng.random(shape) < flag_frac
+    return a1, a2, tidx, data, model, weight, flag
+
+
 def test_baseline_index():
     row_bl, b1, b2 = rk.baseline_index([0, 1, 3, 2, 2, 4], [1, 0, 4, 2, 3, 7], 5)
     assert len(b1) == 10 and np.all(b1 < b2)
@@ -182,15 +197,7 @@ def test_fused_accumulation_two_correlations_as_stored():
 
     rng = np.random.default_rng(12)
     n_row, n_t = 80, 3
-    a1 = rng.integers(0, N_ANT, n_row)
-    a2 = (a1 + 1 + rng.integers(0, N_ANT - 1, n_row)) % N_ANT
-    tidx = rng.integers(0, n_t, n_row)
-    data = (rng.standard_normal((n_row, N_CHAN, 2)) + 1j * rng.standard_normal((n_row, N_CHAN, 2))
-            ).astype(np.complex64)
-    model = (rng.standard_normal((n_row, N_CHAN, 2)) + 1j * rng.standard_normal((n_row, N_CHAN, 2))
-             ).astype(np.complex64)
-    weight = rng.uniform(0.5, 2.0, (n_row, N_CHAN, 2)).astype(np.float32)
-    flag = rng.random((n_row, N_CHAN, 2)) < 0.1
+    a1, a2, tidx, data, model, weight, flag = _random_rows(rng, n_row, 2, (0, n_t), 0.1)
     diag = np.exp(1j * rng.uniform(-3, 3, (n_t, N_ANT, N_CHAN, 2)))
     sbin = np.zeros(n_row, np.int64)
     row_bl, _, _ = rk.baseline_index(a1, a2, N_ANT)
@@ -218,16 +225,8 @@ def test_fused_accumulation_sums_only_the_correlations_used(use):
     w_row counts only the used correlations' weights (rows of both orientations, flags, flagged Jones)."""
     rng = np.random.default_rng(31)
     n_row, n_t = 120, 4
-    a1 = rng.integers(0, N_ANT, n_row)
-    a2 = (a1 + 1 + rng.integers(0, N_ANT - 1, n_row)) % N_ANT
+    a1, a2, tidx, data, model, weight, flag = _random_rows(rng, n_row, 4, (0, n_t), 0.1)
     assert (a1 > a2).any() and (a1 < a2).any()
-    tidx = rng.integers(0, n_t, n_row)
-    data = (rng.standard_normal((n_row, N_CHAN, 4)) + 1j * rng.standard_normal((n_row, N_CHAN, 4))
-            ).astype(np.complex64)
-    model = (rng.standard_normal((n_row, N_CHAN, 4)) + 1j * rng.standard_normal((n_row, N_CHAN, 4))
-             ).astype(np.complex64)
-    weight = rng.uniform(0.5, 2.0, (n_row, N_CHAN, 4)).astype(np.float32)
-    flag = rng.random((n_row, N_CHAN, 4)) < 0.1
     dshape = (n_t, N_ANT, N_CHAN, 2)
     diag = rng.uniform(0.5, 2, dshape) * np.exp(1j * rng.uniform(-3, 3, dshape))
     diag[rng.random(diag.shape) < 0.03] = np.nan
@@ -267,14 +266,8 @@ def test_fused_accumulation_all_corr_takes_whole_samples_only(full_band):
     before adding them)."""
     rng = np.random.default_rng(41)
     n_row, n_t = 90, 3
-    a1 = rng.integers(0, N_ANT, n_row)
-    a2 = (a1 + 1 + rng.integers(0, N_ANT - 1, n_row)) % N_ANT
-    tidx = rng.integers(0, n_t, n_row)
-    shape = (n_row, N_CHAN, 4)
-    data = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
-    model = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
-    weight = rng.uniform(0.5, 2.0, shape).astype(np.float32)
-    flag = rng.random(shape) < 0.05
+    a1, a2, tidx, data, model, weight, flag = _random_rows(rng, n_row, 4, (0, n_t), 0.05)
+    shape = flag.shape
     weight[rng.random(shape) < 0.03] = 0
     diag = np.exp(1j * rng.uniform(-3, 3, (n_t, N_ANT, N_CHAN, 2)))
     diag[rng.random(diag.shape) < 0.03] = np.nan
@@ -311,14 +304,9 @@ def test_whole_sample_kernel_equals_general_kernel(feed, monkeypatch):
 
     rng = np.random.default_rng(47)
     n_row, n_t, n_bin = 200, 4, 3
-    a1 = rng.integers(0, N_ANT, n_row)
-    a2 = (a1 + 1 + rng.integers(0, N_ANT - 1, n_row)) % N_ANT
-    tidx = rng.integers(1, n_t, n_row)                # t_off 1: tables from the second time
-    shape = (n_row, N_CHAN, 4)
-    data = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
-    model = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
-    weight = rng.uniform(0.5, 2.0, shape).astype(np.float32)
-    flag = rng.random(shape) < 0.05
+    # t_off 1: tables from the second time
+    a1, a2, tidx, data, model, weight, flag = _random_rows(rng, n_row, 4, (1, n_t), 0.05)
+    shape = flag.shape
     weight[rng.random(shape) < 0.03] = 0
     tshape = (n_t - 1, N_ANT, N_CHAN, 2)
     diag = rng.uniform(0.5, 2, tshape) * np.exp(1j * rng.uniform(-3, 3, tshape))

@@ -16,6 +16,20 @@ from alakazam.caltasks import akapply, akcal
 from alakazam.errors import ParameterError, UnknownParameterError
 
 
+def _akshell(tmp_path, lines):
+    """What a fresh akshell prints for ``lines`` typed one after the other."""
+    from alakazam.shell.akshell import ShellSession
+
+    buf = io.StringIO()
+    sh = ShellSession(out=buf, color=False, cwd=str(tmp_path))
+    try:
+        for line in lines:
+            sh.handle(line)
+    finally:
+        sh.close()
+    return buf.getvalue()
+
+
 def test_unknown_keywords_reported_with_the_other_bad_parameters(sim_linear, tmp_path):
     ms, _ = sim_linear
     out = str(tmp_path / "x.h5")
@@ -34,19 +48,8 @@ def test_unknown_keywords_reported_with_the_other_bad_parameters(sim_linear, tmp
 
 
 def test_akshell_notes_casa_names_and_typos_only(tmp_path):
-    from alakazam.shell.akshell import ShellSession
-
-    buf = io.StringIO()
-    sh = ShellSession(out=buf, color=False, cwd=str(tmp_path))
-    try:
-        sh.handle("default akcal")
-        sh.handle("gaintype = 'K'")
-        sh.handle("refnat = 'C00'")
-        sh.handle("myvis = 'a.ms'")
-        sh.handle("jones = ['K']")
-    finally:
-        sh.close()
-    text = buf.getvalue()
+    text = _akshell(tmp_path, ["default akcal", "gaintype = 'K'", "refnat = 'C00'", "myvis = 'a.ms'",
+                               "jones = ['K']"])
     assert "note: gaintype: not a parameter of akcal; CASA gaincal's gaintype is akcal's jones" in text
     assert "note: refnat: not a parameter of akcal; did you mean refant?" in text
     assert "myvis" not in text and "jones:" not in text
@@ -65,8 +68,6 @@ def test_yaml_names_get_the_task_name(sim_linear, tmp_path):
     """A YAML file's name for a parameter (apply_parang, ref_ant, time_interval) given to the task, in a
     call or in akshell, names the task's own (parang, refant, solint): a CASA user who read the YAML
     examples would otherwise set a variable ``go`` never sees (apply_parang was silently ignored)."""
-    from alakazam.shell.akshell import ShellSession
-
     ms, _ = sim_linear
     with pytest.raises(UnknownParameterError) as e:
         akcal(vis=ms, caltable=str(tmp_path / "x.h5"), jones=["G"], apply_parang=True, time_interval="inf")
@@ -75,15 +76,7 @@ def test_yaml_names_get_the_task_name(sim_linear, tmp_path):
             "(alakazam run): the task's is parang") in text
     assert "time_interval: not a parameter of akcal; time_interval is the name in a YAML file" in text
     assert "the task's is solint" in text
-    buf = io.StringIO()
-    sh = ShellSession(out=buf, color=False, cwd=str(tmp_path))
-    try:
-        sh.handle("default akcal")
-        sh.handle("apply_parang = True")
-        sh.handle("ref_ant = 'C00'")
-    finally:
-        sh.close()
-    out = buf.getvalue()
+    out = _akshell(tmp_path, ["default akcal", "apply_parang = True", "ref_ant = 'C00'"])
     assert "note: apply_parang: not a parameter of akcal; apply_parang is the name in a YAML file" in out
     assert "the task's is parang" in out
     assert "note: ref_ant: not a parameter of akcal; ref_ant is the name in a YAML file" in out
@@ -94,24 +87,11 @@ def test_akshell_notes_casa_parameters_the_task_lacks_even_when_another_task_has
     corrcomb / splinetime set after ``default`` of the task that lacks them get a note (they are other
     tasks' parameters, so the rule that lets a user set akflag's mode while akcal is current skipped
     them: the fluxscale ran on every antenna and time without a word; review, session 46)."""
-    from alakazam.shell.akshell import ShellSession
-
-    buf = io.StringIO()
-    sh = ShellSession(out=buf, color=False, cwd=str(tmp_path))
-    try:
-        sh.handle("default akfluxscale")
-        for line in ("antenna = '!C02'", "timerange = '07:41:00~07:51:00'", "scan = '2'", "append = True"):
-            sh.handle(line)
-        sh.handle("default akflag")
-        sh.handle("tbuff = 0.5")
-        sh.handle("channelavg = True")
-        sh.handle("default akcal")
-        sh.handle("corrcomb = 'all'")
-        sh.handle("splinetime = 3600")
-        sh.handle("mode = 'list'")           # akflag's parameter, no CASA gaincal meaning: the user's own
-    finally:
-        sh.close()
-    text = buf.getvalue()
+    text = _akshell(tmp_path, [
+        "default akfluxscale", "antenna = '!C02'", "timerange = '07:41:00~07:51:00'", "scan = '2'",
+        "append = True", "default akflag", "tbuff = 0.5", "channelavg = True", "default akcal",
+        "corrcomb = 'all'", "splinetime = 3600",
+        "mode = 'list'"])           # akflag's parameter, no CASA gaincal meaning: the user's own
     for name in ("antenna", "timerange", "scan", "append"):
         assert f"note: {name}: not a parameter of akfluxscale; " in text, name
     assert "note: tbuff: not a parameter of akflag; " in text
