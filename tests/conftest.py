@@ -22,7 +22,7 @@ def sim_circular(tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_chain_table(tmp_path_factory):
     """Every term type solved on a tiny simulated MS (5 antennas, SPWs of 8 and 4 channels, linear
-    feeds): the chain of examples/full_polarization.yaml -> (ms, cal.h5, truth).  For the plot and
+    feeds): the chain of examples/full_polarization.yaml, one round -> (ms, cal.h5, truth).  For the plot and
     CASA-table tests (shapes and conventions, not accuracy)."""
     from alakazam.config import solve_config_from_dict
     from alakazam.flow import run_solve

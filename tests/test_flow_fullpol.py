@@ -1,5 +1,6 @@
 """The full polarisation chain of examples/full_polarization.yaml (K, G bandpass, G time, KC, CP, D with
-apply_parang) on simulated linear and circular feeds: every solved term against the simulator's truth.
+apply_parang; here one round, time gains per 2 minutes and CASA's leakage gauge) on simulated linear
+and circular feeds: every solved term against the simulator's truth.
 
 Expected values (docs/conventions.md, alakazam/solvers/__init__.py)
 ---------------------------------------------------------------------
@@ -106,7 +107,7 @@ def fullpol(request, tmp_path_factory):
     truth = simulate_ms(ms, feed=feed, n_ant=N_ANT, n_chan=(N_CHAN,), int_s=INT_S, scan_len_s=SCAN_S,
                         noise=NOISE, seed=31, flag_rows=0.0, dead_ant=False, leakage_scale=LEAK,
                         leakage_ref_zero=True)
-    # the solve block of examples/full_polarization.yaml
+    # the chain of examples/full_polarization.yaml, one round (the example: 3, test_example_fullpol.py)
     cfg = solve_config_from_dict(dict(
         ms=ms, output=cal, ref_ant="C00", apply_parang=True, jones=["K", "G", "G", "KC", "CP", "D"],
         field=["3C286"], time_interval=["scan", "inf", "2min", "inf", "inf", "inf"],
