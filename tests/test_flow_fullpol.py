@@ -107,7 +107,7 @@ def fullpol(request, tmp_path_factory):
     truth = simulate_ms(ms, feed=feed, n_ant=N_ANT, n_chan=(N_CHAN,), int_s=INT_S, scan_len_s=SCAN_S,
                         noise=NOISE, seed=31, flag_rows=0.0, dead_ant=False, leakage_scale=LEAK,
                         leakage_ref_zero=True)
-    # the chain of examples/full_polarization.yaml, one round (the example: 3, test_example_fullpol.py)
+    # the chain of examples/full_polarization.yaml, one round (the example: 3, test_examples_as_run.py)
     cfg = solve_config_from_dict(dict(
         ms=ms, output=cal, ref_ant="C00", apply_parang=True, jones=["K", "G", "G", "KC", "CP", "D"],
         field=["3C286"], time_interval=["scan", "inf", "2min", "inf", "inf", "inf"],
