@@ -238,7 +238,8 @@ def build_parser():
     s.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="solve, apply and flag on a running dask scheduler, e.g. tcp://host:8786")
     s.add_argument("--plots", default=None, metavar="DIR",
-                   help="solution plots of every solve block (without its own plots: key) into DIR")
+                   help="solution plots of every solve block (without its own plots: key) into DIR; "
+                        "with several such blocks, DIR/<output table name>/ each (cal.h5: DIR/cal)")
     s.set_defaults(func=cmd_run)
     from .cli_flag import add_parsers as _add_flag_parsers
 

@@ -189,8 +189,11 @@ def preflight(blocks, produced_elsewhere=()):
         t = os.path.expanduser(t)
         return os.path.exists(t) or os.path.realpath(t) in produced
 
+    plot_dirs = {}      # real plots directory -> [(real output, Jones types, where)] of earlier solve blocks
     for section, where, block in blocks:
         task, to_params, to_config = sections[section]
+        if section == "solve" and isinstance(block, dict):
+            _plots_shared_errors(block, where, plot_dirs, add)
         if (isinstance(block, dict) and section in ("solve", "fluxscale")
                 and isinstance(block.get("output"), str)):
             produced_here = block["output"]             # later blocks may read it, also when this one is bad
@@ -291,6 +294,38 @@ def preflight(blocks, produced_elsewhere=()):
     if errors:
         raise ParameterError(errors)
     return calls
+
+
+def _plots_shared_errors(block, where, plot_dirs, add):
+    """A solve block whose ``plots`` directory an earlier block of the file also plots into, with another
+    output table and a Jones type in common: its pages (``G0_overview.png``, ``G0/``) would replace the
+    earlier block's, which akplot refuses (pages of another table) -- found here, before anything runs,
+    not when the earlier block has solved and plotted.  Records this block's directory."""
+    d, out = block.get("plots"), block.get("output")
+    if not (isinstance(d, str) and d and isinstance(out, str) and out):
+        return
+    real_d = os.path.realpath(os.path.expanduser(d))
+    real_out = os.path.realpath(os.path.expanduser(out))
+    types = {str(j).strip().upper() for j in (block.get("jones") or []) if isinstance(j, str)}
+    for other_out, other_types, other_where in plot_dirs.get(real_d, []):
+        common = sorted(types & other_types)
+        if other_out != real_out and common:
+            add(f"{where}.plots", f"{d!r} also holds the plots of {other_where} (its output "
+                f"{os.path.basename(other_out)!r}): this block's {', '.join(common)} pages would replace "
+                f"them; give each solve block its own plots directory")
+            break
+    plot_dirs.setdefault(real_d, []).append((real_out, types, where))
+
+
+def _plots_dir(plots, block, n_blocks):
+    """``alakazam run --plots DIR``: the plots directory of a solve block without its own ``plots:`` --
+    DIR itself when it is the file's only such block, else ``DIR/<output file name without .h5>`` (two
+    blocks plot the same keys, e.g. G0 of cal.h5 and G0 of gains.h5, which one directory cannot hold)."""
+    d = os.path.abspath(plots)
+    out = block.get("output")
+    if n_blocks > 1 and isinstance(out, str) and out:
+        d = os.path.join(d, os.path.splitext(os.path.basename(out))[0] or "table")
+    return d
 
 
 def _tables_read(blocks):
@@ -549,8 +584,8 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
     ``workers`` / ``scheduler`` (``alakazam run --workers N`` / ``--scheduler ADDRESS``): the dask
     cluster of every solve, apply and flag block that does not set its own ``workers`` /
     ``scheduler`` key; ``plots`` (``alakazam run --plots DIR``; relative to the current directory):
-    the plot directory of every
-    solve block without its own ``plots:``.
+    the plot directory of every solve block without its own ``plots:`` (several such blocks: one
+    subdirectory each, named for its output table, :func:`_plots_dir`).
 
     Returns
     -------
@@ -569,6 +604,8 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
                 "apply blocks" if tuple(sections) == ("flag",) else
                 "expected e.g. 'solve:' with a list of blocks")
         errors = {"config": [f"{path} has no {', '.join(sections)} block; nothing to run ({hint})"]}
+    n_plotted = sum(1 for section, _, b in blocks
+                    if section == "solve" and isinstance(b, dict) and not b.get("plots"))
     for k, (section, where, block) in enumerate(blocks):
         if section in ("solve", "apply", "flag") and isinstance(block, dict):
             block = dict(block)
@@ -577,7 +614,7 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
             if scheduler and "scheduler" not in block:
                 block["scheduler"] = str(scheduler)
             if section == "solve" and plots and not block.get("plots"):
-                block["plots"] = os.path.abspath(plots)
+                block["plots"] = _plots_dir(plots, block, n_plotted)
             blocks[k] = (section, where, block)
     out = {"solve": [], "fluxscale": [], "apply": []}
     if any(b[0] == "flag" for b in blocks):

@@ -136,6 +136,39 @@ def test_yaml_plots_key_and_run_option(small_chain_table, tmp_path):
     assert os.path.isfile(tmp_path / "cli" / "G0" / "G0_3C286_spw0_C00.png")
 
 
+def test_run_plots_of_several_blocks(small_chain_table, tmp_path, capsys):
+    """README: `alakazam run --plots plots examples/fluxscale.yaml` -- two solve blocks that both write a
+    G0 (cal.h5, gains.h5) -- always failed: block 2's G0 pages would replace block 1's (pages of another
+    table, refused), and only after block 1 had solved and block 2 had solved again.  --plots now gives
+    each block without its own plots: key a subdirectory named for its output table; two blocks that name
+    one directory themselves are refused before anything runs."""
+    ms, _, _ = small_chain_table
+    blocks = [dict(ms=ms, output=str(tmp_path / "cal.h5"), jones=["G"], field=["3C286"], ref_ant="C00",
+                   quiet=True),
+              dict(ms=ms, output=str(tmp_path / "gains.h5"), jones=["G"], field=["3C286"], ref_ant="C00",
+                   time_interval=["2min"], quiet=True)]
+    cfg = tmp_path / "two.yaml"
+    cfg.write_text(yaml.safe_dump({"solve": blocks}))
+    for _ in range(2):          # (again: each block replaces its own pages)
+        assert main(["--quiet", "run", "--plots", str(tmp_path / "pl"), str(cfg)]) == 0
+    for name in ("cal", "gains"):
+        assert os.path.isfile(tmp_path / "pl" / name / "G0_overview.png")
+    assert sorted(os.listdir(tmp_path / "pl")) == ["cal", "gains"]
+    # one block: the directory itself (as before)
+    cfg.write_text(yaml.safe_dump({"solve": blocks[:1]}))
+    assert main(["--quiet", "run", "--plots", str(tmp_path / "one"), str(cfg)]) == 0
+    assert os.path.isfile(tmp_path / "one" / "G0_overview.png")
+    # the same plots: directory in both blocks, outputs different: refused before either block solves
+    out = [tmp_path / "c2.h5", tmp_path / "g2.h5"]
+    cfg.write_text(yaml.safe_dump({"solve": [dict(b, output=str(o), plots="same")
+                                             for b, o in zip(blocks, out)]}))
+    capsys.readouterr()
+    assert main(["--quiet", "run", str(cfg)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "solve[1].plots: 'same' also holds the plots of solve[0] (its output 'c2.h5')" in err
+    assert not any(o.exists() for o in out) and not (tmp_path / "same").exists()
+
+
 def test_selection_and_outdir_messages(small_chain_table, tmp_path):
     """A bad field with a bad SPW listed no SPWs ("SPWs with solutions: "), and a file in outdir named
     like a key failed after Begin with a FileExistsError (a review): the table's SPWs are listed, and
