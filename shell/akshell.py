@@ -223,7 +223,10 @@ class ShellSession:
             if p.name in parents:
                 lhs_c = self._c(BOLD, lhs_c)
             pad = " " * max(1, width + 24 - len(lhs))
-            desc = textwrap.wrap(p.short, max(20, term - len(lhs) - len(pad) - 2)) or [""]
+            short = p.short         # the XML's allowed values, unless the description names them all
+            if p.allowed and not all(a in p.short for a in p.allowed):
+                short += f" ({' | '.join(p.allowed)})"
+            desc = textwrap.wrap(short, max(20, term - len(lhs) - len(pad) - 2)) or [""]
             self._p(f"{lhs_c}{pad}# {desc[0]}")
             for d in desc[1:]:
                 self._p(" " * (len(lhs) + len(pad)) + "# " + d)
@@ -349,27 +352,16 @@ class ShellSession:
         s = line.strip()
         if not s:
             return None
-        words = s.split()
-        cmd = words[0]
-        arg = words[1] if len(words) > 1 else None
-        arg2 = words[2].strip("'\"") if len(words) > 2 else None     # tput akcal 'mine.last'
-
+        # statements separated by ';' where one is a command form (``mode='list'; go``, ``versionname='v';
+        # go akflagmanager``): each run in turn, the rest left undone after an error (as a Python line)
+        parts = _statements(s)
+        if len(parts) < 2 or not any(_is_command(p) for p in parts):
+            parts = [s]
         try:
-            if s.endswith("?") and s[:-1].strip() in TASKS:
-                return self.help(s[:-1].strip())
-            if cmd in _COMMANDS and \
-                    (len(words) == 1 or (words[1][0].isalpha() and "(" not in s and "=" not in s)):
-                most = 3 if cmd in ("tget", "tput", "saveinputs") else 2
-                if len(words) > most:           # (the extra words were ignored: 'go akflag x' ran akflag)
-                    raise AlakazamError(f"{cmd}: too many words in {s!r}; expected '{cmd} <task>"
-                                        + (" [file]'" if most == 3 else "'") + "; nothing was done")
-                fn = getattr(self, cmd)
-                return fn(arg, arg2) if cmd in ("tget", "tput", "saveinputs") else fn(arg)
-            if cmd in TASKS and len(words) == 1:
-                self.last_task = cmd
-                self._p(repr(TASKS[cmd]))
-                return None
-            return self._exec(s)
+            v = None
+            for part in parts:
+                v = self._dispatch(part)
+            return v
         except KeyboardInterrupt:
             self._interrupted(self._running or "command")
         except AlakazamError as e:
@@ -377,9 +369,47 @@ class ShellSession:
         except Exception as e:           # a Python error in what was typed: Python's one line (akshell
             text = traceback.format_exc() if self.debug else traceback.format_exception_only(type(e), e)
             self._p(self._c(RED, "".join(text).rstrip()))          # --debug: the whole traceback)
+            if isinstance(e, NameError):
+                self._unset_parameter_note(getattr(e, "name", None))
         finally:
             self._running = None
         return None
+
+    def _unset_parameter_note(self, name):
+        """After a NameError on a task parameter's name (``vis`` after ``default akcal``, which removes the
+        shell's values): what the task uses for it, its default."""
+        task = TASKS.get(self.last_task) if self.last_task else None
+        owners = [task] if task is not None and name in task.spec.names else \
+            [t for t in TASKS.values() if name in t.spec.names]
+        if not name or not owners:
+            return
+        t = owners[0]
+        p = next(p for p in t.spec.params if p.name == name)
+        self._p(self._c(YELLOW, f"note: {name} is not set in the shell: {t.name} uses its default, "
+                                f"{name} = {p.default!r} (inp {t.name} shows every parameter; "
+                                f"default {t.name} removes the values you set)"))
+
+    def _dispatch(self, s):
+        """One statement: a command form (``go``, ``inp akcal``, ``tput akcal mine.last``), a task's name
+        (``akcal``, ``akcal?``) or Python."""
+        words = s.split()
+        cmd = words[0]
+        arg = words[1] if len(words) > 1 else None
+        arg2 = words[2].strip("'\"") if len(words) > 2 else None     # tput akcal 'mine.last'
+        if s.endswith("?") and s[:-1].strip() in TASKS:
+            return self.help(s[:-1].strip())
+        if _is_command(s):
+            most = 3 if cmd in ("tget", "tput", "saveinputs") else 2
+            if len(words) > most:           # (the extra words were ignored: 'go akflag x' ran akflag)
+                raise AlakazamError(f"{cmd}: too many words in {s!r}; expected '{cmd} <task>"
+                                    + (" [file]'" if most == 3 else "'") + "; nothing was done")
+            fn = getattr(self, cmd)
+            return fn(arg, arg2) if cmd in ("tget", "tput", "saveinputs") else fn(arg)
+        if cmd in TASKS and len(words) == 1:
+            self.last_task = cmd
+            self._p(repr(TASKS[cmd]))
+            return None
+        return self._exec(s)
 
     def _hint_assignment(self, src):
         """After ``inp``/``default`` of a task, a variable set that is not one of its parameters but CASA's
@@ -417,6 +447,48 @@ class ShellSession:
         if v is not None:
             self._p(repr(v))
         return v
+
+
+def _is_command(s) -> bool:
+    """``s`` is a shell command form: ``go``, ``inp akcal``, ``tget akcal mine.last`` (not a Python call
+    or assignment of the same name: ``go('akcal')``, ``inp = 3``)."""
+    words = s.split()
+    return bool(words) and words[0] in _COMMANDS and \
+        (len(words) == 1 or (words[1][0].isalpha() and "(" not in s and "=" not in s))
+
+
+#: a line starting with one of these is one compound statement: a ';' in it belongs to its body
+_COMPOUND = ("for", "while", "if", "with", "def", "class", "try", "async", "elif", "else", "except",
+             "finally", "match")
+
+
+def _statements(s) -> list:
+    """The statements of a line separated by ';' outside strings and brackets (``spw='0:0~10;15~60'`` is
+    one); the line whole when it starts a compound statement or does not tokenize."""
+    import io
+    import tokenize
+
+    if s.split(None, 1)[0].rstrip(":") in _COMPOUND:
+        return [s]
+    cuts, depth = [], 0
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(s).readline):
+            if tok.type == tokenize.OP:
+                if tok.string in "([{":
+                    depth += 1
+                elif tok.string in ")]}":
+                    depth -= 1
+                elif tok.string == ";" and depth == 0 and tok.start[0] == 1:
+                    cuts.append(tok.start[1])
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        return [s]
+    out, lo = [], 0
+    for c in cuts + [len(s)]:
+        part = s[lo:c].strip()
+        if part:
+            out.append(part)
+        lo = c + 1
+    return out or [s]
 
 
 def _assigned_names(src):

@@ -155,3 +155,51 @@ def test_tab_completion_and_history_in_a_real_terminal(tmp_path):
     finally:
         subprocess.run(["tmux", "kill-session", "-t", sess], capture_output=True)
     assert "inp akfluxscale" in hist.read_text()    # history kept across sessions
+
+
+def test_statements_on_one_line_with_a_command(sh, monkeypatch):
+    """README: ``mode='save'; versionname='v'; go akflagmanager``, then ``mode='list'; go``.  Typed as one
+    line the first was a SyntaxError and the second did nothing (``go`` evaluated, not called): a line of
+    ';'-separated statements with a command form runs each in turn; a ';' inside a string or brackets
+    (spw='0:0~10;15~60') or a compound statement's body is not a separator; an error stops the rest."""
+    from alakazam.shell import akshell
+
+    assert akshell._statements("spw = '0:0~10;15~60'; go") == ["spw = '0:0~10;15~60'", "go"]
+    assert akshell._statements("x = [1, 2]; y = (3; 4") == ["x = [1, 2]; y = (3; 4"]      # (no tokens)
+    assert akshell._statements("for i in range(2): a = i; b = i") == ["for i in range(2): a = i; b = i"]
+    calls = []
+    monkeypatch.setattr(akshell.ShellSession, "go", lambda self, name=None: calls.append(
+        (name, self.ns.get("mode"), self.ns.get("versionname"))))
+    sh.handle("mode='save'; versionname='v'; go akflagmanager")
+    sh.handle("mode = 'list'; go")
+    assert calls == [("akflagmanager", "save", "v"), (None, "list", "v")]
+    sh.handle("spw = '0:0~10;15~60'; inp akcal")
+    assert sh.ns["spw"] == "0:0~10;15~60" and sh.text().startswith("# akcal -- ")
+    sh.handle("mode = 1/0; go")                     # the error stops the line: go not run
+    assert "ZeroDivisionError" in sh.text() and len(calls) == 2
+    sh.handle("a = 1; b = 2")                       # plain Python stays one exec
+    assert sh.ns["a"] == 1 and sh.ns["b"] == 2
+
+
+def test_inp_shows_allowed_values(sh):
+    """README: inp shows 'parameters, defaults, allowed values'; it showed no allowed values (solver's
+    numba / ceres / jax / scipy were only in help and the YAML table)."""
+    import re
+
+    sh.handle("inp akcal")
+    text = re.sub(r"\s*\n\s+# ", " ", sh.text())        # (a description wrapped to the terminal)
+    line = next(ln for ln in text.splitlines() if ln.startswith("solver "))
+    assert "(numba | ceres | jax | scipy)" in line
+
+
+def test_a_parameter_after_default_names_its_default(sh):
+    """After ``default akcal`` (which removes the shell's values; the task then uses its defaults) typing
+    ``vis`` gave only Python's NameError, where CASA shows vis = ''."""
+    sh.handle("vis = 'x.ms'")
+    sh.handle("default akcal")
+    sh.handle("vis")
+    text = sh.text()
+    assert "NameError" in text
+    assert "note: vis is not set in the shell: akcal uses its default, vis = ''" in text
+    sh.handle("nosuchname")
+    assert "note:" not in sh.text()
