@@ -57,7 +57,9 @@ def table(section) -> str:
     rows = [f"| key ({section}) | {task} parameter | default | meaning |", "|---|---|---|---|"]
     for key, p in schema.specs(section).items():
         if key in REQUIRED[section]:
-            default = "required"
+            # required in a YAML block; a task call's default (akcal jones ['G'], as CASA's gaintype 'G')
+            shown = f" ({task}: `{_show(p.default)}`)" if p.default not in (None, "", []) else ""
+            default = "required" + shown
         elif (section, key) in _YAML_DEFAULT:
             default = _YAML_DEFAULT[(section, key)]
         else:
