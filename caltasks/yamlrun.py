@@ -311,21 +311,43 @@ def _plots_shared_errors(block, where, plot_dirs, add):
         common = sorted(types & other_types)
         if other_out != real_out and common:
             add(f"{where}.plots", f"{d!r} also holds the plots of {other_where} (its output "
-                f"{os.path.basename(other_out)!r}): this block's {', '.join(common)} pages would replace "
+                f"{other_out!r}): this block's {', '.join(common)} pages would replace "
                 f"them; give each solve block its own plots directory")
             break
     plot_dirs.setdefault(real_d, []).append((real_out, types, where))
 
 
-def _plots_dir(plots, block, n_blocks):
-    """``alakazam run --plots DIR``: the plots directory of a solve block without its own ``plots:`` --
-    DIR itself when it is the file's only such block, else ``DIR/<output file name without .h5>`` (two
-    blocks plot the same keys, e.g. G0 of cal.h5 and G0 of gains.h5, which one directory cannot hold)."""
-    d = os.path.abspath(plots)
-    out = block.get("output")
-    if n_blocks > 1 and isinstance(out, str) and out:
-        d = os.path.join(d, os.path.splitext(os.path.basename(out))[0] or "table")
-    return d
+def _plots_subdirs(blocks) -> list:
+    """``alakazam run --plots DIR``: the subdirectory of DIR for each of the solve blocks ``blocks`` (those
+    without a ``plots:`` key of their own) -- None for a file with one such block (DIR itself), else the
+    output table's file name without its extension (``cal.h5``: ``cal``), made unique with ``-2``,
+    ``-3``, ... where two blocks write tables of one name (a/cal.h5, b/cal.h5); blocks writing the same
+    table (append) share one.  Several blocks plot the same keys (G0 of cal.h5 and of gains.h5), which
+    one directory cannot hold."""
+    if len(blocks) < 2:
+        return [None] * len(blocks)
+    names, out = {}, []
+    for b in blocks:
+        o = b.get("output")
+        if not (isinstance(o, str) and o):
+            out.append(None)        # (no output: the block's own error)
+            continue
+        real = os.path.realpath(os.path.expanduser(o))
+        if real not in names:
+            base = os.path.splitext(os.path.basename(real))[0] or "table"
+            name, n = base, 1
+            while name in names.values():
+                n += 1
+                name = f"{base}-{n}"
+            names[real] = name
+        out.append(names[real])
+    return out
+
+
+def _plots_dir(plots, subdir):
+    """The plots directory of a block under ``--plots DIR`` (``~`` expanded, as a YAML ``plots:`` is)."""
+    d = os.path.abspath(os.path.expanduser(plots))
+    return os.path.join(d, subdir) if subdir else d
 
 
 def _tables_read(blocks):
@@ -585,7 +607,7 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
     cluster of every solve, apply and flag block that does not set its own ``workers`` /
     ``scheduler`` key; ``plots`` (``alakazam run --plots DIR``; relative to the current directory):
     the plot directory of every solve block without its own ``plots:`` (several such blocks: one
-    subdirectory each, named for its output table, :func:`_plots_dir`).
+    subdirectory each, named for its output table, :func:`_plots_subdirs`).
 
     Returns
     -------
@@ -604,8 +626,11 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
                 "apply blocks" if tuple(sections) == ("flag",) else
                 "expected e.g. 'solve:' with a list of blocks")
         errors = {"config": [f"{path} has no {', '.join(sections)} block; nothing to run ({hint})"]}
-    n_plotted = sum(1 for section, _, b in blocks
-                    if section == "solve" and isinstance(b, dict) and not b.get("plots"))
+    # --plots: the solve blocks without a plots: key of their own (a key that is there, even '' or a bad
+    # value, is the block's: checked as written, never replaced)
+    plotted = [k for k, (section, _, b) in enumerate(blocks)
+               if section == "solve" and isinstance(b, dict) and "plots" not in b]
+    subdirs = _plots_subdirs([blocks[k][2] for k in plotted]) if plots else []
     for k, (section, where, block) in enumerate(blocks):
         if section in ("solve", "apply", "flag") and isinstance(block, dict):
             block = dict(block)
@@ -613,8 +638,8 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
                 block["workers"] = int(workers)
             if scheduler and "scheduler" not in block:
                 block["scheduler"] = str(scheduler)
-            if section == "solve" and plots and not block.get("plots"):
-                block["plots"] = _plots_dir(plots, block, n_plotted)
+            if section == "solve" and plots and k in plotted:
+                block["plots"] = _plots_dir(plots, subdirs[plotted.index(k)])
             blocks[k] = (section, where, block)
     out = {"solve": [], "fluxscale": [], "apply": []}
     if any(b[0] == "flag" for b in blocks):

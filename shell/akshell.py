@@ -144,6 +144,7 @@ class ShellSession:
         for cmd in _COMMANDS:
             self.ns[cmd] = getattr(self, "_py_" + cmd)
         self.last_task = "akcal"
+        self._line_stopped = False      # go: the task failed or was interrupted (handle stops the line)
         self._chosen = False            # a command named or used a task (inp, go, default ...): notes on
         self._running = None
         self.debug = False              # akshell --debug: tracebacks of errors in typed Python
@@ -235,16 +236,21 @@ class ShellSession:
         task = self._task(name)
         vals = self.current(task)
         task.write_last(vals, self._path(f"{task.name}.last"))
+        # a failed or interrupted task stops the rest of its line (handle: ``go akcal; go akapply`` never
+        # applies after an akcal that failed or was stopped)
         try:
             res = _run_interruptible(task, vals)
         except KeyboardInterrupt:
             self._interrupted(task.name)
+            self._line_stopped = True
             return None
         except (AlakazamError, TypeError) as e:
             self._p(self._c(RED, f"{task.name} failed: {e}"))
+            self._line_stopped = True
             return None
         except Exception as e:  # the task's own error, not a shell error
             self._p(self._c(RED, f"{task.name} failed: {type(e).__name__}: {e}"))
+            self._line_stopped = True
             return None
         return res
 
@@ -355,12 +361,17 @@ class ShellSession:
         # statements separated by ';' where one is a command form (``mode='list'; go``, ``versionname='v';
         # go akflagmanager``): each run in turn, the rest left undone after an error (as a Python line)
         parts = _statements(s)
-        if len(parts) < 2 or not any(_is_command(p) for p in parts):
+        if not any(_is_command(p) for p in parts):
             parts = [s]
         try:
             v = None
-            for part in parts:
+            for i, part in enumerate(parts):
+                self._line_stopped = False
                 v = self._dispatch(part)
+                if self._line_stopped and i < len(parts) - 1:       # a task failed or was interrupted
+                    rest = "; ".join(parts[i + 1:])
+                    self._p(self._c(RED, f"not run (the task above stopped): {rest}"))
+                    return None
             return v
         except KeyboardInterrupt:
             self._interrupted(self._running or "command")
@@ -468,11 +479,16 @@ def _statements(s) -> list:
     import io
     import tokenize
 
-    if s.split(None, 1)[0].rstrip(":") in _COMPOUND:
-        return [s]
-    cuts, depth = [], 0
+    cuts, depth, first, end = [], 0, True, len(s)
     try:
         for tok in tokenize.generate_tokens(io.StringIO(s).readline):
+            if first and tok.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.NL, tokenize.NEWLINE):
+                first = False
+                if tok.type == tokenize.NAME and tok.string in _COMPOUND:       # (also 'if(x): a; go')
+                    return [s]
+            if tok.type == tokenize.COMMENT and tok.start[0] == 1:
+                end = tok.start[1]          # 'x = 1; go akflagmanager  # list': the comment is no word
+                break
             if tok.type == tokenize.OP:
                 if tok.string in "([{":
                     depth += 1
@@ -483,7 +499,7 @@ def _statements(s) -> list:
     except (tokenize.TokenError, SyntaxError, IndentationError):
         return [s]
     out, lo = [], 0
-    for c in cuts + [len(s)]:
+    for c in cuts + [end]:
         part = s[lo:c].strip()
         if part:
             out.append(part)

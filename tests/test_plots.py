@@ -165,8 +165,23 @@ def test_run_plots_of_several_blocks(small_chain_table, tmp_path, capsys):
     capsys.readouterr()
     assert main(["--quiet", "run", str(cfg)]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "solve[1].plots: 'same' also holds the plots of solve[0] (its output 'c2.h5')" in err
+    assert f"solve[1].plots: 'same' also holds the plots of solve[0] (its output '{out[0]}')" in err
     assert not any(o.exists() for o in out) and not (tmp_path / "same").exists()
+    # (a hostile review) tables of one name in two folders: their own subdirectories, not a refusal
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    cfg.write_text(yaml.safe_dump({"solve": [dict(b, output=str(tmp_path / d / "cal.h5"))
+                                             for b, d in zip(blocks, "ab")]}))
+    assert main(["--quiet", "run", "--plots", str(tmp_path / "pn"), str(cfg)]) == 0
+    assert sorted(os.listdir(tmp_path / "pn")) == ["cal", "cal-2"]
+    # a plots: key of the block's own, even '' (no plots), is kept; --plots=~/x expands ~
+    home = tmp_path / "home"
+    home.mkdir()
+    cfg.write_text(yaml.safe_dump({"solve": [dict(blocks[0], plots=""), blocks[1]]}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        assert main(["--quiet", "run", "--plots=~/pt", str(cfg)]) == 0
+    assert sorted(os.listdir(home / "pt")) == ["G0", "G0_overview.png"]      # block 2 only, DIR itself
 
 
 def test_selection_and_outdir_messages(small_chain_table, tmp_path):

@@ -203,3 +203,37 @@ def test_a_parameter_after_default_names_its_default(sh):
     assert "note: vis is not set in the shell: akcal uses its default, vis = ''" in text
     sh.handle("nosuchname")
     assert "note:" not in sh.text()
+
+
+def test_a_stopped_task_stops_its_line(sh, monkeypatch):
+    """A hostile review of the ';' lines: Ctrl-C in ``go akcal; go akapply`` stopped akcal and then ran
+    akapply (go catches the interrupt and the task's errors itself), a failed go did not stop the line,
+    ``if(False): x=1; go`` ran go, ``go akflagmanager;`` was 'unknown task', and a comment after a command
+    was 'too many words'."""
+    from alakazam.shell import akshell
+
+    assert akshell._statements("if(False): x=1; go akflagmanager") == ["if(False): x=1; go akflagmanager"]
+    assert akshell._statements("go akflagmanager;") == ["go akflagmanager"]
+    assert akshell._statements("x = 1; go akflagmanager  # list") == ["x = 1", "go akflagmanager"]
+    ran = []
+
+    def fake_run(task, params):
+        ran.append(task.name)
+        if task.name == "akcal":
+            raise outcome[0]
+        return {}
+
+    monkeypatch.setattr(akshell, "_run_interruptible", fake_run)
+    for exc, said in ((KeyboardInterrupt(), "akcal interrupted (Ctrl-C)"),
+                      (akshell.AlakazamError("vis: bad"), "akcal failed: vis: bad")):
+        outcome = [exc]
+        ran.clear()
+        sh.handle("go akcal; go akflagmanager; y = 2")
+        text = sh.text()
+        assert ran == ["akcal"] and "y" not in sh.ns
+        assert said in text and "not run (the task above stopped): go akflagmanager; y = 2" in text
+    ran.clear()
+    sh.handle("go akflagmanager;")
+    sh.handle("z = 1; go akflagmanager  # list")
+    sh.handle("if(False): w=1; go akflagmanager")
+    assert ran == ["akflagmanager", "akflagmanager"] and sh.ns["z"] == 1 and "w" not in sh.ns
