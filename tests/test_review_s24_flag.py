@@ -71,7 +71,7 @@ def test_readme_hazard_simulate_command_runs(tmp_path):
     cmd = next(c for c in _readme_yaml_commands() if c[1] == "simulate" and "--rfi-persistent" in c)
     argv = cmd[1:]
     argv[1] = str(tmp_path / argv[1])
-    assert main(argv + ["--hours", "0.5"]) == 0
+    assert main(argv + ["--hours", "1"]) == 0              # (scan 4 of the dead antenna: >= 40 min)
     assert os.path.isdir(argv[1])
 
 

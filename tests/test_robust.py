@@ -536,3 +536,15 @@ def test_dead_antenna_with_rfi_keeps_the_scans_other_antennas(tmp_path):
     assert sets[4].converged.all()
     assert list(np.flatnonzero(sets[4].flags[:, 0, 0])) == [names.index("C03")]
     assert not any(s.flags.any() for sc, s in sets.items() if sc != 4)
+
+
+def test_dead_antenna_scan_on_the_simulators_own_flagged_antenna_is_refused(tmp_path, capsys):
+    """The README's hazard command named --dead-antenna C03:2: the antenna and scan the simulator always
+    flags (dead_ant), so the noise landed on flagged data and tested nothing (a review against truth)."""
+    from alakazam.cli import main
+
+    with pytest.raises(ValueError, match="already flags"):
+        simulate_ms(str(tmp_path / "a.ms"), n_chan=(8,), duration_h=0.5, dead_antenna_scan=("C03", 2))
+    assert main(["simulate", str(tmp_path / "b.ms"), "--hours", "0.5", "--dead-antenna", "C03:2"]) == 2
+    assert "is the antenna and scan the simulator already flags" in capsys.readouterr().err
+    assert not (tmp_path / "a.ms").exists() and not (tmp_path / "b.ms").exists()

@@ -324,6 +324,10 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
         if ns_ not in set(scan_of_time.tolist()):     # no such scan: nothing would be dead
             raise ValueError(f"dead_antenna_scan: scan {ns_} is not a scan of the simulated MS "
                              f"(1..{int(scan_of_time.max())})")
+        if dead is not None and (na_, ns_) == (int(dead[0]), int(dead[1])):
+            raise ValueError(f"dead_antenna_scan: {names[active_ids[na_]]} in scan {ns_} is the antenna and "
+                             "scan the simulator already flags (dead_ant): noise there would be flagged "
+                             "data and test nothing; choose another antenna or scan")
         dead_antenna_scan = (na_, ns_)
 
     # ---------------- the MS
@@ -630,7 +634,8 @@ def add_hazard_arguments(p):
                    help="N integrations with broadband RFI in every channel, unflagged")
     p.add_argument("--dead-antenna", metavar="ANT:SCAN", default=None,
                    help="antenna (active index or name) whose DATA is noise only in that scan, unflagged "
-                        "(e.g. 1:4 or C03:4)")
+                        "(e.g. 1:4 or C04:4; the simulator itself flags the third active antenna, C03, in "
+                        "scan 2)")
 
 
 def hazard_kwargs(a, error):
