@@ -346,16 +346,17 @@ def _validate(cfg: SolveConfig):
 
 #: what each quality check of the solve (unit._quality) means for a user, and what to change
 _FLAG_REASONS = {
-    "nonconverged": "the solver did not converge (check the model column, the pre-applied terms and "
-                    "refant; or raise maxiter)",
-    "minsnr": "SNR below minsnr (lower minsnr, or lengthen solint / widen the frequency bins)",
-    "minblperant": "fewer than minblperant unflagged baselines per antenna (lower minblperant, or "
-                   "check which antennas are flagged)",
+    "nonconverged": "the fit did not converge (check the model column, the pre-applied terms and refant "
+                    "-- YAML ref_ant --; or raise maxiter -- YAML max_iter)",
+    "minsnr": "SNR below minsnr (lower minsnr -- YAML min_snr --, or lengthen solint / widen the frequency "
+              "bins: time_interval / freq_interval)",
+    "minblperant": "fewer than minblperant unflagged baselines per antenna (lower minblperant -- YAML "
+                   "min_bl_per_ant --, or check which antennas are flagged)",
     "amplitude_undetermined": "antenna amplitudes are not determined by the baselines with data -- one "
                               "baseline (an array of two antennas), or a chain or star of baselines that "
                               "closes no triangle, gives only the products |g_a| |g_b| (use calmode='p' "
-                              "(phase-only), or solve amplitudes with at least three antennas whose "
-                              "baselines form a triangle)",
+                              "(phase-only; YAML phase_only: true), or solve amplitudes with at least three "
+                              "antennas whose baselines form a triangle)",
     "outlier_chi2": "the chi2 of a frequency bin was an outlier",
     "outlier_channel": "an outlier bandpass channel",
 }

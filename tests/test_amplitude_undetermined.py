@@ -176,3 +176,20 @@ def test_amplitude_undetermined_random_graphs(n_ant):
     ref = np.array([_bipartite_reference(r, a1, a2, n_ant) for r in bl])
     np.testing.assert_array_equal(got, ref)
     assert ref.any() and not ref.all()
+
+
+def test_flag_reasons_name_the_yaml_keys_too():
+    """The reasons a solve gives for flagged solutions named akcal's parameters only ("lower minblperant")
+    in a YAML run, whose key is min_bl_per_ant (a review with 4 antennas): each akcal parameter a reason
+    names comes with its YAML key."""
+    import re
+
+    from alakazam.caltasks import TASKS
+    from alakazam.flow import _FLAG_REASONS
+
+    yaml_of = {p.name: p.yamlkey for p in TASKS["akcal"].spec.params if p.yamlkey}
+    for reason, text in _FLAG_REASONS.items():
+        for name in set(re.findall(r"[a-z_]+", text)) & set(yaml_of):
+            key = yaml_of[name].split(".")[-1]
+            if key != name:
+                assert key in text, (reason, name, key)
