@@ -360,7 +360,8 @@ def main(argv=None):
         hdf5.remove_interrupted()       # a temporary the interrupt left where no handler ran
         if args.debug:
             raise
-        _error("alakazam: interrupted (solution files are only ever replaced whole)")
+        _error("alakazam: interrupted (solution files are only ever replaced whole; the blocks that finished "
+               "are kept, and plot pages drawn so far stay, each whole: a re-run draws them again)")
         return 130
     except Exception as e:          # noqa: BLE001 -- no traceback without --debug (casacore: RuntimeError)
         if args.debug:
