@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 
 from alakazam.errors import AlakazamError, ParameterError, UnknownParameterError
 from alakazam.core import warnonce
@@ -55,6 +56,29 @@ def _kept(p, v):
             return [os.path.expanduser(x) for x in have]
     return p.default
 
+
+
+#: the last line of an inputs file: ``#<task>( name=value,... )`` (:meth:`Task.last_text`)
+_CALL_LINE = re.compile(r"^#(\w+)\(")
+
+
+def inputs_file_task(path, limit=1 << 20):
+    """The task name of an inputs file (``<task>.last`` / ``.saved``, as :meth:`Task.last_text` writes:
+    lines ``name = value`` and a last line ``#<task>( ... )``), or None for anything else (a directory,
+    a binary file, a solution table, a log, a file larger than ``limit`` bytes)."""
+    try:
+        if not os.path.isfile(path) or os.path.getsize(path) > limit:
+            return None
+        with open(path, encoding="utf-8") as fh:
+            lines = [ln.rstrip("\n") for ln in fh if ln.strip()]
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not lines:
+        return None
+    m = _CALL_LINE.match(lines[-1])
+    if m is None or not all("=" in ln and not ln.startswith("#") for ln in lines[:-1]):
+        return None
+    return m.group(1)
 
 class Task:
     def __init__(self, name, body, prepare=None):
@@ -158,7 +182,14 @@ class Task:
         return "\n".join(lines) + "\n"
 
     def write_last(self, params: dict, path=None):
+        """Write the inputs file (``<task>.last`` by default; tput, saveinputs, go).  An existing file is
+        replaced only when it is an inputs file itself (:func:`inputs_file_task`): a solution table, a
+        log or any other file of the user's is never overwritten (AlakazamError naming it)."""
         path = path or f"{self.name}.last"
+        if os.path.lexists(path) and inputs_file_task(path) is None:
+            raise AlakazamError(f"{path!r} exists and is not an inputs file (lines 'name = value' ending "
+                                f"with '#task( ... )', as tput, saveinputs and go write); it is left as it "
+                                f"is: give another file name")
         tmp = path + ".tmp"
         with open(tmp, "w") as fh:
             fh.write(self.last_text(params))

@@ -35,6 +35,7 @@ import traceback
 
 from alakazam.caltasks import TASKS
 from alakazam.errors import AlakazamError
+from alakazam.caltasks.task import inputs_file_task
 
 BLUE, RED, GREEN, BOLD, RESET = "\033[34m", "\033[31m", "\033[32m", "\033[1m", "\033[0m"
 YELLOW = "\033[33m"
@@ -235,7 +236,10 @@ class ShellSession:
     def go(self, name=None):
         task = self._task(name)
         vals = self.current(task)
-        task.write_last(vals, self._path(f"{task.name}.last"))
+        try:
+            task.write_last(vals, self._path(f"{task.name}.last"))
+        except (AlakazamError, OSError) as e:    # (a file of the user's by that name is left alone)
+            self._p(self._c(RED, f"go: inputs not saved ({e})"))
         # a failed or interrupted task stops the rest of its line (handle: ``go akcal; go akapply`` never
         # applies after an akcal that failed or was stopped)
         try:
@@ -268,6 +272,8 @@ class ShellSession:
             f = task.write_last(self.current(task), target)
         except OSError as e:
             raise AlakazamError(f"{cmd}: cannot write {target!r} ({e.strerror}); nothing saved") from None
+        except AlakazamError as e:
+            raise AlakazamError(f"{cmd}: {e}; nothing saved") from None
         self._p(f"saved {task.name} inputs to {f}")
 
     def saveinputs(self, name=None, path=None):
@@ -284,6 +290,10 @@ class ShellSession:
                 raise AlakazamError(f"tget: {fp!r} is a directory, not a {task.name}.last file; parameters "
                                     "unchanged")
             if os.path.exists(fp):
+                owner = inputs_file_task(fp)
+                if owner is not None and owner != task.name:
+                    raise AlakazamError(f"tget: {fp!r} holds {owner} inputs, not {task.name}'s; parameters "
+                                        f"unchanged (tget {owner} {c} restores them)")
                 names = set(task.spec.names)
                 values, bad = {}, []
                 try:

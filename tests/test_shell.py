@@ -237,3 +237,46 @@ def test_a_stopped_task_stops_its_line(sh, monkeypatch):
     sh.handle("z = 1; go akflagmanager  # list")
     sh.handle("if(False): w=1; go akflagmanager")
     assert ran == ["akflagmanager", "akflagmanager"] and sh.ns["z"] == 1 and "w" not in sh.ns
+
+
+def test_tput_and_saveinputs_never_overwrite_a_file_that_is_not_an_inputs_file(sh, tmp_path):
+    """A review: ``tput akcal cal.h5`` replaced a 477 kB solution table with 1.8 kB of text.  An existing
+    file is replaced only when it is an inputs file (tput / saveinputs / go write those)."""
+    import h5py
+
+    with h5py.File(tmp_path / "cal.h5", "w") as f:
+        f["K0/x"] = [1.0, 2.0]
+    before = (tmp_path / "cal.h5").read_bytes()
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    sh.handle("maxiter = 7")
+    sh.handle("tput akcal cal.h5")
+    sh.handle("saveinputs akcal notes.txt")
+    text = sh.text()
+    assert (tmp_path / "cal.h5").read_bytes() == before
+    assert (tmp_path / "notes.txt").read_text() == "my notes\n"
+    assert text.count("is not an inputs file") == 2 and "nothing saved" in text
+    # an inputs file (its own or another task's) is replaced, a new name written
+    sh.handle("tput akcal mine.last")
+    sh.handle("maxiter = 8")
+    sh.handle("tput akcal mine.last")
+    assert "maxiter=8," in (tmp_path / "mine.last").read_text()
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_go_does_not_overwrite_a_user_file_named_like_the_last_file(sh, tmp_path):
+    (tmp_path / "akcal.last").write_bytes(b"\x89HDF\r\n\x1a\n binary")
+    sh.handle(f"vis = {str(tmp_path / 'nope.ms')!r}")
+    sh.handle("go akcal")
+    text = sh.text()
+    assert (tmp_path / "akcal.last").read_bytes() == b"\x89HDF\r\n\x1a\n binary"
+    assert "inputs not saved" in text and "nope.ms" in text      # the task still ran (its own error)
+
+
+def test_tget_refuses_another_tasks_inputs_file(sh, tmp_path):
+    sh.handle("maxiter = 5")
+    sh.handle("tput akcal")
+    sh.handle("vis = 'other.ms'")
+    sh.handle("tget akapply akcal.last")
+    text = sh.text()
+    assert "holds akcal inputs, not akapply's" in text
+    assert sh.ns["vis"] == "other.ms"
