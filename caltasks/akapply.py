@@ -20,7 +20,11 @@ def build_config(params):
         d["solution_field"] = sf
     else:
         d["solution_field"] = [x if x not in ("", None) else None for x in sf]
-    d["target_field"] = params["field"] or None
+    # CASA's field='3C286,3C147': one string of comma-separated selections (as YAML's target_field
+    # string), not one field named '3C286,3C147'
+    fld = params["field"]
+    d["target_field"] = (fld[0] if isinstance(fld, (list, tuple)) and len(fld) == 1 and "," in str(fld[0])
+                         else fld) or None
     d.pop("propagate_flags", None)
     d["applymode"] = params["applymode"]
     if isinstance(d.get("tables"), list) and len(d["tables"]) == 1 and n > 1:

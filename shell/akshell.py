@@ -109,7 +109,10 @@ class _ShellTask:
 
     def __call__(self, *args, **kwargs):
         params = self._task.bind(*args, **kwargs)
-        self._task.write_last(params, self._session._path(f"{self._task.name}.last"))
+        try:
+            self._task.write_last(params, self._session._path(f"{self._task.name}.last"))
+        except (AlakazamError, OSError) as e:    # (a file of the user's by that name is left alone)
+            self._session._p(f"inputs not saved ({e})")
         self._session._running = self._task.name      # for the interrupt message (handle)
         return _run_interruptible(self._task, params)
 

@@ -117,8 +117,16 @@ def ms_errors(d: dict, keys=None) -> dict:
     for key, kind in (keys or SOLVE_KEYS).items():
         v = d.get(key)
         if kind == "field":
-            for item in dict.fromkeys(_field_items(v)):
+            items = _field_items(v)
+            # each item is resolved alone, so the message's '(item 0)' is made the item's place in the
+            # selection (a string's comma-separated items, a list's entries; none for a list of lists)
+            flat = not (isinstance(v, (list, tuple)) and any(isinstance(x, (list, tuple)) for x in v))
+            for item in dict.fromkeys(items):
+                n0 = len(out.get(key, []))
                 attempt(key, ms_io.resolve_fields, meta, [item] if "," in item else item)
+                place = f"(item {items.index(item)}) " if flat else ""
+                out.get(key, [])[n0:] = [m.replace("(item 0) ", place, 1)
+                                         for m in out.get(key, [])[n0:]]
                 if "," in item and out.get(key) and not out[key][-1].endswith(_LIST_HINT):
                     out[key][-1] += _LIST_HINT
         elif kind == "ref_ant":
