@@ -598,6 +598,11 @@ def _external_preapply(ep, where, names, errs):
     tin = per_term("time_interp", "nearest")
     sfs = per_term("solution_field", None)
     _per_step_allowed(fs, "solve", "external_preapply.field_select", where, names, errs)
+    for i, (f, sf) in enumerate(zip(fs, sfs)):      # (as apply's; before: said when the block ran)
+        if f == "pinned" and not _field_list(sf):
+            errs.add(f"{_name('external_preapply.solution_field', where, names)}[{i}]",
+                     f"is required when {_name('external_preapply.field_select', '', names)} is 'pinned' "
+                     "(the calibrator field(s) to use)")
     tin, fin = _time_freq_interp(tin, "external_preapply.time_interp", where, names, errs)
     from .calibration.spwmap import parse_spwmap
 
@@ -680,7 +685,8 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
     for i in range(n):
         if fsel[i] == "pinned" and not sf[i] and not sf_bad:
             errs.add(f"{_name('solution_field', where, names)}[{i}]",
-                     "is required when field_select is 'pinned' (the calibrator field(s) to use)")
+                     f"is required when {_name('field_select', '', names)} is 'pinned' (the calibrator "
+                     "field(s) to use)")
         terms.append(ApplyTerm(key=str(jones[i]), table=str(tables[i]), field_select=fsel[i],
                                time_interp=tint[i], solution_field=_field_list(sf[i]),
                                freq_interp=fint[i], spwmap=list(smaps[i]), calwt=bool(cwts[i])))

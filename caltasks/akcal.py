@@ -137,6 +137,12 @@ def build_config(params):
     from alakazam import solve_precheck
     for k, v in solve_precheck.self_preapply_errors(cfg).items():
         bad_calmode.setdefault(names.get(k, k), v)
+    if cfg.external_preapply is not None:       # SPWs (spwmap) and pinned fields the tables lack (the
+        from .yamlrun import _known_terms       # YAML preflight's check; before: said when the solve ran,
+        known = _known_terms(cfg.external_preapply.tables, cfg.external_preapply.jones, {}, {}, set())
+        for k, v in solve_precheck.preapply_errors(cfg, known).items():     # naming 'gaintable')
+            base, sep, idx = k.partition("[")
+            bad_calmode.setdefault(names.get(base, base) + sep + idx, v)
     for k, v in selcheck.table_errors(params["gaintable"], params["gainjones"], "akcal",
                                       key_name="gainjones").items():
         bad_calmode.setdefault(k, v)

@@ -1,6 +1,7 @@
 """Session 48's hostile review of the task interface: CASA's comma-separated field string in akapply, the
 place of a bad field in its selection."""
 
+import os
 import shutil
 
 import pytest
@@ -38,3 +39,116 @@ def test_a_bad_field_is_named_with_its_place_in_the_selection(chain, tmp_path, t
             akcal(vis=ms, caltable=str(tmp_path / "x.h5"), field="3C286,NOPE,BAR", jones=["G"])
     msg = str(e.value)
     assert "'NOPE' (item 1)" in msg and "'BAR' (item 2)" in msg, msg
+
+
+def _yaml(tmp_path, text):
+    p = tmp_path / "run.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+def test_a_file_that_is_no_solution_table_is_refused_before_anything_runs(chain, tmp_path):
+    """A text file as a table was found only when the block reading it ran (after the solve before it
+    had written its table), named 'caltable'; in akcal, akflag too."""
+    from alakazam.caltasks import akflag
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    ms, cal = chain
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    y = _yaml(tmp_path, f"""
+solve:
+  - ms: {ms}
+    output: {tmp_path / 'z.h5'}
+    ref_ant: C00
+    jones: [G]
+    field: [3C286]
+    time_interval: [scan]
+apply:
+  - ms: {ms}
+    jones: [G0]
+    tables: [{tmp_path / 'notes.txt'}]
+""")
+    with pytest.raises(ParameterError) as e:
+        run_yaml(y)
+    assert "apply[0].tables[0]" in str(e.value) and "is not a solution table" in str(e.value)
+    assert not (tmp_path / "z.h5").exists()
+    notes = str(tmp_path / "notes.txt")
+    with pytest.raises(ParameterError) as e:
+        akcal(vis=ms, caltable=str(tmp_path / "q.h5"), jones=["G"], gaintable=[notes], gainjones=["K0"])
+    assert "gaintable[0]" in str(e.value) and "is not a solution table" in str(e.value)
+    with pytest.raises(ParameterError) as e:
+        akflag(vis=ms, mode="rflag", datacolumn="residual", gaintable=[notes], gainjones=["K0"])
+    assert "gaintable" in str(e.value) and "is not a solution table" in str(e.value)
+
+
+def test_pinned_preapply_without_solution_field_is_found_before_a_flag_block_runs(chain, tmp_path):
+    """A flag block rewrote FLAG (and saved a version), then the solve after it stopped: 'K0:
+    field_select pinned needs solution_field' (no YAML path; only that error)."""
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    ms, cal = chain
+    y = _yaml(tmp_path, f"""
+flag:
+  - ms: {ms}
+    mode: clip
+    clipminmax: [0, 50]
+solve:
+  - ms: {ms}
+    output: {tmp_path / 'z.h5'}
+    ref_ant: C99
+    jones: [G]
+    field: [3C147]
+    time_interval: [scan]
+    external_preapply:
+      tables: [{cal}]
+      jones: [K0]
+      field_select: [pinned]
+""")
+    with pytest.raises(ParameterError) as e:
+        run_yaml(y)
+    msg = str(e.value)
+    assert ("solve[0].external_preapply.solution_field[0]: is required when "
+            "external_preapply.field_select is 'pinned'") in msg
+    assert "solve[0].ref_ant" in msg                # with the others
+    assert not os.path.exists(ms + ".flagversions")
+    with pytest.raises(ParameterError) as e:        # akcal: its own names, with the others
+        akcal(vis=ms, caltable=str(tmp_path / "q.h5"), jones=["G"], field="3C147", gaintable=[cal],
+              gainjones=["K0"], gainfield=["pinned"], refant="C99")
+    assert "gainsolutionfield[0]: is required when gainfield is 'pinned'" in str(e.value)
+    assert "refant" in str(e.value)
+
+
+def test_akcal_spwmap_to_a_missing_spw_names_spwmap_before_the_solve(chain, tmp_path):
+    ms, cal = chain
+    with pytest.raises(ParameterError) as e:
+        akcal(vis=ms, caltable=str(tmp_path / "q.h5"), jones=["G"], field="3C147", gaintable=[cal],
+              gainjones=["K0"], spwmap=[9])
+    assert "spwmap: [9]" in str(e.value) and "SPW 9" in str(e.value)
+    assert not (tmp_path / "q.h5").exists()
+
+
+def test_a_flagversions_file_is_found_before_the_solve_block_runs(chain, tmp_path):
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    ms, cal = chain
+    with open(ms + ".flagversions", "w") as f:
+        f.write("junk\n")
+    y = _yaml(tmp_path, f"""
+solve:
+  - ms: {ms}
+    output: {tmp_path / 'z.h5'}
+    ref_ant: C00
+    jones: [G]
+    field: [3C286]
+    time_interval: [scan]
+apply:
+  - ms: {ms}
+    jones: [G0]
+    tables: [{tmp_path / 'z.h5'}]
+    propagate_flags: true
+""")
+    with pytest.raises(ParameterError) as e:
+        run_yaml(y)
+    assert "apply[0].ms" in str(e.value) and "flagversions' exists and is not a directory" in str(e.value)
+    assert not (tmp_path / "z.h5").exists()
+    assert open(ms + ".flagversions").read() == "junk\n"

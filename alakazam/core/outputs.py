@@ -98,6 +98,10 @@ def check_ms_writable(ms, what="ms", flag_backup=False):
         raise AlakazamError(f"{what}: {str(ms)!r} is not writable (apply writes its output column there)")
     if flag_backup:
         fv = str(ms).rstrip("/") + ".flagversions"
+        if os.path.lexists(fv) and not os.path.isdir(fv):      # (flagversions.py refuses it when it saves)
+            raise AlakazamError(f"{what}: {fv!r} exists and is not a directory (a file, or a symlink to a "
+                                "missing directory); flag versions of the MS are saved there before FLAG "
+                                "changes: move it away first")
         where = fv if os.path.isdir(fv) else (os.path.dirname(os.path.abspath(fv)) or ".")
         if not writable(where):
             raise AlakazamError(f"{what}: {where!r} is not writable; propagate_flags saves FLAG to {fv} "

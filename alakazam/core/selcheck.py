@@ -236,8 +236,8 @@ def merge(errors: dict, d: dict, keys=None, where="", names=None) -> dict:
 
 def table_errors(tables, keys, where="", table_name="gaintable", key_name="jones", planned=None) -> dict:
     """{'<where>.<table_name>[i]' / '<where>.<key_name>[i]': [message]}: a solution table that does not
-    exist, a key that is not in its table (HDF5 or CASA caltable; one table may serve every key).  A file
-    that is not HDF5 is left to the engine, which says so when it reads it.  ``planned``: {real path:
+    exist, a file that is neither HDF5 nor a CASA caltable, a key that is not in its table (HDF5 or CASA
+    caltable; one table may serve every key).  ``planned``: {real path:
     (block, {key: fields})} of the tables earlier blocks of a YAML file write (caltasks/yamlrun.py): a
     key of such a table is looked up among the keys it will hold (the block's ``(block, None)``: not
     checked)."""
@@ -268,6 +268,10 @@ def table_errors(tables, keys, where="", table_name="gaintable", key_name="jones
                 errors[f"{pre}{table_name}[{i}]"] = [f"{table!r} does not exist"]
             continue
         if os.path.isfile(table) and not h5py.is_hdf5(table):
+            # (a CASA caltable is a directory: a plain file that is not HDF5 is no solution table at all)
+            if table not in tables[:i]:
+                errors[f"{pre}{table_name}[{i}]"] = [f"{table!r} is not a solution table (neither an HDF5 "
+                                                     "file nor a CASA caltable directory)"]
             continue
         try:
             solutions.resolve_key(table, key)

@@ -280,8 +280,11 @@ def _gain_params(cfg, d, where, names, errs, check_ms=True):
     for i, tb in enumerate(tables if check_ms and tables_ok else []):  # (a YAML file's: checked there)
         if not os.path.exists(tb):
             errs.add(_name("gaintable", where, names), f"[{i}] {tb!r} does not exist")
-        elif os.path.isdir(tb) or _is_hdf5(tb):            # the key in its table, with the rest (a
-            from ..io import solutions                     # file that is not HDF5: said when read)
+        elif not (os.path.isdir(tb) or _is_hdf5(tb)):     # (a CASA caltable is a directory)
+            errs.add(_name("gaintable", where, names), f"[{i}] {tb!r} is not a solution table (neither an "
+                     "HDF5 file nor a CASA caltable directory)")
+        else:                                              # the key in its table, with the rest
+            from ..io import solutions
 
             try:
                 solutions.resolve_key(tb, jones[i])
