@@ -148,7 +148,7 @@ def cmd_measures(args):
 
 def cmd_simulate(args):
     from .sim import simulate_ms
-    from .sim.simulate import hazard_kwargs
+    from .sim.simulate import hazard_kwargs, simulate_interrupted
 
     def error(msg):
         raise AlakazamError(msg)
@@ -157,6 +157,9 @@ def cmd_simulate(args):
         t = simulate_ms(args.out, n_ant=args.n_ant, n_chan=tuple(args.n_chan), feed=args.feed, seed=args.seed,
                         duration_h=args.hours, int_s=args.int_s, noise=args.noise, rfi=args.rfi,
                         overwrite=args.overwrite, **hazard_kwargs(args, error))
+    except KeyboardInterrupt as e:  # main's message: about this MS, not solution files or plot pages
+        args.interrupt_message = simulate_interrupted(args.out, getattr(e, "simulate_complete", None))
+        raise
     except ValueError as e:         # simulate_ms's parameter checks (before anything is written)
         msg = str(e)
         for name, opt in (("dead_antenna_scan", "--dead-antenna"), ("rfi_persistent", "--rfi-persistent"),
@@ -360,7 +363,8 @@ def main(argv=None):
         hdf5.remove_interrupted()       # a temporary the interrupt left where no handler ran
         if args.debug:
             raise
-        _error("alakazam: interrupted (solution files are only ever replaced whole; the blocks that finished "
+        _error(getattr(args, "interrupt_message", None) or
+               "alakazam: interrupted (solution files are only ever replaced whole; the blocks that finished "
                "are kept, and plot pages drawn so far stay, each whole: a re-run draws them again)")
         return 130
     except Exception as e:          # noqa: BLE001 -- no traceback without --debug (casacore: RuntimeError)

@@ -60,6 +60,8 @@ def test_interrupted_replacement_can_be_rerun(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         simulate_ms(ms, seed=5, overwrite=True, **SMALL)
     monkeypatch.setattr(shutil, "rmtree", real)
-    assert calls == [ms + ".flagversions"] and os.path.isdir(ms)
+    # (since session 48 the old MS and its flag versions are moved aside and removed after the new pair
+    # is in place: the interrupt lands in that removal)
+    assert len(calls) == 1 and calls[0].endswith(".flagversions") and os.path.isdir(ms)
     simulate_ms(ms, seed=5, overwrite=True, **SMALL)             # the re-run finishes the job
     assert os.path.isdir(ms) and not os.path.exists(ms + ".flagversions")

@@ -43,6 +43,7 @@ me.posangle at each antenna's position.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
@@ -157,6 +158,145 @@ def _gast(times, lon, xyz):
     return last0 - lon + 1.002737909350795 * 2 * np.pi / 86400.0 * (np.asarray(times) - t0)
 
 
+# ---------------------------------------------------------------- writing under a temporary name
+# A run writes ``.<name>.simulating-<pid>-<k>`` (+ ``.truth.npz``) next to PATH, and at its end moves
+# the old PATH, its truth and its flag versions to ``.<name>.replaced-<pid>-<k>`` (+ suffixes), renames
+# the new pair in and deletes the old: one swap, with SIGINT / SIGTERM held (core/signals.held).
+_ACTIVE: set = set()            # basenames of this process's temporaries in use
+_SEQ = itertools.count()
+_SUFFIXES = ("", ".flagversions", ".truth.npz")     # the MS first: its presence tells how far a swap got
+
+
+def _temp_names(path):
+    """(new MS temporary, aside name of the old MS) of one run to ``path`` (absolute)."""
+    d, b = os.path.split(path)
+    tag = f"{os.getpid()}-{next(_SEQ)}"
+    _ACTIVE.add(f".{b}.simulating-{tag}")
+    return os.path.join(d, f".{b}.simulating-{tag}"), os.path.join(d, f".{b}.replaced-{tag}")
+
+
+def _remove(p):
+    import shutil
+
+    if os.path.isdir(p) and not os.path.islink(p):
+        shutil.rmtree(p, ignore_errors=True)
+    elif os.path.lexists(p):
+        os.remove(p)
+
+
+def _discard(tmp):
+    """Remove a run's new MS temporary and its truth (an interrupt or error before the swap)."""
+    from ..core import signals
+
+    with signals.held():            # a second Ctrl-C does not leave half of it
+        for suffix in ("", ".truth.npz"):
+            _remove(tmp + suffix)
+
+
+def _swap_in(tmp, aside, path):
+    """Put the complete new MS ``tmp`` and its truth at ``path``: the old MS, its flag versions and its
+    truth (if any) are moved to ``aside``, then the new pair renamed in (:func:`_remove_replaced`
+    deletes the old).  A failure part-way puts the old back."""
+    moved = []
+    try:
+        for suffix in _SUFFIXES:
+            if os.path.lexists(path + suffix):
+                os.rename(path + suffix, aside + suffix)
+                moved.append((path + suffix, aside + suffix))
+        for suffix in ("", ".truth.npz"):
+            os.rename(tmp + suffix, path + suffix)
+            moved.append((tmp + suffix, path + suffix))
+    except BaseException:
+        for src, dst in reversed(moved):
+            os.rename(dst, src)
+        raise
+
+
+def _remove_replaced(aside, path):
+    """Delete the old MS (its flag versions first) and its truth, moved to ``aside`` by :func:`_swap_in`."""
+    from ..core.outputs import remove_simulated
+
+    try:
+        remove_simulated(aside)                 # its flag versions, then the MS
+        _remove(aside + ".truth.npz")
+    except OSError as e:                        # the new pair is in place; the next run retries
+        import logging
+
+        logging.getLogger("alakazam.simulate").warning(
+            "simulate: the replaced MS %s could not be removed (%s); the next simulate to %s removes it",
+            aside, e, path)
+
+
+def _run_gone(pid, name):
+    """The run that made temporary ``name`` no longer runs (another process's, or this process's
+    finished one): its pid is free, or it is this process's and not in use."""
+    if pid == os.getpid():
+        return name not in _ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def clean_leftovers(path):
+    """Tidy what a killed simulate to ``path`` left (kill -9, power loss; an interrupt or error removes
+    its own): a new MS temporary is deleted; an old MS moved aside is put back at ``path`` when the
+    new one never got there, else deleted (the new pair is in place; a truth file the run had not yet
+    renamed in goes beside it).  Temporaries of runs still going are left alone."""
+    import logging
+    import re
+
+    log = logging.getLogger("alakazam.simulate")
+    d, b = os.path.split(os.path.abspath(str(path)))
+    path = os.path.join(d, b)
+    pat = re.compile(re.escape(f".{b}.") + r"(simulating|replaced)-(\d+)-(\d+)"
+                     r"(?:\.truth\.npz|\.flagversions)?$")
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return
+    runs = set()
+    for e in names:
+        m = pat.match(e)
+        if m and _run_gone(int(m.group(2)), f".{b}.simulating-{m.group(2)}-{m.group(3)}"):
+            runs.add(f"{m.group(2)}-{m.group(3)}")
+    for tag in sorted(runs):
+        tmp = os.path.join(d, f".{b}.simulating-{tag}")
+        aside = os.path.join(d, f".{b}.replaced-{tag}")
+        if os.path.isdir(aside) and not os.path.lexists(path):
+            # killed after moving the old MS aside, before the new one was in: the old comes back
+            for suffix in _SUFFIXES:
+                if os.path.lexists(aside + suffix) and not os.path.lexists(path + suffix):
+                    os.rename(aside + suffix, path + suffix)
+            log.warning("simulate: %s put back (a simulate replacing it was killed part-way)", path)
+        elif os.path.isdir(aside):
+            # killed after the new MS was in: its truth too, then the old goes
+            if not os.path.lexists(tmp) and os.path.isfile(tmp + ".truth.npz") and \
+                    not os.path.lexists(path + ".truth.npz"):
+                os.rename(tmp + ".truth.npz", path + ".truth.npz")
+        for p in [aside + s for s in _SUFFIXES] + [tmp, tmp + ".truth.npz"]:
+            if os.path.lexists(p):
+                _remove(p)
+                log.info("simulate: removed %s, left by a simulate that was killed", p)
+
+
+def simulate_interrupted(path, complete=None) -> str:
+    """The CLI's message for a Ctrl-C (or SIGTERM) of ``alakazam simulate PATH``; ``complete``: the
+    interrupt came after the new MS and its truth were in place (the KeyboardInterrupt's
+    ``simulate_complete``)."""
+    if complete:
+        return (f"alakazam: interrupted after {path} and {path}.truth.npz were written completely "
+                "(the interrupt waited for them to be renamed into place)")
+    kept = (f"; the existing {path} and its truth file are kept unchanged"
+            if os.path.lexists(os.path.abspath(str(path))) else "")
+    return (f"alakazam: interrupted: {path} was not written (a simulated MS is written under a temporary "
+            f"name and renamed into place only when complete; the temporary is removed){kept}: "
+            "run the command again to write it")
+
+
 def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", duration_h=3.0,
                 int_s=60.0, scan_len_s=600.0, chan_width=1.0e6, f0=1.30e9, noise=0.01, seed=0,
                 delays=True, bandpass=True, time_gains=True, leakage=True, crosshand=True,
@@ -172,7 +312,11 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     blocks of about ``rows_per_write`` rows, so memory stays bounded for GB-sized MSs.
     ``overwrite`` (default False): replace an existing ``path``, which must be an MS written by
     ``alakazam simulate`` (:func:`alakazam.core.outputs.check_replace_simulated`); without it an
-    existing ``path`` is an AlakazamError and nothing is touched.
+    existing ``path`` is an AlakazamError and nothing is touched.  The MS and its truth are written
+    under a temporary name next to ``path`` (``.<name>.simulating-<pid>-<k>``) and renamed into place
+    when complete (the old MS, its truth and flag versions deleted only then): an error, Ctrl-C or
+    SIGTERM part-way leaves ``path`` as it was and no temporary; a kill -9's leftovers are tidied by
+    the next run to ``path`` (:func:`clean_leftovers`).
     ``apply_parang_in_data`` is an alias of ``parang_in_data`` (DATA include P when True; MODEL_DATA
     never does).
     Leakages are ``leakage_scale * (N(0,1) + i N(0,1))`` per antenna and feed; ``leakage_ref_zero``
@@ -200,12 +344,14 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
         parang_in_data = bool(apply_parang_in_data)
     rng = np.random.default_rng(seed)
     path = os.path.abspath(str(path))
-    from ..core.outputs import check_replace_simulated, remove_simulated
+    from ..core import signals
+    from ..core.outputs import check_replace_simulated
 
-    # an existing PATH is replaced only with overwrite, and only when it is an MS this function wrote
-    # (its flag versions go with it)
+    # what a killed run to PATH left goes first (an old MS it had moved aside is put back); then an
+    # existing PATH is replaced only with overwrite, and only when it is an MS this function wrote (its
+    # flag versions go with it) -- checked again before the swap, and nothing is deleted before then
+    clean_leftovers(path)
     check_replace_simulated(path, overwrite)
-    remove_simulated(path)
     n_chan = [int(n) for n in np.atleast_1d(n_chan)]
     n_spw = len(n_chan)
     n_all = n_ant + n_ant_extra
@@ -340,231 +486,252 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     dminfo = {f"*{i + 1}": {"TYPE": "TiledShapeStMan", "NAME": f"Tiled{c}", "COLUMNS": [c],
                            "SPEC": {"DEFAULTTILESHAPE": np.array([4, 64, 128], np.int32)}}
               for i, c in enumerate(tiled)}
-    ms = MeasurementSet.create(path, td, dminfo)      # every table written through its handle (core/ms.py)
-    with ms.write_table("ANTENNA") as t:
-        t.addrows(n_all)
-        t.putcol("NAME", names)
-        t.putcol("STATION", [f"W{i:02d}" for i in range(n_all)])
-        t.putcol("POSITION", pos)
-        t.putcol("OFFSET", np.zeros((n_all, 3)))
-        t.putcol("TYPE", ["GROUND-BASED"] * n_all)
-        t.putcol("MOUNT", ["ALT-AZ"] * n_all)
-        t.putcol("DISH_DIAMETER", np.full(n_all, 25.0))
-        t.putcol("FLAG_ROW", np.zeros(n_all, bool))
-    with ms.write_table("FEED") as t:
-        t.addrows(n_all)
-        t.putcol("ANTENNA_ID", np.arange(n_all))
-        t.putcol("FEED_ID", np.zeros(n_all, int))
-        t.putcol("SPECTRAL_WINDOW_ID", -np.ones(n_all, int))
-        t.putcol("TIME", np.full(n_all, times[0]))
-        t.putcol("INTERVAL", np.full(n_all, 1e30))
-        t.putcol("NUM_RECEPTORS", np.full(n_all, 2))
-        t.putcol("BEAM_ID", -np.ones(n_all, int))
-        t.putcol("BEAM_OFFSET", np.zeros((n_all, 2, 2)))
-        t.putcol("POLARIZATION_TYPE", np.array([RECEPTORS[feed]] * n_all))
-        t.putcol("POL_RESPONSE", np.tile(np.eye(2, dtype=complex), (n_all, 1, 1)))
-        t.putcol("POSITION", np.zeros((n_all, 3)))
-        t.putcol("RECEPTOR_ANGLE", np.tile([receptor_angle, receptor_angle + np.pi / 2], (n_all, 1)))
-    with ms.write_table("SPECTRAL_WINDOW") as t:
-        t.addrows(n_spw)
-        for s in range(n_spw):
-            fr = spw_freqs[s]
-            w = np.full(len(fr), np.sign(fr[-1] - fr[0]) * chan_width if len(fr) > 1 else chan_width)
-            t.putcell("CHAN_FREQ", s, fr)
-            t.putcell("CHAN_WIDTH", s, w)
-            t.putcell("EFFECTIVE_BW", s, np.abs(w))
-            t.putcell("RESOLUTION", s, np.abs(w))
-            t.putcell("NUM_CHAN", s, len(fr))
-            t.putcell("REF_FREQUENCY", s, float(fr[0]))
-            t.putcell("TOTAL_BANDWIDTH", s, float(np.abs(w).sum()))
-            t.putcell("NAME", s, f"SPW{s}")
-            t.putcell("MEAS_FREQ_REF", s, 5)
-            t.putcell("NET_SIDEBAND", s, 1)
-    with ms.write_table("POLARIZATION") as t:
-        t.addrows(1)
-        t.putcell("NUM_CORR", 0, 4)
-        t.putcell("CORR_TYPE", 0, np.array(CORR_CODES[feed]))
-        # MS shape [2, NUM_CORR] (casacore, Fortran order) = numpy (NUM_CORR, 2): (receptor 1, 2) per corr
-        t.putcell("CORR_PRODUCT", 0, np.array([[0, 0], [0, 1], [1, 0], [1, 1]]))
-        t.putcell("FLAG_ROW", 0, False)
-    with ms.write_table("DATA_DESCRIPTION") as t:
-        t.addrows(n_spw)
-        t.putcol("SPECTRAL_WINDOW_ID", np.array(ddid_spw))
-        t.putcol("POLARIZATION_ID", np.zeros(n_spw, int))
-        t.putcol("FLAG_ROW", np.zeros(n_spw, bool))
-    with ms.write_table("FIELD") as t:
-        t.addrows(len(FIELDS))
-        t.putcol("NAME", [f[0] for f in FIELDS])
-        t.putcol("CODE", ["C", "C", "T"])
-        d = np.array([[[f[1], f[2]]] for f in FIELDS])
-        t.putcol("PHASE_DIR", d)
-        t.putcol("DELAY_DIR", d)
-        t.putcol("REFERENCE_DIR", d)
-        t.putcol("NUM_POLY", np.zeros(len(FIELDS), int))
-        t.putcol("TIME", np.full(len(FIELDS), times[0]))
-        t.putcol("SOURCE_ID", -np.ones(len(FIELDS), int))
-        t.putcol("FLAG_ROW", np.zeros(len(FIELDS), bool))
-    with ms.write_table("OBSERVATION") as t:
-        t.addrows(1)
-        t.putcell("TELESCOPE_NAME", 0, "VLA")
-        t.putcell("TIME_RANGE", 0, np.array([times[0] - int_s / 2, times[-1] + int_s / 2]))
-        t.putcell("OBSERVER", 0, "alakazam simulate")
-        t.putcell("PROJECT", 0, "SIM")
-        t.putcell("RELEASE_DATE", 0, 0.0)
-        t.putcell("FLAG_ROW", 0, False)
-    with ms.write_table("PROCESSOR") as t:
-        t.addrows(1)
-        t.putcell("TYPE", 0, "CORRELATOR")
-        t.putcell("SUB_TYPE", 0, "")
-        t.putcell("TYPE_ID", 0, 0)
-        t.putcell("MODE_ID", 0, 0)
-        t.putcell("FLAG_ROW", 0, False)
+    # written under a temporary name next to PATH (with its truth) and renamed into place only when
+    # complete: a Ctrl-C, SIGTERM or error part-way leaves PATH as it was (an old MS and its truth
+    # intact, or nothing) and removes the temporary; a kill -9's leftovers go at the next run
+    tmp, aside = _temp_names(path)
+    complete = []
+    try:
+        ms = MeasurementSet.create(tmp, td, dminfo)      # every table written through its handle (core/ms.py)
+        with ms.write_table("ANTENNA") as t:
+            t.addrows(n_all)
+            t.putcol("NAME", names)
+            t.putcol("STATION", [f"W{i:02d}" for i in range(n_all)])
+            t.putcol("POSITION", pos)
+            t.putcol("OFFSET", np.zeros((n_all, 3)))
+            t.putcol("TYPE", ["GROUND-BASED"] * n_all)
+            t.putcol("MOUNT", ["ALT-AZ"] * n_all)
+            t.putcol("DISH_DIAMETER", np.full(n_all, 25.0))
+            t.putcol("FLAG_ROW", np.zeros(n_all, bool))
+        with ms.write_table("FEED") as t:
+            t.addrows(n_all)
+            t.putcol("ANTENNA_ID", np.arange(n_all))
+            t.putcol("FEED_ID", np.zeros(n_all, int))
+            t.putcol("SPECTRAL_WINDOW_ID", -np.ones(n_all, int))
+            t.putcol("TIME", np.full(n_all, times[0]))
+            t.putcol("INTERVAL", np.full(n_all, 1e30))
+            t.putcol("NUM_RECEPTORS", np.full(n_all, 2))
+            t.putcol("BEAM_ID", -np.ones(n_all, int))
+            t.putcol("BEAM_OFFSET", np.zeros((n_all, 2, 2)))
+            t.putcol("POLARIZATION_TYPE", np.array([RECEPTORS[feed]] * n_all))
+            t.putcol("POL_RESPONSE", np.tile(np.eye(2, dtype=complex), (n_all, 1, 1)))
+            t.putcol("POSITION", np.zeros((n_all, 3)))
+            t.putcol("RECEPTOR_ANGLE", np.tile([receptor_angle, receptor_angle + np.pi / 2], (n_all, 1)))
+        with ms.write_table("SPECTRAL_WINDOW") as t:
+            t.addrows(n_spw)
+            for s in range(n_spw):
+                fr = spw_freqs[s]
+                w = np.full(len(fr), np.sign(fr[-1] - fr[0]) * chan_width if len(fr) > 1 else chan_width)
+                t.putcell("CHAN_FREQ", s, fr)
+                t.putcell("CHAN_WIDTH", s, w)
+                t.putcell("EFFECTIVE_BW", s, np.abs(w))
+                t.putcell("RESOLUTION", s, np.abs(w))
+                t.putcell("NUM_CHAN", s, len(fr))
+                t.putcell("REF_FREQUENCY", s, float(fr[0]))
+                t.putcell("TOTAL_BANDWIDTH", s, float(np.abs(w).sum()))
+                t.putcell("NAME", s, f"SPW{s}")
+                t.putcell("MEAS_FREQ_REF", s, 5)
+                t.putcell("NET_SIDEBAND", s, 1)
+        with ms.write_table("POLARIZATION") as t:
+            t.addrows(1)
+            t.putcell("NUM_CORR", 0, 4)
+            t.putcell("CORR_TYPE", 0, np.array(CORR_CODES[feed]))
+            # MS shape [2, NUM_CORR] (casacore, Fortran order) = numpy (NUM_CORR, 2): (receptor 1, 2) per corr
+            t.putcell("CORR_PRODUCT", 0, np.array([[0, 0], [0, 1], [1, 0], [1, 1]]))
+            t.putcell("FLAG_ROW", 0, False)
+        with ms.write_table("DATA_DESCRIPTION") as t:
+            t.addrows(n_spw)
+            t.putcol("SPECTRAL_WINDOW_ID", np.array(ddid_spw))
+            t.putcol("POLARIZATION_ID", np.zeros(n_spw, int))
+            t.putcol("FLAG_ROW", np.zeros(n_spw, bool))
+        with ms.write_table("FIELD") as t:
+            t.addrows(len(FIELDS))
+            t.putcol("NAME", [f[0] for f in FIELDS])
+            t.putcol("CODE", ["C", "C", "T"])
+            d = np.array([[[f[1], f[2]]] for f in FIELDS])
+            t.putcol("PHASE_DIR", d)
+            t.putcol("DELAY_DIR", d)
+            t.putcol("REFERENCE_DIR", d)
+            t.putcol("NUM_POLY", np.zeros(len(FIELDS), int))
+            t.putcol("TIME", np.full(len(FIELDS), times[0]))
+            t.putcol("SOURCE_ID", -np.ones(len(FIELDS), int))
+            t.putcol("FLAG_ROW", np.zeros(len(FIELDS), bool))
+        with ms.write_table("OBSERVATION") as t:
+            t.addrows(1)
+            t.putcell("TELESCOPE_NAME", 0, "VLA")
+            t.putcell("TIME_RANGE", 0, np.array([times[0] - int_s / 2, times[-1] + int_s / 2]))
+            t.putcell("OBSERVER", 0, "alakazam simulate")
+            t.putcell("PROJECT", 0, "SIM")
+            t.putcell("RELEASE_DATE", 0, 0.0)
+            t.putcell("FLAG_ROW", 0, False)
+        with ms.write_table("PROCESSOR") as t:
+            t.addrows(1)
+            t.putcell("TYPE", 0, "CORRELATOR")
+            t.putcell("SUB_TYPE", 0, "")
+            t.putcell("TYPE_ID", 0, 0)
+            t.putcell("MODE_ID", 0, 0)
+            t.putcell("FLAG_ROW", 0, False)
 
-    # ---------------- main table rows: time, then DATA_DESC_ID, then baseline (a < b)
-    bl1, bl2 = np.triu_indices(n_ant, 1)
-    n_bl = len(bl1)
-    gast = _gast(times, lon, centre)
-    # (n_bl, 3) ITRF, ANTENNA1's position minus ANTENNA2's: CASA's UVW sign (measured: CASA's fixvis
-    # recomputed the UVW of X2 - X1 with every component negated, tests/test_flag_parity.py; the sign
-    # matters to flagdata's shadow, which antenna a w > 0 row shadows)
-    bvec = pos[np.array(active_ids)[bl1]] - pos[np.array(active_ids)[bl2]]
-    P_all = {}
-    chi_rec = receptor_angle
-    for fname, *_ in FIELDS:
-        P_all[fname] = _rotation(parang_ant[fname] + chi_rec, feed) if parang_in_data \
-            else _rotation(np.zeros((n_time, n_ant)), feed)          # (time, ant, 2, 2)
-    D = np.zeros((n_ant, 2, 2), complex)
-    D[:, 0, 0] = D[:, 1, 1] = 1
-    D[:, 0, 1] = dleak[:, 0]
-    D[:, 1, 0] = dleak[:, 1]
+        # ---------------- main table rows: time, then DATA_DESC_ID, then baseline (a < b)
+        bl1, bl2 = np.triu_indices(n_ant, 1)
+        n_bl = len(bl1)
+        gast = _gast(times, lon, centre)
+        # (n_bl, 3) ITRF, ANTENNA1's position minus ANTENNA2's: CASA's UVW sign (measured: CASA's fixvis
+        # recomputed the UVW of X2 - X1 with every component negated, tests/test_flag_parity.py; the sign
+        # matters to flagdata's shadow, which antenna a w > 0 row shadows)
+        bvec = pos[np.array(active_ids)[bl1]] - pos[np.array(active_ids)[bl2]]
+        P_all = {}
+        chi_rec = receptor_angle
+        for fname, *_ in FIELDS:
+            P_all[fname] = _rotation(parang_ant[fname] + chi_rec, feed) if parang_in_data \
+                else _rotation(np.zeros((n_time, n_ant)), feed)          # (time, ant, 2, 2)
+        D = np.zeros((n_ant, 2, 2), complex)
+        D[:, 0, 0] = D[:, 1, 1] = 1
+        D[:, 0, 1] = dleak[:, 0]
+        D[:, 1, 0] = dleak[:, 1]
 
-    rows_per_time = n_spw * n_bl
-    n_rows = n_time * rows_per_time
-    flagrow_mask = rng.uniform(size=n_rows) < flag_rows
-    from .. import progress
+        rows_per_time = n_spw * n_bl
+        n_rows = n_time * rows_per_time
+        flagrow_mask = rng.uniform(size=n_rows) < flag_rows
+        from .. import progress
 
-    with ms.write_table() as t, progress.bar("simulate: integrations", n_time) as pbar:
-        t.addrows(n_rows)
-        tpw = max(1, rows_per_write // rows_per_time)
-        for t0 in range(0, n_time, tpw):
-            tsl = np.arange(t0, min(n_time, t0 + tpw))
-            nt = len(tsl)
-            r0 = t0 * rows_per_time
-            nr = nt * rows_per_time
-            col = {k: [] for k in ("TIME", "A1", "A2", "DD", "FLD", "SCAN", "UVW")}
-            for ti in tsl:
-                for d in range(n_spw):
-                    col["TIME"].append(np.full(n_bl, times[ti]))
-                    col["A1"].append(np.array(active_ids)[bl1])
-                    col["A2"].append(np.array(active_ids)[bl2])
-                    col["DD"].append(np.full(n_bl, d))
-                    col["FLD"].append(np.full(n_bl, field_of_time[ti]))
-                    col["SCAN"].append(np.full(n_bl, scan_of_time[ti]))
-                    f = FIELDS[field_of_time[ti]]
-                    h = gast[ti] - f[1]
-                    dec = f[2]
-                    X, Y, Z = bvec[:, 0], bvec[:, 1], bvec[:, 2]
-                    u = np.sin(h) * X + np.cos(h) * Y
-                    v = -np.sin(dec) * np.cos(h) * X + np.sin(dec) * np.sin(h) * Y + np.cos(dec) * Z
-                    w = np.cos(dec) * np.cos(h) * X - np.cos(dec) * np.sin(h) * Y + np.sin(dec) * Z
-                    col["UVW"].append(np.stack([u, v, w], axis=1))
-            for k in col:
-                col[k] = np.concatenate(col[k])
-            t.putcol("TIME", col["TIME"], r0, nr)
-            t.putcol("TIME_CENTROID", col["TIME"], r0, nr)
-            t.putcol("INTERVAL", np.full(nr, int_s), r0, nr)
-            t.putcol("EXPOSURE", np.full(nr, int_s), r0, nr)
-            t.putcol("ANTENNA1", col["A1"], r0, nr)
-            t.putcol("ANTENNA2", col["A2"], r0, nr)
-            t.putcol("DATA_DESC_ID", col["DD"], r0, nr)
-            t.putcol("FIELD_ID", col["FLD"], r0, nr)
-            t.putcol("SCAN_NUMBER", col["SCAN"], r0, nr)
-            t.putcol("UVW", col["UVW"], r0, nr)
-            t.putcol("STATE_ID", -np.ones(nr, int), r0, nr)
-            t.putcol("ARRAY_ID", np.zeros(nr, int), r0, nr)
-            t.putcol("OBSERVATION_ID", np.zeros(nr, int), r0, nr)
-            t.putcol("PROCESSOR_ID", np.zeros(nr, int), r0, nr)
-            t.putcol("FEED1", np.zeros(nr, int), r0, nr)
-            t.putcol("FEED2", np.zeros(nr, int), r0, nr)
-            t.putcol("SIGMA", np.full((nr, 4), noise if noise > 0 else 1.0, np.float32), r0, nr)
-            t.putcol("WEIGHT", np.full((nr, 4), 1 / noise ** 2 if noise > 0 else 1.0, np.float32), r0, nr)
-            t.putcol("FLAG_ROW", flagrow_mask[r0:r0 + nr], r0, nr)
-            # visibilities, per (time, ddid): J (n_ant, n_chan, 2, 2)
-            row = r0
-            for ti in tsl:
-                fidx = field_of_time[ti]
-                fname, _, _, s_true, s_model = FIELDS[fidx]
-                B = _brightness(s_true, feed)
-                Bm = _brightness(s_model if s_model is not None else s_true, feed)
-                P = P_all[fname][ti]
-                for d in range(n_spw):
-                    s = ddid_spw[d]
-                    fr = spw_freqs[s]
-                    nc = len(fr)
-                    J = np.zeros((n_ant, nc, 2, 2), complex)
-                    k = np.exp(-1j * TWO_PI_NS * tau[:, None, :] * fr[None, :, None])        # (a, c, 2)
-                    g = bp[s] * tg[:, ti][:, None, :]
-                    kc = np.exp(-1j * TWO_PI_NS * kc_tau * fr)                               # (c,)
-                    diag = k * g
-                    diag[..., 0] *= kc[None, :]
-                    diag[..., 1] *= np.exp(1j * cp_phase)
-                    J[..., 0, 0] = diag[..., 0]
-                    J[..., 1, 1] = diag[..., 1]
-                    J = np.einsum("acij,ajk->acik", J, D)
-                    J = np.einsum("acij,ajk->acik", J, P)                  # each antenna's own P
-                    if spix and fname in spix:
-                        Bc = B[None] * ((fr / f0) ** float(spix[fname]))[:, None, None]
-                        V = np.einsum("bcij,cjk,bclk->bcil", J[bl1], Bc, np.conj(J[bl2]))
-                    else:
-                        V = np.einsum("bcij,jk,bclk->bcil", J[bl1], B, np.conj(J[bl2]))
-                    V = V.reshape(n_bl, nc, 4)
-                    if noise > 0:
-                        V = V + noise * (rng.normal(size=V.shape) + 1j * rng.normal(size=V.shape))
-                    M = np.broadcast_to(Bm.reshape(1, 1, 4), (n_bl, nc, 4))
-                    F = np.zeros((n_bl, nc, 4), bool)
-                    if dead is not None and scan_of_time[ti] == dead[1]:
-                        bad = (bl1 == dead[0]) | (bl2 == dead[0])
-                        F[bad] = True
-                        V[bad] = 1e3 * (rng.normal(size=V[bad].shape) + 1j)
-                    if rfi and (ti % 7 == 3):
-                        V[:, nc // 3, :] += 500.0
-                    if dead_antenna_scan is not None and scan_of_time[ti] == dead_antenna_scan[1]:
-                        bad = (bl1 == dead_antenna_scan[0]) | (bl2 == dead_antenna_scan[0])
-                        V[bad] = noise * (hz.normal(size=V[bad].shape) + 1j * hz.normal(size=V[bad].shape))
-                    stokes_i = float(s_true[0])
-                    for c_ in rfi_persistent.get(s, ()):
-                        amp = stokes_i * (4.0 + 2.0 * np.sin(2 * np.pi * (times[ti] - times[0]) / rfi_period
-                                                             + rfi_phase0 + 0.7 * c_))
-                        V[:, c_, :] += amp * np.exp(2j * np.pi * hz.uniform(size=(n_bl, 4)))
-                    for _, s2_, c_ in intermittent[(intermittent[:, 0] == ti) & (intermittent[:, 1] == s)]:
-                        V[:, c_, :] += (stokes_i * hz.uniform(5, 20)
-                                        * np.exp(2j * np.pi * hz.uniform(size=(n_bl, 4))))
-                    if ti in bursts:
-                        V += stokes_i * hz.uniform(5, 20) * np.exp(2j * np.pi * hz.uniform(size=V.shape))
-                    t.putcol("DATA", V.astype(np.complex64), row, n_bl)
-                    t.putcol("MODEL_DATA", M.astype(np.complex64), row, n_bl)
-                    t.putcol("FLAG", F, row, n_bl)
-                    if weight_spectrum:
-                        t.putcol("WEIGHT_SPECTRUM",
-                                 np.full((n_bl, nc, 4), 1 / noise ** 2 if noise > 0 else 1.0, np.float32),
-                                 row, n_bl)
-                    row += n_bl
-            pbar.advance(nt)
+        with ms.write_table() as t, progress.bar("simulate: integrations", n_time) as pbar:
+            t.addrows(n_rows)
+            tpw = max(1, rows_per_write // rows_per_time)
+            for t0 in range(0, n_time, tpw):
+                tsl = np.arange(t0, min(n_time, t0 + tpw))
+                nt = len(tsl)
+                r0 = t0 * rows_per_time
+                nr = nt * rows_per_time
+                col = {k: [] for k in ("TIME", "A1", "A2", "DD", "FLD", "SCAN", "UVW")}
+                for ti in tsl:
+                    for d in range(n_spw):
+                        col["TIME"].append(np.full(n_bl, times[ti]))
+                        col["A1"].append(np.array(active_ids)[bl1])
+                        col["A2"].append(np.array(active_ids)[bl2])
+                        col["DD"].append(np.full(n_bl, d))
+                        col["FLD"].append(np.full(n_bl, field_of_time[ti]))
+                        col["SCAN"].append(np.full(n_bl, scan_of_time[ti]))
+                        f = FIELDS[field_of_time[ti]]
+                        h = gast[ti] - f[1]
+                        dec = f[2]
+                        X, Y, Z = bvec[:, 0], bvec[:, 1], bvec[:, 2]
+                        u = np.sin(h) * X + np.cos(h) * Y
+                        v = -np.sin(dec) * np.cos(h) * X + np.sin(dec) * np.sin(h) * Y + np.cos(dec) * Z
+                        w = np.cos(dec) * np.cos(h) * X - np.cos(dec) * np.sin(h) * Y + np.sin(dec) * Z
+                        col["UVW"].append(np.stack([u, v, w], axis=1))
+                for k in col:
+                    col[k] = np.concatenate(col[k])
+                t.putcol("TIME", col["TIME"], r0, nr)
+                t.putcol("TIME_CENTROID", col["TIME"], r0, nr)
+                t.putcol("INTERVAL", np.full(nr, int_s), r0, nr)
+                t.putcol("EXPOSURE", np.full(nr, int_s), r0, nr)
+                t.putcol("ANTENNA1", col["A1"], r0, nr)
+                t.putcol("ANTENNA2", col["A2"], r0, nr)
+                t.putcol("DATA_DESC_ID", col["DD"], r0, nr)
+                t.putcol("FIELD_ID", col["FLD"], r0, nr)
+                t.putcol("SCAN_NUMBER", col["SCAN"], r0, nr)
+                t.putcol("UVW", col["UVW"], r0, nr)
+                t.putcol("STATE_ID", -np.ones(nr, int), r0, nr)
+                t.putcol("ARRAY_ID", np.zeros(nr, int), r0, nr)
+                t.putcol("OBSERVATION_ID", np.zeros(nr, int), r0, nr)
+                t.putcol("PROCESSOR_ID", np.zeros(nr, int), r0, nr)
+                t.putcol("FEED1", np.zeros(nr, int), r0, nr)
+                t.putcol("FEED2", np.zeros(nr, int), r0, nr)
+                t.putcol("SIGMA", np.full((nr, 4), noise if noise > 0 else 1.0, np.float32), r0, nr)
+                t.putcol("WEIGHT", np.full((nr, 4), 1 / noise ** 2 if noise > 0 else 1.0, np.float32), r0, nr)
+                t.putcol("FLAG_ROW", flagrow_mask[r0:r0 + nr], r0, nr)
+                # visibilities, per (time, ddid): J (n_ant, n_chan, 2, 2)
+                row = r0
+                for ti in tsl:
+                    fidx = field_of_time[ti]
+                    fname, _, _, s_true, s_model = FIELDS[fidx]
+                    B = _brightness(s_true, feed)
+                    Bm = _brightness(s_model if s_model is not None else s_true, feed)
+                    P = P_all[fname][ti]
+                    for d in range(n_spw):
+                        s = ddid_spw[d]
+                        fr = spw_freqs[s]
+                        nc = len(fr)
+                        J = np.zeros((n_ant, nc, 2, 2), complex)
+                        k = np.exp(-1j * TWO_PI_NS * tau[:, None, :] * fr[None, :, None])        # (a, c, 2)
+                        g = bp[s] * tg[:, ti][:, None, :]
+                        kc = np.exp(-1j * TWO_PI_NS * kc_tau * fr)                               # (c,)
+                        diag = k * g
+                        diag[..., 0] *= kc[None, :]
+                        diag[..., 1] *= np.exp(1j * cp_phase)
+                        J[..., 0, 0] = diag[..., 0]
+                        J[..., 1, 1] = diag[..., 1]
+                        J = np.einsum("acij,ajk->acik", J, D)
+                        J = np.einsum("acij,ajk->acik", J, P)                  # each antenna's own P
+                        if spix and fname in spix:
+                            Bc = B[None] * ((fr / f0) ** float(spix[fname]))[:, None, None]
+                            V = np.einsum("bcij,cjk,bclk->bcil", J[bl1], Bc, np.conj(J[bl2]))
+                        else:
+                            V = np.einsum("bcij,jk,bclk->bcil", J[bl1], B, np.conj(J[bl2]))
+                        V = V.reshape(n_bl, nc, 4)
+                        if noise > 0:
+                            V = V + noise * (rng.normal(size=V.shape) + 1j * rng.normal(size=V.shape))
+                        M = np.broadcast_to(Bm.reshape(1, 1, 4), (n_bl, nc, 4))
+                        F = np.zeros((n_bl, nc, 4), bool)
+                        if dead is not None and scan_of_time[ti] == dead[1]:
+                            bad = (bl1 == dead[0]) | (bl2 == dead[0])
+                            F[bad] = True
+                            V[bad] = 1e3 * (rng.normal(size=V[bad].shape) + 1j)
+                        if rfi and (ti % 7 == 3):
+                            V[:, nc // 3, :] += 500.0
+                        if dead_antenna_scan is not None and scan_of_time[ti] == dead_antenna_scan[1]:
+                            bad = (bl1 == dead_antenna_scan[0]) | (bl2 == dead_antenna_scan[0])
+                            V[bad] = noise * (hz.normal(size=V[bad].shape)
+                                              + 1j * hz.normal(size=V[bad].shape))
+                        stokes_i = float(s_true[0])
+                        for c_ in rfi_persistent.get(s, ()):
+                            amp = stokes_i * (4.0 + 2.0 * np.sin(
+                                2 * np.pi * (times[ti] - times[0]) / rfi_period + rfi_phase0 + 0.7 * c_))
+                            V[:, c_, :] += amp * np.exp(2j * np.pi * hz.uniform(size=(n_bl, 4)))
+                        now = intermittent[(intermittent[:, 0] == ti) & (intermittent[:, 1] == s)]
+                        for _, s2_, c_ in now:
+                            V[:, c_, :] += (stokes_i * hz.uniform(5, 20)
+                                            * np.exp(2j * np.pi * hz.uniform(size=(n_bl, 4))))
+                        if ti in bursts:
+                            V += stokes_i * hz.uniform(5, 20) * np.exp(2j * np.pi * hz.uniform(size=V.shape))
+                        t.putcol("DATA", V.astype(np.complex64), row, n_bl)
+                        t.putcol("MODEL_DATA", M.astype(np.complex64), row, n_bl)
+                        t.putcol("FLAG", F, row, n_bl)
+                        if weight_spectrum:
+                            t.putcol("WEIGHT_SPECTRUM",
+                                     np.full((n_bl, nc, 4), 1 / noise ** 2 if noise > 0 else 1.0, np.float32),
+                                     row, n_bl)
+                        row += n_bl
+                pbar.advance(nt)
 
-    truth = Truth(
-        ms=path, feed=feed, ant_names=[names[i] for i in active_ids],
-        field_names=[f[0] for f in FIELDS], spw_freqs=spw_freqs, times=times, tau=tau, bandpass=bp,
-        time_gain=tg, leakage=dleak, kc_tau=kc_tau, cp_phase=cp_phase, parang=parang, parang_ant=parang_ant,
-        noise=noise,
-        flux_true={f[0]: tuple(f[3]) for f in FIELDS},
-        flux_model={f[0]: tuple(f[4] if f[4] is not None else f[3]) for f in FIELDS},
-        dead_ant=names[active_ids[dead[0]]] if dead is not None else None,
-        dead_scan=int(dead[1]) if dead is not None else None,
-        scans={int(s): FIELDS[field_of_time[i]][0] for i, s in enumerate(scan_of_time)},
-        rfi_persistent=rfi_persistent, rfi_intermittent=intermittent, rfi_bursts=bursts,
-        noise_ant=names[active_ids[dead_antenna_scan[0]]] if dead_antenna_scan is not None else None,
-        noise_scan=int(dead_antenna_scan[1]) if dead_antenna_scan is not None else None)
-    save_truth(truth, path + ".truth.npz")
+        truth = Truth(
+            ms=path, feed=feed, ant_names=[names[i] for i in active_ids],
+            field_names=[f[0] for f in FIELDS], spw_freqs=spw_freqs, times=times, tau=tau, bandpass=bp,
+            time_gain=tg, leakage=dleak, kc_tau=kc_tau, cp_phase=cp_phase, parang=parang,
+            parang_ant=parang_ant, noise=noise,
+            flux_true={f[0]: tuple(f[3]) for f in FIELDS},
+            flux_model={f[0]: tuple(f[4] if f[4] is not None else f[3]) for f in FIELDS},
+            dead_ant=names[active_ids[dead[0]]] if dead is not None else None,
+            dead_scan=int(dead[1]) if dead is not None else None,
+            scans={int(s): FIELDS[field_of_time[i]][0] for i, s in enumerate(scan_of_time)},
+            rfi_persistent=rfi_persistent, rfi_intermittent=intermittent, rfi_bursts=bursts,
+            noise_ant=names[active_ids[dead_antenna_scan[0]]] if dead_antenna_scan is not None else None,
+            noise_scan=int(dead_antenna_scan[1]) if dead_antenna_scan is not None else None)
+        save_truth(truth, tmp + ".truth.npz")
+        check_replace_simulated(path, overwrite)        # still free, or still ours to replace
+        with signals.held():                            # an interrupt waits for the swap to end
+            _swap_in(tmp, aside, path)
+            complete.append(True)
+            _remove_replaced(aside, path)
+    except BaseException as e:
+        if complete and isinstance(e, KeyboardInterrupt):
+            e.simulate_complete = path                  # interrupted after the new pair was in place
+        else:
+            _discard(tmp)
+        raise
+    finally:
+        _ACTIVE.discard(os.path.basename(tmp))
     return truth
 
 
