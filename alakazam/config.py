@@ -86,6 +86,9 @@ class SolveConfig:
     output: str
     steps: List[SolveStep]
     ref_ant: Union[int, str, List[Union[int, str]]] = 0   # name/index, or a list in priority order
+    #: ref_ant not given (YAML key absent or null, akcal refant=''): ANTENNA 0, or the first antenna by
+    #: ANTENNA id with data in the MS when 0 has none (flow.run_solve says which)
+    ref_ant_default: bool = False
     ref_ant_mode: str = "flex"      # flex (fall back, re-reference) | strict (flag); solvers/rereference.py
     data_col: str = "DATA"
     model_col: str = "MODEL_DATA"
@@ -518,14 +521,15 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         if t is not None and fw is not None:
             steps.append(st)
     ext = _external_preapply(d.get("external_preapply"), where, names, errs)
-    ref = d.get("ref_ant", 0)
+    ref_default = d.get("ref_ant") is None
+    ref = 0 if ref_default else d["ref_ant"]
     refs = ref if isinstance(ref, (list, tuple)) else [ref]
     if not refs or any(isinstance(r, bool) or not isinstance(r, (int, str)) for r in refs):
         errs.add(_name("ref_ant", where, names), f"{ref!r} must be an antenna name or index, or a list of "
                                                  "them in priority order")
     elif isinstance(ref, (list, tuple)):
         ref = list(ref) if len(ref) > 1 else ref[0]
-    cfg = SolveConfig(steps=steps, ref_ant=ref, external_preapply=ext,
+    cfg = SolveConfig(steps=steps, ref_ant=ref, ref_ant_default=ref_default, external_preapply=ext,
                       select={k: v[k] for k in _SELECT_KEYS if v[k]}, **_kwargs(SolveConfig, v))
     from .solvers.smodel import parse_smodel
     cfg.smodel = errs.run(_name("smodel", where, names), parse_smodel, d.get("smodel"),

@@ -60,6 +60,7 @@ raised (the same file as step-major order leaves).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time as _time
@@ -310,6 +311,13 @@ def _validate(cfg: SolveConfig):
                                        jones_type=step.jones_type)
     ms_io.check_columns(cfg.ms, [cfg.data_col] + ([] if cfg.smodel else [cfg.model_col]))   # smodel: no MODEL
     ms_io.check_antenna_names(meta)      # solutions are matched to antennas by name
+    if cfg.ref_ant_default and len(meta.ant_map) and meta.ant_map[0] < 0:
+        # no ref_ant given and ANTENNA 0 has no rows: the first antenna with data (not an error naming
+        # a parameter the user never set)
+        first = int(np.flatnonzero(np.asarray(meta.ant_map) >= 0)[0])
+        log.info("ref_ant not given: %s (ANTENNA %d, the first antenna with data; ANTENNA 0, %s, has "
+                 "none)", meta.ant_names[first], first, meta.ant_names[0])
+        cfg = dataclasses.replace(cfg, ref_ant=first)
     refs = ms_io.resolve_antenna(meta, cfg.ref_ant)
     refs = refs if isinstance(refs, list) else [refs]
     spw_sel = ms_io.resolve_spw(meta, cfg.spw)

@@ -46,10 +46,11 @@ def unselect(params, d):
 
 def _refant(v):
     """'C03,C04' or ['C03', 'C04'] or 3 -> one name/index or a list in priority order (digits -> int).
-    '' or [] (CASA's unset refant) -> the default, ANTENNA index 0 (each cell then falls back to the
-    antenna with the most data where 0 has none, refantmode 'flex')."""
+    '' or [] (CASA's unset refant) -> None: the default, ANTENNA index 0 or, when it has no data in the
+    MS, the first antenna with data (each cell then falls back to the antenna with the most data where
+    the reference has none, refantmode 'flex')."""
     if (isinstance(v, str) and not v.strip()) or (isinstance(v, (list, tuple)) and not v):
-        return 0
+        return None
     if isinstance(v, str):
         items = [s.strip() for s in v.split(",")]
     else:

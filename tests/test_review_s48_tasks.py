@@ -4,6 +4,7 @@ place of a bad field in its selection."""
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from alakazam.caltasks import akapply, akcal
@@ -152,3 +153,28 @@ apply:
     assert "apply[0].ms" in str(e.value) and "flagversions' exists and is not a directory" in str(e.value)
     assert not (tmp_path / "z.h5").exists()
     assert open(ms + ".flagversions").read() == "junk\n"
+
+
+def test_unset_refant_takes_the_first_antenna_with_data(tmp_path):
+    """ANTENNA 0 without rows and no refant given: 'solve[0].ref_ant: antenna C00 has no data' blamed a
+    parameter the user never set.  Now the first antenna with data serves (CASA's refant='' runs too);
+    a refant given that has no data stays an error."""
+    from casacore.tables import table
+
+    from alakazam.io import hdf5
+    from alakazam.sim import simulate_ms
+
+    ms = str(tmp_path / "na.ms")
+    simulate_ms(ms, n_ant=5, n_ant_extra=2, n_chan=(8, 4), duration_h=0.5, seed=3)
+    # (ANTENNA ids 1 and 6 have no rows in the simulator's MS) ANTENNA 0's rows go to ANTENNA 6
+    with table(ms, readonly=False, ack=False) as t:
+        for col in ("ANTENNA1", "ANTENNA2"):
+            a = t.getcol(col)
+            t.putcol(col, np.where(a == 0, 6, a))
+    out = str(tmp_path / "g.h5")
+    akcal(vis=ms, caltable=out, field="3C286", jones=["G"], solint=["scan"])
+    s = hdf5.read_term(out, "G0")[0]
+    assert s.attrs.get("ref_ant_name") == "C02" and "C00" not in s.ant_names and "C06" in s.ant_names
+    with pytest.raises(ParameterError) as e:
+        akcal(vis=ms, caltable=str(tmp_path / "h.h5"), field="3C286", jones=["G"], refant="C00")
+    assert "'C00' has no data" in str(e.value)

@@ -130,7 +130,9 @@ def ms_errors(d: dict, keys=None) -> dict:
                 if "," in item and out.get(key) and not out[key][-1].endswith(_LIST_HINT):
                     out[key][-1] += _LIST_HINT
         elif kind == "ref_ant":
-            refs = v if isinstance(v, (list, tuple)) else [0 if v is None else v]
+            if v is None:           # not given: the run takes ANTENNA 0 or the first antenna with data
+                continue
+            refs = v if isinstance(v, (list, tuple)) else [v]
             if refs and all(isinstance(r, (int, str)) and not isinstance(r, bool) for r in refs):
                 ref = list(refs) if isinstance(v, (list, tuple)) else refs[0]
                 attempt(key, lambda m, r: ms_io.resolve_antenna(m, r, warn=False), meta, ref)  # run warns
