@@ -59,6 +59,10 @@ def _setup_logging(quiet=False, logfile=None):
             raise AlakazamError(f"--log: directory {d!r} of {logfile!r} does not exist")
         if os.path.isdir(logfile):
             raise AlakazamError(f"--log: {logfile!r} is a directory, expected a file name")
+        from .core.outputs import inside_table_message, table_around
+        tab = table_around(d)            # (an MS the run may replace, as simulate --overwrite does)
+        if tab:
+            raise AlakazamError(f"--log: {inside_table_message(logfile, tab)}")
         _check_appendable_log(logfile)
         try:
             fh = logging.FileHandler(logfile)

@@ -178,3 +178,16 @@ def test_unset_refant_takes_the_first_antenna_with_data(tmp_path):
     with pytest.raises(ParameterError) as e:
         akcal(vis=ms, caltable=str(tmp_path / "h.h5"), field="3C286", jones=["G"], refant="C00")
     assert "'C00' has no data" in str(e.value)
+
+
+def test_log_file_inside_a_table_directory_is_refused(chain, tmp_path):
+    """--log MS/x.log wrote into the MS directory (plots and tables refuse such paths); with simulate
+    --overwrite the log went away with the old MS."""
+    import subprocess
+    import sys
+
+    ms, cal = chain
+    r = subprocess.run([sys.executable, "-m", "alakazam.cli", "info", cal, "--log", ms + "/y.log"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "lies inside the CASA table" in r.stderr, r.stderr
+    assert not os.path.exists(ms + "/y.log")
