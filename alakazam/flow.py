@@ -189,8 +189,19 @@ def _refuse_all_flagged(cfg, pending):
                                        s.attrs.get("ref_ant_name"))
                 if why.startswith("no usable data"):
                     why += _flagged_before(pending, keys[:i], s)
-                log.warning("%s field %s spw %d scan %d: every solution flagged (%s)", key, s.field_name,
-                            s.spw, s.scan_id, why)
+                log.warning("%s field %s spw %d %s: every solution flagged (%s)", key, s.field_name,
+                            s.spw, _scan_words(s), why)
+
+
+def _scan_words(s) -> str:
+    """'scan N', or for a set spanning scans (time_interval inf: HDF5 group scan_0, which is no MS scan)
+    'scans 1-6' / 'scans 1, 3, 5' from its ``scans`` attribute."""
+    scans = [int(x) for x in np.atleast_1d(s.attrs.get("scans", []))] if s.scan_id == 0 else []
+    if not scans:
+        return f"scan {s.scan_id}"
+    if scans == list(range(scans[0], scans[-1] + 1)) and len(scans) > 2:
+        return f"scans {scans[0]}-{scans[-1]}"
+    return "scans " + ", ".join(str(x) for x in scans) if len(scans) > 1 else f"scan {scans[0]}"
 
 
 def _ref_counts(sets):

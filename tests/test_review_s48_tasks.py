@@ -191,3 +191,15 @@ def test_log_file_inside_a_table_directory_is_refused(chain, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and "lies inside the CASA table" in r.stderr, r.stderr
     assert not os.path.exists(ms + "/y.log")
+
+
+def test_warnings_name_the_scans_of_a_set_spanning_scans():
+    """'G0 field 3C147 spw 1 scan 0: every solution flagged' named a scan the MS does not have (the
+    HDF5 group of a time_interval inf set is scan_0)."""
+    from types import SimpleNamespace
+
+    from alakazam.flow import _scan_words
+
+    assert _scan_words(SimpleNamespace(scan_id=0, attrs={"scans": np.array([1, 2, 3, 4])})) == "scans 1-4"
+    assert _scan_words(SimpleNamespace(scan_id=0, attrs={"scans": np.array([2, 5])})) == "scans 2, 5"
+    assert _scan_words(SimpleNamespace(scan_id=7, attrs={})) == "scan 7"
