@@ -228,8 +228,13 @@ def preflight(blocks, produced_elsewhere=()):
                         add(f"{where}.{p.yamlkey}", bad)        # a directory, not an MS (said once)
         if cfg is not None and f"{where}.ms" not in errors and f"{where}.reference_table" not in errors:
             try:
-                if section in ("solve", "fluxscale"):
+                if section == "solve":
                     outputs.check_output_file(cfg.output, f"{where}.output")
+                elif section == "fluxscale":    # with the block's other errors (not before them)
+                    try:
+                        outputs.check_output_file(cfg.output, f"{where}.output")
+                    except AlakazamError as e:
+                        add(f"{where}.output", str(e).split(": ", 1)[-1])
                 if section == "fluxscale" and cfg.transfer_table and not have_table(cfg.transfer_table):
                     add(f"{where}.transfer_table", f"{cfg.transfer_table!r} does not exist and no earlier "
                         "block writes it")
@@ -559,7 +564,6 @@ def _fluxscale_errors(cfg, planned, produced, planned_spws=None, planned_ms=None
     (calibration/fluxscale.check_inputs, as akfluxscale checks them), or -- one written by an earlier
     block -- as they will be (fluxscale.planned_errors, and its ms and spw:
     fluxscale.planned_ms_spw_errors)."""
-    import h5py
 
     from alakazam.calibration import fluxscale
     from alakazam.io import hdf5
@@ -592,8 +596,9 @@ def _fluxscale_errors(cfg, planned, produced, planned_spws=None, planned_ms=None
             errors.setdefault(k, []).extend(m for m in msgs if m not in errors.get(k, []))
     else:
         ref = os.path.expanduser(cfg.reference_table)
-        if os.path.isfile(ref) and h5py.is_hdf5(ref):
-            errors.update(fluxscale.check_inputs(cfg))
+        if os.path.exists(ref):         # (a file that is not HDF5 too: check_inputs says so)
+            for k, msgs in fluxscale.check_inputs(cfg).items():
+                errors.setdefault(k, []).extend(m for m in msgs if m not in errors.get(k, []))
     return errors
 
 

@@ -252,7 +252,10 @@ def transfer_ms(cfg, table, sets):
 
     if cfg.ms:
         ms = os.path.abspath(os.path.expanduser(str(cfg.ms)))
-        return (ms, None) if os.path.isdir(ms) else (None, f"{str(cfg.ms)!r} does not exist")
+        if os.path.isdir(ms):
+            return ms, None
+        return None, (f"{str(cfg.ms)!r} is a file, not a Measurement Set (expected an MS directory)"
+                      if os.path.exists(ms) else f"{str(cfg.ms)!r} does not exist")
     stored = next((str(s.attrs.get("ms")) for s in sets if s.attrs.get("ms")), "")
     path, tried = hdf5.resolve_ms(stored, table)
     if path:
@@ -480,12 +483,42 @@ def _msg(e, *heads):
     return rest if sep and head in heads else str(e)
 
 
+def _is_gain_key(key) -> bool:
+    """Whether table key ``key`` (``G0``, ``K1``, ...) holds gain solutions (a type fluxscale scales)."""
+    try:
+        return bool(jterms.get(str(key).rstrip("0123456789")).gain)
+    except AlakazamError:
+        return False
+
+
+def _checked_sets(table, keys, add, name):
+    """The solution sets of ``keys`` in ``table`` (a key that cannot be read: its error added to
+    ``name``, the others still read), or None when none could be read."""
+    from ..io import hdf5
+
+    out, ok = [], False
+    for k in keys:
+        try:
+            out.extend(hdf5.read_term(table, k))
+            ok = True
+        except AlakazamError as e:
+            add(name, _msg(e, "caltable"))
+    return out if ok else None
+
+
 def check_inputs(cfg: FluxscaleConfig, named=False) -> dict:
     """{YAML key: [message]} for every part of a fluxscale block that does not fit its tables: the
-    output, the tables, jones_type (a gain key in both tables), the reference and transfer fields, spw
-    and refspwmap -- all of them, so that akfluxscale and the YAML runner report them together (before:
-    one at a time, the first :func:`run_fluxscale` met).  ``named``: the fields are already
-    :func:`named_fields`' (else they are named here)."""
+    output, the tables, jones_type (a gain key in both tables), the reference and transfer fields, ms,
+    spw and refspwmap -- all of them, so that akfluxscale and the YAML runner report them together
+    (before: one at a time, the first :func:`run_fluxscale` met).  ``named``: the fields are already
+    :func:`named_fields`' (else they are named here).
+
+    A check is skipped only when what it is checked against failed: the fields, spw and refspwmap of a
+    table that cannot be read.  A jones_type that is not a usable gain key (not found, ambiguous, a
+    K or other non-gain key, phase-only, different keys in the two tables) is reported and the fields,
+    SPWs and refspwmap are still checked -- against the table's gain keys (its resolved key when that
+    is a gain) -- and a given ``ms`` is checked on its own (it was reported only once every other
+    check had passed: four runs to see five bad values, review of session 45)."""
     from ..core.outputs import check_output_file
     from ..io import hdf5
 
@@ -494,7 +527,8 @@ def check_inputs(cfg: FluxscaleConfig, named=False) -> dict:
         cfg, errors = named_fields(cfg)
 
     def add(k, m):
-        errors.setdefault(k, []).append(m)
+        if m not in errors.get(k, []):
+            errors.setdefault(k, []).append(m)
 
     try:
         check_output_file(cfg.output, "output")
@@ -502,83 +536,120 @@ def check_inputs(cfg: FluxscaleConfig, named=False) -> dict:
         add("output", _msg(e, "output"))
     ref_table = cfg.reference_table
     tr_table = cfg.transfer_table or ref_table
-    keys = {}
-    for name, table in (("reference_table", ref_table), ("transfer_table", tr_table)):
-        if name == "transfer_table" and tr_table == ref_table:
-            keys[name] = keys.get("reference_table")
+    same = tr_table == ref_table
+    tables = {"reference_table": ref_table, "transfer_table": tr_table}
+    all_keys, keys = {}, {}             # table name -> its keys / the key jones_type resolves to
+    for name, table in tables.items():
+        if name == "transfer_table" and same:
+            if "reference_table" in all_keys:
+                all_keys[name] = all_keys["reference_table"]
+            if "reference_table" in keys:
+                keys[name] = keys["reference_table"]
             continue
         try:
-            hdf5.list_keys(table)
+            all_keys[name] = hdf5.list_keys(table)
         except AlakazamError as e:
             add(name, _msg(e, "caltable"))
             continue
         try:
-            keys[name] = hdf5.resolve_key(table, cfg.jones_type)
+            keys[name] = hdf5.pick_key(all_keys[name], cfg.jones_type, table)
         except AlakazamError as e:
-            if str(e) not in errors.get("jones_type", []):
-                add("jones_type", str(e))
+            add("jones_type", str(e))
     key, tr_key = keys.get("reference_table"), keys.get("transfer_table")
     if key and tr_key and key != tr_key:
         add("jones_type", f"{cfg.jones_type!r} resolves to different keys in the two tables "
             f"({key}, {tr_key})")
-    if not key or not tr_key or key != tr_key:
-        return errors
-    ref_sets = hdf5.read_term(ref_table, key)
-    tr_sets = ref_sets if tr_table == ref_table else hdf5.read_term(tr_table, key)
-    jt = ref_sets[0].attrs.get("jones_type") if ref_sets else None
-    if jt and not jterms.get(jt).gain:
-        add("jones_type", f"fluxscale scales G (gain) solutions; {key} is {jt}")
-        return errors
-    phase_only = sorted({t for t, sets in ((ref_table, ref_sets), (tr_table, tr_sets))
-                         if any(bool(s.attrs.get("phase_only", False)) for s in sets)})
-    if phase_only:      # every amplitude is 1: every ratio 1, the model's flux returned as 'derived'
-        add("jones_type", f"{key} in {', '.join(phase_only)} was solved phase-only (calmode 'p'): its "
-            "amplitudes are all 1 and carry no flux scale; give the key of an amplitude-and-phase G")
-        return errors
-    have_ref = {s.field_name for s in ref_sets}
-    have_tr = {s.field_name for s in tr_sets}
-    for f in cfg.reference_field:
-        if f not in have_ref:
-            add("reference_field", f"{f!r} has no {key} solutions in {ref_table} (fields: "
-                f"{', '.join(sorted(have_ref))})")
-    for f in cfg.transfer_field:
-        if f not in have_tr:
-            add("transfer_field", f"{f!r} has no {key} solutions in {tr_table} (fields: "
-                f"{', '.join(sorted(have_tr))})")
-    transfer = [f for f in cfg.transfer_field if f in have_tr] or (
-        [] if cfg.transfer_field else sorted(have_tr - set(cfg.reference_field)))
-    if not cfg.transfer_field and not transfer:
-        add("transfer_field", f"empty and {tr_table} has no {key} solutions of a field other than the "
-            f"reference ({', '.join(cfg.reference_field)})")
+    for k in dict.fromkeys(v for v in (key, tr_key) if v):
+        if not _is_gain_key(k):
+            add("jones_type", f"fluxscale scales G (gain) solutions; {k} is {k.rstrip('0123456789')}")
+
+    # the solutions the fields and SPWs are checked against, per table: the key when it is a gain key,
+    # else every gain key of the table (every key when it has none) -- a field or SPW none of them has
+    # is wrong whatever jones_type becomes
+    sets, label = {}, {}
+    for name, table in tables.items():
+        if name == "transfer_table" and same:
+            if "reference_table" in sets:
+                sets[name], label[name] = sets["reference_table"], label["reference_table"]
+            continue
+        if name not in all_keys:
+            continue
+        k = keys.get(name)
+        use = [k] if k and _is_gain_key(k) else (
+            [x for x in all_keys[name] if _is_gain_key(x)] or list(all_keys[name]))
+        got = _checked_sets(table, use, add, name)
+        if got is not None:
+            sets[name], label[name] = got, " or ".join(use)
+    ref_sets, tr_sets = sets.get("reference_table"), sets.get("transfer_table")
+    usable = bool(key) and key == tr_key and "jones_type" not in errors
+    if usable and ref_sets is not None and tr_sets is not None:
+        phase_only = sorted({t for t, ss in ((ref_table, ref_sets), (tr_table, tr_sets))
+                             if any(bool(s.attrs.get("phase_only", False)) for s in ss)})
+        if phase_only:  # every amplitude is 1: every ratio 1, the model's flux returned as 'derived'
+            add("jones_type", f"{key} in {', '.join(phase_only)} was solved phase-only (calmode 'p'): its "
+                "amplitudes are all 1 and carry no flux scale; give the key of an amplitude-and-phase G")
+    have_ref = {s.field_name for s in ref_sets} if ref_sets is not None else None
+    have_tr = {s.field_name for s in tr_sets} if tr_sets is not None else None
+    if have_ref is not None:
+        for f in cfg.reference_field:
+            if f not in have_ref:
+                add("reference_field", f"{f!r} has no {label['reference_table']} solutions in {ref_table} "
+                    f"(fields: {', '.join(sorted(have_ref))})")
+    transfer = []
+    if have_tr is not None:
+        for f in cfg.transfer_field:
+            if f not in have_tr:
+                add("transfer_field", f"{f!r} has no {label['transfer_table']} solutions in {tr_table} "
+                    f"(fields: {', '.join(sorted(have_tr))})")
+        transfer = [f for f in cfg.transfer_field if f in have_tr] or (
+            [] if cfg.transfer_field else sorted(have_tr - set(cfg.reference_field)))
+        if not cfg.transfer_field and not transfer:
+            add("transfer_field", f"empty and {tr_table} has no {label['transfer_table']} solutions of a "
+                f"field other than the reference ({', '.join(cfg.reference_field)})")
+    if cfg.ms:                          # a given MS: checked on its own (whatever else is wrong)
+        ms, why = transfer_ms(cfg, tr_table, [])
+        why = why or _ms_errors(ms, None, "")
+        if why:
+            add("ms", why)
     for tf in transfer:                 # the MS(s) whose MODEL_DATA gives the model flux (per SPW's sets)
         sets_tf = [s for s in tr_sets if s.field_name == tf]
         src = model_source(sets_tf)
         for sp in sorted({s.spw for s in sets_tf}):
             ms, why = transfer_ms(cfg, tr_table, [s for s in sets_tf if s.spw == sp])
             why = why or _ms_errors(ms, tf, src[1] if src[0] == "column" else "")
-            if why and why not in errors.get("ms", []):
+            if why:
                 add("ms", why)
+    if tr_sets is None:
+        return errors
     pool = transfer or sorted(have_tr)          # (no valid transfer field: spw checked on every field)
-    ref_spws = sorted({s.spw for s in ref_sets if s.field_name in cfg.reference_field})
     spws = sorted({s.spw for s in tr_sets if s.field_name in pool})
     if str(cfg.spw).strip():
         try:
             want = {int(x) for x in str(cfg.spw).replace(" ", "").split(",") if x != ""}
         except ValueError:
-            return errors                  # (the config names an unreadable spw)
-        if not want & set(spws):
-            add("spw", f"{cfg.spw!r} selects no SPW with {key} solutions of the "
+            want = None                  # (the config names an unreadable spw)
+        if want is not None and not want & set(spws):
+            add("spw", f"{cfg.spw!r} selects no SPW with {label['transfer_table']} solutions of the "
                 + (f"transfer field(s) {', '.join(transfer)}" if transfer else f"fields in {tr_table}")
                 + f" (SPWs with solutions: {spws})")
-            return errors
-        spws = [s for s in spws if s in want]
-    if not transfer:
+        elif want is not None:
+            spws = [s for s in spws if s in want]
+    if ref_sets is None:
         return errors
-    bad = sorted({_ref_spw(s, cfg.refspwmap) for s in spws} - set(ref_spws))
-    if bad and not errors.get("reference_field"):
-        add("refspwmap", f"{cfg.refspwmap!r} maps to SPW(s) {bad} without {key} solutions of the reference "
-            f"field(s) {', '.join(cfg.reference_field)} (SPWs with solutions: {ref_spws}); give "
-            "refspwmap=[<ref spw>] or one entry per SPW")
+    # the reference SPWs: of the reference fields, or of every field when one of them is wrong (an SPW
+    # that no field has is wrong whichever reference field is meant)
+    ref_ok = not errors.get("reference_field") and cfg.reference_field
+    ref_spws = sorted({s.spw for s in ref_sets if not ref_ok or s.field_name in cfg.reference_field})
+    pairs = {(_ref_spw(s, cfg.refspwmap), s) for s in spws}
+    if not transfer or errors.get("spw"):      # (the SPWs to scale are not known: only what the map
+        pairs = {(r, s) for r, s in pairs if r != s}    # itself sends to another SPW)
+    bad = sorted({r for r, _ in pairs} - set(ref_spws))
+    if bad:
+        whose = (f"of the reference field(s) {', '.join(cfg.reference_field)}" if ref_ok
+                 else f"in {ref_table}")
+        add("refspwmap", f"{cfg.refspwmap!r} maps to SPW(s) {bad} without {label['reference_table']} "
+            f"solutions {whose} (SPWs with solutions: {ref_spws}); give refspwmap=[<ref spw>] or one "
+            "entry per SPW")
     return errors
 
 
@@ -659,11 +730,8 @@ def planned_ms_spw_errors(cfg: FluxscaleConfig, spws=None) -> dict:
 def run_fluxscale(cfg: FluxscaleConfig) -> dict:
     from ..io import hdf5
 
-    from ..core.outputs import check_output_file
-
-    check_output_file(cfg.output, "output")        # before any work (clear error, nothing written)
     cfg, errors = named_fields(cfg)                 # patterns and field ids -> the table's names (once)
-    for k, v in check_inputs(cfg, named=True).items():      # every bad part together
+    for k, v in check_inputs(cfg, named=True).items():      # every bad part together, the output too
         errors.setdefault(k, []).extend(v)
     if errors:
         raise ParameterError(errors)
