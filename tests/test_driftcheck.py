@@ -42,7 +42,7 @@ def test_no_warning_with_a_phase_only_g_before_the_bandpass(two_ms, solve_warnin
                   phase_only=[False, True, False]) == []
 
 
-def test_the_remedy_fits_the_block(two_ms, solve_warnings):
+def test_the_remedy_fits_the_block(two_ms, solve_warnings, monkeypatch):
     """An iterated block whose rounds have not converged was told CASA's recipe only (a review against
     truth: intermittent RFI on an 8-channel SPW left the full-polarisation example's 3C286 5.8x the noise
     after its 3 rounds, 1.09x after 6; CASA's recipe 10.9x). It is now told to raise iterations; a
@@ -55,12 +55,20 @@ def test_the_remedy_fits_the_block(two_ms, solve_warnings):
     # rounds that have not converged: intermittent RFI on 8 channels at 3C286's ~1500 sigma per sample,
     # time gains per integration (measured: still warned after 2 and 3 rounds; 2 rounds converge on the
     # 16-channel MS above, and are silent)
+    # (since session 48 a re-solved K carries its band-centre phase change into the previous round's
+    # later gains, solve_rounds.carry_delay_phase, and these 2 rounds converge; without that carry they
+    # do not -- the state this remedy is for)
+    import alakazam.solve_rounds as solve_rounds
+    monkeypatch.setattr(solve_rounds, "carry_delay_phase", lambda g, k_old, k_new: g)
     narrow = str(d / "narrow.ms")
     simulate_ms(narrow, n_ant=6, n_chan=(8,), duration_h=1.5, noise=0.01, seed=1, leakage=False,
                 crosshand=False, dead_ant=False, flag_rows=0.0, rfi_intermittent=True)
     two = _solve(narrow, str(d / "r2.h5"), solve_warnings, iterations=2, jones=["K", "G", "G"],
                  time_interval=["scan", "inf", "int"], freq_interval=["full", "1MHz", "full"])
     assert len(two) == 1 and "This block's 2 rounds re-solve the bandpass" in two[0] and "e.g. to 4" in two[0]
+    monkeypatch.undo()
+    assert not _solve(narrow, str(d / "r2c.h5"), solve_warnings, iterations=2, jones=["K", "G", "G"],
+                      time_interval=["scan", "inf", "int"], freq_interval=["full", "1MHz", "full"])
     alone = _solve(ms[True], str(d / "r3.h5"), solve_warnings, jones=["K", "G"], time_interval=["inf", "inf"],
                    freq_interval=["full", "1MHz"])
     assert len(alone) == 1 and "iterations" not in alone[0] and "CASA's recipe" in alone[0]
