@@ -203,3 +203,28 @@ def test_warnings_name_the_scans_of_a_set_spanning_scans():
     assert _scan_words(SimpleNamespace(scan_id=0, attrs={"scans": np.array([1, 2, 3, 4])})) == "scans 1-4"
     assert _scan_words(SimpleNamespace(scan_id=0, attrs={"scans": np.array([2, 5])})) == "scans 2, 5"
     assert _scan_words(SimpleNamespace(scan_id=7, attrs={})) == "scan 7"
+
+
+@pytest.mark.parametrize("spw", ["", "0:2~5"])
+def test_calflag_flags_samples_whose_data_are_not_finite(chain, spw):
+    """A review: NaN DATA (unflagged) went into CORRECTED_DATA as NaN, unflagged, with applymode calflag;
+    no solution corrects them.  Now flagged (and counted) with the samples without a solution; calonly
+    leaves FLAG alone."""
+    from casacore.tables import table
+
+    ms, cal = chain
+    with table(ms, readonly=False, ack=False) as t:
+        q = t.query("DATA_DESC_ID==1 && ANTENNA1!=ANTENNA2")   # (SPW 0, 8 channels)
+        d = q.getcol("DATA")
+        d[5:9, 3, :] = np.nan
+        d[20, 4, 1] = np.inf
+        q.putcol("DATA", d)
+        rows = q.rownumbers()
+    r = akapply(vis=ms, gaintable=[cal], jones=["K0", "G0"], applymode="calflag", spw=spw)
+    assert r["flagged_nonfinite"] == 4 * 4 + 1
+    with table(ms, ack=False) as t:
+        q = t.query("DATA_DESC_ID==1 && ANTENNA1!=ANTENNA2")
+        assert list(q.rownumbers()) == list(rows)
+        f, c = q.getcol("FLAG"), q.getcol("CORRECTED_DATA")
+    assert f[5:9, 3, :].all() and f[20, 4, 1] and not f[20, 4, 0]
+    assert np.isfinite(c[~f]).all()

@@ -233,7 +233,8 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
     mode = _am.resolve(getattr(cfg, "applymode", ""), cfg.propagate_flags)
     limit = memory.memory_limit_bytes(cfg.memory_limit_gb)
     lines = []
-    counts = {"rows": 0, "samples": 0, "unflagged": 0, "no_solution": 0, "flagged_by_solution": 0}
+    counts = {"rows": 0, "samples": 0, "unflagged": 0, "no_solution": 0, "flagged_by_solution": 0,
+              "flagged_nonfinite": 0}
     per_term = {}           # (term key, field name) -> samples whose solution in that term is flagged
     from .. import distributed
     save = (lambda: backup_flags(cfg.ms)) if _am.writes_flags(mode) else (lambda: None)
@@ -263,6 +264,10 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
         if n:
             log.info("applymode %s: %s %s: %d samples have a flagged solution and are %s", mode, key, fname,
                      n, verb)
+    if counts["flagged_nonfinite"]:
+        log.warning("%d samples whose DATA is NaN or infinite (unflagged in FLAG) %s",
+                    counts["flagged_nonfinite"],
+                    "would be flagged (trial)" if mode == "trial" else "were flagged")
     if counts["no_solution"] and mode == "calonly":
         log.warning("%d samples had no valid solution and were written uncorrected (applymode calflag / "
                     "propagate_flags flags them instead)", counts["no_solution"])
@@ -314,7 +319,8 @@ def _check_something_corrected(cfg, mode, counts, backup):
     restorable from the backup saved first)."""
     if mode not in ("calonly", "calflag", "calflagstrict") or not counts["unflagged"]:
         return
-    if counts["unflagged"] > counts["no_solution"] + counts["flagged_by_solution"]:
+    if counts["unflagged"] > (counts["no_solution"] + counts["flagged_by_solution"]
+                              + counts["flagged_nonfinite"]):
         return
     from . import flagsafety
 
@@ -486,14 +492,20 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
             nsol = int(bad.sum())
         n_new = None            # samples flagged here that FLAG did not hold
         if propagate or mode == "trial":
+            # with the samples whose DATA is NaN / Inf (their corrected value too): no solution corrects
+            # them, and unflagged they went into CORRECTED_DATA as NaN (a review)
             if all_chans:       # in the chunk's FLAG just read (not used afterwards), one pass
                 newflag = flag
-                n_new = algebra.merge_flags(flag, bad) if nsol else 0
+                n_new, n_nf = algebra.merge_flags_nonfinite(flag, bad if nsol else None, out)
             else:
                 n_new = int((bad & ~flag[:, chans]).sum())
                 newflag = flag.copy()
-                newflag[:, chans] |= bad
+                sel = newflag[:, chans] | bad
+                nf = ~(np.isfinite(out.real) & np.isfinite(out.imag)) & ~sel
+                n_nf = int(nf.sum())
+                newflag[:, chans] = sel | nf
             counts["flagged_by_solution"] += int(n_new)
+            counts["flagged_nonfinite"] += int(n_nf)
         else:
             # counted where the data are not flagged already (e.g. a dead antenna's flagged scan)
             counts["no_solution"] += int((bad & ~flag[:, chans]).sum()) if nsol else 0

@@ -315,6 +315,38 @@ def merge_flags(flag, bad):  # -> number of samples newly flagged
     return int(sum(threaded(_merge_flags_rows, flag.shape[0], flag, bad)))
 
 
+def merge_flags_nonfinite(flag, bad, out):  # -> (newly flagged for bad, newly flagged as non-finite)
+    """``flag |= bad | (out not finite)`` in place (all (row, chan, corr); ``bad`` None: none), in one
+    pass; returns how many samples not flagged in ``flag`` it flags because of ``bad`` and how many
+    more because their ``out`` (the corrected data) is NaN or infinite -- DATA that held NaN / Inf,
+    which no solution corrects (apply with propagate_flags)."""
+    use_bad = bad is not None
+    res = threaded(_merge_flags_nonfinite_rows, flag.shape[0], flag,
+                   bad if use_bad else np.zeros((1, 1, 1), np.bool_), out, use_bad)
+    return int(sum(r[0] for r in res)), int(sum(r[1] for r in res))
+
+
+@njit
+def _merge_flags_nonfinite_rows(start, stride, flag, bad, out, use_bad):
+    n_row, n_chan, n_corr = flag.shape
+    n_bad = 0
+    n_nf = 0
+    for row in range(start, n_row, stride):
+        for chan in range(n_chan):
+            for c in range(n_corr):
+                if flag[row, chan, c]:
+                    continue
+                if use_bad and bad[row, chan, c]:
+                    flag[row, chan, c] = True
+                    n_bad += 1
+                    continue
+                x = out[row, chan, c]
+                if not (np.isfinite(x.real) and np.isfinite(x.imag)):
+                    flag[row, chan, c] = True
+                    n_nf += 1
+    return n_bad, n_nf
+
+
 @njit
 def _merge_flags_rows(start, stride, flag, bad):
     n_row, n_chan, n_corr = flag.shape
