@@ -464,8 +464,8 @@ def _finish(ctx, pending, summary, step, sets, seconds):
     if cfg.append:              # the key's existing groups + these (written with the block)
         pending[step.key] = solappend.merged_sets(cfg.output, step.key, sets)
     else:
-        note = solappend.replaced_note(cfg.output, step.key)
-        if note:
+        note = None if step.key in pending else solappend.replaced_note(cfg.output, step.key)
+        if note:                # (once: a later round of iterations replaces the block's own sets)
             log.warning(note)
         pending[step.key] = sets
     summary["terms"][step.key] = {

@@ -228,3 +228,19 @@ def test_calflag_flags_samples_whose_data_are_not_finite(chain, spw):
         f, c = q.getcol("FLAG"), q.getcol("CORRECTED_DATA")
     assert f[5:9, 3, :].all() and f[20, 4, 1] and not f[20, 4, 0]
     assert np.isfinite(c[~f]).all()
+
+
+def test_replacing_note_once_per_key_with_iterations(chain, tmp_path, caplog):
+    """'K0: replacing the existing K0 in ...' was logged once per round of iterations."""
+    import logging
+
+    ms, _ = chain
+    out = str(tmp_path / "r.h5")
+    kw = dict(vis=ms, caltable=out, field="3C286", jones=["K", "G"], solint=["scan", "inf"],
+              freqint=["full", "1MHz"], iterations=3, minblperant=3)
+    akcal(**kw)
+    caplog.clear()
+    caplog.set_level(logging.WARNING, logger="alakazam")
+    akcal(**kw)
+    notes = [r.getMessage() for r in caplog.records if "replacing the existing" in r.getMessage()]
+    assert len(notes) == 2 and notes[0].startswith("K0:") and notes[1].startswith("G0:"), notes
