@@ -89,7 +89,7 @@ def _apply_part(shared, fid, ddid, chans, k):
     _fault_injection("apply")
     lines, per_term, writes = [], {}, []
     counts = {"rows": 0, "samples": 0, "unflagged": 0, "no_solution": 0, "flagged_by_solution": 0,
-              "flagged_nonfinite": 0}
+              "flagged_bad_data": 0}
     ap._apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, _NoBar(),
                     write_col, rowsel, mode, per_term,
                     write=lambda _cfg, col, rownr, values, cmask: writes.append((col, rownr, values, cmask)),

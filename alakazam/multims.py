@@ -120,7 +120,7 @@ def run_apply(cfg) -> dict:
         log.info("apply: MS %d of %d: %s", i + 1, len(paths), p)
         per_ms.append(one(dataclasses.replace(cfg, ms=p)))
     out = dict(per_ms[-1])
-    for k in ("rows", "samples", "no_solution", "flagged_by_solution", "flagged_nonfinite", "seconds"):
+    for k in ("rows", "samples", "no_solution", "flagged_by_solution", "flagged_bad_data", "seconds"):
         out[k] = sum(r.get(k, 0) for r in per_ms)
     out["log"] = [ln for r in per_ms for ln in r.get("log", [])]
     out.update(ms=paths, per_ms=per_ms)

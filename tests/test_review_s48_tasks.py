@@ -218,15 +218,18 @@ def test_calflag_flags_samples_whose_data_are_not_finite(chain, spw):
         d = q.getcol("DATA")
         d[5:9, 3, :] = np.nan
         d[20, 4, 1] = np.inf
+        d[7, 4, :] = 0                  # a dropout: 0 in every correlation
+        d[8, 4, 0] = 0                  # one correlation 0: kept
         q.putcol("DATA", d)
         rows = q.rownumbers()
     r = akapply(vis=ms, gaintable=[cal], jones=["K0", "G0"], applymode="calflag", spw=spw)
-    assert r["flagged_nonfinite"] == 4 * 4 + 1
+    assert r["flagged_bad_data"] == 4 * 4 + 1 + 4
     with table(ms, ack=False) as t:
         q = t.query("DATA_DESC_ID==1 && ANTENNA1!=ANTENNA2")
         assert list(q.rownumbers()) == list(rows)
         f, c = q.getcol("FLAG"), q.getcol("CORRECTED_DATA")
     assert f[5:9, 3, :].all() and f[20, 4, 1] and not f[20, 4, 0]
+    assert f[7, 4, :].all() and not f[8, 4, :].any()
     assert np.isfinite(c[~f]).all()
 
 

@@ -234,7 +234,7 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
     limit = memory.memory_limit_bytes(cfg.memory_limit_gb)
     lines = []
     counts = {"rows": 0, "samples": 0, "unflagged": 0, "no_solution": 0, "flagged_by_solution": 0,
-              "flagged_nonfinite": 0}
+              "flagged_bad_data": 0}
     per_term = {}           # (term key, field name) -> samples whose solution in that term is flagged
     from .. import distributed
     save = (lambda: backup_flags(cfg.ms)) if _am.writes_flags(mode) else (lambda: None)
@@ -264,9 +264,10 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
         if n:
             log.info("applymode %s: %s %s: %d samples have a flagged solution and are %s", mode, key, fname,
                      n, verb)
-    if counts["flagged_nonfinite"]:
-        log.warning("%d samples whose DATA is NaN or infinite (unflagged in FLAG) %s",
-                    counts["flagged_nonfinite"],
+    if counts["flagged_bad_data"]:
+        log.warning("%d samples whose DATA is NaN or infinite, or 0 in every correlation (unflagged in "
+                    "FLAG), %s",
+                    counts["flagged_bad_data"],
                     "would be flagged (trial)" if mode == "trial" else "were flagged")
     if counts["no_solution"] and mode == "calonly":
         log.warning("%d samples had no valid solution and were written uncorrected (applymode calflag / "
@@ -320,7 +321,7 @@ def _check_something_corrected(cfg, mode, counts, backup):
     if mode not in ("calonly", "calflag", "calflagstrict") or not counts["unflagged"]:
         return
     if counts["unflagged"] > (counts["no_solution"] + counts["flagged_by_solution"]
-                              + counts["flagged_nonfinite"]):
+                              + counts["flagged_bad_data"]):
         return
     from . import flagsafety
 
@@ -493,7 +494,8 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         n_new = None            # samples flagged here that FLAG did not hold
         if propagate or mode == "trial":
             # with the samples whose DATA is NaN / Inf (their corrected value too): no solution corrects
-            # them, and unflagged they went into CORRECTED_DATA as NaN (a review)
+            # them, and unflagged they went into CORRECTED_DATA as NaN (a review); and those of a (row,
+            # channel) whose DATA is 0 in every correlation (a dropout: the solve's bad values too)
             if all_chans:       # in the chunk's FLAG just read (not used afterwards), one pass
                 newflag = flag
                 n_new, n_nf = algebra.merge_flags_nonfinite(flag, bad if nsol else None, out)
@@ -501,11 +503,12 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
                 n_new = int((bad & ~flag[:, chans]).sum())
                 newflag = flag.copy()
                 sel = newflag[:, chans] | bad
-                nf = ~(np.isfinite(out.real) & np.isfinite(out.imag)) & ~sel
+                nf = ((~(np.isfinite(out.real) & np.isfinite(out.imag)))
+                      | (out == 0).all(axis=2, keepdims=True)) & ~sel
                 n_nf = int(nf.sum())
                 newflag[:, chans] = sel | nf
             counts["flagged_by_solution"] += int(n_new)
-            counts["flagged_nonfinite"] += int(n_nf)
+            counts["flagged_bad_data"] += int(n_nf)
         else:
             # counted where the data are not flagged already (e.g. a dead antenna's flagged scan)
             counts["no_solution"] += int((bad & ~flag[:, chans]).sum()) if nsol else 0

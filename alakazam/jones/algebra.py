@@ -315,11 +315,13 @@ def merge_flags(flag, bad):  # -> number of samples newly flagged
     return int(sum(threaded(_merge_flags_rows, flag.shape[0], flag, bad)))
 
 
-def merge_flags_nonfinite(flag, bad, out):  # -> (newly flagged for bad, newly flagged as non-finite)
-    """``flag |= bad | (out not finite)`` in place (all (row, chan, corr); ``bad`` None: none), in one
-    pass; returns how many samples not flagged in ``flag`` it flags because of ``bad`` and how many
-    more because their ``out`` (the corrected data) is NaN or infinite -- DATA that held NaN / Inf,
-    which no solution corrects (apply with propagate_flags)."""
+def merge_flags_nonfinite(flag, bad, out):  # -> (newly flagged for bad, newly flagged as bad data)
+    """``flag |= bad | (out not finite) | (out zero in every correlation of the (row, channel))`` in place
+    (all (row, chan, corr); ``bad`` None: none), in one pass; returns how many samples not flagged in
+    ``flag`` it flags because of ``bad`` and how many more because of their data: ``out`` (the corrected
+    data) NaN or infinite -- DATA that held NaN / Inf, which no solution corrects -- or exactly 0 in all
+    the correlations of its (row, channel) -- a correlator dropout, as the solve's bad values
+    (core/cellflags.py) -- (apply with propagate_flags)."""
     use_bad = bad is not None
     res = threaded(_merge_flags_nonfinite_rows, flag.shape[0], flag,
                    bad if use_bad else np.zeros((1, 1, 1), np.bool_), out, use_bad)
@@ -333,6 +335,12 @@ def _merge_flags_nonfinite_rows(start, stride, flag, bad, out, use_bad):
     n_nf = 0
     for row in range(start, n_row, stride):
         for chan in range(n_chan):
+            zero = True
+            for c in range(n_corr):
+                x = out[row, chan, c]
+                if x.real != 0 or x.imag != 0:
+                    zero = False
+                    break
             for c in range(n_corr):
                 if flag[row, chan, c]:
                     continue
@@ -341,7 +349,7 @@ def _merge_flags_nonfinite_rows(start, stride, flag, bad, out, use_bad):
                     n_bad += 1
                     continue
                 x = out[row, chan, c]
-                if not (np.isfinite(x.real) and np.isfinite(x.imag)):
+                if zero or not (np.isfinite(x.real) and np.isfinite(x.imag)):
                     flag[row, chan, c] = True
                     n_nf += 1
     return n_bad, n_nf
