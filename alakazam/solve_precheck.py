@@ -143,6 +143,10 @@ def preapply_errors(cfg, known) -> dict:
             if tspw != spw_id:
                 add("external_preapply.spwmap", f"{given!r} (entry {i}) maps SPW {spw_id} to SPW {tspw}, "
                     f"which {name} has no solutions for; expected SPWs of the table: {have}")
+            elif given:         # a spwmap too short to reach this SPW
+                add("external_preapply.spwmap", f"{given!r} (entry {i}) does not reach SPW {spw_id} (an SPW "
+                    f"beyond the end of the list keeps its own id), and {name} has no solutions for SPW "
+                    f"{spw_id}; extend the list; the table has SPW {have}")
             else:
                 add(f"external_preapply.jones[{i}]", f"{name} has no solutions for SPW {spw_id} (the solve "
                     f"reads SPW {', '.join(map(str, sorted(spws)))}; the table has SPW {have}); select spw, "

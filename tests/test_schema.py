@@ -122,6 +122,14 @@ def world(tmp_path, monkeypatch):
     import alakazam.plots as plots_mod
 
     monkeypatch.setattr(plots_mod, "plot_table", lambda *a, **k: [])
+    # (nor to be told the empty table files are no solution tables: the keys' mapping is tested here)
+    import alakazam.core.selcheck as selcheck_mod
+    import alakazam.io.solutions as solutions_mod
+
+    monkeypatch.setattr(selcheck_mod, "table_errors", lambda *a, **k: {})
+    monkeypatch.setattr(flag_cfg, "_is_hdf5", lambda p: True)
+    monkeypatch.setattr(solutions_mod, "resolve_key", lambda *a, **k: None)
+    monkeypatch.setattr(flux_mod, "check_inputs", lambda cfg: {})
     return "x.ms", seen
 
 
