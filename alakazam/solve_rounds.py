@@ -85,7 +85,9 @@ def iterate_round(ctx, cfg, ext_terms, step_fields, spw_sel, finish, rnd, solve_
         if step.jones_type == "K":      # the later gains of the previous round follow the new delays
             for j in range(i + 1, len(cfg.steps)):
                 later = cfg.steps[j]
-                if jterms.get(later.jones_type).gain:
+                # (G only: T is one gain for both hands, which the two hands' delay changes would
+                # split -- a review: the carry made a [K, G, T, ...] chain 2-4x worse)
+                if jterms.get(later.jones_type).gain and not jterms.get(later.jones_type).pol_shared:
                     terms[n_ext + j] = chain.term_from_sets(
                         later.key, later.jones_type, carry_delay_phase(terms[n_ext + j].sets,
                                                                        start[n_ext + i].sets, sets),

@@ -258,7 +258,7 @@ def compile_apply():
             inv, ok = algebra.compose_inverse_table(n_t, n_ant, n_chan, diag, sky, par)
             algebra.correct_full_inv(data, inv, ok, t, a1, a2, data, bad, True)
         algebra.merge_flags(np.zeros(data.shape, np.bool_), bad)
-        algebra.merge_flags_nonfinite(np.zeros(data.shape, np.bool_), bad, data)
+        algebra.merge_flags_nonfinite(np.zeros(data.shape, np.bool_), bad, data, np.ones(4, np.bool_))
 
 
 def compile_types(types):

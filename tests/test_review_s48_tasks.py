@@ -247,3 +247,22 @@ def test_replacing_note_once_per_key_with_iterations(chain, tmp_path, caplog):
     akcal(**kw)
     notes = [r.getMessage() for r in caplog.records if "replacing the existing" in r.getMessage()]
     assert len(notes) == 2 and notes[0].startswith("K0:") and notes[1].startswith("G0:"), notes
+
+
+def test_bad_data_counted_in_the_correlations_written(chain):
+    """A review: with correlation='XX,YY' the count covered all four correlations where FLAG is written
+    for two."""
+    from casacore.tables import table
+
+    ms, cal = chain
+    with table(ms, readonly=False, ack=False) as t:
+        q = t.query("DATA_DESC_ID==1 && ANTENNA1!=ANTENNA2")   # (SPW 0, 8 channels)
+        d = q.getcol("DATA")
+        d[5:9, 3, :] = np.nan
+        d[7, 4, :] = 0
+        q.putcol("DATA", d)
+    r = akapply(vis=ms, gaintable=[cal], jones=["K0", "G0"], applymode="calflag", correlation="XX,YY")
+    assert r["flagged_bad_data"] == 4 * 2 + 2
+    with table(ms, ack=False) as t:
+        f = t.query("DATA_DESC_ID==1 && ANTENNA1!=ANTENNA2").getcol("FLAG")
+    assert f[5:9, 3][:, [0, 3]].all() and not f[5:9, 3][:, [1, 2]].any() and f[7, 4, [0, 3]].all()

@@ -86,3 +86,23 @@ def test_carry_keeps_k_times_g_at_the_bin_centre():
             np.testing.assert_allclose(k_new * go.jones[:, :, 0, p, p], k_old * gi.jones[:, :, 0, p, p],
                                        rtol=0, atol=1e-12)
     assert g[0].jones is gj[:, :, 0:1] or np.shares_memory(g[0].jones, gj)     # inputs not modified
+
+
+def test_carry_leaves_a_shared_gain_alone(flagged_ms, tmp_path, monkeypatch):
+    """T is one gain for both hands: the two hands' delay changes would split it (a review: the carry
+    made a [K, G, T, KC, CP, D] chain 2-4x worse).  Only G steps are carried."""
+    import alakazam.solve_rounds as solve_rounds
+
+    seen = []
+    real = solve_rounds.carry_delay_phase
+
+    def spy(g_sets, k_old, k_new):
+        seen.append({str(s.attrs.get("jones_type")) for s in g_sets})
+        return real(g_sets, k_old, k_new)
+
+    monkeypatch.setattr(solve_rounds, "carry_delay_phase", spy)
+    run_solve(solve_config_from_dict(dict(
+        ms=flagged_ms, output=str(tmp_path / "t.h5"), ref_ant="C00", jones=["K", "G", "T"],
+        field=["3C286"], time_interval=["scan", "inf", "int"], freq_interval=["full", "1MHz", "full"],
+        iterations=2, quiet=True)))
+    assert seen == [{"G"}], seen

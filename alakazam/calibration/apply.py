@@ -492,21 +492,24 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         if nsol is None:
             nsol = int(bad.sum())
         n_new = None            # samples flagged here that FLAG did not hold
+        cmask = corrselect.parse_correlation(cfg.correlation, spw.corr_types)   # None = all (core/corrselect)
         if propagate or mode == "trial":
+            # the correlations FLAG is written for (stored and selected), in the 4-correlation order
+            from ..core.ms_io import CORR_ORDER
+            use4 = np.zeros(4, np.bool_)
+            for i, c in enumerate(spw.corr_types):
+                use4[CORR_ORDER[c]] = True if cmask is None else bool(cmask[i])
             # with the samples whose DATA is NaN / Inf (their corrected value too): no solution corrects
             # them, and unflagged they went into CORRECTED_DATA as NaN (a review); and those of a (row,
             # channel) whose DATA is 0 in every correlation (a dropout: the solve's bad values too)
             if all_chans:       # in the chunk's FLAG just read (not used afterwards), one pass
                 newflag = flag
-                n_new, n_nf = algebra.merge_flags_nonfinite(flag, bad if nsol else None, out)
+                n_new, n_nf = algebra.merge_flags_nonfinite(flag, bad if nsol else None, out, use4)
             else:
-                n_new = int((bad & ~flag[:, chans]).sum())
+                part = np.ascontiguousarray(flag[:, chans])      # (a copy: the selected channels)
+                n_new, n_nf = algebra.merge_flags_nonfinite(part, bad if nsol else None, out, use4)
                 newflag = flag.copy()
-                sel = newflag[:, chans] | bad
-                nf = ((~(np.isfinite(out.real) & np.isfinite(out.imag)))
-                      | (out == 0).all(axis=2, keepdims=True)) & ~sel
-                n_nf = int(nf.sum())
-                newflag[:, chans] = sel | nf
+                newflag[:, chans] = part
             counts["flagged_by_solution"] += int(n_new)
             counts["flagged_bad_data"] += int(n_nf)
         else:
@@ -519,7 +522,6 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         else:
             full = data.copy()
             full[:, chans] = out
-        cmask = corrselect.parse_correlation(cfg.correlation, spw.corr_types)   # None = all (core/corrselect)
         if _am.writes_data(mode):
             col = write_col or cfg.output_col
             vals = _native(full, spw.corr_types, spw.n_corr).astype(ch.data.dtype, copy=False)

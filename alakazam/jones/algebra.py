@@ -315,21 +315,24 @@ def merge_flags(flag, bad):  # -> number of samples newly flagged
     return int(sum(threaded(_merge_flags_rows, flag.shape[0], flag, bad)))
 
 
-def merge_flags_nonfinite(flag, bad, out):  # -> (newly flagged for bad, newly flagged as bad data)
+def merge_flags_nonfinite(flag, bad, out, use_corr=None):  # -> (newly flagged: bad, bad data)
     """``flag |= bad | (out not finite) | (out zero in every correlation of the (row, channel))`` in place
     (all (row, chan, corr); ``bad`` None: none), in one pass; returns how many samples not flagged in
     ``flag`` it flags because of ``bad`` and how many more because of their data: ``out`` (the corrected
     data) NaN or infinite -- DATA that held NaN / Inf, which no solution corrects -- or exactly 0 in all
     the correlations of its (row, channel) -- a correlator dropout, as the solve's bad values
-    (core/cellflags.py) -- (apply with propagate_flags)."""
+    (core/cellflags.py) -- (apply with propagate_flags).  ``use_corr`` (n_corr,) bool: only these
+    correlations are flagged and counted (those stored and selected: what the apply writes to FLAG;
+    default all), and only they decide 'zero in every correlation'."""
     use_bad = bad is not None
+    use = np.ones(flag.shape[2], np.bool_) if use_corr is None else np.ascontiguousarray(use_corr, np.bool_)
     res = threaded(_merge_flags_nonfinite_rows, flag.shape[0], flag,
-                   bad if use_bad else np.zeros((1, 1, 1), np.bool_), out, use_bad)
+                   bad if use_bad else np.zeros((1, 1, 1), np.bool_), out, use_bad, use)
     return int(sum(r[0] for r in res)), int(sum(r[1] for r in res))
 
 
 @njit
-def _merge_flags_nonfinite_rows(start, stride, flag, bad, out, use_bad):
+def _merge_flags_nonfinite_rows(start, stride, flag, bad, out, use_bad, use):
     n_row, n_chan, n_corr = flag.shape
     n_bad = 0
     n_nf = 0
@@ -338,11 +341,11 @@ def _merge_flags_nonfinite_rows(start, stride, flag, bad, out, use_bad):
             zero = True
             for c in range(n_corr):
                 x = out[row, chan, c]
-                if x.real != 0 or x.imag != 0:
+                if use[c] and (x.real != 0 or x.imag != 0):
                     zero = False
                     break
             for c in range(n_corr):
-                if flag[row, chan, c]:
+                if flag[row, chan, c] or not use[c]:
                     continue
                 if use_bad and bad[row, chan, c]:
                     flag[row, chan, c] = True
