@@ -211,6 +211,23 @@ class _Parser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
 
+#: what argparse takes for a negative number (a value, not an option): its own '-5', '-.5', '-0.5', and
+#: also scientific notation ('-1e9', '-2.5E-3'), which Python < 3.13's pattern reads as an option
+#: (a review: ``alakazam flag --mode shadow --tolerance -1e9`` failed with 'expected one argument')
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _negative_numbers(parser):
+    """Every parser of ``parser``'s tree reads a negative number in scientific notation as a value."""
+    todo = [parser]
+    while todo:
+        p = todo.pop()
+        p._negative_number_matcher = _NEGATIVE_NUMBER
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                todo.extend(a.choices.values())
+
+
 def _share_log_seen(parser):
     """Every ``--log`` of ``parser`` and its subcommands records into one list, the parser's."""
     parser.log_seen = []
@@ -320,6 +337,7 @@ def build_parser():
             s.add_argument("--log", default=argparse.SUPPRESS, metavar="FILE", action=LogOnce,
                            help="also write the log to FILE")
     _share_log_seen(p)
+    _negative_numbers(p)
     return p
 
 

@@ -266,3 +266,13 @@ def test_bad_data_counted_in_the_correlations_written(chain):
     with table(ms, ack=False) as t:
         f = t.query("DATA_DESC_ID==1 && ANTENNA1!=ANTENNA2").getcol("FLAG")
     assert f[5:9, 3][:, [0, 3]].all() and not f[5:9, 3][:, [1, 2]].any() and f[7, 4, [0, 3]].all()
+
+
+def test_negative_numbers_in_scientific_notation_are_values():
+    """'alakazam flag --mode shadow --tolerance -1e9' failed with 'expected one argument' (argparse of
+    Python < 3.13 reads '-1e9' as an option)."""
+    from alakazam.cli import build_parser
+
+    for text, value in (("-1e9", -1e9), ("-2.5E-3", -2.5e-3), ("-5", -5.0), ("-.5", -0.5)):
+        a = build_parser().parse_args(["flag", "--vis", "x.ms", "--mode", "shadow", "--tolerance", text])
+        assert float(a.tolerance) == value
