@@ -139,8 +139,8 @@ def build_config(params):
     for k, v in solve_precheck.self_preapply_errors(cfg).items():
         bad_calmode.setdefault(names.get(k, k), v)
     if cfg.external_preapply is not None:       # SPWs (spwmap) and pinned fields the tables lack (the
-        from .yamlrun import _known_terms       # YAML preflight's check; before: said when the solve ran,
-        known = _known_terms(cfg.external_preapply.tables, cfg.external_preapply.jones, {}, {}, set())
+        from .yamlrun import known_terms       # YAML preflight's check; before: said when the solve ran,
+        known = known_terms(cfg.external_preapply.tables, cfg.external_preapply.jones, {}, {}, set())
         for k, v in solve_precheck.preapply_errors(cfg, known).items():     # naming 'gaintable')
             base, sep, idx = k.partition("[")
             bad_calmode.setdefault(names.get(base, base) + sep + idx, v)

@@ -57,7 +57,6 @@ def _kept(p, v):
     return p.default
 
 
-
 #: the last line of an inputs file: ``#<task>( name=value,... )`` (:meth:`Task.last_text`)
 _CALL_LINE = re.compile(r"^#(\w+)\(")
 
@@ -79,6 +78,7 @@ def inputs_file_task(path, limit=1 << 20):
     if m is None or not all("=" in ln and not ln.startswith("#") for ln in lines[:-1]):
         return None
     return m.group(1)
+
 
 class Task:
     def __init__(self, name, body, prepare=None):

@@ -374,7 +374,7 @@ def _tables_read(blocks):
     return out
 
 
-def _known_terms(tables, keys, planned, planned_spws, produced, planned_only=False):
+def known_terms(tables, keys, planned, planned_spws, produced, planned_only=False):
     """{entry i: (name, SPW ids or None, field names or None)} of the terms (``tables[i]``, ``keys[i]``;
     one table for every key) whose table an earlier block writes (``planned``: as it will be) or that
     exists now and no earlier block rewrites (as it is; not with ``planned_only``): what the SPW and
@@ -438,14 +438,14 @@ def _term_table_errors(section, where, cfg, have_table, produced, add, planned, 
             add(path, msg)
     if section == "apply":      # SPWs / fields missing from those tables, a selection without data
         from alakazam.calibration import apply_precheck
-        ahead = _known_terms(tables, keys, planned, planned_spws, produced, planned_only=True)
+        ahead = known_terms(tables, keys, planned, planned_spws, produced, planned_only=True)
         for key, msgs in apply_precheck.errors(cfg, lambda t: os.path.exists(t) and os.path.realpath(t)
                                                not in produced, planned=ahead).items():
             for msg in msgs:
                 add(f"{where}.{key}", msg)
     else:                       # a solve's pre-applied terms: their SPWs and pinned fields
         from alakazam import solve_precheck
-        known = _known_terms(tables, keys, planned, planned_spws, produced)
+        known = known_terms(tables, keys, planned, planned_spws, produced)
         for key, msgs in solve_precheck.preapply_errors(cfg, known).items():
             for msg in msgs:
                 add(f"{where}.{key}", msg)

@@ -48,6 +48,23 @@ def _yaml(tmp_path, text):
     return str(p)
 
 
+def _solve_then_apply(ms, out, table, extra=""):
+    """A YAML file's text: a G solve of 3C286 into ``out``, then an apply of G0 from ``table``."""
+    return f"""
+solve:
+  - ms: {ms}
+    output: {out}
+    ref_ant: C00
+    jones: [G]
+    field: [3C286]
+    time_interval: [scan]
+apply:
+  - ms: {ms}
+    jones: [G0]
+    tables: [{table}]
+{extra}"""
+
+
 def test_a_file_that_is_no_solution_table_is_refused_before_anything_runs(chain, tmp_path):
     """A text file as a table was found only when the block reading it ran (after the solve before it
     had written its table), named 'caltable'; in akcal, akflag too."""
@@ -56,19 +73,7 @@ def test_a_file_that_is_no_solution_table_is_refused_before_anything_runs(chain,
 
     ms, cal = chain
     (tmp_path / "notes.txt").write_text("my notes\n")
-    y = _yaml(tmp_path, f"""
-solve:
-  - ms: {ms}
-    output: {tmp_path / 'z.h5'}
-    ref_ant: C00
-    jones: [G]
-    field: [3C286]
-    time_interval: [scan]
-apply:
-  - ms: {ms}
-    jones: [G0]
-    tables: [{tmp_path / 'notes.txt'}]
-""")
+    y = _yaml(tmp_path, _solve_then_apply(ms, tmp_path / "z.h5", tmp_path / "notes.txt"))
     with pytest.raises(ParameterError) as e:
         run_yaml(y)
     assert "apply[0].tables[0]" in str(e.value) and "is not a solution table" in str(e.value)
@@ -134,20 +139,8 @@ def test_a_flagversions_file_is_found_before_the_solve_block_runs(chain, tmp_pat
     ms, cal = chain
     with open(ms + ".flagversions", "w") as f:
         f.write("junk\n")
-    y = _yaml(tmp_path, f"""
-solve:
-  - ms: {ms}
-    output: {tmp_path / 'z.h5'}
-    ref_ant: C00
-    jones: [G]
-    field: [3C286]
-    time_interval: [scan]
-apply:
-  - ms: {ms}
-    jones: [G0]
-    tables: [{tmp_path / 'z.h5'}]
-    propagate_flags: true
-""")
+    y = _yaml(tmp_path, _solve_then_apply(ms, tmp_path / "z.h5", tmp_path / "z.h5",
+                                          "    propagate_flags: true\n"))
     with pytest.raises(ParameterError) as e:
         run_yaml(y)
     assert "apply[0].ms" in str(e.value) and "flagversions' exists and is not a directory" in str(e.value)

@@ -236,6 +236,16 @@ def merge(errors: dict, d: dict, keys=None, where="", names=None) -> dict:
     return errors
 
 
+def not_a_table(path):
+    """Why an existing ``path`` is no solution table -- a plain file that is not HDF5 (a CASA caltable is
+    a directory) -- or None (the one message akcal, akapply, akflag and the YAML preflight give)."""
+    import h5py
+
+    if os.path.isfile(path) and not h5py.is_hdf5(path):
+        return f"{path!r} is not a solution table (neither an HDF5 file nor a CASA caltable directory)"
+    return None
+
+
 def table_errors(tables, keys, where="", table_name="gaintable", key_name="jones", planned=None) -> dict:
     """{'<where>.<table_name>[i]' / '<where>.<key_name>[i]': [message]}: a solution table that does not
     exist, a file that is neither HDF5 nor a CASA caltable, a key that is not in its table (HDF5 or CASA
@@ -243,8 +253,6 @@ def table_errors(tables, keys, where="", table_name="gaintable", key_name="jones
     (block, {key: fields})} of the tables earlier blocks of a YAML file write (caltasks/yamlrun.py): a
     key of such a table is looked up among the keys it will hold (the block's ``(block, None)``: not
     checked)."""
-    import h5py
-
     from ..io import hdf5, solutions
 
     tables = [tables] if isinstance(tables, str) else list(tables or [])
@@ -269,11 +277,9 @@ def table_errors(tables, keys, where="", table_name="gaintable", key_name="jones
             if table not in tables[:i]:
                 errors[f"{pre}{table_name}[{i}]"] = [f"{table!r} does not exist"]
             continue
-        if os.path.isfile(table) and not h5py.is_hdf5(table):
-            # (a CASA caltable is a directory: a plain file that is not HDF5 is no solution table at all)
+        if not_a_table(table):
             if table not in tables[:i]:
-                errors[f"{pre}{table_name}[{i}]"] = [f"{table!r} is not a solution table (neither an HDF5 "
-                                                     "file nor a CASA caltable directory)"]
+                errors[f"{pre}{table_name}[{i}]"] = [not_a_table(table)]
             continue
         try:
             solutions.resolve_key(table, key)

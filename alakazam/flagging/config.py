@@ -281,8 +281,9 @@ def _gain_params(cfg, d, where, names, errs, check_ms=True):
         if not os.path.exists(tb):
             errs.add(_name("gaintable", where, names), f"[{i}] {tb!r} does not exist")
         elif not (os.path.isdir(tb) or _is_hdf5(tb)):     # (a CASA caltable is a directory)
-            errs.add(_name("gaintable", where, names), f"[{i}] {tb!r} is not a solution table (neither an "
-                     "HDF5 file nor a CASA caltable directory)")
+            from ..core.selcheck import not_a_table
+
+            errs.add(_name("gaintable", where, names), f"[{i}] {not_a_table(tb)}")
         else:                                              # the key in its table, with the rest
             from ..io import solutions
 
