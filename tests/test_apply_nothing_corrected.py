@@ -58,8 +58,12 @@ def test_every_solution_flagged_refused_before_writing(made, tmp_path, mode):
     assert not os.path.exists(ms + ".flagversions")              # no flag version either
 
 
+@pytest.mark.parametrize("corr", ["", "XX,YY"])
 @pytest.mark.parametrize("mode", ["calonly", "calflag"])
-def test_no_sample_corrected_is_an_error(made, tmp_path, mode):
+def test_no_sample_corrected_is_an_error(made, tmp_path, mode, corr):
+    """With a correlation selection too: the unflagged samples are counted in the correlations written,
+    as the flagged-solution ones are (session 49: with 'XX,YY' the four hands' count, twice theirs, let
+    an apply that corrected nothing pass)."""
     from alakazam.caltasks import akapply
 
     ms0, _, _, dead = made
@@ -68,15 +72,18 @@ def test_no_sample_corrected_is_an_error(made, tmp_path, mode):
     with table(ms, ack=False) as t:
         f0 = t.getcol("FLAG")
     with pytest.raises(AlakazamError, match="no sample was corrected") as e:
-        akapply(vis=ms, gaintable=[dead], jones=["G0"], field="3C286", applymode=mode)
+        akapply(vis=ms, gaintable=[dead], jones=["G0"], field="3C286", applymode=mode, correlation=corr)
     with table(ms, ack=False) as t:
         f1 = t.getcol("FLAG")
         fld = t.getcol("FIELD_ID")
     if mode == "calonly":
         assert "uncorrected" in str(e.value)
         np.testing.assert_array_equal(f1, f0)
-    else:
+    elif not corr:
         assert "restore with" in str(e.value) and f1[fld == 0].all()
+    else:           # XX, YY flagged; XY, YX as they were
+        assert "restore with" in str(e.value) and f1[fld == 0][..., [0, 3]].all()
+        np.testing.assert_array_equal(f1[..., [1, 2]], f0[..., [1, 2]])
 
 
 def test_some_usable_solutions_is_not_an_error(made, tmp_path):

@@ -87,7 +87,8 @@ def _run_apply(cfg: ApplyConfig) -> dict:
 
     from ..core import columns, ms_io, signals, weightbackup
     from . import compat
-    from .parang_check import check_full_terms, check_known_correlations, check_parang_correlations
+    from .parang_check import (check_full_terms, check_known_correlations, check_parang_correlations,
+                               cross_hand_phase_note)
     from .solve_order import check_terms
 
     t_start = _time.perf_counter()
@@ -114,6 +115,9 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     check_parang_correlations(meta, spw_sel, cfg.apply_parang)     # linear feeds need XY, YX
     check_full_terms(meta, spw_sel, terms)                         # D needs 4 correlations
     check_terms(terms, cfg.ms, meta)            # a D solved before KC/CP must be from an unpolarised field
+    note = cross_hand_phase_note(meta, spw_sel, cfg.apply_parang, terms)     # linear feeds, no CP
+    if note:
+        log.warning("%s", note)
     names = meta.active_names
     plan = []
     rows_of = {}            # (field, DATA_DESC_ID) -> its row numbers, found once (_apply_field uses them)
@@ -486,19 +490,24 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
                     out = np.empty(sub.shape, data.dtype)
                 out[r0:r1] = sub[r0:r1]
             bad_by_key = diag = sky = par = None
+        cmask = corrselect.parse_correlation(cfg.correlation, spw.corr_types)   # None = all (core/corrselect)
+        # the correlations written (stored and selected), in the 4-correlation order
+        from ..core.ms_io import CORR_ORDER
+        use4 = np.zeros(4, np.bool_)
+        for i, c in enumerate(spw.corr_types):
+            use4[CORR_ORDER[c]] = True if cmask is None else bool(cmask[i])
         counts["rows"] += ch.n_row
         counts["samples"] += int(sub.size)
-        counts["unflagged"] += int(sub.size) - int(np.count_nonzero(flag if all_chans else flag[:, chans]))
+        # unflagged samples in the correlations written: those the flagged-solution counts below are of
+        # (with correlation='XX,YY' the four hands' count hid an apply that corrected nothing)
+        fsel = flag if all_chans else flag[:, chans]
+        counts["unflagged"] += (int(sub.size) - int(np.count_nonzero(fsel)) if use4.all() else
+                                int(np.count_nonzero(~fsel[..., use4])))
+        del fsel
         if nsol is None:
             nsol = int(bad.sum())
         n_new = None            # samples flagged here that FLAG did not hold
-        cmask = corrselect.parse_correlation(cfg.correlation, spw.corr_types)   # None = all (core/corrselect)
         if propagate or mode == "trial":
-            # the correlations FLAG is written for (stored and selected), in the 4-correlation order
-            from ..core.ms_io import CORR_ORDER
-            use4 = np.zeros(4, np.bool_)
-            for i, c in enumerate(spw.corr_types):
-                use4[CORR_ORDER[c]] = True if cmask is None else bool(cmask[i])
             # with the samples whose DATA is NaN / Inf (their corrected value too): no solution corrects
             # them, and unflagged they went into CORRECTED_DATA as NaN (a review); and those of a (row,
             # channel) whose DATA is 0 in every correlation (a dropout: the solve's bad values too)
@@ -514,7 +523,11 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
             counts["flagged_bad_data"] += int(n_nf)
         else:
             # counted where the data are not flagged already (e.g. a dead antenna's flagged scan)
-            counts["no_solution"] += int((bad & ~flag[:, chans]).sum()) if nsol else 0
+            # (in the correlations written, as "unflagged")
+            if nsol:
+                nos = bad & ~flag[:, chans]
+                counts["no_solution"] += int(np.count_nonzero(nos if use4.all() else nos[..., use4]))
+                del nos
             if nsol and not kept:
                 out[bad] = sub[bad]      # uncorrected, never NaN
         if all_chans:

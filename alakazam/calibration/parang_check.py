@@ -130,3 +130,29 @@ def check_known_correlations(meta, ddids, where="spw"):
                 f"{', '.join(sp.corr_types)} (POLARIZATION CORR_TYPE; {', '.join(bad)}: not a feed "
                 f"correlation): calibration needs XX, XY, YX, YY or RR, RL, LR, LL (any subset). Deselect "
                 f"that SPW (spw)")
+
+
+def cross_hand_phase_note(meta, ddids, apply_parang, terms):
+    """The warning an apply with parallactic angle on linear feeds without a cross-hand phase term gives,
+    or None.
+
+    Gains solved per hand leave each antenna's X-Y phase relative to the reference antenna's, whose own
+    X-Y phase stays in every corrected XY (and its conjugate in YX) until a CP term removes it.  For
+    linear feeds the parallactic-angle rotation of the apply then mixes those cross hands into XX and
+    YY (``XX = cos^2 chi XX' + sin^2 chi YY' + sin chi cos chi (XY' + YX')`` for the sky frame), so the
+    corrected parallel hands of a polarised source (Q, U != 0) depend on the reference antenna; their
+    sum (Stokes I) does not (the rotation keeps the trace), nor does an unpolarised source.  Circular
+    feeds rotate only the cross hands (a phase), so their parallel hands are unaffected.  CASA's
+    applycal (parang=True with no Xf/Kcross table) applies the same without a word; this says it once
+    per apply, naming the SPWs."""
+    if not apply_parang or any(t.jones_type == "CP" for t in terms):
+        return None
+    spws = sorted({meta.spws[d].spw_id for d in ddids
+                   if meta.spws[d].feed_basis == "linear" and meta.spws[d].n_corr == 4})
+    if not spws:
+        return None
+    return (f"parang: true on linear feeds (SPW {', '.join(map(str, spws))}) with no cross-hand phase (CP) "
+            f"term in the apply: the reference antenna's X-Y phase stays in the corrected XY, YX, and the "
+            f"parallactic-angle rotation mixes them into XX, YY -- of a polarised source (Q, U != 0) the "
+            f"corrected XX, YY and Q, U depend on the reference antenna; Stokes I (XX + YY) and unpolarised "
+            f"sources do not. Add a CP term (and KC) solved on a polarised calibrator for polarimetry")
