@@ -117,8 +117,9 @@ def _run_demo(directory, feed, backend, quiet, logfile, overwrite):
         ms=ms, jones=["K0", "G1", "G0"], tables=[cal, cal, scaled],
         time_interp=["nearest", "nearest", "linear"],
         # calflag (CASA applycal's default; the demo's own MS): the target samples next to the dead
-        # antenna's flagged solutions are flagged, not left uncorrected in CORRECTED_DATA
-        apply_parang=True, propagate_flags=True)))
+        # antenna's flagged solutions are flagged, not left uncorrected in CORRECTED_DATA.  Stokes I:
+        # the corrected data stay in the feed frame (rotating them needs KC and CP; parang_check)
+        apply_parang=False, propagate_flags=True)))
     elapsed = time.perf_counter() - t0
 
     # ---- recovered vs true
