@@ -340,6 +340,8 @@ def _validate(cfg: SolveConfig):
     parang_check.check_cross_hand_steps(meta, spw_sel, cfg.steps)             # D, KC, CP need 4 correlations
     parang_check.check_leakage_gauge(meta, spw_sel, cfg.steps, cfg.leakage_gauge)   # absolute: linear feeds
     scanobs.check_scan_solints(meta, cfg.steps, step_fields, scans)          # scan numbers reused per obs
+    from .plan import check_shared_spw                # two DATA_DESC_IDs of one SPW into one solution
+    check_shared_spw(meta, cfg.steps, step_fields, spw_sel, scans)
     ext_terms = []
     if cfg.external_preapply is not None:
         ep = cfg.external_preapply

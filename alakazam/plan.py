@@ -221,3 +221,39 @@ def scan_ranges(meta, fid, ddid, scans_sel):
             lo, hi = rng.get(sc.scan_number, (np.inf, -np.inf))
             rng[sc.scan_number] = (min(lo, sc.t_start), max(hi, sc.t_end))
     return [(s, a, b) for s, (a, b) in rng.items()]
+
+
+def check_shared_spw(meta, steps, step_fields, spw_sel, scans):
+    """Raise, before anything is read, when two selected DATA_DESC_IDs of one SPW (a concatenated MS
+    whose parts had different POLARIZATION set-ups) would put solutions of one step, field and SPW into
+    the same solution group: the table holds one set per (field, scan group, SPW), and the solve used to
+    stop only when writing, blaming duplicate FIELD names (a review, session 49; combine 'spw' as
+    well).  DATA_DESC_IDs of one SPW in different scans, solved per scan, are fine."""
+    from .errors import AlakazamError
+
+    by_spw = {}
+    for d in spw_sel:
+        by_spw.setdefault(meta.spws[d].spw_id, []).append(d)
+    shared = {s: ds for s, ds in by_spw.items() if len(ds) > 1}
+    if not shared:
+        return
+    for step, fids in zip(steps, step_fields):
+        for fid in fids:
+            for spw_id, ddids in shared.items():
+                seen = {}
+                for d in ddids:
+                    r = scan_ranges(meta, fid, d, scans)
+                    for g in (plan_groups(r, step.time_interval, step.combine) if r else []):
+                        if g.scan_id in seen:
+                            d0 = seen[g.scan_id]
+                            ti = getattr(step.time_interval, "text", step.time_interval)
+                            where = f"scan {g.scan_id}" if g.scan_id else f"time_interval {ti}"
+                            raise AlakazamError(
+                                f"jones: {step.key} ({step.jones_type}) on field {meta.fields[fid].name}: "
+                                f"DATA_DESC_IDs {d0} and {d} of {meta.path} are both SPW {spw_id} "
+                                f"(correlations {', '.join(meta.spws[d0].corr_types)} and "
+                                f"{', '.join(meta.spws[d].corr_types)}) and would be solved into one "
+                                f"solution ({where}), which the table cannot hold. Split the MS by "
+                                f"DATA_DESC_ID (CASA split / mstransform), or solve per scan if they hold "
+                                f"different scans")
+                        seen[g.scan_id] = d

@@ -303,3 +303,24 @@ def test_akfluxscale_dict_and_info(still, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "3C147" in text and "TARGET" in text and "interpolate" in text
     assert f"{res['1']['0']['fluxd'][0]:.5f}" in text
+
+
+def test_model_flux_ignores_flagged_rows_model(still, tmp_path):
+    """The model flux comes from unflagged cross-correlation samples: NaN in MODEL_DATA of rows with
+    FLAG_ROW set (a flagged row's model may hold anything) gave 'the model flux in MODEL_DATA ... is
+    nan (fill MODEL_DATA ...)' although the column was filled (a review, session 49)."""
+    from casacore.tables import table
+
+    ms0, _, cal = still
+    ref = _run(cal, str(tmp_path / "ref.h5"))
+    ms = str(tmp_path / "nan.ms")
+    shutil.copytree(ms0, ms)
+    with table(ms, readonly=False, ack=False) as t:
+        bad = (np.arange(t.nrows()) % 17 == 5) & (t.getcol("FIELD_ID") == 1)
+        fr, m = t.getcol("FLAG_ROW"), t.getcol("MODEL_DATA")
+        fr[bad], m[bad] = True, np.nan
+        t.putcol("FLAG_ROW", fr)
+        t.putcol("MODEL_DATA", m)
+    res = _run(cal, str(tmp_path / "o.h5"), ms=ms)
+    for spw in range(3):
+        np.testing.assert_allclose(res["1"][str(spw)]["fluxd"][0], ref["1"][str(spw)]["fluxd"][0], rtol=1e-6)

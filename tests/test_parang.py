@@ -185,7 +185,7 @@ def test_parang_table_is_per_antenna(tmp_path):
     meta = ms_io.read_meta(ms)
     fld = next(f for f in meta.fields if f.name == "3C286")
     times = truth.times
-    P = chain.parang_table(meta, fld, times, "linear")
+    P = chain.parang_table(meta, fld, times, next(iter(meta.spws.values())))
     act = np.asarray(meta.active_ants)
     q = parang.antenna_parallactic_angles(times, fld.ra, fld.dec, meta.ant_positions[act], meta.observatory)
     np.testing.assert_allclose(P, parang.parang_matrices(q + 0.1, "linear"), atol=1e-15)

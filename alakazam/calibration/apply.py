@@ -409,7 +409,9 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
     for ln in lines[-2 * len(terms):]:
         log.info(ln)
     from .bandcover import warnings as _outside      # bandpass channels outside the solved band
-    for w in _outside(terms, spw.spw_id, freqs, chans):
+    from .timecover import warnings as _held         # data long after (before) the last (first) solution
+    for w in _outside(terms, spw.spw_id, freqs, chans) + _held(terms, spw.spw_id, utimes_all, fld.name,
+                                                                (fld.ra, fld.dec)):
         if w not in lines:
             lines.append(w)
             log.warning(w)
@@ -445,7 +447,7 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         # P (n_t, n_ant, 2, 2), composed with the other terms per channel by the kernels below: of the
         # whole chunk (small), sliced per block (the parallactic angle's measures anchors depend on the
         # span of the times asked, jones/parang.py: a block's own P would differ in the last bits)
-        par_all = chain.parang_table(meta, fld, utimes, spw.feed_basis) if cfg.apply_parang else None
+        par_all = chain.parang_table(meta, fld, utimes, spw) if cfg.apply_parang else None
         # the chain's (time, antenna, channel) tables a block of times at a time (applyblocks.py): each
         # term is evaluated once per block; its flags serve the counts below
         for r0, r1, t0, t1 in _blocks.time_blocks(tix):

@@ -326,7 +326,11 @@ def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_n
 
     for name, sel, fs, amap, fallback in field_parts:
         t_target = times[sel]
-        j, jf, fdesc = evaluate(fs, t_target, term.time_interp)
+        try:
+            j, jf, fdesc = evaluate(fs, t_target, term.time_interp)
+        except AlakazamError as e:      # ('cubic' with too few solutions): which term, field and SPW
+            raise AlakazamError(f"{term.key} (solutions of {name} for {target_name}, SPW {spw_id}): "
+                                f"{e}") from None
         if fallback is not None and jf.any():     # the scan's own solutions where fs gives a flagged one
             j2, jf2, _ = evaluate(fallback, t_target, _fallback_mode(term.time_interp, fallback))
             use = jf & ~jf2
@@ -599,17 +603,20 @@ def hand_views(term: LoadedTerm):
     return views
 
 
-def parang_table(meta, field, times, feed_basis):
-    """P matrices (n_time, n_ant, 2, 2) for the active antennas, each with its own parallactic angle
-    (its ANTENNA position, as CASA; docs/conventions.md)."""
+def parang_table(meta, field, times, spw):
+    """P matrices (n_time, n_ant, 2, 2) for the active antennas of SPW ``spw`` (an ms_io.SpwInfo), each
+    with its own parallactic angle (its ANTENNA position, as CASA; docs/conventions.md) and its FEED
+    row's receptor angle for that SPW (ms_io.receptor_angles)."""
     from ..jones import parang
-    from .parang_check import check_antenna_positions
+    from .parang_check import check_antenna_positions, check_receptor_angles
 
     check_antenna_positions(meta, "parang")          # a clear error, whichever task got here
+    check_receptor_angles(meta, [spw.ddid], "parang")
     act = np.asarray(meta.active_ants)
-    recept = np.asarray(meta.receptor_angle)[act]
+    rec = spw.receptor_angle if spw.receptor_angle is not None else meta.receptor_angle
+    recept = np.asarray(rec)[act]
     return parang.parang_tables(np.asarray(times, float), field.ra, field.dec, meta.observatory,
-                                recept, feed_basis, ant_pos_itrf=np.asarray(meta.ant_positions)[act])
+                                recept, spw.feed_basis, ant_pos_itrf=np.asarray(meta.ant_positions)[act])
 
 
 def preapply_tables(prior, meta, ddid, chans, field, utimes, apply_parang, time_scan=None):
@@ -627,7 +634,7 @@ def preapply_tables(prior, meta, ddid, chans, field, utimes, apply_parang, time_
     diag, sky = compose(prior, spw.spw_id, utimes, freqs, names, field.name, (field.ra, field.dec),
                         prefer_own=True, time_scan=time_scan) if prior else (None, None)
     if apply_parang:
-        p = parang_table(meta, field, utimes, spw.feed_basis)        # (n_t, n_ant, 2, 2)
+        p = parang_table(meta, field, utimes, spw)                   # (n_t, n_ant, 2, 2)
         if sky is None:
             return diag, np.ascontiguousarray(p[:, :, None])         # one channel: the same for all
         p = np.broadcast_to(p[:, :, None], (len(utimes), len(names), len(freqs), 2, 2))

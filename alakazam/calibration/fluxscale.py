@@ -321,9 +321,21 @@ def _model_flux(ms, field, source=("column", "MODEL_DATA")):
         ch = ms_io.read_rows(ms, ddid, [fid], data_col=column, model_col=None, meta=meta, rows=rows,
                              weights=False)
         if ch.n_row:
-            d = ch.data
-            out[int(sp.spw_id)] = float(0.5 * (d[..., 0] + d[..., -1]).real.mean())
+            out[int(sp.spw_id)] = _mean_model(ch)
     return out, int(fid)
+
+
+def _mean_model(ch):
+    """Mean Re((pp + qq) / 2) of a chunk's model column over its cross-correlation samples with a finite
+    value in both hands, unflagged ones where there are any (FLAG / FLAG_ROW: a flagged row's MODEL_DATA
+    may hold anything -- a review, session 49: NaN there made the flux 'nan', the column being
+    filled); NaN when none is finite."""
+    d = ch.data
+    m = 0.5 * (d[..., 0] + d[..., -1]).real
+    ok = np.isfinite(m) & (np.asarray(ch.ant1) != np.asarray(ch.ant2))[:, None]
+    good = ok & ~(ch.flag[..., 0] | ch.flag[..., -1])
+    use = good if good.any() else ok
+    return float(m[use].mean()) if use.any() else float("nan")
 
 
 def _ref_spw(spw, refspwmap):

@@ -37,12 +37,33 @@ def check_antenna_positions(meta, where="apply_parang"):
                 f"POSITION, or set {where} (parang) false")
 
 
+def check_receptor_angles(meta, ddids, where="apply_parang"):
+    """Raise, naming the SPW, the antenna and the angles, when an antenna with data has FEED rows for a
+    selected SPW (its own SPECTRAL_WINDOW_ID, else -1) that disagree in RECEPTOR_ANGLE: time-dependent
+    rows, which the parallactic angle here does not interpolate (ms_io.receptor_angles)."""
+    conflicts = getattr(meta, "receptor_conflicts", None) or {}
+    active = {meta.ant_names[a] for a in meta.active_ants}
+    for d in ddids:
+        sp = meta.spws[d]
+        bad = [(a, v) for a, v in conflicts.get(sp.spw_id, []) if a in active]
+        if bad:
+            a, v = bad[0]
+            raise AlakazamError(
+                f"{where}: true, but the FEED table of {meta.path} has rows for antenna {a} and SPW "
+                f"{sp.spw_id} with different RECEPTOR_ANGLE (feed 0: {', '.join(f'{x:.4g}' for x in v)} "
+                f"rad{f'; and {len(bad) - 1} more antenna(s)' if len(bad) > 1 else ''}): time-dependent "
+                f"receptor angles are not supported. Keep one row per antenna and SPW, or set {where} "
+                f"false")
+
+
 def check_parang_correlations(meta, ddids, apply_parang, where="apply_parang"):
-    """Raise when ``apply_parang`` is on and a selected linear-feed SPW lacks XY or YX, or an antenna
-    with data has no ITRF position (:func:`check_antenna_positions`)."""
+    """Raise when ``apply_parang`` is on and a selected linear-feed SPW lacks XY or YX, an antenna
+    with data has no ITRF position (:func:`check_antenna_positions`) or disagreeing receptor angles
+    (:func:`check_receptor_angles`)."""
     if not apply_parang:
         return
     check_antenna_positions(meta, where)
+    check_receptor_angles(meta, ddids, where)
     for ddid in ddids:
         sp = meta.spws[ddid]
         if sp.feed_basis != "linear":

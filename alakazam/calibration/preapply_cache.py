@@ -89,11 +89,13 @@ def _parang(ctx, meta, ddid, fld, times):
     times (64 B per time and antenna)."""
     from . import chain
 
-    basis = meta.spws[ddid].feed_basis
-    key = (_KEY + "_parang", str(fld.name), str(basis), np.asarray(times, float).tobytes())
+    spw = meta.spws[ddid]
+    rec = spw.receptor_angle if spw.receptor_angle is not None else meta.receptor_angle
+    key = (_KEY + "_parang", str(fld.name), str(spw.feed_basis), np.asarray(rec, float).tobytes(),
+           np.asarray(times, float).tobytes())
     p = ctx.cache.get(key)
     if p is None:
-        p = ctx.cache[key] = np.ascontiguousarray(chain.parang_table(meta, fld, times, basis)[:, :, None])
+        p = ctx.cache[key] = np.ascontiguousarray(chain.parang_table(meta, fld, times, spw)[:, :, None])
     return p
 
 

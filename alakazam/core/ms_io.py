@@ -35,6 +35,9 @@ class SpwInfo:
     corr_types: List[str]
     feed_basis: str
     n_corr: int
+    #: (n_ant, 2) RECEPTOR_ANGLE of each antenna's FEED row for this SPW (else its SPECTRAL_WINDOW_ID -1
+    #: row; rad); None: use MSMeta.receptor_angle (:func:`receptor_angles`)
+    receptor_angle: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -73,6 +76,9 @@ class MSMeta:
     columns: List[str] = field(default_factory=list)
     #: SPW ids (SPECTRAL_WINDOW rows) without a row in the main table
     spws_without_data: List[int] = field(default_factory=list)
+    #: {SPW id: [(antenna name, [angles of feed 0, rad])]}: FEED rows of one antenna and SPW (its own or
+    #: -1) that disagree in RECEPTOR_ANGLE (time-dependent rows): the parallactic angle is refused there
+    receptor_conflicts: Dict[int, list] = field(default_factory=dict)
 
     @property
     def active_names(self) -> List[str]:
@@ -215,16 +221,19 @@ def read_meta_uncached(ms) -> MSMeta:
     with _table(ms + "::FIELD") as t:
         fnames = list(t.getcol("NAME"))
         pdir = t.getcol("PHASE_DIR")
-    receptor = np.zeros((len(names), 2))
+    feed_rows = []
     try:
         with _table(ms + "::FEED") as t:
             if t.nrows():
-                ra = t.getcol("RECEPTOR_ANGLE")
-                for aid, ang in zip(t.getcol("ANTENNA_ID"), ra):
-                    if 0 <= aid < len(names):
-                        receptor[aid] = ang[:2]
+                fcols, nf = t.colnames(), t.nrows()
+                spw_col = t.getcol("SPECTRAL_WINDOW_ID") if "SPECTRAL_WINDOW_ID" in fcols else [-1] * nf
+                feed_col = t.getcol("FEED_ID") if "FEED_ID" in fcols else [0] * nf
+                feed_rows = [(int(a), int(sw), int(fd), np.asarray(t.getcell("RECEPTOR_ANGLE", i), float))
+                             for i, (a, sw, fd) in enumerate(zip(t.getcol("ANTENNA_ID"), spw_col, feed_col))]
     except RuntimeError:
         pass
+    receptor, per_spw, conflicts = receptor_angles(feed_rows, len(names), sorted(set(int(x) for x in dd_spw)))
+    conflicts = {s: [(str(names[a]), v) for a, v in c] for s, c in conflicts.items()}
     tel = ""
     try:
         with _table(ms + "::OBSERVATION") as t:
@@ -241,7 +250,8 @@ def read_meta_uncached(ms) -> MSMeta:
         types = [STOKES_NAMES.get(int(c), str(c)) for c in corr[int(dd_pol[d])]]
         basis = "circular" if types and types[0][0] in "RL" else "linear"
         spws[int(d)] = SpwInfo(int(d), s, np.asarray(spw_freq[s], float), np.asarray(spw_width[s], float),
-                               float(spw_ref[s]), str(spw_name[s]), types, basis, len(types))
+                               float(spw_ref[s]), str(spw_name[s]), types, basis, len(types),
+                               per_spw.get(s))
     fields = [FieldInfo(i, str(n), float(pdir[i, 0, 0]), float(pdir[i, 0, 1])) for i, n in enumerate(fnames)]
     scans = []
     key = scan.astype(np.int64) * 100000 + fld
@@ -268,7 +278,54 @@ def read_meta_uncached(ms) -> MSMeta:
     with_data = {sp.spw_id for sp in spws.values()}
     nodata = sorted(set(range(len(spw_freq))) - with_data)
     return MSMeta(ms, [str(n) for n in names], positions, active, amap, spws, fields, scans, obs, tel,
-                  receptor, interval, cols, nodata)
+                  receptor, interval, cols, nodata, conflicts)
+
+
+def receptor_angles(feed_rows, n_ant, spw_ids):
+    """The RECEPTOR_ANGLE (n_ant, 2) the parallactic angle uses, per SPW, from the FEED table's rows
+    ``(ANTENNA_ID, SPECTRAL_WINDOW_ID, FEED_ID, RECEPTOR_ANGLE)``.
+
+    As CASA: an antenna's row for an SPW is the one with that SPECTRAL_WINDOW_ID, else the one with -1
+    (valid for every SPW), among its FEED_ID 0 rows where it has any (the feed the main table's
+    FEED1/FEED2 name in practice); no row: 0.  VLA and ALMA MSs carry rows per SPW, with different
+    angles per receiver band: before session 49 the table's last row of an antenna served every SPW
+    (a review: |gX/gY| off by 0.155 from the truth, with the rows stored in the other order right).
+    Returns ``(default, per_spw, conflicts)``: ``default`` from the -1 rows (else each antenna's first
+    row), ``per_spw`` {SPW id: (n_ant, 2)} and ``conflicts`` {SPW id: [(antenna, [feed-0 angles])]}
+    where an antenna's rows for one SPW disagree (time-dependent rows, which this does not
+    interpolate)."""
+    def rows_of(a, want):
+        mine = [r for r in feed_rows if r[0] == a]
+        mine = [r for r in mine if r[2] == 0] or mine        # FEED_ID 0 where the antenna has it
+        return [r for r in mine if r[1] == want]
+
+    default = np.zeros((n_ant, 2))
+    for a in range(n_ant):
+        rs = rows_of(a, -1) or [r for r in feed_rows if r[0] == a][:1]
+        if rs:
+            default[a] = _two(rs[0][3])
+    per_spw, conflicts = {}, {}
+    for s in spw_ids:
+        arr = np.zeros((n_ant, 2))
+        for a in range(n_ant):
+            rs = rows_of(a, s) or rows_of(a, -1)
+            if not rs:
+                continue
+            arr[a] = _two(rs[0][3])
+            angs = sorted({round(float(_two(r[3])[0]), 9) for r in rs})
+            if len(angs) > 1:
+                conflicts.setdefault(s, []).append((a, angs))
+        per_spw[s] = arr
+    return default, per_spw, conflicts
+
+
+def _two(ang):
+    """The first two receptors' angles (a one-receptor row: the second at +90 degrees)."""
+    ang = np.asarray(ang, float).ravel()
+    if len(ang) >= 2:
+        return ang[:2]
+    a0 = float(ang[0]) if len(ang) else 0.0
+    return np.array([a0, a0 + np.pi / 2])
 
 
 def check_antenna_names(meta: MSMeta):

@@ -76,7 +76,7 @@ class PreApply:
             tscan = np.full(len(utimes), int(scan), np.int64)
             diag, sky = chain.compose(self.terms, spw.spw_id, utimes, spw.freqs, self.names, fld.name,
                                       (fld.ra, fld.dec), time_scan=tscan)
-            p = chain.parang_table(meta, fld, utimes, spw.feed_basis) if self.parang else None
+            p = chain.parang_table(meta, fld, utimes, spw) if self.parang else None
             if sky is None and p is not None:   # circular P with a flagged hand: per correlation (handflags)
                 from ..core.handflags import fold_diagonal_parang
                 diag, p = fold_diagonal_parang(diag, p)

@@ -1,0 +1,24 @@
+"""time_interp 'cubic' with fewer than 4 valid solution times: the error names the term, the solutions'
+field, the field corrected and the SPW (a review, session 49: it named none of them), and nothing is
+written."""
+
+import pytest
+from casacore.tables import table
+
+from alakazam.errors import AlakazamError
+from alakazam.sim import simulate_ms
+
+
+def test_cubic_with_too_few_solutions_names_the_term(tmp_path):
+    from alakazam.caltasks import akapply, akcal
+
+    ms, cal = str(tmp_path / "c.ms"), str(tmp_path / "c.h5")
+    simulate_ms(ms, n_ant=4, n_chan=(4,), duration_h=1.0, scan_len_s=600.0, dead_ant=False, leakage=False)
+    akcal(vis=ms, caltable=cal, field="3C286", jones=["G"], solint=["scan"], refant="C00", minblperant=2)
+    with table(ms, ack=False) as t:
+        cols = t.colnames()
+    with pytest.raises(AlakazamError, match=r"G0 \(solutions of 3C286 for TARGET, SPW 0\): .*'cubic' "
+                                            r"needs at least 4 valid solution times"):
+        akapply(vis=ms, gaintable=[cal], jones=["G0"], field="TARGET", interp=["cubic"])
+    with table(ms, ack=False) as t:
+        assert t.colnames() == cols                  # no CORRECTED_DATA

@@ -1,0 +1,54 @@
+"""The apply's warning when a field's data lie far beyond the time gains that serve it
+(calibration/timecover.py): further than the largest gap between those solution times.
+
+A review (session 49): TARGET scans 10-40 min after the last calibrator scan were corrected with the
+last gains held (TARGET's amplitude 0.35-0.66 of its true 0.7 Jy on the drifting simulated gains), with
+nothing said.  Delays and bandpasses, solved once and applied to everything by design, are not
+judged."""
+
+import logging
+
+import pytest
+
+from alakazam.sim import simulate_ms
+
+MSG = "the end solution is held there"
+
+
+@pytest.fixture(scope="module")
+def cal(tmp_path_factory):
+    from alakazam.caltasks import akcal
+
+    d = tmp_path_factory.mktemp("tcov")
+    ms = str(d / "t.ms")
+    # scans of 10 min cycling 3C286, 3C147, TARGET: 3C286 in scans 1, 4, 7, 10; TARGET 3, 6, 9, 12
+    simulate_ms(ms, n_ant=4, n_chan=(4,), duration_h=2.0, int_s=120.0, scan_len_s=600.0, dead_ant=False,
+                leakage=False, flag_rows=0.0)
+    early, every = str(d / "early.h5"), str(d / "every.h5")
+    akcal(vis=ms, caltable=early, field="3C286", scan="1,4", jones=["K", "G"], solint=["inf", "scan"],
+          refant="C00", minblperant=2)
+    akcal(vis=ms, caltable=every, field="3C286", jones=["K", "G"], solint=["inf", "scan"], refant="C00",
+          minblperant=2)
+    return ms, early, every
+
+
+def _warnings(caplog, ms, table, keys):
+    from alakazam.caltasks import akapply
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        akapply(vis=ms, gaintable=[table] * len(keys), jones=keys, field="TARGET", interp=["linear"])
+    return [r.getMessage() for r in caplog.records if MSG in r.getMessage()]
+
+
+def test_target_long_after_the_last_gain_is_warned(cal, caplog):
+    ms, early, _ = cal
+    w = _warnings(caplog, ms, early, ["K0", "G0"])
+    # 3C286's gains at scans 1 and 4 (30 min apart); TARGET up to scan 12, 80 min after scan 4
+    assert len(w) == 1 and w[0].startswith("G0: TARGET SPW 0: data up to") and "after the last" in w[0], w
+
+
+def test_bracketed_target_and_delays_are_not_warned(cal, caplog):
+    ms, early, every = cal
+    assert _warnings(caplog, ms, every, ["K0", "G0"]) == []     # TARGET within the 3C286 cadence
+    assert _warnings(caplog, ms, early, ["K0"]) == []           # K over 'inf': constant by design
