@@ -33,6 +33,17 @@ def test_disagreeing_rows_of_one_spw_are_a_conflict():
     rows = [(0, 0, 0, np.array([0.5, 2.0])), (0, 0, 0, np.array([0.7, 2.2]))]
     _, _, conflicts = ms_io.receptor_angles(rows, 1, [0])
     assert conflicts == {0: [(0, [0.5, 0.7])]}
+    # a float32 round trip (2e-8 rad) is the same angle (a review: refused)
+    q = np.pi / 4
+    rows = [(0, 0, 0, np.array([q, q + 1])), (0, 0, 0, np.array([float(np.float32(q)), q + 1]))]
+    assert ms_io.receptor_angles(rows, 1, [0])[2] == {}
+
+
+def test_an_spw_without_rows_of_its_own_or_minus_one_takes_the_antennas_first_row():
+    """Rows for SPW 0 only in a 2-SPW MS: SPW 1 took 0 (a review: |gX/gY| 0.091 off the truth)."""
+    rows = [(0, 0, 0, np.array([0.5, 0.5 + np.pi / 2]))]
+    _, per_spw, _ = ms_io.receptor_angles(rows, 1, [0, 1])
+    assert per_spw[1][0, 0] == 0.5
 
 
 @pytest.fixture(scope="module")
@@ -99,5 +110,6 @@ def test_time_dependent_rows_are_refused_with_parang(linear_05, tmp_path):
     with pytest.raises(AlakazamError, match="different RECEPTOR_ANGLE") as e:
         akcal(vis=ms, caltable=cal, field="3C286", jones=["G"], solint=["scan"], refant="C00", parang=True)
     assert "antenna C00 and SPW 0" in str(e.value) and "0.5, 0.7" in str(e.value)
+    assert "(task parameter parang)" in str(e.value)
     assert not os.path.exists(cal)
     akcal(vis=ms, caltable=cal, field="3C286", jones=["G"], solint=["scan"], refant="C00")   # no parang

@@ -410,8 +410,9 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         log.info(ln)
     from .bandcover import warnings as _outside      # bandpass channels outside the solved band
     from .timecover import warnings as _held         # data long after (before) the last (first) solution
-    for w in _outside(terms, spw.spw_id, freqs, chans) + _held(terms, spw.spw_id, utimes_all, fld.name,
-                                                                (fld.ra, fld.dec)):
+    # (said once per field and SPW: by its first row chunk where a distributed apply runs several)
+    held = _held(terms, spw.spw_id, utimes_all, fld.name, (fld.ra, fld.dec)) if not part else []
+    for w in _outside(terms, spw.spw_id, freqs, chans) + held:
         if w not in lines:
             lines.append(w)
             log.warning(w)

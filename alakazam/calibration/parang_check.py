@@ -48,9 +48,10 @@ def check_receptor_angles(meta, ddids, where="apply_parang"):
         bad = [(a, v) for a, v in conflicts.get(sp.spw_id, []) if a in active]
         if bad:
             a, v = bad[0]
+            task = "" if where == "parang" else " (task parameter parang)"
             raise AlakazamError(
-                f"{where}: true, but the FEED table of {meta.path} has rows for antenna {a} and SPW "
-                f"{sp.spw_id} with different RECEPTOR_ANGLE (feed 0: {', '.join(f'{x:.4g}' for x in v)} "
+                f"{where}{task}: true, but the FEED table of {meta.path} has rows for antenna {a} and SPW "
+                f"{sp.spw_id} with different RECEPTOR_ANGLE (feed 0: {', '.join(f'{x:.9g}' for x in v)} "
                 f"rad{f'; and {len(bad) - 1} more antenna(s)' if len(bad) > 1 else ''}): time-dependent "
                 f"receptor angles are not supported. Keep one row per antenna and SPW, or set {where} "
                 f"false")

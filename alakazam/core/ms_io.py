@@ -309,14 +309,20 @@ def receptor_angles(feed_rows, n_ant, spw_ids):
         arr = np.zeros((n_ant, 2))
         for a in range(n_ant):
             rs = rows_of(a, s) or rows_of(a, -1)
-            if not rs:
+            if not rs:      # rows for other SPWs only: the antenna's first row (not 0; a review)
+                arr[a] = default[a]
                 continue
             arr[a] = _two(rs[0][3])
-            angs = sorted({round(float(_two(r[3])[0]), 9) for r in rs})
-            if len(angs) > 1:
-                conflicts.setdefault(s, []).append((a, angs))
+            angs = np.array(sorted({float(_two(r[3])[0]) for r in rs}))
+            if len(angs) > 1 and angs[-1] - angs[0] > RECEPTOR_TOL:
+                conflicts.setdefault(s, []).append((a, angs.tolist()))
         per_spw[s] = arr
     return default, per_spw, conflicts
+
+
+#: rad: FEED rows whose receptor angles differ by less agree (a float32 round trip of pi/4 moves it by
+#: 2e-8; 1e-6 rad turns a 100% polarised source's Q into U by 2e-6)
+RECEPTOR_TOL = 1e-6
 
 
 def _two(ang):

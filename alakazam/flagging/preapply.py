@@ -47,6 +47,10 @@ class PreApply:
                                       (cfg.interp[i] if cfg.interp else "") or "nearest")
                       for i in range(n)]
         check_terms(self.terms, cfg.ms, meta)
+        if self.parang:         # before any write (the flag version): positions, receptor angles
+            from ..calibration.parang_check import check_antenna_positions, check_receptor_angles
+            check_antenna_positions(meta, "parang")
+            check_receptor_angles(meta, list(meta.spws), "parang")
         self.names = meta.active_names
         self.no_solution = 0
 
