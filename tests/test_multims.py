@@ -47,7 +47,7 @@ def _cell_rows(ms, col):
         return {d: np.stack([t.getcell(col, int(r)) for r in np.nonzero(dd == d)[0]]) for d in np.unique(dd)}
 
 
-def test_split_by_spw_solves_and_applies_as_one(split, tmp_path):
+def test_split_by_spw_solves_and_applies_as_one(split, tmp_path, caplog):
     full, a, b = split
     ref = str(tmp_path / "full.h5")
     run_solve(solve_config_from_dict(dict(BLOCK, ms=full, output=ref)))
@@ -71,8 +71,12 @@ def test_split_by_spw_solves_and_applies_as_one(split, tmp_path):
     from caltasks.akapply import akapply
 
     tbl = dict(jones=["K0", "G0"], tables=[out, out], quiet=True)
-    res = akapply(vis=[a, b], gaintable=[out, out], jones=["K0", "G0"])      # the task form
+    import logging
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        res = akapply(vis=[a, b], gaintable=[out, out], jones=["K0", "G0"])      # the task form
     assert len(res["per_ms"]) == 2
+    # the table was solved on both: neither MS is 'another MS' (a review, session 49: the first set's)
+    assert not [r for r in caplog.records if "(another MS)" in r.getMessage()]
     run_apply(apply_config_from_dict(dict(tbl, ms=full)))
     cf = _cell_rows(full, "CORRECTED_DATA")
     for ms, d in ((a, 0), (b, 1)):

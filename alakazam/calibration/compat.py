@@ -123,9 +123,13 @@ def check_tables(cfg, meta, terms, plan, spwmap=None, tables=None):
         if missing:
             log.warning("%s: antennas %s of %s have no solutions in the table (their data get no "
                         "valid solution)", term.key, ", ".join(missing), cfg.ms)
-        for s in term.sets[:1]:
-            src = str(s.attrs.get("ms", "") or "")
-            if src and src not in warned_ms and not same_ms(src, table, cfg.ms):
+        # a table solved on several MSs (akcal vis=[...]) records each set's own: another MS only when
+        # none of them is this one (a review, session 49: the first set's MS was named)
+        srcs = list(dict.fromkeys(str(s.attrs.get("ms", "") or "") for s in term.sets))
+        srcs = [x for x in srcs if x]
+        if srcs and not any(same_ms(x, table, cfg.ms) for x in srcs):
+            src = ", ".join(srcs)
+            if src not in warned_ms:
                 warned_ms.add(src)
                 log.warning("%s: solved on %s, applied to %s (another MS)", term.key, src, cfg.ms)
     if errors:          # (each once: the plan has an entry per field and SPW)
