@@ -50,12 +50,27 @@ def wanted(workers, scheduler) -> bool:
 def client(workers=0, scheduler=""):
     """A ``distributed.Client``: connected to ``scheduler``, or to a LocalCluster of ``workers`` worker
     processes (one thread each; numba's own threads do the parallel work inside a unit) that is closed
-    on exit."""
+    on exit.  dask's own INFO log (the cluster's start and shutdown, with tracebacks of the connections
+    it closes: 'no traceback unless asked') is shown only when the ``alakazam`` logger is at DEBUG
+    (``logging.getLogger("alakazam").setLevel(logging.DEBUG)``); its warnings and errors always."""
     try:
         from distributed import Client, LocalCluster
     except ImportError:                                   # pragma: no cover - a declared dependency
         raise AlakazamError("workers/scheduler: dask.distributed is not installed "
                             "(pip install 'dask[distributed]')") from None
+    dlog = logging.getLogger("distributed")
+    level = dlog.level
+    if not logging.getLogger("alakazam").isEnabledFor(logging.DEBUG):
+        dlog.setLevel(max(level, logging.WARNING))
+    try:
+        with _cluster_client(Client, LocalCluster, workers, scheduler) as c:
+            yield c
+    finally:
+        dlog.setLevel(level)
+
+
+@contextlib.contextmanager
+def _cluster_client(Client, LocalCluster, workers, scheduler):
     cluster = None
     try:
         if scheduler:

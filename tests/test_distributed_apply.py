@@ -165,3 +165,21 @@ def test_run_workers_reaches_apply_and_flag_blocks(solved, tmp_path, monkeypatch
     cfg.write_text(yaml.safe_dump(doc))
     with pytest.raises(ParameterError, match="workers"):
         run_yaml(str(cfg))
+
+
+def test_dask_info_log_hidden(solved, tmp_path, caplog):
+    """A run with workers logs no dask INFO (the cluster's start and shutdown, with tracebacks of the
+    connections it closes -- a review, session 49: two CommClosedError tracebacks per run, exit 0);
+    alakazam's own lines stay, and the distributed logger's level is restored afterwards."""
+    import logging
+
+    ms, cal = solved
+    b = _copy(ms, tmp_path / "b.ms")
+    before = logging.getLogger("distributed").level
+    with caplog.at_level(logging.INFO):
+        _apply(b, cal, output_col="CAL_DATA", workers=2)
+    recs = caplog.records
+    dask_info = [r for r in recs if r.name.startswith("distributed") and r.levelno < logging.WARNING]
+    assert dask_info == [], [r.getMessage()[:80] for r in dask_info[:3]]
+    assert any(r.name == "alakazam.distributed" and "dask: 2 workers" in r.getMessage() for r in recs)
+    assert logging.getLogger("distributed").level == before
