@@ -15,15 +15,21 @@ from alakazam.sim import simulate_ms
 MSG = "x the calibrator cadence"
 
 
+def _simulated(tmp_path_factory, hours):
+    """A small MS of ``hours``: 10-min scans of 2-min integrations cycling 3C286, 3C147, TARGET."""
+    d = tmp_path_factory.mktemp("tcov")
+    ms = str(d / "t.ms")
+    simulate_ms(ms, n_ant=4, n_chan=(4,), duration_h=hours, int_s=120.0, scan_len_s=600.0, dead_ant=False,
+                leakage=False, flag_rows=0.0)
+    return ms, d
+
+
 @pytest.fixture(scope="module")
 def cal(tmp_path_factory):
     from alakazam.caltasks import akcal
 
-    d = tmp_path_factory.mktemp("tcov")
-    ms = str(d / "t.ms")
     # scans of 10 min cycling 3C286, 3C147, TARGET: 3C286 in scans 1, 4, 7, 10; TARGET 3, 6, 9, 12
-    simulate_ms(ms, n_ant=4, n_chan=(4,), duration_h=2.0, int_s=120.0, scan_len_s=600.0, dead_ant=False,
-                leakage=False, flag_rows=0.0)
+    ms, d = _simulated(tmp_path_factory, 2.0)
     early, every = str(d / "early.h5"), str(d / "every.h5")
     akcal(vis=ms, caltable=early, field="3C286", scan="1,4", jones=["K", "G"], solint=["inf", "scan"],
           refant="C00", minblperant=2)
@@ -57,12 +63,7 @@ def test_bracketed_target_and_delays_are_not_warned(cal, caplog):
 
 @pytest.fixture(scope="module")
 def long_ms(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tcov4")
-    ms = str(d / "l.ms")
-    # 4 h: 3C286 in scans 1, 4, ..., 22
-    simulate_ms(ms, n_ant=4, n_chan=(4,), duration_h=4.0, int_s=120.0, scan_len_s=600.0, dead_ant=False,
-                leakage=False, flag_rows=0.0)
-    return ms, d
+    return _simulated(tmp_path_factory, 4.0)        # 3C286 in scans 1, 4, ..., 22
 
 
 def test_a_hole_in_the_solutions_is_warned(long_ms, caplog):

@@ -429,6 +429,13 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
                                   weights=False)]
     from .. import warmup           # the background compile busy with the apply's kernels: wait for them
     warmup.wait_for("apply")        # rather than compile them again here (cold start, issue 16)
+    cmask = corrselect.parse_correlation(cfg.correlation, spw.corr_types)   # None = all (core/corrselect)
+    # the correlations written (stored and selected), in the 4-correlation order
+    from ..core.ms_io import CORR_ORDER
+    use4 = np.zeros(4, np.bool_)
+    for i, c in enumerate(spw.corr_types):
+        use4[CORR_ORDER[c]] = True if cmask is None else bool(cmask[i])
+    all4 = bool(use4.all())
     for ch in chunks:
         data, _, flag, _ = ch.four_corr(spw.corr_types)
         utimes, tidx = np.unique(ch.time, return_inverse=True)
@@ -493,20 +500,14 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
                     out = np.empty(sub.shape, data.dtype)
                 out[r0:r1] = sub[r0:r1]
             bad_by_key = diag = sky = par = None
-        cmask = corrselect.parse_correlation(cfg.correlation, spw.corr_types)   # None = all (core/corrselect)
-        # the correlations written (stored and selected), in the 4-correlation order
-        from ..core.ms_io import CORR_ORDER
-        use4 = np.zeros(4, np.bool_)
-        for i, c in enumerate(spw.corr_types):
-            use4[CORR_ORDER[c]] = True if cmask is None else bool(cmask[i])
         counts["rows"] += ch.n_row
         counts["samples"] += int(sub.size)
-        # unflagged samples in the correlations written: those the flagged-solution counts below are of
-        # (with correlation='XX,YY' the four hands' count hid an apply that corrected nothing)
-        fsel = flag if all_chans else flag[:, chans]
-        counts["unflagged"] += (int(sub.size) - int(np.count_nonzero(fsel)) if use4.all() else
+        # FLAG of the selected channels (a copy once, with a channel selection); the unflagged samples
+        # counted in the correlations written, as the flagged-solution counts below are (with
+        # correlation='XX,YY' the four hands' count hid an apply that corrected nothing)
+        fsel = flag if all_chans else np.ascontiguousarray(flag[:, chans])
+        counts["unflagged"] += (int(sub.size) - int(np.count_nonzero(fsel)) if all4 else
                                 int(np.count_nonzero(~fsel[..., use4])))
-        del fsel
         if nsol is None:
             nsol = int(bad.sum())
         n_new = None            # samples flagged here that FLAG did not hold
@@ -514,22 +515,21 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
             # with the samples whose DATA is NaN / Inf (their corrected value too): no solution corrects
             # them, and unflagged they went into CORRECTED_DATA as NaN (a review); and those of a (row,
             # channel) whose DATA is 0 in every correlation (a dropout: the solve's bad values too)
-            if all_chans:       # in the chunk's FLAG just read (not used afterwards), one pass
+            # (in the chunk's FLAG just read, or the selected channels' copy: not used afterwards)
+            n_new, n_nf = algebra.merge_flags_nonfinite(fsel, bad if nsol else None, out, use4)
+            if all_chans:
                 newflag = flag
-                n_new, n_nf = algebra.merge_flags_nonfinite(flag, bad if nsol else None, out, use4)
             else:
-                part = np.ascontiguousarray(flag[:, chans])      # (a copy: the selected channels)
-                n_new, n_nf = algebra.merge_flags_nonfinite(part, bad if nsol else None, out, use4)
                 newflag = flag.copy()
-                newflag[:, chans] = part
+                newflag[:, chans] = fsel
             counts["flagged_by_solution"] += int(n_new)
             counts["flagged_bad_data"] += int(n_nf)
         else:
             # counted where the data are not flagged already (e.g. a dead antenna's flagged scan)
             # (in the correlations written, as "unflagged")
             if nsol:
-                nos = bad & ~flag[:, chans]
-                counts["no_solution"] += int(np.count_nonzero(nos if use4.all() else nos[..., use4]))
+                nos = bad & ~fsel
+                counts["no_solution"] += int(np.count_nonzero(nos if all4 else nos[..., use4]))
                 del nos
             if nsol and not kept:
                 out[bad] = sub[bad]      # uncorrected, never NaN

@@ -294,10 +294,13 @@ def receptor_angles(feed_rows, n_ant, spw_ids):
     row), ``per_spw`` {SPW id: (n_ant, 2)} and ``conflicts`` {SPW id: [(antenna, [feed-0 angles])]}
     where an antenna's rows for one SPW disagree (time-dependent rows, which this does not
     interpolate)."""
+    by_ant = {}                 # each antenna's rows: FEED_ID 0 where it has any (one pass over the table)
+    for r in feed_rows:
+        by_ant.setdefault(r[0], []).append(r)
+    by_ant = {a: [r for r in rs if r[2] == 0] or rs for a, rs in by_ant.items()}
+
     def rows_of(a, want):
-        mine = [r for r in feed_rows if r[0] == a]
-        mine = [r for r in mine if r[2] == 0] or mine        # FEED_ID 0 where the antenna has it
-        return [r for r in mine if r[1] == want]
+        return [r for r in by_ant.get(a, ()) if r[1] == want]
 
     default = np.zeros((n_ant, 2))
     for a in range(n_ant):
