@@ -555,5 +555,5 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
                          put=lambda col, rows, values: write(cfg, col, rows, values, None))
         pbar.advance(ch.n_row)
         # nothing of this chunk outlives it: the next read does not add to it (issue 16 peak memory)
-        ch = data = flag = sub = out = full = bad = newflag = par_all = vals = None
+        ch = data = flag = fsel = sub = out = full = bad = newflag = par_all = vals = None
 
