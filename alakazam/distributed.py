@@ -237,17 +237,24 @@ def captured(fn, *args):
         return _Done(fn(*args), records)
 
 
-def unwrap(res):
-    """Client side of :func:`captured`: log the unit's warnings, return its result."""
+def unwrap(res, seen=None):
+    """Client side of :func:`captured`: log the unit's warnings, return its result.  ``seen``: a set
+    of the messages already logged for this run (updated); a message in it is not logged again -- the
+    row chunks of one apply each say what the in-process apply says once."""
     if isinstance(res, _Done):
-        _relay(res.records)
+        _relay(res.records, seen)
         return res.sset
     return res
 
 
-def _relay(records):
-    """Log a unit's warnings on the client, under the loggers that emitted them."""
+def _relay(records, seen=None):
+    """Log a unit's warnings on the client, under the loggers that emitted them (those not in
+    ``seen``, which is updated; None: all)."""
     for name, level, msg in records:
+        if seen is not None:
+            if msg in seen:
+                continue
+            seen.add(msg)
         logging.getLogger(name).log(level, "%s", msg)
 
 

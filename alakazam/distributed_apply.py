@@ -36,9 +36,11 @@ from .errors import AlakazamError
 log = logging.getLogger("alakazam.distributed")
 
 
-def _stream(c, units, submit, on_result, describe, window):
+def _stream(c, units, submit, on_result, describe, window, seen=None):
     """Submit ``submit(unit)`` futures with at most ``window`` in flight; ``on_result(unit, result)``
-    for each as it completes.  A failed unit raises :class:`AlakazamError` naming ``describe(unit)``."""
+    for each as it completes.  A failed unit raises :class:`AlakazamError` naming ``describe(unit)``.
+    The units' warnings are logged as they complete, each message once with ``seen`` (a set,
+    :func:`alakazam.distributed.unwrap`)."""
     from distributed import as_completed
 
     pending = iter(units)
@@ -58,7 +60,7 @@ def _stream(c, units, submit, on_result, describe, window):
         for fut in ac:
             _, u = live.pop(fut.key)
             try:
-                res = unwrap(fut.result())          # the unit's warnings logged here, as in process
+                res = unwrap(fut.result(), seen)    # the unit's warnings logged here, as in process
             except AlakazamError:
                 raise
             except Exception as e:          # named and re-raised
@@ -117,6 +119,7 @@ def apply_plan(cfg, meta, terms, plan, scans, names, limit, lines, counts, write
                  n_workers)
         shared = share(c, (cfg, meta, terms, scans, names, part_limit, write_col, rowsel, mode))
         first_lines = {}
+        warned = set()              # the warnings logged (once each, as the in-process apply does)
 
         def submit(u):
             _, fid, ddid, chans, k, _ = u
@@ -142,10 +145,14 @@ def apply_plan(cfg, meta, terms, plan, scans, names, limit, lines, counts, write
                     first_lines[u[0]] = part_lines
                 pbar.advance(u[5])
 
-            _stream(c, units, submit, on_result, describe, window)
+            _stream(c, units, submit, on_result, describe, window, warned)
     for i in sorted(first_lines):                   # the chain lines in plan order, as in process
-        lines.extend(first_lines[i])
         for ln in first_lines[i]:
+            if ln in warned:        # logged as a warning when its unit completed; kept once, as in process
+                if ln not in lines:
+                    lines.append(ln)
+                continue
+            lines.append(ln)
             log.info(ln)
     return []
 

@@ -183,3 +183,31 @@ def test_dask_info_log_hidden(solved, tmp_path, caplog):
     assert dask_info == [], [r.getMessage()[:80] for r in dask_info[:3]]
     assert any(r.name == "alakazam.distributed" and "dask: 2 workers" in r.getMessage() for r in recs)
     assert logging.getLogger("distributed").level == before
+
+
+def test_apply_warnings_once_as_in_process(solved, scheduler, tmp_path, caplog):
+    """A warning the apply says once per run in process (a bandpass solved on channels 2~5 applied to
+    all 8: the channels outside its band) is said once on the cluster too, as a WARNING -- each field
+    and row chunk's worker said it again (the review of session 49: the same line once per field,
+    then replayed as INFO with the chain lines); the result's log equals the in-process run's."""
+    import logging
+
+    ms, _ = solved
+    bp = str(tmp_path / "bp.h5")
+    run_solve(solve_config_from_dict(dict(ms=ms, output=bp, jones=["G"], field=["3C286"], spw="0:2~5",
+                                          time_interval=["inf"], freq_interval=["1MHz"], ref_ant="C00",
+                                          quiet=True)))
+    a, b = _copy(ms, tmp_path / "a.ms"), _copy(ms, tmp_path / "b.ms")
+    runs = []
+    for m, extra in ((a, {}), (b, dict(scheduler=scheduler))):
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            r = run_apply(apply_config_from_dict(dict(ms=m, jones=["G0"], tables=[bp], spw="0", quiet=True,
+                                                      memory_limit_gb=2e-4, **extra)))
+        said = [(rec.levelno, rec.getMessage()) for rec in caplog.records
+                if "lie outside the band its solutions cover" in rec.getMessage()]
+        runs.append((r, said))
+    (ra, said_a), (rb, said_b) = runs
+    assert len(said_a) == 1 and said_a[0][0] == logging.WARNING, said_a
+    assert said_b == said_a
+    assert ra["log"] == rb["log"]
