@@ -88,12 +88,26 @@ def interrupted(ms):
     return out
 
 
-def restore_resolves(marker, name, merge) -> bool:
+def save_order(ms) -> list:
+    """The names of the MS's flag versions in the order they were saved (FLAG_VERSION_LIST)."""
+    from ..core import flagversions
+
+    return [n for n, _ in flagversions._read_list(ms)]
+
+
+def restore_resolves(marker, name, merge, order=None) -> bool:
     """Whether restoring ``name`` with ``merge`` ends the interrupted run of ``marker`` (an
-    :func:`interrupted` entry): it restores the flags saved before it (undo), or it is the same restore
-    (finishing it: replace, or and and are idempotent)."""
+    :func:`interrupted` entry): it restores the flags saved before it (undo), or flags saved before
+    those with merge 'replace' (``order``: :func:`save_order`; FLAG then predates the run's writes, so
+    they are undone too -- two interrupted runs, the second saved on top of the first's partial FLAG:
+    restoring the first's version ended both, but the second's marker stayed and every later task
+    told the user to restore that partial state, a review), or it is the same restore (finishing it:
+    replace, or and and are idempotent)."""
     version, restoring, was = marker
-    return name == version or (restoring == name and was == merge)
+    if name == version or (restoring == name and was == merge):
+        return True
+    return (merge == "replace" and order is not None and name in order and version in order
+            and order.index(name) < order.index(version))
 
 
 def _finish_command(ms, name, merge) -> str:
@@ -102,20 +116,29 @@ def _finish_command(ms, name, merge) -> str:
 
 def warn_interrupted(ms, skip=None):
     """Warn about earlier runs interrupted while writing FLAG (their markers are still present);
-    ``skip(marker)``: true for the markers not to warn about (the run at hand resolves them)."""
-    for marker in interrupted(ms):
-        if skip is not None and skip(marker):
-            continue
+    ``skip(marker)``: true for the markers not to warn about (the run at hand resolves them).  Where
+    several runs were interrupted, a later one's saved version holds the partial FLAG an earlier one
+    left: its warning names the earliest version as the one that undoes them all."""
+    markers = [m for m in interrupted(ms) if skip is None or not skip(m)]
+    order = save_order(ms) if len(markers) > 1 else []
+    rank = {n: i for i, n in enumerate(order)}
+    listed = sorted((m for m in markers if m[0] in rank), key=lambda m: rank[m[0]])
+    first = listed[0][0] if listed else None
+    for marker in markers:
         version, name, merge = marker
+        also = ""
+        if first is not None and version in rank and rank[version] > rank[first]:
+            also = (f" -- it was saved after {first}, the flags saved before an earlier interrupted run: "
+                    f"restoring {first} undoes both: {restore_command(ms, first)}")
         if name is not None:
             log.warning("a restore of flag version %s (merge=%r) on %s was interrupted while writing FLAG: "
                         "FLAG is partly restored; re-run %s to finish it, or restore %r, the flags saved "
-                        "before it, to undo it: %s", name, merge, ms, _finish_command(ms, name, merge),
-                        version, restore_command(ms, version))
+                        "before it, to undo it: %s%s", name, merge, ms, _finish_command(ms, name, merge),
+                        version, restore_command(ms, version), also)
             continue
         log.warning("an earlier %s on %s was interrupted while writing FLAG: FLAG may be partly changed; "
-                    "restore the flags saved before it with: %s", version.split("_")[0], ms,
-                    restore_command(ms, version))
+                    "restore the flags saved before it with: %s%s", version.split("_")[0], ms,
+                    restore_command(ms, version), also)
 
 
 @contextmanager
