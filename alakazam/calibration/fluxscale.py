@@ -198,6 +198,36 @@ def combine(f, w):
     return res
 
 
+def _solved_with(ts, sp) -> tuple:
+    """The SPWs whose data gave SPW ``sp``'s solutions: its ``combined_spws`` (combine 'spw': one
+    solution stored once per SPW, core/combine.py), else ``(sp,)``."""
+    got = {tuple(int(x) for x in np.atleast_1d(s.attrs.get("combined_spws", [sp]))) for s in ts}
+    return sorted(got, key=len)[-1] if got else (int(sp),)
+
+
+def _independent_points(field, spws: dict) -> list:
+    """``[(freq, flux, err)]`` for the spectral fit: one per SPW, except that SPWs solved together
+    (combine 'spw': their gains are one solution, so their scales are one measurement, not several) give
+    one point -- the mean frequency and flux density of those SPWs, with one SPW's error (a review: eight
+    copies of one combined solution fitted as eight SPWs gave a spectral index of 0.0000 +- 0.0085, 82
+    sigma from the source's -0.7, and a fitted-flux error too small by sqrt(8)).  Said once per field."""
+    groups = {}
+    for sp in sorted(spws):
+        key = tuple(x for x in spws[sp].get("solved_with", (sp,)) if x in spws) or (sp,)
+        groups.setdefault(key, []).append(sp)
+    pts = []
+    for members in groups.values():
+        r = [spws[x] for x in members]
+        pts.append((float(np.mean([x["freq"] for x in r])), float(np.mean([x["fluxd"] for x in r])),
+                    float(np.mean([x["fluxd_err"] for x in r]))))
+        if len(members) > 1:
+            log.warning("%s: SPWs %s were solved together (combine 'spw'): one flux scale for all of them, "
+                        "one flux density in the spectral fit (%s)", field, ",".join(map(str, members)),
+                        "no spectral index can be fitted: a single independent point" if len(groups) == 1
+                        else f"{len(groups)} independent points")
+    return pts
+
+
 def spectral_fit(freqs, flux, err, fitorder=1, reffreq=0.0):
     """CASA's spectral fit: log10(S) = sum_k a_k log10(freq / reffreq)^k, weighted by the errors.
 
@@ -829,7 +859,8 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
             freq = float(np.mean(np.concatenate([np.atleast_1d(s.freq) for s in ts])))
             res.update(model_flux=mf, fluxd=model * res["scale"], fluxd_err=abs(model) * res["scale_err"],
                        flux_p=model * res["scale_p"], flux_q=model * res["scale_q"], freq=freq,
-                       method=cfg.method, ref_spw=rsp, extrapolated_s=outside)
+                       method=cfg.method, ref_spw=rsp, extrapolated_s=outside,
+                       solved_with=list(_solved_with(ts, sp)))
             per_field.setdefault(tf, {"fid": fid, "spws": {}})["spws"][sp] = res
             factors[(tf, sp)] = 1.0 / np.sqrt(res["scale"])
             log.info("%s spw %d: flux density %.5f +- %.5f Jy (scale %.5f, p %.5f, q %.5f, %d ratios, %s)",
@@ -846,12 +877,14 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
     for tf in fields_sorted:
         d = per_field[tf]
         sps = sorted(d["spws"])
-        fit = spectral_fit([d["spws"][s]["freq"] for s in sps], [d["spws"][s]["fluxd"] for s in sps],
-                           [d["spws"][s]["fluxd_err"] for s in sps], cfg.fitorder, cfg.reffreq)
-        if len(sps) > 1 and fit["fitorder"] < int(cfg.fitorder):
+        # SPWs solved together (combine 'spw') share one scale: one flux density point for the fit
+        pts = _independent_points(tf, d["spws"])
+        fit = spectral_fit([p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts], cfg.fitorder,
+                           cfg.reffreq)
+        if len(pts) > 1 and fit["fitorder"] < int(cfg.fitorder):
             log.warning("%s: fitorder %d needs %d SPWs with flux densities, %d have them: fitted order %d",
-                        tf, int(cfg.fitorder), int(cfg.fitorder) + 1, len(sps), fit["fitorder"])
-        if len(sps) > 1:
+                        tf, int(cfg.fitorder), int(cfg.fitorder) + 1, len(pts), fit["fitorder"])
+        if len(pts) > 1:
             log.info("%s: fitted flux density %.5f +- %.5f Jy at %.6g Hz, spectral index %s", tf,
                      fit["fitFluxd"], fit["fitFluxdErr"], fit["fitRefFreq"],
                      " ".join(f"{a:.4f} +- {e:.4f}" for a, e in zip(fit["spidx"][1:], fit["spidxerr"][1:])))
