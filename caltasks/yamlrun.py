@@ -256,6 +256,11 @@ def preflight(blocks, produced_elsewhere=()):
                         if f"{where}.{k}" not in errors:
                             for msg in msgs:
                                 add(f"{where}.{k}", msg)
+                if section in ("solve", "apply"):   # the MS's correlations (D, KC, CP, parang)
+                    for k, msgs in _correlation_errors(section, cfg).items():
+                        for msg in msgs:
+                            if msg not in errors.get(f"{where}.{k}", []):
+                                add(f"{where}.{k}", msg)
                 if section == "solve":      # a key of the output pre-applied and solved again
                     from alakazam import solve_precheck
                     for k, msgs in solve_precheck.self_preapply_errors(cfg).items():
@@ -557,6 +562,54 @@ def _step_fields(cfg, step):
     except (AlakazamError, RuntimeError, OSError, IndexError):
         return None
     return names
+
+
+def _correlation_errors(section, cfg) -> dict:
+    """{YAML key: [message]} of a solve or apply block whose terms or parallactic angle need
+    correlations its MS's selected SPWs lack (calibration/parang_check.py: D, KC, CP solved from the
+    cross hands; D applied; apply_parang on linear feeds without XY, YX): said with the file's other
+    errors, before anything runs (a review: they were found when the block ran, after the blocks
+    before it had written FLAG and tables).  Unreadable MSs and selections are left to the checks that
+    say them."""
+    import re
+
+    from alakazam.calibration import parang_check
+    from alakazam.core import ms_io
+    from alakazam.jones import terms as jterms
+
+    out = {}
+    for ms in (cfg.ms if isinstance(cfg.ms, list) else [cfg.ms]):
+        try:
+            meta = ms_io.read_meta(ms)
+            ddids = ms_io.resolve_spw(meta, cfg.spw)
+        except Exception:       # noqa: BLE001 -- said by the MS and selection checks
+            continue
+        if section == "solve":
+            msg = parang_check.cross_hand_steps_error(meta, ddids, cfg.steps)
+            if msg:
+                out.setdefault("jones", []).append(msg)
+        else:
+            full = []
+            for t in cfg.terms:
+                m = re.fullmatch(r"([A-Za-z]+)\d*", str(t.key))
+                try:
+                    if m and not jterms.get(m.group(1).upper()).diagonal:
+                        full.append(t.key)
+                except Exception:       # noqa: BLE001 -- an unknown key is said by the table checks
+                    pass
+            short = [d for d in ddids if meta.spws[d].n_corr != 4]
+            if full and short:
+                sp = meta.spws[short[0]]
+                out.setdefault("jones", []).append(
+                    f"{', '.join(full)} {'mixes' if len(full) == 1 else 'mix'} the cross hands into the "
+                    f"parallel hands, but SPW {sp.spw_id} (DATA_DESC_ID {sp.ddid}) of {meta.path} has only "
+                    f"the correlations {', '.join(sp.corr_types)}. Leave {', '.join(full)} out, or select "
+                    "only SPWs with four correlations (spw)")
+        try:
+            parang_check.check_parang_correlations(meta, ddids, cfg.apply_parang, "apply_parang")
+        except AlakazamError as e:
+            out.setdefault("apply_parang", []).append(str(e).split(": ", 1)[-1])
+    return out
 
 
 def _fluxscale_errors(cfg, planned, produced, planned_spws=None, planned_ms=None):

@@ -71,8 +71,9 @@ def check_parang_correlations(meta, ddids, apply_parang, where="apply_parang"):
             continue
         missing = [c for c in CROSS["linear"] if c not in sp.corr_types]
         if missing:
+            task = "" if where == "parang" else " (task parameter parang)"
             raise AlakazamError(
-                f"{where}: true, but SPW {sp.spw_id} (DATA_DESC_ID {ddid}) of {meta.path} has only the "
+                f"{where}{task}: true, but SPW {sp.spw_id} (DATA_DESC_ID {ddid}) of {meta.path} has only the "
                 f"correlations {', '.join(sp.corr_types)} (missing {', '.join(missing)}): for linear feeds "
                 f"the model's Stokes U is carried by XY/YX, so rotating a polarised model by the "
                 f"parallactic angle would be wrong. Set {where} false (exact for an unpolarised "
@@ -85,23 +86,33 @@ def check_cross_hand_steps(meta, ddids, steps):
     the registry's non-diagonal and cross-only types) would run on a selected SPW without all four
     correlations (an MS of XX, YY or RR, LL only; or one SPW of a mixed MS): its solutions would all be
     flagged (D) or the model look unpolarised (KC, CP), an error that does not say why."""
+
+    msg = cross_hand_steps_error(meta, ddids, steps)
+    if msg:
+        raise AlakazamError(f"jones: {msg}")
+
+
+def cross_hand_steps_error(meta, ddids, steps):
+    """The message of :func:`check_cross_hand_steps` (without its 'jones: ' head), naming every such
+    step at once (it named the first: a user who left KC out then met CP, then D), or None."""
     from ..jones import terms as jterms
 
     short = [d for d in ddids if meta.spws[d].n_corr != 4]
     if not short:
-        return
-    for i, st in enumerate(steps):
-        t = jterms.get(st.jones_type)
-        if t.diagonal and not t.cross_only:
-            continue
-        sp = meta.spws[short[0]]
-        four = "XX, XY, YX, YY" if sp.feed_basis == "linear" else "RR, RL, LR, LL"
-        raise AlakazamError(
-            f"jones: {st.key} ({st.jones_type}, step {i}) is solved from the cross hands, but "
+        return None
+    bad = [(i, st) for i, st in enumerate(steps)
+           if not (jterms.get(st.jones_type).diagonal and not jterms.get(st.jones_type).cross_only)]
+    if not bad:
+        return None
+    sp = meta.spws[short[0]]
+    four = "XX, XY, YX, YY" if sp.feed_basis == "linear" else "RR, RL, LR, LL"
+    names = ", ".join(f"{st.key} ({st.jones_type}, step {i})" for i, st in bad)
+    types = ", ".join(dict.fromkeys(st.jones_type for _, st in bad))
+    return (f"{names} {'is' if len(bad) == 1 else 'are'} solved from the cross hands, but "
             f"SPW {sp.spw_id} (DATA_DESC_ID {sp.ddid}) of {meta.path} has only the "
             f"correlations {', '.join(sp.corr_types)}: "
-            f"{st.jones_type} needs all four ({four}). "
-            f"Leave {st.jones_type} out, or select only SPWs with four correlations (spw)")
+            f"{types} {'needs' if len(bad) == 1 else 'need'} all four ({four}). "
+            f"Leave {types} out, or select only SPWs with four correlations (spw)")
 
 
 def check_leakage_gauge(meta, ddids, steps, gauge):
