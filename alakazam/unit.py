@@ -207,9 +207,11 @@ def _narrow_bin_note(ctx, step, ddid, chan_width):
     if (step.key, ddid) in said:
         return
     said.add((step.key, ddid))
-    log.warning("%s: freq_interval (akcal freqint) %s is %.6g Hz, narrower than a channel of SPW %d "
-                "(%.6g Hz): one solution per channel. A number is Hz; '4ch' is 4 channels, '4MHz' 4 MHz",
-                step.key, step.freq_interval_text, float(hz), ctx.meta.spws[ddid].spw_id, chan_width)
+    from .core import warnonce          # once per task call / YAML run (iterations re-solve every step)
+    warnonce.warning(log.name, "%s: freq_interval (akcal freqint) %s is %.6g Hz, narrower than a channel "
+                     "of SPW %d (%.6g Hz): one solution per channel. A number is Hz; '4ch' is 4 channels, "
+                     "'4MHz' 4 MHz", step.key, step.freq_interval_text, float(hz), ctx.meta.spws[ddid].spw_id,
+                     chan_width)
 
 
 def setup(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans, members=None) -> FieldSpw | None:
@@ -772,20 +774,26 @@ def _quality(sset, res, cell_index, min_snr=0.0):
     with np.errstate(divide="ignore", invalid="ignore"):      # nDOF = chi2 / (chi2 / nDOF) (quality.snr)
         dof = np.where(rchi2 > 0, np.maximum(sset.cost, 0.0) / rchi2, np.nan)
     gain = terms.get(sset.attrs.get("jones_type")).gain
+    # the bins with a usable solution (one unflagged antenna / hand): the only ones a bin's chi2 / nDOF
+    # is compared with (quality._neighbour_median; flagged RFI channels beside a survivor hid it)
+    if sset.pol_flags is not None:
+        usable = (~sset.pol_flags[..., list(sset.attrs.get("hands", (0, 1)))]).any(axis=(0, -1))
+    else:
+        usable = (~sset.flags).any(axis=0)
     excess = quality.local_excess(rchi2, dof, quality.gain_power(sset.jones, sset.flags) if gain else None,
-                                  wmean if gain else None)
+                                  wmean if gain else None, usable=usable)
     low = np.zeros(snr.shape, bool)
     if (excess > 1).any():
         snr /= np.sqrt(excess)[None, :, :, None]
         if min_snr and min_snr > 0:
             low = (snr < float(min_snr)) & (excess > 1)[None, :, :, None]
     if sset.pol_flags is not None:      # per hand (core/handflags.py): the same checks on each hand
-        _quality_hands(sset, rchi2, snr, counts, low)
+        _quality_hands(sset, rchi2, snr, counts, low, usable)
         sset.extra["snr"] = snr
         sset.extra["rchi2"] = rchi2
         sset.quality = counts
         return
-    new = np.broadcast_to(quality.chi2_outlier_bins(rchi2)[None], sset.flags.shape) & ~sset.flags
+    new = np.broadcast_to(quality.chi2_outlier_bins(rchi2, usable)[None], sset.flags.shape) & ~sset.flags
     if new.any():
         sset.flags |= new
         counts["outlier_chi2"] = int(new.sum())
@@ -807,17 +815,18 @@ def _quality(sset, res, cell_index, min_snr=0.0):
     sset.quality = counts
 
 
-def _quality_hands(sset, rchi2, snr, counts, low):
+def _quality_hands(sset, rchi2, snr, counts, low, usable=None):
     """:func:`_quality`'s outlier checks on a per-hand set: an outlier chi2 bin flags both hands of
     every antenna, an SNR below minsnr after the local excess (``low``) or an outlier bandpass
-    channel its own hand; ``flags`` follows (core/handflags.py)."""
+    channel its own hand; ``flags`` follows (core/handflags.py).  ``usable``: the bins with an
+    unflagged hand before these checks (:func:`quality.chi2_outlier_bins`)."""
     from .core.handflags import antenna_flags, nan_flagged
     from .solvers import quality
 
     pol = sset.pol_flags
     n_f = pol.shape[1]
     hands = list(sset.attrs.get("hands", (0, 1)))
-    new = quality.chi2_outlier_bins(rchi2)[None, :, :, None] & ~pol
+    new = quality.chi2_outlier_bins(rchi2, usable)[None, :, :, None] & ~pol
     if new.any():       # counted per solution (antenna, bin, time) newly not whole, as the other checks
         counts["outlier_chi2"] = int((new[..., hands].any(-1) & ~pol[..., hands].any(-1)).sum())
         pol |= new

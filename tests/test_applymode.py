@@ -93,10 +93,14 @@ def test_calonly_leaves_dead_scan_uncorrected_and_unflagged(dead, tmp_path):
     assert res["flagged_by_term"] == {"G0/3C286": int(rows.sum()) * N_CHAN * 4}
 
 
-def test_trial_writes_nothing_and_counts(dead, tmp_path):
+def test_trial_writes_nothing_and_counts(dead, tmp_path, caplog):
     ms = _copy(dead, tmp_path)
     flag0, = _cols(ms, "FLAG")
-    res = _apply(ms, dead[1], "trial")
+    with caplog.at_level("INFO", logger="alakazam"):
+        res = _apply(ms, dead[1], "trial")
+    # its line reads as a sentence (it said "... and are would be flagged", a review)
+    said = [r.getMessage() for r in caplog.records if "have a flagged solution" in r.getMessage()]
+    assert said and all("and would be flagged (trial: nothing written)" in m for m in said), said
     rows = _dead_rows(ms, dead[2])
     flag, cor = _cols(ms, "FLAG", "CORRECTED_DATA")
     assert cor is None and res["output_col"] is None and res["created_column"] is False

@@ -23,3 +23,15 @@ def test_a_frequency_interval_narrower_than_a_channel_is_said(sim_linear, tmp_pa
         akcal(vis=ms, caltable=str(tmp_path / "ch.h5"), field="3C286", jones=["G"], solint="inf",
               refant="C00", freqint="4ch", spw="0")
     assert not [r for r in caplog.records if "narrower than a channel" in r.getMessage()]
+
+
+def test_the_narrow_interval_warning_once_with_iterations(sim_linear, tmp_path, caplog):
+    """With ``iterations`` every step is solved again in each round: the warning was said once per
+    round (6 times for two steps and 3 iterations, a review, session 50); now once per step and SPW
+    of the call."""
+    ms, _ = sim_linear
+    with caplog.at_level("WARNING", logger="alakazam"):
+        akcal(vis=ms, caltable=str(tmp_path / "it.h5"), field="3C286", jones=["G", "G"],
+              solint=["inf", "inf"], freqint=["full", "4Hz"], refant="C00", spw="0", iterations=3)
+    said = [r.getMessage() for r in caplog.records if "narrower than a channel" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("G1:"), said

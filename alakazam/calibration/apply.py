@@ -266,8 +266,8 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
             "trial": "would be flagged (trial: nothing written)"}[mode]
     for (key, fname), n in per_term.items():
         if n:
-            log.info("applymode %s: %s %s: %d samples have a flagged solution and are %s", mode, key, fname,
-                     n, verb)
+            log.info("applymode %s: %s %s: %d samples have a flagged solution and %s", mode, key, fname,
+                     n, verb if mode == "trial" else "are " + verb)
     if counts["flagged_bad_data"]:
         log.warning("%d samples whose DATA is NaN or infinite, or 0 in every correlation (unflagged in "
                     "FLAG), %s",

@@ -431,7 +431,12 @@ def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
                 log.warning("%s: hand %s: %s is the step's reference (the first reference antenna %s had no "
                             "data in this hand in the field solved first; attr ref_ant_hands)", where,
                             "pq"[h], names[r], names[refs[0]])
-    if others:
+    if others and not (counts["rereferenced"] or counts["no_bridge"] or counts["strict"]):
+        # every cell solved with another antenna ended flagged for its own reasons (RFI channels, no
+        # signal): nothing was re-referenced -- not a warning listing antennas and three zero counts
+        log.info("%s: reference %s; the cells solved with %s were all flagged (no usable solution), none "
+                 "re-referenced", where, R_text, ", ".join(names[o] for o in others))
+    elif others:
         log.warning("%s: reference %s; cells solved with %s: %d re-referenced to %s (bridged), %d flagged "
                     "without a bridge, %d flagged by refantmode strict (solver_stats/ref_ant keeps each "
                     "cell's antenna)", where, R_text, ", ".join(names[o] for o in others),
