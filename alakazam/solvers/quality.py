@@ -59,17 +59,25 @@ minsnr, non-converged (:func:`alakazam.solvers.common.run`)
     whose solver did not converge is flagged (``SolveOptions.flag_nonconverged``; the solve flow sets it).
 
 Outlier chi2 (:func:`chi2_outlier_bins`, any term with >= 4 freq bins)
-    Per time cell, a freq bin whose chi2 / nDOF exceeds ``RCHI2_RATIO`` (10) times the running median
-    of its 7 neighbours' is flagged for every antenna: data that the model cannot describe (RFI left
-    in the channel: measured ~1e6 against ~200 in the neighbours on the simulated chain with the
-    sample flags off), whatever the solution's value.  A systematic misfit (drifting gains, bandpass
-    shape) varies smoothly across channels and stays well below the ratio.
+    Per time cell, a freq bin whose chi2 / nDOF exceeds ``RCHI2_RATIO`` (10) times the median of its
+    own and its 6 nearest usable bins' is flagged for every antenna: data that the model cannot
+    describe (RFI left in the channel: measured ~1e6 against ~200 in the neighbours on the simulated
+    chain with the sample flags off), whatever the solution's value.  A systematic misfit (drifting
+    gains, bandpass shape) varies smoothly across channels and stays well below the ratio.
+    The neighbours (:func:`_neighbour_median`, also :func:`local_excess`'s) are the nearest bins, by
+    channel distance, with a chi2 and an unflagged solution before these checks (in the band's interior
+    with every bin usable: the 7-bin running median).  Before, flagged bins counted: in a band-edge RFI
+    block (a review: 60 antennas, 4096 channels, akflag mad) the channels flagged as nonconverged had
+    chi2 / nDOF 5000-7000, so the two channels left with RFI and unflagged solutions (5285, 5207; 0.46
+    in amplitude and 1.5 rad off the truth) were no outliers, while the band's usable bins are at 1.05.
+    Limit: four or more adjacent usable bins with the same excess are their own reference.
 
 Local excess chi2 (:func:`local_excess`, any term with >= 4 freq bins; before the test above)
     k2's cap at 1 keeps a misfit common to a time's bins (drifting gains) from lowering their SNR; a
     misfit local to one bin -- RFI left in it, with the sample flags off or below their reach, at
     chi2 / nDOF 3-9 against ~1 in the neighbours on a weak calibrator -- is the noise CASA's k2
-    counts.  The neighbours' running median (7 bins) of chi2 / nDOF, ref, splits into thermal noise
+    counts.  The neighbours' median (7 bins: the bin and its 6 nearest usable ones, as the outlier
+    chi2 test below) of chi2 / nDOF, ref, splits into thermal noise
     (1) and a shared misfit ``max(ref - 1, 0)`` that a bin expects in proportion to its signal per
     degree of freedom.  Two readings, the larger kept: the bin's ratio to what it expects from its
     mean sample weight (k2 = the neighbours' capped k2 times that ratio: CASA's k2 where ref <= 1),
@@ -115,7 +123,8 @@ HALF_WINDOW = 3
 OUTLIER_REL = 0.5
 #: robust sigmas of the outlier-channel test (fixed: independent of the data's rfi_threshold)
 OUTLIER_SIGMA = 5.0
-#: a freq bin whose chi2 / nDOF exceeds this many times its neighbours' running median is flagged
+#: a freq bin whose chi2 / nDOF exceeds this many times its neighbours' median (:func:`_neighbour_median`)
+#: is flagged
 RCHI2_RATIO = 10.0
 #: above this many times its neighbours' running median, a freq bin's chi2 / nDOF divides its SNR
 #: (:func:`local_excess`), and above ``1 + RCHI2_SIGMAS`` of its noise sigmas, sqrt(2 / nDOF): the
@@ -539,13 +548,69 @@ def _running_nanmedian(x):
     return np.where(n_ok >= 3, med, np.nan)
 
 
-def local_excess(rchi2, dof=None, power=None, weight=None):
+#: :func:`_neighbour_median`: the nearest freq bins with usable solutions a bin's chi2 / nDOF is
+#: compared with (2 HALF_WINDOW: in the band's interior with every bin usable, the 7-bin running median)
+N_NEIGHBOURS = 2 * HALF_WINDOW
+
+
+def _neighbour_median(r, usable=None, chunk_elems=2**21):
+    """(n_f, n_t): the reference of each freq bin's chi2 / nDOF ``r`` (n_f, n_t; NaN = no data) for
+    :func:`local_excess` and :func:`chi2_outlier_bins` -- the median of the bin's own value and those of
+    its N_NEIGHBOURS nearest bins (by channel distance, the lower on a tie) that are ``usable`` (n_f,
+    n_t bool: a solution of the cell is unflagged) and have a finite r; NaN where fewer than 3 values.
+
+    Without ``usable`` every bin with a finite r counts.  In the band's interior, with every bin usable,
+    this is the running median of the 7 bins centred on the bin (:func:`_running_nanmedian`); a bin
+    near the band edge or a flagged block takes its 6 from further along the band.  Before, the 7-bin
+    running median counted bins whose solutions were flagged: in a band-edge RFI block, the flagged RFI
+    channels' chi2 / nDOF (~5000-7000) made the two channels left with RFI and unflagged solutions
+    (~5200) look ordinary, and the outlier test never fired (a review, 60 antennas x 4096 channels)."""
+    r = np.asarray(r, float)
+    n_f, n_t = r.shape
+    ok = np.isfinite(r) if usable is None else (np.asarray(usable, bool) & np.isfinite(r))
+    out = np.full(r.shape, np.nan)
+    k = N_NEIGHBOURS
+    f = np.arange(n_f)[:, None]
+    step = max(1, int(chunk_elems) // max(1, n_f * 2 * k))
+    for t0 in range(0, n_t, step):
+        sl = slice(t0, min(n_t, t0 + step))
+        rr, oo = r[:, sl], ok[:, sl]
+        m = rr.shape[1]
+        # each time's usable bins in channel order, padded with k missing (-1) on each side
+        order = np.argsort(~oo, axis=0, kind="stable")
+        comp = np.where(np.arange(n_f)[:, None] < oo.sum(axis=0)[None], order, -1)
+        comp = np.concatenate([np.full((k, m), -1), comp, np.full((k, m), -1)])
+        n_le = np.cumsum(oo, axis=0)                    # usable bins at or below f
+        below = n_le - oo                               # usable bins strictly below f
+        # candidates: the k nearest usable bins below and the k above
+        cand = np.empty((n_f, m, 2 * k), np.int64)
+        for j in range(k):
+            cand[..., 2 * j] = np.take_along_axis(comp, below + k - 1 - j, axis=0)
+            cand[..., 2 * j + 1] = np.take_along_axis(comp, n_le + k + j, axis=0)
+        # by distance, the lower bin first on a tie (2 distance + 1 above the bin)
+        dist = np.where(cand >= 0, 2 * np.abs(cand - f[..., None]) + (cand > f[..., None]), 2 * n_f + 2)
+        near = np.take_along_axis(cand, np.argsort(dist, axis=-1, kind="stable")[..., :k], axis=-1)
+        vals = np.where(near >= 0, rr[np.maximum(near, 0), np.arange(m)[None, :, None]], np.nan)
+        vals = np.concatenate([rr[..., None], vals], axis=-1)
+        n_ok = np.isfinite(vals).sum(axis=-1)
+        with np.errstate(all="ignore"):
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                med = np.nanmedian(vals, axis=-1)
+        out[:, sl] = np.where(n_ok >= 3, med, np.nan)
+    return out
+
+
+def local_excess(rchi2, dof=None, power=None, weight=None, usable=None):
     """(n_f, n_t) float >= 1: the factor a freq bin's SNR is divided by the square root of (module
     docstring: misfit local to a bin counts as noise, as CASA's k2 counts all misfit); 1 where the bin
     has none (also with < 4 bins, or no data).
 
-    r is the bin's chi2 / nDOF and ref the running median of its 7 neighbours' (the bin included,
-    :func:`_running_nanmedian`).  Where ref >= 1 the neighbours hold thermal noise (1) and a shared
+    r is the bin's chi2 / nDOF and ref the median of its own and its 6 nearest bins' with ``usable``
+    solutions (n_f, n_t bool; default: every bin with a chi2), :func:`_neighbour_median` -- in the
+    band's interior with every bin usable the running median of the 7 bins around it.
+    Where ref >= 1 the neighbours hold thermal noise (1) and a shared
     misfit ``ref - 1``, which a bin expects in proportion to its signal per degree of freedom relative
     to its neighbours'.  Where ref < 1 (a WEIGHT scale that overstates the noise) the bin expects ref.
     Two readings, the larger factor kept (each only where r over what it expects exceeds
@@ -573,7 +638,7 @@ def local_excess(rchi2, dof=None, power=None, weight=None):
     if rchi2.shape[0] < 4:
         return out
     r = np.where(np.isfinite(rchi2), rchi2, np.nan)
-    ref = _running_nanmedian(r.T).T
+    ref = _neighbour_median(r, usable)
     w = np.ones(r.shape) if weight is None else _relative(weight, r)
     w = np.where(np.isfinite(w), w, 1.0)
     p = w if power is None else w * _bounded_by_adjacent(_relative(power, r))
@@ -639,18 +704,20 @@ def gain_power(jones, flags):
         return np.where(n >= 2, (s1 * s1 - s2) / (n * (n - 1.0)), np.nan)
 
 
-def chi2_outlier_bins(rchi2):
+def chi2_outlier_bins(rchi2, usable=None):
     """(n_f, n_t) bool: freq bins whose chi2 / nDOF is an outlier against its neighbours (module
-    docstring); rchi2 (n_f, n_t), NaN = no data."""
+    docstring); rchi2 (n_f, n_t), NaN = no data.  ``usable`` (n_f, n_t) bool: the bins with an
+    unflagged solution, the only ones the reference is taken from (:func:`_neighbour_median`; default:
+    every bin with a chi2)."""
     rchi2 = np.asarray(rchi2, float)
     n_f = rchi2.shape[0]
     if n_f < 4:
         return np.zeros(rchi2.shape, bool)
-    r = np.where(np.isfinite(rchi2), rchi2, np.nan).T                  # (n_t, n_f)
-    ref = _running_nanmedian(r)
+    r = np.where(np.isfinite(rchi2), rchi2, np.nan)
+    ref = _neighbour_median(r, usable)
     with np.errstate(invalid="ignore"):
         bad = np.isfinite(r) & np.isfinite(ref) & (r > RCHI2_RATIO * ref)
-    return bad.T
+    return bad
 
 
 def outlier_channels(jones, flags, snr_vals, threshold=OUTLIER_SIGMA, cell_ref=None):
