@@ -18,7 +18,10 @@ tau[ref] = phi[ref] = 0.
 Initial guess: an FFT fringe fit (8x zero padding, uniform channel grid) of every baseline that
 touches one of two hub antennas (the reference and the antenna with the most weight), combined into
 per-antenna delays by weighted least squares over those baselines (weights = fringe peak amplitude),
-so each antenna's delay rests on two independent baselines and no single edge decides it.
+so each antenna's delay rests on two independent baselines and no single edge decides it.  On a band
+with a wide gap (:func:`is_gapped`: two chunks far apart make many fringe lobes of nearly equal height)
+the fringe tops are compared exactly (:func:`_gapped_peak`), and the guess is taken to a fit in which no
+antenna is better on another lobe (the stacked search below, then :func:`_lobe_polish`).
 
 For the cells solved again (``CellBatch.init_search``: a cell with a hand flagged by minsnr or not
 converged, :mod:`alakazam.solvers.weak_cells`; also after the no-signal re-solves) the cell's first
@@ -136,22 +139,33 @@ def _refine_peak(start, stride, y, k, nfft, kc, factor, tau_out, amp_out):
 #: (where the coarse FFT can rank a side lobe first) only for g of several w; scattered flags do not
 #: make such lobes (their side lobes are ~ 1 / sqrt(n))
 GAP_FRACTION = 0.25
-#: lobes whose tops are compared on a gapped band (fringe_fft)
-N_PEAKS = 4
+#: at most this many lobes (the highest on the fine spectrum) are refined and compared on a gapped
+#: band (fringe_fft, :func:`_gapped_peak`); all of those that can hold the highest top are, unless noise
+#: makes more of them eligible than this
+N_PEAKS = 64
+#: Newton steps on |F|^2 from a lobe's interpolated top (each at most one fine grid step)
+N_NEWTON = 6
 
 
 def _gapped_peak(yy, k, nfft):
     """(fine peak index, fractional; amplitude) per row of a band with gaps (the samples ``yy`` on
     grid channels ``k``).
 
-    Two groups of channels with a gap between them (channels 0-3 and 28-31: a selection around RFI)
-    make fringe lobes of nearly equal height, one per 1 / (span of a group and the gap) of delay (97%
-    of the true one there), several of them under the envelope of one group.  The 2x padded coarse
-    FFT samples each lobe off its top by up to half a coarse bin, which ranks the lobes at random: a
-    noiseless -4.7 ns fringe came out at +31.25 ns, and the fit then kept that alias, unflagged (a
-    review).  So on a gapped band the whole fine (``nfft``-point) spectrum is computed, the
-    :data:`N_PEAKS` highest lobes have their tops interpolated (a parabola through each fine maximum
-    and its two neighbours) and the highest top wins."""
+    Two groups of channels with a gap between them (channels 0-3 and 28-31: a selection around RFI;
+    channels 40-99 and 1950-2009 of 2048) make fringe lobes one per 1 / (distance of the groups) of
+    delay, many of them under the envelope of one group (1 / its width), of nearly equal height: a
+    lobe next to the true one is lower by only 1 - sinc(w / d) (0.16% for 60-channel groups 1910
+    channels apart).  A sample of the fine (``nfft``-point) spectrum can be off a lobe's top by
+    1 - cos(pi / 8) (8 points a lobe) and a parabola through the samples misjudges it by more than
+    that 0.16%: with the 4 highest samples interpolated and compared the fit started a lobe or more
+    off in 3 of 200 noiseless fringes and the LM kept it, unflagged (5.36-96 ns on a 16-antenna
+    uGMRT-like K, 600 ns on MeerKAT-like chunks; a review).  So every lobe whose sampled height can
+    still belong to the highest top is refined: a sample within half a fine step (du) of a top of
+    height H is at least H - (pi du max|q|)^2 / 2 sum|y| (the curvature of |F(u)|, F(u) = sum y
+    exp(-2 pi i u q), is at most (2 pi max|q|)^2 sum|y|, q the channel from the grid centre), so
+    the lobes within that of the highest sample (the :data:`N_PEAKS` highest of them) have their
+    tops found by Newton on the exact |F|^2 from the interpolated maximum (:data:`N_NEWTON` steps of
+    at most one fine step, staying on the lobe), and the highest exact top wins."""
     grid = np.zeros((yy.shape[0], nfft), np.complex128)
     if np.all(np.diff(k) > 0):
         grid[:, k] = yy
@@ -160,17 +174,40 @@ def _gapped_peak(yy, k, nfft):
     a = np.abs(np.fft.fft(grid, axis=-1))
     am, ap = np.roll(a, 1, axis=-1), np.roll(a, -1, axis=-1)
     p = np.where((a >= am) & (a >= ap), a, -1.0)
-    m = min(N_PEAKS, nfft)
-    top = np.argpartition(-p, m - 1, axis=-1)[:, :m]
-    a0 = np.take_along_axis(a, top, -1)
-    left, right = np.take_along_axis(am, top, -1), np.take_along_axis(ap, top, -1)
-    den = left - 2.0 * a0 + right
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d = np.clip(np.where(den < 0, 0.5 * (left - right) / den, 0.0), -0.5, 0.5)
-    h = np.where(np.take_along_axis(p, top, -1) >= 0, a0 - 0.25 * (left - right) * d, -1.0)
-    j = np.argmax(h, axis=-1)[:, None]
-    kf = (np.take_along_axis(top, j, -1) + np.take_along_axis(d, j, -1))[:, 0]
-    return kf, np.take_along_axis(h, j, -1)[:, 0]
+    q = (k - 0.5 * (k[0] + k[-1])).astype(np.float64)           # from the grid's centre: |F| unchanged
+    qmax = float(np.max(np.abs(q)))
+    margin = 0.5 * (np.pi * qmax / nfft) ** 2 * np.abs(yy).sum(axis=1)       # (n_row,)
+    kq = -2j * np.pi * q
+    kf = np.zeros(yy.shape[0])
+    amp = np.zeros(yy.shape[0])
+    for i in range(yy.shape[0]):
+        pr = p[i]
+        cand = np.flatnonzero(pr >= pr.max() * (1.0 - 1e-12) - margin[i])
+        if len(cand) > N_PEAKS:
+            cand = cand[np.argpartition(-pr[cand], N_PEAKS - 1)[:N_PEAKS]]
+        left, mid, right = am[i, cand], a[i, cand], ap[i, cand]
+        den = left - 2.0 * mid + right
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.clip(np.where(den < 0, 0.5 * (left - right) / den, 0.0), -0.5, 0.5)
+        u = (cand + d) / nfft                                    # cycles per grid channel
+        y = yy[i]
+        for _ in range(N_NEWTON):
+            e = np.exp(-2j * np.pi * np.outer(u, q))             # (n_cand, n_samp)
+            F = e @ y
+            F1 = e @ (kq * y)
+            F2 = e @ (kq * kq * y)
+            g = (np.conj(F) * F1).real
+            h = np.abs(F1) ** 2 + (np.conj(F) * F2).real
+            step = np.where(h < 0, -g / np.where(h < 0, h, -1.0), 0.0)
+            step = np.clip(step, -1.0 / nfft, 1.0 / nfft)
+            u = u + step
+            if np.all(np.abs(step) <= 1e-13 * (np.abs(u) + 1.0 / nfft)):
+                break
+        top = np.abs(np.exp(-2j * np.pi * np.outer(u, q)) @ y)
+        j = int(np.argmax(top))
+        kf[i] = (u[j] * nfft) % nfft
+        amp[i] = top[j]
+    return kf, amp
 
 
 def fringe_fft(y, freq, weight_present, pad=8):
@@ -283,12 +320,75 @@ def initial_guess(batch, ref):
                     out[c, a2[b], p, 1] = -np.angle(sb)
                 else:
                     out[c, a1[b], p, 1] = np.angle(sb)
+        gapped = is_gapped(batch.freq[c], present)
         if batch.init_search:
             if batch.init_params is not None:          # from the cell's first solution (weak_cells)
                 p0 = np.asarray(batch.init_params[c], float)
                 out[c] = np.where(np.isfinite(p0), p0, out[c])
+        if batch.init_search or gapped:
             _stacked_search(batch, c, r, -TWO_PI_NS * dnu, out[c])
+        if gapped:
+            _lobe_polish(batch, c, r, nu_c[c], -TWO_PI_NS * dnu, out[c])
     return out
+
+
+def is_gapped(freq, present):
+    """A band with an empty stretch of more than :data:`GAP_FRACTION` of its channel grid (the samples
+    ``present`` of ``freq``; the test of :func:`fringe_fft`): its fringes have many lobes of nearly equal
+    height."""
+    f = np.unique(np.asarray(freq, float)[np.asarray(present, bool)])
+    if len(f) < 2:
+        return False
+    df = np.min(np.diff(f))
+    k = np.rint((f - f[0]) / df).astype(np.int64)
+    n = int(k[-1]) + 1
+    return n >= 3 and int(np.max(np.diff(k))) - 1 > GAP_FRACTION * n
+
+
+#: passes of the lobe check on a gapped band (:func:`_lobe_polish`)
+LOBE_PASSES = 4
+#: the lobe check moves an antenna to another lobe of its stacked fringe where that lobe's top is higher
+#: than the coherent amplitude at its solved delay by more than rounding (the chi2 then drops by twice
+#: the difference)
+LOBE_GAIN = 1.0 + 1e-9
+
+
+def _lobe_polish(batch, c, r, nu_c, kappa, out_c):
+    """Cell ``c`` on a gapped band: its initial params ``out_c`` (n_ant, 2, 2), in place, made a fit in
+    which no antenna's delay is better on another lobe.
+
+    The hub baselines' fringes each find their own highest lobe, and a baseline whose SNR leaves the
+    lobes undecided (while the antenna's, from all its baselines, does not) moves the least-squares
+    delays of every antenna by a fraction of a lobe; the stacked search (STACK_GAIN) takes the ones
+    left between lobes to their antenna's best, and the LM from there reached a local minimum with
+    antennas one lobe off (5 of 36 hands at 10 antennas, 60 + 60 of 2048 uGMRT channels, chi2 15-70
+    above the fit from the truth).  So: up to :data:`LOBE_PASSES` times, the LM (:func:`lm_batch`) on the
+    cell, then one pass of the stacked search moving an antenna to the exact top (fringe_fft on a gapped
+    band) of another lobe wherever it is higher than at its solution (:data:`LOBE_GAIN`; the chi2 with
+    the other antennas held drops by twice the difference), until no antenna moves.  The backend's
+    solve then starts at (or next to) that minimum."""
+    from . import SolveOptions
+
+    opts = SolveOptions()
+    ref = np.array([r], np.int64)
+    sl = slice(c, c + 1)
+    args = (np.ascontiguousarray(batch.vis[sl], np.complex128),
+            np.ascontiguousarray(batch.model[sl], np.complex128),
+            np.ascontiguousarray(batch.weight[sl], np.float64),
+            np.ascontiguousarray(batch.freq[sl], np.float64), np.array([nu_c], np.float64),
+            uniform_grid(batch.freq[sl]), np.ascontiguousarray(batch.ant1, np.int64),
+            np.ascontiguousarray(batch.ant2, np.int64))
+    for _ in range(LOBE_PASSES):
+        p = np.where(np.isfinite(out_c), out_c, 0.0)[None].copy()
+        n_iter = np.zeros((1, 2), np.int64)
+        conv = np.zeros((1, 2), bool)
+        cost = np.zeros((1, 2))
+        lm_batch(*args, p, ref, int(opts.max_iter), float(opts.tol), n_iter, conv, cost)
+        if not np.isfinite(p).all():
+            return
+        out_c[:] = p[0]
+        if not _stacked_search(batch, c, r, kappa, out_c, gain=LOBE_GAIN, passes=1):
+            return
 
 
 def search_would_move(batch, params):
@@ -302,11 +402,12 @@ def search_would_move(batch, params):
                                      check=True) for c in range(batch.n_cell)], bool)
 
 
-def _stacked_search(batch, c, r, kappa, out_c, check=False):
-    """Cell ``c``'s initial delays and phases ``out_c`` (n_ant, 2, 2), in place: up to
-    :data:`STACK_PASSES` passes of a per-antenna stacked fringe search (module doc), then referenced
-    to ``r`` (tau = phi = 0).  ``check``: only whether the first pass moves an antenna (``out_c`` not
-    changed)."""
+def _stacked_search(batch, c, r, kappa, out_c, check=False, gain=STACK_GAIN, passes=STACK_PASSES):
+    """Cell ``c``'s initial delays and phases ``out_c`` (n_ant, 2, 2), in place: up to ``passes``
+    passes of a per-antenna stacked fringe search (module doc; an antenna moves where the peak is
+    ``gain`` times its current coherent amplitude), then referenced to ``r`` (tau = phi = 0).
+    ``check``: only whether the first pass moves an antenna (``out_c`` not changed).  Returns whether
+    some antenna moved."""
     a1, a2 = batch.ant1, batch.ant2
     n_ant = batch.n_ant
     w = np.moveaxis(batch.weight[c][:, :, POL_CORR], 2, 0)                       # (2, n_bl, n_samp)
@@ -328,7 +429,8 @@ def _stacked_search(batch, c, r, kappa, out_c, check=False):
     h = (w * np.abs(np.moveaxis(batch.model[c][:, :, POL_CORR], 2, 0)) ** 2).sum(axis=2)   # (2, n_bl)
     noise = np.sqrt(h @ inc1.T + h @ inc2.T)                                     # (2, n_ant)
     from .nosignal import NOISE_S
-    for _ in range(STACK_PASSES):
+    moved = False
+    for _ in range(passes):
         e = np.exp(1j * (phi[:, :, None] + kappa[None, None, :] * tau[:, :, None]))   # (2, n_ant, n_samp)
         # each antenna's baselines with the other end's current term taken off: ~ its own term e_a
         z = inc1 @ (y * e[:, a2]) + inc2 @ (np.conj(y) * e[:, a1])
@@ -336,16 +438,18 @@ def _stacked_search(batch, c, r, kappa, out_c, check=False):
         t_new, amp = fringe_fft(np.conj(z), batch.freq[c], present)              # conj: exp(+2 pi i tau nu)
         # a peak that noise would give (S < NOISE_S: a fit to a dead antenna's noise finds ~3.3 at the
         # highest of its delays) is not followed: the search would store a dead hand at its noise peak
-        move = has & (amp > STACK_GAIN * cur) & (amp >= NOISE_S * noise)
+        move = has & (amp > gain * cur) & (amp >= NOISE_S * noise)
         if check:
             return bool(move.any())
         if not move.any():
             break
+        moved = True
         tau[move] = t_new[move]
         rot = np.exp(-1j * kappa[None, None, :] * tau[:, :, None])
         phi[move] = np.angle((z * rot).sum(axis=2))[move]
     out_c[:, :, 0] = (tau - tau[:, r:r + 1]).T
     out_c[:, :, 1] = np.angle(np.exp(1j * (phi - phi[:, r:r + 1]))).T
+    return moved
 
 
 # ---------------------------------------------------------------------------------------------
