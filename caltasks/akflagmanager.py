@@ -122,7 +122,8 @@ def _write_body(p, ends):
             logging.getLogger("alakazam.tasks").info(
                 "akflagmanager: %s the interrupted %s", "finished" if restoring == name and version != name
                 else "undid", f"restore of {restoring}" if restoring else version.split("_")[0])
-        clear_marker(vis, name)        # an interrupted run's "FLAG writes in progress" marker
+        if p["merge"] == "replace":     # an interrupted run's "FLAG writes in progress" marker (undone;
+            clear_marker(vis, name)     # 'or' / 'and' keep its writes: the marker stays, a review)
         return out
     from alakazam.calibration.flagsafety import clear_marker
 

@@ -106,3 +106,22 @@ def test_chi2_outlier_reference_skips_flagged_bins():
     inner = slice(3, 27)
     np.testing.assert_array_equal(quality._neighbour_median(x, np.ones(x.shape, bool))[inner],
                                   quality._running_nanmedian(x.T).T[inner])
+
+
+def test_a_steep_band_edge_beside_a_flagged_block_is_no_outlier():
+    """A bin's reference takes HALF_WINDOW usable bins from each side where the band has them (a
+    review of the first version of this rule, which took the six nearest by distance): a steep filter
+    edge (attenuation 0.05 up to channel 19, then 0.12, 0.25, 0.45, 0.7, 1; chi2 / nDOF with per-row
+    weights scales as its square) beside a flagged block (channels 23-40) took all six from the edge's
+    low side, and the clean channels 20-22 came out 6-81x their reference (21 and 22 flagged; on the
+    review's MS 20-22 flagged at 28-79x)."""
+    from alakazam.solvers import quality
+
+    att = np.r_[np.full(20, 0.05), [0.12, 0.25, 0.45, 0.7], np.ones(40)]
+    r = (att ** 2)[:, None]
+    usable = np.ones_like(r, bool)
+    usable[23:41] = False
+    ref = quality._neighbour_median(r, usable)
+    bad = quality.chi2_outlier_bins(r, usable)
+    assert not bad[:23].any() and not bad[41:].any(), np.flatnonzero(bad)
+    assert np.nanmax(r[:23, 0] / ref[:23, 0]) < 4, r[:23, 0] / ref[:23, 0]

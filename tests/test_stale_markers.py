@@ -68,13 +68,19 @@ def test_restoring_the_first_version_ends_both_interrupted_runs(tmp_path, caplog
 
 def test_restoring_the_later_version_or_merging_leaves_the_earlier_marker(tmp_path):
     """Restoring v2 (saved after v1's run started writing) does not undo the first run; a merge 'or'
-    of v1 undoes nothing: those markers stay."""
+    of v1 undoes nothing, not even v1's own run: those markers stay."""
     ms = _ms(str(tmp_path / "a.ms"))
     v1 = _interrupted_writer(ms, 0)
     v2 = _interrupted_writer(ms, 1)
     akflagmanager(vis=ms, mode="restore", versionname=v2)
     assert [m[0] for m in flagsafety.interrupted(ms)] == [v1]
     v3 = _interrupted_writer(ms, 2)
+    before = _flag(ms)
     akflagmanager(vis=ms, mode="restore", versionname=v1, merge="or")
+    # FLAG still holds the interrupted runs' writes (or with the saved flags): neither run is undone,
+    # both markers stay (it said "undid the interrupted akflag" and dropped v1's: a review)
+    np.testing.assert_array_equal(_flag(ms), before)
     left = [m[0] for m in flagsafety.interrupted(ms)]
-    assert v3 in left and v1 not in left           # v1's own marker ends with its restore, as before
+    assert v3 in left and v1 in left
+    akflagmanager(vis=ms, mode="restore", versionname=v1)          # replace: both undone
+    assert flagsafety.interrupted(ms) == []

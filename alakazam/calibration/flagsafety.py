@@ -97,17 +97,19 @@ def save_order(ms) -> list:
 
 def restore_resolves(marker, name, merge, order=None) -> bool:
     """Whether restoring ``name`` with ``merge`` ends the interrupted run of ``marker`` (an
-    :func:`interrupted` entry): it restores the flags saved before it (undo), or flags saved before
-    those with merge 'replace' (``order``: :func:`save_order`; FLAG then predates the run's writes, so
+    :func:`interrupted` entry): it restores the flags saved before it, or flags saved before those,
+    with merge 'replace' (undo; ``order``: :func:`save_order`; FLAG then predates the run's writes, so
     they are undone too -- two interrupted runs, the second saved on top of the first's partial FLAG:
     restoring the first's version ended both, but the second's marker stayed and every later task
     told the user to restore that partial state, a review), or it is the same restore (finishing it:
     replace, or and and are idempotent)."""
     version, restoring, was = marker
-    if name == version or (restoring == name and was == merge):
+    if restoring == name and was == merge:
         return True
-    return (merge == "replace" and order is not None and name in order and version in order
-            and order.index(name) < order.index(version))
+    if merge != "replace":      # 'or' / 'and' with the saved flags keep (some of) the run's writes
+        return False            # (a review: merge='or' of the run's own version said "undid" it)
+    return name == version or (order is not None and name in order and version in order
+                               and order.index(name) < order.index(version))
 
 
 def _finish_command(ms, name, merge) -> str:

@@ -556,8 +556,11 @@ N_NEIGHBOURS = 2 * HALF_WINDOW
 def _neighbour_median(r, usable=None, chunk_elems=2**21):
     """(n_f, n_t): the reference of each freq bin's chi2 / nDOF ``r`` (n_f, n_t; NaN = no data) for
     :func:`local_excess` and :func:`chi2_outlier_bins` -- the median of the bin's own value and those of
-    its N_NEIGHBOURS nearest bins (by channel distance, the lower on a tie) that are ``usable`` (n_f,
-    n_t bool: a solution of the cell is unflagged) and have a finite r; NaN where fewer than 3 values.
+    N_NEIGHBOURS bins that are ``usable`` (n_f, n_t bool: a solution of the cell is unflagged) and have a
+    finite r: the HALF_WINDOW nearest on each side, and where one side has fewer, the next nearest of
+    the other side; NaN where fewer than 3 values.  (From the nearest by distance alone, a bin at a steep
+    band edge beside a flagged block took all six from the edge's low side, 28-79x below it, and clean
+    channels were flagged: a review.)
 
     Without ``usable`` every bin with a finite r counts.  In the band's interior, with every bin usable,
     this is the running median of the 7 bins centred on the bin (:func:`_running_nanmedian`); a bin
@@ -570,7 +573,6 @@ def _neighbour_median(r, usable=None, chunk_elems=2**21):
     ok = np.isfinite(r) if usable is None else (np.asarray(usable, bool) & np.isfinite(r))
     out = np.full(r.shape, np.nan)
     k = N_NEIGHBOURS
-    f = np.arange(n_f)[:, None]
     step = max(1, int(chunk_elems) // max(1, n_f * 2 * k))
     for t0 in range(0, n_t, step):
         sl = slice(t0, min(n_t, t0 + step))
@@ -587,9 +589,19 @@ def _neighbour_median(r, usable=None, chunk_elems=2**21):
         for j in range(k):
             cand[..., 2 * j] = np.take_along_axis(comp, below + k - 1 - j, axis=0)
             cand[..., 2 * j + 1] = np.take_along_axis(comp, n_le + k + j, axis=0)
-        # by distance, the lower bin first on a tie (2 distance + 1 above the bin)
-        dist = np.where(cand >= 0, 2 * np.abs(cand - f[..., None]) + (cand > f[..., None]), 2 * n_f + 2)
-        near = np.take_along_axis(cand, np.argsort(dist, axis=-1, kind="stable")[..., :k], axis=-1)
+        # HALF_WINDOW from each side where the band has them, the rest from the other side: from the
+        # nearest by distance alone, a bin at a steep band edge beside a flagged block took all six
+        # from the edge's low side, and clean channels 28-79x above that were flagged (a review)
+        below, above = cand[..., 0::2], cand[..., 1::2]           # each nearest first
+        nb, na = (below >= 0).sum(-1), (above >= 0).sum(-1)
+        half = k // 2
+        tb, ta = np.minimum(nb, half), np.minimum(na, half)
+        rest = k - tb - ta
+        xb = np.minimum(nb - tb, rest)
+        xa = np.minimum(na - ta, rest - xb)
+        j = np.arange(k)
+        take = np.concatenate([j < (tb + xb)[..., None], j < (ta + xa)[..., None]], axis=-1)
+        near = np.where(take, np.concatenate([below, above], axis=-1), -1)
         vals = np.where(near >= 0, rr[np.maximum(near, 0), np.arange(m)[None, :, None]], np.nan)
         vals = np.concatenate([rr[..., None], vals], axis=-1)
         n_ok = np.isfinite(vals).sum(axis=-1)
