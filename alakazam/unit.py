@@ -775,25 +775,28 @@ def _quality(sset, res, cell_index, min_snr=0.0):
         dof = np.where(rchi2 > 0, np.maximum(sset.cost, 0.0) / rchi2, np.nan)
     gain = terms.get(sset.attrs.get("jones_type")).gain
     # the bins with a usable solution (one unflagged antenna / hand): the only ones a bin's chi2 / nDOF
-    # is compared with (quality._neighbour_median; flagged RFI channels beside a survivor hid it)
+    # is compared with (quality.neighbour_median; flagged RFI channels beside a survivor hid it)
     if sset.pol_flags is not None:
         usable = (~sset.pol_flags[..., list(sset.attrs.get("hands", (0, 1)))]).any(axis=(0, -1))
     else:
         usable = (~sset.flags).any(axis=0)
+    # their chi2 reference, once for both rules (as each computes it: non-finite chi2 = no data)
+    ref = (quality.neighbour_median(np.where(np.isfinite(rchi2), rchi2, np.nan), usable)
+           if rchi2.shape[0] >= 4 else None)
     excess = quality.local_excess(rchi2, dof, quality.gain_power(sset.jones, sset.flags) if gain else None,
-                                  wmean if gain else None, usable=usable)
+                                  wmean if gain else None, usable=usable, ref=ref)
     low = np.zeros(snr.shape, bool)
     if (excess > 1).any():
         snr /= np.sqrt(excess)[None, :, :, None]
         if min_snr and min_snr > 0:
             low = (snr < float(min_snr)) & (excess > 1)[None, :, :, None]
     if sset.pol_flags is not None:      # per hand (core/handflags.py): the same checks on each hand
-        _quality_hands(sset, rchi2, snr, counts, low, usable)
+        _quality_hands(sset, rchi2, snr, counts, low, usable, ref)
         sset.extra["snr"] = snr
         sset.extra["rchi2"] = rchi2
         sset.quality = counts
         return
-    new = np.broadcast_to(quality.chi2_outlier_bins(rchi2, usable)[None], sset.flags.shape) & ~sset.flags
+    new = np.broadcast_to(quality.chi2_outlier_bins(rchi2, usable, ref)[None], sset.flags.shape) & ~sset.flags
     if new.any():
         sset.flags |= new
         counts["outlier_chi2"] = int(new.sum())
@@ -815,18 +818,18 @@ def _quality(sset, res, cell_index, min_snr=0.0):
     sset.quality = counts
 
 
-def _quality_hands(sset, rchi2, snr, counts, low, usable=None):
+def _quality_hands(sset, rchi2, snr, counts, low, usable=None, ref=None):
     """:func:`_quality`'s outlier checks on a per-hand set: an outlier chi2 bin flags both hands of
     every antenna, an SNR below minsnr after the local excess (``low``) or an outlier bandpass
     channel its own hand; ``flags`` follows (core/handflags.py).  ``usable``: the bins with an
-    unflagged hand before these checks (:func:`quality.chi2_outlier_bins`)."""
+    unflagged hand before these checks, ``ref`` their chi2 reference (:func:`quality.chi2_outlier_bins`)."""
     from .core.handflags import antenna_flags, nan_flagged
     from .solvers import quality
 
     pol = sset.pol_flags
     n_f = pol.shape[1]
     hands = list(sset.attrs.get("hands", (0, 1)))
-    new = quality.chi2_outlier_bins(rchi2, usable)[None, :, :, None] & ~pol
+    new = quality.chi2_outlier_bins(rchi2, usable, ref)[None, :, :, None] & ~pol
     if new.any():       # counted per solution (antenna, bin, time) newly not whole, as the other checks
         counts["outlier_chi2"] = int((new[..., hands].any(-1) & ~pol[..., hands].any(-1)).sum())
         pol |= new

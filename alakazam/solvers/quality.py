@@ -64,12 +64,13 @@ Outlier chi2 (:func:`chi2_outlier_bins`, any term with >= 4 freq bins)
     describe (RFI left in the channel: measured ~1e6 against ~200 in the neighbours on the simulated
     chain with the sample flags off), whatever the solution's value.  A systematic misfit (drifting
     gains, bandpass shape) varies smoothly across channels and stays well below the ratio.
-    The neighbours (:func:`_neighbour_median`, also :func:`local_excess`'s) are the nearest bins, by
-    channel distance, with a chi2 and an unflagged solution before these checks (in the band's interior
-    with every bin usable: the 7-bin running median).  Before, flagged bins counted: in a band-edge RFI
-    block (a review: 60 antennas, 4096 channels, akflag mad) the channels flagged as nonconverged had
-    chi2 / nDOF 5000-7000, so the two channels left with RFI and unflagged solutions (5285, 5207; 0.46
-    in amplitude and 1.5 rad off the truth) were no outliers, while the band's usable bins are at 1.05.
+    The neighbours (:func:`neighbour_median`, also :func:`local_excess`'s) are the nearest bins, three on
+    each side where the band has them, with a chi2 and an unflagged solution before these checks (in the
+    band's interior with every bin usable: the 7-bin running median).  Before, flagged bins counted: in a
+    band-edge RFI block (a review: 60 antennas, 4096 channels, akflag mad) the channels flagged as
+    nonconverged had chi2 / nDOF 5000-7000, so the two channels left with RFI and unflagged solutions
+    (5285, 5207; 0.46 in amplitude and 1.5 rad off the truth) were no outliers, while the band's usable
+    bins are at 1.05.
     Limit: four or more adjacent usable bins with the same excess are their own reference.
 
 Local excess chi2 (:func:`local_excess`, any term with >= 4 freq bins; before the test above)
@@ -107,6 +108,7 @@ Outlier bandpass channels (:func:`outlier_channels`, G with >= 4 freq bins)
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 
@@ -123,7 +125,7 @@ HALF_WINDOW = 3
 OUTLIER_REL = 0.5
 #: robust sigmas of the outlier-channel test (fixed: independent of the data's rfi_threshold)
 OUTLIER_SIGMA = 5.0
-#: a freq bin whose chi2 / nDOF exceeds this many times its neighbours' median (:func:`_neighbour_median`)
+#: a freq bin whose chi2 / nDOF exceeds this many times its neighbours' median (:func:`neighbour_median`)
 #: is flagged
 RCHI2_RATIO = 10.0
 #: above this many times its neighbours' running median, a freq bin's chi2 / nDOF divides its SNR
@@ -548,12 +550,12 @@ def _running_nanmedian(x):
     return np.where(n_ok >= 3, med, np.nan)
 
 
-#: :func:`_neighbour_median`: the nearest freq bins with usable solutions a bin's chi2 / nDOF is
+#: :func:`neighbour_median`: the nearest freq bins with usable solutions a bin's chi2 / nDOF is
 #: compared with (2 HALF_WINDOW: in the band's interior with every bin usable, the 7-bin running median)
 N_NEIGHBOURS = 2 * HALF_WINDOW
 
 
-def _neighbour_median(r, usable=None, chunk_elems=2**21):
+def neighbour_median(r, usable=None, chunk_elems=2**21):
     """(n_f, n_t): the reference of each freq bin's chi2 / nDOF ``r`` (n_f, n_t; NaN = no data) for
     :func:`local_excess` and :func:`chi2_outlier_bins` -- the median of the bin's own value and those of
     N_NEIGHBOURS bins that are ``usable`` (n_f, n_t bool: a solution of the cell is unflagged) and have a
@@ -583,44 +585,38 @@ def _neighbour_median(r, usable=None, chunk_elems=2**21):
         comp = np.where(np.arange(n_f)[:, None] < oo.sum(axis=0)[None], order, -1)
         comp = np.concatenate([np.full((k, m), -1), comp, np.full((k, m), -1)])
         n_le = np.cumsum(oo, axis=0)                    # usable bins at or below f
-        below = n_le - oo                               # usable bins strictly below f
-        # candidates: the k nearest usable bins below and the k above
-        cand = np.empty((n_f, m, 2 * k), np.int64)
-        for j in range(k):
-            cand[..., 2 * j] = np.take_along_axis(comp, below + k - 1 - j, axis=0)
-            cand[..., 2 * j + 1] = np.take_along_axis(comp, n_le + k + j, axis=0)
+        n_lt = n_le - oo                                # usable bins strictly below f
+        # the k nearest usable bins below and the k above, nearest first (-1: none)
+        below = np.stack([np.take_along_axis(comp, n_lt + k - 1 - j, axis=0) for j in range(k)], axis=-1)
+        above = np.stack([np.take_along_axis(comp, n_le + k + j, axis=0) for j in range(k)], axis=-1)
         # HALF_WINDOW from each side where the band has them, the rest from the other side: from the
         # nearest by distance alone, a bin at a steep band edge beside a flagged block took all six
         # from the edge's low side, and clean channels 28-79x above that were flagged (a review)
-        below, above = cand[..., 0::2], cand[..., 1::2]           # each nearest first
         nb, na = (below >= 0).sum(-1), (above >= 0).sum(-1)
-        half = k // 2
-        tb, ta = np.minimum(nb, half), np.minimum(na, half)
-        rest = k - tb - ta
-        xb = np.minimum(nb - tb, rest)
-        xa = np.minimum(na - ta, rest - xb)
+        tb, ta = np.minimum(nb, HALF_WINDOW), np.minimum(na, HALF_WINDOW)
+        xb = np.minimum(nb - tb, k - tb - ta)
+        xa = np.minimum(na - ta, k - tb - ta - xb)
         j = np.arange(k)
-        take = np.concatenate([j < (tb + xb)[..., None], j < (ta + xa)[..., None]], axis=-1)
-        near = np.where(take, np.concatenate([below, above], axis=-1), -1)
+        near = np.concatenate([np.where(j < (tb + xb)[..., None], below, -1),
+                               np.where(j < (ta + xa)[..., None], above, -1)], axis=-1)
         vals = np.where(near >= 0, rr[np.maximum(near, 0), np.arange(m)[None, :, None]], np.nan)
         vals = np.concatenate([rr[..., None], vals], axis=-1)
         n_ok = np.isfinite(vals).sum(axis=-1)
-        with np.errstate(all="ignore"):
-            import warnings
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                med = np.nanmedian(vals, axis=-1)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)         # (all-NaN rows: NaN, below)
+            med = np.nanmedian(vals, axis=-1)
         out[:, sl] = np.where(n_ok >= 3, med, np.nan)
     return out
 
 
-def local_excess(rchi2, dof=None, power=None, weight=None, usable=None):
+def local_excess(rchi2, dof=None, power=None, weight=None, usable=None, ref=None):
     """(n_f, n_t) float >= 1: the factor a freq bin's SNR is divided by the square root of (module
     docstring: misfit local to a bin counts as noise, as CASA's k2 counts all misfit); 1 where the bin
     has none (also with < 4 bins, or no data).
 
-    r is the bin's chi2 / nDOF and ref the median of its own and its 6 nearest bins' with ``usable``
-    solutions (n_f, n_t bool; default: every bin with a chi2), :func:`_neighbour_median` -- in the
+    r is the bin's chi2 / nDOF and ref the median of its own and 6 nearby bins' with ``usable``
+    solutions (n_f, n_t bool; default: every bin with a chi2; ``ref``: that median computed by the
+    caller, for both this and :func:`chi2_outlier_bins`), :func:`neighbour_median` -- in the
     band's interior with every bin usable the running median of the 7 bins around it.
     Where ref >= 1 the neighbours hold thermal noise (1) and a shared
     misfit ``ref - 1``, which a bin expects in proportion to its signal per degree of freedom relative
@@ -650,7 +646,7 @@ def local_excess(rchi2, dof=None, power=None, weight=None, usable=None):
     if rchi2.shape[0] < 4:
         return out
     r = np.where(np.isfinite(rchi2), rchi2, np.nan)
-    ref = _neighbour_median(r, usable)
+    ref = neighbour_median(r, usable) if ref is None else ref
     w = np.ones(r.shape) if weight is None else _relative(weight, r)
     w = np.where(np.isfinite(w), w, 1.0)
     p = w if power is None else w * _bounded_by_adjacent(_relative(power, r))
@@ -716,17 +712,17 @@ def gain_power(jones, flags):
         return np.where(n >= 2, (s1 * s1 - s2) / (n * (n - 1.0)), np.nan)
 
 
-def chi2_outlier_bins(rchi2, usable=None):
+def chi2_outlier_bins(rchi2, usable=None, ref=None):
     """(n_f, n_t) bool: freq bins whose chi2 / nDOF is an outlier against its neighbours (module
     docstring); rchi2 (n_f, n_t), NaN = no data.  ``usable`` (n_f, n_t) bool: the bins with an
-    unflagged solution, the only ones the reference is taken from (:func:`_neighbour_median`; default:
-    every bin with a chi2)."""
+    unflagged solution, the only ones the reference is taken from (:func:`neighbour_median`; default:
+    every bin with a chi2); ``ref``: that median computed by the caller."""
     rchi2 = np.asarray(rchi2, float)
     n_f = rchi2.shape[0]
     if n_f < 4:
         return np.zeros(rchi2.shape, bool)
     r = np.where(np.isfinite(rchi2), rchi2, np.nan)
-    ref = _neighbour_median(r, usable)
+    ref = neighbour_median(r, usable) if ref is None else ref
     with np.errstate(invalid="ignore"):
         bad = np.isfinite(r) & np.isfinite(ref) & (r > RCHI2_RATIO * ref)
     return bad
