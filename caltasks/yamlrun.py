@@ -571,11 +571,8 @@ def _correlation_errors(section, cfg) -> dict:
     errors, before anything runs (a review: they were found when the block ran, after the blocks
     before it had written FLAG and tables).  Unreadable MSs and selections are left to the checks that
     say them."""
-    import re
-
     from alakazam.calibration import parang_check
     from alakazam.core import ms_io
-    from alakazam.jones import terms as jterms
 
     out = {}
     for ms in (cfg.ms if isinstance(cfg.ms, list) else [cfg.ms]):
@@ -588,23 +585,11 @@ def _correlation_errors(section, cfg) -> dict:
             msg = parang_check.cross_hand_steps_error(meta, ddids, cfg.steps)
             if msg:
                 out.setdefault("jones", []).append(msg)
-        else:
-            full = []
-            for t in cfg.terms:
-                m = re.fullmatch(r"([A-Za-z]+)\d*", str(t.key))
-                try:
-                    if m and not jterms.get(m.group(1).upper()).diagonal:
-                        full.append(t.key)
-                except Exception:       # noqa: BLE001 -- an unknown key is said by the table checks
-                    pass
-            short = [d for d in ddids if meta.spws[d].n_corr != 4]
-            if full and short:
-                sp = meta.spws[short[0]]
-                out.setdefault("jones", []).append(
-                    f"{', '.join(full)} {'mixes' if len(full) == 1 else 'mix'} the cross hands into the "
-                    f"parallel hands, but SPW {sp.spw_id} (DATA_DESC_ID {sp.ddid}) of {meta.path} has only "
-                    f"the correlations {', '.join(sp.corr_types)}. Leave {', '.join(full)} out, or select "
-                    "only SPWs with four correlations (spw)")
+        else:       # (keys are <Jones type><n>, config.py; case as the apply resolves them)
+            msg = parang_check.full_terms_error(
+                meta, ddids, [(t.key, str(t.key).rstrip("0123456789").upper()) for t in cfg.terms])
+            if msg:
+                out.setdefault("jones", []).append(msg)
         try:
             parang_check.check_parang_correlations(meta, ddids, cfg.apply_parang, "apply_parang")
         except AlakazamError as e:

@@ -37,9 +37,11 @@ def xxyy(tmp_path_factory):
     return d, ms
 
 
-def _run(d, text):
+def _run(d, ms, blocks):
+    """Run a YAML file of a flag block on ``ms`` (which would write FLAG first) and then ``blocks``;
+    the ParameterError's errors."""
     p = d / "r.yaml"
-    p.write_text(textwrap.dedent(text))
+    p.write_text(f"flag:\n  - ms: {ms}\n    mode: manual\n    antenna: C01\n" + textwrap.dedent(blocks))
     with pytest.raises(ParameterError) as e:
         run_yaml(str(p))
     return e.value.errors
@@ -48,11 +50,7 @@ def _run(d, text):
 def test_cross_hand_steps_refused_before_anything_runs(xxyy):
     d, ms = xxyy
     before = _flag_sum(ms)
-    errors = _run(d, f"""
-        flag:
-          - ms: {ms}
-            mode: manual
-            antenna: C01
+    errors = _run(d, ms, f"""
         solve:
           - ms: {ms}
             output: {d}/ok.h5
@@ -86,11 +84,7 @@ def test_parang_and_applied_leakage_refused_before_anything_runs(xxyy, tmp_path)
     dtab = str(tmp_path / "d.h5")
     run_solve(solve_config_from_dict(dict(ms=ms4, output=dtab, ref_ant="C00", jones=["G", "D"],
                                           field=["3C147"], time_interval=["scan", "inf"], quiet=True)))
-    errors = _run(d, f"""
-        flag:
-          - ms: {ms}
-            mode: manual
-            antenna: C01
+    errors = _run(d, ms, f"""
         solve:
           - ms: {ms}
             output: {d}/p.h5

@@ -137,14 +137,32 @@ def check_full_terms(meta, ddids, terms, where="jones"):
     without all four correlations: its inverse mixes the cross hands into the parallel ones, and they are
     absent.  CASA 6.7 applycal refuses the same (measured: 'JonesGenLin matrix apply (J::aR) incompatible
     with VisVector' for a Df table on an XX, YY MS); diagonal terms (K, G, KC, CP) are fine."""
-    full = [t for t in terms if not t.diagonal]
+    msg = full_terms_error(meta, ddids, [(t.key, t.jones_type) for t in terms])
+    if msg:
+        raise AlakazamError(f"{where}: {msg}")
+
+
+def full_terms_error(meta, ddids, keys):
+    """The message of :func:`check_full_terms` (without its parameter head) for the terms ``keys``
+    ([(key, Jones type)]; unknown types are left to the table checks), naming every full term, or
+    None."""
+    from ..jones import terms as jterms
+
+    full = []
+    for key, jt in keys:
+        try:
+            if not jterms.get(jt).diagonal:
+                full.append(f"{key} ({jt})")
+        except Exception:       # noqa: BLE001 -- not a Jones type: said where the table is read
+            pass
     short = [d for d in ddids if meta.spws[d].n_corr != 4]
-    if full and short:
-        sp = meta.spws[short[0]]
-        raise AlakazamError(
-            f"{where}: {full[0].key} ({full[0].jones_type}) mixes the cross hands into the parallel "
+    if not (full and short):
+        return None
+    sp = meta.spws[short[0]]
+    keys_text = ", ".join(full)
+    return (f"{keys_text} {'mixes' if len(full) == 1 else 'mix'} the cross hands into the parallel "
             f"hands, but SPW {sp.spw_id} (DATA_DESC_ID {sp.ddid}) of {meta.path} has only the correlations "
-            f"{', '.join(sp.corr_types)}. Leave {full[0].key} out, or select only SPWs with four "
+            f"{', '.join(sp.corr_types)}. Leave {keys_text} out, or select only SPWs with four "
             f"correlations (spw)")
 
 
