@@ -73,7 +73,7 @@ def _body(p):
 
     vis, mode, name = p["vis"], p["mode"], p["versionname"]
     # an interrupted restore / akflag / apply is said (a restore that ends it says so below instead)
-    order = flagsafety.save_order(vis) if mode == "restore" else None
+    order = flagversions.saved_order(vis) if mode == "restore" else None
     ends = (lambda m: flagsafety.restore_resolves(m, name, p["merge"], order)) if mode == "restore" else \
         (lambda m: m[0] == name) if mode == "delete" else None      # (delete: its marker goes with it)
     flagsafety.warn_interrupted(vis, skip=ends)

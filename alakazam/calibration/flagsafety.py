@@ -88,21 +88,14 @@ def interrupted(ms):
     return out
 
 
-def save_order(ms) -> list:
-    """The names of the MS's flag versions in the order they were saved (FLAG_VERSION_LIST)."""
-    from ..core import flagversions
-
-    return [n for n, _ in flagversions._read_list(ms)]
-
-
 def restore_resolves(marker, name, merge, order=None) -> bool:
     """Whether restoring ``name`` with ``merge`` ends the interrupted run of ``marker`` (an
     :func:`interrupted` entry): it restores the flags saved before it, or flags saved before those,
-    with merge 'replace' (undo; ``order``: :func:`save_order`; FLAG then predates the run's writes, so
-    they are undone too -- two interrupted runs, the second saved on top of the first's partial FLAG:
-    restoring the first's version ended both, but the second's marker stayed and every later task
-    told the user to restore that partial state, a review), or it is the same restore (finishing it:
-    replace, or and and are idempotent)."""
+    with merge 'replace' (undo; ``order``: :func:`alakazam.core.flagversions.saved_order`; FLAG then
+    predates the run's writes, so they are undone too -- two interrupted runs, the second saved on top
+    of the first's partial FLAG: restoring the first's version ended both, but the second's marker
+    stayed and every later task told the user to restore that partial state, a review), or it is the
+    same restore (finishing it: replace, or and and are idempotent)."""
     version, restoring, was = marker
     if restoring == name and was == merge:
         return True
@@ -122,7 +115,9 @@ def warn_interrupted(ms, skip=None):
     several runs were interrupted, a later one's saved version holds the partial FLAG an earlier one
     left: its warning names the earliest version as the one that undoes them all."""
     markers = [m for m in interrupted(ms) if skip is None or not skip(m)]
-    order = save_order(ms) if len(markers) > 1 else []
+    from ..core import flagversions
+
+    order = flagversions.saved_order(ms) if len(markers) > 1 else []
     rank = {n: i for i, n in enumerate(order)}
     listed = sorted((m for m in markers if m[0] in rank), key=lambda m: rank[m[0]])
     first = listed[0][0] if listed else None

@@ -92,6 +92,12 @@ def _read_list(ms) -> List[tuple]:
     return _read_list_in(versions_dir(ms))
 
 
+def saved_order(ms) -> List[str]:
+    """The names of the listed versions in the order they were saved (FLAG_VERSION_LIST; no file is
+    opened, unlike :func:`list_versions`)."""
+    return [n for n, _ in _read_list(ms)]
+
+
 def _read_list_in(d) -> List[tuple]:
     p = os.path.join(d, LIST_NAME)
     out = []
