@@ -117,3 +117,42 @@ def test_fused_ratios_and_codes_equal_the_separate_passes(use_model):
             rfi._row_ratios64(d1, m1, use_model, x)
         np.testing.assert_array_equal(x.view(np.uint32), x_ref.view(np.uint32))
         np.testing.assert_array_equal(code, code_ref)
+
+
+@pytest.mark.parametrize("n_corr", [1, 2, 3, 4])
+@pytest.mark.parametrize("per_channel_weight", [False, True])
+@pytest.mark.parametrize("use_model", [True, False])
+def test_bad_values_word_path_equals_the_nested_loops(n_corr, per_channel_weight, use_model):
+    """Rows of 4 or 2 correlations decide their bad values on one word per channel
+    (cellflags._bad_decide_words); the flags and the count are those of the nested loops
+    (cellflags._bad_row_2d, the definition) sample for sample: hazards, flags as read, weights per
+    row (broadcast) or per channel (WEIGHT_SPECTRUM), and flag bytes other than 0/1 (numpy: True)."""
+    from numba import njit
+
+    @njit
+    def nested(d, m, use_model, w, f, out):
+        nb = 0
+        for r in range(d.shape[0]):
+            nb += cellflags._bad_row_2d(d[r], m[r] if use_model else m[0], use_model, w[r], f[r], out[r])
+        return nb
+
+    d, m, w, f = (np.ascontiguousarray(a[..., :n_corr]) for a in _rows(20 + n_corr, n_row=60, n_chan=64))
+    rng = np.random.default_rng(n_corr)
+    if per_channel_weight:
+        w = rng.uniform(0.5, 2, d.shape).astype(np.float32)
+        w[rng.random(d.shape) < 0.02] = -1
+        w[rng.random(d.shape) < 0.02] = np.inf
+        w[12, 3:9] = np.nan
+    else:
+        w = np.broadcast_to(w[:, None, :], d.shape)
+    raw = f.view(np.uint8).copy()
+    raw[13, 2:6] *= 2                       # True stored as the byte 2
+    f = raw.view(np.bool_)
+    mm = m if use_model else None
+    got, n_got = cellflags.flag_bad_values(d, mm, w, f)
+    ref = np.empty(d.shape, bool)
+    n_ref = nested(d, m if use_model else np.zeros((1, 1, n_corr), np.complex64), use_model, w, f, ref)
+    np.testing.assert_array_equal(got.view(np.uint8), ref.view(np.uint8))     # (0/1 bytes)
+    assert n_got == n_ref > 0
+    if per_channel_weight:
+        assert got[12, 3:9].all()
