@@ -21,7 +21,6 @@ The planner
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +65,7 @@ def plan_groups(scans_info, tint, combine="") -> list[Group]:
         if tint.kind == "scan":
             n = 1
         else:
-            n = max(1, int(math.floor((t1 - t0) / tint.seconds + 1e-9)) + 1)
+            n = max(1, int(time_cells(t1 - t0, tint)) + 1)
         groups.append(Group(scan, [scan], np.full(n, scan), np.arange(n), n))
     return groups
 
@@ -83,8 +82,17 @@ def sample_bin_of_rows(group: Group, tint, scan_t0: dict[int, float], row_scan, 
     if tint.kind == "scan":
         return np.zeros(len(row_scan), np.int64)
     t0 = scan_t0[group.scan_id]
-    idx = np.floor((row_time - t0) / tint.seconds + 1e-9).astype(np.int64)
+    idx = time_cells(np.asarray(row_time, float) - t0, tint).astype(np.int64)
     return np.clip(idx, 0, group.n_tcell - 1)
+
+
+def time_cells(dt, tint):
+    """Solution time cell (float, floored) of times ``dt`` seconds after the cell grid's anchor (a scan's
+    first TIME; combine='scan': the first scan's) for a duration ``tint``: floor((dt + snap) / seconds),
+    ``tint.snap`` half an integration when the interval is a whole number of them (edges midway
+    between integrations, :func:`alakazam.config.resolve_integrations`), else 0 (edges at multiples of
+    the interval; 1e-9 of an interval of rounding)."""
+    return np.floor((np.asarray(dt, float) + getattr(tint, "snap", 0.0)) / tint.seconds + 1e-9)
 
 
 def freq_bins(freqs: np.ndarray, chan_width: float, width_hz: float | None) -> np.ndarray:

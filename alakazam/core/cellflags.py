@@ -478,8 +478,8 @@ def flag_bad_values(data, model, weight, flag):
     data = np.ascontiguousarray(data)           # (the kernels' flat row views; a copy only when strided)
     m = np.ascontiguousarray(model) if use_model else np.zeros((1, 1, 1), np.complex64)
     w = np.broadcast_to(weight, data.shape)
-    # (flags C-contiguous: _bad_decide's word views)
-    n = sum(threaded(_bad_values, data.shape[0], data, m, w, np.ascontiguousarray(flag, bool), out, use_model))
+    f = np.ascontiguousarray(flag, bool)        # (C-contiguous: _bad_decide's word views)
+    n = sum(threaded(_bad_values, data.shape[0], data, m, w, f, out, use_model))
     return out, int(n)
 
 

@@ -31,7 +31,6 @@ Conventions (pinned by tests/test_solve_params.py):
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +59,8 @@ def plan_scan_combined(scans_info, tint):
     """One group (scan_id 0) over all scans; time cells of ``tint.seconds`` anchored at the first scan's
     start, crossing scans (``inf`` / ``scan``: one cell).  Sample bins are the (scan, cell) pairs with
     any overlap, in time order."""
+    from ..plan import time_cells
+
     scans_info = sorted(scans_info, key=lambda s: s[1])
     t_first = scans_info[0][1]
     one_cell = tint.kind in ("inf", "scan")
@@ -68,8 +69,8 @@ def plan_scan_combined(scans_info, tint):
         if one_cell:
             cells = [0]
         else:
-            c0 = int(math.floor((t0 - t_first) / tint.seconds + 1e-9))
-            c1 = int(math.floor((t1 - t_first) / tint.seconds + 1e-9))
+            c0 = int(time_cells(t0 - t_first, tint))
+            c1 = int(time_cells(t1 - t_first, tint))
             cells = range(c0, c1 + 1)
         pairs.extend((scan, c) for c in cells)
     g = CombinedGroup(0, [s[0] for s in scans_info], np.array([p[0] for p in pairs], np.int64),
@@ -77,6 +78,7 @@ def plan_scan_combined(scans_info, tint):
                       int(max(p[1] for p in pairs)) + 1)
     g.t_first = float(t_first)
     g.seconds = 0.0 if one_cell else float(tint.seconds)
+    g.tint = None if one_cell else tint
     g.lookup = {p: i for i, p in enumerate(pairs)}
     return [g]
 
@@ -91,14 +93,16 @@ class CombinedGroup(_group_base()):
 
     t_first = 0.0
     seconds = 0.0
+    tint = None             # the TimeInterval of the cells (plan.time_cells)
     lookup: dict = {}       # (scan, cell) -> sample bin; set per instance by plan_scan_combined
 
     def sample_bins(self, row_scan, row_time):
         """Sample-bin index (n_row,) of each row: its (scan, cell) pair."""
+        from ..plan import time_cells
+
         row_scan = np.asarray(row_scan, np.int64)
         if self.seconds > 0:
-            cell = np.floor((np.asarray(row_time, float) - self.t_first) / self.seconds
-                            + 1e-9).astype(np.int64)
+            cell = time_cells(np.asarray(row_time, float) - self.t_first, self.tint).astype(np.int64)
             cell = np.clip(cell, 0, self.n_tcell - 1)
         else:
             cell = np.zeros(len(row_scan), np.int64)
