@@ -723,6 +723,9 @@ def _solution_set(ctx, step, g: FieldSpw, group: Group, acc, cells_t, res, cell_
         # where each pre-applied term came from ('' = solved in this run: this table); akexport frames
         # a gain by a per-scan K of another table through it (io/casatable.delay_frame)
         preapply_tables=[str(getattr(t, "source", "")) for t in g.prior],
+        # the time interpolation each was pre-applied with: the delay frame evaluates a per-scan K at
+        # the gain's solution times as the solve did (calibration/delayframe.own_factor)
+        preapply_interp=[str(t.time_interp) for t in g.prior],
         # the model the solutions are relative to (akfluxscale's model flux): a column, or CASA's smodel
         model_column="" if cfg.smodel else str(cfg.model_col),
         smodel=[float(x) for x in (cfg.smodel or [])],

@@ -19,7 +19,8 @@ Layout::
     │   attrs: jones_type, field_name, scan_id, spw, n_ant, field_ra, field_dec, matrix_form,
     │          ref_ant, ref_ant_name, ant_names, solint_s, freqint_hz, phase_only, feed_basis,
     │          solver_backend, apply_parang, ms, preapply_chain, preapply_tables (the table of
-    │          each pre-applied key, '' = this one) (+ scans, time_interval, ...;
+    │          each pre-applied key, '' = this one), preapply_interp (the time interpolation each
+    │          was pre-applied with; tables before it: 'nearest') (+ scans, time_interval, ...;
     │          K, G: hands = the hands the data record, ref_ant_hands = each hand's step reference)
     └── fluxscale/field_<name>/spw_<id>/   attrs: scale_p, scale_q, scatter_p, scatter_q, ...
 
