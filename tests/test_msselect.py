@@ -57,6 +57,26 @@ def test_antenna_syntax():
             parse_antenna(bad, NAMES)
 
 
+def test_antenna_ranges_match_integer_names_first():
+    """An end of an 'a~b' range is a name first, then an id, as a single integer is -- CASA's
+    MSSelection (msseltoindex on an MS whose antennas are named '1'..'8': '1~3' is ids 0, 1, 2, '3~5'
+    ids 2, 3, 4). Taken as ids, '1~3' was 1, 2, 3 and akcal antenna='!5~7' kept antenna '5' (a review)."""
+    names = [str(i + 1) for i in range(8)]
+    a1, a2 = (np.array(x) for x in zip(*itertools.combinations(range(8), 2)))
+
+    sel = parse_antenna("1~3", names)
+    assert sel.items[0].left.tolist() == [0, 1, 2]
+    assert parse_antenna("3~5", names).items[0].left.tolist() == [2, 3, 4]
+    assert parse_antenna("3", names).items[0].left.tolist() == [2]
+    neg = parse_antenna("!5~7", names).mask(a1, a2)
+    dropped = {int(names[x]) for x in range(8) if not neg[(a1 == x) | (a2 == x)].any()}
+    assert dropped == {5, 6, 7}
+    # an end that is no name is an id: '0~1' on these names is ids 0, 1 ('1' is id 0: a name)
+    assert parse_antenna("0~1", names).items[0].left.tolist() == [0]
+    with pytest.raises(AlakazamError, match="antenna"):
+        parse_antenna("7~9", names)                           # '9': neither a name nor an id (8 antennas)
+
+
 def test_uvrange_syntax_and_masks():
     assert parse_uvrange("<5klambda") == [(0.0, 5000.0, "lambda")]
     assert parse_uvrange(">100m") == [(100.0, np.inf, "m")]
@@ -124,7 +144,8 @@ def test_intent_observation_fields_solint():
         parse_fields("<0", names)
     assert parse_time_interval("int") == TimeInterval("ints", 1.0, "int")
     assert parse_time_interval("5ints") == TimeInterval("ints", 5.0, "5ints")
-    assert resolve_integrations(parse_time_interval("5ints"), 2.0) == TimeInterval("seconds", 10.0, "5ints")
+    assert (resolve_integrations(parse_time_interval("5ints"), 2.0)
+            == TimeInterval("seconds", 10.0, "5ints", snap=1.0))
     assert resolve_integrations(parse_time_interval("60s"), 2.0).seconds == 60.0
     for bad in ("0ints", "ints", "5 intz"):
         with pytest.raises(AlakazamError, match="time interval"):

@@ -340,7 +340,9 @@ def _antenna_ids(text, names, whole) -> np.ndarray:
                                     f"{', '.join(names)}")
             out.extend(m)
         elif re.fullmatch(r"\d+\s*~\s*\d+", s):
-            a, b = (int(x) for x in s.split("~"))
+            # each end a name first, then an id, as a single integer (CASA's MSSelection: with antennas
+            # named '1'..'8', '1~3' is ids 0~2; as ids it took 1~3 -- and '!5~7' kept antenna '5')
+            a, b = (names.index(x) if x in names else int(x) for x in (y.strip() for y in s.split("~")))
             if a > b or b >= len(names):
                 raise AlakazamError(f"antenna: range {s!r} in {whole!r} outside antenna ids "
                                     f"0~{len(names) - 1}")
