@@ -763,8 +763,10 @@ def _quality(sset, res, cell_index, min_snr=0.0):
     rchi2 = np.full((n_f, n_t), np.nan)
     counts = {}
     n = len(cell_index)
-    for name in ("minblperant", "amplitude_undetermined", "minsnr", "nonconverged"):
-        counts[name] = int(np.asarray(res.extra[name])[:n].sum())
+    from .solvers.quality import REASONS
+
+    for name in REASONS:
+        counts[name] = int(np.asarray(res.extra.get(name, np.zeros(0, bool)))[:n].sum())
     wmean = np.full((n_f, n_t), np.nan) if "wmean" in res.extra else None
     # each cell's values into its (time, freq) place, all cells at once (a cell per channel: 1024 here)
     it, jf = (np.array([x[k] for x in cell_index], np.int64).reshape(n) for k in (0, 1))

@@ -175,6 +175,12 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
             undet = quality.amplitude_undetermined(quality.baselines_with_data(batch.weight, tt.corr),
                                                    batch.ant1, batch.ant2, batch.n_ant) & has
 
+    # K, KC: a cell whose data lie at one frequency has no delay (quality.delay_undetermined)
+    dund = None
+    if tt.freq == "delay" and some:
+        d = quality.delay_undetermined(batch, tt.corr, bool(hands))
+        dund = (d[:, None, :] & has_h) if hands else (d[:, None] & has)
+
     def solve_cells(b, init, r):
         if hasattr(tt.module, "solve_with"):      # a type solved through another type's backend code (T)
             return tt.module.solve_with(backend_module, b, init, r, opts)
@@ -224,7 +230,7 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
         with np.errstate(invalid="ignore", divide="ignore"):
             wmean = np.where(n_pos > 0, np.where(wc > 0, wc, 0.0).sum(axis=(1, 2, 3)) / n_pos, np.nan)
     if hands:
-        pol, ex = handsolve.flags(J, has_h, snr, conv, opts, dropped_h & had_h, undet)
+        pol, ex = handsolve.flags(J, has_h, snr, conv, opts, dropped_h & had_h, undet, dund)
         flags = pol.any(-1)
         from ..core.handflags import nan_flagged
         nan_flagged(J, delay, pol)
@@ -234,16 +240,17 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
         return SolveResult(jones=J, flags=flags, delay=delay, params=params, converged=conv,
                            n_iter=np.asarray(n_iter, np.int32), cost=np.asarray(cost, float),
                            ref_ant=ref.astype(np.int32), extra=extra)
-    # each flagged solution has one reason (minblperant, amplitude_undetermined, minsnr, nonconverged: the
-    # first that applies)
+    # each flagged solution has one reason (quality.REASONS: the first that applies)
     undet = np.zeros_like(flags) if undet is None else undet & ~flags
     flags |= undet
+    dund = np.zeros_like(flags) if dund is None else dund & ~flags
+    flags |= dund
     low = np.zeros_like(flags)
     if opts.min_snr and opts.min_snr > 0:
         low = (snr < float(opts.min_snr)).any(axis=2) & ~flags
     nonconv = (~conv[:, None] & ~flags & ~low) if opts.flag_nonconverged else np.zeros_like(flags)
     extra = {"snr": snr, "rchi2": rchi2, "minblperant": dropped & had, "amplitude_undetermined": undet,
-             "minsnr": low, "nonconverged": nonconv}
+             "delay_undetermined": dund, "minsnr": low, "nonconverged": nonconv}
     if tt.gain:
         extra["wmean"] = wmean
     flags |= low | nonconv

@@ -121,17 +121,21 @@ def solve_hands(jones_type, batch, backend_module, opts, has, ref, solve_fn):
     return ref_hand, redo
 
 
-def flags(J, has, snr, conv, opts, sparse, undetermined=None):
+def flags(J, has, snr, conv, opts, sparse, undetermined=None, delay_undetermined=None):
     """``(pol (n_cell, n_ant, 2), extra masks)``: the flags per hand (module docstring).  The masks
     (minblperant, amplitude_undetermined, minsnr, nonconverged) are per antenna (n_cell, n_ant), as for
     the other terms: the solutions a check flagged in some hand, each counted for the first check that
     applies (``sparse`` (n_cell, n_ant, 2): the hands minblperant removed; ``undetermined`` (n_cell,
     n_ant, 2) or None: the hands whose amplitude the baselines do not determine,
-    :func:`alakazam.solvers.quality.amplitude_undetermined`, flagged whatever minsnr is)."""
+    :func:`alakazam.solvers.quality.amplitude_undetermined`, flagged whatever minsnr is;
+    ``delay_undetermined`` likewise: the hands whose data lie at one frequency,
+    :func:`alakazam.solvers.quality.delay_undetermined`)."""
     d = np.stack([J[..., 0, 0], J[..., 1, 1]], axis=-1)
     pol = ~has | ~np.isfinite(d) | (d == 0)
     und = np.zeros_like(pol) if undetermined is None else undetermined & ~pol
     pol |= und
+    dund = np.zeros_like(pol) if delay_undetermined is None else delay_undetermined & ~pol
+    pol |= dund
     low = np.zeros_like(pol)
     if opts.min_snr and opts.min_snr > 0:
         low = (snr < float(opts.min_snr)) & ~pol
@@ -139,7 +143,8 @@ def flags(J, has, snr, conv, opts, sparse, undetermined=None):
         else np.zeros_like(pol)
     m_bl = sparse.any(-1)
     m_und = und.any(-1) & ~m_bl
-    m_snr = low.any(-1) & ~m_bl & ~m_und
-    m_nc = nonconv.any(-1) & ~m_bl & ~m_und & ~m_snr
-    return pol | low | nonconv, {"minblperant": m_bl, "amplitude_undetermined": m_und, "minsnr": m_snr,
-                                 "nonconverged": m_nc}
+    m_dund = dund.any(-1) & ~m_bl & ~m_und
+    m_snr = low.any(-1) & ~m_bl & ~m_und & ~m_dund
+    m_nc = nonconv.any(-1) & ~m_bl & ~m_und & ~m_dund & ~m_snr
+    return pol | low | nonconv, {"minblperant": m_bl, "amplitude_undetermined": m_und,
+                                 "delay_undetermined": m_dund, "minsnr": m_snr, "nonconverged": m_nc}

@@ -45,7 +45,7 @@ import copy
 import numpy as np
 
 from ..core.handflags import HAND_CORR
-from .quality import matched_snr
+from .quality import REASONS, matched_snr
 
 #: S below this: the antenna's data hold no signal a fit to noise would not find (a delay + phase fit
 #: to pure noise measured S = 3.3 on 128 channels)
@@ -325,7 +325,7 @@ def _reason_for_orphans(res, batch, cells, per_hand):
     if not isinstance(res.extra.get("minsnr"), np.ndarray):
         return
     why = np.zeros(np.shape(res.flags), bool)
-    for k in ("minblperant", "amplitude_undetermined", "minsnr", "nonconverged"):
+    for k in REASONS:
         if isinstance(res.extra.get(k), np.ndarray):
             why |= np.asarray(res.extra[k], bool)
     for c in cells:
@@ -372,8 +372,8 @@ def _rounds(jones_type, batch, res, solve, per_hand, min_snr, taken=None, s_take
     if taken.any():
         t = taken.any(-1) & np.asarray(res.converged, bool)[:, None]
         res.extra["minsnr"] = np.asarray(res.extra.get("minsnr", np.zeros_like(t))) | t
-        for k in ("minblperant", "amplitude_undetermined", "nonconverged"):
-            if isinstance(res.extra.get(k), np.ndarray):
+        for k in REASONS:
+            if k != "minsnr" and isinstance(res.extra.get(k), np.ndarray):
                 res.extra[k] = res.extra[k] & ~t
         snr = res.extra.get("snr")
         if isinstance(snr, np.ndarray):

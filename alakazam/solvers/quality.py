@@ -51,6 +51,12 @@ Undetermined amplitudes (:func:`amplitude_undetermined`, G and T with amplitudes
     are flagged with reason ``amplitude_undetermined`` whatever minsnr is (not ``minsnr``: no SNR is
     too low, the amplitudes are not measured); phase-only solves of the same data are determined.
 
+Undetermined delays (:func:`delay_undetermined`, K and KC)
+    A delay is a phase slope over frequency: data of a cell (per hand for K) at fewer than two distinct
+    frequencies -- a one-channel SPW or channel selection, all but one channel flagged -- do not
+    determine it (the solve returned 0.000 ns, unflagged and "converged", a review).  Those solutions
+    are flagged with reason ``delay_undetermined`` whatever minsnr is.
+
 minsnr, non-converged (:func:`alakazam.solvers.common.run`)
     Solutions with SNR < ``min_snr`` (0 disables) are flagged: per hand for the terms whose hands are
     solved independently (K, G: :mod:`alakazam.core.handflags`; the other hand keeps its solution),
@@ -135,6 +141,27 @@ RCHI2_EXCESS = 2.0
 RCHI2_SIGMAS = 5.0
 #: the SNR of an exact fit (chi2 = 0), as CASA's 9999999
 SNR_MAX = 9999999.0
+
+
+#: the quality checks that flag a solution, each a bool (n_cell, n_ant) mask of ``SolveResult.extra``, in
+#: the order a solution is counted for (the first that applies; unit._quality's counts)
+REASONS = ("minblperant", "amplitude_undetermined", "delay_undetermined", "minsnr", "nonconverged")
+
+
+def delay_undetermined(batch, corr, per_hand):
+    """Cells whose data in the correlations ``corr`` lie at fewer than two distinct frequencies (a delay
+    needs a slope; module docstring): (n_cell, 2) per hand (``corr`` = the two parallel hands) when
+    ``per_hand``, else (n_cell,) over all of ``corr`` together."""
+    w = np.asarray(batch.weight)
+    freq = np.asarray(batch.freq)
+    groups = [(c,) for c in corr] if per_hand else [tuple(corr)]
+    out = np.zeros((w.shape[0], len(groups)), bool)
+    for c in range(w.shape[0]):
+        for h, cs in enumerate(groups):
+            present = (w[c][..., list(cs)] > 0).any(axis=(0, 2))       # (n_samp,)
+            f = freq[c][present]
+            out[c, h] = len(f) == 0 or not (f != f[0]).any()
+    return out if per_hand else out[:, 0]
 
 
 def baselines_with_data(weight, corr):

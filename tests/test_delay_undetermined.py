@@ -1,0 +1,55 @@
+"""A delay needs data at two or more frequencies: K (per hand) and KC cells whose unflagged data lie at
+one frequency -- a one-channel SPW, or a channel selection of one channel -- are flagged with reason
+``delay_undetermined`` (solvers/quality.delay_undetermined).  They came out 0.000 ns, unflagged and
+"converged" (a review: an SPW of 1 channel among SPWs of 16, 8 and 4; CASA flagged them)."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from alakazam.caltasks import akcal
+from alakazam.io import hdf5
+from alakazam.sim import simulate_ms
+from alakazam.sim.cells import make_batch
+from alakazam.solvers import SolveOptions, solve
+from alakazam.solvers.quality import delay_undetermined
+
+
+@pytest.fixture(scope="module")
+def one_channel_ms(tmp_path_factory):
+    ms = str(tmp_path_factory.mktemp("onech") / "o.ms")
+    truth = simulate_ms(ms, feed="linear", n_ant=5, n_chan=(16, 1), noise=0.02, seed=3, leakage=False,
+                        duration_h=0.5)
+    return ms, truth
+
+
+def test_k_on_a_one_channel_spw_is_flagged_with_its_reason(one_channel_ms, tmp_path, caplog):
+    ms, _ = one_channel_ms
+    out = str(tmp_path / "k.h5")
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        akcal(vis=ms, caltable=out, jones=["K"], solint=["inf"], refant="C00", field="0")
+    sets = hdf5.read_term(out, "K0")
+    by_spw = {int(s.attrs["spw"]): s for s in sets}
+    assert not by_spw[0].flags.all() and np.isfinite(by_spw[0].delay[~by_spw[0].flags]).all()
+    assert by_spw[1].flags.all()                      # one channel: no delay
+    assert "two or more frequencies" in caplog.text
+
+
+def test_a_cell_with_one_frequency_per_hand():
+    """Per hand for K (one hand at one channel: that hand only), over both cross hands for KC; cells
+    with two or more frequencies solve as before."""
+    b, _ = make_batch("K", n_cell=3, n_ant=5, n_samp=8, noise=0.0, seed=2)
+    b.weight[1, :, 1:, 0] = 0                          # cell 1: the first hand at one channel
+    b.weight[2, :, 1:, :] = 0                          # cell 2: both hands at one channel
+    d = delay_undetermined(b, (0, 3), True)
+    assert d.tolist() == [[False, False], [True, False], [True, True]]
+    res = solve("K", b, "numba", SolveOptions(flag_nonconverged=True))
+    pol = res.extra["pol_flags"]
+    assert not pol[0].any() and pol[1, :, 0].all() and not pol[1, :, 1].any() and pol[2].all()
+    assert res.extra["delay_undetermined"][1:].all() and not res.extra["delay_undetermined"][0].any()
+    kc, _ = make_batch("KC", n_cell=2, n_ant=5, n_samp=8, noise=0.0, seed=4)
+    kc.weight[1, :, 1:, :] = 0
+    assert delay_undetermined(kc, (1, 2), False).tolist() == [False, True]
+    r = solve("KC", kc, "numba", SolveOptions(flag_nonconverged=True))
+    assert not r.flags[0].any() and r.flags[1].all() and r.extra["delay_undetermined"][1].all()
