@@ -412,7 +412,8 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
     from .timecover import warnings as _held         # data long after (before) the last (first) solution
     # (said once per field and SPW: by its first row chunk where a distributed apply runs several)
     held = _held(terms, spw.spw_id, utimes_all, fld.name, (fld.ra, fld.dec)) if not part else []
-    for w in _outside(terms, spw.spw_id, freqs, chans) + held:
+    from ..core.freqinterp import casa_default_notes        # a binned term without a freq part
+    for w in _outside(terms, spw.spw_id, freqs, chans) + held + casa_default_notes(terms, spw.spw_id, freqs):
         if w not in lines:
             lines.append(w)
             log.warning(w)

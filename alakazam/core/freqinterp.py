@@ -115,3 +115,32 @@ def interp_freq(sol_freq, jones, flags, target_freq, mode):
     val = np.where(good[..., None, None], val, np.nan + 0j)
     out = np.moveaxis(val, 2, 1)                         # (n_ant, n_chan, n_t, 2, 2)
     return np.ascontiguousarray(out), np.ascontiguousarray(np.moveaxis(~good, 2, 1)), desc
+
+
+def casa_default_notes(terms, spw_id, freqs) -> list:
+    """One message per term of ``terms`` (LoadedTerm) applied without a frequency part whose solutions for
+    ``spw_id`` are bins that are not the data channels ``freqs`` (a bandpass of 4-MHz bins, or solved on
+    other channels): each channel takes its nearest bin (the SEED's nearest-frequency mapping, flagged
+    bins flagging their channels), where CASA's applycal reads an interp without a freq part as
+    'time,linear' -- the same string, other corrected values (a review: 0.1 of max |V| on a 4-MHz
+    bandpass).  Delays and one-bin solutions are never noted; bins on the data channels map the same
+    either way but for flagged bins (README, "interp")."""
+    freqs = np.asarray(freqs, float)
+    out = []
+    for term in terms:
+        if term.freq_interp:
+            continue
+        sets = [s for s in term.sets if int(s.attrs.get("spw", -1)) == int(spw_id) and s.delay is None]
+        sol = np.concatenate([np.asarray(s.freq, float).ravel() for s in sets]) if sets else np.zeros(0)
+        sol = np.unique(sol[np.isfinite(sol)])
+        if len(sol) < 2 or not len(freqs):
+            continue
+        tol = 1e-6 * max(float(np.abs(sol).max()), 1.0)
+        near = np.abs(freqs[:, None] - sol[None, :]).min(axis=1) <= tol
+        if near.all():
+            continue
+        out.append(f"{term.key}: SPW {spw_id}: interp without a frequency part maps each of the {len(freqs)} "
+                   f"data channels to its nearest of {len(sol)} solution bins (a flagged bin flags its "
+                   "channels); CASA's applycal reads it as 'time,linear' (linear in frequency) -- give "
+                   "interp 'time,linear' (YAML time_interp) for CASA's values")
+    return out

@@ -1,0 +1,36 @@
+"""akapply of a binned term (a gain or bandpass of 4-MHz bins) without a frequency part in interp maps
+each channel to its nearest bin (SEED: nearest-frequency mapping), where CASA's applycal reads the same
+string as 'time,linear': a warning says so once per term and SPW (core/freqinterp.casa_default_notes;
+a review: 0.1 of max |V| apart from CASA on the same string).  Not for a freq part given, delays, one
+bin, or bins on the data channels."""
+
+import logging
+
+from alakazam.caltasks import akapply
+from alakazam.core.freqinterp import casa_default_notes
+from alakazam.calibration import chain
+
+
+def test_binned_gain_without_freq_part_is_noted(constant_gains, caplog):
+    ms, cals = constant_gains
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        akapply(vis=ms, gaintable=[cals["scanF"]] * 2, jones=["K0", "G0"], interp=["nearest", "linear"],
+                field="TARGET")
+    notes = [r.getMessage() for r in caplog.records if "reads it as 'time,linear'" in r.getMessage()]
+    assert len(notes) == 1 and notes[0].startswith("G0: SPW 0") and "4 solution bins" in notes[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        akapply(vis=ms, gaintable=[cals["scanF"]] * 2, jones=["K0", "G0"],
+                interp=["nearest", "linear,linear"], field="TARGET")
+    assert "reads it as 'time,linear'" not in caplog.text
+
+
+def test_no_note_for_delays_one_bin_or_bins_on_the_channels(constant_gains):
+    ms, cals = constant_gains
+    freqs = chain.load_term(cals["kbg"], "G0").sets[0].freq            # the bandpass's own channels
+    terms = [chain.load_term(cals["kbg"], k) for k in ("K0", "G0", "G1")]
+    assert casa_default_notes(terms, 0, freqs) == []
+    g4 = chain.load_term(cals["scanF"], "G0")
+    assert len(casa_default_notes([g4], 0, freqs)) == 1
+    g4.freq_interp = "nearest"
+    assert casa_default_notes([g4], 0, freqs) == []
