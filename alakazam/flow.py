@@ -187,8 +187,8 @@ def _refuse_all_flagged(cfg, pending):
                 # reference antenna is flagged is flagged by refantmode strict, not for want of data
                 why = _why_all_flagged(cfg, s.flags.size, _reasons([s]), getattr(s, "reference_counts", None),
                                        s.attrs.get("ref_ant_name"))
-                if why.startswith("no usable data"):
-                    why += _flagged_before(pending, keys[:i], s)
+                if "no usable data" in why:     # (also beside other reasons: minblperant after a
+                    why += _flagged_before(pending, keys[:i], s)     # flagged pre-applied K, a review)
                 log.warning("%s field %s spw %d %s: every solution flagged (%s)", key, s.field_name,
                             s.spw, _scan_words(s), why)
 
