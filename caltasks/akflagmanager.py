@@ -85,7 +85,8 @@ def _body(p):
 
     # one writer of the MS at a time: a version is not saved, restored or deleted while another run
     # writes FLAG (a delete took a running akflag's backup and its in-progress marker: a review)
-    with locks.writer_lock(vis, "ms"):
+    # (a save only reads the MS: on a read-only MS it runs without the lock, core/locks.writer_lock)
+    with locks.writer_lock(vis, "ms", reads_only=mode == "save"):
         return _write_body(p, ends)
 
 

@@ -77,9 +77,15 @@ def _command() -> str:
 
 
 @contextmanager
-def writer_lock(path, kind="table"):
+def writer_lock(path, kind="table", reads_only=False):
     """Hold the exclusive writer lock of ``path`` (a solution table or, ``kind='ms'``, an MS) for the
-    ``with`` body; raises :class:`LockedError` at once when another run holds it."""
+    ``with`` body; raises :class:`LockedError` at once when another run holds it.
+
+    ``reads_only``: the body only reads ``path`` (akflagmanager save writes beside the MS, in
+    ``MS.flagversions``): where the lock file cannot be created because the directory is read-only to
+    this user (a read-only mount, an archive owned by another account), the body runs without the lock
+    (an INFO line says so; yields None) instead of failing -- FLAG cannot change under it through this
+    user, and a save needs no more."""
     lf = lock_file_for(path, kind)
     me = threading.get_ident()
     with _mutex:
@@ -101,6 +107,10 @@ def writer_lock(path, kind="table"):
     try:
         fd = os.open(lf, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:
+        if reads_only and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            log.info("%s: read-only here (%s): read without alakazam's lock", path, e.strerror)
+            yield None
+            return
         raise AlakazamError(f"{path}: cannot create the lock file {lf} ({e.strerror}); the {what}'s "
                             f"directory must be writable") from None
     try:

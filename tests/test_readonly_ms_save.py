@@ -1,0 +1,42 @@
+"""akflagmanager save on a read-only MS (a read-only mount, an archive owned by another account): the
+save only reads FLAG and writes beside the MS (``MS.flagversions``), so it runs without alakazam's MS
+lock when the lock file cannot be created (core/locks.writer_lock ``reads_only``); restore and delete,
+which write, still refuse with the clear message.  It stopped with "the Measurement Set's directory
+must be writable" (a review, with the MS bind-mounted read-only)."""
+
+import errno
+import os
+
+import pytest
+
+from alakazam.caltasks import akflagmanager
+from alakazam.core import flagversions, locks
+from alakazam.errors import AlakazamError
+
+
+@pytest.fixture
+def readonly_lock(monkeypatch):
+    real = os.open
+
+    def fake(path, flags, *a):
+        if str(path).endswith("alakazam.lock"):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(path, flags, *a)
+
+    monkeypatch.setattr(os, "open", fake)
+
+
+def test_save_without_the_lock_on_a_read_only_ms(sim_linear, tmp_path, readonly_lock):
+    import shutil
+
+    ms = str(tmp_path / "ro.ms")
+    shutil.copytree(sim_linear[0], ms)
+    with locks.writer_lock(ms, "ms", reads_only=True) as held:
+        assert held is None
+    with pytest.raises(AlakazamError, match="must be writable"):
+        with locks.writer_lock(ms, "ms"):
+            pass
+    out = akflagmanager(vis=ms, mode="save", versionname="ro_s51")
+    assert out["saved"] == "ro_s51" and "ro_s51" in flagversions.saved_order(ms)
+    with pytest.raises(AlakazamError, match="must be writable"):
+        akflagmanager(vis=ms, mode="restore", versionname="ro_s51")
