@@ -420,7 +420,9 @@ def _why_all_flagged(cfg, n_sol, reasons, ref=None, ref_name=None):
         if ref.get("no_bridge"):
             parts.append(f"{ref['no_bridge']} cell(s) solved with a fallback reference antenna could not be "
                          f"re-referenced to the reference {named}(refant={cfg.ref_ant!r}) (no cell in which "
-                         "both have data; choose a refant with data in every scan)")
+                         "both have data; choose a refant with data in every scan -- or, for simultaneous "
+                         "subarrays, whose antennas never share a cell, solve each subarray on its own with "
+                         "a refant of its own)")
         if ref.get("no_data"):
             parts.append(f"{ref['no_data']} cell(s) had no usable data ({no_data})")
         if by_check:
