@@ -151,16 +151,17 @@ REASONS = ("minblperant", "amplitude_undetermined", "delay_undetermined", "minsn
 def delay_undetermined(batch, corr, per_hand):
     """Cells whose data in the correlations ``corr`` lie at fewer than two distinct frequencies (a delay
     needs a slope; module docstring): (n_cell, 2) per hand (``corr`` = the two parallel hands) when
-    ``per_hand``, else (n_cell,) over all of ``corr`` together."""
+    ``per_hand``, else (n_cell,) over all of ``corr`` together.  One pass over the weights (a sample is
+    present where some baseline has weight > 0), then the lowest and highest frequency present."""
     w = np.asarray(batch.weight)
-    freq = np.asarray(batch.freq)
-    groups = [(c,) for c in corr] if per_hand else [tuple(corr)]
-    out = np.zeros((w.shape[0], len(groups)), bool)
-    for c in range(w.shape[0]):
-        for h, cs in enumerate(groups):
-            present = (w[c][..., list(cs)] > 0).any(axis=(0, 2))       # (n_samp,)
-            f = freq[c][present]
-            out[c, h] = len(f) == 0 or not (f != f[0]).any()
+    freq = np.asarray(batch.freq, float)                        # (n_cell, n_samp)
+    present = np.stack([(w[..., c] > 0).any(axis=1) for c in corr], axis=-1)   # (n_cell, n_samp, n_c)
+    if not per_hand:
+        present = present.any(axis=-1, keepdims=True)
+    f = freq[:, :, None]
+    lo = np.where(present, f, np.inf).min(axis=1)               # (n_cell, groups)
+    hi = np.where(present, f, -np.inf).max(axis=1)
+    out = ~(hi > lo)                                            # none present, or one frequency
     return out if per_hand else out[:, 0]
 
 
