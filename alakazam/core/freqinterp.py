@@ -136,7 +136,8 @@ def casa_default_notes(terms, spw_id, freqs) -> list:
         if len(sol) < 2 or not len(freqs):
             continue
         tol = 1e-6 * max(float(np.abs(sol).max()), 1.0)
-        near = np.abs(freqs[:, None] - sol[None, :]).min(axis=1) <= tol
+        j = np.clip(np.searchsorted(sol, freqs), 1, len(sol) - 1)        # (sol sorted: np.unique)
+        near = np.minimum(np.abs(freqs - sol[j - 1]), np.abs(freqs - sol[j])) <= tol
         if near.all():
             continue
         out.append(f"{term.key}: SPW {spw_id}: interp without a frequency part maps each of the {len(freqs)} "
