@@ -58,23 +58,35 @@ def test_antenna_syntax():
 
 
 def test_antenna_ranges_match_integer_names_first():
-    """An end of an 'a~b' range is a name first, then an id, as a single integer is -- CASA's
-    MSSelection (msseltoindex on an MS whose antennas are named '1'..'8': '1~3' is ids 0, 1, 2, '3~5'
-    ids 2, 3, 4). Taken as ids, '1~3' was 1, 2, 3 and akcal antenna='!5~7' kept antenna '5' (a review)."""
-    names = [str(i + 1) for i in range(8)]
-    a1, a2 = (np.array(x) for x in zip(*itertools.combinations(range(8), 2)))
+    """'a~b' is the integers a..b, each a name first (its decimal text), then an id; ids past the last
+    antenna are dropped -- CASA's MSSelection (msseltoindex / flagdata, compared by a review on MSs with
+    integer names in and out of id order).  Taken as ids, '1~3' on names '1'..'8' was ids 1~3 and
+    akcal antenna='!5~7' kept antenna '5'; taken as the ids between the ends' ids, names out of id
+    order selected other antennas."""
+    def ids(expr, names):
+        return parse_antenna(expr, names).items[0].left.tolist()
 
-    sel = parse_antenna("1~3", names)
-    assert sel.items[0].left.tolist() == [0, 1, 2]
-    assert parse_antenna("3~5", names).items[0].left.tolist() == [2, 3, 4]
-    assert parse_antenna("3", names).items[0].left.tolist() == [2]
+    names = [str(i + 1) for i in range(8)]
+    assert ids("1~3", names) == [0, 1, 2]
+    assert ids("3~5", names) == [2, 3, 4]
+    assert ids("3", names) == [2]
+    assert ids("0~1", names) == [0]              # 0: no such name, id 0; 1: the name '1', id 0
+    assert ids("7~9", names) == [6, 7]           # 9: neither a name nor an id (8 antennas): dropped
+    a1, a2 = (np.array(x) for x in zip(*itertools.combinations(range(8), 2)))
     neg = parse_antenna("!5~7", names).mask(a1, a2)
     dropped = {int(names[x]) for x in range(8) if not neg[(a1 == x) | (a2 == x)].any()}
     assert dropped == {5, 6, 7}
-    # an end that is no name is an id: '0~1' on these names is ids 0, 1 ('1' is id 0: a name)
-    assert parse_antenna("0~1", names).items[0].left.tolist() == [0]
-    with pytest.raises(AlakazamError, match="antenna"):
-        parse_antenna("7~9", names)                           # '9': neither a name nor an id (8 antennas)
+    perm = ["3", "1", "2", "8", "7", "6", "5", "4"]          # names out of id order
+    assert sorted(int(perm[i]) for i in ids("1,3~4", perm)) == [1, 3, 4]
+    assert ids("0~7", perm) == [0, 1, 2, 4, 5, 6, 7]          # 3: the name '3' (id 0); id 3 ('8') not
+    mixed = ["1", "2", "ea03", "ea04", "5", "6", "7", "8"]
+    assert [mixed[i] for i in ids("1~3", mixed)] == ["1", "2", "ea04"]   # 3: no name '3', id 3
+    zero = [f"0{i + 1}" for i in range(8)]
+    assert [zero[i] for i in ids("01~03", zero)] == ["02", "03", "04"]   # integers 1~3: ids (CASA)
+    assert ids("01", zero) == [0]                                        # a whole name first
+    for bad in ("3~1", "20~30"):
+        with pytest.raises(AlakazamError, match="antenna"):
+            parse_antenna(bad, names)
 
 
 def test_uvrange_syntax_and_masks():

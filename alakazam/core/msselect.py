@@ -340,13 +340,21 @@ def _antenna_ids(text, names, whole) -> np.ndarray:
                                     f"{', '.join(names)}")
             out.extend(m)
         elif re.fullmatch(r"\d+\s*~\s*\d+", s):
-            # each end a name first, then an id, as a single integer (CASA's MSSelection: with antennas
-            # named '1'..'8', '1~3' is ids 0~2; as ids it took 1~3 -- and '!5~7' kept antenna '5')
-            a, b = (names.index(x) if x in names else int(x) for x in (y.strip() for y in s.split("~")))
-            if a > b or b >= len(names):
-                raise AlakazamError(f"antenna: range {s!r} in {whole!r} outside antenna ids "
-                                    f"0~{len(names) - 1}")
-            out.extend(range(a, b + 1))
+            # CASA's MSSelection (msseltoindex, flagdata): the integers a, a+1, ..., b, each a name first
+            # (its decimal text), then an id; ids past the last antenna are dropped.  With antennas
+            # named '1'..'8', '1~3' is the antennas named 1, 2, 3 (ids 0~2); taken as ids it was 1~3 (and
+            # '!5~7' kept antenna '5'); taken as the ids between the two ends' ids, names out of id order
+            # gave other antennas (a review)
+            a, b = (int(y) for y in s.split("~"))
+            if a > b:
+                raise AlakazamError(f"antenna: range {s!r} in {whole!r} runs backwards; expected a~b with "
+                                    "a <= b")
+            ids = [names.index(str(i)) if str(i) in names else i for i in range(a, b + 1)]
+            ids = [i for i in ids if i < len(names)]
+            if not ids:
+                raise AlakazamError(f"antenna: range {s!r} in {whole!r} names no antenna (no such names, "
+                                    f"ids 0~{len(names) - 1})")
+            out.extend(ids)
         elif s.isdigit() and int(s) < len(names):
             out.append(int(s))
         else:
