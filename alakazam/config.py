@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 
-import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import List, Optional, Union
 
@@ -37,8 +36,8 @@ class TimeInterval:
     seconds: float = 0.0
     text: str = ""
     #: seconds a time may fall short of a cell edge and still count in the next cell
-    #: (:func:`alakazam.plan.time_cells`): half an integration when the interval is a whole number of
-    #: integrations (:func:`resolve_integrations`), else 0
+    #: (:func:`alakazam.plan.time_cells`): half an integration for 'int' / 'Nints'
+    #: (:func:`resolve_integrations`), else 0
     snap: float = 0.0
 
     @property
@@ -237,26 +236,17 @@ def parse_time_interval(value, where="time_interval") -> TimeInterval:
     raise AlakazamError(f"{where}: {value!r} is not a time interval; {expected}")
 
 
-#: a duration within this fraction of an integration of a whole number of integrations is one
-#: (:func:`resolve_integrations`)
-WHOLE_INTEGRATIONS_TOL = 0.01
-
-
 def resolve_integrations(tint: TimeInterval, interval_s: float) -> TimeInterval:
     """'Nints' -> N x the MS's integration time (median INTERVAL) in seconds; other kinds unchanged.
     Bins stay anchored at each scan start, so with regular integrations each bin holds N of them.
 
-    An interval of a whole number of integrations ('Nints', or a duration within
-    :data:`WHOLE_INTEGRATIONS_TOL` of an integration of one) gets ``snap`` = half an integration: its
-    cell edges sit midway between integrations (:func:`alakazam.plan.time_cells`), so TIME off its
-    grid by less than that -- a converter's rounding through a Julian Date (~20 us), per-baseline time
-    centroids -- never moves an integration into the cell before (with edges on the integrations, 1 us
-    merged 'int' solutions; CASA keeps one per integration).  On an exact grid the cells are the same."""
-    if tint.kind == "seconds" and interval_s and interval_s > 0:
-        k = tint.seconds / float(interval_s)
-        if k >= 1 - WHOLE_INTEGRATIONS_TOL and abs(k - round(k)) <= WHOLE_INTEGRATIONS_TOL:
-            return dataclasses.replace(tint, snap=0.5 * float(interval_s))
-        return tint
+    'int' / 'Nints' get ``snap`` = half an integration: their cell edges sit midway between integrations
+    (:func:`alakazam.plan.time_cells`), so TIME off its grid by less than that -- a converter's rounding
+    through a Julian Date (~20 us), per-baseline time centroids -- never moves an integration into the
+    cell before (with edges on the integrations, 1 us merged 'int' solutions; CASA keeps one per
+    integration).  On an exact grid the cells are the same.  A duration ('60s') keeps its edges at
+    multiples of itself from the scan start, as CASA's (a review: snapping durations within 1% of
+    whole integrations, e.g. '10.05s', made other cells than CASA's)."""
     if tint.kind != "ints":
         return tint
     if not interval_s or interval_s <= 0:

@@ -89,9 +89,9 @@ def sample_bin_of_rows(group: Group, tint, scan_t0: dict[int, float], row_scan, 
 def time_cells(dt, tint):
     """Solution time cell (float, floored) of times ``dt`` seconds after the cell grid's anchor (a scan's
     first TIME; combine='scan': the first scan's) for a duration ``tint``: floor((dt + snap) / seconds),
-    ``tint.snap`` half an integration when the interval is a whole number of them (edges midway
-    between integrations, :func:`alakazam.config.resolve_integrations`), else 0 (edges at multiples of
-    the interval; 1e-9 of an interval of rounding)."""
+    ``tint.snap`` half an integration for 'int' / 'Nints' (edges midway between integrations,
+    :func:`alakazam.config.resolve_integrations`), else 0 (a duration: edges at multiples of it, as
+    CASA's; 1e-9 of an interval of rounding)."""
     return np.floor((np.asarray(dt, float) + getattr(tint, "snap", 0.0)) / tint.seconds + 1e-9)
 
 
