@@ -378,9 +378,9 @@ _FLAG_REASONS = {
                               "closes no triangle, gives only the products |g_a| |g_b| (use calmode='p' "
                               "(phase-only; YAML phase_only: true), or solve amplitudes with at least three "
                               "antennas whose baselines form a triangle)",
-    "delay_undetermined": "a delay needs data at two or more frequencies, and the cell's unflagged data "
-                          "lie at one (a 1-channel SPW or channel selection: solve K / KC over more "
-                          "channels, or combine the SPWs -- combine='spw')",
+    "delay_undetermined": "a delay needs data at two or more frequencies, and the data of these solutions "
+                          "lie at one (a 1-channel SPW or channel selection, or every other channel flagged "
+                          "for the antenna: select more channels for K / KC; K and KC do not combine SPWs)",
     "outlier_chi2": "the chi2 of a frequency bin was an outlier",
     "outlier_channel": "an outlier bandpass channel",
 }

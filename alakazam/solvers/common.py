@@ -179,7 +179,7 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
     dund = None
     if tt.freq == "delay" and some:
         d = quality.delay_undetermined(batch, tt.corr, bool(hands))
-        dund = (d[:, None, :] & has_h) if hands else (d[:, None] & has)
+        dund = (d & has_h) if hands else (d[:, None] & has)
 
     def solve_cells(b, init, r):
         if hasattr(tt.module, "solve_with"):      # a type solved through another type's backend code (T)

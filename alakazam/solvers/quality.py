@@ -52,10 +52,11 @@ Undetermined amplitudes (:func:`amplitude_undetermined`, G and T with amplitudes
     too low, the amplitudes are not measured); phase-only solves of the same data are determined.
 
 Undetermined delays (:func:`delay_undetermined`, K and KC)
-    A delay is a phase slope over frequency: data of a cell (per hand for K) at fewer than two distinct
-    frequencies -- a one-channel SPW or channel selection, all but one channel flagged -- do not
-    determine it (the solve returned 0.000 ns, unflagged and "converged", a review).  Those solutions
-    are flagged with reason ``delay_undetermined`` whatever minsnr is.
+    A delay is a phase slope over frequency: data at fewer than two distinct frequencies -- a one-channel
+    SPW or channel selection, all but one channel flagged -- do not determine it (the solve returned
+    0.000 ns, unflagged and "converged"; an antenna left with one channel, 127 ns against 1.4: reviews).
+    Per antenna and hand for K (its own baselines), per cell for KC; those solutions are flagged with
+    reason ``delay_undetermined`` whatever minsnr is.
 
 minsnr, non-converged (:func:`alakazam.solvers.common.run`)
     Solutions with SNR < ``min_snr`` (0 disables) are flagged: per hand for the terms whose hands are
@@ -149,20 +150,34 @@ REASONS = ("minblperant", "amplitude_undetermined", "delay_undetermined", "minsn
 
 
 def delay_undetermined(batch, corr, per_hand):
-    """Cells whose data in the correlations ``corr`` lie at fewer than two distinct frequencies (a delay
-    needs a slope; module docstring): (n_cell, 2) per hand (``corr`` = the two parallel hands) when
-    ``per_hand``, else (n_cell,) over all of ``corr`` together.  One pass over the weights (a sample is
-    present where some baseline has weight > 0), then the lowest and highest frequency present."""
+    """Where the data in the correlations ``corr`` lie at fewer than two distinct frequencies (a delay
+    needs a slope; module docstring): per antenna and hand, (n_cell, n_ant, 2) -- the frequencies of
+    the antenna's own baselines in that hand (``corr`` = the two parallel hands) -- when ``per_hand``
+    (K: an antenna with one channel left had a delay of 127 ns against 1.4, unflagged at SNR 1065, a
+    review); else (n_cell,) over all baselines and all of ``corr`` (KC: one delay for all antennas).
+    One strided pass over the weights per correlation, then the lowest and highest frequency present."""
     w = np.asarray(batch.weight)
-    freq = np.asarray(batch.freq, float)                        # (n_cell, n_samp)
-    present = np.stack([(w[..., c] > 0).any(axis=1) for c in corr], axis=-1)   # (n_cell, n_samp, n_c)
+    freq = np.asarray(batch.freq, float)[:, None, :]            # (n_cell, 1, n_samp)
+
+    def one_frequency(present):                                 # (n_cell, k, n_samp) -> (n_cell, k)
+        lo = np.where(present, freq, np.inf).min(axis=-1)
+        hi = np.where(present, freq, -np.inf).max(axis=-1)
+        return ~(hi > lo)                                       # none present, or one frequency
+
     if not per_hand:
-        present = present.any(axis=-1, keepdims=True)
-    f = freq[:, :, None]
-    lo = np.where(present, f, np.inf).min(axis=1)               # (n_cell, groups)
-    hi = np.where(present, f, -np.inf).max(axis=1)
-    out = ~(hi > lo)                                            # none present, or one frequency
-    return out if per_hand else out[:, 0]
+        present = np.zeros((w.shape[0], w.shape[2]), bool)
+        for c in corr:
+            present |= (w[..., c] > 0).any(axis=1)
+        return one_frequency(present[:, None, :])[:, 0]
+    a1, a2 = np.asarray(batch.ant1), np.asarray(batch.ant2)
+    out = np.ones((w.shape[0], int(batch.n_ant), len(corr)), bool)
+    for h, c in enumerate(corr):
+        has = w[..., c] > 0                                     # (n_cell, n_bl, n_samp)
+        for a in range(int(batch.n_ant)):
+            on = np.flatnonzero((a1 == a) | (a2 == a))
+            if len(on):
+                out[:, a, h] = one_frequency(has[:, on].any(axis=1)[:, None, :])[:, 0]
+    return out
 
 
 def baselines_with_data(weight, corr):
