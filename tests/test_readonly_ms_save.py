@@ -40,3 +40,37 @@ def test_save_without_the_lock_on_a_read_only_ms(sim_linear, tmp_path, readonly_
     assert out["saved"] == "ro_s51" and "ro_s51" in flagversions.saved_order(ms)
     with pytest.raises(AlakazamError, match="must be writable"):
         akflagmanager(vis=ms, mode="restore", versionname="ro_s51")
+
+
+def test_save_on_a_read_only_ms_still_sees_a_running_writer(sim_linear, tmp_path, monkeypatch):
+    """The lock file exists but cannot be opened for writing (another account's run holds it): opened
+    read-only, its lock is still seen -- the save refuses while that run writes, as on a writable MS."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    ms = str(tmp_path / "ro.ms")
+    shutil.copytree(sim_linear[0], ms)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from alakazam.core import locks\n"
+        f"with locks.writer_lock({ms!r}, 'ms'):\n"
+        "    print('held', flush=True); time.sleep(30)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        real = os.open
+
+        def fake(path, flags, *a):
+            if str(path).endswith("alakazam.lock") and flags & (os.O_RDWR | os.O_WRONLY):
+                raise OSError(errno.EACCES, "Permission denied")
+            return real(path, flags, *a)
+
+        monkeypatch.setattr(os, "open", fake)
+        with pytest.raises(locks.LockedError, match="in use by"):
+            akflagmanager(vis=ms, mode="save", versionname="ro_busy")
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    out = akflagmanager(vis=ms, mode="save", versionname="ro_free")     # the holder gone: saved
+    assert out["saved"] == "ro_free"

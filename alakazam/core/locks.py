@@ -108,8 +108,28 @@ def writer_lock(path, kind="table", reads_only=False):
         fd = os.open(lf, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:
         if reads_only and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            log.info("%s: read-only here (%s): read without alakazam's lock", path, e.strerror)
-            yield None
+            # an existing lock file opened read-only still tells a holder (flock works on any open file):
+            # a writer of another account holding it refuses the read, as for a writable MS (a review)
+            try:
+                rfd = os.open(lf, os.O_RDONLY)
+            except OSError:
+                rfd = None
+            if rfd is not None:
+                try:
+                    fcntl.flock(rfd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except OSError as e2:
+                    os.close(rfd)
+                    rfd = None
+                    if e2.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                        raise LockedError(f"{what} {path} is in use by {_holder(lf)}; lock file {lf}. Wait "
+                                          "for that run to finish (one writer at a time).") from None
+            log.info("%s: read-only here (%s): read without alakazam's writer lock%s", path, e.strerror,
+                     " (its lock file held shared: no writer running)" if rfd is not None else "")
+            try:
+                yield None
+            finally:
+                if rfd is not None:
+                    os.close(rfd)
             return
         raise AlakazamError(f"{path}: cannot create the lock file {lf} ({e.strerror}); the {what}'s "
                             f"directory must be writable") from None
