@@ -39,6 +39,9 @@ class TimeInterval:
     #: (:func:`alakazam.plan.time_cells`): half an integration for 'int' / 'Nints'
     #: (:func:`resolve_integrations`), else 0
     snap: float = 0.0
+    #: 'Nints' resolved (:func:`resolve_integrations`): N, the integrations per cell -- the solve counts
+    #: each scan's integrations (:func:`alakazam.plan.integration_edges`); 0 for any other interval
+    ints: int = 0
 
     @property
     def solint_s(self) -> float:
@@ -252,7 +255,8 @@ def resolve_integrations(tint: TimeInterval, interval_s: float) -> TimeInterval:
     if not interval_s or interval_s <= 0:
         raise AlakazamError(f"time_interval: {tint.text!r} needs the MS integration time, which is unknown "
                             "(INTERVAL is 0)")
-    return TimeInterval("seconds", tint.seconds * float(interval_s), tint.text, snap=0.5 * float(interval_s))
+    return TimeInterval("seconds", tint.seconds * float(interval_s), tint.text, snap=0.5 * float(interval_s),
+                        ints=int(tint.seconds))
 
 
 class Channels(int):

@@ -36,9 +36,41 @@ class Group:
     sbin_scan: np.ndarray           # (n_sbin,) scan number of each sample bin
     sbin_cell: np.ndarray           # (n_sbin,) solution time bin of each sample bin
     n_tcell: int
+    #: 'int' / 'Nints': the times between the scan's cells (n_tcell - 1,), midway between the last
+    #: integration of a cell and the first of the next (:func:`integration_edges`); None: cells of a
+    #: duration from the scan start (:func:`time_cells`)
+    tedges: object = None
 
 
-def plan_groups(scans_info, tint, combine="") -> list[Group]:
+def integration_edges(times, intervals, n_per, fallback_interval=0.0):
+    """The cell edges of 'Nints' (``n_per`` integrations per cell) in one scan: its distinct TIMEs
+    ``times`` (sorted) grouped into integrations -- a TIME more than half an integration (the rows'
+    smallest INTERVAL there; ``fallback_interval`` where that is 0) after the first TIME of the current
+    integration starts the next -- then an edge midway between the last TIME of every n_per-th
+    integration and the first of the next.  CASA's 'int' is one solution per timestamp: counting
+    integrations keeps that where the dump spacing is not the MS's median INTERVAL (dumps every 9.5 s
+    with INTERVAL 10 s, dumps of 5 s in one scan of a 10-s MS, irregular dumps: a duration of the
+    median INTERVAL merged or split them, a review), and TIMEs of one integration that differ by
+    rounding or per-baseline centroids stay one.  Returns ``(edges, n_integrations)``."""
+    times = np.asarray(times, float)
+    if not len(times):
+        return np.zeros(0), 0
+    iv = np.asarray(intervals, float)
+    iv = np.where(np.isfinite(iv) & (iv > 0), iv, float(fallback_interval or 0.0))
+    starts, ends = [0], []
+    for k in range(1, len(times)):
+        if times[k] - times[starts[-1]] > 0.5 * iv[starts[-1]]:
+            ends.append(k - 1)
+            starts.append(k)
+    ends.append(len(times) - 1)
+    n_int = len(starts)
+    cut = np.arange(n_per, n_int, n_per)                 # first integration of each later cell
+    edges = 0.5 * (times[np.asarray(ends)[cut - 1]] + times[np.asarray(starts)[cut]]) if len(cut) else \
+        np.zeros(0)
+    return edges, n_int
+
+
+def plan_groups(scans_info, tint, combine="", integrations=None, fallback_interval=0.0) -> list[Group]:
     """Split the field's scans into groups and solution time bins.
 
     Parameters
@@ -61,12 +93,17 @@ def plan_groups(scans_info, tint, combine="") -> list[Group]:
         scans = [s[0] for s in scans_info]
         return [Group(0, scans, np.array(scans), np.zeros(len(scans), int), 1)]
     groups = []
+    n_per = int(getattr(tint, "ints", 0) or 0)
     for scan, t0, t1 in scans_info:
+        edges = None
         if tint.kind == "scan":
             n = 1
+        elif n_per and integrations is not None and scan in integrations:     # 'int' / 'Nints'
+            edges, _ = integration_edges(*integrations[scan], n_per, fallback_interval)
+            n = len(edges) + 1
         else:
             n = max(1, int(time_cells(t1 - t0, tint)) + 1)
-        groups.append(Group(scan, [scan], np.full(n, scan), np.arange(n), n))
+        groups.append(Group(scan, [scan], np.full(n, scan), np.arange(n), n, edges))
     return groups
 
 
@@ -81,6 +118,9 @@ def sample_bin_of_rows(group: Group, tint, scan_t0: dict[int, float], row_scan, 
         return order[np.minimum(pos, len(scans) - 1)].astype(np.int64)
     if tint.kind == "scan":
         return np.zeros(len(row_scan), np.int64)
+    if getattr(group, "tedges", None) is not None:       # 'int' / 'Nints': counted integrations
+        idx = np.searchsorted(group.tedges, np.asarray(row_time, float), side="right").astype(np.int64)
+        return np.clip(idx, 0, group.n_tcell - 1)
     t0 = scan_t0[group.scan_id]
     idx = time_cells(np.asarray(row_time, float) - t0, tint).astype(np.int64)
     return np.clip(idx, 0, group.n_tcell - 1)

@@ -244,7 +244,16 @@ def setup(ctx: _Context, step: SolveStep, fid: int, ddid: int, chans, members=No
     if not ranges:
         return None
     scan_t0 = {s: a for s, a, b in ranges}
-    groups = plan_groups(ranges, step.time_interval, step.combine)
+    ints = None
+    if getattr(step.time_interval, "ints", 0) and "scan" not in str(step.combine or "").split(","):
+        # 'int' / 'Nints': each scan's integrations counted from its TIMEs (plan.integration_edges)
+        from .core import ms_io
+        key = ("scan_times", tuple((m.fid, m.ddid) for m in mctx), None if ctx.scans is None
+               else tuple(ctx.scans))
+        ints = ctx.cache.get(key)
+        if ints is None:
+            ints = ctx.cache[key] = ms_io.scan_times(cfg.ms, [(m.fid, m.ddid) for m in mctx], ctx.scans)
+    groups = plan_groups(ranges, step.time_interval, step.combine, ints, meta.interval)
     n_ant = len(meta.active_ants)
     bl_a1, bl_a2 = np.triu_indices(n_ant, 1)
     n_bl = len(bl_a1)

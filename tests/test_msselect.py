@@ -157,7 +157,7 @@ def test_intent_observation_fields_solint():
     assert parse_time_interval("int") == TimeInterval("ints", 1.0, "int")
     assert parse_time_interval("5ints") == TimeInterval("ints", 5.0, "5ints")
     assert (resolve_integrations(parse_time_interval("5ints"), 2.0)
-            == TimeInterval("seconds", 10.0, "5ints", snap=1.0))
+            == TimeInterval("seconds", 10.0, "5ints", snap=1.0, ints=5))
     assert resolve_integrations(parse_time_interval("60s"), 2.0).seconds == 60.0
     for bad in ("0ints", "ints", "5 intz"):
         with pytest.raises(AlakazamError, match="time interval"):

@@ -739,6 +739,26 @@ def _rows_where(t, ddid, field_ids, scans=None, time_range=None, cols=()):
     return rows, {c: (np.concatenate(v) if v else np.zeros(0, np.int64)) for c, v in vals.items()}
 
 
+def scan_times(ms, pairs, scans=None) -> dict:
+    """{scan: (TIME, INTERVAL)} of the rows of the (FIELD_ID, DATA_DESC_ID) ``pairs`` in ``scans`` (None =
+    all): each scan's distinct TIMEs in order with the smallest INTERVAL of their rows (solint 'int' /
+    'Nints' counts integrations from them: :func:`alakazam.plan.integration_edges`)."""
+    out = {}
+    with _table(str(ms)) as t:
+        for fid, ddid in sorted(set((int(f), int(d)) for f, d in pairs)):
+            _, v = _rows_where(t, ddid, [fid], scans, cols=("SCAN_NUMBER", "TIME", "INTERVAL"))
+            for sc in np.unique(v["SCAN_NUMBER"]):
+                m = v["SCAN_NUMBER"] == sc
+                tm, iv = np.asarray(v["TIME"][m], float), np.asarray(v["INTERVAL"][m], float)
+                if int(sc) in out:          # (another field / SPW of a joint unit: the union)
+                    tm, iv = np.r_[out[int(sc)][0], tm], np.r_[out[int(sc)][1], iv]
+                u, inv = np.unique(tm, return_inverse=True)
+                ivu = np.full(len(u), np.inf)
+                np.minimum.at(ivu, inv.ravel(), iv)
+                out[int(sc)] = (u, ivu)
+    return out
+
+
 def read_times(ms, rows) -> np.ndarray:
     """TIME of the given row numbers."""
     with _table(str(ms)) as t:
