@@ -740,9 +740,21 @@ def delay_frame(table, key, sets):
     frames = gain_frames(me, [me] + resolved)
     # a K of another table frames this gain only where its own export is framed (where its table
     # frames a gain): the exported pair then agrees whichever of the two tables each came from
+    dropped = sorted({k.key for sp, v in frames.items() for k, _ in v
+                      if any(k is e for e in ext) and sp not in kref.get(k.key, {})})
     frames = {sp: [(k, f) for k, f in v if not any(k is e for e in ext) or sp in kref.get(k.key, {})]
               for sp, v in frames.items()}
     frames = {sp: v for sp, v in frames.items() if v}
+    if dropped:
+        # the K's own table frames no gain, so akexport writes it at 0 Hz: this gain must stay unframed to
+        # match it, and CASA's time interpolation of the pair then lacks the frame akapply uses (a review:
+        # 0.37 against 0.078 rad between calibrator scans).  No consistent pair exists from two exports.
+        log.warning("%s: solved after the per-scan %s of another table, which akexport writes at 0 Hz "
+                    "(no gain of that table is solved after it): written unframed to match it, so CASA's "
+                    "applycal of the two interpolates %s between scans without the delay frame akapply uses "
+                    "(targets' phases off by the scans' delay errors times the frequency). Solve the K and "
+                    "the gains after it into one table before exporting, or apply with akapply",
+                    key, ", ".join(dropped), key)
     if not frames:
         return sets, None
     ks = sorted({k.key for v in frames.values() for k, _ in v})
