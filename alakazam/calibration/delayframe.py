@@ -129,6 +129,8 @@ def _took_k_error(term, key, terms, sources, spw_id):
     if jt is not None and jt not in ("G", "T"):
         return False
     other = _left_out_term(term, key)
+    if other is None and not getattr(term, "source", ""):
+        return True             # solved in this run (iterations: the key is the one being solved again)
     if other is None:
         from ..core import warnonce
 
