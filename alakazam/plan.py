@@ -46,7 +46,8 @@ def integration_edges(times, intervals, n_per, fallback_interval=0.0):
     """The cell edges of 'Nints' (``n_per`` integrations per cell) in one scan: its distinct TIMEs
     ``times`` (sorted) grouped into integrations -- a TIME more than half an integration (the rows'
     smallest INTERVAL there; ``fallback_interval`` where that is 0) after the first TIME of the current
-    integration starts the next -- then an edge midway between the last TIME of every n_per-th
+    integration starts the next; where INTERVAL is 0, the scan's own median TIME spacing) -- then an
+    edge midway between the last TIME of every n_per-th
     integration and the first of the next.  CASA's 'int' is one solution per timestamp: counting
     integrations keeps that where the dump spacing is not the MS's median INTERVAL (dumps every 9.5 s
     with INTERVAL 10 s, dumps of 5 s in one scan of a 10-s MS, irregular dumps: a duration of the
@@ -56,7 +57,15 @@ def integration_edges(times, intervals, n_per, fallback_interval=0.0):
     if not len(times):
         return np.zeros(0), 0
     iv = np.asarray(intervals, float)
-    iv = np.where(np.isfinite(iv) & (iv > 0), iv, float(fallback_interval or 0.0))
+    ok = np.isfinite(iv) & (iv > 0)
+    if not ok.all():
+        # INTERVAL 0 (some converters): the scan's own spacing -- the median gap between its TIMEs that is
+        # more than 1e-3 of the MS's (a scan dumped at 5 s in a 10-s MS; the MS-wide spacing merged its
+        # dumps, a review), ignoring the ms-level differences of one integration's TIMEs
+        gaps = np.diff(times)
+        big = gaps[gaps > 1e-3 * float(fallback_interval or 0.0)] if fallback_interval else gaps[gaps > 0]
+        own = float(np.median(big)) if len(big) else float(fallback_interval or 0.0)
+        iv = np.where(ok, iv, own)
     starts, ends = [0], []
     for k in range(1, len(times)):
         if times[k] - times[starts[-1]] > 0.5 * iv[starts[-1]]:

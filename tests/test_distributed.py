@@ -158,3 +158,22 @@ def test_first_failure_is_not_held_back_by_a_stalled_unit(small_ms, tmp_path, mo
     with pytest.raises(AlakazamError, match="G1: injected failure"):
         _solve(small_ms, str(tmp_path / "dask.h5"), workers=2)
     assert not marker.exists()
+
+
+def test_int_on_workers_counts_integrations_as_in_process(tmp_path):
+    """solint 'int' on an MS whose INTERVAL (144 s) is not its dump spacing (120 s): the units shipped to
+    the workers are solved with the integrations counted from the scan's TIMEs, as in process -- one
+    solution per integration (their groups came from plan.units_of, a duration of the median INTERVAL:
+    integrations merged, residual 68x the noise in a review)."""
+    from casacore.tables import table
+
+    ms = str(tmp_path / "iv.ms")
+    simulate_ms(ms, n_ant=5, n_chan=(4,), duration_h=1.0, int_s=120.0, noise=0.05, seed=9, leakage=False)
+    with table(ms, readonly=False, ack=False) as t:
+        t.putcol("INTERVAL", t.getcol("INTERVAL") * 1.2)
+        n_int = len(np.unique(t.getcol("TIME")[t.getcol("FIELD_ID") == 0]))
+    block = dict(jones=["G"], field=["3C286"], time_interval=["int"], ref_ant="C00", ms=ms, quiet=True)
+    for workers, out in ((0, str(tmp_path / "inproc.h5")), (2, str(tmp_path / "dask.h5"))):
+        run_solve(solve_config_from_dict(dict(block, output=out, workers=workers)))
+        assert sum(s.jones.shape[2] for s in hdf5.read_term(out, "G0")) == n_int, workers
+    _same_tables(str(tmp_path / "inproc.h5"), str(tmp_path / "dask.h5"))

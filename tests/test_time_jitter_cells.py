@@ -115,9 +115,15 @@ def test_integrations_counted_from_the_scan_times():
         assert (np.searchsorted(edges, t, side="right") == np.arange(30)).all(), name
         edges3, _ = integration_edges(times, np.full(len(times), iv), 3)
         assert (np.searchsorted(edges3, t, side="right") == np.arange(30) // 3).all(), name
-    # INTERVAL 0 (some converters): the fallback (the median TIME spacing, ms_io.read_meta)
+    # INTERVAL 0 (some converters): the scan's own TIME spacing, not the MS's (10 s here: a scan dumped
+    # at 5 s had its dumps merged in pairs with the MS-wide spacing, a review); ms-level TIME
+    # differences within one integration do not count as spacing
     edges, n_int = integration_edges(np.arange(10) * 8.0, np.zeros(10), 1, fallback_interval=8.0)
     assert n_int == 10
+    t5 = np.arange(30) * 5.0
+    times = np.sort(np.concatenate([t5 + rng.uniform(-0.003, 0.003, 30) for _ in range(4)]))
+    edges, n_int = integration_edges(times, np.zeros(len(times)), 1, fallback_interval=10.0)
+    assert n_int == 30 and (np.searchsorted(edges, t5, side="right") == np.arange(30)).all()
 
 
 def test_solint_int_with_interval_not_the_dump_spacing(tmp_path):
