@@ -4,6 +4,8 @@ Our K is referenced to the absolute frequency, so each scan's G absorbs that sca
 frequency; a target between two calibrator scans took one scan's K with a G interpolated towards the next
 scan's and its phases were off by several times the noise (a review against simulated truth)."""
 
+import os
+
 import numpy as np
 import pytest
 from casacore.tables import table
@@ -273,6 +275,19 @@ def test_keys_of_the_same_name_in_two_tables(constant_gains, tmp_path, caplog):
     assert list(g.sets[0].attrs["preapply_chain"]) == ["K0", "G0"]
     assert delayframe.k_terms_for(g, [k, b, g]) == [k]
     assert delayframe.k_terms_for(g, [k, g]) == [k]           # the bandpass left out: read from its table
+    # copies (an archive, akfluxscale's output): a key of that name is taken whatever its table, the
+    # recorded one still present or not (requiring the recorded table unframed every copy, a review)
+    arch = tmp_path / "archive"
+    arch.mkdir()
+    for p in (kt, bt, gt):
+        shutil.copy(p, arch)
+    ka, ba, ga = (chain.load_term(str(arch / os.path.basename(p)), key)
+                  for p, key in ((kt, "K0"), (bt, "G0"), (gt, "G0")))
+    assert delayframe.k_terms_for(ga, [ka, ba, ga]) == [ka]
+    # two other terms of that name: the one from the recorded table
+    g_other = chain.load_term(gt, "G0")
+    g_other.key = "G0"
+    assert delayframe.k_terms_for(g, [k, g_other, b, g]) == [k]
     shutil.move(bt, str(tmp_path / "elsewhere.h5"))
     g2 = chain.load_term(gt, "G0")
     with caplog.at_level(logging.WARNING, logger="alakazam"):

@@ -53,10 +53,8 @@ def k_terms_for(term, terms, spw_id=None):
     """The K terms of ``terms`` that the gain ``term`` was solved after and that vary in time (empty when
     the frame does not apply to ``term``: not a G or T, or -- for SPW ``spw_id`` -- a gain with a
     solution set spanning several scans there, which absorbed several Ks' phases).  A key of the gain's
-    ``preapply_chain`` is the applied term of that key *from the table it was solved with*
-    (``preapply_tables``, :func:`_applied`): every akcal names its first G 'G0', so a bandpass 'G0' of
-    one table and a gain 'G0' of another, applied together, were taken for each other (a review: the
-    gain left unframed, 0.37 against 0.078 rad)."""
+    ``preapply_chain`` is another applied term of that name (:func:`_applied`: never the gain itself;
+    among several, the one from the table recorded in ``preapply_tables``)."""
     from .solve_order import preapply_chain
 
     if term.jones_type not in ("G", "T"):
@@ -67,52 +65,52 @@ def k_terms_for(term, terms, spw_id=None):
     sources = _chain_sources(term, chain)
     chosen = []
     for i, key in enumerate(chain):
-        t = _applied(term, key, terms, sources)
+        t = _applied(term, key, sources[i], terms)
         if t is None or t.jones_type != "K":
             continue
         if not _varies(t):
             continue                    # one K per field: nothing moves within a field
-        if any(_took_k_error(term, k, terms, sources, spw_id) for k in chain[i + 1:]):
+        if any(_took_k_error(term, chain[j], sources[j], terms, spw_id) for j in range(i + 1, len(chain))):
             continue                    # a term solved in between took K's per-scan error (or unknown)
         chosen.append(t)
     return [t for t in terms if any(t is c for c in chosen)]
 
 
 def _chain_sources(term, chain):
-    """{key of ``chain``: the real path of the table it was solved in ('' = solved in this run, in
-    memory)} from the attr ``preapply_tables`` ('' there = ``term``'s own table); {} when not recorded
-    (tables before the attr: keys matched by name alone)."""
+    """Per key of ``chain`` (a list in its order: a key may appear twice, an external K0 pre-applied by an
+    akcal that solves a K0 too), the real path of the table it was solved in ('' = solved in this run,
+    in memory) from the attr ``preapply_tables`` ('' there = ``term``'s own table); None each when not
+    recorded (tables before the attr)."""
     import os
 
     a = term.sets[0].attrs if term.sets else {}
     tables = [str(x) for x in np.atleast_1d(a.get("preapply_tables", []))]
     if len(tables) != len(chain):
-        return {}
+        return [None] * len(chain)
     src = str(getattr(term, "source", "") or "")
-    return {k: (os.path.realpath(p or src) if (p or src) else "") for k, p in zip(chain, tables)}
+    return [os.path.realpath(p or src) if (p or src) else "" for p in tables]
 
 
-def _applied(term, key, terms, sources):
-    """The term of ``terms`` (not ``term``) that is ``term``'s pre-applied ``key``: of that name, and
-    from the table recorded for it; by name alone when none is recorded, when it was solved in memory
-    (this run), or when that table is gone (moved or copied since: as before); None when the ones of
-    that name come from other tables."""
+def _applied(term, key, want, terms):
+    """The term of ``terms`` that is ``term``'s pre-applied ``key`` (``want``: the table recorded for it):
+    another term of that name -- never ``term`` itself (every akcal names its first G 'G0': a gain 'G0'
+    took itself for its chain's bandpass 'G0' of another table, and was left unframed, 0.37 against
+    0.078 rad, a review); among several of that name, the one from the recorded table (else the
+    first).  One of that name is taken whatever its table: tables are copied, archived and fluxscaled
+    (akfluxscale writes a copy), and a recorded path that still exists is not the only true one."""
     import os
 
     cands = [t for t in terms if t is not term and t.key == key]
-    want = sources.get(key)
-    if want is None or not cands:
+    if len(cands) <= 1 or not want:
         return cands[0] if cands else None
     for t in cands:
         src = str(getattr(t, "source", "") or "")
-        if (os.path.realpath(src) if src else "") == want:
+        if src and os.path.realpath(src) == want:
             return t
-    if not want or not os.path.exists(want):     # solved in memory, or its table gone: by name
-        return cands[0]
-    return None
+    return cands[0]
 
 
-def _took_k_error(term, key, terms, sources, spw_id):
+def _took_k_error(term, key, want, terms, spw_id):
     """Whether the key ``key`` of ``term``'s pre-applied chain, solved after a per-scan K, took that K's
     per-scan error instead of ``term`` (:func:`_per_scan`; True when that cannot be told).  A key the
     apply leaves out (a Stokes I apply of K, G, B from a full-polarisation table, whose iterated gains
@@ -120,7 +118,7 @@ def _took_k_error(term, key, terms, sources, spw_id):
     its own table (``preapply_tables``; '' = ``term``'s), read once -- before, any key left out
     unframed the gain, its target phases off by the per-scan delay errors (a review: 0.63 against
     0.078 rad).  A left-out gain whose table cannot be read leaves the gain unframed, with a warning."""
-    t = _applied(term, key, terms, sources)
+    t = _applied(term, key, want, terms)
     if t is not None:
         return _per_scan(t, spw_id)
     from .solve_order import _type_of_key
@@ -138,7 +136,7 @@ def _took_k_error(term, key, terms, sources, spw_id):
                          "readable from its table (%s): %s is interpolated without its per-scan K's delay "
                          "frame (a target between calibrator scans can be off by the scans' delay errors); "
                          "apply %s too, or keep its table where it was", term.key, key,
-                         sources.get(key) or "not recorded", term.key, key)
+                         want or "not recorded", term.key, key)
         return True
     return _per_scan(other, spw_id)
 
