@@ -135,7 +135,10 @@ def casa_default_notes(terms, spw_id, freqs) -> list:
         sol = np.unique(sol[np.isfinite(sol)])
         if len(sol) < 2 or not len(freqs):
             continue
-        tol = 1e-6 * max(float(np.abs(sol).max()), 1.0)
+        # a hundredth of the data's channel spacing (a fraction of the frequency missed 15.6-kHz channels
+        # at 100 GHz, a review)
+        spacing = np.diff(np.unique(freqs))
+        tol = 0.01 * float(spacing.min()) if len(spacing) else 1e-6 * max(float(np.abs(sol).max()), 1.0)
         j = np.clip(np.searchsorted(sol, freqs), 1, len(sol) - 1)        # (sol sorted: np.unique)
         near = np.minimum(np.abs(freqs - sol[j - 1]), np.abs(freqs - sol[j])) <= tol
         if near.all():
