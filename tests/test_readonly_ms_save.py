@@ -74,3 +74,36 @@ def test_save_on_a_read_only_ms_still_sees_a_running_writer(sim_linear, tmp_path
     time.sleep(0.1)
     out = akflagmanager(vis=ms, mode="save", versionname="ro_free")     # the holder gone: saved
     assert out["saved"] == "ro_free"
+
+
+def test_writer_of_a_group_writable_ms_with_another_members_lock_file(sim_linear, tmp_path, monkeypatch):
+    """A lock file another member created (644: not writable to this user) in a writable MS directory:
+    the writer opens it read-only and takes its lock (flock needs no write access) instead of stopping
+    with "the Measurement Set's directory must be writable" (a review); one it cannot open at all is an
+    error that says a running writer could not be detected."""
+    import shutil
+
+    ms = str(tmp_path / "grp.ms")
+    shutil.copytree(sim_linear[0], ms)
+    lf = locks.lock_file_for(ms, "ms")
+    open(lf, "w").close()
+    real = os.open
+
+    def fake(path, flags, *a):
+        if str(path) == lf and flags & (os.O_RDWR | os.O_WRONLY):
+            raise OSError(errno.EACCES, "Permission denied")
+        return real(path, flags, *a)
+
+    monkeypatch.setattr(os, "open", fake)
+    with locks.writer_lock(ms, "ms") as held:
+        assert held == lf
+
+    def none(path, flags, *a):
+        if str(path) == lf:
+            raise OSError(errno.EACCES, "Permission denied")
+        return real(path, flags, *a)
+
+    monkeypatch.setattr(os, "open", none)
+    with pytest.raises(AlakazamError, match="cannot open its lock file"):
+        with locks.writer_lock(ms, "ms", reads_only=True):
+            pass

@@ -107,32 +107,29 @@ def writer_lock(path, kind="table", reads_only=False):
     try:
         fd = os.open(lf, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:
-        if reads_only and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            # an existing lock file opened read-only still tells a holder (flock works on any open file):
-            # a writer of another account holding it refuses the read, as for a writable MS (a review)
+        fd = None
+        other = e.errno in (errno.EACCES, errno.EPERM) and os.access(os.path.dirname(lf), os.W_OK)
+        if os.path.exists(lf) and (other or (reads_only and e.errno in (errno.EROFS, errno.EACCES,
+                                                                           errno.EPERM))):
+            # an existing lock file of another account in a writable directory (a group-writable MS), or
+            # a read-only MS for a task that only reads it: opened read-only, its lock is still taken and
+            # seen (flock needs no write access; only our PID is not written) -- the first stopped every
+            # writer of a group-writable MS once another member had locked it (a review)
             try:
-                rfd = os.open(lf, os.O_RDONLY)
+                fd = os.open(lf, os.O_RDONLY)
             except OSError:
-                rfd = None
-            if rfd is not None:
-                try:
-                    fcntl.flock(rfd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                except OSError as e2:
-                    os.close(rfd)
-                    rfd = None
-                    if e2.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                        raise LockedError(f"{what} {path} is in use by {_holder(lf)}; lock file {lf}. Wait "
-                                          "for that run to finish (one writer at a time).") from None
-            log.info("%s: read-only here (%s): read without alakazam's writer lock%s", path, e.strerror,
-                     " (its lock file held shared: no writer running)" if rfd is not None else "")
-            try:
-                yield None
-            finally:
-                if rfd is not None:
-                    os.close(rfd)
+                raise AlakazamError(f"{path}: cannot open its lock file {lf} ({e.strerror}), so a run "
+                                    "writing it cannot be detected; ask the file's owner to make it "
+                                    "readable") from None
+        elif reads_only and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            # never locked, and the directory is read-only to this user: no writer of this account can
+            # run there either; a save (which only reads) goes on
+            log.info("%s: read-only here (%s): read without alakazam's lock", path, e.strerror)
+            yield None
             return
-        raise AlakazamError(f"{path}: cannot create the lock file {lf} ({e.strerror}); the {what}'s "
-                            f"directory must be writable") from None
+        if fd is None:
+            raise AlakazamError(f"{path}: cannot create the lock file {lf} ({e.strerror}); the {what}'s "
+                                f"directory must be writable") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
