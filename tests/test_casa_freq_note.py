@@ -36,28 +36,30 @@ def test_no_note_for_delays_one_bin_or_bins_on_the_channels(constant_gains):
     assert casa_default_notes([g4], 0, freqs) == []
 
 
-def test_note_for_narrow_channels_at_high_frequency(constant_gains):
-    """Bins of 4 channels of 15.6 kHz at 100 GHz are noted too (a tolerance of 1e-6 of the frequency,
-    100 kHz there, took every channel for a bin centre; a review); bins on the channels are not."""
+def _with_freqs(term, freqs):
+    """A copy of ``term`` whose sets lie at ``freqs`` (as many as each set has bins)."""
     import copy
 
     import numpy as np
 
+    out = copy.copy(term)
+    out.sets = []
+    for s in term.sets:
+        v = copy.copy(s)
+        v.freq = freqs[: len(np.atleast_1d(s.freq))]
+        out.sets.append(v)
+    return out
+
+
+def test_note_for_narrow_channels_at_high_frequency(constant_gains):
+    """Bins of 4 channels of 15.6 kHz at 100 GHz are noted too (a tolerance of 1e-6 of the frequency,
+    100 kHz there, took every channel for a bin centre; a review); bins on the channels are not."""
+    import numpy as np
+
     _, cals = constant_gains
     g = chain.load_term(cals["scanF"], "G0")
+    n_bin = len(np.atleast_1d(g.sets[0].freq))
     chans = 100e9 + 15.625e3 * np.arange(64)
     bins = chans.reshape(16, 4).mean(axis=1)
-    g2 = copy.copy(g)
-    g2.sets = []
-    for s in g.sets:
-        v = copy.copy(s)
-        v.freq = bins[: len(np.atleast_1d(s.freq))]
-        g2.sets.append(v)
-    assert len(casa_default_notes([g2], 0, chans[: 4 * len(np.atleast_1d(g.sets[0].freq))])) == 1
-    g3 = copy.copy(g2)
-    g3.sets = []
-    for s in g2.sets:
-        v = copy.copy(s)
-        v.freq = chans[: len(np.atleast_1d(s.freq))]
-        g3.sets.append(v)
-    assert casa_default_notes([g3], 0, chans[: len(np.atleast_1d(g.sets[0].freq))]) == []
+    assert len(casa_default_notes([_with_freqs(g, bins)], 0, chans[: 4 * n_bin])) == 1
+    assert casa_default_notes([_with_freqs(g, chans)], 0, chans[:n_bin]) == []

@@ -126,43 +126,34 @@ def _took_k_error(term, key, want, terms, spw_id):
     jt = _type_of_key(key)
     if jt is not None and jt not in ("G", "T"):
         return False
-    other = _left_out_term(term, key)
-    if other is None and not getattr(term, "source", ""):
-        return True             # solved in this run (iterations: the key is the one being solved again)
+    if not want:
+        return True             # not recorded (an older table), or solved in this run (iterations: the key
+        #                         is the one being solved again): unknown, unframed as before
+    other = _left_out_term(term, key, want)
     if other is None:
         from ..core import warnonce
 
         warnonce.warning("alakazam.apply", "%s: %s, pre-applied when it was solved, is neither applied nor "
                          "readable from its table (%s): %s is interpolated without its per-scan K's delay "
                          "frame (a target between calibrator scans can be off by the scans' delay errors); "
-                         "apply %s too, or keep its table where it was", term.key, key,
-                         want or "not recorded", term.key, key)
+                         "apply %s too, or keep its table where it was", term.key, key, want, term.key, key)
         return True
     return _per_scan(other, spw_id)
 
 
-def _left_out_term(term, key):
-    """The pre-applied key ``key`` of ``term`` read from the table it was solved in (None: unknown -- an
-    older table, a term solved in this run, a table gone); kept on the term."""
+def _left_out_term(term, key, path):
+    """The pre-applied key ``key`` of ``term`` read from ``path``, the table it was solved in
+    (:func:`_chain_sources`); None when gone or unreadable.  Kept on the term."""
     memo = term.__dict__.setdefault("_left_out", {})
-    if key in memo:
-        return memo[key]
-    got = None
-    a = term.sets[0].attrs if term.sets else {}
-    chain = [str(k) for k in np.atleast_1d(a.get("preapply_chain", []))]
-    tables = [str(x) for x in np.atleast_1d(a.get("preapply_tables", []))]
-    src = getattr(term, "source", "")
-    if key in chain and len(tables) == len(chain) and src:
-        path = tables[chain.index(key)] or src
+    if (key, path) not in memo:
+        got = None
         try:
             from .chain import load_term
             got = load_term(path, key)
         except Exception:           # noqa: BLE001 -- gone or unreadable: unknown (not framed)
             got = None
-        if got is not None and got.key != key:
-            got = None
-    memo[key] = got
-    return got
+        memo[(key, path)] = got if got is not None and got.key == key else None
+    return memo[(key, path)]
 
 
 def _varies(k):
