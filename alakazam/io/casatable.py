@@ -429,7 +429,10 @@ def read_table(path) -> List[SolutionSet]:
         ref_freq = np.asarray(t.getcol("REF_FREQUENCY"), float)
     casa_version = str(kw.get("CASA_Version", "Unknown"))
     basis = str(kw.get("PolBasis", "unknown")).lower()
-    feed = basis if basis in ("linear", "circular") else "linear"
+    # CASA 6 writes PolBasis 'unknown' in every table it makes (K, G, B, KCROSS, Xf, Df, gencal), and
+    # akexport does for K, G and B: the basis is then not the table's to say -- the MS's is taken (it
+    # was read as linear, and akapply refused CASA's and its own exported K / G tables on circular feeds)
+    feed = basis if basis in ("linear", "circular") else ""
     # antennas with at least one unflagged solution, in ANTENNA-table order
     good = np.array([not f.all() for f in flg])
     used = sorted(set(a1[good].tolist()))
