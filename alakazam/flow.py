@@ -295,6 +295,10 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
         from .solve_rounds import iterate_round
         ctx.prior = iterate_round(ctx, cfg, ext_terms, step_fields, spw_sel, finish, rnd, _solve_field_spw,
                                   after_unit=lambda st, sets: _rereference(ctx, st, sets))
+    if cfg.iterations > 1:
+        from .solve_rounds import warn_unconverged
+        warn_unconverged(ctx.round_changes, cfg, log)
+        summary["round_changes"] = list(ctx.round_changes)
     summary["seconds"] = _time.perf_counter() - t_start
     return summary
 

@@ -60,6 +60,9 @@ class _Context:
     # the same keys -> the CP step's model power measured in the first round (_measures_model_power);
     # later rounds, whose CP model carries the block's D, keep it (calibration/leakcheck.py)
     cp_model_power: dict = field(default_factory=dict)
+    # iterations: per round after the first, {step key: (median change, median noise)} of the cross-hand
+    # terms (solve_rounds.round_changes; the warning when the last round still moved them)
+    round_changes: list = field(default_factory=list)
 
     def __getstate__(self):
         # a context sent to dask workers (alakazam.distributed) never carries the spare arrays
