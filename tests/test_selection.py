@@ -49,6 +49,35 @@ def test_spw_errors(text, match):
         parse_spw(text, N_CHAN, FREQS)
 
 
+@pytest.mark.parametrize("text,expected,said", [
+    # an item naming several SPWs of different sizes: a range is cut at each SPW's last channel, and left
+    # out of one it starts past (CASA's MSSelection cuts it too, and selects the last channel for one that
+    # starts past it: '*:3~10' equals CASA's msseltoindex; a review, 4 SPWs of 16, 24, 32 and 8 channels)
+    ("*:3~10", {0: list(range(3, 11)), 1: list(range(3, 11)), 2: list(range(3, 8)), 4: [3]},
+     ["SPW 2 (8 channels): 3~10 cut to 3~7", "SPW 4 (4 channels): 3~10 cut to 3~3"]),
+    ("*:0~1;6~9", {0: [0, 1, 6, 7, 8, 9], 1: [0, 1, 6, 7, 8, 9], 2: [0, 1, 6, 7], 4: [0, 1]},
+     ["SPW 2 (8 channels): 6~9 cut to 6~7", "SPW 4 (4 channels): 6~9 left out"]),
+    ("1~2:10~12", {1: [10, 11, 12]}, ["SPW 2 (8 channels): 10~12 left out"]),
+])
+def test_spw_ranges_past_some_spws_end(text, expected, said, caplog):
+    import logging
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        got = dict(parse_spw(text, N_CHAN, FREQS))
+    assert got == expected
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    for x in said:
+        assert x in msg, msg
+
+
+@pytest.mark.parametrize("text,match", [
+    ("*:70~80", r"'\*:70~80' selects no channel of SPWs 0, 1, 2, 4"),     # past every SPW's end
+    ("1:14~20", "channels 14~20 outside SPW 1"),                          # one SPW: an error (CASA cuts)
+])
+def test_spw_ranges_past_the_end_errors(text, match):
+    with pytest.raises(AlakazamError, match=match):
+        parse_spw(text, N_CHAN, FREQS)
+
+
 def test_spw_frequency_range_needs_freqs():
     with pytest.raises(AlakazamError, match="needs the channel frequencies"):
         parse_spw("0:1.401~1.404GHz", N_CHAN, {})

@@ -178,10 +178,13 @@ def _half_widths(freqs, widths=None):
     return np.full(f.shape, 0.5 * float(np.min(np.abs(np.diff(f)))) if len(f) > 1 else 0.0)
 
 
-def _chan_ranges(text, n_chan, freqs, spw, widths=None):
+def _chan_ranges(text, n_chan, freqs, spw, widths=None, clipped=None):
     """Sorted channel indices of one SPW from '5~61', '0~10;15~60', '0~10^2', '1.401~1.404GHz',
     '1.401GHz~1.404GHz' or one frequency '1.4025GHz' (the channel whose extent holds it; ``widths``:
-    the SPW's CHAN_WIDTH, :func:`_half_widths`)."""
+    the SPW's CHAN_WIDTH, :func:`_half_widths`).  A channel range past the SPW's last channel is an
+    error, unless ``clipped`` (a list) is given -- an item naming several SPWs of different sizes,
+    ``'*:3~10'``: it is then cut at the last channel, or left out when it starts past it, and
+    ``(spw, part, what)`` appended to ``clipped``."""
     chans = []
     for part in text.split(";"):
         p = part.strip().lower()
@@ -228,6 +231,12 @@ def _chan_ranges(text, n_chan, freqs, spw, widths=None):
             raise AlakazamError(f"spw: channel step {step} in {part!r} must be a positive integer")
         if a > b:
             raise AlakazamError(f"spw: in {part!r} the first channel {a} is after the last {b}")
+        if a >= 0 and b >= n_chan and clipped is not None:
+            if a >= n_chan:
+                clipped.append((spw, part.strip(), "left out"))
+                continue
+            clipped.append((spw, part.strip(), f"cut to {a}~{n_chan - 1}"))
+            b = n_chan - 1
         if a < 0 or b >= n_chan:
             raise AlakazamError(f"spw: channels {a}~{b} outside SPW {spw} (0~{n_chan - 1})")
         chans.extend(range(a, b + 1, step))
@@ -383,20 +392,31 @@ def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray],
                         raise AlakazamError(f"{e} (nor is {s!r} an SPW name: {known})") from None
                     raise
         several = len(spws) > 1
+        # an item naming several SPWs ('*:3~10', '0~3:0~1;60~63'): a channel range is cut at each SPW's
+        # last channel, and left out of an SPW it starts past, as CASA's MSSelection cuts it (a review:
+        # edge channels of SPWs of 16, 24, 32 and 8 channels were refused); one SPW: an error
+        clipped = [] if several else None
         for sp in spws:
             if c is None:
                 ch = list(range(n_chan[sp]))
             else:
                 try:
-                    ch = _chan_ranges(c, n_chan[sp], (freqs or {}).get(sp), sp, (widths or {}).get(sp))
+                    ch = _chan_ranges(c, n_chan[sp], (freqs or {}).get(sp), sp, (widths or {}).get(sp),
+                                      clipped)
                 except AlakazamError as e:
                     by_freq = any(_freq_bounds(x) for x in c.split(";"))
-                    if several and by_freq and "selects no channel" in str(e):
-                        continue        # (a frequency selection: the SPWs that hold it)
+                    if several and (by_freq or clipped) and "selects no channel" in str(e):
+                        continue        # (a frequency selection: the SPWs that hold it; ranges past the end)
                     raise
             out[sp] = sorted(set(out.get(sp, [])) | set(ch))
         if several and c is not None and not any(sp in out for sp in spws):
             raise AlakazamError(f"spw: {item!r} selects no channel of SPWs {', '.join(map(str, spws))}")
+        if clipped:
+            warnonce.warning("alakazam", "spw: %r: %s (a range past an SPW's last channel is cut there, as "
+                             "CASA's MSSelection does; one that starts past it is left out, where CASA "
+                             "selects the last channel)",
+                             item, "; ".join(f"SPW {sp} ({n_chan[sp]} channels): {part} {what}"
+                                             for sp, part, what in clipped))
     return sorted(out.items())
 
 
