@@ -98,7 +98,8 @@ def _precheck(cfg, errors):
     for key, msgs in apply_precheck.errors(cfg).items():
         parts = [names.get(k.split("[", 1)[0], k.split("[", 1)[0]) + (k[len(k.split("[", 1)[0]):])
                  for k in key.split("/")]
-        if not any(x.split("[", 1)[0] in have for x in parts):
+        msgs = apply_precheck.judged_without(msgs, have)
+        if msgs and not any(x.split("[", 1)[0] in have for x in parts):
             errors.setdefault("akapply." + "/".join(parts), []).extend(msgs)
 
 

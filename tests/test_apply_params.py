@@ -2,6 +2,7 @@
 channels) and calwt, against CASA's documented semantics (calibration/spwmap.py, core/freqinterp.py,
 calibration/calwt.py)."""
 
+import logging
 import shutil
 
 import numpy as np
@@ -89,11 +90,15 @@ def test_spwmap_applies_spw0_solutions_to_spw1(solved, tmp_path):
     assert np.array_equal(r0["CORRECTED_DATA"], r0["DATA"])
 
 
-def test_spwmap_bandpass_bins_by_position_in_band(solved, tmp_path):
-    """SPW 0's per-channel solutions (8 bins) applied to SPW 1 (no overlap): channel k <- bin k."""
+def test_spwmap_bandpass_bins_by_position_in_band(solved, tmp_path, caplog):
+    """SPW 0's per-channel solutions (8 bins) applied to SPW 1 (no overlap): channel k <- bin k, with a
+    warning (CASA's applycal takes the nearest frequency, the edge bin, there; G1 has one bin: no warning)."""
     ms = _copy(solved[0], tmp_path)
     cal = solved[1]
-    akapply(vis=ms, gaintable=[cal, cal], jones=["G0", "G1"], spw="1", spwmap=[[0, 0], [0, 0]])
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        akapply(vis=ms, gaintable=[cal, cal], jones=["G0", "G1"], spw="1", spwmap=[[0, 0], [0, 0]])
+    said = [r.getMessage() for r in caplog.records if "matched by position in the band" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("spwmap: G0: SPW 0's frequency bins serve SPW 1"), said
     r, names = _rows(ms, 1)
     g0, s0 = _gains(cal, "G0")
     assert s0.jones.shape[1] == N_CHAN
@@ -112,6 +117,30 @@ def test_spwmap_errors_name_the_parameter(solved):
         akapply(vis=ms, gaintable=[cal], jones=["G1"], spwmap=[[0], [0]])
     with pytest.raises(ParameterError, match=r"spwmap: \[0, 3\] maps SPW 1 to SPW 3, which G1 of "):
         akapply(vis=ms, gaintable=[cal], jones=["G1"], spw="1", spwmap=[0, 3])
+
+
+def test_a_bad_spwmap_alone_is_reported(solved, tmp_path):
+    """A bad spwmap entry is the error: the checks that need the mapping (here G1 has no solutions of its
+    own for SPW 1, which the user's map would have served from SPW 0) are not reported as well -- a
+    review: spwmap=[-1, 0] was followed by "G1 ... has no solutions for SPW 1 ... give spwmap".  The
+    same in a YAML file's preflight."""
+    from alakazam.cli import main
+
+    ms, cal = solved
+    with pytest.raises(ParameterError) as e:
+        akapply(vis=ms, gaintable=[cal], jones=["G1"], spwmap=[-1, 0])
+    assert list(e.value.errors) == ["akapply.spwmap"], e.value.errors
+    assert "-1 is not an SPW id" in str(e.value)
+    y = tmp_path / "a.yaml"
+    y.write_text(f"apply:\n  - ms: {ms}\n    tables: [{cal}]\n    jones: [G1]\n    spwmap: [-1, 0]\n")
+    import contextlib
+    import io
+    buf = io.StringIO()
+    with contextlib.redirect_stderr(buf), contextlib.redirect_stdout(buf):
+        rc = main(["run", str(y)])
+    assert rc != 0
+    assert "-1 is not an SPW id" in buf.getvalue() and "no solutions for SPW" not in buf.getvalue(), \
+        buf.getvalue()
 
 
 # ------------------------------------------------------------------ frequency interpolation

@@ -152,4 +152,16 @@ def errors_without(d, bad, table_ok=None) -> dict:
         cfg = apply_config_from_dict(rest)
     except (AlakazamError, TypeError, ValueError):
         return {}
-    return {k: v for k, v in errors(cfg, table_ok).items() if k.split("[", 1)[0] not in bad}
+    out = {k: v for k, v in errors(cfg, table_ok).items() if k.split("[", 1)[0] not in bad}
+    return {k: v for k, v in ((k, judged_without(v, bad)) for k, v in out.items()) if v}
+
+
+def judged_without(msgs, bad):
+    """The messages of :func:`errors` that still hold with the parameters ``bad`` (their YAML / akapply
+    names) dropped from the config: which table SPW serves each data SPW is a bad spwmap's to say, so
+    the checks made without it (solutions for every data SPW, each table SPW's band and feeds against
+    the data's) are dropped -- they reported what the user's spwmap may map away (a review:
+    spwmap=[-1, 0, 0, 0] was followed by "G0 has no solutions for SPW 3 ... give spwmap")."""
+    if "spwmap" in bad:
+        return [m for m in msgs if "SPW" not in m]
+    return list(msgs)
