@@ -295,10 +295,13 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
         from .solve_rounds import iterate_round
         ctx.prior = iterate_round(ctx, cfg, ext_terms, step_fields, spw_sel, finish, rnd, _solve_field_spw,
                                   after_unit=lambda st, sets: _rereference(ctx, st, sets))
-    if cfg.iterations > 1:
-        from .solve_rounds import warn_unconverged
-        warn_unconverged(ctx.round_changes, cfg, log)
+    if cfg.iterations > 1:      # whether the rounds converged: a probe of the final chain (CP and D)
+        from .solve_rounds import probe_changes, warn_unconverged
+        probe = probe_changes(ctx, cfg, ext_terms, step_fields, spw_sel, _solve_field_spw,
+                              after_unit=lambda st, sets: _rereference(ctx, st, sets))
+        warn_unconverged(ctx.round_changes, cfg, log, probe)
         summary["round_changes"] = list(ctx.round_changes)
+        summary["probe_changes"] = probe
     summary["seconds"] = _time.perf_counter() - t_start
     return summary
 
