@@ -161,8 +161,18 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
         had = antennas_with_data(batch, jones_type, bl_has)
         dropped = quality.drop_sparse_antennas(batch, jones_type, opts.min_bl_per_ant, bl_has)  # minblperant
         has = antennas_with_data(batch, jones_type) if dropped.any() else had
-    ref = choose_ref(has, batch.ref_ants or batch.ref_ant,
-                     antenna_weight(batch, jones_type) if not has[:, batch.ref_ant].all() else None)
+    # K, KC: a cell whose data lie at one frequency has no delay (quality.delay_undetermined)
+    dund = None
+    if tt.freq == "delay" and some:
+        d = quality.delay_undetermined(batch, tt.corr, bool(hands))
+        dund = (d & has_h) if hands else (d[:, None] & has)
+    # a reference needs a determined solution: K referenced to a refant (hand) left with one channel took
+    # its aliased delay as every other antenna's common offset, per hand (129.6 / 53.7 ns: a review);
+    # such a hand references nothing and is solved with the next reference, as one without data
+    ref_has_h = (has_h & ~dund if dund is not None else has_h) if hands else None
+    has_ref = ref_has_h.any(-1) if hands else has
+    ref = choose_ref(has_ref, batch.ref_ants or batch.ref_ant,
+                     antenna_weight(batch, jones_type) if not has_ref[:, batch.ref_ant].all() else None)
     # G / T amplitudes (calmode 'ap' / 'a'): an antenna whose baselines close no odd cycle (an array of
     # two antennas) has |g| undetermined; flagged below whatever minsnr is (quality module docstring)
     undet = None
@@ -175,19 +185,13 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
             undet = quality.amplitude_undetermined(quality.baselines_with_data(batch.weight, tt.corr),
                                                    batch.ant1, batch.ant2, batch.n_ant) & has
 
-    # K, KC: a cell whose data lie at one frequency has no delay (quality.delay_undetermined)
-    dund = None
-    if tt.freq == "delay" and some:
-        d = quality.delay_undetermined(batch, tt.corr, bool(hands))
-        dund = (d & has_h) if hands else (d[:, None] & has)
-
     def solve_cells(b, init, r):
         if hasattr(tt.module, "solve_with"):      # a type solved through another type's backend code (T)
             return tt.module.solve_with(backend_module, b, init, r, opts)
         return backend_module.solve_params(jones_type, b, init, r, opts)
 
     if hands:       # a hand the cell's reference has no data in: out of the first solve, solved below
-        todo, saved = handsolve.hands_to_redo(batch, has_h, ref)
+        todo, saved = handsolve.hands_to_redo(batch, ref_has_h, ref)
     init = initial_guess(jones_type, batch, ref)
     params, n_iter, conv, cost = solve_cells(batch, init, ref)
     params = reference(jones_type, params, ref, batch)
@@ -198,7 +202,7 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
         cost = None
     ref_hand = None
     if hands:       # a hand the cell's reference has no data in: solved again with the hand's own
-        ref_hand, redo = handsolve.solve_hands(jones_type, batch, backend_module, opts, has_h, ref,
+        ref_hand, redo = handsolve.solve_hands(jones_type, batch, backend_module, opts, ref_has_h, ref,
                                                solve_cells)
         if redo:
             n_iter, conv = np.array(n_iter), np.array(conv, bool)
