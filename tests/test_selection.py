@@ -58,6 +58,11 @@ def test_spw_errors(text, match):
     ("*:0~1;6~9", {0: [0, 1, 6, 7, 8, 9], 1: [0, 1, 6, 7, 8, 9], 2: [0, 1, 6, 7], 4: [0, 1]},
      ["SPW 2 (8 channels): 6~9 cut to 6~7", "SPW 4 (4 channels): 6~9 left out"]),
     ("1~2:10~12", {1: [10, 11, 12]}, ["SPW 2 (8 channels): 10~12 left out"]),
+    # a frequency part in the SPWs that hold it, the channel parts in every SPW (before: an SPW without the
+    # band lost its channel parts too, silently -- a second review)
+    ("*:0~1;1.420~1.422GHz", {0: [0, 1, 20, 21, 22], 1: [0, 1], 2: [0, 1], 4: [0, 1]}, []),
+    ("*:14~15;1.4005~1.4015GHz", {0: [1, 14, 15], 1: [1, 14, 15], 2: [1], 4: [1]},
+     ["SPW 2 (8 channels): 14~15 left out", "SPW 4 (4 channels): 14~15 left out"]),
 ])
 def test_spw_ranges_past_some_spws_end(text, expected, said, caplog):
     import logging

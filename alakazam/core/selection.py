@@ -184,7 +184,9 @@ def _chan_ranges(text, n_chan, freqs, spw, widths=None, clipped=None):
     the SPW's CHAN_WIDTH, :func:`_half_widths`).  A channel range past the SPW's last channel is an
     error, unless ``clipped`` (a list) is given -- an item naming several SPWs of different sizes,
     ``'*:3~10'``: it is then cut at the last channel, or left out when it starts past it, and
-    ``(spw, part, what)`` appended to ``clipped``."""
+    ``(spw, part, what)`` appended to ``clipped``; a frequency part that selects no channel of the SPW
+    is then left out too (the SPWs that hold it), the other parts kept -- ``'*:20~23;1.301~1.303GHz'``
+    dropped channels 20-23 of every SPW without that band (a review).  Nothing left: an error."""
     chans = []
     for part in text.split(";"):
         p = part.strip().lower()
@@ -212,6 +214,8 @@ def _chan_ranges(text, n_chan, freqs, spw, widths=None, clipped=None):
                     if len(sel) == 0:                # (no width, on the edge of two: both, as CASA)
                         sel = np.nonzero((freqs - half <= hi) & (freqs + half >= lo))[0]
             if len(sel) == 0:
+                if clipped is not None:     # several SPWs: the ones that hold it (the other parts kept)
+                    continue
                 raise AlakazamError(f"spw: {part!r} selects no channel of SPW {spw}")
             chans.extend(sel.tolist())
             continue
@@ -404,8 +408,7 @@ def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray],
                     ch = _chan_ranges(c, n_chan[sp], (freqs or {}).get(sp), sp, (widths or {}).get(sp),
                                       clipped)
                 except AlakazamError as e:
-                    by_freq = any(_freq_bounds(x) for x in c.split(";"))
-                    if several and (by_freq or clipped) and "selects no channel" in str(e):
+                    if several and "selects no channel" in str(e):
                         continue        # (a frequency selection: the SPWs that hold it; ranges past the end)
                     raise
             out[sp] = sorted(set(out.get(sp, [])) | set(ch))
