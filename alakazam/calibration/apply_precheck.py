@@ -156,12 +156,19 @@ def errors_without(d, bad, table_ok=None) -> dict:
     return {k: v for k, v in ((k, judged_without(v, bad)) for k, v in out.items()) if v}
 
 
+#: the messages of :func:`errors` that depend on which table SPW serves each data SPW (the spwmap): a
+#: data SPW without solutions of its own, and a table SPW's band against the data SPW's (a mapped SPW's
+#: band may differ on purpose)
+_MAPPED = ("has no solutions for SPW", "no overlap (wrong table or MS?)")
+
+
 def judged_without(msgs, bad):
     """The messages of :func:`errors` that still hold with the parameters ``bad`` (their YAML / akapply
     names) dropped from the config: which table SPW serves each data SPW is a bad spwmap's to say, so
-    the checks made without it (solutions for every data SPW, each table SPW's band and feeds against
-    the data's) are dropped -- they reported what the user's spwmap may map away (a review:
-    spwmap=[-1, 0, 0, 0] was followed by "G0 has no solutions for SPW 3 ... give spwmap")."""
+    the checks that depend on it (:data:`_MAPPED`) are dropped -- they reported what the user's spwmap
+    may map away (a review: spwmap=[-1, 0, 0, 0] was followed by "G0 has no solutions for SPW 3 ...
+    give spwmap"); the others (a table's feeds against the MS's) are kept (a second review: dropping
+    every message naming an SPW hid a feed-basis mismatch no spwmap mends)."""
     if "spwmap" in bad:
-        return [m for m in msgs if "SPW" not in m]
+        return [m for m in msgs if not any(k in m for k in _MAPPED)]
     return list(msgs)
