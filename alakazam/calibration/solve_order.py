@@ -56,7 +56,19 @@ def preapply_chain(term):
 
 def cross_terms_after(d_term, terms):
     """Indices (into ``terms``) of the cross-hand diagonal terms (KC, CP) that ``d_term`` was not
-    solved after: the D must be conjugated by their product to reach the final frame."""
+    solved after: the D must be conjugated by their product to reach the final frame.  A Df read from a
+    CASA table in CASA's frame (attr ``leakage_frame`` 'casa': CASA's own, or akexport's default with
+    the chain's CP folded in) has the cross-hand phase on its sky side: it is brought to ours by the
+    CP terms of ``terms`` (``Y^H D Y``, the inverse of akexport's fold) -- applied as it was, its cross
+    hands came out 0.28-0.30 of max |V| off CASA's applycal of the same tables (a review)."""
+    if d_term.sets and str(d_term.sets[0].attrs.get("leakage_frame", "")) == "casa":
+        return [i for i, t in enumerate(terms) if t.jones_type == "CP"]
+    return _solved_before(d_term, terms)
+
+
+def _solved_before(d_term, terms):
+    """Indices (into ``terms``) of the KC/CP terms that ``d_term`` was solved before (its recorded
+    pre-apply chain lacks them; [] when not recorded)."""
     chain = preapply_chain(d_term)
     if chain is None:
         return []
@@ -184,7 +196,7 @@ def check_terms(terms, ms, meta, model_col="MODEL_DATA", where="jones", cross_ty
     for t in terms:
         if jterms.get(t.jones_type).diagonal:
             continue
-        later = [terms[k].key for k in cross_terms_after(t, terms)]
+        later = [terms[k].key for k in _solved_before(t, terms)]     # (not a CASA frame's CP)
         chain = preapply_chain(t)
         if cross_types and chain is not None:
             later += [x for x in cross_types if not any(_type_of_key(k) == x for k in chain)]

@@ -90,6 +90,10 @@ from ..jones import terms as jterms
 from .hdf5 import SolutionSet
 
 TWO_PI_NS = 2e-9 * np.pi
+#: keyword of an exported Df table: 'casa' -- CASA's frame, the cross-hand phase (Xf) applied on the sky
+#: side of D (akexport's default, the chain's CP folded in) -- or 'alakazam' (crossphase='none': our
+#: frame, CP on the antenna side of D).  A Df table without it (CASA's own) is in CASA's frame.
+LEAKAGE_FRAME_KEYWORD = "AlakazamLeakageFrame"
 
 #: CASA VisCal keyword (lower case) -> alakazam jones type (the registry's casa_import names)
 VISCAL_TO_TYPE = {v.lower(): jterms.from_viscal(v) for v in jterms.viscal_names()}
@@ -203,7 +207,7 @@ def fold_crossphase(d_sets: List[SolutionSet], cp_sets: List[SolutionSet]) -> Li
 
 
 def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overwrite: bool = False,
-                delay_ref=None) -> dict:
+                delay_ref=None, leakage_frame: str = "casa") -> dict:
     """Write the solution sets of one key as a CASA caltable at ``out``.
 
     Parameters
@@ -312,6 +316,8 @@ def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overw
         t.putkeyword("VisCal", viscal)
         t.putkeyword("PolBasis", basis)
         t.putkeyword("CASA_Version", f"alakazam-{__version__}")
+        if not jterms.get(jt).diagonal:     # D: whose frame (LEAKAGE_FRAME_KEYWORD; read back by the import)
+            t.putkeyword(LEAKAGE_FRAME_KEYWORD, leakage_frame)
     finally:
         t.close()
     for sub in SUBTABLES:
@@ -428,6 +434,14 @@ def read_table(path) -> List[SolutionSet]:
         chan_freq = [np.asarray(t.getcell("CHAN_FREQ", i), float) for i in range(t.nrows())]
         ref_freq = np.asarray(t.getcol("REF_FREQUENCY"), float)
     casa_version = str(kw.get("CASA_Version", "Unknown"))
+    # a Df table's frame: CASA's own and akexport's default put the cross-hand phase on the sky side of D
+    # (calibration/solve_order.cross_terms_after brings such a D to ours when a CP is applied with it)
+    leak_frame = "alakazam" if str(kw.get(LEAKAGE_FRAME_KEYWORD, "casa")).lower() == "alakazam" else "casa"
+    if not tt.diagonal and LEAKAGE_FRAME_KEYWORD not in kw and casa_version.startswith("alakazam-"):
+        from ..core import warnonce
+        warnonce.warning("alakazam.apply", "%s: a Df table akexport wrote before its frame was recorded: "
+                         "taken as CASA's (akexport's default, the CP folded in); if it was exported "
+                         "with crossphase='none', export it again", path)
     basis = str(kw.get("PolBasis", "unknown")).lower()
     # CASA 6 writes PolBasis 'unknown' in every table it makes (K, G, B, KCROSS, Xf, Df, gencal), and
     # akexport does for K, G and B: the basis is then not the table's to say -- the MS's is taken (it
@@ -490,6 +504,7 @@ def read_table(path) -> List[SolutionSet]:
                    else (np.nan, np.nan))
         iv = float(np.median(interval[rows]))
         attrs = dict(jones_type=jt, field_name=fnames[f_id] if f_id >= 0 else "", scan_id=int(sc),
+                     **({} if tt.diagonal else {"leakage_frame": leak_frame}),
                      spw=int(sp), n_ant=len(names), ant_names=names, ref_ant_name=ref_name,
                      ref_ant=names.index(ref_name) if ref_name in names else -1, feed_basis=feed,
                      field_ra=ra, field_dec=dec, ms=str(kw.get("MSName", "")), solint_s=iv,
@@ -562,7 +577,8 @@ def export(table, key, out, ms: str = "", crossphase: str = "") -> dict:
     _remove_stale_partials(stem)
     tmp = f"{stem}{os.getpid()}"
     try:
-        res = write_table(sets, real, tmp, ms=ms, overwrite=True, delay_ref=delay_ref)
+        frame = "alakazam" if leakage and str(crossphase).lower() == "none" else "casa"
+        res = write_table(sets, real, tmp, ms=ms, overwrite=True, delay_ref=delay_ref, leakage_frame=frame)
         os.rename(tmp, out)
     finally:
         if os.path.isdir(tmp):
