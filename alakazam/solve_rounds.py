@@ -271,6 +271,9 @@ def warn_unconverged(changes, cfg, log, probe=None):
     if probe is not None:
         parts = _moved(probe, cfg)
         if not parts:
+            log.info("iterations=%d: converged -- %s", cfg.iterations, "; ".join(
+                f"{k} solved once more on the final chain moved by {v[2]:.2g} of its noise"
+                for k, v in probe.items()))
             return None
         msg = (f"iterations={cfg.iterations}: after the last round, {parts[0][1]} when solved once more on "
                "the final chain -- the rounds have not converged, and the cross-hand terms are likely still "
