@@ -107,49 +107,45 @@ def _solve_step(ctx, cfg, step, fids, spw_sel, rnd, solve_unit, after_unit):
 
 
 def probe_changes(ctx, cfg, ext_terms, step_fields, spw_sel, solve_unit, after_unit=None):
-    """After the last round of a block with both a CP and a D step: the earlier of the two in the chain
-    solved once more, as the last round solved it, with the final chain pre-applied (the other one's
-    final solutions among it) -- :func:`round_changes` of that probe against the final chain, or None
-    (no such pair, one round).  Nothing of the probe is kept: its solutions, its messages (logging off,
-    the warn-once memory restored) and the chain stay as they were.
+    """After the last round of a block with both a CP and a D step: one more round, every step solved
+    on the final chain as the last round solved it (:func:`iterate_round` with its ``rnd``), and
+    :func:`round_changes` of that probe round against the final chain -- or None (no such pair, one
+    round).  Nothing of the probe is kept: its solutions, its messages (logging off, the warn-once
+    memory restored), its timings and its round changes; the chain stays as it was.
 
     Why a probe: the rounds cannot be judged from their own changes -- the last round fits CP without
-    the leakage offsets (:func:`cp_fits_offsets`), a different estimator, and from the final state it
-    reaches, a round's change tells little (a second review: round 3 of 4 moved D by 3.2e-3, 35 x its
-    noise, where the 4 rounds' D was 3e-5 from 40 rounds'; the last round itself moves by about its
-    noise when converged and when 2.9 deg off).  The probe repeats the last estimator on the final
-    state: a converged chain is its fixed point."""
+    the leakage offsets (:func:`cp_fits_offsets`), a different estimator, and a round's change tells
+    little of the state it reaches (a review: round 3 of 4 moved D by 35 x its noise where the 4 rounds'
+    D equalled 40 rounds').  A converged chain is the round's fixed point.  A probe of CP alone (its
+    first version) missed a D drifting through the gains (a second review: 11.9 x its noise in the last
+    round, 2.6e-2 off the truth, the CP probe 0.2 x): the whole round is re-solved.  Its cost: one round."""
     import logging
 
     from .core import warnonce
 
     if cfg.iterations < 2:
         return None
-    n_ext = len(ext_terms)
-    pair = [k for k, st in enumerate(cfg.steps) if st.jones_type in ("CP", "D")]
-    if {cfg.steps[k].jones_type for k in pair} != {"CP", "D"}:
+    pair = {st.jones_type for st in cfg.steps if st.jones_type in ("CP", "D")}
+    if pair != {"CP", "D"}:
         return None
-    k = pair[0]
-    step, fids = cfg.steps[k], step_fields[k]
     final = list(ctx.prior)
     said, stats = dict(warnonce._SAID), copy.deepcopy(ctx.stats)
+    n_rc = len(ctx.round_changes)
     was = logging.root.manager.disable
     logging.disable(logging.CRITICAL)       # the probe's messages would repeat the last round's
     try:
-        ctx.prior = final[:n_ext + k] + final[n_ext + k + 1:]
-        sets = _solve_step(ctx, cfg, step, fids, spw_sel, cfg.iterations - 1, solve_unit, after_unit)
+        probe = iterate_round(ctx, cfg, ext_terms, step_fields, spw_sel, lambda *a, **k: None,
+                              cfg.iterations - 1, solve_unit, after_unit)
     finally:
         logging.disable(was)
+        del ctx.round_changes[n_rc:]
         ctx.cp_offsets = False
         ctx.prior = final
         ctx.stats = stats
         ctx.cache.clear()
         warnonce._SAID.clear()
         warnonce._SAID.update(said)
-    probe = list(final)
-    probe[n_ext + k] = chain.term_from_sets(step.key, step.jones_type, sets,
-                                            time_interp=step.preapply_time_interp)
-    return {key: v for key, v in round_changes(cfg, n_ext, final, probe).items() if key == step.key}
+    return round_changes(cfg, len(ext_terms), final, probe)
 
 
 #: a round that still moved a cross-hand term by more than this many times its noise (the median over
@@ -271,14 +267,14 @@ def warn_unconverged(changes, cfg, log, probe=None):
     if probe is not None:
         parts = _moved(probe, cfg)
         if not parts:
-            log.info("iterations=%d: converged -- %s", cfg.iterations, "; ".join(
-                f"{k} solved once more on the final chain moved by {v[2]:.2g} of its noise"
-                for k, v in probe.items()))
+            log.info("iterations=%d: converged -- one more round on the final chain moved %s",
+                     cfg.iterations, ", ".join(f"{k} by {v[2]:.2g} of its noise" for k, v in probe.items()))
             return None
-        msg = (f"iterations={cfg.iterations}: after the last round, {parts[0][1]} when solved once more on "
-               "the final chain -- the rounds have not converged, and the cross-hand terms are likely still "
-               "off by that much or more. Raise iterations (e.g. double it, and compare the results); a "
-               "polarised calibrator with few scans or little parallactic-angle coverage converges slowly")
+        msg = (f"iterations={cfg.iterations}: one more round on the final chain moved "
+               f"{' and '.join(p for _, p in parts)} -- the rounds have not converged, and the cross-hand "
+               "terms are likely still off by that much or more. Raise iterations (e.g. double it, and "
+               "compare the results); a polarised calibrator with few scans or little parallactic-angle "
+               "coverage converges slowly")
         log.warning(msg)
         return msg
     r = judged_round(cfg)
