@@ -63,6 +63,9 @@ def test_spw_errors(text, match):
     ("*:0~1;1.420~1.422GHz", {0: [0, 1, 20, 21, 22], 1: [0, 1], 2: [0, 1], 4: [0, 1]}, []),
     ("*:14~15;1.4005~1.4015GHz", {0: [1, 14, 15], 1: [1, 14, 15], 2: [1], 4: [1]},
      ["SPW 2 (8 channels): 14~15 left out", "SPW 4 (4 channels): 14~15 left out"]),
+    # a frequency part that no SPW holds: said (it was left out without a word)
+    ("*:1.2~1.25GHz;0~1", {0: [0, 1], 1: [0, 1], 2: [0, 1], 4: [0, 1]},
+     ["'1.2~1.25GHz' selects no channel of SPWs 0, 1, 2, 4 (left out)"]),
 ])
 def test_spw_ranges_past_some_spws_end(text, expected, said, caplog):
     import logging

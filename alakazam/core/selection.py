@@ -215,6 +215,7 @@ def _chan_ranges(text, n_chan, freqs, spw, widths=None, clipped=None):
                         sel = np.nonzero((freqs - half <= hi) & (freqs + half >= lo))[0]
             if len(sel) == 0:
                 if clipped is not None:     # several SPWs: the ones that hold it (the other parts kept)
+                    clipped.append((spw, part.strip(), None))
                     continue
                 raise AlakazamError(f"spw: {part!r} selects no channel of SPW {spw}")
             chans.extend(sel.tolist())
@@ -414,12 +415,19 @@ def parse_spw(text, n_chan: Dict[int, int], freqs: Dict[int, np.ndarray],
             out[sp] = sorted(set(out.get(sp, [])) | set(ch))
         if several and c is not None and not any(sp in out for sp in spws):
             raise AlakazamError(f"spw: {item!r} selects no channel of SPWs {', '.join(map(str, spws))}")
-        if clipped:
+        # a frequency part no SPW of the item holds: said (the SPWs that hold one are not listed)
+        nowhere = [part for part in dict.fromkeys(p for _, p, w in (clipped or []) if w is None)
+                   if sum(1 for _, p, w in clipped if p == part and w is None) == len(spws)]
+        if nowhere:
+            warnonce.warning("alakazam", "spw: %r: %s selects no channel of SPWs %s (left out)", item,
+                             " and ".join(repr(p) for p in nowhere), ", ".join(map(str, spws)))
+        cut = [(sp, part, what) for sp, part, what in (clipped or []) if what is not None]
+        if cut:
             warnonce.warning("alakazam", "spw: %r: %s (a range past an SPW's last channel is cut there, as "
                              "CASA's MSSelection does; one that starts past it is left out, where CASA "
                              "selects the last channel)",
                              item, "; ".join(f"SPW {sp} ({n_chan[sp]} channels): {part} {what}"
-                                             for sp, part, what in clipped))
+                                             for sp, part, what in cut))
     return sorted(out.items())
 
 
