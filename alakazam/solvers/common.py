@@ -153,8 +153,19 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
     from ..core.handflags import HAND_CORR
     from ..core.handflags import per_hand as _per_hand
     hands = _per_hand(jones_type)     # K, G: presence, minblperant, reference, flags per hand (handsolve.py)
+    d_und = None
     if hands:
         from . import handsolve
+        if tt.freq == "delay" and some:
+            # an antenna (hand) whose data lie at one frequency has no delay (quality.delay_undetermined):
+            # its baselines' samples in that hand leave its (delay, phase) free along a line, which the fit
+            # did not settle -- the other antennas' delays came out 0.2-2 ns off (a review) where that
+            # hand flagged whole gave 0.002 ns; they are taken out of the solve, as minblperant's are
+            d_und = quality.delay_undetermined(batch, tt.corr, True)          # (n_cell, n_ant, 2)
+            for h, c in zip((0, 1), HAND_CORR):
+                for ci, a in zip(*np.nonzero(d_und[..., h])):
+                    on = (batch.ant1 == a) | (batch.ant2 == a)
+                    batch.weight[ci, on, :, c] = 0.0
         had_h, dropped_h, has_h = handsolve.presence(batch, jones_type, opts.min_bl_per_ant)
         had, dropped, has = had_h.any(-1), dropped_h.any(-1), has_h.any(-1)
     else:
@@ -163,9 +174,10 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
         has = antennas_with_data(batch, jones_type) if dropped.any() else had
     # K, KC: a cell whose data lie at one frequency has no delay (quality.delay_undetermined)
     dund = None
-    if tt.freq == "delay" and some:
-        d = quality.delay_undetermined(batch, tt.corr, bool(hands))
-        dund = (d & has_h) if hands else (d[:, None] & has)
+    if hands and d_und is not None:         # (taken out of the solve above: no data left, flagged for this)
+        dund = d_und
+    elif tt.freq == "delay" and some and not hands:
+        dund = quality.delay_undetermined(batch, tt.corr, False)[:, None] & has
     # a reference needs a determined solution: K referenced to a refant (hand) left with one channel took
     # its aliased delay as every other antenna's common offset, per hand (129.6 / 53.7 ns: a review);
     # such a hand references nothing and is solved with the next reference, as one without data

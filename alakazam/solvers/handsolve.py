@@ -134,7 +134,8 @@ def flags(J, has, snr, conv, opts, sparse, undetermined=None, delay_undetermined
     pol = ~has | ~np.isfinite(d) | (d == 0)
     und = np.zeros_like(pol) if undetermined is None else undetermined & ~pol
     pol |= und
-    dund = np.zeros_like(pol) if delay_undetermined is None else delay_undetermined & ~pol
+    # (a hand whose data lie at one frequency was taken out of the solve: no data left, counted for this)
+    dund = np.zeros_like(pol) if delay_undetermined is None else delay_undetermined & ~und
     pol |= dund
     low = np.zeros_like(pol)
     if opts.min_snr and opts.min_snr > 0:

@@ -409,10 +409,12 @@ def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
                         ", or a delay from data at one frequency" if jones_type in ("K", "KC") else "",
                         R_text, ", attr ref_ant_hands" if hand_R else "")
         else:
+            one_f = (" -- or its samples lie at one frequency, which fixes no delay"
+                     if jones_type in ("K", "KC") else "")
             log.warning("%s: refant %s has no unflagged data in the selection (field(s) %s, spw %s: in no "
-                        "solution cell has it a sample that is unflagged, with weight > 0 and finite); %s is "
-                        "the reference instead (solver_stats/ref_ant%s)", where, names[refs[0]], fields, spw,
-                        R_text, ", attr ref_ant_hands" if hand_R else "")
+                        "solution cell has it a sample that is unflagged, with weight > 0 and finite%s); %s "
+                        "is the reference instead (solver_stats/ref_ant%s)", where, names[refs[0]], fields,
+                        spw, one_f, R_text, ", attr ref_ant_hands" if hand_R else "")
         moved = {}
         R_named = True
     else:
@@ -429,8 +431,9 @@ def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
                             names[r])
             elif unused:
                 log.warning("%s: hand %s: the first reference antenna %s has data in this hand in no "
-                            "cell; %s is its reference (attr ref_ant_hands)", where, "pq"[h], names[refs[0]],
-                            names[r])
+                            "cell%s; %s is its reference (attr ref_ant_hands)", where, "pq"[h],
+                            names[refs[0]], " (or at one frequency only, which fixes no delay)"
+                            if jones_type == "K" else "", names[r])
             else:       # it has data here; the step's reference was fixed by a field solved before
                 log.warning("%s: hand %s: %s is the step's reference (the first reference antenna %s had no "
                             "data in this hand in the field solved first; attr ref_ant_hands)", where,
