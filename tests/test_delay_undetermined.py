@@ -125,3 +125,27 @@ def test_a_one_channel_hand_leaves_the_others_delays_alone(tmp_path, keep_one):
     err = s.delay[:, 0, 0, 1] - np.asarray(truth.tau)[idx, 1]       # = -tau of the hand's new reference
     spread = np.nanmax(np.abs(err[1:] - np.nanmedian(err[1:])))
     assert spread < 0.02, (spread, err)                            # measured 0.002-0.006 ns
+
+
+def test_a_hand_left_at_one_frequency_by_another_is_taken_out_too():
+    """A third review's case: antenna 2 keeps channel 5 on its baselines, antenna 3 keeps channel 2 on its
+    baselines except the one with antenna 2 (channel 5): two frequencies, until antenna 2's samples are
+    taken out -- then one.  The test is repeated until nothing changes: both flagged delay_undetermined,
+    the others' delays right (the first version tested once: antenna 3 kept, unflagged, 9.6 ns off)."""
+    b, truth = make_batch("K", n_cell=1, n_ant=6, n_samp=16, noise=0.0, seed=9)
+    w = b.weight[0]
+    for k in range(len(b.ant1)):
+        pair = {int(b.ant1[k]), int(b.ant2[k])}
+        keep = 5 if 2 in pair else 2 if 3 in pair else None
+        if keep is not None:                          # hand p (XX) only
+            x = w[k, keep, 0]
+            w[k, :, 0] = 0.0
+            w[k, keep, 0] = x
+    res = solve("K", b, "numba", SolveOptions(flag_nonconverged=True, min_bl_per_ant=3))
+    pol = res.extra["pol_flags"]
+    assert pol[0, [2, 3], 0].all() and not pol[0, [0, 1, 4, 5], 0].any(), pol[0, :, 0]
+    assert res.extra["delay_undetermined"][0, [2, 3]].all()
+    tau = truth["tau"][0]
+    r = int(res.extra["ref_ant_hand"][0, 0])
+    ok = ~pol[0, :, 0]
+    np.testing.assert_allclose(res.delay[0, ok, 0], (tau[:, 0] - tau[r, 0])[ok], atol=1e-6)

@@ -157,16 +157,32 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
     if hands:
         from . import handsolve
         if tt.freq == "delay" and some:
-            # an antenna (hand) whose data lie at one frequency has no delay (quality.delay_undetermined):
-            # its baselines' samples in that hand leave its (delay, phase) free along a line, which the fit
-            # did not settle -- the other antennas' delays came out 0.2-2 ns off (a review) where that
-            # hand flagged whole gave 0.002 ns; they are taken out of the solve, as minblperant's are
-            d_und = quality.delay_undetermined(batch, tt.corr, True)          # (n_cell, n_ant, 2)
-            for h, c in zip((0, 1), HAND_CORR):
-                for ci, a in zip(*np.nonzero(d_und[..., h])):
-                    on = (batch.ant1 == a) | (batch.ant2 == a)
-                    batch.weight[ci, on, :, c] = 0.0
-        had_h, dropped_h, has_h = handsolve.presence(batch, jones_type, opts.min_bl_per_ant)
+            d_und = np.zeros((batch.n_cell, batch.n_ant, 2), bool)
+        had_h = dropped_h = None
+        while True:
+            if d_und is not None:
+                # an antenna (hand) whose data lie at one frequency has no delay (quality.delay_undetermined):
+                # its samples in that hand leave its (delay, phase) free along a line, which the fit did not
+                # settle -- the other antennas' delays came out 0.2-2 ns off (a review) where the hand
+                # flagged whole gave 0.002 ns; they are taken out of the solve, as minblperant's are.  Until
+                # nothing changes: taking one out can leave another at one frequency (a second review: left
+                # unflagged, 9.6 ns off)
+                while True:
+                    new = quality.delay_undetermined(batch, tt.corr, True) & ~d_und     # (n_cell, n_ant, 2)
+                    if not new.any():
+                        break
+                    d_und |= new
+                    for h, c in zip((0, 1), HAND_CORR):
+                        for ci, a in zip(*np.nonzero(new[..., h])):
+                            on = (batch.ant1 == a) | (batch.ant2 == a)
+                            batch.weight[ci, on, :, c] = 0.0
+            h_had, h_dropped, has_h = handsolve.presence(batch, jones_type, opts.min_bl_per_ant)
+            had_h = h_had if had_h is None else had_h
+            dropped_h = h_dropped if dropped_h is None else (dropped_h | h_dropped)
+            if d_und is None or not h_dropped.any():
+                break
+            # minblperant took antennas out: another may now be left at one frequency (a second review: a
+            # regression of the first version, which tested once, before minblperant) -- test again
         had, dropped, has = had_h.any(-1), dropped_h.any(-1), has_h.any(-1)
     else:
         had = antennas_with_data(batch, jones_type, bl_has)
