@@ -170,20 +170,37 @@ def _error(s):
         return np.where(np.isfinite(snr) & (snr > 0), 1.0 / snr, np.nan)
 
 
-def _cross_phase(cp, kc):
-    """(n_f, n_t) cross-hand phase (rad) of CP times KC (``kc``: the KC set of the same cell, or None) at
-    CP's bins: arg(J_qq conj(J_pp)) of the product, every antenna's the same (a global term); NaN where
-    flagged.  KC = diag(exp(-2 pi i tau nu), 1) adds +2 pi tau nu."""
+def _kc_of(kc_sets, cp):
+    """The KC sets of CP set ``cp``'s field and SPW (any scan: a KC per scan beside a CP over 'inf'), in
+    time order."""
+    fld, spw = str(cp.attrs.get("field_name", "")), int(cp.attrs.get("spw", -1))
+    return sorted([x for x in kc_sets if str(x.attrs.get("field_name", "")) == fld
+                   and int(x.attrs.get("spw", -1)) == spw],
+                  key=lambda x: float(np.min(x.time)) if np.size(x.time) else 0.0)
+
+
+def _cross_phase(cp, kcs):
+    """Cross-hand phase (rad) of CP times KC at CP's bins: arg(J_qq conj(J_pp)) of the product, every
+    antenna's the same (a global term); NaN where flagged.  ``kcs``: the KC sets of its field and SPW
+    (:func:`_kc_of`; KC = diag(exp(-2 pi i tau nu), 1) adds +2 pi tau nu), or [].  (n_f, n_t) -- or
+    (n_f, n_tk), one column per KC solution time, for a CP of one time beside a KC per scan (whose slope
+    the rounds trade with CP's phases: a review found CP alone moving by 3x its noise where the product
+    stood still)."""
     J = np.asarray(cp.jones)
     ok = ~np.asarray(cp.flags, bool)
     z = np.where(ok, J[..., 1, 1] * np.conj(J[..., 0, 0]), 0).sum(axis=0)           # (n_f, n_t)
     ph = np.where(ok.any(axis=0), np.angle(z), np.nan)
-    if kc is not None and kc.delay is not None:
-        tau = np.asarray(kc.delay, float)[..., 0]                                     # (n_ant, 1, n_tk)
+    taus = []
+    for kc in kcs:
+        if kc.delay is None:
+            continue
+        tau = np.asarray(kc.delay, float)[..., 0]                                     # (n_ant, n_fk, n_tk)
         with warnings.catch_warnings():             # a time flagged on every antenna: NaN, said once
             warnings.simplefilter("ignore", RuntimeWarning)
-            tau = np.nanmedian(np.where(np.asarray(kc.flags, bool), np.nan, tau), axis=0)[0]   # (n_tk,)
-        if tau.shape[0] in (1, ph.shape[1]):
+            taus.append(np.nanmedian(np.where(np.asarray(kc.flags, bool), np.nan, tau), axis=0)[0])
+    if taus:
+        tau = np.concatenate(taus)                                                    # (n_tk,)
+        if ph.shape[1] in (1, len(tau)):
             ph = ph + 2 * np.pi * 1e-9 * np.asarray(cp.freq, float)[:, None] * tau[None, :]
     return ph
 
@@ -200,8 +217,8 @@ def round_changes(cfg, n_ext, start, terms):
         if st.jones_type not in ("CP", "D"):
             continue
         old = {_set_key(x): x for x in start[n_ext + k].sets}
-        kc_old = {_set_key(x): x for x in start[kc_idx[0]].sets} if kc_idx else {}
-        kc_new = {_set_key(x): x for x in terms[kc_idx[0]].sets} if kc_idx else {}
+        kc_old = list(start[kc_idx[0]].sets) if kc_idx else []
+        kc_new = list(terms[kc_idx[0]].sets) if kc_idx else []
         chg, err = [], []
         for s in terms[n_ext + k].sets:
             o = old.get(_set_key(s))
@@ -209,11 +226,14 @@ def round_changes(cfg, n_ext, start, terms):
             if o is None or e is None or np.shape(o.jones) != np.shape(s.jones):
                 continue
             if st.jones_type == "CP":
-                d = np.abs(np.angle(np.exp(1j * (_cross_phase(s, kc_new.get(_set_key(s)))
-                                                  - _cross_phase(o, kc_old.get(_set_key(s)))))))
+                pn, po = _cross_phase(s, _kc_of(kc_new, s)), _cross_phase(o, _kc_of(kc_old, o))
+                if pn.shape != po.shape:
+                    continue
+                d = np.abs(np.angle(np.exp(1j * (pn - po))))
                 with warnings.catch_warnings():     # a flagged cell: NaN
                     warnings.simplefilter("ignore", RuntimeWarning)
                     e = np.nanmedian(e, axis=(0, 3))                                     # (n_f, n_t)
+                e = np.broadcast_to(e, d.shape) if e.shape[1] == 1 else e
             else:
                 jn, jo = np.asarray(s.jones), np.asarray(o.jones)
                 d = np.stack([np.abs(jn[..., 0, 1] - jo[..., 0, 1]),
@@ -251,13 +271,13 @@ def _moved(changes, cfg):
         if not (ratio > UNCONVERGED and c > NEGLIGIBLE.get(jt, 0.0)):
             continue
         unit = (lambda x: f"{np.degrees(x):.3g} deg") if jt == "CP" else (lambda x: f"{x:.3g}")
-        out.append((key, f"{key} by {unit(c)} (median; its noise {unit(e)})"))
+        out.append((key, f"{key} by {unit(c)} (median), {ratio:.2g} x its noise (median {unit(e)})"))
     return out
 
 
 def warn_unconverged(changes, cfg, log, probe=None):
     """Warn when the rounds of ``iterations`` have not converged: with a CP and a D step, when the probe
-    (:func:`probe_changes`: the earlier of the two solved once more on the final chain) moves by more
+    (:func:`probe_changes`: one more round solved on the final chain) moves CP or D by more
     than :data:`UNCONVERGED` times its noise and more than :data:`NEGLIGIBLE` -- the chain is not at its
     fixed point, and the cross-hand terms are still off by about that much or more (a review: 4 scans
     of 3C286 on linear feeds, the cross-hand phase 2.9 deg off after 3 rounds, each round moving it by
@@ -274,7 +294,8 @@ def warn_unconverged(changes, cfg, log, probe=None):
                f"{' and '.join(p for _, p in parts)} -- the rounds have not converged, and the cross-hand "
                "terms are likely still off by that much or more. Raise iterations (e.g. double it, and "
                "compare the results); a polarised calibrator with few scans or little parallactic-angle "
-               "coverage converges slowly")
+               "coverage converges slowly. If doubling does not clear it, the rounds alternate between two "
+               "states (seen with KC per scan: solve KC over 'inf')")
         log.warning(msg)
         return msg
     r = judged_round(cfg)
