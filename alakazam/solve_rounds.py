@@ -171,8 +171,12 @@ def _error(s):
 
 
 def _kc_of(kc_sets, cp):
-    """The KC sets of CP set ``cp``'s field and SPW (any scan: a KC per scan beside a CP over 'inf'), in
-    time order."""
+    """The KC sets of CP set ``cp``: the one of its field, SPW and scan when there is one (both per scan: a
+    review found a per-scan CP spread over every scan's KC), else every KC set of its field and SPW (a KC
+    per scan beside a CP over 'inf'), in time order."""
+    same = [x for x in kc_sets if _set_key(x) == _set_key(cp)]
+    if same:
+        return same
     fld, spw = str(cp.attrs.get("field_name", "")), int(cp.attrs.get("spw", -1))
     return sorted([x for x in kc_sets if str(x.attrs.get("field_name", "")) == fld
                    and int(x.attrs.get("spw", -1)) == spw],

@@ -168,7 +168,11 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
                 # nothing changes: taking one out can leave another at one frequency (a second review: left
                 # unflagged, 9.6 ns off)
                 while True:
-                    new = quality.delay_undetermined(batch, tt.corr, True) & ~d_und     # (n_cell, n_ant, 2)
+                    # (delay_undetermined is True for a hand without data too: only hands with data here)
+                    with_data = np.stack([quality.count_per_antenna(
+                        quality.baselines_with_data(batch.weight, (c,)), batch.ant1, batch.ant2,
+                        batch.n_ant) > 0 for c in HAND_CORR], axis=-1)
+                    new = quality.delay_undetermined(batch, tt.corr, True) & with_data & ~d_und
                     if not new.any():
                         break
                     d_und |= new
