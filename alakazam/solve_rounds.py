@@ -129,13 +129,14 @@ def probe_changes(ctx, cfg, ext_terms, step_fields, spw_sel, solve_unit, after_u
     if pair != {"CP", "D"}:
         return None
     final = list(ctx.prior)
-    said, stats = dict(warnonce._SAID), copy.deepcopy(ctx.stats)
+    stats = copy.deepcopy(ctx.stats)
     n_rc = len(ctx.round_changes)
     was = logging.root.manager.disable
     logging.disable(logging.CRITICAL)       # the probe's messages would repeat the last round's
     try:
-        probe = iterate_round(ctx, cfg, ext_terms, step_fields, spw_sel, lambda *a, **k: None,
-                              cfg.iterations - 1, solve_unit, after_unit)
+        with warnonce.unsaid():
+            probe = iterate_round(ctx, cfg, ext_terms, step_fields, spw_sel, lambda *a, **k: None,
+                                  cfg.iterations - 1, solve_unit, after_unit)
     finally:
         logging.disable(was)
         del ctx.round_changes[n_rc:]
@@ -143,8 +144,6 @@ def probe_changes(ctx, cfg, ext_terms, step_fields, spw_sel, solve_unit, after_u
         ctx.prior = final
         ctx.stats = stats
         ctx.cache.clear()
-        warnonce._SAID.clear()
-        warnonce._SAID.update(said)
     return round_changes(cfg, len(ext_terms), final, probe)
 
 

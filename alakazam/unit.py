@@ -60,8 +60,8 @@ class _Context:
     # the same keys -> the CP step's model power measured in the first round (_measures_model_power);
     # later rounds, whose CP model carries the block's D, keep it (calibration/leakcheck.py)
     cp_model_power: dict = field(default_factory=dict)
-    # iterations: per round after the first, {step key: (median change, median noise)} of the cross-hand
-    # terms (solve_rounds.round_changes; the warning when the last round still moved them)
+    # iterations: per round after the first, {step key: (median change, median noise, median ratio)} of
+    # the CP and D steps (solve_rounds.round_changes; the rounds' convergence, solve_rounds.warn_unconverged)
     round_changes: list = field(default_factory=list)
 
     def __getstate__(self):

@@ -189,3 +189,21 @@ def test_field_range_warning_once_per_task_call_or_run(caplog, tmp_path):
     with caplog.at_level(logging.WARNING, logger="alakazam"):
         akflag(vis=ms, mode="manual", field="0~5", action="calculate")
     assert said() == 1, caplog.text
+
+
+def test_warn_once_unsaid_forgets_what_was_said_inside(caplog):
+    """warnonce.unsaid: a message said inside (a convergence probe's, with logging off) does not keep the
+    same message from being said after it; one said before stays said."""
+    import logging
+
+    from alakazam.core import warnonce
+
+    with caplog.at_level(logging.WARNING, logger="alakazam"), warnonce.SCOPE.keep():
+        warnonce.warning("alakazam", "before")
+        with warnonce.unsaid():
+            warnonce.warning("alakazam", "inside")
+            warnonce.warning("alakazam", "before")
+        warnonce.warning("alakazam", "inside")
+        warnonce.warning("alakazam", "before")
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["before", "inside", "inside"], said

@@ -9,6 +9,7 @@ de-duplication off.  Pinned by tests/test_selection.py.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 
@@ -27,6 +28,20 @@ def warning(logger: str, msg: str, *args) -> None:
                 return
             _SAID[text] = True
     logging.getLogger(logger).warning(text)
+
+
+@contextlib.contextmanager
+def unsaid():
+    """What is said inside is forgotten after it (a run's probe whose messages are not shown: they must
+    not keep the run's own, later ones from being said; solve_rounds.probe_changes)."""
+    with SCOPE.lock:
+        kept = dict(_SAID)
+    try:
+        yield
+    finally:
+        with SCOPE.lock:
+            _SAID.clear()
+            _SAID.update(kept)
 
 
 def scoped(func):

@@ -169,17 +169,12 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
                 # unflagged, 9.6 ns off)
                 while True:
                     # (delay_undetermined is True for a hand without data too: only hands with data here)
-                    with_data = np.stack([quality.count_per_antenna(
-                        quality.baselines_with_data(batch.weight, (c,)), batch.ant1, batch.ant2,
-                        batch.n_ant) > 0 for c in HAND_CORR], axis=-1)
-                    new = quality.delay_undetermined(batch, tt.corr, True) & with_data & ~d_und
+                    new = (quality.delay_undetermined(batch, tt.corr, True) & handsolve.with_data(batch)
+                           & ~d_und)
                     if not new.any():
                         break
                     d_und |= new
-                    for h, c in zip((0, 1), HAND_CORR):
-                        for ci, a in zip(*np.nonzero(new[..., h])):
-                            on = (batch.ant1 == a) | (batch.ant2 == a)
-                            batch.weight[ci, on, :, c] = 0.0
+                    handsolve.take_out(batch, new)
             h_had, h_dropped, has_h = handsolve.presence(batch, jones_type, opts.min_bl_per_ant)
             had_h = h_had if had_h is None else had_h
             dropped_h = h_dropped if dropped_h is None else (dropped_h | h_dropped)
@@ -192,19 +187,16 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
         had = antennas_with_data(batch, jones_type, bl_has)
         dropped = quality.drop_sparse_antennas(batch, jones_type, opts.min_bl_per_ant, bl_has)  # minblperant
         has = antennas_with_data(batch, jones_type) if dropped.any() else had
-    # K, KC: a cell whose data lie at one frequency has no delay (quality.delay_undetermined)
+    # K, KC: a cell whose data lie at one frequency has no delay (quality.delay_undetermined).  K's hands
+    # of that kind were taken out above: without data, they reference nothing (as refant, its aliased
+    # delay was every other antenna's common offset per hand, 129.6 / 53.7 ns: a review)
     dund = None
-    if hands and d_und is not None:         # (taken out of the solve above: no data left, flagged for this)
+    if hands and d_und is not None:
         dund = d_und
     elif tt.freq == "delay" and some and not hands:
         dund = quality.delay_undetermined(batch, tt.corr, False)[:, None] & has
-    # a reference needs a determined solution: K referenced to a refant (hand) left with one channel took
-    # its aliased delay as every other antenna's common offset, per hand (129.6 / 53.7 ns: a review);
-    # such a hand references nothing and is solved with the next reference, as one without data
-    ref_has_h = (has_h & ~dund if dund is not None else has_h) if hands else None
-    has_ref = ref_has_h.any(-1) if hands else has
-    ref = choose_ref(has_ref, batch.ref_ants or batch.ref_ant,
-                     antenna_weight(batch, jones_type) if not has_ref[:, batch.ref_ant].all() else None)
+    ref = choose_ref(has, batch.ref_ants or batch.ref_ant,
+                     antenna_weight(batch, jones_type) if not has[:, batch.ref_ant].all() else None)
     # G / T amplitudes (calmode 'ap' / 'a'): an antenna whose baselines close no odd cycle (an array of
     # two antennas) has |g| undetermined; flagged below whatever minsnr is (quality module docstring)
     undet = None
@@ -223,7 +215,7 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
         return backend_module.solve_params(jones_type, b, init, r, opts)
 
     if hands:       # a hand the cell's reference has no data in: out of the first solve, solved below
-        todo, saved = handsolve.hands_to_redo(batch, ref_has_h, ref)
+        todo, saved = handsolve.hands_to_redo(batch, has_h, ref)
     init = initial_guess(jones_type, batch, ref)
     params, n_iter, conv, cost = solve_cells(batch, init, ref)
     params = reference(jones_type, params, ref, batch)
@@ -234,7 +226,7 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
         cost = None
     ref_hand = None
     if hands:       # a hand the cell's reference has no data in: solved again with the hand's own
-        ref_hand, redo = handsolve.solve_hands(jones_type, batch, backend_module, opts, ref_has_h, ref,
+        ref_hand, redo = handsolve.solve_hands(jones_type, batch, backend_module, opts, has_h, ref,
                                                solve_cells)
         if redo:
             n_iter, conv = np.array(n_iter), np.array(conv, bool)

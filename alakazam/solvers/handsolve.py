@@ -32,6 +32,20 @@ import numpy as np
 from ..core.handflags import HAND_CORR, HANDS
 
 
+def _with_data(batch, c, bl=None):
+    """(n_cell, n_ant) bool: the antenna has weight > 0 on correlation ``c`` (``bl``: its baselines with
+    data, when known)."""
+    from . import quality
+
+    bl = quality.baselines_with_data(batch.weight, (c,)) if bl is None else bl
+    return quality.count_per_antenna(bl, batch.ant1, batch.ant2, batch.n_ant) > 0
+
+
+def with_data(batch):
+    """(n_cell, n_ant, 2) bool: the antenna has data in the hand (its parallel correlation)."""
+    return np.stack([_with_data(batch, c) for c in HAND_CORR], -1)
+
+
 def presence(batch, jones_type, min_bl):
     """``(had, dropped, has)``, each (n_cell, n_ant, 2) bool: data before minblperant, the antennas
     minblperant removed (per hand; ``batch.weight`` changed in place) and data after it."""
@@ -40,14 +54,21 @@ def presence(batch, jones_type, min_bl):
     had, dropped, has = [], [], []
     for c in HAND_CORR:
         bl = quality.baselines_with_data(batch.weight, (c,))
-        h0 = quality.count_per_antenna(bl, batch.ant1, batch.ant2, batch.n_ant) > 0
+        h0 = _with_data(batch, c, bl)
         d = quality.drop_sparse_antennas(batch, jones_type, min_bl, bl, corr=(c,))
-        h1 = (quality.count_per_antenna(quality.baselines_with_data(batch.weight, (c,)), batch.ant1,
-                                        batch.ant2, batch.n_ant) > 0) if d.any() else h0
+        h1 = _with_data(batch, c) if d.any() else h0
         had.append(h0)
         dropped.append(d)
         has.append(h1)
     return np.stack(had, -1), np.stack(dropped, -1), np.stack(has, -1)
+
+
+def take_out(batch, hands):
+    """Zero ``batch.weight`` of the hands ``hands`` ((n_cell, n_ant, 2) bool): each one's correlation on
+    the antenna's baselines in that cell (taken out of the solve, as minblperant does)."""
+    for h, c in zip(HANDS, HAND_CORR):
+        for ci, a in zip(*np.nonzero(hands[..., h])):
+            batch.weight[ci, (batch.ant1 == a) | (batch.ant2 == a), :, c] = 0.0
 
 
 def hand_weight(batch):

@@ -402,12 +402,10 @@ def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
         fields = ", ".join(dict.fromkeys(s.field_name for s in sets))
         if _had_data(sets, refs[0]):
             # its samples reached the solve but carried no signal (taken out: solvers/nosignal.py)
-            log.warning("%s: refant %s has data but no usable solution in the selection (field(s) %s, spw "
-                        "%s: its solutions are flagged in every cell -- SNR below minsnr, a dead antenna or "
-                        "feed the flags do not mark%s); %s is the reference instead (solver_stats/ref_ant%s)",
-                        where, names[refs[0]], fields, spw,
-                        ", or a delay from data at one frequency" if jones_type in ("K", "KC") else "",
-                        R_text, ", attr ref_ant_hands" if hand_R else "")
+            log.warning("%s: refant %s has data but no signal in the selection (field(s) %s, spw %s: its "
+                        "solutions are flagged in every cell, SNR below minsnr -- a dead antenna or feed "
+                        "the flags do not mark); %s is the reference instead (solver_stats/ref_ant%s)",
+                        where, names[refs[0]], fields, spw, R_text, ", attr ref_ant_hands" if hand_R else "")
         else:
             one_f = (" -- or its samples lie at one frequency, which fixes no delay"
                      if jones_type in ("K", "KC") else "")
@@ -424,11 +422,9 @@ def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
             unused = _first_unused(sets, refs[0], hand=h)
             if unused and _had_data(sets, refs[0], hand=h):
                 # its samples in this hand reached the solve but carried no signal (solvers/nosignal.py)
-                log.warning("%s: hand %s: the first reference antenna %s has data but no usable solution in "
-                            "this hand (flagged in every cell: SNR below minsnr%s); %s is its reference "
-                            "(attr ref_ant_hands)", where, "pq"[h], names[refs[0]],
-                            ", or a delay from data at one frequency" if jones_type == "K" else "",
-                            names[r])
+                log.warning("%s: hand %s: the first reference antenna %s has data but no signal in this hand "
+                            "(flagged in every cell, SNR below minsnr); %s is its reference (attr "
+                            "ref_ant_hands)", where, "pq"[h], names[refs[0]], names[r])
             elif unused:
                 log.warning("%s: hand %s: the first reference antenna %s has data in this hand in no "
                             "cell%s; %s is its reference (attr ref_ant_hands)", where, "pq"[h],
