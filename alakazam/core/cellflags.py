@@ -203,6 +203,8 @@ from functools import partial
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import overload
 
 from .._numba import njit, threaded
 from . import prefault, rfi
@@ -240,7 +242,7 @@ MIN_SCALE_SAMPLES = 16
 
 
 @njit(inline="always")
-def _bad_row(d1, m1, use_model, wr, fr, orow, code):
+def _bad_row(d1, m1, use_model, wr, fr, orow, code, words, row, t):
     # one row of _bad_values: orow = fr plus the row's bad values; their number.  ``d1``, ``m1``: the
     # row's flat DATA and MODEL views (rfi.flat_rows; ``m1`` not read without a model), ``wr``, ``fr``,
     # ``orow`` its (n_chan, n_corr) weight, flag and output views.  A flat (vectorised) pass over the
@@ -248,7 +250,8 @@ def _bad_row(d1, m1, use_model, wr, fr, orow, code):
     # 3 MODEL non-zero), then the per-channel decisions from the codes.  ``code``: the caller's scratch
     # of at least n_chan * n_corr bytes, allocated once per kernel call (one allocation per row made
     # narrow rows -- 1-8 channels -- 2.5-6x slower than nested loops).  One loop for every row width
-    # and layout (the callers pass C-contiguous DATA and MODEL): the solve compiles one (issue 16)
+    # and layout (the callers pass C-contiguous DATA and MODEL): the solve compiles one (issue 16).
+    # ``words``, ``row``, ``t``: :func:`_decide_row`'s (the word views or None, the row, the thread)
     n = len(d1)
     if use_model:
         for i in range(n):
@@ -263,24 +266,16 @@ def _bad_row(d1, m1, use_model, wr, fr, orow, code):
             v = d1[i]
             code[i] = (np.uint8(not (np.isfinite(v.real) and np.isfinite(v.imag)))
                        | (np.uint8((v.real != 0) | (v.imag != 0)) << 1))
-    return _bad_decide(use_model, wr, fr, orow, code)
+    return _decide_row(use_model, wr, fr, orow, code, words, row, t, orow.shape[1])
 
 
 @njit(inline="always")
 def _bad_decide(use_model, wr, fr, orow, code):
-    # _bad_row's per-sample decisions from the row's sample codes; the number of new bad values.
-    # ``fr``, ``orow``: C-contiguous row views (every caller's flags are C-contiguous: the word views
-    # below do not compile for other layouts).  Rows of 4 or 2 correlations take the word path
-    # (:func:`_bad_decide_words`, 15x faster per sample: the loops below branch per sample), the same
-    # flags and count
+    # _bad_row's per-sample decisions from the row's sample codes; the number of new bad values: the
+    # byte path, for layouts without a word type (:data:`_WORD`: 3 correlations).  Rows of 1, 2 or 4
+    # correlations take the word path (:func:`_bad_decide_words`, 15x faster per sample: the loops
+    # below branch per sample; the same flags and count), chosen by :func:`_decide_row`
     n_chan, n_corr = orow.shape
-    n = n_chan * n_corr
-    if n_corr == 4:
-        return _bad_decide_words(use_model, wr, fr.reshape(n).view(np.uint32),
-                                 orow.reshape(n).view(np.uint32), code[:n].view(np.uint32), 4)
-    if n_corr == 2:
-        return _bad_decide_words(use_model, wr, fr.reshape(n).view(np.uint16),
-                                 orow.reshape(n).view(np.uint16), code[:n].view(np.uint16), 2)
     nb = 0
     for chan in range(n_chan):
         acc = np.uint8(0)
@@ -385,12 +380,6 @@ def _copy_row(src, dst):
             dst[chan, c] = src[chan, c]
 
 
-@njit(inline="always")
-def _bad_codes(data):
-    # the scratch of _bad_row for rows of ``data`` (one per kernel call, not one per row)
-    return np.empty(data.shape[1] * data.shape[2], np.uint8)
-
-
 #: flag_bad_values' kernel takes the nested loops (:func:`_bad_row_2d`) on rows of fewer samples
 #: (n_chan * n_corr): the flat pass's fixed cost per row made rows of 1-4 channels x 4 correlations
 #: 1.5-4x slower (measured: 1 channel, 17664 rows, 0.44 ms nested against 1.87 ms flat).  Only there:
@@ -435,34 +424,36 @@ def _bad_row_2d(dr, mr, use_model, wr, fr, orow):
 
 
 @njit
-def _bad_values(start, stride, data, model, weight, flag, out, use_model):
+def _bad_values(start, stride, data, model, weight, flag, out, use_model, codes, words):
     # rows start, start + stride, ... (_numba.threaded; each row writes only out[row]); ``data``,
-    # ``model`` C-contiguous (flat row views; narrow rows: the nested loops, BAD_ROW_FLAT_MIN)
+    # ``model`` C-contiguous (flat row views; narrow rows: the nested loops, BAD_ROW_FLAT_MIN);
+    # ``codes``, ``words``: :func:`_bad_scratch`'s
     n_bad = 0
     if data.shape[1] * data.shape[2] < BAD_ROW_FLAT_MIN:
         for row in range(start, data.shape[0], stride):
             n_bad += _bad_row_2d(data[row], model[row] if use_model else model[0], use_model, weight[row],
                                  flag[row], out[row])
         return n_bad
-    code = _bad_codes(data)
+    code = codes[start]
     d2 = flat_rows(data)
     m2 = flat_rows(model)
     for row in range(start, data.shape[0], stride):
         # row views (2-d indexing in the inner loops)
         n_bad += _bad_row(d2[row], m2[row] if use_model else m2[0], use_model, weight[row], flag[row],
-                          out[row], code)
+                          out[row], code, words, row, start)
     return n_bad
 
 
 @njit
-def _bad_values_rows(start, stride, rows, data, model, weight, flag, out, prior, use_model):
+def _bad_values_rows(start, stride, rows, data, model, weight, flag, out, prior, use_model, codes, words):
     # _bad_values of rows[start::stride] (_numba.threaded), each also copied to prior[row]
-    code = _bad_codes(data)
+    code = codes[start]
     d2 = flat_rows(data)
     m2 = flat_rows(model)
     for i in range(start, len(rows), stride):
         row = rows[i]
-        _bad_row(d2[row], m2[row] if use_model else m2[0], use_model, weight[row], flag[row], out[row], code)
+        _bad_row(d2[row], m2[row] if use_model else m2[0], use_model, weight[row], flag[row], out[row], code,
+                 words, row, start)
         _copy_row(out[row], prior[row])
 
 
@@ -479,8 +470,28 @@ def flag_bad_values(data, model, weight, flag):
     m = np.ascontiguousarray(model) if use_model else np.zeros((1, 1, 1), np.complex64)
     w = np.broadcast_to(weight, data.shape)
     f = np.ascontiguousarray(flag, bool)        # (C-contiguous: _bad_decide's word views)
-    n = sum(threaded(_bad_values, data.shape[0], data, m, w, f, out, use_model))
+    codes, words = _bad_scratch(f, out)
+    n = sum(threaded(_bad_values, data.shape[0], data, m, w, f, out, use_model, codes, words))
     return out, int(n)
+
+
+def _decide_row(use_model, wr, fr, orow, code, words, row, t, n_corr):
+    """The bad values of one row in the bad values' kernels: :func:`_bad_decide` when ``words`` is
+    None, else :func:`_bad_decide_words` on the caller's word views (:func:`_bad_word_views`; ``t``
+    the thread's row of the codes).  Chosen by type when the kernel compiles (an ``is None`` test on
+    an argument is not pruned by numba, so both paths compiled): only one path is compiled."""
+
+
+@overload(_decide_row)
+def _decide_row_impl(use_model, wr, fr, orow, code, words, row, t, n_corr):
+    if isinstance(words, types.NoneType):
+        def bytes_path(use_model, wr, fr, orow, code, words, row, t, n_corr):
+            return _bad_decide(use_model, wr, fr, orow, code)
+        return bytes_path
+
+    def words_path(use_model, wr, fr, orow, code, words, row, t, n_corr):
+        return _bad_decide_words(use_model, wr, words[0][row], words[1][row], words[2][t], n_corr)
+    return words_path
 
 
 #: :func:`_levels_and_ratios` writes buf this many rows at a time (64 bytes of float32)
@@ -490,7 +501,7 @@ BUF_TILE = 16
 @njit
 def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, use_model, level, buf, stride,
                        xkeep, keep_x, coh, fuse_bad, flag_in, weight, prior,
-                       known):
+                       known, codes, words):
     # one row-parallel pass over the rows[lo:hi] of a group (each row writes its own level and its own
     # column of buf: race-free): level[row, k] = median of x over the row's unflagged channels, every
     # stride-th (NaN when too few), buf[k, chan, i] = x / level (float32; NaN: flagged or unusable), so
@@ -504,6 +515,10 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
     # copied to prior[row] -- flag_chunk's first stage in the same pass over the row (the row's data
     # is read once; the same flags)
     # ``data``, ``model`` C-contiguous: their flat row views (rfi.flat_rows) for the bad values and ratios
+    # ``codes``, ``words``: :func:`_bad_scratch`'s -- the per-thread sample codes and the word views
+    # made by the caller: the bad values then take the word path (:func:`_bad_decide_words`) of this
+    # layout alone, and the kernel compiles no array view, nor the other layouts' paths
+    # (:func:`_decide_row`, chosen by type; issue 16, cold start)
     n_chan, n_corr = data.shape[1], data.shape[2]
     d2 = flat_rows(data)
     m2 = flat_rows(model)
@@ -513,7 +528,7 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
     scratch1 = np.empty(n_chan * n_corr, np.float32)
     scratch = scratch1.reshape(n_chan, n_corr)
     xs = np.empty(n_chan)
-    code = _bad_codes(data)
+    code = codes[start]
     per = (hi - lo + step - 1) // step
     i_end = min((start + 1) * per, hi - lo)
     # the normalised ratios of BUF_TILE consecutive rows go to ``tile`` first, then to buf one run of
@@ -536,7 +551,7 @@ def _levels_and_ratios(start, step, data, model, out, rows, lo, hi, use_corr, us
             # the ratios and the bad values' sample codes in one loop over the row's data
             if _ratios_codes(d1, m1, use_model, x1, code):
                 _row_ratios64(d1, m1, use_model, x1)
-            _bad_decide(use_model, weight[row], flag_in[row], orow, code)
+            _decide_row(use_model, weight[row], flag_in[row], orow, code, words, row, start, n_corr)
             o1 = o2[row]
             p1 = p2[row]
             for j in range(len(o1)):        # (flat: vectorised)
@@ -1507,6 +1522,28 @@ def _words(flag, prior, use_corr):
     return (flag.view(dt).reshape(shape), prior.view(dt).reshape(shape), dt(mask), dt(ones))
 
 
+def _bad_scratch(flag_in, out):
+    """``(codes, words)`` for the bad values' kernels: per-thread sample codes (threads, n_chan *
+    n_corr) uint8 and :func:`_bad_word_views` of ``flag_in``, ``out`` and the codes (None when the
+    layout has none)."""
+    codes = np.empty((max(1, numba.get_num_threads()), out.shape[1] * out.shape[2]), np.uint8)
+    return codes, _bad_word_views(flag_in, out, codes)
+
+
+def _bad_word_views(flag_in, out, codes):
+    """``(flag_in, out, codes)`` viewed as (rows, n_chan) unsigned words, one per channel (byte c =
+    correlation c, in memory order), for :func:`_bad_decide_words` in :func:`_levels_and_ratios`; None
+    when the layout has no word type (:data:`_WORD`) or an array is not C-contiguous bool / uint8."""
+    n_corr = out.shape[2]
+    dt = _WORD.get(n_corr)
+    if (dt is None or flag_in.dtype != np.bool_ or out.dtype != np.bool_ or flag_in.shape != out.shape
+            or not (flag_in.flags.c_contiguous and out.flags.c_contiguous and codes.flags.c_contiguous)):
+        return None
+    shape = out.shape[:2]
+    return (flag_in.view(dt).reshape(shape), out.view(dt).reshape(shape),
+            codes.view(dt).reshape(codes.shape[0], shape[1]))
+
+
 @njit
 def _count_new_words(start, stride, fw, pw, rows, mask, counts):
     # _count_new on the word views (_words): the same counts
@@ -1624,7 +1661,8 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         w_in = np.broadcast_to(bad_in[1], data.shape)
         rest = np.flatnonzero(~cross).astype(np.int64)       # the rows no group's pass reads
         if len(rest):
-            threaded(_bad_values_rows, len(rest), rest, data, m, w_in, flag_in, out, prior, use_model)
+            threaded(_bad_values_rows, len(rest), rest, data, m, w_in, flag_in, out, prior, use_model,
+                     *_bad_scratch(flag_in, out))
     else:
         fuse = False
         flag_in, w_in = out, _NO_WEIGHT
@@ -1663,6 +1701,8 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
     # the normalised ratios likewise: one buffer for the largest group (every element of a group's
     # leading part is written by :func:`_levels_and_ratios`)
     buf_all = np.empty(n_k * n_chan * most, np.float32)
+    # the bad values' per-thread sample codes, and their word views (None: the kernel's byte path)
+    codes, bad_words = _bad_scratch(flag_in, out)
     levels = _AntennaLevels()           # 1a. pooled per antenna across the chunk's blocks
     for i in range(len(bounds) - 1):
         lo, hi = int(bounds[i]), int(bounds[i + 1])
@@ -1671,7 +1711,7 @@ def _persistent_into(data, model, out, prior, group, ant1, ant2, use_corr, thres
         coh = np.zeros((hi - lo, n_k, 3))
         known = np.empty((hi - lo, n_k, 2))
         threaded(_levels_and_ratios, hi - lo, data, m, out, order, lo, hi, use_corr, use_model, level, buf,
-                 stride, xkeep, keep_x, coh, fuse, flag_in, w_in, prior, known)
+                 stride, xkeep, keep_x, coh, fuse, flag_in, w_in, prior, known, codes, bad_words)
         sb = seg_bounds[(seg_bounds >= lo) & (seg_bounds <= hi)]
         cols = (so[sb[0]:sb[-1]] - lo).astype(np.int64)      # buf columns of the segments, in order
         sbl = (sb - sb[0]).astype(np.int64)
