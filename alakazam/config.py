@@ -421,6 +421,25 @@ def _kwargs(cls, values) -> dict:
     return {k: v for k, v in values.items() if k in names}
 
 
+def parse_ref_ant(v):
+    """A reference antenna as given -- 'C03,C04', ['C03', 'C04'], 3 or 'C03' -- as one name/index or a
+    list in priority order (items of digits -> int), the same for akcal's refant and YAML's ref_ant.
+    '' or [] (CASA's unset refant) or None -> None: the default, ANTENNA index 0 or, when it has no
+    data in the MS, the first antenna with data (each cell then falls back to the antenna with the
+    most data where the reference has none, refantmode 'flex').  Other types are returned as given,
+    for the caller's check to name."""
+    if v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, (list, tuple)) and not v):
+        return None
+    if isinstance(v, str):
+        items = [s.strip() for s in v.split(",")]
+    elif isinstance(v, (list, tuple)):
+        items = list(v)
+    else:
+        return v
+    items = [int(x) if isinstance(x, str) and x.isdigit() else x for x in items]
+    return items[0] if len(items) == 1 else items
+
+
 def _field_list(v):
     if v is None:
         return None
@@ -537,10 +556,12 @@ def solve_config_from_dict(d, where="solve[0]", names=None, existing_keys=()) ->
         if t is not None and fw is not None:
             steps.append(st)
     ext = _external_preapply(d.get("external_preapply"), where, names, errs)
-    ref_default = d.get("ref_ant") is None
-    ref = 0 if ref_default else d["ref_ant"]
+    # 'C05,C09' as akcal's refant (a list in priority order); '' as no ref_ant (the default)
+    ref = parse_ref_ant(d.get("ref_ant"))
+    ref_default = ref is None
+    ref = 0 if ref_default else ref
     refs = ref if isinstance(ref, (list, tuple)) else [ref]
-    if not refs or any(isinstance(r, bool) or not isinstance(r, (int, str)) for r in refs):
+    if not refs or any(isinstance(r, bool) or not isinstance(r, (int, str)) or r == "" for r in refs):
         errs.add(_name("ref_ant", where, names), f"{ref!r} must be an antenna name or index, or a list of "
                                                  "them in priority order")
     elif isinstance(ref, (list, tuple)):

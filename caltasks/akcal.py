@@ -1,6 +1,6 @@
 """akcal: solve a chain of Jones terms (parameters: tasks_xml/akcal.xml)."""
 
-from alakazam.config import parse_freq_interval, solve_config_from_dict
+from alakazam.config import parse_freq_interval, parse_ref_ant, solve_config_from_dict
 from alakazam.errors import AlakazamError, ParameterError
 
 from .task import Task
@@ -42,21 +42,6 @@ def unselect(params, d):
         for k in ("timerange", "uvrange", "antenna", "observation"):
             d.pop(k, None)
     return d
-
-
-def _refant(v):
-    """'C03,C04' or ['C03', 'C04'] or 3 -> one name/index or a list in priority order (digits -> int).
-    '' or [] (CASA's unset refant) -> None: the default, ANTENNA index 0 or, when it has no data in the
-    MS, the first antenna with data (each cell then falls back to the antenna with the most data where
-    the reference has none, refantmode 'flex')."""
-    if (isinstance(v, str) and not v.strip()) or (isinstance(v, (list, tuple)) and not v):
-        return None
-    if isinstance(v, str):
-        items = [s.strip() for s in v.split(",")]
-    else:
-        items = list(v) if isinstance(v, (list, tuple)) else [v]
-    items = [int(x) if isinstance(x, str) and x.isdigit() else x for x in items]
-    return items[0] if len(items) == 1 else items
 
 
 def _solint_freq(solint, freqint, n_steps):
@@ -112,7 +97,7 @@ def build_config(params):
         bad_calmode = {}
     except ParameterError as e:         # reported with the config's errors, all together
         bad_calmode = e.errors
-    d["ref_ant"] = _refant(params["refant"])
+    d["ref_ant"] = parse_ref_ant(params["refant"])
     ep = d.pop("external_preapply")
     ep = {k: v for k, v in ep.items()          # "", None, [] dropped (a numpy array kept: no == test)
           if not (v is None or (isinstance(v, (str, list)) and len(v) == 0))}

@@ -157,3 +157,32 @@ def test_one_entry_list_serves_every_step():
     d["solve"][0]["time_interval"] = ["inf", "scan"] if n_solve != 2 else ["inf", "scan", "int"]
     with pytest.raises(ParameterError, match="entries but jones has"):
         run_config_from_dict(d)
+
+
+@pytest.mark.parametrize("given, expected, default", [
+    ("C05,C09", ["C05", "C09"], False),          # the README's form: a list in priority order
+    (" C05 , 3 ", ["C05", 3], False),             # digits -> ANTENNA index, as akcal's refant
+    (["C05", "C09"], ["C05", "C09"], False),
+    ("C05", "C05", False),
+    ("4", 4, False),
+    (2, 2, False),
+    ("", 0, True),                                # CASA's unset refant: the default
+    ([], 0, True),
+    (None, 0, True),
+])
+def test_ref_ant_string_list_as_akcal(given, expected, default):
+    """YAML ref_ant takes what akcal's refant takes (review 53c: 'C05,C09' was refused in YAML, given
+    whole to the antenna lookup, while akcal split it)."""
+    from alakazam.config import parse_ref_ant
+
+    s = solve_config_from_dict(dict(ms="x.ms", output="c.h5", ref_ant=given, jones=["G"],
+                                    time_interval=["inf"], freq_interval=["full"]))
+    assert s.ref_ant == expected and s.ref_ant_default is default
+    assert parse_ref_ant(given) == (None if default else expected)
+
+
+@pytest.mark.parametrize("bad", ["C05,,C09", [True], [1.5], {"a": 1}])
+def test_bad_ref_ant_named(bad):
+    with pytest.raises(ParameterError, match="ref_ant"):
+        solve_config_from_dict(dict(ms="x.ms", output="c.h5", ref_ant=bad, jones=["G"],
+                                    time_interval=["inf"], freq_interval=["full"]))

@@ -24,3 +24,16 @@ def test_refant_list_skips_an_antenna_without_data(sim_linear, caplog):
     with pytest.raises(ParameterError) as e:
         ms_io.resolve_antenna(meta, ["C01", "ZZ9", "C00"])                   # with an unknown name
     assert "'ZZ9' is not an antenna" in str(e.value) and "'C01' has no data" in str(e.value)
+
+
+def test_yaml_ref_ant_comma_string_passes_the_precheck(sim_linear):
+    """The run's pre-check reads YAML ref_ant 'C02,C00' as the list akcal's refant makes of it (review
+    53c: it was looked up whole, 'C02,C00' is not an antenna, and the run refused it); a bad name in
+    the string is still named."""
+    from alakazam.core import selcheck
+
+    ms, _ = sim_linear
+    assert "ref_ant" not in selcheck.ms_errors(dict(ms=ms, ref_ant="C02,C00"))
+    assert "ref_ant" not in selcheck.ms_errors(dict(ms=ms, ref_ant=""))
+    errs = selcheck.ms_errors(dict(ms=ms, ref_ant="C02,ZZ9"))
+    assert any("'ZZ9' is not an antenna" in m for m in errs["ref_ant"])

@@ -130,6 +130,9 @@ def ms_errors(d: dict, keys=None) -> dict:
                 if "," in item and out.get(key) and not out[key][-1].endswith(_LIST_HINT):
                     out[key][-1] += _LIST_HINT
         elif kind == "ref_ant":
+            from ..config import parse_ref_ant
+
+            v = parse_ref_ant(v)            # 'C05,C09' as a list, as the run reads it
             if v is None:           # not given: the run takes ANTENNA 0 or the first antenna with data
                 continue
             refs = v if isinstance(v, (list, tuple)) else [v]
