@@ -116,6 +116,34 @@ def test_apply_with_a_trailing_own_term_uses_one_calibrator_per_time(small, two_
     assert rms[0] < 1.25 * rms[1] and max(rms) < 0.3, rms
 
 
+def test_a_trailing_one_field_term_does_not_pin_the_gains(small, two_cal, tmp_path):
+    """Review 53b: a chain's last term solved on one calibrator only (CP on 3C286 after gains on two
+    calibrators, CASA's order) was made the chain's lead, so K0 and G0 were pinned to that calibrator
+    for every target time -- a target scan next to the other calibrator got gains 20 min away (Stokes
+    I 0.85 of the truth there), silently.  Such a term keeps its field and decides nothing: here a G
+    solved on 3C286 alone with K0, G0 pre-applied (close to 1) changes TARGET's correction by its own
+    small residual only, in every scan (before: by the gains' drift where 3C147 is the nearer)."""
+    from casacore.tables import table
+
+    from alakazam.caltasks import akapply, akcal
+
+    one = str(tmp_path / "one.h5")
+    akcal(vis=small[0], caltable=one, field="3C286", jones=["G"], solint=["inf"], refant="C00",
+          gaintable=[two_cal], gainjones=["K0", "G0"])
+    got = []
+    for jones, tables in ((["K0", "G0"], [two_cal] * 2), (["K0", "G0", "G0"], [two_cal, two_cal, one])):
+        ms = _copy(small[0], tmp_path, f"c{len(jones)}.ms")
+        akapply(vis=ms, gaintable=tables, jones=jones, field="TARGET")
+        with table(ms, ack=False) as t:
+            q = t.query("FIELD_ID==2 AND ANTENNA1!=ANTENNA2")
+            got.append((q.getcol("CORRECTED_DATA")[..., [0, 3]], q.getcol("SCAN_NUMBER")))
+    (a, scan), (b, _) = got
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.abs(np.angle(b / a))
+    for sc in (3, 6):
+        assert np.nanmax(d[scan == sc]) < 0.1, (sc, np.nanmax(d[scan == sc]))
+
+
 # ------------------------------------------------------------------ 2. akapply: table/MS misfits before Begin
 def _errors(exc):
     """{parameter name without a task/block prefix and index: messages} of a ParameterError."""

@@ -10,9 +10,13 @@ test_review_s24_solve.py): TARGET corrected with K0, G0 solved on 3C286 and 3C14
 error in the scans where the two terms chose differently, 0.26-0.37 rad (the gain drift) with one
 field for both.
 
-Convention: the *last* term of the chain whose field selection is nearest_time / nearest_sky and that
-does not use the target's own solutions chooses the field for each target time (the most time-variable
-term, solved last with the earlier ones of its own field pre-applied); a later term with the target's
+Convention: the *last* term of the chain whose field selection is nearest_time / nearest_sky, that
+does not use the target's own solutions and that has solutions on more than one field chooses the field
+for each target time (the most time-variable term, solved last with the earlier ones of its own field
+pre-applied); a later term with solutions on one field only (a KC, CP or D solved on one polarisation or
+leakage calibrator, after gains solved on several) keeps it and does not decide for the others: the
+gains of each calibrator share the reference antenna's gauge, so one calibrator's KC, CP or D serves the
+gains of any (CASA's recipe, gainfield '' for them); a later term with the target's
 own solutions (e.g. G solved on the target itself with K and G of two calibrators pre-applied) keeps
 them and does not decide for the others (it was solved with their one-field product pre-applied); every
 earlier such term that has solutions on that field uses that field for those times (as if pinned to
@@ -48,9 +52,12 @@ def groups(terms, spw_id, times, target_name, target_radec, prefer_own):
     except AlakazamError:
         return None                 # (said by the evaluation itself)
     # the last term that chooses among other fields; later terms with the target's own solutions
-    # ('own', e.g. a self-calibration) keep them and do not decide for the earlier ones
-    lead = next((k for k in reversed(free) if choice[k][2] in FREE), None)
-    if lead is None:                # every term uses the target's own solutions
+    # ('own', e.g. a self-calibration) keep them and do not decide for the earlier ones, nor do terms
+    # with solutions on one field (KC, CP or D of one polarisation calibrator): such a term "chose"
+    # its field for every time, and pinning the gains to it calibrated a target scan next to the other
+    # calibrator with gains 20 min away (review 53b: Stokes I 0.85 of the truth in that scan)
+    lead = next((k for k in reversed(free) if choice[k][2] in FREE and len(fields[k]) > 1), None)
+    if lead is None:                # every term uses the target's own solutions or one field's
         return None
     names, which, mode = choice[lead]
     lead_name = np.asarray(names, object)[which]                        # (n_t,) field per time
