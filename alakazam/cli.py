@@ -78,6 +78,13 @@ def _setup_logging(quiet=False, logfile=None):
 def cmd_run(args):
     from alakazam.caltasks.yamlrun import run_yaml
 
+    # a re-run of the file first puts FLAG back to the flags this run started from (core/runjournal.py)
+    args.interrupt_message = (
+        "alakazam: interrupted (solution files are only ever replaced whole; the blocks that finished are "
+        "kept, and plot pages drawn so far stay, each whole; a re-run of this file first puts FLAG back to "
+        "the flags before this run, when it wrote FLAG, so that its flag blocks do not flag again on top "
+        "of their own flags)")
+
     run_yaml(args.config, workers=getattr(args, "workers", None), scheduler=getattr(args, "scheduler", None),
              plots=getattr(args, "plots", None))
 

@@ -641,6 +641,21 @@ def _fluxscale_errors(cfg, planned, produced, planned_spws=None, planned_ms=None
 
 
 @warnonce.scoped              # a warning the blocks' checks would repeat is said once (core/warnonce.py)
+def _writes_flag(cfg) -> bool:
+    """A flag block that writes FLAG (akflag's own test: a writing mode with action='apply')."""
+    from alakazam.flagging.config import WRITING_MODES
+
+    return cfg.mode in WRITING_MODES and cfg.action == "apply"
+
+
+def _restore_flags(ms, version):
+    """runjournal's restore: akflagmanager's (the current flags saved as a version first, whose name is
+    returned)."""
+    from alakazam.caltasks import akflagmanager
+
+    return akflagmanager(vis=ms, mode="restore", versionname=version, merge="replace")["backup"]
+
+
 def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=None, scheduler=None,
              plots=None) -> dict:
     """Run a YAML file: every flag block (akflag), then solve (akcal), fluxscale (akfluxscale), apply
@@ -662,6 +677,7 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
     from alakazam import warmup
     from alakazam.core import readcache
 
+    yaml_abs = os.path.abspath(path)
     blocks, errors = yaml_blocks(load(path))
     blocks = [b for b in blocks if b[0] in sections]     # (alakazam flag CONFIG runs only the flag blocks)
     if not blocks and not errors:       # nothing to run is not a success (exit 0 with nothing done)
@@ -699,6 +715,13 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
             raise ParameterError({**errors, **e.errors}) from None
         if errors:
             raise ParameterError(errors)
+        # an unfinished earlier run of this file: FLAG back to the flags it started from first, so this
+        # run's flag blocks do not flag on top of their own flags (alakazam/core/runjournal.py)
+        from alakazam.core import runjournal
+        journals = runjournal.begin(
+            yaml_abs, sections,
+            [cfg.ms for section, _, _, _, cfg, _ in calls if section == "flag" and _writes_flag(cfg)],
+            _restore_flags)
         # first run on this machine: every solve block's solvers, then the apply's kernels when an apply
         # block follows the solves, compile on the other core from the start (alakazam/warmup.py)
         solved = [jt for section, _, _, _, cfg, _ in calls if section == "solve"
@@ -713,6 +736,7 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
                 kept.before(section)
                 with progress.quieted(quiet):          # a block's quiet: true turns its progress bars off
                     out[section].append(task.run_prepared(params, cfg))
+        runjournal.end(journals)
     finally:
         os.chdir(cwd)
         undo_dir.__exit__(None, None, None)

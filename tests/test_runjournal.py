@@ -1,0 +1,156 @@
+"""A re-run of an interrupted `alakazam run` starts from the flags the interrupted run started from
+(alakazam/core/runjournal.py): flag blocks are not idempotent, so a plain re-run flagged on top of the
+first run's flags and gave other solutions (review 53c: 10,530 FLAG samples, 0.08 Jy in CORRECTED_DATA)."""
+
+import json
+import logging
+import os
+import shutil
+
+import numpy as np
+import pytest
+from casacore.tables import table
+
+from alakazam.core import flagversions, runjournal
+from alakazam.sim import simulate_ms
+
+
+@pytest.fixture(scope="module")
+def rfi_ms(tmp_path_factory):
+    d = tmp_path_factory.mktemp("runjournal")
+    ms = str(d / "base.ms")
+    simulate_ms(ms, feed="circular", n_ant=6, n_ant_extra=0, n_chan=(32,), int_s=60.0, scan_len_s=600.0,
+                duration_h=1.0, noise=0.05, seed=53, leakage=False, rfi_persistent=[5],
+                rfi_intermittent=True, rfi_bursts=1)
+    return ms
+
+
+YAML = """flag:
+  - ms: c.ms
+    mode: tfcrop
+  - ms: c.ms
+    mode: rflag
+solve:
+  - ms: c.ms
+    output: cal.h5
+    ref_ant: C00
+    jones: [G]
+    field: [3C286]
+    time_interval: [scan]
+"""
+
+
+def _setup(rfi_ms, d, text=YAML):
+    os.makedirs(d, exist_ok=True)
+    shutil.copytree(rfi_ms, os.path.join(d, "c.ms"))
+    y = os.path.join(d, "run.yaml")
+    with open(y, "w") as fh:
+        fh.write(text)
+    return y, os.path.join(d, "c.ms")
+
+
+def _flag(ms):
+    with table(ms, ack=False) as t:
+        return t.getcol("FLAG")
+
+
+def _journal(ms, y):
+    with open(runjournal.journal_path(ms, y, ("flag", "solve", "fluxscale", "apply"))) as fh:
+        return json.load(fh)
+
+
+def _stop(*a, **k):
+    raise KeyboardInterrupt
+
+
+def _interrupt_solve(monkeypatch, task="akcal"):
+    """The run's ``task`` (the task object the YAML runner calls) interrupted as it starts."""
+    from alakazam.caltasks import yamlrun
+
+    monkeypatch.setattr(getattr(yamlrun, task), "run_prepared", _stop)
+
+
+def test_rerun_after_an_interrupt_gives_the_uninterrupted_flags(rfi_ms, tmp_path, monkeypatch, caplog):
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    y_ref, ms_ref = _setup(rfi_ms, str(tmp_path / "ref"))
+    run_yaml(y_ref)
+    want = _flag(ms_ref)
+    assert _journal(ms_ref, y_ref)["finished"] is True
+
+    y, ms = _setup(rfi_ms, str(tmp_path / "int"))
+    with monkeypatch.context() as m:
+        _interrupt_solve(m)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y)                 # both flag blocks wrote FLAG, then the solve was interrupted
+    assert _journal(ms, y).get("finished") is None
+    assert flagversions.saved_order(ms) == ["akflag_1", "akflag_2"]
+    with caplog.at_level(logging.WARNING):
+        run_yaml(y)
+    assert "did not finish" in caplog.text and "put back first to flag version akflag_1" in caplog.text
+    np.testing.assert_array_equal(_flag(ms), want)
+    j = _journal(ms, y)
+    assert j["finished"] is True and j["base"] == "akflag_1"
+    assert os.path.exists(os.path.join(os.path.dirname(y), "cal.h5"))
+
+    # control: running the finished file again flags on top of its own flags (what the restore
+    # prevents after an interrupt), and says so, naming the version of the flags before one run
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        run_yaml(y_ref)
+    assert "already ran" in caplog.text and "versionname akflag_1" in caplog.text
+    assert (_flag(ms_ref) != want).any(), "the test MS must make a second flag pass flag more"
+
+
+def test_second_interrupt_goes_back_to_the_first_runs_flags(rfi_ms, tmp_path, monkeypatch):
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    y_ref, ms_ref = _setup(rfi_ms, str(tmp_path / "ref"))
+    run_yaml(y_ref)
+    y, ms = _setup(rfi_ms, str(tmp_path / "int"))
+    with monkeypatch.context() as m:
+        _interrupt_solve(m)
+        for _ in range(2):              # interrupted, then its re-run interrupted too
+            with pytest.raises(KeyboardInterrupt):
+                run_yaml(y)
+    assert _journal(ms, y)["base"] == "akflag_1"
+    run_yaml(y)
+    np.testing.assert_array_equal(_flag(ms), _flag(ms_ref))
+
+
+def test_an_edited_file_restores_nothing_and_names_the_version(rfi_ms, tmp_path, monkeypatch, caplog):
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    y, ms = _setup(rfi_ms, str(tmp_path / "ed"))
+    with monkeypatch.context() as m:
+        _interrupt_solve(m)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y)
+    before = _flag(ms)
+    with open(y, "a") as fh:
+        fh.write("# edited\n")
+    with monkeypatch.context() as m:    # stopped again right after the journal is read: FLAG as it was
+        calls = []
+        m.setattr("alakazam.caltasks.yamlrun._restore_flags", lambda *a: calls.append(a))
+        _interrupt_solve(m, "akflag")
+        with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
+            run_yaml(y)
+    assert calls == []
+    assert "another version of the file" in caplog.text and "versionname akflag_1" in caplog.text
+    np.testing.assert_array_equal(_flag(ms), before)
+
+
+def test_a_run_without_flag_writes_restores_nothing(rfi_ms, tmp_path, monkeypatch):
+    """An interrupted run that saved no flag version left FLAG as it was: nothing to restore."""
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    y, ms = _setup(rfi_ms, str(tmp_path / "nf"), YAML.split("solve:")[0].replace("tfcrop", "summary")
+                   .replace("rflag", "summary") + "solve:" + YAML.split("solve:")[1])
+    with monkeypatch.context() as m:
+        _interrupt_solve(m)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y)
+    calls = []
+    monkeypatch.setattr("alakazam.caltasks.yamlrun._restore_flags", lambda *a: calls.append(a))
+    run_yaml(y)
+    assert calls == [] and flagversions.saved_order(ms) == []
