@@ -208,3 +208,17 @@ def test_d_pre_applied_to_casa_order_refused(sim):
     off = lambda s: np.abs(np.stack([s.jones[..., 0, 1], s.jones[..., 1, 0]], -1)).max()   # noqa: E731
     print(f"refined D on top of the pre-applied one: max |d| {off(d_new):.2e} (pre-applied {off(d_ext):.2e})")
     assert off(d_new) < 0.1 * off(d_ext)
+
+
+def test_to_final_frame_flagged_bins_nan_without_warning():
+    """Flagged CP bins are NaN: the result is NaN there, and numpy's 'invalid value' RuntimeWarning does
+    not reach stderr (review 53b: printed every round of a CLI run)."""
+    import warnings
+
+    D = np.tile(np.eye(2, dtype=complex), (3, 1, 1))
+    y = np.ones((3, 2), complex)
+    y[1] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = solve_order.to_final_frame(D, [y])
+    assert np.isnan(out[1, 0, 1]) and np.isnan(out[1, 1, 0]) and np.isfinite(out[[0, 2]]).all()

@@ -81,10 +81,12 @@ def to_final_frame(dj, ys):
     y = ys[0]
     for z in ys[1:]:
         y = y * z
-    r = y[..., 1] / y[..., 0]                       # y_q / y_p, unit modulus
-    out = np.array(dj, dtype=np.complex128, copy=True)
-    out[..., 0, 1] = dj[..., 0, 1] * r
-    out[..., 1, 0] = dj[..., 1, 0] / r
+    # (flagged bins hold NaN: NaN out, without numpy's RuntimeWarning on stderr -- a review)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = y[..., 1] / y[..., 0]                       # y_q / y_p, unit modulus
+        out = np.array(dj, dtype=np.complex128, copy=True)
+        out[..., 0, 1] = dj[..., 0, 1] * r
+        out[..., 1, 0] = dj[..., 1, 0] / r
     return out
 
 
