@@ -640,7 +640,6 @@ def _fluxscale_errors(cfg, planned, produced, planned_spws=None, planned_ms=None
     return errors
 
 
-@warnonce.scoped              # a warning the blocks' checks would repeat is said once (core/warnonce.py)
 def _writes_flag(cfg) -> bool:
     """A flag block that writes FLAG (akflag's own test: a writing mode with action='apply')."""
     from alakazam.flagging.config import WRITING_MODES
@@ -656,6 +655,7 @@ def _restore_flags(ms, version):
     return akflagmanager(vis=ms, mode="restore", versionname=version, merge="replace")["backup"]
 
 
+@warnonce.scoped              # a warning the blocks' checks would repeat is said once (core/warnonce.py)
 def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=None, scheduler=None,
              plots=None) -> dict:
     """Run a YAML file: every flag block (akflag), then solve (akcal), fluxscale (akfluxscale), apply

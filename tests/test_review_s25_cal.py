@@ -120,18 +120,18 @@ def test_a_trailing_one_field_term_does_not_pin_the_gains(small, two_cal, tmp_pa
     """Review 53b: a chain's last term solved on one calibrator only (CP on 3C286 after gains on two
     calibrators, CASA's order) was made the chain's lead, so K0 and G0 were pinned to that calibrator
     for every target time -- a target scan next to the other calibrator got gains 20 min away (Stokes
-    I 0.85 of the truth there), silently.  Such a term keeps its field and decides nothing: here a G
-    solved on 3C286 alone with K0, G0 pre-applied (close to 1) changes TARGET's correction by its own
-    small residual only, in every scan (before: by the gains' drift where 3C147 is the nearer)."""
+    I 0.85 of the truth there), silently.  Such a term (KC, CP, D) keeps its field and decides nothing:
+    here a CP solved on 3C286 alone with K0, G0 pre-applied leaves TARGET's parallel hands as K0, G0
+    alone correct them, in every scan (before: off by the gains' drift where 3C147 is the nearer)."""
     from casacore.tables import table
 
     from alakazam.caltasks import akapply, akcal
 
     one = str(tmp_path / "one.h5")
-    akcal(vis=small[0], caltable=one, field="3C286", jones=["G"], solint=["inf"], refant="C00",
+    akcal(vis=small[0], caltable=one, field="3C286", jones=["CP"], solint=["inf"], refant="C00",
           gaintable=[two_cal], gainjones=["K0", "G0"])
     got = []
-    for jones, tables in ((["K0", "G0"], [two_cal] * 2), (["K0", "G0", "G0"], [two_cal, two_cal, one])):
+    for jones, tables in ((["K0", "G0"], [two_cal] * 2), (["K0", "G0", "CP0"], [two_cal, two_cal, one])):
         ms = _copy(small[0], tmp_path, f"c{len(jones)}.ms")
         akapply(vis=ms, gaintable=tables, jones=jones, field="TARGET")
         with table(ms, ack=False) as t:
@@ -142,6 +142,34 @@ def test_a_trailing_one_field_term_does_not_pin_the_gains(small, two_cal, tmp_pa
         d = np.abs(np.angle(b / a))
     for sc in (3, 6):
         assert np.nanmax(d[scan == sc]) < 0.1, (sc, np.nanmax(d[scan == sc]))
+
+
+def test_a_trailing_one_field_gain_still_pins_the_chain(small, two_cal, tmp_path):
+    """Review 53d: the fix above first let no one-field term lead; a per-scan G solved on 3C286 alone with
+    K0, G0 of 3C286 pre-applied then ran over 3C147's G0 (unscaled: 3C147's model is not its flux) in
+    the target scans nearer 3C147 -- 0.25 of the target's flux.  A gain of one field still leads (only
+    KC, CP and D do not): the chain equals K0, G0 pinned to 3C286, to the small G's own residual."""
+    from casacore.tables import table
+
+    from alakazam.caltasks import akapply, akcal
+
+    gs = str(tmp_path / "gs.h5")
+    akcal(vis=small[0], caltable=gs, field="3C286", jones=["G"], solint=["scan"], refant="C00",
+          gaintable=[two_cal], gainjones=["K0", "G0"])
+    got = []
+    for jones, tables, sel in ((["K0", "G0"], [two_cal] * 2, dict(gainfield=["pinned"] * 2,
+                                                                    solutionfield=["3C286", "3C286"])),
+                               (["K0", "G0", "G0"], [two_cal, two_cal, gs], {})):
+        ms = _copy(small[0], tmp_path, f"p{len(jones)}.ms")
+        akapply(vis=ms, gaintable=tables, jones=jones, field="TARGET", **sel)
+        with table(ms, ack=False) as t:
+            q = t.query("FIELD_ID==2 AND ANTENNA1!=ANTENNA2")
+            got.append((q.getcol("CORRECTED_DATA")[..., [0, 3]], q.getcol("SCAN_NUMBER")))
+    (a, scan), (b, _) = got
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.abs(b / a)
+    for sc in (3, 6):
+        assert abs(np.nanmedian(r[scan == sc]) - 1) < 0.05, (sc, np.nanmedian(r[scan == sc]))
 
 
 # ------------------------------------------------------------------ 2. akapply: table/MS misfits before Begin

@@ -154,3 +154,15 @@ def test_a_run_without_flag_writes_restores_nothing(rfi_ms, tmp_path, monkeypatc
     monkeypatch.setattr("alakazam.caltasks.yamlrun._restore_flags", lambda *a: calls.append(a))
     run_yaml(y)
     assert calls == [] and flagversions.saved_order(ms) == []
+
+
+def test_a_yaml_run_says_a_repeated_warning_once(rfi_ms, tmp_path, caplog):
+    """run_yaml is warn-once scoped (review 53d: a helper inserted between the decorator and run_yaml
+    took it, and a field range past the last id was warned 4 times per run)."""
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    y, _ = _setup(rfi_ms, str(tmp_path / "w"), "solve:\n  - ms: c.ms\n    output: w.h5\n    ref_ant: C00\n"
+                  "    jones: [G]\n    field: ['0~9']\n    time_interval: [scan]\n")
+    with caplog.at_level(logging.WARNING):
+        run_yaml(y)
+    assert caplog.text.count("goes past the last field id") == 1, caplog.text

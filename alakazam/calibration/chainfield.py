@@ -11,12 +11,13 @@ error in the scans where the two terms chose differently, 0.26-0.37 rad (the gai
 field for both.
 
 Convention: the *last* term of the chain whose field selection is nearest_time / nearest_sky, that
-does not use the target's own solutions and that has solutions on more than one field chooses the field
-for each target time (the most time-variable term, solved last with the earlier ones of its own field
-pre-applied); a later term with solutions on one field only (a KC, CP or D solved on one polarisation or
-leakage calibrator, after gains solved on several) keeps it and does not decide for the others: the
-gains of each calibrator share the reference antenna's gauge, so one calibrator's KC, CP or D serves the
-gains of any (CASA's recipe, gainfield '' for them); a later term with the target's
+does not use the target's own solutions and that is not an instrumental term (KC, CP, D) chooses the
+field for each target time (the most time-variable term, solved last with the earlier ones of its own
+field pre-applied; a gain solved on one calibrator only, after K and G of several, too: it pins them to
+its field); a later KC, CP or D (solved on one polarisation or leakage calibrator after gains solved
+on several) keeps its own choice and does not decide for the others: the gains of each calibrator share
+the reference antenna's gauge, so one calibrator's KC, CP or D serves the gains of any (CASA's recipe,
+gainfield '' for them); a later term with the target's
 own solutions (e.g. G solved on the target itself with K and G of two calibrators pre-applied) keeps
 them and does not decide for the others (it was solved with their one-field product pre-applied); every
 earlier such term that has solutions on that field uses that field for those times (as if pinned to
@@ -37,6 +38,14 @@ from ..errors import AlakazamError
 FREE = ("nearest_time", "nearest_sky")
 
 
+def _instrumental(term) -> bool:
+    """KC, CP (cross hands only) and D (not diagonal): the instrument's terms, the same under the gains of
+    every calibrator (which share the reference antenna's gauge); they never lead the chain's choice."""
+    from ..jones import terms as jterms
+
+    return jterms.get(term.jones_type).cross_only or not jterms.get(term.jones_type).diagonal
+
+
 def groups(terms, spw_id, times, target_name, target_radec, prefer_own):
     """``[(time indices, terms for them), ...]`` when the chain's terms would choose different fields for
     some times (module doc), else None (evaluate as before)."""
@@ -52,12 +61,14 @@ def groups(terms, spw_id, times, target_name, target_radec, prefer_own):
     except AlakazamError:
         return None                 # (said by the evaluation itself)
     # the last term that chooses among other fields; later terms with the target's own solutions
-    # ('own', e.g. a self-calibration) keep them and do not decide for the earlier ones, nor do terms
-    # with solutions on one field (KC, CP or D of one polarisation calibrator): such a term "chose"
-    # its field for every time, and pinning the gains to it calibrated a target scan next to the other
-    # calibrator with gains 20 min away (review 53b: Stokes I 0.85 of the truth in that scan)
-    lead = next((k for k in reversed(free) if choice[k][2] in FREE and len(fields[k]) > 1), None)
-    if lead is None:                # every term uses the target's own solutions or one field's
+    # ('own', e.g. a self-calibration) keep them and do not decide for the earlier ones, nor do the
+    # instrumental terms (KC, CP, D: _instrumental): a CP of one polarisation calibrator "chose" its
+    # field for every time, and pinning the gains to it calibrated a target scan next to the other
+    # calibrator with gains 20 min away (review 53b: Stokes I 0.85 of the truth in that scan).  A gain
+    # of one field still leads (review 53d: a per-scan G on 3C286 after K, G of two calibrators, with
+    # 3C147's G under it instead of 3C286's, left the target at 0.25 of its flux)
+    lead = next((k for k in reversed(free) if choice[k][2] in FREE and not _instrumental(terms[k])), None)
+    if lead is None:                # every term uses the target's own solutions or is instrumental
         return None
     names, which, mode = choice[lead]
     lead_name = np.asarray(names, object)[which]                        # (n_t,) field per time
