@@ -738,6 +738,9 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
                     out[section].append(task.run_prepared(params, cfg))
         runjournal.end(journals)
     finally:
+        from alakazam.core import runjournal
+
+        runjournal.stop()           # no journal records the saves of later tasks of this process
         os.chdir(cwd)
         undo_dir.__exit__(None, None, None)
     return out

@@ -55,7 +55,7 @@ def _flag(ms):
 
 
 def _journal(ms, y):
-    with open(runjournal.journal_path(ms, y, ("flag", "solve", "fluxscale", "apply"))) as fh:
+    with open(runjournal.journal_path(ms, y)) as fh:
         return json.load(fh)
 
 
@@ -87,7 +87,7 @@ def test_rerun_after_an_interrupt_gives_the_uninterrupted_flags(rfi_ms, tmp_path
     assert flagversions.saved_order(ms) == ["akflag_1", "akflag_2"]
     with caplog.at_level(logging.WARNING):
         run_yaml(y)
-    assert "did not finish" in caplog.text and "put back first to flag version akflag_1" in caplog.text
+    assert "did not finish" in caplog.text and "put back first to akflag_1" in caplog.text
     np.testing.assert_array_equal(_flag(ms), want)
     j = _journal(ms, y)
     assert j["finished"] is True and j["base"] == "akflag_1"
@@ -166,3 +166,100 @@ def test_a_yaml_run_says_a_repeated_warning_once(rfi_ms, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         run_yaml(y)
     assert caplog.text.count("goes past the last field id") == 1, caplog.text
+
+
+def _c00_rows(ms):
+    with table(ms, ack=False) as t:
+        q = t.query("ANTENNA1==0 || ANTENNA2==0")
+        return q.getcol("FLAG").all(axis=(1, 2))
+
+
+def _flag_c00(ms):
+    from alakazam.caltasks import akflag
+
+    akflag(vis=ms, mode="manual", antenna="C00")
+
+
+def test_user_flags_after_an_interrupt_are_not_overwritten(rfi_ms, tmp_path, monkeypatch, caplog):
+    """Review 53d: after a run interrupted before any FLAG write, a manual flag's backup was taken for the
+    flags before the run and restored (C00: 990 flagged rows back to 57); after one interrupted past its
+    flag blocks, the manual flag was overwritten.  Now only a version the job saved is its base, and FLAG
+    changed by another task since is left alone, with a warning naming the base."""
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    y, ms = _setup(rfi_ms, str(tmp_path / "a"))
+    with monkeypatch.context() as m:
+        _interrupt_solve(m, "akflag")           # stopped before its first FLAG write
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y)
+    _flag_c00(ms)
+    with caplog.at_level(logging.WARNING):
+        run_yaml(y)
+    assert _c00_rows(ms).all() and "did not finish" not in caplog.text
+
+    y, ms = _setup(rfi_ms, str(tmp_path / "b"))
+    with monkeypatch.context() as m:
+        _interrupt_solve(m)                     # past both flag blocks
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y)
+    _flag_c00(ms)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        run_yaml(y)
+    assert _c00_rows(ms).all()
+    assert "changed since by other tasks (flag versions akflag_3" in caplog.text
+    assert "versionname akflag_1" in caplog.text
+
+
+def test_deleted_base_is_said(rfi_ms, tmp_path, monkeypatch, caplog):
+    from alakazam.caltasks import akflagmanager
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    y, ms = _setup(rfi_ms, str(tmp_path / "d"))
+    with monkeypatch.context() as m:
+        _interrupt_solve(m)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y)
+    akflagmanager(vis=ms, mode="delete", versionname="akflag_1")
+    with caplog.at_level(logging.WARNING):
+        run_yaml(y)
+    assert "saving flag version akflag_1" in caplog.text and "has been deleted, so FLAG cannot be put back" \
+        in caplog.text
+
+
+def test_same_file_through_a_symlink_or_alakazam_flag(rfi_ms, tmp_path, monkeypatch):
+    """Review 53d: the journal was keyed by the absolute (not real) path and the sections, so a re-run
+    through a symlink, or `alakazam run` after an interrupted `alakazam flag` of the file, restored
+    nothing."""
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    y_ref, ms_ref = _setup(rfi_ms, str(tmp_path / "ref"))
+    run_yaml(y_ref)
+    y, ms = _setup(rfi_ms, str(tmp_path / "s"))
+    link = os.path.join(os.path.dirname(y), "link.yaml")
+    os.symlink("run.yaml", link)
+    with monkeypatch.context() as m:
+        _interrupt_solve(m)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y)
+    run_yaml(link)
+    np.testing.assert_array_equal(_flag(ms), _flag(ms_ref))
+
+    y, ms = _setup(rfi_ms, str(tmp_path / "f"))
+    with monkeypatch.context() as m:
+        calls = {"n": 0}
+        from alakazam.caltasks import yamlrun
+
+        real = yamlrun.akflag.run_prepared
+
+        def second_stops(*a, **k):             # the second flag block interrupted, the first done
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+            return real(*a, **k)
+
+        m.setattr(yamlrun.akflag, "run_prepared", second_stops)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y, sections=("flag",))     # alakazam flag FILE
+    run_yaml(y)
+    np.testing.assert_array_equal(_flag(ms), _flag(ms_ref))

@@ -243,7 +243,16 @@ def name_error(name):
 
 def save(ms, task="akflag", comment="", name=None) -> str:
     """Save FLAG and FLAG_ROW as a new version (a CASA flag-version table); returns its name
-    (``<task>_<n>`` unless ``name``)."""
+    (``<task>_<n>`` unless ``name``).  A YAML run in progress records it in its journal
+    (:func:`alakazam.core.runjournal.note_saved`) before FLAG is written."""
+    name = _save(ms, task, comment, name)
+    from . import runjournal
+
+    runjournal.note_saved(ms, name)
+    return name
+
+
+def _save(ms, task, comment, name) -> str:
     from casacore.tables import table
 
     from .ms_io import check_ms

@@ -9,21 +9,24 @@ top of the first run's flags and gave other solutions and corrected data, with n
 Convention (tests/test_runjournal.py):
 
 - Before its first block, ``alakazam run FILE`` (and ``alakazam flag FILE``) writes, for every MS whose
-  FLAG a flag block of the file writes, the journal ``<ms>.flagversions/alakazam-run.<key>.json``: the
-  file's path, the sections run, a digest of the file's text and the flag versions listed for the MS
-  then (``versions_before``).  ``<key>`` is derived from the file's absolute path and the sections.
-  The journal is marked finished when every block has finished; a run stopped by Ctrl-C, SIGTERM,
-  kill -9 or an error leaves it unfinished.
-- A run that finds the journal of the same file, sections and text (its previous run did not finish)
-  first restores (akflagmanager, merge='replace': the current flags are saved as a version first) the
-  *base*: the first version saved after ``versions_before`` (the flags before the interrupted run's
-  first FLAG write; an apply block's FLAG writes, after the flag blocks', are undone with them and
-  redone the same), and carries the base into its own journal, so a second interrupt still goes back
-  to the flags before the first run.  When the interrupted run saved no version, FLAG is as it was
-  and nothing is restored.  A WARNING says what was restored and how to undo it.
-- A journal of the same file with other text (the file was edited) or other sections restores
-  nothing: a WARNING names the version holding the flags before that run, and the new run starts its
-  own journal.
+  FLAG a flag block of the file writes, the journal ``<ms>.flagversions/alakazam-run.<key>.json``:
+  the file (``<key>`` is derived from its real path: a symlink or another relative path to it is the
+  same file), the sections run, a digest of the file's text, and ``ours``: the flag versions this
+  job's runs saved of that MS, each recorded as it is saved, before FLAG is written
+  (:func:`note_saved`, called by :func:`alakazam.core.flagversions.save`).  The journal is marked
+  finished when every block has finished; a run stopped by Ctrl-C, SIGTERM, kill -9 or an error
+  leaves it unfinished.
+- A run of the same file and text (``alakazam run`` or ``alakazam flag``: both run the flag blocks
+  first) that finds the journal unfinished restores (akflagmanager, merge='replace': the current flags
+  are saved as a version first, named in a WARNING with the undo command) the *base*: the first
+  version the job saved, holding the flags before its first FLAG write; the base and ``ours`` carry
+  into the new journal, so a second interrupt still goes back to the first run's flags.  It restores
+  nothing, and says why in a WARNING naming the base, when:
+  - the job saved no version (it wrote no FLAG: FLAG is as it was; nothing said);
+  - the base was deleted (FLAG cannot be put back: the run flags on top of the interrupted run's);
+  - another task saved a version of the MS after the base (it wrote FLAG since the interrupt -- a
+    manual flag, another file's run, a restore: its flags are not overwritten);
+  - the file's text changed (an edited file: perhaps another job).
 - After a finished run, a run of the same file restores nothing (running a file again is a second
   run, as with CASA's flagdata); when the finished run's flag blocks wrote FLAG, a WARNING says they
   flag again on top of their own flags and names the version to restore for the flags of one run.
@@ -43,10 +46,12 @@ log = logging.getLogger("alakazam.runjournal")
 
 PREFIX = "alakazam-run."
 
+#: the journals of the run in progress in this process: {real path of the MS: journal path}
+_ACTIVE: dict = {}
 
-def _key(yaml_path, sections) -> str:
-    text = os.path.abspath(str(yaml_path)) + "\0" + ",".join(sections)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+def _key(yaml_path) -> str:
+    return hashlib.sha256(os.path.realpath(str(yaml_path)).encode()).hexdigest()[:16]
 
 
 def digest(yaml_path) -> str:
@@ -54,10 +59,10 @@ def digest(yaml_path) -> str:
         return hashlib.sha256(fh.read()).hexdigest()
 
 
-def journal_path(ms, yaml_path, sections) -> str:
+def journal_path(ms, yaml_path) -> str:
     from . import flagversions
 
-    return os.path.join(flagversions.versions_dir(ms), f"{PREFIX}{_key(yaml_path, sections)}.json")
+    return os.path.join(flagversions.versions_dir(ms), f"{PREFIX}{_key(yaml_path)}.json")
 
 
 def _read(p):
@@ -94,24 +99,23 @@ def _restore_cmd(ms, version):
     return restore_command(ms, version)
 
 
-def base_version(ms, prev) -> str | None:
-    """The version holding the flags before the journal ``prev``'s job: its recorded base, else the
-    first version saved after its ``versions_before`` (None: that run saved none, FLAG is as before)."""
-    from . import flagversions
+def base_of(prev) -> str | None:
+    """The version holding the flags before the job of journal ``prev``: its first saved version."""
+    ours = prev.get("ours") or []
+    return prev.get("base") or (ours[0] if ours else None)
 
-    order = flagversions.saved_order(ms)
-    base = prev.get("base")
-    if base:
-        return base if base in order else None
-    before = set(prev.get("versions_before") or [])
-    return next((v for v in order if v not in before), None)
+
+def _saved_since(order, base, ours):
+    """The versions saved after ``base`` (FLAG_VERSION_LIST order) that the job did not save."""
+    return [v for v in order[order.index(base) + 1:] if v not in set(ours)]
 
 
 def begin(yaml_path, sections, mss, restore) -> list:
     """Before a run's first block: for each MS of ``mss`` (the MSs the run's flag blocks write FLAG of,
-    paths as the run opens them), act on an earlier run's journal (module doc) and write this run's.
-    ``restore(ms, version)`` restores a version and returns the version it saved the replaced flags as
-    (akflagmanager).  Returns the journal paths written, for :func:`end`."""
+    paths as the run opens them), act on an earlier run's journal (module doc), write this run's and
+    make it record the versions saved from here on (:func:`note_saved`).  ``restore(ms, version)``
+    restores a version and returns the version it saved the replaced flags as (akflagmanager).
+    Returns the journal paths written, for :func:`end` (which :func:`stop` ends in every case)."""
     from . import flagversions
 
     sections = list(sections)
@@ -120,44 +124,70 @@ def begin(yaml_path, sections, mss, restore) -> list:
     for ms in dict.fromkeys(os.path.abspath(m) for m in mss):
         if not os.path.isdir(ms):
             continue
-        p = journal_path(ms, yaml_path, sections)
+        p = journal_path(ms, yaml_path)
         prev = _read(p)
-        base = None
-        if prev is not None and prev.get("finished"):
-            base = base_version(ms, prev)
-            if base and base.startswith("akflag_"):
-                log.warning("the flag blocks of %s already ran on %s (a finished run): they flag again on "
-                            "top of their own flags (tfcrop, rflag and the MAD modes flag more each time); "
-                            "for the flags of one run, restore flag version %s, the flags before that run, "
-                            "first: alakazam flagmanager --vis %s --mode restore --versionname %s",
-                            yaml_path, ms, base, ms, base)
-            base = None
-        elif prev is not None:
-            base = base_version(ms, prev)
-            same = prev.get("digest") == text and prev.get("sections") == sections
-            if base and same:
-                backup = restore(ms, base)
-                log.warning("the previous run of %s on %s did not finish (interrupted or stopped by an "
-                            "error) after writing FLAG; its flag blocks would flag again on top of their "
-                            "own flags, so FLAG was put back first to flag version %s, the flags before "
-                            "that run (the flags it replaced are saved as %s; undo: %s)", yaml_path, ms,
-                            base, backup, _restore_cmd(ms, backup))
-            elif base:
-                log.warning("an earlier run of %s on %s did not finish after writing FLAG, with %s; "
-                            "flag version %s holds the flags before it: restore it first (alakazam "
-                            "flagmanager --vis %s --mode restore --versionname %s) for the flags of an "
-                            "uninterrupted run", yaml_path, ms,
-                            "another version of the file" if prev.get("digest") != text else
-                            "other sections", base, ms, base)
-                base = None
-        # after a restore the base stays the job's (a second interrupt goes back to it as well)
-        before = (prev.get("versions_before") or []) if base else flagversions.saved_order(ms)
-        rec = {"yaml": os.path.abspath(str(yaml_path)), "sections": sections, "digest": text,
+        keep = None             # (base, ours) carried into this run's journal
+        if prev is not None:
+            keep = _after(ms, yaml_path, prev, text, restore, flagversions.saved_order(ms))
+        base, ours = keep if keep else (None, [])
+        rec = {"yaml": os.path.realpath(str(yaml_path)), "sections": sections, "digest": text,
                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "pid": os.getpid(),
-               "versions_before": before, "base": base}
+               "base": base, "ours": ours}
         if _write(p, rec):
             written.append(p)
+            _ACTIVE[os.path.realpath(ms)] = p
     return written
+
+
+def _after(ms, yaml_path, prev, text, restore, order):
+    """What to do with an earlier run's journal ``prev`` (module doc); returns (base, ours) to carry
+    into this run's journal, or None to start afresh."""
+    base = base_of(prev)
+    if base is None:                        # that run saved no version: FLAG is as it was
+        return None
+    undo = f"alakazam flagmanager --vis {ms} --mode restore --versionname {base}"
+    if prev.get("finished"):
+        if base.startswith("akflag_") and base in order:
+            log.warning("the flag blocks of %s already ran on %s (a finished run): they flag again on top "
+                        "of their own flags (tfcrop, rflag and the MAD modes flag more each time); for the "
+                        "flags of one run, restore flag version %s, the flags before that run, first: %s",
+                        yaml_path, ms, base, undo)
+        return None
+    ours = list(prev.get("ours") or [])
+    head = (f"the previous run of {yaml_path} on {ms} did not finish (interrupted or stopped by an error) "
+            f"after saving flag version {base} before its first FLAG write")
+    if base not in order:
+        log.warning("%s; that version has been deleted, so FLAG cannot be put back: this run's flag blocks "
+                    "flag again on top of that run's flags", head)
+        return None
+    if prev.get("digest") != text:
+        log.warning("%s, with another version of the file; FLAG is not put back (perhaps another job): "
+                    "for the flags of an uninterrupted run restore %s first: %s", head, base, undo)
+        return None
+    others = _saved_since(order, base, ours)
+    if others:
+        log.warning("%s; FLAG was changed since by other tasks (flag versions %s saved after it), so it "
+                    "is not put back: this run's flag blocks flag again on top of all of them. %s holds "
+                    "the flags before that run: %s", head, ", ".join(others), base, undo)
+        return None
+    backup = restore(ms, base)
+    log.warning("%s; its flag blocks would flag again on top of their own flags, so FLAG was put back "
+                "first to %s, the flags before that run (the flags it replaced are saved as %s; undo: %s)",
+                head, base, backup, _restore_cmd(ms, backup))
+    return base, ours + [backup]
+
+
+def note_saved(ms, name):
+    """A flag version ``name`` of ``ms`` was just saved: a run in progress records it in its journal
+    (before FLAG is written; nothing when no run of this process journals that MS)."""
+    p = _ACTIVE.get(os.path.realpath(str(ms)))
+    if p is None:
+        return
+    d = _read(p)
+    if d is None:
+        return
+    d["ours"] = list(d.get("ours") or []) + [name]
+    _write(p, d)
 
 
 def end(paths):
@@ -168,3 +198,8 @@ def end(paths):
         if d is not None:
             d["finished"] = True
             _write(p, d)
+
+
+def stop():
+    """The run ended (finished, interrupted or stopped by an error): no journal records saves any more."""
+    _ACTIVE.clear()
