@@ -623,6 +623,8 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
                                 min_bl_per_ant=cfg.min_bl_per_ant, min_snr=cfg.min_snr,
                                 flag_nonconverged=True)
     res = solvers.solve(jt, batch, backend=cfg.solver_backend, opts=opts)
+    if jt == "T":           # one gain for both hands: do the hands agree? (a literal type check, kept)
+        _check_t_hands(ctx, step, g, batch, res)
     moved = getattr(batch, "free_reference_leakage", None)       # D: what CASA's gauge moved
     if moved is not None and g.spw.feed_basis == "linear":
         from .calibration import leakcheck      # only where it may matter (the gauge note's test)
@@ -649,6 +651,36 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
             sset.diagnostics["free_reference_leakage"] = float(moved[ok].max()) if ok.any() else None
             sset.diagnostics["absolute_gauge_info"] = float(np.nanmin(gauge_info))
     return sset
+
+
+#: T warns when its hands' gains differ in phase by more than this (radians; and 3x the noise):
+#: Stokes I is then reduced by cos(d / 2), 0.1% at this threshold
+T_HAND_PHASE = 0.1
+
+
+def _check_t_hands(ctx, step, g, batch, res):
+    """A WARNING (once per step) when the two hands' gains differ in phase under T's one gain
+    (solvers.scalar_gain.hand_phase_mismatch): the pre-applied terms did not align them (review 53a:
+    Stokes I 0.93-0.95 of the truth, the imaginary part 0.2 of I, rchi2 ~5e7, silently; CASA's
+    gaintype T flagged most solutions there)."""
+    from .solvers import scalar_gain
+
+    key = ("t_hands_warned", step.key)
+    if ctx.stats.get(key):
+        return
+    got = scalar_gain.hand_phase_mismatch(batch, np.where(res.flags[..., None], np.nan, res.params))
+    if got is None:
+        return
+    d, noise = got
+    if d > T_HAND_PHASE and d > 3 * noise:
+        ctx.stats[key] = True
+        fields = sorted({m.fld.name for m in g.members})
+        log.warning("%s (T) on field(s) %s: the two hands' gains differ in phase by a median of %.1f deg "
+                    "across antennas (its noise %.1f deg), which T's one gain for both hands cannot hold: "
+                    "each corrected hand keeps half of it and Stokes I comes out about %.3f of its value; "
+                    "align the hands first (pre-apply a gain solved per hand, e.g. a bandpass or a G of a "
+                    "calibrator) or solve G", step.key, fields, np.degrees(d), np.degrees(noise),
+                    np.cos(d / 2))
 
 
 #: rows per chunk whose parallel-hand model power a CP step samples (_measures_model_power)

@@ -59,3 +59,37 @@ def to_jones(params, batch):
 def model_vis(params, batch):
     """Model visibilities (n_cell, n_bl, n_samp, 4) of params (n_cell, n_ant, 1) (pp, qq only)."""
     return gains.model_vis(np.repeat(params, 2, axis=-1), batch)
+
+
+def hand_phase_mismatch(batch, g):
+    """How far the two hands' gains differ in phase from the one gain ``g`` (n_cell, n_ant, 1) of T:
+    ``(median |d|, median noise)`` in radians over the (cell, antenna) pairs with data in both hands,
+    or None.  d = arg(r_q conj(r_p)), r_h = sum_b w V_h conj(g_a M_h conj(g_b)) / sum_b w |g_a M_h g_b|^2
+    (one step of a per-hand gain on top of T); its noise sqrt(1/S_p + 1/S_q), S_h the denominator.
+    A phase common to every antenna's q hand cancels in the parallel hands and is not seen (nor does
+    it matter to them)."""
+    n_cell, n_ant = g.shape[0], g.shape[1]
+    a1, a2 = np.asarray(batch.ant1), np.asarray(batch.ant2)
+    gg = g[..., 0]
+    num = np.zeros((n_cell, n_ant, 2), np.complex128)
+    den = np.zeros((n_cell, n_ant, 2))
+    cells = np.arange(n_cell)[:, None]
+    for j, c in enumerate(POL_CORR):
+        w = batch.weight[..., c]
+        ok = (w > 0) & np.isfinite(batch.vis[..., c]) & np.isfinite(batch.model[..., c])
+        pred = gg[:, a1, None] * batch.model[..., c] * np.conj(gg[:, a2, None])
+        wv = np.where(ok, w, 0.0)
+        s = np.sum(wv * np.where(ok, batch.vis[..., c], 0) * np.conj(np.where(ok, pred, 0)), axis=-1)
+        e = np.sum(wv * np.abs(np.where(ok, pred, 0)) ** 2, axis=-1)
+        np.add.at(num[..., j], (cells, a1[None, :]), s)
+        np.add.at(num[..., j], (cells, a2[None, :]), np.conj(s))
+        np.add.at(den[..., j], (cells, a1[None, :]), e)
+        np.add.at(den[..., j], (cells, a2[None, :]), e)
+    use = (den > 0).all(-1) & np.isfinite(num).all(-1)
+    if not use.any():
+        return None
+    r = num[use] / den[use]
+    d = np.abs(np.angle(r[:, 1] * np.conj(r[:, 0])))
+    noise = np.sqrt(1.0 / den[use][:, 0] + 1.0 / den[use][:, 1])
+    return float(np.median(d)), float(np.median(noise))
+
