@@ -138,3 +138,22 @@ def test_flag_number_lists_as_typed(capsys):
         parser.parse_args(["--clipminmax", "0,five"])
     err = capsys.readouterr().err
     assert "--clipminmax" in err and "'five' is not a number" in err
+
+
+def test_flag_summary_of_a_quiet_run_is_printed_and_logged(sim_linear, tmp_path, capsys):
+    """Review 53a: with --quiet a YAML run's mode='summary' printed nothing and its --log file lacked it.
+    --quiet turns progress bars off, not results: the tables print, and the log file keeps the summary
+    (logged for the file only: the terminal shows the tables once)."""
+    import os
+
+    ms, _ = sim_linear
+    y = tmp_path / "s.yaml"
+    y.write_text(f"flag:\n  - ms: {os.path.abspath(ms)}\n    mode: summary\n")
+    log = tmp_path / "run.log"
+    for quiet in (["--quiet"], []):
+        assert main(["run", *quiet, "--log", str(log), str(y)]) == 0
+        cap = capsys.readouterr()
+        assert "akflag summary:" in cap.out and "flagged by antenna" in cap.out
+        assert "akflag summary by antenna" not in cap.out + cap.err
+    text = log.read_text()
+    assert text.count("akflag summary: ") == 2 and text.count("akflag summary by correlation") == 2

@@ -62,11 +62,29 @@ def finish(cfg, sel, state):
         order = sorted(items, key=_key) if cat != "antenna" else \
             [n for n in sel.meta.ant_names if n in items]
         out[cat] = {k: {"flagged": int(items[k][0]), "total": int(items[k][1])} for k in order}
-    from .. import progress
-
-    if not (cfg.quiet or progress._QUIET):        # --quiet / a YAML block's quiet: true
-        print_summary(out)
+    # the summary is the result asked for, not progress: printed whatever --quiet or a block's quiet
+    # say (they turn progress bars off), and logged, so `--log FILE` keeps it (review 53a: with --quiet
+    # a YAML run's summary went nowhere)
+    print_summary(out)
+    log_summary(out)
     return out
+
+
+def log_summary(s):
+    """The summary at INFO for the log file of a run (``file_only``: the CLI's terminal handler skips
+    it, the tables are on the terminal already): the totals, then one line per category."""
+    import logging
+
+    lg = logging.getLogger("alakazam.flag")
+    only = {"file_only": True}
+    pct = lambda f, n: f"{100.0 * f / n:.2f}%" if n else "-"     # noqa: E731
+    lg.info("akflag summary: %d of %d selected samples flagged (%s)", s["flagged"], s["total"],
+            pct(s["flagged"], s["total"]), extra=only)
+    for cat in ("antenna", "spw", "field", "scan", "correlation"):
+        items = s.get(cat) or {}
+        if items:
+            lg.info("akflag summary by %s: %s", cat, ", ".join(
+                f"{k} {pct(v['flagged'], v['total'])}" for k, v in items.items()), extra=only)
 
 
 #: the per-channel table is printed up to this many channels (CASA's summary leaves channels out
