@@ -409,10 +409,14 @@ def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
         else:
             one_f = (" -- or its samples lie at one frequency, which fixes no delay"
                      if jones_type in ("K", "KC") else "")
+            # (the solve-time flags count: an antenna whose data carry no signal -- noise only, a dead
+            # antenna the MS does not flag -- is flagged there before the solve; review 53a read "no
+            # unflagged data" of an antenna 96% unflagged in the MS)
             log.warning("%s: refant %s has no unflagged data in the selection (field(s) %s, spw %s: in no "
-                        "solution cell has it a sample that is unflagged, with weight > 0 and finite%s); %s "
-                        "is the reference instead (solver_stats/ref_ant%s)", where, names[refs[0]], fields,
-                        spw, one_f, R_text, ", attr ref_ant_hands" if hand_R else "")
+                        "solution cell has it a sample that is unflagged -- in the MS or by the solve-time "
+                        "flags, which flag an antenna whose data carry no signal --, with weight > 0 and "
+                        "finite%s); %s is the reference instead (solver_stats/ref_ant%s)", where,
+                        names[refs[0]], fields, spw, one_f, R_text, ", attr ref_ant_hands" if hand_R else "")
         moved = {}
         R_named = True
     else:
