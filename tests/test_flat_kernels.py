@@ -110,7 +110,8 @@ def test_fused_ratios_and_codes_equal_the_separate_passes(use_model):
         x_ref = np.empty(d1.size, np.float32)
         rfi.flat_row_ratios(d1, m1, use_model, x_ref)
         code_ref = np.empty(d1.size, np.uint8)
-        cellflags._bad_row(d1, m1, use_model, wb[row], f[row], np.empty((n_chan, n_corr), bool), code_ref)
+        cellflags._bad_row(d1, m1, use_model, wb[row], f[row], np.empty((n_chan, n_corr), bool), code_ref,
+                           None, row, 0)
         x = np.empty(d1.size, np.float32)
         code = np.empty(d1.size, np.uint8)
         if cellflags._ratios_codes(d1, m1, use_model, x, code):
