@@ -172,6 +172,27 @@ def test_a_trailing_one_field_gain_still_pins_the_chain(small, two_cal, tmp_path
         assert abs(np.nanmedian(r[scan == sc]) - 1) < 0.05, (sc, np.nanmedian(r[scan == sc]))
 
 
+def test_a_trailing_one_field_bandpass_does_not_pin_gains_per_scan(small, two_cal, tmp_path):
+    """Review 53e: with the lead chosen by type, a bandpass over 'inf' solved on 3C286 alone and listed
+    after the per-scan G0 of two calibrators pinned G0 to 3C286 (the target's phase error 12.1 -> 16.3
+    deg by the list's order alone).  The most time-variable term leads: both orders correct the same."""
+    from casacore.tables import table
+
+    from alakazam.caltasks import akapply, akcal
+
+    bp = str(tmp_path / "bp.h5")
+    akcal(vis=small[0], caltable=bp, field="3C286", jones=["G"], solint=["inf"], freqint=["1ch"],
+          refant="C00", gaintable=[two_cal], gainjones=["K0", "G0"])
+    got = []
+    for k, (jones, tables) in enumerate(((["K0", "G0", "G0"], [two_cal, bp, two_cal]),
+                                         (["K0", "G0", "G0"], [two_cal, two_cal, bp]))):
+        ms = _copy(small[0], tmp_path, f"o{k}.ms")
+        akapply(vis=ms, gaintable=tables, jones=jones, field="TARGET")
+        with table(ms, ack=False) as t:
+            got.append(t.query("FIELD_ID==2").getcol("CORRECTED_DATA"))
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
+
+
 # ------------------------------------------------------------------ 2. akapply: table/MS misfits before Begin
 def _errors(exc):
     """{parameter name without a task/block prefix and index: messages} of a ParameterError."""

@@ -127,8 +127,10 @@ def test_an_edited_file_restores_nothing_and_names_the_version(rfi_ms, tmp_path,
         with pytest.raises(KeyboardInterrupt):
             run_yaml(y)
     before = _flag(ms)
-    with open(y, "a") as fh:
-        fh.write("# edited\n")
+    with open(y) as fh:
+        text = fh.read()
+    with open(y, "w") as fh:            # another job: the solve's interval changed
+        fh.write(text.replace("time_interval: [scan]", "time_interval: [inf]"))
     with monkeypatch.context() as m:    # stopped again right after the journal is read: FLAG as it was
         calls = []
         m.setattr("alakazam.caltasks.yamlrun._restore_flags", lambda *a: calls.append(a))
@@ -263,3 +265,56 @@ def test_same_file_through_a_symlink_or_alakazam_flag(rfi_ms, tmp_path, monkeypa
             run_yaml(y, sections=("flag",))     # alakazam flag FILE
     run_yaml(y)
     np.testing.assert_array_equal(_flag(ms), _flag(ms_ref))
+
+
+def test_a_comment_or_a_copy_of_the_file_is_the_same_job(rfi_ms, tmp_path, monkeypatch):
+    """Review 53e: a comment added to the file before the re-run (its text's digest changed), or the
+    file copied under another name, restored nothing: the content as parsed is the job."""
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    y_ref, ms_ref = _setup(rfi_ms, str(tmp_path / "ref"))
+    run_yaml(y_ref)
+    for how in ("comment", "copy"):
+        y, ms = _setup(rfi_ms, str(tmp_path / how))
+        with monkeypatch.context() as m:
+            _interrupt_solve(m)
+            with pytest.raises(KeyboardInterrupt):
+                run_yaml(y)
+        if how == "comment":
+            with open(y, "a") as fh:
+                fh.write("# fixed the data, running again\n")
+        else:
+            y2 = os.path.join(os.path.dirname(y), "again.yaml")
+            shutil.copy(y, y2)
+            y = y2
+        run_yaml(y)
+        np.testing.assert_array_equal(_flag(ms), _flag(ms_ref))
+
+
+def test_an_interrupt_in_the_restore_still_goes_back(rfi_ms, tmp_path, monkeypatch):
+    """Review 53e: the restore's own backup was saved before the re-run's journal recorded saves, so
+    an interrupt in the restore left it 'another task's' and the next run restored nothing (216,864
+    FLAG samples off).  The journal records it now."""
+    from alakazam.caltasks import yamlrun
+    from alakazam.caltasks.yamlrun import run_yaml
+    from alakazam.core import flagversions as fv
+
+    y_ref, ms_ref = _setup(rfi_ms, str(tmp_path / "ref"))
+    run_yaml(y_ref)
+    y, ms = _setup(rfi_ms, str(tmp_path / "r"))
+    with monkeypatch.context() as m:
+        _interrupt_solve(m)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y)
+    with monkeypatch.context() as m:    # the restore saves its backup, then is interrupted
+        def save_then_stop(ms_, version):
+            fv.save(ms_, task="flagmanager")
+            raise KeyboardInterrupt
+        m.setattr(yamlrun, "_restore_flags", save_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y)
+    j = _journal(ms, y)
+    assert j["base"] == "akflag_1" and "flagmanager_1" in j["ours"]
+    run_yaml(y)
+    np.testing.assert_array_equal(_flag(ms), _flag(ms_ref))
+

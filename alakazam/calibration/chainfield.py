@@ -10,11 +10,13 @@ test_review_s24_solve.py): TARGET corrected with K0, G0 solved on 3C286 and 3C14
 error in the scans where the two terms chose differently, 0.26-0.37 rad (the gain drift) with one
 field for both.
 
-Convention: the *last* term of the chain whose field selection is nearest_time / nearest_sky, that
-does not use the target's own solutions and that is not an instrumental term (KC, CP, D) chooses the
-field for each target time (the most time-variable term, solved last with the earlier ones of its own
-field pre-applied; a gain solved on one calibrator only, after K and G of several, too: it pins them to
-its field); a later KC, CP or D (solved on one polarisation or leakage calibrator after gains solved
+Convention: of the chain's terms whose field selection is nearest_time / nearest_sky, that do not use
+the target's own solutions and that are not instrumental (KC, CP, D), the most time-variable one -- the
+most solution times on one field; of equals, the last -- chooses the field for each target time (the
+gains that follow the atmosphere, solved with the earlier ones of their own field pre-applied; a gain
+per scan solved on one calibrator only, after K and G over 'inf' of several, too: it pins them to its
+field; a bandpass over 'inf' of one calibrator listed after gains per scan of several does not); a KC,
+CP or D (solved on one polarisation or leakage calibrator after gains solved
 on several) keeps its own choice and does not decide for the others: the gains of each calibrator share
 the reference antenna's gauge, so one calibrator's KC, CP or D serves the gains of any (CASA's recipe,
 gainfield '' for them); a later term with the target's
@@ -67,9 +69,17 @@ def groups(terms, spw_id, times, target_name, target_radec, prefer_own):
     # calibrator with gains 20 min away (review 53b: Stokes I 0.85 of the truth in that scan).  A gain
     # of one field still leads (review 53d: a per-scan G on 3C286 after K, G of two calibrators, with
     # 3C147's G under it instead of 3C286's, left the target at 0.25 of its flux)
-    lead = next((k for k in reversed(free) if choice[k][2] in FREE and not _instrumental(terms[k])), None)
-    if lead is None:                # every term uses the target's own solutions or is instrumental
+    # Of the others, the most time-variable leads (the most solution times on one field), the last of
+    # equals: a bandpass over 'inf' of one calibrator listed after gains per scan of two no longer
+    # pinned them to its calibrator (review 53e: the target's phase error 12.1 -> 16.3 deg with the
+    # list's order alone), while a per-scan G of one calibrator after K, G over 'inf' of two still
+    # pins them (review 53d)
+    cand = [k for k in free if choice[k][2] in FREE and not _instrumental(terms[k])]
+    if not cand:                    # every term uses the target's own solutions or is instrumental
         return None
+    n_times = {k: max(len(np.unique(f.time)) for f in fields[k].values()) for k in cand}
+    most = max(n_times.values())
+    lead = [k for k in cand if n_times[k] == most][-1]
     names, which, mode = choice[lead]
     lead_name = np.asarray(names, object)[which]                        # (n_t,) field per time
     differs = False

@@ -11,22 +11,27 @@ Convention (tests/test_runjournal.py):
 - Before its first block, ``alakazam run FILE`` (and ``alakazam flag FILE``) writes, for every MS whose
   FLAG a flag block of the file writes, the journal ``<ms>.flagversions/alakazam-run.<key>.json``:
   the file (``<key>`` is derived from its real path: a symlink or another relative path to it is the
-  same file), the sections run, a digest of the file's text, and ``ours``: the flag versions this
+  same file), the sections run, a digest of the file's content as parsed (comments and layout do not
+  count), and ``ours``: the flag versions this
   job's runs saved of that MS, each recorded as it is saved, before FLAG is written
   (:func:`note_saved`, called by :func:`alakazam.core.flagversions.save`).  The journal is marked
   finished when every block has finished; a run stopped by Ctrl-C, SIGTERM, kill -9 or an error
   leaves it unfinished.
-- A run of the same file and text (``alakazam run`` or ``alakazam flag``: both run the flag blocks
-  first) that finds the journal unfinished restores (akflagmanager, merge='replace': the current flags
-  are saved as a version first, named in a WARNING with the undo command) the *base*: the first
-  version the job saved, holding the flags before its first FLAG write; the base and ``ours`` carry
-  into the new journal, so a second interrupt still goes back to the first run's flags.  It restores
+- A run of the same file and content (``alakazam run`` or ``alakazam flag``: both run the flag blocks
+  first; or another file of the same content -- a copy, a renamed file -- whose journal on that MS is
+  unfinished) restores (akflagmanager, merge='replace': the current flags are saved as a version
+  first, named in a WARNING with the undo command) the *base*: the first version the job saved,
+  holding the flags before its first FLAG write.  The base and ``ours`` are in the new journal before
+  the restore, which records the restore's own backup too, so an interrupt anywhere, in the restore
+  included, still goes back to the first run's flags.  Flags written since the interrupt by a tool
+  that saved no version (CASA's flagdata with flagbackup=False) cannot be told from the run's: they
+  are in that backup (the WARNING says so; a restore with merge='or' adds them back).  It restores
   nothing, and says why in a WARNING naming the base, when:
   - the job saved no version (it wrote no FLAG: FLAG is as it was; nothing said);
   - the base was deleted (FLAG cannot be put back: the run flags on top of the interrupted run's);
   - another task saved a version of the MS after the base (it wrote FLAG since the interrupt -- a
     manual flag, another file's run, a restore: its flags are not overwritten);
-  - the file's text changed (an edited file: perhaps another job).
+  - the file's content changed (an edited file: perhaps another job).
 - After a finished run, a run of the same file restores nothing (running a file again is a second
   run, as with CASA's flagdata); when the finished run's flag blocks wrote FLAG, a WARNING says they
   flag again on top of their own flags and names the version to restore for the flags of one run.
@@ -55,8 +60,12 @@ def _key(yaml_path) -> str:
 
 
 def digest(yaml_path) -> str:
-    with open(yaml_path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
+    """The digest of the file's content as parsed (comments, blank lines, key order and quoting do not
+    count: a comment added before a re-run is the same job -- review 53e)."""
+    from ..safeyaml import load
+
+    text = json.dumps(load(yaml_path), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def journal_path(ms, yaml_path) -> str:
@@ -114,8 +123,10 @@ def begin(yaml_path, sections, mss, restore) -> list:
     """Before a run's first block: for each MS of ``mss`` (the MSs the run's flag blocks write FLAG of,
     paths as the run opens them), act on an earlier run's journal (module doc), write this run's and
     make it record the versions saved from here on (:func:`note_saved`).  ``restore(ms, version)``
-    restores a version and returns the version it saved the replaced flags as (akflagmanager).
-    Returns the journal paths written, for :func:`end` (which :func:`stop` ends in every case)."""
+    restores a version and returns the version it saved the replaced flags as (akflagmanager); it is
+    called once this run's journal is written and recording, so the restore's own backup is the job's
+    (review 53e: an interrupt in the restore left it "another task's", and nothing was restored after).
+    Returns the journal paths written, for :func:`end` (:func:`stop` ends the recording)."""
     from . import flagversions
 
     sections = list(sections)
@@ -126,22 +137,62 @@ def begin(yaml_path, sections, mss, restore) -> list:
             continue
         p = journal_path(ms, yaml_path)
         prev = _read(p)
-        keep = None             # (base, ours) carried into this run's journal
-        if prev is not None:
-            keep = _after(ms, yaml_path, prev, text, restore, flagversions.saved_order(ms))
-        base, ours = keep if keep else (None, [])
+        other = None
+        if prev is None or prev.get("finished"):
+            # the same content under another name (a copied or renamed file): the same job
+            other = _unfinished_same_content(ms, text, p)
+            if other is not None:
+                prev = _read(other)
         rec = {"yaml": os.path.realpath(str(yaml_path)), "sections": sections, "digest": text,
                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "pid": os.getpid(),
-               "base": base, "ours": ours}
-        if _write(p, rec):
+               "base": None, "ours": []}
+        plan = _after(ms, yaml_path, prev, text, flagversions.saved_order(ms)) if prev is not None else None
+        if plan is not None:        # restore: the journal carries the base and records the restore's
+            rec["base"], rec["ours"] = plan     # own backup as it is saved (review 53e: an interrupt in
+        if _write(p, rec):                      # the restore left the backup "another task's")
             written.append(p)
             _ACTIVE[os.path.realpath(ms)] = p
+        if other is not None:
+            _finish_file(other)         # taken over by this file's journal
+        if plan is not None:
+            base = plan[0]
+            backup = restore(ms, base)
+            log.warning("the previous run of %s on %s did not finish (interrupted or stopped by an error) "
+                        "after saving flag version %s before its first FLAG write; its flag blocks would "
+                        "flag again on top of their own flags, so FLAG was put back first to %s, the flags "
+                        "before that run (the flags it replaced, with any written since without a saved "
+                        "version -- e.g. CASA's flagdata with flagbackup=False -- are saved as %s; undo: %s; "
+                        "or add them back with merge='or')", prev.get("yaml", yaml_path), ms, base, base,
+                        backup, _restore_cmd(ms, backup))
     return written
 
 
-def _after(ms, yaml_path, prev, text, restore, order):
-    """What to do with an earlier run's journal ``prev`` (module doc); returns (base, ours) to carry
-    into this run's journal, or None to start afresh."""
+def _unfinished_same_content(ms, text, own):
+    """The path of an unfinished journal of another file with the same content (digest) on ``ms``."""
+    import glob
+
+    from . import flagversions
+
+    for q in sorted(glob.glob(os.path.join(flagversions.versions_dir(ms), PREFIX + "*.json"))):
+        if q == own:
+            continue
+        d = _read(q)
+        if d is not None and not d.get("finished") and d.get("digest") == text:
+            return q
+    return None
+
+
+def _finish_file(p):
+    d = _read(p)
+    if d is not None:
+        d["finished"] = True
+        d["superseded"] = True
+        _write(p, d)
+
+
+def _after(ms, yaml_path, prev, text, order):
+    """What to do with an earlier run's journal ``prev`` (module doc): (base, ours) when its base is to be
+    restored (carried into this run's journal first), else None (warned here when there is reason)."""
     base = base_of(prev)
     if base is None:                        # that run saved no version: FLAG is as it was
         return None
@@ -170,11 +221,7 @@ def _after(ms, yaml_path, prev, text, restore, order):
                     "is not put back: this run's flag blocks flag again on top of all of them. %s holds "
                     "the flags before that run: %s", head, ", ".join(others), base, undo)
         return None
-    backup = restore(ms, base)
-    log.warning("%s; its flag blocks would flag again on top of their own flags, so FLAG was put back "
-                "first to %s, the flags before that run (the flags it replaced are saved as %s; undo: %s)",
-                head, base, backup, _restore_cmd(ms, backup))
-    return base, ours + [backup]
+    return base, ours
 
 
 def note_saved(ms, name):
