@@ -52,9 +52,7 @@ def _setup_logging(quiet=False, logfile=None):
     console = RichHandler(console=progress.console(), show_path=False, show_time=False, markup=False,
                           rich_tracebacks=False)
     console.setLevel(level)
-    # a record logged with extra={"file_only": True} (what was printed already, e.g. akflag's summary
-    # tables) goes to the log file only
-    console.addFilter(lambda r: not getattr(r, "file_only", False))
+    console.addFilter(progress.not_file_only)     # (akflag's summary: printed already)
     handlers = [console]
     if logfile:
         d = os.path.dirname(os.path.abspath(logfile))

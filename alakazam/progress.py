@@ -33,6 +33,13 @@ def console():
     return _CONSOLE
 
 
+def not_file_only(record) -> bool:
+    """A terminal log handler's filter: a record logged with ``extra={"file_only": True}`` (what was
+    printed already, e.g. akflag's summary tables) goes to log files only (the CLI's and akshell's
+    terminal handlers)."""
+    return not getattr(record, "file_only", False)
+
+
 def set_quiet(quiet=True):
     """Turn progress bars off (True) or back on (False) for this process."""
     global _QUIET

@@ -61,6 +61,9 @@ def setup_logging(logfile=None, stream=None):
         h = logging.StreamHandler(stream)
         h.setFormatter(logging.Formatter("%(levelname)-8s %(message)s"))
     h.setLevel(logging.INFO)
+    from alakazam import progress
+
+    h.addFilter(progress.not_file_only)          # (akflag's summary: printed already)
     handlers.append(h)
     if logfile:
         fh = logging.FileHandler(logfile)

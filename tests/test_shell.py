@@ -280,3 +280,25 @@ def test_tget_refuses_another_tasks_inputs_file(sh, tmp_path):
     text = sh.text()
     assert "holds akcal inputs, not akapply's" in text
     assert sh.ns["vis"] == "other.ms"
+
+
+def test_file_only_records_skip_the_terminal_handler(tmp_path):
+    """akshell's terminal handler skips a record logged file_only (akflag's summary, printed as tables
+    already: review 53e saw it twice in akshell); its log file keeps it."""
+    import logging
+
+    from alakazam.shell import akshell
+
+    stream = io.StringIO()
+    log = tmp_path / "sh.log"
+    handlers = akshell.setup_logging(str(log), stream=stream)
+    try:
+        lg = logging.getLogger("alakazam.flag")
+        lg.info("akflag summary: on the terminal already", extra={"file_only": True})
+        lg.info("an ordinary line")
+    finally:
+        for h in handlers:
+            logging.getLogger().removeHandler(h)
+            h.close()
+    assert "an ordinary line" in stream.getvalue() and "terminal already" not in stream.getvalue()
+    assert "terminal already" in log.read_text()

@@ -243,3 +243,8 @@ def test_T_warns_when_the_hands_gains_differ(tmp_path, caplog):
     b.vis[..., 3] *= np.exp(1j * (dq[b.ant1] - dq[b.ant2]))[None, :, None]
     d1, n1 = scalar_gain.hand_phase_mismatch(b, gt[..., None])
     assert abs(d1 - 0.25) < 0.05 and d1 > 10 * n1, (d1, n1)
+    # a flagged solution (NaN) leaves its baselines out, not the whole cell (review 53e: None)
+    g_nan = gt[..., None].copy()
+    g_nan[0, 3] = np.nan
+    d2, _ = scalar_gain.hand_phase_mismatch(b, g_nan)
+    assert abs(d2 - 0.25) < 0.06, d2

@@ -76,8 +76,9 @@ def hand_phase_mismatch(batch, g):
     cells = np.arange(n_cell)[:, None]
     for j, c in enumerate(POL_CORR):
         w = batch.weight[..., c]
-        ok = (w > 0) & np.isfinite(batch.vis[..., c]) & np.isfinite(batch.model[..., c])
         pred = gg[:, a1, None] * batch.model[..., c] * np.conj(gg[:, a2, None])
+        # (a flagged solution is NaN: its baselines left out, not every antenna of the cell -- 53e)
+        ok = (w > 0) & np.isfinite(batch.vis[..., c]) & np.isfinite(pred)
         wv = np.where(ok, w, 0.0)
         s = np.sum(wv * np.where(ok, batch.vis[..., c], 0) * np.conj(np.where(ok, pred, 0)), axis=-1)
         e = np.sum(wv * np.abs(np.where(ok, pred, 0)) ** 2, axis=-1)
