@@ -62,18 +62,15 @@ def groups(terms, spw_id, times, target_name, target_radec, prefer_own):
                   for k in free}
     except AlakazamError:
         return None                 # (said by the evaluation itself)
-    # the last term that chooses among other fields; later terms with the target's own solutions
-    # ('own', e.g. a self-calibration) keep them and do not decide for the earlier ones, nor do the
-    # instrumental terms (KC, CP, D: _instrumental): a CP of one polarisation calibrator "chose" its
-    # field for every time, and pinning the gains to it calibrated a target scan next to the other
-    # calibrator with gains 20 min away (review 53b: Stokes I 0.85 of the truth in that scan).  A gain
-    # of one field still leads (review 53d: a per-scan G on 3C286 after K, G of two calibrators, with
-    # 3C147's G under it instead of 3C286's, left the target at 0.25 of its flux)
-    # Of the others, the most time-variable leads (the most solution times on one field), the last of
-    # equals: a bandpass over 'inf' of one calibrator listed after gains per scan of two no longer
-    # pinned them to its calibrator (review 53e: the target's phase error 12.1 -> 16.3 deg with the
-    # list's order alone), while a per-scan G of one calibrator after K, G over 'inf' of two still
-    # pins them (review 53d)
+    # the lead: terms with the target's own solutions ('own', e.g. a self-calibration) keep them and do
+    # not decide for the others, nor do the instrumental terms (KC, CP, D: _instrumental) -- a CP of
+    # one polarisation calibrator "chose" its field for every time, and pinning the gains to it
+    # calibrated a target scan next to the other calibrator with gains 20 min away (review 53b: Stokes
+    # I 0.85 of the truth in that scan).  Of the others the most time-variable leads (the most solution
+    # times on one field), the last of equals: a per-scan G of one calibrator after K, G over 'inf' of
+    # two pins them (review 53d: else 3C147's G under a G relative to 3C286's, 0.25 of the target's
+    # flux), a bandpass over 'inf' of one calibrator listed after gains per scan of two does not
+    # (review 53e: the target's phase error 12.1 -> 16.3 deg with the list's order alone)
     cand = [k for k in free if choice[k][2] in FREE and not _instrumental(terms[k])]
     if not cand:                    # every term uses the target's own solutions or is instrumental
         return None
@@ -95,6 +92,7 @@ def groups(terms, spw_id, times, target_name, target_radec, prefer_own):
     if not differs:
         return None
     out = []
+    pinned = set()
     for name in dict.fromkeys(lead_name.tolist()):
         idx = np.nonzero(lead_name == name)[0]
         ts = []
@@ -102,9 +100,37 @@ def groups(terms, spw_id, times, target_name, target_radec, prefer_own):
             if k in free and k != lead and name in fields[k] and choice[k][2] in FREE:
                 t = copy.copy(t)
                 t.field_select, t.solution_field = "pinned", [name]
+                pinned.add(_name(t))
             ts.append(t)
         out.append((idx, ts))
+    _say(target_name, spw_id, _name(terms[lead]), sorted(pinned))
     return out
+
+
+def _name(term):
+    """A term as the log names it: its key and, when read from a table, the table's file name."""
+    import os
+
+    return f"{term.key} ({os.path.basename(term.source)})" if getattr(term, "source", "") else term.key
+
+
+#: what :func:`_say` has said (groups() runs per chunk of rows)
+_SAID: set = set()
+
+
+def _say(target, spw, lead, pinned):
+    """INFO, once per (target, SPW, lead, pinned terms): the per-term log lines name each term's own
+    choice, not that the chain pinned it (review 53e)."""
+    key = (str(target), int(spw), lead, tuple(pinned))
+    if key in _SAID:
+        return
+    _SAID.add(key)
+    import logging
+
+    logging.getLogger("alakazam.apply").info(
+        "%s spw %d: one calibrator per time for the chain -- %s follow the calibrator %s takes at each "
+        "time (its most time-variable term; calibration/chainfield.py)", target, spw, ", ".join(pinned),
+        lead)
 
 
 def compose_groups(compose, parts, spw_id, times, freqs, ant_names, target_name, target_radec, prefer_own,
