@@ -196,6 +196,27 @@ def test_a_trailing_one_field_bandpass_does_not_pin_gains_per_scan(small, two_ca
     np.testing.assert_allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
 
 
+def test_a_tie_in_solution_times_is_broken_by_fields_not_order(small, tmp_path):
+    """Review 53f: K per scan on 3C286 and G per scan on 3C286 + 3C147 have as many solution times; the
+    last listed led, so [G0, K0] pinned G0 to 3C286 (15.8 against 12.1 deg).  Of equals, the term with
+    solutions on more fields leads: both orders correct the same."""
+    from casacore.tables import table
+
+    from alakazam.caltasks import akapply, akcal
+
+    k, g = str(tmp_path / "k.h5"), str(tmp_path / "g.h5")
+    akcal(vis=small[0], caltable=k, field="3C286", jones=["K"], solint=["scan"], refant="C00")
+    akcal(vis=small[0], caltable=g, field="3C286,3C147", jones=["G"], solint=["scan"], refant="C00",
+          gaintable=[k], gainjones=["K0"])
+    got = []
+    for i, (jones, tables) in enumerate(((["K0", "G0"], [k, g]), (["G0", "K0"], [g, k]))):
+        ms = _copy(small[0], tmp_path, f"t{i}.ms")
+        akapply(vis=ms, gaintable=tables, jones=jones, field="TARGET")
+        with table(ms, ack=False) as t:
+            got.append(t.query("FIELD_ID==2").getcol("CORRECTED_DATA"))
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
+
+
 # ------------------------------------------------------------------ 2. akapply: table/MS misfits before Begin
 def _errors(exc):
     """{parameter name without a task/block prefix and index: messages} of a ParameterError."""

@@ -11,15 +11,16 @@ error in the scans where the two terms chose differently, 0.26-0.37 rad (the gai
 field for both.
 
 Convention: of the chain's terms whose field selection is nearest_time / nearest_sky, that do not use
-the target's own solutions and that are not instrumental (KC, CP, D), the most time-variable one -- the
-most solution times on one field; of equals, the last -- chooses the field for each target time (the
-gains that follow the atmosphere, solved with the earlier ones of their own field pre-applied; a gain
-per scan solved on one calibrator only, after K and G over 'inf' of several, too: it pins them to its
-field; a bandpass over 'inf' of one calibrator listed after gains per scan of several does not); a KC,
-CP or D (solved on one polarisation or leakage calibrator after gains solved
-on several) keeps its own choice and does not decide for the others: the gains of each calibrator share
+the target's own solutions and that are not instrumental (KC, CP, D), the one solved last -- that no
+other was solved after, by the pre-apply chains the tables record; of several (or unrecorded), the most
+time-variable: the most solution times on one field, then solutions on more fields, then the last
+listed -- chooses the field for each target time: it was solved with the earlier ones of its own field
+pre-applied (a gain per scan solved on one calibrator after K and G of several pins them to its field;
+a bandpass of one calibrator solved before gains per scan of several does not pin them, wherever it is
+listed).  A KC, CP or D (solved on one polarisation or leakage calibrator after gains solved on
+several) keeps its own choice and does not decide for the others: the gains of each calibrator share
 the reference antenna's gauge, so one calibrator's KC, CP or D serves the gains of any (CASA's recipe,
-gainfield '' for them); a later term with the target's
+gainfield '' for them).  A term with the target's
 own solutions (e.g. G solved on the target itself with K and G of two calibrators pre-applied) keeps
 them and does not decide for the others (it was solved with their one-field product pre-applied); every
 earlier such term that has solutions on that field uses that field for those times (as if pinned to
@@ -66,17 +67,22 @@ def groups(terms, spw_id, times, target_name, target_radec, prefer_own):
     # not decide for the others, nor do the instrumental terms (KC, CP, D: _instrumental) -- a CP of
     # one polarisation calibrator "chose" its field for every time, and pinning the gains to it
     # calibrated a target scan next to the other calibrator with gains 20 min away (review 53b: Stokes
-    # I 0.85 of the truth in that scan).  Of the others the most time-variable leads (the most solution
-    # times on one field), the last of equals: a per-scan G of one calibrator after K, G over 'inf' of
-    # two pins them (review 53d: else 3C147's G under a G relative to 3C286's, 0.25 of the target's
-    # flux), a bandpass over 'inf' of one calibrator listed after gains per scan of two does not
-    # (review 53e: the target's phase error 12.1 -> 16.3 deg with the list's order alone)
+    # I 0.85 of the truth in that scan).  Of the others the one solved last leads (below): a per-scan G
+    # of one calibrator solved after K, G of two pins them (review 53d: else 3C147's G under a G
+    # relative to 3C286's, 0.25 of the target's flux); a bandpass of one calibrator solved before gains
+    # per scan of two and listed after them does not (review 53e: the target's phase error 12.1 -> 16.3
+    # deg with the list's order alone)
     cand = [k for k in free if choice[k][2] in FREE and not _instrumental(terms[k])]
     if not cand:                    # every term uses the target's own solutions or is instrumental
         return None
-    n_times = {k: max(len(np.unique(f.time)) for f in fields[k].values()) for k in cand}
-    most = max(n_times.values())
-    lead = [k for k in cand if n_times[k] == most][-1]
+    # First the solve order the tables record (attrs preapply_chain / preapply_tables): a term that
+    # another candidate was solved after does not lead -- the last solved does, with the earlier ones of
+    # its own field under it, whatever the list's order (review 53f: K per scan on 3C286 and G per scan
+    # on two calibrators solved after it, as many solution times, led by list order: 12.1 or 15.8 deg).
+    # Then the most solution times on one field, the more fields, the last listed
+    rank = {k: (max(len(np.unique(f.time)) for f in fields[k].values()), len(fields[k]), k) for k in cand}
+    sinks = [k for k in cand if not any(_solved_after(terms[j], terms[k]) for j in cand if j != k)]
+    lead = max(sinks or cand, key=rank.get)
     names, which, mode = choice[lead]
     lead_name = np.asarray(names, object)[which]                        # (n_t,) field per time
     differs = False
@@ -105,6 +111,29 @@ def groups(terms, spw_id, times, target_name, target_radec, prefer_own):
         out.append((idx, ts))
     _say(target_name, spw_id, _name(terms[lead]), sorted(pinned))
     return out
+
+
+def _solved_after(b, a) -> bool:
+    """Term ``b`` was solved with term ``a`` pre-applied: ``a``'s key in ``b``'s recorded pre-apply chain,
+    from ``a``'s table (``preapply_tables``: '' = ``b``'s own table; not recorded: ``b``'s table)."""
+    import os
+
+    from .solve_order import preapply_chain
+
+    chain = preapply_chain(b)
+    if not chain or a.key not in chain:
+        return False
+    tabs = [str(x) for x in np.atleast_1d(b.sets[0].attrs.get("preapply_tables", []))] if b.sets else []
+    if len(tabs) != len(chain):
+        tabs = [""] * len(chain)
+
+    def real(p):
+        return os.path.realpath(p) if p else ""
+
+    for key, tab in zip(chain, tabs):
+        if key == a.key and real(tab or getattr(b, "source", "")) == real(getattr(a, "source", "")):
+            return True
+    return False
 
 
 def _name(term):
