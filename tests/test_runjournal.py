@@ -318,3 +318,77 @@ def test_an_interrupt_in_the_restore_still_goes_back(rfi_ms, tmp_path, monkeypat
     run_yaml(y)
     np.testing.assert_array_equal(_flag(ms), _flag(ms_ref))
 
+
+def test_a_running_job_a_refused_restore_an_edited_copy_and_a_kill_in_the_save(rfi_ms, tmp_path, monkeypatch,
+                                                                               caplog):
+    """Review 53f: (1) a copy of the file took over the journal of a run still in progress and restored
+    FLAG under it; (2) a run refused before its restore saved anything had already rewritten both
+    journals; (3) an edited copy run after an interrupt flagged on top of it unsaid; (4) a kill -9
+    between a version's save and its journal entry left it 'another task's'."""
+    import subprocess
+    import sys
+
+    from alakazam.caltasks import yamlrun
+    from alakazam.caltasks.yamlrun import run_yaml
+    from alakazam.errors import AlakazamError
+
+    y, ms = _setup(rfi_ms, str(tmp_path / "a"))
+    with monkeypatch.context() as m:
+        _interrupt_solve(m)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y)
+    j = runjournal.journal_path(ms, y)
+    # (1) the journal's process alive: nothing restored, its journal untouched
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        d = _journal(ms, y)
+        d["pid"] = live.pid
+        with open(j, "w") as fh:
+            json.dump(d, fh)
+        calls = []
+        with monkeypatch.context() as m, caplog.at_level(logging.WARNING):
+            m.setattr(yamlrun, "_restore_flags", lambda *a: calls.append(a))
+            _interrupt_solve(m, "akflag")       # (the live run's writer lock would stop it there)
+            with pytest.raises(KeyboardInterrupt):
+                run_yaml(y)
+        assert calls == [] and "is in progress (process" in caplog.text
+        assert _journal(ms, y)["pid"] == live.pid
+    finally:
+        live.kill()
+        live.wait()
+    # (2) a restore refused before saving anything: the journals as they were
+    before = _journal(ms, y)
+    with monkeypatch.context() as m:
+        def refuse(*a):
+            raise AlakazamError("Measurement Set c.ms is in use by PID 1")
+        m.setattr(yamlrun, "_restore_flags", refuse)
+        with pytest.raises(AlakazamError):
+            run_yaml(y)
+    assert _journal(ms, y) == before
+    # (3) an edited copy: warned, nothing restored
+    y2 = os.path.join(os.path.dirname(y), "edited.yaml")
+    with open(y) as fh:
+        text = fh.read()
+    with open(y2, "w") as fh:
+        fh.write(text.replace("time_interval: [scan]", "time_interval: [inf]"))
+    caplog.clear()
+    with monkeypatch.context() as m, caplog.at_level(logging.WARNING):
+        _interrupt_solve(m)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y2)
+    assert "an earlier run of" in caplog.text and "versionname akflag_1" in caplog.text
+    # (4) a kill -9 between a version's save and its entry: announced, so still the job's
+    y3, ms3 = _setup(rfi_ms, str(tmp_path / "k"))
+    y_ref, ms_ref = _setup(rfi_ms, str(tmp_path / "ref"))
+    run_yaml(y_ref)
+    with monkeypatch.context() as m:
+        def killed(ms_, name):          # the entry never written, as after a kill -9
+            if name is not None:
+                raise KeyboardInterrupt
+        m.setattr(runjournal, "note_saved", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y3)
+    assert "pending_after" in _journal(ms3, y3)
+    run_yaml(y3)
+    np.testing.assert_array_equal(_flag(ms3), _flag(ms_ref))
+

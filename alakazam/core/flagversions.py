@@ -245,9 +245,14 @@ def save(ms, task="akflag", comment="", name=None) -> str:
     """Save FLAG and FLAG_ROW as a new version (a CASA flag-version table); returns its name
     (``<task>_<n>`` unless ``name``).  A YAML run in progress records it in its journal
     (:func:`alakazam.core.runjournal.note_saved`) before FLAG is written."""
-    name = _save(ms, task, comment, name)
     from . import runjournal
 
+    runjournal.note_saving(ms)
+    try:
+        name = _save(ms, task, comment, name)
+    except BaseException:
+        runjournal.note_saved(ms, None)         # nothing saved: the announcement withdrawn
+        raise
     runjournal.note_saved(ms, name)
     return name
 

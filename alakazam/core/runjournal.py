@@ -32,6 +32,12 @@ Convention (tests/test_runjournal.py):
   - another task saved a version of the MS after the base (it wrote FLAG since the interrupt -- a
     manual flag, another file's run, a restore: its flags are not overwritten);
   - the file's content changed (an edited file: perhaps another job).
+- A journal whose run is still alive (its process on this host) is left alone: no restore, no take-over
+  (the MS's writer lock stops the second run's FLAG writes).  A restore refused before it saved
+  anything (the MS in use) leaves the journals as they were.  An unfinished journal of another file of
+  other content (an edited copy) restores nothing but is named in a WARNING with its base.  A save is
+  announced before it is made (``pending_after``, :func:`note_saving`): a kill -9 between the save and
+  its entry still leaves the version the job's.
 - After a finished run, a run of the same file restores nothing (running a file again is a second
   run, as with CASA's flagdata); when the finished run's flag blocks wrote FLAG, a WARNING says they
   flag again on top of their own flags and names the version to restore for the flags of one run.
@@ -45,6 +51,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import time
 
 log = logging.getLogger("alakazam.runjournal")
@@ -136,27 +143,47 @@ def begin(yaml_path, sections, mss, restore) -> list:
         if not os.path.isdir(ms):
             continue
         p = journal_path(ms, yaml_path)
-        prev = _read(p)
+        order = flagversions.saved_order(ms)
+        prev = _settled(_read(p), order)
+        if prev is not None and not prev.get("finished") and _running(prev):
+            # this file's run in progress in another process (review 53f: a copy restored FLAG under a
+            # running job): its journal is its own; the MS's writer lock stops this run's FLAG writes
+            log.warning("a run of %s on %s is in progress (process %s): this run keeps no journal of "
+                        "its FLAG writes there", yaml_path, ms, prev.get("pid"))
+            continue
         other = None
         if prev is None or prev.get("finished"):
             # the same content under another name (a copied or renamed file): the same job
             other = _unfinished_same_content(ms, text, p)
             if other is not None:
-                prev = _read(other)
+                prev = _settled(_read(other), order)
+        if prev is None or prev.get("finished"):
+            _say_other_unfinished(ms, yaml_path, p)
         rec = {"yaml": os.path.realpath(str(yaml_path)), "sections": sections, "digest": text,
                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "pid": os.getpid(),
-               "base": None, "ours": []}
-        plan = _after(ms, yaml_path, prev, text, flagversions.saved_order(ms)) if prev is not None else None
+               "host": socket.gethostname(), "base": None, "ours": []}
+        plan = _after(ms, yaml_path, prev, text, order) if prev is not None else None
         if plan is not None:        # restore: the journal carries the base and records the restore's
             rec["base"], rec["ours"] = plan     # own backup as it is saved (review 53e: an interrupt in
-        if _write(p, rec):                      # the restore left the backup "another task's")
+        before = _read(p)                       # the restore left the backup "another task's")
+        if _write(p, rec):
             written.append(p)
             _ACTIVE[os.path.realpath(ms)] = p
-        if other is not None:
-            _finish_file(other)         # taken over by this file's journal
         if plan is not None:
             base = plan[0]
-            backup = restore(ms, base)
+            try:
+                backup = restore(ms, base)
+            except BaseException:
+                # refused before it saved anything (the MS in use: a lock): the journals as they were
+                # (review 53f: a refused run had taken the other's over and claimed its versions)
+                now = _read(p)
+                if now is not None and list(now.get("ours") or []) == list(rec["ours"]):
+                    _ACTIVE.pop(os.path.realpath(ms), None)
+                    if before is not None:
+                        _write(p, before)
+                    else:
+                        _remove(p)
+                raise
             log.warning("the previous run of %s on %s did not finish (interrupted or stopped by an error) "
                         "after saving flag version %s before its first FLAG write; its flag blocks would "
                         "flag again on top of their own flags, so FLAG was put back first to %s, the flags "
@@ -164,7 +191,52 @@ def begin(yaml_path, sections, mss, restore) -> list:
                         "version -- e.g. CASA's flagdata with flagbackup=False -- are saved as %s; undo: %s; "
                         "or add them back with merge='or')", prev.get("yaml", yaml_path), ms, base, base,
                         backup, _restore_cmd(ms, backup))
+        if other is not None:
+            _finish_file(other)         # taken over by this file's journal
     return written
+
+
+def _running(d) -> bool:
+    """The journal's run is alive: its process exists on this host (another host: taken as gone)."""
+    pid = d.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid() or d.get("host", socket.gethostname()) != \
+            socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:             # exists, another user's
+        return True
+    return True
+
+
+def _say_other_unfinished(ms, yaml_path, own):
+    """A WARNING for each unfinished journal of another file (other content) on ``ms`` whose run is gone
+    and saved a version: its flag blocks' flags are under this run's (review 53f: an edited copy of an
+    interrupted file flagged on top of it, silently)."""
+    import glob
+
+    from . import flagversions
+
+    order = flagversions.saved_order(ms)
+    for q in sorted(glob.glob(os.path.join(flagversions.versions_dir(ms), PREFIX + "*.json"))):
+        d = _read(q) if q != own else None
+        if d is None or d.get("finished") or _running(d):
+            continue
+        base = base_of(d)
+        if base and base in order:
+            log.warning("an earlier run of %s on %s did not finish after saving flag version %s before its "
+                        "first FLAG write; this run (%s, other content) flags on top of what it wrote -- "
+                        "for the flags before it, restore first: alakazam flagmanager --vis %s --mode "
+                        "restore --versionname %s", d.get("yaml", "?"), ms, base, yaml_path, ms, base)
+
+
+def _remove(p):
+    try:
+        os.unlink(p)
+    except OSError:
+        pass
 
 
 def _unfinished_same_content(ms, text, own):
@@ -177,7 +249,7 @@ def _unfinished_same_content(ms, text, own):
         if q == own:
             continue
         d = _read(q)
-        if d is not None and not d.get("finished") and d.get("digest") == text:
+        if d is not None and not d.get("finished") and d.get("digest") == text and not _running(d):
             return q
     return None
 
@@ -224,6 +296,24 @@ def _after(ms, yaml_path, prev, text, order):
     return base, ours
 
 
+def note_saving(ms):
+    """A flag version of ``ms`` is about to be saved: a run in progress records the version listed last
+    before it (``pending_after``), so a kill -9 between the save and :func:`note_saved` still leaves the
+    new version known as the job's (review 53f: else the next run took the restore's backup for another
+    task's)."""
+    p = _ACTIVE.get(os.path.realpath(str(ms)))
+    if p is None:
+        return
+    d = _read(p)
+    if d is None:
+        return
+    from . import flagversions
+
+    order = flagversions.saved_order(ms)
+    d["pending_after"] = order[-1] if order else ""
+    _write(p, d)
+
+
 def note_saved(ms, name):
     """A flag version ``name`` of ``ms`` was just saved: a run in progress records it in its journal
     (before FLAG is written; nothing when no run of this process journals that MS)."""
@@ -233,8 +323,26 @@ def note_saved(ms, name):
     d = _read(p)
     if d is None:
         return
-    d["ours"] = list(d.get("ours") or []) + [name]
+    if name is not None:                # (None: the save failed, nothing to record)
+        d["ours"] = list(d.get("ours") or []) + [name]
+    d.pop("pending_after", None)
     _write(p, d)
+
+
+def _settled(d, order):
+    """Journal ``d`` with a save it announced (:func:`note_saving`) but did not record (killed in
+    between): the version listed right after ``pending_after`` is the job's."""
+    if d is None or "pending_after" not in d:
+        return d
+    after = d.get("pending_after")
+    ours = list(d.get("ours") or [])
+    try:
+        i = order.index(after) + 1 if after else 0
+    except ValueError:
+        return d
+    if i < len(order) and order[i] not in ours:
+        d = dict(d, ours=ours + [order[i]])
+    return d
 
 
 def end(paths):
