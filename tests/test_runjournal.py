@@ -342,7 +342,7 @@ def test_a_running_job_a_refused_restore_an_edited_copy_and_a_kill_in_the_save(r
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         d = _journal(ms, y)
-        d["pid"] = live.pid
+        d["pid"], d["pid_start"] = live.pid, runjournal._proc_start(live.pid)
         with open(j, "w") as fh:
             json.dump(d, fh)
         calls = []
@@ -388,7 +388,73 @@ def test_a_running_job_a_refused_restore_an_edited_copy_and_a_kill_in_the_save(r
         m.setattr(runjournal, "note_saved", killed)
         with pytest.raises(KeyboardInterrupt):
             run_yaml(y3)
-    assert "pending_after" in _journal(ms3, y3)
+    assert _journal(ms3, y3)["pending"] == "akflag_1"
     run_yaml(y3)
     np.testing.assert_array_equal(_flag(ms3), _flag(ms_ref))
+
+
+def test_kill_in_a_save_reused_pid_and_another_host(rfi_ms, tmp_path, monkeypatch, caplog):
+    """Review 53g: (1) a kill -9 during a save (the version never listed) left the version before it
+    recorded, so the next version anyone saved -- a manual flag's backup -- was taken as the job's and
+    restored away (336,380 manual flags lost); the pending save is now recorded by its name.  (2) A
+    reused pid made an interrupted run look alive forever (the process start time is compared now);
+    (3) a journal of another host was taken as gone and its live run restored under (now: alive)."""
+    from alakazam.caltasks import yamlrun
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    # (1) the job's first save killed before it is listed; the user flags C00 (akflag_1 is theirs)
+    y, ms = _setup(rfi_ms, str(tmp_path / "a"))
+    with monkeypatch.context() as m:
+        from alakazam.core import flagversions as fv
+
+        def killed_in_save(*a, **k):
+            raise KeyboardInterrupt         # as a kill -9 inside the save: nothing listed, no entry
+        m.setattr(fv, "_save", killed_in_save)
+        m.setattr(runjournal, "note_saved", lambda *a: None)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y)
+    assert _journal(ms, y)["pending"] == "akflag_1" and fv.saved_order(ms) == []
+    _flag_c00(ms)
+    calls = []
+    with monkeypatch.context() as m:
+        m.setattr(yamlrun, "_restore_flags", lambda *a: calls.append(a))
+        _interrupt_solve(m)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y)
+    assert calls == [] and _c00_rows(ms).all()
+
+    # (2) the journal's pid alive but another process (start time differs): the run is gone
+    y2, ms2 = _setup(rfi_ms, str(tmp_path / "p"))
+    y_ref, ms_ref = _setup(rfi_ms, str(tmp_path / "ref"))
+    run_yaml(y_ref)
+    with monkeypatch.context() as m:
+        _interrupt_solve(m)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y2)
+    j = runjournal.journal_path(ms2, y2)
+    d = _journal(ms2, y2)
+    d["pid"], d["pid_start"] = 1, -5            # pid 1 is alive, but started otherwise
+    with open(j, "w") as fh:
+        json.dump(d, fh)
+    run_yaml(y2)
+    np.testing.assert_array_equal(_flag(ms2), _flag(ms_ref))
+
+    # (3) a journal of another host: taken as alive, nothing restored, said
+    y3, ms3 = _setup(rfi_ms, str(tmp_path / "h"))
+    with monkeypatch.context() as m:
+        _interrupt_solve(m)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y3)
+    j = runjournal.journal_path(ms3, y3)
+    d = _journal(ms3, y3)
+    d["host"] = "node-elsewhere"
+    with open(j, "w") as fh:
+        json.dump(d, fh)
+    calls = []
+    with monkeypatch.context() as m, caplog.at_level(logging.WARNING):
+        m.setattr(yamlrun, "_restore_flags", lambda *a: calls.append(a))
+        _interrupt_solve(m, "akflag")
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y3)
+    assert calls == [] and "on node-elsewhere" in caplog.text
 

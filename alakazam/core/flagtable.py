@@ -30,6 +30,8 @@ from ..errors import AlakazamError
 #: bits per TiledShapeStMan tile (CASA's choice: 1 MB buckets)
 TILE_BITS = 8 * 1024 * 1024
 SAVED_KEY = "ALAKAZAM_SAVED"
+#: the keyword naming the YAML run that saved a version (core/runjournal.run_id)
+RUN_KEY = "ALAKAZAM_RUN"
 
 
 def get_flag(t, rows):
@@ -82,10 +84,11 @@ def _fsync_tree(path):
         os.close(fd)
 
 
-def write(t, path, groups, chunk, saved=""):
+def write(t, path, groups, chunk, saved="", run=""):
     """Write FLAG and FLAG_ROW of the open MS main table ``t`` as a CASA flag-version table at
     ``path`` (which must not exist), then fsync its files.  ``groups``: :func:`ddid_rows` of ``t``;
-    FLAG is copied ``chunk`` rows at a time per group, so memory stays bounded by a chunk."""
+    FLAG is copied ``chunk`` rows at a time per group, so memory stays bounded by a chunk.  ``run``:
+    the YAML run that saved it (keyword :data:`RUN_KEY`, core/runjournal.py), '' none."""
     from casacore.tables import makearrcoldesc, makescacoldesc, maketabdesc, table
 
     n = t.nrows()
@@ -103,6 +106,8 @@ def write(t, path, groups, chunk, saved=""):
     with table(path, desc, nrow=n, dminfo=dminfo, ack=False) as v:
         if saved:
             v.putkeyword(SAVED_KEY, saved)
+        if run:
+            v.putkeyword(RUN_KEY, run)
         for s in range(0, n, 10 * chunk):
             m = min(10 * chunk, n - s)
             v.putcol("FLAG_ROW", t.getcol("FLAG_ROW", s, m), s, m)

@@ -152,6 +152,20 @@ def _saved_time(p) -> str:
         return ""
 
 
+def saved_by_run(ms, name) -> str:
+    """The YAML run that saved version ``name`` (its keyword, core/runjournal.run_id; '' unknown)."""
+    p = version_path(ms, name)
+    if p is None or p.endswith(".npz"):
+        return ""
+    try:
+        from casacore.tables import table
+
+        with table(p, ack=False) as v:
+            return str(v.getkeywords().get(flagtable.RUN_KEY, ""))
+    except Exception:            # unreadable: not known
+        return ""
+
+
 def list_versions(ms) -> List[Dict]:
     """Saved versions in save order: ``[{'name', 'comment', 'time', 'format'}, ...]`` (time:
     'YYYY-MM-DD hh:mm:ss' UTC, '' when unknown, e.g. for versions saved by CASA; format: ``'table'``
@@ -247,7 +261,7 @@ def save(ms, task="akflag", comment="", name=None) -> str:
     (:func:`alakazam.core.runjournal.note_saved`) before FLAG is written."""
     from . import runjournal
 
-    runjournal.note_saving(ms)
+    runjournal.note_saving(ms, name if name is not None else next_name(ms, task))
     try:
         name = _save(ms, task, comment, name)
     except BaseException:
@@ -296,7 +310,10 @@ def _save(ms, task, comment, name) -> str:
         tmp = os.path.join(stage or d, _tmp_name(name))
         _remove(tmp)
         with table(str(ms), ack=False) as t:
-            flagtable.write(t, tmp, flagtable.ddid_rows(t, 10 * CHUNK_ROWS), CHUNK_ROWS, saved=when)
+            from . import runjournal
+
+            flagtable.write(t, tmp, flagtable.ddid_rows(t, 10 * CHUNK_ROWS), CHUNK_ROWS, saved=when,
+                            run=runjournal.run_id(ms))
         if stage is not None:
             os.rename(tmp, os.path.join(stage, f"flags.{name}"))
             tmp = os.path.join(stage, f"flags.{name}")

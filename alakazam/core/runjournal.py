@@ -32,12 +32,16 @@ Convention (tests/test_runjournal.py):
   - another task saved a version of the MS after the base (it wrote FLAG since the interrupt -- a
     manual flag, another file's run, a restore: its flags are not overwritten);
   - the file's content changed (an edited file: perhaps another job).
-- A journal whose run is still alive (its process on this host) is left alone: no restore, no take-over
-  (the MS's writer lock stops the second run's FLAG writes).  A restore refused before it saved
-  anything (the MS in use) leaves the journals as they were.  An unfinished journal of another file of
-  other content (an edited copy) restores nothing but is named in a WARNING with its base.  A save is
-  announced before it is made (``pending_after``, :func:`note_saving`): a kill -9 between the save and
-  its entry still leaves the version the job's.
+- A journal whose run may still be alive is left alone: no restore, no take-over (the MS's writer lock
+  stops the second run's FLAG writes) -- its process exists on this host and started when the journal
+  says (a reused pid is not it), or the journal is another host's (that cannot be checked: the WARNING
+  names the journal to delete if that run is gone).  A restore refused before it saved anything (the
+  MS in use) leaves the journals as they were.  An unfinished journal of another file of other content
+  (an edited copy) restores nothing but is named in a WARNING with its base.  A save is announced
+  before it is made (``pending``, its name, :func:`note_saving`), and every version a run saves carries
+  the run's id (keyword ALAKAZAM_RUN, :func:`run_id`): a kill -9 between the save and its entry still
+  leaves the version the job's, and one killed during the save leaves nothing the job's, even when
+  another task's later version takes the same name.
 - After a finished run, a run of the same file restores nothing (running a file again is a second
   run, as with CASA's flagdata); when the finished run's flag blocks wrote FLAG, a WARNING says they
   flag again on top of their own flags and names the version to restore for the flags of one run.
@@ -144,24 +148,28 @@ def begin(yaml_path, sections, mss, restore) -> list:
             continue
         p = journal_path(ms, yaml_path)
         order = flagversions.saved_order(ms)
-        prev = _settled(_read(p), order)
+        prev = _settled(_read(p), order, ms)
         if prev is not None and not prev.get("finished") and _running(prev):
             # this file's run in progress in another process (review 53f: a copy restored FLAG under a
             # running job): its journal is its own; the MS's writer lock stops this run's FLAG writes
-            log.warning("a run of %s on %s is in progress (process %s): this run keeps no journal of "
-                        "its FLAG writes there", yaml_path, ms, prev.get("pid"))
+            log.warning("a run of %s on %s is in progress (process %s on %s): this run keeps no journal "
+                        "of its FLAG writes there and restores nothing (if that run is gone -- another "
+                        "host cannot be checked -- delete %s to let a re-run restore the flags before it)",
+                        yaml_path, ms, prev.get("pid"), prev.get("host", "this host"), p)
             continue
         other = None
         if prev is None or prev.get("finished"):
             # the same content under another name (a copied or renamed file): the same job
             other = _unfinished_same_content(ms, text, p)
             if other is not None:
-                prev = _settled(_read(other), order)
+                prev = _settled(_read(other), order, ms)
         if prev is None or prev.get("finished"):
             _say_other_unfinished(ms, yaml_path, p)
         rec = {"yaml": os.path.realpath(str(yaml_path)), "sections": sections, "digest": text,
                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "pid": os.getpid(),
-               "host": socket.gethostname(), "base": None, "ours": []}
+               "host": socket.gethostname(), "pid_start": _proc_start(os.getpid()), "base": None,
+               "ours": []}
+        rec["run_id"] = f"{socket.gethostname()}:{os.getpid()}:{rec['pid_start']}:{os.path.basename(p)}"
         plan = _after(ms, yaml_path, prev, text, order) if prev is not None else None
         if plan is not None:        # restore: the journal carries the base and records the restore's
             rec["base"], rec["ours"] = plan     # own backup as it is saved (review 53e: an interrupt in
@@ -197,18 +205,38 @@ def begin(yaml_path, sections, mss, restore) -> list:
 
 
 def _running(d) -> bool:
-    """The journal's run is alive: its process exists on this host (another host: taken as gone)."""
-    pid = d.get("pid")
-    if not isinstance(pid, int) or pid == os.getpid() or d.get("host", socket.gethostname()) != \
-            socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:             # exists, another user's
+    """The journal's run may be alive: its process exists on this host and started when the journal
+    says (a reused pid is not it -- review 53g); a journal of another host is taken as alive (it cannot
+    be told: a shared filesystem; the warning names it)."""
+    if d.get("host", socket.gethostname()) != socket.gethostname():
         return True
-    return True
+    pid = d.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
+    start = _proc_start(pid)
+    if start is None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:             # exists, another user's
+            return True
+        return "pid_start" not in d
+    return d.get("pid_start") in (None, start)
+
+
+def _proc_start(pid):
+    """The start time of process ``pid`` (clock ticks since boot, /proc/<pid>/stat field 22), or None
+    (no such process, or no /proc)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    try:
+        return int(text.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
 
 
 def _say_other_unfinished(ms, yaml_path, own):
@@ -296,52 +324,68 @@ def _after(ms, yaml_path, prev, text, order):
     return base, ours
 
 
-def note_saving(ms):
-    """A flag version of ``ms`` is about to be saved: a run in progress records the version listed last
-    before it (``pending_after``), so a kill -9 between the save and :func:`note_saved` still leaves the
-    new version known as the job's (review 53f: else the next run took the restore's backup for another
-    task's)."""
+def note_saving(ms, name):
+    """Flag version ``name`` of ``ms`` is about to be saved: a run in progress records it as pending, so a
+    kill -9 between the save and :func:`note_saved` still leaves it the job's -- and a kill during the
+    save, before it is listed, leaves nothing the job's (review 53g: recording the version listed
+    before it made the next version anyone saved the job's, a manual flag's backup then restored
+    away)."""
     p = _ACTIVE.get(os.path.realpath(str(ms)))
     if p is None:
         return
     d = _read(p)
     if d is None:
         return
-    from . import flagversions
-
-    order = flagversions.saved_order(ms)
-    d["pending_after"] = order[-1] if order else ""
+    d["pending"] = str(name)
     _write(p, d)
 
 
 def note_saved(ms, name):
     """A flag version ``name`` of ``ms`` was just saved: a run in progress records it in its journal
-    (before FLAG is written; nothing when no run of this process journals that MS)."""
+    (before FLAG is written; nothing when no run of this process journals that MS).  ``name`` None: the
+    save raised -- the pending version is recorded if it is listed all the same (an interrupt after it
+    was listed), else dropped."""
     p = _ACTIVE.get(os.path.realpath(str(ms)))
     if p is None:
         return
     d = _read(p)
     if d is None:
         return
-    if name is not None:                # (None: the save failed, nothing to record)
+    if name is None:
+        from . import flagversions
+
+        pend = d.get("pending")
+        name = pend if pend and pend in flagversions.saved_order(ms) and d.get("run_id") and \
+            flagversions.saved_by_run(ms, pend) == d["run_id"] else None
+    if name is not None and name not in (d.get("ours") or []):
         d["ours"] = list(d.get("ours") or []) + [name]
-    d.pop("pending_after", None)
+    d.pop("pending", None)
     _write(p, d)
 
 
-def _settled(d, order):
+def run_id(ms) -> str:
+    """This process's YAML run journaling ``ms`` ('' none): the id the flag versions it saves carry
+    (core/flagtable.RUN_KEY), so a version saved but not recorded (a kill -9 in between) is told from
+    another task's version of the same name (review 53g)."""
+    p = _ACTIVE.get(os.path.realpath(str(ms)))
+    if p is None:
+        return ""
+    d = _read(p)
+    return str(d.get("run_id", "")) if d else ""
+
+
+def _settled(d, order, ms):
     """Journal ``d`` with a save it announced (:func:`note_saving`) but did not record (killed in
-    between): the version listed right after ``pending_after`` is the job's."""
-    if d is None or "pending_after" not in d:
+    between): the pending version is the job's when it is listed and carries the run's id."""
+    if d is None or not d.get("pending"):
         return d
-    after = d.get("pending_after")
+    from . import flagversions
+
     ours = list(d.get("ours") or [])
-    try:
-        i = order.index(after) + 1 if after else 0
-    except ValueError:
-        return d
-    if i < len(order) and order[i] not in ours:
-        d = dict(d, ours=ours + [order[i]])
+    pend = d["pending"]
+    if pend in order and pend not in ours and d.get("run_id") and \
+            flagversions.saved_by_run(ms, pend) == d["run_id"]:
+        d = dict(d, ours=ours + [pend])
     return d
 
 
