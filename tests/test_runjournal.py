@@ -70,6 +70,16 @@ def _interrupt_solve(monkeypatch, task="akcal"):
     monkeypatch.setattr(getattr(yamlrun, task), "run_prepared", _stop)
 
 
+def _interrupted(y, task="akcal"):
+    """``run_yaml(y)`` with the run's ``task`` interrupted as it starts (its KeyboardInterrupt expected)."""
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    with pytest.MonkeyPatch.context() as m:
+        _interrupt_solve(m, task)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y)
+
+
 def test_rerun_after_an_interrupt_gives_the_uninterrupted_flags(rfi_ms, tmp_path, monkeypatch, caplog):
     from alakazam.caltasks.yamlrun import run_yaml
 
@@ -79,10 +89,7 @@ def test_rerun_after_an_interrupt_gives_the_uninterrupted_flags(rfi_ms, tmp_path
     assert _journal(ms_ref, y_ref)["finished"] is True
 
     y, ms = _setup(rfi_ms, str(tmp_path / "int"))
-    with monkeypatch.context() as m:
-        _interrupt_solve(m)
-        with pytest.raises(KeyboardInterrupt):
-            run_yaml(y)                 # both flag blocks wrote FLAG, then the solve was interrupted
+    _interrupted(y)                 # both flag blocks wrote FLAG, then the solve was interrupted
     assert _journal(ms, y).get("finished") is None
     assert flagversions.saved_order(ms) == ["akflag_1", "akflag_2"]
     with caplog.at_level(logging.WARNING):
@@ -122,10 +129,7 @@ def test_an_edited_file_restores_nothing_and_names_the_version(rfi_ms, tmp_path,
     from alakazam.caltasks.yamlrun import run_yaml
 
     y, ms = _setup(rfi_ms, str(tmp_path / "ed"))
-    with monkeypatch.context() as m:
-        _interrupt_solve(m)
-        with pytest.raises(KeyboardInterrupt):
-            run_yaml(y)
+    _interrupted(y)
     before = _flag(ms)
     with open(y) as fh:
         text = fh.read()
@@ -148,10 +152,7 @@ def test_a_run_without_flag_writes_restores_nothing(rfi_ms, tmp_path, monkeypatc
 
     y, ms = _setup(rfi_ms, str(tmp_path / "nf"), YAML.split("solve:")[0].replace("tfcrop", "summary")
                    .replace("rflag", "summary") + "solve:" + YAML.split("solve:")[1])
-    with monkeypatch.context() as m:
-        _interrupt_solve(m)
-        with pytest.raises(KeyboardInterrupt):
-            run_yaml(y)
+    _interrupted(y)
     calls = []
     monkeypatch.setattr("alakazam.caltasks.yamlrun._restore_flags", lambda *a: calls.append(a))
     run_yaml(y)
@@ -218,10 +219,7 @@ def test_deleted_base_is_said(rfi_ms, tmp_path, monkeypatch, caplog):
     from alakazam.caltasks.yamlrun import run_yaml
 
     y, ms = _setup(rfi_ms, str(tmp_path / "d"))
-    with monkeypatch.context() as m:
-        _interrupt_solve(m)
-        with pytest.raises(KeyboardInterrupt):
-            run_yaml(y)
+    _interrupted(y)
     akflagmanager(vis=ms, mode="delete", versionname="akflag_1")
     with caplog.at_level(logging.WARNING):
         run_yaml(y)
@@ -240,10 +238,7 @@ def test_same_file_through_a_symlink_or_alakazam_flag(rfi_ms, tmp_path, monkeypa
     y, ms = _setup(rfi_ms, str(tmp_path / "s"))
     link = os.path.join(os.path.dirname(y), "link.yaml")
     os.symlink("run.yaml", link)
-    with monkeypatch.context() as m:
-        _interrupt_solve(m)
-        with pytest.raises(KeyboardInterrupt):
-            run_yaml(y)
+    _interrupted(y)
     run_yaml(link)
     np.testing.assert_array_equal(_flag(ms), _flag(ms_ref))
 
@@ -276,10 +271,7 @@ def test_a_comment_or_a_copy_of_the_file_is_the_same_job(rfi_ms, tmp_path, monke
     run_yaml(y_ref)
     for how in ("comment", "copy"):
         y, ms = _setup(rfi_ms, str(tmp_path / how))
-        with monkeypatch.context() as m:
-            _interrupt_solve(m)
-            with pytest.raises(KeyboardInterrupt):
-                run_yaml(y)
+        _interrupted(y)
         if how == "comment":
             with open(y, "a") as fh:
                 fh.write("# fixed the data, running again\n")
@@ -302,10 +294,7 @@ def test_an_interrupt_in_the_restore_still_goes_back(rfi_ms, tmp_path, monkeypat
     y_ref, ms_ref = _setup(rfi_ms, str(tmp_path / "ref"))
     run_yaml(y_ref)
     y, ms = _setup(rfi_ms, str(tmp_path / "r"))
-    with monkeypatch.context() as m:
-        _interrupt_solve(m)
-        with pytest.raises(KeyboardInterrupt):
-            run_yaml(y)
+    _interrupted(y)
     with monkeypatch.context() as m:    # the restore saves its backup, then is interrupted
         def save_then_stop(ms_, version):
             fv.save(ms_, task="flagmanager")
@@ -333,10 +322,7 @@ def test_a_running_job_a_refused_restore_an_edited_copy_and_a_kill_in_the_save(r
     from alakazam.errors import AlakazamError
 
     y, ms = _setup(rfi_ms, str(tmp_path / "a"))
-    with monkeypatch.context() as m:
-        _interrupt_solve(m)
-        with pytest.raises(KeyboardInterrupt):
-            run_yaml(y)
+    _interrupted(y)
     j = runjournal.journal_path(ms, y)
     # (1) the journal's process alive: nothing restored, its journal untouched
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -427,10 +413,7 @@ def test_kill_in_a_save_reused_pid_and_another_host(rfi_ms, tmp_path, monkeypatc
     y2, ms2 = _setup(rfi_ms, str(tmp_path / "p"))
     y_ref, ms_ref = _setup(rfi_ms, str(tmp_path / "ref"))
     run_yaml(y_ref)
-    with monkeypatch.context() as m:
-        _interrupt_solve(m)
-        with pytest.raises(KeyboardInterrupt):
-            run_yaml(y2)
+    _interrupted(y2)
     j = runjournal.journal_path(ms2, y2)
     d = _journal(ms2, y2)
     d["pid"], d["pid_start"] = 1, -5            # pid 1 is alive, but started otherwise
@@ -441,10 +424,7 @@ def test_kill_in_a_save_reused_pid_and_another_host(rfi_ms, tmp_path, monkeypatc
 
     # (3) a journal of another host: taken as alive, nothing restored, said
     y3, ms3 = _setup(rfi_ms, str(tmp_path / "h"))
-    with monkeypatch.context() as m:
-        _interrupt_solve(m)
-        with pytest.raises(KeyboardInterrupt):
-            run_yaml(y3)
+    _interrupted(y3)
     j = runjournal.journal_path(ms3, y3)
     d = _journal(ms3, y3)
     d["host"] = "node-elsewhere"

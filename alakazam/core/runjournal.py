@@ -148,7 +148,7 @@ def begin(yaml_path, sections, mss, restore) -> list:
             continue
         p = journal_path(ms, yaml_path)
         order = flagversions.saved_order(ms)
-        prev = _settled(_read(p), order, ms)
+        prev = _settled(_read(p), ms)
         if prev is not None and not prev.get("finished") and _running(prev):
             # this file's run in progress in another process (review 53f: a copy restored FLAG under a
             # running job): its journal is its own; the MS's writer lock stops this run's FLAG writes
@@ -162,7 +162,7 @@ def begin(yaml_path, sections, mss, restore) -> list:
             # the same content under another name (a copied or renamed file): the same job
             other = _unfinished_same_content(ms, text, p)
             if other is not None:
-                prev = _settled(_read(other), order, ms)
+                prev = _settled(_read(other), ms)
         if prev is None or prev.get("finished"):
             _say_other_unfinished(ms, yaml_path, p)
         rec = {"yaml": os.path.realpath(str(yaml_path)), "sections": sections, "digest": text,
@@ -324,20 +324,31 @@ def _after(ms, yaml_path, prev, text, order):
     return base, ours
 
 
+def _active(ms):
+    """(path, journal) of the run in progress in this process that journals ``ms``, or (None, None)."""
+    p = _ACTIVE.get(os.path.realpath(str(ms)))
+    d = _read(p) if p is not None else None
+    return (p, d) if d is not None else (None, None)
+
+
+def _run_saved(ms, d, name) -> bool:
+    """Version ``name`` is listed and carries journal ``d``'s run id: the job saved it."""
+    from . import flagversions
+
+    return bool(name) and bool(d.get("run_id")) and name in flagversions.saved_order(ms) and \
+        flagversions.saved_by_run(ms, name) == d["run_id"]
+
+
 def note_saving(ms, name):
     """Flag version ``name`` of ``ms`` is about to be saved: a run in progress records it as pending, so a
     kill -9 between the save and :func:`note_saved` still leaves it the job's -- and a kill during the
     save, before it is listed, leaves nothing the job's (review 53g: recording the version listed
     before it made the next version anyone saved the job's, a manual flag's backup then restored
     away)."""
-    p = _ACTIVE.get(os.path.realpath(str(ms)))
-    if p is None:
-        return
-    d = _read(p)
-    if d is None:
-        return
-    d["pending"] = str(name)
-    _write(p, d)
+    p, d = _active(ms)
+    if p is not None:
+        d["pending"] = str(name)
+        _write(p, d)
 
 
 def note_saved(ms, name):
@@ -345,18 +356,12 @@ def note_saved(ms, name):
     (before FLAG is written; nothing when no run of this process journals that MS).  ``name`` None: the
     save raised -- the pending version is recorded if it is listed all the same (an interrupt after it
     was listed), else dropped."""
-    p = _ACTIVE.get(os.path.realpath(str(ms)))
+    p, d = _active(ms)
     if p is None:
         return
-    d = _read(p)
-    if d is None:
-        return
     if name is None:
-        from . import flagversions
-
         pend = d.get("pending")
-        name = pend if pend and pend in flagversions.saved_order(ms) and d.get("run_id") and \
-            flagversions.saved_by_run(ms, pend) == d["run_id"] else None
+        name = pend if _run_saved(ms, d, pend) else None
     if name is not None and name not in (d.get("ours") or []):
         d["ours"] = list(d.get("ours") or []) + [name]
     d.pop("pending", None)
@@ -367,25 +372,18 @@ def run_id(ms) -> str:
     """This process's YAML run journaling ``ms`` ('' none): the id the flag versions it saves carry
     (core/flagtable.RUN_KEY), so a version saved but not recorded (a kill -9 in between) is told from
     another task's version of the same name (review 53g)."""
-    p = _ACTIVE.get(os.path.realpath(str(ms)))
-    if p is None:
-        return ""
-    d = _read(p)
+    _, d = _active(ms)
     return str(d.get("run_id", "")) if d else ""
 
 
-def _settled(d, order, ms):
+def _settled(d, ms):
     """Journal ``d`` with a save it announced (:func:`note_saving`) but did not record (killed in
     between): the pending version is the job's when it is listed and carries the run's id."""
     if d is None or not d.get("pending"):
         return d
-    from . import flagversions
-
     ours = list(d.get("ours") or [])
-    pend = d["pending"]
-    if pend in order and pend not in ours and d.get("run_id") and \
-            flagversions.saved_by_run(ms, pend) == d["run_id"]:
-        d = dict(d, ours=ours + [pend])
+    if d["pending"] not in ours and _run_saved(ms, d, d["pending"]):
+        d = dict(d, ours=ours + [d["pending"]])
     return d
 
 
