@@ -143,23 +143,14 @@ def _name(term):
     return f"{term.key} ({os.path.basename(term.source)})" if getattr(term, "source", "") else term.key
 
 
-#: what :func:`_say` has said (groups() runs per chunk of rows)
-_SAID: set = set()
-
-
 def _say(target, spw, lead, pinned):
-    """INFO, once per (target, SPW, lead, pinned terms): the per-term log lines name each term's own
-    choice, not that the chain pinned it (review 53e)."""
-    key = (str(target), int(spw), lead, tuple(pinned))
-    if key in _SAID:
-        return
-    _SAID.add(key)
-    import logging
+    """INFO, once per task call or run (groups() runs per chunk of rows; core/warnonce.py): the per-term
+    log lines name each term's own choice, not that the chain pinned it (review 53e)."""
+    from ..core import warnonce
 
-    logging.getLogger("alakazam.apply").info(
-        "%s spw %d: one calibrator per time for the chain -- %s follow the calibrator %s takes at each "
-        "time (its most time-variable term; calibration/chainfield.py)", target, spw, ", ".join(pinned),
-        lead)
+    warnonce.info("alakazam.apply", "%s spw %d: one calibrator per time for the chain -- %s follow the "
+                  "calibrator %s takes at each time (the term solved last; calibration/chainfield.py)",
+                  target, int(spw), ", ".join(pinned), lead)
 
 
 def compose_groups(compose, parts, spw_id, times, freqs, ant_names, target_name, target_radec, prefer_own,

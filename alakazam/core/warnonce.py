@@ -21,13 +21,22 @@ SCOPE = Scope("ALAKAZAM_WARN_ONCE", _SAID)
 
 def warning(logger: str, msg: str, *args) -> None:
     """``logging.getLogger(logger).warning(msg, *args)``, once per message inside :data:`SCOPE`."""
+    _once(logging.WARNING, logger, msg, args)
+
+
+def info(logger: str, msg: str, *args) -> None:
+    """:func:`warning` at INFO (a note that every chunk of a run would repeat)."""
+    _once(logging.INFO, logger, msg, args)
+
+
+def _once(level, logger, msg, args):
     text = msg % args if args else msg
     if SCOPE.active():
         with SCOPE.lock:
             if text in _SAID:
                 return
             _SAID[text] = True
-    logging.getLogger(logger).warning(text)
+    logging.getLogger(logger).log(level, text)
 
 
 @contextlib.contextmanager
