@@ -438,3 +438,70 @@ def test_kill_in_a_save_reused_pid_and_another_host(rfi_ms, tmp_path, monkeypatc
             run_yaml(y3)
     assert calls == [] and "on node-elsewhere" in caplog.text
 
+
+
+def test_the_base_restored_by_hand_settles_the_journal(rfi_ms, tmp_path, monkeypatch, caplog):
+    """Review 53g: the warnings' advice -- restore the interrupted run's base first -- was followed,
+    and every later run still warned (an edited copy: 'an earlier run of ... did not finish'; the same
+    file: 'FLAG was changed since by other tasks').  A restore of the base settles the journal."""
+    from alakazam.caltasks import akflagmanager
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    y_ref, ms_ref = _setup(rfi_ms, str(tmp_path / "ref"))
+    run_yaml(y_ref)
+    # the same file: a manual flag after the interrupt keeps the run from restoring; the user restores
+    # the base as the warning says, and the re-run then gives the uninterrupted flags, unsaid
+    y, ms = _setup(rfi_ms, str(tmp_path / "same"))
+    _interrupted(y)
+    _flag_c00(ms)
+    with caplog.at_level(logging.WARNING):
+        with pytest.MonkeyPatch.context() as m:
+            _interrupt_solve(m, "akflag")
+            with pytest.raises(KeyboardInterrupt):
+                run_yaml(y)
+    assert "changed since by other tasks" in caplog.text
+    caplog.clear()
+    akflagmanager(vis=ms, mode="restore", versionname="akflag_1")
+    assert _journal(ms, y).get("settled") is None, "a run that restored nothing keeps its own journal open"
+    with caplog.at_level(logging.WARNING):
+        run_yaml(y)
+    assert "did not finish" not in caplog.text and "changed since" not in caplog.text
+    np.testing.assert_array_equal(_flag(ms), _flag(ms_ref))
+
+    # an edited copy: warned once; after the base is restored, its later runs no longer warn
+    y, ms = _setup(rfi_ms, str(tmp_path / "other"))
+    _interrupted(y)
+    y2 = os.path.join(os.path.dirname(y), "edited.yaml")
+    with open(y) as fh:
+        text = fh.read()
+    with open(y2, "w") as fh:
+        fh.write(text.replace("time_interval: [scan]", "time_interval: [inf]"))
+    with caplog.at_level(logging.WARNING):
+        _interrupted(y2, "akflag")
+    assert "an earlier run of" in caplog.text
+    akflagmanager(vis=ms, mode="restore", versionname="akflag_1")
+    assert _journal(ms, y)["settled"] == "akflag_1"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        run_yaml(y2)
+    assert "an earlier run of" not in caplog.text and "did not finish" not in caplog.text
+    # merge 'or' does not put the flags back: it settles nothing
+    y, ms = _setup(rfi_ms, str(tmp_path / "or"))
+    _interrupted(y)
+    akflagmanager(vis=ms, mode="restore", versionname="akflag_1", merge="or")
+    assert _journal(ms, y).get("settled") is None
+
+
+def test_a_copy_of_a_finished_run_says_it_already_ran(rfi_ms, tmp_path, caplog):
+    """Review 53g: a copy of a file whose run finished, run on the same MS, flagged on top of that run's
+    flags unsaid (the file itself run again says so)."""
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    y, ms = _setup(rfi_ms, str(tmp_path / "c"))
+    run_yaml(y)
+    y2 = os.path.join(os.path.dirname(y), "copy.yaml")
+    shutil.copy(y, y2)
+    with caplog.at_level(logging.WARNING):
+        run_yaml(y2)
+    assert "already ran" in caplog.text and "the same content" in caplog.text
+    assert "versionname akflag_1" in caplog.text

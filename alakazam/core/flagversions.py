@@ -473,6 +473,10 @@ def restore(ms, name, merge="replace"):
             _restore_into(ms, path, name, merge)
         finally:
             columns.end_writes(ms)
+    if merge == "replace":          # an interrupted YAML run whose base this is: its flags are undone
+        from . import runjournal
+
+        runjournal.note_restored(ms, name)
 
 
 def _merge(cur, new, merge):

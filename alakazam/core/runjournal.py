@@ -42,9 +42,13 @@ Convention (tests/test_runjournal.py):
   the run's id (keyword ALAKAZAM_RUN, :func:`run_id`): a kill -9 between the save and its entry still
   leaves the version the job's, and one killed during the save leaves nothing the job's, even when
   another task's later version takes the same name.
-- After a finished run, a run of the same file restores nothing (running a file again is a second
-  run, as with CASA's flagdata); when the finished run's flag blocks wrote FLAG, a WARNING says they
-  flag again on top of their own flags and names the version to restore for the flags of one run.
+- A restore of a journal's base by anyone else (akflagmanager or an undo, merge 'replace') settles that
+  journal (:func:`note_restored`): its run's flag writes are undone, so no later run restores or warns
+  for it.
+- After a finished run, a run of the same file (or of a copy of the same content) restores nothing
+  (running a file again is a second run, as with CASA's flagdata); when the finished run's flag blocks
+  wrote FLAG, a WARNING says they flag again on top of their own flags and names the version to
+  restore for the flags of one run.
 - A journal that cannot be written (a read-only MS directory) is left out with a DEBUG line: the run
   goes on as before.
 """
@@ -158,12 +162,15 @@ def begin(yaml_path, sections, mss, restore) -> list:
                         yaml_path, ms, prev.get("pid"), prev.get("host", "this host"), p)
             continue
         other = None
-        if prev is None or prev.get("finished"):
+        if not _open(prev):
             # the same content under another name (a copied or renamed file): the same job
-            other = _unfinished_same_content(ms, text, p)
+            other = _same_content(ms, text, p)
             if other is not None:
                 prev = _settled(_read(other), ms)
-        if prev is None or prev.get("finished"):
+        if prev is None:        # a finished run of a copy: its flag blocks ran (said by _after)
+            done = _same_content(ms, text, p, finished=True)
+            prev = _read(done) if done is not None else None
+        if not _open(prev):
             _say_other_unfinished(ms, yaml_path, p)
         rec = {"yaml": os.path.realpath(str(yaml_path)), "sections": sections, "digest": text,
                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "pid": os.getpid(),
@@ -250,7 +257,7 @@ def _say_other_unfinished(ms, yaml_path, own):
     order = flagversions.saved_order(ms)
     for q in sorted(glob.glob(os.path.join(flagversions.versions_dir(ms), PREFIX + "*.json"))):
         d = _read(q) if q != own else None
-        if d is None or d.get("finished") or _running(d):
+        if not _open(d) or _running(d):
             continue
         base = base_of(d)
         if base and base in order:
@@ -267,8 +274,15 @@ def _remove(p):
         pass
 
 
-def _unfinished_same_content(ms, text, own):
-    """The path of an unfinished journal of another file with the same content (digest) on ``ms``."""
+def _open(d) -> bool:
+    """Journal ``d`` is of a run that did not finish and whose flags nobody has put back since
+    (:func:`note_restored`)."""
+    return d is not None and not d.get("finished") and not d.get("settled")
+
+
+def _same_content(ms, text, own, finished=False):
+    """The path of an open (:func:`_open`; ``finished``: a finished) journal of another file with the
+    same content (digest) on ``ms`` whose run is gone, or None."""
     import glob
 
     from . import flagversions
@@ -277,9 +291,29 @@ def _unfinished_same_content(ms, text, own):
         if q == own:
             continue
         d = _read(q)
-        if d is not None and not d.get("finished") and d.get("digest") == text and not _running(d):
+        if d is None or d.get("digest") != text or d.get("superseded"):
+            continue
+        if (bool(d.get("finished")) if finished else _open(d)) and not _running(d):
             return q
     return None
+
+
+def note_restored(ms, name):
+    """FLAG of ``ms`` was just replaced by flag version ``name`` (akflagmanager or an undo, merge
+    'replace'): an open journal (:func:`_open`) of a run that is gone, whose base is ``name``, is
+    settled -- that run's flag writes are undone, so a later run restores nothing for it and says
+    nothing of it (review 53g: the warning that asks for this restore repeated on every later run after
+    the user had done it).  The journals of this process's run are left as they are."""
+    import glob
+
+    from . import flagversions
+
+    mine = set(_ACTIVE.values())
+    for q in sorted(glob.glob(os.path.join(flagversions.versions_dir(ms), PREFIX + "*.json"))):
+        d = _read(q) if q not in mine else None
+        if _open(d) and not _running(d) and base_of(d) == name:
+            d["settled"] = name
+            _write(q, d)
 
 
 def _finish_file(p):
@@ -294,15 +328,17 @@ def _after(ms, yaml_path, prev, text, order):
     """What to do with an earlier run's journal ``prev`` (module doc): (base, ours) when its base is to be
     restored (carried into this run's journal first), else None (warned here when there is reason)."""
     base = base_of(prev)
-    if base is None:                        # that run saved no version: FLAG is as it was
-        return None
+    if base is None or prev.get("settled"):     # that run saved no version, or its flags were put back
+        return None                             # since (note_restored): FLAG is as it was before it
     undo = f"alakazam flagmanager --vis {ms} --mode restore --versionname {base}"
     if prev.get("finished"):
         if base.startswith("akflag_") and base in order:
-            log.warning("the flag blocks of %s already ran on %s (a finished run): they flag again on top "
+            done = prev.get("yaml") or os.path.realpath(str(yaml_path))
+            same = "" if done == os.path.realpath(str(yaml_path)) else f", of {done}: the same content"
+            log.warning("the flag blocks of %s already ran on %s (a finished run%s): they flag again on top "
                         "of their own flags (tfcrop, rflag and the MAD modes flag more each time); for the "
                         "flags of one run, restore flag version %s, the flags before that run, first: %s",
-                        yaml_path, ms, base, undo)
+                        yaml_path, ms, same, base, undo)
         return None
     ours = list(prev.get("ours") or [])
     head = (f"the previous run of {yaml_path} on {ms} did not finish (interrupted or stopped by an error) "
