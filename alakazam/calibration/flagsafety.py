@@ -23,7 +23,7 @@ from contextlib import ExitStack, contextmanager
 
 from ..core import signals
 
-log = logging.getLogger("alakazam.apply")
+log = logging.getLogger("alakazam.flags")
 
 
 def flagversions_dir(ms) -> str:
