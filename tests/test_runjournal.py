@@ -505,3 +505,45 @@ def test_a_copy_of_a_finished_run_says_it_already_ran(rfi_ms, tmp_path, caplog):
         run_yaml(y2)
     assert "already ran" in caplog.text and "the same content" in caplog.text
     assert "versionname akflag_1" in caplog.text
+
+
+def test_a_kill_after_a_raced_save_names_only_the_other_tasks_version(rfi_ms, tmp_path, monkeypatch, caplog):
+    """Review 53g: another process saved a version of the MS while the run announced its second save
+    (taking the announced name; the run's save took the next), and a kill -9 came before the run
+    recorded it: the re-run called the job's own version 'another task's'.  The job's versions are
+    told by the run's id."""
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    y, ms = _setup(rfi_ms, str(tmp_path / "r"))
+    real_saving, real_saved = runjournal.note_saving, runjournal.note_saved
+    seen = {"n": 0, "raced": False}
+
+    def saving(ms_, name):
+        real_saving(ms_, name)
+        if not runjournal._ACTIVE:      # the other task's own save
+            return
+        seen["n"] += 1
+        if seen["n"] == 2:              # another task's save inside the run's second announcement
+            mine = dict(runjournal._ACTIVE)
+            runjournal._ACTIVE.clear()
+            try:
+                flagversions.save(ms_, "akflag", comment="another task")
+            finally:
+                runjournal._ACTIVE.update(mine)
+            seen["raced"] = True
+
+    def saved(ms_, name):
+        if seen["raced"] and runjournal._ACTIVE and name is not None:
+            raise KeyboardInterrupt     # killed before the entry, as a kill -9
+        real_saved(ms_, name)
+
+    with monkeypatch.context() as m:
+        m.setattr(runjournal, "note_saving", saving)
+        m.setattr(runjournal, "note_saved", saved)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y)
+    assert flagversions.saved_order(ms) == ["akflag_1", "akflag_2", "akflag_3"]
+    assert _journal(ms, y)["pending"] == "akflag_2" and _journal(ms, y)["ours"] == ["akflag_1"]
+    with caplog.at_level(logging.WARNING):
+        run_yaml(y)
+    assert "changed since by other tasks (flag versions akflag_2 saved" in caplog.text

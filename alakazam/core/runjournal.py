@@ -414,13 +414,19 @@ def run_id(ms) -> str:
 
 def _settled(d, ms):
     """Journal ``d`` with a save it announced (:func:`note_saving`) but did not record (killed in
-    between): the pending version is the job's when it is listed and carries the run's id."""
-    if d is None or not d.get("pending"):
+    between): the version it saved is the job's -- the listed versions after its last recorded one that
+    carry the run's id.  Not only the announced name: another process's save inside the announcement
+    takes that name, and the run's save the next (review 53g: the re-run then named the job's own
+    version 'another task's')."""
+    if d is None or not d.get("pending") or not d.get("run_id"):
         return d
+    from . import flagversions
+
     ours = list(d.get("ours") or [])
-    if d["pending"] not in ours and _run_saved(ms, d, d["pending"]):
-        d = dict(d, ours=ours + [d["pending"]])
-    return d
+    order = flagversions.saved_order(ms)
+    after = order[order.index(ours[-1]) + 1:] if ours and ours[-1] in order else order
+    found = [v for v in after if v not in ours and _run_saved(ms, d, v)]
+    return dict(d, ours=ours + found) if found else d
 
 
 def end(paths):
