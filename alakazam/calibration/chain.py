@@ -60,6 +60,10 @@ def load_term(table, key, field_select="nearest_time", time_interp="nearest", so
     if not sets:
         raise AlakazamError(f"{key}: table {table} has no solutions under {real}")
     jt = str(sets[0].attrs["jones_type"])
+    if jterms.get(jt).gain:     # gains akfluxscale scaled in some SPWs only: said (review 54a)
+        from .fluxscale import warn_partly_scaled
+
+        warn_partly_scaled(real, table, sets)
     if field_select == "pinned" and not solution_field:
         raise AlakazamError(f"{key}: field_select 'pinned' needs solution_field (the calibrator "
                             "field(s) whose solutions to use)")

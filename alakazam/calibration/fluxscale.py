@@ -29,8 +29,12 @@ robust sigmas, 3 iterations, median/MAD: :func:`sigma_clip`, ``CLIP_NSIGMA``), t
     scale     = sum(w f) / sum(w)                       (over the kept (a, p))
     scale_err = sqrt(sum(w (f - scale)^2) / sum(w) * n / (n - 1)) / sqrt(n)
 
-i.e. CASA's "scatter of the ratios over antennas and polarisations divided by the square root of
-their number".  ``fluxd = model flux x scale`` (the model flux is the mean of Re((pp + qq) / 2) of
+i.e. the standard error of the mean of the squared ratios.  CASA's fluxscale
+(SolvableVisJones::fluxscale, CASA 4-6) reports ``fd = median(r)^2`` of the amplitude ratios
+``r = |g_T| / |g_R|`` and ``fderr = 2 stddev(r) / sqrt(N - 1)``: its propagation to ``r^2`` omits the
+factor ``r`` (``sigma(r^2) = 2 r sigma(r)``), so its error is ``sqrt(fd / S_model)`` times smaller than
+ours (1.5 for 3C147 against a 1 Jy model: review 54a measured 0.0148 against CASA's 0.0098).
+``fluxd = model flux x scale`` (the model flux is the mean of Re((pp + qq) / 2) of
 the model the transfer solutions were solved against -- MODEL_DATA, the solve's model column, or CASA's
 smodel I, as their attrs ``model_column`` / ``smodel`` record it (:func:`model_source`; older tables:
 MODEL_DATA) -- of that field and SPW in the MS of ``cfg.ms`` (akfluxscale ``vis``, YAML ``ms``), by default
@@ -376,6 +380,35 @@ def _ref_spw(spw, refspwmap):
     if len(m) == 1:
         return int(m[0])
     return int(m[spw]) if spw < len(m) and m[spw] > -1 else spw
+
+
+def partly_scaled(sets) -> dict:
+    """``{field: (scaled SPWs, unscaled SPWs)}`` of the fields whose gains in ``sets`` (one key) akfluxscale
+    scaled in some SPWs (attr :data:`GAIN_FACTOR_ATTR`) and not in others: an ``spw`` selection, or an
+    SPW without an antenna valid on both fields, left those written as solved -- still on the flux scale
+    of the field's model (review 54a: akfluxscale spw='0,1' left 3C147's SPW 2 at 1/sqrt(2.5) of its
+    scaled gains, the target 29% low there, unsaid)."""
+    have, scaled = {}, {}
+    for st in sets:
+        f, sp = str(st.attrs.get("field_name", "")), int(st.attrs.get("spw", -1))
+        have.setdefault(f, set()).add(sp)
+        if st.attrs.get(GAIN_FACTOR_ATTR) is not None:
+            scaled.setdefault(f, set()).add(sp)
+    return {f: (sorted(scaled[f]), sorted(have[f] - scaled[f])) for f in scaled if have[f] - scaled[f]}
+
+
+def warn_partly_scaled(key, table, sets, logger="alakazam.apply"):
+    """A WARNING (once per task call or run) for each field of :func:`partly_scaled`, where a table's
+    gains are read to be applied or pre-applied."""
+    from ..core import warnonce
+
+    for f, (done, left) in sorted(partly_scaled(sets).items()):
+        warnonce.warning(logger, "%s of %s: akfluxscale scaled %s's gains in SPW %s but not in SPW %s (not "
+                         "selected by its spw, or no antenna valid on both fields): there they keep the flux "
+                         "scale of %s's model, and so does every field calibrated with them; scale them too "
+                         "(akfluxscale with spw='%s' into this table)", key, table, f,
+                         ", ".join(map(str, done)), ", ".join(map(str, left)), f,
+                         ",".join(map(str, left)))
 
 
 def _unscaled(s):
@@ -918,6 +951,16 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
         new_sets.append(s)
     if tr_table != ref_table:
         new_sets = [s for s in ref_sets if s.field_name not in transfer] + new_sets
+    # SPWs of a scaled field that the spw selection left unscaled (those without a factor: warned above)
+    for tf, (done, left) in sorted(partly_scaled([s for s in new_sets if s.field_name in transfer]).items()):
+        left = [sp for sp in left if sp not in spws]
+        if left:
+            log.warning("fluxscale: %s's gains are scaled in SPW %s but written unscaled in SPW %s (not "
+                        "selected by spw=%r): there they keep the flux scale of %s's model, and so does "
+                        "every field calibrated with them -- scale those SPWs too (spw='%s') before "
+                        "applying them", tf,
+                        ", ".join(map(str, done)), ", ".join(map(str, left)), cfg.spw, tf,
+                        ",".join(map(str, left)))
     replaced, kept = hdf5.keys_replaced_by_copy(cfg.output, ref_table, [key])
     if replaced or kept:            # an existing table that is not the caltable: only the keys written go
         written = [k for k in hdf5.list_keys(ref_table) if k != key] + [key]
