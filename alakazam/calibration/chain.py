@@ -126,21 +126,25 @@ def _set_scan(s):
 
 
 def _same_scan_parts(parts, time_scan, target_name):
-    """Own-field solutions and flags, scan by scan (applymode calflag, and every pre-apply): target
-    times of scan s of a field with its own solution bins in scan s
+    """Own-field solutions and flags, scan by scan (applymode calflag, and every pre-apply): at target
+    times of scan s of a field with its own solution bins in scan s, an antenna
 
-    * use only the bins of scan s when any of them is flagged (a flagged antenna/channel there then
-      stays flagged: no valid bin of another scan replaces it);
-    * otherwise are interpolated over all the field's bins, and where that uses a flagged bin of
+    * with a flagged bin in scan s (any pol or frequency bin) uses only the bins of scan s (a flagged
+      solution there then stays flagged: no valid bin of another scan replaces it);
+    * otherwise is interpolated over all the field's bins, and where that uses a flagged bin of
       another scan (the linear bracket from scan s to a neighbouring scan whose solution is flagged),
-      take scan s's own bins instead: the data are not flagged for a flag of another scan while their
+      takes scan s's own bins instead: the data are not flagged for a flag of another scan while their
       own scan has valid solutions (CASA, whose timeline ignores scans, flags them).
 
+    Per antenna: until session 54 one flagged bin in scan s put every antenna of that scan on scan s's
+    bins alone -- a solution per scan then held for all of them where CASA and the other scans
+    interpolate linearly (review 54c: 0.40 of max |V| from CASA's applycal on the other antennas).
     Within the bins used the flags follow core/interpolation.py (the nearest bin's, either bracketing
     bin's for linear / cubic, outside the bins the held end bin's).  Other fields' solutions are
     interpolated over all bins, and no flag is bridged there either.  Returns parts
-    ``(name, sel, fs, amap, fallback)``: ``fallback`` None, or the scan's own solutions for the
-    target times where ``fs`` gives a flagged solution."""
+    ``(name, sel, fs, amap, fallback)``: ``fallback`` None, or ``(own, own_ant)``: the scan's own
+    solutions, taken where ``fs`` gives a flagged solution, and everywhere for the solution antennas
+    ``own_ant`` (bool (n_ant_sol,), or None for none)."""
     out = []
     for name, sel, fs, amap in parts:
         if name != target_name or fs.scan is None or len(sel) == 0:
@@ -160,10 +164,8 @@ def _same_scan_parts(parts, time_scan, target_name):
             fsub = _FieldSolutions(fs.name, fs.ra, fs.dec, fs.time[m], fs.jones[:, :, m], fs.flags[:, :, m],
                                    None if fs.delay is None else fs.delay[:, :, m], fs.freq, fs.ant_names,
                                    delay_ref=fs.delay_ref, scan=fs.scan[m])
-            if ok[:, :, m].all():
-                out.append((name, sel[sub], fs, amap, fsub))
-            else:
-                out.append((name, sel[sub], fsub, amap, None))
+            own_ant = (~ok[:, :, m]).any(axis=(1, 2))
+            out.append((name, sel[sub], fs, amap, (fsub, own_ant if own_ant.any() else None)))
         if keep.any():
             out.append((name, sel[keep], fs, amap, None))
     return out
@@ -335,12 +337,15 @@ def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_n
         except AlakazamError as e:      # ('cubic' with too few solutions): which term, field and SPW
             raise AlakazamError(f"{term.key} (solutions of {name} for {target_name}, SPW {spw_id}): "
                                 f"{e}") from None
-        if fallback is not None and jf.any():     # the scan's own solutions where fs gives a flagged one
-            j2, jf2, _ = evaluate(fallback, t_target, _fallback_mode(term.time_interp, fallback))
-            use = jf & ~jf2
+        own, own_ant = fallback if fallback is not None else (None, None)
+        if own is not None and (jf.any() or own_ant is not None):
+            # the scan's own solutions where fs gives a flagged one, and for the antennas flagged there
+            j2, jf2, _ = evaluate(own, t_target, _fallback_mode(term.time_interp, own))
+            oa = False if own_ant is None else own_ant[:, None, None]
+            use = (jf & ~jf2) | oa
             j = np.array(j)
             j[use] = j2[use]
-            jf = jf & jf2
+            jf = np.where(oa, jf2, jf & jf2)
         info["time"] = f"{term.time_interp} {len(fs.time)}->{n_t}"
         info["freq"] = interp.map_freq(fs.freq, all_freqs)[1] if one else fdesc
         # (n_ant_sol, n_chan, n_tt, ...) -> (n_tt, n_ant, n_chan, ...)
@@ -554,9 +559,14 @@ def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_na
     for name, sel, fs, amap, fallback in field_parts:
         info["time"] = f"{term.time_interp} {len(fs.time)}->{n_t}"
         g = gather(fs, sel, amap)
-        if fallback is not None and np.isnan(g).any():   # the scan's own solutions where fs's are flagged
-            g, g2 = np.broadcast_arrays(g, gather(fallback, sel, amap))
-            g = np.where(np.isnan(g), g2, g)
+        own, own_ant = fallback if fallback is not None else (None, None)
+        if own is not None and (own_ant is not None or np.isnan(g).any()):
+            # the scan's own solutions where fs's are flagged, and for the antennas flagged there
+            g, g2 = np.broadcast_arrays(g, gather(own, sel, amap))
+            take = np.isnan(g)
+            if own_ant is not None:
+                take = take | np.where(amap >= 0, own_ant[np.maximum(amap, 0)], False)[None, :, None, None]
+            g = np.where(take, g2, g)
         parts.append((sel, g))
     if len(parts) == 1 and len(parts[0][0]) == n_t:
         return parts[0][1], info         # (n_t or 1, n_a, n_chan or 1, 2)
