@@ -84,3 +84,42 @@ def test_restoring_the_later_version_or_merging_leaves_the_earlier_marker(tmp_pa
     assert v3 in left and v1 in left
     akflagmanager(vis=ms, mode="restore", versionname=v1)          # replace: both undone
     assert flagsafety.interrupted(ms) == []
+
+
+def test_an_interrupt_before_the_first_flag_write_leaves_no_marker(tmp_path, caplog, monkeypatch):
+    """Review 54b: Ctrl-C after akflag saved its version, before it wrote FLAG, said "FLAG may be partly
+    changed" and left the marker, so every later task repeated that advice although FLAG was as saved.
+    An interrupt before the first FLAG write begins now removes the marker and says FLAG is unchanged;
+    one after it keeps both."""
+    import pytest
+
+    from alakazam.caltasks import akflag
+    from alakazam.flagging import engine
+
+    ms = _ms(str(tmp_path / "i.ms"))
+    before = _flag(ms)
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "_flag_unit", stop)
+    with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
+        akflag(vis=ms, mode="clip", clipminmax=[0.0, 1e-6])
+    assert "before writing FLAG: FLAG is unchanged" in caplog.text and "partly changed" not in caplog.text
+    assert flagsafety.interrupted(ms) == []
+    np.testing.assert_array_equal(_flag(ms), before)
+
+    # after a FLAG write began: the marker stays and the message says so
+    real = engine._put_flags
+
+    def put_then_stop(t, rows, flag):
+        real(t, rows, flag)
+        raise KeyboardInterrupt
+
+    monkeypatch.undo()
+    monkeypatch.setattr(engine, "_put_flags", put_then_stop)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
+        akflag(vis=ms, mode="clip", clipminmax=[0.0, 1e-6])
+    assert "partly changed" in caplog.text
+    assert len(flagsafety.interrupted(ms)) == 1

@@ -6,10 +6,10 @@ Convention (pinned by tests/test_reliability.py):
   disk before the first FLAG write.
 * While FLAG is being written, the marker ``<ms>.flagversions/flags.akapply_N.in_progress`` exists; it
   holds the restore command.  It is removed when the run completes.
-* A run that fails with an error (not an interrupt) before its first FLAG write removes the marker
-  (FLAG is unchanged; the saved version stays).
-* Ctrl-C (or SIGTERM through the CLI) logs "FLAG may be partly changed; restore with: ..." and keeps
-  the marker; after a kill -9 the marker stays, and the next apply on that MS warns with the same
+* A run that fails with an error or is interrupted before its first FLAG write begins removes the
+  marker and says FLAG is unchanged (the saved version stays).
+* Ctrl-C (or SIGTERM through the CLI) after that logs "FLAG may be partly changed; restore with: ..."
+  and keeps the marker; after a kill -9 the marker stays, and the next apply on that MS warns with the same
   command.  :func:`alakazam.calibration.apply.restore_flags` removes the marker of the version it
   restores.
 """
@@ -214,12 +214,15 @@ def flag_writes(ms, version, what="apply"):
     except BaseException as e:
         from ..core import undo
 
-        if isinstance(e, Exception) and flag_written(ms) == before:
-            # an error (not an interrupt) before the run's first FLAG write: FLAG is as saved, so no
-            # marker is left (before: every later task warned that FLAG "may be partly changed")
+        if flag_written(ms) == before:
+            # stopped (an error, or an interrupt: review 54b) before the run's first FLAG write began
+            # (core/ms.note_write counts a write as it begins): FLAG is as saved, so no marker is left
+            # (before: every later task warned that FLAG "may be partly changed")
             unchanged = True
-            log.info("%s stopped (%s) before writing FLAG: FLAG is unchanged (flag version %s keeps the "
-                     "flags of before)", what, type(e).__name__, version)
+            (log.info if isinstance(e, Exception) else log.warning)(
+                "%s %s (%s) before writing FLAG: FLAG is unchanged (flag version %s keeps the flags of "
+                "before)", what, "stopped" if isinstance(e, Exception) else "interrupted", type(e).__name__,
+                version)
         elif isinstance(e, KeyboardInterrupt) and undo.active() is not None:
             # akshell's undo (core/undo.py) puts FLAG back from this version and says so (or, if it
             # cannot, logs the restore command itself)
