@@ -292,6 +292,53 @@ def test_interrupt_with_propagate_flags_is_restorable(ms_copy, monkeypatch, capl
     assert not os.path.exists(marker)
 
 
+def test_a_completed_rerun_of_the_same_apply_ends_its_interrupted_run(ms_copy, base, tmp_path, monkeypatch,
+                                                                     caplog):
+    """Review 54b: an apply with propagate_flags interrupted while writing FLAG, then re-run to completion
+    (the same FLAG as an uninterrupted run), still left its in-progress marker, so every later task said
+    FLAG "may be partly changed" and advised a restore that would drop the completed run's flags.  A
+    completed re-run of the same apply (calibration/flagsafety.apply_job: its parameters and the
+    solutions applied) now removes it; another apply does not."""
+    ms, cal = ms_copy
+    ref = str(tmp_path / "ref.ms")
+    shutil.copytree(base[0], ref)
+    _apply(ref, [cal, cal], propagate_flags=True, memory_limit_gb=1e-5)
+    want = _col(ref, "FLAG")
+    real = ms_io.write_column
+    n = {"flag": 0}
+
+    def stop_in_flag(m, name, rows, values, chans=None):
+        out = real(m, name, rows, values, chans)
+        if name == "FLAG":
+            n["flag"] += 1
+            if n["flag"] == 2:
+                raise KeyboardInterrupt
+        return out
+
+    monkeypatch.setattr(ms_io, "write_column", stop_in_flag)
+    with pytest.raises(KeyboardInterrupt):
+        _apply(ms, [cal, cal], propagate_flags=True, memory_limit_gb=1e-5)
+    monkeypatch.setattr(ms_io, "write_column", real)
+    marker = ms + ".flagversions/flags.akapply_1.in_progress"
+    assert os.path.exists(marker)
+    # another apply (one field) is another job: it warns and leaves the marker
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="alakazam"):
+        _apply(ms, [cal, cal], propagate_flags=True, target_field=["3C286"])
+    assert any("interrupted while writing FLAG" in r.getMessage() for r in caplog.records)
+    assert os.path.exists(marker)
+    # the same apply again: said as a re-run, not warned about, and its marker removed when it completes
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="alakazam"):
+        _apply(ms, [cal, cal], propagate_flags=True, memory_limit_gb=1e-5)
+    said = [r.getMessage() for r in caplog.records]
+    assert not any("interrupted while writing FLAG" in m for m in said)
+    assert any("re-running the apply that was interrupted after saving flag version akapply_1" in m
+               for m in said)
+    assert not os.path.exists(marker)
+    np.testing.assert_array_equal(_col(ms, "FLAG"), want)
+
+
 # ------------------------------------------------------------------------------------------------
 # 3. locking
 # ------------------------------------------------------------------------------------------------

@@ -233,8 +233,15 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
     from . import flagsafety
 
     write_col = write_col or cfg.output_col
-    flagsafety.warn_interrupted(cfg.ms)
     mode = _am.resolve(getattr(cfg, "applymode", ""), cfg.propagate_flags)
+    # an interrupted run of this same apply is finished by this one (flagsafety.finish_job): said as such
+    job = flagsafety.apply_job(cfg, terms) if _am.writes_flags(mode) else ""
+    same = [m[0] for m in flagsafety.interrupted(cfg.ms) if job and m[1] is None
+            and flagsafety.marker_job(cfg.ms, m[0]) == job]
+    for v in same:
+        log.info("re-running the apply that was interrupted after saving flag version %s: this run redoes "
+                 "its FLAG writes", v)
+    flagsafety.warn_interrupted(cfg.ms, skip=lambda m: m[0] in same)
     limit = memory.memory_limit_bytes(cfg.memory_limit_gb)
     lines = []
     counts = {"rows": 0, "samples": 0, "unflagged": 0, "no_solution": 0, "flagged_by_solution": 0,
@@ -242,7 +249,7 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
     per_term = {}           # (term key, field name) -> samples whose solution in that term is flagged
     from .. import distributed
     save = (lambda: backup_flags(cfg.ms)) if _am.writes_flags(mode) else (lambda: None)
-    with flagsafety.saved_then_marked(cfg.ms, save) as backup:
+    with flagsafety.saved_then_marked(cfg.ms, save, job=job) as backup:
         if backup:
             log.info("FLAG saved as flag version %s; restore with: %s", backup,
                      flagsafety.restore_command(cfg.ms, backup))

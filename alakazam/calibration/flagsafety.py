@@ -62,6 +62,8 @@ def restore_command(ms, version) -> str:
 
 #: the line of a marker that says the FLAG writes are a restore: ``restoring: <version> <merge>``
 _RESTORING = "restoring: "
+#: the line of an apply's marker that names its job (:func:`apply_job`): ``job: <digest>``
+_JOB = "job: "
 #: how every marker starts (a file of that name without it is not alakazam's: CASA's flagmanager saves a
 #: version named 'x.in_progress' as the directory ``flags.x.in_progress``)
 _MARKER = "FLAG writes in progress"
@@ -189,16 +191,77 @@ def clear_marker(ms, version):
             pass
 
 
+def apply_job(cfg, terms) -> str:
+    """The digest of an apply (an ApplyConfig and its loaded terms, calibration/chain.LoadedTerm): the
+    MS, every parameter that decides what it writes, and the solutions applied (values, flags, times,
+    frequencies, fields and SPWs -- not the files: a YAML re-run solves its tables again, to the same
+    solutions).  An apply's FLAG writes (calflag: the samples whose solution is flagged) are a function
+    of these and the flags it starts from, and a re-run starts from a superset of them -- the
+    interrupted run's partial flags -- so a re-run of the same job that completes leaves FLAG as an
+    uninterrupted run would (:func:`finish_job`)."""
+    import dataclasses
+    import hashlib
+    import json
+
+    import numpy as np
+
+    d = dataclasses.asdict(cfg)
+    for k in ("quiet", "workers", "scheduler", "memory_limit_gb"):      # how, not what
+        d.pop(k, None)
+    d["ms"] = os.path.realpath(str(cfg.ms))
+    for t in d.get("terms", []):
+        t.pop("table", None)
+    h = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode())
+    for term in terms:
+        h.update(f"{term.key}:{term.jones_type}".encode())
+        for s in term.sets:
+            h.update(f"{s.attrs.get('field_name')}:{s.attrs.get('spw')}".encode())
+            for a in (s.jones, s.flags, s.time, s.freq, getattr(s, "delay", None)):
+                if a is not None:
+                    h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:20]
+
+
+def marker_job(ms, version) -> str:
+    """The job (:func:`apply_job`) an interrupted apply's marker names ('' none: an older marker, akflag,
+    a restore)."""
+    try:
+        with open(marker_path(ms, version)) as fh:
+            text = fh.read(4096)
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        if line.startswith(_JOB):
+            return line[len(_JOB):].strip()
+    return ""
+
+
+def finish_job(ms, job, version):
+    """The apply of ``job`` (its flag version ``version``) completed: the markers of earlier interrupted
+    applies of the same job are removed, said at INFO -- their FLAG writes are redone in full (review
+    54b: after a completed re-run every later task still said FLAG "may be partly changed" and advised a
+    restore that would drop the completed run's flags)."""
+    if not job:
+        return
+    for v, name, _ in interrupted(ms):
+        if v != version and name is None and marker_job(ms, v) == job:
+            clear_marker(ms, v)
+            log.info("the apply interrupted after saving flag version %s was the same apply: this run "
+                     "finished its FLAG writes (its in-progress marker removed)", v)
+
+
 @contextmanager
-def flag_writes(ms, version, what="apply"):
+def flag_writes(ms, version, what="apply", job=""):
     """Mark FLAG writes of a run whose backup is ``version`` (None: no FLAG writes, nothing to do);
-    ``what`` names the run in the message (apply, akflag)."""
+    ``what`` names the run in the message (apply, akflag); ``job``: an apply's :func:`apply_job`
+    (recorded in the marker; the same job's earlier markers are removed when this run completes)."""
     if not version:
         yield
         return
     m = marker_path(ms, version)
     with open(m, "w") as fh:
-        fh.write(f"{_MARKER}; restore with: {restore_command(ms, version)}\n")
+        fh.write(f"{_MARKER}; restore with: {restore_command(ms, version)}\n"
+                 + (f"{_JOB}{job}\n" if job else ""))
     from ..core import columns
     from ..core.ms import flag_writes as handle_flag_writes
     from ..core.ms import flag_written
@@ -239,17 +302,18 @@ def flag_writes(ms, version, what="apply"):
         if unchanged:
             clear_marker(ms, version)
     clear_marker(ms, version)
+    finish_job(ms, job, version)
 
 
 @contextmanager
-def saved_then_marked(ms, save, what="apply"):
+def saved_then_marked(ms, save, what="apply", job=""):
     """Save a flag version (``save()`` returns its name, or None for no FLAG writes) and enter
     :func:`flag_writes` for it as one step: a Ctrl-C or SIGTERM arriving in between is held until the
     marker exists, so an interrupt once the version is on disk always says how to restore it."""
     with ExitStack() as stack:
         with signals.held():
             version = save()
-            stack.enter_context(flag_writes(ms, version, what))
+            stack.enter_context(flag_writes(ms, version, what, job))
         yield version
 
 
