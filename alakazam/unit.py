@@ -395,8 +395,13 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     n_bl = len(g.bl_a1)
     slots = _sample_slots(g, group)
     bin_major = slots is None and _bin_major(g, group)
+    # a gain with combine 'spw': each SPW summed into a sample of its own, folded into the one sample
+    # the solve takes after the pass -- the per-SPW sums serve _check_combined_spws
+    spw_of = _combined_spw_samples(step, g) if slots is None and not bin_major else None
     if bin_major:       # CP / D over one time cell: the sums in the batch layout (_bin_major)
         shape = (g.n_fsamp, n_bl, n_acc, 4)
+    elif spw_of is not None:
+        shape = (n_acc, n_bl, len(set(spw_of.values())), 4)
     elif slots is None:
         shape = (n_acc, n_bl, g.n_fsamp, 4)
     else:       # KC over the whole band: the sums in the batch layout (_sample_slots)
@@ -477,9 +482,11 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
                 diag, sky = preapply_cache.block(ctx, g.prior, meta, m.ddid, m.chans, m.fld, utimes, uscan,
                                                  t0, t1, cfg.apply_parang, ch.data.nbytes)
             part = rows if (t0 == 0 and t1 == len(utimes)) else rows[(tix >= t0) & (tix < t1)]
+            fsamp = (m.fsamp_of_chan if spw_of is None
+                     else np.where(np.asarray(m.fsamp_of_chan) >= 0, spw_of[m.ddid], -1))
             averaging.accumulate_corrected(*sums, w_row, ch.data, ch.model, ch.flag,
                                            ch.weight, part, tidx, ch.ant1, ch.ant2, acc_bin, row_bl,
-                                           m.fsamp_of_chan, m.corr_src, diag, sky, t_off=t0,
+                                           fsamp, m.corr_src, diag, sky, t_off=t0,
                                            part_key=part_key, corr_use=corr_use, all_corr=all_corr,
                                            runs=runs)
         row_count += np.bincount(sbin, minlength=n_sbin)
@@ -494,9 +501,23 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
         del runs
     if not (row_count > 0).any():
         return None
+    spw_sums = None
+    if spw_of is not None:          # the SPWs' samples folded into the one the solve takes
+        spw_sums = (vis_sum, model_sum, w_sum)
+        vis_sum, model_sum, w_sum = (a.sum(axis=2, keepdims=True) for a in spw_sums)
     return dict(vis_sum=vis_sum, model_sum=model_sum, w_sum=w_sum, row_count=row_count, time_sum=time_sum,
                 time_wsum=time_wsum, wsum_t=wsum_t, t_ref=t_ref, slots=slots, bin_major=bin_major,
-                parallel_power=parallel)
+                parallel_power=parallel, spw_sums=spw_sums, spw_of=spw_of)
+
+
+def _combined_spw_samples(step, g: FieldSpw):
+    """A gain (G, T) of one frequency sample solved over several SPWs (combine 'spw'): ``{DATA_DESC_ID:
+    sample}`` (its members' SPWs in order), else None."""
+    ddids = list(dict.fromkeys(m.ddid for m in g.members))
+    if (len(ddids) < 2 or g.n_fsamp != 1 or g.chan_sampled or g.scan_sampled
+            or not terms.get(step.jones_type).gain):
+        return None
+    return {d: k for k, d in enumerate(ddids)}
 
 
 def _sample_slots(g: FieldSpw, group: Group):
@@ -625,6 +646,8 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
     res = solvers.solve(jt, batch, backend=cfg.solver_backend, opts=opts)
     if jt == "T":           # one gain for both hands: do the hands agree? (a literal type check, kept)
         _check_t_hands(ctx, step, g, batch, res)
+    if acc.get("spw_sums") is not None:     # one gain for several SPWs: do the SPWs agree?
+        _check_combined_spws(ctx, step, g, acc, [cells_t[it] for it, _ in cell_index], res)
     moved = getattr(batch, "free_reference_leakage", None)       # D: what CASA's gauge moved
     if moved is not None and g.spw.feed_basis == "linear":
         from .calibration import leakcheck      # only where it may matter (the gauge note's test)
@@ -682,6 +705,35 @@ def _check_t_hands(ctx, step, g, batch, res):
                     "the corrected hands keep the differences and Stokes I comes out low and complex; "
                     "align the hands first (pre-apply a gain solved per hand, e.g. a bandpass or a G of a "
                     "calibrator) or solve G", step.key, fields, np.degrees(d), np.degrees(noise))
+
+
+def _check_combined_spws(ctx, step, g, acc, bins, res):
+    """A WARNING (once per step) when the SPWs of a gain solved with combine 'spw' differ from its one
+    gain by more than solvers.combined_spw.THRESHOLD (median over antennas, and 3x the noise): the
+    pre-applied terms leave them out of phase with each other (review 54a: 3C286 -5.4% to +2.2% per SPW,
+    rchi2 120x the per-SPW solve's, silently)."""
+    from .solvers import combined_spw
+
+    key = ("combined_spw_warned", step.key)
+    if ctx.stats.get(key):
+        return
+    got = combined_spw.mismatch(*acc["spw_sums"], np.asarray(bins, np.int64), g.bl_a1, g.bl_a2, res.jones)
+    spw_ids = {k: int(ctx.meta.spws[d].spw_id) for d, k in acc["spw_of"].items()}
+    bad = [(spw_ids[k], x) for k, x in enumerate(got)
+           if x is not None and x[0] > combined_spw.THRESHOLD and x[0] > 3 * x[2]]
+    if not bad:
+        return
+    ctx.stats[key] = True
+    fields = sorted({m.fld.name for m in g.members})
+    worst = max(bad, key=lambda b: b[1][0])
+    log.warning("%s (combine 'spw') on field(s) %s: the data of SPW %s differ from the one gain of SPWs %s "
+                "by a median of %.1f%% (%.1f deg in phase) across antennas (noise %.2g%%)%s: the terms "
+                "pre-applied before it leave the SPWs out of phase with each other, so each SPW is corrected "
+                "with the others' offsets; pre-apply a gain solved per SPW on the calibrator first (e.g. a G "
+                "over 'inf' without combine) or solve without combine='spw'", step.key, fields, worst[0],
+                ", ".join(str(v) for v in sorted(spw_ids.values())), 100 * worst[1][0],
+                np.degrees(worst[1][1]), 100 * worst[1][2],
+                "" if len(bad) == 1 else f" (also SPW {', '.join(str(b[0]) for b in bad if b is not worst)})")
 
 
 #: rows per chunk whose parallel-hand model power a CP step samples (_measures_model_power)
