@@ -499,6 +499,34 @@ def _finish(ctx, pending, summary, step, sets, seconds):
              f" (of which {why})" if why else "", filled,
              f"; {n_hand} of them keep one hand (pol_flags: the other hand is flagged)" if n_hand else "",
              seconds)
+    dead = _antennas_without_solution(sets)
+    if dead:
+        log.info("%s: no valid solution in any cell for %s -- flagged, dead or without signal there (the "
+                 "solve-time flags flag an antenna whose data carry no signal); an apply with calflag flags "
+                 "their data in those SPWs", step.key,
+                 "; ".join(f"{', '.join(names)} (SPW {sp})" for sp, names in sorted(dead.items())))
+    summary["terms"][step.key]["no_solution_antennas"] = {int(k): v for k, v in dead.items()}
+
+
+def _antennas_without_solution(sets):
+    """``{SPW: [antenna names]}``: the antennas with no usable solution in any set and cell of the SPW while
+    another antenna has one (a dead antenna, one flagged in that SPW, one without signal: review 54a saw
+    only "K0: 12/160 flagged" for an antenna dead in one SPW, and 20% of that SPW gone after calflag)."""
+    from .core.handflags import unusable
+
+    out = {}
+    for sp in sorted({int(s.spw) for s in sets}):
+        bad = None
+        names = None
+        for s in sets:
+            if int(s.spw) != sp:
+                continue
+            u = unusable(s).reshape(s.flags.shape[0], -1).all(axis=1)          # (n_ant,)
+            names = [str(a) for a in s.attrs.get("ant_names", [])]
+            bad = u if bad is None else bad & u
+        if bad is not None and not bad.all() and bad.any() and len(names) == len(bad):
+            out[sp] = [n for n, b in zip(names, bad) if b]
+    return out
 
 
 def _run_step_major(ctx, step_fields, finish, dask_client):
