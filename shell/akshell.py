@@ -41,6 +41,9 @@ BLUE, RED, GREEN, BOLD, RESET = "\033[34m", "\033[31m", "\033[32m", "\033[1m", "
 YELLOW = "\033[33m"
 _MISSING = object()
 _COMMANDS = ("inp", "go", "tget", "tput", "saveinputs", "default", "help")
+#: IPython's shell habits that casashell users type: ``cd DIR``, ``pwd``, ``ls [args]`` (and ``!command``),
+#: taken as such unless the name is a variable of the session
+_MAGICS = ("cd", "pwd", "ls")
 # output files a task writes (restored when it is interrupted); the MS is covered by the undo journal
 _OUTPUT_PARAMS = {"akcal": ("caltable",), "akfluxscale": ("caltable", "fluxtable")}
 
@@ -325,7 +328,10 @@ class ShellSession:
                 self._p(f"restored {task.name} inputs from {fp}")
                 return
         # nothing is changed: shared parameters (vis, field ...) belong to other tasks too
-        self._p(f"tget: no {' or '.join(cands)} in {self._path('.')}; parameters unchanged")
+        if path:
+            self._p(f"tget: no file {self._path(path)}; parameters unchanged")
+        else:
+            self._p(f"tget: no {' or '.join(cands)} in {self._path('.')}; parameters unchanged")
 
     def default(self, name=None):
         task = self._task(name)
@@ -377,8 +383,8 @@ class ShellSession:
         # statements separated by ';' where one is a command form (``mode='list'; go``, ``versionname='v';
         # go akflagmanager``): each run in turn, the rest left undone after an error (as a Python line)
         parts = _statements(s)
-        if not any(_is_command(p) for p in parts):
-            parts = [s]
+        if s.startswith("!") or not any(_is_command(p) or self._is_magic(p) for p in parts):
+            parts = [s]         # ('!' runs the whole line in the system shell, ';' included)
         try:
             v = None
             for i, part in enumerate(parts):
@@ -425,6 +431,10 @@ class ShellSession:
         arg2 = words[2].strip("'\"") if len(words) > 2 else None     # tput akcal 'mine.last'
         if s.endswith("?") and s[:-1].strip() in TASKS:
             return self.help(s[:-1].strip())
+        if s.startswith("!"):                   # casashell's (IPython's) shell escape
+            return self._system(s[1:].strip())
+        if self._is_magic(s):
+            return getattr(self, "_magic_" + cmd)(s[len(cmd):].strip())
         if _is_command(s):
             most = 3 if cmd in ("tget", "tput", "saveinputs") else 2
             if len(words) > most:           # (the extra words were ignored: 'go akflag x' ran akflag)
@@ -437,6 +447,53 @@ class ShellSession:
             self._p(repr(TASKS[cmd]))
             return None
         return self._exec(s)
+
+    def _is_magic(self, s) -> bool:
+        """``s`` is ``cd ...``, ``pwd`` or ``ls ...`` (:data:`_MAGICS`) and its name no variable of the
+        session (``pwd = 5`` makes one: Python from then on)."""
+        words = s.split()
+        if not words or words[0] not in _MAGICS or words[0] in self.ns:
+            return False
+        rest = s[len(words[0]):].strip()
+        return not (rest.startswith("=") and not rest.startswith("=="))
+
+    def _magic_cd(self, arg):
+        """``cd DIR`` (``cd`` alone: home), as in casashell: the process's working directory, where the
+        tasks resolve relative paths (and the session's, for its ``.last`` files)."""
+        base = self.cwd or os.getcwd()
+        target = os.path.abspath(os.path.join(base, os.path.expanduser(arg.strip("'\"") or "~")))
+        if not os.path.isdir(target):
+            raise AlakazamError(f"cd: {arg!r} is not a directory (from {base}); still in {base}")
+        os.chdir(target)
+        if self.cwd:
+            self.cwd = target
+        self._p(target)
+
+    def _magic_pwd(self, arg):
+        if arg:
+            raise AlakazamError(f"pwd: takes no argument (got {arg!r})")
+        self._p(self.cwd or os.getcwd())
+
+    def _magic_ls(self, arg):
+        return self._system(f"ls {arg}".strip())
+
+    def _system(self, cmd):
+        """``!command``: run in the system shell from the working directory; its output printed."""
+        import subprocess
+
+        if not cmd:
+            raise AlakazamError("!: a shell command is expected after '!' (e.g. !ls)")
+        try:
+            r = subprocess.run(cmd, shell=True, cwd=self.cwd or None, capture_output=True, text=True)
+        except KeyboardInterrupt:       # (not a task: nothing of alakazam's to put back)
+            self._p(self._c(RED, f"!{cmd}: interrupted (Ctrl-C)"))
+            return None
+        text = (r.stdout or "") + (r.stderr or "")
+        if text.strip():
+            self._p(text.rstrip("\n"))
+        if r.returncode:
+            self._p(self._c(RED, f"!{cmd}: exit status {r.returncode}"))
+        return None
 
     def _hint_assignment(self, src):
         """After ``inp``/``default`` of a task, a variable set that is not one of its parameters but CASA's

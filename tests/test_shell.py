@@ -302,3 +302,45 @@ def test_file_only_records_skip_the_terminal_handler(tmp_path):
             h.close()
     assert "an ordinary line" in stream.getvalue() and "terminal already" not in stream.getvalue()
     assert "terminal already" in log.read_text()
+
+
+def test_casashell_habits_cd_pwd_ls_and_shell_escape(sh, tmp_path, monkeypatch):
+    """Review 54b: casashell (IPython) users type ``cd ..``, ``pwd``, ``ls`` and ``!ls``; akshell gave a bare
+    SyntaxError / NameError.  They work as there: cd changes the working directory (where tasks resolve
+    relative paths), a variable of that name stays Python."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "x.ms").mkdir()
+    sh.handle("cd sub")
+    assert os.getcwd() == str(tmp_path / "sub") and sh.cwd == str(tmp_path / "sub")
+    assert sh.text().strip() == str(tmp_path / "sub")
+    sh.handle("pwd")
+    assert sh.text().strip() == str(tmp_path / "sub")
+    sh.handle("ls")
+    assert "x.ms" in sh.text()
+    sh.handle("!echo hello; exit 3")
+    out = sh.text()
+    assert "hello" in out and "exit status 3" in out
+    sh.handle("cd nowhere")
+    assert "is not a directory" in sh.text() and os.getcwd() == str(tmp_path / "sub")
+    sh.handle("cd ..")
+    assert os.getcwd() == str(tmp_path)
+    sh.text()
+    sh.handle("pwd = 5")                # a variable of that name: Python from then on
+    sh.handle("pwd + 1")
+    assert sh.text().strip() == "6"
+
+
+def test_tget_of_a_missing_explicit_file_names_it(sh, tmp_path):
+    sh.handle("tget akfluxscale /nonexist/x.last")
+    out = sh.text()
+    assert "tget: no file /nonexist/x.last; parameters unchanged" in out and " in ." not in out
+
+
+def test_cd_in_a_line_of_statements_and_a_shell_line_whole(sh, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    sh.handle("cd sub; pwd")
+    assert sh.text().split() == [str(tmp_path / "sub")] * 2
+    sh.handle("!echo a; echo b")            # the whole line is the shell's
+    assert sh.text().split() == ["a", "b"]
