@@ -338,3 +338,22 @@ def test_k_solutions_flagged_after_an_antenna_died_flag_its_target_data(tmp_path
         assert rows.any()
         assert fl[rows & on].mean() == want, (scan, fl[rows & on].mean())
         assert not fl[rows & ~on].any()
+
+
+def test_linearflag_outside_the_band_follows_casa():
+    """CASA 6.7 applycal, 'nearest,linearflag', a bandpass of four 4-channel bins on 16 data channels
+    (bin centres at channels 1.5, 5.5, 9.5, 13.5), one bin flagged per antenna (measured in session 54,
+    review 54c): beyond the first / last centre the end value is held but the channel is flagged when
+    either end bin is."""
+    from alakazam.core.freqinterp import interp_freq
+
+    sol = np.array([1.5, 5.5, 9.5, 13.5])
+    chans = np.arange(16.0)
+    casa = {0: "FFFFFF..........", 1: "FFFFFFFFFF......", 2: "......FFFFFFFFFF", 3: "..........FFFFFF"}
+    jones = np.tile(np.eye(2, dtype=complex), (4, 4, 1, 1, 1))          # (n_ant, n_f, n_t=1, 2, 2)
+    flags = np.zeros((4, 4, 1), bool)
+    for a in range(4):
+        flags[a, a, 0] = True
+    _, fl, _ = interp_freq(sol, jones, flags, chans, "linearflag")
+    for a in range(4):
+        assert "".join("F" if x else "." for x in fl[a, :, 0]) == casa[a], a

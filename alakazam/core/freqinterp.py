@@ -14,8 +14,11 @@ Conventions (pinned by tests/test_apply_params.py):
   solution band the end (unflagged) value is held.  The phase is interpolated along the shorter arc.
 * ``nearestflag``: the nearest bin; a channel whose nearest bin is flagged is flagged.
 * ``linearflag``: linear between the two adjacent bins; a channel is flagged when a bin with non-zero
-  weight in its interpolation is flagged (no bridging); outside the band the end bin is held (flagged
-  when it is).
+  weight in its interpolation is flagged (no bridging); outside the band (beyond the first or last bin's
+  centre) the end bin's value is held and the channel is flagged when either of the two end bins is, as
+  CASA 6.7's applycal (measured, session 54: a bandpass of 4-channel bins with bin 1 flagged flags data
+  channels 0-9, bin 2 flagged 6-15; before, channels 0-1 and 14-15 were corrected, 3.3% of a review's
+  TARGET samples).
 * A channel with no unflagged bin at all is flagged in every mode.
 
 Works per (antenna, time) row after the time interpolation (flags there are per antenna, bin and time).
@@ -109,6 +112,9 @@ def interp_freq(sol_freq, jones, flags, target_freq, mode):
         val = amp * np.exp(1j * (ph_lo + wh * dph))
         if mode == "linearflag":
             good = (ok_lo | (w >= 1.0)) & (ok_hi | (w <= 0.0))
+            if n_f >= 2:        # outside the band: the end value held, flagged by either end bin (CASA)
+                good[..., c < f[0]] &= okT[..., 1:2]
+                good[..., c > f[-1]] &= okT[..., n_f - 2:n_f - 1]
         else:
             good = ok_lo & ok_hi
         desc = f"{mode} {n_f}->{len(c)}"
