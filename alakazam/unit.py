@@ -679,32 +679,42 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
 #: T warns when its hands' gains differ in phase by more than this (radians; and 3x the noise; a
 #: common phase of one hand over every antenna cancels in the parallel hands and is not counted)
 T_HAND_PHASE = 0.1
+#: ... or in amplitude by more than this fraction (and 3x the noise)
+T_HAND_AMPLITUDE = 0.1
 
 
 def _check_t_hands(ctx, step, g, batch, res):
-    """A WARNING (once per step) when the two hands' gains differ in phase under T's one gain
-    (solvers.scalar_gain.hand_phase_mismatch): the pre-applied terms did not align them (review 53a:
+    """A WARNING (once per step) when the two hands' gains differ in phase or amplitude under T's one
+    gain (solvers.scalar_gain.hand_mismatch): the pre-applied terms did not align them (review 53a:
     Stokes I 0.93-0.95 of the truth, the imaginary part 0.2 of I, rchi2 ~5e7, silently; CASA's
-    gaintype T flagged most solutions there)."""
+    gaintype T flagged most solutions there).  Amplitudes since session 54: each antenna's hands a
+    fraction ``a`` apart leave Stokes I right to first order but put ``a I`` into Q (linear feeds) or V
+    (circular): the corrected pp, qq are (1 -/+ a) of the truth."""
     from .solvers import scalar_gain
 
     key = ("t_hands_warned", step.key)
     if ctx.stats.get(key):
         return
-    got = scalar_gain.hand_phase_mismatch(batch, np.where(res.flags[..., None], np.nan, res.params))
+    got = scalar_gain.hand_mismatch(batch, np.where(res.flags[..., None], np.nan, res.params))
     if got is None:
         return
-    d, noise = got
-    if d > T_HAND_PHASE and d > 3 * noise:
+    d, a, noise = got
+    ph = d > T_HAND_PHASE and d > 3 * noise
+    amp = a > T_HAND_AMPLITUDE and a > 3 * noise
+    if ph or amp:
         ctx.stats[key] = True
         fields = sorted({m.fld.name for m in g.members})
+        what = " and ".join(x for x, on in (("phase", ph), ("amplitude", amp)) if on)
         # (no figure for Stokes I: it depends on how the differences spread over the antennas -- a
         # review measured 0.59-0.88 where cos(d / 2) of the median said 0.93-0.97)
-        log.warning("%s (T) on field(s) %s: the two hands' gains differ in phase by a median of %.1f deg "
-                    "across antennas (its noise %.1f deg), which T's one gain for both hands cannot hold: "
-                    "the corrected hands keep the differences and Stokes I comes out low and complex; "
-                    "align the hands first (pre-apply a gain solved per hand, e.g. a bandpass or a G of a "
-                    "calibrator) or solve G", step.key, fields, np.degrees(d), np.degrees(noise))
+        log.warning("%s (T) on field(s) %s: the two hands' gains differ in %s by a median of %.1f deg and "
+                    "%.1f%% across antennas (noise %.1f deg, %.1f%%), which T's one gain for both hands "
+                    "cannot hold: the corrected hands keep the differences (%s); align the hands first "
+                    "(pre-apply a gain solved per hand, e.g. a bandpass or a G of a calibrator) or solve G",
+                    step.key, fields, what, np.degrees(d), 100 * a, np.degrees(noise), 100 * noise,
+                    "Stokes I comes out low and complex" if ph else
+                    "Stokes I is right to first order, but about that fraction of it goes into Q for "
+                    "linear feeds, V for circular")
 
 
 def _check_combined_spws(ctx, step, g, acc, bins, res):

@@ -61,13 +61,14 @@ def model_vis(params, batch):
     return gains.model_vis(np.repeat(params, 2, axis=-1), batch)
 
 
-def hand_phase_mismatch(batch, g):
-    """How far the two hands' gains differ in phase from the one gain ``g`` (n_cell, n_ant, 1) of T:
-    ``(median |d|, median noise)`` in radians over the (cell, antenna) pairs with data in both hands,
-    or None.  d = arg(r_q conj(r_p)), r_h = sum_b w V_h conj(g_a M_h conj(g_b)) / sum_b w |g_a M_h g_b|^2
-    (one step of a per-hand gain on top of T); its noise sqrt(1/S_p + 1/S_q), S_h the denominator.
-    A phase common to every antenna's q hand cancels in the parallel hands and is not seen (nor does
-    it matter to them)."""
+def hand_mismatch(batch, g):
+    """How far the two hands' gains differ from the one gain ``g`` (n_cell, n_ant, 1) of T:
+    ``(median |d|, median |a|, median noise)`` over the (cell, antenna) pairs with data in both hands,
+    or None: d = arg(x) in radians and a = |x| - 1 (relative amplitude) of x = r_q / r_p,
+    r_h = sum_b w V_h conj(g_a M_h conj(g_b)) / sum_b w |g_a M_h g_b|^2 (one step of a per-hand gain on
+    top of T); the noise (of d, and of a) sqrt(1/S_p + 1/S_q), S_h the denominator.  A phase common to
+    every antenna's q hand cancels in the parallel hands and is not seen (nor does it matter to them);
+    an amplitude common to them is (it scales the q hand of every baseline)."""
     n_cell, n_ant = g.shape[0], g.shape[1]
     a1, a2 = np.asarray(batch.ant1), np.asarray(batch.ant2)
     gg = g[..., 0]
@@ -90,7 +91,8 @@ def hand_phase_mismatch(batch, g):
     if not use.any():
         return None
     r = num[use] / den[use]
-    d = np.abs(np.angle(r[:, 1] * np.conj(r[:, 0])))
+    x = r[:, 1] / r[:, 0]
     noise = np.sqrt(1.0 / den[use][:, 0] + 1.0 / den[use][:, 1])
-    return float(np.median(d)), float(np.median(noise))
+    return (float(np.median(np.abs(np.angle(x)))), float(np.median(np.abs(np.abs(x) - 1))),
+            float(np.median(noise)))
 
