@@ -1509,17 +1509,28 @@ def _words(flag, prior, use_corr):
     flags now for those newly flagged (:func:`_row_available_and_new`)."""
     import sys
 
-    n_corr = flag.shape[2]
-    dt = _WORD.get(n_corr)
-    if (dt is None or sys.byteorder != "little" or flag.dtype != np.bool_ or prior.dtype != np.bool_
-            or not flag.flags.c_contiguous or not prior.flags.c_contiguous or flag.shape != prior.shape):
+    views = _word_views(flag, prior) if sys.byteorder == "little" else None
+    if views is None:
         return None
+    n_corr = flag.shape[2]
+    dt = _WORD[n_corr]
     mask = 0
     for c in np.asarray(use_corr, np.int64):
         mask |= 1 << (8 * int(c))
     ones = sum(1 << (8 * c) for c in range(n_corr))
-    shape = flag.shape[:2]
-    return (flag.view(dt).reshape(shape), prior.view(dt).reshape(shape), dt(mask), dt(ones))
+    return views + (dt(mask), dt(ones))
+
+
+def _word_views(*arrays):
+    """C-contiguous bool arrays of one shape (rows, n_chan, n_corr) viewed as (rows, n_chan) unsigned
+    words, one per channel (byte c of a word = correlation c, in memory order), or None when the layout
+    has no word type (:data:`_WORD`) or an array is not such a bool array.  Shared by the extension
+    (:func:`_words`) and the bad values' kernels (:func:`_bad_word_views`)."""
+    shape = arrays[0].shape
+    dt = _WORD.get(shape[2]) if len(shape) == 3 else None
+    if dt is None or any(a.dtype != np.bool_ or a.shape != shape or not a.flags.c_contiguous for a in arrays):
+        return None
+    return tuple(a.view(dt).reshape(shape[:2]) for a in arrays)
 
 
 def _bad_scratch(flag_in, out):
@@ -1534,14 +1545,10 @@ def _bad_word_views(flag_in, out, codes):
     """``(flag_in, out, codes)`` viewed as (rows, n_chan) unsigned words, one per channel (byte c =
     correlation c, in memory order), for :func:`_bad_decide_words` in :func:`_levels_and_ratios`; None
     when the layout has no word type (:data:`_WORD`) or an array is not C-contiguous bool / uint8."""
-    n_corr = out.shape[2]
-    dt = _WORD.get(n_corr)
-    if (dt is None or flag_in.dtype != np.bool_ or out.dtype != np.bool_ or flag_in.shape != out.shape
-            or not (flag_in.flags.c_contiguous and out.flags.c_contiguous and codes.flags.c_contiguous)):
+    views = _word_views(flag_in, out) if codes.flags.c_contiguous else None
+    if views is None:
         return None
-    shape = out.shape[:2]
-    return (flag_in.view(dt).reshape(shape), out.view(dt).reshape(shape),
-            codes.view(dt).reshape(codes.shape[0], shape[1]))
+    return views + (codes.view(_WORD[out.shape[2]]).reshape(codes.shape[0], out.shape[1]),)
 
 
 @njit
