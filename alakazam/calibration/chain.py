@@ -129,22 +129,26 @@ def _same_scan_parts(parts, time_scan, target_name):
     """Own-field solutions and flags, scan by scan (applymode calflag, and every pre-apply): at target
     times of scan s of a field with its own solution bins in scan s, an antenna
 
-    * with a flagged bin in scan s (any pol or frequency bin) uses only the bins of scan s (a flagged
-      solution there then stays flagged: no valid bin of another scan replaces it);
-    * otherwise is interpolated over all the field's bins, and where that uses a flagged bin of
-      another scan (the linear bracket from scan s to a neighbouring scan whose solution is flagged),
-      takes scan s's own bins instead: the data are not flagged for a flag of another scan while their
-      own scan has valid solutions (CASA, whose timeline ignores scans, flags them).
+    * in a frequency bin with a flagged solution in scan s (either pol) uses only scan s's solutions of
+      that bin (a flagged solution there then stays flagged: no valid solution of another scan
+      replaces it);
+    * otherwise is interpolated over all the field's solutions of the bin, and where that uses a
+      flagged one of another scan (the linear bracket from scan s to a neighbouring scan whose solution
+      is flagged), takes scan s's own instead: the data are not flagged for a flag of another scan
+      while their own scan has valid solutions (CASA, whose timeline ignores scans, flags them).
 
-    Per antenna: until session 54 one flagged bin in scan s put every antenna of that scan on scan s's
-    bins alone -- a solution per scan then held for all of them where CASA and the other scans
-    interpolate linearly (review 54c: 0.40 of max |V| from CASA's applycal on the other antennas).
+    Per (antenna, frequency bin), mapped to the channels as the values are (a frequency mode that
+    bridges flagged bins -- interp 'time,nearest' / 'time,linear' -- bridges them here too): until session 54
+    one flagged solution in scan s put every antenna and bin of that scan on scan s's solutions alone
+    -- a solution per scan then held where CASA and the other scans interpolate linearly (review 54c:
+    0.40 of max |V| from CASA's applycal on the other antennas; review 54d: one flagged bandpass
+    channel moved every channel of its antenna by 0.033).
     Within the bins used the flags follow core/interpolation.py (the nearest bin's, either bracketing
     bin's for linear / cubic, outside the bins the held end bin's).  Other fields' solutions are
     interpolated over all bins, and no flag is bridged there either.  Returns parts
-    ``(name, sel, fs, amap, fallback)``: ``fallback`` None, or ``(own, own_ant)``: the scan's own
-    solutions, taken where ``fs`` gives a flagged solution, and everywhere for the solution antennas
-    ``own_ant`` (bool (n_ant_sol,), or None for none)."""
+    ``(name, sel, fs, amap, fallback)``: ``fallback`` None, or ``(own, own_bins)``: the scan's own
+    solutions, taken where ``fs`` gives a flagged solution, and everywhere for the (solution antenna,
+    bin)s ``own_bins`` (bool (n_ant_sol, n_f), or None for none)."""
     out = []
     for name, sel, fs, amap in parts:
         if name != target_name or fs.scan is None or len(sel) == 0:
@@ -164,8 +168,8 @@ def _same_scan_parts(parts, time_scan, target_name):
             fsub = _FieldSolutions(fs.name, fs.ra, fs.dec, fs.time[m], fs.jones[:, :, m], fs.flags[:, :, m],
                                    None if fs.delay is None else fs.delay[:, :, m], fs.freq, fs.ant_names,
                                    delay_ref=fs.delay_ref, scan=fs.scan[m])
-            own_ant = (~ok[:, :, m]).any(axis=(1, 2))
-            out.append((name, sel[sub], fs, amap, (fsub, own_ant if own_ant.any() else None)))
+            own_bins = (~ok[:, :, m]).any(axis=2)
+            out.append((name, sel[sub], fs, amap, (fsub, own_bins if own_bins.any() else None)))
         if keep.any():
             out.append((name, sel[keep], fs, amap, None))
     return out
@@ -313,39 +317,51 @@ def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_n
         n_c = 1
     jones = np.full((n_t, n_a, n_c, 2, 2), np.nan + 0j)
     flags = np.ones((n_t, n_a, n_c), bool)
-    def evaluate(fs, t_target, mode):
-        """(jones (n_ant_sol, n_chan, n_tt, 2, 2), flags (n_ant_sol, n_chan, n_tt), freq description)"""
+    def time_part(fs, t_target, mode):
+        """The solution bins at the target times: (delays (n_ant_sol, n_f, n_tt, 2) or jones
+        (n_ant_sol, n_f, n_tt, 2, 2), flags (n_ant_sol, n_f, n_tt))."""
         if fs.delay is not None:
-            d, dflag = interp.interp_delay_time(fs.time, fs.delay, fs.flags, t_target, mode)
+            return interp.interp_delay_time(fs.time, fs.delay, fs.flags, t_target, mode)
+        return interp.interp_time(fs.time, fs.jones, fs.flags, t_target, mode)
+
+    def freq_part(fs, v, vflag):
+        """:func:`time_part`'s bins on the data channels: (jones (n_ant_sol, n_chan, n_tt, 2, 2), flags
+        (n_ant_sol, n_chan, n_tt), freq description)."""
+        if fs.delay is not None:
             # delay (n_ant, n_f, n_tt, 2): the delay of the nearest solution freq bin per channel
             fidx, _ = interp.map_freq(fs.freq, freqs)
-            d = d[:, fidx]                      # (n_ant, n_chan, n_tt, 2)
-            dflag = dflag[:, fidx]
-            j = interp.delay_to_jones(d, freqs - fs.delay_ref, term.jones_type)   # (n_ant, n_chan, n_tt, 2,2)
-            return j, dflag, f"delay->jones {n_c}ch"
-        jt, jflag = interp.interp_time(fs.time, fs.jones, fs.flags, t_target, mode)
+            j = interp.delay_to_jones(v[:, fidx], freqs - fs.delay_ref, term.jones_type)
+            return j, vflag[:, fidx], f"delay->jones {n_c}ch"
         if term.freq_interp and len(fs.freq) > 1:     # CASA interp 'time,freq' (core/freqinterp.py)
             from ..core.freqinterp import interp_freq
-            return interp_freq(fs.freq, jt, jflag, freqs, term.freq_interp)
+            return interp_freq(fs.freq, v, vflag, freqs, term.freq_interp)
         fidx, fdesc = interp.map_freq(fs.freq, freqs)
-        return jt[:, fidx], jflag[:, fidx], fdesc
+        return v[:, fidx], vflag[:, fidx], fdesc
 
     for name, sel, fs, amap, fallback in field_parts:
         t_target = times[sel]
         try:
-            j, jf, fdesc = evaluate(fs, t_target, term.time_interp)
+            v, vf = time_part(fs, t_target, term.time_interp)
         except AlakazamError as e:      # ('cubic' with too few solutions): which term, field and SPW
             raise AlakazamError(f"{term.key} (solutions of {name} for {target_name}, SPW {spw_id}): "
                                 f"{e}") from None
-        own, own_ant = fallback if fallback is not None else (None, None)
-        if own is not None and (jf.any() or own_ant is not None):
-            # the scan's own solutions where fs gives a flagged one, and for the antennas flagged there
-            j2, jf2, _ = evaluate(own, t_target, _fallback_mode(term.time_interp, own))
-            oa = False if own_ant is None else own_ant[:, None, None]
-            use = (jf & ~jf2) | oa
+        j, jf, fdesc = freq_part(fs, v, vf)
+        own, own_bins = fallback if fallback is not None else (None, None)
+        if own is not None and (jf.any() or own_bins is not None):
+            # the scan's own solutions where fs gives a flagged one, and in the channels whose value
+            # takes a bin flagged in the scan: the bins mapped to the channels as the values are (a
+            # frequency mode that bridges flagged bins bridges these too: CASA interpolates such a
+            # channel in time from the neighbouring bins, and so does fs)
+            j2, jf2, _ = freq_part(own, *time_part(own, t_target, _fallback_mode(term.time_interp, own)))
+            oc = False
+            if own_bins is not None:
+                unit = np.zeros(own_bins.shape + (1, 2), float) if fs.delay is not None else \
+                    np.broadcast_to(np.eye(2, dtype=complex), own_bins.shape + (1, 2, 2))
+                oc = freq_part(fs, unit, own_bins[:, :, None])[1]        # (n_ant_sol, n_chan, 1)
+            use = (jf & ~jf2) | oc
             j = np.array(j)
             j[use] = j2[use]
-            jf = np.where(oa, jf2, jf & jf2)
+            jf = np.where(oc, jf2, jf & jf2)
         info["time"] = f"{term.time_interp} {len(fs.time)}->{n_t}"
         info["freq"] = interp.map_freq(fs.freq, all_freqs)[1] if one else fdesc
         # (n_ant_sol, n_chan, n_tt, ...) -> (n_tt, n_ant, n_chan, ...)
@@ -559,13 +575,18 @@ def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_na
     for name, sel, fs, amap, fallback in field_parts:
         info["time"] = f"{term.time_interp} {len(fs.time)}->{n_t}"
         g = gather(fs, sel, amap)
-        own, own_ant = fallback if fallback is not None else (None, None)
-        if own is not None and (own_ant is not None or np.isnan(g).any()):
-            # the scan's own solutions where fs's are flagged, and for the antennas flagged there
+        own, own_bins = fallback if fallback is not None else (None, None)
+        if own is not None and (own_bins is not None or np.isnan(g).any()):
+            # the scan's own solutions where fs's are flagged, and for the (antenna, bin)s flagged there
             g, g2 = np.broadcast_arrays(g, gather(own, sel, amap))
             take = np.isnan(g)
-            if own_ant is not None:
-                take = take | np.where(amap >= 0, own_ant[np.maximum(amap, 0)], False)[None, :, None, None]
+            if own_bins is not None:
+                # the bins on gather's output axis (the bin itself for a 1-bin gain, else per channel)
+                bx = own_bins[:, :1] if (fs.delay is None and own_bins.shape[1] == 1) else \
+                    own_bins[:, interp.map_freq(fs.freq, freqs)[0]]
+                mine = np.zeros((n_a, bx.shape[1]), bool)
+                mine[amap >= 0] = bx[amap[amap >= 0]]
+                take = take | mine[None, :, :, None]
             g = np.where(take, g2, g)
         parts.append((sel, g))
     if len(parts) == 1 and len(parts[0][0]) == n_t:
