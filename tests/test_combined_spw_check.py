@@ -84,3 +84,39 @@ def test_mismatch_measures_a_known_offset():
     # antenna 2 sees 0.3 rad on all its baselines; each partner one baseline in three: the phase of
     # (2 + exp(-0.3i)) / 3; the median over 4 antennas x 2 hands is the partners'
     assert abs(out[1][1] - abs(np.angle((2 + np.exp(-0.3j)) / 3))) < 1e-12
+
+
+def _unit_weights(ms):
+    from casacore.tables import table
+
+    with table(ms, readonly=False, ack=False) as t:
+        for c in ("WEIGHT", "SIGMA"):
+            t.putcol(c, np.ones_like(t.getcol(c)))
+        extra = [c for c in ("WEIGHT_SPECTRUM", "SIGMA_SPECTRUM") if c in t.colnames()]
+        if extra:
+            t.removecols(extra)
+
+
+def test_weights_that_misstate_the_noise_do_not_make_a_warning(two_spw, tmp_path, caplog):
+    """Review 54d: WEIGHT and SIGMA 1 on data of noise 3 per sample (uncalibrated weights, common in real
+    MSs) made the aligned setup warn ("52.7% (noise 5.4%)"): the noise is now scaled by the weights'
+    error measured from the data (the reduced chi2 of a per-SPW gain fit)."""
+    import shutil
+
+    ms = str(tmp_path / "u.ms")
+    simulate_ms(ms, n_ant=6, n_chan=[8, 8], feed="circular", duration_h=1.0, int_s=120.0, scan_len_s=480.0,
+                chan_width=16e6, noise=3.0, seed=9, leakage=False)
+    _unit_weights(ms)
+    kb = str(tmp_path / "kb.h5")
+    run_solve(solve_config_from_dict(dict(ms=ms, output=kb, jones=["K", "G"], field=["3C286"],
+                                          time_interval=["inf", "inf"], freq_interval=["full", "1ch"],
+                                          ref_ant="C00", quiet=True)))
+    said = _solve(tmp_path, ms, "g.h5", caplog, time_interval=["int"],
+                  external_preapply=dict(tables=[kb, kb], jones=["K0", "G0"]))
+    assert said == [], said
+    # unit weights on data of noise 0.01 (the weights now overstate the noise), SPWs not aligned: said
+    ms2 = str(tmp_path / "u2.ms")
+    shutil.copytree(two_spw[1], ms2)
+    _unit_weights(ms2)
+    said = _solve(tmp_path, ms2, "raw.h5", caplog)
+    assert len(said) == 1, said
