@@ -547,3 +547,57 @@ def test_a_kill_after_a_raced_save_names_only_the_other_tasks_version(rfi_ms, tm
     with caplog.at_level(logging.WARNING):
         run_yaml(y)
     assert "changed since by other tasks (flag versions akflag_2 saved" in caplog.text
+
+
+def test_undoing_the_hand_restore_reopens_and_a_killed_entry_still_settles(rfi_ms, tmp_path, caplog):
+    """Review 54d: (1) the undo of a hand restore of the base (restoring the backup that restore saved)
+    brought the interrupted run's flags back, yet the journal stayed settled and the re-run flagged on
+    top unsaid; (2) after a kill between the base's save and its journal entry, restoring the base by
+    hand did not settle the journal (the re-run asked for the restore just done)."""
+    from alakazam.caltasks import akflagmanager
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    y, ms = _setup(rfi_ms, str(tmp_path / "u"))
+    _interrupted(y)
+    akflagmanager(vis=ms, mode="restore", versionname="akflag_1")        # saves flagmanager_1 first
+    assert _journal(ms, y)["settled"] == "akflag_1"
+    akflagmanager(vis=ms, mode="restore", versionname="flagmanager_1")   # its undo
+    assert "settled" not in _journal(ms, y)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        with pytest.MonkeyPatch.context() as m:
+            _interrupt_solve(m, "akflag")
+            with pytest.raises(KeyboardInterrupt):
+                run_yaml(y)
+    assert "changed since by other tasks" in caplog.text
+
+    y2, ms2 = _setup(rfi_ms, str(tmp_path / "k"))
+    with pytest.MonkeyPatch.context() as m:
+        def killed(ms_, name):          # the first save's entry never written, as after a kill -9
+            if name is not None:
+                raise KeyboardInterrupt
+        m.setattr(runjournal, "note_saved", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y2)
+    assert _journal(ms2, y2)["ours"] == [] and _journal(ms2, y2)["pending"] == "akflag_1"
+    akflagmanager(vis=ms2, mode="restore", versionname="akflag_1")
+    assert _journal(ms2, y2)["settled"] == "akflag_1"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        run_yaml(y2)
+    assert "did not finish" not in caplog.text and "changed since" not in caplog.text
+
+
+def test_already_ran_names_the_versions_a_restore_would_drop(rfi_ms, tmp_path, caplog):
+    """Review 54d: after a finished run and other tasks' flags, the "already ran" advice (restore the
+    run's base) did not say it would drop those flags too."""
+    from alakazam.caltasks import akflag
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    y, ms = _setup(rfi_ms, str(tmp_path / "a"))
+    run_yaml(y)
+    akflag(vis=ms, mode="manual", antenna="C00")         # another task: saves akflag_3
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        run_yaml(y)
+    assert "already ran" in caplog.text and "other tasks saved flag versions since (akflag_3)" in caplog.text

@@ -44,7 +44,8 @@ Convention (tests/test_runjournal.py):
   another task's later version takes the same name.
 - A restore of a journal's base by anyone else (akflagmanager or an undo, merge 'replace') settles that
   journal (:func:`note_restored`): its run's flag writes are undone, so no later run restores or warns
-  for it.
+  for it -- until a version saved after the base before the settling is restored (that restore's own
+  backup: its undo), which opens the journal again.
 - After a finished run, a run of the same file (or of a copy of the same content) restores nothing
   (running a file again is a second run, as with CASA's flagdata); when the finished run's flag blocks
   wrote FLAG, a WARNING says they flag again on top of their own flags and names the version to
@@ -309,10 +310,24 @@ def note_restored(ms, name):
     from . import flagversions
 
     mine = set(_ACTIVE.values())
+    order = flagversions.saved_order(ms)
     for q in sorted(glob.glob(os.path.join(flagversions.versions_dir(ms), PREFIX + "*.json"))):
         d = _read(q) if q not in mine else None
-        if _open(d) and not _running(d) and base_of(d) == name:
+        if d is None or _running(d):
+            continue
+        if d.get("settled"):
+            # undone: a version saved after the base before the settling (the hand restore's own backup,
+            # its undo) brings the run's flags back -- the journal is open again (review 54d)
+            then = list(d.get("settled_order") or [])
+            if name in then and d["settled"] in then and then.index(name) > then.index(d["settled"]):
+                d.pop("settled")
+                d.pop("settled_order", None)
+                _write(q, d)
+            continue
+        d = _settled(d, ms)     # (a kill between the base's save and its entry: the base by run id, 54d)
+        if _open(d) and base_of(d) == name:
             d["settled"] = name
+            d["settled_order"] = order
             _write(q, d)
 
 
@@ -335,10 +350,13 @@ def _after(ms, yaml_path, prev, text, order):
         if base.startswith("akflag_") and base in order:
             done = prev.get("yaml") or os.path.realpath(str(yaml_path))
             same = "" if done == os.path.realpath(str(yaml_path)) else f", of {done}: the same content"
+            later = _saved_since(order, base, list(prev.get("ours") or []))
+            also = (f" -- other tasks saved flag versions since ({', '.join(later)}): that restore drops "
+                    f"their flags too" if later else "")
             log.warning("the flag blocks of %s already ran on %s (a finished run%s): they flag again on top "
                         "of their own flags (tfcrop, rflag and the MAD modes flag more each time); for the "
-                        "flags of one run, restore flag version %s, the flags before that run, first: %s",
-                        yaml_path, ms, same, base, undo)
+                        "flags of one run, restore flag version %s, the flags before that run, first: %s%s",
+                        yaml_path, ms, same, base, undo, also)
         return None
     ours = list(prev.get("ours") or [])
     head = (f"the previous run of {yaml_path} on {ms} did not finish (interrupted or stopped by an error) "
