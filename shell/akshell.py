@@ -461,10 +461,16 @@ class ShellSession:
         """``cd DIR`` (``cd`` alone: home), as in casashell: the process's working directory, where the
         tasks resolve relative paths (and the session's, for its ``.last`` files)."""
         base = self.cwd or os.getcwd()
-        target = os.path.abspath(os.path.join(base, os.path.expanduser(arg.strip("'\"") or "~")))
+        arg = arg.strip("'\"")
+        if arg == "-":                  # the previous directory, as IPython's cd -
+            if not getattr(self, "_oldpwd", None):
+                raise AlakazamError("cd -: no previous directory yet")
+            arg = self._oldpwd
+        target = os.path.abspath(os.path.join(base, os.path.expandvars(os.path.expanduser(arg or "~"))))
         if not os.path.isdir(target):
             raise AlakazamError(f"cd: {arg!r} is not a directory (from {base}); still in {base}")
         os.chdir(target)
+        self._oldpwd = base
         if self.cwd:
             self.cwd = target
         self._p(target)
@@ -483,12 +489,13 @@ class ShellSession:
 
         if not cmd:
             raise AlakazamError("!: a shell command is expected after '!' (e.g. !ls)")
-        try:
-            r = subprocess.run(cmd, shell=True, cwd=self.cwd or None, capture_output=True, text=True)
+        live = self.out is sys.stdout or self.out is sys.__stdout__     # a terminal: the command's own
+        try:                                                           # (output as it comes, prompts seen)
+            r = subprocess.run(cmd, shell=True, cwd=self.cwd or None, capture_output=not live, text=True)
         except KeyboardInterrupt:       # (not a task: nothing of alakazam's to put back)
             self._p(self._c(RED, f"!{cmd}: interrupted (Ctrl-C)"))
             return None
-        text = (r.stdout or "") + (r.stderr or "")
+        text = "" if live else (r.stdout or "") + (r.stderr or "")
         if text.strip():
             self._p(text.rstrip("\n"))
         if r.returncode:

@@ -344,3 +344,15 @@ def test_cd_in_a_line_of_statements_and_a_shell_line_whole(sh, tmp_path, monkeyp
     assert sh.text().split() == [str(tmp_path / "sub")] * 2
     sh.handle("!echo a; echo b")            # the whole line is the shell's
     assert sh.text().split() == ["a", "b"]
+
+
+def test_cd_dash_and_environment_variables(sh, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir()
+    monkeypatch.setenv("AKDIR", str(tmp_path / "a"))
+    sh.handle("cd -")
+    assert "no previous directory" in sh.text()
+    sh.handle("cd $AKDIR")
+    assert os.getcwd() == str(tmp_path / "a")
+    sh.handle("cd -")
+    assert os.getcwd() == str(tmp_path)
