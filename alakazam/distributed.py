@@ -69,19 +69,58 @@ def client(workers=0, scheduler=""):
         dlog.setLevel(level)
 
 
+#: seconds a scheduler address has to accept a connection and send its handshake (:func:`_probe`)
+PROBE_S = 10.0
+
+
+def _probe(scheduler):
+    """A ``tcp://host:port`` that is no dask scheduler is refused here, naming it: a dask server sends its
+    handshake as soon as it accepts a connection, an HTTP server (the dashboard, port 8787) waits for a
+    request.  dask's own connect hung there for good (the dashboard) or read 'HTTP/1.1' as a message
+    length ("MemoryError: Unable to allocate 3.07 EiB"; review 54e).  Other schemes are left to dask."""
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(scheduler)
+    if u.scheme != "tcp" or not u.hostname or not u.port:
+        return
+    try:
+        sock = socket.create_connection((u.hostname, u.port), timeout=PROBE_S)
+    except OSError as e:
+        raise AlakazamError(f"scheduler: cannot connect to {scheduler!r}: {e}") from None
+    try:
+        sock.settimeout(PROBE_S)
+        try:
+            first = sock.recv(8)
+        except OSError:
+            first = None
+    finally:
+        sock.close()
+    if not first or first[:4] == b"HTTP":
+        raise AlakazamError(
+            f"scheduler: {scheduler!r} accepted the connection but did not answer as a dask scheduler within "
+            f"{PROBE_S:g} s (a dask scheduler listens on port 8786 by default, its dashboard -- HTTP -- on "
+            "8787); give the address the scheduler prints ('Scheduler at: tcp://...')")
+
+
 @contextlib.contextmanager
 def _cluster_client(Client, LocalCluster, workers, scheduler):
     cluster = None
     try:
         if scheduler:
+            _probe(scheduler)
             try:
                 c = Client(scheduler, timeout="10s")
-            except OSError as e:
-                raise AlakazamError(f"scheduler: cannot connect to {scheduler!r}: {e}") from None
+            except (OSError, MemoryError, ValueError, TypeError) as e:
+                raise AlakazamError(f"scheduler: cannot connect to {scheduler!r}: {type(e).__name__}: {e}") \
+                    from None
         else:
+            import dask
+
             from .core.mainguard import main_hidden
 
-            with main_hidden():             # (spawned workers must not re-run the user's script)
+            # a unit whose worker dies is run again RETRIES times (dask's default: 3 more times)
+            with main_hidden(), dask.config.set({"distributed.scheduler.allowed-failures": RETRIES}):
                 cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
                                        dashboard_address=":0")
                 c = Client(cluster)
@@ -91,10 +130,20 @@ def _cluster_client(Client, LocalCluster, workers, scheduler):
         try:
             yield c
         finally:
+            _quiet_shutdown()
             c.close()
     finally:
         if cluster is not None:
+            _quiet_shutdown()
             cluster.close()
+
+
+def _quiet_shutdown():
+    """The work is done (or stopped): dask's errors from closing its own connections -- a heartbeat that
+    found the scheduler gone, keys no longer gathered -- are not the user's (review 54e: a 30-line
+    traceback after a successful run), unless the ``alakazam`` logger is at DEBUG."""
+    if not logging.getLogger("alakazam").isEnabledFor(logging.DEBUG):
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
 
 def _fault_injection(step_key, unit=None):
@@ -258,6 +307,28 @@ def _relay(records, seen=None):
         logging.getLogger(name).log(level, "%s", msg)
 
 
+def for_workers(cfg):
+    """``cfg`` (a solve, apply or flag configuration) with the paths a worker opens made absolute here:
+    a dask worker resolves a relative path in its own working directory -- an external scheduler's
+    workers in theirs, where a YAML file's ``ms: sim.ms`` found another MS of that name and the run
+    wrote that MS's solutions and corrections into the user's, exit 0 (review 54e)."""
+    def ab(p):
+        return os.path.abspath(p) if isinstance(p, (str, os.PathLike)) and str(p) else p
+
+    changes = {}
+    if hasattr(cfg, "ms"):
+        changes["ms"] = [ab(m) for m in cfg.ms] if isinstance(cfg.ms, (list, tuple)) else ab(cfg.ms)
+    if getattr(cfg, "gaintable", None):
+        changes["gaintable"] = [ab(t) for t in cfg.gaintable]
+    strategy = getattr(cfg, "strategy", "")
+    if strategy and (strategy.endswith(".lua") or os.sep in strategy):
+        changes["strategy"] = ab(strategy)
+    if getattr(cfg, "terms", None):
+        changes["terms"] = [dataclasses.replace(t, table=ab(t.table)) if hasattr(t, "table") else t
+                            for t in cfg.terms]
+    return dataclasses.replace(cfg, **changes)
+
+
 def solve_step(c, ctx, step, fids, advance=None, step_index=0) -> list:
     """Solve one step on the cluster: one task per unit (scan group, :func:`alakazam.plan.units_of`).
     Returns one list of SolutionSets per (field, SPW), in the in-process order (field, then SPW, then
@@ -269,7 +340,8 @@ def solve_step(c, ctx, step, fids, advance=None, step_index=0) -> list:
 
     # the context travels without the client's cache and progress callback; tier 1's shared cache
     # cannot span processes, so workers read per group (tier 2) or in row chunks (tier 3)
-    wctx = dataclasses.replace(ctx, cache={}, advance=None, tier=max(ctx.tier, 2), prior=list(ctx.prior))
+    wctx = dataclasses.replace(ctx, cache={}, advance=None, tier=max(ctx.tier, 2), prior=list(ctx.prior),
+                               cfg=for_workers(ctx.cfg))
     units = plan.units_of(ctx.meta, step_index, step, fids, ctx.spw_sel, ctx.scans)
     wctx_f = share(c, wctx)             # once per step, not once per unit
     futs = [c.submit(_solve_unit, wctx_f, u,
@@ -279,7 +351,9 @@ def solve_step(c, ctx, step, fids, advance=None, step_index=0) -> list:
     try:
         failed = None
         for fut in as_completed(futs):
-            res = fut.result() if fut.status != "error" else None
+            # an error or a cancelled unit (the scheduler lost: review 54e's "internal error
+            # (FutureCancelledError)") is raised below, naming the unit
+            res = fut.result() if fut.status == "finished" else None
             if res is None or isinstance(res, _UserError):
                 failed = fut
                 break

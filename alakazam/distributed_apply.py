@@ -30,7 +30,7 @@ import contextlib
 import logging
 import math
 
-from .distributed import RETRIES, _fault_injection, captured, client, share, unwrap
+from .distributed import RETRIES, _fault_injection, captured, client, for_workers, share, unwrap
 from .errors import AlakazamError
 
 log = logging.getLogger("alakazam.distributed")
@@ -117,7 +117,7 @@ def apply_plan(cfg, meta, terms, plan, scans, names, limit, lines, counts, write
                       for k in range(math.ceil(n_rows / mr))]
         log.info("apply: %d row chunks of %d (field, SPW) on %d dask workers", len(units), len(plan),
                  n_workers)
-        shared = share(c, (cfg, meta, terms, scans, names, part_limit, write_col, rowsel, mode))
+        shared = share(c, (for_workers(cfg), meta, terms, scans, names, part_limit, write_col, rowsel, mode))
         first_lines = {}
         warned = set()              # the warnings logged (once each, as the in-process apply does)
 
@@ -199,7 +199,7 @@ def flag_units(cfg, sel, writes, counts, limit):
     from .flagging.select import BY_OBSERVATION
     from .flagging.select import units as flag_units_of
 
-    wcfg = dataclasses.replace(cfg, nproc=1)        # a worker is one process (aoflagger: no pool)
+    wcfg = for_workers(dataclasses.replace(cfg, nproc=1))   # a worker is one process (aoflagger: no pool)
     with contextlib.ExitStack() as stack:
         if writes:
             stack.enter_context(locks.writer_lock(cfg.ms, "ms"))
@@ -232,4 +232,4 @@ def flag_units(cfg, sel, writes, counts, limit):
                     counts[key] = counts.get(key, 0) + n
                 pbar.advance(len(u.rows))
 
-            _stream(c, units, submit, on_result, describe, window)
+            _stream(c, units, submit, on_result, describe, window, set())   # each warning once (54e)

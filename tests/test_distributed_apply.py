@@ -211,3 +211,60 @@ def test_apply_warnings_once_as_in_process(solved, scheduler, tmp_path, caplog):
     assert len(said_a) == 1 and said_a[0][0] == logging.WARNING, said_a
     assert said_b == said_a
     assert ra["log"] == rb["log"]
+
+
+def test_relative_paths_reach_the_workers_as_the_clients(solved, scheduler, tmp_path, monkeypatch):
+    """Review 54e: with a running scheduler, a relative ``ms``/table path was resolved in each worker's own
+    directory -- another MS of that name there was solved, flagged and corrected, and the results written
+    into the user's MS, exit 0.  The client makes the paths absolute before they travel
+    (distributed.for_workers); the workers of this scheduler run in another directory."""
+    ms, cal = solved
+    ref = _copy(ms, tmp_path / "ref.ms")
+    _apply(ref, cal)
+    shutil.copytree(ms, tmp_path / "w.ms")
+    shutil.copyfile(cal, tmp_path / "cal.h5")
+    monkeypatch.chdir(tmp_path)
+    _apply("w.ms", "cal.h5", scheduler=scheduler)
+    np.testing.assert_array_equal(_col("w.ms", "CORRECTED_DATA"), _col(ref, "CORRECTED_DATA"))
+    run_solve(solve_config_from_dict(dict(ms="w.ms", output="g.h5", jones=["G"], field=["3C286"],
+                                          time_interval=["scan"], ref_ant="C00", quiet=True,
+                                          scheduler=scheduler)))
+    run_flag(flag_config_from_dict(dict(ms="w.ms", mode="clip", clipminmax=[0.0, 1e6], quiet=True,
+                                        scheduler=scheduler)))
+
+
+@pytest.mark.parametrize("reply", [b"", b"HTTP/1.1 400 Bad Request\r\n\r\n"])
+def test_an_address_that_is_no_dask_scheduler_is_refused(monkeypatch, reply):
+    """Review 54e: a dashboard's port (HTTP, waits for a request) hung the run for good; a server that
+    answers with an HTTP status line crashed it ("MemoryError: Unable to allocate 3.07 EiB")."""
+    import socket
+    import threading
+
+    from alakazam import distributed
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    port = srv.getsockname()[1]
+    conns = []
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            conns.append(c)
+            if reply:
+                c.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setattr(distributed, "PROBE_S", 0.5)
+    try:
+        with pytest.raises(AlakazamError, match="did not answer as a dask scheduler"):
+            with distributed.client(scheduler=f"tcp://127.0.0.1:{port}"):
+                pass
+    finally:
+        srv.close()
+        for c in conns:
+            c.close()
