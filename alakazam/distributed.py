@@ -299,12 +299,14 @@ def unwrap(res, seen=None):
 def _relay(records, seen=None):
     """Log a unit's warnings on the client, under the loggers that emitted them (those not in
     ``seen``, which is updated; None: all)."""
+    from .core import warnonce
+
     for name, level, msg in records:
         if seen is not None:
             if msg in seen:
                 continue
             seen.add(msg)
-        logging.getLogger(name).log(level, "%s", msg)
+        warnonce.say(level, name, msg)      # (once with the client's own, in a task call or run)
 
 
 def for_workers(cfg):

@@ -29,6 +29,13 @@ def info(logger: str, msg: str, *args) -> None:
     _once(logging.INFO, logger, msg, args)
 
 
+def say(level, logger: str, text: str) -> None:
+    """``text`` (already formatted) at ``level``, once inside :data:`SCOPE` like :func:`warning`: a
+    worker's warning relayed by the client (alakazam/distributed.py) is then said once with the client's
+    own warnings of the same text (review 54e: a distributed akflag said an SPW's warning twice)."""
+    _once(level, logger, text, ())
+
+
 def _once(level, logger, msg, args):
     text = msg % args if args else msg
     if SCOPE.active():

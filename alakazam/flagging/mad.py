@@ -35,14 +35,14 @@ def start(cfg, sel):
     flag clean samples well beyond the threshold's rate (5 sigma: 2.3% at 4 channels, 0.7% at 8, 0.15% at
     16); the solve-time flags leave such rows to the statistics across rows.  The run goes on (the user
     asked for this mode)."""
-    import logging
-
+    from ..core import warnonce
     from ..core.rfi import MIN_SOLVE_MAD_CHANNELS
 
     narrow = sorted({(int(sel.meta.spws[d].spw_id), len(ch)) for d, (ch, _) in sel.ddids.items()
                      if 0 < len(ch) < MIN_SOLVE_MAD_CHANNELS})
-    if narrow:
-        logging.getLogger("alakazam.flag").warning(
+    if narrow:              # (warnonce: the distributed units' copies are then not said again, 54e)
+        warnonce.warning(
+            "alakazam.flag",
             "akflag mode='mad': SPW %s has only %s selected channel(s): a median and MAD across so few "
             "channels flag clean samples well beyond the threshold's rate (at 5 sigma about 2%% at 4 "
             "channels, 0.7%% at 8, 0.15%% at 16; ~0.02%% at %d); consider mode='aoflagger', a higher "
