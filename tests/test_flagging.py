@@ -631,7 +631,8 @@ def test_aoflagger_strategy_names(tmp_path):
 
 
 def test_residual_column_and_timerange(ms):
-    """clip on datacolumn='residual' (DATA - MODEL_DATA) inside a timerange: exact samples."""
+    """clip on datacolumn='residual_data' (DATA - MODEL_DATA; CASA's name) inside a timerange: exact
+    samples."""
     from alakazam.caltasks import akflag
 
     data, model, tm = cols(ms, "DATA", "MODEL_DATA", "TIME")
@@ -640,7 +641,7 @@ def test_residual_column_and_timerange(ms):
     ut = np.unique(tm)
     day = np.floor(ut[0] / 86400.0) * 86400.0
     hms = lambda x: "%02d:%02d:%06.3f" % ((x - day) // 3600, (x - day) % 3600 // 60, (x - day) % 60)  # noqa: E731
-    akflag(vis=ms, mode="clip", datacolumn="residual", clipminmax=[0.0, thr],
+    akflag(vis=ms, mode="clip", datacolumn="residual_data", clipminmax=[0.0, thr],
            timerange=f"{hms(ut[3] - 1)}~{hms(ut[7] + 1)}")
     flag, = cols(ms, "FLAG")
     inside = (tm >= ut[3]) & (tm <= ut[7])

@@ -338,7 +338,7 @@ CASES = {
     "abs_all": {"correlation": "ABS_ALL"},
     "chans": {"spw": "0:3~20", "extendflags": False},
     "residual": {"datacolumn": "residual_data", "extendflags": False,
-                 "ak": {"datacolumn": "residual", "extendflags": False}},
+                 "ak": {"datacolumn": "residual_data", "extendflags": False}},
 }
 #: the busy MS (2 SPWs, flags set, one scan of three fields); no all-zero baseline there
 BUSY_CASES = {k: v for k, v in CASES.items() if k in ("default", "noext", "winsize4_ntime300", "matrix",

@@ -1,9 +1,10 @@
 """mode='aoflagger': the AOFlagger library (SumThreshold + scale-invariant rank operator) on the
 time-frequency plane of every baseline of each (DATA_DESC_ID, scan) unit.
 
-* Column: ``datacolumn`` 'data' (DATA), 'corrected' (CORRECTED_DATA), 'residual' (DATA - MODEL_DATA) or
-  'corrected_residual' (CORRECTED_DATA - MODEL_DATA: after a first calibration, the right column for a
-  bright calibrator, whose own signal AOFlagger would otherwise flag -- see the README).
+* Column: ``datacolumn`` 'data' (DATA), 'corrected' (CORRECTED_DATA), 'residual' (CORRECTED_DATA -
+  MODEL_DATA, as CASA's flagdata: after a first calibration, the right column for a bright calibrator,
+  whose own signal AOFlagger would otherwise flag -- see the README; with a gaintable, DATA corrected on
+  the fly - MODEL_DATA), 'residual_data' (DATA - MODEL_DATA) or 'corrected_residual' (= 'residual').
 * Images: the real and imaginary part of every selected correlation (AOFlagger's layout: 2 images for
   one correlation, 4 for two, 8 for four); other counts run each correlation on its own.  The image is
   (channel, integration) over the selected channels and the baseline's integrations in the scan; a

@@ -44,7 +44,9 @@ class FlagConfig:
     observation: str = ""
     correlation: str = ""
     autocorr: bool = False              # select only the auto-correlations (flagdata's autocorr)
-    datacolumn: str = "data"            # data | corrected | residual (DATA - MODEL_DATA) | corrected_residual
+    # data | corrected | residual (CORRECTED_DATA - MODEL_DATA, as CASA's flagdata; with gaintable: DATA
+    # corrected on the fly - MODEL_DATA) | residual_data (DATA - MODEL_DATA) | corrected_residual
+    datacolumn: str = "data"
     strategy: str = ""                  # aoflagger: '' = from the telescope, a shipped name, or a .lua file
     clipminmax: List[float] = _dcfield(default_factory=list)
     clipoutside: bool = True
@@ -273,6 +275,9 @@ def _gain_params(cfg, d, where, names, errs, check_ms=True):
     if cfg.datacolumn in ("corrected", "corrected_residual"):
         errs.add(_name("datacolumn", where, names), f"{cfg.datacolumn!r} with gaintable would correct the "
                  "data twice; use 'data' or 'residual' (DATA corrected on the fly)")
+    elif cfg.datacolumn == "residual_data":
+        errs.add(_name("datacolumn", where, names), "'residual_data' is DATA - MODEL_DATA uncorrected, but "
+                 "gaintable corrects DATA on the fly; use 'residual' (the corrected DATA - MODEL_DATA)")
     if cfg.mode not in ("aoflagger", "mad", "clip", "tfcrop", "rflag"):
         errs.add(_name("gaintable", where, names), f"is used only by the data modes aoflagger, mad, clip, "
                  "tfcrop and rflag "

@@ -386,15 +386,15 @@ def _read_data(t, cfg, rows, chans, corrs, full_chans, all_corrs, wants_model, c
         return _block(a, chans, corrs, full_chans, all_corrs)
 
     nosol = None
-    if cfg.datacolumn in ("corrected", "corrected_residual"):
-        data = sel(getcol_rows(t, "CORRECTED_DATA", rows))
-    elif calib is not None:
+    if calib is not None:           # (datacolumn data or residual: select.data_columns)
         full, bad = calib[0].correct(getcol_rows(t, "DATA", rows), *calib[1:])
         data, nosol = sel(full), sel(bad)
+    elif cfg.datacolumn in ("corrected", "corrected_residual", "residual"):     # (residual: CASA's)
+        data = sel(getcol_rows(t, "CORRECTED_DATA", rows))
     else:
         data = sel(getcol_rows(t, "DATA", rows))
     model = None
-    if cfg.datacolumn in ("residual", "corrected_residual"):
+    if cfg.datacolumn in ("residual", "residual_data", "corrected_residual"):
         data = data - sel(getcol_rows(t, "MODEL_DATA", rows))
     elif wants_model and "MODEL_DATA" in columns:
         model = sel(getcol_rows(t, "MODEL_DATA", rows))

@@ -1,7 +1,7 @@
 """mode='mad': robust outlier flagging with the solve's statistic, plus a persistent-channel test.
 
 1. Per row and correlation across channels (the solve's RFI stage, :func:`alakazam.core.rfi.mad_flag`):
-   x = |V| / |M| (MODEL_DATA, where |M| > 0; |V| without a model or for datacolumn='residual'); channels
+   x = |V| / |M| (MODEL_DATA, where |M| > 0; |V| without a model or for a residual datacolumn); channels
    with |x - median| > threshold * 1.4826 * MAD are flagged.
 2. The same statistic per channel across time: per baseline and correlation, the median over the
    unit's (DATA_DESC_ID, scan) unflagged integrations of x in each channel forms a spectrum, and a

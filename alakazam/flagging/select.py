@@ -33,8 +33,18 @@ BYTES_PER_SAMPLE = 8 + 8 + 8 + 3
 #: bytes per row of small columns (TIME, ANTENNA1/2, SCAN, FIELD, FLAG_ROW, row numbers)
 BYTES_PER_ROW = 64
 
-COLUMNS = {"data": ("DATA",), "corrected": ("CORRECTED_DATA",), "residual": ("DATA", "MODEL_DATA"),
-           "corrected_residual": ("CORRECTED_DATA", "MODEL_DATA")}
+COLUMNS = {"data": ("DATA",), "corrected": ("CORRECTED_DATA",), "residual": ("CORRECTED_DATA", "MODEL_DATA"),
+           "residual_data": ("DATA", "MODEL_DATA"), "corrected_residual": ("CORRECTED_DATA", "MODEL_DATA")}
+
+
+def data_columns(cfg):
+    """The MS columns ``cfg.datacolumn`` reads: CASA's flagdata names -- 'residual' is CORRECTED_DATA -
+    MODEL_DATA, 'residual_data' DATA - MODEL_DATA (review 54f: alakazam's 'residual' was DATA - MODEL_DATA
+    until session 54, so a CASA script flagged another column, silently) -- and with a ``gaintable``
+    (DATA corrected on the fly, flagging/preapply.py) 'data' and 'residual' read DATA."""
+    if getattr(cfg, "gaintable", None) and cfg.datacolumn in ("data", "residual"):
+        return ("DATA", "MODEL_DATA") if cfg.datacolumn == "residual" else ("DATA",)
+    return COLUMNS.get(cfg.datacolumn, ())
 
 
 @dataclass
@@ -93,11 +103,14 @@ def resolve(cfg, keys_errors=None) -> Selection:
         msg = first_err or f"correlation: {cfg.correlation!r} selects no correlation"
         errs["correlation"] = msg[len("correlation: "):] if msg.startswith("correlation: ") else msg
     if cfg.mode in ("clip", "aoflagger", "mad", "tfcrop", "rflag"):
-        need = COLUMNS.get(cfg.datacolumn, ())
+        need = data_columns(cfg)
         missing = [c for c in need if c not in meta.columns]
         if missing:
             errs["datacolumn"] = (f"{cfg.datacolumn!r} needs column(s) {', '.join(missing)}, not in "
-                                  f"{cfg.ms}")
+                                  f"{cfg.ms}" + (" ('residual' is CORRECTED_DATA - MODEL_DATA, as CASA's "
+                                                 "flagdata; 'residual_data' is DATA - MODEL_DATA, what "
+                                                 "alakazam's 'residual' was before session 54)"
+                                                 if cfg.datacolumn == "residual" else ""))
     if cfg.mode == "rflag" and keys_errors is None:     # [[field, spw, dev], ...] rows the MS lacks:
         import logging                                   # used for nothing (flagdata too), said
 
