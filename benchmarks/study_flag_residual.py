@@ -88,8 +88,9 @@ def main():
             for label, tables, keys, parang in stages:
                 p, c = residual_rms(ms, names, field, tables, keys, parang, a.noise)
                 kw = dict(gaintable=tables, gainjones=keys, parang=parang) if keys else {}
-                o = akflag(vis=ms, mode="aoflagger", datacolumn="residual", field=field, action="calculate",
-                           **kw)
+                # (without tables: DATA - MODEL_DATA, CASA's residual_data)
+                o = akflag(vis=ms, mode="aoflagger", datacolumn="residual" if keys else "residual_data",
+                           field=field, action="calculate", **kw)
                 print(f"  {field:7s} {label:36s} residual / noise: parallel {p:8.2f}, cross {c:8.2f}; "
                       f"AOFlagger flags {100 * o['newly_flagged'] / o['total']:5.2f}%", flush=True)
 
