@@ -63,3 +63,31 @@ def test_residual_without_corrected_data_names_residual_data(with_corrected):
         akflag(vis=bare, mode="clip", datacolumn="residual", clipminmax=[0.0, 1.0])
     said = str(e.value)
     assert "needs column(s) CORRECTED_DATA" in said and "'residual_data' is DATA - MODEL_DATA" in said
+
+
+def test_clipzeros_is_zero_to_float_precision_as_casa(with_corrected):
+    """CASA 6.7's clipzeros flags |V| below float32's epsilon (review 54f measured 1e-7, 1e-9j, 1e-20 and
+    1e-30j flagged, 1e-6 not); akflag flagged exact zeros only."""
+    d, ms, _ = with_corrected
+    z = str(d / "z.ms")
+    shutil.copytree(ms, z)
+    vals = [1e-9, 1e-9j, 1e-7, 1e-20, 1e-30j, 1e-6, 0.0]
+    with table(z, readonly=False, ack=False) as t:
+        data = t.getcol("DATA")
+        for k, v in enumerate(vals):
+            data[k, 0, 0] = v
+        t.putcol("DATA", data)
+    akflag(vis=z, mode="clip", clipzeros=True)
+    with table(z, ack=False) as t:
+        f = t.getcol("FLAG")
+    assert [bool(f[k, 0, 0]) for k in range(len(vals))] == [True, True, True, True, True, False, True]
+
+
+@pytest.mark.parametrize("mode", ["manual", "quack", "unflag", "extend"])
+def test_a_clip_prefix_outside_the_clip_modes_is_refused(with_corrected, mode):
+    """Review 54f: manual correlation='ABS_XY' flagged XY in akflag and every correlation in CASA 6.7;
+    a prefix belongs to clip expressions, and is refused with why in the other modes."""
+    _, ms, _ = with_corrected
+    with pytest.raises(ParameterError) as e:
+        akflag(vis=ms, mode=mode, correlation="ABS_XY")
+    assert "'ABS_XY' is a clip expression" in str(e.value) and "give them plainly" in str(e.value)

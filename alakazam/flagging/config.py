@@ -101,6 +101,10 @@ class FlagConfig:
     scheduler: str = ""                 # a dask scheduler address; wins over workers
 
 
+#: the prefixes of a clip expression in ``correlation`` (flagdata's ABS_XX, REAL_ALL, ...)
+CLIP_PREFIXES = ("ABS_", "REAL_", "IMAG_", "ARG_", "NORM_")
+
+
 def unsupported_mode_message(mode) -> str:
     """The error for one of flagdata's modes akflag does not have (:data:`UNSUPPORTED_MODES`)."""
     return (f"{mode!r} (flagdata's) is not supported by akflag; for RFI use mode='tfcrop' (flagdata's "
@@ -155,6 +159,15 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
             and _name("upperlimit", where, names) not in errs.errors:
         errs.add(_name("upperlimit", where, names), f"{cfg.upperlimit!r} must exceed lowerlimit "
                  f"({cfg.lowerlimit!r}) degrees")
+    prefixed = [c.strip() for c in str(cfg.correlation).split(",")
+                if c.strip().upper().startswith(CLIP_PREFIXES)]
+    if prefixed and cfg.mode in ("manual", "unflag", "quack", "extend", "shadow", "elevation"):
+        # (CASA 6.7's flagdata applies these modes to every correlation for such a form: measured, review
+        # 54f -- 468,320 samples for manual 'ABS_XY' where 'XY' flags 117,080)
+        errs.add(_name("correlation", where, names), f"{cfg.correlation!r}: {prefixed[0]!r} is a clip "
+                 f"expression (ABS_, REAL_, IMAG_, ARG_, NORM_: modes clip, tfcrop and rflag); mode "
+                 f"{cfg.mode!r} selects products: give them plainly (e.g. 'XY'). CASA's flagdata applies "
+                 f"mode {cfg.mode!r} to every correlation for this form")
     if not cfg.threshold > 0 and _name("threshold", where, names) not in errs.errors:
         errs.add(_name("threshold", where, names), f"{cfg.threshold!r} must be > 0 (robust sigmas)")
     if cfg.mode in ("tfcrop", "rflag"):
