@@ -5,6 +5,7 @@ the per-SPW phases left in an unapplied phase-only gain, one gain over 4 SPWs co
 check takes one step of a per-SPW gain on top of the combined one, from per-SPW sums of the same pass."""
 
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -119,4 +120,24 @@ def test_weights_that_misstate_the_noise_do_not_make_a_warning(two_spw, tmp_path
     shutil.copytree(two_spw[1], ms2)
     _unit_weights(ms2)
     said = _solve(tmp_path, ms2, "raw.h5", caplog)
+    assert len(said) == 1, said
+
+
+def test_a_mostly_flagged_spw_is_still_checked(two_spw, tmp_path, caplog):
+    """Review 54g: an SPW with 70% of its rows flagged had too few degrees of freedom of its own to
+    measure the weights' scale, and its check went silent where its rows were corrected ~60 deg wrong;
+    the scale is pooled over the SPWs."""
+    from casacore.tables import table
+
+    ms = str(tmp_path / "f.ms")
+    shutil.copytree(two_spw[1], ms)
+    with table(ms, readonly=False, ack=False) as t:
+        dd = t.getcol("DATA_DESC_ID")
+        rows = np.flatnonzero(dd == dd.max())
+        rng = np.random.default_rng(3)
+        hit = rng.choice(rows, int(0.7 * len(rows)), replace=False)
+        f = t.getcol("FLAG")
+        f[hit] = True
+        t.putcol("FLAG", f)
+    said = _solve(tmp_path, ms, "m.h5", caplog)
     assert len(said) == 1, said

@@ -15,12 +15,12 @@ SPW k and hand h, from the per-SPW weighted sums the accumulation keeps for it (
 and reports per SPW the median over (cell, antenna, hand) of ``|r - 1|`` (the relative complex
 difference between the SPW's own gain and the combined one) and of ``|arg r|``, with the median noise
 ``sqrt(s / S)``: S the denominator, s the scale of the weights measured from the data -- the reduced
-chi2 of a per-SPW gain fitted on top of the combined one (a few StEFCal iterations), which holds the
-noise when the weights are not 1/sigma^2 (unit weights, 2 dnu dt: review 54d's first version warned
-falsely there, "52.7% (noise 5.4%)").  Without enough degrees of freedom to measure s the noise is
-NaN and nothing is said.  A phase common to every antenna of an SPW cancels in the data and is
-not seen (nor does it matter).  The solve warns once per step above :data:`THRESHOLD` and 3x its noise
-(unit._check_combined_spws)."""
+chi2 of a per-SPW gain fitted on top of the combined one (a few StEFCal iterations), pooled over the
+SPWs, which holds the noise when the weights are not 1/sigma^2 (unit weights, 2 dnu dt: review 54d's
+first version warned falsely there, "52.7% (noise 5.4%)").  Without enough degrees of freedom to
+measure s the noise is NaN and nothing is said.  A phase common to every antenna of an SPW cancels
+in the data and is not seen (nor does it matter).  The solve warns once per step above
+:data:`THRESHOLD` and 3x its noise (unit._check_combined_spws)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def mismatch(vis_sum, model_sum, w_sum, cells, ant1, ant2, jones):
     n_cell, n_ant = jones.shape[:2]
     n_spw = vis_sum.shape[2]
     a1, a2 = np.asarray(ant1), np.asarray(ant2)
-    out = []
+    out, fits = [], []
     for k in range(n_spw):
         num = np.zeros((n_cell, n_ant, 2), np.complex128)
         den = np.zeros((n_cell, n_ant, 2))
@@ -66,18 +66,24 @@ def mismatch(vis_sum, model_sum, w_sum, cells, ant1, ant2, jones):
         use = den > 0
         if not use.any():
             out.append(None)
+            fits.append((0.0, 0))
             continue
         r = num[use] / den[use]
-        scale = _weight_scale(vis_sum[cells, :, k], model_sum[cells, :, k], w_sum[cells, :, k], a1, a2, jones)
-        out.append((float(np.median(np.abs(r - 1))), float(np.median(np.abs(np.angle(r)))),
-                    float(np.median(1.0 / np.sqrt(den[use])) * np.sqrt(scale))))
-    return out
+        fits.append(_weight_fit(vis_sum[cells, :, k], model_sum[cells, :, k], w_sum[cells, :, k], a1, a2,
+                                jones))
+        out.append([float(np.median(np.abs(r - 1))), float(np.median(np.abs(np.angle(r)))),
+                    float(np.median(1.0 / np.sqrt(den[use])))])
+    # one scale of the weights for all SPWs (their error is the MS's, not an SPW's): an SPW mostly
+    # flagged has too few degrees of freedom of its own (review 54g: its check went silent)
+    chi2, dof = sum(f[0] for f in fits), sum(f[1] for f in fits)
+    scale = chi2 / dof if dof >= 4 else float("nan")
+    return [None if x is None else (x[0], x[1], x[2] * np.sqrt(scale)) for x in out]
 
 
-def _weight_scale(vs, ms, ws, a1, a2, jones, n_iter=12):
-    """The reduced chi2 of a per-SPW gain r (n_cell, n_ant, hand) fitted on top of the combined ``jones``
-    to one SPW's weighted sums ``vs, ms, ws`` (n_cell, n_bl, 4): the factor by which the weights
-    misstate the noise; NaN with fewer than 4 degrees of freedom."""
+def _weight_fit(vs, ms, ws, a1, a2, jones, n_iter=12):
+    """``(chi2, degrees of freedom)`` of a per-SPW gain r (n_cell, n_ant, hand) fitted on top of the
+    combined ``jones`` to one SPW's weighted sums ``vs, ms, ws`` (n_cell, n_bl, 4): their ratio is the
+    factor by which the weights misstate the noise.  Each (cell, hand) has one free phase."""
     n_cell, n_ant = jones.shape[:2]
     rows = np.arange(n_cell)[:, None]
     chi2, n_obs, n_par = 0.0, 0, 0
@@ -107,6 +113,5 @@ def _weight_scale(vs, ms, ws, a1, a2, jones, n_iter=12):
         has = np.zeros((n_cell, n_ant), bool)
         np.logical_or.at(has, (rows, a1[None, :]), ok)
         np.logical_or.at(has, (rows, a2[None, :]), ok)
-        n_par += int(has.sum()) - int(has.any(axis=1).sum())    # (one phase per cell and hand is free)
-    dof = 2 * n_obs - 2 * n_par
-    return chi2 / dof if dof >= 4 else float("nan")
+        n_par += 2 * int(has.sum()) - int(has.any(axis=1).sum())   # (real parameters; one phase free)
+    return chi2, max(2 * n_obs - n_par, 0)
