@@ -127,28 +127,22 @@ def _set_scan(s):
 
 def _same_scan_parts(parts, time_scan, target_name):
     """Own-field solutions and flags, scan by scan (applymode calflag, and every pre-apply): at target
-    times of scan s of a field with its own solution bins in scan s, an antenna
+    times of scan s of a field with its own solutions in scan s, every antenna and bin is interpolated
+    over all the field's solutions (CASA's timeline), and where that uses a flagged one of another scan
+    -- the linear bracket from scan s to a neighbouring scan whose solution is flagged -- it takes scan
+    s's own instead: the data are not flagged for a flag of another scan while their own scan has valid
+    solutions (CASA, whose timeline ignores scans, flags them; where scan s's own is flagged too, so
+    are they).  The fallback is taken per sample, after the frequency mapping (a mode that bridges
+    flagged bins bridges before it).
 
-    * in a frequency bin with a flagged solution in scan s (either pol) uses only scan s's solutions of
-      that bin (a flagged solution there then stays flagged: no valid solution of another scan
-      replaces it);
-    * otherwise is interpolated over all the field's solutions of the bin, and where that uses a
-      flagged one of another scan (the linear bracket from scan s to a neighbouring scan whose solution
-      is flagged), takes scan s's own instead: the data are not flagged for a flag of another scan
-      while their own scan has valid solutions (CASA, whose timeline ignores scans, flags them).
-
-    Per (antenna, frequency bin), mapped to the channels as the values are (a frequency mode that
-    bridges flagged bins -- interp 'time,nearest' / 'time,linear' -- bridges them here too): until session 54
-    one flagged solution in scan s put every antenna and bin of that scan on scan s's solutions alone
-    -- a solution per scan then held where CASA and the other scans interpolate linearly (review 54c:
-    0.40 of max |V| from CASA's applycal on the other antennas; review 54d: one flagged bandpass
-    channel moved every channel of its antenna by 0.033).
-    Within the bins used the flags follow core/interpolation.py (the nearest bin's, either bracketing
-    bin's for linear / cubic, outside the bins the held end bin's).  Other fields' solutions are
-    interpolated over all bins, and no flag is bridged there either.  Returns parts
-    ``(name, sel, fs, amap, fallback)``: ``fallback`` None, or ``(own, own_bins)``: the scan's own
-    solutions, taken where ``fs`` gives a flagged solution, and everywhere for the (solution antenna,
-    bin)s ``own_bins`` (bool (n_ant_sol, n_f), or None for none)."""
+    Until session 54 a flagged solution in scan s put every antenna of the scan on scan s's solutions
+    alone, held where CASA and the other scans interpolate linearly (review 54c: 0.40 of max |V| from
+    CASA's applycal); then, per (antenna, bin), the flagged antenna itself was still held at the scan's
+    edges (review 54g: 1.9e-2 of the field's max |V|).  Within the solutions used the flags follow
+    core/interpolation.py (the nearest solution's, either bracketing one's for linear / cubic, outside
+    them the held end one's).  Other fields' solutions are interpolated over all solutions, and no flag
+    is bridged there either.  Returns parts ``(name, sel, fs, amap, fallback)``: ``fallback`` None, or
+    the scan's own solutions, taken where ``fs`` gives a flagged solution."""
     out = []
     for name, sel, fs, amap in parts:
         if name != target_name or fs.scan is None or len(sel) == 0:
@@ -168,8 +162,7 @@ def _same_scan_parts(parts, time_scan, target_name):
             fsub = _FieldSolutions(fs.name, fs.ra, fs.dec, fs.time[m], fs.jones[:, :, m], fs.flags[:, :, m],
                                    None if fs.delay is None else fs.delay[:, :, m], fs.freq, fs.ant_names,
                                    delay_ref=fs.delay_ref, scan=fs.scan[m])
-            own_bins = (~ok[:, :, m]).any(axis=2)
-            out.append((name, sel[sub], fs, amap, (fsub, own_bins if own_bins.any() else None)))
+            out.append((name, sel[sub], fs, amap, fsub))
         if keep.any():
             out.append((name, sel[keep], fs, amap, None))
     return out
@@ -346,22 +339,13 @@ def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_n
             raise AlakazamError(f"{term.key} (solutions of {name} for {target_name}, SPW {spw_id}): "
                                 f"{e}") from None
         j, jf, fdesc = freq_part(fs, v, vf)
-        own, own_bins = fallback if fallback is not None else (None, None)
-        if own is not None and (jf.any() or own_bins is not None):
-            # the scan's own solutions where fs gives a flagged one, and in the channels whose value
-            # takes a bin flagged in the scan: the bins mapped to the channels as the values are (a
-            # frequency mode that bridges flagged bins bridges these too: CASA interpolates such a
-            # channel in time from the neighbouring bins, and so does fs)
-            j2, jf2, _ = freq_part(own, *time_part(own, t_target, _fallback_mode(term.time_interp, own)))
-            oc = False
-            if own_bins is not None:
-                unit = np.zeros(own_bins.shape + (1, 2), float) if fs.delay is not None else \
-                    np.broadcast_to(np.eye(2, dtype=complex), own_bins.shape + (1, 2, 2))
-                oc = freq_part(fs, unit, own_bins[:, :, None])[1]        # (n_ant_sol, n_chan, 1)
-            use = (jf & ~jf2) | oc
+        if fallback is not None and jf.any():     # the scan's own solutions where fs gives a flagged one
+            j2, jf2, _ = freq_part(fallback, *time_part(fallback, t_target,
+                                                        _fallback_mode(term.time_interp, fallback)))
+            use = jf & ~jf2
             j = np.array(j)
             j[use] = j2[use]
-            jf = np.where(oc, jf2, jf & jf2)
+            jf = jf & jf2
         info["time"] = f"{term.time_interp} {len(fs.time)}->{n_t}"
         info["freq"] = interp.map_freq(fs.freq, all_freqs)[1] if one else fdesc
         # (n_ant_sol, n_chan, n_tt, ...) -> (n_tt, n_ant, n_chan, ...)
@@ -575,19 +559,9 @@ def diag_table(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_na
     for name, sel, fs, amap, fallback in field_parts:
         info["time"] = f"{term.time_interp} {len(fs.time)}->{n_t}"
         g = gather(fs, sel, amap)
-        own, own_bins = fallback if fallback is not None else (None, None)
-        if own is not None and (own_bins is not None or np.isnan(g).any()):
-            # the scan's own solutions where fs's are flagged, and for the (antenna, bin)s flagged there
-            g, g2 = np.broadcast_arrays(g, gather(own, sel, amap))
-            take = np.isnan(g)
-            if own_bins is not None:
-                # the bins on gather's output axis (the bin itself for a 1-bin gain, else per channel)
-                bx = own_bins[:, :1] if (fs.delay is None and own_bins.shape[1] == 1) else \
-                    own_bins[:, interp.map_freq(fs.freq, freqs)[0]]
-                mine = np.zeros((n_a, bx.shape[1]), bool)
-                mine[amap >= 0] = bx[amap[amap >= 0]]
-                take = take | mine[None, :, :, None]
-            g = np.where(take, g2, g)
+        if fallback is not None and np.isnan(g).any():   # the scan's own solutions where fs's are flagged
+            g, g2 = np.broadcast_arrays(g, gather(fallback, sel, amap))
+            g = np.where(np.isnan(g), g2, g)
         parts.append((sel, g))
     if len(parts) == 1 and len(parts[0][0]) == n_t:
         return parts[0][1], info         # (n_t or 1, n_a, n_chan or 1, 2)
