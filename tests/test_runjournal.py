@@ -563,6 +563,11 @@ def test_undoing_the_hand_restore_reopens_and_a_killed_entry_still_settles(rfi_m
     assert _journal(ms, y)["settled"] == "akflag_1"
     akflagmanager(vis=ms, mode="restore", versionname="flagmanager_1")   # its undo
     assert "settled" not in _journal(ms, y)
+    # and an undo by merge='or' (review 54g: it brought the run's flags back, the journal stayed settled)
+    akflagmanager(vis=ms, mode="restore", versionname="akflag_1")
+    assert _journal(ms, y)["settled"] == "akflag_1"
+    akflagmanager(vis=ms, mode="restore", versionname="flagmanager_1", merge="or")
+    assert "settled" not in _journal(ms, y)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         with pytest.MonkeyPatch.context() as m:

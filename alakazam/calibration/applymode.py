@@ -6,8 +6,8 @@ is missing from the table, or a solution that the time interpolation uses is fla
 the nearest solution, ``linear`` / ``cubic`` the two bracketing ones (outside the solution range the
 held end one) -- a flagged solution is never bridged by a valid one further away, as CASA 6.7's
 applycal (:mod:`alakazam.core.interpolation`; tests/test_interp_flags.py).  Data of a scan with
-own-field solutions, some flagged, use only that scan's solutions
-(:func:`alakazam.calibration.chain._same_scan_parts`).
+own-field solutions take that scan's own where the interpolation reaches a flagged solution of another
+scan (:func:`alakazam.calibration.chain._same_scan_parts`).
 
 =================  ==================  ==============================  ==================================
 applymode          output column       samples with a flagged solution  FLAG

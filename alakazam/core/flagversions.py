@@ -473,10 +473,10 @@ def restore(ms, name, merge="replace"):
             _restore_into(ms, path, name, merge)
         finally:
             columns.end_writes(ms)
-    if merge == "replace":          # an interrupted YAML run whose base this is: its flags are undone
+    if merge in ("replace", "or"):  # a YAML run's journal settled (replace of its base) or reopened
         from . import runjournal
 
-        runjournal.note_restored(ms, name)
+        runjournal.note_restored(ms, name, merge)
 
 
 def _merge(cur, new, merge):

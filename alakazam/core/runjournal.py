@@ -299,12 +299,14 @@ def _same_content(ms, text, own, finished=False):
     return None
 
 
-def note_restored(ms, name):
-    """FLAG of ``ms`` was just replaced by flag version ``name`` (akflagmanager or an undo, merge
-    'replace'): an open journal (:func:`_open`) of a run that is gone, whose base is ``name``, is
+def note_restored(ms, name, merge="replace"):
+    """FLAG of ``ms`` was just restored from flag version ``name`` (akflagmanager or an undo): with merge
+    'replace' an open journal (:func:`_open`) of a run that is gone, whose base is ``name``, is
     settled -- that run's flag writes are undone, so a later run restores nothing for it and says
     nothing of it (review 53g: the warning that asks for this restore repeated on every later run after
-    the user had done it).  The journals of this process's run are left as they are."""
+    the user had done it).  A restore ('replace' or 'or') of a version saved after a settled journal's
+    base, before it settled, brings that run's flags back: the journal is open again (reviews 54d, 54g).
+    The journals of this process's run are left as they are."""
     import glob
 
     from . import flagversions
@@ -325,7 +327,7 @@ def note_restored(ms, name):
                 _write(q, d)
             continue
         d = _settled(d, ms)     # (a kill between the base's save and its entry: the base by run id, 54d)
-        if _open(d) and base_of(d) == name:
+        if merge == "replace" and _open(d) and base_of(d) == name:
             d["settled"] = name
             d["settled_order"] = order
             _write(q, d)
