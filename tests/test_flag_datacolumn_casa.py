@@ -83,7 +83,7 @@ def test_clipzeros_is_zero_to_float_precision_as_casa(with_corrected):
     assert [bool(f[k, 0, 0]) for k in range(len(vals))] == [True, True, True, True, True, False, True]
 
 
-@pytest.mark.parametrize("mode", ["manual", "quack", "unflag", "extend"])
+@pytest.mark.parametrize("mode", ["manual", "quack", "unflag", "extend", "mad", "summary"])
 def test_a_clip_prefix_outside_the_clip_modes_is_refused(with_corrected, mode):
     """Review 54f: manual correlation='ABS_XY' flagged XY in akflag and every correlation in CASA 6.7;
     a prefix belongs to clip expressions, and is refused with why in the other modes."""

@@ -161,7 +161,7 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
                  f"({cfg.lowerlimit!r}) degrees")
     prefixed = [c.strip() for c in str(cfg.correlation).split(",")
                 if c.strip().upper().startswith(CLIP_PREFIXES)]
-    if prefixed and cfg.mode in ("manual", "unflag", "quack", "extend", "shadow", "elevation"):
+    if prefixed and cfg.mode not in ("clip", "tfcrop", "rflag"):
         # (CASA 6.7's flagdata applies these modes to every correlation for such a form: measured, review
         # 54f -- 468,320 samples for manual 'ABS_XY' where 'XY' flags 117,080)
         errs.add(_name("correlation", where, names), f"{cfg.correlation!r}: {prefixed[0]!r} is a clip "
