@@ -457,18 +457,30 @@ class ShellSession:
         rest = s[len(words[0]):].strip()
         return not (rest.startswith("=") and not rest.startswith("=="))
 
+    def _expand(self, text):
+        """``$name`` / ``${name}`` of a session variable (a str or a number) replaced by its value, as
+        IPython does in ``!`` lines and ``cd``; other names are left to the environment / the shell."""
+        import re
+
+        def one(m):
+            name = m.group(1) or m.group(2)
+            v = self.ns.get(name)
+            return str(v) if isinstance(v, (str, int, float)) and not isinstance(v, bool) else m.group(0)
+
+        return re.sub(r"\$\{(\w+)\}|\$(\w+)", one, text)
+
     def _magic_cd(self, arg):
         """``cd DIR`` (``cd`` alone: home), as in casashell: the process's working directory, where the
         tasks resolve relative paths (and the session's, for its ``.last`` files)."""
         base = self.cwd or os.getcwd()
-        arg = arg.strip("'\"")
+        arg = self._expand(arg.strip("'\""))
         if arg == "-":                  # the previous directory, as IPython's cd -
             if not getattr(self, "_oldpwd", None):
                 raise AlakazamError("cd -: no previous directory yet")
             arg = self._oldpwd
         target = os.path.abspath(os.path.join(base, os.path.expandvars(os.path.expanduser(arg or "~"))))
         if not os.path.isdir(target):
-            raise AlakazamError(f"cd: {arg!r} is not a directory (from {base}); still in {base}")
+            raise AlakazamError(f"cd: {target} is not a directory; still in {base}")
         os.chdir(target)
         self._oldpwd = base
         if self.cwd:
@@ -489,6 +501,7 @@ class ShellSession:
 
         if not cmd:
             raise AlakazamError("!: a shell command is expected after '!' (e.g. !ls)")
+        cmd = self._expand(cmd)
         live = self.out is sys.stdout or self.out is sys.__stdout__     # a terminal: the command's own
         try:                                                           # (output as it comes, prompts seen)
             r = subprocess.run(cmd, shell=True, cwd=self.cwd or None, capture_output=not live, text=True)

@@ -356,3 +356,16 @@ def test_cd_dash_and_environment_variables(sh, tmp_path, monkeypatch):
     assert os.getcwd() == str(tmp_path / "a")
     sh.handle("cd -")
     assert os.getcwd() == str(tmp_path)
+
+
+def test_session_variables_expand_in_cd_and_shell_lines(sh, tmp_path, monkeypatch):
+    """Review 54g: IPython (casashell) expands $name of a Python variable in `cd` and `!` lines."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f").mkdir()
+    sh.handle('d = "f"')
+    sh.handle("cd $d")
+    assert os.getcwd() == str(tmp_path / "f")
+    sh.text()
+    sh.handle('word = "hello"')
+    sh.handle("!echo ${word} $HOME_NOT_SET_54")
+    assert sh.text().strip() == "hello"
