@@ -7,7 +7,7 @@ bin, or bins on the data channels."""
 import logging
 
 from alakazam.caltasks import akapply
-from alakazam.core.freqinterp import casa_default_notes
+from alakazam.core.freqinterp import casa_default_notes, flagged_channel_notes
 from alakazam.calibration import chain
 
 
@@ -75,11 +75,12 @@ def test_flagged_channels_of_a_per_channel_term_are_noted(constant_gains):
     _, cals = constant_gains
     bp = chain.load_term(cals["kbg"], "G0")          # the bandpass (its bins are the channels)
     freqs = bp.sets[0].freq
-    assert casa_default_notes([bp], 0, freqs) == []
+    assert flagged_channel_notes([bp], 0, freqs) == []
     s = bp.sets[0]
     s.flags = np.array(s.flags)
     s.flags[0, 1, 0] = True                       # one channel of one antenna at one time
-    notes = casa_default_notes([bp], 0, freqs)
+    notes = flagged_channel_notes([bp], 0, freqs)
     assert len(notes) == 1 and "its own solution channel, and some are flagged" in notes[0]
+    assert casa_default_notes([bp], 0, freqs) == []         # (the binned terms' warning: not this)
     bp.freq_interp = "linear"
-    assert casa_default_notes([bp], 0, freqs) == []
+    assert flagged_channel_notes([bp], 0, freqs) == []

@@ -424,6 +424,11 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         if w not in lines:
             lines.append(w)
             log.warning(w)
+    from ..core.freqinterp import flagged_channel_notes       # (a difference from CASA to know: INFO)
+    for w in flagged_channel_notes(terms, spw.spw_id, freqs):
+        if w not in lines:
+            lines.append(w)
+            log.info(w)
     max_rows = _max_rows(limit, spw, len(terms))
     write = write or _write
     if part is None:

@@ -123,7 +123,15 @@ def interp_freq(sol_freq, jones, flags, target_freq, mode):
     return np.ascontiguousarray(out), np.ascontiguousarray(np.moveaxis(~good, 2, 1)), desc
 
 
-def casa_default_notes(terms, spw_id, freqs) -> list:
+def flagged_channel_notes(terms, spw_id, freqs) -> list:
+    """One note per term of ``terms`` applied without a frequency part whose solutions for ``spw_id`` are
+    the data channels ``freqs`` and flag some channels of an antenna (a bandpass with an RFI channel):
+    those flag their data (calflag), where CASA's applycal reads the interp as 'time,linear' and bridges
+    them in frequency.  A difference to know, not a problem: said at INFO (the apply's log)."""
+    return casa_default_notes(terms, spw_id, freqs, channels=True)
+
+
+def casa_default_notes(terms, spw_id, freqs, channels=False) -> list:
     """One message per term of ``terms`` (LoadedTerm) applied without a frequency part whose solutions for
     ``spw_id`` are bins that are not the data channels ``freqs`` (a bandpass of 4-MHz bins, or solved on
     other channels): each channel takes its nearest bin (the SEED's nearest-frequency mapping, flagged
@@ -147,18 +155,19 @@ def casa_default_notes(terms, spw_id, freqs) -> list:
         tol = 0.01 * float(spacing.min()) if len(spacing) else 1e-6 * max(float(np.abs(sol).max()), 1.0)
         j = np.clip(np.searchsorted(sol, freqs), 1, len(sol) - 1)        # (sol sorted: np.unique)
         near = np.minimum(np.abs(freqs - sol[j - 1]), np.abs(freqs - sol[j])) <= tol
-        if near.all():
+        if near.all() == (not channels):
+            continue
+        if channels:
             # the data channels' own solutions: the same values but where some channels of an antenna are
             # flagged -- those flag their data here, where CASA bridges them in frequency and corrects
             # the neighbouring scans with the bridged values (review 54g: 0.20 of max |V| there)
-            part = any(np.any(f.any(axis=1) & ~f.all(axis=1)) for f in (np.asarray(s.flags) for s in sets))
-            if part:
+            if any(np.any(f.any(axis=1) & ~f.all(axis=1)) for f in (np.asarray(s.flags) for s in sets)):
                 out.append(f"{term.key}: SPW {spw_id}: interp without a frequency part gives each data "
                            "channel its own solution channel, and some are flagged: their data are flagged "
                            "(calflag) or left uncorrected, where CASA's applycal reads the interp as "
-                           "'time,linear' and "
-                           "bridges flagged channels in frequency -- give interp 'time,linear' for CASA's "
-                           "values, 'time,linearflag' to flag them as the VLA pipeline does")
+                           "'time,linear' and bridges flagged channels in frequency -- give interp "
+                           "'time,linear' for CASA's values, 'time,linearflag' to flag them as the VLA "
+                           "pipeline does")
             continue
         out.append(f"{term.key}: SPW {spw_id}: interp without a frequency part maps each of the {len(freqs)} "
                    f"data channels to its nearest of {len(sol)} solution bins (a flagged bin flags its "
