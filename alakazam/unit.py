@@ -736,14 +736,22 @@ def _check_combined_spws(ctx, step, g, acc, bins, res):
     ctx.stats[key] = True
     fields = sorted({m.fld.name for m in g.members})
     worst = max(bad, key=lambda b: b[1][0])
+    # a K of several solution times pre-applied (per scan): each SPW's delay error times its frequency moves
+    # its phase from one K solution to the next, which no gain over 'inf' removes (review 54h)
+    k_times = [len({float(t) for st in p.sets for t in np.atleast_1d(st.time)}) for p in g.prior
+               if p.jones_type == "K"]
+    hint = ("; a K with several solution times (per scan) is pre-applied: each SPW's delay error times its "
+            "frequency moves that SPW's phase from one K solution to the next, which a gain over 'inf' does "
+            "not remove -- solve the K over a longer interval" if any(n > 1 for n in k_times) else "")
     log.warning("%s (combine 'spw') on field(s) %s: the data of SPW %s differ from the one gain of SPWs %s "
                 "by a median of %.1f%% (%.1f deg in phase) across antennas (noise %.2g%%)%s: the terms "
                 "pre-applied before it leave the SPWs out of phase with each other, so each SPW is corrected "
                 "with the others' offsets; pre-apply a gain solved per SPW on the calibrator first (e.g. a G "
-                "over 'inf' without combine) or solve without combine='spw'", step.key, fields, worst[0],
+                "over 'inf' without combine) or solve without combine='spw'%s", step.key, fields, worst[0],
                 ", ".join(str(v) for v in sorted(spw_ids.values())), 100 * worst[1][0],
                 np.degrees(worst[1][1]), 100 * worst[1][2],
-                "" if len(bad) == 1 else f" (also SPW {', '.join(str(b[0]) for b in bad if b is not worst)})")
+                "" if len(bad) == 1 else f" (also SPW {', '.join(str(b[0]) for b in bad if b is not worst)})",
+                hint)
 
 
 #: rows per chunk whose parallel-hand model power a CP step samples (_measures_model_power)

@@ -463,11 +463,14 @@ class ShellSession:
         import re
 
         def one(m):
+            if m.group(0) == "$$":              # IPython's escape: a literal $
+                return "$"
             name = m.group(1) or m.group(2)
             v = self.ns.get(name)
-            return str(v) if isinstance(v, (str, int, float)) and not isinstance(v, bool) else m.group(0)
+            return str(v) if isinstance(v, (str, int, float, list, tuple)) and not isinstance(v, bool) \
+                else m.group(0)
 
-        return re.sub(r"\$\{(\w+)\}|\$(\w+)", one, text)
+        return re.sub(r"\$\$|\$\{(\w+)\}|\$(\w+)", one, text)
 
     def _magic_cd(self, arg):
         """``cd DIR`` (``cd`` alone: home), as in casashell: the process's working directory, where the

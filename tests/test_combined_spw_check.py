@@ -141,3 +141,22 @@ def test_a_mostly_flagged_spw_is_still_checked(two_spw, tmp_path, caplog):
         t.putcol("FLAG", f)
     said = _solve(tmp_path, ms, "m.h5", caplog)
     assert len(said) == 1, said
+
+
+def test_a_per_scan_k_is_named_as_the_cause(tmp_path, caplog):
+    """Review 54h: K per scan, a bandpass over 'inf', then G with combine='spw' warned (45.8%) although the
+    advice -- a gain per SPW pre-applied -- was followed: each SPW's per-scan delay error times its
+    frequency moves its phase scan by scan.  The warning now says so; with K over 'inf' it is silent."""
+    ms = str(tmp_path / "k.ms")
+    simulate_ms(ms, duration_h=1.0, noise=2.0, seed=0)
+    for k_interval, warned in (("scan", True), ("inf", False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            run_solve(solve_config_from_dict(dict(
+                ms=ms, output=str(tmp_path / f"k_{k_interval}.h5"), jones=["K", "G", "G"], field=["3C286"],
+                time_interval=[k_interval, "inf", "2min"], freq_interval=["full", "1ch", "full"],
+                combine=["", "", "spw"], ref_ant="C00", quiet=True)))
+        said = [r.getMessage() for r in caplog.records if "combine 'spw')" in r.getMessage()]
+        assert bool(said) == warned, (k_interval, said)
+        if warned:
+            assert "a K with several solution times (per scan) is pre-applied" in said[0]

@@ -90,4 +90,6 @@ def test_a_clip_prefix_outside_the_clip_modes_is_refused(with_corrected, mode):
     _, ms, _ = with_corrected
     with pytest.raises(ParameterError) as e:
         akflag(vis=ms, mode=mode, correlation="ABS_XY")
-    assert "'ABS_XY' is a clip expression" in str(e.value) and "give them plainly" in str(e.value)
+    said = str(e.value)
+    assert "'ABS_XY' is a clip expression" in said and "give them plainly" in said
+    assert ("CASA's flagdata" in said) == (mode != "mad")       # (mad is no flagdata mode)

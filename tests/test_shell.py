@@ -369,3 +369,10 @@ def test_session_variables_expand_in_cd_and_shell_lines(sh, tmp_path, monkeypatc
     sh.handle('word = "hello"')
     sh.handle("!echo ${word} $HOME_NOT_SET_54")
     assert sh.text().strip() == "hello"
+
+
+def test_dollar_dollar_is_a_literal_dollar(sh, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sh.handle('d = "sub"')
+    sh.handle("!echo 'C=$$d' C=$d")            # $$: a $ for the shell (quoted here: printed as is)
+    assert sh.text().strip() == "C=$d C=sub"

@@ -425,7 +425,7 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
             lines.append(w)
             log.warning(w)
     from ..core.freqinterp import flagged_channel_notes       # (a difference from CASA to know: INFO)
-    for w in flagged_channel_notes(terms, spw.spw_id, freqs):
+    for w in flagged_channel_notes(terms, spw.spw_id, freqs, fld.name):
         if w not in lines:
             lines.append(w)
             log.info(w)

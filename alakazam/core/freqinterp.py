@@ -123,15 +123,17 @@ def interp_freq(sol_freq, jones, flags, target_freq, mode):
     return np.ascontiguousarray(out), np.ascontiguousarray(np.moveaxis(~good, 2, 1)), desc
 
 
-def flagged_channel_notes(terms, spw_id, freqs) -> list:
+def flagged_channel_notes(terms, spw_id, freqs, field=None) -> list:
     """One note per term of ``terms`` applied without a frequency part whose solutions for ``spw_id`` are
     the data channels ``freqs`` and flag some channels of an antenna (a bandpass with an RFI channel):
     those flag their data (calflag), where CASA's applycal reads the interp as 'time,linear' and bridges
-    them in frequency.  A difference to know, not a problem: said at INFO (the apply's log)."""
-    return casa_default_notes(terms, spw_id, freqs, channels=True)
+    them in frequency.  A difference to know, not a problem: said at INFO (the apply's log).  With
+    ``field`` (the data's) and solutions of that field in a term, only those count (review 54h: the
+    note named a field none of whose solutions had a flagged channel)."""
+    return casa_default_notes(terms, spw_id, freqs, channels=True, field=field)
 
 
-def casa_default_notes(terms, spw_id, freqs, channels=False) -> list:
+def casa_default_notes(terms, spw_id, freqs, channels=False, field=None) -> list:
     """One message per term of ``terms`` (LoadedTerm) applied without a frequency part whose solutions for
     ``spw_id`` are bins that are not the data channels ``freqs`` (a bandpass of 4-MHz bins, or solved on
     other channels): each channel takes its nearest bin (the SEED's nearest-frequency mapping, flagged
@@ -161,7 +163,9 @@ def casa_default_notes(terms, spw_id, freqs, channels=False) -> list:
             # the data channels' own solutions: the same values but where some channels of an antenna are
             # flagged -- those flag their data here, where CASA bridges them in frequency and corrects
             # the neighbouring scans with the bridged values (review 54g: 0.20 of max |V| there)
-            if any(np.any(f.any(axis=1) & ~f.all(axis=1)) for f in (np.asarray(s.flags) for s in sets)):
+            own = [s for s in sets if field is not None and str(s.attrs.get("field_name")) == str(field)]
+            flags = [np.asarray(s.flags) for s in own or sets]
+            if any(np.any(f.any(axis=1) & ~f.all(axis=1)) for f in flags):
                 out.append(f"{term.key}: SPW {spw_id}: interp without a frequency part gives each data "
                            "channel its own solution channel, and some are flagged: their data are flagged "
                            "(calflag) or left uncorrected, where CASA's applycal reads the interp as "

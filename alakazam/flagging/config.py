@@ -162,12 +162,13 @@ def flag_config_from_dict(d, where="flag[0]", names=None, check_ms=True) -> Flag
     prefixed = [c.strip() for c in str(cfg.correlation).split(",")
                 if c.strip().upper().startswith(CLIP_PREFIXES)]
     if prefixed and cfg.mode not in ("clip", "tfcrop", "rflag"):
-        # (CASA 6.7's flagdata applies these modes to every correlation for such a form: measured, review
-        # 54f -- 468,320 samples for manual 'ABS_XY' where 'XY' flags 117,080)
+        # (CASA 6.7's flagdata applies its other modes to every correlation for such a form: measured,
+        # review 54f -- 468,320 samples for manual 'ABS_XY' where 'XY' flags 117,080)
+        casa = ("" if cfg.mode in ("mad", "aoflagger") else
+                "; CASA's flagdata applies its other modes to every correlation for this form")
         errs.add(_name("correlation", where, names), f"{cfg.correlation!r}: {prefixed[0]!r} is a clip "
-                 f"expression (ABS_, REAL_, IMAG_, ARG_, NORM_: modes clip, tfcrop and rflag); mode "
-                 f"{cfg.mode!r} selects products: give them plainly (e.g. 'XY'). CASA's flagdata applies "
-                 f"mode {cfg.mode!r} to every correlation for this form")
+                 "expression (ABS_, REAL_, IMAG_, ARG_, NORM_: modes clip, tfcrop and rflag); the other "
+                 f"modes select products: give them plainly (e.g. 'XY'){casa}")
     if not cfg.threshold > 0 and _name("threshold", where, names) not in errs.errors:
         errs.add(_name("threshold", where, names), f"{cfg.threshold!r} must be > 0 (robust sigmas)")
     if cfg.mode in ("tfcrop", "rflag"):
