@@ -80,6 +80,21 @@ def _interrupted(y, task="akcal"):
             run_yaml(y)
 
 
+def _killed_before_the_entry(y):
+    """``run_yaml(y)`` stopped right after its first flag version is saved, before the journal records it
+    (as a kill -9 there leaves it)."""
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    def killed(ms_, name):
+        if name is not None:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(runjournal, "note_saved", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y)
+
+
 def test_rerun_after_an_interrupt_gives_the_uninterrupted_flags(rfi_ms, tmp_path, monkeypatch, caplog):
     from alakazam.caltasks.yamlrun import run_yaml
 
@@ -367,13 +382,7 @@ def test_a_running_job_a_refused_restore_an_edited_copy_and_a_kill_in_the_save(r
     y3, ms3 = _setup(rfi_ms, str(tmp_path / "k"))
     y_ref, ms_ref = _setup(rfi_ms, str(tmp_path / "ref"))
     run_yaml(y_ref)
-    with monkeypatch.context() as m:
-        def killed(ms_, name):          # the entry never written, as after a kill -9
-            if name is not None:
-                raise KeyboardInterrupt
-        m.setattr(runjournal, "note_saved", killed)
-        with pytest.raises(KeyboardInterrupt):
-            run_yaml(y3)
+    _killed_before_the_entry(y3)
     assert _journal(ms3, y3)["pending"] == "akflag_1"
     run_yaml(y3)
     np.testing.assert_array_equal(_flag(ms3), _flag(ms_ref))
@@ -577,13 +586,7 @@ def test_undoing_the_hand_restore_reopens_and_a_killed_entry_still_settles(rfi_m
     assert "changed since by other tasks" in caplog.text
 
     y2, ms2 = _setup(rfi_ms, str(tmp_path / "k"))
-    with pytest.MonkeyPatch.context() as m:
-        def killed(ms_, name):          # the first save's entry never written, as after a kill -9
-            if name is not None:
-                raise KeyboardInterrupt
-        m.setattr(runjournal, "note_saved", killed)
-        with pytest.raises(KeyboardInterrupt):
-            run_yaml(y2)
+    _killed_before_the_entry(y2)
     assert _journal(ms2, y2)["ours"] == [] and _journal(ms2, y2)["pending"] == "akflag_1"
     akflagmanager(vis=ms2, mode="restore", versionname="akflag_1")
     assert _journal(ms2, y2)["settled"] == "akflag_1"
