@@ -310,38 +310,32 @@ def term_tables(term: LoadedTerm, spw_id: int, times, freqs, ant_names, target_n
         n_c = 1
     jones = np.full((n_t, n_a, n_c, 2, 2), np.nan + 0j)
     flags = np.ones((n_t, n_a, n_c), bool)
-    def time_part(fs, t_target, mode):
-        """The solution bins at the target times: (delays (n_ant_sol, n_f, n_tt, 2) or jones
-        (n_ant_sol, n_f, n_tt, 2, 2), flags (n_ant_sol, n_f, n_tt))."""
+    def evaluate(fs, t_target, mode):
+        """(jones (n_ant_sol, n_chan, n_tt, 2, 2), flags (n_ant_sol, n_chan, n_tt), freq description)"""
         if fs.delay is not None:
-            return interp.interp_delay_time(fs.time, fs.delay, fs.flags, t_target, mode)
-        return interp.interp_time(fs.time, fs.jones, fs.flags, t_target, mode)
-
-    def freq_part(fs, v, vflag):
-        """:func:`time_part`'s bins on the data channels: (jones (n_ant_sol, n_chan, n_tt, 2, 2), flags
-        (n_ant_sol, n_chan, n_tt), freq description)."""
-        if fs.delay is not None:
+            d, dflag = interp.interp_delay_time(fs.time, fs.delay, fs.flags, t_target, mode)
             # delay (n_ant, n_f, n_tt, 2): the delay of the nearest solution freq bin per channel
             fidx, _ = interp.map_freq(fs.freq, freqs)
-            j = interp.delay_to_jones(v[:, fidx], freqs - fs.delay_ref, term.jones_type)
-            return j, vflag[:, fidx], f"delay->jones {n_c}ch"
+            d = d[:, fidx]                      # (n_ant, n_chan, n_tt, 2)
+            dflag = dflag[:, fidx]
+            j = interp.delay_to_jones(d, freqs - fs.delay_ref, term.jones_type)   # (n_ant, n_chan, n_tt, 2,2)
+            return j, dflag, f"delay->jones {n_c}ch"
+        jt, jflag = interp.interp_time(fs.time, fs.jones, fs.flags, t_target, mode)
         if term.freq_interp and len(fs.freq) > 1:     # CASA interp 'time,freq' (core/freqinterp.py)
             from ..core.freqinterp import interp_freq
-            return interp_freq(fs.freq, v, vflag, freqs, term.freq_interp)
+            return interp_freq(fs.freq, jt, jflag, freqs, term.freq_interp)
         fidx, fdesc = interp.map_freq(fs.freq, freqs)
-        return v[:, fidx], vflag[:, fidx], fdesc
+        return jt[:, fidx], jflag[:, fidx], fdesc
 
     for name, sel, fs, amap, fallback in field_parts:
         t_target = times[sel]
         try:
-            v, vf = time_part(fs, t_target, term.time_interp)
+            j, jf, fdesc = evaluate(fs, t_target, term.time_interp)
         except AlakazamError as e:      # ('cubic' with too few solutions): which term, field and SPW
             raise AlakazamError(f"{term.key} (solutions of {name} for {target_name}, SPW {spw_id}): "
                                 f"{e}") from None
-        j, jf, fdesc = freq_part(fs, v, vf)
         if fallback is not None and jf.any():     # the scan's own solutions where fs gives a flagged one
-            j2, jf2, _ = freq_part(fallback, *time_part(fallback, t_target,
-                                                        _fallback_mode(term.time_interp, fallback)))
+            j2, jf2, _ = evaluate(fallback, t_target, _fallback_mode(term.time_interp, fallback))
             use = jf & ~jf2
             j = np.array(j)
             j[use] = j2[use]
