@@ -52,7 +52,7 @@ def _rowless_events(t, n, used, pos, dish, tolerance, path):
     review 54f measured 38,304 samples of a row-less antenna's neighbour flagged by CASA, none by akflag).
     The UVW sign is the MS's own: taken from its rows."""
     from ..core.ms_io import main_table
-    from ..sim.simulate import _gast
+    from ..jones.parang import apparent_sidereal_time
 
     ok_pos = np.isfinite(pos).all(axis=1) & (np.abs(pos).sum(axis=1) > 0)
     rowless = np.flatnonzero(~used & ok_pos & np.isfinite(dish) & (dish > 0))
@@ -85,7 +85,7 @@ def _rowless_events(t, n, used, pos, dish, tolerance, path):
     fids = np.array([per_time[x][0] for x in ut])
     have = np.array([per_time[x][1] for x in ut])
     ref = pos[ok_pos].mean(axis=0)
-    gast = _gast(ut, float(np.arctan2(ref[1], ref[0])), ref)        # Greenwich apparent sidereal time
+    gast = apparent_sidereal_time(ut, float(np.arctan2(ref[1], ref[0])), ref)
     h = gast - pdir[fids, 0]
     dec = pdir[fids, 1]
     # the MS's UVW sign against this rotation of ANTENNA1 - ANTENNA2 (CASA's; fixvis's; the simulator's)

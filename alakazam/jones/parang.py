@@ -30,6 +30,24 @@ ANCHOR_SPACING_S = 300.0
 _SIDEREAL_RATE = 2.0 * np.pi * 1.002737909350795 / 86400.0
 
 
+def apparent_sidereal_time(times, lon, xyz):
+    """Greenwich apparent sidereal time (rad) at UTC ``times`` (MJD seconds) of an observatory at ITRF
+    ``xyz`` (m) of east longitude ``lon`` (rad): casacore's local apparent sidereal time (LAST) at the
+    first time, less ``lon``, then the sidereal rate (:data:`_SIDEREAL_RATE`; over 8 h within 1e-6 rad
+    of casacore's LAST at each time, tests/test_parang.py).  The one sidereal time of the package: the
+    simulator's hour angles (alakazam/sim/simulate.py) and the shadow geometry of antennas without data
+    rows (alakazam/flagging/shadow.py)."""
+    from ..measures_data import measures  # casacore measures, current data (one thread at a time)
+
+    t0 = float(np.asarray(times).ravel()[0])
+    with _LOCK:
+        me = measures()
+        me.doframe(me.position("ITRF", *[f"{c}m" for c in xyz]))
+        lst = me.measure(me.epoch("UTC", f"{t0}s"), "LAST")
+    last0 = (float(lst["m0"]["value"]) % 1.0) * 2 * np.pi
+    return last0 - lon + _SIDEREAL_RATE * (np.asarray(times) - t0)
+
+
 def _posangle(ra0, dec0, ra1, dec1):
     """Position angle (rad, east of north) of direction 1 seen from direction 0 (same frame)."""
     dra = ra1 - ra0

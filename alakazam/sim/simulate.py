@@ -145,19 +145,6 @@ def _posangle(times, ra, dec, xyz):
     return out
 
 
-def _gast(times, lon, xyz):
-    """Greenwich apparent sidereal time (rad): LAST from measures at the first time, sidereal rate after."""
-    from ..measures_data import LOCK, measures  # casacore measures, current data (one thread at a time)
-
-    t0 = float(times[0])
-    with LOCK:
-        me = measures()
-        me.doframe(me.position("ITRF", *[f"{c}m" for c in xyz]))
-        lst = me.measure(me.epoch("UTC", f"{t0}s"), "LAST")
-    last0 = (float(lst["m0"]["value"]) % 1.0) * 2 * np.pi
-    return last0 - lon + 1.002737909350795 * 2 * np.pi / 86400.0 * (np.asarray(times) - t0)
-
-
 # ---------------------------------------------------------------- writing under a temporary name
 # A run writes ``.<name>.simulating-<pid>-<k>`` (+ ``.truth.npz``) next to PATH, and at its end moves
 # the old PATH, its truth and its flag versions to ``.<name>.replaced-<pid>-<k>`` (+ suffixes), renames
@@ -346,6 +333,7 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     path = os.path.abspath(str(path))
     from ..core import signals
     from ..core.outputs import check_replace_simulated
+    from ..jones.parang import apparent_sidereal_time
 
     # what a killed run to PATH left goes first (an old MS it had moved aside is put back); then an
     # existing PATH is replaced only with overwrite, and only when it is an MS this function wrote (its
@@ -378,7 +366,7 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
 
     # ---------------- schedule: transit of 3C286 mid-run
     t_day = start_mjd_day * 86400.0
-    gast0 = _gast(np.array([t_day]), lon, centre)[0]
+    gast0 = apparent_sidereal_time(np.array([t_day]), lon, centre)[0]
     ra286 = FIELDS[0][1]
     ha0 = gast0 + lon - ra286
     dt = ((-ha0) % (2 * np.pi)) / (1.002737909350795 * 2 * np.pi / 86400.0)
@@ -575,7 +563,7 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
         # ---------------- main table rows: time, then DATA_DESC_ID, then baseline (a < b)
         bl1, bl2 = np.triu_indices(n_ant, 1)
         n_bl = len(bl1)
-        gast = _gast(times, lon, centre)
+        gast = apparent_sidereal_time(times, lon, centre)
         # (n_bl, 3) ITRF, ANTENNA1's position minus ANTENNA2's: CASA's UVW sign (measured: CASA's fixvis
         # recomputed the UVW of X2 - X1 with every component negated, tests/test_flag_parity.py; the sign
         # matters to flagdata's shadow, which antenna a w > 0 row shadows)
