@@ -13,7 +13,7 @@ import pytest
 from casacore.tables import table
 
 from alakazam.caltasks import akflag
-from alakazam.flagging.clip import expression
+from alakazam.flagging.mapper import expression
 
 
 def _xx(ms):
@@ -101,12 +101,12 @@ def test_against_casa(sim_linear, tmp_path, corr, lo, hi):
 def test_abs_rounded_as_casa():
     """ABS clips |V| rounded as CASA's VisMapper (sqrt in double, to float: tfcrop.amplitude), not
     numpy's complex64 abs (1 ulp off in ~20 % of samples): a |V| right at the clip limit is kept."""
-    from alakazam.flagging.clip import _value
+    from alakazam.flagging.mapper import values
     from alakazam.flagging.tfcrop import amplitude
 
     rng = np.random.default_rng(1)
     d = (rng.normal(size=4000) + 1j * rng.normal(size=4000)).astype(np.complex64)
     casa = np.sqrt(d.real.astype(np.float64) ** 2 + d.imag.astype(np.float64) ** 2).astype(np.float32)
     assert (np.abs(d) != casa).any()                    # (numpy's differs somewhere)
-    np.testing.assert_array_equal(_value(d, "ABS"), casa)
+    np.testing.assert_array_equal(values(d, "ABS"), casa)
     np.testing.assert_array_equal(amplitude(d), casa)

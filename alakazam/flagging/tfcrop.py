@@ -30,6 +30,8 @@ with one unflagged point (pre-flags and clipping can do that) has a line fit who
 rounding noise, so 1 ulp of |V| can decide between no flag and a whole flagged channel.  Measured
 against CASA 6.7's flagdata on the same MSs: tests/test_tfcrop.py and the README's akflag section.
 
+The value examined is the correlation's CASA expression (mapper.py): |V| by default, the real part for
+'REAL_XY', ... (as flagdata's TFCrop, measured).
 Correlation selection: every selected correlation is flagged on its own (its |V|, its incoming flags;
 nothing spreads between correlations before the extension, and the unselected correlations' flags are
 neither read nor, without the extension, changed): ``correlation='XX,YY'`` gives the XX and YY flags of
@@ -45,7 +47,9 @@ from __future__ import annotations
 import re
 
 import numpy as np
+
 from .._numba import njit
+from . import mapper
 
 NEEDS_DATA = True
 #: flagdata's extension after tfcrop/rflag (extendflags=True; flagdata's documentation)
@@ -451,7 +455,10 @@ def flag_piece(piece, cfg, state):
     seconds = ntime_seconds(cfg.ntime)
     dims = DIMENSIONS.index(cfg.flagdimension)
     win = WINDOW_STATS.index(cfg.usewindowstats)
-    amp = amplitude(piece.data)
+    # the value CASA's TFCrop examines: the correlation's expression (|V| unless REAL_, IMAG_, ARG_, NORM_;
+    # mapper.py), float32 as CASA's mappers
+    amp = np.asarray(mapper.values(piece.data, mapper.expression(getattr(cfg, "correlation", ""))),
+                     np.float32)
     out = piece.flag.copy()
     full = FullPlane(piece) if cfg.extendflags and getattr(piece, "full", None) is not None else None
     groups, times = piece.baseline_groups()
