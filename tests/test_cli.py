@@ -157,3 +157,19 @@ def test_flag_summary_of_a_quiet_run_is_printed_and_logged(sim_linear, tmp_path,
         assert "akflag summary by antenna" not in cap.out + cap.err
     text = log.read_text()
     assert text.count("akflag summary: ") == 2 and text.count("akflag summary by correlation") == 2
+
+
+def test_python_dash_m_alakazam_is_the_alakazam_command():
+    """``python -m alakazam`` runs the ``alakazam`` command (alakazam/__main__.py): a tree on PYTHONPATH
+    without its console scripts installed (it was "No module named alakazam.__main__")."""
+    import subprocess
+    import sys
+
+    from alakazam import __version__
+
+    r = subprocess.run([sys.executable, "-m", "alakazam", "--version"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == f"alakazam {__version__}", (r.stdout, r.stderr)
+    r = subprocess.run([sys.executable, "-m", "alakazam", "info"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
