@@ -31,6 +31,7 @@ import os
 import time
 import threading
 
+from .core import signals
 from .errors import AlakazamError
 
 log = logging.getLogger("alakazam.distributed")
@@ -122,7 +123,7 @@ def _cluster_client(Client, LocalCluster, workers, scheduler):
             # a unit whose worker dies is run again RETRIES times (dask's default: 3 more times)
             with main_hidden(), dask.config.set({"distributed.scheduler.allowed-failures": RETRIES}):
                 cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                                       dashboard_address=":0")
+                                       dashboard_address=":0", preload=[__name__])     # (dask_setup)
                 c = Client(cluster)
                 c.wait_for_workers(int(workers), timeout=120)  # every worker registered before work starts
         log.info("dask: %d workers, dashboard %s", len(c.scheduler_info().get("workers", {})),
@@ -130,12 +131,30 @@ def _cluster_client(Client, LocalCluster, workers, scheduler):
         try:
             yield c
         finally:
-            _quiet_shutdown()
-            c.close()
+            with signals.held():        # a Ctrl-C here waits for the close (its logs were shown after)
+                _quiet_shutdown()
+                c.close()
     finally:
         if cluster is not None:
-            _quiet_shutdown()
-            cluster.close()
+            with signals.held():
+                _quiet_shutdown()
+                cluster.close()
+
+
+def dask_setup(worker):
+    """dask's preload hook, run in each worker process of a LocalCluster before it registers (the cluster
+    is started with ``preload=["alakazam.distributed"]``, restarted workers too): SIGINT ignored there, so
+    a Ctrl-C -- the terminal's SIGINT reaches every process of the group -- stops the client alone, which
+    closes the cluster.  Each worker took it itself and printed a 25-line KeyboardInterrupt traceback
+    (review 54e); dask's warning for each unit the client then cancels is not shown.  A scheduler's own
+    workers are the user's and are left alone."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # the units the client cancels on a Ctrl-C: "Async instruction for <Task cancelled ...>" per unit
+    logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
 
 
 def _quiet_shutdown():
@@ -151,7 +170,8 @@ def _fault_injection(step_key, unit=None):
     process running the first unit of step KEY (MARKER records that it happened);
     ``KEY:always:`` kills every attempt; ``KEY:stall:FID/DDID/SCAN/MARKER`` makes that unit of step KEY
     wait STALL_S seconds (then create MARKER and solve) and every other unit of KEY fail with an
-    AlakazamError.  Unset in normal use."""
+    AlakazamError; ``KEY:sleep:MARKER`` makes every unit of KEY create MARKER and wait STALL_S seconds
+    (a run to interrupt).  Unset in normal use."""
     spec = os.environ.get("ALAKAZAM_FAULT_INJECT", "")
     if not spec:
         return
@@ -164,6 +184,11 @@ def _fault_injection(step_key, unit=None):
             raise AlakazamError(f"{key}: injected failure")
         time.sleep(STALL_S)
         open(marker, "w").close()
+        return
+    if mode == "sleep":                 # every unit of KEY: MARKER created, then STALL_S seconds
+        if marker:
+            open(marker, "a").close()
+        time.sleep(STALL_S)
         return
     if mode == "always":
         os._exit(17)

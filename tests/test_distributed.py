@@ -177,3 +177,39 @@ def test_int_on_workers_counts_integrations_as_in_process(tmp_path):
         run_solve(solve_config_from_dict(dict(block, output=out, workers=workers)))
         assert sum(s.jones.shape[2] for s in hdf5.read_term(out, "G0")) == n_int, workers
     _same_tables(str(tmp_path / "inproc.h5"), str(tmp_path / "dask.h5"))
+
+
+def test_ctrl_c_stops_the_client_alone_without_worker_tracebacks(small_ms, tmp_path):
+    """A Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the units of a
+    LocalCluster run: the workers ignore it (distributed.dask_setup, their preload), the client stops and
+    closes the cluster, exit status 130 with alakazam's one-line message.  Each worker printed a 25-line
+    KeyboardInterrupt traceback and dask a warning per cancelled unit (review 54e), and dask's INFO lines
+    of the nannies closing came after the message when the Ctrl-C fell in the cluster's close."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "sleeping"
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"solve:\n  ms: {small_ms}\n  output: {tmp_path / 'c.h5'}\n  jones: [G]\n"
+                   "  time_interval: [inf]\n  ref_ant: C00\n")
+    env = dict(os.environ, ALAKAZAM_FAULT_INJECT=f"G0:sleep:{marker}")
+    p = subprocess.Popen([sys.executable, "-m", "alakazam", "run", "--workers", "2", str(cfg)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        t0 = time.monotonic()
+        while not marker.exists() and p.poll() is None and time.monotonic() - t0 < 180:
+            time.sleep(0.2)
+        assert marker.exists(), p.communicate(timeout=60)[0]
+        time.sleep(1.0)
+        os.killpg(p.pid, signal.SIGINT)
+        out = p.communicate(timeout=120)[0]
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 130, out
+    assert "alakazam: interrupted" in out
+    for noise in ("Traceback", "KeyboardInterrupt", "Task cancelled", "Nanny"):
+        assert noise not in out, out
+    assert not os.path.exists(tmp_path / "c.h5")
