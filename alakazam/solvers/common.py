@@ -100,6 +100,30 @@ def to_jones(jones_type, params, batch):
     return terms.get(jones_type).module.to_jones(params, batch)
 
 
+
+def unit_information(batch):
+    """``(copy, scale)``: a shallow copy of ``batch`` whose weights are divided, per cell, by ``scale`` =
+    the mean of w |M|^2 over the cell's samples with w > 0 (1 where there is none), and that scale
+    (n_cell,).  For the backends whose convergence tests are absolute (``SCALE_SENSITIVE_TOLERANCES``:
+    ceres's gradient_tolerance, jax's max |J^T r|): a cell's minimum does not move when its weights are
+    scaled, but those tests stop the fit near its start when w |M| |V| is small -- WEIGHT x 1e-22 left
+    ceres's G 1070 sigma and jax's 275 sigma off, converged and unflagged (review 55b), where numba and
+    scipy (relative tests) were unchanged.  Weights and model amplitudes of any unit are then alike to
+    them.  D's gauge prior, proportional to the weights, scales with them."""
+    import copy
+
+    w = np.asarray(batch.weight, np.float64)
+    m = np.asarray(batch.model)
+    n = batch.n_cell
+    with np.errstate(invalid="ignore", over="ignore"):
+        ok = (w > 0) & np.isfinite(w) & np.isfinite(m)
+        info = np.where(ok, w * (m.real ** 2 + m.imag ** 2), 0.0).reshape(n, -1).sum(axis=1)
+        count = ok.reshape(n, -1).sum(axis=1)
+        scale = np.where((count > 0) & (info > 0) & np.isfinite(info), info / np.maximum(count, 1), 1.0)
+    out = copy.copy(batch)
+    out.weight = w / scale.reshape((n,) + (1,) * (w.ndim - 1))
+    return out, scale
+
 def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     """Solve every cell of ``batch``; in the solve flow (``opts.flag_nonconverged``) a weak cell is solved
     again from a more thorough initial guess (:mod:`alakazam.solvers.weak_cells`), and a cell that did
@@ -210,9 +234,16 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
                                                    batch.ant1, batch.ant2, batch.n_ant) & has
 
     def solve_cells(b, init, r):
+        scale = None
+        if getattr(backend_module, "SCALE_SENSITIVE_TOLERANCES", False):
+            b, scale = unit_information(b)
         if hasattr(tt.module, "solve_with"):      # a type solved through another type's backend code (T)
-            return tt.module.solve_with(backend_module, b, init, r, opts)
-        return backend_module.solve_params(jones_type, b, init, r, opts)
+            out = tt.module.solve_with(backend_module, b, init, r, opts)
+        else:
+            out = backend_module.solve_params(jones_type, b, init, r, opts)
+        if scale is not None:                   # the cost in the batch's own weights
+            out = (*out[:3], np.asarray(out[3], np.float64) * scale)
+        return out
 
     if hands:       # a hand the cell's reference has no data in: out of the first solve, solved below
         todo, saved = handsolve.hands_to_redo(batch, has_h, ref)

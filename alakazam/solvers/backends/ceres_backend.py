@@ -40,6 +40,10 @@ from ..models import CellData, calmode, model_and_jac, model_vis, pack, prior, u
 from ..parallel_delay import band_centre
 
 
+#: its gradient tolerance is absolute: the weights are normalised per cell first (common.unit_information)
+SCALE_SENSITIVE_TOLERANCES = True
+
+
 # ---------------------------------------------------------------------------------------------
 # ceres
 # ---------------------------------------------------------------------------------------------

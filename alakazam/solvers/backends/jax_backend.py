@@ -44,6 +44,10 @@ from ..common import antennas_with_data
 from ..models import AMP_ONLY, CellData, calmode, model_vis, pack, prior, unpack
 from ..parallel_delay import band_centre
 
+#: its gradient test (max |J^T r| <= 1e-15) is absolute: the weights are normalised per cell first
+#: (common.unit_information)
+SCALE_SENSITIVE_TOLERANCES = True
+
 #: cells per compiled call (vmapped)
 CHUNK = 4
 #: compiled functions, keyed by (term, phase_only, n_ant, n_bl, n_samp, dtype, chunk)
