@@ -28,6 +28,15 @@ def errors(output=None, solver="numba", gpu=False, combine="", workers=0, schedu
             outputs.check_output_file(output, "output")
         except AlakazamError as e:
             out["output"] = [_strip(str(e), "output")]
+    if isinstance(solver, str) and gpu is not True:
+        # a backend whose package is missing or broken: before anything runs, every block of a YAML file
+        # (a later block's was found only after the earlier blocks had run, review 55b)
+        from .solvers import BACKENDS, BackendUnavailableError, check_package
+        if solver in BACKENDS:
+            try:
+                check_package(solver)
+            except BackendUnavailableError as e:
+                out["solver_backend"] = [_strip(str(e), "solver_backend")]
     if gpu is True and isinstance(solver, str):
         from .solvers import check_device
         try:

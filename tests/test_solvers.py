@@ -307,3 +307,14 @@ def test_K_wide_band_binned_path(descending):
                 F += (sv * (w[bl] * np.abs(V[bl]) ** 2)) @ sv.T
             sig_tau = np.sqrt(np.diag(np.linalg.inv(F)))[1::2]
             assert np.all(np.abs(err[c, 1:, p]) < 5 * sig_tau), err[c, 1:, p] / sig_tau
+
+
+def test_scipy_takes_a_tolerance_below_machine_epsilon():
+    """tol=1e-17 (accepted by every backend: tol > 0) in scipy: its least_squares refuses tolerances at or
+    below machine epsilon and raised "All tolerances must be higher than machine epsilon" mid-run
+    (review 55b); its ftol is floored at 2 eps."""
+    b, _ = make_batch("G", n_cell=1, n_ant=4, n_samp=4, noise=0.05, seed=3)
+    r = solve("G", b, backend="scipy", opts=SolveOptions(tol=1e-17))
+    rn = solve("G", b, backend="numba", opts=SolveOptions(tol=1e-17))
+    assert r.converged.all()
+    np.testing.assert_allclose(r.params, rn.params, atol=1e-6)

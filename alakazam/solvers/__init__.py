@@ -70,7 +70,7 @@ JONES_TYPES = terms.names()
 BACKENDS = {
     "numba": ("alakazam.solvers.backends.numba_backend", "numba", "numba"),
     "ceres": ("alakazam.solvers.backends.ceres_backend", "pyceres", "pyceres"),
-    "jax": ("alakazam.solvers.backends.jax_backend", "jax", "alakazam[jax]  (jax, jaxlib)"),
+    "jax": ("alakazam.solvers.backends.jax_backend", "jax", "'alakazam[jax]' (jax and jaxlib)"),
     "scipy": ("alakazam.solvers.backends.scipy_backend", "scipy", "scipy"),
 }
 DEFAULT_BACKEND = "numba"
@@ -210,12 +210,27 @@ def check_backend(name: str):
     if name not in BACKENDS:
         raise AlakazamError(
             f"solver_backend: unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
-    modname, pkg, pipname = BACKENDS[name]
+    check_package(name)
+    return importlib.import_module(BACKENDS[name][0])
+
+
+def check_package(name: str):
+    """BackendUnavailableError unless the package of backend ``name`` (one of BACKENDS) imports: missing,
+    or present but broken -- jax without jaxlib, a pyceres whose library does not load -- which was an
+    "internal error" once the solve imported it, after the data were read (review 55b).  The parameter
+    checks call this (alakazam/solve_precheck.py), before anything runs; the backend module itself is
+    imported only by :func:`check_backend` (the numba kernels load on first use)."""
+    _, pkg, pipname = BACKENDS[name]
+    install = f"Install it with: pip install {pipname} (alakazam never falls back to another backend)"
     if importlib.util.find_spec(pkg) is None:
         raise BackendUnavailableError(
-            f"solver_backend: {name!r} needs the Python package '{pkg}', which is not installed. "
-            f"Install it with: pip install {pipname}  (alakazam never falls back to another backend)")
-    return importlib.import_module(modname)
+            f"solver_backend: {name!r} needs the Python package '{pkg}', which is not installed. {install}")
+    try:
+        importlib.import_module(pkg)
+    except Exception as e:          # noqa: BLE001 -- ImportError, OSError of a shared library, ...
+        raise BackendUnavailableError(
+            f"solver_backend: {name!r} needs the Python package '{pkg}', which is installed but does not "
+            f"import ({type(e).__name__}: {e}). {install}") from None
 
 
 def check_amp_only(name: str, amp_only: bool):

@@ -13,12 +13,19 @@ from ..parallel_delay import band_centre
 TWO_PI_NS = 2.0 * np.pi * 1e-9
 
 
+#: scipy's lowest accepted tolerance: just above machine epsilon
+_EPS_FLOOR = 2.0 * float(np.finfo(float).eps)
+
+
 def _lm(fun, x0, opts):
     if len(x0) == 0:
         return x0, 0, True
     # convergence on the step (xtol), as the numba LM: with a non-zero cost floor (K, KC do not fit
     # amplitudes) a relative-cost test alone stops before the minimum
-    r = least_squares(fun, x0, method="lm", ftol=min(opts.tol, 1e-14), xtol=1e-12, gtol=1e-15,
+    # (scipy refuses tolerances at or below machine epsilon: a tol of 1e-17, which the other backends
+    # take, raised "All tolerances must be higher than machine epsilon" mid-run; review 55b)
+    r = least_squares(fun, x0, method="lm", ftol=max(min(opts.tol, 1e-14), _EPS_FLOOR), xtol=1e-12,
+                      gtol=1e-15,
                       max_nfev=int(opts.max_iter) * (len(x0) + 1))
     return r.x, int(r.nfev // (len(x0) + 1)), bool(r.status > 0)
 
