@@ -139,6 +139,12 @@ def cmd_plot(args):
 def cmd_export(args):
     from alakazam.caltasks import akexport
 
+    # io/casatable.export writes under a hidden temporary name next to the output and renames it whole
+    args.interrupt_message = (
+        "alakazam: interrupted (the CASA table is written under a hidden temporary name and renamed only "
+        "when complete: nothing was written at the output path, and the temporary was removed; the "
+        "solution table is only read)")
+
     r = akexport(caltable=args.caltable, jones=args.key, casatable=args.out, vis=args.vis,
                  crossphase=args.crossphase)
     print(f"wrote {r['path']} ({r['VisCal']}, {r['n_rows']} rows) from {args.caltable}:{r['key']}")

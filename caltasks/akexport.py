@@ -63,6 +63,12 @@ def _content_errors(params, skip=()) -> dict:
     for name, key in (("jones", str(params["jones"]).strip()), ("crossphase", cp)):
         if name in skip or not key or (name == "crossphase" and key.lower() == "none"):
             continue
+        m = hdf5._KEY_RE.match(real.get("jones", ""))
+        if name == "crossphase" and m and m.group(1) != "D":     # said before looking the CP key up
+            errors.setdefault("crossphase", []).append(
+                f"{cp!r}: crossphase applies only with a D (leakage) key -- the CP is folded into the "
+                f"exported D; jones {real['jones']!r} is a {m.group(1)}; leave crossphase empty")
+            continue
         try:
             real[name] = hdf5.resolve_key(table, key)
         except AlakazamError as e:
@@ -70,10 +76,6 @@ def _content_errors(params, skip=()) -> dict:
             errors.setdefault("caltable" if msg.startswith("caltable: ") else name, []).append(
                 msg.split(": ", 1)[-1] if msg.startswith("caltable: ") else msg)
     types = {n: hdf5._KEY_RE.match(k).group(1) for n, k in real.items() if hdf5._KEY_RE.match(k)}
-    if "crossphase" in real and types.get("jones", "D") != "D":      # it was ignored silently
-        errors.setdefault("crossphase", []).append(
-            f"{cp!r}: a cross-hand phase is folded only into an exported D (leakage) term; "
-            f"jones {real['jones']!r} is a {types['jones']}; leave crossphase empty")
     if types.get("crossphase", "CP") != "CP":
         errors.setdefault("crossphase", []).append(f"{cp!r} is a {types['crossphase']} term; give a CP key "
                                                     "(or 'none')")

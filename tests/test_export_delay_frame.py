@@ -343,3 +343,19 @@ def test_a_gain_after_a_k_of_another_table_warns_that_casa_cannot_frame_it(const
     with caplog.at_level(logging.WARNING, logger="alakazam.export"):
         akexport(caltable=gt, jones="G0", casatable=str(tmp_path / "g.tb"))
     assert "written unframed to match it" in caplog.text and "K0" in caplog.text
+
+
+def test_a_framed_t_is_said_to_be_written_as_g(constant_gains, tmp_path, caplog):
+    """A T framed by a per-scan K becomes a G Jones table: the log line says so (review 55a)."""
+    import logging
+
+    from casacore.tables import table
+
+    _, cals = constant_gains
+    with caplog.at_level(logging.INFO, logger="alakazam.export"):
+        akexport(caltable=cals["scanT"], jones="T0", casatable=str(tmp_path / "t.tb"))
+    msgs = [r.getMessage() for r in caplog.records if r.name == "alakazam.export"]
+    assert any(m.startswith("T0: written in the frame of the per-scan K0") and "written as G Jones" in m
+               for m in msgs), msgs
+    with table(str(tmp_path / "t.tb"), ack=False) as t:
+        assert t.getkeyword("VisCal") == "G Jones"

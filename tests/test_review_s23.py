@@ -579,5 +579,39 @@ def test_akexport_crossphase_only_for_a_d_term(tiny, tmp_path):
     with pytest.raises(ParameterError) as e:
         akexport(caltable=cal, jones="G0", casatable=str(tmp_path / "g.tb"), crossphase="K0")
     msgs = " ".join(e.value.errors["crossphase"])
-    assert "only into an exported D" in msgs and "is a K term" in msgs, e.value.errors
+    assert "applies only with a D (leakage) key" in msgs and "'G0' is a G" in msgs, e.value.errors
     assert not os.path.exists(tmp_path / "g.tb")
+
+
+def test_akexport_crossphase_with_a_gain_key_says_d_only_not_not_found(tiny, tmp_path):
+    """jones='G0', crossphase='CP0' on a table without CP said "CP0 not found" (review 55a): the CP
+    key is not looked up for a gain -- crossphase applies only with a D key."""
+    from alakazam.caltasks import akexport
+
+    _, cal = tiny
+    with pytest.raises(ParameterError) as e:
+        akexport(caltable=cal, jones="G0", casatable=str(tmp_path / "g.tb"), crossphase="CP0")
+    msgs = " ".join(e.value.errors["crossphase"])
+    assert "applies only with a D (leakage) key" in msgs and "not found" not in msgs, e.value.errors
+    assert set(e.value.errors) == {"crossphase"}
+
+
+def test_export_interrupt_message(tiny, tmp_path, monkeypatch, capsys):
+    """Ctrl-C during `alakazam export` says what export guarantees (the table is renamed whole), not
+    the solve's "blocks that finished are kept, and plot pages drawn so far" (review 55a)."""
+    from alakazam import cli
+    from alakazam.io import casatable
+
+    _, cal = tiny
+    real = casatable.write_table
+
+    def interrupted(*a, **k):
+        real(*a, **k)                       # the temporary is complete: cut before the rename
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(casatable, "write_table", interrupted)
+    out = tmp_path / "g.tb"
+    assert cli.main(["export", cal, "G0", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "renamed only when complete" in err and "plot pages" not in err and "blocks" not in err, err
+    assert not os.path.exists(out) and not [p for p in os.listdir(tmp_path) if "akpartial" in p]

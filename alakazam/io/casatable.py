@@ -6,9 +6,11 @@ akapply and external_preapply take CASA tables by path.
 
 Layout written (as CASA 6.7's gaincal/bandpass/polcal write it)::
 
-    main table   TIME (s, MEASINFO epoch UTC), INTERVAL, FIELD_ID, SPECTRAL_WINDOW_ID, ANTENNA1,
-                 ANTENNA2, SCAN_NUMBER, OBSERVATION_ID, CPARAM or FPARAM (nChan, nPar), PARAMERR,
-                 FLAG, SNR, WEIGHT -- one row per solution time, antenna and SPW
+    main table   TIME (s, MEASINFO epoch UTC), INTERVAL (0, as CASA writes it for every solint),
+                 FIELD_ID, SPECTRAL_WINDOW_ID, ANTENNA1, ANTENNA2, SCAN_NUMBER, OBSERVATION_ID,
+                 CPARAM or FPARAM (nChan, nPar), PARAMERR (G, B, T Jones: |par| / SNR, CASA's
+                 relation; else 0), FLAG, SNR (solver_stats/snr per parameter), WEIGHT (cells left
+                 undefined, as CASA leaves them) -- one row per solution time, antenna and SPW
     keywords     ParType ('Complex' | 'Float'), MSName, VisCal, PolBasis, CASA_Version and the
                  subtables ANTENNA, FIELD, SPECTRAL_WINDOW, OBSERVATION (copies of the MS's, with the
                  SPECTRAL_WINDOW rows describing the solution channels), HISTORY
@@ -147,6 +149,35 @@ def _params(s: SolutionSet, jt: str):
     return vals, flags, "Complex"
 
 
+def _snr(s: SolutionSet, jt: str, n_par: int):
+    """(n_ant, n_t, n_chan, n_par) float32: the stored ``solver_stats/snr`` (n_ant, n_f, n_t, 2) per
+    CASA parameter -- parameter i of a two-parameter term (G, B: g_p, g_q; D: d_pq, d_qp; K, KC per
+    hand) takes hand i, a one-parameter term (T, Xf) hand 0 (T: both hands' sum, equal in both; CP: one
+    value for all antennas).  0 where the table holds none (older tables) or it is not finite, as CASA
+    writes 0 where it has no estimate (its reference antenna's solutions)."""
+    n_ant, n_f, n_t = np.asarray(s.jones).shape[:3]
+    snr = (s.extra or {}).get("snr")
+    n_chan = 1 if jterms.get(jt).freq == "delay" else n_f
+    if snr is None or np.shape(snr) != (n_ant, n_f, n_t, 2):
+        return np.zeros((n_ant, n_t, n_chan, n_par), np.float32)
+    v = np.asarray(snr, float)[..., [0, 1] if n_par == 2 else [0]]          # (n_ant, n_f, n_t, n_par)
+    v = np.where(np.isfinite(v), v, 0.0)
+    return np.moveaxis(v, 2, 1)[:, :, :n_chan].astype(np.float32)          # (n_ant, n_t, n_chan, n_par)
+
+
+def _paramerr(vals, snr, jt):
+    """PARAMERR: CASA's tables hold SNR = |par| / PARAMERR (gaincal G, T, B measured to float32; 0 and
+    0 where it has no estimate), and alakazam's SNR of a gain is that, |g| / err with err its
+    Gauss-Newton error (solvers/quality.py): PARAMERR = |g| / SNR for G and T (G, B, T Jones).  The
+    SNR of K, KC, CP and D is the sensitivity of a unit gain, not |par| / err (a delay or a leakage can
+    be 0): no error is stored for them, PARAMERR 0 (CASA's K Jones tables have PARAMERR 0 too)."""
+    if jt not in ("G", "T"):
+        return np.zeros(np.shape(vals), np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = np.where(snr > 0, np.abs(vals) / snr, 0.0)
+    return np.where(np.isfinite(e), e, 0.0).astype(np.float32)
+
+
 def _main_desc(par_type):
     ct = _ct()
     dm = dict(datamanagertype="StandardStMan", datamanagergroup="MSMTAB")
@@ -178,6 +209,37 @@ def _ms_meta(ms):
     return ants, fields, spw_freqs
 
 
+def _scan_fields(ms) -> dict:
+    """{MS scan number: set of FIELD_IDs} of the MS's main table."""
+    ct = _ct()
+    with ct.table(ms, ack=False) as t:
+        sc, fi = t.getcol("SCAN_NUMBER"), t.getcol("FIELD_ID")
+    out = {}
+    for a, b in set(zip(sc.tolist(), fi.tolist())):
+        out.setdefault(int(a), set()).add(int(b))
+    return out
+
+
+def _combined_field(key, fname, fields, ms, s, scans, scan_fields):
+    """(FIELD_ID, SCAN_NUMBER) of a solution set solved with combine='field' (field name 'A+B', attr
+    ``combined_fields``), as
+    CASA 6.7's gaincal labels a solution combining fields (combine='scan,field', measured on a
+    simulated MS whatever the fields' time order and the order they were selected in): the lowest
+    FIELD_ID among the fields whose data it holds, and that field's first scan in the solution."""
+    names = [str(x) for x in np.atleast_1d(s.attrs.get("combined_fields", []))] or fname.split("+")
+    missing = [n for n in names if n not in fields]
+    if missing:
+        raise AlakazamError(f"{key}: field {fname!r} is not in {ms} (fields: {', '.join(fields)})")
+    ids = {fields.index(n) for n in names}
+    own = [int(x) for x in scans if int(x) > 0]
+    if int(s.scan_id) > 0:
+        own = [int(s.scan_id)]
+    held = sorted((f, sc) for sc in own for f in scan_fields.get(sc, ()) if f in ids)
+    if held:
+        return held[0]
+    return min(ids), (own[0] if own else 0)     # scans not in this MS (vis= another MS): by FIELD_ID
+
+
 def fold_crossphase(d_sets: List[SolutionSet], cp_sets: List[SolutionSet]) -> List[SolutionSet]:
     """D sets re-expressed for CASA's term order: ``X D' = D CP`` up to a scalar, i.e.
     ``D' = CP D CP^-1 = [[1, d_pq exp(-i phi)], [d_qp exp(i phi), 1]]`` per CP frequency bin (CASA
@@ -206,7 +268,11 @@ def fold_crossphase(d_sets: List[SolutionSet], cp_sets: List[SolutionSet]) -> Li
         j[..., 0, 1] *= np.conj(ph) / np.abs(ph)
         j[..., 1, 0] *= ph / np.abs(ph)
         flags = np.asarray(s.flags, bool)[:, di] | ~np.isfinite(ph)
-        out.append(_S(jones=j, flags=flags, time=s.time, freq=freqs, attrs=dict(s.attrs)))
+        extra = {}
+        snr = (s.extra or {}).get("snr")
+        if snr is not None and np.ndim(snr) == 4:
+            extra["snr"] = np.asarray(snr)[:, di]                      # each D bin's SNR, as its values
+        out.append(_S(jones=j, flags=flags, time=s.time, freq=freqs, attrs=dict(s.attrs), extra=extra))
     return out
 
 
@@ -250,13 +316,19 @@ def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overw
     ants, fields, spw_freqs = _ms_meta(ms)
     n_freq = max(s.jones.shape[1] for s in sets)
     viscal = viscal_for(jt, n_freq)
-    rows = []        # (spw, time, interval, field, scan, ant1, ant2, vals (n_chan, n_par), flags)
+    rows = []        # (spw, time, interval, field, scan, ant1, ant2, vals (n_chan, n_par), flags, snr, err)
     spw_chan = {}
+    scan_fields = None
     for s in sets:
         fname = s.field_name
-        if fname not in fields:
-            raise AlakazamError(f"{key}: field {fname!r} is not in {ms} (fields: {', '.join(fields)})")
-        fid = fields.index(fname)
+        scans = np.atleast_1d(s.attrs.get("scans", [s.scan_id]))
+        if fname in fields:
+            fid = fields.index(fname)
+            scan = int(s.scan_id) if int(s.scan_id) > 0 else int(scans[0]) if len(scans) else 0
+        else:
+            if scan_fields is None:
+                scan_fields = _scan_fields(ms)
+            fid, scan = _combined_field(key, fname, fields, ms, s, scans, scan_fields)
         names = s.ant_names
         missing = [a for a in names if a not in ants]
         if missing:
@@ -264,11 +336,12 @@ def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overw
         ref = str(s.attrs.get("ref_ant_name", ""))
         # CASA writes the reference antenna in ANTENNA2 for per-bin antenna-based terms (G, T, D)
         ant2 = -1 if tt.freq == "delay" or tt.is_global else (ants.index(ref) if ref in ants else -1)
-        scans = np.atleast_1d(s.attrs.get("scans", [s.scan_id]))
-        scan = int(s.scan_id) if int(s.scan_id) > 0 else int(scans[0]) if len(scans) else 0
-        solint = float(s.attrs.get("solint_s", 0.0) or 0.0)
-        interval = solint if np.isfinite(solint) and solint > 0 else 0.0
+        # INTERVAL 0: CASA 6.7's gaincal and bandpass write 0 whatever the solint ('inf', 'scan',
+        # combine='scan', '60s', '120s': measured); alakazam wrote the solint for fixed ones
+        interval = 0.0
         vals, flags, par_type = _params(s, jt)
+        snr = _snr(s, jt, vals.shape[-1])
+        err = _paramerr(vals, snr, jt)
         spw = int(s.spw)
         if tt.freq == "delay":        # CASA's nu_ref; with the sets' own reference the matrix is ours
             nu_ref = (delay_ref or {}).get(spw, float(s.attrs.get("delay_ref_hz", 0.0) or 0.0))
@@ -281,11 +354,13 @@ def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overw
                     ia = names.index(a)
                     v = np.array(vals[ia, it])
                     f = np.array(flags[ia, it]) | ~np.isfinite(v)
+                    sn, er = snr[ia, it], err[ia, it]
                 else:
                     v = np.zeros(vals.shape[2:], vals.dtype) + (1 if par_type == "Complex" else 0)
                     f = np.ones(vals.shape[2:], bool)
+                    sn = er = np.zeros(vals.shape[2:], np.float32)
                 v[~np.isfinite(v)] = 1 if par_type == "Complex" and tt.diagonal else 0
-                rows.append((spw, t, interval, fid, scan, ia_ms, ant2, v, f))
+                rows.append((spw, t, interval, fid, scan, ia_ms, ant2, v, f, sn, er))
     rows.sort(key=lambda r: (r[0], r[1], r[5]))
     par_type = "Float" if tt.freq == "delay" else "Complex"
     basis = str(sets[0].attrs.get("feed_basis", "unknown")).upper() if tt.uses_cross else "unknown"
@@ -310,9 +385,9 @@ def write_table(sets: List[SolutionSet], key: str, out: str, ms: str = "", overw
             f = np.stack([r[8] for r in blk])
             t.putcol(pcol, v.astype(np.complex64 if par_type == "Complex" else np.float32), start, len(blk))
             t.putcol("FLAG", f, start, len(blk))
-            t.putcol("PARAMERR", np.zeros(v.shape, np.float32), start, len(blk))
-            t.putcol("SNR", np.ones(v.shape, np.float32), start, len(blk))
-            t.putcol("WEIGHT", np.ones(v.shape, np.float32), start, len(blk))
+            t.putcol("PARAMERR", np.stack([r[10] for r in blk]).astype(np.float32), start, len(blk))
+            t.putcol("SNR", np.stack([r[9] for r in blk]).astype(np.float32), start, len(blk))
+            # WEIGHT is left undefined, as CASA 6.7's gaincal, bandpass and polcal leave it
             start = stop
         t.putinfo({"type": "Calibration", "subType": viscal, "readme": ""})
         t.putkeyword("ParType", par_type)
@@ -788,7 +863,9 @@ def delay_frame(table, key, sets):
         return sets, None
     ks = sorted({k.key for v in frames.values() for k, _ in v})
     log.info("%s: written in the frame of the per-scan %s (each solution times K at CASA's delay "
-             "reference): export %s with it and apply them together", key, ", ".join(ks), ", ".join(ks))
+             "reference)%s: export %s with it and apply them together", key, ", ".join(ks),
+             "; a T, written as G Jones (the frame differs between the hands)" if jt == "T" else "",
+             ", ".join(ks))
     import copy
 
     from ..calibration import delayframe
