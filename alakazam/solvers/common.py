@@ -244,8 +244,18 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
         dund = d_und
     elif tt.freq == "delay" and some and not hands:
         dund = quality.delay_undetermined(batch, tt.corr, False)[:, None] & has
-    ref = choose_ref(has, batch.ref_ants or batch.ref_ant,
-                     antenna_weight(batch, jones_type) if not has[:, batch.ref_ant].all() else None)
+    ref_has = has
+    if hands:
+        # the reference of a cell has both hands where some antenna has: a reference that lost one feed
+        # hands both over to the fallback, which the step's re-referencing then bridges back in both hands
+        # alike (CASA takes the next refant for both pols).  With the lost hand alone solved with the
+        # fallback and bridged, the bridge's interpolation error fell in that hand only: a p - q phase
+        # error of ~40 deg in the cells of one scan, the corrected cross hands of a polarised calibrator
+        # at 4.2-8.7 x the noise (review 55c)
+        both = has_h.all(-1)
+        ref_has = np.where(both.any(axis=1)[:, None], both, has)
+    ref = choose_ref(ref_has, batch.ref_ants or batch.ref_ant,
+                     antenna_weight(batch, jones_type) if not ref_has[:, batch.ref_ant].all() else None)
     # G / T amplitudes (calmode 'ap' / 'a'): an antenna whose baselines close no odd cycle (an array of
     # two antennas) has |g| undetermined; flagged below whatever minsnr is (quality module docstring)
     undet = None
