@@ -679,8 +679,10 @@ def summary(path) -> List[dict]:
     """One dict per solution group (for ``alakazam info`` / akinfo)."""
     rows = []
     for key in list_keys(path):
-        # in time order (then SPW): the file's groups iterate by name, scan '10' before '4'
-        for s in sorted(read_term(path, key), key=_set_order):
+        # as listobs: scans (scan groups) in time order, each one's SPWs in ascending order -- not the
+        # file's order of group names (scan '10' before '4') nor each set's own first time (a K's time
+        # is its data's mean time, which differs per SPW: spw 1 came before spw 0 in some scans)
+        for s in _listobs_order(read_term(path, key)):
             a = s.attrs
             rows.append(dict(
                 key=key, jones_type=a.get("jones_type"), field=s.field_name, scan=s.scan_id,
@@ -697,10 +699,20 @@ def summary(path) -> List[dict]:
     return rows
 
 
-def _set_order(s):
+def _set_start(s):
     t = np.asarray(s.time, float)
-    t0 = float(np.nanmin(t)) if t.size and np.isfinite(t).any() else float("inf")
-    return (t0, int(s.spw), int(s.scan_id), str(s.field_name))
+    return float(np.nanmin(t)) if t.size and np.isfinite(t).any() else float("inf")
+
+
+def _listobs_order(sets):
+    """``sets`` of one key ordered as listobs orders a scan's rows: by the earliest time of their
+    (scan group, field) -- ties by scan number, then field name -- and within it by SPW."""
+    start = {}
+    for s in sets:
+        k = (int(s.scan_id), str(s.field_name))
+        start[k] = min(start.get(k, float("inf")), _set_start(s))
+    return sorted(sets, key=lambda s: (start[(int(s.scan_id), str(s.field_name))], int(s.scan_id),
+                                       str(s.field_name), int(s.spw)))
 
 
 def _flagged_hands(s):
