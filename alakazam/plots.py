@@ -14,9 +14,11 @@ time       G with one frequency bin (and D/CP solved per time)    amplitude and 
 Both feeds are drawn (p: ``J[0, 0]``, q: ``J[1, 1]``; for D the two leakages ``d_pq = J[0, 1]`` and
 ``d_qp = J[1, 0]``), labelled with the feed names (X/Y or R/L).  Flagged cells are drawn as grey
 crosses (label ``flagged``) at their stored value, or at 0 when the stored value is not finite; valid
-cells as coloured dots joined by lines.  Phase is in degrees, wrapped to [-180, 180); frequency in
-GHz; time in hours (UTC) from 0 h of the first solution's MJD day.  The reference antenna's panel
-title reads ``<name> (ref)`` and is drawn in red.
+cells as coloured dots joined by lines.  A solution that is not finite but not flagged (a
+hand-edited or foreign table: alakazam flags such solutions) cannot be drawn: akplot warns once per
+key with how many.  Phase is in degrees, wrapped to [-180, 180); frequency in GHz; time in hours
+(UTC) from 0 h of the first solution's MJD day.  The reference antenna's panel title reads
+``<name> (ref)`` and is drawn in red.
 
 Files, per key (``iteraxis`` chooses the pages, like plotms' iteration):
 
@@ -127,6 +129,11 @@ def _elements(s: Series):
     if not jterms.get(s.jones_type).diagonal:
         return np.stack([j[..., 0, 1], j[..., 1, 0]], axis=-1)
     return np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1)
+
+
+def nonfinite_count(s: Series) -> int:
+    """Solutions of ``s`` that are not finite on a drawn hand but not flagged (cannot be drawn)."""
+    return int(handflags.nonfinite_unflagged(s.jones_type, s.jones, s.delay, s.flags, s.hands).sum())
 
 
 def _hours(t, t0_day):
@@ -545,6 +552,14 @@ def plot_table(table, outdir, jones=None, field="", spw="", iteraxis="antenna", 
         os.makedirs(outdir, exist_ok=True)
     except OSError as e:
         raise AlakazamError(f"outdir: {outdir!r} cannot be created ({e.strerror})") from None
+    for key, series in plans:           # what cannot be drawn and is not flagged: said once per key
+        n = sum(nonfinite_count(x) for x in series)
+        if n:
+            from .io.hdf5 import nonfinite_message
+
+            total = sum(x.flags.shape[0] * x.flags.shape[1] * x.flags.shape[2] for x in series)
+            log.warning(nonfinite_message(table, key, n, total, what="cannot be drawn (panels without "
+                                          "points or crosses there)"))
     jobs = _jobs(table, outdir, plans, iteraxis)
     for d in sorted({os.path.dirname(p) for p, _ in jobs}):
         os.makedirs(d, exist_ok=True)

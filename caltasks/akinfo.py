@@ -78,7 +78,26 @@ def _body(params):
         con.print(format_fluxscale(caltable))
         return {"fluxscale": hdf5.read_fluxscale(caltable)}
     con.print(hdf5.summary_table(caltable))
-    return {"groups": hdf5.summary(caltable)}
+    groups = hdf5.summary(caltable)
+    _warn_nonfinite(caltable, groups)
+    return {"groups": groups}
+
+
+def _warn_nonfinite(caltable, groups):
+    """One warning per key with NaN/Inf solutions that are not flagged (column 'NaN unflagged')."""
+    import logging
+
+    from alakazam.io import hdf5
+
+    per_key = {}
+    for g in groups:
+        n, tot = per_key.get(g["key"], (0, 0))
+        per_key[g["key"]] = (n + g["nonfinite"], tot + g["n_ant"] * g["n_freq"] * g["n_time"])
+    for key, (n, tot) in per_key.items():
+        if n:
+            logging.getLogger("alakazam.tasks").warning(hdf5.nonfinite_message(
+                caltable, key, n, tot, what="are neither usable nor counted as flagged (column "
+                "'NaN unflagged')"))
 
 
 akinfo = Task("akinfo", _body, prepare=_prepare)

@@ -33,3 +33,63 @@ def test_summary_spws_of_a_scan_in_ascending_order(tmp_path):
     hdf5.write_term(p, "K0", sets)
     order = [(r["scan"], r["spw"]) for r in hdf5.summary(p)]
     assert order == [(1, 0), (1, 1), (4, 0), (4, 1), (7, 0), (7, 1), (10, 0), (10, 1)], order
+
+
+def _nan_table(path):
+    """K0 (delays) and G0 (2 SPWs, 3 times): NaN values with flags False on some solutions, and one
+    flagged NaN solution (alakazam's own convention: not counted)."""
+    k = [_set(1, spw, 5e9 + spw) for spw in (0, 1)]
+    k[0].delay[2, 0, 0, 1] = np.nan                 # C02's q delay, unflagged
+    k[1].delay[3] = np.nan                          # C03 both hands, unflagged
+    k[1].jones[1] = np.nan                  # C01: jones NaN, delay finite: usable (a K applies its delays)
+    g = [_set(1, spw, 5e9, n_t=3, jt="G") for spw in (0, 1)]
+    g[0].jones[0, 0, 1, 0, 0] = np.nan              # unflagged
+    g[0].jones[1, 0, 2] = np.nan                    # flagged below: not counted
+    g[0].flags[1, 0, 2] = True
+    g[1].jones[2, 0, :, 1, 1] = np.inf              # 3 unflagged
+    hdf5.write_terms(path, {"K0": k, "G0": g})
+    return {("K0", 0): 1, ("K0", 1): 1, ("G0", 0): 1, ("G0", 1): 3}
+
+
+def test_akinfo_counts_unflagged_nonfinite_solutions(tmp_path, caplog, capsys):
+    """Review 55a: a table whose values are NaN with flags False was reported clean (flagged 12.5%,
+    converged 100%).  Now each group says how many such solutions it has (column 'NaN unflagged',
+    separate from 'flagged', which stays the table's flags) and one warning per key names the count."""
+    from alakazam.caltasks import akinfo
+    from alakazam.cli import main
+
+    p = str(tmp_path / "nan.h5")
+    want = _nan_table(p)
+    caplog.set_level("WARNING")
+    groups = akinfo(caltable=p)["groups"]
+    assert {(g["key"], g["spw"]): g["nonfinite"] for g in groups} == want
+    g0 = [g for g in groups if g["key"] == "G0" and g["spw"] == 0][0]
+    assert g0["flagged"] == 1 / 12                  # the flagged NaN solution, as before
+    msgs = [r.getMessage() for r in caplog.records if "not finite" in r.getMessage()]
+    assert len(msgs) == 2, msgs
+    assert "2 of 8 solutions of K0" in msgs[0] and "4 of 24 solutions of G0" in msgs[1]
+    assert main(["info", p]) == 0
+    out = capsys.readouterr().out
+    assert "NaN unflagged" in out and "3/12" in out
+    clean = str(tmp_path / "clean.h5")
+    hdf5.write_term(clean, "G0", [_set(1, 0, 5e9, n_t=3, jt="G")])
+    assert [g["nonfinite"] for g in akinfo(caltable=clean)["groups"]] == [0]
+    assert main(["info", clean]) == 0
+    assert "NaN unflagged" not in capsys.readouterr().out     # the column only when there are some
+
+
+def test_akplot_warns_once_per_key_about_undrawable_solutions(tmp_path, caplog):
+    from alakazam import plots
+
+    p = str(tmp_path / "nan.h5")
+    _nan_table(p)
+    caplog.set_level("WARNING")
+    plots.plot_table(p, str(tmp_path / "pl"), quiet=True)
+    msgs = [r.getMessage() for r in caplog.records if "not finite" in r.getMessage()]
+    assert len(msgs) == 2, msgs
+    assert "2 of 8 solutions of K0" in msgs[0] and "cannot be drawn" in msgs[0]
+    assert "4 of 24 solutions of G0" in msgs[1]
+    caplog.clear()
+    plots.plot_table(p, str(tmp_path / "pl"), jones="G0", spw="1", quiet=True)     # the selection's count
+    msgs = [r.getMessage() for r in caplog.records if "not finite" in r.getMessage()]
+    assert len(msgs) == 1 and "3 of 12 solutions of G0" in msgs[0], msgs

@@ -695,8 +695,27 @@ def summary(path) -> List[dict]:
                 backend=a.get("solver_backend"), ref_ant=a.get("ref_ant_name"),
                 time_interval=a.get("time_interval", a.get("solint_s")),
                 freq_interval=a.get("freq_interval", a.get("freqint_hz")),
-                converged=float(np.mean(s.converged)) if s.converged.size else 0.0))
+                converged=float(np.mean(s.converged)) if s.converged.size else 0.0,
+                # solutions (antenna, bin, time) not flagged but NaN/Inf on a hand that holds a value:
+                # neither usable nor counted in `flagged` (hand-edited or foreign tables only)
+                nonfinite=_nonfinite(s)))
     return rows
+
+
+def _nonfinite(s) -> int:
+    from ..core.handflags import nonfinite_unflagged, set_hands
+
+    jt = s.attrs.get("jones_type")
+    if jt is None or not s.flags.size:
+        return 0
+    return int(nonfinite_unflagged(jt, s.jones, s.delay, s.hand_flags(), set_hands(s)).sum())
+
+
+def nonfinite_message(path, key, n, total, what="are not drawn") -> str:
+    """The warning for ``n`` of ``total`` solutions of ``key`` that are NaN/Inf but not flagged."""
+    return (f"{path}: {n} of {total} solutions of {key} are not finite (NaN/Inf) but not flagged; they "
+            f"{what} (a table alakazam writes flags such solutions: was this one edited by hand or "
+            "written by another program?)")
 
 
 def _set_start(s):
@@ -738,6 +757,8 @@ def summary_table(path):
     hands = any(r["flagged_hands"] is not None for r in rows)
     if hands:       # flags per hand in some group: the flagged fraction of each hand (p / q) too
         cols.insert(cols.index("flagged") + 1, "flagged p/q")
+    if any(r["nonfinite"] for r in rows):       # NaN/Inf solutions not flagged: how many, per group
+        cols.insert(cols.index("converged"), "NaN unflagged")
     for c in cols:
         t.add_column(c)
     for r in rows:
@@ -747,6 +768,10 @@ def summary_table(path):
                 fh = r["flagged_hands"]
                 vals.append("-" if fh is None else
                             " / ".join("-" if x is None else f"{100 * x:.1f}%" for x in fh))
+                continue
+            if c == "NaN unflagged":
+                n = r["n_ant"] * r["n_freq"] * r["n_time"]
+                vals.append(f"[bold red]{r['nonfinite']}/{n}[/bold red]" if r["nonfinite"] else "0")
                 continue
             v = r[c]
             if c in ("flagged", "converged"):
