@@ -93,3 +93,36 @@ def test_akplot_warns_once_per_key_about_undrawable_solutions(tmp_path, caplog):
     plots.plot_table(p, str(tmp_path / "pl"), jones="G0", spw="1", quiet=True)     # the selection's count
     msgs = [r.getMessage() for r in caplog.records if "not finite" in r.getMessage()]
     assert len(msgs) == 1 and "3 of 12 solutions of G0" in msgs[0], msgs
+
+
+def _legend(fig):
+    ax = [a for a in fig.get_axes() if a.get_legend() is not None][0]
+    return {t.get_text(): h.get_color() for t, h in zip(ax.get_legend().get_texts(),
+                                                        ax.get_legend().legend_handles)}
+
+
+def test_overview_spws_have_their_own_colours_and_terms_only_their_hands(tmp_path):
+    """Review 55a: K/KC and CP overviews drew 'X spw0' and 'X spw1' in one colour (markers of 2 px
+    differ invisibly), and KC a constant 0 labelled 'Y' (KC holds tau_p only; CP J[1, 1] only)."""
+    from alakazam import plots
+
+    p = str(tmp_path / "t.h5")
+    kc = [_set(0, spw, 5e9, jt="KC") for spw in (0, 1)]
+    for s in kc:
+        s.delay[..., 1] = 0.0
+        s.jones[..., 1, 1] = 1.0
+    cp = [_set(0, spw, 5e9, n_f=4, jt="CP") for spw in (0, 1)]
+    for s in cp:
+        s.jones[..., 0, 0] = 1.0
+    hdf5.write_terms(p, {"K0": [_set(1, spw, 5e9) for spw in (0, 1)], "KC0": kc, "CP0": cp})
+    t0 = np.floor(5e9 / 86400) * 86400
+    for key, labels in (("K0", ["X spw0", "Y spw0", "X spw1", "Y spw1"]), ("KC0", ["X-Y spw0", "X-Y spw1"]),
+                        ("CP0", ["Y-X spw0", "Y-X spw1"])):
+        fig = plots.grid_figure(plots.load_series(hdf5.read_term(p, key), key), None, t0, key)
+        leg = _legend(fig)
+        assert list(leg) == labels, (key, leg)
+        assert len(set(leg.values())) == len(labels), (key, leg)       # every entry its own colour
+        # no line of a hand the term does not hold: each panel has one line per drawn hand and SPW
+        for ax in fig.get_axes():
+            if ax.get_visible():
+                assert len([ln for ln in ax.get_lines() if ln.get_label() != plots.FLAG_LABEL]) == len(labels)
