@@ -39,9 +39,27 @@ def _prepare(params):
         params = dict(params, **{name: path})
         if vis and params["fluxscale"]:
             errors["fluxscale"] = ["fluxscale=True needs caltable (a fluxscale table), not vis"]
+        elif caltable and params["fluxscale"] and not errors:
+            errors.update(_fluxscale_errors(path))
     if errors:
         raise ParameterError(errors, task="akinfo")
     return params
+
+
+def _fluxscale_errors(path) -> dict:
+    """fluxscale=True on a table that is not an alakazam table or holds no fluxscale results: said
+    before the Begin line, as ``alakazam fluxscale-info`` says it (before, a traceback after Begin)."""
+    from alakazam.errors import AlakazamError
+    from alakazam.io import hdf5
+
+    try:
+        rows = hdf5.read_fluxscale(path)
+    except AlakazamError as e:
+        return {"caltable": [str(e).removeprefix("caltable: ")]}
+    if not rows:
+        return {"fluxscale": [f"{path!r} has no fluxscale results (run akfluxscale / a fluxscale block); "
+                              "fluxscale=False summarises its solutions"]}
+    return {}
 
 
 def _body(params):

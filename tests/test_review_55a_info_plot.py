@@ -126,3 +126,27 @@ def test_overview_spws_have_their_own_colours_and_terms_only_their_hands(tmp_pat
         for ax in fig.get_axes():
             if ax.get_visible():
                 assert len([ln for ln in ax.get_lines() if ln.get_label() != plots.FLAG_LABEL]) == len(labels)
+
+
+def test_akinfo_fluxscale_without_results_is_a_parameter_error_before_begin(tmp_path, caplog, capsys):
+    """Review 55a: akinfo(caltable=..., fluxscale=True) on a table without fluxscale results failed after
+    the Begin line with an AlakazamError traceback; `alakazam fluxscale-info` exited 2."""
+    import pytest
+
+    from alakazam.caltasks import akinfo
+    from alakazam.cli import main
+    from alakazam.errors import ParameterError
+
+    p = str(tmp_path / "g.h5")
+    hdf5.write_term(p, "G0", [_set(1, 0, 5e9, n_t=3, jt="G")])
+    caplog.set_level("INFO")
+    with pytest.raises(ParameterError, match="fluxscale: .*has no fluxscale results"):
+        akinfo(caltable=p, fluxscale=True)
+    assert not [r for r in caplog.records if "Begin Task" in r.getMessage()]
+    odd = tmp_path / "x.h5"
+    odd.write_text("not hdf5")
+    with pytest.raises(ParameterError, match="caltable: .*not an HDF5 file"):
+        akinfo(caltable=str(odd), fluxscale=True)
+    assert not [r for r in caplog.records if "Begin Task" in r.getMessage()]
+    assert main(["fluxscale-info", p]) == 2
+    assert "has no fluxscale results" in capsys.readouterr().err
