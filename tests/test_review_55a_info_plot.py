@@ -150,3 +150,27 @@ def test_akinfo_fluxscale_without_results_is_a_parameter_error_before_begin(tmp_
     assert not [r for r in caplog.records if "Begin Task" in r.getMessage()]
     assert main(["fluxscale-info", p]) == 2
     assert "has no fluxscale results" in capsys.readouterr().err
+
+
+def test_akplot_outdir_text_says_other_tables_pages_are_refused(tmp_path):
+    """Review 55a: tasks_xml/akplot.xml said 'existing files of the same name are replaced', but pages
+    drawn from another table are refused (README; test_plots.py pins the behaviour).  The text the
+    task's help shows now says what happens -- checked here against the behaviour."""
+    import pytest
+
+    from alakazam import plots
+    from alakazam.caltasks import akplot
+    from alakazam.errors import ParameterError
+
+    text = " ".join(akplot.spec.param("outdir").description.split())
+    assert "existing files of the same name are replaced" not in text
+    assert "replaced only when akplot drew it from this same table" in text
+    assert "another table" in text and "refused" in text
+    a, b = str(tmp_path / "a.h5"), str(tmp_path / "b.h5")
+    for p in (a, b):
+        hdf5.write_term(p, "G0", [_set(1, 0, 5e9, n_t=3, jt="G")])
+    out = str(tmp_path / "pl")
+    n = len(plots.plot_table(a, out, quiet=True))
+    assert len(plots.plot_table(a, out, quiet=True)) == n          # the same table: replaced
+    with pytest.raises(ParameterError, match="not drawn from"):
+        plots.plot_table(b, out, quiet=True)                        # another table's: refused
