@@ -32,10 +32,25 @@ def _prepare(params):
             from alakazam.core.ms_io import check_ms
             from alakazam.errors import AlakazamError
 
+            if _casa_caltable(path):
+                errors["vis"] = [f"{path!r} is a CASA calibration table, not a Measurement Set: "
+                                 f"akinfo(caltable={path!r}) summarises it"]
+            else:
+                try:
+                    check_ms(path)
+                except AlakazamError as e:
+                    errors["vis"] = [str(e).split(": ", 1)[-1]]
+        elif os.path.isdir(path) and not _casa_caltable(path):
+            from alakazam.core.listobs import path_kind
+            from alakazam.errors import AlakazamError
+
             try:
-                check_ms(path)
-            except AlakazamError as e:
-                errors["vis"] = [str(e).split(": ", 1)[-1]]
+                is_ms = path_kind(path) == "ms"
+            except AlakazamError:
+                is_ms = False
+            errors["caltable"] = [f"{path!r} is a Measurement Set: akinfo(vis={path!r}) lists it (listobs)"
+                                  if is_ms else f"{path!r} is a directory but neither an alakazam HDF5 "
+                                  "solution table nor a CASA calibration table"]
         params = dict(params, **{name: path})
         if vis and params["fluxscale"]:
             errors["fluxscale"] = ["fluxscale=True needs caltable (a fluxscale table), not vis"]
@@ -46,12 +61,22 @@ def _prepare(params):
     return params
 
 
+def _casa_caltable(path) -> bool:
+    """A CASA calibration table (table.info Type 'Calibration'): a directory with table.dat, as an MS."""
+    from alakazam.core.ms_io import _table_info
+
+    return os.path.isdir(path) and _table_info(path).get("Type") == "Calibration"
+
+
 def _fluxscale_errors(path) -> dict:
     """fluxscale=True on a table that is not an alakazam table or holds no fluxscale results: said
     before the Begin line, as ``alakazam fluxscale-info`` says it (before, a traceback after Begin)."""
     from alakazam.errors import AlakazamError
     from alakazam.io import hdf5
 
+    if _casa_caltable(path):
+        return {"fluxscale": [f"{path!r} is a CASA calibration table: it holds no fluxscale results "
+                              "(fluxscale=False summarises its solutions)"]}
     try:
         rows = hdf5.read_fluxscale(path)
     except AlakazamError as e:

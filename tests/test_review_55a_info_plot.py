@@ -174,3 +174,37 @@ def test_akplot_outdir_text_says_other_tables_pages_are_refused(tmp_path):
     assert len(plots.plot_table(a, out, quiet=True)) == n          # the same table: replaced
     with pytest.raises(ParameterError, match="not drawn from"):
         plots.plot_table(b, out, quiet=True)                        # another table's: refused
+
+
+def test_akinfo_summarises_a_casa_caltable(sim_linear, tmp_path, caplog, capsys):
+    """Review 55a (optional item): akinfo on a CASA caltable was refused as 'not a Measurement Set' (and
+    caltable= gave a traceback after Begin), though akplot and akapply read such tables.  Now it is
+    summarised as they read it; vis= and an MS given as caltable= say which parameter to use."""
+    import pytest
+
+    from alakazam.caltasks import akinfo
+    from alakazam.cli import main
+    from alakazam.errors import ParameterError
+    from alakazam.io import casatable
+
+    ms, _ = sim_linear
+    tb = str(tmp_path / "g.tb")
+    sets = [_set(1, spw, 5e9, n_t=3, jt="G") for spw in (0, 1)]
+    sets[1].flags[2, 0, :] = True
+    sets[1].jones[2, 0] = np.nan
+    casatable.write_table(sets, "G0", tb, ms=ms)
+    groups = akinfo(caltable=tb)["groups"]
+    assert [(g["key"], g["spw"], g["n_ant"], g["n_time"]) for g in groups] == [("G0", 0, 4, 3),
+                                                                             ("G0", 1, 4, 3)]
+    assert [g["flagged"] for g in groups] == [0.0, 0.25]
+    assert groups[0]["converged"] is None                  # a CASA table records none: '-'
+    assert main(["info", tb]) == 0
+    assert "CASA caltable, G Jones" in capsys.readouterr().out
+    caplog.set_level("INFO")
+    with pytest.raises(ParameterError, match="vis: .*is a CASA calibration table.*akinfo\\(caltable="):
+        akinfo(vis=tb)
+    with pytest.raises(ParameterError, match="fluxscale: .*CASA calibration table"):
+        akinfo(caltable=tb, fluxscale=True)
+    with pytest.raises(ParameterError, match="caltable: .*is a Measurement Set: akinfo\\(vis="):
+        akinfo(caltable=ms)
+    assert not [r for r in caplog.records if "Begin Task" in r.getMessage()]

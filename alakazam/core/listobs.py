@@ -57,8 +57,9 @@ def _rad_to_dms(dec):
 
 
 def path_kind(path) -> str:
-    """'ms' (a directory with table.dat and an ANTENNA sub-table) or 'hdf5' (a file with the HDF5
-    signature), decided by content, not by name; anything else is an AlakazamError."""
+    """'ms' (a directory with table.dat and an ANTENNA sub-table), 'casacal' (such a directory whose
+    table.info says Type Calibration: a CASA caltable) or 'hdf5' (a file with the HDF5 signature),
+    decided by content, not by name; anything else is an AlakazamError."""
     import os
 
     from ..errors import AlakazamError
@@ -69,7 +70,9 @@ def path_kind(path) -> str:
                             "Measurement Set)")
     if os.path.isdir(p):
         if os.path.exists(os.path.join(p, "table.dat")) and os.path.isdir(os.path.join(p, "ANTENNA")):
-            return "ms"
+            from .ms_io import _table_info
+
+            return "casacal" if _table_info(p).get("Type") == "Calibration" else "ms"
         raise AlakazamError(f"info: {path!r} is a directory but not a Measurement Set (no table.dat / "
                             "ANTENNA)")
     with open(p, "rb") as fh:

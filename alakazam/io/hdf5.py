@@ -676,13 +676,16 @@ def remap_antennas(sset: SolutionSet, target_ant_names, hands=False):
 
 
 def summary(path) -> List[dict]:
-    """One dict per solution group (for ``alakazam info`` / akinfo)."""
+    """One dict per solution group (for ``alakazam info`` / akinfo), of an alakazam table or of a CASA
+    caltable (read as akplot and akapply read it: one key, io/solutions.py)."""
+    from . import solutions
+
     rows = []
-    for key in list_keys(path):
+    for key in solutions.table_keys(path):
         # as listobs: scans (scan groups) in time order, each one's SPWs in ascending order -- not the
         # file's order of group names (scan '10' before '4') nor each set's own first time (a K's time
         # is its data's mean time, which differs per SPW: spw 1 came before spw 0 in some scans)
-        for s in _listobs_order(read_term(path, key)):
+        for s in _listobs_order(solutions.read_term(path, key)):
             a = s.attrs
             rows.append(dict(
                 key=key, jones_type=a.get("jones_type"), field=s.field_name, scan=s.scan_id,
@@ -695,7 +698,9 @@ def summary(path) -> List[dict]:
                 backend=a.get("solver_backend"), ref_ant=a.get("ref_ant_name"),
                 time_interval=a.get("time_interval", a.get("solint_s")),
                 freq_interval=a.get("freq_interval", a.get("freqint_hz")),
-                converged=float(np.mean(s.converged)) if s.converged.size else 0.0,
+                # None: the table records no convergence (a CASA caltable)
+                converged=(float(np.mean(s.converged)) if s.converged.size else 0.0)
+                if s.converged is not None else None,
                 # solutions (antenna, bin, time) not flagged but NaN/Inf on a hand that holds a value:
                 # neither usable nor counted in `flagged` (hand-edited or foreign tables only)
                 nonfinite=_nonfinite(s)))
@@ -750,7 +755,14 @@ def summary_table(path):
     """rich Table of :func:`summary`."""
     from rich.table import Table
 
-    t = Table(title=f"{path}")
+    from . import solutions
+
+    title = f"{path}"
+    if solutions.is_casa_table(path):
+        from . import casatable
+
+        title += f" (CASA caltable, {casatable.viscal(path)})"
+    t = Table(title=title)
     cols = ["key", "field", "scan", "spw", "n_ant", "n_freq", "n_time", "flagged", "converged",
             "time_interval", "freq_interval", "ref_ant", "backend"]
     rows = summary(path)
@@ -774,6 +786,9 @@ def summary_table(path):
                 vals.append(f"[bold red]{r['nonfinite']}/{n}[/bold red]" if r["nonfinite"] else "0")
                 continue
             v = r[c]
+            if v is None:
+                vals.append("-")
+                continue
             if c in ("flagged", "converged"):
                 v = f"{100 * v:.1f}%"
             vals.append(str(v))
