@@ -98,7 +98,7 @@ def cmd_info(args):
 
     if path_kind(args.caltable) == "ms":
         akinfo(vis=args.caltable)
-    else:
+    else:                       # an alakazam HDF5 table or a CASA caltable: the solution summary
         akinfo(caltable=args.caltable, fluxscale=False)
 
 

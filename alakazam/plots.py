@@ -12,11 +12,16 @@ time       G with one frequency bin (and D/CP solved per time)    amplitude and 
 =========  =====================================================  ====================================
 
 Both feeds are drawn (p: ``J[0, 0]``, q: ``J[1, 1]``; for D the two leakages ``d_pq = J[0, 1]`` and
-``d_qp = J[1, 0]``), labelled with the feed names (X/Y or R/L).  Flagged cells are drawn as grey
-crosses (label ``flagged``) at their stored value, or at 0 when the stored value is not finite; valid
-cells as coloured dots joined by lines.  Phase is in degrees, wrapped to [-180, 180); frequency in
-GHz; time in hours (UTC) from 0 h of the first solution's MJD day.  The reference antenna's panel
-title reads ``<name> (ref)`` and is drawn in red.
+``d_qp = J[1, 0]``), labelled with the feed names (X/Y or R/L) -- except for a term that holds a value
+on one of them only (the registry's ``value_hands``): KC's delay (tau_p, labelled ``X-Y``) and CP's
+phase (J[1, 1], labelled ``Y-X``) are drawn once, not beside a constant 0.  With several SPWs in a
+panel each SPW has its own colours (and marker): ``X spw0`` blue, ``X spw1`` green, ``Y spw0`` orange,
+``Y spw1`` red, ...  Flagged cells are drawn as grey crosses (label ``flagged``) at their stored value,
+or at 0 when the stored value is not finite; valid cells as coloured dots joined by lines.  A solution
+that is not finite but not flagged (a hand-edited or foreign table: alakazam flags such solutions)
+cannot be drawn: akplot warns once per key with how many.  Phase is in degrees, wrapped to
+[-180, 180); frequency in GHz; time in hours (UTC) from 0 h of the first solution's MJD day.  The
+reference antenna's panel title reads ``<name> (ref)`` and is drawn in red.
 
 Files, per key (``iteraxis`` chooses the pages, like plotms' iteration):
 
@@ -48,6 +53,9 @@ log = logging.getLogger("alakazam.plots")
 ITERAXES = ("antenna", "spw", "field")
 FEED_NAMES = {"linear": ("X", "Y"), "circular": ("R", "L")}
 POL_COLOURS = ("tab:blue", "tab:orange")
+#: colours of the p and q hand of the k-th SPW of a panel (k = 0: POL_COLOURS)
+SPW_COLOURS = (("tab:blue", "tab:green", "tab:purple", "tab:cyan", "navy", "darkgreen"),
+               ("tab:orange", "tab:red", "tab:brown", "tab:pink", "tab:olive", "goldenrod"))
 FLAG_COLOUR = "0.55"
 FLAG_LABEL = "flagged"
 REF_COLOUR = "tab:red"
@@ -116,9 +124,17 @@ def load_series(sets, key) -> List[Series]:
 # ---------------------------------------------------------------- quantities
 def _pol_labels(s: Series):
     p, q = FEED_NAMES.get(s.feed_basis, ("p", "q"))
-    if not jterms.get(s.jones_type).diagonal:
+    tt = jterms.get(s.jones_type)
+    if not tt.diagonal:
         return (f"d_{p}{q}", f"d_{q}{p}")
+    if tt.cross_only:           # one value between the feeds: KC's tau_p (X-Y), CP's J[1, 1] (Y-X)
+        return (f"{p}-{q}", f"{q}-{p}")
     return (p, q)
+
+
+def _drawn_hands(s: Series):
+    """The hands drawn: those the MS records and the term holds a value on (registry value_hands)."""
+    return [h for h in (0, 1) if h in s.hands and h in jterms.get(s.jones_type).value_hands]
 
 
 def _elements(s: Series):
@@ -127,6 +143,11 @@ def _elements(s: Series):
     if not jterms.get(s.jones_type).diagonal:
         return np.stack([j[..., 0, 1], j[..., 1, 0]], axis=-1)
     return np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1)
+
+
+def nonfinite_count(s: Series) -> int:
+    """Solutions of ``s`` that are not finite on a drawn hand but not flagged (cannot be drawn)."""
+    return int(handflags.nonfinite_unflagged(s.jones_type, s.jones, s.delay, s.flags, s.hands).sum())
 
 
 def _hours(t, t0_day):
@@ -150,9 +171,10 @@ def _ylabel(what, s):
 
 # ---------------------------------------------------------------- drawing
 def _draw(ax, s: Series, ia: int, what: str, kind: str, t0_day: float, marker_scale=1.0,
-          label_suffix="", marker="o"):
+          label_suffix="", marker="o", spw_index=0):
     """Draw antenna ``ia`` of ``s`` on ``ax``: per feed one line per (frequency bin) for time/delay
-    plots, one line per time bin for frequency plots; flagged cells as grey crosses."""
+    plots, one line per time bin for frequency plots, in the colours of the panel's ``spw_index``-th
+    SPW; flagged cells as grey crosses."""
     vals = _quantity(s, what)[ia]               # (n_f, n_t, 2)
     flags = np.asarray(s.flags[ia], bool)       # (n_f, n_t, 2): a flagged hand is not drawn, the other is
     if flags.ndim == 2:
@@ -160,9 +182,8 @@ def _draw(ax, s: Series, ia: int, what: str, kind: str, t0_day: float, marker_sc
     labels = _pol_labels(s)
     ms = 4 * marker_scale
     fx, fy = [], []
-    for ip in range(2):
-        if ip not in s.hands:                   # a hand the MS does not record: nothing to draw
-            continue
+    for ip in _drawn_hands(s):                  # a hand the MS does not record or the term lacks: none
+        colour = SPW_COLOURS[ip][spw_index % len(SPW_COLOURS[ip])]
         if kind == "freq":
             x_all = s.freq / 1e9
             curves = [(vals[:, it, ip], flags[:, it, ip]) for it in range(vals.shape[1])]
@@ -172,7 +193,7 @@ def _draw(ax, s: Series, ia: int, what: str, kind: str, t0_day: float, marker_sc
         for ic, (y, f) in enumerate(curves):
             good = ~f & np.isfinite(y)
             yy = np.where(good, y, np.nan)
-            ax.plot(x_all, yy, marker, ls="-" if kind != "delay" else "none", color=POL_COLOURS[ip],
+            ax.plot(x_all, yy, marker, ls="-" if kind != "delay" else "none", color=colour,
                     ms=ms, lw=0.8,
                     label=(labels[ip] + label_suffix) if ic == 0 else None)
             if f.any():
@@ -247,8 +268,9 @@ def grid_figure(series: List[Series], what: Optional[str], t0_day: float, title:
         for s in series:
             if name in s.ant_names:
                 suffix = f" spw{s.spw}" if len(spws) > 1 else ""
+                k_spw = spws.index(s.spw)
                 _draw(ax, s, s.ant_names.index(name), what, kind, t0_day, marker_scale=0.6,
-                      label_suffix=suffix, marker=SPW_MARKERS[spws.index(s.spw) % len(SPW_MARKERS)])
+                      label_suffix=suffix, marker=SPW_MARKERS[k_spw % len(SPW_MARKERS)], spw_index=k_spw)
         _title(ax, name, s0.ref_ant)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
@@ -545,6 +567,14 @@ def plot_table(table, outdir, jones=None, field="", spw="", iteraxis="antenna", 
         os.makedirs(outdir, exist_ok=True)
     except OSError as e:
         raise AlakazamError(f"outdir: {outdir!r} cannot be created ({e.strerror})") from None
+    for key, series in plans:           # what cannot be drawn and is not flagged: said once per key
+        n = sum(nonfinite_count(x) for x in series)
+        if n:
+            from .io.hdf5 import nonfinite_message
+
+            total = sum(x.flags.shape[0] * x.flags.shape[1] * x.flags.shape[2] for x in series)
+            log.warning(nonfinite_message(table, key, n, total, what="cannot be drawn (panels without "
+                                          "points or crosses there)"))
     jobs = _jobs(table, outdir, plans, iteraxis)
     for d in sorted({os.path.dirname(p) for p, _ in jobs}):
         os.makedirs(d, exist_ok=True)

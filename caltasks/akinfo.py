@@ -32,16 +32,59 @@ def _prepare(params):
             from alakazam.core.ms_io import check_ms
             from alakazam.errors import AlakazamError
 
+            if _casa_caltable(path):
+                errors["vis"] = [f"{path!r} is a CASA calibration table, not a Measurement Set: "
+                                 f"akinfo(caltable={path!r}) summarises it"]
+            else:
+                try:
+                    check_ms(path)
+                except AlakazamError as e:
+                    errors["vis"] = [str(e).split(": ", 1)[-1]]
+        elif os.path.isdir(path) and not _casa_caltable(path):
+            from alakazam.core.listobs import path_kind
+            from alakazam.errors import AlakazamError
+
             try:
-                check_ms(path)
-            except AlakazamError as e:
-                errors["vis"] = [str(e).split(": ", 1)[-1]]
+                is_ms = path_kind(path) == "ms"
+            except AlakazamError:
+                is_ms = False
+            errors["caltable"] = [f"{path!r} is a Measurement Set: akinfo(vis={path!r}) lists it (listobs)"
+                                  if is_ms else f"{path!r} is a directory but neither an alakazam HDF5 "
+                                  "solution table nor a CASA calibration table"]
         params = dict(params, **{name: path})
         if vis and params["fluxscale"]:
             errors["fluxscale"] = ["fluxscale=True needs caltable (a fluxscale table), not vis"]
+        elif caltable and params["fluxscale"] and not errors:
+            errors.update(_fluxscale_errors(path))
     if errors:
         raise ParameterError(errors, task="akinfo")
     return params
+
+
+def _casa_caltable(path) -> bool:
+    """A CASA calibration table (table.info Type 'Calibration'): a directory with table.dat, as an MS."""
+    from alakazam.core.ms_io import _table_info
+
+    return os.path.isdir(path) and _table_info(path).get("Type") == "Calibration"
+
+
+def _fluxscale_errors(path) -> dict:
+    """fluxscale=True on a table that is not an alakazam table or holds no fluxscale results: said
+    before the Begin line, as ``alakazam fluxscale-info`` says it (before, a traceback after Begin)."""
+    from alakazam.errors import AlakazamError
+    from alakazam.io import hdf5
+
+    if _casa_caltable(path):
+        return {"fluxscale": [f"{path!r} is a CASA calibration table: it holds no fluxscale results "
+                              "(fluxscale=False summarises its solutions)"]}
+    try:
+        rows = hdf5.read_fluxscale(path)
+    except AlakazamError as e:
+        return {"caltable": [str(e).removeprefix("caltable: ")]}
+    if not rows:
+        return {"fluxscale": [f"{path!r} has no fluxscale results (run akfluxscale / a fluxscale block); "
+                              "fluxscale=False summarises its solutions"]}
+    return {}
 
 
 def _body(params):
@@ -78,7 +121,26 @@ def _body(params):
         con.print(format_fluxscale(caltable))
         return {"fluxscale": hdf5.read_fluxscale(caltable)}
     con.print(hdf5.summary_table(caltable))
-    return {"groups": hdf5.summary(caltable)}
+    groups = hdf5.summary(caltable)
+    _warn_nonfinite(caltable, groups)
+    return {"groups": groups}
+
+
+def _warn_nonfinite(caltable, groups):
+    """One warning per key with NaN/Inf solutions that are not flagged (column 'NaN unflagged')."""
+    import logging
+
+    from alakazam.io import hdf5
+
+    per_key = {}
+    for g in groups:
+        n, tot = per_key.get(g["key"], (0, 0))
+        per_key[g["key"]] = (n + g["nonfinite"], tot + g["n_ant"] * g["n_freq"] * g["n_time"])
+    for key, (n, tot) in per_key.items():
+        if n:
+            logging.getLogger("alakazam.tasks").warning(hdf5.nonfinite_message(
+                caltable, key, n, tot, what="are neither usable nor counted as flagged (column "
+                "'NaN unflagged')"))
 
 
 akinfo = Task("akinfo", _body, prepare=_prepare)

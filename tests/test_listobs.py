@@ -39,25 +39,28 @@ def test_listobs_counts_match_taql(ms_intents):
     s = akinfo(vis=ms)
     with table(ms, ack=False) as t:
         assert s["n_rows"] == t.nrows()
-        time = t.getcol("TIME")
+        time, interval = t.getcol("TIME"), t.getcol("INTERVAL")
         n_flag = n_el = 0
         for d in np.unique(t.getcol("DATA_DESC_ID")):   # FLAG shapes differ per DDID: one query each
             q = taql(f"SELECT FLAG, FLAG_ROW FROM $t WHERE DATA_DESC_ID=={d}")
             flag = q.getcol("FLAG") | q.getcol("FLAG_ROW")[:, None, None]
             n_flag, n_el = n_flag + int(flag.sum()), n_el + flag.size
         scan, fld, a1, a2 = (t.getcol(c) for c in ("SCAN_NUMBER", "FIELD_ID", "ANTENNA1", "ANTENNA2"))
-    assert s["time_range"] == [time.min(), time.max()]
-    assert s["time_range_utc"][0] == mjds_to_str(time.min())
+    # integration edges, as CASA 6.7's listobs ("Observed from ... to", "Total elapsed time")
+    assert s["time_range"] == [(time - interval / 2).min(), (time + interval / 2).max()]
+    assert s["time_range_utc"][0] == mjds_to_str((time - interval / 2).min())
     assert s["flagged"] == n_flag and s["n_flag_elements"] == n_el
     assert s["flagged_fraction"] == pytest.approx(n_flag / n_el)
     assert 0 < s["flagged_fraction"] < 1
     # scans: one per (scan, field), in time order, rows and times as TaQL counts them
     assert [sc["scan"] for sc in s["scans"]] == sorted(np.unique(scan).tolist())
     for sc in s["scans"]:
-        q = taql(f"SELECT TIME FROM {ms} WHERE SCAN_NUMBER=={sc['scan']} AND FIELD_ID=={sc['field_id']}")
-        tt = q.getcol("TIME")
+        q = taql(f"SELECT TIME, INTERVAL FROM {ms} WHERE SCAN_NUMBER=={sc['scan']} AND "
+                 f"FIELD_ID=={sc['field_id']}")
+        tt, iv = q.getcol("TIME"), q.getcol("INTERVAL")
         assert sc["n_rows"] == q.nrows() == int(((scan == sc["scan"]) & (fld == sc["field_id"])).sum())
-        assert (sc["t_start"], sc["t_end"]) == (tt.min(), tt.max())
+        assert (sc["t_start"], sc["t_end"]) == ((tt - iv / 2).min(), (tt + iv / 2).max())
+        assert (sc["t_first"], sc["t_last"]) == (tt.min(), tt.max())
         assert sc["intents"] == sorted(INTENTS[sc["field_id"]].split(","))
         assert sc["spws"] == [0, 1]
     # fields: rows, coordinates, intents
@@ -111,3 +114,35 @@ def test_akinfo_vis_or_caltable(tmp_path, ms_intents):
     with pytest.raises(ParameterError, match="fluxscale"):
         akinfo(vis=ms_intents, fluxscale=True)
     assert summarise_ms(ms_intents)["n_rows"] > 0
+
+
+def test_scan_times_are_listobs_integration_edges(sim_linear, tmp_path, capsys):
+    """CASA 6.7 listobs prints a scan's Timerange, 'Observed from ... to' and 'Total elapsed time' from
+    integration edges, min(TIME - INTERVAL/2) .. max(TIME + INTERVAL/2) over the rows (review 55a: akinfo
+    printed the first/last integration mid-times).  Measured with listobs on a simulated MS of 8 s
+    integrations (07:30:54.8 - 07:40:54.8, 3600 s) and on a copy whose first spw-1 integration has a
+    20 s INTERVAL and scan 2's last spw-0 one 4 s: listobs printed 07:30:48.8 for scan 1 and the
+    observation, 07:50:54.8 (spw 1's edge) as scan 2's end, and 3606 seconds."""
+    ms0, _ = sim_linear
+    ms = str(tmp_path / "mix.ms")
+    shutil.copytree(ms0, ms)
+    with table(ms, readonly=False, ack=False) as t:
+        tm, iv = t.getcol("TIME"), t.getcol("INTERVAL")
+        sc, dd = t.getcol("SCAN_NUMBER"), t.getcol("DATA_DESC_ID")
+        i0 = float(iv[0])
+        first, last2 = tm.min(), tm[sc == 2].max()
+        iv[(tm == first) & (dd == 1)] = i0 + 12.0
+        iv[(tm == last2) & (dd == 0)] = i0 / 2
+        t.putcol("INTERVAL", iv)
+    s = summarise_ms(ms)
+    t0 = first - (i0 + 12.0) / 2
+    t1 = tm.max() + i0 / 2
+    assert s["time_range"] == [t0, t1]
+    scans = {x["scan"]: x for x in s["scans"]}
+    assert scans[1]["t_start"] == t0 and scans[1]["t_first"] == first
+    assert scans[2]["t_end"] == last2 + i0 / 2                  # spw 1's edge, not spw 0's shorter one
+    assert scans[2]["t_last"] == last2
+    assert main(["info", ms]) == 0
+    out = capsys.readouterr().out
+    assert f"observed from {mjds_to_str(t0)} to {mjds_to_str(t1)} UTC ({t1 - t0:.0f} s" in out
+    assert mjds_to_str(t0) in out and mjds_to_str(last2 + i0 / 2).split("/")[-1] in out

@@ -54,11 +54,13 @@ def test_axes_contents(small_chain_table, key):
     xlab = axes[-1].get_xlabel()
     assert ("frequency" in xlab) if kind == "freq" else ("time" in xlab)
     labels = [ln.get_label() for ln in _lines(axes[0]) if not ln.get_label().startswith("_")]
-    assert labels == (["d_XY", "d_YX"] if key == "D0" else ["X", "Y"])
+    # KC holds tau_p only, CP J[1, 1] only (registry value_hands): one value drawn, not beside a constant
+    want_labels = {"D0": ["d_XY", "d_YX"], "KC0": ["X-Y"], "CP0": ["Y-X"]}.get(key, ["X", "Y"])
+    assert labels == want_labels
     n_curves = len(s.time) if kind == "freq" else len(s.freq)
     for ax in axes:
         data = _lines(ax)
-        assert len(data) == 2 * n_curves             # both feeds, one line per time (freq) or bin
+        assert len(data) == len(want_labels) * n_curves     # the feeds, one line per time (freq) or bin
         n_pts = len(s.freq) if kind == "freq" else len(s.time)
         assert all(len(ln.get_xdata()) == n_pts for ln in data)
         assert not _lines(ax, plots.FLAG_LABEL)      # nothing flagged in this table
@@ -67,7 +69,7 @@ def test_axes_contents(small_chain_table, key):
     if kind == "delay":
         np.testing.assert_allclose(y, s.delay[1, 0, :, 0])
     else:
-        el = s.jones[1, :, 0, 0, 1] if key == "D0" else s.jones[1, :, 0, 0, 0]
+        el = {"D0": s.jones[1, :, 0, 0, 1], "CP0": s.jones[1, :, 0, 1, 1]}.get(key, s.jones[1, :, 0, 0, 0])
         want = np.abs(el) if kind == "freq" else np.abs(s.jones[1, 0, :, 0, 0])
         np.testing.assert_allclose(y, want)
     assert axes[0].get_title() == "C02"

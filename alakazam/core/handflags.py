@@ -98,6 +98,40 @@ def hand_usable(jones, delay, pol):
     return ok
 
 
+def solved_values(jones_type, jones, delay) -> np.ndarray:
+    """(n_ant, n_freq, n_time, 2): the two values a set holds per cell, as plots draw them -- the delays
+    of a delay type, (d_pq, d_qp) of D, the diagonal otherwise; of these only the registry's
+    ``value_hands`` are solved (KC: tau_p; CP: J[1, 1])."""
+    from ..jones import terms
+
+    tt = terms.get(str(jones_type))
+    if tt.freq == "delay" and delay is not None:
+        return np.asarray(delay)
+    j = np.asarray(jones)
+    if not tt.diagonal:
+        return np.stack([j[..., 0, 1], j[..., 1, 0]], axis=-1)
+    return np.stack([j[..., 0, 0], j[..., 1, 1]], axis=-1)
+
+
+def nonfinite_unflagged(jones_type, jones, delay, hflags, hands=HANDS) -> np.ndarray:
+    """(n_ant, n_freq, n_time) bool: a solution with a non-finite value (NaN, Inf) on a hand that holds
+    a solved value (the registry's ``value_hands``), that the data record (``hands``) and that is not
+    flagged (``hflags`` (n_ant, n_freq, n_time, 2), :func:`hand_flags`).  Such a solution is neither
+    usable nor flagged; a table alakazam writes has none (a flagged hand is NaN, an unflagged one
+    finite), so it comes from a hand-edited or foreign table."""
+    from ..jones import terms
+
+    vals = solved_values(jones_type, jones, delay)
+    hf = np.asarray(hflags, bool)
+    if hf.ndim == vals.ndim - 1:
+        hf = np.repeat(hf[..., None], 2, axis=-1)
+    use = [h for h in terms.get(str(jones_type)).value_hands if h in set(int(x) for x in hands)]
+    bad = np.zeros(vals.shape[:-1], bool)
+    for h in use:
+        bad |= ~hf[..., h] & ~np.isfinite(vals[..., h])
+    return bad
+
+
 def recorded_hands(corr_types):
     """The hands whose parallel correlation the data record (corr_types e.g. ['XX'] -> [0])."""
     from .ms_io import CORR_ORDER

@@ -7,9 +7,12 @@ mscal functions (python-casacore 3.8.1 segfaults in some of them).
 
 Conventions (pinned by tests/test_listobs.py):
 
-- times are MJD seconds (the MS TIME column) in the dict, UTC strings ``YYYY/MM/DD/hh:mm:ss.s`` in
-  the tables; a scan's ``t_start``/``t_end`` are the first and last integration mid-times (TIME), as
-  listobs prints them;
+- times are MJD seconds in the dict, UTC strings ``YYYY/MM/DD/hh:mm:ss.s`` in the tables; a scan's
+  ``t_start``/``t_end`` and ``time_range`` are integration edges, min(TIME - INTERVAL/2) and
+  max(TIME + INTERVAL/2) over its rows, as CASA 6.7's listobs prints them (its scan "Timerange",
+  "Observed from ... to" and "Total elapsed time" = ``time_range[1] - time_range[0]``; measured on
+  MSs of 60 s and 8 s integrations and on one whose rows' INTERVALs differ within a scan); the
+  first and last integration mid-times (TIME) are ``t_first``/``t_last``;
 - ``n_rows`` counts main-table rows; ``flagged_fraction`` = true elements of FLAG | FLAG_ROW over all
   FLAG elements (rows x channels x correlations);
 - intents are the STATE table's OBS_MODE strings of the STATE_IDs a scan uses (none when STATE_ID
@@ -54,8 +57,9 @@ def _rad_to_dms(dec):
 
 
 def path_kind(path) -> str:
-    """'ms' (a directory with table.dat and an ANTENNA sub-table) or 'hdf5' (a file with the HDF5
-    signature), decided by content, not by name; anything else is an AlakazamError."""
+    """'ms' (a directory with table.dat and an ANTENNA sub-table), 'casacal' (such a directory whose
+    table.info says Type Calibration: a CASA caltable) or 'hdf5' (a file with the HDF5 signature),
+    decided by content, not by name; anything else is an AlakazamError."""
     import os
 
     from ..errors import AlakazamError
@@ -66,7 +70,9 @@ def path_kind(path) -> str:
                             "Measurement Set)")
     if os.path.isdir(p):
         if os.path.exists(os.path.join(p, "table.dat")) and os.path.isdir(os.path.join(p, "ANTENNA")):
-            return "ms"
+            from .ms_io import _table_info
+
+            return "casacal" if _table_info(p).get("Type") == "Calibration" else "ms"
         raise AlakazamError(f"info: {path!r} is a directory but not a Measurement Set (no table.dat / "
                             "ANTENNA)")
     with open(p, "rb") as fh:
@@ -105,12 +111,14 @@ def summarise_ms(ms) -> dict:
         tmin = tmax = None
         if n_rows:
             q = taql("SELECT SCAN_NUMBER AS SCN, FIELD_ID AS FLD, DATA_DESC_ID AS DDI, STATE_ID AS ST, "
-                     "OBSERVATION_ID AS OBS, gmin(TIME) AS TMIN, gmax(TIME) AS TMAX, gcount() AS N, "
+                     "OBSERVATION_ID AS OBS, gmin(TIME - INTERVAL / 2) AS TMIN, "
+                     "gmax(TIME + INTERVAL / 2) AS TMAX, "
+                     "gmin(TIME) AS TFIRST, gmax(TIME) AS TLAST, gcount() AS N, "
                      "gsum(ntrue(FLAG || FLAG_ROW)) AS NF, gsum(nelements(FLAG)) AS NE, "
                      "gmedian(INTERVAL) AS IV FROM $t "
                      "GROUPBY SCAN_NUMBER, FIELD_ID, DATA_DESC_ID, STATE_ID, OBSERVATION_ID")
-            cols = {c: q.getcol(c) for c in ("SCN", "FLD", "DDI", "ST", "OBS", "TMIN", "TMAX", "N", "NF",
-                                             "NE", "IV")}
+            cols = {c: q.getcol(c) for c in ("SCN", "FLD", "DDI", "ST", "OBS", "TMIN", "TMAX", "TFIRST",
+                                             "TLAST", "N", "NF", "NE", "IV")}
             q.close()
             groups = [dict(zip(cols, vals)) for vals in zip(*cols.values())]
             flagged = int(sum(int(g["NF"]) for g in groups))
@@ -173,10 +181,13 @@ def summarise_ms(ms) -> dict:
     for g in groups:
         key = (int(g["SCN"]), int(g["FLD"]))
         s = scans.setdefault(key, {"scan": key[0], "field_id": key[1], "field": fnames[key[1]],
-                                   "t_start": math.inf, "t_end": -math.inf, "n_rows": 0, "spws": set(),
+                                   "t_start": math.inf, "t_end": -math.inf, "t_first": math.inf,
+                                   "t_last": -math.inf, "n_rows": 0, "spws": set(),
                                    "intents": set(), "observation": set(), "interval_s": float(g["IV"])})
         s["t_start"] = min(s["t_start"], float(g["TMIN"]))
         s["t_end"] = max(s["t_end"], float(g["TMAX"]))
+        s["t_first"] = min(s["t_first"], float(g["TFIRST"]))
+        s["t_last"] = max(s["t_last"], float(g["TLAST"]))
         s["n_rows"] += int(g["N"])
         s["spws"].add(dd_spw[int(g["DDI"])])
         st = int(g["ST"])
@@ -244,8 +255,8 @@ def render(summary, console):
                       f"project {o['project']!r}")
     if s["time_range"]:
         dt = s["time_range"][1] - s["time_range"][0]
-        console.print(f"  data from {s['time_range_utc'][0]} to {s['time_range_utc'][1]} UTC "
-                      f"({dt / 3600:.3f} h), {s['n_rows']} rows, flagged "
+        console.print(f"  observed from {s['time_range_utc'][0]} to {s['time_range_utc'][1]} UTC "
+                      f"({dt:.0f} s = {dt / 3600:.3f} h), {s['n_rows']} rows, flagged "
                       f"{100 * s['flagged_fraction']:.2f}% of visibilities "
                       f"({s['flagged']}/{s['n_flag_elements']})")
     else:

@@ -676,11 +676,16 @@ def remap_antennas(sset: SolutionSet, target_ant_names, hands=False):
 
 
 def summary(path) -> List[dict]:
-    """One dict per solution group (for ``alakazam info`` / akinfo)."""
+    """One dict per solution group (for ``alakazam info`` / akinfo), of an alakazam table or of a CASA
+    caltable (read as akplot and akapply read it: one key, io/solutions.py)."""
+    from . import solutions
+
     rows = []
-    for key in list_keys(path):
-        # in time order (then SPW): the file's groups iterate by name, scan '10' before '4'
-        for s in sorted(read_term(path, key), key=_set_order):
+    for key in solutions.table_keys(path):
+        # as listobs: scans (scan groups) in time order, each one's SPWs in ascending order -- not the
+        # file's order of group names (scan '10' before '4') nor each set's own first time (a K's time
+        # is its data's mean time, which differs per SPW: spw 1 came before spw 0 in some scans)
+        for s in _listobs_order(solutions.read_term(path, key)):
             a = s.attrs
             rows.append(dict(
                 key=key, jones_type=a.get("jones_type"), field=s.field_name, scan=s.scan_id,
@@ -693,14 +698,45 @@ def summary(path) -> List[dict]:
                 backend=a.get("solver_backend"), ref_ant=a.get("ref_ant_name"),
                 time_interval=a.get("time_interval", a.get("solint_s")),
                 freq_interval=a.get("freq_interval", a.get("freqint_hz")),
-                converged=float(np.mean(s.converged)) if s.converged.size else 0.0))
+                # None: the table records no convergence (a CASA caltable)
+                converged=(float(np.mean(s.converged)) if s.converged.size else 0.0)
+                if s.converged is not None else None,
+                # solutions (antenna, bin, time) not flagged but NaN/Inf on a hand that holds a value:
+                # neither usable nor counted in `flagged` (hand-edited or foreign tables only)
+                nonfinite=_nonfinite(s)))
     return rows
 
 
-def _set_order(s):
+def _nonfinite(s) -> int:
+    from ..core.handflags import nonfinite_unflagged, set_hands
+
+    jt = s.attrs.get("jones_type")
+    if jt is None or not s.flags.size:
+        return 0
+    return int(nonfinite_unflagged(jt, s.jones, s.delay, s.hand_flags(), set_hands(s)).sum())
+
+
+def nonfinite_message(path, key, n, total, what="are not drawn") -> str:
+    """The warning for ``n`` of ``total`` solutions of ``key`` that are NaN/Inf but not flagged."""
+    return (f"{path}: {n} of {total} solutions of {key} are not finite (NaN/Inf) but not flagged; they "
+            f"{what} (a table alakazam writes flags such solutions: was this one edited by hand or "
+            "written by another program?)")
+
+
+def _set_start(s):
     t = np.asarray(s.time, float)
-    t0 = float(np.nanmin(t)) if t.size and np.isfinite(t).any() else float("inf")
-    return (t0, int(s.spw), int(s.scan_id), str(s.field_name))
+    return float(np.nanmin(t)) if t.size and np.isfinite(t).any() else float("inf")
+
+
+def _listobs_order(sets):
+    """``sets`` of one key ordered as listobs orders a scan's rows: by the earliest time of their
+    (scan group, field) -- ties by scan number, then field name -- and within it by SPW."""
+    start = {}
+    for s in sets:
+        k = (int(s.scan_id), str(s.field_name))
+        start[k] = min(start.get(k, float("inf")), _set_start(s))
+    return sorted(sets, key=lambda s: (start[(int(s.scan_id), str(s.field_name))], int(s.scan_id),
+                                       str(s.field_name), int(s.spw)))
 
 
 def _flagged_hands(s):
@@ -719,13 +755,22 @@ def summary_table(path):
     """rich Table of :func:`summary`."""
     from rich.table import Table
 
-    t = Table(title=f"{path}")
+    from . import solutions
+
+    title = f"{path}"
+    if solutions.is_casa_table(path):
+        from . import casatable
+
+        title += f" (CASA caltable, {casatable.viscal(path)})"
+    t = Table(title=title)
     cols = ["key", "field", "scan", "spw", "n_ant", "n_freq", "n_time", "flagged", "converged",
             "time_interval", "freq_interval", "ref_ant", "backend"]
     rows = summary(path)
     hands = any(r["flagged_hands"] is not None for r in rows)
     if hands:       # flags per hand in some group: the flagged fraction of each hand (p / q) too
         cols.insert(cols.index("flagged") + 1, "flagged p/q")
+    if any(r["nonfinite"] for r in rows):       # NaN/Inf solutions not flagged: how many, per group
+        cols.insert(cols.index("converged"), "NaN unflagged")
     for c in cols:
         t.add_column(c)
     for r in rows:
@@ -736,7 +781,14 @@ def summary_table(path):
                 vals.append("-" if fh is None else
                             " / ".join("-" if x is None else f"{100 * x:.1f}%" for x in fh))
                 continue
+            if c == "NaN unflagged":
+                n = r["n_ant"] * r["n_freq"] * r["n_time"]
+                vals.append(f"[bold red]{r['nonfinite']}/{n}[/bold red]" if r["nonfinite"] else "0")
+                continue
             v = r[c]
+            if v is None:
+                vals.append("-")
+                continue
             if c in ("flagged", "converged"):
                 v = f"{100 * v:.1f}%"
             vals.append(str(v))

@@ -34,6 +34,10 @@ Conventions (pinned by tests/test_terms.py)
   ``casa_elements``: which Jones elements are the CASA parameters (``casa_conj``: CASA stores their
   complex conjugate); delay types export their delays (``delay_pols``) as Float parameters.
 * ``matrix_form``: the HDF5 attr ``matrix_form`` of a solution set ('diagonal' or 'full').
+* ``value_hands``: which of the two elements a table holds per antenna -- ``delay[..., h]`` for a delay
+  type, ``J[h, h]`` for a diagonal one, ``(d_pq, d_qp)`` for D -- carry a solved value; the others are
+  constants (KC: only tau_p, delay_pols 1, J[1, 1] = 1; CP: only J[1, 1] = exp(i phi), J[0, 0] = 1).
+  Plots draw these hands only; akinfo and akplot count a non-finite unflagged value on them.
 * Iteration order of the registry (``names()``): the order of keys in a cal table listing
   (K, G, T, D, KC, CP), which is not the RIME order.
 """
@@ -74,6 +78,7 @@ class JonesType:
     delay_pols: int = 0                   # delays stored per antenna (delay types)
     gain: bool = False                    # a complex gain: calmode p/a, solnorm, outlier channels
     pol_shared: bool = False              # one parameter for both polarisations
+    value_hands: Tuple[int, ...] = (0, 1)  # the elements (p, q) holding a solved value (docstring)
 
     @property
     def diagonal(self) -> bool:
@@ -133,12 +138,12 @@ _TYPES = (
               "float (2,): tau (ns), nuisance cross-hand phase (rad); all antennas", 2, 0,
               channel_sampled=True, scan_sampled=True, is_global=True, phase_ref=None,
               solver="cross_delay", freq="delay", casa_viscal=("Kcross Jones",),
-              casa_import=("Kcross Jones",), delay_pols=1),
+              casa_import=("Kcross Jones",), delay_pols=1, value_hands=(0,)),
     JonesType("CP", "cross-hand phase", "diagonal", 4, CROSS,
               "float (1,): phi (rad); Jones diag(1, exp(i phi)) for all antennas", 1, 0,
               channel_sampled=False, scan_sampled=True, is_global=True, phase_ref=None,
               solver="cross_phase", freq="per_bin", casa_viscal=("Xf Jones",), casa_import=("Xf Jones",),
-              casa_elements=((1, 1),), casa_conj=True),
+              casa_elements=((1, 1),), casa_conj=True, value_hands=(1,)),
 )
 
 REGISTRY = {t.name: t for t in _TYPES}
