@@ -16,14 +16,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dead_antenna_ms import dead_antenna_ms  # noqa: E402  (tests/dead_antenna_ms.py)
 
 
-def test_all_zero_sample_flagged_partial_zero_kept():
+def test_zero_samples_flagged_per_correlation():
+    """DATA exactly 0: in every correlation of a (row, channel) all four flagged; in some correlations only
+    (a feed's or a correlation's dropout; cross hands stored as zeros) those alone -- they were kept
+    until session 55, and a reference antenna's Y feed at exactly 0 stayed the reference (review 55c)."""
     data = np.ones((3, 4, 4), np.complex64)
     data[0, 1] = 0                                  # every correlation 0: flagged
-    data[1, 2, 1:3] = 0                             # cross hands 0 only (an unpolarised, leak-free source)
+    data[1, 2, 1:3] = 0                             # cross hands 0 only: those flagged
+    data[2, 0, 3] = 0j                              # one correlation 0
+    data[2, 3, 0] = 1e-30                           # tiny, not zero: kept
     model = np.ones_like(data)
     weight = np.ones(data.shape, np.float32)
     flags, n_new = flag_bad_values(data, model, weight, np.zeros(data.shape, bool))
-    assert flags[0, 1].all() and n_new == 4 and flags.sum() == 4
+    assert flags[0, 1].all() and flags[1, 2, 1:3].all() and flags[2, 0, 3]
+    assert n_new == 7 and flags.sum() == 7
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,11 @@ the extension again (:func:`extend`).
     mixes the four correlations) or zero in all of them (a zero model carries no gain information and
     would bias the weighted averages ``sum w V / sum w`` against ``sum w M / sum w``), or when DATA is
     exactly zero in all of them (a correlator dropout left unflagged: no signal, and the solvers took
-    it for a dead antenna's data -- CASA's solvers use it unless flagdata clipzeros ran first).
+    it for a dead antenna's data -- CASA's solvers use it unless flagdata clipzeros ran first).  A
+    sample whose DATA is exactly zero in its correlation alone is flagged too (a dropout of one
+    correlation or feed: a reference antenna's Y feed at exactly 0 in one scan stayed the reference,
+    its hand's gains got an arbitrary phase and a target 10% decorrelated; review 55c; data with noise
+    are never exactly 0, and cross hands stored as zeros carry no information either).
 
 :func:`flag_persistent` (with ``rfi_threshold > 0``)
     Statistics per *row group* -- the rows of a block of about :data:`BLOCK_INTEGRATIONS` consecutive
@@ -288,7 +292,8 @@ def _bad_decide(use_model, wr, fr, orow, code):
                 orow[chan, c] = True
                 continue
             w = np.float64(wr[chan, c])
-            if mbad or (code[chan * n_corr + c] & 1) != 0 or not np.isfinite(w) or w < 0:
+            # (a sample's DATA non-finite, or exactly 0: a dropout of its correlation)
+            if mbad or (code[chan * n_corr + c] & 3) != 2 or not np.isfinite(w) or w < 0:
                 orow[chan, c] = True
                 nb += 1
             else:
@@ -332,7 +337,8 @@ def _bad_decide_words(use_model, wr, fw, ow, cw, n_corr):
             acc |= u >> (8 * k)
         # all DATA exactly 0 (a correlator dropout), or a MODEL non-finite or all 0 in the channel
         mbad = ((acc & 2) == 0) or (use_model and ((acc & 4) != 0 or (acc & 8) == 0))
-        bad = (u & ones) | (ones if mbad else np.int64(0))
+        # a sample's DATA non-finite (bit 0) or exactly 0 (bit 1 clear: a dropout of its correlation)
+        bad = (u & ones) | (~(u >> 1) & ones) | (ones if mbad else np.int64(0))
         bad |= _bad_word(wr, chan, n_corr) if per_chan else wbad
         f = np.int64(fw[chan])
         f = ((((f & low7) + low7) | f) >> 7) & ones         # 1 in each non-zero byte
@@ -415,7 +421,8 @@ def _bad_row_2d(dr, mr, use_model, wr, fr, orow):
                 continue
             v = np.complex128(dr[chan, c])
             w = np.float64(wr[chan, c])
-            if mbad or not (np.isfinite(v.real) and np.isfinite(v.imag)) or not np.isfinite(w) or w < 0:
+            if (mbad or not (np.isfinite(v.real) and np.isfinite(v.imag)) or (v.real == 0 and v.imag == 0)
+                    or not np.isfinite(w) or w < 0):
                 orow[chan, c] = True
                 nb += 1
             else:
