@@ -39,7 +39,7 @@ def test_validation_reports_every_bad_parameter(tmp_path, sim_linear):
     errs = e.value.errors
     assert "must be a path that exists" in errs["vis"][0] and "nope.ms" in errs["vis"][0]
     assert "cInt" in errs["maxiter"][0] and "unallowed value 'fortran'" in errs["solver"][0]
-    assert "cBool" in errs["parang"][0] and "min value" in errs["tol"][0]
+    assert "cBool" in errs["parang"][0] and "must be > 0, got -1.0" in errs["tol"][0]
     with pytest.raises(TypeError, match="bogus"):
         akcal(vis="x", bogus=1)
     # a scalar for a *Vec parameter becomes a one-element list; double accepts int
