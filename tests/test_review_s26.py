@@ -128,12 +128,12 @@ def test_casa_caltable_of_a_single_pol_spw_reads_back_its_hands(rr_only, tmp_pat
 
 @pytest.mark.parametrize("hours", [1.0, 0.5])
 def test_log_names_a_hand_solved_with_a_fallback_reference(tmp_path, caplog, hours):
-    """The refant's p feed dead in 3C286's first scan of a 4-correlation MS: that scan's p hand is solved
-    with the next refant (the cell's reference stays C00, whose q hand has data).  With a second 3C286
-    scan (1 h) it is bridged to C00 there; without one (0.5 h) C01 is the p hand's reference for the step
-    (attr ref_ant_hands [C01, C00]).  README ("Reference antenna"): the log counts the cells
-    re-referenced and says when the first refant is not used; it said nothing (1 h), or that C00 was the
-    reference of no cell (0.5 h; it is q's), since it looked at the cells' references only."""
+    """The refant's p feed dead in 3C286's first scan of a 4-correlation MS: that scan is solved with the next
+    refant in both hands (a cell's reference has both hands: session 55, review 55c; C00's q hand is still
+    solved).  With a second 3C286 scan (1 h) it is bridged to C00 there; without one (0.5 h) C01 is the
+    step's reference for both hands and the log says why: C00 has no usable p hand (it said nothing
+    (1 h), or that C00 was the reference of no cell (0.5 h), before session 26; until session 55 the p
+    hand alone took C01)."""
     import logging
 
     from alakazam.caltasks import akcal
@@ -148,17 +148,18 @@ def test_log_names_a_hand_solved_with_a_fallback_reference(tmp_path, caplog, hou
         akcal(vis=ms, caltable=str(tmp_path / "k.h5"), field="3C286", refant="C00,C01", jones=["K"],
               solint=["scan"])
     k = {s.scan_id: s for s in hdf5.read_term(str(tmp_path / "k.h5"), "K0")}
-    assert (np.asarray(k[1].extra["ref_ant"]) == 0).all()
+    assert (np.asarray(k[1].extra["ref_ant"]) == 1).all()
+    assert (np.asarray(k[1].extra["ref_ant_hand"]) == 1).all()
     pf = k[1].hand_flags()
     assert pf[0, ..., 0].all() and not np.delete(pf, 0, 0).any() and not pf[..., 1].any()
-    msgs = [r.getMessage() for r in caplog.records if "K0 (K) spw 0" in r.getMessage()]
+    msgs = [r.getMessage() for r in caplog.records if "K0 (K) field 3C286 spw 0" in r.getMessage()]
     if hours == 1.0:
         assert [list(x.attrs["ref_ant_hands"]) for x in k.values()] == [[0, 0], [0, 0]]
         assert len(msgs) == 1 and "solved with C01: 1 re-referenced to C00 (bridged)" in msgs[0], msgs
     else:
-        assert list(k[1].attrs["ref_ant_hands"]) == [1, 0]
-        assert len(msgs) == 1 and "hand p: the first reference antenna C00" in msgs[0] and \
-            "C01 is its reference" in msgs[0], msgs
+        assert list(k[1].attrs["ref_ant_hands"]) == [1, 1]
+        assert len(msgs) == 1 and "refant C00 has no usable p hand in any cell" in msgs[0] and \
+            "C01 is the reference instead, of both" in msgs[0], msgs
 
 
 def test_yaml_apply_block_with_missing_ms_reports_its_missing_table(tmp_path):

@@ -381,6 +381,21 @@ def _had_data(sets, ant, hand=None):
     return False
 
 
+def _lost_hands(sets, ant):
+    """The recorded hands in which antenna ``ant`` has no unflagged solution in any cell of ``sets``, when
+    it has one in another recorded hand (a feed lost for the whole selection); [] otherwise or for sets
+    without flags per hand."""
+    from ..core.handflags import set_hands
+
+    if not sets or not all(getattr(s, "pol_flags", None) is not None for s in sets):
+        return []
+    hands = set_hands(sets[0])
+    alive = {h: any(not s.hand_flags()[ant, ..., h].all() for s in sets) for h in hands}
+    if not any(alive.values()):
+        return []
+    return [h for h in hands if not alive[h]]
+
+
 def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
     others, hand_R = _hand_refs(sets)     # a hand solved with a fallback (the cell's reference unchanged)
     if others is None:
@@ -394,13 +409,24 @@ def _log(step_key, jones_type, spw, mode, names, R, refs, sets, counts):
         R_text = " / ".join(f"{names[r]} ({'pq'[h]})" for h, r in sorted(hand_R.items()))
     else:
         R_text = names[R]
-    where = f"{step_key} ({jones_type}) spw {spw}"
+    # the fields of the sets this call brought to the reference (a step calls once per field group: two
+    # 'spw 0' lines without a field left the user to guess which had the fallback; review 55c)
+    flds = sorted({str(getattr(s, "field_name", "")) for s in sets} - {""})
+    where = f"{step_key} ({jones_type}) " + (f"field {', '.join(flds)} " if flds else "") + f"spw {spw}"
     if mode == "flex" and _first_unused(sets, refs[0]) and (moved if hand_R else R != refs[0]) \
             and (not hand_R or set(moved) == set(hand_R)):
         # the first refant is the reference of no cell of any hand: it has no usable sample in the
         # selection (e.g. every row of it flagged); one message naming it and the antenna used instead
         fields = ", ".join(dict.fromkeys(s.field_name for s in sets))
-        if _had_data(sets, refs[0]):
+        lost = _lost_hands(sets, refs[0])
+        if lost:
+            # alive in one hand: a cell's reference has both hands where some antenna has (common.run)
+            log.warning("%s: refant %s has no usable %s hand in any cell of the selection (field(s) %s, spw "
+                        "%s: a feed dead or flagged); a reference needs both hands, so %s is the reference "
+                        "instead, of both (solver_stats/ref_ant%s); %s's other hand is solved", where,
+                        names[refs[0]], "/".join("pq"[h] for h in lost), fields, spw, R_text,
+                        ", attr ref_ant_hands" if hand_R else "", names[refs[0]])
+        elif _had_data(sets, refs[0]):
             # its samples reached the solve but carried no signal (taken out: solvers/nosignal.py)
             log.warning("%s: refant %s has data but no signal in the selection (field(s) %s, spw %s: its "
                         "solutions are flagged in every cell, SNR below minsnr -- a dead antenna or feed "
