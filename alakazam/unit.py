@@ -695,6 +695,9 @@ def _check_t_hands(ctx, step, g, batch, res):
     key = ("t_hands_warned", step.key)
     if ctx.stats.get(key):
         return
+    if step.amp_only:       # calmode 'a' fitted the samples' amplitudes (solvers.common.amplitudes_only):
+        from .solvers.common import amplitudes_only     # the data's phases are not the hands' difference
+        batch = amplitudes_only(batch)
     got = scalar_gain.hand_mismatch(batch, np.where(res.flags[..., None], np.nan, res.params))
     if got is None:
         return

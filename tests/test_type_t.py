@@ -270,3 +270,45 @@ def test_T_warns_when_the_hands_gains_differ(tmp_path, caplog):
     b2.vis[..., 3] *= (aq[b2.ant1] * aq[b2.ant2])[None, :, None]
     d3, a3, n3 = scalar_gain.hand_mismatch(b2, g2[..., None])
     assert abs(a3 - 0.2086) < 0.02 and a3 > 10 * n3 and d3 < 3 * n3, (d3, a3, n3)
+
+
+def test_T_amplitude_only_checks_the_hands_amplitudes_only(tmp_path, caplog):
+    """T with calmode 'a' fits the samples' amplitudes (solvers.common.amplitudes_only): the hands' phases,
+    which it does not fit, raise no phase warning (the check looked at the complex data: a false
+    "differ in phase"); the hands' amplitudes are still checked."""
+    import logging
+
+    from alakazam.caltasks import akcal
+    from alakazam.sim import simulate_ms
+    from casacore.tables import table
+
+    ms = str(tmp_path / "ta.ms")
+    simulate_ms(ms, n_ant=6, n_ant_extra=0, n_chan=(8,), duration_h=0.5, int_s=120.0, noise=0.01, seed=4,
+                leakage=False, crosshand=False, delays=False, dead_ant=False)
+    ph = np.random.default_rng(2).uniform(-np.pi, np.pi, 6)      # q = p with a phase per antenna
+    with table(ms, readonly=False, ack=False) as t:
+        d = t.getcol("DATA")
+        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+        d[:, :, 3] = d[:, :, 0] * np.exp(1j * (ph[a1] - ph[a2]))[:, None]
+        t.putcol("DATA", d)
+    with caplog.at_level(logging.WARNING):
+        akcal(vis=ms, caltable=str(tmp_path / "t0.h5"), field="3C286", jones=["T"], solint=["int"],
+              refant="C00")
+    assert "the two hands' gains differ in phase" in caplog.text          # ('ap': the phases are fitted)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        akcal(vis=ms, caltable=str(tmp_path / "t.h5"), field="3C286", jones=["T"], solint=["int"],
+              calmode=["a"], refant="C00")
+    assert "hands' gains differ" not in caplog.text
+    with table(ms, readonly=False, ack=False) as t:
+        d = t.getcol("DATA")
+        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+        f = np.where(np.isin(a1, [0, 2, 4]), 1.25, 1.0) * np.where(np.isin(a2, [0, 2, 4]), 1.25, 1.0)
+        d[:, :, 3] *= f[:, None]
+        t.putcol("DATA", d)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        akcal(vis=ms, caltable=str(tmp_path / "t2.h5"), field="3C286", jones=["T"], solint=["int"],
+              calmode=["a"], refant="C00")
+    assert "the two hands' gains differ in amplitude by" in caplog.text
+    assert "differ in phase" not in caplog.text and "differ in phase and" not in caplog.text
