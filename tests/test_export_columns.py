@@ -50,12 +50,16 @@ def _rows(path):
 
 @pytest.mark.parametrize("key", KEYS)
 def test_snr_is_the_stored_snr(columns, key):
-    """Each row's SNR (shape of its parameters) is solver_stats/snr of that antenna, time, bin and hand."""
+    """Each row's SNR (shape of its parameters) is solver_stats/snr of that antenna, time, bin and hand,
+    divided by sqrt(chi2/nDOF) of its cell where that exceeds 1 (CASA's errors scale with the fit)."""
     ms, cal, out = columns
     r = _rows(out[key])
     n_checked = 0
     for s in hdf5.read_term(cal, key):
-        snr = np.asarray(s.extra["snr"])                      # (n_ant, n_f, n_t, 2)
+        # alakazam's SNR scaled as CASA's by the cell's chi2/nDOF where it exceeds 1 (review 55d)
+        rchi2 = np.asarray(s.extra["rchi2"], float)           # (n_f, n_t)
+        k = np.sqrt(np.where(np.isfinite(rchi2) & (rchi2 > 1), rchi2, 1.0))
+        snr = np.asarray(s.extra["snr"]) / k[None, :, :, None]   # (n_ant, n_f, n_t, 2)
         for ia, a in enumerate(s.ant_names):
             for it, t in enumerate(s.time):
                 i = [j for j in range(len(r["time"])) if r["spw"][j] == int(s.spw) and r["ant"][j] ==

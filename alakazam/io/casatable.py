@@ -154,13 +154,21 @@ def _snr(s: SolutionSet, jt: str, n_par: int):
     CASA parameter -- parameter i of a two-parameter term (G, B: g_p, g_q; D: d_pq, d_qp; K, KC per
     hand) takes hand i, a one-parameter term (T, Xf) hand 0 (T: both hands' sum, equal in both; CP: one
     value for all antennas).  0 where the table holds none (older tables) or it is not finite, as CASA
-    writes 0 where it has no estimate (its reference antenna's solutions)."""
+    writes 0 where it has no estimate (its reference antenna's solutions).  Divided by sqrt(chi2/nDOF) of
+    the cell where that exceeds 1, as CASA scales its errors by the fit."""
     n_ant, n_f, n_t = np.asarray(s.jones).shape[:3]
     snr = (s.extra or {}).get("snr")
     n_chan = 1 if jterms.get(jt).freq == "delay" else n_f
     if snr is None or np.shape(snr) != (n_ant, n_f, n_t, 2):
         return np.zeros((n_ant, n_t, n_chan, n_par), np.float32)
     v = np.asarray(snr, float)[..., [0, 1] if n_par == 2 else [0]]          # (n_ant, n_f, n_t, n_par)
+    # CASA's errors take the fit's chi2 / nDOF as the noise scale; alakazam's SNR keeps the weights' noise
+    # where the misfit exceeds it (solvers/quality.py: a misfit above the weights' prediction is not noise)
+    # -- 25x CASA's on a review's G with chi2/nDOF 636 (55d): scaled by sqrt(max(rchi2, 1)) per cell
+    rchi2 = (s.extra or {}).get("rchi2")
+    if rchi2 is not None and np.shape(rchi2) == (n_f, n_t):
+        r = np.asarray(rchi2, float)
+        v = v / np.sqrt(np.where(np.isfinite(r) & (r > 1.0), r, 1.0))[None, :, :, None]
     v = np.where(np.isfinite(v), v, 0.0)
     return np.moveaxis(v, 2, 1)[:, :, :n_chan].astype(np.float32)          # (n_ant, n_t, n_chan, n_par)
 
