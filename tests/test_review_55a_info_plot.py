@@ -201,6 +201,7 @@ def test_akinfo_summarises_a_casa_caltable(sim_linear, tmp_path, caplog, capsys)
     assert main(["info", tb]) == 0
     assert "CASA caltable, G Jones" in capsys.readouterr().out
     caplog.set_level("INFO")
+    caplog.clear()             # (the records of the summaries above)
     with pytest.raises(ParameterError, match="vis: .*is a CASA calibration table.*akinfo\\(caltable="):
         akinfo(vis=tb)
     with pytest.raises(ParameterError, match="fluxscale: .*CASA calibration table"):
