@@ -198,6 +198,7 @@ def test_akinfo_summarises_a_casa_caltable(sim_linear, tmp_path, caplog, capsys)
                                                                              ("G0", 1, 4, 3)]
     assert [g["flagged"] for g in groups] == [0.0, 0.25]
     assert groups[0]["converged"] is None                  # a CASA table records none: '-'
+    assert groups[0]["time_interval"] is None              # CASA's INTERVAL 0 is no solint: '-' (55d)
     assert main(["info", tb]) == 0
     assert "CASA caltable, G Jones" in capsys.readouterr().out
     caplog.set_level("INFO")

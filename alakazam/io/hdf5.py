@@ -696,7 +696,9 @@ def summary(path) -> List[dict]:
                 # a hand the MS does not record (attr hands, e.g. RR only) is None, not "all flagged"
                 flagged_hands=_flagged_hands(s),
                 backend=a.get("solver_backend"), ref_ant=a.get("ref_ant_name"),
-                time_interval=a.get("time_interval", a.get("solint_s")),
+                # (a CASA caltable's INTERVAL 0 is no solint -- CASA writes 0 for every one: '-')
+                time_interval=(None if s.converged is None and a.get("time_interval", a.get("solint_s")) in
+                               (0, 0.0) else a.get("time_interval", a.get("solint_s"))),
                 freq_interval=a.get("freq_interval", a.get("freqint_hz")),
                 # None: the table records no convergence (a CASA caltable)
                 converged=(float(np.mean(s.converged)) if s.converged.size else 0.0)
