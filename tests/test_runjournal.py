@@ -206,10 +206,7 @@ def test_user_flags_after_an_interrupt_are_not_overwritten(rfi_ms, tmp_path, mon
     from alakazam.caltasks.yamlrun import run_yaml
 
     y, ms = _setup(rfi_ms, str(tmp_path / "a"))
-    with monkeypatch.context() as m:
-        _interrupt_solve(m, "akflag")           # stopped before its first FLAG write
-        with pytest.raises(KeyboardInterrupt):
-            run_yaml(y)
+    _interrupted(y, "akflag")                   # stopped before its first FLAG write
     _flag_c00(ms)
     with caplog.at_level(logging.WARNING):
         run_yaml(y)
@@ -464,10 +461,7 @@ def test_the_base_restored_by_hand_settles_the_journal(rfi_ms, tmp_path, monkeyp
     _interrupted(y)
     _flag_c00(ms)
     with caplog.at_level(logging.WARNING):
-        with pytest.MonkeyPatch.context() as m:
-            _interrupt_solve(m, "akflag")
-            with pytest.raises(KeyboardInterrupt):
-                run_yaml(y)
+        _interrupted(y, "akflag")
     assert "changed since by other tasks" in caplog.text
     caplog.clear()
     akflagmanager(vis=ms, mode="restore", versionname="akflag_1")
@@ -579,10 +573,7 @@ def test_undoing_the_hand_restore_reopens_and_a_killed_entry_still_settles(rfi_m
     assert "settled" not in _journal(ms, y)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        with pytest.MonkeyPatch.context() as m:
-            _interrupt_solve(m, "akflag")
-            with pytest.raises(KeyboardInterrupt):
-                run_yaml(y)
+        _interrupted(y, "akflag")
     assert "changed since by other tasks" in caplog.text
 
     y2, ms2 = _setup(rfi_ms, str(tmp_path / "k"))

@@ -210,6 +210,18 @@ def test_T_on_a_simulated_ms_and_casa_export(tmp_path):
         np.testing.assert_allclose(s1.jones[..., 1, 1][ok], s0.jones[..., 0, 0][ok], atol=1e-6)
 
 
+def _q_hand_25_percent_higher(ms):
+    """The q hand (YY) of antennas 0, 2, 4 made 25% higher in the MS's DATA."""
+    from casacore.tables import table
+
+    with table(ms, readonly=False, ack=False) as t:
+        d = t.getcol("DATA")
+        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+        f = np.where(np.isin(a1, [0, 2, 4]), 1.25, 1.0) * np.where(np.isin(a2, [0, 2, 4]), 1.25, 1.0)
+        d[:, :, 3] *= f[:, None]
+        t.putcol("DATA", d)
+
+
 def test_T_warns_when_the_hands_gains_differ(tmp_path, caplog):
     """Review 53a: T solved where the hands' phases differ (no per-hand term pre-applied) left Stokes I
     0.93-0.95 of the truth with an imaginary part 0.2 of it, silently.  It now warns, naming the median
@@ -235,14 +247,7 @@ def test_T_warns_when_the_hands_gains_differ(tmp_path, caplog):
               refant="C00", gaintable=[g], gainjones=["G0"])
     assert "hands' gains differ" not in caplog.text
     # the q hand of C00, C02, C04 25% higher after that G (amplitude only): said, with what it does
-    from casacore.tables import table
-
-    with table(ms, readonly=False, ack=False) as t:
-        d = t.getcol("DATA")
-        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
-        f = np.where(np.isin(a1, [0, 2, 4]), 1.25, 1.0) * np.where(np.isin(a2, [0, 2, 4]), 1.25, 1.0)
-        d[:, :, 3] *= f[:, None]
-        t.putcol("DATA", d)
+    _q_hand_25_percent_higher(ms)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         akcal(vis=ms, caltable=str(tmp_path / "t3.h5"), field="3C286", jones=["T"], solint=["int"],
@@ -300,12 +305,7 @@ def test_T_amplitude_only_checks_the_hands_amplitudes_only(tmp_path, caplog):
         akcal(vis=ms, caltable=str(tmp_path / "t.h5"), field="3C286", jones=["T"], solint=["int"],
               calmode=["a"], refant="C00")
     assert "hands' gains differ" not in caplog.text
-    with table(ms, readonly=False, ack=False) as t:
-        d = t.getcol("DATA")
-        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
-        f = np.where(np.isin(a1, [0, 2, 4]), 1.25, 1.0) * np.where(np.isin(a2, [0, 2, 4]), 1.25, 1.0)
-        d[:, :, 3] *= f[:, None]
-        t.putcol("DATA", d)
+    _q_hand_25_percent_higher(ms)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         akcal(vis=ms, caltable=str(tmp_path / "t2.h5"), field="3C286", jones=["T"], solint=["int"],
