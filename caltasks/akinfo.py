@@ -4,6 +4,7 @@
 import os
 
 from alakazam.errors import ParameterError
+from alakazam.io.solutions import is_casa_caltable
 
 from .task import Task
 
@@ -32,7 +33,7 @@ def _prepare(params):
             from alakazam.core.ms_io import check_ms
             from alakazam.errors import AlakazamError
 
-            if _casa_caltable(path):
+            if is_casa_caltable(path):
                 errors["vis"] = [f"{path!r} is a CASA calibration table, not a Measurement Set: "
                                  f"akinfo(caltable={path!r}) summarises it"]
             else:
@@ -40,7 +41,7 @@ def _prepare(params):
                     check_ms(path)
                 except AlakazamError as e:
                     errors["vis"] = [str(e).split(": ", 1)[-1]]
-        elif os.path.isdir(path) and not _casa_caltable(path):
+        elif os.path.isdir(path) and not is_casa_caltable(path):
             from alakazam.core.listobs import path_kind
             from alakazam.errors import AlakazamError
 
@@ -61,20 +62,13 @@ def _prepare(params):
     return params
 
 
-def _casa_caltable(path) -> bool:
-    """A CASA calibration table (table.info Type 'Calibration'): a directory with table.dat, as an MS."""
-    from alakazam.core.ms_io import _table_info
-
-    return os.path.isdir(path) and _table_info(path).get("Type") == "Calibration"
-
-
 def _fluxscale_errors(path) -> dict:
     """fluxscale=True on a table that is not an alakazam table or holds no fluxscale results: said
     before the Begin line, as ``alakazam fluxscale-info`` says it (before, a traceback after Begin)."""
     from alakazam.errors import AlakazamError
     from alakazam.io import hdf5
 
-    if _casa_caltable(path):
+    if is_casa_caltable(path):
         return {"fluxscale": [f"{path!r} is a CASA calibration table: it holds no fluxscale results "
                               "(fluxscale=False summarises its solutions)"]}
     try:

@@ -687,6 +687,7 @@ def summary(path) -> List[dict]:
         # is its data's mean time, which differs per SPW: spw 1 came before spw 0 in some scans)
         for s in _listobs_order(solutions.read_term(path, key)):
             a = s.attrs
+            ti = a.get("time_interval", a.get("solint_s"))
             rows.append(dict(
                 key=key, jones_type=a.get("jones_type"), field=s.field_name, scan=s.scan_id,
                 spw=s.spw, shape=tuple(s.jones.shape), n_ant=s.jones.shape[0],
@@ -697,8 +698,7 @@ def summary(path) -> List[dict]:
                 flagged_hands=_flagged_hands(s),
                 backend=a.get("solver_backend"), ref_ant=a.get("ref_ant_name"),
                 # (a CASA caltable's INTERVAL 0 is no solint -- CASA writes 0 for every one: '-')
-                time_interval=(None if s.converged is None and a.get("time_interval", a.get("solint_s")) in
-                               (0, 0.0) else a.get("time_interval", a.get("solint_s"))),
+                time_interval=None if s.converged is None and ti in (0, 0.0) else ti,
                 freq_interval=a.get("freq_interval", a.get("freqint_hz")),
                 # None: the table records no convergence (a CASA caltable)
                 converged=(float(np.mean(s.converged)) if s.converged.size else 0.0)

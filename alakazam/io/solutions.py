@@ -20,6 +20,14 @@ def is_casa_table(path) -> bool:
     return os.path.isdir(str(path)) and os.path.isfile(os.path.join(str(path), "table.dat"))
 
 
+def is_casa_caltable(path) -> bool:
+    """A CASA calibration table: a directory table (:func:`is_casa_table`, as an MS is) whose table.info
+    Type is 'Calibration'."""
+    from ..core.ms_io import _table_info
+
+    return is_casa_table(path) and _table_info(str(path)).get("Type") == "Calibration"
+
+
 def table_keys(path) -> List[str]:
     if is_casa_table(path):
         from . import casatable
