@@ -70,9 +70,9 @@ def path_kind(path) -> str:
                             "Measurement Set)")
     if os.path.isdir(p):
         if os.path.exists(os.path.join(p, "table.dat")) and os.path.isdir(os.path.join(p, "ANTENNA")):
-            from .ms_io import _table_info
+            from ..io.solutions import is_casa_caltable
 
-            return "casacal" if _table_info(p).get("Type") == "Calibration" else "ms"
+            return "casacal" if is_casa_caltable(p) else "ms"
         raise AlakazamError(f"info: {path!r} is a directory but not a Measurement Set (no table.dat / "
                             "ANTENNA)")
     with open(p, "rb") as fh:
