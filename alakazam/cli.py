@@ -82,10 +82,11 @@ def cmd_run(args):
     # a re-run of the file first puts FLAG back to the flags this run started from (core/runjournal.py)
     args.interrupt_message = (
         "alakazam: interrupted (solution files are only ever replaced whole; the blocks that finished are "
-        "kept, and plot pages drawn so far stay, each whole; when its flag blocks wrote FLAG, a re-run of "
-        "this file first puts FLAG back to the flags before this run, so that they do not flag again on "
-        "top of their own flags; an apply block interrupted while writing FLAG is finished by the re-run: "
-        "its flags are those of the solutions)")
+        "kept, and plot pages drawn so far stay, each whole; when its flag or apply blocks wrote FLAG, a "
+        "re-run of this file first puts FLAG back to the flags before this run, so that its flag blocks do "
+        "not flag again on top of their own flags and its solves do not read the apply's flags; an apply "
+        "block interrupted while writing FLAG is finished by the re-run: its flags are those of the "
+        "solutions)")
 
     run_yaml(args.config, workers=getattr(args, "workers", None), scheduler=getattr(args, "scheduler", None),
              plots=getattr(args, "plots", None))

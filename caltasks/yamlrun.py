@@ -647,6 +647,13 @@ def _writes_flag(cfg) -> bool:
     return cfg.mode in WRITING_MODES and cfg.action == "apply"
 
 
+def _apply_writes_flag(cfg) -> bool:
+    """An apply block that writes FLAG (applymode calflag / flagonly, or propagate_flags)."""
+    from alakazam.calibration import applymode
+
+    return applymode.writes_flags(applymode.resolve(cfg.applymode, cfg.propagate_flags))
+
+
 def _restore_flags(ms, version):
     """runjournal's restore: akflagmanager's (the current flags saved as a version first, whose name is
     returned)."""
@@ -718,9 +725,13 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
         # an unfinished earlier run of this file: FLAG back to the flags it started from first, so this
         # run's flag blocks do not flag on top of their own flags (alakazam/core/runjournal.py)
         from alakazam.core import runjournal
+        # (an apply block that writes FLAG -- calflag, propagate_flags -- counts too: the re-run's solves
+        # read FLAG, and solved on the interrupted run's apply flags, session 55)
         journals = runjournal.begin(
             yaml_abs, sections,
-            [cfg.ms for section, _, _, _, cfg, _ in calls if section == "flag" and _writes_flag(cfg)],
+            [cfg.ms for section, _, _, _, cfg, _ in calls
+             if (section == "flag" and _writes_flag(cfg))
+             or (section == "apply" and _apply_writes_flag(cfg))],
             _restore_flags)
         # first run on this machine: every solve block's solvers, then the apply's kernels when an apply
         # block follows the solves, compile on the other core from the start (alakazam/warmup.py)

@@ -600,3 +600,55 @@ def test_already_ran_names_the_versions_a_restore_would_drop(rfi_ms, tmp_path, c
     with caplog.at_level(logging.WARNING):
         run_yaml(y)
     assert "already ran" in caplog.text and "other tasks saved flag versions since (akflag_3)" in caplog.text
+
+
+def test_apply_flags_are_put_back_before_a_rerun_solves(tmp_path, caplog):
+    """An apply block with propagate_flags writes FLAG (samples without a valid solution); a re-run's solves
+    read FLAG.  After a run stopped once its apply had written FLAG (here: at the very end, before the
+    journal is marked finished) the re-run solved on those flags and its solutions and CORRECTED_DATA
+    differed from an uninterrupted run's (the README hazard MS through examples/fluxscale.yaml: 3C147
+    2.4673 and TARGET 0.6888 against 2.5094 and 0.7001).  The apply is journaled as a flag block is: the
+    re-run puts FLAG back to the apply's version first and gives the uninterrupted run's results bit for
+    bit; a run after a finished one says that its solves read the first run's apply flags."""
+    from casacore.tables import taql
+
+    from alakazam.caltasks.yamlrun import run_yaml
+    from alakazam.io import hdf5
+
+    examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+    runs = {}
+    for name in ("ref", "int"):
+        d = tmp_path / name
+        d.mkdir()
+        simulate_ms(str(d / "sim.ms"), rfi_persistent=[5], rfi_intermittent=True, rfi_bursts=2,
+                    dead_antenna_scan=("C04", 4))
+        shutil.copy(os.path.join(examples, "fluxscale.yaml"), d / "run.yaml")
+        runs[name] = (str(d / "run.yaml"), str(d / "sim.ms"), str(d / "gains.h5"))
+
+    def results(name):
+        y, ms, gains = runs[name]
+        cols = []
+        for dd in range(2):
+            q = taql(f"select CORRECTED_DATA, FLAG from {ms} where DATA_DESC_ID=={dd}")
+            cols.append((q.getcol("CORRECTED_DATA"), q.getcol("FLAG")))
+        return cols, [s.jones for s in hdf5.read_term(gains, "G0")]
+
+    run_yaml(runs["ref"][0])
+    y, ms, _ = runs["int"]
+    with pytest.MonkeyPatch.context() as m:         # every block ran, the apply wrote FLAG: then stopped
+        m.setattr(runjournal, "end", _stop)
+        with pytest.raises(KeyboardInterrupt):
+            run_yaml(y)
+    assert "akapply_1" in flagversions.saved_order(ms)
+    with caplog.at_level(logging.WARNING):
+        run_yaml(y)
+    assert "apply blocks' FLAG writes (samples without a valid solution) would reach this run's solves, " \
+           "so FLAG was put back first to akapply_1" in caplog.text
+    (want, gw), (got, gg) = results("ref"), results("int")
+    for (c0, f0), (c1, f1) in zip(want, got):
+        assert np.array_equal(f0, f1) and np.array_equal(c0, c1, equal_nan=True)
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(gw, gg))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        run_yaml(y)
+    assert "already ran on" in caplog.text and "its apply blocks wrote FLAG" in caplog.text

@@ -50,6 +50,11 @@ Convention (tests/test_runjournal.py):
   (running a file again is a second run, as with CASA's flagdata); when the finished run's flag blocks
   wrote FLAG, a WARNING says they flag again on top of their own flags and names the version to
   restore for the flags of one run.
+- An apply block that writes FLAG (calflag / flagonly, propagate_flags) is journaled as a flag block is
+  (session 55): a re-run's solves read FLAG, and after an interrupted apply they solved on its flags
+  (the README hazard MS: 3C147 2.4673 and TARGET 0.6888 against 2.5094 and 0.7001 uninterrupted);
+  its base is then the apply's version (akapply_N), put back the same way, and after a finished run the
+  WARNING says the solves read the first run's apply flags.
 - A journal that cannot be written (a read-only MS directory) is left out with a DEBUG line: the run
   goes on as before.
 """
@@ -201,15 +206,25 @@ def begin(yaml_path, sections, mss, restore) -> list:
                         _remove(p)
                 raise
             log.warning("the previous run of %s on %s did not finish (interrupted or stopped by an error) "
-                        "after saving flag version %s before its first FLAG write; its flag blocks would "
-                        "flag again on top of their own flags, so FLAG was put back first to %s, the flags "
-                        "before that run (the flags it replaced, with any written since without a saved "
-                        "version -- e.g. CASA's flagdata with flagbackup=False -- are saved as %s; undo: %s; "
-                        "or add them back with merge='or')", prev.get("yaml", yaml_path), ms, base, base,
-                        backup, _restore_cmd(ms, backup))
+                        "after saving flag version %s before its first FLAG write; %s, so FLAG was put back "
+                        "first to %s, the flags before that run (the flags it replaced, with any written "
+                        "since without a saved version -- e.g. CASA's flagdata with flagbackup=False -- are "
+                        "saved as %s; undo: %s; or add them back with merge='or')",
+                        prev.get("yaml", yaml_path), ms, base, _why_restored(base), base, backup,
+                        _restore_cmd(ms, backup))
         if other is not None:
             _finish_file(other)         # taken over by this file's journal
     return written
+
+
+def _why_restored(base) -> str:
+    """Why a re-run puts FLAG back to an interrupted run's ``base``: its flag blocks (a base akflag_N),
+    or an apply block's FLAG writes, which this run's solves would read (a base akapply_N: the re-run's
+    solutions came out of the interrupted apply's flags, not the data's; session 55)."""
+    if str(base).startswith("akapply_"):
+        return ("its apply blocks' FLAG writes (samples without a valid solution) would reach this run's "
+                "solves")
+    return "its flag blocks would flag again on top of their own flags"
 
 
 def _running(d) -> bool:
@@ -349,7 +364,15 @@ def _after(ms, yaml_path, prev, text, order):
         return None                             # since (note_restored): FLAG is as it was before it
     undo = f"alakazam flagmanager --vis {ms} --mode restore --versionname {base}"
     if prev.get("finished"):
-        if base.startswith("akflag_") and base in order:
+        if base.startswith("akapply_") and base in order:
+            later = _saved_since(order, base, list(prev.get("ours") or []))
+            log.warning("%s already ran on %s (a finished run) and its apply blocks wrote FLAG (samples "
+                        "without a valid solution flagged): this run's solves read those flags, so their "
+                        "solutions differ from the first run's; for the solves of one run, restore flag "
+                        "version %s, the flags before that run, first: %s%s", yaml_path, ms, base, undo,
+                        f" -- other tasks saved flag versions since ({', '.join(later)}): that restore drops "
+                        f"their flags too" if later else "")
+        elif base.startswith("akflag_") and base in order:
             done = prev.get("yaml") or os.path.realpath(str(yaml_path))
             same = "" if done == os.path.realpath(str(yaml_path)) else f", of {done}: the same content"
             later = _saved_since(order, base, list(prev.get("ours") or []))
