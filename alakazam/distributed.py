@@ -40,6 +40,8 @@ log = logging.getLogger("alakazam.distributed")
 RETRIES = 1
 #: the test hook's stall (:func:`_fault_injection`)
 STALL_S = 90.0
+#: ... and its pause of a worker's start
+PAUSE_S = 3.0
 
 
 def wanted(workers, scheduler) -> bool:
@@ -106,7 +108,7 @@ def _probe(scheduler):
 
 @contextlib.contextmanager
 def _cluster_client(Client, LocalCluster, workers, scheduler):
-    cluster = None
+    cluster = c = None
     try:
         if scheduler:
             _probe(scheduler)
@@ -120,11 +122,21 @@ def _cluster_client(Client, LocalCluster, workers, scheduler):
 
             from .core.mainguard import main_hidden
 
-            # a unit whose worker dies is run again RETRIES times (dask's default: 3 more times)
+            # a unit whose worker dies is run again RETRIES times (dask's default: 3 more times).  Started
+            # with SIGINT blocked (signals.spawning): the workers start without it, and a Ctrl-C meanwhile
+            # stops this process once the cluster is up (below: closed)
             with main_hidden(), dask.config.set({"distributed.scheduler.allowed-failures": RETRIES}):
-                cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                                       dashboard_address=":0", preload=[__name__])     # (dask_setup)
-                c = Client(cluster)
+                try:
+                    with signals.spawning():
+                        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                                               dashboard_address=":0", preload=[__name__])  # (dask_setup)
+                        c = Client(cluster)
+                except KeyboardInterrupt:
+                    if c is not None:
+                        with signals.held():
+                            _quiet_shutdown()
+                            c.close()
+                    raise
                 c.wait_for_workers(int(workers), timeout=120)  # every worker registered before work starts
         log.info("dask: %d workers, dashboard %s", len(c.scheduler_info().get("workers", {})),
                  c.dashboard_link)
@@ -151,6 +163,7 @@ def dask_setup(worker):
     import signal
     import threading
 
+    _fault_injection("preload")         # (a test's Ctrl-C while the workers start)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     # the units the client cancels on a Ctrl-C: "Async instruction for <Task cancelled ...>" per unit
@@ -171,7 +184,9 @@ def _fault_injection(step_key, unit=None):
     ``KEY:always:`` kills every attempt; ``KEY:stall:FID/DDID/SCAN/MARKER`` makes that unit of step KEY
     wait STALL_S seconds (then create MARKER and solve) and every other unit of KEY fail with an
     AlakazamError; ``KEY:sleep:MARKER`` makes every unit of KEY create MARKER and wait STALL_S seconds
-    (a run to interrupt).  Unset in normal use."""
+    (a run to interrupt); ``preload:pause:MARKER`` makes each LocalCluster worker create MARKER and wait
+    PAUSE_S seconds in its preload, before it ignores SIGINT (a cluster start to interrupt).  Unset in
+    normal use."""
     spec = os.environ.get("ALAKAZAM_FAULT_INJECT", "")
     if not spec:
         return
@@ -189,6 +204,11 @@ def _fault_injection(step_key, unit=None):
         if marker:
             open(marker, "a").close()
         time.sleep(STALL_S)
+        return
+    if mode == "pause":
+        if marker:
+            open(marker, "a").close()
+        time.sleep(PAUSE_S)
         return
     if mode == "always":
         os._exit(17)

@@ -213,3 +213,39 @@ def test_ctrl_c_stops_the_client_alone_without_worker_tracebacks(small_ms, tmp_p
     for noise in ("Traceback", "KeyboardInterrupt", "Task cancelled", "Nanny"):
         assert noise not in out, out
     assert not os.path.exists(tmp_path / "c.h5")
+
+
+def test_ctrl_c_while_the_cluster_starts_is_acted_on_once_it_is_up(small_ms, tmp_path):
+    """A Ctrl-C to the process group while the LocalCluster's workers start, before their preload ignores
+    SIGINT (the test hook pauses each worker there): the workers were started with SIGINT blocked
+    (core/signals.spawning), so none prints a KeyboardInterrupt traceback, and the client stops once
+    the cluster is up and closes it -- exit 130, alakazam's one line, no table.  Before, each worker
+    printed a traceback from wherever its imports were, and dask "Nanny failed to start" and an
+    ``AssertionError: Status.init`` at exit (review 55d)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "starting"
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"solve:\n  ms: {small_ms}\n  output: {tmp_path / 'c.h5'}\n  jones: [G]\n"
+                   "  time_interval: [inf]\n  ref_ant: C00\n")
+    env = dict(os.environ, ALAKAZAM_FAULT_INJECT=f"preload:pause:{marker}")
+    p = subprocess.Popen([sys.executable, "-m", "alakazam", "run", "--workers", "2", str(cfg)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        t0 = time.monotonic()
+        while not marker.exists() and p.poll() is None and time.monotonic() - t0 < 180:
+            time.sleep(0.05)
+        assert marker.exists(), p.communicate(timeout=60)[0]
+        os.killpg(p.pid, signal.SIGINT)         # inside the worker's pause (distributed.PAUSE_S)
+        out = p.communicate(timeout=120)[0]
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 130, out
+    assert "alakazam: interrupted" in out
+    for noise in ("Traceback", "KeyboardInterrupt", "Nanny", "Status.init", "Error"):
+        assert noise not in out, out
+    assert not os.path.exists(tmp_path / "c.h5")

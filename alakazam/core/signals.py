@@ -51,6 +51,39 @@ def held():
             # SIG_IGN: ignored, as it would have been
 
 
+@contextmanager
+def spawning():
+    """:func:`held`, and SIGINT also blocked in the calling thread's signal mask -- for a block that starts
+    threads and processes (a dask LocalCluster): a thread inherits the mask of the thread that creates
+    it, and a process the mask of the thread that forks it, across ``exec`` too; a Python process that
+    starts with SIGINT blocked never receives the terminal's Ctrl-C, which reaches every process of the
+    group.  The workers of a LocalCluster ignore SIGINT once their preload has run
+    (``alakazam.distributed.dask_setup``); a Ctrl-C in the second or so before, while they imported dask,
+    gave each a KeyboardInterrupt traceback, and the cluster's half-done start dask's errors ("Nanny
+    failed to start", an ``AssertionError: Status.init`` at exit; review 55d).  With this, the Ctrl-C is
+    acted on in this process when the block ends: the cluster is up, and the caller closes it.  The mask
+    is restored on the way out (a SIGINT that arrived meanwhile is then delivered, and held).  Main thread
+    only; elsewhere a no-op."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    # multiprocessing's resource tracker, started by a process's first spawn, unblocks SIGINT in the
+    # thread that starts it (resource_tracker.ensure_running blocks it around its own spawn, then
+    # unblocks it): started first, so that no spawn in the block starts it
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    with held():
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 # ------------------------------------------------------------------------- a Ctrl-C that is not lost
 _PENDING = [False]
 
