@@ -37,8 +37,14 @@ GN_MAX = 50
 
 
 def initial_guess(batch, ref):
-    """(n_cell, n_ant, 2) complex: g_ref = 1, g_a from the weighted gain ratio <V conj(M)> / <|M|^2>
-    (= g_a1 conj(g_a2)) on the baseline (ref, a); 1 where that baseline has no usable data.
+    """(n_cell, n_ant, 2) complex from the weighted gain ratios r_a = <V conj(M)> / <|M|^2>
+    (= g_a conj(g_ref)) on the baselines (ref, a): g_ref = s, g_a = r_a / s, with s = sqrt(median |r_a|)
+    over the antennas that have one (per cell and hand), and s where a baseline has no usable data.
+
+    s puts every antenna at the data's amplitude scale: with g_ref = 1 (before) data far from the
+    model's scale -- raw correlator units, e.g. gains of 0.01 (DATA 1e-4 of MODEL_DATA) -- started the
+    other antennas at |g|^2 and the products g_a conj(g_b) at |g|^4, and no solution converged within
+    maxiter (review 56b); at a scale near 1, s is near 1.
 
     numpy, vectorised over cells (a numba kernel here cost 0.6 s of first-call compile for a step
     that takes milliseconds)."""
@@ -65,7 +71,20 @@ def initial_guess(batch, ref):
         first = on1[cells, bls]                            # ref is ant1: g_a2 = conj(ratio)
         tgt = np.where(first, a2[bls], a1[bls])
         val = np.where(first, np.conj(ratio), ratio)
-        g[cells[good], tgt[good], p] = val[good]
+        # per cell: s = sqrt(median |r_a|) over its good ratios (1 without any)
+        scale = np.ones(n_cell)
+        cg, amp = cells[good], np.abs(val[good])
+        order = np.lexsort((amp, cg))
+        cg, amp = cg[order], amp[order]
+        starts = np.flatnonzero(np.r_[True, cg[1:] != cg[:-1]]) if len(cg) else np.zeros(0, np.int64)
+        ends = np.r_[starts[1:], len(cg)]
+        for lo, hi in zip(starts, ends):
+            mid = (lo + hi - 1) / 2.0
+            med = 0.5 * (amp[int(np.floor(mid))] + amp[int(np.ceil(mid))])
+            if np.isfinite(med) and med > 0:
+                scale[cg[lo]] = np.sqrt(med)
+        g[:, :, p] = scale[:, None]
+        g[cells[good], tgt[good], p] = val[good] / scale[cells[good]]
     return g
 
 

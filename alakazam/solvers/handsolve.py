@@ -136,7 +136,7 @@ def solve_hands(jones_type, batch, backend_module, opts, has, ref, solve_fn):
         sub = _sub_batch(batch, cells, h)
         init = common.initial_guess(jones_type, sub, r_h)
         params, n_iter, conv, _ = solve_fn(sub, init, r_h)
-        params = common.reference(jones_type, params, r_h)
+        params = common.reference(jones_type, params, r_h, sub)
         ref_hand[cells, h] = r_h
         redo.append((h, cells, params, np.asarray(n_iter), np.asarray(conv, bool)))
     return ref_hand, redo

@@ -269,6 +269,31 @@ def _hubs(batch, c, ref):
     return hubs
 
 
+def _unwrap_hub_fringes(dtau, amp, b1, b2, ref, n_ant, step):
+    """In place: each hub baseline's fringe delay ``dtau`` (2, n_sel) (tau_b2 - tau_b1, from an FFT: known
+    modulo 1/step) moved by a multiple of 1/step to the value the baselines to the reference predict
+    (tau_b2 - tau_b1 of their fringes), where both antennas have one.  The reference's baselines fix
+    each antenna's delay in the FFT's range, as CASA's K does; a baseline between two other antennas can
+    exceed that range (+300 and -400 ns on 1 MHz channels: 700 ns, found at -300) and, combined as it came,
+    pulled the least-squares guess hundreds of ns off, from which the fit did not recover (review 56b:
+    delays of -112 ns stored for +300).  ``step`` None: the frequencies are on no uniform grid, nothing
+    changes."""
+    if step is None:
+        return
+    period = 1e9 / step
+    for p in range(dtau.shape[0]):
+        t0 = np.full(n_ant, np.nan)
+        t0[ref] = 0.0
+        for k in range(len(b1)):
+            if amp[p, k] > 0 and b1[k] == ref:
+                t0[b2[k]] = dtau[p, k]
+            elif amp[p, k] > 0 and b2[k] == ref:
+                t0[b1[k]] = -dtau[p, k]
+        pred = t0[b2] - t0[b1]
+        ok = np.isfinite(pred)
+        dtau[p, ok] += period * np.round((pred[ok] - dtau[p, ok]) / period)
+
+
 def initial_guess(batch, ref):
     """(n_cell, n_ant, 2, 2) float: [..., 0] tau ns, [..., 1] phi rad (relative to nu_c)."""
     n_cell = batch.vis.shape[0]
@@ -298,6 +323,7 @@ def initial_guess(batch, ref):
         # exp(+2 pi i tau f) with tau = tau_a2 - tau_a1
         dtau, amp = fringe_fft(y, batch.freq[c], present)
         amp = amp * (w > 0).any(axis=2)
+        _unwrap_hub_fringes(dtau, amp, a1[sel], a2[sel], r, n_ant, grid_step(batch.freq[c][present]))
         dnu = batch.freq[c] - nu_c[c]
         for p in range(2):
             # weighted LS: tau_a2 - tau_a1 = dtau over the hub baselines, tau_ref = 0
@@ -861,11 +887,55 @@ def solve_numba(batch, init, ref, opts):
     return p, n_iter.max(axis=1), conv.all(axis=1), cost.sum(axis=1)
 
 
-def reference(params, ref):
-    """tau[ref] = phi[ref] = 0 per pol."""
+#: :func:`reference` takes the batch (the cells' frequency grids: :func:`wrap_delays`)
+REFERENCE_USES_BATCH = True
+
+
+def reference(params, ref, batch=None):
+    """tau[ref] = phi[ref] = 0 per pol; then every delay in its cell's principal range
+    (:func:`wrap_delays`, given the batch)."""
     p = params.copy()
     p -= p[np.arange(p.shape[0]), ref][:, None]
+    if batch is not None:
+        wrap_delays(p, batch)
     return p
+
+
+def grid_step(freq):
+    """The step d (Hz, > 0) of a uniform grid nu_0 + n d (n integer) that holds every frequency of
+    ``freq`` (one cell's samples: the channels of a selection, with gaps or a step), or None (fewer than
+    two frequencies, or none such to 1e-6 of d)."""
+    f = np.unique(np.asarray(freq, float))
+    if len(f) < 2:
+        return None
+    d = float(np.min(np.diff(f)))
+    if not d > 0:
+        return None
+    n = (f - f[0]) / d
+    return d if np.all(np.abs(n - np.round(n)) <= 1e-6) else None
+
+
+def wrap_delays(params, batch):
+    """In place: each antenna's delay per hand moved by a multiple of 1/d into [-1/(2d), 1/(2d)) (d: the
+    cell's channel step, :func:`grid_step`; relative to the reference, whose delay is 0), and its
+    nuisance phase by -2 pi k (nu_0 - nu_c) / d, so that the model is the same at every sample: on a grid
+    nu_0 + n d, exp(-2 pi i (k/d) (nu - nu_c)) is that one phase.  The data cannot tell the delays apart;
+    CASA's K returns this one (its FFT's range).  The fit converged to another where the delay of a
+    baseline exceeded 1/(2d) -- antennas at +300 and -400 ns on 1 MHz channels came out at -700 ns, where
+    CASA gives +300 -- and on another frequency grid (an SPW half a channel off, through spwmap) that
+    delay's phases were pi off on every baseline of the antenna (review 56b).  A cell whose frequencies lie
+    on no such grid is left as it is (its data do tell the delays apart)."""
+    nu_c = band_centre(batch)
+    for c in range(params.shape[0]):
+        d = grid_step(batch.freq[c])
+        if d is None:
+            continue
+        period = 1e9 / d                                     # ns
+        k = np.round(params[c, :, :, 0] / period)
+        if not k.any():
+            continue
+        params[c, :, :, 0] -= k * period
+        params[c, :, :, 1] -= 2.0 * np.pi * k * ((batch.freq[c, 0] - nu_c[c]) / d)
 
 
 def to_jones(params, batch):

@@ -40,6 +40,9 @@ from ..models import CellData, calmode, model_and_jac, model_vis, pack, prior, u
 from ..parallel_delay import band_centre
 
 
+#: its tests are relative to the cost too: K's and phase-only fits get the model at the data's scale
+#: (common.model_at_data_scale)
+MODEL_SCALE_SENSITIVE = True
 #: its gradient tolerance is absolute: the weights are normalised per cell first (common.unit_information)
 SCALE_SENSITIVE_TOLERANCES = True
 

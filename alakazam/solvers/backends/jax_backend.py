@@ -47,6 +47,8 @@ from ..parallel_delay import band_centre
 #: its gradient test (max |J^T r| <= 1e-15) is absolute: the weights are normalised per cell first
 #: (common.unit_information)
 SCALE_SENSITIVE_TOLERANCES = True
+#: and K's and phase-only fits get the model at the data's scale (common.model_at_data_scale)
+MODEL_SCALE_SENSITIVE = True
 
 #: cells per compiled call (vmapped)
 CHUNK = 4

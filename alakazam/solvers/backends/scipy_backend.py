@@ -13,6 +13,11 @@ from ..parallel_delay import band_centre
 TWO_PI_NS = 2.0 * np.pi * 1e-9
 
 
+#: its tests are relative to the cost: K's and phase-only fits get the model at the data's scale
+#: (common.model_at_data_scale)
+MODEL_SCALE_SENSITIVE = True
+
+
 #: scipy's lowest accepted tolerance: just above machine epsilon
 _EPS_FLOOR = 2.0 * float(np.finfo(float).eps)
 
