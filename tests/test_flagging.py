@@ -115,6 +115,15 @@ def test_parse_timerange_and_correlation():
         tr("ab:cd~10:00:00", day)
     with pytest.raises(AlakazamError, match="ends before it starts"):
         tr("11:00:00~10:00:00", day)
+    # across midnight without dates: the message gives the range with them (review 56b)
+    d0 = msselect.mjds_to_str(day)[:10]
+    d1 = msselect.mjds_to_str(day + 86400.0)[:10]
+    dated = f"'{d0}/23:30:00~{d1}/00:30:00'"
+    with pytest.raises(AlakazamError, match=f"across midnight needs the dates, e.g. {dated}"):
+        tr("23:30:00~00:30:00", day)
+    with pytest.raises(AlakazamError, match=f"give the end's date, e.g. '{d0}/23:30:00~{d1}/00:30:00'"):
+        tr(f"{d0}/23:30:00~00:30:00", day)
+    assert tr(f"{d0}/23:30:00~{d1}/00:30:00", day) == [(day + 84600.0, day + 88200.0, False)]
     lin = ["XX", "XY", "YX", "YY"]
     assert parse_correlation("xx,YY", lin) == [0, 3]
     assert parse_correlation("", lin) == [0, 1, 2, 3]

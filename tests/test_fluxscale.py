@@ -324,3 +324,16 @@ def test_model_flux_ignores_flagged_rows_model(still, tmp_path):
     res = _run(cal, str(tmp_path / "o.h5"), ms=ms)
     for spw in range(3):
         np.testing.assert_allclose(res["1"][str(spw)]["fluxd"][0], ref["1"][str(spw)]["fluxd"][0], rtol=1e-6)
+
+
+def test_flux_densities_print_with_their_digits():
+    """A 1e-4 Jy calibrator's 1.69e-5 +- 9e-8 Jy printed as 0.00002 +- 0.00000 (review 56b): below 0.01 Jy
+    the tables and logs give 4 significant digits."""
+    from alakazam.calibration.fluxscale import jy_text
+
+    assert jy_text(2.49564) == "2.49564"
+    assert jy_text(0.0123) == "0.01230"
+    assert jy_text(1.6895e-5) == "1.6895e-05"
+    assert jy_text(9.01e-8) == "9.0100e-08"
+    assert jy_text(0.0) == "0.00000"
+    assert jy_text(float("nan")) == "nan"

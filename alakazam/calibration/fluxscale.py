@@ -232,6 +232,15 @@ def _independent_points(field, spws: dict) -> list:
     return pts
 
 
+def jy_text(x) -> str:
+    """A flux density (or its error) in Jy as printed: 5 decimals from 0.01 Jy up (and 0), 4 significant
+    digits in exponent form below -- a 1e-4 Jy calibrator printed as 0.00002 +- 0.00000 (review 56b)."""
+    x = float(x)
+    if not np.isfinite(x):
+        return "nan"
+    return f"{x:.5f}" if x == 0 or abs(x) >= 0.01 else f"{x:.4e}"
+
+
 def spectral_fit(freqs, flux, err, fitorder=1, reffreq=0.0):
     """CASA's spectral fit: log10(S) = sum_k a_k log10(freq / reffreq)^k, weighted by the errors.
 
@@ -896,9 +905,9 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
                        solved_with=list(_solved_with(ts, sp)))
             per_field.setdefault(tf, {"fid": fid, "spws": {}})["spws"][sp] = res
             factors[(tf, sp)] = 1.0 / np.sqrt(res["scale"])
-            log.info("%s spw %d: flux density %.5f +- %.5f Jy (scale %.5f, p %.5f, q %.5f, %d ratios, %s)",
-                     tf, sp, res["fluxd"], res["fluxd_err"], res["scale"], res["scale_p"], res["scale_q"],
-                     res["n"], cfg.method)
+            log.info("%s spw %d: flux density %s +- %s Jy (scale %.5f, p %.5f, q %.5f, %d ratios, %s)",
+                     tf, sp, jy_text(res["fluxd"]), jy_text(res["fluxd_err"]), res["scale"], res["scale_p"],
+                     res["scale_q"], res["n"], cfg.method)
     if not per_field and unusable:
         raise AlakazamError("fluxscale: nothing to scale: " + "; ".join(unusable))
     if not per_field:
@@ -918,8 +927,8 @@ def run_fluxscale(cfg: FluxscaleConfig) -> dict:
             log.warning("%s: fitorder %d needs %d SPWs with flux densities, %d have them: fitted order %d",
                         tf, int(cfg.fitorder), int(cfg.fitorder) + 1, len(pts), fit["fitorder"])
         if len(pts) > 1:
-            log.info("%s: fitted flux density %.5f +- %.5f Jy at %.6g Hz, spectral index %s", tf,
-                     fit["fitFluxd"], fit["fitFluxdErr"], fit["fitRefFreq"],
+            log.info("%s: fitted flux density %s +- %s Jy at %.6g Hz, spectral index %s", tf,
+                     jy_text(fit["fitFluxd"]), jy_text(fit["fitFluxdErr"]), fit["fitRefFreq"],
                      " ".join(f"{a:.4f} +- {e:.4f}" for a, e in zip(fit["spidx"][1:], fit["spidxerr"][1:])))
         fkey = str(d["fid"])            # (the MS's FIELD id, as CASA; the MS is always read now)
         rec = {"fieldName": tf}
@@ -987,14 +996,14 @@ def format_fluxscale(path):
         t.add_column(c)
     for r in rows:
         if "fluxd" in r:
-            flux, err = f"{r['fluxd']:.5f}", f"{r.get('fluxd_err', float('nan')):.5f}"
+            flux, err = jy_text(r["fluxd"]), jy_text(r.get("fluxd_err", float("nan")))
         else:       # tables written before fluxd was stored
             flux = f"{0.5 * (r['flux_p'] + r['flux_q']):.4f}" if "flux_p" in r else "-"
             err = "-"
         sp = r.get("spidx")
         spidx = (" ".join(f"{a:.3f}+-{e:.3f}" for a, e in zip(list(sp)[1:], list(r.get("spidxerr"))[1:]))
                  if sp is not None and len(sp) > 1 else "-")
-        fit = (f"{r['fit_fluxd']:.5f} @ {r['fit_ref_freq'] / 1e9:.4f}" if "fit_fluxd" in r else "-")
+        fit = (f"{jy_text(r['fit_fluxd'])} @ {r['fit_ref_freq'] / 1e9:.4f}" if "fit_fluxd" in r else "-")
         t.add_row(r["field"], str(r["spw"]), str(r.get("jones_key", "")), str(r.get("method", "interpolate")),
                   f"{r['freq'] / 1e9:.4f}" if "freq" in r else "-", flux, err, f"{r['scale_p']:.5f}",
                   f"{r['scale_q']:.5f}", str(r.get("n", f"{r.get('n_ant_p', '')}/{r.get('n_ant_q', '')}")),

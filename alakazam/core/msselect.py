@@ -179,7 +179,16 @@ def parse_timerange(text, t_first) -> List[Tuple[float, float, bool]]:
                     f"'{a.strip()}~{_next_day(a)}'; accepted forms: T0~T1, T0+dT, >T, <T, T with T = "
                     "YYYY/MM/DD/hh:mm:ss, YYYY/MM/DD or hh:mm:ss")
             if t1 < t0:
-                raise AlakazamError(f"timerange: {p!r} ends before it starts")
+                hint = ""
+                if _T_CLOCK.match(b.strip()):       # an end without a date: on the start's day
+                    d0 = mjds_to_str(_day_start(t0))[:10]
+                    d1 = mjds_to_str(_day_start(t0) + 86400.0)[:10]
+                    hint = (f"; a time without a date is on the first day of the data ({d0}), so a range "
+                            f"across midnight needs the dates, e.g. '{d0}/{a.strip()}~{d1}/{b.strip()}'"
+                            if _T_CLOCK.match(a.strip()) else
+                            f"; its end, without a date, is on its start's day ({d0}): give the end's date, "
+                            f"e.g. '{a.strip()}~{d1}/{b.strip()}'")
+                raise AlakazamError(f"timerange: {p!r} ends before it starts{hint}")
             out.append((t0, t1, False))
         elif "+" in p:
             a, b = p.split("+", 1)
