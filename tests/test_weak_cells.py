@@ -209,7 +209,8 @@ def test_every_flagged_hand_with_data_has_a_reason(tmp_path, monkeypatch):
 @pytest.mark.parametrize("share", [None, 0.0])
 def test_a_local_minimum_over_minsnr_is_solved_again(tmp_path, monkeypatch, share):
     """A review's case (old before this session too): numba's K per integration on noise-0.01 data stored
-    one antenna 915 ns off at SNR 1298 beside the others' 20000-26000, unflagged (scipy: right).  A hand
+    one antenna 915 ns off at SNR 1298 beside the others' 20000-26000, unflagged (scipy: right; -85 ns
+    since delays are wrapped into their principal range, parallel_delay.wrap_delays).  A hand
     far below its cell's typical SNR now makes the cell weak (weak_cells.OUTLIER_SHARE), and the search
     from its solution finds the delay.  ``share=0`` (the check off) shows the case is real."""
     from alakazam.solvers import weak_cells
@@ -227,8 +228,8 @@ def test_a_local_minimum_over_minsnr_is_solved_again(tmp_path, monkeypatch, shar
     assert not k.hand_flags().any()
     if share is None:
         assert dev < 0.05, dev                               # 0.001 ns
-    else:
-        assert dev > 100, dev                                # 915 ns
+    else:       # 915 ns; 85 ns since K's delays are given in their principal range (915 - 1000 ns)
+        assert dev > 50, dev
 
 
 def test_weak_cells_rule():

@@ -213,13 +213,23 @@ def own_factor(s, k_terms, spw_id, freqs):
     a = s.attrs
     own = []
     for k in k_terms:
-        k2 = copy.copy(k)
-        k2.field_select, k2.solution_field = "nearest_time", None
         # as the solve pre-applied it: the apply's interpolation of K (CASA's default 'linear') blended
         # two scans' delays at the gain's times, the solve's was the scan's own (a review: 0.18-0.72
-        # against 0.078 rad)
-        k2.time_interp = solve_interp(a, k.key)
-        k2.__dict__.pop("_hand_views", None)
+        # against 0.078 rad).  One copy per K and interpolation, kept on the K with its sets (its hand
+        # views and field timelines are then built once, not once per gain set: a review's 150-field
+        # mosaic spent 7.7 s building them again, 56a)
+        interp = solve_interp(a, k.key)
+        memo = k.__dict__.get("_own_copies")
+        if memo is None or len(memo[0]) != len(k.sets) or any(x is not y for x, y in zip(memo[0], k.sets)):
+            memo = k.__dict__["_own_copies"] = (tuple(k.sets), {})
+        k2 = memo[1].get(interp)
+        if k2 is None:
+            k2 = copy.copy(k)
+            k2.field_select, k2.solution_field = "nearest_time", None
+            k2.time_interp = interp
+            for name in ("_hand_views", "_own_copies"):
+                k2.__dict__.pop(name, None)
+            memo[1][interp] = k2
         own.append(k2)
     return _diag_factor(own, spw_id, np.asarray(s.time, float), np.asarray(freqs, float),
                         [str(x) for x in a["ant_names"]], str(a.get("field_name", "")),
@@ -259,7 +269,7 @@ def to_frame(term, k_terms, spw_id):
         v.jones[..., 1, 1] *= f[..., 1]
         sets.append(v)
     t2 = copy.copy(term)
-    for name in ("_delay_frame", "_hand_views"):
+    for name in ("_delay_frame", "_hand_views", "_by_field", "_own_copies"):
         t2.__dict__.pop(name, None)
     t2.sets = sets
     memo[key] = t2

@@ -276,8 +276,9 @@ def _unwrap_hub_fringes(dtau, amp, b1, b2, ref, n_ant, step):
     each antenna's delay in the FFT's range, as CASA's K does; a baseline between two other antennas can
     exceed that range (+300 and -400 ns on 1 MHz channels: 700 ns, found at -300) and, combined as it came,
     pulled the least-squares guess hundreds of ns off, from which the fit did not recover (review 56b:
-    delays of -112 ns stored for +300).  ``step`` None: the frequencies are on no uniform grid, nothing
-    changes."""
+    delays of -112 ns stored for +300).  Only where the fringe is the prediction moved by whole periods
+    (to an eighth of one): on weak data a fringe on a noise peak disagrees by anything, and is left to the
+    least squares as before.  ``step`` None: the frequencies are on no uniform grid, nothing changes."""
     if step is None:
         return
     period = 1e9 / step
@@ -291,7 +292,12 @@ def _unwrap_hub_fringes(dtau, amp, b1, b2, ref, n_ant, step):
                 t0[b1[k]] = -dtau[p, k]
         pred = t0[b2] - t0[b1]
         ok = np.isfinite(pred)
-        dtau[p, ok] += period * np.round((pred[ok] - dtau[p, ok]) / period)
+        k = np.zeros(len(b1))
+        k[ok] = np.round((pred[ok] - dtau[p, ok]) / period)
+        # only where the fringe is the prediction moved by whole periods (within an eighth of one):
+        # an alias; a fringe on a noise peak (weak data) disagrees by anything and is left as it is
+        ok &= (k != 0) & (np.abs(pred - dtau[p] - k * period) < period / 8)
+        dtau[p, ok] += period * k[ok]
 
 
 def initial_guess(batch, ref):
