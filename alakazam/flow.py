@@ -306,6 +306,30 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
     return summary
 
 
+def _check_delay_channels(meta, spw_sel, steps):
+    """A delay step (K, KC) whose every selected SPW has its selected channels at one frequency is
+    refused before anything is read: a delay needs two frequencies and K / KC do not combine SPWs (a
+    review's 64 one-channel SPWs solved every cell for 33 s, then 'every solution is flagged ...
+    delay_undetermined', 56a).  Where some SPW has two, the others' cells are flagged as before."""
+    bad = []
+    for step in steps:
+        if terms.get(step.jones_type).freq != "delay" or not spw_sel:
+            continue
+        counts = {}
+        for ddid, chans in spw_sel.items():
+            f = np.asarray(meta.spws[ddid].freqs, float)[np.asarray(chans, int)]
+            counts[int(meta.spws[ddid].spw_id)] = len(np.unique(f))
+        if counts and max(counts.values()) < 2:
+            ids = sorted(counts)
+            shown = ", ".join(map(str, ids[:8])) + (f", ... ({len(ids)} SPWs)" if len(ids) > 8 else "")
+            bad.append(f"{step.key} ({step.jones_type}): every selected SPW ({shown}) has one channel "
+                       "selected: a delay needs data at two or more frequencies of one SPW (K and KC do "
+                       "not combine SPWs); select more channels, or solve a phase per SPW (G, calmode 'p') "
+                       "instead")
+    if bad:
+        raise AlakazamError("; ".join(bad))
+
+
 def _validate(cfg: SolveConfig):
     """Everything is checked before anything is read or written.  Returns (cfg, meta, rowsel, refs,
     spw_sel, scans, step_fields, ext_terms): the selection applied (:func:`_apply_selection`), the
@@ -342,6 +366,7 @@ def _validate(cfg: SolveConfig):
     scans = ms_io.resolve_scans(meta, cfg.scan) if cfg.scan else None
     step_fields = [ms_io.resolve_fields(meta, step.field) for step in cfg.steps]
     solve_order.check_block(cfg, meta, step_fields)     # D before KC/CP needs an unpolarised calibrator
+    _check_delay_channels(meta, spw_sel, cfg.steps)     # K, KC: two frequencies in some SPW
     parang_check.check_known_correlations(meta, spw_sel)                      # feed correlations only
     parang_check.check_parang_correlations(meta, spw_sel, cfg.apply_parang)   # linear feeds need XY, YX
     parang_check.check_cross_hand_steps(meta, spw_sel, cfg.steps)             # D, KC, CP need 4 correlations

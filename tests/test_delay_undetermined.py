@@ -150,3 +150,21 @@ def test_a_hand_left_at_one_frequency_by_another_is_taken_out_too():
     r = int(res.extra["ref_ant_hand"][0, 0])
     ok = ~pol[0, :, 0]
     np.testing.assert_allclose(res.delay[0, ok, 0], (tau[:, 0] - tau[r, 0])[ok], atol=1e-6)
+
+
+def test_k_on_one_channel_spws_only_is_refused_before_solving(one_channel_ms, tmp_path, monkeypatch):
+    """Every selected SPW at one channel (64 continuum SPWs in a review: 33 s of solving, then 'every
+    solution is flagged'): refused before anything is read, naming the step and the SPWs; with an SPW of
+    two channels the step runs (its one-channel SPWs flagged, above)."""
+    from alakazam import unit
+    from alakazam.errors import AlakazamError
+
+    ms, _ = one_channel_ms
+    read = []
+    monkeypatch.setattr(unit, "_solve_field_spw", lambda *a, **k: read.append(1) or [])
+    with pytest.raises(AlakazamError, match=r"K0 \(K\): every selected SPW \(1\) has one channel selected"):
+        akcal(vis=ms, caltable=str(tmp_path / "k.h5"), jones=["K"], solint=["inf"], refant="C00", spw="1")
+    with pytest.raises(AlakazamError, match=r"every selected SPW \(0, 1\) has one channel"):
+        akcal(vis=ms, caltable=str(tmp_path / "k.h5"), jones=["G", "K"], solint=["inf", "inf"], refant="C00",
+              spw="0:3,1")
+    assert not read
