@@ -174,26 +174,23 @@ def amplitudes_only(batch):
     return out
 
 
-def phases_only(batch):
+def phases_only(batch, corr=(0, 1, 2, 3)):
     """CASA's apmode 'P' (SolveDataBuffer::enforceAPonData: each averaged sample divided by its amplitude,
     its weight multiplied by the amplitude squared), in alakazam's form with the model kept: a shallow copy
     of ``batch`` whose data take the model's amplitudes, V' = V |M| / |V|, with weights
     w' = w |V|^2 / |M|^2 (0 where V or M is 0 or not finite), so that w' |V' - g_a M conj(g_b)|^2 is CASA's
     w |V|^2 |V / |V| - g_a conj(g_b) M / |M||^2.  What the SNR of a fit whose model amplitude does not
     follow the data -- K, phase-only G and T -- is computed on (:func:`quality.phase_only_snr`): its
-    chi2 then holds the phase scatter alone, and its sensitivity sum w |V|^2, the data's own power."""
+    chi2 then holds the phase scatter alone, and its sensitivity sum w |V|^2, the data's own power.
+    Only the correlations ``corr`` are made so; the others get weight 0 (the terms it serves use the
+    parallel hands)."""
     import copy
 
-    v = np.asarray(batch.vis)
-    m = np.asarray(batch.model)
-    w = np.asarray(batch.weight)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        av = np.abs(v)
-        am = np.abs(m)
-        ok = (av > 0) & (am > 0) & np.isfinite(av) & np.isfinite(am) & (w > 0)
-        out = copy.copy(batch)
-        out.vis = np.where(ok, v * (am / np.where(ok, av, 1.0)), 0)
-        out.weight = np.where(ok, w * (av / np.where(ok, am, 1.0)) ** 2, 0.0)
+    from .quality import phase_only_arrays
+
+    vis, weight = phase_only_arrays(batch.vis, batch.model, batch.weight, corr)
+    out = copy.copy(batch)
+    out.vis, out.weight = vis, weight
     return out
 
 

@@ -437,6 +437,21 @@ def _unit_cross_global(tt, J) -> bool:
                 and (np.abs(np.abs(J[..., [0, 1], [0, 1]]) - 1.0) < 1e-12).all())
 
 
+def _reduced_chi2(jones_type, n_w, cost, has, phase_only, has_hands=None):
+    """(n_cell,) chi2 / nDOF, nDOF = 2 n_w - n_par (``n_w``: the samples with w > 0 on the term's
+    correlations per cell; NaN where nDOF <= 0): the parameters counted per antenna with data (``has``),
+    or per hand where it has data (``has_hands``)."""
+    if has_hands is None:
+        n_par = _n_par(jones_type, has.sum(axis=1), phase_only)
+    else:               # per hand: half of an antenna's parameters, counted where the hand has data
+        n_h = np.asarray(has_hands).sum(axis=1)                      # (n_cell, 2)
+        n_par = np.where(n_h > 0, _n_par(jones_type, n_h, phase_only) / 2.0, 0.0).sum(axis=-1)
+    dof = 2 * n_w - n_par
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # a cost below 0 is the rounding of an exact fit (c0 - 2 Re sum ... of a noise-free cell): 0
+        return np.where(dof > 0, np.maximum(np.asarray(cost, float), 0.0) / np.maximum(dof, 1), np.nan)
+
+
 def snr(jones_type, batch, J, cost, has, phase_only=False, has_hands=None, cross_sums=None):
     """``(snr (n_cell, n_ant, 2), rchi2 (n_cell,))`` of the solutions ``J`` (n_cell, n_ant, 2, 2)
     (module docstring).  The model visibilities V^ = J_a M J_b^H and their weighted powers are
@@ -463,16 +478,8 @@ def snr(jones_type, batch, J, cost, has, phase_only=False, has_hands=None, cross
                      np.ascontiguousarray(batch.weight, np.float64), a1, a2, sums, n_wb)
         n_w = n_wb[..., list(tt.corr)].sum(axis=(1, 2))
         s_cross = None
-    if has_hands is None:
-        n_par = _n_par(jones_type, has.sum(axis=1), phase_only)
-    else:               # per hand: half of an antenna's parameters, counted where the hand has data
-        n_h = np.asarray(has_hands).sum(axis=1)                      # (n_cell, 2)
-        n_par = np.where(n_h > 0, _n_par(jones_type, n_h, phase_only) / 2.0, 0.0).sum(axis=-1)
-    dof = 2 * n_w - n_par
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # a cost below 0 is the rounding of an exact fit (c0 - 2 Re sum ... of a noise-free cell): 0
-        k2 = np.where(dof > 0, np.maximum(np.asarray(cost, float), 0.0) / np.maximum(dof, 1), np.nan)
-    rchi2 = k2.copy()
+    rchi2 = _reduced_chi2(jones_type, n_w, cost, has, phase_only, has_hands)
+    k2 = rchi2.copy()
     k2 = np.minimum(k2, 1.0)            # a misfit above the weights' prediction is not noise (docstring)
     sens = np.zeros((n_cell, n_ant, 2))
     if s_cross is not None:
@@ -549,6 +556,46 @@ def matched_snr(jones_type, batch, params, per_hand, chunk_bytes=64 * 2**20):
     return out
 
 
+@njit
+def _phase_only_cells(start, stride, v, m, w, use, vo, wo):
+    # cells start, start + stride, ... on this thread (_numba.threaded): for the correlations k with
+    # use[k], vo = v |m| / |v| and wo = w |v|^2 / |m|^2 where v, m are non-zero and finite and w > 0
+    # (vo = wo = 0 elsewhere and on the other correlations: the outputs start at 0)
+    n_cell, n_bl, n_samp, n_corr = v.shape
+    for c in range(start, n_cell, stride):
+        for b in range(n_bl):
+            for s in range(n_samp):
+                for k in range(n_corr):
+                    if not use[k]:
+                        continue
+                    wt = w[c, b, s, k]
+                    if not wt > 0:
+                        continue
+                    x = v[c, b, s, k]
+                    y = m[c, b, s, k]
+                    av = np.sqrt(x.real * x.real + x.imag * x.imag)
+                    am = np.sqrt(y.real * y.real + y.imag * y.imag)
+                    if av > 0 and am > 0 and np.isfinite(av) and np.isfinite(am) and np.isfinite(wt):
+                        r = am / av
+                        vo[c, b, s, k] = x * r
+                        wo[c, b, s, k] = wt / (r * r)
+
+
+def phase_only_arrays(vis, model, weight, corr):
+    """``(vis', weight')`` of :func:`alakazam.solvers.common.phases_only` (one compiled pass over the
+    cells, on the thread pool)."""
+    v = np.ascontiguousarray(vis, np.complex128)
+    m = np.ascontiguousarray(model, np.complex128)
+    w = np.ascontiguousarray(weight, np.float64)
+    use = np.zeros(v.shape[-1], np.bool_)
+    use[list(corr)] = True
+    vo = np.zeros(v.shape, np.complex128)
+    wo = np.zeros(v.shape, np.float64)
+    if v.shape[0]:
+        threaded(_phase_only_cells, v.shape[0], v, m, w, use, vo, wo)
+    return vo, wo
+
+
 def phase_only_snr(jones_type, batch, params, J, has, phase_only, has_hands=None,
                    chunk_bytes=64 * 2**20):
     """(n_cell, n_ant, 2) SNR of the terms whose model amplitude does not follow the data (K, phase-only
@@ -583,10 +630,12 @@ def phase_only_snr(jones_type, batch, params, J, has, phase_only, has_hands=None
         sl = slice(c0, min(n_cell, c0 + step))
         sub = batch.take(sl, batch.weight[sl])
         s = matched_snr(jones_type, sub, params[sl], per_hand)
-        pb = phases_only(sub)
+        corr = list(terms.get(jones_type).corr)
+        pb = phases_only(sub, corr)
         cost = chi2(jones_type, params[sl], pb, J[sl])
-        _, rchi2 = snr(jones_type, pb, J[sl], cost, has[sl], phase_only,
-                       has_hands=None if has_hands is None else has_hands[sl])
+        n_w = (pb.weight[..., corr] > 0).sum(axis=(1, 2, 3))
+        rchi2 = _reduced_chi2(jones_type, n_w, cost, has[sl], phase_only,
+                              None if has_hands is None else has_hands[sl])
         del pb, sub
         k2 = np.minimum(rchi2, 1.0)[:, None, None]
         with np.errstate(divide="ignore", invalid="ignore"):
