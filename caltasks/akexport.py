@@ -106,4 +106,4 @@ def _body(params):
                             crossphase=params["crossphase"])
 
 
-akexport = Task("akexport", _body, prepare=_prepare)
+akexport = Task("akexport", _body, prepare=_prepare, keep_reads=True)

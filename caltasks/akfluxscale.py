@@ -69,4 +69,4 @@ def _body(cfg):
     return run_fluxscale(cfg)
 
 
-akfluxscale = Task("akfluxscale", _body, prepare=build_config)
+akfluxscale = Task("akfluxscale", _body, prepare=build_config, keep_reads=True)

@@ -137,4 +137,4 @@ def _warn_nonfinite(caltable, groups):
                 "'NaN unflagged')"))
 
 
-akinfo = Task("akinfo", _body, prepare=_prepare)
+akinfo = Task("akinfo", _body, prepare=_prepare, keep_reads=True)

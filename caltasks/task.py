@@ -12,6 +12,7 @@ result dict.  Runtime failures are logged as SEVERE and re-raised.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
@@ -81,11 +82,14 @@ def inputs_file_task(path, limit=1 << 20):
 
 
 class Task:
-    def __init__(self, name, body, prepare=None):
+    def __init__(self, name, body, prepare=None, keep_reads=False):
         """``prepare(params)`` turns validated parameters into the engine's input (and may raise
         ParameterError); it runs before the Begin line, so nothing is logged as run on bad input.
-        ``body(prepared)`` runs the engine."""
+        ``body(prepared)`` runs the engine.  ``keep_reads``: the call (its checks and its run) reads
+        each MS's metadata and each caltable key once while they are unchanged (:meth:`_kept_reads`),
+        for tasks that read the same ones in both (akfluxscale, akexport, akinfo)."""
         self.name = name
+        self.keep_reads = bool(keep_reads)
         self.spec = load_task(xml_path(name))
         self._body = body
         self._prepare = prepare
@@ -202,8 +206,22 @@ class Task:
         unknown = [k for k in kwargs if k not in self.spec.names]
         if unknown or self._call_errors(args, kwargs)[2]:
             self.raise_unknown(unknown, args, {k: v for k, v in kwargs.items() if k not in unknown})
-        params, prepared = self.prepare(self.bind(*args, **kwargs))
-        return self.run_prepared(params, prepared)
+        with self._kept_reads():
+            params, prepared = self.prepare(self.bind(*args, **kwargs))
+            return self.run_prepared(params, prepared)
+
+    def _kept_reads(self):
+        """With ``keep_reads``: an MS's metadata read once while the MS is unchanged
+        (alakazam/core/metacache.py) and a caltable key read once while the file is unchanged
+        (:func:`alakazam.io.hdf5.keep_terms`), for the whole call; else nothing."""
+        stack = contextlib.ExitStack()
+        if self.keep_reads:
+            from alakazam.core import metacache
+            from alakazam.io import hdf5
+
+            stack.enter_context(metacache.keep())
+            stack.enter_context(hdf5.keep_terms())
+        return stack
 
     def _call_errors(self, args, known):
         """(args, known, errors): what Python's binding would refuse -- more positional arguments than

@@ -69,9 +69,11 @@ write_fluxscale`).  :func:`run_fluxscale` returns CASA's fluxscale dict: ``{fiel
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import fnmatch
+import functools
 import logging
 import os
 import warnings
@@ -357,8 +359,9 @@ def _model_flux(ms, field, source=("column", "MODEL_DATA")):
     if kind == "smodel":                # the solve's model: a point source of Stokes I = smodel[0]
         return {int(sp.spw_id): float(what[0]) for sp in meta.spws.values()}, int(fid)
     out = {}
+    first = _first_rows(ms, list(meta.spws), fid, 200)
     for ddid, sp in meta.spws.items():
-        rows = ms_io.row_numbers(ms, ddid, [fid])[:200]
+        rows = first[int(ddid)]
         if not len(rows):
             continue
         ch = ms_io.read_rows(ms, ddid, [fid], data_col=column, model_col=None, meta=meta, rows=rows,
@@ -366,6 +369,33 @@ def _model_flux(ms, field, source=("column", "MODEL_DATA")):
         if ch.n_row:
             out[int(sp.spw_id)] = _mean_model(ch)
     return out, int(fid)
+
+
+def _first_rows(ms, ddids, fid, n) -> dict:
+    """{ddid: the first ``n`` rows of field ``fid`` in DATA_DESC_ID ddid} -- ``row_numbers(ms, ddid,
+    [fid])[:n]`` of each (the same comparisons on the same columns, :func:`alakazam.core.ms_io._rows_where`),
+    from one pass over DATA_DESC_ID and FIELD_ID that stops once every ddid has its ``n`` rows (one
+    query per SPW read both columns of the whole main table: 12 s of a 64-SPW fluxscale, a review,
+    session 56)."""
+    from ..core import ms_io
+
+    got = {int(d): [] for d in ddids}
+    left = dict.fromkeys(got, int(n))
+    fids = np.asarray([int(fid)], np.int64)
+    with ms_io.main_table(str(ms)) as t:
+        nrow = int(t.nrows())
+        for r0 in range(0, nrow, ms_io.WHERE_BLOCK):
+            if not any(v > 0 for v in left.values()):
+                break
+            nr = min(ms_io.WHERE_BLOCK, nrow - r0)
+            dd = t.getcol("DATA_DESC_ID", r0, nr)
+            ok = np.isin(t.getcol("FIELD_ID", r0, nr), fids)
+            for d in got:
+                if left[d] > 0:
+                    idx = np.flatnonzero((dd == d) & ok)[:left[d]]
+                    got[d].append(idx + r0)
+                    left[d] -= len(idx)
+    return {d: (np.concatenate(v).astype(np.int64) if v else np.zeros(0, np.int64)) for d, v in got.items()}
 
 
 def _mean_model(ch):
@@ -603,6 +633,25 @@ def check_inputs(cfg: FluxscaleConfig, named=False) -> dict:
     SPWs and refspwmap are still checked -- against the table's gain keys (its resolved key when that
     is a gain) -- and a given ``ms`` is checked on its own (it was reported only once every other
     check had passed: four runs to see five bad values, review of session 45)."""
+    with _kept_reads():
+        return _check_inputs(cfg, named)
+
+
+@contextlib.contextmanager
+def _kept_reads():
+    """The reads of one fluxscale (its checks, then the run): each MS's metadata read once while the MS
+    is unchanged (:func:`alakazam.core.metacache.keep`: 32 SPWs read it 65 times, 0.4-0.8 s each, a
+    review, session 56) and each table's key read once while the file is unchanged
+    (:func:`alakazam.io.hdf5.keep_terms`)."""
+    from ..core import metacache
+    from ..io import hdf5
+
+    with metacache.keep(), hdf5.keep_terms():
+        yield
+
+
+def _check_inputs(cfg: FluxscaleConfig, named=False) -> dict:
+    """:func:`check_inputs` (inside :func:`_kept_reads`)."""
     from ..core.outputs import check_output_file
     from ..io import hdf5
 
@@ -690,9 +739,12 @@ def check_inputs(cfg: FluxscaleConfig, named=False) -> dict:
         if not cfg.transfer_field and not transfer:
             add("transfer_field", f"empty and {tr_table} has no {label['transfer_table']} solutions of a "
                 f"field other than the reference ({', '.join(cfg.reference_field)})")
+    # the MS checks, once per (MS, field, model column) of this call: the transfer fields' SPWs mostly
+    # share one MS, and each check opened the main table (and read the metadata) again
+    ms_errors = functools.lru_cache(maxsize=None)(_ms_errors)
     if cfg.ms:                          # a given MS: checked on its own (whatever else is wrong)
         ms, why = transfer_ms(cfg, tr_table, [])
-        why = why or _ms_errors(ms, None, "")
+        why = why or ms_errors(ms, None, "")
         if why:
             add("ms", why)
     for tf in transfer:                 # the MS(s) whose MODEL_DATA gives the model flux (per SPW's sets)
@@ -700,7 +752,7 @@ def check_inputs(cfg: FluxscaleConfig, named=False) -> dict:
         src = model_source(sets_tf)
         for sp in sorted({s.spw for s in sets_tf}):
             ms, why = transfer_ms(cfg, tr_table, [s for s in sets_tf if s.spw == sp])
-            why = why or _ms_errors(ms, tf, src[1] if src[0] == "column" else "")
+            why = why or ms_errors(ms, tf, src[1] if src[0] == "column" else "")
             if why:
                 add("ms", why)
     if tr_sets is None:
@@ -812,6 +864,13 @@ def planned_ms_spw_errors(cfg: FluxscaleConfig, spws=None) -> dict:
 
 
 def run_fluxscale(cfg: FluxscaleConfig) -> dict:
+    """The fluxscale of ``cfg`` (CASA's result dict; module docstring), its reads kept for its checks and
+    run (:func:`_kept_reads`)."""
+    with _kept_reads():
+        return _run_fluxscale(cfg)
+
+
+def _run_fluxscale(cfg: FluxscaleConfig) -> dict:
     from ..io import hdf5
 
     cfg, errors = named_fields(cfg)                 # patterns and field ids -> the table's names (once)

@@ -8,8 +8,12 @@ metadata again; inside :func:`keep` a later task takes the one read before when 
 Convention (pinned by tests/test_metacache.py):
 
 * **Scope.**  Only inside ``with keep():`` -- the YAML runner's blocks
-  (:class:`alakazam.core.readcache.Blocks` enters it for the whole run) or a Python session that asks
-  for it; the outermost exit drops everything.  Outside, every task reads the metadata itself, as before.
+  (:class:`alakazam.core.readcache.Blocks` enters it for the whole run), one call of akfluxscale,
+  akexport or akinfo (caltasks/task.py ``keep_reads``; a fluxscale's checks and run,
+  calibration/fluxscale.py) or a Python session that asks for it; the outermost exit drops everything.
+  Outside, every task reads the metadata itself, as before.  Inside, both a handle's metadata
+  (:attr:`alakazam.core.ms.MeasurementSet.meta`) and a read by path
+  (:func:`alakazam.core.ms_io.read_meta` without an open handle) are taken from here.
 * **Key.**  The MS (real path) and the state of its tables: name, size, modification time and inode of
   every file of the main table (:func:`alakazam.core.flagcache.ms_state`, also the tables a
   concatenated MS reads its rows from) and of every sub-table directory of the MS (ANTENNA,

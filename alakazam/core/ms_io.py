@@ -12,6 +12,7 @@ indices.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -155,12 +156,18 @@ def _table_info(path) -> dict:
 
 def read_meta(ms) -> MSMeta:
     """Metadata of an MS (see :class:`MSMeta`): the open handle's (read once per task,
-    :class:`alakazam.core.ms.MeasurementSet`), or read now."""
+    :class:`alakazam.core.ms.MeasurementSet`); inside :func:`alakazam.core.metacache.keep` the one
+    kept for the MS in its present state (read again after any change of its files); or read now."""
+    from . import metacache
     from . import ms as _ms
 
     h = _ms.active(ms) if ms else None
     if h is not None and os.path.isdir(str(ms)):
         return h.meta
+    if ms and metacache.active() and os.path.isfile(os.path.join(str(ms), "table.dat")):
+        m = metacache.meta(ms, read_meta_uncached)
+        # (kept under the real path: the MSMeta names the MS as this caller spelled it, as a read would)
+        return m if m.path == str(ms) else dataclasses.replace(m, path=str(ms))
     return read_meta_uncached(ms)
 
 

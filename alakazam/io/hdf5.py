@@ -47,9 +47,11 @@ from typing import Dict, List, Optional, Tuple
 
 import h5py
 import numpy as np
+from h5py import h5d, h5g, h5s
 
 from .. import __version__
 from ..core import signals
+from ..core.scope import Scope
 from ..errors import AlakazamError
 from ..jones import terms as jterms
 
@@ -462,24 +464,56 @@ def write_ids(path) -> Dict[str, str]:
         return {k: _decode_attr(f[k].attrs.get("write_id", "")) for k in f.keys() if _KEY_RE.match(k)}
 
 
+def _read_ds(gid, name: str):
+    """``group[name][()]`` of the group ``gid`` (a low-level GroupID) read with h5py's low-level calls:
+    the same array (shape, dtype, bytes) without building the high-level Dataset (0.05-0.1 ms each,
+    which an 800-group table paid ~10 times per group).  Scalar, empty-dataspace, string, compound and
+    array-typed datasets -- which the alakazam layout does not write -- go through h5py's own
+    ``[()]``."""
+    ds = h5d.open(gid, name.encode("utf8", "surrogateescape"))
+    shape, dt = ds.shape, ds.dtype
+    if not shape or dt.kind not in "biufc" or dt.subdtype is not None or dt.names is not None:
+        return h5py.Dataset(ds)[()]
+    arr = np.empty(shape, dt)
+    if arr.size:
+        ds.read(h5s.ALL, h5s.ALL, arr)
+    return arr
+
+
+def _link_names(gid) -> List[str]:
+    """The names of a group's links in h5py's iteration order (``list(group)``)."""
+    return [n.decode("utf8", "surrogateescape") if isinstance(n, bytes) else n for n in gid]
+
+
 def _read_group(g) -> SolutionSet:
-    st = g["solver_stats"]
-    extra = {k: st[k][()] for k in st if k not in ("converged", "n_iter", "cost")}
+    """One leaf group as a :class:`SolutionSet` (``g``: an h5py Group).  The arrays are read with
+    low-level calls (:func:`_read_ds`), the attributes as ``g.attrs.items()``: the same objects and
+    values as the high-level reads of before (tests/test_hdf5_read_fast.py)."""
+    gid = g.id
+    st = h5g.open(gid, b"solver_stats")
+    extra = {k: _read_ds(st, k) for k in _link_names(st) if k not in ("converged", "n_iter", "cost")}
     return SolutionSet(
-        jones=g["jones"][()], flags=g["flags"][()], time=g["time"][()], freq=g["freq"][()],
-        delay=g["delay"][()] if "delay" in g else None, converged=st["converged"][()],
-        n_iter=st["n_iter"][()], cost=st["cost"][()],
+        jones=_read_ds(gid, "jones"), flags=_read_ds(gid, "flags"), time=_read_ds(gid, "time"),
+        freq=_read_ds(gid, "freq"),
+        delay=_read_ds(gid, "delay") if b"delay" in gid else None, converged=_read_ds(st, "converged"),
+        n_iter=_read_ds(st, "n_iter"), cost=_read_ds(st, "cost"),
         attrs={k: _decode_attr(v) for k, v in g.attrs.items()}, extra=extra,
-        pol_flags=g["pol_flags"][()].astype(bool) if "pol_flags" in g else None)
+        pol_flags=_read_ds(gid, "pol_flags").astype(bool) if b"pol_flags" in gid else None)
 
 
 def _leaf_groups(g):
+    """The groups under ``g`` holding a ``jones`` (the solution sets), in the order h5py's
+    ``visititems`` visits them -- found from the names alone (``visit``: no object is built for the
+    ~10 datasets of each group), and only the leaf groups opened."""
+    names = []
+    g.visit(names.append)
+    have = set(names)
     out = []
-
-    def visit(name, obj):
-        if isinstance(obj, h5py.Group) and "jones" in obj:
-            out.append(obj)
-    g.visititems(visit)
+    for n in names:
+        if n + "/jones" in have:
+            obj = g[n]
+            if isinstance(obj, h5py.Group):
+                out.append(obj)
     return out
 
 
@@ -520,8 +554,82 @@ def pick_key(keys, key, path) -> str:
                         f"{', '.join(keys) if keys else '(none)'}")
 
 
+#: the solution sets read inside :func:`keep_terms`: {(real path, key): (file state, sets)}
+_TERMS: dict = {}
+#: reads of a term from the file and reads served from :func:`keep_terms` (tests, benchmarks)
+TERM_STATS = {"reads": 0, "hits": 0}
+_TERM_SCOPE = Scope("ALAKAZAM_TERM_CACHE", _TERMS)
+
+
+def keep_terms():
+    """``with keep_terms():`` a term read again from an unchanged file inside the ``with`` is a copy of
+    the sets read the first time, not a second read of the file (re-entrant; the outermost exit drops
+    them; ``ALAKAZAM_TERM_CACHE=0`` turns it off).  A task that reads a table several times -- akfluxscale
+    (its checks in the parameter pass, then the run: 3 reads), akexport (the parameter check, then the
+    export), akinfo -- runs inside it (caltasks/task.py).  Unchanged: the same real path, size,
+    modification and change times (ns), inode and device -- a table is only ever replaced by a new file
+    (:class:`_AtomicFile`), so any write changes the inode; the state is taken before and after the
+    read, and a read during which the file changed is not kept."""
+    return _TERM_SCOPE.keep()
+
+
+def _file_state(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
+
+
+def _copy_value(v):
+    """A deep copy of a value read from a table (``copy.deepcopy``'s result, faster for the arrays,
+    lists and dicts of a SolutionSet)."""
+    import copy
+
+    if isinstance(v, np.ndarray) and v.dtype.kind != "O":
+        return v.copy(order="K")
+    if isinstance(v, (str, bytes, int, float, bool, type(None), np.generic)) and \
+            not (isinstance(v, np.generic) and v.dtype.kind == "O"):
+        return v
+    if type(v) is list:
+        return [_copy_value(x) for x in v]
+    if type(v) is dict:
+        return {k: _copy_value(x) for k, x in v.items()}
+    return copy.deepcopy(v)
+
+
+def _copy_sets(sets: List[SolutionSet]) -> List[SolutionSet]:
+    """Deep copies of the sets (a kept read handed out again: the caller may modify them)."""
+    import dataclasses
+
+    return [dataclasses.replace(s, **{f.name: _copy_value(getattr(s, f.name))
+                                      for f in dataclasses.fields(s)}) for s in sets]
+
+
 def read_term(path, key) -> List[SolutionSet]:
-    """All solution sets of one key (exact key; use :func:`resolve_key` for fuzzy matching)."""
+    """All solution sets of one key (exact key; use :func:`resolve_key` for fuzzy matching).  Inside
+    :func:`keep_terms`, an unchanged file's key read before is a deep copy of what that read returned
+    (the caller may modify it)."""
+    if not _TERM_SCOPE.active():
+        TERM_STATS["reads"] += 1
+        return _read_term(path, key)
+    real = os.path.realpath(str(path))
+    state = _file_state(real)
+    with _TERM_SCOPE.lock:
+        kept = _TERMS.get((real, key))
+        if state is not None and kept is not None and kept[0] == state:
+            TERM_STATS["hits"] += 1
+            return _copy_sets(kept[1])
+    TERM_STATS["reads"] += 1
+    sets = _read_term(path, key)
+    if state is not None and _file_state(real) == state:
+        with _TERM_SCOPE.lock:
+            if _TERM_SCOPE.active():
+                _TERMS[(real, key)] = (state, _copy_sets(sets))
+    return sets
+
+
+def _read_term(path, key) -> List[SolutionSet]:
     _check_file(path)
     with h5py.File(path, "r") as f:
         if key not in f:
