@@ -228,3 +228,20 @@ def test_scan_times_from_the_index(shuffled, monkeypatch):
                 assert x.dtype == y.dtype
                 np.testing.assert_array_equal(x, y)
     assert any(len(a) for a in got)
+
+
+def test_solve_finds_every_unit_in_one_index(shuffled, tmp_path, monkeypatch):
+    """A G solve per scan and a phase-only G per integration (scan_times) over 2 fields x 3 SPWs: one
+    index build per akcal, no column scan (before: one per unit in the memory plan and in each read)."""
+    from alakazam.caltasks import akcal
+
+    scans = []
+    real = ms_io._rows_where
+    monkeypatch.setattr(ms_io, "_rows_where", lambda *a, **k: scans.append(a) or real(*a, **k))
+    times = []
+    real_times = ms_io.scan_times
+    monkeypatch.setattr(ms_io, "scan_times", lambda *a, **k: times.append(a) or real_times(*a, **k))
+    builds = rowindex.STATS["builds"]
+    akcal(vis=shuffled, caltable=str(tmp_path / "g.h5"), field="3C286,3C147", jones=["G", "G"],
+          calmode=["ap", "p"], solint=["scan", "int"], refant="C00")
+    assert rowindex.STATS["builds"] == builds + 1 and not scans and times
