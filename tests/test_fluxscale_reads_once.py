@@ -79,6 +79,10 @@ def test_results_identical_to_uncached_reads(solved, tmp_path, monkeypatch):
     a = run_fluxscale(_cfg(cal, str(tmp_path / "a.h5")))
     monkeypatch.setenv("ALAKAZAM_META_CACHE", "0")
     monkeypatch.setenv("ALAKAZAM_TERM_CACHE", "0")
+    import contextlib
+
+    from alakazam.calibration import fluxscale
+    monkeypatch.setattr(fluxscale, "_keep_ms", contextlib.nullcontext)     # no MS handle kept either
     calls = _count_meta_reads(monkeypatch)
     b = run_fluxscale(_cfg(cal, str(tmp_path / "b.h5")))
     assert len(calls) > 1                       # (the caches are really off here)

@@ -67,8 +67,11 @@ def column_bytes(ms, like="DATA") -> int:
     import numpy as np
     from casacore.tables import table
 
+    from . import rowindex
+
     with table(str(ms), ack=False) as t:
-        ddid = t.getcol("DATA_DESC_ID")
+        idx = rowindex.get(ms, t, build=False)      # rows per DATA_DESC_ID from the task's row index
+        ddid = None if idx is not None else t.getcol("DATA_DESC_ID")
         vt = str(t.getcoldesc(like).get("valueType", "complex")).lower()
     item = {"dcomplex": 16, "complex": 8, "double": 8, "float": 4, "boolean": 1, "bool": 1}.get(vt, 8)
     with table(os.path.join(str(ms), "DATA_DESCRIPTION"), ack=False) as dd:
@@ -77,7 +80,11 @@ def column_bytes(ms, like="DATA") -> int:
         nchan = s.getcol("NUM_CHAN")
     with table(os.path.join(str(ms), "POLARIZATION"), ack=False) as p:
         ncorr = p.getcol("NUM_CORR")
-    counts = np.bincount(np.asarray(ddid, np.int64), minlength=len(spw_of))
+    if ddid is None:
+        counts = np.bincount(idx.keys[:, 0], weights=np.diff(idx.bounds),
+                             minlength=len(spw_of)).astype(np.int64)
+    else:
+        counts = np.bincount(np.asarray(ddid, np.int64), minlength=len(spw_of))
     per_row = np.array([int(nchan[spw_of[d]]) * int(ncorr[pol_of[d]]) for d in range(len(spw_of))])
     return int((counts[:len(per_row)] * per_row).sum()) * item
 

@@ -106,6 +106,7 @@ class MeasurementSet:
         self._meta = None
         self._depth = 0
         self._lend = True               # ms_io's read-only opens borrow the main table
+        self._row_index = None          # (state, RowIndex) of the main table (core/rowindex.py)
 
     # ---- life cycle
     @classmethod
@@ -170,8 +171,12 @@ class MeasurementSet:
         """Rows per (FIELD_ID, SCAN_NUMBER) of one DATA_DESC_ID: ``{(field, scan): rows}`` (one query)."""
         import numpy as np
 
+        from . import rowindex
         from .ms_io import _rows_where
 
+        idx = rowindex.get(self.path, self.table())     # the MS's row index (core/rowindex.py)
+        if idx is not None:
+            return idx.counts(ddid, field_ids, scans)
         # the rows of the WHERE found from the columns (as TaQL's SELECT ... WHERE, in a third of its time)
         rows, v = _rows_where(self.table(), ddid, field_ids, scans, cols=("FIELD_ID", "SCAN_NUMBER"))
         if len(rows) == 0:

@@ -688,8 +688,18 @@ def row_numbers(ms, ddid, field_ids, scans=None, time_range=None, rowsel=None) -
     (:class:`alakazam.core.rowselect.RowSelection`; the one place where rows are chosen)."""
     from casacore.tables import taql
 
+    from . import rowindex
+
     with _table(str(ms)) as t:
-        if rowsel is None or not rowsel.taql():
+        # the rows of (DATA_DESC_ID, fields, scans) from the MS's row index (its selection columns read
+        # once per task call or run: core/rowindex.py), else from the columns (one full read per call)
+        idx = rowindex.get(ms, t) if time_range is None else None
+        if idx is not None:
+            r = idx.rows(ddid, field_ids, scans)
+            where = rowsel.taql() if rowsel is not None else ""
+            if where and len(r):        # OBSERVATION_ID, STATE_ID, time bounds: TaQL once per selection
+                r = r[idx.rowsel_mask(t, where)[r]]
+        elif rowsel is None or not rowsel.taql():
             r = _rows_where(t, ddid, field_ids, scans, time_range)
         else:
             where = _where(ddid, field_ids, scans, time_range, rowsel)
@@ -750,10 +760,17 @@ def scan_times(ms, pairs, scans=None) -> dict:
     """{scan: (TIME, INTERVAL)} of the rows of the (FIELD_ID, DATA_DESC_ID) ``pairs`` in ``scans`` (None =
     all): each scan's distinct TIMEs in order with the smallest INTERVAL of their rows (solint 'int' /
     'Nints' counts integrations from them: :func:`alakazam.plan.integration_edges`)."""
+    from . import rowindex
+
     out = {}
     with _table(str(ms)) as t:
+        idx = rowindex.get(ms, t)           # the task's row index (core/rowindex.py), else column scans
         for fid, ddid in sorted(set((int(f), int(d)) for f, d in pairs)):
-            _, v = _rows_where(t, ddid, [fid], scans, cols=("SCAN_NUMBER", "TIME", "INTERVAL"))
+            cols = ("SCAN_NUMBER", "TIME", "INTERVAL")
+            if idx is not None:
+                v = _values_at(t, idx.rows(ddid, [fid], scans), cols)
+            else:
+                _, v = _rows_where(t, ddid, [fid], scans, cols=cols)
             for sc in np.unique(v["SCAN_NUMBER"]):
                 m = v["SCAN_NUMBER"] == sc
                 tm, iv = np.asarray(v["TIME"][m], float), np.asarray(v["INTERVAL"][m], float)
@@ -764,6 +781,21 @@ def scan_times(ms, pairs, scans=None) -> dict:
                 np.minimum.at(ivu, inv.ravel(), iv)
                 out[int(sc)] = (u, ivu)
     return out
+
+
+def _values_at(t, rows, cols) -> dict:
+    """{col: its values at ``rows``} of scalar columns of the open table ``t`` (as :func:`_rows_where`'s
+    ``cols``): read run by run when the rows form long runs, else through a row selection."""
+    if len(rows) == 0:
+        return {c: np.zeros(0, np.int64) for c in cols}
+    runs = _long_runs(rows)
+    if runs is not None:
+        return {c: _getcol_runs(t, None, c, runs) for c in cols}
+    q = t.selectrows(np.asarray(rows))
+    try:
+        return {c: q.getcol(c) for c in cols}
+    finally:
+        q.close()
 
 
 def read_times(ms, rows) -> np.ndarray:

@@ -18,6 +18,7 @@ class Scope:
         self.cache = cache
         self.lock = threading.RLock()
         self.depth = 0
+        self.also = []          # other dicts emptied with the cache (core/rowindex.py's run indexes)
 
     def enabled(self) -> bool:
         return os.environ.get(self.env, "1") != "0"
@@ -37,3 +38,5 @@ class Scope:
                 self.depth -= 1
                 if self.depth == 0:
                     self.cache.clear()
+                    for c in self.also:
+                        c.clear()
