@@ -682,4 +682,33 @@ def _rereference(ctx: _Context, step: SolveStep, sets) -> None:
     total = ctx.stats.setdefault(("reference", step.key), dict.fromkeys(counts, 0))
     for k, v in counts.items():
         total[k] += v
+    if terms.get(step.jones_type).name == "K":
+        _wrap_rereferenced_delays(ctx, sets)
+
+
+def _wrap_rereferenced_delays(ctx: _Context, sets) -> None:
+    """K's delays back in their principal range after the step's re-referencing: a cell solved with
+    another reference and bridged to the step's took that reference's delay, which can carry a delay
+    over 1/(2d) (review 56c: 22 of 103 per-integration delays at 530-1012 ns on 1 MHz channels; the cell's
+    own solve had wrapped them, :func:`alakazam.solvers.parallel_delay.wrap_delays`).  Each antenna's
+    delay moves by whole periods 1/d of its SPW's selected channel grid, and its stored Jones (the delay's
+    phase at the bin centre) with it; the reference's is ~0 and stays."""
+    from .solvers.parallel_delay import TWO_PI_NS, grid_step
+
+    period = {}
+    for ddid, chans in (ctx.spw_sel or {}).items():
+        d = grid_step(np.asarray(ctx.meta.spws[ddid].freqs, float)[np.asarray(chans, int)])
+        if d is not None:
+            period.setdefault(int(ctx.meta.spws[ddid].spw_id), 1e9 / d)
+    for s in sets:
+        p = period.get(int(s.attrs.get("spw", -1)))
+        if p is None or s.delay is None:
+            continue
+        with np.errstate(invalid="ignore"):
+            k = np.where(np.isfinite(s.delay), np.round(s.delay / p), 0.0)     # (ant, f, t, hand)
+        if not k.any():
+            continue
+        s.delay -= k * p
+        for h in range(2):
+            s.jones[..., h, h] *= np.exp(1j * TWO_PI_NS * (k[..., h] * p) * np.asarray(s.freq, float)[None, :, None])
 

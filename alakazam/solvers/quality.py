@@ -437,16 +437,17 @@ def _unit_cross_global(tt, J) -> bool:
                 and (np.abs(np.abs(J[..., [0, 1], [0, 1]]) - 1.0) < 1e-12).all())
 
 
-def _reduced_chi2(jones_type, n_w, cost, has, phase_only, has_hands=None):
-    """(n_cell,) chi2 / nDOF, nDOF = 2 n_w - n_par (``n_w``: the samples with w > 0 on the term's
-    correlations per cell; NaN where nDOF <= 0): the parameters counted per antenna with data (``has``),
-    or per hand where it has data (``has_hands``)."""
+def _reduced_chi2(jones_type, n_w, cost, has, phase_only, has_hands=None, dof_per_sample=2):
+    """(n_cell,) chi2 / nDOF, nDOF = dof_per_sample x n_w - n_par (``n_w``: the samples with w > 0 on the
+    term's correlations per cell -- 2 real DOF each, or 1 for a residual that is a phase alone; NaN where
+    nDOF <= 0): the parameters counted per antenna with data (``has``), or per hand where it has data
+    (``has_hands``)."""
     if has_hands is None:
         n_par = _n_par(jones_type, has.sum(axis=1), phase_only)
     else:               # per hand: half of an antenna's parameters, counted where the hand has data
         n_h = np.asarray(has_hands).sum(axis=1)                      # (n_cell, 2)
         n_par = np.where(n_h > 0, _n_par(jones_type, n_h, phase_only) / 2.0, 0.0).sum(axis=-1)
-    dof = 2 * n_w - n_par
+    dof = dof_per_sample * n_w - n_par
     with np.errstate(divide="ignore", invalid="ignore"):
         # a cost below 0 is the rounding of an exact fit (c0 - 2 Re sum ... of a noise-free cell): 0
         return np.where(dof > 0, np.maximum(np.asarray(cost, float), 0.0) / np.maximum(dof, 1), np.nan)
@@ -602,13 +603,20 @@ def phase_only_snr(jones_type, batch, params, J, has, phase_only, has_hands=None
     G / T; :func:`data_snr_applies`): the data's matched-filter SNR at the solution over the rms of the
     phase scatter,
 
-        SNR = S / sqrt(2 k2'),   S = sum_b Re(w conj(V^) V) / sqrt(sum_b w |V^|^2)   (:func:`matched_snr`),
-        k2' = min(chi2' / nDOF, 1),  chi2' = the fit's cost on the data made phase-only as CASA's apmode 'P'
-              (:func:`alakazam.solvers.common.phases_only`: sum w |V|^2 |V/|V| - V^/|V^||^2),
+        SNR = S / sqrt(f),   S = sum_b Re(w conj(V^) V) / sqrt(sum_b w |V^|^2)   (:func:`matched_snr`),
+        f = min(chi2' / (n_w - n_par), 2),  chi2' = the fit's cost on the data made phase-only as CASA's
+              apmode 'P' (:func:`alakazam.solvers.common.phases_only`: sum w |V|^2 |V/|V| - V^/|V^||^2),
 
-    1 / the rms phase error: with data of per-sample SNR well above 1, S = sqrt(sum w |V|^2) and
-    k2' ~ 1/2 (the phase scatter alone: half a complex residual), so SNR = sqrt(sum w |V|^2), CASA's
-    phase-only SNR; whatever the data's scale against the model's.  S of noise is Rayleigh(1): a fit to
+    1 / the rms phase error: with data of per-sample SNR well above 1, S = sqrt(sum w |V|^2), and f is
+    the noise's scale against the weights' (1 where they describe it; the phase scatter has one real DOF
+    per sample), so SNR = sqrt(sum w |V|^2), CASA's phase-only SNR, whatever the data's scale against the
+    model's.  (CASA's k2 = chi2' / (2 n_w - 2 n_ant) gives 1.26 x too low an f on 5 antennas per
+    integration, 1.06 x on 12: its SNR is that much below; review 56c.)  f / 2 is a complex fit's k2 and
+    is capped as every term's (:func:`snr`: k2 <= 1), so a misfit beyond twice the weights' prediction
+    does not lower the SNR further (a dead antenna's noise in a cell raises f: the cap at 1 kept its
+    noise fits unflagged in 10% of integrations); with weights that do not describe the
+    noise (WEIGHT = 1 on raw correlator units) f cannot tell a misfit from noise, and a systematic phase
+    misfit -- a bandpass not yet solved under K, T's hands that differ -- lowers the SNR, as in CASA.  S of noise is Rayleigh(1): a fit to
     a dead antenna's noise gets a few units at most, and S is unbiased where the data are weak (a sum of
     |V|^2, CASA's sensitivity, counts the noise's power as signal).
 
@@ -634,13 +642,14 @@ def phase_only_snr(jones_type, batch, params, J, has, phase_only, has_hands=None
         pb = phases_only(sub, corr)
         cost = chi2(jones_type, params[sl], pb, J[sl])
         n_w = (pb.weight[..., corr] > 0).sum(axis=(1, 2, 3))
-        rchi2 = _reduced_chi2(jones_type, n_w, cost, has[sl], phase_only,
-                              None if has_hands is None else has_hands[sl])
+        # the phase scatter's own scale: one real DOF per sample (its radial part is gone)
+        f = _reduced_chi2(jones_type, n_w, cost, has[sl], phase_only,
+                          None if has_hands is None else has_hands[sl], dof_per_sample=1)
         del pb, sub
-        k2 = np.minimum(rchi2, 1.0)[:, None, None]
+        f = np.minimum(f, 2.0)[:, None, None]       # k2 = f / 2 <= 1, the cap of every term (snr)
         with np.errstate(divide="ignore", invalid="ignore"):
-            v = np.maximum(s, 0.0) / np.sqrt(2.0 * k2)
-        v = np.where((k2 == 0) & (s > 0), SNR_MAX, np.where(np.isfinite(v), v, 0.0))
+            v = np.maximum(s, 0.0) / np.sqrt(f)
+        v = np.where((f == 0) & (s > 0), SNR_MAX, np.where(np.isfinite(v), v, 0.0))
         present = has_hands[sl] if per_hand else has[sl][..., None]
         out[sl] = np.where(present, v, 0.0)
     return out
