@@ -710,5 +710,6 @@ def _wrap_rereferenced_delays(ctx: _Context, sets) -> None:
             continue
         s.delay -= k * p
         for h in range(2):
-            s.jones[..., h, h] *= np.exp(1j * TWO_PI_NS * (k[..., h] * p) * np.asarray(s.freq, float)[None, :, None])
+            nu = np.asarray(s.freq, float)[None, :, None]
+            s.jones[..., h, h] *= np.exp(1j * TWO_PI_NS * (k[..., h] * p) * nu)
 

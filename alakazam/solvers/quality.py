@@ -610,15 +610,17 @@ def phase_only_snr(jones_type, batch, params, J, has, phase_only, has_hands=None
     1 / the rms phase error: with data of per-sample SNR well above 1, S = sqrt(sum w |V|^2), and f is
     the noise's scale against the weights' (1 where they describe it; the phase scatter has one real DOF
     per sample), so SNR = sqrt(sum w |V|^2), CASA's phase-only SNR, whatever the data's scale against the
-    model's.  (CASA's k2 = chi2' / (2 n_w - 2 n_ant) gives 1.26 x too low an f on 5 antennas per
-    integration, 1.06 x on 12: its SNR is that much below; review 56c.)  f / 2 is a complex fit's k2 and
-    is capped as every term's (:func:`snr`: k2 <= 1), so a misfit beyond twice the weights' prediction
-    does not lower the SNR further (a dead antenna's noise in a cell raises f: the cap at 1 kept its
-    noise fits unflagged in 10% of integrations); with weights that do not describe the
-    noise (WEIGHT = 1 on raw correlator units) f cannot tell a misfit from noise, and a systematic phase
-    misfit -- a bandpass not yet solved under K, T's hands that differ -- lowers the SNR, as in CASA.  S of noise is Rayleigh(1): a fit to
-    a dead antenna's noise gets a few units at most, and S is unbiased where the data are weak (a sum of
-    |V|^2, CASA's sensitivity, counts the noise's power as signal).
+    model's.  On small arrays the DOF matter: on 5 antennas per integration a complex fit's count
+    (2 n_w - n_par, this function's first version) gave 1.15 x the truth, 1.26 x CASA's, whose k2
+    (nDOF 2 n_w - 2 n_ant) gives 0.91 x the truth (review 56c).  f / 2 is a complex fit's k2 and is
+    capped as every term's (:func:`snr`: k2 <= 1), so a misfit beyond twice the weights' prediction
+    does not lower the SNR further (a dead antenna's noise in a cell raises f: a cap at 1 kept its
+    noise fits unflagged in 10% of integrations); with weights that do not describe the noise
+    (WEIGHT = 1 on raw correlator units) f cannot tell a misfit from noise, and a systematic phase
+    misfit -- a bandpass not yet solved under K, T's hands that differ -- lowers the SNR, as in CASA.
+    S of noise is Rayleigh(1): a fit to a dead antenna's noise gets a few units at most, and S is
+    unbiased where the data are weak (a sum of |V|^2, CASA's sensitivity, counts the noise's power as
+    signal).
 
     Before (review 56b), the SNR was a complex fit's on the data as they are -- sqrt(sum w |M|^2 / (2 k2))
     with the model's power and a chi2 holding the amplitude mismatch (capped k2), bounded by S: DATA at
