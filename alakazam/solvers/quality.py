@@ -613,7 +613,8 @@ def phase_only_snr(jones_type, batch, params, J, has, phase_only, has_hands=None
     model's.  On small arrays the DOF matter: on 5 antennas per integration a complex fit's count
     (2 n_w - n_par, this function's first version) gave 1.15 x the truth, 1.26 x CASA's, whose k2
     (nDOF 2 n_w - 2 n_ant) gives 0.91 x the truth (review 56c).  f / 2 is a complex fit's k2 and is
-    capped as every term's (:func:`snr`: k2 <= 1), so a misfit beyond twice the weights' prediction
+    capped as every term's (:func:`snr`: k2 <= 1; where the fit leaves no DOF -- two antennas -- f is
+    1, the weights taken as they are), so a misfit beyond twice the weights' prediction
     does not lower the SNR further (a dead antenna's noise in a cell raises f: a cap at 1 kept its
     noise fits unflagged in 10% of integrations); with weights that do not describe the noise
     (WEIGHT = 1 on raw correlator units) f cannot tell a misfit from noise, and a systematic phase
@@ -648,7 +649,8 @@ def phase_only_snr(jones_type, batch, params, J, has, phase_only, has_hands=None
         f = _reduced_chi2(jones_type, n_w, cost, has[sl], phase_only,
                           None if has_hands is None else has_hands[sl], dof_per_sample=1)
         del pb, sub
-        f = np.minimum(f, 2.0)[:, None, None]       # k2 = f / 2 <= 1, the cap of every term (snr)
+        # no DOF left (one baseline: the phases fit exactly): the weights' own scale, f = 1
+        f = np.where(np.isfinite(f), np.minimum(f, 2.0), 1.0)[:, None, None]   # k2 = f / 2 <= 1 (snr)
         with np.errstate(divide="ignore", invalid="ignore"):
             v = np.maximum(s, 0.0) / np.sqrt(f)
         v = np.where((f == 0) & (s > 0), SNR_MAX, np.where(np.isfinite(v), v, 0.0))
