@@ -6,7 +6,6 @@ key: its files' name, size, mtime, inode); the results are those of the uncached
 import json
 import shutil
 
-import numpy as np
 import pytest
 from casacore.tables import table
 
@@ -81,7 +80,6 @@ def test_results_identical_to_uncached_reads(solved, tmp_path, monkeypatch):
     monkeypatch.setenv("ALAKAZAM_TERM_CACHE", "0")
     import contextlib
 
-    from alakazam.calibration import fluxscale
     monkeypatch.setattr(fluxscale, "_keep_ms", contextlib.nullcontext)     # no MS handle kept either
     calls = _count_meta_reads(monkeypatch)
     b = run_fluxscale(_cfg(cal, str(tmp_path / "b.h5")))
@@ -113,20 +111,3 @@ def test_a_changed_ms_is_read_again(solved, tmp_path, monkeypatch):
         errors = check_inputs(cfg)
         assert len(calls) == 2                                      # changed: read again
         assert any("no field named '3C147'" in m for m in errors.get("ms", [])), errors
-
-
-def test_first_rows_are_row_numbers_of_each_spw(solved, monkeypatch):
-    """_model_flux's rows (one pass for every SPW) are row_numbers(ms, ddid, [fid])[:n] of each, also
-    across blocks of the selection columns and when it stops early."""
-    ms, _ = solved
-    meta = ms_io.read_meta(ms)
-    fid = ms_io.field_ids_named(meta, "3C147")[0]
-    ddids = list(meta.spws)
-    for block in (ms_io.WHERE_BLOCK, 7, 1000):
-        monkeypatch.setattr(ms_io, "WHERE_BLOCK", block)
-        for n in (200, 3, 10 ** 9):
-            got = fluxscale._first_rows(ms, ddids, fid, n)
-            assert sorted(got) == sorted(int(d) for d in ddids)
-            for d in ddids:
-                want = ms_io.row_numbers(ms, d, [fid])[:n]
-                assert got[int(d)].dtype == want.dtype and np.array_equal(got[int(d)], want)

@@ -392,9 +392,9 @@ def _model_flux(ms, field, source=("column", "MODEL_DATA")):
     if kind == "smodel":                # the solve's model: a point source of Stokes I = smodel[0]
         return {int(sp.spw_id): float(what[0]) for sp in meta.spws.values()}, int(fid)
     out = {}
-    first = _first_rows(ms, list(meta.spws), fid, 200)
     for ddid, sp in meta.spws.items():
-        rows = first[int(ddid)]
+        # (from the row index of the call's kept MS, core/rowindex.py: no main-table scan per SPW)
+        rows = ms_io.row_numbers(ms, ddid, [fid])[:200]
         if not len(rows):
             continue
         ch = ms_io.read_rows(ms, ddid, [fid], data_col=column, model_col=None, meta=meta, rows=rows,
@@ -402,33 +402,6 @@ def _model_flux(ms, field, source=("column", "MODEL_DATA")):
         if ch.n_row:
             out[int(sp.spw_id)] = _mean_model(ch)
     return out, int(fid)
-
-
-def _first_rows(ms, ddids, fid, n) -> dict:
-    """{ddid: the first ``n`` rows of field ``fid`` in DATA_DESC_ID ddid} -- ``row_numbers(ms, ddid,
-    [fid])[:n]`` of each (the same comparisons on the same columns, :func:`alakazam.core.ms_io._rows_where`),
-    from one pass over DATA_DESC_ID and FIELD_ID that stops once every ddid has its ``n`` rows (one
-    query per SPW read both columns of the whole main table: 12 s of a 64-SPW fluxscale, a review,
-    session 56)."""
-    from ..core import ms_io
-
-    got = {int(d): [] for d in ddids}
-    left = dict.fromkeys(got, int(n))
-    fids = np.asarray([int(fid)], np.int64)
-    with ms_io.main_table(str(ms)) as t:
-        nrow = int(t.nrows())
-        for r0 in range(0, nrow, ms_io.WHERE_BLOCK):
-            if not any(v > 0 for v in left.values()):
-                break
-            nr = min(ms_io.WHERE_BLOCK, nrow - r0)
-            dd = t.getcol("DATA_DESC_ID", r0, nr)
-            ok = np.isin(t.getcol("FIELD_ID", r0, nr), fids)
-            for d in got:
-                if left[d] > 0:
-                    idx = np.flatnonzero((dd == d) & ok)[:left[d]]
-                    got[d].append(idx + r0)
-                    left[d] -= len(idx)
-    return {d: (np.concatenate(v).astype(np.int64) if v else np.zeros(0, np.int64)) for d, v in got.items()}
 
 
 def _mean_model(ch):
