@@ -98,13 +98,21 @@ def _by_field(term: LoadedTerm, spw_id: int):
     for it again, concatenating and sorting every field's whole timeline -- 12,176 calls and 25.8 s of
     a 46 s apply of a 150-field mosaic with 600 scans (review 56a).  The arrays are read, never written,
     by the callers."""
-    memo = term.__dict__.get("_by_field")
-    if memo is None or len(memo[0]) != len(term.sets) or any(a is not b for a, b in zip(memo[0], term.sets)):
-        memo = term.__dict__["_by_field"] = (tuple(term.sets), {})
-    got = memo[1].get(int(spw_id))
+    memo = sets_memo(term, "_by_field")
+    got = memo.get(int(spw_id))
     if got is None:
-        got = memo[1][int(spw_id)] = _by_field_uncached(term, spw_id)
+        got = memo[int(spw_id)] = _by_field_uncached(term, spw_id)
     return got
+
+
+def sets_memo(term: LoadedTerm, name: str) -> dict:
+    """A dict kept on ``term`` under ``name`` for values that depend on its solution sets alone: emptied
+    when the term's sets are no longer the same objects (compared by identity and held, so that an id is
+    never reused while kept).  A copy of the term (``copy.copy``) with the same sets shares it."""
+    memo = term.__dict__.get(name)
+    if memo is None or len(memo[0]) != len(term.sets) or any(a is not b for a, b in zip(memo[0], term.sets)):
+        memo = term.__dict__[name] = (tuple(term.sets), {})
+    return memo[1]
 
 
 def _by_field_uncached(term: LoadedTerm, spw_id: int):

@@ -210,6 +210,8 @@ def own_factor(s, k_terms, spw_id, freqs):
     """The product of ``k_terms``' diagonals (n_t, n_ant, n_f, 2) for the gain solution set ``s``: the
     K of the set's own field at its solution times, on ``freqs`` (as the solve pre-applied it); 1 where
     a K is flagged or has no solution there."""
+    from .chain import sets_memo
+
     a = s.attrs
     own = []
     for k in k_terms:
@@ -219,17 +221,15 @@ def own_factor(s, k_terms, spw_id, freqs):
         # views and field timelines are then built once, not once per gain set: a review's 150-field
         # mosaic spent 7.7 s building them again, 56a)
         interp = solve_interp(a, k.key)
-        memo = k.__dict__.get("_own_copies")
-        if memo is None or len(memo[0]) != len(k.sets) or any(x is not y for x, y in zip(memo[0], k.sets)):
-            memo = k.__dict__["_own_copies"] = (tuple(k.sets), {})
-        k2 = memo[1].get(interp)
+        memo = sets_memo(k, "_own_copies")
+        k2 = memo.get(interp)
         if k2 is None:
             k2 = copy.copy(k)
             k2.field_select, k2.solution_field = "nearest_time", None
             k2.time_interp = interp
             for name in ("_hand_views", "_own_copies"):
                 k2.__dict__.pop(name, None)
-            memo[1][interp] = k2
+            memo[interp] = k2
         own.append(k2)
     return _diag_factor(own, spw_id, np.asarray(s.time, float), np.asarray(freqs, float),
                         [str(x) for x in a["ant_names"]], str(a.get("field_name", "")),
