@@ -179,36 +179,44 @@ def test_int_on_workers_counts_integrations_as_in_process(tmp_path):
     _same_tables(str(tmp_path / "inproc.h5"), str(tmp_path / "dask.h5"))
 
 
+def _interrupted_run(small_ms, tmp_path, inject, marker, after_s, poll_s):
+    """``alakazam run --workers 2`` of a G solve with the test hook ``ALAKAZAM_FAULT_INJECT=inject``,
+    SIGINT to its process group (as a terminal's Ctrl-C) ``after_s`` seconds after ``marker`` appears:
+    its (exit status, output)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"solve:\n  ms: {small_ms}\n  output: {tmp_path / 'c.h5'}\n  jones: [G]\n"
+                   "  time_interval: [inf]\n  ref_ant: C00\n")
+    env = dict(os.environ, ALAKAZAM_FAULT_INJECT=inject)
+    p = subprocess.Popen([sys.executable, "-m", "alakazam", "run", "--workers", "2", str(cfg)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        t0 = time.monotonic()
+        while not marker.exists() and p.poll() is None and time.monotonic() - t0 < 180:
+            time.sleep(poll_s)
+        assert marker.exists(), p.communicate(timeout=60)[0]
+        time.sleep(after_s)
+        os.killpg(p.pid, signal.SIGINT)
+        out = p.communicate(timeout=120)[0]
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    return p.returncode, out
+
+
 def test_ctrl_c_stops_the_client_alone_without_worker_tracebacks(small_ms, tmp_path):
     """A Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the units of a
     LocalCluster run: the workers ignore it (distributed.dask_setup, their preload), the client stops and
     closes the cluster, exit status 130 with alakazam's one-line message.  Each worker printed a 25-line
     KeyboardInterrupt traceback and dask a warning per cancelled unit (review 54e), and dask's INFO lines
     of the nannies closing came after the message when the Ctrl-C fell in the cluster's close."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     marker = tmp_path / "sleeping"
-    cfg = tmp_path / "run.yaml"
-    cfg.write_text(f"solve:\n  ms: {small_ms}\n  output: {tmp_path / 'c.h5'}\n  jones: [G]\n"
-                   "  time_interval: [inf]\n  ref_ant: C00\n")
-    env = dict(os.environ, ALAKAZAM_FAULT_INJECT=f"G0:sleep:{marker}")
-    p = subprocess.Popen([sys.executable, "-m", "alakazam", "run", "--workers", "2", str(cfg)], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        t0 = time.monotonic()
-        while not marker.exists() and p.poll() is None and time.monotonic() - t0 < 180:
-            time.sleep(0.2)
-        assert marker.exists(), p.communicate(timeout=60)[0]
-        time.sleep(1.0)
-        os.killpg(p.pid, signal.SIGINT)
-        out = p.communicate(timeout=120)[0]
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-    assert p.returncode == 130, out
+    rc, out = _interrupted_run(small_ms, tmp_path, f"G0:sleep:{marker}", marker, 1.0, 0.2)
+    assert rc == 130, out
     assert "alakazam: interrupted" in out
     for noise in ("Traceback", "KeyboardInterrupt", "Task cancelled", "Nanny"):
         assert noise not in out, out
@@ -217,34 +225,14 @@ def test_ctrl_c_stops_the_client_alone_without_worker_tracebacks(small_ms, tmp_p
 
 def test_ctrl_c_while_the_cluster_starts_is_acted_on_once_it_is_up(small_ms, tmp_path):
     """A Ctrl-C to the process group while the LocalCluster's workers start, before their preload ignores
-    SIGINT (the test hook pauses each worker there): the workers were started with SIGINT blocked
-    (core/signals.spawning), so none prints a KeyboardInterrupt traceback, and the client stops once
-    the cluster is up and closes it -- exit 130, alakazam's one line, no table.  Before, each worker
-    printed a traceback from wherever its imports were, and dask "Nanny failed to start" and an
+    SIGINT (the test hook pauses each worker there, distributed.PAUSE_S): the workers were started with
+    SIGINT blocked (core/signals.spawning), so none prints a KeyboardInterrupt traceback, and the client
+    stops once the cluster is up and closes it -- exit 130, alakazam's one line, no table.  Before, each
+    worker printed a traceback from wherever its imports were, and dask "Nanny failed to start" and an
     ``AssertionError: Status.init`` at exit (review 55d)."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     marker = tmp_path / "starting"
-    cfg = tmp_path / "run.yaml"
-    cfg.write_text(f"solve:\n  ms: {small_ms}\n  output: {tmp_path / 'c.h5'}\n  jones: [G]\n"
-                   "  time_interval: [inf]\n  ref_ant: C00\n")
-    env = dict(os.environ, ALAKAZAM_FAULT_INJECT=f"preload:pause:{marker}")
-    p = subprocess.Popen([sys.executable, "-m", "alakazam", "run", "--workers", "2", str(cfg)], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        t0 = time.monotonic()
-        while not marker.exists() and p.poll() is None and time.monotonic() - t0 < 180:
-            time.sleep(0.05)
-        assert marker.exists(), p.communicate(timeout=60)[0]
-        os.killpg(p.pid, signal.SIGINT)         # inside the worker's pause (distributed.PAUSE_S)
-        out = p.communicate(timeout=120)[0]
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-    assert p.returncode == 130, out
+    rc, out = _interrupted_run(small_ms, tmp_path, f"preload:pause:{marker}", marker, 0.0, 0.05)
+    assert rc == 130, out
     assert "alakazam: interrupted" in out
     for noise in ("Traceback", "KeyboardInterrupt", "Nanny", "Status.init", "Error"):
         assert noise not in out, out

@@ -6,6 +6,8 @@ an index) and of TaQL, in the same ascending order, on an MS with three SPWs, th
 observations, STATE intents and shuffled rows; an apply over 3 fields x 3 SPWs reads the selection
 columns once (review 56a: once per (field, SPW) unit, quadratic in SPWs x fields)."""
 
+import sys
+import os
 import shutil
 
 import numpy as np
@@ -15,6 +17,9 @@ from casacore.tables import table
 from alakazam.core import metacache, ms_io, rowindex, rowselect
 from alakazam.core.ms import MeasurementSet
 from alakazam.sim import simulate_ms
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from selection_ms import add_intents_and_observation  # noqa: E402  (tests/selection_ms.py)
 
 INTENTS = ["CALIBRATE_BANDPASS#ON_SOURCE", "CALIBRATE_PHASE#ON_SOURCE", "OBSERVE_TARGET#ON_SOURCE"]
 
@@ -31,16 +36,8 @@ def shuffled(tmp_path_factory):
         q = t.sort("rand()")
         q.copy(path, deep=True).close()
         q.close()
-    with table(f"{path}::STATE", readonly=False, ack=False) as st:
-        st.addrows(len(INTENTS))
-        st.putcol("OBS_MODE", INTENTS)
-    with table(f"{path}::OBSERVATION", readonly=False, ack=False) as ob:
-        ob.addrows(1)
-        for c in ("TELESCOPE_NAME", "OBSERVER", "PROJECT", "TIME_RANGE"):
-            ob.putcell(c, 1, ob.getcell(c, 0))
-    with table(path, readonly=False, ack=False) as t:
-        t.putcol("STATE_ID", t.getcol("FIELD_ID"))
-        t.putcol("OBSERVATION_ID", (t.getcol("SCAN_NUMBER") >= 3).astype(np.int32))
+    add_intents_and_observation(path, INTENTS, 3)
+    with table(path, ack=False) as t:
         dd = t.getcol("DATA_DESC_ID")
         assert not np.all(np.diff(dd) >= 0)        # shuffled
     return path

@@ -1,6 +1,8 @@
 """Row selection on the simulated MS: rows chosen by ms_io exactly as a numpy reference computed here
 from the MS columns; solve and apply honour the selection; selectdata=False ignores it; YAML keys."""
 
+import sys
+import os
 import datetime
 import shutil
 
@@ -14,6 +16,9 @@ from alakazam.config import solve_config_from_dict
 from alakazam.core import ms_io, rowselect
 from alakazam.errors import AlakazamError
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from selection_ms import add_intents_and_observation  # noqa: E402  (tests/selection_ms.py)
+
 C = 299792458.0
 INTENTS = ["CALIBRATE_BANDPASS#ON_SOURCE,CALIBRATE_FLUX#ON_SOURCE", "CALIBRATE_PHASE#ON_SOURCE",
            "OBSERVE_TARGET#ON_SOURCE"]
@@ -26,16 +31,7 @@ def ms(sim_linear, tmp_path_factory):
     ms0, _ = sim_linear
     path = str(tmp_path_factory.mktemp("rowsel") / "sim.ms")
     shutil.copytree(ms0, path)
-    with table(f"{path}::STATE", readonly=False, ack=False) as st:
-        st.addrows(len(INTENTS))
-        st.putcol("OBS_MODE", INTENTS)
-    with table(f"{path}::OBSERVATION", readonly=False, ack=False) as ob:
-        ob.addrows(1)
-        for c in ("TELESCOPE_NAME", "OBSERVER", "PROJECT", "TIME_RANGE"):
-            ob.putcell(c, 1, ob.getcell(c, 0))
-    with table(path, readonly=False, ack=False) as t:
-        t.putcol("STATE_ID", t.getcol("FIELD_ID"))
-        t.putcol("OBSERVATION_ID", (t.getcol("SCAN_NUMBER") >= 4).astype(np.int32))
+    add_intents_and_observation(path, INTENTS, 4)
     return path
 
 
