@@ -54,6 +54,16 @@ def ms_state(ms) -> tuple:
     return tuple(sorted(out))
 
 
+def main_table_state(ms) -> tuple:
+    """:func:`ms_state` and the inodes of the files directly in the MS directory: what tells a main
+    table replaced or rewritten (the row index, core/rowindex.py; the kept metadata, core/metacache.py)."""
+    path = os.path.realpath(str(ms))
+    with os.scandir(path) as it:
+        ino = sorted((e.name, e.inode()) for e in it
+                     if e.is_file(follow_symlinks=False) and e.name not in _IGNORED)
+    return tuple(ms_state(path)) + tuple(ino)
+
+
 def _dir_state(path) -> list:
     out = []
     with os.scandir(path) as it:

@@ -54,10 +54,10 @@ def keep():
 def state(ms) -> tuple:
     """The files of the main table (:func:`alakazam.core.flagcache.ms_state`) and of every sub-table
     directory: (path, size, mtime_ns, inode)."""
-    from .flagcache import _IGNORED, ms_state
+    from .flagcache import _IGNORED, main_table_state
 
     path = os.path.realpath(str(ms))
-    out = [tuple(x) for x in ms_state(path)]
+    out = [tuple(x) for x in main_table_state(path)]     # the main table's files, with their inodes
     with os.scandir(path) as it:
         subs = sorted(e.path for e in it if e.is_dir(follow_symlinks=False))
     for d in subs:
@@ -68,10 +68,6 @@ def state(ms) -> tuple:
                 if e.is_file(follow_symlinks=False) and e.name not in _IGNORED:
                     st = e.stat(follow_symlinks=False)
                     out.append((e.path, st.st_size, st.st_mtime_ns, st.st_ino))
-    with os.scandir(path) as it:            # the main table's files again, with their inodes
-        for e in it:
-            if e.is_file(follow_symlinks=False) and e.name not in _IGNORED:
-                out.append((e.name, e.stat(follow_symlinks=False).st_ino))
     return tuple(sorted(out, key=repr))
 
 

@@ -158,16 +158,10 @@ class RowIndex:
 
 
 def state(ms) -> tuple:
-    """The main table's files (:func:`alakazam.core.flagcache.ms_state`: name, size, mtime; also of
-    the tables a concatenated MS reads from) and their inodes."""
-    from .flagcache import _IGNORED, ms_state
+    """The main table's files and their inodes (:func:`alakazam.core.flagcache.main_table_state`)."""
+    from .flagcache import main_table_state
 
-    path = os.path.realpath(str(ms))
-    out = list(ms_state(path))
-    with os.scandir(path) as it:
-        ino = sorted((e.name, e.inode()) for e in it
-                     if e.is_file(follow_symlinks=False) and e.name not in _IGNORED)
-    return tuple(out) + tuple(ino)
+    return main_table_state(ms)
 
 
 def get(ms, t, build=True):
