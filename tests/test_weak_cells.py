@@ -93,7 +93,9 @@ def test_without_the_search_whole_hands_are_lost(weak_ms, tmp_path, monkeypatch)
     ms, fl, scan_k = weak_ms
     monkeypatch.setattr(parallel_delay, "INIT_SEARCH", False)
     kept, lost = _check(fl, _k_int(fl, str(tmp_path / "k.h5")), scan_k)
-    assert kept < 120 and lost > 0, (kept, lost)
+    # 122 kept, 1 cell lost (118, 2 while the no-signal re-solves counted minblperant again without the
+    # hands they took out: tests/test_nosignal_small_array.py); with the search 138, 0
+    assert kept < 130 and lost > 0, (kept, lost)
 
 
 @pytest.mark.parametrize("backend", ["numba", "ceres"])

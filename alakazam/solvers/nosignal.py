@@ -34,6 +34,11 @@ Convention (pinned by tests/test_nosignal.py):
   unflags below NOISE_S.  At a solution referenced to a dead reference every
   hand's S is low, so the S rule took live hands out with it: K per integration at noise 20 with the
   reference dead kept 11 of 140 live hands (tests/test_weak_cells.py: 138 now).
+* The re-solves do not apply minblperant again (``solvers/common.run``): it counts the baselines with
+  unflagged data, as CASA's, and the first solve applied it; counted without the antennas taken out
+  here, one dead antenna of five left the others three baselines each and lost the scan to
+  minblperant 4 (review 56c; tests/test_nosignal_small_array.py).  Its reasons are the first solve's
+  (:func:`_splice`).
 * Other converged cells, and every cell of a direct solver call (``flag_nonconverged`` False), are
   left as solved.
 """
@@ -102,7 +107,8 @@ def _splice(res, sub, cells):
     for k, v in sub.extra.items():
         if isinstance(v, np.ndarray) and isinstance(res.extra.get(k), np.ndarray):
             res.extra[k] = np.array(res.extra[k])
-            res.extra[k][cells] = v
+            # minblperant is the first solve's (the re-solves do not count again: solvers/common.run)
+            res.extra[k][cells] = (res.extra[k][cells] | v) if k == "minblperant" else v
 
 
 def cells_to_check(res, min_snr):
