@@ -898,6 +898,11 @@ def _quality(sset, res, cell_index, min_snr=0.0):
     rchi2[jf, it] = np.asarray(res.extra["rchi2"])[:n]
     if wmean is not None:
         wmean[jf, it] = np.asarray(res.extra["wmean"])[:n]
+    # K, phase-only G / T: the phase-only fit's chi2 / nDOF (quality.phase_only_snr), akexport's scale
+    rchi2_phase = None
+    if "rchi2_phase" in res.extra:
+        rchi2_phase = np.full((n_f, n_t), np.nan)
+        rchi2_phase[jf, it] = np.asarray(res.extra["rchi2_phase"])[:n]
     counts["outlier_chi2"] = counts["outlier_channel"] = 0
     # misfit local to a bin counts as noise (quality.local_excess): its SNR divided, minsnr again below
     with np.errstate(divide="ignore", invalid="ignore"):      # nDOF = chi2 / (chi2 / nDOF) (quality.snr)
@@ -923,6 +928,8 @@ def _quality(sset, res, cell_index, min_snr=0.0):
         _quality_hands(sset, rchi2, snr, counts, low, usable, ref)
         sset.extra["snr"] = snr
         sset.extra["rchi2"] = rchi2
+        if rchi2_phase is not None:
+            sset.extra["rchi2_phase"] = rchi2_phase
         sset.quality = counts
         return
     new = np.broadcast_to(quality.chi2_outlier_bins(rchi2, usable, ref)[None], sset.flags.shape) & ~sset.flags
@@ -944,6 +951,8 @@ def _quality(sset, res, cell_index, min_snr=0.0):
         sset.delay[sset.flags] = np.nan
     sset.extra["snr"] = snr
     sset.extra["rchi2"] = rchi2
+    if rchi2_phase is not None:
+        sset.extra["rchi2_phase"] = rchi2_phase
     sset.quality = counts
 
 

@@ -51,7 +51,9 @@ def _rows(path):
 @pytest.mark.parametrize("key", KEYS)
 def test_snr_is_the_stored_snr(columns, key):
     """Each row's SNR (shape of its parameters) is solver_stats/snr of that antenna, time, bin and hand,
-    divided by sqrt(chi2/nDOF) of its cell where that exceeds 1 (CASA's errors scale with the fit)."""
+    divided by sqrt(chi2/nDOF) of its cell where that exceeds 1 (CASA's errors scale with the fit) --
+    K's (and phase-only G / T's), already a phase-only fit's, by sqrt(rchi2_phase / 2) where that exceeds
+    1 instead (tests/test_export_snr.py)."""
     ms, cal, out = columns
     r = _rows(out[key])
     n_checked = 0
@@ -59,6 +61,9 @@ def test_snr_is_the_stored_snr(columns, key):
         # alakazam's SNR scaled as CASA's by the cell's chi2/nDOF where it exceeds 1 (review 55d)
         rchi2 = np.asarray(s.extra["rchi2"], float)           # (n_f, n_t)
         k = np.sqrt(np.where(np.isfinite(rchi2) & (rchi2 > 1), rchi2, 1.0))
+        if key == "K0" or s.attrs.get("phase_only"):          # quality.phase_only_snr: not by rchi2, by
+            f = np.asarray(s.extra["rchi2_phase"], float) / 2   # the phase-only fit's f / 2 beyond 1
+            k = np.sqrt(np.where(np.isfinite(f) & (f > 1), f, 1.0))
         snr = np.asarray(s.extra["snr"]) / k[None, :, :, None]   # (n_ant, n_f, n_t, 2)
         for ia, a in enumerate(s.ant_names):
             for it, t in enumerate(s.time):

@@ -154,23 +154,50 @@ def _snr(s: SolutionSet, jt: str, n_par: int):
     CASA parameter -- parameter i of a two-parameter term (G, B: g_p, g_q; D: d_pq, d_qp; K, KC per
     hand) takes hand i, a one-parameter term (T, Xf) hand 0 (T: both hands' sum, equal in both; CP: one
     value for all antennas).  0 where the table holds none (older tables) or it is not finite, as CASA
-    writes 0 where it has no estimate (its reference antenna's solutions).  Divided by sqrt(chi2/nDOF) of
-    the cell where that exceeds 1, as CASA scales its errors by the fit."""
+    writes 0 where it has no estimate (its reference antenna's solutions).
+
+    Scaled as CASA scales its errors, by the fit's chi2 / nDOF where that exceeds the weights' noise:
+
+    * G / T with amplitudes (calmode 'ap', 'a'), B, D, KC, CP: divided by sqrt(chi2/nDOF) of the cell
+      (``solver_stats/rchi2``) where that exceeds 1.  alakazam's SNR caps k2 = chi2/nDOF at 1
+      (solvers/quality.py: a misfit above the weights' prediction is not noise); CASA's does not (a G
+      per integration at chi2/nDOF 636 exported 25x CASA's SNR before this, 1.007x after: review 55d).
+    * K and phase-only G / T (:func:`alakazam.solvers.quality.data_snr_applies`; the table's attr
+      ``phase_only``): not divided by ``rchi2``.  Their SNR (:func:`quality.phase_only_snr`) is
+      S / sqrt(min(f, 2)), already scaled by f, the chi2/nDOF of the fit to the data made phase-only as
+      CASA's apmode 'P' fits them (f / 2 is CASA's k2), while ``rchi2`` is the raw complex fit's and
+      holds the amplitude mismatch of DATA against MODEL_DATA (raw correlator units, a model flux off
+      by 20%, gains of |g| != 1), which CASA's phase-only chi2 does not see: divided by it, a G 'p'
+      with a 1 Jy model for a 2.5 Jy calibrator exported 0.015x CASA's SNR.  Beyond the cap they are
+      divided by sqrt(f / 2) (``solver_stats/rchi2_phase``, f uncapped) where f exceeds 2, so the
+      exported SNR is S / sqrt(f), CASA's, as the amplitude terms' is CASA's uncapped: a phase scatter
+      beyond the weights' prediction is a real phase error to whoever applies the table (CASA's
+      plotms, a minsnr on the SNR column), whether from weights that do not describe the noise
+      (WEIGHT = 1 on raw correlator units: 6.8x CASA's SNR without it) or a phase misfit within the
+      solint.  Tables written before ``rchi2_phase`` (session 57) are exported as stored."""
     n_ant, n_f, n_t = np.asarray(s.jones).shape[:3]
     snr = (s.extra or {}).get("snr")
     n_chan = 1 if jterms.get(jt).freq == "delay" else n_f
     if snr is None or np.shape(snr) != (n_ant, n_f, n_t, 2):
         return np.zeros((n_ant, n_t, n_chan, n_par), np.float32)
     v = np.asarray(snr, float)[..., [0, 1] if n_par == 2 else [0]]          # (n_ant, n_f, n_t, n_par)
-    # CASA's errors take the fit's chi2 / nDOF as the noise scale; alakazam's SNR keeps the weights' noise
-    # where the misfit exceeds it (solvers/quality.py: a misfit above the weights' prediction is not noise)
-    # -- 25x CASA's on a review's G with chi2/nDOF 636 (55d): scaled by sqrt(max(rchi2, 1)) per cell
     rchi2 = (s.extra or {}).get("rchi2")
+    if _phase_fit(s, jt):       # f / 2 = CASA's k2 of the phase-only fit: beyond the solve's cap (f <= 2)
+        f = (s.extra or {}).get("rchi2_phase")
+        rchi2 = None if f is None else np.asarray(f, float) / 2.0
     if rchi2 is not None and np.shape(rchi2) == (n_f, n_t):
         r = np.asarray(rchi2, float)
         v = v / np.sqrt(np.where(np.isfinite(r) & (r > 1.0), r, 1.0))[None, :, :, None]
     v = np.where(np.isfinite(v), v, 0.0)
     return np.moveaxis(v, 2, 1)[:, :, :n_chan].astype(np.float32)          # (n_ant, n_t, n_chan, n_par)
+
+
+def _phase_fit(s: SolutionSet, jt: str) -> bool:
+    """Whether the set's SNR is a phase-only fit's (solvers/quality.phase_only_snr): K, and G / T solved
+    phase-only (the group attr ``phase_only``; absent in a table of neither: False)."""
+    from ..solvers.quality import data_snr_applies
+
+    return data_snr_applies(jt, bool(s.attrs.get("phase_only", False)))
 
 
 def _paramerr(vals, snr, jt):

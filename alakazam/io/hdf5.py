@@ -14,8 +14,10 @@ Layout::
     │   └── solver_stats/ converged (n_freq, n_time) bool, n_iter int32, cost float64
     │                     (+ ref_ant int32: the reference antenna actually used per cell;
     │                      snr (n_ant, n_freq, n_time, 2) per pol and rchi2 (n_freq, n_time) = chi2/nDOF:
-    │                      alakazam.solvers.quality; K, G: ref_ant_hand (n_freq, n_time, 2) each hand's
-    │                      reference, alakazam.solvers.handsolve)
+    │                      alakazam.solvers.quality; K, phase-only G / T: rchi2_phase (n_freq, n_time),
+    │                      the chi2/nDOF of the fit to the data made phase-only, quality.phase_only_snr;
+    │                      K, G: ref_ant_hand (n_freq, n_time, 2) each hand's reference,
+    │                      alakazam.solvers.handsolve)
     │   attrs: jones_type, field_name, scan_id, spw, n_ant, field_ra, field_dec, matrix_form,
     │          ref_ant, ref_ant_name, ant_names, solint_s, freqint_hz, phase_only, feed_basis,
     │          solver_backend, apply_parang, ms, preapply_chain, preapply_tables (the table of

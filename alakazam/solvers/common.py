@@ -374,13 +374,14 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
     conv = np.asarray(conv, bool)
     if dropped.any():               # minblperant zeroed weights since the power pass
         cross_sums = None
+    rchi2_phase = None          # K, phase-only G / T: the phase-only fit's chi2 / nDOF (akexport's scale)
     snr, rchi2 = quality.snr(jones_type, batch, J, cost, has, opts.phase_only,
                              has_hands=has_h if hands else None,   # DOF: each hand where it has data
                              cross_sums=cross_sums)
     if quality.data_snr_applies(jones_type, opts.phase_only) and some:
         # K, phase-only G / T: on the data made phase-only, as CASA's apmode 'P' (quality.phase_only_snr)
-        snr = quality.phase_only_snr(jones_type, batch, params, J, has, opts.phase_only,
-                                     has_h if hands else None)
+        snr, rchi2_phase = quality.phase_only_snr(jones_type, batch, params, J, has, opts.phase_only,
+                                                  has_h if hands else None, with_rchi2=True)
     if tt.gain:         # the mean sample weight per cell (quality.local_excess: the shared misfit's scale)
         wc = batch.weight[..., list(tt.corr)]
         n_pos = (wc > 0).sum(axis=(1, 2, 3))
@@ -394,6 +395,8 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
         extra = {"snr": snr, "rchi2": rchi2, **ex, "pol_flags": pol, "ref_ant_hand": ref_hand}
         if tt.gain:
             extra["wmean"] = wmean
+        if rchi2_phase is not None:
+            extra["rchi2_phase"] = rchi2_phase
         return SolveResult(jones=J, flags=flags, delay=delay, params=params, converged=conv,
                            n_iter=np.asarray(n_iter, np.int32), cost=np.asarray(cost, float),
                            ref_ant=ref.astype(np.int32), extra=extra)
@@ -410,6 +413,8 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
              "delay_undetermined": dund, "minsnr": low, "nonconverged": nonconv}
     if tt.gain:
         extra["wmean"] = wmean
+    if rchi2_phase is not None:
+        extra["rchi2_phase"] = rchi2_phase
     flags |= low | nonconv
     J[flags] = np.nan
     if delay is not None:

@@ -598,7 +598,7 @@ def phase_only_arrays(vis, model, weight, corr):
 
 
 def phase_only_snr(jones_type, batch, params, J, has, phase_only, has_hands=None,
-                   chunk_bytes=64 * 2**20):
+                   chunk_bytes=64 * 2**20, with_rchi2=False):
     """(n_cell, n_ant, 2) SNR of the terms whose model amplitude does not follow the data (K, phase-only
     G / T; :func:`data_snr_applies`): the data's matched-filter SNR at the solution over the rms of the
     phase scatter,
@@ -629,11 +629,16 @@ def phase_only_snr(jones_type, batch, params, J, has, phase_only, has_hands=None
     solution flagged at |g| = 1000 or with DATA 1e-4 of MODEL_DATA and unit weights, where CASA flags
     none; and phase-only SNRs were 1/sqrt(2) of CASA's (163 against 240 at the expected 238), so minsnr 3
     flagged 52% of a weak calibrator's solutions (expected SNR ~4) against CASA's 18%.  Cells are
-    independent: done ``chunk_bytes`` of cells at a time (a copy of their data and weights)."""
+    independent: done ``chunk_bytes`` of cells at a time (a copy of their data and weights).
+
+    ``with_rchi2``: ``(snr, f)`` with f (n_cell,) the phase-only fit's chi2' / (n_w - n_par) uncapped
+    (NaN where it leaves no DOF): ``solver_stats/rchi2_phase``, by which akexport scales the SNR as CASA
+    does beyond the cap (io/casatable._snr)."""
     from .common import chi2, phases_only
 
     n_cell = batch.n_cell
     out = np.zeros((n_cell, batch.n_ant, 2))
+    f_all = np.full(n_cell, np.nan)
     per_hand = has_hands is not None
     step = max(1, chunk_bytes // max(1, int(batch.vis[0].nbytes) if n_cell else 1))
     params = np.asarray(params)
@@ -649,6 +654,7 @@ def phase_only_snr(jones_type, batch, params, J, has, phase_only, has_hands=None
         f = _reduced_chi2(jones_type, n_w, cost, has[sl], phase_only,
                           None if has_hands is None else has_hands[sl], dof_per_sample=1)
         del pb, sub
+        f_all[sl] = f
         # no DOF left (one baseline: the phases fit exactly): the weights' own scale, f = 1
         f = np.where(np.isfinite(f), np.minimum(f, 2.0), 1.0)[:, None, None]   # k2 = f / 2 <= 1 (snr)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -656,7 +662,7 @@ def phase_only_snr(jones_type, batch, params, J, has, phase_only, has_hands=None
         v = np.where((f == 0) & (s > 0), SNR_MAX, np.where(np.isfinite(v), v, 0.0))
         present = has_hands[sl] if per_hand else has[sl][..., None]
         out[sl] = np.where(present, v, 0.0)
-    return out
+    return (out, f_all) if with_rchi2 else out
 
 
 def data_snr_applies(jones_type, phase_only) -> bool:
