@@ -204,13 +204,61 @@ def _draw(ax, s: Series, ia: int, what: str, kind: str, t0_day: float, marker_sc
                 label=FLAG_LABEL, ls="none")
 
 
-def _title(ax, name, ref):
-    if name == ref:
+def _ant_names(series: List[Series]) -> List[str]:
+    """The antennas of ``series``: the union of their ``ant_names``, in order of first appearance."""
+    return list(dict.fromkeys(a for s in series for a in s.ant_names))
+
+
+def _title(ax, name, series: List[Series]):
+    """Antenna ``name``'s panel title: ``<name> (ref)`` in red when it is the reference antenna of any
+    of the ``series`` drawn in the panel."""
+    if any(s.ref_ant == name for s in series if name in s.ant_names):
         ax.set_title(f"{name} (ref)", color=REF_COLOUR, fontsize=9, fontweight="bold")
         for sp in ax.spines.values():
             sp.set_edgecolor(REF_COLOUR)
     else:
         ax.set_title(name, fontsize=9)
+
+
+def _draw_spws(ax, series: List[Series], name, what, kind, t0_day, marker_scale=1.0):
+    """Draw antenna ``name`` of every one of ``series`` (one field, several SPWs) that has it on
+    ``ax``: each SPW in its own colours and marker (:data:`SPW_COLOURS`, :data:`SPW_MARKERS`) and, when
+    there are several, its labels suffixed ``spw<S>``.  The index of an SPW is its place among the SPWs
+    of ``series``, so an SPW keeps its colours on every panel and page of the same series."""
+    spws = sorted({s.spw for s in series})
+    for s in series:
+        if name in s.ant_names:
+            k = spws.index(s.spw)
+            _draw(ax, s, s.ant_names.index(name), what, kind, t0_day, marker_scale=marker_scale,
+                  label_suffix=f" spw{s.spw}" if len(spws) > 1 else "",
+                  marker=SPW_MARKERS[k % len(SPW_MARKERS)], spw_index=k)
+
+
+def _legend(ax, fontsize, outside=False):
+    """The legend of ``ax``, each label once (every SPW's flagged cells share ``flagged``, the last
+    entry); ``outside``: to the right of the axes, in as many columns as keep it no taller than about 16
+    entries."""
+    h, lab = ax.get_legend_handles_labels()
+    keep = dict(zip(lab, h))
+    if FLAG_LABEL in keep:
+        keep[FLAG_LABEL] = keep.pop(FLAG_LABEL)
+    if outside:
+        ax.legend(keep.values(), keep.keys(), fontsize=fontsize, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, ncols=int(np.ceil(len(keep) / 16)))
+    else:
+        ax.legend(keep.values(), keep.keys(), fontsize=fontsize, loc="best")
+
+
+def _spw_text(spws) -> str:
+    """'SPW 3', 'SPW 0~2,5' (CASA's id syntax) for the page titles."""
+    spws = sorted(set(spws))
+    runs = []
+    for x in spws:
+        if runs and x == runs[-1][1] + 1:
+            runs[-1][1] = x
+        else:
+            runs.append([x, x])
+    return "SPW " + ",".join(str(a) if a == b else f"{a}~{b}" for a, b in runs)
 
 
 def _xlabel(kind, t0_day):
@@ -233,27 +281,33 @@ def _panels(kind, jones_type):
     return ["amp", "phase"]
 
 
-def antenna_figure(s: Series, ia: int, t0_day: float):
-    """One antenna's page: amplitude over phase (or the delay)."""
-    kind = plot_kind(s.jones_type, len(s.freq), len(s.time), s.delay is not None)
-    whats = _panels(kind, s.jones_type)
-    fig, axes = _figure(len(whats), 1, w=6.0, h=2.6)
+def antenna_figure(series: List[Series], name: str, t0_day: float):
+    """Antenna ``name``'s page of one field: amplitude over phase (or the delay), every one of
+    ``series`` (that field's selected SPWs) that has the antenna drawn in it, each SPW in its own
+    colours (:func:`_draw_spws`: the same on every antenna's page, also where an SPW lacks the
+    antenna).  With several SPWs the legend is outside the axes, to their right."""
+    have = [s for s in series if name in s.ant_names]
+    s0 = have[0]
+    kind = plot_kind(s0.jones_type, len(s0.freq), len(s0.time), s0.delay is not None)
+    whats = _panels(kind, s0.jones_type)
+    several = len({s.spw for s in series}) > 1
+    fig, axes = _figure(len(whats), 1, w=6.0 + (1.2 if several else 0.0), h=2.6)
     for r, what in enumerate(whats):
         ax = axes[r, 0]
-        _draw(ax, s, ia, what, kind, t0_day)
-        ax.set_ylabel(_ylabel(what, s))
+        _draw_spws(ax, series, name, what, kind, t0_day)
+        ax.set_ylabel(_ylabel(what, s0))
         ax.grid(alpha=0.3)
         if r == 0:
-            _title(ax, s.ant_names[ia], s.ref_ant)
-            ax.legend(fontsize=7, loc="best")
+            _title(ax, name, have)
+            _legend(ax, 7, outside=several)
     axes[-1, 0].set_xlabel(_xlabel(kind, t0_day))
-    fig.suptitle(f"{s.key}  field {s.field}  SPW {s.spw}", fontsize=10)
+    fig.suptitle(f"{s0.key}  field {s0.field}  {_spw_text(s.spw for s in have)}", fontsize=10)
     return fig
 
 
 def grid_figure(series: List[Series], what: Optional[str], t0_day: float, title: str):
     """A grid with one panel per antenna (the union over ``series``), every series drawn in it."""
-    names = list(dict.fromkeys(a for s in series for a in s.ant_names))
+    names = _ant_names(series)
     ncols = int(np.ceil(np.sqrt(len(names))))
     nrows = int(np.ceil(len(names) / ncols))
     fig, axes = _figure(nrows, ncols)
@@ -264,20 +318,12 @@ def grid_figure(series: List[Series], what: Optional[str], t0_day: float, title:
         what = "delay" if kind == "delay" else ("phase" if jterms.get(s0.jones_type).is_global else "amp")
     for k, name in enumerate(names):
         ax = axes[k // ncols, k % ncols]
-        spws = sorted({x.spw for x in series})
-        for s in series:
-            if name in s.ant_names:
-                suffix = f" spw{s.spw}" if len(spws) > 1 else ""
-                k_spw = spws.index(s.spw)
-                _draw(ax, s, s.ant_names.index(name), what, kind, t0_day, marker_scale=0.6,
-                      label_suffix=suffix, marker=SPW_MARKERS[k_spw % len(SPW_MARKERS)], spw_index=k_spw)
-        _title(ax, name, s0.ref_ant)
+        _draw_spws(ax, series, name, what, kind, t0_day, marker_scale=0.6)
+        _title(ax, name, series)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         if k == 0:
-            h, lab = ax.get_legend_handles_labels()
-            keep = dict(zip(lab, h))
-            ax.legend(keep.values(), keep.keys(), fontsize=6, loc="best")
+            _legend(ax, 6)
     for k in range(len(names), nrows * ncols):
         axes[k // ncols, k % ncols].set_visible(False)
     fig.supxlabel(_xlabel(kind, t0_day), fontsize=9)
@@ -521,22 +567,21 @@ def _jobs(table, outdir, plans, iteraxis) -> list:
         kdir = os.path.join(outdir, key)
         kind = plot_kind(series[0].jones_type, len(series[0].freq), len(series[0].time),
                          series[0].delay is not None)
-        if iteraxis == "antenna":
-            for s in series:
-                for ia, name in enumerate(s.ant_names):
-                    jobs.append((os.path.join(kdir, f"{key}_{_safe(s.field)}_spw{s.spw}_{_safe(name)}.png"),
-                                 lambda s=s, ia=ia, t0_day=t0_day: antenna_figure(s, ia, t0_day)))
-        else:
-            groups: Dict[str, List[Series]] = {}
-            for s in series:
-                g = f"{_safe(s.field)}_spw{s.spw}" if iteraxis == "spw" else _safe(s.field)
-                groups.setdefault(g, []).append(s)
-            for g, ss in groups.items():
-                for what in _panels(kind, ss[0].jones_type):
-                    suffix = "" if what == "delay" else f"_{what}"
-                    jobs.append((os.path.join(kdir, f"{key}_{g}{suffix}.png"),
-                                 lambda ss=ss, what=what, t0_day=t0_day, g=g, key=key:
-                                 grid_figure(ss, what, t0_day, f"{key}  {g}  {what}")))
+        groups: Dict[str, List[Series]] = {}
+        for s in series:
+            g = f"{_safe(s.field)}_spw{s.spw}" if iteraxis == "spw" else _safe(s.field)
+            groups.setdefault(g, []).append(s)
+        for g, ss in groups.items():
+            if iteraxis == "antenna":       # one page per antenna of the field, its SPWs on it
+                for name in _ant_names(ss):
+                    jobs.append((os.path.join(kdir, f"{key}_{g}_{_safe(name)}.png"),
+                                 lambda ss=ss, name=name, t0_day=t0_day: antenna_figure(ss, name, t0_day)))
+                continue
+            for what in _panels(kind, ss[0].jones_type):
+                suffix = "" if what == "delay" else f"_{what}"
+                jobs.append((os.path.join(kdir, f"{key}_{g}{suffix}.png"),
+                             lambda ss=ss, what=what, t0_day=t0_day, g=g, key=key:
+                             grid_figure(ss, what, t0_day, f"{key}  {g}  {what}")))
     return jobs
 
 
