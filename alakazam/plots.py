@@ -15,23 +15,29 @@ Both feeds are drawn (p: ``J[0, 0]``, q: ``J[1, 1]``; for D the two leakages ``d
 ``d_qp = J[1, 0]``), labelled with the feed names (X/Y or R/L) -- except for a term that holds a value
 on one of them only (the registry's ``value_hands``): KC's delay (tau_p, labelled ``X-Y``) and CP's
 phase (J[1, 1], labelled ``Y-X``) are drawn once, not beside a constant 0.  With several SPWs in a
-panel each SPW has its own colours (and marker): ``X spw0`` blue, ``X spw1`` green, ``Y spw0`` orange,
-``Y spw1`` red, ...  Flagged cells are drawn as grey crosses (label ``flagged``) at their stored value,
+panel (the overview, and the antenna pages) each SPW has its own colours (and marker): ``X spw0`` blue,
+``X spw1`` green, ``Y spw0`` orange, ``Y spw1`` red, ...; a frequency plot shows each SPW over its own
+frequency range.  Flagged cells are drawn as grey crosses (label ``flagged``) at their stored value,
 or at 0 when the stored value is not finite; valid cells as coloured dots joined by lines.  A solution
 that is not finite but not flagged (a hand-edited or foreign table: alakazam flags such solutions)
 cannot be drawn: akplot warns once per key with how many.  Phase is in degrees, wrapped to
 [-180, 180); frequency in GHz; time in hours (UTC) from 0 h of the first solution's MJD day.  The
-reference antenna's panel title reads ``<name> (ref)`` and is drawn in red.
+reference antenna's panel title reads ``<name> (ref)`` and is drawn in red (the reference of any SPW
+drawn in the panel).
 
 Files, per key (``iteraxis`` chooses the pages, like plotms' iteration):
 
 * ``<outdir>/<key>_overview.png``: one grid per key, one panel per antenna, every selected field
   and SPW (delay for K/KC, phase for CP, amplitude otherwise).
-* ``iteraxis='antenna'`` (default): ``<outdir>/<key>/<key>_<field>_spw<S>_<ant>.png`` -- one page
-  per antenna, field and SPW (amplitude above phase, or the delay).
-* ``iteraxis='spw'``: ``<outdir>/<key>/<key>_<field>_spw<S>.png`` -- one page per field and SPW,
-  a grid of antennas for each of amplitude and phase.
-* ``iteraxis='field'``: ``<outdir>/<key>/<key>_<field>.png`` -- one page per field, every SPW.
+* ``iteraxis='antenna'`` (default): ``<outdir>/<key>/<key>_<field>_<ant>.png`` -- one page per
+  field and antenna (amplitude above phase, or the delay), every selected SPW of the field that has
+  the antenna on it, as plotms (an antenna in any of the field's SPWs gets a page); with several SPWs
+  the legend is to the right of the axes.  (Before, a page per field, SPW and antenna,
+  ``<key>_<field>_spw<S>_<ant>.png``: 2,600 files per field and key on 32 SPWs x 27 antennas.)
+* ``iteraxis='spw'``: ``<outdir>/<key>/<key>_<field>_spw<S>_amp.png`` and ``..._phase.png`` (the
+  delay: ``<key>_<field>_spw<S>.png``) -- per field and SPW, a grid of antennas for each quantity.
+* ``iteraxis='field'``: ``<outdir>/<key>/<key>_<field>_amp.png``, ``..._phase.png`` (the delay:
+  ``<key>_<field>.png``) -- the same per field, every SPW in each panel.
 """
 
 from __future__ import annotations
