@@ -240,19 +240,21 @@ def _draw_spws(ax, series: List[Series], name, what, kind, t0_day, marker_scale=
                   marker=SPW_MARKERS[k % len(SPW_MARKERS)], spw_index=k)
 
 
-def _legend(ax, fontsize, outside=False):
+def _legend(ax, fontsize, max_rows=None) -> int:
     """The legend of ``ax``, each label once (every SPW's flagged cells share ``flagged``, the last
-    entry); ``outside``: to the right of the axes, in as many columns as keep it no taller than about 16
-    entries."""
+    entry): inside the axes (``loc='best'``), or with ``max_rows`` to the right of the axes in as many
+    columns as keep it to ``max_rows`` rows.  Returns the number of columns outside (0: inside)."""
     h, lab = ax.get_legend_handles_labels()
     keep = dict(zip(lab, h))
     if FLAG_LABEL in keep:
         keep[FLAG_LABEL] = keep.pop(FLAG_LABEL)
-    if outside:
-        ax.legend(keep.values(), keep.keys(), fontsize=fontsize, loc="upper left",
-                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, ncols=int(np.ceil(len(keep) / 16)))
-    else:
+    if max_rows is None:
         ax.legend(keep.values(), keep.keys(), fontsize=fontsize, loc="best")
+        return 0
+    ncols = max(1, int(np.ceil(len(keep) / max_rows)))
+    ax.legend(keep.values(), keep.keys(), fontsize=fontsize, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              borderaxespad=0.0, ncols=ncols)
+    return ncols
 
 
 def _spw_text(spws) -> str:
@@ -291,13 +293,14 @@ def antenna_figure(series: List[Series], name: str, t0_day: float):
     """Antenna ``name``'s page of one field: amplitude over phase (or the delay), every one of
     ``series`` (that field's selected SPWs) that has the antenna drawn in it, each SPW in its own
     colours (:func:`_draw_spws`: the same on every antenna's page, also where an SPW lacks the
-    antenna).  With several SPWs the legend is outside the axes, to their right."""
+    antenna).  With several SPWs the legend is to the right of the axes, the page wider by its
+    columns (about 8 entries per panel's height in a column: 32 SPWs of a bandpass, 5 columns)."""
     have = [s for s in series if name in s.ant_names]
     s0 = have[0]
     kind = plot_kind(s0.jones_type, len(s0.freq), len(s0.time), s0.delay is not None)
     whats = _panels(kind, s0.jones_type)
     several = len({s.spw for s in series}) > 1
-    fig, axes = _figure(len(whats), 1, w=6.0 + (1.2 if several else 0.0), h=2.6)
+    fig, axes = _figure(len(whats), 1, w=6.0, h=2.6)
     for r, what in enumerate(whats):
         ax = axes[r, 0]
         _draw_spws(ax, series, name, what, kind, t0_day)
@@ -305,7 +308,9 @@ def antenna_figure(series: List[Series], name: str, t0_day: float):
         ax.grid(alpha=0.3)
         if r == 0:
             _title(ax, name, have)
-            _legend(ax, 7, outside=several)
+            ncols = _legend(ax, 7, max_rows=8 * len(whats) if several else None)
+            if ncols:
+                fig.set_size_inches(fig.get_size_inches()[0] + 1.2 * ncols, fig.get_size_inches()[1])
     axes[-1, 0].set_xlabel(_xlabel(kind, t0_day))
     fig.suptitle(f"{s0.key}  field {s0.field}  {_spw_text(s.spw for s in have)}", fontsize=10)
     return fig

@@ -87,6 +87,7 @@ def test_a_page_holds_every_spw_of_its_antenna(table, tmp_path, key):
     axes = fig.get_axes()
     assert len(axes) == (1 if KIND[key] == "delay" else 2)
     assert "SPW 0~2" in fig._suptitle.get_text()
+    assert fig.get_size_inches()[0] == pytest.approx(6.0 + 1.2)       # one legend column, to the right
     for ax in axes:
         labels = [ln.get_label() for ln in ax.get_lines() if not ln.get_label().startswith("_")]
         assert labels == [f"{h} spw{x}" for x in SPWS for h in "XY"]
