@@ -15,23 +15,29 @@ Both feeds are drawn (p: ``J[0, 0]``, q: ``J[1, 1]``; for D the two leakages ``d
 ``d_qp = J[1, 0]``), labelled with the feed names (X/Y or R/L) -- except for a term that holds a value
 on one of them only (the registry's ``value_hands``): KC's delay (tau_p, labelled ``X-Y``) and CP's
 phase (J[1, 1], labelled ``Y-X``) are drawn once, not beside a constant 0.  With several SPWs in a
-panel each SPW has its own colours (and marker): ``X spw0`` blue, ``X spw1`` green, ``Y spw0`` orange,
-``Y spw1`` red, ...  Flagged cells are drawn as grey crosses (label ``flagged``) at their stored value,
+panel (the overview, and the antenna pages) each SPW has its own colours (and marker): ``X spw0`` blue,
+``X spw1`` green, ``Y spw0`` orange, ``Y spw1`` red, ...; a frequency plot shows each SPW over its own
+frequency range.  Flagged cells are drawn as grey crosses (label ``flagged``) at their stored value,
 or at 0 when the stored value is not finite; valid cells as coloured dots joined by lines.  A solution
 that is not finite but not flagged (a hand-edited or foreign table: alakazam flags such solutions)
 cannot be drawn: akplot warns once per key with how many.  Phase is in degrees, wrapped to
 [-180, 180); frequency in GHz; time in hours (UTC) from 0 h of the first solution's MJD day.  The
-reference antenna's panel title reads ``<name> (ref)`` and is drawn in red.
+reference antenna's panel title reads ``<name> (ref)`` and is drawn in red (the reference of any SPW
+drawn in the panel).
 
 Files, per key (``iteraxis`` chooses the pages, like plotms' iteration):
 
 * ``<outdir>/<key>_overview.png``: one grid per key, one panel per antenna, every selected field
   and SPW (delay for K/KC, phase for CP, amplitude otherwise).
-* ``iteraxis='antenna'`` (default): ``<outdir>/<key>/<key>_<field>_spw<S>_<ant>.png`` -- one page
-  per antenna, field and SPW (amplitude above phase, or the delay).
-* ``iteraxis='spw'``: ``<outdir>/<key>/<key>_<field>_spw<S>.png`` -- one page per field and SPW,
-  a grid of antennas for each of amplitude and phase.
-* ``iteraxis='field'``: ``<outdir>/<key>/<key>_<field>.png`` -- one page per field, every SPW.
+* ``iteraxis='antenna'`` (default): ``<outdir>/<key>/<key>_<field>_<ant>.png`` -- one page per
+  field and antenna (amplitude above phase, or the delay), every selected SPW of the field that has
+  the antenna on it, as plotms (an antenna in any of the field's SPWs gets a page); with several SPWs
+  the legend is to the right of the axes.  (Before, a page per field, SPW and antenna,
+  ``<key>_<field>_spw<S>_<ant>.png``: 2,600 files per field and key on 32 SPWs x 27 antennas.)
+* ``iteraxis='spw'``: ``<outdir>/<key>/<key>_<field>_spw<S>_amp.png`` and ``..._phase.png`` (the
+  delay: ``<key>_<field>_spw<S>.png``) -- per field and SPW, a grid of antennas for each quantity.
+* ``iteraxis='field'``: ``<outdir>/<key>/<key>_<field>_amp.png``, ``..._phase.png`` (the delay:
+  ``<key>_<field>.png``) -- the same per field, every SPW in each panel.
 """
 
 from __future__ import annotations
@@ -204,13 +210,63 @@ def _draw(ax, s: Series, ia: int, what: str, kind: str, t0_day: float, marker_sc
                 label=FLAG_LABEL, ls="none")
 
 
-def _title(ax, name, ref):
-    if name == ref:
+def _ant_names(series: List[Series]) -> List[str]:
+    """The antennas of ``series``: the union of their ``ant_names``, in order of first appearance."""
+    return list(dict.fromkeys(a for s in series for a in s.ant_names))
+
+
+def _title(ax, name, series: List[Series]):
+    """Antenna ``name``'s panel title: ``<name> (ref)`` in red when it is the reference antenna of any
+    of the ``series`` drawn in the panel."""
+    if any(s.ref_ant == name for s in series if name in s.ant_names):
         ax.set_title(f"{name} (ref)", color=REF_COLOUR, fontsize=9, fontweight="bold")
         for sp in ax.spines.values():
             sp.set_edgecolor(REF_COLOUR)
     else:
         ax.set_title(name, fontsize=9)
+
+
+def _draw_spws(ax, series: List[Series], name, what, kind, t0_day, marker_scale=1.0):
+    """Draw antenna ``name`` of every one of ``series`` (one field, several SPWs) that has it on
+    ``ax``: each SPW in its own colours and marker (:data:`SPW_COLOURS`, :data:`SPW_MARKERS`) and, when
+    there are several, its labels suffixed ``spw<S>``.  The index of an SPW is its place among the SPWs
+    of ``series``, so an SPW keeps its colours on every panel and page of the same series."""
+    spws = sorted({s.spw for s in series})
+    for s in series:
+        if name in s.ant_names:
+            k = spws.index(s.spw)
+            _draw(ax, s, s.ant_names.index(name), what, kind, t0_day, marker_scale=marker_scale,
+                  label_suffix=f" spw{s.spw}" if len(spws) > 1 else "",
+                  marker=SPW_MARKERS[k % len(SPW_MARKERS)], spw_index=k)
+
+
+def _legend(ax, fontsize, max_rows=None) -> int:
+    """The legend of ``ax``, each label once (every SPW's flagged cells share ``flagged``, the last
+    entry): inside the axes (``loc='best'``), or with ``max_rows`` to the right of the axes in as many
+    columns as keep it to ``max_rows`` rows.  Returns the number of columns outside (0: inside)."""
+    h, lab = ax.get_legend_handles_labels()
+    keep = dict(zip(lab, h))
+    if FLAG_LABEL in keep:
+        keep[FLAG_LABEL] = keep.pop(FLAG_LABEL)
+    if max_rows is None:
+        ax.legend(keep.values(), keep.keys(), fontsize=fontsize, loc="best")
+        return 0
+    ncols = max(1, int(np.ceil(len(keep) / max_rows)))
+    ax.legend(keep.values(), keep.keys(), fontsize=fontsize, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              borderaxespad=0.0, ncols=ncols)
+    return ncols
+
+
+def _spw_text(spws) -> str:
+    """'SPW 3', 'SPW 0~2,5' (CASA's id syntax) for the page titles."""
+    spws = sorted(set(spws))
+    runs = []
+    for x in spws:
+        if runs and x == runs[-1][1] + 1:
+            runs[-1][1] = x
+        else:
+            runs.append([x, x])
+    return "SPW " + ",".join(str(a) if a == b else f"{a}~{b}" for a, b in runs)
 
 
 def _xlabel(kind, t0_day):
@@ -233,27 +289,36 @@ def _panels(kind, jones_type):
     return ["amp", "phase"]
 
 
-def antenna_figure(s: Series, ia: int, t0_day: float):
-    """One antenna's page: amplitude over phase (or the delay)."""
-    kind = plot_kind(s.jones_type, len(s.freq), len(s.time), s.delay is not None)
-    whats = _panels(kind, s.jones_type)
+def antenna_figure(series: List[Series], name: str, t0_day: float):
+    """Antenna ``name``'s page of one field: amplitude over phase (or the delay), every one of
+    ``series`` (that field's selected SPWs) that has the antenna drawn in it, each SPW in its own
+    colours (:func:`_draw_spws`: the same on every antenna's page, also where an SPW lacks the
+    antenna).  With several SPWs the legend is to the right of the axes, the page wider by its
+    columns (about 8 entries per panel's height in a column: 32 SPWs of a bandpass, 5 columns)."""
+    have = [s for s in series if name in s.ant_names]
+    s0 = have[0]
+    kind = plot_kind(s0.jones_type, len(s0.freq), len(s0.time), s0.delay is not None)
+    whats = _panels(kind, s0.jones_type)
+    several = len({s.spw for s in series}) > 1
     fig, axes = _figure(len(whats), 1, w=6.0, h=2.6)
     for r, what in enumerate(whats):
         ax = axes[r, 0]
-        _draw(ax, s, ia, what, kind, t0_day)
-        ax.set_ylabel(_ylabel(what, s))
+        _draw_spws(ax, series, name, what, kind, t0_day)
+        ax.set_ylabel(_ylabel(what, s0))
         ax.grid(alpha=0.3)
         if r == 0:
-            _title(ax, s.ant_names[ia], s.ref_ant)
-            ax.legend(fontsize=7, loc="best")
+            _title(ax, name, have)
+            ncols = _legend(ax, 7, max_rows=8 * len(whats) if several else None)
+            if ncols:
+                fig.set_size_inches(fig.get_size_inches()[0] + 1.2 * ncols, fig.get_size_inches()[1])
     axes[-1, 0].set_xlabel(_xlabel(kind, t0_day))
-    fig.suptitle(f"{s.key}  field {s.field}  SPW {s.spw}", fontsize=10)
+    fig.suptitle(f"{s0.key}  field {s0.field}  {_spw_text(s.spw for s in have)}", fontsize=10)
     return fig
 
 
 def grid_figure(series: List[Series], what: Optional[str], t0_day: float, title: str):
     """A grid with one panel per antenna (the union over ``series``), every series drawn in it."""
-    names = list(dict.fromkeys(a for s in series for a in s.ant_names))
+    names = _ant_names(series)
     ncols = int(np.ceil(np.sqrt(len(names))))
     nrows = int(np.ceil(len(names) / ncols))
     fig, axes = _figure(nrows, ncols)
@@ -264,20 +329,12 @@ def grid_figure(series: List[Series], what: Optional[str], t0_day: float, title:
         what = "delay" if kind == "delay" else ("phase" if jterms.get(s0.jones_type).is_global else "amp")
     for k, name in enumerate(names):
         ax = axes[k // ncols, k % ncols]
-        spws = sorted({x.spw for x in series})
-        for s in series:
-            if name in s.ant_names:
-                suffix = f" spw{s.spw}" if len(spws) > 1 else ""
-                k_spw = spws.index(s.spw)
-                _draw(ax, s, s.ant_names.index(name), what, kind, t0_day, marker_scale=0.6,
-                      label_suffix=suffix, marker=SPW_MARKERS[k_spw % len(SPW_MARKERS)], spw_index=k_spw)
-        _title(ax, name, s0.ref_ant)
+        _draw_spws(ax, series, name, what, kind, t0_day, marker_scale=0.6)
+        _title(ax, name, series)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         if k == 0:
-            h, lab = ax.get_legend_handles_labels()
-            keep = dict(zip(lab, h))
-            ax.legend(keep.values(), keep.keys(), fontsize=6, loc="best")
+            _legend(ax, 6)
     for k in range(len(names), nrows * ncols):
         axes[k // ncols, k % ncols].set_visible(False)
     fig.supxlabel(_xlabel(kind, t0_day), fontsize=9)
@@ -521,22 +578,21 @@ def _jobs(table, outdir, plans, iteraxis) -> list:
         kdir = os.path.join(outdir, key)
         kind = plot_kind(series[0].jones_type, len(series[0].freq), len(series[0].time),
                          series[0].delay is not None)
-        if iteraxis == "antenna":
-            for s in series:
-                for ia, name in enumerate(s.ant_names):
-                    jobs.append((os.path.join(kdir, f"{key}_{_safe(s.field)}_spw{s.spw}_{_safe(name)}.png"),
-                                 lambda s=s, ia=ia, t0_day=t0_day: antenna_figure(s, ia, t0_day)))
-        else:
-            groups: Dict[str, List[Series]] = {}
-            for s in series:
-                g = f"{_safe(s.field)}_spw{s.spw}" if iteraxis == "spw" else _safe(s.field)
-                groups.setdefault(g, []).append(s)
-            for g, ss in groups.items():
-                for what in _panels(kind, ss[0].jones_type):
-                    suffix = "" if what == "delay" else f"_{what}"
-                    jobs.append((os.path.join(kdir, f"{key}_{g}{suffix}.png"),
-                                 lambda ss=ss, what=what, t0_day=t0_day, g=g, key=key:
-                                 grid_figure(ss, what, t0_day, f"{key}  {g}  {what}")))
+        groups: Dict[str, List[Series]] = {}
+        for s in series:
+            g = f"{_safe(s.field)}_spw{s.spw}" if iteraxis == "spw" else _safe(s.field)
+            groups.setdefault(g, []).append(s)
+        for g, ss in groups.items():
+            if iteraxis == "antenna":       # one page per antenna of the field, its SPWs on it
+                for name in _ant_names(ss):
+                    jobs.append((os.path.join(kdir, f"{key}_{g}_{_safe(name)}.png"),
+                                 lambda ss=ss, name=name, t0_day=t0_day: antenna_figure(ss, name, t0_day)))
+                continue
+            for what in _panels(kind, ss[0].jones_type):
+                suffix = "" if what == "delay" else f"_{what}"
+                jobs.append((os.path.join(kdir, f"{key}_{g}{suffix}.png"),
+                             lambda ss=ss, what=what, t0_day=t0_day, g=g, key=key:
+                             grid_figure(ss, what, t0_day, f"{key}  {g}  {what}")))
     return jobs
 
 

@@ -387,7 +387,7 @@ def test_plots_and_akinfo_per_hand(feeds, tmp_path):
     for s in series:
         assert s.flags.shape[-1] == 2
         assert s.flags[DEAD, ..., 1].all() and not s.flags[DEAD, ..., 0].any()
-        fig = plots.antenna_figure(s, DEAD, float(s.time[0]))
+        fig = plots.antenna_figure([s], s.ant_names[DEAD], float(s.time[0]))
         lines = [ln for ax in fig.axes for ln in ax.get_lines()]
         # the p hand drawn with its values, the q hand only as flagged crosses
         p_lines = [ln for ln in lines if ln.get_label().startswith(plots._pol_labels(s)[0])]

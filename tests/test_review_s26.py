@@ -70,7 +70,7 @@ def test_plot_does_not_draw_an_unrecorded_hand(rr_only):
     series = {s.spw: s for s in plots.load_series(hdf5.read_term(cal, "G0"), "G0")}
     for spw, want in ((0, {"R"}), (1, {"R", "L"})):
         s = series[spw]
-        fig = plots.antenna_figure(s, 1, float(s.time[0]))
+        fig = plots.antenna_figure([s], s.ant_names[1], float(s.time[0]))
         labels = {ln.get_label() for ax in fig.axes for ln in ax.get_lines()}
         drawn = {lab for lab in labels if lab in ("R", "L")}
         assert drawn == want, (spw, labels)
