@@ -257,6 +257,35 @@ def _legend(ax, fontsize, max_rows=None) -> int:
     return ncols
 
 
+#: a grid's legend of more entries than this goes to the right of the grid (figure legend): inside the
+#: first panel the 64 entries of 32 SPWs collapsed the grid's first row to a strip (review 56a's MS)
+GRID_LEGEND_INSIDE = 8
+
+
+def _grid_legend(fig, axes):
+    """The legend of a grid of panels ``axes`` (the labels of all of them, each once: the flagged crosses
+    may be in a panel other than the first): inside the first panel while it has at most
+    :data:`GRID_LEGEND_INSIDE` entries, else to the right of the grid in as many columns as keep it to
+    the page's height, the page wider by them."""
+    keep = {}
+    for ax in axes:
+        h, lab = ax.get_legend_handles_labels()
+        for a, b in zip(lab, h):
+            keep.setdefault(a, b)
+    if FLAG_LABEL in keep:
+        keep[FLAG_LABEL] = keep.pop(FLAG_LABEL)
+    if not keep:
+        return
+    if len(keep) <= GRID_LEGEND_INSIDE:
+        axes[0].legend(keep.values(), keep.keys(), fontsize=6, loc="best")
+        return
+    w, hgt = fig.get_size_inches()
+    rows = max(GRID_LEGEND_INSIDE, int(hgt * 72 / (6 * 1.9)))        # 6 pt entries, ~1.9 lines each
+    ncols = int(np.ceil(len(keep) / rows))
+    fig.set_size_inches(w + 1.0 * ncols, hgt)
+    fig.legend(keep.values(), keep.keys(), fontsize=6, loc="outside right upper", ncols=ncols)
+
+
 def _spw_text(spws) -> str:
     """'SPW 3', 'SPW 0~2,5' (CASA's id syntax) for the page titles."""
     spws = sorted(set(spws))
@@ -333,10 +362,9 @@ def grid_figure(series: List[Series], what: Optional[str], t0_day: float, title:
         _title(ax, name, series)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-        if k == 0:
-            _legend(ax, 6)
     for k in range(len(names), nrows * ncols):
         axes[k // ncols, k % ncols].set_visible(False)
+    _grid_legend(fig, [axes[k // ncols, k % ncols] for k in range(len(names))])
     fig.supxlabel(_xlabel(kind, t0_day), fontsize=9)
     fig.supylabel(_ylabel(what, s0), fontsize=9)
     fig.suptitle(title, fontsize=10)

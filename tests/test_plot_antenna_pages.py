@@ -152,3 +152,26 @@ def test_one_spw_looks_as_before(table, tmp_path):
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["X", "Y", plots.FLAG_LABEL]
     assert fig.get_size_inches()[0] == pytest.approx(6.0)
     assert fig._suptitle.get_text() == "G0  field 3C286  SPW 2"
+
+
+def test_overview_legend_of_many_spws_is_beside_the_grid(tmp_path):
+    """32 SPWs (64 legend entries): the overview's legend goes to the right of the grid, every panel the
+    same height; inside the first panel it collapsed the grid's first row to a strip (review 56a's MS).
+    A few SPWs keep the legend inside the first panel."""
+    p = str(tmp_path / "many.h5")
+    hdf5.write_terms(p, {"G0": [_set("G0", "3C286", spw) for spw in range(32)]})
+    series = plots.load_series(hdf5.read_term(p, "G0"), "G0")
+    fig = plots.grid_figure(series, None, 0.0, "G0")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    axes = [a for a in fig.axes if a.get_visible()]
+    assert len(fig.legends) == 1 and axes[0].get_legend() is None
+    # X, Y per SPW, and flagged (C01's cells: not in the first panel) last
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert len(texts) == 2 * 32 + 1 and texts[-1] == plots.FLAG_LABEL
+    heights = [a.get_position().height for a in axes]
+    assert min(heights) > 0.9 * max(heights), heights
+    few = plots.grid_figure(series[:3], None, 0.0, "G0")
+    assert not few.legends and few.axes[0].get_legend() is not None
+    assert [t.get_text() for t in few.axes[0].get_legend().get_texts()][-1] == plots.FLAG_LABEL
