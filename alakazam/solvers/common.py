@@ -210,18 +210,19 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
 
         hands = bool(per_hand(jones_type))
 
+        # minblperant counts the baselines with unflagged data, as CASA's: the first solve applied it
+        # (``batch.weight`` holds its cuts; its reasons are kept, nosignal._splice), so the solves again
+        # do not count it again -- without the antennas the no-signal rounds take out, one dead antenna of
+        # five left the others three baselines each and minblperant 4 flagged the whole scan, where CASA
+        # keeps them (review 56c; the weak-cell search inside those rounds likewise)
+        again = dataclasses.replace(opts, min_bl_per_ant=0)
+
         def searched(sub):
-            return _run_once(jones_type, weak_cells.searching(jones_type, sub), backend_module, opts,
+            return _run_once(jones_type, weak_cells.searching(jones_type, sub), backend_module, again,
                              backend_name)
 
-        # minblperant counts the baselines with unflagged data, as CASA's: the first solve applied it
-        # (``batch.weight`` holds its cuts), so the no-signal re-solves do not count again without the
-        # antennas they take out -- on five antennas, one dead antenna's take-out left the others three
-        # baselines each and minblperant 4 flagged the whole scan, where CASA keeps them (review 56c)
-        counted = dataclasses.replace(opts, min_bl_per_ant=0)
-
         def solved(sub):        # the no-signal re-solves: as the first solve, with the weak-cell search
-            r = _run_once(jones_type, sub, backend_module, counted, backend_name)
+            r = _run_once(jones_type, sub, backend_module, again, backend_name)
             return weak_cells.solve_again(jones_type, sub, r, searched, hands, opts.min_snr)
 
         res = weak_cells.solve_again(jones_type, batch, res, searched, hands, opts.min_snr)
