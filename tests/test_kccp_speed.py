@@ -153,14 +153,16 @@ def _reference_antennas_with_data(batch, corr):
 def _reference_drop_sparse(batch, corr, min_bl):
     n_cell, n_ant = batch.n_cell, batch.n_ant
     dropped = np.zeros((n_cell, n_ant), bool)
-    need = min(int(min_bl), n_ant - 1)
     bl_has = (batch.weight[..., list(corr)] > 0).any(axis=(2, 3))
     a1, a2 = np.asarray(batch.ant1), np.asarray(batch.ant2)
+    need = None
     while True:
         ok = bl_has & ~dropped[:, a1] & ~dropped[:, a2]
         count = np.zeros((n_cell, n_ant), np.int64)
         np.add.at(count, (slice(None), a1), ok)
         np.add.at(count, (slice(None), a2), ok)
+        if need is None:    # at most the cell's other antennas with data before any is removed
+            need = np.array([[min(int(min_bl), int((c > 0).sum()) - 1)] for c in count])
         new = (count > 0) & (count < need) & ~dropped
         if not new.any():
             break

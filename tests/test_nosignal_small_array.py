@@ -43,11 +43,11 @@ def five(request, tmp_path_factory):
     return ms, flagged, dead_name
 
 
-def _solve(ms, cal, jones, solint, backend, minblperant=4, refant="C00"):
+def _solve(ms, cal, jones, solint, backend, minblperant=4, refant="C00", rfi_threshold=0.0):
     if os.path.exists(cal):
         os.remove(cal)
     akcal(vis=ms, caltable=cal, field="3C286", refant=refant, jones=[jones], solint=[solint], parang=True,
-          rfi_threshold=0.0, solver=backend, minblperant=minblperant)
+          rfi_threshold=rfi_threshold, solver=backend, minblperant=minblperant)
     return [s for s in hdf5.read_term(cal, jones + "0") if s.scan_id == SCAN]
 
 
@@ -60,7 +60,7 @@ def test_one_dead_antenna_of_five_leaves_the_others_solved(five, tmp_path, jones
     pytest.importorskip({"numba": "numba", "scipy": "scipy", "ceres": "pyceres", "jax": "jax"}[backend])
     ms, flagged, dead_name = five
     got = _solve(ms, str(tmp_path / "a.h5"), jones, solint, backend)
-    ref = _solve(flagged, str(tmp_path / "f.h5"), jones, solint, backend, minblperant=3)
+    ref = _solve(flagged, str(tmp_path / "f.h5"), jones, solint, backend)
     names = list(got[0].attrs["ant_names"])
     dead = names.index(dead_name)
     with table(os.path.join(ms, "SPECTRAL_WINDOW"), ack=False) as t:
@@ -85,9 +85,46 @@ def test_one_dead_antenna_of_five_leaves_the_others_solved(five, tmp_path, jones
             assert (np.abs(gg - rr) <= 5 * np.abs(rr) / snr).all()
 
 
-def test_minblperant_still_counts_flagged_baselines(five, tmp_path):
-    """With the dead antenna's rows flagged the others have three baselines each, and minblperant 4 flags
-    them, as CASA does: the count is of the data's flags."""
-    _, flagged, _ = five
+@pytest.mark.parametrize("jones,solint", [("K", "scan"), ("G", "int"), ("G", "scan")])
+def test_default_solve_time_flags_leave_the_others_solved(five, tmp_path, jones, solint):
+    """With the default solve-time flags the dead antenna's baselines are flagged before the solve (no
+    signal); the four others, three baselines each, are solved: minblperant asks at most the cell's
+    other antennas with data (solvers/quality.py).  Before (review 57d F3), minblperant 4 flagged them
+    and the step failed ("every solution is flagged ... check FLAG"), where CASA keeps them; the same
+    as the solve with the rows flagged."""
+    ms, flagged, dead_name = five
+    got = _solve(ms, str(tmp_path / "d.h5"), jones, solint, "numba", rfi_threshold=5.0)
+    ref = _solve(flagged, str(tmp_path / "f.h5"), jones, solint, "numba", rfi_threshold=5.0)
+    names = list(got[0].attrs["ant_names"])
+    live = np.arange(len(names)) != names.index(dead_name)
+    for g, r in zip(got, ref):
+        fl = g.flags.reshape(len(names), -1)
+        assert fl[~live].all() and not fl[live].any(), fl.mean(1)
+        np.testing.assert_array_equal(g.flags, r.flags)
+
+
+def test_minblperant_counts_the_antennas_with_data(five, tmp_path):
+    """Rows flagged: the four antennas with data need 3 baselines (n - 1), so minblperant 4 keeps them;
+    with one more baseline flagged between two of them, those two have 2 and are removed, and the rounds do not
+    lower the requirement again for the two left on one baseline: the cell is flagged whole."""
+    _, flagged, dead_name = five
     got = _solve(flagged, str(tmp_path / "f4.h5"), "K", "scan", "numba", minblperant=4)
+    names = list(got[0].attrs["ant_names"])
+    live = np.arange(len(names)) != names.index(dead_name)
+    assert not got[0].flags.reshape(len(names), -1)[live].any()
+    sparse = str(tmp_path / "sparse.ms")
+    shutil.copytree(flagged, sparse)
+    a, b = [x for x in names if x not in (dead_name, "C00")][:2]      # two live antennas, not the refant
+    with table(sparse, readonly=False, ack=False) as t:
+        an = list(table(os.path.join(sparse, "ANTENNA"), ack=False).getcol("NAME"))
+        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+        ia, ib = an.index(a), an.index(b)
+        pair = ((a1 == ia) & (a2 == ib)) | ((a1 == ib) & (a2 == ia))
+        rows = np.flatnonzero(pair & (t.getcol("SCAN_NUMBER") == SCAN))
+        f = t.getcol("FLAG")
+        f[rows] = True
+        t.putcol("FLAG", f)
+    got = _solve(sparse, str(tmp_path / "s4.h5"), "K", "scan", "numba", minblperant=4)
     assert got[0].flags.all()
+    got = _solve(sparse, str(tmp_path / "s2.h5"), "K", "scan", "numba", minblperant=2)
+    assert not got[0].flags.reshape(len(names), -1)[live].any()

@@ -6,8 +6,16 @@ minblperant (:func:`drop_sparse_antennas`, before the solve)
     ``min_bl_per_ant`` baselines to other antennas that are themselves kept; antennas below it are
     removed (their baselines' weights set to 0) and the count repeated until nothing changes, as CASA
     does.  Their solutions are then flagged like any antenna without data.  The effective value is
-    ``min(min_bl_per_ant, n_ant - 1)`` so an array of n_ant <= min_bl_per_ant antennas can still be
-    solved when every baseline is present (CASA would flag it all; logged at debug level).
+    ``min(min_bl_per_ant, n - 1)``, n the cell's antennas with data before any is removed, so a cell
+    of n <= min_bl_per_ant antennas with data can still be solved when every baseline among them is
+    present -- a small array, or one whose other antennas are flagged or without signal (logged at
+    debug level); the rounds do not lower it (a cell that loses antennas to it is not then solved on
+    the few left: two antennas on their one baseline).  CASA counts the array's antennas (n_ant - 1
+    here before session 57): on five antennas with one flagged -- or flagged by the solve-time flags
+    for carrying no signal (review 57d) -- minblperant 4 flagged the four others, whose six baselines
+    determine them, and the step failed, where CASA kept them when the dead antenna's data were left
+    unflagged (it cannot tell noise from signal).  An antenna whose baselines cannot fix its amplitude
+    (a chain, one baseline) is flagged by the check below, whatever n.
 
 SNR (:func:`snr`, after the solve; stored as ``solver_stats/snr`` (n_ant, n_freq, n_time, 2) per pol)
     As CASA's gaincal (VisCalSolver::getErrors and SolvableVisJones::formSolveSNR)::
@@ -226,15 +234,18 @@ def drop_sparse_antennas(batch, jones_type, min_bl, bl_has=None, corr=None):
     dropped = np.zeros((n_cell, n_ant), bool)
     if not min_bl or min_bl <= 0 or n_cell == 0:
         return dropped
-    need = min(int(min_bl), n_ant - 1)
-    if need < int(min_bl):
-        log.debug("minblperant %d > n_ant - 1: %d baselines per antenna required", int(min_bl), need)
     if bl_has is None:
         bl_has = baselines_with_data(batch.weight, corr if corr is not None else terms.get(jones_type).corr)
     a1, a2 = np.asarray(batch.ant1), np.asarray(batch.ant2)
+    need = None
     while True:
         ok = bl_has & ~dropped[:, a1] & ~dropped[:, a2]
         count = count_per_antenna(ok, a1, a2, n_ant)
+        if need is None:        # at most the cell's other antennas with data, before any is removed
+            need = np.minimum(int(min_bl), (count > 0).sum(axis=1) - 1)[:, None]
+            if (need < int(min_bl)).any():
+                log.debug("minblperant %d: cells of fewer antennas with data require n - 1 baselines",
+                          int(min_bl))
         new = (count > 0) & (count < need) & ~dropped
         if not new.any():
             break
