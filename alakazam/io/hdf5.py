@@ -840,14 +840,28 @@ def _set_start(s):
     return float(np.nanmin(t)) if t.size and np.isfinite(t).any() else float("inf")
 
 
+#: (scan group, field) starts closer than this (s) are one start: simultaneous scans (CASA's simulator
+#: writes one scan per SPW, at the same times) whose solution times are weighted centroids a few ms apart
+_SAME_START_S = 1.0
+
+
 def _listobs_order(sets):
     """``sets`` of one key ordered as listobs orders a scan's rows: by the earliest time of their
-    (scan group, field) -- ties by scan number, then field name -- and within it by SPW."""
+    (scan group, field) -- ties by scan number, then field name -- and within it by SPW.  Starts within
+    :data:`_SAME_START_S` of the previous one are ties (a K per scan is timed at its data's weighted
+    centroid, which differs by milliseconds between the simultaneous scans of two SPWs: scan 2 was
+    listed before scan 1 on a CASA-simulated MS)."""
     start = {}
     for s in sets:
         k = (int(s.scan_id), str(s.field_name))
         start[k] = min(start.get(k, float("inf")), _set_start(s))
-    return sorted(sets, key=lambda s: (start[(int(s.scan_id), str(s.field_name))], int(s.scan_id),
+    level, prev, lead = {}, None, None
+    for k, t in sorted(start.items(), key=lambda kv: (kv[1], kv[0])):
+        if prev is None or not t - prev < _SAME_START_S:
+            lead = t
+        level[k] = lead
+        prev = t
+    return sorted(sets, key=lambda s: (level[(int(s.scan_id), str(s.field_name))], int(s.scan_id),
                                        str(s.field_name), int(s.spw)))
 
 
