@@ -105,8 +105,8 @@ def test_default_solve_time_flags_leave_the_others_solved(five, tmp_path, jones,
 
 def test_minblperant_counts_the_antennas_with_data(five, tmp_path):
     """Rows flagged: the four antennas with data need 3 baselines (n - 1), so minblperant 4 keeps them;
-    with one more baseline flagged between two of them, those two have 2 and are removed, and the rounds do not
-    lower the requirement again for the two left on one baseline: the cell is flagged whole."""
+    with one more baseline flagged between two of them, those two have 2 and are removed, and the rounds
+    do not lower the requirement again for the two left on one baseline: the cell is flagged whole."""
     _, flagged, dead_name = five
     got = _solve(flagged, str(tmp_path / "f4.h5"), "K", "scan", "numba", minblperant=4)
     names = list(got[0].attrs["ant_names"])
