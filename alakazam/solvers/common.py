@@ -231,6 +231,17 @@ def run(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     return res
 
 
+def _late_reason(extra, late):
+    """In place: the antennas ``late`` (n_cell, n_ant) flagged after the solve because the unflagged
+    antennas' baselines do not fix their amplitude (quality.undetermined_after_flags) get that reason, the
+    first of quality.REASONS after minblperant, and no later one."""
+    extra["amplitude_undetermined"] = np.asarray(extra["amplitude_undetermined"], bool) | (
+        late & ~np.asarray(extra["minblperant"], bool))
+    for k in ("delay_undetermined", "minsnr", "nonconverged"):
+        if isinstance(extra.get(k), np.ndarray):
+            extra[k] = extra[k] & ~extra["amplitude_undetermined"]
+
+
 def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveResult:
     batch.vis = np.ascontiguousarray(batch.vis, np.complex128)
     batch.model = np.ascontiguousarray(batch.model, np.complex128)
@@ -390,6 +401,13 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
             wmean = np.where(n_pos > 0, np.where(wc > 0, wc, 0.0).sum(axis=(1, 2, 3)) / n_pos, np.nan)
     if hands:
         pol, ex = handsolve.flags(J, has_h, snr, conv, opts, dropped_h & had_h, undet, dund)
+        if undet is not None:       # amplitudes the baselines of the unflagged hands do not fix
+            late = np.stack([quality.undetermined_after_flags(
+                quality.baselines_with_data(batch.weight, (c,)), batch.ant1, batch.ant2, batch.n_ant,
+                pol[..., h]) for h, c in enumerate(HAND_CORR)], axis=-1)
+            if late.any():
+                pol |= late
+                _late_reason(ex, late.any(-1))
         flags = pol.any(-1)
         from ..core.handflags import nan_flagged
         nan_flagged(J, delay, pol)
@@ -417,6 +435,12 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
     if rchi2_phase is not None:
         extra["rchi2_phase"] = rchi2_phase
     flags |= low | nonconv
+    if tt.gain and not opts.phase_only and some:    # amplitudes the unflagged antennas' baselines do not fix
+        late = quality.undetermined_after_flags(quality.baselines_with_data(batch.weight, tt.corr),
+                                                batch.ant1, batch.ant2, batch.n_ant, flags)
+        if late.any():
+            flags |= late
+            _late_reason(extra, late)
     J[flags] = np.nan
     if delay is not None:
         delay[flags] = np.nan
