@@ -65,7 +65,10 @@ SPW_COLOURS = (("tab:blue", "tab:green", "tab:purple", "tab:cyan", "navy", "dark
 FLAG_COLOUR = "0.55"
 FLAG_LABEL = "flagged"
 REF_COLOUR = "tab:red"
-SPW_MARKERS = ("o", "s", "^", "D", "v", "P")
+#: the k-th SPW's marker: with SPW_COLOURS' 6 colours (k % 6) and these 11 markers (k % 11), coprime,
+#: the first 66 SPWs each get their own (colour, marker) -- with 6 markers SPWs k and k + 6 looked the
+#: same on a 9- or 33-SPW page (review 57d)
+SPW_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h")
 
 
 @dataclass

@@ -175,3 +175,21 @@ def test_overview_legend_of_many_spws_is_beside_the_grid(tmp_path):
     few = plots.grid_figure(series[:3], None, 0.0, "G0")
     assert not few.legends and few.axes[0].get_legend() is not None
     assert [t.get_text() for t in few.axes[0].get_legend().get_texts()][-1] == plots.FLAG_LABEL
+
+
+def test_spw_styles_distinct_up_to_66():
+    """Each of the first 66 SPWs of a panel has its own (colour, marker) per hand: with 6 markers and 6
+    colours SPWs k and k + 6 looked the same (review 57d: spw0, spw6, spw12 all blue circles)."""
+    for hand in (0, 1):
+        styles = [(plots.SPW_COLOURS[hand][k % len(plots.SPW_COLOURS[hand])],
+                   plots.SPW_MARKERS[k % len(plots.SPW_MARKERS)]) for k in range(66)]
+        assert len(set(styles)) == 66
+    # and as drawn: a page of 9 SPWs has 9 distinct (colour, marker) pairs per hand
+    series = [plots.load_series([_set("G0", "3C286", spw)], "G0")[0] for spw in range(9)]
+    fig = plots.antenna_figure(series, "C00", 0.0)
+    ax = fig.axes[0]
+    drawn = {(ln.get_label(), ln.get_color(), ln.get_marker()) for ln in ax.get_lines()
+             if ln.get_label().startswith(("X spw", "Y spw"))}
+    for h in ("X", "Y"):
+        pairs = {(c, m) for lab, c, m in drawn if lab.startswith(h)}
+        assert len(pairs) == 9, sorted(drawn)
