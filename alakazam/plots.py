@@ -390,8 +390,13 @@ def _wanted_spws(spw) -> Optional[List[int]]:
     want = set()
     try:
         for tok in (x.strip() for x in str(spw).split(",") if x.strip()):
-            lo, _, hi = tok.partition("~")
-            want.update(range(int(lo), int(hi or lo) + 1))
+            lo, tilde, hi = tok.partition("~")
+            if tilde and not (lo.strip() and hi.strip()):       # '0~', '~3': a range needs both ends
+                raise ValueError(tok)
+            a, b = int(lo), int(hi or lo)
+            if b < a:
+                raise ValueError(tok)
+            want.update(range(a, b + 1))
     except ValueError:
         raise ParameterError({"spw": [f"{spw!r} is not a list of SPW ids (e.g. '0', '0,1' or '0~3')"]}) \
             from None

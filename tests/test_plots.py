@@ -122,6 +122,9 @@ def test_cli_selection_and_iteraxis(small_chain_table, tmp_path, capsys):
     assert "SPW 7 has no solutions" in capsys.readouterr().err
     assert main(["plot", cal, "--spw", "0~x", "--outdir", out]) == 2
     assert "'0~x' is not a list of SPW ids" in capsys.readouterr().err
+    for bad in ("0~", "~1", "1~0"):     # a range needs both ends, in order (review 57d: '0~' plotted all)
+        assert main(["plot", cal, "--spw", bad, "--outdir", out]) == 2
+        assert f"{bad!r} is not a list of SPW ids" in capsys.readouterr().err
     assert len(akplot(caltable=cal, jones=["KC0"], spw="0~1", outdir=str(tmp_path / "r"))["files"]) == 6
 
 
