@@ -132,6 +132,9 @@ def cmd_fluxscale_info(args):
 def cmd_plot(args):
     from alakazam.caltasks import akplot
 
+    # plots._save writes each page under a temporary name and renames it whole
+    args.interrupt_message = ("alakazam: interrupted (the pages drawn so far stay, each whole; nothing else "
+                              "was written; a re-run draws them again)")
     r = akplot(caltable=args.caltable, jones=args.jones, field=args.field, spw=args.spw,
                iteraxis=args.iteraxis, outdir=args.outdir)
     print(f"wrote {len(r['files'])} PNG files to {args.outdir}")

@@ -241,6 +241,26 @@ def _draw_spws(ax, series: List[Series], name, what, kind, t0_day, marker_scale=
             _draw(ax, s, s.ant_names.index(name), what, kind, t0_day, marker_scale=marker_scale,
                   label_suffix=f" spw{s.spw}" if len(spws) > 1 else "",
                   marker=SPW_MARKERS[k % len(SPW_MARKERS)], spw_index=k)
+    _flat_axis(ax)
+
+
+#: an axis whose values span less than this fraction of their size is drawn as flat
+FLAT_SPAN = 1e-5
+
+
+def _flat_axis(ax):
+    """A panel whose values are all the same to rounding (a phase-only G's amplitudes, 1 in float32)
+    gets a y range of +-1% around them without an offset: matplotlib drew the float32 rounding as
+    structure on an axis labelled ``1e-8+1`` (review 57d)."""
+    ys = [np.asarray(ln.get_ydata(), float) for ln in ax.get_lines()]
+    y = np.concatenate([v[np.isfinite(v)] for v in ys]) if ys else np.zeros(0)
+    if not len(y):
+        return
+    lo, hi = float(y.min()), float(y.max())
+    mid = 0.5 * (lo + hi)
+    if mid != 0 and hi - lo <= FLAT_SPAN * abs(mid):
+        ax.set_ylim(mid - 0.01 * abs(mid), mid + 0.01 * abs(mid))
+        ax.ticklabel_format(axis="y", useOffset=False)
 
 
 def _legend(ax, fontsize, max_rows=None) -> int:

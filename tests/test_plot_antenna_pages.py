@@ -193,3 +193,22 @@ def test_spw_styles_distinct_up_to_66():
     for h in ("X", "Y"):
         pairs = {(c, m) for lab, c, m in drawn if lab.startswith(h)}
         assert len(pairs) == 9, sorted(drawn)
+
+
+def test_flat_amplitudes_are_drawn_flat():
+    """A phase-only G's amplitudes (1 to float32 rounding) on a +-1% axis without an offset: drawn as
+    they were, the rounding looked like structure on an axis labelled 1e-8+1 (review 57d)."""
+    s = _set("G1", "3C286", 0)
+    j = s.jones
+    j[..., 0, 0] = np.exp(1j * np.angle(j[..., 0, 0])) * (1 + 1e-8 * np.arange(j.shape[2]))
+    j[..., 1, 1] = np.exp(1j * np.angle(j[..., 1, 1]))
+    series = plots.load_series([s], "G1")
+    fig = plots.antenna_figure(series, "C02", 0.0)
+    amp = fig.axes[0]
+    lo, hi = amp.get_ylim()
+    assert abs(lo - 0.99) < 1e-6 and abs(hi - 1.01) < 1e-6
+    assert not amp.yaxis.get_major_formatter().get_useOffset()
+    # a real spread is left to matplotlib
+    fig = plots.antenna_figure(plots.load_series([_set("G1", "3C286", 0)], "G1"), "C02", 0.0)
+    lo, hi = fig.axes[0].get_ylim()
+    assert hi - lo > 0.05                           # the set's +-10% amplitudes, not the flat +-1%

@@ -615,3 +615,26 @@ def test_export_interrupt_message(tiny, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "renamed only when complete" in err and "plot pages" not in err and "blocks" not in err, err
     assert not os.path.exists(out) and not [p for p in os.listdir(tmp_path) if "akpartial" in p]
+
+
+def test_plot_interrupt_message(tiny, tmp_path, monkeypatch, capsys):
+    """Ctrl-C during `alakazam plot` says what akplot guarantees (each page whole), not the solve's
+    "solution files ... blocks that finished are kept" (review 57d)."""
+    from alakazam import cli, plots
+
+    _, cal = tiny
+    real, n = plots._save, []
+
+    def interrupted(*a, **k):
+        if n:
+            raise KeyboardInterrupt
+        n.append(real(*a, **k))             # one page written whole, then the interrupt
+        return n[0]
+
+    monkeypatch.setattr(plots, "_save", interrupted)
+    out = tmp_path / "pages"
+    assert cli.main(["plot", cal, "--outdir", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "pages drawn so far stay" in err and "solution files" not in err and "blocks" not in err, err
+    pages = [os.path.join(d, f) for d, _, fs in os.walk(out) for f in fs]
+    assert pages == [n[0]] and pages[0].endswith(".png")
