@@ -394,6 +394,8 @@ def _validate(cfg: SolveConfig):
         solve_order.check_external_leakage(cfg.steps, ext_terms)     # no D pre-applied to CASA's order
         from .calibration.bandcover import warn_preapply     # bandpass channels outside its band
         warn_preapply(ext_terms, meta, spw_sel, log)
+        from .calibration import kswitch        # another field's per-scan K switching inside a gain interval
+        kswitch.warn_preapply(ext_terms, cfg, step_fields, meta, spw_sel, scans, log)
     return cfg, meta, rowsel, refs, spw_sel, scans, step_fields, ext_terms
 
 
