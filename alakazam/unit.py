@@ -433,6 +433,9 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     # CP, where calibration/leakcheck.py may size a leakage: the model's parallel-hand power, which CP's
     # own sums (cross hands only) do not hold, from a sample of the rows (_measures_model_power)
     parallel = [0.0, 0.0] if _measures_model_power(ctx, step, g) else None
+    # a G solved in the frame of another field's per-scan K (_k_frame): each row's K about its bin centre
+    ks = _k_frame(ctx, step, g)
+    f_bin = _bin_centres(g.freqs, g.fbin_of_chan, g.n_fcell)[g.fbin_of_chan] if ks else None
     for m, (ch, rows) in combine.member_chunks(g.members, lambda m: _iter_group_chunks(
             ctx, m.fid, m.ddid, m.chans, group, ph)):      # combine 'field'/'spw': every member's rows
         if rows is None:
@@ -481,6 +484,11 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
             if need_tables:
                 diag, sky = preapply_cache.block(ctx, g.prior, meta, m.ddid, m.chans, m.fld, utimes, uscan,
                                                  t0, t1, cfg.apply_parang, ch.data.nbytes)
+                if ks and diag is not None:     # (a new table: the block's may be a kept product's view)
+                    from .calibration.delayframe import _diag_factor
+                    diag = diag * np.conj(_diag_factor(ks, int(g.spw.spw_id), utimes[t0:t1], f_bin,
+                                                       g.active_names, m.fld.name, (m.fld.ra, m.fld.dec),
+                                                       uscan[t0:t1]))
             part = rows if (t0 == 0 and t1 == len(utimes)) else rows[(tix >= t0) & (tix < t1)]
             fsamp = (m.fsamp_of_chan if spw_of is None
                      else np.where(np.asarray(m.fsamp_of_chan) >= 0, spw_of[m.ddid], -1))
@@ -508,6 +516,53 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     return dict(vis_sum=vis_sum, model_sum=model_sum, w_sum=w_sum, row_count=row_count, time_sum=time_sum,
                 time_wsum=time_wsum, wsum_t=wsum_t, t_ref=t_ref, slots=slots, bin_major=bin_major,
                 parallel_power=parallel, spw_sums=spw_sums, spw_of=spw_of)
+
+
+def _k_frame(ctx, step, g: FieldSpw) -> list:
+    """The pre-applied K terms a G step is solved in the frame of (calibration/delayframe.py): each K
+    of the chain that varies in time (per scan), has no solutions of this field in this SPW -- so it is
+    taken nearest in time from other fields and may switch from one solution to the next inside a scan
+    of this field -- and is followed by no gain of per-scan solutions (which took its per-scan error);
+    for a G of one field and SPW whose cells lie within one scan (no 'inf' over several scans, no
+    combine).  Empty otherwise (a K of the field itself is one value per scan: nothing moves in a
+    cell).
+
+    Our K is referenced to 0 Hz: pre-applied as it is, its switch inside a gain interval is a phase jump
+    2 pi d tau nu between the interval's rows, which lowered the interval's amplitude (review 57c: a
+    CASA-built VLA MS at 2-2.5 GHz, gains 0.1-0.3% low, akfluxscale 0.075% low; the loss grows with
+    frequency).  In the frame, each row is corrected by K(t, nu) conj K(t, f_b) -- the delay about the
+    gain's bin centre f_b, CASA's reference -- and the solved gain is stored as G conj K(t_s, f_b), K
+    of the set's own field at its solution time (:func:`delayframe.own_factor`): the gain the apply's
+    frame (:func:`delayframe.to_frame`) brings back to exactly what the solve fitted."""
+    from .calibration import delayframe, kswitch
+    from .calibration.spwmap import map_prior
+
+    if not kswitch.framed(step) or len(g.members) != 1 or not g.prior:
+        return []
+    prior = map_prior(g.prior, ctx.meta, g.ddid)
+    spw_id = int(g.spw.spw_id)
+    out = []
+    for i, t in enumerate(prior):
+        if t.jones_type != "K" or not delayframe._varies(t):
+            continue
+        if any(str(s.attrs.get("field_name")) == str(g.fld.name) and int(s.attrs.get("spw", -1)) == spw_id
+               for s in t.sets):
+            continue
+        if any(delayframe._per_scan(u, spw_id) for u in prior[i + 1:]):
+            continue
+        out.append(t)
+    return out
+
+
+def _unframe(sset, ks, spw_id):
+    """In place: the gains of ``sset``, solved in the frame of ``ks`` (:func:`_k_frame`), times conj K of
+    the set's own field at its solution times and frequency bins."""
+    from .calibration import delayframe
+
+    fac = np.conj(np.moveaxis(delayframe.own_factor(sset, ks, spw_id, np.asarray(sset.freq, float)), 0, 2))
+    sset.jones = np.array(sset.jones)
+    sset.jones[..., 0, 0] *= fac[..., 0]
+    sset.jones[..., 1, 1] *= fac[..., 1]
 
 
 def _combined_spw_samples(step, g: FieldSpw):
@@ -664,6 +719,9 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
     _keep_spare(ctx, spare)
     del spare
     sset = _solution_set(ctx, step, g, group, acc, cells_t, res, cell_index)
+    ks = _k_frame(ctx, step, g)
+    if ks:                  # solved in the frame of another field's per-scan K: stored in ours (0 Hz)
+        _unframe(sset, ks, int(g.spw.spw_id))
     if model_power is not None:
         sset.diagnostics["model_power"] = model_power
     if jt == "D":

@@ -12,12 +12,18 @@ ns, jumps ~9 deg): those intervals' gains 0.1-0.3% below CASA's and akfluxscale 
 realisations (2.4 x its error); the jump grows with frequency, so at 10 GHz the loss is ~16x.  With
 ``interp='linear'`` for the K the gains matched CASA's to 5e-4 and the flux its truth.
 
-:func:`warn_preapply` says so before a solve, once per pre-applied K and solved gain step, when a
-K switch falls inside a scan of a field the step solves on a time interval longer than one
-integration, with a jump above :data:`JUMP_DEG` -- and what to do: pre-apply (and apply) the K with
-``interp='linear'``, or solve the K on that field too.  Not yet corrected in the solve (the gains would
-have to be solved with the K referenced to their bins' centres); a K solved in the same block is not
-checked (its solutions are not known before the block runs).
+:func:`alakazam.unit._k_frame` corrects it for a G whose cells lie within one scan (the common case):
+each row is pre-applied K(t, nu) conj K(t, f_b) -- the delay about the gain's bin centre f_b, CASA's
+reference -- and the gain is stored as G conj K(t_s, f_b), which the apply's delay frame brings back to
+what the solve fitted.  On the review's MS: akfluxscale 2.65711 / 2.28056 (truth 2.65796 / 2.28305, -3.4
+sigma in SPW 1) -> 2.65842 / 2.28362; CALB's corrected row phases 1.10 -> 0.53 deg rms.
+:func:`warn_preapply` says so before a solve it does not correct -- T (one gain for both hands, which
+cannot hold each hand's frame), a G with ``combine``, a G over 'inf' (cells over several scans) --
+once per pre-applied K and step, when a K switch falls inside a scan of a field the step solves on a
+time interval longer than one integration, with a jump above :data:`JUMP_DEG`, and what to do:
+pre-apply (and apply) the K with ``interp='linear'``, or solve the K on that field too.  A K solved
+in the same block is not checked (its solutions are not known before the block runs; the frame
+corrects its G steps alike).
 """
 
 from __future__ import annotations
@@ -64,6 +70,13 @@ def _switches(term, spw_id, field):
     return out
 
 
+def framed(step) -> bool:
+    """Whether a step's gains are solved in the frame of such a K (:func:`alakazam.unit._k_frame`): a G
+    whose cells lie within one scan (not 'inf', no combine)."""
+    return (step.jones_type == "G" and step.time_interval.kind != "inf"
+            and not str(getattr(step, "combine", "") or "").strip())
+
+
 def warnings(terms, steps, step_fields, meta, spw_sel, scans) -> list:
     """Messages of :func:`warn_preapply` (module docstring)."""
     from ..jones import terms as jterms
@@ -75,6 +88,8 @@ def warnings(terms, steps, step_fields, meta, spw_sel, scans) -> list:
         tint = step.time_interval
         one_int = (tint.kind == "ints" and tint.seconds <= 1) or (tint.kind == "seconds" and tint.ints == 1)
         if not jterms.get(step.jones_type).gain or one_int:        # 'int': no row on both sides of a switch
+            continue
+        if framed(step):            # solved in the K's frame (unit._k_frame): corrected, nothing to say
             continue
         for ddid, _ in spw_sel.items():
             spw = meta.spws[ddid]
