@@ -51,8 +51,9 @@ def _g(ms, cal, out, interp="nearest", solint="4min", field="3C147", jones="G"):
 
 
 def test_g_solved_in_the_frame(kms, tmp_path, caplog):
-    """3C147's G over 4 min (the switch inside its second interval): the same amplitudes with the jumping K as with the flat one (to 2e-4; the
-    jump's loss in an interval cut in half is 1 - cos(11.7 deg) = 2%), and not warned about."""
+    """3C147's G over 4 min (the switch inside its second interval): the same amplitudes with the jumping
+    K as with the flat one (to 2e-4; without the frame those intervals lost 1-1.7%, the jump's loss in an
+    interval cut in half being up to 1 - cos(11.7 deg) = 2%), and not warned about."""
     ms, cal, flat = kms
     with caplog.at_level(logging.WARNING):
         got = _g(ms, cal, str(tmp_path / "g.h5"))
