@@ -86,14 +86,16 @@ def test_one_dead_of_four_keeps_the_triangle(four, tmp_path):
 
 
 def test_unit_rule():
-    """The rule on its own: a cell of four antennas, 1 and 2 flagged: 0 and 3 share one baseline
-    (undetermined); 1 alone flagged: 0, 2, 3 form a triangle (determined); an antenna whose baselines
-    all go to flagged antennas has nothing left (flagged)."""
+    """The rule on its own: a cell of four antennas, 1 and 2 flagged without signal: 0 and 3 share one
+    baseline (undetermined); 1 alone: 0, 2, 3 form a triangle (determined); an antenna whose baselines
+    all go to silent antennas has nothing left (flagged); antennas flagged with signal (a minsnr above
+    their SNR) still fix the others (cell 3: nothing new)."""
     a1 = np.array([0, 0, 0, 1, 1, 2])
     a2 = np.array([1, 2, 3, 2, 3, 3])
-    bl = np.ones((3, 6), bool)
-    flagged = np.array([[0, 1, 1, 0], [0, 1, 0, 0], [0, 1, 0, 0]], bool)
+    bl = np.ones((4, 6), bool)
+    flagged = np.array([[0, 1, 1, 0], [0, 1, 0, 0], [0, 1, 0, 0], [0, 1, 1, 0]], bool)
+    silent = np.array([[0, 1, 1, 0], [0, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]], bool)
     bl[2] = [True, False, False, True, True, False]          # cell 2: 0-1, 1-2, 1-3 only
-    got = quality.undetermined_after_flags(bl, a1, a2, 4, flagged)
+    got = quality.undetermined_after_flags(bl, a1, a2, 4, flagged, silent)
     assert got.tolist() == [[True, False, False, True], [False, False, False, False],
-                            [True, False, True, True]]
+                            [True, False, True, True], [False, False, False, False]]

@@ -401,10 +401,11 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
             wmean = np.where(n_pos > 0, np.where(wc > 0, wc, 0.0).sum(axis=(1, 2, 3)) / n_pos, np.nan)
     if hands:
         pol, ex = handsolve.flags(J, has_h, snr, conv, opts, dropped_h & had_h, undet, dund)
-        if undet is not None:       # amplitudes the baselines of the unflagged hands do not fix
+        if undet is not None:       # amplitudes that only the hands without signal seemed to fix
+            from .nosignal import NOISE_S
             late = np.stack([quality.undetermined_after_flags(
                 quality.baselines_with_data(batch.weight, (c,)), batch.ant1, batch.ant2, batch.n_ant,
-                pol[..., h]) for h, c in enumerate(HAND_CORR)], axis=-1)
+                pol[..., h], snr[..., h] < NOISE_S) for h, c in enumerate(HAND_CORR)], axis=-1)
             if late.any():
                 pol |= late
                 _late_reason(ex, late.any(-1))
@@ -435,9 +436,11 @@ def _run_once(jones_type, batch, backend_module, opts, backend_name) -> SolveRes
     if rchi2_phase is not None:
         extra["rchi2_phase"] = rchi2_phase
     flags |= low | nonconv
-    if tt.gain and not opts.phase_only and some:    # amplitudes the unflagged antennas' baselines do not fix
+    if tt.gain and not opts.phase_only and some:    # amplitudes only antennas without signal seemed to fix
+        from .nosignal import NOISE_S
         late = quality.undetermined_after_flags(quality.baselines_with_data(batch.weight, tt.corr),
-                                                batch.ant1, batch.ant2, batch.n_ant, flags)
+                                                batch.ant1, batch.ant2, batch.n_ant, flags,
+                                                (snr < NOISE_S).all(axis=-1))
         if late.any():
             flags |= late
             _late_reason(extra, late)

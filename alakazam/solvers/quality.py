@@ -304,26 +304,30 @@ def amplitude_undetermined(bl_has, a1, a2, n_ant):
     return out
 
 
-def undetermined_after_flags(bl_has, a1, a2, n_ant, flagged):
+def undetermined_after_flags(bl_has, a1, a2, n_ant, flagged, silent):
     """(n_cell, n_ant) bool: the antennas not ``flagged`` (n_cell, n_ant) with data in ``bl_has`` whose
-    amplitude the baselines with data between unflagged antennas do not determine
+    amplitude the baselines with data among the antennas not ``silent`` (flagged with an SNR below
+    :data:`alakazam.solvers.nosignal.NOISE_S`: data without signal) do not determine
     (:func:`amplitude_undetermined`) -- or that have no such baseline left, their solution resting on the
-    flagged antennas' baselines alone.  After the solve: an antenna flagged by minsnr (a dead antenna's
-    noise, unflagged with ``rfi_threshold=0``) fixed no amplitude, though its data counted before the
-    solve.  Four antennas with two dead kept C00 and C03, whose one baseline fixes only |g0| |g3|, at
-    |g| 0.02 and 50 (truth 1.10, 0.96) with SNR ~7000 (review 57d; CASA kept them at 0.62 / 1.79)."""
+    silent antennas' noise alone.  After the solve: a dead antenna whose noise the flags do not mark
+    (``rfi_threshold=0``) is flagged by minsnr, but its data counted before the solve and it fixes no
+    amplitude.  Four antennas with two dead kept C00 and C03, whose one baseline fixes only |g0| |g3|, at
+    |g| 0.02 and 50 (truth 1.10, 0.96) with SNR ~7000 (review 57d; CASA kept them at 0.62 / 1.79).  An
+    antenna flagged by a minsnr above its real signal (SNR in the hundreds) still fixed the others'
+    amplitudes in the joint fit: not silent."""
     a1, a2 = np.asarray(a1, np.int64), np.asarray(a2, np.int64)
     flagged = np.asarray(flagged, bool)
+    silent = np.asarray(silent, bool) & flagged
     bl_has = np.asarray(bl_has, bool)
     out = np.zeros(flagged.shape, bool)
     had = count_per_antenna(bl_has, a1, a2, n_ant) > 0
-    cells = np.flatnonzero((flagged & had).any(axis=1) & (had & ~flagged).any(axis=1))
+    cells = np.flatnonzero((silent & had).any(axis=1) & (had & ~flagged).any(axis=1))
     if not len(cells):
         return out
-    f = flagged[cells]
-    kept = bl_has[cells] & ~f[:, a1] & ~f[:, a2]
+    q = silent[cells]
+    kept = bl_has[cells] & ~q[:, a1] & ~q[:, a2]
     left = count_per_antenna(kept, a1, a2, n_ant) > 0
-    out[cells] = had[cells] & ~f & (~left | amplitude_undetermined(kept, a1, a2, n_ant))
+    out[cells] = had[cells] & ~flagged[cells] & (~left | amplitude_undetermined(kept, a1, a2, n_ant))
     return out
 
 
