@@ -436,6 +436,8 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     # a G solved in the frame of another field's per-scan K (_k_frame): each row's K about its bin centre
     ks = _k_frame(ctx, step, g)
     f_bin = _bin_centres(g.freqs, g.fbin_of_chan, g.n_fcell)[g.fbin_of_chan] if ks else None
+    if ks:
+        from .calibration.delayframe import row_factor
     for m, (ch, rows) in combine.member_chunks(g.members, lambda m: _iter_group_chunks(
             ctx, m.fid, m.ddid, m.chans, group, ph)):      # combine 'field'/'spw': every member's rows
         if rows is None:
@@ -485,10 +487,9 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
                 diag, sky = preapply_cache.block(ctx, g.prior, meta, m.ddid, m.chans, m.fld, utimes, uscan,
                                                  t0, t1, cfg.apply_parang, ch.data.nbytes)
                 if ks and diag is not None:     # (a new table: the block's may be a kept product's view)
-                    from .calibration.delayframe import _diag_factor
-                    diag = diag * np.conj(_diag_factor(ks, int(g.spw.spw_id), utimes[t0:t1], f_bin,
-                                                       g.active_names, m.fld.name, (m.fld.ra, m.fld.dec),
-                                                       uscan[t0:t1]))
+                    diag = diag * np.conj(row_factor(ks, int(g.spw.spw_id), utimes[t0:t1], f_bin,
+                                                     g.active_names, m.fld.name, (m.fld.ra, m.fld.dec),
+                                                     uscan[t0:t1]))
             part = rows if (t0 == 0 and t1 == len(utimes)) else rows[(tix >= t0) & (tix < t1)]
             fsamp = (m.fsamp_of_chan if spw_of is None
                      else np.where(np.asarray(m.fsamp_of_chan) >= 0, spw_of[m.ddid], -1))
@@ -515,7 +516,7 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
         vis_sum, model_sum, w_sum = (a.sum(axis=2, keepdims=True) for a in spw_sums)
     return dict(vis_sum=vis_sum, model_sum=model_sum, w_sum=w_sum, row_count=row_count, time_sum=time_sum,
                 time_wsum=time_wsum, wsum_t=wsum_t, t_ref=t_ref, slots=slots, bin_major=bin_major,
-                parallel_power=parallel, spw_sums=spw_sums, spw_of=spw_of)
+                parallel_power=parallel, spw_sums=spw_sums, spw_of=spw_of, k_frame=ks)
 
 
 def _k_frame(ctx, step, g: FieldSpw) -> list:
@@ -539,19 +540,7 @@ def _k_frame(ctx, step, g: FieldSpw) -> list:
 
     if not kswitch.framed(step) or len(g.members) != 1 or not g.prior:
         return []
-    prior = map_prior(g.prior, ctx.meta, g.ddid)
-    spw_id = int(g.spw.spw_id)
-    out = []
-    for i, t in enumerate(prior):
-        if t.jones_type != "K" or not delayframe._varies(t):
-            continue
-        if any(str(s.attrs.get("field_name")) == str(g.fld.name) and int(s.attrs.get("spw", -1)) == spw_id
-               for s in t.sets):
-            continue
-        if any(delayframe._per_scan(u, spw_id) for u in prior[i + 1:]):
-            continue
-        out.append(t)
-    return out
+    return delayframe.solve_k_terms(map_prior(g.prior, ctx.meta, g.ddid), int(g.spw.spw_id), g.fld.name)
 
 
 def _unframe(sset, ks, spw_id):
@@ -719,9 +708,8 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
     _keep_spare(ctx, spare)
     del spare
     sset = _solution_set(ctx, step, g, group, acc, cells_t, res, cell_index)
-    ks = _k_frame(ctx, step, g)
-    if ks:                  # solved in the frame of another field's per-scan K: stored in ours (0 Hz)
-        _unframe(sset, ks, int(g.spw.spw_id))
+    if acc.get("k_frame"):  # solved in the frame of another field's per-scan K: stored in ours (0 Hz)
+        _unframe(sset, acc["k_frame"], int(g.spw.spw_id))
     if model_power is not None:
         sset.diagnostics["model_power"] = model_power
     if jt == "D":

@@ -76,6 +76,36 @@ def k_terms_for(term, terms, spw_id=None):
     return [t for t in terms if any(t is c for c in chosen)]
 
 
+def has_own(k, spw_id, field) -> bool:
+    """Whether the K term ``k`` has solutions of ``field`` in SPW ``spw_id``: a per-scan K of the field
+    itself is one value in each of its scans (nearest, own field first), so nothing switches inside one."""
+    return any(str(s.attrs.get("field_name")) == str(field) and int(s.attrs.get("spw", -1)) == int(spw_id)
+               for s in k.sets)
+
+
+def solve_k_terms(prior, spw_id, field):
+    """The K terms of a solve's pre-applied chain ``prior`` (mapped to ``spw_id``) that a G on ``field``
+    is solved in the frame of (:func:`alakazam.unit._k_frame`): each K that varies in time, has no
+    solutions of ``field`` (:func:`has_own`: taken nearest in time from other fields, it may switch
+    from one solution to the next inside a scan of ``field``), and is followed in the chain by no gain
+    of per-scan solutions (which took its per-scan error: the apply does not frame the G by it either,
+    :func:`k_terms_for`)."""
+    out = []
+    for i, t in enumerate(prior):
+        if t.jones_type != "K" or not _varies(t) or has_own(t, spw_id, field):
+            continue
+        if any(_per_scan(u, spw_id) for u in prior[i + 1:]):
+            continue
+        out.append(t)
+    return out
+
+
+def row_factor(k_terms, spw_id, times, freqs, ant_names, target_name, target_radec, time_scan):
+    """The product of ``k_terms``' diagonals (n_t, n_ant, n_f, 2) at ``times`` and ``freqs`` as the solve
+    pre-applies them to a target's rows (:func:`_diag_factor`); 1 where flagged or without solutions."""
+    return _diag_factor(k_terms, spw_id, times, freqs, ant_names, target_name, target_radec, time_scan)
+
+
 def _chain_sources(term, chain):
     """Per key of ``chain`` (a list in its order: a key may appear twice, an external K0 pre-applied by an
     akcal that solves a K0 too), the real path of the table it was solved in ('' = solved in this run,

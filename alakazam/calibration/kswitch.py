@@ -39,10 +39,11 @@ def _switches(term, spw_id, field):
     """[(time of the switch (s), max |d tau| over antennas and hands (ns))] of ``term``'s solutions
     serving ``field`` nearest in time: none where the term has solutions of ``field`` itself (its own
     scans) or picks its fields otherwise than nearest in time."""
-    sets = [s for s in term.sets if int(s.attrs.get("spw", -1)) == int(spw_id)]
-    names = {str(s.attrs.get("field_name")) for s in sets}
-    if str(field) in names or term.field_select != "nearest_time":
+    from .delayframe import has_own
+
+    if has_own(term, spw_id, field) or term.field_select != "nearest_time":
         return []
+    sets = [s for s in term.sets if int(s.attrs.get("spw", -1)) == int(spw_id)]
     if term.solution_field:
         sets = [s for s in sets if str(s.attrs.get("field_name")) in set(term.solution_field)]
     times, taus = [], []
