@@ -263,14 +263,23 @@ def _flat_axis(ax):
         ax.ticklabel_format(axis="y", useOffset=False)
 
 
+def _legend_entries(axes) -> dict:
+    """{label: handle} of the panels ``axes``, each label once (its first handle), ``flagged`` last."""
+    keep = {}
+    for ax in axes:
+        h, lab = ax.get_legend_handles_labels()
+        for a, b in zip(lab, h):
+            keep.setdefault(a, b)
+    if FLAG_LABEL in keep:
+        keep[FLAG_LABEL] = keep.pop(FLAG_LABEL)
+    return keep
+
+
 def _legend(ax, fontsize, max_rows=None) -> int:
     """The legend of ``ax``, each label once (every SPW's flagged cells share ``flagged``, the last
     entry): inside the axes (``loc='best'``), or with ``max_rows`` to the right of the axes in as many
     columns as keep it to ``max_rows`` rows.  Returns the number of columns outside (0: inside)."""
-    h, lab = ax.get_legend_handles_labels()
-    keep = dict(zip(lab, h))
-    if FLAG_LABEL in keep:
-        keep[FLAG_LABEL] = keep.pop(FLAG_LABEL)
+    keep = _legend_entries([ax])
     if max_rows is None:
         ax.legend(keep.values(), keep.keys(), fontsize=fontsize, loc="best")
         return 0
@@ -290,13 +299,7 @@ def _grid_legend(fig, axes):
     may be in a panel other than the first): inside the first panel while it has at most
     :data:`GRID_LEGEND_INSIDE` entries, else to the right of the grid in as many columns as keep it to
     the page's height, the page wider by them."""
-    keep = {}
-    for ax in axes:
-        h, lab = ax.get_legend_handles_labels()
-        for a, b in zip(lab, h):
-            keep.setdefault(a, b)
-    if FLAG_LABEL in keep:
-        keep[FLAG_LABEL] = keep.pop(FLAG_LABEL)
+    keep = _legend_entries(axes)
     if not keep:
         return
     if len(keep) <= GRID_LEGEND_INSIDE:
