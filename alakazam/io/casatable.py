@@ -165,7 +165,8 @@ def _snr(s: SolutionSet, jt: str, n_par: int):
     * K and phase-only G / T (:func:`alakazam.solvers.quality.data_snr_applies`; the table's attr
       ``phase_only``): not divided by ``rchi2``.  Their SNR (:func:`quality.phase_only_snr`) is
       S / sqrt(min(f, 2)), already scaled by f, the chi2/nDOF of the fit to the data made phase-only as
-      CASA's apmode 'P' fits them (f / 2 is CASA's k2), while ``rchi2`` is the raw complex fit's and
+      CASA's apmode 'P' fits them (f / 2 is CASA's k2; shrunk towards the solve's pooled f where the cell
+      has few DOF), while ``rchi2`` is the raw complex fit's and
       holds the amplitude mismatch of DATA against MODEL_DATA (raw correlator units, a model flux off
       by 20%, gains of |g| != 1), which CASA's phase-only chi2 does not see: divided by it, a G 'p'
       with a 1 Jy model for a 2.5 Jy calibrator exported 0.015x CASA's SNR.  Beyond the cap they are

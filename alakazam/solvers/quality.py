@@ -475,17 +475,22 @@ def _unit_cross_global(tt, J) -> bool:
                 and (np.abs(np.abs(J[..., [0, 1], [0, 1]]) - 1.0) < 1e-12).all())
 
 
-def _reduced_chi2(jones_type, n_w, cost, has, phase_only, has_hands=None, dof_per_sample=2):
-    """(n_cell,) chi2 / nDOF, nDOF = dof_per_sample x n_w - n_par (``n_w``: the samples with w > 0 on the
-    term's correlations per cell -- 2 real DOF each, or 1 for a residual that is a phase alone; NaN where
-    nDOF <= 0): the parameters counted per antenna with data (``has``), or per hand where it has data
-    (``has_hands``)."""
+def _dof(jones_type, n_w, has, phase_only, has_hands=None, dof_per_sample=2):
+    """(n_cell,) nDOF = dof_per_sample x n_w - n_par of :func:`_reduced_chi2`."""
     if has_hands is None:
         n_par = _n_par(jones_type, has.sum(axis=1), phase_only)
     else:               # per hand: half of an antenna's parameters, counted where the hand has data
         n_h = np.asarray(has_hands).sum(axis=1)                      # (n_cell, 2)
         n_par = np.where(n_h > 0, _n_par(jones_type, n_h, phase_only) / 2.0, 0.0).sum(axis=-1)
-    dof = dof_per_sample * n_w - n_par
+    return dof_per_sample * n_w - n_par
+
+
+def _reduced_chi2(jones_type, n_w, cost, has, phase_only, has_hands=None, dof_per_sample=2):
+    """(n_cell,) chi2 / nDOF, nDOF = dof_per_sample x n_w - n_par (``n_w``: the samples with w > 0 on the
+    term's correlations per cell -- 2 real DOF each, or 1 for a residual that is a phase alone; NaN where
+    nDOF <= 0): the parameters counted per antenna with data (``has``), or per hand where it has data
+    (``has_hands``)."""
+    dof = _dof(jones_type, n_w, has, phase_only, has_hands, dof_per_sample)
     with np.errstate(divide="ignore", invalid="ignore"):
         # a cost below 0 is the rounding of an exact fit (c0 - 2 Re sum ... of a noise-free cell): 0
         return np.where(dof > 0, np.maximum(np.asarray(cost, float), 0.0) / np.maximum(dof, 1), np.nan)
@@ -635,6 +640,11 @@ def phase_only_arrays(vis, model, weight, corr):
     return vo, wo
 
 
+#: :func:`phase_only_snr`: the DOF of the batch's pooled phase-scatter scale in each cell's (a cell's own f
+#: weighs its nu = n_w - n_par DOF against these)
+PHASE_POOL_DOF = 10.0
+
+
 def phase_only_snr(jones_type, batch, params, J, has, phase_only, has_hands=None,
                    chunk_bytes=64 * 2**20, with_rchi2=False):
     """(n_cell, n_ant, 2) SNR of the terms whose model amplitude does not follow the data (K, phase-only
@@ -643,7 +653,8 @@ def phase_only_snr(jones_type, batch, params, J, has, phase_only, has_hands=None
 
         SNR = S / sqrt(f),   S = sum_b Re(w conj(V^) V) / sqrt(sum_b w |V^|^2)   (:func:`matched_snr`),
         f = min(chi2' / (n_w - n_par), 2),  chi2' = the fit's cost on the data made phase-only as CASA's
-              apmode 'P' (:func:`alakazam.solvers.common.phases_only`: sum w |V|^2 |V/|V| - V^/|V^||^2),
+              apmode 'P' (:func:`alakazam.solvers.common.phases_only`: sum w |V|^2 |V/|V| - V^/|V^||^2)
+              -- the cell's, shrunk towards the batch's where the cell has few DOF (below),
 
     1 / the rms phase error: with data of per-sample SNR well above 1, S = sqrt(sum w |V|^2), and f is
     the noise's scale against the weights' (1 where they describe it; the phase scatter has one real DOF
@@ -651,8 +662,7 @@ def phase_only_snr(jones_type, batch, params, J, has, phase_only, has_hands=None
     model's.  On small arrays the DOF matter: on 5 antennas per integration a complex fit's count
     (2 n_w - n_par, this function's first version) gave 1.15 x the truth, 1.26 x CASA's, whose k2
     (nDOF 2 n_w - 2 n_ant) gives 0.91 x the truth (review 56c).  f / 2 is a complex fit's k2 and is
-    capped as every term's (:func:`snr`: k2 <= 1; where the fit leaves no DOF -- two antennas -- f is
-    1, the weights taken as they are), so a misfit beyond twice the weights' prediction
+    capped as every term's (:func:`snr`: k2 <= 1), so a misfit beyond twice the weights' prediction
     does not lower the SNR further (a dead antenna's noise in a cell raises f: a cap at 1 kept its
     noise fits unflagged in 10% of integrations); with weights that do not describe the noise
     (WEIGHT = 1 on raw correlator units) f cannot tell a misfit from noise, and a systematic phase
@@ -661,45 +671,81 @@ def phase_only_snr(jones_type, batch, params, J, has, phase_only, has_hands=None
     unbiased where the data are weak (a sum of |V|^2, CASA's sensitivity, counts the noise's power as
     signal).
 
+    f is the cell's, shrunk towards the batch's: with nu = n_w - n_par the cell's DOF and
+    f_pool = sum chi2' / sum nu over the batch's cells with DOF,
+
+        f = (chi2' + nu_0 f_pool) / (nu + nu_0),   nu_0 = min(PHASE_POOL_DOF, sum nu)   (10),
+
+    the cell's own where it has many DOF (a 20-antenna cell per integration has ~340: the SNR moves by
+    < 0.1%, CASA's per-cell k2 kept), the batch's where it has few, and f_pool where it has none (two
+    antennas; f = 1, the weights taken as they are, where no cell of the batch has DOF).  With few DOF a
+    cell's f is a chi2 of nu DOF / nu, so SNR = S / sqrt(f) has a Student-t's tail: on three antennas
+    per integration (one sample per baseline, one DOF per hand: the closure phase) a dead antenna whose
+    noise closed within 5-8 degrees in both hands got f = 0.005 and SNR 17 and 32, unflagged (review 57d
+    F2; synthetic, tests/test_phase_snr_dead_antenna.py: 8% of a dead antenna's hands over minsnr 3 on
+    three antennas, up to 19, 1.75% on four with two dead, and live SNRs 0.68-4.5 x the truth's, 5-95%,
+    median 1.26); with the pool none (at most 2.5), 0.06%, and live 0.83-1.22 x (median 1.02).  Nothing
+    measured on the cell's own data tells such a fit from signal (every baseline's residual is the
+    closure's share, and the dead antenna's own phases agree), so a per-antenna f (the review's
+    proposal) does not help: measured on its own baselines, 9% passed on three antennas (per hand,
+    23%), and where the dead antenna's noise lies far below its weights' (1%; five antennas) 1.6%
+    passed where the cell's f flags all (its S is ~1% of a live antenna's; synthetic, 400 cells).  The
+    pool assumes that the weights' scale against the noise is the batch's (one step's cells: a scan, a
+    solint's integrations); a cell solved again on its own (solvers/nosignal.py, weak_cells.py) pools
+    the cells solved with it.
+
     Before (review 56b), the SNR was a complex fit's on the data as they are -- sqrt(sum w |M|^2 / (2 k2))
     with the model's power and a chi2 holding the amplitude mismatch (capped k2), bounded by S: DATA at
     another scale than MODEL_DATA (raw correlator units) gave SNR_true / |g|^2, every K and phase-only
     solution flagged at |g| = 1000 or with DATA 1e-4 of MODEL_DATA and unit weights, where CASA flags
     none; and phase-only SNRs were 1/sqrt(2) of CASA's (163 against 240 at the expected 238), so minsnr 3
-    flagged 52% of a weak calibrator's solutions (expected SNR ~4) against CASA's 18%.  Cells are
-    independent: done ``chunk_bytes`` of cells at a time (a copy of their data and weights).
+    flagged 52% of a weak calibrator's solutions (expected SNR ~4) against CASA's 18%.  Done
+    ``chunk_bytes`` of cells at a time (a copy of their data and weights); the pool after them.
 
-    ``with_rchi2``: ``(snr, f)`` with f (n_cell,) the phase-only fit's chi2' / (n_w - n_par) uncapped
-    (NaN where it leaves no DOF): ``solver_stats/rchi2_phase``, by which akexport scales the SNR as CASA
-    does beyond the cap (io/casatable._snr)."""
+    ``with_rchi2``: ``(snr, f)`` with f (n_cell,) the cell's own phase-only fit's chi2' / (n_w - n_par),
+    uncapped and not pooled (NaN where it leaves no DOF): ``solver_stats/rchi2_phase``, by which akexport
+    scales the SNR as CASA does beyond the cap (io/casatable._snr: S / sqrt(f), CASA's per-cell SNR,
+    where both the cell's and the pooled f exceed 2)."""
     from .common import chi2, phases_only
 
     n_cell = batch.n_cell
-    out = np.zeros((n_cell, batch.n_ant, 2))
+    s_all = np.zeros((n_cell, batch.n_ant, 2))
+    cost_all = np.zeros(n_cell)
+    dof_all = np.zeros(n_cell)
     f_all = np.full(n_cell, np.nan)
     per_hand = has_hands is not None
     step = max(1, chunk_bytes // max(1, int(batch.vis[0].nbytes) if n_cell else 1))
     params = np.asarray(params)
+    corr = list(terms.get(jones_type).corr)
     for c0 in range(0, n_cell, step):
         sl = slice(c0, min(n_cell, c0 + step))
         sub = batch.take(sl, batch.weight[sl])
-        s = matched_snr(jones_type, sub, params[sl], per_hand)
-        corr = list(terms.get(jones_type).corr)
+        s_all[sl] = matched_snr(jones_type, sub, params[sl], per_hand)
         pb = phases_only(sub, corr)
         cost = chi2(jones_type, params[sl], pb, J[sl])
         n_w = (pb.weight[..., corr] > 0).sum(axis=(1, 2, 3))
+        hh = None if has_hands is None else has_hands[sl]
         # the phase scatter's own scale: one real DOF per sample (its radial part is gone)
-        f = _reduced_chi2(jones_type, n_w, cost, has[sl], phase_only,
-                          None if has_hands is None else has_hands[sl], dof_per_sample=1)
+        f_all[sl] = _reduced_chi2(jones_type, n_w, cost, has[sl], phase_only, hh, dof_per_sample=1)
+        dof_all[sl] = _dof(jones_type, n_w, has[sl], phase_only, hh, dof_per_sample=1)
+        cost_all[sl] = np.maximum(np.asarray(cost, float), 0.0)    # below 0: an exact fit's rounding
         del pb, sub
-        f_all[sl] = f
-        # no DOF left (one baseline: the phases fit exactly): the weights' own scale, f = 1
-        f = np.where(np.isfinite(f), np.minimum(f, 2.0), 1.0)[:, None, None]   # k2 = f / 2 <= 1 (snr)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            v = np.maximum(s, 0.0) / np.sqrt(f)
-        v = np.where((f == 0) & (s > 0), SNR_MAX, np.where(np.isfinite(v), v, 0.0))
-        present = has_hands[sl] if per_hand else has[sl][..., None]
-        out[sl] = np.where(present, v, 0.0)
+    # each cell's f with PHASE_POOL_DOF degrees of freedom of the batch's pooled scale (docstring); no DOF
+    # in the cell (one baseline: the phases fit exactly): the pooled scale alone, or the weights' own
+    # (f = 1) where no cell of the batch has any
+    ok = np.isfinite(f_all) & (dof_all > 0)
+    if ok.any():
+        pool = cost_all[ok].sum() / dof_all[ok].sum()
+        nu0 = min(PHASE_POOL_DOF, float(dof_all[ok].sum()))
+        f = np.where(ok, (cost_all + nu0 * pool) / (np.where(ok, dof_all, 0.0) + nu0), pool)
+    else:
+        f = np.ones(n_cell)
+    f = np.minimum(f, 2.0)[:, None, None]                       # k2 = f / 2 <= 1 (snr)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.maximum(s_all, 0.0) / np.sqrt(f)
+    v = np.where((f == 0) & (s_all > 0), SNR_MAX, np.where(np.isfinite(v), v, 0.0))
+    present = has_hands if per_hand else has[..., None]
+    out = np.where(present, v, 0.0)
     return (out, f_all) if with_rchi2 else out
 
 
