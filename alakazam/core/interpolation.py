@@ -16,6 +16,22 @@ uses on the full solution timeline, flagged ones included -- CASA 6.7 applycal's
 * ``cubic``: cubic spline (scipy) on amplitude and unwrapped phase of the valid solutions; needs >= 4
   valid samples, otherwise an error naming ``time_interp`` (no silent fallback).  Flags as ``linear``.
 
+Phase unwrapping is relative to the antennas' common phase (:func:`common_phase`), so that ``linear``
+and ``cubic`` do not depend on the gauge: a phase common to every antenna of one solution time (per
+frequency bin and diagonal element) cancels in every baseline, and the solutions may carry any such
+phase -- a cell re-referenced through another antenna (solvers/rereference.py: a bridge across 45 min
+left common offsets of 0.8 rad, review 58b), a gain stored in a per-scan K's delay frame (2-3 rad at
+a K switch).  Each antenna's phase taken the short way round on its own turned such an offset near
++-pi into a 2 pi turn for some antennas and not for others between two solutions: baselines
+decorrelated in between (the review: a TARGET scan 12% low, silently).  Here the common phase c(t) is
+unwrapped first (each step the phase of sum_a u_a(t) conj(u_a(t')) over the antennas valid at both of
+two consecutive solution times, u the unit phasors), each antenna's phase relative to it is unwrapped
+and interpolated, and c(t) -- interpolated over every solution time -- is added back: the values at
+the solution times are the solutions', every baseline's phase between them is its own the short way
+round (where the antennas' own steps relative to the common one are below pi), and where no antenna's
+step is ambiguous the result is the per-antenna unwrap's (linear interpolation is linear in the phase).
+The off-diagonal elements (leakage) are unwrapped on their own, as before.
+
 So an antenna whose solutions are flagged from some time on (it died) is flagged from the last valid
 solution on for ``linear`` / ``cubic`` (from half-way to the first flagged one for ``nearest``), and is
 not corrected with a solution from before it died.  CASA's ``nearestflag`` / ``linearflag`` time
@@ -105,6 +121,24 @@ def _interp_series(t, y, ok, tt, mode, what="time_interp"):
     raise AlakazamError(f"{what}: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
 
 
+def common_phase(jones, ok):
+    """(n_f, n_t, 4) the antennas' common phase c of solutions ``jones`` (n_ant, n_f, n_t, 2, 2), sorted
+    in time, valid where ``ok`` (n_ant, n_f, n_t): per frequency bin and diagonal element, c(t_0) = 0 and
+    c(t_k) - c(t_k-1) = arg sum_a u_a(t_k) conj(u_a(t_k-1)) over the antennas valid at both (u = y / |y|;
+    0 where none is, or the sum is 0); the off-diagonal elements' c is 0 (module docstring)."""
+    n_ant, n_f, n_t = jones.shape[:3]
+    out = np.zeros((n_f, n_t, 4))
+    if n_t < 2 or n_ant == 0:
+        return out
+    for k, (i, j) in ((0, (0, 0)), (3, (1, 1))):
+        y = jones[..., i, j]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            u = np.where(ok & (y != 0), y / np.abs(y), 0.0)                 # (n_ant, n_f, n_t)
+        step = np.angle((u[:, :, 1:] * np.conj(u[:, :, :-1])).sum(axis=0))  # (n_f, n_t - 1)
+        out[:, 1:, k] = np.cumsum(step, axis=1)
+    return out
+
+
 def interp_time(sol_time, jones, flags, target_time, mode):
     """Jones (n_ant, n_f, n_t, 2, 2) at target times -> (n_ant, n_f, n_tt, 2, 2), flags (n_ant, n_f, n_tt).
 
@@ -128,22 +162,26 @@ def interp_time(sol_time, jones, flags, target_time, mode):
         return out, ~valid
     if n_t == 0 or not len(tt):
         return out, oflag
-    valid = bracket_valid(sol_time, ~flags & np.isfinite(jones).all(axis=(-1, -2)), tt)
+    ok_all = ~flags & np.isfinite(jones).all(axis=(-1, -2))
+    valid = bracket_valid(sol_time, ok_all, tt)
+    if mode in ("linear", "cubic"):
+        c = common_phase(jones, ok_all)                     # (n_f, n_t, 4), 0 off the diagonal
+        all_t = np.ones(n_t, bool)
     for a in range(n_ant):
         for f in range(n_f):
-            ok = ~flags[a, f] & np.isfinite(jones[a, f]).all(axis=(-1, -2))
+            ok = ok_all[a, f]
             if not ok.any():
                 continue
             y = jones[a, f].reshape(n_t, 4)
             if mode in ("linear", "cubic") and ok.sum() > 1:
                 amp = np.abs(y)
-                ph = np.unwrap(np.angle(y), axis=0) if ok.all() else None
-                if ph is None:
-                    ph = np.zeros_like(amp)
-                    ph[ok] = np.unwrap(np.angle(y[ok]), axis=0)
+                # each antenna's phase relative to the common one, unwrapped (module docstring)
+                rel = np.zeros_like(amp)
+                rel[ok] = np.unwrap(np.angle(y[ok] * np.exp(-1j * c[f][ok])), axis=0)
                 ya, _ = _interp_series(sol_time, amp, ok, tt, mode)
-                yp, _ = _interp_series(sol_time, ph, ok, tt, mode)
-                val = ya * np.exp(1j * yp)
+                yp, _ = _interp_series(sol_time, rel, ok, tt, mode)
+                yc, _ = _interp_series(sol_time, c[f], all_t, tt, mode)
+                val = ya * np.exp(1j * (yp + yc))
             else:
                 val, _ = _interp_series(sol_time, y, ok, tt, mode)
             out[a, f] = val.reshape(len(tt), 2, 2)
