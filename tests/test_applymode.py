@@ -81,9 +81,10 @@ def test_calflag_flags_the_dead_scan_and_does_not_bridge(dead, tmp_path, interp)
     assert not np.allclose(cor[~rows], data[~rows])
 
 
-def test_calonly_leaves_dead_scan_uncorrected_and_unflagged(dead, tmp_path):
+def test_calonly_leaves_dead_scan_uncorrected_and_unflagged(dead, tmp_path, caplog):
     ms = _copy(dead, tmp_path)
-    res = _apply(ms, dead[1], "calonly")
+    with caplog.at_level("WARNING", logger="alakazam"):
+        res = _apply(ms, dead[1], "calonly")
     rows = _dead_rows(ms, dead[2])
     flag, data, cor = _cols(ms, "FLAG", "DATA", "CORRECTED_DATA")
     assert res["flag_backup"] is None and not os.path.exists(ms + ".flagversions")
@@ -91,6 +92,13 @@ def test_calonly_leaves_dead_scan_uncorrected_and_unflagged(dead, tmp_path):
     np.testing.assert_array_equal(cor[rows], data[rows])           # uncorrected, never NaN
     assert res["no_solution"] == int(rows.sum()) * N_CHAN * 4
     assert res["flagged_by_term"] == {"G0/3C286": int(rows.sum()) * N_CHAN * 4}
+    # the warning gives the fraction, per field, and the remedy (review 58b: one line with a bare count
+    # was missed, and every field's Stokes I came out 22% low)
+    pct = 100.0 * res["no_solution"] / res["unflagged"]
+    said = [r.getMessage() for r in caplog.records if "UNCORRECTED" in r.getMessage()]
+    assert len(said) == 1, said
+    assert f"({pct:.1f}%: 3C286 {pct:.1f}%)" in said[0]
+    assert "applymode='calflag'" in said[0] and "CORRECTED_DATA" in said[0]
 
 
 def test_trial_writes_nothing_and_counts(dead, tmp_path, caplog):

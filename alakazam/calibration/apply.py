@@ -260,14 +260,19 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
             plan = distributed_apply.apply_plan(cfg, meta, terms, plan, scans, names, limit, lines, counts,
                                                 write_col, rowsel, mode, per_term)
         from ..core import readbuffers
+        by_field = {}       # field name -> [samples left uncorrected (calonly), unflagged samples]
         with readbuffers.shared():          # every field's chunks read into the same memory
             for fid, ddid, chans, n_rows in plan:
                 fld = meta.fields[fid]
                 spw = meta.spws[ddid]
                 label = f"apply {fld.name} spw {spw.spw_id}: rows"
+                before = (counts["no_solution"], counts["unflagged"])
                 with progress.bar(label, n_rows, quiet=cfg.quiet) as pbar:
                     _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines, counts, pbar,
                                  write_col, rowsel, mode, per_term, rows=(rows_of or {}).get((fid, ddid)))
+                tally = by_field.setdefault(fld.name, [0, 0])
+                tally[0] += counts["no_solution"] - before[0]
+                tally[1] += counts["unflagged"] - before[1]
     verb = {"calflag": "flagged", "calflagstrict": "flagged", "flagonly": "flagged",
             "flagonlystrict": "flagged", "calonly": "left uncorrected",
             "trial": "would be flagged (trial: nothing written)"}[mode]
@@ -281,13 +286,29 @@ def _apply_plan(cfg, meta, terms, plan, scans, names, created, t_start, write_co
                     counts["flagged_bad_data"],
                     "would be flagged (trial)" if mode == "trial" else "were flagged")
     if counts["no_solution"] and mode == "calonly":
-        log.warning("%d samples had no valid solution and were written uncorrected (applymode calflag / "
-                    "propagate_flags flags them instead)", counts["no_solution"])
+        _warn_uncorrected(cfg, counts, by_field)
     _check_something_corrected(cfg, mode, counts, backup)
     return {"output_col": cfg.output_col if _am.writes_data(mode) else None, "created_column": created,
             "flag_backup": backup, "applymode": mode,
             "flagged_by_term": {f"{k}/{f}": n for (k, f), n in per_term.items()},
             "log": lines, "seconds": _time.perf_counter() - t_start, **counts}
+
+
+def _warn_uncorrected(cfg, counts, by_field):
+    """applymode calonly (akapply's default): the samples without a valid solution went into the output
+    column uncorrected and unflagged -- raw data among calibrated data, which an image or an average of
+    the column mixes in (a review, 58b: 22% of the samples after the bandpass flagged RFI channels, every
+    field's Stokes I 22% low, and one warning line said only the count).  Said with the fraction, per
+    field, and what to do; ``by_field`` (field name -> [uncorrected, unflagged]) is empty when the apply
+    ran on workers (the total only)."""
+    n, tot = counts["no_solution"], max(counts["unflagged"], 1)
+    parts = ", ".join(f"{name} {100.0 * a / max(b, 1):.1f}%" for name, (a, b) in by_field.items() if a)
+    log.warning("applymode calonly (akapply's default): %d of the %d unflagged samples (%.1f%%%s) have no valid "
+                "solution and were written UNCORRECTED and unflagged to %s -- raw data among calibrated data, "
+                "which imaging or averaging that column mixes in. To flag them instead, as CASA's applycal "
+                "does by default, run again with applymode='calflag' (YAML: propagate_flags: true; FLAG is "
+                "saved as a flag version first)", n, counts["unflagged"], 100.0 * n / tot,
+                f": {parts}" if parts else "", cfg.output_col)
 
 
 def _check_some_valid_solution(cfg, meta, terms, plan):
