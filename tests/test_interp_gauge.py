@@ -15,8 +15,8 @@ from alakazam.core.interpolation import common_phase, interp_time
 def _gains(rng, n_ant=12, n_f=3, n_t=6, drift=0.4):
     """Diagonal gains whose phases move by at most ``drift`` rad between solutions (no antenna's own
     step is ambiguous), amplitudes ~1, antenna 0 the reference (phase 0)."""
-    ph = np.cumsum(rng.uniform(-drift, drift, (n_ant, n_f, n_t, 2)), axis=2) + rng.uniform(-np.pi, np.pi,
-                                                                                            (n_ant, n_f, 1, 2))
+    ph = (np.cumsum(rng.uniform(-drift, drift, (n_ant, n_f, n_t, 2)), axis=2)
+          + rng.uniform(-np.pi, np.pi, (n_ant, n_f, 1, 2)))
     ph[0] = 0.0
     amp = rng.uniform(0.8, 1.2, (n_ant, n_f, n_t, 2))
     j = np.zeros((n_ant, n_f, n_t, 2, 2), complex)

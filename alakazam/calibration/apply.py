@@ -303,12 +303,12 @@ def _warn_uncorrected(cfg, counts, by_field):
     ran on workers (the total only)."""
     n, tot = counts["no_solution"], max(counts["unflagged"], 1)
     parts = ", ".join(f"{name} {100.0 * a / max(b, 1):.1f}%" for name, (a, b) in by_field.items() if a)
-    log.warning("applymode calonly (akapply's default): %d of the %d unflagged samples (%.1f%%%s) have no valid "
-                "solution and were written UNCORRECTED and unflagged to %s -- raw data among calibrated data, "
-                "which imaging or averaging that column mixes in. To flag them instead, as CASA's applycal "
-                "does by default, run again with applymode='calflag' (YAML: propagate_flags: true; FLAG is "
-                "saved as a flag version first)", n, counts["unflagged"], 100.0 * n / tot,
-                f": {parts}" if parts else "", cfg.output_col)
+    log.warning("applymode calonly (akapply's default): %d of the %d unflagged samples (%.1f%%%s) have "
+                "no valid solution and were written UNCORRECTED and unflagged to %s -- raw data among "
+                "calibrated data, which imaging or averaging that column mixes in. To flag them instead, as "
+                "CASA's applycal does by default, run again with applymode='calflag' (YAML: "
+                "propagate_flags: true; FLAG is saved as a flag version first)", n, counts["unflagged"],
+                100.0 * n / tot, f": {parts}" if parts else "", cfg.output_col)
 
 
 def _check_some_valid_solution(cfg, meta, terms, plan):
