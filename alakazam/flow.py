@@ -127,6 +127,8 @@ def run_solve(cfg: SolveConfig) -> dict:
         _refuse_all_flagged(cfg, pending)
         from .calibration import driftcheck       # a bandpass averaged over drifting gains: a warning
         driftcheck.warn(cfg, pending)
+        from .calibration import spancheck        # a full-band gain over several scans (CASA: per scan)
+        spancheck.warn(cfg, pending)
         from .calibration import leakcheck        # gains solved before D on a polarised calibrator
         leakcheck.warn(cfg, pending, summary.get("external_gains", ()))
         hdf5.write_terms(cfg.output, pending)

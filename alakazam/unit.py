@@ -391,13 +391,18 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     n_sbin = len(group.sbin_scan)
     cell_of_sbin = group.sbin_cell
     # accumulator bins: one per sample bin (one time sample per scan) or per time cell
-    n_acc = n_sbin if g.scan_sampled else group.n_tcell
     n_bl = len(g.bl_a1)
     slots = _sample_slots(g, group)
     bin_major = slots is None and _bin_major(g, group)
     # a gain with combine 'spw': each SPW summed into a sample of its own, folded into the one sample
     # the solve takes after the pass -- the per-SPW sums serve _check_combined_spws
     spw_of = _combined_spw_samples(step, g) if slots is None and not bin_major else None
+    # a full-band gain whose cell spans several scans: each scan's sums apart, folded into the cell's
+    # after the pass (the solve takes the same data) -- they serve calibration/spancheck.py
+    from .calibration import spancheck
+    by_scan = (slots is None and not bin_major and spw_of is None
+               and spancheck.wanted(step.jones_type, g.n_fsamp, g.chan_sampled, g.scan_sampled, group))
+    n_acc = n_sbin if (g.scan_sampled or by_scan) else group.n_tcell
     if bin_major:       # CP / D over one time cell: the sums in the batch layout (_bin_major)
         shape = (g.n_fsamp, n_bl, n_acc, 4)
     elif spw_of is not None:
@@ -473,7 +478,7 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
         acc_bin = np.full(n, -1, np.int64)
         part_key = None
         if slots is None:
-            acc_bin[rows] = sbin if g.scan_sampled else cell_of_sbin[sbin]
+            acc_bin[rows] = sbin if (g.scan_sampled or by_scan) else cell_of_sbin[sbin]
         else:                           # (time cell, baseline, slot); threads split by baseline
             acc_bin[rows] = (cell_of_sbin[sbin] * n_bl + bl) * n_k + k_of_sbin[sbin]
             part_key, row_bl = row_bl, np.where(row_bl >= 0, 0, -1)
@@ -514,9 +519,16 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     if spw_of is not None:          # the SPWs' samples folded into the one the solve takes
         spw_sums = (vis_sum, model_sum, w_sum)
         vis_sum, model_sum, w_sum = (a.sum(axis=2, keepdims=True) for a in spw_sums)
+    scan_sums = None
+    if by_scan:                     # the scans' sums folded into their cells' (bin order kept)
+        scan_sums = (vis_sum, model_sum, w_sum)
+        vis_sum, model_sum, w_sum = (np.zeros((group.n_tcell,) + a.shape[1:], a.dtype) for a in scan_sums)
+        for sb, ct in enumerate(np.asarray(cell_of_sbin, np.int64)):
+            for a, b in zip((vis_sum, model_sum, w_sum), scan_sums):
+                a[ct] += b[sb]
     return dict(vis_sum=vis_sum, model_sum=model_sum, w_sum=w_sum, row_count=row_count, time_sum=time_sum,
                 time_wsum=time_wsum, wsum_t=wsum_t, t_ref=t_ref, slots=slots, bin_major=bin_major,
-                parallel_power=parallel, spw_sums=spw_sums, spw_of=spw_of, k_frame=ks)
+                parallel_power=parallel, spw_sums=spw_sums, spw_of=spw_of, k_frame=ks, scan_sums=scan_sums)
 
 
 def _k_frame(ctx, step, g: FieldSpw) -> list:
@@ -692,6 +704,11 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         _check_t_hands(ctx, step, g, batch, res)
     if acc.get("spw_sums") is not None:     # one gain for several SPWs: do the SPWs agree?
         _check_combined_spws(ctx, step, g, acc, [cells_t[it] for it, _ in cell_index], res)
+    span = None
+    if acc.get("scan_sums") is not None:    # a gain over several scans: did they need gains of their own?
+        from .calibration import spancheck
+        span = spancheck.measure(acc.pop("scan_sums"), group, cells_t, cell_index, res, jt, step.phase_only,
+                                 g.bl_a1, g.bl_a2, g.n_ant)
     moved = getattr(batch, "free_reference_leakage", None)       # D: what CASA's gauge moved
     if moved is not None and g.spw.feed_basis == "linear":
         from .calibration import leakcheck      # only where it may matter (the gauge note's test)
@@ -712,6 +729,8 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         _unframe(sset, acc["k_frame"], int(g.spw.spw_id))
     if model_power is not None:
         sset.diagnostics["model_power"] = model_power
+    if span is not None:
+        sset.diagnostics["scan_span"] = span
     if jt == "D":
         sset.diagnostics["model_pol_fraction"] = pol_fraction
         sset.attrs["leakage_gauge"] = cfg.leakage_gauge      # (reference: d_pq[ref_ant] = 0)
