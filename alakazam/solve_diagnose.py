@@ -257,8 +257,13 @@ def model_precheck(cfg, meta, spw_sel, scans, step_fields, rowsel, max_rows):
             else:
                 at = np.linspace(0, len(rows) - 1, min(PRECHECK_ROWS, len(rows))).astype(int)
                 pick = rows[np.unique(at)]
-                known[(fid, ddid)] = (_model_zero(cfg, meta, ddid, fid, scans, chans, rowsel, max_rows, pick)
-                                      and _model_zero(cfg, meta, ddid, fid, scans, chans, rowsel, max_rows))
+                try:
+                    known[(fid, ddid)] = (
+                        _model_zero(cfg, meta, ddid, fid, scans, chans, rowsel, max_rows, pick)
+                        and _model_zero(cfg, meta, ddid, fid, scans, chans, rowsel, max_rows))
+                except Exception as e:      # noqa: BLE001 -- a check never stops a solve it cannot judge
+                    log.debug("model precheck of field %d DATA_DESC_ID %d: %s", fid, ddid, e)
+                    known[(fid, ddid)] = None
         return known[(fid, ddid)]
 
     for step, fids in zip(cfg.steps, step_fields):
