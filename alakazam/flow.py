@@ -273,6 +273,10 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
              tier, " field-major" if field_major else "", mp.limit / 1e9, mp.n_rows_total, mp.bytes_per_row,
              max_rows)
 
+    # a calibrator whose model was never filled (MODEL_DATA 0 in every row): said before the reads, a
+    # step with no model anywhere refused (solve_diagnose.py; review 58b)
+    from .solve_diagnose import model_precheck
+    model_precheck(cfg, meta, spw_sel, scans, step_fields, rowsel, max_rows)
     solve_order.check_terms(ext_terms, cfg.ms, meta, cfg.model_col, "external_preapply",
                             [st.jones_type for st in cfg.steps if terms.get(st.jones_type).cross_only])
     ctx = _Context(cfg, meta, refs[0], spw_sel, scans, max_rows, tier, rowsel=rowsel, refs=refs,
@@ -492,6 +496,9 @@ def _finish(ctx, pending, summary, step, sets, seconds):
     reasons = _reasons(sets)
     if n_none == n_sol:
         why = _why_all_flagged(cfg, n_sol, reasons, ctx.stats.get(("reference", step.key)), _ref_name(sets))
+        if "no usable data" in why:     # which selection, and where its samples went (review 58b)
+            from .solve_diagnose import explain
+            why += explain(ctx, step)
         raise AlakazamError(f"{step.key} ({step.jones_type}): every solution is flagged ({n_sol} solutions, "
                             f"field(s) {step.field}): {why} (nothing was "
                             f"written for {step.key})")

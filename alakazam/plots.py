@@ -18,7 +18,11 @@ phase (J[1, 1], labelled ``Y-X``) are drawn once, not beside a constant 0.  With
 panel (the overview, and the antenna pages) each SPW has its own colours (and marker): ``X spw0`` blue,
 ``X spw1`` green, ``Y spw0`` orange, ``Y spw1`` red, ...; a frequency plot shows each SPW over its own
 frequency range.  Flagged cells are drawn as grey crosses (label ``flagged``) at their stored value,
-or at 0 when the stored value is not finite; valid cells as coloured dots joined by lines.  A solution
+or at the foot of the panel when the stored value is not finite (alakazam stores NaN: they were drawn at
+0, which squashed the valid values); valid cells as coloured dots joined by lines.  The y range of a
+panel is that of its valid values (a flagged value outside it is not drawn inside the axes).  With
+several fields in a panel (the overview) each (field, SPW) has its own colours and marker and its labels
+name the field: each field's solutions are lines of their own, never joined across fields.  A solution
 that is not finite but not flagged (a hand-edited or foreign table: alakazam flags such solutions)
 cannot be drawn: akplot warns once per key with how many.  Phase is in degrees, wrapped to
 [-180, 180); frequency in GHz; time in hours (UTC) from 0 h of the first solution's MJD day.  The
@@ -64,6 +68,8 @@ SPW_COLOURS = (("tab:blue", "tab:green", "tab:purple", "tab:cyan", "navy", "dark
                ("tab:orange", "tab:red", "tab:brown", "tab:pink", "tab:olive", "goldenrod"))
 FLAG_COLOUR = "0.55"
 FLAG_LABEL = "flagged"
+#: the gid of the flagged crosses' lines (told from the valid lines by :func:`_limits`)
+FLAG_GID = "ak-flagged"
 REF_COLOUR = "tab:red"
 #: the k-th SPW's marker: with SPW_COLOURS' 6 colours (k % 6) and these 11 markers (k % 11), coprime,
 #: the first 66 SPWs each get their own (colour, marker) -- with 6 markers SPWs k and k + 6 looked the
@@ -207,10 +213,15 @@ def _draw(ax, s: Series, ia: int, what: str, kind: str, t0_day: float, marker_sc
                     label=(labels[ip] + label_suffix) if ic == 0 else None)
             if f.any():
                 fx.append(x_all[f])
-                fy.append(np.where(np.isfinite(y[f]), y[f], 0.0))
+                fy.append(np.where(np.isfinite(y[f]), y[f], np.nan))
     if fx:
-        ax.plot(np.concatenate(fx), np.concatenate(fy), "x", color=FLAG_COLOUR, ms=ms + 2, mew=1.2,
-                label=FLAG_LABEL, ls="none")
+        # a flagged cell at its stored value; one without a finite value (alakazam stores NaN there) is
+        # placed at the foot of the panel by _limits once the panel's valid range is known -- never at
+        # 0, which squashed the valid data of an amplitude panel into a strip (review 58b)
+        fy = np.concatenate(fy)
+        ln, = ax.plot(np.concatenate(fx), fy, "x", color=FLAG_COLOUR, ms=ms + 2, mew=1.2,
+                      label=FLAG_LABEL, ls="none", gid=FLAG_GID)
+        ln.ak_novalue = ~np.isfinite(fy)
 
 
 def _ant_names(series: List[Series]) -> List[str]:
@@ -230,37 +241,67 @@ def _title(ax, name, series: List[Series]):
 
 
 def _draw_spws(ax, series: List[Series], name, what, kind, t0_day, marker_scale=1.0):
-    """Draw antenna ``name`` of every one of ``series`` (one field, several SPWs) that has it on
-    ``ax``: each SPW in its own colours and marker (:data:`SPW_COLOURS`, :data:`SPW_MARKERS`) and, when
-    there are several, its labels suffixed ``spw<S>``.  The index of an SPW is its place among the SPWs
-    of ``series``, so an SPW keeps its colours on every panel and page of the same series."""
+    """Draw antenna ``name`` of every one of ``series`` (one or more fields, several SPWs) that has it
+    on ``ax``: each (field, SPW) in its own colours and marker (:data:`SPW_COLOURS`,
+    :data:`SPW_MARKERS`) and, when there are several, its labels suffixed with the field's name (several
+    fields: the overview) and ``spw<S>`` (several SPWs).  The index of a (field, SPW) is its place among
+    those of ``series``, so it keeps its colours on every panel and page of the same series.  Each
+    field's solutions are lines of their own: two fields observed in turn were drawn in one colour,
+    their two lines one zig-zag to the eye (review 58b)."""
     spws = sorted({s.spw for s in series})
+    fields = sorted({s.field for s in series})
+    styles = sorted({(s.field, s.spw) for s in series})
     for s in series:
         if name in s.ant_names:
-            k = spws.index(s.spw)
+            k = styles.index((s.field, s.spw))
             _draw(ax, s, s.ant_names.index(name), what, kind, t0_day, marker_scale=marker_scale,
-                  label_suffix=f" spw{s.spw}" if len(spws) > 1 else "",
+                  label_suffix=(f" {s.field}" if len(fields) > 1 else "")
+                  + (f" spw{s.spw}" if len(spws) > 1 else ""),
                   marker=SPW_MARKERS[k % len(SPW_MARKERS)], spw_index=k)
-    _flat_axis(ax)
+    _limits(ax)
 
 
 #: an axis whose values span less than this fraction of their size is drawn as flat
 FLAT_SPAN = 1e-5
 
 
-def _flat_axis(ax):
-    """A panel whose values are all the same to rounding (a phase-only G's amplitudes, 1 in float32)
-    gets a y range of +-1% around them without an offset: matplotlib drew the float32 rounding as
-    structure on an axis labelled ``1e-8+1`` (review 57d)."""
-    ys = [np.asarray(ln.get_ydata(), float) for ln in ax.get_lines()]
-    y = np.concatenate([v[np.isfinite(v)] for v in ys]) if ys else np.zeros(0)
+def _finite(lines):
+    ys = [np.asarray(ln.get_ydata(), float) for ln in lines]
+    return np.concatenate([v[np.isfinite(v)] for v in ys]) if ys else np.zeros(0)
+
+
+def _limits(ax):
+    """The y range of a panel from its valid (unflagged) values only: a flagged cell's value -- an
+    outlier the solve flagged, or a CASA table's stored value -- does not stretch it (a flagged cell is
+    drawn at its stored value, outside the range when it lies there); the flagged cells without a finite
+    value are put at the foot of the range (they were drawn at 0, which squashed an amplitude panel's
+    valid data into a strip: review 58b).  A panel without valid values takes its range from the
+    flagged values, and with none of those either its flagged crosses lie on a line at mid-height of
+    an axis without tick labels.  A panel whose values are all the same to rounding (a phase-only G's
+    amplitudes, 1 in float32) gets a y range of +-1% around them without an offset: matplotlib drew the
+    float32 rounding as structure on an axis labelled ``1e-8+1`` (review 57d)."""
+    flagged = [ln for ln in ax.get_lines() if ln.get_gid() == FLAG_GID]
+    y = _finite([ln for ln in ax.get_lines() if ln.get_gid() != FLAG_GID])
     if not len(y):
+        y = _finite(flagged)
+    if not len(y):
+        if flagged:
+            ax.set_ylim(0.0, 1.0)
+            ax.tick_params(axis="y", labelleft=False)
+            for ln in flagged:
+                ln.set_ydata(np.where(ln.ak_novalue, 0.5, np.asarray(ln.get_ydata(), float)))
         return
     lo, hi = float(y.min()), float(y.max())
     mid = 0.5 * (lo + hi)
-    if mid != 0 and hi - lo <= FLAT_SPAN * abs(mid):
-        ax.set_ylim(mid - 0.01 * abs(mid), mid + 0.01 * abs(mid))
+    if hi - lo <= FLAT_SPAN * abs(mid):
+        pad = 0.01 * abs(mid) if mid != 0 else 1.0
         ax.ticklabel_format(axis="y", useOffset=False)
+    else:
+        pad = 0.05 * (hi - lo)
+    ax.set_ylim(lo - pad, hi + pad)
+    for ln in flagged:
+        if ln.ak_novalue.any():
+            ln.set_ydata(np.where(ln.ak_novalue, lo - 0.5 * pad, np.asarray(ln.get_ydata(), float)))
 
 
 def _legend_entries(axes) -> dict:

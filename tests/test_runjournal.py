@@ -602,6 +602,41 @@ def test_already_ran_names_the_versions_a_restore_would_drop(rfi_ms, tmp_path, c
     assert "already ran" in caplog.text and "other tasks saved flag versions since (akflag_3)" in caplog.text
 
 
+def test_a_finished_runs_base_restored_by_hand_settles_it(rfi_ms, tmp_path, caplog):
+    """Review 58b: after a finished run the user restored its base (akflagmanager, as the "already ran"
+    WARNING advises) and flagged by hand; a copy of the file, run next, still said "already ran ...
+    restore flag version akflag_1" -- a restore already done, which would now drop the hand flags.  A
+    replace restore of a finished run's base settles its journal as it settles an unfinished one's; the
+    undo of that restore opens it again."""
+    from alakazam.caltasks import akflag, akflagmanager
+    from alakazam.caltasks.yamlrun import run_yaml
+
+    y, ms = _setup(rfi_ms, str(tmp_path / "f"))
+    run_yaml(y)
+    assert _journal(ms, y)["finished"] is True and runjournal.base_of(_journal(ms, y)) == "akflag_1"
+    akflagmanager(vis=ms, mode="restore", versionname="akflag_1")        # saves flagmanager_1 first
+    assert _journal(ms, y)["settled"] == "akflag_1"
+    akflag(vis=ms, mode="manual", antenna="C00")                          # the user's own flags
+    hand = _flag(ms)
+    y3 = os.path.join(os.path.dirname(y), "copy.yaml")
+    shutil.copy(y, y3)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        run_yaml(y3)
+    assert "already ran" not in caplog.text and "versionname akflag_1" not in caplog.text, caplog.text
+    assert (_flag(ms) >= hand).all(), "the hand flags are kept under the copy's run"
+    # the undo of the hand restore brings the finished run's flags back: it warns again
+    y4, ms4 = _setup(rfi_ms, str(tmp_path / "g"))
+    run_yaml(y4)
+    akflagmanager(vis=ms4, mode="restore", versionname="akflag_1")
+    akflagmanager(vis=ms4, mode="restore", versionname="flagmanager_1")
+    assert "settled" not in _journal(ms4, y4)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        run_yaml(y4)
+    assert "already ran" in caplog.text and "versionname akflag_1" in caplog.text
+
+
 def test_apply_flags_are_put_back_before_a_rerun_solves(tmp_path, caplog):
     """An apply block with propagate_flags writes FLAG (samples without a valid solution); a re-run's solves
     read FLAG.  After a run stopped once its apply had written FLAG (here: at the very end, before the

@@ -43,9 +43,9 @@ Convention (tests/test_runjournal.py):
   leaves the version the job's, and one killed during the save leaves nothing the job's, even when
   another task's later version takes the same name.
 - A restore of a journal's base by anyone else (akflagmanager or an undo, merge 'replace') settles that
-  journal (:func:`note_restored`): its run's flag writes are undone, so no later run restores or warns
-  for it -- until a version saved after the base before the settling is restored (that restore's own
-  backup: its undo), which opens the journal again.
+  journal, unfinished or finished (:func:`note_restored`): its run's flag writes are undone, so no
+  later run restores or warns for it -- until a version saved after the base before the settling is
+  restored (that restore's own backup: its undo), which opens the journal again.
 - After a finished run, a run of the same file (or of a copy of the same content) restores nothing
   (running a file again is a second run, as with CASA's flagdata); when the finished run's flag blocks
   wrote FLAG, a WARNING says they flag again on top of their own flags and names the version to
@@ -316,11 +316,12 @@ def _same_content(ms, text, own, finished=False):
 
 def note_restored(ms, name, merge="replace"):
     """FLAG of ``ms`` was just restored from flag version ``name`` (akflagmanager or an undo): with merge
-    'replace' an open journal (:func:`_open`) of a run that is gone, whose base is ``name``, is
-    settled -- that run's flag writes are undone, so a later run restores nothing for it and says
+    'replace' a journal of a run that is gone, open (:func:`_open`) or finished, whose base is ``name``,
+    is settled -- that run's flag writes are undone, so a later run restores nothing for it and says
     nothing of it (review 53g: the warning that asks for this restore repeated on every later run after
-    the user had done it).  A restore ('replace' or 'or') of a version saved after a settled journal's
-    base, before it settled, brings that run's flags back: the journal is open again (reviews 54d, 54g).
+    the user had done it; review 58b: the same for a finished run's "already ran" warning).  A restore
+    ('replace' or 'or') of a version saved after a settled journal's base, before it settled, brings
+    that run's flags back: the journal is open again (reviews 54d, 54g).
     The journals of this process's run are left as they are."""
     import glob
 
@@ -342,7 +343,10 @@ def note_restored(ms, name, merge="replace"):
                 _write(q, d)
             continue
         d = _settled(d, ms)     # (a kill between the base's save and its entry: the base by run id, 54d)
-        if merge == "replace" and _open(d) and base_of(d) == name:
+        # a finished run's too (review 58b: after the user restored a finished run's base, a copy of the
+        # file run later still said "already ran ... restore <base>", and that restore would have dropped
+        # the flags they wrote since): its flag writes are undone as well
+        if merge == "replace" and d is not None and not d.get("settled") and base_of(d) == name:
             d["settled"] = name
             d["settled_order"] = order
             _write(q, d)
