@@ -281,11 +281,16 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
                             [st.jones_type for st in cfg.steps if terms.get(st.jones_type).cross_only])
     ctx = _Context(cfg, meta, refs[0], spw_sel, scans, max_rows, tier, rowsel=rowsel, refs=refs,
                    mem_limit=mp.limit, bytes_per_row=mp.bytes_per_row)
+    from .calibration import chainid
+    ctx.term_ids = {st.key: chainid.new_identity() for st in cfg.steps}     # (before units go to workers)
     ctx.prior = list(ext_terms)
     if tier != 1 or use_dask:   # reads in chunks / on workers: earlier blocks' kept reads fit this limit too
         from .core import readcache     # (tier 1 makes room before its own reads: unit._iter_group_chunks)
         readcache.make_room(max_rows * mp.bytes_per_row, mp.limit)
     summary = {"output": cfg.output, "terms": {}, "tier": tier, "field_major": field_major}
+    # terms pre-applied together that were not solved together: a term solved with another K / bandpass
+    # than the one given beside it (a warning; calibration/chainid.py)
+    summary["chain_warnings"] = chainid.check(ext_terms, "alakazam.flow")
     # the pre-applied gains from other tables and the fields they were solved on (calibration/leakcheck.py)
     from .calibration.leakcheck import set_fields
     summary["external_gains"] = [(t.key, sorted(set().union(*(set_fields(s) for s in t.sets))))

@@ -63,6 +63,9 @@ class _Context:
     # iterations: per round after the first, {step key: (median change, median noise, median ratio)} of
     # the CP and D steps (solve_rounds.round_changes; the rounds' convergence, solve_rounds.warn_unconverged)
     round_changes: list = field(default_factory=list)
+    # {step key: (term_id, term_written)}: each term's identity, made once per solve before any unit runs
+    # (so that units on dask workers agree; calibration/chainid.py)
+    term_ids: dict = field(default_factory=dict)
 
     def __getstate__(self):
         # a context sent to dask workers (alakazam.distributed) never carries the spare arrays
@@ -897,6 +900,8 @@ def _solution_set(ctx, step, g: FieldSpw, group: Group, acc, cells_t, res, cell_
         ws = wsum_t[m].sum()
         times[i] = t_ref + (time_wsum[m].sum() / ws if ws > 0 else time_sum[m].sum() / row_count[m].sum())
     fcent = _bin_centres(g.freqs, g.fbin_of_chan, n_fcell)
+    from .calibration.chainid import prior_identity
+    prior_ids, prior_written, prior_roles = prior_identity(g.prior, ctx.term_ids)
     attrs = dict(
         jones_type=jt, field_name=fld.name, scan_id=int(group.scan_id), scans=list(group.scans),
         spw=int(spw.spw_id), n_ant=n_ant, field_ra=float(fld.ra), field_dec=float(fld.dec),
@@ -915,6 +920,10 @@ def _solution_set(ctx, step, g: FieldSpw, group: Group, acc, cells_t, res, cell_
         # the time interpolation each was pre-applied with: the delay frame evaluates a per-scan K at
         # the gain's solution times as the solve did (calibration/delayframe.own_factor)
         preapply_interp=[str(t.time_interp) for t in g.prior],
+        # the identity of this term and of each pre-applied one (calibration/chainid.py: an apply warns
+        # when another term takes the place of one this term was solved with)
+        term_id=_own_identity(ctx, step.key)[0], term_written=_own_identity(ctx, step.key)[1],
+        preapply_ids=prior_ids, preapply_written=prior_written, preapply_roles=prior_roles,
         # the model the solutions are relative to (akfluxscale's model flux): a column, or CASA's smodel
         model_column="" if cfg.smodel else str(cfg.model_col),
         smodel=[float(x) for x in (cfg.smodel or [])],
@@ -938,6 +947,15 @@ def _solution_set(ctx, step, g: FieldSpw, group: Group, acc, cells_t, res, cell_
         sset.extra["ref_ant_hand"] = ref_hand
     _quality(sset, res, cell_index, cfg.min_snr)
     return sset
+
+
+def _own_identity(ctx, key):
+    """(term_id, term_written) of step ``key`` of the solve (made here when the caller did not: a
+    context built outside flow.run_solve)."""
+    if key not in ctx.term_ids:
+        from .calibration.chainid import new_identity
+        ctx.term_ids[key] = new_identity()
+    return ctx.term_ids[key]
 
 
 def _quality(sset, res, cell_index, min_snr=0.0):

@@ -55,6 +55,10 @@ def test_engine_errors_name_the_task_parameters(sim_linear, tmp_path):
     assert not (tmp_path / "c.h5").exists()
 
 
+#: unique per solve (the term's identity and those of its pre-applied terms: calibration/chainid.py)
+_PER_SOLVE = ("term_id", "term_written", "preapply_ids", "preapply_written")
+
+
 def _h5_contents(path):
     out = {}
 
@@ -62,7 +66,10 @@ def _h5_contents(path):
         if isinstance(obj, h5py.Dataset):
             out[name] = obj[()]
         out[name + "@attrs"] = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in obj.attrs.items()
-                                if k != "write_id"}      # unique per write (alakazam.io.hdf5.write_terms)
+                                if k != "write_id"      # unique per write (alakazam.io.hdf5.write_terms)
+                                and k not in _PER_SOLVE}
+        if isinstance(obj, h5py.Group) and "jones" in obj:      # each run's own identities: present
+            out[name + "@identity"] = sorted(k for k in obj.attrs if k in _PER_SOLVE)
     with h5py.File(path, "r") as f:
         f.visititems(visit)
     return out

@@ -156,6 +156,10 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     compat.check_tables(cfg, meta, terms, plan, spwmap=getattr(cfg, "spwmap", None),
                         tables=[t.table for t in cfg.terms])
     _check_some_valid_solution(cfg, meta, terms, plan)
+    # a term given beside another than the one it was solved with (a re-solved K / bandpass with the old
+    # gains): a warning, said before the data pass and listed in the result (calibration/chainid.py)
+    from .chainid import check as _chain_check
+    chain_warnings = _chain_check(terms, "alakazam.apply")
     # ---- now write.  A new column is initialised with a copy of the data column only when some rows
     # will not be written here (CASA convention: every row holds an array); when the selection covers
     # every row and channel that copy would be overwritten at once, so it is skipped.
@@ -206,6 +210,7 @@ def _run_apply(cfg: ApplyConfig) -> dict:
                 weightbackup.finish(cfg.ms)
         columns.take_made(cfg.ms)
         columns.end_writes(cfg.ms)
+        res["chain_warnings"] = chain_warnings
         return res
     except BaseException as e:
         made = columns.take_made(cfg.ms)    # also when the interrupt came before prepare returned

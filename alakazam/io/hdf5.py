@@ -22,7 +22,10 @@ Layout::
     │          ref_ant, ref_ant_name, ant_names, solint_s, freqint_hz, phase_only, feed_basis,
     │          solver_backend, apply_parang, ms, preapply_chain, preapply_tables (the table of
     │          each pre-applied key, '' = this one), preapply_interp (the time interpolation each
-    │          was pre-applied with; tables before it: 'nearest') (+ scans, time_interval, ...;
+    │          was pre-applied with; tables before it: 'nearest'), term_id / term_written (the term's
+    │          identity: one uuid4 hex per term and solve, kept by akfluxscale), preapply_ids /
+    │          preapply_written / preapply_roles (those of each pre-applied term, parallel to
+    │          preapply_chain; alakazam.calibration.chainid) (+ scans, time_interval, ...;
     │          K, G: hands = the hands the data record, ref_ant_hands = each hand's step reference)
     └── fluxscale/field_<name>/spw_<id>/   attrs: scale_p, scale_q, scatter_p, scatter_q, ...
 
