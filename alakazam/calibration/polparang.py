@@ -140,9 +140,10 @@ def solve_errors(cfg, meta, spw_sel, scans, step_fields, rowsel=None, fractions=
     idx = [i for i, st in enumerate(cfg.steps) if st.jones_type in POL_TYPES]
     if not idx:
         return []
+    from .parang_check import cross_hand_steps_error
     four = {d: c for d, c in spw_sel.items() if meta.spws[d].n_corr == 4}
-    if not four:
-        return []
+    if not four or cross_hand_steps_error(meta, spw_sel, cfg.steps):
+        return []       # (an SPW without the cross hands: that error, which stops the block, is said)
     rotate, kinds = feeds_rotate(cfg.ms, meta)
     if not rotate:
         return []
