@@ -232,7 +232,8 @@ def apply_notes(meta, ddids, apply_parang, terms):
             f"corrected data stay in the feed frame (mounts {kinds}), so every source's Stokes Q and U "
             f"rotate with the parallactic angle -- a polarisation angle comes out wrong and smeared over the "
             f"track (a review: a target at -20 deg came out at -67); Stokes I and V are not affected. Set "
-            f"parang=True (YAML apply_parang: true) for polarimetry, as the terms were solved")
+            f"parang=True (YAML apply_parang: true) for polarimetry"
+            + (", as the terms were solved" if solved else ""))
         return out
     wrong = []
     for t in pol:
@@ -249,8 +250,7 @@ def apply_notes(meta, ddids, apply_parang, terms):
             f"parang: true, but {', '.join(wrong)} {'was' if len(wrong) == 1 else 'were'} solved without the "
             f"parallactic angle (apply_parang false): on a polarised calibrator with feeds that turn (mounts "
             f"{kinds}) such terms absorbed the rotation of its Q and U and are wrong (alakazam now refuses "
-            f"that "
-            f"solve); only a D solved on an unpolarised calibrator is right so. Re-solve them with "
+            f"that solve); only a D solved on an unpolarised calibrator is right so. Re-solve them with "
             f"apply_parang: true (akcal parang=True)")
     return out
 
@@ -352,9 +352,8 @@ def coverage_notes(cfg, meta, pending, spw_sel, scans, rowsel=None):
             out.append(
                 f"{st.key} (D) on {fname}: solved over the same {rng:.1f} deg of parallactic angle as "
                 f"{', '.join(cp_warned)} (see above), so its leakages absorb that cross-hand phase error, "
-                f"about "
-                f"p_f x the phase in every leakage (p_f = {pf:.3f}); more parallactic angle, or D from an "
-                f"unpolarised calibrator, is the remedy")
+                f"about p_f x the phase in every leakage (p_f = {pf:.3f}); more parallactic angle, or D from "
+                f"an unpolarised calibrator, is the remedy")
             continue
         two = np.degrees(np.arcsin(np.sqrt(MIN_VARYING_FRACTION)))
         even = np.degrees(np.sqrt(3 * MIN_VARYING_FRACTION))
@@ -378,8 +377,7 @@ def coverage_notes(cfg, meta, pending, spw_sel, scans, rowsel=None):
             f"{st.key} ({st.jones_type}) on {fname}, polarised ({100 * pol_fraction(stokes[fid]):.1f}%): a "
             f"solution cell spans only {rng:.1f} deg of parallactic angle (the polarised signal's varying "
             f"fraction 1 - |<exp(2i chi)>|^2 = {var:.2g}, below {MIN_VARYING_FRACTION}), too little to tell "
-            f"the "
-            f"rotating polarised flux from the constant leakage of the unpolarised flux: {what} "
+            f"the rotating polarised flux from the constant leakage of the unpolarised flux: {what} "
             f"absorbs the array's mean leakage, an error of about "
             f"Im(<d_pq> - <d_qp>) / p_f rad (p_f = {pf:.3f}, the feed-frame cross-hand fraction)"
             f"{bias}; converged rounds do not remove it. Solve CP and D over more scans of the calibrator "
