@@ -277,6 +277,10 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
     # step with no model anywhere refused (solve_diagnose.py; review 58b)
     from .solve_diagnose import model_precheck
     model_precheck(cfg, meta, spw_sel, scans, step_fields, rowsel, max_rows)
+    # KC, CP, D without the parallactic angle on a polarised calibrator: refused (review 58f)
+    from .calibration import polparang
+    sky_pol = {}
+    polparang.check_solve(cfg, meta, spw_sel, scans, step_fields, rowsel, sky_pol)
     solve_order.check_terms(ext_terms, cfg.ms, meta, cfg.model_col, "external_preapply",
                             [st.jones_type for st in cfg.steps if terms.get(st.jones_type).cross_only])
     ctx = _Context(cfg, meta, refs[0], spw_sel, scans, max_rows, tier, rowsel=rowsel, refs=refs,
@@ -284,6 +288,7 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
     from .calibration import chainid
     ctx.term_ids = {st.key: chainid.new_identity() for st in cfg.steps}     # (before units go to workers)
     ctx.prior = list(ext_terms)
+    ctx.stats["model_polarisation"] = sky_pol     # field id -> its model's polarisation (unit._solution_set)
     if tier != 1 or use_dask:   # reads in chunks / on workers: earlier blocks' kept reads fit this limit too
         from .core import readcache     # (tier 1 makes room before its own reads: unit._iter_group_chunks)
         readcache.make_room(max_rows * mp.bytes_per_row, mp.limit)
@@ -313,6 +318,8 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
         warn_unconverged(ctx.round_changes, cfg, log, probe)
         summary["round_changes"] = list(ctx.round_changes)
         summary["probe_changes"] = probe
+    # CP / D on a polarised calibrator over too little parallactic angle (review 58f)
+    polparang.warn_coverage(cfg, meta, pending, spw_sel, scans, rowsel)
     summary["seconds"] = _time.perf_counter() - t_start
     return summary
 
@@ -504,6 +511,7 @@ def _finish(ctx, pending, summary, step, sets, seconds):
         if "no usable data" in why:     # which selection, and where its samples went (review 58b)
             from .solve_diagnose import explain
             why += explain(ctx, step)
+        why += _unpolarised_note(ctx, step)
         raise AlakazamError(f"{step.key} ({step.jones_type}): every solution is flagged ({n_sol} solutions, "
                             f"field(s) {step.field}): {why} (nothing was "
                             f"written for {step.key})")
@@ -547,6 +555,35 @@ def _finish(ctx, pending, summary, step, sets, seconds):
                  "their data in those SPWs", step.key,
                  "; ".join(f"{', '.join(names)} (SPW {sp})" for sp, names in sorted(dead.items())))
     summary["terms"][step.key]["no_solution_antennas"] = {int(k): v for k, v in dead.items()}
+
+
+def _unpolarised_note(ctx, step) -> str:
+    """'; the real cause ...' for a KC or CP step whose calibrator's model has no linear polarisation
+    (review 58f: CP on 3C147 said only "SNR below minsnr (lower minsnr ... or lengthen solint)"), else
+    ''."""
+    if step.jones_type not in ("KC", "CP"):
+        return ""
+    from .calibration import polparang
+    from .core import ms_io
+    try:
+        fids = ms_io.resolve_fields(ctx.meta, step.field)
+        four = {d: c for d, c in ctx.spw_sel.items() if ctx.meta.spws[d].n_corr == 4}
+        fr = [polparang.pol_fraction(polparang.model_stokes(ctx.cfg, ctx.meta, four, ctx.scans, f,
+                                                            ctx.rowsel)) for f in fids]
+    except Exception as e:          # noqa: BLE001 -- a diagnosis never hides the error it explains
+        log.debug("no model polarisation for %s: %s", step.key, e)
+        return ""
+    fr = [x for x in fr if np.isfinite(x)]
+    if not fr or max(fr) > polparang.POLARISED_FRACTION:
+        return ""
+    model = "smodel" if ctx.cfg.smodel else ctx.cfg.model_col
+    names = [ctx.meta.fields[f].name for f in fids]
+    level = "Q = U = 0" if max(fr) == 0 else f"sqrt(Q^2 + U^2) {max(fr):.1g} of I"
+    jt = step.jones_type
+    return (f"; the cause: the {model} of {', '.join(names)} is unpolarised ({level}), so its cross "
+            f"hands carry no polarised signal for {jt} to fit -- lowering minsnr or lengthening solint "
+            f"will not help. Solve {jt} on a polarised calibrator (e.g. 3C286, 3C138, with its Q and U in "
+            f"the model) with apply_parang: true")
 
 
 def _antennas_without_solution(sets):

@@ -694,7 +694,7 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         gauge_info = None
         if cfg.leakage_gauge == "absolute":        # the data must fix the common offset (leakage.py)
             gauge_info = leakage.absolute_gauge_info(batch)
-            _check_absolute_gauge(batch, step, fields, gauge_info)
+            _check_absolute_gauge(batch, step, fields, gauge_info, cfg, pol_fraction)
             batch.leakage_gauge = "absolute"
         leakage.cross_hands_only(batch)
         batch.feed_basis = g.spw.feed_basis          # the gauge: free fit for linear feeds only
@@ -845,10 +845,12 @@ def _measures_model_power(ctx, step, g):
     return "D" in kinds and (cfg.iterations == 1 or cfg.external_preapply is not None)
 
 
-def _check_absolute_gauge(batch, step, fields, r):
+def _check_absolute_gauge(batch, step, fields, r, cfg=None, pol_fraction=None):
     """leakage_gauge 'absolute': every cell with data must carry at least ABSOLUTE_MIN_INFO of one
     antenna's information on the gauge mode (``r``: solvers/leakage.absolute_gauge_info), or the step
-    stops with an error naming the parameter (the data do not fix the absolute leakage there)."""
+    stops with an error naming the parameter (the data do not fix the absolute leakage there), and why
+    when it can tell: ``apply_parang`` false (the model's polarisation does not turn in the feed frame;
+    review 58f), or a model without polarised flux (``pol_fraction``, leakage.model_pol_fraction)."""
     from .errors import ParameterError
     from .solvers import leakage
 
@@ -857,6 +859,17 @@ def _check_absolute_gauge(batch, step, fields, r):
     if bad.any():
         worst = float(np.nanmin(r))
         worst = 0.0 if worst < 1e-12 else worst
+        why = ""
+        no_parang = cfg is not None and not cfg.apply_parang
+        if pol_fraction is not None and np.isfinite(pol_fraction) and pol_fraction < 1e-3:
+            why = (f" The model of {', '.join(fields)} has no polarised flux in the cross hands (their "
+                   f"amplitude {pol_fraction:.1g} of the parallel hands'): an unpolarised calibrator never "
+                   f"fixes it" + (" (apply_parang is false -- akcal parang=False --, which for an "
+                                  "unpolarised model changes nothing)." if no_parang else "."))
+        elif no_parang:
+            why = (" apply_parang is false (akcal parang=False): the model is not rotated by the parallactic "
+                   "angle, so its polarised flux does not turn in the feed frame as the data's does -- set "
+                   "apply_parang: true (parang=True), which a D on a polarised calibrator needs anyway.")
         raise ParameterError({"leakage_gauge": [
             f"'absolute': in {int(bad.sum())} of {int(np.isfinite(r).sum())} solution cells of "
             f"{step.key} (D) on {', '.join(fields)} the data do not fix the absolute leakage: the "
@@ -864,7 +877,7 @@ def _check_absolute_gauge(batch, step, fields, r):
             f"on the common leakage "
             f"{worst:.2g} of one antenna's, at least {leakage.ABSOLUTE_MIN_INFO} needed). Solve D on a "
             f"polarised calibrator over a wide range of parallactic angle (time_interval 'inf'), or use "
-            f"leakage_gauge 'reference' (CASA's)"]})
+            f"leakage_gauge 'reference' (CASA's).{why}"]})
 
 
 def _solution_set(ctx, step, g: FieldSpw, group: Group, acc, cells_t, res, cell_index):
@@ -929,6 +942,13 @@ def _solution_set(ctx, step, g: FieldSpw, group: Group, acc, cells_t, res, cell_
         smodel=[float(x) for x in (cfg.smodel or [])],
         channels=np.asarray(g.chans, dtype=np.int64),
     )
+    if not cfg.apply_parang and jt in ("KC", "CP", "D"):
+        # solved without the parallactic angle: the model's polarisation, for the apply's check
+        # (calibration/polparang.apply_notes: a D of an unpolarised calibrator is right so)
+        fr = [(ctx.stats.get("model_polarisation") or {}).get(m.fid) for m in g.members]
+        fr = [float(x) for x in fr if x is not None and np.isfinite(x)]
+        if fr:
+            attrs["model_polarisation"] = max(fr)
     sset = SolutionSet(jones=jones, flags=flags, time=times, freq=fcent, delay=delay,
                        converged=conv, n_iter=niter, cost=cost, attrs=attrs)
     sset.extra = {"ref_ant": refused}

@@ -123,6 +123,10 @@ def build_config(params):
     from alakazam import solve_precheck
     for k, v in solve_precheck.self_preapply_errors(cfg).items():
         bad_calmode.setdefault(names.get(k, k), v)
+    from alakazam.calibration import polparang     # KC, CP, D without parang on a polarised calibrator
+    pol = polparang.block_errors(cfg)
+    if pol:
+        bad_calmode.setdefault(names.get("apply_parang", "parang"), pol)
     if cfg.external_preapply is not None:       # SPWs (spwmap) and pinned fields the tables lack (the
         from .yamlrun import known_terms       # YAML preflight's check; before: said when the solve ran,
         known = known_terms(cfg.external_preapply.tables, cfg.external_preapply.jones, {}, {}, set())

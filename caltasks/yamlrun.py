@@ -261,6 +261,11 @@ def preflight(blocks, produced_elsewhere=()):
                         for msg in msgs:
                             if msg not in errors.get(f"{where}.{k}", []):
                                 add(f"{where}.{k}", msg)
+                if section == "solve":      # KC, CP, D without parang on a polarised calibrator (58f)
+                    from alakazam.calibration import polparang
+                    for msg in polparang.block_errors(cfg):
+                        if msg not in errors.get(f"{where}.apply_parang", []):
+                            add(f"{where}.apply_parang", msg)
                 if section == "solve":      # a key of the output pre-applied and solved again
                     from alakazam import solve_precheck
                     for k, msgs in solve_precheck.self_preapply_errors(cfg).items():

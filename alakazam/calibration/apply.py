@@ -118,6 +118,9 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     note = cross_hand_phase_note(meta, spw_sel, cfg.apply_parang, terms)     # linear feeds, no CP
     if note:
         log.warning("%s", note)
+    from .polparang import apply_notes      # KC, CP, D and the parallactic angle (review 58f)
+    for note in apply_notes(meta, spw_sel, cfg.apply_parang, terms):
+        log.warning("%s", note)
     names = meta.active_names
     plan = []
     rows_of = {}            # (field, DATA_DESC_ID) -> its row numbers, found once (_apply_field uses them)

@@ -305,7 +305,7 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     SIGTERM part-way leaves ``path`` as it was and no temporary; a kill -9's leftovers are tidied by
     the next run to ``path`` (:func:`clean_leftovers`).
     ``apply_parang_in_data`` is an alias of ``parang_in_data`` (DATA include P when True; MODEL_DATA
-    never does).
+    never does; without P the ANTENNA MOUNT is EQUATORIAL, feeds that do not turn, else ALT-AZ).
     Leakages are ``leakage_scale * (N(0,1) + i N(0,1))`` per antenna and feed; ``leakage_ref_zero``
     sets d_pq of the first active antenna (C00) to 0, the gauge a D solve with that reference antenna
     imposes (docs/conventions.md), so solved leakages compare with the truth directly (for a polarised
@@ -488,7 +488,9 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
             t.putcol("POSITION", pos)
             t.putcol("OFFSET", np.zeros((n_all, 3)))
             t.putcol("TYPE", ["GROUND-BASED"] * n_all)
-            t.putcol("MOUNT", ["ALT-AZ"] * n_all)
+            # DATA without the parallactic rotation are those of feeds that do not turn against the sky:
+            # an equatorial mount (calibration/polparang.py reads it; review 58f)
+            t.putcol("MOUNT", ["ALT-AZ" if parang_in_data else "EQUATORIAL"] * n_all)
             t.putcol("DISH_DIAMETER", np.full(n_all, 25.0))
             t.putcol("FLAG_ROW", np.zeros(n_all, bool))
         with ms.write_table("FEED") as t:
