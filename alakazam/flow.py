@@ -131,6 +131,8 @@ def run_solve(cfg: SolveConfig) -> dict:
         spancheck.warn(cfg, pending)
         from .calibration import leakcheck        # gains solved before D on a polarised calibrator
         leakcheck.warn(cfg, pending, summary.get("external_gains", ()))
+        from .calibration import misfitcheck      # CP / D solutions the data do not fit (band, time)
+        misfitcheck.warn(cfg, pending)
         hdf5.write_terms(cfg.output, pending)
     return summary
 

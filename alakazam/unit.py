@@ -406,12 +406,20 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     by_scan = (slots is None and not bin_major and spw_of is None
                and spancheck.wanted(step.jones_type, g.n_fsamp, g.chan_sampled, g.scan_sampled, group))
     n_acc = n_sbin if (g.scan_sampled or by_scan) else group.n_tcell
+    # CP / D over one time cell of wide frequency bins: each bin's sub-bands summed apart, folded into
+    # the bins after the pass (the solve takes the same data) -- they serve calibration/misfitcheck.py
+    from .calibration import misfitcheck
+    one_cell = (not g.chan_sampled) and g.scan_sampled and group.n_tcell == 1     # (_bin_major's test)
+    n_sub = (misfitcheck.sub_bands(step, g, one_cell)
+             if slots is None and spw_of is None and not by_scan else 0)
+    n_fs = g.n_fsamp * max(n_sub, 1)
+    sub_of = {}
     if bin_major:       # CP / D over one time cell: the sums in the batch layout (_bin_major)
-        shape = (g.n_fsamp, n_bl, n_acc, 4)
+        shape = (n_fs, n_bl, n_acc, 4)
     elif spw_of is not None:
         shape = (n_acc, n_bl, len(set(spw_of.values())), 4)
     elif slots is None:
-        shape = (n_acc, n_bl, g.n_fsamp, 4)
+        shape = (n_acc, n_bl, n_fs, 4)
     else:       # KC over the whole band: the sums in the batch layout (_sample_slots)
         k_of_sbin, n_k = slots
         shape = (group.n_tcell, n_bl, n_k * g.n_fsamp, 4)
@@ -437,7 +445,7 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     all_corr = not terms.get(step.jones_type).diagonal
     # bin-major sums (CP per channel): each baseline's slot summed in a contiguous copy kept across the
     # calls (blocks of times, chunks) and stored once per scan (averaging.bin_runs; the same sums)
-    runs = averaging.bin_runs(n_bl, g.n_fsamp, corr_use) if bin_major and not all_corr else None
+    runs = averaging.bin_runs(n_bl, n_fs, corr_use) if bin_major and not all_corr else None
     # CP, where calibration/leakcheck.py may size a leakage: the model's parallel-hand power, which CP's
     # own sums (cross hands only) do not hold, from a sample of the rows (_measures_model_power)
     parallel = [0.0, 0.0] if _measures_model_power(ctx, step, g) else None
@@ -501,6 +509,11 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
             part = rows if (t0 == 0 and t1 == len(utimes)) else rows[(tix >= t0) & (tix < t1)]
             fsamp = (m.fsamp_of_chan if spw_of is None
                      else np.where(np.asarray(m.fsamp_of_chan) >= 0, spw_of[m.ddid], -1))
+            if n_sub:               # (once per member: the same channels every block)
+                key = id(m.fsamp_of_chan)
+                if key not in sub_of:
+                    sub_of[key] = misfitcheck.sub_fsamp(fsamp, n_sub)
+                fsamp = sub_of[key]
             averaging.accumulate_corrected(*sums, w_row, ch.data, ch.model, ch.flag,
                                            ch.weight, part, tidx, ch.ant1, ch.ant2, acc_bin, row_bl,
                                            fsamp, m.corr_src, diag, sky, t_off=t0,
@@ -518,6 +531,12 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
         del runs
     if not (row_count > 0).any():
         return None
+    sub_sums = None
+    if n_sub:                       # the sub-bands' sums folded into their bins'
+        sub_sums = (vis_sum, model_sum, w_sum)
+        vis_sum, model_sum, w_sum = misfitcheck.fold(sub_sums, n_sub, 0 if bin_major else 2)
+        if not bin_major:           # (measured on the bin-major layout only)
+            sub_sums = None
     spw_sums = None
     if spw_of is not None:          # the SPWs' samples folded into the one the solve takes
         spw_sums = (vis_sum, model_sum, w_sum)
@@ -531,7 +550,8 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
                 a[ct] += b[sb]
     return dict(vis_sum=vis_sum, model_sum=model_sum, w_sum=w_sum, row_count=row_count, time_sum=time_sum,
                 time_wsum=time_wsum, wsum_t=wsum_t, t_ref=t_ref, slots=slots, bin_major=bin_major,
-                parallel_power=parallel, spw_sums=spw_sums, spw_of=spw_of, k_frame=ks, scan_sums=scan_sums)
+                parallel_power=parallel, spw_sums=spw_sums, spw_of=spw_of, k_frame=ks, scan_sums=scan_sums,
+                sub_sums=sub_sums, n_sub=n_sub)
 
 
 def _k_frame(ctx, step, g: FieldSpw) -> list:
@@ -672,6 +692,7 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
     elif jt == "CP":                    # a later round: the first round's (its model held no D)
         model_power = ctx.cp_model_power.get(cp_key)
     # CP only (its closed form takes the offsets; KC does not): a literal type check, kept
+    cp_changed = None
     if jt == "CP" and (ctx.cp_offsets or all(terms.get(t.jones_type).diagonal for t in g.prior)):
         # the not-yet-solved leakage: a per-baseline offset (cross_phase.remove_leakage_offsets);
         # once a D is in the model, the model's cross hands carry the leakage themselves -- unless that
@@ -684,6 +705,7 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
             changed = cross_phase.remove_leakage_offsets(batch)
             if not ctx.cp_offsets:
                 ctx.cp_offset_cells[cp_key] = changed
+        cp_changed = changed
         log.debug("%s: leakage offsets removed in %d/%d cells", step.key, int(changed.sum()), batch.n_cell)
     if jt == "D":        # the cross hands only, as CASA's Df (leakage.cross_hands_only), once the parallel
         from .solvers import leakage         # hands are seen to match the model (or D comes out scaled)
@@ -712,6 +734,12 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         from .calibration import spancheck
         span = spancheck.measure(acc.pop("scan_sums"), group, cells_t, cell_index, res, jt, step.phase_only,
                                  g.bl_a1, g.bl_a2, g.n_ant)
+    misfit = None
+    if jt in ("CP", "D"):                   # does the term's model fit the data? (across the band, in time)
+        from .calibration import misfitcheck
+        misfit = misfitcheck.measure(jt, batch, cp_changed, acc.pop("sub_sums", None),
+                                     tsamples[0] if acc.get("bin_major") else None, acc.get("n_sub", 0),
+                                     res.params)
     moved = getattr(batch, "free_reference_leakage", None)       # D: what CASA's gauge moved
     if moved is not None and g.spw.feed_basis == "linear":
         from .calibration import leakcheck      # only where it may matter (the gauge note's test)
@@ -734,6 +762,8 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         sset.diagnostics["model_power"] = model_power
     if span is not None:
         sset.diagnostics["scan_span"] = span
+    if misfit is not None:
+        sset.diagnostics["crosshand_misfit"] = misfit
     if jt == "D":
         sset.diagnostics["model_pol_fraction"] = pol_fraction
         sset.attrs["leakage_gauge"] = cfg.leakage_gauge      # (reference: d_pq[ref_ant] = 0)
