@@ -221,12 +221,7 @@ def _model_zero(cfg, meta, ddid, fid, scans, chans, rowsel, max_rows, rows=None)
         pieces = (c.model for c, _ in _pieces(cfg, meta, ddid, fid, scans, chans, rowsel, max_rows,
                                               cfg.model_col, weights=False))
     else:               # a few rows: the model column alone (no data, flags or weights read)
-        with ms_io.main_table(str(cfg.ms)) as t:
-            q = t.selectrows(np.asarray(rows, np.int64))
-            try:
-                pieces = [np.asarray(q.getcol(cfg.model_col))[:, np.asarray(chans, int)]]
-            finally:
-                q.close()
+        pieces = [ms_io.model_rows(cfg.ms, cfg.model_col, rows, chans)]
     seen = False
     for model in pieces:
         if model is None or not len(model):
@@ -255,8 +250,7 @@ def model_precheck(cfg, meta, spw_sel, scans, step_fields, rowsel, max_rows):
             if not len(rows):
                 known[(fid, ddid)] = None
             else:
-                at = np.linspace(0, len(rows) - 1, min(PRECHECK_ROWS, len(rows))).astype(int)
-                pick = rows[np.unique(at)]
+                pick = ms_io.spread_rows(rows, PRECHECK_ROWS)
                 try:
                     known[(fid, ddid)] = (
                         _model_zero(cfg, meta, ddid, fid, scans, chans, rowsel, max_rows, pick)

@@ -106,14 +106,8 @@ def model_stokes(cfg, meta, spw_sel, scans, fid, rowsel=None):
             rows = ms_io.row_numbers(cfg.ms, ddid, [fid], scans, rowsel=rowsel)
             if not len(rows):
                 continue
-            pick = rows[np.unique(np.linspace(0, len(rows) - 1, min(SAMPLE_ROWS, len(rows))).astype(int))]
-            chans = np.asarray(spw_sel[ddid], int)
-            with ms_io.main_table(str(cfg.ms)) as t:
-                q = t.selectrows(np.asarray(pick, np.int64))
-                try:
-                    model = np.asarray(q.getcol(cfg.model_col))[:, chans]
-                finally:
-                    q.close()
+            pick = ms_io.spread_rows(rows, SAMPLE_ROWS)
+            model = ms_io.model_rows(cfg.ms, cfg.model_col, pick, spw_sel[ddid])
             m = ms_io.to_four_corr(model, np.zeros(model.shape, bool), np.ones(model.shape), sp.corr_types)[0]
             i, qq, u = _stokes_of(m, sp.feed_basis)
             ok = np.isfinite(i) & np.isfinite(qq) & np.isfinite(u) & (i > 0)

@@ -682,6 +682,26 @@ def where_clause(ddid, field_ids, scans, time_range=None, rowsel=None) -> str:
 _where = where_clause           # the former private name
 
 
+def spread_rows(rows, n):
+    """At most ``n`` of ``rows`` spread evenly over them (first and last included): the sample the
+    solve's model checks read (solve_diagnose.model_precheck, calibration/polparang.model_stokes)."""
+    rows = np.asarray(rows)
+    if not len(rows):
+        return rows
+    return rows[np.unique(np.linspace(0, len(rows) - 1, min(int(n), len(rows))).astype(int))]
+
+
+def model_rows(ms, model_col, rows, chans):
+    """``model_col`` of MS rows ``rows`` (a few: the column alone, nothing else read) at channels ``chans``
+    of the row's SPW, (row, chan, corr) as stored."""
+    with main_table(str(ms)) as t:
+        q = t.selectrows(np.asarray(rows, np.int64))
+        try:
+            return np.asarray(q.getcol(model_col))[:, np.asarray(chans, int)]
+        finally:
+            q.close()
+
+
 def row_numbers(ms, ddid, field_ids, scans=None, time_range=None, rowsel=None) -> np.ndarray:
     """MS row numbers (row,) of one DATA_DESC_ID, fields, scans and ``time_range=(t0, t1)`` (t0 <= TIME < t1),
     and of the antenna/uvrange/timerange/intent/observation selection ``rowsel``
