@@ -518,7 +518,7 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
                                            ch.weight, part, tidx, ch.ant1, ch.ant2, acc_bin, row_bl,
                                            fsamp, m.corr_src, diag, sky, t_off=t0,
                                            part_key=part_key, corr_use=corr_use, all_corr=all_corr,
-                                           runs=runs)
+                                           runs=runs, sub_bands=bool(n_sub))
         row_count += np.bincount(sbin, minlength=n_sbin)
         trel = times - t_ref            # relative times: sums of MJD seconds (~5e9) lose microseconds
         time_sum += np.bincount(sbin, weights=trel, minlength=n_sbin)

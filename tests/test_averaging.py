@@ -290,14 +290,16 @@ def test_fused_accumulation_all_corr_takes_whole_samples_only(full_band):
     assert (out[0][2] > 0).any()
 
 
+@pytest.mark.parametrize("sub", [False, True])
 @pytest.mark.parametrize("feed", ["linear", "circular", None])
-def test_whole_sample_kernel_equals_general_kernel(feed, monkeypatch):
+def test_whole_sample_kernel_equals_general_kernel(feed, sub, monkeypatch):
     """all_corr over the full band (D) goes to averaging._accumulate_whole, which sums each row's channels
     before adding them: its sums equal the general kernel's (channel by channel into the sums) to
     rounding, with both orientations, a permuted correlation order, flags, zero weights, flagged
     pre-applied hands, P (real: linear feeds; complex: circular) or none, an offset into the tables and
     the bin-major layout; the same bits on 1 and 2 threads; a correlation missing from the MS sums
-    nothing."""
+    nothing.  ``sub``: the band cut into three runs of channels (``sub_bands``, misfitcheck's sub-bands),
+    each run summed by the whole-sample kernel likewise."""
     import numba
 
     from alakazam.jones.parang import parang_matrices
@@ -320,11 +322,17 @@ def test_whole_sample_kernel_equals_general_kernel(feed, monkeypatch):
     row_bl, _, _ = rk.baseline_index(a1, a2, N_ANT)
     flag[(row_bl == 0) & (sbin == 0)] = True         # an element without data
     fsamp = np.zeros(N_CHAN, np.int64)
+    if sub:                                           # three runs of channels
+        fsamp = np.minimum(np.arange(N_CHAN) // 3, 2).astype(np.int64)
     fsamp[2] = -1                                     # a channel not used
+    n_fs = int(fsamp.max()) + 1
+    kernels = []
+    threaded = averaging.threaded
+    monkeypatch.setattr(averaging, "threaded", lambda k, *a: (kernels.append(k), threaded(k, *a))[1])
 
     def run(whole, threads, src=corr_src):
         monkeypatch.setattr(averaging, "_WHOLE", whole)
-        base = tuple(np.zeros((1, N_BL, n_bin, 4), dt) for dt in (complex, complex, float))
+        base = tuple(np.zeros((n_fs, N_BL, n_bin, 4), dt) for dt in (complex, complex, float))
         acc = tuple(a.transpose(2, 1, 0, 3) for a in base)          # bin-major: (n_bin, n_bl, 1, 4) view
         w_row = np.zeros(n_row)
         old = numba.get_num_threads()
@@ -332,12 +340,14 @@ def test_whole_sample_kernel_equals_general_kernel(feed, monkeypatch):
         try:
             averaging.accumulate_corrected(*acc, w_row, data, model, flag, weight, np.arange(n_row), tidx,
                                            a1, a2, sbin, row_bl, fsamp, src, diag=diag, sky=sky, t_off=1,
-                                           all_corr=True)
+                                           all_corr=True, sub_bands=sub)
         finally:
             numba.set_num_threads(old)
         return acc, w_row
 
     (gen, wr_gen), (new, wr_new) = run(False, 1), run(True, 1)
+    acc_kernels = [k for k in kernels if k in (averaging._accumulate_corrected, averaging._accumulate_whole)]
+    assert acc_kernels == [averaging._accumulate_corrected, averaging._accumulate_whole]
     assert (gen[2] > 0).sum() > 10 and (gen[2] == 0).any()
     np.testing.assert_array_equal(new[2] > 0, gen[2] > 0)
     for x, y in zip(new, gen):
