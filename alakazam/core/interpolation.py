@@ -167,6 +167,7 @@ def interp_time(sol_time, jones, flags, target_time, mode):
     if mode in ("linear", "cubic"):
         c = common_phase(jones, ok_all)                     # (n_f, n_t, 4), 0 off the diagonal
         all_t = np.ones(n_t, bool)
+        c_tt = {}           # the common phase at the target times, once per freq bin (every antenna's)
     for a in range(n_ant):
         for f in range(n_f):
             ok = ok_all[a, f]
@@ -180,8 +181,9 @@ def interp_time(sol_time, jones, flags, target_time, mode):
                 rel[ok] = np.unwrap(np.angle(y[ok] * np.exp(-1j * c[f][ok])), axis=0)
                 ya, _ = _interp_series(sol_time, amp, ok, tt, mode)
                 yp, _ = _interp_series(sol_time, rel, ok, tt, mode)
-                yc, _ = _interp_series(sol_time, c[f], all_t, tt, mode)
-                val = ya * np.exp(1j * (yp + yc))
+                if f not in c_tt:
+                    c_tt[f] = _interp_series(sol_time, c[f], all_t, tt, mode)[0]
+                val = ya * np.exp(1j * (yp + c_tt[f]))
             else:
                 val, _ = _interp_series(sol_time, y, ok, tt, mode)
             out[a, f] = val.reshape(len(tt), 2, 2)
