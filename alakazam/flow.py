@@ -283,6 +283,8 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
     from .calibration import polparang
     sky_pol = {}
     polparang.check_solve(cfg, meta, spw_sel, scans, step_fields, rowsel, sky_pol)
+    for note in polparang.unpolarised_notes(cfg, meta, spw_sel, scans, step_fields, rowsel):
+        log.warning("%s", note)     # KC / CP on an unpolarised model: noise, stored (review 58f)
     solve_order.check_terms(ext_terms, cfg.ms, meta, cfg.model_col, "external_preapply",
                             [st.jones_type for st in cfg.steps if terms.get(st.jones_type).cross_only])
     ctx = _Context(cfg, meta, refs[0], spw_sel, scans, max_rows, tier, rowsel=rowsel, refs=refs,

@@ -233,3 +233,28 @@ def test_yaml_preflight_refuses_before_the_first_block_runs(sim, tmp_path):
         run_yaml(str(y))
     assert "solve[1].apply_parang" in e.value.errors, e.value.errors
     assert not (tmp_path / "g.h5").exists()             # the first block never ran
+
+
+UNPOLARISED = "has no cross-hand signal"
+
+
+def test_kc_cp_on_an_unpolarised_model_warn_before_the_solve(sim, tmp_path, caplog):
+    """KC / CP on a model without cross-hand signal (an unpolarised smodel for polarised 3C286: review
+    58f, CP 3.5 deg off, stored unflagged, no word): a warning before the reads; not with the polarised
+    model, nor with a V-only model on linear feeds (XY = U + iV: V is cross-hand signal)."""
+    ms, _ = sim
+    out = str(tmp_path / "u.h5")
+    one = dict(jones=["CP"], time_interval=["inf"], freq_interval=["2MHz"])
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        try:
+            _solve(ms, out, smodel=[14.9, 0.0, 0.0, 0.0], **one)
+        except AlakazamError:
+            pass                        # (the solve may flag everything: the warning came before)
+    said = _messages(caplog, UNPOLARISED)
+    assert len(said) == 1 and "CP0 (CP) on 3C286" in said[0] and "smodel" in said[0], said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="alakazam"):
+        _solve(ms, str(tmp_path / "p.h5"), **one)                              # MODEL_DATA: polarised
+        _solve(ms, str(tmp_path / "v.h5"), jones=["G", "KC"], time_interval=["inf", "inf"],
+               freq_interval=["full", "full"], smodel=[14.9, 0.0, 0.0, 0.5])
+    assert not _messages(caplog, UNPOLARISED)

@@ -43,11 +43,12 @@ import logging
 
 import numpy as np
 
+# POLARISED_FRACTION: the linear polarisation sqrt(Q^2 + U^2) / I of a model above which it counts as
+# polarised -- the threshold of solve_order's check of D before KC/CP, one constant for both
+from .solve_order import POLARISED_FRACTION
+
 log = logging.getLogger("alakazam")
 
-#: linear polarisation sqrt(Q^2 + U^2) / I of a model above which it counts as polarised (the
-#: threshold of calibration/solve_order.py's check of D before KC/CP)
-POLARISED_FRACTION = 1e-3
 #: rows of each selected (field, SPW) whose model is sampled
 SAMPLE_ROWS = 32
 #: the polarisation terms (solved from the cross hands, or mixing them)
@@ -164,6 +165,72 @@ def solve_errors(cfg, meta, spw_sel, scans, step_fields, rowsel=None, fractions=
             f"off, stored unflagged, a target's angle -47 deg for -20). Set apply_parang: true (akcal "
             f"parang=True; CASA's polcal always applies it). A D solved on an UNPOLARISED calibrator needs "
             f"no parallactic angle (its model is unchanged by the rotation)"]
+
+
+def cross_fraction(cfg, meta, spw_sel, scans, fid, rowsel=None) -> float:
+    """The model's cross-hand amplitude against its parallel hands, sum |M_pq| + |M_qp| over sum |M_pp| +
+    |M_qq|, max over the selected 4-correlation SPWs, from ``smodel`` or the sampled MODEL_DATA rows (sky
+    frame: 0 for an unpolarised source in either basis; linear feeds see U and V, circular Q and U);
+    nan where it cannot be read."""
+    from ..core import ms_io
+
+    out = []
+    for ddid in sorted(spw_sel):
+        sp = meta.spws[ddid]
+        if sp.n_corr != 4:
+            continue
+        sm = getattr(cfg, "smodel", None)
+        try:
+            if sm:
+                i, q, u, v = (list(map(float, sm)) + [0.0] * 4)[:4]
+                cross = (abs(complex(u, v)) if sp.feed_basis == "linear" else abs(complex(q, u)))
+                out.append(cross / abs(i) if i else np.nan)
+                continue
+            rows = ms_io.row_numbers(cfg.ms, ddid, [fid], scans, rowsel=rowsel)
+            if not len(rows):
+                continue
+            pick = ms_io.spread_rows(rows, SAMPLE_ROWS)
+            model = ms_io.model_rows(cfg.ms, cfg.model_col, pick, spw_sel[ddid])
+            a = np.abs(ms_io.to_four_corr(model, np.zeros(model.shape, bool), np.ones(model.shape),
+                                          sp.corr_types)[0])
+            ok = np.isfinite(a).all(axis=-1)
+            par = (a[..., 0] + a[..., 3])[ok].sum()
+            if par > 0:
+                out.append(float((a[..., 1] + a[..., 2])[ok].sum() / par))
+        except Exception as e:      # noqa: BLE001 -- a check never stops a solve it cannot judge
+            log.debug("model cross hands of field %d DATA_DESC_ID %d: %s", fid, ddid, e)
+    out = [x for x in out if np.isfinite(x)]
+    return max(out) if out else float("nan")
+
+
+def unpolarised_notes(cfg, meta, spw_sel, scans, step_fields, rowsel=None) -> list:
+    """Warnings, before the reads, for the KC and CP steps whose every calibrator's model has no cross-hand
+    signal (:func:`cross_fraction` at most POLARISED_FRACTION): the cross hands then hold nothing for them
+    to fit, and what is fitted is noise and the model's rounding -- a review (58f) solved CP on polarised
+    3C286 with smodel [14.9, 0, 0, 0]: 3.5 deg off, stored unflagged, chi2/nDOF 1.5e4, no word.  A model
+    that cannot be read says nothing."""
+    idx = [i for i, st in enumerate(cfg.steps) if st.jones_type in ("KC", "CP")]
+    four = {d: c for d, c in spw_sel.items() if meta.spws[d].n_corr == 4}
+    if not idx or not four:
+        return []
+    out, frac = [], {}
+    for i in idx:
+        for fid in step_fields[i]:
+            if fid not in frac:
+                frac[fid] = cross_fraction(cfg, meta, four, scans, fid, rowsel)
+        fr = [frac[f] for f in step_fields[i] if np.isfinite(frac[f])]
+        if not fr or max(fr) > POLARISED_FRACTION:
+            continue
+        st = cfg.steps[i]
+        model = "smodel" if getattr(cfg, "smodel", None) else cfg.model_col
+        names = ", ".join(meta.fields[f].name for f in step_fields[i])
+        jt = st.jones_type
+        out.append(f"{st.key} ({jt}) on {names}: the {model} has no cross-hand signal (its cross hands "
+                   f"{max(fr):.1g} of its parallel hands: an unpolarised model), so there is nothing for "
+                   f"{jt} to fit and its solutions are noise, stored as they come (a review: CP on polarised "
+                   f"3C286 with smodel [14.9, 0, 0, 0], 3.5 deg off). Solve {jt} on a polarised calibrator "
+                   f"(3C286, 3C138) with its Q and U in the model")
+    return out
 
 
 def block_errors(cfg) -> list:
