@@ -125,14 +125,14 @@ def run_solve(cfg: SolveConfig) -> dict:
                 hdf5.write_terms(cfg.output, pending)
             raise
         _refuse_all_flagged(cfg, pending)
-        from .calibration import driftcheck       # a bandpass averaged over drifting gains: a warning
-        driftcheck.warn(cfg, pending)
-        from .calibration import spancheck        # a full-band gain over several scans (CASA: per scan)
-        spancheck.warn(cfg, pending)
-        from .calibration import leakcheck        # gains solved before D on a polarised calibrator
-        leakcheck.warn(cfg, pending, summary.get("external_gains", ()))
-        from .calibration import misfitcheck      # CP / D solutions the data do not fit (band, time)
-        misfitcheck.warn(cfg, pending)
+        # the block's checks of its solutions, each a list of warnings (nothing changes): a bandpass
+        # averaged over drifting gains; a full-band gain over several scans (CASA: per scan); gains
+        # solved before D on a polarised calibrator; CP / D solutions the data do not fit (band, time)
+        from .calibration import driftcheck, leakcheck, misfitcheck, spancheck
+        for note in (driftcheck.notes(cfg, pending) + spancheck.notes(cfg, pending)
+                     + leakcheck.all_notes(cfg, pending, summary.get("external_gains", ()))
+                     + misfitcheck.notes(cfg, pending)):
+            log.warning("%s", note)
         hdf5.write_terms(cfg.output, pending)
     return summary
 

@@ -33,11 +33,9 @@ recipe.
 
 from __future__ import annotations
 
-import logging
 
 import numpy as np
 
-log = logging.getLogger("alakazam")
 
 RATIO = 30.0
 LONG_S = 600.0
@@ -107,12 +105,4 @@ def notes(cfg, pending):
             "RFI, solve-time flags) is averaged over other gains than its neighbours and can be off by "
             "percents to tens of percents, unflagged (measured: 14% of a bandpass's solutions more than 10% "
             f"off in a band with a quarter of its channels hit by RFI). {fix}")
-    return out
-
-
-def warn(cfg, pending):
-    """Log :func:`notes`; returns them."""
-    out = notes(cfg, pending)
-    for n in out:
-        log.warning("%s", n)
     return out

@@ -238,9 +238,7 @@ def circular_gauge_notes(cfg, pending):
     return out
 
 
-def warn(cfg, pending, external_gains=()):
-    """Log :func:`notes`, :func:`gauge_notes` and :func:`circular_gauge_notes`; returns them."""
-    out = notes(cfg, pending, external_gains) + gauge_notes(cfg, pending) + circular_gauge_notes(cfg, pending)
-    for n in out:
-        log.warning("%s", n)
-    return out
+def all_notes(cfg, pending, external_gains=()):
+    """:func:`notes`, :func:`gauge_notes` and :func:`circular_gauge_notes` of a block (flow logs them)."""
+    return (notes(cfg, pending, external_gains) + gauge_notes(cfg, pending)
+            + circular_gauge_notes(cfg, pending))

@@ -377,11 +377,3 @@ def notes(cfg, pending):
                    f"{remedy}.{after}")
         fired_keys.append(st.key)
     return out
-
-
-def warn(cfg, pending):
-    """Log :func:`notes`; returns them."""
-    out = notes(cfg, pending)
-    for n in out:
-        log.warning("%s", n)
-    return out

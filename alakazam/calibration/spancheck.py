@@ -32,11 +32,9 @@ The rule (:func:`notes`, logged after the block by :func:`warn`, README "solint 
 
 from __future__ import annotations
 
-import logging
 
 import numpy as np
 
-log = logging.getLogger("alakazam")
 
 #: chi2/nDOF of the one gain over that of per-scan gains on the same per-scan averages above this ...
 RATIO = 5.0
@@ -219,12 +217,4 @@ def notes(cfg, pending):
             msg = (f"{what}: a solution spans several scans of a field ({where}).{drift} Solve per scan "
                    f"(time_interval 'scan' without combine; akcal solint='scan'), or a shorter interval.")
         out.append(msg)
-    return out
-
-
-def warn(cfg, pending):
-    """Log :func:`notes`; returns them."""
-    out = notes(cfg, pending)
-    for n in out:
-        log.warning("%s", n)
     return out
