@@ -29,15 +29,13 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import re
 import uuid
 
 import numpy as np
 
+from .solve_order import _type_of_key    # a key's Jones type, from the registry
+
 log = logging.getLogger("alakazam.chainid")
-
-_TYPE_RE = re.compile(r"^([A-Za-z]+?)(\d+)$")
-
 
 def new_identity():
     """(term_id, term_written) of a term a solve is about to write."""
@@ -123,11 +121,6 @@ def recorded(term):
     return [(k[0], k[1], v[0], v[1], v[2]) for k, v in out.items()]
 
 
-def _type_of(key) -> str:
-    m = _TYPE_RE.match(str(key))
-    return m.group(1) if m else ""
-
-
 def mismatches(listed) -> list:
     """[(T, (key, table, ids, written, role), L)]: listed term T was solved with the recorded term and
     the listed term L (another) is given in its place (module doc)."""
@@ -147,7 +140,7 @@ def mismatches(listed) -> list:
             # G0 of cal.h5, pre-applied to its bandpass, and the per-scan G0 of g.h5 solved with that
             # bandpass are two terms)
             other_tab = [o for o, _ in cands if _real(getattr(o, "source", "")) != tab
-                         and (role(o) == was if was else o.jones_type == _type_of(key))
+                         and (role(o) == was if was else o.jones_type == _type_of_key(key))
                          and not any(mine & r[2] for r in recorded(o))]
             for o in (same_path or other_tab)[:1]:
                 out.append((t, ent, o))
