@@ -69,6 +69,12 @@ def feeds(request, tmp_path_factory):
                         scan_len_s=600.0, duration_h=1.0, noise=NOISE, seed=11, leakage=False,
                         crosshand=False, parang_in_data=False, dead_ant=False, flag_rows=0.0, bandpass=False,
                         time_gains=False)
+    # alt-az feeds, so that parang=True turns them (the parang chain below; the simulator writes EQUATORIAL
+    # for DATA without the rotation, which the apply does not rotate: jones/parang.mount_kind)
+    from casacore.tables import table
+
+    with table(ms + "/ANTENNA", readonly=False, ack=False) as t:
+        t.putcol("MOUNT", ["ALT-AZ"] * t.nrows())
     dead = str(d / "dead.ms")
     shutil.copytree(ms, dead)
     _kill_hand(dead, DEAD, 1)

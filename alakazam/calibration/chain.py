@@ -642,8 +642,31 @@ def parang_table(meta, field, times, spw):
     act = np.asarray(meta.active_ants)
     rec = spw.receptor_angle if spw.receptor_angle is not None else meta.receptor_angle
     recept = np.asarray(rec)[act]
+    mounts = _active_mounts(meta)
     return parang.parang_tables(np.asarray(times, float), field.ra, field.dec, meta.observatory,
-                                recept, spw.feed_basis, ant_pos_itrf=np.asarray(meta.ant_positions)[act])
+                                recept, spw.feed_basis, ant_pos_itrf=np.asarray(meta.ant_positions)[act],
+                                mounts=mounts)
+
+
+def _active_mounts(meta):
+    """The ANTENNA MOUNT of each active antenna (jones/parang.mount_kind turns its feeds so); a mount
+    casacore does not handle is warned about once, as CASA's 'unhandled mount type': no rotation."""
+    from ..core import warnonce
+    from ..jones import parang
+
+    mounts = meta.active_mounts
+    odd = sorted({(m, n) for m, n in zip(mounts, meta.active_names) if parang.mount_kind(m) == "unknown"})
+    if odd:
+        by = {}
+        for m, n in odd:
+            by.setdefault(m, []).append(n)
+        warnonce.warning(
+            "alakazam.parang", "parang: ANTENNA MOUNT %s: not a mount whose feed rotation is known (ALT-AZ, "
+            "EQUATORIAL, ALT-AZ+NASMYTH-R/L, X-Y, ALT-AZ+ROTATOR): no parallactic rotation is applied to "
+            "those antennas, as CASA's applycal does ('unhandled mount type'); if their feeds turn with the "
+            "parallactic angle, set MOUNT to ALT-AZ in the MS's ANTENNA table",
+            "; ".join(f"{m!r} ({', '.join(v)})" for m, v in by.items()))
+    return mounts
 
 
 def preapply_tables(prior, meta, ddid, chans, field, utimes, apply_parang, time_scan=None):

@@ -56,23 +56,21 @@ POL_TYPES = ("KC", "CP", "D")
 
 
 def mounts(ms, meta):
-    """The MOUNT of each antenna with data (upper case; '' where the column is missing)."""
-    try:
-        from casacore.tables import table
-        with table(f"{ms}/ANTENNA", ack=False) as t:
-            m = [str(x).strip().upper() for x in t.getcol("MOUNT")] if "MOUNT" in t.colnames() else []
-    except Exception:      # noqa: BLE001 -- unreadable: taken as alt-az (the rotation is then assumed)
-        m = []
-    act = [int(a) for a in np.asarray(meta.active_ants, int)]
-    return [m[a] if a < len(m) else "" for a in act]
+    """The MOUNT of each antenna with data (upper case; '' where the column is missing): the MS
+    metadata's (ms_io.MSMeta.ant_mounts; ``ms`` is not read again)."""
+    return meta.active_mounts
 
 
 def feeds_rotate(ms, meta):
-    """(whether the parallactic angle turns the feeds against the sky, the mounts as text): every
-    mount but EQUATORIAL does (alt-az, X-Y, Nasmyth ...; an empty MOUNT is taken as alt-az)."""
+    """(whether the parallactic angle turns the feeds against the sky, the mounts as text): alt-az,
+    Nasmyth and X-Y mounts do (an empty MOUNT is taken as alt-az); EQUATORIAL and mounts casacore does
+    not handle do not (jones/parang.mount_kind: no rotation, as CASA)."""
+    from ..jones.parang import mount_kind
+
     m = mounts(ms, meta)
     kinds = sorted(set(x or "(empty: alt-az assumed)" for x in m))
-    return (not m or any("EQUATORIAL" not in x for x in m)), ", ".join(kinds) or "alt-az assumed"
+    return ((not m or any(mount_kind(x) not in ("equatorial", "unknown") for x in m)),
+            ", ".join(kinds) or "alt-az assumed")
 
 
 def _stokes_of(m, basis):

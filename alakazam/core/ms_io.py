@@ -80,10 +80,19 @@ class MSMeta:
     #: {SPW id: [(antenna name, [angles of feed 0, rad])]}: FEED rows of one antenna and SPW (its own or
     #: -1) that disagree in RECEPTOR_ANGLE (time-dependent rows): the parallactic angle is refused there
     receptor_conflicts: Dict[int, list] = field(default_factory=dict)
+    #: ANTENNA MOUNT per ANTENNA row, upper case and stripped ('' where the column is missing): how the
+    #: parallactic angle turns each antenna's feeds (jones/parang.mount_kind)
+    ant_mounts: List[str] = field(default_factory=list)
 
     @property
     def active_names(self) -> List[str]:
         return [self.ant_names[a] for a in self.active_ants]
+
+    @property
+    def active_mounts(self) -> List[str]:
+        """The ANTENNA MOUNT of each antenna with data (:attr:`ant_mounts`)."""
+        m = self.ant_mounts
+        return [m[a] if a < len(m) else "" for a in np.asarray(self.active_ants, int)]
 
 
 def main_table(path, **kw):
@@ -215,6 +224,8 @@ def read_meta_uncached(ms) -> MSMeta:
     with _table(ms + "::ANTENNA") as t:
         names = list(t.getcol("NAME"))
         positions = t.getcol("POSITION")
+        mounts = ([str(m).strip().upper() for m in t.getcol("MOUNT")] if "MOUNT" in t.colnames() and t.nrows()
+                  else [""] * len(names))
     with _table(ms + "::SPECTRAL_WINDOW") as t:
         spw_freq = [t.getcell("CHAN_FREQ", i) for i in range(t.nrows())]
         spw_width = [t.getcell("CHAN_WIDTH", i) for i in range(t.nrows())]
@@ -285,7 +296,7 @@ def read_meta_uncached(ms) -> MSMeta:
     with_data = {sp.spw_id for sp in spws.values()}
     nodata = sorted(set(range(len(spw_freq))) - with_data)
     return MSMeta(ms, [str(n) for n in names], positions, active, amap, spws, fields, scans, obs, tel,
-                  receptor, interval, cols, nodata, conflicts)
+                  receptor, interval, cols, nodata, conflicts, mounts)
 
 
 def receptor_angles(feed_rows, n_ant, spw_ids):

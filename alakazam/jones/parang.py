@@ -292,6 +292,59 @@ def antenna_parallactic_angles(times, ra, dec, ant_pos_itrf, centre_itrf):
     return _posangle(float(ra), float(dec), ra_z, dec_z)
 
 
+#: ANTENNA MOUNT (upper case, stripped) -> how the feeds turn against the sky (:func:`mount_kind`)
+MOUNT_KINDS = {"ALT-AZ": "alt-az", "": "alt-az", "ALT-AZ+ROTATOR": "alt-az", "EQUATORIAL": "equatorial",
+               "ALT-AZ+NASMYTH-R": "nasmyth-r", "ALT-AZ+NASMYTH-L": "nasmyth-l", "X-Y": "x-y"}
+
+
+def mount_kind(mount) -> str:
+    """How the feeds of an antenna of ANTENNA MOUNT ``mount`` turn against the sky, as casacore's
+    MSDerivedValues::parAngle (CASA's feed_pa; measured with CASA 6.7's applycal, parang on, on one MS
+    with every kind: tests/test_parang_mounts.py).  The MOUNT text is compared in upper case:
+
+    * ``alt-az`` (ALT-AZ, an empty MOUNT, ALT-AZ+ROTATOR): the parallactic angle q;
+    * ``equatorial`` (EQUATORIAL): 0 -- the feeds keep their angle on the sky;
+    * ``nasmyth-r`` / ``nasmyth-l`` (ALT-AZ+NASMYTH-R / -L): q + el / q - el (el the elevation);
+    * ``x-y`` (X-Y): atan2(-cos H, -sin H sin dec) (H the hour angle);
+    * ``unknown`` (anything else: SPACE-HALCA, BIZARRE, ALT-AZ+BWG-R ...): 0, as CASA, which warns
+      "unhandled mount type"; :func:`feed_parallactic_angles`' callers warn too (chain.parang_table)."""
+    return MOUNT_KINDS.get(str(mount).strip().upper(), "unknown")
+
+
+def feed_parallactic_angles(times, ra, dec, ant_pos_itrf, centre_itrf, mounts=None):
+    """The parallactic part of each antenna's feed angle (rad, ``times.shape + (n_ant,)``): its own
+    parallactic angle (:func:`antenna_parallactic_angles`) turned as its ANTENNA MOUNT turns the feeds
+    (:func:`mount_kind`; ``mounts`` (n_ant,) MOUNT texts, None: every antenna alt-az).  Elevation and hour
+    angle come from each antenna's own zenith in J2000 (:func:`antenna_zeniths`): the elevation, the
+    complement of the source's angular distance from it, is the same in every frame; the X-Y angle is
+    taken in J2000 coordinates, within the precession between J2000 and the date (~5e-3 rad in 2026) of
+    CASA's, whose angles are all of date (docs/conventions.md, "Parallactic angle")."""
+    times = np.asarray(times, np.float64)
+    q = np.array(antenna_parallactic_angles(times, ra, dec, ant_pos_itrf, centre_itrf), np.float64)
+    if mounts is None:
+        return q
+    kinds = [mount_kind(m) for m in mounts]
+    if len(kinds) != q.shape[-1]:
+        raise AlakazamError(f"mounts: expected {q.shape[-1]} ANTENNA MOUNT values, got {len(kinds)}")
+    if all(k == "alt-az" for k in kinds):
+        return q
+    ra_z, dec_z = antenna_zeniths(times, ant_pos_itrf, centre_itrf)
+    ra, dec = float(ra), float(dec)
+    for a, k in enumerate(kinds):
+        if k == "alt-az":
+            continue
+        if k in ("equatorial", "unknown"):
+            q[..., a] = 0.0
+        elif k in ("nasmyth-r", "nasmyth-l"):
+            el = np.arcsin(np.clip(np.sin(dec) * np.sin(dec_z[..., a])
+                                   + np.cos(dec) * np.cos(dec_z[..., a]) * np.cos(ra - ra_z[..., a]), -1, 1))
+            q[..., a] += el if k == "nasmyth-r" else -el
+        else:                                   # x-y
+            h = ra_z[..., a] - ra
+            q[..., a] = np.arctan2(-np.cos(h), -np.sin(h) * np.sin(dec))
+    return q
+
+
 #: feed bases of P (the MS POLARIZATION correlation types: XX.. linear, RR.. circular)
 FEED_BASES = ("linear", "circular")
 
@@ -324,10 +377,12 @@ def parang_matrices(chi, feed_basis):
     return out
 
 
-def parang_tables(times, ra, dec, obs_pos_itrf, receptor_angle, feed_basis, ant_pos_itrf=None):
+def parang_tables(times, ra, dec, obs_pos_itrf, receptor_angle, feed_basis, ant_pos_itrf=None,
+                  mounts=None):
     """P per time and antenna, with each antenna's own parallactic angle when ``ant_pos_itrf``
     (n_ant, 3) is given (as CASA; :func:`antenna_parallactic_angles`, ``obs_pos_itrf`` the centre),
-    else the array position's for every antenna.
+    turned as its ANTENNA MOUNT turns the feeds when ``mounts`` (n_ant,) is given too
+    (:func:`feed_parallactic_angles`), else the array position's for every antenna.
 
     Parameters
     ----------
@@ -345,7 +400,9 @@ def parang_tables(times, ra, dec, obs_pos_itrf, receptor_angle, feed_basis, ant_
     -------
     ndarray (n_time, n_ant, 2, 2) complex128
     """
-    if ant_pos_itrf is not None:
+    if ant_pos_itrf is not None and mounts is not None:
+        q = feed_parallactic_angles(np.asarray(times, float), ra, dec, ant_pos_itrf, obs_pos_itrf, mounts)
+    elif ant_pos_itrf is not None:
         q = antenna_parallactic_angles(np.asarray(times, float), ra, dec, ant_pos_itrf, obs_pos_itrf)
     else:
         q = parallactic_angle(np.asarray(times, float), ra, dec, obs_pos_itrf)

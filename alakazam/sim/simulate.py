@@ -291,7 +291,7 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
                 descending=False, weight_spectrum=False, start_mjd_day=60401, overwrite=False,
                 rows_per_write=20000, apply_parang_in_data=None, leakage_scale=0.05,
                 leakage_ref_zero=False, spix=None, rfi_persistent=None, rfi_intermittent=False, rfi_bursts=0,
-                dead_antenna_scan=None) -> Truth:
+                dead_antenna_scan=None, mounts=None) -> Truth:
     """Write a simulated MS at ``path`` and return (and save) its :class:`Truth`; see the module doc.
 
     Sizes: ``n_ant`` active (+ ``n_ant_extra`` without data), ``n_chan`` one entry per SPW,
@@ -306,6 +306,9 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     the next run to ``path`` (:func:`clean_leftovers`).
     ``apply_parang_in_data`` is an alias of ``parang_in_data`` (DATA include P when True; MODEL_DATA
     never does; without P the ANTENNA MOUNT is EQUATORIAL, feeds that do not turn, else ALT-AZ).
+    ``mounts`` (one ANTENNA MOUNT text per ANTENNA row, ``n_ant + n_ant_extra``; with ``parang_in_data``):
+    written to the ANTENNA table, each antenna's DATA turned as its mount turns the feeds
+    (:func:`alakazam.jones.parang.feed_parallactic_angles`; ``Truth.parang_ant`` holds those angles).
     Leakages are ``leakage_scale * (N(0,1) + i N(0,1))`` per antenna and feed; ``leakage_ref_zero``
     sets d_pq of the first active antenna (C00) to 0, the gauge a D solve with that reference antenna
     imposes (docs/conventions.md), so solved leakages compare with the truth directly (for a polarised
@@ -329,6 +332,13 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
                rows_per_write)
     if apply_parang_in_data is not None:
         parang_in_data = bool(apply_parang_in_data)
+    if mounts is not None:
+        from ..errors import AlakazamError
+
+        mounts = [str(m) for m in mounts]
+        if len(mounts) != n_ant + n_ant_extra or not parang_in_data:
+            raise AlakazamError(f"mounts: expected one ANTENNA MOUNT per antenna ({n_ant + n_ant_extra}) "
+                                f"with parang_in_data, got {len(mounts)} (parang_in_data={parang_in_data})")
     rng = np.random.default_rng(seed)
     path = os.path.abspath(str(path))
     from ..core import signals
@@ -417,8 +427,13 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     cp_phase = 0.6 if crosshand else 0.0
     parang = {f[0]: _posangle(times, f[1], f[2], centre) for f in FIELDS}
     from ..jones.parang import antenna_parallactic_angles
-    parang_ant = {f[0]: antenna_parallactic_angles(times, f[1], f[2], pos[active_ids], centre)
-                  for f in FIELDS}
+    if mounts is not None:
+        from ..jones.parang import feed_parallactic_angles
+        parang_ant = {f[0]: feed_parallactic_angles(times, f[1], f[2], pos[active_ids], centre,
+                                                    [mounts[i] for i in active_ids]) for f in FIELDS}
+    else:
+        parang_ant = {f[0]: antenna_parallactic_angles(times, f[1], f[2], pos[active_ids], centre)
+                      for f in FIELDS}
     dead = (a_idx[2], 2) if (dead_ant and n_ant > 3) else None
     # unflagged hazards: their own random stream (the values above do not depend on them)
     hz = np.random.default_rng([seed, 7919])
@@ -490,7 +505,8 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
             t.putcol("TYPE", ["GROUND-BASED"] * n_all)
             # DATA without the parallactic rotation are those of feeds that do not turn against the sky:
             # an equatorial mount (calibration/polparang.py reads it; review 58f)
-            t.putcol("MOUNT", ["ALT-AZ" if parang_in_data else "EQUATORIAL"] * n_all)
+            t.putcol("MOUNT", list(mounts) if mounts is not None
+                     else ["ALT-AZ" if parang_in_data else "EQUATORIAL"] * n_all)
             t.putcol("DISH_DIAMETER", np.full(n_all, 25.0))
             t.putcol("FLAG_ROW", np.zeros(n_all, bool))
         with ms.write_table("FEED") as t:

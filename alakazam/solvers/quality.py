@@ -602,27 +602,29 @@ def matched_snr(jones_type, batch, params, per_hand, chunk_bytes=64 * 2**20):
 
 @njit
 def _phase_only_cells(start, stride, v, m, w, use, vo, wo):
-    # cells start, start + stride, ... on this thread (_numba.threaded): for the correlations k with
-    # use[k], vo = v |m| / |v| and wo = w |v|^2 / |m|^2 where v, m are non-zero and finite and w > 0
-    # (vo = wo = 0 elsewhere and on the other correlations: the outputs start at 0)
+    # items (cell, baseline) i = c * n_bl + b, start, start + stride, ... on this thread
+    # (_numba.threaded; by baseline, so a batch of one cell -- K per scan -- uses every thread): for the
+    # correlations k with use[k], vo = v |m| / |v| and wo = w |v|^2 / |m|^2 where v, m are non-zero and
+    # finite and w > 0 (vo = wo = 0 elsewhere and on the other correlations: the outputs start at 0)
     n_cell, n_bl, n_samp, n_corr = v.shape
-    for c in range(start, n_cell, stride):
-        for b in range(n_bl):
-            for s in range(n_samp):
-                for k in range(n_corr):
-                    if not use[k]:
-                        continue
-                    wt = w[c, b, s, k]
-                    if not wt > 0:
-                        continue
-                    x = v[c, b, s, k]
-                    y = m[c, b, s, k]
-                    av = np.sqrt(x.real * x.real + x.imag * x.imag)
-                    am = np.sqrt(y.real * y.real + y.imag * y.imag)
-                    if av > 0 and am > 0 and np.isfinite(av) and np.isfinite(am) and np.isfinite(wt):
-                        r = am / av
-                        vo[c, b, s, k] = x * r
-                        wo[c, b, s, k] = wt / (r * r)
+    for i in range(start, n_cell * n_bl, stride):
+        c = i // n_bl
+        b = i - c * n_bl
+        for s in range(n_samp):
+            for k in range(n_corr):
+                if not use[k]:
+                    continue
+                wt = w[c, b, s, k]
+                if not wt > 0:
+                    continue
+                x = v[c, b, s, k]
+                y = m[c, b, s, k]
+                av = np.sqrt(x.real * x.real + x.imag * x.imag)
+                am = np.sqrt(y.real * y.real + y.imag * y.imag)
+                if av > 0 and am > 0 and np.isfinite(av) and np.isfinite(am) and np.isfinite(wt):
+                    r = am / av
+                    vo[c, b, s, k] = x * r
+                    wo[c, b, s, k] = wt / (r * r)
 
 
 def phase_only_arrays(vis, model, weight, corr):
@@ -635,8 +637,8 @@ def phase_only_arrays(vis, model, weight, corr):
     use[list(corr)] = True
     vo = np.zeros(v.shape, np.complex128)
     wo = np.zeros(v.shape, np.float64)
-    if v.shape[0]:
-        threaded(_phase_only_cells, v.shape[0], v, m, w, use, vo, wo)
+    if v.shape[0] and v.shape[1]:
+        threaded(_phase_only_cells, v.shape[0] * v.shape[1], v, m, w, use, vo, wo)
     return vo, wo
 
 
