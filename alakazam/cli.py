@@ -19,26 +19,6 @@ from . import __version__
 from .errors import AlakazamError
 
 
-_LOG_LINE = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
-
-
-def _check_appendable_log(logfile):
-    """``--log FILE`` appends to FILE, so an existing FILE must be empty or a log (its first line in
-    the log's format, ``2026-12-03 05:00:15,123 INFO name: ...``): appending to any other file (the
-    YAML being run, a script, a table) would change what the user owns."""
-    if not os.path.isfile(logfile):
-        return
-    try:
-        with open(logfile, "rb") as f:
-            head = f.read(64)
-    except OSError as e:
-        raise AlakazamError(f"--log: cannot read {logfile!r} ({e.strerror})") from None
-    if head and not _LOG_LINE.match(head):
-        raise AlakazamError(f"--log: {logfile!r} exists and is not an alakazam log (its first line is not "
-                            "a time-stamped log line); the log is appended to FILE, so choose a new file "
-                            "name or an earlier log")
-
-
 def _setup_logging(quiet=False, logfile=None):
     """Log to stderr through rich (the same Console as the progress bars, so log lines print above a
     live bar); ``quiet``: warnings and errors only, and no progress bars; ``logfile``: also write every
@@ -55,23 +35,15 @@ def _setup_logging(quiet=False, logfile=None):
     console.addFilter(progress.not_file_only)     # (akflag's summary: printed already)
     handlers = [console]
     if logfile:
-        d = os.path.dirname(os.path.abspath(logfile))
-        if not os.path.isdir(d):
-            raise AlakazamError(f"--log: directory {d!r} of {logfile!r} does not exist")
-        if os.path.isdir(logfile):
-            raise AlakazamError(f"--log: {logfile!r} is a directory, expected a file name")
-        from .core.outputs import inside_table_message, table_around
-        tab = table_around(d)            # (an MS the run may replace, as simulate --overwrite does)
-        if tab:
-            raise AlakazamError(f"--log: {inside_table_message(logfile, tab)}")
-        _check_appendable_log(logfile)
+        from . import tasklog
+
         try:
-            fh = logging.FileHandler(logfile)
+            tasklog.check_log_file(logfile)     # (appended to: only a new or empty file or an earlier log)
+            handlers.append(tasklog.file_handler(logfile))
+        except AlakazamError as e:
+            raise AlakazamError(f"--log: {e}") from None
         except OSError as e:
             raise AlakazamError(f"--log: cannot write {logfile!r} ({e.strerror})") from None
-        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        fh.setLevel(logging.INFO)
-        handlers.append(fh)
     logging.basicConfig(level=logging.INFO if logfile else level, format="%(message)s", handlers=handlers,
                         force=True)
 
@@ -424,12 +396,10 @@ def main(argv=None):
 
 def _error(msg):
     """``msg`` on stderr and, with ``--log FILE``, in FILE too (a run's log tells how it ended)."""
+    from .tasklog import to_files
+
     print(msg, file=sys.stderr)
-    text = msg.removeprefix("alakazam: ")
-    rec = logging.LogRecord("alakazam", logging.ERROR, __file__, 0, text, None, None)
-    for h in logging.getLogger().handlers:
-        if isinstance(h, logging.FileHandler):
-            h.handle(rec)
+    to_files(msg.removeprefix("alakazam: "))
 
 
 def _term_to_interrupt(signum, frame):

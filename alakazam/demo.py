@@ -17,9 +17,9 @@ def details_to(path):
     """INFO and above go to the file ``path``; console handlers show warnings and errors only (a
     ``--log`` file handler is left as it is).  Restored on exit."""
     root = logging.getLogger()
-    fh = logging.FileHandler(path, mode="w")
-    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    fh.setLevel(logging.INFO)
+    from .tasklog import file_handler
+
+    fh = file_handler(path, mode="w")
     saved = [(h, h.level) for h in root.handlers]
     saved_root = root.level
     for h in root.handlers:

@@ -7,7 +7,8 @@ validates every parameter first (all errors reported together in one
 when it is CASA's name for something -- :mod:`caltasks.casa_hints` -- and the error is then also a
 TypeError, :class:`alakazam.errors.UnknownParameterError`), logs
 ``##### Begin Task: <name>`` with the full call, runs the engine, logs the End line and returns the
-result dict.  Runtime failures are logged as SEVERE and re-raised.
+result dict.  Runtime failures are logged as SEVERE and re-raised.  Called from Python with no logging
+set up by the caller, the call's log goes to ``alakazam.log`` (:mod:`alakazam.tasklog`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import re
 
 from alakazam.errors import AlakazamError, ParameterError, UnknownParameterError
+from alakazam import tasklog
 from alakazam.core import warnonce
 from alakazam.tasks_xml import xml_path
 
@@ -203,12 +205,13 @@ class Task:
     # ---- call
     @warnonce.scoped          # a warning the call's checks would repeat is said once (core/warnonce.py)
     def __call__(self, *args, **kwargs):
-        unknown = [k for k in kwargs if k not in self.spec.names]
-        if unknown or self._call_errors(args, kwargs)[2]:
-            self.raise_unknown(unknown, args, {k: v for k, v in kwargs.items() if k not in unknown})
-        with self._kept_reads():
-            params, prepared = self.prepare(self.bind(*args, **kwargs))
-            return self.run_prepared(params, prepared)
+        with tasklog.python_call(self.name):     # alakazam.log when the caller set up no logging
+            unknown = [k for k in kwargs if k not in self.spec.names]
+            if unknown or self._call_errors(args, kwargs)[2]:
+                self.raise_unknown(unknown, args, {k: v for k, v in kwargs.items() if k not in unknown})
+            with self._kept_reads():
+                params, prepared = self.prepare(self.bind(*args, **kwargs))
+                return self.run_prepared(params, prepared)
 
     def _kept_reads(self):
         """With ``keep_reads``: an MS's metadata read once while the MS is unchanged

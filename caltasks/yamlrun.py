@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 
-from alakazam import progress
+from alakazam import progress, tasklog
 from alakazam.safeyaml import load
 from alakazam.core import warnonce
 from alakazam.errors import AlakazamError, ParameterError
@@ -668,6 +668,7 @@ def _restore_flags(ms, version):
 
 
 @warnonce.scoped              # a warning the blocks' checks would repeat is said once (core/warnonce.py)
+@tasklog.logged_call("run_yaml")    # from Python with no logging set up: alakazam.log (alakazam/tasklog.py)
 def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=None, scheduler=None,
              plots=None) -> dict:
     """Run a YAML file: every flag block (akflag), then solve (akcal), fluxscale (akfluxscale), apply
@@ -678,6 +679,8 @@ def run_yaml(path, sections=("flag", "solve", "fluxscale", "apply"), workers=Non
     ``scheduler`` key; ``plots`` (``alakazam run --plots DIR``; relative to the current directory):
     the plot directory of every solve block without its own ``plots:`` (several such blocks: one
     subdirectory each, named for its output table, :func:`_plots_subdirs`).
+    Called from Python with no logging set up by the caller, the run's log is appended to
+    ``alakazam.log`` in the working directory (``$ALAKAZAM_LOG``; :mod:`alakazam.tasklog`).
 
     Returns
     -------

@@ -69,10 +69,9 @@ def setup_logging(logfile=None, stream=None):
     h.addFilter(progress.not_file_only)          # (akflag's summary: printed already)
     handlers.append(h)
     if logfile:
-        fh = logging.FileHandler(logfile)
-        fh.setFormatter(logging.Formatter("%(asctime)s\t%(levelname)s\t%(name)s\t%(message)s"))
-        fh.setLevel(logging.INFO)
-        handlers.append(fh)
+        from alakazam.tasklog import file_handler
+
+        handlers.append(file_handler(logfile, fmt="%(asctime)s\t%(levelname)s\t%(name)s\t%(message)s"))
     root = logging.getLogger()
     for x in handlers:
         root.addHandler(x)

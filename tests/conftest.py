@@ -1,8 +1,17 @@
 """Shared fixtures: small simulated Measurement Sets with known truth."""
 
+import os
+
 import pytest
 
 from alakazam.sim import simulate_ms
+
+
+# No alakazam.log from a task a test calls (alakazam/tasklog.py): pytest's logging plugin puts handlers on
+# the root logger, which turns the file off already, but not under `-p no:logging` nor in a script a test
+# runs in a subprocess (which inherits this environment -- also through an ENV dict a test module copies
+# from os.environ at import, after this).  tests/test_python_tasklog.py unsets it in its tests.
+os.environ["ALAKAZAM_LOG"] = ""
 
 
 @pytest.fixture(scope="session")
