@@ -184,7 +184,9 @@ def test_cross_phase_reaches_bound_with_d_known(tmp_path):
 def test_corrected_polarised_calibrator_at_the_noise(sim):
     """The corrected 3C286 (all six terms applied, back in the sky frame) minus its true brightness,
     in units of the noise of each corrected sample (sigma / (|g_a| |g_b|), true gains): ~1 with three
-    rounds in every correlation; with one round the parallel hands carry the leakage G absorbed."""
+    rounds in every correlation; with one round the parallel hands carry the leakage G absorbed: 1.26-1.40
+    x the noise with one round's D applied linearised (calibration/dapply.py: its gains were solved
+    without D), 1.60-2.41 x with the full inverse before session 59 (review 59c)."""
     from alakazam.calibration.apply import run_apply
     from alakazam.config import apply_config_from_dict
     from alakazam.core import ms_io
@@ -210,7 +212,7 @@ def test_corrected_polarised_calibrator_at_the_noise(sim):
     print(f"{truth.feed}: residual / noise (pp, qq, pq, qp): 1 round {np.round(out[1], 3)}, "
           f"3 rounds {np.round(out[3], 3)}")
     assert max(out[3]) < 1.05
-    assert min(out[1][:2]) > 1.3
+    assert min(out[1][:2]) > 1.15
 
 
 def test_noise_free_rounds_flag_nothing(tmp_path):

@@ -121,6 +121,10 @@ def _run_apply(cfg: ApplyConfig) -> dict:
     from .polparang import apply_notes      # KC, CP, D and the parallactic angle (review 58f)
     for note in apply_notes(meta, spw_sel, cfg.apply_parang, terms):
         log.warning("%s", note)
+    from .dapply import linearised      # D linearised (CASA's Df) or in full (review 59c)
+    why = linearised(terms)[1]
+    if why:
+        log.info("apply: %s", why)
     names = meta.active_names
     plan = []
     rows_of = {}            # (field, DATA_DESC_ID) -> its row numbers, found once (_apply_field uses them)
@@ -434,6 +438,8 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
     freqs = freqs_all[chans]
     from . import calwt as _calwt, spwmap as _spwmap
     terms = _spwmap.for_spw(terms, spw.spw_id, freqs_all)      # spwmap: the mapped SPW's solutions
+    from .dapply import linearised
+    lin_d = linearised(terms)[0]        # D inverted as CASA's Df (calibration/dapply.py)
     wterms = [t for t, a in zip(terms, cfg.terms) if getattr(a, "calwt", False) and t.diagonal]
     if rows is None:        # (the caller's, found for its plan: the same selection)
         rows = ms_io.row_numbers(cfg.ms, ddid, [fid], scans, rowsel=rowsel)
@@ -525,6 +531,20 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
                 nsol = (nsol or 0) + int(algebra.correct_diag_inv(
                     sub[r0:r1], algebra.diag_inverse_table(diag), btix, a1[r0:r1], a2[r0:r1], out[r0:r1],
                     bad[r0:r1], not kept))     # = bad.sum() (bad starts False)
+            elif sky is not None and lin_d:
+                # D linearised (calibration/dapply.py): the diagonal terms inverted, the leakages' first
+                # order taken off the cross hands, then P^-1 -- in place as the full path
+                if out is None:
+                    out = sub if all_chans and sub.flags.writeable else np.empty(sub.shape, data.dtype)
+                kept = not propagate
+                dinv = (algebra.diag_inverse_table(diag) if diag is not None
+                        else np.ones((t1 - t0, len(names), len(freqs), 2), np.complex128))
+                leak = np.stack([sky[..., 0, 1], sky[..., 1, 0]], axis=-1)
+                pinv = None if par is None else np.conj(np.swapaxes(par, -1, -2))     # P unitary
+                nsol = (nsol or 0) + int(algebra.correct_lin_d(
+                    sub[r0:r1], dinv, leak, pinv, btix, a1[r0:r1], a2[r0:r1], out[r0:r1], bad[r0:r1],
+                    not kept))
+                del dinv, leak, pinv
             elif sky is not None or par is not None:
                 # J = diag D P composed and inverted once per (time, antenna, channel), not per visibility;
                 # in place in the chunk just read (as the diagonal path: samples without a valid

@@ -236,6 +236,87 @@ def _correct_full_inv_rows(start, stride, data, jinv, jok, tidx, ant1, ant2, out
     return n_bad
 
 
+def correct_lin_d(data, dinv, leak, pinv, tidx, ant1, ant2, out, out_flag, zero_bad=True):  # -> n flagged
+    r"""Correct with the chain ``J = diag(d) S P`` where the leakage S is inverted LINEARISED, as CASA's
+    applycal applies a Df: ``V' = P_p^-1 L(X) P_q^-H`` with ``X = d_p^-1 V d_q^-H`` (the diagonal terms
+    inverted in full) and L the first-order inverse of ``S_p X S_q^H`` in the leakages (s_pq, s_qp) =
+    S's off-diagonal elements:
+
+        L(X)_pp = X_pp,  L(X)_qq = X_qq,
+        L(X)_pq = X_pq - s_pq,p X_qq - conj(s_qp,q) X_pp,
+        L(X)_qp = X_qp - s_qp,p X_pp - conj(s_pq,q) X_qq
+
+    -- the cross hands corrected to first order in the leakages, the parallel hands untouched
+    (calibration/dapply.py says when the apply takes this form).  ``dinv`` (n_t, n_ant, n_chan, 2):
+    :func:`diag_inverse_table` of the diagonal product (NaN = no solution); ``leak`` (n_t, n_ant,
+    n_chan or 1, 2): (s_pq, s_qp); ``pinv`` (n_t, n_ant, 2, 2): P^-1, or None.  All four correlations are
+    flagged where either antenna's diagonal inverse or leakage is not finite (as
+    :func:`correct_full_inv`, the leakage mixing the hands); ``out`` there is 0 (``zero_bad``) or the
+    uncorrected data.  Returns the number of samples flagged here; rows on numba's threads."""
+    if pinv is None:
+        pinv = np.zeros((1, 1, 2, 2), np.complex128)
+        pinv[..., 0, 0] = pinv[..., 1, 1] = 1
+        has_p = False
+    else:
+        has_p = True
+    c128 = np.complex128
+    return int(sum(threaded(_correct_lin_d_rows, data.shape[0], data, np.ascontiguousarray(dinv, c128),
+                            np.ascontiguousarray(leak, c128), np.ascontiguousarray(pinv, c128), has_p, tidx,
+                            ant1, ant2, out, out_flag, bool(zero_bad))))
+
+
+@njit
+def _correct_lin_d_rows(start, stride, data, dinv, leak, pinv, has_p, tidx, ant1, ant2, out, out_flag,
+                        zero_bad):
+    n_row, n_chan, n_corr = data.shape
+    one_chan = leak.shape[2] == 1
+    n_bad = 0
+    for row in range(start, n_row, stride):
+        t = tidx[row]
+        a = ant1[row]
+        b = ant2[row]
+        ta = t if has_p else 0
+        aa = a if has_p else 0
+        bb = b if has_p else 0
+        for chan in range(n_chan):
+            lc = 0 if one_chan else chan
+            ga0 = dinv[t, a, chan, 0]
+            ga1 = dinv[t, a, chan, 1]
+            gb0 = np.conj(dinv[t, b, chan, 0])
+            gb1 = np.conj(dinv[t, b, chan, 1])
+            spa = leak[t, a, lc, 0]
+            sqa = leak[t, a, lc, 1]
+            spb = np.conj(leak[t, b, lc, 0])
+            sqb = np.conj(leak[t, b, lc, 1])
+            good = True
+            for z in (ga0, ga1, gb0, gb1, spa, sqa, spb, sqb):
+                if not (np.isfinite(z.real) and np.isfinite(z.imag)):
+                    good = False
+            if not good:
+                for c in range(4):
+                    out[row, chan, c] = 0 if zero_bad else data[row, chan, c]
+                    out_flag[row, chan, c] = True
+                n_bad += 4
+                continue
+            x0 = data[row, chan, 0] * ga0 * gb0
+            x1 = data[row, chan, 1] * ga0 * gb1
+            x2 = data[row, chan, 2] * ga1 * gb0
+            x3 = data[row, chan, 3] * ga1 * gb1
+            z1 = x1 - spa * x3 - sqb * x0
+            z2 = x2 - sqa * x0 - spb * x3
+            if has_p:
+                o0, o1, o2, o3 = sandwich(pinv[ta, aa, 0, 0], pinv[ta, aa, 0, 1], pinv[ta, aa, 1, 0],
+                                          pinv[ta, aa, 1, 1], x0, z1, z2, x3, pinv[ta, bb, 0, 0],
+                                          pinv[ta, bb, 0, 1], pinv[ta, bb, 1, 0], pinv[ta, bb, 1, 1])
+            else:
+                o0, o1, o2, o3 = x0, z1, z2, x3
+            out[row, chan, 0] = o0
+            out[row, chan, 1] = o1
+            out[row, chan, 2] = o2
+            out[row, chan, 3] = o3
+    return n_bad
+
+
 def compose_inverse_table(n_t, n_ant, n_chan, diag=None, sky=None, parang=None):
     """``(inv, ok)`` of :func:`full_inverse_table` for the apply chain ``J = diag(d) S P`` evaluated per
     (time, antenna, channel) in one pass, without the (n_t, n_ant, n_chan, 2, 2) intermediates of
