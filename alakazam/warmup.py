@@ -74,7 +74,7 @@ KERNELS = {"K": (("solvers.parallel_delay", "_lm_items"), ("solvers.quality", "_
            "D": (("solvers.leakage", "_lm_items"),),
            "CP": (("solvers.cross_phase", "_leakage_offsets"),),
            "apply": (("jones.algebra", "_correct_diag_inv_rows"), ("jones.algebra", "_correct_full_inv_rows"),
-                     ("jones.algebra", "_compose_inverse"))}
+                     ("jones.algebra", "_compose_inverse"), ("jones.algebra", "_correct_lin_d_rows"))}
 
 
 def _kernels(jt):
@@ -237,8 +237,9 @@ def compile_apply():
     :func:`alakazam.calibration.apply._apply_field` passes: a complex64 DATA chunk (rows, channels, 4)
     corrected in place, int64 time / antenna indices, a bool flag chunk; the diagonal path (a
     complex128 (time, antenna, channel, 2) table inverted, then applied) and the full path (the
-    diagonal terms, a D table and a parallactic-angle matrix composed and inverted, then applied), and
-    the flags merged.  A chain whose DATA is not complex64 compiles its own in the run."""
+    diagonal terms, a D table and a parallactic-angle matrix composed and inverted, then applied), the
+    linearised-D path (calibration/dapply.py), and the flags merged.  A chain whose DATA is not
+    complex64 compiles its own in the run."""
     from .jones import algebra
 
     n_t, n_ant, n_chan, n_row = 2, 3, 4, 6
@@ -249,11 +250,15 @@ def compile_apply():
     sky = np.zeros((n_t, n_ant, n_chan, 2, 2), np.complex128)
     sky[..., 0, 0] = sky[..., 1, 1] = 1.0
     par = np.ascontiguousarray(sky[:, :, 0])
-    for path in ("diag", "full"):
+    for path in ("diag", "full", "lin"):
         data = np.ones((n_row, n_chan, 4), np.complex64)
         bad = np.zeros(data.shape, np.bool_)
         if path == "diag":
             algebra.correct_diag_inv(data, algebra.diag_inverse_table(diag), t, a1, a2, data, bad, True)
+        elif path == "lin":         # D linearised (calibration/dapply.py), as _apply_field builds its tables
+            leak = np.stack([sky[..., 0, 1], sky[..., 1, 0]], axis=-1)
+            algebra.correct_lin_d(data, algebra.diag_inverse_table(diag), leak,
+                                  np.conj(np.swapaxes(par, -1, -2)), t, a1, a2, data, bad, True)
         else:
             inv, ok = algebra.compose_inverse_table(n_t, n_ant, n_chan, diag, sky, par)
             algebra.correct_full_inv(data, inv, ok, t, a1, a2, data, bad, True)

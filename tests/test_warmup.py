@@ -201,7 +201,7 @@ def test_the_cache_check_imports_only_the_run_types_solvers():
     from alakazam.jones import algebra
 
     assert warmup._kernels("apply") == [algebra._correct_diag_inv_rows, algebra._correct_full_inv_rows,
-                                        algebra._compose_inverse]
+                                        algebra._compose_inverse, algebra._correct_lin_d_rows]
 
 
 def test_the_run_waits_only_for_the_type_the_child_is_compiling(fresh, monkeypatch):
