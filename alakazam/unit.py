@@ -406,6 +406,14 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     by_scan = (slots is None and not bin_major and spw_of is None
                and spancheck.wanted(step.jones_type, g.n_fsamp, g.chan_sampled, g.scan_sampled, group))
     n_acc = n_sbin if (g.scan_sampled or by_scan) else group.n_tcell
+    # a K whose cell spans several scans: each (cell, scan)'s per-channel sums in arrays of their own, by
+    # a second kernel pass over the same rows (the cell's sums untouched) -- calibration/spancheck.py
+    k_span = (spancheck.k_pairs(step.jones_type, g.chan_sampled, g.scan_sampled, group, len(g.bl_a1),
+                                g.n_fsamp) if slots is None and not bin_major and spw_of is None else None)
+    k_sums = None
+    if k_span is not None and k_span[0] is not None:
+        k_shape = (len(k_span[1]), len(g.bl_a1), g.n_fsamp, 4)
+        k_sums = (np.zeros(k_shape, np.complex128), np.zeros(k_shape, np.complex128), np.zeros(k_shape))
     # CP / D over one time cell of wide frequency bins: each bin's sub-bands summed apart, folded into
     # the bins after the pass (the solve takes the same data) -- they serve calibration/misfitcheck.py
     from .calibration import misfitcheck
@@ -496,6 +504,10 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
         tidx = np.zeros(n, np.int64)
         tidx[rows] = tix
         w_row = np.zeros(n)
+        if k_sums is not None:
+            k_bin = np.full(n, -1, np.int64)
+            k_bin[rows] = k_span[0][sbin]
+            k_wrow = np.zeros(n)
         for t0 in range(0, len(utimes), t_block if need_tables else max(len(utimes), 1)):
             t1 = min(t0 + t_block, len(utimes)) if need_tables else len(utimes)
             diag = sky = None
@@ -519,6 +531,10 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
                                            fsamp, m.corr_src, diag, sky, t_off=t0,
                                            part_key=part_key, corr_use=corr_use, all_corr=all_corr,
                                            runs=runs, sub_bands=bool(n_sub))
+            if k_sums is not None:
+                averaging.accumulate_corrected(*k_sums, k_wrow, ch.data, ch.model, ch.flag, ch.weight, part,
+                                               tidx, ch.ant1, ch.ant2, k_bin, row_bl, fsamp, m.corr_src,
+                                               diag, sky, t_off=t0, corr_use=corr_use, all_corr=all_corr)
         row_count += np.bincount(sbin, minlength=n_sbin)
         trel = times - t_ref            # relative times: sums of MJD seconds (~5e9) lose microseconds
         time_sum += np.bincount(sbin, weights=trel, minlength=n_sbin)
@@ -551,7 +567,7 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
     return dict(vis_sum=vis_sum, model_sum=model_sum, w_sum=w_sum, row_count=row_count, time_sum=time_sum,
                 time_wsum=time_wsum, wsum_t=wsum_t, t_ref=t_ref, slots=slots, bin_major=bin_major,
                 parallel_power=parallel, spw_sums=spw_sums, spw_of=spw_of, k_frame=ks, scan_sums=scan_sums,
-                sub_sums=sub_sums, n_sub=n_sub)
+                sub_sums=sub_sums, n_sub=n_sub, k_span=k_span, k_sums=k_sums)
 
 
 def _k_frame(ctx, step, g: FieldSpw) -> list:
@@ -734,6 +750,20 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         from .calibration import spancheck
         span = spancheck.measure(acc.pop("scan_sums"), group, cells_t, cell_index, res, jt, step.phase_only,
                                  g.bl_a1, g.bl_a2, g.n_ant)
+    k_span = acc.pop("k_span", None)
+    if k_span is not None:                  # a K over several scans: do the scans' own delays agree?
+        from .calibration import spancheck
+        k_sums = acc.pop("k_sums", None)
+        if k_sums is not None:
+            span = spancheck.measure_k(k_sums, k_span[1], k_span[2], cells_t, cell_index, res, g.freqs,
+                                       g.fbin_of_chan, g.n_fcell, g.bl_a1, g.bl_a2, g.n_ant,
+                                       max_iter=cfg.max_iter, tol=cfg.tol)
+            del k_sums
+        else:                               # over the budget: the scans counted, nothing measured
+            n_t = len(cells_t)
+            span = {"n_scans": [int(len(np.unique(k_span[2][k_span[1] == ct]))) for ct in cells_t],
+                    "dev": [float("nan")] * n_t, "sigma": [float("nan")] * n_t,
+                    "noise": [float("nan")] * n_t, "unmeasured_bytes": int(k_span[3])}
     misfit = None
     if jt in ("CP", "D"):                   # does the term's model fit the data? (across the band, in time)
         from .calibration import misfitcheck
@@ -761,7 +791,7 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
     if model_power is not None:
         sset.diagnostics["model_power"] = model_power
     if span is not None:
-        sset.diagnostics["scan_span"] = span
+        sset.diagnostics["k_scan_span" if jt == "K" else "scan_span"] = span
     if misfit is not None:
         sset.diagnostics["crosshand_misfit"] = misfit
     if jt == "D":

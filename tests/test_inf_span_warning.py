@@ -5,7 +5,7 @@ one per scan (review 58b, finding 3: a CASA user's "G per scan" on drifting gain
 field, TARGET scans +20% / -28%, nothing said).  'inf' without combine='scan' is warned about whenever
 a cell spans several scans (the drift quoted when the fit shows it); combine='scan' requested only
 when the fit shows the gains changing between the scans (chi2/nDOF of the one gain over the per-scan
-averages against per-scan gains': scale-free); a bandpass, K, a per-scan or shorter gain, a single scan:
+averages against per-scan gains': scale-free); a bandpass, a per-scan or shorter gain, a single scan:
 never.  Each negative case is checked beside a positive control on the same data."""
 
 import pytest
@@ -98,8 +98,10 @@ def test_combine_scan_requested_warns_only_on_drift(two_ms, solve_warnings):
     assert len(w) == 1 and "does not show the gains changing" in w[0] and "combine 'scan'" in w[0], w
 
 
-def test_k_over_scans_is_not_warned(two_ms, solve_warnings):
-    """K over 'inf' (a delay is stable between scans; README) is not warned; the G after it is."""
+def test_k_over_scans_is_warned_apart(two_ms, solve_warnings):
+    """K over 'inf' has a warning of its own (tests/test_k_span_warning.py), not the gain's; the G after
+    it has the gain's."""
     d, ms = two_ms
     w = _run(solve_warnings, ms[True], str(d / "k.h5"), jones=["K", "G"], time_interval=["inf", "inf"])
-    assert len(w) == 1 and w[0].startswith("G0 (G, time_interval inf)"), w
+    assert len(w) == 2 and w[0].startswith("K0 (K, time_interval inf)") and "delay solution" in w[0], w
+    assert w[1].startswith("G0 (G, time_interval inf)"), w
