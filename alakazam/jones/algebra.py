@@ -252,24 +252,37 @@ def correct_lin_d(data, dinv, leak, pinv, tidx, ant1, ant2, out, out_flag, zero_
     n_chan or 1, 2): (s_pq, s_qp); ``pinv`` (n_t, n_ant, 2, 2): P^-1, or None.  All four correlations are
     flagged where either antenna's diagonal inverse or leakage is not finite (as
     :func:`correct_full_inv`, the leakage mixing the hands); ``out`` there is 0 (``zero_bad``) or the
-    uncorrected data.  Returns the number of samples flagged here; rows on numba's threads."""
+    uncorrected data.  Returns the number of samples flagged here; rows on numba's threads.
+
+    Per (time, antenna, channel), before the rows: whether the antenna's factors are usable, and its
+    leakages times its diagonal inverses (``s_pq d_q^-1``, ``s_qp d_p^-1``: the terms of L that antenna
+    brings), so a visibility costs the products of X, four more for L and the P sandwich."""
+    c128 = np.complex128
+    dinv = np.ascontiguousarray(dinv, c128)
+    leak = np.ascontiguousarray(leak, c128)
+    if leak.shape[2] != dinv.shape[2]:
+        leak = np.ascontiguousarray(np.broadcast_to(leak, dinv.shape))
+    ok = np.isfinite(dinv).all(axis=-1) & np.isfinite(leak).all(axis=-1)
+    scaled = np.empty(dinv.shape, c128)
+    scaled[..., 0] = leak[..., 0] * dinv[..., 1]            # s_pq d_q^-1 (the a side of L's pq term)
+    scaled[..., 1] = leak[..., 1] * dinv[..., 0]            # s_qp d_p^-1 (the a side of L's qp term)
     if pinv is None:
-        pinv = np.zeros((1, 1, 2, 2), np.complex128)
+        pinv = np.zeros((1, 1, 2, 2), c128)
         pinv[..., 0, 0] = pinv[..., 1, 1] = 1
         has_p = False
     else:
         has_p = True
-    c128 = np.complex128
-    return int(sum(threaded(_correct_lin_d_rows, data.shape[0], data, np.ascontiguousarray(dinv, c128),
-                            np.ascontiguousarray(leak, c128), np.ascontiguousarray(pinv, c128), has_p, tidx,
-                            ant1, ant2, out, out_flag, bool(zero_bad))))
+    return int(sum(threaded(_correct_lin_d_rows, data.shape[0], data, dinv, scaled, ok,
+                            np.ascontiguousarray(pinv, c128), has_p, tidx, ant1, ant2, out, out_flag,
+                            bool(zero_bad))))
 
 
 @njit
-def _correct_lin_d_rows(start, stride, data, dinv, leak, pinv, has_p, tidx, ant1, ant2, out, out_flag,
+def _correct_lin_d_rows(start, stride, data, dinv, scaled, ok, pinv, has_p, tidx, ant1, ant2, out, out_flag,
                         zero_bad):
+    # X_ij = d_a,i V_ij conj(d_b,j);  L(X)_pq = X_pq - (s_pq,a d_a,q) V_qq conj(d_b,q)
+    #                                         - d_a,p V_pp conj(s_qp,b d_b,p)   (and qp alike)
     n_row, n_chan, n_corr = data.shape
-    one_chan = leak.shape[2] == 1
     n_bad = 0
     for row in range(start, n_row, stride):
         t = tidx[row]
@@ -279,31 +292,24 @@ def _correct_lin_d_rows(start, stride, data, dinv, leak, pinv, has_p, tidx, ant1
         aa = a if has_p else 0
         bb = b if has_p else 0
         for chan in range(n_chan):
-            lc = 0 if one_chan else chan
-            ga0 = dinv[t, a, chan, 0]
-            ga1 = dinv[t, a, chan, 1]
-            gb0 = np.conj(dinv[t, b, chan, 0])
-            gb1 = np.conj(dinv[t, b, chan, 1])
-            spa = leak[t, a, lc, 0]
-            sqa = leak[t, a, lc, 1]
-            spb = np.conj(leak[t, b, lc, 0])
-            sqb = np.conj(leak[t, b, lc, 1])
-            good = True
-            for z in (ga0, ga1, gb0, gb1, spa, sqa, spb, sqb):
-                if not (np.isfinite(z.real) and np.isfinite(z.imag)):
-                    good = False
-            if not good:
+            if not (ok[t, a, chan] and ok[t, b, chan]):
                 for c in range(4):
                     out[row, chan, c] = 0 if zero_bad else data[row, chan, c]
                     out_flag[row, chan, c] = True
                 n_bad += 4
                 continue
-            x0 = data[row, chan, 0] * ga0 * gb0
-            x1 = data[row, chan, 1] * ga0 * gb1
-            x2 = data[row, chan, 2] * ga1 * gb0
-            x3 = data[row, chan, 3] * ga1 * gb1
-            z1 = x1 - spa * x3 - sqb * x0
-            z2 = x2 - sqa * x0 - spb * x3
+            ga0 = dinv[t, a, chan, 0]
+            ga1 = dinv[t, a, chan, 1]
+            gb0 = np.conj(dinv[t, b, chan, 0])
+            gb1 = np.conj(dinv[t, b, chan, 1])
+            v0 = data[row, chan, 0]
+            v3 = data[row, chan, 3]
+            x0 = v0 * (ga0 * gb0)
+            x3 = v3 * (ga1 * gb1)
+            z1 = data[row, chan, 1] * (ga0 * gb1) - scaled[t, a, chan, 0] * v3 * gb1 \
+                - ga0 * v0 * np.conj(scaled[t, b, chan, 1])
+            z2 = data[row, chan, 2] * (ga1 * gb0) - scaled[t, a, chan, 1] * v0 * gb0 \
+                - ga1 * v3 * np.conj(scaled[t, b, chan, 0])
             if has_p:
                 o0, o1, o2, o3 = sandwich(pinv[ta, aa, 0, 0], pinv[ta, aa, 0, 1], pinv[ta, aa, 1, 0],
                                           pinv[ta, aa, 1, 1], x0, z1, z2, x3, pinv[ta, bb, 0, 0],
