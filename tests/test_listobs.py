@@ -83,6 +83,7 @@ def test_listobs_counts_match_taql(ms_intents):
     # antennas: every ANTENNA row, active = has data
     with table(f"{ms}::ANTENNA", ack=False) as t:
         assert [a["name"] for a in s["antennas"]] == list(t.getcol("NAME"))
+        assert [a["mount"] for a in s["antennas"]] == list(t.getcol("MOUNT"))       # (parang's rotation)
         np.testing.assert_array_equal([a["position_m"] for a in s["antennas"]], t.getcol("POSITION"))
     used = set(a1) | set(a2)
     assert [a["active"] for a in s["antennas"]] == [i in used for i in range(len(s["antennas"]))]

@@ -164,6 +164,8 @@ def summarise_ms(ms) -> dict:
         stations = [str(x) for x in t.getcol("STATION")]
         pos = t.getcol("POSITION")
         diam = t.getcol("DISH_DIAMETER")
+        mounts = ([str(x).strip() for x in t.getcol("MOUNT")] if "MOUNT" in t.colnames() and t.nrows()
+                  else [""] * len(anames))
     with _table(ms + "::SPECTRAL_WINDOW") as t:
         spw_rows = []
         for i in range(t.nrows()):
@@ -225,8 +227,9 @@ def summarise_ms(ms) -> dict:
         sp["has_data"] = sp["n_rows"] > 0
         spws.append(sp)
     spws.sort(key=lambda sp: (sp["id"], sp["ddid"]))
+    # the mount: how the parallactic angle turns the feeds (jones/parang.mount_kind)
     antennas = [{"id": i, "name": anames[i], "station": stations[i], "diameter_m": float(diam[i]),
-                 "position_m": [float(x) for x in pos[i]], "active": i in active}
+                 "mount": mounts[i], "position_m": [float(x) for x in pos[i]], "active": i in active}
                 for i in range(len(anames))]
     out.update({
         "observations": obs,
@@ -289,10 +292,10 @@ def render(summary, console):
                   str(sp["n_rows"]) if sp.get("has_data", True) else "0 (no data)")
     console.print(t)
     t = Table(title="Antennas", title_justify="left")
-    for c in ("id", "name", "station", "diam (m)", "x (m)", "y (m)", "z (m)", "data"):
-        t.add_column(c, justify="left" if c in ("name", "station", "data") else "right")
+    for c in ("id", "name", "station", "diam (m)", "mount", "x (m)", "y (m)", "z (m)", "data"):
+        t.add_column(c, justify="left" if c in ("name", "station", "mount", "data") else "right")
     for a in s["antennas"]:
         x, y, z = a["position_m"]
-        t.add_row(str(a["id"]), a["name"], a["station"], f"{a['diameter_m']:g}", f"{x:.3f}", f"{y:.3f}",
-                  f"{z:.3f}", "yes" if a["active"] else "no")
+        t.add_row(str(a["id"]), a["name"], a["station"], f"{a['diameter_m']:g}", a.get("mount", ""),
+                  f"{x:.3f}", f"{y:.3f}", f"{z:.3f}", "yes" if a["active"] else "no")
     console.print(t)
