@@ -4,10 +4,12 @@ For every target field, SPW and memory-bounded row chunk the chain is evaluated 
 :mod:`alakazam.calibration.chain` (field selection, time interpolation, delay->jones / broadcast /
 pass-through / nearest frequency mapping, antenna remap by name) and composed in the RIME order of
 docs/conventions.md: ``J = Diag D P`` (P only with ``apply_parang``).  Diagonal-only chains use the
-diagonal kernel; D or P use the full 2x2 inverse.  Flags per hand (K, G; :mod:`alakazam.core.handflags`):
-the diagonal kernel flags a correlation whose hand is flagged on either side and keeps the others;
-the full kernel flags all four correlations of an antenna with a flagged hand (D and linear-feed P
-mix the hands); circular-feed P, diagonal, is folded into the diagonal kernel when a hand is flagged.
+diagonal kernel; D or P use the full 2x2 inverse -- except a D whose gains were solved without it, which
+is applied linearised as CASA's Df (:mod:`alakazam.calibration.dapply`).  Flags per hand (K, G;
+:mod:`alakazam.core.handflags`): the diagonal kernel flags a correlation whose hand is flagged on either
+side and keeps the others; the full kernel flags all four correlations of an antenna with a flagged
+hand (D and linear-feed P mix the hands); circular-feed P, diagonal, is folded into the diagonal kernel
+when a hand is flagged.
 
 DATA is never modified.  What happens to data with no valid solution (flagged solution, antenna
 missing from the table) is CASA's ``applymode`` (:mod:`alakazam.calibration.applymode`): flagged
