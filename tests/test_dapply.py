@@ -15,32 +15,45 @@ from alakazam.io import hdf5
 from alakazam.jones import algebra, parang
 
 
-def _term(key, jt, term_id, pre_ids=(), phase_only=False):
+def _term(key, jt, chain_keys=(), written="2026-12-05 10:00:00 UTC", phase_only=False, record=True):
+    attrs = {"jones_type": jt, "term_id": key.lower(), "term_written": written, "phase_only": phase_only,
+             "spw": 0, "field_name": "F", "ant_names": ["A"]}
+    if record:
+        attrs.update(preapply_chain=list(chain_keys), preapply_ids=[k.lower() for k in chain_keys])
     s = hdf5.SolutionSet(jones=np.zeros((1, 1, 1, 2, 2), complex), flags=np.zeros((1, 1, 1), bool),
-                         time=np.array([0.0]), freq=np.array([1e9]),
-                         attrs={"jones_type": jt, "term_id": term_id, "phase_only": phase_only,
-                                "preapply_chain": [f"P{i}" for i in range(len(pre_ids))],
-                                "preapply_ids": list(pre_ids), "spw": 0, "field_name": "F",
-                                "ant_names": ["A"]})
+                         time=np.array([0.0]), freq=np.array([1e9]), attrs=attrs)
     return chain.LoadedTerm(key, jt, [s])
 
 
+T1, T2 = "2026-12-05 10:00:00 UTC", "2026-12-05 11:00:00 UTC"
+
+
 def test_rule():
-    d = _term("D0", "D", "dd")
-    k = _term("K0", "K", "kk")
-    g_without = _term("G0", "G", "g1", ["kk"])
-    g_with = _term("G1", "G", "g2", ["kk", "dd"])
-    gp_without = _term("G2", "G", "g3", ["kk"], phase_only=True)
-    assert dapply.linearised([k, g_without]) == (False, "")             # no D
-    lin, why = dapply.linearised([k, g_without, d])
-    assert lin and "G0 was solved without it" in why
-    assert dapply.linearised([k, g_with, d])[0] is False                  # iterated: in full
-    assert dapply.linearised([k, g_with, gp_without, d])[0] is False      # phase-only: takes no amplitude
-    assert dapply.linearised([k, g_with, g_without, d])[0] is True        # one gain without D is enough
-    assert dapply.linearised([k, d])[0] is False                          # no amplitude gain: in full
-    old = _term("G0", "G", "", [])                                        # a table without identities
-    old.sets[0].attrs.pop("preapply_ids")
-    assert dapply.linearised([old, d])[0] is True
+    """calibration/dapply.py's rule: linearised unless the amplitude gains solved last were solved with
+    a D pre-applied (review 59d's cases S1-S8)."""
+    d = _term("D0", "D", ["K0", "G0", "G1", "KC0"])
+    k = _term("K0", "K")
+    g0 = _term("G0", "G", ["K0"])
+    g1 = _term("G1", "G", ["K0", "G0"])
+    assert dapply.linearised([k, g0, g1]) == (False, "")                         # no D
+    lin, why = dapply.linearised([k, g0, g1, d])                                 # one round (S1)
+    assert lin and "G0, G1 were solved without it" in why
+    g0d = _term("G0", "G", ["K0", "G1", "KC0", "D0", "CP0"])
+    g1d = _term("G1", "G", ["K0", "G0", "KC0", "D0", "CP0"])
+    lin, why = dapply.linearised([k, g0d, g1d, d])                              # iterated
+    assert not lin and "inverted in full" in why
+    # S4 / S5: one gain re-solved later with D (and the others) applied: in full; earlier: linearised
+    assert dapply.linearised([k, g0, _term("G1", "G", ["K0", "G0", "D0"], T2), d])[0] is False
+    assert dapply.linearised([k, _term("G0", "G", ["K0", "D0"], T1), _term("G1", "G", ["K0"], T2), d])[0]
+    # S8: no amplitude gain applied with D (gains maybe written to DATA): linearised, said so
+    lin, why = dapply.linearised([_term("KC0", "KC"), d])
+    assert lin and "no amplitude gain" in why
+    # a phase-only gain takes no amplitude: left out of the rule
+    gp = _term("G2", "G", ["K0"], T2, phase_only=True)
+    assert dapply.linearised([k, g0d, g1d, gp, d])[0] is False
+    # S7: tables without the record (CASA's): linearised, and the log says it is an assumption
+    lin, why = dapply.linearised([_term("G0", "G", record=False), d])
+    assert lin and "records no pre-applied terms" in why
 
 
 def _reference(data, dinv, leak, pinv, tidx, a1, a2):

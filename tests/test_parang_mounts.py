@@ -227,3 +227,35 @@ def _app_offset(t, centre):
     z = me.direction("AZEL", "0deg", "90deg")
     return (me.posangle(me.measure(src, "APP"), me.measure(z, "APP")).get_value("rad")
             - me.posangle(src, me.measure(z, "J2000")).get_value("rad"))
+
+
+def test_equatorial_array_pol_terms_are_warned(tmp_path, solve_warnings):
+    """An array of EQUATORIAL mounts (WSRT-like) never turns its feeds against the sky: CP and D on a
+    polarised calibrator cannot be told from its polarisation however many scans are solved (review
+    59d: CP 32 deg off, unwarned -- the coverage check took the array centre's parallactic angle,
+    which covered 147 deg).  Warned now, naming the mounts; the same MS with ALT-AZ mounts is not."""
+    from alakazam.sim.simulate import simulate_ms
+
+    block = dict(ref_ant="C00", apply_parang=True, jones=["G", "KC", "CP", "D"], field=["3C286"],
+                 time_interval=["inf"] * 4, freq_interval=["full"] * 4)
+    got = {}
+    for mount in ("EQUATORIAL", "ALT-AZ"):
+        ms = str(tmp_path / f"{mount}.ms")
+        simulate_ms(ms, feed="linear", n_ant=6, n_chan=(4,), duration_h=3.0, int_s=120.0, scan_len_s=600.0,
+                    noise=0.01, seed=31, flag_rows=0.0, dead_ant=False, delays=False, bandpass=False,
+                    time_gains=False, mounts=[mount] * 8)
+        out = str(tmp_path / f"{mount}.h5")
+        got[mount] = solve_warnings("keep the feeds at one angle", ms=ms, output=out, **block)
+    assert got["ALT-AZ"] == []
+    assert got["EQUATORIAL"] and got["EQUATORIAL"][0].startswith("CP0 (CP) on 3C286"), got
+    assert "EQUATORIAL" in got["EQUATORIAL"][0] and "unpolarised" in got["EQUATORIAL"][0]
+
+
+def test_simulator_mounts_are_checked(tmp_path):
+    from alakazam.errors import AlakazamError
+    from alakazam.sim.simulate import simulate_ms
+
+    for bad in ("ALT-AZ", [None] * 8, ["ALT-AZ"] * 3):
+        with pytest.raises(AlakazamError, match="mounts"):
+            simulate_ms(str(tmp_path / "x.ms"), n_ant=6, mounts=bad)
+    assert not os.path.exists(tmp_path / "x.ms")

@@ -20,16 +20,26 @@ right correction depends on the gains applied with it:
   (review 52: the iterated tables applied so were at the truth to 4e-4 where CASA's linearised apply of
   the same tables left the parallel hands 0.19-0.27% high).
 
-The rule (:func:`linearised`): an apply with a D term inverts D linearised unless every amplitude gain
-applied with it (Jones types G and T that are not phase-only, fluxscaled ones included) records one of
-the applied D's identities among the terms it was solved with (calibration/chainid.py,
-``preapply_ids``).  Gains without recorded identities (tables of older versions, CASA tables) count as
-solved without D: the CASA form.  An apply of D without amplitude gains inverts it in full (nothing took
-up the parallel-hand leakage).  The solve's pre-apply of D is the forward model on the model side and is
-not affected.  Pinned by tests/test_dapply.py.
+The rule (:func:`linearised`), from what each amplitude gain applied with the D (Jones types G and T
+that are not phase-only, fluxscaled ones included) records of the terms it was solved with
+(``preapply_chain``: whether a D was among them):
+
+* in full when every such gain was solved with a D pre-applied, or when the gain(s) solved last (attr
+  ``term_written``) were -- a gain re-solved with D and the other gains applied takes up what the
+  earlier ones left (review 59d: a time gain re-solved so, with the bandpass of a run without D, was
+  right with the full inverse: 3C286 V 0.0009 Jy against 0.028 linearised);
+* linearised otherwise: the gains solved last were solved without a D, or no amplitude gain is applied
+  with the D (the data may have been calibrated by gains solved without it and written to DATA -- a
+  split workflow: review 59d, full 3C286 V 0.028 Jy, linearised 0.0005), or a gain records nothing
+  (CASA tables, whose solve is unknown: CASA's own apply).
+
+The log line says which and why.  The solve's pre-apply of D is the forward model on the model side
+and is not affected.  Pinned by tests/test_dapply.py.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from . import chainid
 
@@ -41,27 +51,48 @@ def _phase_only(term) -> bool:
     return any(bool(s.attrs.get("phase_only", False)) for s in term.sets)
 
 
+def _solved_with_d(term):
+    """True / False: whether ``term`` records a D among the terms it was solved with; None: it records
+    nothing (a table without the attr, e.g. imported from CASA)."""
+    from .solve_order import _type_of_key
+
+    seen = None
+    for st in term.sets:
+        chain = st.attrs.get("preapply_chain")
+        if chain is None:
+            continue
+        seen = bool(seen) or any(_type_of_key(str(k)) == "D" for k in np.atleast_1d(chain) if str(k))
+    return seen
+
+
 def linearised(terms) -> tuple:
     """(whether D is inverted linearised, a one-line reason for the log) for the terms of an apply
     (LoadedTerms, the apply's chain); ``(False, "")`` without a D term."""
     d_terms = [t for t in terms if t.jones_type == "D"]
     if not d_terms:
         return False, ""
-    gains = [t for t in terms if t.jones_type in GAIN_TYPES and not _phase_only(t)]
     dkeys = ", ".join(t.key for t in d_terms)
+    lin = (f"{dkeys} applied linearised, as CASA's applycal applies a Df (the cross hands corrected to "
+           "first order, the parallel hands untouched): ")
+    gains = [t for t in terms if t.jones_type in GAIN_TYPES and not _phase_only(t)]
     if not gains:
-        return False, f"{dkeys} inverted in full (no amplitude gain is applied with it)"
-    d_ids = set().union(*(chainid.term_ids(t) for t in d_terms))
-    without = []
-    for g in gains:
-        ids = set().union(*(rec[2] for rec in chainid.recorded(g))) if chainid.recorded(g) else set()
-        if not (d_ids & ids):
-            without.append(g.key)
-    if without:
-        return True, (f"{dkeys} applied linearised, as CASA's applycal applies a Df (the cross hands "
-                      f"corrected to first order, the parallel hands untouched): {', '.join(without)} "
-                      f"{'was' if len(without) == 1 else 'were'} solved without it, so "
-                      f"{'it' if len(without) == 1 else 'they'} already took up the leakage's parallel-hand "
-                      "part (the full inverse would remove it twice)")
-    return False, (f"{dkeys} inverted in full: the gains applied with it ({', '.join(g.key for g in gains)}) "
-                   "were solved with it pre-applied")
+        return True, lin + ("no amplitude gain is applied with it (gains applied before, e.g. written to "
+                            "DATA, took up the leakage's parallel-hand part if solved without it)")
+    state = {g.key: _solved_with_d(g) for g in gains}
+    unknown = [k for k, v in state.items() if v is None]
+    if unknown:
+        return True, lin + (f"{', '.join(unknown)} {'records' if len(unknown) == 1 else 'record'} no "
+                            "pre-applied terms (a table without that record, e.g. CASA's), so "
+                            f"{'it is' if len(unknown) == 1 else 'they are'} taken as solved without it")
+    with_d = [g for g in gains if state[g.key]]
+    without = [g for g in gains if not state[g.key]]
+    if with_d and (not without or max(chainid.term_written(g) for g in with_d)
+                   >= max(chainid.term_written(g) for g in without)):
+        return False, (f"{dkeys} inverted in full: {', '.join(g.key for g in with_d)} "
+                       f"{'was' if len(with_d) == 1 else 'were'} solved with a D pre-applied"
+                       + (f", after {', '.join(g.key for g in without)}" if without else ""))
+    keys = ", ".join(g.key for g in without)
+    return True, lin + (f"{keys} {'was' if len(without) == 1 else 'were'} solved without it"
+                        + (f" (after {', '.join(g.key for g in with_d)}, solved with it)" if with_d else "")
+                        + ", so already took up the leakage's parallel-hand part (the full inverse would "
+                        "remove it twice)")

@@ -44,6 +44,19 @@ warning only: no solution is flagged (README "Cross-hand misfit": the average is
 for and may be what they want; flagging a full-band cell would flag the whole band of every target;
 CASA flags nothing here).  KC is not measured (its fringe fit over the band is itself the band's
 model; a KC misfit shows in the CP solved after it).  tests/test_crosshand_misfit.py.
+
+``swap`` (CP only; review 59c: RL and LR of DATA exchanged, labels kept, gave 3C286 0.2% polarised for
+10%, nothing said -- CASA neither; the one-solution and per-scan fits both fail alike, ratio ~1).  CP's
+phase is the argument of ``A = sum w (conj(V_pq) M_pq + V_qp conj(M_qp))`` per frequency bin; the
+same sum with V_pq and V_qp exchanged, ``A_swap``, is coherent where the data's cross hands are
+exchanged against the model's.  With circular feeds the model's RL turns with the parallactic angle
+and LR the other way, so over a cell that covers it A_swap of right data averages down, and A of
+exchanged data does (without coverage the two are alike and nothing is said).  Measured: per bin
+|A_swap| / |A|, where |A| or |A_swap| is significant against the noise sqrt(sum w |M|^2) (more than
+:data:`SWAP_SIGNIFICANCE` times it); the set's value is the median over those bins.  Warned
+(:func:`notes`) when it exceeds :data:`SWAP_RATIO`.  Linear feeds: a source without V has real
+feed-frame cross hands (XY = YX = U_f), so an exchange is CP's phase with the other sign (and V's
+sign): not seen, and nothing but V changes.
 """
 
 from __future__ import annotations
@@ -58,6 +71,14 @@ log = logging.getLogger("alakazam")
 #: significance: a correct model gives ~1 (0.98-1.3; up to 4.4 at very high S/N with a misfit of 1e-4 of
 #: the power, which EXCESS keeps quiet), the review's cases 16-2e4 (README "Cross-hand misfit")
 RATIO = 3.0
+#: CP: |A_swap| / |A| (module doc, ``swap``) above this in the median bin with signal: the cross hands
+#: look exchanged.  With c = |sum w M_pq^2| / sum w |M_pq|^2 (how little the model's cross hands turn
+#: over the cell: 1 without parallactic coverage) the ratio is about c for right data (never above 1
+#: but for noise, which the significance test bounds) and 1 / c for exchanged data: warned where c < 0.5
+#: (tests/test_crosshand_swap.py, 3 h of 3C286: right 0.27, exchanged 3.1)
+SWAP_RATIO = 2.0
+#: a bin counts for ``swap`` when |A_swap| or |A| exceeds this many times its noise, sqrt(sum w |M|^2)
+SWAP_SIGNIFICANCE = 10.0
 #: ... and the flexible model taking out more than this fraction of the cross-hand data power (size:
 #: the recommended recipe <= 2.4e-4, the review's cases 0.22-1.4)
 EXCESS = 1e-3
@@ -297,7 +318,13 @@ def band_misfit(jt, batch, sub, samples, n_sub, changed=None, params=None):
 def measure(jt, batch, changed=None, sub=None, samples=None, n_sub=0, params=None):
     """``{"time": (ratio, excess), "band": (ratio, excess)}`` of a CP / D set's batch as solved (module
     docstring); NaN where not measurable.  Never raises: a failure leaves the set unmeasured."""
-    out = {"time": (float("nan"), float("nan")), "band": (float("nan"), float("nan"))}
+    out = {"time": (float("nan"), float("nan")), "band": (float("nan"), float("nan")),
+           "swap": float("nan")}
+    if jt == "CP":
+        try:
+            out["swap"] = swap_ratio(batch)
+        except Exception as e:      # a diagnostic: never the solve's failure
+            log.debug("crosshand swap not measured: %s", e)
     try:
         d0 = None
         if jt == "D" and params is not None and np.shape(params) == (batch.n_cell, batch.n_ant, 2):
@@ -308,6 +335,27 @@ def measure(jt, batch, changed=None, sub=None, samples=None, n_sub=0, params=Non
     except Exception as e:          # a diagnostic: never the solve's failure
         log.debug("crosshand misfit not measured (%s): %s", jt, e)
     return out
+
+
+def swap_ratio(batch) -> float:
+    """CP: the median over the frequency bins with signal of |A_swap| / |A| (module doc, ``swap``); NaN
+    without such a bin.  Cells are bins (the CP batch: one cell per bin, its samples the time samples)."""
+    ratios = []
+    for c in range(batch.n_cell):
+        v1, v2 = batch.vis[c, ..., 1], batch.vis[c, ..., 2]
+        m1, m2 = batch.model[c, ..., 1], batch.model[c, ..., 2]
+        w1, w2 = batch.weight[c, ..., 1], batch.weight[c, ..., 2]
+        ok = (w1 > 0) & (w2 > 0)          # a sample with both cross hands (the exchange needs both)
+        if not ok.any():
+            continue
+        w1, w2 = np.where(ok, w1, 0.0), np.where(ok, w2, 0.0)
+        a = np.sum(w1 * np.conj(v1) * m1 + w2 * v2 * np.conj(m2))
+        a_swap = np.sum(w1 * np.conj(v2) * m1 + w2 * v1 * np.conj(m2))
+        noise = np.sqrt(np.sum(w1 * np.abs(m1) ** 2 + w2 * np.abs(m2) ** 2))
+        if not noise > 0 or max(abs(a), abs(a_swap)) < SWAP_SIGNIFICANCE * noise:
+            continue
+        ratios.append(abs(a_swap) / max(abs(a), 1e-300))
+    return float(np.median(ratios)) if ratios else float("nan")
 
 
 # --- the warning --------------------------------------------------------------------------------------
@@ -329,6 +377,22 @@ def notes(cfg, pending):
         sets = pending.get(st.key) or []
         if st.jones_type not in CROSS_TYPES or not sets:
             continue
+        swapped = {}
+        for s in sets:
+            x = (s.diagnostics.get("crosshand_misfit") or {}).get("swap", float("nan"))
+            if np.isfinite(x) and x > SWAP_RATIO:
+                swapped[str(s.field_name)] = max(x, swapped.get(str(s.field_name), 0.0))
+        if swapped:
+            out.append(
+                f"{st.key} ({st.jones_type}) on field(s) {', '.join(sorted(swapped))}: the data's cross "
+                f"hands agree with the model {max(swapped.values()):.3g}x more closely with the two "
+                f"exchanged (pq <-> qp, e.g. RL <-> LR) than as labelled: the polarised signal turns with "
+                f"the parallactic angle the other way round.  The MS's cross-hand correlations are "
+                f"probably swapped (a converter or correlator labelling them the wrong way), or the "
+                f"model's are; every polarisation product is wrong until that is mended (check the "
+                f"POLARIZATION table's CORR_TYPE against the data, e.g. on a known polarised "
+                f"calibrator).  The solution is stored unflagged (a warning only).")
+            fired_keys.append(st.key)
         worst = {"band": (0.0, 0.0, None), "time": (0.0, 0.0, None)}
         fields = set()
         for s in sets:

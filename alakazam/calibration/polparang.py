@@ -337,8 +337,14 @@ def _cells(s, meta, fid):
 
 def coverage(meta, fid, times):
     """(parallactic-angle range in deg, varying fraction 1 - |<exp(2 i chi)>|^2) of field ``fid`` at
-    ``times`` (the array position's angle)."""
+    ``times`` (the array position's angle); (0, 0) where no antenna's mount turns the feeds against the
+    sky (every MOUNT EQUATORIAL or unknown, jones/parang.mount_kind: the feed angle never changes;
+    review 59d: CP on 3C286 on such an array 32 deg off, unwarned, where the array centre's angle had
+    covered 147 deg)."""
     from ..jones import parang
+
+    if not feeds_rotate(meta.path, meta)[0]:
+        return 0.0, 0.0
 
     f = meta.fields[fid]
     chi = np.unwrap(np.asarray(parang.parallactic_angle(np.sort(times), f.ra, f.dec, meta.observatory)))
@@ -416,6 +422,19 @@ def coverage_notes(cfg, meta, pending, spw_sel, scans, rowsel=None):
             continue
         two = np.degrees(np.arcsin(np.sqrt(MIN_VARYING_FRACTION)))
         even = np.degrees(np.sqrt(3 * MIN_VARYING_FRACTION))
+        if not feeds_rotate(meta.path, meta)[0]:    # a fixed feed angle: more scans cannot help
+            out.append(
+                f"{st.key} ({st.jones_type}) on {fname}, polarised ({100 * pol_fraction(stokes[fid]):.1f}%): "
+                f"the antennas' mounts ({feeds_rotate(meta.path, meta)[1]}) keep the feeds at one angle on "
+                f"the sky, so the polarised signal never turns in the feed frame and "
+                + ("the cross-hand phase cannot be told from the array's mean leakage"
+                   if st.jones_type == "CP" else "a common part of the leakages cannot be told from the "
+                   "polarised flux") + f" however many scans are solved{bias}. Solve D on an unpolarised "
+                "calibrator and the cross-hand phase on a calibrator of known polarisation angle with D "
+                "applied (CASA's order: jones [..., KC, D, CP] with D on the unpolarised one)")
+            if st.jones_type == "CP":
+                warned.append((st.key, rng))
+            continue
         if st.jones_type == "D":        # no CP of the block over such a cell: the D's own degeneracy
             pfrac = pol_fraction(stokes[fid])
             size = f" (|d| {dmed:.3f} here: up to {2 * dmed * pfrac:.1e})" if dmed is not None else ""

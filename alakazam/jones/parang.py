@@ -307,7 +307,10 @@ def mount_kind(mount) -> str:
     * ``nasmyth-r`` / ``nasmyth-l`` (ALT-AZ+NASMYTH-R / -L): q + el / q - el (el the elevation);
     * ``x-y`` (X-Y): atan2(-cos H, -sin H sin dec) (H the hour angle);
     * ``unknown`` (anything else: SPACE-HALCA, BIZARRE, ALT-AZ+BWG-R ...): 0, as CASA, which warns
-      "unhandled mount type"; :func:`feed_parallactic_angles`' callers warn too (chain.parang_table)."""
+      "unhandled mount type"; :func:`feed_parallactic_angles`' callers warn too (chain.parang_table).
+
+    The one difference from CASA 6.7 measured (review 59d): it rotates 'ALT-AZ' and 'alt-az' but takes
+    'Alt-Az' or ' ALT-AZ ' as unknown; here they are alt-az (the text in upper case, stripped)."""
     return MOUNT_KINDS.get(str(mount).strip().upper(), "unknown")
 
 

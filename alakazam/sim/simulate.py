@@ -335,7 +335,10 @@ def simulate_ms(path, n_ant=6, n_ant_extra=2, n_chan=(16, 8), feed="linear", dur
     if mounts is not None:
         from ..errors import AlakazamError
 
-        mounts = [str(m) for m in mounts]
+        if isinstance(mounts, (str, bytes)) or not all(isinstance(m, str) for m in mounts):
+            raise AlakazamError(f"mounts: expected a list of ANTENNA MOUNT texts (one per antenna), got "
+                                f"{mounts!r}")
+        mounts = list(mounts)
         if len(mounts) != n_ant + n_ant_extra or not parang_in_data:
             raise AlakazamError(f"mounts: expected one ANTENNA MOUNT per antenna ({n_ant + n_ant_extra}) "
                                 f"with parang_in_data, got {len(mounts)} (parang_in_data={parang_in_data})")
