@@ -921,7 +921,12 @@ def _check_absolute_gauge(batch, step, fields, r, cfg=None, pol_fraction=None):
         worst = 0.0 if worst < 1e-12 else worst
         why = ""
         no_parang = cfg is not None and not cfg.apply_parang
-        if pol_fraction is not None and np.isfinite(pol_fraction) and pol_fraction < 1e-3:
+        still = _feeds_still(cfg)
+        if still:
+            why = (f" The antennas' mounts ({still}) keep the feeds at one angle on the sky, so the "
+                   "polarised flux never turns in the feed frame, whatever the parallactic-angle range: "
+                   "use leakage_gauge 'reference' with D on an unpolarised calibrator (review 59d).")
+        elif pol_fraction is not None and np.isfinite(pol_fraction) and pol_fraction < 1e-3:
             why = (f" The model of {', '.join(fields)} has no polarised flux in the cross hands (their "
                    f"amplitude {pol_fraction:.1g} of the parallel hands'): an unpolarised calibrator never "
                    f"fixes it" + (" (apply_parang is false -- akcal parang=False --, which for an "
@@ -938,6 +943,22 @@ def _check_absolute_gauge(batch, step, fields, r, cfg=None, pol_fraction=None):
             f"{worst:.2g} of one antenna's, at least {leakage.ABSOLUTE_MIN_INFO} needed). Solve D on a "
             f"polarised calibrator over a wide range of parallactic angle (time_interval 'inf'), or use "
             f"leakage_gauge 'reference' (CASA's).{why}"]})
+
+
+def _feeds_still(cfg) -> str:
+    """The mounts as text where none turns the feeds against the sky (every MOUNT EQUATORIAL or unknown:
+    jones/parang.mount_kind), else '' (also when the MS cannot be read: only an error's explanation)."""
+    if cfg is None:
+        return ""
+    try:
+        from .calibration.polparang import feeds_rotate
+        from .core import ms_io
+
+        meta = ms_io.read_meta(cfg.ms)
+        rotate, kinds = feeds_rotate(cfg.ms, meta)
+        return "" if rotate else kinds
+    except Exception:       # noqa: BLE001 -- an explanation never replaces the error it explains
+        return ""
 
 
 def _solution_set(ctx, step, g: FieldSpw, group: Group, acc, cells_t, res, cell_index):

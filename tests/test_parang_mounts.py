@@ -259,3 +259,25 @@ def test_simulator_mounts_are_checked(tmp_path):
         with pytest.raises(AlakazamError, match="mounts"):
             simulate_ms(str(tmp_path / "x.ms"), n_ant=6, mounts=bad)
     assert not os.path.exists(tmp_path / "x.ms")
+
+
+@pytest.mark.parametrize("parang_on", [True, False])
+def test_equatorial_absolute_gauge_refusal_names_the_mounts(tmp_path, parang_on):
+    """leakage_gauge 'absolute' on an all-EQUATORIAL array is refused (the data never fix it); the error
+    says why: the mounts, not apply_parang or the parallactic range (review 59d: it blamed those)."""
+    from alakazam.config import solve_config_from_dict
+    from alakazam.errors import ParameterError
+    from alakazam.flow import run_solve
+    from alakazam.sim.simulate import simulate_ms
+
+    ms = str(tmp_path / "e.ms")
+    simulate_ms(ms, feed="linear", n_ant=6, n_chan=(4,), duration_h=3.0, int_s=120.0, scan_len_s=600.0,
+                noise=0.01, seed=31, flag_rows=0.0, dead_ant=False, delays=False, bandpass=False,
+                time_gains=False, mounts=["EQUATORIAL"] * 8)
+    with pytest.raises(ParameterError, match="leakage_gauge") as e:
+        run_solve(solve_config_from_dict(dict(
+            ms=ms, output=str(tmp_path / "c.h5"), ref_ant="C00", apply_parang=parang_on,
+            jones=["G", "KC", "CP", "D"], field=["3C286"], time_interval=["inf"] * 4, combine=["scan"] * 4,
+            freq_interval=["full"] * 4, leakage_gauge="absolute", quiet=True)))
+    assert "mounts (EQUATORIAL) keep the feeds at one angle" in str(e.value)
+    assert "set apply_parang: true" not in str(e.value)
