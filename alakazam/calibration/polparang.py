@@ -335,15 +335,15 @@ def _cells(s, meta, fid):
     return [np.concatenate(v) for _, v in sorted(out.items())]
 
 
-def coverage(meta, fid, times):
+def coverage(meta, fid, times, rotate=True):
     """(parallactic-angle range in deg, varying fraction 1 - |<exp(2 i chi)>|^2) of field ``fid`` at
     ``times`` (the array position's angle); (0, 0) where no antenna's mount turns the feeds against the
-    sky (every MOUNT EQUATORIAL or unknown, jones/parang.mount_kind: the feed angle never changes;
-    review 59d: CP on 3C286 on such an array 32 deg off, unwarned, where the array centre's angle had
-    covered 147 deg)."""
+    sky (``rotate`` False, :func:`feeds_rotate`: every MOUNT EQUATORIAL or unknown, the feed angle never
+    changes; review 59d: CP on 3C286 on such an array 32 deg off, unwarned, where the array centre's
+    angle had covered 147 deg)."""
     from ..jones import parang
 
-    if not feeds_rotate(meta.path, meta)[0]:
+    if not rotate:
         return 0.0, 0.0
 
     f = meta.fields[fid]
@@ -383,6 +383,7 @@ def coverage_notes(cfg, meta, pending, spw_sel, scans, rowsel=None):
     stokes, out, warned = {}, [], []
     dmed = _typical_leakage(cfg, pending)
     n_ant = len(np.asarray(meta.active_ants))
+    rotate, mounts = feeds_rotate(meta.path, meta)
     for st in steps:
         worst = None
         for s in pending[st.key]:
@@ -394,7 +395,7 @@ def coverage_notes(cfg, meta, pending, spw_sel, scans, rowsel=None):
             if not (pol_fraction(stokes[fid]) > POLARISED_FRACTION):
                 continue
             for t in _cells(s, meta, fid):
-                rng, var = coverage(meta, fid, t)
+                rng, var = coverage(meta, fid, t, rotate)
                 if var < MIN_VARYING_FRACTION and (worst is None or var < worst[1]):
                     worst = (rng, var, s.field_name, fid, t, str(s.attrs.get("feed_basis", "linear")))
         if worst is None:
@@ -422,10 +423,10 @@ def coverage_notes(cfg, meta, pending, spw_sel, scans, rowsel=None):
             continue
         two = np.degrees(np.arcsin(np.sqrt(MIN_VARYING_FRACTION)))
         even = np.degrees(np.sqrt(3 * MIN_VARYING_FRACTION))
-        if not feeds_rotate(meta.path, meta)[0]:    # a fixed feed angle: more scans cannot help
+        if not rotate:                      # a fixed feed angle: more scans cannot help
             out.append(
                 f"{st.key} ({st.jones_type}) on {fname}, polarised ({100 * pol_fraction(stokes[fid]):.1f}%): "
-                f"the antennas' mounts ({feeds_rotate(meta.path, meta)[1]}) keep the feeds at one angle on "
+                f"the antennas' mounts ({mounts}) keep the feeds at one angle on "
                 f"the sky, so the polarised signal never turns in the feed frame and "
                 + ("the cross-hand phase cannot be told from the array's mean leakage"
                    if st.jones_type == "CP" else "a common part of the leakages cannot be told from the "

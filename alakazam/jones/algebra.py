@@ -196,6 +196,16 @@ def _inverse2x2_or_nan(j, out, ok):
             ok[i] = False
 
 
+@njit(inline="always")
+def _flag_sample(data, out, out_flag, row, chan, zero_bad):
+    """All four correlations of (row, chan) flagged, ``out`` 0 (``zero_bad``) or the uncorrected data;
+    returns 4 (the count) -- the full kernels' sample without a valid solution."""
+    for c in range(4):
+        out[row, chan, c] = 0 if zero_bad else data[row, chan, c]
+        out_flag[row, chan, c] = True
+    return 4
+
+
 def correct_full_inv(data, jinv, jok, tidx, ant1, ant2, out, out_flag, zero_bad=True):  # -> n flagged
     r""":func:`correct_full` with a precomputed inverse table ``(jinv, jok)`` of
     :func:`full_inverse_table`: ``V' = Jinv_p V Jinv_q^H``, the same products as correct_full (equal
@@ -220,10 +230,7 @@ def _correct_full_inv_rows(start, stride, data, jinv, jok, tidx, ant1, ant2, out
         b = ant2[row]
         for chan in range(n_chan):
             if not (jok[t, a, chan] and jok[t, b, chan]):
-                for c in range(4):
-                    out[row, chan, c] = 0 if zero_bad else data[row, chan, c]
-                    out_flag[row, chan, c] = True
-                n_bad += 4
+                n_bad += _flag_sample(data, out, out_flag, row, chan, zero_bad)
                 continue
             o0, o1, o2, o3 = sandwich(jinv[t, a, chan, 0, 0], jinv[t, a, chan, 0, 1], jinv[t, a, chan, 1, 0],
                                       jinv[t, a, chan, 1, 1], data[row, chan, 0], data[row, chan, 1],
@@ -293,10 +300,7 @@ def _correct_lin_d_rows(start, stride, data, dinv, scaled, ok, pinv, has_p, tidx
         bb = b if has_p else 0
         for chan in range(n_chan):
             if not (ok[t, a, chan] and ok[t, b, chan]):
-                for c in range(4):
-                    out[row, chan, c] = 0 if zero_bad else data[row, chan, c]
-                    out_flag[row, chan, c] = True
-                n_bad += 4
+                n_bad += _flag_sample(data, out, out_flag, row, chan, zero_bad)
                 continue
             ga0 = dinv[t, a, chan, 0]
             ga1 = dinv[t, a, chan, 1]
