@@ -697,16 +697,11 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
     model_power = None
     cp_key = (step.key, g.fid, g.ddid, int(group.scan_id), tuple(group.scans))     # (a CP unit's)
     parallel = acc.get("parallel_power")
-    if parallel is not None and parallel[1] > 0:
-        # the calibrator's mean model power per weight in the parallel hands (a sample of the rows as
-        # read) and in the cross hands (CP's batch, in the feed frame, before the offsets change its
-        # model): what sizes the leakage a gain solved on it absorbed before D (calibration/leakcheck.py)
-        from .solvers import cross_phase
-        num, den = cross_phase.cross_model_power(batch)
-        model_power = (parallel[0] / parallel[1], num / den if den > 0 else float("nan"))
-        ctx.cp_model_power[cp_key] = model_power
-    elif jt == "CP":                    # a later round: the first round's (its model held no D)
-        model_power = ctx.cp_model_power.get(cp_key)
+    # the calibrator's mean model power per weight in the parallel hands (a sample of the rows as read)
+    # and in the cross hands (CP's batch, in the feed frame, before the offsets change its model): what
+    # sizes the leakage a gain solved on it absorbed before D (calibration/leakcheck.py); from the
+    # offsets' own pass when they are removed, else one pass of its own
+    cross_power = np.zeros((batch.n_cell, 2)) if parallel is not None and parallel[1] > 0 else None
     # CP only (its closed form takes the offsets; KC does not): a literal type check, kept
     cp_changed = None
     if jt == "CP" and (ctx.cp_offsets or all(terms.get(t.jones_type).diagonal for t in g.prior)):
@@ -716,13 +711,23 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         from .solvers import cross_phase
         first = ctx.cp_offset_cells.get(cp_key)
         if ctx.cp_offsets and first is not None and len(first) == batch.n_cell:
-            changed = cross_phase.remove_leakage_offsets(batch, cells=first)    # the first round's cells
+            changed = cross_phase.remove_leakage_offsets(batch, cells=first,     # the first round's cells
+                                                         model_power=cross_power)
         else:
-            changed = cross_phase.remove_leakage_offsets(batch)
+            changed = cross_phase.remove_leakage_offsets(batch, model_power=cross_power)
             if not ctx.cp_offsets:
                 ctx.cp_offset_cells[cp_key] = changed
         cp_changed = changed
         log.debug("%s: leakage offsets removed in %d/%d cells", step.key, int(changed.sum()), batch.n_cell)
+        num, den = (None, None) if cross_power is None else cross_power.sum(axis=0)
+    elif cross_power is not None:
+        from .solvers import cross_phase
+        num, den = cross_phase.cross_model_power(batch)
+    if cross_power is not None:
+        model_power = (parallel[0] / parallel[1], num / den if den > 0 else float("nan"))
+        ctx.cp_model_power[cp_key] = model_power
+    elif jt == "CP":                    # a later round: the first round's (its model held no D)
+        model_power = ctx.cp_model_power.get(cp_key)
     if jt == "D":        # the cross hands only, as CASA's Df (leakage.cross_hands_only), once the parallel
         from .solvers import leakage         # hands are seen to match the model (or D comes out scaled)
         fields = sorted({m.fld.name for m in g.members})

@@ -285,6 +285,7 @@ def compile_types(types):
             b = batch(jt)
             if jt == "CP":
                 cross_phase.remove_leakage_offsets(b)
+                cross_phase.swap_sums(b)        # the exchanged-hands check (misfitcheck.swap_ratio)
             if jt == "D":               # the gauge's information (leakage_gauge, the gauge note)
                 from .solvers import leakage
                 leakage.absolute_gauge_info(b)

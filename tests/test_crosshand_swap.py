@@ -85,3 +85,33 @@ def test_swap_ratio_values(pair, tmp_path, monkeypatch):
         assert got["right"] < 0.4 and got["swapped"] > 1.25 * misfitcheck.SWAP_RATIO
     else:
         assert max(got.values()) < misfitcheck.SWAP_RATIO
+
+
+def test_swap_sums_match_their_definition():
+    """The compiled per-cell sums of the check equal the numpy definition (``swap_sums``' docstring) on
+    a batch with flagged samples, one cross hand flagged alone, and a cell with no usable sample."""
+    from alakazam.solvers import CellBatch, cross_phase
+
+    rng = np.random.default_rng(3)
+    n_cell, n_ant, n_s = 4, 5, 7
+    a1, a2 = np.triu_indices(n_ant, 1)
+    shape = (n_cell, len(a1), n_s, 4)
+    cplx = lambda: rng.standard_normal(shape) + 1j * rng.standard_normal(shape)   # noqa: E731
+    v, m = cplx(), cplx()
+    w = rng.uniform(0.5, 2.0, shape)
+    w[rng.random(shape) < 0.3] = 0.0
+    w[3] = 0.0
+    w[2, ..., 1] = 0.0
+    w[2, 0, 0, 1] = 1.0
+    b = CellBatch(vis=v, model=m, weight=w, ant1=a1.astype(np.int32), ant2=a2.astype(np.int32),
+                  freq=np.ones((n_cell, n_s)), n_ant=n_ant, ref_ant=0)
+    got = cross_phase.swap_sums(b)
+    for c in range(n_cell):
+        ok = (w[c, ..., 1] > 0) & (w[c, ..., 2] > 0)
+        w1, w2 = np.where(ok, w[c, ..., 1], 0), np.where(ok, w[c, ..., 2], 0)
+        v1, v2, m1, m2 = v[c, ..., 1], v[c, ..., 2], m[c, ..., 1], m[c, ..., 2]
+        want = [np.sum(w1 * np.conj(v1) * m1 + w2 * v2 * np.conj(m2)),
+                np.sum(w1 * np.conj(v2) * m1 + w2 * v1 * np.conj(m2)),
+                np.sum(w1 * np.abs(m1) ** 2 + w2 * np.abs(m2) ** 2)]
+        np.testing.assert_allclose(got[c], want, rtol=1e-12, atol=1e-12)
+    assert got[3].tolist() == [0, 0, 0] and got[2, 2].real > 0

@@ -259,7 +259,8 @@ def test_later_rounds_repeat_the_first_rounds_offset_cells(strong_leakage, tmp_p
         _solve(ms, str(tmp_path / f"c{n}.h5"), n)
         err[n] = _cross_phase_rms_deg(str(tmp_path / f"c{n}.h5"), truth)
     real = cross_phase.remove_leakage_offsets
-    monkeypatch.setattr(cross_phase, "remove_leakage_offsets", lambda batch, cells=None: real(batch))
+    monkeypatch.setattr(cross_phase, "remove_leakage_offsets",
+                        lambda batch, cells=None, **kw: real(batch, **kw))
     _solve(ms, str(tmp_path / "old.h5"), 4)
     old = _cross_phase_rms_deg(str(tmp_path / "old.h5"), truth)
     print(f"cross-hand phase error (deg): 1 round {err[1]:.4f}, 4 rounds {err[4]:.4f}; 4 rounds deciding "

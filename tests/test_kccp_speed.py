@@ -56,8 +56,17 @@ def test_leakage_offsets_equal_numpy_definition():
     ref = CellBatch(vis=batch.vis.copy(), model=batch.model.copy(), weight=batch.weight.copy(),
                     ant1=batch.ant1, ant2=batch.ant2, freq=batch.freq, n_ant=batch.n_ant)
     want = _reference_leakage_offsets(ref, cross_phase.MIN_VARYING_FRACTION)
-    got = cross_phase.remove_leakage_offsets(batch)
+    before = CellBatch(vis=batch.vis.copy(), model=batch.model.copy(), weight=batch.weight.copy(),
+                       ant1=batch.ant1, ant2=batch.ant2, freq=batch.freq, n_ant=batch.n_ant)
+    power = np.full((batch.n_cell, 2), np.nan)
+    got = cross_phase.remove_leakage_offsets(batch, model_power=power)
     assert want.tolist() == got.tolist()
+    # the same pass's model power: cross_model_power of the batch as it was, per cell
+    for c in range(batch.n_cell):
+        one = CellBatch(vis=before.vis[c:c + 1], model=before.model[c:c + 1], weight=before.weight[c:c + 1],
+                        ant1=batch.ant1, ant2=batch.ant2, freq=batch.freq[c:c + 1], n_ant=batch.n_ant)
+        np.testing.assert_allclose(power[c], cross_phase.cross_model_power(one), rtol=1e-12, atol=0)
+    assert power[4].tolist() == [0.0, 0.0] and (power[:4, 0] > 0).all()
     assert want.any() and not want.all()                   # both branches exercised
     np.testing.assert_allclose(batch.vis, ref.vis, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(batch.model, ref.model, rtol=1e-13, atol=1e-13)
