@@ -25,8 +25,9 @@ def _sim(path, drift, seed):
     return path
 
 
-def _flag_half_band(ms, ant, scan_index):
-    """FLAG antenna ``ant``'s baselines in the lower half of the band in 3C147's ``scan_index``-th scan."""
+def _flag_half_band(ms, ant, scan_index, whole=False):
+    """FLAG antenna ``ant``'s baselines in the lower half of the band (``whole``: all of it) in 3C147's
+    ``scan_index``-th scan."""
     from casacore.tables import table
 
     with table(ms, readonly=False, ack=False) as t:
@@ -34,7 +35,7 @@ def _flag_half_band(ms, ant, scan_index):
         fl = t.getcol("FLAG")
         sel = (((t.getcol("ANTENNA1") == ant) | (t.getcol("ANTENNA2") == ant))
                & (t.getcol("SCAN_NUMBER") == scans[scan_index]))
-        fl[sel, : fl.shape[1] // 2, :] = True
+        fl[sel, : fl.shape[1] // (1 if whole else 2), :] = True
         t.putcol("FLAG", fl)
 
 
@@ -51,6 +52,9 @@ def kms(tmp_path_factory):
         _flag_half_band(out[name], ant, 1)
     for seed in (1, 2, 3):
         out[f"const{seed}"] = _sim(str(d / f"const{seed}.ms"), False, seed)
+    out["noref"] = str(d / "noref.ms")
+    shutil.copytree(out["const1"], out["noref"])
+    _flag_half_band(out["noref"], 0, 1, whole=True)
     return d, out
 
 
@@ -97,6 +101,17 @@ def test_k_combine_scan_constant_gains_silent(kms, solve_warnings):
     for seed in (1, 2, 3):
         assert _run(solve_warnings, ms[f"const{seed}"], str(d / f"c{seed}.h5"), combine="scan") == [], seed
     w = _run(solve_warnings, ms["const1"], str(d / "c_inf.h5"))
+    assert len(w) == 1 and "do not show it biased" in w[0], w
+
+
+def test_k_reference_absent_in_a_scan_silent(kms, solve_warnings):
+    """Constant gains with the reference antenna (C00) flagged whole in one of 3C147's scans: that
+    scan's own fit has no reference data (its delays are still differences to the reference's, whose
+    parameters the fit leaves where they started), so combine='scan' says nothing and 'inf' says the
+    per-scan fits (the other scans measured) do not show a bias."""
+    d, ms = kms
+    assert _run(solve_warnings, ms["noref"], str(d / "noref_c.h5"), combine="scan") == []
+    w = _run(solve_warnings, ms["noref"], str(d / "noref_inf.h5"))
     assert len(w) == 1 and "do not show it biased" in w[0], w
 
 
