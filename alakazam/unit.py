@@ -767,7 +767,7 @@ def _solve_accumulated(ctx, step, g: FieldSpw, group: Group, acc: dict):
         else:                               # over the budget: the scans counted, nothing measured
             n_t = len(cells_t)
             span = {"n_scans": [int(len(np.unique(k_span[2][k_span[1] == ct]))) for ct in cells_t],
-                    "dev": [float("nan")] * n_t, "sigma": [float("nan")] * n_t,
+                    "dev": [float("nan")] * n_t, "sigma": [float("nan")] * n_t, "floor": [float("nan")] * n_t,
                     "noise": [float("nan")] * n_t, "unmeasured_bytes": int(k_span[3])}
     misfit = None
     if jt in ("CP", "D"):                   # does the term's model fit the data? (across the band, in time)

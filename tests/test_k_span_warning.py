@@ -5,8 +5,9 @@ solint='inf' is one K per scan.  A K over scans whose gains drift is biased wher
 scans differs (session 55's review: 1.7-2.5 ns on every antenna with the reference antenna flagged in half
 the band in one scan).  'inf' without combine='scan' is warned whenever a K cell spans several scans (the
 per-scan fits' largest departure quoted); combine='scan' only when a per-scan delay departs from the
-combined one by more than spancheck.K_SIGMA formal errors and spancheck.K_FLOOR_NS; K per scan, KC 'inf':
-never.  The delays solved are bit for bit those without the check."""
+combined one by more than spancheck.K_SIGMA formal errors and turns the band's edges by more than
+spancheck.K_FLOOR_DEG; K per scan, KC 'inf': never.  The delays solved are bit for bit those without the
+check."""
 
 import shutil
 
@@ -163,3 +164,20 @@ def test_k_over_budget_warned_without_figure(kms, solve_warnings, monkeypatch):
     w = _run(solve_warnings, ms["hazard"], str(d / "budget.h5"))
     assert len(w) == 1 and "Not measured" in w[0] and "MiB budget" in w[0], w
     assert _run(solve_warnings, ms["hazard"], str(d / "budget_c.h5"), combine="scan") == []
+
+
+def test_k_floor_is_a_phase_at_the_band_edges():
+    """The departure that counts is one turning the edges of the cell's band by K_FLOOR_DEG: 0.02 ns
+    across 128 MHz (the fixed floor it replaced), 4x that across 32 MHz, 0.0013 ns across a 2 GHz
+    baseband -- where a 0.01 ns departure at 10 formal errors (3.6 deg at the edges) is significant and
+    was kept silent by the fixed floor; one channel has no delay to depart."""
+    from alakazam.calibration import spancheck
+
+    f = lambda bw: 1.0e9 + np.linspace(0.0, bw, 64)          # noqa: E731 -- channel centres (Hz)
+    assert spancheck.k_floor_ns(f(128e6)) == pytest.approx(0.02, rel=0.01)
+    assert spancheck.k_floor_ns(f(32e6)) == pytest.approx(0.08, rel=0.01)
+    assert spancheck.k_floor_ns(f(2e9)) == pytest.approx(0.00128, rel=0.01)
+    assert spancheck.k_floor_ns([1.4e9]) == np.inf and spancheck.k_floor_ns([]) == np.inf
+    assert spancheck._k_significant(0.01, 10.0, spancheck.k_floor_ns(f(2e9)))
+    assert not spancheck._k_significant(0.01, 10.0, spancheck.k_floor_ns(f(128e6)))
+    assert not spancheck._k_significant(0.05, 4.0, spancheck.k_floor_ns(f(2e9)))      # within the noise

@@ -45,13 +45,17 @@ sums from the combined solution.  Each per-scan delay's formal error comes from 
 the phase-only fit (delays and phases of the antennas but the reference), its noise from the residual
 across the model's phase (what amplitude errors do not touch: gain amplitudes are not fitted).  A
 per-scan delay differs from the combined one *significantly* when ``|d| > K_SIGMA * error`` and
-``|d| > K_FLOOR_NS`` (``d`` = per-scan minus combined, both relative to the cell's reference).  Measured
+``pi |d| B > K_FLOOR_DEG`` (``d`` = per-scan minus combined, both relative to the cell's reference; ``B``
+the span of the cell's channels with data: the phase the departure turns at the band's edges).  Measured
 (tests/test_k_span_warning.py's MS, 6 antennas, 32 x 1 MHz, 3C147's 4 scans; 6 seeds each of constant
 and drifting gains at noise 0.05 and 0.005): the largest departure of a cell's 40 per-scan delays was
 1.0-2.1 formal errors (0.023-0.056 ns at 0.025 ns per-scan noise); at 10x the SNR, drifting gains showed
 up to 4.0 (0.011 ns against 0.0026 ns noise: a systematic the formal error does not hold), which the
-floor keeps silent with a factor 2 to spare.  0.02 ns turns the phase at the edges of a 128 MHz band by
-pi |d| B = 0.46 deg.  An antenna flagged in half the band in one scan with drifting gains: 0.30 ns (11.5
+floor keeps silent with a factor 7 to spare (0.063 deg at the edges of those 31 MHz).  The floor is a
+phase, not a delay: 0.46 deg is 0.02 ns across a 128 MHz band (session 59's fixed floor), 0.08 ns across
+32 MHz, where a 0.05 ns departure at 6 errors is 0.29 deg and does not matter, and 0.0013 ns across a
+2 GHz baseband, where a 0.01 ns departure turns the edges by 3.6 deg (a fixed 0.02 ns kept it silent).
+An antenna flagged in half the band in one scan with drifting gains: 0.30 ns (11.5
 errors, C03) and 0.45 ns (17 errors, the reference antenna; the 'inf' K itself 0.40 ns off the truth
 there, 0.02 ns on the unflagged MS).  Drifting gains alone (the same flags in every scan) do not bias K
 here: every channel holds the same mix of the scans.
@@ -87,8 +91,9 @@ _ITER = 60
 #: K: a per-scan delay departs from the combined one beyond this many formal errors (clean data: <= 2.1,
 #: 4.0 at high SNR; module docstring) ...
 K_SIGMA = 5.0
-#: ... and by more than this (ns): 0.46 deg at the edges of a 128 MHz band; clean data at high SNR <= 0.011
-K_FLOOR_NS = 0.02
+#: ... and turns the phase at the edges of the cell's band by more than this (deg), pi |d| B: 0.02 ns
+#: across 128 MHz; clean data at high SNR <= 0.063 (module docstring)
+K_FLOOR_DEG = 0.46
 #: K: the per-scan sums are kept (and measured) only while they total at most this many bytes (4 scans of
 #: 190 baselines x 128 channels: 15 MiB; 15 scans of 351 x 1024: 0.84 GiB, not kept)
 K_BUDGET_BYTES = 256 * 2 ** 20
@@ -179,7 +184,7 @@ def measure_k(k_sums, pair_cell, pair_scan, cells_t, cell_index, res, freqs, fbi
     vis_sum, model_sum, w_sum = k_sums                  # (n_pair, n_bl, n_chan, 4)
     n_t = len(cells_t)
     out = {"n_scans": [0] * n_t, "dev": [float("nan")] * n_t, "sigma": [float("nan")] * n_t,
-           "noise": [float("nan")] * n_t}
+           "noise": [float("nan")] * n_t, "floor": [float("nan")] * n_t}
     has_w = w_sum.sum(axis=(1, 3))                      # (n_pair, n_chan)
     bounds = np.searchsorted(np.asarray(fbin_of_chan), np.arange(n_fcell + 1), side="left")
     ant1, ant2 = np.asarray(bl_a1, np.int64), np.asarray(bl_a2, np.int64)
@@ -210,11 +215,12 @@ def measure_k(k_sums, pair_cell, pair_scan, cells_t, cell_index, res, freqs, fbi
         pd.lm_batch(vis, model, weight, freq, nu_c, pd.uniform_grid(freq), ant1.astype(np.int32),
                     ant2.astype(np.int32), params, np.full(n, ref, np.int64), int(max_iter), float(tol),
                     n_iter, conv, cost)
+        floor = k_floor_ns(np.asarray(freqs, float)[sl][has_w[pr][:, sl].sum(axis=0) > 0])
         flags = np.asarray(res.flags[c], bool)[:, None] | ~np.isfinite(p0[:, :, 0])
         pol = res.extra.get("pol_flags") if isinstance(res.extra, dict) else None
         if pol is not None:
             flags = flags | np.asarray(pol[c], bool)
-        cand = []                                       # (significant, |d|, z) per scan
+        cand = []                                       # (significant, |d|, z, floor) per scan
         errs = []
         for s in range(n):
             err = _k_errors(vis[s], model[s], weight[s], freq[s], nu_c[s], params[s], ant1, ant2, n_ant, ref)
@@ -224,22 +230,31 @@ def measure_k(k_sums, pair_cell, pair_scan, cells_t, cell_index, res, freqs, fbi
                 continue
             errs.append(err[ok])
             z = np.where(ok, d / np.where(ok, err, 1.0), 0.0)
-            sig = ok & (z > K_SIGMA) & (d > K_FLOOR_NS)
+            sig = ok & (z > K_SIGMA) & (d > floor)
             pick = sig if sig.any() else ok     # the departure quoted: the largest significant one
             i = np.unravel_index(np.argmax(np.where(pick, d, -1.0)), d.shape)
-            cand.append((bool(sig.any()), float(d[i]), float(z[i])))
+            cand.append((bool(sig.any()), float(d[i]), float(z[i]), floor))
         if cand:                                        # (several frequency bins: the largest)
             top = max(cand)
             was = out["dev"][it]
-            if not np.isfinite(was) or top[:2] > (_k_significant(was, out["sigma"][it]), was):
-                _, out["dev"][it], out["sigma"][it] = top
+            if not np.isfinite(was) or top[:2] > (_k_significant(was, out["sigma"][it], out["floor"][it]),
+                                                  was):
+                _, out["dev"][it], out["sigma"][it], out["floor"][it] = top
         if errs:
             out["noise"][it] = float(np.median(np.concatenate(errs)))
     return out
 
 
-def _k_significant(dev, sigma) -> bool:
-    return bool(np.isfinite(dev) and np.isfinite(sigma) and sigma > K_SIGMA and dev > K_FLOOR_NS)
+def k_floor_ns(freqs) -> float:
+    """The smallest departure (ns) that counts across channels at ``freqs`` (Hz, those with data):
+    :data:`K_FLOOR_DEG` at the band's edges, ``pi |d| B`` with ``B`` their span; inf for one channel."""
+    f = np.asarray(freqs, float)
+    span = float(f.max() - f.min()) if f.size else 0.0
+    return K_FLOOR_DEG / 180.0 / span * 1e9 if span > 0 else float("inf")
+
+
+def _k_significant(dev, sigma, floor) -> bool:
+    return bool(np.isfinite(dev) and np.isfinite(sigma) and sigma > K_SIGMA and dev > floor)
 
 
 def _fit(v, m, w, g0, shared, phase_only):
@@ -420,10 +435,10 @@ def _k_notes(st, sets):
         if d is None:
             continue
         unmeasured = max(unmeasured, int(d.get("unmeasured_bytes", 0)))
-        for n, dev, sig, nz in zip(d["n_scans"], d["dev"], d["sigma"], d["noise"]):
+        for n, dev, sig, nz, fl in zip(d["n_scans"], d["dev"], d["sigma"], d["noise"], d["floor"]):
             if n < 2:
                 continue
-            hit = _k_significant(dev, sig)
+            hit = _k_significant(dev, sig, fl)
             if not implicit and not hit:
                 continue
             fields.setdefault(str(s.field_name), set()).add(n)
