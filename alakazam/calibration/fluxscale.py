@@ -377,7 +377,7 @@ def _ms_errors(ms, field=None, column="MODEL_DATA"):
 
 
 def _model_flux(ms, field, source=("column", "MODEL_DATA")):
-    """{spw_id: mean Re((pp + qq) / 2) of the model column} of ``field`` (first 200 rows per SPW), or
+    """{spw_id: mean Re((pp + qq) / 2) of the model column} of ``field`` (200 rows per SPW), or
     the smodel's I in every SPW (``source``: :func:`model_source`), and the field id.  AlakazamError
     naming the MS when it cannot be read (the flux density would be wrong: it is model flux x scale)."""
     from ..core import ms_io
@@ -394,7 +394,10 @@ def _model_flux(ms, field, source=("column", "MODEL_DATA")):
     out = {}
     for ddid, sp in meta.spws.items():
         # (from the row index of the call's kept MS, core/rowindex.py: no main-table scan per SPW)
-        rows = ms_io.row_numbers(ms, ddid, [fid])[:200]
+        rows = ms_io.row_numbers(ms, ddid, [fid])
+        # 200 rows spread over the field's rows (the first 200 are one scan: a model filled in some scans
+        # only read 0 there)
+        rows = rows[np.unique(np.linspace(0, len(rows) - 1, min(len(rows), 200)).round().astype(np.int64))]
         if not len(rows):
             continue
         ch = ms_io.read_rows(ms, ddid, [fid], data_col=column, model_col=None, meta=meta, rows=rows,
@@ -408,13 +411,19 @@ def _mean_model(ch):
     """Mean Re((pp + qq) / 2) of a chunk's model column over its cross-correlation samples with a finite
     value in both hands, unflagged ones where there are any (FLAG / FLAG_ROW: a flagged row's MODEL_DATA
     may hold anything -- a review, session 49: NaN there made the flux 'nan', the column being
-    filled); NaN when none is finite."""
+    filled), and leaving out samples whose model is 0 in every correlation: the solve flags those
+    (core/cellflags.py: they carry no gain information), so the gains were solved against the others
+    only (review 60b: MODEL_DATA 0 on one antenna's baselines or over half the band gave 3C147 1.86 and
+    1.24 Jy for 2.5, silently); 0.0 when every finite sample is 0, NaN when none is finite."""
     d = ch.data
     m = 0.5 * (d[..., 0] + d[..., -1]).real
     ok = np.isfinite(m) & (np.asarray(ch.ant1) != np.asarray(ch.ant2))[:, None]
-    good = ok & ~(ch.flag[..., 0] | ch.flag[..., -1])
-    use = good if good.any() else ok
-    return float(m[use].mean()) if use.any() else float("nan")
+    nz = ok & (d != 0).any(axis=-1)
+    good = nz & ~(ch.flag[..., 0] | ch.flag[..., -1])
+    use = good if good.any() else nz
+    if not use.any():
+        return 0.0 if ok.any() else float("nan")
+    return float(m[use].mean())
 
 
 def _ref_spw(spw, refspwmap):
