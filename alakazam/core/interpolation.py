@@ -81,18 +81,31 @@ def nearest_solution_index(t, ok, tt):
     return idx, ok[:, :, idx]
 
 
+#: seconds within which a target time is the solution's own time ("exact", as CASA's applycal, which
+#: compares times as float32 offsets from the table's first time: ~1e-4 s).  CASA's gaincal writes a
+#: solint='int' solution at the mean of its rows' TIMEs, which differs from the integration's TIME by
+#: microseconds; an exact float comparison then bracketed the integration with the neighbouring
+#: solution and flagged it when that one was flagged (review h60a).
+EXACT_TIME_TOL = 1e-3
+
+
 def bracket_valid(t, ok, tt):
     """Validity of ``linear`` / ``cubic`` at target times tt: (n_ant, n_f, n_tt), True where the
-    solutions bracketing tt (t sorted; t_lo < tt <= t_hi; tt equal to a solution time: that solution
-    only; outside the range: the end solution) are all valid (ok (n_ant, n_f, n_t))."""
+    solutions bracketing tt (t sorted; t_lo < tt <= t_hi; tt within :data:`EXACT_TIME_TOL` of a
+    solution time: that solution only; outside the range: the end solution) are all valid
+    (ok (n_ant, n_f, n_t))."""
     t = np.asarray(t, float)
     tt = np.asarray(tt, float)
     n_t = len(t)
     if n_t == 0:
         return np.zeros(ok.shape[:2] + (len(tt),), bool)
-    j = np.searchsorted(t, tt)                         # t[j-1] < tt <= t[j]
+    tol = EXACT_TIME_TOL
+    if n_t > 1:
+        tol = min(tol, 0.25 * float(np.diff(t).min()) if np.diff(t).min() > 0 else tol)
+    j = np.searchsorted(t, tt - tol)                   # t[j-1] < tt - tol <= t[j]
+    exact = (j < n_t) & (t[np.minimum(j, n_t - 1)] <= tt + tol)
     hi = np.minimum(j, n_t - 1)
-    lo = np.where((j < n_t) & (t[hi] == tt), hi, np.maximum(j - 1, 0))
+    lo = np.where(exact, hi, np.maximum(j - 1, 0))
     return ok[:, :, lo] & ok[:, :, hi]
 
 
