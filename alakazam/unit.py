@@ -23,6 +23,7 @@ import numpy as np
 
 from . import __version__
 from .config import SolveConfig, SolveStep
+from .core.scanobs import own_scan_keys
 from .jones import terms
 from .plan import Group, freq_bins, plan_groups, sample_bin_of_rows, scan_ranges
 
@@ -490,6 +491,7 @@ def _accumulate_group(ctx, step, g: FieldSpw, group: Group):
         utimes, tix = np.unique(times, return_inverse=True)
         uscan = np.zeros(len(utimes), np.int64)
         uscan[tix] = ch.scan[rows]          # flagged solutions are not bridged across scans
+        uscan = own_scan_keys(meta, uscan)  # (a number recurring in several observations: none)
         # per-row arrays over the whole chunk (rows not in the group: never read by the kernel)
         n = ch.n_row
         row_bl = np.full(n, -1, np.int64)

@@ -30,6 +30,7 @@ from ..errors import AlakazamError
 from . import applyblocks as _blocks
 from . import applymode as _am
 from . import chain
+from ..core.scanobs import own_scan_keys
 
 log = logging.getLogger("alakazam.apply")
 
@@ -491,6 +492,7 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
         utimes, tidx = np.unique(ch.time, return_inverse=True)
         tscan = np.zeros(len(utimes), np.int64)
         tscan[tidx] = ch.scan               # flagged solutions are not bridged across scans
+        tscan = own_scan_keys(meta, tscan)  # (a number recurring in several observations: none)
         all_chans = len(chans) == data.shape[1] and bool(np.all(chans == np.arange(data.shape[1])))
         sub = data if all_chans else data[:, chans]
         # corrected in double precision by the kernels, rounded once to the stored type on assignment

@@ -6,9 +6,18 @@ solutions with solint 'inf'; one when both rows carry observation 0).  A per-sca
 would silently be one solution over both observations, so :func:`check_scan_solints` refuses it before
 anything is read or written, saying how to proceed.  Solints that do not follow scans (``inf``, a
 duration) and ``combine='scan'`` are unaffected.
+
+The apply (and every pre-apply) takes a field's own solutions scan by scan where another scan's are
+flagged (calibration/chain._same_scan_parts); solutions are matched to the data's scan by number, so on
+such an MS "scan 1" held the solutions of both observations and the data of one were interpolated
+between solutions an hour apart, across a flagged one (review 60a: 4.9 Jy on |V| ~ 15 for one
+antenna's baselines, where CASA flags them).  :func:`own_scan_keys` gives those scans no number (-1):
+their data are interpolated over all the field's solutions, flags not bridged, as CASA's applycal does.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from ..errors import AlakazamError
 
@@ -32,3 +41,18 @@ def check_scan_solints(meta, steps, step_fields, scans=None):
                     f"SCAN_NUMBER, so it would be one solution over all of them (CASA gives one per "
                     f"observation). Select one observation (observation='{min(sc.observations)}'), give the "
                     f"scans unique numbers, or use a duration solint")
+
+
+def recurring(meta) -> set:
+    """The scan numbers whose rows belong to more than one OBSERVATION_ID (module docstring)."""
+    return {int(sc.scan_number) for sc in meta.scans if len(sc.observations) > 1}
+
+
+def own_scan_keys(meta, scans):
+    """``scans`` (an array of scan numbers) with -1 where the number recurs in several observations:
+    the key the own-scan solutions are matched by (module docstring)."""
+    scans = np.asarray(scans, np.int64)
+    rec = recurring(meta)
+    if not rec:
+        return scans
+    return np.where(np.isin(scans, sorted(rec)), -1, scans)

@@ -77,7 +77,8 @@ class PreApply:
             r = np.nonzero(field_id == fid)[0]
             fld = meta.fields[int(fid)]
             utimes, tidx = np.unique(time[r], return_inverse=True)
-            tscan = np.full(len(utimes), int(scan), np.int64)
+            from ..core.scanobs import own_scan_keys
+            tscan = own_scan_keys(meta, np.full(len(utimes), int(scan), np.int64))
             diag, sky = chain.compose(self.terms, spw.spw_id, utimes, spw.freqs, self.names, fld.name,
                                       (fld.ra, fld.dec), time_scan=tscan)
             p = chain.parang_table(meta, fld, utimes, spw) if self.parang else None
