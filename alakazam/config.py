@@ -157,6 +157,9 @@ class ApplyTerm:
     freq_interp: str = ""       # CASA interp 'time,freq' freq part (core/freqinterp.py); '' = nearest bin
     spwmap: List[int] = field(default_factory=list)   # CASA spwmap of this table (calibration/spwmap.py)
     calwt: bool = False         # scale the weights by this term's gains (calibration/calwt.py)
+    #: the time part of interp was given (False: defaulted to nearest, where CASA's default is linear;
+    #: calibration/interpnotes.casa_time_default_notes)
+    time_interp_given: bool = True
 
 
 @dataclass
@@ -701,6 +704,9 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
     fsel = broadcast_steps(d.get("field_select"), n, _name("field_select", where, names), errs,
                            "nearest_time")
     tint = broadcast_steps(d.get("time_interp"), n, _name("time_interp", where, names), errs, "nearest")
+    # the entries whose time part was given ('' / absent: nearest, not CASA's linear -- noted at the apply)
+    tgiven = [isinstance(x, str) and x.split(",")[0].strip() != ""
+              for x in broadcast_steps(d.get("time_interp"), n, "", _Errors(), None)]
     _per_step_allowed(fsel, "apply", "field_select", where, names, errs)
     tint, fint = _time_freq_interp(tint, "time_interp", where, names, errs)   # CASA 'time,freq'
     sf = d.get("solution_field")
@@ -730,7 +736,8 @@ def apply_config_from_dict(d, where="apply[0]", names=None) -> ApplyConfig:
                      "field(s) to use)")
         terms.append(ApplyTerm(key=str(jones[i]), table=str(tables[i]), field_select=fsel[i],
                                time_interp=tint[i], solution_field=_field_list(sf[i]),
-                               freq_interp=fint[i], spwmap=list(smaps[i]), calwt=bool(cwts[i])))
+                               freq_interp=fint[i], spwmap=list(smaps[i]), calwt=bool(cwts[i]),
+                               time_interp_given=bool(tgiven[i])))
     _duplicate_terms(tables, jones, _name("jones", where, names), errs)
     pf = d.get("propagate_flags")
     if pf is not None and not isinstance(pf, bool):

@@ -12,7 +12,7 @@ def build_config(params):
     d = unselect(params, akapply.yaml_dict(params))
     n = len(params["jones"])
     d["field_select"] = params["gainfield"] or ["nearest_time"] * n
-    d["time_interp"] = params["interp"] or ["nearest"] * n
+    d["time_interp"] = params["interp"] or None         # (not given: nearest, noted against CASA)
     sf = params["solutionfield"]
     if sf in ("", None, []):
         d.pop("solution_field")

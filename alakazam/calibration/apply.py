@@ -458,7 +458,10 @@ def _apply_field(cfg, meta, terms, scans, names, fid, ddid, chans, limit, lines,
     # (said once per field and SPW: by its first row chunk where a distributed apply runs several)
     held = _held(terms, spw.spw_id, utimes_all, fld.name, (fld.ra, fld.dec)) if not part else []
     from ..core.freqinterp import casa_default_notes        # a binned term without a freq part
-    for w in _outside(terms, spw.spw_id, freqs, chans) + held + casa_default_notes(terms, spw.spw_id, freqs):
+    from .interpnotes import casa_time_default_notes        # interp not given: nearest, CASA's linear
+    given = [getattr(a, "time_interp_given", True) for a in cfg.terms]
+    for w in (_outside(terms, spw.spw_id, freqs, chans) + held + casa_default_notes(terms, spw.spw_id, freqs)
+              + casa_time_default_notes(terms, given, spw.spw_id, utimes_all, fld.name, (fld.ra, fld.dec))):
         if w not in lines:
             lines.append(w)
             log.warning(w)

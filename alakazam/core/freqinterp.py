@@ -44,8 +44,13 @@ def parse_interp(value, time_modes, where="interp"):
     t = parts[0] or "nearest"
     f = parts[1] if len(parts) == 2 else ""
     if t not in time_modes:
+        hint = ""
+        if t == "linearpd":     # (ALMA's phase transfer through spwmap)
+            hint = (" (CASA's 'linearPD' scales the phase by the frequency ratio of the mapped SPW; that is "
+                    "not done here: 'linear' transfers the phase unscaled -- solve the gains per SPW, or "
+                    "a K for the phase's frequency dependence)")
         raise AlakazamError(f"{where}: {value!r}: time interpolation {t!r} is not allowed; expected one of "
-                            f"{', '.join(time_modes)}")
+                            f"{', '.join(time_modes)}{hint}")
     if f and f not in FREQ_MODES:
         raise AlakazamError(f"{where}: {value!r}: frequency interpolation {f!r} is not allowed; expected one "
                             f"of {', '.join(FREQ_MODES)}")
