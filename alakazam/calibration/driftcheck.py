@@ -21,6 +21,20 @@ or inf) with no phase-only G of a shorter interval solved before it in the block
 chi2/nDOF exceeds ``RATIO`` times that of the block's shorter full-band G (or ``RATIO`` when the block
 has none).  A warning only: no solution changes (tests/test_driftcheck.py).
 
+With a phase-only G before it (CASA's recipe) the bandpass's median is not compared (that G takes the
+phase drift out, and its own chi2/nDOF holds the bandpass's shape), but its channels are compared with
+each other: where some channels' flags change with time and others' do not, the amplitude drift the
+phase-only G leaves goes into those channels only, and their fit is worse than the band's.  Review
+60b: rflag run on an uncalibrated bright calibrator flagged its band edges in a pattern changing from
+scan to scan (45% of channel 0, 13% mid-band); the bandpass came out 5.7% off at the edges (100x the
+noise), with chi2/nDOF 200-360 there against 35 mid-band; without the flag step (or with tfcrop) every
+channel is within 1.5x of the band's lower quartile (18-33).  :func:`channel_outliers` finds the
+channels whose chi2/nDOF is above ``CHANNEL_RATIO`` times the lower quartile of the band's (at least 1:
+the weights' prediction) in any solution of the set; ``MIN_CHANNELS`` of them (or ``MIN_CHANNEL_SHARE``
+of the band) are warned, naming them, whatever the block's shorter gains -- the same figure marks
+residual RFI in those channels, which is worth the same look.  A bandpass already warned above is not
+warned twice.
+
 Its remedy depends on the block.  With the shorter gain in the block, ``iterations`` re-solves the
 bandpass with those gains applied, and the rounds take the drift out as they converge -- slowly where
 the flags of many channels change with time: intermittent RFI on an 8-channel SPW (examples/
@@ -39,6 +53,11 @@ import numpy as np
 
 RATIO = 30.0
 LONG_S = 600.0
+#: a bandpass channel whose chi2/nDOF exceeds this times the band's lower quartile (module docstring) ...
+CHANNEL_RATIO = 5.0
+#: ... in at least this many channels, or this share of the band, is warned
+MIN_CHANNELS = 2
+MIN_CHANNEL_SHARE = 0.05
 
 
 def _solint(sets):
@@ -56,6 +75,63 @@ def _median_rchi2(sets):
     return float(np.median(v)) if len(v) else np.nan
 
 
+def channel_outliers(sets):
+    """``(channels, worst ratio, n_chan)`` of a bandpass's sets (module docstring): the solution channels
+    (frequency-bin indices, sorted) whose chi2/nDOF exceeds :data:`CHANNEL_RATIO` times the band's lower
+    quartile in some solution (SPW and time) of the set, the largest such ratio, and the number of bins."""
+    bad, worst, n_chan = set(), 0.0, 0
+    for s in sets:
+        rc = s.extra.get("rchi2")
+        if rc is None:
+            continue
+        rc = np.asarray(rc, float)
+        if rc.ndim != 2 or rc.shape[0] < 4:
+            continue
+        n_chan = max(n_chan, rc.shape[0])
+        for t in range(rc.shape[1]):
+            col = rc[:, t]
+            ok = np.isfinite(col)
+            if ok.sum() < 4:
+                continue
+            ref = max(float(np.percentile(col[ok], 25)), 1.0)
+            ratio = np.where(ok, col, 0.0) / ref
+            hit = np.flatnonzero(ratio > CHANNEL_RATIO)
+            bad.update(int(c) for c in hit)
+            if len(hit):
+                worst = max(worst, float(ratio[hit].max()))
+    return sorted(bad), worst, n_chan
+
+
+def _ranges(chans):
+    """'0-5, 21, 47-63' of sorted integers."""
+    out, start = [], None
+    for i, c in enumerate(chans):
+        if start is None:
+            start = c
+        if i + 1 == len(chans) or chans[i + 1] != c + 1:
+            out.append(f"{start}-{c}" if c > start else f"{c}")
+            start = None
+    return ", ".join(out)
+
+
+def _channel_note(st, sets):
+    """The per-channel warning for a bandpass step, or None (module docstring)."""
+    chans, worst, n_chan = channel_outliers(sets)
+    if not chans or len(chans) < max(MIN_CHANNELS, MIN_CHANNEL_SHARE * n_chan):
+        return None
+    return (f"{st.key} (bandpass, time_interval {st.time_interval.text or 'inf'}): in {len(chans)} of its "
+            f"{n_chan} frequency bins ({_ranges(chans)}) the fit is up to {worst:.3g}x worse (chi2/nDOF) "
+            "than in the band's best quarter: the data of those bins change with time in a way one bandpass "
+            "does not fit. A bin whose flags change with time (intermittent RFI, a flagger's pattern -- "
+            "rflag on uncalibrated data flags a bright calibrator's band edges differently from scan to "
+            "scan) is averaged over other gains than its neighbours, and the gain amplitudes' drift that "
+            "a phase-only G leaves in goes into it: it can be off by percents, unflagged (measured: 5.7% "
+            "at the band's edge, 100x the noise); residual RFI in those bins shows the same. Solve the "
+            "bandpass with an amplitude-and-phase G per integration in the block and iterations: 3 or "
+            "more (akcal calmode 'ap', iterations), flag those bins, or run rflag on calibrated data "
+            "(CORRECTED_DATA or the residual, after a first calibration; tfcrop on DATA).")
+
+
 def notes(cfg, pending):
     """The warnings for the block's steps (``pending``: key -> solution sets, in step order)."""
     if cfg.external_preapply is not None and any(str(k).upper().startswith(("G", "T"))
@@ -71,13 +147,19 @@ def notes(cfg, pending):
             continue
         if any(p.jones_type in ("G", "T") and p.phase_only and not _long(_solint(ps))
                for p, ps in steps[:i]):
-            continue            # the drift was taken out before (CASA's recipe)
+            note = _channel_note(st, sets)      # the phase drift was taken out before (CASA's recipe):
+            if note:                            # the amplitudes' only where the channels differ
+                out.append(note)
+            continue
         rb = _median_rchi2(sets)
         short = [ps for p, ps in steps if p.jones_type in ("G", "T") and ps and
                  max(len(s.freq) for s in ps) == 1 and not _long(_solint(ps))]
         rg = min([_median_rchi2(ps) for ps in short] or [1.0])
         ref = max(rg, 1.0) if np.isfinite(rg) else 1.0
         if not rb > RATIO * ref:
+            note = _channel_note(st, sets)
+            if note:
+                out.append(note)
             continue
         what = (f"{rb / ref:.0f}x that of the shorter gain solved in this block" if short else
                 "the weights predict 1")
