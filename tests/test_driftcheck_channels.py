@@ -1,0 +1,82 @@
+"""calibration/driftcheck.py, per channel: a bandpass whose channels' fits differ is warned, with CASA's
+recipe too (review 60b).
+
+rflag run on an uncalibrated bright calibrator flags its band edges in a pattern that changes from
+scan to scan; CASA's recipe (K per scan, a phase-only G per integration, the bandpass over the scans)
+then puts the gain amplitudes' drift into the edge channels: 5.7% off, 100x the noise, silently (the
+block check skips a bandpass with a phase-only G before it).  Those channels' chi2/nDOF is 200-360
+against 35 mid-band.  Without the flag step nothing is said; the remedy named (an amplitude-and-phase G
+per integration and iterations) is silent too.
+"""
+
+import shutil
+
+import pytest
+
+from alakazam.sim import simulate_ms
+
+MATCH = "frequency bins ("
+
+
+@pytest.fixture(scope="module")
+def mss(tmp_path_factory):
+    from alakazam.caltasks import akflag
+
+    d = tmp_path_factory.mktemp("bpchan")
+    raw = str(d / "raw.ms")
+    simulate_ms(raw, n_ant=8, n_ant_extra=1, n_chan=(64,), feed="circular", duration_h=2.0, int_s=60.0,
+                scan_len_s=600.0, noise=0.1, seed=11, leakage=False, crosshand=False, dead_ant=False,
+                rfi_persistent=[20], rfi_intermittent=True, rfi_bursts=3, dead_antenna_scan=(3, 4))
+    rfl = str(d / "rflag.ms")
+    shutil.copytree(raw, rfl)
+    akflag(vis=rfl, mode="rflag")
+    return d, {"raw": raw, "rflag": rfl}
+
+
+def _solve(solve_warnings, d, ms, name, phase_only=True, iterations=1):
+    return solve_warnings(MATCH, ms=ms, output=str(d / f"{name}.h5"), ref_ant="C00", field=["3C286"],
+                          jones=["K", "G", "G"], time_interval=["scan", "int", "inf"],
+                          freq_interval=["full", "full", "1MHz"], phase_only=[False, phase_only, False],
+                          apply_parang=True, iterations=iterations)
+
+
+def test_casa_recipe_after_rflag_is_warned(mss, solve_warnings):
+    d, ms = mss
+    w = _solve(solve_warnings, d, ms["rflag"], "casa")
+    assert len(w) == 1, w
+    m = w[0]
+    assert m.startswith("G1 (bandpass, time_interval inf): in "), m
+    assert "(0-" in m and "-63)" in m, m               # both band edges named
+    assert "iterations" in m and "rflag on calibrated data" in m, m
+
+
+def test_unflagged_and_remedy_silent(mss, solve_warnings):
+    d, ms = mss
+    assert _solve(solve_warnings, d, ms["raw"], "raw") == []
+    assert _solve(solve_warnings, d, ms["rflag"], "remedy", phase_only=False, iterations=4) == []
+
+
+def test_channel_outliers_rule():
+    """Bins above CHANNEL_RATIO x the band's lower quartile (at least 1) in any solution time; the
+    ranges written compactly."""
+    import numpy as np
+
+    from alakazam.calibration import driftcheck
+    from alakazam.io.hdf5 import SolutionSet
+
+    rc = np.full((16, 2), 30.0)
+    rc[0, 0] = 200.0                    # 6.7x in the first solution only
+    rc[14:, 1] = 140.0                  # 4.7x: not above
+    rc[5, 1] = np.nan
+    s = SolutionSet(jones=np.ones((2, 16, 2, 2, 2), complex), flags=np.zeros((2, 16, 2), bool),
+                    time=np.arange(2.0), freq=np.arange(16.0))
+    s.extra = {"rchi2": rc}
+    chans, worst, n = driftcheck.channel_outliers([s])
+    assert chans == [0] and worst == pytest.approx(200 / 30) and n == 16
+    rc[14:, 1] = 160.0
+    assert driftcheck.channel_outliers([s])[0] == [0, 14, 15]
+    assert driftcheck._ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
+    low = np.full((16, 1), 0.2)
+    low[3] = 4.0                        # below 5 x the floor of 1 (a fit better than the noise)
+    s.extra = {"rchi2": low}
+    assert driftcheck.channel_outliers([s])[0] == []
