@@ -8,6 +8,9 @@ Convention (pinned by tests/test_reliability.py):
   holds the restore command.  It is removed when the run completes.
 * A run that fails with an error or is interrupted before its first FLAG write begins removes the
   marker and says FLAG is unchanged (the saved version stays).
+* A marker written before the MS now at that path was made (``rm -rf x.ms; cp -r orig.ms x.ms`` leaves
+  ``x.ms.flagversions``: :func:`alakazam.core.runjournal.of_earlier_ms`) is of an earlier MS: ignored (not
+  warned about, not finished, not removed).
 * Ctrl-C (or SIGTERM through the CLI) after that logs "FLAG may be partly changed; restore with: ..."
   and keeps the marker; after a kill -9 the marker stays, and the next apply on that MS warns with the same
   command.  :func:`alakazam.calibration.apply.restore_flags` removes the marker of the version it
@@ -72,6 +75,8 @@ _MARKER = "FLAG writes in progress"
 def interrupted(ms):
     """Markers left by runs interrupted while writing FLAG: ``[(version saved before, restored version or
     None, merge or None)]`` -- the restored version for an akflagmanager restore (:func:`restore_marked`)."""
+    from ..core.runjournal import of_earlier_ms
+
     out = []
     for m in sorted(glob.glob(os.path.join(flagversions_dir(ms), "flags.*.in_progress"))):
         version = os.path.basename(m)[len("flags."):-len(".in_progress")]
@@ -79,10 +84,16 @@ def interrupted(ms):
         try:
             with open(m) as fh:
                 text = fh.read(4096)
+            written = os.stat(m).st_mtime
         except OSError:         # (a directory: CASA's version named '<x>.in_progress', not a marker)
             continue
         if text and not text.startswith(_MARKER):
             continue            # a file alakazam did not write as a marker (empty: killed while writing it)
+        if of_earlier_ms(ms, written):
+            # a marker of an earlier MS at that path (rm -rf x.ms; cp -r orig.ms x.ms leaves
+            # x.ms.flagversions): this MS's FLAG was never written by that run (review h60b); kept
+            log.debug("%s: the in-progress marker of an earlier %s (this MS was made since): ignored", m, ms)
+            continue
         for line in text.splitlines():
             if line.startswith(_RESTORING) and len(line[len(_RESTORING):].split()) == 2:
                 name, merge = line[len(_RESTORING):].split()

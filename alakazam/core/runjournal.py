@@ -57,15 +57,30 @@ Convention (tests/test_runjournal.py):
   WARNING says the solves read the first run's apply flags.
 - A journal that cannot be written (a read-only MS directory) is left out with a DEBUG line: the run
   goes on as before.
+- ``<ms>.flagversions`` stays when the MS is deleted, so after ``rm -rf x.ms; cp -r orig.ms x.ms`` it
+  holds the journals (and flag versions) of runs on the earlier x.ms (review h60b: the next run said
+  "already ran ... its apply blocks wrote FLAG: this run's solves read those flags" of the fresh copy,
+  and an unfinished journal would have put the earlier MS's flags back on it).  A journal whose run
+  started before the MS now at that path was made, while ``<ms>.flagversions`` was not
+  (:func:`of_earlier_ms`: the MS directory's birth time -- statx on Linux -- or where the filesystem
+  keeps none, the oldest modification time of its files; an inode does not tell: ext4 gives ``cp -r``
+  after ``rm -rf`` the same inode numbers, measured) is of an earlier MS: it restores nothing, is
+  warned about by nothing, is taken over and settled by nothing, and one INFO line says so, naming its
+  flag versions -- listed and kept, as CASA's flagmanager lists a stale ``.flagversions``: nothing is
+  deleted or rewritten, and restoring one puts the earlier MS's flags on this one.  An MS copied
+  together with its ``.flagversions`` (both new) keeps its journals.  Not seen: a ``cp -a`` copy on a
+  filesystem without birth times (the old file times are kept).
 """
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
 import logging
 import os
 import socket
+import sys
 import time
 
 log = logging.getLogger("alakazam.runjournal")
@@ -74,6 +89,126 @@ PREFIX = "alakazam-run."
 
 #: the journals of the run in progress in this process: {real path of the MS: journal path}
 _ACTIVE: dict = {}
+
+
+def _birth_ns(path):
+    """The birth (creation) time of ``path`` in ns, or None where the platform or filesystem keeps none:
+    ``st_birthtime`` (macOS, BSD, Windows), else Linux's statx(2) (glibc >= 2.28; ext4, xfs, btrfs,
+    tmpfs) -- Python's os.stat does not give it on Linux."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    b = getattr(st, "st_birthtime_ns", None)
+    if b is None and getattr(st, "st_birthtime", None) is not None:
+        b = int(st.st_birthtime * 1e9)
+    if b:
+        return int(b)
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+    except ImportError:
+        return None
+    import struct
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).statx
+        fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
+        fn.restype = ctypes.c_int
+        buf = ctypes.create_string_buffer(256)          # struct statx
+        if fn(-100, os.fsencode(path), 0, 0x800, buf) != 0:      # AT_FDCWD, STATX_BTIME
+            return None
+        if not struct.unpack_from("I", buf.raw, 0)[0] & 0x800:    # stx_mask: no birth time here
+            return None
+        sec, nsec = struct.unpack_from("qI", buf.raw, 80)          # stx_btime
+        return sec * 1_000_000_000 + nsec or None
+    except (OSError, AttributeError, ValueError, struct.error):
+        return None
+
+
+def _oldest_file_time(ms):
+    """The oldest modification time of the MS's files (its tables' and subtables'; lock files left out:
+    opening a table writes them), or None."""
+    oldest = None
+    for root, _, files in os.walk(ms):
+        for f in files:
+            if f == "table.lock":
+                continue
+            try:
+                t = os.stat(os.path.join(root, f)).st_mtime
+            except OSError:
+                continue
+            oldest = t if oldest is None else min(oldest, t)
+    return oldest
+
+
+def _started_ts(d):
+    t = d.get("started_ts")
+    if isinstance(t, (int, float)):
+        return float(t)
+    try:
+        return float(calendar.timegm(time.strptime(str(d.get("started")), "%Y-%m-%d %H:%M:%S")))
+    except (TypeError, ValueError):
+        return None
+
+
+def made_after(ms, t) -> bool:
+    """The MS now at ``ms`` was made after time ``t`` (seconds since the epoch; 1 s of slack): its
+    directory's birth time, or where none is kept, the oldest modification time of its files (a copy
+    made by ``cp -r`` after ``t``; ``cp -a`` keeps the times and is not seen there).  False when it
+    cannot be told.  A file in ``<ms>.flagversions`` written at ``t`` is then of an earlier MS at that
+    path (``rm -rf x.ms; cp -r orig.ms x.ms`` leaves ``x.ms.flagversions``)."""
+    b = _birth_ns(ms)
+    made = b / 1e9 if b else _oldest_file_time(ms)
+    return made is not None and made > t + 1.0
+
+
+def of_earlier_ms(ms, t) -> bool:
+    """A file of ``<ms>.flagversions`` written at time ``t`` is of an earlier MS at that path: the MS
+    was made after ``t`` and ``<ms>.flagversions`` was not (``rm -rf x.ms; cp -r orig.ms x.ms`` leaves
+    the directory of the deleted MS beside the copy).  An MS copied or moved to another filesystem
+    together with its ``.flagversions`` has both new: still each other's."""
+    from . import flagversions
+
+    return made_after(ms, t) and not made_after(flagversions.versions_dir(ms), t)
+
+
+def belongs(d, ms) -> bool:
+    """Journal ``d`` is of the MS now at ``ms``: not :func:`of_earlier_ms` at the time its run
+    started."""
+    start = _started_ts(d)
+    return start is None or not of_earlier_ms(ms, start)
+
+
+def _read_of(q, ms):
+    """Journal ``q`` when it is of the MS now at ``ms`` (:func:`belongs`), else None."""
+    d = _read(q)
+    return d if d is not None and belongs(d, ms) else None
+
+
+def _say_stale(ms):
+    """One INFO line naming the journals in ``<ms>.flagversions`` of an earlier MS at that path (a new
+    copy in its place) and their flag versions: nothing of them is this MS's (module doc)."""
+    import glob
+
+    from . import flagversions
+
+    stale = []
+    for q in sorted(glob.glob(os.path.join(flagversions.versions_dir(ms), PREFIX + "*.json"))):
+        d = _read(q)
+        if d is not None and not belongs(d, ms):
+            stale.append(d)
+    if not stale:
+        return
+    order = flagversions.saved_order(ms)
+    theirs = [v for v in order if any(v in (d.get("ours") or []) for d in stale)]
+    log.info("%s holds the journals of %d run(s) on an earlier %s (%s; this MS was made since -- a new "
+             "copy in its place): their flags are not in this MS, so nothing is restored or said of them%s",
+             flagversions.versions_dir(ms), len(stale), ms,
+             ", ".join(f"{d.get('yaml', '?')} started {d.get('started', '?')} UTC" for d in stale),
+             f"; the flag versions they saved ({', '.join(theirs)}) are kept and listed: restoring one puts "
+             f"that earlier MS's flags on this one" if theirs else "")
 
 
 def _key(yaml_path) -> str:
@@ -158,7 +293,8 @@ def begin(yaml_path, sections, mss, restore) -> list:
             continue
         p = journal_path(ms, yaml_path)
         order = flagversions.saved_order(ms)
-        prev = _settled(_read(p), ms)
+        _say_stale(ms)
+        prev = _settled(_read_of(p, ms), ms)    # (a journal of an earlier MS at that path: none)
         if prev is not None and not prev.get("finished") and _running(prev):
             # this file's run in progress in another process (review 53f: a copy restored FLAG under a
             # running job): its journal is its own; the MS's writer lock stops this run's FLAG writes
@@ -172,16 +308,16 @@ def begin(yaml_path, sections, mss, restore) -> list:
             # the same content under another name (a copied or renamed file): the same job
             other = _same_content(ms, text, p)
             if other is not None:
-                prev = _settled(_read(other), ms)
+                prev = _settled(_read_of(other, ms), ms)
         if prev is None:        # a finished run of a copy: its flag blocks ran (said by _after)
             done = _same_content(ms, text, p, finished=True)
-            prev = _read(done) if done is not None else None
+            prev = _read_of(done, ms) if done is not None else None
         if not _open(prev):
             _say_other_unfinished(ms, yaml_path, p)
         rec = {"yaml": os.path.realpath(str(yaml_path)), "sections": sections, "digest": text,
                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "pid": os.getpid(),
                "host": socket.gethostname(), "pid_start": _proc_start(os.getpid()), "base": None,
-               "ours": []}
+               "ours": [], "started_ts": time.time()}
         rec["run_id"] = f"{socket.gethostname()}:{os.getpid()}:{rec['pid_start']}:{os.path.basename(p)}"
         plan = _after(ms, yaml_path, prev, text, order) if prev is not None else None
         if plan is not None:        # restore: the journal carries the base and records the restore's
@@ -272,7 +408,7 @@ def _say_other_unfinished(ms, yaml_path, own):
 
     order = flagversions.saved_order(ms)
     for q in sorted(glob.glob(os.path.join(flagversions.versions_dir(ms), PREFIX + "*.json"))):
-        d = _read(q) if q != own else None
+        d = _read_of(q, ms) if q != own else None
         if not _open(d) or _running(d):
             continue
         base = base_of(d)
@@ -306,7 +442,7 @@ def _same_content(ms, text, own, finished=False):
     for q in sorted(glob.glob(os.path.join(flagversions.versions_dir(ms), PREFIX + "*.json"))):
         if q == own:
             continue
-        d = _read(q)
+        d = _read_of(q, ms)
         if d is None or d.get("digest") != text or d.get("superseded"):
             continue
         if (bool(d.get("finished")) if finished else _open(d)) and not _running(d):
@@ -330,7 +466,7 @@ def note_restored(ms, name, merge="replace"):
     mine = set(_ACTIVE.values())
     order = flagversions.saved_order(ms)
     for q in sorted(glob.glob(os.path.join(flagversions.versions_dir(ms), PREFIX + "*.json"))):
-        d = _read(q) if q not in mine else None
+        d = _read_of(q, ms) if q not in mine else None
         if d is None or _running(d):
             continue
         if d.get("settled"):

@@ -32,7 +32,9 @@ earlier steps) left out of every statistic:
 Read in CASA's code/flagging/Flagging/FlagAgentRFlag.cc and FlagAgentBase.cc (runCore: the first
 pass, passIntermediate, the flagging pass and passFinal per visibility buffer, i.e. per chunk), then
 measured: auto-correlation rows are baselines like the others (in the thresholds too); a NaN makes
-CASA's std::sort order-dependent (akflag sorts NaN last: medians of a spectrum with a NaN may differ).
+CASA's std::sort order-dependent and upsets its chunk's thresholds, and CASA leaves it unflagged: akflag
+flags NaN / Inf samples and leaves them out of the statistics before this mode runs, as flagdata's clip
+first (flagging/engine.py FLAGS_NONFINITE; the kernels still sort a NaN last).
 Arithmetic follows CASA's (float32 visibilities, float64 sums; the squares float32 products).  When a
 (DATA_DESC_ID, scan) unit does not fit in memory at once, the engine first reads all of its pieces
 to accumulate the automatic thresholds (:func:`prepare_unit`), so the flags do not depend on the
