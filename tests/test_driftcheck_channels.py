@@ -76,6 +76,10 @@ def test_channel_outliers_rule():
     rc[14:, 1] = 160.0
     assert driftcheck.channel_outliers([s])[0] == [0, 14, 15]
     assert driftcheck._ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
+    s.flags[:, 0, 0] = True                 # bin 0's solutions all flagged: not said
+    s.flags[1, 14, 1] = True                # one antenna of bin 14 flagged: still said
+    assert driftcheck.channel_outliers([s])[0] == [14, 15]
+    s.flags[:] = False
     low = np.full((16, 1), 0.2)
     low[3] = 4.0                        # below 5 x the floor of 1 (a fit better than the noise)
     s.extra = {"rchi2": low}

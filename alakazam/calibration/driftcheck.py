@@ -78,7 +78,8 @@ def _median_rchi2(sets):
 def channel_outliers(sets):
     """``(channels, worst ratio, n_chan)`` of a bandpass's sets (module docstring): the solution channels
     (frequency-bin indices, sorted) whose chi2/nDOF exceeds :data:`CHANNEL_RATIO` times the band's lower
-    quartile in some solution (SPW and time) of the set, the largest such ratio, and the number of bins."""
+    quartile in some solution (SPW and time) of the set, the largest such ratio, and the number of bins.
+    Bins whose every antenna's solution is flagged take no part (an RFI channel the solve flagged)."""
     bad, worst, n_chan = set(), 0.0, 0
     for s in sets:
         rc = s.extra.get("rchi2")
@@ -87,6 +88,9 @@ def channel_outliers(sets):
         rc = np.asarray(rc, float)
         if rc.ndim != 2 or rc.shape[0] < 4:
             continue
+        fl = np.asarray(s.flags, bool)
+        if fl.shape[1:] == rc.shape:        # a bin whose every solution is flagged is not used: not said
+            rc = np.where(fl.all(axis=0), np.nan, rc)
         n_chan = max(n_chan, rc.shape[0])
         for t in range(rc.shape[1]):
             col = rc[:, t]
