@@ -84,3 +84,31 @@ def test_channel_outliers_rule():
     low[3] = 4.0                        # below 5 x the floor of 1 (a fit better than the noise)
     s.extra = {"rchi2": low}
     assert driftcheck.channel_outliers([s])[0] == []
+
+
+def test_channel_note_counts_bins_per_spw():
+    """One outlying bin in each of 4 SPWs is one bin per band (below MIN_CHANNELS in each), not '4 of
+    its 32 frequency bins (5, 9, 13, 20)' (the bins were merged by index over the SPWs: review h60g);
+    2 bins in one SPW are warned, that SPW named."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from alakazam.calibration import driftcheck
+    from alakazam.io.hdf5 import SolutionSet
+
+    def bp(spw, bad):
+        rc = np.full((32, 1), 2.0)
+        rc[bad, 0] = 20.0
+        s = SolutionSet(jones=np.ones((2, 32, 1, 2, 2), complex), flags=np.zeros((2, 32, 1), bool),
+                        time=np.arange(1.0), freq=np.arange(32.0))
+        s.attrs = {"spw": spw}
+        s.extra = {"rchi2": rc}
+        return s
+
+    st = SimpleNamespace(key="G1", time_interval=SimpleNamespace(text="inf"))
+    one_each = [bp(0, [5]), bp(1, [9]), bp(2, [13]), bp(3, [20])]
+    assert driftcheck._channel_note(st, one_each) is None
+    m = driftcheck._channel_note(st, one_each[:3] + [bp(3, [20, 21])])
+    assert m is not None and "in 2 of SPW 3's 32 frequency bins (20-21)" in m, m
+    assert "SPW 0" not in m, m

@@ -119,12 +119,23 @@ def _ranges(chans):
 
 
 def _channel_note(st, sets):
-    """The per-channel warning for a bandpass step, or None (module docstring)."""
-    chans, worst, n_chan = channel_outliers(sets)
-    if not chans or len(chans) < max(MIN_CHANNELS, MIN_CHANNEL_SHARE * n_chan):
+    """The per-channel warning for a bandpass step, or None (module docstring).  The bins are counted,
+    and held against MIN_CHANNELS / MIN_CHANNEL_SHARE, per SPW (a bin index names a different frequency
+    in each SPW: one outlying bin in each of 4 SPWs is not 4 bins of one band), and the SPW is named."""
+    by_spw = {}
+    for s in sets:
+        by_spw.setdefault(int(s.attrs.get("spw", 0)), []).append(s)
+    parts, worst = [], 0.0
+    for spw in sorted(by_spw):
+        chans, w, n_chan = channel_outliers(by_spw[spw])
+        if not chans or len(chans) < max(MIN_CHANNELS, MIN_CHANNEL_SHARE * n_chan):
+            continue
+        parts.append(f"{len(chans)} of SPW {spw}'s {n_chan} frequency bins ({_ranges(chans)})")
+        worst = max(worst, w)
+    if not parts:
         return None
-    return (f"{st.key} (bandpass, time_interval {st.time_interval.text or 'inf'}): in {len(chans)} of its "
-            f"{n_chan} frequency bins ({_ranges(chans)}) the fit is up to {worst:.3g}x worse (chi2/nDOF) "
+    return (f"{st.key} (bandpass, time_interval {st.time_interval.text or 'inf'}): in {' and '.join(parts)} "
+            f"the fit is up to {worst:.3g}x worse (chi2/nDOF) "
             "than in the band's best quarter: the data of those bins change with time in a way one bandpass "
             "does not fit. A bin whose flags change with time (intermittent RFI, a flagger's pattern -- "
             "rflag on uncalibrated data flags a bright calibrator's band edges differently from scan to "
