@@ -28,12 +28,16 @@ phase-only G leaves goes into those channels only, and their fit is worse than t
 60b: rflag run on an uncalibrated bright calibrator flagged its band edges in a pattern changing from
 scan to scan (45% of channel 0, 13% mid-band); the bandpass came out 5.7% off at the edges (100x the
 noise), with chi2/nDOF 200-360 there against 35 mid-band; without the flag step (or with tfcrop) every
-channel is within 1.5x of the band's lower quartile (18-33).  :func:`channel_outliers` finds the
-channels whose chi2/nDOF is above ``CHANNEL_RATIO`` times the lower quartile of the band's (at least 1:
-the weights' prediction) in any solution of the set; ``MIN_CHANNELS`` of them (or ``MIN_CHANNEL_SHARE``
-of the band) are warned, naming them, whatever the block's shorter gains -- the same figure marks
-residual RFI in those channels, which is worth the same look.  A bandpass already warned above is not
-warned twice.
+channel is within 1.5x of the band's lower quartile (18-33).  A drift the fit leaves raises chi2/nDOF in
+proportion to a bin's signal power, so the bins are compared by their misfit per unit of signal,
+``(chi2/nDOF - 1) / SNR^2`` (SNR^2: the median over the antennas of the bin's solution SNR squared): a
+band whose gain amplitude rises 0.4 -> 1.0 across it has chi2/nDOF 1.1 -> 15 from its shape alone
+(review 60g), and is silent so.  :func:`channel_outliers` finds the bins whose misfit per signal is above
+``CHANNEL_RATIO`` times the band's lower quartile (at least that of a chi2/nDOF of 2 at the band's median
+SNR) in any solution of the set -- 26 of the 64 there, up to 27x; ``MIN_CHANNELS`` of them (or
+``MIN_CHANNEL_SHARE`` of the band) in one SPW are warned, naming them and the SPW, whatever the block's
+shorter gains -- the same figure marks residual RFI in those bins, which is worth the same look.  A
+bandpass already warned above is not warned twice.
 
 Its remedy depends on the block.  With the shorter gain in the block, ``iterations`` re-solves the
 bandpass with those gains applied, and the rounds take the drift out as they converge -- slowly where
@@ -47,6 +51,8 @@ recipe.
 
 from __future__ import annotations
 
+
+import warnings
 
 import numpy as np
 
@@ -75,11 +81,35 @@ def _median_rchi2(sets):
     return float(np.median(v)) if len(v) else np.nan
 
 
+def _signal2(s, shape):
+    """(n_freq, n_time) median over the antennas and hands with data of a set's solution SNR squared
+    (``solver_stats/snr``), NaN where none; None without SNRs."""
+    snr = s.extra.get("snr")
+    if snr is None:
+        return None
+    snr = np.asarray(snr, float)
+    if snr.ndim == 3:
+        snr = snr[..., None]
+    if snr.ndim != 4 or snr.shape[1:3] != shape:
+        return None
+    hf = s.hand_flags() if snr.shape[-1] == 2 else np.asarray(s.flags, bool)[..., None]
+    use = np.isfinite(snr) & (snr > 0) & ~hf
+    v = np.where(use, snr ** 2, np.nan).transpose(1, 2, 0, 3).reshape(shape + (-1,))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(v, axis=-1)
+
+
 def channel_outliers(sets):
-    """``(channels, worst ratio, n_chan)`` of a bandpass's sets (module docstring): the solution channels
-    (frequency-bin indices, sorted) whose chi2/nDOF exceeds :data:`CHANNEL_RATIO` times the band's lower
-    quartile in some solution (SPW and time) of the set, the largest such ratio, and the number of bins.
-    Bins whose every antenna's solution is flagged take no part (an RFI channel the solve flagged)."""
+    """``(channels, worst ratio, n_chan)`` of a bandpass's sets of one SPW (module docstring): the solution
+    channels (frequency-bin indices, sorted) whose misfit per unit of signal -- ``(chi2/nDOF - 1) / SNR^2``,
+    SNR^2 the median over the antennas of the bin's solution SNR squared -- exceeds :data:`CHANNEL_RATIO`
+    times the band's lower quartile in some solution (time) of the set (the quartile at least that of a
+    chi2/nDOF of 2 at the band's median SNR), the largest such ratio, and the number of bins.  A drift
+    the fit leaves raises chi2/nDOF in proportion to the bin's signal power, so a bandpass's shape alone
+    (a band 0.4 -> 1.0 in gain amplitude: chi2/nDOF 1.1 -> 15, review 60g) is not an outlier; without
+    recorded SNRs chi2/nDOF itself is compared.  Bins whose every antenna's solution is flagged take no
+    part (an RFI channel the solve flagged)."""
     bad, worst, n_chan = set(), 0.0, 0
     for s in sets:
         rc = s.extra.get("rchi2")
@@ -91,14 +121,24 @@ def channel_outliers(sets):
         fl = np.asarray(s.flags, bool)
         if fl.shape[1:] == rc.shape:        # a bin whose every solution is flagged is not used: not said
             rc = np.where(fl.all(axis=0), np.nan, rc)
+        s2 = _signal2(s, rc.shape)
         n_chan = max(n_chan, rc.shape[0])
         for t in range(rc.shape[1]):
             col = rc[:, t]
-            ok = np.isfinite(col)
+            if s2 is None:
+                val, floor = col, 1.0
+            else:
+                sig = s2[:, t]
+                good = np.isfinite(sig) & (sig > 0)
+                if not good.any():
+                    continue
+                val = np.where(good, np.maximum(col - 1.0, 0.0) / np.where(good, sig, 1.0), np.nan)
+                floor = 1.0 / float(np.median(sig[good]))
+            ok = np.isfinite(val)
             if ok.sum() < 4:
                 continue
-            ref = max(float(np.percentile(col[ok], 25)), 1.0)
-            ratio = np.where(ok, col, 0.0) / ref
+            ref = max(float(np.percentile(val[ok], 25)), floor)
+            ratio = np.where(ok, val, 0.0) / ref
             hit = np.flatnonzero(ratio > CHANNEL_RATIO)
             bad.update(int(c) for c in hit)
             if len(hit):
@@ -135,8 +175,8 @@ def _channel_note(st, sets):
     if not parts:
         return None
     return (f"{st.key} (bandpass, time_interval {st.time_interval.text or 'inf'}): in {' and '.join(parts)} "
-            f"the fit is up to {worst:.3g}x worse (chi2/nDOF) "
-            "than in the band's best quarter: the data of those bins change with time in a way one bandpass "
+            f"the misfit per unit of signal ((chi2/nDOF - 1) / SNR^2) is up to {worst:.3g}x the band's "
+            "lower quartile: the data of those bins change with time in a way one bandpass "
             "does not fit. A bin whose flags change with time (intermittent RFI, a flagger's pattern -- "
             "rflag on uncalibrated data flags a bright calibrator's band edges differently from scan to "
             "scan) is averaged over other gains than its neighbours, and the gain amplitudes' drift that "
