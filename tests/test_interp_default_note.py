@@ -68,3 +68,9 @@ def test_linearpd_refused_with_what_to_use():
 
     with pytest.raises(AlakazamError, match="'linear' transfers the phase unscaled"):
         parse_interp("linearPD", MODES, "interp[0]")
+    with pytest.raises(AlakazamError, match="'nearest' transfers the phase unscaled"):
+        parse_interp("nearestPD", MODES, "interp[0]")
+    with pytest.raises(AlakazamError, match="'linear' transfers the phase unscaled"):
+        parse_interp("linearPDperobs", MODES, "interp[0]")
+    with pytest.raises(AlakazamError, match="within each observation only"):
+        parse_interp("linearperobs", MODES, "interp[0]")

@@ -45,10 +45,14 @@ def parse_interp(value, time_modes, where="interp"):
     f = parts[1] if len(parts) == 2 else ""
     if t not in time_modes:
         hint = ""
-        if t == "linearpd":     # (ALMA's phase transfer through spwmap)
-            hint = (" (CASA's 'linearPD' scales the phase by the frequency ratio of the mapped SPW; that is "
-                    "not done here: 'linear' transfers the phase unscaled -- solve the gains per SPW, or "
-                    "a K for the phase's frequency dependence)")
+        base = t.replace("perobs", "")
+        if base.endswith("pd") and base[:-2] in time_modes:     # (ALMA's phase transfer through spwmap)
+            hint = (f" (CASA's {base[:-2]!r}PD scales the phase by the frequency ratio of the mapped SPW; "
+                    f"that is not done here: {base[:-2]!r} transfers the phase unscaled -- solve the gains "
+                    "per SPW, or a K for the phase's frequency dependence)")
+        elif t.endswith("perobs") and base in time_modes:
+            hint = (f" (CASA's {base!r}perobs interpolates within each observation only: give {base!r} and "
+                    "apply each observation on its own, akapply observation='0', '1', ...)")
         raise AlakazamError(f"{where}: {value!r}: time interpolation {t!r} is not allowed; expected one of "
                             f"{', '.join(time_modes)}{hint}")
     if f and f not in FREQ_MODES:

@@ -82,7 +82,8 @@ def nearest_solution_index(t, ok, tt):
 
 
 #: seconds within which a target time is the solution's own time ("exact", as CASA's applycal, which
-#: compares times as float32 offsets from the table's first time: ~1e-4 s).  CASA's gaincal writes a
+#: compares times as float32 offsets from the table's first time: a step of ~1e-4 s in the first
+#: 10 min, ~4 ms after 10 h).  CASA's gaincal writes a
 #: solint='int' solution at the mean of its rows' TIMEs, which differs from the integration's TIME by
 #: microseconds; an exact float comparison then bracketed the integration with the neighbouring
 #: solution and flagged it when that one was flagged (review h60a).
