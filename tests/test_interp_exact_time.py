@@ -76,5 +76,6 @@ def test_int_solutions_with_jittered_times_flag_only_their_own_integration(solve
     on = (a1 == c02) | (a2 == c02)
     flagged_times = np.unique(tm[fl])
     # only C02's baselines at the flagged solution's integration
-    assert len(flagged_times) == 1 and abs(flagged_times[0] - flagged_time) < 1e-3, flagged_times - flagged_time
+    assert len(flagged_times) == 1 and abs(flagged_times[0] - flagged_time) < 1e-3, \
+        flagged_times - flagged_time
     assert fl[on & (np.abs(tm - flagged_time) < 1e-3)].all() and not fl[~on].any()
