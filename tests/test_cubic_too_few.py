@@ -1,6 +1,8 @@
-"""time_interp 'cubic' with fewer than 4 valid solution times: the error names the term, the solutions'
+"""time_interp 'cubic' with fewer than 4 solution times: the error names the term, the solutions'
 field, the field corrected and the SPW (a review, session 49: it named none of them), and nothing is
-written."""
+written -- no flag version nor in-progress marker either (review h60a: calflag left flags.akapply_1)."""
+
+import os
 
 import pytest
 from casacore.tables import table
@@ -18,7 +20,13 @@ def test_cubic_with_too_few_solutions_names_the_term(tmp_path):
     with table(ms, ack=False) as t:
         cols = t.colnames()
     with pytest.raises(AlakazamError, match=r"G0 \(solutions of 3C286 for TARGET, SPW 0\): .*'cubic' "
-                                            r"needs at least 4 valid solution times"):
-        akapply(vis=ms, gaintable=[cal], jones=["G0"], field="TARGET", interp=["cubic"])
+                                            r"needs at least 4 solution times"):
+        akapply(vis=ms, gaintable=[cal], jones=["G0"], field="TARGET", interp=["cubic"],
+                applymode="calflag")
     with table(ms, ack=False) as t:
         assert t.colnames() == cols                  # no CORRECTED_DATA
+    from alakazam.core import flagversions
+
+    assert flagversions.list_versions(ms) == []
+    d = ms + ".flagversions"
+    assert not (os.path.isdir(d) and [n for n in os.listdir(d) if n.startswith("flags.")])

@@ -7,7 +7,9 @@ Convention (pinned by tests/test_reliability.py):
 * While FLAG is being written, the marker ``<ms>.flagversions/flags.akapply_N.in_progress`` exists; it
   holds the restore command.  It is removed when the run completes.
 * A run that fails with an error or is interrupted before its first FLAG write begins removes the
-  marker and says FLAG is unchanged (the saved version stays).
+  marker and says FLAG is unchanged; after an error (not an interrupt) the version it saved, a copy of
+  FLAG as it is, is removed too -- unless a YAML run journals the MS (core/runjournal.py), where it
+  stays.
 * A marker written before the MS now at that path was made (``rm -rf x.ms; cp -r orig.ms x.ms`` leaves
   ``x.ms.flagversions``: :func:`alakazam.core.runjournal.of_earlier_ms`) is of an earlier MS: ignored (not
   warned about, not finished, not removed).
@@ -261,6 +263,25 @@ def finish_job(ms, job, version):
                      "finished its FLAG writes (its in-progress marker removed)", v)
 
 
+def _journaled(ms) -> bool:
+    """A YAML run of this process journals ``ms``'s flag versions (core/runjournal.py)."""
+    from ..core import runjournal
+
+    return runjournal._active(ms)[0] is not None
+
+
+def _drop_version(ms, version):
+    """Remove flag version ``version`` (saved by a run that stopped before writing FLAG); a failure to
+    remove it is logged, never raised over the run's own error."""
+    from ..core import flagversions
+
+    try:
+        flagversions.delete(ms, version)
+    except Exception as e:      # noqa: BLE001 (the run's error is the one to see)
+        log.warning("could not remove flag version %s of %s (%s: %s); it holds FLAG as it is",
+                    version, ms, type(e).__name__, e)
+
+
 @contextmanager
 def flag_writes(ms, version, what="apply", job=""):
     """Mark FLAG writes of a run whose backup is ``version`` (None: no FLAG writes, nothing to do);
@@ -278,7 +299,7 @@ def flag_writes(ms, version, what="apply", job=""):
     from ..core.ms import flag_written
 
     before = flag_written(ms)
-    unchanged = False
+    unchanged = drop = False
     try:
         # inside the try: a signal delivered through another thread (pthread_sigmask holds it for the
         # main thread only) may interrupt the snapshot, which is then removed like any other
@@ -293,10 +314,15 @@ def flag_writes(ms, version, what="apply", job=""):
             # (core/ms.note_write counts a write as it begins): FLAG is as saved, so no marker is left
             # (before: every later task warned that FLAG "may be partly changed")
             unchanged = True
+            # an error (not an interrupt) outside a YAML run: the version, a copy of FLAG as it is, goes
+            # too (review h60a: an apply stopped by an error left flags.akapply_N behind, nothing
+            # written); a YAML run's journal counts its versions (core/runjournal.py): kept there
+            drop = isinstance(e, Exception) and not _journaled(ms)
             (log.info if isinstance(e, Exception) else log.warning)(
-                "%s %s (%s) before writing FLAG: FLAG is unchanged (flag version %s keeps the flags of "
-                "before)", what, "stopped" if isinstance(e, Exception) else "interrupted", type(e).__name__,
-                version)
+                "%s %s (%s) before writing FLAG: FLAG is unchanged (%s)", what,
+                "stopped" if isinstance(e, Exception) else "interrupted", type(e).__name__,
+                f"its flag version {version}, saved for this run, removed" if drop else
+                f"flag version {version} keeps the flags of before")
         elif isinstance(e, KeyboardInterrupt) and undo.active() is not None:
             # akshell's undo (core/undo.py) puts FLAG back from this version and says so (or, if it
             # cannot, logs the restore command itself)
@@ -312,6 +338,8 @@ def flag_writes(ms, version, what="apply", job=""):
         columns.end_writes(ms)
         if unchanged:
             clear_marker(ms, version)
+        if drop:
+            _drop_version(ms, version)
     clear_marker(ms, version)
     finish_job(ms, job, version)
 

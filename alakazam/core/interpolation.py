@@ -13,8 +13,19 @@ uses on the full solution timeline, flagged ones included -- CASA 6.7 applycal's
   two solutions bracketing the target time (t_lo < t <= t_hi); flagged when either of them is flagged
   (at a solution's own time only that solution counts).  Outside the solution range the end solution
   is held, flagged when it is flagged.
-* ``cubic``: cubic spline (scipy) on amplitude and unwrapped phase of the valid solutions; needs >= 4
-  valid samples, otherwise an error naming ``time_interp`` (no silent fallback).  Flags as ``linear``.
+* ``cubic``: CASA 6.7 applycal's cubic (synthesis/CalTables/CTTimeInterp1, measured: agreement to
+  float32 rounding, tests/test_interp_cubic.py): between the bracketing solutions k and k+1 the cubic
+  polynomial (Lagrange) through the 4 consecutive solutions k-1 .. k+2 of the full timeline, the window
+  shifted to the first / last 4 in the first / last interval; amplitude and phase as ``linear``.  Flags
+  as ``linear`` (the bracketing pair only): the two outer solutions of the window may be flagged and
+  their stored values are used, as CASA does (a flagged solution's value in a CASA table: the solve's
+  or 1 where it failed).  Where an outer one has no finite value (alakazam's tables store NaN for a
+  flagged solution; a CASA table's flagged hand of a per-hand term is read as NaN) the target time is
+  interpolated linearly between the bracketing pair instead.  At a solution's own time that solution;
+  outside the range the end solution held.  The term needs >= 4 solution times on the field's timeline
+  (CASA's applycal aborts with fewer), otherwise an error naming ``time_interp``; a series (antenna,
+  frequency bin) with fewer valid ones is interpolated where its bracketing pair is valid and flagged
+  elsewhere, as in CASA.
 
 Phase unwrapping is relative to the antennas' common phase (:func:`common_phase`), so that ``linear``
 and ``cubic`` do not depend on the gauge: a phase common to every antenna of one solution time (per
@@ -111,7 +122,8 @@ def bracket_valid(t, ok, tt):
 
 
 def _interp_series(t, y, ok, tt, mode, what="time_interp"):
-    """Interpolate y (n_t, k) real/complex over valid samples ok (n_t,) to tt; returns (n_tt, k), valid."""
+    """Interpolate y (n_t, k) real/complex over valid samples ok (n_t,) to tt; returns (n_tt, k), valid.
+    ``exact`` / ``nearest`` / ``linear`` (``cubic``: :func:`cubic_casa`)."""
     tv = t[ok]
     yv = y[ok]
     n_tt = len(tt)
@@ -124,15 +136,84 @@ def _interp_series(t, y, ok, tt, mode, what="time_interp"):
         for k in range(y.shape[1]):
             out[:, k] = np.interp(tt, tv, yv[:, k])
         return out, np.ones(n_tt, bool)
-    if mode == "cubic":
-        if len(tv) < 4:
-            raise AlakazamError(f"{what}: 'cubic' needs at least 4 valid solution times, this term has "
-                                f"{len(tv)}; use 'linear' or 'nearest'")
-        from scipy.interpolate import CubicSpline
-
-        ttc = np.clip(tt, tv[0], tv[-1])          # hold the end values outside the range
-        return CubicSpline(tv, yv, axis=0)(ttc), np.ones(n_tt, bool)
     raise AlakazamError(f"{what}: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+
+
+def _check_cubic(n_t, what="time_interp"):
+    if n_t < 4:
+        raise AlakazamError(f"{what}: 'cubic' needs at least 4 solution times, this term has {n_t} (CASA's "
+                            f"applycal aborts with fewer); use 'linear' or 'nearest'")
+
+
+def cubic_weights(t, tt):
+    """CASA's cubic on the sorted solution times t (n_t >= 4) at target times tt: (idx (n_tt, 4) into t,
+    w (n_tt, 4)) such that the value at tt is sum_m w[:, m] y[idx[:, m]], and (lo, hi, x) of the linear
+    interpolation y[lo] + x (y[hi] - y[lo]) between the bracketing pair (:func:`bracket_valid`'s).
+
+    Between t_k and t_k+1 (t_k < tt < t_k+1): the Lagrange weights of t_(k-1) .. t_(k+2), the window
+    clipped to 0 .. n_t-1 (the first / last 4 solutions in the first / last interval) -- CASA 6.7's
+    CTTimeInterp1 'cubic', measured against applycal (tests/test_interp_cubic.py).  Within
+    :data:`EXACT_TIME_TOL` of a solution's time: that solution; outside the range: the end solution."""
+    t = np.asarray(t, float)
+    tt = np.asarray(tt, float)
+    n_t = len(t)
+    tol = EXACT_TIME_TOL
+    if n_t > 1:
+        tol = min(tol, 0.25 * float(np.diff(t).min()) if np.diff(t).min() > 0 else tol)
+    j = np.searchsorted(t, tt - tol)                   # t[j-1] < tt - tol <= t[j]
+    exact = (j < n_t) & (t[np.minimum(j, n_t - 1)] <= tt + tol)
+    hi = np.minimum(j, n_t - 1)
+    lo = np.where(exact, hi, np.maximum(j - 1, 0))
+    single = exact | (j == 0) | (j >= n_t)             # one solution: its own time, or outside the range
+    lo = np.where(single, hi, lo)
+    start = np.clip(lo - 1, 0, max(n_t - 4, 0))
+    idx = start[:, None] + np.arange(4)[None, :]
+    idx = np.minimum(idx, n_t - 1)
+    x = t[idx] - t[0]                                   # relative times (conditioning)
+    xt = (tt - t[0])[:, None]
+    w = np.ones(idx.shape)
+    for m in range(4):
+        for q in range(4):
+            if q != m:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    w[:, m] *= (xt[:, 0] - x[:, q]) / (x[:, m] - x[:, q])
+    w[single] = np.array([1.0, 0.0, 0.0, 0.0])
+    idx[single] = hi[single, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(single, 0.0, (tt - t[lo]) / np.where(single, 1.0, t[hi] - t[lo]))
+    return idx, w, (lo, hi, frac)
+
+
+def cubic_casa(t, y, usable, tt, whole=None):
+    """CASA's cubic (:func:`cubic_weights`) of y (n_ant, n_f, n_t, k) real at tt -> (n_ant, n_f, n_tt, k).
+    ``usable`` (n_ant, n_f, n_t): y holds a finite value (flagged solutions included: CASA uses them
+    as the outer points of the window); where a point of the window is not usable (or where ``whole``
+    (n_ant, n_f, n_tt), when given, is False) the linear interpolation between the bracketing pair is
+    taken (NaN where that pair is not usable either -- such target times are flagged by
+    :func:`bracket_valid`)."""
+    if whole is None:
+        whole = cubic_window_usable(t, usable, tt)
+    cub, lin = _cubic_and_linear(t, y, usable, tt)
+    return np.where(whole[..., None], cub, lin)
+
+
+def _cubic_and_linear(t, y, usable, tt):
+    """(cubic, linear) of :func:`cubic_casa`, each (n_ant, n_f, n_tt, k); the cubic is garbage where the
+    window is not usable (:func:`cubic_window_usable`)."""
+    idx, w, (lo, hi, frac) = cubic_weights(t, tt)
+    yz = np.where(usable[..., None], y, 0.0)
+    cub = np.zeros(y.shape[:2] + (len(tt),) + y.shape[3:])
+    for m in range(4):                                  # (no (n_ant, n_f, n_tt, 4, k) copy)
+        cub += w[None, None, :, m, None] * yz[:, :, idx[:, m]]
+    lin = y[:, :, lo] + frac[None, None, :, None] * (y[:, :, hi] - y[:, :, lo])
+    return cub, lin
+
+
+def cubic_window_usable(t, usable, tt):
+    """(n_ant, n_f, n_tt): every solution of the cubic window of each target time (:func:`cubic_weights`)
+    holds a finite value (``usable`` (n_ant, n_f, n_t))."""
+    idx, _, _ = cubic_weights(t, tt)
+    return usable[:, :, idx].all(axis=-1)
 
 
 def common_phase(jones, ok):
@@ -151,6 +232,33 @@ def common_phase(jones, ok):
         step = np.angle((u[:, :, 1:] * np.conj(u[:, :, :-1])).sum(axis=0))  # (n_f, n_t - 1)
         out[:, 1:, k] = np.cumsum(step, axis=1)
     return out
+
+
+def _cubic_jones(sol_time, jones, ok, tt):
+    """:func:`cubic_casa` of every Jones element's amplitude and phase (n_ant, n_f, n_t, 2, 2) ->
+    (n_ant, n_f, n_tt, 2, 2): the diagonal's phase relative to the antennas' common phase
+    (:func:`common_phase`, from the valid solutions ``ok``), unwrapped over every solution with a finite
+    value (flagged ones included: they may be outer points of the window), the common phase
+    interpolated the same way and added back; the off-diagonal elements' phase unwrapped on its own."""
+    n_ant, n_f, n_t = jones.shape[:3]
+    y = jones.reshape(n_ant, n_f, n_t, 4)
+    fin = np.isfinite(y).all(axis=-1)                   # (n_ant, n_f, n_t)
+    c = common_phase(jones, ok)                         # (n_f, n_t, 4)
+    amp = np.abs(y)
+    with np.errstate(invalid="ignore"):
+        ph = np.angle(y * np.exp(-1j * c)[None])
+    rel = np.zeros_like(amp)
+    for a in range(n_ant):
+        for f in range(n_f):
+            m = fin[a, f]
+            if m.any():
+                rel[a, f, m] = np.unwrap(ph[a, f, m], axis=0)
+    whole = cubic_window_usable(sol_time, fin, tt)     # else linear, the common phase's part too
+    ya = cubic_casa(sol_time, amp, fin, tt, whole)
+    yp = cubic_casa(sol_time, rel, fin, tt, whole)
+    c_cub, c_lin = _cubic_and_linear(sol_time, c[None], np.ones((1, n_f, n_t), bool), tt)
+    ct = np.where(whole[..., None], c_cub, c_lin)
+    return (ya * np.exp(1j * (yp + ct))).reshape(n_ant, n_f, len(tt), 2, 2)
 
 
 def interp_time(sol_time, jones, flags, target_time, mode):
@@ -178,7 +286,13 @@ def interp_time(sol_time, jones, flags, target_time, mode):
         return out, oflag
     ok_all = ~flags & np.isfinite(jones).all(axis=(-1, -2))
     valid = bracket_valid(sol_time, ok_all, tt)
-    if mode in ("linear", "cubic"):
+    if mode == "cubic":
+        _check_cubic(n_t)
+        out = _cubic_jones(sol_time, jones, ok_all, tt)
+        oflag = ~valid | ~np.isfinite(out).all(axis=(-1, -2))
+        out[oflag] = np.nan
+        return out, oflag
+    if mode == "linear":
         c = common_phase(jones, ok_all)                     # (n_f, n_t, 4), 0 off the diagonal
         all_t = np.ones(n_t, bool)
         c_tt = {}           # the common phase at the target times, once per freq bin (every antenna's)
@@ -188,7 +302,7 @@ def interp_time(sol_time, jones, flags, target_time, mode):
             if not ok.any():
                 continue
             y = jones[a, f].reshape(n_t, 4)
-            if mode in ("linear", "cubic") and ok.sum() > 1:
+            if mode == "linear" and ok.sum() > 1:
                 amp = np.abs(y)
                 # each antenna's phase relative to the common one, unwrapped (module docstring)
                 rel = np.zeros_like(amp)
@@ -224,6 +338,12 @@ def interp_delay_time(sol_time, delay, flags, target_time, mode):
     if n_t == 0 or not len(tt):
         return out, oflag
     valid = bracket_valid(sol_time, ~flags & np.isfinite(delay).all(axis=-1), tt)
+    if mode == "cubic":         # CASA's cubic in the delay value; flagged solutions' values used (cubic_casa)
+        _check_cubic(n_t)
+        out = cubic_casa(sol_time, delay.astype(float), np.isfinite(delay).all(axis=-1), tt)
+        oflag = ~valid | ~np.isfinite(out).all(axis=-1)
+        out[oflag] = np.nan
+        return out, oflag
     for a in range(n_ant):
         for f in range(n_f):
             ok = ~flags[a, f] & np.isfinite(delay[a, f]).all(axis=-1)
