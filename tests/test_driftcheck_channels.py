@@ -142,3 +142,23 @@ def test_band_shape_alone_is_silent(tmp_path, solve_warnings):
 
     rc = np.asarray(hdf5.read_term(out, "G1")[0].extra["rchi2"])[:, 0]
     assert rc.max() / np.percentile(rc, 25) > 5        # the raw ratio the check no longer takes as is
+
+
+def test_misfit_per_signal_needs_an_absolute_size():
+    """With SNRs recorded, a bin is said only when its misfit per signal sqrt(chi2/nDOF - 1) / SNR is
+    at least CHANNEL_MIN_MISFIT (0.3%) as well as 5x the band's lower quartile (at least that of a
+    chi2/nDOF of 2 at the median SNR): chi2/nDOF ~1 in most bins and 7-9 in three is silent at an SNR of
+    12,000 (0.02%: a bandpass iterated to convergence with a few flagged rows) and said at 300
+    (0.8-0.9%)."""
+    import numpy as np
+
+    from alakazam.calibration import driftcheck
+    from alakazam.io.hdf5 import SolutionSet
+
+    rc = np.array([1.0, 1.8, 1.0, 7.0, 8.0, 9.0, 1.8, 1.2, 1.7, 1.5, 1.2, 1.3, 1.7, 1.4, 0.9, 1.1])[:, None]
+    n_ant = 4
+    for snr, said in ((12000.0, []), (300.0, [3, 4, 5])):
+        s = SolutionSet(jones=np.ones((n_ant, 16, 1, 2, 2), complex), flags=np.zeros((n_ant, 16, 1), bool),
+                        time=np.zeros(1), freq=np.arange(16.0))
+        s.extra = {"rchi2": rc, "snr": np.full((n_ant, 16, 1, 2), snr)}
+        assert driftcheck.channel_outliers([s])[0] == said, snr

@@ -34,10 +34,13 @@ proportion to a bin's signal power, so the bins are compared by their misfit per
 band whose gain amplitude rises 0.4 -> 1.0 across it has chi2/nDOF 1.1 -> 15 from its shape alone
 (review 60g), and is silent so.  :func:`channel_outliers` finds the bins whose misfit per signal is above
 ``CHANNEL_RATIO`` times the band's lower quartile (at least that of a chi2/nDOF of 2 at the band's median
-SNR) in any solution of the set -- 26 of the 64 there, up to 27x; ``MIN_CHANNELS`` of them (or
-``MIN_CHANNEL_SHARE`` of the band) in one SPW are warned, naming them and the SPW, whatever the block's
-shorter gains -- the same figure marks residual RFI in those bins, which is worth the same look.  A
-bandpass already warned above is not warned twice.
+SNR), and whose misfit per signal ``sqrt(chi2/nDOF - 1) / SNR`` is at least ``CHANNEL_MIN_MISFIT``
+(0.3%: the review's biased edges 1.0-1.6%, its clean bins 0.3%; a bandpass iterated to convergence with
+a few rows flagged in some channels, 0.003-0.03% -- chi2/nDOF 1-5 where the band's is ~1 at an SNR of
+12,000: not a bias worth a word), in any solution of the set -- 26 of the 64 there, up to 27x;
+``MIN_CHANNELS`` of them (or ``MIN_CHANNEL_SHARE`` of the band) in one SPW are warned, naming them and
+the SPW, whatever the block's shorter gains -- the same figure marks residual RFI in those bins, which
+is worth the same look.  A bandpass already warned above is not warned twice.
 
 Its remedy depends on the block.  With the shorter gain in the block, ``iterations`` re-solves the
 bandpass with those gains applied, and the rounds take the drift out as they converge -- slowly where
@@ -64,6 +67,10 @@ CHANNEL_RATIO = 5.0
 #: ... in at least this many channels, or this share of the band, is warned
 MIN_CHANNELS = 2
 MIN_CHANNEL_SHARE = 0.05
+#: ... and whose misfit per unit of signal, sqrt(chi2/nDOF - 1) / SNR, is at least this: 0.3% (the review's
+#: biased band edges 1.0-1.6%, its clean bins 0.3%; a bandpass iterated to convergence with a few flagged
+#: rows, 0.003-0.03%, chi2/nDOF 1-5 where the band's is ~1: not a bias worth a word)
+CHANNEL_MIN_MISFIT = 0.003
 
 
 def _solint(sets):
@@ -105,7 +112,8 @@ def channel_outliers(sets):
     channels (frequency-bin indices, sorted) whose misfit per unit of signal -- ``(chi2/nDOF - 1) / SNR^2``,
     SNR^2 the median over the antennas of the bin's solution SNR squared -- exceeds :data:`CHANNEL_RATIO`
     times the band's lower quartile in some solution (time) of the set (the quartile at least that of a
-    chi2/nDOF of 2 at the band's median SNR), the largest such ratio, and the number of bins.  A drift
+    chi2/nDOF of 2 at the band's median SNR) and is at least :data:`CHANNEL_MIN_MISFIT` squared, the largest
+    such ratio, and the number of bins.  A drift
     the fit leaves raises chi2/nDOF in proportion to the bin's signal power, so a bandpass's shape alone
     (a band 0.4 -> 1.0 in gain amplitude: chi2/nDOF 1.1 -> 15, review 60g) is not an outlier; without
     recorded SNRs chi2/nDOF itself is compared.  Bins whose every antenna's solution is flagged take no
@@ -139,7 +147,8 @@ def channel_outliers(sets):
                 continue
             ref = max(float(np.percentile(val[ok], 25)), floor)
             ratio = np.where(ok, val, 0.0) / ref
-            hit = np.flatnonzero(ratio > CHANNEL_RATIO)
+            big = np.ones(len(val), bool) if s2 is None else np.where(ok, val, 0.0) >= CHANNEL_MIN_MISFIT ** 2
+            hit = np.flatnonzero((ratio > CHANNEL_RATIO) & big)
             bad.update(int(c) for c in hit)
             if len(hit):
                 worst = max(worst, float(ratio[hit].max()))
@@ -165,15 +174,20 @@ def _channel_note(st, sets):
     by_spw = {}
     for s in sets:
         by_spw.setdefault(int(s.attrs.get("spw", 0)), []).append(s)
-    parts, worst = [], 0.0
+    parts, worst, wide = [], 0.0, False
     for spw in sorted(by_spw):
         chans, w, n_chan = channel_outliers(by_spw[spw])
         if not chans or len(chans) < max(MIN_CHANNELS, MIN_CHANNEL_SHARE * n_chan):
             continue
         parts.append(f"{len(chans)} of SPW {spw}'s {n_chan} frequency bins ({_ranges(chans)})")
         worst = max(worst, w)
+        # bins of several data channels: a bandpass changing within a bin misfits there too
+        wide |= any(len(np.atleast_1d(s.attrs.get("channels", []))) > len(np.atleast_1d(s.freq))
+                    for s in by_spw[spw])
     if not parts:
         return None
+    within = (" With bins of several channels, a bandpass that changes within a bin (a steep band edge) "
+              "misfits there too: solve it per channel to tell." if wide else "")
     return (f"{st.key} (bandpass, time_interval {st.time_interval.text or 'inf'}): in {' and '.join(parts)} "
             f"the misfit per unit of signal ((chi2/nDOF - 1) / SNR^2) is up to {worst:.3g}x the band's "
             "lower quartile: the data of those bins change with time in a way one bandpass "
@@ -184,7 +198,7 @@ def _channel_note(st, sets):
             "at the band's edge, 100x the noise); residual RFI in those bins shows the same. Solve the "
             "bandpass with an amplitude-and-phase G per integration in the block and iterations: 3 or "
             "more (akcal calmode 'ap', iterations), flag those bins, or run rflag on calibrated data "
-            "(CORRECTED_DATA or the residual, after a first calibration; tfcrop on DATA).")
+            f"(CORRECTED_DATA or the residual, after a first calibration; tfcrop on DATA).{within}")
 
 
 def notes(cfg, pending):
