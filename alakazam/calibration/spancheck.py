@@ -126,6 +126,39 @@ def k_pairs(jones_type, chan_sampled, scan_sampled, group, n_bl, n_fsamp):
     return (np.asarray(pair_of_sbin, np.int64).ravel() if ok else None, pairs[:, 0], pairs[:, 1], n_bytes)
 
 
+def _scan_phases(vis, model, weight, freq, nu_c, params, ant1, ant2, ref, n_iter=_ITER):
+    """In place: the phases ``params[:, :, 1]`` (n_ant, 2, 2) of one scan's sums ``vis``/``model``/
+    ``weight`` (n_bl, n_samp, 4), fitted with the delays ``params[:, :, 0]`` held (phase-only gain
+    iterations on the delay-rotated, band-summed fringes; the reference's phase held at its value; an
+    antenna without data keeps its phase).  The combined solution's phases are the gains averaged over
+    the scans: where the gains drifted between them, an antenna's phase in one scan can be ~pi from it,
+    and the LM started there fell into another minimum -- review h60h: C14's Y delay 7.86 ns for the
+    0.21 ns that a per-scan solve (and the LM from these phases) gives, so the check reported a 14.3 ns,
+    551-sigma departure for a combined K within 0.003 ns of the truth."""
+    from ..solvers.parallel_delay import POL_CORR, TWO_PI_NS
+
+    n_ant = params.shape[0]
+    kap = -TWO_PI_NS * (np.asarray(freq, float) - nu_c)                 # (n_samp,)
+    for p, k in enumerate(POL_CORR):
+        w = weight[:, :, k]
+        if not (w > 0).any():
+            continue
+        dt = params[ant1, p, 0] - params[ant2, p, 0]
+        y = np.where(w > 0, w * vis[:, :, k] * np.conj(model[:, :, k]), 0.0)
+        yb = (y * np.exp(-1j * kap[None, :] * dt[:, None])).sum(axis=1)  # ~ exp(i(phi_1 - phi_2))
+        phi = params[:, p, 1].copy()
+        for _ in range(n_iter):
+            acc = np.zeros(n_ant, complex)
+            np.add.at(acc, ant1, yb * np.exp(1j * phi[ant2]))
+            np.add.at(acc, ant2, np.conj(yb) * np.exp(1j * phi[ant1]))
+            new = np.where(np.abs(acc) > 0, np.angle(acc), phi)
+            new = new - new[ref] + params[ref, p, 1]
+            if np.allclose(new, phi, rtol=0.0, atol=1e-12):
+                break
+            phi = new
+        params[:, p, 1] = phi
+
+
 def _k_errors(vis, model, weight, freq, nu_c, params, ant1, ant2, n_ant, ref):
     """Formal errors (n_ant, 2) in ns of the delays of one K cell's fit ``params`` (n_ant, 2, 2) on
     ``vis``/``model``/``weight`` (n_bl, n_samp, 4), NaN where undetermined (module docstring)."""
@@ -209,6 +242,8 @@ def measure_k(k_sums, pair_cell, pair_scan, cells_t, cell_index, res, freqs, fbi
         nu_c = np.empty(n)
         pd._band_centre(weight, freq, nu_c)
         params = np.ascontiguousarray(np.repeat(p0[None], n, axis=0))
+        for s in range(n):      # each scan's own phases at the combined delays: the LM's start
+            _scan_phases(vis[s], model[s], weight[s], freq[s], nu_c[s], params[s], ant1, ant2, ref)
         n_iter = np.zeros((n, 2), np.int64)
         conv = np.zeros((n, 2), bool)
         cost = np.zeros((n, 2))
