@@ -38,9 +38,10 @@ SNR), and whose misfit per signal ``sqrt(chi2/nDOF - 1) / SNR`` is at least ``CH
 (0.3%: the review's biased edges 1.0-1.6%, its clean bins 0.3%; a bandpass iterated to convergence with
 a few rows flagged in some channels, 0.003-0.03% -- chi2/nDOF 1-5 where the band's is ~1 at an SNR of
 12,000: not a bias worth a word), in any solution of the set -- 26 of the 64 there, up to 27x;
-``MIN_CHANNELS`` of them (or ``MIN_CHANNEL_SHARE`` of the band) in one SPW are warned, naming them and
-the SPW, whatever the block's shorter gains -- the same figure marks residual RFI in those bins, which
-is worth the same look.  A bandpass already warned above is not warned twice.
+``MIN_CHANNELS`` of them in one SPW are warned (not a share of the band: 2-4 biased bins of a 256-channel
+SPW, 9-12% off, review 60h, were kept silent by a 5% rule, 13 bins, when 32 bins of 8 channels warned),
+naming them and the SPW, whatever the block's shorter gains -- the same figure marks residual RFI in
+those bins, which is worth the same look.  A bandpass already warned above is not warned twice.
 
 Its remedy depends on the block.  With the shorter gain in the block, ``iterations`` re-solves the
 bandpass with those gains applied, and the rounds take the drift out as they converge -- slowly where
@@ -64,9 +65,8 @@ RATIO = 30.0
 LONG_S = 600.0
 #: a bandpass channel whose chi2/nDOF exceeds this times the band's lower quartile (module docstring) ...
 CHANNEL_RATIO = 5.0
-#: ... in at least this many channels, or this share of the band, is warned
+#: ... in at least this many bins of one SPW is warned (one bin alone: a residual RFI channel, not said)
 MIN_CHANNELS = 2
-MIN_CHANNEL_SHARE = 0.05
 #: ... and whose misfit per unit of signal, sqrt(chi2/nDOF - 1) / SNR, is at least this: 0.3% (the review's
 #: biased band edges 1.0-1.6%, its clean bins 0.3%; a bandpass iterated to convergence with a few flagged
 #: rows, 0.003-0.03%, chi2/nDOF 1-5 where the band's is ~1: not a bias worth a word)
@@ -169,7 +169,7 @@ def _ranges(chans):
 
 def _channel_note(st, sets):
     """The per-channel warning for a bandpass step, or None (module docstring).  The bins are counted,
-    and held against MIN_CHANNELS / MIN_CHANNEL_SHARE, per SPW (a bin index names a different frequency
+    and held against MIN_CHANNELS, per SPW (a bin index names a different frequency
     in each SPW: one outlying bin in each of 4 SPWs is not 4 bins of one band), and the SPW is named."""
     by_spw = {}
     for s in sets:
@@ -177,7 +177,7 @@ def _channel_note(st, sets):
     parts, worst, wide = [], 0.0, False
     for spw in sorted(by_spw):
         chans, w, n_chan = channel_outliers(by_spw[spw])
-        if not chans or len(chans) < max(MIN_CHANNELS, MIN_CHANNEL_SHARE * n_chan):
+        if len(chans) < MIN_CHANNELS:
             continue
         parts.append(f"{len(chans)} of SPW {spw}'s {n_chan} frequency bins ({_ranges(chans)})")
         worst = max(worst, w)
