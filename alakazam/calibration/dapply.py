@@ -96,3 +96,49 @@ def linearised(terms) -> tuple:
                         + (f" (after {', '.join(g.key for g in with_d)}, solved with it)" if with_d else "")
                         + ", so already took up the leakage's parallel-hand part (the full inverse would "
                         "remove it twice)")
+
+
+def export_note(table, key) -> str:
+    """A warning for akexport (io/casatable.export) of ``key`` of HDF5 ``table``, '' when none: the
+    table's amplitude gains (G, T, not phase-only) were solved with a D pre-applied, so akapply of the
+    HDF5 tables inverts that D in full (:func:`linearised`), while CASA's applycal applies any Df
+    linearised -- and so does akapply of the exported CASA tables, which record no pre-applied terms
+    for gains.  Said when exporting the D or such a gain (review h60i: examples/full_polarization.yaml
+    on linear feeds exported and applied by CASA, 3C286 Q/I 0.0372-0.0412 for 0.0407, 86 times the
+    noise, where akapply of the HDF5 tables was at the noise)."""
+    from ..io import hdf5
+    from .solve_order import _type_of_key
+
+    keys = list(hdf5.list_keys(table))
+    real = hdf5.resolve_key(table, key)
+    jt = _type_of_key(real)
+    if jt not in ("D",) + GAIN_TYPES:
+        return ""
+    from types import SimpleNamespace
+
+    gains, terms = [], []
+    for k in keys:
+        if _type_of_key(k) not in GAIN_TYPES:
+            continue
+        sets = hdf5.read_term(table, k)
+        terms.append(SimpleNamespace(jones_type=_type_of_key(k), key=k, sets=sets))
+        if any(bool(s.attrs.get("phase_only", False)) for s in sets):
+            continue
+        chain = [str(c) for s in sets for c in np.atleast_1d(s.attrs.get("preapply_chain", [])) if str(c)]
+        ds = sorted({c for c in chain if _type_of_key(c) == "D"})
+        if ds:
+            gains.append((k, ds))
+    if not gains or (jt in GAIN_TYPES and real not in [g for g, _ in gains]):
+        return ""
+    # only where akapply of this table's gains with a D inverts it in full (the rule of :func:`linearised`)
+    if linearised(terms + [SimpleNamespace(jones_type="D", key=gains[0][1][0], sets=[])])[0]:
+        return ""
+    names = ", ".join(g for g, _ in gains)
+    dnames = ", ".join(sorted({d for _, ds in gains for d in ds}))
+    return (f"{real}: {names} of {table} {'was' if len(gains) == 1 else 'were'} solved with {dnames} "
+            f"pre-applied, so akapply of the HDF5 tables inverts {dnames} in full with "
+            f"{'it' if len(gains) == 1 else 'them'}; CASA's applycal applies a Df linearised (the parallel "
+            "hands untouched), and so does akapply of the exported CASA tables (they record no pre-applied "
+            "terms for gains): applied from the exported tables, a polarised calibrator keeps the leakage "
+            "of its polarised flux in the parallel hands (a review: 3C286's Q/I 0.037-0.041 for 0.0407, "
+            "86 times the noise). Apply the HDF5 tables with akapply for the full inverse")

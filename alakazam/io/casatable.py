@@ -683,6 +683,10 @@ def export(table, key, out, ms: str = "", crossphase: str = "") -> dict:
             folded = cp
             logging.getLogger("alakazam.export").info(
                 "%s: %s folded in (CASA applies Xf on the sky side of D): export %s too", real, cp, cp)
+    from ..calibration.dapply import export_note      # D inverted in full by akapply, linearised by CASA
+    note = export_note(table, real)
+    if note:
+        logging.getLogger("alakazam.export").warning("%s", note)
     sets, delay_ref = delay_frame(table, real, sets)
     if ms and sets and sets[0].attrs.get("ms") and not hdf5.same_ms(sets[0].attrs["ms"], table, ms):
         logging.getLogger("alakazam.export").warning(
