@@ -201,6 +201,40 @@ def cross_fraction(cfg, meta, spw_sel, scans, fid, rowsel=None) -> float:
     return max(out) if out else float("nan")
 
 
+def mixed_mount_notes(cfg, meta) -> list:
+    """A warning, before the reads, for a block solving KC, CP or D on an array whose antennas' mounts turn
+    their feeds differently (jones/parang.mount_kind: alt-az with Nasmyth, equatorial ...): on a mixed
+    baseline the feeds' angles differ by an amount that changes with the parallactic angle and elevation,
+    so Stokes I enters the cross hands (I sin(chi_a - chi_b)) and the polarisation solves are not
+    validated there (review 60i, linear feeds, ALT-AZ with NASMYTH-R / -L antennas: one round gave
+    leakages of 0.49 for 0.13 and 3C286 36-69x the noise off in Q, U, V; three rounds left D
+    unconverged and flagged).  Arrays of one kind (every antenna Nasmyth) are not noted: measured at the
+    noise."""
+    from ..jones.parang import mount_kind
+
+    steps = [st for st in cfg.steps if st.jones_type in POL_TYPES]
+    m = list(meta.active_mounts or [])
+    if not steps or not m:
+        return []
+    names = [meta.ant_names[a] for a in meta.active_ants]
+    kinds = {}
+    for name, mount in zip(names, m):
+        kinds.setdefault(mount_kind(mount), []).append(name)
+    if len(kinds) < 2:
+        return []
+    which = "; ".join(f"{k}: {', '.join(v[:4])}{' ...' if len(v) > 4 else ''} ({len(v)})"
+                      for k, v in sorted(kinds.items()))
+    keys = ", ".join(f"{st.key} ({st.jones_type})" for st in steps)
+    them = "them" if len(steps) > 1 else "it"
+    return [f"{keys}: the array mixes mounts ({which}): their feeds turn differently against the sky, "
+            "so on a baseline between two kinds Stokes I enters the cross hands, I sin(chi_a - chi_b), "
+            "changing with the parallactic angle and elevation. alakazam's polarisation solves are not "
+            "validated on such arrays (a review, linear feeds, alt-az with Nasmyth antennas: leakages "
+            "0.49 for 0.13 and 3C286 36-69 times the noise off with one round; three rounds did not "
+            f"converge): treat {them} as suspect -- solve on the antennas of one mount kind (antenna "
+            "selection) and check the result on a polarised calibrator"]
+
+
 def unpolarised_notes(cfg, meta, spw_sel, scans, step_fields, rowsel=None) -> list:
     """Warnings, before the reads, for the KC and CP steps whose every calibrator's model has no cross-hand
     signal (:func:`cross_fraction` at most POLARISED_FRACTION): the cross hands then hold nothing for them
