@@ -198,3 +198,34 @@ def test_field_names_with_a_plus_are_not_split(tmp_path, solve_warnings):
     notes = _solve(ms, str(tmp_path / "b.h5"), solve_warnings, **kw)
     assert len(notes) == 1 and notes[0].startswith("K0, G0 solved on J1331+3030 before D0 (D on "
                                                    "J0542+4951)"), notes
+
+
+def test_d_on_an_unpolarised_calibrator_in_casas_gauge_notes_the_reference_leakage(tmp_path, solve_warnings):
+    """Linear feeds, CASA's gauge, D on the unpolarised 3C147 (review 60i): every antenna's leakage is
+    relative to the reference's own, which 3C147 cannot fix and which is no symmetry of polarised sources
+    (3C286's V 0.6% of I there, as CASA's): noted, sized by the antennas' typical |d| and 3C286's
+    fraction, with the absolute-gauge remedy; and the CP misfit note's remedy names that D.  D on the
+    polarised 3C286 in the absolute gauge (the README's recipe) says nothing of it."""
+    from casacore.tables import table
+
+    ms = str(tmp_path / "g.ms")
+    simulate_ms(ms, feed="linear", n_ant=8, n_chan=(8,), int_s=120.0, scan_len_s=600.0, noise=0.02,
+                seed=31, flag_rows=0.0, dead_ant=False, time_gains=False)
+    with table(ms, readonly=False, ack=False) as t:      # 3C147's model at its true 2.5 Jy (D fits it)
+        q = t.query("FIELD_ID==1")
+        q.putcol("MODEL_DATA", q.getcol("MODEL_DATA") * 2.5)
+    casa = dict(jones=["K", "G", "G", "KC", "D", "CP"],
+                field=[["3C286"], ["3C286"], ["3C286"], ["3C286"], ["3C147"], ["3C286"]],
+                time_interval=["scan", "inf", "int", "inf", "inf", "inf"],
+                freq_interval=["full", "1MHz", "full", "full", "full", "1MHz"])
+    w = solve_warnings("an unpolarised calibrator does not fix", ms=ms, output=str(tmp_path / "c.h5"),
+                       ref_ant="C00", apply_parang=True, **casa)
+    assert len(w) == 1, w
+    assert w[0].startswith("D0 (D) on 3C147, linear feeds, CASA's gauge:"), w[0]
+    assert "as polarised as 3C286" in w[0] and "leakage_gauge: absolute" in w[0], w[0]
+    recipe = dict(jones=["K", "G", "G", "KC", "CP", "D"], field=["3C286"],
+                  time_interval=["scan", "inf", "int", "inf", "inf", "inf"],
+                  freq_interval=["full", "1MHz", "full", "full", "1MHz", "full"])
+    assert solve_warnings("an unpolarised calibrator does not fix", ms=ms, output=str(tmp_path / "r.h5"),
+                          ref_ant="C00", apply_parang=True, leakage_gauge="absolute", iterations=3,
+                          **recipe) == []

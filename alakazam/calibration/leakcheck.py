@@ -238,7 +238,64 @@ def circular_gauge_notes(cfg, pending):
     return out
 
 
+#: a D step's calibrator counts as unpolarised below this model cross/parallel ratio
+UNPOLARISED = 0.005
+
+
+def unpolarised_gauge_notes(cfg, pending):
+    """Linear feeds, ``leakage_gauge`` 'reference' (CASA's), D solved on an unpolarised calibrator (its
+    model's cross/parallel ratio below :data:`UNPOLARISED`; CASA's Df on 3C147): such a source cannot fix
+    the leakage common to all antennas, so every antenna's D is stored relative to the reference
+    antenna's own, d_ref, unknown.  With linear feeds that common leakage is no symmetry of polarised
+    sources: one of linear fraction p is off by about 2 |d_ref| p of I in its V and Q/U (review 60i:
+    |d_ref| 0.034, 3C286 V 0.6% of I -- 0.09 Jy, 439 errors in Q -- and a polarised target's V/I
+    0.006-0.014 for 0.010, as CASA's Xf + Df on 3C147 to 5e-4).  |d_ref| is sized by the antennas'
+    typical |d| (the median of the stored D), p by the block's polarised calibrators (0.1 when none was
+    measured); a note when 2 |d| p > ``THRESHOLD``, with the remedy: D on the polarised calibrator after
+    KC and CP with ``leakage_gauge: absolute``, which its parallactic-angle coverage fixes."""
+    out = []
+    if cfg.leakage_gauge != "reference":
+        return out
+    steps = [(st, pending.get(st.key) or []) for st in cfg.steps]
+    pol = _polarised_fields(steps)
+    for st, sets in steps:
+        if st.jones_type != "D" or not sets or not all(
+                str(x.attrs.get("feed_basis", "")) == "linear" for x in sets):
+            continue
+        fr = [x.diagnostics.get("model_pol_fraction") for x in sets]
+        if not fr or any(f is None or not np.isfinite(f) or f >= UNPOLARISED for f in fr):
+            continue
+        d = []
+        for x in sets:
+            j = np.asarray(x.jones)
+            ok = ~np.asarray(x.flags)
+            d += list(np.abs(j[..., 0, 1][ok])) + list(np.abs(j[..., 1, 0][ok]))
+        d = [v for v in d if np.isfinite(v) and v > 0]
+        if not d:
+            continue
+        typical = float(np.median(d))
+        polar = {f: p for f, p in pol.items() if p >= UNPOLARISED}
+        frac = max(polar.values()) if polar else 0.1
+        eps = 2 * typical * frac
+        if eps <= THRESHOLD:
+            continue
+        fields = ", ".join(sorted(set().union(*(set_fields(x) for x in sets))))
+        name = str(sets[0].attrs.get("ref_ant_name", sets[0].attrs.get("ref_ant", "")))
+        like = (f"as polarised as {', '.join(sorted(polar))} ({frac:.2g})" if polar else "10% polarised")
+        out.append(
+            f"{st.key} (D) on {fields}, linear feeds, CASA's gauge: an unpolarised calibrator does not fix "
+            f"the leakage common to all antennas, so each antenna's is stored relative to {name}'s own, "
+            f"unknown; with linear feeds that common leakage is no symmetry of polarised sources, and one "
+            f"{like} is off by about 2 |d_ref| p of I in V and Q/U ({eps:.1e} of I at the antennas' typical "
+            f"|d| {typical:.3f}; a review: 0.6% of I on 3C286, as CASA's Df on 3C147). For the polarisation "
+            f"of polarised sources solve D on the polarised calibrator after KC and CP with leakage_gauge: "
+            f"absolute (akcal leakage_gauge='absolute'; the README's recipe), which its parallactic-angle "
+            f"coverage fixes")
+    return out
+
+
 def all_notes(cfg, pending, external_gains=()):
-    """:func:`notes`, :func:`gauge_notes` and :func:`circular_gauge_notes` of a block (flow logs them)."""
+    """:func:`notes`, :func:`gauge_notes`, :func:`circular_gauge_notes` and
+    :func:`unpolarised_gauge_notes` of a block (flow logs them)."""
     return (notes(cfg, pending, external_gains) + gauge_notes(cfg, pending)
-            + circular_gauge_notes(cfg, pending))
+            + circular_gauge_notes(cfg, pending) + unpolarised_gauge_notes(cfg, pending))

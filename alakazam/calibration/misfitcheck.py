@@ -365,6 +365,14 @@ def _share(e):
     return "more than all" if e >= 1 else f"{100 * e:.2g}%"
 
 
+def pending_fields(sets):
+    """The fields a step's solution sets were solved on (a combine='field' set's members too)."""
+    out = []
+    for s in sets:
+        out += [str(x) for x in (s.attrs.get("combined_fields") or [s.field_name])]
+    return out
+
+
 def notes(cfg, pending):
     """The warnings for the block's CP / D steps (``pending``: key -> solution sets)."""
     out = []
@@ -424,6 +432,16 @@ def notes(cfg, pending):
             remedy = ("give the calibrator its polarisation model (smodel [I, Q, U, V], or a MODEL_DATA with "
                       "its fraction and angle) or solve D on an unpolarised calibrator, with apply_parang: "
                       "true (akcal parang=True)")
+            own = set().union(*(set(str(x) for x in (s.attrs.get("combined_fields") or [s.field_name]))
+                                for s in sets))
+            d_elsewhere = [o.key for o in cfg.steps if o.jones_type == "D" and o.key != st.key
+                           and not own & set(pending_fields(pending.get(o.key) or []))]
+            if d_elsewhere and getattr(cfg, "leakage_gauge", "reference") == "reference":
+                # review 60i: D on 3C147 in CASA's gauge, CP on 3C286 -- the remedy above was that D
+                remedy = (f"{', '.join(d_elsewhere)}, solved on another calibrator in CASA's gauge, leaves "
+                          "the reference antenna's own leakage in every antenna, which turns with the "
+                          "parallactic angle here too: solve D on this calibrator after KC and CP with "
+                          "leakage_gauge: absolute (akcal leakage_gauge='absolute'); else " + remedy)
         other = [k for k in fired if k != kind]
         also = ""
         if other:
