@@ -47,11 +47,11 @@ def parse_interp(value, time_modes, where="interp"):
         hint = ""
         base = t.replace("perobs", "")
         if base.endswith("pd") and base[:-2] in time_modes:     # (ALMA's phase transfer through spwmap)
-            hint = (f" (CASA's {base[:-2]!r}PD scales the phase by the frequency ratio of the mapped SPW; "
+            hint = (f" (CASA's '{base[:-2]}PD' scales the phase by the frequency ratio of the mapped SPW; "
                     f"that is not done here: {base[:-2]!r} transfers the phase unscaled -- solve the gains "
                     "per SPW, or a K for the phase's frequency dependence)")
         elif t.endswith("perobs") and base in time_modes:
-            hint = (f" (CASA's {base!r}perobs interpolates within each observation only: give {base!r} and "
+            hint = (f" (CASA's '{base}perobs' interpolates within each observation only: give {base!r} and "
                     "apply each observation on its own, akapply observation='0', '1', ...)")
         raise AlakazamError(f"{where}: {value!r}: time interpolation {t!r} is not allowed; expected one of "
                             f"{', '.join(time_modes)}{hint}")
