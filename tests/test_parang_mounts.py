@@ -279,7 +279,8 @@ def test_equatorial_absolute_gauge_refusal_names_the_mounts(tmp_path, parang_on)
 def test_mixed_mounts_warn_the_polarisation_solves(tmp_path, solve_warnings):
     """KC / CP / D on an array mixing mount kinds (alt-az and Nasmyth): not validated (review 60i: one
     round 36-69x the noise off, three rounds unconverged) -- warned before the reads, naming the kinds and
-    antennas; one kind (every antenna Nasmyth) is silent."""
+    antennas; with linear feeds and the parallactic angle a gain alone is warned too; one kind (every
+    antenna Nasmyth) is silent."""
     from alakazam.sim.simulate import simulate_ms
 
     block = dict(ref_ant="C00", apply_parang=True, jones=["G", "KC", "CP"], field=["3C286"],
@@ -299,4 +300,10 @@ def test_mixed_mounts_warn_the_polarisation_solves(tmp_path, solve_warnings):
     m = got["mixed"][0]
     assert m.startswith("KC0 (KC), CP0 (CP): the array mixes mounts (alt-az: C00, "), m
     assert "; nasmyth-r: C04, " in m, m
-    assert "not validated" in m
+    assert "not validated" in m and "first order" in m
+    # linear feeds with the parallactic angle: a gain alone is warned too (its leakage of I)
+    ms = str(tmp_path / "mixed.ms")
+    g = solve_warnings("mixes mounts", ms=ms, output=str(tmp_path / "g.h5"), ref_ant="C00",
+                       apply_parang=True, jones=["G"], field=["3C286"], time_interval=["inf"],
+                       freq_interval=["full"])
+    assert len(g) == 1 and g[0].startswith("G0 (G): the array mixes mounts"), g

@@ -201,20 +201,26 @@ def cross_fraction(cfg, meta, spw_sel, scans, fid, rowsel=None) -> float:
     return max(out) if out else float("nan")
 
 
-def mixed_mount_notes(cfg, meta) -> list:
-    """A warning, before the reads, for a block solving KC, CP or D on an array whose antennas' mounts turn
-    their feeds differently (jones/parang.mount_kind: alt-az with Nasmyth, equatorial ...): on a mixed
-    baseline the feeds' angles differ by an amount that changes with the parallactic angle and elevation,
-    so Stokes I enters the cross hands (I sin(chi_a - chi_b)) and the polarisation solves are not
-    validated there (review 60i, linear feeds, ALT-AZ with NASMYTH-R / -L antennas: one round gave
-    leakages of 0.49 for 0.13 and 3C286 36-69x the noise off in Q, U, V; three rounds left D
-    unconverged and flagged).  Arrays of one kind (every antenna Nasmyth) are not noted: measured at the
-    noise."""
+def mixed_mount_notes(cfg, meta, spw_sel=None) -> list:
+    """A warning, before the reads, for a block on an array whose antennas' mounts turn their feeds
+    differently (jones/parang.mount_kind: alt-az with Nasmyth, equatorial ...): on a mixed baseline the
+    feeds' angles differ by an amount that changes with the parallactic angle and elevation.  With
+    linear feeds that difference mixes the hands: Stokes I enters the cross hands (I sin(chi_a -
+    chi_b)), and the leakage carries it into the parallel hands at first order in |d| (d I sin, where
+    an array of one kind has d times the polarised flux).  Review 60i (linear feeds, ALT-AZ with
+    NASMYTH-R / -L antennas): KC, CP, D with one round gave leakages of 0.49 for 0.13 and 3C286 36-69x
+    the noise off in Q, U, V; three rounds left D unconverged and flagged; a G alone over 'inf' did not
+    converge (chi2/nDOF 3.5e4 per integration).  Said for a block solving KC, CP or D, and for any block
+    with apply_parang on linear feeds (``spw_sel``: the SPWs solved; None: any); circular feeds see the
+    difference as a phase of the parallel hands, which the parallactic rotation takes out.  Arrays of
+    one kind (every antenna Nasmyth) are not noted: measured at the noise."""
     from ..jones.parang import mount_kind
 
     steps = [st for st in cfg.steps if st.jones_type in POL_TYPES]
+    ddids = list(spw_sel) if spw_sel is not None else list(meta.spws)
+    linear = any(meta.spws[d].feed_basis == "linear" for d in ddids if d in meta.spws)
     m = list(meta.active_mounts or [])
-    if not steps or not m:
+    if not m or not (steps or (linear and getattr(cfg, "apply_parang", False))):
         return []
     names = [meta.ant_names[a] for a in meta.active_ants]
     kinds = {}
@@ -224,11 +230,14 @@ def mixed_mount_notes(cfg, meta) -> list:
         return []
     which = "; ".join(f"{k}: {', '.join(v[:4])}{' ...' if len(v) > 4 else ''} ({len(v)})"
                       for k, v in sorted(kinds.items()))
-    keys = ", ".join(f"{st.key} ({st.jones_type})" for st in steps)
-    them = "them" if len(steps) > 1 else "it"
+    keys = ", ".join(f"{st.key} ({st.jones_type})" for st in (steps or cfg.steps))
+    them = "them" if len(steps or cfg.steps) > 1 else "it"
+    hands = (" With linear feeds the leakage carries it into the parallel hands at first order, d I "
+             "sin(chi_a - chi_b), so gains solved before D absorb it too (a G alone did not converge)."
+             if linear else "")
     return [f"{keys}: the array mixes mounts ({which}): their feeds turn differently against the sky, "
             "so on a baseline between two kinds Stokes I enters the cross hands, I sin(chi_a - chi_b), "
-            "changing with the parallactic angle and elevation. alakazam's polarisation solves are not "
+            f"changing with the parallactic angle and elevation.{hands} alakazam's calibration is not "
             "validated on such arrays (a review, linear feeds, alt-az with Nasmyth antennas: leakages "
             "0.49 for 0.13 and 3C286 36-69 times the noise off with one round; three rounds did not "
             f"converge): treat {them} as suspect -- solve on the antennas of one mount kind (antenna "
