@@ -13,6 +13,8 @@ written); here they are collected, each named by its parameter:
   spw or give spwmap (before: "no solutions for SPW 1 in <the MS the table was solved on>; select
   spw=[0]", at run time);
 * ``solutionfield[i]`` naming a field without solutions in the term's table (before: at run time);
+* ``interp[i]`` (YAML ``time_interp[i]``) 'cubic' for a term with fewer than 4 solution times in an SPW
+  to correct, its fields together (the run stopped at it after its Begin line and its flag backup);
 * ``gaintable[i]`` (YAML ``tables[i]``) whose solutions do not fit the MS (:func:`.compat.fit_errors`):
   no frequency overlap with an SPW to correct, another feed basis, no antenna name in common (before:
   after the Begin line).
@@ -24,6 +26,8 @@ in a YAML file an earlier block may write them.
 from __future__ import annotations
 
 import os
+
+import numpy as np
 
 from ..errors import AlakazamError
 
@@ -50,7 +54,8 @@ def _table_index(table, key):
             for g in groups:
                 attrs = {k: _decode_attr(v) for k, v in g.attrs.items()}
                 sets.append(SimpleNamespace(attrs=attrs, freq=g["freq"][()],
-                                            ant_names=[str(a) for a in attrs.get("ant_names", [])]))
+                                            ant_names=[str(a) for a in attrs.get("ant_names", [])],
+                                            time=g["time"][()] if "time" in g else None))
             return ({int(s.attrs["spw"]) for s in sets}, {str(s.attrs["field_name"]) for s in sets}, sets)
     except (AlakazamError, OSError, KeyError, ValueError, TypeError):
         return None
@@ -124,6 +129,19 @@ def errors(cfg, table_ok=None, planned=None) -> dict:
                     add(f"tables[{i}]", msg)
             if have is None:
                 continue
+            if t.time_interp == "cubic" and index[i][2] is not None:
+                # 'cubic' needs 4 solution times (CASA's applycal aborts with fewer): where even every
+                # field's together have fewer, the run would stop at it (after its Begin line)
+                for spw_id in sorted({meta.spws[d].spw_id for d in ddids}):
+                    tspw = smap.get(spw_id, spw_id)
+                    times = set()
+                    for x in index[i][2]:
+                        if int(x.attrs.get("spw", -1)) == tspw and getattr(x, "time", None) is not None:
+                            times |= {float(v) for v in np.atleast_1d(x.time)}
+                    if tspw in have and len(times) < 4:
+                        add(f"time_interp[{i}]", f"'cubic' needs at least 4 solution times; {names[i]} has "
+                            f"{len(times)} for SPW {tspw} (CASA's applycal aborts with fewer); expected "
+                            "'linear' or 'nearest'")
             for spw_id in sorted({meta.spws[d].spw_id for d in ddids}):
                 tspw = smap.get(spw_id, spw_id)
                 if tspw in have:
