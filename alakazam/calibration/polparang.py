@@ -201,7 +201,7 @@ def cross_fraction(cfg, meta, spw_sel, scans, fid, rowsel=None) -> float:
     return max(out) if out else float("nan")
 
 
-def mixed_mount_notes(cfg, meta) -> list:
+def mixed_mount_notes(cfg, meta, rowsel=None) -> list:
     """A warning, before the reads, for a block solving KC, CP or D on an array whose antennas' mounts turn
     their feeds differently (jones/parang.mount_kind: alt-az with Nasmyth, equatorial ...): on a mixed
     baseline the feeds' angles differ by an amount that changes with the parallactic angle and elevation,
@@ -209,17 +209,28 @@ def mixed_mount_notes(cfg, meta) -> list:
     validated there (review 60i, linear feeds, ALT-AZ with NASMYTH-R / -L antennas: one round gave
     leakages of 0.49 for 0.13 and 3C286 36-69x the noise off in Q, U, V; three rounds left D
     unconverged and flagged).  Arrays of one kind (every antenna Nasmyth) are not noted: measured at the
-    noise."""
+    noise.  ``rowsel``: the block's row selection; only the antennas of the baselines its antenna
+    selection keeps are counted (the remedy, '!C04;!C05', leaves one kind: silent)."""
     from ..jones.parang import mount_kind
 
     steps = [st for st in cfg.steps if st.jones_type in POL_TYPES]
     m = list(meta.active_mounts or [])
     if not steps or not m:
         return []
-    names = [meta.ant_names[a] for a in meta.active_ants]
+    ants = list(meta.active_ants)
+    keep = set(ants)
+    sel = getattr(rowsel, "antenna", None)
+    if sel is not None and len(ants) > 1:
+        # the antennas of the baselines the block's antenna selection keeps (its own remedy: '!C04;!C05'
+        # leaves one mount kind -- still warned, naming the deselected antennas, before; review h60j)
+        a1, a2 = np.triu_indices(len(ants), 1)
+        a1, a2 = np.asarray(ants)[a1], np.asarray(ants)[a2]
+        on = sel.mask(a1, a2)
+        keep = set(a1[on].tolist()) | set(a2[on].tolist())
     kinds = {}
-    for name, mount in zip(names, m):
-        kinds.setdefault(mount_kind(mount), []).append(name)
+    for a, mount in zip(ants, m):
+        if a in keep:
+            kinds.setdefault(mount_kind(mount), []).append(meta.ant_names[a])
     if len(kinds) < 2:
         return []
     which = "; ".join(f"{k}: {', '.join(v[:4])}{' ...' if len(v) > 4 else ''} ({len(v)})"
