@@ -285,7 +285,7 @@ def _run_solve(cfg: SolveConfig, pending, stack) -> dict:
     polparang.check_solve(cfg, meta, spw_sel, scans, step_fields, rowsel, sky_pol)
     for note in polparang.unpolarised_notes(cfg, meta, spw_sel, scans, step_fields, rowsel):
         log.warning("%s", note)     # KC / CP on an unpolarised model: noise, stored (review 58f)
-    for note in polparang.mixed_mount_notes(cfg, meta, spw_sel):
+    for note in polparang.mixed_mount_notes(cfg, meta, spw_sel, rowsel):
         log.warning("%s", note)     # KC / CP / D on an array of mixed mounts: not validated (review 60i)
     solve_order.check_terms(ext_terms, cfg.ms, meta, cfg.model_col, "external_preapply",
                             [st.jones_type for st in cfg.steps if terms.get(st.jones_type).cross_only])

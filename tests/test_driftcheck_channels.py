@@ -162,3 +162,35 @@ def test_misfit_per_signal_needs_an_absolute_size():
                         time=np.zeros(1), freq=np.arange(16.0))
         s.extra = {"rchi2": rc, "snr": np.full((n_ant, 16, 1, 2), snr)}
         assert driftcheck.channel_outliers([s])[0] == said, snr
+
+
+def test_weak_edge_noise_is_silent():
+    """A clean band (no drift, no flags) rolling off at its edges (review h60j): a weak bin's chi2/nDOF
+    is within its noise of the weights' prediction (1.3-1.5 at nDOF ~40: 6 antennas), but divided by its
+    SNR^2 (5-8 at the edges, ~70 mid-band) it was 12-29x the band's lower quartile in 3 of 6 noise
+    draws; with WEIGHT twice the noise's (chi2/nDOF ~2 everywhere) 155x.  A bin is said only where its
+    own chi2/nDOF is at least CHANNEL_MIN_RCHI2 times the larger of 1 and the band's lower quartile."""
+    import numpy as np
+
+    from alakazam.calibration import driftcheck
+    from alakazam.io.hdf5 import SolutionSet
+
+    n_ant, n = 6, 32
+    x = np.abs(np.linspace(-1, 1, n))
+    r = np.where(x > 0.7, 0.3 + 0.7 * 0.5 * (1 + np.cos(np.pi * (x - 0.7) / 0.3)), 1.0)
+    snr = 70.0 * r ** 2                                  # SNR ~ |g_a| |g_b|: 5.3 at the edges
+    rng = np.random.default_rng(3)
+
+    def band(rc):
+        s = SolutionSet(jones=np.ones((n_ant, n, 1, 2, 2), complex), flags=np.zeros((n_ant, n, 1), bool),
+                        time=np.zeros(1), freq=np.arange(float(n)))
+        s.extra = {"rchi2": rc[:, None], "snr": np.broadcast_to(snr[None, :, None, None], (n_ant, n, 1, 2))}
+        return s
+
+    noise = 1.0 + 0.05 * rng.standard_normal(n)
+    noise[[0, 1, 30, 31]] = [1.45, 1.3, 1.35, 1.5]        # the edges' draws (chi2/nDOF's noise ~0.23)
+    assert driftcheck.channel_outliers([band(noise)])[0] == []
+    assert driftcheck.channel_outliers([band(2.0 * noise)])[0] == []      # WEIGHT 2x the noise's
+    biased = noise.copy()
+    biased[[0, 1, 30, 31]] = [6.0, 5.0, 5.5, 7.0]           # a misfit well above the noise: said
+    assert driftcheck.channel_outliers([band(biased)])[0] == [0, 1, 30, 31]

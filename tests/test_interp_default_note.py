@@ -74,3 +74,11 @@ def test_linearpd_refused_with_what_to_use():
         parse_interp("linearPDperobs", MODES, "interp[0]")
     with pytest.raises(AlakazamError, match="within each observation only"):
         parse_interp("linearperobs", MODES, "interp[0]")
+    # the solutions carry no observation: an apply of one observation's rows alone still interpolates
+    # towards the next observation's solutions (review h60j), so the hint is a table per observation
+    with pytest.raises(AlakazamError, match="solve and apply each observation on its own") as e:
+        parse_interp("linearperobs", MODES, "interp[0]")
+    assert "with 'linear'" in str(e.value), e.value
+    with pytest.raises(AlakazamError, match="'linearPD' scales the phase") as e:
+        parse_interp("linearPDperobs", MODES, "interp[0]")
+    assert "solve and apply each observation on its own" in str(e.value), e.value

@@ -229,3 +229,52 @@ def test_d_on_an_unpolarised_calibrator_in_casas_gauge_notes_the_reference_leaka
     assert solve_warnings("an unpolarised calibrator does not fix", ms=ms, output=str(tmp_path / "r.h5"),
                           ref_ant="C00", apply_parang=True, leakage_gauge="absolute", iterations=3,
                           **recipe) == []
+
+
+def test_d_on_a_polarised_calibrator_with_an_unpolarised_model_is_not_called_unpolarised(tmp_path,
+                                                                                          solve_warnings):
+    """Linear feeds, CASA's gauge, D on 3C286 whose MODEL_DATA is Stokes I only (setjy without its
+    polarisation; review h60j): the gauge note called 3C286 'an unpolarised calibrator' and told to
+    'solve D on the polarised calibrator' -- 3C286 itself -- beside the misfit note that names the
+    actual fault (a polarised calibrator with an unpolarised model).  Only the misfit note is said."""
+    from casacore.tables import table
+
+    ms = str(tmp_path / "i.ms")
+    simulate_ms(ms, feed="linear", n_ant=6, n_chan=(8,), int_s=120.0, scan_len_s=600.0, noise=0.02,
+                seed=31, flag_rows=0.0, dead_ant=False, time_gains=False)
+    with table(ms, readonly=False, ack=False) as t:      # 3C286's model: I only
+        q = t.query("FIELD_ID==0")
+        m = q.getcol("MODEL_DATA")
+        i = (m[..., 0] + m[..., 3]) / 2
+        m[..., 0], m[..., 3], m[..., 1], m[..., 2] = i, i, 0, 0
+        q.putcol("MODEL_DATA", m)
+    w = solve_warnings("", ms=ms, output=str(tmp_path / "i.h5"), ref_ant="C00", apply_parang=True,
+                       jones=["K", "G", "D"], field=["3C286"], time_interval=["scan", "int", "inf"])
+    assert not [x for x in w if "an unpolarised calibrator does not fix" in x], w
+    assert [x for x in w if x.startswith("D0 (D) on field(s) 3C286: one solution per scan fits")], w
+
+
+def test_cp_misfit_remedy_names_the_absolute_gauge_on_linear_feeds_only():
+    """The CP misfit note's remedy names a D solved on another calibrator in CASA's gauge and
+    leakage_gauge: absolute (review 60i, linear feeds); on circular feeds 'absolute' is refused
+    (parang_check), so the remedy there is the model's, as before (review h60j)."""
+    from types import SimpleNamespace
+
+    from alakazam.calibration import misfitcheck
+    from alakazam.io.hdf5 import SolutionSet
+
+    def sets(field, feed):
+        s = SolutionSet(jones=np.ones((4, 1, 1, 2, 2), complex), flags=np.zeros((4, 1, 1), bool),
+                        time=np.zeros(1), freq=np.zeros(1))
+        s.attrs = {"feed_basis": feed, "field_name": field}
+        s.diagnostics = {"crosshand_misfit": {"band": (1.0, 0.0), "time": (50.0, 0.05)}}
+        return [s]
+
+    steps = [SimpleNamespace(key="D0", jones_type="D"), SimpleNamespace(key="CP0", jones_type="CP")]
+    cfg = SimpleNamespace(leakage_gauge="reference", steps=steps)
+    for feed, named in (("linear", True), ("circular", False)):
+        d0 = sets("3C147", feed)
+        d0[0].diagnostics = {}
+        out = misfitcheck.notes(cfg, {"D0": d0, "CP0": sets("3C286", feed)})
+        assert len(out) == 1 and out[0].startswith("CP0 (CP) on field(s) 3C286"), out
+        assert ("leakage_gauge: absolute" in out[0]) == named, (feed, out[0])

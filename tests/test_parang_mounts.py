@@ -307,3 +307,29 @@ def test_mixed_mounts_warn_the_polarisation_solves(tmp_path, solve_warnings):
                        apply_parang=True, jones=["G"], field=["3C286"], time_interval=["inf"],
                        freq_interval=["full"])
     assert len(g) == 1 and g[0].startswith("G0 (G): the array mixes mounts"), g
+
+
+def test_mixed_mounts_silent_when_the_selection_keeps_one_kind(tmp_path, solve_warnings):
+    """The mixed-mount warning's remedy, an antenna selection of one mount kind ('!C04;!C05' on
+    linear feeds), silences it: before, it was said over the MS's antennas, naming the deselected
+    Nasmyth antennas (review h60j).  A selection keeping their baselines (CASA's 'C00,C02' selects
+    every baseline with C00 or C02) is still warned."""
+    from alakazam.sim.simulate import simulate_ms
+
+    mounts = ["ALT-AZ"] * 6 + ["ALT-AZ+NASMYTH-R"] * 4
+    ms = str(tmp_path / "m.ms")
+    simulate_ms(ms, feed="linear", n_ant=8, n_chan=(4,), duration_h=1.0, int_s=120.0, scan_len_s=600.0,
+                noise=0.01, seed=31, flag_rows=0.0, dead_ant=False, delays=False, bandpass=False,
+                time_gains=False, leakage=False, mounts=mounts)
+    block = dict(ref_ant="C00", apply_parang=True, jones=["G", "KC", "CP"], field=["3C286"],
+                 time_interval=["inf"] * 3, freq_interval=["full"] * 3)
+    from alakazam.core import ms_io
+
+    meta = ms_io.read_meta(ms)
+    nas = [meta.ant_names[a] for a, m in zip(meta.active_ants, meta.active_mounts) if "NASMYTH" in m]
+    alt = [meta.ant_names[a] for a, m in zip(meta.active_ants, meta.active_mounts) if "NASMYTH" not in m]
+    assert nas and len(alt) >= 4, (nas, alt)
+    one = ";".join(f"!{n}" for n in nas)
+    assert solve_warnings("mixes mounts", ms=ms, output=str(tmp_path / "a.h5"), antenna=one, **block) == []
+    w = solve_warnings("mixes mounts", ms=ms, output=str(tmp_path / "b.h5"), antenna=",".join(alt), **block)
+    assert len(w) == 1, w

@@ -71,6 +71,9 @@ MIN_CHANNELS = 2
 #: biased band edges 1.0-1.6%, its clean bins 0.3%; a bandpass iterated to convergence with a few flagged
 #: rows, 0.003-0.03%, chi2/nDOF 1-5 where the band's is ~1: not a bias worth a word)
 CHANNEL_MIN_MISFIT = 0.003
+#: ... and whose own chi2/nDOF is at least this times the larger of 1 (the weights' prediction) and the
+#: band's lower quartile: a weak bin's chi2/nDOF within its noise of 1 is no misfit (review h60j)
+CHANNEL_MIN_RCHI2 = 2.0
 
 
 def _solint(sets):
@@ -112,7 +115,9 @@ def channel_outliers(sets):
     channels (frequency-bin indices, sorted) whose misfit per unit of signal -- ``(chi2/nDOF - 1) / SNR^2``,
     SNR^2 the median over the antennas of the bin's solution SNR squared -- exceeds :data:`CHANNEL_RATIO`
     times the band's lower quartile in some solution (time) of the set (the quartile at least that of a
-    chi2/nDOF of 2 at the band's median SNR) and is at least :data:`CHANNEL_MIN_MISFIT` squared, the largest
+    chi2/nDOF of 2 at the band's median SNR) and is at least :data:`CHANNEL_MIN_MISFIT` squared, whose own
+    chi2/nDOF is at least :data:`CHANNEL_MIN_RCHI2` times the larger of 1 and the band's lower quartile (a
+    weak edge bin's chi2/nDOF within its noise of 1, over its small SNR^2, is no misfit), the largest
     such ratio, and the number of bins.  A drift
     the fit leaves raises chi2/nDOF in proportion to the bin's signal power, so a bandpass's shape alone
     (a band 0.4 -> 1.0 in gain amplitude: chi2/nDOF 1.1 -> 15, review 60g) is not an outlier; without
@@ -148,6 +153,12 @@ def channel_outliers(sets):
             ref = max(float(np.percentile(val[ok], 25)), floor)
             ratio = np.where(ok, val, 0.0) / ref
             big = np.ones(len(val), bool) if s2 is None else np.where(ok, val, 0.0) >= CHANNEL_MIN_MISFIT ** 2
+            if s2 is not None:
+                # the bin's own chi2/nDOF at least CHANNEL_MIN_RCHI2 times the weights' prediction and the
+                # band's best quarter: chi2/nDOF's noise, sqrt(2 / nDOF), divided by a weak bin's SNR^2
+                # is no misfit (review h60j: roll-off edges at SNR 5-10 of a clean band, 12-155x)
+                rq = max(float(np.percentile(col[np.isfinite(col)], 25)), 1.0)
+                big &= np.where(ok, col, 0.0) >= CHANNEL_MIN_RCHI2 * rq
             hit = np.flatnonzero((ratio > CHANNEL_RATIO) & big)
             bad.update(int(c) for c in hit)
             if len(hit):

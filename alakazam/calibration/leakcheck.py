@@ -238,6 +238,18 @@ def circular_gauge_notes(cfg, pending):
     return out
 
 
+def _misfit_fires(s) -> bool:
+    """The D set's cross hands change with the parallactic angle beyond what the model and D fit
+    (misfitcheck's 'time' test: one solution per scan fits far better than one over the scans)."""
+    from .misfitcheck import _fires
+
+    d = (s.diagnostics.get("crosshand_misfit") or {}).get("time")
+    try:
+        return d is not None and _fires(d)
+    except (TypeError, ValueError):
+        return False
+
+
 #: a D step's calibrator counts as unpolarised below this model cross/parallel ratio
 UNPOLARISED = 0.005
 
@@ -264,6 +276,11 @@ def unpolarised_gauge_notes(cfg, pending):
             continue
         fr = [x.diagnostics.get("model_pol_fraction") for x in sets]
         if not fr or any(f is None or not np.isfinite(f) or f >= UNPOLARISED for f in fr):
+            continue
+        if any(_misfit_fires(x) for x in sets):
+            # the data turn with the parallactic angle where the model does not: a polarised calibrator
+            # given an unpolarised model (setjy's I only on 3C286), which misfitcheck says with its remedy
+            # -- not 'an unpolarised calibrator' to be replaced by 'the polarised calibrator' (review h60j)
             continue
         d = []
         for x in sets:

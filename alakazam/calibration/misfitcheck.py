@@ -436,7 +436,9 @@ def notes(cfg, pending):
                                 for s in sets))
             d_elsewhere = [o.key for o in cfg.steps if o.jones_type == "D" and o.key != st.key
                            and not own & set(pending_fields(pending.get(o.key) or []))]
-            if d_elsewhere and getattr(cfg, "leakage_gauge", "reference") == "reference":
+            # (linear feeds only: leakage_gauge 'absolute' is refused for circular ones, review h60j)
+            linear = bool(sets) and all(str(s.attrs.get("feed_basis", "")) == "linear" for s in sets)
+            if d_elsewhere and linear and getattr(cfg, "leakage_gauge", "reference") == "reference":
                 # review 60i: D on 3C147 in CASA's gauge, CP on 3C286 -- the remedy above was that D
                 remedy = (f"{', '.join(d_elsewhere)}, solved on another calibrator in CASA's gauge, leaves "
                           "the reference antenna's own leakage in every antenna, which turns with the "

@@ -201,7 +201,7 @@ def cross_fraction(cfg, meta, spw_sel, scans, fid, rowsel=None) -> float:
     return max(out) if out else float("nan")
 
 
-def mixed_mount_notes(cfg, meta, spw_sel=None) -> list:
+def mixed_mount_notes(cfg, meta, spw_sel=None, rowsel=None) -> list:
     """A warning, before the reads, for a block on an array whose antennas' mounts turn their feeds
     differently (jones/parang.mount_kind: alt-az with Nasmyth, equatorial ...): on a mixed baseline the
     feeds' angles differ by an amount that changes with the parallactic angle and elevation.  With
@@ -210,10 +210,12 @@ def mixed_mount_notes(cfg, meta, spw_sel=None) -> list:
     an array of one kind has d times the polarised flux).  Review 60i (linear feeds, ALT-AZ with
     NASMYTH-R / -L antennas): KC, CP, D with one round gave leakages of 0.49 for 0.13 and 3C286 36-69x
     the noise off in Q, U, V; three rounds left D unconverged and flagged; a G alone over 'inf' did not
-    converge (chi2/nDOF 3.5e4 per integration).  Said for a block solving KC, CP or D, and for any block
-    with apply_parang on linear feeds (``spw_sel``: the SPWs solved; None: any); circular feeds see the
-    difference as a phase of the parallel hands, which the parallactic rotation takes out.  Arrays of
-    one kind (every antenna Nasmyth) are not noted: measured at the noise."""
+    converge (chi2/nDOF 3.5e4 per integration).  Review 60j: circular feeds, the cross hands 9x the
+    noise after calibration where one kind gave 1.4-1.6x.  Said for a block solving KC, CP or D, and for
+    any block with apply_parang on linear feeds (``spw_sel``: the SPWs solved; None: any).  Arrays of one
+    kind (every antenna Nasmyth) are not noted: measured at the noise.  ``rowsel``: the block's row
+    selection; only the antennas of the baselines its antenna selection keeps are counted (the remedy,
+    '!C04;!C05', leaves one kind: silent)."""
     from ..jones.parang import mount_kind
 
     steps = [st for st in cfg.steps if st.jones_type in POL_TYPES]
@@ -222,10 +224,20 @@ def mixed_mount_notes(cfg, meta, spw_sel=None) -> list:
     m = list(meta.active_mounts or [])
     if not m or not (steps or (linear and getattr(cfg, "apply_parang", False))):
         return []
-    names = [meta.ant_names[a] for a in meta.active_ants]
+    ants = list(meta.active_ants)
+    keep = set(ants)
+    sel = getattr(rowsel, "antenna", None)
+    if sel is not None and len(ants) > 1:
+        # the antennas of the baselines the block's antenna selection keeps (its own remedy: '!C04;!C05'
+        # leaves one mount kind -- still warned, naming the deselected antennas, before; review h60j)
+        a1, a2 = np.triu_indices(len(ants), 1)
+        a1, a2 = np.asarray(ants)[a1], np.asarray(ants)[a2]
+        on = sel.mask(a1, a2)
+        keep = set(a1[on].tolist()) | set(a2[on].tolist())
     kinds = {}
-    for name, mount in zip(names, m):
-        kinds.setdefault(mount_kind(mount), []).append(name)
+    for a, mount in zip(ants, m):
+        if a in keep:
+            kinds.setdefault(mount_kind(mount), []).append(meta.ant_names[a])
     if len(kinds) < 2:
         return []
     which = "; ".join(f"{k}: {', '.join(v[:4])}{' ...' if len(v) > 4 else ''} ({len(v)})"
@@ -240,8 +252,9 @@ def mixed_mount_notes(cfg, meta, spw_sel=None) -> list:
             f"changing with the parallactic angle and elevation.{hands} alakazam's calibration is not "
             "validated on such arrays (a review, linear feeds, alt-az with Nasmyth antennas: leakages "
             "0.49 for 0.13 and 3C286 36-69 times the noise off with one round; three rounds did not "
-            f"converge): treat {them} as suspect -- solve on the antennas of one mount kind (antenna "
-            "selection) and check the result on a polarised calibrator"]
+            f"converge): treat {them} as suspect -- solve on the antennas of one mount kind (an antenna "
+            "selection that drops the others' baselines, e.g. '!C04;!C05') and check the result on a "
+            "polarised calibrator"]
 
 
 def unpolarised_notes(cfg, meta, spw_sel, scans, step_fields, rowsel=None) -> list:

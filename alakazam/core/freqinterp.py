@@ -46,13 +46,22 @@ def parse_interp(value, time_modes, where="interp"):
     if t not in time_modes:
         hint = ""
         base = t.replace("perobs", "")
+        perobs = ""
+        if t.endswith("perobs"):
+            # the solutions carry no observation: an apply selecting one observation's rows still
+            # interpolates towards the next observation's solutions (review h60j: the last TARGET scan of
+            # observation 0, after its last calibrator scan, 346% off perobs's): a table per observation
+            perobs = ("CASA's 'perobs' interpolates within each observation only: solve and apply each "
+                      "observation on its own -- a solve block and an apply block per observation, "
+                      "observation '0', '1', ..., each applying its own table (an apply selecting one "
+                      "observation still interpolates towards the solutions of the others in its table)")
         if base.endswith("pd") and base[:-2] in time_modes:     # (ALMA's phase transfer through spwmap)
             hint = (f" (CASA's '{base[:-2]}PD' scales the phase by the frequency ratio of the mapped SPW; "
                     f"that is not done here: {base[:-2]!r} transfers the phase unscaled -- solve the gains "
-                    "per SPW, or a K for the phase's frequency dependence)")
-        elif t.endswith("perobs") and base in time_modes:
-            hint = (f" (CASA's '{base}perobs' interpolates within each observation only: give {base!r} and "
-                    "apply each observation on its own, akapply observation='0', '1', ...)")
+                    "per SPW, or a K for the phase's frequency dependence"
+                    + (f"; {perobs}" if perobs else "") + ")")
+        elif perobs and base in time_modes:
+            hint = f" ({perobs}, with {base!r})"
         raise AlakazamError(f"{where}: {value!r}: time interpolation {t!r} is not allowed; expected one of "
                             f"{', '.join(time_modes)}{hint}")
     if f and f not in FREQ_MODES:
