@@ -108,7 +108,7 @@ def test_a_finished_run_on_a_deleted_ms_is_not_said_of_its_copy(orig_ms, one_run
     with caplog.at_level(logging.INFO):
         run_yaml(y)
     assert "already ran" not in caplog.text, caplog.text
-    assert "holds the journals of 1 run(s) on an earlier" in caplog.text
+    assert "holds the journals of 1 run(s) on " in caplog.text and "taken as a new copy" in caplog.text
     assert "the flag versions they saved (akflag_1) are kept and listed" in caplog.text
     np.testing.assert_array_equal(_flag(ms), one_run)
     assert flagversions.saved_order(ms) == ["akflag_1", "akflag_2"]
@@ -118,7 +118,7 @@ def test_a_finished_run_on_a_deleted_ms_is_not_said_of_its_copy(orig_ms, one_run
     with caplog.at_level(logging.INFO):
         run_yaml(y)
     assert "already ran" in caplog.text and "versionname akflag_2" in caplog.text
-    assert "on an earlier" not in caplog.text       # (the earlier MS's journal was this file's: replaced)
+    assert "taken as a new copy" not in caplog.text     # (the earlier MS's journal was this file's: replaced)
 
 
 def test_an_unfinished_run_on_a_deleted_ms_restores_nothing_on_its_copy(orig_ms, one_run, tmp_path, caplog):
@@ -135,7 +135,7 @@ def test_an_unfinished_run_on_a_deleted_ms_restores_nothing_on_its_copy(orig_ms,
     with caplog.at_level(logging.INFO):
         run_yaml(y)
     assert "did not finish" not in caplog.text and "put back" not in caplog.text, caplog.text
-    assert "on an earlier" in caplog.text
+    assert "taken as a new copy" in caplog.text
     np.testing.assert_array_equal(_flag(ms), one_run)
 
 
@@ -156,13 +156,15 @@ def test_an_ms_copied_with_its_flagversions_keeps_its_journal(orig_ms, one_run, 
     with caplog.at_level(logging.INFO):
         run_yaml(y2)
     assert "put back first to akflag_1" in caplog.text, caplog.text
-    assert "on an earlier" not in caplog.text
+    assert "taken as a new copy" not in caplog.text
     np.testing.assert_array_equal(_flag(os.path.join(b, "c.ms")), one_run)
 
 
 def test_an_interrupted_applys_marker_of_a_deleted_ms(orig_ms, tmp_path, caplog):
-    """The in-progress marker a kill -9 left in the earlier MS's .flagversions: not warned about for
-    the fresh copy (and kept); for the MS it was written for, warned as before."""
+    """The in-progress marker a kill -9 left in the earlier MS's .flagversions: not taken as the fresh
+    copy's (interrupted() leaves it out, no "FLAG may be partly changed" of it) but said with both
+    readings -- a birth time cannot tell a fresh copy from the same MS moved back (review 60j) -- with the
+    restore command and the marker to remove; kept; for the MS it was written for, warned as before."""
     d = str(tmp_path)
     ms = os.path.join(d, "c.ms")
     subprocess.run(["cp", "-r", orig_ms, ms], check=True)
@@ -179,5 +181,7 @@ def test_an_interrupted_applys_marker_of_a_deleted_ms(orig_ms, tmp_path, caplog)
     assert flagsafety.interrupted(ms) == []
     with caplog.at_level(logging.WARNING):
         flagsafety.warn_interrupted(ms)
-    assert "interrupted" not in caplog.text
+    assert "FLAG may be partly changed;" not in caplog.text
+    assert "before this MS's directory was made" in caplog.text and "moved or copied back" in caplog.text
+    assert "fresh copy" in caplog.text and m in caplog.text and "akapply_1" in caplog.text
     assert os.path.isfile(m)

@@ -93,13 +93,37 @@ def interrupted(ms):
             continue            # a file alakazam did not write as a marker (empty: killed while writing it)
         if of_earlier_ms(ms, written):
             # a marker of an earlier MS at that path (rm -rf x.ms; cp -r orig.ms x.ms leaves
-            # x.ms.flagversions): this MS's FLAG was never written by that run (review h60b); kept
-            log.debug("%s: the in-progress marker of an earlier %s (this MS was made since): ignored", m, ms)
+            # x.ms.flagversions): that run never wrote this MS's FLAG (review h60b) -- or this MS was
+            # moved (to scratch and back: a new directory, the same data; review h60j), which a birth
+            # time cannot tell apart: not taken as this MS's, but warned about with both readings
+            # (:func:`stale_markers`, :func:`warn_interrupted`); kept
             continue
         for line in text.splitlines():
             if line.startswith(_RESTORING) and len(line[len(_RESTORING):].split()) == 2:
                 name, merge = line[len(_RESTORING):].split()
         out.append((version, name, merge))
+    return out
+
+
+def stale_markers(ms):
+    """The in-progress markers in ``<ms>.flagversions`` written before the MS now at that path was made
+    (:func:`alakazam.core.runjournal.of_earlier_ms`): ``[(version, marker path)]`` -- :func:`interrupted`
+    leaves them out (a fresh copy's FLAG was never written by that run), :func:`warn_interrupted` says
+    both readings (a moved MS's FLAG may have been)."""
+    from ..core.runjournal import of_earlier_ms
+
+    out = []
+    for m in sorted(glob.glob(os.path.join(flagversions_dir(ms), "flags.*.in_progress"))):
+        try:
+            with open(m) as fh:
+                text = fh.read(4096)
+            written = os.stat(m).st_mtime
+        except OSError:
+            continue
+        if text and not text.startswith(_MARKER):
+            continue
+        if of_earlier_ms(ms, written):
+            out.append((os.path.basename(m)[len("flags."):-len(".in_progress")], m))
     return out
 
 
@@ -151,6 +175,12 @@ def warn_interrupted(ms, skip=None):
         log.warning("an earlier %s on %s was interrupted while writing FLAG: FLAG may be partly changed; "
                     "restore the flags saved before it with: %s%s", version.split("_")[0], ms,
                     restore_command(ms, version), also)
+    for version, path in stale_markers(ms):
+        log.warning("%s holds the marker of a %s interrupted while writing FLAG before this MS's directory "
+                    "was made: if %s is that MS moved or copied back (cp -a, a move between disks), FLAG may "
+                    "be partly changed -- restore the flags saved before it with: %s; if it is a fresh copy "
+                    "put in its place, that run never wrote it: remove %s to stop this warning",
+                    flagversions_dir(ms), version.split("_")[0], ms, restore_command(ms, version), path)
 
 
 @contextmanager

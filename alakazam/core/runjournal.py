@@ -203,12 +203,14 @@ def _say_stale(ms):
         return
     order = flagversions.saved_order(ms)
     theirs = [v for v in order if any(v in (d.get("ours") or []) for d in stale)]
-    log.info("%s holds the journals of %d run(s) on an earlier %s (%s; this MS was made since -- a new "
-             "copy in its place): their flags are not in this MS, so nothing is restored or said of them%s",
+    log.info("%s holds the journals of %d run(s) on %s from before its directory was made (%s): taken as a "
+             "new copy put in its place, whose flags those runs did not write, so nothing is restored or "
+             "said of them (if this MS is the same one moved or copied back, e.g. cp -a or a move between "
+             "disks, their flags are in it: check FLAG with akflag mode='summary')%s",
              flagversions.versions_dir(ms), len(stale), ms,
              ", ".join(f"{d.get('yaml', '?')} started {d.get('started', '?')} UTC" for d in stale),
              f"; the flag versions they saved ({', '.join(theirs)}) are kept and listed: restoring one puts "
-             f"that earlier MS's flags on this one" if theirs else "")
+             f"that run's saved flags on this MS" if theirs else "")
 
 
 def _key(yaml_path) -> str:
