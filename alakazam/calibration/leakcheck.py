@@ -45,6 +45,18 @@ def _leakage_max(sets):
     return out
 
 
+def typical_leakage(sets):
+    """The median |d| of the unflagged, nonzero leakages (both cross terms) of D solution ``sets``: what
+    sizes an unknown reference leakage in the gauge notes; None without any."""
+    d = []
+    for x in sets:
+        j = np.asarray(x.jones)
+        ok = ~np.asarray(x.flags, bool)
+        d += list(np.abs(j[..., 0, 1][ok])) + list(np.abs(j[..., 1, 0][ok]))
+    d = [v for v in d if np.isfinite(v) and v > 0]
+    return float(np.median(d)) if d else None
+
+
 def set_fields(s):
     """The fields a solution set was solved on: its field, or a combine='field' set's members
     (attr ``combined_fields``; its name 'A+B' is not split: field names hold '+', 'J1331+3030')."""
@@ -204,15 +216,9 @@ def circular_gauge_notes(cfg, pending):
         if st.jones_type != "D" or not sets or not all(
                 str(x.attrs.get("feed_basis", "")) == "circular" for x in sets):
             continue
-        d = []
-        for x in sets:
-            j = np.asarray(x.jones)
-            ok = ~np.asarray(x.flags)
-            d += list(np.abs(j[..., 0, 1][ok])) + list(np.abs(j[..., 1, 0][ok]))
-        d = [v for v in d if np.isfinite(v) and v > 0]
-        if not d:
+        typical = typical_leakage(sets)
+        if typical is None:
             continue
-        typical = float(np.median(d))
         gains = []
         hit = set()
         for p, ps in steps:
@@ -282,15 +288,9 @@ def unpolarised_gauge_notes(cfg, pending):
             # given an unpolarised model (setjy's I only on 3C286), which misfitcheck says with its remedy
             # -- not 'an unpolarised calibrator' to be replaced by 'the polarised calibrator' (review h60j)
             continue
-        d = []
-        for x in sets:
-            j = np.asarray(x.jones)
-            ok = ~np.asarray(x.flags)
-            d += list(np.abs(j[..., 0, 1][ok])) + list(np.abs(j[..., 1, 0][ok]))
-        d = [v for v in d if np.isfinite(v) and v > 0]
-        if not d:
+        typical = typical_leakage(sets)
+        if typical is None:
             continue
-        typical = float(np.median(d))
         polar = {f: p for f, p in pol.items() if p >= UNPOLARISED}
         frac = max(polar.values()) if polar else 0.1
         eps = 2 * typical * frac

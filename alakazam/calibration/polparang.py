@@ -524,16 +524,9 @@ def coverage_notes(cfg, meta, pending, spw_sel, scans, rowsel=None):
 
 
 def _typical_leakage(cfg, pending):
-    d = []
-    for st in cfg.steps:
-        if st.jones_type != "D":
-            continue
-        for s in pending.get(st.key) or []:
-            j = np.asarray(s.jones)
-            ok = ~np.asarray(s.flags, bool)
-            d += list(np.abs(j[..., 0, 1][ok])) + list(np.abs(j[..., 1, 0][ok]))
-    d = [v for v in d if np.isfinite(v) and v > 0]
-    return float(np.median(d)) if d else None
+    from .leakcheck import typical_leakage
+
+    return typical_leakage([s for st in cfg.steps if st.jones_type == "D" for s in pending.get(st.key) or []])
 
 
 def warn_coverage(cfg, meta, pending, spw_sel, scans, rowsel=None):

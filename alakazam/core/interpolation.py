@@ -101,6 +101,23 @@ def nearest_solution_index(t, ok, tt):
 EXACT_TIME_TOL = 1e-3
 
 
+def _bracket(t, tt):
+    """``(j, exact, lo, hi)`` of sorted solution times t (n_t >= 1) at target times tt: j the first
+    solution at or after tt - tol (tol: :data:`EXACT_TIME_TOL`, at most a quarter of the smallest
+    spacing), exact where that one is within tol of tt, and the bracketing pair lo <= hi (lo = hi where
+    exact, and at the ends)."""
+    n_t = len(t)
+    tol = EXACT_TIME_TOL
+    if n_t > 1:
+        step = float(np.diff(t).min())
+        tol = min(tol, 0.25 * step) if step > 0 else tol
+    j = np.searchsorted(t, tt - tol)                   # t[j-1] < tt - tol <= t[j]
+    exact = (j < n_t) & (t[np.minimum(j, n_t - 1)] <= tt + tol)
+    hi = np.minimum(j, n_t - 1)
+    lo = np.where(exact, hi, np.maximum(j - 1, 0))
+    return j, exact, lo, hi
+
+
 def bracket_valid(t, ok, tt):
     """Validity of ``linear`` / ``cubic`` at target times tt: (n_ant, n_f, n_tt), True where the
     solutions bracketing tt (t sorted; t_lo < tt <= t_hi; tt within :data:`EXACT_TIME_TOL` of a
@@ -111,13 +128,7 @@ def bracket_valid(t, ok, tt):
     n_t = len(t)
     if n_t == 0:
         return np.zeros(ok.shape[:2] + (len(tt),), bool)
-    tol = EXACT_TIME_TOL
-    if n_t > 1:
-        tol = min(tol, 0.25 * float(np.diff(t).min()) if np.diff(t).min() > 0 else tol)
-    j = np.searchsorted(t, tt - tol)                   # t[j-1] < tt - tol <= t[j]
-    exact = (j < n_t) & (t[np.minimum(j, n_t - 1)] <= tt + tol)
-    hi = np.minimum(j, n_t - 1)
-    lo = np.where(exact, hi, np.maximum(j - 1, 0))
+    j, exact, lo, hi = _bracket(t, tt)
     return ok[:, :, lo] & ok[:, :, hi]
 
 
@@ -157,13 +168,7 @@ def cubic_weights(t, tt):
     t = np.asarray(t, float)
     tt = np.asarray(tt, float)
     n_t = len(t)
-    tol = EXACT_TIME_TOL
-    if n_t > 1:
-        tol = min(tol, 0.25 * float(np.diff(t).min()) if np.diff(t).min() > 0 else tol)
-    j = np.searchsorted(t, tt - tol)                   # t[j-1] < tt - tol <= t[j]
-    exact = (j < n_t) & (t[np.minimum(j, n_t - 1)] <= tt + tol)
-    hi = np.minimum(j, n_t - 1)
-    lo = np.where(exact, hi, np.maximum(j - 1, 0))
+    j, exact, lo, hi = _bracket(t, tt)
     single = exact | (j == 0) | (j >= n_t)             # one solution: its own time, or outside the range
     lo = np.where(single, hi, lo)
     start = np.clip(lo - 1, 0, max(n_t - 4, 0))
